@@ -1,0 +1,179 @@
+"""Plain data shared by the stages: stored alert events, engine input (history) and output (plans).
+
+No I/O and no behaviour beyond small derived properties, so every stage can depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from remediations.base import Target
+
+__all__ = [
+    "AlertEvent",
+    "Approval",
+    "GuardSpec",
+    "History",
+    "NamespacePolicy",
+    "Plan",
+    "PriorRun",
+    "ResolvePlan",
+    "RunOutcome",
+    "RunPlan",
+    "Skip",
+    "Status",
+    "StepPlan",
+    "Target",
+]
+
+
+class Status(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One alert of one notification, as stored. Unique on (fingerprint, starts_at, status)."""
+
+    id: int
+    fingerprint: str
+    # The raw RFC 3339 string Alertmanager sent: keys use it verbatim (it keeps nanoseconds).
+    starts_at: str
+    status: Status
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    ends_at: str = "0001-01-01T00:00:00Z"
+    generator_url: str = ""
+    group_key: str = ""
+    receiver: str = ""
+    received_at: datetime | None = None
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def episode(self) -> tuple[str, str]:
+        return (self.fingerprint, self.starts_at)
+
+
+@dataclass(frozen=True, slots=True)
+class NamespacePolicy:
+    """Where actions may go. An empty allow list allows every namespace not denied."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ("kube-system", "kube-public", "kube-node-lease")
+
+    def permits(self, namespace: str) -> bool:
+        if namespace in self.deny:
+            return False
+        return not self.allow or namespace in self.allow
+
+
+class Approval(StrEnum):
+    AUTO = "auto"  # follow the action's risk: high needs approval
+    REQUIRED = "required"
+    NEVER = "never"
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    index: int
+    action: str
+    params: Mapping[str, Any]
+    needs_approval: bool
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSpec:
+    cooldown_s: float | None = None
+    max_runs: int | None = None
+    max_runs_per_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """A new run: one rule, one rendered and validated target, the steps that apply now."""
+
+    rule: str
+    target: Target
+    steps: tuple[StepPlan, ...]
+    guards: GuardSpec
+    verify_within_s: float | None
+    # Occurrences of this (rule, target) inside the widest `repeated` window, this one included.
+    occurrence: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvePlan:
+    """Close an open run of the resolved episode and run the rule's on_resolved steps."""
+
+    run_id: str
+    rule: str
+    target: Target
+    steps: tuple[StepPlan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Why an event, or one rule for it, led to nothing. Recorded for review."""
+
+    reason: str
+    rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    event_id: int
+    runs: tuple[RunPlan, ...] = ()
+    resolves: tuple[ResolvePlan, ...] = ()
+    skips: tuple[Skip, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.runs and not self.resolves
+
+
+class RunOutcome(StrEnum):
+    PENDING = "pending"  # created, not yet through the guards
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    VERIFYING = "verifying"  # steps done, waiting for the alert to resolve
+    RESOLVED = "resolved"  # verified: the alert resolved
+    SUCCEEDED = "succeeded"  # steps done, no verification asked for
+    DRY_RUN = "dry_run"
+    REFUSED = "refused"  # a guard or a precondition said no
+    FAILED = "failed"  # a step failed, or the alert did not resolve in time
+
+
+@dataclass(frozen=True, slots=True)
+class PriorRun:
+    """A run the store already holds, as the engine needs to see it."""
+
+    run_id: str
+    rule: str
+    target: Target
+    fingerprint: str
+    starts_at: str
+    created_at: datetime
+    outcome: RunOutcome
+    closed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the engine may know about the past; the worker reads it from the store."""
+
+    # Runs of the same episode (fingerprint, starts_at), any rule.
+    episode_runs: tuple[PriorRun, ...] = ()
+    # Runs created within the widest `repeated` window of any rule, for the targets in play.
+    recent_runs: tuple[PriorRun, ...] = ()
+    # True when a resolved event of this episode has already been stored: a later firing is late.
+    episode_resolved: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
