@@ -1,0 +1,192 @@
+"""Alertmanager webhook payload, protocol version 4, as pydantic models. Pure: no I/O.
+
+Field names are the JSON names Alertmanager sends, so a payload reads the same in logs, in
+Alertmanager's documentation and in code. Timestamps stay the raw strings Alertmanager sent:
+idempotency keys use them verbatim, because Python's datetime drops nanoseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "ZERO_TIME",
+    "Alert",
+    "Notification",
+    "PayloadError",
+    "fingerprint",
+    "parse_notification",
+    "parse_rfc3339",
+]
+
+# Go's zero time.Time: what every firing alert carries as endsAt.
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+# Go formats time.Time with RFC3339Nano (up to 9 fraction digits, `Z` or `±hh:mm`); RFC 3339
+# also allows lower-case `t`/`z`. Anything looser (no offset, a space, a date only) is rejected,
+# because fromisoformat alone would accept it and read it as local time.
+_RFC3339 = re.compile(
+    r"(?P<main>\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})"
+    r"(?:\.(?P<frac>\d{1,9}))?"
+    r"(?P<tz>[Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp to an aware datetime, truncating the fraction to µs.
+
+    Raises ValueError when the text is not RFC 3339 or names an impossible date or time.
+    """
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+    frac = match["frac"]
+    tz = match["tz"]
+    text = match["main"].replace("t", "T")
+    if frac:
+        # Truncate rather than round: rounding 999999999 ns would carry into the next second.
+        text += "." + frac[:6].ljust(6, "0")
+    text += "+00:00" if tz in ("Z", "z") else tz
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a valid RFC 3339 date and time: {value!r}") from None
+
+
+def _check_rfc3339(value: str) -> str:
+    try:
+        parse_rfc3339(value)
+    except ValueError as exc:
+        # A custom error keeps pydantic's "Value error, " prefix out of the 400 response.
+        raise PydanticCustomError("rfc3339", str(exc)) from None
+    return value
+
+
+Timestamp = Annotated[str, AfterValidator(_check_rfc3339)]
+Labels = dict[str, str]
+StatusName = Literal["firing", "resolved"]
+
+
+class Alert(BaseModel):
+    """One alert of a notification. Act on these, never on the group's common labels."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: StatusName
+    labels: Labels = Field(default_factory=dict)
+    annotations: Labels = Field(default_factory=dict)
+    startsAt: Timestamp
+    endsAt: Timestamp = ZERO_TIME
+    generatorURL: str = ""
+    fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+
+    @property
+    def starts_at_datetime(self) -> datetime:
+        return parse_rfc3339(self.startsAt)
+
+    @property
+    def ends_at_datetime(self) -> datetime | None:
+        """None for Go's zero time, which Alertmanager sends for every firing alert."""
+        ends = parse_rfc3339(self.endsAt)
+        return None if ends == parse_rfc3339(ZERO_TIME) else ends
+
+    @property
+    def episode(self) -> tuple[str, str]:
+        """(fingerprint, startsAt): a re-fire after resolution gets a new startsAt."""
+        return (self.fingerprint, self.startsAt)
+
+
+class Notification(BaseModel):
+    """The body Alertmanager POSTs to a webhook receiver (``webhook.Message``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: Literal["4"]
+    groupKey: str
+    truncatedAlerts: Annotated[int, Field(ge=0, strict=True)] = 0
+    status: StatusName
+    # Alertmanager passes the receiver name through regexp.QuoteMeta: `web.hook` -> `web\.hook`.
+    receiver: str
+    groupLabels: Labels = Field(default_factory=dict)
+    commonLabels: Labels = Field(default_factory=dict)
+    commonAnnotations: Labels = Field(default_factory=dict)
+    externalURL: str = ""
+    alerts: list[Alert]
+    # Alertmanager >= 0.32 only; None means an older sender, not "no reason".
+    notification_reason: str | None = None
+    # Alertmanager >= 0.34 only.
+    routeLabels: Labels | None = None
+
+
+class PayloadError(Exception):
+    """A body that is not a valid v4 notification. ``field`` is a dotted path into the JSON."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python's json module accepts them unless told otherwise.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_notification(body: bytes) -> Notification:
+    """Decode and validate one webhook body. Raises PayloadError naming the first bad field."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("body", f"not valid UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise PayloadError("body", f"invalid JSON: {exc.msg} at {where}") from None
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError("body", f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("body", f"expected a JSON object, got {type(data).__name__}")
+    # Checked before the schema so a v3 sender hears about the version, not about field shapes.
+    if "version" in data and data["version"] != "4":
+        raise PayloadError(
+            "version", f"unsupported payload version {data['version']!r}; expected '4'"
+        )
+    try:
+        return Notification.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise PayloadError(field, first["msg"]) from None
+
+
+_FNV64_OFFSET = 0xCBF29CE484222325
+_FNV64_PRIME = 0x100000001B3
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+_SEPARATOR = 0xFF
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """Alertmanager's alert fingerprint: prometheus/common ``labelSetToFingerprint``.
+
+    FNV-1a 64 over the UTF-8 bytes of each label name and value in name order, each followed by
+    the byte 0xFF (never valid UTF-8, so {"a": "bc"} and {"ab": "c"} differ), as ``%016x``.
+    """
+    digest = _FNV64_OFFSET
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in part.encode("utf-8"):
+                digest = ((digest ^ byte) * _FNV64_PRIME) & _MASK64
+            digest = ((digest ^ _SEPARATOR) * _FNV64_PRIME) & _MASK64
+    return f"{digest:016x}"
