@@ -1,0 +1,174 @@
+"""The pure half of the guards: keys, durations, settings and the declared guard list."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from receiver.guards import (
+    GUARDS,
+    AdmissionRequest,
+    GuardKeys,
+    GuardSettings,
+    admit_arguments,
+    from_ms,
+    load_lua,
+    to_ms,
+)
+from receiver.model import GuardSpec, NamespacePolicy, Target
+
+TARGET = Target("Deployment", "shop", "checkout")
+
+
+def request(*, disruptive: bool = True, spec: GuardSpec | None = None) -> AdmissionRequest:
+    return AdmissionRequest("run-1", "restart", TARGET, disruptive, spec or GuardSpec())
+
+
+def guard_names(argv: list[str | int]) -> list[str]:
+    """Walk admit.lua's ARGV layout: run id, count, then (name, #keys, #args, args...)."""
+    names, i = [], 2
+    for _ in range(int(argv[1])):
+        names.append(str(argv[i]))
+        i += 3 + int(argv[i + 2])
+    assert i == len(argv)
+    return names
+
+
+def test_declared_order_is_the_designed_one() -> None:
+    assert [g.name for g in GUARDS] == [
+        "pause",
+        "namespace",
+        "cooldown",
+        "rate",
+        "budget",
+        "breaker",
+        "lock",
+    ]
+
+
+def test_every_declared_guard_has_a_lua_check() -> None:
+    script = load_lua("admit")
+    for guard in GUARDS:
+        assert re.search(rf"^checks\.{guard.name} = function", script, re.M), guard.name
+
+
+@pytest.mark.parametrize("name", ["admit", "release", "record_failure", "pause"])
+def test_scripts_load_by_name(name: str) -> None:
+    assert "redis.call" in load_lua(name)
+
+
+def test_guards_that_do_not_apply_are_left_out() -> None:
+    settings = GuardSettings()
+    _, argv = admit_arguments(
+        GUARDS,
+        request(disruptive=False),
+        policy=NamespacePolicy(),
+        settings=settings,
+        lock_token="tok",
+    )
+    assert guard_names(argv) == ["pause", "namespace", "breaker", "lock"]
+
+    full = GuardSpec(cooldown_s=900, max_runs=3, max_runs_per_s=3600)
+    keys, argv = admit_arguments(
+        GUARDS, request(spec=full), policy=NamespacePolicy(), settings=settings, lock_token="tok"
+    )
+    assert guard_names(argv) == [g.name for g in GUARDS]
+    k = GuardKeys("remediator:")
+    assert keys == [
+        k.pause(),
+        k.cooldown("restart", TARGET),
+        k.rate("restart"),
+        k.budget(),
+        k.breaker("restart"),
+        k.lock(TARGET),
+        k.fence(TARGET),
+    ]
+    assert argv[:2] == ["run-1", 7]
+    assert argv[argv.index("cooldown") :][:4] == ["cooldown", 1, 1, 900_000]
+    assert argv[argv.index("rate") :][:5] == ["rate", 1, 2, 3, 3_600_000]
+    assert argv[argv.index("budget") :][:5] == ["budget", 1, 2, 10, 3_600_000]
+    assert argv[argv.index("lock") :][:5] == ["lock", 2, 2, "tok", 600_000]
+
+
+@pytest.mark.parametrize(
+    ("policy", "flag"),
+    [
+        (NamespacePolicy(), "1"),
+        (NamespacePolicy(allow=("payments",)), "0"),
+        (NamespacePolicy(deny=("shop",)), "0"),
+    ],
+)
+def test_namespace_policy_is_decided_in_python_and_passed_in_order(
+    policy: NamespacePolicy, flag: str
+) -> None:
+    _, argv = admit_arguments(
+        GUARDS, request(), policy=policy, settings=GuardSettings(), lock_token="t"
+    )
+    i = argv.index("namespace")
+    assert argv[i : i + 5] == ["namespace", 0, 2, flag, "shop"]
+
+
+def test_zero_cooldown_or_missing_window_means_no_guard() -> None:
+    spec = GuardSpec(cooldown_s=0, max_runs=3, max_runs_per_s=None)
+    _, argv = admit_arguments(
+        GUARDS,
+        request(spec=spec),
+        policy=NamespacePolicy(),
+        settings=GuardSettings(),
+        lock_token="t",
+    )
+    assert "cooldown" not in argv
+    assert "rate" not in argv
+
+
+def test_keys_share_the_prefix_and_separate_rules_and_targets() -> None:
+    k = GuardKeys("x:")
+    other = Target("Deployment", "shop", "cart")
+    keys = [
+        k.pause(),
+        k.budget(),
+        k.cooldown("a", TARGET),
+        k.cooldown("b", TARGET),
+        k.cooldown("a", other),
+        k.rate("a"),
+        k.rate("b"),
+        k.failures("a"),
+        k.breaker("a"),
+        k.lock(TARGET),
+        k.lock(other),
+        k.fence(TARGET),
+    ]
+    assert all(key.startswith("x:") for key in keys)
+    assert len(set(keys)) == len(keys)
+    assert k.breaker("a").endswith(":a")
+    assert k.failures("a").endswith(":a")
+
+
+def test_settings_defaults_and_validation() -> None:
+    s = GuardSettings()
+    assert (s.key_prefix, s.budget_count, s.budget_window_s) == ("remediator:", 10, 3600)
+    assert (s.breaker_failures, s.breaker_window_s, s.breaker_open_for_s) == (3, 1800, 3600)
+    assert s.lock_ttl_s == 600
+    with pytest.raises(ValueError, match="lock_ttl_s"):
+        GuardSettings(lock_ttl_s=0)
+    with pytest.raises(ValueError, match="breaker_failures"):
+        GuardSettings(breaker_failures=0)
+
+
+@given(st.floats(min_value=0, max_value=1e7, allow_nan=False))
+def test_to_ms_rounds_up_and_is_never_zero(seconds: float) -> None:
+    ms = to_ms(seconds)
+    assert ms >= 1
+    assert ms >= seconds * 1000
+    assert ms - 1 < max(seconds * 1000, 1)
+
+
+@given(st.integers(min_value=0, max_value=2**42))
+def test_from_ms_is_utc_and_exact_to_the_millisecond(ms: int) -> None:
+    at = from_ms(ms)
+    assert at.tzinfo is UTC
+    assert round((at - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000) == ms
