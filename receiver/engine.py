@@ -1,0 +1,161 @@
+"""plan(): what one alert event should lead to, given the rules and what already happened. Pure.
+
+The engine decides; it neither checks guards nor acts. Every "no" it says is a ``Skip`` with a
+reason, so a reviewer can see why an alert did nothing. Duplicate suppression here is a
+courtesy: the store's UNIQUE (rule, episode) constraint is what makes a run happen at most once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from receiver.model import (
+    AlertEvent,
+    History,
+    NamespacePolicy,
+    Plan,
+    PriorRun,
+    ResolvePlan,
+    RunPlan,
+    Skip,
+    Status,
+    StepPlan,
+    Target,
+)
+from receiver.rules import Rule, RuleSet
+from receiver.templating import TargetError, TemplateError
+
+__all__ = [
+    "LATE_FIRING",
+    "NO_OPEN_RUN",
+    "NO_RULE",
+    "RULE_GONE",
+    "RUN_EXISTS",
+    "plan",
+]
+
+LATE_FIRING = "late firing duplicate of a resolved episode"
+NO_RULE = "no rule matches"
+RUN_EXISTS = "run already exists for this episode"
+NO_OPEN_RUN = "no open run for this episode"
+RULE_GONE = "rule no longer loaded; run closed without on_resolved steps"
+
+
+def plan(
+    event: AlertEvent,
+    rules: RuleSet,
+    history: History,
+    policy: NamespacePolicy,
+    *,
+    now: datetime,
+) -> Plan:
+    """The plan for one stored alert event. ``now`` is passed in so the result is reproducible."""
+    if event.status is Status.RESOLVED:
+        return _plan_resolved(event, rules, history)
+    return _plan_firing(event, rules, history, policy, now)
+
+
+def _plan_firing(
+    event: AlertEvent,
+    rules: RuleSet,
+    history: History,
+    policy: NamespacePolicy,
+    now: datetime,
+) -> Plan:
+    if history.episode_resolved:
+        # Alertmanager may deliver a firing notification after the resolved one (retries,
+        # HA peers); acting on it would remediate something already over.
+        return Plan(event_id=event.id, skips=(Skip(LATE_FIRING),))
+    # The alert's own labels, never the group's commonLabels: a group mixes alerts of
+    # different targets, and its common labels can match a rule none of its alerts match.
+    matching = rules.matching(event.labels)
+    if not matching:
+        return Plan(event_id=event.id, skips=(Skip(NO_RULE),))
+    runs: list[RunPlan] = []
+    skips: list[Skip] = []
+    for rule in matching:
+        outcome = _plan_rule(event, rule, history, policy, now)
+        if isinstance(outcome, Skip):
+            skips.append(outcome)
+        else:
+            runs.append(outcome)
+    return Plan(event_id=event.id, runs=tuple(runs), skips=tuple(skips))
+
+
+def _plan_rule(
+    event: AlertEvent,
+    rule: Rule,
+    history: History,
+    policy: NamespacePolicy,
+    now: datetime,
+) -> RunPlan | Skip:
+    try:
+        target = rule.render_target(event.labels, event.annotations, policy)
+    except (TargetError, TemplateError) as exc:
+        # A label that would aim the action elsewhere (another namespace, a path) stops here.
+        return Skip(f"invalid target: {exc}", rule.name)
+    if any(run.rule == rule.name for run in history.episode_runs):
+        return Skip(RUN_EXISTS, rule.name)
+
+    def occurrences(within_s: float) -> int:
+        return 1 + _count_recent(history.recent_runs, rule.name, target, now, within_s)
+
+    steps: list[StepPlan] = []
+    for step in rule.steps:
+        if step.repeated is None or occurrences(step.repeated.within_s) >= step.repeated.times:
+            steps.append(step.to_plan())
+    widest = rule.widest_window_s
+    occurrence = occurrences(widest) if widest is not None else 1
+    if not steps:
+        # The loader refuses rules whose every step waits for a repetition, so this is only
+        # reachable with a hand-built rule; say so rather than plan an empty run.
+        return Skip(f"no step applies at occurrence {occurrence}", rule.name)
+    return RunPlan(
+        rule=rule.name,
+        target=target,
+        steps=tuple(steps),
+        guards=rule.guards,
+        verify_within_s=rule.verify_within_s,
+        occurrence=occurrence,
+    )
+
+
+def _count_recent(
+    runs: Iterable[PriorRun], rule: str, target: Target, now: datetime, within_s: float
+) -> int:
+    # Inclusive at the edge: a run exactly `within` ago still counts as a repetition.
+    since = now - timedelta(seconds=within_s)
+    return sum(
+        1
+        for run in runs
+        if run.rule == rule and run.target.key == target.key and run.created_at >= since
+    )
+
+
+def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:
+    resolves: list[ResolvePlan] = []
+    skips: list[Skip] = []
+    for run in history.episode_runs:
+        # History is read for this episode; checking again keeps a store-side slip from
+        # closing another episode's run.
+        if run.closed or (run.fingerprint, run.starts_at) != event.episode:
+            continue
+        rule = rules.by_name(run.rule)
+        if rule is None:
+            # Renamed or removed since the run began: still close it, so the run does not stay
+            # open forever, but there is no longer a definition of what to undo.
+            skips.append(Skip(RULE_GONE, run.rule))
+        resolves.append(
+            ResolvePlan(
+                run_id=run.run_id,
+                rule=run.rule,
+                # The target recorded at run time, not a re-render: labels of the resolved
+                # notification are the same, but the run is what must be undone.
+                target=run.target,
+                steps=tuple(s.to_plan() for s in rule.on_resolved) if rule else (),
+            )
+        )
+    if not resolves:
+        skips.append(Skip(NO_OPEN_RUN))
+    return Plan(event_id=event.id, resolves=tuple(resolves), skips=tuple(skips))
