@@ -1,0 +1,319 @@
+"""Settings: YAML plus REMEDIATOR_* variables, errors that name the key, secrets kept secret."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from receiver.config import (
+    KEYS,
+    ConfigError,
+    DryRun,
+    LogFormat,
+    Settings,
+    kube_credentials_present,
+    load_settings,
+)
+from receiver.model import NamespacePolicy
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_file_or_environment() -> None:
+    s = load_settings(None, {})
+    assert s.database_url is None
+    assert s.redis_url is None
+    assert s.webhook_token is None
+    assert not s.auth_configured
+    assert s.rules_dir == Path("rules")
+    assert s.data_dir == Path(".data")
+    assert s.dry_run is DryRun.AUTO
+    assert s.host == "127.0.0.1"
+    assert s.port == 9095
+    assert s.max_body_bytes == 16 * 1024 * 1024
+    assert s.namespace_allow == ()
+    assert s.namespace_deny == ("kube-system", "kube-public", "kube-node-lease")
+    assert s.log_level == "info"
+    assert s.log_format is LogFormat.JSON
+
+
+def test_environment_wins_over_yaml(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "config.yaml",
+        """
+http: {host: 10.0.0.1, port: 8000, max_body_bytes: 4MiB}
+rules_dir: /etc/remediator/rules
+worker: {concurrency: 2}
+""",
+    )
+    s = load_settings(config, {"REMEDIATOR_PORT": "9100", "REMEDIATOR_WORKER_CONCURRENCY": "8"})
+    assert s.host == "10.0.0.1"
+    assert s.port == 9100
+    assert s.max_body_bytes == 4 * 1024 * 1024
+    assert s.rules_dir == Path("/etc/remediator/rules")
+    assert s.worker_concurrency == 8
+
+
+def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", "  s3cret-token \n")
+    password = write(tmp_path / "password", "pw\n")
+    environ = {
+        "REMEDIATOR_DATABASE_URL": "postgresql://u:p@db:5432/remediator",
+        "REMEDIATOR_REDIS_URL": "redis://redis:6379/0",
+        "REMEDIATOR_WEBHOOK_TOKEN_FILE": str(token),
+        "REMEDIATOR_WEBHOOK_USERNAME": "alertmanager",
+        "REMEDIATOR_WEBHOOK_PASSWORD_FILE": str(password),
+        "REMEDIATOR_RULES_DIR": "/rules",
+        "REMEDIATOR_DATA_DIR": "/var/lib/remediator",
+        "REMEDIATOR_DRY_RUN": "true",
+        "REMEDIATOR_KUBECONFIG": "/kube/config",
+        "REMEDIATOR_NAMESPACE_ALLOW": "demo, prod",
+        "REMEDIATOR_NAMESPACE_DENY": "kube-system",
+        "REMEDIATOR_HOST": "10.0.0.1",
+        "REMEDIATOR_PORT": "8080",
+        "REMEDIATOR_MAX_BODY_BYTES": "1048576",
+        "REMEDIATOR_READINESS_TIMEOUT": "5s",
+        "REMEDIATOR_WORKER_CONCURRENCY": "16",
+        "REMEDIATOR_WORKER_LEASE": "2m",
+        "REMEDIATOR_WORKER_POLL_INTERVAL": "0.5",
+        "REMEDIATOR_BUDGET_COUNT": "5",
+        "REMEDIATOR_BUDGET_WINDOW": "30m",
+        "REMEDIATOR_BREAKER_FAILURES": "4",
+        "REMEDIATOR_BREAKER_WINDOW": "2h",
+        "REMEDIATOR_BREAKER_OPEN_FOR": "45m",
+        "REMEDIATOR_LOCK_TTL": "300",
+        "REMEDIATOR_EVENT_RETENTION": "7d",
+        "REMEDIATOR_LOG_LEVEL": "DEBUG",
+        "REMEDIATOR_LOG_FORMAT": "console",
+    }
+    # The table and this test cover the same variables: a new setting needs a line here.
+    assert {k.env for k in KEYS} - {"REMEDIATOR_WEBHOOK_TOKEN", "REMEDIATOR_WEBHOOK_PASSWORD"} == (
+        set(environ)
+    )
+    s = load_settings(None, environ)
+    assert s.database_url is not None
+    assert s.database_url.get_secret_value() == "postgresql://u:p@db:5432/remediator"
+    assert s.redis_url is not None
+    assert s.redis_url.get_secret_value() == "redis://redis:6379/0"
+    assert s.webhook_token is not None
+    assert s.webhook_token.get_secret_value() == "s3cret-token"
+    assert s.webhook_token_file == token
+    assert s.webhook_username == "alertmanager"
+    assert s.webhook_password is not None
+    assert s.webhook_password.get_secret_value() == "pw"
+    assert s.basic_auth_configured
+    assert s.rules_dir == Path("/rules")
+    assert s.data_dir == Path("/var/lib/remediator")
+    assert s.dry_run is DryRun.TRUE
+    assert s.kubeconfig == Path("/kube/config")
+    assert s.namespace_allow == ("demo", "prod")
+    assert s.namespace_deny == ("kube-system",)
+    assert s.host == "10.0.0.1"
+    assert s.port == 8080
+    assert s.max_body_bytes == 1048576
+    assert s.readiness_timeout_seconds == 5
+    assert s.worker_concurrency == 16
+    assert s.worker_lease_seconds == 120
+    assert s.worker_poll_interval_seconds == 0.5
+    assert s.budget_count == 5
+    assert s.budget_window_seconds == 1800
+    assert s.breaker_failures == 4
+    assert s.breaker_window_seconds == 7200
+    assert s.breaker_open_for_seconds == 2700
+    assert s.lock_ttl_seconds == 300
+    assert s.event_retention_seconds == 7 * 86400
+    assert s.log_level == "debug"
+    assert s.log_format is LogFormat.CONSOLE
+
+
+def test_yaml_sections(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.yaml",
+        """
+database_url: postgresql://db/remediator
+auth: {token: abc}
+kubernetes: {dry_run: false, kubeconfig: /k}
+namespaces: {allow: [demo], deny: []}
+guards:
+  budget: {count: 2, window: 1h}
+  breaker: {failures: 1, window: 10m, open_for: 5m}
+  lock_ttl: 1m
+log: {level: warning, format: json}
+""",
+    )
+    s = load_settings(config, {})
+    assert s.webhook_token is not None
+    assert s.webhook_token.get_secret_value() == "abc"
+    assert s.dry_run is DryRun.FALSE
+    assert s.kubeconfig == Path("/k")
+    assert s.namespace_policy() == NamespacePolicy(allow=("demo",), deny=())
+    assert (s.budget_count, s.budget_window_seconds) == (2, 3600)
+    assert (s.breaker_failures, s.breaker_window_seconds, s.breaker_open_for_seconds) == (
+        1,
+        600,
+        300,
+    )
+    assert s.lock_ttl_seconds == 60
+    assert s.log_level == "warning"
+
+
+def test_namespace_policy_default_denies_system_namespaces() -> None:
+    policy = load_settings(None, {}).namespace_policy()
+    assert not policy.permits("kube-system")
+    assert policy.permits("demo")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("REMEDIATOR_MAX_BODY_BYTES", "lots", "not a size"),
+        ("REMEDIATOR_MAX_BODY_BYTES", "10", "greater than or equal to 1024"),
+        ("REMEDIATOR_PORT", "99999", "less than or equal to 65535"),
+        ("REMEDIATOR_PORT", "http", "integer"),
+        ("REMEDIATOR_DRY_RUN", "maybe", "true, false, auto"),
+        ("REMEDIATOR_LOCK_TTL", "5 parsecs", "not a duration"),
+        ("REMEDIATOR_BUDGET_WINDOW", "-1", "negative"),
+        ("REMEDIATOR_WORKER_CONCURRENCY", "0", "greater than or equal to 1"),
+        ("REMEDIATOR_LOG_LEVEL", "loud", "debug, info"),
+        ("REMEDIATOR_LOG_FORMAT", "xml", "json"),
+    ],
+)
+def test_invalid_variable_names_the_key(name: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {name: value})
+    assert info.value.message.startswith(f"{name}: ")
+    assert problem in info.value.message
+
+
+def test_invalid_yaml_value_names_the_yaml_key(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "http:\n  max_body_bytes: huge\n")
+    with pytest.raises(ConfigError, match=r"^http\.max_body_bytes: "):
+        load_settings(config, {})
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "http:\n  prot: 80\n")
+    with pytest.raises(ConfigError, match=r"http\.prot: unknown setting"):
+        load_settings(config, {})
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "http:\n  port: [1,\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:\d+: invalid YAML"):
+        load_settings(config, {})
+
+
+def test_missing_config_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config file"):
+        load_settings(tmp_path / "nope.yaml", {})
+
+
+def test_unrelated_prefixed_variables_are_ignored() -> None:
+    load_settings(None, {"REMEDIATOR_CONTROLPLANE_BIN": "/opt/bin", "REMEDIATOR_CONFIG": "x"})
+
+
+def test_secrets_never_in_repr(tmp_path: Path) -> None:
+    s = load_settings(
+        None,
+        {
+            "REMEDIATOR_WEBHOOK_TOKEN": "tok-123456",
+            "REMEDIATOR_WEBHOOK_USERNAME": "am",
+            "REMEDIATOR_WEBHOOK_PASSWORD": "pw-654321",
+            "REMEDIATOR_DATABASE_URL": "postgresql://u:dbpass99@h/d",
+            "REMEDIATOR_REDIS_URL": "redis://:redispass77@h/0",
+        },
+    )
+    for text in (repr(s), str(s), str(s.model_dump())):
+        for secret in ("tok-123456", "pw-654321", "dbpass99", "redispass77"):
+            assert secret not in text
+
+
+def test_secret_not_echoed_in_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            None, {"REMEDIATOR_DATABASE_URL": "postgresql://u:pw@h/d", "REMEDIATOR_PORT": "x"}
+        )
+    assert "pw@" not in info.value.message
+
+
+def test_token_file_is_read_and_stripped(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", "\n  abc.def \r\n")
+    s = load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(token)})
+    assert s.webhook_token is not None
+    assert s.webhook_token.get_secret_value() == "abc.def"
+
+
+def test_token_and_token_file_together_is_an_error(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", "abc")
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            None,
+            {"REMEDIATOR_WEBHOOK_TOKEN": "abc", "REMEDIATOR_WEBHOOK_TOKEN_FILE": str(token)},
+        )
+    assert "REMEDIATOR_WEBHOOK_TOKEN and REMEDIATOR_WEBHOOK_TOKEN_FILE" in info.value.message
+
+
+def test_unreadable_token_file_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-token"
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(missing)})
+    assert info.value.message.startswith("REMEDIATOR_WEBHOOK_TOKEN_FILE: ")
+    assert str(missing) in info.value.message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of their mode")
+def test_token_file_without_permission(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", "abc")
+    token.chmod(0)
+    with pytest.raises(ConfigError, match="Permission denied"):
+        load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(token)})
+
+
+def test_empty_token_file_is_an_error(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", " \n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(token)})
+
+
+def test_password_file_and_half_configured_basic_auth(tmp_path: Path) -> None:
+    password = write(tmp_path / "pw", "hunter2\n")
+    s = load_settings(
+        None,
+        {"REMEDIATOR_WEBHOOK_USERNAME": "am", "REMEDIATOR_WEBHOOK_PASSWORD_FILE": str(password)},
+    )
+    assert s.webhook_password is not None
+    assert s.webhook_password.get_secret_value() == "hunter2"
+    with pytest.raises(ConfigError, match=r"^REMEDIATOR_WEBHOOK_PASSWORD: basic auth needs both"):
+        load_settings(None, {"REMEDIATOR_WEBHOOK_USERNAME": "am"})
+
+
+def test_kubeconfig_variable_and_ours_wins() -> None:
+    assert load_settings(None, {"KUBECONFIG": "/a:/b"}).kubeconfig == Path("/a")
+    s = load_settings(None, {"KUBECONFIG": "/a", "REMEDIATOR_KUBECONFIG": "/c"})
+    assert s.kubeconfig == Path("/c")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", DryRun.TRUE), ("yes", DryRun.TRUE), ("0", DryRun.FALSE), ("AUTO", DryRun.AUTO)],
+)
+def test_dry_run_spellings(value: str, expected: DryRun) -> None:
+    assert load_settings(None, {"REMEDIATOR_DRY_RUN": value}).dry_run is expected
+
+
+def test_effective_dry_run_and_credentials(tmp_path: Path) -> None:
+    auto = Settings()
+    assert auto.effective_dry_run(has_kube_credentials=False)
+    assert not auto.effective_dry_run(has_kube_credentials=True)
+    assert Settings(dry_run=DryRun.TRUE).effective_dry_run(has_kube_credentials=True)
+    assert not Settings(dry_run=DryRun.FALSE).effective_dry_run(has_kube_credentials=False)
+
+    kubeconfig = write(tmp_path / "kubeconfig", "apiVersion: v1\n")
+    assert kube_credentials_present(Settings(kubeconfig=kubeconfig), {})
+    assert not kube_credentials_present(Settings(kubeconfig=tmp_path / "missing"), {})
+    assert not kube_credentials_present(Settings(), {"HOME": str(tmp_path)})

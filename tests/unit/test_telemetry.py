@@ -1,0 +1,73 @@
+"""Metrics live in their own registry; logging renders one JSON object per line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import structlog
+
+from receiver.telemetry import Metrics, configure_logging
+
+
+def test_two_metrics_objects_do_not_share_counters() -> None:
+    a, b = Metrics(), Metrics()
+    a.alert_received("firing", 3)
+    a.duplicates(2)
+    a.run_finished("restart-on-high-memory", "succeeded")
+    a.guard_refused("cooldown")
+    a.action_finished("kubernetes.rollout_restart", "ok", 0.2)
+    a.http_request("/api/v1/alerts", "POST", 200, 0.01)
+    a.set_queue_depth(7)
+    text = a.render()[0].decode()
+    assert 'remediator_alerts_received_total{status="firing"} 3.0' in text
+    assert "remediator_alert_duplicates_total 2.0" in text
+    assert 'remediator_runs_total{outcome="succeeded",rule="restart-on-high-memory"} 1.0' in text
+    assert 'remediator_guard_refusals_total{guard="cooldown"} 1.0' in text
+    assert (
+        'remediator_action_duration_seconds_count{action="kubernetes.rollout_restart",outcome="ok"}'
+        " 1.0" in text
+    )
+    assert "remediator_queue_depth 7.0" in text
+    assert "remediator_alerts_received_total{" not in b.render()[0].decode()
+
+
+async def test_queue_depth_refreshed_on_scrape_and_failure_keeps_last_value() -> None:
+    metrics = Metrics()
+    depth = [5]
+
+    async def read() -> int:
+        if depth[0] < 0:
+            raise ConnectionError("store down")
+        return depth[0]
+
+    metrics.track_queue_depth(read)
+    await metrics.refresh()
+    assert "remediator_queue_depth 5.0" in metrics.render()[0].decode()
+    depth[0] = -1
+    await metrics.refresh()
+    assert "remediator_queue_depth 5.0" in metrics.render()[0].decode()
+
+
+def test_json_logging_from_structlog_and_stdlib() -> None:
+    out = io.StringIO()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    try:
+        configure_logging("info", "json", stream=out)
+        structlog.get_logger("test").bind(run_id="r1").info("step done", action="x")
+        structlog.get_logger("test").debug("hidden")
+        logging.getLogger("aiohttp.server").warning("stdlib %s", "too")
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    assert lines[0]["event"] == "step done"
+    assert lines[0]["run_id"] == "r1"
+    assert lines[0]["level"] == "info"
+    assert "timestamp" in lines[0]
+    assert lines[1]["event"] == "stdlib too"
+    assert lines[1]["level"] == "warning"
+    assert len(lines) == 2
