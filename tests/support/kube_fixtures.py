@@ -1,1 +1,180 @@
-"""Pytest fixtures; filled in by the owner of this module."""
+"""Kubernetes fixtures: one real control plane per session, a fresh namespace per test.
+
+``control_plane`` (session) starts etcd + kube-apiserver + kube-controller-manager from
+``hack/controlplane`` (see tests/support/kube.py). ``kube_admin`` is an admin ApiClient,
+``kube_namespace`` a namespace deleted after the test, and ``make_deployment`` a factory that
+creates a Deployment and waits until the controller has given it a revisioned ReplicaSet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import pytest
+import pytest_asyncio
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from tests.support.kube import ControlPlane, ControlPlaneError
+from tests.support.servers import server_missing
+
+REVISION = "deployment.kubernetes.io/revision"
+DEFAULT_IMAGE = "registry.invalid/app:1"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    cp = ControlPlane()
+    try:
+        cp.start()
+    except (ControlPlaneError, OSError) as exc:
+        print(f"control plane unavailable: {exc}")  # the reason, in the captured output
+        server_missing("kube-apiserver")
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest_asyncio.fixture
+async def kube_admin(control_plane: ControlPlane) -> AsyncIterator[Any]:
+    api_client = await control_plane.admin_api_client()
+    try:
+        yield api_client
+    finally:
+        await api_client.close()
+
+
+@pytest_asyncio.fixture
+async def kube_namespace(kube_admin: Any) -> AsyncIterator[str]:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    core = k8s.CoreV1Api(kube_admin)
+    await core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        try:
+            await core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+async def poll(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.2
+) -> Any:
+    """Await ``check()`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    pytest.fail(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+async def owned_replica_sets(api_client: Any, namespace: str, name: str) -> list[Any]:
+    """ReplicaSets controlled by Deployment ``namespace/name``, by ascending revision."""
+    apps = k8s.AppsV1Api(api_client)
+    dep = await apps.read_namespaced_deployment(name, namespace)
+    items = (await apps.list_namespaced_replica_set(namespace)).items
+    owned = [
+        rs
+        for rs in items
+        if any(
+            ref.controller and ref.uid == dep.metadata.uid
+            for ref in rs.metadata.owner_references or []
+        )
+    ]
+    return sorted(owned, key=lambda rs: int((rs.metadata.annotations or {}).get(REVISION, 0)))
+
+
+async def wait_for_revision(
+    api_client: Any, namespace: str, name: str, revision: int, *, timeout: float = 30.0
+) -> Any:
+    """Wait until Deployment ``name`` is at ``revision`` with a ReplicaSet of that revision."""
+    apps = k8s.AppsV1Api(api_client)
+
+    async def check() -> Any:
+        dep = await apps.read_namespaced_deployment(name, namespace)
+        if (dep.metadata.annotations or {}).get(REVISION) != str(revision):
+            return None
+        revisions = [
+            (rs.metadata.annotations or {}).get(REVISION)
+            for rs in await owned_replica_sets(api_client, namespace, name)
+        ]
+        return dep if str(revision) in revisions else None
+
+    return await poll(check, timeout=timeout)
+
+
+async def patch_deployment(
+    api_client: Any, namespace: str, name: str, body: Any, content_type: str
+) -> Any:
+    """PATCH a Deployment with an explicit Content-Type (the client's stubs omit the option)."""
+    options: dict[str, Any] = {"_content_type": content_type}
+    return await k8s.AppsV1Api(api_client).patch_namespaced_deployment(
+        name, namespace, body, **options
+    )
+
+
+class MakeDeployment(Protocol):
+    async def __call__(
+        self,
+        name: str,
+        *,
+        replicas: int = ...,
+        containers: Sequence[Any] | None = ...,
+        paused: bool = ...,
+    ) -> Any: ...
+
+
+@pytest_asyncio.fixture
+async def make_deployment(kube_admin: Any, kube_namespace: str) -> MakeDeployment:
+    """Create a Deployment in ``kube_namespace``; returns it once revision 1 exists.
+
+    ``containers`` are V1Container objects (default: one ``app`` container). ``paused`` pauses
+    it after the first ReplicaSet exists (a Deployment created paused never gets one). The
+    namespace's deletion removes everything created here.
+    """
+    apps = k8s.AppsV1Api(kube_admin)
+
+    async def create(
+        name: str,
+        *,
+        replicas: int = 1,
+        containers: Sequence[Any] | None = None,
+        paused: bool = False,
+    ) -> Any:
+        labels = {"app": name}
+        body = k8s.V1Deployment(
+            metadata=k8s.V1ObjectMeta(name=name, labels=labels),
+            spec=k8s.V1DeploymentSpec(
+                replicas=replicas,
+                selector=k8s.V1LabelSelector(match_labels=labels),
+                template=k8s.V1PodTemplateSpec(
+                    metadata=k8s.V1ObjectMeta(labels=labels),
+                    spec=k8s.V1PodSpec(
+                        containers=list(containers)
+                        if containers is not None
+                        else [k8s.V1Container(name="app", image=DEFAULT_IMAGE)]
+                    ),
+                ),
+            ),
+        )
+        await apps.create_namespaced_deployment(kube_namespace, body)
+        dep = await wait_for_revision(kube_admin, kube_namespace, name, 1)
+        if paused:
+            dep = await patch_deployment(
+                kube_admin, kube_namespace, name, {"spec": {"paused": True}}, MERGE_PATCH
+            )
+        return dep
+
+    return create

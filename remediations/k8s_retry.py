@@ -1,0 +1,130 @@
+"""Calling the Kubernetes API: bounded retries on transient failures, typed errors for the rest.
+
+Transient means the request may succeed if sent again unchanged: a broken or timed-out
+connection, 429 (API priority and fairness throttling) or 5xx. Every other status is an answer
+about the request itself (bad, forbidden, missing, conflicting) and is never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from kubernetes_asyncio.client.exceptions import ApiException
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from remediations.base import ActionRefused, TransientActionError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard one API call is tried. Passed to each action's constructor; never global."""
+
+    attempts: int = 4  # total tries, the first included
+    initial_wait: float = 0.2  # seconds before the second try; doubles each time
+    max_wait: float = 2.0  # ceiling of a single wait
+    jitter: float = 0.1  # random seconds added to each wait, so replicas do not retry in step
+    request_timeout: float = 10.0  # seconds for one request, connect to last byte
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if min(self.initial_wait, self.max_wait, self.jitter, self.request_timeout) < 0:
+            raise ValueError("waits and timeouts must not be negative")
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        # status 0: the client itself raised it without any HTTP answer (not a server verdict).
+        return status == 429 or status >= 500
+    return isinstance(exc, aiohttp.ClientConnectionError | asyncio.TimeoutError)
+
+
+def api_message(exc: ApiException) -> str:
+    """The ``message`` of the Status object the API server sent, else the HTTP reason."""
+    body: Any = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if isinstance(body, str) and body:
+        try:
+            status = json.loads(body)
+        except ValueError:
+            return body.strip()[:500]
+        if isinstance(status, dict) and status.get("message"):
+            return str(status["message"])
+    return f"HTTP {exc.status} {exc.reason or ''}".strip()
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status}: {api_message(exc)}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def call(
+    policy: RetryPolicy,
+    what: str,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    allow: tuple[int, ...] = (),
+) -> T:
+    """Run ``fn`` under ``policy``; map failures to the action errors.
+
+    ``what`` names the object for messages, e.g. ``"Deployment shop/web"``. A 404 becomes
+    ActionRefused("<what> not found"), any other 4xx ActionRefused with the API's own message
+    (for 403 it names the user, verb and resource), exhausted retries TransientActionError.
+    Statuses in ``allow`` are re-raised as the ApiException, for the caller to handle.
+    """
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait_exponential_jitter(
+            multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+        ),
+        retry=retry_if_exception(is_transient),
+        reraise=False,
+    )
+
+    # tenacity awaits only what a coroutine *function* returns; fn is often a plain lambda.
+    async def attempt() -> T:
+        return await fn()
+
+    try:
+        return await retrying(attempt)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        raise TransientActionError(
+            f"{what}: gave up after {policy.attempts} attempts: "
+            f"{describe_failure(last) if last else 'unknown error'}"
+        ) from last
+    except ApiException as exc:
+        if exc.status in allow:
+            raise
+        raise refusal(exc, what) from exc
+
+
+def refusal(exc: ApiException, what: str) -> ActionRefused:
+    if exc.status == 404:
+        return ActionRefused(f"{what} not found")
+    if exc.status == 403:
+        return ActionRefused(f"forbidden: {api_message(exc)}")
+    if exc.status == 409:
+        return ActionRefused(f"{what} changed concurrently: {api_message(exc)}")
+    return ActionRefused(
+        f"{what}: rejected by the API server (HTTP {exc.status}): {api_message(exc)}"
+    )

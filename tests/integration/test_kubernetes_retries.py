@@ -1,0 +1,257 @@
+"""Retries against the real API server behind a fault-injecting reverse proxy.
+
+The action's ApiClient talks plain HTTP to a proxy on 127.0.0.1 with the bearer token of a
+ServiceAccount bound to cluster-admin; the proxy forwards over TLS to the real kube-apiserver,
+except for the first requests of a chosen method and path, which it answers with a fault.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from kubernetes_asyncio import client as k8s
+
+from remediations.base import (
+    ActionContext,
+    ActionRefused,
+    Clients,
+    Outcome,
+    Target,
+    TransientActionError,
+)
+from remediations.k8s_retry import RetryPolicy
+from remediations.kubernetes import RESTARTED_AT, RolloutRestart, Scale
+from tests.support.kube import ControlPlane
+from tests.support.kube_fixtures import MakeDeployment
+
+pytestmark = pytest.mark.kube
+
+FAST = RetryPolicy(attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, request_timeout=10)
+DROP = 0  # a fault "status" meaning: close the connection without answering
+
+
+@dataclass
+class FaultProxy:
+    upstream: str
+    ssl_context: ssl.SSLContext
+    url: str = ""
+    # (method, path) -> statuses still to inject, in order
+    faults: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def inject(self, method: str, path: str, *statuses: int) -> None:
+        self.faults[(method, path)] = list(statuses)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        key = (request.method, request.path)
+        self.attempts[key] += 1
+        pending = self.faults.get(key)
+        if pending:
+            status = pending.pop(0)
+            if status == DROP:
+                assert request.transport is not None
+                request.transport.abort()
+                return web.Response(status=500)  # never reaches the client
+            body = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": f"injected fault {status}",
+                "code": status,
+            }
+            return web.json_response(body, status=status, headers={"Retry-After": "0"})
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "content-type", "accept", "user-agent")
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                self.upstream + request.path_qs,
+                headers=headers,
+                data=await request.read(),
+                ssl=self.ssl_context,
+            ) as upstream,
+        ):
+            return web.Response(
+                status=upstream.status,
+                body=await upstream.read(),
+                content_type=upstream.content_type,
+            )
+
+
+@pytest_asyncio.fixture
+async def proxy(control_plane: ControlPlane) -> AsyncIterator[FaultProxy]:
+    fault_proxy = FaultProxy(
+        upstream=control_plane.server,
+        ssl_context=ssl.create_default_context(cafile=str(control_plane.ca_file)),
+    )
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fault_proxy.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fault_proxy.url = f"http://127.0.0.1:{port}"
+    try:
+        yield fault_proxy
+    finally:
+        await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def proxied_client(
+    control_plane: ControlPlane, kube_admin: Any, proxy: FaultProxy
+) -> AsyncIterator[Any]:
+    """An ApiClient through the proxy, as a cluster-admin ServiceAccount."""
+    sa_ns, sa_name = "remediator-tests", f"admin-{uuid.uuid4().hex[:6]}"
+    token = await control_plane.service_account_token(sa_ns, sa_name)
+    await k8s.RbacAuthorizationV1Api(kube_admin).create_cluster_role_binding(
+        k8s.V1ClusterRoleBinding(
+            metadata=k8s.V1ObjectMeta(name=f"{sa_name}-cluster-admin"),
+            role_ref=k8s.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="cluster-admin"
+            ),
+            subjects=[k8s.RbacV1Subject(kind="ServiceAccount", name=sa_name, namespace=sa_ns)],
+        )
+    )
+    config = k8s.Configuration(host=proxy.url)
+    config.api_key = {"BearerToken": token}
+    config.api_key_prefix = {"BearerToken": "Bearer"}
+    api_client = k8s.ApiClient(configuration=config)
+    try:
+        yield api_client
+    finally:
+        await api_client.close()
+        await k8s.RbacAuthorizationV1Api(kube_admin).delete_cluster_role_binding(
+            f"{sa_name}-cluster-admin"
+        )
+
+
+def ctx_for(api_client: Any) -> ActionContext:
+    return ActionContext(run_id="run-retry", dry_run=False, clients=Clients(kube=api_client))
+
+
+def deployment_path(ns: str, name: str = "web") -> str:
+    return f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"
+
+
+@pytest.mark.parametrize(
+    ("method", "statuses"),
+    [
+        ("GET", (503, 503)),
+        ("GET", (429,)),
+        ("PATCH", (429, 503, 500)),
+        ("GET", (DROP,)),
+    ],
+    ids=["get-503x2", "get-429", "patch-429-503-500", "get-connection-drop"],
+)
+async def test_transient_failures_are_retried_until_success(
+    method: str,
+    statuses: tuple[int, ...],
+    proxied_client: Any,
+    proxy: FaultProxy,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    ns = kube_namespace
+    await make_deployment("web")
+    path = deployment_path(ns)
+    proxy.inject(method, path, *statuses)
+
+    result = await RolloutRestart(retry=FAST).run(
+        ctx_for(proxied_client), Target("Deployment", ns, "web"), RolloutRestart.Params()
+    )
+
+    assert result.outcome is Outcome.OK
+    assert proxy.attempts[(method, path)] == len(statuses) + 1
+    dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", ns)
+    assert dep.spec.template.metadata.annotations[RESTARTED_AT] == result.after["restartedAt"]
+
+
+async def test_scale_put_is_retried_on_503(
+    proxied_client: Any,
+    proxy: FaultProxy,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    path = deployment_path(ns) + "/scale"
+    proxy.inject("PUT", path, 503)
+
+    result = await Scale(retry=FAST).run(
+        ctx_for(proxied_client), Target("Deployment", ns, "web"), Scale.Params(replicas=2, max=3)
+    )
+
+    assert result.outcome is Outcome.OK
+    assert proxy.attempts[("PUT", path)] == 2
+    scale = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment_scale("web", ns)
+    assert scale.spec.replicas == 2
+
+
+async def test_exhausted_retries_raise_transient_error(
+    proxied_client: Any, proxy: FaultProxy, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    ns = kube_namespace
+    await make_deployment("web")
+    path = deployment_path(ns)
+    proxy.inject("GET", path, *([503] * 10))
+    policy = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.02, jitter=0.0)
+
+    with pytest.raises(TransientActionError, match="gave up after 3 attempts: HTTP 503"):
+        await RolloutRestart(retry=policy).run(
+            ctx_for(proxied_client), Target("Deployment", ns, "web"), RolloutRestart.Params()
+        )
+    assert proxy.attempts[("GET", path)] == 3
+    assert proxy.attempts[("PATCH", path)] == 0
+
+
+@pytest.mark.parametrize(("method", "status"), [("GET", 400), ("GET", 403), ("PATCH", 404)])
+async def test_client_errors_are_not_retried(
+    method: str,
+    status: int,
+    proxied_client: Any,
+    proxy: FaultProxy,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    ns = kube_namespace
+    await make_deployment("web")
+    before = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", ns)
+    path = deployment_path(ns)
+    proxy.inject(method, path, status)
+
+    with pytest.raises(ActionRefused) as excinfo:
+        await RolloutRestart(retry=FAST).run(
+            ctx_for(proxied_client), Target("Deployment", ns, "web"), RolloutRestart.Params()
+        )
+
+    assert proxy.attempts[(method, path)] == 1
+    if status == 404:
+        assert excinfo.value.message == f"Deployment {ns}/web not found"
+    elif status == 403:
+        assert excinfo.value.message == f"forbidden: injected fault {status}"
+    else:
+        assert f"HTTP {status}" in excinfo.value.message
+    after = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", ns)
+    assert after.spec.template == before.spec.template
+    assert json.dumps(after.metadata.annotations, sort_keys=True) == json.dumps(
+        before.metadata.annotations, sort_keys=True
+    )

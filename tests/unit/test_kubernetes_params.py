@@ -1,0 +1,328 @@
+"""Params models and quantity arithmetic of the Kubernetes actions: pure, no cluster."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from remediations import k8s_quantity as quantity
+from remediations.base import Action, ActionRefused, ParamsError, Risk
+from remediations.k8s_retry import RetryPolicy
+from remediations.kubernetes import (
+    ACTIONS,
+    DeletePodParams,
+    QuantityChange,
+    ScaleParams,
+    SetEnvParams,
+    SetResourcesParams,
+    UndoParams,
+)
+from remediations.registry import default_registry
+
+# --------------------------------------------------------------------------------------------
+# quantities
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("512Mi", Decimal(512 * 2**20)),
+        ("1.5Gi", Decimal(3 * 2**29)),
+        ("100Ki", Decimal(102400)),
+        ("250m", Decimal("0.25")),
+        ("2", Decimal(2)),
+        ("0.5", Decimal("0.5")),
+        ("4G", Decimal(4 * 10**9)),
+        ("1e3", Decimal(1000)),
+        ("1E-3", Decimal("0.001")),
+        ("10u", Decimal("0.00001")),
+        ("+1k", Decimal(1000)),
+        (".5", Decimal("0.5")),
+    ],
+)
+def test_parse(text: str, value: Decimal) -> None:
+    assert quantity.value_of(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "Mi", "abc", "-1Mi", "1.5.5", "5MB", "1 Gi", "0x10", "1mi"])
+def test_parse_rejects(text: str) -> None:
+    with pytest.raises(quantity.QuantityError):
+        quantity.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("0.5Gi", "512Mi"),
+        ("2048Mi", "2Gi"),
+        ("1536Mi", "1536Mi"),
+        ("1Ki", "1Ki"),
+        ("0.5Ki", "512"),  # binary below 1024 is spelled in decimal, as the API server does
+        ("1000m", "1"),
+        ("1.5", "1500m"),
+        ("1000", "1k"),
+        ("100", "100"),
+        ("0", "0"),
+        ("4G", "4G"),
+        ("4000M", "4G"),
+        ("0.1m", "100u"),
+    ],
+)
+def test_canonical_matches_api_server_spelling(text: str, canonical: str) -> None:
+    assert quantity.canonical(text) == canonical
+
+
+@pytest.mark.parametrize(
+    ("current", "factor", "cap", "resource", "expected"),
+    [
+        ("256Mi", 1.5, "4Gi", "memory", "384Mi"),
+        ("100Mi", 1.3, "4Gi", "memory", "130Mi"),
+        ("100Mi", 1.01, "4Gi", "memory", "101Mi"),  # 101.0 exactly: no extra MiB
+        ("1000M", 1.1, "4Gi", "memory", "1050Mi"),  # 1049.04 MiB, rounded up to a whole MiB
+        ("3Gi", 2, "4Gi", "memory", "4Gi"),  # capped
+        ("1Gi", 1.5, "1.2G", "memory", "1200M"),  # cap keeps its own spelling
+        ("1Gi", 0.5, "4Gi", "memory", "512Mi"),
+        ("500m", 1.5, "2", "cpu", "750m"),
+        ("1", 1.5, "4", "cpu", "1500m"),
+        ("333m", 1.5, "1", "cpu", "500m"),  # 499.5m rounded up
+        ("2", 2, "4", "cpu", "4"),
+    ],
+)
+def test_scale(current: str, factor: float, cap: str, resource: str, expected: str) -> None:
+    assert quantity.scale(current, factor, cap, resource=resource) == expected
+
+
+def test_equal_compares_values_not_spelling() -> None:
+    assert quantity.equal("1Gi", "1024Mi")
+    assert quantity.equal("1", "1000m")
+    assert not quantity.equal("1G", "1Gi")
+    assert not quantity.equal(None, "1")
+    assert quantity.equal(None, None)
+
+
+@given(
+    st.integers(min_value=0, max_value=10**6),
+    st.sampled_from(["", "m", "k", "M", "G", "Ki", "Mi", "Gi", "u", "n"]),
+)
+def test_canonical_keeps_the_value(number: int, suffix: str) -> None:
+    text = f"{number}{suffix}"
+    canonical = quantity.canonical(text)
+    assert quantity.value_of(canonical) == quantity.value_of(text)
+    assert quantity.canonical(canonical) == canonical
+
+
+@given(st.integers(min_value=1, max_value=2**20), st.floats(min_value=0.1, max_value=10))
+def test_scaled_memory_never_exceeds_cap_and_never_rounds_down(mib: int, factor: float) -> None:
+    current = f"{mib}Mi"
+    result = quantity.value_of(quantity.scale(current, factor, "64Gi", resource="memory"))
+    assert result <= 64 * 2**30
+    exact = quantity.value_of(current) * Decimal(str(factor))
+    assert result >= min(exact, Decimal(64 * 2**30))
+    assert result % 2**20 == 0 or result == 64 * 2**30
+
+
+# --------------------------------------------------------------------------------------------
+# scale params
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"max": 5},  # no mode
+        {"replicas": 2},  # max is required
+        {"replicas": 2, "delta": 1, "max": 5},
+        {"delta": 0, "max": 5},
+        {"factor": 0, "max": 5},
+        {"factor": -1.5, "max": 5},
+        {"factor": 11, "max": 5},
+        {"replicas": -1, "max": 5},
+        {"replicas": 2, "min": 4, "max": 3},
+        {"restore": True, "replicas": 2, "max": 5},
+        {"replicas": 2, "max": 5, "extra": 1},
+        {"replicas": 2, "max": 100000},
+    ],
+)
+def test_scale_params_rejected(raw: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ScaleParams.model_validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "current", "recorded", "desired"),
+    [
+        ({"replicas": 3, "max": 5}, 1, None, 3),
+        ({"replicas": 9, "max": 5}, 1, None, 5),
+        ({"replicas": 0, "min": 1, "max": 5}, 3, None, 1),
+        ({"delta": 2, "max": 5}, 2, None, 4),
+        ({"delta": -5, "min": 1, "max": 5}, 3, None, 1),
+        ({"factor": 1.5, "max": 10}, 3, None, 5),  # 4.5 rounds up when growing
+        ({"factor": 0.5, "max": 10}, 3, None, 1),  # 1.5 rounds down when shrinking
+        ({"factor": 2.0, "max": 10}, 0, None, 0),
+        ({"restore": True, "max": 10}, 7, 2, 2),
+        ({"restore": True, "min": 3, "max": 10}, 7, 2, 3),
+    ],
+)
+def test_scale_desired(
+    raw: dict[str, Any], current: int, recorded: int | None, desired: int
+) -> None:
+    assert ScaleParams.model_validate(raw).desired(current, recorded) == desired
+
+
+def test_scale_restore_needs_a_record() -> None:
+    with pytest.raises(ActionRefused, match="nothing recorded"):
+        ScaleParams(restore=True, max=3).desired(2, None)
+
+
+# --------------------------------------------------------------------------------------------
+# set_resources, set_env, undo, delete_pod params
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        {"factor": 1.5},  # the cap is mandatory
+        {"value": "1Gi", "factor": 1.5, "max": "2Gi"},
+        {"value": "1Gi", "max": "2Gi"},
+        {"value": "lots"},
+        {"factor": 1.5, "max": "-1Gi"},
+        {"factor": 0, "max": "1Gi"},
+    ],
+)
+def test_quantity_change_rejected(raw: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        QuantityChange.model_validate(raw)
+
+
+def test_quantity_change_is_canonicalised() -> None:
+    assert QuantityChange(value="0.5Gi").value == "512Mi"
+    assert QuantityChange(factor=1.5, max="4096Mi").max == "4Gi"
+
+
+def test_set_resources_params() -> None:
+    params = SetResourcesParams.model_validate(
+        {"container": "app", "memory_limit": {"factor": 1.5, "max": "4Gi"}}
+    )
+    assert list(params.changes()) == [("limits", "memory")]
+    with pytest.raises(ValidationError, match="at least one"):
+        SetResourcesParams.model_validate({"container": "app"})
+    with pytest.raises(ValidationError, match="container name"):
+        SetResourcesParams.model_validate({"container": "App_1", "cpu_limit": {"value": "1"}})
+    with pytest.raises(ValidationError):
+        SetResourcesParams.model_validate({"container": "app", "disk_limit": {"value": "1"}})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"container": "app", "name": "1BAD", "value": "x"},
+        {"container": "app", "name": "", "value": "x"},
+        {"container": "app", "name": "A B", "value": "x"},
+        {"container": "app", "name": "A"},
+        {"container": "app", "name": "A", "value": 5},
+        {"container": "", "name": "A", "value": "x"},
+    ],
+)
+def test_set_env_params_rejected(raw: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        SetEnvParams.model_validate(raw)
+
+
+def test_undo_params() -> None:
+    assert UndoParams().to_revision is None
+    assert UndoParams(expected_revision=3, to_revision=1).to_revision == 1
+    for bad in ({"to_revision": 0}, {"expected_revision": -1}, {"revision": 1}):
+        with pytest.raises(ValidationError):
+            UndoParams.model_validate(bad)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"pod": "a", "selector": "app=x"},
+        {"max_pods": 0},
+        {"max_pods": 11},
+        {"pod": "Bad_Name"},
+        {"selector": ""},
+        {"selector": "app=x; rm -rf"},
+        {"grace_period_seconds": -1},
+    ],
+)
+def test_delete_pod_params_rejected(raw: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        DeletePodParams.model_validate(raw)
+
+
+def test_delete_pod_params_defaults() -> None:
+    params = DeletePodParams.model_validate({"selector": "app=web,tier in (a,b)"})
+    assert params.max_pods == 1
+    assert params.pod is None
+
+
+# --------------------------------------------------------------------------------------------
+# the registry's view
+
+
+def test_registry_holds_all_six_actions_with_their_risk() -> None:
+    registry = default_registry()
+    table = {a.name: (a.risk, a.disruptive, sorted(a.target_kinds)) for a in registry}
+    assert table == {
+        "kubernetes.rollout_restart": (
+            Risk.LOW,
+            True,
+            ["DaemonSet", "Deployment", "StatefulSet"],
+        ),
+        "kubernetes.scale": (Risk.LOW, False, ["Deployment", "StatefulSet"]),
+        "kubernetes.set_resources": (Risk.HIGH, True, ["DaemonSet", "Deployment", "StatefulSet"]),
+        "kubernetes.set_env": (Risk.HIGH, True, ["DaemonSet", "Deployment", "StatefulSet"]),
+        "kubernetes.rollout_undo": (Risk.HIGH, True, ["Deployment"]),
+        "kubernetes.delete_pod": (Risk.HIGH, True, ["Deployment", "Pod"]),
+    }
+    assert all(isinstance(a, Action) for a in ACTIONS)
+
+
+@pytest.mark.parametrize("name", default_registry().names())
+def test_every_params_model_forbids_unknown_fields(name: str) -> None:
+    with pytest.raises(ParamsError, match=rf"invalid params for {name}: .*surprise"):
+        default_registry().parse_params(name, {"surprise": 1})
+
+
+def test_parse_params_reports_the_field() -> None:
+    with pytest.raises(ParamsError) as excinfo:
+        default_registry().parse_params(
+            "kubernetes.set_resources", {"container": "app", "memory_limit": {"factor": 2}}
+        )
+    assert "memory_limit" in excinfo.value.message
+    assert "factor needs max" in excinfo.value.message
+
+
+def test_describe_is_human_readable() -> None:
+    from remediations.base import Target
+
+    registry = default_registry()
+    target = Target("Deployment", "shop", "web")
+    action = registry.get("kubernetes.set_resources")
+    params = registry.parse_params(
+        "kubernetes.set_resources",
+        {"container": "app", "memory_limit": {"factor": 1.5, "max": "4Gi"}},
+    )
+    assert action.describe(target, params) == (
+        "set memory limit x1.5 (at most 4Gi) on container app of Deployment shop/web"
+    )
+    scale = registry.get("kubernetes.scale")
+    scale_params = registry.parse_params("kubernetes.scale", {"delta": 2, "max": 6})
+    assert scale.describe(target, scale_params) == (
+        "scale Deployment shop/web by +2 replicas, within [0, 6]"
+    )
+
+
+def test_retry_policy_bounds() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        RetryPolicy(attempts=0)
+    with pytest.raises(ValueError, match="negative"):
+        RetryPolicy(initial_wait=-1)
