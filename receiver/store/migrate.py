@@ -1,0 +1,104 @@
+"""Numbered SQL migrations, applied in order at start-up.
+
+Files are ``migrations/NNNN_name.sql``. Every replica runs ``migrate()`` when it starts; a
+session-level advisory lock makes the second replica wait until the first has finished, after
+which it finds nothing left to do. Each migration runs in its own transaction together with the
+row that records it in ``schema_migrations``, so a crash leaves either all of it or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+__all__ = ["MIGRATION_LOCK_KEY", "Migration", "MigrationError", "load_migrations", "migrate"]
+
+# An arbitrary constant shared by every replica: "alert-remediator migrations".
+MIGRATION_LOCK_KEY = 0x52454D4544_01
+
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+_log = logging.getLogger(__name__)
+
+
+class MigrationError(RuntimeError):
+    """The migration files or the recorded history are not consistent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    """The packaged migrations, ordered by version; gaps and duplicates are errors."""
+    folder = resources.files("receiver.store") / "migrations"
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match is None:
+            continue
+        found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise MigrationError(f"migration {expected:04d} is missing or duplicated")
+    return found
+
+
+_CREATE_HISTORY = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def migrate(conn: Any, migrations: list[Migration] | None = None) -> list[int]:
+    """Apply what is missing on ``conn`` (an asyncpg connection); return the versions applied.
+
+    Raises MigrationError when an applied migration's file has changed since it was applied.
+    A database that is ahead of this code (a newer replica migrated it) is left alone: the newer
+    schema is meant to stay compatible with the previous release during a rolling update.
+    """
+    migrations = load_migrations() if migrations is None else migrations
+    applied_now: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(_CREATE_HISTORY)
+        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        applied = {row["version"]: row["checksum"] for row in rows}
+        for migration in migrations:
+            recorded = applied.get(migration.version)
+            if recorded is not None:
+                if recorded != migration.checksum:
+                    raise MigrationError(
+                        f"migration {migration.version:04d}_{migration.name} was changed "
+                        "after it was applied; add a new migration instead"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
+            _log.info("applied migration %04d_%s", migration.version, migration.name)
+            applied_now.append(migration.version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied_now

@@ -1,0 +1,161 @@
+"""Intake against a real PostgreSQL: idempotent, durable, group-committed, 503-able."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from receiver.alertmanager import Notification, fingerprint, parse_notification
+from receiver.intake import Intake, IntakeResult
+from receiver.store.repository import Store, StoreUnavailable
+from tests.support.postgres import PostgresServer
+
+pytestmark = pytest.mark.postgres
+
+SAMPLE = Path(__file__).resolve().parents[2] / "receiver" / "samples" / "high-memory.json"
+
+
+def notification(n_alerts: int = 3, *, seed: str = "x", status: str = "firing") -> Notification:
+    alerts: list[dict[str, Any]] = []
+    for i in range(n_alerts):
+        labels = {"alertname": "HighMemoryUsage", "namespace": "shop", "pod": f"{seed}-{i}"}
+        alerts.append(
+            {
+                "status": status,
+                "labels": labels,
+                "annotations": {"summary": "memory"},
+                "startsAt": "2024-05-01T10:00:00.123456789Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus/graph",
+                "fingerprint": fingerprint(labels),
+            }
+        )
+    return Notification.model_validate(
+        {
+            "version": "4",
+            "groupKey": '{}:{alertname="HighMemoryUsage"}',
+            "status": status,
+            "receiver": "remediator",
+            "alerts": alerts,
+        }
+    )
+
+
+async def _xmins(database_url: str) -> int:
+    """How many transactions wrote the alert_events rows."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        value: int = await conn.fetchval("SELECT count(DISTINCT xmin::text) FROM alert_events")
+        return value
+    finally:
+        await conn.close()
+
+
+async def test_the_shipped_sample_is_accepted(store: Store) -> None:
+    parsed = parse_notification(SAMPLE.read_bytes())
+    intake = Intake(store)
+    first = await intake.accept(parsed)
+    assert first.accepted == len(parsed.alerts)
+    assert first.duplicates == 0
+    assert await intake.accept(parsed) == IntakeResult(0, len(parsed.alerts))
+
+
+async def test_same_notification_five_times_is_accepted_once(store: Store) -> None:
+    intake = Intake(store)
+    results = [await intake.accept(notification(3)) for _ in range(5)]
+    assert results == [IntakeResult(3, 0)] + [IntakeResult(0, 3)] * 4
+    assert await store.queue_depth() == 3
+
+
+@pytest.mark.parametrize("group_commit", [True, False])
+async def test_same_notification_twenty_times_concurrently(
+    store: Store, group_commit: bool
+) -> None:
+    intake = Intake(store, group_commit=group_commit)
+    results = await asyncio.gather(*(intake.accept(notification(3)) for _ in range(20)))
+    assert sum(r.accepted for r in results) == 3
+    assert sum(r.duplicates for r in results) == 57
+    assert all(r.accepted + r.duplicates == 3 for r in results)
+    assert await store.queue_depth() == 3
+
+
+async def test_concurrent_requests_share_one_transaction(store: Store, database_url: str) -> None:
+    intake = Intake(store, max_delay_s=0.05, max_batch=64)
+    results = await asyncio.gather(
+        *(intake.accept(notification(2, seed=f"n{i}")) for i in range(20))
+    )
+    assert results == [IntakeResult(2, 0)] * 20
+    assert await _xmins(database_url) == 1
+
+
+async def test_a_full_batch_is_written_without_waiting(store: Store, database_url: str) -> None:
+    intake = Intake(store, max_delay_s=10.0, max_batch=4)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(intake.accept(notification(1, seed=f"n{i}")) for i in range(12))),
+        timeout=5,
+    )
+    assert results == [IntakeResult(1, 0)] * 12
+    assert await _xmins(database_url) == 3
+
+
+async def test_resolved_is_a_separate_event(store: Store) -> None:
+    intake = Intake(store)
+    assert await intake.accept(notification(2)) == IntakeResult(2, 0)
+    assert await intake.accept(notification(2, status="resolved")) == IntakeResult(2, 0)
+    assert await intake.accept(notification(2)) == IntakeResult(0, 2)  # late firing duplicate
+
+
+async def test_store_down_raises_unavailable_and_nothing_accepted_is_lost(
+    pg_controlled: PostgresServer, database_url: str
+) -> None:
+    store = await Store.connect(database_url, min_size=2, max_size=4, connect_timeout_s=2)
+    try:
+        intake = Intake(store)
+        accepted = [await intake.accept(notification(2, seed=f"before{i}")) for i in range(10)]
+        assert sum(r.accepted for r in accepted) == 20
+
+        pg_controlled.stop("immediate")  # a crash: only what was fsynced at COMMIT survives
+        try:
+            with pytest.raises(StoreUnavailable):
+                await intake.accept(notification(2, seed="during"))
+            # A whole group-commit batch fails together, every caller hears about it.
+            outcomes = await asyncio.gather(
+                *(intake.accept(notification(1, seed=f"batch{i}")) for i in range(5)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+            with pytest.raises(StoreUnavailable):
+                await store.ping()
+        finally:
+            pg_controlled.start()
+
+        await store.ping()
+        assert await store.queue_depth() == 20
+        assert await intake.accept(notification(2, seed="before0")) == IntakeResult(0, 2)
+        assert await intake.accept(notification(2, seed="after")) == IntakeResult(2, 0)
+    finally:
+        await store.close()
+
+
+async def test_connect_to_a_dead_server_is_unavailable(pg_server: PostgresServer) -> None:
+    # A port nobody listens on: connection refused.
+    dead = pg_server.url("postgres").replace(f":{pg_server.port}/", ":1/")
+    with pytest.raises(StoreUnavailable):
+        await Store.connect(dead, min_size=1, max_size=1, connect_timeout_s=2)
+
+
+async def test_labels_are_stored_per_alert(store: Store, database_url: str) -> None:
+    await Intake(store).accept(notification(2, seed="p"))
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT labels::text, alertname FROM alert_events ORDER BY id")
+    finally:
+        await conn.close()
+    pods = sorted(json.loads(r["labels"])["pod"] for r in rows)
+    assert pods == ["p-0", "p-1"]
+    assert {r["alertname"] for r in rows} == {"HighMemoryUsage"}

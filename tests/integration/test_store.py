@@ -1,0 +1,454 @@
+"""The PostgreSQL repository against a real server: migrations, queue, runs, audit chain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from receiver.model import AlertEvent, RunOutcome, Status, Target
+from receiver.store.migrate import Migration, MigrationError, load_migrations, migrate
+from receiver.store.repository import NewEvent, Store
+
+pytestmark = pytest.mark.postgres
+
+TARGET = Target("Deployment", "shop", "checkout")
+
+
+def new_event(
+    fingerprint: str = "0123456789abcdef",
+    starts_at: str = "2024-05-01T10:00:00.123456789Z",
+    status: Status = Status.FIRING,
+    alertname: str = "HighMemoryUsage",
+) -> NewEvent:
+    return NewEvent(
+        fingerprint=fingerprint,
+        starts_at=starts_at,
+        status=status,
+        labels={"alertname": alertname, "namespace": "shop", "deployment": "checkout"},
+        annotations={"summary": "memory near limit"},
+        group_key='{}:{alertname="HighMemoryUsage"}',
+        receiver="remediator",
+    )
+
+
+def alert_event(
+    event_id: int = 1,
+    fingerprint: str = "0123456789abcdef",
+    starts_at: str = "2024-05-01T10:00:00.123456789Z",
+    alertname: str = "HighMemoryUsage",
+) -> AlertEvent:
+    return AlertEvent(
+        id=event_id,
+        fingerprint=fingerprint,
+        starts_at=starts_at,
+        status=Status.FIRING,
+        labels={"alertname": alertname},
+        annotations={},
+    )
+
+
+# -- migrations ---------------------------------------------------------------------------
+
+
+async def test_migrations_apply_once_and_are_idempotent(empty_database_url: str) -> None:
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        versions = [m.version for m in load_migrations()]
+        assert await migrate(conn) == versions
+        assert await migrate(conn) == []
+        rows = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == versions
+        assert rows[0]["name"] == "init"
+    finally:
+        await conn.close()
+
+
+async def test_two_replicas_migrating_at_once_is_safe(empty_database_url: str) -> None:
+    conns = [await asyncpg.connect(empty_database_url) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(migrate(c) for c in conns))
+        applied = sorted(v for result in results for v in result)
+        assert applied == [m.version for m in load_migrations()]  # each exactly once
+        stores = await asyncio.gather(
+            Store.connect(empty_database_url, min_size=1, max_size=2),
+            Store.connect(empty_database_url, min_size=1, max_size=2),
+        )
+        for store in stores:
+            await store.ping()
+            await store.close()
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_a_changed_migration_is_refused(database_url: str) -> None:
+    first = load_migrations()[0]
+    changed = Migration(first.version, first.name, first.sql + "\n-- edited\n")
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(MigrationError, match="changed"):
+            await migrate(conn, [changed])
+    finally:
+        await conn.close()
+
+
+# -- intake rows --------------------------------------------------------------------------
+
+
+async def test_insert_events_dedupes_on_fingerprint_starts_at_status(store: Store) -> None:
+    events = [
+        new_event("aaaaaaaaaaaaaaaa"),
+        new_event("bbbbbbbbbbbbbbbb"),
+        new_event("aaaaaaaaaaaaaaaa", status=Status.RESOLVED),
+    ]
+    results = [await store.insert_events(events) for _ in range(5)]
+    assert results == [(3, 0)] + [(0, 3)] * 4
+    # A new episode (new startsAt) of the same alert is a new event.
+    refire = new_event("aaaaaaaaaaaaaaaa", starts_at="2024-05-02T00:00:00Z")
+    assert await store.insert_events([refire]) == (1, 0)
+    assert await store.queue_depth() == 4
+
+
+async def test_duplicates_inside_one_batch_count_once(store: Store) -> None:
+    a, b, c = new_event("a" * 16), new_event("b" * 16), new_event("c" * 16)
+    results = await store.insert_event_groups([[a, b], [a], [b, c], [a, a]])
+    assert results == [(2, 0), (0, 1), (1, 1), (0, 2)]
+
+
+async def test_raw_starts_at_and_labels_survive_round_trip(store: Store) -> None:
+    await store.insert_events([new_event()])
+    [claim] = await store.claim_events("w1", 10, 30)
+    event = claim.event
+    assert event.starts_at == "2024-05-01T10:00:00.123456789Z"  # nanoseconds kept verbatim
+    assert event.alertname == "HighMemoryUsage"
+    assert event.labels["deployment"] == "checkout"
+    assert event.group_key == '{}:{alertname="HighMemoryUsage"}'
+    assert event.received_at is not None
+    assert claim.attempts == 1
+
+
+# -- the queue ----------------------------------------------------------------------------
+
+
+async def test_concurrent_claimers_never_share_an_event(store: Store) -> None:
+    await store.insert_events([new_event(f"{i:016x}") for i in range(300)])
+    seen: dict[str, list[int]] = {}
+
+    async def claimer(owner: str) -> None:
+        mine = seen.setdefault(owner, [])
+        while True:
+            claims = await store.claim_events(owner, 7, 30)
+            if not claims:
+                return
+            mine.extend(c.event.id for c in claims)
+
+    await asyncio.gather(*(claimer(f"w{i}") for i in range(8)))
+    all_ids = [i for ids in seen.values() for i in ids]
+    assert len(all_ids) == 300
+    assert len(set(all_ids)) == 300
+    assert sum(1 for ids in seen.values() if ids) > 1  # they really ran side by side
+
+
+async def test_events_of_one_alert_are_claimed_in_order(store: Store) -> None:
+    await store.insert_events([new_event("f" * 16), new_event("f" * 16, status=Status.RESOLVED)])
+    [first] = await store.claim_events("w1", 10, 30)
+    assert first.event.status is Status.FIRING
+    # The resolved event waits until the firing one is done, whoever asks.
+    assert await store.claim_events("w2", 10, 30) == []
+    assert await store.complete_event(first.event.id, "w1")
+    [second] = await store.claim_events("w2", 10, 30)
+    assert second.event.status is Status.RESOLVED
+
+
+async def test_expired_lease_is_reclaimed_and_old_owner_cannot_settle(store: Store) -> None:
+    await store.insert_events([new_event()])
+    [claim] = await store.claim_events("crashed", 10, 0.3)
+    assert await store.claim_events("other", 10, 30) == []
+    await asyncio.sleep(0.4)
+    [again] = await store.claim_events("other", 10, 30)
+    assert again.event.id == claim.event.id
+    assert again.attempts == 2
+    assert not await store.complete_event(claim.event.id, "crashed")
+    assert not await store.release_event(claim.event.id, "crashed", 0)
+    assert not await store.extend_lease(claim.event.id, "crashed", 30)
+    assert await store.complete_event(claim.event.id, "other")
+    assert await store.queue_depth() == 0
+
+
+async def test_extend_lease_keeps_the_claim(store: Store) -> None:
+    await store.insert_events([new_event()])
+    [claim] = await store.claim_events("w1", 10, 0.3)
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        assert await store.extend_lease(claim.event.id, "w1", 0.3)
+    assert await store.claim_events("w2", 10, 30) == []
+
+
+async def test_release_delays_the_event_and_keeps_the_error(store: Store) -> None:
+    await store.insert_events([new_event()])
+    [claim] = await store.claim_events("w1", 10, 30)
+    assert await store.release_event(claim.event.id, "w1", 0.4, "redis down")
+    assert await store.claim_events("w1", 10, 30) == []
+    await asyncio.sleep(0.5)
+    [again] = await store.claim_events("w1", 10, 30)
+    assert again.last_error == "redis down"
+    assert again.attempts == 2
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+async def test_create_run_is_once_per_rule_and_episode(store: Store) -> None:
+    event = alert_event()
+    first = await store.create_run(rule="restart", event=event, target=TARGET, dry_run=False)
+    assert first is not None
+    assert await store.create_run(rule="restart", event=event, target=TARGET, dry_run=False) is None
+    # Another rule, or a new episode, is a new run.
+    assert await store.create_run(rule="scale", event=event, target=TARGET, dry_run=False)
+    later = alert_event(starts_at="2024-05-02T00:00:00Z")
+    assert await store.create_run(rule="restart", event=later, target=TARGET, dry_run=False)
+
+
+async def test_concurrent_create_run_yields_exactly_one(store: Store) -> None:
+    event = alert_event()
+    ids = await asyncio.gather(
+        *(
+            store.create_run(rule="restart", event=event, target=TARGET, dry_run=False)
+            for _ in range(20)
+        )
+    )
+    assert sum(1 for i in ids if i is not None) == 1
+
+
+async def test_run_lifecycle_steps_and_close(store: Store) -> None:
+    event = alert_event()
+    run_id = await store.create_run(
+        rule="restart", event=event, target=TARGET, dry_run=False, verify_within_s=600
+    )
+    assert run_id is not None
+    assert await store.set_run_outcome(run_id, RunOutcome.RUNNING)
+    await store.record_step(
+        run_id, idx=0, action="kubernetes.rollout_restart", outcome="running", params={"a": 1}
+    )
+    await store.record_step(
+        run_id,
+        idx=0,
+        action="kubernetes.rollout_restart",
+        outcome="ok",
+        message="restarted",
+        before={"generation": 3},
+        after={"generation": 4},
+        attempts=2,
+        finished_at=datetime.now(UTC),
+    )
+    await store.record_step(run_id, idx=0, phase="resolve", action="kubernetes.scale", outcome="ok")
+    assert await store.set_run_outcome(run_id, RunOutcome.VERIFYING)
+
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert run.outcome is RunOutcome.VERIFYING
+    assert run.started_at is not None
+    assert run.verify_deadline is not None
+    assert run.target == TARGET
+    assert [(s.phase, s.idx, s.outcome) for s in run.steps] == [
+        ("run", 0, "ok"),
+        ("resolve", 0, "ok"),
+    ]
+    assert run.steps[0].after == {"generation": 4}
+    assert run.steps[0].params == {"a": 1}
+    assert run.steps[0].attempts == 2
+
+    resolved_at = run.created_at + timedelta(seconds=90)
+    assert await store.close_run(run_id, resolved_at)
+    assert not await store.close_run(run_id, resolved_at)  # idempotent
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert run.outcome is RunOutcome.RESOLVED
+    assert run.time_to_resolve_s == pytest.approx(90, abs=0.01)
+    assert run.finished_at is not None
+    assert await store.get_run("not-a-uuid") is None
+    assert await store.get_run("00000000-0000-0000-0000-000000000000") is None
+
+
+async def test_refusal_is_recorded_with_guard_and_retry_time(store: Store) -> None:
+    run_id = await store.create_run(rule="r", event=alert_event(), target=TARGET, dry_run=False)
+    assert run_id is not None
+    retry_at = datetime.now(UTC) + timedelta(minutes=15)
+    assert await store.record_refusal(run_id, "cooldown", "ran 3m ago", retry_at)
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert run.outcome is RunOutcome.REFUSED
+    assert run.refusal_guard == "cooldown"
+    assert run.retry_at == retry_at
+
+
+async def test_expire_verifications_fails_overdue_runs(store: Store) -> None:
+    overdue = await store.create_run(
+        rule="a", event=alert_event(), target=TARGET, dry_run=False, verify_within_s=0
+    )
+    patient = await store.create_run(
+        rule="b", event=alert_event(), target=TARGET, dry_run=False, verify_within_s=3600
+    )
+    assert overdue is not None
+    assert patient is not None
+    await store.set_run_outcome(overdue, RunOutcome.VERIFYING)
+    await store.set_run_outcome(patient, RunOutcome.VERIFYING)
+    await asyncio.sleep(0.01)
+    results = await asyncio.gather(store.expire_verifications(), store.expire_verifications())
+    assert sorted(results[0] + results[1]) == [overdue]
+    run = await store.get_run(overdue)
+    assert run is not None
+    assert run.outcome is RunOutcome.FAILED
+    assert await store.expire_verifications() == []
+
+
+async def test_history_sees_episode_recent_runs_and_resolution(store: Store) -> None:
+    event = alert_event(fingerprint="1" * 16)
+    await store.insert_events([new_event("1" * 16)])
+    run_id = await store.create_run(rule="restart", event=event, target=TARGET, dry_run=False)
+    other_episode = alert_event(fingerprint="1" * 16, starts_at="2024-04-30T00:00:00Z")
+    await store.create_run(rule="restart", event=other_episode, target=TARGET, dry_run=False)
+    elsewhere = Target("Deployment", "shop", "cart")
+    await store.create_run(
+        rule="other", event=alert_event(fingerprint="2" * 16, alertname="X"), target=elsewhere,
+        dry_run=False,
+    )
+
+    history = await store.history(event, 3600)
+    assert [r.run_id for r in history.episode_runs] == [run_id]
+    assert len(history.recent_runs) == 2  # same alertname, both episodes
+    assert not history.episode_resolved
+
+    by_target = await store.history(event, 3600, targets=[elsewhere])
+    assert [r.rule for r in by_target.recent_runs] == ["other"]
+    by_rule = await store.history(event, 3600, rules=["restart"])
+    assert {r.starts_at for r in by_rule.recent_runs} == {event.starts_at, "2024-04-30T00:00:00Z"}
+
+    await store.insert_events([new_event("1" * 16, status=Status.RESOLVED)])
+    assert (await store.history(event, 3600)).episode_resolved
+    assert run_id is not None
+    await store.close_run(run_id, datetime.now(UTC))
+    assert (await store.history(event, 3600)).episode_runs[0].closed
+
+
+async def test_list_runs_filters_and_paginates(store: Store) -> None:
+    ids = []
+    for i in range(25):
+        run_id = await store.create_run(
+            rule="restart" if i % 2 else "scale",
+            event=alert_event(fingerprint=f"{i:016x}", alertname="A" if i < 20 else "B"),
+            target=TARGET,
+            dry_run=True,
+        )
+        assert run_id is not None
+        ids.append(run_id)
+
+    pages = []
+    cursor = None
+    while True:
+        rows, cursor = await store.list_runs(limit=10, cursor=cursor)
+        pages.append([r.id for r in rows])
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [i for p in pages for i in p] == list(reversed(ids))  # newest first, no overlap
+
+    rows, _ = await store.list_runs(alertname="B")
+    assert len(rows) == 5
+    rows, _ = await store.list_runs(rule="restart", alertname="A")
+    assert len(rows) == 10
+    rows, _ = await store.list_runs(target=TARGET.key, outcome="pending", limit=100)
+    assert len(rows) == 25
+    rows, _ = await store.list_runs(since=datetime.now(UTC) + timedelta(hours=1))
+    assert rows == []
+    with pytest.raises(ValueError, match="cursor"):
+        await store.list_runs(cursor="!!garbage")
+
+
+# -- audit chain --------------------------------------------------------------------------
+
+
+async def _some_history(store: Store) -> str:
+    run_id = await store.create_run(rule="r", event=alert_event(), target=TARGET, dry_run=False)
+    assert run_id is not None
+    await store.set_run_outcome(run_id, RunOutcome.RUNNING)
+    await store.record_step(run_id, idx=0, action="x.y", outcome="ok", after={"n": 1.5})
+    await store.set_run_outcome(run_id, RunOutcome.SUCCEEDED)
+    await store.append_audit("config.reload", data={"rules": 4, "name": "ünïcode"})
+    return run_id
+
+
+async def test_audit_chain_verifies_and_is_append_only(store: Store, database_url: str) -> None:
+    run_id = await _some_history(store)
+    check = await store.verify_audit()
+    assert check.ok
+    assert check.checked == 5
+    ok, bad = check
+    assert (ok, bad) == (True, None)
+    kinds = [e["kind"] for e in await store.audit_entries(run_id)]
+    assert kinds == ["run.created", "run.outcome", "step", "run.outcome"]
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await conn.execute("UPDATE audit_log SET kind = 'x'")
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await conn.execute("DELETE FROM audit_log")
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await conn.execute("TRUNCATE audit_log")
+    finally:
+        await conn.close()
+
+
+async def test_audit_verify_detects_a_tampered_row(store: Store, database_url: str) -> None:
+    await _some_history(store)
+    conn = await asyncpg.connect(database_url)
+    try:
+        target_id = await conn.fetchval("SELECT id FROM audit_log ORDER BY id OFFSET 2 LIMIT 1")
+        # What an attacker with owner rights would do: switch the guard off and edit history.
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+        await conn.execute(
+            "UPDATE audit_log SET data = $2::jsonb WHERE id = $1",
+            target_id,
+            json.dumps({"outcome": "ok", "message": "nothing to see"}),
+        )
+        await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    finally:
+        await conn.close()
+    check = await store.verify_audit()
+    assert not check.ok
+    assert check.first_bad_id == target_id
+
+
+async def test_audit_verify_detects_a_deleted_row(store: Store, database_url: str) -> None:
+    await _some_history(store)
+    conn = await asyncpg.connect(database_url)
+    try:
+        ids = [r["id"] for r in await conn.fetch("SELECT id FROM audit_log ORDER BY id")]
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+        await conn.execute("DELETE FROM audit_log WHERE id = $1", ids[1])
+        await conn.execute("DELETE FROM audit_log WHERE id = $1", ids[-1])  # the tail, too
+    finally:
+        await conn.close()
+    check = await store.verify_audit()
+    assert not check.ok
+    assert check.first_bad_id == ids[2]
+
+
+async def test_audit_chain_stays_linear_under_concurrent_writers(store: Store) -> None:
+    await asyncio.gather(*(store.append_audit("test", data={"i": i}) for i in range(60)))
+    await asyncio.gather(
+        *(
+            store.create_run(
+                rule="r", event=alert_event(fingerprint=f"{i:016x}"), target=TARGET, dry_run=False
+            )
+            for i in range(20)
+        )
+    )
+    check = await store.verify_audit()
+    assert check.ok, check
+    assert check.checked == 80

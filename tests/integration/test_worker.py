@@ -1,0 +1,313 @@
+"""The worker against a real PostgreSQL: wake-ups, leases, crashes, retries, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from receiver.model import AlertEvent, RunOutcome, Status, Target
+from receiver.store.repository import NewEvent, Store
+from receiver.worker import Disposition, Worker
+from tests.support.postgres import PostgresServer
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+LOG = logging.getLogger("test.worker")
+
+
+def new_event(i: int = 0, status: Status = Status.FIRING) -> NewEvent:
+    return NewEvent(
+        fingerprint=f"{i:016x}",
+        starts_at="2024-05-01T10:00:00Z",
+        status=status,
+        labels={"alertname": "QueueBacklog", "queue": f"q{i}"},
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not true within {timeout_s}s")
+
+
+class Recorder:
+    """A process() that records what it saw and answers with a programmable disposition."""
+
+    def __init__(self) -> None:
+        self.seen: list[AlertEvent] = []
+        self.answers: list[Disposition | Exception] = []
+        self.started = asyncio.Event()
+        self.block: asyncio.Event | None = None
+
+    async def __call__(self, event: AlertEvent) -> Disposition:
+        self.seen.append(event)
+        self.started.set()
+        if self.block is not None:
+            await self.block.wait()
+        if self.answers:
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return Disposition.done()
+
+
+@pytest.fixture
+async def workers(store: Store) -> AsyncIterator[Callable[..., Worker]]:
+    """Factory: make_worker(process, **options) -> started Worker, stopped after the test."""
+    made: list[Worker] = []
+
+    def make(process: Recorder, **options: object) -> Worker:
+        settings: dict[str, object] = {
+            "concurrency": 4,
+            "lease_s": 30.0,
+            "poll_interval_s": 0.2,
+            "log": LOG,
+            "backoff_base_s": 0.05,
+        }
+        settings.update(options)
+        worker = Worker(store, process, **settings)  # type: ignore[arg-type]
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        await worker.stop(grace_s=1)
+
+
+async def test_processes_every_event_once(store: Store, workers: Callable[..., Worker]) -> None:
+    process = Recorder()
+    worker = workers(process, owner="w1")
+    await store.insert_events([new_event(i) for i in range(25)])
+    await worker.start()
+    await eventually(lambda: _depth_is(store, 0))
+    assert sorted(e.id for e in process.seen) == sorted({e.id for e in process.seen})
+    assert len(process.seen) == 25
+
+
+async def _depth_is(store: Store, depth: int) -> bool:
+    return await store.queue_depth() == depth
+
+
+async def test_notify_wakes_the_worker(store: Store, workers: Callable[..., Worker]) -> None:
+    process = Recorder()
+    # A poll interval of a minute: only the NOTIFY can make it look within the test's bound.
+    worker = workers(process, poll_interval_s=60.0)
+    await worker.start()
+    await asyncio.wait_for(worker.listening.wait(), 10)
+    await asyncio.sleep(0.2)  # let the first (empty) claim finish; the loop now sleeps
+    started = time.monotonic()
+    await store.insert_events([new_event(1)])
+    await asyncio.wait_for(process.started.wait(), 5)
+    assert time.monotonic() - started < 5
+    await eventually(lambda: _depth_is(store, 0), 5)
+
+
+async def test_listen_connection_is_reestablished(
+    store: Store, workers: Callable[..., Worker], database_url: str
+) -> None:
+    process = Recorder()
+    worker = workers(process, poll_interval_s=60.0)
+    await worker.start()
+    await asyncio.wait_for(worker.listening.wait(), 10)
+    conn = await asyncpg.connect(database_url)
+    listeners = """SELECT pid FROM pg_stat_activity
+                   WHERE datname = current_database() AND query LIKE 'LISTEN%'"""
+    try:
+        [old] = [r["pid"] for r in await conn.fetch(listeners)]
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", old)
+
+        async def relistened() -> bool:
+            pids = [r["pid"] for r in await conn.fetch(listeners)]
+            return worker.listening.is_set() and bool(pids) and old not in pids
+
+        await eventually(relistened, 15)
+    finally:
+        await conn.close()
+    await asyncio.sleep(0.2)
+    await store.insert_events([new_event(2)])
+    await asyncio.wait_for(process.started.wait(), 5)
+
+
+async def test_retry_disposition_and_exceptions_release_with_delay(
+    store: Store, workers: Callable[..., Worker], database_url: str
+) -> None:
+    process = Recorder()
+    process.answers = [Disposition.retry(0.3, "redis unreachable"), RuntimeError("boom")]
+    worker = workers(process)
+    await store.insert_events([new_event(3)])
+    await worker.start()
+    await eventually(lambda: _depth_is(store, 0))
+    assert len(process.seen) == 3  # retry, exception, done
+    event = await store.get_event(process.seen[0].id)
+    assert event is not None
+    assert event["state"] == "done"
+    assert event["attempts"] == 3
+    assert event["last_error"] == "RuntimeError: boom"
+
+
+async def test_events_of_one_alert_run_in_order(
+    store: Store, workers: Callable[..., Worker]
+) -> None:
+    process = Recorder()
+    worker = workers(process, concurrency=8)
+    await store.insert_events([new_event(7), new_event(7, Status.RESOLVED), new_event(8)])
+    await worker.start()
+    await eventually(lambda: _depth_is(store, 0))
+    statuses = [e.status for e in process.seen if e.fingerprint == f"{7:016x}"]
+    assert statuses == [Status.FIRING, Status.RESOLVED]
+
+
+async def test_lease_is_extended_while_processing(
+    store: Store, workers: Callable[..., Worker]
+) -> None:
+    slow = Recorder()
+    slow.block = asyncio.Event()
+    first = workers(slow, owner="slow", lease_s=0.6)
+    await store.insert_events([new_event(4)])
+    await first.start()
+    await asyncio.wait_for(slow.started.wait(), 5)
+    other = Recorder()
+    second = workers(other, owner="other", lease_s=0.6, poll_interval_s=0.1)
+    await second.start()
+    await asyncio.sleep(2.0)  # three lease lengths: without extension it would be stolen
+    assert other.seen == []
+    slow.block.set()
+    await eventually(lambda: _depth_is(store, 0))
+    assert other.seen == []
+
+
+async def test_stop_releases_unfinished_work_for_another_worker(
+    store: Store, workers: Callable[..., Worker]
+) -> None:
+    stuck = Recorder()
+    stuck.block = asyncio.Event()  # never set
+    first = workers(stuck, owner="first")
+    await store.insert_events([new_event(5)])
+    await first.start()
+    await asyncio.wait_for(stuck.started.wait(), 5)
+    started = time.monotonic()
+    await first.stop(grace_s=0.3)
+    assert time.monotonic() - started < 5
+    row = await store.get_event(stuck.seen[0].id)
+    assert row is not None
+    assert row["state"] == "pending"
+    assert row["lease_owner"] is None
+
+    finisher = Recorder()
+    second = workers(finisher, owner="second")
+    await second.start()
+    await eventually(lambda: _depth_is(store, 0))
+    assert [e.id for e in finisher.seen] == [stuck.seen[0].id]
+
+
+_CRASHING_WORKER = """
+import asyncio, sys
+from receiver.store.repository import Store
+from receiver.worker import Worker
+
+async def main(dsn: str) -> None:
+    store = await Store.connect(dsn, min_size=1, max_size=4)
+    async def hang(event):
+        print(f"processing {event.id}", flush=True)
+        await asyncio.Event().wait()
+    worker = Worker(store, hang, owner="doomed", lease_s=1.5, poll_interval_s=0.1)
+    await worker.start()
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_event_of_a_killed_worker_is_reclaimed_after_its_lease(
+    store: Store, workers: Callable[..., Worker], database_url: str
+) -> None:
+    await store.insert_events([new_event(6)])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_WORKER, database_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)
+        assert line.startswith(b"processing "), child.stderr.read() if child.stderr else line
+        event_id = int(line.split()[1])
+    finally:
+        child.send_signal(signal.SIGKILL)  # no release, no cleanup: a crash
+        child.wait()
+    killed_at = time.monotonic()
+
+    rescuer = Recorder()
+    worker = workers(rescuer, owner="rescuer", poll_interval_s=0.1)
+    await worker.start()
+    await eventually(lambda: _depth_is(store, 0), 15)
+    assert time.monotonic() - killed_at > 0.5  # it waited for the lease, it did not steal it
+    assert [e.id for e in rescuer.seen] == [event_id]
+    row = await store.get_event(event_id)
+    assert row is not None
+    assert row["attempts"] == 2
+
+
+async def test_worker_survives_a_store_outage(
+    pg_controlled: PostgresServer, database_url: str
+) -> None:
+    store = await Store.connect(database_url, min_size=1, max_size=4, connect_timeout_s=1)
+    process = Recorder()
+    worker = Worker(
+        store, process, owner="w", poll_interval_s=0.2, lease_s=30, log=LOG, backoff_base_s=0.05
+    )
+    try:
+        await worker.start()
+        await asyncio.wait_for(worker.listening.wait(), 10)
+        pg_controlled.stop("immediate")
+        try:
+            await asyncio.sleep(1.0)  # claims and the listen connection fail meanwhile
+        finally:
+            pg_controlled.start()
+        await store.insert_events([new_event(9)])
+        await eventually(lambda: _depth_is(store, 0), 20)
+        assert len(process.seen) == 1
+        await asyncio.wait_for(worker.listening.wait(), 15)  # LISTEN is back too
+    finally:
+        await worker.stop(grace_s=1)
+        await store.close()
+
+
+async def test_worker_expires_overdue_verifications(
+    store: Store, workers: Callable[..., Worker]
+) -> None:
+    event = AlertEvent(
+        id=1, fingerprint="e" * 16, starts_at="t", status=Status.FIRING, labels={}, annotations={}
+    )
+    run_id = await store.create_run(
+        rule="r", event=event, target=Target("Deployment", "a", "b"), dry_run=False,
+        verify_within_s=0.1,
+    )
+    assert run_id is not None
+    await store.set_run_outcome(run_id, RunOutcome.VERIFYING)
+    worker = workers(Recorder(), expire_interval_s=0.1)
+    await worker.start()
+
+    async def failed() -> bool:
+        run = await store.get_run(run_id, with_steps=False)
+        return run is not None and run.outcome is RunOutcome.FAILED
+
+    await eventually(failed, 5)
