@@ -1,0 +1,265 @@
+"""Wires the stages into one running service: store, guards, rules, worker, HTTP.
+
+Every dependency is built here and passed down; nothing below reaches for a global. The same
+code path serves the embedded default (PostgreSQL and Redis from wheels, dry-run without a
+cluster) and production (external URLs, real credentials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+from pydantic import SecretStr
+
+from receiver.app import HealthChecks, create_app
+from receiver.config import Settings, kube_credentials_present
+from receiver.embedded import EmbeddedServices
+from receiver.guards import Guards, GuardSettings
+from receiver.intake import Intake
+from receiver.pipeline import Pipeline, PipelineSettings
+from receiver.rules import RuleError, RuleHolder
+from receiver.rules_watch import RuleWatcher
+from receiver.store.repository import Store
+from receiver.telemetry import Metrics
+from receiver.worker import Worker
+from remediations.base import Clients
+from remediations.registry import default_registry
+
+SHUTDOWN_GRACE_S = 20.0
+RULES_POLL_S = 5.0
+PRUNE_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    database_url: str
+    redis_url: str
+    embedded: bool
+
+
+@contextlib.asynccontextmanager
+async def backing_services(settings: Settings) -> AsyncIterator[Endpoints]:
+    """External URLs when configured, otherwise embedded servers under the data directory."""
+    db = settings.database_url.get_secret_value() if settings.database_url else None
+    rd = settings.redis_url.get_secret_value() if settings.redis_url else None
+    if db and rd:
+        yield Endpoints(db, rd, embedded=False)
+        return
+    async with EmbeddedServices(settings.data_dir, postgres=db is None, redis=rd is None) as emb:
+        yield Endpoints(db or str(emb.database_url), rd or str(emb.redis_url), embedded=True)
+
+
+async def kube_client(settings: Settings) -> Any | None:
+    """A kubernetes_asyncio ApiClient from a kubeconfig or in-cluster credentials, or None."""
+    if not kube_credentials_present(settings, os.environ):
+        return None
+    from kubernetes_asyncio import client, config
+
+    configuration = client.Configuration()
+    if settings.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        path = settings.kubeconfig or Path(os.environ.get("KUBECONFIG", "~/.kube/config"))
+        await config.load_kube_config(
+            config_file=str(path.expanduser()), client_configuration=configuration
+        )
+    return client.ApiClient(configuration)
+
+
+def embedded_token(settings: Settings) -> Settings:
+    """The embedded default still authenticates: a random token kept in the data directory."""
+    if settings.auth_configured:
+        return settings
+    path = settings.data_dir / "webhook-token"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    token = path.read_text().strip()
+    return settings.model_copy(update={"webhook_token": SecretStr(token)})
+
+
+def banner(settings: Settings, url: str, dry_run: bool, embedded: bool) -> str:
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+    sample = Path(__file__).parent / "samples" / "high-memory.json"
+    auth = f"-H 'Authorization: Bearer {token}' " if token else ""
+    mode = "dry-run (nothing is changed)" if dry_run else "LIVE (actions change the cluster)"
+    storage = (
+        f"embedded PostgreSQL and Redis under {settings.data_dir}" if embedded else "external"
+    )
+    lines = [
+        "",
+        f"alert-remediator is listening on {url}",
+        f"  mode:       {mode}",
+        f"  storage:    {storage}",
+        f"  rules:      {settings.rules_dir}",
+    ]
+    if token:
+        lines.append(f"  webhook token: {token}")
+    lines += [
+        "  post a sample alert:",
+        f"    curl -sS {auth}-H 'Content-Type: application/json' "
+        f"--data @{sample} {url}/api/v1/alerts",
+        f"  then list the runs:  curl -sS {auth}{url}/api/v1/runs",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def run_service(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    log = structlog.get_logger("remediator")
+    registry = default_registry()
+    policy = settings.namespace_policy()
+    # Rules first: invalid rules must stop the start before any server is touched.
+    rules = RuleHolder(settings.rules_dir, registry, policy)
+
+    async with backing_services(settings) as endpoints:
+        if endpoints.embedded:
+            settings = embedded_token(settings)
+        store = await Store.connect(endpoints.database_url)
+        redis = aioredis.from_url(endpoints.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        kube = await kube_client(settings)
+        dry_run = settings.effective_dry_run(kube is not None)
+        metrics = Metrics()
+        guards = Guards(
+            redis,
+            policy,
+            GuardSettings(
+                budget_count=settings.budget_count,
+                budget_window_s=settings.budget_window_seconds,
+                breaker_failures=settings.breaker_failures,
+                breaker_window_s=settings.breaker_window_seconds,
+                breaker_open_for_s=settings.breaker_open_for_seconds,
+                lock_ttl_s=settings.lock_ttl_seconds,
+            ),
+        )
+        pipeline = Pipeline(
+            store=store,
+            guards=guards,
+            rules=rules,
+            registry=registry,
+            clients=Clients(kube=kube),
+            settings=PipelineSettings(dry_run=dry_run, policy=policy),
+            metrics=metrics,
+        )
+        worker = Worker(
+            store,
+            pipeline,
+            concurrency=settings.worker_concurrency,
+            lease_s=settings.worker_lease_seconds,
+            poll_interval_s=settings.worker_poll_interval_seconds,
+            listen_dsn=endpoints.database_url,
+            log=log.bind(component="worker"),
+        )
+        intake = Intake(store)
+        metrics.track_queue_depth(store.queue_depth)
+        health = HealthChecks(
+            store=_check(store.ping),
+            redis=_check(guards.ping),
+            kubernetes=_kube_check(kube, dry_run),
+        )
+        app = create_app(
+            settings=settings,
+            intake=intake,
+            metrics=metrics,
+            health=health,
+            runs_reader=store,
+            log=log.bind(component="http"),
+        )
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        report = _reload_reporter(rules, log)
+        watcher = RuleWatcher(rules, settings.rules_dir, report)
+        loop.add_signal_handler(signal.SIGHUP, lambda: report(rules.reload()))
+        background = [
+            asyncio.create_task(watcher.run(RULES_POLL_S), name="rules-watcher"),
+            asyncio.create_task(
+                _prune(store, settings.event_retention_seconds, log), name="retention"
+            ),
+        ]
+        try:
+            await worker.start()
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            url = f"http://{settings.host}:{port}"
+            print(banner(settings, url, dry_run, endpoints.embedded), file=sys.stderr, flush=True)
+            log.info("started", url=url, dry_run=dry_run, rules=len(rules.current),
+                     embedded=endpoints.embedded, worker=worker.owner)
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log.info("stopping: finishing or releasing claimed work")
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            for task in background:
+                task.cancel()
+            await runner.cleanup()  # stop taking webhooks first
+            await intake.drain()
+            await worker.stop(SHUTDOWN_GRACE_S)
+            await store.close()
+            await redis.aclose()
+            if kube is not None:
+                await kube.close()
+            log.info("stopped")
+
+
+async def _prune(store: Store, retention_s: float, log: Any) -> None:
+    """Retention: processed events older than the setting go; runs and audit rows stay."""
+    while True:
+        try:
+            pruned = await store.prune_events(retention_s)
+            if pruned:
+                log.info("pruned old alert events", count=pruned)
+        except Exception as exc:  # the store may be down for a while; try again next time
+            log.warning("pruning alert events failed", error=str(exc))
+        await asyncio.sleep(PRUNE_EVERY_S)
+
+
+def _reload_reporter(rules: RuleHolder, log: Any) -> Any:
+    def report(errors: list[RuleError]) -> None:
+        if errors:
+            for error in errors:
+                log.error("rule reload failed; keeping the last good rules", error=str(error))
+        else:
+            log.info("rules reloaded", rules=len(rules.current), digest=rules.current.digest)
+
+    return report
+
+
+def _check(probe: Any) -> Any:
+    async def check() -> str | None:
+        await probe()
+        return None
+
+    return check
+
+
+def _kube_check(kube: Any | None, dry_run: bool) -> Any:
+    async def check() -> str | None:
+        if kube is None:
+            return "dry-run (no credentials)"
+        from kubernetes_asyncio import client
+
+        await client.VersionApi(kube).get_code()
+        return "dry-run" if dry_run else None
+
+    return check

@@ -1,0 +1,371 @@
+"""The whole path on real PostgreSQL and Redis: intake -> store -> worker -> engine -> guards ->
+action (dry-run, no cluster) -> record. Kubernetes effects are tested in
+test_pipeline_kubernetes.py against the real API server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from receiver.guards import AdmissionRequest, Guards, GuardSettings
+from receiver.intake import Intake
+from receiver.model import GuardSpec, NamespacePolicy, RunOutcome, Target
+from receiver.pipeline import Pipeline, PipelineSettings
+from receiver.rules import RuleHolder
+from receiver.store.repository import RunRecord, Store
+from receiver.telemetry import Metrics
+from receiver.worker import Worker
+from remediations.base import Clients
+from remediations.registry import default_registry
+from tests.support.payloads import alert, notification
+from tests.support.redis import RedisServer
+
+RESTART_RULE = """
+rules:
+  - name: restart-web
+    match: ['alertname="HighMemoryUsage"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_restart
+    guards: GUARDS
+"""
+
+
+def labels(name: str = "web", namespace: str = "shop", **extra: str) -> dict[str, str]:
+    return {"alertname": "HighMemoryUsage", "namespace": namespace, "deployment": name,
+            "severity": "warning", **extra}
+
+
+@dataclass
+class Harness:
+    store: Store
+    guards: Guards
+    intake: Intake
+    pipeline: Pipeline
+    metrics: Metrics
+    owner: str = "test-worker"
+    processed: list[int] = field(default_factory=list)
+
+    async def drain(self, rounds: int = 20) -> int:
+        """Claim and process until nothing is due; returns how many events were processed.
+
+        Deterministic: no sleeps, no background worker. A released event (retry) is due again
+        only after its delay, so a drain stops at it."""
+        done = 0
+        for _ in range(rounds):
+            claimed = await self.store.claim_events(self.owner, 50, 30.0)
+            if not claimed:
+                return done
+            for c in claimed:
+                disposition = await self.pipeline(c.event)
+                if disposition.is_done:
+                    await self.store.complete_event(c.event.id, self.owner)
+                    done += 1
+                else:
+                    await self.store.release_event(c.event.id, self.owner,
+                                                   disposition.retry_after_s or 0.0,
+                                                   disposition.error)
+                    return done
+        return done
+
+    async def runs(self, **filters: Any) -> list[RunRecord]:
+        rows, _ = await self.store.list_runs(limit=500, **filters)
+        return rows
+
+
+MakeHarness = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def make_harness(
+    store: Store, redis_client: redis.asyncio.Redis, tmp_path: Path
+) -> AsyncIterator[MakeHarness]:
+    intakes: list[Intake] = []
+
+    async def make(
+        rules: str = RESTART_RULE.replace("GUARDS", "{}"),
+        guard_settings: GuardSettings | None = None,
+        policy: NamespacePolicy | None = None,
+    ) -> Harness:
+        rules_dir = tmp_path / f"rules{len(intakes)}"
+        rules_dir.mkdir()
+        (rules_dir / "rules.yaml").write_text(rules)
+        policy = policy or NamespacePolicy()
+        registry = default_registry()
+        guards = Guards(redis_client, policy, guard_settings or GuardSettings())
+        metrics = Metrics()
+        pipeline = Pipeline(
+            store=store, guards=guards, rules=RuleHolder(rules_dir, registry, policy),
+            registry=registry, clients=Clients(kube=None),
+            settings=PipelineSettings(dry_run=True, policy=policy), metrics=metrics,
+        )
+        intake = Intake(store)
+        intakes.append(intake)
+        return Harness(store, guards, intake, pipeline, metrics)
+
+    yield make
+    for intake in intakes:
+        await intake.drain()
+
+
+async def test_same_notification_5_times_then_20_concurrently_gives_one_run(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness()
+    note = notification(alert(labels()))
+    results = [await h.intake.accept(note) for _ in range(5)]
+    assert [(r.accepted, r.duplicates) for r in results] == [(1, 0)] + [(0, 1)] * 4
+    # HA peers: the same alerts from another Alertmanager differ only in externalURL.
+    peer = notification(alert(labels()), external_url="http://am-1:9093")
+    concurrent = await asyncio.gather(*(h.intake.accept(peer) for _ in range(20)))
+    assert sum(r.accepted for r in concurrent) == 0
+    assert sum(r.duplicates for r in concurrent) == 20
+
+    assert await h.drain() == 1
+    runs = await h.runs()
+    assert len(runs) == 1
+    assert runs[0].rule == "restart-web"
+    assert runs[0].target == Target("Deployment", "shop", "web")
+    assert runs[0].outcome is RunOutcome.DRY_RUN
+    steps = (await h.store.get_run(runs[0].id)).steps  # type: ignore[union-attr]
+    assert [(s.action, s.outcome) for s in steps] == [("kubernetes.rollout_restart", "dry_run")]
+
+
+async def test_concurrent_workers_on_duplicates_still_make_one_run(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness()
+    starts = [f"2026-11-25T10:00:0{i}Z" for i in range(3)]
+    # Three episodes of one alert, each delivered by two HA peers, claimed by two workers.
+    for s in starts:
+        for url in ("http://am-0:9093", "http://am-1:9093"):
+            await h.intake.accept(notification(alert(labels(), starts_at=s), external_url=url))
+    h2 = Harness(h.store, h.guards, h.intake, h.pipeline, h.metrics, owner="other-worker")
+    await asyncio.gather(h.drain(), h2.drain())
+    runs = await h.runs()
+    assert len(runs) == 3
+    assert len({(r.fingerprint, r.starts_at) for r in runs}) == 3
+
+
+async def test_resolve_closes_the_run_with_its_time_to_resolve(make_harness: MakeHarness) -> None:
+    rules = RESTART_RULE.replace("GUARDS", "{}") + "    verify: {resolved_within: 10m}\n"
+    h = await make_harness(rules)
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    resolved = alert(labels(), status="resolved", ends_at="2026-11-25T10:07:00Z")
+    await h.intake.accept(notification(resolved))
+    await h.drain()
+    (run,) = await h.runs()
+    assert run.resolved_at is not None
+    assert run.time_to_resolve_s is not None
+    assert run.time_to_resolve_s >= 0
+
+
+async def test_resolved_then_late_firing_duplicate_creates_nothing(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness()
+    # Ordering is not guaranteed: the resolved notification overtakes a delayed firing one.
+    await h.intake.accept(notification(alert(labels(), status="resolved")))
+    await h.drain()
+    result = await h.intake.accept(notification(alert(labels())))
+    assert result.accepted == 1  # stored (nothing accepted is lost) ...
+    await h.drain()
+    assert await h.runs() == []  # ... but it is a late duplicate of a resolved episode
+
+
+async def test_a_new_episode_after_resolve_is_a_new_run(make_harness: MakeHarness) -> None:
+    h = await make_harness()
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    await h.intake.accept(notification(alert(labels(), status="resolved")))
+    await h.intake.accept(notification(alert(labels(), starts_at="2026-11-25T11:00:00Z")))
+    await h.drain()
+    runs = await h.runs()
+    assert sorted(r.starts_at for r in runs) == ["2026-11-25T10:00:00.123456789Z",
+                                                "2026-11-25T11:00:00Z"]
+
+
+async def test_a_backlog_never_acts_on_an_episode_that_already_resolved(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness()
+    # The worker was behind: by the time it reaches the firing event, the resolve is stored.
+    await h.intake.accept(notification(alert(labels())))
+    await h.intake.accept(notification(alert(labels(), status="resolved")))
+    assert await h.drain() == 2
+    assert await h.runs() == []
+
+
+async def _refused(h: Harness) -> RunRecord:
+    refused = await h.runs(outcome=RunOutcome.REFUSED)
+    assert len(refused) == 1, [(r.outcome, r.refusal_guard) for r in await h.runs()]
+    run = refused[0]
+    steps = (await h.store.get_run(run.id)).steps  # type: ignore[union-attr]
+    assert all(s.outcome == "pending" for s in steps), "a refused run must not execute a step"
+    return run
+
+
+async def test_cooldown_refuses_the_next_episode_on_the_same_target(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(RESTART_RULE.replace("GUARDS", "{cooldown: 15m}"))
+    await h.intake.accept(notification(alert(labels())))
+    await h.intake.accept(notification(alert(labels(), starts_at="2026-11-25T10:30:00Z")))
+    # Another target is not cooled down.
+    await h.intake.accept(notification(alert(labels("api"))))
+    await h.drain()
+    run = await _refused(h)
+    assert run.refusal_guard == "cooldown"
+    assert run.target.name == "web"
+    assert run.retry_at is not None
+    assert run.refusal_reason
+    assert len(await h.runs(outcome=RunOutcome.DRY_RUN)) == 2
+
+
+async def test_rate_limit_drops_runs_over_the_limit(make_harness: MakeHarness) -> None:
+    h = await make_harness(RESTART_RULE.replace("GUARDS", "{max_runs: {count: 2, per: 1h}}"))
+    for name in ("a", "b", "c"):
+        await h.intake.accept(notification(alert(labels(name))))
+    await h.drain()
+    run = await _refused(h)
+    assert run.refusal_guard == "rate"
+    assert run.retry_at is not None
+
+
+async def test_global_budget_of_disruptive_actions(make_harness: MakeHarness) -> None:
+    h = await make_harness(guard_settings=GuardSettings(budget_count=1, budget_window_s=3600))
+    await h.intake.accept(notification(alert(labels("a"))))
+    await h.intake.accept(notification(alert(labels("b"))))
+    await h.drain()
+    run = await _refused(h)
+    assert run.refusal_guard == "budget"
+
+
+async def test_circuit_breaker_refuses_a_failing_rule(make_harness: MakeHarness) -> None:
+    h = await make_harness(guard_settings=GuardSettings(breaker_failures=2))
+    for _ in range(2):
+        await h.guards.record_result("restart-web", False)
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    run = await _refused(h)
+    assert run.refusal_guard == "breaker"
+    assert run.retry_at is not None
+
+
+async def test_target_lock_refuses_a_concurrent_run_on_the_same_target(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness()
+    holder = AdmissionRequest(run_id="someone-else", rule="other-rule",
+                              target=Target("Deployment", "shop", "web"), disruptive=False,
+                              spec=GuardSpec())
+    assert (await h.guards.admit(holder)).admitted
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    run = await _refused(h)
+    assert run.refusal_guard == "lock"
+
+
+async def test_pause_refuses_everything_until_resumed(make_harness: MakeHarness) -> None:
+    h = await make_harness()
+    await h.guards.pause(None, "maintenance window")
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    run = await _refused(h)
+    assert run.refusal_guard == "pause"
+    assert run.retry_at is None  # paused without an end: waiting alone will not help
+    await h.guards.resume()
+    await h.intake.accept(notification(alert(labels("api"))))
+    await h.drain()
+    assert len(await h.runs(outcome=RunOutcome.DRY_RUN)) == 1
+
+
+async def test_namespace_outside_policy_never_runs(make_harness: MakeHarness) -> None:
+    h = await make_harness(policy=NamespacePolicy(allow=("shop",)))
+    await h.intake.accept(notification(alert(labels(namespace="payments"))))
+    # A hostile label value cannot steer the target either.
+    await h.intake.accept(notification(alert(labels(namespace="shop/../kube-system"))))
+    await h.drain()
+    assert await h.runs() == []
+
+
+async def test_redis_down_means_nothing_runs_and_the_event_runs_once_it_is_back(
+    make_harness: MakeHarness, redis_server: RedisServer
+) -> None:
+    if not redis_server.managed:
+        pytest.skip("needs a Redis the tests may stop")  # pragma: no cover
+    h = await make_harness()
+    await h.intake.accept(notification(alert(labels())))
+    redis_server.stop()
+    try:
+        assert await h.drain() == 0  # fail closed: the event goes back to pending
+        (run,) = await h.runs()
+        assert run.outcome is RunOutcome.PENDING
+        steps = (await h.store.get_run(run.id)).steps  # type: ignore[union-attr]
+        assert all(s.outcome == "pending" for s in steps)
+        # Intake keeps accepting while the guards are down.
+        assert (await h.intake.accept(notification(alert(labels("api"))))).accepted == 1
+    finally:
+        redis_server.start()
+    # The retry delay is a few seconds; make the released events due now instead of waiting.
+    async with h.store._pool.acquire() as conn:
+        await conn.execute("UPDATE alert_events SET not_before = now() WHERE state = 'pending'")
+    assert await h.drain() == 2
+    runs = await h.runs()
+    assert sorted((r.target.name, r.outcome) for r in runs) == [
+        ("api", RunOutcome.DRY_RUN), ("web", RunOutcome.DRY_RUN)]
+
+
+async def test_escalation_step_only_when_the_alert_keeps_coming_back(
+    make_harness: MakeHarness,
+) -> None:
+    rules = """
+rules:
+  - name: memory
+    match: ['alertname="HighMemoryUsage"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_restart
+      - action: kubernetes.set_resources
+        when: {repeated: {times: 2, within: 1h}}
+        params: {container: app, memory_limit: {factor: 1.5, max: 4Gi}}
+"""
+    h = await make_harness(rules)
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    await h.intake.accept(notification(alert(labels(), starts_at="2026-11-25T10:20:00Z")))
+    await h.drain()
+    first, second = sorted(await h.runs(), key=lambda r: r.starts_at)
+    actions = []
+    for run in (first, second):
+        record = await h.store.get_run(run.id)
+        assert record is not None
+        actions.append([s.action for s in record.steps])
+    assert actions == [["kubernetes.rollout_restart"],
+                       ["kubernetes.rollout_restart", "kubernetes.set_resources"]]
+    assert second.occurrence == 2
+
+
+async def test_background_worker_processes_what_intake_accepted(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness()
+    worker = Worker(h.store, h.pipeline, concurrency=2, lease_s=30, poll_interval_s=0.2)
+    await worker.start()
+    try:
+        await h.intake.accept(notification(alert(labels())))
+        for _ in range(200):  # bounded wait, not a timing assertion
+            if await h.runs(outcome=RunOutcome.DRY_RUN):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop(5)
+    assert len(await h.runs(outcome=RunOutcome.DRY_RUN)) == 1
+    assert await h.store.queue_depth() == 0

@@ -1,0 +1,161 @@
+"""`remediator serve` as a user runs it: a subprocess on the embedded default (PostgreSQL and
+Redis from wheels, dry-run with no cluster), driven over HTTP, stopped and started again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "receiver" / "samples" / "high-memory.json"
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[str]
+    url: str
+    token: str
+    output: list[str]
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    env.pop("KUBECONFIG", None)
+    env.update(
+        REMEDIATOR_DATA_DIR=str(data_dir),
+        REMEDIATOR_RULES_DIR=str(ROOT / "rules"),
+        REMEDIATOR_LOG_FORMAT="json",
+        HOME=str(data_dir / "home"),  # no ~/.kube/config: the service must choose dry-run
+    )
+    return env
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+    started: list[Served] = []
+
+    def start() -> Served:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
+            env=_env(tmp_path / "data"), cwd=ROOT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        output: list[str] = []
+        found = threading.Event()
+        url: list[str] = []
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                output.append(line)
+                m = re.search(r"listening on (http://\S+)", line)
+                if m and not url:
+                    url.append(m.group(1))
+                    found.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not found.wait(120):
+            proc.kill()
+            pytest.fail("remediator serve did not start:\n" + "".join(output[-40:]))
+        token = (tmp_path / "data" / "webhook-token").read_text().strip()
+        served = Served(proc, url[0], token, output)
+        started.append(served)
+        return served
+
+    yield start
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
+
+
+def stop(served: Served) -> int:
+    served.proc.send_signal(signal.SIGTERM)
+    return served.proc.wait(60)
+
+
+async def _runs(session: aiohttp.ClientSession, served: Served) -> list[dict[str, object]]:
+    async with session.get(f"{served.url}/api/v1/runs",
+                           headers={"Authorization": f"Bearer {served.token}"}) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+        return list(body["runs"])
+
+
+async def test_serve_on_the_embedded_default_end_to_end(serve) -> None:  # type: ignore[no-untyped-def]
+    served = serve()
+    banner = "".join(served.output)
+    assert "dry-run" in banner
+    assert served.token in banner
+    assert "curl" in banner
+    auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
+    body = SAMPLE.read_bytes()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{served.url}/readyz") as resp:
+            assert resp.status == 200
+            ready = await resp.json()
+            assert ready["components"]["kubernetes"]["detail"].startswith("dry-run")
+
+        async with session.post(f"{served.url}/api/v1/alerts", data=body) as resp:
+            assert resp.status == 401  # no token: refused, and nothing stored
+        async with session.post(f"{served.url}/api/v1/alerts", data=b"{", headers=auth) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["field"] == "body"
+
+        async with session.post(f"{served.url}/api/v1/alerts", data=body, headers=auth) as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"accepted": 1, "duplicates": 0}
+        async with session.post(f"{served.url}/api/v1/alerts", data=body, headers=auth) as resp:
+            assert await resp.json() == {"accepted": 0, "duplicates": 1}
+
+        deadline = time.monotonic() + 30
+        runs: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            runs = await _runs(session, served)
+            if runs and runs[0]["outcome"] not in ("pending", "running"):
+                break
+            await asyncio.sleep(0.1)
+        assert len(runs) == 1
+        assert runs[0]["outcome"] == "dry_run"
+        assert runs[0]["target"] == {"kind": "Deployment", "namespace": "demo", "name": "web"}
+
+        async with session.get(f"{served.url}/metrics") as resp:
+            metrics = await resp.text()
+        assert re.search(r'remediator_runs_total\{[^}]*outcome="dry_run"[^}]*\} 1\.0', metrics)
+
+    assert stop(served) == 0
+
+    # The same data directory after a restart: what was accepted and done is still there.
+    again = serve()
+    assert again.token == served.token
+    async with aiohttp.ClientSession() as session:
+        runs = await _runs(session, again)
+        assert [r["id"] for r in runs] == [runs[0]["id"]]
+        assert runs[0]["outcome"] == "dry_run"
+        async with session.post(f"{again.url}/api/v1/alerts", data=body,
+                                headers={**auth, "Authorization": f"Bearer {again.token}"}) as r:
+            assert await r.json() == {"accepted": 0, "duplicates": 1}
+    assert stop(again) == 0
+
+
+def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "bad.yaml").write_text("rules:\n  - name: x\n    match: ['alertname=~\"(\"']\n")
+    env = _env(tmp_path / "data") | {"REMEDIATOR_RULES_DIR": str(rules)}
+    proc = subprocess.run([sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "bad.yaml:" in proc.stderr
