@@ -463,14 +463,17 @@ async def test_scale_verbs(remediator: Any, targets: dict[str, str]) -> None:
         # A stale resourceVersion is refused (409), which is why update is used with preconditions.
         scale.spec.replicas = 4
         assert await _status(replace(name, TARGET_NS, scale, field_manager=FIELD_MANAGER)) == 409
-        patched = await patch(
-            name,
-            TARGET_NS,
-            {"spec": {"replicas": 3}},
-            field_manager=FIELD_MANAGER,
-            _content_type=MERGE,
+        # The action never patches the Scale, so the role does not allow it.
+        patch_status = await _status(
+            patch(
+                name,
+                TARGET_NS,
+                {"spec": {"replicas": 3}},
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE,
+            )
         )
-        assert patched.spec.replicas == 3
+        assert patch_status == 403
 
 
 async def test_rollout_undo_verbs(remediator: Any, admin: Any, targets: dict[str, str]) -> None:
@@ -488,8 +491,9 @@ async def test_rollout_undo_verbs(remediator: Any, admin: Any, targets: dict[str
     ]
     assert owned
     first = min(owned, key=lambda rs: int(rs.metadata.annotations[REVISION]))
-    rs = await apps.read_namespaced_replica_set(first.metadata.name, TARGET_NS)
-    template = admin.sanitize_for_serialization(rs.spec.template)
+    # The list carries the templates; reading one ReplicaSet is not granted.
+    assert await _status(apps.read_namespaced_replica_set(first.metadata.name, TARGET_NS)) == 403
+    template = admin.sanitize_for_serialization(first.spec.template)
     template["metadata"]["labels"].pop("pod-template-hash", None)
     current_revision = dep.metadata.annotations[REVISION]
     ops = [
@@ -716,3 +720,100 @@ async def test_extra_namespace_example_grants_the_new_namespace(
 def test_kubectl_is_the_pinned_version(kubectl: Path) -> None:
     out = run_kubectl(kubectl, "version", "--client").stdout
     assert "Client Version: v1.36.3" in out
+
+
+async def _deployment_with_two_revisions(admin: Any, name: str) -> None:
+    apps = _api(k8s.AppsV1Api, admin)
+    await apps.create_namespaced_deployment(
+        TARGET_NS,
+        k8s.V1Deployment(
+            metadata=k8s.V1ObjectMeta(name=name),
+            spec=k8s.V1DeploymentSpec(
+                replicas=1,
+                selector=k8s.V1LabelSelector(match_labels=_labels(name)),
+                template=_template(name),
+            ),
+        ),
+    )
+    await poll(lambda: owned_replica_sets(admin, TARGET_NS, name), timeout=60)
+    await apps.patch_namespaced_deployment(
+        name,
+        TARGET_NS,
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE + "b"}]}}}},
+        _content_type=STRATEGIC,
+    )
+
+    async def second_revision() -> Any:
+        owned = await owned_replica_sets(admin, TARGET_NS, name)
+        return owned if len(owned) >= 2 else None
+
+    await poll(second_revision, timeout=60)
+
+
+async def test_every_shipped_action_runs_with_the_service_account(
+    remediator: Any, admin: Any, targets: dict[str, str]
+) -> None:
+    """The real action code (not hand-made requests) with the ServiceAccount's token: each
+    shipped action succeeds in a bound namespace, server-side dry-run included."""
+    from remediations.base import ActionContext, Clients, Outcome, Target
+    from remediations.registry import default_registry
+
+    registry = default_registry()
+    suffix = uuid.uuid4().hex[:6]
+    dep = f"rbac-{suffix}"
+    await _deployment_with_two_revisions(admin, dep)
+    pod = f"rbac-pod-{suffix}"
+    await _api(k8s.CoreV1Api, admin).create_namespaced_pod(
+        TARGET_NS,
+        k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name=pod, labels={"app": pod}),
+            spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="app", image=IMAGE)]),
+        ),
+    )
+    deployment = Target("Deployment", TARGET_NS, dep)
+    cases: list[tuple[str, Target, dict[str, Any]]] = [
+        ("kubernetes.rollout_restart", deployment, {}),
+        ("kubernetes.rollout_restart", Target("StatefulSet", TARGET_NS, targets["statefulset"]),
+         {}),
+        ("kubernetes.rollout_restart", Target("DaemonSet", TARGET_NS, targets["daemonset"]), {}),
+        ("kubernetes.scale", deployment, {"delta": 1, "max": 3}),
+        ("kubernetes.set_resources", deployment,
+         {"container": "app", "memory_limit": {"value": "256Mi"}}),
+        ("kubernetes.set_env", deployment,
+         {"container": "app", "name": "DB_POOL_SIZE", "value": "20"}),
+        ("kubernetes.rollout_undo", deployment, {}),
+        ("kubernetes.delete_pod", Target("Pod", TARGET_NS, pod), {"pod": pod}),
+    ]
+    assert {name for name, _, _ in cases} == set(registry.names())
+    clients = Clients(kube=remediator)
+    for dry_run in (True, False):
+        for name, target, raw in cases:
+            action = registry.get(name)
+            params = registry.parse_params(name, raw)
+            ctx = ActionContext(run_id=f"rbac-{dry_run}", dry_run=dry_run, clients=clients)
+            result = await action.run(ctx, target, params)
+            expected = Outcome.DRY_RUN if dry_run else Outcome.OK
+            assert result.outcome is expected, (name, target, result)
+    # Without a kubelet a deleted pod lingers with a deletionTimestamp, or is gone at once.
+    core = _api(k8s.CoreV1Api, admin)
+    if await _status(core.read_namespaced_pod(pod, TARGET_NS)) == 200:
+        left = await core.read_namespaced_pod(pod, TARGET_NS)
+        assert left.metadata.deletion_timestamp is not None
+
+
+async def test_actions_outside_the_bound_namespaces_are_refused_as_forbidden(
+    remediator: Any, admin: Any
+) -> None:
+    from remediations.base import ActionContext, ActionRefused, Clients, Target
+    from remediations.registry import default_registry
+
+    unbound = f"unbound-{uuid.uuid4().hex[:6]}"
+    await _api(k8s.CoreV1Api, admin).create_namespace(
+        k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=unbound))
+    )
+    registry = default_registry()
+    action = registry.get("kubernetes.rollout_restart")
+    ctx = ActionContext(run_id="x", dry_run=False, clients=Clients(kube=remediator))
+    with pytest.raises(ActionRefused, match="forbidden"):
+        await action.run(ctx, Target("Deployment", unbound, "web"), registry.parse_params(
+            "kubernetes.rollout_restart", {}))

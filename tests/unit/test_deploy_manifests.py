@@ -39,9 +39,8 @@ EXPECTED_PERMISSIONS = frozenset(
         *(
             ("apps", r, v)
             for r in ("deployments/scale", "statefulsets/scale")
-            for v in ("get", "update", "patch")
+            for v in ("get", "update")
         ),
-        ("apps", "replicasets", "get"),
         ("apps", "replicasets", "list"),
         ("autoscaling", "horizontalpodautoscalers", "list"),
         ("", "pods", "get"),

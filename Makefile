@@ -1,0 +1,57 @@
+# alert-remediator: `make run` starts the service on the embedded default, `make test` installs
+# everything and runs the whole suite against real servers.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Re-install when pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-unit lint bench controlplane kubectl clean
+
+$(STAMP): pyproject.toml
+	@echo "==> installing alert-remediator and its test tools into $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+run: install
+	@$(BIN)/remediator serve $(ARGS)
+
+lint: install
+	@echo "==> ruff"
+	@$(BIN)/ruff check .
+	@echo "==> mypy --strict"
+	@$(BIN)/mypy
+
+# The control plane (etcd, kube-apiserver, kube-controller-manager) and kubectl are built from
+# Go modules and cached outside the repo, keyed by version: cold about 6-10 minutes, warm seconds.
+controlplane:
+	@bash hack/controlplane/build.sh >/dev/null
+
+kubectl:
+	@bash hack/kubectl/build.sh >/dev/null
+
+test-unit: install
+	@$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+test: install lint
+	@echo "==> Prometheus and Alertmanager from Debian's packages (for the e2e tests)"
+	@bash hack/e2e/install.sh || { test -z "$${CI:-}" || exit 1; \
+	   echo "==> could not install them: the e2e tests will be skipped (they fail when CI is set)"; }
+	@echo "==> building or reusing the Kubernetes control plane and kubectl"
+	@export REMEDIATOR_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)"; \
+	 export REMEDIATOR_KUBECTL="$$(bash hack/kubectl/build.sh | tail -n1)"; \
+	 echo "==> pytest (real PostgreSQL, Redis and kube-apiserver)"; \
+	 $(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+bench: install
+	@$(BIN)/python -m bench.intake $(ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
