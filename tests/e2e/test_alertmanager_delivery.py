@@ -1,0 +1,398 @@
+"""The real Alertmanager (Debian's 0.25 binary) delivering to a real `remediator serve`.
+
+Alertmanager runs with the shipped alertmanager/alertmanager.yml, only re-timed (group_wait 1s,
+group_interval 1s, repeat_interval 3s) and pointed at the receiver on loopback, with the token in a
+`credentials_file`. Alerts go in through Alertmanager's v2 API, as Prometheus would post them.
+
+1. Two unclustered Alertmanagers (what an HA pair does when gossip has not settled or is
+   partitioned) both deliver, and each re-sends after repeat_interval: the receiver counts the
+   duplicates and creates exactly one run; resolving the alert closes that run.
+2. Deliveries while the receiver is down fail (connection refused) and are retried; once it is
+   back on the same port and data directory the alert arrives and one run is created.
+
+Alertmanager's and the receiver's logs are printed when a test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import aiohttp
+import pytest
+import yaml
+
+from tests.support.servers import server_missing
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
+LABELS = {
+    "alertname": "HighMemoryUsage",
+    "namespace": "demo",
+    "deployment": "web",
+    "container": "app",
+    "severity": "warning",
+}
+TARGET = {"kind": "Deployment", "namespace": "demo", "name": "web"}
+RULE = "restart-on-high-memory"
+FINISHED = ("dry_run", "succeeded", "failed", "refused", "resolved", "awaiting_approval")
+
+T = TypeVar("T")
+
+
+def _alertmanager_binary() -> str:
+    for name in ("prometheus-alertmanager", "alertmanager"):
+        path = shutil.which(name)
+        if path:
+            return path
+    server_missing("Alertmanager (apt-get install prometheus-alertmanager; hack/e2e/install.sh)")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass
+class Receiver:
+    proc: subprocess.Popen[str]
+    url: str
+    output: list[str]
+
+
+@dataclass
+class Alertmanager:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+@dataclass
+class Processes:
+    """Starts the receiver and Alertmanagers for one test, stops them all and shows their logs."""
+
+    tmp: Path
+    token_file: Path
+    receivers: list[Receiver] = field(default_factory=list)
+    alertmanagers: list[Alertmanager] = field(default_factory=list)
+
+    @property
+    def token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    def start_receiver(self, data_dir: Path, port: int = 0) -> Receiver:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+        env.pop("KUBECONFIG", None)
+        home = data_dir.parent / "home"  # no ~/.kube/config: the service must choose dry-run
+        home.mkdir(parents=True, exist_ok=True)
+        env.update(
+            REMEDIATOR_DATA_DIR=str(data_dir),
+            REMEDIATOR_RULES_DIR=str(ROOT / "rules"),
+            REMEDIATOR_WEBHOOK_TOKEN_FILE=str(self.token_file),
+            REMEDIATOR_LOG_FORMAT="json",
+            HOME=str(home),
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)],
+            env=env, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        output: list[str] = []
+        url: list[str] = []
+        found = threading.Event()
+
+        def pump(stream: IO[str]) -> None:
+            for line in stream:
+                output.append(line)
+                m = re.search(r"listening on (http://\S+)", line)
+                if m and not url:
+                    url.append(m.group(1).rstrip("/"))
+                    found.set()
+            found.set()  # the process ended
+
+        assert proc.stdout is not None
+        threading.Thread(target=pump, args=(proc.stdout,), daemon=True).start()
+        receiver = Receiver(proc, "", output)
+        self.receivers.append(receiver)
+        if not found.wait(120) or not url:
+            pytest.fail("remediator serve did not start:\n" + "".join(output[-60:]))
+        receiver.url = url[0]
+        return receiver
+
+    def stop_receiver(self, receiver: Receiver) -> int:
+        receiver.proc.send_signal(signal.SIGTERM)
+        return receiver.proc.wait(60)
+
+    def start_alertmanager(self, name: str, receiver_url: str) -> Alertmanager:
+        binary = _alertmanager_binary()
+        workdir = self.tmp / name
+        workdir.mkdir()
+        config = workdir / "alertmanager.yml"
+        config.write_text(yaml.safe_dump(_test_config(receiver_url, self.token_file)))
+        port = _free_port()
+        log = workdir / "alertmanager.log"
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.path={workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--cluster.listen-address=",  # no clustering: the two instances do not dedupe
+                    "--log.level=debug",
+                ],
+                stdout=sink, stderr=subprocess.STDOUT, cwd=workdir,
+            )
+        am = Alertmanager(name, proc, f"http://127.0.0.1:{port}", log)
+        self.alertmanagers.append(am)
+        return am
+
+    def close(self) -> None:
+        for am in self.alertmanagers:
+            if am.proc.poll() is None:
+                am.proc.terminate()
+                try:
+                    am.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    am.proc.kill()
+                    am.proc.wait()
+        for r in self.receivers:
+            if r.proc.poll() is None:
+                r.proc.kill()
+                r.proc.wait()
+        # Shown by pytest only when the test failed.
+        for am in self.alertmanagers:
+            print(f"----- {am.name} ({am.url}) log -----")
+            print(am.log.read_text(errors="replace")[-20000:])
+        for i, r in enumerate(self.receivers):
+            print(f"----- receiver #{i} ({r.url}) output -----")
+            print("".join(r.output[-200:]))
+
+
+def _test_config(receiver_url: str, token_file: Path) -> dict[str, Any]:
+    """The shipped configuration, re-timed for a test and pointed at the test's receiver."""
+    config: dict[str, Any] = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    routes = [r for r in config["route"]["routes"] if r.get("receiver") == "remediator"]
+    assert len(routes) == 1
+    routes[0].update(group_wait="1s", group_interval="1s", repeat_interval="3s")
+    (receiver,) = [r for r in config["receivers"] if r["name"] == "remediator"]
+    (hook,) = receiver["webhook_configs"]
+    hook["url"] = f"{receiver_url}/api/v1/alerts"
+    hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+    return config
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    _alertmanager_binary()  # skip (or fail in CI) before starting anything
+    token_file = tmp_path / "remediator-token"
+    token_file.write_text(secrets.token_urlsafe(32) + "\n")
+    token_file.chmod(0o600)
+    procs = Processes(tmp_path, token_file)
+    try:
+        yield procs
+    finally:
+        procs.close()
+
+
+async def _until(
+    what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0
+) -> T:
+    """Poll ``probe`` until it returns something other than None, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = await probe()
+        if last is not None:
+            return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def _ready(session: aiohttp.ClientSession, am: Alertmanager) -> None:
+    async def probe() -> bool | None:
+        if am.proc.poll() is not None:
+            pytest.fail(f"{am.name} exited with {am.proc.returncode}")
+        try:
+            async with session.get(f"{am.url}/-/ready") as resp:
+                return True if resp.status == 200 else None
+        except aiohttp.ClientConnectionError:
+            return None
+
+    await _until(f"{am.name} to be ready", probe, timeout=20)
+
+
+async def _post_alert(
+    session: aiohttp.ClientSession, am: Alertmanager, starts_at: str, ends_at: str | None = None
+) -> None:
+    alert: dict[str, Any] = {
+        "labels": LABELS,
+        "annotations": {"summary": "demo/web: container app at 95% of its memory limit"},
+        "startsAt": starts_at,
+        "generatorURL": "http://prometheus.invalid/graph?g0.expr=HighMemoryUsage",
+    }
+    if ends_at is not None:
+        alert["endsAt"] = ends_at
+    async with session.post(f"{am.url}/api/v2/alerts", json=[alert]) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def _runs(session: aiohttp.ClientSession, receiver: Receiver, token: str) -> list[Any]:
+    async with session.get(
+        f"{receiver.url}/api/v1/runs", headers={"Authorization": f"Bearer {token}"}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        return list(body["runs"])
+
+
+async def _metric(session: aiohttp.ClientSession, url: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when there are none)."""
+    async with session.get(f"{url}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    total = 0.0
+    for m in re.finditer(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})? (\S+)$", text, re.MULTILINE):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
+def _check_run(run: dict[str, Any]) -> None:
+    assert run["rule"] == RULE
+    assert run["outcome"] == "dry_run"
+    assert run["target"] == TARGET
+
+
+async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
+    processes: Processes,
+) -> None:
+    receiver = processes.start_receiver(processes.tmp / "data")
+    token = processes.token
+    ams = [processes.start_alertmanager(name, receiver.url) for name in ("am-a", "am-b")]
+    starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for am in ams:
+            await _ready(session, am)
+        for am in ams:  # Prometheus posts every alert to every Alertmanager replica
+            await _post_alert(session, am, starts_at)
+
+        async def one_finished_run() -> dict[str, Any] | None:
+            runs = await _runs(session, receiver, token)
+            return runs[0] if len(runs) == 1 and runs[0]["outcome"] in FINISHED else None
+
+        run = await _until("the run", one_finished_run)
+        _check_run(run)
+
+        # Both Alertmanagers delivered, and each re-sent the unchanged group after repeat_interval.
+        async def resent() -> bool | None:
+            for am in ams:
+                sent = await _metric(
+                    session, am.url, "alertmanager_notifications_total", integration="webhook"
+                )
+                if sent < 2:
+                    return None
+            return True
+
+        await _until("both Alertmanagers to deliver and re-send", resent)
+
+        async def duplicates_counted() -> float | None:
+            n = await _metric(session, receiver.url, "remediator_alert_duplicates_total")
+            # the peer's copy and at least one re-send from each Alertmanager
+            return n if n >= 3 else None
+
+        await _until("the receiver to count the duplicates", duplicates_counted)
+        for am in ams:
+            failed = await _metric(
+                session, am.url, "alertmanager_notifications_failed_total", integration="webhook"
+            )
+            assert failed == 0, f"{am.name} had failed deliveries (auth?)"
+        runs = await _runs(session, receiver, token)
+        assert [r["id"] for r in runs] == [run["id"]]
+
+        # Prometheus resolves an alert by posting it with endsAt in the past.
+        ends_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=1))
+        for am in ams:
+            await _post_alert(session, am, starts_at, ends_at)
+
+        async def resolved() -> dict[str, Any] | None:
+            runs = await _runs(session, receiver, token)
+            assert len(runs) == 1
+            return runs[0] if runs[0]["resolved_at"] else None
+
+        closed = await _until("the run to be resolved", resolved)
+        assert closed["id"] == run["id"]
+        assert await _metric(
+            session, receiver.url, "remediator_alerts_received_total", status="resolved"
+        ) >= 1
+
+    assert processes.stop_receiver(receiver) == 0
+
+
+async def test_deliveries_while_the_receiver_is_down_arrive_when_it_is_back(
+    processes: Processes,
+) -> None:
+    data_dir = processes.tmp / "data"
+    port = _free_port()
+    first = processes.start_receiver(data_dir, port)
+    assert first.url == f"http://127.0.0.1:{port}"
+    assert processes.stop_receiver(first) == 0
+
+    am = processes.start_alertmanager("am", first.url)
+    starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        await _ready(session, am)
+        await _post_alert(session, am, starts_at)
+
+        async def refused() -> float | None:
+            n = await _metric(
+                session, am.url, "alertmanager_notification_requests_failed_total",
+                integration="webhook",
+            )
+            return n if n >= 2 else None
+
+        await _until("Alertmanager's deliveries to fail and be retried", refused)
+
+        again = processes.start_receiver(data_dir, port)
+        assert again.url == first.url
+        token = processes.token
+
+        async def one_finished_run() -> dict[str, Any] | None:
+            runs = await _runs(session, again, token)
+            return runs[0] if len(runs) == 1 and runs[0]["outcome"] in FINISHED else None
+
+        run = await _until("the alert to arrive and its run to finish", one_finished_run, 45)
+        _check_run(run)
+        assert await _metric(
+            session, again.url, "remediator_alerts_received_total", status="firing"
+        ) >= 1
+        assert await _metric(
+            session, am.url, "alertmanager_notifications_total", integration="webhook"
+        ) >= 1
+
+    assert processes.stop_receiver(again) == 0
