@@ -93,6 +93,10 @@ class Pipeline:
             status=str(event.status),
         )
         ruleset = self._rules.current
+        if event.status is Status.FIRING and not ruleset.matching(event.labels):
+            # Most of an Alertmanager feed has no playbook: decided without touching the store.
+            log.debug("skipped", reason=engine.NO_RULE)
+            return Disposition.done()
         windows = [r.widest_window_s for r in ruleset.rules if r.widest_window_s]
         within = max([self._settings.min_history_s, *windows])
         history = await self._store.history(event, within)

@@ -307,6 +307,20 @@ _RUN_COLUMNS = """
 
 
 
+async def _keep_session(conn: Any) -> None:
+    """Pool release hook: nothing to reset.
+
+    asyncpg's default runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on
+    every release, a round trip that cost as much as the work itself on the intake and worker
+    paths. Pool connections here never keep session state: no SET, no cursors, LISTEN lives on
+    the worker's own connection, and the migration lock is released explicitly. asyncpg still
+    rolls back a transaction left open before the connection is reused.
+    """
+
+
+CLAIM_WINDOW = 32
+
+
 def _event_columns(alias: str = "") -> str:
     p = f"{alias}." if alias else ""
     return f"""
@@ -344,6 +358,7 @@ class Store:
                 max_size=max_size,
                 timeout=connect_timeout_s,
                 command_timeout=command_timeout_s,
+                reset=_keep_session,
             )
         store = cls(pool, dsn)
         if run_migrations:
@@ -446,17 +461,35 @@ class Store:
         async with self._tx() as conn:
             rows = await conn.fetch(
                 f"""
-                WITH picked AS (
+                WITH candidates AS (
+                    -- A bounded walk from the head of each claim index, so a claim costs the
+                    -- same whatever the history holds. Events waiting behind an older event of
+                    -- the same alert are skipped during the walk, not after it: otherwise enough
+                    -- of them could fill the window and hide the older event that unblocks them.
+                    (SELECT e.id FROM alert_events e
+                     WHERE e.state = 'pending' AND e.not_before <= now()
+                       AND NOT EXISTS (
+                           SELECT 1 FROM alert_events older
+                           WHERE older.fingerprint = e.fingerprint
+                             AND older.id < e.id AND older.state <> 'done')
+                     ORDER BY e.not_before, e.id LIMIT $4)
+                    UNION ALL
+                    (SELECT e.id FROM alert_events e
+                     WHERE e.state = 'claimed' AND e.lease_until < now()
+                       AND NOT EXISTS (
+                           SELECT 1 FROM alert_events older
+                           WHERE older.fingerprint = e.fingerprint
+                             AND older.id < e.id AND older.state <> 'done')
+                     ORDER BY e.lease_until LIMIT $4)
+                ), picked AS (
                     SELECT e.id FROM alert_events e
-                    WHERE ((e.state = 'pending' AND e.not_before <= now())
+                    WHERE e.id IN (SELECT id FROM candidates)
+                      -- Re-checked on the locked row: another worker may have claimed it since.
+                      AND ((e.state = 'pending' AND e.not_before <= now())
                            OR (e.state = 'claimed' AND e.lease_until < now()))
-                      AND NOT EXISTS (
-                          SELECT 1 FROM alert_events older
-                          WHERE older.fingerprint = e.fingerprint
-                            AND older.id < e.id AND older.state <> 'done')
                     ORDER BY e.id
                     LIMIT $2
-                    FOR UPDATE SKIP LOCKED
+                    FOR UPDATE OF e SKIP LOCKED
                 )
                 UPDATE alert_events e
                 SET state = 'claimed', lease_owner = $1, attempts = e.attempts + 1,
@@ -467,6 +500,8 @@ class Store:
                 owner,
                 limit,
                 float(lease_s),
+                # Room for rows other workers are locking at the same moment (SKIP LOCKED).
+                limit * 4 + CLAIM_WINDOW,
             )
         rows = sorted(rows, key=lambda r: r["id"])
         return [
@@ -577,41 +612,45 @@ class Store:
         event of this episode is stored (a later firing duplicate must be ignored).
         """
         target_keys = [t.key for t in targets or ()]
-        async with self._tx() as conn:
-            episode = await conn.fetch(
-                f"""SELECT {_RUN_COLUMNS} FROM runs
-                    WHERE fingerprint = $1 AND starts_at = $2 ORDER BY created_at, id""",
-                event.fingerprint,
-                event.starts_at,
-            )
-            if rules is None and targets is None:
-                recent = await conn.fetch(
+        # No transaction: under READ COMMITTED it would not give the three reads one snapshot,
+        # only two more round trips per event. Each read is consistent on its own, and the
+        # worker processes one fingerprint's events strictly in order.
+        with _translate():
+            async with self._pool.acquire() as conn:
+                episode = await conn.fetch(
                     f"""SELECT {_RUN_COLUMNS} FROM runs
-                        WHERE alertname = $1 AND created_at >= now() - make_interval(secs => $2)
-                        ORDER BY created_at DESC, id DESC LIMIT $3""",
-                    event.alertname,
-                    float(within_s),
-                    limit,
+                        WHERE fingerprint = $1 AND starts_at = $2 ORDER BY created_at, id""",
+                    event.fingerprint,
+                    event.starts_at,
                 )
-            else:
-                recent = await conn.fetch(
-                    f"""SELECT {_RUN_COLUMNS} FROM runs
-                        WHERE created_at >= now() - make_interval(secs => $1)
-                          AND (rule = ANY($2::text[])
-                               OR target_kind || '/' || target_namespace || '/' || target_name
-                                  = ANY($3::text[]))
-                        ORDER BY created_at DESC, id DESC LIMIT $4""",
-                    float(within_s),
-                    list(rules or ()),
-                    target_keys,
-                    limit,
+                if rules is None and targets is None:
+                    recent = await conn.fetch(
+                        f"""SELECT {_RUN_COLUMNS} FROM runs
+                            WHERE alertname = $1 AND created_at >= now() - make_interval(secs => $2)
+                            ORDER BY created_at DESC, id DESC LIMIT $3""",
+                        event.alertname,
+                        float(within_s),
+                        limit,
+                    )
+                else:
+                    recent = await conn.fetch(
+                        f"""SELECT {_RUN_COLUMNS} FROM runs
+                            WHERE created_at >= now() - make_interval(secs => $1)
+                              AND (rule = ANY($2::text[])
+                                   OR target_kind || '/' || target_namespace || '/' || target_name
+                                      = ANY($3::text[]))
+                            ORDER BY created_at DESC, id DESC LIMIT $4""",
+                        float(within_s),
+                        list(rules or ()),
+                        target_keys,
+                        limit,
+                    )
+                resolved = await conn.fetchval(
+                    """SELECT EXISTS (SELECT 1 FROM alert_events
+                       WHERE fingerprint = $1 AND starts_at = $2 AND status = 'resolved')""",
+                    event.fingerprint,
+                    event.starts_at,
                 )
-            resolved = await conn.fetchval(
-                """SELECT EXISTS (SELECT 1 FROM alert_events
-                   WHERE fingerprint = $1 AND starts_at = $2 AND status = 'resolved')""",
-                event.fingerprint,
-                event.starts_at,
-            )
         return History(
             episode_runs=tuple(_run_from_row(r).as_prior() for r in episode),
             recent_runs=tuple(_run_from_row(r).as_prior() for r in reversed(recent)),

@@ -11,7 +11,7 @@ import pytest
 
 from receiver.model import AlertEvent, RunOutcome, Status, Target
 from receiver.store.migrate import Migration, MigrationError, load_migrations, migrate
-from receiver.store.repository import NewEvent, Store
+from receiver.store.repository import CLAIM_WINDOW, NewEvent, Store
 
 pytestmark = pytest.mark.postgres
 
@@ -452,3 +452,20 @@ async def test_audit_chain_stays_linear_under_concurrent_writers(store: Store) -
     check = await store.verify_audit()
     assert check.ok, check
     assert check.checked == 80
+
+
+async def test_events_blocked_behind_an_older_event_never_hide_it(store: Store) -> None:
+    """Guards down: every firing event is released for a retry while its resolved event is
+    already stored. The resolved events are due, blocked by the per-alert order, and sort
+    before the firing events; more of them than a claim looks at must not stall the queue."""
+    n = CLAIM_WINDOW + 20
+    await store.insert_events([new_event(f"{i:016x}") for i in range(n)])
+    await store.insert_events([new_event(f"{i:016x}", status=Status.RESOLVED) for i in range(n)])
+    first = await store.claim_events("a", n, 30)
+    assert len(first) == n
+    assert {c.event.status for c in first} == {Status.FIRING}
+    for c in first:
+        assert await store.release_event(c.event.id, "a", 0.0, "guards unavailable")
+
+    again = await store.claim_events("b", 1, 30)
+    assert [c.event.status for c in again] == [Status.FIRING]
