@@ -459,27 +459,32 @@ class Store:
         if limit <= 0:
             return []
         async with self._tx() as conn:
+            # Pin the plan: walk the claim indexes in order and stop at the window. Right after
+            # a burst the statistics are stale and the planner would rather bitmap-scan and sort
+            # the whole backlog (20-170 ms per claim at 6000 due events instead of < 1 ms).
+            # SET LOCAL ends with this transaction; pooled connections keep no session state.
+            await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
             rows = await conn.fetch(
                 f"""
                 WITH candidates AS (
                     -- A bounded walk from the head of each claim index, so a claim costs the
-                    -- same whatever the history holds. Events waiting behind an older event of
-                    -- the same alert are skipped during the walk, not after it: otherwise enough
-                    -- of them could fill the window and hide the older event that unblocks them.
+                    -- same whatever the history or the backlog holds. Only the oldest unfinished
+                    -- event of each alert is taken, and the others are skipped during the walk,
+                    -- not after it: otherwise enough of them could fill the window and hide the
+                    -- older event that unblocks them. (A scalar subquery, not NOT EXISTS, so it
+                    -- stays a filter on the ordered walk instead of becoming a join over all.)
                     (SELECT e.id FROM alert_events e
                      WHERE e.state = 'pending' AND e.not_before <= now()
-                       AND NOT EXISTS (
-                           SELECT 1 FROM alert_events older
-                           WHERE older.fingerprint = e.fingerprint
-                             AND older.id < e.id AND older.state <> 'done')
+                       AND e.id = (SELECT min(older.id) FROM alert_events older
+                                   WHERE older.fingerprint = e.fingerprint
+                                     AND older.state <> 'done')
                      ORDER BY e.not_before, e.id LIMIT $4)
                     UNION ALL
                     (SELECT e.id FROM alert_events e
                      WHERE e.state = 'claimed' AND e.lease_until < now()
-                       AND NOT EXISTS (
-                           SELECT 1 FROM alert_events older
-                           WHERE older.fingerprint = e.fingerprint
-                             AND older.id < e.id AND older.state <> 'done')
+                       AND e.id = (SELECT min(older.id) FROM alert_events older
+                                   WHERE older.fingerprint = e.fingerprint
+                                     AND older.state <> 'done')
                      ORDER BY e.lease_until LIMIT $4)
                 ), picked AS (
                     SELECT e.id FROM alert_events e
