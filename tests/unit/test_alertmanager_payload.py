@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from receiver.alertmanager import (
     ZERO_TIME,
@@ -17,6 +18,7 @@ from receiver.alertmanager import (
     PayloadError,
     fingerprint,
     parse_notification,
+    parse_notification_carefully,
     parse_rfc3339,
 )
 
@@ -318,3 +320,50 @@ class TestFingerprint:
         if new_name not in labels:
             renamed[new_name] = labels[name]
             assert fingerprint(renamed) != fingerprint(labels)
+
+
+# The fast path (pydantic-core straight from bytes) must never accept what the careful path
+# refuses, and must build the same model when both accept.
+_JSON_LEAF = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+)
+_JSON = st.recursive(
+    _JSON_LEAF,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_BASE_ALERT = {
+    "status": "firing", "labels": {"alertname": "X"}, "annotations": {},
+    "startsAt": "2026-11-25T10:00:00.123456789Z", "endsAt": "0001-01-01T00:00:00Z",
+    "generatorURL": "", "fingerprint": "0123456789abcdef",
+}
+_BASE = {
+    "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing",
+    "receiver": "r", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+    "externalURL": "", "alerts": [_BASE_ALERT],
+}
+
+
+@given(
+    top=st.dictionaries(st.sampled_from(sorted(_BASE)), _JSON, max_size=2),
+    alert=st.dictionaries(st.sampled_from(sorted(_BASE_ALERT)), _JSON, max_size=2),
+    drop=st.sets(st.sampled_from(sorted(_BASE))),
+    raw_nan=st.booleans(),
+)
+def test_fast_path_never_accepts_what_the_careful_path_refuses(
+    top: dict[str, object], alert: dict[str, object], drop: set[str], raw_nan: bool
+) -> None:
+    doc: dict[str, object] = {**_BASE, **top, "alerts": [{**_BASE_ALERT, **alert}]}
+    for key in drop:
+        doc.pop(key, None)
+    body = json.dumps(doc).encode()
+    if raw_nan:
+        body = body.replace(b'"truncatedAlerts": 0', b'"truncatedAlerts": NaN')
+    try:
+        fast = Notification.model_validate_json(body)
+    except ValidationError:
+        return  # refused by the fast path: the careful path decides alone
+    assert parse_notification_carefully(body) == fast
