@@ -1,0 +1,313 @@
+"""`make bench`: webhook intake throughput, latency and memory, next to a do-nothing ceiling.
+
+Starts PostgreSQL and Redis (the embedded wheels, in a temporary directory), runs the real
+``remediator serve`` in its own process against them, and drives it over loopback with an
+aiohttp client: (1) closed-loop throughput at fixed concurrency, (2) an open-loop fixed rate
+for p99, (3) 100,000 alerts for the server's peak RSS. The same load against a handler that
+stores nothing gives the ceiling on this machine. This is a benchmark, not a test: it prints
+figures and never fails on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from receiver.alertmanager import fingerprint
+from receiver.embedded import EmbeddedServices
+
+TOKEN = "bench-token-" + uuid.uuid4().hex
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def notification(seq: int, alerts: int = 1) -> bytes:
+    items = []
+    for i in range(alerts):
+        labels = {
+            "alertname": "BenchAlert",
+            "namespace": "bench",
+            "instance": f"pod-{seq}-{i}",
+            "severity": "warning",
+        }
+        items.append(
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": f"bench alert {seq}/{i}"},
+                "startsAt": "2026-11-25T10:00:00.123456789Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": fingerprint(labels),
+            }
+        )
+    body = {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="BenchAlert", seq="{seq}"}}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "remediator",
+        "groupLabels": {"alertname": "BenchAlert"},
+        "commonLabels": {"alertname": "BenchAlert"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": items,
+    }
+    return json.dumps(body).encode()
+
+
+@dataclass
+class Figures:
+    sent: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes, out: Figures) -> None:
+    t0 = time.perf_counter()
+    async with session.post(url, data=body) as resp:
+        await resp.read()
+        if resp.status != 200:
+            out.errors += 1
+    out.latencies_ms.append((time.perf_counter() - t0) * 1000)
+
+
+def _session(concurrency: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        connector=aiohttp.TCPConnector(limit=concurrency),
+    )
+
+
+async def closed_loop(
+    url: str, total: int, concurrency: int, start: int, alerts: int = 1
+) -> Figures:
+    out = Figures(total, 0.0, [], 0)
+    bodies = [notification(start + i, alerts) for i in range(total)]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+
+    async with _session(concurrency) as session:
+        async def user() -> None:
+            while not queue.empty():
+                await _post(session, url, queue.get_nowait(), out)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+        out.seconds = time.perf_counter() - t0
+    return out
+
+
+async def open_loop(url: str, rate: float, seconds: float, start: int) -> Figures:
+    total = int(rate * seconds)
+    out = Figures(total, 0.0, [], 0)
+    bodies = [notification(start + i) for i in range(total)]
+    async with _session(512) as session:
+        tasks = []
+        t0 = time.perf_counter()
+        for i, body in enumerate(bodies):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(_post(session, url, body, out)))
+        await asyncio.gather(*tasks)
+        out.seconds = time.perf_counter() - t0
+    return out
+
+
+def peak_rss_mb(pid: int) -> tuple[float, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
+
+
+async def wait_ready(url: str, proc: subprocess.Popen[bytes], limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {limit_s}s")
+
+
+@contextmanager
+def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_seconds(pid: int | str) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"postgres" in (entry / "comm").read_bytes():
+                    total += cpu_seconds(entry.name)
+            except (OSError, IndexError):
+                continue  # a backend that exited meanwhile
+    return total
+
+
+@dataclass
+class CpuShare:
+    """CPU seconds per notification of the server, PostgreSQL and this load generator."""
+
+    server_us: float
+    postgres_us: float
+    client_us: float
+
+
+async def measured(
+    url: str, total: int, concurrency: int, start: int, server_pid: int
+) -> tuple[Figures, CpuShare]:
+    before = (cpu_seconds(server_pid), postgres_cpu_seconds(), cpu_seconds(os.getpid()))
+    figures = await closed_loop(url, total, concurrency, start)
+    after = (cpu_seconds(server_pid), postgres_cpu_seconds(), cpu_seconds(os.getpid()))
+    per = [1e6 * (a - b) / total for a, b in zip(after, before, strict=True)]
+    return figures, CpuShare(*per)
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="remediator-bench-"))
+    print(f"machine: {machine()}")
+    print(f"workdir: {work} (server logs there)")
+    with EmbeddedServices(work / "services") as services:
+        env = dict(os.environ)
+        env.update(
+            REMEDIATOR_DATABASE_URL=str(services.database_url),
+            REMEDIATOR_REDIS_URL=str(services.redis_url),
+            REMEDIATOR_WEBHOOK_TOKEN=TOKEN,
+            REMEDIATOR_DRY_RUN="true",
+            REMEDIATOR_DATA_DIR=str(work / "data"),
+            REMEDIATOR_LOG_LEVEL="warning",
+        )
+        rports = {"ceiling": free_port(), "receiver": free_port()}
+        results: dict[str, dict[str, Figures]] = {}
+        shares: dict[str, CpuShare] = {}
+        targets = {
+            "ceiling": [sys.executable, "-m", "bench.ceiling", str(rports["ceiling"])],
+            "receiver": [sys.executable, "-m", "receiver.cli", "serve", "--port",
+                         str(rports["receiver"])],
+        }
+        for name, argv in targets.items():
+            base = f"http://127.0.0.1:{rports[name]}"
+            with server(argv, env, work / f"{name}.log") as proc:
+                await wait_ready(base + ("/readyz" if name == "receiver" else "/healthz"), proc)
+                url = base + "/api/v1/alerts"
+                print(f"\n[{name}] warming up …", flush=True)
+                await closed_loop(url, 500, args.concurrency, start=10_000_000)
+                print(f"[{name}] closed loop: {args.requests} notifications, "
+                      f"concurrency {args.concurrency} …", flush=True)
+                closed, share = await measured(url, args.requests, args.concurrency, 0, proc.pid)
+                shares[name] = share
+                print(f"[{name}] open loop: {args.rate:.0f} notifications/s for "
+                      f"{args.seconds:.0f} s …", flush=True)
+                opened = await open_loop(url, args.rate, args.seconds, start=20_000_000)
+                results[name] = {"closed": closed, "open": opened}
+                if name == "receiver":
+                    print(f"[receiver] memory: {args.alerts} alerts in notifications of 10 …",
+                          flush=True)
+                    mem = await closed_loop(url, args.alerts // 10, args.concurrency,
+                                            start=30_000_000, alerts=10)
+                    results[name]["memory"] = mem
+                    hwm, rss = peak_rss_mb(proc.pid)
+    print("\n=== results ===")
+    print(f"{'':10} {'notif/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   "
+          f"open loop @{args.rate:.0f}/s: {'achieved':>9} {'p50':>7} {'p99':>7}")
+    for name, figs in results.items():
+        c, o = figs["closed"], figs["open"]
+        print(f"{name:10} {c.rate:10.0f} {c.pct(50):8.2f} {c.pct(99):8.2f} {c.errors:7d}   "
+              f"{'':22}{o.rate:9.0f} {o.pct(50):7.2f} {o.pct(99):7.2f}")
+    print("\nCPU per notification in the closed loop (2 cores shared by all three):")
+    for name, sh in shares.items():
+        print(f"  {name:10} server {sh.server_us:5.0f} us   postgres {sh.postgres_us:5.0f} us   "
+              f"load generator {sh.client_us:5.0f} us")
+    ratio = results["receiver"]["closed"].rate / results["ceiling"]["closed"].rate
+    print(f"\nreceiver/ceiling throughput: {ratio:.2f}x (target >= 0.5x)")
+    print(f"receiver p99 at {args.rate:.0f}/s: {results['receiver']['open'].pct(99):.1f} ms "
+          f"(target < 50 ms)")
+    mem = results["receiver"]["memory"]
+    print(f"receiver after {mem.sent * 10} more alerts ({mem.errors} errors): peak RSS "
+          f"{hwm:.0f} MB, current {rss:.0f} MB (target < 150 MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--alerts", type=int, default=100_000)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
