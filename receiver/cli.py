@@ -305,7 +305,8 @@ def simulate(ctx: click.Context, payload: Path, rules_dir: Path | None, as_json:
     notification = _read_notification(payload)
 
     from receiver.engine import plan
-    from receiver.model import AlertEvent, History, Status
+    from receiver.intake import events_of
+    from receiver.model import History
     from receiver.rules import RuleSetError, load_rules
     from remediations.registry import default_registry
 
@@ -320,20 +321,10 @@ def simulate(ctx: click.Context, payload: Path, rules_dir: Path | None, as_json:
 
     now = datetime.now(UTC)
     records = []
-    for index, alert in enumerate(notification.alerts, start=1):
-        event = AlertEvent(
-            id=index,
-            fingerprint=alert.fingerprint,
-            starts_at=alert.startsAt,
-            status=Status(alert.status),
-            labels=dict(alert.labels),
-            annotations=dict(alert.annotations),
-            ends_at=alert.endsAt,
-            generator_url=alert.generatorURL,
-            group_key=notification.groupKey,
-            receiver=notification.receiver,
-            received_at=now,
-        )
+    # The same alert -> event mapping intake stores, numbered as if just stored.
+    for index, (alert, new) in enumerate(zip(notification.alerts, events_of(notification),
+                                             strict=True), start=1):
+        event = new.as_event(index, now)
         records.append(_plan_record(alert, plan(event, ruleset, History(), policy, now=now)))
 
     if as_json:

@@ -117,6 +117,22 @@ class NewEvent:
     def key(self) -> tuple[str, str, str]:
         return (self.fingerprint, self.starts_at, str(self.status))
 
+    def as_event(self, event_id: int, received_at: datetime | None = None) -> AlertEvent:
+        """The event as the store would hand it out once stored under ``event_id``."""
+        return AlertEvent(
+            id=event_id,
+            fingerprint=self.fingerprint,
+            starts_at=self.starts_at,
+            status=self.status,
+            labels=dict(self.labels),
+            annotations=dict(self.annotations),
+            ends_at=self.ends_at,
+            generator_url=self.generator_url,
+            group_key=self.group_key,
+            receiver=self.receiver,
+            received_at=received_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ClaimedEvent:
