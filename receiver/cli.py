@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
-import inspect
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -115,14 +113,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     # Imported here: the service pulls in asyncpg, redis and the Kubernetes client, which the
     # other commands do not need.
-    service = importlib.import_module("receiver.service")
     from receiver.embedded import EmbeddedError
     from receiver.rules import RuleSetError
+    from receiver.service import event_loop_factory, run_service
 
     try:
-        result = service.run_service(settings)
-        if inspect.isawaitable(result):
-            asyncio.run(_await(result))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run_service(settings))
     except RuleSetError as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
@@ -133,10 +130,6 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         raise BadUsage(f"configuration: {exc.message}") from None
     except KeyboardInterrupt:
         pass
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 # -- lint ----------------------------------------------------------------------------------------
