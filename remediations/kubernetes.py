@@ -9,6 +9,7 @@ mechanics mirror kubectl (see research/alertmanager-protocol.md §7).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import math
@@ -25,6 +26,7 @@ from remediations import k8s_quantity as quantity
 from remediations.base import (
     Action,
     ActionContext,
+    ActionError,
     ActionRefused,
     Change,
     Outcome,
@@ -351,9 +353,10 @@ _SCALE_INFIX = {"Deployment": "deployment", "StatefulSet": "stateful_set"}
 class Scale(_KubeAction[ScaleParams]):
     """Set replicas through the ``/scale`` subresource, with the read resourceVersion.
 
-    The subresource carries no annotations, so this write is not stamped with the run id; the
-    ``remediator`` field manager in managedFields still marks it. Needs ``list`` on
-    autoscaling ``horizontalpodautoscalers`` to refuse HPA-managed targets (fails closed).
+    The subresource carries no annotations, so the workload is stamped with the run id by a
+    second, metadata-only merge patch once the replicas are written (the ``remediator`` field
+    manager in managedFields marks the scale write itself). Needs ``list`` on autoscaling
+    ``horizontalpodautoscalers`` to refuse HPA-managed targets (fails closed).
     """
 
     name: ClassVar[str] = "kubernetes.scale"
@@ -415,6 +418,17 @@ class Scale(_KubeAction[ScaleParams]):
         }
 
         async def write() -> dict[str, Any]:
+            written = await write_replicas()
+            # Who scaled it, for whoever looks at the object. The replicas are written at this
+            # point: a stamp that fails even after its retries must not turn the step into a
+            # failure, since the run's own record says what was done.
+            with contextlib.suppress(ActionError):
+                await api.patch_workload(
+                    target, {"metadata": {"annotations": api.stamp()}}, MERGE_PATCH
+                )
+            return written
+
+        async def write_replicas() -> dict[str, Any]:
             # The Scale's resourceVersion is the Deployment's, which the controller bumps with
             # every status write: a 409 is usually that, not a rival scaler. Re-read; resend
             # only while the replica count is still the one the plan started from.

@@ -243,6 +243,9 @@ async def test_scale_modes_clamp_and_restore(
     assert await read_scale(kube_admin, ns) == 1
     dep = await read(kube_admin, ns)
     assert "remediator" in {m.manager for m in dep.metadata.managed_fields}
+    # The /scale write cannot carry annotations; the workload is stamped right after it.
+    assert dep.metadata.annotations[RUN_ID_ANNOTATION] == restore.run_id
+    assert dep.metadata.annotations["remediator.io/action"] == "kubernetes.scale"
 
 
 async def test_scale_resends_over_a_status_only_conflict(

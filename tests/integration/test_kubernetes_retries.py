@@ -48,6 +48,8 @@ class FaultProxy:
     # (method, path) -> statuses still to inject, in order
     faults: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (method, path) -> statuses the real API server answered, in order
+    answered: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     def inject(self, method: str, path: str, *statuses: int) -> None:
         self.faults[(method, path)] = list(statuses)
@@ -85,6 +87,7 @@ class FaultProxy:
                 ssl=self.ssl_context,
             ) as upstream,
         ):
+            self.answered.setdefault(key, []).append(upstream.status)
             return web.Response(
                 status=upstream.status,
                 body=await upstream.read(),
@@ -200,7 +203,13 @@ async def test_scale_put_is_retried_on_503(
     )
 
     assert result.outcome is Outcome.OK
-    assert proxy.attempts[("PUT", path)] == 2
+    # The injected 503 was retried. The real server may add a 409 of its own (the controller
+    # bumped the resourceVersion between read and PUT), which the action re-reads and resends.
+    assert proxy.faults[("PUT", path)] == []
+    answered = proxy.answered[("PUT", path)]
+    assert answered[-1] == 200
+    assert set(answered[:-1]) <= {409}
+    assert proxy.attempts[("PUT", path)] == 1 + len(answered)
     scale = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment_scale("web", ns)
     assert scale.spec.replicas == 2
 
