@@ -95,3 +95,26 @@ async def test_a_leftover_server_is_replaced(data_dir: Path) -> None:
                 await conn.close()
     finally:
         orphaned.stop()
+
+
+async def test_a_leftover_redis_is_replaced_and_its_data_kept(data_dir: Path) -> None:
+    """A redis-server orphaned by a killed service is stopped; its append-only file is read."""
+    orphaned = EmbeddedServices(data_dir, postgres=False)
+    await asyncio.to_thread(orphaned.start)
+    assert orphaned.redis_url is not None
+    client = redis.asyncio.Redis.from_url(orphaned.redis_url)
+    try:
+        await client.set("budget:rule", "3")
+    finally:
+        await client.aclose()
+    try:
+        with EmbeddedServices(data_dir, postgres=False) as services:
+            assert services.redis_url is not None
+            assert not _port_open(orphaned.redis_url)
+            client = redis.asyncio.Redis.from_url(services.redis_url)
+            try:
+                assert await client.get("budget:rule") == b"3"
+            finally:
+                await client.aclose()
+    finally:
+        orphaned.stop()

@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from receiver.processes import ServerError
 from receiver.store.migrate import migrate
 from receiver.store.repository import Store
-from tests.support.postgres import PostgresServer, PostgresUnavailable
+from tests.support.postgres import PostgresServer
 from tests.support.servers import server_missing
 
 __all__ = [
@@ -39,7 +40,8 @@ def _suffix() -> str:
 def pg_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer.from_environment()
-    except (PostgresUnavailable, OSError, subprocess.SubprocessError) as exc:
+    # ServerError covers PostgresUnavailable and a failed initdb or start-up.
+    except (ServerError, OSError, subprocess.SubprocessError) as exc:
         server_missing(f"PostgreSQL ({exc})")
     try:
         yield server
