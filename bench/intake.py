@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,14 +29,9 @@ import aiohttp
 
 from receiver.alertmanager import fingerprint
 from receiver.embedded import EmbeddedServices
+from receiver.processes import free_port
 
 TOKEN = "bench-token-" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def notification(seq: int, alerts: int = 1) -> bytes:

@@ -21,7 +21,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ import aiohttp
 import pytest
 import yaml
 
+from receiver.processes import free_port
 from tests.support.servers import server_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -62,13 +62,6 @@ def _alertmanager_binary() -> str:
         if path:
             return path
     server_missing("Alertmanager (apt-get install prometheus-alertmanager; hack/e2e/install.sh)")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _rfc3339(when: datetime) -> str:
@@ -151,7 +144,7 @@ class Processes:
         workdir.mkdir()
         config = workdir / "alertmanager.yml"
         config.write_text(yaml.safe_dump(_test_config(receiver_url, self.token_file)))
-        port = _free_port()
+        port = free_port()
         log = workdir / "alertmanager.log"
         with log.open("wb") as sink:
             proc = subprocess.Popen(
@@ -358,7 +351,7 @@ async def test_deliveries_while_the_receiver_is_down_arrive_when_it_is_back(
     processes: Processes,
 ) -> None:
     data_dir = processes.tmp / "data"
-    port = _free_port()
+    port = free_port()
     first = processes.start_receiver(data_dir, port)
     assert first.url == f"http://127.0.0.1:{port}"
     assert processes.stop_receiver(first) == 0

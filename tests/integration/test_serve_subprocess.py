@@ -77,8 +77,13 @@ def serve(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
     yield start
     for s in started:
         if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait()
+            # SIGTERM first: SIGKILL would orphan the embedded PostgreSQL and Redis it started.
+            s.proc.terminate()
+            try:
+                s.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                s.proc.kill()
+                s.proc.wait()
 
 
 def stop(served: Served) -> int:
