@@ -63,7 +63,7 @@ class IntakeLike(Protocol):
 
 
 class RunsReader(Protocol):
-    """``receiver.store.repository.Store.list_runs``: one page of runs, newest first."""
+    """What the review endpoints read (``receiver.store.repository.Store`` fits)."""
 
     async def list_runs(
         self,
@@ -76,6 +76,10 @@ class RunsReader(Protocol):
         limit: int = ...,
         cursor: str | None = ...,
     ) -> tuple[Sequence[Any], str | None]: ...
+
+    async def get_run(self, run_id: str, *, with_steps: bool = ...) -> Any | None: ...
+
+    async def audit_entries(self, run_id: str) -> list[dict[str, Any]]: ...
 
 
 # A component check returns a short detail ("ok", "dry-run (no credentials)") or raises.
@@ -138,6 +142,14 @@ def _row(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return value
+
+
+def _list_row(value: Any) -> Any:
+    # A page of runs carries no steps: an empty list there would read as "did nothing".
+    row = _row(value)
+    if isinstance(row, dict):
+        row.pop("steps", None)
+    return row
 
 
 # -- authentication ----------------------------------------------------------------------------
@@ -406,13 +418,27 @@ def create_app(
             if "cursor" in filters:
                 return _json({"error": str(exc), "parameter": "cursor"}, 400)
             raise
-        return _json({"runs": [_row(r) for r in rows], "next_cursor": next_cursor})
+        return _json({"runs": [_list_row(r) for r in rows], "next_cursor": next_cursor})
+
+    async def get_run(request: web.Request) -> web.Response:
+        if not auth.check(request):
+            return auth.refuse()
+        run_id = request.match_info["run_id"]
+        try:
+            run = await runs_reader.get_run(run_id, with_steps=True)
+            audit = await runs_reader.audit_entries(run_id) if run is not None else []
+        except StoreUnavailable:
+            return _json({"error": "store unavailable"}, 503)
+        if run is None:
+            return _json({"error": f"no run {run_id}"}, 404)
+        return _json({"run": _row(run), "audit": audit})
 
     app.router.add_post(ALERTS_PATH, post_alerts)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get(RUNS_PATH, get_runs)
+    app.router.add_get(RUNS_PATH + "/{run_id}", get_run)
     return app
 
 

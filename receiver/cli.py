@@ -8,10 +8,11 @@ everything else that failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -472,26 +473,72 @@ def migrate(ctx: click.Context) -> None:
     Without a database URL, the embedded PostgreSQL under data_dir is migrated.
     """
     settings = _state(ctx).settings()
-    from receiver.embedded import EmbeddedError, EmbeddedServices
     from receiver.store.migrate import MigrationError
 
     try:
-        if settings.database_url is not None:
-            applied = asyncio.run(_migrate(settings.database_url.get_secret_value()))
-        else:
-            with EmbeddedServices(settings.data_dir, redis=False) as embedded:
-                assert embedded.database_url is not None
-                applied = asyncio.run(_migrate(embedded.database_url))
+        with _database(settings) as url:
+            applied = asyncio.run(_migrate(url))
     except MigrationError as exc:
         raise UserError(f"migration failed: {exc}") from None
-    except EmbeddedError as exc:
-        raise UserError(str(exc)) from None
-    except (OSError, ConnectionError) as exc:
-        raise UserError(f"cannot connect to the database: {exc}") from None
     if applied:
         click.echo("applied migrations " + ", ".join(f"{v:04d}" for v in applied))
     else:
         click.echo("database schema is up to date")
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[str]:
+    """The configured database, or the embedded one under data_dir for as long as needed."""
+    from receiver.embedded import EmbeddedError, EmbeddedServices
+
+    try:
+        if settings.database_url is not None:
+            yield settings.database_url.get_secret_value()
+            return
+        with EmbeddedServices(settings.data_dir, redis=False) as embedded:
+            assert embedded.database_url is not None
+            yield embedded.database_url
+    except EmbeddedError as exc:
+        raise UserError(str(exc)) from None
+    except (OSError, ConnectionError) as exc:
+        raise UserError(f"cannot connect to the database: {exc}") from None
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """The append-only audit log of every run."""
+
+
+@audit.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Recompute the audit log's hash chain; exit 1 naming the first entry that was altered,
+    inserted or removed."""
+    settings = _state(ctx).settings()
+    with _database(settings) as url:
+        check = asyncio.run(_verify_audit(url))
+    if not check.ok:
+        raise UserError(
+            f"audit log broken at entry {check.first_bad_id}: {check.reason or 'hash mismatch'}"
+            f" ({check.checked} entries checked)"
+        )
+    click.echo(f"audit log intact: {check.checked} entries verified")
+
+
+async def _verify_audit(url: str) -> Any:
+    from receiver.store.repository import Store, StoreUnavailable
+
+    try:
+        store = await Store.connect(url, min_size=1, max_size=1, run_migrations=False)
+    except StoreUnavailable as exc:
+        raise UserError(f"cannot connect to the database: {exc}") from None
+    try:
+        return await store.verify_audit()
+    finally:
+        await store.close()
 
 
 async def _migrate(url: str) -> list[int]:

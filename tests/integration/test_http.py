@@ -590,3 +590,39 @@ async def test_cli_runs_reads_the_api(make_client: MakeClient, three_runs: list[
     denied = await asyncio.to_thread(CliRunner().invoke, main, ["runs", "--url", url], env={})
     assert denied.exit_code == 1
     assert "HTTP 401" in denied.stderr
+
+
+async def test_one_run_with_its_steps_and_audit_trail(
+    make_client: MakeClient, store: Store, three_runs: list[str]
+) -> None:
+    run_id = three_runs[0]
+    await store.record_step(run_id, idx=0, action="kubernetes.rollout_restart", outcome="ok",
+                            params={}, message="rollout restart Deployment demo/web",
+                            before={"restartedAt": None}, after={"restartedAt": "now"})
+    client = await make_client()
+
+    response = await client.get(f"{RUNS_PATH}/{run_id}", headers=AUTH)
+    assert response.status == 200
+    data = await response.json()
+    assert data["run"]["id"] == run_id
+    assert [(s["action"], s["outcome"], s["after"]) for s in data["run"]["steps"]] == [
+        ("kubernetes.rollout_restart", "ok", {"restartedAt": "now"})]
+    assert data["audit"], "every change of a run is in the audit log"
+    assert {entry["run_id"] for entry in data["audit"]} == {run_id}
+
+    # The list does not pretend a run had no steps: it simply does not carry them.
+    status, page = await _runs(client)
+    assert status == 200
+    assert all("steps" not in row for row in page["runs"])
+
+
+async def test_one_run_unknown_or_malformed_is_404_and_needs_auth(
+    make_client: MakeClient, three_runs: list[str]
+) -> None:
+    client = await make_client()
+    for run_id in ("00000000-0000-0000-0000-000000000000", "not-a-uuid"):
+        response = await client.get(f"{RUNS_PATH}/{run_id}", headers=AUTH)
+        assert response.status == 404
+        assert run_id in (await response.json())["error"]
+    response = await client.get(f"{RUNS_PATH}/{three_runs[0]}")
+    assert response.status == 401
