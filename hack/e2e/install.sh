@@ -60,10 +60,9 @@ printf '#!/bin/sh\n# written by hack/e2e/install.sh: forbid service start-up dur
 "${SUDO[@]}" chmod 0755 "$policy"
 
 export DEBIAN_FRONTEND=noninteractive
-if ! apt-cache show prometheus-alertmanager >/dev/null 2>&1; then
-  echo "==> e2e: apt-get update"
-  "${SUDO[@]}" apt-get update -qq
-fi
+# Always refresh: a stale list can name versions the archive no longer serves (a 404 mid-install).
+echo "==> e2e: apt-get update"
+"${SUDO[@]}" apt-get update -qq
 echo "==> e2e: apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
 
