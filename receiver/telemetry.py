@@ -55,10 +55,19 @@ def configure_logging(
         structlog.processors.StackInfoRenderer(),
     ]
     renderer: structlog.typing.Processor
+    # Tracebacks never show local variables: a frame's locals can hold a token, a password
+    # or a DSN, and secrets must not reach the logs.
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(),
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+        )
     elif fmt == "json":
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
         renderer = structlog.processors.JSONRenderer()
     else:
         raise ValueError(f"unknown log format {fmt!r}")

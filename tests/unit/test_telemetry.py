@@ -71,3 +71,24 @@ def test_json_logging_from_structlog_and_stdlib() -> None:
     assert lines[1]["event"] == "stdlib too"
     assert lines[1]["level"] == "warning"
     assert len(lines) == 2
+
+
+def _fail_holding(secret: str) -> None:
+    token = secret  # a local that a traceback with locals would print
+    raise RuntimeError(f"bad request ({len(token)} bytes)")
+
+
+def test_exception_logs_never_print_local_variables() -> None:
+    secret = "s3cr3t-webhook-token-value"
+    for fmt in ("json", "console"):
+        stream = io.StringIO()
+        configure_logging("info", fmt, stream=stream)
+        try:
+            _fail_holding(secret)
+        except RuntimeError:
+            structlog.get_logger("test").exception("request failed")
+        output = stream.getvalue()
+        assert "request failed" in output, fmt
+        assert "RuntimeError" in output, fmt  # the traceback itself is still there
+        assert secret not in output, f"{fmt} logs printed a local variable"
+    configure_logging("info", "json")
