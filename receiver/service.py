@@ -88,10 +88,13 @@ async def kube_client(settings: Settings) -> Any | None:
     return client.ApiClient(configuration)
 
 
-def embedded_token(settings: Settings) -> Settings:
-    """The embedded default still authenticates: a random token kept in the data directory."""
+def embedded_token(settings: Settings) -> tuple[Settings, bool]:
+    """The embedded default still authenticates: a random token kept in the data directory.
+
+    Returns the settings and whether the token is this generated one (only that one may be
+    printed: a configured token is a production secret)."""
     if settings.auth_configured:
-        return settings
+        return settings, False
     path = settings.data_dir / "webhook-token"
     if not path.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -99,13 +102,26 @@ def embedded_token(settings: Settings) -> Settings:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(32) + "\n")
     token = path.read_text().strip()
-    return settings.model_copy(update={"webhook_token": SecretStr(token)})
+    return settings.model_copy(update={"webhook_token": SecretStr(token)}), True
 
 
-def banner(settings: Settings, url: str, dry_run: bool, embedded: bool) -> str:
-    token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+def banner(
+    settings: Settings, url: str, *, dry_run: bool, embedded: bool, show_token: bool
+) -> str:
+    """What `make run` prints: where it listens, how it runs, and a curl that works.
+
+    The token appears only when ``show_token`` (the generated embedded one); a configured
+    secret is never printed, the curl hint names it instead."""
     sample = Path(__file__).parent / "samples" / "high-memory.json"
-    auth = f"-H 'Authorization: Bearer {token}' " if token else ""
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+    if token and show_token:
+        auth = f"-H 'Authorization: Bearer {token}' "
+    elif settings.webhook_token is not None:
+        auth = "-H \"Authorization: Bearer $WEBHOOK_TOKEN\" "
+    elif settings.basic_auth_configured:
+        auth = f"-u '{settings.webhook_username}:PASSWORD' "
+    else:
+        auth = ""
     mode = "dry-run (nothing is changed)" if dry_run else "LIVE (actions change the cluster)"
     storage = (
         f"embedded PostgreSQL and Redis under {settings.data_dir}" if embedded else "external"
@@ -117,8 +133,12 @@ def banner(settings: Settings, url: str, dry_run: bool, embedded: bool) -> str:
         f"  storage:    {storage}",
         f"  rules:      {settings.rules_dir}",
     ]
-    if token:
-        lines.append(f"  webhook token: {token}")
+    if token and show_token:
+        lines.append(f"  webhook token: {token}  (kept in {settings.data_dir / 'webhook-token'})")
+    elif settings.auth_configured:
+        lines.append("  webhook auth: as configured (the secret is not printed)")
+    else:
+        lines.append("  webhook auth: NONE (set REMEDIATOR_WEBHOOK_TOKEN_FILE)")
     lines += [
         "  post a sample alert:",
         f"    curl -sS {auth}-H 'Content-Type: application/json' "
@@ -137,8 +157,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
     rules = RuleHolder(settings.rules_dir, registry, policy)
 
     async with backing_services(settings) as endpoints:
+        generated_token = False
         if endpoints.embedded:
-            settings = embedded_token(settings)
+            settings, generated_token = embedded_token(settings)
         store = await Store.connect(endpoints.database_url)
         redis = aioredis.from_url(endpoints.redis_url, socket_timeout=5, socket_connect_timeout=5)
         kube = await kube_client(settings)
@@ -210,7 +231,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             await site.start()
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             url = f"http://{settings.host}:{port}"
-            print(banner(settings, url, dry_run, endpoints.embedded), file=sys.stderr, flush=True)
+            text = banner(settings, url, dry_run=dry_run, embedded=endpoints.embedded,
+                          show_token=generated_token)
+            print(text, file=sys.stderr, flush=True)
             log.info("started", url=url, dry_run=dry_run, rules=len(rules.current),
                      embedded=endpoints.embedded, worker=worker.owner)
             if ready is not None:
