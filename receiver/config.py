@@ -134,6 +134,8 @@ class Settings(BaseModel):
     webhook_username: str | None = None
     webhook_password: SecretStr | None = None
     webhook_password_file: Path | None = None
+    # Accepting webhooks without credentials must be asked for: the receiver triggers changes.
+    allow_unauthenticated: bool = False
 
     rules_dir: Path = Path("rules")
     data_dir: Path = Path(".data")
@@ -268,6 +270,7 @@ KEYS: tuple[Key, ...] = (
     _key("webhook_username", "auth.username", "WEBHOOK_USERNAME"),
     _key("webhook_password", "auth.password", "WEBHOOK_PASSWORD"),
     _key("webhook_password_file", "auth.password_file", "WEBHOOK_PASSWORD_FILE"),
+    _key("allow_unauthenticated", "auth.allow_unauthenticated", "ALLOW_UNAUTHENTICATED"),
     _key("rules_dir", "rules_dir"),
     _key("data_dir", "data_dir"),
     _key("dry_run", "kubernetes.dry_run", "DRY_RUN"),

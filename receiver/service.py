@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from receiver.app import HealthChecks, create_app
-from receiver.config import Settings, kube_credentials_present
+from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.embedded import EmbeddedServices
 from receiver.guards import Guards, GuardSettings
 from receiver.intake import Intake
@@ -105,6 +105,22 @@ def embedded_token(settings: Settings) -> tuple[Settings, bool]:
     return settings.model_copy(update={"webhook_token": SecretStr(token)}), True
 
 
+def require_authentication(settings: Settings) -> None:
+    """Fail closed: webhooks trigger changes, so an open receiver must be asked for.
+
+    The embedded default is covered (it generates a token); with external servers the
+    operator sets a token or basic auth, or says REMEDIATOR_ALLOW_UNAUTHENTICATED=true.
+    """
+    external = settings.database_url is not None and settings.redis_url is not None
+    if external and not settings.auth_configured and not settings.allow_unauthenticated:
+        raise ConfigError(
+            "REMEDIATOR_WEBHOOK_TOKEN_FILE: no webhook authentication is configured; set a "
+            "bearer token (REMEDIATOR_WEBHOOK_TOKEN_FILE) or basic auth "
+            "(REMEDIATOR_WEBHOOK_USERNAME and REMEDIATOR_WEBHOOK_PASSWORD_FILE), or "
+            "REMEDIATOR_ALLOW_UNAUTHENTICATED=true on a network you trust"
+        )
+
+
 def banner(
     settings: Settings, url: str, *, dry_run: bool, embedded: bool, show_token: bool
 ) -> str:
@@ -151,6 +167,7 @@ def banner(
 
 async def run_service(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     log = structlog.get_logger("remediator")
+    require_authentication(settings)
     registry = default_registry()
     policy = settings.namespace_policy()
     # Rules first: invalid rules must stop the start before any server is touched.

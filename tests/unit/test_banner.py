@@ -1,13 +1,18 @@
-"""The start-up banner: a working curl, and never a configured secret."""
+"""Start-up: the banner gives a working curl and never a configured secret, and an open
+receiver must be asked for."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
-from receiver.config import Settings
-from receiver.service import banner, embedded_token
+from receiver.config import ConfigError, Settings
+from receiver.service import banner, embedded_token, require_authentication
 
 URL = "http://127.0.0.1:9095"
 
@@ -46,3 +51,29 @@ def test_basic_auth_banner_names_the_user_not_the_password() -> None:
     text = banner(settings, URL, dry_run=True, embedded=False, show_token=False)
     assert "pw-secret" not in text
     assert "-u 'am:PASSWORD'" in text
+
+
+def test_an_unauthenticated_receiver_on_external_servers_must_be_asked_for() -> None:
+    external = {"database_url": SecretStr("postgresql://db/x"),
+                "redis_url": SecretStr("redis://r:6379/0")}
+    with pytest.raises(ConfigError) as info:
+        require_authentication(Settings(**external))
+    assert "REMEDIATOR_ALLOW_UNAUTHENTICATED" in info.value.message
+    # Any of these is an answer; the embedded default generates a token of its own.
+    require_authentication(Settings(**external, allow_unauthenticated=True))
+    require_authentication(Settings(**external, webhook_token=SecretStr("t")))
+    require_authentication(
+        Settings(**external, webhook_username="am", webhook_password=SecretStr("p"))
+    )
+    require_authentication(Settings())
+
+
+def test_serve_refuses_to_start_open_and_says_how_to_fix_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    env |= {"REMEDIATOR_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x",
+            "REMEDIATOR_REDIS_URL": "redis://127.0.0.1:1/0",
+            "REMEDIATOR_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "receiver.cli", "serve"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "no webhook authentication is configured" in proc.stderr

@@ -67,6 +67,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_WEBHOOK_TOKEN_FILE": str(token),
         "REMEDIATOR_WEBHOOK_USERNAME": "alertmanager",
         "REMEDIATOR_WEBHOOK_PASSWORD_FILE": str(password),
+        "REMEDIATOR_ALLOW_UNAUTHENTICATED": "yes",
         "REMEDIATOR_RULES_DIR": "/rules",
         "REMEDIATOR_DATA_DIR": "/var/lib/remediator",
         "REMEDIATOR_DRY_RUN": "true",
@@ -103,6 +104,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.webhook_token.get_secret_value() == "s3cret-token"
     assert s.webhook_token_file == token
     assert s.webhook_username == "alertmanager"
+    assert s.allow_unauthenticated is True
     assert s.webhook_password is not None
     assert s.webhook_password.get_secret_value() == "pw"
     assert s.basic_auth_configured
