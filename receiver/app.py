@@ -26,6 +26,7 @@ from structlog.typing import FilteringBoundLogger
 from receiver.alertmanager import Notification, PayloadError, parse_notification
 from receiver.config import Settings
 from receiver.durations import parse_duration
+from receiver.guards import GuardUnavailable
 from receiver.model import RunOutcome
 from receiver.store.repository import StoreUnavailable
 from receiver.telemetry import Metrics
@@ -80,6 +81,24 @@ class RunsReader(Protocol):
     async def get_run(self, run_id: str, *, with_steps: bool = ...) -> Any | None: ...
 
     async def audit_entries(self, run_id: str) -> list[dict[str, Any]]: ...
+
+
+class GuardControl(Protocol):
+    """The operator's kill switch (``receiver.guards.Guards`` fits)."""
+
+    async def pause(self, seconds: float | None, reason: str) -> datetime | None: ...
+
+    async def resume(self) -> None: ...
+
+    async def status(self) -> dict[str, Any]: ...
+
+
+# Writes one audit row: kind, data (``Store.append_audit`` fits).
+AuditWriter = Callable[..., Awaitable[Any]]
+
+PAUSE_PATH = "/api/v1/pause"
+GUARDS_PATH = "/api/v1/guards"
+MAX_PAUSE_S = 7 * 86400.0
 
 
 # A component check returns a short detail ("ok", "dry-run (no credentials)") or raises.
@@ -296,6 +315,8 @@ def create_app(
     health: HealthChecks,
     runs_reader: RunsReader,
     log: FilteringBoundLogger,
+    guards: GuardControl | None = None,
+    audit: AuditWriter | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> web.Application:
     """Build the HTTP application around the given components."""
@@ -433,7 +454,76 @@ def create_app(
             return _json({"error": f"no run {run_id}"}, 404)
         return _json({"run": _row(run), "audit": audit})
 
+    async def guards_status(request: web.Request) -> web.Response:
+        if not auth.check(request):
+            return auth.refuse()
+        if guards is None:
+            return _json({"error": "guards are not configured"}, 404)
+        try:
+            return _json(await guards.status())
+        except GuardUnavailable as exc:
+            return _json({"error": f"guards unavailable: {exc}"}, 503)
+
+    async def put_pause(request: web.Request) -> web.Response:
+        if not auth.check(request):
+            return auth.refuse()
+        if guards is None:
+            return _json({"error": "guards are not configured"}, 404)
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _json({"error": "invalid JSON", "field": "body"}, 400)
+        if not isinstance(body, dict):
+            return _json({"error": "expected a JSON object", "field": "body"}, 400)
+        reason = body.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            return _json({"error": "say why automation is paused", "field": "reason"}, 400)
+        seconds: float | None = None
+        if body.get("for") is not None:
+            if not isinstance(body["for"], str):
+                return _json({"error": "a duration like 30m or 2h", "field": "for"}, 400)
+            try:
+                seconds = parse_duration(body["for"])
+            except ValueError as exc:
+                return _json({"error": str(exc), "field": "for"}, 400)
+            if not 0 < seconds <= MAX_PAUSE_S:
+                return _json({"error": "between 1s and 7d", "field": "for"}, 400)
+        try:
+            until = await guards.pause(seconds, reason.strip())
+        except GuardUnavailable as exc:
+            return _json({"error": f"guards unavailable: {exc}"}, 503)
+        # An operator's kill switch belongs in the record of what happened and when.
+        await _audit("guards.pause", {"reason": reason.strip(), "until": until, "via": "api"})
+        log.warning("automation paused", reason=reason.strip(),
+                    until=until.isoformat() if until else None)
+        return _json({"paused": True, "reason": reason.strip(), "until": until})
+
+    async def delete_pause(request: web.Request) -> web.Response:
+        if not auth.check(request):
+            return auth.refuse()
+        if guards is None:
+            return _json({"error": "guards are not configured"}, 404)
+        try:
+            await guards.resume()
+        except GuardUnavailable as exc:
+            return _json({"error": f"guards unavailable: {exc}"}, 503)
+        await _audit("guards.resume", {"via": "api"})
+        log.warning("automation resumed")
+        return _json({"paused": False})
+
+    async def _audit(kind: str, data: dict[str, Any]) -> None:
+        if audit is None:
+            return
+        try:
+            await audit(kind, data=json.loads(json.dumps(data, default=_json_default)))
+        except StoreUnavailable as exc:
+            # The guard state changed; losing its audit row is logged, not hidden.
+            log.error("could not record in the audit log", kind=kind, error=str(exc))
+
     app.router.add_post(ALERTS_PATH, post_alerts)
+    app.router.add_get(GUARDS_PATH, guards_status)
+    app.router.add_put(PAUSE_PATH, put_pause)
+    app.router.add_delete(PAUSE_PATH, delete_pause)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

@@ -347,13 +347,21 @@ def _auth_headers(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-async def _fetch_runs(url: str, params: dict[str, str], headers: dict[str, str]) -> Any:
+async def _request(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    *,
+    params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> Any:
+    """One call to a running server; a non-200 answer becomes a UserError with its detail."""
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(url, params=params, headers=headers) as response,
+        session.request(method, url, params=params, json=body, headers=headers) as response,
     ):
         try:
             data = await response.json(content_type=None)
@@ -361,12 +369,29 @@ async def _fetch_runs(url: str, params: dict[str, str], headers: dict[str, str])
             data = None
         if response.status != 200:
             detail = data.get("error") if isinstance(data, dict) else None
-            parameter = data.get("parameter") if isinstance(data, dict) else None
+            parameter = None
+            if isinstance(data, dict):
+                parameter = data.get("parameter") or data.get("field")
             where = f" ({parameter})" if parameter else ""
             raise UserError(
                 f"{url}: HTTP {response.status}{where}: {detail or response.reason or ''}".rstrip()
             )
         return data
+
+
+def _call_server(
+    settings: Settings, url: str | None, path: str, method: str = "GET", **kwargs: Any
+) -> Any:
+    import aiohttp
+
+    base = url or f"http://{_url_host(settings.host)}:{settings.port}"
+    endpoint = base.rstrip("/") + path
+    try:
+        return asyncio.run(_request(method, endpoint, _auth_headers(settings), **kwargs))
+    except aiohttp.ClientError as exc:
+        raise UserError(f"{endpoint}: {exc}") from None
+    except TimeoutError:
+        raise UserError(f"{endpoint}: no answer within 30s") from None
 
 
 @main.command()
@@ -394,7 +419,6 @@ def runs(
 ) -> None:
     """List remediation runs from a running server."""
     settings = _state(ctx).settings()
-    base = url or f"http://{_url_host(settings.host)}:{settings.port}"
     params = {
         name: str(value)
         for name, value in (
@@ -408,15 +432,7 @@ def runs(
         )
         if value is not None
     }
-    endpoint = base.rstrip("/") + "/api/v1/runs"
-    import aiohttp
-
-    try:
-        data = asyncio.run(_fetch_runs(endpoint, params, _auth_headers(settings)))
-    except aiohttp.ClientError as exc:
-        raise UserError(f"{endpoint}: {exc}") from None
-    except TimeoutError:
-        raise UserError(f"{endpoint}: no answer within 30s") from None
+    data = _call_server(settings, url, "/api/v1/runs", params=params)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -460,6 +476,50 @@ def _cell(row: Any, column: str) -> str:
                 return "{kind}/{namespace}/{name}".format(**value)
             return str(value)
     return ""
+
+
+# -- the kill switch -----------------------------------------------------------------------------
+
+_URL_OPTION = click.option(
+    "--url", default=None, help="Server base URL (default from settings host/port)."
+)
+
+
+@main.command()
+@_URL_OPTION
+@click.option("--reason", required=True, help="Why; recorded in the audit log.")
+@click.option("--for", "duration", default=None, help="e.g. 30m or 2h (default: until resume).")
+@click.pass_context
+def pause(ctx: click.Context, url: str | None, reason: str, duration: str | None) -> None:
+    """Stop every remediation, in every replica, until resume (or for a while).
+
+    Alerts are still accepted and recorded; runs that would start are refused by the pause
+    guard, with the reason."""
+    settings = _state(ctx).settings()
+    body: dict[str, Any] = {"reason": reason}
+    if duration is not None:
+        body["for"] = duration
+    data = _call_server(settings, url, "/api/v1/pause", "PUT", body=body)
+    until = data.get("until") if isinstance(data, dict) else None
+    click.echo(f"automation paused until {until}" if until else "automation paused until resume")
+
+
+@main.command()
+@_URL_OPTION
+@click.pass_context
+def resume(ctx: click.Context, url: str | None) -> None:
+    """Lift a pause."""
+    _call_server(_state(ctx).settings(), url, "/api/v1/pause", "DELETE")
+    click.echo("automation resumed")
+
+
+@main.command()
+@_URL_OPTION
+@click.pass_context
+def status(ctx: click.Context, url: str | None) -> None:
+    """Show the guards: pause, budget used, open circuit breakers."""
+    data = _call_server(_state(ctx).settings(), url, "/api/v1/guards")
+    click.echo(json.dumps(data, indent=2, default=str))
 
 
 # -- migrate -------------------------------------------------------------------------------------

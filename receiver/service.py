@@ -226,6 +226,8 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             health=health,
             runs_reader=store,
             log=log.bind(component="http"),
+            guards=guards,
+            audit=store.append_audit,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

@@ -4,6 +4,7 @@ Redis from wheels, dry-run with no cluster), driven over HTTP, stopped and start
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -149,9 +150,28 @@ async def test_serve_on_the_embedded_default_end_to_end(serve) -> None:  # type:
         runs = await _runs(session, again)
         assert [r["id"] for r in runs] == [runs[0]["id"]]
         assert runs[0]["outcome"] == "dry_run"
-        async with session.post(f"{again.url}/api/v1/alerts", data=body,
-                                headers={**auth, "Authorization": f"Bearer {again.token}"}) as r:
+        headers = {**auth, "Authorization": f"Bearer {again.token}"}
+        async with session.post(f"{again.url}/api/v1/alerts", data=body, headers=headers) as r:
             assert await r.json() == {"accepted": 0, "duplicates": 1}
+
+        # The kill switch: a new alert while paused makes a run the pause guard refuses.
+        async with session.put(f"{again.url}/api/v1/pause", headers=headers,
+                               json={"reason": "change freeze"}) as r:
+            assert r.status == 200
+        other = json.loads(body)
+        other["alerts"][0]["startsAt"] = "2024-05-27T09:00:00Z"  # a new episode
+        async with session.post(f"{again.url}/api/v1/alerts", data=json.dumps(other),
+                                headers=headers) as r:
+            assert await r.json() == {"accepted": 1, "duplicates": 0}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            refused = [r for r in await _runs(session, again) if r["outcome"] == "refused"]
+            if refused:
+                break
+            await asyncio.sleep(0.1)
+        assert len(refused) == 1
+        assert refused[0]["refusal_guard"] == "pause"
+        assert "change freeze" in str(refused[0]["refusal_reason"])
     assert stop(again) == 0
 
 
