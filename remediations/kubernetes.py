@@ -157,6 +157,11 @@ class _Plan:
     observe: Callable[[dict[str, Any]], Mapping[str, Any]]
     noop_reason: str = ""
 
+    @classmethod
+    def noop(cls, change: Change, reason: str) -> _Plan:
+        """Live state already matches: nothing is written, so nothing is observed either."""
+        return cls(change, None, lambda _written: change.before, noop_reason=reason)
+
 
 class _KubeAction(Generic[P]):
     name: ClassVar[str]
@@ -269,12 +274,9 @@ class RolloutRestart(_KubeAction[RestartParams]):
         annotations = (_template(obj).get("metadata") or {}).get("annotations") or {}
         before = {"restartedAt": annotations.get(RESTARTED_AT)}
         if annotations.get(RESTART_RUN_ANNOTATION) == api.ctx.run_id:
-            return _Plan(
+            return _Plan.noop(
                 Change(f"{_what(target)} was already restarted by this run", before, before),
-                None,
-                lambda _obj: before,
-                noop_reason=f"already restarted by run {api.ctx.run_id} at "
-                f"{annotations.get(RESTARTED_AT)}",
+                f"already restarted by run {api.ctx.run_id} at {annotations.get(RESTARTED_AT)}",
             )
         now = _now_rfc3339()
         body = {
@@ -397,11 +399,9 @@ class Scale(_KubeAction[ScaleParams]):
         before = {"replicas": current}
         after = {"replicas": desired}
         if desired == current:
-            return _Plan(
+            return _Plan.noop(
                 Change(f"{_what(target)} already has {current} replicas", before, before),
-                None,
-                lambda _obj: before,
-                noop_reason=f"{_what(target)} already has {current} replicas",
+                f"{_what(target)} already has {current} replicas",
             )
         # PUT with the resourceVersion just read: a concurrent change makes it fail with 409
         # instead of silently overwriting what someone else decided.
@@ -601,11 +601,9 @@ class SetResources(_KubeAction[SetResourcesParams]):
         relative = any(c.factor is not None for c in changes.values())
         if relative and api.stamped_by_this_run(obj):
             # A factor applied twice compounds; the stamp says this run already applied it.
-            return _Plan(
+            return _Plan.noop(
                 Change(f"{_what(target)} was already changed by this run", before, before),
-                None,
-                lambda _obj: before,
-                noop_reason=f"already applied by run {api.ctx.run_id}",
+                f"already applied by run {api.ctx.run_id}",
             )
         after: dict[str, Any] = {"container": params.container}
         patch_resources: dict[str, dict[str, str]] = {}
@@ -625,11 +623,9 @@ class SetResources(_KubeAction[SetResourcesParams]):
             after.setdefault(section, {})[resource] = new
             patch_resources.setdefault(section, {})[resource] = new
         if all(quantity.equal(before[s][r], after[s][r]) for s, r in keys):
-            return _Plan(
+            return _Plan.noop(
                 Change(f"{_what(target)} already has these resources", before, before),
-                None,
-                lambda _obj: before,
-                noop_reason=f"container {params.container} already has these resources",
+                f"container {params.container} already has these resources",
             )
         body = {
             "metadata": {"annotations": api.stamp()},
@@ -711,11 +707,9 @@ class SetEnv(_KubeAction[SetEnvParams]):
         before = pick(container)
         after = {"container": params.container, "name": params.name, "value": params.value}
         if before == after:
-            return _Plan(
+            return _Plan.noop(
                 Change(f"{params.name} is already set", before, before),
-                None,
-                lambda _obj: before,
-                noop_reason=f"{params.name} already has that value in {params.container}",
+                f"{params.name} already has that value in {params.container}",
             )
         var: dict[str, Any] = {"name": params.name, "value": params.value}
         if "valueFrom" in before:
@@ -849,16 +843,14 @@ class RolloutUndo(_KubeAction[UndoParams]):
             "replicaset": rs_name,
         }
         if template == _without_hash(_template(obj)):
-            return _Plan(
+            return _Plan.noop(
                 Change(
                     f"{_what(target)} already runs the template of revision {to}",
                     before,
                     after,
                     preconditions,
                 ),
-                None,
-                lambda _obj: after,
-                noop_reason=f"{_what(target)} already runs the template of revision {to}",
+                f"{_what(target)} already runs the template of revision {to}",
             )
         ops: list[dict[str, Any]] = [
             {
@@ -1011,11 +1003,9 @@ class DeletePod(_KubeAction[DeletePodParams]):
         names = [p["metadata"]["name"] for p in chosen]
         before = {"pods": names}
         if not chosen:
-            return _Plan(
+            return _Plan.noop(
                 Change(f"no pod to delete for {_what(target)}", before, {"deleted": []}),
-                None,
-                lambda _obj: {"deleted": []},
-                noop_reason=f"no (live) pod to delete for {_what(target)}",
+                f"no (live) pod to delete for {_what(target)}",
             )
         ns = target.namespace
 
