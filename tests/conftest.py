@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.postgres_fixtures",
     "tests.support.redis_fixtures",
     "tests.support.kube_fixtures",
+    "tests.support.pipeline",
 ]

@@ -5,25 +5,15 @@ test_pipeline_kubernetes.py against the real API server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
-import redis.asyncio
 
-from receiver.guards import AdmissionRequest, Guards, GuardSettings
-from receiver.intake import Intake
+from receiver.guards import AdmissionRequest, GuardSettings
 from receiver.model import GuardSpec, NamespacePolicy, RunOutcome, Target
-from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.rules import RuleHolder
-from receiver.store.repository import RunRecord, Store
-from receiver.telemetry import Metrics
+from receiver.store.repository import RunRecord
 from receiver.worker import Worker
-from remediations.base import Clients
-from remediations.registry import default_registry
 from tests.support.payloads import alert, notification
+from tests.support.pipeline import Harness, MakeHarness
 from tests.support.redis import RedisServer
 
 RESTART_RULE = """
@@ -37,87 +27,18 @@ rules:
 """
 
 
+RESTART = RESTART_RULE.replace("GUARDS", "{}")
+
+
 def labels(name: str = "web", namespace: str = "shop", **extra: str) -> dict[str, str]:
     return {"alertname": "HighMemoryUsage", "namespace": namespace, "deployment": name,
             "severity": "warning", **extra}
 
 
-@dataclass
-class Harness:
-    store: Store
-    guards: Guards
-    intake: Intake
-    pipeline: Pipeline
-    metrics: Metrics
-    owner: str = "test-worker"
-    processed: list[int] = field(default_factory=list)
-
-    async def drain(self, rounds: int = 20) -> int:
-        """Claim and process until nothing is due; returns how many events were processed.
-
-        Deterministic: no sleeps, no background worker. A released event (retry) is due again
-        only after its delay, so a drain stops at it."""
-        done = 0
-        for _ in range(rounds):
-            claimed = await self.store.claim_events(self.owner, 50, 30.0)
-            if not claimed:
-                return done
-            for c in claimed:
-                disposition = await self.pipeline(c.event)
-                if disposition.is_done:
-                    await self.store.complete_event(c.event.id, self.owner)
-                    done += 1
-                else:
-                    await self.store.release_event(c.event.id, self.owner,
-                                                   disposition.retry_after_s or 0.0,
-                                                   disposition.error)
-                    return done
-        return done
-
-    async def runs(self, **filters: Any) -> list[RunRecord]:
-        rows, _ = await self.store.list_runs(limit=500, **filters)
-        return rows
-
-
-MakeHarness = Callable[..., Awaitable[Harness]]
-
-
-@pytest.fixture
-async def make_harness(
-    store: Store, redis_client: redis.asyncio.Redis, tmp_path: Path
-) -> AsyncIterator[MakeHarness]:
-    intakes: list[Intake] = []
-
-    async def make(
-        rules: str = RESTART_RULE.replace("GUARDS", "{}"),
-        guard_settings: GuardSettings | None = None,
-        policy: NamespacePolicy | None = None,
-    ) -> Harness:
-        rules_dir = tmp_path / f"rules{len(intakes)}"
-        rules_dir.mkdir()
-        (rules_dir / "rules.yaml").write_text(rules)
-        policy = policy or NamespacePolicy()
-        registry = default_registry()
-        guards = Guards(redis_client, policy, guard_settings or GuardSettings())
-        metrics = Metrics()
-        pipeline = Pipeline(
-            store=store, guards=guards, rules=RuleHolder(rules_dir, registry, policy),
-            registry=registry, clients=Clients(kube=None),
-            settings=PipelineSettings(dry_run=True, policy=policy), metrics=metrics,
-        )
-        intake = Intake(store)
-        intakes.append(intake)
-        return Harness(store, guards, intake, pipeline, metrics)
-
-    yield make
-    for intake in intakes:
-        await intake.drain()
-
-
 async def test_same_notification_5_times_then_20_concurrently_gives_one_run(
     make_harness: MakeHarness,
 ) -> None:
-    h = await make_harness()
+    h = await make_harness(RESTART)
     note = notification(alert(labels()))
     results = [await h.intake.accept(note) for _ in range(5)]
     assert [(r.accepted, r.duplicates) for r in results] == [(1, 0)] + [(0, 1)] * 4
@@ -140,7 +61,7 @@ async def test_same_notification_5_times_then_20_concurrently_gives_one_run(
 async def test_concurrent_workers_on_duplicates_still_make_one_run(
     make_harness: MakeHarness,
 ) -> None:
-    h = await make_harness()
+    h = await make_harness(RESTART)
     starts = [f"2026-11-25T10:00:0{i}Z" for i in range(3)]
     # Three episodes of one alert, each delivered by two HA peers, claimed by two workers.
     for s in starts:
@@ -154,7 +75,7 @@ async def test_concurrent_workers_on_duplicates_still_make_one_run(
 
 
 async def test_resolve_closes_the_run_with_its_time_to_resolve(make_harness: MakeHarness) -> None:
-    rules = RESTART_RULE.replace("GUARDS", "{}") + "    verify: {resolved_within: 10m}\n"
+    rules = RESTART + "    verify: {resolved_within: 10m}\n"
     h = await make_harness(rules)
     await h.intake.accept(notification(alert(labels())))
     await h.drain()
@@ -170,7 +91,7 @@ async def test_resolve_closes_the_run_with_its_time_to_resolve(make_harness: Mak
 async def test_resolved_then_late_firing_duplicate_creates_nothing(
     make_harness: MakeHarness,
 ) -> None:
-    h = await make_harness()
+    h = await make_harness(RESTART)
     # Ordering is not guaranteed: the resolved notification overtakes a delayed firing one.
     await h.intake.accept(notification(alert(labels(), status="resolved")))
     await h.drain()
@@ -181,7 +102,7 @@ async def test_resolved_then_late_firing_duplicate_creates_nothing(
 
 
 async def test_a_new_episode_after_resolve_is_a_new_run(make_harness: MakeHarness) -> None:
-    h = await make_harness()
+    h = await make_harness(RESTART)
     await h.intake.accept(notification(alert(labels())))
     await h.drain()
     await h.intake.accept(notification(alert(labels(), status="resolved")))
@@ -195,7 +116,7 @@ async def test_a_new_episode_after_resolve_is_a_new_run(make_harness: MakeHarnes
 async def test_a_backlog_never_acts_on_an_episode_that_already_resolved(
     make_harness: MakeHarness,
 ) -> None:
-    h = await make_harness()
+    h = await make_harness(RESTART)
     # The worker was behind: by the time it reaches the firing event, the resolve is stored.
     await h.intake.accept(notification(alert(labels())))
     await h.intake.accept(notification(alert(labels(), status="resolved")))
@@ -240,7 +161,8 @@ async def test_rate_limit_drops_runs_over_the_limit(make_harness: MakeHarness) -
 
 
 async def test_global_budget_of_disruptive_actions(make_harness: MakeHarness) -> None:
-    h = await make_harness(guard_settings=GuardSettings(budget_count=1, budget_window_s=3600))
+    budget = GuardSettings(budget_count=1, budget_window_s=3600)
+    h = await make_harness(RESTART, guard_settings=budget)
     await h.intake.accept(notification(alert(labels("a"))))
     await h.intake.accept(notification(alert(labels("b"))))
     await h.drain()
@@ -249,7 +171,7 @@ async def test_global_budget_of_disruptive_actions(make_harness: MakeHarness) ->
 
 
 async def test_circuit_breaker_refuses_a_failing_rule(make_harness: MakeHarness) -> None:
-    h = await make_harness(guard_settings=GuardSettings(breaker_failures=2))
+    h = await make_harness(RESTART, guard_settings=GuardSettings(breaker_failures=2))
     for _ in range(2):
         await h.guards.record_result("restart-web", False)
     await h.intake.accept(notification(alert(labels())))
@@ -262,7 +184,7 @@ async def test_circuit_breaker_refuses_a_failing_rule(make_harness: MakeHarness)
 async def test_target_lock_refuses_a_concurrent_run_on_the_same_target(
     make_harness: MakeHarness,
 ) -> None:
-    h = await make_harness()
+    h = await make_harness(RESTART)
     holder = AdmissionRequest(run_id="someone-else", rule="other-rule",
                               target=Target("Deployment", "shop", "web"), disruptive=False,
                               spec=GuardSpec())
@@ -274,7 +196,7 @@ async def test_target_lock_refuses_a_concurrent_run_on_the_same_target(
 
 
 async def test_pause_refuses_everything_until_resumed(make_harness: MakeHarness) -> None:
-    h = await make_harness()
+    h = await make_harness(RESTART)
     await h.guards.pause(None, "maintenance window")
     await h.intake.accept(notification(alert(labels())))
     await h.drain()
@@ -288,7 +210,7 @@ async def test_pause_refuses_everything_until_resumed(make_harness: MakeHarness)
 
 
 async def test_namespace_outside_policy_never_runs(make_harness: MakeHarness) -> None:
-    h = await make_harness(policy=NamespacePolicy(allow=("shop",)))
+    h = await make_harness(RESTART, policy=NamespacePolicy(allow=("shop",)))
     await h.intake.accept(notification(alert(labels(namespace="payments"))))
     # A hostile label value cannot steer the target either.
     await h.intake.accept(notification(alert(labels(namespace="shop/../kube-system"))))
@@ -301,7 +223,7 @@ async def test_redis_down_means_nothing_runs_and_the_event_runs_once_it_is_back(
 ) -> None:
     if not redis_server.managed:
         pytest.skip("needs a Redis the tests may stop")  # pragma: no cover
-    h = await make_harness()
+    h = await make_harness(RESTART)
     await h.intake.accept(notification(alert(labels())))
     redis_server.stop()
     try:
@@ -356,7 +278,7 @@ rules:
 async def test_background_worker_processes_what_intake_accepted(
     make_harness: MakeHarness,
 ) -> None:
-    h = await make_harness()
+    h = await make_harness(RESTART)
     worker = Worker(h.store, h.pipeline, concurrency=2, lease_s=30, poll_interval_s=0.2)
     await worker.start()
     try:

@@ -3,24 +3,14 @@ the real kube-apiserver (etcd + controller manager, no kubelet)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio
 from kubernetes_asyncio import client as k8s
 
-from receiver.guards import Guards, GuardSettings
-from receiver.intake import Intake
-from receiver.model import NamespacePolicy, RunOutcome
-from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.rules import RuleHolder
-from receiver.store.repository import RunRecord, Store
-from receiver.telemetry import Metrics
-from remediations.base import Clients
-from remediations.registry import default_registry
+from receiver.model import RunOutcome
 from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
-from tests.support.payloads import alert, notification
+from tests.support.pipeline import MakeHarness
 
 pytestmark = pytest.mark.kube
 
@@ -50,40 +40,6 @@ rules:
 """
 
 
-class Live:
-    def __init__(self, store: Store, pipeline: Pipeline, intake: Intake) -> None:
-        self.store, self.pipeline, self.intake = store, pipeline, intake
-
-    async def deliver(self, labels: dict[str, str], status: str = "firing") -> None:
-        await self.intake.accept(notification(alert(labels, status=status)))
-        while claimed := await self.store.claim_events("t", 10, 60):
-            for c in claimed:
-                assert (await self.pipeline(c.event)).is_done
-                await self.store.complete_event(c.event.id, "t")
-
-    async def only_run(self) -> RunRecord:
-        rows, _ = await self.store.list_runs()
-        assert len(rows) == 1, rows
-        run = await self.store.get_run(rows[0].id)
-        assert run is not None
-        return run
-
-
-async def _live(store: Store, redis_client: redis.asyncio.Redis, kube: Any, tmp_path: Path,
-                *, dry_run: bool) -> Live:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "r.yaml").write_text(RULES)
-    registry = default_registry()
-    policy = NamespacePolicy()
-    pipeline = Pipeline(
-        store=store, guards=Guards(redis_client, policy, GuardSettings()),
-        rules=RuleHolder(tmp_path / "rules", registry, policy), registry=registry,
-        clients=Clients(kube=kube), settings=PipelineSettings(dry_run=dry_run, policy=policy),
-        metrics=Metrics(),
-    )
-    return Live(store, pipeline, Intake(store, group_commit=False))
-
-
 async def _assert_spec_unchanged(kube: Any, namespace: str, name: str, before: Any) -> None:
     # The controller keeps writing status (so resourceVersion moves); a spec change, which is
     # what an action makes, bumps metadata.generation.
@@ -98,11 +54,11 @@ def _labels(alertname: str, namespace: str, name: str) -> dict[str, str]:
 
 
 async def test_restart_runs_live_and_is_verified_when_the_alert_resolves(
-    store: Store, redis_client: redis.asyncio.Redis, kube_admin: Any, kube_namespace: str,
-    make_deployment: MakeDeployment, tmp_path: Path,
+    make_harness: MakeHarness, kube_admin: Any, kube_namespace: str,
+    make_deployment: MakeDeployment,
 ) -> None:
     await make_deployment("web")
-    live = await _live(store, redis_client, kube_admin, tmp_path, dry_run=False)
+    live = await make_harness(RULES, kube=kube_admin, dry_run=False)
     await live.deliver(_labels("HighMemoryUsage", kube_namespace, "web"))
     run = await live.only_run()
     assert run.outcome is RunOutcome.VERIFYING
@@ -120,12 +76,12 @@ async def test_restart_runs_live_and_is_verified_when_the_alert_resolves(
 
 
 async def test_scale_up_then_back_down_when_resolved(
-    store: Store, redis_client: redis.asyncio.Redis, kube_admin: Any, kube_namespace: str,
-    make_deployment: MakeDeployment, tmp_path: Path,
+    make_harness: MakeHarness, kube_admin: Any, kube_namespace: str,
+    make_deployment: MakeDeployment,
 ) -> None:
     await make_deployment("worker", replicas=1)
     apps = k8s.AppsV1Api(kube_admin)
-    live = await _live(store, redis_client, kube_admin, tmp_path, dry_run=False)
+    live = await make_harness(RULES, kube=kube_admin, dry_run=False)
     await live.deliver(_labels("QueueBacklog", kube_namespace, "worker"))
     scale = await apps.read_namespaced_deployment_scale("worker", kube_namespace)
     assert scale.spec.replicas == 3
@@ -139,11 +95,11 @@ async def test_scale_up_then_back_down_when_resolved(
 
 
 async def test_dry_run_with_a_cluster_uses_server_side_dry_run_and_changes_nothing(
-    store: Store, redis_client: redis.asyncio.Redis, kube_admin: Any, kube_namespace: str,
-    make_deployment: MakeDeployment, tmp_path: Path,
+    make_harness: MakeHarness, kube_admin: Any, kube_namespace: str,
+    make_deployment: MakeDeployment,
 ) -> None:
     before = await make_deployment("web")
-    live = await _live(store, redis_client, kube_admin, tmp_path, dry_run=True)
+    live = await make_harness(RULES, kube=kube_admin, dry_run=True)
     await live.deliver(_labels("HighMemoryUsage", kube_namespace, "web"))
     run = await live.only_run()
     assert run.outcome is RunOutcome.DRY_RUN
@@ -152,11 +108,11 @@ async def test_dry_run_with_a_cluster_uses_server_side_dry_run_and_changes_nothi
 
 
 async def test_a_step_that_needs_approval_waits_and_changes_nothing(
-    store: Store, redis_client: redis.asyncio.Redis, kube_admin: Any, kube_namespace: str,
-    make_deployment: MakeDeployment, tmp_path: Path,
+    make_harness: MakeHarness, kube_admin: Any, kube_namespace: str,
+    make_deployment: MakeDeployment,
 ) -> None:
     before = await make_deployment("api")
-    live = await _live(store, redis_client, kube_admin, tmp_path, dry_run=False)
+    live = await make_harness(RULES, kube=kube_admin, dry_run=False)
     await live.deliver(_labels("HighErrorRate", kube_namespace, "api"))
     run = await live.only_run()
     assert run.outcome is RunOutcome.AWAITING_APPROVAL
