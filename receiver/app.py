@@ -362,12 +362,22 @@ def create_app(
                 _route_name(request), request.method, status, time.perf_counter() - started
             )
 
-    app = web.Application(client_max_size=max_body, middlewares=[errors_and_metrics])
+    @web.middleware
+    async def authenticated(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # Everything under /api/ takes the webhook's credentials, checked before the handler
+        # reads anything; health, readiness and metrics stay open for probes and scrapers.
+        if request.path.startswith("/api/") and not auth.check(request):
+            return auth.refuse()
+        return await handler(request)
+
+    app = web.Application(
+        client_max_size=max_body, middlewares=[errors_and_metrics, authenticated]
+    )
     app[_METRICS_KEY] = metrics
 
     async def post_alerts(request: web.Request) -> web.Response:
-        if not auth.check(request):
-            return auth.refuse()
         length = request.content_length
         if length is not None and length > max_body:
             return _json(too_large, 413)
@@ -424,8 +434,6 @@ def create_app(
         return response
 
     async def get_runs(request: web.Request) -> web.Response:
-        if not auth.check(request):
-            return auth.refuse()
         try:
             filters = _run_filters(request.query, clock())
         except _BadParameter as exc:
@@ -442,8 +450,6 @@ def create_app(
         return _json({"runs": [_list_row(r) for r in rows], "next_cursor": next_cursor})
 
     async def get_run(request: web.Request) -> web.Response:
-        if not auth.check(request):
-            return auth.refuse()
         run_id = request.match_info["run_id"]
         try:
             run = await runs_reader.get_run(run_id, with_steps=True)
@@ -454,21 +460,27 @@ def create_app(
             return _json({"error": f"no run {run_id}"}, 404)
         return _json({"run": _row(run), "audit": audit})
 
-    async def guards_status(request: web.Request) -> web.Response:
-        if not auth.check(request):
-            return auth.refuse()
-        if guards is None:
-            return _json({"error": "guards are not configured"}, 404)
-        try:
-            return _json(await guards.status())
-        except GuardUnavailable as exc:
-            return _json({"error": f"guards unavailable: {exc}"}, 503)
+    GuardHandler = Callable[[web.Request, GuardControl], Awaitable[web.Response]]
 
-    async def put_pause(request: web.Request) -> web.Response:
-        if not auth.check(request):
-            return auth.refuse()
-        if guards is None:
-            return _json({"error": "guards are not configured"}, 404)
+    def with_guards(handler: GuardHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """The guard endpoints' shared answers: none configured, or Redis unreachable."""
+
+        async def wrapped(request: web.Request) -> web.Response:
+            if guards is None:
+                return _json({"error": "guards are not configured"}, 404)
+            try:
+                return await handler(request, guards)
+            except GuardUnavailable as exc:
+                return _json({"error": f"guards unavailable: {exc}"}, 503)
+
+        return wrapped
+
+    @with_guards
+    async def guards_status(request: web.Request, control: GuardControl) -> web.Response:
+        return _json(await control.status())
+
+    @with_guards
+    async def put_pause(request: web.Request, control: GuardControl) -> web.Response:
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -478,6 +490,7 @@ def create_app(
         reason = body.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             return _json({"error": "say why automation is paused", "field": "reason"}, 400)
+        reason = reason.strip()
         seconds: float | None = None
         if body.get("for") is not None:
             if not isinstance(body["for"], str):
@@ -488,25 +501,16 @@ def create_app(
                 return _json({"error": str(exc), "field": "for"}, 400)
             if not 0 < seconds <= MAX_PAUSE_S:
                 return _json({"error": "between 1s and 7d", "field": "for"}, 400)
-        try:
-            until = await guards.pause(seconds, reason.strip())
-        except GuardUnavailable as exc:
-            return _json({"error": f"guards unavailable: {exc}"}, 503)
+        until = await control.pause(seconds, reason)
         # An operator's kill switch belongs in the record of what happened and when.
-        await _audit("guards.pause", {"reason": reason.strip(), "until": until, "via": "api"})
-        log.warning("automation paused", reason=reason.strip(),
+        await _audit("guards.pause", {"reason": reason, "until": until, "via": "api"})
+        log.warning("automation paused", reason=reason,
                     until=until.isoformat() if until else None)
-        return _json({"paused": True, "reason": reason.strip(), "until": until})
+        return _json({"paused": True, "reason": reason, "until": until})
 
-    async def delete_pause(request: web.Request) -> web.Response:
-        if not auth.check(request):
-            return auth.refuse()
-        if guards is None:
-            return _json({"error": "guards are not configured"}, 404)
-        try:
-            await guards.resume()
-        except GuardUnavailable as exc:
-            return _json({"error": f"guards unavailable: {exc}"}, 503)
+    @with_guards
+    async def delete_pause(request: web.Request, control: GuardControl) -> web.Response:
+        await control.resume()
         await _audit("guards.resume", {"via": "api"})
         log.warning("automation resumed")
         return _json({"paused": False})

@@ -747,3 +747,21 @@ async def test_cli_pause_resume_and_status(
     resumed = await cli("resume")
     assert resumed.exit_code == 0, resumed.output
     assert not (await guards.status())["paused"]
+
+
+async def test_every_api_route_requires_credentials(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis
+) -> None:
+    client = await make_client(guards=Guards(redis_client, NamespacePolicy(), GuardSettings()))
+    api_routes = [
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/api/")
+        and route.method != "HEAD"
+    ]
+    assert len(api_routes) >= 6
+    for method, path in api_routes:
+        response = await client.request(method, path.replace("{run_id}", "x"),
+                                        headers={"Authorization": "Bearer wrong"})
+        assert response.status == 401, (method, path)
+    assert not (await Guards(redis_client, NamespacePolicy()).status())["paused"]
