@@ -223,6 +223,13 @@ class Worker:
                     exc_info=exc,
                 )
                 disposition = Disposition.retry(delay, f"{type(exc).__name__}: {exc}")
+            if not disposition.is_done:
+                # However soon the pipeline asks to retry, repeated attempts back off: an
+                # outage of hours must not turn every pending event into a 5-second loop.
+                disposition = Disposition.retry(
+                    max(disposition.retry_after_s or 0.0, self._backoff(claim.attempts)),
+                    disposition.error,
+                )
             await self._settle(event.id, disposition)
             self.processed += 1
         except asyncio.CancelledError:

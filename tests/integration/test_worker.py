@@ -160,6 +160,30 @@ async def test_retry_disposition_and_exceptions_release_with_delay(
     assert event["last_error"] == "RuntimeError: boom"
 
 
+async def test_a_retry_asked_for_at_once_still_backs_off_with_the_attempts(
+    store: Store, workers: Callable[..., Worker]
+) -> None:
+    """Guards down for hours: the pipeline asks to retry soon, every time. The worker's
+    backoff for the attempt sets the floor, so the queue is not polled in a tight loop."""
+    process = Recorder()
+    process.answers = [Disposition.retry(0.0, "guards unavailable")]
+    worker = workers(process, backoff_base_s=100.0)
+    await store.insert_events([new_event(4)])
+    await worker.start()
+    await asyncio.wait_for(process.started.wait(), 10)
+
+    async def released() -> bool:
+        event = await store.get_event(process.seen[0].id)
+        return event is not None and event["state"] == "pending"
+
+    await eventually(released)
+    event = await store.get_event(process.seen[0].id)
+    assert event is not None
+    wait = (event["not_before"] - await store.server_now()).total_seconds()
+    assert wait > 40  # base 100 s with jitter of 0.5x to 1x, minus the test's own time
+    assert event["last_error"] == "guards unavailable"
+
+
 async def test_events_of_one_alert_run_in_order(
     store: Store, workers: Callable[..., Worker]
 ) -> None:
