@@ -7,7 +7,7 @@ courtesy: the store's UNIQUE (rule, episode) constraint is what makes a run happ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from receiver.model import (
@@ -33,6 +33,7 @@ __all__ = [
     "RULE_GONE",
     "RUN_EXISTS",
     "plan",
+    "settled_at_intake",
 ]
 
 LATE_FIRING = "late firing duplicate of a resolved episode"
@@ -54,6 +55,19 @@ def plan(
     if event.status is Status.RESOLVED:
         return _plan_resolved(event, rules, history)
     return _plan_firing(event, rules, history, policy, now)
+
+
+def settled_at_intake(status: Status, labels: Mapping[str, str], rules: RuleSet) -> str | None:
+    """Why an event needs no worker at all, or None when the worker must see it.
+
+    Only a firing alert that no rule matches: whatever its history, its plan is NO_RULE, so
+    intake can store it already done instead of queueing it (most of a catch-all Alertmanager
+    feed has no playbook). A resolved alert always goes to the worker: it may close a run whose
+    rule has been changed or removed since.
+    """
+    if status is Status.FIRING and not rules.matches_any(labels):
+        return NO_RULE
+    return None
 
 
 def _plan_firing(

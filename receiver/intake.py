@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +24,7 @@ __all__ = [
     "Intake",
     "IntakeResult",
     "NotificationLike",
+    "Settle",
     "StoreUnavailable",
     "events_of",
 ]
@@ -65,22 +66,34 @@ class IntakeResult:
     duplicates: int
 
 
-def events_of(notification: NotificationLike) -> list[NewEvent]:
+# Why an event needs no worker, or None (``engine.settled_at_intake`` over the current rules).
+Settle = Callable[[Status, Mapping[str, str]], str | None]
+
+
+def _never(_status: Status, _labels: Mapping[str, str]) -> None:
+    return None
+
+
+def events_of(notification: NotificationLike, settle: Settle = _never) -> list[NewEvent]:
     """One row per alert: each alert's own status and labels, never the group's common ones."""
-    return [
-        NewEvent(
-            fingerprint=alert.fingerprint,
-            starts_at=alert.startsAt,
-            status=Status(alert.status),
-            labels=dict(alert.labels),
-            annotations=dict(alert.annotations),
-            ends_at=alert.endsAt,
-            generator_url=alert.generatorURL,
-            group_key=notification.groupKey,
-            receiver=notification.receiver,
+    events = []
+    for alert in notification.alerts:
+        status = Status(alert.status)
+        events.append(
+            NewEvent(
+                fingerprint=alert.fingerprint,
+                starts_at=alert.startsAt,
+                status=status,
+                labels=dict(alert.labels),
+                annotations=dict(alert.annotations),
+                ends_at=alert.endsAt,
+                generator_url=alert.generatorURL,
+                group_key=notification.groupKey,
+                receiver=notification.receiver,
+                settled_reason=settle(status, alert.labels),
+            )
         )
-        for alert in notification.alerts
-    ]
+    return events
 
 
 @dataclass(slots=True)
@@ -160,7 +173,8 @@ class Intake:
 
     Raises StoreUnavailable when PostgreSQL cannot be reached (the HTTP layer answers 503 and
     Alertmanager retries). ``group_commit=False`` writes every notification in its own
-    transaction.
+    transaction. ``settle`` picks the events that are stored already done because no worker
+    needs to see them; by default every event is queued.
     """
 
     def __init__(
@@ -170,8 +184,10 @@ class Intake:
         group_commit: bool = True,
         max_delay_s: float = 0.002,
         max_batch: int = 64,
+        settle: Settle = _never,
     ) -> None:
         self._store = store
+        self._settle = settle
         self._batcher = (
             EventBatcher(store, max_delay_s=max_delay_s, max_batch=max_batch)
             if group_commit
@@ -179,7 +195,7 @@ class Intake:
         )
 
     async def accept(self, notification: NotificationLike) -> IntakeResult:
-        events = events_of(notification)
+        events = events_of(notification, self._settle)
         if not events:
             return IntakeResult(0, 0)
         if self._batcher is None:

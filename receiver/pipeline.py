@@ -87,15 +87,21 @@ class Pipeline:
         self._clock = clock
         self._log = structlog.get_logger("remediator.pipeline")
 
+    def settled_at_intake(self, status: Status, labels: Mapping[str, str]) -> str | None:
+        """For ``Intake(settle=...)``: the rules in force when the alert arrives decide, as they
+        would in the worker moments later."""
+        return engine.settled_at_intake(status, labels, self._rules.current)
+
     async def __call__(self, event: AlertEvent) -> Disposition:
         log = self._log.bind(
             event_id=event.id, fingerprint=event.fingerprint, alertname=event.alertname,
             status=str(event.status),
         )
         ruleset = self._rules.current
-        if event.status is Status.FIRING and not ruleset.matching(event.labels):
-            # Most of an Alertmanager feed has no playbook: decided without touching the store.
-            log.debug("skipped", reason=engine.NO_RULE)
+        settled = engine.settled_at_intake(event.status, event.labels, ruleset)
+        if settled is not None:
+            # Usually settled at intake already; here when the rules changed since it was queued.
+            log.debug("skipped", reason=settled)
             return Disposition.done()
         windows = [r.widest_window_s for r in ruleset.rules if r.widest_window_s]
         within = max([self._settings.min_history_s, *windows])

@@ -315,6 +315,9 @@ class RuleSet:
     def matching(self, labels: Mapping[str, str]) -> list[Rule]:
         return [rule for rule in self._rules if rule.matches(labels)]
 
+    def matches_any(self, labels: Mapping[str, str]) -> bool:
+        return any(rule.matches(labels) for rule in self._rules)
+
     def by_name(self, name: str) -> Rule | None:
         return self._by_name.get(name)
 

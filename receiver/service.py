@@ -212,7 +212,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             listen_dsn=endpoints.database_url,
             log=log.bind(component="worker"),
         )
-        intake = Intake(store)
+        intake = Intake(store, settle=pipeline.settled_at_intake)
         metrics.track_queue_depth(store.queue_depth)
         health = HealthChecks(
             store=_check(store.ping),

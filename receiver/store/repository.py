@@ -112,6 +112,8 @@ class NewEvent:
     generator_url: str = ""
     group_key: str = ""
     receiver: str = ""
+    # Set when the event needs no worker (see engine.settled_at_intake): stored already done.
+    settled_reason: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -416,8 +418,9 @@ class Store:
 
         Dedupe is ``INSERT .. ON CONFLICT DO NOTHING`` on (fingerprint, starts_at, status).
         When the same key appears more than once in the batch, the first occurrence (in group
-        order) is the accepted one and the others count as duplicates. Wakes the workers with
-        NOTIFY, which PostgreSQL delivers at commit.
+        order) is the accepted one and the others count as duplicates. An event with a
+        ``settled_reason`` is stored already done, so no worker ever claims it. Wakes the workers
+        with NOTIFY (PostgreSQL delivers it at commit) when anything was queued for them.
         """
         flat = [event for group in groups for event in group]
         if not flat:
@@ -427,15 +430,19 @@ class Store:
                 """
                 INSERT INTO alert_events (
                     fingerprint, starts_at, status, ends_at, labels, annotations,
-                    generator_url, alertname, group_key, receiver)
-                SELECT f, s, st, e, l::jsonb, a::jsonb, g, n, gk, r
+                    generator_url, alertname, group_key, receiver,
+                    state, done_at, settled_reason)
+                SELECT f, s, st, e, l::jsonb, a::jsonb, g, n, gk, r,
+                       CASE WHEN sr IS NULL THEN 'pending' ELSE 'done' END,
+                       CASE WHEN sr IS NULL THEN NULL ELSE now() END, sr
                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-                     AS t(f, s, st, e, l, a, g, n, gk, r)
+                            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                            $11::text[])
+                     AS t(f, s, st, e, l, a, g, n, gk, r, sr)
                 -- One key order for every writer: concurrent batches cannot deadlock.
                 ORDER BY f, s, st
                 ON CONFLICT ON CONSTRAINT alert_events_dedupe DO NOTHING
-                RETURNING fingerprint, starts_at, status
+                RETURNING fingerprint, starts_at, status, state
                 """,
                 [e.fingerprint for e in flat],
                 [e.starts_at for e in flat],
@@ -447,8 +454,9 @@ class Store:
                 [e.labels.get("alertname", "") for e in flat],
                 [e.group_key for e in flat],
                 [e.receiver for e in flat],
+                [e.settled_reason for e in flat],
             )
-            if rows:
+            if any(r["state"] == "pending" for r in rows):
                 await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
         inserted = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
         results: list[tuple[int, int]] = []
@@ -598,7 +606,8 @@ class Store:
         """One event with its queue state, for review and tests."""
         with _translate():
             row = await self._pool.fetchrow(
-                f"""SELECT {_event_columns()}, state, lease_owner, not_before, done_at
+                f"""SELECT {_event_columns()}, state, lease_owner, not_before, done_at,
+                           settled_reason
                     FROM alert_events WHERE id = $1""",
                 event_id,
             )

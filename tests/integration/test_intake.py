@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 
 from receiver.alertmanager import Notification, fingerprint, parse_notification
 from receiver.intake import Intake, IntakeResult
-from receiver.store.repository import Store, StoreUnavailable
+from receiver.model import Status
+from receiver.store.repository import EVENTS_CHANNEL, Store, StoreUnavailable
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -159,3 +161,51 @@ async def test_labels_are_stored_per_alert(store: Store, database_url: str) -> N
     pods = sorted(json.loads(r["labels"])["pod"] for r in rows)
     assert pods == ["p-0", "p-1"]
     assert {r["alertname"] for r in rows} == {"HighMemoryUsage"}
+
+
+async def test_settled_events_are_stored_done_and_never_queued(
+    store: Store, database_url: str
+) -> None:
+    def settle(status: Status, labels: Mapping[str, str]) -> str | None:
+        return "no rule matches" if labels["pod"].endswith("-0") else None
+
+    intake = Intake(store, settle=settle)
+    assert await intake.accept(notification(3, seed="s")) == IntakeResult(3, 0)
+    # Settled or not, a repeat is still a duplicate: dedupe does not depend on the queue.
+    assert await intake.accept(notification(3, seed="s")) == IntakeResult(0, 3)
+    assert await store.queue_depth() == 2
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT labels->>'pod' AS pod, state, settled_reason, done_at IS NOT NULL AS done"
+            " FROM alert_events ORDER BY labels->>'pod'"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [
+        ("s-0", "done", "no rule matches", True),
+        ("s-1", "pending", None, False),
+        ("s-2", "pending", None, False),
+    ]
+    claimed = await store.claim_events("w", 10, 30.0)
+    assert sorted(c.event.labels["pod"] for c in claimed) == ["s-1", "s-2"]
+
+
+async def test_a_batch_of_only_settled_events_wakes_no_worker(
+    store: Store, database_url: str
+) -> None:
+    listener = await asyncpg.connect(database_url)
+    woken: list[str] = []
+    try:
+        await listener.add_listener(EVENTS_CHANNEL, lambda *args: woken.append(args[2]))
+        settled = Intake(store, settle=lambda status, labels: "no rule matches")
+        assert await settled.accept(notification(2, seed="quiet")) == IntakeResult(2, 0)
+        await Intake(store).accept(notification(1, seed="loud"))
+        # NOTIFYs arrive in commit order: once the second one is here, the first would be too.
+        for _ in range(100):
+            if woken:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await listener.close()
+    assert woken == [EVENTS_CHANNEL]

@@ -5,6 +5,7 @@ test_pipeline_kubernetes.py against the real API server."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -67,7 +68,7 @@ async def test_concurrent_workers_on_duplicates_still_make_one_run(
     for s in starts:
         for url in ("http://am-0:9093", "http://am-1:9093"):
             await h.intake.accept(notification(alert(labels(), starts_at=s), external_url=url))
-    h2 = Harness(h.store, h.guards, h.intake, h.pipeline, h.metrics, owner="other-worker")
+    h2 = dataclasses.replace(h, owner="other-worker")
     await asyncio.gather(h.drain(), h2.drain())
     runs = await h.runs()
     assert len(runs) == 3
@@ -363,3 +364,32 @@ rules:
     assert record is not None
     assert [(s.phase, s.outcome) for s in record.steps] == [("run", "dry_run"),
                                                            ("resolve", "dry_run")]
+
+
+async def test_an_alert_no_rule_matches_never_reaches_the_worker(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(RESTART)
+    unmatched = {"alertname": "DiskFull", "namespace": "shop", "instance": "db-1"}
+    result = await h.intake.accept(notification(alert(unmatched), alert(labels())))
+    assert (result.accepted, result.duplicates) == (2, 0)
+    claimed = await h.store.claim_events(h.owner, 10, 30.0)
+    assert [c.event.labels["alertname"] for c in claimed] == ["HighMemoryUsage"]
+    for c in claimed:
+        assert (await h.pipeline(c.event)).is_done
+        await h.store.complete_event(c.event.id, h.owner)
+    assert len(await h.runs(outcome=RunOutcome.DRY_RUN)) == 1
+    # Its resolution still goes through the worker, which finds no run to close.
+    await h.intake.accept(notification(alert(unmatched, status="resolved")))
+    assert await h.drain() == 1
+    assert await h.store.queue_depth() == 0
+
+
+async def test_an_event_queued_before_a_rule_was_removed_is_skipped_by_the_worker(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(RESTART)
+    await h.intake.accept(notification(alert(labels())))
+    h.reload_rules(RESTART.replace('alertname="HighMemoryUsage"', 'alertname="Other"'))
+    assert await h.drain() == 1
+    assert await h.runs() == []

@@ -36,7 +36,13 @@ class Harness:
     intake: Intake
     pipeline: Pipeline
     metrics: Metrics
+    rules_file: Path
+    rules: RuleHolder
     owner: str = "test-worker"
+
+    def reload_rules(self, text: str) -> None:
+        self.rules_file.write_text(text)
+        assert self.rules.reload() == []
 
     async def drain(self, rounds: int = 20) -> int:
         """Claim and process until nothing is due; returns how many events were processed.
@@ -103,14 +109,15 @@ async def make_harness(
         registry = default_registry()
         guards = Guards(redis_client, policy, guard_settings or GuardSettings())
         metrics = Metrics()
+        holder = RuleHolder(rules_dir, registry, policy)
         pipeline = Pipeline(
-            store=store, guards=guards, rules=RuleHolder(rules_dir, registry, policy),
+            store=store, guards=guards, rules=holder,
             registry=registry, clients=Clients(kube=kube),
             settings=PipelineSettings(dry_run=dry_run, policy=policy), metrics=metrics,
         )
-        intake = Intake(store)
+        intake = Intake(store, settle=pipeline.settled_at_intake)
         intakes.append(intake)
-        return Harness(store, guards, intake, pipeline, metrics)
+        return Harness(store, guards, intake, pipeline, metrics, rules_dir / "rules.yaml", holder)
 
     yield make
     for intake in intakes:

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.engine import LATE_FIRING, NO_OPEN_RUN, NO_RULE, RULE_GONE, RUN_EXISTS, plan
+from receiver.engine import (
+    LATE_FIRING,
+    NO_OPEN_RUN,
+    NO_RULE,
+    RULE_GONE,
+    RUN_EXISTS,
+    plan,
+    settled_at_intake,
+)
 from receiver.model import (
     AlertEvent,
     GuardSpec,
@@ -565,3 +573,29 @@ def test_escalation_matches_its_definition(ages_s: list[int], extra_s: int) -> N
         expected.append(2)
     assert steps(ages_s) == expected
     assert set(steps(ages_s)) <= set(steps([*ages_s, extra_s]))
+
+
+@given(EVENTS, HISTORIES)
+def test_settling_at_intake_never_hides_work_from_the_worker(
+    alert: AlertEvent, history: History
+) -> None:
+    # Intake stores a settled event already done, so the worker never plans it: that is only
+    # sound if the plan, whatever the history, would have been "nothing to do".
+    rules = PROPERTY_RULES
+    reason = settled_at_intake(alert.status, alert.labels, rules)
+    if reason is not None:
+        result = plan(alert, rules, history, POLICY, now=NOW)
+        assert result.runs == ()
+        assert result.resolves == ()
+        assert alert.status is Status.FIRING
+        assert reason == NO_RULE
+
+
+def test_settled_at_intake_only_for_firing_alerts_no_rule_matches(rules: RuleSet) -> None:
+    unmatched = {"alertname": "DiskFull", "namespace": "shop"}
+    matched = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "web"}
+    assert settled_at_intake(Status.FIRING, unmatched, rules) == NO_RULE
+    assert settled_at_intake(Status.FIRING, matched, rules) is None
+    # A resolved alert may close a run whose rule has changed since: always the worker's.
+    assert settled_at_intake(Status.RESOLVED, unmatched, rules) is None
+    assert settled_at_intake(Status.RESOLVED, matched, rules) is None
