@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 from prometheus_client import (
@@ -20,6 +20,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 __all__ = ["Metrics", "configure_logging"]
 
@@ -95,6 +96,9 @@ def configure_logging(
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
 class Metrics:
     """Every metric the service exports, in a registry of its own."""
 
@@ -150,27 +154,39 @@ class Metrics:
             registry=r,
         )
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
+        # labels() validates and locks on every call, a visible cost per webhook; the label sets
+        # here are few and fixed (routes, statuses, rules), so each child is looked up once.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     # Small helpers so callers do not repeat label names.
     def alert_received(self, status: str, count: int = 1) -> None:
-        self.alerts_received.labels(status=status).inc(count)
+        self._child(self.alerts_received, status).inc(count)
 
     def duplicates(self, count: int) -> None:
         if count:
             self.alert_duplicates.inc(count)
 
     def run_finished(self, rule: str, outcome: str) -> None:
-        self.runs.labels(rule=rule, outcome=outcome).inc()
+        self._child(self.runs, rule, outcome).inc()
 
     def guard_refused(self, guard: str) -> None:
-        self.guard_refusals.labels(guard=guard).inc()
+        self._child(self.guard_refusals, guard).inc()
 
     def action_finished(self, action: str, outcome: str, seconds: float) -> None:
-        self.action_duration.labels(action=action, outcome=outcome).observe(seconds)
+        self._child(self.action_duration, action, outcome).observe(seconds)
 
     def http_request(self, route: str, method: str, code: int, seconds: float) -> None:
-        self.http_requests.labels(route=route, method=method, code=str(code)).inc()
-        self.http_duration.labels(route=route).observe(seconds)
+        # Any token is a valid HTTP method: a client must not mint label values (series).
+        method = method if method in _METHODS else "other"
+        self._child(self.http_requests, route, method, str(code)).inc()
+        self._child(self.http_duration, route).observe(seconds)
 
     def set_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)

@@ -425,24 +425,34 @@ class Store:
         flat = [event for group in groups for event in group]
         if not flat:
             return [(0, 0) for _ in groups]
-        async with self._tx() as conn:
-            rows = await conn.fetch(
+        # One statement, so one round trip: it is its own transaction (committed before the
+        # answer comes back), and the NOTIFY inside it is delivered at that commit.
+        with _translate():
+            rows = await self._pool.fetch(
                 """
-                INSERT INTO alert_events (
-                    fingerprint, starts_at, status, ends_at, labels, annotations,
-                    generator_url, alertname, group_key, receiver,
-                    state, done_at, settled_reason)
-                SELECT f, s, st, e, l::jsonb, a::jsonb, g, n, gk, r,
-                       CASE WHEN sr IS NULL THEN 'pending' ELSE 'done' END,
-                       CASE WHEN sr IS NULL THEN NULL ELSE now() END, sr
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                            $11::text[])
-                     AS t(f, s, st, e, l, a, g, n, gk, r, sr)
-                -- One key order for every writer: concurrent batches cannot deadlock.
-                ORDER BY f, s, st
-                ON CONFLICT ON CONSTRAINT alert_events_dedupe DO NOTHING
-                RETURNING fingerprint, starts_at, status, state
+                WITH stored AS (
+                    INSERT INTO alert_events (
+                        fingerprint, starts_at, status, ends_at, labels, annotations,
+                        generator_url, alertname, group_key, receiver,
+                        state, done_at, settled_reason)
+                    SELECT f, s, st, e, l::jsonb, a::jsonb, g, n, gk, r,
+                           CASE WHEN sr IS NULL THEN 'pending' ELSE 'done' END,
+                           CASE WHEN sr IS NULL THEN NULL ELSE now() END, sr
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                                $11::text[])
+                         AS t(f, s, st, e, l, a, g, n, gk, r, sr)
+                    -- One key order for every writer: concurrent batches cannot deadlock.
+                    ORDER BY f, s, st
+                    ON CONFLICT ON CONSTRAINT alert_events_dedupe DO NOTHING
+                    RETURNING fingerprint, starts_at, status, state
+                ), woken AS (
+                    -- Wake the workers only when something was queued for them.
+                    SELECT pg_notify($12, '')
+                    FROM (SELECT 1 FROM stored WHERE state = 'pending' LIMIT 1) AS queued
+                )
+                SELECT fingerprint, starts_at, status, (SELECT count(*) FROM woken) AS woken
+                FROM stored
                 """,
                 [e.fingerprint for e in flat],
                 [e.starts_at for e in flat],
@@ -455,9 +465,8 @@ class Store:
                 [e.group_key for e in flat],
                 [e.receiver for e in flat],
                 [e.settled_reason for e in flat],
+                EVENTS_CHANNEL,
             )
-            if any(r["state"] == "pending" for r in rows):
-                await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
         inserted = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
         results: list[tuple[int, int]] = []
         for group in groups:

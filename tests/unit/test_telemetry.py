@@ -33,6 +33,23 @@ def test_two_metrics_objects_do_not_share_counters() -> None:
     assert "remediator_alerts_received_total{" not in b.render()[0].decode()
 
 
+def test_repeated_observations_accumulate_and_clients_cannot_mint_methods() -> None:
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.http_request("/api/v1/alerts", "POST", 200, 0.01)
+        metrics.run_finished("r", "succeeded")
+    for method in ("BREW", "PROPFIND", "X" * 50):
+        metrics.http_request("unmatched", method, 405, 0.001)
+    text = metrics.render()[0].decode()
+    assert (
+        'remediator_http_requests_total{code="200",method="POST",route="/api/v1/alerts"} 3.0'
+        in text
+    )
+    assert 'remediator_runs_total{outcome="succeeded",rule="r"} 3.0' in text
+    assert 'remediator_http_requests_total{code="405",method="other",route="unmatched"} 3.0' in text
+    assert "BREW" not in text
+
+
 async def test_queue_depth_refreshed_on_scrape_and_failure_keeps_last_value() -> None:
     metrics = Metrics()
     depth = [5]
