@@ -283,10 +283,18 @@ class Rule:
         return max(windows) if windows else None
 
 
+def _pinned_alertname(rule: Rule) -> str | None:
+    """The alertname a rule requires by equality, if any: no other alert can match it."""
+    for matcher in rule.matchers:
+        if matcher.name == "alertname" and matcher.op == "=":
+            return matcher.value
+    return None
+
+
 class RuleSet:
     """An immutable, validated set of rules, in file order then position in the file."""
 
-    __slots__ = ("_by_name", "_rules", "_source")
+    __slots__ = ("_by_alertname", "_by_name", "_rules", "_source", "_unindexed")
 
     def __init__(self, rules: Iterable[Rule], source: Mapping[str, str]) -> None:
         self._rules = tuple(rules)
@@ -296,6 +304,14 @@ class RuleSet:
             if rule.name in self._by_name:
                 raise ValueError(f"duplicate rule name {rule.name!r}")
             self._by_name[rule.name] = rule
+        # Every alert is matched at intake, so matching must not cost rules x matchers: a rule
+        # with an alertname="X" matcher can only match alerts named X. Candidates keep file order.
+        pinned = {rule.name: _pinned_alertname(rule) for rule in self._rules}
+        self._unindexed = tuple(r for r in self._rules if pinned[r.name] is None)
+        self._by_alertname: dict[str, tuple[Rule, ...]] = {
+            name: tuple(r for r in self._rules if pinned[r.name] in (None, name))
+            for name in {n for n in pinned.values() if n is not None}
+        }
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -312,11 +328,15 @@ class RuleSet:
         lines = "".join(f"{name}\0{sha}\n" for name, sha in sorted(self._source.items()))
         return hashlib.sha256(lines.encode()).hexdigest()
 
+    def _candidates(self, labels: Mapping[str, str]) -> tuple[Rule, ...]:
+        # A missing label reads as "" for matchers, and so it does here.
+        return self._by_alertname.get(labels.get("alertname", ""), self._unindexed)
+
     def matching(self, labels: Mapping[str, str]) -> list[Rule]:
-        return [rule for rule in self._rules if rule.matches(labels)]
+        return [rule for rule in self._candidates(labels) if rule.matches(labels)]
 
     def matches_any(self, labels: Mapping[str, str]) -> bool:
-        return any(rule.matches(labels) for rule in self._rules)
+        return any(rule.matches(labels) for rule in self._candidates(labels))
 
     def by_name(self, name: str) -> Rule | None:
         return self._by_name.get(name)

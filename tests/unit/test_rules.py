@@ -247,6 +247,41 @@ def test_step_plans_do_not_share_params_with_the_rule() -> None:
     assert rule.steps[1].params["factor"] == 1.5
 
 
+_MATCHERS = [
+    'alertname="A"', 'alertname="B"', 'alertname=""', 'alertname!="A"', 'alertname=~"A|C"',
+    'alertname!~"B"', 'severity="critical"', 'severity=~"warn.*"', 'team!=""',
+]
+_RULE = """
+  - name: r{i}
+    match: {match}
+    target: {{kind: Deployment, namespace: shop, name: web}}
+    steps:
+      - action: test.restart
+"""
+
+
+@given(
+    st.lists(st.lists(st.sampled_from(_MATCHERS), min_size=1, max_size=3), min_size=1,
+             max_size=6),
+    st.dictionaries(
+        st.sampled_from(["alertname", "severity", "team"]),
+        st.sampled_from(["", "A", "B", "C", "critical", "warning"]),
+    ),
+)
+def test_matching_by_alertname_index_is_matching_every_rule(
+    matches: list[list[str]], labels: dict[str, str]
+) -> None:
+    # The index by alertname is only a shortcut: same rules, same (file) order as brute force.
+    text = "rules:" + "".join(
+        _RULE.format(i=i, match="[" + ", ".join(f"'{m}'" for m in ms) + "]")
+        for i, ms in enumerate(matches)
+    )
+    ruleset = compile_files({"a.yaml": text}, registry(), POLICY)
+    expected = [rule for rule in ruleset.rules if rule.matches(labels)]
+    assert ruleset.matching(labels) == expected
+    assert ruleset.matches_any(labels) == bool(expected)
+
+
 def test_ruleset_matching_by_name_and_immutability() -> None:
     second = GOOD.replace("restart-on-high-memory", "other").replace("HighMemoryUsage", "Other")
     ruleset = compile_files({"a.yaml": GOOD, "b.yaml": second}, registry(), POLICY)
