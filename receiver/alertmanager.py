@@ -7,6 +7,7 @@ idempotency keys use them verbatim, because Python's datetime drops nanoseconds.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -61,9 +62,14 @@ def parse_rfc3339(value: str) -> datetime:
         raise ValueError(f"not a valid RFC 3339 date and time: {value!r}") from None
 
 
+# Alertmanager re-sends the same few timestamps (every endsAt of a firing alert is the zero
+# time, and a group's alerts often share startsAt): each is parsed once. Errors are not cached.
+_parse_cached = functools.lru_cache(maxsize=4096)(parse_rfc3339)
+
+
 def _check_rfc3339(value: str) -> str:
     try:
-        parse_rfc3339(value)
+        _parse_cached(value)
     except ValueError as exc:
         # A custom error keeps pydantic's "Value error, " prefix out of the 400 response.
         raise PydanticCustomError("rfc3339", str(exc)) from None

@@ -133,8 +133,9 @@ class EventBatcher:
         batch.items.append(pending)
         if len(batch.items) >= self._max_batch:
             self._close(batch)
-        # shield: a caller that goes away (client disconnect) must not cancel the others' write.
-        return await asyncio.shield(pending.done)
+        # A caller that goes away (client disconnect) cancels only its own future: the write is
+        # the flush task's, so the others' answers and the batch itself are not affected.
+        return await pending.done
 
     def _close(self, batch: _Batch) -> None:
         if self._open is batch:

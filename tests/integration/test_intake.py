@@ -105,6 +105,22 @@ async def test_a_full_batch_is_written_without_waiting(store: Store, database_ur
     assert await _xmins(database_url) == 3
 
 
+async def test_a_caller_that_goes_away_does_not_fail_its_batch(store: Store) -> None:
+    intake = Intake(store, max_delay_s=10.0, max_batch=4)
+    callers = [
+        asyncio.create_task(intake.accept(notification(1, seed=f"c{i}"))) for i in range(3)
+    ]
+    await asyncio.sleep(0)  # all three joined the open batch
+    callers[0].cancel()
+    last = intake.accept(notification(1, seed="c3"))  # fills the batch: written now
+    results = await asyncio.wait_for(asyncio.gather(*callers[1:], last), timeout=5)
+    assert results == [IntakeResult(1, 0)] * 3
+    assert callers[0].cancelled()
+    # The cancelled caller's alert was in the batch and is stored: a retry is a duplicate.
+    assert await store.queue_depth() == 4
+    assert await intake.accept(notification(1, seed="c0")) == IntakeResult(0, 1)
+
+
 async def test_resolved_is_a_separate_event(store: Store) -> None:
     intake = Intake(store)
     assert await intake.accept(notification(2)) == IntakeResult(2, 0)
