@@ -329,14 +329,23 @@ def create_app(
     max_body = settings.max_body_bytes
     too_large = {"error": f"body exceeds {max_body} bytes"}
 
+    # One middleware, not one per concern: every layer costs each webhook a coroutine and a
+    # wrapper, and this one runs on every request anyway.
     @web.middleware
-    async def errors_and_metrics(
+    async def edge(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        """Authentication of /api/, JSON errors and the HTTP metrics of every request."""
         started = time.perf_counter()
         status = 500
         try:
-            response = await handler(request)
+            # Everything under /api/ takes the webhook's credentials, checked before the handler
+            # reads anything; health, readiness and metrics stay open for probes and scrapers.
+            response: web.StreamResponse
+            if request.path.startswith("/api/") and not auth.check(request):
+                response = auth.refuse()
+            else:
+                response = await handler(request)
             status = response.status
             return response
         except web.HTTPRequestEntityTooLarge:
@@ -362,19 +371,7 @@ def create_app(
                 _route_name(request), request.method, status, time.perf_counter() - started
             )
 
-    @web.middleware
-    async def authenticated(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        # Everything under /api/ takes the webhook's credentials, checked before the handler
-        # reads anything; health, readiness and metrics stay open for probes and scrapers.
-        if request.path.startswith("/api/") and not auth.check(request):
-            return auth.refuse()
-        return await handler(request)
-
-    app = web.Application(
-        client_max_size=max_body, middlewares=[errors_and_metrics, authenticated]
-    )
+    app = web.Application(client_max_size=max_body, middlewares=[edge])
     app[_METRICS_KEY] = metrics
 
     async def post_alerts(request: web.Request) -> web.Response:
