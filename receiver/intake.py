@@ -10,9 +10,8 @@ and the dedupe key makes the retry harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from receiver.model import Status
@@ -102,71 +101,75 @@ class _Pending:
     done: asyncio.Future[tuple[int, int]]
 
 
-@dataclass(slots=True)
-class _Batch:
-    items: list[_Pending] = field(default_factory=list)
-    full: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class EventBatcher:
-    """Group commit: submissions within ``max_delay_s`` (or until ``max_batch``) share one
-    transaction. The first submission of a batch opens the window; the batch is written when
-    the window closes or the batch is full, whichever comes first."""
+    """Group commit without a timer: a notification is written at once when a writer is free;
+    while every writer is busy, notifications queue up, and the next free writer takes all of
+    them (up to ``max_batch``) in one transaction. An idle receiver answers after one write;
+    under a storm one commit (one fsync) covers many notifications."""
 
-    def __init__(self, store: Store, *, max_delay_s: float = 0.002, max_batch: int = 64) -> None:
+    def __init__(self, store: Store, *, max_batch: int = 64, max_in_flight: int = 2) -> None:
         self._store = store
-        self._max_delay_s = max_delay_s
         self._max_batch = max(1, max_batch)
-        self._open: _Batch | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._max_in_flight = max(1, max_in_flight)
+        self._queue: list[_Pending] = []
+        self._writers: set[asyncio.Task[None]] = set()  # kept for drain()
+        # Counted by the writers themselves: a finished task leaves the set only later, and a
+        # notification queued in between must still find a writer.
+        self._active = 0
 
     async def submit(self, events: list[NewEvent]) -> tuple[int, int]:
         """Store ``events`` (one notification); (accepted, duplicates) after the COMMIT."""
         loop = asyncio.get_running_loop()
         pending = _Pending(events, loop.create_future())
-        batch = self._open
-        if batch is None:
-            batch = self._open = _Batch()
-            task = loop.create_task(self._flush(batch))
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
-        batch.items.append(pending)
-        if len(batch.items) >= self._max_batch:
-            self._close(batch)
+        self._queue.append(pending)
+        if self._active < self._max_in_flight:
+            # The writer starts on the loop's next turn, so notifications that arrive in this
+            # turn share its first transaction.
+            self._active += 1
+            writer = loop.create_task(self._write())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
         # A caller that goes away (client disconnect) cancels only its own future: the write is
-        # the flush task's, so the others' answers and the batch itself are not affected.
+        # the writer's, so the others' answers and the batch itself are not affected.
         return await pending.done
 
-    def _close(self, batch: _Batch) -> None:
-        if self._open is batch:
-            self._open = None
-        batch.full.set()
-
-    async def _flush(self, batch: _Batch) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(batch.full.wait(), self._max_delay_s)
-        self._close(batch)
+    async def _write(self) -> None:
         try:
-            results = await self._store.insert_event_groups([p.events for p in batch.items])
-        except BaseException as exc:
-            for item in batch.items:
-                if not item.done.done():
-                    item.done.set_exception(
-                        exc if isinstance(exc, Exception) else StoreUnavailable("cancelled")
-                    )
-            if not isinstance(exc, Exception):
-                raise
+            # No await between the last look at the queue and leaving (the finally): whatever
+            # was queued before that look is this writer's to write.
+            while self._queue:
+                await self._write_batch()
+        finally:
+            self._active -= 1
+
+    async def _write_batch(self) -> None:
+        batch = self._queue[: self._max_batch]
+        del self._queue[: self._max_batch]
+        try:
+            results = await self._store.insert_event_groups([p.events for p in batch])
+        except Exception as exc:
+            _fail(batch, exc)  # this batch only: the next one may well succeed
             return
-        for item, counts in zip(batch.items, results, strict=True):
+        except BaseException:
+            # Cancelled (shutdown): nobody may be left to write what is queued. Unanswered
+            # notifications get an error, so Alertmanager sends them again.
+            _fail(batch + self._queue, StoreUnavailable("intake stopped"))
+            self._queue.clear()
+            raise
+        for item, counts in zip(batch, results, strict=True):
             if not item.done.done():
                 item.done.set_result(counts)
 
     async def drain(self) -> None:
-        """Wait for every batch in flight (graceful shutdown)."""
-        if self._open is not None:
-            self._close(self._open)
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
+        """Wait until everything submitted is written (graceful shutdown)."""
+        while self._writers:
+            await asyncio.gather(*self._writers, return_exceptions=True)
+
+
+def _fail(batch: Sequence[_Pending], exc: Exception) -> None:
+    for item in batch:
+        if not item.done.done():
+            item.done.set_exception(exc)
 
 
 class Intake:
@@ -183,14 +186,14 @@ class Intake:
         store: Store,
         *,
         group_commit: bool = True,
-        max_delay_s: float = 0.002,
         max_batch: int = 64,
+        max_in_flight: int = 2,
         settle: Settle = _never,
     ) -> None:
         self._store = store
         self._settle = settle
         self._batcher = (
-            EventBatcher(store, max_delay_s=max_delay_s, max_batch=max_batch)
+            EventBatcher(store, max_batch=max_batch, max_in_flight=max_in_flight)
             if group_commit
             else None
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 from receiver.alertmanager import Notification, fingerprint, parse_notification
 from receiver.intake import Intake, IntakeResult
 from receiver.model import Status
-from receiver.store.repository import EVENTS_CHANNEL, Store, StoreUnavailable
+from receiver.store.repository import EVENTS_CHANNEL, NewEvent, Store, StoreUnavailable
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -87,7 +87,7 @@ async def test_same_notification_twenty_times_concurrently(
 
 
 async def test_concurrent_requests_share_one_transaction(store: Store, database_url: str) -> None:
-    intake = Intake(store, max_delay_s=0.05, max_batch=64)
+    intake = Intake(store)
     results = await asyncio.gather(
         *(intake.accept(notification(2, seed=f"n{i}")) for i in range(20))
     )
@@ -95,8 +95,8 @@ async def test_concurrent_requests_share_one_transaction(store: Store, database_
     assert await _xmins(database_url) == 1
 
 
-async def test_a_full_batch_is_written_without_waiting(store: Store, database_url: str) -> None:
-    intake = Intake(store, max_delay_s=10.0, max_batch=4)
+async def test_batches_are_bounded_by_max_batch(store: Store, database_url: str) -> None:
+    intake = Intake(store, max_batch=4)
     results = await asyncio.wait_for(
         asyncio.gather(*(intake.accept(notification(1, seed=f"n{i}")) for i in range(12))),
         timeout=5,
@@ -105,20 +105,68 @@ async def test_a_full_batch_is_written_without_waiting(store: Store, database_ur
     assert await _xmins(database_url) == 3
 
 
+class _GatedStore(Store):
+    """The real store, whose next write waits until the test opens the gate."""
+
+    gate: asyncio.Event
+
+    async def insert_event_groups(
+        self, groups: Sequence[Sequence[NewEvent]]
+    ) -> list[tuple[int, int]]:
+        await self.gate.wait()
+        return await super().insert_event_groups(groups)
+
+
+async def test_notifications_queue_while_the_writer_is_busy_then_share_a_commit(
+    store: Store, database_url: str
+) -> None:
+    gated = _GatedStore(store._pool, store.dsn)
+    gated.gate = asyncio.Event()
+    intake = Intake(gated, max_in_flight=1)
+    first = asyncio.create_task(intake.accept(notification(1, seed="first")))
+    await asyncio.sleep(0.05)  # the writer took "first" alone and waits at the gate
+    later = [asyncio.create_task(intake.accept(notification(1, seed=f"l{i}"))) for i in range(3)]
+    await asyncio.sleep(0.05)
+    assert not first.done()
+    assert not any(t.done() for t in later)
+    gated.gate.set()
+    results = await asyncio.wait_for(asyncio.gather(first, *later), timeout=5)
+    assert results == [IntakeResult(1, 0)] * 4
+    assert await _xmins(database_url) == 2  # "first", then the three that queued behind it
+
+
 async def test_a_caller_that_goes_away_does_not_fail_its_batch(store: Store) -> None:
-    intake = Intake(store, max_delay_s=10.0, max_batch=4)
+    intake = Intake(store, max_batch=4)
     callers = [
         asyncio.create_task(intake.accept(notification(1, seed=f"c{i}"))) for i in range(3)
     ]
-    await asyncio.sleep(0)  # all three joined the open batch
+    await asyncio.sleep(0)  # all three are queued; the writer has not run yet
     callers[0].cancel()
-    last = intake.accept(notification(1, seed="c3"))  # fills the batch: written now
-    results = await asyncio.wait_for(asyncio.gather(*callers[1:], last), timeout=5)
-    assert results == [IntakeResult(1, 0)] * 3
+    results = await asyncio.wait_for(asyncio.gather(*callers[1:]), timeout=5)
+    assert results == [IntakeResult(1, 0)] * 2
     assert callers[0].cancelled()
     # The cancelled caller's alert was in the batch and is stored: a retry is a duplicate.
-    assert await store.queue_depth() == 4
+    assert await store.queue_depth() == 3
     assert await intake.accept(notification(1, seed="c0")) == IntakeResult(0, 1)
+
+
+async def test_store_errors_fail_only_their_batch(pg_controlled: PostgresServer,
+                                                  database_url: str) -> None:
+    store = await Store.connect(database_url, min_size=1, max_size=2, connect_timeout_s=2)
+    try:
+        intake = Intake(store)
+        pg_controlled.stop("fast")
+        try:
+            with pytest.raises(StoreUnavailable):
+                await intake.accept(notification(1, seed="down"))
+        finally:
+            pg_controlled.start()
+        # The writer that failed is gone; the next notification finds a new one.
+        assert await asyncio.wait_for(intake.accept(notification(1, seed="up")), 10) == (
+            IntakeResult(1, 0)
+        )
+    finally:
+        await store.close()
 
 
 async def test_resolved_is_a_separate_event(store: Store) -> None:
