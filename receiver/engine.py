@@ -33,6 +33,7 @@ __all__ = [
     "RULE_GONE",
     "RUN_EXISTS",
     "plan",
+    "repeat_keys",
     "settled_at_intake",
 ]
 
@@ -68,6 +69,25 @@ def settled_at_intake(status: Status, labels: Mapping[str, str], rules: RuleSet)
     if status is Status.FIRING and not rules.matches_any(labels):
         return NO_RULE
     return None
+
+
+def repeat_keys(
+    event: AlertEvent, rules: RuleSet, policy: NamespacePolicy
+) -> list[tuple[str, Target]]:
+    """The (rule, target) pairs whose recent runs ``plan`` counts for ``event``: only those
+    need reading from the store. Not "every run of this alertname": in a storm on one alert
+    over many targets, that read would grow with the storm."""
+    if event.status is not Status.FIRING:
+        return []
+    keys: list[tuple[str, Target]] = []
+    for rule in rules.matching(event.labels):
+        if rule.widest_window_s is None:
+            continue  # no step waits for a repetition: its plan never looks at the past
+        try:
+            keys.append((rule.name, rule.render_target(event.labels, event.annotations, policy)))
+        except (TargetError, TemplateError):
+            continue  # planned as a skip; nothing to count
+    return keys
 
 
 def _plan_firing(

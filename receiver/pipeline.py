@@ -105,7 +105,8 @@ class Pipeline:
             return Disposition.done()
         windows = [r.widest_window_s for r in ruleset.rules if r.widest_window_s]
         within = max([self._settings.min_history_s, *windows])
-        history = await self._store.history(event, within)
+        repeats = engine.repeat_keys(event, ruleset, self._settings.policy)
+        history = await self._store.history(event, within, repeats=repeats)
 
         # A run that a crash interrupted after its guards admitted it is finished first; the
         # engine sees it as existing and will not plan it again.

@@ -643,21 +643,19 @@ class Store:
         event: AlertEvent,
         within_s: float,
         *,
-        rules: Collection[str] | None = None,
-        targets: Collection[Target] | None = None,
+        repeats: Collection[tuple[str, Target]] = (),
         limit: int = 1000,
     ) -> History:
         """What the engine may know about the past of ``event``.
 
         ``episode_runs``: every run of the same (fingerprint, starts_at). ``recent_runs``: runs
-        created in the last ``within_s`` seconds of any of ``rules`` or on any of ``targets``;
-        with neither given, the runs of the same alertname. ``episode_resolved``: a resolved
+        created in the last ``within_s`` seconds of exactly the (rule, target) pairs in
+        ``repeats`` (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved
         event of this episode is stored (a later firing duplicate must be ignored).
         """
-        target_keys = [t.key for t in targets or ()]
-        # No transaction: under READ COMMITTED it would not give the three reads one snapshot,
-        # only two more round trips per event. Each read is consistent on its own, and the
-        # worker processes one fingerprint's events strictly in order.
+        # No transaction: under READ COMMITTED it would not give the reads one snapshot, only
+        # two more round trips per event. Each read is consistent on its own, and the worker
+        # processes one fingerprint's events strictly in order.
         with _translate():
             async with self._pool.acquire() as conn:
                 episode = await conn.fetch(
@@ -666,26 +664,20 @@ class Store:
                     event.fingerprint,
                     event.starts_at,
                 )
-                if rules is None and targets is None:
+                recent = []
+                if repeats:
                     recent = await conn.fetch(
                         f"""SELECT {_RUN_COLUMNS} FROM runs
-                            WHERE alertname = $1 AND created_at >= now() - make_interval(secs => $2)
-                            ORDER BY created_at DESC, id DESC LIMIT $3""",
-                        event.alertname,
+                            WHERE (target_kind, target_namespace, target_name, rule) IN (
+                                    SELECT * FROM unnest($2::text[], $3::text[], $4::text[],
+                                                         $5::text[]))
+                              AND created_at >= now() - make_interval(secs => $1)
+                            ORDER BY created_at DESC, id DESC LIMIT $6""",
                         float(within_s),
-                        limit,
-                    )
-                else:
-                    recent = await conn.fetch(
-                        f"""SELECT {_RUN_COLUMNS} FROM runs
-                            WHERE created_at >= now() - make_interval(secs => $1)
-                              AND (rule = ANY($2::text[])
-                                   OR target_kind || '/' || target_namespace || '/' || target_name
-                                      = ANY($3::text[]))
-                            ORDER BY created_at DESC, id DESC LIMIT $4""",
-                        float(within_s),
-                        list(rules or ()),
-                        target_keys,
+                        [t.kind for _, t in repeats],
+                        [t.namespace for _, t in repeats],
+                        [t.name for _, t in repeats],
+                        [rule for rule, _ in repeats],
                         limit,
                     )
                 resolved = await conn.fetchval(

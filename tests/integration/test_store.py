@@ -320,13 +320,16 @@ async def test_history_sees_episode_recent_runs_and_resolution(store: Store) -> 
 
     history = await store.history(event, 3600)
     assert [r.run_id for r in history.episode_runs] == [run_id]
-    assert len(history.recent_runs) == 2  # same alertname, both episodes
+    assert history.recent_runs == ()  # no (rule, target) asked for: not read at all
     assert not history.episode_resolved
 
-    by_target = await store.history(event, 3600, targets=[elsewhere])
-    assert [r.rule for r in by_target.recent_runs] == ["other"]
-    by_rule = await store.history(event, 3600, rules=["restart"])
-    assert {r.starts_at for r in by_rule.recent_runs} == {event.starts_at, "2024-04-30T00:00:00Z"}
+    same = await store.history(event, 3600, repeats=[("restart", TARGET)])
+    assert {r.starts_at for r in same.recent_runs} == {event.starts_at, "2024-04-30T00:00:00Z"}
+    both = await store.history(event, 3600, repeats=[("restart", TARGET), ("other", elsewhere)])
+    assert sorted(r.rule for r in both.recent_runs) == ["other", "restart", "restart"]
+    # Pairs, not "this rule or this target".
+    assert (await store.history(event, 3600, repeats=[("restart", elsewhere)])).recent_runs == ()
+    assert (await store.history(event, 0.000001, repeats=[("restart", TARGET)])).recent_runs == ()
 
     await store.insert_events([new_event("1" * 16, status=Status.RESOLVED)])
     assert (await store.history(event, 3600)).episode_resolved

@@ -15,6 +15,7 @@ from receiver.engine import (
     RULE_GONE,
     RUN_EXISTS,
     plan,
+    repeat_keys,
     settled_at_intake,
 )
 from receiver.model import (
@@ -599,3 +600,67 @@ def test_settled_at_intake_only_for_firing_alerts_no_rule_matches(rules: RuleSet
     # A resolved alert may close a run whose rule has changed since: always the worker's.
     assert settled_at_intake(Status.RESOLVED, unmatched, rules) is None
     assert settled_at_intake(Status.RESOLVED, matched, rules) is None
+
+
+# Narrow on purpose: alerts and prior runs that often share a rule and target within the
+# rules' windows, so that dropping a run the plan counts shows up in a few examples.
+NEAR_TARGETS = st.sampled_from(
+    [WEB, Target("Deployment", "shop", "api"), Target("StatefulSet", "shop", "workers")]
+)
+NEAR_HISTORIES = st.builds(
+    History,
+    episode_runs=st.just(()),
+    recent_runs=st.lists(
+        st.builds(
+            prior,
+            st.sampled_from(["memory", "memory-critical", "queue"]),
+            age=st.integers(min_value=0, max_value=2 * 86400).map(lambda s: timedelta(seconds=s)),
+            target=NEAR_TARGETS,
+        ),
+        max_size=8,
+    ).map(tuple),
+)
+NEAR_EVENTS = st.builds(
+    event,
+    st.fixed_dictionaries(
+        {
+            "alertname": st.sampled_from(["HighMemoryUsage", "QueueBacklog"]),
+            "namespace": st.just("shop"),
+            "deployment": st.sampled_from(["web", "api"]),
+        },
+        optional={"severity": st.sampled_from(["critical", "warning"])},
+    ),
+    status=st.sampled_from(list(Status)),
+    annotations=st.fixed_dictionaries({}, optional={"owner": st.sampled_from(["web", "api"])}),
+)
+
+
+@given(st.one_of(EVENTS, NEAR_EVENTS), st.one_of(HISTORIES, NEAR_HISTORIES), POLICIES)
+def test_the_plan_needs_only_the_recent_runs_of_its_repeat_keys(
+    alert: AlertEvent, history: History, policy: NamespacePolicy
+) -> None:
+    # The store reads recent runs only for repeat_keys(); any other recent run must not be
+    # able to change the plan.
+    rules = PERMISSIVE_RULES
+    keys = {(rule, target.key) for rule, target in repeat_keys(alert, rules, policy)}
+    narrowed = History(
+        history.episode_runs,
+        tuple(r for r in history.recent_runs if (r.rule, r.target.key) in keys),
+        history.episode_resolved,
+    )
+    assert plan(alert, rules, narrowed, policy, now=NOW) == plan(
+        alert, rules, history, policy, now=NOW
+    )
+
+
+def test_repeat_keys_are_the_rendered_targets_of_rules_that_count_repetitions(
+    rules: RuleSet,
+) -> None:
+    labels = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "web"}
+    assert repeat_keys(event(labels), rules, POLICY) == [("memory", WEB)]
+    # queue has no `repeated` step: its plan never counts, so nothing is read for it.
+    queue = {"alertname": "QueueBacklog", "namespace": "shop"}
+    assert repeat_keys(event(queue), rules, POLICY) == []
+    assert repeat_keys(event(labels, status=Status.RESOLVED), rules, POLICY) == []
+    hostile = {**labels, "deployment": "../../etc"}
+    assert repeat_keys(event(hostile), rules, POLICY) == []
