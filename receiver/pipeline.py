@@ -89,8 +89,13 @@ class Pipeline:
 
     def settled_at_intake(self, status: Status, labels: Mapping[str, str]) -> str | None:
         """For ``Intake(settle=...)``: the rules in force when the alert arrives decide, as they
-        would in the worker moments later."""
-        return engine.settled_at_intake(status, labels, self._rules.current)
+        would in the worker moments later. If deciding fails, the event is queued: the worker
+        then meets the same failure where it is retried and recorded, and intake still answers."""
+        try:
+            return engine.settled_at_intake(status, labels, self._rules.current)
+        except Exception:
+            self._log.exception("matching at intake failed; the event is queued instead")
+            return None
 
     async def __call__(self, event: AlertEvent) -> Disposition:
         log = self._log.bind(

@@ -9,8 +9,9 @@ import dataclasses
 
 import pytest
 
+from receiver.engine import NO_RULE
 from receiver.guards import AdmissionRequest, GuardSettings
-from receiver.model import GuardSpec, NamespacePolicy, RunOutcome, Target
+from receiver.model import GuardSpec, NamespacePolicy, RunOutcome, Status, Target
 from receiver.store.repository import RunRecord
 from receiver.worker import Worker
 from tests.support.payloads import alert, notification
@@ -393,3 +394,17 @@ async def test_an_event_queued_before_a_rule_was_removed_is_skipped_by_the_worke
     h.reload_rules(RESTART.replace('alertname="HighMemoryUsage"', 'alertname="Other"'))
     assert await h.drain() == 1
     assert await h.runs() == []
+
+
+class _Unreadable(dict[str, str]):
+    def get(self, *args: object, **kwargs: object) -> str:
+        raise RuntimeError("cannot read labels")
+
+
+async def test_when_matching_at_intake_fails_the_event_is_queued_not_lost(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(RESTART)
+    # Settled means "stored done, never processed": a failure must not count as settled.
+    assert h.pipeline.settled_at_intake(Status.FIRING, _Unreadable(alertname="x")) is None
+    assert h.pipeline.settled_at_intake(Status.FIRING, {"alertname": "Other"}) == NO_RULE
