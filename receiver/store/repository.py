@@ -462,8 +462,8 @@ class Store:
                 [str(e.status) for e in flat],
                 [e.ends_at for e in flat],
                 # jsonb orders keys itself: no need to sort them here, on the hot path.
-                [_compact_json(e.labels) for e in flat],
-                [_compact_json(e.annotations) for e in flat],
+                [_compact_json(dict(e.labels)) for e in flat],
+                [_compact_json(dict(e.annotations)) for e in flat],
                 [e.generator_url for e in flat],
                 [e.labels.get("alertname", "") for e in flat],
                 [e.group_key for e in flat],
