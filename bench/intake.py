@@ -230,15 +230,16 @@ async def queue_depth(metrics_url: str) -> int:
     raise RuntimeError("remediator_queue_depth missing from /metrics")
 
 
-async def drain_rate(metrics_url: str, queued: int, limit_s: float) -> tuple[float, int]:
-    """Events the worker settles per second until the queue is empty (or ``limit_s``)."""
+async def drain_rate(metrics_url: str, limit_s: float) -> tuple[float, int]:
+    """Events the worker settles per second from now until the queue is empty (or ``limit_s``),
+    and how many are left."""
     t0 = time.perf_counter()
-    depth = await queue_depth(metrics_url)
+    start = depth = await queue_depth(metrics_url)
     while depth > 0 and time.perf_counter() - t0 < limit_s:
         await asyncio.sleep(1.0)
         depth = await queue_depth(metrics_url)
         print(f"[receiver] worker: {depth} events still queued …", flush=True)
-    return (queued - depth) / (time.perf_counter() - t0), depth
+    return (start - depth) / (time.perf_counter() - t0), depth
 
 
 def machine() -> str:
@@ -321,7 +322,7 @@ async def run(args: argparse.Namespace) -> None:
             urls["receiver"], args.requests, args.concurrency, 40_000_000,
             procs["receiver"].pid, matched=True)
         metrics_url = urls["receiver"].replace("/api/v1/alerts", "/metrics")
-        drained, left = await drain_rate(metrics_url, args.requests, args.drain_limit)
+        drained, left = await drain_rate(metrics_url, args.drain_limit)
 
     rates = {name: [f.rate for f in closed[name]] for name in names}
     print("\n=== results ===")
