@@ -115,20 +115,19 @@ class EventBatcher:
         self._max_batch = max(1, max_batch)
         self._max_in_flight = max(1, max_in_flight)
         self._queue: list[_Pending] = []
-        self._writers: set[asyncio.Task[None]] = set()  # kept for drain()
-        # Counted by the writers themselves: a finished task leaves the set only later, and a
-        # notification queued in between must still find a writer.
-        self._active = 0
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def submit(self, events: list[NewEvent]) -> tuple[int, int]:
         """Store ``events`` (one notification); (accepted, duplicates) after the COMMIT."""
         loop = asyncio.get_running_loop()
         pending = _Pending(events, loop.create_future())
         self._queue.append(pending)
-        if self._active < self._max_in_flight:
+        # A writer that found the queue empty is done() at once (it leaves the set only later,
+        # by callback), and nothing awaits between that look and its end: a writer that is not
+        # done will still see what was queued here.
+        if sum(not w.done() for w in self._writers) < self._max_in_flight:
             # The writer starts on the loop's next turn, so notifications that arrive in this
             # turn share its first transaction.
-            self._active += 1
             writer = loop.create_task(self._write())
             self._writers.add(writer)
             writer.add_done_callback(self._writers.discard)
@@ -137,13 +136,8 @@ class EventBatcher:
         return await pending.done
 
     async def _write(self) -> None:
-        try:
-            # No await between the last look at the queue and leaving (the finally): whatever
-            # was queued before that look is this writer's to write.
-            while self._queue:
-                await self._write_batch()
-        finally:
-            self._active -= 1
+        while self._queue:
+            await self._write_batch()
 
     async def _write_batch(self) -> None:
         batch = self._queue[: self._max_batch]
