@@ -265,11 +265,16 @@ async def test_a_batch_of_only_settled_events_wakes_no_worker(
         settled = Intake(store, settle=lambda status, labels: "no rule matches")
         assert await settled.accept(notification(2, seed="quiet")) == IntakeResult(2, 0)
         await Intake(store).accept(notification(1, seed="loud"))
-        # NOTIFYs arrive in commit order: once the second one is here, the first would be too.
-        for _ in range(100):
+        # NOTIFYs are delivered before the listener's next ReadyForQuery: after a round trip
+        # (and one loop turn for asyncpg's callbacks) both commits' wake-ups would be here.
+        await listener.execute("SELECT 1")
+        await asyncio.sleep(0)
+        for _ in range(100):  # bounded wait, in case delivery needs another turn
             if woken:
                 break
             await asyncio.sleep(0.05)
+        await listener.execute("SELECT 1")
+        await asyncio.sleep(0)
     finally:
         await listener.close()
     assert woken == [EVENTS_CHANNEL]
