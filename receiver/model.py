@@ -11,7 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from remediations.base import Target
+# Re-exported while callers move to remediations.targets (where new code imports it from).
+from remediations.targets import Target
 
 __all__ = [
     "AlertEvent",

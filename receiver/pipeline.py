@@ -42,8 +42,8 @@ from remediations.base import (
     Outcome,
     Registry,
     Result,
-    Target,
 )
+from remediations.targets import Target
 
 # Step outcomes beyond the action outcomes: planned but not yet run, and held for a human.
 STEP_PENDING = "pending"

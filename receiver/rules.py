@@ -42,7 +42,8 @@ from receiver.templating import (
     render_target,
     validate_target,
 )
-from remediations.base import ParamsError, Registry, Risk, Target, UnknownAction
+from remediations.base import ParamsError, Registry, Risk, UnknownAction
+from remediations.targets import Target
 
 __all__ = [
     "Repeated",

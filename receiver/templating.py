@@ -1,8 +1,11 @@
 """Rule target templates (``{{ labels.NAME }}``) and target validation. Pure: no I/O.
 
 A label value comes from whoever can push an alert, so a rendered target is only trusted after
-it has passed DNS-1123 validation and the namespace policy: no value can point an action at a
+it has passed its kind's validation (``remediations.targets``: DNS-1123 names for Kubernetes
+kinds) and, for namespaced kinds, the namespace policy: no value can point an action at a
 namespace the operator did not allow, or smuggle a path or a second template through.
+``TargetError`` is ``remediations.targets.TargetError``, re-exported because this module's
+functions raise it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from receiver.model import NamespacePolicy, Target
+from receiver.model import NamespacePolicy
+from remediations.targets import Target, TargetError, target_kind
 
 __all__ = [
     "TargetError",
@@ -24,29 +28,10 @@ __all__ = [
 
 _ROOTS = ("labels", "annotations")
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS_LABEL_MAX = 63
-_DNS_SUBDOMAIN_MAX = 253
-_KIND = re.compile(r"[A-Za-z][A-Za-z0-9]*")
-_REPR_MAX = 80
 
 
 class TemplateError(ValueError):
     """A template that does not parse, or that references a label the alert does not carry."""
-
-
-class TargetError(ValueError):
-    """A rendered target that must not be acted on. Names the field and the rejected value."""
-
-    def __init__(self, field: str, value: str, reason: str) -> None:
-        shown = repr(value)
-        if len(shown) > _REPR_MAX:
-            shown = shown[: _REPR_MAX - 3] + "..."
-        super().__init__(f"{field} {shown} {reason}")
-        self.field = field
-        self.value = value
-        self.reason = reason
 
 
 Reference = tuple[str, str]  # (root, name), e.g. ("labels", "namespace")
@@ -135,26 +120,17 @@ def _reference(expression: str, text: str) -> Reference:
 def validate_target(
     target: Target, policy: NamespacePolicy, kinds: frozenset[str] | None = None
 ) -> None:
-    """Raise TargetError unless the target is well-formed, of an allowed kind, and permitted."""
-    if _KIND.fullmatch(target.kind) is None:
-        raise TargetError("kind", target.kind, "is not a Kubernetes kind name")
+    """Raise TargetError unless the target is of a known kind (one of ``kinds`` when given),
+    passes that kind's validation, and, for a namespaced kind, is in a namespace the policy
+    permits. Kinds that are not namespaced have no namespace for the policy to speak about."""
     if kinds is not None and target.kind not in kinds:
         raise TargetError("kind", target.kind, f"is not one of {', '.join(sorted(kinds))}")
-    namespace = target.namespace
-    # fullmatch, not `$`: `$` would let a trailing newline through.
-    if len(namespace) > _DNS_LABEL_MAX or _DNS_LABEL.fullmatch(namespace) is None:
-        raise TargetError(
-            "namespace", namespace, "is not a DNS-1123 label (a-z, 0-9, '-', at most 63)"
-        )
-    name = target.name
-    if len(name) > _DNS_SUBDOMAIN_MAX or _DNS_SUBDOMAIN.fullmatch(name) is None:
-        raise TargetError(
-            "name", name, "is not a DNS-1123 subdomain (a-z, 0-9, '-', '.', at most 253)"
-        )
-    if not policy.permits(namespace):
+    kind = target_kind(target.kind)
+    kind.validate(target)
+    if kind.namespaced and not policy.permits(target.namespace):
         raise TargetError(
             "namespace",
-            namespace,
+            target.namespace,
             f"is not allowed by policy (allow={list(policy.allow)}, deny={list(policy.deny)})",
         )
 

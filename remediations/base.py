@@ -9,9 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    # Only for annotations: Target lives in remediations.targets; import it from there.
+    from remediations.targets import Target
 
 
 class Risk(StrEnum):
@@ -25,22 +29,6 @@ class Outcome(StrEnum):
     DRY_RUN = "dry_run"  # validated (server-side where possible), nothing changed
     REFUSED = "refused"  # a precondition said no (paused, HPA-managed, stale revision, forbidden)
     FAILED = "failed"  # an error after retries
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What an action acts on. Rendered from a rule's template and validated before any action."""
-
-    kind: str
-    namespace: str
-    name: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "namespace": self.namespace, "name": self.name}
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,9 +33,9 @@ from remediations.base import (
     ParamsError,
     Result,
     Risk,
-    Target,
 )
 from remediations.k8s_retry import DEFAULT_RETRY, RetryPolicy, call
+from remediations.targets import Target
 
 FIELD_MANAGER = "remediator"
 RUN_ID_ANNOTATION = "remediator.io/run-id"

@@ -761,8 +761,9 @@ async def test_every_shipped_action_runs_with_the_service_account(
 ) -> None:
     """The real action code (not hand-made requests) with the ServiceAccount's token: each
     shipped action succeeds in a bound namespace, server-side dry-run included."""
-    from remediations.base import ActionContext, Clients, Outcome, Target
+    from remediations.base import ActionContext, Clients, Outcome
     from remediations.registry import default_registry
+    from remediations.targets import Target
 
     registry = default_registry()
     suffix = uuid.uuid4().hex[:6]
@@ -810,8 +811,9 @@ async def test_every_shipped_action_runs_with_the_service_account(
 async def test_actions_outside_the_bound_namespaces_are_refused_as_forbidden(
     remediator: Any, admin: Any
 ) -> None:
-    from remediations.base import ActionContext, ActionRefused, Clients, Target
+    from remediations.base import ActionContext, ActionRefused, Clients
     from remediations.registry import default_registry
+    from remediations.targets import Target
 
     unbound = f"unbound-{uuid.uuid4().hex[:6]}"
     await _api(k8s.CoreV1Api, admin).create_namespace(

@@ -17,7 +17,6 @@ from remediations.base import (
     Clients,
     Outcome,
     ParamsError,
-    Target,
 )
 from remediations.kubernetes import (
     RESTARTED_AT,
@@ -30,6 +29,7 @@ from remediations.kubernetes import (
     SetResources,
 )
 from remediations.registry import default_registry
+from remediations.targets import Target
 from tests.support.kube import ControlPlane, api_client_from_kubeconfig
 from tests.support.kube_fixtures import (
     MERGE_PATCH,

@@ -26,11 +26,11 @@ from remediations.base import (
     ActionRefused,
     Clients,
     Outcome,
-    Target,
     TransientActionError,
 )
 from remediations.k8s_retry import RetryPolicy
 from remediations.kubernetes import RESTARTED_AT, RolloutRestart, Scale
+from remediations.targets import Target
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import MakeDeployment
 

@@ -302,7 +302,7 @@ def test_parse_params_reports_the_field() -> None:
 
 
 def test_describe_is_human_readable() -> None:
-    from remediations.base import Target
+    from remediations.targets import Target
 
     registry = default_registry()
     target = Target("Deployment", "shop", "web")

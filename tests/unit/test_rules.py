@@ -32,8 +32,8 @@ from remediations.base import (
     Registry,
     Result,
     Risk,
-    Target,
 )
+from remediations.targets import Target
 
 REPO = Path(__file__).resolve().parents[2]
 

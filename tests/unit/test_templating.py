@@ -183,6 +183,23 @@ class TestValidation:
             validate_target(Target("", "prod", "db"), POLICY)
         assert caught.value.field == "kind"
 
+    def test_unknown_kind_is_refused_naming_the_known_ones(self) -> None:
+        with pytest.raises(TargetError, match="kind 'CronJob' is not a known target kind") as c:
+            validate_target(Target("CronJob", "prod", "nightly"), POLICY)
+        assert c.value.field == "kind"
+
+    def test_policy_applies_only_to_namespaced_kinds(self) -> None:
+        deny_all = NamespacePolicy(allow=("nowhere",))
+        validate_target(Target("PostgresDatabase", "", "orders"), deny_all)
+        validate_target(Target("RedisQueue", "", "jobs/emails"), deny_all)
+        with pytest.raises(TargetError, match="not allowed by policy"):
+            validate_target(Target("Pod", "prod", "web-0"), deny_all)
+
+    def test_kinds_without_a_namespace_refuse_one(self) -> None:
+        with pytest.raises(TargetError) as caught:
+            validate_target(Target("HttpEndpoint", "prod", "payments"), POLICY)
+        assert caught.value.field == "namespace"
+
     def test_long_values_are_truncated_in_the_message(self) -> None:
         with pytest.raises(TargetError) as caught:
             _render("x" * 5000 + "/")
