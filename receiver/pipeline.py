@@ -283,7 +283,7 @@ class Pipeline:
                             clients=self._clients, recorded=recorded)
         try:
             params = self._registry.parse_params(step.action, step.params)
-            if self._clients.kube is None:
+            if not self._clients.has("kubernetes"):
                 # No cluster credentials: the service plans and records, and changes nothing.
                 result = Result(
                     Outcome.DRY_RUN,

@@ -199,7 +199,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             guards=guards,
             rules=rules,
             registry=registry,
-            clients=Clients(kube=kube),
+            clients=Clients({"kubernetes": kube} if kube is not None else {}),
             settings=PipelineSettings(dry_run=dry_run, policy=policy),
             metrics=metrics,
         )

@@ -6,9 +6,10 @@ client libraries of the system they touch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
@@ -33,7 +34,12 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What an action would do against live state: shown in dry-run and bound into approvals."""
+    """What an action would do against live state, as ``preview()`` returns it.
+
+    Meant to be shown for approval and bound into the approved step; nothing in the service
+    calls ``preview()`` yet (dry-run calls ``run()`` with ``dry_run`` set, or only
+    ``describe()`` when the action's client is missing).
+    """
 
     summary: str
     before: Mapping[str, Any] = field(default_factory=dict)
@@ -50,24 +56,6 @@ class Result:
     after: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Clients:
-    """I/O clients handed to actions. ``kube`` is a kubernetes_asyncio ApiClient, or None when
-    no cluster credentials exist (the service then runs in dry-run and never calls run())."""
-
-    kube: Any | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ActionContext:
-    run_id: str
-    dry_run: bool
-    clients: Clients
-    # What earlier steps of the same run recorded, keyed by action name, e.g. the replica count
-    # that kubernetes.scale started from, so an on_resolved step can restore it.
-    recorded: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-
 class ActionError(Exception):
     """Base of the errors an action raises; ``message`` is meant for the operator."""
 
@@ -78,6 +66,31 @@ class ActionError(Exception):
 
 class ActionRefused(ActionError):
     """A precondition refused the action; retrying will not help."""
+
+
+class MissingClient(ActionRefused):
+    """The action needs a client that is not configured. ``name`` is the ``Clients`` key.
+
+    A refusal, not a failure: nothing was attempted, and retrying will not help until the
+    service is configured for that system.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{_missing_what(name)} (client {name!r})")
+        self.name = name
+
+
+def _missing_what(name: str) -> str:
+    system, _, connection = name.partition(":")
+    if name == "kubernetes":
+        return "no Kubernetes credentials are configured"
+    if name == "http":
+        return "no HTTP client is configured"
+    if system == "postgres" and connection:
+        return f"no PostgreSQL connection named {connection!r} is configured"
+    if system == "redis" and connection:
+        return f"no Redis connection named {connection!r} is configured"
+    return f"no client named {name!r} is configured"
 
 
 class TransientActionError(ActionError):
@@ -101,9 +114,62 @@ def _format_validation(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+class Clients:
+    """The I/O clients handed to actions, by name. Read-only once built.
+
+    Keys: ``"kubernetes"`` (a kubernetes_asyncio ApiClient), ``"postgres:<name>"`` and
+    ``"redis:<name>"`` (one per configured connection), ``"http"``. A system that is not
+    configured has no key: ``Clients({"kubernetes": kube} if kube is not None else {})``.
+    Each action says which keys it needs with ``Action.requires(target)``.
+    """
+
+    __slots__ = ("_clients",)
+
+    def __init__(self, mapping: Mapping[str, Any] | None = None) -> None:
+        clients = dict(mapping or {})
+        for name, client in clients.items():
+            if client is None:
+                # A None client would pass has() and fail later, far from the mistake.
+                raise ValueError(f"client {name!r} is None; leave out what is not configured")
+        self._clients: Mapping[str, Any] = MappingProxyType(clients)
+
+    def get(self, name: str) -> Any:
+        """The client named ``name``. Raises MissingClient when it is not configured."""
+        try:
+            return self._clients[name]
+        except KeyError:
+            raise MissingClient(name) from None
+
+    def has(self, name: str) -> bool:
+        return name in self._clients
+
+    def missing(self, names: Iterable[str]) -> list[str]:
+        """The ``names`` that are not configured, sorted (``[]`` when all are)."""
+        return sorted({name for name in names if name not in self._clients})
+
+    def __repr__(self) -> str:
+        # Names only: a client's repr may carry a host or a credential.
+        return f"Clients({sorted(self._clients)})"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionContext:
+    run_id: str
+    dry_run: bool
+    clients: Clients
+    # What earlier steps of the same run recorded, keyed by action name, e.g. the replica count
+    # that kubernetes.scale started from, so an on_resolved step can restore it.
+    recorded: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
 @runtime_checkable
 class Action(Protocol):
-    """One remediation. Implementations are stateless; all I/O goes through ``ctx.clients``."""
+    """One remediation. Implementations are stateless; all I/O goes through ``ctx.clients``.
+
+    ``requires(target)`` names the ``Clients`` keys ``run()`` and ``preview()`` use for that
+    target (e.g. ``frozenset({"kubernetes"})``), so a caller can tell before running whether
+    the action's systems are configured.
+    """
 
     name: ClassVar[str]  # registry key, e.g. "kubernetes.rollout_restart"
     Params: ClassVar[type[BaseModel]]
@@ -111,6 +177,8 @@ class Action(Protocol):
     # Disruptive actions (restarts, deletes, rollbacks) draw on the global budget guard.
     disruptive: ClassVar[bool]
     target_kinds: ClassVar[frozenset[str]]
+
+    def requires(self, target: Target) -> frozenset[str]: ...
 
     def describe(self, target: Target, params: BaseModel) -> str: ...
 

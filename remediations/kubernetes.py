@@ -86,9 +86,8 @@ class _Api:
     """One action call's view of the cluster: the client, the retry policy, the write options."""
 
     def __init__(self, ctx: ActionContext, policy: RetryPolicy, action: str) -> None:
-        if ctx.clients.kube is None:
-            raise ActionRefused("no Kubernetes credentials are configured")
-        self.client: Any = ctx.clients.kube
+        # MissingClient (a refusal) when the service has no Kubernetes credentials.
+        self.client: Any = ctx.clients.get("kubernetes")
         self.apps: Any = k8s.AppsV1Api(self.client)
         self.core: Any = k8s.CoreV1Api(self.client)
         self.autoscaling: Any = k8s.AutoscalingV2Api(self.client)
@@ -172,6 +171,9 @@ class _KubeAction(Generic[P]):
 
     def __init__(self, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         self.retry = retry
+
+    def requires(self, target: Target) -> frozenset[str]:
+        return frozenset({"kubernetes"})
 
     def describe(self, target: Target, params: BaseModel) -> str:
         return self._describe(target, self._params(params))

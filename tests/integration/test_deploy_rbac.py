@@ -792,7 +792,7 @@ async def test_every_shipped_action_runs_with_the_service_account(
         ("kubernetes.delete_pod", Target("Pod", TARGET_NS, pod), {"pod": pod}),
     ]
     assert {name for name, _, _ in cases} == set(registry.names())
-    clients = Clients(kube=remediator)
+    clients = Clients({"kubernetes": remediator})
     for dry_run in (True, False):
         for name, target, raw in cases:
             action = registry.get(name)
@@ -821,7 +821,7 @@ async def test_actions_outside_the_bound_namespaces_are_refused_as_forbidden(
     )
     registry = default_registry()
     action = registry.get("kubernetes.rollout_restart")
-    ctx = ActionContext(run_id="x", dry_run=False, clients=Clients(kube=remediator))
+    ctx = ActionContext(run_id="x", dry_run=False, clients=Clients({"kubernetes": remediator}))
     with pytest.raises(ActionRefused, match="forbidden"):
         await action.run(ctx, Target("Deployment", unbound, "web"), registry.parse_params(
             "kubernetes.rollout_restart", {}))

@@ -55,7 +55,7 @@ def make_ctx(
     return ActionContext(
         run_id=run_id or f"run-{uuid.uuid4().hex[:8]}",
         dry_run=dry_run,
-        clients=Clients(kube=api_client),
+        clients=Clients({"kubernetes": api_client}),
         recorded=recorded or {},
     )
 
@@ -698,7 +698,7 @@ async def test_forbidden_names_verb_and_resource(
 
 
 async def test_no_client_is_refused() -> None:
-    ctx = ActionContext(run_id="r", dry_run=True, clients=Clients(kube=None))
+    ctx = ActionContext(run_id="r", dry_run=True, clients=Clients())
     with pytest.raises(ActionRefused, match="no Kubernetes credentials"):
         await RolloutRestart().preview(ctx, deployment("x"), RolloutRestart.Params())
 

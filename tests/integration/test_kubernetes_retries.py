@@ -145,7 +145,7 @@ async def proxied_client(
 
 
 def ctx_for(api_client: Any) -> ActionContext:
-    return ActionContext(run_id="run-retry", dry_run=False, clients=Clients(kube=api_client))
+    return ActionContext(run_id="run-retry", dry_run=False, clients=Clients({"kubernetes": api_client}))
 
 
 def deployment_path(ns: str, name: str = "web") -> str:

@@ -112,7 +112,8 @@ async def make_harness(
         holder = RuleHolder(rules_dir, registry, policy)
         pipeline = Pipeline(
             store=store, guards=guards, rules=holder,
-            registry=registry, clients=Clients(kube=kube),
+            registry=registry,
+            clients=Clients({"kubernetes": kube} if kube is not None else {}),
             settings=PipelineSettings(dry_run=dry_run, policy=policy), metrics=metrics,
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)

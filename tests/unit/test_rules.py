@@ -48,6 +48,9 @@ class _Test:
     disruptive: ClassVar[bool] = False
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Deployment", "StatefulSet"})
 
+    def requires(self, target: Target) -> frozenset[str]:
+        return frozenset()
+
     def describe(self, target: Target, params: BaseModel) -> str:
         return f"{self.name} {target.key}"
 
