@@ -6,6 +6,7 @@ from remediations.base import Registry
 
 
 def default_registry() -> Registry:
-    from remediations import kubernetes
+    # Imported here so that importing the registry module does not load the client libraries.
+    from remediations.kubernetes.catalog import ACTIONS
 
-    return Registry(list(kubernetes.ACTIONS))
+    return Registry(list(ACTIONS))

@@ -18,16 +18,12 @@ from remediations.base import (
     Outcome,
     ParamsError,
 )
-from remediations.kubernetes import (
-    RESTARTED_AT,
-    RUN_ID_ANNOTATION,
-    DeletePod,
-    RolloutRestart,
-    RolloutUndo,
-    Scale,
-    SetEnv,
-    SetResources,
-)
+from remediations.kubernetes.api import RUN_ID_ANNOTATION
+from remediations.kubernetes.container import SetEnv, SetResources
+from remediations.kubernetes.pods import DeletePod
+from remediations.kubernetes.restart import RESTARTED_AT, RolloutRestart
+from remediations.kubernetes.rollback import RolloutUndo
+from remediations.kubernetes.scale import Scale
 from remediations.registry import default_registry
 from remediations.targets import Target
 from tests.support.kube import ControlPlane, api_client_from_kubeconfig
@@ -466,7 +462,8 @@ async def test_undo_lands_on_the_bound_revision(
         "to_revision": "1",
         "replicaset": rs_rev1.metadata.name,
     }
-    # What the worker does for an approval: bind the previewed revisions into the params.
+    # How an approval is to bind the previewed revisions into the params (nothing in the
+    # service does it yet: the pipeline calls run() with the rule's params).
     bound = RolloutUndo.Params(expected_revision=2, to_revision=1)
     result = await action.run(ctx, target, bound)
 

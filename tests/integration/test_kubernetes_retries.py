@@ -28,8 +28,9 @@ from remediations.base import (
     Outcome,
     TransientActionError,
 )
-from remediations.k8s_retry import RetryPolicy
-from remediations.kubernetes import RESTARTED_AT, RolloutRestart, Scale
+from remediations.kubernetes.restart import RESTARTED_AT, RolloutRestart
+from remediations.kubernetes.retry import RetryPolicy
+from remediations.kubernetes.scale import Scale
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import MakeDeployment
@@ -145,7 +146,9 @@ async def proxied_client(
 
 
 def ctx_for(api_client: Any) -> ActionContext:
-    return ActionContext(run_id="run-retry", dry_run=False, clients=Clients({"kubernetes": api_client}))
+    return ActionContext(
+        run_id="run-retry", dry_run=False, clients=Clients({"kubernetes": api_client})
+    )
 
 
 def deployment_path(ns: str, name: str = "web") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from remediations.base import Action, ActionError, ActionRefused, Clients, MissingClient
-from remediations.kubernetes import ACTIONS
+from remediations.kubernetes.catalog import ACTIONS
 from remediations.targets import Target
 
 KUBE = object()

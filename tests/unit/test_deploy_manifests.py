@@ -28,7 +28,7 @@ SECRET = "alert-remediator"
 PORT = 9095
 UID = 10001
 
-# (API group, resource, verb): exactly what remediations/kubernetes.py needs (deploy/README.md §5).
+# (API group, resource, verb): exactly what remediations/kubernetes/ needs (deploy/README.md §5).
 EXPECTED_PERMISSIONS = frozenset(
     {
         *(

@@ -10,18 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from remediations import k8s_quantity as quantity
 from remediations.base import Action, ActionRefused, ParamsError, Risk
-from remediations.k8s_retry import RetryPolicy
-from remediations.kubernetes import (
-    ACTIONS,
-    DeletePodParams,
-    QuantityChange,
-    ScaleParams,
-    SetEnvParams,
-    SetResourcesParams,
-    UndoParams,
-)
+from remediations.kubernetes import quantity
+from remediations.kubernetes.catalog import ACTIONS
+from remediations.kubernetes.container import QuantityChange, SetEnvParams, SetResourcesParams
+from remediations.kubernetes.pods import DeletePodParams
+from remediations.kubernetes.retry import RetryPolicy
+from remediations.kubernetes.rollback import UndoParams
+from remediations.kubernetes.scale import ScaleParams
 from remediations.registry import default_registry
 
 # --------------------------------------------------------------------------------------------
@@ -326,3 +322,20 @@ def test_retry_policy_bounds() -> None:
         RetryPolicy(attempts=0)
     with pytest.raises(ValueError, match="negative"):
         RetryPolicy(initial_wait=-1)
+
+
+def test_pure_modules_load_without_the_client_library() -> None:
+    # The package's __init__ imports nothing, so quantity and objects stay usable (and cheap
+    # to import) where kubernetes_asyncio is not wanted.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[2])
+    code = (
+        "import sys, remediations.kubernetes.quantity, remediations.kubernetes.objects; "
+        "sys.exit('kubernetes_asyncio' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": repo}
+    assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0

@@ -1,0 +1,16 @@
+"""Kubernetes remediations, one module per action family.
+
+- ``api``: the shared plumbing (the per-call API view, the write plan, the action base)
+- ``objects``: reading the plain-dict form of Kubernetes objects (pure)
+- ``retry``: bounded retries on transient API failures, typed errors for the rest
+- ``quantity``: resource quantities ("512Mi", "250m"): parse, scale, format (pure)
+- ``restart``: ``kubernetes.rollout_restart``
+- ``scale``: ``kubernetes.scale``
+- ``container``: ``kubernetes.set_resources`` and ``kubernetes.set_env``
+- ``rollback``: ``kubernetes.rollout_undo``
+- ``pods``: ``kubernetes.delete_pod``
+- ``catalog``: ``ACTIONS``, every action above, for the registry
+
+Nothing is imported here, so ``remediations.kubernetes.quantity`` and ``.objects`` load
+without the kubernetes_asyncio client library.
+"""

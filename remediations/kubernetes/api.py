@@ -1,0 +1,236 @@
+"""The plumbing every Kubernetes action shares: the API view, the write plan, the action base.
+
+Every action reads live state in ``plan()`` and returns the exact change; ``preview()`` shows
+it, ``run()`` recomputes the same plan and writes it. Writes carry ``fieldManager=remediator``,
+an explicit patch Content-Type (kubernetes_asyncio otherwise guesses one from the body's Python
+type), server-side ``dryRun=All`` in dry-run mode, and the run id as an annotation in the same
+request. The mechanics mirror kubectl (see research/alertmanager-protocol.md §7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from kubernetes_asyncio import client as k8s
+from pydantic import BaseModel, ConfigDict
+
+from remediations.base import (
+    ActionContext,
+    ActionRefused,
+    Change,
+    Outcome,
+    ParamsError,
+    Result,
+    Risk,
+)
+from remediations.kubernetes.objects import WORKLOADS, object_ref
+from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy, call
+from remediations.targets import Target
+
+__all__ = [
+    "ACTION_ANNOTATION",
+    "FIELD_MANAGER",
+    "JSON",
+    "JSON_PATCH",
+    "MERGE_PATCH",
+    "RUN_ID_ANNOTATION",
+    "STRATEGIC_MERGE",
+    "ActionParams",
+    "KubeAction",
+    "KubeApi",
+    "WritePlan",
+]
+
+FIELD_MANAGER = "remediator"
+RUN_ID_ANNOTATION = "remediator.io/run-id"
+ACTION_ANNOTATION = "remediator.io/action"
+
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+JSON = "application/json"
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class ActionParams(BaseModel):
+    """Base of every Kubernetes action's params model: unknown fields are errors (a typo in a
+    rule must not be ignored), and params are immutable once parsed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KubeApi:
+    """One action call's view of the cluster: the client, the retry policy, the write options.
+
+    Built per call from ``ctx``; raises MissingClient (an ActionRefused) when the service has
+    no Kubernetes client. ``apps``, ``core`` and ``autoscaling`` are the typed API groups;
+    every request goes through ``call()``, so it is retried and its errors mapped as
+    ``retry.call`` describes.
+    """
+
+    def __init__(self, ctx: ActionContext, policy: RetryPolicy, action: str) -> None:
+        self.client: Any = ctx.clients.get("kubernetes")
+        self.apps: Any = k8s.AppsV1Api(self.client)
+        self.core: Any = k8s.CoreV1Api(self.client)
+        self.autoscaling: Any = k8s.AutoscalingV2Api(self.client)
+        self.policy = policy
+        self.ctx = ctx
+        self.action = action
+
+    async def call(
+        self, what: str, fn: Callable[[], Awaitable[Any]], *, allow: tuple[int, ...] = ()
+    ) -> Any:
+        """``fn()`` under this call's retry policy; see ``retry.call`` for ``what``/``allow``."""
+        return await call(self.policy, what, fn, allow=allow)
+
+    def to_dict(self, obj: Any) -> dict[str, Any]:
+        """A client model object as the API server's JSON (camelCase keys), as a dict."""
+        data: dict[str, Any] = self.client.sanitize_for_serialization(obj)
+        return data
+
+    def read_opts(self) -> dict[str, Any]:
+        """Keyword options for a read: the per-request timeout."""
+        return {"_request_timeout": self.policy.request_timeout}
+
+    def write_opts(self, content_type: str) -> dict[str, Any]:
+        """Keyword options for a write: field manager, explicit Content-Type, timeout, and
+        server-side ``dryRun=All`` when the run is a dry run."""
+        # The stubs of kubernetes_asyncio omit _content_type, hence a plain dict of options.
+        opts: dict[str, Any] = {
+            "field_manager": FIELD_MANAGER,
+            "_content_type": content_type,
+            "_request_timeout": self.policy.request_timeout,
+        }
+        if self.ctx.dry_run:
+            opts["dry_run"] = "All"
+        return opts
+
+    def stamp(self) -> dict[str, str]:
+        """Annotations that mark an object as written by this run and action."""
+        return {RUN_ID_ANNOTATION: self.ctx.run_id, ACTION_ANNOTATION: self.action}
+
+    def stamped_by_this_run(self, obj: Mapping[str, Any]) -> bool:
+        """Whether ``obj`` carries this run's and this action's ``stamp()``."""
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        return bool(
+            annotations.get(RUN_ID_ANNOTATION) == self.ctx.run_id
+            and annotations.get(ACTION_ANNOTATION) == self.action
+        )
+
+    async def read_workload(self, target: Target) -> dict[str, Any]:
+        """GET the Deployment, StatefulSet or DaemonSet ``target``, as a dict."""
+        infix = WORKLOADS[target.kind]
+        method = getattr(self.apps, f"read_namespaced_{infix}")
+        obj = await self.call(
+            object_ref(target), lambda: method(target.name, target.namespace, **self.read_opts())
+        )
+        return self.to_dict(obj)
+
+    async def patch_workload(self, target: Target, body: Any, content_type: str) -> dict[str, Any]:
+        """PATCH the workload ``target`` with ``body`` sent as ``content_type``; the object the
+        API server returns (after the write, or as it would be in a dry run), as a dict."""
+        infix = WORKLOADS[target.kind]
+        method = getattr(self.apps, f"patch_namespaced_{infix}")
+        obj = await self.call(
+            object_ref(target),
+            lambda: method(target.name, target.namespace, body, **self.write_opts(content_type)),
+        )
+        return self.to_dict(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """What ``run()`` does, computed from live state by ``KubeAction.plan()``.
+
+    ``change`` is what ``preview()`` returns. ``write`` sends the change and returns the
+    object as written (None when live state already matches: a NOOP for ``noop_reason``).
+    ``observe`` picks, from what ``write`` returned, the fields ``Result.after`` reports.
+    """
+
+    change: Change
+    write: Callable[[], Awaitable[dict[str, Any]]] | None
+    observe: Callable[[dict[str, Any]], Mapping[str, Any]]
+    noop_reason: str = ""
+
+    @classmethod
+    def noop(cls, change: Change, reason: str) -> WritePlan:
+        """Live state already matches: nothing is written, so nothing is observed either."""
+        return cls(change, None, lambda _written: change.before, noop_reason=reason)
+
+
+class KubeAction(Generic[P]):
+    """The ``Action`` protocol for Kubernetes, given two methods.
+
+    A subclass sets the class attributes and implements ``explain()`` (the ``describe()``
+    text, from typed params) and ``plan()`` (read live state, return a WritePlan). ``preview()``
+    and ``run()`` both call ``plan()``, so what runs is recomputed from the state at run time,
+    never taken from an earlier preview. Params of the wrong model raise ParamsError; a target
+    of a kind outside ``target_kinds`` is refused (ActionRefused).
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+    risk: ClassVar[Risk]
+    disruptive: ClassVar[bool]
+    target_kinds: ClassVar[frozenset[str]]
+
+    def __init__(self, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        self.retry = retry
+
+    def requires(self, target: Target) -> frozenset[str]:
+        """Every Kubernetes action needs the ``"kubernetes"`` client, whatever the target."""
+        return frozenset({"kubernetes"})
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        return self.explain(target, self._params(params))
+
+    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        plan = await self._checked_plan(ctx, target, params)
+        return plan.change
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        plan = await self._checked_plan(ctx, target, params)
+        if plan.write is None:
+            return Result(
+                Outcome.NOOP, plan.noop_reason, before=plan.change.before, after=plan.change.before
+            )
+        written = await plan.write()
+        after = plan.observe(written)
+        if ctx.dry_run:
+            return Result(
+                Outcome.DRY_RUN,
+                f"dry run (validated by the API server, nothing changed): {plan.change.summary}",
+                before=plan.change.before,
+                after=after,
+            )
+        return Result(Outcome.OK, plan.change.summary, before=plan.change.before, after=after)
+
+    async def _checked_plan(
+        self, ctx: ActionContext, target: Target, params: BaseModel
+    ) -> WritePlan:
+        typed = self._params(params)
+        if target.kind not in self.target_kinds:
+            raise ActionRefused(
+                f"{self.name} acts on {', '.join(sorted(self.target_kinds))}, not {target.kind}"
+            )
+        return await self.plan(KubeApi(ctx, self.retry, self.name), target, typed)
+
+    def _params(self, params: BaseModel) -> P:
+        if not isinstance(params, self.Params):
+            raise ParamsError(self.name, f"expected {self.Params.__name__}, got {type(params)}")
+        return params  # type: ignore[return-value]
+
+    def explain(self, target: Target, params: P) -> str:
+        """One line for humans: what the action would do to ``target``."""
+        raise NotImplementedError
+
+    async def plan(self, api: KubeApi, target: Target, params: P) -> WritePlan:
+        """Read live state through ``api`` and return the exact write (or a NOOP plan).
+
+        Raises ActionRefused when a precondition says no, TransientActionError when the API
+        server stays unreachable.
+        """
+        raise NotImplementedError

@@ -1,0 +1,270 @@
+"""Actions that edit one container of a workload's pod template (a new rollout follows):
+``kubernetes.set_resources`` (cpu/memory limits and requests) and ``kubernetes.set_env``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from remediations import names
+from remediations.base import ActionRefused, Change, Risk
+from remediations.kubernetes import quantity
+from remediations.kubernetes.api import (
+    STRATEGIC_MERGE,
+    ActionParams,
+    KubeAction,
+    KubeApi,
+    WritePlan,
+)
+from remediations.kubernetes.objects import WORKLOADS, find_container, object_ref
+from remediations.targets import Target
+
+__all__ = [
+    "QuantityChange",
+    "SetEnv",
+    "SetEnvParams",
+    "SetResources",
+    "SetResourcesParams",
+]
+
+
+def _container_name(name: str) -> str:
+    # Kubernetes validates container names as DNS-1123 labels.
+    if not names.is_dns1123_label(name):
+        raise ValueError(f"{name!r} is not a container name (DNS-1123 label)")
+    return name
+
+
+class QuantityChange(ActionParams):
+    """``{value: "512Mi"}`` or ``{factor: 1.5, max: "4Gi"}`` (the cap is mandatory)."""
+
+    value: str | None = None
+    factor: float | None = Field(default=None, gt=0, le=10)
+    max: str | None = None
+
+    @field_validator("value", "max")
+    @classmethod
+    def _quantity(cls, text: str | None) -> str | None:
+        if text is None:
+            return None
+        try:
+            return quantity.canonical(text)
+        except quantity.QuantityError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> QuantityChange:
+        if (self.value is None) == (self.factor is None):
+            raise ValueError("give exactly one of value or factor")
+        if self.factor is not None and self.max is None:
+            raise ValueError("factor needs max (a cap such as 4Gi)")
+        if self.value is not None and self.max is not None:
+            raise ValueError("max applies to factor only")
+        return self
+
+
+_RESOURCE_FIELDS: dict[str, tuple[Literal["limits", "requests"], str]] = {
+    "memory_limit": ("limits", "memory"),
+    "memory_request": ("requests", "memory"),
+    "cpu_limit": ("limits", "cpu"),
+    "cpu_request": ("requests", "cpu"),
+}
+
+
+class SetResourcesParams(ActionParams):
+    container: str
+    memory_limit: QuantityChange | None = None
+    memory_request: QuantityChange | None = None
+    cpu_limit: QuantityChange | None = None
+    cpu_request: QuantityChange | None = None
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, name: str) -> str:
+        return _container_name(name)
+
+    @model_validator(mode="after")
+    def _something(self) -> SetResourcesParams:
+        if not self.changes():
+            raise ValueError(f"give at least one of {', '.join(_RESOURCE_FIELDS)}")
+        return self
+
+    def changes(self) -> dict[tuple[str, str], QuantityChange]:
+        out: dict[tuple[str, str], QuantityChange] = {}
+        for field_name, key in _RESOURCE_FIELDS.items():
+            change = getattr(self, field_name)
+            if change is not None:
+                out[key] = change
+        return out
+
+
+def _pick_resources(container: Mapping[str, Any], keys: list[tuple[str, str]]) -> dict[str, Any]:
+    resources = container.get("resources") or {}
+    picked: dict[str, Any] = {"container": container.get("name")}
+    for section, resource in keys:
+        picked.setdefault(section, {})[resource] = (resources.get(section) or {}).get(resource)
+    return picked
+
+
+class SetResources(KubeAction[SetResourcesParams]):
+    """Set one container's cpu/memory limits and requests (a new rollout follows)."""
+
+    name: ClassVar[str] = "kubernetes.set_resources"
+    Params: ClassVar[type[BaseModel]] = SetResourcesParams
+    risk: ClassVar[Risk] = Risk.HIGH
+    disruptive: ClassVar[bool] = True
+    target_kinds: ClassVar[frozenset[str]] = frozenset(WORKLOADS)
+
+    def explain(self, target: Target, params: SetResourcesParams) -> str:
+        parts = []
+        for (section, resource), change in params.changes().items():
+            how = (
+                f"= {change.value}"
+                if change.value is not None
+                else f"x{change.factor} (at most {change.max})"
+            )
+            parts.append(f"{resource} {section[:-1]} {how}")
+        return f"set {', '.join(parts)} on container {params.container} of {object_ref(target)}"
+
+    async def plan(self, api: KubeApi, target: Target, params: SetResourcesParams) -> WritePlan:
+        obj = await api.read_workload(target)
+        container = find_container(obj, params.container, target)
+        changes = params.changes()
+        keys = list(changes)
+        before = _pick_resources(container, keys)
+        relative = any(c.factor is not None for c in changes.values())
+        if relative and api.stamped_by_this_run(obj):
+            # A factor applied twice compounds; the stamp says this run already applied it.
+            return WritePlan.noop(
+                Change(f"{object_ref(target)} was already changed by this run", before, before),
+                f"already applied by run {api.ctx.run_id}",
+            )
+        after: dict[str, Any] = {"container": params.container}
+        patch_resources: dict[str, dict[str, str]] = {}
+        for (section, resource), change in changes.items():
+            current = before[section][resource]
+            if change.value is not None:
+                new = change.value
+            else:
+                assert change.factor is not None
+                assert change.max is not None
+                if current is None:
+                    raise ActionRefused(
+                        f"container {params.container} of {object_ref(target)} has no {resource} "
+                        f"{section[:-1]} to multiply by {change.factor}; give a value instead"
+                    )
+                new = quantity.scale(current, change.factor, change.max, resource=resource)
+            after.setdefault(section, {})[resource] = new
+            patch_resources.setdefault(section, {})[resource] = new
+        if all(quantity.equal(before[s][r], after[s][r]) for s, r in keys):
+            return WritePlan.noop(
+                Change(f"{object_ref(target)} already has these resources", before, before),
+                f"container {params.container} already has these resources",
+            )
+        body = {
+            "metadata": {"annotations": api.stamp()},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [{"name": params.container, "resources": patch_resources}]
+                    }
+                }
+            },
+        }
+        summary = ", ".join(
+            f"{r} {s[:-1]} {before[s][r] or 'unset'} -> {after[s][r]}" for s, r in keys
+        )
+        return WritePlan(
+            Change(f"{object_ref(target)} container {params.container}: {summary}", before, after),
+            lambda: api.patch_workload(target, body, STRATEGIC_MERGE),
+            lambda written: _pick_resources(
+                find_container(written, params.container, target), keys
+            ),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# kubernetes.set_env
+
+
+class SetEnvParams(ActionParams):
+    container: str
+    name: str = Field(min_length=1, max_length=253)
+    value: str = Field(max_length=32768)
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, name: str) -> str:
+        return _container_name(name)
+
+    @field_validator("name")
+    @classmethod
+    def _env_name(cls, name: str) -> str:
+        errors = names.env_var_name_errors(name)
+        if errors:
+            raise ValueError(
+                f"{name!r} is not a valid environment variable name: {'; '.join(errors)}"
+            )
+        return name
+
+
+class SetEnv(KubeAction[SetEnvParams]):
+    """Set one environment variable of one container (a new rollout follows)."""
+
+    name: ClassVar[str] = "kubernetes.set_env"
+    Params: ClassVar[type[BaseModel]] = SetEnvParams
+    risk: ClassVar[Risk] = Risk.HIGH
+    disruptive: ClassVar[bool] = True
+    target_kinds: ClassVar[frozenset[str]] = frozenset(WORKLOADS)
+
+    def explain(self, target: Target, params: SetEnvParams) -> str:
+        return f"set env {params.name} on container {params.container} of {object_ref(target)}"
+
+    async def plan(self, api: KubeApi, target: Target, params: SetEnvParams) -> WritePlan:
+        obj = await api.read_workload(target)
+        container = find_container(obj, params.container, target)
+
+        def pick(c: Mapping[str, Any]) -> dict[str, Any]:
+            for var in c.get("env") or []:
+                if var.get("name") == params.name:
+                    if "valueFrom" in var:
+                        return {
+                            "container": params.container,
+                            "name": params.name,
+                            "value": None,
+                            "valueFrom": var["valueFrom"],
+                        }
+                    return {
+                        "container": params.container,
+                        "name": params.name,
+                        "value": var.get("value", ""),
+                    }
+            return {"container": params.container, "name": params.name, "value": None}
+
+        before = pick(container)
+        after = {"container": params.container, "name": params.name, "value": params.value}
+        if before == after:
+            return WritePlan.noop(
+                Change(f"{params.name} is already set", before, before),
+                f"{params.name} already has that value in {params.container}",
+            )
+        var: dict[str, Any] = {"name": params.name, "value": params.value}
+        if "valueFrom" in before:
+            var["valueFrom"] = None  # a literal value replaces the reference
+        body = {
+            "metadata": {"annotations": api.stamp()},
+            "spec": {
+                "template": {"spec": {"containers": [{"name": params.container, "env": [var]}]}}
+            },
+        }
+        return WritePlan(
+            Change(
+                f"set {params.name} on container {params.container} of {object_ref(target)}",
+                before,
+                after,
+            ),
+            lambda: api.patch_workload(target, body, STRATEGIC_MERGE),
+            lambda written: pick(find_container(written, params.container, target)),
+        )

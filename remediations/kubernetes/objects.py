@@ -1,0 +1,99 @@
+"""Reading the plain-dict form of Kubernetes objects: pod templates, containers, revisions,
+selectors. Pure: no client library, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from remediations.base import ActionRefused
+from remediations.targets import Target
+
+__all__ = [
+    "REVISION",
+    "WORKLOADS",
+    "find_container",
+    "object_ref",
+    "pod_template",
+    "refuse_paused",
+    "revision_of",
+    "selector_string",
+    "template_containers",
+    "template_images",
+]
+
+REVISION = "deployment.kubernetes.io/revision"
+# apps/v1 method-name infix for each workload kind with a pod template.
+WORKLOADS = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
+
+
+def object_ref(target: Target) -> str:
+    """``"Deployment shop/web"``: how messages name a Kubernetes target."""
+    return f"{target.kind} {target.namespace}/{target.name}"
+
+
+def pod_template(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec.template`` of a workload or ReplicaSet (``{}`` when absent)."""
+    template: dict[str, Any] = (obj.get("spec") or {}).get("template") or {}
+    return template
+
+
+def template_containers(template: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The containers of a pod template, in order (``[]`` when absent)."""
+    containers: list[dict[str, Any]] = (template.get("spec") or {}).get("containers") or []
+    return containers
+
+
+def find_container(obj: Mapping[str, Any], name: str, target: Target) -> dict[str, Any]:
+    """The container ``name`` of ``obj``'s pod template. Raises ActionRefused naming the
+    containers there are."""
+    containers = template_containers(pod_template(obj))
+    for container in containers:
+        if container.get("name") == name:
+            return container
+    names = ", ".join(c.get("name", "?") for c in containers) or "none"
+    raise ActionRefused(
+        f"container {name!r} not found in {object_ref(target)}; its containers: {names}"
+    )
+
+
+def template_images(template: Mapping[str, Any]) -> dict[str, str]:
+    """Container name -> image, for before/after records."""
+    return {c.get("name", "?"): c.get("image", "") for c in template_containers(template)}
+
+
+def refuse_paused(obj: Mapping[str, Any], target: Target, verb: str) -> None:
+    """Raise ActionRefused for a paused Deployment, as kubectl does: its controller would not
+    roll out what we write until someone resumes it."""
+    if target.kind == "Deployment" and (obj.get("spec") or {}).get("paused"):
+        raise ActionRefused(
+            f"can't {verb} paused deployment {target.namespace}/{target.name} "
+            "(run rollout resume first)"
+        )
+
+
+def revision_of(obj: Mapping[str, Any]) -> int | None:
+    """The ``deployment.kubernetes.io/revision`` annotation as an int (None if absent or bad)."""
+    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION)
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def selector_string(selector: Mapping[str, Any]) -> str:
+    """A LabelSelector (``matchLabels``, ``matchExpressions``) in the query-string syntax,
+    e.g. ``"app=web,tier in (a,b)"``. ``""`` for an empty selector, which selects everything."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)

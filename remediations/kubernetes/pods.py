@@ -1,0 +1,169 @@
+"""``kubernetes.delete_pod``: delete pods so their controller replaces them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from remediations import names
+from remediations.base import ActionRefused, Change, Risk
+from remediations.kubernetes.api import JSON, ActionParams, KubeAction, KubeApi, WritePlan
+from remediations.kubernetes.objects import object_ref, selector_string
+from remediations.targets import Target
+
+__all__ = ["DeletePod", "DeletePodParams"]
+
+
+class DeletePodParams(ActionParams):
+    """One named ``pod``, or up to ``max_pods`` pods matching ``selector`` (a Deployment target
+    adds its own selector, so only its pods qualify). With neither, a Pod target deletes itself
+    and a Deployment target deletes up to ``max_pods`` of its pods."""
+
+    pod: str | None = None
+    selector: str | None = Field(default=None, min_length=1, max_length=1000)
+    max_pods: int = Field(default=1, ge=1, le=10)
+    grace_period_seconds: int | None = Field(default=None, ge=0, le=3600)
+
+    @field_validator("pod")
+    @classmethod
+    def _pod_name(cls, name: str | None) -> str | None:
+        if name is not None and not names.is_dns1123_subdomain(name):
+            raise ValueError(f"{name!r} is not a pod name (DNS-1123 subdomain)")
+        return name
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, selector: str | None) -> str | None:
+        if selector is not None and not names.is_label_selector(selector):
+            raise ValueError(f"{selector!r} is not a label selector")
+        return selector
+
+    @model_validator(mode="after")
+    def _not_both(self) -> DeletePodParams:
+        if self.pod is not None and self.selector is not None:
+            raise ValueError("give pod or selector, not both")
+        return self
+
+
+def _pod_sort_key(pod: Mapping[str, Any]) -> tuple[bool, str, str]:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    metadata = pod.get("metadata") or {}
+    # Unready pods first (they are the likely culprits), then the oldest.
+    return (ready, str(metadata.get("creationTimestamp") or ""), str(metadata.get("name")))
+
+
+class DeletePod(KubeAction[DeletePodParams]):
+    """Delete pods so their controller replaces them. Deleting an absent pod is a NOOP."""
+
+    name: ClassVar[str] = "kubernetes.delete_pod"
+    Params: ClassVar[type[BaseModel]] = DeletePodParams
+    risk: ClassVar[Risk] = Risk.HIGH
+    disruptive: ClassVar[bool] = True
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"Pod", "Deployment"})
+
+    def explain(self, target: Target, params: DeletePodParams) -> str:
+        if target.kind == "Pod":
+            return f"delete pod {target.namespace}/{params.pod or target.name}"
+        which = f"pod {params.pod}" if params.pod else f"up to {params.max_pods} pod(s)"
+        extra = f" matching {params.selector}" if params.selector else ""
+        return f"delete {which}{extra} of {object_ref(target)}"
+
+    async def _candidates(
+        self, api: KubeApi, target: Target, params: DeletePodParams
+    ) -> list[dict[str, Any]]:
+        ns = target.namespace
+        if target.kind == "Pod":
+            if params.selector is not None:
+                raise ActionRefused("a selector needs a Deployment target, not a Pod")
+            if params.pod is not None and params.pod != target.name:
+                raise ActionRefused(
+                    f"params.pod {params.pod!r} differs from the target pod {target.name!r}"
+                )
+            try:
+                pod = await api.call(
+                    object_ref(target),
+                    lambda: api.core.read_namespaced_pod(target.name, ns, **api.read_opts()),
+                    allow=(404,),
+                )
+            except ApiException:
+                return []
+            return [api.to_dict(pod)]
+        deployment = await api.read_workload(target)
+        selector = selector_string((deployment.get("spec") or {}).get("selector") or {})
+        if not selector:
+            raise ActionRefused(
+                f"{object_ref(target)} has an empty selector; refusing to delete pods"
+            )
+        if params.selector:
+            selector = f"{selector},{params.selector}"
+        kwargs: dict[str, Any] = {"label_selector": selector, **api.read_opts()}
+        if params.pod is not None:
+            kwargs["field_selector"] = f"metadata.name={params.pod}"
+        pods = await api.call(
+            f"pods of {object_ref(target)}", lambda: api.core.list_namespaced_pod(ns, **kwargs)
+        )
+        return [p for p in api.to_dict(pods).get("items") or []]
+
+    async def plan(self, api: KubeApi, target: Target, params: DeletePodParams) -> WritePlan:
+        pods = [
+            p
+            for p in await self._candidates(api, target, params)
+            if not (p.get("metadata") or {}).get("deletionTimestamp")
+        ]
+        pods.sort(key=_pod_sort_key)
+        chosen = pods[: params.max_pods]
+        names = [p["metadata"]["name"] for p in chosen]
+        before = {"pods": names}
+        if not chosen:
+            return WritePlan.noop(
+                Change(f"no pod to delete for {object_ref(target)}", before, {"deleted": []}),
+                f"no (live) pod to delete for {object_ref(target)}",
+            )
+        ns = target.namespace
+
+        async def write() -> dict[str, Any]:
+            deleted: list[str] = []
+            for pod in chosen:
+                meta = pod["metadata"]
+                # The uid precondition deletes the pod we looked at, never a namesake that
+                # replaced it in between (StatefulSet pods keep their names).
+                options: dict[str, Any] = {"preconditions": {"uid": meta["uid"]}}
+                if params.grace_period_seconds is not None:
+                    options["gracePeriodSeconds"] = params.grace_period_seconds
+                # With a DeleteOptions body the API server ignores the query parameters, so
+                # ?dryRun=All would be dropped silently and the pod really deleted.
+                if api.ctx.dry_run:
+                    options["dryRun"] = ["All"]
+                opts: dict[str, Any] = {"_content_type": JSON, **api.read_opts()}
+                try:
+                    await api.call(
+                        f"Pod {ns}/{meta['name']}",
+                        functools.partial(
+                            api.core.delete_namespaced_pod, meta["name"], ns, body=options, **opts
+                        ),
+                        allow=(404, 409),
+                    )
+                except ApiException:
+                    continue  # already gone or replaced: nothing of ours to delete
+                deleted.append(meta["name"])
+            return {"deleted": deleted}
+
+        return WritePlan(
+            Change(
+                f"delete pod(s) {', '.join(names)} in namespace {ns}",
+                before,
+                {"deleted": names},
+                preconditions={"uids": [p["metadata"]["uid"] for p in chosen]},
+            ),
+            write,
+            _identity,
+        )
+
+
+def _identity(written: dict[str, Any]) -> Mapping[str, Any]:
+    return written

@@ -1,0 +1,84 @@
+"""``kubernetes.rollout_restart``: what ``kubectl rollout restart`` does, once per run."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from remediations.base import Change, Risk
+from remediations.kubernetes.api import (
+    STRATEGIC_MERGE,
+    ActionParams,
+    KubeAction,
+    KubeApi,
+    WritePlan,
+)
+from remediations.kubernetes.objects import WORKLOADS, object_ref, pod_template, refuse_paused
+from remediations.targets import Target
+
+__all__ = ["RESTARTED_AT", "RESTART_RUN_ANNOTATION", "RestartParams", "RolloutRestart"]
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# Set in the pod template next to restartedAt, so a retried step of the same run does not
+# restart the workload a second time.
+RESTART_RUN_ANNOTATION = "remediator.io/restart-run-id"
+
+
+def _now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class RestartParams(ActionParams):
+    """No params: a restart is a restart."""
+
+
+class RolloutRestart(KubeAction[RestartParams]):
+    """``kubectl rollout restart``: stamp the pod template so the controller rolls new pods."""
+
+    name: ClassVar[str] = "kubernetes.rollout_restart"
+    Params: ClassVar[type[BaseModel]] = RestartParams
+    risk: ClassVar[Risk] = Risk.LOW
+    disruptive: ClassVar[bool] = True
+    target_kinds: ClassVar[frozenset[str]] = frozenset(WORKLOADS)
+
+    def explain(self, target: Target, params: RestartParams) -> str:
+        return f"rollout restart {object_ref(target)} (new pods replace the old ones)"
+
+    async def plan(self, api: KubeApi, target: Target, params: RestartParams) -> WritePlan:
+        obj = await api.read_workload(target)
+        refuse_paused(obj, target, "restart")
+        annotations = (pod_template(obj).get("metadata") or {}).get("annotations") or {}
+        before = {"restartedAt": annotations.get(RESTARTED_AT)}
+        if annotations.get(RESTART_RUN_ANNOTATION) == api.ctx.run_id:
+            return WritePlan.noop(
+                Change(f"{object_ref(target)} was already restarted by this run", before, before),
+                f"already restarted by run {api.ctx.run_id} at {annotations.get(RESTARTED_AT)}",
+            )
+        now = _now_rfc3339()
+        body = {
+            "metadata": {"annotations": api.stamp()},
+            "spec": {
+                "template": {
+                    "metadata": {
+                        "annotations": {RESTARTED_AT: now, RESTART_RUN_ANNOTATION: api.ctx.run_id}
+                    }
+                }
+            },
+        }
+
+        def observe(written: dict[str, Any]) -> Mapping[str, Any]:
+            ann = (pod_template(written).get("metadata") or {}).get("annotations") or {}
+            return {"restartedAt": ann.get(RESTARTED_AT)}
+
+        return WritePlan(
+            Change(
+                f"restart {object_ref(target)}: set pod template annotation {RESTARTED_AT}={now}",
+                before=before,
+                after={"restartedAt": now},
+            ),
+            lambda: api.patch_workload(target, body, STRATEGIC_MERGE),
+            observe,
+        )
