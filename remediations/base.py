@@ -20,11 +20,15 @@ if TYPE_CHECKING:
 
 
 class Risk(StrEnum):
+    """An action's risk: ``high`` needs approval unless the rule says otherwise."""
+
     LOW = "low"
     HIGH = "high"
 
 
 class Outcome(StrEnum):
+    """How one action call ended."""
+
     OK = "ok"  # the change was made
     NOOP = "noop"  # live state already matched; nothing written
     DRY_RUN = "dry_run"  # validated (server-side where possible), nothing changed
@@ -50,6 +54,8 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Result:
+    """What ``run()`` did: the outcome, a message for humans, and the fields it changed."""
+
     outcome: Outcome
     message: str
     before: Mapping[str, Any] = field(default_factory=dict)
@@ -154,6 +160,8 @@ class Clients:
 
 @dataclass(frozen=True, slots=True)
 class ActionContext:
+    """What one action call gets besides its target and params: the run, the mode, the clients."""
+
     run_id: str
     dry_run: bool
     clients: Clients
@@ -188,6 +196,8 @@ class Action(Protocol):
 
 
 class UnknownAction(KeyError):
+    """No action is registered under ``name``; ``known`` lists the names there are."""
+
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(name)
         self.name = name

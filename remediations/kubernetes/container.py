@@ -74,6 +74,8 @@ _RESOURCE_FIELDS: dict[str, tuple[Literal["limits", "requests"], str]] = {
 
 
 class SetResourcesParams(ActionParams):
+    """The ``container`` (a DNS-1123 label) and at least one of the four quantities."""
+
     container: str
     memory_limit: QuantityChange | None = None
     memory_request: QuantityChange | None = None
@@ -190,6 +192,9 @@ class SetResources(KubeAction[SetResourcesParams]):
 
 
 class SetEnvParams(ActionParams):
+    """``container`` (a DNS-1123 label), ``name`` (Kubernetes' strict env var name rule) and
+    the literal ``value``, which replaces a ``valueFrom`` reference of the same name."""
+
     container: str
     name: str = Field(min_length=1, max_length=253)
     value: str = Field(max_length=32768)

@@ -35,10 +35,12 @@ MILLI = Decimal("0.001")
 
 
 class QuantityError(ValueError):
-    pass
+    """Text that is not a Kubernetes quantity, or a negative one."""
 
 
 class Format(StrEnum):
+    """How a quantity is spelled: binary suffixes (Ki, Mi, ...) or decimal SI (m, k, M, ...)."""
+
     BINARY = "binary"
     DECIMAL = "decimal"
 
@@ -58,6 +60,7 @@ def parse(text: str) -> tuple[Decimal, Format]:
 
 
 def value_of(text: str) -> Decimal:
+    """The value of ``text`` (``"1Ki"`` -> 1024). Raises QuantityError."""
     return parse(text)[0]
 
 
@@ -92,6 +95,7 @@ def canonical(text: str) -> str:
 
 
 def equal(a: str | None, b: str | None) -> bool:
+    """Same value however spelled (``"1Gi"`` == ``"1024Mi"``); None equals only None."""
     if a is None or b is None:
         return a is b
     return value_of(a) == value_of(b)

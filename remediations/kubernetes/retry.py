@@ -49,6 +49,7 @@ DEFAULT_RETRY = RetryPolicy()
 
 
 def is_transient(exc: BaseException) -> bool:
+    """Whether sending the same request again may succeed: connection errors, 429, 5xx."""
     if isinstance(exc, ApiException):
         status = exc.status or 0
         # status 0: the client itself raised it without any HTTP answer (not a server verdict).
@@ -72,6 +73,7 @@ def api_message(exc: ApiException) -> str:
 
 
 def describe_failure(exc: BaseException) -> str:
+    """One line for an operator: ``"HTTP 503: <API message>"`` or the exception's type and text."""
     if isinstance(exc, ApiException):
         return f"HTTP {exc.status}: {api_message(exc)}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -119,6 +121,7 @@ async def call(
 
 
 def refusal(exc: ApiException, what: str) -> ActionRefused:
+    """The ActionRefused for a 4xx answer about ``what``, worded per status (404, 403, 409)."""
     if exc.status == 404:
         return ActionRefused(f"{what} not found")
     if exc.status == 403:
