@@ -115,7 +115,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     # Imported here: the service pulls in asyncpg, redis and the Kubernetes client, which the
     # other commands do not need.
     from receiver.embedded import EmbeddedError
-    from receiver.rules import RuleSetError
+    from receiver.rules.errors import RuleSetError
     from receiver.service import event_loop_factory, run_service
 
     try:
@@ -142,8 +142,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 def lint(ctx: click.Context, directory: Path | None) -> None:
     """Check every rule file in DIRECTORY (default: the configured rules_dir)."""
     settings = _state(ctx).settings()
-    from receiver.rules import lint as lint_rules
-    from receiver.rules import load_rules
+    from receiver.rules.loader import lint as lint_rules
+    from receiver.rules.loader import load_rules
     from remediations.registry import default_registry
 
     directory = directory if directory is not None else settings.rules_dir
@@ -301,7 +301,8 @@ def simulate(ctx: click.Context, payload: Path, rules_dir: Path | None, as_json:
     from receiver.engine import plan
     from receiver.intake import events_of
     from receiver.model import History
-    from receiver.rules import RuleSetError, load_rules
+    from receiver.rules.errors import RuleSetError
+    from receiver.rules.loader import load_rules
     from remediations.registry import default_registry
 
     policy = settings.namespace_policy()

@@ -29,8 +29,8 @@ from receiver.embedded import EmbeddedServices
 from receiver.guards import Guards, GuardSettings
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.rules import RuleError, RuleHolder
-from receiver.rules_watch import RuleWatcher
+from receiver.rules.errors import RuleError
+from receiver.rules.loader import RuleHolder, RuleWatcher
 from receiver.store.repository import Store
 from receiver.telemetry import Metrics
 from receiver.worker import Worker

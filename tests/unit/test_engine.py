@@ -32,7 +32,8 @@ from receiver.model import (
     StepPlan,
     Target,
 )
-from receiver.rules import RuleSet, compile_files
+from receiver.rules.compile import compile_files
+from receiver.rules.model import RuleSet
 from receiver.templating import validate_target
 
 # The tiny test actions live with the loader's tests; only helpers are imported, no tests.

@@ -15,16 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from receiver.durations import format_duration, parse_duration
 from receiver.model import Approval, NamespacePolicy
-from receiver.rules import (
-    RuleError,
-    RuleHolder,
-    RuleSet,
-    RuleSetError,
-    compile_files,
-    lint,
-    lint_files,
-    load_rules,
-)
+from receiver.rules.compile import compile_files, lint_files
+from receiver.rules.errors import RuleError, RuleSetError
+from receiver.rules.loader import RuleHolder, lint, load_rules
+from receiver.rules.model import RuleSet
 from remediations.base import (
     ActionContext,
     Change,
@@ -248,8 +242,15 @@ def test_step_plans_do_not_share_params_with_the_rule() -> None:
 
 
 _MATCHERS = [
-    'alertname="A"', 'alertname="B"', 'alertname=""', 'alertname!="A"', 'alertname=~"A|C"',
-    'alertname!~"B"', 'severity="critical"', 'severity=~"warn.*"', 'team!=""',
+    'alertname="A"',
+    'alertname="B"',
+    'alertname=""',
+    'alertname!="A"',
+    'alertname=~"A|C"',
+    'alertname!~"B"',
+    'severity="critical"',
+    'severity=~"warn.*"',
+    'team!=""',
 ]
 _RULE = """
   - name: r{i}
@@ -261,8 +262,7 @@ _RULE = """
 
 
 @given(
-    st.lists(st.lists(st.sampled_from(_MATCHERS), min_size=1, max_size=3), min_size=1,
-             max_size=6),
+    st.lists(st.lists(st.sampled_from(_MATCHERS), min_size=1, max_size=3), min_size=1, max_size=6),
     st.dictionaries(
         st.sampled_from(["alertname", "severity", "team"]),
         st.sampled_from(["", "A", "B", "C", "critical", "warning"]),

@@ -4,8 +4,8 @@ import os
 from pathlib import Path
 
 from receiver.model import NamespacePolicy
-from receiver.rules import RuleError, RuleHolder
-from receiver.rules_watch import RuleWatcher
+from receiver.rules.errors import RuleError
+from receiver.rules.loader import RuleHolder, RuleWatcher
 from remediations.registry import default_registry
 
 RULE = """
