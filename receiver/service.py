@@ -23,7 +23,8 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from receiver.app import HealthChecks, create_app
+from receiver.http.app import create_app
+from receiver.http.deps import HealthChecks
 from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.embedded import EmbeddedServices
 from receiver.guards import Guards, GuardSettings

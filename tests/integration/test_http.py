@@ -19,14 +19,11 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 import receiver
-from receiver.app import (
-    ALERTS_PATH,
-    GUARDS_PATH,
-    PAUSE_PATH,
-    RUNS_PATH,
-    HealthChecks,
-    create_app,
-)
+from receiver.http.alerts import ALERTS_PATH
+from receiver.http.app import create_app
+from receiver.http.deps import HealthChecks
+from receiver.http.guards import GUARDS_PATH, PAUSE_PATH
+from receiver.http.runs import RUNS_PATH
 from receiver.config import Settings
 from receiver.guards import AdmissionRequest, Guards, GuardSettings
 from receiver.intake import Intake
@@ -609,9 +606,16 @@ async def test_one_run_with_its_steps_and_audit_trail(
     make_client: MakeClient, store: Store, three_runs: list[str]
 ) -> None:
     run_id = three_runs[0]
-    await store.record_step(run_id, idx=0, action="kubernetes.rollout_restart", outcome="ok",
-                            params={}, message="rollout restart Deployment demo/web",
-                            before={"restartedAt": None}, after={"restartedAt": "now"})
+    await store.record_step(
+        run_id,
+        idx=0,
+        action="kubernetes.rollout_restart",
+        outcome="ok",
+        params={},
+        message="rollout restart Deployment demo/web",
+        before={"restartedAt": None},
+        after={"restartedAt": "now"},
+    )
     client = await make_client()
 
     response = await client.get(f"{RUNS_PATH}/{run_id}", headers=AUTH)
@@ -619,7 +623,8 @@ async def test_one_run_with_its_steps_and_audit_trail(
     data = await response.json()
     assert data["run"]["id"] == run_id
     assert [(s["action"], s["outcome"], s["after"]) for s in data["run"]["steps"]] == [
-        ("kubernetes.rollout_restart", "ok", {"restartedAt": "now"})]
+        ("kubernetes.rollout_restart", "ok", {"restartedAt": "now"})
+    ]
     assert data["audit"], "every change of a run is in the audit log"
     assert {entry["run_id"] for entry in data["audit"]} == {run_id}
 
@@ -649,12 +654,17 @@ async def test_pause_refuses_every_run_until_resume_and_is_audited(
 ) -> None:
     guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
     client = await make_client(guards=guards)
-    request = AdmissionRequest(run_id="r1", rule="any-rule",
-                               target=Target("Deployment", "demo", "web"), disruptive=True,
-                               spec=GuardSpec())
+    request = AdmissionRequest(
+        run_id="r1",
+        rule="any-rule",
+        target=Target("Deployment", "demo", "web"),
+        disruptive=True,
+        spec=GuardSpec(),
+    )
 
-    response = await client.put(PAUSE_PATH, json={"reason": "incident 42", "for": "30m"},
-                                headers=AUTH)
+    response = await client.put(
+        PAUSE_PATH, json={"reason": "incident 42", "for": "30m"}, headers=AUTH
+    )
     assert response.status == 200
     body = await response.json()
     assert body["paused"] is True
@@ -756,12 +766,14 @@ async def test_every_api_route_requires_credentials(
     api_routes = [
         (route.method, route.resource.canonical)
         for route in client.app.router.routes()
-        if route.resource is not None and route.resource.canonical.startswith("/api/")
+        if route.resource is not None
+        and route.resource.canonical.startswith("/api/")
         and route.method != "HEAD"
     ]
     assert len(api_routes) >= 6
     for method, path in api_routes:
-        response = await client.request(method, path.replace("{run_id}", "x"),
-                                        headers={"Authorization": "Bearer wrong"})
+        response = await client.request(
+            method, path.replace("{run_id}", "x"), headers={"Authorization": "Bearer wrong"}
+        )
         assert response.status == 401, (method, path)
     assert not (await Guards(redis_client, NamespacePolicy()).status())["paused"]
