@@ -23,11 +23,11 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from receiver.http.app import create_app
-from receiver.http.deps import HealthChecks
 from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.embedded import EmbeddedServices
 from receiver.guards import Guards, GuardSettings
+from receiver.http.app import create_app
+from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.rules.errors import RuleError
