@@ -36,10 +36,6 @@ from remediations.base import ParamsError, Registry, Risk, Target
 __all__ = ["compile_files", "lint_files"]
 
 
-# --------------------------------------------------------------------------------------------
-# Compilation
-
-
 def _where(path: Sequence[str | int]) -> str:
     text = ""
     for part in path:
