@@ -23,7 +23,7 @@ from receiver.model import (
     StepPlan,
     Target,
 )
-from receiver.rules import Rule, RuleSet
+from receiver.rules.model import Rule, RuleSet
 from receiver.templating import TargetError, TemplateError
 
 __all__ = [

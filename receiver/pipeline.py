@@ -30,7 +30,7 @@ from receiver.model import (
     Status,
     StepPlan,
 )
-from receiver.rules import RuleHolder
+from receiver.rules.loader import RuleHolder
 from receiver.store.repository import RunRecord, Store
 from receiver.telemetry import Metrics
 from receiver.worker import Disposition

@@ -23,14 +23,15 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from receiver.app import HealthChecks, create_app
 from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.embedded import EmbeddedServices
 from receiver.guards import Guards, GuardSettings
+from receiver.http.app import create_app
+from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.rules import RuleError, RuleHolder
-from receiver.rules_watch import RuleWatcher
+from receiver.rules.errors import RuleError
+from receiver.rules.loader import RuleHolder, RuleWatcher
 from receiver.store.repository import Store
 from receiver.telemetry import Metrics
 from receiver.worker import Worker

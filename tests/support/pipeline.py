@@ -19,7 +19,7 @@ from receiver.guards import Guards, GuardSettings
 from receiver.intake import Intake
 from receiver.model import NamespacePolicy
 from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.rules import RuleHolder
+from receiver.rules.loader import RuleHolder
 from receiver.store.repository import RunRecord, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients

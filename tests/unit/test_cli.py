@@ -6,10 +6,12 @@ import json
 import re
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 import receiver
+import receiver.cli
 from receiver.cli import main
 
 SAMPLE = Path(receiver.__file__).parent / "samples" / "high-memory.json"
@@ -224,3 +226,32 @@ def test_runs_unreachable_server_is_a_clear_error() -> None:
     assert result.exit_code == 1
     assert "127.0.0.1:1/api/v1/runs" in result.stderr
     assert "Traceback" not in result.output
+
+
+# -- the command tree ----------------------------------------------------------------------------
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found.extend(_commands(command, f"{prefix}{name} "))
+    return found
+
+
+def test_every_option_has_help() -> None:
+    missing = [
+        f"{name} {param.opts[0]}"
+        for name, command in [("remediator", main), *_commands(main)]
+        for param in command.params
+        if isinstance(param, click.Option) and not param.help
+    ]
+    assert missing == []
+
+
+def test_the_module_docstring_lists_every_command() -> None:
+    doc = receiver.cli.__doc__ or ""
+    names = [name for name, command in _commands(main) if not isinstance(command, click.Group)]
+    assert names, "no commands registered"
+    assert [name for name in names if f"``{name}``" not in doc] == []

@@ -32,11 +32,10 @@ from receiver.model import (
     StepPlan,
     Target,
 )
-from receiver.rules import RuleSet, compile_files
+from receiver.rules.compile import compile_files
+from receiver.rules.model import RuleSet
 from receiver.templating import validate_target
-
-# The tiny test actions live with the loader's tests; only helpers are imported, no tests.
-from tests.unit.test_rules import registry
+from tests.support.rules import registry
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 POLICY = NamespacePolicy(deny=("kube-system",))

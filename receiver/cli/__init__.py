@@ -1,0 +1,51 @@
+"""The ``remediator`` command.
+
+Commands (one module per group):
+
+- ``serve`` (``serve.py``): run the webhook receiver and the workers until SIGINT/SIGTERM.
+- ``lint``, ``simulate`` (``rules.py``): check the rule files; show what they would do for a
+  webhook payload, without storing or changing anything.
+- ``runs`` (``runs.py``): list remediation runs from a running server.
+- ``pause``, ``resume``, ``status`` (``guards.py``): the kill switch of a running server.
+- ``migrate``, ``audit verify`` (``database.py``): apply the database migrations; check the
+  audit log's hash chain.
+
+Commands that call a running server share ``client.py``; errors, exit codes and settings are in
+``common.py``. User errors (bad configuration, a missing file, invalid JSON, invalid rules) end
+with a one-line message and a non-zero exit code, never a traceback: 2 for configuration and
+usage errors, 1 for everything else that failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from receiver.cli.common import State
+from receiver.cli.database import audit, migrate
+from receiver.cli.guards import pause, resume, status
+from receiver.cli.rules import lint, simulate
+from receiver.cli.runs import runs
+from receiver.cli.serve import serve
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="REMEDIATOR_CONFIG",
+    default=None,
+    help="YAML settings file; REMEDIATOR_* environment variables override it.",
+)
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None) -> None:
+    """Guarded, audited remediations for Prometheus Alertmanager alerts."""
+    ctx.obj = State(config_file)
+
+
+for _command in (serve, lint, simulate, runs, pause, resume, status, migrate, audit):
+    main.add_command(_command)

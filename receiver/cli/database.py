@@ -1,0 +1,108 @@
+"""``remediator migrate`` and ``remediator audit verify``: the database, without a server.
+
+Without ``REMEDIATOR_DATABASE_URL`` both work on the embedded PostgreSQL under data_dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from receiver.cli.common import UserError, state
+from receiver.config import Settings
+
+__all__ = ["audit", "migrate"]
+
+
+@click.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Apply the database migrations to REMEDIATOR_DATABASE_URL and exit.
+
+    Without a database URL, the embedded PostgreSQL under data_dir is migrated.
+    """
+    settings = state(ctx).settings()
+    from receiver.store.migrate import MigrationError
+
+    try:
+        with _database(settings) as url:
+            applied = asyncio.run(_migrate(url))
+    except MigrationError as exc:
+        raise UserError(f"migration failed: {exc}") from None
+    if applied:
+        click.echo("applied migrations " + ", ".join(f"{v:04d}" for v in applied))
+    else:
+        click.echo("database schema is up to date")
+
+
+@click.group()
+def audit() -> None:
+    """The append-only audit log of every run."""
+
+
+@audit.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Recompute the audit log's hash chain; exit 1 naming the first entry that was altered,
+    inserted or removed."""
+    settings = state(ctx).settings()
+    with _database(settings) as url:
+        check = asyncio.run(_verify_audit(url))
+    if not check.ok:
+        raise UserError(
+            f"audit log broken at entry {check.first_bad_id}: {check.reason or 'hash mismatch'}"
+            f" ({check.checked} entries checked)"
+        )
+    click.echo(f"audit log intact: {check.checked} entries verified")
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[str]:
+    """The configured database, or the embedded one under data_dir for as long as needed."""
+    # Imported here, like the store below: the other commands do not need the database.
+    from receiver.embedded import EmbeddedError, EmbeddedServices
+
+    try:
+        if settings.database_url is not None:
+            yield settings.database_url.get_secret_value()
+            return
+        with EmbeddedServices(settings.data_dir, redis=False) as embedded:
+            assert embedded.database_url is not None
+            yield embedded.database_url
+    except EmbeddedError as exc:
+        raise UserError(str(exc)) from None
+    except (OSError, ConnectionError) as exc:
+        raise UserError(f"cannot connect to the database: {exc}") from None
+
+
+async def _verify_audit(url: str) -> Any:
+    from receiver.store.repository import Store, StoreUnavailable
+
+    try:
+        store = await Store.connect(url, min_size=1, max_size=1, run_migrations=False)
+    except StoreUnavailable as exc:
+        raise UserError(f"cannot connect to the database: {exc}") from None
+    try:
+        return await store.verify_audit()
+    finally:
+        await store.close()
+
+
+async def _migrate(url: str) -> list[int]:
+    import asyncpg
+
+    from receiver.store.migrate import migrate as apply
+
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise UserError(f"cannot connect to the database: {exc}") from None
+    try:
+        applied: list[int] = await apply(conn)
+        return applied
+    finally:
+        await conn.close()

@@ -1,0 +1,98 @@
+"""``remediator runs``: the run log of a running server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+from receiver.cli.client import call_server, url_option
+from receiver.cli.common import console, state
+from receiver.model import RunOutcome
+
+__all__ = ["runs"]
+
+
+@click.command()
+@url_option
+@click.option("--alertname", default=None, help="Only runs of alerts with this alertname.")
+@click.option("--rule", default=None, help="Only runs of this rule.")
+@click.option("--target", default=None, help="Only runs on this target: kind/namespace/name.")
+@click.option(
+    "--outcome",
+    default=None,
+    help="Only runs with this outcome: " + ", ".join(o.value for o in RunOutcome) + ".",
+)
+@click.option("--since", default=None, help="RFC 3339 timestamp or a duration like 24h.")
+@click.option("--limit", type=int, default=None, help="1..500, default 50.")
+@click.option("--cursor", default=None, help="next_cursor of a previous page.")
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")
+@click.pass_context
+def runs(
+    ctx: click.Context,
+    url: str | None,
+    alertname: str | None,
+    rule: str | None,
+    target: str | None,
+    outcome: str | None,
+    since: str | None,
+    limit: int | None,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List remediation runs from a running server."""
+    settings = state(ctx).settings()
+    params = {
+        name: str(value)
+        for name, value in (
+            ("alertname", alertname),
+            ("rule", rule),
+            ("target", target),
+            ("outcome", outcome),
+            ("since", since),
+            ("limit", limit),
+            ("cursor", cursor),
+        )
+        if value is not None
+    }
+    data = call_server(settings, url, "/api/v1/runs", params=params)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = data.get("runs", []) if isinstance(data, dict) else []
+    table = Table()
+    columns = ("id", "created", "alertname", "rule", "target", "outcome")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row, column) for column in columns))
+    out = console()
+    out.print(table)
+    next_cursor = data.get("next_cursor") if isinstance(data, dict) else None
+    if next_cursor:
+        out.print(f"more: --cursor {next_cursor}")
+
+
+# Where each column's value may sit in a row, first match wins.
+_CELL_KEYS = {
+    "id": ("id", "run_id"),
+    "created": ("created_at", "created"),
+    "alertname": ("alertname",),
+    "rule": ("rule",),
+    "target": ("target",),
+    "outcome": ("outcome",),
+}
+
+
+def _cell(row: Any, column: str) -> str:
+    if not isinstance(row, dict):
+        return ""
+    for key in _CELL_KEYS[column]:
+        if key in row and row[key] is not None:
+            value = row[key]
+            if isinstance(value, dict) and {"kind", "namespace", "name"} <= value.keys():
+                return "{kind}/{namespace}/{name}".format(**value)
+            return str(value)
+    return ""

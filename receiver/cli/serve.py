@@ -1,0 +1,55 @@
+"""``remediator serve``: the webhook receiver and the workers, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from receiver.cli.common import BadUsage, UserError, state
+from receiver.config import ConfigError
+
+__all__ = ["serve"]
+
+
+@click.command()
+@click.option("--host", default=None, help="Listen address (default from settings: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (default from settings: 9095).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the webhook receiver and the workers until SIGINT/SIGTERM."""
+    settings = state(ctx).settings()
+    update: dict[str, Any] = {}
+    if host is not None:
+        update["host"] = host
+    if port is not None:
+        if not 0 <= port <= 65535:
+            raise BadUsage(f"--port: {port} is not a port number")
+        update["port"] = port
+    if update:
+        settings = settings.model_copy(update=update)
+
+    from receiver.telemetry import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format.value)
+
+    # Imported here: the service pulls in asyncpg, redis and the Kubernetes client, which the
+    # other commands do not need.
+    from receiver.embedded import EmbeddedError
+    from receiver.rules.errors import RuleSetError
+    from receiver.service import event_loop_factory, run_service
+
+    try:
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run_service(settings))
+    except RuleSetError as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        raise UserError(f"{len(exc.errors)} error(s) in the rule files; not starting") from None
+    except EmbeddedError as exc:
+        raise UserError(str(exc)) from None
+    except ConfigError as exc:
+        raise BadUsage(f"configuration: {exc.message}") from None
+    except KeyboardInterrupt:
+        pass

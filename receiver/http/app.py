@@ -1,0 +1,90 @@
+"""``create_app``: the aiohttp application around the given components.
+
+Every dependency is passed in and stored under its typed key (``receiver.http.deps``), where
+the handlers find it, so tests build the app around real components without globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+from structlog.typing import FilteringBoundLogger
+
+from receiver.config import Settings
+from receiver.http.alerts import ALERTS_PATH, post_alerts
+from receiver.http.auth import Authenticator
+from receiver.http.deps import (
+    AUDIT,
+    AUTH,
+    CLOCK,
+    GUARDS,
+    HEALTH,
+    INTAKE,
+    LOG,
+    METRICS,
+    RUNS_READER,
+    SETTINGS,
+    AuditWriter,
+    GuardControl,
+    HealthChecks,
+    IntakeLike,
+    RunsReader,
+)
+from receiver.http.guards import GUARDS_PATH, PAUSE_PATH, delete_pause, guards_status, put_pause
+from receiver.http.health import healthz, metrics_handler, readyz
+from receiver.http.middleware import edge_middleware
+from receiver.http.runs import RUNS_PATH, get_run, get_runs
+from receiver.telemetry import Metrics
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    *,
+    settings: Settings,
+    intake: IntakeLike,
+    metrics: Metrics,
+    health: HealthChecks,
+    runs_reader: RunsReader,
+    log: FilteringBoundLogger,
+    guards: GuardControl | None = None,
+    audit: AuditWriter | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> web.Application:
+    """Build the HTTP application around the given components.
+
+    Without ``guards`` the guard endpoints answer 404; without ``audit`` a pause is not
+    recorded. ``clock`` (aware datetimes) resolves relative ``since`` filters.
+    """
+    auth = Authenticator(settings)
+    if not auth.enabled:
+        log.warning(
+            "webhook authentication is disabled",
+            hint="set REMEDIATOR_WEBHOOK_TOKEN(_FILE) or REMEDIATOR_WEBHOOK_USERNAME/PASSWORD",
+        )
+    max_body = settings.max_body_bytes
+    edge = edge_middleware(auth=auth, metrics=metrics, log=log, max_body=max_body)
+    app = web.Application(client_max_size=max_body, middlewares=[edge])
+    app[SETTINGS] = settings
+    app[AUTH] = auth
+    app[INTAKE] = intake
+    app[METRICS] = metrics
+    app[HEALTH] = health
+    app[RUNS_READER] = runs_reader
+    app[LOG] = log
+    app[GUARDS] = guards
+    app[AUDIT] = audit
+    app[CLOCK] = clock
+
+    app.router.add_post(ALERTS_PATH, post_alerts)
+    app.router.add_get(GUARDS_PATH, guards_status)
+    app.router.add_put(PAUSE_PATH, put_pause)
+    app.router.add_delete(PAUSE_PATH, delete_pause)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get(RUNS_PATH, get_runs)
+    app.router.add_get(RUNS_PATH + "/{run_id}", get_run)
+    return app

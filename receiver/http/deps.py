@@ -1,0 +1,133 @@
+"""What the HTTP handlers depend on, and the typed application keys they find it under.
+
+``create_app`` stores each dependency under its key; handlers read them from ``request.app``,
+so tests build the application around real components without globals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiohttp import web
+from structlog.typing import FilteringBoundLogger
+
+from receiver.alertmanager import Notification
+from receiver.config import Settings
+from receiver.http.auth import Authenticator
+from receiver.model import RunOutcome
+from receiver.telemetry import Metrics
+
+__all__ = [
+    "AUDIT",
+    "AUTH",
+    "CLOCK",
+    "GUARDS",
+    "HEALTH",
+    "INTAKE",
+    "LOG",
+    "METRICS",
+    "RUNS_READER",
+    "SETTINGS",
+    "AuditWriter",
+    "Check",
+    "GuardControl",
+    "HealthChecks",
+    "IntakeLike",
+    "IntakeResultLike",
+    "RunsReader",
+]
+
+
+class IntakeResultLike(Protocol):
+    """How many alerts of a notification were stored, and how many were already known."""
+
+    @property
+    def accepted(self) -> int: ...
+
+    @property
+    def duplicates(self) -> int: ...
+
+
+class IntakeLike(Protocol):
+    """``receiver.intake.Intake``: returns only after the transaction committed; raises
+    StoreUnavailable when the store cannot take the notification."""
+
+    async def accept(self, notification: Notification, /) -> IntakeResultLike: ...
+
+
+class RunsReader(Protocol):
+    """What the review endpoints read (``receiver.store.repository.Store`` fits).
+
+    ``list_runs`` returns a page and the cursor of the next one (None on the last page), and
+    raises ValueError for a cursor it did not issue.
+    """
+
+    async def list_runs(
+        self,
+        *,
+        alertname: str | None = ...,
+        rule: str | None = ...,
+        target: str | None = ...,
+        outcome: RunOutcome | None = ...,
+        since: datetime | None = ...,
+        limit: int = ...,
+        cursor: str | None = ...,
+    ) -> tuple[Sequence[Any], str | None]: ...
+
+    async def get_run(self, run_id: str, *, with_steps: bool = ...) -> Any | None: ...
+
+    async def audit_entries(self, run_id: str) -> list[dict[str, Any]]: ...
+
+
+class GuardControl(Protocol):
+    """The operator's kill switch (``receiver.guards.Guards`` fits); raises GuardUnavailable
+    when Redis cannot be reached. ``pause`` takes seconds (None: until resumed)."""
+
+    async def pause(self, seconds: float | None, reason: str) -> datetime | None: ...
+
+    async def resume(self) -> None: ...
+
+    async def status(self) -> dict[str, Any]: ...
+
+
+# Writes one audit row: kind, data (``Store.append_audit`` fits).
+AuditWriter = Callable[..., Awaitable[Any]]
+
+# A component check returns a short detail ("ok", "dry-run (no credentials)") or raises.
+Check = Callable[[], Awaitable[str | None]]
+
+
+async def _ok() -> str:
+    return "ok"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HealthChecks:
+    """Readiness checks per component. ``store`` and ``redis`` are required for readiness:
+    without the store nothing can be accepted, without Redis the guards refuse everything.
+    Kubernetes is reported but does not make the service unready: intake keeps accepting."""
+
+    store: Check = _ok
+    redis: Check = _ok
+    kubernetes: Check = _ok
+    required: frozenset[str] = frozenset({"store", "redis"})
+
+    def items(self) -> list[tuple[str, Check]]:
+        """(component, check) in the order ``/readyz`` reports them."""
+        return [("store", self.store), ("redis", self.redis), ("kubernetes", self.kubernetes)]
+
+
+# The application's keys, one per dependency (``create_app`` sets every one of them).
+SETTINGS = web.AppKey[Settings]("settings")
+AUTH = web.AppKey[Authenticator]("auth")
+INTAKE = web.AppKey[IntakeLike]("intake")
+METRICS = web.AppKey[Metrics]("metrics")
+HEALTH = web.AppKey[HealthChecks]("health")
+RUNS_READER = web.AppKey[RunsReader]("runs_reader")
+LOG = web.AppKey[FilteringBoundLogger]("log")
+GUARDS = web.AppKey[GuardControl | None]("guards")
+AUDIT = web.AppKey[AuditWriter | None]("audit")
+CLOCK = web.AppKey[Callable[[], datetime]]("clock")

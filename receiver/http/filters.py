@@ -1,0 +1,91 @@
+"""The query parameters of ``GET /api/v1/runs``, checked and turned into store filters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.durations import parse_duration
+from receiver.model import RunOutcome
+
+__all__ = ["DEFAULT_RUNS_LIMIT", "MAX_RUNS_LIMIT", "BadParameter", "parse_since", "run_filters"]
+
+MAX_RUNS_LIMIT = 500
+DEFAULT_RUNS_LIMIT = 50
+
+
+class BadParameter(Exception):
+    """A query parameter the caller must fix; ``parameter`` names it."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """An RFC 3339 timestamp, or a duration (``24h``) meaning that long before ``now``.
+
+    Raises ValueError for anything else, and for a timestamp without a time zone offset.
+    """
+    text = text.strip()
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an RFC 3339 timestamp nor a duration like 24h"
+        ) from None
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone offset (add Z or +00:00)")
+    return value
+
+
+def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
+    """Keyword arguments for ``RunsReader.list_runs``; ``limit`` is always set.
+
+    Raises BadParameter for an unknown or empty parameter, a target that is not
+    kind/namespace/name, an unknown outcome, a bad ``since`` or a limit outside 1..500.
+    """
+    allowed = {"alertname", "rule", "target", "outcome", "since", "limit", "cursor"}
+    for name in query:
+        if name not in allowed:
+            raise BadParameter(name, f"unknown parameter {name!r}")
+    filters: dict[str, Any] = {}
+    for name in ("alertname", "rule", "target", "cursor"):
+        value = query.get(name)
+        if value is not None:
+            if not value.strip():
+                raise BadParameter(name, f"{name} must not be empty")
+            filters[name] = value
+    target = filters.get("target")
+    if target is not None and (len(target.split("/", 2)) != 3 or "" in target.split("/", 2)):
+        raise BadParameter("target", "target must be kind/namespace/name")
+    outcome = query.get("outcome")
+    if outcome is not None:
+        try:
+            filters["outcome"] = RunOutcome(outcome)
+        except ValueError:
+            known = ", ".join(o.value for o in RunOutcome)
+            raise BadParameter("outcome", f"unknown outcome {outcome!r}; one of {known}") from None
+    since = query.get("since")
+    if since is not None:
+        try:
+            filters["since"] = parse_since(since, now)
+        except ValueError as exc:
+            raise BadParameter("since", str(exc)) from None
+    limit_text = query.get("limit")
+    limit = DEFAULT_RUNS_LIMIT
+    if limit_text is not None:
+        try:
+            limit = int(limit_text)
+        except ValueError:
+            raise BadParameter("limit", f"limit must be an integer, got {limit_text!r}") from None
+        if not 1 <= limit <= MAX_RUNS_LIMIT:
+            raise BadParameter("limit", f"limit must be between 1 and {MAX_RUNS_LIMIT}")
+    filters["limit"] = limit
+    return filters

@@ -1,0 +1,99 @@
+"""The operator's kill switch: ``GET /api/v1/guards`` (status), ``PUT /api/v1/pause`` and
+``DELETE /api/v1/pause``. A pause or resume is written to the audit log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from receiver.durations import parse_duration
+from receiver.guards import GuardUnavailable
+from receiver.http.deps import AUDIT, GUARDS, LOG, GuardControl
+from receiver.http.responses import json_default, json_response
+from receiver.store.repository import StoreUnavailable
+
+__all__ = ["GUARDS_PATH", "MAX_PAUSE_S", "PAUSE_PATH", "delete_pause", "guards_status", "put_pause"]
+
+PAUSE_PATH = "/api/v1/pause"
+GUARDS_PATH = "/api/v1/guards"
+MAX_PAUSE_S = 7 * 86400.0
+
+GuardHandler = Callable[[web.Request, GuardControl], Awaitable[web.Response]]
+
+
+def _with_guards(handler: GuardHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The guard endpoints' shared answers: 404 when none are configured, 503 when Redis is
+    unreachable."""
+
+    async def wrapped(request: web.Request) -> web.Response:
+        guards = request.app[GUARDS]
+        if guards is None:
+            return json_response({"error": "guards are not configured"}, 404)
+        try:
+            return await handler(request, guards)
+        except GuardUnavailable as exc:
+            return json_response({"error": f"guards unavailable: {exc}"}, 503)
+
+    return wrapped
+
+
+@_with_guards
+async def guards_status(request: web.Request, control: GuardControl) -> web.Response:
+    """The guards' state: pause, budget used, open circuit breakers."""
+    return json_response(await control.status())
+
+
+@_with_guards
+async def put_pause(request: web.Request, control: GuardControl) -> web.Response:
+    """Pause every remediation. Body: ``{"reason": "...", "for": "30m"}`` (``for`` optional,
+    at most 7 days; without it the pause lasts until resumed). 400 names the bad field."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_response({"error": "invalid JSON", "field": "body"}, 400)
+    if not isinstance(body, dict):
+        return json_response({"error": "expected a JSON object", "field": "body"}, 400)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        return json_response({"error": "say why automation is paused", "field": "reason"}, 400)
+    reason = reason.strip()
+    seconds: float | None = None
+    if body.get("for") is not None:
+        if not isinstance(body["for"], str):
+            return json_response({"error": "a duration like 30m or 2h", "field": "for"}, 400)
+        try:
+            seconds = parse_duration(body["for"])
+        except ValueError as exc:
+            return json_response({"error": str(exc), "field": "for"}, 400)
+        if not 0 < seconds <= MAX_PAUSE_S:
+            return json_response({"error": "between 1s and 7d", "field": "for"}, 400)
+    until = await control.pause(seconds, reason)
+    # An operator's kill switch belongs in the record of what happened and when.
+    await _audit(request.app, "guards.pause", {"reason": reason, "until": until, "via": "api"})
+    request.app[LOG].warning(
+        "automation paused", reason=reason, until=until.isoformat() if until else None
+    )
+    return json_response({"paused": True, "reason": reason, "until": until})
+
+
+@_with_guards
+async def delete_pause(request: web.Request, control: GuardControl) -> web.Response:
+    """Lift a pause."""
+    await control.resume()
+    await _audit(request.app, "guards.resume", {"via": "api"})
+    request.app[LOG].warning("automation resumed")
+    return json_response({"paused": False})
+
+
+async def _audit(app: web.Application, kind: str, data: dict[str, Any]) -> None:
+    audit = app[AUDIT]
+    if audit is None:
+        return
+    try:
+        await audit(kind, data=json.loads(json.dumps(data, default=json_default)))
+    except StoreUnavailable as exc:
+        # The guard state changed; losing its audit row is logged, not hidden.
+        app[LOG].error("could not record in the audit log", kind=kind, error=str(exc))

@@ -1,0 +1,73 @@
+"""JSON responses: every answer of the API, errors included, is a compact JSON object."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["json_default", "json_response", "list_row", "row", "too_large"]
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """``data`` as compact JSON (see ``json_default`` for what it may hold)."""
+    return web.Response(
+        text=json.dumps(data, default=json_default, separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps``' fallback: datetimes as ISO 8601, timedeltas as seconds, enums as their
+    value, dataclasses, mappings, sets and pydantic models as plain data. Raises TypeError."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def too_large(max_body: int) -> web.Response:
+    """413 for a body over ``max_body`` bytes."""
+    return json_response({"error": f"body exceeds {max_body} bytes"}, 413)
+
+
+def row(value: Any) -> Any:
+    """A run row as JSON-ready data (the store may return dicts, records or dataclasses)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def list_row(value: Any) -> Any:
+    """A run row of a page of runs: without its steps."""
+    # A page of runs carries no steps: an empty list there would read as "did nothing".
+    data = row(value)
+    if isinstance(data, dict):
+        data.pop("steps", None)
+    return data

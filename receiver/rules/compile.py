@@ -1,0 +1,325 @@
+"""Rule files' text -> a validated RuleSet, with every error at its file and line. Pure.
+
+Compilation is two passes per rule: the pydantic schema (``receiver.rules.schema``), then the
+checks that need the action registry and the namespace policy (params models, target kinds,
+literal namespaces). All errors are collected, so ``remediator lint`` shows the whole list at
+once. Nothing here reads a file: ``receiver.rules.loader`` does, and hands the text over.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from receiver.matchers import parse_matcher
+from receiver.model import Approval, NamespacePolicy
+from receiver.rules.errors import RuleError, RuleSetError, in_file_order
+from receiver.rules.model import Repeated, Rule, RuleSet, Step
+from receiver.rules.schema import (
+    FIELD_NAMES,
+    GuardsSpec,
+    ResolvedStepSpec,
+    RuleSpec,
+    StepSpec,
+    TargetSpec,
+)
+from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
+from receiver.templating import TargetError, Template, compile_template, validate_target
+from remediations.base import ParamsError, Registry, Risk
+from remediations.targets import Target
+
+__all__ = ["compile_files", "lint_files"]
+
+
+def _where(path: Sequence[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _schema_message(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
+    """(path of the offending item, operator-facing message) for one pydantic error."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        if key == "when" and "on_resolved" in loc:
+            return loc, "on_resolved steps take no `when`: they run whenever the alert resolves"
+        hint = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.75)
+        suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return loc, _prefixed(loc[:-1], f"unknown field {key!r}{suffix}")
+    if kind == "missing":
+        return loc, _prefixed(loc[:-1], f"missing required field {str(loc[-1])!r}")
+    if kind == "too_short" and loc and loc[-1] == "match":
+        return loc, "match must list at least one matcher; an empty list would match every alert"
+    if kind == "too_short" and loc and loc[-1] == "steps":
+        return loc, "steps must list at least one step"
+    message = error["msg"]
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    return loc, _prefixed(loc, message)
+
+
+def _prefixed(path: Sequence[str | int], message: str) -> str:
+    where = _where(path)
+    return f"{where}: {message}" if where else message
+
+
+def _check_params(
+    spec: ResolvedStepSpec,
+    path: KeyPath,
+    registry: Registry,
+    located: Located,
+    label: str,
+) -> Mapping[str, Any] | None:
+    try:
+        params = registry.parse_params(spec.action, spec.params)
+    except ParamsError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValidationError):
+            for item in cause.errors():
+                sub = tuple(item["loc"])
+                detail = _prefixed(sub, item["msg"].removeprefix("Value error, "))
+                message = f"{label}invalid params for {spec.action}: {detail}"
+                located.add((*path, "params", *sub), message)
+        else:
+            located.add((*path, "params"), f"{label}{exc.message}")
+        return None
+    dumped = params.model_dump(mode="json")
+    try:
+        # The executor parses these again: params that do not survive the trip through JSON
+        # would fail only at run time, so fail here instead.
+        registry.parse_params(spec.action, dumped)
+    except ParamsError as exc:
+        located.add((*path, "params"), f"{label}params do not round-trip through JSON: {exc}")
+        return None
+    return dumped
+
+
+def _needs_approval(approval: Approval, risk: Risk) -> bool:
+    if approval is Approval.REQUIRED:
+        return True
+    if approval is Approval.NEVER:
+        return False
+    return risk == Risk.HIGH
+
+
+def _compile_steps(
+    specs: Sequence[ResolvedStepSpec],
+    path: KeyPath,
+    kind: str,
+    registry: Registry,
+    located: Located,
+    label: str,
+) -> tuple[Step, ...] | None:
+    steps: list[Step] = []
+    ok = True
+    for index, spec in enumerate(specs):
+        step_path = (*path, index)
+        action = registry.get(spec.action)  # known: the schema checked it
+        if kind not in action.target_kinds:
+            supported = ", ".join(sorted(action.target_kinds)) or "nothing"
+            located.add(
+                (*step_path, "action"),
+                f"{label}{spec.action} cannot act on a {kind} (it acts on: {supported})",
+            )
+            ok = False
+        params = _check_params(spec, step_path, registry, located, label)
+        if params is None:
+            ok = False
+            continue
+        when = spec.when if isinstance(spec, StepSpec) else None
+        steps.append(
+            Step(
+                index=index,
+                action=spec.action,
+                params=params,
+                approval=spec.approval,
+                needs_approval=_needs_approval(spec.approval, action.risk),
+                repeated=(
+                    Repeated(times=when.repeated.times, within_s=when.repeated.within)
+                    if when is not None
+                    else None
+                ),
+            )
+        )
+    return tuple(steps) if ok else None
+
+
+def _check_literal_target(
+    spec: TargetSpec,
+    namespace: Template,
+    name: Template,
+    path: KeyPath,
+    policy: NamespacePolicy,
+    located: Located,
+    label: str,
+) -> bool:
+    """A part of the target without templates is known now: refuse it now, not on the first
+    alert. Templated parts are stood in for by a valid placeholder and checked at render time."""
+    literal_ns = None if namespace.references else namespace.render({}, {})
+    literal_name = None if name.references else name.render({}, {})
+    if literal_ns is None and literal_name is None:
+        return True
+    probe = Target(spec.kind, literal_ns or "placeholder", literal_name or "placeholder")
+    # The policy only speaks about namespaces; with a templated one, check the name alone.
+    probe_policy = policy if literal_ns is not None else NamespacePolicy(allow=(), deny=())
+    try:
+        validate_target(probe, probe_policy)
+    except TargetError as exc:
+        located.add((*path, exc.field), f"{label}target.{exc.field}: {exc}")
+        return False
+    return True
+
+
+def _compile_rule(
+    raw: Any,
+    path: KeyPath,
+    registry: Registry,
+    policy: NamespacePolicy,
+    located: Located,
+) -> Rule | None:
+    if not isinstance(raw, dict):
+        located.add(path, "each item of `rules` must be a mapping with name, match, target, steps")
+        return None
+    # Naming the rule in each message helps when one file holds many rules.
+    label = f"rule {raw['name']!r}: " if isinstance(raw.get("name"), str) else ""
+    try:
+        spec = RuleSpec.model_validate(raw, context={"registry": registry})
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc, message = _schema_message(error)
+            located.add((*path, *loc), f"{label}{message}")
+        return None
+
+    if all(s.when is not None and s.when.repeated.times > 1 for s in spec.steps):
+        # A first occurrence with no step creates no run, so nothing is ever counted and the
+        # escalation could never be reached.
+        located.add(
+            (*path, "steps"),
+            f"{label}every step waits for a repetition, so the first alert would do nothing and "
+            "never count as one; add a step without `when`",
+        )
+        return None
+
+    namespace = compile_template(spec.target.namespace)
+    name = compile_template(spec.target.name)
+    target_ok = _check_literal_target(
+        spec.target, namespace, name, (*path, "target"), policy, located, label
+    )
+    kind = spec.target.kind
+    steps = _compile_steps(spec.steps, (*path, "steps"), kind, registry, located, label)
+    on_resolved = _compile_steps(
+        spec.on_resolved or [], (*path, "on_resolved"), kind, registry, located, label
+    )
+    if steps is None or on_resolved is None or not target_ok:
+        return None
+    guards = spec.guards or GuardsSpec()
+    return Rule(
+        name=spec.name,
+        description=spec.description,
+        file=located.file,
+        line=located.line_of(path),
+        matchers=tuple(parse_matcher(text) for text in spec.match),
+        target_kind=kind,
+        target_namespace=namespace,
+        target_name=name,
+        steps=steps,
+        on_resolved=on_resolved,
+        verify_within_s=spec.verify.resolved_within if spec.verify else None,
+        cooldown_s=guards.cooldown,
+        max_runs=guards.max_runs.count if guards.max_runs else None,
+        max_runs_per_s=guards.max_runs.per if guards.max_runs else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    name: str | None  # as written, even when the rule has errors, to report duplicates too
+    name_line: int
+    rule: Rule | None
+
+
+def _compile_file(
+    file: str, text: str, registry: Registry, policy: NamespacePolicy
+) -> tuple[list[_Compiled], list[RuleError]]:
+    located = Located(file)
+    document = parse_yaml(text, located)
+    if located.errors:
+        return [], located.errors
+    if document is None:
+        located.add((), "file is empty; expected a mapping with a `rules` list")
+        return [], located.errors
+    if not isinstance(document, dict):
+        located.add((), "expected a mapping with a `rules` list at the top of the file")
+        return [], located.errors
+    for key in document:
+        if key != "rules":
+            hint = " (did you mean 'rules'?)" if difflib.get_close_matches(key, ["rules"]) else ""
+            located.add((key,), f"unknown top-level key {key!r}{hint}; only `rules` is allowed")
+    raw_rules = document.get("rules")
+    if "rules" not in document:
+        located.add((), "missing `rules` list")
+    elif not isinstance(raw_rules, list) or not raw_rules:
+        # An empty file is almost always a mistake (a bad merge, a template that rendered
+        # nothing); a file that is meant to be off should be removed instead.
+        located.add(("rules",), "`rules` must be a non-empty list")
+    compiled: list[_Compiled] = []
+    for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+        rule = _compile_rule(raw, ("rules", index), registry, policy, located)
+        name = raw.get("name") if isinstance(raw, dict) else None
+        compiled.append(
+            _Compiled(
+                name=name if isinstance(name, str) else None,
+                name_line=located.line_of(("rules", index, "name")),
+                rule=rule,
+            )
+        )
+    return compiled, located.errors
+
+
+def compile_files(files: Mapping[str, str], registry: Registry, policy: NamespacePolicy) -> RuleSet:
+    """A RuleSet from file name -> YAML text, without touching the disk.
+
+    Raises RuleSetError with every error of every file, in file order (also when ``files`` is
+    empty: a service without rules is a mistake, not a quiet no-op).
+    """
+    if not files:
+        raise RuleSetError([RuleError("<rules>", 0, "no rule files given")])
+    errors: list[RuleError] = []
+    rules: list[Rule] = []
+    first: dict[str, str] = {}
+    for file in sorted(files):
+        compiled, file_errors = _compile_file(file, files[file], registry, policy)
+        errors.extend(file_errors)
+        for item in compiled:
+            if item.name is not None and item.name in first:
+                message = f"duplicate rule name {item.name!r}; first defined at {first[item.name]}"
+                errors.append(RuleError(file, item.name_line, message))
+                continue
+            if item.name is not None:
+                first[item.name] = f"{file}:{item.name_line}"
+            if item.rule is not None:
+                rules.append(item.rule)
+    if errors:
+        raise RuleSetError(in_file_order(errors))
+    source = {file: hashlib.sha256(text.encode()).hexdigest() for file, text in files.items()}
+    return RuleSet(rules, source)
+
+
+def lint_files(
+    files: Mapping[str, str], registry: Registry, policy: NamespacePolicy
+) -> list[RuleError]:
+    """Every error in the files (name -> YAML text), in file order; empty when they compile."""
+    try:
+        compile_files(files, registry, policy)
+    except RuleSetError as exc:
+        return exc.errors
+    return []

@@ -1,0 +1,36 @@
+"""What is wrong with the rule files: one ``RuleError`` per problem, all of them in a
+``RuleSetError``. Raised by the compiler and the loader, shown by ``remediator lint``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["RuleError", "RuleSetError", "in_file_order"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RuleError:
+    """One problem in the rule files. ``line`` is 1-based; 0 means the whole file or directory."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        if self.line > 0:
+            return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}: {self.message}"
+
+
+class RuleSetError(Exception):
+    """The rule files are invalid; ``errors`` lists every problem found, in file order."""
+
+    def __init__(self, errors: Sequence[RuleError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+def in_file_order(errors: Iterable[RuleError]) -> list[RuleError]:
+    """Sorted by (file, line); stable, so errors on one line keep the order they were found in."""
+    return sorted(errors, key=lambda e: (e.file, e.line))

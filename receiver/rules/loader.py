@@ -1,0 +1,174 @@
+"""The rule files on disk: the only module of ``receiver.rules`` that reads files.
+
+``load_rules`` and ``lint`` read a directory and hand the text to the pure compiler.
+``RuleHolder`` keeps the rule set in force and reloads it; ``RuleWatcher`` reloads it when the
+files change (SIGHUP is wired to ``RuleHolder.reload`` by the service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from receiver.model import NamespacePolicy
+from receiver.rules.compile import compile_files
+from receiver.rules.errors import RuleError, RuleSetError, in_file_order
+from receiver.rules.model import RuleSet
+from remediations.base import Registry
+
+__all__ = ["RuleHolder", "RuleWatcher", "Snapshot", "lint", "load_rules", "snapshot"]
+
+_SUFFIXES = (".yaml", ".yml")
+
+
+def _read_directory(directory: Path) -> tuple[dict[str, str], list[RuleError]]:
+    if not directory.exists():
+        return {}, [RuleError(str(directory), 0, "rules directory does not exist")]
+    if not directory.is_dir():
+        return {}, [RuleError(str(directory), 0, "rules path is not a directory")]
+    # Only top-level files: a Kubernetes ConfigMap mount also holds `..data` and timestamped
+    # directories with the same files, and editors leave dot-files behind.
+    paths = sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in _SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+    if not paths:
+        return {}, [RuleError(str(directory), 0, "no *.yaml or *.yml rule files in directory")]
+    files: dict[str, str] = {}
+    errors: list[RuleError] = []
+    for path in paths:
+        try:
+            files[str(path)] = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.append(RuleError(str(path), 0, f"not valid UTF-8 (byte {exc.start})"))
+        except OSError as exc:
+            errors.append(RuleError(str(path), 0, f"cannot read: {exc.strerror or exc}"))
+    return files, errors
+
+
+def _load(
+    directory: Path, registry: Registry, policy: NamespacePolicy
+) -> tuple[RuleSet | None, list[RuleError]]:
+    files, errors = _read_directory(directory)
+    if not files:
+        return None, errors
+    try:
+        ruleset = compile_files(files, registry, policy)
+    except RuleSetError as exc:
+        # A file that could not be read is reported beside the others' errors, in file order.
+        return None, in_file_order([*errors, *exc.errors])
+    if errors:
+        return None, in_file_order(errors)
+    return ruleset, []
+
+
+def load_rules(directory: Path, registry: Registry, policy: NamespacePolicy) -> RuleSet:
+    """Every ``*.yaml``/``*.yml`` file of ``directory``. Raises RuleSetError with all errors."""
+    ruleset, errors = _load(directory, registry, policy)
+    if ruleset is None:
+        raise RuleSetError(errors)
+    return ruleset
+
+
+def lint(directory: Path, registry: Registry, policy: NamespacePolicy) -> list[RuleError]:
+    """Every error in ``directory``'s rule files; empty when they load."""
+    return _load(directory, registry, policy)[1]
+
+
+class RuleHolder:
+    """The rule set in force. A failed reload keeps the last good set, so a typo pushed to a
+    running service degrades to "old rules" rather than "no rules".
+
+    Construction loads the rules and raises RuleSetError when they are invalid. ``reload`` may
+    be called from any thread (the watcher runs it in one).
+    """
+
+    def __init__(self, directory: Path, registry: Registry, policy: NamespacePolicy) -> None:
+        self._directory = directory
+        self._registry = registry
+        self._policy = policy
+        # Serialises reloads so a slow, older reload cannot overwrite a newer one's result.
+        self._lock = threading.Lock()
+        self._last_errors: tuple[RuleError, ...] = ()
+        # At start-up there is nothing to fall back to: invalid rules fail the start.
+        self._current = load_rules(directory, registry, policy)
+
+    @property
+    def current(self) -> RuleSet:
+        """The rule set in force."""
+        return self._current
+
+    @property
+    def last_errors(self) -> tuple[RuleError, ...]:
+        """Errors of the latest reload; non-empty means the service runs on older rules."""
+        return self._last_errors
+
+    def reload(self) -> list[RuleError]:
+        """Load the directory again; swap the set in only when it is valid. Returns the errors."""
+        with self._lock:
+            ruleset, errors = _load(self._directory, self._registry, self._policy)
+            self._last_errors = tuple(errors)
+            if ruleset is not None:
+                # One reference assignment: readers see the old set or the new one, never a mix.
+                self._current = ruleset
+            return errors
+
+
+# -- watching the directory ----------------------------------------------------------------------
+# Polling rather than inotify: it works the same on a ConfigMap volume, whose files are swapped
+# through a symlink (``..data``) that inotify on the files themselves does not see.
+
+Snapshot = tuple[tuple[str, int, int], ...]
+
+
+def snapshot(directory: Path) -> Snapshot:
+    """Name, mtime (ns) and size of every rule file; any difference means "reload"."""
+    entries = []
+    try:
+        paths = sorted(directory.iterdir())
+    except OSError:
+        return ()
+    for path in paths:
+        if path.name.startswith(".") or path.suffix not in _SUFFIXES:
+            continue
+        try:
+            st = path.stat()  # follows the ConfigMap symlinks to the real file
+        except OSError:
+            continue
+        entries.append((path.name, st.st_mtime_ns, st.st_size))
+    return tuple(entries)
+
+
+class RuleWatcher:
+    """Reloads ``holder`` when the rule files in ``directory`` change, and passes the reload's
+    errors (empty on success) to ``on_reload``."""
+
+    def __init__(
+        self,
+        holder: RuleHolder,
+        directory: Path,
+        on_reload: Callable[[list[RuleError]], None],
+    ) -> None:
+        self._holder = holder
+        self._directory = directory
+        self._on_reload = on_reload
+        self._seen = snapshot(directory)
+
+    def check(self) -> bool:
+        """Reload if the files changed since the last check; True when a reload happened."""
+        current = snapshot(self._directory)
+        if current == self._seen:
+            return False
+        self._seen = current
+        self._on_reload(self._holder.reload())
+        return True
+
+    async def run(self, interval_s: float) -> None:
+        """Check every ``interval_s`` seconds until cancelled; the check runs in a thread,
+        since reading and compiling the files would otherwise block the event loop."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await asyncio.to_thread(self.check)

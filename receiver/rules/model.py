@@ -1,0 +1,185 @@
+"""Compiled rules: what the engine works with. Pure data and matching, no I/O.
+
+A ``RuleSet`` is built by ``receiver.rules.compile`` from validated specs; nothing here parses
+or reads a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from receiver.matchers import Matcher, matches_all
+from receiver.model import Approval, GuardSpec, NamespacePolicy, StepPlan
+from receiver.templating import Template, render_target
+from remediations.targets import Target
+
+__all__ = ["Repeated", "Rule", "RuleSet", "Step"]
+
+
+@dataclass(frozen=True, slots=True)
+class Repeated:
+    """A step's ``when.repeated``: from the ``times``-th occurrence within ``within_s`` seconds."""
+
+    times: int
+    within_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a rule, its params already validated against the action's params model."""
+
+    index: int
+    action: str
+    # ``model_dump(mode="json")`` of the validated params: plain data that the executor parses
+    # again with the same model, and that can be hashed into an approval.
+    params: Mapping[str, Any]
+    approval: Approval
+    needs_approval: bool
+    repeated: Repeated | None = None
+
+    def to_plan(self) -> StepPlan:
+        """The step as planned for one run; its params are a copy of the rule's."""
+        # A fresh copy per plan: a consumer that mutates its params must not change the rule.
+        return StepPlan(
+            index=self.index,
+            action=self.action,
+            params=_deep_copy(self.params),
+            needs_approval=self.needs_approval,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled rule; ``file`` and ``line`` say where it is written. Durations in seconds."""
+
+    name: str
+    description: str
+    file: str
+    line: int
+    matchers: tuple[Matcher, ...]
+    target_kind: str
+    target_namespace: Template
+    target_name: Template
+    steps: tuple[Step, ...]
+    on_resolved: tuple[Step, ...] = ()
+    verify_within_s: float | None = None
+    cooldown_s: float | None = None
+    max_runs: int | None = None
+    max_runs_per_s: float | None = None
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """True when every matcher matches ``labels`` (a missing label reads as "")."""
+        return matches_all(self.matchers, labels)
+
+    def render_target(
+        self, labels: Mapping[str, str], annotations: Mapping[str, str], policy: NamespacePolicy
+    ) -> Target:
+        """The validated target for one alert. Raises TemplateError or TargetError."""
+        return render_target(
+            self.target_kind,
+            self.target_namespace,
+            self.target_name,
+            labels,
+            annotations,
+            policy,
+        )
+
+    @property
+    def guards(self) -> GuardSpec:
+        """The rule's own guards (cooldown, max runs per window)."""
+        return GuardSpec(
+            cooldown_s=self.cooldown_s,
+            max_runs=self.max_runs,
+            max_runs_per_s=self.max_runs_per_s,
+        )
+
+    @property
+    def widest_window_s(self) -> float | None:
+        """The longest ``repeated.within`` of any step: how far back history must reach."""
+        windows = [s.repeated.within_s for s in self.steps if s.repeated is not None]
+        return max(windows) if windows else None
+
+
+def _pinned_alertname(rule: Rule) -> str | None:
+    """The alertname a rule requires by equality, if any: no other alert can match it."""
+    for matcher in rule.matchers:
+        if matcher.name == "alertname" and matcher.op == "=":
+            return matcher.value
+    return None
+
+
+class RuleSet:
+    """An immutable, validated set of rules, in file order then position in the file.
+
+    ``source`` maps each file to the sha256 of its content. Raises ValueError on two rules of
+    the same name (the compiler reports those as RuleErrors before it gets here).
+    """
+
+    __slots__ = ("_by_alertname", "_by_name", "_rules", "_source", "_unindexed")
+
+    def __init__(self, rules: Iterable[Rule], source: Mapping[str, str]) -> None:
+        self._rules = tuple(rules)
+        self._source = dict(source)
+        self._by_name: dict[str, Rule] = {}
+        for rule in self._rules:
+            if rule.name in self._by_name:
+                raise ValueError(f"duplicate rule name {rule.name!r}")
+            self._by_name[rule.name] = rule
+        # Every alert is matched at intake, so matching must not cost rules x matchers: a rule
+        # with an alertname="X" matcher can only match alerts named X. Candidates keep file order.
+        pinned = {rule.name: _pinned_alertname(rule) for rule in self._rules}
+        self._unindexed = tuple(r for r in self._rules if pinned[r.name] is None)
+        self._by_alertname: dict[str, tuple[Rule, ...]] = {
+            name: tuple(r for r in self._rules if pinned[r.name] in (None, name))
+            for name in {n for n in pinned.values() if n is not None}
+        }
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """Every rule, in file order."""
+        return self._rules
+
+    @property
+    def source(self) -> dict[str, str]:
+        """File -> sha256 of its content. A copy: the set itself never changes."""
+        return dict(self._source)
+
+    @property
+    def digest(self) -> str:
+        """One sha256 over every file and its hash, to record which rule set made a plan."""
+        lines = "".join(f"{name}\0{sha}\n" for name, sha in sorted(self._source.items()))
+        return hashlib.sha256(lines.encode()).hexdigest()
+
+    def _candidates(self, labels: Mapping[str, str]) -> tuple[Rule, ...]:
+        # A missing label reads as "" for matchers, and so it does here.
+        return self._by_alertname.get(labels.get("alertname", ""), self._unindexed)
+
+    def matching(self, labels: Mapping[str, str]) -> list[Rule]:
+        """The rules matching ``labels``, in file order."""
+        return [rule for rule in self._candidates(labels) if rule.matches(labels)]
+
+    def matches_any(self, labels: Mapping[str, str]) -> bool:
+        """Whether any rule matches ``labels``; cheaper than ``matching`` when that is all."""
+        return any(rule.matches(labels) for rule in self._candidates(labels))
+
+    def by_name(self, name: str) -> Rule | None:
+        """The rule called ``name``, or None."""
+        return self._by_name.get(name)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __repr__(self) -> str:
+        return f"RuleSet({len(self._rules)} rules from {len(self._source)} files)"
+
+
+def _deep_copy(value: Any) -> Any:
+    # Params are JSON-shaped (model_dump(mode="json")): dicts, lists and scalars only.
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value

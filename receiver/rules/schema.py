@@ -1,0 +1,164 @@
+"""What a rule file may say: the pydantic specs of one file's rules.
+
+Values are checked here as far as they can be checked without the registry's params models;
+durations arrive already converted to seconds. ``extra="forbid"`` everywhere, so a typo is an
+error rather than a silently ignored key. Pure: no I/O.
+
+When the validation context holds ``{"registry": Registry}``, action names are checked against
+it as well.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+
+from receiver.durations import parse_duration
+from receiver.matchers import parse_matcher
+from receiver.model import Approval
+from receiver.templating import compile_template
+from remediations.base import Registry, UnknownAction
+
+__all__ = [
+    "FIELD_NAMES",
+    "GuardsSpec",
+    "MaxRunsSpec",
+    "RepeatedSpec",
+    "ResolvedStepSpec",
+    "RuleSpec",
+    "StepSpec",
+    "TargetSpec",
+    "VerifySpec",
+    "WhenSpec",
+]
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive duration")
+    return seconds
+
+
+def _rule_name(value: str) -> str:
+    # Names end up in metrics labels, URLs and guard keys: keep them DNS-1123-label shaped.
+    if len(value) > 63 or not _NAME.fullmatch(value):
+        raise ValueError(
+            f"rule name {value!r} must be lower-case letters, digits and '-', start and end "
+            "with a letter or digit, at most 63 characters"
+        )
+    return value
+
+
+def _matcher(value: str) -> str:
+    parse_matcher(value)
+    return value
+
+
+def _template(value: str) -> str:
+    compile_template(value)
+    return value
+
+
+def _known_action(value: str, info: ValidationInfo) -> str:
+    registry = info.context.get("registry") if isinstance(info.context, dict) else None
+    if isinstance(registry, Registry) and value not in registry:
+        raise ValueError(str(UnknownAction(value, registry.names())))
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+MatcherText = Annotated[str, AfterValidator(_matcher)]
+TemplateText = Annotated[str, Field(min_length=1), AfterValidator(_template)]
+ActionName = Annotated[str, AfterValidator(_known_action)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetSpec(_Spec):
+    """``target:``: a kind and two templates rendered from the alert."""
+
+    kind: Annotated[str, Field(min_length=1)]
+    namespace: TemplateText
+    name: TemplateText
+
+
+class RepeatedSpec(_Spec):
+    """``when.repeated``: the step runs from the ``times``-th occurrence within ``within``."""
+
+    times: Annotated[int, Field(ge=1)]
+    within: Duration
+
+
+class WhenSpec(_Spec):
+    """``when:`` of a step."""
+
+    repeated: RepeatedSpec
+
+
+class ResolvedStepSpec(_Spec):
+    """A step of ``on_resolved``: it runs whenever the alert resolves, so it takes no ``when``."""
+
+    action: ActionName
+    params: dict[str, Any] | None = None
+    approval: Approval = Approval.AUTO
+
+
+class StepSpec(ResolvedStepSpec):
+    """A step of ``steps``."""
+
+    when: WhenSpec | None = None
+
+
+class VerifySpec(_Spec):
+    """``verify:``: the alert must resolve within ``resolved_within`` seconds of the run."""
+
+    resolved_within: Duration
+
+
+class MaxRunsSpec(_Spec):
+    """``guards.max_runs``: at most ``count`` runs per ``per`` seconds."""
+
+    count: Annotated[int, Field(ge=1)]
+    per: Duration
+
+
+class GuardsSpec(_Spec):
+    """``guards:`` of a rule; durations in seconds."""
+
+    cooldown: Duration | None = None
+    max_runs: MaxRunsSpec | None = None
+
+
+class RuleSpec(_Spec):
+    """One item of ``rules:``."""
+
+    name: Annotated[str, AfterValidator(_rule_name)]
+    description: str = ""
+    match: Annotated[list[MatcherText], Field(min_length=1)]
+    target: TargetSpec
+    steps: Annotated[list[StepSpec], Field(min_length=1)]
+    verify: VerifySpec | None = None
+    guards: GuardsSpec | None = None
+    on_resolved: list[ResolvedStepSpec] | None = None
+
+
+_SPECS: tuple[type[_Spec], ...] = (
+    RuleSpec,
+    TargetSpec,
+    StepSpec,
+    WhenSpec,
+    RepeatedSpec,
+    VerifySpec,
+    GuardsSpec,
+    MaxRunsSpec,
+)
+
+# Every key a rule file may hold, for "did you mean ...?" hints on unknown ones.
+FIELD_NAMES = sorted({name for spec in _SPECS for name in spec.model_fields} | {"rules"})

@@ -1,0 +1,130 @@
+"""The kill switch: /api/v1/guards and /api/v1/pause, audited, and `remediator pause`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from receiver.guards import AdmissionRequest, Guards, GuardSettings
+from receiver.http.guards import GUARDS_PATH, PAUSE_PATH
+from receiver.model import GuardSpec, NamespacePolicy, Target
+from receiver.store.repository import Store
+from tests.support.http import AUTH, TOKEN, MakeClient
+from tests.support.redis import RedisServer
+from tests.support.servers import server_missing
+
+pytestmark = [pytest.mark.postgres]
+
+
+async def test_pause_refuses_every_run_until_resume_and_is_audited(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis, store: Store
+) -> None:
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    client = await make_client(guards=guards)
+    request = AdmissionRequest(
+        run_id="r1",
+        rule="any-rule",
+        target=Target("Deployment", "demo", "web"),
+        disruptive=True,
+        spec=GuardSpec(),
+    )
+
+    response = await client.put(
+        PAUSE_PATH, json={"reason": "incident 42", "for": "30m"}, headers=AUTH
+    )
+    assert response.status == 200
+    body = await response.json()
+    assert body["paused"] is True
+    assert body["until"] is not None
+    refused = await guards.admit(request)
+    assert refused.refusal is not None
+    assert refused.refusal.guard == "pause"
+    assert "incident 42" in refused.refusal.reason
+
+    response = await client.get(GUARDS_PATH, headers=AUTH)
+    assert response.status == 200
+    assert (await response.json())["paused"]
+
+    response = await client.delete(PAUSE_PATH, headers=AUTH)
+    assert response.status == 200
+    assert (await guards.admit(request)).admitted
+
+    async with store._pool.acquire() as conn:
+        kinds = [r["kind"] for r in await conn.fetch("SELECT kind FROM audit_log ORDER BY id")]
+    assert kinds == ["guards.pause", "guards.resume"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "reason"),
+        ({"reason": "  "}, "reason"),
+        ({"reason": "x", "for": "soon"}, "for"),
+        ({"reason": "x", "for": 30}, "for"),
+        ({"reason": "x", "for": "8d"}, "for"),
+        ([], "body"),
+    ],
+)
+async def test_bad_pause_requests_are_400_naming_the_field(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis, body: Any, field: str
+) -> None:
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    client = await make_client(guards=guards)
+    response = await client.put(PAUSE_PATH, json=body, headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["field"] == field
+    assert not (await guards.status())["paused"]
+
+
+async def test_pause_needs_auth_and_redis(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings(timeout_s=1.0))
+    client = await make_client(guards=guards)
+    response = await client.put(PAUSE_PATH, json={"reason": "x"})
+    assert response.status == 401
+    if not redis_server.managed:
+        server_missing("a Redis server the tests may stop")
+    redis_server.stop()
+    try:
+        response = await client.put(PAUSE_PATH, json={"reason": "x"}, headers=AUTH)
+        assert response.status == 503
+    finally:
+        redis_server.start()
+
+
+async def test_cli_pause_resume_and_status(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis
+) -> None:
+    from click.testing import CliRunner
+
+    from receiver.cli import main
+
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    client = await make_client(guards=guards)
+    url = str(client.make_url("/"))
+    env = {"REMEDIATOR_WEBHOOK_TOKEN": TOKEN}
+
+    async def cli(*args: str) -> Any:
+        return await asyncio.to_thread(CliRunner().invoke, main, [*args, "--url", url], env=env)
+
+    paused = await cli("pause", "--reason", "db failover", "--for", "1h")
+    assert paused.exit_code == 0, paused.output
+    assert "automation paused until" in paused.stdout
+    assert (await guards.status())["pause"]["reason"] == "db failover"
+
+    shown = await cli("status")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["paused"] is True
+
+    bad = await cli("pause", "--reason", "x", "--for", "forever")
+    assert bad.exit_code == 1
+    assert "HTTP 400 (for)" in bad.stderr
+
+    resumed = await cli("resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert not (await guards.status())["paused"]

@@ -1,0 +1,136 @@
+"""/healthz, /readyz per component, /metrics, and JSON for unknown routes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis.asyncio
+from pydantic import SecretStr
+
+from receiver.config import Settings
+from receiver.http.alerts import ALERTS_PATH
+from receiver.http.deps import HealthChecks
+from receiver.store.repository import Store
+from tests.support.http import AUTH, TOKEN, MakeClient, ping, sample
+from tests.support.redis import RedisServer
+
+pytestmark = [pytest.mark.postgres]
+
+
+def _redis_check(url: str) -> Callable[[], Awaitable[str]]:
+    async def check() -> str:
+        client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=1)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+        return "ok"
+
+    return check
+
+
+async def _dry_run() -> str:
+    return "dry-run (no credentials)"
+
+
+async def test_healthz(make_client: MakeClient) -> None:
+    client = await make_client()
+    response = await client.get("/healthz")
+    assert response.status == 200
+
+
+async def test_readyz_reports_each_component(
+    make_client: MakeClient, store: Store, redis_url: str
+) -> None:
+    health = HealthChecks(store=ping(store), redis=_redis_check(redis_url), kubernetes=_dry_run)
+    client = await make_client(health=health)
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert await response.json() == {
+        "status": "ready",
+        "components": {
+            "store": {"ok": True, "detail": "ok"},
+            "redis": {"ok": True, "detail": "ok"},
+            "kubernetes": {"ok": True, "detail": "dry-run (no credentials)"},
+        },
+    }
+
+
+async def test_readyz_redis_down_is_503(
+    make_client: MakeClient, store: Store, redis_server: RedisServer, redis_url: str
+) -> None:
+    health = HealthChecks(store=ping(store), redis=_redis_check(redis_url), kubernetes=_dry_run)
+    client = await make_client(health=health)
+    redis_server.stop()
+    try:
+        response = await client.get("/readyz")
+    finally:
+        redis_server.ensure_running()
+    assert response.status == 503
+    data = await response.json()
+    assert data["status"] == "not ready"
+    assert data["components"]["redis"]["ok"] is False
+    assert data["components"]["store"]["ok"] is True
+
+
+async def test_readyz_check_that_hangs_times_out(
+    make_client: MakeClient, store: Store, redis_server: RedisServer, redis_url: str
+) -> None:
+    settings = Settings(webhook_token=SecretStr(TOKEN), readiness_timeout_seconds=0.3)
+    health = HealthChecks(store=ping(store), redis=_redis_check(redis_url))
+    client = await make_client(settings=settings, health=health)
+    redis_server.freeze()  # accepts TCP, answers nothing
+    try:
+        response = await client.get("/readyz")
+    finally:
+        redis_server.thaw()
+    assert response.status == 503
+    detail = (await response.json())["components"]["redis"]["detail"]
+    assert detail == "no answer within 0.3s"
+
+
+async def test_readyz_kubernetes_failure_does_not_block_intake(
+    make_client: MakeClient, store: Store
+) -> None:
+    async def unreachable() -> str:
+        raise ConnectionRefusedError("kube-apiserver refused the connection")
+
+    client = await make_client(health=HealthChecks(store=ping(store), kubernetes=unreachable))
+    response = await client.get("/readyz")
+    assert response.status == 200
+    kube = (await response.json())["components"]["kubernetes"]
+    assert kube["ok"] is False
+    assert "ConnectionRefusedError" in kube["detail"]
+
+
+async def test_metrics_count_alerts_duplicates_requests_and_queue(make_client: MakeClient) -> None:
+    client = await make_client()
+    for _ in range(2):
+        await client.post(ALERTS_PATH, json=sample(), headers=AUTH)
+    await client.post(ALERTS_PATH, json=sample())  # 401
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    text = await response.text()
+    assert 'remediator_alerts_received_total{status="firing"} 2.0' in text
+    assert "remediator_alert_duplicates_total 1.0" in text
+    assert (
+        'remediator_http_requests_total{code="200",method="POST",route="/api/v1/alerts"} 2.0'
+        in text
+    )
+    assert (
+        'remediator_http_requests_total{code="401",method="POST",route="/api/v1/alerts"} 1.0'
+        in text
+    )
+    assert "remediator_queue_depth 1.0" in text
+    for name in ("remediator_runs_total", "remediator_guard_refusals_total"):
+        assert f"# TYPE {name} counter" in text
+    assert "# TYPE remediator_action_duration_seconds histogram" in text
+
+
+async def test_unknown_route_is_json_404(make_client: MakeClient) -> None:
+    client = await make_client()
+    response = await client.get("/nope")
+    assert response.status == 404
+    assert await response.json() == {"error": "Not Found"}

@@ -1,0 +1,211 @@
+"""The run log: GET /api/v1/runs (filters, pages) and /api/v1/runs/{id}, and `remediator runs`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from receiver.http.runs import RUNS_PATH
+from receiver.model import AlertEvent, RunOutcome, Status, Target
+from receiver.store.repository import Store
+from tests.support.http import AUTH, TOKEN, Client, MakeClient
+
+pytestmark = [pytest.mark.postgres]
+
+
+def _event(n: int, alertname: str = "HighMemoryUsage") -> AlertEvent:
+    return AlertEvent(
+        id=n,
+        fingerprint=f"{n:016x}",
+        starts_at=f"2024-05-27T07:{n:02d}:00Z",
+        status=Status.FIRING,
+        labels={"alertname": alertname, "namespace": "demo"},
+        annotations={},
+    )
+
+
+@pytest.fixture
+async def three_runs(store: Store) -> list[str]:
+    ids = []
+    specs = [
+        ("restart-on-high-memory", "HighMemoryUsage", Target("Deployment", "demo", "web")),
+        ("restart-on-high-memory", "HighMemoryUsage", Target("Deployment", "demo", "api")),
+        ("scale-on-backlog", "QueueBacklog", Target("Deployment", "demo", "worker")),
+    ]
+    for n, (rule, alertname, target) in enumerate(specs, start=1):
+        run_id = await store.create_run(
+            rule=rule, event=_event(n, alertname), target=target, dry_run=True
+        )
+        assert run_id is not None
+        ids.append(run_id)
+    await store.set_run_outcome(ids[2], RunOutcome.DRY_RUN)
+    return ids
+
+
+async def _runs(client: Client, query: str = "") -> tuple[int, dict[str, Any]]:
+    response = await client.get(f"{RUNS_PATH}{query}", headers=AUTH)
+    data: dict[str, Any] = await response.json()
+    return response.status, data
+
+
+async def test_runs_lists_newest_first(make_client: MakeClient, three_runs: list[str]) -> None:
+    client = await make_client()
+    status, data = await _runs(client)
+    assert status == 200
+    assert [r["id"] for r in data["runs"]] == list(reversed(three_runs))
+    assert data["next_cursor"] is None
+    first = data["runs"][0]
+    assert first["target"] == {"kind": "Deployment", "namespace": "demo", "name": "worker"}
+    assert first["outcome"] == "dry_run"
+
+
+async def test_runs_filters(make_client: MakeClient, three_runs: list[str]) -> None:
+    client = await make_client()
+    cases = {
+        "?rule=restart-on-high-memory": [three_runs[1], three_runs[0]],
+        "?alertname=QueueBacklog": [three_runs[2]],
+        "?target=Deployment/demo/api": [three_runs[1]],
+        "?outcome=dry_run": [three_runs[2]],
+        "?outcome=pending&rule=restart-on-high-memory": [three_runs[1], three_runs[0]],
+        "?since=1h": list(reversed(three_runs)),
+        "?since=2999-01-01T00:00:00Z": [],
+        "?rule=unknown-rule": [],
+    }
+    for query, expected in cases.items():
+        status, data = await _runs(client, query)
+        assert status == 200, (query, data)
+        assert [r["id"] for r in data["runs"]] == expected, query
+
+
+async def test_runs_pagination(make_client: MakeClient, three_runs: list[str]) -> None:
+    client = await make_client()
+    status, page1 = await _runs(client, "?limit=2")
+    assert status == 200
+    assert [r["id"] for r in page1["runs"]] == [three_runs[2], three_runs[1]]
+    assert page1["next_cursor"]
+    status, page2 = await _runs(client, f"?limit=2&cursor={page1['next_cursor']}")
+    assert [r["id"] for r in page2["runs"]] == [three_runs[0]]
+    assert page2["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("?limit=0", "limit"),
+        ("?limit=501", "limit"),
+        ("?limit=ten", "limit"),
+        ("?outcome=great", "outcome"),
+        ("?since=yesterday", "since"),
+        ("?since=2024-05-27T07:00:00", "since"),
+        ("?target=web", "target"),
+        ("?cursor=not-a-cursor", "cursor"),
+        ("?rule=", "rule"),
+        ("?colour=blue", "colour"),
+    ],
+)
+async def test_runs_bad_filter_is_400_naming_it(
+    make_client: MakeClient, query: str, parameter: str
+) -> None:
+    client = await make_client()
+    status, data = await _runs(client, query)
+    assert status == 400
+    assert data["parameter"] == parameter
+    assert data["error"]
+
+
+async def test_runs_needs_auth(make_client: MakeClient) -> None:
+    client = await make_client()
+    response = await client.get(RUNS_PATH)
+    assert response.status == 401
+
+
+async def test_runs_since_is_relative_to_now(
+    make_client: MakeClient, three_runs: list[str]
+) -> None:
+    client = await make_client()
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    status, data = await _runs(client, f"?since={past.replace('+', '%2B')}")
+    assert status == 200
+    assert len(data["runs"]) == 3
+
+
+async def test_cli_runs_reads_the_api(make_client: MakeClient, three_runs: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from receiver.cli import main
+
+    client = await make_client()
+    url = str(client.make_url("/"))
+    env = {"REMEDIATOR_WEBHOOK_TOKEN": TOKEN}
+    # The command runs its own event loop, so it runs in a thread while this loop serves.
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, ["runs", "--url", url, "--rule", "scale-on-backlog"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert three_runs[2] in result.stdout
+    assert "Deployment/demo/worker" in result.stdout
+    assert three_runs[0] not in result.stdout
+
+    as_json = await asyncio.to_thread(
+        CliRunner().invoke, main, ["runs", "--url", url, "--limit", "2", "--json"], env=env
+    )
+    assert as_json.exit_code == 0, as_json.output
+    assert len(json.loads(as_json.stdout)["runs"]) == 2
+
+    bad = await asyncio.to_thread(
+        CliRunner().invoke, main, ["runs", "--url", url, "--limit", "0"], env=env
+    )
+    assert bad.exit_code == 1
+    assert "HTTP 400 (limit)" in bad.stderr
+
+    denied = await asyncio.to_thread(CliRunner().invoke, main, ["runs", "--url", url], env={})
+    assert denied.exit_code == 1
+    assert "HTTP 401" in denied.stderr
+
+
+async def test_one_run_with_its_steps_and_audit_trail(
+    make_client: MakeClient, store: Store, three_runs: list[str]
+) -> None:
+    run_id = three_runs[0]
+    await store.record_step(
+        run_id,
+        idx=0,
+        action="kubernetes.rollout_restart",
+        outcome="ok",
+        params={},
+        message="rollout restart Deployment demo/web",
+        before={"restartedAt": None},
+        after={"restartedAt": "now"},
+    )
+    client = await make_client()
+
+    response = await client.get(f"{RUNS_PATH}/{run_id}", headers=AUTH)
+    assert response.status == 200
+    data = await response.json()
+    assert data["run"]["id"] == run_id
+    assert [(s["action"], s["outcome"], s["after"]) for s in data["run"]["steps"]] == [
+        ("kubernetes.rollout_restart", "ok", {"restartedAt": "now"})
+    ]
+    assert data["audit"], "every change of a run is in the audit log"
+    assert {entry["run_id"] for entry in data["audit"]} == {run_id}
+
+    # The list does not pretend a run had no steps: it simply does not carry them.
+    status, page = await _runs(client)
+    assert status == 200
+    assert all("steps" not in row for row in page["runs"])
+
+
+async def test_one_run_unknown_or_malformed_is_404_and_needs_auth(
+    make_client: MakeClient, three_runs: list[str]
+) -> None:
+    client = await make_client()
+    for run_id in ("00000000-0000-0000-0000-000000000000", "not-a-uuid"):
+        response = await client.get(f"{RUNS_PATH}/{run_id}", headers=AUTH)
+        assert response.status == 404
+        assert run_id in (await response.json())["error"]
+    response = await client.get(f"{RUNS_PATH}/{three_runs[0]}")
+    assert response.status == 401

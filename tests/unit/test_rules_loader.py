@@ -1,0 +1,156 @@
+"""The rules directory: which files are read, read errors, reload and the watcher."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from receiver.model import NamespacePolicy
+from receiver.rules.errors import RuleError, RuleSetError
+from receiver.rules.loader import RuleHolder, RuleWatcher, lint, load_rules
+from remediations.registry import default_registry
+from tests.support.rules import GOOD, POLICY, registry, write
+
+# --------------------------------------------------------------------------------------------
+# the loader and the directory
+
+
+def test_load_reads_yaml_and_yml_sorted_and_ignores_the_rest(tmp_path: Path) -> None:
+    write(tmp_path, "b.yml", GOOD.replace("restart-on-high-memory", "b-rule"))
+    write(tmp_path, "a.yaml", GOOD.replace("restart-on-high-memory", "a-rule"))
+    write(tmp_path, "README.md", "not rules")
+    write(tmp_path, ".a.yaml", "editor leftovers: [")
+    (tmp_path / "..data").mkdir()  # ConfigMap mounts hold such directories
+    write(tmp_path / "..data", "a.yaml", GOOD)
+    ruleset = load_rules(tmp_path, registry(), POLICY)
+    assert [r.name for r in ruleset.rules] == ["a-rule", "b-rule"]
+    assert sorted(ruleset.source) == [str(tmp_path / "a.yaml"), str(tmp_path / "b.yml")]
+    assert lint(tmp_path, registry(), POLICY) == []
+
+
+def test_load_reports_file_paths(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "rules: []\n")
+    with pytest.raises(RuleSetError) as caught:
+        load_rules(tmp_path, registry(), POLICY)
+    assert [str(e) for e in caught.value.errors] == [
+        f"{tmp_path / 'a.yaml'}:1: `rules` must be a non-empty list"
+    ]
+
+
+def test_missing_directory_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    assert lint(missing, registry(), POLICY) == [
+        RuleError(str(missing), 0, "rules directory does not exist")
+    ]
+
+
+def test_directory_without_rule_files_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "notes.txt", "")
+    assert lint(tmp_path, registry(), POLICY) == [
+        RuleError(str(tmp_path), 0, "no *.yaml or *.yml rule files in directory")
+    ]
+
+
+def test_path_that_is_a_file_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", GOOD)
+    assert lint(path, registry(), POLICY) == [
+        RuleError(str(path), 0, "rules path is not a directory")
+    ]
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_bytes(b"rules: \xff\n")
+    assert lint(tmp_path, registry(), POLICY) == [
+        RuleError(str(tmp_path / "a.yaml"), 0, "not valid UTF-8 (byte 7)")
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# reload
+
+
+def test_reload_keeps_the_last_good_set_and_swaps_on_success(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", GOOD)
+    holder = RuleHolder(tmp_path, registry(), POLICY)
+    first = holder.current
+    assert [r.name for r in first.rules] == ["restart-on-high-memory"]
+
+    path.write_text(GOOD.replace("test.restart", "test.nope"))
+    errors = holder.reload()
+    assert [(e.line, e.message.split(":")[1].strip()) for e in errors] == [(7, "steps[0].action")]
+    assert holder.current is first
+    assert holder.last_errors == tuple(errors)
+
+    path.write_text(GOOD.replace("restart-on-high-memory", "renamed"))
+    assert holder.reload() == []
+    assert holder.last_errors == ()
+    assert [r.name for r in holder.current.rules] == ["renamed"]
+    assert holder.current.source != first.source
+
+
+def test_reload_keeps_the_set_when_the_directory_vanishes(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", GOOD)
+    holder = RuleHolder(tmp_path, registry(), POLICY)
+    first = holder.current
+    path.unlink()
+    assert holder.reload() == [
+        RuleError(str(tmp_path), 0, "no *.yaml or *.yml rule files in directory")
+    ]
+    assert holder.current is first
+
+
+def test_holder_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "rules: []\n")
+    with pytest.raises(RuleSetError):
+        RuleHolder(tmp_path, registry(), POLICY)
+
+
+# --------------------------------------------------------------------------------------------
+# the watcher
+
+RULE = """
+rules:
+  - name: NAME
+    match: ['alertname="X"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_restart
+"""
+
+
+def _write(path: Path, text: str, bump: int) -> None:
+    path.write_text(text)
+    st = path.stat()
+    # Distinct mtimes even on a coarse clock, without sleeping.
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + bump * 1_000_000_000))
+
+
+def test_a_changed_file_is_reloaded_and_a_bad_one_keeps_the_last_good_set(
+    tmp_path: Path,
+) -> None:
+    rule_file = tmp_path / "a.yaml"
+    _write(rule_file, RULE.replace("NAME", "first"), 0)
+    holder = RuleHolder(tmp_path, default_registry(), NamespacePolicy())
+    reloads: list[list[RuleError]] = []
+    watcher = RuleWatcher(holder, tmp_path, reloads.append)
+
+    assert watcher.check() is False  # nothing changed
+    _write(rule_file, RULE.replace("NAME", "second"), 1)
+    assert watcher.check() is True
+    assert reloads == [[]]
+    assert [r.name for r in holder.current.rules] == ["second"]
+
+    _write(rule_file, "rules: [ {name: broken", 2)
+    assert watcher.check() is True
+    assert len(reloads[-1]) >= 1
+    assert str(reloads[-1][0]).startswith(str(rule_file))
+    assert [r.name for r in holder.current.rules] == ["second"]
+
+    (tmp_path / "notes.txt").write_text("not a rule file")
+    assert watcher.check() is False
+    _write(tmp_path / "b.yml", RULE.replace("NAME", "third"), 3)
+    _write(rule_file, RULE.replace("NAME", "second"), 4)
+    assert watcher.check() is True
+    assert sorted(r.name for r in holder.current.rules) == ["second", "third"]
