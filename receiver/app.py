@@ -28,7 +28,7 @@ from receiver.config import Settings
 from receiver.durations import parse_duration
 from receiver.guards import GuardUnavailable
 from receiver.model import RunOutcome
-from receiver.store.repository import StoreUnavailable
+from receiver.store import StoreUnavailable
 from receiver.telemetry import Metrics
 
 __all__ = [
@@ -64,7 +64,7 @@ class IntakeLike(Protocol):
 
 
 class RunsReader(Protocol):
-    """What the review endpoints read (``receiver.store.repository.Store`` fits)."""
+    """What the review endpoints read (``receiver.store.Store`` fits)."""
 
     async def list_runs(
         self,

@@ -31,7 +31,7 @@ from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.rules import RuleError, RuleHolder
 from receiver.rules_watch import RuleWatcher
-from receiver.store.repository import Store
+from receiver.store import Store
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.base import Clients

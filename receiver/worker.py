@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from receiver.model import AlertEvent
-from receiver.store.repository import (
+from receiver.store import (
     EVENTS_CHANNEL,
     ClaimedEvent,
     Store,

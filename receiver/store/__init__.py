@@ -1,0 +1,46 @@
+"""The PostgreSQL store: the durable event queue, runs and steps, and the audit chain.
+
+``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
+(database.py): events.py (the intake queue), history.py (what the engine reads), runs.py (runs
+and steps), audit.py (the hash-chained audit log). Callers import everything from here::
+
+    from receiver.store import Store, StoreUnavailable, RunRecord
+
+Connection-level failures surface as ``StoreUnavailable`` (errors.py); every other database
+error is a bug and propagates unchanged. Schema changes are numbered files in migrations/,
+applied by migrate.py when the store connects.
+"""
+
+from __future__ import annotations
+
+from receiver.store.audit import AuditLog
+from receiver.store.errors import StoreUnavailable, is_unavailable
+from receiver.store.events import CLAIM_WINDOW, EVENTS_CHANNEL, EventQueue
+from receiver.store.history import EngineHistory
+from receiver.store.records import (
+    AuditCheck,
+    ClaimedEvent,
+    NewEvent,
+    RunRecord,
+    StepRecord,
+    canonical_json,
+)
+from receiver.store.runs import Runs
+
+__all__ = [
+    "CLAIM_WINDOW",
+    "EVENTS_CHANNEL",
+    "AuditCheck",
+    "ClaimedEvent",
+    "NewEvent",
+    "RunRecord",
+    "StepRecord",
+    "Store",
+    "StoreUnavailable",
+    "canonical_json",
+    "is_unavailable",
+]
+
+
+class Store(EventQueue, EngineHistory, Runs, AuditLog):
+    """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""

@@ -31,7 +31,7 @@ from receiver.config import Settings
 from receiver.guards import AdmissionRequest, Guards, GuardSettings
 from receiver.intake import Intake
 from receiver.model import AlertEvent, GuardSpec, NamespacePolicy, RunOutcome, Status, Target
-from receiver.store.repository import Store
+from receiver.store import Store
 from receiver.telemetry import Metrics
 from tests.support.postgres import PostgresServer
 from tests.support.redis import RedisServer
