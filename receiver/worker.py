@@ -25,7 +25,9 @@ import asyncpg
 
 from receiver.model import AlertEvent
 from receiver.store import (
-    EVENTS_CHANNEL,
+    WORK_CHANNEL as EVENTS_CHANNEL,
+)
+from receiver.store import (
     ClaimedEvent,
     Store,
     StoreUnavailable,

@@ -2,7 +2,8 @@
 
 ``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
 (database.py): events.py (the intake queue), history.py (what the engine reads), runs.py (runs
-and steps), audit.py (the hash-chained audit log). Callers import everything from here::
+and steps), audit.py (the hash-chained audit log). Work for the workers is announced on
+``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord
 
@@ -14,8 +15,9 @@ applied by migrate.py when the store connects.
 from __future__ import annotations
 
 from receiver.store.audit import AuditLog
+from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, is_unavailable
-from receiver.store.events import CLAIM_WINDOW, EVENTS_CHANNEL, EventQueue
+from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.history import EngineHistory
 from receiver.store.records import (
     AuditCheck,
@@ -29,7 +31,7 @@ from receiver.store.runs import Runs
 
 __all__ = [
     "CLAIM_WINDOW",
-    "EVENTS_CHANNEL",
+    "WORK_CHANNEL",
     "AuditCheck",
     "ClaimedEvent",
     "NewEvent",

@@ -17,7 +17,11 @@ import asyncpg
 from receiver.store.errors import translate
 from receiver.store.migrate import migrate
 
-__all__ = ["Database"]
+__all__ = ["WORK_CHANNEL", "Database"]
+
+# The one channel the workers LISTEN on: intake NOTIFYs it for new alert events, and the job
+# queue for jobs that are due, so one listening connection wakes the worker for all its work.
+WORK_CHANNEL = "remediator_work"
 
 
 async def _keep_session(conn: Any) -> None:

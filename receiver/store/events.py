@@ -1,7 +1,7 @@
 """The durable intake queue: alert events from insert to claim, lease, completion and pruning.
 
 Intake stores each notification's alerts here (deduplicated on fingerprint, starts_at and
-status) and wakes the workers with NOTIFY on ``EVENTS_CHANNEL``; workers lease due events with
+status) and wakes the workers with NOTIFY on ``WORK_CHANNEL``; workers lease due events with
 SKIP LOCKED, one alert's events strictly in order, and settle each claim as done or retry later.
 A lease that runs out (its worker died) makes the event claimable again: at-least-once.
 """
@@ -12,13 +12,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from receiver.store.database import Database
+from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
 from receiver.store.records import ClaimedEvent, NewEvent, event_columns, event_from_row
 
-__all__ = ["CLAIM_WINDOW", "EVENTS_CHANNEL", "EventQueue"]
-
-EVENTS_CHANNEL = "remediator_events"
+__all__ = ["CLAIM_WINDOW", "EventQueue"]
 
 CLAIM_WINDOW = 32
 
@@ -90,7 +88,7 @@ class EventQueue(Database):
                 [e.group_key for e in flat],
                 [e.receiver for e in flat],
                 [e.settled_reason for e in flat],
-                EVENTS_CHANNEL,
+                WORK_CHANNEL,
             )
         inserted = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
         results: list[tuple[int, int]] = []
