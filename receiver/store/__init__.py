@@ -1,9 +1,9 @@
-"""The PostgreSQL store: the durable event queue, runs and steps, and the audit chain.
+"""The PostgreSQL store: the durable event queue, the job queue, runs and steps, the audit chain.
 
 ``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
-(database.py): events.py (the intake queue), history.py (what the engine reads), runs.py (runs
-and steps), audit.py (the hash-chained audit log). Work for the workers is announced on
-``WORK_CHANNEL``. Callers import everything from here::
+(database.py): events.py (the intake queue), jobs.py (work that resumes a run), history.py
+(what the engine reads), runs.py (runs and steps), audit.py (the hash-chained audit log).
+Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord
 
@@ -19,9 +19,12 @@ from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, is_unavailable
 from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.history import EngineHistory
+from receiver.store.jobs import JobQueue
 from receiver.store.records import (
     AuditCheck,
     ClaimedEvent,
+    ClaimedJob,
+    JobKind,
     NewEvent,
     RunRecord,
     StepRecord,
@@ -34,6 +37,8 @@ __all__ = [
     "WORK_CHANNEL",
     "AuditCheck",
     "ClaimedEvent",
+    "ClaimedJob",
+    "JobKind",
     "NewEvent",
     "RunRecord",
     "StepRecord",
@@ -44,5 +49,5 @@ __all__ = [
 ]
 
 
-class Store(EventQueue, EngineHistory, Runs, AuditLog):
+class Store(EventQueue, JobQueue, EngineHistory, Runs, AuditLog):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""

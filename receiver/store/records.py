@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from receiver.model import AlertEvent, PriorRun, RunOutcome, Status, Target
@@ -19,6 +20,8 @@ __all__ = [
     "RUN_COLUMNS",
     "AuditCheck",
     "ClaimedEvent",
+    "ClaimedJob",
+    "JobKind",
     "NewEvent",
     "RunRecord",
     "StepRecord",
@@ -26,6 +29,7 @@ __all__ = [
     "canonical_json",
     "event_columns",
     "event_from_row",
+    "job_from_row",
     "run_from_row",
     "step_from_row",
 ]
@@ -83,6 +87,32 @@ class ClaimedEvent:
     """An event leased to one worker until ``lease_until``; ``attempts`` counts this claim."""
 
     event: AlertEvent
+    attempts: int
+    lease_until: datetime
+    last_error: str | None = None
+
+
+class JobKind(StrEnum):
+    """What a job asks the worker to do with its run (the ``jobs.kind`` CHECK lists the same)."""
+
+    # Take up a parked run again: an approval was decided, or a guard's retry_at has come.
+    RESUME_RUN = "resume_run"
+    # A VERIFYING run's deadline has come: fail it unless its alert resolved meanwhile.
+    VERIFY_DEADLINE = "verify_deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job leased to one worker until ``lease_until``; ``attempts`` counts this claim.
+
+    ``run_id`` is the run's uuid as text; ``payload`` is the JSON object given at enqueue
+    (merged over repeated enqueues); ``last_error`` is what the previous attempt released with.
+    """
+
+    id: int
+    kind: JobKind
+    run_id: str
+    payload: Mapping[str, Any]
     attempts: int
     lease_until: datetime
     last_error: str | None = None
@@ -239,4 +269,17 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
         retry_at=row["retry_at"],
         error=row["error"],
         steps=tuple(steps),
+    )
+
+
+def job_from_row(row: Mapping[str, Any]) -> ClaimedJob:
+    """Reads id, kind, run_id (text), payload (text), attempts, lease_until, last_error."""
+    return ClaimedJob(
+        id=row["id"],
+        kind=JobKind(row["kind"]),
+        run_id=row["run_id"],
+        payload=json.loads(row["payload"]),
+        attempts=row["attempts"],
+        lease_until=row["lease_until"],
+        last_error=row["last_error"],
     )
