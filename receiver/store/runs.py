@@ -6,7 +6,7 @@ Every write that changes a run appends its audit row in the same transaction (au
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +16,11 @@ from receiver.model import AlertEvent, RunOutcome, Target
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.errors import translate
+from receiver.store.jobs import enqueue
 from receiver.store.paging import encode_cursor, run_page_query
 from receiver.store.records import (
     RUN_COLUMNS,
+    JobKind,
     RunRecord,
     StepRecord,
     as_utc,
@@ -135,14 +137,18 @@ class Runs(Database):
         error: str | None = None,
         verify_within_s: float | None = None,
         data: Mapping[str, Any] | None = None,
+        schedule: Sequence[tuple[str, float]] = (),
     ) -> bool:
         """Move a run to ``outcome``; keeps the timestamps that follow from it.
 
         RUNNING stamps started_at (once); a terminal outcome stamps finished_at; VERIFYING sets
         verify_deadline = now() + (verify_within_s or the run's own verify_within_s).
-        Returns False when the run does not exist.
+        ``schedule`` lists jobs (kind, delay in seconds) enqueued in the same transaction as
+        the outcome, as ``enqueue_job`` would. Returns False when the run does not exist;
+        ValueError (before any change) for an unknown job kind.
         """
         terminal = outcome in _TERMINAL
+        jobs = [(JobKind(kind), delay_s) for kind, delay_s in schedule]
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 """
@@ -176,6 +182,8 @@ class Runs(Database):
             if data:
                 payload.update(data)
             await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
+            for kind, delay_s in jobs:
+                await enqueue(conn, kind, run_id, delay_s=delay_s)
         return True
 
     async def record_step(

@@ -1,5 +1,5 @@
 """The job queue against a real PostgreSQL: idempotent enqueue, due times, leases, one job of a
-run at a time, and the NOTIFY wake-up."""
+run at a time, the NOTIFY wake-up, and jobs scheduled together with a run's outcome."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TypeVar
 import asyncpg
 import pytest
 
-from receiver.model import AlertEvent, Status, Target
+from receiver.model import AlertEvent, RunOutcome, Status, Target
 from receiver.store import WORK_CHANNEL, ClaimedJob, JobKind, Store
 
 pytestmark = pytest.mark.postgres
@@ -337,6 +337,52 @@ async def test_a_due_job_notifies_the_work_channel_and_a_later_one_does_not(
     finally:
         await listener.close()
     assert woken == [WORK_CHANNEL]
+
+
+# -- scheduled with a run's outcome ---------------------------------------------------------
+
+
+async def test_set_run_outcome_schedules_jobs_in_the_same_transaction(store: Store) -> None:
+    run_id = await new_run(store)
+    assert await store.set_run_outcome(
+        run_id, RunOutcome.VERIFYING, verify_within_s=600, schedule=[(DEADLINE, 600)]
+    )
+    run = await store.get_run(run_id)
+    [job] = await open_jobs(store)
+    stored = await store.get_job(int(str(job["id"])))
+    assert run is not None
+    assert stored is not None
+    # One transaction, one now(): the job is due exactly at the run's verify deadline.
+    assert stored["not_before"] == run.verify_deadline
+    assert (stored["kind"], stored["run_id"]) == ("verify_deadline", run_id)
+
+    assert not await store.set_run_outcome(
+        str(uuid.uuid4()), RunOutcome.VERIFYING, schedule=[(DEADLINE, 1)]
+    )
+    assert len(await open_jobs(store)) == 1
+
+
+async def test_a_failed_schedule_leaves_the_outcome_unchanged(store: Store) -> None:
+    run_id = await new_run(store)
+    with pytest.raises(ValueError, match="JobKind"):
+        await store.set_run_outcome(run_id, RunOutcome.RUNNING, schedule=[("reboot", 0)])
+    # The enqueue fails inside the transaction: the outcome and its audit row go with it.
+    async with store._pool.acquire() as conn:
+        await conn.execute(
+            """
+            CREATE FUNCTION refuse_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'jobs refused by the test'; END; $$;
+            CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs
+                FOR EACH ROW EXECUTE FUNCTION refuse_jobs();
+            """
+        )
+    with pytest.raises(asyncpg.exceptions.RaiseError):
+        await store.set_run_outcome(run_id, RunOutcome.RUNNING, schedule=[(RESUME, 0)])
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert (run.outcome, run.started_at) == (RunOutcome.PENDING, None)
+    assert [e["kind"] for e in await store.audit_entries(run_id)] == ["run.created"]
+    assert await open_jobs(store) == []
 
 
 # -- retention ------------------------------------------------------------------------------
