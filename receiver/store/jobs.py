@@ -128,20 +128,27 @@ class JobQueue(Database):
             # waiting (try-lock); its jobs stay due for the next claim.
             runs = await conn.fetch(
                 """
-                SELECT run_id FROM (
-                    SELECT DISTINCT due.run_id FROM (
-                        (SELECT run_id FROM jobs WHERE state = 'pending' AND not_before <= now()
+                WITH candidates AS MATERIALIZED (
+                    SELECT due.run_id FROM (
+                        -- A bounded walk from the head of each claim index, as for events.
+                        (SELECT run_id, not_before AS due_at FROM jobs
+                         WHERE state = 'pending' AND not_before <= now()
                          ORDER BY not_before, id LIMIT $2)
                         UNION ALL
-                        (SELECT run_id FROM jobs WHERE state = 'claimed' AND lease_until < now()
+                        (SELECT run_id, lease_until AS due_at FROM jobs
+                         WHERE state = 'claimed' AND lease_until < now()
                          ORDER BY lease_until LIMIT $2)
                     ) AS due
                     WHERE NOT EXISTS (SELECT 1 FROM jobs busy
                                       WHERE busy.run_id = due.run_id AND busy.state = 'claimed'
                                         AND busy.lease_until >= now())
-                ) AS candidates
-                -- Outside the subquery, so only the runs this claim returns are locked (a
-                -- volatile function is never pushed down into it).
+                    GROUP BY due.run_id
+                    ORDER BY min(due.due_at)  -- the run whose work waited longest first
+                )
+                -- MATERIALIZED fences the lock off from the query above (the planner would
+                -- push it down into the grouping and lock every candidate run); here it runs
+                -- on one candidate after another until LIMIT has enough.
+                SELECT run_id FROM candidates
                 WHERE pg_try_advisory_xact_lock($3, hashtext(run_id::text))
                 LIMIT $1
                 """,

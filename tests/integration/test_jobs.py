@@ -4,9 +4,10 @@ run at a time, the NOTIFY wake-up, and jobs scheduled together with a run's outc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -239,6 +240,40 @@ async def test_one_runs_jobs_are_claimed_one_at_a_time_oldest_first(store: Store
     assert second.id == deadline
 
 
+@contextlib.asynccontextmanager
+async def stopped_inside_claim(
+    store: Store, database_url: str, owner: str, limit: int
+) -> AsyncIterator[asyncio.Task[list[ClaimedJob]]]:
+    """``owner``'s claim, stopped after it picked its jobs and before it commits; it goes on
+    when the block ends. (A trigger on its UPDATE waits for an advisory lock the test holds.)"""
+    gate = await asyncpg.connect(database_url)
+    try:
+        await gate.execute(
+            f"""
+            CREATE FUNCTION hold_claims() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242);
+                  RETURN NEW; END; $$;
+            CREATE TRIGGER hold_claims BEFORE UPDATE ON jobs FOR EACH ROW
+                WHEN (NEW.lease_owner = '{owner}') EXECUTE FUNCTION hold_claims();
+            SELECT pg_advisory_lock(4242);
+            """
+        )
+        claim = asyncio.create_task(store.claim_jobs(owner, limit, lease_s=60))
+
+        async def waiting_at_the_gate() -> bool:
+            waiting: int = await gate.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            return waiting > 0
+
+        await until(waiting_at_the_gate)
+        yield claim
+        await gate.execute("SELECT pg_advisory_unlock(4242)")
+        await asyncio.wait_for(claim, timeout=10)
+    finally:
+        await gate.close()  # ends the session, so a claim still held is let go
+
+
 async def test_a_claim_racing_another_for_the_same_run_skips_the_run(
     store: Store, database_url: str
 ) -> None:
@@ -247,38 +282,27 @@ async def test_a_claim_racing_another_for_the_same_run_skips_the_run(
     run_id = await new_run(store)
     older = await store.enqueue_job(DEADLINE, run_id, delay_s=3600)
     due = await store.enqueue_job(RESUME, run_id)
-    gate = await asyncpg.connect(database_url)
-    try:
-        await gate.execute(
-            """
-            CREATE FUNCTION hold_claims() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242);
-                  RETURN NEW; END; $$;
-            CREATE TRIGGER hold_claims BEFORE UPDATE ON jobs FOR EACH ROW
-                WHEN (NEW.lease_owner = 'a') EXECUTE FUNCTION hold_claims();
-            SELECT pg_advisory_lock(4242);
-            """
-        )
-        claim_a = asyncio.create_task(store.claim_jobs("a", 10, lease_s=60))
-
-        async def a_is_held() -> bool:
-            waiting: int = await gate.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            )
-            return waiting > 0
-
-        await until(a_is_held)
-        due_now = "UPDATE jobs SET not_before = now() - interval '1s' WHERE id = $1"
-        await gate.execute(due_now, older)
+    async with stopped_inside_claim(store, database_url, "a", 10) as claim_a:
+        async with store._pool.acquire() as conn:
+            due_now = "UPDATE jobs SET not_before = now() - interval '1s' WHERE id = $1"
+            await conn.execute(due_now, older)
         assert await store.claim_jobs("b", 10, lease_s=60) == []
-        await gate.execute("SELECT pg_advisory_unlock(4242)")
-        [claimed] = await asyncio.wait_for(claim_a, timeout=10)
-    finally:
-        await gate.close()  # ends the session, so a claim still held is let go
+    [claimed] = claim_a.result()
     assert claimed.id == due
     assert await store.claim_jobs("b", 10, lease_s=60) == []
     assert await store.complete_job(claimed.id, "a")
     assert [c.id for c in await store.claim_jobs("b", 10, lease_s=60)] == [older]
+
+
+async def test_a_claim_leaves_the_runs_it_does_not_take_to_other_owners(
+    store: Store, database_url: str
+) -> None:
+    first = await store.enqueue_job(RESUME, await new_run(store, 1))
+    second = await store.enqueue_job(RESUME, await new_run(store, 2))
+    async with stopped_inside_claim(store, database_url, "a", 1) as claim_a:
+        taken_by_b = await store.claim_jobs("b", 10, lease_s=60)
+    assert [c.id for c in claim_a.result()] == [first]  # the longest waiting first
+    assert [c.id for c in taken_by_b] == [second]
 
 
 async def test_concurrent_owners_never_hold_two_jobs_of_one_run(store: Store) -> None:
