@@ -181,9 +181,10 @@ class Runs(Database):
                 payload["verify_deadline"] = as_utc(row["verify_deadline"]).isoformat()
             if data:
                 payload.update(data)
-            await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
+            # Before the audit row: that takes the one audit_head lock, held until COMMIT.
             for kind, delay_s in jobs:
                 await enqueue(conn, kind, run_id, delay_s=delay_s)
+            await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
         return True
 
     async def record_step(
