@@ -75,6 +75,7 @@ class Database:
         return store
 
     async def close(self) -> None:
+        """Close the pool, waiting for the connections in use to be released."""
         await self._pool.close()
 
     async def ping(self) -> None:

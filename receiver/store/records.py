@@ -63,6 +63,7 @@ class NewEvent:
 
     @property
     def key(self) -> tuple[str, str, str]:
+        """The dedupe key: (fingerprint, starts_at, status)."""
         return (self.fingerprint, self.starts_at, str(self.status))
 
     def as_event(self, event_id: int, received_at: datetime | None = None) -> AlertEvent:
@@ -120,6 +121,9 @@ class ClaimedJob:
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
+    """One step of a run as stored: ``phase`` is 'run' or 'resolve', ``idx`` its position
+    in the phase; ``before``/``after`` are what the action saw and left (None if not known)."""
+
     run_id: str
     phase: str
     idx: int
@@ -137,6 +141,11 @@ class StepRecord:
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
+    """One run as stored (``id`` is its uuid as text), with its steps when they were asked for.
+
+    Times are timezone-aware; ``verify_within_s`` and ``time_to_resolve_s`` are seconds.
+    """
+
     id: str
     rule: str
     fingerprint: str
@@ -161,6 +170,7 @@ class RunRecord:
     steps: tuple[StepRecord, ...] = ()
 
     def as_prior(self) -> PriorRun:
+        """What the engine needs to know of this run (closed: its alert has resolved)."""
         return PriorRun(
             run_id=self.id,
             rule=self.rule,
@@ -208,6 +218,7 @@ RUN_COLUMNS = """
 
 
 def event_from_row(row: Mapping[str, Any]) -> AlertEvent:
+    """An AlertEvent from a row of ``event_columns()``."""
     return AlertEvent(
         id=row["id"],
         fingerprint=row["fingerprint"],
@@ -228,6 +239,7 @@ def _json_or_none(value: str | None) -> Any:
 
 
 def step_from_row(row: Mapping[str, Any]) -> StepRecord:
+    """A StepRecord from a steps row whose jsonb columns were selected as text."""
     return StepRecord(
         run_id=str(row["run_id"]),
         phase=row["phase"],
@@ -246,6 +258,7 @@ def step_from_row(row: Mapping[str, Any]) -> StepRecord:
 
 
 def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> RunRecord:
+    """A RunRecord from a row of ``RUN_COLUMNS``, with the given steps."""
     return RunRecord(
         id=str(row["id"]),
         rule=row["rule"],

@@ -104,6 +104,7 @@ class Runs(Database):
         return result
 
     async def get_run(self, run_id: str, *, with_steps: bool = True) -> RunRecord | None:
+        """One run, its 'run' steps before its 'resolve' steps; None if absent or not a uuid."""
         with translate():
             async with self._pool.acquire() as conn:
                 try:
