@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from receiver.model import Status
-from receiver.store.repository import NewEvent, Store, StoreUnavailable
+from receiver.store import NewEvent, Store, StoreUnavailable
 
 __all__ = [
     "AlertLike",

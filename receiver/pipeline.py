@@ -31,7 +31,7 @@ from receiver.model import (
     StepPlan,
 )
 from receiver.rules.loader import RuleHolder
-from receiver.store.repository import RunRecord, Store
+from receiver.store import RunRecord, Store
 from receiver.telemetry import Metrics
 from receiver.worker import Disposition
 from remediations.base import (

@@ -32,7 +32,7 @@ from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.rules.errors import RuleError
 from receiver.rules.loader import RuleHolder, RuleWatcher
-from receiver.store.repository import Store
+from receiver.store import Store
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.base import Clients

@@ -24,8 +24,10 @@ from typing import Any
 import asyncpg
 
 from receiver.model import AlertEvent
-from receiver.store.repository import (
-    EVENTS_CHANNEL,
+from receiver.store import (
+    WORK_CHANNEL as EVENTS_CHANNEL,
+)
+from receiver.store import (
     ClaimedEvent,
     Store,
     StoreUnavailable,

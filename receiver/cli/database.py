@@ -80,7 +80,7 @@ def _database(settings: Settings) -> Iterator[str]:
 
 
 async def _verify_audit(url: str) -> Any:
-    from receiver.store.repository import Store, StoreUnavailable
+    from receiver.store import Store, StoreUnavailable
 
     try:
         store = await Store.connect(url, min_size=1, max_size=1, run_migrations=False)

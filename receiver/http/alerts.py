@@ -8,7 +8,7 @@ from aiohttp import web
 from receiver.alertmanager import PayloadError, parse_notification
 from receiver.http.deps import INTAKE, LOG, METRICS, SETTINGS
 from receiver.http.responses import json_response, too_large
-from receiver.store.repository import StoreUnavailable
+from receiver.store import StoreUnavailable
 
 __all__ = ["ALERTS_PATH", "post_alerts"]
 

@@ -59,7 +59,7 @@ class IntakeLike(Protocol):
 
 
 class RunsReader(Protocol):
-    """What the review endpoints read (``receiver.store.repository.Store`` fits).
+    """What the review endpoints read (``receiver.store.Store`` fits).
 
     ``list_runs`` returns a page and the cursor of the next one (None on the last page), and
     raises ValueError for a cursor it did not issue.

@@ -13,7 +13,7 @@ from receiver.durations import parse_duration
 from receiver.guards import GuardUnavailable
 from receiver.http.deps import AUDIT, GUARDS, LOG, GuardControl
 from receiver.http.responses import json_default, json_response
-from receiver.store.repository import StoreUnavailable
+from receiver.store import StoreUnavailable
 
 __all__ = ["GUARDS_PATH", "MAX_PAUSE_S", "PAUSE_PATH", "delete_pause", "guards_status", "put_pause"]
 

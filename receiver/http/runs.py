@@ -8,7 +8,7 @@ from aiohttp import web
 from receiver.http.deps import CLOCK, RUNS_READER
 from receiver.http.filters import BadParameter, run_filters
 from receiver.http.responses import json_response, list_row, row
-from receiver.store.repository import StoreUnavailable
+from receiver.store import StoreUnavailable
 
 __all__ = ["RUNS_PATH", "get_run", "get_runs"]
 

@@ -1,0 +1,53 @@
+"""The PostgreSQL store: the durable event queue, the job queue, runs and steps, the audit chain.
+
+``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
+(database.py): events.py (the intake queue), jobs.py (work that resumes a run), history.py
+(what the engine reads), runs.py (runs and steps), audit.py (the hash-chained audit log).
+Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
+
+    from receiver.store import Store, StoreUnavailable, RunRecord
+
+Connection-level failures surface as ``StoreUnavailable`` (errors.py); every other database
+error is a bug and propagates unchanged. Schema changes are numbered files in migrations/,
+applied by migrate.py when the store connects.
+"""
+
+from __future__ import annotations
+
+from receiver.store.audit import AuditLog
+from receiver.store.database import WORK_CHANNEL
+from receiver.store.errors import StoreUnavailable, is_unavailable
+from receiver.store.events import CLAIM_WINDOW, EventQueue
+from receiver.store.history import EngineHistory
+from receiver.store.jobs import JobQueue
+from receiver.store.records import (
+    AuditCheck,
+    ClaimedEvent,
+    ClaimedJob,
+    JobKind,
+    NewEvent,
+    RunRecord,
+    StepRecord,
+    canonical_json,
+)
+from receiver.store.runs import Runs
+
+__all__ = [
+    "CLAIM_WINDOW",
+    "WORK_CHANNEL",
+    "AuditCheck",
+    "ClaimedEvent",
+    "ClaimedJob",
+    "JobKind",
+    "NewEvent",
+    "RunRecord",
+    "StepRecord",
+    "Store",
+    "StoreUnavailable",
+    "canonical_json",
+    "is_unavailable",
+]
+
+
+class Store(EventQueue, JobQueue, EngineHistory, Runs, AuditLog):
+    """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""

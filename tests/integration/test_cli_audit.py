@@ -10,7 +10,7 @@ import asyncpg
 
 from receiver.intake import events_of
 from receiver.model import RunOutcome, Target
-from receiver.store.repository import Store
+from receiver.store import Store
 from tests.support.payloads import alert, notification
 from tests.support.postgres import PostgresServer
 

@@ -14,7 +14,8 @@ import pytest
 from receiver.alertmanager import Notification, fingerprint, parse_notification
 from receiver.intake import Intake, IntakeResult
 from receiver.model import Status
-from receiver.store.repository import EVENTS_CHANNEL, NewEvent, Store, StoreUnavailable
+from receiver.store import WORK_CHANNEL as EVENTS_CHANNEL
+from receiver.store import NewEvent, Store, StoreUnavailable
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres

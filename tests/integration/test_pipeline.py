@@ -12,7 +12,7 @@ import pytest
 from receiver.engine import NO_RULE
 from receiver.guards import AdmissionRequest, GuardSettings
 from receiver.model import GuardSpec, NamespacePolicy, RunOutcome, Status, Target
-from receiver.store.repository import RunRecord
+from receiver.store import RunRecord
 from receiver.worker import Worker
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness

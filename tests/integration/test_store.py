@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from receiver.model import AlertEvent, RunOutcome, Status, Target
+from receiver.store import CLAIM_WINDOW, NewEvent, Store
 from receiver.store.migrate import Migration, MigrationError, load_migrations, migrate
-from receiver.store.repository import CLAIM_WINDOW, NewEvent, Store
 
 pytestmark = pytest.mark.postgres
 

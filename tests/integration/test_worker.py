@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from receiver.model import AlertEvent, RunOutcome, Status, Target
-from receiver.store.repository import NewEvent, Store
+from receiver.store import NewEvent, Store
 from receiver.worker import Disposition, Worker
 from tests.support.postgres import PostgresServer
 
@@ -241,7 +241,7 @@ async def test_stop_releases_unfinished_work_for_another_worker(
 
 _CRASHING_WORKER = """
 import asyncio, sys
-from receiver.store.repository import Store
+from receiver.store import Store
 from receiver.worker import Worker
 
 async def main(dsn: str) -> None:

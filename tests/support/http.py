@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 import receiver
 from receiver.config import Settings
 from receiver.http.deps import HealthChecks
-from receiver.store.repository import Store
+from receiver.store import Store
 
 TOKEN = "t0ken-for-tests"
 SAMPLE = Path(receiver.__file__).parent / "samples" / "high-memory.json"

@@ -20,7 +20,7 @@ from receiver.intake import Intake
 from receiver.model import NamespacePolicy
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.rules.loader import RuleHolder
-from receiver.store.repository import RunRecord, Store
+from receiver.store import RunRecord, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients
 from remediations.registry import default_registry

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 
 from receiver.processes import ServerError
+from receiver.store import Store
 from receiver.store.migrate import migrate
-from receiver.store.repository import Store
 from tests.support.postgres import PostgresServer
 from tests.support.servers import server_missing
 

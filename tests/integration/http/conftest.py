@@ -13,7 +13,7 @@ from receiver.config import Settings
 from receiver.http.app import create_app
 from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
-from receiver.store.repository import Store
+from receiver.store import Store
 from receiver.telemetry import Metrics
 from tests.support.http import TOKEN, AiohttpClient, Client, MakeClient, ping
 

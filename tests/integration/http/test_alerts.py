@@ -15,7 +15,7 @@ from receiver.config import Settings
 from receiver.http.alerts import ALERTS_PATH
 from receiver.http.app import create_app
 from receiver.http.deps import HealthChecks
-from receiver.store.repository import Store
+from receiver.store import Store
 from receiver.telemetry import Metrics
 from tests.support.http import AUTH, TOKEN, AiohttpClient, MakeClient, sample
 from tests.support.postgres import PostgresServer

@@ -13,7 +13,7 @@ from receiver.config import Settings
 from receiver.guards import Guards, GuardSettings
 from receiver.http.alerts import ALERTS_PATH
 from receiver.model import NamespacePolicy
-from receiver.store.repository import Store
+from receiver.store import Store
 from tests.support.http import AUTH, TOKEN, MakeClient, basic, sample
 
 pytestmark = [pytest.mark.postgres]

@@ -12,7 +12,7 @@ import redis.asyncio
 from receiver.guards import AdmissionRequest, Guards, GuardSettings
 from receiver.http.guards import GUARDS_PATH, PAUSE_PATH
 from receiver.model import GuardSpec, NamespacePolicy, Target
-from receiver.store.repository import Store
+from receiver.store import Store
 from tests.support.http import AUTH, TOKEN, MakeClient
 from tests.support.redis import RedisServer
 from tests.support.servers import server_missing

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from receiver.config import Settings
 from receiver.http.alerts import ALERTS_PATH
 from receiver.http.deps import HealthChecks
-from receiver.store.repository import Store
+from receiver.store import Store
 from tests.support.http import AUTH, TOKEN, MakeClient, ping, sample
 from tests.support.redis import RedisServer
 

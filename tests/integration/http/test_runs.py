@@ -11,7 +11,7 @@ import pytest
 
 from receiver.http.runs import RUNS_PATH
 from receiver.model import AlertEvent, RunOutcome, Status, Target
-from receiver.store.repository import Store
+from receiver.store import Store
 from tests.support.http import AUTH, TOKEN, Client, MakeClient
 
 pytestmark = [pytest.mark.postgres]

@@ -1,0 +1,298 @@
+"""Plain records the store hands out and takes in, and the row -> record converters.
+
+No I/O here: the records are frozen dataclasses, the converters read asyncpg rows (any mapping
+of column name to value) and the column lists name what they read. ``canonical_json`` is the
+byte form of JSON the audit hash is computed over and the form jsonb parameters are sent in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from receiver.model import AlertEvent, PriorRun, RunOutcome, Status, Target
+
+__all__ = [
+    "RUN_COLUMNS",
+    "AuditCheck",
+    "ClaimedEvent",
+    "ClaimedJob",
+    "JobKind",
+    "NewEvent",
+    "RunRecord",
+    "StepRecord",
+    "as_utc",
+    "canonical_json",
+    "event_columns",
+    "event_from_row",
+    "job_from_row",
+    "run_from_row",
+    "step_from_row",
+]
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept: the byte form the audit hash is computed over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive datetime is taken to be UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One alert of an accepted notification, before it has an id."""
+
+    fingerprint: str
+    starts_at: str
+    status: Status
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    ends_at: str = "0001-01-01T00:00:00Z"
+    generator_url: str = ""
+    group_key: str = ""
+    receiver: str = ""
+    # Set when the event needs no worker (see engine.settled_at_intake): stored already done.
+    settled_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The dedupe key: (fingerprint, starts_at, status)."""
+        return (self.fingerprint, self.starts_at, str(self.status))
+
+    def as_event(self, event_id: int, received_at: datetime | None = None) -> AlertEvent:
+        """The event as the store would hand it out once stored under ``event_id``."""
+        return AlertEvent(
+            id=event_id,
+            fingerprint=self.fingerprint,
+            starts_at=self.starts_at,
+            status=self.status,
+            labels=dict(self.labels),
+            annotations=dict(self.annotations),
+            ends_at=self.ends_at,
+            generator_url=self.generator_url,
+            group_key=self.group_key,
+            receiver=self.receiver,
+            received_at=received_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedEvent:
+    """An event leased to one worker until ``lease_until``; ``attempts`` counts this claim."""
+
+    event: AlertEvent
+    attempts: int
+    lease_until: datetime
+    last_error: str | None = None
+
+
+class JobKind(StrEnum):
+    """What a job asks the worker to do with its run (the ``jobs.kind`` CHECK lists the same)."""
+
+    # Take up a parked run again: an approval was decided, or a guard's retry_at has come.
+    RESUME_RUN = "resume_run"
+    # A VERIFYING run's deadline has come: fail it unless its alert resolved meanwhile.
+    VERIFY_DEADLINE = "verify_deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job leased to one worker until ``lease_until``; ``attempts`` counts this claim.
+
+    ``run_id`` is the run's uuid as text; ``payload`` is the JSON object given at enqueue
+    (merged over repeated enqueues); ``last_error`` is what the previous attempt released with.
+    """
+
+    id: int
+    kind: JobKind
+    run_id: str
+    payload: Mapping[str, Any]
+    attempts: int
+    lease_until: datetime
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One step of a run as stored: ``phase`` is 'run' or 'resolve', ``idx`` its position
+    in the phase; ``before``/``after`` are what the action saw and left (None if not known)."""
+
+    run_id: str
+    phase: str
+    idx: int
+    action: str
+    params: Mapping[str, Any]
+    needs_approval: bool
+    outcome: str
+    message: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run as stored (``id`` is its uuid as text), with its steps when they were asked for.
+
+    Times are timezone-aware; ``verify_within_s`` and ``time_to_resolve_s`` are seconds.
+    """
+
+    id: str
+    rule: str
+    fingerprint: str
+    starts_at: str
+    alertname: str
+    event_id: int | None
+    target: Target
+    outcome: RunOutcome
+    dry_run: bool
+    occurrence: int
+    verify_within_s: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    verify_deadline: datetime | None
+    resolved_at: datetime | None
+    time_to_resolve_s: float | None
+    refusal_guard: str | None
+    refusal_reason: str | None
+    retry_at: datetime | None
+    error: str | None
+    steps: tuple[StepRecord, ...] = ()
+
+    def as_prior(self) -> PriorRun:
+        """What the engine needs to know of this run (closed: its alert has resolved)."""
+        return PriorRun(
+            run_id=self.id,
+            rule=self.rule,
+            target=self.target,
+            fingerprint=self.fingerprint,
+            starts_at=self.starts_at,
+            created_at=self.created_at,
+            outcome=self.outcome,
+            closed=self.resolved_at is not None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditCheck:
+    """Result of verifying the audit chain. ``first_bad_id`` is None when ``ok``."""
+
+    ok: bool
+    first_bad_id: int | None
+    checked: int
+    reason: str = ""
+
+    def __iter__(self) -> Any:  # allows `ok, bad = await store.verify_audit()`
+        return iter((self.ok, self.first_bad_id))
+
+
+# -- rows -> records ----------------------------------------------------------------------
+
+
+def event_columns(alias: str = "") -> str:
+    """The alert_events columns ``event_from_row`` and ClaimedEvent read, optionally qualified."""
+    p = f"{alias}." if alias else ""
+    return f"""
+    {p}id, {p}fingerprint, {p}starts_at, {p}status, {p}ends_at, {p}labels::text AS labels,
+    {p}annotations::text AS annotations, {p}generator_url, {p}group_key, {p}receiver,
+    {p}received_at, {p}attempts, {p}lease_until, {p}last_error
+"""
+
+
+RUN_COLUMNS = """
+    id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
+    target_name, outcome, dry_run, occurrence, verify_within_s, created_at, started_at,
+    finished_at, verify_deadline, resolved_at, time_to_resolve_s, refusal_guard, refusal_reason,
+    retry_at, error
+"""
+
+
+def event_from_row(row: Mapping[str, Any]) -> AlertEvent:
+    """An AlertEvent from a row of ``event_columns()``."""
+    return AlertEvent(
+        id=row["id"],
+        fingerprint=row["fingerprint"],
+        starts_at=row["starts_at"],
+        status=Status(row["status"]),
+        labels=json.loads(row["labels"]),
+        annotations=json.loads(row["annotations"]),
+        ends_at=row["ends_at"],
+        generator_url=row["generator_url"],
+        group_key=row["group_key"],
+        receiver=row["receiver"],
+        received_at=row["received_at"],
+    )
+
+
+def _json_or_none(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def step_from_row(row: Mapping[str, Any]) -> StepRecord:
+    """A StepRecord from a steps row whose jsonb columns were selected as text."""
+    return StepRecord(
+        run_id=str(row["run_id"]),
+        phase=row["phase"],
+        idx=row["idx"],
+        action=row["action"],
+        params=json.loads(row["params"]),
+        needs_approval=row["needs_approval"],
+        outcome=row["outcome"],
+        message=row["message"],
+        before=_json_or_none(row["before"]),
+        after=_json_or_none(row["after"]),
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> RunRecord:
+    """A RunRecord from a row of ``RUN_COLUMNS``, with the given steps."""
+    return RunRecord(
+        id=str(row["id"]),
+        rule=row["rule"],
+        fingerprint=row["fingerprint"],
+        starts_at=row["starts_at"],
+        alertname=row["alertname"],
+        event_id=row["event_id"],
+        target=Target(row["target_kind"], row["target_namespace"], row["target_name"]),
+        outcome=RunOutcome(row["outcome"]),
+        dry_run=row["dry_run"],
+        occurrence=row["occurrence"],
+        verify_within_s=row["verify_within_s"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        verify_deadline=row["verify_deadline"],
+        resolved_at=row["resolved_at"],
+        time_to_resolve_s=row["time_to_resolve_s"],
+        refusal_guard=row["refusal_guard"],
+        refusal_reason=row["refusal_reason"],
+        retry_at=row["retry_at"],
+        error=row["error"],
+        steps=tuple(steps),
+    )
+
+
+def job_from_row(row: Mapping[str, Any]) -> ClaimedJob:
+    """Reads id, kind, run_id (text), payload (text), attempts, lease_until, last_error."""
+    return ClaimedJob(
+        id=row["id"],
+        kind=JobKind(row["kind"]),
+        run_id=row["run_id"],
+        payload=json.loads(row["payload"]),
+        attempts=row["attempts"],
+        lease_until=row["lease_until"],
+        last_error=row["last_error"],
+    )

@@ -1,0 +1,397 @@
+"""Runs and their steps: creation (once per rule and episode), outcomes, steps, refusals,
+closing when the alert resolves, verification deadlines, and the paginated run list.
+
+Every write that changes a run appends its audit row in the same transaction (audit.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from receiver.model import AlertEvent, RunOutcome, Target
+from receiver.store.audit import append_in_tx
+from receiver.store.database import Database
+from receiver.store.errors import translate
+from receiver.store.jobs import enqueue
+from receiver.store.paging import encode_cursor, run_page_query
+from receiver.store.records import (
+    RUN_COLUMNS,
+    JobKind,
+    RunRecord,
+    StepRecord,
+    as_utc,
+    canonical_json,
+    run_from_row,
+    step_from_row,
+)
+
+__all__ = ["Runs"]
+
+# Outcomes after which a run is finished (finished_at is set when a run reaches one).
+_TERMINAL = frozenset(
+    {
+        RunOutcome.RESOLVED,
+        RunOutcome.SUCCEEDED,
+        RunOutcome.DRY_RUN,
+        RunOutcome.REFUSED,
+        RunOutcome.FAILED,
+    }
+)
+
+
+class Runs(Database):
+    """Create, move and read runs; every change is audited in its own transaction."""
+
+    async def create_run(
+        self,
+        *,
+        rule: str,
+        event: AlertEvent,
+        target: Target,
+        dry_run: bool,
+        occurrence: int = 1,
+        verify_within_s: float | None = None,
+        outcome: RunOutcome = RunOutcome.PENDING,
+        data: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Create the run of (rule, episode); None when it already exists (a duplicate)."""
+        async with self._tx() as conn:
+            run_id = await conn.fetchval(
+                """
+                INSERT INTO runs (rule, fingerprint, starts_at, alertname, event_id, target_kind,
+                                  target_namespace, target_name, outcome, dry_run, occurrence,
+                                  verify_within_s)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                ON CONFLICT ON CONSTRAINT runs_once_per_episode DO NOTHING
+                RETURNING id::text
+                """,
+                rule,
+                event.fingerprint,
+                event.starts_at,
+                event.alertname,
+                event.id,
+                target.kind,
+                target.namespace,
+                target.name,
+                str(outcome),
+                dry_run,
+                occurrence,
+                verify_within_s,
+            )
+            if run_id is None:
+                return None
+            await append_in_tx(
+                conn,
+                "run.created",
+                run_id,
+                event.fingerprint,
+                {
+                    "rule": rule,
+                    "starts_at": event.starts_at,
+                    "event_id": event.id,
+                    "target": target.as_dict(),
+                    "outcome": str(outcome),
+                    "dry_run": dry_run,
+                    "occurrence": occurrence,
+                    **(dict(data) if data else {}),
+                },
+            )
+        result: str = run_id
+        return result
+
+    async def get_run(self, run_id: str, *, with_steps: bool = True) -> RunRecord | None:
+        """One run, its 'run' steps before its 'resolve' steps; None if absent or not a uuid."""
+        with translate():
+            async with self._pool.acquire() as conn:
+                try:
+                    row = await conn.fetchrow(
+                        f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1::uuid", run_id
+                    )
+                except asyncpg.exceptions.DataError:
+                    return None  # not a uuid: no such run
+                if row is None:
+                    return None
+                steps: list[StepRecord] = []
+                if with_steps:
+                    steps = [
+                        step_from_row(s)
+                        for s in await conn.fetch(
+                            """SELECT run_id, phase, idx, action, params::text AS params,
+                                      needs_approval, outcome, message, before::text AS before,
+                                      after::text AS after, attempts, started_at, finished_at
+                               FROM steps WHERE run_id = $1::uuid
+                               ORDER BY phase = 'resolve', idx""",
+                            run_id,
+                        )
+                    ]
+        return run_from_row(row, steps)
+
+    async def set_run_outcome(
+        self,
+        run_id: str,
+        outcome: RunOutcome,
+        *,
+        error: str | None = None,
+        verify_within_s: float | None = None,
+        data: Mapping[str, Any] | None = None,
+        schedule: Sequence[tuple[str, float]] = (),
+    ) -> bool:
+        """Move a run to ``outcome``; keeps the timestamps that follow from it.
+
+        RUNNING stamps started_at (once); a terminal outcome stamps finished_at; VERIFYING sets
+        verify_deadline = now() + (verify_within_s or the run's own verify_within_s).
+        ``schedule`` lists jobs (kind, delay in seconds) enqueued in the same transaction as
+        the outcome, as ``enqueue_job`` would. Returns False when the run does not exist;
+        ValueError (before any change) for an unknown job kind.
+        """
+        terminal = outcome in _TERMINAL
+        jobs = [(JobKind(kind), delay_s) for kind, delay_s in schedule]
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                """
+                UPDATE runs SET
+                    outcome = $2,
+                    started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now())
+                                      ELSE started_at END,
+                    finished_at = CASE WHEN $3 THEN coalesce(finished_at, now())
+                                       ELSE finished_at END,
+                    verify_deadline = CASE
+                        WHEN $2 = 'verifying' AND coalesce($5, verify_within_s) IS NOT NULL
+                        THEN now() + make_interval(secs => coalesce($5, verify_within_s))
+                        ELSE verify_deadline END,
+                    error = coalesce($4, error)
+                WHERE id = $1::uuid
+                RETURNING fingerprint, verify_deadline
+                """,
+                run_id,
+                str(outcome),
+                terminal,
+                error,
+                verify_within_s,
+            )
+            if row is None:
+                return False
+            payload: dict[str, Any] = {"outcome": str(outcome)}
+            if error is not None:
+                payload["error"] = error
+            if row["verify_deadline"] is not None and outcome is RunOutcome.VERIFYING:
+                payload["verify_deadline"] = as_utc(row["verify_deadline"]).isoformat()
+            if data:
+                payload.update(data)
+            # Before the audit row: that takes the one audit_head lock, held until COMMIT.
+            for kind, delay_s in jobs:
+                await enqueue(conn, kind, run_id, delay_s=delay_s)
+            await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
+        return True
+
+    async def record_step(
+        self,
+        run_id: str,
+        *,
+        idx: int,
+        action: str,
+        outcome: str,
+        phase: str = "run",
+        params: Mapping[str, Any] | None = None,
+        needs_approval: bool = False,
+        message: str = "",
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+        attempts: int = 0,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        """Insert or update step ``idx`` of ``phase`` ('run' or 'resolve') of a run.
+
+        On update, ``params``/``before``/``after`` left as None keep what was recorded, and
+        started_at keeps its first value.
+        """
+        async with self._tx() as conn:
+            fingerprint = await conn.fetchval(
+                """
+                WITH up AS (
+                    INSERT INTO steps (run_id, phase, idx, action, params, needs_approval,
+                                       outcome, message, before, after, attempts, started_at,
+                                       finished_at)
+                    VALUES ($1::uuid, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), $6, $7, $8,
+                            $9::jsonb, $10::jsonb, $11, $12, $13)
+                    ON CONFLICT (run_id, phase, idx) DO UPDATE SET
+                        action = EXCLUDED.action, params = coalesce($5::jsonb, steps.params),
+                        needs_approval = EXCLUDED.needs_approval, outcome = EXCLUDED.outcome,
+                        message = EXCLUDED.message,
+                        before = coalesce(EXCLUDED.before, steps.before),
+                        after = coalesce(EXCLUDED.after, steps.after),
+                        attempts = greatest(EXCLUDED.attempts, steps.attempts),
+                        started_at = coalesce(steps.started_at, EXCLUDED.started_at),
+                        finished_at = coalesce(EXCLUDED.finished_at, steps.finished_at)
+                    RETURNING run_id
+                )
+                SELECT runs.fingerprint FROM up JOIN runs ON runs.id = up.run_id
+                """,
+                run_id,
+                phase,
+                idx,
+                action,
+                None if params is None else canonical_json(dict(params)),
+                needs_approval,
+                outcome,
+                message,
+                None if before is None else canonical_json(dict(before)),
+                None if after is None else canonical_json(dict(after)),
+                attempts,
+                started_at,
+                finished_at,
+            )
+            await append_in_tx(
+                conn,
+                "step",
+                run_id,
+                fingerprint,
+                {
+                    "phase": phase,
+                    "idx": idx,
+                    "action": action,
+                    "outcome": outcome,
+                    "message": message,
+                    "params": dict(params or {}),
+                    "before": None if before is None else dict(before),
+                    "after": None if after is None else dict(after),
+                },
+            )
+
+    async def record_refusal(
+        self, run_id: str, guard: str, reason: str, retry_at: datetime | None
+    ) -> bool:
+        """A guard said no: the run is REFUSED, with the guard's name and when it may pass."""
+        async with self._tx() as conn:
+            fingerprint = await conn.fetchval(
+                """
+                UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
+                                retry_at = $4, finished_at = coalesce(finished_at, now())
+                WHERE id = $1::uuid RETURNING fingerprint
+                """,
+                run_id,
+                guard,
+                reason,
+                retry_at,
+            )
+            if fingerprint is None:
+                return False
+            await append_in_tx(
+                conn,
+                "run.refused",
+                run_id,
+                fingerprint,
+                {
+                    "guard": guard,
+                    "reason": reason,
+                    "retry_at": None if retry_at is None else as_utc(retry_at).isoformat(),
+                },
+            )
+        return True
+
+    async def close_run(self, run_id: str, resolved_at: datetime) -> bool:
+        """The alert resolved: stamp resolved_at and time to resolve (from the run's creation).
+
+        A VERIFYING run becomes RESOLVED; other outcomes are kept. Idempotent: False when the
+        run does not exist or was already closed.
+        """
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                """
+                UPDATE runs SET
+                    resolved_at = $2,
+                    time_to_resolve_s = greatest(0, extract(epoch FROM ($2 - created_at))),
+                    outcome = CASE WHEN outcome = 'verifying' THEN 'resolved' ELSE outcome END,
+                    finished_at = CASE WHEN outcome = 'verifying' THEN coalesce(finished_at, now())
+                                       ELSE finished_at END
+                WHERE id = $1::uuid AND resolved_at IS NULL
+                RETURNING fingerprint, outcome, time_to_resolve_s
+                """,
+                run_id,
+                resolved_at,
+            )
+            if row is None:
+                return False
+            await append_in_tx(
+                conn,
+                "run.closed",
+                run_id,
+                row["fingerprint"],
+                {
+                    "resolved_at": as_utc(resolved_at).isoformat(),
+                    "outcome": row["outcome"],
+                    "time_to_resolve_s": row["time_to_resolve_s"],
+                },
+            )
+        return True
+
+    async def expire_verifications(self, now: datetime | None = None) -> list[str]:
+        """VERIFYING runs past their deadline become FAILED; returns their ids.
+
+        Safe to run in every replica at once: SKIP LOCKED hands each run to one of them.
+        """
+        async with self._tx() as conn:
+            rows = await conn.fetch(
+                """
+                WITH due AS (
+                    SELECT id FROM runs
+                    WHERE outcome = 'verifying' AND verify_deadline <= coalesce($1, now())
+                    ORDER BY verify_deadline
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE runs SET outcome = 'failed', finished_at = coalesce(finished_at, now()),
+                                error = 'alert did not resolve before the verify deadline'
+                FROM due WHERE runs.id = due.id
+                RETURNING runs.id::text AS id, runs.fingerprint, runs.verify_deadline
+                """,
+                now,
+            )
+            for row in rows:
+                await append_in_tx(
+                    conn,
+                    "run.verify_expired",
+                    row["id"],
+                    row["fingerprint"],
+                    {"verify_deadline": as_utc(row["verify_deadline"]).isoformat()},
+                )
+        return [row["id"] for row in rows]
+
+    async def list_runs(
+        self,
+        *,
+        alertname: str | None = None,
+        rule: str | None = None,
+        target: Target | str | None = None,
+        outcome: RunOutcome | str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[RunRecord], str | None]:
+        """Runs, newest first, keyset-paginated on (created_at, id).
+
+        ``target`` is a Target or its key ``kind/namespace/name``. ``cursor`` is the opaque
+        value returned with the previous page; ValueError when it is malformed. The second item
+        is the next page's cursor, None on the last page.
+        """
+        sql, args, limit = run_page_query(
+            alertname=alertname,
+            rule=rule,
+            target=target,
+            outcome=outcome,
+            since=since,
+            limit=limit,
+            cursor=cursor,
+        )
+        with translate():
+            rows = await self._pool.fetch(sql, *args)
+        runs = [run_from_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = runs[-1]
+            next_cursor = encode_cursor(last.created_at, last.id)
+        return runs, next_cursor
