@@ -28,8 +28,18 @@ _PATTERN = re.compile(
 _HELP = "expected a duration like 30s, 15m, 1h30m or 2d (units w, d, h, m, s, ms, largest first)"
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``text``. Raises ValueError naming the bad input and the accepted form."""
+def parse_duration(text: object, *, bare_seconds: bool = False) -> float:
+    """Seconds in ``text``. Raises ValueError naming the bad input and the accepted form.
+
+    ``bare_seconds``: also take a plain non-negative number of seconds (``90``, ``"1.5"``), as
+    settings do; rule files do not, where a unit-less number is more likely a mistake.
+    """
+    if bare_seconds and not isinstance(text, bool):
+        seconds = _bare_seconds(text)
+        if seconds is not None:
+            if seconds < 0:
+                raise ValueError("a duration cannot be negative")
+            return seconds
     if not isinstance(text, str):
         # YAML turns a bare `60` into an int; a unit-less number is ambiguous, so say so.
         raise ValueError(f"{text!r} is not a duration; {_HELP}")
@@ -37,6 +47,17 @@ def parse_duration(text: str) -> float:
     if not text.strip() or match is None:
         raise ValueError(f"{text!r} is not a duration; {_HELP}")
     return sum(float(match[unit]) * factor for unit, factor in _UNITS if match[unit] is not None)
+
+
+def _bare_seconds(value: object) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
 
 
 def format_duration(seconds: float) -> str:

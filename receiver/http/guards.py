@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver.durations import parse_duration
-from receiver.guards import GuardUnavailable
+from receiver.guards.policy import GuardUnavailable
 from receiver.http.deps import AUDIT, GUARDS, LOG, GuardControl
 from receiver.http.responses import json_default, json_response
 from receiver.store import StoreUnavailable

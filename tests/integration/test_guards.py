@@ -13,13 +13,8 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from receiver.guards import (
-    Admission,
-    AdmissionRequest,
-    Guards,
-    GuardSettings,
-    GuardUnavailable,
-)
+from receiver.guards.policy import Admission, AdmissionRequest, GuardSettings, GuardUnavailable
+from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
 from tests.support.redis import RedisServer
 

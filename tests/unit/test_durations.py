@@ -35,7 +35,7 @@ def test_parse_duration_rejects(text: str) -> None:
 def test_parse_duration_rejects_a_bare_number() -> None:
     # YAML reads `cooldown: 60` as an int: seconds or minutes? Refuse rather than guess.
     with pytest.raises(ValueError, match="60 is not a duration"):
-        parse_duration(60)  # type: ignore[arg-type]
+        parse_duration(60)
 
 
 @given(st.integers(min_value=0, max_value=10**9))

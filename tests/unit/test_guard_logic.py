@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.guards import (
+from receiver.guards.policy import (
     GUARDS,
     AdmissionRequest,
     GuardKeys,
     GuardSettings,
     admit_arguments,
     from_ms,
-    load_lua,
     to_ms,
 )
+from receiver.guards.redis_guards import load_lua
 from receiver.model import GuardSpec, NamespacePolicy, Target
 
 TARGET = Target("Deployment", "shop", "checkout")
@@ -151,7 +151,8 @@ def test_keys_share_the_prefix_and_separate_rules_and_targets() -> None:
 def test_settings_defaults_and_validation() -> None:
     s = GuardSettings()
     assert (s.key_prefix, s.budget_count, s.budget_window_s) == ("remediator:", 10, 3600)
-    assert (s.breaker_failures, s.breaker_window_s, s.breaker_open_for_s) == (3, 1800, 3600)
+    # README: 3 failures within 1h open the breaker for 30m.
+    assert (s.breaker_failures, s.breaker_window_s, s.breaker_open_for_s) == (3, 3600, 1800)
     assert s.lock_ttl_s == 600
     with pytest.raises(ValueError, match="lock_ttl_s"):
         GuardSettings(lock_ttl_s=0)

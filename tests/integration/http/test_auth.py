@@ -10,7 +10,8 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from receiver.config import Settings
-from receiver.guards import Guards, GuardSettings
+from receiver.guards.policy import GuardSettings
+from receiver.guards.redis_guards import Guards
 from receiver.http.alerts import ALERTS_PATH
 from receiver.model import NamespacePolicy
 from receiver.store import Store

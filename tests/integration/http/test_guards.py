@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from receiver.guards import AdmissionRequest, Guards, GuardSettings
+from receiver.guards.policy import AdmissionRequest, GuardSettings
+from receiver.guards.redis_guards import Guards
 from receiver.http.guards import GUARDS_PATH, PAUSE_PATH
 from receiver.model import GuardSpec, NamespacePolicy, Target
 from receiver.store import Store

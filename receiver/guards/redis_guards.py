@@ -1,254 +1,49 @@
-"""Redis-backed admission: may this run act on this target now?
+"""The Redis side of the guards: one Lua script admits a run atomically, across replicas.
 
-The guards, in order: global pause -> namespace policy -> per-(rule, target) cooldown ->
-per-rule rate -> global budget of disruptive actions -> circuit breaker -> per-target lock.
-All of them are checked and committed by ONE Lua script (``lua/admit.lua``), so an admission
-is atomic across every replica, uses the Redis server's clock only, and a refusal has no side
-effect (it consumes no cooldown, rate slot, budget or lock).
-
-The Python side is a declared list (``GUARDS``): each item names a guard, says when it applies
-and which keys and arguments its Lua check receives. Adding a guard is adding an item here and
-a ``checks.<name>`` (and, if it writes, ``commits.<name>``) function in ``admit.lua``.
+All guards (``policy.GUARDS``) are checked and committed by ONE Lua script (``lua/admit.lua``),
+so an admission is atomic across every replica, uses the Redis server's clock only, and a
+refusal has no side effect (it consumes no cooldown, rate slot, budget or lock).
 
 Fail closed: any Redis error, timeout or refused connection raises ``GuardUnavailable``; the
-caller then leaves the event pending and retries it later.
+caller then leaves the run pending and retries it later.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from receiver.model import GuardSpec, NamespacePolicy, Target
+from receiver.guards.policy import (
+    GUARDS,
+    Admission,
+    AdmissionRequest,
+    Arg,
+    Guard,
+    GuardKeys,
+    GuardSettings,
+    GuardUnavailable,
+    Refusal,
+    admit_arguments,
+    from_ms,
+    to_ms,
+)
+from receiver.model import NamespacePolicy
 
-__all__ = [
-    "GUARDS",
-    "Admission",
-    "AdmissionRequest",
-    "Guard",
-    "GuardKeys",
-    "GuardSettings",
-    "GuardUnavailable",
-    "Guards",
-    "Refusal",
-    "admit_arguments",
-    "from_ms",
-    "load_lua",
-    "to_ms",
-]
+__all__ = ["Guards", "load_lua"]
 
 _T = TypeVar("_T")
 
 
-class GuardUnavailable(Exception):
-    """Redis could not be asked. Nothing may run: the caller keeps the event pending."""
-
-
-@dataclass(frozen=True, slots=True)
-class GuardSettings:
-    key_prefix: str = "remediator:"
-    # Global budget of disruptive actions, all rules together, in a sliding window.
-    budget_count: int = 10
-    budget_window_s: float = 3600.0
-    # Circuit breaker: `breaker_failures` failed runs of a rule within `breaker_window_s`
-    # refuse that rule for `breaker_open_for_s`.
-    breaker_failures: int = 3
-    breaker_window_s: float = 1800.0
-    breaker_open_for_s: float = 3600.0
-    lock_ttl_s: float = 600.0
-    # Upper bound for one round trip to Redis; beyond it the guards are unavailable.
-    timeout_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.budget_count < 0 or self.breaker_failures < 1:
-            raise ValueError("budget_count must be >= 0 and breaker_failures >= 1")
-        for name in (
-            "budget_window_s",
-            "breaker_window_s",
-            "breaker_open_for_s",
-            "lock_ttl_s",
-            "timeout_s",
-        ):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0")
-
-
-@dataclass(frozen=True, slots=True)
-class AdmissionRequest:
-    run_id: str
-    rule: str
-    target: Target
-    disruptive: bool
-    spec: GuardSpec
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    guard: str
-    reason: str
-    # When waiting may let the admission pass (Redis clock, UTC); None when waiting will not
-    # help (namespace policy, a pause without an end, a rule allowed zero runs).
-    retry_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    admitted: bool
-    refusal: Refusal | None = None
-    lock_token: str | None = None
-    # Fencing token: strictly increasing per target, to pass along with every write.
-    fence: int | None = None
-
-
-# --- pure pieces: keys, durations, the declared guard list ---------------------------------
-
-
-def to_ms(seconds: float) -> int:
-    """A positive duration in whole milliseconds, rounded up, never below 1 ms."""
-    return max(1, math.ceil(seconds * 1000))
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class GuardKeys:
-    """Every Redis key the guards use, under one prefix."""
-
-    prefix: str
-
-    def pause(self) -> str:
-        return f"{self.prefix}pause"
-
-    def cooldown(self, rule: str, target: Target) -> str:
-        return f"{self.prefix}cooldown:{rule}:{target.key}"
-
-    def rate(self, rule: str) -> str:
-        return f"{self.prefix}rate:{rule}"
-
-    def budget(self) -> str:
-        return f"{self.prefix}budget"
-
-    def failures(self, rule: str) -> str:
-        return f"{self.prefix}breaker:failures:{rule}"
-
-    def breaker(self, rule: str) -> str:
-        return f"{self.prefix}breaker:open:{rule}"
-
-    def lock(self, target: Target) -> str:
-        return f"{self.prefix}lock:{target.key}"
-
-    def fence(self, target: Target) -> str:
-        return f"{self.prefix}fence:{target.key}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Ctx:
-    """What a guard item may look at to build its keys and arguments."""
-
-    req: AdmissionRequest
-    keys: GuardKeys
-    policy: NamespacePolicy
-    settings: GuardSettings
-    lock_token: str
-
-
-Arg = str | int
-
-
-@dataclass(frozen=True, slots=True)
-class Guard:
-    """One guard as the Lua script sees it: `checks[name](keys, args)` in admit.lua."""
-
-    name: str
-    keys: Callable[[_Ctx], Sequence[str]]
-    args: Callable[[_Ctx], Sequence[Arg]] = lambda _: ()
-    applies: Callable[[_Ctx], bool] = lambda _: True
-
-
-def _cooldown_applies(c: _Ctx) -> bool:
-    return c.req.spec.cooldown_s is not None and c.req.spec.cooldown_s > 0
-
-
-def _rate_applies(c: _Ctx) -> bool:
-    s = c.req.spec
-    return s.max_runs is not None and s.max_runs_per_s is not None and s.max_runs_per_s > 0
-
-
-GUARDS: tuple[Guard, ...] = (
-    Guard("pause", keys=lambda c: [c.keys.pause()]),
-    Guard(
-        "namespace",
-        keys=lambda c: [],
-        args=lambda c: [
-            "1" if c.policy.permits(c.req.target.namespace) else "0",
-            c.req.target.namespace,
-        ],
-    ),
-    Guard(
-        "cooldown",
-        keys=lambda c: [c.keys.cooldown(c.req.rule, c.req.target)],
-        args=lambda c: [to_ms(c.req.spec.cooldown_s or 0)],
-        applies=_cooldown_applies,
-    ),
-    Guard(
-        "rate",
-        keys=lambda c: [c.keys.rate(c.req.rule)],
-        args=lambda c: [c.req.spec.max_runs or 0, to_ms(c.req.spec.max_runs_per_s or 0)],
-        applies=_rate_applies,
-    ),
-    Guard(
-        "budget",
-        keys=lambda c: [c.keys.budget()],
-        args=lambda c: [c.settings.budget_count, to_ms(c.settings.budget_window_s)],
-        applies=lambda c: c.req.disruptive,
-    ),
-    Guard("breaker", keys=lambda c: [c.keys.breaker(c.req.rule)]),
-    Guard(
-        "lock",
-        keys=lambda c: [c.keys.lock(c.req.target), c.keys.fence(c.req.target)],
-        args=lambda c: [c.lock_token, to_ms(c.settings.lock_ttl_s)],
-    ),
-)
-
-
-def admit_arguments(
-    guards: Sequence[Guard],
-    req: AdmissionRequest,
-    *,
-    policy: NamespacePolicy,
-    settings: GuardSettings,
-    lock_token: str,
-) -> tuple[list[str], list[Arg]]:
-    """KEYS and ARGV for admit.lua: run id, guard count, then (name, #keys, #args, args...)."""
-    ctx = _Ctx(req, GuardKeys(settings.key_prefix), policy, settings, lock_token)
-    keys: list[str] = []
-    argv: list[Arg] = [req.run_id, 0]
-    count = 0
-    for guard in guards:
-        if not guard.applies(ctx):
-            continue
-        gkeys, gargs = list(guard.keys(ctx)), list(guard.args(ctx))
-        keys.extend(gkeys)
-        argv.extend([guard.name, len(gkeys), len(gargs), *gargs])
-        count += 1
-    argv[1] = count
-    return keys, argv
-
-
 def load_lua(name: str) -> str:
-    """The text of ``receiver/lua/<name>.lua``."""
-    return resources.files("receiver").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    """The text of ``receiver/guards/lua/<name>.lua``."""
+    return resources.files("receiver.guards").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 def _text(value: Any) -> str:

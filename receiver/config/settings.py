@@ -1,0 +1,226 @@
+"""What the service can be configured with: ``Settings``, validated and immutable.
+
+Every default here is the one documented in the README's configuration table; the guards'
+defaults have one home, ``GuardSettings``, and the namespace deny list one, ``NamespacePolicy``.
+Where the values come from (a YAML file, ``REMEDIATOR_*`` variables, secret files) is
+``sources``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+)
+
+from receiver import durations
+from receiver.guards.policy import GuardSettings
+from receiver.model import NamespacePolicy
+
+__all__ = ["MIB", "ConfigError", "DryRun", "LogFormat", "Settings", "parse_size"]
+
+MIB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or contradictory. The message names the key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class DryRun(StrEnum):
+    TRUE = "true"
+    FALSE = "false"
+    AUTO = "auto"  # dry-run exactly when no Kubernetes credentials exist
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+_SIZE = re.compile(r"(\d+)\s*(b|k|kb|ki|kib|m|mb|mi|mib|g|gb|gi|gib)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(value: str) -> int:
+    """Bytes from ``16777216``, ``16MiB``, ``16Mi`` or ``20MB``."""
+    m = _SIZE.fullmatch(value.strip())
+    if m is None:
+        raise ValueError(f"{value!r} is not a size (use bytes, or e.g. 16MiB, 20MB)")
+    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+_GUARDS = GuardSettings()
+
+
+class Settings(BaseModel):
+    """Everything the service reads from its configuration. Immutable once loaded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Stores. None means "start the embedded server under data_dir".
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+
+    # Webhook authentication: bearer token and/or basic auth. The *_file fields record where a
+    # secret came from; load_settings() has already read it into the secret field.
+    webhook_token: SecretStr | None = None
+    webhook_token_file: Path | None = None
+    webhook_username: str | None = None
+    webhook_password: SecretStr | None = None
+    webhook_password_file: Path | None = None
+    # Accepting webhooks without credentials must be asked for: the receiver triggers changes.
+    allow_unauthenticated: bool = False
+
+    rules_dir: Path = Path("rules")
+    data_dir: Path = Path(".data")
+
+    dry_run: DryRun = DryRun.AUTO
+    kubeconfig: Path | None = None
+
+    namespace_allow: tuple[str, ...] = ()
+    namespace_deny: tuple[str, ...] = NamespacePolicy().deny
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9095, ge=0, le=65535)
+    max_body_bytes: int = Field(default=16 * MIB, ge=1024)
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    worker_lease_seconds: float = Field(default=60.0, gt=0)
+    worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
+
+    # The guards' defaults have one home, GuardSettings.
+    budget_count: int = Field(default=_GUARDS.budget_count, ge=0)
+    budget_window_seconds: float = Field(default=_GUARDS.budget_window_s, gt=0)
+    breaker_failures: int = Field(default=_GUARDS.breaker_failures, ge=1)
+    breaker_window_seconds: float = Field(default=_GUARDS.breaker_window_s, gt=0)
+    breaker_open_for_seconds: float = Field(default=_GUARDS.breaker_open_for_s, gt=0)
+    lock_ttl_seconds: float = Field(default=_GUARDS.lock_ttl_s, gt=0)
+
+    event_retention_seconds: float = Field(default=30 * 86400.0, gt=0)
+
+    log_level: str = "info"
+    log_format: LogFormat = LogFormat.JSON
+
+    @field_validator("namespace_allow", "namespace_deny", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator(
+        "worker_lease_seconds",
+        "worker_poll_interval_seconds",
+        "budget_window_seconds",
+        "breaker_window_seconds",
+        "breaker_open_for_seconds",
+        "lock_ttl_seconds",
+        "readiness_timeout_seconds",
+        "event_retention_seconds",
+        mode="before",
+    )
+    @classmethod
+    def _durations(cls, value: object) -> float:
+        return durations.parse_duration(value, bare_seconds=True)
+
+    @field_validator("max_body_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("dry_run", mode="before")
+    @classmethod
+    def _dry_run(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return DryRun.TRUE if value else DryRun.FALSE
+        if isinstance(value, str):
+            text = value.strip().lower()
+            aliases = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false"}
+            aliases["off"] = "false"
+            text = aliases.get(text, text)
+            if text not in {d.value for d in DryRun}:
+                raise ValueError(f"{value!r} is not one of true, false, auto")
+            return text
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "warn":
+                text = "warning"
+            if text not in ("debug", "info", "warning", "error", "critical"):
+                raise ValueError(f"{value!r} is not one of debug, info, warning, error, critical")
+            return text
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url", "redis_url", "webhook_username", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    def namespace_policy(self) -> NamespacePolicy:
+        return NamespacePolicy(allow=self.namespace_allow, deny=self.namespace_deny)
+
+    def guard_settings(self) -> GuardSettings:
+        """The guards' settings as configured (seconds, counts)."""
+        return GuardSettings(
+            budget_count=self.budget_count,
+            budget_window_s=self.budget_window_seconds,
+            breaker_failures=self.breaker_failures,
+            breaker_window_s=self.breaker_window_seconds,
+            breaker_open_for_s=self.breaker_open_for_seconds,
+            lock_ttl_s=self.lock_ttl_seconds,
+        )
+
+    @property
+    def auth_configured(self) -> bool:
+        return self.webhook_token is not None or self.basic_auth_configured
+
+    @property
+    def basic_auth_configured(self) -> bool:
+        return self.webhook_username is not None and self.webhook_password is not None
+
+    def effective_dry_run(self, has_kube_credentials: bool) -> bool:
+        if self.dry_run is DryRun.AUTO:
+            return not has_kube_credentials
+        return self.dry_run is DryRun.TRUE

@@ -1,0 +1,240 @@
+"""Guard policy, pure: what each guard checks, in which order, with which keys and arguments.
+
+The guards, in order: global pause -> namespace policy -> per-(rule, target) cooldown ->
+per-rule rate -> global budget of disruptive actions -> circuit breaker -> per-target lock.
+This module declares them (``GUARDS``) and computes what the Lua script receives
+(``admit_arguments``); ``redis_guards`` runs the script. Nothing here touches Redis or a file,
+so the order, the keys and the arithmetic are tested without a server.
+
+Adding a guard is adding an item to ``GUARDS`` and a ``checks.<name>`` (and, if it writes,
+``commits.<name>``) function in ``lua/admit.lua``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from receiver.model import GuardSpec, NamespacePolicy
+from remediations.targets import KINDS, Target
+
+__all__ = [
+    "GUARDS",
+    "Admission",
+    "AdmissionRequest",
+    "Guard",
+    "GuardKeys",
+    "GuardSettings",
+    "GuardUnavailable",
+    "Refusal",
+    "admit_arguments",
+    "from_ms",
+    "to_ms",
+]
+
+
+class GuardUnavailable(Exception):
+    """Redis could not be asked. Nothing may run: the caller keeps the event pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    key_prefix: str = "remediator:"
+    # Global budget of disruptive actions, all rules together, in a sliding window.
+    budget_count: int = 10
+    budget_window_s: float = 3600.0
+    # Circuit breaker: `breaker_failures` failed runs of a rule within `breaker_window_s`
+    # refuse that rule for `breaker_open_for_s`.
+    breaker_failures: int = 3
+    breaker_window_s: float = 3600.0
+    breaker_open_for_s: float = 1800.0
+    lock_ttl_s: float = 600.0
+    # Upper bound for one round trip to Redis; beyond it the guards are unavailable.
+    timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.budget_count < 0 or self.breaker_failures < 1:
+            raise ValueError("budget_count must be >= 0 and breaker_failures >= 1")
+        for name in (
+            "budget_window_s",
+            "breaker_window_s",
+            "breaker_open_for_s",
+            "lock_ttl_s",
+            "timeout_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    run_id: str
+    rule: str
+    target: Target
+    disruptive: bool
+    spec: GuardSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    guard: str
+    reason: str
+    # When waiting may let the admission pass (Redis clock, UTC); None when waiting will not
+    # help (namespace policy, a pause without an end, a rule allowed zero runs).
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    admitted: bool
+    refusal: Refusal | None = None
+    lock_token: str | None = None
+    # Fencing token: strictly increasing per target, to pass along with every write.
+    fence: int | None = None
+
+
+# --- pure pieces: keys, durations, the declared guard list ---------------------------------
+
+
+def to_ms(seconds: float) -> int:
+    """A positive duration in whole milliseconds, rounded up, never below 1 ms."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class GuardKeys:
+    """Every Redis key the guards use, under one prefix."""
+
+    prefix: str
+
+    def pause(self) -> str:
+        return f"{self.prefix}pause"
+
+    def cooldown(self, rule: str, target: Target) -> str:
+        return f"{self.prefix}cooldown:{rule}:{target.key}"
+
+    def rate(self, rule: str) -> str:
+        return f"{self.prefix}rate:{rule}"
+
+    def budget(self) -> str:
+        return f"{self.prefix}budget"
+
+    def failures(self, rule: str) -> str:
+        return f"{self.prefix}breaker:failures:{rule}"
+
+    def breaker(self, rule: str) -> str:
+        return f"{self.prefix}breaker:open:{rule}"
+
+    def lock(self, target: Target) -> str:
+        return f"{self.prefix}lock:{target.key}"
+
+    def fence(self, target: Target) -> str:
+        return f"{self.prefix}fence:{target.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    """What a guard item may look at to build its keys and arguments."""
+
+    req: AdmissionRequest
+    keys: GuardKeys
+    policy: NamespacePolicy
+    settings: GuardSettings
+    lock_token: str
+
+
+Arg = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """One guard as the Lua script sees it: `checks[name](keys, args)` in admit.lua."""
+
+    name: str
+    keys: Callable[[_Ctx], Sequence[str]]
+    args: Callable[[_Ctx], Sequence[Arg]] = lambda _: ()
+    applies: Callable[[_Ctx], bool] = lambda _: True
+
+
+def _namespaced(c: _Ctx) -> bool:
+    # A PostgreSQL database or a Redis queue has no namespace for the policy to speak about. An
+    # unknown kind is checked (and refused by any allow list): fail closed.
+    kind = KINDS.get(c.req.target.kind)
+    return kind is None or kind.namespaced
+
+
+def _cooldown_applies(c: _Ctx) -> bool:
+    return c.req.spec.cooldown_s is not None and c.req.spec.cooldown_s > 0
+
+
+def _rate_applies(c: _Ctx) -> bool:
+    s = c.req.spec
+    return s.max_runs is not None and s.max_runs_per_s is not None and s.max_runs_per_s > 0
+
+
+GUARDS: tuple[Guard, ...] = (
+    Guard("pause", keys=lambda c: [c.keys.pause()]),
+    Guard(
+        "namespace",
+        keys=lambda c: [],
+        args=lambda c: [
+            "1" if c.policy.permits(c.req.target.namespace) else "0",
+            c.req.target.namespace,
+        ],
+        applies=_namespaced,
+    ),
+    Guard(
+        "cooldown",
+        keys=lambda c: [c.keys.cooldown(c.req.rule, c.req.target)],
+        args=lambda c: [to_ms(c.req.spec.cooldown_s or 0)],
+        applies=_cooldown_applies,
+    ),
+    Guard(
+        "rate",
+        keys=lambda c: [c.keys.rate(c.req.rule)],
+        args=lambda c: [c.req.spec.max_runs or 0, to_ms(c.req.spec.max_runs_per_s or 0)],
+        applies=_rate_applies,
+    ),
+    Guard(
+        "budget",
+        keys=lambda c: [c.keys.budget()],
+        args=lambda c: [c.settings.budget_count, to_ms(c.settings.budget_window_s)],
+        applies=lambda c: c.req.disruptive,
+    ),
+    Guard("breaker", keys=lambda c: [c.keys.breaker(c.req.rule)]),
+    Guard(
+        "lock",
+        keys=lambda c: [c.keys.lock(c.req.target), c.keys.fence(c.req.target)],
+        args=lambda c: [c.lock_token, to_ms(c.settings.lock_ttl_s)],
+    ),
+)
+
+
+def admit_arguments(
+    guards: Sequence[Guard],
+    req: AdmissionRequest,
+    *,
+    policy: NamespacePolicy,
+    settings: GuardSettings,
+    lock_token: str,
+) -> tuple[list[str], list[Arg]]:
+    """KEYS and ARGV for admit.lua: run id, guard count, then (name, #keys, #args, args...)."""
+    ctx = _Ctx(req, GuardKeys(settings.key_prefix), policy, settings, lock_token)
+    keys: list[str] = []
+    argv: list[Arg] = [req.run_id, 0]
+    count = 0
+    for guard in guards:
+        if not guard.applies(ctx):
+            continue
+        gkeys, gargs = list(guard.keys(ctx)), list(guard.args(ctx))
+        keys.extend(gkeys)
+        argv.extend([guard.name, len(gkeys), len(gargs), *gargs])
+        count += 1
+    argv[1] = count
+    return keys, argv
