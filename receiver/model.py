@@ -11,12 +11,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-# Re-exported while callers move to remediations.targets (where new code imports it from).
+from receiver.alertmanager import ZERO_TIME
 from remediations.targets import Target
 
 __all__ = [
     "AlertEvent",
     "Approval",
+    "Disposition",
     "GuardSpec",
     "History",
     "NamespacePolicy",
@@ -29,6 +30,8 @@ __all__ = [
     "Status",
     "StepPlan",
     "Target",
+    "Verdict",
+    "VerdictKind",
 ]
 
 
@@ -48,7 +51,7 @@ class AlertEvent:
     status: Status
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
-    ends_at: str = "0001-01-01T00:00:00Z"
+    ends_at: str = ZERO_TIME
     generator_url: str = ""
     group_key: str = ""
     receiver: str = ""
@@ -178,3 +181,65 @@ class History:
     # True when a resolved event of this episode has already been stored: a later firing is late.
     episode_resolved: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class VerdictKind(StrEnum):
+    CONTINUE = "continue"  # on to the next stage
+    STOP = "stop"  # the run is over, with ``outcome``
+    PARK = "park"  # the run waits (for an approval, a guard) and is taken up again by a job
+    RETRY = "retry"  # nothing was decided: try the whole job again after ``after_s``
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one pipeline stage says about a run. Build with the class methods."""
+
+    kind: VerdictKind
+    outcome: RunOutcome | None = None
+    # RETRY: seconds until the job is tried again; PARK: seconds until the run is resumed by
+    # itself (a guard's retry_at), None when something else resumes it (an approval decision).
+    after_s: float | None = None
+    reason: str = ""
+
+    @classmethod
+    def next(cls) -> Verdict:
+        return _NEXT
+
+    @classmethod
+    def stop(cls, outcome: RunOutcome, reason: str = "") -> Verdict:
+        return cls(VerdictKind.STOP, outcome=outcome, reason=reason)
+
+    @classmethod
+    def park(cls, outcome: RunOutcome, reason: str, after_s: float | None = None) -> Verdict:
+        return cls(VerdictKind.PARK, outcome=outcome, after_s=after_s, reason=reason)
+
+    @classmethod
+    def retry(cls, after_s: float, reason: str) -> Verdict:
+        return cls(VerdictKind.RETRY, after_s=max(0.0, after_s), reason=reason)
+
+
+_NEXT = Verdict(VerdictKind.CONTINUE)
+
+
+@dataclass(frozen=True, slots=True)
+class Disposition:
+    """The verdict on one claimed job (an alert event or a run resumption): finished, or try
+    again after ``retry_after_s`` with ``error`` recorded on the job."""
+
+    retry_after_s: float | None = None
+    error: str | None = None
+
+    @property
+    def is_done(self) -> bool:
+        return self.retry_after_s is None
+
+    @classmethod
+    def done(cls) -> Disposition:
+        return _DONE
+
+    @classmethod
+    def retry(cls, after_s: float, error: str | None = None) -> Disposition:
+        return cls(retry_after_s=max(0.0, after_s), error=error)
+
+
+_DONE = Disposition()

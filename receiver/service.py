@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.embedded import EmbeddedServices
-from receiver.guards import Guards, GuardSettings
+from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app
 from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
@@ -183,18 +183,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         kube = await kube_client(settings)
         dry_run = settings.effective_dry_run(kube is not None)
         metrics = Metrics()
-        guards = Guards(
-            redis,
-            policy,
-            GuardSettings(
-                budget_count=settings.budget_count,
-                budget_window_s=settings.budget_window_seconds,
-                breaker_failures=settings.breaker_failures,
-                breaker_window_s=settings.breaker_window_seconds,
-                breaker_open_for_s=settings.breaker_open_for_seconds,
-                lock_ttl_s=settings.lock_ttl_seconds,
-            ),
-        )
+        guards = Guards(redis, policy, settings.guard_settings())
         pipeline = Pipeline(
             store=store,
             guards=guards,
@@ -210,6 +199,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             concurrency=settings.worker_concurrency,
             lease_s=settings.worker_lease_seconds,
             poll_interval_s=settings.worker_poll_interval_seconds,
+            process_job=pipeline.run_job,
             listen_dsn=endpoints.database_url,
             log=log.bind(component="worker"),
         )

@@ -1,65 +1,37 @@
-"""The worker loop of one replica: claim events, run the pipeline on each, settle the claim.
+"""The worker loop of one replica: claim work, hand each item to the pipeline, settle the claim.
 
-Work is found two ways: a LISTEN on ``remediator_events`` (intake NOTIFYs at commit) wakes the
-loop at once, and a poll every ``poll_interval_s`` covers a lost notification or a dropped
-listen connection. Claims are leases: while ``process`` runs the lease is extended; if this
-replica dies, the lease runs out and another replica reclaims the event (at-least-once).
+Work is two kinds of job with one set of mechanics: alert events (what intake stored) and run
+jobs (take a parked run up again, end a verification). Both are leased rows claimed with
+``FOR UPDATE SKIP LOCKED``; a LISTEN on the store's work channel wakes the loop at once, and a
+poll every ``poll_interval_s`` covers a lost notification, a dropped listen connection and jobs
+that become due later. While an item is processed its lease is extended; if this replica dies,
+the lease runs out and another replica reclaims it (at-least-once).
 
-What to do with an event is injected as ``process``; the worker only knows its answer:
-done, or retry after a delay. An exception counts as a retry with exponential backoff.
+What to do with an item is injected (``process``, ``process_job``); the worker only knows the
+answer: done, or retry after a delay. An exception counts as a retry with exponential backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import structlog
 
-from receiver.model import AlertEvent
-from receiver.store import (
-    WORK_CHANNEL as EVENTS_CHANNEL,
-)
-from receiver.store import (
-    ClaimedEvent,
-    Store,
-    StoreUnavailable,
-    is_unavailable,
-)
+from receiver.model import AlertEvent, Disposition
+from receiver.store import WORK_CHANNEL, ClaimedJob, Store, StoreUnavailable, is_unavailable
 
-__all__ = ["Disposition", "Process", "Worker", "default_owner"]
-
-
-@dataclass(frozen=True, slots=True)
-class Disposition:
-    """The pipeline's verdict on one event: finished, or try again after ``retry_after_s``."""
-
-    retry_after_s: float | None = None
-    error: str | None = None
-
-    @property
-    def is_done(self) -> bool:
-        return self.retry_after_s is None
-
-    @classmethod
-    def done(cls) -> Disposition:
-        return _DONE
-
-    @classmethod
-    def retry(cls, after_s: float, error: str | None = None) -> Disposition:
-        return cls(retry_after_s=max(0.0, after_s), error=error)
-
-
-_DONE = Disposition()
+__all__ = ["Process", "ProcessJob", "Worker", "default_owner"]
 
 Process = Callable[[AlertEvent], Awaitable[Disposition]]
+ProcessJob = Callable[[ClaimedJob], Awaitable[Disposition]]
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
@@ -71,43 +43,93 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """One claimed item, whatever its kind: how to process it and how to settle it."""
+
+    kind: str
+    id: int
+    attempts: int
+    work: Callable[[], Coroutine[Any, Any, Disposition]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Queue:
+    """The store calls of one kind of work (their shapes are the same for both kinds)."""
+
+    kind: str
+    claim: Callable[[str, int, float], Awaitable[Sequence[_Claim]]]
+    extend: Callable[[int, str, float], Awaitable[bool]]
+    complete: Callable[[int, str], Awaitable[bool]]
+    release: Callable[[int, str, float, str | None], Awaitable[bool]]
+
+
 class Worker:
-    """Claims and processes events until ``stop()``. Start with ``await worker.start()``."""
+    """Claims and processes work until ``stop()``. Start with ``await worker.start()``.
+
+    ``concurrency``, ``lease_s`` and ``poll_interval_s`` come from the settings (their one
+    home is ``receiver.config.Settings``). ``process_job`` None: this worker takes no jobs.
+    """
 
     def __init__(
         self,
         store: Store,
         process: Process,
         *,
+        concurrency: int,
+        lease_s: float,
+        poll_interval_s: float,
+        process_job: ProcessJob | None = None,
         owner: str | None = None,
-        concurrency: int = 4,
-        lease_s: float = 60.0,
-        poll_interval_s: float = 5.0,
         listen_dsn: str | None = None,
-        log: logging.Logger | Any | None = None,
-        expire_interval_s: float = 30.0,
+        log: Any | None = None,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 300.0,
     ) -> None:
         self._store = store
-        self._process = process
         self.owner = owner or default_owner()
         self._concurrency = max(1, concurrency)
         self._lease_s = lease_s
         self._poll_interval_s = poll_interval_s
         self._listen_dsn = listen_dsn if listen_dsn is not None else store.dsn
-        self._log: Any = log or logging.getLogger(__name__)
-        self._expire_interval_s = expire_interval_s
+        self._log: Any = log or structlog.get_logger("remediator.worker")
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
+        self._queues = [self._event_queue(process)]
+        if process_job is not None:
+            self._queues.append(self._job_queue(process_job))
 
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = False
-        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._in_flight: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()  # set while the LISTEN connection is up (for tests)
         self.processed = 0
+
+    def _event_queue(self, process: Process) -> _Queue:
+        store = self._store
+
+        async def claim(owner: str, limit: int, lease_s: float) -> list[_Claim]:
+            claims = await store.claim_events(owner, limit, lease_s)
+            return [
+                _Claim("event", c.event.id, c.attempts, _bind(process, c.event)) for c in claims
+            ]
+
+        return _Queue(
+            "event", claim, store.extend_lease, store.complete_event, store.release_event
+        )
+
+    def _job_queue(self, process: ProcessJob) -> _Queue:
+        store = self._store
+
+        async def claim(owner: str, limit: int, lease_s: float) -> list[_Claim]:
+            claims = await store.claim_jobs(owner, limit, lease_s)
+            return [_Claim("job", c.id, c.attempts, _bind(process, c)) for c in claims]
+
+        return _Queue(
+            "job", claim, store.extend_job_lease, store.complete_job, store.release_job
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -118,11 +140,10 @@ class Worker:
         self._loops = [
             asyncio.create_task(self._claim_loop(), name=f"worker-claim-{self.owner}"),
             asyncio.create_task(self._listen_loop(), name=f"worker-listen-{self.owner}"),
-            asyncio.create_task(self._expire_loop(), name=f"worker-expire-{self.owner}"),
         ]
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop claiming; give in-flight events ``grace_s`` to finish, then release the rest."""
+        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest."""
         self._stopping = True
         self._wake.set()
         self._slot_free.set()
@@ -139,7 +160,7 @@ class Worker:
         if pending:
             _, still_running = await asyncio.wait(pending, timeout=grace_s)
             for task in still_running:
-                task.cancel()  # the task releases its event when cancelled
+                task.cancel()  # the task releases its claim when cancelled
             if still_running:
                 await asyncio.wait(still_running, timeout=max(5.0, grace_s))
 
@@ -165,26 +186,33 @@ class Worker:
                 await self._slot_free.wait()
                 continue
             self._wake.clear()
+            claimed = 0
             try:
-                claims = await self._store.claim_events(self.owner, free, self._lease_s)
+                # Alert events first: they are what Alertmanager is waiting on us to act upon.
+                for queue in self._queues:
+                    room = free - claimed
+                    if room <= 0:
+                        break
+                    for claim in await queue.claim(self.owner, room, self._lease_s):
+                        task = asyncio.create_task(
+                            self._run(queue, claim), name=f"{claim.kind}-{claim.id}"
+                        )
+                        self._in_flight[(claim.kind, claim.id)] = task
+                        claimed += 1
                 failures = 0
             except StoreUnavailable as exc:
                 failures += 1
                 delay = self._backoff(failures, cap=min(30.0, self._poll_interval_s))
-                self._log.warning(
-                    "store unavailable while claiming: %s; retry in %.1fs", exc, delay
-                )
+                self._log.warning("store unavailable while claiming", error=str(exc),
+                                  retry_in_s=round(delay, 1))
                 await asyncio.sleep(delay)
                 continue
             except Exception:
                 failures += 1
-                self._log.exception("claiming events failed")
+                self._log.exception("claiming work failed")
                 await asyncio.sleep(self._backoff(failures, cap=30.0))
                 continue
-            for claim in claims:
-                task = asyncio.create_task(self._run(claim), name=f"event-{claim.event.id}")
-                self._in_flight[claim.event.id] = task
-            if len(claims) == free:
+            if claimed == free:
                 continue  # there may be more: claim again without waiting
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
@@ -195,100 +223,89 @@ class Worker:
         # Jitter, so replicas do not retry in step (not a secret, any PRNG will do).
         return delay * (0.5 + random.random() / 2)  # noqa: S311
 
-    # -- one event ----------------------------------------------------------------------
+    # -- one item -----------------------------------------------------------------------
 
-    async def _run(self, claim: ClaimedEvent) -> None:
-        event = claim.event
-        keeper = asyncio.create_task(self._keep_lease(event.id))
-        work = asyncio.create_task(self._call(event))
+    async def _run(self, queue: _Queue, claim: _Claim) -> None:
+        log = self._log.bind(**{f"{claim.kind}_id": claim.id})
+        keeper = asyncio.create_task(self._keep_lease(queue, claim.id, log))
+        work = asyncio.create_task(claim.work())
         try:
             done, _ = await asyncio.wait({work, keeper}, return_when=asyncio.FIRST_COMPLETED)
             if work not in done:
                 # The lease keeper ended first: the lease is lost, another replica may have the
-                # event. Stop working on it rather than act twice.
+                # item. Stop working on it rather than act twice.
                 work.cancel()
                 with contextlib.suppress(BaseException):
                     await work
-                self._log.warning("lost the lease of event %s; abandoned it", event.id)
+                log.warning("lost the lease; abandoned the work")
                 return
             keeper.cancel()
             try:
                 disposition = work.result()
             except Exception as exc:
                 delay = self._backoff(claim.attempts)
-                self._log.error(
-                    "processing event %s failed (attempt %s): %r; retry in %.1fs",
-                    event.id,
-                    claim.attempts,
-                    exc,
-                    delay,
-                    exc_info=exc,
-                )
+                log.error("processing failed", attempt=claim.attempts, error=repr(exc),
+                          retry_in_s=round(delay, 1), exc_info=exc)
                 disposition = Disposition.retry(delay, f"{type(exc).__name__}: {exc}")
             if not disposition.is_done:
                 # However soon the pipeline asks to retry, repeated attempts back off: an
-                # outage of hours must not turn every pending event into a 5-second loop.
+                # outage of hours must not turn every pending item into a 5-second loop.
                 disposition = Disposition.retry(
                     max(disposition.retry_after_s or 0.0, self._backoff(claim.attempts)),
                     disposition.error,
                 )
-            await self._settle(event.id, disposition)
+            await self._settle(queue, claim.id, disposition, log)
             self.processed += 1
         except asyncio.CancelledError:
-            # stop() ran out of grace: hand the event back so another worker takes it now.
+            # stop() ran out of grace: hand the item back so another worker takes it now.
             work.cancel()
             keeper.cancel()
             await asyncio.gather(work, keeper, return_exceptions=True)
-            await self._settle(event.id, Disposition.retry(0.0, "worker stopped"), attempts=1)
+            await self._settle(queue, claim.id, Disposition.retry(0.0, "worker stopped"), log,
+                               attempts=1)
             raise
         finally:
             keeper.cancel()
-            self._in_flight.pop(event.id, None)
+            self._in_flight.pop((claim.kind, claim.id), None)
             self._slot_free.set()
             self._wake.set()
 
-    async def _call(self, event: AlertEvent) -> Disposition:
-        return await self._process(event)
-
-    async def _keep_lease(self, event_id: int) -> None:
+    async def _keep_lease(self, queue: _Queue, item_id: int, log: Any) -> None:
         """Extend the lease every third of its length; return only when it is lost."""
         interval = max(0.05, self._lease_s / 3)
         failures = 0
         while True:
             await asyncio.sleep(interval)
             try:
-                if not await self._store.extend_lease(event_id, self.owner, self._lease_s):
+                if not await queue.extend(item_id, self.owner, self._lease_s):
                     return
                 failures = 0
             except StoreUnavailable as exc:
                 # Keep working: the lease is still ours until it runs out; once it has, giving
                 # up is the only safe thing (someone else may have reclaimed it).
                 failures += 1
-                self._log.warning("could not extend lease of event %s: %s", event_id, exc)
+                log.warning("could not extend the lease", error=str(exc))
                 if failures * interval >= self._lease_s:
                     return
 
-    async def _settle(self, event_id: int, disposition: Disposition, attempts: int = 5) -> None:
+    async def _settle(
+        self, queue: _Queue, item_id: int, disposition: Disposition, log: Any, attempts: int = 5
+    ) -> None:
         """Complete or release the claim; tolerate a short outage, else let the lease expire."""
         for attempt in range(1, attempts + 1):
             try:
                 if disposition.is_done:
-                    ok = await self._store.complete_event(event_id, self.owner)
+                    ok = await queue.complete(item_id, self.owner)
                 else:
-                    ok = await self._store.release_event(
-                        event_id,
-                        self.owner,
-                        disposition.retry_after_s or 0.0,
-                        disposition.error,
+                    ok = await queue.release(
+                        item_id, self.owner, disposition.retry_after_s or 0.0, disposition.error
                     )
                 if not ok:
-                    self._log.warning("event %s was no longer leased to us", event_id)
+                    log.warning("no longer leased to us when settling")
                 return
             except StoreUnavailable as exc:
                 if attempt == attempts:
-                    self._log.warning(
-                        "could not settle event %s (%s); its lease will expire", event_id, exc
-                    )
+                    log.warning("could not settle; its lease will expire", error=str(exc))
                     return
                 await asyncio.sleep(self._backoff(attempt, cap=5.0))
 
@@ -303,7 +320,7 @@ class Worker:
             try:
                 conn = await asyncpg.connect(self._listen_dsn, timeout=5.0)
                 conn.add_termination_listener(_setter(lost))
-                await conn.add_listener(EVENTS_CHANNEL, self._on_notify)
+                await conn.add_listener(WORK_CHANNEL, self._on_notify)
                 self.listening.set()
                 failures = 0
                 self.wake()  # notifications sent while we were not listening are lost
@@ -326,21 +343,17 @@ class Worker:
                         await asyncio.wait_for(conn.close(), 2.0)
             if not self._stopping:
                 delay = self._backoff(failures, cap=10.0)
-                self._log.info("listen connection lost; reconnecting in %.1fs", delay)
+                self._log.info("listen connection lost; reconnecting", retry_in_s=round(delay, 1))
                 await asyncio.sleep(delay)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
         self._wake.set()
 
-    async def _expire_loop(self) -> None:
-        """Fail VERIFYING runs whose alert did not resolve in time (every replica may run it)."""
-        while not self._stopping:
-            try:
-                expired = await self._store.expire_verifications()
-                if expired:
-                    self._log.info("verification expired for runs %s", ", ".join(expired))
-            except StoreUnavailable as exc:
-                self._log.warning("store unavailable while expiring verifications: %s", exc)
-            except Exception:
-                self._log.exception("expiring verifications failed")
-            await asyncio.sleep(self._expire_interval_s)
+
+def _bind(
+    process: Callable[[Any], Awaitable[Disposition]], item: Any
+) -> Callable[[], Coroutine[Any, Any, Disposition]]:
+    async def work() -> Disposition:
+        return await process(item)
+
+    return work

@@ -2,7 +2,8 @@
 
 ``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
 (database.py): events.py (the intake queue), jobs.py (work that resumes a run), history.py
-(what the engine reads), runs.py (runs and steps), audit.py (the hash-chained audit log).
+(what the engine reads), runs.py (runs and steps), verification.py (how a verification
+ends), audit.py (the hash-chained audit log).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord
@@ -31,6 +32,7 @@ from receiver.store.records import (
     canonical_json,
 )
 from receiver.store.runs import Runs
+from receiver.store.verification import Verification
 
 __all__ = [
     "CLAIM_WINDOW",
@@ -49,5 +51,5 @@ __all__ = [
 ]
 
 
-class Store(EventQueue, JobQueue, EngineHistory, Runs, AuditLog):
+class Store(EventQueue, JobQueue, EngineHistory, Runs, Verification, AuditLog):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""

@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 
 from receiver.engine import NO_RULE
-from receiver.guards import AdmissionRequest, GuardSettings
+from receiver.guards.policy import AdmissionRequest, GuardSettings
 from receiver.model import GuardSpec, NamespacePolicy, RunOutcome, Status, Target
 from receiver.store import RunRecord
 from receiver.worker import Worker

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import subprocess
@@ -14,16 +13,17 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import structlog
 
-from receiver.model import AlertEvent, RunOutcome, Status, Target
-from receiver.store import NewEvent, Store
-from receiver.worker import Disposition, Worker
+from receiver.model import AlertEvent, Disposition, RunOutcome, Status, Target
+from receiver.store import ClaimedJob, NewEvent, Store
+from receiver.worker import Worker
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
-LOG = logging.getLogger("test.worker")
+LOG = structlog.get_logger("test.worker")
 
 
 def new_event(i: int = 0, status: Status = Status.FIRING) -> NewEvent:
@@ -249,7 +249,7 @@ async def main(dsn: str) -> None:
     async def hang(event):
         print(f"processing {event.id}", flush=True)
         await asyncio.Event().wait()
-    worker = Worker(store, hang, owner="doomed", lease_s=1.5, poll_interval_s=0.1)
+    worker = Worker(store, hang, owner="doomed", concurrency=4, lease_s=1.5, poll_interval_s=0.1)
     await worker.start()
     await asyncio.Event().wait()
 
@@ -296,7 +296,14 @@ async def test_worker_survives_a_store_outage(
     store = await Store.connect(database_url, min_size=1, max_size=4, connect_timeout_s=1)
     process = Recorder()
     worker = Worker(
-        store, process, owner="w", poll_interval_s=0.2, lease_s=30, log=LOG, backoff_base_s=0.05
+        store,
+        process,
+        owner="w",
+        concurrency=4,
+        poll_interval_s=0.2,
+        lease_s=30,
+        log=LOG,
+        backoff_base_s=0.05,
     )
     try:
         await worker.start()
@@ -315,23 +322,35 @@ async def test_worker_survives_a_store_outage(
         await store.close()
 
 
-async def test_worker_expires_overdue_verifications(
+async def test_worker_takes_up_jobs_when_they_come_due(
     store: Store, workers: Callable[..., Worker]
 ) -> None:
     event = AlertEvent(
         id=1, fingerprint="e" * 16, starts_at="t", status=Status.FIRING, labels={}, annotations={}
     )
     run_id = await store.create_run(
-        rule="r", event=event, target=Target("Deployment", "a", "b"), dry_run=False,
-        verify_within_s=0.1,
+        rule="r", event=event, target=Target("Deployment", "a", "b"), dry_run=False
     )
     assert run_id is not None
-    await store.set_run_outcome(run_id, RunOutcome.VERIFYING)
-    worker = workers(Recorder(), expire_interval_s=0.1)
+    seen: list[tuple[str, str, float]] = []
+    due = asyncio.Event()
+
+    async def process_job(job: ClaimedJob) -> Disposition:
+        seen.append((str(job.kind), job.run_id, time.monotonic()))
+        due.set()
+        return Disposition.done()
+
+    worker = workers(Recorder(), process_job=process_job)
     await worker.start()
+    scheduled = time.monotonic()
+    # Due in 0.5 s: no NOTIFY wakes the worker then, its poll must find it.
+    await store.set_run_outcome(run_id, RunOutcome.VERIFYING, schedule=[("verify_deadline", 0.5)])
+    await asyncio.wait_for(due.wait(), 10)
+    [(kind, job_run, taken)] = seen
+    assert (kind, job_run) == ("verify_deadline", run_id)
+    assert taken - scheduled >= 0.5
+    await eventually(lambda: _no_job_due(store))
 
-    async def failed() -> bool:
-        run = await store.get_run(run_id, with_steps=False)
-        return run is not None and run.outcome is RunOutcome.FAILED
 
-    await eventually(failed, 5)
+async def _no_job_due(store: Store) -> bool:
+    return await store.jobs_due_count() == 0

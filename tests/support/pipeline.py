@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from receiver.guards import Guards, GuardSettings
+from receiver.guards.policy import GuardSettings
+from receiver.guards.redis_guards import Guards
 from receiver.intake import Intake
 from receiver.model import NamespacePolicy
 from receiver.pipeline import Pipeline, PipelineSettings
@@ -45,25 +46,36 @@ class Harness:
         assert self.rules.reload() == []
 
     async def drain(self, rounds: int = 20) -> int:
-        """Claim and process until nothing is due; returns how many events were processed.
+        """Claim and process events, then due jobs, until nothing is due; returns how many
+        items were processed.
 
-        Deterministic: no sleeps, no background worker. A released event (retry) is due again
+        Deterministic: no sleeps, no background worker. A released item (retry) is due again
         only after its delay, so a drain stops at it."""
         done = 0
         for _ in range(rounds):
-            claimed = await self.store.claim_events(self.owner, 50, 30.0)
-            if not claimed:
-                return done
-            for c in claimed:
+            events = await self.store.claim_events(self.owner, 50, 30.0)
+            for c in events:
                 disposition = await self.pipeline(c.event)
-                if disposition.is_done:
-                    await self.store.complete_event(c.event.id, self.owner)
-                    done += 1
-                else:
-                    await self.store.release_event(c.event.id, self.owner,
-                                                   disposition.retry_after_s or 0.0,
-                                                   disposition.error)
+                if not disposition.is_done:
+                    await self.store.release_event(
+                        c.event.id, self.owner, disposition.retry_after_s or 0.0,
+                        disposition.error,
+                    )
                     return done
+                await self.store.complete_event(c.event.id, self.owner)
+                done += 1
+            jobs = await self.store.claim_jobs(self.owner, 50, 30.0)
+            for job in jobs:
+                disposition = await self.pipeline.run_job(job)
+                if not disposition.is_done:
+                    await self.store.release_job(
+                        job.id, self.owner, disposition.retry_after_s or 0.0, disposition.error
+                    )
+                    return done
+                await self.store.complete_job(job.id, self.owner)
+                done += 1
+            if not events and not jobs:
+                return done
         return done
 
     async def deliver(self, labels: dict[str, str], status: str = "firing") -> None:

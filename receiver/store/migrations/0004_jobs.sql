@@ -32,3 +32,9 @@ CREATE INDEX jobs_leases ON jobs (lease_until) WHERE state = 'claimed';
 CREATE INDEX jobs_open_by_run ON jobs (run_id, id) WHERE state <> 'done';
 -- Retention prunes finished jobs by age.
 CREATE INDEX jobs_done_at ON jobs (done_at) WHERE state = 'done';
+
+-- Runs already verifying when this migration runs were expired by a poll that jobs replace:
+-- each gets its deadline job, due when its deadline comes.
+INSERT INTO jobs (kind, run_id, not_before)
+SELECT 'verify_deadline', id, coalesce(verify_deadline, now())
+FROM runs WHERE outcome = 'verifying';

@@ -1,0 +1,76 @@
+"""The run pipeline: the stages a run goes through, and the handlers the worker calls.
+
+    plan -> admit -> approve -> execute -> record/verify        (``runner.Stages.run``)
+    close -> execute                                            (``runner.Stages.resolve``)
+
+``Pipeline`` wires them around the service's dependencies and is what the worker is given:
+``await pipeline(event)`` for an alert event, ``await pipeline.run_job(job)`` for a job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import structlog
+
+from receiver import engine
+from receiver.guards.redis_guards import Guards
+from receiver.model import AlertEvent, Disposition, Status
+from receiver.pipeline.context import Deps, PipelineSettings
+from receiver.pipeline.events import EventHandler
+from receiver.pipeline.jobs import JobHandler
+from receiver.pipeline.runner import Stages
+from receiver.rules.loader import RuleHolder
+from receiver.store import ClaimedJob, Store
+from receiver.telemetry import Metrics
+from remediations.base import Clients, Registry
+
+__all__ = ["Pipeline", "PipelineSettings"]
+
+
+class Pipeline:
+    """The worker's view of the pipeline: one call per alert event, one per job."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        guards: Guards,
+        rules: RuleHolder,
+        registry: Registry,
+        clients: Clients,
+        settings: PipelineSettings,
+        metrics: Metrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._rules = rules
+        self._log = structlog.get_logger("remediator.pipeline")
+        deps = Deps(
+            store=store,
+            guards=guards,
+            registry=registry,
+            clients=clients,
+            settings=settings,
+            metrics=metrics,
+            clock=clock,
+        )
+        self.stages = Stages(deps)
+        self._events = EventHandler(deps, self.stages, rules, self._log)
+        self._jobs = JobHandler(deps, self.stages, rules, self._log)
+
+    def settled_at_intake(self, status: Status, labels: Mapping[str, str]) -> str | None:
+        """For ``Intake(settle=...)``: the rules in force when the alert arrives decide, as they
+        would in the worker moments later. If deciding fails, the event is queued: the worker
+        then meets the same failure where it is retried and recorded, and intake still answers."""
+        try:
+            return engine.settled_at_intake(status, labels, self._rules.current)
+        except Exception:
+            self._log.exception("matching at intake failed; the event is queued instead")
+            return None
+
+    async def __call__(self, event: AlertEvent) -> Disposition:
+        return await self._events(event)
+
+    async def run_job(self, job: ClaimedJob) -> Disposition:
+        return await self._jobs(job)

@@ -1,0 +1,107 @@
+"""What the stages share: their dependencies, the run they work on, and their one signature.
+
+A stage is a small object ``async (ctx) -> Verdict`` (the shape of Alertmanager's notify stages,
+``notify/notify.go``, and of structlog's processors): it reads and fills the ``RunContext`` and
+says whether the run goes on, stops with an outcome, parks, or must be retried. Adding a stage
+is adding an item to a list in ``pipeline.runner``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from receiver.guards.policy import Admission
+from receiver.guards.redis_guards import Guards
+from receiver.model import AlertEvent, GuardSpec, NamespacePolicy, StepPlan, Verdict
+from receiver.store import RunRecord, Store
+from receiver.telemetry import Metrics
+from remediations.base import Clients, Registry, Result
+from remediations.targets import Target
+
+__all__ = [
+    "STEP_AWAITING_APPROVAL",
+    "STEP_PENDING",
+    "Deps",
+    "PipelineSettings",
+    "RunContext",
+    "Stage",
+]
+
+# Step outcomes beyond the action outcomes: planned but not yet run, and held for a human.
+STEP_PENDING = "pending"
+STEP_AWAITING_APPROVAL = "awaiting_approval"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """``dry_run``: the service's mode (Kubernetes writes use server-side dry-run).
+    ``min_history_s``: how far back the history reaches when no rule asks for more.
+    ``guards_down_retry_s``: how soon a job is tried again when Redis cannot be asked."""
+
+    dry_run: bool
+    policy: NamespacePolicy
+    min_history_s: float = 3600.0
+    guards_down_retry_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """Everything a stage may use, passed in: no stage reaches for a global."""
+
+    store: Store
+    guards: Guards
+    registry: Registry
+    clients: Clients
+    settings: PipelineSettings
+    metrics: Metrics
+    clock: Callable[[], datetime]
+
+
+@dataclass(slots=True)
+class RunContext:
+    """One run on its way through the stages.
+
+    ``steps`` are the steps of ``phase`` ('run' or 'resolve') that have not finished yet, in
+    order. The stages fill in the rest: the run id once recorded, the admission, the steps the
+    approval stage lets through (``runnable``) and the first one it holds (``awaiting``), and
+    each step's result.
+    """
+
+    rule: str
+    target: Target
+    steps: tuple[StepPlan, ...]
+    guards: GuardSpec
+    verify_within_s: float | None
+    log: Any
+    phase: str = "run"
+    run_id: str | None = None
+    # The event that planned this run; None when a job resumes it.
+    event: AlertEvent | None = None
+    occurrence: int = 1
+    # What the store held when the run was taken up again (crash recovery, a job).
+    prior: RunRecord | None = None
+    admission: Admission | None = None
+    runnable: tuple[StepPlan, ...] = ()
+    awaiting: StepPlan | None = None
+    results: list[tuple[StepPlan, Result]] = field(default_factory=list)
+    # What earlier steps recorded as their "before", by action (e.g. the replica count that
+    # kubernetes.scale started from), for steps that restore it.
+    recorded: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Outcomes of the steps that finished before this pass (a resumed run).
+    finished: list[str] = field(default_factory=list)
+    # Run when the pipeline ends, whatever the verdict (e.g. releasing the target lock).
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def bind(self, **values: Any) -> None:
+        self.log = self.log.bind(**values)
+
+
+class Stage(Protocol):
+    """One stage of the run pipeline. ``name`` shows in logs and tests."""
+
+    name: str
+
+    async def __call__(self, ctx: RunContext, /) -> Verdict: ...

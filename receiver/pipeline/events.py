@@ -1,0 +1,162 @@
+"""What the worker does with one claimed alert event: plan it, then run each planned run (or
+resolve) through its stages.
+
+The decision (which rule, which target, which steps) is the pure ``engine.plan``; everything
+here is the I/O around it. A run is created PENDING before its guards are asked, so a refusal
+or an outage is recorded on the run itself, and a run that a crash interrupted is taken up
+again, from the steps it had not finished, when its event is retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver import engine
+from receiver.model import (
+    AlertEvent,
+    Disposition,
+    GuardSpec,
+    History,
+    ResolvePlan,
+    RunOutcome,
+    RunPlan,
+    Status,
+    Verdict,
+    VerdictKind,
+)
+from receiver.pipeline.context import Deps, RunContext
+from receiver.pipeline.runner import Stages, context_of, run_stages
+from receiver.rules.loader import RuleHolder
+
+__all__ = ["EventHandler", "disposition_of"]
+
+# Resolving passes no guards (on_resolved steps undo what the run did).
+_NO_GUARDS = GuardSpec()
+
+
+class EventHandler:
+    """``await handler(event) -> Disposition``: done, or retry when the guards could not be
+    asked (nothing ran; the run stays pending)."""
+
+    def __init__(self, deps: Deps, stages: Stages, rules: RuleHolder, log: Any) -> None:
+        self._deps = deps
+        self._stages = stages
+        self._rules = rules
+        self._log = log
+
+    async def __call__(self, event: AlertEvent) -> Disposition:
+        deps = self._deps
+        log = self._log.bind(
+            event_id=event.id,
+            fingerprint=event.fingerprint,
+            alertname=event.alertname,
+            status=str(event.status),
+        )
+        ruleset = self._rules.current
+        settled = engine.settled_at_intake(event.status, event.labels, ruleset)
+        if settled is not None:
+            # Usually settled at intake already; here when the rules changed since it was queued.
+            log.debug("skipped", reason=settled)
+            return Disposition.done()
+        windows = [r.widest_window_s for r in ruleset.rules if r.widest_window_s]
+        within = max([deps.settings.min_history_s, *windows])
+        repeats = engine.repeat_keys(event, ruleset, deps.settings.policy)
+        history = await deps.store.history(event, within, repeats=repeats)
+
+        verdicts: list[Verdict] = []
+        # A run that a crash interrupted after its guards admitted it is finished first; the
+        # engine sees it as existing and will not plan it again.
+        for prior in history.episode_runs:
+            if event.status is Status.FIRING and prior.outcome is RunOutcome.RUNNING:
+                verdicts.append(await self._resume(prior.run_id, log))
+            elif event.status is Status.RESOLVED and prior.closed:
+                verdicts.append(await self._finish_resolve(prior.run_id, log))
+
+        view = _engine_view(history) if event.status is Status.FIRING else history
+        plan = engine.plan(event, ruleset, view, deps.settings.policy, now=deps.clock())
+        for skip in plan.skips:
+            log.info("skipped", rule=skip.rule, reason=skip.reason)
+        pending = {
+            p.rule: p.run_id for p in history.episode_runs if p.outcome is RunOutcome.PENDING
+        }
+        for run_plan in plan.runs:
+            ctx = _new_run(event, run_plan, pending.get(run_plan.rule), log)
+            verdicts.append(await run_stages(self._stages.run, ctx))
+        for resolve in plan.resolves:
+            verdicts.append(await run_stages(self._stages.resolve, _resolving(event, resolve, log)))
+        return disposition_of(verdicts)
+
+    async def _resume(self, run_id: str, log: Any) -> Verdict:
+        run = await self._deps.store.get_run(run_id)
+        if run is None:
+            return Verdict.next()
+        rule = self._rules.current.by_name(run.rule)
+        ctx = context_of(run, rule.guards if rule else None, log)
+        ctx.log.warning("resuming an interrupted run", remaining=len(ctx.steps))
+        return await run_stages(self._stages.run, ctx)
+
+    async def _finish_resolve(self, run_id: str, log: Any) -> Verdict:
+        run = await self._deps.store.get_run(run_id, with_steps=False)
+        if run is None:
+            return Verdict.next()
+        ctx = RunContext(
+            rule=run.rule,
+            target=run.target,
+            steps=(),
+            guards=_NO_GUARDS,
+            verify_within_s=run.verify_within_s,
+            log=log,
+            phase="resolve",
+            run_id=run.id,
+            prior=run,
+        )
+        return await run_stages(self._stages.resolve, ctx)
+
+
+def disposition_of(verdicts: list[Verdict]) -> Disposition:
+    """Done, unless a run must be retried: then after the longest delay any of them asked."""
+    retries = [v for v in verdicts if v.kind is VerdictKind.RETRY]
+    if not retries:
+        return Disposition.done()
+    return Disposition.retry(max(v.after_s or 0.0 for v in retries), retries[0].reason)
+
+
+def _new_run(event: AlertEvent, plan: RunPlan, run_id: str | None, log: Any) -> RunContext:
+    # ``run_id`` is set when an earlier attempt created the run and found the guards
+    # unavailable: the run is still PENDING and this attempt takes it over.
+    return RunContext(
+        rule=plan.rule,
+        target=plan.target,
+        steps=plan.steps,
+        guards=plan.guards,
+        verify_within_s=plan.verify_within_s,
+        log=log,
+        run_id=run_id,
+        event=event,
+        occurrence=plan.occurrence,
+    )
+
+
+def _resolving(event: AlertEvent, plan: ResolvePlan, log: Any) -> RunContext:
+    return RunContext(
+        rule=plan.rule,
+        target=plan.target,
+        steps=plan.steps,
+        guards=_NO_GUARDS,
+        verify_within_s=None,
+        log=log,
+        phase="resolve",
+        run_id=plan.run_id,
+        event=event,
+    )
+
+
+def _engine_view(history: History) -> History:
+    """PENDING runs never got through their guards: the engine plans them again."""
+    runs = tuple(r for r in history.episode_runs if r.outcome is not RunOutcome.PENDING)
+    return History(
+        episode_runs=runs,
+        recent_runs=history.recent_runs,
+        episode_resolved=history.episode_resolved,
+        extra=history.extra,
+    )

@@ -1,0 +1,94 @@
+"""The stage lists, and the loop that runs one of them over a run.
+
+``RUN_STAGES`` take a run from its plan to its outcome; a run taken up again (a crash, a job)
+goes through the same list, each stage skipping what is already done. ``RESOLVE_STAGES`` close
+a run whose alert resolved and run its on_resolved steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from receiver.model import GuardSpec, RunOutcome, StepPlan, Verdict, VerdictKind
+from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps, RunContext, Stage
+from receiver.pipeline.record import Close, Record
+from receiver.pipeline.stages import Admit, Approve, Execute, RecordPlan
+from receiver.pipeline.steps import StepRunner
+from receiver.store import RunRecord
+from remediations.base import Outcome
+
+__all__ = ["Stages", "context_of", "run_stages"]
+
+# Step outcomes after which a step is not run again when its run is taken up again.
+FINISHED_STEP = frozenset(o.value for o in Outcome)
+
+
+class Stages:
+    """The two stage lists, built once around the service's dependencies."""
+
+    def __init__(self, deps: Deps) -> None:
+        runner = StepRunner(deps)
+        execute = Execute(runner)
+        self.run: tuple[Stage, ...] = (
+            RecordPlan(deps, runner),
+            Admit(deps),
+            Approve(runner),
+            execute,
+            Record(deps),
+        )
+        self.resolve: tuple[Stage, ...] = (Close(deps), execute)
+
+
+async def run_stages(stages: Sequence[Stage], ctx: RunContext) -> Verdict:
+    """Run ``stages`` in order until one says anything but continue; then the cleanups the
+    stages registered, whatever happened. Returns the last verdict (continue when every stage
+    passed)."""
+    verdict = Verdict.next()
+    try:
+        for stage in stages:
+            verdict = await stage(ctx)
+            if verdict.kind is not VerdictKind.CONTINUE:
+                break
+    finally:
+        for cleanup in reversed(ctx.cleanups):
+            await cleanup()
+        ctx.cleanups.clear()
+    return verdict
+
+
+def context_of(run: RunRecord, guards: GuardSpec | None, log: Any) -> RunContext:
+    """The context of a stored run, to take it up again: the run-phase steps that have not
+    finished (pending, or held for an approval), and what the finished ones recorded.
+    ``guards`` is the rule's guard spec, None when the rule is no longer loaded."""
+    finished = [s for s in run.steps if s.phase == "run" and s.outcome in FINISHED_STEP]
+    remaining = tuple(
+        StepPlan(
+            index=s.idx,
+            action=s.action,
+            params=s.params or {},
+            needs_approval=s.needs_approval,
+        )
+        for s in run.steps
+        if s.phase == "run"
+        and (s.outcome not in FINISHED_STEP or s.outcome == STEP_AWAITING_APPROVAL)
+    )
+    ctx = RunContext(
+        rule=run.rule,
+        target=run.target,
+        steps=remaining,
+        guards=guards or GuardSpec(),
+        verify_within_s=run.verify_within_s,
+        log=log,
+        run_id=run.id,
+        occurrence=run.occurrence,
+        prior=run,
+        finished=[s.outcome for s in finished],
+    )
+    ctx.recorded.update({s.action: dict(s.before) for s in finished if s.before})
+    ctx.bind(run_id=run.id, rule=run.rule, target=run.target.key)
+    return ctx
+
+
+# Outcomes from which a run may be taken up again by the run stages.
+RESUMABLE = frozenset({RunOutcome.PENDING, RunOutcome.RUNNING, RunOutcome.AWAITING_APPROVAL})

@@ -1,0 +1,160 @@
+"""The stages of a run: plan -> admit -> approve -> execute -> record, and close for resolves.
+
+Each stage is one small object with the signature of ``context.Stage``. A stage records what
+it decided (a refusal, an outcome) itself, so the runner only follows verdicts. They are
+written to be taken up again: a resumed run passes through the same list, and each stage
+skips what the store says is already done.
+"""
+
+from __future__ import annotations
+
+from receiver.guards.policy import AdmissionRequest, GuardUnavailable
+from receiver.model import RunOutcome, StepPlan, Verdict
+from receiver.pipeline.context import STEP_PENDING, Deps, RunContext
+from receiver.pipeline.steps import StepRunner
+from remediations.base import Outcome
+
+__all__ = ["Admit", "Approve", "Execute", "RecordPlan"]
+
+
+class RecordPlan:
+    """plan: the engine's plan for this run becomes a run row and its pending steps.
+
+    The run row is unique per (rule, episode): if another worker created it first, this one
+    stops without touching it. A run taken up again (``run_id`` known) only re-records its
+    pending steps, which is idempotent."""
+
+    name = "plan"
+
+    def __init__(self, deps: Deps, runner: StepRunner) -> None:
+        self._deps = deps
+        self._runner = runner
+
+    async def __call__(self, ctx: RunContext) -> Verdict:
+        store = self._deps.store
+        if ctx.run_id is None:
+            assert ctx.event is not None  # only an event plans a new run
+            run_id = await store.create_run(
+                rule=ctx.rule,
+                event=ctx.event,
+                target=ctx.target,
+                dry_run=any(self._runner.runs_dry(ctx, s) for s in ctx.steps),
+                occurrence=ctx.occurrence,
+                verify_within_s=ctx.verify_within_s,
+            )
+            if run_id is None:
+                return Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
+            ctx.run_id = run_id
+        ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
+        if ctx.prior is None:
+            for step in ctx.steps:
+                await store.record_step(
+                    ctx.run_id,
+                    idx=step.index,
+                    phase=ctx.phase,
+                    action=step.action,
+                    outcome=STEP_PENDING,
+                    params=step.params,
+                    needs_approval=step.needs_approval,
+                )
+        return Verdict.next()
+
+
+class Admit:
+    """admit: every guard in one atomic Redis call. A refusal ends the run (recorded with the
+    guard and when it may pass); Redis unreachable changes nothing and retries the job."""
+
+    name = "admit"
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    async def __call__(self, ctx: RunContext) -> Verdict:
+        deps = self._deps
+        assert ctx.run_id is not None
+        request = AdmissionRequest(
+            run_id=ctx.run_id,
+            rule=ctx.rule,
+            target=ctx.target,
+            disruptive=any(deps.registry.get(s.action).disruptive for s in ctx.steps),
+            spec=ctx.guards,
+        )
+        try:
+            admission = await deps.guards.admit(request)
+        except GuardUnavailable as exc:
+            ctx.log.warning("guards unavailable; run stays pending", error=str(exc))
+            return Verdict.retry(
+                deps.settings.guards_down_retry_s,
+                "guards unavailable (Redis): nothing ran, the event will be retried",
+            )
+        if not admission.admitted:
+            assert admission.refusal is not None
+            refusal = admission.refusal
+            await deps.store.record_refusal(
+                ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at
+            )
+            deps.metrics.guard_refused(refusal.guard)
+            deps.metrics.run_finished(ctx.rule, RunOutcome.REFUSED)
+            ctx.log.info(
+                "refused",
+                guard=refusal.guard,
+                reason=refusal.reason,
+                retry_at=refusal.retry_at.isoformat() if refusal.retry_at else None,
+            )
+            return Verdict.stop(RunOutcome.REFUSED, refusal.reason)
+
+        ctx.admission = admission
+
+        async def release() -> None:
+            try:
+                await deps.guards.release(request, admission)
+            except GuardUnavailable as exc:
+                # The lock expires by its TTL; an efficiency lock, not a correctness one.
+                ctx.log.warning("could not release the target lock", error=str(exc))
+
+        ctx.cleanups.append(release)
+        if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
+            await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)
+        ctx.log.info("admitted", fence=admission.fence)
+        return Verdict.next()
+
+
+class Approve:
+    """approve: which steps may run now. A step that needs an engineer's approval holds itself
+    and every step after it (``ctx.awaiting``); a step that would run dry changes nothing and
+    needs no approval. Until approvals ship, nothing is ever approved."""
+
+    name = "approve"
+
+    def __init__(self, runner: StepRunner) -> None:
+        self._runner = runner
+
+    async def __call__(self, ctx: RunContext) -> Verdict:
+        runnable: list[StepPlan] = []
+        for step in ctx.steps:
+            if step.needs_approval and not self._runner.runs_dry(ctx, step):
+                ctx.awaiting = step
+                break
+            runnable.append(step)
+        ctx.runnable = tuple(runnable)
+        return Verdict.next()
+
+
+class Execute:
+    """execute: run the steps the previous stages let through, in order; the first that fails
+    or is refused by its precondition stops the rest."""
+
+    name = "execute"
+
+    def __init__(self, runner: StepRunner) -> None:
+        self._runner = runner
+
+    async def __call__(self, ctx: RunContext) -> Verdict:
+        for step in ctx.runnable:
+            result = await self._runner(ctx, step)
+            ctx.results.append((step, result))
+            if result.before:
+                ctx.recorded[step.action] = dict(result.before)
+            if result.outcome in (Outcome.FAILED, Outcome.REFUSED):
+                break
+        return Verdict.next()

@@ -1,0 +1,97 @@
+"""Running one step of a run: the action, its dry-run decision, its result, its record.
+
+Dry-run is decided per action: in the service's dry-run mode the action validates without
+changing anything (Kubernetes: server-side dry-run), and an action whose system is not
+configured (no client of the name it requires) plans and records ``dry_run``, saying which
+system is missing. An action's own bug never takes the worker down: it is a failed step.
+"""
+
+from __future__ import annotations
+
+import time
+
+from receiver.model import StepPlan
+from receiver.pipeline.context import Deps, RunContext
+from remediations.base import (
+    ActionContext,
+    ActionError,
+    ActionRefused,
+    Outcome,
+    Result,
+)
+
+__all__ = ["StepRunner", "missing_clients"]
+
+
+def missing_clients(deps: Deps, step: StepPlan, ctx: RunContext) -> list[str]:
+    """The client names ``step``'s action needs that the service has not configured."""
+    action = deps.registry.get(step.action)
+    return deps.clients.missing(action.requires(ctx.target))
+
+
+class StepRunner:
+    """``await runner(ctx, step) -> Result``: runs the action and records the step."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def runs_dry(self, ctx: RunContext, step: StepPlan) -> bool:
+        """True when the step cannot change anything: dry-run mode or its system is missing."""
+        return self._deps.settings.dry_run or bool(missing_clients(self._deps, step, ctx))
+
+    async def __call__(self, ctx: RunContext, step: StepPlan) -> Result:
+        deps = self._deps
+        assert ctx.run_id is not None  # the plan stage recorded the run before any step
+        started = deps.clock()
+        t0 = time.perf_counter()
+        action = deps.registry.get(step.action)
+        action_ctx = ActionContext(
+            run_id=ctx.run_id,
+            dry_run=deps.settings.dry_run,
+            clients=deps.clients,
+            recorded=ctx.recorded,
+        )
+        try:
+            params = deps.registry.parse_params(step.action, step.params)
+            missing = missing_clients(deps, step, ctx)
+            if missing:
+                result = Result(
+                    Outcome.DRY_RUN,
+                    f"dry-run ({', '.join(missing)} not configured): "
+                    f"{action.describe(ctx.target, params)}",
+                )
+            else:
+                result = await action.run(action_ctx, ctx.target, params)
+        except ActionRefused as exc:
+            result = Result(Outcome.REFUSED, exc.message)
+        except ActionError as exc:
+            result = Result(Outcome.FAILED, exc.message)
+        except Exception as exc:  # an action's bug must not take the worker down
+            ctx.log.exception("action crashed", action=step.action)
+            result = Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
+        elapsed = time.perf_counter() - t0
+        deps.metrics.action_finished(step.action, result.outcome, elapsed)
+        await deps.store.record_step(
+            ctx.run_id,
+            idx=step.index,
+            phase=ctx.phase,
+            action=step.action,
+            outcome=result.outcome,
+            params=step.params,
+            needs_approval=step.needs_approval,
+            message=result.message,
+            before=dict(result.before),
+            after=dict(result.after),
+            attempts=1,
+            started_at=started,
+            finished_at=deps.clock(),
+        )
+        ctx.log.info(
+            "step",
+            action=step.action,
+            phase=ctx.phase,
+            outcome=str(result.outcome),
+            message=result.message,
+            seconds=round(elapsed, 3),
+        )
+        return result
