@@ -31,7 +31,7 @@ import aiohttp
 
 from receiver.alertmanager import fingerprint
 from receiver.embedded import EmbeddedServices
-from receiver.processes import free_port
+from receiver.embedded.process import free_port
 
 TOKEN = "bench-token-" + uuid.uuid4().hex
 

@@ -35,7 +35,7 @@ import aiohttp
 import pytest
 import yaml
 
-from receiver.processes import free_port
+from receiver.embedded.process import free_port
 from tests.support.servers import server_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]

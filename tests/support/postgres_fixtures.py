@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from receiver.processes import ServerError
+from receiver.embedded.process import ServerError
 from receiver.store import Store
 from receiver.store.migrate import migrate
 from tests.support.postgres import PostgresServer

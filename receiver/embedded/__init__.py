@@ -8,7 +8,8 @@ REMEDIATOR_REDIS_URL and never reaches this module; the rest of the service cann
 apart.
 
 How a server is run (as an unprivileged account when we are root, leftovers of a killed earlier
-run replaced, stopped in order) is ``receiver.processes``, shared with the test servers; this
+run replaced, stopped in order) is ``process``, ``postgres_server`` and ``redis_server`` beside
+this module, shared with the test servers; this
 module only chooses the directories and settings of the default run and says what to install.
 """
 
@@ -18,13 +19,9 @@ import asyncio
 from pathlib import Path
 from types import TracebackType
 
-from receiver.processes import (
-    PostgresProcess,
-    RedisProcess,
-    ServerError,
-    find_postgres_bin_dir,
-    find_redis_server,
-)
+from receiver.embedded.postgres_server import PostgresProcess, find_postgres_bin_dir
+from receiver.embedded.process import ServerError
+from receiver.embedded.redis_server import RedisProcess, find_redis_server
 
 __all__ = ["EmbeddedError", "EmbeddedServices", "postgres_bin_dir", "redis_server_binary"]
 
@@ -33,7 +30,7 @@ START_TIMEOUT_S = 60.0
 # The service's pools (intake, worker, API) with room for migrations and a psql session.
 POSTGRES_SETTINGS = {"max_connections": "200"}
 
-# Every failure to find, initialise or start a server; callers (cli.py) catch it by this name.
+# Every failure to find, initialise or start a server; callers (the CLI) catch it by this name.
 EmbeddedError = ServerError
 
 
