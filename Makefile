@@ -26,8 +26,11 @@ run: install
 lint: install
 	@echo "==> ruff"
 	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
 	@echo "==> mypy --strict"
 	@$(BIN)/mypy
+	@echo "==> import-linter (architecture contracts in pyproject.toml)"
+	@$(BIN)/lint-imports --no-cache
 
 # The control plane (etcd, kube-apiserver, kube-controller-manager) and kubectl are built from
 # Go modules and cached outside the repo, keyed by version: cold about 6-10 minutes, warm seconds.
