@@ -119,6 +119,7 @@ async def closed_loop(
         queue.put_nowait(b)
 
     async with _session(concurrency) as session:
+
         async def user() -> None:
             while not queue.empty():
                 await _post(session, url, queue.get_nowait(), out)
@@ -279,16 +280,21 @@ async def run(args: argparse.Namespace) -> None:
         ports = {name: free_port() for name in names}
         argv = {
             "ceiling": [sys.executable, "-m", "bench.ceiling", str(ports["ceiling"])],
-            "receiver": [sys.executable, "-m", "receiver.cli", "serve", "--port",
-                         str(ports["receiver"])],
+            "receiver": [
+                sys.executable,
+                "-m",
+                "receiver.cli",
+                "serve",
+                "--port",
+                str(ports["receiver"]),
+            ],
         }
         procs: dict[str, subprocess.Popen[bytes]] = {}
         urls: dict[str, str] = {}
         for name in names:
             base = f"http://127.0.0.1:{ports[name]}"
             procs[name] = stack.enter_context(server(argv[name], env, work / f"{name}.log"))
-            await wait_ready(base + ("/readyz" if name == "receiver" else "/healthz"),
-                             procs[name])
+            await wait_ready(base + ("/readyz" if name == "receiver" else "/healthz"), procs[name])
             urls[name] = base + "/api/v1/alerts"
             print(f"[{name}] warming up …", flush=True)
             await closed_loop(urls[name], 500, args.concurrency, start=10_000_000)
@@ -299,28 +305,47 @@ async def run(args: argparse.Namespace) -> None:
         shares: dict[str, list[CpuShare]] = {name: [] for name in names}
         for round_ in range(args.rounds):
             for name in names:
-                print(f"[{name}] closed loop {round_ + 1}/{args.rounds}: {args.requests} "
-                      f"notifications, concurrency {args.concurrency} …", flush=True)
-                figures, share = await measured(urls[name], args.requests, args.concurrency,
-                                                round_ * args.requests, procs[name].pid)
+                print(
+                    f"[{name}] closed loop {round_ + 1}/{args.rounds}: {args.requests} "
+                    f"notifications, concurrency {args.concurrency} …",
+                    flush=True,
+                )
+                figures, share = await measured(
+                    urls[name],
+                    args.requests,
+                    args.concurrency,
+                    round_ * args.requests,
+                    procs[name].pid,
+                )
                 closed[name].append(figures)
                 shares[name].append(share)
         opened: dict[str, Figures] = {}
         for name in names:
-            print(f"[{name}] open loop: {args.rate:.0f} notifications/s for "
-                  f"{args.seconds:.0f} s …", flush=True)
+            print(
+                f"[{name}] open loop: {args.rate:.0f} notifications/s for {args.seconds:.0f} s …",
+                flush=True,
+            )
             opened[name] = await open_loop(urls[name], args.rate, args.seconds, start=20_000_000)
         print(f"[receiver] memory: {args.alerts} alerts in notifications of 10 …", flush=True)
-        mem = await closed_loop(urls["receiver"], args.alerts // 10, args.concurrency,
-                                start=30_000_000, alerts=10)
+        mem = await closed_loop(
+            urls["receiver"], args.alerts // 10, args.concurrency, start=30_000_000, alerts=10
+        )
         hwm, rss = peak_rss_mb(procs["receiver"].pid)
         # Last, because its backlog keeps the worker busy long after the loop: every alert
         # matched by a rule, so the worker plans, guards and records a dry-run for each.
-        print(f"[receiver] closed loop, every alert matched by a rule: {args.requests} "
-              f"notifications …", flush=True)
+        print(
+            f"[receiver] closed loop, every alert matched by a rule: {args.requests} "
+            f"notifications …",
+            flush=True,
+        )
         matched, matched_share = await measured(
-            urls["receiver"], args.requests, args.concurrency, 40_000_000,
-            procs["receiver"].pid, matched=True)
+            urls["receiver"],
+            args.requests,
+            args.concurrency,
+            40_000_000,
+            procs["receiver"].pid,
+            matched=True,
+        )
         metrics_url = urls["receiver"].replace("/api/v1/alerts", "/metrics")
         drained, left = await drain_rate(metrics_url, args.drain_limit)
 
@@ -329,36 +354,52 @@ async def run(args: argparse.Namespace) -> None:
     print(f"closed loop, {args.rounds} rounds taking turns (median; every round):")
     for name in names:
         best = sorted(closed[name], key=lambda f: f.rate)[len(closed[name]) // 2]
-        print(f"  {name:10} {_median(rates[name]):8.0f} notifications/s   "
-              f"p50 {best.pct(50):5.2f} ms  p99 {best.pct(99):5.2f} ms  "
-              f"errors {sum(f.errors for f in closed[name])}   "
-              f"({', '.join(f'{r:.0f}' for r in rates[name])})")
+        print(
+            f"  {name:10} {_median(rates[name]):8.0f} notifications/s   "
+            f"p50 {best.pct(50):5.2f} ms  p99 {best.pct(99):5.2f} ms  "
+            f"errors {sum(f.errors for f in closed[name])}   "
+            f"({', '.join(f'{r:.0f}' for r in rates[name])})"
+        )
     print(f"open loop at {args.rate:.0f} notifications/s:")
     for name in names:
         o = opened[name]
-        print(f"  {name:10} achieved {o.rate:6.0f}/s   p50 {o.pct(50):5.2f} ms  "
-              f"p99 {o.pct(99):5.2f} ms  errors {o.errors}")
-    print("CPU per notification in the closed loop, median (2 cores shared by all three):"
-          if os.cpu_count() == 2 else "CPU per notification in the closed loop, median:")
+        print(
+            f"  {name:10} achieved {o.rate:6.0f}/s   p50 {o.pct(50):5.2f} ms  "
+            f"p99 {o.pct(99):5.2f} ms  errors {o.errors}"
+        )
+    print(
+        "CPU per notification in the closed loop, median (2 cores shared by all three):"
+        if os.cpu_count() == 2
+        else "CPU per notification in the closed loop, median:"
+    )
     for name in names:
         sh = shares[name]
-        print(f"  {name:10} server {_median([x.server_us for x in sh]):5.0f} us   "
-              f"postgres {_median([x.postgres_us for x in sh]):5.0f} us   "
-              f"load generator {_median([x.client_us for x in sh]):5.0f} us")
+        print(
+            f"  {name:10} server {_median([x.server_us for x in sh]):5.0f} us   "
+            f"postgres {_median([x.postgres_us for x in sh]):5.0f} us   "
+            f"load generator {_median([x.client_us for x in sh]):5.0f} us"
+        )
     ratio = _median(rates["receiver"]) / _median(rates["ceiling"])
     rounds = [r / c for r, c in zip(rates["receiver"], rates["ceiling"], strict=True)]
-    print(f"\nreceiver/ceiling throughput: {ratio:.2f}x (target >= 0.5x; rounds "
-          f"{', '.join(f'{x:.2f}' for x in rounds)})")
-    print(f"receiver p99 at {args.rate:.0f}/s: {opened['receiver'].pct(99):.1f} ms "
-          f"(target < 50 ms)")
-    print(f"receiver, every alert matched by a rule (the worker busy in dry-run): "
-          f"{matched.rate:.0f} notifications/s ({matched.rate / _median(rates['ceiling']):.2f}x), "
-          f"p99 {matched.pct(99):.1f} ms, errors {matched.errors}; server "
-          f"{matched_share.server_us:.0f} us + postgres {matched_share.postgres_us:.0f} us "
-          f"per notification; the worker then settled {drained:.0f} events/s"
-          + (f" ({left} still queued after {args.drain_limit:.0f} s)" if left else ""))
-    print(f"receiver after {mem.sent * 10} more alerts ({mem.errors} errors): peak RSS "
-          f"{hwm:.0f} MB, current {rss:.0f} MB (target < 150 MB)")
+    print(
+        f"\nreceiver/ceiling throughput: {ratio:.2f}x (target >= 0.5x; rounds "
+        f"{', '.join(f'{x:.2f}' for x in rounds)})"
+    )
+    print(
+        f"receiver p99 at {args.rate:.0f}/s: {opened['receiver'].pct(99):.1f} ms (target < 50 ms)"
+    )
+    print(
+        f"receiver, every alert matched by a rule (the worker busy in dry-run): "
+        f"{matched.rate:.0f} notifications/s ({matched.rate / _median(rates['ceiling']):.2f}x), "
+        f"p99 {matched.pct(99):.1f} ms, errors {matched.errors}; server "
+        f"{matched_share.server_us:.0f} us + postgres {matched_share.postgres_us:.0f} us "
+        f"per notification; the worker then settled {drained:.0f} events/s"
+        + (f" ({left} still queued after {args.drain_limit:.0f} s)" if left else "")
+    )
+    print(
+        f"receiver after {mem.sent * 10} more alerts ({mem.errors} errors): peak RSS "
+        f"{hwm:.0f} MB, current {rss:.0f} MB (target < 150 MB)"
+    )
 
 
 def main() -> None:

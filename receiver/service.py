@@ -122,9 +122,7 @@ def require_authentication(settings: Settings) -> None:
         )
 
 
-def banner(
-    settings: Settings, url: str, *, dry_run: bool, embedded: bool, show_token: bool
-) -> str:
+def banner(settings: Settings, url: str, *, dry_run: bool, embedded: bool, show_token: bool) -> str:
     """What `make run` prints: where it listens, how it runs, and a curl that works.
 
     The token appears only when ``show_token`` (the generated embedded one); a configured
@@ -134,15 +132,13 @@ def banner(
     if token and show_token:
         auth = f"-H 'Authorization: Bearer {token}' "
     elif settings.webhook_token is not None:
-        auth = "-H \"Authorization: Bearer $WEBHOOK_TOKEN\" "
+        auth = '-H "Authorization: Bearer $WEBHOOK_TOKEN" '
     elif settings.basic_auth_configured:
         auth = f"-u '{settings.webhook_username}:PASSWORD' "
     else:
         auth = ""
     mode = "dry-run (nothing is changed)" if dry_run else "LIVE (actions change the cluster)"
-    storage = (
-        f"embedded PostgreSQL and Redis under {settings.data_dir}" if embedded else "external"
-    )
+    storage = f"embedded PostgreSQL and Redis under {settings.data_dir}" if embedded else "external"
     lines = [
         "",
         f"alert-remediator is listening on {url}",
@@ -241,11 +237,22 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             await site.start()
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             url = f"http://{settings.host}:{port}"
-            text = banner(settings, url, dry_run=dry_run, embedded=endpoints.embedded,
-                          show_token=generated_token)
+            text = banner(
+                settings,
+                url,
+                dry_run=dry_run,
+                embedded=endpoints.embedded,
+                show_token=generated_token,
+            )
             print(text, file=sys.stderr, flush=True)
-            log.info("started", url=url, dry_run=dry_run, rules=len(rules.current),
-                     embedded=endpoints.embedded, worker=worker.owner)
+            log.info(
+                "started",
+                url=url,
+                dry_run=dry_run,
+                rules=len(rules.current),
+                embedded=endpoints.embedded,
+                worker=worker.owner,
+            )
             if ready is not None:
                 ready.set()
             await stop.wait()

@@ -116,9 +116,7 @@ class Worker:
                 _Claim("event", c.event.id, c.attempts, _bind(process, c.event)) for c in claims
             ]
 
-        return _Queue(
-            "event", claim, store.extend_lease, store.complete_event, store.release_event
-        )
+        return _Queue("event", claim, store.extend_lease, store.complete_event, store.release_event)
 
     def _job_queue(self, process: ProcessJob) -> _Queue:
         store = self._store
@@ -127,9 +125,7 @@ class Worker:
             claims = await store.claim_jobs(owner, limit, lease_s)
             return [_Claim("job", c.id, c.attempts, _bind(process, c)) for c in claims]
 
-        return _Queue(
-            "job", claim, store.extend_job_lease, store.complete_job, store.release_job
-        )
+        return _Queue("job", claim, store.extend_job_lease, store.complete_job, store.release_job)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -203,8 +199,9 @@ class Worker:
             except StoreUnavailable as exc:
                 failures += 1
                 delay = self._backoff(failures, cap=min(30.0, self._poll_interval_s))
-                self._log.warning("store unavailable while claiming", error=str(exc),
-                                  retry_in_s=round(delay, 1))
+                self._log.warning(
+                    "store unavailable while claiming", error=str(exc), retry_in_s=round(delay, 1)
+                )
                 await asyncio.sleep(delay)
                 continue
             except Exception:
@@ -244,8 +241,13 @@ class Worker:
                 disposition = work.result()
             except Exception as exc:
                 delay = self._backoff(claim.attempts)
-                log.error("processing failed", attempt=claim.attempts, error=repr(exc),
-                          retry_in_s=round(delay, 1), exc_info=exc)
+                log.error(
+                    "processing failed",
+                    attempt=claim.attempts,
+                    error=repr(exc),
+                    retry_in_s=round(delay, 1),
+                    exc_info=exc,
+                )
                 disposition = Disposition.retry(delay, f"{type(exc).__name__}: {exc}")
             if not disposition.is_done:
                 # However soon the pipeline asks to retry, repeated attempts back off: an
@@ -261,8 +263,9 @@ class Worker:
             work.cancel()
             keeper.cancel()
             await asyncio.gather(work, keeper, return_exceptions=True)
-            await self._settle(queue, claim.id, Disposition.retry(0.0, "worker stopped"), log,
-                               attempts=1)
+            await self._settle(
+                queue, claim.id, Disposition.retry(0.0, "worker stopped"), log, attempts=1
+            )
             raise
         finally:
             keeper.cancel()

@@ -110,7 +110,11 @@ class Processes:
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)],
-            env=env, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         output: list[str] = []
         url: list[str] = []
@@ -156,7 +160,9 @@ class Processes:
                     "--cluster.listen-address=",  # no clustering: the two instances do not dedupe
                     "--log.level=debug",
                 ],
-                stdout=sink, stderr=subprocess.STDOUT, cwd=workdir,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
             )
         am = Alertmanager(name, proc, f"http://127.0.0.1:{port}", log)
         self.alertmanagers.append(am)
@@ -210,9 +216,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         procs.close()
 
 
-async def _until(
-    what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0
-) -> T:
+async def _until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:
     """Poll ``probe`` until it returns something other than None, at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -340,9 +344,12 @@ async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
 
         closed = await _until("the run to be resolved", resolved)
         assert closed["id"] == run["id"]
-        assert await _metric(
-            session, receiver.url, "remediator_alerts_received_total", status="resolved"
-        ) >= 1
+        assert (
+            await _metric(
+                session, receiver.url, "remediator_alerts_received_total", status="resolved"
+            )
+            >= 1
+        )
 
     assert processes.stop_receiver(receiver) == 0
 
@@ -364,7 +371,9 @@ async def test_deliveries_while_the_receiver_is_down_arrive_when_it_is_back(
 
         async def refused() -> float | None:
             n = await _metric(
-                session, am.url, "alertmanager_notification_requests_failed_total",
+                session,
+                am.url,
+                "alertmanager_notification_requests_failed_total",
                 integration="webhook",
             )
             return n if n >= 2 else None
@@ -381,11 +390,15 @@ async def test_deliveries_while_the_receiver_is_down_arrive_when_it_is_back(
 
         run = await _until("the alert to arrive and its run to finish", one_finished_run, 45)
         _check_run(run)
-        assert await _metric(
-            session, again.url, "remediator_alerts_received_total", status="firing"
-        ) >= 1
-        assert await _metric(
-            session, am.url, "alertmanager_notifications_total", integration="webhook"
-        ) >= 1
+        assert (
+            await _metric(session, again.url, "remediator_alerts_received_total", status="firing")
+            >= 1
+        )
+        assert (
+            await _metric(
+                session, am.url, "alertmanager_notifications_total", integration="webhook"
+            )
+            >= 1
+        )
 
     assert processes.stop_receiver(again) == 0

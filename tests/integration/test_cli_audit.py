@@ -19,8 +19,13 @@ async def _cli(database_url: str, *args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
     env["REMEDIATOR_DATABASE_URL"] = database_url
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "receiver.cli", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "receiver.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode is not None
@@ -29,8 +34,9 @@ async def _cli(database_url: str, *args: str) -> tuple[int, str, str]:
 
 async def _history(store: Store) -> None:
     (new,) = events_of(notification(alert({"alertname": "HighMemoryUsage"})))
-    run_id = await store.create_run(rule="r", event=new.as_event(1),
-                                    target=Target("Deployment", "shop", "web"), dry_run=True)
+    run_id = await store.create_run(
+        rule="r", event=new.as_event(1), target=Target("Deployment", "shop", "web"), dry_run=True
+    )
     assert run_id is not None
     await store.set_run_outcome(run_id, RunOutcome.RUNNING)
     await store.record_step(run_id, idx=0, action="kubernetes.rollout_restart", outcome="ok")
@@ -49,8 +55,9 @@ async def test_audit_verify_passes_on_an_intact_log_and_names_a_tampered_entry(
     try:
         victim = await conn.fetchval("SELECT id FROM audit_log ORDER BY id OFFSET 1 LIMIT 1")
         await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-        await conn.execute("UPDATE audit_log SET data = '{\"outcome\": \"ok\"}' WHERE id = $1",
-                           victim)
+        await conn.execute(
+            'UPDATE audit_log SET data = \'{"outcome": "ok"}\' WHERE id = $1', victim
+        )
         await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
     finally:
         await conn.close()

@@ -780,14 +780,23 @@ async def test_every_shipped_action_runs_with_the_service_account(
     deployment = Target("Deployment", TARGET_NS, dep)
     cases: list[tuple[str, Target, dict[str, Any]]] = [
         ("kubernetes.rollout_restart", deployment, {}),
-        ("kubernetes.rollout_restart", Target("StatefulSet", TARGET_NS, targets["statefulset"]),
-         {}),
+        (
+            "kubernetes.rollout_restart",
+            Target("StatefulSet", TARGET_NS, targets["statefulset"]),
+            {},
+        ),
         ("kubernetes.rollout_restart", Target("DaemonSet", TARGET_NS, targets["daemonset"]), {}),
         ("kubernetes.scale", deployment, {"delta": 1, "max": 3}),
-        ("kubernetes.set_resources", deployment,
-         {"container": "app", "memory_limit": {"value": "256Mi"}}),
-        ("kubernetes.set_env", deployment,
-         {"container": "app", "name": "DB_POOL_SIZE", "value": "20"}),
+        (
+            "kubernetes.set_resources",
+            deployment,
+            {"container": "app", "memory_limit": {"value": "256Mi"}},
+        ),
+        (
+            "kubernetes.set_env",
+            deployment,
+            {"container": "app", "name": "DB_POOL_SIZE", "value": "20"},
+        ),
         ("kubernetes.rollout_undo", deployment, {}),
         ("kubernetes.delete_pod", Target("Pod", TARGET_NS, pod), {"pod": pod}),
     ]
@@ -823,5 +832,8 @@ async def test_actions_outside_the_bound_namespaces_are_refused_as_forbidden(
     action = registry.get("kubernetes.rollout_restart")
     ctx = ActionContext(run_id="x", dry_run=False, clients=Clients({"kubernetes": remediator}))
     with pytest.raises(ActionRefused, match="forbidden"):
-        await action.run(ctx, Target("Deployment", unbound, "web"), registry.parse_params(
-            "kubernetes.rollout_restart", {}))
+        await action.run(
+            ctx,
+            Target("Deployment", unbound, "web"),
+            registry.parse_params("kubernetes.rollout_restart", {}),
+        )

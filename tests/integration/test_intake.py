@@ -138,9 +138,7 @@ async def test_notifications_queue_while_the_writer_is_busy_then_share_a_commit(
 
 async def test_a_caller_that_goes_away_does_not_fail_its_batch(store: Store) -> None:
     intake = Intake(store, max_batch=4)
-    callers = [
-        asyncio.create_task(intake.accept(notification(1, seed=f"c{i}"))) for i in range(3)
-    ]
+    callers = [asyncio.create_task(intake.accept(notification(1, seed=f"c{i}"))) for i in range(3)]
     await asyncio.sleep(0)  # all three are queued; the writer has not run yet
     callers[0].cancel()
     results = await asyncio.wait_for(asyncio.gather(*callers[1:]), timeout=5)
@@ -151,8 +149,9 @@ async def test_a_caller_that_goes_away_does_not_fail_its_batch(store: Store) -> 
     assert await intake.accept(notification(1, seed="c0")) == IntakeResult(0, 1)
 
 
-async def test_store_errors_fail_only_their_batch(pg_controlled: PostgresServer,
-                                                  database_url: str) -> None:
+async def test_store_errors_fail_only_their_batch(
+    pg_controlled: PostgresServer, database_url: str
+) -> None:
     store = await Store.connect(database_url, min_size=1, max_size=2, connect_timeout_s=2)
     try:
         intake = Intake(store)

@@ -33,8 +33,13 @@ RESTART = RESTART_RULE.replace("GUARDS", "{}")
 
 
 def labels(name: str = "web", namespace: str = "shop", **extra: str) -> dict[str, str]:
-    return {"alertname": "HighMemoryUsage", "namespace": namespace, "deployment": name,
-            "severity": "warning", **extra}
+    return {
+        "alertname": "HighMemoryUsage",
+        "namespace": namespace,
+        "deployment": name,
+        "severity": "warning",
+        **extra,
+    }
 
 
 async def test_same_notification_5_times_then_20_concurrently_gives_one_run(
@@ -111,8 +116,10 @@ async def test_a_new_episode_after_resolve_is_a_new_run(make_harness: MakeHarnes
     await h.intake.accept(notification(alert(labels(), starts_at="2026-11-25T11:00:00Z")))
     await h.drain()
     runs = await h.runs()
-    assert sorted(r.starts_at for r in runs) == ["2026-11-25T10:00:00.123456789Z",
-                                                "2026-11-25T11:00:00Z"]
+    assert sorted(r.starts_at for r in runs) == [
+        "2026-11-25T10:00:00.123456789Z",
+        "2026-11-25T11:00:00Z",
+    ]
 
 
 async def test_a_backlog_never_acts_on_an_episode_that_already_resolved(
@@ -187,9 +194,13 @@ async def test_target_lock_refuses_a_concurrent_run_on_the_same_target(
     make_harness: MakeHarness,
 ) -> None:
     h = await make_harness(RESTART)
-    holder = AdmissionRequest(run_id="someone-else", rule="other-rule",
-                              target=Target("Deployment", "shop", "web"), disruptive=False,
-                              spec=GuardSpec())
+    holder = AdmissionRequest(
+        run_id="someone-else",
+        rule="other-rule",
+        target=Target("Deployment", "shop", "web"),
+        disruptive=False,
+        spec=GuardSpec(),
+    )
     assert (await h.guards.admit(holder)).admitted
     await h.intake.accept(notification(alert(labels())))
     await h.drain()
@@ -244,7 +255,9 @@ async def test_redis_down_means_nothing_runs_and_the_event_runs_once_it_is_back(
     assert await h.drain() == 2
     runs = await h.runs()
     assert sorted((r.target.name, r.outcome) for r in runs) == [
-        ("api", RunOutcome.DRY_RUN), ("web", RunOutcome.DRY_RUN)]
+        ("api", RunOutcome.DRY_RUN),
+        ("web", RunOutcome.DRY_RUN),
+    ]
 
 
 async def test_escalation_step_only_when_the_alert_keeps_coming_back(
@@ -272,8 +285,10 @@ rules:
         record = await h.store.get_run(run.id)
         assert record is not None
         actions.append([s.action for s in record.steps])
-    assert actions == [["kubernetes.rollout_restart"],
-                       ["kubernetes.rollout_restart", "kubernetes.set_resources"]]
+    assert actions == [
+        ["kubernetes.rollout_restart"],
+        ["kubernetes.rollout_restart", "kubernetes.set_resources"],
+    ]
     assert second.occurrence == 2
 
 
@@ -314,13 +329,16 @@ rules:
     event = claimed.event
     # What a worker leaves behind when it dies after its first step: the run admitted and
     # RUNNING, step 0 done, step 1 still pending, the event claimed and never completed.
-    run_id = await h.store.create_run(rule="two-steps", event=event,
-                                      target=Target("Deployment", "shop", "web"), dry_run=True)
+    run_id = await h.store.create_run(
+        rule="two-steps", event=event, target=Target("Deployment", "shop", "web"), dry_run=True
+    )
     assert run_id is not None
-    await h.store.record_step(run_id, idx=0, action="kubernetes.rollout_restart",
-                              outcome="dry_run", params={})
-    await h.store.record_step(run_id, idx=1, action="kubernetes.scale", outcome="pending",
-                              params={"delta": 1, "max": 5})
+    await h.store.record_step(
+        run_id, idx=0, action="kubernetes.rollout_restart", outcome="dry_run", params={}
+    )
+    await h.store.record_step(
+        run_id, idx=1, action="kubernetes.scale", outcome="pending", params={"delta": 1, "max": 5}
+    )
     await h.store.set_run_outcome(run_id, RunOutcome.RUNNING)
 
     disposition = await h.pipeline(event)  # the event, reclaimed by another worker
@@ -355,16 +373,24 @@ rules:
     await h.intake.accept(notification(alert(labels(), status="resolved")))
     (claimed,) = await h.store.claim_events("crashed-worker", 1, 30.0)
     # The worker recorded the on_resolved step and closed the run, then died.
-    await h.store.record_step(run.id, idx=0, phase="resolve", action="kubernetes.scale",
-                              outcome="pending", params={"restore": True, "max": 5})
+    await h.store.record_step(
+        run.id,
+        idx=0,
+        phase="resolve",
+        action="kubernetes.scale",
+        outcome="pending",
+        params={"restore": True, "max": 5},
+    )
     assert await h.store.close_run(run.id, run.created_at)
 
     assert (await h.pipeline(claimed.event)).is_done
 
     record = await h.store.get_run(run.id)
     assert record is not None
-    assert [(s.phase, s.outcome) for s in record.steps] == [("run", "dry_run"),
-                                                           ("resolve", "dry_run")]
+    assert [(s.phase, s.outcome) for s in record.steps] == [
+        ("run", "dry_run"),
+        ("resolve", "dry_run"),
+    ]
 
 
 async def test_an_alert_no_rule_matches_never_reaches_the_worker(

@@ -54,7 +54,9 @@ def _labels(alertname: str, namespace: str, name: str) -> dict[str, str]:
 
 
 async def test_restart_runs_live_and_is_verified_when_the_alert_resolves(
-    make_harness: MakeHarness, kube_admin: Any, kube_namespace: str,
+    make_harness: MakeHarness,
+    kube_admin: Any,
+    kube_namespace: str,
     make_deployment: MakeDeployment,
 ) -> None:
     await make_deployment("web")
@@ -76,7 +78,9 @@ async def test_restart_runs_live_and_is_verified_when_the_alert_resolves(
 
 
 async def test_scale_up_then_back_down_when_resolved(
-    make_harness: MakeHarness, kube_admin: Any, kube_namespace: str,
+    make_harness: MakeHarness,
+    kube_admin: Any,
+    kube_namespace: str,
     make_deployment: MakeDeployment,
 ) -> None:
     await make_deployment("worker", replicas=1)
@@ -95,7 +99,9 @@ async def test_scale_up_then_back_down_when_resolved(
 
 
 async def test_dry_run_with_a_cluster_uses_server_side_dry_run_and_changes_nothing(
-    make_harness: MakeHarness, kube_admin: Any, kube_namespace: str,
+    make_harness: MakeHarness,
+    kube_admin: Any,
+    kube_namespace: str,
     make_deployment: MakeDeployment,
 ) -> None:
     before = await make_deployment("web")
@@ -108,7 +114,9 @@ async def test_dry_run_with_a_cluster_uses_server_side_dry_run_and_changes_nothi
 
 
 async def test_a_step_that_needs_approval_waits_and_changes_nothing(
-    make_harness: MakeHarness, kube_admin: Any, kube_namespace: str,
+    make_harness: MakeHarness,
+    kube_admin: Any,
+    kube_namespace: str,
     make_deployment: MakeDeployment,
 ) -> None:
     before = await make_deployment("api")
@@ -117,5 +125,6 @@ async def test_a_step_that_needs_approval_waits_and_changes_nothing(
     run = await live.only_run()
     assert run.outcome is RunOutcome.AWAITING_APPROVAL
     assert [(s.action, s.outcome) for s in run.steps] == [
-        ("kubernetes.rollout_undo", "awaiting_approval")]
+        ("kubernetes.rollout_undo", "awaiting_approval")
+    ]
     await _assert_spec_unchanged(kube_admin, kube_namespace, "api", before)

@@ -50,8 +50,11 @@ def serve(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
     def start() -> Served:
         proc = subprocess.Popen(
             [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-            env=_env(tmp_path / "data"), cwd=ROOT, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=_env(tmp_path / "data"),
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         output: list[str] = []
         found = threading.Event()
@@ -93,8 +96,9 @@ def stop(served: Served) -> int:
 
 
 async def _runs(session: aiohttp.ClientSession, served: Served) -> list[dict[str, object]]:
-    async with session.get(f"{served.url}/api/v1/runs",
-                           headers={"Authorization": f"Bearer {served.token}"}) as resp:
+    async with session.get(
+        f"{served.url}/api/v1/runs", headers={"Authorization": f"Bearer {served.token}"}
+    ) as resp:
         assert resp.status == 200
         body = await resp.json()
         return list(body["runs"])
@@ -155,13 +159,15 @@ async def test_serve_on_the_embedded_default_end_to_end(serve) -> None:  # type:
             assert await r.json() == {"accepted": 0, "duplicates": 1}
 
         # The kill switch: a new alert while paused makes a run the pause guard refuses.
-        async with session.put(f"{again.url}/api/v1/pause", headers=headers,
-                               json={"reason": "change freeze"}) as r:
+        async with session.put(
+            f"{again.url}/api/v1/pause", headers=headers, json={"reason": "change freeze"}
+        ) as r:
             assert r.status == 200
         other = json.loads(body)
         other["alerts"][0]["startsAt"] = "2024-05-27T09:00:00Z"  # a new episode
-        async with session.post(f"{again.url}/api/v1/alerts", data=json.dumps(other),
-                                headers=headers) as r:
+        async with session.post(
+            f"{again.url}/api/v1/alerts", data=json.dumps(other), headers=headers
+        ) as r:
             assert await r.json() == {"accepted": 1, "duplicates": 0}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -180,8 +186,14 @@ def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
     rules.mkdir()
     (rules / "bad.yaml").write_text("rules:\n  - name: x\n    match: ['alertname=~\"(\"']\n")
     env = _env(tmp_path / "data") | {"REMEDIATOR_RULES_DIR": str(rules)}
-    proc = subprocess.run([sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "bad.yaml:" in proc.stderr
 
@@ -191,7 +203,11 @@ async def test_serve_with_the_default_relative_data_dir_as_make_run_does(tmp_pat
     del env["REMEDIATOR_DATA_DIR"]  # the default, ".data", relative to where it runs
     proc = subprocess.Popen(
         [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-        env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     lines: list[str] = []
     try:

@@ -314,7 +314,9 @@ async def test_history_sees_episode_recent_runs_and_resolution(store: Store) -> 
     await store.create_run(rule="restart", event=other_episode, target=TARGET, dry_run=False)
     elsewhere = Target("Deployment", "shop", "cart")
     await store.create_run(
-        rule="other", event=alert_event(fingerprint="2" * 16, alertname="X"), target=elsewhere,
+        rule="other",
+        event=alert_event(fingerprint="2" * 16, alertname="X"),
+        target=elsewhere,
         dry_run=False,
     )
 

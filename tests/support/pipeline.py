@@ -58,7 +58,9 @@ class Harness:
                 disposition = await self.pipeline(c.event)
                 if not disposition.is_done:
                     await self.store.release_event(
-                        c.event.id, self.owner, disposition.retry_after_s or 0.0,
+                        c.event.id,
+                        self.owner,
+                        disposition.retry_after_s or 0.0,
                         disposition.error,
                     )
                     return done
@@ -123,10 +125,13 @@ async def make_harness(
         metrics = Metrics()
         holder = RuleHolder(rules_dir, registry, policy)
         pipeline = Pipeline(
-            store=store, guards=guards, rules=holder,
+            store=store,
+            guards=guards,
+            rules=holder,
             registry=registry,
             clients=Clients({"kubernetes": kube} if kube is not None else {}),
-            settings=PipelineSettings(dry_run=dry_run, policy=policy), metrics=metrics,
+            settings=PipelineSettings(dry_run=dry_run, policy=policy),
+            metrics=metrics,
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)
         intakes.append(intake)

@@ -76,7 +76,7 @@ def _rule_alertnames() -> set[str]:
     names: set[str] = set()
     for rule in _remediation_rules():
         equal = [m for m in parse_matchers(rule["match"]) if m.name == "alertname" and m.op == "="]
-        assert len(equal) == 1, f"rule {rule['name']} has no single alertname=\"…\" matcher"
+        assert len(equal) == 1, f'rule {rule["name"]} has no single alertname="…" matcher'
         names.add(equal[0].value)
     return names
 

@@ -325,8 +325,11 @@ class TestFingerprint:
 # The fast path (pydantic-core straight from bytes) must never accept what the careful path
 # refuses, and must build the same model when both accept.
 _JSON_LEAF = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
 )
 _JSON = st.recursive(
     _JSON_LEAF,
@@ -336,14 +339,25 @@ _JSON = st.recursive(
     max_leaves=8,
 )
 _BASE_ALERT = {
-    "status": "firing", "labels": {"alertname": "X"}, "annotations": {},
-    "startsAt": "2026-11-25T10:00:00.123456789Z", "endsAt": "0001-01-01T00:00:00Z",
-    "generatorURL": "", "fingerprint": "0123456789abcdef",
+    "status": "firing",
+    "labels": {"alertname": "X"},
+    "annotations": {},
+    "startsAt": "2026-11-25T10:00:00.123456789Z",
+    "endsAt": "0001-01-01T00:00:00Z",
+    "generatorURL": "",
+    "fingerprint": "0123456789abcdef",
 }
 _BASE = {
-    "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing",
-    "receiver": "r", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-    "externalURL": "", "alerts": [_BASE_ALERT],
+    "version": "4",
+    "groupKey": "{}:{}",
+    "truncatedAlerts": 0,
+    "status": "firing",
+    "receiver": "r",
+    "groupLabels": {},
+    "commonLabels": {},
+    "commonAnnotations": {},
+    "externalURL": "",
+    "alerts": [_BASE_ALERT],
 }
 
 

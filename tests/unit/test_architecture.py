@@ -73,9 +73,7 @@ def test_the_import_contracts_hold() -> None:
         ("receiver.store.records", "import receiver.http", "No upward imports"),
     ],
 )
-def test_a_broken_contract_is_caught(
-    tmp_path: Path, module: str, line: str, contract: str
-) -> None:
+def test_a_broken_contract_is_caught(tmp_path: Path, module: str, line: str, contract: str) -> None:
     copy = _copy_tree(tmp_path)
     path = _path(module, copy)
     path.write_text(path.read_text() + f"\n{line}  # noqa\n")

@@ -54,8 +54,10 @@ def test_basic_auth_banner_names_the_user_not_the_password() -> None:
 
 
 def test_an_unauthenticated_receiver_on_external_servers_must_be_asked_for() -> None:
-    external = {"database_url": SecretStr("postgresql://db/x"),
-                "redis_url": SecretStr("redis://r:6379/0")}
+    external = {
+        "database_url": SecretStr("postgresql://db/x"),
+        "redis_url": SecretStr("redis://r:6379/0"),
+    }
     with pytest.raises(ConfigError) as info:
         require_authentication(Settings(**external))
     assert "REMEDIATOR_ALLOW_UNAUTHENTICATED" in info.value.message
@@ -70,10 +72,17 @@ def test_an_unauthenticated_receiver_on_external_servers_must_be_asked_for() -> 
 
 def test_serve_refuses_to_start_open_and_says_how_to_fix_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
-    env |= {"REMEDIATOR_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x",
-            "REMEDIATOR_REDIS_URL": "redis://127.0.0.1:1/0",
-            "REMEDIATOR_DATA_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "receiver.cli", "serve"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env |= {
+        "REMEDIATOR_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x",
+        "REMEDIATOR_REDIS_URL": "redis://127.0.0.1:1/0",
+        "REMEDIATOR_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "no webhook authentication is configured" in proc.stderr
