@@ -107,6 +107,8 @@ class TargetKind:
     name_rule: str
     name_ok: Callable[[str], bool]
     client_for: Callable[[str], str]
+    # A valid name of this kind, for docs and to stand in for a templated name at lint time.
+    example: str = "example"
 
     def validate(self, target: Target) -> None:
         """Raise TargetError (field ``kind``, ``namespace`` or ``name``) unless ``target`` is a
@@ -145,6 +147,7 @@ def _kubernetes(kind: str) -> TargetKind:
         name_rule="is not a DNS-1123 subdomain (a-z, 0-9, '-', '.', at most 253)",
         name_ok=names.is_dns1123_subdomain,
         client_for=lambda _name: "kubernetes",
+        example="web",
     )
 
 
@@ -164,6 +167,7 @@ KINDS: Mapping[str, TargetKind] = MappingProxyType(
                 name_rule=f"is not a PostgreSQL connection name ({_CONFIGURED})",
                 name_ok=names.is_connection_name,
                 client_for=lambda name: f"postgres:{name}",
+                example="orders",
             ),
             TargetKind(
                 name="RedisQueue",
@@ -171,6 +175,7 @@ KINDS: Mapping[str, TargetKind] = MappingProxyType(
                 name_rule=f"is not CONNECTION/QUEUE (each {_CONFIGURED})",
                 name_ok=_redis_queue_ok,
                 client_for=lambda name: f"redis:{name.partition('/')[0]}",
+                example="jobs/emails",
             ),
             TargetKind(
                 name="HttpEndpoint",
@@ -178,6 +183,7 @@ KINDS: Mapping[str, TargetKind] = MappingProxyType(
                 name_rule=f"is not an HTTP endpoint name ({_CONFIGURED})",
                 name_ok=names.is_connection_name,
                 client_for=lambda _name: "http",
+                example="payments_health",
             ),
         ]
     }

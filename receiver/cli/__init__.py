@@ -28,6 +28,7 @@ from receiver.cli.guards import pause, resume, status
 from receiver.cli.rules import lint, simulate
 from receiver.cli.runs import runs
 from receiver.cli.serve import serve
+from receiver.telemetry import configure_logging
 
 __all__ = ["main"]
 
@@ -44,6 +45,9 @@ __all__ = ["main"]
 @click.pass_context
 def main(ctx: click.Context, config_file: Path | None) -> None:
     """Guarded, audited remediations for Prometheus Alertmanager alerts."""
+    # Every command logs through structlog to stderr (warnings and worse); serve reconfigures
+    # from its settings. Without this, structlog's default prints to stdout, into command output.
+    configure_logging("warning", "console")
     ctx.obj = State(config_file)
 
 

@@ -19,6 +19,7 @@ from receiver.config import Settings
 from receiver.http.auth import Authenticator
 from receiver.model import RunOutcome
 from receiver.telemetry import Metrics
+from remediations.targets import Target
 
 __all__ = [
     "AUDIT",
@@ -70,7 +71,7 @@ class RunsReader(Protocol):
         *,
         alertname: str | None = ...,
         rule: str | None = ...,
-        target: str | None = ...,
+        target: Target | str | None = ...,
         outcome: RunOutcome | None = ...,
         since: datetime | None = ...,
         limit: int = ...,

@@ -8,6 +8,7 @@ from typing import Any
 
 from receiver.durations import parse_duration
 from receiver.model import RunOutcome
+from remediations.targets import TargetError, parse_target_key, target_kind
 
 __all__ = ["DEFAULT_RUNS_LIMIT", "MAX_RUNS_LIMIT", "BadParameter", "parse_since", "run_filters"]
 
@@ -63,8 +64,16 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
                 raise BadParameter(name, f"{name} must not be empty")
             filters[name] = value
     target = filters.get("target")
-    if target is not None and (len(target.split("/", 2)) != 3 or "" in target.split("/", 2)):
-        raise BadParameter("target", "target must be kind/namespace/name")
+    if target is not None:
+        try:
+            parsed = parse_target_key(target)
+        except TargetError as exc:
+            raise BadParameter(
+                "target", f"{exc}: use kind/namespace/name (Kubernetes) or kind/name"
+            ) from None
+        if not parsed.name or (target_kind(parsed.kind).namespaced and not parsed.namespace):
+            raise BadParameter("target", "target must be kind/namespace/name or kind/name")
+        filters["target"] = parsed
     outcome = query.get("outcome")
     if outcome is not None:
         try:

@@ -32,7 +32,7 @@ from receiver.rules.schema import (
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
 from receiver.templating import TargetError, Template, compile_template, validate_target
 from remediations.base import ParamsError, Registry, Risk
-from remediations.targets import Target
+from remediations.targets import Target, target_kind
 
 __all__ = ["compile_files", "lint_files"]
 
@@ -163,12 +163,23 @@ def _check_literal_target(
     label: str,
 ) -> bool:
     """A part of the target without templates is known now: refuse it now, not on the first
-    alert. Templated parts are stood in for by a valid placeholder and checked at render time."""
+    alert. Templated parts are stood in for by a valid placeholder and checked at render time.
+    The kind itself, and whether it takes a namespace, are known now too."""
+    try:
+        kind = target_kind(spec.kind)
+    except TargetError as exc:
+        located.add((*path, "kind"), f"{label}target.kind: {exc}")
+        return False
+    if kind.namespaced != (spec.namespace is not None):
+        needs = "needs a namespace" if kind.namespaced else "has no namespace; remove it"
+        located.add((*path, "namespace"), f"{label}target: a {spec.kind} {needs}")
+        return False
     literal_ns = None if namespace.references else namespace.render({}, {})
     literal_name = None if name.references else name.render({}, {})
     if literal_ns is None and literal_name is None:
         return True
-    probe = Target(spec.kind, literal_ns or "placeholder", literal_name or "placeholder")
+    placeholder_ns = "placeholder" if kind.namespaced else ""
+    probe = Target(spec.kind, literal_ns or placeholder_ns, literal_name or kind.example)
     # The policy only speaks about namespaces; with a templated one, check the name alone.
     probe_policy = policy if literal_ns is not None else NamespacePolicy(allow=(), deny=())
     try:
@@ -209,7 +220,7 @@ def _compile_rule(
         )
         return None
 
-    namespace = compile_template(spec.target.namespace)
+    namespace = compile_template(spec.target.namespace or "")
     name = compile_template(spec.target.name)
     target_ok = _check_literal_target(
         spec.target, namespace, name, (*path, "target"), policy, located, label

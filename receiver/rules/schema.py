@@ -82,10 +82,11 @@ class _Spec(BaseModel):
 
 
 class TargetSpec(_Spec):
-    """``target:``: a kind and two templates rendered from the alert."""
+    """``target:``: a kind and templates rendered from the alert. ``namespace`` only for kinds
+    that live in one (Kubernetes); the compiler checks which."""
 
     kind: Annotated[str, Field(min_length=1)]
-    namespace: TemplateText
+    namespace: TemplateText | None = None
     name: TemplateText
 
 

@@ -9,11 +9,12 @@ row that records it in ``schema_migrations``, so a crash leaves either all of it
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+
+import structlog
 
 __all__ = ["MIGRATION_LOCK_KEY", "Migration", "MigrationError", "load_migrations", "migrate"]
 
@@ -22,7 +23,7 @@ MIGRATION_LOCK_KEY = 0x52454D4544_01
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
-_log = logging.getLogger(__name__)
+_log = structlog.get_logger("remediator.store.migrate")
 
 
 class MigrationError(RuntimeError):
@@ -97,7 +98,7 @@ async def migrate(conn: Any, migrations: list[Migration] | None = None) -> list[
                     migration.name,
                     migration.checksum,
                 )
-            _log.info("applied migration %04d_%s", migration.version, migration.name)
+            _log.info("applied migration", version=migration.version, name=migration.name)
             applied_now.append(migration.version)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)

@@ -11,8 +11,9 @@ import binascii
 from datetime import datetime
 from typing import Any
 
-from receiver.model import RunOutcome, Target
+from receiver.model import RunOutcome
 from receiver.store.records import RUN_COLUMNS, as_utc
+from remediations.targets import Target, parse_target_key
 
 __all__ = ["MAX_PAGE", "decode_cursor", "encode_cursor", "run_page_query"]
 
@@ -62,13 +63,12 @@ def run_page_query(
     if rule is not None:
         clauses.append(f"rule = {arg(rule)}")
     if target is not None:
-        key = target.key if isinstance(target, Target) else target
-        parts = key.split("/", 2)
-        if len(parts) != 3:
-            raise ValueError("target must be kind/namespace/name")
+        # The key's shape follows its kind (a RedisQueue's name holds a '/'); TargetError is a
+        # ValueError.
+        wanted = target if isinstance(target, Target) else parse_target_key(target)
         clauses.append(
-            f"target_kind = {arg(parts[0])} AND target_namespace = {arg(parts[1])}"
-            f" AND target_name = {arg(parts[2])}"
+            f"target_kind = {arg(wanted.kind)} AND target_namespace = {arg(wanted.namespace)}"
+            f" AND target_name = {arg(wanted.name)}"
         )
     if outcome is not None:
         clauses.append(f"outcome = {arg(str(RunOutcome(outcome)))}")

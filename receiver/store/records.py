@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from receiver.alertmanager import ZERO_TIME
 from receiver.model import AlertEvent, PriorRun, RunOutcome, Status, Target
 
 __all__ = [
@@ -54,7 +55,7 @@ class NewEvent:
     status: Status
     labels: Mapping[str, str]
     annotations: Mapping[str, str] = field(default_factory=dict)
-    ends_at: str = "0001-01-01T00:00:00Z"
+    ends_at: str = ZERO_TIME
     generator_url: str = ""
     group_key: str = ""
     receiver: str = ""

@@ -87,8 +87,15 @@ class Undo(_Test):
     target_kinds = frozenset({"Deployment"})
 
 
+class Vacuum(_Test):
+    name = "test.vacuum"
+    Params: ClassVar[type[BaseModel]] = NoParams
+    risk = Risk.LOW
+    target_kinds = frozenset({"PostgresDatabase"})
+
+
 def registry() -> Registry:
-    return Registry([Restart(), Scale(), Grow(), Undo()])
+    return Registry([Restart(), Scale(), Grow(), Undo(), Vacuum()])
 
 
 POLICY = NamespacePolicy()

@@ -16,7 +16,8 @@ from receiver.rules.compile import compile_files, lint_files
 from receiver.rules.loader import load_rules
 from receiver.rules.model import RuleSet
 from remediations.base import Registry
-from tests.support.rules import GOOD, POLICY, TARGET, one_rule, registry
+from remediations.targets import Target
+from tests.support.rules import GOOD, POLICY, TARGET, errors_of, one_rule, registry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -233,3 +234,43 @@ def test_readme_examples_load() -> None:
     assert len(blocks) >= 3
     for line, block in blocks:
         assert lint_files({f"README.md@{line}": block}, reg, POLICY) == [], block
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        (
+            'target: {kind: PostgresDatabase, namespace: db, name: "{{ labels.database }}"}',
+            "4: rule 'r': target: a PostgresDatabase has no namespace; remove it",
+        ),
+        (
+            'target: {kind: Deployment, name: "{{ labels.deployment }}"}',
+            "4: rule 'r': target: a Deployment needs a namespace",
+        ),
+        (
+            "target: {kind: Gadget, namespace: a, name: b}",
+            "4: rule 'r': target.kind: kind 'Gadget' is not a known target kind",
+        ),
+        (
+            "target: {kind: PostgresDatabase, name: Orders-DB}",
+            "4: rule 'r': target.name: name 'Orders-DB' is not a PostgreSQL connection name",
+        ),
+    ],
+)
+def test_a_target_takes_a_namespace_exactly_when_its_kind_lives_in_one(
+    target: str, error: str
+) -> None:
+    found = errors_of({"f.yaml": one_rule(f"{target}\nsteps: [{{action: test.vacuum}}]\n")})
+    assert any(line.startswith(f"f.yaml:{error}") for line in found), found
+
+
+def test_a_target_outside_kubernetes_compiles_and_renders_without_a_namespace() -> None:
+    text = one_rule(
+        'target: {kind: PostgresDatabase, name: "{{ labels.database }}"}\n'
+        "steps: [{action: test.vacuum}]\n"
+    )
+    ruleset = compile_files({"f.yaml": text}, registry(), POLICY)
+    [rule] = ruleset.rules
+    target = rule.render_target({"alertname": "A", "database": "orders"}, {}, POLICY)
+    assert target == Target("PostgresDatabase", "", "orders")
+    assert target.key == "PostgresDatabase/orders"

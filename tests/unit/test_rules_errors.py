@@ -39,7 +39,7 @@ from tests.support.rules import GOOD, POLICY, TARGET, errors_of, one_rule, regis
         pytest.param(
             TARGET + "steps:\n  - action: test.restart\n  - action: test.nope\n",
             "a.yaml:7: rule 'r': steps[1].action: unknown action 'test.nope'; "
-            "known actions: test.grow, test.restart, test.scale, test.undo",
+            "known actions: test.grow, test.restart, test.scale, test.undo, test.vacuum",
             id="unknown-action",
         ),
         pytest.param(
@@ -239,7 +239,7 @@ def test_duplicate_reported_even_when_the_duplicate_has_other_errors() -> None:
     assert errors_of({"a.yaml": GOOD, "b.yaml": second}) == [
         "b.yaml:2: duplicate rule name 'restart-on-high-memory'; first defined at a.yaml:2",
         "b.yaml:7: rule 'restart-on-high-memory': steps[0].action: unknown action 'test.nope'; "
-        "known actions: test.grow, test.restart, test.scale, test.undo",
+        "known actions: test.grow, test.restart, test.scale, test.undo, test.vacuum",
     ]
 
 

@@ -237,3 +237,9 @@ def test_long_values_are_cut_in_the_message() -> None:
         target_kind("HttpEndpoint").validate(Target("HttpEndpoint", "", "x" * 5000))
     assert len(str(caught.value)) < 300
     assert caught.value.value == "x" * 5000
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_example_is_a_valid_name_of_that_kind(kind: str) -> None:
+    spec = KINDS[kind]
+    spec.validate(Target(kind, "shop" if spec.namespaced else "", spec.example))

@@ -81,6 +81,23 @@ async def test_runs_filters(make_client: MakeClient, three_runs: list[str]) -> N
         assert [r["id"] for r in data["runs"]] == expected, query
 
 
+async def test_runs_filter_by_a_target_outside_kubernetes(
+    make_client: MakeClient, store: Store, three_runs: list[str]
+) -> None:
+    # A RedisQueue's name holds a '/': the key splits by its kind, not by counting slashes.
+    queue = await store.create_run(
+        rule="requeue",
+        event=_event(9, "QueueBacklog"),
+        target=Target("RedisQueue", "", "jobs/q"),
+        dry_run=True,
+    )
+    client = await make_client()
+    status, data = await _runs(client, "?target=RedisQueue/jobs/q")
+    assert status == 200, data
+    assert [r["id"] for r in data["runs"]] == [queue]
+    assert data["runs"][0]["target"] == {"kind": "RedisQueue", "namespace": "", "name": "jobs/q"}
+
+
 async def test_runs_pagination(make_client: MakeClient, three_runs: list[str]) -> None:
     client = await make_client()
     status, page1 = await _runs(client, "?limit=2")
@@ -102,6 +119,9 @@ async def test_runs_pagination(make_client: MakeClient, three_runs: list[str]) -
         ("?since=yesterday", "since"),
         ("?since=2024-05-27T07:00:00", "since"),
         ("?target=web", "target"),
+        ("?target=Deployment/web", "target"),
+        ("?target=Gadget/shop/web", "target"),
+        ("?target=PostgresDatabase/", "target"),
         ("?cursor=not-a-cursor", "cursor"),
         ("?rule=", "rule"),
         ("?colour=blue", "colour"),
