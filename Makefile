@@ -51,7 +51,7 @@ test: install lint
 	@export REMEDIATOR_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)"; \
 	 export REMEDIATOR_KUBECTL="$$(bash hack/kubectl/build.sh | tail -n1)"; \
 	 echo "==> pytest (real PostgreSQL, Redis and kube-apiserver)"; \
-	 $(BIN)/pytest -q -ra $(PYTEST_ARGS)
+	 $(BIN)/pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
 bench: install
 	@$(BIN)/python -m bench.intake $(ARGS)
