@@ -195,6 +195,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             concurrency=settings.worker_concurrency,
             lease_s=settings.worker_lease_seconds,
             poll_interval_s=settings.worker_poll_interval_seconds,
+            max_attempts=settings.worker_max_attempts,
             process_job=pipeline.run_job,
             listen_dsn=endpoints.database_url,
             log=log.bind(component="worker"),
