@@ -202,6 +202,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)
         metrics.track_queue_depth(store.queue_depth)
+        metrics.track_dead_letters(store.dead_counts)
         health = HealthChecks(
             store=_check(store.ping),
             redis=_check(guards.ping),
@@ -213,6 +214,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             metrics=metrics,
             health=health,
             runs_reader=store,
+            queues=store,
             log=log.bind(component="http"),
             guards=guards,
             audit=store.append_audit,
