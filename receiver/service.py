@@ -195,12 +195,14 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             concurrency=settings.worker_concurrency,
             lease_s=settings.worker_lease_seconds,
             poll_interval_s=settings.worker_poll_interval_seconds,
+            max_attempts=settings.worker_max_attempts,
             process_job=pipeline.run_job,
             listen_dsn=endpoints.database_url,
             log=log.bind(component="worker"),
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)
         metrics.track_queue_depth(store.queue_depth)
+        metrics.track_dead_letters(store.dead_counts)
         health = HealthChecks(
             store=_check(store.ping),
             redis=_check(guards.ping),
@@ -212,6 +214,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             metrics=metrics,
             health=health,
             runs_reader=store,
+            queues=store,
             log=log.bind(component="http"),
             guards=guards,
             audit=store.append_audit,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TextIO
 
 import structlog
@@ -140,6 +140,13 @@ class Metrics:
             "Alert events stored and not yet processed.",
             registry=r,
         )
+        self.dead_letters = Gauge(
+            "remediator_dead_letters",
+            "Alert events and jobs that failed worker.max_attempts times and wait for an "
+            "operator to retry or drop them, by queue (events, jobs).",
+            ["queue"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "remediator_http_requests",
             "HTTP requests served, by route, method and status code.",
@@ -196,6 +203,16 @@ class Metrics:
 
         async def refresh() -> None:
             self.queue_depth.set(await read())
+
+        self._refreshers.append(refresh)
+
+    def track_dead_letters(self, read: Callable[[], Awaitable[Mapping[str, int]]]) -> None:
+        """Refresh the dead letters per queue from ``read()`` (e.g. ``store.dead_counts``, which
+        returns ``{"events": n, "jobs": m}``) on every scrape."""
+
+        async def refresh() -> None:
+            for queue, count in (await read()).items():
+                self._child(self.dead_letters, queue).set(count)
 
         self._refreshers.append(refresh)
 

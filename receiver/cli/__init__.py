@@ -6,6 +6,9 @@ Commands (one module per group):
 - ``lint``, ``simulate`` (``rules.py``): check the rule files; show what they would do for a
   webhook payload, without storing or changing anything.
 - ``runs`` (``runs.py``): list remediation runs from a running server.
+- ``events``, ``jobs`` (``queues.py``): the work queues of a running server, listed (``--dead``
+  for the dead letters); ``events show``, ``events retry``, ``events drop``, ``jobs show``,
+  ``jobs retry``, ``jobs drop`` act on items by id.
 - ``pause``, ``resume``, ``status`` (``guards.py``): the kill switch of a running server.
 - ``migrate``, ``audit verify`` (``database.py``): apply the database migrations; check the
   audit log's hash chain.
@@ -25,6 +28,7 @@ import click
 from receiver.cli.common import State
 from receiver.cli.database import audit, migrate
 from receiver.cli.guards import pause, resume, status
+from receiver.cli.queues import events, jobs
 from receiver.cli.rules import lint, simulate
 from receiver.cli.runs import runs
 from receiver.cli.serve import serve
@@ -51,5 +55,5 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
     ctx.obj = State(config_file)
 
 
-for _command in (serve, lint, simulate, runs, pause, resume, status, migrate, audit):
+for _command in (serve, lint, simulate, runs, events, jobs, pause, resume, status, migrate, audit):
     main.add_command(_command)

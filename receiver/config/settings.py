@@ -120,6 +120,8 @@ class Settings(BaseModel):
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     worker_lease_seconds: float = Field(default=60.0, gt=0)
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # Failed attempts before an alert event or a job is dead (receiver.worker, same default).
+    worker_max_attempts: int = Field(default=10, ge=1, le=1000)
 
     # The guards' defaults have one home, GuardSettings.
     budget_count: int = Field(default=_GUARDS.budget_count, ge=0)

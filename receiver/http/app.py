@@ -24,17 +24,20 @@ from receiver.http.deps import (
     INTAKE,
     LOG,
     METRICS,
+    QUEUES,
     RUNS_READER,
     SETTINGS,
     AuditWriter,
     GuardControl,
     HealthChecks,
     IntakeLike,
+    QueueControl,
     RunsReader,
 )
 from receiver.http.guards import GUARDS_PATH, PAUSE_PATH, delete_pause, guards_status, put_pause
 from receiver.http.health import healthz, metrics_handler, readyz
 from receiver.http.middleware import edge_middleware
+from receiver.http.queues import add_queue_routes
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
 from receiver.telemetry import Metrics
 
@@ -51,12 +54,14 @@ def create_app(
     log: FilteringBoundLogger,
     guards: GuardControl | None = None,
     audit: AuditWriter | None = None,
+    queues: QueueControl | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> web.Application:
     """Build the HTTP application around the given components.
 
-    Without ``guards`` the guard endpoints answer 404; without ``audit`` a pause is not
-    recorded. ``clock`` (aware datetimes) resolves relative ``since`` filters.
+    Without ``guards`` the guard endpoints answer 404, without ``queues`` the event and job
+    endpoints; without ``audit`` a pause is not recorded. ``clock`` (aware datetimes) resolves
+    relative ``since`` filters.
     """
     auth = Authenticator(settings)
     if not auth.enabled:
@@ -76,6 +81,7 @@ def create_app(
     app[LOG] = log
     app[GUARDS] = guards
     app[AUDIT] = audit
+    app[QUEUES] = queues
     app[CLOCK] = clock
 
     app.router.add_post(ALERTS_PATH, post_alerts)
@@ -87,4 +93,5 @@ def create_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get(RUNS_PATH, get_runs)
     app.router.add_get(RUNS_PATH + "/{run_id}", get_run)
+    add_queue_routes(app.router)
     return app

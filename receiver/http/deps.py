@@ -30,6 +30,7 @@ __all__ = [
     "INTAKE",
     "LOG",
     "METRICS",
+    "QUEUES",
     "RUNS_READER",
     "SETTINGS",
     "AuditWriter",
@@ -38,6 +39,7 @@ __all__ = [
     "HealthChecks",
     "IntakeLike",
     "IntakeResultLike",
+    "QueueControl",
     "RunsReader",
 ]
 
@@ -94,6 +96,46 @@ class GuardControl(Protocol):
     async def status(self) -> dict[str, Any]: ...
 
 
+class QueueControl(Protocol):
+    """The work queues as operators see them (``receiver.store.Store`` fits): pages of alert
+    events and jobs (newest first, with the cursor of the next page), one item, the dead
+    letters' two answers. ``retry_item``/``drop_item`` take ``kind`` "event" or "job" and raise
+    ItemNotFound or ItemConflict; everything raises StoreUnavailable without the store."""
+
+    async def list_events(
+        self,
+        *,
+        state: str | None = ...,
+        alertname: str | None = ...,
+        fingerprint: str | None = ...,
+        skipped: bool | None = ...,
+        limit: int = ...,
+        cursor: str | None = ...,
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def list_jobs(
+        self,
+        *,
+        state: str | None = ...,
+        kind: str | None = ...,
+        run_id: str | None = ...,
+        limit: int = ...,
+        cursor: str | None = ...,
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def event_view(self, event_id: int) -> dict[str, Any] | None: ...
+
+    async def job_view(self, job_id: int) -> dict[str, Any] | None: ...
+
+    async def retry_item(
+        self, kind: str, item_id: int, *, actor: str, reason: str | None = ...
+    ) -> dict[str, Any]: ...
+
+    async def drop_item(
+        self, kind: str, item_id: int, *, actor: str, reason: str
+    ) -> dict[str, Any]: ...
+
+
 # Writes one audit row: kind, data (``Store.append_audit`` fits).
 AuditWriter = Callable[..., Awaitable[Any]]
 
@@ -131,4 +173,5 @@ RUNS_READER = web.AppKey[RunsReader]("runs_reader")
 LOG = web.AppKey[FilteringBoundLogger]("log")
 GUARDS = web.AppKey[GuardControl | None]("guards")
 AUDIT = web.AppKey[AuditWriter | None]("audit")
+QUEUES = web.AppKey[QueueControl | None]("queues")
 CLOCK = web.AppKey[Callable[[], datetime]]("clock")

@@ -20,6 +20,7 @@ from receiver.model import (
     ResolvePlan,
     RunOutcome,
     RunPlan,
+    Skip,
     Status,
     Verdict,
     VerdictKind,
@@ -57,6 +58,7 @@ class EventHandler:
         if settled is not None:
             # Usually settled at intake already; here when the rules changed since it was queued.
             log.debug("skipped", reason=settled)
+            await deps.store.record_skips(event.id, [Skip(settled)])
             return Disposition.done()
         windows = [r.widest_window_s for r in ruleset.rules if r.widest_window_s]
         within = max([deps.settings.min_history_s, *windows])
@@ -76,6 +78,9 @@ class EventHandler:
         plan = engine.plan(event, ruleset, view, deps.settings.policy, now=deps.clock())
         for skip in plan.skips:
             log.info("skipped", rule=skip.rule, reason=skip.reason)
+        if plan.skips:
+            # On the event, so a reviewer sees through the API why an alert did nothing.
+            await deps.store.record_skips(event.id, plan.skips)
         pending = {
             p.rule: p.run_id for p in history.episode_runs if p.outcome is RunOutcome.PENDING
         }

@@ -1,9 +1,10 @@
 """The PostgreSQL store: the durable event queue, the job queue, runs and steps, the audit chain.
 
 ``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
-(database.py): events.py (the intake queue), jobs.py (work that resumes a run), history.py
-(what the engine reads), runs.py (runs and steps), verification.py (how a verification
-ends), audit.py (the hash-chained audit log).
+(database.py): events.py (the intake queue), jobs.py (work that resumes a run), failures.py
+(failed attempts, bounded, then dead letters), queues.py (what operators see and do with both
+queues), history.py (what the engine reads), runs.py (runs and steps), verification.py (how a
+verification ends), audit.py (the hash-chained audit log).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord
@@ -19,8 +20,10 @@ from receiver.store.audit import AuditLog
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, is_unavailable
 from receiver.store.events import CLAIM_WINDOW, EventQueue
+from receiver.store.failures import Failures
 from receiver.store.history import EngineHistory
 from receiver.store.jobs import JobQueue
+from receiver.store.queues import QUEUE_STATES, ItemConflict, ItemNotFound, Queues
 from receiver.store.records import (
     AuditCheck,
     ClaimedEvent,
@@ -36,10 +39,13 @@ from receiver.store.verification import Verification
 
 __all__ = [
     "CLAIM_WINDOW",
+    "QUEUE_STATES",
     "WORK_CHANNEL",
     "AuditCheck",
     "ClaimedEvent",
     "ClaimedJob",
+    "ItemConflict",
+    "ItemNotFound",
     "JobKind",
     "NewEvent",
     "RunRecord",
@@ -51,5 +57,5 @@ __all__ = [
 ]
 
 
-class Store(EventQueue, JobQueue, EngineHistory, Runs, Verification, AuditLog):
+class Store(EventQueue, JobQueue, Failures, Queues, EngineHistory, Runs, Verification, AuditLog):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""

@@ -9,12 +9,20 @@ A lease that runs out (its worker died) makes the event claimable again: at-leas
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from receiver.model import Skip
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
-from receiver.store.records import ClaimedEvent, NewEvent, event_columns, event_from_row
+from receiver.store.failures import lease_expired_sql
+from receiver.store.records import (
+    ClaimedEvent,
+    NewEvent,
+    canonical_json,
+    event_columns,
+    event_from_row,
+)
 
 __all__ = ["CLAIM_WINDOW", "EventQueue"]
 
@@ -107,10 +115,12 @@ class EventQueue(Database):
         """Lease up to ``limit`` due events to ``owner`` for ``lease_s`` seconds.
 
         Due: pending with ``not_before <= now()``, or claimed with an expired lease (its worker
-        died). SKIP LOCKED lets replicas claim side by side without waiting on each other. An
-        event is only claimable once every older event of the same fingerprint is done, so the
-        firing and the resolved event of one alert are never processed concurrently or out of
-        order; that condition reads only committed "done" states, so it holds across replicas.
+        died: that counts as a failed attempt, ``last_error`` says so). SKIP LOCKED lets
+        replicas claim side by side without waiting on each other. An event is claimable only
+        at the head of its alert's queue (the events of its fingerprint still pending or
+        claimed): a claimed one heads it, else the oldest. So the events of one alert are never
+        processed concurrently, and in arrival order, except that a dead event drops out of the
+        queue and, if retried, waits for the event in progress, if any, and goes next.
         """
         if limit <= 0:
             return []
@@ -124,23 +134,27 @@ class EventQueue(Database):
                 f"""
                 WITH candidates AS (
                     -- A bounded walk from the head of each claim index, so a claim costs the
-                    -- same whatever the history or the backlog holds. Only the oldest unfinished
-                    -- event of each alert is taken, and the others are skipped during the walk,
-                    -- not after it: otherwise enough of them could fill the window and hide the
-                    -- older event that unblocks them. (A scalar subquery, not NOT EXISTS, so it
-                    -- stays a filter on the ordered walk instead of becoming a join over all.)
+                    -- same whatever the history or the backlog holds. Only the head of each
+                    -- alert's queue is taken, and the others are skipped during the walk, not
+                    -- after it: otherwise enough of them could fill the window and hide the
+                    -- event that unblocks them. (A scalar subquery, not NOT EXISTS, so it stays
+                    -- a filter on the ordered walk instead of becoming a join over all.) The
+                    -- head is a claimed event if there is one (a retried dead event is older
+                    -- than the one in progress, and must not run beside it), else the oldest.
                     (SELECT e.id FROM alert_events e
                      WHERE e.state = 'pending' AND e.not_before <= now()
-                       AND e.id = (SELECT min(older.id) FROM alert_events older
-                                   WHERE older.fingerprint = e.fingerprint
-                                     AND older.state <> 'done')
+                       AND e.id = (SELECT q.id FROM alert_events q
+                                   WHERE q.fingerprint = e.fingerprint
+                                     AND q.state IN ('pending', 'claimed')
+                                   ORDER BY q.state <> 'claimed', q.id LIMIT 1)
                      ORDER BY e.not_before, e.id LIMIT $4)
                     UNION ALL
                     (SELECT e.id FROM alert_events e
                      WHERE e.state = 'claimed' AND e.lease_until < now()
-                       AND e.id = (SELECT min(older.id) FROM alert_events older
-                                   WHERE older.fingerprint = e.fingerprint
-                                     AND older.state <> 'done')
+                       AND e.id = (SELECT q.id FROM alert_events q
+                                   WHERE q.fingerprint = e.fingerprint
+                                     AND q.state IN ('pending', 'claimed')
+                                   ORDER BY q.state <> 'claimed', q.id LIMIT 1)
                      ORDER BY e.lease_until LIMIT $4)
                 ), picked AS (
                     SELECT e.id FROM alert_events e
@@ -154,9 +168,13 @@ class EventQueue(Database):
                 )
                 UPDATE alert_events e
                 SET state = 'claimed', lease_owner = $1, attempts = e.attempts + 1,
-                    lease_until = now() + make_interval(secs => $3)
+                    lease_until = now() + make_interval(secs => $3),
+                    -- e.state is the row before this update: 'claimed' means a lease ran out.
+                    failures = e.failures + (e.state = 'claimed')::int,
+                    last_error = CASE WHEN e.state = 'claimed' THEN {lease_expired_sql("e")}
+                                      ELSE e.last_error END
                 FROM picked WHERE e.id = picked.id
-                RETURNING {event_columns("e")}
+                RETURNING {event_columns("e")}, e.failures
                 """,
                 owner,
                 limit,
@@ -171,6 +189,7 @@ class EventQueue(Database):
                 attempts=r["attempts"],
                 lease_until=r["lease_until"],
                 last_error=r["last_error"],
+                failures=r["failures"],
             )
             for r in rows
         ]
@@ -227,23 +246,35 @@ class EventQueue(Database):
         return row is not None
 
     async def queue_depth(self) -> int:
-        """Events not yet done (pending or claimed)."""
+        """Events still queued (pending or claimed); dead ones are counted apart."""
         with translate():
             value: int = await self._pool.fetchval(
-                "SELECT count(*) FROM alert_events WHERE state <> 'done'"
+                "SELECT count(*) FROM alert_events WHERE state IN ('pending', 'claimed')"
             )
         return value
+
+    async def record_skips(self, event_id: int, skips: Iterable[Skip]) -> None:
+        """Keep why the engine skipped rules for this event (``[{"rule", "reason"}]``), for
+        review through the API. Replaces what an earlier attempt recorded: the plan for an
+        event is the same however often it is retried."""
+        data = [{"rule": skip.rule, "reason": skip.reason} for skip in skips]
+        with translate():
+            await self._pool.execute(
+                "UPDATE alert_events SET skips = $2::jsonb WHERE id = $1",
+                event_id,
+                canonical_json(data),
+            )
 
     async def get_event(self, event_id: int) -> dict[str, Any] | None:
         """One event with its queue state, for review and tests."""
         with translate():
             row = await self._pool.fetchrow(
                 f"""SELECT {event_columns()}, state, lease_owner, not_before, done_at,
-                           settled_reason
+                           settled_reason, failures, dead_at, skips::text AS skips
                     FROM alert_events WHERE id = $1""",
                 event_id,
             )
-        return None if row is None else dict(row)
+        return None if row is None else {**dict(row), "skips": json.loads(row["skips"])}
 
     async def prune_events(self, older_than_s: float) -> int:
         """Retention: delete finished events older than the given age. Never touches audit."""

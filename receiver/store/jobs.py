@@ -25,6 +25,7 @@ from typing import Any
 
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
+from receiver.store.failures import lease_expired_sql
 from receiver.store.records import ClaimedJob, JobKind, canonical_json, job_from_row
 
 __all__ = ["JobQueue", "enqueue"]
@@ -38,7 +39,7 @@ _RUN_LOCK_CLASS = 0x4A4F4253
 
 _JOB_COLUMNS = """
     j.id, j.kind, j.run_id::text AS run_id, j.payload::text AS payload, j.attempts,
-    j.lease_until, j.last_error
+    j.lease_until, j.last_error, j.failures
 """
 
 
@@ -59,7 +60,8 @@ async def enqueue(
             INSERT INTO jobs (kind, run_id, payload, not_before)
             SELECT $1, runs.id, $3::jsonb, now() + make_interval(secs => $4)
             FROM runs WHERE runs.id = $2::uuid
-            ON CONFLICT (kind, run_id) WHERE state <> 'done' DO UPDATE SET
+            -- A dead job is out of its slot (jobs_open_once): asking again queues a new one.
+            ON CONFLICT (kind, run_id) WHERE state IN ('pending', 'claimed') DO UPDATE SET
                 not_before = CASE WHEN jobs.state = 'pending'
                                   THEN least(jobs.not_before, EXCLUDED.not_before)
                                   ELSE jobs.not_before END,
@@ -115,8 +117,9 @@ class JobQueue(Database):
         """Lease up to ``limit`` due jobs to ``owner`` for ``lease_s`` seconds, oldest first.
 
         Due: pending with ``not_before <= now()``, or claimed with an expired lease (its worker
-        died). At most one job per run is leased at any time, and a run's due jobs are taken in
-        id order.
+        died: that counts as a failed attempt, ``last_error`` says so). At most one job per run
+        is leased at any time, and a run's due jobs are taken in id order; a dead job is out of
+        the queue and holds nothing back.
         """
         if limit <= 0:
             return []
@@ -178,7 +181,11 @@ class JobQueue(Database):
                 )
                 UPDATE jobs j
                 SET state = 'claimed', lease_owner = $1, attempts = j.attempts + 1,
-                    lease_until = now() + make_interval(secs => $2)
+                    lease_until = now() + make_interval(secs => $2),
+                    -- j.state is the row before this update: 'claimed' means a lease ran out.
+                    failures = j.failures + (j.state = 'claimed')::int,
+                    last_error = CASE WHEN j.state = 'claimed' THEN {lease_expired_sql("j")}
+                                      ELSE j.last_error END
                 FROM picked WHERE j.id = picked.id
                 RETURNING {_JOB_COLUMNS}
                 """,
@@ -218,6 +225,7 @@ class JobQueue(Database):
                         done_at = CASE WHEN rerun_at IS NULL THEN now() END,
                         not_before = coalesce(rerun_at, not_before),
                         attempts = CASE WHEN rerun_at IS NULL THEN attempts ELSE 0 END,
+                        failures = CASE WHEN rerun_at IS NULL THEN failures ELSE 0 END,
                         last_error = CASE WHEN rerun_at IS NULL THEN last_error END,
                         rerun_at = NULL, lease_owner = NULL, lease_until = NULL
                     WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
@@ -281,7 +289,7 @@ class JobQueue(Database):
         with translate():
             row = await self._pool.fetchrow(
                 f"""SELECT {_JOB_COLUMNS}, j.state, j.not_before, j.lease_owner, j.rerun_at,
-                           j.created_at, j.done_at
+                           j.created_at, j.done_at, j.dead_at, j.settled_reason
                     FROM jobs j WHERE j.id = $1""",
                 job_id,
             )

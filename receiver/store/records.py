@@ -86,12 +86,14 @@ class NewEvent:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedEvent:
-    """An event leased to one worker until ``lease_until``; ``attempts`` counts this claim."""
+    """An event leased to one worker until ``lease_until``; ``attempts`` counts this claim,
+    ``failures`` the attempts that failed before it (a lease that ran out included)."""
 
     event: AlertEvent
     attempts: int
     lease_until: datetime
     last_error: str | None = None
+    failures: int = 0
 
 
 class JobKind(StrEnum):
@@ -108,7 +110,9 @@ class ClaimedJob:
     """A job leased to one worker until ``lease_until``; ``attempts`` counts this claim.
 
     ``run_id`` is the run's uuid as text; ``payload`` is the JSON object given at enqueue
-    (merged over repeated enqueues); ``last_error`` is what the previous attempt released with.
+    (merged over repeated enqueues); ``last_error`` is what the previous attempt released with;
+    ``failures`` counts the attempts that failed before this claim (a lease that ran out
+    included).
     """
 
     id: int
@@ -118,6 +122,7 @@ class ClaimedJob:
     attempts: int
     lease_until: datetime
     last_error: str | None = None
+    failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +292,8 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
 
 
 def job_from_row(row: Mapping[str, Any]) -> ClaimedJob:
-    """Reads id, kind, run_id (text), payload (text), attempts, lease_until, last_error."""
+    """Reads id, kind, run_id (text), payload (text), attempts, lease_until, last_error,
+    failures."""
     return ClaimedJob(
         id=row["id"],
         kind=JobKind(row["kind"]),
@@ -296,4 +302,5 @@ def job_from_row(row: Mapping[str, Any]) -> ClaimedJob:
         attempts=row["attempts"],
         lease_until=row["lease_until"],
         last_error=row["last_error"],
+        failures=row["failures"],
     )

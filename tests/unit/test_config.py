@@ -81,6 +81,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_WORKER_CONCURRENCY": "16",
         "REMEDIATOR_WORKER_LEASE": "2m",
         "REMEDIATOR_WORKER_POLL_INTERVAL": "0.5",
+        "REMEDIATOR_WORKER_MAX_ATTEMPTS": "3",
         "REMEDIATOR_BUDGET_COUNT": "5",
         "REMEDIATOR_BUDGET_WINDOW": "30m",
         "REMEDIATOR_BREAKER_FAILURES": "4",
@@ -121,6 +122,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.worker_concurrency == 16
     assert s.worker_lease_seconds == 120
     assert s.worker_poll_interval_seconds == 0.5
+    assert s.worker_max_attempts == 3
     assert s.budget_count == 5
     assert s.budget_window_seconds == 1800
     assert s.breaker_failures == 4
@@ -320,3 +322,12 @@ def test_effective_dry_run_and_credentials(tmp_path: Path) -> None:
     assert kube_credentials_present(Settings(kubeconfig=kubeconfig), {})
     assert not kube_credentials_present(Settings(kubeconfig=tmp_path / "missing"), {})
     assert not kube_credentials_present(Settings(), {"HOME": str(tmp_path)})
+
+
+def test_max_attempts_default_is_the_workers() -> None:
+    # Two homes that cannot import each other (config sits below the worker): kept in step here.
+    from receiver.worker import DEFAULT_MAX_ATTEMPTS
+
+    assert Settings().worker_max_attempts == DEFAULT_MAX_ATTEMPTS
+    with pytest.raises(ConfigError, match=r"worker\.max_attempts|WORKER_MAX_ATTEMPTS"):
+        load_settings(None, {"REMEDIATOR_WORKER_MAX_ATTEMPTS": "0"})

@@ -57,6 +57,7 @@ async def make_client(
             log=structlog.get_logger("test"),
             guards=guards,
             audit=store.append_audit,
+            queues=store,
         )
         return await aiohttp_client(app)
 

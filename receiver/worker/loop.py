@@ -8,7 +8,12 @@ that become due later. While an item is processed its lease is extended; if this
 the lease runs out and another replica reclaims it (at-least-once).
 
 What to do with an item is injected (``process``, ``process_job``); the worker only knows the
-answer: done, or retry after a delay. An exception counts as a retry with exponential backoff.
+answer: done, or retry after a delay. Either way a retry backs off exponentially with the
+item's attempts, and never comes sooner than the delay the pipeline asked for (a guard's
+``retry_at``, say). Waiting is not failing: only an exception (other than the store being out
+of reach) or a worker that died holding the item counts as a failed attempt, and after
+``max_attempts`` of those the item is dead (``receiver.store.failures``): out of the queue,
+with its last error, until an operator retries or drops it.
 """
 
 from __future__ import annotations
@@ -18,8 +23,7 @@ import contextlib
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -27,8 +31,14 @@ import structlog
 
 from receiver.model import AlertEvent, Disposition
 from receiver.store import WORK_CHANNEL, ClaimedJob, Store, StoreUnavailable, is_unavailable
+from receiver.worker.attempt import Attempts, Backoff, Claim, QueueCalls
 
-__all__ = ["Process", "ProcessJob", "Worker", "default_owner"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "Process", "ProcessJob", "Worker", "default_owner"]
+
+# Failed attempts before an item is dead: with the default backoff (1 s doubling, jittered to
+# 0.5..1x), 4 to 9 minutes of failing. Settings.worker_max_attempts has the same default (the config
+# layer cannot import this one; a unit test keeps the two in step).
+DEFAULT_MAX_ATTEMPTS = 10
 
 Process = Callable[[AlertEvent], Awaitable[Disposition]]
 ProcessJob = Callable[[ClaimedJob], Awaitable[Disposition]]
@@ -43,32 +53,12 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Claim:
-    """One claimed item, whatever its kind: how to process it and how to settle it."""
-
-    kind: str
-    id: int
-    attempts: int
-    work: Callable[[], Coroutine[Any, Any, Disposition]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Queue:
-    """The store calls of one kind of work (their shapes are the same for both kinds)."""
-
-    kind: str
-    claim: Callable[[str, int, float], Awaitable[Sequence[_Claim]]]
-    extend: Callable[[int, str, float], Awaitable[bool]]
-    complete: Callable[[int, str], Awaitable[bool]]
-    release: Callable[[int, str, float, str | None], Awaitable[bool]]
-
-
 class Worker:
     """Claims and processes work until ``stop()``. Start with ``await worker.start()``.
 
-    ``concurrency``, ``lease_s`` and ``poll_interval_s`` come from the settings (their one
-    home is ``receiver.config.Settings``). ``process_job`` None: this worker takes no jobs.
+    ``concurrency``, ``lease_s``, ``poll_interval_s`` and ``max_attempts`` (failed attempts
+    before an item is dead) come from the settings (their one home is
+    ``receiver.config.Settings``). ``process_job`` None: this worker takes no jobs.
     """
 
     def __init__(
@@ -85,6 +75,7 @@ class Worker:
         log: Any | None = None,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 300.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         self._store = store
         self.owner = owner or default_owner()
@@ -93,8 +84,14 @@ class Worker:
         self._poll_interval_s = poll_interval_s
         self._listen_dsn = listen_dsn if listen_dsn is not None else store.dsn
         self._log: Any = log or structlog.get_logger("remediator.worker")
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
+        self._backoff = Backoff(backoff_base_s, backoff_max_s)
+        self._attempts = Attempts(
+            owner=self.owner,
+            lease_s=lease_s,
+            max_attempts=max_attempts,
+            backoff=self._backoff,
+            log=self._log,
+        )
         self._queues = [self._event_queue(process)]
         if process_job is not None:
             self._queues.append(self._job_queue(process_job))
@@ -107,25 +104,50 @@ class Worker:
         self.listening = asyncio.Event()  # set while the LISTEN connection is up (for tests)
         self.processed = 0
 
-    def _event_queue(self, process: Process) -> _Queue:
+    def _event_queue(self, process: Process) -> QueueCalls:
         store = self._store
 
-        async def claim(owner: str, limit: int, lease_s: float) -> list[_Claim]:
+        async def claim(owner: str, limit: int, lease_s: float) -> list[Claim]:
             claims = await store.claim_events(owner, limit, lease_s)
             return [
-                _Claim("event", c.event.id, c.attempts, _bind(process, c.event)) for c in claims
+                Claim(
+                    "event",
+                    c.event.id,
+                    c.attempts,
+                    c.failures,
+                    c.last_error,
+                    _bind(process, c.event),
+                )
+                for c in claims
             ]
 
-        return _Queue("event", claim, store.extend_lease, store.complete_event, store.release_event)
+        return QueueCalls(
+            "event",
+            claim,
+            store.extend_lease,
+            store.complete_event,
+            store.release_event,
+            store.fail_event,
+        )
 
-    def _job_queue(self, process: ProcessJob) -> _Queue:
+    def _job_queue(self, process: ProcessJob) -> QueueCalls:
         store = self._store
 
-        async def claim(owner: str, limit: int, lease_s: float) -> list[_Claim]:
+        async def claim(owner: str, limit: int, lease_s: float) -> list[Claim]:
             claims = await store.claim_jobs(owner, limit, lease_s)
-            return [_Claim("job", c.id, c.attempts, _bind(process, c)) for c in claims]
+            return [
+                Claim("job", c.id, c.attempts, c.failures, c.last_error, _bind(process, c))
+                for c in claims
+            ]
 
-        return _Queue("job", claim, store.extend_job_lease, store.complete_job, store.release_job)
+        return QueueCalls(
+            "job",
+            claim,
+            store.extend_job_lease,
+            store.complete_job,
+            store.release_job,
+            store.fail_job,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -214,103 +236,16 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
 
-    def _backoff(self, attempt: int, *, cap: float | None = None) -> float:
-        cap = self._backoff_max_s if cap is None else cap
-        delay: float = min(cap, self._backoff_base_s * 2.0 ** max(0, attempt - 1))
-        # Jitter, so replicas do not retry in step (not a secret, any PRNG will do).
-        return delay * (0.5 + random.random() / 2)  # noqa: S311
-
     # -- one item -----------------------------------------------------------------------
 
-    async def _run(self, queue: _Queue, claim: _Claim) -> None:
-        log = self._log.bind(**{f"{claim.kind}_id": claim.id})
-        keeper = asyncio.create_task(self._keep_lease(queue, claim.id, log))
-        work = asyncio.create_task(claim.work())
+    async def _run(self, queue: QueueCalls, claim: Claim) -> None:
         try:
-            done, _ = await asyncio.wait({work, keeper}, return_when=asyncio.FIRST_COMPLETED)
-            if work not in done:
-                # The lease keeper ended first: the lease is lost, another replica may have the
-                # item. Stop working on it rather than act twice.
-                work.cancel()
-                with contextlib.suppress(BaseException):
-                    await work
-                log.warning("lost the lease; abandoned the work")
-                return
-            keeper.cancel()
-            try:
-                disposition = work.result()
-            except Exception as exc:
-                delay = self._backoff(claim.attempts)
-                log.error(
-                    "processing failed",
-                    attempt=claim.attempts,
-                    error=repr(exc),
-                    retry_in_s=round(delay, 1),
-                    exc_info=exc,
-                )
-                disposition = Disposition.retry(delay, f"{type(exc).__name__}: {exc}")
-            if not disposition.is_done:
-                # However soon the pipeline asks to retry, repeated attempts back off: an
-                # outage of hours must not turn every pending item into a 5-second loop.
-                disposition = Disposition.retry(
-                    max(disposition.retry_after_s or 0.0, self._backoff(claim.attempts)),
-                    disposition.error,
-                )
-            await self._settle(queue, claim.id, disposition, log)
-            self.processed += 1
-        except asyncio.CancelledError:
-            # stop() ran out of grace: hand the item back so another worker takes it now.
-            work.cancel()
-            keeper.cancel()
-            await asyncio.gather(work, keeper, return_exceptions=True)
-            await self._settle(
-                queue, claim.id, Disposition.retry(0.0, "worker stopped"), log, attempts=1
-            )
-            raise
+            if await self._attempts.run(queue, claim):
+                self.processed += 1
         finally:
-            keeper.cancel()
             self._in_flight.pop((claim.kind, claim.id), None)
             self._slot_free.set()
             self._wake.set()
-
-    async def _keep_lease(self, queue: _Queue, item_id: int, log: Any) -> None:
-        """Extend the lease every third of its length; return only when it is lost."""
-        interval = max(0.05, self._lease_s / 3)
-        failures = 0
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                if not await queue.extend(item_id, self.owner, self._lease_s):
-                    return
-                failures = 0
-            except StoreUnavailable as exc:
-                # Keep working: the lease is still ours until it runs out; once it has, giving
-                # up is the only safe thing (someone else may have reclaimed it).
-                failures += 1
-                log.warning("could not extend the lease", error=str(exc))
-                if failures * interval >= self._lease_s:
-                    return
-
-    async def _settle(
-        self, queue: _Queue, item_id: int, disposition: Disposition, log: Any, attempts: int = 5
-    ) -> None:
-        """Complete or release the claim; tolerate a short outage, else let the lease expire."""
-        for attempt in range(1, attempts + 1):
-            try:
-                if disposition.is_done:
-                    ok = await queue.complete(item_id, self.owner)
-                else:
-                    ok = await queue.release(
-                        item_id, self.owner, disposition.retry_after_s or 0.0, disposition.error
-                    )
-                if not ok:
-                    log.warning("no longer leased to us when settling")
-                return
-            except StoreUnavailable as exc:
-                if attempt == attempts:
-                    log.warning("could not settle; its lease will expire", error=str(exc))
-                    return
-                await asyncio.sleep(self._backoff(attempt, cap=5.0))
 
     # -- wake-ups -----------------------------------------------------------------------
 

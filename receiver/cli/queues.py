@@ -1,0 +1,211 @@
+"""``remediator events`` and ``remediator jobs``: the work queues of a running server.
+
+``remediator events --dead`` lists the alert events that failed ``worker.max_attempts`` times;
+``remediator events retry ID...`` puts them back in the queue and ``remediator events drop
+ID... --reason TEXT`` settles them unprocessed (both audited); ``remediator events show ID``
+prints one event with the rules skipped for it. ``remediator jobs`` does the same for jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+from receiver.cli.client import call_server, url_option
+from receiver.cli.common import UserError, console, state
+
+__all__ = ["events", "jobs"]
+
+_STATES = ("pending", "claimed", "done", "dead")
+_LAST_ERROR_WIDTH = 80
+_DONE = {"retry": "retried", "drop": "dropped"}
+
+
+def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
+    """The ``plural`` command group: list (the group itself), show, retry, drop."""
+
+    @click.pass_context
+    def listing(
+        ctx: click.Context,
+        /,
+        url: str | None,
+        dead: bool,
+        state_name: str | None,
+        limit: int | None,
+        cursor: str | None,
+        as_json: bool,
+        **selected: Any,
+    ) -> None:
+        if ctx.invoked_subcommand is not None:
+            return
+        if dead and state_name not in (None, "dead"):
+            raise click.UsageError("--dead is --state dead; give one of them")
+        params = {name: _param(value) for name, value in selected.items() if value is not None}
+        if dead or state_name:
+            params["state"] = "dead" if dead else str(state_name)
+        params.update({k: str(v) for k, v in (("limit", limit), ("cursor", cursor)) if v})
+        data = call_server(state(ctx).settings(), url, f"/api/v1/{plural}", params=params)
+        if as_json:
+            click.echo(json.dumps(data, indent=2))
+            return
+        out = console()
+        out.print(_table(kind, data.get(plural, []) if isinstance(data, dict) else []))
+        next_cursor = data.get("next_cursor") if isinstance(data, dict) else None
+        if next_cursor:
+            out.print(f"more: --cursor {next_cursor}")
+
+    options = [
+        url_option,
+        click.option("--dead", is_flag=True, help=f"Only dead {plural} (same as --state dead)."),
+        click.option(
+            "--state",
+            "state_name",
+            type=click.Choice(_STATES),
+            help=f"Only {plural} in this state.",
+        ),
+        *filters,
+        click.option("--limit", type=int, default=None, help="1..500, default 50."),
+        click.option("--cursor", default=None, help="next_cursor of a previous page."),
+        click.option("--json", "as_json", is_flag=True, help="Print the server's JSON."),
+    ]
+    decorated: Any = listing
+    for option in reversed(options):
+        decorated = option(decorated)
+    group = click.group(
+        plural,
+        invoke_without_command=True,
+        help=f"List the {plural} of a running server, newest first; show, retry or drop them.",
+    )(decorated)
+    group.add_command(_show(kind, plural))
+    group.add_command(_action(kind, plural, "retry"))
+    group.add_command(_action(kind, plural, "drop"))
+    return group
+
+
+def _show(kind: str, plural: str) -> click.Command:
+    @click.command("show", help=f"Print one {kind} as JSON (state, failures, last error, ...).")
+    @url_option
+    @click.argument("item_id", metavar="ID", type=int)
+    @click.pass_context
+    def show(ctx: click.Context, url: str | None, item_id: int) -> None:
+        data = call_server(state(ctx).settings(), url, f"/api/v1/{plural}/{item_id}")
+        click.echo(json.dumps(data.get(kind) if isinstance(data, dict) else data, indent=2))
+
+    return show
+
+
+def _action(kind: str, plural: str, action: str) -> click.Command:
+    helps = {
+        "retry": f"Put dead {plural} back in the queue, due now (audited).",
+        "drop": f"Settle dead or pending {plural} without processing them (audited).",
+    }
+
+    @click.command(action, help=helps[action])
+    @url_option
+    @click.argument("item_ids", metavar="ID...", type=int, nargs=-1, required=True)
+    @click.option(
+        "--reason",
+        # No default: with click >= 8.3 an explicit default of None would satisfy required.
+        required=action == "drop",
+        help="Why; recorded in the audit log" + (" (required)." if action == "drop" else "."),
+    )
+    @click.pass_context
+    def act(
+        ctx: click.Context, url: str | None, item_ids: tuple[int, ...], reason: str | None
+    ) -> None:
+        settings = state(ctx).settings()
+        body = {"reason": reason} if reason else {}
+        failed = 0
+        for item_id in item_ids:
+            path = f"/api/v1/{plural}/{item_id}/{action}"
+            try:
+                data = call_server(settings, url, path, "POST", body=body)
+            except UserError as exc:
+                failed += 1
+                click.echo(f"{kind} {item_id}: {exc.format_message()}", err=True)
+                continue
+            item = data.get(kind, {}) if isinstance(data, dict) else {}
+            click.echo(f"{kind} {item_id}: {_DONE[action]}, now {item.get('state', '?')}")
+        if failed:
+            raise UserError(f"{failed} of {len(item_ids)} {plural} not {_DONE[action]}")
+
+    return act
+
+
+def _param(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _table(kind: str, rows: list[Any]) -> Table:
+    table = Table()
+    if kind == "event":
+        columns = (
+            "id",
+            "received",
+            "alertname",
+            "status",
+            "state",
+            "failed/tries",
+            "last error",
+            "why",
+        )
+    else:
+        columns = ("id", "created", "kind", "run", "state", "failed/tries", "last error", "why")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        if isinstance(row, dict):
+            table.add_row(*_cells(kind, row))
+    return table
+
+
+def _cells(kind: str, row: dict[str, Any]) -> tuple[str, ...]:
+    # failed/tries: failed attempts / attempts (every claim, waits included).
+    tries = f"{row.get('failures', 0)}/{row.get('attempts', 0)}"
+    error = str(row.get("last_error") or "")
+    if len(error) > _LAST_ERROR_WIDTH:
+        error = error[: _LAST_ERROR_WIDTH - 1] + "…"
+    why = str(row.get("settled_reason") or "")
+    skips = row.get("skips") or []
+    if not why and skips:
+        why = "; ".join(f"{s.get('rule') or '*'}: {s.get('reason')}" for s in skips)
+    if kind == "event":
+        head = (row.get("received_at"), row.get("alertname"), row.get("status"))
+    else:
+        head = (row.get("created_at"), row.get("kind"), row.get("run_id"))
+    return (
+        str(row.get("id", "")),
+        *(str(v or "") for v in head),
+        str(row.get("state", "")),
+        tries,
+        error,
+        why,
+    )
+
+
+events = _queue_group(
+    "event",
+    "events",
+    [
+        click.option("--alertname", default=None, help="Only events of this alertname."),
+        click.option("--fingerprint", default=None, help="Only events of this alert."),
+        click.option(
+            "--skipped/--not-skipped",
+            default=None,
+            help="Only events for which rules were skipped (or none were).",
+        ),
+    ],
+)
+jobs = _queue_group(
+    "job",
+    "jobs",
+    [
+        click.option(
+            "--kind", default=None, help="Only jobs of this kind: resume_run, verify_deadline."
+        ),
+        click.option("--run", "run_id", default=None, help="Only the jobs of this run (its id)."),
+    ],
+)

@@ -1,0 +1,188 @@
+"""The work queues as operators see them: alert events and jobs, and their dead letters.
+
+``GET /api/v1/events`` and ``GET /api/v1/jobs`` list items newest first (``state`` one of
+pending, claimed, done, dead; ``limit`` 1..500; ``cursor`` from ``next_cursor``), events by
+``alertname``, ``fingerprint`` and ``skipped`` (true: rules were skipped for it), jobs by
+``kind`` and ``run_id``. ``GET .../{id}`` is one item: its state, attempts, failures, last error,
+settled reason and, for an event, the rules skipped for it and why.
+
+``POST .../{id}/retry`` puts a dead item back in its queue; ``POST .../{id}/drop`` settles a
+dead or pending one without processing it. Body: ``{"reason": "..."}`` (required to drop).
+Both are audited with the reason; 404 for an unknown id, 409 naming the state when the action
+does not apply, 503 without the store.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from receiver.http.deps import QUEUES, QueueControl
+from receiver.http.filters import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, BadParameter
+from receiver.http.responses import json_response
+from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, StoreUnavailable
+
+__all__ = ["EVENTS_PATH", "JOBS_PATH", "add_queue_routes"]
+
+EVENTS_PATH = "/api/v1/events"
+JOBS_PATH = "/api/v1/jobs"
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+# Per queue: its plural in paths and answers, and its filters beyond state/limit/cursor.
+_QUEUES = {
+    "event": ("events", EVENTS_PATH, ("alertname", "fingerprint", "skipped")),
+    "job": ("jobs", JOBS_PATH, ("kind", "run_id")),
+}
+
+
+def add_queue_routes(router: web.UrlDispatcher) -> None:
+    """Register the list, read, retry and drop routes of both queues."""
+    for kind, (_, path, _filters) in _QUEUES.items():
+        router.add_get(path, _with_store(_lister(kind)))
+        router.add_get(path + "/{id}", _with_store(_reader(kind)))
+        router.add_post(path + "/{id}/retry", _with_store(_actor(kind, "retry")))
+        router.add_post(path + "/{id}/drop", _with_store(_actor(kind, "drop")))
+
+
+QueueHandler = Callable[[web.Request, QueueControl], Awaitable[web.Response]]
+
+
+def _with_store(handler: QueueHandler) -> Handler:
+    """The shared answers: 404 when no store is configured, 503 when it is unreachable."""
+
+    async def wrapped(request: web.Request) -> web.Response:
+        queues = request.app[QUEUES]
+        if queues is None:
+            return json_response({"error": "the work queues are not configured"}, 404)
+        try:
+            return await handler(request, queues)
+        except StoreUnavailable:
+            return json_response({"error": "store unavailable"}, 503)
+
+    return wrapped
+
+
+def _lister(kind: str) -> QueueHandler:
+    plural, _, names = _QUEUES[kind]
+
+    async def handler(request: web.Request, queues: QueueControl) -> web.Response:
+        """``{<plural>: [...], next_cursor}``; 400 naming the parameter that is wrong."""
+        try:
+            filters = _filters(request.query, names)
+        except BadParameter as exc:
+            return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
+        if kind == "event":
+            rows, next_cursor = await queues.list_events(**filters)
+        else:
+            rows, next_cursor = await queues.list_jobs(**filters)
+        return json_response({plural: rows, "next_cursor": next_cursor})
+
+    return handler
+
+
+def _reader(kind: str) -> QueueHandler:
+    async def handler(request: web.Request, queues: QueueControl) -> web.Response:
+        """``{<kind>: {...}}``; 404 for an unknown id."""
+        item_id = _item_id(request)
+        item = None
+        if item_id is not None:
+            read = queues.event_view if kind == "event" else queues.job_view
+            item = await read(item_id)
+        if item is None:
+            return json_response({"error": f"no {kind} {request.match_info['id']}"}, 404)
+        return json_response({kind: item})
+
+    return handler
+
+
+def _actor(kind: str, action: str) -> QueueHandler:
+    async def handler(request: web.Request, queues: QueueControl) -> web.Response:
+        """``{<kind>: {...}}`` as it is after the action; 400, 404, 409 as the module says."""
+        reason = await _reason(request, required=action == "drop")
+        if isinstance(reason, web.Response):
+            return reason
+        item_id = _item_id(request)
+        if item_id is None:
+            return json_response({"error": f"no {kind} {request.match_info['id']}"}, 404)
+        try:
+            if action == "retry":
+                item = await queues.retry_item(kind, item_id, actor="api", reason=reason)
+            else:
+                item = await queues.drop_item(kind, item_id, actor="api", reason=reason or "")
+        except ItemNotFound as exc:
+            return json_response({"error": str(exc)}, 404)
+        except ItemConflict as exc:
+            return json_response({"error": str(exc)}, 409)
+        return json_response({kind: item})
+
+    return handler
+
+
+def _item_id(request: web.Request) -> int | None:
+    text = request.match_info["id"]
+    # Ids are bigserial: a longer number is no id either (and would overflow the column).
+    return int(text) if text.isdigit() and len(text) < 19 else None
+
+
+async def _reason(request: web.Request, *, required: bool) -> str | web.Response | None:
+    """The body's ``reason`` (stripped), or the 400 answer naming what is wrong."""
+    if not request.can_read_body:
+        body: Any = {}
+    else:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return json_response({"error": "invalid JSON", "field": "body"}, 400)
+    if not isinstance(body, dict):
+        return json_response({"error": "expected a JSON object", "field": "body"}, 400)
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        return json_response({"error": "reason must be a string", "field": "reason"}, 400)
+    reason = reason.strip() if reason else None
+    if required and not reason:
+        return json_response({"error": "say why it is dropped", "field": "reason"}, 400)
+    return reason
+
+
+def _filters(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, Any]:
+    """Keyword arguments for ``list_events``/``list_jobs``; BadParameter names a bad one."""
+    allowed = {"state", "limit", "cursor", *names}
+    filters: dict[str, Any] = {}
+    for name, value in query.items():
+        if name not in allowed:
+            raise BadParameter(name, f"unknown parameter {name!r}")
+        if not value.strip():
+            raise BadParameter(name, f"{name} must not be empty")
+        filters[name] = value
+    state = filters.get("state")
+    if state is not None and state not in QUEUE_STATES:
+        raise BadParameter("state", f"unknown state {state!r}; one of {', '.join(QUEUE_STATES)}")
+    if "cursor" in filters and not filters["cursor"].isdigit():
+        raise BadParameter("cursor", "invalid cursor: pass the next_cursor of a previous page")
+    if "run_id" in filters:
+        try:
+            uuid.UUID(filters["run_id"])
+        except ValueError:
+            raise BadParameter("run_id", "run_id must be a run's id (a uuid)") from None
+    if "skipped" in filters:
+        text = filters["skipped"].lower()
+        if text not in ("true", "false"):
+            raise BadParameter("skipped", "skipped must be true or false")
+        filters["skipped"] = text == "true"
+    limit = DEFAULT_RUNS_LIMIT
+    if "limit" in filters:
+        try:
+            limit = int(filters["limit"])
+        except ValueError:
+            raise BadParameter(
+                "limit", f"limit must be an integer, got {filters['limit']!r}"
+            ) from None
+        if not 1 <= limit <= MAX_RUNS_LIMIT:
+            raise BadParameter("limit", f"limit must be between 1 and {MAX_RUNS_LIMIT}")
+    filters["limit"] = limit
+    return filters

@@ -1,0 +1,262 @@
+"""What operators see of the two queues, and what they may do with a dead letter.
+
+Listing and reading alert events and jobs in any state (``pending``, ``claimed``, ``done``,
+``dead``), newest first with a keyset cursor; counting the dead ones for ``/metrics``; and the
+two answers to a dead letter, each audited in the same transaction (``event.retry``,
+``event.drop``, ``job.retry``, ``job.drop``, with who asked, why, and the item's failures):
+
+- retry: a dead item goes back to pending, due now, with its attempts and failures counted
+  afresh (its last error is kept until the next attempt replaces it);
+- drop: a dead or pending item is settled as done without being processed, the reason in
+  ``settled_reason`` (``dropped: ...``). A claimed item is being processed: it cannot be dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from receiver.store.audit import append_in_tx
+from receiver.store.database import WORK_CHANNEL, Database
+from receiver.store.errors import translate
+from receiver.store.failures import EVENTS, JOBS, QueueTable
+
+__all__ = ["QUEUE_STATES", "ItemConflict", "ItemNotFound", "Queues"]
+
+QUEUE_STATES = ("pending", "claimed", "done", "dead")
+
+_EVENT_VIEW = """
+    id, fingerprint, alertname, status, starts_at, ends_at, labels::text AS labels,
+    annotations::text AS annotations, generator_url, group_key, receiver, received_at, state,
+    attempts, failures, last_error, not_before, lease_owner, lease_until, done_at, dead_at,
+    settled_reason, skips::text AS skips
+"""
+_JOB_VIEW = """
+    id, kind, run_id::text AS run_id, payload::text AS payload, state, attempts, failures,
+    last_error, not_before, lease_owner, lease_until, rerun_at, created_at, done_at, dead_at,
+    settled_reason
+"""
+_VIEWS = {
+    "event": (_EVENT_VIEW, ("labels", "annotations", "skips")),
+    "job": (_JOB_VIEW, ("payload",)),
+}
+
+
+class ItemNotFound(LookupError):
+    """No event or job has this id."""
+
+
+class ItemConflict(Exception):
+    """The item is in a state the action does not apply to; the message says which and why."""
+
+
+def _view(queue: QueueTable, row: Mapping[str, Any]) -> dict[str, Any]:
+    _, decoded = _VIEWS[queue.kind]
+    item = dict(row)
+    for name in decoded:
+        item[name] = json.loads(item[name])
+    return item
+
+
+class Queues(Database):
+    """List, read, count, retry and drop the items of both queues."""
+
+    async def list_events(
+        self,
+        *,
+        state: str | None = None,
+        alertname: str | None = None,
+        fingerprint: str | None = None,
+        skipped: bool | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of alert events, newest first, and the cursor of the next page (None on the
+        last). ``skipped``: only events for which rules were skipped (True) or none (False).
+        ValueError for an unknown state or a cursor this did not issue."""
+        filters: dict[str, Any] = {"alertname": alertname, "fingerprint": fingerprint}
+        extra = []
+        if skipped is not None:
+            extra.append("skips <> '[]'::jsonb" if skipped else "skips = '[]'::jsonb")
+        return await self._page(EVENTS, state, filters, extra, limit, cursor)
+
+    async def list_jobs(
+        self,
+        *,
+        state: str | None = None,
+        kind: str | None = None,
+        run_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of jobs, newest first; as ``list_events``. ``run_id`` must be a uuid
+        (ValueError otherwise)."""
+        filters: dict[str, Any] = {"kind": kind, "run_id": run_id}
+        return await self._page(JOBS, state, filters, [], limit, cursor)
+
+    async def _page(
+        self,
+        queue: QueueTable,
+        state: str | None,
+        filters: Mapping[str, Any],
+        extra: list[str],
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        clauses = list(extra)
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if state is not None:
+            if state not in QUEUE_STATES:
+                raise ValueError(f"unknown state {state!r}; one of {', '.join(QUEUE_STATES)}")
+            clauses.append(f"state = {arg(state)}")
+        for column, value in filters.items():
+            if value is not None:
+                cast = "::uuid" if column == "run_id" else ""
+                clauses.append(f"{column} = {arg(value)}{cast}")
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise ValueError("invalid cursor")
+            clauses.append(f"id < {arg(int(cursor))}")
+        size = max(1, min(limit, 1000))
+        view, _ = _VIEWS[queue.kind]
+        sql = (
+            f"SELECT {view} FROM {queue.table} WHERE {' AND '.join(clauses) or 'true'}"
+            f" ORDER BY id DESC LIMIT {arg(size + 1)}"
+        )
+        try:
+            with translate():
+                rows = await self._pool.fetch(sql, *args)
+        except asyncpg.exceptions.DataError as exc:  # a run_id that is not a uuid
+            raise ValueError(str(exc)) from None
+        page = [_view(queue, r) for r in rows[:size]]
+        next_cursor = str(page[-1]["id"]) if len(rows) > size else None
+        return page, next_cursor
+
+    async def event_view(self, event_id: int) -> dict[str, Any] | None:
+        """One alert event with its queue state and skipped rules; None if there is none."""
+        return await self._one(EVENTS, event_id)
+
+    async def job_view(self, job_id: int) -> dict[str, Any] | None:
+        """One job with its queue state; None if there is none."""
+        return await self._one(JOBS, job_id)
+
+    async def _one(self, queue: QueueTable, item_id: int) -> dict[str, Any] | None:
+        view, _ = _VIEWS[queue.kind]
+        with translate():
+            row = await self._pool.fetchrow(
+                f"SELECT {view} FROM {queue.table} WHERE id = $1", item_id
+            )
+        return None if row is None else _view(queue, row)
+
+    async def dead_counts(self) -> dict[str, int]:
+        """Dead letters per queue: ``{"events": n, "jobs": m}``."""
+        with translate():
+            row = await self._pool.fetchrow(
+                """SELECT (SELECT count(*) FROM alert_events WHERE state = 'dead') AS events,
+                          (SELECT count(*) FROM jobs WHERE state = 'dead') AS jobs"""
+            )
+        return {"events": row["events"], "jobs": row["jobs"]}
+
+    async def retry_item(
+        self, kind: str, item_id: int, *, actor: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Put a dead event or job (``kind``) back in its queue, due now; audited. Returns the
+        item as it is now. ItemNotFound; ItemConflict when it is not dead, or (a job) when an
+        open job of the same kind already exists for its run."""
+        queue = _queue(kind)
+        view, _ = _VIEWS[queue.kind]
+        try:
+            async with self._tx() as conn:
+                before = await self._lock(conn, queue, item_id)
+                if before["state"] != "dead":
+                    raise ItemConflict(
+                        f"{kind} {item_id} is {before['state']}, not dead: only a dead "
+                        f"{kind} can be retried"
+                    )
+                row = await conn.fetchrow(
+                    f"""UPDATE {queue.table}
+                        SET state = 'pending', not_before = now(), attempts = 0, failures = 0,
+                            dead_at = NULL
+                        WHERE id = $1 RETURNING {view}""",
+                    item_id,
+                )
+                await conn.execute("SELECT pg_notify($1, '')", WORK_CHANNEL)
+                await self._audit(conn, queue, "retry", before, actor, reason)
+        except asyncpg.exceptions.UniqueViolationError:
+            # jobs_open_once: the same work was asked for again since this job died.
+            raise ItemConflict(
+                f"{kind} {item_id}: an open job of the same kind is already queued for its "
+                "run; drop this one instead"
+            ) from None
+        return _view(queue, row)
+
+    async def drop_item(
+        self, kind: str, item_id: int, *, actor: str, reason: str
+    ) -> dict[str, Any]:
+        """Settle a dead or pending event or job as done without processing it, ``reason`` in
+        its ``settled_reason``; audited. ItemNotFound; ItemConflict when it is claimed (being
+        processed) or already done."""
+        queue = _queue(kind)
+        view, _ = _VIEWS[queue.kind]
+        async with self._tx() as conn:
+            before = await self._lock(conn, queue, item_id)
+            if before["state"] not in ("dead", "pending"):
+                why = "being processed" if before["state"] == "claimed" else "already settled"
+                raise ItemConflict(f"{kind} {item_id} is {before['state']} ({why}): not dropped")
+            row = await conn.fetchrow(
+                f"""UPDATE {queue.table}
+                    SET state = 'done', done_at = now(), settled_reason = $2
+                    WHERE id = $1 RETURNING {view}""",
+                item_id,
+                f"dropped: {reason}",
+            )
+            await self._audit(conn, queue, "drop", before, actor, reason)
+        return _view(queue, row)
+
+    async def _lock(self, conn: Any, queue: QueueTable, item_id: int) -> Mapping[str, Any]:
+        # FOR UPDATE: a claim skips the row (SKIP LOCKED) while the action decides.
+        row = await conn.fetchrow(
+            f"""SELECT state, attempts, failures, last_error, {queue.subject}
+                FROM {queue.table} WHERE id = $1 FOR UPDATE""",
+            item_id,
+        )
+        if row is None:
+            raise ItemNotFound(f"no {queue.kind} {item_id}")
+        result: Mapping[str, Any] = row
+        return result
+
+    async def _audit(
+        self,
+        conn: Any,
+        queue: QueueTable,
+        action: str,
+        before: Mapping[str, Any],
+        actor: str,
+        reason: str | None,
+    ) -> None:
+        run_id, fingerprint, data = queue.audit(before)
+        data.update(
+            by=actor,
+            reason=reason,
+            was=before["state"],
+            attempts=before["attempts"],
+            failures=before["failures"],
+            last_error=before["last_error"],
+        )
+        await append_in_tx(conn, f"{queue.kind}.{action}", run_id, fingerprint, data)
+
+
+def _queue(kind: str) -> QueueTable:
+    if kind == EVENTS.kind:
+        return EVENTS
+    if kind == JOBS.kind:
+        return JOBS
+    raise ValueError(f"unknown queue {kind!r}; 'event' or 'job'")

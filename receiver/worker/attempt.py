@@ -1,0 +1,205 @@
+"""One attempt at one claimed item: process it under its lease, then settle the claim.
+
+The claim ends one of three ways (``Settlement``): ``complete`` (done), ``release`` (wait: the
+pipeline asked to retry, or the store was out of reach; nothing failed) or ``fail`` (processing
+raised). A release or a failure is due again after an exponential backoff on the item's
+attempts, never sooner than the delay the pipeline asked for (a guard's ``retry_at``, say). A
+failure is counted, and at ``max_attempts`` failures the store makes the item dead
+(``receiver.store.failures``). An item whose last holder died with it (the claim counted that)
+is not handed to the pipeline again once the bound is reached: it goes straight to dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from receiver.model import Disposition
+from receiver.store import StoreUnavailable, is_unavailable
+
+__all__ = ["Attempts", "Backoff", "Claim", "QueueCalls", "Settlement"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claimed item, whatever its kind: how far it got and how to process it."""
+
+    kind: str
+    id: int
+    attempts: int  # this claim included
+    failures: int  # before this claim (a lease that ran out is counted by the claim)
+    last_error: str | None
+    work: Callable[[], Coroutine[Any, Any, Disposition]]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCalls:
+    """The store calls of one kind of work (their shapes are the same for both kinds)."""
+
+    kind: str
+    claim: Callable[[str, int, float], Awaitable[Sequence[Claim]]]
+    extend: Callable[[int, str, float], Awaitable[bool]]
+    complete: Callable[[int, str], Awaitable[bool]]
+    release: Callable[[int, str, float, str | None], Awaitable[bool]]
+    fail: Callable[..., Awaitable[str | None]]  # Store.fail_event / fail_job
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a claim ends: ``complete``, ``release`` (wait, nothing failed) or ``fail``;
+    ``delay_s`` until it is due again, ``error`` kept as its last error."""
+
+    action: str
+    delay_s: float = 0.0
+    error: str | None = None
+    # fail only: False when the failure was counted already (a lease that ran out).
+    count: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Seconds to wait before attempt ``n + 1``: ``base_s`` doubling per attempt up to
+    ``max_s`` (or ``cap``), times a jitter of 0.5 to 1 so replicas do not retry in step."""
+
+    base_s: float = 1.0
+    max_s: float = 300.0
+
+    def __call__(self, attempt: int, *, cap: float | None = None) -> float:
+        limit = self.max_s if cap is None else cap
+        delay: float = min(limit, self.base_s * 2.0 ** max(0, attempt - 1))
+        return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
+
+
+class Attempts:
+    """Runs claimed items for one worker (``owner``): lease kept, outcome settled."""
+
+    def __init__(
+        self, *, owner: str, lease_s: float, max_attempts: int, backoff: Backoff, log: Any
+    ) -> None:
+        self._owner = owner
+        self._lease_s = lease_s
+        self.max_attempts = max(1, max_attempts)
+        self._backoff = backoff
+        self._log = log
+
+    async def run(self, queue: QueueCalls, claim: Claim) -> bool:
+        """Process ``claim`` and settle it; True when the work ran to an answer."""
+        log = self._log.bind(**{f"{claim.kind}_id": claim.id})
+        if claim.failures >= self.max_attempts:
+            # Do not hand a worker, once more, the item that may have killed the last one.
+            dead = Settlement("fail", 0.0, claim.last_error, count=False)
+            await self._settle(queue, claim.id, dead, log)
+            return False
+        keeper = asyncio.create_task(self._keep_lease(queue, claim.id, log))
+        work = asyncio.create_task(claim.work())
+        try:
+            done, _ = await asyncio.wait({work, keeper}, return_when=asyncio.FIRST_COMPLETED)
+            if work not in done:
+                # The lease keeper ended first: the lease is lost, another replica may have the
+                # item. Stop working on it rather than act twice.
+                work.cancel()
+                with contextlib.suppress(BaseException):
+                    await work
+                log.warning("lost the lease; abandoned the work")
+                return False
+            keeper.cancel()
+            await self._settle(queue, claim.id, self._settlement(claim, work, log), log)
+            return True
+        except asyncio.CancelledError:
+            # stop() ran out of grace: hand the item back so another worker takes it now.
+            work.cancel()
+            keeper.cancel()
+            await asyncio.gather(work, keeper, return_exceptions=True)
+            stopped = Settlement("release", 0.0, "worker stopped")
+            await self._settle(queue, claim.id, stopped, log, tries=1)
+            raise
+        finally:
+            keeper.cancel()
+
+    def _settlement(self, claim: Claim, work: asyncio.Task[Disposition], log: Any) -> Settlement:
+        """What the finished ``work`` means for its claim."""
+        # However soon the pipeline asks to retry, repeated attempts back off: an outage of
+        # hours must not turn every pending item into a 5-second loop.
+        backoff = self._backoff(claim.attempts)
+        try:
+            disposition = work.result()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, StoreUnavailable) or is_unavailable(exc):
+                # An outage, not a fault of this item: it waits, like a deferral.
+                log.warning("store unavailable while processing", error=error)
+                return Settlement("release", backoff, error)
+            log.error(
+                "processing failed",
+                attempt=claim.attempts,
+                failures=claim.failures + 1,
+                max_attempts=self.max_attempts,
+                error=repr(exc),
+                retry_in_s=round(backoff, 1),
+                exc_info=exc,
+            )
+            return Settlement("fail", backoff, error)
+        if disposition.is_done:
+            return Settlement("complete")
+        delay = max(disposition.retry_after_s or 0.0, backoff)
+        return Settlement("release", delay, disposition.error)
+
+    async def _keep_lease(self, queue: QueueCalls, item_id: int, log: Any) -> None:
+        """Extend the lease every third of its length; return only when it is lost."""
+        interval = max(0.05, self._lease_s / 3)
+        failures = 0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await queue.extend(item_id, self._owner, self._lease_s):
+                    return
+                failures = 0
+            except StoreUnavailable as exc:
+                # Keep working: the lease is still ours until it runs out; once it has, giving
+                # up is the only safe thing (someone else may have reclaimed it).
+                failures += 1
+                log.warning("could not extend the lease", error=str(exc))
+                if failures * interval >= self._lease_s:
+                    return
+
+    async def _settle(
+        self, queue: QueueCalls, item_id: int, settlement: Settlement, log: Any, tries: int = 5
+    ) -> None:
+        """Complete, release or fail the claim; tolerate a short outage, else let the lease
+        expire (the claim that takes the item up again counts that as a failure)."""
+        for attempt in range(1, tries + 1):
+            try:
+                ok: object
+                if settlement.action == "complete":
+                    ok = await queue.complete(item_id, self._owner)
+                elif settlement.action == "release":
+                    ok = await queue.release(
+                        item_id, self._owner, settlement.delay_s, settlement.error
+                    )
+                else:
+                    ok = await queue.fail(
+                        item_id,
+                        self._owner,
+                        settlement.error,
+                        delay_s=settlement.delay_s,
+                        max_failures=self.max_attempts,
+                        count=settlement.count,
+                    )
+                    if ok == "dead":
+                        log.error(
+                            "dead: no attempts left; retry or drop it",
+                            max_attempts=self.max_attempts,
+                            last_error=settlement.error,
+                        )
+                if not ok:
+                    log.warning("no longer leased to us when settling")
+                return
+            except StoreUnavailable as exc:
+                if attempt == tries:
+                    log.warning("could not settle; its lease will expire", error=str(exc))
+                    return
+                await asyncio.sleep(self._backoff(attempt, cap=5.0))

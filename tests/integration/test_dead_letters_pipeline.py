@@ -1,0 +1,142 @@
+"""Dead letters with the real pipeline behind the real worker (PostgreSQL, Redis, dry-run).
+
+Case 11's worker half: an event the store cannot hold fails in the worker on every attempt; it
+ends dead instead of blocking its alert for ever. And a pipeline that raises for a cause that
+goes away: dead, retried by an operator, then processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import structlog
+
+from receiver.model import RunOutcome, Status
+from receiver.store import NewEvent, Store
+from receiver.worker import Worker
+from tests.support.payloads import alert, notification
+from tests.support.pipeline import Harness, MakeHarness
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+RULE = """
+rules:
+  - name: restart-web
+    match: ['alertname="HighMemoryUsage"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_restart
+"""
+LABELS = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "cart"}
+
+
+async def until(check: Callable[[], Awaitable[Any]], timeout_s: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout_s}s")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def served(make_harness: MakeHarness) -> AsyncIterator[Harness]:
+    """The harness with a real worker on its pipeline: 3 failed attempts make an item dead."""
+    h = await make_harness(RULE)
+    worker = Worker(
+        h.store,
+        h.pipeline,
+        process_job=h.pipeline.run_job,
+        concurrency=2,
+        lease_s=30,
+        poll_interval_s=0.1,
+        backoff_base_s=0.01,
+        max_attempts=3,
+        log=structlog.get_logger("test.worker"),
+    )
+    await worker.start()
+    try:
+        yield h
+    finally:
+        await worker.stop(2)
+
+
+async def event_in(store: Store, state: str) -> dict[str, Any] | None:
+    rows, _ = await store.list_events(state=state)
+    return rows[0] if rows else None
+
+
+async def test_case_11_an_event_the_store_cannot_hold_ends_dead_and_the_alert_goes_on(
+    served: Harness,
+) -> None:
+    h = served
+    firing = alert(LABELS, starts_at="2026-01-05T08:00:00Z")
+    await h.intake.accept(notification(firing))
+    await until(lambda: h.runs(outcome=RunOutcome.DRY_RUN))
+    # Stored before intake refused such timestamps (or anything else that slips past it):
+    # endsAt is in year 9999 at -01:00, past year 9999 in UTC.
+    await h.store.insert_events(
+        [
+            NewEvent(
+                fingerprint=firing["fingerprint"],
+                starts_at="2026-01-05T08:00:00Z",
+                status=Status.RESOLVED,
+                labels=LABELS,
+                ends_at="9999-12-31T23:30:00-01:00",
+            )
+        ]
+    )
+    dead = await until(lambda: event_in(h.store, "dead"))
+    assert (dead["status"], dead["failures"]) == ("resolved", 3)
+    assert "date value out of range" in dead["last_error"]
+
+    # The alert fires again (a new episode): it is processed, not queued behind the dead one.
+    await h.intake.accept(notification(alert(LABELS, starts_at="2026-01-05T09:00:00Z")))
+
+    async def two_runs() -> bool:
+        return len(await h.runs(outcome=RunOutcome.DRY_RUN)) == 2
+
+    await until(two_runs)
+    assert await h.store.queue_depth() == 0
+    h.metrics.track_dead_letters(h.store.dead_counts)
+    await h.metrics.refresh()
+    text = h.metrics.render()[0].decode()
+    assert 'remediator_dead_letters{queue="events"} 1.0' in text
+    assert 'remediator_dead_letters{queue="jobs"} 0.0' in text
+
+    # It can never be processed: an operator drops it, on the record.
+    await h.store.drop_item("event", dead["id"], actor="ops", reason="endsAt out of range")
+    assert await h.store.dead_counts() == {"events": 0, "jobs": 0}
+
+
+async def test_a_pipeline_that_raises_ends_dead_and_succeeds_when_retried_after_the_fix(
+    served: Harness,
+) -> None:
+    h = served
+    async with h.store._pool.acquire() as conn:
+        # A real database fault under the pipeline: creating a run raises, every time.
+        await conn.execute(
+            """CREATE FUNCTION refuse_runs() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE EXCEPTION 'runs are frozen for maintenance'; END; $$;
+               CREATE TRIGGER refuse_runs BEFORE INSERT ON runs
+               FOR EACH ROW EXECUTE FUNCTION refuse_runs();"""
+        )
+    await h.intake.accept(notification(alert(LABELS)))
+    dead = await until(lambda: event_in(h.store, "dead"))
+    assert dead["last_error"] == "RaiseError: runs are frozen for maintenance"
+    assert await h.runs() == []
+
+    async with h.store._pool.acquire() as conn:
+        await conn.execute("DROP TRIGGER refuse_runs ON runs")
+    await h.store.retry_item("event", dead["id"], actor="ops", reason="runs unfrozen")
+    [run] = await until(lambda: h.runs(outcome=RunOutcome.DRY_RUN))
+    assert run.event_id == dead["id"]
+    done = await h.store.event_view(dead["id"])
+    assert done is not None
+    assert (done["state"], done["failures"], done["attempts"]) == ("done", 0, 1)
