@@ -331,3 +331,37 @@ def test_max_attempts_default_is_the_workers() -> None:
     assert Settings().worker_max_attempts == DEFAULT_MAX_ATTEMPTS
     with pytest.raises(ConfigError, match=r"worker\.max_attempts|WORKER_MAX_ATTEMPTS"):
         load_settings(None, {"REMEDIATOR_WORKER_MAX_ATTEMPTS": "0"})
+
+
+def _readme_rows() -> dict[str, tuple[str, str]]:
+    """env var -> (YAML key, documented default) from the README's configuration table."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        if not line.startswith("| `REMEDIATOR_"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        env, yaml_key, default = cells[0].strip("`"), cells[1].strip("`"), cells[2]
+        assert env not in rows, f"{env} documented twice"
+        rows[env] = (yaml_key, default)
+    return rows
+
+
+def test_the_readme_table_lists_every_setting_with_its_yaml_key() -> None:
+    documented = {env: yaml_key for env, (yaml_key, _) in _readme_rows().items()}
+    assert documented == {key.env: key.yaml for key in KEYS}
+
+
+def test_the_readme_defaults_are_the_settings_defaults() -> None:
+    defaults = Settings()
+    checked = 0
+    for key in KEYS:
+        _, documented = _readme_rows()[key.env]
+        if not (documented.startswith("`") and documented.endswith("`")):
+            continue  # a sentence ("embedded", "unset (...)"): nothing literal to compare
+        literal = documented.strip("`")
+        value = getattr(defaults, key.field)
+        parsed = Settings.model_validate({key.field: literal}).__getattribute__(key.field)
+        assert parsed == value, f"{key.env}: README says {literal!r}, the default is {value!r}"
+        checked += 1
+    assert checked >= 15
