@@ -260,6 +260,7 @@ async def test_the_cap_holds_and_takes_the_oldest(
 
     assert result.outcome is Outcome.OK
     assert sorted(result.after["terminated"]) == sorted(pids[:2])
+
     async def alive() -> list[bool]:
         return [await cluster.alive(pid) for pid in pids]
 
