@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from remediations import names
 from remediations.base import ActionContext, Change, Outcome, ParamsError, Result, Risk
-from remediations.notify.message import Event, Message, mrkdwn_escape
-from remediations.notify.notifier import ChannelKind, Notifier
+from remediations.notify.message import ChannelKind, Event, Message, mrkdwn_escape
+from remediations.notify.notifier import Notifier
 from remediations.params import StrictParams
 from remediations.targets import KINDS, Target
 from remediations.templates import check_template, render, template_values

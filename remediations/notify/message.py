@@ -20,6 +20,7 @@ from typing import Any
 from remediations.base import AlertFacts
 
 __all__ = [
+    "ChannelKind",
     "Event",
     "Message",
     "StepSummary",
@@ -29,6 +30,13 @@ __all__ = [
 ]
 
 WEBHOOK_VERSION = "1"
+
+
+class ChannelKind(StrEnum):
+    """How a channel wants its messages."""
+
+    SLACK = "slack"  # Slack incoming webhook (and compatible: Mattermost, Rocket.Chat)
+    WEBHOOK = "webhook"  # any URL taking the generic JSON document (``webhook_payload``)
 
 
 class Event(StrEnum):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -19,18 +18,13 @@ import aiohttp
 
 from remediations.base import ActionError
 from remediations.http.post import HttpPolicy, host_of, post_json
-from remediations.notify.message import Message, slack_payload, webhook_payload
+from remediations.notify.message import ChannelKind, Message, slack_payload, webhook_payload
 
 __all__ = ["NOTIFY_POLICY", "Channel", "ChannelKind", "Delivery", "Notifier"]
 
 # Shorter than an action's: a message that cannot go out soon is of little use, and the
 # pipeline waits for it.
 NOTIFY_POLICY = HttpPolicy(timeout=5.0, attempts=3)
-
-
-class ChannelKind(StrEnum):
-    SLACK = "slack"  # Slack incoming webhook (and compatible: Mattermost, Rocket.Chat)
-    WEBHOOK = "webhook"  # any URL taking the generic JSON document
 
 
 @dataclass(frozen=True, slots=True)
