@@ -127,7 +127,7 @@ def test_a_secret_url_that_is_not_a_url_is_refused_without_echoing_it(tmp_path: 
         tmp_path, f"notify: {{channels: {{oncall: {{kind: slack, url_file: {tmp_path}/slack}}}}}}"
     )
     with pytest.raises(
-        ConfigError, match="notify.channels.oncall.url_file: the URL must be"
+        ConfigError, match=r"notify\.channels\.oncall\.url_file: the URL must be"
     ) as caught:
         load_settings(path, {})
     assert "not-a-url" not in caught.value.message
