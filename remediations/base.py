@@ -128,9 +128,10 @@ class Clients:
     """The I/O clients handed to actions, by name. Read-only once built.
 
     Keys: ``"kubernetes"`` (a kubernetes_asyncio ApiClient), ``"postgres:<name>"``
-    (``remediations.postgres.PostgresConnection``) and ``"redis:<name>"``
-    (``remediations.redis_queue.RedisQueues``), one per configured connection, ``"http"``
-    (``remediations.http.HttpEndpoints``) and ``"notify"`` (``remediations.notify.Notifier``).
+    (``remediations.postgres.connection.PostgresConnection``) and ``"redis:<name>"``
+    (``remediations.redis_queue.queues.RedisQueues``), one per configured connection, ``"http"``
+    (``remediations.http.endpoints.HttpEndpoints``) and ``"notify"``
+    (``remediations.notify.notifier.Notifier``).
     A system that is not
     configured has no key: ``Clients({"kubernetes": kube} if kube is not None else {})``.
     Each action says which keys it needs with ``Action.requires(target)``.
