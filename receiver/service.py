@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
+from receiver.clients import build_clients, check_required, required_clients
 from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.embedded import EmbeddedServices
 from receiver.guards.redis_guards import Guards
@@ -35,7 +36,6 @@ from receiver.rules.loader import RuleHolder, RuleWatcher
 from receiver.store import Store
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
-from remediations.base import Clients
 from remediations.registry import default_registry
 
 SHUTDOWN_GRACE_S = 20.0
@@ -177,6 +177,10 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         store = await Store.connect(endpoints.database_url)
         redis = aioredis.from_url(endpoints.redis_url, socket_timeout=5, socket_connect_timeout=5)
         kube = await kube_client(settings)
+        # Clients by name for every configured connection; only those the loaded rules need
+        # are opened now (and checked), the others when a step first uses them.
+        clients = build_clients(settings, kube=kube)
+        await check_required(clients, required_clients(rules.current, registry), log)
         dry_run = settings.effective_dry_run(kube is not None)
         metrics = Metrics()
         guards = Guards(redis, policy, settings.guard_settings())
@@ -185,7 +189,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             guards=guards,
             rules=rules,
             registry=registry,
-            clients=Clients({"kubernetes": kube} if kube is not None else {}),
+            clients=clients.clients,
             settings=PipelineSettings(dry_run=dry_run, policy=policy),
             metrics=metrics,
         )
@@ -270,6 +274,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             await worker.stop(SHUTDOWN_GRACE_S)
             await store.close()
             await redis.aclose()
+            await clients.close()
             if kube is not None:
                 await kube.close()
             log.info("stopped")

@@ -34,6 +34,8 @@ class Outcome(StrEnum):
     DRY_RUN = "dry_run"  # validated (server-side where possible), nothing changed
     REFUSED = "refused"  # a precondition said no (paused, HPA-managed, stale revision, forbidden)
     FAILED = "failed"  # an error after retries
+    # A notification that could not be delivered: recorded on the step, never fails the run.
+    UNDELIVERED = "undelivered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,9 @@ def _missing_what(name: str) -> str:
     if name == "kubernetes":
         return "no Kubernetes credentials are configured"
     if name == "http":
-        return "no HTTP client is configured"
+        return "no HTTP endpoints are configured"
+    if name == "notify":
+        return "no notification channels are configured"
     if system == "postgres" and connection:
         return f"no PostgreSQL connection named {connection!r} is configured"
     if system == "redis" and connection:
@@ -123,8 +127,12 @@ def _format_validation(error: ValidationError) -> str:
 class Clients:
     """The I/O clients handed to actions, by name. Read-only once built.
 
-    Keys: ``"kubernetes"`` (a kubernetes_asyncio ApiClient), ``"postgres:<name>"`` and
-    ``"redis:<name>"`` (one per configured connection), ``"http"``. A system that is not
+    Keys: ``"kubernetes"`` (a kubernetes_asyncio ApiClient), ``"postgres:<name>"``
+    (``remediations.postgres.connection.PostgresConnection``) and ``"redis:<name>"``
+    (``remediations.redis_queue.queues.RedisQueues``), one per configured connection, ``"http"``
+    (``remediations.http.endpoints.HttpEndpoints``) and ``"notify"``
+    (``remediations.notify.notifier.Notifier``).
+    A system that is not
     configured has no key: ``Clients({"kubernetes": kube} if kube is not None else {})``.
     Each action says which keys it needs with ``Action.requires(target)``.
     """
@@ -159,6 +167,21 @@ class Clients:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertFacts:
+    """The alert a run answers, as actions that talk to people or services see it.
+
+    Empty when the run was taken up again without its event (a resumed run); templates then
+    render missing values as empty strings.
+    """
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    status: str = ""  # "firing" or "resolved"
+    starts_at: str = ""  # RFC 3339, as Alertmanager sent it
+    generator_url: str = ""  # the Prometheus graph of the alert's expression
+
+
+@dataclass(frozen=True, slots=True)
 class ActionContext:
     """What one action call gets besides its target and params: the run, the mode, the clients."""
 
@@ -168,6 +191,9 @@ class ActionContext:
     # What earlier steps of the same run recorded, keyed by action name, e.g. the replica count
     # that kubernetes.scale started from, so an on_resolved step can restore it.
     recorded: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The rule and the alert behind the run, for messages and request bodies (notify, http.call).
+    rule: str = ""
+    alert: AlertFacts = field(default_factory=AlertFacts)
 
 
 @runtime_checkable

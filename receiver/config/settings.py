@@ -21,6 +21,15 @@ from pydantic import (
 )
 
 from receiver import durations
+from receiver.config.connections import (
+    HttpEndpointConfig,
+    NotifyChannelConfig,
+    PostgresDatabaseConfig,
+    RedisConnectionConfig,
+    check_names,
+    check_url,
+    json_map,
+)
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 
@@ -135,6 +144,31 @@ class Settings(BaseModel):
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
+
+    # Named connections of the actions (receiver.config.connections); secrets from files.
+    postgres_databases: dict[str, PostgresDatabaseConfig] = Field(default_factory=dict)
+    redis_queues: dict[str, RedisConnectionConfig] = Field(default_factory=dict)
+    http_endpoints: dict[str, HttpEndpointConfig] = Field(default_factory=dict)
+    notify_channels: dict[str, NotifyChannelConfig] = Field(default_factory=dict)
+    # Where people reach this service; notifications link back to runs under it.
+    external_url: str = ""
+
+    @field_validator(
+        "postgres_databases", "redis_queues", "http_endpoints", "notify_channels", mode="before"
+    )
+    @classmethod
+    def _json_maps(cls, value: object) -> object:
+        return json_map(value)
+
+    @field_validator("postgres_databases", "redis_queues", "http_endpoints", "notify_channels")
+    @classmethod
+    def _connection_names(cls, value: dict[str, object]) -> dict[str, object]:
+        return check_names(value, "connection")
+
+    @field_validator("external_url")
+    @classmethod
+    def _external_url(cls, value: str) -> str:
+        return check_url(value).rstrip("/") if value.strip() else ""
 
     @field_validator("namespace_allow", "namespace_deny", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import SecretStr, ValidationError
 
+from receiver.config.connections import read_connection_secrets
 from receiver.config.settings import ConfigError, Settings
 
 __all__ = ["ENV_PREFIX", "KEYS", "Key", "kube_credentials_present", "load_settings"]
@@ -72,6 +73,12 @@ KEYS: tuple[Key, ...] = (
     _key("event_retention_seconds", "store.event_retention", "EVENT_RETENTION"),
     _key("log_level", "log.level", "LOG_LEVEL"),
     _key("log_format", "log.format", "LOG_FORMAT"),
+    # Maps of named connections: YAML, or JSON in the variable.
+    _key("postgres_databases", "postgres.databases", "POSTGRES_DATABASES"),
+    _key("redis_queues", "redis.queues", "REDIS_QUEUES"),
+    _key("http_endpoints", "http.endpoints", "HTTP_ENDPOINTS"),
+    _key("notify_channels", "notify.channels", "NOTIFY_CHANNELS"),
+    _key("external_url", "external_url", "EXTERNAL_URL"),
 )
 _BY_FIELD = {k.field: k for k in KEYS}
 _BY_YAML = {k.yaml: k for k in KEYS}
@@ -164,6 +171,9 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
         name = source.get(field) or (_BY_FIELD[field].env if field in _BY_FIELD else field)
+        if field in _MAP_FIELDS and len(err["loc"]) > 1:
+            # Inside a map of connections: name the entry and the field, not only the map.
+            name += "." + ".".join(str(p) for p in err["loc"][1:])
         message = err["msg"].removeprefix("Value error, ")
         if "input" in err and err["type"] not in ("value_error",) and field not in _SECRET_FIELDS:
             message = f"{message} (got {err['input']!r})"
@@ -172,6 +182,7 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
 
 
 _SECRET_FIELDS = frozenset({"database_url", "redis_url", "webhook_token", "webhook_password"})
+_MAP_FIELDS = frozenset({"postgres_databases", "redis_queues", "http_endpoints", "notify_channels"})
 
 
 def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
@@ -204,6 +215,16 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
             f"{name(missing)}: basic auth needs both a username and a password "
             f"({name(present)} is set)"
         )
+    try:
+        update |= read_connection_secrets(
+            postgres=settings.postgres_databases,
+            redis=settings.redis_queues,
+            http=settings.http_endpoints,
+            notify=settings.notify_channels,
+            read=_read_secret,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return settings.model_copy(update=update) if update else settings
 
 

@@ -16,6 +16,7 @@ from remediations.base import (
     ActionContext,
     ActionError,
     ActionRefused,
+    AlertFacts,
     Outcome,
     Result,
 )
@@ -27,6 +28,21 @@ def missing_clients(deps: Deps, step: StepPlan, ctx: RunContext) -> list[str]:
     """The client names ``step``'s action needs that the service has not configured."""
     action = deps.registry.get(step.action)
     return deps.clients.missing(action.requires(ctx.target))
+
+
+def _alert_facts(ctx: RunContext) -> AlertFacts:
+    """The alert behind the run, for actions that write to people or services (notify,
+    http.call); empty when a job resumed the run without its event."""
+    event = ctx.event
+    if event is None:
+        return AlertFacts()
+    return AlertFacts(
+        labels=event.labels,
+        annotations=event.annotations,
+        status=str(event.status),
+        starts_at=event.starts_at,
+        generator_url=event.generator_url,
+    )
 
 
 class StepRunner:
@@ -50,6 +66,8 @@ class StepRunner:
             dry_run=deps.settings.dry_run,
             clients=deps.clients,
             recorded=ctx.recorded,
+            rule=ctx.rule,
+            alert=_alert_facts(ctx),
         )
         try:
             params = deps.registry.parse_params(step.action, step.params)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,28 +23,19 @@ from tenacity import (
 )
 
 from remediations.base import ActionRefused, TransientActionError
+from remediations.retrying import DEFAULT_RETRY, RetryPolicy
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "RetryPolicy",
+    "api_message",
+    "call",
+    "describe_failure",
+    "is_transient",
+    "refusal",
+]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How hard one API call is tried. Passed to each action's constructor; never global."""
-
-    attempts: int = 4  # total tries, the first included
-    initial_wait: float = 0.2  # seconds before the second try; doubles each time
-    max_wait: float = 2.0  # ceiling of a single wait
-    jitter: float = 0.1  # random seconds added to each wait, so replicas do not retry in step
-    request_timeout: float = 10.0  # seconds for one request, connect to last byte
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        if min(self.initial_wait, self.max_wait, self.jitter, self.request_timeout) < 0:
-            raise ValueError("waits and timeouts must not be negative")
-
-
-DEFAULT_RETRY = RetryPolicy()
 
 
 def is_transient(exc: BaseException) -> bool:

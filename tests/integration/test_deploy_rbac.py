@@ -800,7 +800,10 @@ async def test_every_shipped_action_runs_with_the_service_account(
         ("kubernetes.rollout_undo", deployment, {}),
         ("kubernetes.delete_pod", Target("Pod", TARGET_NS, pod), {"pod": pod}),
     ]
-    assert {name for name, _, _ in cases} == set(registry.names())
+    # Every Kubernetes action (the others reach no cluster: no RBAC of theirs to test).
+    assert {name for name, _, _ in cases} == {
+        n for n in registry.names() if n.startswith("kubernetes.")
+    }
     clients = Clients({"kubernetes": remediator})
     for dry_run in (True, False):
         for name, target, raw in cases:

@@ -19,6 +19,7 @@ from remediations.base import (
     ParamsError,
 )
 from remediations.kubernetes.api import RUN_ID_ANNOTATION
+from remediations.kubernetes.catalog import ACTIONS
 from remediations.kubernetes.container import SetEnv, SetResources
 from remediations.kubernetes.pods import DeletePod
 from remediations.kubernetes.restart import RESTARTED_AT, RolloutRestart
@@ -618,7 +619,7 @@ async def _setup_for(
     return deployment(ns), registry.parse_params(action.name, raw[action.name])
 
 
-@pytest.mark.parametrize("action", list(default_registry()), ids=lambda a: a.name)
+@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: a.name)
 async def test_dry_run_changes_nothing(
     action: Action, kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:

@@ -2,7 +2,8 @@
 
 ``make_harness(rules_yaml, ...)`` builds the real Intake, Guards, RuleHolder and Pipeline on
 the test's store and Redis; ``Harness.drain()`` claims and processes until nothing is due.
-With ``kube`` (an ApiClient) the actions run against that cluster, else in dry-run.
+With ``kube`` (an ApiClient) the actions run against that cluster, else in dry-run; ``clients``
+adds other clients by name (``postgres:<name>``, ``notify``, ...).
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ async def make_harness(
         policy: NamespacePolicy | None = None,
         *,
         kube: Any | None = None,
+        clients: dict[str, Any] | None = None,
         dry_run: bool = True,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
@@ -129,7 +131,9 @@ async def make_harness(
             guards=guards,
             rules=holder,
             registry=registry,
-            clients=Clients({"kubernetes": kube} if kube is not None else {}),
+            clients=Clients(
+                {**({"kubernetes": kube} if kube is not None else {}), **(clients or {})}
+            ),
             settings=PipelineSettings(dry_run=dry_run, policy=policy),
             metrics=metrics,
         )

@@ -44,7 +44,8 @@ def test_missing_lists_the_names_not_configured_sorted_once() -> None:
             "no PostgreSQL connection named 'orders' is configured (client 'postgres:orders')",
         ),
         ("redis:jobs", "no Redis connection named 'jobs' is configured (client 'redis:jobs')"),
-        ("http", "no HTTP client is configured (client 'http')"),
+        ("http", "no HTTP endpoints are configured (client 'http')"),
+        ("notify", "no notification channels are configured (client 'notify')"),
         ("smtp", "no client named 'smtp' is configured (client 'smtp')"),
     ],
 )

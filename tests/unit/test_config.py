@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,9 @@ worker: {concurrency: 2}
 def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     token = write(tmp_path / "token", "  s3cret-token \n")
     password = write(tmp_path / "password", "pw\n")
+    dsn = write(tmp_path / "dsn", "postgresql://remediator@db/orders\n")
+    redis_url = write(tmp_path / "redis-url", "redis://jobs:6379/0\n")
+    slack = write(tmp_path / "slack", "https://hooks.slack.example/services/T/B/X\n")
     environ = {
         "REMEDIATOR_DATABASE_URL": "postgresql://u:p@db:5432/remediator",
         "REMEDIATOR_REDIS_URL": "redis://redis:6379/0",
@@ -91,6 +95,20 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_EVENT_RETENTION": "7d",
         "REMEDIATOR_LOG_LEVEL": "DEBUG",
         "REMEDIATOR_LOG_FORMAT": "console",
+        "REMEDIATOR_POSTGRES_DATABASES": json.dumps({"orders": {"dsn_file": str(dsn)}}),
+        "REMEDIATOR_REDIS_QUEUES": json.dumps(
+            {
+                "jobs": {
+                    "url_file": str(redis_url),
+                    "queues": {"emails": {"layout": "celery", "key": "e", "dead_letter_key": "d"}},
+                }
+            }
+        ),
+        "REMEDIATOR_HTTP_ENDPOINTS": json.dumps({"flush": {"url": "https://cache/flush"}}),
+        "REMEDIATOR_NOTIFY_CHANNELS": json.dumps(
+            {"oncall": {"kind": "slack", "url_file": str(slack)}}
+        ),
+        "REMEDIATOR_EXTERNAL_URL": "https://remediator.example/",
     }
     # The table and this test cover the same variables: a new setting needs a line here.
     assert {k.env for k in KEYS} - {"REMEDIATOR_WEBHOOK_TOKEN", "REMEDIATOR_WEBHOOK_PASSWORD"} == (
@@ -130,6 +148,16 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.breaker_open_for_seconds == 2700
     assert s.lock_ttl_seconds == 300
     assert s.event_retention_seconds == 7 * 86400
+    assert s.postgres_databases["orders"].dsn is not None
+    assert (
+        s.postgres_databases["orders"].dsn.get_secret_value() == "postgresql://remediator@db/orders"
+    )
+    assert s.redis_queues["jobs"].url is not None
+    assert s.redis_queues["jobs"].url.get_secret_value() == "redis://jobs:6379/0"
+    assert s.redis_queues["jobs"].queues["emails"].key == "e"
+    assert s.http_endpoints["flush"].url == "https://cache/flush"
+    assert s.notify_channels["oncall"].url is not None
+    assert s.external_url == "https://remediator.example"
     assert s.log_level == "debug"
     assert s.log_format is LogFormat.CONSOLE
 

@@ -1,0 +1,282 @@
+"""Named connections the actions use: PostgreSQL databases, Redis queues, HTTP endpoints and
+notification channels. Validated at start-up; secrets only ever come from files.
+
+YAML (each map may also be given as JSON in its ``REMEDIATOR_*`` variable)::
+
+    postgres:
+      databases:
+        orders: {dsn_file: /run/secrets/orders-dsn}
+    redis:
+      queues:
+        jobs:                                  # a Redis connection
+          url_file: /run/secrets/jobs-redis-url
+          queues:
+            emails: {layout: list, key: emails, dead_letter_key: emails:dead}
+    http:
+      endpoints:
+        cache_flush:
+          url: https://cache.internal/flush
+          header_files: {Authorization: /run/secrets/cache-auth}
+    notify:
+      channels:
+        oncall: {kind: slack, url_file: /run/secrets/slack-webhook}
+
+A name (database, connection, queue, endpoint, channel) follows ``names.connection_name_errors``:
+it is what a target or a rule names, never a URL or a Redis key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from receiver import durations
+from remediations import names
+from remediations.notify.message import ChannelKind
+from remediations.redis_queue.queues import End, Layout, QueueSpec
+
+__all__ = [
+    "HttpEndpointConfig",
+    "NotifyChannelConfig",
+    "PostgresDatabaseConfig",
+    "RedisConnectionConfig",
+    "RedisQueueConfig",
+    "check_names",
+    "check_url",
+    "json_map",
+    "read_connection_secrets",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _from_file_only(value: object) -> object:
+    # The fields holding secrets are filled from their *_file at load (model_copy, which does
+    # not validate); a value written in the configuration itself is refused.
+    if value not in (None, {}):
+        raise ValueError("secrets come from files only: give the *_file key instead")
+    return value
+
+
+def _seconds(value: object) -> float:
+    return durations.parse_duration(value, bare_seconds=True)
+
+
+def json_map(value: object) -> object:
+    """A map given as a JSON string (from an environment variable) as a dict."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not a JSON object: {exc}") from None
+    return value
+
+
+def check_names(value: dict[str, Any], what: str) -> dict[str, Any]:
+    """``value`` when every key is a valid configured name; ValueError naming the first bad."""
+    for name in value:
+        problems = names.connection_name_errors(name)
+        if problems:
+            raise ValueError(f"{what} name {name!r}: {'; '.join(problems)}")
+    return value
+
+
+class PostgresDatabaseConfig(_Strict):
+    """``postgres.databases.<name>``: ``dsn_file`` holds a libpq URL for the least-privilege role
+    (see the README); ``dsn`` is filled from it at load and is never written in YAML."""
+
+    dsn_file: Path
+    dsn: SecretStr | None = Field(default=None, exclude=True)
+    statement_timeout: float = 10.0
+    timeout: float = 10.0  # connecting, and each call, on the client side
+    max_connections: int = Field(default=2, ge=1, le=20)
+
+    _dsn_from_file = field_validator("dsn", mode="before")(_from_file_only)
+
+    @field_validator("statement_timeout", "timeout", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> float:
+        return _seconds(value)
+
+
+class RedisQueueConfig(_Strict):
+    """One queue under a Redis connection; the keys each layout needs are in the README."""
+
+    layout: Layout
+    key: str = Field(min_length=1)
+    dead_letter_key: str = ""
+    group: str = ""
+    pop: End = End.RIGHT
+    push: End = End.LEFT
+    job_key_prefix: str = "rq:job:"
+
+    @field_validator("pop", "push", mode="before")
+    @classmethod
+    def _end(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fits_layout(self) -> RedisQueueConfig:
+        self.spec()  # raises ValueError when the keys do not fit the layout
+        return self
+
+    def spec(self) -> QueueSpec:
+        return QueueSpec(
+            layout=self.layout,
+            key=self.key,
+            dead_letter_key=self.dead_letter_key,
+            group=self.group,
+            pop=self.pop,
+            push=self.push,
+            job_key_prefix=self.job_key_prefix,
+        )
+
+
+class RedisConnectionConfig(_Strict):
+    """``redis.queues.<connection>``: the URL (from ``url_file``) and the queues under it."""
+
+    url_file: Path
+    url: SecretStr | None = Field(default=None, exclude=True)
+    queues: dict[str, RedisQueueConfig] = Field(min_length=1)
+
+    _url_from_file = field_validator("url", mode="before")(_from_file_only)
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, value: dict[str, RedisQueueConfig]) -> dict[str, RedisQueueConfig]:
+        return check_names(value, "queue")
+
+
+class HttpEndpointConfig(_Strict):
+    """``http.endpoints.<name>``: the URL (``url``, or ``url_file`` when it holds a secret),
+    headers (``header_files`` for secret values), and how hard a call is tried."""
+
+    url: str | None = None
+    url_file: Path | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    header_files: dict[str, Path] = Field(default_factory=dict)
+    timeout: float = 10.0
+    attempts: int = Field(default=4, ge=1, le=10)
+    max_retry_after: float = 30.0
+
+    # Filled at load from url_file and header_files; never written in YAML.
+    secret_url: SecretStr | None = Field(default=None, exclude=True)
+    secret_headers: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
+
+    _secrets_from_files = field_validator("secret_url", "secret_headers", mode="before")(
+        _from_file_only
+    )
+
+    @field_validator("timeout", "max_retry_after", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> float:
+        return _seconds(value)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> HttpEndpointConfig:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url and url_file")
+        if self.url is not None:
+            check_url(self.url)
+        clash = set(self.headers) & set(self.header_files)
+        if clash:
+            raise ValueError(f"headers and header_files both set {', '.join(sorted(clash))}")
+        return self
+
+
+class NotifyChannelConfig(_Strict):
+    """``notify.channels.<name>``: ``kind`` (slack or webhook) and ``url_file`` (the webhook
+    URL is a credential, so it comes from a file only)."""
+
+    kind: ChannelKind
+    url_file: Path
+    timeout: float = 5.0
+    attempts: int = Field(default=3, ge=1, le=10)
+
+    url: SecretStr | None = Field(default=None, exclude=True)  # filled from url_file at load
+
+    _url_from_file = field_validator("url", mode="before")(_from_file_only)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> float:
+        return _seconds(value)
+
+
+def check_url(url: str) -> str:
+    """``url`` when it is http(s)://host...; ValueError otherwise (without echoing it)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the URL must be http:// or https:// with a host")
+    return url
+
+
+SecretReader = Callable[[Path, str], SecretStr]
+
+
+def read_connection_secrets(
+    *,
+    postgres: dict[str, PostgresDatabaseConfig],
+    redis: dict[str, RedisConnectionConfig],
+    http: dict[str, HttpEndpointConfig],
+    notify: dict[str, NotifyChannelConfig],
+    read: SecretReader,
+) -> dict[str, Any]:
+    """Each connection with its secrets read from their files, as a ``Settings`` update.
+
+    ``read(path, key)`` reads one secret file and raises ConfigError naming ``key`` (the YAML
+    path, e.g. ``postgres.databases.orders.dsn_file``).
+    """
+    update: dict[str, Any] = {}
+    if postgres:
+        update["postgres_databases"] = {
+            name: db.model_copy(
+                update={"dsn": read(db.dsn_file, f"postgres.databases.{name}.dsn_file")}
+            )
+            for name, db in postgres.items()
+        }
+    if redis:
+        update["redis_queues"] = {
+            name: conn.model_copy(
+                update={"url": read(conn.url_file, f"redis.queues.{name}.url_file")}
+            )
+            for name, conn in redis.items()
+        }
+    if http:
+        endpoints = {}
+        for name, endpoint in http.items():
+            key = f"http.endpoints.{name}"
+            secret_url = None
+            if endpoint.url_file is not None:
+                secret_url = read(endpoint.url_file, f"{key}.url_file")
+                try:
+                    check_url(secret_url.get_secret_value())
+                except ValueError as exc:
+                    raise ValueError(f"{key}.url_file: {exc}") from None
+            headers = {
+                header: read(path, f"{key}.header_files.{header}")
+                for header, path in endpoint.header_files.items()
+            }
+            endpoints[name] = endpoint.model_copy(
+                update={"secret_url": secret_url, "secret_headers": headers}
+            )
+        update["http_endpoints"] = endpoints
+    if notify:
+        channels = {}
+        for name, channel in notify.items():
+            key = f"notify.channels.{name}.url_file"
+            url = read(channel.url_file, key)
+            try:
+                check_url(url.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+            channels[name] = channel.model_copy(update={"url": url})
+        update["notify_channels"] = channels
+    return update

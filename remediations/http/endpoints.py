@@ -1,0 +1,197 @@
+"""``http.call``: POST JSON to an endpoint from the allow-list in configuration.
+
+A rule names an endpoint (target kind ``HttpEndpoint``, e.g. ``{{ labels.service }}_flush``);
+the URL, the headers (secrets from files) and the timeouts come from configuration, so no alert
+label and no rule can send a request anywhere the operator did not list. The body is the rule's
+``body``, its strings rendered as templates over the alert (``remediations.templates``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import BaseModel, Field, field_validator
+
+from remediations.base import (
+    ActionContext,
+    ActionRefused,
+    Change,
+    Outcome,
+    ParamsError,
+    Result,
+    Risk,
+)
+from remediations.http.post import HttpPolicy, host_of, post_json
+from remediations.params import StrictParams
+from remediations.targets import Target
+from remediations.templates import check_template, render, template_values
+
+__all__ = ["Endpoint", "HttpCall", "HttpCallParams", "HttpEndpoints"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One allow-listed URL. ``headers`` may hold credentials: ``repr()`` shows their names."""
+
+    name: str
+    url: str = field(repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    policy: HttpPolicy = field(default_factory=HttpPolicy)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint {self.name!r}: the URL must be http(s)://host/...")
+
+    @property
+    def host(self) -> str:
+        return host_of(self.url)
+
+
+class HttpEndpoints:
+    """The ``Clients`` value under ``"http"``: one aiohttp session and the allow-listed
+    endpoints. ``close()`` closes the session when this object owns it."""
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, Endpoint],
+        session: aiohttp.ClientSession,
+        *,
+        owns_session: bool = False,
+    ) -> None:
+        self.endpoints: Mapping[str, Endpoint] = MappingProxyType(dict(endpoints))
+        self.session = session
+        self._owns = owns_session
+
+    def __repr__(self) -> str:
+        return f"HttpEndpoints({sorted(self.endpoints)})"
+
+    def get(self, name: str) -> Endpoint:
+        """The endpoint called ``name``. Raises ActionRefused naming the configured ones."""
+        try:
+            return self.endpoints[name]
+        except KeyError:
+            known = ", ".join(sorted(self.endpoints)) or "none"
+            raise ActionRefused(
+                f"no HTTP endpoint named {name!r} is configured (configured: {known})"
+            ) from None
+
+    async def close(self) -> None:
+        if self._owns:
+            await self.session.close()
+
+
+def _check_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        check_template(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _check_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item)
+    return value
+
+
+def _render_strings(value: Any, values: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return render(value, values)
+    if isinstance(value, Mapping):
+        return {k: _render_strings(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_strings(v, values) for v in value]
+    return value
+
+
+class HttpCallParams(StrictParams):
+    """``body``: the JSON object to POST; its strings are templates over the alert."""
+
+    body: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("body")
+    @classmethod
+    def _templates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value)) > 65536:
+            raise ValueError("body is larger than 64 KiB")
+        _check_strings(value)
+        return value
+
+
+class HttpCall:
+    """POST the rule's JSON body to an allow-listed endpoint (target: HttpEndpoint).
+
+    High risk: the service cannot know what an endpoint does, so a step needs approval unless
+    its rule says ``approval: never``. Dry-run sends nothing.
+    """
+
+    name: ClassVar[str] = "http.call"
+    Params: ClassVar[type[BaseModel]] = HttpCallParams
+    risk: ClassVar[Risk] = Risk.HIGH
+    disruptive: ClassVar[bool] = True
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"HttpEndpoint"})
+
+    def requires(self, target: Target) -> frozenset[str]:
+        return frozenset({"http"})
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        self._params(params)
+        return f"POST JSON to HTTP endpoint {target.name!r}"
+
+    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        endpoint, body = self._prepare(ctx, target, self._params(params))
+        return Change(
+            f"POST {len(json.dumps(body))} bytes of JSON to endpoint {endpoint.name!r} "
+            f"({endpoint.host})",
+            {},
+            {"body": body},
+        )
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        typed = self._params(params)
+        endpoint, body = self._prepare(ctx, target, typed)
+        if ctx.dry_run:
+            change = await self.preview(ctx, target, typed)
+            return Result(Outcome.DRY_RUN, f"dry run (nothing sent): {change.summary}")
+        client: HttpEndpoints = ctx.clients.get("http")
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+        posted = await post_json(
+            client.session,
+            endpoint.url,
+            body,
+            what=f"endpoint {endpoint.name!r}",
+            policy=endpoint.policy,
+            headers={
+                **endpoint.headers,
+                "X-Remediator-Run-Id": ctx.run_id,
+                "Idempotency-Key": f"{ctx.run_id}-{endpoint.name}-{digest}",
+            },
+        )
+        return Result(
+            Outcome.OK,
+            f"endpoint {endpoint.name!r} ({endpoint.host}) answered HTTP {posted.status}"
+            + (f" after {posted.attempts} attempts" if posted.attempts > 1 else ""),
+            {},
+            {"status": posted.status, "response": posted.body, "attempts": posted.attempts},
+        )
+
+    def _prepare(
+        self, ctx: ActionContext, target: Target, params: HttpCallParams
+    ) -> tuple[Endpoint, dict[str, Any]]:
+        if target.kind not in self.target_kinds:
+            raise ActionRefused(f"{self.name} acts on HttpEndpoint, not {target.kind}")
+        client: HttpEndpoints = ctx.clients.get("http")
+        endpoint = client.get(target.name)
+        body = _render_strings(params.body, template_values(ctx, target))
+        return endpoint, body
+
+    def _params(self, params: BaseModel) -> HttpCallParams:
+        if not isinstance(params, HttpCallParams):
+            raise ParamsError(self.name, f"expected HttpCallParams, got {type(params)}")
+        return params

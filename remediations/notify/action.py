@@ -1,0 +1,124 @@
+"""``notify``: a rule's step that sends a message to a configured channel.
+
+The message is a template over the alert (``{{ labels.namespace }}``,
+``{{ annotations.summary }}``, ``{{ target.key }}``, ``{{ run.id }}``; see
+``remediations.templates``); for a Slack channel every value is escaped for mrkdwn. It acts on
+any target (the run's), changes nothing in it, and never fails a run: a message that cannot be
+delivered ends the step as ``undelivered``, with what went wrong. In dry-run mode nothing is
+sent (the step says what would have been); the pipeline's own announcements of dry runs are
+the way to watch a rule before trusting it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, Field, field_validator
+
+from remediations import names
+from remediations.base import ActionContext, Change, Outcome, ParamsError, Result, Risk
+from remediations.notify.message import ChannelKind, Event, Message, mrkdwn_escape
+from remediations.notify.notifier import Notifier
+from remediations.params import StrictParams
+from remediations.targets import KINDS, Target
+from remediations.templates import check_template, render, template_values
+
+__all__ = ["Notify", "NotifyParams"]
+
+DEFAULT_TITLE = "{{ labels.alertname }} on {{ target.key }}"
+
+
+class NotifyParams(StrictParams):
+    """``channel``: a configured channel's name. ``message``: the body, a template.
+    ``title``: the headline, a template (default: alert name and target)."""
+
+    channel: str
+    message: str = Field(min_length=1)
+    title: str = DEFAULT_TITLE
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if not names.is_connection_name(value):
+            raise ValueError(
+                f"{value!r} is not a channel name (a lowercase letter, then lowercase letters, "
+                "digits or '_', at most 63)"
+            )
+        return value
+
+    @field_validator("message", "title")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        return check_template(value)
+
+
+class Notify:
+    """Send a templated message to a channel; never changes the target, never fails a run."""
+
+    name: ClassVar[str] = "notify"
+    Params: ClassVar[type[BaseModel]] = NotifyParams
+    risk: ClassVar[Risk] = Risk.LOW
+    disruptive: ClassVar[bool] = False
+    target_kinds: ClassVar[frozenset[str]] = frozenset(KINDS)
+
+    def requires(self, target: Target) -> frozenset[str]:
+        return frozenset({"notify"})
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        return f"notify channel {self._params(params).channel!r}"
+
+    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        typed = self._params(params)
+        notifier: Notifier = ctx.clients.get("notify")
+        message = self._message(ctx, target, typed, notifier)
+        return Change(
+            f"send to channel {typed.channel!r}: {message.title}",
+            {},
+            {"title": message.title, "text": message.text},
+        )
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        typed = self._params(params)
+        notifier: Notifier = ctx.clients.get("notify")
+        message = self._message(ctx, target, typed, notifier)
+        shown = {"channel": typed.channel, "title": message.title, "text": message.text}
+        if ctx.dry_run:
+            return Result(
+                Outcome.DRY_RUN,
+                f"dry run (nothing sent): would notify {typed.channel!r}: {message.title}",
+                after=shown,
+            )
+        delivery = await notifier.send(typed.channel, message)
+        if not delivery.ok:
+            return Result(
+                Outcome.UNDELIVERED,
+                f"could not notify {typed.channel!r}: {delivery.detail}",
+                after=shown,
+            )
+        return Result(Outcome.OK, f"notified {typed.channel!r}: {delivery.detail}", after=shown)
+
+    def _message(
+        self, ctx: ActionContext, target: Target, params: NotifyParams, notifier: Notifier
+    ) -> Message:
+        channel = notifier.channels.get(params.channel)
+        escape = (
+            mrkdwn_escape if channel is not None and channel.kind is ChannelKind.SLACK else None
+        )
+        values = template_values(ctx, target)
+        values["run"] = {**values["run"], "url": notifier.run_url(ctx.run_id)}
+        return Message(
+            event=Event.STEP,
+            # The title is plain text in every rendering: nothing to escape.
+            title=render(params.title, values).strip() or target.key,
+            text=render(params.message, values, escape).strip(),
+            rule=ctx.rule,
+            run_id=ctx.run_id,
+            dry_run=ctx.dry_run,
+            target={**target.as_dict(), "key": target.key},
+            alert=ctx.alert,
+        )
+
+    def _params(self, params: BaseModel) -> NotifyParams:
+        if not isinstance(params, NotifyParams):
+            raise ParamsError(self.name, f"expected NotifyParams, got {type(params)}")
+        return params

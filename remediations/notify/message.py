@@ -1,0 +1,192 @@
+"""What a notification says, and how it is rendered for Slack and for a generic webhook. Pure.
+
+One ``Message`` serves every event: a run started, was refused, waits for approval, finished,
+failed verification, or a rule's ``notify`` step. The Slack rendering follows the incoming
+webhook format (``text`` as the fallback, Block Kit ``blocks``); every value that came from an
+alert or a system is escaped for mrkdwn (``&``, ``<``, ``>``: Slack's control characters), so a
+label value can never become a link or an ``@channel`` mention. Slack's limits (150 characters
+in a header, 3000 in a section, 2000 in a field, 10 fields) are applied by cutting, never by
+failing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from remediations.base import AlertFacts
+
+__all__ = [
+    "ChannelKind",
+    "Event",
+    "Message",
+    "StepSummary",
+    "mrkdwn_escape",
+    "slack_payload",
+    "webhook_payload",
+]
+
+WEBHOOK_VERSION = "1"
+
+
+class ChannelKind(StrEnum):
+    """How a channel wants its messages."""
+
+    SLACK = "slack"  # Slack incoming webhook (and compatible: Mattermost, Rocket.Chat)
+    WEBHOOK = "webhook"  # any URL taking the generic JSON document (``webhook_payload``)
+
+
+class Event(StrEnum):
+    """Why a message is sent."""
+
+    RUN_STARTED = "run_started"
+    RUN_REFUSED = "run_refused"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUN_FINISHED = "run_finished"
+    VERIFICATION_FAILED = "verification_failed"
+    STEP = "step"  # a rule's notify step
+
+
+@dataclass(frozen=True, slots=True)
+class StepSummary:
+    """One step as a message reports it: what ran, how it ended, and what it changed."""
+
+    action: str
+    outcome: str
+    message: str = ""
+    before: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "outcome": self.outcome,
+            "message": self.message,
+            "before": dict(self.before),
+            "after": dict(self.after),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A notification. ``title`` and ``text`` are plain text (``text`` may carry the mrkdwn a
+    rule author wrote; values in it are escaped where it was rendered). ``target`` is
+    ``Target.as_dict()`` plus ``key``; ``links`` maps a label (``run``, ``approve``, ``source``)
+    to a URL."""
+
+    event: Event
+    title: str
+    text: str = ""
+    rule: str = ""
+    run_id: str = ""
+    outcome: str = ""
+    dry_run: bool = False
+    target: Mapping[str, str] = field(default_factory=dict)
+    alert: AlertFacts | None = None
+    steps: Sequence[StepSummary] = ()
+    links: Mapping[str, str] = field(default_factory=dict)
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Escape Slack's three control characters; everything else is shown as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _link(url: str, label: str) -> str:
+    # Inside <url|label> a "|" or ">" would end the link early; the rest is escaped as text.
+    safe_url = mrkdwn_escape(url).replace("|", "%7C")
+    return f"<{safe_url}|{mrkdwn_escape(label)}>"
+
+
+def _change(step: StepSummary) -> str:
+    if not step.before and not step.after:
+        return ""
+    before = json.dumps(dict(step.before), sort_keys=True, default=str)
+    after = json.dumps(dict(step.after), sort_keys=True, default=str)
+    return f" ({_cut(before, 200)} → {_cut(after, 200)})"
+
+
+def slack_payload(message: Message) -> dict[str, Any]:
+    """The JSON body for a Slack (or Slack-compatible: Mattermost, Rocket.Chat) incoming
+    webhook."""
+    esc = mrkdwn_escape
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(message.title, 150)}}
+    ]
+    if message.text:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(message.text, 3000)}}
+        )
+    fields: list[str] = []
+    if message.alert is not None and message.alert.labels.get("alertname"):
+        status = f" ({esc(message.alert.status)})" if message.alert.status else ""
+        fields.append(f"*Alert*\n{esc(message.alert.labels['alertname'])}{status}")
+    if message.target:
+        fields.append(
+            f"*Target*\n{esc(message.target.get('key') or message.target.get('name', ''))}"
+        )
+    if message.rule:
+        fields.append(f"*Rule*\n{esc(message.rule)}")
+    if message.outcome:
+        dry = " (dry run)" if message.dry_run else ""
+        fields.append(f"*Outcome*\n{esc(message.outcome)}{dry}")
+    if fields:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [{"type": "mrkdwn", "text": _cut(f, 2000)} for f in fields[:10]],
+            }
+        )
+    if message.steps:
+        lines = [
+            f"• `{esc(s.action)}` {esc(s.outcome)}"
+            + (f": {esc(_cut(s.message, 300))}" if s.message else "")
+            + esc(_change(s))
+            for s in message.steps
+        ]
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), 3000)}}
+        )
+    links = [_link(url, label) for label, url in message.links.items() if url]
+    if message.alert is not None and message.alert.generator_url:
+        links.append(_link(message.alert.generator_url, "source"))
+    if links:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]}
+        )
+    fallback = message.title + (f": {message.text}" if message.text else "")
+    return {"text": _cut(fallback, 3000), "blocks": blocks}
+
+
+def webhook_payload(message: Message) -> dict[str, Any]:
+    """A generic JSON document with every field, unescaped (``version`` says its shape)."""
+    alert = message.alert
+    return {
+        "version": WEBHOOK_VERSION,
+        "event": str(message.event),
+        "title": message.title,
+        "text": message.text,
+        "rule": message.rule,
+        "run_id": message.run_id,
+        "outcome": message.outcome,
+        "dry_run": message.dry_run,
+        "target": dict(message.target),
+        "alert": None
+        if alert is None
+        else {
+            "labels": dict(alert.labels),
+            "annotations": dict(alert.annotations),
+            "status": alert.status,
+            "starts_at": alert.starts_at,
+            "generator_url": alert.generator_url,
+        },
+        "steps": [s.as_dict() for s in message.steps],
+        "links": dict(message.links),
+    }

@@ -1,0 +1,191 @@
+"""One named PostgreSQL database the actions may act on, reached through a small asyncpg pool.
+
+The pool opens on first use, so a configured database that no step ever needs costs no
+connection; ``close()`` closes it. Every session the service opens is read-only
+(``default_transaction_read_only``: the remediator signals backends, it never writes data),
+carries ``application_name = alert-remediator`` and a statement timeout.
+
+Reads are retried on transient failures (refused or dropped connections, a server starting or
+shutting down, too many connections). A statement that signals backends is sent once: if its
+answer is lost, which sessions were signalled is unknown, and sending it again could go past
+the step's cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from remediations.base import ActionRefused, TransientActionError
+from remediations.retrying import DEFAULT_RETRY, RetryPolicy
+
+__all__ = ["APPLICATION_NAME", "PostgresConnection", "is_transient"]
+
+APPLICATION_NAME = "alert-remediator"
+
+T = TypeVar("T")
+
+# SQLSTATE classes 08 (connection exception) and 57P (operator intervention: admin shutdown,
+# crash shutdown, cannot connect now), and 53300 (too many connections): the server may take
+# the same request a moment later.
+_TRANSIENT_SQLSTATES = ("08", "57P", "53300")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the same request may succeed if sent again: connection-level failures only."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state.startswith(_TRANSIENT_SQLSTATES)
+    return isinstance(
+        exc,
+        OSError
+        | asyncio.TimeoutError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.InterfaceError,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        return f"{type(exc).__name__} (SQLSTATE {state}): {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class PostgresConnection:
+    """The ``Clients`` value under ``"postgres:<name>"``: a DSN and a pool opened on demand.
+
+    ``dsn`` is a libpq URL or key/value string (it holds the password: it is never logged,
+    and ``repr()`` shows the name only). ``statement_timeout_s`` bounds every statement on
+    the server; ``policy.request_timeout`` bounds connecting and each call on the client.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        *,
+        statement_timeout_s: float = 10.0,
+        max_size: int = 2,
+        policy: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
+        self.name = name
+        self._dsn = dsn
+        self._statement_timeout_ms = max(1, round(statement_timeout_s * 1000))
+        self._max_size = max_size
+        self.policy = policy
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresConnection({self.name!r})"
+
+    @property
+    def opened(self) -> bool:
+        """Whether the pool has been opened (by a step, or by ``check()``)."""
+        return self._pool is not None
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=0,
+                    max_size=self._max_size,
+                    timeout=self.policy.request_timeout,
+                    command_timeout=self.policy.request_timeout,
+                    server_settings={
+                        "application_name": APPLICATION_NAME,
+                        "statement_timeout": str(self._statement_timeout_ms),
+                        "default_transaction_read_only": "on",
+                    },
+                )
+            return self._pool
+
+    async def _retrying(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.policy.initial_wait,
+                max=self.policy.max_wait,
+                jitter=self.policy.jitter,
+            ),
+            retry=retry_if_exception(is_transient),
+            reraise=False,
+        )
+        try:
+            return await retrying(fn)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise TransientActionError(
+                f"PostgreSQL {self.name!r}: {what}: gave up after {self.policy.attempts} "
+                f"attempts: {_describe(last) if last else 'unknown error'}"
+            ) from last
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise ActionRefused(
+                f"PostgreSQL {self.name!r}: {what}: permission denied ({exc}); see the README "
+                "for the role's grants"
+            ) from exc
+        except asyncpg.InvalidAuthorizationSpecificationError as exc:
+            raise ActionRefused(f"PostgreSQL {self.name!r}: cannot log in: {exc}") from exc
+
+    async def fetch(self, what: str, sql: str, *args: Any) -> Sequence[asyncpg.Record]:
+        """Rows of a statement that changes nothing, retried on transient failures."""
+
+        async def attempt() -> Sequence[asyncpg.Record]:
+            pool = await self._open()
+            async with pool.acquire() as conn:
+                rows: Sequence[asyncpg.Record] = await conn.fetch(sql, *args)
+                return rows
+
+        return await self._retrying(what, attempt)
+
+    async def fetch_once(self, what: str, sql: str, *args: Any) -> Sequence[asyncpg.Record]:
+        """Rows of a statement that acts (signals backends): connecting is retried, the
+        statement is sent once. A lost answer raises TransientActionError saying so."""
+
+        async def connect() -> Any:
+            pool = await self._open()
+            return await pool.acquire()
+
+        conn = await self._retrying("connect", connect)
+        pool = await self._open()
+        try:
+            rows: Sequence[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise ActionRefused(
+                f"PostgreSQL {self.name!r}: {what}: permission denied ({exc}); some sessions "
+                "may have been signalled before it; see the README for the role's grants"
+            ) from exc
+        except Exception as exc:
+            if is_transient(exc):
+                raise TransientActionError(
+                    f"PostgreSQL {self.name!r}: {what}: the connection failed while the "
+                    f"statement ran ({_describe(exc)}); which sessions were signalled is "
+                    "unknown, check pg_stat_activity"
+                ) from exc
+            raise
+        finally:
+            await pool.release(conn)
+
+    async def check(self) -> None:
+        """Open the pool if needed and run ``SELECT 1``; raises like ``fetch``."""
+        await self.fetch("check", "SELECT 1")
+
+    async def close(self) -> None:
+        """Close the pool if it was opened; the connection may be opened again later."""
+        async with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()

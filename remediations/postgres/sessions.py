@@ -1,0 +1,291 @@
+"""``postgres.terminate_idle`` and ``postgres.cancel_long_queries``: signal backends, safely.
+
+Both read ``pg_stat_activity`` through one SQL statement per action (``sql/``) that filters and
+signals at once. The filter, fixed in the SQL and not up to a rule: client backends only (no
+walsender, autovacuum or background worker), never this session nor any other session of the
+role the service connects as, never a superuser or a replication role. Up to the rule: the
+allow-listed roles (required), the databases (default: the one the connection is to), the
+applications never touched, the threshold and the cap.
+
+``preview()`` runs the statement without signalling and lists exactly the sessions it would
+signal (pid, role, database, application, state, age). ``run()`` runs it again with the signal:
+what was previewed but no longer matches (a session that turned active, or ended) is spared,
+since the filter and the signal are one statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from remediations.base import (
+    ActionContext,
+    ActionRefused,
+    Change,
+    Outcome,
+    ParamsError,
+    Result,
+    Risk,
+)
+from remediations.durations import format_duration
+from remediations.params import Duration, StrictParams
+from remediations.postgres.connection import PostgresConnection
+from remediations.targets import Target
+
+__all__ = [
+    "DEFAULT_EXCLUDED_APPLICATIONS",
+    "CancelLongQueries",
+    "CancelLongQueriesParams",
+    "Session",
+    "TerminateIdle",
+    "TerminateIdleParams",
+]
+
+# Maintenance tools whose sessions are long or idle by design; a rule can change the list.
+DEFAULT_EXCLUDED_APPLICATIONS = (
+    "pg_dump",
+    "pg_dumpall",
+    "pg_restore",
+    "pg_basebackup",
+    "pg_rewind",
+)
+
+IdleState = Literal["idle in transaction", "idle in transaction (aborted)", "idle"]
+
+_NAMEDATALEN = 63  # PostgreSQL identifiers are at most 63 bytes
+
+
+def _sql(name: str) -> str:
+    return resources.files("remediations.postgres").joinpath("sql", name).read_text("utf-8")
+
+
+def _names(values: Sequence[str], what: str) -> Sequence[str]:
+    for value in values:
+        if not value or "\x00" in value or len(value.encode()) > _NAMEDATALEN:
+            raise ValueError(f"{value!r} is not a PostgreSQL {what} name (1 to 63 bytes, no NUL)")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what}s are listed twice")
+    return values
+
+
+class SessionFilter(StrictParams):
+    """What both actions share: whose sessions, where, and at most how many per run."""
+
+    # The allow-list: only sessions of these roles are ever signalled.
+    roles: tuple[str, ...] = Field(min_length=1, max_length=100)
+    # Empty: the database the connection is to (the one the alert is about).
+    databases: tuple[str, ...] = Field(default=(), max_length=100)
+    exclude_applications: tuple[str, ...] = DEFAULT_EXCLUDED_APPLICATIONS
+    max_sessions: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_names(value, "role"))
+
+    @field_validator("databases")
+    @classmethod
+    def _databases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_names(value, "database"))
+
+    def where(self) -> str:
+        places = ", ".join(self.databases) if self.databases else "the connection's database"
+        return f"roles {', '.join(self.roles)} on {places}"
+
+
+class TerminateIdleParams(SessionFilter):
+    """End sessions in one of ``states`` for at least ``idle_for`` (e.g. ``10m``)."""
+
+    idle_for: Duration = Field(ge=1)
+    states: tuple[IdleState, ...] = Field(
+        default=("idle in transaction", "idle in transaction (aborted)"), min_length=1
+    )
+
+
+class CancelLongQueriesParams(SessionFilter):
+    """Cancel statements that have been running for at least ``running_for``."""
+
+    running_for: Duration = Field(ge=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One backend as the statement saw it; ``age_s`` is seconds in its state (idle) or since
+    its statement started (long queries)."""
+
+    pid: int
+    role: str
+    database: str
+    application: str
+    state: str
+    age_s: float
+    signalled: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "role": self.role,
+            "database": self.database,
+            "application": self.application,
+            "state": self.state,
+            "age": format_duration(round(self.age_s)),
+        }
+
+    def line(self) -> str:
+        """``pid 123 (app@orders, billing-api, idle in transaction, 12m3s)``."""
+        app = self.application or "-"
+        age = format_duration(round(self.age_s))
+        return f"pid {self.pid} ({self.role}@{self.database}, {app}, {self.state}, {age})"
+
+
+class _SessionAction:
+    """The Action protocol for one signalling statement; subclasses give the SQL and words."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+    risk: ClassVar[Risk] = Risk.LOW
+    disruptive: ClassVar[bool] = True
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"PostgresDatabase"})
+    sql_file: ClassVar[str]
+    verb: ClassVar[str]  # "end", "cancel"
+    done: ClassVar[str]  # "terminated", "cancelled"
+
+    def __init__(self) -> None:
+        self._sql = _sql(self.sql_file)
+
+    def requires(self, target: Target) -> frozenset[str]:
+        """``postgres:<name>`` of the database the target names."""
+        return frozenset({f"postgres:{target.name}"})
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        return f"{self.explain(self._params(params))} on PostgreSQL {target.name!r}"
+
+    def explain(self, params: Any) -> str:
+        raise NotImplementedError
+
+    def arguments(self, params: Any, signal: bool) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        typed = self._params(params)
+        sessions = await self._sessions(ctx, target, typed, signal=False)
+        before = {"sessions": [s.as_dict() for s in sessions]}
+        if not sessions:
+            return Change(f"no session matches: {self.describe(target, typed)}", before, before)
+        return Change(
+            f"{self.verb} {len(sessions)} session(s) on {target.name}: "
+            + "; ".join(s.line() for s in sessions),
+            before,
+            {self.done: [s.pid for s in sessions]},
+            preconditions={"pids": [s.pid for s in sessions]},
+        )
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        typed = self._params(params)
+        if ctx.dry_run:
+            change = await self.preview(ctx, target, typed)
+            return Result(
+                Outcome.DRY_RUN, f"dry run (nothing signalled): {change.summary}", change.before
+            )
+        sessions = await self._sessions(ctx, target, typed, signal=True)
+        before = {"sessions": [s.as_dict() for s in sessions]}
+        if not sessions:
+            return Result(
+                Outcome.NOOP, f"no session matches: {self.describe(target, typed)}", before, before
+            )
+        hit = [s for s in sessions if s.signalled]
+        missed = [s for s in sessions if not s.signalled]
+        after: Mapping[str, Any] = {self.done: [s.pid for s in hit]}
+        message = f"{self.done} {len(hit)} session(s) on {target.name}: " + "; ".join(
+            s.line() for s in hit
+        )
+        if missed:
+            after = {**after, "not_signalled": [s.pid for s in missed]}
+            message += f"; not signalled (gone already): {', '.join(str(s.pid) for s in missed)}"
+        return Result(Outcome.OK if hit else Outcome.NOOP, message, before, after)
+
+    async def _sessions(
+        self, ctx: ActionContext, target: Target, params: Any, *, signal: bool
+    ) -> list[Session]:
+        if target.kind not in self.target_kinds:
+            raise ActionRefused(f"{self.name} acts on PostgresDatabase, not {target.kind}")
+        conn: PostgresConnection = ctx.clients.get(f"postgres:{target.name}")
+        args = self.arguments(params, signal)
+        if signal:
+            rows = await conn.fetch_once(self.name, self._sql, *args)
+        else:
+            rows = await conn.fetch(self.name, self._sql, *args)
+        return [
+            Session(
+                pid=int(row["pid"]),
+                role=str(row["role"]),
+                database=str(row["database"]),
+                application=str(row["application"]),
+                state=str(row["state"]),
+                age_s=float(row["age_s"]),
+                signalled=bool(row["signalled"]),
+            )
+            for row in rows
+        ]
+
+    def _params(self, params: BaseModel) -> Any:
+        if not isinstance(params, self.Params):
+            raise ParamsError(self.name, f"expected {self.Params.__name__}, got {type(params)}")
+        return params
+
+
+class TerminateIdle(_SessionAction):
+    """End sessions idle (in a transaction, by default) longer than a threshold."""
+
+    name: ClassVar[str] = "postgres.terminate_idle"
+    Params: ClassVar[type[BaseModel]] = TerminateIdleParams
+    sql_file: ClassVar[str] = "terminate_idle.sql"
+    verb: ClassVar[str] = "end"
+    done: ClassVar[str] = "terminated"
+
+    def explain(self, params: TerminateIdleParams) -> str:
+        return (
+            f"end at most {params.max_sessions} session(s) {' or '.join(params.states)} for "
+            f"more than {format_duration(params.idle_for)}, of {params.where()}"
+        )
+
+    def arguments(self, params: TerminateIdleParams, signal: bool) -> tuple[Any, ...]:
+        return (
+            list(params.databases),
+            list(params.roles),
+            list(params.exclude_applications),
+            list(params.states),
+            params.idle_for,
+            params.max_sessions,
+            signal,
+        )
+
+
+class CancelLongQueries(_SessionAction):
+    """Cancel (not terminate) statements running longer than a threshold."""
+
+    name: ClassVar[str] = "postgres.cancel_long_queries"
+    Params: ClassVar[type[BaseModel]] = CancelLongQueriesParams
+    sql_file: ClassVar[str] = "cancel_long_queries.sql"
+    verb: ClassVar[str] = "cancel the statements of"
+    done: ClassVar[str] = "cancelled"
+
+    def explain(self, params: CancelLongQueriesParams) -> str:
+        return (
+            f"cancel at most {params.max_sessions} statement(s) running for more than "
+            f"{format_duration(params.running_for)}, of {params.where()}"
+        )
+
+    def arguments(self, params: CancelLongQueriesParams, signal: bool) -> tuple[Any, ...]:
+        return (
+            list(params.databases),
+            list(params.roles),
+            list(params.exclude_applications),
+            params.running_for,
+            params.max_sessions,
+            signal,
+        )

@@ -1,0 +1,37 @@
+-- postgres.cancel_long_queries: statements running longer than a threshold are cancelled
+-- (pg_cancel_backend: the statement ends with an error, the session stays).
+--
+-- One autocommit statement, as terminate_idle.sql: a statement that finished since the
+-- preview (the session is idle, or runs a newer statement) no longer matches and is spared.
+--   $1 text[]  databases (empty: the database this connection is to)
+--   $2 text[]  roles whose statements may be cancelled (the allow-list)
+--   $3 text[]  application_name values never touched
+--   $4 float8  seconds the current statement has run at least
+--   $5 int     at most this many statements
+--   $6 bool    send the signal (false: preview)
+WITH candidates AS MATERIALIZED (
+    SELECT a.pid,
+           a.usename::text AS role,
+           a.datname::text AS database,
+           coalesce(a.application_name, '') AS application,
+           a.state,
+           extract(epoch FROM now() - a.query_start)::float8 AS age_s
+    FROM pg_stat_activity a
+    JOIN pg_roles r ON r.oid = a.usesysid
+    WHERE a.backend_type = 'client backend'
+      AND a.pid <> pg_backend_pid()
+      AND a.usename <> current_user
+      AND NOT r.rolsuper AND NOT r.rolreplication
+      AND a.datname = ANY (CASE WHEN cardinality($1::text[]) = 0
+                                THEN ARRAY[current_database()::text] ELSE $1::text[] END)
+      AND a.usename = ANY ($2::text[])
+      AND coalesce(a.application_name, '') <> ALL ($3::text[])
+      AND a.state = 'active'
+      AND a.query_start < now() - make_interval(secs => $4)
+    ORDER BY a.query_start
+    LIMIT $5
+)
+SELECT c.pid, c.role, c.database, c.application, c.state, c.age_s,
+       CASE WHEN $6 THEN pg_cancel_backend(c.pid) ELSE false END AS signalled
+FROM candidates c
+ORDER BY c.age_s DESC, c.pid

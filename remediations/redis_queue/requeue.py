@@ -1,0 +1,255 @@
+"""``redis.requeue_dead_letters``: put up to N dead letters back on their work queue, atomically.
+
+Every move is one Lua script (``lua/``): Redis runs it with nothing interleaved, so consumers
+popping the work queue meanwhile see each message exactly once, in one place or the other:
+nothing is lost or duplicated by the move. ``preview()`` and dry-run only count what would
+move. Reads are retried on connection errors; the moving script is sent once (a lost answer
+may mean it ran, and sending it again could move past the cap), and its failure says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, ClassVar, TypeVar
+
+import redis.exceptions
+from pydantic import BaseModel, Field
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from remediations.base import (
+    ActionContext,
+    ActionRefused,
+    Change,
+    Outcome,
+    ParamsError,
+    Result,
+    Risk,
+    TransientActionError,
+)
+from remediations.durations import format_duration
+from remediations.params import Duration, StrictParams
+from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
+from remediations.retrying import DEFAULT_RETRY, RetryPolicy
+from remediations.targets import Target
+
+__all__ = ["CONSUMER", "RequeueDeadLetters", "RequeueParams"]
+
+# The consumer name that claims idle stream entries for the instant it takes to re-add them.
+CONSUMER = "alert-remediator"
+
+T = TypeVar("T")
+_TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def _lua(name: str) -> str:
+    return resources.files("remediations.redis_queue").joinpath("lua", name).read_text("utf-8")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RequeueParams(StrictParams):
+    """``max_messages``: the cap per run. ``min_idle`` (streams only): how long an entry must
+    have waited for its acknowledgement before it is taken from its consumer."""
+
+    max_messages: int = Field(default=100, ge=1, le=10_000)
+    min_idle: Duration = Field(default=300.0, ge=1)
+
+
+class RequeueDeadLetters:
+    """Move dead letters back to the work queue of a configured queue (target: RedisQueue)."""
+
+    name: ClassVar[str] = "redis.requeue_dead_letters"
+    Params: ClassVar[type[BaseModel]] = RequeueParams
+    risk: ClassVar[Risk] = Risk.LOW
+    disruptive: ClassVar[bool] = False
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"RedisQueue"})
+
+    def __init__(
+        self, retry: RetryPolicy = DEFAULT_RETRY, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.retry = retry
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._scripts = {
+            Layout.LIST: _lua("requeue_list.lua"),
+            Layout.CELERY: _lua("requeue_list.lua"),
+            Layout.RQ: _lua("requeue_rq.lua"),
+            Layout.STREAM: _lua("reclaim_stream.lua"),
+        }
+
+    def requires(self, target: Target) -> frozenset[str]:
+        """``redis:<connection>`` of the ``<connection>/<queue>`` target."""
+        return frozenset({f"redis:{target.name.partition('/')[0]}"})
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        typed = self._params(params)
+        return (
+            f"requeue at most {typed.max_messages} dead letter(s) of Redis queue {target.name} "
+            f"(stream entries idle for more than {format_duration(typed.min_idle)})"
+        )
+
+    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        typed = self._params(params)
+        queues, _queue, spec = self._resolve(ctx, target)
+        counts = await self._read(queues, "count", lambda: self._counts(queues, spec, typed))
+        waiting = counts["waiting"]
+        would = min(typed.max_messages, waiting)
+        before = {k: v for k, v in counts.items() if k != "waiting"}
+        what = "idle pending entries" if spec.layout is Layout.STREAM else "dead letters"
+        return Change(
+            f"requeue {would} of {waiting}{'+' if waiting > would else ''} {what} of {target.name} "
+            f"({spec.describe()})",
+            before,
+            {"moved": would},
+            preconditions={"waiting": waiting},
+        )
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        typed = self._params(params)
+        if ctx.dry_run:
+            change = await self.preview(ctx, target, typed)
+            return Result(
+                Outcome.DRY_RUN, f"dry run (nothing moved): {change.summary}", change.before
+            )
+        queues, _queue, spec = self._resolve(ctx, target)
+        before = await self._read(queues, "count", lambda: self._counts(queues, spec, typed))
+        before = {k: v for k, v in before.items() if k != "waiting"}
+        try:
+            moved, after, detail = await self._move(queues, spec, typed)
+        except _TRANSIENT as exc:
+            raise TransientActionError(
+                f"Redis {queues.name!r}: the connection failed while moving messages of "
+                f"{target.name} ({type(exc).__name__}: {exc}); how many moved is unknown, "
+                "count the keys"
+            ) from exc
+        except redis.exceptions.ResponseError as exc:
+            raise ActionRefused(f"Redis refused the move on {target.name}: {exc}") from exc
+        if moved == 0:
+            return Result(
+                Outcome.NOOP, f"nothing to requeue on {target.name}{detail}", before, after
+            )
+        return Result(
+            Outcome.OK,
+            f"requeued {moved} message(s) on {target.name} ({spec.describe()}){detail}",
+            before,
+            {**after, "moved": moved},
+        )
+
+    async def _counts(
+        self, queues: RedisQueues, spec: QueueSpec, params: RequeueParams
+    ) -> dict[str, int]:
+        r = queues.client
+        if spec.layout is Layout.STREAM:
+            idle = await r.xpending_range(
+                spec.key,
+                spec.group,
+                min="-",
+                max="+",
+                count=params.max_messages,
+                idle=round(params.min_idle * 1000),
+            )
+            pending = (await r.xpending(spec.key, spec.group))["pending"]
+            return {
+                "waiting": len(idle),
+                "pending": int(pending),
+                "stream": int(await r.xlen(spec.key)),
+            }
+        if spec.layout is Layout.RQ:
+            failed = int(await r.zcard(spec.dead_letter_key))
+            return {"waiting": failed, "dead_letters": failed, "queue": int(await r.llen(spec.key))}
+        dead = int(await r.llen(spec.dead_letter_key))
+        return {"waiting": dead, "dead_letters": dead, "queue": int(await r.llen(spec.key))}
+
+    async def _move(
+        self, queues: RedisQueues, spec: QueueSpec, params: RequeueParams
+    ) -> tuple[int, Mapping[str, Any], str]:
+        r = queues.client
+        script = self._scripts[spec.layout]
+        if spec.layout is Layout.STREAM:
+            reply = await r.eval(
+                script,
+                1,
+                spec.key,
+                spec.group,
+                CONSUMER,
+                round(params.min_idle * 1000),
+                params.max_messages,
+            )
+            readded, gone, pending = (int(x) for x in reply[:3])
+            ids = [_text(x) for x in reply[3:]]
+            detail = f"; {gone} pending entr(y/ies) were deleted from the stream" if gone else ""
+            moves = [{"from": ids[i], "to": ids[i + 1]} for i in range(0, len(ids), 2)]
+            return readded, {"pending": pending, "readded": moves}, detail
+        if spec.layout is Layout.RQ:
+            stamp = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            reply = await r.eval(
+                script,
+                3,
+                spec.dead_letter_key,
+                spec.key,
+                "rq:queues",
+                params.max_messages,
+                spec.job_key_prefix,
+                stamp,
+            )
+            moved, skipped, failed, length = (int(x) for x in reply[:4])
+            detail = (
+                f"; {skipped} failed id(s) skipped: their job data has expired" if skipped else ""
+            )
+            jobs = [_text(x) for x in reply[4:]]
+            return moved, {"dead_letters": failed, "queue": length, "jobs": jobs}, detail
+        source, dest = spec.ends
+        reply = await r.eval(
+            script, 2, spec.dead_letter_key, spec.key, params.max_messages, source.value, dest.value
+        )
+        moved, dead, length = (int(x) for x in reply)
+        return moved, {"dead_letters": dead, "queue": length}, ""
+
+    async def _read(self, queues: RedisQueues, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.retry.initial_wait,
+                max=self.retry.max_wait,
+                jitter=self.retry.jitter,
+            ),
+            retry=retry_if_exception_type(_TRANSIENT),
+            reraise=False,
+        )
+
+        # tenacity awaits only what a coroutine *function* returns; fn is often a lambda.
+        async def attempt() -> T:
+            return await fn()
+
+        try:
+            return await retrying(attempt)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise TransientActionError(
+                f"Redis {queues.name!r}: {what}: gave up after {self.retry.attempts} attempts: "
+                f"{type(last).__name__}: {last}"
+            ) from last
+        except redis.exceptions.ResponseError as exc:
+            # e.g. NOGROUP, WRONGTYPE: the configuration does not match what is in Redis.
+            raise ActionRefused(f"Redis {queues.name!r}: {what}: {exc}") from exc
+
+    def _resolve(self, ctx: ActionContext, target: Target) -> tuple[RedisQueues, str, QueueSpec]:
+        if target.kind not in self.target_kinds:
+            raise ActionRefused(f"{self.name} acts on RedisQueue, not {target.kind}")
+        connection, _, queue = target.name.partition("/")
+        queues: RedisQueues = ctx.clients.get(f"redis:{connection}")
+        return queues, queue, queues.spec(queue)
+
+    def _params(self, params: BaseModel) -> RequeueParams:
+        if not isinstance(params, RequeueParams):
+            raise ParamsError(self.name, f"expected RequeueParams, got {type(params)}")
+        return params

@@ -1,0 +1,209 @@
+"""notify and the Notifier against a real local HTTP server standing in for Slack and for a
+generic webhook receiver: payload shapes, mrkdwn escaping, failures that never fail a run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from remediations.base import ActionContext, AlertFacts, Clients, Outcome
+from remediations.http.post import HttpPolicy
+from remediations.notify.action import Notify, NotifyParams
+from remediations.notify.message import Event, Message, StepSummary
+from remediations.notify.notifier import Channel, ChannelKind, Notifier
+from remediations.targets import Target
+from tests.support.peer import Peer, Reply, peer
+
+__all__ = ["peer"]
+
+FAST = HttpPolicy(timeout=2.0, attempts=3, initial_wait=0.01, max_wait=0.05)
+HOSTILE = "<!channel> & <https://evil.example|click>"
+ALERT = AlertFacts(
+    labels={"alertname": "HighErrorRate", "namespace": "shop", "deployment": HOSTILE},
+    annotations={"summary": "5xx above 5% for 10m"},
+    status="firing",
+    generator_url="http://prometheus:9090/graph?g0.expr=x&g0.tab=1",
+)
+TARGET = Target("Deployment", "shop", "web")
+
+
+@pytest.fixture
+async def notifier(peer: Peer) -> AsyncIterator[Notifier]:
+    async with aiohttp.ClientSession() as session:
+        channels = {
+            "oncall": Channel(
+                "oncall", ChannelKind.SLACK, peer.url("/services/T0/B0/secret"), FAST
+            ),
+            "audit": Channel("audit", ChannelKind.WEBHOOK, peer.url("/hooks/audit"), FAST),
+        }
+        yield Notifier(channels, session, external_url="https://remediator.example/")
+
+
+def ctx(notifier: Notifier, *, dry_run: bool = False) -> ActionContext:
+    return ActionContext(
+        "run-42", dry_run, Clients({"notify": notifier}), rule="rollback-or-scale", alert=ALERT
+    )
+
+
+def params(channel: str, message: str, **extra: Any) -> NotifyParams:
+    return NotifyParams.model_validate({"channel": channel, "message": message, **extra})
+
+
+async def test_slack_message_shape_and_escaping(peer: Peer, notifier: Notifier) -> None:
+    step = params(
+        "oncall",
+        "*Rolled back* {{ labels.deployment }} in `{{ labels.namespace }}`: "
+        "{{ annotations.summary }} (<{{ run.url }}|run>)",
+    )
+
+    result = await Notify().run(ctx(notifier), TARGET, step)
+
+    assert result.outcome is Outcome.OK, result.message
+    (seen,) = peer.seen("/services/T0/B0/secret")
+    payload = seen.body
+    assert set(payload) == {"text", "blocks"}
+    header, body, fields, context = payload["blocks"]
+    assert header == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": f"HighErrorRate on {TARGET.key}"},
+    }
+    escaped = "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"
+    # The author's mrkdwn and link stay; the label value cannot become a mention or a link.
+    assert body["text"]["text"] == (
+        f"*Rolled back* {escaped} in `shop`: 5xx above 5% for 10m "
+        "(<https://remediator.example/api/v1/runs/run-42|run>)"
+    )
+    assert "<!channel>" not in str(payload)
+    assert [f["text"] for f in fields["fields"]] == [
+        "*Alert*\nHighErrorRate (firing)",
+        f"*Target*\n{TARGET.key}",
+        "*Rule*\nrollback-or-scale",
+    ]
+    assert context["type"] == "context"
+    links = context["elements"][0]["text"]
+    assert "<https://remediator.example/api/v1/runs/run-42|run>" in links
+    assert "<http://prometheus:9090/graph?g0.expr=x&amp;g0.tab=1|source>" in links
+    assert seen.headers["X-Remediator-Run-Id"] == "run-42"
+
+
+async def test_generic_webhook_gets_the_raw_document(peer: Peer, notifier: Notifier) -> None:
+    step = params("audit", "{{ labels.deployment }} rolled back", title="Rollback")
+
+    result = await Notify().run(ctx(notifier), TARGET, step)
+
+    assert result.outcome is Outcome.OK
+    (seen,) = peer.seen("/hooks/audit")
+    doc = seen.body
+    assert doc["version"] == "1"
+    assert doc["event"] == "step"
+    assert doc["title"] == "Rollback"
+    assert doc["text"] == f"{HOSTILE} rolled back"  # no Slack escaping in JSON
+    assert doc["run_id"] == "run-42"
+    assert doc["target"] == {
+        "kind": "Deployment",
+        "namespace": "shop",
+        "name": "web",
+        "key": TARGET.key,
+    }
+    assert doc["alert"]["labels"]["deployment"] == HOSTILE
+    assert doc["links"] == {"run": "https://remediator.example/api/v1/runs/run-42"}
+
+
+async def test_a_failing_channel_never_fails_the_step(peer: Peer, notifier: Notifier) -> None:
+    peer.answer("/services/T0/B0/secret", Reply(500, "internal"))
+
+    result = await Notify().run(ctx(notifier), TARGET, params("oncall", "hello"))
+
+    assert result.outcome is Outcome.UNDELIVERED
+    assert "gave up after 3 attempts: HTTP 500" in result.message
+    assert "secret" not in result.message
+    assert len(peer.seen("/services/T0/B0/secret")) == 3
+
+
+async def test_a_refused_notification_is_not_retried(peer: Peer, notifier: Notifier) -> None:
+    peer.answer("/services/T0/B0/secret", Reply(404, "no_service"))
+
+    result = await Notify().run(ctx(notifier), TARGET, params("oncall", "hello"))
+
+    assert result.outcome is Outcome.UNDELIVERED
+    assert "HTTP 404: no_service" in result.message
+    assert len(peer.seen("/services/T0/B0/secret")) == 1
+
+
+async def test_a_429_is_retried_after_retry_after(peer: Peer, notifier: Notifier) -> None:
+    peer.answer("/hooks/audit", Reply(429, headers={"Retry-After": "1"}), Reply(200))
+
+    result = await Notify().run(ctx(notifier), TARGET, params("audit", "hello"))
+
+    assert result.outcome is Outcome.OK
+    first, second = peer.seen("/hooks/audit")
+    assert second.at - first.at >= 0.95
+
+
+async def test_an_unknown_channel_is_undelivered(peer: Peer, notifier: Notifier) -> None:
+    result = await Notify().run(ctx(notifier), TARGET, params("pager", "hello"))
+
+    assert result.outcome is Outcome.UNDELIVERED
+    assert "no channel named 'pager'" in result.message
+    assert peer.requests == []
+
+
+async def test_dry_run_sends_nothing(peer: Peer, notifier: Notifier) -> None:
+    result = await Notify().run(ctx(notifier, dry_run=True), TARGET, params("oncall", "hi"))
+
+    assert result.outcome is Outcome.DRY_RUN
+    assert peer.requests == []
+
+
+async def test_the_notifier_announces_a_finished_run_with_before_and_after(
+    peer: Peer, notifier: Notifier
+) -> None:
+    message = Message(
+        event=Event.RUN_FINISHED,
+        title="HighErrorRate: scaled shop/web",
+        rule="rollback-or-scale",
+        run_id="run-42",
+        outcome="verifying",
+        target={**TARGET.as_dict(), "key": TARGET.key},
+        alert=ALERT,
+        steps=[
+            StepSummary(
+                "kubernetes.scale", "ok", "scaled from 3 to 5", {"replicas": 3}, {"replicas": 5}
+            )
+        ],
+    )
+
+    delivery = await notifier.send("oncall", message)
+
+    assert delivery.ok, delivery.detail
+    assert delivery.status == 200
+    blocks = peer.seen("/services/T0/B0/secret")[0].body["blocks"]
+    steps = next(b for b in blocks if b.get("text", {}).get("text", "").startswith("•"))
+    assert steps["text"]["text"] == (
+        '• `kubernetes.scale` ok: scaled from 3 to 5 ({"replicas": 3} → {"replicas": 5})'
+    )
+    fields = next(b for b in blocks if "fields" in b)["fields"]
+    assert "*Outcome*\nverifying" in [f["text"] for f in fields]
+
+
+async def test_the_notifier_never_raises(notifier: Notifier) -> None:
+    down = Notifier(
+        {"x": Channel("x", ChannelKind.WEBHOOK, "http://127.0.0.1:9/hook/token", FAST)},
+        notifier.session,
+    )
+
+    delivery = await down.send("x", Message(Event.RUN_REFUSED, "refused"))
+
+    assert not delivery.ok
+    assert "gave up after 3 attempts" in delivery.detail
+    assert "token" not in delivery.detail
+
+
+def test_templates_are_checked_when_the_rule_loads() -> None:
+    with pytest.raises(ValueError, match="template line 2"):
+        NotifyParams.model_validate({"channel": "oncall", "message": "ok\n{% if x %}"})
+    with pytest.raises(ValueError, match="channel name"):
+        NotifyParams.model_validate({"channel": "On Call", "message": "x"})

@@ -1,0 +1,404 @@
+"""postgres.terminate_idle and postgres.cancel_long_queries against a real PostgreSQL.
+
+Every action runs as the README's least-privilege role (member of pg_signal_backend and
+pg_read_all_stats, not superuser). Real sessions are opened with asyncpg in the states each
+test needs: idle in transaction, idle, active; as allow-listed, other, superuser and
+replication roles; in the target database and in another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from remediations.base import ActionContext, Clients, Outcome
+from remediations.postgres.connection import PostgresConnection
+from remediations.postgres.sessions import (
+    CancelLongQueries,
+    CancelLongQueriesParams,
+    TerminateIdle,
+    TerminateIdleParams,
+)
+from remediations.targets import Target
+from tests.support.polling import eventually
+from tests.support.postgres import PostgresServer
+
+pytestmark = pytest.mark.postgres
+
+TARGET = Target("PostgresDatabase", "", "orders")
+
+
+def as_role(url: str, role: str, database: str | None = None) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    path = f"/{database}" if database else parts.path
+    return urlunsplit((parts.scheme, f"{role}@{host}", path, "", ""))
+
+
+@dataclass
+class Roles:
+    remediator: str
+    app: str
+    other: str
+    repl: str
+    superuser: str
+    weak: str  # pg_signal_backend only: cannot see other roles' state
+
+
+@pytest.fixture(scope="module")
+async def roles(pg_server: PostgresServer) -> AsyncIterator[Roles]:
+    suffix = os.urandom(3).hex()
+    names = Roles(*(f"{n}_{suffix}" for n in ("remediator", "app", "other", "repl", "su", "weak")))
+    admin = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        # The README's role, verbatim in spirit: no superuser, two predefined roles.
+        await admin.execute(f"CREATE ROLE {names.remediator} LOGIN NOSUPERUSER")
+        await admin.execute(f"GRANT pg_signal_backend, pg_read_all_stats TO {names.remediator}")
+        await admin.execute(f"CREATE ROLE {names.app} LOGIN")
+        await admin.execute(f"CREATE ROLE {names.other} LOGIN")
+        await admin.execute(f"CREATE ROLE {names.repl} LOGIN REPLICATION")
+        await admin.execute(f"CREATE ROLE {names.superuser} LOGIN SUPERUSER")
+        await admin.execute(f"CREATE ROLE {names.weak} LOGIN")
+        await admin.execute(f"GRANT pg_signal_backend TO {names.weak}")
+        yield names
+    finally:
+        for role in vars(names).values():
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
+            )
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
+
+
+@dataclass
+class Cluster:
+    """Opens sessions in given states and closes them all at the end."""
+
+    url: str  # the target database, as the superuser
+    other_db_url: str
+    roles: Roles
+    conns: list[asyncpg.Connection] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def connect(self, role: str, *, other_db: bool = False, app: str = "") -> Any:
+        url = as_role(self.other_db_url if other_db else self.url, role)
+        settings = {"application_name": app} if app else {}
+        conn = await asyncpg.connect(url, server_settings=settings)
+        self.conns.append(conn)
+        return conn
+
+    async def idle_in_transaction(self, role: str, **kw: Any) -> Any:
+        conn = await self.connect(role, **kw)
+        await conn.execute("BEGIN")
+        await conn.execute("SELECT 1")
+        return conn
+
+    async def idle(self, role: str, **kw: Any) -> Any:
+        conn = await self.connect(role, **kw)
+        await conn.execute("SELECT 1")
+        return conn
+
+    async def active(self, conn: Any, seconds: float = 60) -> asyncio.Task[Any]:
+        """Start a long statement on ``conn`` and wait until the server shows it active."""
+        pid = conn.get_server_pid()
+        task = asyncio.create_task(conn.execute(f"SELECT pg_sleep({seconds})"))
+        self.tasks.append(task)
+        await eventually(lambda: self.state(pid), lambda s: s == "active")
+        return task
+
+    async def state(self, pid: int) -> str | None:
+        admin = await asyncpg.connect(self.url.replace(f"/{self.database}", "/postgres"))
+        try:
+            row = await admin.fetchrow("SELECT state FROM pg_stat_activity WHERE pid = $1", pid)
+        finally:
+            await admin.close()
+        return None if row is None else str(row["state"])
+
+    async def alive(self, pid: int) -> bool:
+        return await self.state(pid) is not None
+
+    @property
+    def database(self) -> str:
+        return urlsplit(self.url).path.lstrip("/")
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        for conn in self.conns:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+
+@pytest.fixture
+async def cluster(
+    pg_server: PostgresServer, empty_database_url: str, roles: Roles
+) -> AsyncIterator[Cluster]:
+    other = f"other_{os.urandom(4).hex()}"
+    admin = await asyncpg.connect(pg_server.url("postgres"))
+    await admin.execute(f'CREATE DATABASE "{other}"')
+    created = Cluster(empty_database_url, pg_server.url(other), roles)
+    try:
+        yield created
+    finally:
+        await created.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def connection(cluster: Cluster) -> AsyncIterator[PostgresConnection]:
+    conn = PostgresConnection("orders", as_role(cluster.url, cluster.roles.remediator))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def context(connection: PostgresConnection, *, dry_run: bool = False) -> ActionContext:
+    return ActionContext("run-1", dry_run, Clients({"postgres:orders": connection}))
+
+
+async def previewed_pids(action: Any, ctx: ActionContext, params: Any) -> list[int]:
+    change = await action.preview(ctx, TARGET, params)
+    return sorted(s["pid"] for s in change.before["sessions"])
+
+
+async def test_the_role_is_not_a_superuser(connection: PostgresConnection, roles: Roles) -> None:
+    rows = await connection.fetch(
+        "test", "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
+    )
+    assert rows[0]["rolsuper"] is False
+    assert rows[0]["rolreplication"] is False
+
+
+async def test_terminate_idle_ends_only_allow_listed_idle_sessions(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    spared = {
+        "plain idle": await cluster.idle(roles.app),
+        "active": await cluster.idle_in_transaction(roles.app),
+        "not allow-listed": await cluster.idle_in_transaction(roles.other),
+        "replication role": await cluster.idle_in_transaction(roles.repl),
+        "superuser": await cluster.idle_in_transaction(roles.superuser),
+        "other database": await cluster.idle_in_transaction(roles.app, other_db=True),
+        "excluded application": await cluster.idle_in_transaction(roles.app, app="pg_dump"),
+        "the service's role": await cluster.idle_in_transaction(roles.remediator),
+    }
+    await cluster.active(spared["active"])
+    # The victim comes last: once it is past the threshold, so is every spared session, and
+    # only the filter can keep them out.
+    victim = await cluster.idle_in_transaction(roles.app)
+    action = TerminateIdle()
+    # Every role is allow-listed but "other": only the fixed filter protects the rest.
+    params = TerminateIdleParams(
+        roles=(roles.app, roles.repl, roles.superuser, roles.remediator),
+        idle_for="1s",
+        max_sessions=20,
+    )
+    ctx = context(connection)
+    pid = victim.get_server_pid()
+
+    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+    change = await action.preview(ctx, TARGET, params)
+    (listed,) = change.before["sessions"]
+    assert listed == {
+        "pid": pid,
+        "role": roles.app,
+        "database": cluster.database,
+        "application": "",
+        "state": "idle in transaction",
+        "age": listed["age"],
+    }
+    assert change.preconditions == {"pids": [pid]}
+
+    result = await action.run(ctx, TARGET, params)
+
+    assert result.outcome is Outcome.OK, result.message
+    assert result.after == {"terminated": [pid]}
+    assert f"pid {pid}" in result.message
+    await eventually(lambda: cluster.alive(pid), lambda alive: not alive)
+    for why, conn in spared.items():
+        assert await cluster.alive(conn.get_server_pid()), f"{why} session was ended"
+
+
+async def test_plain_idle_only_when_asked(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    idle = await cluster.idle(roles.app)
+    action = TerminateIdle()
+    ctx = context(connection)
+    params = TerminateIdleParams(roles=(roles.app,), idle_for="1s", states=("idle",))
+    pids = await eventually(lambda: previewed_pids(action, ctx, params))
+    assert pids == [idle.get_server_pid()]
+
+
+async def test_the_cap_holds_and_takes_the_oldest(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    sessions = [await cluster.idle_in_transaction(roles.app) for _ in range(4)]
+    pids = [s.get_server_pid() for s in sessions]
+    action = TerminateIdle()
+    ctx = context(connection)
+    params = TerminateIdleParams(roles=(roles.app,), idle_for="1s", max_sessions=2)
+    # Wait until all four are past the threshold, so the cap (not the age) decides.
+    every = params.model_copy(update={"max_sessions": 10})
+    await eventually(lambda: previewed_pids(action, ctx, every), lambda p: len(p) == 4)
+
+    assert len(await previewed_pids(action, ctx, params)) == 2
+    result = await action.run(ctx, TARGET, params)
+
+    assert result.outcome is Outcome.OK
+    assert sorted(result.after["terminated"]) == sorted(pids[:2])
+
+    async def alive() -> list[bool]:
+        return [await cluster.alive(pid) for pid in pids]
+
+    assert await eventually(alive, lambda seen: not any(seen[:2])) == [False, False, True, True]
+
+
+async def test_a_session_that_turned_active_after_the_preview_is_spared(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    session = await cluster.idle_in_transaction(roles.app)
+    pid = session.get_server_pid()
+    action = TerminateIdle()
+    ctx = context(connection)
+    params = TerminateIdleParams(roles=(roles.app,), idle_for="1s")
+    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+
+    await cluster.active(session)  # between preview and run, the session gets busy
+    result = await action.run(ctx, TARGET, params)
+
+    assert result.outcome is Outcome.NOOP, result.message
+    assert await cluster.alive(pid)
+
+
+async def test_a_session_that_worked_again_after_the_preview_is_spared(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    session = await cluster.idle_in_transaction(roles.app)
+    pid = session.get_server_pid()
+    action = TerminateIdle()
+    ctx = context(connection)
+    params = TerminateIdleParams(roles=(roles.app,), idle_for="2s")
+    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+
+    await session.execute("SELECT 2")  # still idle in transaction, but only just
+    result = await action.run(ctx, TARGET, params)
+
+    assert result.outcome is Outcome.NOOP, result.message
+    assert await cluster.alive(pid)
+
+
+async def test_dry_run_lists_and_signals_nothing(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    session = await cluster.idle_in_transaction(roles.app)
+    pid = session.get_server_pid()
+    action = TerminateIdle()
+    params = TerminateIdleParams(roles=(roles.app,), idle_for="1s")
+    await eventually(lambda: previewed_pids(action, context(connection), params))
+
+    result = await action.run(context(connection, dry_run=True), TARGET, params)
+
+    assert result.outcome is Outcome.DRY_RUN
+    assert f"pid {pid}" in result.message
+    assert await cluster.alive(pid)
+    assert await session.fetchval("SELECT 1") == 1
+
+
+async def test_without_pg_read_all_stats_nothing_is_visible(cluster: Cluster, roles: Roles) -> None:
+    # The research's visibility pitfall: other roles' state is NULL, so nothing matches.
+    await cluster.idle_in_transaction(roles.app)
+    weak = PostgresConnection("orders", as_role(cluster.url, roles.weak))
+    good = PostgresConnection("orders", as_role(cluster.url, roles.remediator))
+    try:
+        action = TerminateIdle()
+        params = TerminateIdleParams(roles=(roles.app,), idle_for="1s")
+        await eventually(lambda: previewed_pids(action, context(good), params))
+        ctx = ActionContext("run-1", False, Clients({"postgres:orders": weak}))
+        assert await previewed_pids(action, ctx, params) == []
+    finally:
+        await weak.close()
+        await good.close()
+
+
+async def test_cancel_long_queries_cancels_only_allow_listed_statements(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    spared = {
+        "not allow-listed": await cluster.connect(roles.other),
+        "superuser": await cluster.connect(roles.superuser),
+        "replication role": await cluster.connect(roles.repl),
+    }
+    for conn in spared.values():
+        await cluster.active(conn)
+    idle = await cluster.idle_in_transaction(roles.app)
+    victim = await cluster.connect(roles.app)  # last: see the terminate test
+    victim_task = await cluster.active(victim)
+    action = CancelLongQueries()
+    ctx = context(connection)
+    params = CancelLongQueriesParams(
+        roles=(roles.app, roles.superuser, roles.repl), running_for="1s"
+    )
+    pid = victim.get_server_pid()
+    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+
+    result = await action.run(ctx, TARGET, params)
+
+    assert result.outcome is Outcome.OK, result.message
+    assert result.after == {"cancelled": [pid]}
+    with pytest.raises(asyncpg.QueryCanceledError):
+        await victim_task
+    # Cancelled, not terminated: the session is still there and usable.
+    assert await victim.fetchval("SELECT 1") == 1
+    for why, conn in spared.items():
+        assert await cluster.state(conn.get_server_pid()) == "active", f"{why} was cancelled"
+    assert await cluster.state(idle.get_server_pid()) == "idle in transaction"
+
+
+async def test_cancel_caps_the_statements(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    conns = [await cluster.connect(roles.app) for _ in range(3)]
+    for conn in conns:
+        await cluster.active(conn)
+    action = CancelLongQueries()
+    ctx = context(connection)
+    params = CancelLongQueriesParams(roles=(roles.app,), running_for="1s", max_sessions=1)
+    await eventually(lambda: previewed_pids(action, ctx, params))
+
+    result = await action.run(ctx, TARGET, params)
+
+    assert result.outcome is Outcome.OK
+    assert len(result.after["cancelled"]) == 1
+    states = [await cluster.state(c.get_server_pid()) for c in conns]
+    assert states.count("active") == 2
+
+
+def test_params_refuse_what_would_widen_the_blast_radius() -> None:
+    with pytest.raises(ValueError, match="roles"):
+        TerminateIdleParams.model_validate({"roles": [], "idle_for": "10m"})
+    with pytest.raises(ValueError, match="max_sessions"):
+        TerminateIdleParams.model_validate({"roles": ["app"], "idle_for": "10m", "max_sessions": 0})
+    with pytest.raises(ValueError, match="idle_for"):
+        TerminateIdleParams.model_validate({"roles": ["app"], "idle_for": "0s"})
+    with pytest.raises(ValueError, match="states"):
+        TerminateIdleParams.model_validate(
+            {"roles": ["app"], "idle_for": "1m", "states": ["active"]}
+        )
+    params = TerminateIdleParams.model_validate({"roles": ["app"], "idle_for": "10m"})
+    dumped = params.model_dump(mode="json")
+    assert dumped["idle_for"] == "10m"
+    assert TerminateIdleParams.model_validate(dumped) == params

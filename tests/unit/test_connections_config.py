@@ -1,0 +1,133 @@
+"""Named connections in the configuration: shapes, names, secrets from files only, and errors
+that name the key to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receiver.config import ConfigError, load_settings
+from remediations.redis_queue.queues import End, Layout
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def config(tmp_path: Path, text: str) -> Path:
+    return write(tmp_path / "config.yaml", text)
+
+
+def test_every_kind_of_connection_loads_with_its_secrets(tmp_path: Path) -> None:
+    write(tmp_path / "dsn", "postgresql://remediator:pw@db/orders\n")
+    write(tmp_path / "redis", "redis://:pw@jobs:6379/0\n")
+    write(tmp_path / "auth", "Bearer abc\n")
+    write(tmp_path / "slack", "https://hooks.slack.example/services/T/B/X\n")
+    settings = load_settings(
+        config(
+            tmp_path,
+            f"""
+postgres:
+  databases:
+    orders: {{dsn_file: {tmp_path}/dsn, statement_timeout: 5s, max_connections: 3}}
+redis:
+  queues:
+    jobs:
+      url_file: {tmp_path}/redis
+      queues:
+        emails: {{layout: list, key: emails, dead_letter_key: "emails:dead", pop: left}}
+        reports: {{layout: rq, key: "rq:queue:reports", dead_letter_key: "rq:failed:reports"}}
+        events: {{layout: stream, key: events, group: workers}}
+http:
+  port: 9000
+  endpoints:
+    flush:
+      url: https://cache.internal/flush
+      headers: {{X-Env: prod}}
+      header_files: {{Authorization: {tmp_path}/auth}}
+      timeout: 3s
+notify:
+  channels:
+    oncall: {{kind: slack, url_file: {tmp_path}/slack}}
+external_url: https://remediator.example/
+""",
+        ),
+        {},
+    )
+    orders = settings.postgres_databases["orders"]
+    assert orders.dsn is not None
+    assert orders.dsn.get_secret_value() == "postgresql://remediator:pw@db/orders"
+    assert (orders.statement_timeout, orders.max_connections) == (5.0, 3)
+    jobs = settings.redis_queues["jobs"]
+    assert jobs.url is not None
+    assert jobs.url.get_secret_value() == "redis://:pw@jobs:6379/0"
+    assert jobs.queues["emails"].spec().ends == (End.LEFT, End.LEFT)
+    assert jobs.queues["reports"].layout is Layout.RQ
+    assert jobs.queues["events"].spec().group == "workers"
+    flush = settings.http_endpoints["flush"]
+    assert flush.timeout == 3.0
+    assert flush.secret_headers["Authorization"].get_secret_value() == "Bearer abc"
+    assert settings.port == 9000  # http.port and http.endpoints live side by side
+    assert settings.notify_channels["oncall"].url is not None
+    assert settings.external_url == "https://remediator.example"
+    # Secrets never show in a repr.
+    assert "pw" not in repr(settings)
+    assert "Bearer" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        (
+            "postgres: {databases: {Orders: {dsn_file: /x}}}",
+            "postgres.databases: connection name 'Orders'",
+        ),
+        (
+            "postgres: {databases: {orders: {dsn: 'postgresql://u:p@h/d', dsn_file: /x}}}",
+            "postgres.databases.orders.dsn: secrets come from files only",
+        ),
+        (
+            "postgres: {databases: {orders: {dsn_file: /nonexistent/dsn}}}",
+            "postgres.databases.orders.dsn_file: cannot read secret file",
+        ),
+        (
+            "redis: {queues: {jobs: {url_file: /x, queues: {q: {layout: list, key: q}}}}}",
+            "redis.queues.jobs.queues.q: a list queue needs dead_letter_key",
+        ),
+        (
+            "redis: {queues: {jobs: {url_file: /x, queues: {q: {layout: fifo, key: q}}}}}",
+            "redis.queues.jobs.queues.q.layout",
+        ),
+        (
+            "http: {endpoints: {flush: {url: 'ftp://cache/flush'}}}",
+            "http.endpoints.flush: the URL must be http:// or https://",
+        ),
+        (
+            "http: {endpoints: {flush: {}}}",
+            "http.endpoints.flush: give exactly one of url and url_file",
+        ),
+        (
+            "notify: {channels: {oncall: {kind: slack, url: 'https://hooks/x'}}}",
+            "notify.channels.oncall.url_file",
+        ),
+        ("external_url: remediator.example", "external_url: the URL must be"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, yaml: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config(tmp_path, yaml), {})
+    assert message in caught.value.message
+
+
+def test_a_secret_url_that_is_not_a_url_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    write(tmp_path / "slack", "T000/B000/not-a-url\n")
+    path = config(
+        tmp_path, f"notify: {{channels: {{oncall: {{kind: slack, url_file: {tmp_path}/slack}}}}}}"
+    )
+    with pytest.raises(
+        ConfigError, match=r"notify\.channels\.oncall\.url_file: the URL must be"
+    ) as caught:
+        load_settings(path, {})
+    assert "not-a-url" not in caught.value.message

@@ -1,0 +1,45 @@
+"""Which clients the loaded rules need, from each action's requires(target). Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver.clients import required_clients
+from receiver.model import NamespacePolicy
+from receiver.rules.compile import compile_files
+from remediations.registry import default_registry
+
+
+def rules_needing(text: str) -> Any:
+    return compile_files({"rules.yaml": text}, default_registry(), NamespacePolicy())
+
+
+def test_required_clients_follow_the_targets() -> None:
+    required = required_clients(
+        rules_needing(
+            """
+rules:
+  - name: fixed
+    match: ['alertname="A"']
+    target: {kind: PostgresDatabase, name: orders}
+    steps: [{action: postgres.terminate_idle, params: {roles: [app], idle_for: 10m}}]
+  - name: from-labels
+    match: ['alertname="B"']
+    target: {kind: RedisQueue, name: "jobs/{{ labels.queue }}"}
+    steps:
+      - {action: redis.requeue_dead_letters}
+      - {action: notify, params: {channel: oncall, message: hi}}
+  - name: any-database
+    match: ['alertname="C"']
+    target: {kind: PostgresDatabase, name: "{{ labels.database }}"}
+    steps: [{action: postgres.cancel_long_queries, params: {roles: [app], running_for: 5m}}]
+"""
+        ),
+        default_registry(),
+    )
+    assert required.names == {"postgres:orders", "redis:jobs", "notify"}
+    assert required.any_of == {"postgres"}
+    assert required.channels == {"oncall"}
+    assert required.wants("postgres:billing")  # any database: the label decides
+    assert not required.wants("redis:cache")
+    assert required.by["redis:jobs"] == ("from-labels (redis.requeue_dead_letters)",)
