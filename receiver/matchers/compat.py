@@ -61,26 +61,33 @@ class Parsed:
     warning: ParseWarning | None
 
     def describe_warning(self) -> str | None:
-        """The warning in words, with the fix; None when there is none."""
+        """The warning in words, with the fix; None when there is none. Texts are shown in
+        single quotes as written (backslashes not doubled), ready for a YAML single-quoted
+        scalar."""
         if self.warning == "incompatible":
             suggestion = ",".join(str(m) for m in self.matchers)
             return (
-                f"{self.text!r} is read by Alertmanager's classic matcher parser only (the UTF-8 "
-                f"parser says: {self.utf8}); Alertmanager warns about it and utf8-strict-mode "
-                f"refuses it. Write it as {suggestion!r} (values and regexes double-quoted, "
-                "backslashes escaped)"
+                f"{_show(self.text)} is read by Alertmanager's classic matcher parser only (the "
+                f"UTF-8 parser says: {self.utf8}); Alertmanager warns about it and "
+                f"utf8-strict-mode refuses it. Write it as {_show(suggestion)} (values and "
+                "regexes double-quoted, backslashes escaped)"
             )
         if self.warning == "disagreement":
             if not self.matchers:
-                return f"{self.text!r} holds no matcher"
+                return f"{_show(self.text)} holds no matcher"
             classic = ",".join(str(m) for m in self.matchers)
             utf8 = ",".join(str(m) for m in self.utf8) if isinstance(self.utf8, tuple) else ""
             return (
-                f"{self.text!r} is read differently by Alertmanager's two matcher parsers: "
-                f"classic {classic!r}, UTF-8 {utf8!r}; Alertmanager (and this service) use the "
-                "classic reading and log a disagreement. Quote and escape it so both agree"
+                f"{_show(self.text)} is read differently by Alertmanager's two matcher parsers: "
+                f"classic {_show(classic)}, UTF-8 {_show(utf8)}; Alertmanager (and this service) "
+                "use the classic reading and log a disagreement. Quote and escape it so both "
+                "agree"
             )
         return None
+
+
+def _show(text: str) -> str:
+    return "'" + text.replace("\n", "\\n") + "'"
 
 
 def parse_item(text: str) -> Parsed:

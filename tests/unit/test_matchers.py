@@ -155,7 +155,7 @@ class TestFallback:
         description = parsed.describe_warning()
         assert description is not None
         assert "utf8-strict-mode" in description
-        assert "'foo=~\"\\\\\\\\d+\"'" in description  # the suggestion, as Alertmanager prints it
+        assert "'foo=~\"\\\\d+\"'" in description  # the suggestion, as Alertmanager prints it
         assert parse_item('foo=~"\\\\d+"').warning is None  # and the suggestion reads the same
 
     def test_disagreement_uses_the_classic_reading(self) -> None:
