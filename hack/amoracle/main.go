@@ -1,5 +1,5 @@
 // Command amoracle answers matcher questions with Alertmanager's own code, for the
-// differential tests (tests/unit/test_matchers_differential.py). Built and cached by
+// differential tests (tests/integration/test_matchers_differential.py). Built and cached by
 // hack/amoracle/build.sh from the github.com/prometheus/alertmanager module pinned in go.mod.
 //
 // It reads one JSON object per line on stdin and writes one JSON object per line on stdout,

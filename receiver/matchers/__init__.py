@@ -8,7 +8,7 @@
 - ``regex``: regex values compiled as Go's ``regexp`` does, on RE2; ``go_unicode``: the
   ``\\p{...}`` names Go knows.
 
-``tests/unit/test_matchers_differential.py`` holds all of it to Alertmanager's own code
+``tests/integration/test_matchers_differential.py`` holds all of it to Alertmanager's own code
 (``hack/amoracle``). The names below are the public surface.
 """
 

@@ -268,7 +268,7 @@ def _compile_matchers(
             if matcher.escapes_anchors:
                 located.warn(
                     (*path, index),
-                    f"{where}the regex of {str(matcher)!r} closes Alertmanager's anchoring group "
+                    f"{where}the regex of '{matcher}' closes Alertmanager's anchoring group "
                     f"^(?:...)$, so part of it is not anchored at both ends (Alertmanager reads "
                     "it the same way); put the alternatives in one group",
                 )
