@@ -169,6 +169,8 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
     policy = settings.namespace_policy()
     # Rules first: invalid rules must stop the start before any server is touched.
     rules = RuleHolder(settings.rules_dir, registry, policy)
+    for warning in rules.current.warnings:
+        log.warning("rule warning", warning=str(warning))
 
     async with backing_services(settings) as endpoints:
         generated_token = False
@@ -299,6 +301,8 @@ def _reload_reporter(rules: RuleHolder, log: Any) -> Any:
                 log.error("rule reload failed; keeping the last good rules", error=str(error))
         else:
             log.info("rules reloaded", rules=len(rules.current), digest=rules.current.digest)
+            for warning in rules.current.warnings:
+                log.warning("rule warning", warning=str(warning))
 
     return report
 

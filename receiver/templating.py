@@ -1,5 +1,11 @@
 """Rule target templates (``{{ labels.NAME }}``) and target validation. Pure: no I/O.
 
+A reference is ``ROOT.NAME`` or ``ROOT["NAME"]`` with ROOT ``labels`` or ``annotations``. NAME
+after a dot is a classic name or dotted classic names (``labels.k8s.deployment.name``: labels
+are flat, so the dots are part of the name); the quoted form takes any name, e.g. the UTF-8
+names Alertmanager >= 0.27 and OpenTelemetry use (``labels["app.kubernetes.io/name"]``), in
+double or single quotes with ``\\``, ``\"`` and ``\'`` as escapes.
+
 A label value comes from whoever can push an alert, so a rendered target is only trusted after
 it has passed its kind's validation (``remediations.targets``: DNS-1123 names for Kubernetes
 kinds) and, for namespaced kinds, the namespace policy: no value can point an action at a
@@ -27,7 +33,12 @@ __all__ = [
 ]
 
 _ROOTS = ("labels", "annotations")
-_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_DOTTED = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z0-9_]+)*")
+# ROOT["NAME"] or ROOT['NAME'], backslash escapes inside the quotes.
+_INDEXED = re.compile(
+    r"""(?P<root>\w+)\s*\[\s*(?P<quoted>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*\]""", re.DOTALL
+)
+_ESCAPES = {"\\": "\\", '"': '"', "'": "'"}
 
 
 class TemplateError(ValueError):
@@ -78,7 +89,7 @@ def compile_template(text: str) -> Template:
             literal.append(text[i])
             i += 1
             continue
-        end = text.find("}}", i + 2)
+        end = _closing(text, i + 2)
         if end == -1:
             raise TemplateError(f"unclosed '{{{{' at offset {i} in template {text!r}")
         expression = text[i + 2 : end]
@@ -94,12 +105,64 @@ def compile_template(text: str) -> Template:
     return Template(source=text, parts=tuple(parts))
 
 
+def _closing(text: str, start: int) -> int:
+    """The offset of the ``}}`` that closes the expression starting at ``start``, or -1.
+    A quoted name may hold ``}}``; the scan skips quoted text."""
+    i, quote = start, ""
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif text.startswith("}}", i):
+            return i
+        i += 1
+    return -1
+
+
+def _unquote(quoted: str, where: str) -> str:
+    out: list[str] = []
+    i = 1
+    while i < len(quoted) - 1:
+        char = quoted[i]
+        if char == "\\":
+            escaped = quoted[i + 1]
+            if escaped not in _ESCAPES:
+                raise TemplateError(f"unknown escape '\\{escaped}' in {quoted} {where}")
+            out.append(_ESCAPES[escaped])
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 def _reference(expression: str, text: str) -> Reference:
     where = f"in template {text!r}"
     if not expression:
         raise TemplateError(f"empty expression '{{{{ }}}}' {where}")
+    indexed = _INDEXED.fullmatch(expression)
+    if indexed is not None:
+        root = indexed["root"]
+        if root not in _ROOTS:
+            raise TemplateError(
+                f"unknown root {root!r} in {expression!r}; use labels or annotations {where}"
+            )
+        name = _unquote(indexed["quoted"], where)
+        if not name:
+            raise TemplateError(f"empty {root[:-1]} name in {expression!r} {where}")
+        return (root, name)
     if "|" in expression:
         raise TemplateError(f"filters are not supported: {expression!r} {where}")
+    if "[" in expression:
+        raise TemplateError(
+            f'{expression!r} is not labels["NAME"] or annotations["NAME"] with the name in '
+            f"quotes {where}"
+        )
     if expression.startswith("."):
         # Go template habit from Alertmanager notification templates.
         raise TemplateError(
@@ -112,8 +175,11 @@ def _reference(expression: str, text: str) -> Reference:
         )
     if not dot or not name:
         raise TemplateError(f"missing name after {root!r} in {expression!r} {where}")
-    if _NAME.fullmatch(name) is None:
-        raise TemplateError(f"invalid {root[:-1]} name {name!r} in {expression!r} {where}")
+    if _DOTTED.fullmatch(name) is None:
+        raise TemplateError(
+            f"invalid {root[:-1]} name {name!r} in {expression!r}; for a name with other "
+            f'characters write {root}["{name}"] {where}'
+        )
     return (root, name)
 
 

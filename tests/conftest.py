@@ -1,6 +1,7 @@
 """Shared fixtures: one real server of each kind per session, clean state per test."""
 
 pytest_plugins = [
+    "tests.support.amoracle",
     "tests.support.postgres_fixtures",
     "tests.support.redis_fixtures",
     "tests.support.kube_fixtures",

@@ -21,26 +21,35 @@ __all__ = ["lint", "simulate"]
 
 @click.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail on warnings too (e.g. a matcher Alertmanager's utf8-strict-mode would refuse).",
+)
 @click.pass_context
-def lint(ctx: click.Context, directory: Path | None) -> None:
-    """Check every rule file in DIRECTORY (default: the configured rules_dir)."""
+def lint(ctx: click.Context, directory: Path | None, strict: bool) -> None:
+    """Check every rule file in DIRECTORY (default: the configured rules_dir).
+
+    Errors and warnings are printed as FILE:LINE: [warning: ]MESSAGE. Errors fail (exit 1);
+    warnings do not, unless --strict.
+    """
     settings = state(ctx).settings()
-    from receiver.rules.loader import lint as lint_rules
-    from receiver.rules.loader import load_rules
+    from receiver.rules.loader import check
     from remediations.registry import default_registry
 
     directory = directory if directory is not None else settings.rules_dir
-    registry = default_registry()
-    policy = settings.namespace_policy()
-    errors = lint_rules(directory, registry, policy)
-    if errors:
-        for error in errors:
-            click.echo(str(error))
-        click.echo(f"{len(errors)} error(s)", err=True)
+    ruleset, errors, warnings = check(directory, default_registry(), settings.namespace_policy())
+    for problem in sorted([*errors, *warnings], key=lambda e: (e.file, e.line, e.warning)):
+        click.echo(str(problem))
+    noted = f", {len(warnings)} warning(s)" if warnings else ""
+    if ruleset is None:
+        click.echo(f"{len(errors)} error(s){noted}", err=True)
         ctx.exit(EXIT_FAILURE)
-    ruleset = load_rules(directory, registry, policy)
     files = len(ruleset.source)
-    click.echo(f"{len(ruleset)} rules OK in {files} file{'s' if files != 1 else ''}")
+    click.echo(f"{len(ruleset)} rules OK in {files} file{'s' if files != 1 else ''}{noted}")
+    if strict and warnings:
+        click.echo("--strict: warnings fail the check", err=True)
+        ctx.exit(EXIT_FAILURE)
 
 
 @click.command()

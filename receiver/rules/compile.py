@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from receiver.matchers import parse_matcher
+from receiver.matchers import Matcher, parse_item
 from receiver.model import Approval, NamespacePolicy
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
 from receiver.rules.model import Repeated, Rule, RuleSet, Step
@@ -34,7 +34,7 @@ from receiver.templating import TargetError, Template, compile_template, validat
 from remediations.base import ParamsError, Registry, Risk
 from remediations.targets import Target, target_kind
 
-__all__ = ["compile_files", "lint_files"]
+__all__ = ["check_files", "compile_files", "lint_files"]
 
 
 def _where(path: Sequence[str | int]) -> str:
@@ -220,6 +220,7 @@ def _compile_rule(
         )
         return None
 
+    matchers = _compile_matchers(spec.match, (*path, "match"), located, label)
     namespace = compile_template(spec.target.namespace or "")
     name = compile_template(spec.target.name)
     target_ok = _check_literal_target(
@@ -238,7 +239,7 @@ def _compile_rule(
         description=spec.description,
         file=located.file,
         line=located.line_of(path),
-        matchers=tuple(parse_matcher(text) for text in spec.match),
+        matchers=matchers,
         target_kind=kind,
         target_namespace=namespace,
         target_name=name,
@@ -251,6 +252,30 @@ def _compile_rule(
     )
 
 
+def _compile_matchers(
+    items: Sequence[str], path: KeyPath, located: Located, label: str
+) -> tuple[Matcher, ...]:
+    """Each item as Alertmanager's fallback mode reads it (the schema has checked that it
+    parses), with a warning where Alertmanager would log one or a regex is not anchored."""
+    matchers: list[Matcher] = []
+    for index, item in enumerate(items):
+        parsed = parse_item(item)
+        where = f"{label}match[{index}]: "
+        warning = parsed.describe_warning()
+        if warning is not None:
+            located.warn((*path, index), where + warning)
+        for matcher in parsed.matchers:
+            if matcher.escapes_anchors:
+                located.warn(
+                    (*path, index),
+                    f"{where}the regex of '{matcher}' closes Alertmanager's anchoring group "
+                    f"^(?:...)$, so part of it is not anchored at both ends (Alertmanager reads "
+                    "it the same way); put the alternatives in one group",
+                )
+        matchers.extend(parsed.matchers)
+    return tuple(matchers)
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     name: str | None  # as written, even when the rule has errors, to report duplicates too
@@ -260,17 +285,17 @@ class _Compiled:
 
 def _compile_file(
     file: str, text: str, registry: Registry, policy: NamespacePolicy
-) -> tuple[list[_Compiled], list[RuleError]]:
+) -> tuple[list[_Compiled], Located]:
     located = Located(file)
     document = parse_yaml(text, located)
     if located.errors:
-        return [], located.errors
+        return [], located
     if document is None:
         located.add((), "file is empty; expected a mapping with a `rules` list")
-        return [], located.errors
+        return [], located
     if not isinstance(document, dict):
         located.add((), "expected a mapping with a `rules` list at the top of the file")
-        return [], located.errors
+        return [], located
     for key in document:
         if key != "rules":
             hint = " (did you mean 'rules'?)" if difflib.get_close_matches(key, ["rules"]) else ""
@@ -293,23 +318,26 @@ def _compile_file(
                 rule=rule,
             )
         )
-    return compiled, located.errors
+    return compiled, located
 
 
 def compile_files(files: Mapping[str, str], registry: Registry, policy: NamespacePolicy) -> RuleSet:
     """A RuleSet from file name -> YAML text, without touching the disk.
 
     Raises RuleSetError with every error of every file, in file order (also when ``files`` is
-    empty: a service without rules is a mistake, not a quiet no-op).
+    empty: a service without rules is a mistake, not a quiet no-op). Warnings go to
+    ``RuleSet.warnings``, or to ``RuleSetError.warnings`` beside the errors.
     """
     if not files:
         raise RuleSetError([RuleError("<rules>", 0, "no rule files given")])
     errors: list[RuleError] = []
+    warnings: list[RuleError] = []
     rules: list[Rule] = []
     first: dict[str, str] = {}
     for file in sorted(files):
-        compiled, file_errors = _compile_file(file, files[file], registry, policy)
-        errors.extend(file_errors)
+        compiled, located = _compile_file(file, files[file], registry, policy)
+        errors.extend(located.errors)
+        warnings.extend(located.warnings)
         for item in compiled:
             if item.name is not None and item.name in first:
                 message = f"duplicate rule name {item.name!r}; first defined at {first[item.name]}"
@@ -320,17 +348,24 @@ def compile_files(files: Mapping[str, str], registry: Registry, policy: Namespac
             if item.rule is not None:
                 rules.append(item.rule)
     if errors:
-        raise RuleSetError(in_file_order(errors))
+        raise RuleSetError(in_file_order(errors), in_file_order(warnings))
     source = {file: hashlib.sha256(text.encode()).hexdigest() for file, text in files.items()}
-    return RuleSet(rules, source)
+    return RuleSet(rules, source, in_file_order(warnings))
 
 
 def lint_files(
     files: Mapping[str, str], registry: Registry, policy: NamespacePolicy
 ) -> list[RuleError]:
     """Every error in the files (name -> YAML text), in file order; empty when they compile."""
+    return check_files(files, registry, policy)[0]
+
+
+def check_files(
+    files: Mapping[str, str], registry: Registry, policy: NamespacePolicy
+) -> tuple[list[RuleError], list[RuleError]]:
+    """(errors, warnings) of the files (name -> YAML text), each in file order."""
     try:
-        compile_files(files, registry, policy)
+        ruleset = compile_files(files, registry, policy)
     except RuleSetError as exc:
-        return exc.errors
-    return []
+        return exc.errors, exc.warnings
+    return [], list(ruleset.warnings)

@@ -18,7 +18,7 @@ from receiver.rules.errors import RuleError, RuleSetError, in_file_order
 from receiver.rules.model import RuleSet
 from remediations.base import Registry
 
-__all__ = ["RuleHolder", "RuleWatcher", "Snapshot", "lint", "load_rules", "snapshot"]
+__all__ = ["RuleHolder", "RuleWatcher", "Snapshot", "check", "lint", "load_rules", "snapshot"]
 
 _SUFFIXES = (".yaml", ".yml")
 
@@ -51,31 +51,40 @@ def _read_directory(directory: Path) -> tuple[dict[str, str], list[RuleError]]:
 
 def _load(
     directory: Path, registry: Registry, policy: NamespacePolicy
-) -> tuple[RuleSet | None, list[RuleError]]:
+) -> tuple[RuleSet | None, list[RuleError], list[RuleError]]:
+    """(the rule set or None, errors, warnings)."""
     files, errors = _read_directory(directory)
     if not files:
-        return None, errors
+        return None, errors, []
     try:
         ruleset = compile_files(files, registry, policy)
     except RuleSetError as exc:
         # A file that could not be read is reported beside the others' errors, in file order.
-        return None, in_file_order([*errors, *exc.errors])
+        return None, in_file_order([*errors, *exc.errors]), exc.warnings
     if errors:
-        return None, in_file_order(errors)
-    return ruleset, []
+        return None, in_file_order(errors), list(ruleset.warnings)
+    return ruleset, [], list(ruleset.warnings)
 
 
 def load_rules(directory: Path, registry: Registry, policy: NamespacePolicy) -> RuleSet:
     """Every ``*.yaml``/``*.yml`` file of ``directory``. Raises RuleSetError with all errors."""
-    ruleset, errors = _load(directory, registry, policy)
+    ruleset, errors, warnings = _load(directory, registry, policy)
     if ruleset is None:
-        raise RuleSetError(errors)
+        raise RuleSetError(errors, warnings)
     return ruleset
 
 
 def lint(directory: Path, registry: Registry, policy: NamespacePolicy) -> list[RuleError]:
     """Every error in ``directory``'s rule files; empty when they load."""
     return _load(directory, registry, policy)[1]
+
+
+def check(
+    directory: Path, registry: Registry, policy: NamespacePolicy
+) -> tuple[RuleSet | None, list[RuleError], list[RuleError]]:
+    """``directory``'s rules: (the rule set, or None when there are errors; the errors; the
+    warnings), each list in file order. What ``remediator lint`` shows."""
+    return _load(directory, registry, policy)
 
 
 class RuleHolder:
@@ -109,7 +118,7 @@ class RuleHolder:
     def reload(self) -> list[RuleError]:
         """Load the directory again; swap the set in only when it is valid. Returns the errors."""
         with self._lock:
-            ruleset, errors = _load(self._directory, self._registry, self._policy)
+            ruleset, errors, _ = _load(self._directory, self._registry, self._policy)
             self._last_errors = tuple(errors)
             if ruleset is not None:
                 # One reference assignment: readers see the old set or the new one, never a mix.

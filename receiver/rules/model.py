@@ -13,6 +13,7 @@ from typing import Any
 
 from receiver.matchers import Matcher, matches_all
 from receiver.model import Approval, GuardSpec, NamespacePolicy, StepPlan
+from receiver.rules.errors import RuleError
 from receiver.templating import Template, render_target
 from remediations.targets import Target
 
@@ -114,15 +115,22 @@ def _pinned_alertname(rule: Rule) -> str | None:
 class RuleSet:
     """An immutable, validated set of rules, in file order then position in the file.
 
-    ``source`` maps each file to the sha256 of its content. Raises ValueError on two rules of
-    the same name (the compiler reports those as RuleErrors before it gets here).
+    ``source`` maps each file to the sha256 of its content; ``warnings`` are the compiler's
+    (RuleErrors with ``warning=True``). Raises ValueError on two rules of the same name (the
+    compiler reports those as RuleErrors before it gets here).
     """
 
-    __slots__ = ("_by_alertname", "_by_name", "_rules", "_source", "_unindexed")
+    __slots__ = ("_by_alertname", "_by_name", "_rules", "_source", "_unindexed", "_warnings")
 
-    def __init__(self, rules: Iterable[Rule], source: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        source: Mapping[str, str],
+        warnings: Iterable[RuleError] = (),
+    ) -> None:
         self._rules = tuple(rules)
         self._source = dict(source)
+        self._warnings = tuple(warnings)
         self._by_name: dict[str, Rule] = {}
         for rule in self._rules:
             if rule.name in self._by_name:
@@ -141,6 +149,11 @@ class RuleSet:
     def rules(self) -> tuple[Rule, ...]:
         """Every rule, in file order."""
         return self._rules
+
+    @property
+    def warnings(self) -> tuple[RuleError, ...]:
+        """What the compiler warned about, in file order: the rules load, but read them again."""
+        return self._warnings
 
     @property
     def source(self) -> dict[str, str]:

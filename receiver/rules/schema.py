@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from receiver.durations import parse_duration
-from receiver.matchers import parse_matcher
+from receiver.matchers import parse_item
 from receiver.model import Approval
 from receiver.templating import compile_template
 from remediations.base import Registry, UnknownAction
@@ -54,8 +54,13 @@ def _rule_name(value: str) -> str:
     return value
 
 
-def _matcher(value: str) -> str:
-    parse_matcher(value)
+def _matchers(value: str) -> str:
+    # One item is a list of matchers (Alertmanager's compat.Matchers); warnings are the
+    # compiler's business, errors are the schema's.
+    if not parse_item(value).matchers:
+        raise ValueError(
+            f"{value!r} holds no matcher; an empty item would let the rule match every alert"
+        )
     return value
 
 
@@ -72,7 +77,7 @@ def _known_action(value: str, info: ValidationInfo) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
-MatcherText = Annotated[str, AfterValidator(_matcher)]
+MatcherText = Annotated[str, AfterValidator(_matchers)]
 TemplateText = Annotated[str, Field(min_length=1), AfterValidator(_template)]
 ActionName = Annotated[str, AfterValidator(_known_action)]
 

@@ -22,11 +22,12 @@ KeyPath = tuple[str | int, ...]
 
 @dataclass(slots=True)
 class Located:
-    """Errors of one file, and a path -> line index (1-based) to place them."""
+    """Errors and warnings of one file, and a path -> line index (1-based) to place them."""
 
     file: str
     lines: dict[KeyPath, int] = field(default_factory=dict)
     errors: list[RuleError] = field(default_factory=list)
+    warnings: list[RuleError] = field(default_factory=list)
 
     def line_of(self, path: Sequence[str | int]) -> int:
         """The line of ``path``, or of its deepest ancestor that has one; 1 when none has."""
@@ -40,6 +41,10 @@ class Located:
     def add(self, path: Sequence[str | int], message: str) -> None:
         """Record an error at the line of ``path``."""
         self.errors.append(RuleError(self.file, self.line_of(path), message))
+
+    def warn(self, path: Sequence[str | int], message: str) -> None:
+        """Record a warning at the line of ``path``."""
+        self.warnings.append(RuleError(self.file, self.line_of(path), message, warning=True))
 
 
 def parse_yaml(text: str, located: Located) -> Any:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from receiver.matchers import Matcher, matches_all, parse_matcher, parse_matchers
+from receiver.matchers import Matcher, matches_all, parse_matchers
 from tests.support.servers import server_missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def _remediator_routes(route: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _alertname_matcher(route: dict[str, Any]) -> Matcher:
-    matchers = [parse_matcher(text) for text in route.get("matchers") or []]
+    matchers = parse_matchers(route.get("matchers") or [])
     names = [m for m in matchers if m.name == "alertname"]
     assert len(names) == 1, f"the {RECEIVER} route must have exactly one alertname matcher"
     return names[0]

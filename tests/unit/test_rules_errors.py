@@ -162,7 +162,7 @@ def test_invalid_matcher_points_at_the_item() -> None:
     )
     assert errors_of({"a.yaml": text}) == [
         "a.yaml:5: rule 'r': match[1]: invalid regular expression in severity=~\"(x\": "
-        "missing closing )"
+        "error parsing regexp: missing closing ): `^(?:(x)$`"
     ]
 
 

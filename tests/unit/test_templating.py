@@ -39,6 +39,16 @@ class TestCompile:
             ("{{   labels.app\t}}-worker", {("labels", "app")}),
             ("{{ annotations.target_ns }}", {("annotations", "target_ns")}),
             ("{{ labels.a }}.{{ labels.b }}", {("labels", "a"), ("labels", "b")}),
+            # names outside [a-zA-Z_][a-zA-Z0-9_]* (Alertmanager >= 0.27, OpenTelemetry)
+            ("{{ labels.k8s.deployment.name }}", {("labels", "k8s.deployment.name")}),
+            ('{{ labels["k8s.deployment.name"] }}', {("labels", "k8s.deployment.name")}),
+            ("{{labels['app.kubernetes.io/name']}}", {("labels", "app.kubernetes.io/name")}),
+            ('{{ annotations [ "a b" ] }}-x', {("annotations", "a b")}),
+            ('{{ labels["say \\"hi\\""] }}', {("labels", 'say "hi"')}),
+            ("{{ labels['it\\'s'] }}", {("labels", "it's")}),
+            ('{{ labels["back\\\\slash"] }}', {("labels", "back\\slash")}),
+            ('{{ labels["a}}b"] }}', {("labels", "a}}b")}),
+            ('{{ labels["名前"] }}', {("labels", "名前")}),
             ("static-name", set()),
             ("", set()),
         ],
@@ -64,9 +74,17 @@ class TestCompile:
             ("{{ labels.app | lower }}", "filters are not supported"),
             ("{{ .Labels.app }}", "Go template syntax"),
             ("{{ labels.app-name }}", "invalid label name"),
-            ("{{ labels.a.b }}", "invalid label name"),
             ("{{ labels.1x }}", "invalid label name"),
-            ("{{ labels['app'] }}", "unknown root"),
+            ("{{ labels.a..b }}", "invalid label name"),
+            ("{{ labels.a. }}", "invalid label name"),
+            ("{{ labels.app/name }}", 'write labels["app/name"]'),
+            ("{{ labels[app] }}", "with the name in quotes"),
+            ('{{ labels["app"  }}', "with the name in quotes"),
+            ('{{ labels[""] }}', "empty label name"),
+            ('{{ labels["a\\nb"] }}', "unknown escape"),
+            ('{{ env["HOME"] }}', "unknown root 'env'"),
+            ('{{ labels["a"]["b"] }}', "with the name in quotes"),
+            ('{{ labels["unclosed }}', "unclosed"),
             ("{{ labels.app + 1 }}", "invalid label name"),
         ],
     )
@@ -92,6 +110,27 @@ class TestRender:
     def test_missing_annotation_is_named(self) -> None:
         with pytest.raises(TemplateError, match="annotation 'ns'"):
             compile_template("{{ annotations.ns }}").render({"ns": "x"}, {})
+
+    def test_names_outside_the_classic_charset(self) -> None:
+        labels = {"k8s.namespace.name": "shop", "k8s.deployment.name": "cart"}
+        ns = compile_template("{{ labels.k8s.namespace.name }}")
+        name = compile_template(
+            '{{ labels["k8s.deployment.name"] }}-{{ labels["k8s.namespace.name"] }}'
+        )
+        assert ns.render(labels, {}) == "shop"
+        assert name.render(labels, {}) == "cart-shop"
+        with pytest.raises(TemplateError, match=re.escape("label 'k8s.deployment.name'")):
+            name.render({"k8s_deployment_name": "cart", "k8s.namespace.name": "shop"}, {})
+
+    def test_quoted_names_render_values_once_and_targets_are_validated(self) -> None:
+        ns = compile_template('{{ labels["k8s.namespace.name"] }}')
+        name = compile_template('{{ labels["k8s.deployment.name"] }}')
+        labels = {"k8s.namespace.name": "kube-system", "k8s.deployment.name": "cart"}
+        with pytest.raises(TargetError, match="namespace"):
+            render_target("Deployment", ns, name, labels, {}, POLICY)
+        labels = {"k8s.namespace.name": "shop", "k8s.deployment.name": '{{ labels["x"] }}'}
+        with pytest.raises(TargetError, match="name"):
+            render_target("Deployment", ns, name, labels | {"x": "ok"}, {}, POLICY)
 
     def test_values_are_not_rendered_again(self) -> None:
         template = compile_template("{{ labels.a }}")
