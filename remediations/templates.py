@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError
+from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from remediations.base import ActionContext
@@ -41,13 +41,33 @@ _PLAIN = _environment(None)
 
 
 def check_template(source: str) -> str:
-    """``source`` when it parses; ValueError naming the line and the problem otherwise."""
+    """``source`` when it parses; ValueError naming the line and the problem otherwise.
+
+    ``labels.k8s.deployment.name`` is refused: Jinja reads the dots as nested lookups, which
+    would render a label named ``k8s.deployment.name`` as an empty string without a word (target
+    templates read the dots as one flat name). ``labels["k8s.deployment.name"]`` says it.
+    """
     if len(source) > MAX_TEMPLATE:
         raise ValueError(f"template is longer than {MAX_TEMPLATE} characters")
     try:
-        _PLAIN.parse(source)
+        tree = _PLAIN.parse(source)
     except TemplateSyntaxError as exc:
         raise ValueError(f"template line {exc.lineno}: {exc.message}") from None
+    for node in tree.find_all(nodes.Getattr):
+        # Outermost first: the first chain found is the whole of it.
+        chain: list[str] = []
+        inner: nodes.Node = node
+        while isinstance(inner, nodes.Getattr):
+            chain.insert(0, inner.attr)
+            inner = inner.node
+        named = isinstance(inner, nodes.Name) and inner.name in ("labels", "annotations")
+        if len(chain) > 1 and named:
+            assert isinstance(inner, nodes.Name)
+            dotted = ".".join(chain)
+            raise ValueError(
+                f"template line {node.lineno}: {inner.name}.{dotted} reads the dots as "
+                f'nested lookups; for a name with dots write {inner.name}["{dotted}"]'
+            )
     return source
 
 
