@@ -40,9 +40,10 @@ class Outcome(StrEnum):
 class Change:
     """What an action would do against live state, as ``preview()`` returns it.
 
-    Meant to be shown for approval and bound into the approved step; nothing in the service
-    calls ``preview()`` yet (dry-run calls ``run()`` with ``dry_run`` set, or only
-    ``describe()`` when the action's client is missing).
+    Shown for approval and bound into the approved step: the approval stores it with a hash
+    of it, and an approved step runs only while a fresh preview still hashes the same (and
+    with ``ActionContext.approved`` set to these ``preconditions``). So a preview must be
+    deterministic for the same live state: no clock times, no random names.
     """
 
     summary: str
@@ -168,6 +169,9 @@ class ActionContext:
     # What earlier steps of the same run recorded, keyed by action name, e.g. the replica count
     # that kubernetes.scale started from, so an on_resolved step can restore it.
     recorded: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Set when an engineer approved this step: the preconditions of the preview they approved.
+    # run() refuses (ActionRefused) when the state it is about to change no longer meets them.
+    approved: Mapping[str, Any] | None = None
 
 
 @runtime_checkable
