@@ -23,10 +23,13 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
+from receiver.approvals.setup import approval_setup
 from receiver.config import ConfigError, Settings, kube_credentials_present
+from receiver.config.approvals import load_approvals
 from receiver.embedded import EmbeddedServices
 from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app
+from receiver.http.approvals import ApprovalWeb
 from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
@@ -169,6 +172,8 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
     policy = settings.namespace_policy()
     # Rules first: invalid rules must stop the start before any server is touched.
     rules = RuleHolder(settings.rules_dir, registry, policy)
+    # Approval files too: a missing key or approvers file must stop the start early.
+    approval_files = load_approvals(settings)
 
     async with backing_services(settings) as endpoints:
         generated_token = False
@@ -180,6 +185,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         dry_run = settings.effective_dry_run(kube is not None)
         metrics = Metrics()
         guards = Guards(redis, policy, settings.guard_settings())
+        approvals = approval_setup(
+            settings, approval_files, store, log=log.bind(component="approvals")
+        )
         pipeline = Pipeline(
             store=store,
             guards=guards,
@@ -188,6 +196,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             clients=Clients({"kubernetes": kube} if kube is not None else {}),
             settings=PipelineSettings(dry_run=dry_run, policy=policy),
             metrics=metrics,
+            approvals=approvals.desk,
         )
         worker = Worker(
             store,
@@ -215,6 +224,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             log=log.bind(component="http"),
             guards=guards,
             audit=store.append_audit,
+            approvals=ApprovalWeb(approvals.desk, approvals.identities, approvals.slack),
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

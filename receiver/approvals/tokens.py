@@ -101,6 +101,10 @@ class LinkTokens:
         self._ring = ring
         self._clock = clock
 
+    @property
+    def ring(self) -> KeyRing:
+        return self._ring
+
     def issue(self, approval_id: str, plan_hash: str, expires_at: datetime) -> str:
         """A token for ``approval_id`` bound to ``plan_hash``, valid until ``expires_at``."""
         kid = self._ring.signing_kid
