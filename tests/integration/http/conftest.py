@@ -46,6 +46,7 @@ async def make_client(
         health: HealthChecks | None = None,
         intake: Any = None,
         guards: Any = None,
+        approvals: Any = None,
     ) -> Client:
         metrics.track_queue_depth(store.queue_depth)
         app = create_app(
@@ -57,6 +58,7 @@ async def make_client(
             log=structlog.get_logger("test"),
             guards=guards,
             audit=store.append_audit,
+            approvals=approvals,
         )
         return await aiohttp_client(app)
 
