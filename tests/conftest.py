@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.kube_fixtures",
     "tests.support.pipeline",
     "tests.support.approvals",
+    "tests.support.cdp",
 ]

@@ -38,7 +38,8 @@ async def test_a_risky_step_asks_binds_its_preview_and_notifies(
     assert [(s.action, s.outcome) for s in run.steps] == [("test.poke", "awaiting_approval")]
     assert approval.state is ApprovalState.PENDING
     assert approval.plan["preconditions"] == {"value": 7}
-    assert approval.plan["before"] == {"value": 7} and approval.plan["after"] == {"value": 8}
+    assert approval.plan["before"] == {"value": 7}
+    assert approval.plan["after"] == {"value": 8}
     assert approval.context["alertname"] == "Poke"
     assert (approval.expires_at - approval.requested_at).total_seconds() == pytest.approx(1800)
     assert env.peer.pokes == 0
@@ -122,7 +123,7 @@ async def test_rejected_step_ends_the_run_rejected_with_who_and_why(
     approval_env: MakeApprovalEnv,
 ) -> None:
     env = await approval_env()
-    run, approval = await env.pending_run()
+    _run, approval = await env.pending_run()
     await env.desk.decide(approval.id, Decision.REJECT, BOB, API, reason="deploy is fine")
     await env.harness.drain()
     done = await env.harness.only_run()
@@ -168,14 +169,15 @@ async def test_the_expiry_job_woken_early_waits(approval_env: MakeApprovalEnv) -
     assert (await env.harness.only_run()).outcome is RunOutcome.AWAITING_APPROVAL
     assert (await env.desk.store.get_approval(approval.id)).state is ApprovalState.PENDING  # type: ignore[union-attr]
     due = await env.harness.store.next_job_due()
-    assert due is not None and abs((due - approval.expires_at).total_seconds()) < 1
+    assert due is not None
+    assert abs((due - approval.expires_at).total_seconds()) < 1
 
 
 async def test_a_resolved_alert_cancels_and_approving_after_is_refused(
     approval_env: MakeApprovalEnv,
 ) -> None:
     env = await approval_env()
-    run, approval = await env.pending_run()
+    _run, approval = await env.pending_run()
     # Stored but not yet taken up by the worker: already too late to approve.
     await env.harness.intake.accept(notification(alert(poke_labels(), status="resolved")))
     with pytest.raises(AlertResolved):
@@ -204,7 +206,8 @@ async def test_target_changed_after_preview_supersedes_and_asks_again(
     assert env.peer.pokes == 0
     assert (await env.desk.store.get_approval(approval.id)).state is ApprovalState.SUPERSEDED  # type: ignore[union-attr]
     fresh = await env.desk.store.latest_approval(run.id, 0)
-    assert fresh is not None and fresh.id != approval.id
+    assert fresh is not None
+    assert fresh.id != approval.id
     assert fresh.state is ApprovalState.PENDING
     assert fresh.plan["preconditions"] == {"value": 41}
     assert fresh.plan_hash != approval.plan_hash

@@ -4,68 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from html import unescape
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from typing import Any
 from urllib.parse import urlencode
 
-import pytest
-
-from receiver.approvals.slack import SlackInteractions
 from receiver.approvals.tokens import LinkTokens
-from receiver.http.approvals import ApprovalWeb
-from receiver.model import ApprovalRecord, ApprovalState, RunOutcome
-from tests.support.approvals import OPERATORS, ApprovalEnv, MakeApprovalEnv, key_ring, poke_labels
-from tests.support.http import AUTH, Client, MakeClient
+from receiver.model import ApprovalState, RunOutcome
+from tests.integration.http.conftest import SLACK_SECRET, Edge, MakeEdge
+from tests.support.approvals import OPERATORS, key_ring, poke_labels
+from tests.support.http import AUTH
 from tests.support.payloads import alert, notification
-
-SLACK_SECRET = "slack-signing-secret-for-tests"
-
-
-@dataclass
-class Edge:
-    env: ApprovalEnv
-    client: Client
-
-    @property
-    def base(self) -> str:
-        return str(self.client.make_url("")).rstrip("/")
-
-    def link(self, approval: ApprovalRecord) -> str:
-        link = self.env.desk.link(approval)
-        assert link is not None
-        return link.removeprefix(self.base)
-
-    async def snapshot(self) -> list[Any]:
-        """Everything a decision would change: approvals, runs, steps, jobs, audit rows."""
-        async with self.env.harness.store._tx() as conn:
-            return [
-                [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY 1")]
-                for table in ("approvals", "runs", "steps", "jobs", "audit_log")
-            ]
-
-
-MakeEdge = Callable[..., Awaitable[Edge]]
-
-
-@pytest.fixture
-async def make_edge(approval_env: MakeApprovalEnv, make_client: MakeClient) -> MakeEdge:
-    async def make(*, slack_now: float | None = None) -> Edge:
-        env = await approval_env()
-        slack = SlackInteractions(
-            SLACK_SECRET, {"U0BOB": "bob"}, now=(lambda: slack_now) if slack_now else time.time
-        )
-        client = await make_client(approvals=ApprovalWeb(env.desk, env.identities, slack))
-        # The links and the Origin check name the server the test client talks to.
-        env.desk.public_url = str(client.make_url("")).rstrip("/")
-        return Edge(env, client)
-
-    return make
 
 
 def _csrf(html: str) -> str:
@@ -96,12 +48,14 @@ async def test_the_link_shows_the_step_and_a_get_changes_nothing(make_edge: Make
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["Referrer-Policy"] == "no-referrer"
         csp = response.headers["Content-Security-Policy"]
-        assert "default-src 'none'" in csp and "form-action 'self'" in csp
+        assert "default-src 'none'" in csp
+        assert "form-action 'self'" in csp
         html = unescape(await response.text())
     for needle in ("poke Deployment/shop/api once", "Deployment shop/api", "Poke", "test.poke"):
         assert needle in html
     assert approval.expires_at.isoformat(timespec="seconds") in html
-    assert '"value": 0' in html and '"value": 1' in html  # before and after
+    assert '"value": 0' in html
+    assert '"value": 1' in html
     assert await edge.snapshot() == before
 
 
@@ -128,7 +82,7 @@ async def test_a_post_without_the_csrf_token_or_from_elsewhere_is_refused(
 
 async def test_deciding_on_the_page_works_once(make_edge: MakeEdge) -> None:
     edge = await make_edge()
-    run, approval = await edge.env.pending_run()
+    _run, approval = await edge.env.pending_run()
     path = edge.link(approval)
     csrf = _csrf(await _open(edge, path))
     form = {"decision": "approve", "operator_token": OPERATORS["alice"], "csrf": csrf}
@@ -145,7 +99,8 @@ async def test_deciding_on_the_page_works_once(make_edge: MakeEdge) -> None:
         "alice",
         "web",
     )
-    assert decided.token_id and decided.source_ip == "127.0.0.1"
+    assert decided.token_id
+    assert decided.source_ip == "127.0.0.1"
     assert decided.reason == "rollout looks bad"
 
     replay = await _post(edge, path, form)
@@ -199,7 +154,7 @@ async def test_api_needs_an_approver_for_approve_and_reject(make_edge: MakeEdge)
 
 async def test_api_lists_and_decides(make_edge: MakeEdge) -> None:
     edge = await make_edge()
-    run, approval = await edge.env.pending_run()
+    _run, approval = await edge.env.pending_run()
     bob = {"Authorization": f"Bearer {OPERATORS['bob']}"}
     listed = await (await edge.client.get("/api/v1/approvals?state=pending", headers=bob)).json()
     assert [a["id"] for a in listed["approvals"]] == [approval.id]
