@@ -149,15 +149,20 @@ def _csrf(approvals: ApprovalWeb) -> CsrfTokens | None:
 
 
 def _same_origin(request: web.Request, public_url: str | None) -> bool:
-    """The POST came from our own page: its Origin is the service's (public URL, else the
-    request's own). A browser always sends Origin with a form POST; without one, refuse."""
-    origin = request.headers.get("Origin")
-    if not origin:
+    """The POST came from our own page. The page's ``Referrer-Policy: no-referrer`` makes
+    browsers send ``Origin: null`` with its form, so Fetch Metadata decides then:
+    ``Sec-Fetch-Site: same-origin`` (a header no page can set). A real Origin must be the
+    service's (the public URL, else the request's own); with neither, refuse."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site != "same-origin":
         return False
-    if public_url:
-        parts = urlsplit(public_url)
-        return origin == f"{parts.scheme}://{parts.netloc}"
-    return origin == f"{request.scheme}://{request.host}"
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        if public_url:
+            parts = urlsplit(public_url)
+            return origin == f"{parts.scheme}://{parts.netloc}"
+        return origin == f"{request.scheme}://{request.host}"
+    return site == "same-origin"
 
 
 async def post_page(request: web.Request) -> web.Response:

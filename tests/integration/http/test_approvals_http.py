@@ -75,6 +75,11 @@ async def test_a_post_without_the_csrf_token_or_from_elsewhere_is_refused(
         await _post(edge, path, form | {"csrf": csrf}, origin="https://evil.example")
     ).status == 403
     assert (await _post(edge, path, form | {"csrf": csrf}, origin=None)).status == 403
+    # The page's no-referrer policy makes browsers send Origin: null; Fetch Metadata decides.
+    cross = {"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+    for headers in (cross, {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"}):
+        response = await edge.client.post(path, data=form | {"csrf": csrf}, headers=headers)
+        assert response.status == 403, headers
     edge.client.session.cookie_jar.clear()  # another browser: the token is not its session's
     assert (await _post(edge, path, form | {"csrf": csrf})).status == 403
     assert await edge.snapshot() == before
