@@ -9,8 +9,8 @@ Commands (one module per group):
 - ``pause``, ``resume``, ``status`` (``guards.py``): the kill switch of a running server.
 - ``migrate``, ``audit verify`` (``database.py``): apply the database migrations; check the
   audit log's hash chain.
-- ``approvals list|approve|reject`` (``approvals.py``): approvals of risky steps, decided as
-  the operator whose token is given.
+- ``approvals list``, ``approvals approve``, ``approvals reject`` (``approvals.py``):
+  approvals of risky steps, decided as the operator whose token is given.
 
 Commands that call a running server share ``client.py``; errors, exit codes and settings are in
 ``common.py``. User errors (bad configuration, a missing file, invalid JSON, invalid rules) end
