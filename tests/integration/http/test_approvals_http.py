@@ -85,6 +85,18 @@ async def test_a_post_without_the_csrf_token_or_from_elsewhere_is_refused(
     assert await edge.snapshot() == before
 
 
+async def test_a_csrf_token_of_another_approval_is_refused(make_edge: MakeEdge) -> None:
+    edge = await make_edge()
+    _, first = await edge.env.pending_run("api")
+    await edge.env.harness.deliver(poke_labels("web"))
+    second = next(a for a in await edge.env.desk.store.list_approvals() if a.id != first.id)
+    other_csrf = _csrf(await _open(edge, edge.link(second)))
+    await _open(edge, edge.link(first))  # same browser session, the first page
+    form = {"decision": "approve", "operator_token": OPERATORS["alice"], "csrf": other_csrf}
+    assert (await _post(edge, edge.link(first), form)).status == 403
+    assert (await edge.env.desk.store.get_approval(first.id)).state is ApprovalState.PENDING  # type: ignore[union-attr]
+
+
 async def test_deciding_on_the_page_works_once(make_edge: MakeEdge) -> None:
     edge = await make_edge()
     _run, approval = await edge.env.pending_run()
