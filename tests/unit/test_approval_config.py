@@ -64,7 +64,7 @@ def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
 def test_bad_files_name_the_setting(tmp_path: Path, field: str, content: str, message: str) -> None:
     path = write(tmp_path / "file", content)
     with pytest.raises(ConfigError, match=message) as error:
-        load_approvals(Settings(**{field: path}))  # type: ignore[arg-type]
+        load_approvals(Settings(**{field: path}))
     assert f"REMEDIATOR_{field.upper()}" in error.value.message
 
 
