@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 import time
@@ -12,11 +13,13 @@ from html import unescape
 from typing import Any
 from urllib.parse import urlencode
 
+from receiver.approvals.identity import IdentityResolver, token_table
 from receiver.approvals.tokens import LinkTokens
+from receiver.http.approvals import ApprovalWeb
 from receiver.model import ApprovalState, RunOutcome
 from tests.integration.http.conftest import SLACK_SECRET, Edge, MakeEdge
-from tests.support.approvals import OPERATORS, key_ring, poke_labels
-from tests.support.http import AUTH
+from tests.support.approvals import OPERATORS, MakeApprovalEnv, key_ring, poke_labels
+from tests.support.http import AUTH, MakeClient
 from tests.support.payloads import alert, notification
 
 
@@ -250,3 +253,34 @@ async def test_slack_refuses_bad_and_stale_signatures_and_decides_as_the_mapped_
         "bob",
         "slack",
     )
+
+
+async def test_behind_the_sso_proxy_the_page_knows_the_person(
+    approval_env: MakeApprovalEnv, make_client: MakeClient
+) -> None:
+    env = await approval_env()
+    sso = IdentityResolver(
+        token_table({}),
+        sso_header="X-Forwarded-User",
+        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),),
+    )
+    client = await make_client(approvals=ApprovalWeb(env.desk, sso))
+    env.desk.public_url = str(client.make_url("")).rstrip("/")
+    edge = Edge(env, client)
+    _, approval = await env.pending_run()
+    path = edge.link(approval)
+
+    page = await client.get(path, headers={"X-Forwarded-User": "alice"})
+    html = await page.text()
+    assert "You are <strong id=\"who\">alice</strong>" in html
+    assert 'name="operator_token"' not in html
+    form = {"decision": "approve", "csrf": _csrf(html)}
+    # The token is bound to the person the proxy named when the page was shown.
+    as_bob = {"Origin": edge.base, "X-Forwarded-User": "bob"}
+    assert (await client.post(path, data=form, headers=as_bob)).status == 403
+    as_alice = {"Origin": edge.base, "X-Forwarded-User": "alice"}
+    response = await client.post(path, data=form, headers=as_alice)
+    assert response.status == 200, await response.text()
+    decided = await env.desk.store.get_approval(approval.id)
+    assert decided is not None
+    assert (decided.decided_by, decided.channel) == ("alice", "web")
