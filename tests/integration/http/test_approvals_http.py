@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -10,11 +11,15 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from click.testing import CliRunner, Result
+
 from receiver.approvals.identity import IdentityResolver, token_table
 from receiver.approvals.tokens import LinkTokens
+from receiver.cli import main
 from receiver.http.approvals import ApprovalWeb
 from receiver.model import ApprovalState, RunOutcome
 from tests.integration.http.conftest import SLACK_SECRET, Edge, MakeEdge
@@ -272,7 +277,7 @@ async def test_behind_the_sso_proxy_the_page_knows_the_person(
 
     page = await client.get(path, headers={"X-Forwarded-User": "alice"})
     html = await page.text()
-    assert "You are <strong id=\"who\">alice</strong>" in html
+    assert 'You are <strong id="who">alice</strong>' in html
     assert 'name="operator_token"' not in html
     form = {"decision": "approve", "csrf": _csrf(html)}
     # The token is bound to the person the proxy named when the page was shown.
@@ -284,3 +289,44 @@ async def test_behind_the_sso_proxy_the_page_knows_the_person(
     decided = await env.desk.store.get_approval(approval.id)
     assert decided is not None
     assert (decided.decided_by, decided.channel) == ("alice", "web")
+
+
+async def test_cli_lists_approves_and_rejects_as_the_operator(
+    make_edge: MakeEdge, tmp_path: Path
+) -> None:
+    edge = await make_edge()
+    _, first = await edge.env.pending_run("api")
+    await edge.env.harness.deliver(poke_labels("web"))
+    second = next(a for a in await edge.env.desk.store.list_approvals() if a.id != first.id)
+    alice = tmp_path / "alice-token"
+    alice.write_text(OPERATORS["alice"] + "\n")
+    carol = tmp_path / "carol-token"
+    carol.write_text(OPERATORS["carol"])
+
+    def cli(*args: str, token: Path | None = alice) -> Result:
+        env = {"REMEDIATOR_OPERATOR_TOKEN_FILE": str(token)} if token else {}
+        return CliRunner().invoke(main, ["approvals", *args, "--url", edge.base], env=env)
+
+    # The command runs its own event loop, so it runs in a thread while this loop serves.
+    listed = await asyncio.to_thread(cli, "list", "--state", "pending")
+    assert listed.exit_code == 0, listed.output
+    assert first.id in listed.stdout
+    assert second.id in listed.stdout
+    as_json = await asyncio.to_thread(cli, "list", "--json")
+    assert {a["id"] for a in json.loads(as_json.stdout)["approvals"]} == {first.id, second.id}
+
+    refused = await asyncio.to_thread(cli, "approve", first.id, token=carol)
+    assert refused.exit_code == 1
+    assert "HTTP 403" in refused.stderr
+    missing = await asyncio.to_thread(cli, "approve", first.id, token=None)
+    assert missing.exit_code == 2
+
+    approved = await asyncio.to_thread(cli, "approve", first.id, "--reason", "looks right")
+    assert approved.exit_code == 0, approved.output
+    assert approved.stdout.startswith("approved by alice")
+    rejected = await asyncio.to_thread(cli, "reject", second.id, "--reason", "not this one")
+    assert rejected.exit_code == 0, rejected.output
+    assert rejected.stdout.startswith("rejected by alice")
+    again = await asyncio.to_thread(cli, "approve", first.id)
+    assert again.exit_code == 1
+    assert "HTTP 409" in again.stderr
