@@ -49,7 +49,7 @@ test-unit: install
 	@$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 test: install lint
-	@echo "==> Prometheus and Alertmanager from Debian's packages (for the e2e tests)"
+	@echo "==> Prometheus, Alertmanager and Chromium from Debian's packages (e2e and approval page tests)"
 	@bash hack/e2e/install.sh || { test -z "$${CI:-}" || exit 1; \
 	   echo "==> could not install them: the e2e tests will be skipped (they fail when CI is set)"; }
 	@echo "==> building or reusing the Kubernetes control plane, kubectl and the Alertmanager oracle"

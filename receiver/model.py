@@ -17,6 +17,8 @@ from remediations.targets import Target
 __all__ = [
     "AlertEvent",
     "Approval",
+    "ApprovalRecord",
+    "ApprovalState",
     "Disposition",
     "GuardSpec",
     "History",
@@ -154,6 +156,9 @@ class RunOutcome(StrEnum):
     DRY_RUN = "dry_run"
     REFUSED = "refused"  # a guard or a precondition said no
     FAILED = "failed"  # a step failed, or the alert did not resolve in time
+    REJECTED = "rejected"  # an approver rejected a step (the run's error says who and why)
+    EXPIRED = "expired"  # a step's approval was not decided before it expired
+    CANCELLED = "cancelled"  # the alert resolved while a step waited for its approval
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,3 +248,47 @@ class Disposition:
 
 
 _DONE = Disposition()
+
+
+class ApprovalState(StrEnum):
+    """Where an approval of one step stands (``receiver.approvals.state`` has the rules).
+
+    Only ``pending`` may be decided; every other state is final. ``superseded``: approved,
+    but the target changed before the step ran, so a fresh approval was asked for."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """One approval of one step, as stored. ``plan`` is what the approver is asked to allow
+    (action, target, params and the preview with its preconditions), ``plan_hash`` the
+    SHA-256 of its canonical JSON; ``context`` is what the page shows about why (the alert,
+    its links), not part of the hash. The ``decided_*`` fields are set once it is decided
+    (who, how: ``channel`` web|api|slack|cli, from where, with which link token)."""
+
+    id: str
+    run_id: str
+    step_idx: int
+    rule: str
+    target: Target
+    action: str
+    risk: str
+    plan: Mapping[str, Any]
+    plan_hash: str
+    context: Mapping[str, Any]
+    requested_at: datetime
+    expires_at: datetime
+    state: ApprovalState
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    channel: str | None = None
+    source_ip: str | None = None
+    user_agent: str | None = None
+    token_id: str | None = None
+    reason: str | None = None

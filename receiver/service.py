@@ -24,10 +24,13 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from receiver.clients import build_clients, check_required, required_clients
+from receiver.approvals.setup import approval_setup
 from receiver.config import ConfigError, Settings, kube_credentials_present
+from receiver.config.approvals import load_approvals
 from receiver.embedded import EmbeddedServices
 from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app
+from receiver.http.approvals import ApprovalWeb
 from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
@@ -171,6 +174,8 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
     rules = RuleHolder(settings.rules_dir, registry, policy)
     for warning in rules.current.warnings:
         log.warning("rule warning", warning=str(warning))
+    # Approval files too: a missing key or approvers file must stop the start early.
+    approval_files = load_approvals(settings)
 
     async with backing_services(settings) as endpoints:
         generated_token = False
@@ -186,6 +191,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         dry_run = settings.effective_dry_run(kube is not None)
         metrics = Metrics()
         guards = Guards(redis, policy, settings.guard_settings())
+        approvals = approval_setup(
+            settings, approval_files, store, log=log.bind(component="approvals")
+        )
         pipeline = Pipeline(
             store=store,
             guards=guards,
@@ -194,6 +202,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             clients=clients.clients,
             settings=PipelineSettings(dry_run=dry_run, policy=policy),
             metrics=metrics,
+            approvals=approvals.desk,
         )
         worker = Worker(
             store,
@@ -224,6 +233,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             log=log.bind(component="http"),
             guards=guards,
             audit=store.append_audit,
+            approvals=ApprovalWeb(approvals.desk, approvals.identities, approvals.slack),
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

@@ -42,9 +42,10 @@ class Outcome(StrEnum):
 class Change:
     """What an action would do against live state, as ``preview()`` returns it.
 
-    Meant to be shown for approval and bound into the approved step; nothing in the service
-    calls ``preview()`` yet (dry-run calls ``run()`` with ``dry_run`` set, or only
-    ``describe()`` when the action's client is missing).
+    Shown for approval and bound into the approved step: the approval stores it with a hash
+    of it, and an approved step runs only while a fresh preview still hashes the same (and
+    with ``ActionContext.approved`` set to these ``preconditions``). So a preview must be
+    deterministic for the same live state: no clock times, no random names.
     """
 
     summary: str
@@ -194,6 +195,9 @@ class ActionContext:
     # The rule and the alert behind the run, for messages and request bodies (notify, http.call).
     rule: str = ""
     alert: AlertFacts = field(default_factory=AlertFacts)
+    # Set when an engineer approved this step: the preconditions of the preview they approved.
+    # run() refuses (ActionRefused) when the state it is about to change no longer meets them.
+    approved: Mapping[str, Any] | None = None
 
 
 @runtime_checkable

@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.kube_fixtures",
     "tests.support.pipeline",
+    "tests.support.approvals",
+    "tests.support.cdp",
 ]

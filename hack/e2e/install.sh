@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the real Prometheus and Alertmanager that the e2e tests drive (Debian packages), only
-# when their binaries are missing. Idempotent: a second run installs nothing.
+# Install the real Prometheus and Alertmanager that the e2e tests drive, and the headless
+# Chromium that renders the approval page (Debian packages), only when their binaries are
+# missing. Idempotent: a second run installs nothing.
 #
 # The packages' maintainer scripts would start prometheus.service and prometheus-alertmanager
 # .service (ports 9090/9093, state under /var/lib). The tests start their own processes on free
@@ -15,9 +16,10 @@ have_alertmanager() { need prometheus-alertmanager || need alertmanager; }
 missing=()
 for tool in prometheus promtool amtool; do need "$tool" || missing+=("$tool"); done
 have_alertmanager || missing+=("prometheus-alertmanager")
+need chromium || missing+=("chromium")
 
 if ((${#missing[@]} == 0)); then
-  echo "==> e2e: prometheus, promtool, alertmanager and amtool are installed; nothing to do"
+  echo "==> e2e: prometheus, promtool, alertmanager, amtool and chromium are installed; nothing to do"
   exit 0
 fi
 
@@ -63,8 +65,9 @@ export DEBIAN_FRONTEND=noninteractive
 # Always refresh: a stale list can name versions the archive no longer serves (a 404 mid-install).
 echo "==> e2e: apt-get update"
 "${SUDO[@]}" apt-get update -qq
-echo "==> e2e: apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
+packages=(prometheus prometheus-alertmanager chromium)
+echo "==> e2e: apt-get install -y --no-install-recommends ${packages[*]}"
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}"
 
 # Without systemd (containers) nothing ran anyway; with it, make sure the packaged units are
 # stopped if something started them regardless (e.g. a policy-rc.d that allowed it).
@@ -81,6 +84,8 @@ for tool in prometheus promtool amtool; do
   need "$tool" || { echo "e2e: $tool still missing after install" >&2; exit 1; }
 done
 have_alertmanager || { echo "e2e: alertmanager still missing after install" >&2; exit 1; }
+need chromium || { echo "e2e: chromium still missing after install" >&2; exit 1; }
 am=$(command -v prometheus-alertmanager || command -v alertmanager)
 echo "==> e2e: $(prometheus --version 2>&1 | head -n1)"
 echo "==> e2e: $("$am" --version 2>&1 | head -n1) ($am)"
+echo "==> e2e: $(chromium --version 2>&1 | head -n1)"

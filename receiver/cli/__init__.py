@@ -12,6 +12,8 @@ Commands (one module per group):
 - ``pause``, ``resume``, ``status`` (``guards.py``): the kill switch of a running server.
 - ``migrate``, ``audit verify`` (``database.py``): apply the database migrations; check the
   audit log's hash chain.
+- ``approvals list``, ``approvals approve``, ``approvals reject`` (``approvals.py``):
+  approvals of risky steps, decided as the operator whose token is given.
 
 Commands that call a running server share ``client.py``; errors, exit codes and settings are in
 ``common.py``. User errors (bad configuration, a missing file, invalid JSON, invalid rules) end
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import click
 
+from receiver.cli.approvals import approvals
 from receiver.cli.common import State
 from receiver.cli.database import audit, migrate
 from receiver.cli.guards import pause, resume, status
@@ -55,5 +58,7 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
     ctx.obj = State(config_file)
 
 
-for _command in (serve, lint, simulate, runs, events, jobs, pause, resume, status, migrate, audit):
+for _command in (
+    serve, lint, simulate, runs, events, jobs, pause, resume, status, migrate, audit, approvals
+):
     main.add_command(_command)

@@ -73,16 +73,24 @@ async def request(
 
 
 def call_server(
-    settings: Settings, url: str | None, path: str, method: str = "GET", **kwargs: Any
+    settings: Settings,
+    url: str | None,
+    path: str,
+    method: str = "GET",
+    *,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
 ) -> Any:
     """``request`` against ``url`` (default: the configured host and port) + ``path``, on its
-    own event loop. Raises UserError when the server cannot be reached or answers an error."""
+    own event loop, with ``headers`` (default: the webhook credentials). Raises UserError when
+    the server cannot be reached or answers an error."""
     import aiohttp
 
     base = url or f"http://{url_host(settings.host)}:{settings.port}"
     endpoint = base.rstrip("/") + path
+    sent = auth_headers(settings) if headers is None else headers
     try:
-        return asyncio.run(request(method, endpoint, auth_headers(settings), **kwargs))
+        return asyncio.run(request(method, endpoint, sent, **kwargs))
     except aiohttp.ClientError as exc:
         raise UserError(f"{endpoint}: {exc}") from None
     except TimeoutError:

@@ -2,7 +2,15 @@
 (a YAML file, ``REMEDIATOR_*`` variables, secret files). Everything is validated at start-up;
 an invalid value names the key the user wrote and the problem."""
 
-from receiver.config.settings import MIB, ConfigError, DryRun, LogFormat, Settings, parse_size
+from receiver.config.settings import (
+    MIB,
+    ConfigError,
+    DryRun,
+    LogFormat,
+    NotifyFormat,
+    Settings,
+    parse_size,
+)
 from receiver.config.sources import ENV_PREFIX, KEYS, Key, kube_credentials_present, load_settings
 
 __all__ = [
@@ -13,6 +21,7 @@ __all__ = [
     "DryRun",
     "Key",
     "LogFormat",
+    "NotifyFormat",
     "Settings",
     "kube_credentials_present",
     "load_settings",

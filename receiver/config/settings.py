@@ -33,7 +33,7 @@ from receiver.config.connections import (
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 
-__all__ = ["MIB", "ConfigError", "DryRun", "LogFormat", "Settings", "parse_size"]
+__all__ = ["MIB", "ConfigError", "DryRun", "LogFormat", "NotifyFormat", "Settings", "parse_size"]
 
 MIB = 1024 * 1024
 
@@ -55,6 +55,13 @@ class DryRun(StrEnum):
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
+
+
+class NotifyFormat(StrEnum):
+    """How approval notifications are posted: a Slack incoming webhook, or plain JSON."""
+
+    SLACK = "slack"
+    WEBHOOK = "webhook"
 
 
 _SIZE = re.compile(r"(\d+)\s*(b|k|kb|ki|kib|m|mb|mi|mib|g|gb|gi|gib)?", re.IGNORECASE)
@@ -170,7 +177,26 @@ class Settings(BaseModel):
     def _external_url(cls, value: str) -> str:
         return check_url(value).rstrip("/") if value.strip() else ""
 
-    @field_validator("namespace_allow", "namespace_deny", mode="before")
+
+    # Approvals (receiver/approvals). Files are read by ``config.approvals.load_approvals``.
+    # Operators: one file per operator under this directory, named for them, holding a token.
+    operator_tokens_dir: Path | None = None
+    # Signing keys of approval links: one file per key id; the greatest key id signs.
+    approval_keys_dir: Path | None = None
+    approval_ttl_seconds: float = Field(default=1800.0, gt=0)
+    # Where people reach the service (links in notifications; the Origin a decision must have).
+    public_url: str | None = None
+    # YAML: who may decide (by_rule, by_risk, default) and slack_users (Slack user id -> name).
+    approvers_file: Path | None = None
+    # A header the SSO proxy in front of the service sets to the user's name; trusted only
+    # from sso_trusted_proxies (addresses or networks).
+    sso_user_header: str | None = None
+    sso_trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    slack_signing_secret_file: Path | None = None
+    approval_notify_url_file: Path | None = None
+    approval_notify_format: NotifyFormat = NotifyFormat.SLACK
+
+    @field_validator("namespace_allow", "namespace_deny", "sso_trusted_proxies", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
@@ -184,6 +210,7 @@ class Settings(BaseModel):
         "lock_ttl_seconds",
         "readiness_timeout_seconds",
         "event_retention_seconds",
+        "approval_ttl_seconds",
         mode="before",
     )
     @classmethod
@@ -227,7 +254,14 @@ class Settings(BaseModel):
     def _log_format(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("database_url", "redis_url", "webhook_username", mode="before")
+    @field_validator(
+        "database_url",
+        "redis_url",
+        "webhook_username",
+        "public_url",
+        "sso_user_header",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

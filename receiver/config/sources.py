@@ -79,6 +79,20 @@ KEYS: tuple[Key, ...] = (
     _key("http_endpoints", "http.endpoints", "HTTP_ENDPOINTS"),
     _key("notify_channels", "notify.channels", "NOTIFY_CHANNELS"),
     _key("external_url", "external_url", "EXTERNAL_URL"),
+    _key("operator_tokens_dir", "auth.operator_tokens_dir", "OPERATOR_TOKENS_DIR"),
+    _key("approval_keys_dir", "approvals.keys_dir", "APPROVAL_KEYS_DIR"),
+    _key("approval_ttl_seconds", "approvals.ttl", "APPROVAL_TTL"),
+    _key("public_url", "approvals.public_url", "PUBLIC_URL"),
+    _key("approvers_file", "approvals.approvers_file", "APPROVERS_FILE"),
+    _key("sso_user_header", "approvals.sso.user_header", "SSO_USER_HEADER"),
+    _key("sso_trusted_proxies", "approvals.sso.trusted_proxies", "SSO_TRUSTED_PROXIES"),
+    _key(
+        "slack_signing_secret_file",
+        "approvals.slack.signing_secret_file",
+        "SLACK_SIGNING_SECRET_FILE",
+    ),
+    _key("approval_notify_url_file", "approvals.notify.url_file", "APPROVAL_NOTIFY_URL_FILE"),
+    _key("approval_notify_format", "approvals.notify.format", "APPROVAL_NOTIFY_FORMAT"),
 )
 _BY_FIELD = {k.field: k for k in KEYS}
 _BY_YAML = {k.yaml: k for k in KEYS}

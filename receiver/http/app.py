@@ -14,6 +14,7 @@ from structlog.typing import FilteringBoundLogger
 
 from receiver.config import Settings
 from receiver.http.alerts import ALERTS_PATH, post_alerts
+from receiver.http.approvals import APPROVALS_API, ApprovalWeb, add_approval_routes
 from receiver.http.auth import Authenticator
 from receiver.http.deps import (
     AUDIT,
@@ -56,12 +57,13 @@ def create_app(
     audit: AuditWriter | None = None,
     queues: QueueControl | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    approvals: ApprovalWeb | None = None,
 ) -> web.Application:
     """Build the HTTP application around the given components.
 
     Without ``guards`` the guard endpoints answer 404, without ``queues`` the event and job
     endpoints; without ``audit`` a pause is not recorded. ``clock`` (aware datetimes) resolves
-    relative ``since`` filters.
+    relative ``since`` filters. Without ``approvals`` there are no approval routes.
     """
     auth = Authenticator(settings)
     if not auth.enabled:
@@ -70,7 +72,11 @@ def create_app(
             hint="set REMEDIATOR_WEBHOOK_TOKEN(_FILE) or REMEDIATOR_WEBHOOK_USERNAME/PASSWORD",
         )
     max_body = settings.max_body_bytes
-    edge = edge_middleware(auth=auth, metrics=metrics, log=log, max_body=max_body)
+    # The approvals API authenticates operators itself (receiver.http.approvals).
+    own_auth = (APPROVALS_API,) if approvals is not None else ()
+    edge = edge_middleware(
+        auth=auth, metrics=metrics, log=log, max_body=max_body, own_auth=own_auth
+    )
     app = web.Application(client_max_size=max_body, middlewares=[edge])
     app[SETTINGS] = settings
     app[AUTH] = auth
@@ -94,4 +100,6 @@ def create_app(
     app.router.add_get(RUNS_PATH, get_runs)
     app.router.add_get(RUNS_PATH + "/{run_id}", get_run)
     add_queue_routes(app.router)
+    if approvals is not None:
+        add_approval_routes(app, approvals)
     return app

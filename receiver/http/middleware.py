@@ -21,12 +21,18 @@ __all__ = ["edge_middleware"]
 
 
 def edge_middleware(
-    *, auth: Authenticator, metrics: Metrics, log: FilteringBoundLogger, max_body: int
+    *,
+    auth: Authenticator,
+    metrics: Metrics,
+    log: FilteringBoundLogger,
+    max_body: int,
+    own_auth: tuple[str, ...] = (),
 ) -> Middleware:
     """The middleware, its dependencies bound once rather than looked up per request.
 
     ``max_body`` (bytes) is also the application's ``client_max_size``: a handler that reads a
-    longer body gets HTTPRequestEntityTooLarge, answered here as a JSON 413.
+    longer body gets HTTPRequestEntityTooLarge, answered here as a JSON 413. Paths under an
+    ``own_auth`` prefix are authenticated by their handlers, not with the webhook credential.
     """
 
     @web.middleware
@@ -38,7 +44,11 @@ def edge_middleware(
             # Everything under /api/ takes the webhook's credentials, checked before the handler
             # reads anything; health, readiness and metrics stay open for probes and scrapers.
             response: web.StreamResponse
-            if request.path.startswith("/api/") and not auth.check(request):
+            if (
+                request.path.startswith("/api/")
+                and not request.path.startswith(own_auth)
+                and not auth.check(request)
+            ):
                 response = auth.refuse()
             else:
                 response = await handler(request)

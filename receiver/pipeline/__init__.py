@@ -1,6 +1,6 @@
 """The run pipeline: the stages a run goes through, and the handlers the worker calls.
 
-    plan -> admit -> approve -> execute -> record/verify        (``runner.Stages.run``)
+    plan -> admit -> approve -> execute -> request approval -> record/verify   (``Stages.run``)
     close -> execute                                            (``runner.Stages.resolve``)
 
 ``Pipeline`` wires them around the service's dependencies and is what the worker is given:
@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from receiver import engine
+from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, Disposition, Status
 from receiver.pipeline.context import Deps, PipelineSettings
@@ -43,6 +44,7 @@ class Pipeline:
         settings: PipelineSettings,
         metrics: Metrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        approvals: ApprovalDesk | None = None,
     ) -> None:
         self._rules = rules
         self._log = structlog.get_logger("remediator.pipeline")
@@ -54,6 +56,7 @@ class Pipeline:
             settings=settings,
             metrics=metrics,
             clock=clock,
+            approvals=approvals,
         )
         self.stages = Stages(deps)
         self._events = EventHandler(deps, self.stages, rules, self._log)

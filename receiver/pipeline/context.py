@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import Admission
 from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, GuardSpec, NamespacePolicy, StepPlan, Verdict
@@ -58,6 +59,8 @@ class Deps:
     settings: PipelineSettings
     metrics: Metrics
     clock: Callable[[], datetime]
+    # Approvals of risky steps; None: such steps park their run and nothing asks anyone.
+    approvals: ApprovalDesk | None = None
 
 
 @dataclass(slots=True)
@@ -92,6 +95,12 @@ class RunContext:
     recorded: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     # Outcomes of the steps that finished before this pass (a resumed run).
     finished: list[str] = field(default_factory=list)
+    # Steps an engineer approved whose plan still holds: step index -> the preconditions of
+    # the approved preview, which the action checks again as it runs.
+    approved: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    # A plan computed this pass for the held step (step index -> (plan, hash)), so asking for
+    # its approval does not read live state twice.
+    previews: dict[int, tuple[Mapping[str, Any], str]] = field(default_factory=dict)
     # Run when the pipeline ends, whatever the verdict (e.g. releasing the target lock).
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

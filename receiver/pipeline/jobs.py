@@ -3,7 +3,9 @@
 Job kinds (``receiver.store`` keeps them with the same lease, claim and wake-up as alert
 events):
 - ``resume_run``: a parked run continues through the run stages (after an approval decision,
-  or when a guard's ``retry_at`` has come). A run that is no longer parked is left alone.
+  or when a guard's ``retry_at`` has come). A run that is no longer parked is left alone; a
+  run waiting for an approval goes on only once it was given (``ApprovalDesk.gate``), and the
+  same job, due when the approval expires, expires it.
 - ``verify_deadline``: a run still ``verifying`` when its deadline comes is ``failed``: its
   alert did not resolve in time.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from receiver.approvals.desk import Gate
 from receiver.model import Disposition
 from receiver.pipeline.context import Deps
 from receiver.pipeline.events import disposition_of
@@ -42,6 +45,10 @@ class JobHandler:
             run = await self._deps.store.get_run(job.run_id)
             if run is None or run.outcome not in RESUMABLE:
                 log.info("nothing to resume", outcome=str(run.outcome) if run else None)
+                return Disposition.done()
+            desk = self._deps.approvals
+            if desk is not None and await desk.gate(run) != Gate.GO:
+                # An approval still pending (woken early) or just expired: no stage, no guard.
                 return Disposition.done()
             rule = self._rules.current.by_name(run.rule)
             ctx = context_of(run, rule.guards if rule else None, log)

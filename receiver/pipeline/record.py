@@ -112,6 +112,9 @@ class Close:
             closed_at = resolved_at(ctx.event, self._deps.clock())
             if await store.close_run(ctx.run_id, closed_at):
                 ctx.log.info("run closed: alert resolved", resolved_at=closed_at.isoformat())
+        if self._deps.approvals is not None:
+            # A step still waiting for its approval is no longer wanted (idempotent).
+            await self._deps.approvals.cancel(ctx.run_id)
         run = await store.get_run(ctx.run_id)
         if run is None:
             return Verdict.stop(RunOutcome.RESOLVED, "run no longer exists")

@@ -1,6 +1,7 @@
 """The stage lists, and the loop that runs one of them over a run.
 
-``RUN_STAGES`` take a run from its plan to its outcome; a run taken up again (a crash, a job)
+``RUN_STAGES`` take a run from its plan to its outcome (an approval is asked for after the
+steps before the held one ran); a run taken up again (a crash, a job)
 goes through the same list, each stage skipping what is already done. ``RESOLVE_STAGES`` close
 a run whose alert resolved and run its on_resolved steps.
 """
@@ -11,9 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from receiver.model import GuardSpec, RunOutcome, StepPlan, Verdict, VerdictKind
+from receiver.pipeline.approve import Approve, RequestApproval
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps, RunContext, Stage
 from receiver.pipeline.record import Close, Record
-from receiver.pipeline.stages import Admit, Approve, Execute, RecordPlan
+from receiver.pipeline.stages import Admit, Execute, RecordPlan
 from receiver.pipeline.steps import StepRunner
 from receiver.store import RunRecord
 from remediations.base import Outcome
@@ -33,8 +35,9 @@ class Stages:
         self.run: tuple[Stage, ...] = (
             RecordPlan(deps, runner),
             Admit(deps),
-            Approve(runner),
+            Approve(deps, runner),
             execute,
+            RequestApproval(deps, runner),
             Record(deps),
         )
         self.resolve: tuple[Stage, ...] = (Close(deps), execute)

@@ -1,5 +1,7 @@
 """The stages of a run: plan -> admit -> approve -> execute -> record, and close for resolves.
 
+The approve stage (and asking for an approval after execute) is ``pipeline.approve``.
+
 Each stage is one small object with the signature of ``context.Stage``. A stage records what
 it decided (a refusal, an outcome) itself, so the runner only follows verdicts. They are
 written to be taken up again: a resumed run passes through the same list, and each stage
@@ -9,7 +11,8 @@ skips what the store says is already done.
 from __future__ import annotations
 
 from receiver.guards.policy import AdmissionRequest, GuardUnavailable
-from receiver.model import RunOutcome, StepPlan, Verdict
+from receiver.model import RunOutcome, Verdict
+from receiver.pipeline.approve import Approve
 from receiver.pipeline.context import STEP_PENDING, Deps, RunContext
 from receiver.pipeline.steps import StepRunner
 from remediations.base import Outcome
@@ -116,27 +119,6 @@ class Admit:
         if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
             await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)
         ctx.log.info("admitted", fence=admission.fence)
-        return Verdict.next()
-
-
-class Approve:
-    """approve: which steps may run now. A step that needs an engineer's approval holds itself
-    and every step after it (``ctx.awaiting``); a step that would run dry changes nothing and
-    needs no approval. Until approvals ship, nothing is ever approved."""
-
-    name = "approve"
-
-    def __init__(self, runner: StepRunner) -> None:
-        self._runner = runner
-
-    async def __call__(self, ctx: RunContext) -> Verdict:
-        runnable: list[StepPlan] = []
-        for step in ctx.steps:
-            if step.needs_approval and not self._runner.runs_dry(ctx, step):
-                ctx.awaiting = step
-                break
-            runnable.append(step)
-        ctx.runnable = tuple(runnable)
         return Verdict.next()
 
 

@@ -17,6 +17,7 @@ from remediations.base import (
     ActionError,
     ActionRefused,
     AlertFacts,
+    Change,
     Outcome,
     Result,
 )
@@ -55,20 +56,34 @@ class StepRunner:
         """True when the step cannot change anything: dry-run mode or its system is missing."""
         return self._deps.settings.dry_run or bool(missing_clients(self._deps, step, ctx))
 
+    def action_context(self, ctx: RunContext, step: StepPlan) -> ActionContext:
+        """What the step's action is called with (``approved``: the step's approved
+        preconditions, when an engineer approved it)."""
+        assert ctx.run_id is not None  # the plan stage recorded the run before any step
+        return ActionContext(
+            run_id=ctx.run_id,
+            dry_run=self._deps.settings.dry_run,
+            clients=self._deps.clients,
+            recorded=ctx.recorded,
+            rule=ctx.rule,
+            alert=_alert_facts(ctx),
+            approved=ctx.approved.get(step.index),
+        )
+
+    async def preview(self, ctx: RunContext, step: StepPlan) -> Change:
+        """The step's exact change against live state (``Action.preview``). Raises ParamsError
+        or the action's ActionError (ActionRefused when a precondition says no)."""
+        action = self._deps.registry.get(step.action)
+        params = self._deps.registry.parse_params(step.action, step.params)
+        return await action.preview(self.action_context(ctx, step), ctx.target, params)
+
     async def __call__(self, ctx: RunContext, step: StepPlan) -> Result:
         deps = self._deps
         assert ctx.run_id is not None  # the plan stage recorded the run before any step
         started = deps.clock()
         t0 = time.perf_counter()
         action = deps.registry.get(step.action)
-        action_ctx = ActionContext(
-            run_id=ctx.run_id,
-            dry_run=deps.settings.dry_run,
-            clients=deps.clients,
-            recorded=ctx.recorded,
-            rule=ctx.rule,
-            alert=_alert_facts(ctx),
-        )
+        action_ctx = self.action_context(ctx, step)
         try:
             params = deps.registry.parse_params(step.action, step.params)
             missing = missing_clients(deps, step, ctx)

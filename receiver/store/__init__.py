@@ -4,7 +4,7 @@
 (database.py): events.py (the intake queue), jobs.py (work that resumes a run), failures.py
 (failed attempts, bounded, then dead letters), queues.py (what operators see and do with both
 queues), history.py (what the engine reads), runs.py (runs and steps), verification.py (how a
-verification ends), audit.py (the hash-chained audit log).
+verification ends), audit.py (the hash-chained audit log), approvals.py (approvals of risky steps).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord
@@ -16,6 +16,7 @@ applied by migrate.py when the store connects.
 
 from __future__ import annotations
 
+from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, is_unavailable
@@ -57,5 +58,7 @@ __all__ = [
 ]
 
 
-class Store(EventQueue, JobQueue, Failures, Queues, EngineHistory, Runs, Verification, AuditLog):
+class Store(
+    EventQueue, JobQueue, Failures, Queues, EngineHistory, Runs, Verification, AuditLog, Approvals
+):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""

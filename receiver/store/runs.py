@@ -39,6 +39,9 @@ _TERMINAL = frozenset(
         RunOutcome.DRY_RUN,
         RunOutcome.REFUSED,
         RunOutcome.FAILED,
+        RunOutcome.REJECTED,
+        RunOutcome.EXPIRED,
+        RunOutcome.CANCELLED,
     }
 )
 

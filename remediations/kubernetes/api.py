@@ -9,6 +9,7 @@ request. The mechanics mirror kubectl (see research/alertmanager-protocol.md §7
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -141,6 +142,13 @@ class KubeApi:
         return self.to_dict(obj)
 
 
+def _same(live: Mapping[str, Any], approved: Mapping[str, Any]) -> bool:
+    # Compared as JSON: the approved side has been through the store's jsonb.
+    return json.dumps(dict(live), sort_keys=True, default=str) == json.dumps(
+        dict(approved), sort_keys=True, default=str
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class WritePlan:
     """What ``run()`` does, computed from live state by ``KubeAction.plan()``.
@@ -193,6 +201,15 @@ class KubeAction(Generic[P]):
 
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
         plan = await self._checked_plan(ctx, target, params)
+        if ctx.approved is not None and not _same(plan.change.preconditions, ctx.approved):
+            # The plan is recomputed from live state here; an approval holds only for the
+            # state it was given for (the write itself re-checks where it can, e.g. the
+            # revision's JSON Patch `test`).
+            raise ActionRefused(
+                f"{object_ref(target)} changed since the step was approved: preconditions "
+                f"{dict(plan.change.preconditions)} no longer match the approved "
+                f"{dict(ctx.approved)}; not running it"
+            )
         if plan.write is None:
             return Result(
                 Outcome.NOOP, plan.noop_reason, before=plan.change.before, after=plan.change.before

@@ -73,11 +73,14 @@ class RolloutRestart(KubeAction[RestartParams]):
             ann = (pod_template(written).get("metadata") or {}).get("annotations") or {}
             return {"restartedAt": ann.get(RESTARTED_AT)}
 
+        # The preview names no clock time: it is bound into approvals by its hash, and the
+        # same restart previewed a second later must not count as a different change.
         return WritePlan(
             Change(
-                f"restart {object_ref(target)}: set pod template annotation {RESTARTED_AT}={now}",
+                f"restart {object_ref(target)}: set pod template annotation {RESTARTED_AT} "
+                "to the time of the restart",
                 before=before,
-                after={"restartedAt": now},
+                after={"restartedAt": "(the time of the restart)"},
             ),
             lambda: api.patch_workload(target, body, STRATEGIC_MERGE),
             observe,

@@ -36,11 +36,12 @@ class UndoParams(ActionParams):
     ``expected_revision``, when given, refuses the rollback unless the Deployment is still at
     that revision.
 
-    Both come only from the rule's params today. Nothing copies ``preview()``'s preconditions
-    (``current_revision``, ``to_revision``) into them: the pipeline calls ``run()`` directly,
-    and ``run()`` plans again from the Deployment as it is then, so without them the rollback
-    goes to whatever revision precedes the current one at run time. Binding an approved
-    preview means setting both from those preconditions; the approvals work is to do that.
+    Both come from the rule's params. An approved step is bound another way: ``run()`` plans
+    again from the Deployment as it is then and refuses unless that plan's preconditions
+    (``current_revision``, ``to_revision``, ``replicaset``) equal the approved preview's
+    (``ActionContext.approved``), and the write's JSON Patch ``test`` on the revision catches
+    a change between that read and the write. So an approved rollback lands on the revision
+    the engineer saw, or does nothing.
     """
 
     to_revision: int | None = Field(default=None, ge=1)

@@ -36,6 +36,7 @@ class MakeClient(Protocol):
         health: HealthChecks | None = None,
         intake: Any = None,
         guards: Any = None,
+        approvals: Any = None,
     ) -> Client: ...
 
 

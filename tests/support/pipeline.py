@@ -3,7 +3,8 @@
 ``make_harness(rules_yaml, ...)`` builds the real Intake, Guards, RuleHolder and Pipeline on
 the test's store and Redis; ``Harness.drain()`` claims and processes until nothing is due.
 With ``kube`` (an ApiClient) the actions run against that cluster, else in dry-run; ``clients``
-adds other clients by name (``postgres:<name>``, ``notify``, ...).
+adds other clients by name (``postgres:<name>``, ``notify``, ...), ``extra_actions`` test
+actions, ``approvals`` an approval desk.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import GuardSettings
 from receiver.guards.redis_guards import Guards
 from receiver.intake import Intake
@@ -117,12 +119,20 @@ async def make_harness(
         kube: Any | None = None,
         clients: dict[str, Any] | None = None,
         dry_run: bool = True,
+        extra_actions: list[Any] | None = None,
+        clients: dict[str, Any] | None = None,
+        approvals: ApprovalDesk | None = None,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
         rules_dir.mkdir()
         (rules_dir / "rules.yaml").write_text(rules)
         policy = policy or NamespacePolicy()
         registry = default_registry()
+        for action in extra_actions or []:
+            registry.register(action)
+        named = dict(clients or {})
+        if kube is not None:
+            named["kubernetes"] = kube
         guards = Guards(redis_client, policy, guard_settings or GuardSettings())
         metrics = Metrics()
         holder = RuleHolder(rules_dir, registry, policy)
@@ -131,11 +141,10 @@ async def make_harness(
             guards=guards,
             rules=holder,
             registry=registry,
-            clients=Clients(
-                {**({"kubernetes": kube} if kube is not None else {}), **(clients or {})}
-            ),
+            clients=Clients(named),
             settings=PipelineSettings(dry_run=dry_run, policy=policy),
             metrics=metrics,
+            approvals=approvals,
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)
         intakes.append(intake)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import structlog
 from pydantic import SecretStr
 
+from receiver.approvals.slack import SlackInteractions
 from receiver.config import Settings
 from receiver.http.app import create_app
+from receiver.http.approvals import ApprovalWeb
 from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
+from receiver.model import ApprovalRecord
 from receiver.store import Store
 from receiver.telemetry import Metrics
+from tests.support.approvals import ApprovalEnv, MakeApprovalEnv
 from tests.support.http import TOKEN, AiohttpClient, Client, MakeClient, ping
 
 
@@ -46,6 +52,7 @@ async def make_client(
         health: HealthChecks | None = None,
         intake: Any = None,
         guards: Any = None,
+        approvals: Any = None,
     ) -> Client:
         metrics.track_queue_depth(store.queue_depth)
         app = create_app(
@@ -58,7 +65,58 @@ async def make_client(
             guards=guards,
             audit=store.append_audit,
             queues=store,
+            approvals=approvals,
         )
         return await aiohttp_client(app)
+
+    return make
+
+
+SLACK_SECRET = "slack-signing-secret-for-tests"
+
+
+@dataclass
+class Edge:
+    """An approval environment (pipeline, desk, peer) behind a test client of the real app."""
+
+    env: ApprovalEnv
+    client: Client
+
+    @property
+    def base(self) -> str:
+        return str(self.client.make_url("")).rstrip("/")
+
+    def link(self, approval: ApprovalRecord) -> str:
+        """The approval's link, as a path on the test server."""
+        link = self.env.desk.link(approval)
+        assert link is not None
+        return link.removeprefix(self.base)
+
+    async def snapshot(self) -> list[Any]:
+        """Everything a decision would change: approvals, runs, steps, jobs, audit rows."""
+        async with self.env.harness.store._tx() as conn:
+            return [
+                [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY 1")]
+                for table in ("approvals", "runs", "steps", "jobs", "audit_log")
+            ]
+
+
+MakeEdge = Callable[..., Awaitable[Edge]]
+
+
+@pytest.fixture
+async def make_edge(approval_env: MakeApprovalEnv, make_client: MakeClient) -> MakeEdge:
+    """A factory of ``Edge``; Slack user U0BOB is mapped to bob; ``slack_now`` fixes Slack's
+    clock (seconds)."""
+
+    async def make(*, slack_now: float | None = None) -> Edge:
+        env = await approval_env()
+        slack = SlackInteractions(
+            SLACK_SECRET, {"U0BOB": "bob"}, now=(lambda: slack_now) if slack_now else time.time
+        )
+        client = await make_client(approvals=ApprovalWeb(env.desk, env.identities, slack))
+        # The links and the Origin check name the server the test client talks to.
+        env.desk.public_url = str(client.make_url("")).rstrip("/")
+        return Edge(env, client)
 
     return make

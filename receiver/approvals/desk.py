@@ -1,0 +1,269 @@
+"""The approval desk: ask for an approval, take a decision, end what is no longer wanted.
+
+One object, given the store, the link tokens (None: no links), a notifier (None: no
+notifications), the approvers' allow-lists and the service's public URL, used by the pipeline
+(request, gate, expire, cancel, supersede) and by the HTTP edge (verify a link, decide). The
+store makes every move atomic; the desk adds who may, and tells people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from receiver.approvals.messages import Notice, NoticeKind
+from receiver.approvals.notify import ApprovalNotifier, NotifyError
+from receiver.approvals.policy import ApproverPolicy, Identity
+from receiver.approvals.state import (
+    ApprovalError,
+    ApprovalNotFound,
+    Decision,
+    NotAllowed,
+    Origin,
+    PlanMismatch,
+    why_not_pending,
+)
+from receiver.approvals.tokens import LinkTokens, TokenClaims
+from receiver.model import ApprovalRecord, ApprovalState, RunOutcome
+from receiver.store import JobKind, RunRecord, Store
+
+__all__ = ["LINK_PATH", "ApprovalDesk", "Gate", "StepRequest"]
+
+# The confirmation page of a link: ``{public_url}/approve/{token}``.
+LINK_PATH = "/approve/"
+
+_NOTICE_OF_STATE = {
+    ApprovalState.APPROVED: NoticeKind.APPROVED,
+    ApprovalState.REJECTED: NoticeKind.REJECTED,
+    ApprovalState.EXPIRED: NoticeKind.EXPIRED,
+    ApprovalState.CANCELLED: NoticeKind.CANCELLED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StepRequest:
+    """What the approve stage asks an approval for: one step of a run and its bound plan."""
+
+    run_id: str
+    step_idx: int
+    rule: str
+    action: str
+    risk: str
+    plan: Mapping[str, Any]
+    plan_hash: str
+    context: Mapping[str, Any]
+
+
+class Gate:
+    """What a resumed, parked run may do (``ApprovalDesk.gate``)."""
+
+    GO = "go"  # through the stages: approved, or nothing asked for yet
+    WAIT = "wait"  # still pending: nothing to do until it is decided or expires
+    ENDED = "ended"  # expired now (or decided against before): the run is over
+
+
+class ApprovalDesk:
+    """See the module docstring. ``ttl_s``: how long an approval stays open."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        policy: ApproverPolicy,
+        tokens: LinkTokens | None = None,
+        notifier: ApprovalNotifier | None = None,
+        public_url: str | None = None,
+        ttl_s: float = 1800.0,
+        buttons: bool = False,
+        log: Any = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.tokens = tokens
+        self.notifier = notifier
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.ttl_s = ttl_s
+        self.buttons = buttons
+        self._log = log or structlog.get_logger("remediator.approvals")
+
+    # -- the pipeline's side ------------------------------------------------------------------
+
+    async def request(self, step: StepRequest, target: Any) -> ApprovalRecord:
+        """A pending approval of the step (the one already pending, if any); a new one is
+        announced with its link."""
+        approval, created = await self.store.request_approval(
+            run_id=step.run_id,
+            step_idx=step.step_idx,
+            rule=step.rule,
+            target=target,
+            action=step.action,
+            risk=step.risk,
+            plan=step.plan,
+            plan_hash=step.plan_hash,
+            context=step.context,
+            ttl_s=self.ttl_s,
+        )
+        if created:
+            self._log.info(
+                "approval requested",
+                approval_id=approval.id,
+                run_id=approval.run_id,
+                step=approval.step_idx,
+                plan_hash=approval.plan_hash,
+                expires_at=approval.expires_at.isoformat(),
+            )
+            await self.notify(NoticeKind.REQUESTED, approval)
+        return approval
+
+    async def gate(self, run: RunRecord) -> str:
+        """Whether a run parked for an approval goes through the stages again (``Gate``).
+
+        Called by the resume job before any stage, so a wakeup that has nothing to act on
+        (the expiry job of an undecided approval, a spurious resume) takes no guard."""
+        if run.outcome is not RunOutcome.AWAITING_APPROVAL:
+            return Gate.GO
+        held = next((s for s in run.steps if s.outcome == "awaiting_approval"), None)
+        if held is None:
+            return Gate.GO
+        latest = await self.store.latest_approval(run.id, held.idx)
+        if latest is None or latest.state in (ApprovalState.APPROVED, ApprovalState.SUPERSEDED):
+            return Gate.GO
+        if latest.state is not ApprovalState.PENDING:
+            return Gate.ENDED
+        if await self.expire(run.id):
+            return Gate.ENDED
+        # Woken early: wake again when it expires (the store's clock decides).
+        remaining = (latest.expires_at - await self.store.server_now()).total_seconds()
+        await self.store.enqueue_job(JobKind.RESUME_RUN, run.id, delay_s=max(0.0, remaining))
+        return Gate.WAIT
+
+    async def expire(self, run_id: str | None = None) -> list[ApprovalRecord]:
+        """Expire what is due (of one run, or all) and say so."""
+        expired = await self.store.expire_approvals(run_id=run_id)
+        for approval in expired:
+            self._log.info("approval expired", approval_id=approval.id, run_id=approval.run_id)
+            await self.notify(NoticeKind.EXPIRED, approval)
+        return expired
+
+    async def cancel(self, run_id: str) -> list[ApprovalRecord]:
+        """The run's alert resolved: cancel its pending approvals and say so."""
+        cancelled = await self.store.cancel_approvals(run_id)
+        for approval in cancelled:
+            self._log.info("approval cancelled: the alert resolved", approval_id=approval.id)
+            await self.notify(NoticeKind.CANCELLED, approval)
+        return cancelled
+
+    async def supersede(self, approval: ApprovalRecord, live_hash: str) -> None:
+        """The approved plan no longer holds (live state changed since the preview)."""
+        if await self.store.supersede_approval(approval.id, live_hash):
+            self._log.warning(
+                "approval superseded: the target changed since it was approved",
+                approval_id=approval.id,
+                approved_hash=approval.plan_hash,
+                live_hash=live_hash,
+            )
+            await self.notify(NoticeKind.SUPERSEDED, approval)
+
+    # -- the people's side --------------------------------------------------------------------
+
+    def link(self, approval: ApprovalRecord) -> str | None:
+        """The signed confirmation-page URL, when links are configured."""
+        if self.tokens is None or self.public_url is None:
+            return None
+        token = self.tokens.issue(approval.id, approval.plan_hash, approval.expires_at)
+        return f"{self.public_url}{LINK_PATH}{token}"
+
+    async def open_link(self, token: str) -> tuple[ApprovalRecord, TokenClaims]:
+        """The approval a link points to, if the link is valid and still for its plan.
+        Raises TokenRefused, ApprovalExpired, ApprovalNotFound or PlanMismatch."""
+        if self.tokens is None:
+            raise ApprovalNotFound("approval links are not configured on this server")
+        claims = self.tokens.verify(token)
+        approval = await self.store.get_approval(claims.approval_id)
+        if approval is None:
+            raise ApprovalNotFound("this approval does not exist")
+        if claims.plan_hash != approval.plan_hash:
+            raise PlanMismatch("this link was issued for another plan; nothing was changed")
+        return approval, claims
+
+    async def decide(
+        self,
+        approval_id: str,
+        decision: Decision,
+        identity: Identity,
+        origin: Origin,
+        *,
+        reason: str | None = None,
+        plan_hash: str | None = None,
+    ) -> ApprovalRecord:
+        """Approve or reject, once, as ``identity``. Raises ApprovalNotFound, NotAllowed (not
+        on the allow-list), or why it could not be decided (already decided, expired, alert
+        resolved, another plan)."""
+        approval = await self.store.get_approval(approval_id)
+        if approval is None:
+            raise ApprovalNotFound(f"no approval {approval_id}")
+        if not self.policy.allows(identity, approval.rule, approval.risk):
+            self._log.warning(
+                "approval decision refused: not an approver of this step",
+                approval_id=approval.id,
+                who=identity.name,
+                via=identity.via,
+                decision=decision.value,
+            )
+            raise NotAllowed(
+                f"{identity.name} may not decide steps of rule {approval.rule} "
+                f"(risk {approval.risk})"
+            )
+        decided = await self.store.decide_approval(
+            approval.id,
+            decision.state,
+            by=identity.name,
+            channel=origin.channel.value,
+            source_ip=origin.source_ip,
+            user_agent=origin.user_agent,
+            token_id=origin.token_id,
+            reason=reason,
+            plan_hash=plan_hash,
+        )
+        if decided is None:
+            raise await self._why_not(approval.id, plan_hash)
+        self._log.info(
+            "approval decided",
+            approval_id=decided.id,
+            run_id=decided.run_id,
+            decision=decided.state.value,
+            who=identity.name,
+            via=identity.via,
+            channel=origin.channel.value,
+            plan_hash=decided.plan_hash,
+        )
+        await self.notify(_NOTICE_OF_STATE[decided.state], decided)
+        return decided
+
+    async def _why_not(self, approval_id: str, plan_hash: str | None) -> ApprovalError:
+        current = await self.store.get_approval(approval_id)
+        if current is None:
+            return ApprovalNotFound(f"no approval {approval_id}")
+        if plan_hash is not None and plan_hash != current.plan_hash:
+            return PlanMismatch("this link was issued for another plan; nothing was changed")
+        now = await self.store.server_now()
+        resolved = await self.store.alert_resolved(current.run_id)
+        return why_not_pending(current, now, alert_resolved=resolved)
+
+    async def notify(self, kind: NoticeKind, approval: ApprovalRecord) -> None:
+        """Send one notice; a failure is logged, never raised (the approval stands)."""
+        if self.notifier is None:
+            return
+        notice = Notice(
+            kind,
+            approval,
+            link=self.link(approval) if kind is NoticeKind.REQUESTED else None,
+            buttons=self.buttons,
+        )
+        try:
+            await self.notifier.send(notice)
+        except NotifyError as exc:
+            self._log.error("approval notification failed", approval_id=approval.id, error=str(exc))

@@ -1,0 +1,100 @@
+"""Who is asking, from an authenticated source only: an operator token, or the SSO proxy's header.
+
+``IdentityResolver`` turns what a request carries into an ``Identity`` (or None):
+
+- ``Authorization: Bearer <operator token>`` (or a token typed into the confirmation page):
+  the operator whose token it is, compared in constant time against every configured token.
+- the SSO proxy's user header (e.g. ``X-Forwarded-User``), only when one is configured and only
+  from a peer in the trusted proxy networks: anyone else could set that header themselves.
+
+Slack identities come from ``receiver.approvals.slack`` (a verified interaction, mapped). The
+resolver is a small interface on purpose: ``lookup_token`` may be any ``token -> name``
+function, e.g. the service's operator-token table.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import SecretStr
+
+from receiver.approvals.policy import Identity
+
+__all__ = ["IdentityResolver", "TokenLookup", "token_table"]
+
+# token -> operator name, None when the token is no operator's.
+TokenLookup = Callable[[str], str | None]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def token_table(operators: Mapping[str, SecretStr]) -> TokenLookup:
+    """A ``TokenLookup`` over ``{name: token}``: every token is compared (constant time each),
+    so the time taken does not tell which one nearly matched."""
+    entries = [(name, token.get_secret_value().encode()) for name, token in operators.items()]
+
+    def lookup(token: str) -> str | None:
+        found = None
+        given = token.encode()
+        for name, expected in entries:
+            if hmac.compare_digest(given, expected):
+                found = name
+        return found
+
+    return lookup
+
+
+class IdentityResolver:
+    """See the module docstring. ``sso_header`` None: SSO identities are not accepted."""
+
+    def __init__(
+        self,
+        lookup_token: TokenLookup,
+        *,
+        sso_header: str | None = None,
+        trusted_proxies: tuple[Network, ...] = (),
+    ) -> None:
+        self._lookup = lookup_token
+        self.sso_header = sso_header
+        self._trusted = trusted_proxies
+
+    def from_token(self, token: str | None) -> Identity | None:
+        """The operator a bearer token belongs to."""
+        if not token:
+            return None
+        name = self._lookup(token.strip())
+        return None if name is None else Identity(name, "operator-token", name)
+
+    def trusted_peer(self, peer: str | None) -> bool:
+        """Whether ``peer`` (an IP address) is one of the trusted proxies."""
+        if peer is None:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
+
+    def from_sso(self, headers: Mapping[str, Any], peer: str | None) -> Identity | None:
+        """The SSO proxy's user, when configured and the request came through the proxy."""
+        if self.sso_header is None or not self.trusted_peer(peer):
+            return None
+        user = str(headers.get(self.sso_header) or "").strip()
+        return Identity(user, "sso", user) if user else None
+
+    def from_headers(self, headers: Mapping[str, Any], peer: str | None) -> Identity | None:
+        """An operator's bearer token first, else the SSO header."""
+        scheme, _, credentials = str(headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer":
+            return self.from_token(credentials)
+        return self.from_sso(headers, peer)
+
+    def source_ip(self, headers: Mapping[str, Any], peer: str | None) -> str | None:
+        """Where a request came from: the first X-Forwarded-For hop when a trusted proxy
+        forwarded it, else the peer."""
+        forwarded = str(headers.get("X-Forwarded-For") or "")
+        if forwarded and self.trusted_peer(peer):
+            return forwarded.split(",")[0].strip() or peer
+        return peer

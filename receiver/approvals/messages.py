@@ -1,0 +1,180 @@
+"""What an approval notification says, as data: a Slack message and a plain JSON body. Pure.
+
+A request names what will be done, to what, why (the alert and its annotations), the alert's
+links, where to decide (the link, or the CLI command when links are not configured) and when
+it expires. Links are posted with ``unfurl_links: false``: Slack's unfurler must not open them
+(research/alertmanager-protocol.md §5.1; a GET changes nothing anyway). With Slack
+interactivity enabled the message also carries Approve and Reject buttons, whose callbacks
+``receiver.approvals.slack`` verifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from receiver.model import ApprovalRecord
+
+__all__ = [
+    "ACTION_APPROVE",
+    "ACTION_REJECT",
+    "Notice",
+    "NoticeKind",
+    "alert_links",
+    "slack_message",
+    "webhook_body",
+]
+
+# Slack block action ids of the buttons; their value is the approval id.
+ACTION_APPROVE = "remediator_approve"
+ACTION_REJECT = "remediator_reject"
+
+
+class NoticeKind(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One notification about one approval. ``link`` is the signed confirmation-page URL
+    (requests only, when links are configured); ``buttons`` adds Slack's interactive buttons."""
+
+    kind: NoticeKind
+    approval: ApprovalRecord
+    link: str | None = None
+    buttons: bool = False
+
+
+def alert_links(context: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, URL) of the alert's links: its Prometheus graph (generatorURL) and the
+    ``runbook_url``/``dashboard_url`` annotations; only http(s) URLs."""
+    annotations = context.get("annotations") or {}
+    candidates = [
+        ("Alert source", context.get("generator_url")),
+        ("Runbook", annotations.get("runbook_url")),
+        ("Dashboard", annotations.get("dashboard_url")),
+    ]
+    return [
+        (label, str(url))
+        for label, url in candidates
+        if isinstance(url, str) and url.startswith(("http://", "https://"))
+    ]
+
+
+def _target(approval: ApprovalRecord) -> str:
+    t = approval.target
+    return f"{t.kind} {t.namespace}/{t.name}" if t.namespace else f"{t.kind} {t.name}"
+
+
+def _why(approval: ApprovalRecord) -> str:
+    context = approval.context
+    annotations = context.get("annotations") or {}
+    alert = context.get("alertname") or "an alert"
+    detail = annotations.get("summary") or annotations.get("description") or ""
+    text = f"{alert} (rule {approval.rule})"
+    return f"{text}: {detail}" if detail else text
+
+
+def _headline(notice: Notice) -> str:
+    a = notice.approval
+    what = a.plan.get("summary") or a.action
+    if notice.kind is NoticeKind.REQUESTED:
+        return f"Approval needed: {what}"
+    if notice.kind in (NoticeKind.APPROVED, NoticeKind.REJECTED):
+        by = f" by {a.decided_by}" if a.decided_by else ""
+        reason = f" ({a.reason})" if a.reason else ""
+        return f"{notice.kind.value.capitalize()}{by}: {what}{reason}"
+    if notice.kind is NoticeKind.EXPIRED:
+        return f"Approval expired, nothing was done: {what}"
+    if notice.kind is NoticeKind.CANCELLED:
+        return f"Approval cancelled, the alert resolved: {what}"
+    return f"The target changed before the step ran; a new approval is requested: {what}"
+
+
+def _lines(notice: Notice) -> list[str]:
+    a = notice.approval
+    lines = [
+        _headline(notice),
+        f"Target: {_target(a)} · action {a.action} · risk {a.risk}",
+        f"Why: {_why(a)}",
+    ]
+    lines += [f"{label}: {url}" for label, url in alert_links(a.context)]
+    if notice.kind is NoticeKind.REQUESTED:
+        if notice.link:
+            lines.append(f"Review and decide: {notice.link}")
+        else:
+            lines.append(f"Decide with: remediator approvals approve {a.id}  (or reject)")
+        lines.append(f"Expires: {a.expires_at.isoformat(timespec='seconds')}")
+    lines.append(f"Run {a.run_id} · approval {a.id}")
+    return lines
+
+
+def slack_message(notice: Notice) -> dict[str, Any]:
+    """A Slack incoming-webhook message (``text`` for notifications, blocks for the body)."""
+    lines = _lines(notice)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(lines[0])}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": "\n".join(_escape(x) for x in lines[1:])},
+        },
+    ]
+    if notice.kind is NoticeKind.REQUESTED and notice.buttons:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"approval:{notice.approval.id}",
+                "elements": [
+                    _button("Approve", ACTION_APPROVE, notice.approval.id, "primary"),
+                    _button("Reject", ACTION_REJECT, notice.approval.id, "danger"),
+                ],
+            }
+        )
+    return {"text": lines[0], "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+
+
+def webhook_body(notice: Notice) -> dict[str, Any]:
+    """The generic JSON body: the notice's kind, the approval's fields and the link."""
+    a = notice.approval
+    return {
+        "kind": f"approval.{notice.kind.value}",
+        "text": "\n".join(_lines(notice)),
+        "approval": {
+            "id": a.id,
+            "run_id": a.run_id,
+            "step": a.step_idx,
+            "rule": a.rule,
+            "target": a.target.as_dict(),
+            "action": a.action,
+            "risk": a.risk,
+            "summary": a.plan.get("summary"),
+            "plan_hash": a.plan_hash,
+            "state": a.state.value,
+            "expires_at": a.expires_at.isoformat(),
+            "decided_by": a.decided_by,
+        },
+        "links": [{"label": label, "url": url} for label, url in alert_links(a.context)],
+        "link": notice.link,
+    }
+
+
+def _button(text: str, action_id: str, value: str, style: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+        "style": style,
+    }
+
+
+def _escape(text: str) -> str:
+    # Slack mrkdwn control characters; alert text must not turn into mentions or links.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,108 @@
+"""Slack interactivity: the Approve/Reject buttons' callbacks, verified before anything is read.
+
+Slack signs each request with the app's signing secret: ``v0=HMAC-SHA256(secret, "v0:" + ts +
+":" + raw body)`` in ``X-Slack-Signature``, the timestamp in ``X-Slack-Request-Timestamp``.
+slack_sdk's ``SignatureVerifier`` checks it over the raw bytes and refuses timestamps more than
+five minutes from now (replays); only then is the form-encoded ``payload`` parsed
+(research/alertmanager-protocol.md §5.3, §5.4). The clicking user is ``user.id`` of the verified
+payload, mapped to an approver name by the configured table; an unmapped user is nobody.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from slack_sdk.signature import Clock, SignatureVerifier
+
+from receiver.approvals.messages import ACTION_APPROVE, ACTION_REJECT
+from receiver.approvals.policy import Identity
+from receiver.approvals.state import Decision
+
+__all__ = ["SlackAction", "SlackInteractions", "SlackPayloadError"]
+
+
+class SlackPayloadError(ValueError):
+    """A verified request that is not a button click of ours (the message says what)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlackAction:
+    """One click: which approval, which decision, by which Slack user of which team."""
+
+    approval_id: str
+    decision: Decision
+    user_id: str
+    team_id: str
+    user_name: str = ""
+
+
+class _Clock(Clock):
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now()
+
+
+class SlackInteractions:
+    """Verifies and reads Slack interaction requests; maps users to approvers.
+
+    ``users``: Slack user id -> approver name. ``now``: seconds since the epoch (tests pass
+    a fixed clock)."""
+
+    def __init__(
+        self,
+        signing_secret: str,
+        users: Mapping[str, str],
+        *,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._verifier = SignatureVerifier(signing_secret, clock=_Clock(now))
+        self._users = dict(users)
+
+    def verified(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Whether ``body`` carries a valid signature made within the last five minutes."""
+        try:
+            return self._verifier.is_valid_request(body, dict(headers))
+        except ValueError:  # a timestamp that is not a number
+            return False
+
+    def parse(self, body: bytes) -> SlackAction:
+        """The click in a verified body. Raises SlackPayloadError."""
+        try:
+            form = parse_qs(body.decode("utf-8"), strict_parsing=True)
+            payload = json.loads(form["payload"][0])
+        except (UnicodeDecodeError, ValueError, KeyError, IndexError):
+            raise SlackPayloadError("expected a form with a JSON payload field") from None
+        if not isinstance(payload, dict) or payload.get("type") != "block_actions":
+            raise SlackPayloadError("only block_actions interactions are handled")
+        actions = payload.get("actions") or []
+        ours = [
+            a
+            for a in actions
+            if isinstance(a, dict) and a.get("action_id") in (ACTION_APPROVE, ACTION_REJECT)
+        ]
+        user = payload.get("user") or {}
+        team = payload.get("team") or {}
+        if len(ours) != 1 or not isinstance(user, dict) or not user.get("id"):
+            raise SlackPayloadError("expected one Approve or Reject click by a user")
+        action = ours[0]
+        decision = Decision.APPROVE if action["action_id"] == ACTION_APPROVE else Decision.REJECT
+        return SlackAction(
+            approval_id=str(action.get("value") or ""),
+            decision=decision,
+            user_id=str(user["id"]),
+            team_id=str(team.get("id") or "") if isinstance(team, dict) else "",
+            user_name=str(user.get("username") or user.get("name") or ""),
+        )
+
+    def identity(self, action: SlackAction) -> Identity | None:
+        """The approver the Slack user is mapped to; None for an unmapped user."""
+        name = self._users.get(action.user_id)
+        if name is None:
+            return None
+        return Identity(name, "slack", f"{action.team_id}/{action.user_id}")

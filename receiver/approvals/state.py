@@ -1,0 +1,138 @@
+"""The approval state machine and its rules. Pure: no I/O, the clock passed in.
+
+    pending --approve--> approved --(plan changed before it ran)--> superseded
+       |  \\--reject--> rejected
+       |--(expires_at passed)--> expired
+       \\--(alert resolved)--> cancelled
+
+Only ``pending`` may be decided, once: the store's decision is one conditional UPDATE
+(``WHERE state = 'pending' AND expires_at > now()``), and when it matches nothing,
+``why_not_pending`` says why, in words for the person who tried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from receiver.model import ApprovalRecord, ApprovalState
+
+__all__ = [
+    "FINAL",
+    "AlertResolved",
+    "AlreadyDecided",
+    "ApprovalError",
+    "ApprovalExpired",
+    "ApprovalNotFound",
+    "Channel",
+    "Decision",
+    "NotAllowed",
+    "Origin",
+    "PlanMismatch",
+    "why_not_pending",
+]
+
+# States from which nothing moves on (``approved`` still moves to ``superseded``).
+FINAL = frozenset(
+    {
+        ApprovalState.REJECTED,
+        ApprovalState.EXPIRED,
+        ApprovalState.CANCELLED,
+        ApprovalState.SUPERSEDED,
+    }
+)
+
+
+class Decision(StrEnum):
+    """What an approver decides; ``state`` is the approval's state afterwards."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+
+    @property
+    def state(self) -> ApprovalState:
+        return ApprovalState.APPROVED if self is Decision.APPROVE else ApprovalState.REJECTED
+
+
+class Channel(StrEnum):
+    """Where a decision came from, as audited."""
+
+    WEB = "web"  # the confirmation page behind the link
+    API = "api"  # POST /api/v1/approvals/{id}/approve|reject (the CLI uses it too)
+    SLACK = "slack"  # a verified Slack interaction
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a decision was made from: recorded with it and in the audit log."""
+
+    channel: Channel
+    source_ip: str | None = None
+    user_agent: str | None = None
+    # Which link token was used (its ``jti``), for the web channel.
+    token_id: str | None = None
+
+
+class ApprovalError(Exception):
+    """A decision or a link that cannot be honoured. ``status`` is the HTTP status the edge
+    answers with; ``message`` says what happened and what to do."""
+
+    status = 409
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ApprovalNotFound(ApprovalError):
+    status = 404
+
+
+class NotAllowed(ApprovalError):
+    """The identity is not on the approval's allow-list (for approve and reject alike)."""
+
+    status = 403
+
+
+class AlreadyDecided(ApprovalError):
+    """Decided before (single use): says by whom, so a second click learns what happened."""
+
+    def __init__(self, approval: ApprovalRecord) -> None:
+        by = f" by {approval.decided_by}" if approval.decided_by else ""
+        at = f" at {approval.decided_at.isoformat()}" if approval.decided_at else ""
+        super().__init__(f"this step was already {approval.state.value}{by}{at}")
+        self.approval = approval
+
+
+class ApprovalExpired(ApprovalError):
+    status = 410
+
+
+class AlertResolved(ApprovalError):
+    """The alert resolved: the step is no longer wanted."""
+
+
+class PlanMismatch(ApprovalError):
+    """The link was signed for another plan than the approval holds (tampered or stale)."""
+
+    status = 403
+
+
+def why_not_pending(
+    approval: ApprovalRecord, now: datetime, *, alert_resolved: bool
+) -> ApprovalError:
+    """The error to answer when ``approval`` could not be decided at ``now``."""
+    if approval.state is ApprovalState.EXPIRED or (
+        approval.state is ApprovalState.PENDING and approval.expires_at <= now
+    ):
+        return ApprovalExpired(
+            f"this approval expired at {approval.expires_at.isoformat()}; nothing was changed"
+        )
+    if approval.state is ApprovalState.CANCELLED or (
+        approval.state is ApprovalState.PENDING and alert_resolved
+    ):
+        return AlertResolved("the alert has resolved, so this step will not run")
+    if approval.state is not ApprovalState.PENDING:
+        return AlreadyDecided(approval)
+    return ApprovalError("this approval could not be decided; reload the page and try again")

@@ -1,0 +1,167 @@
+"""``remediator approvals list|approve|reject``: approvals of a running server.
+
+The CLI decides as an operator: it sends the operator's own token (``--token-file``, or
+``REMEDIATOR_OPERATOR_TOKEN_FILE``), which the server maps to a name and checks against the
+approvers' allow-list, as it does for the confirmation page and the API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from receiver.cli.client import call_server, url_option
+from receiver.cli.common import BadUsage, console, state
+from receiver.model import ApprovalState
+
+__all__ = ["approvals"]
+
+token_option = click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="REMEDIATOR_OPERATOR_TOKEN_FILE",
+    default=None,
+    help="File holding your operator token (env REMEDIATOR_OPERATOR_TOKEN_FILE).",
+)
+
+
+def _headers(token_file: Path | None) -> dict[str, str]:
+    if token_file is None:
+        raise BadUsage(
+            "an operator token is needed: --token-file or REMEDIATOR_OPERATOR_TOKEN_FILE"
+        )
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise BadUsage(f"--token-file: cannot read {token_file}: {exc.strerror or exc}") from None
+    if not token:
+        raise BadUsage(f"--token-file: {token_file} is empty")
+    return {"Authorization": f"Bearer {token}"}
+
+
+@click.group()
+def approvals() -> None:
+    """Approvals of risky steps: list them, approve or reject one."""
+
+
+@approvals.command("list")
+@url_option
+@token_option
+@click.option(
+    "--state",
+    "state_",
+    type=click.Choice([s.value for s in ApprovalState]),
+    default=None,
+    help="Only approvals in this state.",
+)
+@click.option("--rule", default=None, help="Only approvals of this rule.")
+@click.option("--run", "run_id", default=None, help="Only approvals of this run (its id).")
+@click.option("--since", default=None, help="RFC 3339 timestamp or a duration like 24h.")
+@click.option("--limit", type=click.IntRange(1, 500), default=None, help="1..500, default 50.")
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")
+@click.pass_context
+def list_(
+    ctx: click.Context,
+    url: str | None,
+    token_file: Path | None,
+    state_: str | None,
+    rule: str | None,
+    run_id: str | None,
+    since: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List approvals, newest first."""
+    settings = state(ctx).settings()
+    params = {
+        k: str(v)
+        for k, v in (
+            ("state", state_),
+            ("rule", rule),
+            ("run", run_id),
+            ("since", since),
+            ("limit", limit),
+        )
+        if v is not None
+    }
+    data = call_server(
+        settings, url, "/api/v1/approvals", headers=_headers(token_file), params=params
+    )
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = Table()
+    columns = ("id", "state", "rule", "target", "action", "risk", "expires", "decided by")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in data.get("approvals", []) if isinstance(data, dict) else []:
+        table.add_row(*_cells(row))
+    console().print(table)
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    target = row.get("target") or {}
+    where = "/".join(str(target.get(k)) for k in ("kind", "namespace", "name") if target.get(k))
+    return [
+        str(row.get("id", "")),
+        str(row.get("state", "")),
+        str(row.get("rule", "")),
+        where,
+        str(row.get("action", "")),
+        str(row.get("risk", "")),
+        str(row.get("expires_at", "")),
+        str(row.get("decided_by") or ""),
+    ]
+
+
+def _decide(
+    ctx: click.Context, url: str | None, token_file: Path | None, path: str, **body: Any
+) -> None:
+    settings = state(ctx).settings()
+    data = call_server(
+        settings,
+        url,
+        path,
+        "POST",
+        headers=_headers(token_file),
+        body={k: v for k, v in body.items() if v},
+    )
+    approval = data.get("approval", {}) if isinstance(data, dict) else {}
+    click.echo(
+        f"{approval.get('state', '?')} by {approval.get('decided_by', '?')}: "
+        f"{(approval.get('plan') or {}).get('summary', approval.get('action', ''))}"
+    )
+
+
+@approvals.command()
+@url_option
+@token_option
+@click.argument("approval_id")
+@click.option("--reason", default=None, help="Why (kept in the audit log).")
+@click.pass_context
+def approve(
+    ctx: click.Context,
+    url: str | None,
+    token_file: Path | None,
+    approval_id: str,
+    reason: str | None,
+) -> None:
+    """Approve APPROVAL_ID: the step runs if its guards and its target still agree."""
+    _decide(ctx, url, token_file, f"/api/v1/approvals/{approval_id}/approve", reason=reason)
+
+
+@approvals.command()
+@url_option
+@token_option
+@click.argument("approval_id")
+@click.option("--reason", required=True, help="Why (kept in the audit log and on the run).")
+@click.pass_context
+def reject(
+    ctx: click.Context, url: str | None, token_file: Path | None, approval_id: str, reason: str
+) -> None:
+    """Reject APPROVAL_ID: its run ends ``rejected``, with your name and reason."""
+    _decide(ctx, url, token_file, f"/api/v1/approvals/{approval_id}/reject", reason=reason)

@@ -1,0 +1,147 @@
+"""The files behind the approval settings: signing keys, operator tokens, approvers, Slack.
+
+``load_approvals(settings)`` reads every file the settings name, once, at start-up, and returns
+plain values (``ApprovalFiles``); an unreadable, empty or malformed file is a ConfigError that
+names the setting and the file (never a secret). Secrets are kept as ``SecretStr``.
+
+The approvers file (YAML)::
+
+    by_rule: {rollback-on-errors: [alice, bob]}   # wins over by_risk
+    by_risk: {high: [alice, bob, carol]}          # low | high
+    default: []                                   # everyone else: nobody (fail closed)
+    slack_users: {U012ABCDEF: alice}              # Slack user id -> approver name
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+
+from receiver.config.settings import ConfigError, Settings
+from receiver.config.sources import KEYS
+
+__all__ = ["ApprovalFiles", "ApproversFile", "load_approvals"]
+
+_ENV = {k.field: k.env for k in KEYS}
+
+
+class ApproversFile(BaseModel):
+    """The approvers file's schema; unknown keys are errors (a typo must not open or close
+    the door silently)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by_rule: dict[str, list[str]] = {}
+    by_risk: dict[str, list[str]] = {}
+    default: list[str] = []
+    slack_users: dict[str, str] = {}
+
+    @field_validator("by_risk")
+    @classmethod
+    def _risks(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(value) - {"low", "high"})
+        if unknown:
+            raise ValueError(f"unknown risk {', '.join(unknown)}; use low or high")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalFiles:
+    """What the approval settings' files hold. Empty where a setting is not given."""
+
+    # Key id -> key bytes (the links' signing keys).
+    keys: Mapping[str, SecretStr] = field(default_factory=dict)
+    # Operator name -> token.
+    operators: Mapping[str, SecretStr] = field(default_factory=dict)
+    approvers: ApproversFile = field(default_factory=ApproversFile)
+    slack_signing_secret: SecretStr | None = None
+    notify_url: SecretStr | None = None
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+def _read(path: Path, setting: str) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{_ENV[setting]}: cannot read {path}: {reason}") from exc
+    if not value:
+        raise ConfigError(f"{_ENV[setting]}: {path} is empty")
+    return value
+
+
+def _secret_dir(path: Path, setting: str) -> dict[str, SecretStr]:
+    """One secret per file, named by the file; dot-files (a Kubernetes Secret volume's
+    ``..data`` links) are skipped."""
+    if not path.is_dir():
+        raise ConfigError(f"{_ENV[setting]}: {path} is not a directory")
+    found = {
+        entry.name: SecretStr(_read(entry, setting))
+        for entry in sorted(path.iterdir())
+        if not entry.name.startswith(".") and entry.is_file()
+    }
+    if not found:
+        raise ConfigError(f"{_ENV[setting]}: {path} holds no files")
+    return found
+
+
+def _approvers(path: Path) -> ApproversFile:
+    text = _read(path, "approvers_file")
+    try:
+        data = yaml.safe_load(text)
+        return ApproversFile.model_validate(data or {})
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{_ENV['approvers_file']}: {path}: invalid YAML: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{_ENV['approvers_file']}: {path}: {problems}") from None
+
+
+def _networks(
+    values: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+    except ValueError as exc:
+        raise ConfigError(f"{_ENV['sso_trusted_proxies']}: {exc}") from None
+
+
+def load_approvals(settings: Settings) -> ApprovalFiles:
+    """Read the files the approval settings name. Raises ConfigError naming the setting."""
+    if settings.public_url is not None and not settings.public_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError(f"{_ENV['public_url']}: must start with http:// or https://")
+    return ApprovalFiles(
+        keys=(
+            _secret_dir(settings.approval_keys_dir, "approval_keys_dir")
+            if settings.approval_keys_dir
+            else {}
+        ),
+        operators=(
+            _secret_dir(settings.operator_tokens_dir, "operator_tokens_dir")
+            if settings.operator_tokens_dir
+            else {}
+        ),
+        approvers=(
+            _approvers(settings.approvers_file) if settings.approvers_file else ApproversFile()
+        ),
+        slack_signing_secret=(
+            SecretStr(_read(settings.slack_signing_secret_file, "slack_signing_secret_file"))
+            if settings.slack_signing_secret_file
+            else None
+        ),
+        notify_url=(
+            SecretStr(_read(settings.approval_notify_url_file, "approval_notify_url_file"))
+            if settings.approval_notify_url_file
+            else None
+        ),
+        trusted_proxies=_networks(settings.sso_trusted_proxies),
+    )

@@ -1,0 +1,366 @@
+"""Approvals over HTTP: the link's confirmation page, the API, the Slack callback.
+
+    GET  /approve/{token}                   the confirmation page; changes nothing
+    POST /approve/{token}                   the decision (CSRF token, session cookie, Origin)
+    GET  /api/v1/approvals                  filters: state, rule, run, since, limit
+    GET  /api/v1/approvals/{id}
+    POST /api/v1/approvals/{id}/approve     {"reason": "..."} optional
+    POST /api/v1/approvals/{id}/reject
+    POST /hooks/slack/interactions          Slack's signed button callbacks
+
+Who decides is never taken from the link: the page and the API need an operator token or the
+SSO proxy's header, Slack a verified interaction (``receiver.approvals.identity``, ``.slack``).
+The API authenticates by itself (operators, not the webhook credential).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from receiver.approvals.desk import LINK_PATH, ApprovalDesk
+from receiver.approvals.identity import IdentityResolver
+from receiver.approvals.page import (
+    SESSION_COOKIE,
+    CsrfTokens,
+    PageRenderer,
+    new_session,
+    security_headers,
+    view_of,
+)
+from receiver.approvals.slack import SlackInteractions, SlackPayloadError
+from receiver.approvals.state import ApprovalError, Channel, Decision, Origin
+from receiver.approvals.tokens import TokenClaims
+from receiver.http.deps import CLOCK
+from receiver.http.filters import BadParameter, parse_since
+from receiver.http.responses import json_response, row
+from receiver.model import ApprovalRecord, ApprovalState
+from receiver.store import StoreUnavailable
+
+__all__ = ["APPROVALS_API", "SLACK_PATH", "ApprovalWeb", "add_approval_routes"]
+
+APPROVALS_API = "/api/v1/approvals"
+SLACK_PATH = "/hooks/slack/interactions"
+MAX_REASON = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalWeb:
+    """What the approval routes need: the desk, how to tell who is asking, Slack (optional)."""
+
+    desk: ApprovalDesk
+    identities: IdentityResolver
+    slack: SlackInteractions | None = None
+
+
+APPROVAL_WEB = web.AppKey[ApprovalWeb]("approval_web")
+PAGES = web.AppKey[PageRenderer]("approval_pages")
+
+
+def add_approval_routes(app: web.Application, approvals: ApprovalWeb) -> None:
+    """Register the routes above on ``app``."""
+    app[APPROVAL_WEB] = approvals
+    app[PAGES] = PageRenderer()
+    app.router.add_get(LINK_PATH + "{token}", get_page)
+    app.router.add_post(LINK_PATH + "{token}", post_page)
+    app.router.add_get(APPROVALS_API, list_approvals)
+    app.router.add_get(APPROVALS_API + "/{approval_id}", get_approval)
+    app.router.add_post(APPROVALS_API + "/{approval_id}/{decision}", post_decision)
+    app.router.add_post(SLACK_PATH, post_slack)
+
+
+# -- the confirmation page ---------------------------------------------------------------------
+
+
+def _page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
+    nonce = secrets.token_urlsafe(16)
+    html = request.app[PAGES].render(name, nonce=nonce, **values)
+    return web.Response(
+        text=html, status=status, content_type="text/html", headers=security_headers(nonce)
+    )
+
+
+def _error_page(request: web.Request, message: str, status: int) -> web.Response:
+    return _page(request, "error", status, message=message)
+
+
+async def _open(request: web.Request) -> tuple[ApprovalRecord, TokenClaims] | web.Response:
+    try:
+        return await request.app[APPROVAL_WEB].desk.open_link(request.match_info["token"])
+    except ApprovalError as exc:
+        return _error_page(request, exc.message, exc.status)
+    except StoreUnavailable:
+        return _error_page(request, "the service cannot reach its store; try again", 503)
+
+
+async def get_page(request: web.Request) -> web.Response:
+    """The confirmation page. Reads only: a link opened by a chat unfurler or a mail scanner
+    decides nothing, and the token is not used up."""
+    opened = await _open(request)
+    if isinstance(opened, web.Response):
+        return opened
+    approval, _ = opened
+    approvals = request.app[APPROVAL_WEB]
+    session = request.cookies.get(SESSION_COOKIE) or new_session()
+    response = _render(request, approval, session)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session,
+        httponly=True,
+        samesite="Strict",
+        secure=(approvals.desk.public_url or "").startswith("https://"),
+        path=LINK_PATH,
+    )
+    return response
+
+
+def _render(
+    request: web.Request,
+    approval: ApprovalRecord,
+    session: str,
+    *,
+    status: int = 200,
+    message: str = "",
+    kind: str = "info",
+) -> web.Response:
+    approvals = request.app[APPROVAL_WEB]
+    sso = approvals.identities.from_sso(request.headers, request.remote)
+    csrf = _csrf(approvals)
+    token = csrf.issue(approval.id, session, sso.name if sso else "") if csrf else ""
+    view = view_of(
+        approval,
+        can_decide=csrf is not None,
+        who=sso.name if sso else None,
+        csrf=token,
+        message=message,
+        message_kind=kind,
+    )
+    return _page(request, "approval", status, v=view)
+
+
+def _csrf(approvals: ApprovalWeb) -> CsrfTokens | None:
+    tokens = approvals.desk.tokens
+    return None if tokens is None else CsrfTokens(tokens.ring)
+
+
+def _same_origin(request: web.Request, public_url: str | None) -> bool:
+    """The POST came from our own page. The page's ``Referrer-Policy: no-referrer`` makes
+    browsers send ``Origin: null`` with its form, so Fetch Metadata decides then:
+    ``Sec-Fetch-Site: same-origin`` (a header no page can set). A real Origin must be the
+    service's (the public URL, else the request's own); with neither, refuse."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site != "same-origin":
+        return False
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        if public_url:
+            parts = urlsplit(public_url)
+            return origin == f"{parts.scheme}://{parts.netloc}"
+        return origin == f"{request.scheme}://{request.host}"
+    return site == "same-origin"
+
+
+async def post_page(request: web.Request) -> web.Response:
+    """The decision from the confirmation page's form."""
+    opened = await _open(request)
+    if isinstance(opened, web.Response):
+        return opened
+    approval, claims = opened
+    approvals = request.app[APPROVAL_WEB]
+    if not _same_origin(request, approvals.desk.public_url):
+        return _error_page(request, "the decision must come from this service's own page", 403)
+    form = await request.post()
+    session = request.cookies.get(SESSION_COOKIE, "")
+    sso = approvals.identities.from_sso(request.headers, request.remote)
+    csrf = _csrf(approvals)
+    given = str(form.get("csrf") or "")
+    if csrf is None or not csrf.check(given, approval.id, session, sso.name if sso else ""):
+        return _error_page(
+            request, "this form has expired or was not sent from the page; open the link again", 403
+        )
+    identity = sso or approvals.identities.from_token(str(form.get("operator_token") or ""))
+    if identity is None:
+        return _render(
+            request, approval, session, status=401, message="unknown operator token", kind="error"
+        )
+    try:
+        decision = Decision(str(form.get("decision") or ""))
+    except ValueError:
+        return _render(request, approval, session, status=400, message="choose approve or reject")
+    origin = Origin(
+        Channel.WEB,
+        approvals.identities.source_ip(request.headers, request.remote),
+        request.headers.get("User-Agent"),
+        claims.jti,
+    )
+    try:
+        decided = await approvals.desk.decide(
+            approval.id,
+            decision,
+            identity,
+            origin,
+            reason=_reason(form.get("reason")),
+            plan_hash=claims.plan_hash,
+        )
+    except ApprovalError as exc:
+        current = await approvals.desk.store.get_approval(approval.id) or approval
+        return _render(
+            request, current, session, status=exc.status, message=exc.message, kind="error"
+        )
+    text = (
+        f"Approved by {identity.name}: the step runs once its guards and its target still agree."
+        if decided.state is ApprovalState.APPROVED
+        else f"Rejected by {identity.name}: the run ends here."
+    )
+    return _render(request, decided, session, message=text, kind="ok")
+
+
+def _reason(value: Any) -> str | None:
+    text = str(value or "").strip()
+    return text[:MAX_REASON] or None
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+
+def _unauthorized() -> web.Response:
+    return json_response(
+        {"error": "an operator token (or the SSO proxy's header) is required"},
+        401,
+        {"WWW-Authenticate": 'Bearer realm="remediator"'},
+    )
+
+
+async def list_approvals(request: web.Request) -> web.Response:
+    """``{approvals: [...]}``, newest first; 400 names a bad parameter."""
+    approvals = request.app[APPROVAL_WEB]
+    if approvals.identities.from_headers(request.headers, request.remote) is None:
+        return _unauthorized()
+    try:
+        filters = _filters(request)
+    except BadParameter as exc:
+        return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
+    try:
+        found = await approvals.desk.store.list_approvals(**filters)
+    except StoreUnavailable:
+        return json_response({"error": "store unavailable"}, 503)
+    return json_response({"approvals": [row(a) for a in found]})
+
+
+def _filters(request: web.Request) -> dict[str, Any]:
+    query = request.query
+    for name in query:
+        if name not in ("state", "rule", "run", "since", "limit"):
+            raise BadParameter(name, f"unknown parameter {name!r}")
+    filters: dict[str, Any] = {}
+    if "state" in query:
+        try:
+            filters["state"] = ApprovalState(query["state"])
+        except ValueError:
+            known = ", ".join(s.value for s in ApprovalState)
+            raise BadParameter("state", f"unknown state; one of {known}") from None
+    if query.get("rule"):
+        filters["rule"] = query["rule"]
+    if "run" in query:
+        filters["run_id"] = query["run"]
+    if "since" in query:
+        try:
+            filters["since"] = parse_since(query["since"], request.app[CLOCK]())
+        except ValueError as exc:
+            raise BadParameter("since", str(exc)) from None
+    if "limit" in query:
+        try:
+            filters["limit"] = int(query["limit"])
+        except ValueError:
+            raise BadParameter("limit", "limit must be an integer") from None
+        if not 1 <= filters["limit"] <= 500:
+            raise BadParameter("limit", "limit must be between 1 and 500")
+    return filters
+
+
+async def get_approval(request: web.Request) -> web.Response:
+    approvals = request.app[APPROVAL_WEB]
+    if approvals.identities.from_headers(request.headers, request.remote) is None:
+        return _unauthorized()
+    approval_id = request.match_info["approval_id"]
+    found = await approvals.desk.store.get_approval(approval_id)
+    if found is None:
+        return json_response({"error": f"no approval {approval_id}"}, 404)
+    return json_response({"approval": row(found)})
+
+
+async def post_decision(request: web.Request) -> web.Response:
+    """Approve or reject as the operator whose token (or SSO name) the request carries."""
+    approvals = request.app[APPROVAL_WEB]
+    identity = approvals.identities.from_headers(request.headers, request.remote)
+    if identity is None:
+        return _unauthorized()
+    try:
+        decision = Decision(request.match_info["decision"])
+    except ValueError:
+        return json_response({"error": "use /approve or /reject"}, 404)
+    reason: str | None = None
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return json_response({"error": "invalid JSON", "field": "body"}, 400)
+        if not isinstance(body, dict) or not isinstance(body.get("reason", ""), str | None):
+            return json_response({"error": 'expected {"reason": "..."}', "field": "reason"}, 400)
+        reason = _reason(body.get("reason"))
+    origin = Origin(
+        Channel.API,
+        approvals.identities.source_ip(request.headers, request.remote),
+        request.headers.get("User-Agent"),
+    )
+    try:
+        decided = await approvals.desk.decide(
+            request.match_info["approval_id"], decision, identity, origin, reason=reason
+        )
+    except ApprovalError as exc:
+        return json_response({"error": exc.message}, exc.status)
+    except StoreUnavailable:
+        return json_response({"error": "store unavailable"}, 503)
+    return json_response({"approval": row(decided)})
+
+
+# -- Slack ---------------------------------------------------------------------------------
+
+
+async def post_slack(request: web.Request) -> web.Response:
+    """A button click from Slack: the signature over the raw body first, then the rest."""
+    approvals = request.app[APPROVAL_WEB]
+    if approvals.slack is None:
+        return json_response({"error": "Slack interactivity is not configured"}, 404)
+    body = await request.read()
+    if not approvals.slack.verified(body, dict(request.headers)):
+        return json_response({"error": "invalid or stale Slack signature"}, 401)
+    try:
+        action = approvals.slack.parse(body)
+    except SlackPayloadError as exc:
+        return json_response({"error": str(exc)}, 400)
+    identity = approvals.slack.identity(action)
+    if identity is None:
+        return json_response(
+            {"error": f"Slack user {action.user_id} is not mapped to an approver"}, 403
+        )
+    origin = Origin(
+        Channel.SLACK,
+        approvals.identities.source_ip(request.headers, request.remote),
+        request.headers.get("User-Agent"),
+    )
+    try:
+        decided = await approvals.desk.decide(action.approval_id, action.decision, identity, origin)
+    except ApprovalError as exc:
+        return json_response({"error": exc.message}, exc.status)
+    return json_response(
+        {
+            "text": f"{decided.state.value.capitalize()} by {identity.name}",
+            "replace_original": False,
+        }
+    )

@@ -1,0 +1,173 @@
+"""approve: which steps may run now, and asking an engineer for the one that may not.
+
+Two stages around ``Execute``:
+
+- ``Approve`` (before it): steps run in order until one needs an approval (a step that would
+  run dry changes nothing and needs none). That step holds itself and every later step
+  (``ctx.awaiting``), unless it is the step the run was parked on and its approval was given:
+  then its preview is computed again against live state, and only if that plan hashes the same
+  as the approved one does it run, bound to the approved preconditions. A different hash means
+  the target changed since the engineer looked: the approval becomes ``superseded`` and a fresh
+  one is asked for, with the new preview.
+- ``RequestApproval`` (after it, so a held step is previewed after the steps before it ran):
+  computes the held step's preview, stores a pending approval bound to its hash, and notifies.
+  ``Record`` then parks the run in ``awaiting_approval``.
+
+A preview that is refused (the target cannot be changed that way now) or fails ends the step
+like a run would: there is nothing to approve.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from receiver.approvals.desk import StepRequest
+from receiver.approvals.plan import bound_plan, plan_hash
+from receiver.model import ApprovalState, StepPlan, Verdict
+from receiver.pipeline.context import Deps, RunContext
+from receiver.pipeline.steps import StepRunner
+from remediations.base import ActionError, ActionRefused, Outcome, Result
+
+__all__ = ["Approve", "RequestApproval"]
+
+
+class Approve:
+    """approve: see the module docstring. Without an approval desk nothing is ever approved."""
+
+    name = "approve"
+
+    def __init__(self, deps: Deps, runner: StepRunner) -> None:
+        self._deps = deps
+        self._runner = runner
+
+    async def __call__(self, ctx: RunContext) -> Verdict:
+        runnable: list[StepPlan] = []
+        for step in ctx.steps:
+            if step.needs_approval and not self._runner.runs_dry(ctx, step):
+                # Only the first held step can have been asked for: later ones never were.
+                verdict = await self._approval_of(ctx, step) if not runnable else _HOLD
+                if verdict == _RUN:
+                    runnable.append(step)
+                    continue
+                if verdict == _HOLD:
+                    ctx.awaiting = step
+                break
+            runnable.append(step)
+        ctx.runnable = tuple(runnable)
+        return Verdict.next()
+
+    async def _approval_of(self, ctx: RunContext, step: StepPlan) -> str:
+        """_RUN (approved, plan unchanged), _HOLD (ask, or wait), _STOP (cannot preview)."""
+        desk = self._deps.approvals
+        if desk is None or ctx.run_id is None:
+            return _HOLD
+        approval = await desk.store.latest_approval(ctx.run_id, step.index)
+        if approval is None or approval.state is not ApprovalState.APPROVED:
+            return _HOLD
+        planned = await _plan(self._deps, self._runner, ctx, step)
+        if planned is None:
+            return _STOP
+        plan, live_hash = planned
+        if live_hash != approval.plan_hash:
+            await desk.supersede(approval, live_hash)
+            ctx.previews[step.index] = (plan, live_hash)
+            return _HOLD
+        ctx.approved[step.index] = dict(approval.plan.get("preconditions") or {})
+        ctx.log.info("approved step runs", step=step.index, approval_id=approval.id)
+        return _RUN
+
+
+_RUN, _HOLD, _STOP = "run", "hold", "stop"
+
+
+class RequestApproval:
+    """request: a pending approval of the held step, bound to its preview, announced."""
+
+    name = "request-approval"
+
+    def __init__(self, deps: Deps, runner: StepRunner) -> None:
+        self._deps = deps
+        self._runner = runner
+
+    async def __call__(self, ctx: RunContext) -> Verdict:
+        desk = self._deps.approvals
+        step = ctx.awaiting
+        if desk is None or step is None or ctx.run_id is None:
+            return Verdict.next()
+        if any(r.outcome in (Outcome.FAILED, Outcome.REFUSED) for _, r in ctx.results):
+            return Verdict.next()  # an earlier step stopped the run: nothing to ask for
+        latest = await desk.store.latest_approval(ctx.run_id, step.index)
+        if latest is not None and latest.state is ApprovalState.PENDING:
+            return Verdict.next()  # asked already; a wakeup before the decision
+        planned = ctx.previews.get(step.index) or await _plan(self._deps, self._runner, ctx, step)
+        if planned is None:
+            ctx.awaiting = None
+            return Verdict.next()
+        plan, digest = planned
+        action = self._deps.registry.get(step.action)
+        await desk.request(
+            StepRequest(
+                run_id=ctx.run_id,
+                step_idx=step.index,
+                rule=ctx.rule,
+                action=step.action,
+                risk=action.risk.value,
+                plan=plan,
+                plan_hash=digest,
+                context=await _why(self._deps, ctx),
+            ),
+            ctx.target,
+        )
+        return Verdict.next()
+
+
+async def _plan(
+    deps: Deps, runner: StepRunner, ctx: RunContext, step: StepPlan
+) -> tuple[Mapping[str, Any], str] | None:
+    """The step's bound plan and its hash; None when its preview was refused or failed, which
+    is then recorded on the step and in ``ctx.results`` (the run ends with it)."""
+    try:
+        change = await runner.preview(ctx, step)
+    except ActionError as exc:
+        outcome = Outcome.REFUSED if isinstance(exc, ActionRefused) else Outcome.FAILED
+        result = Result(outcome, f"cannot preview the step for approval: {exc.message}")
+        assert ctx.run_id is not None
+        await deps.store.record_step(
+            ctx.run_id,
+            idx=step.index,
+            phase=ctx.phase,
+            action=step.action,
+            outcome=result.outcome,
+            params=step.params,
+            needs_approval=step.needs_approval,
+            message=result.message,
+        )
+        ctx.results.append((step, result))
+        ctx.log.info("step preview refused", step=step.index, error=exc.message)
+        return None
+    plan = bound_plan(action=step.action, target=ctx.target, params=step.params, change=change)
+    return plan, plan_hash(plan)
+
+
+async def _why(deps: Deps, ctx: RunContext) -> dict[str, Any]:
+    """What the approver is shown about why: the alert that started the run."""
+    labels: Mapping[str, Any] = {}
+    annotations: Mapping[str, Any] = {}
+    generator_url = ""
+    if ctx.event is not None:
+        labels, annotations = ctx.event.labels, ctx.event.annotations
+        generator_url = ctx.event.generator_url
+    elif ctx.prior is not None and ctx.prior.event_id is not None:
+        row = await deps.store.get_event(ctx.prior.event_id)
+        if row is not None:
+            labels, annotations = json.loads(row["labels"]), json.loads(row["annotations"])
+            generator_url = row["generator_url"]
+    return {
+        "rule": ctx.rule,
+        "alertname": labels.get("alertname", ctx.prior.alertname if ctx.prior else ""),
+        "labels": dict(labels),
+        "annotations": dict(annotations),
+        "generator_url": generator_url,
+    }

@@ -1,0 +1,371 @@
+"""Approvals of risky steps: requested, decided once, expired, cancelled, superseded.
+
+The state machine's rules are ``receiver.approvals.state``; here each move is one conditional
+UPDATE, so concurrent deciders cannot both win (research/alertmanager-protocol.md §5.2: "single
+use, atomically"). A move and everything that follows from it commit together: its audit row,
+the run's new outcome (rejected, expired, cancelled) and the held step's, and the job that
+takes the run up again after an approval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from receiver.model import ApprovalRecord, ApprovalState, RunOutcome, Target
+from receiver.store.audit import append_in_tx
+from receiver.store.database import Database
+from receiver.store.errors import translate
+from receiver.store.jobs import enqueue
+from receiver.store.records import JobKind, as_utc, canonical_json
+
+__all__ = ["APPROVAL_LIMIT", "Approvals"]
+
+APPROVAL_LIMIT = 500
+
+_COLUMNS = """
+    a.id::text AS id, a.run_id::text AS run_id, a.step_idx, a.rule, a.target_kind,
+    a.target_namespace, a.target_name, a.action, a.risk, a.plan::text AS plan, a.plan_hash,
+    a.context::text AS context, a.requested_at, a.expires_at, a.state, a.decided_by,
+    a.decided_at, a.channel, a.source_ip, a.user_agent, a.token_id, a.reason
+"""
+
+# The run's alert has resolved: closed by the worker, or a resolved event of its episode stored
+# since the run began (the worker may not have taken it up yet; one stored before belongs to an
+# earlier occurrence of a re-fired episode). ``r`` is the approval's run.
+_RESOLVED = """(r.resolved_at IS NOT NULL OR EXISTS (
+    SELECT 1 FROM alert_events e
+    WHERE e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at AND e.status = 'resolved'
+      AND e.received_at >= r.created_at))"""
+
+
+def _record(row: Mapping[str, Any]) -> ApprovalRecord:
+    return ApprovalRecord(
+        id=row["id"],
+        run_id=row["run_id"],
+        step_idx=row["step_idx"],
+        rule=row["rule"],
+        target=Target(row["target_kind"], row["target_namespace"], row["target_name"]),
+        action=row["action"],
+        risk=row["risk"],
+        plan=json.loads(row["plan"]),
+        plan_hash=row["plan_hash"],
+        context=json.loads(row["context"]),
+        requested_at=row["requested_at"],
+        expires_at=row["expires_at"],
+        state=ApprovalState(row["state"]),
+        decided_by=row["decided_by"],
+        decided_at=row["decided_at"],
+        channel=row["channel"],
+        source_ip=row["source_ip"],
+        user_agent=row["user_agent"],
+        token_id=row["token_id"],
+        reason=row["reason"],
+    )
+
+
+def _audit_data(approval: ApprovalRecord, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "approval_id": approval.id,
+        "step": approval.step_idx,
+        "action": approval.action,
+        "state": approval.state.value,
+        "plan_hash": approval.plan_hash,
+    }
+    data.update({k: v for k, v in extra.items() if v is not None})
+    return data
+
+
+class Approvals(Database):
+    """Approvals (mixin of ``Store``); every move is audited in its own transaction."""
+
+    async def request_approval(
+        self,
+        *,
+        run_id: str,
+        step_idx: int,
+        rule: str,
+        target: Target,
+        action: str,
+        risk: str,
+        plan: Mapping[str, Any],
+        plan_hash: str,
+        context: Mapping[str, Any],
+        ttl_s: float,
+    ) -> tuple[ApprovalRecord, bool]:
+        """A pending approval of step ``step_idx``, expiring ``ttl_s`` seconds from now (the
+        database clock), with a ``resume_run`` job due then to expire it. Returns it and
+        whether it is new: a step already waiting keeps its pending approval."""
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                f"""
+                WITH ins AS (
+                    INSERT INTO approvals AS a (run_id, step_idx, rule, target_kind,
+                        target_namespace, target_name, action, risk, plan, plan_hash, context,
+                        expires_at)
+                    VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
+                            now() + make_interval(secs => $12))
+                    ON CONFLICT (run_id, step_idx) WHERE state = 'pending' DO NOTHING
+                    RETURNING {_COLUMNS}
+                )
+                SELECT *, true AS created FROM ins
+                UNION ALL
+                SELECT {_COLUMNS}, false AS created FROM approvals a
+                WHERE a.run_id = $1::uuid AND a.step_idx = $2 AND a.state = 'pending'
+                  AND NOT EXISTS (SELECT 1 FROM ins)
+                """,
+                run_id,
+                step_idx,
+                rule,
+                target.kind,
+                target.namespace,
+                target.name,
+                action,
+                risk,
+                canonical_json(dict(plan)),
+                plan_hash,
+                canonical_json(dict(context)),
+                float(ttl_s),
+            )
+            approval = _record(row)
+            if row["created"]:
+                await enqueue(conn, JobKind.RESUME_RUN, run_id, delay_s=ttl_s)
+                await append_in_tx(
+                    conn,
+                    "approval.requested",
+                    run_id,
+                    None,
+                    _audit_data(approval, expires_at=as_utc(approval.expires_at).isoformat()),
+                )
+        return approval, bool(row["created"])
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        """One approval; None when there is none (or the id is not a uuid)."""
+        with translate():
+            try:
+                row = await self._pool.fetchrow(
+                    f"SELECT {_COLUMNS} FROM approvals a WHERE a.id = $1::uuid", approval_id
+                )
+            except asyncpg.exceptions.DataError:
+                return None
+        return None if row is None else _record(row)
+
+    async def latest_approval(self, run_id: str, step_idx: int) -> ApprovalRecord | None:
+        """The most recent approval of one step of a run, whatever its state."""
+        with translate():
+            row = await self._pool.fetchrow(
+                f"""SELECT {_COLUMNS} FROM approvals a
+                    WHERE a.run_id = $1::uuid AND a.step_idx = $2
+                    ORDER BY a.requested_at DESC, a.id DESC LIMIT 1""",
+                run_id,
+                step_idx,
+            )
+        return None if row is None else _record(row)
+
+    async def alert_resolved(self, run_id: str) -> bool:
+        """Whether the alert of ``run_id`` has resolved (see ``_RESOLVED``)."""
+        with translate():
+            value = await self._pool.fetchval(
+                f"SELECT {_RESOLVED} FROM runs r WHERE r.id = $1::uuid", run_id
+            )
+        return bool(value)
+
+    async def list_approvals(
+        self,
+        *,
+        state: ApprovalState | None = None,
+        rule: str | None = None,
+        run_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[ApprovalRecord]:
+        """Approvals, newest first; ``since`` bounds requested_at."""
+        with translate():
+            rows = await self._pool.fetch(
+                f"""SELECT {_COLUMNS} FROM approvals a
+                    WHERE ($1::text IS NULL OR a.state = $1)
+                      AND ($2::text IS NULL OR a.rule = $2)
+                      AND ($3::uuid IS NULL OR a.run_id = $3::uuid)
+                      AND ($4::timestamptz IS NULL OR a.requested_at >= $4)
+                    ORDER BY a.requested_at DESC, a.id DESC LIMIT $5""",
+                None if state is None else state.value,
+                rule,
+                run_id,
+                since,
+                max(1, min(limit, APPROVAL_LIMIT)),
+            )
+        return [_record(r) for r in rows]
+
+    async def decide_approval(
+        self,
+        approval_id: str,
+        state: ApprovalState,
+        *,
+        by: str,
+        channel: str,
+        source_ip: str | None = None,
+        user_agent: str | None = None,
+        token_id: str | None = None,
+        reason: str | None = None,
+        plan_hash: str | None = None,
+    ) -> ApprovalRecord | None:
+        """Approve or reject a pending, unexpired approval whose alert has not resolved (and,
+        with ``plan_hash``, only one that still holds that plan): one UPDATE, so of many
+        concurrent deciders exactly one wins. None when nothing matched.
+
+        Approved: a ``resume_run`` job is due now. Rejected: the run ends ``rejected`` and the
+        held step too, with who and why."""
+        if state not in (ApprovalState.APPROVED, ApprovalState.REJECTED):
+            raise ValueError(f"cannot decide an approval as {state.value}")
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                f"""
+                UPDATE approvals a SET state = $2, decided_by = $3, decided_at = now(),
+                    channel = $4, source_ip = $5, user_agent = $6, token_id = $7, reason = $8
+                FROM runs r
+                WHERE a.id = $1::uuid AND a.state = 'pending' AND a.expires_at > now()
+                  AND ($9::text IS NULL OR a.plan_hash = $9)
+                  AND r.id = a.run_id AND NOT {_RESOLVED}
+                RETURNING {_COLUMNS}, r.fingerprint
+                """,
+                approval_id,
+                state.value,
+                by,
+                channel,
+                source_ip,
+                user_agent,
+                token_id,
+                reason,
+                plan_hash,
+            )
+            if row is None:
+                return None
+            approval = _record(row)
+            if state is ApprovalState.APPROVED:
+                await enqueue(conn, JobKind.RESUME_RUN, approval.run_id)
+            else:
+                why = f"rejected by {by}" + (f": {reason}" if reason else "")
+                await self._end_run(conn, approval, RunOutcome.REJECTED, "rejected", why)
+            await append_in_tx(
+                conn,
+                f"approval.{state.value}",
+                approval.run_id,
+                row["fingerprint"],
+                _audit_data(
+                    approval,
+                    by=by,
+                    at=as_utc(approval.decided_at).isoformat() if approval.decided_at else None,
+                    channel=channel,
+                    source_ip=source_ip,
+                    user_agent=user_agent,
+                    token_id=token_id,
+                    reason=reason,
+                ),
+            )
+        return approval
+
+    async def expire_approvals(self, *, run_id: str | None = None) -> list[ApprovalRecord]:
+        """Pending approvals past ``expires_at`` become ``expired`` and their runs end
+        ``expired``; returns them (for the notification). ``run_id``: only that run's."""
+        return await self._close_pending(
+            "expires_at <= now()", run_id, ApprovalState.EXPIRED, RunOutcome.EXPIRED
+        )
+
+    async def cancel_approvals(self, run_id: str) -> list[ApprovalRecord]:
+        """The alert resolved: the run's pending approvals become ``cancelled`` and the run,
+        if it was waiting for one, ends ``cancelled``."""
+        return await self._close_pending(
+            "true", run_id, ApprovalState.CANCELLED, RunOutcome.CANCELLED
+        )
+
+    async def supersede_approval(self, approval_id: str, new_hash: str) -> bool:
+        """An approved plan no longer matches live state (its preview hashes to ``new_hash``):
+        ``superseded``. False when it was not approved."""
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                f"""UPDATE approvals a SET state = 'superseded'
+                    WHERE a.id = $1::uuid AND a.state = 'approved' RETURNING {_COLUMNS}""",
+                approval_id,
+            )
+            if row is None:
+                return False
+            approval = _record(row)
+            await append_in_tx(
+                conn,
+                "approval.superseded",
+                approval.run_id,
+                None,
+                _audit_data(approval, live_plan_hash=new_hash),
+            )
+        return True
+
+    async def _close_pending(
+        self, condition: str, run_id: str | None, state: ApprovalState, outcome: RunOutcome
+    ) -> list[ApprovalRecord]:
+        async with self._tx() as conn:
+            rows = await conn.fetch(
+                f"""
+                WITH due AS (
+                    SELECT id FROM approvals
+                    WHERE state = 'pending' AND {condition}
+                      AND ($1::uuid IS NULL OR run_id = $1::uuid)
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE approvals a SET state = $2, decided_at = now()
+                FROM due WHERE a.id = due.id
+                RETURNING {_COLUMNS}
+                """,
+                run_id,
+                state.value,
+            )
+            approvals = [_record(r) for r in rows]
+            for approval in approvals:
+                why = (
+                    f"the approval of step {approval.step_idx} expired at "
+                    f"{as_utc(approval.expires_at).isoformat()} without a decision"
+                    if state is ApprovalState.EXPIRED
+                    else f"the alert resolved before step {approval.step_idx} was approved"
+                )
+                await self._end_run(conn, approval, outcome, state.value, why)
+                await append_in_tx(
+                    conn, f"approval.{state.value}", approval.run_id, None, _audit_data(approval)
+                )
+        return approvals
+
+    async def _end_run(
+        self,
+        conn: Any,
+        approval: ApprovalRecord,
+        outcome: RunOutcome,
+        step_outcome: str,
+        why: str,
+    ) -> None:
+        """End the run that waits for ``approval``, and its held step, saying ``why``."""
+        await conn.execute(
+            """UPDATE steps SET outcome = $3, message = $4, finished_at = now()
+               WHERE run_id = $1::uuid AND phase = 'run' AND idx = $2
+                 AND outcome = 'awaiting_approval'""",
+            approval.run_id,
+            approval.step_idx,
+            step_outcome,
+            why,
+        )
+        fingerprint = await conn.fetchval(
+            """UPDATE runs SET outcome = $2, error = $3, finished_at = coalesce(finished_at, now())
+               WHERE id = $1::uuid AND outcome = 'awaiting_approval' RETURNING fingerprint""",
+            approval.run_id,
+            outcome.value,
+            why,
+        )
+        if fingerprint is not None:
+            await append_in_tx(
+                conn,
+                "run.outcome",
+                approval.run_id,
+                fingerprint,
+                {"outcome": outcome.value, "error": why},
+            )

@@ -1,0 +1,86 @@
+"""The confirmation page in a real browser (Debian's headless Chromium over CDP): a person sees
+what will be done, to what, why, the alert's links, the preview and the expiry; deciding works
+by clicking; and the page loads nothing from anywhere but the service itself."""
+
+from __future__ import annotations
+
+from receiver.model import ApprovalState, RunOutcome
+from tests.integration.http.conftest import MakeEdge
+from tests.support.approvals import OPERATORS, poke_labels
+from tests.support.cdp import Page
+from tests.support.payloads import alert, notification
+
+RUNBOOK = "https://runbooks.example/poke"
+
+
+async def test_a_person_sees_the_step_and_approves_it_by_clicking(
+    make_edge: MakeEdge, browser: Page
+) -> None:
+    edge = await make_edge()
+    env = edge.env
+    env.peer.value = 3
+    annotations = {"summary": "Pokes are overdue on shop/api", "runbook_url": RUNBOOK}
+    await env.harness.intake.accept(notification(alert(poke_labels(), annotations=annotations)))
+    await env.harness.drain()
+    run = await env.harness.only_run()
+    approval = await env.desk.store.latest_approval(run.id, 0)
+    assert approval is not None
+
+    await browser.open(edge.base + edge.link(approval))
+    shown = await browser.text()
+    for needle in (
+        "poke Deployment/shop/api once",  # what will be done
+        "Deployment shop/api",  # to what
+        "test.poke",
+        "Poke",  # why: the alert
+        "Pokes are overdue on shop/api",
+        "Runbook",  # the alert's links
+        RUNBOOK,
+        '"value": 3',  # the preview: before ...
+        '"value": 4',  # ... and after
+        approval.expires_at.isoformat(timespec="seconds"),  # until when
+        "Approve",
+        "Reject",
+    ):
+        assert needle in shown, needle
+    assert await browser.evaluate("document.querySelector('#links a').href") == RUNBOOK
+
+    await browser.type_into("#operator_token", OPERATORS["alice"])
+    await browser.type_into("#reason", "error rate says so")
+    loaded = browser.expect("Page.loadEventFired")
+    await browser.click("#approve")
+    await loaded
+    assert "Approved by alice" in await browser.text()
+    assert await browser.evaluate("document.querySelector('#state').textContent") == "approved"
+
+    decided = await env.desk.store.get_approval(approval.id)
+    assert decided is not None
+    assert (decided.state, decided.decided_by, decided.channel, decided.reason) == (
+        ApprovalState.APPROVED,
+        "alice",
+        "web",
+        "error rate says so",
+    )
+    await env.harness.drain()
+    assert env.peer.pokes == 1
+    assert (await env.harness.only_run()).outcome is RunOutcome.SUCCEEDED
+
+    # Nothing but the page itself and its form post: no script, style, font or image from
+    # anywhere, and nothing from the alert's links.
+    assert browser.requested, "the browser made no request at all"
+    assert all(url.startswith(edge.base + "/approve/") for url in browser.requested), (
+        browser.requested
+    )
+
+
+async def test_rejecting_by_clicking_ends_the_run(make_edge: MakeEdge, browser: Page) -> None:
+    edge = await make_edge()
+    _, approval = await edge.env.pending_run()
+    await browser.open(edge.base + edge.link(approval))
+    await browser.type_into("#operator_token", OPERATORS["bob"])
+    loaded = browser.expect("Page.loadEventFired")
+    await browser.click("#reject")
+    await loaded
+    assert "Rejected by bob" in await browser.text()
+    assert (await edge.env.harness.only_run()).outcome is RunOutcome.REJECTED
+    assert edge.env.peer.pokes == 0

@@ -1,0 +1,147 @@
+"""An approved rollback against the real kube-apiserver: it lands on the revision the engineer
+saw, and a Deployment that moved on after the preview is superseded, not rolled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client as k8s
+
+from receiver.approvals.policy import Identity
+from receiver.approvals.state import Channel, Decision, Origin
+from receiver.model import ApprovalState, RunOutcome
+from remediations.base import ActionContext, ActionRefused, Clients
+from remediations.kubernetes.rollback import RolloutUndo
+from remediations.targets import Target
+from tests.support.approvals import MakeApprovalEnv
+from tests.support.kube_fixtures import (
+    STRATEGIC_MERGE_PATCH,
+    MakeDeployment,
+    owned_replica_sets,
+    patch_deployment,
+    wait_for_revision,
+)
+
+pytestmark = pytest.mark.kube
+
+RULES = """
+rules:
+  - name: rollback
+    match: ['alertname="HighErrorRate"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_undo
+        approval: required
+"""
+ALICE = Identity("alice", "operator-token", "alice")
+API = Origin(Channel.API, "10.0.0.9", "pytest")
+
+
+async def _image(kube: Any, ns: str) -> str:
+    dep = await k8s.AppsV1Api(kube).read_namespaced_deployment("web", ns)
+    image: str = dep.spec.template.spec.containers[0].image
+    return image
+
+
+async def _set_image(kube: Any, ns: str, image: str, revision: int) -> None:
+    body = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
+    await patch_deployment(kube, ns, "web", body, STRATEGIC_MERGE_PATCH)
+    await wait_for_revision(kube, ns, "web", revision)
+
+
+async def _revision_2(kube: Any, ns: str, make_deployment: MakeDeployment) -> None:
+    await make_deployment("web", containers=[k8s.V1Container(name="app", image="img/a:1")])
+    await _set_image(kube, ns, "img/a:2", 2)
+
+
+def _labels(ns: str) -> dict[str, str]:
+    return {"alertname": "HighErrorRate", "namespace": ns, "deployment": "web"}
+
+
+async def test_an_approved_rollout_undo_lands_on_the_bound_revision(
+    approval_env: MakeApprovalEnv,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    ns = kube_namespace
+    await _revision_2(kube_admin, ns, make_deployment)
+    env = await approval_env(rules=RULES, kube=kube_admin)
+    await env.harness.deliver(_labels(ns))
+    run = await env.harness.only_run()
+    assert run.outcome is RunOutcome.AWAITING_APPROVAL
+    approval = await env.desk.store.latest_approval(run.id, 0)
+    assert approval is not None
+    rs_rev1 = (await owned_replica_sets(kube_admin, ns, "web"))[0].metadata.name
+    assert approval.plan["preconditions"] == {
+        "current_revision": "2",
+        "to_revision": "1",
+        "replicaset": rs_rev1,
+    }
+    assert await _image(kube_admin, ns) == "img/a:2"  # nothing happens before the decision
+
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+
+    run = await env.harness.only_run()
+    assert run.outcome is RunOutcome.SUCCEEDED
+    assert [(s.outcome, s.after) for s in run.steps] == [
+        ("ok", {"to_revision": 1, "replicaset": rs_rev1, "images": {"app": "img/a:1"}})
+    ]
+    assert await _image(kube_admin, ns) == "img/a:1"
+    await wait_for_revision(kube_admin, ns, "web", 3)  # revision 1's template, re-numbered
+
+
+async def test_a_deployment_changed_after_the_preview_is_superseded_not_rolled(
+    approval_env: MakeApprovalEnv,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    ns = kube_namespace
+    await _revision_2(kube_admin, ns, make_deployment)
+    env = await approval_env(rules=RULES, kube=kube_admin)
+    await env.harness.deliver(_labels(ns))
+    run = await env.harness.only_run()
+    approval = await env.desk.store.latest_approval(run.id, 0)
+    assert approval is not None
+    assert approval.plan["preconditions"]["current_revision"] == "2"
+
+    await _set_image(kube_admin, ns, "img/a:3", 3)  # someone deploys a fix meanwhile
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+
+    assert await _image(kube_admin, ns) == "img/a:3"  # not rolled
+    old = await env.desk.store.get_approval(approval.id)
+    assert old is not None
+    assert old.state is ApprovalState.SUPERSEDED
+    fresh = await env.desk.store.latest_approval(run.id, 0)
+    assert fresh is not None
+    assert fresh.state is ApprovalState.PENDING
+    assert (fresh.plan["preconditions"]["current_revision"], fresh.plan["before"]["images"]) == (
+        "3",
+        {"app": "img/a:3"},
+    )
+    assert (await env.harness.only_run()).outcome is RunOutcome.AWAITING_APPROVAL
+    assert env.peer.kinds()[-2:] == ["approval.superseded", "approval.requested"]
+
+
+async def test_run_refuses_when_state_no_longer_meets_the_approved_preconditions(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The last line: between the re-check and the write, the action compares again."""
+    ns = kube_namespace
+    await _revision_2(kube_admin, ns, make_deployment)
+    clients = Clients({"kubernetes": kube_admin})
+    target = Target("Deployment", ns, "web")
+    previewed = await RolloutUndo().preview(
+        ActionContext(run_id="r", dry_run=False, clients=clients), target, RolloutUndo.Params()
+    )
+    await _set_image(kube_admin, ns, "img/a:3", 3)
+    approved = ActionContext(
+        run_id="r", dry_run=False, clients=clients, approved=dict(previewed.preconditions)
+    )
+    with pytest.raises(ActionRefused, match="changed since the step was approved"):
+        await RolloutUndo().run(approved, target, RolloutUndo.Params())
+    assert await _image(kube_admin, ns) == "img/a:3"

@@ -1,0 +1,230 @@
+"""What the approval tests share: keys, operators, the desk, and a real local HTTP peer.
+
+``peer`` is an aiohttp server the tests start: it holds a counter that the ``test.poke``
+action reads (``preview``) and bumps (``run``) over real HTTP, so "the step ran once" is
+counted by a server, not by a mock; it also takes the approval notifications (``/notify``).
+``approval_env`` builds the pipeline harness with an approval desk around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from receiver.approvals.desk import ApprovalDesk
+from receiver.approvals.identity import IdentityResolver, token_table
+from receiver.approvals.notify import WebhookNotifier
+from receiver.approvals.policy import ApproverPolicy
+from receiver.approvals.tokens import KeyRing, LinkTokens
+from receiver.model import ApprovalRecord
+from receiver.store import RunRecord, Store
+from remediations.base import (
+    ActionContext,
+    ActionRefused,
+    Change,
+    Outcome,
+    Result,
+    Risk,
+)
+from remediations.targets import Target
+from tests.support.pipeline import Harness, MakeHarness
+
+__all__ = [
+    "OPERATORS",
+    "POKE_RULES",
+    "ApprovalEnv",
+    "MakeApprovalEnv",
+    "Peer",
+    "Poke",
+    "approval_env",
+    "key_ring",
+    "peer",
+    "poke_labels",
+]
+
+KEYS = {"k1": b"k1-" + b"x" * 40, "k2": b"k2-" + b"y" * 40}
+# Operator name -> token. carol is an operator but not an approver of the poke rule.
+OPERATORS = {"alice": "tok-alice", "bob": "tok-bob", "carol": "tok-carol"}
+POLICY = ApproverPolicy.of(by_rule={"poke": ["alice", "bob"]}, by_risk={"high": ["alice"]})
+
+POKE_RULES = """
+rules:
+  - name: poke
+    match: ['alertname="Poke"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: test.poke
+"""
+
+
+def poke_labels(name: str = "api") -> dict[str, str]:
+    return {"alertname": "Poke", "namespace": "shop", "deployment": name}
+
+
+def key_ring(*kids: str) -> KeyRing:
+    return KeyRing({k: KEYS[k] for k in kids or ("k1",)})
+
+
+@dataclass
+class Peer:
+    """The local HTTP server's state: the counter, the pokes, the notifications."""
+
+    url: str = ""
+    value: int = 0
+    pokes: int = 0
+    notices: list[dict[str, Any]] = field(default_factory=list)
+
+    def kinds(self) -> list[str]:
+        return [n["kind"] for n in self.notices]
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    state = Peer()
+
+    async def get_state(request: web.Request) -> web.Response:
+        return web.json_response({"value": state.value})
+
+    async def post_poke(request: web.Request) -> web.Response:
+        state.pokes += 1
+        state.value += 1
+        return web.json_response({"value": state.value})
+
+    async def post_notify(request: web.Request) -> web.Response:
+        state.notices.append(await request.json())
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/state", get_state)
+    app.router.add_post("/poke", post_poke)
+    app.router.add_post("/notify", post_notify)
+    server = TestServer(app)
+    await server.start_server()
+    state.url = str(server.make_url("")).rstrip("/")
+    try:
+        yield state
+    finally:
+        await server.close()
+
+
+class PokeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Poke:
+    """``test.poke``: a high-risk step whose change is a counter on the peer, over HTTP.
+
+    preview: reads the counter (the live state the approval binds). run: refuses when the
+    approved preconditions no longer hold, else bumps it."""
+
+    name: ClassVar[str] = "test.poke"
+    Params: ClassVar[type[BaseModel]] = PokeParams
+    risk: ClassVar[Risk] = Risk.HIGH
+    disruptive: ClassVar[bool] = False
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"Deployment"})
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def requires(self, target: Target) -> frozenset[str]:
+        return frozenset({"http"})
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        return f"poke {target.key}"
+
+    async def _value(self, ctx: ActionContext) -> int:
+        session: aiohttp.ClientSession = ctx.clients.get("http")
+        async with session.get(f"{self.base_url}/state") as response:
+            return int((await response.json())["value"])
+
+    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        value = await self._value(ctx)
+        return Change(
+            f"poke {target.key} once", {"value": value}, {"value": value + 1}, {"value": value}
+        )
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        value = await self._value(ctx)
+        if ctx.approved is not None and ctx.approved.get("value") != value:
+            raise ActionRefused(f"value moved to {value}")
+        session: aiohttp.ClientSession = ctx.clients.get("http")
+        async with session.post(f"{self.base_url}/poke") as response:
+            after = int((await response.json())["value"])
+        return Result(Outcome.OK, "poked", {"value": value}, {"value": after})
+
+
+@dataclass
+class ApprovalEnv:
+    """A harness whose pipeline has an approval desk; ``identities`` for the HTTP edge."""
+
+    harness: Harness
+    desk: ApprovalDesk
+    identities: IdentityResolver
+    peer: Peer
+
+    async def pending_run(self, name: str = "api") -> tuple[RunRecord, ApprovalRecord]:
+        """Deliver a Poke alert: its run parks with one pending approval."""
+        await self.harness.deliver(poke_labels(name))
+        runs = await self.harness.runs()
+        run = await self.harness.store.get_run(runs[0].id)
+        assert run is not None
+        approval = await self.desk.store.latest_approval(run.id, 0)
+        assert approval is not None
+        return run, approval
+
+
+MakeApprovalEnv = Callable[..., Awaitable[ApprovalEnv]]
+
+
+@pytest.fixture
+async def approval_env(
+    make_harness: MakeHarness, peer: Peer, store: Store
+) -> AsyncIterator[MakeApprovalEnv]:
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(
+        *,
+        rules: str = POKE_RULES,
+        public_url: str | None = "http://remediator.test",
+        notify: bool = True,
+        ttl_s: float = 1800.0,
+        tokens: LinkTokens | None = None,
+        **harness_args: Any,
+    ) -> ApprovalEnv:
+        session = aiohttp.ClientSession()
+        sessions.append(session)
+        desk = ApprovalDesk(
+            store,
+            policy=POLICY,
+            tokens=tokens or LinkTokens(key_ring("k1")),
+            notifier=(
+                WebhookNotifier(SecretStr(f"{peer.url}/notify"), slack=False) if notify else None
+            ),
+            public_url=public_url,
+            ttl_s=ttl_s,
+            log=structlog.get_logger("test.approvals"),
+        )
+        harness = await make_harness(
+            rules,
+            dry_run=False,
+            extra_actions=[Poke(peer.url)],
+            clients={"http": session},
+            approvals=desk,
+            **harness_args,
+        )
+        identities = IdentityResolver(
+            token_table({name: SecretStr(token) for name, token in OPERATORS.items()})
+        )
+        return ApprovalEnv(harness, desk, identities, peer)
+
+    yield make
+    for session in sessions:
+        await session.close()

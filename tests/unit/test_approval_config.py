@@ -1,0 +1,79 @@
+"""The approval settings' files: keys, operators, approvers, Slack, the notification URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import structlog
+
+from receiver.approvals.setup import approval_setup
+from receiver.config import ConfigError, Settings
+from receiver.config.approvals import load_approvals
+from receiver.store import Store
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    write(keys / "2025-01", "a" * 64 + "\n")
+    write(keys / "2025-06", "b" * 64)
+    write(keys / "..data" / "ignored", "x")
+    write(tmp_path / "ops" / "alice", "tok-a\n")
+    approvers = write(
+        tmp_path / "approvers.yaml",
+        "by_rule: {rollback: [alice]}\nby_risk: {high: [bob]}\nslack_users: {U1: alice}\n",
+    )
+    settings = Settings(
+        approval_keys_dir=keys,
+        operator_tokens_dir=tmp_path / "ops",
+        approvers_file=approvers,
+        slack_signing_secret_file=write(tmp_path / "slack", "shh\n"),
+        approval_notify_url_file=write(tmp_path / "url", "https://hooks.example/x\n"),
+        public_url="https://remediator.example.com",
+    )
+    files = load_approvals(settings)
+    assert sorted(files.keys) == ["2025-01", "2025-06"]
+    assert files.operators["alice"].get_secret_value() == "tok-a"
+    assert files.approvers.by_rule == {"rollback": ["alice"]}
+    assert files.approvers.slack_users == {"U1": "alice"}
+    assert files.notify_url is not None
+    assert "hooks.example" not in repr(files)
+
+    setup = approval_setup(settings, files, Store(None, "x"), log=structlog.get_logger("t"))
+    assert setup.desk.tokens is not None
+    assert setup.desk.tokens.ring.signing_kid == "2025-06"  # the newest signs
+    assert setup.slack is not None
+    assert setup.identities.from_token("tok-a") is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "content", "message"),
+    [
+        ("approvers_file", "by_risk: {medium: [a]}\n", "unknown risk medium"),
+        ("approvers_file", "approvers: [a]\n", "approvers: Extra inputs are not permitted"),
+        ("approvers_file", "by_rule: [\n", "invalid YAML"),
+        ("slack_signing_secret_file", "\n", "is empty"),
+    ],
+)
+def test_bad_files_name_the_setting(tmp_path: Path, field: str, content: str, message: str) -> None:
+    path = write(tmp_path / "file", content)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_approvals(Settings(**{field: path}))
+    assert f"REMEDIATOR_{field.upper()}" in error.value.message
+
+
+def test_short_keys_and_missing_dirs_are_refused(tmp_path: Path) -> None:
+    write(tmp_path / "keys" / "k1", "too-short")
+    files = load_approvals(Settings(approval_keys_dir=tmp_path / "keys"))
+    with pytest.raises(ConfigError, match="REMEDIATOR_APPROVAL_KEYS_DIR: approval key 'k1'"):
+        approval_setup(Settings(), files, Store(None, "x"), log=structlog.get_logger("t"))
+    with pytest.raises(ConfigError, match="is not a directory"):
+        load_approvals(Settings(approval_keys_dir=tmp_path / "none"))
+    with pytest.raises(ConfigError, match="REMEDIATOR_PUBLIC_URL"):
+        load_approvals(Settings(public_url="remediator.example.com"))
