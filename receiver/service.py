@@ -23,8 +23,8 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from receiver.clients import build_clients, check_required, required_clients
 from receiver.approvals.setup import approval_setup
+from receiver.clients import build_clients, check_required, required_clients
 from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.config.approvals import load_approvals
 from receiver.embedded import EmbeddedServices
@@ -192,7 +192,11 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         metrics = Metrics()
         guards = Guards(redis, policy, settings.guard_settings())
         approvals = approval_setup(
-            settings, approval_files, store, log=log.bind(component="approvals")
+            settings,
+            approval_files,
+            store,
+            log=log.bind(component="approvals"),
+            notifier=clients.notifier,
         )
         pipeline = Pipeline(
             store=store,

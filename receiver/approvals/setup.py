@@ -15,13 +15,14 @@ from typing import Any
 
 from receiver.approvals.desk import ApprovalDesk
 from receiver.approvals.identity import IdentityResolver, TokenLookup, token_table
-from receiver.approvals.notify import WebhookNotifier
+from receiver.approvals.notify import ApprovalNotifier, ChannelNotifier
 from receiver.approvals.policy import ApproverPolicy
 from receiver.approvals.slack import SlackInteractions
 from receiver.approvals.tokens import KeyRing, LinkTokens
-from receiver.config import ConfigError, NotifyFormat, Settings
+from receiver.config import ConfigError, Settings
 from receiver.config.approvals import ApprovalFiles
 from receiver.store import Store
+from remediations.notify.notifier import Notifier
 
 __all__ = ["ApprovalSetup", "approval_setup"]
 
@@ -40,10 +41,13 @@ def approval_setup(
     *,
     log: Any,
     lookup_token: TokenLookup | None = None,
+    notifier: Notifier | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ApprovalSetup:
     """The approval components. ``lookup_token`` (token -> operator name) defaults to the
-    operator tokens of ``files``. Raises ConfigError for unusable keys."""
+    operator tokens of ``files``; ``notifier`` holds the configured notify channels, one of
+    which (``approvals.notify_channel``) carries the approval notices. Raises ConfigError for
+    unusable keys or a notify channel that is not configured."""
     tokens: LinkTokens | None = None
     if files.keys:
         try:
@@ -51,8 +55,9 @@ def approval_setup(
         except ValueError as exc:
             raise ConfigError(f"REMEDIATOR_APPROVAL_KEYS_DIR: {exc}") from None
         tokens = LinkTokens(ring, clock)
-    if tokens is not None and settings.public_url is None:
-        log.warning("approval links are off: REMEDIATOR_PUBLIC_URL is not set")
+    public_url = settings.external_url or None
+    if tokens is not None and public_url is None:
+        log.warning("approval links are off: REMEDIATOR_EXTERNAL_URL is not set")
     elif tokens is None:
         log.warning("approval links are off: REMEDIATOR_APPROVAL_KEYS_DIR is not set")
     approvers = files.approvers
@@ -66,19 +71,24 @@ def approval_setup(
         slack = SlackInteractions(
             files.slack_signing_secret.get_secret_value(), approvers.slack_users
         )
-    notifier = None
-    if files.notify_url is not None:
-        notifier = WebhookNotifier(
-            files.notify_url,
-            slack=settings.approval_notify_format is NotifyFormat.SLACK,
-            buttons=slack is not None,
-        )
+    notices: ApprovalNotifier | None = None
+    channel = settings.approval_notify_channel
+    if channel is not None:
+        if notifier is None or channel not in notifier.channels:
+            known = ", ".join(sorted(notifier.channels)) if notifier else "none"
+            raise ConfigError(
+                f"REMEDIATOR_APPROVAL_NOTIFY_CHANNEL: no notify channel named {channel!r} is "
+                f"configured (notify.channels: {known})"
+            )
+        notices = ChannelNotifier(notifier, channel)
+    else:
+        log.warning("approval notices are off: REMEDIATOR_APPROVAL_NOTIFY_CHANNEL is not set")
     desk = ApprovalDesk(
         store,
         policy=policy,
         tokens=tokens,
-        notifier=notifier,
-        public_url=settings.public_url,
+        notifier=notices,
+        public_url=public_url,
         ttl_s=settings.approval_ttl_seconds,
         buttons=slack is not None,
         log=log,

@@ -59,6 +59,17 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
 
 
 for _command in (
-    serve, lint, simulate, runs, events, jobs, pause, resume, status, migrate, audit, approvals
+    serve,
+    lint,
+    simulate,
+    runs,
+    events,
+    jobs,
+    pause,
+    resume,
+    status,
+    migrate,
+    audit,
+    approvals,
 ):
     main.add_command(_command)

@@ -7,7 +7,6 @@ from receiver.config.settings import (
     ConfigError,
     DryRun,
     LogFormat,
-    NotifyFormat,
     Settings,
     parse_size,
 )
@@ -21,7 +20,6 @@ __all__ = [
     "DryRun",
     "Key",
     "LogFormat",
-    "NotifyFormat",
     "Settings",
     "kube_credentials_present",
     "load_settings",

@@ -60,7 +60,6 @@ class ApprovalFiles:
     operators: Mapping[str, SecretStr] = field(default_factory=dict)
     approvers: ApproversFile = field(default_factory=ApproversFile)
     slack_signing_secret: SecretStr | None = None
-    notify_url: SecretStr | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
@@ -115,10 +114,6 @@ def _networks(
 
 def load_approvals(settings: Settings) -> ApprovalFiles:
     """Read the files the approval settings name. Raises ConfigError naming the setting."""
-    if settings.public_url is not None and not settings.public_url.startswith(
-        ("http://", "https://")
-    ):
-        raise ConfigError(f"{_ENV['public_url']}: must start with http:// or https://")
     return ApprovalFiles(
         keys=(
             _secret_dir(settings.approval_keys_dir, "approval_keys_dir")
@@ -136,11 +131,6 @@ def load_approvals(settings: Settings) -> ApprovalFiles:
         slack_signing_secret=(
             SecretStr(_read(settings.slack_signing_secret_file, "slack_signing_secret_file"))
             if settings.slack_signing_secret_file
-            else None
-        ),
-        notify_url=(
-            SecretStr(_read(settings.approval_notify_url_file, "approval_notify_url_file"))
-            if settings.approval_notify_url_file
             else None
         ),
         trusted_proxies=_networks(settings.sso_trusted_proxies),

@@ -33,7 +33,7 @@ from receiver.config.connections import (
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 
-__all__ = ["MIB", "ConfigError", "DryRun", "LogFormat", "NotifyFormat", "Settings", "parse_size"]
+__all__ = ["MIB", "ConfigError", "DryRun", "LogFormat", "Settings", "parse_size"]
 
 MIB = 1024 * 1024
 
@@ -55,13 +55,6 @@ class DryRun(StrEnum):
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
-
-
-class NotifyFormat(StrEnum):
-    """How approval notifications are posted: a Slack incoming webhook, or plain JSON."""
-
-    SLACK = "slack"
-    WEBHOOK = "webhook"
 
 
 _SIZE = re.compile(r"(\d+)\s*(b|k|kb|ki|kib|m|mb|mi|mib|g|gb|gi|gib)?", re.IGNORECASE)
@@ -177,15 +170,12 @@ class Settings(BaseModel):
     def _external_url(cls, value: str) -> str:
         return check_url(value).rstrip("/") if value.strip() else ""
 
-
     # Approvals (receiver/approvals). Files are read by ``config.approvals.load_approvals``.
     # Operators: one file per operator under this directory, named for them, holding a token.
     operator_tokens_dir: Path | None = None
     # Signing keys of approval links: one file per key id; the greatest key id signs.
     approval_keys_dir: Path | None = None
     approval_ttl_seconds: float = Field(default=1800.0, gt=0)
-    # Where people reach the service (links in notifications; the Origin a decision must have).
-    public_url: str | None = None
     # YAML: who may decide (by_rule, by_risk, default) and slack_users (Slack user id -> name).
     approvers_file: Path | None = None
     # A header the SSO proxy in front of the service sets to the user's name; trusted only
@@ -193,8 +183,8 @@ class Settings(BaseModel):
     sso_user_header: str | None = None
     sso_trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     slack_signing_secret_file: Path | None = None
-    approval_notify_url_file: Path | None = None
-    approval_notify_format: NotifyFormat = NotifyFormat.SLACK
+    # The notify channel (notify.channels) approval requests and decisions are sent to.
+    approval_notify_channel: str | None = None
 
     @field_validator("namespace_allow", "namespace_deny", "sso_trusted_proxies", mode="before")
     @classmethod
@@ -258,7 +248,7 @@ class Settings(BaseModel):
         "database_url",
         "redis_url",
         "webhook_username",
-        "public_url",
+        "approval_notify_channel",
         "sso_user_header",
         mode="before",
     )

@@ -82,7 +82,6 @@ KEYS: tuple[Key, ...] = (
     _key("operator_tokens_dir", "auth.operator_tokens_dir", "OPERATOR_TOKENS_DIR"),
     _key("approval_keys_dir", "approvals.keys_dir", "APPROVAL_KEYS_DIR"),
     _key("approval_ttl_seconds", "approvals.ttl", "APPROVAL_TTL"),
-    _key("public_url", "approvals.public_url", "PUBLIC_URL"),
     _key("approvers_file", "approvals.approvers_file", "APPROVERS_FILE"),
     _key("sso_user_header", "approvals.sso.user_header", "SSO_USER_HEADER"),
     _key("sso_trusted_proxies", "approvals.sso.trusted_proxies", "SSO_TRUSTED_PROXIES"),
@@ -91,8 +90,7 @@ KEYS: tuple[Key, ...] = (
         "approvals.slack.signing_secret_file",
         "SLACK_SIGNING_SECRET_FILE",
     ),
-    _key("approval_notify_url_file", "approvals.notify.url_file", "APPROVAL_NOTIFY_URL_FILE"),
-    _key("approval_notify_format", "approvals.notify.format", "APPROVAL_NOTIFY_FORMAT"),
+    _key("approval_notify_channel", "approvals.notify_channel", "APPROVAL_NOTIFY_CHANNEL"),
 )
 _BY_FIELD = {k.field: k for k in KEYS}
 _BY_YAML = {k.yaml: k for k in KEYS}

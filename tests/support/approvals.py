@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from receiver.approvals.desk import ApprovalDesk
 from receiver.approvals.identity import IdentityResolver, token_table
-from receiver.approvals.notify import WebhookNotifier
+from receiver.approvals.notify import ChannelNotifier
 from receiver.approvals.policy import ApproverPolicy
 from receiver.approvals.tokens import KeyRing, LinkTokens
 from receiver.model import ApprovalRecord
@@ -34,6 +34,8 @@ from remediations.base import (
     Result,
     Risk,
 )
+from remediations.notify.message import ChannelKind
+from remediations.notify.notifier import Channel, Notifier
 from remediations.targets import Target
 from tests.support.pipeline import Harness, MakeHarness
 
@@ -206,7 +208,15 @@ async def approval_env(
             policy=POLICY,
             tokens=tokens or LinkTokens(key_ring("k1")),
             notifier=(
-                WebhookNotifier(SecretStr(f"{peer.url}/notify"), slack=False) if notify else None
+                ChannelNotifier(
+                    Notifier(
+                        {"ops": Channel("ops", ChannelKind.WEBHOOK, f"{peer.url}/notify")},
+                        session,
+                    ),
+                    "ops",
+                )
+                if notify
+                else None
             ),
             public_url=public_url,
             ttl_s=ttl_s,

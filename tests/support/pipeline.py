@@ -120,7 +120,6 @@ async def make_harness(
         clients: dict[str, Any] | None = None,
         dry_run: bool = True,
         extra_actions: list[Any] | None = None,
-        clients: dict[str, Any] | None = None,
         approvals: ApprovalDesk | None = None,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"

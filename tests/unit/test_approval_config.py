@@ -1,4 +1,4 @@
-"""The approval settings' files: keys, operators, approvers, Slack, the notification URL."""
+"""The approval settings' files: keys, operators, approvers, Slack; the notify channel."""
 
 from __future__ import annotations
 
@@ -34,16 +34,13 @@ def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
         operator_tokens_dir=tmp_path / "ops",
         approvers_file=approvers,
         slack_signing_secret_file=write(tmp_path / "slack", "shh\n"),
-        approval_notify_url_file=write(tmp_path / "url", "https://hooks.example/x\n"),
-        public_url="https://remediator.example.com",
+        external_url="https://remediator.example.com",
     )
     files = load_approvals(settings)
     assert sorted(files.keys) == ["2025-01", "2025-06"]
     assert files.operators["alice"].get_secret_value() == "tok-a"
     assert files.approvers.by_rule == {"rollback": ["alice"]}
     assert files.approvers.slack_users == {"U1": "alice"}
-    assert files.notify_url is not None
-    assert "hooks.example" not in repr(files)
 
     setup = approval_setup(settings, files, Store(None, "x"), log=structlog.get_logger("t"))
     assert setup.desk.tokens is not None
@@ -75,5 +72,10 @@ def test_short_keys_and_missing_dirs_are_refused(tmp_path: Path) -> None:
         approval_setup(Settings(), files, Store(None, "x"), log=structlog.get_logger("t"))
     with pytest.raises(ConfigError, match="is not a directory"):
         load_approvals(Settings(approval_keys_dir=tmp_path / "none"))
-    with pytest.raises(ConfigError, match="REMEDIATOR_PUBLIC_URL"):
-        load_approvals(Settings(public_url="remediator.example.com"))
+    with pytest.raises(ConfigError, match="REMEDIATOR_APPROVAL_NOTIFY_CHANNEL: no notify channel"):
+        approval_setup(
+            Settings(approval_notify_channel="oncall"),
+            load_approvals(Settings()),
+            Store(None, "x"),
+            log=structlog.get_logger("t"),
+        )

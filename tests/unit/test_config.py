@@ -112,13 +112,11 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_OPERATOR_TOKENS_DIR": "/etc/remediator/operators",
         "REMEDIATOR_APPROVAL_KEYS_DIR": "/etc/remediator/approval-keys",
         "REMEDIATOR_APPROVAL_TTL": "20m",
-        "REMEDIATOR_PUBLIC_URL": "https://remediator.example.com",
         "REMEDIATOR_APPROVERS_FILE": "/etc/remediator/approvers.yaml",
         "REMEDIATOR_SSO_USER_HEADER": "X-Forwarded-User",
         "REMEDIATOR_SSO_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
         "REMEDIATOR_SLACK_SIGNING_SECRET_FILE": "/etc/remediator/slack-signing-secret",
-        "REMEDIATOR_APPROVAL_NOTIFY_URL_FILE": "/etc/remediator/approval-webhook-url",
-        "REMEDIATOR_APPROVAL_NOTIFY_FORMAT": "webhook",
+        "REMEDIATOR_APPROVAL_NOTIFY_CHANNEL": "oncall",
     }
     # The table and this test cover the same variables: a new setting needs a line here.
     assert {k.env for k in KEYS} - {"REMEDIATOR_WEBHOOK_TOKEN", "REMEDIATOR_WEBHOOK_PASSWORD"} == (
@@ -139,7 +137,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.basic_auth_configured
     assert s.approval_ttl_seconds == 1200
     assert s.sso_trusted_proxies == ("10.0.0.0/8", "::1")
-    assert s.public_url == "https://remediator.example.com"
+    assert s.approval_notify_channel == "oncall"
     assert s.rules_dir == Path("/rules")
     assert s.data_dir == Path("/var/lib/remediator")
     assert s.dry_run is DryRun.TRUE
