@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,12 @@ from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.embedded import EmbeddedServices
+from receiver.embedded.credentials import (
+    LOCAL_OPERATOR,
+    OPERATOR_TOKEN_FILE,
+    WEBHOOK_TOKEN_FILE,
+    secret_file,
+)
 from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app
 from receiver.http.deps import HealthChecks
@@ -55,21 +60,27 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
+    """Where the stores are; ``embedded`` is set when this process runs servers of its own."""
+
     database_url: str
     redis_url: str
-    embedded: bool
+    embedded: EmbeddedServices | None
 
 
 @contextlib.asynccontextmanager
 async def backing_services(settings: Settings) -> AsyncIterator[Endpoints]:
-    """External URLs when configured, otherwise embedded servers under the data directory."""
+    """External URLs when configured, otherwise embedded servers under the data directory.
+
+    Raises DataDirBusy (an EmbeddedError) when another live process owns that directory."""
     db = settings.database_url.get_secret_value() if settings.database_url else None
     rd = settings.redis_url.get_secret_value() if settings.redis_url else None
     if db and rd:
-        yield Endpoints(db, rd, embedded=False)
+        yield Endpoints(db, rd, embedded=None)
         return
-    async with EmbeddedServices(settings.data_dir, postgres=db is None, redis=rd is None) as emb:
-        yield Endpoints(db or str(emb.database_url), rd or str(emb.redis_url), embedded=True)
+    async with EmbeddedServices(
+        settings.data_dir, postgres=db is None, redis=rd is None, command="remediator serve"
+    ) as emb:
+        yield Endpoints(db or str(emb.database_url), rd or str(emb.redis_url), embedded=emb)
 
 
 async def kube_client(settings: Settings) -> Any | None:
@@ -89,21 +100,32 @@ async def kube_client(settings: Settings) -> Any | None:
     return client.ApiClient(configuration)
 
 
-def embedded_token(settings: Settings) -> tuple[Settings, bool]:
-    """The embedded default still authenticates: a random token kept in the data directory.
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """Which credentials the embedded default generated (only those may be printed)."""
 
-    Returns the settings and whether the token is this generated one (only that one may be
-    printed: a configured token is a production secret)."""
-    if settings.auth_configured:
-        return settings, False
-    path = settings.data_dir / "webhook-token"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32) + "\n")
-    token = path.read_text().strip()
-    return settings.model_copy(update={"webhook_token": SecretStr(token)}), True
+    webhook: bool = False
+    operator: bool = False
+
+
+def embedded_credentials(settings: Settings) -> tuple[Settings, Generated]:
+    """The embedded default still authenticates, with nothing to configure: a webhook token
+    (unless webhook auth is configured) and the token of the operator ``local`` (unless
+    operators are configured), random, kept in the data directory (mode 0600) across restarts.
+
+    Returns the settings that use them, and which were generated. Raises EmbeddedError when a
+    kept token is unreadable or open to other users."""
+    update: dict[str, Any] = {}
+    generated = Generated(
+        webhook=not settings.auth_configured, operator=settings.operator_tokens_dir is None
+    )
+    if generated.webhook:
+        token = secret_file(settings.data_dir / WEBHOOK_TOKEN_FILE)
+        update["webhook_token"] = SecretStr(token)
+    if generated.operator:
+        token = secret_file(settings.data_dir / OPERATOR_TOKEN_FILE)
+        update["operator_tokens"] = {LOCAL_OPERATOR: SecretStr(token)}
+    return settings.model_copy(update=update), generated
 
 
 def require_authentication(settings: Settings) -> None:
@@ -122,21 +144,28 @@ def require_authentication(settings: Settings) -> None:
         )
 
 
-def banner(settings: Settings, url: str, *, dry_run: bool, embedded: bool, show_token: bool) -> str:
-    """What `make run` prints: where it listens, how it runs, and a curl that works.
+def banner(settings: Settings, url: str, *, dry_run: bool, embedded: bool, shown: Generated) -> str:
+    """What `make run` prints: where it listens, how it runs, and commands that work.
 
-    The token appears only when ``show_token`` (the generated embedded one); a configured
-    secret is never printed, the curl hint names it instead."""
+    Only generated tokens (``shown``) appear; a configured secret is never printed, the hints
+    name a variable instead."""
     sample = Path(__file__).parent / "samples" / "high-memory.json"
-    token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
-    if token and show_token:
-        auth = f"-H 'Authorization: Bearer {token}' "
+    webhook = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+    if webhook and shown.webhook:
+        auth = f"-H 'Authorization: Bearer {webhook}' "
     elif settings.webhook_token is not None:
         auth = '-H "Authorization: Bearer $WEBHOOK_TOKEN" '
     elif settings.basic_auth_configured:
         auth = f"-u '{settings.webhook_username}:PASSWORD' "
     else:
         auth = ""
+    operator = settings.operator_tokens.get(LOCAL_OPERATOR) if shown.operator else None
+    if operator is not None:
+        operator_auth = f"-H 'Authorization: Bearer {operator.get_secret_value()}' "
+    elif settings.operator_tokens or settings.auth_configured:
+        operator_auth = '-H "Authorization: Bearer $OPERATOR_TOKEN" '
+    else:
+        operator_auth = ""
     mode = "dry-run (nothing is changed)" if dry_run else "LIVE (actions change the cluster)"
     storage = f"embedded PostgreSQL and Redis under {settings.data_dir}" if embedded else "external"
     lines = [
@@ -146,17 +175,29 @@ def banner(settings: Settings, url: str, *, dry_run: bool, embedded: bool, show_
         f"  storage:    {storage}",
         f"  rules:      {settings.rules_dir}",
     ]
-    if token and show_token:
-        lines.append(f"  webhook token: {token}  (kept in {settings.data_dir / 'webhook-token'})")
+    if webhook and shown.webhook:
+        kept = settings.data_dir / WEBHOOK_TOKEN_FILE
+        lines.append(f"  webhook token:  {webhook}  (in {kept}; posts alerts, nothing else)")
     elif settings.auth_configured:
         lines.append("  webhook auth: as configured (the secret is not printed)")
     else:
         lines.append("  webhook auth: NONE (set REMEDIATOR_WEBHOOK_TOKEN_FILE)")
+    if operator is not None:
+        kept = settings.data_dir / OPERATOR_TOKEN_FILE
+        lines.append(
+            f"  operator token: {operator.get_secret_value()}  (in {kept}; operator"
+            f" {LOCAL_OPERATOR!r}: runs, status, pause, resume)"
+        )
+    elif settings.operator_tokens:
+        names = ", ".join(sorted(settings.operator_tokens))
+        lines.append(f"  operators:  {names} (tokens from {settings.operator_tokens_dir})")
+    elif settings.auth_configured:
+        lines.append("  operators:  NONE: runs, status and pause are refused to everyone")
     lines += [
         "  post a sample alert:",
         f"    curl -sS {auth}-H 'Content-Type: application/json' "
         f"--data @{sample} {url}/api/v1/alerts",
-        f"  then list the runs:  curl -sS {auth}{url}/api/v1/runs",
+        f"  then list the runs:  remediator runs   (or curl -sS {operator_auth}{url}/api/v1/runs)",
         "",
     ]
     return "\n".join(lines)
@@ -171,9 +212,10 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
     rules = RuleHolder(settings.rules_dir, registry, policy)
 
     async with backing_services(settings) as endpoints:
-        generated_token = False
-        if endpoints.embedded:
-            settings, generated_token = embedded_token(settings)
+        embedded = endpoints.embedded
+        generated = Generated()
+        if embedded is not None:
+            settings, generated = embedded_credentials(settings)
         store = await Store.connect(endpoints.database_url)
         redis = aioredis.from_url(endpoints.redis_url, socket_timeout=5, socket_connect_timeout=5)
         kube = await kube_client(settings)
@@ -202,8 +244,8 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         intake = Intake(store, settle=pipeline.settled_at_intake)
         metrics.track_queue_depth(store.queue_depth)
         health = HealthChecks(
-            store=_check(store.ping),
-            redis=_check(guards.ping),
+            store=_check(store.ping, embedded, "PostgreSQL"),
+            redis=_check(guards.ping, embedded, "Redis"),
             kubernetes=_kube_check(kube, dry_run),
         )
         app = create_app(
@@ -232,17 +274,22 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
                 _prune(store, settings.event_retention_seconds, log), name="retention"
             ),
         ]
+        if embedded is not None:
+            background.append(
+                asyncio.create_task(
+                    embedded.supervise(log.bind(component="embedded")), name="embedded-supervisor"
+                )
+            )
         try:
             await worker.start()
             await site.start()
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             url = f"http://{settings.host}:{port}"
+            if embedded is not None:
+                # The CLI sends this directory's operator token to this address and no other.
+                embedded.announce(settings.local_url(port))
             text = banner(
-                settings,
-                url,
-                dry_run=dry_run,
-                embedded=endpoints.embedded,
-                show_token=generated_token,
+                settings, url, dry_run=dry_run, embedded=embedded is not None, shown=generated
             )
             print(text, file=sys.stderr, flush=True)
             log.info(
@@ -250,7 +297,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
                 url=url,
                 dry_run=dry_run,
                 rules=len(rules.current),
-                embedded=endpoints.embedded,
+                embedded=embedded is not None,
                 worker=worker.owner,
             )
             if ready is not None:
@@ -295,8 +342,17 @@ def _reload_reporter(rules: RuleHolder, log: Any) -> Any:
     return report
 
 
-def _check(probe: Any) -> Any:
+class EmbeddedServerDown(RuntimeError):
+    """An embedded server died and is being restarted (for /readyz)."""
+
+
+def _check(probe: Any, embedded: EmbeddedServices | None, server: str) -> Any:
+    """A readiness check: the embedded ``server``'s restart state first, then ``probe``."""
+
     async def check() -> str | None:
+        problem = embedded.problem(server) if embedded is not None else None
+        if problem is not None:
+            raise EmbeddedServerDown(problem)
         await probe()
         return None
 

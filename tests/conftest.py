@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.kube_fixtures",
     "tests.support.pipeline",
+    "tests.support.served",
 ]

@@ -2,7 +2,15 @@
 (a YAML file, ``REMEDIATOR_*`` variables, secret files). Everything is validated at start-up;
 an invalid value names the key the user wrote and the problem."""
 
-from receiver.config.settings import MIB, ConfigError, DryRun, LogFormat, Settings, parse_size
+from receiver.config.settings import (
+    MIB,
+    ConfigError,
+    DryRun,
+    LogFormat,
+    Settings,
+    connect_host,
+    parse_size,
+)
 from receiver.config.sources import ENV_PREFIX, KEYS, Key, kube_credentials_present, load_settings
 
 __all__ = [
@@ -14,6 +22,7 @@ __all__ = [
     "Key",
     "LogFormat",
     "Settings",
+    "connect_host",
     "kube_credentials_present",
     "load_settings",
     "parse_size",

@@ -59,13 +59,24 @@ def create_app(
     recorded. ``clock`` (aware datetimes) resolves relative ``since`` filters.
     """
     auth = Authenticator(settings)
-    if not auth.enabled:
+    if auth.webhook_open:
         log.warning(
             "webhook authentication is disabled",
             hint="set REMEDIATOR_WEBHOOK_TOKEN(_FILE) or REMEDIATOR_WEBHOOK_USERNAME/PASSWORD",
         )
+    if not auth.operator_names and not auth.operators_open:
+        log.warning(
+            "no operator tokens: runs, guards and pause are refused to everyone over HTTP",
+            hint="put one token file per operator in REMEDIATOR_OPERATOR_TOKENS_DIR",
+        )
     max_body = settings.max_body_bytes
-    edge = edge_middleware(auth=auth, metrics=metrics, log=log, max_body=max_body)
+    edge = edge_middleware(
+        auth=auth,
+        metrics=metrics,
+        log=log,
+        max_body=max_body,
+        webhook_routes=frozenset({ALERTS_PATH}),
+    )
     app = web.Application(client_max_size=max_body, middlewares=[edge])
     app[SETTINGS] = settings
     app[AUTH] = auth

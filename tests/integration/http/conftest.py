@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import structlog
-from pydantic import SecretStr
 
 from receiver.config import Settings
 from receiver.http.app import create_app
@@ -15,7 +14,7 @@ from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
 from receiver.store import Store
 from receiver.telemetry import Metrics
-from tests.support.http import TOKEN, AiohttpClient, Client, MakeClient, ping
+from tests.support.http import AiohttpClient, Client, MakeClient, default_settings, ping
 
 
 @pytest.fixture
@@ -49,7 +48,7 @@ async def make_client(
     ) -> Client:
         metrics.track_queue_depth(store.queue_depth)
         app = create_app(
-            settings=settings or Settings(webhook_token=SecretStr(TOKEN)),
+            settings=settings or default_settings(),
             intake=intake or real_intake,
             metrics=metrics,
             health=health or HealthChecks(store=ping(store)),
