@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -409,3 +410,24 @@ def test_the_webhook_token_cannot_also_be_an_operators(tmp_path: Path) -> None:
             },
         )
     assert "shared-token" not in info.value.message
+
+
+def test_the_readme_documents_every_variable() -> None:
+    """README's configuration table names every variable, ``REMEDIATOR_X_A`` / ``_B`` rows
+    standing for ``REMEDIATOR_X_A`` and ``REMEDIATOR_X_B`` (or ``REMEDIATOR_X_A_B``)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented: set[str] = set()
+    for row in table.splitlines():
+        if not row.startswith("| `REMEDIATOR_"):
+            continue
+        names = re.findall(r"`(REMEDIATOR_[A-Z_]+|_[A-Z_]+)`", row.split("|")[1])
+        base = names[0]
+        documented.add(base)
+        for name in names[1:]:
+            if name.startswith("REMEDIATOR_"):
+                documented.add(name)
+                continue
+            cuts = [i for i, c in enumerate(base) if c == "_" and i >= len("REMEDIATOR")]
+            documented.update(base[:i] + name for i in [*cuts, len(base)])
+    assert sorted(k.env for k in KEYS if k.env not in documented) == []
