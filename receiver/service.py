@@ -197,10 +197,23 @@ def banner(settings: Settings, url: str, *, dry_run: bool, embedded: bool, shown
         "  post a sample alert:",
         f"    curl -sS {auth}-H 'Content-Type: application/json' "
         f"--data @{sample} {url}/api/v1/alerts",
-        f"  then list the runs:  remediator runs   (or curl -sS {operator_auth}{url}/api/v1/runs)",
+        f"  then list the runs:  {_cli_command()} runs"
+        f"   (or curl -sS {operator_auth}{url}/api/v1/runs)",
         "",
     ]
     return "\n".join(lines)
+
+
+def _cli_command() -> str:
+    """How to run the CLI from here: ``.venv/bin/remediator`` after `make run`, which does not
+    put the virtualenv on PATH; plain ``remediator`` otherwise."""
+    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if invoked is None or invoked.name != "remediator":
+        return "remediator"
+    try:
+        return str(invoked.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return "remediator"
 
 
 async def run_service(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
