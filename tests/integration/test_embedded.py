@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
+def data_dir(embedded_dir: Path) -> Path:
     try:
         postgres_bin_dir()
     except EmbeddedError as exc:
         server_missing(f"embedded PostgreSQL ({exc})")
-    return tmp_path / "data"
+    return embedded_dir
 
 
 def _port_open(url: str) -> bool:

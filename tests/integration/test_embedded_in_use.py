@@ -54,10 +54,10 @@ async def _post_sample(session: aiohttp.ClientSession, served: Served) -> int:
 
 
 async def test_commands_beside_a_running_serve_use_its_servers(
-    serve: ServeFactory, tmp_path: Path
+    serve: ServeFactory, embedded_dir: Path
 ) -> None:
     served = serve()
-    data = tmp_path / "data"
+    data = embedded_dir
     postmaster = _pid(data / "postgres" / "data" / "postmaster.pid")
     owner = f"PID {served.proc.pid} (remediator serve)"
 
@@ -105,7 +105,7 @@ async def test_commands_beside_a_running_serve_use_its_servers(
 
 
 async def test_the_directory_token_is_never_sent_to_another_server(
-    serve: ServeFactory, tmp_path: Path
+    serve: ServeFactory, embedded_dir: Path
 ) -> None:
     served = serve()
     seen: list[str | None] = []
@@ -122,7 +122,7 @@ async def test_the_directory_token_is_never_sent_to_another_server(
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        code, _, err = await _cli(tmp_path / "data", "runs", "--url", f"http://127.0.0.1:{port}")
+        code, _, err = await _cli(embedded_dir, "runs", "--url", f"http://127.0.0.1:{port}")
     finally:
         await runner.cleanup()
     assert code == 1
@@ -133,10 +133,10 @@ async def test_the_directory_token_is_never_sent_to_another_server(
 
 
 async def test_a_dead_embedded_server_is_restarted_and_readyz_says_so_meanwhile(
-    serve: ServeFactory, tmp_path: Path
+    serve: ServeFactory, embedded_dir: Path
 ) -> None:
     served = serve()
-    data = tmp_path / "data"
+    data = embedded_dir
     async with aiohttp.ClientSession() as session:
         for pid_file, component in (
             (data / "postgres" / "data" / "postmaster.pid", "store"),

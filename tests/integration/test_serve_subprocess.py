@@ -126,13 +126,16 @@ def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
     assert "bad.yaml:" in proc.stderr
 
 
-async def test_serve_with_the_default_relative_data_dir_as_make_run_does(tmp_path: Path) -> None:
-    env = env_for(tmp_path / "unused")
+async def test_serve_with_the_default_relative_data_dir_as_make_run_does(
+    embedded_dir: Path,
+) -> None:
+    cwd = embedded_dir.parent
+    env = env_for(embedded_dir)
     del env["REMEDIATOR_DATA_DIR"]  # the default, ".data", relative to where it runs
     proc = subprocess.Popen(
         [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -152,7 +155,7 @@ async def test_serve_with_the_default_relative_data_dir_as_make_run_does(tmp_pat
         assert url, "".join(lines[-30:])
         async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as resp:
             assert resp.status == 200
-        assert (tmp_path / ".data" / "webhook-token").is_file()
+        assert (cwd / ".data" / "webhook-token").is_file()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["ROOT", "SAMPLE", "ServeFactory", "Served", "env_for", "serve", "stop"]
+__all__ = [
+    "ROOT",
+    "SAMPLE",
+    "ServeFactory",
+    "Served",
+    "embedded_dir",
+    "env_for",
+    "serve",
+    "stop",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "receiver" / "samples" / "high-memory.json"
@@ -50,15 +61,28 @@ ServeFactory = Callable[[], Served]
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[ServeFactory]:
-    """Starts ``remediator serve --port 0`` on ``tmp_path/data`` (each call a new process on
+def embedded_dir() -> Iterator[Path]:
+    """A directory for the embedded servers' data, outside pytest's tmp_path: as root,
+    PostgreSQL runs as an unprivileged account that must traverse every parent, and each pytest
+    session that starts (another one on the machine included) takes that right away from
+    /tmp/pytest-of-root, failing an initdb or start in the middle."""
+    base = Path(tempfile.mkdtemp(prefix="remediator-data-"))
+    try:
+        yield base / "data"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def serve(embedded_dir: Path) -> Iterator[ServeFactory]:
+    """Starts ``remediator serve --port 0`` on ``embedded_dir`` (each call a new process on
     the same directory) and waits for its banner; stops what is still running at the end."""
     started: list[Served] = []
 
     def start() -> Served:
         proc = subprocess.Popen(
             [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-            env=env_for(tmp_path / "data"),
+            env=env_for(embedded_dir),
             cwd=ROOT,
             text=True,
             stdout=subprocess.PIPE,
@@ -81,8 +105,8 @@ def serve(tmp_path: Path) -> Iterator[ServeFactory]:
         if not found.wait(120):
             proc.kill()
             pytest.fail("remediator serve did not start:\n" + "".join(output[-40:]))
-        token = (tmp_path / "data" / "webhook-token").read_text().strip()
-        operator = (tmp_path / "data" / "operator-token").read_text().strip()
+        token = (embedded_dir / "webhook-token").read_text().strip()
+        operator = (embedded_dir / "operator-token").read_text().strip()
         served = Served(proc, url[0], token, operator, output)
         started.append(served)
         return served
