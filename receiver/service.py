@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -21,11 +20,10 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
-from pydantic import SecretStr
 
 from receiver.approvals.setup import approval_setup
 from receiver.clients import build_clients, check_required, required_clients
-from receiver.config import ConfigError, Settings, kube_credentials_present
+from receiver.config import Settings, kube_credentials_present
 from receiver.config.approvals import load_approvals
 from receiver.embedded import EmbeddedServices
 from receiver.guards.redis_guards import Guards
@@ -36,6 +34,7 @@ from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.rules.errors import RuleError
 from receiver.rules.loader import RuleHolder, RuleWatcher
+from receiver.startup import Generated, banner, embedded_credentials, require_authentication
 from receiver.store import Store
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
@@ -58,21 +57,27 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
+    """Where the stores are; ``embedded`` is set when this process runs servers of its own."""
+
     database_url: str
     redis_url: str
-    embedded: bool
+    embedded: EmbeddedServices | None
 
 
 @contextlib.asynccontextmanager
 async def backing_services(settings: Settings) -> AsyncIterator[Endpoints]:
-    """External URLs when configured, otherwise embedded servers under the data directory."""
+    """External URLs when configured, otherwise embedded servers under the data directory.
+
+    Raises DataDirBusy (an EmbeddedError) when another live process owns that directory."""
     db = settings.database_url.get_secret_value() if settings.database_url else None
     rd = settings.redis_url.get_secret_value() if settings.redis_url else None
     if db and rd:
-        yield Endpoints(db, rd, embedded=False)
+        yield Endpoints(db, rd, embedded=None)
         return
-    async with EmbeddedServices(settings.data_dir, postgres=db is None, redis=rd is None) as emb:
-        yield Endpoints(db or str(emb.database_url), rd or str(emb.redis_url), embedded=True)
+    async with EmbeddedServices(
+        settings.data_dir, postgres=db is None, redis=rd is None, command="remediator serve"
+    ) as emb:
+        yield Endpoints(db or str(emb.database_url), rd or str(emb.redis_url), embedded=emb)
 
 
 async def kube_client(settings: Settings) -> Any | None:
@@ -92,79 +97,6 @@ async def kube_client(settings: Settings) -> Any | None:
     return client.ApiClient(configuration)
 
 
-def embedded_token(settings: Settings) -> tuple[Settings, bool]:
-    """The embedded default still authenticates: a random token kept in the data directory.
-
-    Returns the settings and whether the token is this generated one (only that one may be
-    printed: a configured token is a production secret)."""
-    if settings.auth_configured:
-        return settings, False
-    path = settings.data_dir / "webhook-token"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32) + "\n")
-    token = path.read_text().strip()
-    return settings.model_copy(update={"webhook_token": SecretStr(token)}), True
-
-
-def require_authentication(settings: Settings) -> None:
-    """Fail closed: webhooks trigger changes, so an open receiver must be asked for.
-
-    The embedded default is covered (it generates a token); with external servers the
-    operator sets a token or basic auth, or says REMEDIATOR_ALLOW_UNAUTHENTICATED=true.
-    """
-    external = settings.database_url is not None and settings.redis_url is not None
-    if external and not settings.auth_configured and not settings.allow_unauthenticated:
-        raise ConfigError(
-            "REMEDIATOR_WEBHOOK_TOKEN_FILE: no webhook authentication is configured; set a "
-            "bearer token (REMEDIATOR_WEBHOOK_TOKEN_FILE) or basic auth "
-            "(REMEDIATOR_WEBHOOK_USERNAME and REMEDIATOR_WEBHOOK_PASSWORD_FILE), or "
-            "REMEDIATOR_ALLOW_UNAUTHENTICATED=true on a network you trust"
-        )
-
-
-def banner(settings: Settings, url: str, *, dry_run: bool, embedded: bool, show_token: bool) -> str:
-    """What `make run` prints: where it listens, how it runs, and a curl that works.
-
-    The token appears only when ``show_token`` (the generated embedded one); a configured
-    secret is never printed, the curl hint names it instead."""
-    sample = Path(__file__).parent / "samples" / "high-memory.json"
-    token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
-    if token and show_token:
-        auth = f"-H 'Authorization: Bearer {token}' "
-    elif settings.webhook_token is not None:
-        auth = '-H "Authorization: Bearer $WEBHOOK_TOKEN" '
-    elif settings.basic_auth_configured:
-        auth = f"-u '{settings.webhook_username}:PASSWORD' "
-    else:
-        auth = ""
-    mode = "dry-run (nothing is changed)" if dry_run else "LIVE (actions change the cluster)"
-    storage = f"embedded PostgreSQL and Redis under {settings.data_dir}" if embedded else "external"
-    lines = [
-        "",
-        f"alert-remediator is listening on {url}",
-        f"  mode:       {mode}",
-        f"  storage:    {storage}",
-        f"  rules:      {settings.rules_dir}",
-    ]
-    if token and show_token:
-        lines.append(f"  webhook token: {token}  (kept in {settings.data_dir / 'webhook-token'})")
-    elif settings.auth_configured:
-        lines.append("  webhook auth: as configured (the secret is not printed)")
-    else:
-        lines.append("  webhook auth: NONE (set REMEDIATOR_WEBHOOK_TOKEN_FILE)")
-    lines += [
-        "  post a sample alert:",
-        f"    curl -sS {auth}-H 'Content-Type: application/json' "
-        f"--data @{sample} {url}/api/v1/alerts",
-        f"  then list the runs:  curl -sS {auth}{url}/api/v1/runs",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 async def run_service(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     log = structlog.get_logger("remediator")
     require_authentication(settings)
@@ -178,9 +110,10 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
     approval_files = load_approvals(settings)
 
     async with backing_services(settings) as endpoints:
-        generated_token = False
-        if endpoints.embedded:
-            settings, generated_token = embedded_token(settings)
+        embedded = endpoints.embedded
+        generated = Generated()
+        if embedded is not None:
+            settings, generated = embedded_credentials(settings)
         store = await Store.connect(endpoints.database_url)
         redis = aioredis.from_url(endpoints.redis_url, socket_timeout=5, socket_connect_timeout=5)
         kube = await kube_client(settings)
@@ -223,8 +156,8 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         metrics.track_queue_depth(store.queue_depth)
         metrics.track_dead_letters(store.dead_counts)
         health = HealthChecks(
-            store=_check(store.ping),
-            redis=_check(guards.ping),
+            store=_check(store.ping, embedded, "PostgreSQL"),
+            redis=_check(guards.ping, embedded, "Redis"),
             kubernetes=_kube_check(kube, dry_run),
         )
         app = create_app(
@@ -255,17 +188,22 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
                 _prune(store, settings.event_retention_seconds, log), name="retention"
             ),
         ]
+        if embedded is not None:
+            background.append(
+                asyncio.create_task(
+                    embedded.supervise(log.bind(component="embedded")), name="embedded-supervisor"
+                )
+            )
         try:
             await worker.start()
             await site.start()
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             url = f"http://{settings.host}:{port}"
+            if embedded is not None:
+                # The CLI sends this directory's operator token to this address and no other.
+                embedded.announce(settings.local_url(port))
             text = banner(
-                settings,
-                url,
-                dry_run=dry_run,
-                embedded=endpoints.embedded,
-                show_token=generated_token,
+                settings, url, dry_run=dry_run, embedded=embedded is not None, shown=generated
             )
             print(text, file=sys.stderr, flush=True)
             log.info(
@@ -273,7 +211,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
                 url=url,
                 dry_run=dry_run,
                 rules=len(rules.current),
-                embedded=endpoints.embedded,
+                embedded=embedded is not None,
                 worker=worker.owner,
             )
             if ready is not None:
@@ -321,8 +259,17 @@ def _reload_reporter(rules: RuleHolder, log: Any) -> Any:
     return report
 
 
-def _check(probe: Any) -> Any:
+class EmbeddedServerDown(RuntimeError):
+    """An embedded server died and is being restarted (for /readyz)."""
+
+
+def _check(probe: Any, embedded: EmbeddedServices | None, server: str) -> Any:
+    """A readiness check: the embedded ``server``'s restart state first, then ``probe``."""
+
     async def check() -> str | None:
+        problem = embedded.problem(server) if embedded is not None else None
+        if problem is not None:
+            raise EmbeddedServerDown(problem)
         await probe()
         return None
 

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.pipeline",
     "tests.support.approvals",
     "tests.support.cdp",
+    "tests.support.served",
 ]

@@ -181,7 +181,7 @@ for pkg in $CB $CG; do
   K8S_LDFLAGS+=" -X $pkg.gitTreeState=clean"
 done
 for cmd in kube-apiserver kube-controller-manager; do
-  log "building $cmd v$K8S_VERSION (cold: 5-15 minutes on 2 cores)"
+  log "building $cmd v$K8S_VERSION (cold, the whole control plane: about 8 minutes on 2 cores)"
   (cd "$HERE/kube" && go build -ldflags="$K8S_LDFLAGS" -o "$STAGE/bin/$cmd" "k8s.io/kubernetes/cmd/$cmd")
 done
 

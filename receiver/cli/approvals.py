@@ -1,46 +1,24 @@
 """``remediator approvals list|approve|reject``: approvals of a running server.
 
-The CLI decides as an operator: it sends the operator's own token (``--token-file``, or
-``REMEDIATOR_OPERATOR_TOKEN_FILE``), which the server maps to a name and checks against the
-approvers' allow-list, as it does for the confirmation page and the API.
+The CLI decides as an operator: it sends the operator token every operator command sends
+(``REMEDIATOR_OPERATOR_TOKEN(_FILE)``, or the embedded default's, see ``client.py``), which the
+server maps to a name and checks against the approvers' allow-list, as it does for the
+confirmation page and the API.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
 from receiver.cli.client import call_server, url_option
-from receiver.cli.common import BadUsage, console, state
+from receiver.cli.common import console, state
 from receiver.model import ApprovalState
 
 __all__ = ["approvals"]
-
-token_option = click.option(
-    "--token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="REMEDIATOR_OPERATOR_TOKEN_FILE",
-    default=None,
-    help="File holding your operator token (env REMEDIATOR_OPERATOR_TOKEN_FILE).",
-)
-
-
-def _headers(token_file: Path | None) -> dict[str, str]:
-    if token_file is None:
-        raise BadUsage(
-            "an operator token is needed: --token-file or REMEDIATOR_OPERATOR_TOKEN_FILE"
-        )
-    try:
-        token = token_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise BadUsage(f"--token-file: cannot read {token_file}: {exc.strerror or exc}") from None
-    if not token:
-        raise BadUsage(f"--token-file: {token_file} is empty")
-    return {"Authorization": f"Bearer {token}"}
 
 
 @click.group()
@@ -50,7 +28,6 @@ def approvals() -> None:
 
 @approvals.command("list")
 @url_option
-@token_option
 @click.option(
     "--state",
     "state_",
@@ -67,7 +44,6 @@ def approvals() -> None:
 def list_(
     ctx: click.Context,
     url: str | None,
-    token_file: Path | None,
     state_: str | None,
     rule: str | None,
     run_id: str | None,
@@ -88,9 +64,7 @@ def list_(
         )
         if v is not None
     }
-    data = call_server(
-        settings, url, "/api/v1/approvals", headers=_headers(token_file), params=params
-    )
+    data = call_server(settings, url, "/api/v1/approvals", params=params)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -118,16 +92,13 @@ def _cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
-def _decide(
-    ctx: click.Context, url: str | None, token_file: Path | None, path: str, **body: Any
-) -> None:
+def _decide(ctx: click.Context, url: str | None, path: str, **body: Any) -> None:
     settings = state(ctx).settings()
     data = call_server(
         settings,
         url,
         path,
         "POST",
-        headers=_headers(token_file),
         body={k: v for k, v in body.items() if v},
     )
     approval = data.get("approval", {}) if isinstance(data, dict) else {}
@@ -139,29 +110,24 @@ def _decide(
 
 @approvals.command()
 @url_option
-@token_option
 @click.argument("approval_id")
 @click.option("--reason", default=None, help="Why (kept in the audit log).")
 @click.pass_context
 def approve(
     ctx: click.Context,
     url: str | None,
-    token_file: Path | None,
     approval_id: str,
     reason: str | None,
 ) -> None:
     """Approve APPROVAL_ID: the step runs if its guards and its target still agree."""
-    _decide(ctx, url, token_file, f"/api/v1/approvals/{approval_id}/approve", reason=reason)
+    _decide(ctx, url, f"/api/v1/approvals/{approval_id}/approve", reason=reason)
 
 
 @approvals.command()
 @url_option
-@token_option
 @click.argument("approval_id")
 @click.option("--reason", required=True, help="Why (kept in the audit log and on the run).")
 @click.pass_context
-def reject(
-    ctx: click.Context, url: str | None, token_file: Path | None, approval_id: str, reason: str
-) -> None:
+def reject(ctx: click.Context, url: str | None, approval_id: str, reason: str) -> None:
     """Reject APPROVAL_ID: its run ends ``rejected``, with your name and reason."""
-    _decide(ctx, url, token_file, f"/api/v1/approvals/{approval_id}/reject", reason=reason)
+    _decide(ctx, url, f"/api/v1/approvals/{approval_id}/reject", reason=reason)

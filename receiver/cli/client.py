@@ -1,42 +1,77 @@
-"""Calling a running server over HTTP: its URL, the webhook credentials, one request."""
+"""Calling a running server over HTTP: its URL, the operator's token, one request.
+
+The operator endpoints take an operator token. The CLI sends the one configured with
+REMEDIATOR_OPERATOR_TOKEN(_FILE), to ``--url`` or the configured host and port. Without one, it
+uses the token the embedded default generated under the data directory, and only with the
+server that owns that directory now (its address is in the directory's owner record): a token
+is never sent to a server it does not belong to.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
 from receiver.cli.common import UserError
 from receiver.config import Settings
 
-__all__ = ["auth_headers", "call_server", "request", "url_host", "url_option"]
+__all__ = ["call_server", "operator_target", "request", "url_option"]
 
 # The client gives up on a server that does not answer within this many seconds.
 TIMEOUT_S = 30
 
 url_option = click.option(
-    "--url", default=None, help="Server base URL (default from settings host/port)."
+    "--url",
+    default=None,
+    help="Server base URL (default: the server running on this data directory, else the"
+    " configured host and port).",
 )
 
 
-def auth_headers(settings: Settings) -> dict[str, str]:
-    """The Authorization header the server expects: the webhook token, the basic-auth pair,
-    or the token the embedded default run generated under data_dir; none if there is none."""
-    if settings.webhook_token is not None:
-        return {"Authorization": f"Bearer {settings.webhook_token.get_secret_value()}"}
-    if settings.webhook_username is not None and settings.webhook_password is not None:
-        pair = f"{settings.webhook_username}:{settings.webhook_password.get_secret_value()}"
-        return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
-    # The embedded default run generates a token and keeps it in the data directory.
-    generated = settings.data_dir / "webhook-token"
+def _same_server(a: str, b: str) -> bool:
+    one, two = urlsplit(a), urlsplit(b)
     try:
-        token = generated.read_text(encoding="utf-8").strip()
-    except OSError:
-        return {}
-    return {"Authorization": f"Bearer {token}"} if token else {}
+        return (one.scheme, one.hostname, one.port) == (two.scheme, two.hostname, two.port)
+    except ValueError:  # a port that is not a number
+        return False
+
+
+def operator_target(settings: Settings, url: str | None) -> tuple[str, dict[str, str], str]:
+    """The base URL to call, the headers to send it, and a hint for a 401 answer.
+
+    Raises UserError when the embedded token cannot be read."""
+    if settings.operator_token is not None:
+        base = url or settings.local_url()
+        header = {"Authorization": f"Bearer {settings.operator_token.get_secret_value()}"}
+        return base, header, "the server does not accept REMEDIATOR_OPERATOR_TOKEN(_FILE)"
+
+    from receiver.embedded.credentials import OPERATOR_TOKEN_FILE
+    from receiver.embedded.owner import live_owner
+
+    owner = live_owner(settings.data_dir)
+    hint = "set REMEDIATOR_OPERATOR_TOKEN_FILE to a file with your operator token"
+    if owner is None or owner.http_url is None:
+        return url or settings.local_url(), {}, hint
+    if url is not None and not _same_server(url, owner.http_url):
+        where = f"{owner.http_url} ({owner.describe()})"
+        return url, {}, f"{hint}; the token in {settings.data_dir} is for {where} only"
+    token = _read_token(settings.data_dir / OPERATOR_TOKEN_FILE)
+    return owner.http_url, {"Authorization": f"Bearer {token}"}, hint
+
+
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read the operator token {path}: {exc}") from None
+    if not token:
+        raise UserError(f"the operator token file {path} is empty")
+    return token
 
 
 async def request(
@@ -46,8 +81,10 @@ async def request(
     *,
     params: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
+    hint_401: str | None = None,
 ) -> Any:
-    """One call to a running server; a non-200 answer becomes a UserError with its detail."""
+    """One call to a running server; a non-200 answer becomes a UserError with its detail
+    (and ``hint_401`` after a 401)."""
     # Imported here: commands that do not call a server need not load aiohttp.
     import aiohttp
 
@@ -66,9 +103,10 @@ async def request(
             if isinstance(data, dict):
                 parameter = data.get("parameter") or data.get("field")
             where = f" ({parameter})" if parameter else ""
-            raise UserError(
-                f"{url}: HTTP {response.status}{where}: {detail or response.reason or ''}".rstrip()
-            )
+            message = f"{url}: HTTP {response.status}{where}: {detail or response.reason or ''}"
+            if response.status == 401 and hint_401:
+                message = f"{message.rstrip()}; {hint_401}"
+            raise UserError(message.rstrip())
         return data
 
 
@@ -77,28 +115,18 @@ def call_server(
     url: str | None,
     path: str,
     method: str = "GET",
-    *,
-    headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> Any:
-    """``request`` against ``url`` (default: the configured host and port) + ``path``, on its
-    own event loop, with ``headers`` (default: the webhook credentials). Raises UserError when
-    the server cannot be reached or answers an error."""
+    """``request`` to an operator endpoint ``path`` of the server ``operator_target`` picks,
+    on its own event loop. Raises UserError when the server cannot be reached or answers an
+    error."""
     import aiohttp
 
-    base = url or f"http://{url_host(settings.host)}:{settings.port}"
+    base, headers, hint = operator_target(settings, url)
     endpoint = base.rstrip("/") + path
-    sent = auth_headers(settings) if headers is None else headers
     try:
-        return asyncio.run(request(method, endpoint, sent, **kwargs))
+        return asyncio.run(request(method, endpoint, headers, hint_401=hint, **kwargs))
     except aiohttp.ClientError as exc:
         raise UserError(f"{endpoint}: {exc}") from None
     except TimeoutError:
         raise UserError(f"{endpoint}: no answer within {TIMEOUT_S}s") from None
-
-
-def url_host(host: str) -> str:
-    """A listen address as a host to connect to: a wildcard becomes loopback, IPv6 bracketed."""
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a listen address, mapped to loopback
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host

@@ -1,6 +1,8 @@
 """``remediator migrate`` and ``remediator audit verify``: the database, without a server.
 
-Without ``REMEDIATOR_DATABASE_URL`` both work on the embedded PostgreSQL under data_dir.
+Without ``REMEDIATOR_DATABASE_URL`` both work on the embedded PostgreSQL under data_dir: the one
+a running ``serve`` (or another command) started there, left running, or else one of their own
+for as long as they run. They never stop a server another live process owns.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def migrate(ctx: click.Context) -> None:
     from receiver.store.migrate import MigrationError
 
     try:
-        with _database(settings) as url:
+        with _database(settings, "remediator migrate") as url:
             applied = asyncio.run(_migrate(url))
     except MigrationError as exc:
         raise UserError(f"migration failed: {exc}") from None
@@ -50,7 +52,7 @@ def audit_verify(ctx: click.Context) -> None:
     """Recompute the audit log's hash chain; exit 1 naming the first entry that was altered,
     inserted or removed."""
     settings = state(ctx).settings()
-    with _database(settings) as url:
+    with _database(settings, "remediator audit verify") as url:
         check = asyncio.run(_verify_audit(url))
     if not check.ok:
         raise UserError(
@@ -61,8 +63,9 @@ def audit_verify(ctx: click.Context) -> None:
 
 
 @contextlib.contextmanager
-def _database(settings: Settings) -> Iterator[str]:
-    """The configured database, or the embedded one under data_dir for as long as needed."""
+def _database(settings: Settings, command: str) -> Iterator[str]:
+    """The configured database, or the embedded one under data_dir for as long as needed:
+    the running one of the directory's live owner, else one started (and stopped) here."""
     # Imported here, like the store below: the other commands do not need the database.
     from receiver.embedded import EmbeddedError, EmbeddedServices
 
@@ -70,8 +73,16 @@ def _database(settings: Settings) -> Iterator[str]:
         if settings.database_url is not None:
             yield settings.database_url.get_secret_value()
             return
-        with EmbeddedServices(settings.data_dir, redis=False) as embedded:
+        with EmbeddedServices(
+            settings.data_dir, redis=False, command=command, share=True
+        ) as embedded:
             assert embedded.database_url is not None
+            if embedded.shared is not None:
+                click.echo(
+                    f"using the PostgreSQL of {embedded.shared.describe()} under"
+                    f" {settings.data_dir}",
+                    err=True,
+                )
             yield embedded.database_url
     except EmbeddedError as exc:
         raise UserError(str(exc)) from None

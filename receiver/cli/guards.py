@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 import click
+from rich.table import Table
 
 from receiver.cli.client import call_server, url_option
-from receiver.cli.common import state
+from receiver.cli.common import UserError, console, state
+from receiver.durations import format_duration
 
 __all__ = ["pause", "resume", "status"]
 
@@ -43,8 +45,55 @@ def resume(ctx: click.Context, url: str | None) -> None:
 
 @click.command()
 @url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON instead of tables.")
 @click.pass_context
-def status(ctx: click.Context, url: str | None) -> None:
-    """Show the guards: pause, budget used, open circuit breakers."""
+def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
+    """Show the guards: pause, budget used, circuit breakers."""
     data = call_server(state(ctx).settings(), url, "/api/v1/guards")
-    click.echo(json.dumps(data, indent=2, default=str))
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    if not isinstance(data, dict):
+        raise UserError(f"unexpected answer from the server: {str(data)[:200]}")
+    out = console()
+    guards = Table(title="guards")
+    guards.add_column("guard")
+    guards.add_column("state", overflow="fold")
+    guards.add_row("pause", _pause_text(data))
+    guards.add_row("budget", _budget_text(data.get("budget")))
+    found = data.get("breakers")
+    breakers: dict[str, Any] = found if isinstance(found, dict) else {}
+    opened = sum(1 for b in breakers.values() if isinstance(b, dict) and b.get("open"))
+    guards.add_row("circuit breakers", f"{opened} open, {len(breakers)} with recent failures")
+    out.print(guards)
+    if breakers:
+        table = Table(title="circuit breakers")
+        for column in ("rule", "state", "recent failures", "open until"):
+            table.add_column(column, overflow="fold")
+        for rule, breaker in sorted(breakers.items()):
+            b = breaker if isinstance(breaker, dict) else {}
+            table.add_row(
+                str(rule),
+                "OPEN" if b.get("open") else "closed",
+                str(b.get("failures", "")),
+                str(b.get("open_until") or "-"),
+            )
+        out.print(table)
+
+
+def _pause_text(data: dict[str, Any]) -> str:
+    pause = data.get("pause")
+    if not data.get("paused") or not isinstance(pause, dict):
+        return "off: remediation runs"
+    until = pause.get("until") or "resume"
+    since = f" since {pause['since']}" if pause.get("since") else ""
+    return f"PAUSED{since} until {until}: {pause.get('reason') or '(no reason)'}"
+
+
+def _budget_text(budget: Any) -> str:
+    if not isinstance(budget, dict):
+        return "-"
+    window = budget.get("window_s")
+    within = f" in the last {format_duration(float(window))}" if window else ""
+    used, limit = budget.get("used", "?"), budget.get("limit", "?")
+    return f"{used} of {limit} disruptive actions used{within}"

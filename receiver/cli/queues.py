@@ -86,7 +86,7 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
 
 
 def _show(kind: str, plural: str) -> click.Command:
-    @click.command("show", help=f"Print one {kind} as JSON (state, failures, last error, ...).")
+    @click.command("show", help=f"Print {kind} ID as JSON (state, failures, last error, ...).")
     @url_option
     @click.argument("item_id", metavar="ID", type=int)
     @click.pass_context
@@ -99,8 +99,8 @@ def _show(kind: str, plural: str) -> click.Command:
 
 def _action(kind: str, plural: str, action: str) -> click.Command:
     helps = {
-        "retry": f"Put dead {plural} back in the queue, due now (audited).",
-        "drop": f"Settle dead or pending {plural} without processing them (audited).",
+        "retry": f"Put the dead {plural} ID... back in the queue, due now (audited).",
+        "drop": f"Settle the dead or pending {plural} ID... without processing them (audited).",
     }
 
     @click.command(action, help=helps[action])

@@ -8,6 +8,7 @@ from receiver.config.settings import (
     DryRun,
     LogFormat,
     Settings,
+    connect_host,
     parse_size,
 )
 from receiver.config.sources import ENV_PREFIX, KEYS, Key, kube_credentials_present, load_settings
@@ -21,6 +22,7 @@ __all__ = [
     "Key",
     "LogFormat",
     "Settings",
+    "connect_host",
     "kube_credentials_present",
     "load_settings",
     "parse_size",

@@ -120,11 +120,8 @@ def load_approvals(settings: Settings) -> ApprovalFiles:
             if settings.approval_keys_dir
             else {}
         ),
-        operators=(
-            _secret_dir(settings.operator_tokens_dir, "operator_tokens_dir")
-            if settings.operator_tokens_dir
-            else {}
-        ),
+        # Read once, with their own checks, by load_settings (config/sources.py).
+        operators=dict(settings.operator_tokens),
         approvers=(
             _approvers(settings.approvers_file) if settings.approvers_file else ApproversFile()
         ),

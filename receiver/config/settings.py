@@ -33,7 +33,7 @@ from receiver.config.connections import (
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 
-__all__ = ["MIB", "ConfigError", "DryRun", "LogFormat", "Settings", "parse_size"]
+__all__ = ["MIB", "ConfigError", "DryRun", "LogFormat", "Settings", "connect_host", "parse_size"]
 
 MIB = 1024 * 1024
 
@@ -84,6 +84,13 @@ def parse_size(value: str) -> int:
     return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
 
 
+def connect_host(host: str) -> str:
+    """A listen address as a host to connect to: a wildcard becomes loopback, IPv6 bracketed."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a listen address, mapped to loopback
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def _split_list(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -111,6 +118,15 @@ class Settings(BaseModel):
     webhook_password_file: Path | None = None
     # Accepting webhooks without credentials must be asked for: the receiver triggers changes.
     allow_unauthenticated: bool = False
+
+    # Operators (read runs and guards, pause and resume): one file per operator in
+    # operator_tokens_dir, named after the operator, holding their token. load_settings() reads
+    # them into operator_tokens (name -> token).
+    operator_tokens_dir: Path | None = None
+    operator_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    # The token the CLI sends to a server's operator endpoints (serve does not read it).
+    operator_token: SecretStr | None = None
+    operator_token_file: Path | None = None
 
     rules_dir: Path = Path("rules")
     data_dir: Path = Path(".data")
@@ -170,9 +186,7 @@ class Settings(BaseModel):
     def _external_url(cls, value: str) -> str:
         return check_url(value).rstrip("/") if value.strip() else ""
 
-    # Approvals (receiver/approvals). Files are read by ``config.approvals.load_approvals``.
-    # Operators: one file per operator under this directory, named for them, holding a token.
-    operator_tokens_dir: Path | None = None
+    # Approvals (receiver/approvals); config.approvals.load_approvals reads their files.
     # Signing keys of approval links: one file per key id; the greatest key id signs.
     approval_keys_dir: Path | None = None
     approval_ttl_seconds: float = Field(default=1800.0, gt=0)
@@ -279,6 +293,11 @@ class Settings(BaseModel):
     @property
     def basic_auth_configured(self) -> bool:
         return self.webhook_username is not None and self.webhook_password is not None
+
+    def local_url(self, port: int | None = None) -> str:
+        """``http://host:port`` at which a client on this machine reaches the listen address
+        (``port`` when the one bound differs from the setting, e.g. port 0)."""
+        return f"http://{connect_host(self.host)}:{self.port if port is None else port}"
 
     def effective_dry_run(self, has_kube_credentials: bool) -> bool:
         if self.dry_run is DryRun.AUTO:

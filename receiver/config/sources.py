@@ -9,6 +9,7 @@ never show up in ``repr()`` or logs.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,9 @@ KEYS: tuple[Key, ...] = (
     _key("webhook_password", "auth.password", "WEBHOOK_PASSWORD"),
     _key("webhook_password_file", "auth.password_file", "WEBHOOK_PASSWORD_FILE"),
     _key("allow_unauthenticated", "auth.allow_unauthenticated", "ALLOW_UNAUTHENTICATED"),
+    _key("operator_tokens_dir", "auth.operator_tokens_dir", "OPERATOR_TOKENS_DIR"),
+    _key("operator_token", "client.operator_token", "OPERATOR_TOKEN"),
+    _key("operator_token_file", "client.operator_token_file", "OPERATOR_TOKEN_FILE"),
     _key("rules_dir", "rules_dir"),
     _key("data_dir", "data_dir"),
     _key("dry_run", "kubernetes.dry_run", "DRY_RUN"),
@@ -79,7 +83,6 @@ KEYS: tuple[Key, ...] = (
     _key("http_endpoints", "http.endpoints", "HTTP_ENDPOINTS"),
     _key("notify_channels", "notify.channels", "NOTIFY_CHANNELS"),
     _key("external_url", "external_url", "EXTERNAL_URL"),
-    _key("operator_tokens_dir", "auth.operator_tokens_dir", "OPERATOR_TOKENS_DIR"),
     _key("approval_keys_dir", "approvals.keys_dir", "APPROVAL_KEYS_DIR"),
     _key("approval_ttl_seconds", "approvals.ttl", "APPROVAL_TTL"),
     _key("approvers_file", "approvals.approvers_file", "APPROVERS_FILE"),
@@ -193,8 +196,48 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
     return "; ".join(lines)
 
 
-_SECRET_FIELDS = frozenset({"database_url", "redis_url", "webhook_token", "webhook_password"})
+_SECRET_FIELDS = frozenset(
+    {"database_url", "redis_url", "webhook_token", "webhook_password", "operator_token"}
+)
 _MAP_FIELDS = frozenset({"postgres_databases", "redis_queues", "http_endpoints", "notify_channels"})
+# An operator's name is the token file's name: what the audit log records as ``by``.
+_OPERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+# Operators' tokens grant the kill switch: too short a token is refused, not used.
+MIN_OPERATOR_TOKEN_CHARS = 16
+
+
+def _read_operator_tokens(directory: Path, source: str) -> dict[str, SecretStr]:
+    """name -> token from one file per operator in ``directory``.
+
+    Entries whose names start with a dot are skipped: a mounted Kubernetes Secret keeps its
+    real files behind ``..data`` and the like, and shows each key as a plain name. Raises
+    ConfigError naming the file (never a token) when one is unreadable, empty, too short,
+    badly named, or holds the same token as another operator.
+    """
+    if not directory.is_dir():
+        raise ConfigError(f"{source}: {directory} is not a directory")
+    tokens: dict[str, SecretStr] = {}
+    seen: dict[str, str] = {}
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        if not _OPERATOR_NAME.fullmatch(entry.name):
+            raise ConfigError(
+                f"{source}: {entry}: the file name is the operator's name: letters, digits and"
+                " . _ @ - (at most 64, starting with a letter or digit)"
+            )
+        token = _read_secret(entry, source)
+        if len(token.get_secret_value()) < MIN_OPERATOR_TOKEN_CHARS:
+            raise ConfigError(
+                f"{source}: {entry}: a token must be at least {MIN_OPERATOR_TOKEN_CHARS}"
+                " characters (e.g. openssl rand -base64 32)"
+            )
+        other = seen.get(token.get_secret_value())
+        if other is not None:
+            raise ConfigError(f"{source}: operators {other!r} and {entry.name!r} share a token")
+        seen[token.get_secret_value()] = entry.name
+        tokens[entry.name] = token
+    return tokens
 
 
 def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
@@ -205,6 +248,7 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
     for secret, file_field in (
         ("webhook_token", "webhook_token_file"),
         ("webhook_password", "webhook_password_file"),
+        ("operator_token", "operator_token_file"),
     ):
         path: Path | None = getattr(settings, file_field)
         if path is None:
@@ -218,6 +262,22 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
     token = update.get("webhook_token", settings.webhook_token)
     if token is not None and not token.get_secret_value().strip():
         raise ConfigError(f"{name('webhook_token')}: must not be empty")
+
+    operator_token = update.get("operator_token", settings.operator_token)
+    if operator_token is not None and not operator_token.get_secret_value().strip():
+        raise ConfigError(f"{name('operator_token')}: must not be empty")
+
+    if settings.operator_tokens_dir is not None:
+        operators = _read_operator_tokens(settings.operator_tokens_dir, name("operator_tokens_dir"))
+        # One credential, one role: the webhook's token must not also be an operator's.
+        if token is not None:
+            for operator, value in operators.items():
+                if value.get_secret_value() == token.get_secret_value():
+                    raise ConfigError(
+                        f"{name('operator_tokens_dir')}: operator {operator!r} has the webhook's"
+                        f" token ({name('webhook_token')}); give each role its own"
+                    )
+        update["operator_tokens"] = operators
 
     password = update.get("webhook_password", settings.webhook_password)
     if (settings.webhook_username is None) != (password is None):

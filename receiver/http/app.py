@@ -66,16 +66,26 @@ def create_app(
     relative ``since`` filters. Without ``approvals`` there are no approval routes.
     """
     auth = Authenticator(settings)
-    if not auth.enabled:
+    if auth.webhook_open:
         log.warning(
             "webhook authentication is disabled",
             hint="set REMEDIATOR_WEBHOOK_TOKEN(_FILE) or REMEDIATOR_WEBHOOK_USERNAME/PASSWORD",
         )
+    if not auth.operator_names and not auth.operators_open:
+        log.warning(
+            "no operator tokens: runs, guards and pause are refused to everyone over HTTP",
+            hint="put one token file per operator in REMEDIATOR_OPERATOR_TOKENS_DIR",
+        )
     max_body = settings.max_body_bytes
-    # The approvals API authenticates operators itself (receiver.http.approvals).
-    own_auth = (APPROVALS_API,) if approvals is not None else ()
+    # The approvals API authenticates operators itself (receiver.http.approvals): it also
+    # believes the SSO proxy's user header, which the operator role does not know.
     edge = edge_middleware(
-        auth=auth, metrics=metrics, log=log, max_body=max_body, own_auth=own_auth
+        auth=auth,
+        metrics=metrics,
+        log=log,
+        max_body=max_body,
+        webhook_routes=frozenset({ALERTS_PATH}),
+        own_auth=(APPROVALS_API,) if approvals is not None else (),
     )
     app = web.Application(client_max_size=max_body, middlewares=[edge])
     app[SETTINGS] = settings

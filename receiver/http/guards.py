@@ -1,5 +1,6 @@
 """The operator's kill switch: ``GET /api/v1/guards`` (status), ``PUT /api/v1/pause`` and
-``DELETE /api/v1/pause``. A pause or resume is written to the audit log."""
+``DELETE /api/v1/pause``, for operators' tokens. A pause or resume is written to the audit log
+with the operator's name (``by``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from receiver.durations import parse_duration
 from receiver.guards.policy import GuardUnavailable
+from receiver.http.auth import principal
 from receiver.http.deps import AUDIT, GUARDS, LOG, GuardControl
 from receiver.http.responses import json_default, json_response
 from receiver.store import StoreUnavailable
@@ -71,10 +73,13 @@ async def put_pause(request: web.Request, control: GuardControl) -> web.Response
         if not 0 < seconds <= MAX_PAUSE_S:
             return json_response({"error": "between 1s and 7d", "field": "for"}, 400)
     until = await control.pause(seconds, reason)
-    # An operator's kill switch belongs in the record of what happened and when.
-    await _audit(request.app, "guards.pause", {"reason": reason, "until": until, "via": "api"})
+    by = principal(request).name
+    # An operator's kill switch belongs in the record of what happened, when and by whom.
+    await _audit(
+        request.app, "guards.pause", {"reason": reason, "until": until, "via": "api", "by": by}
+    )
     request.app[LOG].warning(
-        "automation paused", reason=reason, until=until.isoformat() if until else None
+        "automation paused", reason=reason, until=until.isoformat() if until else None, by=by
     )
     return json_response({"paused": True, "reason": reason, "until": until})
 
@@ -83,8 +88,9 @@ async def put_pause(request: web.Request, control: GuardControl) -> web.Response
 async def delete_pause(request: web.Request, control: GuardControl) -> web.Response:
     """Lift a pause."""
     await control.resume()
-    await _audit(request.app, "guards.resume", {"via": "api"})
-    request.app[LOG].warning("automation resumed")
+    by = principal(request).name
+    await _audit(request.app, "guards.resume", {"via": "api", "by": by})
+    request.app[LOG].warning("automation resumed", by=by)
     return json_response({"paused": False})
 
 

@@ -1,4 +1,5 @@
-"""The one middleware every request passes: authentication, body limits, JSON errors, metrics.
+"""The one middleware every request passes: authentication and roles, body limits, JSON errors,
+metrics.
 
 One middleware, not one per concern: every layer costs each webhook a coroutine and a wrapper,
 and this one runs on every request anyway.
@@ -13,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from structlog.typing import FilteringBoundLogger
 
-from receiver.http.auth import Authenticator
+from receiver.http.auth import PRINCIPAL, Authenticator, Role
 from receiver.http.responses import json_response, too_large
 from receiver.telemetry import Metrics
 
@@ -26,13 +27,17 @@ def edge_middleware(
     metrics: Metrics,
     log: FilteringBoundLogger,
     max_body: int,
+    webhook_routes: frozenset[str],
     own_auth: tuple[str, ...] = (),
 ) -> Middleware:
     """The middleware, its dependencies bound once rather than looked up per request.
 
     ``max_body`` (bytes) is also the application's ``client_max_size``: a handler that reads a
-    longer body gets HTTPRequestEntityTooLarge, answered here as a JSON 413. Paths under an
-    ``own_auth`` prefix are authenticated by their handlers, not with the webhook credential.
+    longer body gets HTTPRequestEntityTooLarge, answered here as a JSON 413.
+    ``webhook_routes`` are the routes (canonical paths) that take the webhook credential; every
+    other route under /api/, including one that does not exist, takes an operator token, except
+    paths under an ``own_auth`` prefix, whose handlers authenticate the caller themselves (the
+    approvals API also believes the SSO proxy's header).
     """
 
     @web.middleware
@@ -41,15 +46,20 @@ def edge_middleware(
         started = time.perf_counter()
         status = 500
         try:
-            # Everything under /api/ takes the webhook's credentials, checked before the handler
-            # reads anything; health, readiness and metrics stay open for probes and scrapers.
+            # Everything under /api/ takes a credential of the route's role, checked before the
+            # handler reads anything; health, readiness and metrics stay open for probes and
+            # scrapers.
             response: web.StreamResponse
-            if (
-                request.path.startswith("/api/")
-                and not request.path.startswith(own_auth)
-                and not auth.check(request)
+            if request.path.startswith("/api/") and not (
+                own_auth and request.path.startswith(own_auth)
             ):
-                response = auth.refuse()
+                role = Role.WEBHOOK if _route_name(request) in webhook_routes else Role.OPERATOR
+                caller = auth.authorize(request, role)
+                if isinstance(caller, web.Response):
+                    response = caller
+                else:
+                    request[PRINCIPAL] = caller
+                    response = await handler(request)
             else:
                 response = await handler(request)
             status = response.status

@@ -73,6 +73,7 @@ class Receiver:
     proc: subprocess.Popen[str]
     url: str
     output: list[str]
+    operator: str = ""  # the operator token the embedded default generated (reads the runs)
 
 
 @dataclass
@@ -136,6 +137,7 @@ class Processes:
         if not found.wait(120) or not url:
             pytest.fail("remediator serve did not start:\n" + "".join(output[-60:]))
         receiver.url = url[0]
+        receiver.operator = (data_dir / "operator-token").read_text().strip()
         return receiver
 
     def stop_receiver(self, receiver: Receiver) -> int:
@@ -257,9 +259,9 @@ async def _post_alert(
         assert resp.status == 200, await resp.text()
 
 
-async def _runs(session: aiohttp.ClientSession, receiver: Receiver, token: str) -> list[Any]:
+async def _runs(session: aiohttp.ClientSession, receiver: Receiver) -> list[Any]:
     async with session.get(
-        f"{receiver.url}/api/v1/runs", headers={"Authorization": f"Bearer {token}"}
+        f"{receiver.url}/api/v1/runs", headers={"Authorization": f"Bearer {receiver.operator}"}
     ) as resp:
         assert resp.status == 200, await resp.text()
         body = await resp.json()
@@ -289,7 +291,6 @@ async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
     processes: Processes,
 ) -> None:
     receiver = processes.start_receiver(processes.tmp / "data")
-    token = processes.token
     ams = [processes.start_alertmanager(name, receiver.url) for name in ("am-a", "am-b")]
     starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
 
@@ -300,7 +301,7 @@ async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
             await _post_alert(session, am, starts_at)
 
         async def one_finished_run() -> dict[str, Any] | None:
-            runs = await _runs(session, receiver, token)
+            runs = await _runs(session, receiver)
             return runs[0] if len(runs) == 1 and runs[0]["outcome"] in FINISHED else None
 
         run = await _until("the run", one_finished_run)
@@ -329,7 +330,7 @@ async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
                 session, am.url, "alertmanager_notifications_failed_total", integration="webhook"
             )
             assert failed == 0, f"{am.name} had failed deliveries (auth?)"
-        runs = await _runs(session, receiver, token)
+        runs = await _runs(session, receiver)
         assert [r["id"] for r in runs] == [run["id"]]
 
         # Prometheus resolves an alert by posting it with endsAt in the past.
@@ -338,7 +339,7 @@ async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
             await _post_alert(session, am, starts_at, ends_at)
 
         async def resolved() -> dict[str, Any] | None:
-            runs = await _runs(session, receiver, token)
+            runs = await _runs(session, receiver)
             assert len(runs) == 1
             return runs[0] if runs[0]["resolved_at"] else None
 
@@ -382,10 +383,9 @@ async def test_deliveries_while_the_receiver_is_down_arrive_when_it_is_back(
 
         again = processes.start_receiver(data_dir, port)
         assert again.url == first.url
-        token = processes.token
 
         async def one_finished_run() -> dict[str, Any] | None:
-            runs = await _runs(session, again, token)
+            runs = await _runs(session, again)
             return runs[0] if len(runs) == 1 and runs[0]["outcome"] in FINISHED else None
 
         run = await _until("the alert to arrive and its run to finish", one_finished_run, 45)

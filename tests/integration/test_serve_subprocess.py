@@ -5,110 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "receiver" / "samples" / "high-memory.json"
-
-
-@dataclass
-class Served:
-    proc: subprocess.Popen[str]
-    url: str
-    token: str
-    output: list[str]
-
-
-def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
-    env.pop("KUBECONFIG", None)
-    env.update(
-        REMEDIATOR_DATA_DIR=str(data_dir),
-        REMEDIATOR_RULES_DIR=str(ROOT / "rules"),
-        REMEDIATOR_LOG_FORMAT="json",
-        HOME=str(data_dir / "home"),  # no ~/.kube/config: the service must choose dry-run
-    )
-    return env
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
-    started: list[Served] = []
-
-    def start() -> Served:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-            env=_env(tmp_path / "data"),
-            cwd=ROOT,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        output: list[str] = []
-        found = threading.Event()
-        url: list[str] = []
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                output.append(line)
-                m = re.search(r"listening on (http://\S+)", line)
-                if m and not url:
-                    url.append(m.group(1))
-                    found.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not found.wait(120):
-            proc.kill()
-            pytest.fail("remediator serve did not start:\n" + "".join(output[-40:]))
-        token = (tmp_path / "data" / "webhook-token").read_text().strip()
-        served = Served(proc, url[0], token, output)
-        started.append(served)
-        return served
-
-    yield start
-    for s in started:
-        if s.proc.poll() is None:
-            # SIGTERM first: SIGKILL would orphan the embedded PostgreSQL and Redis it started.
-            s.proc.terminate()
-            try:
-                s.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                s.proc.kill()
-                s.proc.wait()
-
-
-def stop(served: Served) -> int:
-    served.proc.send_signal(signal.SIGTERM)
-    return served.proc.wait(60)
+from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, stop
 
 
 async def _runs(session: aiohttp.ClientSession, served: Served) -> list[dict[str, object]]:
     async with session.get(
-        f"{served.url}/api/v1/runs", headers={"Authorization": f"Bearer {served.token}"}
+        f"{served.url}/api/v1/runs", headers={"Authorization": f"Bearer {served.operator}"}
     ) as resp:
         assert resp.status == 200
         body = await resp.json()
         return list(body["runs"])
 
 
-async def test_serve_on_the_embedded_default_end_to_end(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_serve_on_the_embedded_default_end_to_end(serve: ServeFactory) -> None:
     served = serve()
     banner = "".join(served.output)
     assert "dry-run" in banner
     assert served.token in banner
+    assert served.operator in banner
     assert "curl" in banner
     auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
     body = SAMPLE.read_bytes()
@@ -159,8 +82,13 @@ async def test_serve_on_the_embedded_default_end_to_end(serve) -> None:  # type:
             assert await r.json() == {"accepted": 0, "duplicates": 1}
 
         # The kill switch: a new alert while paused makes a run the pause guard refuses.
+        operator = {"Authorization": f"Bearer {again.operator}"}
         async with session.put(
             f"{again.url}/api/v1/pause", headers=headers, json={"reason": "change freeze"}
+        ) as r:
+            assert r.status == 403  # the webhook's token cannot pause
+        async with session.put(
+            f"{again.url}/api/v1/pause", headers=operator, json={"reason": "change freeze"}
         ) as r:
             assert r.status == 200
         other = json.loads(body)
@@ -185,7 +113,7 @@ def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "bad.yaml").write_text("rules:\n  - name: x\n    match: ['alertname=~\"(\"']\n")
-    env = _env(tmp_path / "data") | {"REMEDIATOR_RULES_DIR": str(rules)}
+    env = env_for(tmp_path / "data") | {"REMEDIATOR_RULES_DIR": str(rules)}
     proc = subprocess.run(
         [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
         env=env,
@@ -198,13 +126,16 @@ def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
     assert "bad.yaml:" in proc.stderr
 
 
-async def test_serve_with_the_default_relative_data_dir_as_make_run_does(tmp_path: Path) -> None:
-    env = _env(tmp_path / "unused")
+async def test_serve_with_the_default_relative_data_dir_as_make_run_does(
+    embedded_dir: Path,
+) -> None:
+    cwd = embedded_dir.parent
+    env = env_for(embedded_dir)
     del env["REMEDIATOR_DATA_DIR"]  # the default, ".data", relative to where it runs
     proc = subprocess.Popen(
         [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -224,7 +155,7 @@ async def test_serve_with_the_default_relative_data_dir_as_make_run_does(tmp_pat
         assert url, "".join(lines[-30:])
         async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as resp:
             assert resp.status == 200
-        assert (tmp_path / ".data" / "webhook-token").is_file()
+        assert (cwd / ".data" / "webhook-token").is_file()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0

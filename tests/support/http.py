@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 
 import receiver
 from receiver.config import Settings
@@ -19,7 +20,21 @@ from receiver.store import Store
 
 TOKEN = "t0ken-for-tests"
 SAMPLE = Path(receiver.__file__).parent / "samples" / "high-memory.json"
+# The webhook credential: posts alerts and nothing else.
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# An operator's token: runs, guards, pause and resume.
+OPERATOR_NAME = "alice"
+OPERATOR_TOKEN = "alice-operator-t0ken-for-tests"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+def default_settings() -> Settings:
+    """The settings of ``make_client`` when none are given: the webhook token and one
+    operator, ``alice``."""
+    return Settings(
+        webhook_token=SecretStr(TOKEN), operator_tokens={OPERATOR_NAME: SecretStr(OPERATOR_TOKEN)}
+    )
+
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 Client = TestClient[web.Request, web.Application]
@@ -27,7 +42,7 @@ Client = TestClient[web.Request, web.Application]
 
 class MakeClient(Protocol):
     """The ``make_client`` fixture: a test client around ``create_app``; what is not given is
-    the real Intake and Store, the token above and a store-only readiness check."""
+    the real Intake and Store, ``default_settings()`` and a store-only readiness check."""
 
     async def __call__(
         self,

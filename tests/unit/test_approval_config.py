@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+from pydantic import SecretStr
 
 from receiver.approvals.setup import approval_setup
 from receiver.config import ConfigError, Settings
@@ -24,21 +25,21 @@ def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
     write(keys / "2025-01", "a" * 64 + "\n")
     write(keys / "2025-06", "b" * 64)
     write(keys / "..data" / "ignored", "x")
-    write(tmp_path / "ops" / "alice", "tok-a\n")
     approvers = write(
         tmp_path / "approvers.yaml",
         "by_rule: {rollback: [alice]}\nby_risk: {high: [bob]}\nslack_users: {U1: alice}\n",
     )
     settings = Settings(
         approval_keys_dir=keys,
-        operator_tokens_dir=tmp_path / "ops",
+        operator_tokens={"alice": SecretStr("tok-a-0123456789abcdef")},
         approvers_file=approvers,
         slack_signing_secret_file=write(tmp_path / "slack", "shh\n"),
         external_url="https://remediator.example.com",
     )
     files = load_approvals(settings)
     assert sorted(files.keys) == ["2025-01", "2025-06"]
-    assert files.operators["alice"].get_secret_value() == "tok-a"
+    # Operators come from the settings, read once by load_settings (config/sources.py).
+    assert files.operators["alice"].get_secret_value() == "tok-a-0123456789abcdef"
     assert files.approvers.by_rule == {"rollback": ["alice"]}
     assert files.approvers.slack_users == {"U1": "alice"}
 
@@ -46,7 +47,7 @@ def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
     assert setup.desk.tokens is not None
     assert setup.desk.tokens.ring.signing_kid == "2025-06"  # the newest signs
     assert setup.slack is not None
-    assert setup.identities.from_token("tok-a") is not None
+    assert setup.identities.from_token("tok-a-0123456789abcdef") is not None
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-"""Start-up: the banner gives a working curl and never a configured secret, and an open
-receiver must be asked for."""
+"""Start-up: the embedded default's generated tokens, a banner with working commands and never a
+configured secret, and an open receiver must be asked for."""
 
 from __future__ import annotations
 
@@ -12,43 +12,81 @@ import pytest
 from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings
-from receiver.service import banner, embedded_token, require_authentication
+from receiver.embedded import EmbeddedError
+from receiver.startup import Generated, banner, embedded_credentials, require_authentication
 
 URL = "http://127.0.0.1:9095"
 
 
-def test_generated_embedded_token_is_printed_with_a_ready_curl(tmp_path: Path) -> None:
-    settings, generated = embedded_token(Settings(data_dir=tmp_path))
-    assert generated
-    token = (tmp_path / "webhook-token").read_text().strip()
-    assert (tmp_path / "webhook-token").stat().st_mode & 0o777 == 0o600
-    text = banner(settings, URL, dry_run=True, embedded=True, show_token=generated)
-    assert f"webhook token: {token}" in text
-    assert f"curl -sS -H 'Authorization: Bearer {token}' " in text
+def test_generated_tokens_are_printed_with_ready_commands(tmp_path: Path) -> None:
+    settings, generated = embedded_credentials(Settings(data_dir=tmp_path))
+    assert generated == Generated(webhook=True, operator=True)
+    webhook = (tmp_path / "webhook-token").read_text().strip()
+    operator = (tmp_path / "operator-token").read_text().strip()
+    assert webhook != operator
+    for name in ("webhook-token", "operator-token"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
+    assert settings.webhook_token is not None
+    assert settings.webhook_token.get_secret_value() == webhook
+    assert {k: v.get_secret_value() for k, v in settings.operator_tokens.items()} == {
+        "local": operator
+    }
+    text = banner(settings, URL, dry_run=True, embedded=True, shown=generated)
+    assert f"webhook token:  {webhook}" in text
+    assert f"operator token: {operator}" in text
+    assert f"curl -sS -H 'Authorization: Bearer {webhook}' " in text
+    assert f"curl -sS -H 'Authorization: Bearer {operator}' {URL}/api/v1/runs" in text
     assert f"{URL}/api/v1/alerts" in text
+    assert "remediator runs" in text
     assert "dry-run" in text
-    # The same data directory keeps the same token across restarts.
-    again, _ = embedded_token(Settings(data_dir=tmp_path))
+    # The same data directory keeps the same tokens across restarts.
+    again, _ = embedded_credentials(Settings(data_dir=tmp_path))
     assert again.webhook_token is not None
-    assert again.webhook_token.get_secret_value() == token
+    assert again.webhook_token.get_secret_value() == webhook
+    assert again.operator_tokens["local"].get_secret_value() == operator
 
 
-def test_a_configured_token_is_never_printed(tmp_path: Path) -> None:
+def test_a_kept_token_open_to_other_users_is_refused(tmp_path: Path) -> None:
+    embedded_credentials(Settings(data_dir=tmp_path))
+    (tmp_path / "operator-token").chmod(0o644)
+    with pytest.raises(EmbeddedError, match="operator-token is open to other users"):
+        embedded_credentials(Settings(data_dir=tmp_path))
+
+
+def test_configured_tokens_are_never_printed(tmp_path: Path) -> None:
     secret = "production-secret-do-not-print"
-    settings, generated = embedded_token(
-        Settings(data_dir=tmp_path, webhook_token=SecretStr(secret))
+    operators = tmp_path / "operators"
+    operators.mkdir()
+    (operators / "alice").write_text("alice-secret-token-do-not-print\n")
+    settings, generated = embedded_credentials(
+        Settings(
+            data_dir=tmp_path,
+            webhook_token=SecretStr(secret),
+            operator_tokens_dir=operators,
+            operator_tokens={"alice": SecretStr("alice-secret-token-do-not-print")},
+        )
     )
-    assert not generated
+    assert generated == Generated(webhook=False, operator=False)
     assert not (tmp_path / "webhook-token").exists()
-    text = banner(settings, URL, dry_run=False, embedded=False, show_token=generated)
+    assert not (tmp_path / "operator-token").exists()
+    text = banner(settings, URL, dry_run=False, embedded=False, shown=generated)
     assert secret not in text
+    assert "do-not-print" not in text
     assert "$WEBHOOK_TOKEN" in text
+    assert "$OPERATOR_TOKEN" in text
+    assert "operators:  alice" in text
     assert "LIVE" in text
+
+
+def test_without_operators_the_banner_says_nobody_may_read_runs() -> None:
+    settings = Settings(webhook_token=SecretStr("t"))
+    text = banner(settings, URL, dry_run=True, embedded=False, shown=Generated())
+    assert "operators:  NONE" in text
 
 
 def test_basic_auth_banner_names_the_user_not_the_password() -> None:
     settings = Settings(webhook_username="am", webhook_password=SecretStr("pw-secret"))
-    text = banner(settings, URL, dry_run=True, embedded=False, show_token=False)
+    text = banner(settings, URL, dry_run=True, embedded=False, shown=Generated())
     assert "pw-secret" not in text
     assert "-u 'am:PASSWORD'" in text
 

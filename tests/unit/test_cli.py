@@ -250,6 +250,19 @@ def test_every_option_has_help() -> None:
     assert missing == []
 
 
+def test_every_command_and_argument_is_explained() -> None:
+    """click shows no help for arguments: each is named in its command's help instead."""
+    missing = [
+        f"{name} {param.human_readable_name}"
+        for name, command in _commands(main)
+        for param in command.params
+        if isinstance(param, click.Argument)
+        and param.human_readable_name not in (command.help or "")
+    ]
+    assert missing == []
+    assert [name for name, command in _commands(main) if not command.help] == []
+
+
 def test_the_module_docstring_lists_every_command() -> None:
     doc = receiver.cli.__doc__ or ""
     names = [name for name, command in _commands(main) if not isinstance(command, click.Group)]

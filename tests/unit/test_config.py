@@ -65,6 +65,10 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     dsn = write(tmp_path / "dsn", "postgresql://remediator@db/orders\n")
     redis_url = write(tmp_path / "redis-url", "redis://jobs:6379/0\n")
     slack = write(tmp_path / "slack", "https://hooks.slack.example/services/T/B/X\n")
+    operators = tmp_path / "operators"
+    operators.mkdir()
+    write(operators / "alice", "alice-token-0123456789\n")
+    mine = write(tmp_path / "my-operator-token", "bob-token-0123456789\n")
     environ = {
         "REMEDIATOR_DATABASE_URL": "postgresql://u:p@db:5432/remediator",
         "REMEDIATOR_REDIS_URL": "redis://redis:6379/0",
@@ -72,6 +76,8 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_WEBHOOK_USERNAME": "alertmanager",
         "REMEDIATOR_WEBHOOK_PASSWORD_FILE": str(password),
         "REMEDIATOR_ALLOW_UNAUTHENTICATED": "yes",
+        "REMEDIATOR_OPERATOR_TOKENS_DIR": str(operators),
+        "REMEDIATOR_OPERATOR_TOKEN_FILE": str(mine),
         "REMEDIATOR_RULES_DIR": "/rules",
         "REMEDIATOR_DATA_DIR": "/var/lib/remediator",
         "REMEDIATOR_DRY_RUN": "true",
@@ -109,7 +115,6 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
             {"oncall": {"kind": "slack", "url_file": str(slack)}}
         ),
         "REMEDIATOR_EXTERNAL_URL": "https://remediator.example/",
-        "REMEDIATOR_OPERATOR_TOKENS_DIR": "/etc/remediator/operators",
         "REMEDIATOR_APPROVAL_KEYS_DIR": "/etc/remediator/approval-keys",
         "REMEDIATOR_APPROVAL_TTL": "20m",
         "REMEDIATOR_APPROVERS_FILE": "/etc/remediator/approvers.yaml",
@@ -119,9 +124,12 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_APPROVAL_NOTIFY_CHANNEL": "oncall",
     }
     # The table and this test cover the same variables: a new setting needs a line here.
-    assert {k.env for k in KEYS} - {"REMEDIATOR_WEBHOOK_TOKEN", "REMEDIATOR_WEBHOOK_PASSWORD"} == (
-        set(environ)
-    )
+    inline = {
+        "REMEDIATOR_WEBHOOK_TOKEN",
+        "REMEDIATOR_WEBHOOK_PASSWORD",
+        "REMEDIATOR_OPERATOR_TOKEN",
+    }
+    assert {k.env for k in KEYS} - inline == set(environ)
     s = load_settings(None, environ)
     assert s.database_url is not None
     assert s.database_url.get_secret_value() == "postgresql://u:p@db:5432/remediator"
@@ -138,6 +146,12 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.approval_ttl_seconds == 1200
     assert s.sso_trusted_proxies == ("10.0.0.0/8", "::1")
     assert s.approval_notify_channel == "oncall"
+    assert s.operator_tokens_dir == operators
+    assert {k: v.get_secret_value() for k, v in s.operator_tokens.items()} == {
+        "alice": "alice-token-0123456789"
+    }
+    assert s.operator_token is not None
+    assert s.operator_token.get_secret_value() == "bob-token-0123456789"
     assert s.rules_dir == Path("/rules")
     assert s.data_dir == Path("/var/lib/remediator")
     assert s.dry_run is DryRun.TRUE
@@ -404,3 +418,77 @@ def test_the_readme_defaults_are_the_settings_defaults() -> None:
         assert parsed == value, f"{key.env}: README says {literal!r}, the default is {value!r}"
         checked += 1
     assert checked >= 15
+
+
+# -- operators' tokens -----------------------------------------------------------------------------
+
+
+def _operators(tmp_path: Path, **tokens: str) -> Path:
+    directory = tmp_path / "operators"
+    directory.mkdir(exist_ok=True)
+    for name, token in tokens.items():
+        write(directory / name, token)
+    return directory
+
+
+def test_operator_tokens_as_a_mounted_secret_shows_them(tmp_path: Path) -> None:
+    """A Kubernetes Secret volume: keys are symlinks into ..data, which is skipped."""
+    directory = tmp_path / "operators"
+    real = directory / "..2026_01_01_00_00_00.000"
+    real.mkdir(parents=True)
+    write(real / "alice", "alice-token-0123456789\n")
+    write(real / "ops.bot", "  bot-token-0123456789  \n")
+    (directory / "..data").symlink_to(real.name)
+    for name in ("alice", "ops.bot"):
+        (directory / name).symlink_to(f"..data/{name}")
+    s = load_settings(None, {"REMEDIATOR_OPERATOR_TOKENS_DIR": str(directory)})
+    assert {k: v.get_secret_value() for k, v in s.operator_tokens.items()} == {
+        "alice": "alice-token-0123456789",
+        "ops.bot": "bot-token-0123456789",
+    }
+    assert "alice-token" not in repr(s)
+
+
+def test_an_empty_operator_directory_means_no_operators(tmp_path: Path) -> None:
+    s = load_settings(None, {"REMEDIATOR_OPERATOR_TOKENS_DIR": str(_operators(tmp_path))})
+    assert s.operator_tokens == {}
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        ({"alice": "short"}, "at least 16 characters"),
+        ({"alice": "   \n"}, "is empty"),
+        ({"alice": "same-token-0123456789", "bob": "same-token-0123456789"}, "share a token"),
+        ({"al ice": "alice-token-0123456789"}, "the operator's name"),
+    ],
+)
+def test_bad_operator_tokens_name_the_file_not_the_token(
+    tmp_path: Path, files: dict[str, str], problem: str
+) -> None:
+    directory = _operators(tmp_path, **files)
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"REMEDIATOR_OPERATOR_TOKENS_DIR": str(directory)})
+    assert problem in info.value.message
+    assert "REMEDIATOR_OPERATOR_TOKENS_DIR" in info.value.message
+    for token in files.values():
+        if token.strip():
+            assert token.strip() not in info.value.message
+
+
+def test_operator_tokens_dir_must_be_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a directory"):
+        load_settings(None, {"REMEDIATOR_OPERATOR_TOKENS_DIR": str(tmp_path / "absent")})
+
+
+def test_the_webhook_token_cannot_also_be_an_operators(tmp_path: Path) -> None:
+    directory = _operators(tmp_path, alice="shared-token-0123456789")
+    with pytest.raises(ConfigError, match="give each role its own") as info:
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_OPERATOR_TOKENS_DIR": str(directory),
+                "REMEDIATOR_WEBHOOK_TOKEN": "shared-token-0123456789",
+            },
+        )
+    assert "shared-token" not in info.value.message

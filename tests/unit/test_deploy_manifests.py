@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,21 +128,60 @@ def test_kustomization_lists_every_manifest_in_base(kustomization: Doc) -> None:
     assert top["resources"] == ["base"]
 
 
-def test_rules_configmap_is_generated_from_every_shipped_rule_file(kustomization: Doc) -> None:
+def test_rules_configmap_is_generated_from_copies_inside_the_base(kustomization: Doc) -> None:
+    """kustomize refuses files outside the kustomization's directory by default (kubectl
+    apply -k, Argo CD, Flux), so the base lists copies under base/rules/, kept in step with
+    rules/ by hack/sync-deploy-rules.py."""
     generators = {g["name"]: g for g in kustomization["configMapGenerator"]}
     listed = generators["alert-remediator-rules"]["files"]
-    shipped = sorted(f"../../rules/{p.name}" for p in RULES.glob("*.yaml"))
+    shipped = sorted(p.name for p in RULES.glob("*.yaml"))
     assert shipped, "rules/ ships no *.yaml"
-    missing = sorted(set(shipped) - set(listed))
-    stale = sorted(set(listed) - set(shipped))
-    assert missing + stale == [], (
-        "deploy/base/kustomization.yaml configMapGenerator 'alert-remediator-rules' is out of step "
-        "with rules/*.yaml: add the lines\n"
-        + "".join(f"      - {f}\n" for f in missing)
-        + "and remove\n"
-        + "".join(f"      - {f}\n" for f in stale)
-    )
+    assert listed == [f"rules/{name}" for name in shipped]
+    for name in shipped:
+        assert (BASE / "rules" / name).read_bytes() == (RULES / name).read_bytes(), name
     assert generators["alert-remediator-rules"]["namespace"] == APP_NAMESPACE
+    # Nothing in the base or the examples reaches outside deploy/ for a file.
+    for path in DEPLOY.rglob("kustomization.yaml"):
+        for entry in _file_references(next(_docs(path))):
+            resolved = (path.parent / entry).resolve()
+            assert resolved.is_relative_to(DEPLOY.resolve()), f"{path}: {entry}"
+
+
+def _file_references(kustomization: Doc) -> list[str]:
+    files = [f for g in kustomization.get("configMapGenerator", []) for f in g.get("files", [])]
+    files += [p["path"] for p in kustomization.get("patches", []) if "path" in p]
+    return files
+
+
+def test_the_rule_copies_are_in_step_with_rules() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "hack" / "sync-deploy-rules.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_sync_check_names_a_stale_copy(tmp_path: Path) -> None:
+    """The check above can fail: on a copy of the tree whose rules/ has changed."""
+    tree = tmp_path / "repo"
+    for part in ("hack", "rules", "deploy"):
+        shutil.copytree(REPO / part, tree / part)
+    script = tree / "hack" / "sync-deploy-rules.py"
+    changed = tree / "rules" / "high-memory.yaml"
+    changed.write_text(changed.read_text() + "# changed\n")
+    (tree / "rules" / "new-rule.yaml").write_text("rules: []\n")
+    check = [sys.executable, str(script), "--check"]
+    proc = subprocess.run(check, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert "deploy/base/rules/high-memory.yaml differs" in proc.stderr
+    assert "does not list every rule file" in proc.stderr
+    assert "run: python3 hack/sync-deploy-rules.py" in proc.stderr
+    subprocess.run([sys.executable, str(script)], check=True)
+    assert subprocess.run(check, check=False).returncode == 0
+    kust = next(_docs(tree / "deploy" / "base" / "kustomization.yaml"))
+    assert "rules/new-rule.yaml" in kust["configMapGenerator"][0]["files"]
 
 
 def test_namespace_transformer_leaves_target_namespace_bindings_alone(kustomization: Doc) -> None:
@@ -209,7 +251,7 @@ def test_bindings_are_per_namespace_rolebindings_for_the_service_account() -> No
     everything = [
         doc
         for path in sorted(DEPLOY.rglob("*.yaml"))
-        if path.name != "kustomization.yaml"
+        if path.name != "kustomization.yaml" and path.parent != BASE / "rules"
         for doc in _docs(path)
     ]
     bindings = [d for d in everything if _is_binding_to_actions(d)]
@@ -317,6 +359,19 @@ def test_secrets_come_from_the_secret_and_the_token_from_a_file(
     for name, e in env.items():
         if "valueFrom" not in e:
             assert "://" not in e["value"], name
+
+
+def test_operator_tokens_come_from_an_optional_secret_volume(pod_spec: Doc, container: Doc) -> None:
+    env = _env(container)
+    assert "REMEDIATOR_OPERATOR_TOKEN" not in env
+    assert "REMEDIATOR_OPERATOR_TOKEN_FILE" not in env
+    directory = env["REMEDIATOR_OPERATOR_TOKENS_DIR"]["value"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    assert mount["readOnly"] is True
+    secret = {v["name"]: v for v in pod_spec["volumes"]}[mount["name"]]["secret"]
+    assert secret["secretName"] == "alert-remediator-operators"
+    assert secret["optional"] is True  # no operators yet: the pod still starts
+    assert "items" not in secret  # every key is an operator
 
 
 def test_rules_configmap_is_mounted_as_the_rules_dir(pod_spec: Doc, container: Doc) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import structlog
-from pydantic import SecretStr
 
 from receiver.approvals.slack import SlackInteractions
 from receiver.config import Settings
@@ -21,7 +20,7 @@ from receiver.model import ApprovalRecord
 from receiver.store import Store
 from receiver.telemetry import Metrics
 from tests.support.approvals import ApprovalEnv, MakeApprovalEnv
-from tests.support.http import TOKEN, AiohttpClient, Client, MakeClient, ping
+from tests.support.http import AiohttpClient, Client, MakeClient, default_settings, ping
 
 
 @pytest.fixture
@@ -56,7 +55,7 @@ async def make_client(
     ) -> Client:
         metrics.track_queue_depth(store.queue_depth)
         app = create_app(
-            settings=settings or Settings(webhook_token=SecretStr(TOKEN)),
+            settings=settings or default_settings(),
             intake=intake or real_intake,
             metrics=metrics,
             health=health or HealthChecks(store=ping(store)),

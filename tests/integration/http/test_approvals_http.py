@@ -319,7 +319,8 @@ async def test_cli_lists_approves_and_rejects_as_the_operator(
     assert refused.exit_code == 1
     assert "HTTP 403" in refused.stderr
     missing = await asyncio.to_thread(cli, "approve", first.id, token=None)
-    assert missing.exit_code == 2
+    assert missing.exit_code == 1
+    assert "HTTP 401" in missing.stderr
 
     approved = await asyncio.to_thread(cli, "approve", first.id, "--reason", "looks right")
     assert approved.exit_code == 0, approved.output

@@ -14,7 +14,7 @@ from receiver.guards.redis_guards import Guards
 from receiver.http.guards import GUARDS_PATH, PAUSE_PATH
 from receiver.model import GuardSpec, NamespacePolicy, Target
 from receiver.store import Store
-from tests.support.http import AUTH, TOKEN, MakeClient
+from tests.support.http import OPERATOR, OPERATOR_NAME, OPERATOR_TOKEN, MakeClient
 from tests.support.redis import RedisServer
 from tests.support.servers import server_missing
 
@@ -35,7 +35,7 @@ async def test_pause_refuses_every_run_until_resume_and_is_audited(
     )
 
     response = await client.put(
-        PAUSE_PATH, json={"reason": "incident 42", "for": "30m"}, headers=AUTH
+        PAUSE_PATH, json={"reason": "incident 42", "for": "30m"}, headers=OPERATOR
     )
     assert response.status == 200
     body = await response.json()
@@ -46,17 +46,19 @@ async def test_pause_refuses_every_run_until_resume_and_is_audited(
     assert refused.refusal.guard == "pause"
     assert "incident 42" in refused.refusal.reason
 
-    response = await client.get(GUARDS_PATH, headers=AUTH)
+    response = await client.get(GUARDS_PATH, headers=OPERATOR)
     assert response.status == 200
     assert (await response.json())["paused"]
 
-    response = await client.delete(PAUSE_PATH, headers=AUTH)
+    response = await client.delete(PAUSE_PATH, headers=OPERATOR)
     assert response.status == 200
     assert (await guards.admit(request)).admitted
 
     async with store._pool.acquire() as conn:
-        kinds = [r["kind"] for r in await conn.fetch("SELECT kind FROM audit_log ORDER BY id")]
-    assert kinds == ["guards.pause", "guards.resume"]
+        rows = await conn.fetch("SELECT kind, data FROM audit_log ORDER BY id")
+    assert [r["kind"] for r in rows] == ["guards.pause", "guards.resume"]
+    # The audit names the operator whose token paused and resumed.
+    assert [json.loads(r["data"])["by"] for r in rows] == [OPERATOR_NAME, OPERATOR_NAME]
 
 
 @pytest.mark.parametrize(
@@ -75,7 +77,7 @@ async def test_bad_pause_requests_are_400_naming_the_field(
 ) -> None:
     guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
     client = await make_client(guards=guards)
-    response = await client.put(PAUSE_PATH, json=body, headers=AUTH)
+    response = await client.put(PAUSE_PATH, json=body, headers=OPERATOR)
     assert response.status == 400
     assert (await response.json())["field"] == field
     assert not (await guards.status())["paused"]
@@ -92,7 +94,7 @@ async def test_pause_needs_auth_and_redis(
         server_missing("a Redis server the tests may stop")
     redis_server.stop()
     try:
-        response = await client.put(PAUSE_PATH, json={"reason": "x"}, headers=AUTH)
+        response = await client.put(PAUSE_PATH, json={"reason": "x"}, headers=OPERATOR)
         assert response.status == 503
     finally:
         redis_server.start()
@@ -108,7 +110,7 @@ async def test_cli_pause_resume_and_status(
     guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
     client = await make_client(guards=guards)
     url = str(client.make_url("/"))
-    env = {"REMEDIATOR_WEBHOOK_TOKEN": TOKEN}
+    env = {"REMEDIATOR_OPERATOR_TOKEN": OPERATOR_TOKEN}
 
     async def cli(*args: str) -> Any:
         return await asyncio.to_thread(CliRunner().invoke, main, [*args, "--url", url], env=env)
@@ -118,9 +120,16 @@ async def test_cli_pause_resume_and_status(
     assert "automation paused until" in paused.stdout
     assert (await guards.status())["pause"]["reason"] == "db failover"
 
-    shown = await cli("status")
+    shown = await cli("status", "--json")
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["paused"] is True
+
+    table = await cli("status")
+    assert table.exit_code == 0, table.output
+    assert "PAUSED since" in table.stdout
+    assert "db failover" in table.stdout
+    assert "0 of 10 disruptive actions used in the last 1h" in table.stdout
+    assert "{" not in table.stdout  # a table, not the JSON
 
     bad = await cli("pause", "--reason", "x", "--for", "forever")
     assert bad.exit_code == 1

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from receiver.cli import main
 from receiver.model import AlertEvent, Status, Target
 from receiver.store import JobKind, NewEvent, Store
-from tests.support.http import AUTH, TOKEN, Client, MakeClient
+from tests.support.http import OPERATOR, OPERATOR_TOKEN, Client, MakeClient
 from tests.support.pipeline import MakeHarness
 
 pytestmark = [pytest.mark.postgres]
@@ -56,12 +56,12 @@ async def dead_job(store: Store) -> tuple[int, str]:
 
 
 async def get(client: Client, path: str) -> tuple[int, dict[str, Any]]:
-    response = await client.get(path, headers=AUTH)
+    response = await client.get(path, headers=OPERATOR)
     return response.status, await response.json()
 
 
 async def post(client: Client, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    response = await client.post(path, headers=AUTH, json=body)
+    response = await client.post(path, headers=OPERATOR, json=body)
     return response.status, await response.json()
 
 
@@ -220,7 +220,7 @@ rules:
 
 async def cli(client: Client, *args: str) -> Result:
     url = str(client.make_url("/"))
-    env = {"REMEDIATOR_WEBHOOK_TOKEN": TOKEN}
+    env = {"REMEDIATOR_OPERATOR_TOKEN": OPERATOR_TOKEN}
     # The command runs its own event loop, so it runs in a thread while this loop serves.
     return await asyncio.to_thread(CliRunner().invoke, main, [*args, "--url", url], env=env)
 

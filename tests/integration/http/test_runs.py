@@ -12,7 +12,7 @@ import pytest
 from receiver.http.runs import RUNS_PATH
 from receiver.model import AlertEvent, RunOutcome, Status, Target
 from receiver.store import Store
-from tests.support.http import AUTH, TOKEN, Client, MakeClient
+from tests.support.http import OPERATOR, OPERATOR_TOKEN, Client, MakeClient
 
 pytestmark = [pytest.mark.postgres]
 
@@ -47,7 +47,7 @@ async def three_runs(store: Store) -> list[str]:
 
 
 async def _runs(client: Client, query: str = "") -> tuple[int, dict[str, Any]]:
-    response = await client.get(f"{RUNS_PATH}{query}", headers=AUTH)
+    response = await client.get(f"{RUNS_PATH}{query}", headers=OPERATOR)
     data: dict[str, Any] = await response.json()
     return response.status, data
 
@@ -160,7 +160,7 @@ async def test_cli_runs_reads_the_api(make_client: MakeClient, three_runs: list[
 
     client = await make_client()
     url = str(client.make_url("/"))
-    env = {"REMEDIATOR_WEBHOOK_TOKEN": TOKEN}
+    env = {"REMEDIATOR_OPERATOR_TOKEN": OPERATOR_TOKEN}
     # The command runs its own event loop, so it runs in a thread while this loop serves.
     result = await asyncio.to_thread(
         CliRunner().invoke, main, ["runs", "--url", url, "--rule", "scale-on-backlog"], env=env
@@ -203,7 +203,7 @@ async def test_one_run_with_its_steps_and_audit_trail(
     )
     client = await make_client()
 
-    response = await client.get(f"{RUNS_PATH}/{run_id}", headers=AUTH)
+    response = await client.get(f"{RUNS_PATH}/{run_id}", headers=OPERATOR)
     assert response.status == 200
     data = await response.json()
     assert data["run"]["id"] == run_id
@@ -224,7 +224,7 @@ async def test_one_run_unknown_or_malformed_is_404_and_needs_auth(
 ) -> None:
     client = await make_client()
     for run_id in ("00000000-0000-0000-0000-000000000000", "not-a-uuid"):
-        response = await client.get(f"{RUNS_PATH}/{run_id}", headers=AUTH)
+        response = await client.get(f"{RUNS_PATH}/{run_id}", headers=OPERATOR)
         assert response.status == 404
         assert run_id in (await response.json())["error"]
     response = await client.get(f"{RUNS_PATH}/{three_runs[0]}")

@@ -1,0 +1,142 @@
+"""What the service settles and says at start-up: its credentials and the banner.
+
+The embedded default still authenticates: it generates a webhook token and an operator token
+under the data directory (kept, mode 0600, and reused), and the banner shows them with a curl
+that works. A configured secret is never printed. With external servers, serving without any
+webhook authentication must be asked for.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from receiver.config import ConfigError, Settings
+from receiver.embedded.credentials import (
+    LOCAL_OPERATOR,
+    OPERATOR_TOKEN_FILE,
+    WEBHOOK_TOKEN_FILE,
+    secret_file,
+)
+
+__all__ = ["Generated", "banner", "embedded_credentials", "require_authentication"]
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """Which credentials the embedded default generated (only those may be printed)."""
+
+    webhook: bool = False
+    operator: bool = False
+
+
+def embedded_credentials(settings: Settings) -> tuple[Settings, Generated]:
+    """The embedded default still authenticates, with nothing to configure: a webhook token
+    (unless webhook auth is configured) and the token of the operator ``local`` (unless
+    operators are configured), random, kept in the data directory (mode 0600) across restarts.
+
+    Returns the settings that use them, and which were generated. Raises EmbeddedError when a
+    kept token is unreadable or open to other users."""
+    update: dict[str, Any] = {}
+    generated = Generated(
+        webhook=not settings.auth_configured, operator=settings.operator_tokens_dir is None
+    )
+    if generated.webhook:
+        token = secret_file(settings.data_dir / WEBHOOK_TOKEN_FILE)
+        update["webhook_token"] = SecretStr(token)
+    if generated.operator:
+        token = secret_file(settings.data_dir / OPERATOR_TOKEN_FILE)
+        update["operator_tokens"] = {LOCAL_OPERATOR: SecretStr(token)}
+    return settings.model_copy(update=update), generated
+
+
+def require_authentication(settings: Settings) -> None:
+    """Fail closed: webhooks trigger changes, so an open receiver must be asked for.
+
+    The embedded default is covered (it generates a token); with external servers the
+    operator sets a token or basic auth, or says REMEDIATOR_ALLOW_UNAUTHENTICATED=true.
+    """
+    external = settings.database_url is not None and settings.redis_url is not None
+    if external and not settings.auth_configured and not settings.allow_unauthenticated:
+        raise ConfigError(
+            "REMEDIATOR_WEBHOOK_TOKEN_FILE: no webhook authentication is configured; set a "
+            "bearer token (REMEDIATOR_WEBHOOK_TOKEN_FILE) or basic auth "
+            "(REMEDIATOR_WEBHOOK_USERNAME and REMEDIATOR_WEBHOOK_PASSWORD_FILE), or "
+            "REMEDIATOR_ALLOW_UNAUTHENTICATED=true on a network you trust"
+        )
+
+
+def banner(settings: Settings, url: str, *, dry_run: bool, embedded: bool, shown: Generated) -> str:
+    """What `make run` prints: where it listens, how it runs, and commands that work.
+
+    Only generated tokens (``shown``) appear; a configured secret is never printed, the hints
+    name a variable instead."""
+    sample = Path(__file__).parent / "samples" / "high-memory.json"
+    webhook = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+    if webhook and shown.webhook:
+        auth = f"-H 'Authorization: Bearer {webhook}' "
+    elif settings.webhook_token is not None:
+        auth = '-H "Authorization: Bearer $WEBHOOK_TOKEN" '
+    elif settings.basic_auth_configured:
+        auth = f"-u '{settings.webhook_username}:PASSWORD' "
+    else:
+        auth = ""
+    operator = settings.operator_tokens.get(LOCAL_OPERATOR) if shown.operator else None
+    if operator is not None:
+        operator_auth = f"-H 'Authorization: Bearer {operator.get_secret_value()}' "
+    elif settings.operator_tokens or settings.auth_configured:
+        operator_auth = '-H "Authorization: Bearer $OPERATOR_TOKEN" '
+    else:
+        operator_auth = ""
+    mode = "dry-run (nothing is changed)" if dry_run else "LIVE (actions change the cluster)"
+    storage = f"embedded PostgreSQL and Redis under {settings.data_dir}" if embedded else "external"
+    lines = [
+        "",
+        f"alert-remediator is listening on {url}",
+        f"  mode:       {mode}",
+        f"  storage:    {storage}",
+        f"  rules:      {settings.rules_dir}",
+    ]
+    if webhook and shown.webhook:
+        kept = settings.data_dir / WEBHOOK_TOKEN_FILE
+        lines.append(f"  webhook token:  {webhook}  (in {kept}; posts alerts, nothing else)")
+    elif settings.auth_configured:
+        lines.append("  webhook auth: as configured (the secret is not printed)")
+    else:
+        lines.append("  webhook auth: NONE (set REMEDIATOR_WEBHOOK_TOKEN_FILE)")
+    if operator is not None:
+        kept = settings.data_dir / OPERATOR_TOKEN_FILE
+        lines.append(
+            f"  operator token: {operator.get_secret_value()}  (in {kept}; operator"
+            f" {LOCAL_OPERATOR!r}: runs, status, pause, resume)"
+        )
+    elif settings.operator_tokens:
+        names = ", ".join(sorted(settings.operator_tokens))
+        lines.append(f"  operators:  {names} (tokens from {settings.operator_tokens_dir})")
+    elif settings.auth_configured:
+        lines.append("  operators:  NONE: runs, status and pause are refused to everyone")
+    lines += [
+        "  post a sample alert:",
+        f"    curl -sS {auth}-H 'Content-Type: application/json' "
+        f"--data @{sample} {url}/api/v1/alerts",
+        f"  then list the runs:  {_cli_command()} runs"
+        f"   (or curl -sS {operator_auth}{url}/api/v1/runs)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cli_command() -> str:
+    """How to run the CLI from here: ``.venv/bin/remediator`` after `make run`, which does not
+    put the virtualenv on PATH; plain ``remediator`` otherwise."""
+    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if invoked is None or invoked.name != "remediator":
+        return "remediator"
+    try:
+        return str(invoked.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return "remediator"

@@ -1,0 +1,129 @@
+"""`remediator serve` as a user runs it, for the tests: a subprocess on the embedded default
+(PostgreSQL and Redis from wheels, dry-run with no cluster) whose banner gives its URL."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+__all__ = [
+    "ROOT",
+    "SAMPLE",
+    "ServeFactory",
+    "Served",
+    "embedded_dir",
+    "env_for",
+    "serve",
+    "stop",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "receiver" / "samples" / "high-memory.json"
+
+
+@dataclass
+class Served:
+    """A running ``remediator serve``: its process, URL, tokens and output so far."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    token: str  # the webhook's
+    operator: str  # the operator "local"'s
+    output: list[str]
+
+
+def env_for(data_dir: Path) -> dict[str, str]:
+    """The environment of a served process: no REMEDIATOR_* of ours, no cluster, that data
+    directory, the shipped rules."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    env.pop("KUBECONFIG", None)
+    env.update(
+        REMEDIATOR_DATA_DIR=str(data_dir),
+        REMEDIATOR_RULES_DIR=str(ROOT / "rules"),
+        REMEDIATOR_LOG_FORMAT="json",
+        HOME=str(data_dir / "home"),  # no ~/.kube/config: the service must choose dry-run
+    )
+    return env
+
+
+ServeFactory = Callable[[], Served]
+
+
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """A directory for the embedded servers' data, outside pytest's tmp_path: as root,
+    PostgreSQL runs as an unprivileged account that must traverse every parent, and each pytest
+    session that starts (another one on the machine included) takes that right away from
+    /tmp/pytest-of-root, failing an initdb or start in the middle."""
+    base = Path(tempfile.mkdtemp(prefix="remediator-data-"))
+    try:
+        yield base / "data"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def serve(embedded_dir: Path) -> Iterator[ServeFactory]:
+    """Starts ``remediator serve --port 0`` on ``embedded_dir`` (each call a new process on
+    the same directory) and waits for its banner; stops what is still running at the end."""
+    started: list[Served] = []
+
+    def start() -> Served:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
+            env=env_for(embedded_dir),
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        output: list[str] = []
+        found = threading.Event()
+        url: list[str] = []
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                output.append(line)
+                m = re.search(r"listening on (http://\S+)", line)
+                if m and not url:
+                    url.append(m.group(1))
+                    found.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not found.wait(120):
+            proc.kill()
+            pytest.fail("remediator serve did not start:\n" + "".join(output[-40:]))
+        token = (embedded_dir / "webhook-token").read_text().strip()
+        operator = (embedded_dir / "operator-token").read_text().strip()
+        served = Served(proc, url[0], token, operator, output)
+        started.append(served)
+        return served
+
+    yield start
+    for s in started:
+        if s.proc.poll() is None:
+            # SIGTERM first: SIGKILL would orphan the embedded PostgreSQL and Redis it started.
+            s.proc.terminate()
+            try:
+                s.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                s.proc.kill()
+                s.proc.wait()
+
+
+def stop(served: Served) -> int:
+    """SIGTERM, and the exit code."""
+    served.proc.send_signal(signal.SIGTERM)
+    return served.proc.wait(60)
