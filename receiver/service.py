@@ -121,7 +121,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         # are opened now (and checked), the others when a step first uses them.
         clients = build_clients(settings, kube=kube)
         await check_required(clients, required_clients(rules.current, registry), log)
-        dry_run = settings.effective_dry_run(kube is not None)
+        dry_run = settings.dry_run_everywhere
         metrics = Metrics()
         guards = Guards(redis, policy, settings.guard_settings())
         approvals = approval_setup(
@@ -203,13 +203,19 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
                 # The CLI sends this directory's operator token to this address and no other.
                 embedded.announce(settings.local_url(port))
             text = banner(
-                settings, url, dry_run=dry_run, embedded=embedded is not None, shown=generated
+                settings,
+                url,
+                dry_run=dry_run,
+                live=clients.clients.names(),
+                embedded=embedded is not None,
+                shown=generated,
             )
             print(text, file=sys.stderr, flush=True)
             log.info(
                 "started",
                 url=url,
                 dry_run=dry_run,
+                systems=clients.clients.names(),
                 rules=len(rules.current),
                 embedded=embedded is not None,
                 worker=worker.owner,

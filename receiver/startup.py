@@ -9,6 +9,7 @@ webhook authentication must be asked for.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,21 @@ def require_authentication(settings: Settings) -> None:
         )
 
 
-def banner(settings: Settings, url: str, *, dry_run: bool, embedded: bool, shown: Generated) -> str:
+def banner(
+    settings: Settings,
+    url: str,
+    *,
+    dry_run: bool,
+    live: Sequence[str],
+    embedded: bool,
+    shown: Generated,
+) -> str:
     """What `make run` prints: where it listens, how it runs, and commands that work.
 
-    Only generated tokens (``shown``) appear; a configured secret is never printed, the hints
-    name a variable instead."""
+    ``dry_run``: nothing changes anywhere; otherwise steps on the systems in ``live`` (client
+    names, e.g. ``kubernetes``, ``postgres:orders``) change them and the others run dry. Only
+    generated tokens (``shown``) appear; a configured secret is never printed, the hints name a
+    variable instead."""
     sample = Path(__file__).parent / "samples" / "high-memory.json"
     webhook = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
     if webhook and shown.webhook:
@@ -92,7 +103,7 @@ def banner(settings: Settings, url: str, *, dry_run: bool, embedded: bool, shown
         operator_auth = '-H "Authorization: Bearer $OPERATOR_TOKEN" '
     else:
         operator_auth = ""
-    mode = "dry-run (nothing is changed)" if dry_run else "LIVE (actions change the cluster)"
+    mode = _mode(dry_run, live)
     storage = f"embedded PostgreSQL and Redis under {settings.data_dir}" if embedded else "external"
     lines = [
         "",
@@ -140,3 +151,12 @@ def _cli_command() -> str:
         return str(invoked.absolute().relative_to(Path.cwd()))
     except ValueError:
         return "remediator"
+
+
+def _mode(dry_run: bool, live: Sequence[str]) -> str:
+    if dry_run:
+        return "dry-run everywhere (REMEDIATOR_DRY_RUN=true): nothing is changed"
+    if not live:
+        return "dry-run (nothing is changed): no cluster credentials, no connections configured"
+    missing = "" if "kubernetes" in live else "; Kubernetes steps dry-run (no cluster credentials)"
+    return f"LIVE on {', '.join(live)} (steps there change things){missing}"

@@ -162,9 +162,13 @@ class Clients:
         """The ``names`` that are not configured, sorted (``[]`` when all are)."""
         return sorted({name for name in names if name not in self._clients})
 
+    def names(self) -> list[str]:
+        """The configured client names, sorted (e.g. ``["kubernetes", "postgres:orders"]``)."""
+        return sorted(self._clients)
+
     def __repr__(self) -> str:
         # Names only: a client's repr may carry a host or a credential.
-        return f"Clients({sorted(self._clients)})"
+        return f"Clients({self.names()})"
 
 
 @dataclass(frozen=True, slots=True)

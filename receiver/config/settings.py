@@ -299,7 +299,9 @@ class Settings(BaseModel):
         (``port`` when the one bound differs from the setting, e.g. port 0)."""
         return f"http://{connect_host(self.host)}:{self.port if port is None else port}"
 
-    def effective_dry_run(self, has_kube_credentials: bool) -> bool:
-        if self.dry_run is DryRun.AUTO:
-            return not has_kube_credentials
+    @property
+    def dry_run_everywhere(self) -> bool:
+        """``dry_run: true``: no action changes anything. Otherwise (``auto``, ``false``) each
+        action runs live when the system it acts on is configured, and records ``dry_run``,
+        naming the missing system, when it is not (the pipeline decides per step)."""
         return self.dry_run is DryRun.TRUE

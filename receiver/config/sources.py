@@ -56,7 +56,7 @@ KEYS: tuple[Key, ...] = (
     _key("operator_token_file", "client.operator_token_file", "OPERATOR_TOKEN_FILE"),
     _key("rules_dir", "rules_dir"),
     _key("data_dir", "data_dir"),
-    _key("dry_run", "kubernetes.dry_run", "DRY_RUN"),
+    _key("dry_run", "dry_run", "DRY_RUN"),
     _key("kubeconfig", "kubernetes.kubeconfig", "KUBECONFIG"),
     _key("namespace_allow", "namespaces.allow", "NAMESPACE_ALLOW"),
     _key("namespace_deny", "namespaces.deny", "NAMESPACE_DENY"),

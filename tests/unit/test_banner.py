@@ -31,7 +31,7 @@ def test_generated_tokens_are_printed_with_ready_commands(tmp_path: Path) -> Non
     assert {k: v.get_secret_value() for k, v in settings.operator_tokens.items()} == {
         "local": operator
     }
-    text = banner(settings, URL, dry_run=True, embedded=True, shown=generated)
+    text = banner(settings, URL, dry_run=False, live=[], embedded=True, shown=generated)
     assert f"webhook token:  {webhook}" in text
     assert f"operator token: {operator}" in text
     assert f"curl -sS -H 'Authorization: Bearer {webhook}' " in text
@@ -69,7 +69,9 @@ def test_configured_tokens_are_never_printed(tmp_path: Path) -> None:
     assert generated == Generated(webhook=False, operator=False)
     assert not (tmp_path / "webhook-token").exists()
     assert not (tmp_path / "operator-token").exists()
-    text = banner(settings, URL, dry_run=False, embedded=False, shown=generated)
+    text = banner(
+        settings, URL, dry_run=False, live=["kubernetes"], embedded=False, shown=generated
+    )
     assert secret not in text
     assert "do-not-print" not in text
     assert "$WEBHOOK_TOKEN" in text
@@ -80,13 +82,13 @@ def test_configured_tokens_are_never_printed(tmp_path: Path) -> None:
 
 def test_without_operators_the_banner_says_nobody_may_read_runs() -> None:
     settings = Settings(webhook_token=SecretStr("t"))
-    text = banner(settings, URL, dry_run=True, embedded=False, shown=Generated())
+    text = banner(settings, URL, dry_run=True, live=[], embedded=False, shown=Generated())
     assert "operators:  NONE" in text
 
 
 def test_basic_auth_banner_names_the_user_not_the_password() -> None:
     settings = Settings(webhook_username="am", webhook_password=SecretStr("pw-secret"))
-    text = banner(settings, URL, dry_run=True, embedded=False, shown=Generated())
+    text = banner(settings, URL, dry_run=True, live=[], embedded=False, shown=Generated())
     assert "pw-secret" not in text
     assert "-u 'am:PASSWORD'" in text
 
@@ -124,3 +126,21 @@ def test_serve_refuses_to_start_open_and_says_how_to_fix_it(tmp_path: Path) -> N
     )
     assert proc.returncode == 2
     assert "no webhook authentication is configured" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("dry_run", "live", "says", "never"),
+    [
+        (True, ["kubernetes"], "dry-run everywhere", "LIVE"),
+        (False, [], "dry-run (nothing is changed)", "LIVE"),
+        (False, ["kubernetes", "postgres:orders"], "LIVE on kubernetes, postgres:orders", "dry"),
+        (False, ["postgres:orders"], "Kubernetes steps dry-run (no cluster credentials)", "!"),
+    ],
+)
+def test_the_mode_line_says_where_steps_change_things(
+    dry_run: bool, live: list[str], says: str, never: str
+) -> None:
+    text = banner(Settings(), URL, dry_run=dry_run, live=live, embedded=False, shown=Generated())
+    [mode] = [line for line in text.splitlines() if line.strip().startswith("mode:")]
+    assert says in mode
+    assert never not in mode

@@ -193,7 +193,8 @@ def test_yaml_sections(tmp_path: Path) -> None:
         """
 database_url: postgresql://db/remediator
 auth: {token: abc}
-kubernetes: {dry_run: false, kubeconfig: /k}
+dry_run: false
+kubernetes: {kubeconfig: /k}
 namespaces: {allow: [demo], deny: []}
 guards:
   budget: {count: 2, window: 1h}
@@ -364,13 +365,13 @@ def test_dry_run_spellings(value: str, expected: DryRun) -> None:
     assert load_settings(None, {"REMEDIATOR_DRY_RUN": value}).dry_run is expected
 
 
-def test_effective_dry_run_and_credentials(tmp_path: Path) -> None:
-    auto = Settings()
-    assert auto.effective_dry_run(has_kube_credentials=False)
-    assert not auto.effective_dry_run(has_kube_credentials=True)
-    assert Settings(dry_run=DryRun.TRUE).effective_dry_run(has_kube_credentials=True)
-    assert not Settings(dry_run=DryRun.FALSE).effective_dry_run(has_kube_credentials=False)
+def test_dry_run_everywhere_only_when_asked() -> None:
+    assert Settings(dry_run=DryRun.TRUE).dry_run_everywhere
+    assert not Settings(dry_run=DryRun.AUTO).dry_run_everywhere
+    assert not Settings(dry_run=DryRun.FALSE).dry_run_everywhere
 
+
+def test_kube_credentials_present(tmp_path: Path) -> None:
     kubeconfig = write(tmp_path / "kubeconfig", "apiVersion: v1\n")
     assert kube_credentials_present(Settings(kubeconfig=kubeconfig), {})
     assert not kube_credentials_present(Settings(kubeconfig=tmp_path / "missing"), {})
