@@ -145,6 +145,8 @@ class SetResources(KubeAction[SetResourcesParams]):
             )
         after: dict[str, Any] = {"container": params.container}
         patch_resources: dict[str, dict[str, str]] = {}
+        # Why a factor left a value where it was (e.g. already above its cap), by field.
+        held: dict[tuple[str, str], str] = {}
         for (section, resource), change in changes.items():
             current = before[section][resource]
             if change.value is not None:
@@ -157,13 +159,28 @@ class SetResources(KubeAction[SetResourcesParams]):
                         f"container {params.container} of {object_ref(target)} has no {resource} "
                         f"{section[:-1]} to multiply by {change.factor}; give a value instead"
                     )
-                new = quantity.scale(current, change.factor, change.max, resource=resource)
+                scaled = quantity.scale(current, change.factor, change.max, resource=resource)
+                new = scaled.value
+                if scaled.held is not None:
+                    held[(section, resource)] = scaled.held
+                    after.setdefault(section, {})[resource] = current
+                    continue  # never written: the live value stays as it is
             after.setdefault(section, {})[resource] = new
             patch_resources.setdefault(section, {})[resource] = new
+
+        def describe(s: str, r: str) -> str:
+            if (s, r) in held:
+                return f"{r} {s[:-1]} {before[s][r]} unchanged: {held[(s, r)]}"
+            return f"{r} {s[:-1]} {before[s][r] or 'unset'} -> {after[s][r]}"
+
         if all(quantity.equal(before[s][r], after[s][r]) for s, r in keys):
+            reasons = "; ".join(describe(s, r) for s, r in keys if (s, r) in held)
+            message = reasons or f"container {params.container} already has these resources"
             return WritePlan.noop(
-                Change(f"{object_ref(target)} already has these resources", before, before),
-                f"container {params.container} already has these resources",
+                Change(
+                    f"{object_ref(target)} container {params.container}: {message}", before, before
+                ),
+                message,
             )
         body = {
             "metadata": {"annotations": api.stamp()},
@@ -175,9 +192,7 @@ class SetResources(KubeAction[SetResourcesParams]):
                 }
             },
         }
-        summary = ", ".join(
-            f"{r} {s[:-1]} {before[s][r] or 'unset'} -> {after[s][r]}" for s, r in keys
-        )
+        summary = ", ".join(describe(s, r) for s, r in keys)
         return WritePlan(
             Change(f"{object_ref(target)} container {params.container}: {summary}", before, after),
             lambda: api.patch_workload(target, body, STRATEGIC_MERGE),

@@ -8,9 +8,14 @@ an integer mantissa). Pure; no I/O.
 
 from __future__ import annotations
 
+import decimal
+import functools
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
+from typing import ParamSpec, TypeVar
 
 _BINARY: dict[str, int] = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
 _DECIMAL: dict[str, int] = {
@@ -30,6 +35,25 @@ _QUANTITY = re.compile(
     rf"^(?P<num>\+?(?:\d+(?:\.\d*)?|\.\d+))(?:(?P<suffix>{_SUFFIXES})|[eE](?P<exp>[+-]?\d+))?$"
 )
 _NANO = Decimal("1e-9")
+# Enough digits for any quantity from 1n to beyond 64Ei exactly (the default context has 28,
+# and 64Ei at nano precision needs 29, or the remainder below fails): only the explicit
+# rounding to nano precision ever rounds.
+_CONTEXT = decimal.Context(prec=60, traps=[decimal.InvalidOperation])
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _exact(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``fn`` under ``_CONTEXT``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with decimal.localcontext(_CONTEXT):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 MEBI = Decimal(2**20)
 MILLI = Decimal("0.001")
 
@@ -45,6 +69,7 @@ class Format(StrEnum):
     DECIMAL = "decimal"
 
 
+@_exact
 def parse(text: str) -> tuple[Decimal, Format]:
     """``"1.5Gi"`` -> (Decimal(1610612736), BINARY). Negative quantities are rejected."""
     match = _QUANTITY.match(text.strip())
@@ -64,6 +89,7 @@ def value_of(text: str) -> Decimal:
     return parse(text)[0]
 
 
+@_exact
 def format_quantity(value: Decimal, fmt: Format = Format.DECIMAL) -> str:
     """The API server's canonical spelling of ``value`` in ``fmt``."""
     if value < 0:
@@ -101,16 +127,54 @@ def equal(a: str | None, b: str | None) -> bool:
     return value_of(a) == value_of(b)
 
 
-def scale(current: str, factor: float, cap: str, *, resource: str) -> str:
-    """``current * factor``, rounded up to a whole unit (1Mi of memory, 1m of cpu), at most ``cap``.
+@dataclass(frozen=True, slots=True)
+class Scaled:
+    """What ``scale`` makes of a quantity: the ``value`` to set, or, when the value must not
+    move, ``current`` unchanged and ``held`` saying why (naming the cap when it is the cap),
+    worded to follow the field, e.g. "memory limit 5G unchanged: <held>"."""
 
-    Rounding up keeps the numbers readable and never shrinks a requested increase to nothing.
+    value: str
+    held: str | None = None
+
+
+@_exact
+def scale(current: str, factor: float, cap: str, *, resource: str) -> Scaled:
+    """``current * factor`` rounded to a whole unit (1Mi of memory, 1m of cpu), bounded by ``cap``.
+
+    The factor gives the direction, and the result never goes the other way: a raise
+    (factor > 1) ends in (current, cap], and when current is already at or above the cap it is
+    held, never lowered to the cap; a decrease (factor < 1) ends below current (and at most
+    ``cap``), and is held when it would be less than one unit. A raise rounds up, so a small
+    factor still moves by a unit. Raises QuantityError for a text that is not a quantity.
     """
     unit = MEBI if resource == "memory" else MILLI
     fmt = Format.BINARY if resource == "memory" else Format.DECIMAL
-    scaled = (value_of(current) * Decimal(str(factor)) / unit).to_integral_value(ROUND_CEILING)
-    result = scaled * unit
-    cap_value, cap_fmt = parse(cap)
-    if result >= cap_value:
-        return format_quantity(cap_value, cap_fmt)
-    return format_quantity(result, fmt)
+    # Both as the API server stores them (nano precision, rounded up): what is live, and what
+    # a capped write would set.
+    current_value = value_of(canonical(current))
+    cap_text = canonical(cap)
+    cap_value = value_of(cap_text)
+    multiplied = current_value * Decimal(str(factor))
+    if factor == 1:
+        return Scaled(current, "a factor of 1 changes nothing")
+    if factor > 1:
+        if current_value >= cap_value:
+            return Scaled(current, f"already at or above the cap {cap}; a raise never lowers it")
+        if current_value == 0:
+            return Scaled(current, "0 stays 0 whatever the factor")
+        result = (multiplied / unit).to_integral_value(ROUND_CEILING) * unit
+        if result >= cap_value:
+            return Scaled(cap_text)
+        return Scaled(format_quantity(result, fmt))
+    # A decrease: rounded up (towards current), so it never overshoots the factor; if that
+    # leaves it where it was, it is held rather than rounded away from the factor's direction.
+    result = (multiplied / unit).to_integral_value(ROUND_CEILING) * unit
+    if cap_value < min(result, current_value):
+        return Scaled(cap_text)
+    if result >= current_value:
+        return Scaled(current, f"x{factor} of it is less than one {_unit_name(resource)}")
+    return Scaled(format_quantity(result, fmt))
+
+
+def _unit_name(resource: str) -> str:
+    return "Mi" if resource == "memory" else "millicore"
