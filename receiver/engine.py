@@ -2,7 +2,16 @@
 
 The engine decides; it neither checks guards nor acts. Every "no" it says is a ``Skip`` with a
 reason, so a reviewer can see why an alert did nothing. Duplicate suppression here is a
-courtesy: the store's UNIQUE (rule, episode) constraint is what makes a run happen at most once.
+courtesy: the store's UNIQUE (rule, occurrence) constraint is what makes a run happen at most
+once.
+
+Occurrences (``when: {repeated: ...}``): an occurrence is an earlier *episode occurrence* of the
+alert on the same (rule, target): a run of another (fingerprint, startsAt, refire) whose event
+arrived before this one, created within the window before this event arrived. The event's own
+runs (a retry, a duplicate delivery, the row an earlier attempt created) never count, nor do
+runs of later events, and the window is measured from the event's arrival, not from the
+moment it is planned: the plan for an event is the same however often and however late it is
+retried.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from receiver.templating import TargetError, TemplateError
 
 __all__ = [
     "LATE_FIRING",
+    "NOTHING_TO_UNDO",
     "NO_OPEN_RUN",
     "NO_RULE",
     "RULE_GONE",
@@ -42,6 +52,7 @@ NO_RULE = "no rule matches"
 RUN_EXISTS = "run already exists for this episode"
 NO_OPEN_RUN = "no open run for this episode"
 RULE_GONE = "rule no longer loaded; run closed without on_resolved steps"
+NOTHING_TO_UNDO = "run changed nothing (refused, dry-run or held); closed without on_resolved steps"
 
 
 def plan(
@@ -52,7 +63,8 @@ def plan(
     *,
     now: datetime,
 ) -> Plan:
-    """The plan for one stored alert event. ``now`` is passed in so the result is reproducible."""
+    """The plan for one stored alert event. ``now`` is passed in so the result is reproducible;
+    repetitions are counted back from the event's ``received_at`` (``now`` when it has none)."""
     if event.status is Status.RESOLVED:
         return _plan_resolved(event, rules, history)
     return _plan_firing(event, rules, history, policy, now)
@@ -129,11 +141,16 @@ def _plan_rule(
     except (TargetError, TemplateError) as exc:
         # A label that would aim the action elsewhere (another namespace, a path) stops here.
         return Skip(f"invalid target: {exc}", rule.name)
-    if any(run.rule == rule.name for run in history.episode_runs):
+    if any(
+        run.rule == rule.name and run.occurrence == event.occurrence for run in history.episode_runs
+    ):
         return Skip(RUN_EXISTS, rule.name)
+    anchor = event.received_at or now
 
     def occurrences(within_s: float) -> int:
-        return 1 + _count_recent(history.recent_runs, rule.name, target, now, within_s)
+        return 1 + _earlier_occurrences(
+            history.recent_runs, rule.name, target, event, anchor, within_s
+        )
 
     steps: list[StepPlan] = []
     for step in rule.steps:
@@ -155,16 +172,29 @@ def _plan_rule(
     )
 
 
-def _count_recent(
-    runs: Iterable[PriorRun], rule: str, target: Target, now: datetime, within_s: float
+def _earlier_occurrences(
+    runs: Iterable[PriorRun],
+    rule: str,
+    target: Target,
+    event: AlertEvent,
+    anchor: datetime,
+    within_s: float,
 ) -> int:
-    # Inclusive at the edge: a run exactly `within` ago still counts as a repetition.
-    since = now - timedelta(seconds=within_s)
-    return sum(
-        1
+    """Distinct earlier occurrences of ``rule`` on ``target`` within ``within_s`` of ``anchor``."""
+    # Inclusive at the edge: a run exactly `within` before the event still counts.
+    since = anchor - timedelta(seconds=within_s)
+    earlier = {
+        run.occurrence
         for run in runs
-        if run.rule == rule and run.target.key == target.key and run.created_at >= since
-    )
+        if run.rule == rule
+        and run.target.key == target.key
+        and run.created_at >= since
+        # Its own occurrence is never a repetition of itself (a retried event finds the run
+        # its first attempt created), and a later event is not an earlier occurrence.
+        and run.occurrence != event.occurrence
+        and (run.event_id is None or run.event_id < event.id)
+    }
+    return len(earlier)
 
 
 def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:
@@ -173,13 +203,20 @@ def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:
     for run in history.episode_runs:
         # History is read for this episode; checking again keeps a store-side slip from
         # closing another episode's run.
-        if run.closed or (run.fingerprint, run.starts_at) != event.episode:
+        if run.closed or run.occurrence != event.occurrence:
             continue
         rule = rules.by_name(run.rule)
+        steps: tuple[StepPlan, ...] = ()
         if rule is None:
             # Renamed or removed since the run began: still close it, so the run does not stay
             # open forever, but there is no longer a definition of what to undo.
             skips.append(Skip(RULE_GONE, run.rule))
+        elif rule.on_resolved and not run.changed:
+            # A refused, dry-run or held run changed nothing: a restore would undo what some
+            # other run, or someone else, did.
+            skips.append(Skip(NOTHING_TO_UNDO, run.rule))
+        elif rule.on_resolved:
+            steps = tuple(s.to_plan() for s in rule.on_resolved)
         resolves.append(
             ResolvePlan(
                 run_id=run.run_id,
@@ -187,7 +224,7 @@ def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:
                 # The target recorded at run time, not a re-render: labels of the resolved
                 # notification are the same, but the run is what must be undone.
                 target=run.target,
-                steps=tuple(s.to_plan() for s in rule.on_resolved) if rule else (),
+                steps=steps,
             )
         )
     if not resolves:

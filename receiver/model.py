@@ -44,7 +44,13 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
-    """One alert of one notification, as stored. Unique on (fingerprint, starts_at, status)."""
+    """One alert of one notification, as stored. Unique on (fingerprint, starts_at, status,
+    refire).
+
+    ``refire`` numbers the occurrences of one episode: 0 for the alert's first firing, n after
+    Alertmanager resolved it n times and the source sent it again with the same startsAt
+    (``store.events`` assigns it at intake; the README states the rule).
+    """
 
     id: int
     fingerprint: str
@@ -58,6 +64,7 @@ class AlertEvent:
     group_key: str = ""
     receiver: str = ""
     received_at: datetime | None = None
+    refire: int = 0
 
     @property
     def alertname(self) -> str:
@@ -66,6 +73,11 @@ class AlertEvent:
     @property
     def episode(self) -> tuple[str, str]:
         return (self.fingerprint, self.starts_at)
+
+    @property
+    def occurrence(self) -> tuple[str, str, int]:
+        """(fingerprint, starts_at, refire): what one run is created for, at most once a rule."""
+        return (self.fingerprint, self.starts_at, self.refire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,17 +185,27 @@ class PriorRun:
     created_at: datetime
     outcome: RunOutcome
     closed: bool = False
+    refire: int = 0
+    # The alert event that created the run; None when unknown (taken as earlier than any event).
+    event_id: int | None = None
+    # True when at least one of its steps changed something (outcome ok): only such a run has
+    # anything for its on_resolved steps to undo.
+    changed: bool = False
+
+    @property
+    def occurrence(self) -> tuple[str, str, int]:
+        return (self.fingerprint, self.starts_at, self.refire)
 
 
 @dataclass(frozen=True, slots=True)
 class History:
     """What the engine may know about the past; the worker reads it from the store."""
 
-    # Runs of the same episode (fingerprint, starts_at), any rule.
+    # Runs of the same occurrence (fingerprint, starts_at, refire), any rule.
     episode_runs: tuple[PriorRun, ...] = ()
     # Runs created within the widest `repeated` window of any rule, for the targets in play.
     recent_runs: tuple[PriorRun, ...] = ()
-    # True when a resolved event of this episode has already been stored: a later firing is late.
+    # True when a resolved event of this occurrence is stored: a later firing of it is late.
     episode_resolved: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -115,6 +115,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         if embedded is not None:
             settings, generated = embedded_credentials(settings)
         store = await Store.connect(endpoints.database_url)
+        store.late_delivery_window_s = settings.late_delivery_window_seconds
         redis = aioredis.from_url(endpoints.redis_url, socket_timeout=5, socket_connect_timeout=5)
         kube = await kube_client(settings)
         # Clients by name for every configured connection; only those the loaded rules need

@@ -193,8 +193,10 @@ class ActionContext:
     run_id: str
     dry_run: bool
     clients: Clients
-    # What earlier steps of the same run recorded, keyed by action name, e.g. the replica count
-    # that kubernetes.scale started from, so an on_resolved step can restore it.
+    # What earlier steps of the same run changed, keyed by action name:
+    # {"before": {...}, "after": {...}} of the last step of that action whose outcome was ok
+    # (e.g. the replica counts kubernetes.scale went from and to), so an on_resolved step can
+    # undo exactly that change.
     recorded: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The rule and the alert behind the run, for messages and request bodies (notify, http.call).
     rule: str = ""

@@ -157,6 +157,10 @@ class Settings(BaseModel):
     lock_ttl_seconds: float = Field(default=_GUARDS.lock_ttl_s, gt=0)
 
     event_retention_seconds: float = Field(default=30 * 86400.0, gt=0)
+    # How late Alertmanager may deliver a firing notification it built before the alert
+    # resolved (store.events.LATE_DELIVERY_WINDOW_S: group_interval 5m + two peer timeouts);
+    # a firing of a resolved episode received later than this is a re-fire.
+    late_delivery_window_seconds: float = Field(default=330.0, ge=0)
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
@@ -215,6 +219,7 @@ class Settings(BaseModel):
         "readiness_timeout_seconds",
         "event_retention_seconds",
         "approval_ttl_seconds",
+        "late_delivery_window_seconds",
         mode="before",
     )
     @classmethod

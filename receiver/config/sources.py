@@ -75,6 +75,7 @@ KEYS: tuple[Key, ...] = (
     _key("breaker_open_for_seconds", "guards.breaker.open_for", "BREAKER_OPEN_FOR"),
     _key("lock_ttl_seconds", "guards.lock_ttl", "LOCK_TTL"),
     _key("event_retention_seconds", "store.event_retention", "EVENT_RETENTION"),
+    _key("late_delivery_window_seconds", "intake.late_delivery_window", "LATE_DELIVERY_WINDOW"),
     _key("log_level", "log.level", "LOG_LEVEL"),
     _key("log_format", "log.format", "LOG_FORMAT"),
     # Maps of named connections: YAML, or JSON in the variable.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any, TypeVar
@@ -93,16 +93,21 @@ class Guards:
         except (RedisError, OSError, TimeoutError) as exc:
             raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
 
-    async def admit(self, req: AdmissionRequest) -> Admission:
+    async def admit(
+        self, req: AdmissionRequest, *, only: Collection[str] | None = None
+    ) -> Admission:
         """Check every guard in order; admit (and commit them all) or refuse with no effect.
 
-        Idempotent per ``req.run_id``: the run's own cooldown, rate and budget entries and its
-        own lock do not refuse it again; a repeated admission gets a new token and fence."""
+        ``only``: check just the guards of these names, in their declared order (the resolve
+        path asks pause, namespace and lock). Idempotent per ``req.run_id``: the run's own
+        cooldown, rate and budget entries and its own lock do not refuse it again; a repeated
+        admission gets a new token and fence."""
         # The run id in the token names the holder in refusals and makes the lock re-entrant
         # for the same run; the random part makes the token unguessable and unique.
         token = f"{req.run_id}/{secrets.token_hex(16)}"
+        guards = self._guards if only is None else [g for g in self._guards if g.name in only]
         keys, argv = admit_arguments(
-            self._guards, req, policy=self._policy, settings=self._settings, lock_token=token
+            guards, req, policy=self._policy, settings=self._settings, lock_token=token
         )
         reply = await self._call("admit", lambda: self._admit(keys=keys, args=argv))
         if int(reply[0]) == 1:

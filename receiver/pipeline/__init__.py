@@ -1,7 +1,7 @@
 """The run pipeline: the stages a run goes through, and the handlers the worker calls.
 
     plan -> admit -> approve -> execute -> request approval -> record/verify   (``Stages.run``)
-    close -> execute                                            (``runner.Stages.resolve``)
+    close -> admit -> execute                                   (``runner.Stages.resolve``)
 
 ``Pipeline`` wires them around the service's dependencies and is what the worker is given:
 ``await pipeline(event)`` for an alert event, ``await pipeline.run_job(job)`` for a job.

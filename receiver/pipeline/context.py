@@ -23,6 +23,7 @@ from remediations.base import Clients, Registry, Result
 from remediations.targets import Target
 
 __all__ = [
+    "RESOLVE_GUARDS",
     "STEP_AWAITING_APPROVAL",
     "STEP_PENDING",
     "Deps",
@@ -35,17 +36,25 @@ __all__ = [
 STEP_PENDING = "pending"
 STEP_AWAITING_APPROVAL = "awaiting_approval"
 
+# The guards an on_resolved step passes: it undoes a change, so cooldown, rate, budget and the
+# breaker (which limit new changes) do not apply; a pause, the namespace policy and another
+# run holding the target do.
+RESOLVE_GUARDS = ("pause", "namespace", "lock")
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineSettings:
     """``dry_run``: the service's mode (Kubernetes writes use server-side dry-run).
     ``min_history_s``: how far back the history reaches when no rule asks for more.
-    ``guards_down_retry_s``: how soon a job is tried again when Redis cannot be asked."""
+    ``guards_down_retry_s``: how soon a job is tried again when Redis cannot be asked.
+    ``resolve_retry_s``: the longest an on_resolved step held by a guard (pause, target lock)
+    waits before it is tried again (sooner when the guard says when it may pass)."""
 
     dry_run: bool
     policy: NamespacePolicy
     min_history_s: float = 3600.0
     guards_down_retry_s: float = 5.0
+    resolve_retry_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +99,9 @@ class RunContext:
     runnable: tuple[StepPlan, ...] = ()
     awaiting: StepPlan | None = None
     results: list[tuple[StepPlan, Result]] = field(default_factory=list)
-    # What earlier steps recorded as their "before", by action (e.g. the replica count that
-    # kubernetes.scale started from), for steps that restore it.
+    # What earlier steps of this run changed, by action: {"before": {...}, "after": {...}} of
+    # the last step of that action that changed something (e.g. the replica counts
+    # kubernetes.scale went from and to), for steps that undo it (``ActionContext.recorded``).
     recorded: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     # Outcomes of the steps that finished before this pass (a resumed run).
     finished: list[str] = field(default_factory=list)
@@ -106,6 +116,10 @@ class RunContext:
 
     def bind(self, **values: Any) -> None:
         self.log = self.log.bind(**values)
+
+    def remember(self, action: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+        """Note what a step of ``action`` changed, for later steps that undo it."""
+        self.recorded[action] = {"before": dict(before), "after": dict(after)}
 
 
 class Stage(Protocol):

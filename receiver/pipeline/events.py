@@ -2,9 +2,11 @@
 resolve) through its stages.
 
 The decision (which rule, which target, which steps) is the pure ``engine.plan``; everything
-here is the I/O around it. A run is created PENDING before its guards are asked, so a refusal
-or an outage is recorded on the run itself, and a run that a crash interrupted is taken up
-again, from the steps it had not finished, when its event is retried.
+here is the I/O around it. A run is created PENDING, with the steps it was planned with,
+before its guards are asked, so a refusal or an outage is recorded on the run itself. When the
+event is retried (Redis was down, a worker crashed), a run of its occurrence that is still
+PENDING or RUNNING is taken up again with its recorded steps, from the ones it had not
+finished; it is never planned again, so a retry cannot change what the run does.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from receiver.model import (
     AlertEvent,
     Disposition,
     GuardSpec,
-    History,
     ResolvePlan,
     RunOutcome,
     RunPlan,
@@ -26,13 +27,15 @@ from receiver.model import (
     VerdictKind,
 )
 from receiver.pipeline.context import Deps, RunContext
+from receiver.pipeline.resolve import resolving_context
 from receiver.pipeline.runner import Stages, context_of, run_stages
 from receiver.rules.loader import RuleHolder
 
 __all__ = ["EventHandler", "disposition_of"]
 
-# Resolving passes no guards (on_resolved steps undo what the run did).
-_NO_GUARDS = GuardSpec()
+# Outcomes of a run that an event's retry takes up again: its guards were not yet asked
+# (pending), or a crash interrupted its steps (running).
+_TAKEN_UP = frozenset({RunOutcome.PENDING, RunOutcome.RUNNING})
 
 
 class EventHandler:
@@ -66,26 +69,22 @@ class EventHandler:
         history = await deps.store.history(event, within, repeats=repeats)
 
         verdicts: list[Verdict] = []
-        # A run that a crash interrupted after its guards admitted it is finished first; the
-        # engine sees it as existing and will not plan it again.
+        # A run an earlier attempt created is finished first, with the steps it was planned
+        # with; the engine sees it as existing and will not plan it again.
         for prior in history.episode_runs:
-            if event.status is Status.FIRING and prior.outcome is RunOutcome.RUNNING:
+            if event.status is Status.FIRING and prior.outcome in _TAKEN_UP:
                 verdicts.append(await self._resume(prior.run_id, log))
             elif event.status is Status.RESOLVED and prior.closed:
                 verdicts.append(await self._finish_resolve(prior.run_id, log))
 
-        view = _engine_view(history) if event.status is Status.FIRING else history
-        plan = engine.plan(event, ruleset, view, deps.settings.policy, now=deps.clock())
+        plan = engine.plan(event, ruleset, history, deps.settings.policy, now=deps.clock())
         for skip in plan.skips:
             log.info("skipped", rule=skip.rule, reason=skip.reason)
         if plan.skips:
             # On the event, so a reviewer sees through the API why an alert did nothing.
             await deps.store.record_skips(event.id, plan.skips)
-        pending = {
-            p.rule: p.run_id for p in history.episode_runs if p.outcome is RunOutcome.PENDING
-        }
         for run_plan in plan.runs:
-            ctx = _new_run(event, run_plan, pending.get(run_plan.rule), log)
+            ctx = _new_run(event, run_plan, log)
             verdicts.append(await run_stages(self._stages.run, ctx))
         for resolve in plan.resolves:
             verdicts.append(await run_stages(self._stages.resolve, _resolving(event, resolve, log)))
@@ -97,25 +96,18 @@ class EventHandler:
             return Verdict.next()
         rule = self._rules.current.by_name(run.rule)
         ctx = context_of(run, rule.guards if rule else None, log)
-        ctx.log.warning("resuming an interrupted run", remaining=len(ctx.steps))
+        ctx.log.warning(
+            "taking up a run an earlier attempt created",
+            outcome=str(run.outcome),
+            remaining=len(ctx.steps),
+        )
         return await run_stages(self._stages.run, ctx)
 
     async def _finish_resolve(self, run_id: str, log: Any) -> Verdict:
         run = await self._deps.store.get_run(run_id, with_steps=False)
         if run is None:
             return Verdict.next()
-        ctx = RunContext(
-            rule=run.rule,
-            target=run.target,
-            steps=(),
-            guards=_NO_GUARDS,
-            verify_within_s=run.verify_within_s,
-            log=log,
-            phase="resolve",
-            run_id=run.id,
-            prior=run,
-        )
-        return await run_stages(self._stages.resolve, ctx)
+        return await run_stages(self._stages.resolve, resolving_context(run, log))
 
 
 def disposition_of(verdicts: list[Verdict]) -> Disposition:
@@ -126,9 +118,7 @@ def disposition_of(verdicts: list[Verdict]) -> Disposition:
     return Disposition.retry(max(v.after_s or 0.0 for v in retries), retries[0].reason)
 
 
-def _new_run(event: AlertEvent, plan: RunPlan, run_id: str | None, log: Any) -> RunContext:
-    # ``run_id`` is set when an earlier attempt created the run and found the guards
-    # unavailable: the run is still PENDING and this attempt takes it over.
+def _new_run(event: AlertEvent, plan: RunPlan, log: Any) -> RunContext:
     return RunContext(
         rule=plan.rule,
         target=plan.target,
@@ -136,7 +126,6 @@ def _new_run(event: AlertEvent, plan: RunPlan, run_id: str | None, log: Any) -> 
         guards=plan.guards,
         verify_within_s=plan.verify_within_s,
         log=log,
-        run_id=run_id,
         event=event,
         occurrence=plan.occurrence,
     )
@@ -147,21 +136,10 @@ def _resolving(event: AlertEvent, plan: ResolvePlan, log: Any) -> RunContext:
         rule=plan.rule,
         target=plan.target,
         steps=plan.steps,
-        guards=_NO_GUARDS,
+        guards=GuardSpec(),
         verify_within_s=None,
         log=log,
         phase="resolve",
         run_id=plan.run_id,
         event=event,
-    )
-
-
-def _engine_view(history: History) -> History:
-    """PENDING runs never got through their guards: the engine plans them again."""
-    runs = tuple(r for r in history.episode_runs if r.outcome is not RunOutcome.PENDING)
-    return History(
-        episode_runs=runs,
-        recent_runs=history.recent_runs,
-        episode_resolved=history.episode_resolved,
-        extra=history.extra,
     )

@@ -1,9 +1,9 @@
 """The stage lists, and the loop that runs one of them over a run.
 
-``RUN_STAGES`` take a run from its plan to its outcome (an approval is asked for after the
-steps before the held one ran); a run taken up again (a crash, a job)
-goes through the same list, each stage skipping what is already done. ``RESOLVE_STAGES`` close
-a run whose alert resolved and run its on_resolved steps.
+``Stages.run`` takes a run from its plan to its outcome (an approval is asked for after the
+steps before the held one ran); a run taken up again (a retry, a crash, a job) goes through the
+same list, each stage skipping what is already done. ``Stages.resolve`` closes a run whose alert
+resolved and runs its on_resolved steps through their guards (resolve.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from receiver.model import GuardSpec, RunOutcome, StepPlan, Verdict, VerdictKind
 from receiver.pipeline.approve import Approve, RequestApproval
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps, RunContext, Stage
-from receiver.pipeline.record import Close, Record
+from receiver.pipeline.record import Record
+from receiver.pipeline.resolve import AdmitResolve, Close
 from receiver.pipeline.stages import Admit, Execute, RecordPlan
 from receiver.pipeline.steps import StepRunner
 from receiver.store import RunRecord
@@ -40,7 +41,7 @@ class Stages:
             RequestApproval(deps, runner),
             Record(deps),
         )
-        self.resolve: tuple[Stage, ...] = (Close(deps), execute)
+        self.resolve: tuple[Stage, ...] = (Close(deps), AdmitResolve(deps), execute)
 
 
 async def run_stages(stages: Sequence[Stage], ctx: RunContext) -> Verdict:
@@ -88,7 +89,9 @@ def context_of(run: RunRecord, guards: GuardSpec | None, log: Any) -> RunContext
         prior=run,
         finished=[s.outcome for s in finished],
     )
-    ctx.recorded.update({s.action: dict(s.before) for s in finished if s.before})
+    for step in finished:
+        if step.outcome == Outcome.OK and step.before:
+            ctx.remember(step.action, step.before, step.after or {})
     ctx.bind(run_id=run.id, rule=run.rule, target=run.target.key)
     return ctx
 

@@ -21,11 +21,12 @@ __all__ = ["Admit", "Approve", "Execute", "RecordPlan"]
 
 
 class RecordPlan:
-    """plan: the engine's plan for this run becomes a run row and its pending steps.
+    """plan: the engine's plan for this run becomes a run row with its pending steps, in one
+    transaction.
 
-    The run row is unique per (rule, episode): if another worker created it first, this one
-    stops without touching it. A run taken up again (``run_id`` known) only re-records its
-    pending steps, which is idempotent."""
+    The run row is unique per (rule, occurrence): if another worker created it first, this one
+    stops without touching it. A run taken up again (``run_id`` known) keeps the steps it was
+    planned with: a retry never re-plans it."""
 
     name = "plan"
 
@@ -34,32 +35,22 @@ class RecordPlan:
         self._runner = runner
 
     async def __call__(self, ctx: RunContext) -> Verdict:
-        store = self._deps.store
         if ctx.run_id is None:
             assert ctx.event is not None  # only an event plans a new run
-            run_id = await store.create_run(
+            run_id = await self._deps.store.create_run(
                 rule=ctx.rule,
                 event=ctx.event,
                 target=ctx.target,
                 dry_run=any(self._runner.runs_dry(ctx, s) for s in ctx.steps),
                 occurrence=ctx.occurrence,
                 verify_within_s=ctx.verify_within_s,
+                steps=ctx.steps,
+                step_outcome=STEP_PENDING,
             )
             if run_id is None:
                 return Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
             ctx.run_id = run_id
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
-        if ctx.prior is None:
-            for step in ctx.steps:
-                await store.record_step(
-                    ctx.run_id,
-                    idx=step.index,
-                    phase=ctx.phase,
-                    action=step.action,
-                    outcome=STEP_PENDING,
-                    params=step.params,
-                    needs_approval=step.needs_approval,
-                )
         return Verdict.next()
 
 
@@ -135,8 +126,8 @@ class Execute:
         for step in ctx.runnable:
             result = await self._runner(ctx, step)
             ctx.results.append((step, result))
-            if result.before:
-                ctx.recorded[step.action] = dict(result.before)
+            if result.outcome is Outcome.OK and result.before:
+                ctx.remember(step.action, result.before, result.after)
             if result.outcome in (Outcome.FAILED, Outcome.REFUSED):
                 break
         return Verdict.next()

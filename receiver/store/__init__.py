@@ -3,8 +3,9 @@
 ``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
 (database.py): events.py (the intake queue), jobs.py (work that resumes a run), failures.py
 (failed attempts, bounded, then dead letters), queues.py (what operators see and do with both
-queues), history.py (what the engine reads), runs.py (runs and steps), verification.py (how a
-verification ends), audit.py (the hash-chained audit log), approvals.py (approvals of risky steps).
+queues), history.py (what the engine reads), runs.py (runs), steps.py (their steps and
+refusals), verification.py (how a verification ends), audit.py (the hash-chained audit log),
+approvals.py (approvals of risky steps).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord
@@ -36,6 +37,7 @@ from receiver.store.records import (
     canonical_json,
 )
 from receiver.store.runs import Runs
+from receiver.store.steps import StepWriter
 from receiver.store.verification import Verification
 
 __all__ = [
@@ -59,6 +61,15 @@ __all__ = [
 
 
 class Store(
-    EventQueue, JobQueue, Failures, Queues, EngineHistory, Runs, Verification, AuditLog, Approvals
+    EventQueue,
+    JobQueue,
+    Failures,
+    Queues,
+    EngineHistory,
+    Runs,
+    StepWriter,
+    Verification,
+    AuditLog,
+    Approvals,
 ):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""

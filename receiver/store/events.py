@@ -1,9 +1,23 @@
 """The durable intake queue: alert events from insert to claim, lease, completion and pruning.
 
-Intake stores each notification's alerts here (deduplicated on fingerprint, starts_at and
-status) and wakes the workers with NOTIFY on ``WORK_CHANNEL``; workers lease due events with
-SKIP LOCKED, one alert's events strictly in order, and settle each claim as done or retry later.
-A lease that runs out (its worker died) makes the event claimable again: at-least-once.
+Intake stores each notification's alerts here (deduplicated on fingerprint, starts_at, status
+and ``refire``, the occurrence of the episode) and wakes the workers with NOTIFY on
+``WORK_CHANNEL``; workers lease due events with SKIP LOCKED, one alert's events strictly in
+order, and settle each claim as done or retry later. A lease that runs out (its worker died)
+makes the event claimable again: at-least-once.
+
+The occurrence rule (``refire``), worked out at insert from what is stored for the episode:
+- Until a resolution of the episode is stored, everything is occurrence 0.
+- A firing event received within the late-delivery window after the latest stored resolution
+  was received belongs to that resolved occurrence: Alertmanager can deliver a firing
+  notification it built before the alert resolved (an HA peer, a retry) that late, so it is a
+  late copy, stored (nothing accepted is lost) and never acted on. After the window it opens
+  the next occurrence: Alertmanager resolved the alert because its source went quiet past
+  endsAt (a resolve timeout), and fires it again with the same startsAt when the source sends
+  it again (Prometheus keeps startsAt while the rule stays active).
+- A resolved event with the endsAt of a stored resolution is a copy of that one (retries,
+  HA peers); otherwise it closes the latest occurrence that fired, or is a copy of the latest
+  resolution when that occurrence is already resolved.
 """
 
 from __future__ import annotations
@@ -24,15 +38,34 @@ from receiver.store.records import (
     event_from_row,
 )
 
-__all__ = ["CLAIM_WINDOW", "EventQueue"]
+__all__ = ["CLAIM_WINDOW", "LATE_DELIVERY_WINDOW_S", "EventQueue"]
 
 CLAIM_WINDOW = 32
+
+# How late Alertmanager can deliver a notification it built before an alert resolved: one
+# flush's context deadline, max(group_interval, 10s) + peer position x peer_timeout, with its
+# defaults (5m, 15s) and three replicas (dispatch timeout in cmd/alertmanager/main.go@v0.25.0).
+LATE_DELIVERY_WINDOW_S = 330.0
+
+# The occurrence rule (module docstring) over the joins of insert_event_groups; $13: the window.
+_REFIRE = """CASE
+    WHEN last_resolved.refire IS NULL THEN 0
+    WHEN input.st = 'firing' THEN
+        CASE WHEN last_resolved.received_at > now() - make_interval(secs => $13)
+             THEN last_resolved.refire ELSE last_resolved.refire + 1 END
+    ELSE coalesce(same_end.refire, greatest(last_resolved.refire, last_firing.refire))
+END"""
 
 _compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class EventQueue(Database):
-    """Alert events: intake inserts them, workers claim, extend, complete or release them."""
+    """Alert events: intake inserts them, workers claim, extend, complete or release them.
+
+    ``late_delivery_window_s`` (seconds) is the window of the occurrence rule (module
+    docstring); the service sets it from its configuration."""
+
+    late_delivery_window_s: float = LATE_DELIVERY_WINDOW_S
 
     # -- intake -------------------------------------------------------------------------
 
@@ -46,11 +79,14 @@ class EventQueue(Database):
     ) -> list[tuple[int, int]]:
         """Store several notifications in ONE transaction; (accepted, duplicates) per group.
 
-        Dedupe is ``INSERT .. ON CONFLICT DO NOTHING`` on (fingerprint, starts_at, status).
-        When the same key appears more than once in the batch, the first occurrence (in group
-        order) is the accepted one and the others count as duplicates. An event with a
-        ``settled_reason`` is stored already done, so no worker ever claims it. Wakes the workers
-        with NOTIFY (PostgreSQL delivers it at commit) when anything was queued for them.
+        Dedupe is ``INSERT .. ON CONFLICT DO NOTHING`` on (fingerprint, starts_at, status,
+        refire), where ``refire`` (which occurrence of the episode the event belongs to) is
+        worked out in the same statement from what is already stored for (fingerprint,
+        starts_at): the module docstring states the rule. When the same key appears more than
+        once in the batch, the first copy (in group order) is the accepted one and the others
+        count as duplicates. An event with a ``settled_reason`` is stored already done, so no
+        worker ever claims it. Wakes the workers with NOTIFY (PostgreSQL delivers it at commit)
+        when anything was queued for them.
         """
         flat = [event for group in groups for event in group]
         if not flat:
@@ -59,21 +95,45 @@ class EventQueue(Database):
         # answer comes back), and the NOTIFY inside it is delivered at that commit.
         with translate():
             rows = await self._pool.fetch(
-                """
-                WITH stored AS (
+                f"""
+                WITH input AS (
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                         $5::text[], $6::text[], $7::text[], $8::text[],
+                                         $9::text[], $10::text[], $11::text[])
+                         AS t(f, s, st, e, l, a, g, n, gk, r, sr)
+                ), keyed AS (
+                    SELECT input.*, {_REFIRE} AS k
+                    FROM input
+                    -- The latest resolution stored for the episode, if any.
+                    LEFT JOIN LATERAL (
+                        SELECT x.refire, x.received_at FROM alert_events x
+                        WHERE x.fingerprint = input.f AND x.starts_at = input.s
+                          AND x.status = 'resolved'
+                        ORDER BY x.refire DESC LIMIT 1) AS last_resolved ON true
+                    -- For a resolved event: the latest occurrence that fired, and a resolution
+                    -- already stored with the same endsAt (a copy of that one).
+                    LEFT JOIN LATERAL (
+                        SELECT max(x.refire) AS refire FROM alert_events x
+                        WHERE input.st = 'resolved' AND x.fingerprint = input.f
+                          AND x.starts_at = input.s AND x.status = 'firing') AS last_firing
+                        ON true
+                    LEFT JOIN LATERAL (
+                        SELECT x.refire FROM alert_events x
+                        WHERE input.st = 'resolved' AND x.fingerprint = input.f
+                          AND x.starts_at = input.s AND x.status = 'resolved'
+                          AND x.ends_at = input.e
+                        ORDER BY x.refire DESC LIMIT 1) AS same_end ON true
+                ), stored AS (
                     INSERT INTO alert_events (
-                        fingerprint, starts_at, status, ends_at, labels, annotations,
+                        fingerprint, starts_at, status, refire, ends_at, labels, annotations,
                         generator_url, alertname, group_key, receiver,
                         state, done_at, settled_reason)
-                    SELECT f, s, st, e, l::jsonb, a::jsonb, g, n, gk, r,
+                    SELECT f, s, st, k, e, l::jsonb, a::jsonb, g, n, gk, r,
                            CASE WHEN sr IS NULL THEN 'pending' ELSE 'done' END,
                            CASE WHEN sr IS NULL THEN NULL ELSE now() END, sr
-                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                                $11::text[])
-                         AS t(f, s, st, e, l, a, g, n, gk, r, sr)
+                    FROM keyed
                     -- One key order for every writer: concurrent batches cannot deadlock.
-                    ORDER BY f, s, st
+                    ORDER BY f, s, st, k
                     ON CONFLICT ON CONSTRAINT alert_events_dedupe DO NOTHING
                     RETURNING fingerprint, starts_at, status, state
                 ), woken AS (
@@ -97,7 +157,11 @@ class EventQueue(Database):
                 [e.receiver for e in flat],
                 [e.settled_reason for e in flat],
                 WORK_CHANNEL,
+                float(self.late_delivery_window_s),
             )
+        # Within one batch every copy of (fingerprint, starts_at, status) is given the same
+        # refire (each is keyed against what was stored before the statement), so at most one
+        # of them is inserted and this key identifies it.
         inserted = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
         results: list[tuple[int, int]] = []
         for group in groups:

@@ -1,6 +1,7 @@
-"""What the engine reads about the past of an event: the runs of its episode and recent runs.
+"""What the engine reads about the past of an event: the runs of its occurrence, recent runs.
 
-Read-only; the engine decides with it (repeat limits, one run per episode, a resolved episode).
+Read-only; the engine decides with it (repeat limits, one run per occurrence, a resolved
+occurrence).
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ class EngineHistory(Database):
     ) -> History:
         """What the engine may know about the past of ``event``.
 
-        ``episode_runs``: every run of the same (fingerprint, starts_at). ``recent_runs``: runs
-        created in the last ``within_s`` seconds of exactly the (rule, target) pairs in
-        ``repeats`` (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved
-        event of this episode is stored (a later firing duplicate must be ignored).
+        ``episode_runs``: every run of the same occurrence (fingerprint, starts_at, refire),
+        with whether any of its steps changed something. ``recent_runs``: runs created in the
+        ``within_s`` seconds before the event was received (before now, for an event with no
+        ``received_at``), or later, of exactly the (rule, target) pairs in ``repeats``
+        (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved event of
+        this occurrence is stored (a later firing copy must be ignored).
         """
         # No transaction: under READ COMMITTED it would not give the reads one snapshot, only
         # two more round trips per event. Each read is consistent on its own, and the worker
@@ -39,10 +42,16 @@ class EngineHistory(Database):
         with translate():
             async with self._pool.acquire() as conn:
                 episode = await conn.fetch(
-                    f"""SELECT {RUN_COLUMNS} FROM runs
-                        WHERE fingerprint = $1 AND starts_at = $2 ORDER BY created_at, id""",
+                    f"""SELECT {RUN_COLUMNS},
+                               EXISTS (SELECT 1 FROM steps
+                                       WHERE steps.run_id = runs.id AND steps.phase = 'run'
+                                         AND steps.outcome = 'ok') AS changed
+                        FROM runs
+                        WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3
+                        ORDER BY created_at, id""",
                     event.fingerprint,
                     event.starts_at,
+                    event.refire,
                 )
                 recent = []
                 if repeats:
@@ -51,7 +60,7 @@ class EngineHistory(Database):
                             WHERE (target_kind, target_namespace, target_name, rule) IN (
                                     SELECT * FROM unnest($2::text[], $3::text[], $4::text[],
                                                          $5::text[]))
-                              AND created_at >= now() - make_interval(secs => $1)
+                              AND created_at >= coalesce($7, now()) - make_interval(secs => $1)
                             ORDER BY created_at DESC, id DESC LIMIT $6""",
                         float(within_s),
                         [t.kind for _, t in repeats],
@@ -59,15 +68,18 @@ class EngineHistory(Database):
                         [t.name for _, t in repeats],
                         [rule for rule, _ in repeats],
                         limit,
+                        event.received_at,
                     )
                 resolved = await conn.fetchval(
                     """SELECT EXISTS (SELECT 1 FROM alert_events
-                       WHERE fingerprint = $1 AND starts_at = $2 AND status = 'resolved')""",
+                       WHERE fingerprint = $1 AND starts_at = $2 AND status = 'resolved'
+                         AND refire = $3)""",
                     event.fingerprint,
                     event.starts_at,
+                    event.refire,
                 )
         return History(
-            episode_runs=tuple(run_from_row(r).as_prior() for r in episode),
+            episode_runs=tuple(run_from_row(r).as_prior(changed=r["changed"]) for r in episode),
             recent_runs=tuple(run_from_row(r).as_prior() for r in reversed(recent)),
             episode_resolved=bool(resolved),
         )

@@ -64,10 +64,13 @@ class NewEvent:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        """The dedupe key: (fingerprint, starts_at, status)."""
+        """The dedupe key without its occurrence: (fingerprint, starts_at, status). The store
+        adds ``refire``, which it works out from what it already holds (``store.events``)."""
         return (self.fingerprint, self.starts_at, str(self.status))
 
-    def as_event(self, event_id: int, received_at: datetime | None = None) -> AlertEvent:
+    def as_event(
+        self, event_id: int, received_at: datetime | None = None, refire: int = 0
+    ) -> AlertEvent:
         """The event as the store would hand it out once stored under ``event_id``."""
         return AlertEvent(
             id=event_id,
@@ -81,6 +84,7 @@ class NewEvent:
             group_key=self.group_key,
             receiver=self.receiver,
             received_at=received_at,
+            refire=refire,
         )
 
 
@@ -103,6 +107,8 @@ class JobKind(StrEnum):
     RESUME_RUN = "resume_run"
     # A VERIFYING run's deadline has come: fail it unless its alert resolved meanwhile.
     VERIFY_DEADLINE = "verify_deadline"
+    # A closed run's on_resolved steps were held by a guard (pause, target lock): try them again.
+    RESUME_RESOLVE = "resume_resolve"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +180,12 @@ class RunRecord:
     retry_at: datetime | None
     error: str | None
     steps: tuple[StepRecord, ...] = ()
+    # Which occurrence of its episode the run is for (0: the alert's first firing).
+    refire: int = 0
 
-    def as_prior(self) -> PriorRun:
-        """What the engine needs to know of this run (closed: its alert has resolved)."""
+    def as_prior(self, *, changed: bool = False) -> PriorRun:
+        """What the engine needs to know of this run (closed: its alert has resolved).
+        ``changed``: whether one of its steps changed something, when the caller knows it."""
         return PriorRun(
             run_id=self.id,
             rule=self.rule,
@@ -186,6 +195,9 @@ class RunRecord:
             created_at=self.created_at,
             outcome=self.outcome,
             closed=self.resolved_at is not None,
+            refire=self.refire,
+            event_id=self.event_id,
+            changed=changed,
         )
 
 
@@ -211,7 +223,7 @@ def event_columns(alias: str = "") -> str:
     return f"""
     {p}id, {p}fingerprint, {p}starts_at, {p}status, {p}ends_at, {p}labels::text AS labels,
     {p}annotations::text AS annotations, {p}generator_url, {p}group_key, {p}receiver,
-    {p}received_at, {p}attempts, {p}lease_until, {p}last_error
+    {p}received_at, {p}attempts, {p}lease_until, {p}last_error, {p}refire
 """
 
 
@@ -219,7 +231,7 @@ RUN_COLUMNS = """
     id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
     target_name, outcome, dry_run, occurrence, verify_within_s, created_at, started_at,
     finished_at, verify_deadline, resolved_at, time_to_resolve_s, refusal_guard, refusal_reason,
-    retry_at, error
+    retry_at, error, refire
 """
 
 
@@ -237,6 +249,7 @@ def event_from_row(row: Mapping[str, Any]) -> AlertEvent:
         group_key=row["group_key"],
         receiver=row["receiver"],
         received_at=row["received_at"],
+        refire=row["refire"],
     )
 
 
@@ -288,6 +301,7 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
         retry_at=row["retry_at"],
         error=row["error"],
         steps=tuple(steps),
+        refire=row["refire"],
     )
 
 

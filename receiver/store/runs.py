@@ -1,5 +1,5 @@
-"""Runs and their steps: creation (once per rule and episode), outcomes, steps, refusals,
-closing when the alert resolves, verification deadlines, and the paginated run list.
+"""Runs: creation (once per rule and occurrence, with their planned steps), outcomes, reads
+with their steps, and the paginated run list. Steps and refusals are steps.py.
 
 Every write that changes a run appends its audit row in the same transaction (audit.py).
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from receiver.model import AlertEvent, RunOutcome, Target
+from receiver.model import AlertEvent, RunOutcome, StepPlan, Target
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.errors import translate
@@ -24,10 +24,10 @@ from receiver.store.records import (
     RunRecord,
     StepRecord,
     as_utc,
-    canonical_json,
     run_from_row,
     step_from_row,
 )
+from receiver.store.steps import write_step
 
 __all__ = ["Runs"]
 
@@ -60,16 +60,20 @@ class Runs(Database):
         verify_within_s: float | None = None,
         outcome: RunOutcome = RunOutcome.PENDING,
         data: Mapping[str, Any] | None = None,
+        steps: Sequence[StepPlan] = (),
+        step_outcome: str = "pending",
     ) -> str | None:
-        """Create the run of (rule, episode); None when it already exists (a duplicate)."""
+        """Create the run of (rule, occurrence of ``event``) with its planned ``steps``
+        (recorded with ``step_outcome``), in one transaction; None when the run already exists
+        (a duplicate, or a retry whose first attempt created it)."""
         async with self._tx() as conn:
             run_id = await conn.fetchval(
                 """
                 INSERT INTO runs (rule, fingerprint, starts_at, alertname, event_id, target_kind,
                                   target_namespace, target_name, outcome, dry_run, occurrence,
-                                  verify_within_s)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                ON CONFLICT ON CONSTRAINT runs_once_per_episode DO NOTHING
+                                  verify_within_s, refire)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
                 RETURNING id::text
                 """,
                 rule,
@@ -84,6 +88,7 @@ class Runs(Database):
                 dry_run,
                 occurrence,
                 verify_within_s,
+                event.refire,
             )
             if run_id is None:
                 return None
@@ -100,9 +105,20 @@ class Runs(Database):
                     "outcome": str(outcome),
                     "dry_run": dry_run,
                     "occurrence": occurrence,
+                    "refire": event.refire,
                     **(dict(data) if data else {}),
                 },
             )
+            for step in steps:
+                await write_step(
+                    conn,
+                    run_id,
+                    idx=step.index,
+                    action=step.action,
+                    outcome=step_outcome,
+                    params=step.params,
+                    needs_approval=step.needs_approval,
+                )
         result: str = run_id
         return result
 
@@ -189,112 +205,6 @@ class Runs(Database):
             for kind, delay_s in jobs:
                 await enqueue(conn, kind, run_id, delay_s=delay_s)
             await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
-        return True
-
-    async def record_step(
-        self,
-        run_id: str,
-        *,
-        idx: int,
-        action: str,
-        outcome: str,
-        phase: str = "run",
-        params: Mapping[str, Any] | None = None,
-        needs_approval: bool = False,
-        message: str = "",
-        before: Mapping[str, Any] | None = None,
-        after: Mapping[str, Any] | None = None,
-        attempts: int = 0,
-        started_at: datetime | None = None,
-        finished_at: datetime | None = None,
-    ) -> None:
-        """Insert or update step ``idx`` of ``phase`` ('run' or 'resolve') of a run.
-
-        On update, ``params``/``before``/``after`` left as None keep what was recorded, and
-        started_at keeps its first value.
-        """
-        async with self._tx() as conn:
-            fingerprint = await conn.fetchval(
-                """
-                WITH up AS (
-                    INSERT INTO steps (run_id, phase, idx, action, params, needs_approval,
-                                       outcome, message, before, after, attempts, started_at,
-                                       finished_at)
-                    VALUES ($1::uuid, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), $6, $7, $8,
-                            $9::jsonb, $10::jsonb, $11, $12, $13)
-                    ON CONFLICT (run_id, phase, idx) DO UPDATE SET
-                        action = EXCLUDED.action, params = coalesce($5::jsonb, steps.params),
-                        needs_approval = EXCLUDED.needs_approval, outcome = EXCLUDED.outcome,
-                        message = EXCLUDED.message,
-                        before = coalesce(EXCLUDED.before, steps.before),
-                        after = coalesce(EXCLUDED.after, steps.after),
-                        attempts = greatest(EXCLUDED.attempts, steps.attempts),
-                        started_at = coalesce(steps.started_at, EXCLUDED.started_at),
-                        finished_at = coalesce(EXCLUDED.finished_at, steps.finished_at)
-                    RETURNING run_id
-                )
-                SELECT runs.fingerprint FROM up JOIN runs ON runs.id = up.run_id
-                """,
-                run_id,
-                phase,
-                idx,
-                action,
-                None if params is None else canonical_json(dict(params)),
-                needs_approval,
-                outcome,
-                message,
-                None if before is None else canonical_json(dict(before)),
-                None if after is None else canonical_json(dict(after)),
-                attempts,
-                started_at,
-                finished_at,
-            )
-            await append_in_tx(
-                conn,
-                "step",
-                run_id,
-                fingerprint,
-                {
-                    "phase": phase,
-                    "idx": idx,
-                    "action": action,
-                    "outcome": outcome,
-                    "message": message,
-                    "params": dict(params or {}),
-                    "before": None if before is None else dict(before),
-                    "after": None if after is None else dict(after),
-                },
-            )
-
-    async def record_refusal(
-        self, run_id: str, guard: str, reason: str, retry_at: datetime | None
-    ) -> bool:
-        """A guard said no: the run is REFUSED, with the guard's name and when it may pass."""
-        async with self._tx() as conn:
-            fingerprint = await conn.fetchval(
-                """
-                UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
-                                retry_at = $4, finished_at = coalesce(finished_at, now())
-                WHERE id = $1::uuid RETURNING fingerprint
-                """,
-                run_id,
-                guard,
-                reason,
-                retry_at,
-            )
-            if fingerprint is None:
-                return False
-            await append_in_tx(
-                conn,
-                "run.refused",
-                run_id,
-                fingerprint,
-                {
-                    "guard": guard,
-                    "reason": reason,
-                    "retry_at": None if retry_at is None else as_utc(retry_at).isoformat(),
-                },
-            )
         return True
 
     async def list_runs(

@@ -1,4 +1,12 @@
-"""``kubernetes.scale``: set replicas through the ``/scale`` subresource, never past [min, max]."""
+"""``kubernetes.scale``: set replicas through the ``/scale`` subresource, never past [min, max].
+
+``restore: true`` (an on_resolved step) undoes the change of its own run's scale step, and only
+that: it takes this run's delta (after - before) off the live count, so two runs that scaled the
+same target restore in either order and the target ends where it was before the first, while
+the capacity a still-open run added stays. It only acts when the live count is the one
+remediator last wrote (``remediator.io/replicas``, stamped with every scale write): a count
+someone else changed since is left alone, and the step is refused naming both counts.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ from remediations.base import ActionError, ActionRefused, Change, Risk
 from remediations.kubernetes.api import (
     JSON,
     MERGE_PATCH,
+    RUN_ID_ANNOTATION,
     ActionParams,
     KubeAction,
     KubeApi,
@@ -22,7 +31,10 @@ from remediations.kubernetes.objects import object_ref
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
 from remediations.targets import Target
 
-__all__ = ["Scale", "ScaleParams"]
+__all__ = ["REPLICAS_ANNOTATION", "Scale", "ScaleParams"]
+
+# The replica count remediator last wrote, stamped beside the run id with every scale write.
+REPLICAS_ANNOTATION = "remediator.io/replicas"
 
 
 class ScaleParams(ActionParams):
@@ -48,12 +60,12 @@ class ScaleParams(ActionParams):
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
 
-    def desired(self, current: int, recorded: int | None) -> int:
+    def desired(self, current: int) -> int:
+        """The count to set from ``current``, clamped to [min, max]. ValueError for ``restore``,
+        which depends on what the run changed (``Scale.plan``)."""
         if self.restore:
-            if recorded is None:
-                raise ActionRefused("nothing recorded to restore: no earlier kubernetes.scale step")
-            wanted = recorded
-        elif self.replicas is not None:
+            raise ValueError("a restore undoes its run's own change; it has no count of its own")
+        if self.replicas is not None:
             wanted = self.replicas
         elif self.delta is not None:
             wanted = current + self.delta
@@ -62,6 +74,10 @@ class ScaleParams(ActionParams):
             # Round away from the current count, so a factor always moves by at least one.
             raw = current * self.factor
             wanted = math.ceil(raw) if self.factor >= 1 else math.floor(raw)
+        return self.clamp(wanted)
+
+    def clamp(self, wanted: int) -> int:
+        """``wanted`` within [min, max]."""
         return max(self.min, min(self.max, wanted))
 
 
@@ -89,7 +105,7 @@ class Scale(KubeAction[ScaleParams]):
 
     def explain(self, target: Target, params: ScaleParams) -> str:
         if params.restore:
-            how = "back to the recorded replica count"
+            how = "back by the replicas this run added or removed"
         elif params.replicas is not None:
             how = f"to {params.replicas} replicas"
         elif params.delta is not None:
@@ -109,10 +125,18 @@ class Scale(KubeAction[ScaleParams]):
         )
         await self._refuse_autoscaled(api, target)
         current = int((scale.get("spec") or {}).get("replicas") or 0)
-        recorded_raw = (api.ctx.recorded.get(self.name) or {}).get("replicas")
-        recorded = int(recorded_raw) if recorded_raw is not None else None
-        desired = params.desired(current, recorded)
         before = {"replicas": current}
+        how = ""
+        if params.restore:
+            delta = _own_delta(api.ctx.recorded.get(self.name))
+            if delta == 0:
+                message = f"this run did not change the replicas of {object_ref(target)}"
+                return WritePlan.noop(Change(message, before, before), message)
+            await self._refuse_changed_since(api, target, current, delta)
+            desired = params.clamp(current - delta)
+            how = f" (undoing this run's {delta:+d})"
+        else:
+            desired = params.desired(current)
         after = {"replicas": desired}
         if desired == current:
             return WritePlan.noop(
@@ -138,10 +162,10 @@ class Scale(KubeAction[ScaleParams]):
             # Who scaled it, for whoever looks at the object. The replicas are written at this
             # point: a stamp that fails even after its retries must not turn the step into a
             # failure, since the run's own record says what was done.
+            # A missing or stale count only makes a later restore refuse (fail closed).
+            stamp = {**api.stamp(), REPLICAS_ANNOTATION: str(desired)}
             with contextlib.suppress(ActionError):
-                await api.patch_workload(
-                    target, {"metadata": {"annotations": api.stamp()}}, MERGE_PATCH
-                )
+                await api.patch_workload(target, {"metadata": {"annotations": stamp}}, MERGE_PATCH)
             return written
 
         async def write_replicas() -> dict[str, Any]:
@@ -183,7 +207,7 @@ class Scale(KubeAction[ScaleParams]):
 
         return WritePlan(
             Change(
-                f"scale {object_ref(target)} from {current} to {desired} replicas",
+                f"scale {object_ref(target)} from {current} to {desired} replicas{how}",
                 before,
                 after,
                 preconditions={"replicas": current},
@@ -191,6 +215,26 @@ class Scale(KubeAction[ScaleParams]):
             write,
             lambda written: {"replicas": (written.get("spec") or {}).get("replicas")},
         )
+
+    async def _refuse_changed_since(
+        self, api: KubeApi, target: Target, current: int, delta: int
+    ) -> None:
+        """Refuse a restore when the live count is not the one remediator last wrote."""
+        workload = await api.read_workload(target)
+        annotations = (workload.get("metadata") or {}).get("annotations") or {}
+        own_after = int(api.ctx.recorded[self.name]["after"]["replicas"])
+        try:
+            expected = int(annotations[REPLICAS_ANNOTATION])
+            by = f"remediator last set (run {annotations.get(RUN_ID_ANNOTATION, 'unknown')})"
+        except (KeyError, ValueError):
+            # Written before the count was stamped: only this run's own write is known.
+            expected, by = own_after, "this run set"
+        if current != expected:
+            raise ActionRefused(
+                f"{object_ref(target)} has {current} replicas, not the {expected} {by}: "
+                f"changed by someone else since, so it is left alone (this run's change was "
+                f"{delta:+d})"
+            )
 
     async def _refuse_autoscaled(self, api: KubeApi, target: Target) -> None:
         hpas = await api.call(
@@ -210,3 +254,14 @@ class Scale(KubeAction[ScaleParams]):
                     f"{target.namespace}/{hpa_name}; change the HPA's minReplicas/maxReplicas "
                     "instead"
                 )
+
+
+def _own_delta(recorded: Any) -> int:
+    """What this run's own scale step changed (after - before); ActionRefused when it has no
+    record (no scale step in the run, or it changed nothing that was recorded)."""
+    try:
+        return int(recorded["after"]["replicas"]) - int(recorded["before"]["replicas"])
+    except (KeyError, TypeError, ValueError):
+        raise ActionRefused(
+            "nothing to restore: no kubernetes.scale step of this run changed the replicas"
+        ) from None

@@ -234,15 +234,19 @@ async def test_scale_modes_clamp_and_restore(
     result = await action.run(ctx, target, action.Params(replicas=6, max=6))
     assert result.outcome is Outcome.NOOP
 
-    restore = make_ctx(kube_admin, recorded={"kubernetes.scale": {"replicas": 1}})
+    # The run's own scale step went 1 -> 6; its restore takes those 5 off the live count.
+    own = {"kubernetes.scale": {"before": {"replicas": 1}, "after": {"replicas": 6}}}
+    restore = make_ctx(kube_admin, recorded=own)
     result = await action.run(restore, target, action.Params(restore=True, min=1, max=6))
     assert (result.outcome, result.after) == (Outcome.OK, {"replicas": 1})
     assert await read_scale(kube_admin, ns) == 1
     dep = await read(kube_admin, ns)
     assert "remediator" in {m.manager for m in dep.metadata.managed_fields}
-    # The /scale write cannot carry annotations; the workload is stamped right after it.
+    # The /scale write cannot carry annotations; the workload is stamped right after it,
+    # with the count written (what a later restore checks the live count against).
     assert dep.metadata.annotations[RUN_ID_ANNOTATION] == restore.run_id
     assert dep.metadata.annotations["remediator.io/action"] == "kubernetes.scale"
+    assert dep.metadata.annotations["remediator.io/replicas"] == "1"
 
 
 async def test_scale_resends_over_a_status_only_conflict(
@@ -282,7 +286,7 @@ async def test_scale_restore_without_record_is_refused(
     kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:
     await make_deployment("web")
-    with pytest.raises(ActionRefused, match="nothing recorded"):
+    with pytest.raises(ActionRefused, match="nothing to restore"):
         await Scale().run(
             make_ctx(kube_admin), deployment(kube_namespace), Scale.Params(restore=True, max=3)
         )

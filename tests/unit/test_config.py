@@ -17,6 +17,7 @@ from receiver.config import (
     load_settings,
 )
 from receiver.model import NamespacePolicy
+from receiver.store.events import LATE_DELIVERY_WINDOW_S
 
 
 def write(path: Path, text: str) -> Path:
@@ -40,6 +41,7 @@ def test_defaults_without_file_or_environment() -> None:
     assert s.namespace_deny == ("kube-system", "kube-public", "kube-node-lease")
     assert s.log_level == "info"
     assert s.log_format is LogFormat.JSON
+    assert s.late_delivery_window_seconds == LATE_DELIVERY_WINDOW_S  # the one derivation
 
 
 def test_environment_wins_over_yaml(tmp_path: Path) -> None:
@@ -99,6 +101,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_BREAKER_OPEN_FOR": "45m",
         "REMEDIATOR_LOCK_TTL": "300",
         "REMEDIATOR_EVENT_RETENTION": "7d",
+        "REMEDIATOR_LATE_DELIVERY_WINDOW": "90s",
         "REMEDIATOR_LOG_LEVEL": "DEBUG",
         "REMEDIATOR_LOG_FORMAT": "console",
         "REMEDIATOR_POSTGRES_DATABASES": json.dumps({"orders": {"dsn_file": str(dsn)}}),
@@ -183,6 +186,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.http_endpoints["flush"].url == "https://cache/flush"
     assert s.notify_channels["oncall"].url is not None
     assert s.external_url == "https://remediator.example"
+    assert s.late_delivery_window_seconds == 90
     assert s.log_level == "debug"
     assert s.log_format is LogFormat.CONSOLE
 

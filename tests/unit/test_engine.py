@@ -86,11 +86,15 @@ def event(
     annotations: dict[str, str] | None = None,
     fingerprint: str = "fp1",
     starts_at: str = STARTS,
+    refire: int = 0,
+    received_at: datetime | None = None,
 ) -> AlertEvent:
     return AlertEvent(
         id=7,
         fingerprint=fingerprint,
         starts_at=starts_at,
+        refire=refire,
+        received_at=received_at,
         status=status,
         labels=(
             labels
@@ -111,18 +115,25 @@ def prior(
     target: Target = WEB,
     closed: bool = False,
     run_id: str = "run-1",
-    fingerprint: str = "fp0",
+    fingerprint: str | None = None,
     starts_at: str = "2024-05-01T10:00:00Z",
+    refire: int = 0,
+    event_id: int | None = None,
+    changed: bool = True,
 ) -> PriorRun:
+    # One run per (rule, occurrence): each prior run is its own earlier alert unless told.
     return PriorRun(
         run_id=run_id,
         rule=rule,
         target=target,
-        fingerprint=fingerprint,
+        fingerprint=fingerprint or f"fp0-{run_id}",
         starts_at=starts_at,
         created_at=NOW - age,
         outcome=RunOutcome.RESOLVED if closed else RunOutcome.VERIFYING,
         closed=closed,
+        refire=refire,
+        event_id=event_id,
+        changed=changed,
     )
 
 
@@ -133,6 +144,8 @@ def same_episode(
     closed: bool = False,
     target: Target = WEB,
     fingerprint: str = "fp1",
+    refire: int = 0,
+    changed: bool = True,
 ) -> PriorRun:
     return prior(
         rule,
@@ -141,6 +154,8 @@ def same_episode(
         target=target,
         fingerprint=fingerprint,
         starts_at=STARTS,
+        refire=refire,
+        changed=changed,
     )
 
 
@@ -561,7 +576,11 @@ def test_escalation_matches_its_definition(ages_s: list[int], extra_s: int) -> N
     rules = PROPERTY_RULES
 
     def steps(ages: list[int]) -> list[int]:
-        history = History(recent_runs=tuple(prior(age=timedelta(seconds=a)) for a in ages))
+        history = History(
+            recent_runs=tuple(
+                prior(age=timedelta(seconds=a), run_id=f"r{i}") for i, a in enumerate(ages)
+            )
+        )
         (run,) = run_plan(rules, history).runs
         assert run.occurrence == 1 + sum(a <= 86400 for a in ages)
         return [s.index for s in run.steps]

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from remediations.base import Action, ActionRefused, ParamsError, Risk
+from remediations.base import Action, ParamsError, Risk
 from remediations.kubernetes import quantity
 from remediations.kubernetes.container import QuantityChange, SetEnvParams, SetResourcesParams
 from remediations.kubernetes.pods import DeletePodParams
@@ -138,29 +138,28 @@ def test_scale_params_rejected(raw: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "current", "recorded", "desired"),
+    ("raw", "current", "desired"),
     [
-        ({"replicas": 3, "max": 5}, 1, None, 3),
-        ({"replicas": 9, "max": 5}, 1, None, 5),
-        ({"replicas": 0, "min": 1, "max": 5}, 3, None, 1),
-        ({"delta": 2, "max": 5}, 2, None, 4),
-        ({"delta": -5, "min": 1, "max": 5}, 3, None, 1),
-        ({"factor": 1.5, "max": 10}, 3, None, 5),  # 4.5 rounds up when growing
-        ({"factor": 0.5, "max": 10}, 3, None, 1),  # 1.5 rounds down when shrinking
-        ({"factor": 2.0, "max": 10}, 0, None, 0),
-        ({"restore": True, "max": 10}, 7, 2, 2),
-        ({"restore": True, "min": 3, "max": 10}, 7, 2, 3),
+        ({"replicas": 3, "max": 5}, 1, 3),
+        ({"replicas": 9, "max": 5}, 1, 5),
+        ({"replicas": 0, "min": 1, "max": 5}, 3, 1),
+        ({"delta": 2, "max": 5}, 2, 4),
+        ({"delta": -5, "min": 1, "max": 5}, 3, 1),
+        ({"factor": 1.5, "max": 10}, 3, 5),  # 4.5 rounds up when growing
+        ({"factor": 0.5, "max": 10}, 3, 1),  # 1.5 rounds down when shrinking
+        ({"factor": 2.0, "max": 10}, 0, 0),
     ],
 )
-def test_scale_desired(
-    raw: dict[str, Any], current: int, recorded: int | None, desired: int
-) -> None:
-    assert ScaleParams.model_validate(raw).desired(current, recorded) == desired
+def test_scale_desired(raw: dict[str, Any], current: int, desired: int) -> None:
+    assert ScaleParams.model_validate(raw).desired(current) == desired
 
 
-def test_scale_restore_needs_a_record() -> None:
-    with pytest.raises(ActionRefused, match="nothing recorded"):
-        ScaleParams(restore=True, max=3).desired(2, None)
+def test_a_restore_has_no_count_of_its_own() -> None:
+    # It undoes what its run changed (Scale.plan, tested against the API server).
+    params = ScaleParams(restore=True, min=3, max=10)
+    with pytest.raises(ValueError, match="undoes its run's own change"):
+        params.desired(7)
+    assert [params.clamp(n) for n in (1, 5, 12)] == [3, 5, 10]
 
 
 # --------------------------------------------------------------------------------------------

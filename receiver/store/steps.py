@@ -1,0 +1,165 @@
+"""The steps of runs, and a guard's refusal of a run: each write audited in its transaction.
+
+``write_step`` is the one statement that inserts or updates a step; ``Runs.create_run`` uses it
+too, so a run and its planned steps are created in one transaction (a run never exists without
+the steps it was planned with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from receiver.store.audit import append_in_tx
+from receiver.store.database import Database
+from receiver.store.records import as_utc, canonical_json
+
+__all__ = ["StepWriter", "write_step"]
+
+
+async def write_step(
+    conn: Any,
+    run_id: str,
+    *,
+    idx: int,
+    action: str,
+    outcome: str,
+    phase: str = "run",
+    params: Mapping[str, Any] | None = None,
+    needs_approval: bool = False,
+    message: str = "",
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    attempts: int = 0,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+) -> None:
+    """Insert or update one step on ``conn``, inside the caller's transaction, with its audit
+    row; see ``StepWriter.record_step`` for the fields."""
+    fingerprint = await conn.fetchval(
+        """
+        WITH up AS (
+            INSERT INTO steps (run_id, phase, idx, action, params, needs_approval,
+                               outcome, message, before, after, attempts, started_at,
+                               finished_at)
+            VALUES ($1::uuid, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), $6, $7, $8,
+                    $9::jsonb, $10::jsonb, $11, $12, $13)
+            ON CONFLICT (run_id, phase, idx) DO UPDATE SET
+                action = EXCLUDED.action, params = coalesce($5::jsonb, steps.params),
+                needs_approval = EXCLUDED.needs_approval, outcome = EXCLUDED.outcome,
+                message = EXCLUDED.message,
+                before = coalesce(EXCLUDED.before, steps.before),
+                after = coalesce(EXCLUDED.after, steps.after),
+                attempts = greatest(EXCLUDED.attempts, steps.attempts),
+                started_at = coalesce(steps.started_at, EXCLUDED.started_at),
+                finished_at = coalesce(EXCLUDED.finished_at, steps.finished_at)
+            RETURNING run_id
+        )
+        SELECT runs.fingerprint FROM up JOIN runs ON runs.id = up.run_id
+        """,
+        run_id,
+        phase,
+        idx,
+        action,
+        None if params is None else canonical_json(dict(params)),
+        needs_approval,
+        outcome,
+        message,
+        None if before is None else canonical_json(dict(before)),
+        None if after is None else canonical_json(dict(after)),
+        attempts,
+        started_at,
+        finished_at,
+    )
+    await append_in_tx(
+        conn,
+        "step",
+        run_id,
+        fingerprint,
+        {
+            "phase": phase,
+            "idx": idx,
+            "action": action,
+            "outcome": outcome,
+            "message": message,
+            "params": dict(params or {}),
+            "before": None if before is None else dict(before),
+            "after": None if after is None else dict(after),
+        },
+    )
+
+
+class StepWriter(Database):
+    """Steps and refusals (mixin of ``Store``)."""
+
+    async def record_step(
+        self,
+        run_id: str,
+        *,
+        idx: int,
+        action: str,
+        outcome: str,
+        phase: str = "run",
+        params: Mapping[str, Any] | None = None,
+        needs_approval: bool = False,
+        message: str = "",
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+        attempts: int = 0,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        """Insert or update step ``idx`` of ``phase`` ('run' or 'resolve') of a run.
+
+        On update, ``params``/``before``/``after`` left as None keep what was recorded, and
+        started_at keeps its first value.
+        """
+        async with self._tx() as conn:
+            await write_step(
+                conn,
+                run_id,
+                idx=idx,
+                action=action,
+                outcome=outcome,
+                phase=phase,
+                params=params,
+                needs_approval=needs_approval,
+                message=message,
+                before=before,
+                after=after,
+                attempts=attempts,
+                started_at=started_at,
+                finished_at=finished_at,
+            )
+
+    async def record_refusal(
+        self, run_id: str, guard: str, reason: str, retry_at: datetime | None
+    ) -> bool:
+        """A guard said no: the run is REFUSED, with the guard's name and when it may pass."""
+        async with self._tx() as conn:
+            fingerprint = await conn.fetchval(
+                """
+                UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
+                                retry_at = $4, finished_at = coalesce(finished_at, now())
+                WHERE id = $1::uuid RETURNING fingerprint
+                """,
+                run_id,
+                guard,
+                reason,
+                retry_at,
+            )
+            if fingerprint is None:
+                return False
+            await append_in_tx(
+                conn,
+                "run.refused",
+                run_id,
+                fingerprint,
+                {
+                    "guard": guard,
+                    "reason": reason,
+                    "retry_at": None if retry_at is None else as_utc(retry_at).isoformat(),
+                },
+            )
+        return True
