@@ -9,6 +9,8 @@ group_interval 1s, repeat_interval 3s) and pointed at the receiver on loopback, 
    duplicates and creates exactly one run; resolving the alert closes that run.
 2. Deliveries while the receiver is down fail (connection refused) and are retried; once it is
    back on the same port and data directory the alert arrives and one run is created.
+3. An alert whose source goes quiet past its endsAt is resolved by Alertmanager, and fired again
+   with the SAME startsAt when the source sends it again: a second occurrence, a second run.
 
 Alertmanager's and the receiver's logs are printed when a test fails.
 """
@@ -97,7 +99,9 @@ class Processes:
     def token(self) -> str:
         return self.token_file.read_text().strip()
 
-    def start_receiver(self, data_dir: Path, port: int = 0) -> Receiver:
+    def start_receiver(
+        self, data_dir: Path, port: int = 0, settings: dict[str, str] | None = None
+    ) -> Receiver:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
         env.pop("KUBECONFIG", None)
         home = data_dir.parent / "home"  # no ~/.kube/config: the service must choose dry-run
@@ -109,6 +113,7 @@ class Processes:
             REMEDIATOR_LOG_FORMAT="json",
             HOME=str(home),
         )
+        env.update(settings or {})
         proc = subprocess.Popen(
             [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)],
             env=env,
@@ -402,3 +407,43 @@ async def test_deliveries_while_the_receiver_is_down_arrive_when_it_is_back(
         )
 
     assert processes.stop_receiver(again) == 0
+
+
+async def test_a_refire_with_the_same_starts_at_is_a_new_occurrence(processes: Processes) -> None:
+    # A window of 0: with one Alertmanager there is no late copy to tell apart, and the test
+    # need not wait out the default 5m30s.
+    receiver = processes.start_receiver(
+        processes.tmp / "data", settings={"REMEDIATOR_LATE_DELIVERY_WINDOW": "0s"}
+    )
+    am = processes.start_alertmanager("am", receiver.url)
+    starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        await _ready(session, am)
+        # As Prometheus sends a firing alert: endsAt is a lease a few seconds ahead, and the
+        # source then goes quiet, so Alertmanager resolves it when the lease runs out.
+        lease = _rfc3339(datetime.now(UTC) + timedelta(seconds=3))
+        await _post_alert(session, am, starts_at, lease)
+
+        async def first_closed() -> dict[str, Any] | None:
+            runs = await _runs(session, receiver)
+            return runs[0] if len(runs) == 1 and runs[0]["resolved_at"] else None
+
+        first = await _until("the first run to be closed by the timed-out alert", first_closed)
+
+        # The source sends it again, with the startsAt it always had.
+        await _post_alert(
+            session, am, starts_at, _rfc3339(datetime.now(UTC) + timedelta(minutes=5))
+        )
+
+        async def second_run() -> list[Any] | None:
+            runs = await _runs(session, receiver)
+            return runs if len(runs) == 2 and runs[0]["outcome"] in FINISHED else None
+
+        second, again = await _until("a run for the re-fire", second_run)  # newest first
+        assert again["id"] == first["id"]
+        assert second["starts_at"] == first["starts_at"]
+        assert (first["refire"], second["refire"]) == (0, 1)
+        assert second["resolved_at"] is None
+
+    assert processes.stop_receiver(receiver) == 0
