@@ -130,7 +130,9 @@ class Scale(KubeAction[ScaleParams]):
         if params.restore:
             delta = _own_delta(api.ctx.recorded.get(self.name))
             if delta == 0:
-                message = f"this run did not change the replicas of {object_ref(target)}"
+                message = (
+                    f"this run did not change the replicas of {object_ref(target)}: nothing to undo"
+                )
                 return WritePlan.noop(Change(message, before, before), message)
             await self._refuse_changed_since(api, target, current, delta)
             desired = params.clamp(current - delta)
@@ -257,11 +259,9 @@ class Scale(KubeAction[ScaleParams]):
 
 
 def _own_delta(recorded: Any) -> int:
-    """What this run's own scale step changed (after - before); ActionRefused when it has no
-    record (no scale step in the run, or it changed nothing that was recorded)."""
+    """What this run's own scale step changed (after - before); 0 when the run has no scale
+    step that changed something (none in the run, a noop, a dry run, a failure)."""
     try:
         return int(recorded["after"]["replicas"]) - int(recorded["before"]["replicas"])
     except (KeyError, TypeError, ValueError):
-        raise ActionRefused(
-            "nothing to restore: no kubernetes.scale step of this run changed the replicas"
-        ) from None
+        return 0

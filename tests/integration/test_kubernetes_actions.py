@@ -282,14 +282,17 @@ async def test_scale_refuses_when_replicas_changed_since_the_plan(
     assert await read_scale(kube_admin, ns) == 4
 
 
-async def test_scale_restore_without_record_is_refused(
+async def test_scale_restore_without_a_change_of_its_run_is_a_noop(
     kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:
-    await make_deployment("web")
-    with pytest.raises(ActionRefused, match="nothing to restore"):
-        await Scale().run(
-            make_ctx(kube_admin), deployment(kube_namespace), Scale.Params(restore=True, max=3)
-        )
+    # No scale step of the run changed the replicas (none, a noop at max, a dry run).
+    await make_deployment("web", replicas=2)
+    result = await Scale().run(
+        make_ctx(kube_admin), deployment(kube_namespace), Scale.Params(restore=True, max=3)
+    )
+    assert result.outcome is Outcome.NOOP
+    assert result.message.endswith("nothing to undo")
+    assert await read_scale(kube_admin, kube_namespace) == 2
 
 
 async def test_scale_refuses_hpa_managed_target(
