@@ -16,6 +16,7 @@ from receiver.rules.compile import compile_files, lint_files
 from receiver.rules.loader import load_rules
 from receiver.rules.model import RuleSet
 from remediations.base import Registry
+from remediations.registry import default_registry
 from remediations.targets import Target
 from tests.support.rules import GOOD, POLICY, TARGET, errors_of, one_rule, registry
 
@@ -168,9 +169,6 @@ def test_yaml_anchors_and_merge_keys_work() -> None:
 
 
 def _default_registry() -> Registry:
-    pytest.importorskip("remediations.kubernetes")  # TODO(lead): drop once kubernetes.py lands
-    from remediations.registry import default_registry
-
     return default_registry()
 
 
