@@ -30,7 +30,7 @@ from receiver.intake import Intake
 from receiver.store import NewEvent, Store
 from receiver.telemetry import Metrics
 from tests.support.http import AUTH, TOKEN, AiohttpClient, Client, MakeClient
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, StopMode
 from tests.support.rawhttp import exchange, status_of
 
 pytestmark = [pytest.mark.postgres]
@@ -290,7 +290,7 @@ async def test_store_down_warnings_are_rate_limited(
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_postgres_going_away_mid_flight_is_503_never_500(
-    make_client: MakeClient, pg_controlled: PostgresServer, database_url: str, mode: str
+    make_client: MakeClient, pg_controlled: PostgresServer, database_url: str, mode: StopMode
 ) -> None:
     client = await make_client()
     statuses: list[int] = []

@@ -12,6 +12,7 @@ Hypothesis drives a test function that is not async, so each test runs its own e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import asyncpg
 import pytest
 import structlog
 from aiohttp import web
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
@@ -160,7 +161,14 @@ def _encode(draw: st.DrawFn, value: Any) -> bytes:
     return raw
 
 
-HEADER_BYTES = st.binary(max_size=24).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+# Header values: any bytes but CR and LF (which would end the header), bytes that are all
+# outside ASCII (which the parser lets through, as not UTF-8 or as UTF-8), and encoded surrogates.
+HEADER_BYTES = st.one_of(
+    st.binary(min_size=1, max_size=8).map(lambda b: bytes(x | 0x80 for x in b)),
+    st.binary(max_size=24).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
+    TEXT.map(lambda t: t.replace("\r", "").replace("\n", "").encode("utf-8", "surrogatepass")),
+)
+AUTH_SCHEMES = st.sampled_from([b"Bearer ", b"Basic ", b""])
 
 
 @dataclass(frozen=True)
@@ -199,7 +207,7 @@ def fuzzed_requests(draw: st.DrawFn) -> Fuzzed:
         if other_route
         else b"/api/v1/alerts",
         method=draw(st.sampled_from([b"GET", b"PUT", b"DELETE"])) if other_route else b"POST",
-        authorization=draw(HEADER_BYTES) if _rarely(draw, 8) else GOOD_AUTH,
+        authorization=draw(AUTH_SCHEMES) + draw(HEADER_BYTES) if _rarely(draw, 5) else GOOD_AUTH,
         extra=draw(HEADER_BYTES) if _rarely(draw, 5) else b"",
         content_type=draw(HEADER_BYTES) if _rarely(draw, 8) else b"application/json",
         body=body,
@@ -273,7 +281,7 @@ class Harness:
 
     async def missing(self, bodies: list[bytes]) -> set[tuple[str, str, str]]:
         """The alerts of these acknowledged bodies that are not in the store."""
-        keys = set()
+        keys: set[tuple[str, str, str]] = set()
         for body in bodies:
             try:
                 note = parse_notification(body)
@@ -311,7 +319,30 @@ _SETTINGS = settings(
 )
 
 
+def _known(authorization: bytes = GOOD_AUTH, **alert: Any) -> Fuzzed:
+    """A good notification with one of the inputs issue 8 found, run on every test run."""
+    body = json.loads(_good().body)
+    body["alerts"][0].update(alert)
+    return dataclasses.replace(_good(), authorization=authorization, body=json.dumps(body).encode())
+
+
+KNOWN = [
+    _known(annotations={"summary": "abc\x00def"}),  # case 06
+    _known(labels={"a": "\x00"}),  # case 09
+    _known(labels={"\ud800": "b"}),
+    _known(authorization=b"Bearer \xff"),
+    _known(status="resolved", endsAt="9999-12-31T23:59:59-00:01"),  # case 11
+]
+
+
+def _with_known_examples(test: Any) -> Any:
+    for fuzzed in KNOWN:
+        test = example(fuzzed=fuzzed)(test)
+    return test
+
+
 @_SETTINGS
+@_with_known_examples
 @given(fuzzed=fuzzed_requests())
 def test_no_5xx_and_every_acked_alert_is_stored(harness: Harness, fuzzed: Fuzzed) -> None:
     goods = [_good() for _ in range(GOOD_PER_EXAMPLE)]
@@ -326,6 +357,7 @@ def test_no_5xx_and_every_acked_alert_is_stored(harness: Harness, fuzzed: Fuzzed
 
 
 @settings(_SETTINGS, max_examples=40)
+@_with_known_examples
 @given(fuzzed=fuzzed_requests())
 def test_with_the_store_down_only_503(
     harness: Harness, pg_controlled: PostgresServer, fuzzed: Fuzzed
