@@ -52,9 +52,7 @@ _RFC3339 = re.compile(
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC 3339 timestamp to an aware datetime, truncating the fraction to µs.
 
-    Raises ValueError when the text is not RFC 3339, names an impossible date or time, or
-    leaves years 1-9999 once converted to UTC (``9999-12-31T23:59:59-00:01``): neither Python
-    nor the store (which converts to UTC) could hold it.
+    Raises ValueError when the text is not RFC 3339 or names an impossible date or time.
     """
     match = _RFC3339.fullmatch(value)
     if match is None:
@@ -67,17 +65,9 @@ def parse_rfc3339(value: str) -> datetime:
         text += "." + frac[:6].ljust(6, "0")
     text += "+00:00" if tz in ("Z", "z") else tz
     try:
-        parsed = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"not a valid RFC 3339 date and time: {value!r}") from None
-    try:
-        parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(
-            f"{value!r} is outside years 1 to 9999 once converted to UTC, which the store "
-            "cannot hold"
-        ) from None
-    return parsed
 
 
 class PayloadError(Exception):
@@ -92,9 +82,24 @@ class PayloadError(Exception):
         return f"{self.field}: {self.message}"
 
 
+def _parse_storable(value: str) -> datetime:
+    """parse_rfc3339, and the value must stay within years 1-9999 once converted to UTC
+    (``9999-12-31T23:59:59-00:01`` does not): the store converts to UTC, and so does Python
+    when it compares or sends the value, so the worker would fail on it later."""
+    parsed = parse_rfc3339(value)
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{value!r} is outside years 1 to 9999 once converted to UTC, which the store "
+            "cannot hold"
+        ) from None
+    return parsed
+
+
 # Alertmanager re-sends the same few timestamps (every endsAt of a firing alert is the zero
 # time, and a group's alerts often share startsAt): each is parsed once. Errors are not cached.
-_parse_cached = functools.lru_cache(maxsize=4096)(parse_rfc3339)
+_parse_cached = functools.lru_cache(maxsize=4096)(_parse_storable)
 
 
 def _check_rfc3339(value: str) -> str:
