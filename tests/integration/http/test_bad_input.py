@@ -269,9 +269,11 @@ async def test_the_raw_requests_do_reach_the_handlers_with_the_right_token(
 ) -> None:
     client = await make_client()
     assert client.server.port is not None
+    body = json.dumps(_note(_alert("p"))).encode()
     request = (
-        b"GET /api/v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n"
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n" + body
     )
     assert status_of(await exchange(client.server.port, request)) == 200
 
