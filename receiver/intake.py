@@ -3,8 +3,10 @@
 ``Intake.accept`` returns only after the events are committed, so a 200 means "stored".
 Concurrent requests share one transaction (group commit): under an alert storm one fsync
 covers many notifications, while each caller still learns its own counts, and only after the
-commit. A failed transaction fails every caller of that batch; Alertmanager then retries them
-and the dedupe key makes the retry harmless.
+commit. When the store is unavailable the whole batch fails with StoreUnavailable (Alertmanager
+retries, and the dedupe key makes the retry harmless). Any other failure of a batch is retried
+one notification at a time, so only a notification that fails alone gets an error: one bad
+payload never fails the others that happened to share its commit.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
+from structlog.typing import FilteringBoundLogger
+
 from receiver.model import Status
-from receiver.store import NewEvent, Store, StoreUnavailable
+from receiver.store import NewEvent, Store, StoreUnavailable, describe
 
 __all__ = [
     "AlertLike",
     "EventBatcher",
     "Intake",
+    "IntakeFailed",
     "IntakeResult",
     "NotificationLike",
     "Settle",
@@ -57,6 +63,15 @@ class NotificationLike(Protocol):
     def receiver(self) -> str: ...
     @property
     def alerts(self) -> Sequence[AlertLike]: ...
+
+
+class IntakeFailed(Exception):
+    """The store refused this notification, alone, for a reason other than being unavailable.
+
+    A bug: parsing is meant to let through only what the store can hold. The message names the
+    error's type and SQLSTATE, never the values; ``__cause__`` is the store's own error, which
+    concerns this notification only (it was written alone).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +125,26 @@ class EventBatcher:
     One writer by default: on a 2-core machine it gave 0.55-0.66x the ceiling's throughput
     against 0.52-0.58x with two (bigger batches, less CPU per notification; `make bench`)."""
 
-    def __init__(self, store: Store, *, max_batch: int = 64, max_in_flight: int = 1) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = 64,
+        max_in_flight: int = 1,
+        log: FilteringBoundLogger | None = None,
+    ) -> None:
         self._store = store
         self._max_batch = max(1, max_batch)
         self._max_in_flight = max(1, max_in_flight)
         self._queue: list[_Pending] = []
         self._writers: set[asyncio.Task[None]] = set()
+        self._log = log if log is not None else structlog.get_logger("remediator.intake")
 
     async def submit(self, events: list[NewEvent]) -> tuple[int, int]:
-        """Store ``events`` (one notification); (accepted, duplicates) after the COMMIT."""
+        """Store ``events`` (one notification); (accepted, duplicates) after the COMMIT.
+
+        Raises StoreUnavailable, or IntakeFailed when this notification fails on its own.
+        """
         loop = asyncio.get_running_loop()
         pending = _Pending(events, loop.create_future())
         self._queue.append(pending)
@@ -144,18 +170,48 @@ class EventBatcher:
         del self._queue[: self._max_batch]
         try:
             results = await self._store.insert_event_groups([p.events for p in batch])
-        except Exception as exc:
+        except StoreUnavailable as exc:
             _fail(batch, exc)  # this batch only: the next one may well succeed
             return
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch, _failed(exc))
+                return
+            # Nothing of the batch was stored (one statement). Which notification is at fault
+            # cannot be told from the error, and its message may quote any of them: describe it
+            # without values, then write each alone so only the guilty one fails.
+            self._log.warning(
+                "group commit failed; writing its notifications one at a time",
+                notifications=len(batch),
+                error=describe(exc),
+            )
+            await self._write_alone(batch)
+            return
         except BaseException:
-            # Cancelled (shutdown): nobody may be left to write what is queued. Unanswered
-            # notifications get an error, so Alertmanager sends them again.
-            _fail(batch + self._queue, StoreUnavailable("intake stopped"))
-            self._queue.clear()
+            self._abandon(batch)
             raise
-        for item, counts in zip(batch, results, strict=True):
-            if not item.done.done():
-                item.done.set_result(counts)
+        _settle(batch, results)
+
+    async def _write_alone(self, batch: list[_Pending]) -> None:
+        for index, item in enumerate(batch):
+            try:
+                results = await self._store.insert_event_groups([item.events])
+            except StoreUnavailable as exc:
+                _fail(batch[index:], exc)
+                return
+            except Exception as exc:
+                _fail([item], _failed(exc))
+                continue
+            except BaseException:
+                self._abandon(batch[index:])
+                raise
+            _settle([item], results)
+
+    def _abandon(self, batch: list[_Pending]) -> None:
+        # Cancelled (shutdown): nobody may be left to write what is queued. Unanswered
+        # notifications get an error, so Alertmanager sends them again.
+        _fail(batch + self._queue, StoreUnavailable("intake stopped"))
+        self._queue.clear()
 
     async def drain(self) -> None:
         """Wait until everything submitted is written (graceful shutdown)."""
@@ -169,13 +225,26 @@ def _fail(batch: Sequence[_Pending], exc: Exception) -> None:
             item.done.set_exception(exc)
 
 
+def _settle(batch: Sequence[_Pending], results: Sequence[tuple[int, int]]) -> None:
+    for item, counts in zip(batch, results, strict=True):
+        if not item.done.done():
+            item.done.set_result(counts)
+
+
+def _failed(exc: Exception) -> IntakeFailed:
+    failed = IntakeFailed(f"the store refused the notification: {describe(exc)}")
+    failed.__cause__ = exc
+    return failed
+
+
 class Intake:
     """The webhook's only dependency on storage: ``accept`` a parsed notification.
 
     Raises StoreUnavailable when PostgreSQL cannot be reached (the HTTP layer answers 503 and
-    Alertmanager retries). ``group_commit=False`` writes every notification in its own
-    transaction. ``settle`` picks the events that are stored already done because no worker
-    needs to see them; by default every event is queued.
+    Alertmanager retries), IntakeFailed when the store refuses this notification itself (a bug:
+    500). ``group_commit=False`` writes every notification in its own transaction. ``settle``
+    picks the events that are stored already done because no worker needs to see them; by
+    default every event is queued.
     """
 
     def __init__(
@@ -186,21 +255,28 @@ class Intake:
         max_batch: int = 64,
         max_in_flight: int = 1,
         settle: Settle = _never,
+        log: FilteringBoundLogger | None = None,
     ) -> None:
         self._store = store
         self._settle = settle
         self._batcher = (
-            EventBatcher(store, max_batch=max_batch, max_in_flight=max_in_flight)
+            EventBatcher(store, max_batch=max_batch, max_in_flight=max_in_flight, log=log)
             if group_commit
             else None
         )
 
     async def accept(self, notification: NotificationLike) -> IntakeResult:
+        """Store the notification's alerts; the counts come after the COMMIT."""
         events = events_of(notification, self._settle)
         if not events:
             return IntakeResult(0, 0)
         if self._batcher is None:
-            accepted, duplicates = await self._store.insert_events(events)
+            try:
+                accepted, duplicates = await self._store.insert_events(events)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                raise _failed(exc) from exc
         else:
             accepted, duplicates = await self._batcher.submit(events)
         return IntakeResult(accepted, duplicates)

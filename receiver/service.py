@@ -27,7 +27,7 @@ from receiver.config import Settings, kube_credentials_present
 from receiver.config.approvals import load_approvals
 from receiver.embedded import EmbeddedServices
 from receiver.guards.redis_guards import Guards
-from receiver.http.app import create_app
+from receiver.http.app import create_app, create_runner
 from receiver.http.approvals import ApprovalWeb
 from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
@@ -173,7 +173,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             audit=store.append_audit,
             approvals=ApprovalWeb(approvals.desk, approvals.identities, approvals.slack),
         )
-        runner = web.AppRunner(app, access_log=None)
+        runner = create_runner(app, settings)  # with the header and body timeouts
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         stop = asyncio.Event()

@@ -141,6 +141,9 @@ class Settings(BaseModel):
     port: int = Field(default=9095, ge=0, le=65535)
     max_body_bytes: int = Field(default=16 * MIB, ge=1024)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    # How long a client may take to send a request's headers (from connecting, or from the
+    # previous answer on a kept-alive connection) and, separately, its body.
+    read_timeout_seconds: float = Field(default=30.0, gt=0)
 
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     worker_lease_seconds: float = Field(default=60.0, gt=0)
@@ -217,6 +220,7 @@ class Settings(BaseModel):
         "breaker_open_for_seconds",
         "lock_ttl_seconds",
         "readiness_timeout_seconds",
+        "read_timeout_seconds",
         "event_retention_seconds",
         "approval_ttl_seconds",
         "late_delivery_window_seconds",

@@ -64,6 +64,7 @@ KEYS: tuple[Key, ...] = (
     _key("port", "http.port", "PORT"),
     _key("max_body_bytes", "http.max_body_bytes", "MAX_BODY_BYTES"),
     _key("readiness_timeout_seconds", "http.readiness_timeout", "READINESS_TIMEOUT"),
+    _key("read_timeout_seconds", "http.read_timeout", "READ_TIMEOUT"),
     _key("worker_concurrency", "worker.concurrency", "WORKER_CONCURRENCY"),
     _key("worker_lease_seconds", "worker.lease", "WORKER_LEASE"),
     _key("worker_poll_interval_seconds", "worker.poll_interval", "WORKER_POLL_INTERVAL"),

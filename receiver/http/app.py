@@ -13,7 +13,7 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from receiver.config import Settings
-from receiver.http.alerts import ALERTS_PATH, post_alerts
+from receiver.http.alerts import ALERTS_PATH, STORE_DOWN_LOG_EVERY_S, post_alerts
 from receiver.http.approvals import APPROVALS_API, ApprovalWeb, add_approval_routes
 from receiver.http.auth import Authenticator
 from receiver.http.deps import (
@@ -28,6 +28,7 @@ from receiver.http.deps import (
     QUEUES,
     RUNS_READER,
     SETTINGS,
+    STORE_DOWN_LOG,
     AuditWriter,
     GuardControl,
     HealthChecks,
@@ -40,9 +41,15 @@ from receiver.http.health import healthz, metrics_handler, readyz
 from receiver.http.middleware import edge_middleware
 from receiver.http.queues import add_queue_routes
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
+from receiver.http.throttle import Throttle
 from receiver.telemetry import Metrics
 
-__all__ = ["create_app"]
+__all__ = ["LINGER_S", "create_app", "create_runner"]
+
+# aiohttp's default: after answering a request whose body it did not read, how long it drains
+# the rest before closing (so the client reads the answer instead of a reset). Never longer
+# than the read timeout.
+LINGER_S = 10.0
 
 
 def create_app(
@@ -84,6 +91,7 @@ def create_app(
         metrics=metrics,
         log=log,
         max_body=max_body,
+        read_timeout_s=settings.read_timeout_seconds,
         webhook_routes=frozenset({ALERTS_PATH}),
         own_auth=(APPROVALS_API,) if approvals is not None else (),
     )
@@ -99,6 +107,7 @@ def create_app(
     app[AUDIT] = audit
     app[QUEUES] = queues
     app[CLOCK] = clock
+    app[STORE_DOWN_LOG] = Throttle(STORE_DOWN_LOG_EVERY_S)
 
     app.router.add_post(ALERTS_PATH, post_alerts)
     app.router.add_get(GUARDS_PATH, guards_status)
@@ -113,3 +122,22 @@ def create_app(
     if approvals is not None:
         add_approval_routes(app, approvals)
     return app
+
+
+def create_runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    """The AppRunner that serves ``app``, with the connection time limits of ``settings``.
+
+    aiohttp has no timeout for request headers, but its keep-alive timer is one: it starts when
+    a connection opens and again after each answer, is not reset by partial data, and closes
+    the connection if the next request has not fully arrived (head complete) when it fires. So
+    ``keepalive_timeout = read_timeout`` closes a client that trickles or never finishes its
+    headers, and an idle kept-alive connection, after ``read_timeout_seconds``; the middleware
+    bounds the body with the same value.
+    """
+    timeout = settings.read_timeout_seconds
+    return web.AppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=timeout,
+        lingering_time=min(LINGER_S, timeout),
+    )

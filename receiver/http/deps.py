@@ -17,6 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from receiver.alertmanager import Notification
 from receiver.config import Settings
 from receiver.http.auth import Authenticator
+from receiver.http.throttle import Throttle
 from receiver.model import RunOutcome
 from receiver.telemetry import Metrics
 from remediations.targets import Target
@@ -33,6 +34,7 @@ __all__ = [
     "QUEUES",
     "RUNS_READER",
     "SETTINGS",
+    "STORE_DOWN_LOG",
     "AuditWriter",
     "Check",
     "GuardControl",
@@ -56,7 +58,8 @@ class IntakeResultLike(Protocol):
 
 class IntakeLike(Protocol):
     """``receiver.intake.Intake``: returns only after the transaction committed; raises
-    StoreUnavailable when the store cannot take the notification."""
+    StoreUnavailable when the store cannot take the notification (503); anything else is a 500
+    (``IntakeFailed`` names the store's error without the values)."""
 
     async def accept(self, notification: Notification, /) -> IntakeResultLike: ...
 
@@ -175,3 +178,4 @@ GUARDS = web.AppKey[GuardControl | None]("guards")
 AUDIT = web.AppKey[AuditWriter | None]("audit")
 QUEUES = web.AppKey[QueueControl | None]("queues")
 CLOCK = web.AppKey[Callable[[], datetime]]("clock")
+STORE_DOWN_LOG = web.AppKey[Throttle]("store_down_log")

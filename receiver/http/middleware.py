@@ -3,6 +3,12 @@ metrics.
 
 One middleware, not one per concern: every layer costs each webhook a coroutine and a wrapper,
 and this one runs on every request anyway.
+
+aiohttp bounds neither how long a client may take to send a body nor, by default, its headers
+(``create_runner`` bounds those). Here a body that has not fully arrived when the handler starts
+gets a deadline: if it is still incomplete after ``read_timeout_s``, reading it raises
+``BodyTimeout``, the client gets 408 and its connection is closed at once. A body sent one byte a
+minute cannot hold a connection (and a handler) for ever, whichever way the handler reads it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,15 @@ from receiver.http.auth import PRINCIPAL, Authenticator, Role
 from receiver.http.responses import json_response, too_large
 from receiver.telemetry import Metrics
 
-__all__ = ["edge_middleware"]
+__all__ = ["BodyTimeout", "edge_middleware"]
+
+
+class BodyTimeout(TimeoutError):
+    """The request's body did not arrive within the read timeout (answered 408).
+
+    A TimeoutError, so aiohttp, which drains an unread body after the answer, stops at once
+    instead of logging it as an error.
+    """
 
 
 def edge_middleware(
@@ -27,13 +41,16 @@ def edge_middleware(
     metrics: Metrics,
     log: FilteringBoundLogger,
     max_body: int,
+    read_timeout_s: float,
     webhook_routes: frozenset[str],
     own_auth: tuple[str, ...] = (),
 ) -> Middleware:
     """The middleware, its dependencies bound once rather than looked up per request.
 
-    ``max_body`` (bytes) is also the application's ``client_max_size``: a handler that reads a
-    longer body gets HTTPRequestEntityTooLarge, answered here as a JSON 413.
+    ``max_body`` (bytes) is also the application's ``client_max_size``: a declared
+    Content-Length over it is refused before the handler runs, and a handler that reads a longer
+    (chunked) body gets HTTPRequestEntityTooLarge; both are answered here as a JSON 413.
+    ``read_timeout_s`` bounds the time to receive a body once the headers are in (408 after it).
     ``webhook_routes`` are the routes (canonical paths) that take the webhook credential; every
     other route under /api/, including one that does not exist, takes an operator token, except
     paths under an ``own_auth`` prefix, whose handlers authenticate the caller themselves (the
@@ -49,24 +66,37 @@ def edge_middleware(
             # Everything under /api/ takes a credential of the route's role, checked before the
             # handler reads anything; health, readiness and metrics stay open for probes and
             # scrapers.
-            response: web.StreamResponse
+            refused: web.Response | None = None
             if request.path.startswith("/api/") and not (
                 own_auth and request.path.startswith(own_auth)
             ):
                 role = Role.WEBHOOK if _route_name(request) in webhook_routes else Role.OPERATOR
                 caller = auth.authorize(request, role)
                 if isinstance(caller, web.Response):
-                    response = caller
+                    refused = caller
                 else:
                     request[PRINCIPAL] = caller
-                    response = await handler(request)
-            else:
+            response: web.StreamResponse
+            if refused is not None:
+                response = refused
+            elif (length := request.content_length) is not None and length > max_body:
+                # Refused before reading: the body would be read up to the limit only to be refused.
+                response = too_large(max_body)
+            elif request.content.is_eof():
+                # No body, or all of it came with the headers: the common case, no timer.
                 response = await handler(request)
+            else:
+                response = await _with_body_deadline(request, handler, read_timeout_s)
             status = response.status
             return response
         except web.HTTPRequestEntityTooLarge:
             status = 413
             return too_large(max_body)
+        except BodyTimeout as exc:
+            status = 408
+            timed_out = json_response({"error": str(exc)}, 408)
+            timed_out.force_close()
+            return timed_out
         except web.HTTPException as exc:
             status = exc.status
             if exc.status >= 400 and exc.content_type != "application/json":
@@ -88,6 +118,24 @@ def edge_middleware(
             )
 
     return edge
+
+
+async def _with_body_deadline(
+    request: web.Request, handler: Handler, timeout_s: float
+) -> web.StreamResponse:
+    """Run the handler; if the body is still incomplete after ``timeout_s``, reading it raises
+    BodyTimeout (reading before the deadline is unaffected, and so is a body that completed)."""
+    body = request.content
+
+    def expire() -> None:
+        if not body.is_eof():
+            body.set_exception(BodyTimeout(f"request body not received within {timeout_s:g} s"))
+
+    timer = asyncio.get_running_loop().call_later(timeout_s, expire)
+    try:
+        return await handler(request)
+    finally:
+        timer.cancel()
 
 
 def _route_name(request: web.Request) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog
 from receiver.store.database import WORK_CHANNEL
-from receiver.store.errors import StoreUnavailable, is_unavailable
+from receiver.store.errors import StoreUnavailable, describe, is_unavailable
 from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.failures import Failures
 from receiver.store.history import EngineHistory
@@ -56,6 +56,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "canonical_json",
+    "describe",
     "is_unavailable",
 ]
 

@@ -1,8 +1,10 @@
-"""How the store reports that PostgreSQL is out of reach.
+"""How the store reports that PostgreSQL is out of reach, and how its errors are described.
 
-Connection-level failures (server down, refused, reset, timeouts) surface as ``StoreUnavailable``
-so the HTTP layer can answer 503 and the worker can back off; every other database error is a
-bug and propagates unchanged. ``translate()`` draws that line around each database call.
+Connection-level failures (server down, refused, reset, timeouts, shutting down, out of
+resources) surface as ``StoreUnavailable`` so the HTTP layer can answer 503 and the worker can
+back off; every other database error is a bug and propagates unchanged. ``translate()`` draws
+that line around each database call. ``describe()`` names an error without the values of the
+statement, for logs that other senders' data must stay out of.
 """
 
 from __future__ import annotations
@@ -12,30 +14,49 @@ from collections.abc import Iterator
 
 import asyncpg
 
-__all__ = ["StoreUnavailable", "is_unavailable", "translate"]
+__all__ = ["StoreUnavailable", "describe", "is_unavailable", "translate"]
 
 
 class StoreUnavailable(Exception):
     """PostgreSQL cannot be reached right now; the caller should retry later (HTTP 503)."""
 
 
+# SQLSTATE classes that say "not now" about the server, not "no" about the statement: 08
+# connection exception, 53 insufficient resources (disk full, out of memory, too many
+# connections), 57 operator intervention (shutdown, crash, cannot connect now, canceled), 58
+# system error (I/O), and 25006 (a read-only transaction: a failover left us on a standby).
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+_READ_ONLY = "25006"
+# asyncpg reports use of a connection or pool that went away under it as a plain InterfaceError.
+_GONE = ("closed", "closing", "lost")
+
+
 def is_unavailable(exc: BaseException) -> bool:
-    """True for failures of the connection, not of the statement."""
-    if isinstance(
-        exc,
-        asyncpg.exceptions.PostgresConnectionError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.AdminShutdownError
-        | asyncpg.exceptions.CrashShutdownError
-        | asyncpg.exceptions.TooManyConnectionsError
-        | OSError
-        | TimeoutError,
-    ):
+    """True for failures of the connection or the server's state, not of the statement.
+
+    Includes asyncpg's InternalClientError: its protocol state is confused when the server
+    goes away mid-statement (seen while PostgreSQL shut down), never by what was sent.
+    """
+    if isinstance(exc, OSError | TimeoutError | asyncpg.exceptions.InternalClientError):
         return True
-    # asyncpg reports use of a connection that died under it as a plain InterfaceError.
-    return isinstance(exc, asyncpg.exceptions.InterfaceError) and (
-        "closed" in str(exc) or ("connection" in str(exc) and "lost" in str(exc))
-    )
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return state[:2] in _UNAVAILABLE_CLASSES or state == _READ_ONLY
+    if isinstance(exc, asyncpg.exceptions.InterfaceError):
+        message = str(exc)
+        return any(word in message for word in _GONE)
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """The error's type, and its SQLSTATE when PostgreSQL raised it; never its message.
+
+    asyncpg's messages may quote the statement's arguments ("invalid input for query argument
+    $5: [...]"), which for a group commit are other senders' alerts.
+    """
+    state = getattr(exc, "sqlstate", None)
+    name = type(exc).__name__
+    return f"{name} (SQLSTATE {state})" if isinstance(state, str) and state else name
 
 
 @contextlib.contextmanager

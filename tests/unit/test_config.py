@@ -90,6 +90,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_PORT": "8080",
         "REMEDIATOR_MAX_BODY_BYTES": "1048576",
         "REMEDIATOR_READINESS_TIMEOUT": "5s",
+        "REMEDIATOR_READ_TIMEOUT": "1m",
         "REMEDIATOR_WORKER_CONCURRENCY": "16",
         "REMEDIATOR_WORKER_LEASE": "2m",
         "REMEDIATOR_WORKER_POLL_INTERVAL": "0.5",
@@ -165,6 +166,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.port == 8080
     assert s.max_body_bytes == 1048576
     assert s.readiness_timeout_seconds == 5
+    assert s.read_timeout_seconds == 60
     assert s.worker_concurrency == 16
     assert s.worker_lease_seconds == 120
     assert s.worker_poll_interval_seconds == 0.5

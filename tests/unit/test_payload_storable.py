@@ -1,0 +1,267 @@
+"""What parsing lets through can be stored: U+0000 and lone surrogates become U+FFFD wherever they
+are, timestamps the store cannot hold in UTC and alertnames too long for its index are 400s."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from receiver.alertmanager import (
+    MAX_ALERTNAME_CHARS,
+    REPLACEMENT,
+    Notification,
+    PayloadError,
+    parse_notification,
+    parse_notification_carefully,
+)
+
+# Characters PostgreSQL text/jsonb or UTF-8 cannot hold, and neighbours that they can.
+UNSTORABLE = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff"]
+STORABLE_ODDITIES = ["\x01", "\x1f", "\ufffd", "\ufeff", "\uffff", "\u2028", "\U0001f600", "\\"]
+
+
+def _body(**top: Any) -> dict[str, Any]:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "DiskFull", "instance": "db-1"},
+        "annotations": {"summary": "disk full"},
+        "startsAt": "2026-11-30T01:00:00.123456789Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=x",
+        "fingerprint": "00000000000000a1",
+    }
+    body: dict[str, Any] = {
+        "version": "4",
+        "groupKey": '{}:{alertname="DiskFull"}',
+        "status": "firing",
+        "receiver": "remediator",
+        "groupLabels": {"alertname": "DiskFull"},
+        "commonLabels": {"alertname": "DiskFull"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [alert],
+        "truncatedAlerts": 0,
+    }
+    body.update(top)
+    return body
+
+
+def _encode(body: Any) -> bytes:
+    # ensure_ascii: every non-ASCII character as a \u escape, as a lone surrogate must be sent.
+    return json.dumps(body).encode()
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string of a JSON-like value, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _clean(text: str) -> str:
+    return "".join(REPLACEMENT if c in "\x00" or 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+# Where a string can be: (path into the body, how to put `text` there).
+PLACES = {
+    "alerts.0.labels value": lambda b, t: b["alerts"][0]["labels"].update(instance=t),
+    "alerts.0.labels name": lambda b, t: b["alerts"][0]["labels"].update({t: "v"}),
+    "alerts.0.annotations value": lambda b, t: b["alerts"][0]["annotations"].update(summary=t),
+    "alerts.0.annotations name": lambda b, t: b["alerts"][0]["annotations"].update({t: "v"}),
+    "alerts.0.generatorURL": lambda b, t: b["alerts"][0].update(generatorURL=t),
+    "receiver": lambda b, t: b.update(receiver=t),
+    "groupKey": lambda b, t: b.update(groupKey=t),
+    "externalURL": lambda b, t: b.update(externalURL=t),
+    "groupLabels": lambda b, t: b["groupLabels"].update(alertname=t),
+    "commonLabels": lambda b, t: b["commonLabels"].update({t: t}),
+    "commonAnnotations": lambda b, t: b["commonAnnotations"].update(description=t),
+    "notification_reason": lambda b, t: b.update(notification_reason=t),
+    "routeLabels": lambda b, t: b.update(routeLabels={t: t}),
+    "an ignored field": lambda b, t: b.update(future={"x": [t]}),
+}
+
+
+class TestUnstorableCharacters:
+    @pytest.mark.parametrize("place", sorted(PLACES))
+    @pytest.mark.parametrize("char", UNSTORABLE, ids=[f"U+{ord(c):04X}" for c in UNSTORABLE])
+    def test_replaced_everywhere_and_the_rest_kept(self, place: str, char: str) -> None:
+        body = _body()
+        PLACES[place](body, f"a{char}b")
+        note = parse_notification(_encode(body))
+        dumped = note.model_dump()
+        assert all(_storable(s) for s in _strings(dumped)), place
+        assert f"a{REPLACEMENT}b" in _strings(dumped) or place == "an ignored field"
+        # Nothing else changed, and the fingerprint is Alertmanager's, as sent.
+        expected = json.loads(json.dumps(body).replace(json.dumps(char)[1:-1], "\\ufffd"))
+        assert dumped == Notification.model_validate(expected).model_dump()
+        assert note.alerts[0].fingerprint == "00000000000000a1"
+
+    def test_case_06_nul_in_one_annotation_keeps_both_alerts(self) -> None:
+        body = _body()
+        sibling = {**body["alerts"][0], "fingerprint": "00000000000000a2"}
+        body["alerts"][0]["annotations"]["summary"] = "value read from a device: abc\x00def"
+        body["alerts"].append(sibling)
+        note = parse_notification(_encode(body))
+        assert [a.fingerprint for a in note.alerts] == ["00000000000000a1", "00000000000000a2"]
+        assert (
+            note.alerts[0].annotations["summary"]
+            == f"value read from a device: abc{REPLACEMENT}def"
+        )
+
+    @pytest.mark.parametrize(
+        ("escaped", "expected"),
+        [
+            ("\\ud83d\\ude00", "\U0001f600"),  # a pair is one character, kept
+            ("\\uD83D\\uDE00", "\U0001f600"),
+            ("\\\\u0000", "\\u0000"),  # an escaped backslash, then text: not a NUL
+            ("\\\\\\u0000", f"\\{REPLACEMENT}"),  # an escaped backslash, then a NUL
+            ("\\ud800\\ud800\\udc00", f"{REPLACEMENT}\U00010000"),  # lone high, then a pair
+            ("\\udc00\\ud800", REPLACEMENT * 2),  # low then high: no pair
+            ("\\u0001\\u001f", "\x01\x1f"),  # other control characters are storable
+            ("\\u00000", f"{REPLACEMENT}0"),
+        ],
+    )
+    def test_escapes_are_read_one_by_one(self, escaped: str, expected: str) -> None:
+        raw = _encode(_body(receiver="@@")).replace(b'"@@"', f'"{escaped}"'.encode())
+        assert parse_notification(raw).receiver == expected
+
+    def test_a_raw_surrogate_is_not_utf8_and_refused(self) -> None:
+        raw = _encode(_body(receiver="@@")).replace(
+            b"@@", "\ud800".encode("utf-8", "surrogatepass")
+        )
+        with pytest.raises(PayloadError) as caught:
+            parse_notification(raw)
+        assert caught.value.field == "body"
+        assert "UTF-8" in caught.value.message
+
+    def test_names_that_collide_once_replaced_are_refused(self) -> None:
+        body = _body()
+        body["alerts"][0]["labels"].update({"a\x00": "1", "a\ud800": "2"})
+        with pytest.raises(PayloadError) as caught:
+            parse_notification(_encode(body))
+        assert caught.value.field == "body"
+        assert "U+FFFD" in caught.value.message
+
+    @settings(max_examples=300)
+    @given(
+        text=st.text(
+            st.one_of(
+                st.characters(),
+                st.sampled_from(UNSTORABLE + STORABLE_ODDITIES),
+            ),
+            max_size=12,
+        ),
+        place=st.sampled_from(sorted(PLACES)),
+    )
+    @example(text="\x00", place="receiver")
+    def test_any_string_anywhere_parses_to_storable_text(self, text: str, place: str) -> None:
+        body = _body()
+        PLACES[place](body, text)
+        note = parse_notification(_encode(body))
+        assert all(_storable(s) for s in _strings(note.model_dump()))
+        if place == "receiver":
+            assert note.receiver == _clean(text)
+
+
+def _resolved(ends_at: str, starts_at: str = "2026-01-01T00:00:00Z") -> bytes:
+    body = _body(status="resolved")
+    body["alerts"][0].update(status="resolved", startsAt=starts_at, endsAt=ends_at)
+    return _encode(body)
+
+
+class TestTimestampsTheStoreCanHold:
+    @pytest.mark.parametrize(
+        ("field", "raw"),
+        [
+            ("alerts.0.endsAt", _resolved("9999-12-31T23:59:59-00:01")),  # case 11
+            ("alerts.0.endsAt", _resolved("9999-12-31T23:30:00-23:59")),
+            (
+                "alerts.0.startsAt",
+                _resolved(ends_at="0001-01-01T00:00:00Z", starts_at="0001-01-01T00:00:00+00:01"),
+            ),
+            (
+                "alerts.0.startsAt",
+                _resolved(ends_at="0001-01-01T00:00:00Z", starts_at="0001-01-01T23:00:00+23:59"),
+            ),
+        ],
+    )
+    def test_out_of_range_in_utc_is_400_naming_the_field(self, field: str, raw: bytes) -> None:
+        with pytest.raises(PayloadError) as caught:
+            parse_notification(raw)
+        assert caught.value.field == field
+        assert "UTC" in caught.value.message
+        assert "store" in caught.value.message
+
+    @pytest.mark.parametrize(
+        "ends_at",
+        [
+            "9999-12-31T23:59:59+00:01",
+            "9999-12-31T23:59:59.999999999Z",
+            "0001-01-01T00:00:00-00:01",
+        ],
+    )
+    def test_the_edges_that_fit_are_accepted(self, ends_at: str) -> None:
+        note = parse_notification(_resolved(ends_at))
+        assert note.alerts[0].endsAt == ends_at
+
+    @given(
+        year=st.integers(1, 9999),
+        rest=st.sampled_from(["01-01T00:00:00", "12-31T23:59:59", "06-15T12:00:00"]),
+        sign=st.sampled_from("+-"),
+        hours=st.integers(0, 23),
+        minutes=st.integers(0, 59),
+    )
+    def test_accepted_exactly_when_it_converts_to_utc(
+        self, year: int, rest: str, sign: str, hours: int, minutes: int
+    ) -> None:
+        text = f"{year:04d}-{rest}{sign}{hours:02d}:{minutes:02d}"
+        try:
+            datetime.fromisoformat(text).astimezone(UTC)
+        except OverflowError:
+            with pytest.raises(PayloadError) as caught:
+                parse_notification(_resolved(text, starts_at=text))
+            assert caught.value.field == "alerts.0.startsAt"
+            return
+        note = parse_notification(_resolved(text, starts_at=text))
+        # What the worker does with them later (close_run's resolved_at, in UTC) cannot fail.
+        alert = note.alerts[0]
+        assert alert.starts_at_datetime.astimezone(UTC).tzinfo is UTC
+        ends = alert.ends_at_datetime
+        assert ends is None or ends.astimezone(UTC).tzinfo is UTC
+
+
+class TestAlertnameLength:
+    def test_longest_alertname_the_index_takes_is_accepted(self) -> None:
+        body = _body()
+        body["alerts"][0]["labels"]["alertname"] = "\U0001f600" * MAX_ALERTNAME_CHARS
+        assert parse_notification(_encode(body)).alerts[0].labels["alertname"]
+        # 4 bytes a character: still under the 2704-byte btree entry with its timestamp.
+        assert len(("\U0001f600" * MAX_ALERTNAME_CHARS).encode()) + 8 < 2704 - 24
+
+    @pytest.mark.parametrize("careful", [False, True])
+    def test_a_longer_one_is_400_naming_the_label(self, careful: bool) -> None:
+        body = _body()
+        body["alerts"].append({**body["alerts"][0], "fingerprint": "00000000000000a2"})
+        body["alerts"][1]["labels"] = {"alertname": "x" * (MAX_ALERTNAME_CHARS + 1)}
+        parse = parse_notification_carefully if careful else parse_notification
+        with pytest.raises(PayloadError) as caught:
+            parse(_encode(body))
+        assert caught.value.field == "alerts.1.labels.alertname"
+        assert str(MAX_ALERTNAME_CHARS) in caught.value.message
