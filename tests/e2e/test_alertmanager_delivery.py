@@ -1,8 +1,11 @@
-"""The real Alertmanager (Debian's 0.25 binary) delivering to a real `remediator serve`.
+"""The real Alertmanager delivering to a real `remediator serve`, for each of two versions:
+Debian's (0.25) and a current one (0.35, built from its Go module by hack/alertmanager/build.sh).
 
 Alertmanager runs with the shipped alertmanager/alertmanager.yml, only re-timed (group_wait 1s,
 group_interval 1s, repeat_interval 3s) and pointed at the receiver on loopback, with the token in a
 `credentials_file`. Alerts go in through Alertmanager's v2 API, as Prometheus would post them.
+Every test runs against both versions: what they do with retries, re-sends and resolve timeouts
+is exactly what the receiver's dedupe and occurrence rules were written against.
 
 1. Two unclustered Alertmanagers (what an HA pair does when gossip has not settled or is
    partitioned) both deliver, and each re-sends after repeat_interval: the receiver counts the
@@ -21,7 +24,6 @@ import asyncio
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,15 +37,14 @@ from typing import IO, Any, TypeVar
 
 import aiohttp
 import pytest
-import yaml
 
 from receiver.embedded.process import free_port
-from tests.support.servers import server_missing
+from tests.support import alertmanagers
+from tests.support.alertmanagers import Alertmanager
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 LABELS = {
     "alertname": "HighMemoryUsage",
     "namespace": "demo",
@@ -56,14 +57,6 @@ RULE = "restart-on-high-memory"
 FINISHED = ("dry_run", "succeeded", "failed", "refused", "resolved", "awaiting_approval")
 
 T = TypeVar("T")
-
-
-def _alertmanager_binary() -> str:
-    for name in ("prometheus-alertmanager", "alertmanager"):
-        path = shutil.which(name)
-        if path:
-            return path
-    server_missing("Alertmanager (apt-get install prometheus-alertmanager; hack/e2e/install.sh)")
 
 
 def _rfc3339(when: datetime) -> str:
@@ -79,19 +72,12 @@ class Receiver:
 
 
 @dataclass
-class Alertmanager:
-    name: str
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-
-@dataclass
 class Processes:
     """Starts the receiver and Alertmanagers for one test, stops them all and shows their logs."""
 
     tmp: Path
     token_file: Path
+    version: str  # of Alertmanager: one of alertmanagers.VERSIONS
     receivers: list[Receiver] = field(default_factory=list)
     alertmanagers: list[Alertmanager] = field(default_factory=list)
 
@@ -150,73 +136,36 @@ class Processes:
         return receiver.proc.wait(60)
 
     def start_alertmanager(self, name: str, receiver_url: str) -> Alertmanager:
-        binary = _alertmanager_binary()
-        workdir = self.tmp / name
-        workdir.mkdir()
-        config = workdir / "alertmanager.yml"
-        config.write_text(yaml.safe_dump(_test_config(receiver_url, self.token_file)))
-        port = free_port()
-        log = workdir / "alertmanager.log"
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--cluster.listen-address=",  # no clustering: the two instances do not dedupe
-                    "--log.level=debug",
-                ],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-            )
-        am = Alertmanager(name, proc, f"http://127.0.0.1:{port}", log)
+        # Unclustered: two instances do not dedupe between themselves.
+        config = alertmanagers.shipped_config(receiver_url, self.token_file, repeat_interval="3s")
+        am = alertmanagers.start(name, self.version, self.tmp / name, config)
         self.alertmanagers.append(am)
         return am
 
     def close(self) -> None:
         for am in self.alertmanagers:
-            if am.proc.poll() is None:
-                am.proc.terminate()
-                try:
-                    am.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    am.proc.kill()
-                    am.proc.wait()
+            am.stop()
         for r in self.receivers:
             if r.proc.poll() is None:
                 r.proc.kill()
                 r.proc.wait()
         # Shown by pytest only when the test failed.
         for am in self.alertmanagers:
-            print(f"----- {am.name} ({am.url}) log -----")
-            print(am.log.read_text(errors="replace")[-20000:])
+            print(f"----- {am.name} ({am.version}, {am.url}) log -----")
+            print(am.log_tail())
         for i, r in enumerate(self.receivers):
             print(f"----- receiver #{i} ({r.url}) output -----")
             print("".join(r.output[-200:]))
 
 
-def _test_config(receiver_url: str, token_file: Path) -> dict[str, Any]:
-    """The shipped configuration, re-timed for a test and pointed at the test's receiver."""
-    config: dict[str, Any] = yaml.safe_load(SHIPPED_CONFIG.read_text())
-    routes = [r for r in config["route"]["routes"] if r.get("receiver") == "remediator"]
-    assert len(routes) == 1
-    routes[0].update(group_wait="1s", group_interval="1s", repeat_interval="3s")
-    (receiver,) = [r for r in config["receivers"] if r["name"] == "remediator"]
-    (hook,) = receiver["webhook_configs"]
-    hook["url"] = f"{receiver_url}/api/v1/alerts"
-    hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
-    return config
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    _alertmanager_binary()  # skip (or fail in CI) before starting anything
+@pytest.fixture(params=alertmanagers.VERSIONS, ids=lambda v: f"am-{v}")
+def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Processes]:
+    version: str = request.param
+    alertmanagers.alertmanager_binary(version)  # skip (or fail in CI) before starting anything
     token_file = tmp_path / "remediator-token"
     token_file.write_text(secrets.token_urlsafe(32) + "\n")
     token_file.chmod(0o600)
-    procs = Processes(tmp_path, token_file)
+    procs = Processes(tmp_path, token_file, version)
     try:
         yield procs
     finally:
@@ -234,19 +183,6 @@ async def _until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: f
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         await asyncio.sleep(0.2)
-
-
-async def _ready(session: aiohttp.ClientSession, am: Alertmanager) -> None:
-    async def probe() -> bool | None:
-        if am.proc.poll() is not None:
-            pytest.fail(f"{am.name} exited with {am.proc.returncode}")
-        try:
-            async with session.get(f"{am.url}/-/ready") as resp:
-                return True if resp.status == 200 else None
-        except aiohttp.ClientConnectionError:
-            return None
-
-    await _until(f"{am.name} to be ready", probe, timeout=20)
 
 
 async def _post_alert(
@@ -301,7 +237,7 @@ async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         for am in ams:
-            await _ready(session, am)
+            await alertmanagers.ready(session, am)
         for am in ams:  # Prometheus posts every alert to every Alertmanager replica
             await _post_alert(session, am, starts_at)
 
@@ -372,7 +308,7 @@ async def test_deliveries_while_the_receiver_is_down_arrive_when_it_is_back(
     am = processes.start_alertmanager("am", first.url)
     starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        await _ready(session, am)
+        await alertmanagers.ready(session, am)
         await _post_alert(session, am, starts_at)
 
         async def refused() -> float | None:
@@ -419,7 +355,7 @@ async def test_a_refire_with_the_same_starts_at_is_a_new_occurrence(processes: P
     starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        await _ready(session, am)
+        await alertmanagers.ready(session, am)
         # As Prometheus sends a firing alert: endsAt is a lease a few seconds ahead, and the
         # source then goes quiet, so Alertmanager resolves it when the lease runs out.
         lease = _rfc3339(datetime.now(UTC) + timedelta(seconds=3))

@@ -1,0 +1,177 @@
+"""The real Alertmanagers the end-to-end tests run: Debian's (0.25 on bookworm, installed by
+hack/e2e/install.sh) and a current one (0.35, built from its Go module by
+hack/alertmanager/build.sh), each with the shipped alertmanager/alertmanager.yml, re-timed.
+
+``alertmanager_binary(version)`` finds one (``server_missing`` when it cannot);
+``shipped_config`` is the shipped configuration pointed at a test receiver; ``start`` runs one
+on a free loopback port with its log in its work directory; ``ready`` waits for ``/-/ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from receiver.embedded.process import free_port
+from tests.support.servers import server_missing
+
+__all__ = [
+    "VERSIONS",
+    "Alertmanager",
+    "alertmanager_binary",
+    "ready",
+    "shipped_config",
+    "start",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
+BUILD_SCRIPT = ROOT / "hack" / "alertmanager" / "build.sh"
+# The binary hack/alertmanager/build.sh built (make test sets it); else the tests run the script.
+BINARY_ENV = "REMEDIATOR_ALERTMANAGER"
+# "debian": the distribution's package (0.25 on Debian 12); "0.35": built from its Go module.
+VERSIONS = ("debian", "0.35")
+
+_found: dict[str, str] = {}
+
+
+def _debian() -> str:
+    for name in ("prometheus-alertmanager", "alertmanager"):
+        path = shutil.which(name)
+        if path:
+            return path
+    server_missing("Alertmanager (apt-get install prometheus-alertmanager; hack/e2e/install.sh)")
+
+
+def _built() -> str:
+    override = os.environ.get(BINARY_ENV)
+    if override:
+        return override
+    try:
+        # Cached after the first build: 0.02 s; cold about 2 minutes (the script says).
+        proc = subprocess.run(
+            ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, timeout=1800
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        server_missing(f"Alertmanager 0.35 ({BUILD_SCRIPT}: {exc})")
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        server_missing(f"Alertmanager 0.35 ({BUILD_SCRIPT} failed with {proc.returncode})")
+    return lines[-1]
+
+
+def alertmanager_binary(version: str) -> str:
+    """The Alertmanager binary for ``version`` (one of ``VERSIONS``), checked to run."""
+    if version not in _found:
+        path = _debian() if version == "debian" else _built()
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+        text = out.stdout + out.stderr
+        if out.returncode != 0 or "alertmanager, version" not in text:
+            server_missing(f"Alertmanager {version} ({path} --version: {text.strip()[:200]})")
+        if version != "debian" and f"version {version}." not in text:
+            pytest.fail(f"{path} is not Alertmanager {version}: {text.splitlines()[0]}")
+        _found[version] = path
+    return _found[version]
+
+
+def shipped_config(
+    receiver_url: str,
+    token_file: Path,
+    *,
+    group_wait: str = "1s",
+    group_interval: str = "1s",
+    repeat_interval: str | None = None,
+) -> dict[str, Any]:
+    """The shipped alertmanager.yml with the remediator route re-timed and its webhook pointed
+    at ``receiver_url`` with the token in ``token_file``; nothing else changed."""
+    config: dict[str, Any] = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    routes = [r for r in config["route"]["routes"] if r.get("receiver") == "remediator"]
+    assert len(routes) == 1, "the shipped configuration has one route to the remediator"
+    routes[0].update(group_wait=group_wait, group_interval=group_interval)
+    if repeat_interval is not None:
+        routes[0]["repeat_interval"] = repeat_interval
+    (receiver,) = [r for r in config["receivers"] if r["name"] == "remediator"]
+    (hook,) = receiver["webhook_configs"]
+    hook["url"] = f"{receiver_url}/api/v1/alerts"
+    hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+    return config
+
+
+@dataclass
+class Alertmanager:
+    """One running Alertmanager: its process, API URL and log file."""
+
+    name: str
+    version: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    @property
+    def host_port(self) -> str:
+        return self.url.removeprefix("http://")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, chars: int = 20000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+def start(name: str, version: str, workdir: Path, config: dict[str, Any]) -> Alertmanager:
+    """Start Alertmanager ``version`` unclustered on a free loopback port (its configuration,
+    data and log under ``workdir``, which must not exist yet)."""
+    binary = alertmanager_binary(version)
+    workdir.mkdir(parents=True)
+    config_file = workdir / "alertmanager.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = workdir / "alertmanager.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_file}",
+                f"--storage.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",  # no clustering: instances never dedupe
+                "--log.level=debug",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    return Alertmanager(name, version, proc, f"http://127.0.0.1:{port}", log)
+
+
+async def ready(session: aiohttp.ClientSession, am: Alertmanager, timeout_s: float = 20) -> None:
+    """Wait until ``am`` answers ``/-/ready``; fail the test if it exits or takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if am.proc.poll() is not None:
+            pytest.fail(f"{am.name} exited with {am.proc.returncode}:\n{am.log_tail(3000)}")
+        try:
+            async with session.get(f"{am.url}/-/ready") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{am.name} not ready within {timeout_s}s:\n{am.log_tail(3000)}")
+        await asyncio.sleep(0.2)
