@@ -24,9 +24,11 @@ import asyncio
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -159,17 +161,22 @@ class Processes:
 
 
 @pytest.fixture(params=alertmanagers.VERSIONS, ids=lambda v: f"am-{v}")
-def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Processes]:
+def processes(request: pytest.FixtureRequest) -> Iterator[Processes]:
     version: str = request.param
     alertmanagers.alertmanager_binary(version)  # skip (or fail in CI) before starting anything
-    token_file = tmp_path / "remediator-token"
+    # Outside pytest's tmp_path: the embedded PostgreSQL runs as an unprivileged account that
+    # must traverse every parent, and a pytest session starting meanwhile (another one on the
+    # machine) takes that right away from /tmp/pytest-of-root (tests/support/served.py).
+    tmp = Path(tempfile.mkdtemp(prefix="remediator-delivery-"))
+    token_file = tmp / "remediator-token"
     token_file.write_text(secrets.token_urlsafe(32) + "\n")
     token_file.chmod(0o600)
-    procs = Processes(tmp_path, token_file, version)
+    procs = Processes(tmp, token_file, version)
     try:
         yield procs
     finally:
         procs.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def _until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:

@@ -16,7 +16,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from receiver.matchers import Matcher, matches_all, parse_matchers
+from receiver.matchers import Matcher, parse_matchers
+from receiver.model import NamespacePolicy
+from receiver.rules.loader import load_rules
+from remediations.registry import default_registry
 from tests.support.servers import server_missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,20 +160,31 @@ def test_prometheus_alerts_are_the_routed_ones() -> None:
                 assert rule["annotations"].get(key), f"{rule['alert']} lacks annotation {key}"
 
 
-def test_alerts_the_promtool_tests_fire_are_matched_by_exactly_one_rule() -> None:
-    """The label sets tests.yml asserts Prometheus produces are what the remediation rules match,
-    and carry the labels their targets are rendered from."""
-    rules = _remediation_rules()
+def test_alerts_the_promtool_tests_fire_reach_every_rule_of_their_alert_with_a_valid_target() -> (
+    None
+):
+    """The label sets tests.yml asserts Prometheus produces are what the remediation rules match:
+    every rule acting on the alert matches them (a runbook that touches two systems is two rules,
+    e.g. QueueBacklog's Deployment and Redis queue), and each renders a valid target from them."""
+    ruleset = load_rules(RULES_DIR, default_registry(), NamespacePolicy())
     seen: set[str] = set()
     for case in _load(PROM_TESTS)["tests"]:
         for check in case.get("alert_rule_test") or []:
             for expected in check.get("exp_alerts") or []:
                 labels = {"alertname": check["alertname"], **expected["exp_labels"]}
-                matching = [
-                    r["name"] for r in rules if matches_all(parse_matchers(r["match"]), labels)
+                annotations = expected.get("exp_annotations") or {}
+                matching = [r.name for r in ruleset.matching(labels)]
+                of_alert = [
+                    r.name
+                    for r in ruleset.rules
+                    if any(
+                        m.name == "alertname" and m.op == "=" and m.value == labels["alertname"]
+                        for m in r.matchers
+                    )
                 ]
-                assert len(matching) == 1, f"{labels} is matched by {matching}"
-                assert labels.get("namespace"), labels
-                assert labels.get("deployment"), labels
+                assert matching == of_alert, f"{labels} is matched by {matching}, not {of_alert}"
+                for rule in ruleset.matching(labels):
+                    target = rule.render_target(labels, annotations, NamespacePolicy())
+                    assert target.name, (rule.name, labels)
                 seen.add(check["alertname"])
     assert seen == _rule_alertnames(), "tests.yml fires every alert at least once"

@@ -173,48 +173,91 @@ def _default_registry() -> Registry:
 
 
 def test_shipped_rules_load() -> None:
+    """The runbooks of docs/playbooks/, rule by rule: which rules each alert reaches (the labels
+    alertmanager/prometheus-rules.yml gives it), what they do, when, with which guards."""
     ruleset = load_rules(REPO / "rules", _default_registry(), POLICY)
+    labels = {"severity": "critical", "deployment": "web", "namespace": "shop"}
+    extra = {"QueueBacklog": {"queue": "emails"}, "DatabaseConnectionsHigh": {"database": "shop"}}
     by_alert = {
         alert: [
-            r.name
-            for r in ruleset.matching(
-                {
-                    "alertname": alert,
-                    "severity": "critical",
-                    "deployment": "web",
-                    "namespace": "shop",
-                }
-            )
+            r.name for r in ruleset.matching({"alertname": alert, **labels, **extra.get(alert, {})})
         ]
         for alert in ("HighErrorRate", "HighMemoryUsage", "QueueBacklog", "DatabaseConnectionsHigh")
     }
-    assert all(len(names) == 1 for names in by_alert.values()), by_alert
+    assert by_alert == {
+        "HighErrorRate": ["rollback-or-scale-on-high-error-rate"],
+        "HighMemoryUsage": ["restart-on-high-memory"],
+        "QueueBacklog": ["scale-workers-on-queue-backlog", "requeue-dead-letters-on-queue-backlog"],
+        "DatabaseConnectionsHigh": [
+            "end-idle-transactions-on-database-connections",
+            "shrink-pool-on-database-connections",
+        ],
+    }
+    rules = {r.name: r for r in ruleset.rules}
+    assert set(rules) == {name for names in by_alert.values() for name in names}
+    for rule in rules.values():  # every runbook: guards, verification, on-call told
+        assert None not in (rule.cooldown_s, rule.max_runs, rule.verify_within_s), rule.name
+        assert rule.announce is not None, rule.name
+        assert rule.announce.channel == "oncall", rule.name
 
-    undo = ruleset.by_name(by_alert["HighErrorRate"][0])
-    assert undo is not None
-    assert [(s.action, s.needs_approval) for s in undo.steps] == [("kubernetes.rollout_undo", True)]
+    errors = rules["rollback-or-scale-on-high-error-rate"]
+    undo, scale = errors.steps
+    assert (undo.action, undo.needs_approval, undo.repeated) == (
+        "kubernetes.rollout_undo",
+        True,
+        None,
+    )
+    assert (scale.action, scale.needs_approval) == ("kubernetes.scale", False)
+    # Exactly one applies: recent release -> roll back; otherwise -> scale out.
+    ((recent,), (old,)) = undo.conditions, scale.conditions
+    assert (recent.within_s, recent.negate) == (1800.0, False)
+    assert (old.within_s, old.negate) == (1800.0, True)
+    assert (scale.params["factor"], scale.params["min"], scale.params["max"]) == (1.5, 2, 10)
+    assert errors.on_resolved == ()  # the added pods stay: the cause is not known
 
-    memory = ruleset.by_name(by_alert["HighMemoryUsage"][0])
-    assert memory is not None
+    memory = rules["restart-on-high-memory"]
     restart, grow = memory.steps
     assert (restart.action, restart.repeated) == ("kubernetes.rollout_restart", None)
     assert grow.action == "kubernetes.set_resources"
     assert grow.repeated is not None
     assert (grow.repeated.times, grow.repeated.within_s) == (2, 3600.0)
     assert grow.needs_approval
+    assert grow.params["memory_limit"] == {"factor": 1.5, "max": "4Gi", "value": None}
+    # A real recurrence needs the alert's `for: 10m` again: the cooldown never refuses it.
+    assert memory.cooldown_s == 600.0
+    assert memory.settle_s == 1800.0
 
-    queue = ruleset.by_name(by_alert["QueueBacklog"][0])
-    assert queue is not None
-    assert [s.action for s in queue.steps] == ["kubernetes.scale"]
-    assert [(s.action, s.params["restore"]) for s in queue.on_resolved] == [
+    workers = rules["scale-workers-on-queue-backlog"]
+    assert [s.action for s in workers.steps] == ["kubernetes.scale"]
+    assert [(s.action, s.params["restore"]) for s in workers.on_resolved] == [
         ("kubernetes.scale", True)
     ]
-
-    database = ruleset.by_name(by_alert["DatabaseConnectionsHigh"][0])
-    assert database is not None
-    assert [(s.action, s.params["name"], s.needs_approval) for s in database.steps] == [
-        ("kubernetes.set_env", "DB_POOL_SIZE", True)
+    dead = rules["requeue-dead-letters-on-queue-backlog"]
+    assert (dead.target_kind, dead.target_name.source) == ("RedisQueue", "jobs/{{ labels.queue }}")
+    assert [(s.action, s.params["max_messages"]) for s in dead.steps] == [
+        ("redis.requeue_dead_letters", 100)
     ]
+
+    idle = rules["end-idle-transactions-on-database-connections"]
+    assert (idle.target_kind, idle.target_name.source) == (
+        "PostgresDatabase",
+        "{{ labels.database }}",
+    )
+    (terminate,) = idle.steps
+    assert terminate.action == "postgres.terminate_idle"
+    assert (terminate.params["roles"], terminate.params["max_sessions"]) == (["app"], 10)
+    assert terminate.params["states"] == ["idle in transaction", "idle in transaction (aborted)"]
+    pool = rules["shrink-pool-on-database-connections"]
+    tell, env = pool.steps
+    assert (tell.action, tell.repeated, tell.needs_approval) == ("notify", None, False)
+    assert (env.action, env.params["name"], env.params["value"], env.needs_approval) == (
+        "kubernetes.set_env",
+        "DB_POOL_SIZE",
+        "5",
+        True,
+    )
+    assert env.repeated is not None
+    assert (env.repeated.times, env.repeated.within_s) == (2, 3600.0)
 
 
 def _readme_rule_files() -> list[tuple[int, str]]:

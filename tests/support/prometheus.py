@@ -1,0 +1,131 @@
+"""A real Prometheus (Debian's /usr/bin/prometheus) for the end-to-end tests: the SHIPPED alerting
+rules (alertmanager/prometheus-rules.yml) with only their ``for:`` shortened, scraping a test's
+metrics endpoint every second, evaluating every second and sending to one Alertmanager.
+
+``retimed_rules`` is that rule file; ``start`` runs Prometheus on a free loopback port with its
+configuration, data and log in a work directory; ``Prometheus.alerts()`` reads its alert states
+(for a failing test's message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from receiver.embedded.process import free_port
+from tests.support.servers import server_missing
+
+__all__ = ["SHIPPED_RULES", "Prometheus", "retimed_rules", "start"]
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_RULES = ROOT / "alertmanager" / "prometheus-rules.yml"
+
+
+def retimed_rules(for_: str = "1s") -> dict[str, Any]:
+    """The shipped rule groups with every alert's ``for:`` set to ``for_``; expressions, labels
+    and annotations exactly as shipped."""
+    groups: dict[str, Any] = yaml.safe_load(SHIPPED_RULES.read_text())
+    alerts = [r for g in groups["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts, f"no alerting rules in {SHIPPED_RULES}"
+    for rule in alerts:
+        rule["for"] = for_
+    return groups
+
+
+@dataclass
+class Prometheus:
+    """One running Prometheus: its process, URL and log."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, chars: int = 10000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    async def alerts(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        """``/api/v1/alerts``: every pending or firing alert, with labels and state."""
+        async with session.get(f"{self.url}/api/v1/alerts") as resp:
+            body = await resp.json()
+        return list(body["data"]["alerts"])
+
+    async def ready(self, session: aiohttp.ClientSession, timeout_s: float = 30) -> None:
+        """Wait until it answers ``/-/ready`` and has scraped its target once."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"prometheus exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                async with session.get(f"{self.url}/api/v1/targets") as resp:
+                    if resp.status == 200:
+                        targets = (await resp.json())["data"]["activeTargets"]
+                        if targets and all(t["health"] == "up" for t in targets):
+                            return
+            except aiohttp.ClientConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"prometheus not ready within {timeout_s}s:\n{self.log_tail()}")
+            await asyncio.sleep(0.2)
+
+
+def _binary() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        server_missing("Prometheus (apt-get install prometheus; hack/e2e/install.sh)")
+    return path
+
+
+def start(workdir: Path, rules: dict[str, Any], scrape: str, alertmanager: str) -> Prometheus:
+    """Start Prometheus scraping ``scrape`` (``host:port``) and alerting ``alertmanager``
+    (``host:port``, API v2), scrape and evaluation every second, with ``rules``."""
+    binary = _binary()
+    workdir.mkdir(parents=True)
+    (workdir / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["rules.yml"],
+        "alerting": {
+            "alertmanagers": [
+                {"api_version": "v2", "static_configs": [{"targets": [alertmanager]}]}
+            ]
+        },
+        # honor_labels: the series carry namespace and pod, as Kubernetes discovery would set.
+        "scrape_configs": [
+            {"job_name": "apps", "honor_labels": True, "static_configs": [{"targets": [scrape]}]}
+        ],
+    }
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    log = workdir / "prometheus.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=info",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    return Prometheus(proc, f"http://127.0.0.1:{port}", log)
