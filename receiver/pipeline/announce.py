@@ -118,7 +118,7 @@ class Announcer:
         log = ctx.log.info if delivered else ctx.log.warning
         log(
             "announced" if delivered else "announcement not delivered",
-            event=moment.value,
+            moment=moment.value,
             channel=spec.channel,
             detail=detail,
         )
