@@ -1,5 +1,8 @@
 """The resolve path: close -> admit -> execute, for a run whose alert resolved.
 
+``AdmitResolve`` also admits the on_failed steps of a failed verification (``Stages.escalate``,
+with ``ESCALATE_GUARDS``): both are follow-ups of a run, held by a guard rather than refused.
+
 ``Close`` stamps the run resolved and hands its pending on_resolved steps on; ``AdmitResolve``
 puts them through the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause,
 namespace policy, target lock); ``Execute`` (stages.py) runs them. The engine plans on_resolved
