@@ -37,6 +37,7 @@ from receiver.pipeline.events import disposition_of
 from receiver.pipeline.runner import run_stages
 from receiver.rules.model import Rule
 from receiver.store import RunRecord
+from receiver.store.records import event_from_row
 from remediations.base import Outcome
 
 __all__ = ["Escalation", "escalating"]
@@ -64,6 +65,11 @@ class Escalation:
     async def __call__(self, run: RunRecord, rule: Rule | None, log: Any) -> Disposition:
         deps = self._deps
         ctx = _context(run, rule, log)
+        if run.event_id is not None:
+            # The alert behind the run, for what the ladder's steps and messages say about it
+            # (a notify step's `{{ labels.x }}`); absent once retention pruned the event.
+            row = await deps.store.get_event(run.event_id)
+            ctx.event = event_from_row(row) if row is not None else None
         try:
             await deps.guards.record_result(run.rule, False, failure_id=f"verify:{run.id}")
         except GuardUnavailable as exc:

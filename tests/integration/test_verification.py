@@ -58,7 +58,7 @@ rules:
 
 LADDER = """    on_failed:
       - action: notify
-        params: {channel: oncall, message: "restart did not help {{ target.key }}"}
+        params: {channel: oncall, message: "{{ labels.alertname }}: restart did not help"}
       - action: test.restart
 """
 
@@ -192,6 +192,8 @@ async def test_not_resolved_in_time_fails_counts_in_the_breaker_and_climbs_the_l
     ]
     failed = peer.seen(HOOK)[2].body
     assert failed["text"].startswith("not resolved in time: the alert did not resolve")
+    # The ladder's own message speaks of the alert, though a job (not the alert) ran it.
+    assert peer.seen(HOOK)[3].body["text"] == "HighMemoryUsage: restart did not help"
     assert failed["links"]["run"] == f"https://remediator.example/api/v1/runs/{run.id}"
 
     # The failure opened the breaker (threshold 1): the next episode is refused by it.
