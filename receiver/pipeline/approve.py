@@ -120,6 +120,7 @@ class RequestApproval:
             ),
             ctx.target,
         )
+        ctx.requested_approval = True
         return Verdict.next()
 
 

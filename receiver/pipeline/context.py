@@ -16,13 +16,14 @@ from typing import Any, Protocol
 from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import Admission
 from receiver.guards.redis_guards import Guards
-from receiver.model import AlertEvent, GuardSpec, NamespacePolicy, StepPlan, Verdict
+from receiver.model import AlertEvent, Announce, GuardSpec, NamespacePolicy, StepPlan, Verdict
 from receiver.store import RunRecord, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Registry, Result
 from remediations.targets import Target
 
 __all__ = [
+    "ESCALATE_GUARDS",
     "RESOLVE_GUARDS",
     "STEP_AWAITING_APPROVAL",
     "STEP_PENDING",
@@ -40,6 +41,12 @@ STEP_AWAITING_APPROVAL = "awaiting_approval"
 # breaker (which limit new changes) do not apply; a pause, the namespace policy and another
 # run holding the target do.
 RESOLVE_GUARDS = ("pause", "namespace", "lock")
+
+# The guards an on_failed step passes: it is the same run going on after its verification
+# failed, so the rule's cooldown and rate (already taken by this run) and its breaker (which
+# this very failure may just have opened) do not apply; a pause, the namespace policy, the
+# budget of disruptive changes and another run holding the target do.
+ESCALATE_GUARDS = ("pause", "namespace", "budget", "lock")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +83,10 @@ class Deps:
 class RunContext:
     """One run on its way through the stages.
 
-    ``steps`` are the steps of ``phase`` ('run' or 'resolve') that have not finished yet, in
-    order. The stages fill in the rest: the run id once recorded, the admission, the steps the
-    approval stage lets through (``runnable``) and the first one it holds (``awaiting``), and
-    each step's result.
+    ``steps`` are the steps of ``phase`` ('run', 'resolve' or 'on_failed') that have not
+    finished yet, in order. The stages fill in the rest: the run id once recorded, the
+    admission, the steps the approval stage lets through (``runnable``) and the first one it
+    holds (``awaiting``), and each step's result.
     """
 
     rule: str
@@ -93,6 +100,13 @@ class RunContext:
     # The event that planned this run; None when a job resumes it.
     event: AlertEvent | None = None
     occurrence: int = 1
+    settle_s: float | None = None
+    # Why these steps (the engine's decision on the steps' conditions), recorded with the run.
+    decision: Mapping[str, Any] | None = None
+    # The rule's ``notify:``; None: its runs are not announced.
+    announce: Announce | None = None
+    # Set when this pass asked for an approval (a new one): the run's park is then news.
+    requested_approval: bool = False
     # What the store held when the run was taken up again (crash recovery, a job).
     prior: RunRecord | None = None
     admission: Admission | None = None

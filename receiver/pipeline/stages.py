@@ -11,7 +11,8 @@ skips what the store says is already done.
 from __future__ import annotations
 
 from receiver.guards.policy import AdmissionRequest, GuardUnavailable
-from receiver.model import RunOutcome, Verdict
+from receiver.model import Announcement, RunOutcome, Verdict
+from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
 from receiver.pipeline.context import STEP_PENDING, Deps, RunContext
 from receiver.pipeline.steps import StepRunner
@@ -46,6 +47,8 @@ class RecordPlan:
                 verify_within_s=ctx.verify_within_s,
                 steps=ctx.steps,
                 step_outcome=STEP_PENDING,
+                settle_s=ctx.settle_s,
+                decision=ctx.decision,
             )
             if run_id is None:
                 return Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
@@ -56,12 +59,14 @@ class RecordPlan:
 
 class Admit:
     """admit: every guard in one atomic Redis call. A refusal ends the run (recorded with the
-    guard and when it may pass); Redis unreachable changes nothing and retries the job."""
+    guard and when it may pass); Redis unreachable changes nothing and retries the job. The
+    first admission announces the run as started; a refusal announces it refused."""
 
     name = "admit"
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, announce: Announcer) -> None:
         self._deps = deps
+        self._announce = announce
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         deps = self._deps
@@ -95,6 +100,12 @@ class Admit:
                 reason=refusal.reason,
                 retry_at=refusal.retry_at.isoformat() if refusal.retry_at else None,
             )
+            await self._announce(
+                ctx,
+                Announcement.REFUSED,
+                outcome=RunOutcome.REFUSED,
+                text=f"refused by the {refusal.guard} guard: {refusal.reason}",
+            )
             return Verdict.stop(RunOutcome.REFUSED, refusal.reason)
 
         ctx.admission = admission
@@ -110,6 +121,12 @@ class Admit:
         if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
             await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)
         ctx.log.info("admitted", fence=admission.fence)
+        if ctx.prior is None or ctx.prior.outcome is RunOutcome.PENDING:
+            # Once: not again for a run taken up after an approval or a crash mid-steps.
+            steps = ", ".join(s.action for s in ctx.steps)
+            await self._announce(
+                ctx, Announcement.STARTED, outcome=RunOutcome.RUNNING, text=f"steps: {steps}"
+            )
         return Verdict.next()
 
 

@@ -85,7 +85,12 @@ class Peer:
     notices: list[dict[str, Any]] = field(default_factory=list)
 
     def kinds(self) -> list[str]:
-        return [n["kind"] for n in self.notices]
+        """The approval notices' kinds (run announcements, which have none, left out)."""
+        return [n["kind"] for n in self.notices if "kind" in n]
+
+    def announced(self) -> list[str]:
+        """The run announcements' events, in order."""
+        return [n["event"] for n in self.notices if "event" in n]
 
 
 @pytest.fixture
@@ -203,21 +208,14 @@ async def approval_env(
     ) -> ApprovalEnv:
         session = aiohttp.ClientSession()
         sessions.append(session)
+        notifier = Notifier(
+            {"ops": Channel("ops", ChannelKind.WEBHOOK, f"{peer.url}/notify")}, session
+        )
         desk = ApprovalDesk(
             store,
             policy=POLICY,
             tokens=tokens or LinkTokens(key_ring("k1")),
-            notifier=(
-                ChannelNotifier(
-                    Notifier(
-                        {"ops": Channel("ops", ChannelKind.WEBHOOK, f"{peer.url}/notify")},
-                        session,
-                    ),
-                    "ops",
-                )
-                if notify
-                else None
-            ),
+            notifier=ChannelNotifier(notifier, "ops") if notify else None,
             public_url=public_url,
             ttl_s=ttl_s,
             log=structlog.get_logger("test.approvals"),
@@ -226,7 +224,8 @@ async def approval_env(
             rules,
             dry_run=False,
             extra_actions=[Poke(peer.url)],
-            clients={"http": session},
+            # The same channels serve the run announcements (a rule's `notify: {channel: ops}`).
+            clients={"http": session, "notify": notifier},
             approvals=desk,
             **harness_args,
         )
