@@ -15,17 +15,17 @@ second time. Decisions (approved, rejected, expired, cancelled) are the desk's n
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
 from receiver.model import Announcement
 from receiver.pipeline.context import Deps, RunContext
+from receiver.pipeline.steps import alert_facts
 from remediations.base import AlertFacts
 from remediations.notify.message import ChannelKind, Event, Message, StepSummary, mrkdwn_escape
 from remediations.notify.notifier import Notifier
 
-__all__ = ["Announcer", "alert_facts"]
+__all__ = ["Announcer"]
 
 _EVENTS = {
     Announcement.STARTED: Event.RUN_STARTED,
@@ -49,32 +49,6 @@ _FINISHED = {
     "failed": "Remediation failed",
     "refused": "Remediation stopped by a precondition",
 }
-
-
-async def alert_facts(deps: Deps, ctx: RunContext) -> AlertFacts:
-    """The alert behind the run: the event at hand, else the stored one that created the run
-    (a job took it up); empty when that event was pruned."""
-    event = ctx.event
-    if event is not None:
-        return AlertFacts(
-            labels=event.labels,
-            annotations=event.annotations,
-            status=str(event.status),
-            starts_at=event.starts_at,
-            generator_url=event.generator_url,
-        )
-    if ctx.prior is None or ctx.prior.event_id is None:
-        return AlertFacts()
-    row = await deps.store.get_event(ctx.prior.event_id)
-    if row is None:
-        return AlertFacts()
-    return AlertFacts(
-        labels=json.loads(row["labels"]),
-        annotations=json.loads(row["annotations"]),
-        status=row["status"],
-        starts_at=row["starts_at"],
-        generator_url=row["generator_url"],
-    )
 
 
 class Announcer:
@@ -147,7 +121,7 @@ class Announcer:
             if moment is Announcement.FINISHED
             else _HEADLINES[moment]
         )
-        alert = await alert_facts(self._deps, ctx)
+        alert = alert_facts(ctx)
         summary = _summary(alert)
         return Message(
             event=_EVENTS[moment],

@@ -55,13 +55,15 @@ class PipelineSettings:
     ``min_history_s``: how far back the history reaches when no rule asks for more.
     ``guards_down_retry_s``: how soon a job is tried again when Redis cannot be asked.
     ``resolve_retry_s``: the longest an on_resolved step held by a guard (pause, target lock)
-    waits before it is tried again (sooner when the guard says when it may pass)."""
+    waits before it is tried again (sooner when the guard says when it may pass).
+    ``lock_wait_s``: how soon a run that found its target locked by another run asks again."""
 
     dry_run: bool
     policy: NamespacePolicy
     min_history_s: float = 3600.0
     guards_down_retry_s: float = 5.0
     resolve_retry_s: float = 60.0
+    lock_wait_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,12 @@ class RunContext:
     log: Any
     phase: str = "run"
     run_id: str | None = None
-    # The event that planned this run; None when a job resumes it.
+    # The event at hand: the one that planned this run, or the resolved one closing it; None
+    # when a job takes the run up again.
     event: AlertEvent | None = None
+    # The event that created a run taken up again (read back from the store by
+    # runner.take_up); None when retention pruned it.
+    origin: AlertEvent | None = None
     occurrence: int = 1
     settle_s: float | None = None
     # Why these steps (the engine's decision on the steps' conditions), recorded with the run.
@@ -127,6 +133,12 @@ class RunContext:
     previews: dict[int, tuple[Mapping[str, Any], str]] = field(default_factory=dict)
     # Run when the pipeline ends, whatever the verdict (e.g. releasing the target lock).
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def alert(self) -> AlertEvent | None:
+        """The alert behind the run, for what its steps and messages say about it: the event
+        at hand, else the one that created the run."""
+        return self.event if self.event is not None else self.origin
 
     def bind(self, **values: Any) -> None:
         self.log = self.log.bind(**values)

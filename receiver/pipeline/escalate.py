@@ -69,7 +69,7 @@ class Escalation:
             # The alert behind the run, for what the ladder's steps and messages say about it
             # (a notify step's `{{ labels.x }}`); absent once retention pruned the event.
             row = await deps.store.get_event(run.event_id)
-            ctx.event = event_from_row(row) if row is not None else None
+            ctx.origin = event_from_row(row) if row is not None else None
         try:
             await deps.guards.record_result(run.rule, False, failure_id=f"verify:{run.id}")
         except GuardUnavailable as exc:

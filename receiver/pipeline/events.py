@@ -37,7 +37,7 @@ from receiver.model import (
 from receiver.pipeline.context import Deps, RunContext
 from receiver.pipeline.facts import FactReader
 from receiver.pipeline.resolve import resolving_context
-from receiver.pipeline.runner import Stages, context_of, run_stages
+from receiver.pipeline.runner import Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
 
@@ -142,7 +142,7 @@ class EventHandler:
         if run is None:
             return Verdict.next()
         rule = self._rules.current.by_name(run.rule)
-        ctx = context_of(run, rule, log)
+        ctx = await take_up(self._deps.store, run, rule, log)
         ctx.log.warning(
             "taking up a run an earlier attempt created",
             outcome=str(run.outcome),

@@ -25,7 +25,7 @@ from receiver.pipeline.context import Deps
 from receiver.pipeline.escalate import Escalation, escalating
 from receiver.pipeline.events import disposition_of
 from receiver.pipeline.resolve import resolving_context
-from receiver.pipeline.runner import RESUMABLE, Stages, context_of, run_stages
+from receiver.pipeline.runner import RESUMABLE, Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
 from receiver.store import ClaimedJob, JobKind
 
@@ -63,7 +63,7 @@ class JobHandler:
             if desk is not None and await desk.gate(run) != Gate.GO:
                 # An approval still pending (woken early) or just expired: no stage, no guard.
                 return Disposition.done()
-            ctx = context_of(run, rule, log)
+            ctx = await take_up(self._deps.store, run, rule, log)
             return disposition_of([await run_stages(self._stages.run, ctx)])
         if job.kind is JobKind.RESUME_RESOLVE:
             run = await self._deps.store.get_run(job.run_id, with_steps=False)

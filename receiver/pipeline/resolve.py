@@ -75,6 +75,16 @@ class Close:
         run = await store.get_run(ctx.run_id)
         if run is None:
             return Verdict.stop(RunOutcome.VERIFIED, "run no longer exists")
+        if run.outcome is RunOutcome.PENDING:
+            # Never admitted (it waited for the target lock, or for Redis): nothing ran, and the
+            # alert it was for is over. It ends here, rather than acting when its job comes.
+            await store.set_run_outcome(
+                run.id,
+                RunOutcome.CANCELLED,
+                error="the alert resolved before the run was admitted; nothing ran",
+            )
+            self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
+            run = await store.get_run(ctx.run_id) or run
         ctx.prior = run
         for step in run.steps:
             # What the run's own steps changed: an on_resolved step undoes that, and only that.

@@ -28,10 +28,11 @@ from receiver.pipeline.resolve import AdmitResolve, Close
 from receiver.pipeline.stages import Admit, Execute, RecordPlan
 from receiver.pipeline.steps import StepRunner
 from receiver.rules.model import Rule
-from receiver.store import JobKind, RunRecord
+from receiver.store import JobKind, RunRecord, Store
+from receiver.store.records import event_from_row
 from remediations.base import Outcome
 
-__all__ = ["Stages", "context_of", "run_stages"]
+__all__ = ["Stages", "context_of", "run_stages", "take_up"]
 
 # Step outcomes after which a step is not run again when its run is taken up again.
 FINISHED_STEP = frozenset(o.value for o in Outcome)
@@ -118,6 +119,18 @@ def context_of(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
         if step.outcome == Outcome.OK and step.before:
             ctx.remember(step.action, step.before, step.after or {})
     ctx.bind(run_id=run.id, rule=run.rule, target=run.target.key)
+    return ctx
+
+
+async def take_up(store: Store, run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
+    """``context_of`` the stored run, with the alert that created it read back from the store
+    (``RunContext.origin``): a step that writes about the alert (notify, http.call) must say
+    the same after an approval or a crash as it would have said at once, and an approval's
+    preview, which hashes what the step will send, must come out the same."""
+    ctx = context_of(run, rule, log)
+    if run.event_id is not None:
+        row = await store.get_event(run.event_id)
+        ctx.origin = event_from_row(row) if row is not None else None
     return ctx
 
 

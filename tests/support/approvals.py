@@ -129,8 +129,10 @@ class PokeParams(BaseModel):
 class Poke:
     """``test.poke``: a high-risk step whose change is a counter on the peer, over HTTP.
 
-    preview: reads the counter (the live state the approval binds). run: refuses when the
-    approved preconditions no longer hold, else bumps it."""
+    preview: reads the counter (the live state the approval binds) and names the alert's
+    deployment label, as a step that writes about its alert does (notify, http.call): a run
+    taken up after the approval must see the same alert, or the plan would not hash the same.
+    run: refuses when the approved preconditions no longer hold, else bumps it."""
 
     name: ClassVar[str] = "test.poke"
     Params: ClassVar[type[BaseModel]] = PokeParams
@@ -154,8 +156,12 @@ class Poke:
 
     async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
         value = await self._value(ctx)
+        said = ctx.alert.labels.get("deployment", "")
         return Change(
-            f"poke {target.key} once", {"value": value}, {"value": value + 1}, {"value": value}
+            f"poke {target.key} once for {said!r}",
+            {"value": value},
+            {"value": value + 1},
+            {"value": value},
         )
 
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
@@ -165,7 +171,8 @@ class Poke:
         session: aiohttp.ClientSession = ctx.clients.get("http")
         async with session.post(f"{self.base_url}/poke") as response:
             after = int((await response.json())["value"])
-        return Result(Outcome.OK, "poked", {"value": value}, {"value": after})
+        said = ctx.alert.labels.get("deployment", "")
+        return Result(Outcome.OK, f"poked for {said!r}", {"value": value}, {"value": after})
 
 
 @dataclass

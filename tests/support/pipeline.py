@@ -124,6 +124,7 @@ async def make_harness(
         extra_actions: list[Any] | None = None,
         approvals: ApprovalDesk | None = None,
         clock: Callable[[], datetime] | None = None,
+        lock_wait_s: float = 5.0,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
         rules_dir.mkdir()
@@ -144,7 +145,7 @@ async def make_harness(
             rules=holder,
             registry=registry,
             clients=Clients(named),
-            settings=PipelineSettings(dry_run=dry_run, policy=policy),
+            settings=PipelineSettings(dry_run=dry_run, policy=policy, lock_wait_s=lock_wait_s),
             metrics=metrics,
             approvals=approvals,
             **({"clock": clock} if clock is not None else {}),
