@@ -72,7 +72,12 @@ def required_clients(rules: RuleSet, registry: Registry) -> Required:
     by: dict[str, list[str]] = {}
     for rule in rules.rules:
         first, second = (_probe_target(rule, p) for p in _PROBES)
-        for step in (*rule.steps, *rule.on_resolved):
+        if rule.announce is not None:
+            # Its run announcements go out through the notifier too.
+            names.add("notify")
+            channels.add(rule.announce.channel)
+            by.setdefault("notify", []).append(f"{rule.name} (notify: announcements)")
+        for step in (*rule.steps, *rule.on_resolved, *rule.on_failed):
             action = registry.get(step.action)
             one, other = action.requires(first), action.requires(second)
             fixed = one & other
@@ -202,7 +207,10 @@ async def check_required(built: ServiceClients, required: Required, log: Any) ->
             )
     if built.notifier is not None:
         for channel in sorted(required.channels - set(built.notifier.channels)):
-            log.warning("a notify step names a channel that is not configured", channel=channel)
+            log.warning(
+                "a rule's notify step or announcements name a channel that is not configured",
+                channel=channel,
+            )
     checks = [
         _check(f"postgres:{name}", conn.check(), log)
         for name, conn in built.postgres.items()

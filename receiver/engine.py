@@ -12,19 +12,33 @@ runs (a retry, a duplicate delivery, the row an earlier attempt created) never c
 runs of later events, and the window is measured from the event's arrival, not from the
 moment it is planned: the plan for an event is the same however often and however late it is
 retried.
+
+Live conditions (``when: {rolled_out_within: 30m}``): the caller reads the facts the matching
+rules need (``fact_needs``) and passes them in; the engine decides on them as given and
+records, in ``RunPlan.decision``, every step's conditions with the facts that decided them.
+A fact that could not be read (or was not supplied) decides nothing: the step is left out,
+saying why. The decision is bound into the run: a run taken up again never re-plans.
+
+Recurrence: a firing of a new occurrence (never a late copy) on a (rule, target) whose run
+waits out its settle period (its alert resolved moments ago) fails that run's verification
+(``Plan.recurrences``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
+from receiver.durations import format_duration
+from receiver.facts import FactKind, FactReading, Facts
 from receiver.model import (
     AlertEvent,
     History,
     NamespacePolicy,
     Plan,
     PriorRun,
+    Recurrence,
     ResolvePlan,
     RunPlan,
     Skip,
@@ -32,7 +46,7 @@ from receiver.model import (
     StepPlan,
     Target,
 )
-from receiver.rules.model import Rule, RuleSet
+from receiver.rules.model import LiveCondition, Rule, RuleSet, Step
 from receiver.templating import TargetError, TemplateError
 
 __all__ = [
@@ -42,8 +56,10 @@ __all__ = [
     "NO_RULE",
     "RULE_GONE",
     "RUN_EXISTS",
+    "fact_needs",
     "plan",
     "repeat_keys",
+    "settle_keys",
     "settled_at_intake",
 ]
 
@@ -62,12 +78,15 @@ def plan(
     policy: NamespacePolicy,
     *,
     now: datetime,
+    facts: Facts | None = None,
 ) -> Plan:
     """The plan for one stored alert event. ``now`` is passed in so the result is reproducible;
-    repetitions are counted back from the event's ``received_at`` (``now`` when it has none)."""
+    repetitions are counted back from the event's ``received_at`` (``now`` when it has none),
+    a rollout's age is measured at ``now``. ``facts``: the live facts read for this event
+    (``fact_needs``); a condition on a fact not among them leaves its step out."""
     if event.status is Status.RESOLVED:
         return _plan_resolved(event, rules, history)
-    return _plan_firing(event, rules, history, policy, now)
+    return _plan_firing(event, rules, history, policy, now, facts or Facts())
 
 
 def settled_at_intake(status: Status, labels: Mapping[str, str], rules: RuleSet) -> str | None:
@@ -102,16 +121,66 @@ def repeat_keys(
     return keys
 
 
+def fact_needs(
+    event: AlertEvent,
+    rules: RuleSet,
+    policy: NamespacePolicy,
+    history: History | None = None,
+) -> list[tuple[FactKind, Target]]:
+    """The live facts ``plan`` would decide ``event`` on: (kind, target) for every matching
+    rule whose steps have live conditions, once each. Empty for a resolved event. With the
+    ``history``, not for what ``plan`` will not plan: a late firing, a rule whose run of
+    this occurrence exists (it keeps the steps it was decided with)."""
+    if event.status is not Status.FIRING or (history is not None and history.episode_resolved):
+        return []
+    planned = {
+        run.rule
+        for run in (history.episode_runs if history is not None else ())
+        if run.occurrence == event.occurrence
+    }
+    needs: dict[tuple[FactKind, str], tuple[FactKind, Target]] = {}
+    for rule in rules.matching(event.labels):
+        if not rule.facts or rule.name in planned:
+            continue
+        try:
+            target = rule.render_target(event.labels, event.annotations, policy)
+        except (TargetError, TemplateError):
+            continue  # planned as a skip; nothing to read
+        for kind in sorted(rule.facts):
+            needs.setdefault((kind, target.key), (kind, target))
+    return list(needs.values())
+
+
+def settle_keys(
+    event: AlertEvent, rules: RuleSet, policy: NamespacePolicy
+) -> list[tuple[str, Target]]:
+    """The (rule, target) pairs whose settling runs ``plan`` looks at for ``event``: matching
+    rules with a settle period. Empty for a resolved event."""
+    if event.status is not Status.FIRING:
+        return []
+    keys: list[tuple[str, Target]] = []
+    for rule in rules.matching(event.labels):
+        if not rule.settle_s:
+            continue
+        try:
+            keys.append((rule.name, rule.render_target(event.labels, event.annotations, policy)))
+        except (TargetError, TemplateError):
+            continue
+    return keys
+
+
 def _plan_firing(
     event: AlertEvent,
     rules: RuleSet,
     history: History,
     policy: NamespacePolicy,
     now: datetime,
+    facts: Facts,
 ) -> Plan:
     if history.episode_resolved:
         # Alertmanager may deliver a firing notification after the resolved one (retries,
-        # HA peers); acting on it would remediate something already over.
+        # HA peers); acting on it would remediate something already over. Nor is such a
+        # late copy a recurrence: nothing fired again.
         return Plan(event_id=event.id, skips=(Skip(LATE_FIRING),))
     # The alert's own labels, never the group's commonLabels: a group mixes alerts of
     # different targets, and its common labels can match a rule none of its alerts match.
@@ -120,27 +189,51 @@ def _plan_firing(
         return Plan(event_id=event.id, skips=(Skip(NO_RULE),))
     runs: list[RunPlan] = []
     skips: list[Skip] = []
+    recurrences: list[Recurrence] = []
     for rule in matching:
-        outcome = _plan_rule(event, rule, history, policy, now)
+        try:
+            target = rule.render_target(event.labels, event.annotations, policy)
+        except (TargetError, TemplateError) as exc:
+            # A label that would aim the action elsewhere (another namespace, a path) stops here.
+            skips.append(Skip(f"invalid target: {exc}", rule.name))
+            continue
+        recurrences += _recurrences(event, rule, target, history, now)
+        outcome = _plan_rule(event, rule, target, history, now, facts)
         if isinstance(outcome, Skip):
             skips.append(outcome)
         else:
             runs.append(outcome)
-    return Plan(event_id=event.id, runs=tuple(runs), skips=tuple(skips))
+    return Plan(
+        event_id=event.id, runs=tuple(runs), skips=tuple(skips), recurrences=tuple(recurrences)
+    )
+
+
+def _recurrences(
+    event: AlertEvent, rule: Rule, target: Target, history: History, now: datetime
+) -> list[Recurrence]:
+    """Settling runs of ``rule`` on ``target`` for the same alert (by name) that this new
+    occurrence fails: it fired again before their settle period ended."""
+    anchor = event.received_at or now
+    return [
+        Recurrence(run_id=run.run_id, rule=rule.name, event_id=event.id)
+        for run in history.settling_runs
+        if run.rule == rule.name
+        and run.target.key == target.key
+        and run.alertname == event.alertname
+        and run.occurrence != event.occurrence
+        and run.settle_until is not None
+        and anchor <= run.settle_until
+    ]
 
 
 def _plan_rule(
     event: AlertEvent,
     rule: Rule,
+    target: Target,
     history: History,
-    policy: NamespacePolicy,
     now: datetime,
+    facts: Facts,
 ) -> RunPlan | Skip:
-    try:
-        target = rule.render_target(event.labels, event.annotations, policy)
-    except (TargetError, TemplateError) as exc:
-        # A label that would aim the action elsewhere (another namespace, a path) stops here.
-        return Skip(f"invalid target: {exc}", rule.name)
     if any(
         run.rule == rule.name and run.occurrence == event.occurrence for run in history.episode_runs
     ):
@@ -153,15 +246,30 @@ def _plan_rule(
         )
 
     steps: list[StepPlan] = []
+    decided: list[dict[str, Any]] = []
     for step in rule.steps:
-        if step.repeated is None or occurrences(step.repeated.within_s) >= step.repeated.times:
-            steps.append(step.to_plan())
+        applies, why = _decide(step, occurrences, facts, target, now)
+        decided.append(
+            {"index": step.index, "action": step.action, "included": applies, "why": why}
+        )
+        if applies:
+            conditional = step.repeated is not None or bool(step.conditions)
+            steps.append(step.to_plan("; ".join(why) if conditional else ""))
     widest = rule.widest_window_s
     occurrence = occurrences(widest) if widest is not None else 1
     if not steps:
-        # The loader refuses rules whose every step waits for a repetition, so this is only
-        # reachable with a hand-built rule; say so rather than plan an empty run.
-        return Skip(f"no step applies at occurrence {occurrence}", rule.name)
+        # Every step waits for a repetition or a live condition that does not hold (or cannot
+        # be told): say which, rather than plan an empty run.
+        reasons = "; ".join(f"step {d['index']}: {', '.join(d['why'])}" for d in decided)
+        return Skip(f"no step applies at occurrence {occurrence}: {reasons}", rule.name)
+    decision: dict[str, Any] | None = None
+    if rule.has_conditions:
+        read = [facts.get(kind, target) for kind in sorted(rule.facts)]
+        decision = {"occurrence": occurrence, "steps": decided}
+        if rule.facts:
+            # A rollout's age is measured at ``now``: part of what decided.
+            decision["decided_at"] = now.isoformat()
+            decision["facts"] = [r.as_dict() for r in read if r is not None]
     return RunPlan(
         rule=rule.name,
         target=target,
@@ -169,6 +277,58 @@ def _plan_rule(
         guards=rule.guards,
         verify_within_s=rule.verify_within_s,
         occurrence=occurrence,
+        settle_s=rule.settle_s,
+        decision=decision,
+        announce=rule.announce,
+    )
+
+
+def _decide(
+    step: Step,
+    occurrences: Callable[[float], int],
+    facts: Facts,
+    target: Target,
+    now: datetime,
+) -> tuple[bool, list[str]]:
+    """Whether ``step`` applies, and why: one sentence per condition (all must hold)."""
+    if step.repeated is None and not step.conditions:
+        return True, ["no condition"]
+    applies = True
+    why: list[str] = []
+    if step.repeated is not None:
+        count = occurrences(step.repeated.within_s)
+        holds = count >= step.repeated.times
+        applies = applies and holds
+        why.append(
+            f"repeated {step.repeated.times} within {format_duration(step.repeated.within_s)}: "
+            f"this is occurrence {count}, {'holds' if holds else 'does not hold'}"
+        )
+    for condition in step.conditions:
+        holds_or_unknown, sentence = _live(condition, facts.get(condition.fact, target), now)
+        applies = applies and holds_or_unknown is True
+        why.append(sentence)
+    return applies, why
+
+
+def _live(
+    condition: LiveCondition, reading: FactReading | None, now: datetime
+) -> tuple[bool | None, str]:
+    """(holds, why) of one live condition; holds is None when the fact is unknown, and the
+    step is then left out: a rollback is never chosen on a guess."""
+    written = f"{condition.name} {format_duration(condition.within_s)}"
+    if reading is None:
+        return None, f"{written}: cannot tell, the rollout was not read; step left out"
+    if reading.value is None:
+        return None, f"{written}: cannot tell ({reading.error}); step left out"
+    rollout = reading.value
+    # A creation time ahead of our clock (skew) is a rollout that just happened.
+    age_s = max(0.0, (now - rollout.created_at).total_seconds())
+    recent = age_s <= condition.within_s
+    holds = recent != condition.negate
+    return holds, (
+        f"{written}: {'holds' if holds else 'does not hold'} (newest revision "
+        f"{rollout.revision}, ReplicaSet {rollout.replicaset}, created "
+        f"{format_duration(round(age_s))} ago)"
     )
 
 

@@ -15,7 +15,10 @@ from receiver.alertmanager import ZERO_TIME
 from remediations.targets import Target
 
 __all__ = [
+    "ANNOUNCEMENTS",
     "AlertEvent",
+    "Announce",
+    "Announcement",
     "Approval",
     "ApprovalRecord",
     "ApprovalState",
@@ -25,6 +28,7 @@ __all__ = [
     "NamespacePolicy",
     "Plan",
     "PriorRun",
+    "Recurrence",
     "ResolvePlan",
     "RunOutcome",
     "RunPlan",
@@ -34,6 +38,7 @@ __all__ = [
     "Target",
     "Verdict",
     "VerdictKind",
+    "VerifyResult",
 ]
 
 
@@ -115,9 +120,34 @@ class GuardSpec:
     max_runs_per_s: float | None = None
 
 
+class Announcement(StrEnum):
+    """The moments of a run a rule's ``notify: {events: [...]}`` can announce."""
+
+    STARTED = "started"  # admitted by the guards, its steps about to run
+    REFUSED = "refused"  # a guard said no
+    AWAITING_APPROVAL = "awaiting_approval"  # a step waits for an engineer
+    FINISHED = "finished"  # its steps are done (succeeded, verifying, dry_run, failed)
+    VERIFICATION_FAILED = "verification_failed"  # not resolved in time, or it recurred
+
+
+ANNOUNCEMENTS = tuple(Announcement)
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """A rule's ``notify:``: the channel (one of ``notify.channels``) and which moments."""
+
+    channel: str
+    events: frozenset[Announcement] = frozenset(ANNOUNCEMENTS)
+
+
 @dataclass(frozen=True, slots=True)
 class RunPlan:
-    """A new run: one rule, one rendered and validated target, the steps that apply now."""
+    """A new run: one rule, one rendered and validated target, the steps that apply now.
+
+    ``decision``: why these steps and not the others (the conditions of each step, the live
+    facts they were decided on), as JSON-ready data recorded on the run; None when no step of
+    the rule has a condition."""
 
     rule: str
     target: Target
@@ -126,6 +156,19 @@ class RunPlan:
     verify_within_s: float | None
     # Occurrences of this (rule, target) inside the widest `repeated` window, this one included.
     occurrence: int = 1
+    settle_s: float | None = None
+    decision: Mapping[str, Any] | None = None
+    announce: Announce | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recurrence:
+    """A run whose alert resolved and, within its settle period, fired again on the same
+    target: its verification has failed (recurred). ``event_id`` is the firing that recurred."""
+
+    run_id: str
+    rule: str
+    event_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,25 +195,36 @@ class Plan:
     runs: tuple[RunPlan, ...] = ()
     resolves: tuple[ResolvePlan, ...] = ()
     skips: tuple[Skip, ...] = ()
+    recurrences: tuple[Recurrence, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not self.runs and not self.resolves
+        return not self.runs and not self.resolves and not self.recurrences
 
 
 class RunOutcome(StrEnum):
     PENDING = "pending"  # created, not yet through the guards
     RUNNING = "running"
     AWAITING_APPROVAL = "awaiting_approval"
-    VERIFYING = "verifying"  # steps done, waiting for the alert to resolve
-    RESOLVED = "resolved"  # verified: the alert resolved
+    # Steps done, waiting for the alert to resolve (and, with a settle period, to stay resolved).
+    VERIFYING = "verifying"
+    VERIFIED = "verified"  # the alert resolved in time (and did not recur while settling)
     SUCCEEDED = "succeeded"  # steps done, no verification asked for
     DRY_RUN = "dry_run"
     REFUSED = "refused"  # a guard or a precondition said no
-    FAILED = "failed"  # a step failed, or the alert did not resolve in time
+    # A step failed, or verification failed (``verify_result``: not_resolved or recurred).
+    FAILED = "failed"
     REJECTED = "rejected"  # an approver rejected a step (the run's error says who and why)
     EXPIRED = "expired"  # a step's approval was not decided before it expired
     CANCELLED = "cancelled"  # the alert resolved while a step waited for its approval
+
+
+class VerifyResult(StrEnum):
+    """How a run's verification ended (``runs.verify_result``; None while undecided)."""
+
+    VERIFIED = "verified"  # resolved within verify.resolved_within (and stayed so: settle)
+    NOT_RESOLVED = "not_resolved"  # still firing at the deadline
+    RECURRED = "recurred"  # resolved, then fired again on the same target while settling
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +245,9 @@ class PriorRun:
     # True when at least one of its steps changed something (outcome ok): only such a run has
     # anything for its on_resolved steps to undo.
     changed: bool = False
+    alertname: str = ""
+    # Its alert resolved and it waits out its settle period until then (still verifying).
+    settle_until: datetime | None = None
 
     @property
     def occurrence(self) -> tuple[str, str, int]:
@@ -207,6 +264,9 @@ class History:
     recent_runs: tuple[PriorRun, ...] = ()
     # True when a resolved event of this occurrence is stored: a later firing of it is late.
     episode_resolved: bool = False
+    # Verifying runs, of the (rule, target) pairs in play, whose alert resolved and that wait
+    # out their settle period: a new firing of the same alert on the target fails them.
+    settling_runs: tuple[PriorRun, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -122,6 +122,18 @@ class Metrics:
             ["rule", "outcome"],
             registry=r,
         )
+        self.verifications = Counter(
+            "remediator_verifications",
+            "Verifications ended, by rule and result (verified, not_resolved, recurred).",
+            ["rule", "result"],
+            registry=r,
+        )
+        self.announcements = Counter(
+            "remediator_announcements",
+            "Run announcements attempted, by moment and whether the channel took them.",
+            ["event", "delivered"],
+            registry=r,
+        )
         self.guard_refusals = Counter(
             "remediator_guard_refusals",
             "Plans refused by a guard, by guard.",
@@ -182,6 +194,12 @@ class Metrics:
 
     def run_finished(self, rule: str, outcome: str) -> None:
         self._child(self.runs, rule, outcome).inc()
+
+    def verification_ended(self, rule: str, result: str) -> None:
+        self._child(self.verifications, rule, result).inc()
+
+    def announced(self, event: str, delivered: bool) -> None:
+        self._child(self.announcements, event, "true" if delivered else "false").inc()
 
     def guard_refused(self, guard: str) -> None:
         self._child(self.guard_refusals, guard).inc()

@@ -122,8 +122,10 @@ class ApprovalDesk:
         """Whether a run parked for an approval goes through the stages again (``Gate``).
 
         Called by the resume job before any stage, so a wakeup that has nothing to act on
-        (the expiry job of an undecided approval, a spurious resume) takes no guard."""
-        if run.outcome is not RunOutcome.AWAITING_APPROVAL:
+        (the expiry job of an undecided approval, a spurious resume) takes no guard. The held
+        step may be one of the run's own steps (the run is ``awaiting_approval``) or of its
+        escalation after a failed verification (the run stays ``failed``)."""
+        if run.outcome not in (RunOutcome.AWAITING_APPROVAL, RunOutcome.FAILED):
             return Gate.GO
         held = next((s for s in run.steps if s.outcome == "awaiting_approval"), None)
         if held is None:

@@ -39,6 +39,12 @@ class ChannelNotifier:
         self._notifier = notifier
         self._channel = notifier.channels[channel]
 
+    @property
+    def channel(self) -> str:
+        """The name of the channel notices go to (run announcements to the same channel leave
+        approval requests to these notices)."""
+        return self._channel.name
+
     def body(self, notice: Notice) -> dict[str, Any]:
         if self._channel.kind is ChannelKind.SLACK:
             return slack_message(notice)

@@ -94,7 +94,8 @@ def approval_setup(
         log=log,
     )
     identities = IdentityResolver(
-        lookup_token or token_table(files.operators),
+        # The operators of the settings given: the embedded default adds its own at start-up.
+        lookup_token or token_table(settings.operator_tokens),
         sso_header=settings.sso_user_header,
         trusted_proxies=files.trusted_proxies,
     )

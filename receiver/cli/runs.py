@@ -75,6 +75,8 @@ def runs(
         out.print(f"more: --cursor {next_cursor}")
 
 
+_FAILED_HOW = {"not_resolved": "not resolved", "recurred": "recurred"}
+
 # Where each column's value may sit in a row, first match wins.
 _CELL_KEYS = {
     "id": ("id", "run_id"),
@@ -89,6 +91,10 @@ _CELL_KEYS = {
 def _cell(row: Any, column: str) -> str:
     if not isinstance(row, dict):
         return ""
+    result = row.get("verify_result")
+    if column == "outcome" and row.get("outcome") == "failed" and result in _FAILED_HOW:
+        # A failed verification says how: "failed (recurred)", "failed (not resolved)".
+        return f"failed ({_FAILED_HOW[result]})"
     for key in _CELL_KEYS[column]:
         if key in row and row[key] is not None:
             value = row[key]

@@ -56,8 +56,6 @@ class ApprovalFiles:
 
     # Key id -> key bytes (the links' signing keys).
     keys: Mapping[str, SecretStr] = field(default_factory=dict)
-    # Operator name -> token.
-    operators: Mapping[str, SecretStr] = field(default_factory=dict)
     approvers: ApproversFile = field(default_factory=ApproversFile)
     slack_signing_secret: SecretStr | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -120,8 +118,6 @@ def load_approvals(settings: Settings) -> ApprovalFiles:
             if settings.approval_keys_dir
             else {}
         ),
-        # Read once, with their own checks, by load_settings (config/sources.py).
-        operators=dict(settings.operator_tokens),
         approvers=(
             _approvers(settings.approvers_file) if settings.approvers_file else ApproversFile()
         ),

@@ -133,16 +133,19 @@ class Guards:
         reply = await self._call("release", lambda: self._release(keys=[key], args=[token]))
         return int(reply) == 1
 
-    async def record_result(self, rule: str, success: bool) -> datetime | None:
+    async def record_result(
+        self, rule: str, success: bool, *, failure_id: str | None = None
+    ) -> datetime | None:
         """Feed the rule's circuit breaker. Returns until when it is open, None if closed.
 
-        Only failures are recorded; a success does not erase them."""
+        Only failures are recorded; a success does not erase them. ``failure_id`` names the
+        failure, so recording it again (a retried job) counts it once; None: a new one."""
         if success:
             return None
         s = self._settings
         keys = [self._keys.failures(rule), self._keys.breaker(rule)]
         args: list[Arg] = [
-            secrets.token_hex(8),
+            failure_id or secrets.token_hex(8),
             s.breaker_failures,
             to_ms(s.breaker_window_s),
             to_ms(s.breaker_open_for_s),

@@ -1,7 +1,9 @@
 """The run pipeline: the stages a run goes through, and the handlers the worker calls.
 
-    plan -> admit -> approve -> execute -> request approval -> record/verify   (``Stages.run``)
-    close -> admit -> execute                                   (``runner.Stages.resolve``)
+    [facts] plan -> admit -> approve -> execute -> request approval -> record/verify
+                                                                (``Stages.run``)
+    close -> admit -> execute                                   (``Stages.resolve``)
+    admit -> approve -> execute -> request approval -> record   (``Stages.escalate``: on_failed)
 
 ``Pipeline`` wires them around the service's dependencies and is what the worker is given:
 ``await pipeline(event)`` for an alert event, ``await pipeline.run_job(job)`` for a job.

@@ -19,7 +19,6 @@ like a run would: there is nothing to approve.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,6 +119,7 @@ class RequestApproval:
             ),
             ctx.target,
         )
+        ctx.requested_approval = True
         return Verdict.next()
 
 
@@ -156,14 +156,9 @@ async def _why(deps: Deps, ctx: RunContext) -> dict[str, Any]:
     labels: Mapping[str, Any] = {}
     annotations: Mapping[str, Any] = {}
     generator_url = ""
-    if ctx.event is not None:
-        labels, annotations = ctx.event.labels, ctx.event.annotations
-        generator_url = ctx.event.generator_url
-    elif ctx.prior is not None and ctx.prior.event_id is not None:
-        row = await deps.store.get_event(ctx.prior.event_id)
-        if row is not None:
-            labels, annotations = json.loads(row["labels"]), json.loads(row["annotations"])
-            generator_url = row["generator_url"]
+    alert = ctx.alert
+    if alert is not None:
+        labels, annotations, generator_url = alert.labels, alert.annotations, alert.generator_url
     return {
         "rule": ctx.rule,
         "alertname": labels.get("alertname", ctx.prior.alertname if ctx.prior else ""),

@@ -16,13 +16,14 @@ from typing import Any, Protocol
 from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import Admission
 from receiver.guards.redis_guards import Guards
-from receiver.model import AlertEvent, GuardSpec, NamespacePolicy, StepPlan, Verdict
+from receiver.model import AlertEvent, Announce, GuardSpec, NamespacePolicy, StepPlan, Verdict
 from receiver.store import RunRecord, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Registry, Result
 from remediations.targets import Target
 
 __all__ = [
+    "ESCALATE_GUARDS",
     "RESOLVE_GUARDS",
     "STEP_AWAITING_APPROVAL",
     "STEP_PENDING",
@@ -41,6 +42,12 @@ STEP_AWAITING_APPROVAL = "awaiting_approval"
 # run holding the target do.
 RESOLVE_GUARDS = ("pause", "namespace", "lock")
 
+# The guards an on_failed step passes: it is the same run going on after its verification
+# failed, so the rule's cooldown and rate (already taken by this run) and its breaker (which
+# this very failure may just have opened) do not apply; a pause, the namespace policy, the
+# budget of disruptive changes and another run holding the target do.
+ESCALATE_GUARDS = ("pause", "namespace", "budget", "lock")
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineSettings:
@@ -48,13 +55,15 @@ class PipelineSettings:
     ``min_history_s``: how far back the history reaches when no rule asks for more.
     ``guards_down_retry_s``: how soon a job is tried again when Redis cannot be asked.
     ``resolve_retry_s``: the longest an on_resolved step held by a guard (pause, target lock)
-    waits before it is tried again (sooner when the guard says when it may pass)."""
+    waits before it is tried again (sooner when the guard says when it may pass).
+    ``lock_wait_s``: how soon a run that found its target locked by another run asks again."""
 
     dry_run: bool
     policy: NamespacePolicy
     min_history_s: float = 3600.0
     guards_down_retry_s: float = 5.0
     resolve_retry_s: float = 60.0
+    lock_wait_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +85,10 @@ class Deps:
 class RunContext:
     """One run on its way through the stages.
 
-    ``steps`` are the steps of ``phase`` ('run' or 'resolve') that have not finished yet, in
-    order. The stages fill in the rest: the run id once recorded, the admission, the steps the
-    approval stage lets through (``runnable``) and the first one it holds (``awaiting``), and
-    each step's result.
+    ``steps`` are the steps of ``phase`` ('run', 'resolve' or 'on_failed') that have not
+    finished yet, in order. The stages fill in the rest: the run id once recorded, the
+    admission, the steps the approval stage lets through (``runnable``) and the first one it
+    holds (``awaiting``), and each step's result.
     """
 
     rule: str
@@ -90,9 +99,20 @@ class RunContext:
     log: Any
     phase: str = "run"
     run_id: str | None = None
-    # The event that planned this run; None when a job resumes it.
+    # The event at hand: the one that planned this run, or the resolved one closing it; None
+    # when a job takes the run up again.
     event: AlertEvent | None = None
+    # The event that created a run taken up again (read back from the store by
+    # runner.take_up); None when retention pruned it.
+    origin: AlertEvent | None = None
     occurrence: int = 1
+    settle_s: float | None = None
+    # Why these steps (the engine's decision on the steps' conditions), recorded with the run.
+    decision: Mapping[str, Any] | None = None
+    # The rule's ``notify:``; None: its runs are not announced.
+    announce: Announce | None = None
+    # Set when this pass asked for an approval (a new one): the run's park is then news.
+    requested_approval: bool = False
     # What the store held when the run was taken up again (crash recovery, a job).
     prior: RunRecord | None = None
     admission: Admission | None = None
@@ -113,6 +133,12 @@ class RunContext:
     previews: dict[int, tuple[Mapping[str, Any], str]] = field(default_factory=dict)
     # Run when the pipeline ends, whatever the verdict (e.g. releasing the target lock).
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def alert(self) -> AlertEvent | None:
+        """The alert behind the run, for what its steps and messages say about it: the event
+        at hand, else the one that created the run."""
+        return self.event if self.event is not None else self.origin
 
     def bind(self, **values: Any) -> None:
         self.log = self.log.bind(**values)

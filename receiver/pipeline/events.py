@@ -2,7 +2,12 @@
 resolve) through its stages.
 
 The decision (which rule, which target, which steps) is the pure ``engine.plan``; everything
-here is the I/O around it. A run is created PENDING, with the steps it was planned with,
+here is the I/O around it: the history it reads, the live facts its rules' conditions need
+(read just before planning, ``facts.py``), and what follows from the plan. A firing that fails
+a settling run's verification (it recurred) is acted on first, so the failure counts in the
+breaker before a new run of the same rule asks it.
+
+A run is created PENDING, with the steps it was planned with,
 before its guards are asked, so a refusal or an outage is recorded on the run itself. When the
 event is retried (Redis was down, a worker crashed), a run of its occurrence that is still
 PENDING or RUNNING is taken up again with its recorded steps, from the ones it had not
@@ -14,10 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from receiver import engine
+from receiver.guards.policy import GuardUnavailable
 from receiver.model import (
     AlertEvent,
     Disposition,
     GuardSpec,
+    Recurrence,
     ResolvePlan,
     RunOutcome,
     RunPlan,
@@ -25,11 +32,14 @@ from receiver.model import (
     Status,
     Verdict,
     VerdictKind,
+    VerifyResult,
 )
 from receiver.pipeline.context import Deps, RunContext
+from receiver.pipeline.facts import FactReader
 from receiver.pipeline.resolve import resolving_context
-from receiver.pipeline.runner import Stages, context_of, run_stages
+from receiver.pipeline.runner import Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
+from receiver.rules.model import RuleSet
 
 __all__ = ["EventHandler", "disposition_of"]
 
@@ -47,6 +57,7 @@ class EventHandler:
         self._stages = stages
         self._rules = rules
         self._log = log
+        self._facts = FactReader(deps)
 
     async def __call__(self, event: AlertEvent) -> Disposition:
         deps = self._deps
@@ -66,7 +77,8 @@ class EventHandler:
         windows = [r.widest_window_s for r in ruleset.rules if r.widest_window_s]
         within = max([deps.settings.min_history_s, *windows])
         repeats = engine.repeat_keys(event, ruleset, deps.settings.policy)
-        history = await deps.store.history(event, within, repeats=repeats)
+        settling = engine.settle_keys(event, ruleset, deps.settings.policy)
+        history = await deps.store.history(event, within, repeats=repeats, settling=settling)
 
         verdicts: list[Verdict] = []
         # A run an earlier attempt created is finished first, with the steps it was planned
@@ -77,7 +89,23 @@ class EventHandler:
             elif event.status is Status.RESOLVED and prior.closed:
                 verdicts.append(await self._finish_resolve(prior.run_id, log))
 
-        plan = engine.plan(event, ruleset, history, deps.settings.policy, now=deps.clock())
+        needs = engine.fact_needs(event, ruleset, deps.settings.policy)
+        # Only what no earlier attempt decided: a run it created keeps the steps it was
+        # planned with, and the engine will not plan it again.
+        planned = {p.rule for p in history.episode_runs if p.occurrence == event.occurrence}
+        needs = [
+            (kind, target)
+            for kind, target in needs
+            if any(
+                r.name not in planned and kind in r.facts for r in ruleset.matching(event.labels)
+            )
+        ]
+        facts = await self._facts(needs, log) if needs else None
+        plan = engine.plan(
+            event, ruleset, history, deps.settings.policy, now=deps.clock(), facts=facts
+        )
+        for recurrence in plan.recurrences:
+            await self._recurred(recurrence, ruleset, log)
         for skip in plan.skips:
             log.info("skipped", rule=skip.rule, reason=skip.reason)
         if plan.skips:
@@ -90,12 +118,31 @@ class EventHandler:
             verdicts.append(await run_stages(self._stages.resolve, _resolving(event, resolve, log)))
         return disposition_of(verdicts)
 
+    async def _recurred(self, recurrence: Recurrence, ruleset: RuleSet, log: Any) -> None:
+        """The alert fired again on a settling run's target: its verification failed. The
+        breaker hears of it now (the escalation job tells it again under the same name)."""
+        deps = self._deps
+        rule = ruleset.by_name(recurrence.rule)
+        escalation = [s.to_plan() for s in rule.on_failed] if rule is not None else []
+        ended = await deps.store.fail_recurred(recurrence.run_id, recurrence.event_id, escalation)
+        if ended is None:
+            return  # verified or failed already (a retried event)
+        deps.metrics.run_finished(recurrence.rule, RunOutcome.FAILED)
+        deps.metrics.verification_ended(recurrence.rule, VerifyResult.RECURRED)
+        log.warning("verification failed: the alert recurred", failed_run=recurrence.run_id)
+        try:
+            await deps.guards.record_result(
+                recurrence.rule, False, failure_id=f"verify:{recurrence.run_id}"
+            )
+        except GuardUnavailable as exc:
+            log.warning("could not feed the circuit breaker yet", error=str(exc))
+
     async def _resume(self, run_id: str, log: Any) -> Verdict:
         run = await self._deps.store.get_run(run_id)
         if run is None:
             return Verdict.next()
         rule = self._rules.current.by_name(run.rule)
-        ctx = context_of(run, rule.guards if rule else None, log)
+        ctx = await take_up(self._deps.store, run, rule, log)
         ctx.log.warning(
             "taking up a run an earlier attempt created",
             outcome=str(run.outcome),
@@ -128,6 +175,9 @@ def _new_run(event: AlertEvent, plan: RunPlan, log: Any) -> RunContext:
         log=log,
         event=event,
         occurrence=plan.occurrence,
+        settle_s=plan.settle_s,
+        decision=plan.decision,
+        announce=plan.announce,
     )
 
 

@@ -6,9 +6,11 @@ events):
   or when a guard's ``retry_at`` has come). A run that is no longer parked, or whose alert has
   resolved meanwhile, is left alone: nothing acts on an alert that is over. A run waiting for
   an approval goes on only once it was given (``ApprovalDesk.gate``), and the same job, due when
-  the approval expires, expires it.
-- ``verify_deadline``: a run still ``verifying`` when its deadline comes is ``failed``: its
-  alert did not resolve in time.
+  the approval expires, expires it. A run whose verification failed is taken up by its
+  escalation instead (``escalate.py``: the breaker, the announcement, its on_failed steps).
+- ``verify_deadline``: a run still ``verifying`` at its deadline, with its alert not resolved,
+  has ``failed`` (not_resolved); one whose alert resolved in time and stayed resolved through
+  its settle period is ``verified``; one still settling is looked at again when that ends.
 - ``resume_resolve``: a closed run's on_resolved steps that a guard held (pause, target lock)
   go through the resolve stages again.
 """
@@ -18,11 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.approvals.desk import Gate
-from receiver.model import Disposition
+from receiver.model import Disposition, RunOutcome, VerifyResult
 from receiver.pipeline.context import Deps
+from receiver.pipeline.escalate import Escalation, escalating
 from receiver.pipeline.events import disposition_of
 from receiver.pipeline.resolve import resolving_context
-from receiver.pipeline.runner import RESUMABLE, Stages, context_of, run_stages
+from receiver.pipeline.runner import RESUMABLE, Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
 from receiver.store import ClaimedJob, JobKind
 
@@ -38,15 +41,17 @@ class JobHandler:
         self._stages = stages
         self._rules = rules
         self._log = log
+        self._escalation = Escalation(deps, stages.escalate, stages.announce)
 
     async def __call__(self, job: ClaimedJob) -> Disposition:
         log = self._log.bind(job_id=job.id, job=job.kind, run_id=job.run_id)
         if job.kind is JobKind.VERIFY_DEADLINE:
-            if await self._deps.store.expire_verifications(run_id=job.run_id):
-                log.info("verification expired: the alert did not resolve in time")
-            return Disposition.done()
+            return await self._deadline(job.run_id, log)
         if job.kind is JobKind.RESUME_RUN:
             run = await self._deps.store.get_run(job.run_id)
+            rule = self._rules.current.by_name(run.rule) if run is not None else None
+            if run is not None and escalating(run):
+                return await self._escalation(run, rule, log)
             if run is None or run.outcome not in RESUMABLE or run.resolved_at is not None:
                 log.info(
                     "nothing to resume",
@@ -58,8 +63,7 @@ class JobHandler:
             if desk is not None and await desk.gate(run) != Gate.GO:
                 # An approval still pending (woken early) or just expired: no stage, no guard.
                 return Disposition.done()
-            rule = self._rules.current.by_name(run.rule)
-            ctx = context_of(run, rule.guards if rule else None, log)
+            ctx = await take_up(self._deps.store, run, rule, log)
             return disposition_of([await run_stages(self._stages.run, ctx)])
         if job.kind is JobKind.RESUME_RESOLVE:
             run = await self._deps.store.get_run(job.run_id, with_steps=False)
@@ -70,3 +74,31 @@ class JobHandler:
                 [await run_stages(self._stages.resolve, resolving_context(run, log))]
             )
         return Disposition.retry(60.0, f"unknown job kind {job.kind!r}")
+
+    async def _deadline(self, run_id: str, log: Any) -> Disposition:
+        """End the run's verification if its time has come (``store.conclude_verification``):
+        a failure records the rule's on_failed steps with the job that feeds the breaker,
+        announces it and runs them (``escalate.py``)."""
+        deps = self._deps
+        run = await deps.store.get_run(run_id, with_steps=False)
+        if run is None or run.outcome is not RunOutcome.VERIFYING:
+            return Disposition.done()
+        rule = self._rules.current.by_name(run.rule)
+        escalation = [s.to_plan() for s in rule.on_failed] if rule is not None else []
+        ended = await deps.store.conclude_verification(run_id, escalation)
+        if ended is None:
+            return Disposition.done()
+        if ended.result is None:
+            # Woken before the end (the deadline job of a run that is now settling): again then.
+            await deps.store.enqueue_job(
+                JobKind.VERIFY_DEADLINE, run_id, delay_s=max(0.0, ended.wait_s or 0.0)
+            )
+            log.info("verification continues", wait_s=ended.wait_s)
+            return Disposition.done()
+        outcome = (
+            RunOutcome.VERIFIED if ended.result is VerifyResult.VERIFIED else RunOutcome.FAILED
+        )
+        deps.metrics.run_finished(run.rule, outcome)
+        deps.metrics.verification_ended(run.rule, ended.result)
+        log.info("verification ended", result=str(ended.result), escalation=ended.escalation)
+        return Disposition.done()

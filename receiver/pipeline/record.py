@@ -1,17 +1,31 @@
-"""record/verify: the run's outcome from its steps, the verification deadline, the breaker."""
+"""record/verify: the run's outcome from its steps, the verification deadline, the breaker,
+and the announcement of what happened."""
 
 from __future__ import annotations
 
+from receiver.durations import format_duration
 from receiver.guards.policy import GuardUnavailable
-from receiver.model import RunOutcome, Verdict
+from receiver.model import Announcement, RunOutcome, Verdict
+from receiver.pipeline.announce import Announcer
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps, RunContext
 from receiver.store import JobKind
 from remediations.base import Outcome
 
-__all__ = ["Record"]
+__all__ = ["Record", "RecordEscalation"]
 
 # Step outcomes that end a run.
 _STOPS = (Outcome.FAILED, Outcome.REFUSED)
+
+# Outcomes at which a run's steps are done: announced as finished.
+_DONE = frozenset(
+    {
+        RunOutcome.SUCCEEDED,
+        RunOutcome.VERIFYING,
+        RunOutcome.DRY_RUN,
+        RunOutcome.FAILED,
+        RunOutcome.REFUSED,
+    }
+)
 
 
 class Record:
@@ -20,12 +34,14 @@ class Record:
     A failed or refused step fails the run; a held step parks it (awaiting_approval); steps
     that all ran dry make it ``dry_run``; otherwise it waits for its alert to resolve
     (``verifying``, with a deadline job) or, with nothing to verify, has ``succeeded``.
-    Succeeded, verifying and failed runs feed the rule's circuit breaker."""
+    A failed step feeds the rule's circuit breaker (a verification's failure does so when it
+    is decided). The outcome is announced (``finished``, ``awaiting_approval``)."""
 
     name = "record"
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, announce: Announcer) -> None:
         self._deps = deps
+        self._announce = announce
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         deps = self._deps
@@ -42,16 +58,7 @@ class Record:
                 else "a step's precondition refused it; see the run's steps"
             )
         elif ctx.awaiting is not None:
-            step = ctx.awaiting
-            await deps.store.record_step(
-                ctx.run_id,
-                idx=step.index,
-                action=step.action,
-                outcome=STEP_AWAITING_APPROVAL,
-                params=step.params,
-                needs_approval=True,
-                message="this step needs an engineer's approval",
-            )
+            await _hold(deps, ctx)
             final = RunOutcome.AWAITING_APPROVAL
         elif outcomes and all(o == Outcome.DRY_RUN for o in outcomes):
             final = RunOutcome.DRY_RUN
@@ -60,14 +67,82 @@ class Record:
             schedule.append((JobKind.VERIFY_DEADLINE, ctx.verify_within_s))
         else:
             final = RunOutcome.SUCCEEDED
+        parked_before = ctx.prior is not None and ctx.prior.outcome is final
         await deps.store.set_run_outcome(ctx.run_id, final, error=error, schedule=schedule)
-        if final in (RunOutcome.FAILED, RunOutcome.SUCCEEDED, RunOutcome.VERIFYING):
+        if final is RunOutcome.FAILED:
             try:
-                await deps.guards.record_result(ctx.rule, final is not RunOutcome.FAILED)
+                await deps.guards.record_result(ctx.rule, False)
             except GuardUnavailable as exc:
                 ctx.log.warning("could not feed the circuit breaker", error=str(exc))
         deps.metrics.run_finished(ctx.rule, final)
         ctx.log.info("run finished", outcome=str(final))
         if final is RunOutcome.AWAITING_APPROVAL:
+            # News when an approval was just asked for; without an approval desk nobody is
+            # asked, so say it the first time the run parks.
+            if ctx.requested_approval or (deps.approvals is None and not parked_before):
+                await self._announce(
+                    ctx, Announcement.AWAITING_APPROVAL, outcome=final, text=_waiting(ctx)
+                )
             return Verdict.park(final, "a step needs an engineer's approval")
+        if final in _DONE:
+            await self._announce(
+                ctx, Announcement.FINISHED, outcome=final, text=error or _verifying(ctx, final)
+            )
         return Verdict.stop(final, error or "")
+
+
+class RecordEscalation:
+    """record (escalation): the on_failed steps of a failed run ran as far as they could.
+
+    A held step parks the escalation (its approval's decision takes it up again); the run's
+    outcome stays ``failed`` whatever the escalation does: the verification failed."""
+
+    name = "record"
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    async def __call__(self, ctx: RunContext) -> Verdict:
+        stopped = any(r.outcome in _STOPS for _, r in ctx.results)
+        if ctx.awaiting is not None and not stopped:
+            await _hold(self._deps, ctx)
+            return Verdict.park(RunOutcome.FAILED, "an on_failed step needs an engineer's approval")
+        ctx.log.info(
+            "escalation done",
+            steps=[(step.action, str(result.outcome)) for step, result in ctx.results],
+        )
+        return Verdict.stop(RunOutcome.FAILED, "verification failed; on_failed steps done")
+
+
+async def _hold(deps: Deps, ctx: RunContext) -> None:
+    step = ctx.awaiting
+    assert step is not None
+    assert ctx.run_id is not None
+    await deps.store.record_step(
+        ctx.run_id,
+        idx=step.index,
+        phase=ctx.phase,
+        action=step.action,
+        outcome=STEP_AWAITING_APPROVAL,
+        params=step.params,
+        needs_approval=True,
+        message="this step needs an engineer's approval",
+    )
+
+
+def _waiting(ctx: RunContext) -> str:
+    step = ctx.awaiting
+    action = step.action if step is not None else "a step"
+    return (
+        f"{action} needs an engineer's approval; decide with `remediator approvals list "
+        f"--state pending --rule {ctx.rule}`"
+    )
+
+
+def _verifying(ctx: RunContext, final: RunOutcome) -> str:
+    if final is not RunOutcome.VERIFYING or not ctx.verify_within_s:
+        return ""
+    text = f"verifying: the alert must resolve within {format_duration(ctx.verify_within_s)}"
+    if ctx.settle_s:
+        text += f" and stay resolved for {format_duration(ctx.settle_s)}"
+    return text

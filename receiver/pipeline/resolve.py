@@ -1,5 +1,8 @@
 """The resolve path: close -> admit -> execute, for a run whose alert resolved.
 
+``AdmitResolve`` also admits the on_failed steps of a failed verification (``Stages.escalate``,
+with ``ESCALATE_GUARDS``): both are follow-ups of a run, held by a guard rather than refused.
+
 ``Close`` stamps the run resolved and hands its pending on_resolved steps on; ``AdmitResolve``
 puts them through the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause,
 namespace policy, target lock); ``Execute`` (stages.py) runs them. The engine plans on_resolved
@@ -19,7 +22,7 @@ from typing import Any
 
 from receiver.alertmanager import parse_rfc3339
 from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
-from receiver.model import AlertEvent, GuardSpec, RunOutcome, StepPlan, Verdict
+from receiver.model import AlertEvent, GuardSpec, RunOutcome, StepPlan, Verdict, VerifyResult
 from receiver.pipeline.context import RESOLVE_GUARDS, STEP_PENDING, Deps, RunContext
 from receiver.store import JobKind, RunRecord
 from remediations.base import Outcome
@@ -58,14 +61,30 @@ class Close:
                     needs_approval=planned.needs_approval,
                 )
             closed_at = resolved_at(ctx.event, self._deps.clock())
-            if await store.close_run(ctx.run_id, closed_at):
-                ctx.log.info("run closed: alert resolved", resolved_at=closed_at.isoformat())
+            outcome = await store.close_run(ctx.run_id, closed_at)
+            if outcome is not None:
+                ctx.log.info(
+                    "run closed: alert resolved", resolved_at=closed_at.isoformat(), outcome=outcome
+                )
+            if outcome == RunOutcome.VERIFIED:
+                self._deps.metrics.run_finished(ctx.rule, RunOutcome.VERIFIED)
+                self._deps.metrics.verification_ended(ctx.rule, VerifyResult.VERIFIED)
         if self._deps.approvals is not None:
             # A step still waiting for its approval is no longer wanted (idempotent).
             await self._deps.approvals.cancel(ctx.run_id)
         run = await store.get_run(ctx.run_id)
         if run is None:
-            return Verdict.stop(RunOutcome.RESOLVED, "run no longer exists")
+            return Verdict.stop(RunOutcome.VERIFIED, "run no longer exists")
+        if run.outcome is RunOutcome.PENDING:
+            # Never admitted (it waited for the target lock, or for Redis): nothing ran, and the
+            # alert it was for is over. It ends here, rather than acting when its job comes.
+            await store.set_run_outcome(
+                run.id,
+                RunOutcome.CANCELLED,
+                error="the alert resolved before the run was admitted; nothing ran",
+            )
+            self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
+            run = await store.get_run(ctx.run_id) or run
         ctx.prior = run
         for step in run.steps:
             # What the run's own steps changed: an on_resolved step undoes that, and only that.
@@ -85,15 +104,28 @@ class Close:
 
 
 class AdmitResolve:
-    """admit (resolve path): pause, namespace policy and target lock for the on_resolved steps.
+    """admit (resolve path, and the escalation of a failed verification): the guards that
+    apply to a follow-up of a run (``only``: RESOLVE_GUARDS, or ESCALATE_GUARDS) for the steps
+    in ``ctx.runnable``.
 
     Nothing to run passes at once. Admitted: the lock is held until the pipeline ends. Refused:
-    recorded on each step (and audited); held steps get a ``resume_resolve`` job."""
+    recorded on each step (and audited); held steps get a ``job`` that tries them again."""
 
     name = "admit"
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(
+        self,
+        deps: Deps,
+        *,
+        only: tuple[str, ...] = RESOLVE_GUARDS,
+        job: JobKind = JobKind.RESUME_RESOLVE,
+        outcome: RunOutcome = RunOutcome.VERIFIED,
+    ) -> None:
         self._deps = deps
+        self._only = only
+        self._job = job
+        # The run's outcome as the verdict reports it (a follow-up never changes it).
+        self._outcome = outcome
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         deps = self._deps
@@ -104,16 +136,17 @@ class AdmitResolve:
             run_id=ctx.run_id,
             rule=ctx.rule,
             target=ctx.target,
-            disruptive=False,
+            # Counts only where the budget is asked (an escalation may make a new change).
+            disruptive=any(deps.registry.get(s.action).disruptive for s in ctx.runnable),
             spec=GuardSpec(),
         )
         try:
-            admission = await deps.guards.admit(request, only=RESOLVE_GUARDS)
+            admission = await deps.guards.admit(request, only=self._only)
         except GuardUnavailable as exc:
-            ctx.log.warning("guards unavailable; on_resolved steps stay pending", error=str(exc))
+            ctx.log.warning("guards unavailable; follow-up steps stay pending", error=str(exc))
             return Verdict.retry(
                 deps.settings.guards_down_retry_s,
-                "guards unavailable (Redis): no on_resolved step ran, it will be retried",
+                f"guards unavailable (Redis): no {ctx.phase} step ran, it will be retried",
             )
         if not admission.admitted:
             assert admission.refusal is not None
@@ -126,7 +159,7 @@ class AdmitResolve:
                 ctx.log.warning("could not release the target lock", error=str(exc))
 
         ctx.cleanups.append(release)
-        ctx.log.info("on_resolved steps admitted", fence=admission.fence)
+        ctx.log.info(f"{ctx.phase} steps admitted", fence=admission.fence)
         return Verdict.next()
 
     async def _refused(self, ctx: RunContext, refusal: Refusal) -> Verdict:
@@ -141,7 +174,7 @@ class AdmitResolve:
             delay = self._delay(refusal.retry_at)
             # The job first: a crash after it leaves a retry without its note, never the
             # other way round.
-            await deps.store.enqueue_job(JobKind.RESUME_RESOLVE, ctx.run_id, delay_s=delay)
+            await deps.store.enqueue_job(self._job, ctx.run_id, delay_s=delay)
             message = (
                 f"held by the {refusal.guard} guard: {refusal.reason}; tried again in {delay:.0f}s"
             )
@@ -150,7 +183,7 @@ class AdmitResolve:
             await deps.store.record_step(
                 ctx.run_id,
                 idx=step.index,
-                phase="resolve",
+                phase=ctx.phase,
                 action=step.action,
                 outcome=outcome,
                 params=step.params,
@@ -158,13 +191,13 @@ class AdmitResolve:
                 message=message,
             )
         ctx.log.warning(
-            "on_resolved steps refused" if final else "on_resolved steps held",
+            f"{ctx.phase} steps refused" if final else f"{ctx.phase} steps held",
             guard=refusal.guard,
             reason=refusal.reason,
         )
         if final:
-            return Verdict.stop(RunOutcome.RESOLVED, message)
-        return Verdict.park(RunOutcome.RESOLVED, message)
+            return Verdict.stop(self._outcome, message)
+        return Verdict.park(self._outcome, message)
 
     def _delay(self, retry_at: datetime | None) -> float:
         longest = self._deps.settings.resolve_retry_s

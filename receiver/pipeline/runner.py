@@ -3,7 +3,9 @@
 ``Stages.run`` takes a run from its plan to its outcome (an approval is asked for after the
 steps before the held one ran); a run taken up again (a retry, a crash, a job) goes through the
 same list, each stage skipping what is already done. ``Stages.resolve`` closes a run whose alert
-resolved and runs its on_resolved steps through their guards (resolve.py).
+resolved and runs its on_resolved steps through their guards (resolve.py). ``Stages.escalate``
+runs the on_failed steps of a run whose verification failed (escalate.py): the same approve,
+execute and request stages as the run's own steps, behind the follow-up's guards.
 """
 
 from __future__ import annotations
@@ -12,16 +14,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from receiver.model import GuardSpec, RunOutcome, StepPlan, Verdict, VerdictKind
+from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve, RequestApproval
-from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps, RunContext, Stage
-from receiver.pipeline.record import Record
+from receiver.pipeline.context import (
+    ESCALATE_GUARDS,
+    STEP_AWAITING_APPROVAL,
+    Deps,
+    RunContext,
+    Stage,
+)
+from receiver.pipeline.record import Record, RecordEscalation
 from receiver.pipeline.resolve import AdmitResolve, Close
 from receiver.pipeline.stages import Admit, Execute, RecordPlan
 from receiver.pipeline.steps import StepRunner
-from receiver.store import RunRecord
+from receiver.rules.model import Rule
+from receiver.store import JobKind, RunRecord, Store
+from receiver.store.records import event_from_row
 from remediations.base import Outcome
 
-__all__ = ["Stages", "context_of", "run_stages"]
+__all__ = ["Stages", "context_of", "run_stages", "take_up"]
 
 # Step outcomes after which a step is not run again when its run is taken up again.
 FINISHED_STEP = frozenset(o.value for o in Outcome)
@@ -33,15 +44,26 @@ class Stages:
     def __init__(self, deps: Deps) -> None:
         runner = StepRunner(deps)
         execute = Execute(runner)
+        self.announce = Announcer(deps)
+        approve, request = Approve(deps, runner), RequestApproval(deps, runner)
         self.run: tuple[Stage, ...] = (
             RecordPlan(deps, runner),
-            Admit(deps),
-            Approve(deps, runner),
+            Admit(deps, self.announce),
+            approve,
             execute,
-            RequestApproval(deps, runner),
-            Record(deps),
+            request,
+            Record(deps, self.announce),
         )
         self.resolve: tuple[Stage, ...] = (Close(deps), AdmitResolve(deps), execute)
+        self.escalate: tuple[Stage, ...] = (
+            AdmitResolve(
+                deps, only=ESCALATE_GUARDS, job=JobKind.RESUME_RUN, outcome=RunOutcome.FAILED
+            ),
+            approve,
+            execute,
+            request,
+            RecordEscalation(deps),
+        )
 
 
 async def run_stages(stages: Sequence[Stage], ctx: RunContext) -> Verdict:
@@ -61,10 +83,11 @@ async def run_stages(stages: Sequence[Stage], ctx: RunContext) -> Verdict:
     return verdict
 
 
-def context_of(run: RunRecord, guards: GuardSpec | None, log: Any) -> RunContext:
+def context_of(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
     """The context of a stored run, to take it up again: the run-phase steps that have not
-    finished (pending, or held for an approval), and what the finished ones recorded.
-    ``guards`` is the rule's guard spec, None when the rule is no longer loaded."""
+    finished (pending, or held for an approval), what the finished ones recorded, and what
+    it was planned with. ``rule`` gives the guard spec and the announcements; None when the
+    rule is no longer loaded."""
     finished = [s for s in run.steps if s.phase == "run" and s.outcome in FINISHED_STEP]
     remaining = tuple(
         StepPlan(
@@ -81,18 +104,33 @@ def context_of(run: RunRecord, guards: GuardSpec | None, log: Any) -> RunContext
         rule=run.rule,
         target=run.target,
         steps=remaining,
-        guards=guards or GuardSpec(),
+        guards=rule.guards if rule is not None else GuardSpec(),
         verify_within_s=run.verify_within_s,
         log=log,
         run_id=run.id,
         occurrence=run.occurrence,
         prior=run,
         finished=[s.outcome for s in finished],
+        settle_s=run.settle_s,
+        decision=run.decision,
+        announce=rule.announce if rule is not None else None,
     )
     for step in finished:
         if step.outcome == Outcome.OK and step.before:
             ctx.remember(step.action, step.before, step.after or {})
     ctx.bind(run_id=run.id, rule=run.rule, target=run.target.key)
+    return ctx
+
+
+async def take_up(store: Store, run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
+    """``context_of`` the stored run, with the alert that created it read back from the store
+    (``RunContext.origin``): a step that writes about the alert (notify, http.call) must say
+    the same after an approval or a crash as it would have said at once, and an approval's
+    preview, which hashes what the step will send, must come out the same."""
+    ctx = context_of(run, rule, log)
+    if run.event_id is not None:
+        row = await store.get_event(run.event_id)
+        ctx.origin = event_from_row(row) if row is not None else None
     return ctx
 
 

@@ -10,14 +10,19 @@ skips what the store says is already done.
 
 from __future__ import annotations
 
-from receiver.guards.policy import AdmissionRequest, GuardUnavailable
-from receiver.model import RunOutcome, Verdict
+from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
+from receiver.model import Announcement, RunOutcome, Verdict
+from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
 from receiver.pipeline.context import STEP_PENDING, Deps, RunContext
-from receiver.pipeline.steps import StepRunner
+from receiver.pipeline.steps import StepRunner, runs_dry
+from receiver.store import JobKind
 from remediations.base import Outcome
 
-__all__ = ["Admit", "Approve", "Execute", "RecordPlan"]
+__all__ = ["LOCK_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
+
+# The guard whose refusal means "wait": another run holds the target right now.
+LOCK_GUARD = "lock"
 
 
 class RecordPlan:
@@ -46,6 +51,8 @@ class RecordPlan:
                 verify_within_s=ctx.verify_within_s,
                 steps=ctx.steps,
                 step_outcome=STEP_PENDING,
+                settle_s=ctx.settle_s,
+                decision=ctx.decision,
             )
             if run_id is None:
                 return Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
@@ -56,12 +63,19 @@ class RecordPlan:
 
 class Admit:
     """admit: every guard in one atomic Redis call. A refusal ends the run (recorded with the
-    guard and when it may pass); Redis unreachable changes nothing and retries the job."""
+    guard and when it may pass), except the target lock's: another run is acting on the same
+    target right now, so this one waits (stays pending, a ``resume_run`` job asks again soon)
+    rather than being lost. Redis unreachable changes nothing and retries the job. The first
+    admission announces the run as started; a refusal announces it refused.
+
+    Only steps that will change something draw on the global budget of disruptive actions: a
+    step that runs dry disrupts nothing."""
 
     name = "admit"
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, announce: Announcer) -> None:
         self._deps = deps
+        self._announce = announce
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         deps = self._deps
@@ -70,7 +84,10 @@ class Admit:
             run_id=ctx.run_id,
             rule=ctx.rule,
             target=ctx.target,
-            disruptive=any(deps.registry.get(s.action).disruptive for s in ctx.steps),
+            disruptive=any(
+                deps.registry.get(s.action).disruptive and not runs_dry(deps, ctx, s)
+                for s in ctx.steps
+            ),
             spec=ctx.guards,
         )
         try:
@@ -84,6 +101,8 @@ class Admit:
         if not admission.admitted:
             assert admission.refusal is not None
             refusal = admission.refusal
+            if refusal.guard == LOCK_GUARD:
+                return await self._wait_for_lock(ctx, refusal)
             await deps.store.record_refusal(
                 ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at
             )
@@ -94,6 +113,12 @@ class Admit:
                 guard=refusal.guard,
                 reason=refusal.reason,
                 retry_at=refusal.retry_at.isoformat() if refusal.retry_at else None,
+            )
+            await self._announce(
+                ctx,
+                Announcement.REFUSED,
+                outcome=RunOutcome.REFUSED,
+                text=f"refused by the {refusal.guard} guard: {refusal.reason}",
             )
             return Verdict.stop(RunOutcome.REFUSED, refusal.reason)
 
@@ -110,7 +135,35 @@ class Admit:
         if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
             await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)
         ctx.log.info("admitted", fence=admission.fence)
+        if ctx.prior is None or ctx.prior.outcome is RunOutcome.PENDING:
+            # Once: not again for a run taken up after an approval or a crash mid-steps.
+            steps = ", ".join(s.action for s in ctx.steps)
+            await self._announce(
+                ctx, Announcement.STARTED, outcome=RunOutcome.RUNNING, text=f"steps: {steps}"
+            )
         return Verdict.next()
+
+    async def _wait_for_lock(self, ctx: RunContext, refusal: Refusal) -> Verdict:
+        # The lock is held for as long as another run's steps take (seconds, usually), and its
+        # retry_at is only the lock's expiry: ask again soon, and never later than that.
+        deps = self._deps
+        assert ctx.run_id is not None
+        wait_s = deps.settings.lock_wait_s
+        if refusal.retry_at is not None:
+            wait_s = min(wait_s, max(0.1, (refusal.retry_at - deps.clock()).total_seconds()))
+        await deps.store.set_run_outcome(
+            ctx.run_id,
+            RunOutcome.PENDING,
+            data={
+                "waiting_for": refusal.guard,
+                "reason": refusal.reason,
+                "retry_at": refusal.retry_at.isoformat() if refusal.retry_at else None,
+            },
+            schedule=[(JobKind.RESUME_RUN, wait_s)],
+        )
+        deps.metrics.guard_refused(refusal.guard)
+        ctx.log.info("waiting for the target lock", reason=refusal.reason, retry_in_s=wait_s)
+        return Verdict.park(RunOutcome.PENDING, refusal.reason, after_s=wait_s)
 
 
 class Execute:

@@ -22,7 +22,7 @@ from remediations.base import (
     Result,
 )
 
-__all__ = ["StepRunner", "missing_clients"]
+__all__ = ["StepRunner", "alert_facts", "missing_clients", "runs_dry"]
 
 
 def missing_clients(deps: Deps, step: StepPlan, ctx: RunContext) -> list[str]:
@@ -31,10 +31,15 @@ def missing_clients(deps: Deps, step: StepPlan, ctx: RunContext) -> list[str]:
     return deps.clients.missing(action.requires(ctx.target))
 
 
-def _alert_facts(ctx: RunContext) -> AlertFacts:
-    """The alert behind the run, for actions that write to people or services (notify,
-    http.call); empty when a job resumed the run without its event."""
-    event = ctx.event
+def runs_dry(deps: Deps, ctx: RunContext, step: StepPlan) -> bool:
+    """True when the step cannot change anything: dry-run mode or its system is missing."""
+    return deps.settings.dry_run or bool(missing_clients(deps, step, ctx))
+
+
+def alert_facts(ctx: RunContext) -> AlertFacts:
+    """The alert behind the run (``RunContext.alert``), for actions and messages that write to
+    people or services (notify, http.call, announcements); empty when its event was pruned."""
+    event = ctx.alert
     if event is None:
         return AlertFacts()
     return AlertFacts(
@@ -54,7 +59,7 @@ class StepRunner:
 
     def runs_dry(self, ctx: RunContext, step: StepPlan) -> bool:
         """True when the step cannot change anything: dry-run mode or its system is missing."""
-        return self._deps.settings.dry_run or bool(missing_clients(self._deps, step, ctx))
+        return runs_dry(self._deps, ctx, step)
 
     def action_context(self, ctx: RunContext, step: StepPlan) -> ActionContext:
         """What the step's action is called with (``approved``: the step's approved
@@ -66,7 +71,7 @@ class StepRunner:
             clients=self._deps.clients,
             recorded=ctx.recorded,
             rule=ctx.rule,
-            alert=_alert_facts(ctx),
+            alert=alert_facts(ctx),
             approved=ctx.approved.get(step.index),
         )
 

@@ -6,7 +6,9 @@ engine can use compiled rules without pulling in file reading:
 - ``errors``: ``RuleError(file, line, message)`` and ``RuleSetError`` (all errors at once).
 - ``schema``: the pydantic specs, what a rule file may say.
 - ``yaml_lines``: YAML parsing that keeps the line of every key and item.
-- ``model``: the compiled ``Rule``, ``Step``, ``Repeated`` and ``RuleSet`` (pure data, matching).
+- ``model``: the compiled ``Rule``, ``Step``, ``Repeated``, ``LiveCondition`` and ``RuleSet``
+  (pure data, matching).
+- ``steps``: compiling a rule's step lists (params, approval, ``when`` conditions).
 - ``compile``: file name -> text into a ``RuleSet``, or every error with its file and line.
 - ``loader``: the only module that reads files: ``load_rules``, ``lint``, ``RuleHolder`` (the set
   in force, reloaded under a lock) and ``RuleWatcher`` (reload when the files change).

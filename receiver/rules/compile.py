@@ -18,30 +18,17 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from receiver.matchers import Matcher, parse_item
-from receiver.model import Approval, NamespacePolicy
+from receiver.model import NamespacePolicy
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
-from receiver.rules.model import Repeated, Rule, RuleSet, Step
-from receiver.rules.schema import (
-    FIELD_NAMES,
-    GuardsSpec,
-    ResolvedStepSpec,
-    RuleSpec,
-    StepSpec,
-    TargetSpec,
-)
+from receiver.rules.model import Rule, RuleSet
+from receiver.rules.schema import FIELD_NAMES, GuardsSpec, RuleSpec, TargetSpec
+from receiver.rules.steps import compile_announce, compile_steps, prefixed
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
 from receiver.templating import TargetError, Template, compile_template, validate_target
-from remediations.base import ParamsError, Registry, Risk
+from remediations.base import Registry
 from remediations.targets import Target, target_kind
 
 __all__ = ["check_files", "compile_files", "lint_files"]
-
-
-def _where(path: Sequence[str | int]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
 
 
 def _schema_message(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
@@ -52,11 +39,13 @@ def _schema_message(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
         key = str(loc[-1])
         if key == "when" and "on_resolved" in loc:
             return loc, "on_resolved steps take no `when`: they run whenever the alert resolves"
+        if key == "when" and "on_failed" in loc:
+            return loc, "on_failed steps take no `when`: they run whenever verification fails"
         hint = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.75)
         suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return loc, _prefixed(loc[:-1], f"unknown field {key!r}{suffix}")
+        return loc, prefixed(loc[:-1], f"unknown field {key!r}{suffix}")
     if kind == "missing":
-        return loc, _prefixed(loc[:-1], f"missing required field {str(loc[-1])!r}")
+        return loc, prefixed(loc[:-1], f"missing required field {str(loc[-1])!r}")
     if kind == "too_short" and loc and loc[-1] == "match":
         return loc, "match must list at least one matcher; an empty list would match every alert"
     if kind == "too_short" and loc and loc[-1] == "steps":
@@ -64,93 +53,7 @@ def _schema_message(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
     message = error["msg"]
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
-    return loc, _prefixed(loc, message)
-
-
-def _prefixed(path: Sequence[str | int], message: str) -> str:
-    where = _where(path)
-    return f"{where}: {message}" if where else message
-
-
-def _check_params(
-    spec: ResolvedStepSpec,
-    path: KeyPath,
-    registry: Registry,
-    located: Located,
-    label: str,
-) -> Mapping[str, Any] | None:
-    try:
-        params = registry.parse_params(spec.action, spec.params)
-    except ParamsError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ValidationError):
-            for item in cause.errors():
-                sub = tuple(item["loc"])
-                detail = _prefixed(sub, item["msg"].removeprefix("Value error, "))
-                message = f"{label}invalid params for {spec.action}: {detail}"
-                located.add((*path, "params", *sub), message)
-        else:
-            located.add((*path, "params"), f"{label}{exc.message}")
-        return None
-    dumped = params.model_dump(mode="json")
-    try:
-        # The executor parses these again: params that do not survive the trip through JSON
-        # would fail only at run time, so fail here instead.
-        registry.parse_params(spec.action, dumped)
-    except ParamsError as exc:
-        located.add((*path, "params"), f"{label}params do not round-trip through JSON: {exc}")
-        return None
-    return dumped
-
-
-def _needs_approval(approval: Approval, risk: Risk) -> bool:
-    if approval is Approval.REQUIRED:
-        return True
-    if approval is Approval.NEVER:
-        return False
-    return risk == Risk.HIGH
-
-
-def _compile_steps(
-    specs: Sequence[ResolvedStepSpec],
-    path: KeyPath,
-    kind: str,
-    registry: Registry,
-    located: Located,
-    label: str,
-) -> tuple[Step, ...] | None:
-    steps: list[Step] = []
-    ok = True
-    for index, spec in enumerate(specs):
-        step_path = (*path, index)
-        action = registry.get(spec.action)  # known: the schema checked it
-        if kind not in action.target_kinds:
-            supported = ", ".join(sorted(action.target_kinds)) or "nothing"
-            located.add(
-                (*step_path, "action"),
-                f"{label}{spec.action} cannot act on a {kind} (it acts on: {supported})",
-            )
-            ok = False
-        params = _check_params(spec, step_path, registry, located, label)
-        if params is None:
-            ok = False
-            continue
-        when = spec.when if isinstance(spec, StepSpec) else None
-        steps.append(
-            Step(
-                index=index,
-                action=spec.action,
-                params=params,
-                approval=spec.approval,
-                needs_approval=_needs_approval(spec.approval, action.risk),
-                repeated=(
-                    Repeated(times=when.repeated.times, within_s=when.repeated.within)
-                    if when is not None
-                    else None
-                ),
-            )
-        )
-    return tuple(steps) if ok else None
+    return loc, prefixed(loc, message)
 
 
 def _check_literal_target(
@@ -210,7 +113,10 @@ def _compile_rule(
             located.add((*path, *loc), f"{label}{message}")
         return None
 
-    if all(s.when is not None and s.when.repeated.times > 1 for s in spec.steps):
+    if all(
+        s.when is not None and s.when.repeated is not None and s.when.repeated.times > 1
+        for s in spec.steps
+    ):
         # A first occurrence with no step creates no run, so nothing is ever counted and the
         # escalation could never be reached.
         located.add(
@@ -227,11 +133,22 @@ def _compile_rule(
         spec.target, namespace, name, (*path, "target"), policy, located, label
     )
     kind = spec.target.kind
-    steps = _compile_steps(spec.steps, (*path, "steps"), kind, registry, located, label)
-    on_resolved = _compile_steps(
+    steps = compile_steps(spec.steps, (*path, "steps"), kind, registry, located, label)
+    on_resolved = compile_steps(
         spec.on_resolved or [], (*path, "on_resolved"), kind, registry, located, label
     )
-    if steps is None or on_resolved is None or not target_ok:
+    on_failed = compile_steps(
+        spec.on_failed or [], (*path, "on_failed"), kind, registry, located, label
+    )
+    if spec.on_failed and spec.verify is None:
+        # Without verification nothing can fail it: the ladder would never be climbed.
+        located.add(
+            (*path, "on_failed"),
+            f"{label}on_failed runs when verification fails; add `verify: {{resolved_within: "
+            "...}`",
+        )
+        return None
+    if steps is None or on_resolved is None or on_failed is None or not target_ok:
         return None
     guards = spec.guards or GuardsSpec()
     return Rule(
@@ -249,6 +166,9 @@ def _compile_rule(
         cooldown_s=guards.cooldown,
         max_runs=guards.max_runs.count if guards.max_runs else None,
         max_runs_per_s=guards.max_runs.per if guards.max_runs else None,
+        settle_s=spec.verify.settle if spec.verify else None,
+        on_failed=on_failed,
+        announce=compile_announce(spec.notify),
     )
 
 

@@ -11,13 +11,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from receiver.facts import FactKind
 from receiver.matchers import Matcher, matches_all
-from receiver.model import Approval, GuardSpec, NamespacePolicy, StepPlan
+from receiver.model import Announce, Approval, GuardSpec, NamespacePolicy, StepPlan
 from receiver.rules.errors import RuleError
 from receiver.templating import Template, render_target
 from remediations.targets import Target
 
-__all__ = ["Repeated", "Rule", "RuleSet", "Step"]
+__all__ = ["LiveCondition", "Repeated", "Rule", "RuleSet", "Step"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,22 @@ class Repeated:
 
     times: int
     within_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCondition:
+    """A step's condition on a live fact about the target, e.g. ``rolled_out_within: 30m``
+    (``negate``: ``not_rolled_out_within``): the newest revision is (not) younger than
+    ``within_s`` seconds when the plan is made."""
+
+    fact: FactKind
+    within_s: float
+    negate: bool = False
+
+    @property
+    def name(self) -> str:
+        """As written in the rule: ``rolled_out_within`` or ``not_rolled_out_within``."""
+        return ("not_" if self.negate else "") + "rolled_out_within"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +57,18 @@ class Step:
     approval: Approval
     needs_approval: bool
     repeated: Repeated | None = None
+    conditions: tuple[LiveCondition, ...] = ()
 
-    def to_plan(self) -> StepPlan:
-        """The step as planned for one run; its params are a copy of the rule's."""
+    def to_plan(self, description: str = "") -> StepPlan:
+        """The step as planned for one run; its params are a copy of the rule's.
+        ``description``: why it was planned (its conditions, as decided)."""
         # A fresh copy per plan: a consumer that mutates its params must not change the rule.
         return StepPlan(
             index=self.index,
             action=self.action,
             params=_deep_copy(self.params),
             needs_approval=self.needs_approval,
+            description=description,
         )
 
 
@@ -70,6 +90,11 @@ class Rule:
     cooldown_s: float | None = None
     max_runs: int | None = None
     max_runs_per_s: float | None = None
+    # Verification: how long the alert must stay resolved; the escalation when it fails.
+    settle_s: float | None = None
+    on_failed: tuple[Step, ...] = ()
+    # ``notify:``: where and which moments of its runs are announced; None: not announced.
+    announce: Announce | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """True when every matcher matches ``labels`` (a missing label reads as "")."""
@@ -102,6 +127,16 @@ class Rule:
         """The longest ``repeated.within`` of any step: how far back history must reach."""
         windows = [s.repeated.within_s for s in self.steps if s.repeated is not None]
         return max(windows) if windows else None
+
+    @property
+    def facts(self) -> frozenset[FactKind]:
+        """The live facts its steps' conditions read about the target (empty: none)."""
+        return frozenset(c.fact for s in self.steps for c in s.conditions)
+
+    @property
+    def has_conditions(self) -> bool:
+        """Whether any step has a ``when``: then each plan records why it was chosen."""
+        return any(s.repeated is not None or s.conditions for s in self.steps)
 
 
 def _pinned_alertname(rule: Rule) -> str | None:

@@ -13,18 +13,28 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
 from receiver.durations import parse_duration
 from receiver.matchers import parse_item
-from receiver.model import Approval
+from receiver.model import ANNOUNCEMENTS, Announcement, Approval
 from receiver.templating import compile_template
+from remediations import names
 from remediations.base import Registry, UnknownAction
 
 __all__ = [
     "FIELD_NAMES",
     "GuardsSpec",
     "MaxRunsSpec",
+    "NotifySpec",
     "RepeatedSpec",
     "ResolvedStepSpec",
     "RuleSpec",
@@ -103,13 +113,34 @@ class RepeatedSpec(_Spec):
 
 
 class WhenSpec(_Spec):
-    """``when:`` of a step."""
+    """``when:`` of a step: every condition given must hold. ``repeated`` counts earlier
+    occurrences; ``rolled_out_within`` / ``not_rolled_out_within`` (seconds) read the target
+    Deployment's newest revision just before the plan is made."""
 
-    repeated: RepeatedSpec
+    repeated: RepeatedSpec | None = None
+    rolled_out_within: Duration | None = None
+    not_rolled_out_within: Duration | None = None
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> WhenSpec:
+        if self.repeated is None and not self._live():
+            raise ValueError(
+                "`when` needs a condition: repeated, rolled_out_within or not_rolled_out_within"
+            )
+        if self.rolled_out_within is not None and self.not_rolled_out_within is not None:
+            raise ValueError(
+                "rolled_out_within and not_rolled_out_within on one step can never both hold; "
+                "put them on two steps (one for each case)"
+            )
+        return self
+
+    def _live(self) -> bool:
+        return self.rolled_out_within is not None or self.not_rolled_out_within is not None
 
 
 class ResolvedStepSpec(_Spec):
-    """A step of ``on_resolved``: it runs whenever the alert resolves, so it takes no ``when``."""
+    """A step of ``on_resolved`` or ``on_failed``: it runs whenever the alert resolves (or its
+    verification fails), so it takes no ``when``."""
 
     action: ActionName
     params: dict[str, Any] | None = None
@@ -123,9 +154,31 @@ class StepSpec(ResolvedStepSpec):
 
 
 class VerifySpec(_Spec):
-    """``verify:``: the alert must resolve within ``resolved_within`` seconds of the run."""
+    """``verify:``: the alert must resolve within ``resolved_within`` seconds of the run's
+    steps, and, with ``settle``, not fire again on the target for that long after resolving."""
 
     resolved_within: Duration
+    settle: Duration | None = None
+
+
+def _channel(value: str) -> str:
+    if not names.is_connection_name(value):
+        raise ValueError(
+            f"{value!r} is not a channel name (a lowercase letter, then lowercase letters, "
+            "digits or '_', at most 63)"
+        )
+    return value
+
+
+class NotifySpec(_Spec):
+    """``notify:`` of a rule: announce the run's moments (``events``, default all) to
+    ``channel``. (Not ``on:``: YAML 1.1, which rule files are read as, makes that key a
+    boolean.)"""
+
+    channel: Annotated[str, AfterValidator(_channel)]
+    events: Annotated[list[Announcement], Field(min_length=1)] = Field(
+        default_factory=lambda: list(ANNOUNCEMENTS)
+    )
 
 
 class MaxRunsSpec(_Spec):
@@ -153,6 +206,8 @@ class RuleSpec(_Spec):
     verify: VerifySpec | None = None
     guards: GuardsSpec | None = None
     on_resolved: list[ResolvedStepSpec] | None = None
+    on_failed: list[ResolvedStepSpec] | None = None
+    notify: NotifySpec | None = None
 
 
 _SPECS: tuple[type[_Spec], ...] = (
@@ -164,6 +219,7 @@ _SPECS: tuple[type[_Spec], ...] = (
     VerifySpec,
     GuardsSpec,
     MaxRunsSpec,
+    NotifySpec,
 )
 
 # Every key a rule file may hold, for "did you mean ...?" hints on unknown ones.

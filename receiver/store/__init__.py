@@ -5,7 +5,7 @@
 (failed attempts, bounded, then dead letters), queues.py (what operators see and do with both
 queues), history.py (what the engine reads), runs.py (runs), steps.py (their steps and
 refusals), verification.py (how a verification ends), audit.py (the hash-chained audit log),
-approvals.py (approvals of risky steps).
+approvals.py (approvals of risky steps), announcements.py (what the run announcements did).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord
@@ -17,6 +17,7 @@ applied by migrate.py when the store connects.
 
 from __future__ import annotations
 
+from receiver.store.announcements import Announcements
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog
 from receiver.store.database import WORK_CHANNEL
@@ -38,7 +39,7 @@ from receiver.store.records import (
 )
 from receiver.store.runs import Runs
 from receiver.store.steps import StepWriter
-from receiver.store.verification import Verification
+from receiver.store.verification import Conclusion, Verification
 
 __all__ = [
     "CLAIM_WINDOW",
@@ -47,6 +48,7 @@ __all__ = [
     "AuditCheck",
     "ClaimedEvent",
     "ClaimedJob",
+    "Conclusion",
     "ItemConflict",
     "ItemNotFound",
     "JobKind",
@@ -72,5 +74,6 @@ class Store(
     Verification,
     AuditLog,
     Approvals,
+    Announcements,
 ):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""

@@ -36,11 +36,18 @@ _COLUMNS = """
 
 # The run's alert has resolved: closed by the worker, or a resolved event of its episode stored
 # since the run began (the worker may not have taken it up yet; one stored before belongs to an
-# earlier occurrence of a re-fired episode). ``r`` is the approval's run.
-_RESOLVED = """(r.resolved_at IS NOT NULL OR EXISTS (
-    SELECT 1 FROM alert_events e
-    WHERE e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at AND e.status = 'resolved'
-      AND e.received_at >= r.created_at))"""
+# earlier occurrence of a re-fired episode). ``r`` is the approval's run. For a step of its
+# escalation (``on_failed``, recorded at ``escalated_at``) the alert that matters is the one
+# still firing then: the run's own when it did not resolve in time, the re-fired occurrence
+# when it recurred; so only a resolution since the escalation counts.
+_RESOLVED = """(CASE WHEN r.escalated_at IS NULL THEN (r.resolved_at IS NOT NULL OR EXISTS (
+        SELECT 1 FROM alert_events e
+        WHERE e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
+          AND e.status = 'resolved' AND e.received_at >= r.created_at))
+    ELSE ((r.verify_result = 'not_resolved' AND r.resolved_at IS NOT NULL) OR EXISTS (
+        SELECT 1 FROM alert_events e
+        WHERE e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
+          AND e.status = 'resolved' AND e.received_at >= r.escalated_at)) END)"""
 
 
 def _record(row: Mapping[str, Any]) -> ApprovalRecord:
@@ -344,10 +351,12 @@ class Approvals(Database):
         step_outcome: str,
         why: str,
     ) -> None:
-        """End the run that waits for ``approval``, and its held step, saying ``why``."""
+        """End the run that waits for ``approval``, and its held step, saying ``why``. A held
+        step of the run's escalation (``on_failed``; step indices are unique across a run's
+        phases) ends the same way, and the run keeps its outcome (failed)."""
         await conn.execute(
             """UPDATE steps SET outcome = $3, message = $4, finished_at = now()
-               WHERE run_id = $1::uuid AND phase = 'run' AND idx = $2
+               WHERE run_id = $1::uuid AND phase IN ('run', 'on_failed') AND idx = $2
                  AND outcome = 'awaiting_approval'""",
             approval.run_id,
             approval.step_idx,

@@ -25,6 +25,7 @@ class EngineHistory(Database):
         within_s: float,
         *,
         repeats: Collection[tuple[str, Target]] = (),
+        settling: Collection[tuple[str, Target]] = (),
         limit: int = 1000,
     ) -> History:
         """What the engine may know about the past of ``event``.
@@ -34,7 +35,9 @@ class EngineHistory(Database):
         ``within_s`` seconds before the event was received (before now, for an event with no
         ``received_at``), or later, of exactly the (rule, target) pairs in ``repeats``
         (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved event of
-        this occurrence is stored (a later firing copy must be ignored).
+        this occurrence is stored (a later firing copy must be ignored). ``settling_runs``:
+        verifying runs of the (rule, target) pairs in ``settling`` (``engine.settle_keys``)
+        whose alert resolved and whose settle period has not ended.
         """
         # No transaction: under READ COMMITTED it would not give the reads one snapshot, only
         # two more round trips per event. Each read is consistent on its own, and the worker
@@ -70,6 +73,21 @@ class EngineHistory(Database):
                         limit,
                         event.received_at,
                     )
+                settle = []
+                if settling:
+                    settle = await conn.fetch(
+                        f"""SELECT {RUN_COLUMNS} FROM runs
+                            WHERE (target_kind, target_namespace, target_name, rule) IN (
+                                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[],
+                                                         $4::text[]))
+                              AND outcome = 'verifying' AND settle_until IS NOT NULL
+                            ORDER BY created_at, id LIMIT $5""",
+                        [t.kind for _, t in settling],
+                        [t.namespace for _, t in settling],
+                        [t.name for _, t in settling],
+                        [rule for rule, _ in settling],
+                        limit,
+                    )
                 resolved = await conn.fetchval(
                     """SELECT EXISTS (SELECT 1 FROM alert_events
                        WHERE fingerprint = $1 AND starts_at = $2 AND status = 'resolved'
@@ -82,4 +100,5 @@ class EngineHistory(Database):
             episode_runs=tuple(run_from_row(r).as_prior(changed=r["changed"]) for r in episode),
             recent_runs=tuple(run_from_row(r).as_prior() for r in reversed(recent)),
             episode_resolved=bool(resolved),
+            settling_runs=tuple(run_from_row(r).as_prior() for r in settle),
         )

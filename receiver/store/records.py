@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from receiver.alertmanager import ZERO_TIME
-from receiver.model import AlertEvent, PriorRun, RunOutcome, Status, Target
+from receiver.model import AlertEvent, PriorRun, RunOutcome, Status, Target, VerifyResult
 
 __all__ = [
     "RUN_COLUMNS",
@@ -105,7 +105,8 @@ class JobKind(StrEnum):
 
     # Take up a parked run again: an approval was decided, or a guard's retry_at has come.
     RESUME_RUN = "resume_run"
-    # A VERIFYING run's deadline has come: fail it unless its alert resolved meanwhile.
+    # A VERIFYING run's deadline (or the end of its settle period) has come: fail it unless its
+    # alert resolved meanwhile, verify it once it stayed resolved.
     VERIFY_DEADLINE = "verify_deadline"
     # A closed run's on_resolved steps were held by a guard (pause, target lock): try them again.
     RESUME_RESOLVE = "resume_resolve"
@@ -182,6 +183,14 @@ class RunRecord:
     steps: tuple[StepRecord, ...] = ()
     # Which occurrence of its episode the run is for (0: the alert's first firing).
     refire: int = 0
+    # Why these steps (conditions and the live facts they were decided on); None: no `when`.
+    decision: Mapping[str, Any] | None = None
+    # Verification: the settle period, when settling ends (its alert resolved in time), how
+    # it ended, and when its on_failed steps were recorded (verification failed).
+    settle_s: float | None = None
+    settle_until: datetime | None = None
+    verify_result: VerifyResult | None = None
+    escalated_at: datetime | None = None
 
     def as_prior(self, *, changed: bool = False) -> PriorRun:
         """What the engine needs to know of this run (closed: its alert has resolved).
@@ -198,6 +207,8 @@ class RunRecord:
             refire=self.refire,
             event_id=self.event_id,
             changed=changed,
+            alertname=self.alertname,
+            settle_until=self.settle_until,
         )
 
 
@@ -231,7 +242,8 @@ RUN_COLUMNS = """
     id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
     target_name, outcome, dry_run, occurrence, verify_within_s, created_at, started_at,
     finished_at, verify_deadline, resolved_at, time_to_resolve_s, refusal_guard, refusal_reason,
-    retry_at, error, refire
+    retry_at, error, refire, decision::text AS decision, settle_s, settle_until, verify_result,
+    escalated_at
 """
 
 
@@ -302,6 +314,11 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
         error=row["error"],
         steps=tuple(steps),
         refire=row["refire"],
+        decision=_json_or_none(row["decision"]),
+        settle_s=row["settle_s"],
+        settle_until=row["settle_until"],
+        verify_result=VerifyResult(row["verify_result"]) if row["verify_result"] else None,
+        escalated_at=row["escalated_at"],
     )
 
 

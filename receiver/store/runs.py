@@ -24,6 +24,7 @@ from receiver.store.records import (
     RunRecord,
     StepRecord,
     as_utc,
+    canonical_json,
     run_from_row,
     step_from_row,
 )
@@ -34,7 +35,7 @@ __all__ = ["Runs"]
 # Outcomes after which a run is finished (finished_at is set when a run reaches one).
 _TERMINAL = frozenset(
     {
-        RunOutcome.RESOLVED,
+        RunOutcome.VERIFIED,
         RunOutcome.SUCCEEDED,
         RunOutcome.DRY_RUN,
         RunOutcome.REFUSED,
@@ -62,17 +63,21 @@ class Runs(Database):
         data: Mapping[str, Any] | None = None,
         steps: Sequence[StepPlan] = (),
         step_outcome: str = "pending",
+        settle_s: float | None = None,
+        decision: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Create the run of (rule, occurrence of ``event``) with its planned ``steps``
-        (recorded with ``step_outcome``), in one transaction; None when the run already exists
-        (a duplicate, or a retry whose first attempt created it)."""
+        (recorded with ``step_outcome``, each with its description as its message), in one
+        transaction; None when the run already exists (a duplicate, or a retry whose first
+        attempt created it). ``decision``: why these steps (JSON-ready), kept on the run and in
+        its ``run.created`` audit row."""
         async with self._tx() as conn:
             run_id = await conn.fetchval(
                 """
                 INSERT INTO runs (rule, fingerprint, starts_at, alertname, event_id, target_kind,
                                   target_namespace, target_name, outcome, dry_run, occurrence,
-                                  verify_within_s, refire)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                  verify_within_s, refire, settle_s, decision)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
                 ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
                 RETURNING id::text
                 """,
@@ -89,6 +94,8 @@ class Runs(Database):
                 occurrence,
                 verify_within_s,
                 event.refire,
+                settle_s,
+                None if decision is None else canonical_json(dict(decision)),
             )
             if run_id is None:
                 return None
@@ -106,6 +113,7 @@ class Runs(Database):
                     "dry_run": dry_run,
                     "occurrence": occurrence,
                     "refire": event.refire,
+                    **({"decision": dict(decision)} if decision else {}),
                     **(dict(data) if data else {}),
                 },
             )
@@ -118,12 +126,14 @@ class Runs(Database):
                     outcome=step_outcome,
                     params=step.params,
                     needs_approval=step.needs_approval,
+                    message=step.description,
                 )
         result: str = run_id
         return result
 
     async def get_run(self, run_id: str, *, with_steps: bool = True) -> RunRecord | None:
-        """One run, its 'run' steps before its 'resolve' steps; None if absent or not a uuid."""
+        """One run, its 'run' steps, then 'on_failed', then 'resolve'; None if absent or not a
+        uuid."""
         with translate():
             async with self._pool.acquire() as conn:
                 try:
@@ -143,7 +153,8 @@ class Runs(Database):
                                       needs_approval, outcome, message, before::text AS before,
                                       after::text AS after, attempts, started_at, finished_at
                                FROM steps WHERE run_id = $1::uuid
-                               ORDER BY phase = 'resolve', idx""",
+                               ORDER BY CASE phase WHEN 'run' THEN 0 WHEN 'on_failed' THEN 1
+                                                   ELSE 2 END, idx""",
                             run_id,
                         )
                     ]

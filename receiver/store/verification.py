@@ -1,91 +1,226 @@
-"""How a run's verification ends: its alert resolves (closed), or its deadline passes (failed).
+"""How a run's verification ends: verified, failed (not resolved in time), failed (recurred).
 
-A run that waits in ``verifying`` ends one of these two ways; both are conditional updates, so
-a resolve and an expiry racing each other end the run once.
+A run waits in ``verifying`` once its steps are done, with a deadline (``verify_deadline``,
+from ``verify.resolved_within``) and a ``verify_deadline`` job due then:
+
+- its alert resolves by the deadline (``close_run``): ``verified`` at once, or, when the rule
+  has a settle period, still ``verifying`` until ``settle_until`` (the job is due then);
+- the deadline passes first (``conclude_verification``): ``failed``, ``not_resolved``;
+- settling ends quietly (``conclude_verification``): ``verified``;
+- the alert fires again on the target while it settles (``fail_recurred``): ``failed``,
+  ``recurred``.
+
+Every move is one conditional UPDATE on an outcome of ``verifying``, so a resolve, a deadline
+and a recurrence racing each other end the run once. A failure records the rule's
+``on_failed`` steps (the escalation ladder, phase ``on_failed``) and a ``resume_run`` job that
+takes them up, in the same transaction: a crash cannot lose them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from receiver.model import RunOutcome, StepPlan, VerifyResult
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
-from receiver.store.records import as_utc
+from receiver.store.jobs import enqueue
+from receiver.store.records import JobKind, as_utc
+from receiver.store.steps import write_step
 
-__all__ = ["Verification"]
+__all__ = ["Conclusion", "Verification"]
+
+
+@dataclass(frozen=True, slots=True)
+class Conclusion:
+    """What a verification move did to a run of ``rule``: ``result`` when it ended (verified,
+    not_resolved, recurred), else ``wait_s``: seconds until it can end (settling, or a job
+    woken before the deadline). ``escalation``: the on_failed steps recorded."""
+
+    rule: str
+    result: VerifyResult | None = None
+    wait_s: float | None = None
+    escalation: int = 0
 
 
 class Verification(Database):
     """The end of a run's verification (mixin of ``Store``)."""
 
-    async def close_run(self, run_id: str, resolved_at: datetime) -> bool:
-        """The alert resolved: stamp resolved_at and time to resolve (from the run's creation).
+    async def close_run(self, run_id: str, resolved_at: datetime) -> str | None:
+        """The alert resolved (at ``resolved_at``, its endsAt): stamp resolved_at and the time
+        to resolve (from the run's creation). Returns the run's outcome after closing, None when
+        the run does not exist or was already closed (idempotent).
 
-        A VERIFYING run becomes RESOLVED; other outcomes are kept. Idempotent: False when the
-        run does not exist or was already closed.
-        """
+        A VERIFYING run that resolved by its deadline becomes VERIFIED, or, with a settle
+        period, settles until ``now() + settle_s`` (its deadline job is due then). One that
+        resolved after its deadline stays VERIFYING for the due job to fail. Other outcomes are
+        kept."""
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 """
+                WITH prior AS (
+                    SELECT id, outcome = 'verifying'
+                               AND (verify_deadline IS NULL OR $2 <= verify_deadline) AS in_time
+                    FROM runs WHERE id = $1::uuid AND resolved_at IS NULL FOR UPDATE
+                )
                 UPDATE runs SET
                     resolved_at = $2,
                     time_to_resolve_s = greatest(0, extract(epoch FROM ($2 - created_at))),
-                    outcome = CASE WHEN outcome = 'verifying' THEN 'resolved' ELSE outcome END,
-                    finished_at = CASE WHEN outcome = 'verifying' THEN coalesce(finished_at, now())
-                                       ELSE finished_at END
-                WHERE id = $1::uuid AND resolved_at IS NULL
-                RETURNING fingerprint, outcome, time_to_resolve_s
+                    outcome = CASE WHEN in_time AND settle_s IS NULL THEN 'verified'
+                                   ELSE outcome END,
+                    verify_result = CASE WHEN in_time AND settle_s IS NULL THEN 'verified'
+                                         ELSE verify_result END,
+                    finished_at = CASE WHEN in_time AND settle_s IS NULL
+                                       THEN coalesce(finished_at, now()) ELSE finished_at END,
+                    settle_until = CASE WHEN in_time AND settle_s IS NOT NULL
+                                        THEN now() + make_interval(secs => settle_s)
+                                        ELSE settle_until END
+                FROM prior WHERE runs.id = prior.id
+                RETURNING runs.fingerprint, runs.outcome, runs.time_to_resolve_s,
+                          runs.settle_until, runs.settle_s
                 """,
                 run_id,
                 resolved_at,
             )
             if row is None:
-                return False
+                return None
+            data: dict[str, Any] = {
+                "resolved_at": as_utc(resolved_at).isoformat(),
+                "outcome": row["outcome"],
+                "time_to_resolve_s": row["time_to_resolve_s"],
+            }
+            if row["outcome"] == RunOutcome.VERIFYING and row["settle_until"] is not None:
+                data["settle_until"] = as_utc(row["settle_until"]).isoformat()
+                await enqueue(conn, JobKind.VERIFY_DEADLINE, run_id, delay_s=row["settle_s"])
+            await append_in_tx(conn, "run.closed", run_id, row["fingerprint"], data)
+        outcome: str = row["outcome"]
+        return outcome
+
+    async def conclude_verification(
+        self, run_id: str, escalation: Sequence[StepPlan] = ()
+    ) -> Conclusion | None:
+        """The ``verify_deadline`` job: end a VERIFYING run whose time has come.
+
+        Not resolved by its deadline: FAILED (``not_resolved``), with ``escalation`` recorded
+        as its pending on_failed steps. Resolved in time and settled: VERIFIED. Not yet due
+        (settling, or woken early): ``wait_s``. None when the run is not verifying (it ended
+        some other way). Safe in every replica at once: the row is locked."""
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                """SELECT rule, fingerprint, resolved_at, verify_deadline, settle_until,
+                          verify_within_s, now() AS now
+                   FROM runs WHERE id = $1::uuid AND outcome = 'verifying' FOR UPDATE""",
+                run_id,
+            )
+            if row is None:
+                return None
+            now, deadline = row["now"], row["verify_deadline"]
+            resolved = row["resolved_at"] is not None and (
+                deadline is None or row["resolved_at"] <= deadline
+            )
+            if not resolved:
+                if deadline is not None and deadline > now:
+                    return Conclusion(row["rule"], wait_s=(deadline - now).total_seconds())
+                within = row["verify_within_s"]
+                error = (
+                    f"the alert did not resolve within {within:g}s of the run's steps "
+                    f"(deadline {as_utc(deadline).isoformat() if deadline else 'none'})"
+                )
+                count = await _fail(
+                    conn, run_id, row["fingerprint"], VerifyResult.NOT_RESOLVED, error, escalation
+                )
+                return Conclusion(row["rule"], VerifyResult.NOT_RESOLVED, escalation=count)
+            settle_until = row["settle_until"]
+            if settle_until is not None and settle_until > now:
+                return Conclusion(row["rule"], wait_s=(settle_until - now).total_seconds())
+            await conn.execute(
+                """UPDATE runs SET outcome = 'verified', verify_result = 'verified',
+                                  finished_at = coalesce(finished_at, now())
+                   WHERE id = $1::uuid""",
+                run_id,
+            )
             await append_in_tx(
                 conn,
-                "run.closed",
+                "run.verified",
                 run_id,
                 row["fingerprint"],
                 {
-                    "resolved_at": as_utc(resolved_at).isoformat(),
-                    "outcome": row["outcome"],
-                    "time_to_resolve_s": row["time_to_resolve_s"],
+                    "settled_until": None
+                    if settle_until is None
+                    else as_utc(settle_until).isoformat()
                 },
             )
-        return True
+        return Conclusion(row["rule"], VerifyResult.VERIFIED)
 
-    async def expire_verifications(
-        self, now: datetime | None = None, *, run_id: str | None = None
-    ) -> list[str]:
-        """VERIFYING runs past their deadline become FAILED; returns their ids.
-
-        ``run_id``: only that run (the ``verify_deadline`` job's case). Safe to run in every
-        replica at once: SKIP LOCKED hands each run to one of them.
-        """
+    async def fail_recurred(
+        self, run_id: str, event_id: int, escalation: Sequence[StepPlan] = ()
+    ) -> Conclusion | None:
+        """The alert fired again on the run's target (event ``event_id``) while the run settled:
+        FAILED (``recurred``), with ``escalation`` recorded as its on_failed steps. None when
+        the run is no longer settling (verified, or failed already: idempotent)."""
         async with self._tx() as conn:
-            rows = await conn.fetch(
-                """
-                WITH due AS (
-                    SELECT id FROM runs
-                    WHERE outcome = 'verifying' AND verify_deadline <= coalesce($1, now())
-                      AND ($2::uuid IS NULL OR id = $2::uuid)
-                    ORDER BY verify_deadline
-                    FOR UPDATE SKIP LOCKED
-                )
-                UPDATE runs SET outcome = 'failed', finished_at = coalesce(finished_at, now()),
-                                error = 'alert did not resolve before the verify deadline'
-                FROM due WHERE runs.id = due.id
-                RETURNING runs.id::text AS id, runs.fingerprint, runs.verify_deadline
-                """,
-                now,
+            row = await conn.fetchrow(
+                """SELECT rule, fingerprint, settle_until FROM runs
+                   WHERE id = $1::uuid AND outcome = 'verifying' AND settle_until IS NOT NULL
+                   FOR UPDATE""",
                 run_id,
             )
-            for row in rows:
-                await append_in_tx(
-                    conn,
-                    "run.verify_expired",
-                    row["id"],
-                    row["fingerprint"],
-                    {"verify_deadline": as_utc(row["verify_deadline"]).isoformat()},
-                )
-        return [row["id"] for row in rows]
+            if row is None:
+                return None
+            error = (
+                f"the alert fired again on the target (event {event_id}) before its settle "
+                f"period ended at {as_utc(row['settle_until']).isoformat()}"
+            )
+            count = await _fail(
+                conn, run_id, row["fingerprint"], VerifyResult.RECURRED, error, escalation
+            )
+        return Conclusion(row["rule"], VerifyResult.RECURRED, escalation=count)
+
+
+async def _fail(
+    conn: Any,
+    run_id: str,
+    fingerprint: str,
+    result: VerifyResult,
+    error: str,
+    escalation: Sequence[StepPlan],
+) -> int:
+    """FAILED with ``result``; the on_failed steps pending, numbered after every step the run
+    has (approvals are keyed by run and step index, so an escalation step never meets the
+    approval of a run step), and the job that takes them up. Returns how many."""
+    await conn.execute(
+        """UPDATE runs SET outcome = 'failed', verify_result = $2, error = $3,
+                          finished_at = coalesce(finished_at, now()), escalated_at = now()
+           WHERE id = $1::uuid""",
+        run_id,
+        result.value,
+        error,
+    )
+    # The job before the first audit row (write_step appends one): the audit head's lock is
+    # then taken last and held only until COMMIT, as everywhere else.
+    # Always: the follow-up feeds the breaker and announces the failure, steps or none.
+    await enqueue(conn, JobKind.RESUME_RUN, run_id)
+    base = await conn.fetchval(
+        "SELECT coalesce(max(idx), -1) + 1 FROM steps WHERE run_id = $1::uuid", run_id
+    )
+    for offset, step in enumerate(escalation):
+        await write_step(
+            conn,
+            run_id,
+            idx=base + offset,
+            phase="on_failed",
+            action=step.action,
+            outcome="pending",
+            params=step.params,
+            needs_approval=step.needs_approval,
+        )
+    await append_in_tx(
+        conn,
+        "run.verification_failed",
+        run_id,
+        fingerprint,
+        {"outcome": RunOutcome.FAILED.value, "verify_result": result.value, "error": error},
+    )
+    return len(escalation)

@@ -9,6 +9,7 @@
 - ``container``: ``kubernetes.set_resources`` and ``kubernetes.set_env``
 - ``rollback``: ``kubernetes.rollout_undo``
 - ``pods``: ``kubernetes.delete_pod``
+- ``probe``: read-only facts for rules' live conditions (a Deployment's newest rollout)
 - ``catalog``: ``ACTIONS``, every action above, for the registry
 
 Nothing is imported here, so ``remediations.kubernetes.quantity`` and ``.objects`` load

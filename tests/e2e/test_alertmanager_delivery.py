@@ -56,7 +56,7 @@ LABELS = {
 }
 TARGET = {"kind": "Deployment", "namespace": "demo", "name": "web"}
 RULE = "restart-on-high-memory"
-FINISHED = ("dry_run", "succeeded", "failed", "refused", "resolved", "awaiting_approval")
+FINISHED = ("dry_run", "succeeded", "failed", "refused", "verified", "awaiting_approval")
 
 T = TypeVar("T")
 

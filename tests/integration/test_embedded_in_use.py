@@ -5,6 +5,7 @@ server that dies is restarted while /readyz says so."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -100,6 +101,10 @@ async def test_commands_beside_a_running_serve_use_its_servers(
     code, out, err = await _cli(data, "runs", "--url", served.url)
     assert code == 0, err
     assert "outcome" in out  # the table's header
+    # The approvals API takes the same generated operator token as every operator route.
+    code, out, err = await _cli(data, "approvals", "list", "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"approvals": []}
 
     assert stop(served) == 0
 

@@ -8,15 +8,18 @@ import asyncio
 import dataclasses
 
 import pytest
+from pydantic import BaseModel
 
 from receiver.engine import NO_RULE
-from receiver.guards.policy import AdmissionRequest, GuardSettings
-from receiver.model import GuardSpec, NamespacePolicy, RunOutcome, Status, Target
+from receiver.guards.policy import GuardSettings
+from receiver.model import NamespacePolicy, RunOutcome, Status, Target
 from receiver.store import RunRecord
 from receiver.worker import Worker
+from remediations.base import ActionContext, Outcome, Result
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
 from tests.support.redis import RedisServer
+from tests.support.rules import Restart
 
 RESTART_RULE = """
 rules:
@@ -169,14 +172,38 @@ async def test_rate_limit_drops_runs_over_the_limit(make_harness: MakeHarness) -
     assert run.retry_at is not None
 
 
+class Bump(Restart):
+    """A disruptive step that changes something (it needs no client, so it never runs dry)."""
+
+    name = "test.bump"
+    disruptive = True
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        return Result(Outcome.OK, "bumped")
+
+
+BUMP = RESTART.replace("kubernetes.rollout_restart", "test.bump")
+
+
 async def test_global_budget_of_disruptive_actions(make_harness: MakeHarness) -> None:
     budget = GuardSettings(budget_count=1, budget_window_s=3600)
-    h = await make_harness(RESTART, guard_settings=budget)
+    h = await make_harness(BUMP, guard_settings=budget, dry_run=False, extra_actions=[Bump()])
     await h.intake.accept(notification(alert(labels("a"))))
     await h.intake.accept(notification(alert(labels("b"))))
     await h.drain()
     run = await _refused(h)
     assert run.refusal_guard == "budget"
+
+
+async def test_steps_that_run_dry_do_not_draw_on_the_budget(make_harness: MakeHarness) -> None:
+    # No cluster credentials: the restarts run dry, disrupt nothing, and leave the budget whole.
+    budget = GuardSettings(budget_count=1, budget_window_s=3600)
+    h = await make_harness(RESTART, guard_settings=budget, dry_run=False)
+    await h.intake.accept(notification(alert(labels("a"))))
+    await h.intake.accept(notification(alert(labels("b"))))
+    await h.drain()
+    assert sorted(r.outcome for r in await h.runs()) == [RunOutcome.DRY_RUN] * 2
+    assert (await h.guards.status())["budget"]["used"] == 0
 
 
 async def test_circuit_breaker_refuses_a_failing_rule(make_harness: MakeHarness) -> None:
@@ -188,24 +215,6 @@ async def test_circuit_breaker_refuses_a_failing_rule(make_harness: MakeHarness)
     run = await _refused(h)
     assert run.refusal_guard == "breaker"
     assert run.retry_at is not None
-
-
-async def test_target_lock_refuses_a_concurrent_run_on_the_same_target(
-    make_harness: MakeHarness,
-) -> None:
-    h = await make_harness(RESTART)
-    holder = AdmissionRequest(
-        run_id="someone-else",
-        rule="other-rule",
-        target=Target("Deployment", "shop", "web"),
-        disruptive=False,
-        spec=GuardSpec(),
-    )
-    assert (await h.guards.admit(holder)).admitted
-    await h.intake.accept(notification(alert(labels())))
-    await h.drain()
-    run = await _refused(h)
-    assert run.refusal_guard == "lock"
 
 
 async def test_pause_refuses_everything_until_resumed(make_harness: MakeHarness) -> None:

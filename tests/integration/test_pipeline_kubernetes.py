@@ -73,7 +73,7 @@ async def test_restart_runs_live_and_is_verified_when_the_alert_resolves(
 
     await live.deliver(_labels("HighMemoryUsage", kube_namespace, "web"), status="resolved")
     run = await live.only_run()
-    assert run.outcome is RunOutcome.RESOLVED
+    assert run.outcome is RunOutcome.VERIFIED
     assert run.time_to_resolve_s is not None
 
 

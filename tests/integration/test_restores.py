@@ -101,7 +101,7 @@ async def test_case_07_in_the_order_they_resolve(
     assert resolve_steps(a) == [
         ("ok", f"scale Deployment {ns}/workers from 9 to 7 replicas (undoing this run's +2)")
     ]
-    assert {r.outcome for r in await live.runs()} == {RunOutcome.RESOLVED}
+    assert {r.outcome for r in await live.runs()} == {RunOutcome.VERIFIED}
 
 
 async def test_case_07_resolved_in_the_other_order(

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from receiver.model import AlertEvent, RunOutcome, Status, Target
+from receiver.model import AlertEvent, RunOutcome, Status, StepPlan, Target, VerifyResult
 from receiver.store import CLAIM_WINDOW, NewEvent, Store
 from receiver.store.migrate import Migration, MigrationError, load_migrations, migrate
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -267,7 +268,7 @@ async def test_run_lifecycle_steps_and_close(store: Store) -> None:
     assert not await store.close_run(run_id, resolved_at)  # idempotent
     run = await store.get_run(run_id)
     assert run is not None
-    assert run.outcome is RunOutcome.RESOLVED
+    assert run.outcome is RunOutcome.VERIFIED
     assert run.time_to_resolve_s == pytest.approx(90, abs=0.01)
     assert run.finished_at is not None
     assert await store.get_run("not-a-uuid") is None
@@ -286,9 +287,11 @@ async def test_refusal_is_recorded_with_guard_and_retry_time(store: Store) -> No
     assert run.retry_at == retry_at
 
 
-async def test_expire_verifications_fails_overdue_runs(store: Store) -> None:
+async def test_a_verification_past_its_deadline_fails_once_and_records_its_escalation(
+    store: Store,
+) -> None:
     overdue = await store.create_run(
-        rule="a", event=alert_event(), target=TARGET, dry_run=False, verify_within_s=0
+        rule="a", event=alert_event(), target=TARGET, dry_run=False, verify_within_s=0.001
     )
     patient = await store.create_run(
         rule="b", event=alert_event(), target=TARGET, dry_run=False, verify_within_s=3600
@@ -297,13 +300,36 @@ async def test_expire_verifications_fails_overdue_runs(store: Store) -> None:
     assert patient is not None
     await store.set_run_outcome(overdue, RunOutcome.VERIFYING)
     await store.set_run_outcome(patient, RunOutcome.VERIFYING)
-    await asyncio.sleep(0.01)
-    results = await asyncio.gather(store.expire_verifications(), store.expire_verifications())
-    assert sorted(results[0] + results[1]) == [overdue]
+    ladder = [StepPlan(0, "notify", {"channel": "oncall"}, needs_approval=False)]
     run = await store.get_run(overdue)
     assert run is not None
-    assert run.outcome is RunOutcome.FAILED
-    assert await store.expire_verifications() == []
+    assert run.verify_deadline is not None
+    # Concurrent deadline jobs (two replicas): one ends it, the other finds nothing to do.
+    # The deadline is 1 ms after the outcome's commit: poll it rather than sleep past it.
+    ended = await eventually(
+        lambda: asyncio.gather(
+            store.conclude_verification(overdue, ladder),
+            store.conclude_verification(overdue, ladder),
+        ),
+        lambda pair: any(c is not None and c.result is not None for c in pair),
+    )
+    results = [c.result for c in ended if c is not None and c.result is not None]
+    assert results == [VerifyResult.NOT_RESOLVED]
+    run = await store.get_run(overdue)
+    assert run is not None
+    assert (run.outcome, run.verify_result) == (RunOutcome.FAILED, VerifyResult.NOT_RESOLVED)
+    assert [(s.phase, s.action, s.outcome) for s in run.steps] == [
+        ("on_failed", "notify", "pending")
+    ]
+    assert await store.conclude_verification(overdue, ladder) is None
+    waiting = await store.conclude_verification(patient, ladder)
+    assert waiting is not None
+    assert waiting.result is None
+    assert waiting.wait_s is not None
+    assert 3500 < waiting.wait_s <= 3600
+    still = await store.get_run(patient)
+    assert still is not None
+    assert still.outcome is RunOutcome.VERIFYING
 
 
 async def test_history_sees_episode_recent_runs_and_resolution(store: Store) -> None:

@@ -85,7 +85,12 @@ class Peer:
     notices: list[dict[str, Any]] = field(default_factory=list)
 
     def kinds(self) -> list[str]:
-        return [n["kind"] for n in self.notices]
+        """The approval notices' kinds (run announcements, which have none, left out)."""
+        return [n["kind"] for n in self.notices if "kind" in n]
+
+    def announced(self) -> list[str]:
+        """The run announcements' events, in order."""
+        return [n["event"] for n in self.notices if "event" in n]
 
 
 @pytest.fixture
@@ -124,8 +129,10 @@ class PokeParams(BaseModel):
 class Poke:
     """``test.poke``: a high-risk step whose change is a counter on the peer, over HTTP.
 
-    preview: reads the counter (the live state the approval binds). run: refuses when the
-    approved preconditions no longer hold, else bumps it."""
+    preview: reads the counter (the live state the approval binds) and names the alert's
+    deployment label, as a step that writes about its alert does (notify, http.call): a run
+    taken up after the approval must see the same alert, or the plan would not hash the same.
+    run: refuses when the approved preconditions no longer hold, else bumps it."""
 
     name: ClassVar[str] = "test.poke"
     Params: ClassVar[type[BaseModel]] = PokeParams
@@ -149,8 +156,12 @@ class Poke:
 
     async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
         value = await self._value(ctx)
+        said = ctx.alert.labels.get("deployment", "")
         return Change(
-            f"poke {target.key} once", {"value": value}, {"value": value + 1}, {"value": value}
+            f"poke {target.key} once for {said!r}",
+            {"value": value},
+            {"value": value + 1},
+            {"value": value},
         )
 
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
@@ -160,7 +171,8 @@ class Poke:
         session: aiohttp.ClientSession = ctx.clients.get("http")
         async with session.post(f"{self.base_url}/poke") as response:
             after = int((await response.json())["value"])
-        return Result(Outcome.OK, "poked", {"value": value}, {"value": after})
+        said = ctx.alert.labels.get("deployment", "")
+        return Result(Outcome.OK, f"poked for {said!r}", {"value": value}, {"value": after})
 
 
 @dataclass
@@ -203,21 +215,14 @@ async def approval_env(
     ) -> ApprovalEnv:
         session = aiohttp.ClientSession()
         sessions.append(session)
+        notifier = Notifier(
+            {"ops": Channel("ops", ChannelKind.WEBHOOK, f"{peer.url}/notify")}, session
+        )
         desk = ApprovalDesk(
             store,
             policy=POLICY,
             tokens=tokens or LinkTokens(key_ring("k1")),
-            notifier=(
-                ChannelNotifier(
-                    Notifier(
-                        {"ops": Channel("ops", ChannelKind.WEBHOOK, f"{peer.url}/notify")},
-                        session,
-                    ),
-                    "ops",
-                )
-                if notify
-                else None
-            ),
+            notifier=ChannelNotifier(notifier, "ops") if notify else None,
             public_url=public_url,
             ttl_s=ttl_s,
             log=structlog.get_logger("test.approvals"),
@@ -226,7 +231,8 @@ async def approval_env(
             rules,
             dry_run=False,
             extra_actions=[Poke(peer.url)],
-            clients={"http": session},
+            # The same channels serve the run announcements (a rule's `notify: {channel: ops}`).
+            clients={"http": session, "notify": notifier},
             approvals=desk,
             **harness_args,
         )

@@ -4,13 +4,15 @@
 the test's store and Redis; ``Harness.drain()`` claims and processes until nothing is due.
 With ``kube`` (an ApiClient) the actions run against that cluster, else in dry-run; ``clients``
 adds other clients by name (``postgres:<name>``, ``notify``, ...), ``extra_actions`` test
-actions, ``approvals`` an approval desk.
+actions, ``approvals`` an approval desk, ``clock`` the pipeline's clock (what "now" is when
+a plan decides on a rollout's age).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,8 @@ async def make_harness(
         dry_run: bool = True,
         extra_actions: list[Any] | None = None,
         approvals: ApprovalDesk | None = None,
+        clock: Callable[[], datetime] | None = None,
+        lock_wait_s: float = 5.0,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
         rules_dir.mkdir()
@@ -141,9 +145,10 @@ async def make_harness(
             rules=holder,
             registry=registry,
             clients=Clients(named),
-            settings=PipelineSettings(dry_run=dry_run, policy=policy),
+            settings=PipelineSettings(dry_run=dry_run, policy=policy, lock_wait_s=lock_wait_s),
             metrics=metrics,
             approvals=approvals,
+            **({"clock": clock} if clock is not None else {}),
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)
         intakes.append(intake)

@@ -129,7 +129,7 @@ def prior(
         fingerprint=fingerprint or f"fp0-{run_id}",
         starts_at=starts_at,
         created_at=NOW - age,
-        outcome=RunOutcome.RESOLVED if closed else RunOutcome.VERIFYING,
+        outcome=RunOutcome.VERIFIED if closed else RunOutcome.VERIFYING,
         closed=closed,
         refire=refire,
         event_id=event_id,
@@ -216,8 +216,20 @@ def test_escalated_step_carries_params_and_approval(rules: RuleSet) -> None:
     history = History(recent_runs=(prior(), prior(run_id="r2", age=2 * H)))
     (run,) = run_plan(rules, history).runs
     assert run.steps[1:] == (
-        StepPlan(1, "test.grow", {"container": "app", "factor": 1.5}, needs_approval=True),
-        StepPlan(2, "test.undo", {}, needs_approval=True),
+        StepPlan(
+            1,
+            "test.grow",
+            {"container": "app", "factor": 1.5},
+            needs_approval=True,
+            description="repeated 2 within 1h: this is occurrence 2, holds",
+        ),
+        StepPlan(
+            2,
+            "test.undo",
+            {},
+            needs_approval=True,
+            description="repeated 3 within 1d: this is occurrence 3, holds",
+        ),
     )
 
 

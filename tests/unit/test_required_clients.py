@@ -43,3 +43,27 @@ rules:
     assert required.wants("postgres:billing")  # any database: the label decides
     assert not required.wants("redis:cache")
     assert required.by["redis:jobs"] == ("from-labels (redis.requeue_dead_letters)",)
+
+
+def test_announcements_and_the_escalation_ladder_need_their_clients_too() -> None:
+    required = required_clients(
+        rules_needing(
+            """
+rules:
+  - name: announced
+    match: ['alertname="A"']
+    target: {kind: Deployment, namespace: shop, name: web}
+    steps: [{action: kubernetes.rollout_restart}]
+    verify: {resolved_within: 10m}
+    on_failed: [{action: notify, params: {channel: escalations, message: it came back}}]
+    notify: {channel: oncall}
+"""
+        ),
+        default_registry(),
+    )
+    assert required.names == {"kubernetes", "notify"}
+    assert required.channels == {"oncall", "escalations"}
+    assert required.by["notify"] == (
+        "announced (notify: announcements)",
+        "announced (notify)",
+    )

@@ -229,3 +229,49 @@ async def test_one_run_unknown_or_malformed_is_404_and_needs_auth(
         assert run_id in (await response.json())["error"]
     response = await client.get(f"{RUNS_PATH}/{three_runs[0]}")
     assert response.status == 401
+
+
+async def test_a_failed_verification_reads_the_same_in_the_api_and_the_cli(
+    make_client: MakeClient, store: Store
+) -> None:
+    from click.testing import CliRunner
+
+    from receiver.cli import main
+
+    target = Target("Deployment", "demo", "web")
+    run_id = await store.create_run(
+        rule="restart-on-high-memory",
+        event=_event(7),
+        target=target,
+        dry_run=False,
+        verify_within_s=600,
+        settle_s=1800,
+        decision={"occurrence": 1, "steps": []},
+    )
+    assert run_id is not None
+    await store.set_run_outcome(run_id, RunOutcome.VERIFYING)
+    assert await store.close_run(run_id, datetime.now(UTC)) == "verifying"  # settling
+    assert await store.fail_recurred(run_id, 99) is not None
+    client = await make_client()
+
+    response = await client.get(f"{RUNS_PATH}/{run_id}", headers=OPERATOR)
+    run = (await response.json())["run"]
+    assert (run["outcome"], run["verify_result"]) == ("failed", "recurred")
+    assert run["decision"] == {"occurrence": 1, "steps": []}
+    assert run["settle_until"] is not None
+    assert run["escalated_at"] is not None
+    assert "fired again on the target (event 99)" in run["error"]
+
+    status, page = await _runs(client, "?outcome=failed")
+    assert (status, [r["id"] for r in page["runs"]]) == (200, [run_id])
+    status, _ = await _runs(client, "?outcome=verified")
+    assert status == 200
+    status, error = await _runs(client, "?outcome=resolved")  # the old name
+    assert (status, error["parameter"]) == (400, "outcome")
+    assert "verified" in error["error"]
+
+    env = {"REMEDIATOR_OPERATOR_TOKEN": OPERATOR_TOKEN}
+    url = str(client.make_url("/"))
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["runs", "--url", url], env=env)
+    assert result.exit_code == 0, result.output
+    assert "failed (recurred)" in result.stdout

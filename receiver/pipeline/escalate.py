@@ -1,0 +1,155 @@
+"""What follows a failed verification: the breaker, the announcement, the escalation ladder.
+
+When a run's verification fails (not resolved in time, or recurred), the store marks it
+``failed``, records the rule's ``on_failed`` steps as pending (phase ``on_failed``) and queues
+a ``resume_run`` job, in one transaction (``store.verification``). That job comes here:
+
+1. the failure feeds the rule's circuit breaker, under a name of its own, so a retried job
+   counts it once (Redis unreachable: the job is retried, nothing else happens);
+2. the failure is announced (``verification_failed``), once;
+3. the on_failed steps go through the escalation stages (``Stages.escalate``): admit (pause,
+   namespace policy, budget, target lock), approve, execute, ask for an approval, record. A
+   step that needs an approval parks the escalation; its decision (or its expiry) wakes the
+   same job kind again, and the approval desk's gate decides as for a run step.
+
+An escalation whose alert is already over (it resolved since: its run's own occurrence when it
+did not resolve in time) asks nobody anymore: its steps that would need an approval are
+``cancelled``; the others (a notification, say) still run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver.approvals.desk import Gate
+from receiver.guards.policy import GuardUnavailable
+from receiver.model import (
+    Announcement,
+    Disposition,
+    GuardSpec,
+    RunOutcome,
+    StepPlan,
+    VerifyResult,
+)
+from receiver.pipeline.announce import Announcer
+from receiver.pipeline.context import STEP_AWAITING_APPROVAL, STEP_PENDING, Deps, RunContext, Stage
+from receiver.pipeline.events import disposition_of
+from receiver.pipeline.runner import run_stages
+from receiver.rules.model import Rule
+from receiver.store import RunRecord
+from receiver.store.records import event_from_row
+from remediations.base import Outcome
+
+__all__ = ["Escalation", "escalating"]
+
+_OPEN = (STEP_PENDING, STEP_AWAITING_APPROVAL)
+
+
+def escalating(run: RunRecord) -> bool:
+    """Whether ``run`` failed its verification, so its job is the escalation's."""
+    return (
+        run.outcome is RunOutcome.FAILED
+        and run.escalated_at is not None
+        and run.verify_result in (VerifyResult.NOT_RESOLVED, VerifyResult.RECURRED)
+    )
+
+
+class Escalation:
+    """``await escalation(run, rule, log) -> Disposition`` for an ``escalating`` run."""
+
+    def __init__(self, deps: Deps, stages: tuple[Stage, ...], announce: Announcer) -> None:
+        self._deps = deps
+        self._stages = stages
+        self._announce = announce
+
+    async def __call__(self, run: RunRecord, rule: Rule | None, log: Any) -> Disposition:
+        deps = self._deps
+        ctx = _context(run, rule, log)
+        if run.event_id is not None:
+            # The alert behind the run, for what the ladder's steps and messages say about it
+            # (a notify step's `{{ labels.x }}`); absent once retention pruned the event.
+            row = await deps.store.get_event(run.event_id)
+            ctx.origin = event_from_row(row) if row is not None else None
+        try:
+            await deps.guards.record_result(run.rule, False, failure_id=f"verify:{run.id}")
+        except GuardUnavailable as exc:
+            ctx.log.warning("guards unavailable; the failed verification waits", error=str(exc))
+            return Disposition.retry(
+                deps.settings.guards_down_retry_s,
+                "guards unavailable (Redis): the failed verification is not counted yet",
+            )
+        moment = Announcement.VERIFICATION_FAILED
+        if not await deps.store.was_announced(run.id, moment.value):
+            await self._announce(ctx, moment, outcome=RunOutcome.FAILED, text=_why(run))
+        if not ctx.steps:
+            return Disposition.done()
+        if await self._over(ctx, run):
+            return Disposition.done()
+        desk = deps.approvals
+        if desk is not None and await desk.gate(run) != Gate.GO:
+            return Disposition.done()  # an approval still pending, or just expired
+        return disposition_of([await run_stages(self._stages, ctx)])
+
+    async def _over(self, ctx: RunContext, run: RunRecord) -> bool:
+        """The alert resolved since: cancel the steps that would ask someone. True when no
+        step is left to run."""
+        over = run.verify_result is VerifyResult.NOT_RESOLVED and run.resolved_at is not None
+        if not over:
+            return False
+        assert ctx.run_id is not None
+        left: list[StepPlan] = []
+        for step in ctx.steps:
+            if not step.needs_approval:
+                left.append(step)
+                continue
+            await self._deps.store.record_step(
+                ctx.run_id,
+                idx=step.index,
+                phase=ctx.phase,
+                action=step.action,
+                outcome="cancelled",
+                params=step.params,
+                needs_approval=True,
+                message="the alert resolved before this escalation step was approved",
+            )
+        ctx.steps = ctx.runnable = tuple(left)
+        return not left
+
+
+def _why(run: RunRecord) -> str:
+    if run.verify_result is VerifyResult.NOT_RESOLVED:
+        return f"not resolved in time: {run.error}"
+    return f"recurred: {run.error}"
+
+
+def _context(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
+    steps = tuple(
+        StepPlan(
+            index=s.idx,
+            action=s.action,
+            params=s.params or {},
+            needs_approval=s.needs_approval,
+        )
+        for s in run.steps
+        if s.phase == "on_failed" and s.outcome in _OPEN
+    )
+    ctx = RunContext(
+        rule=run.rule,
+        target=run.target,
+        steps=steps,
+        # Not the rule's cooldown and rate: the escalation passes ESCALATE_GUARDS only.
+        guards=GuardSpec(),
+        verify_within_s=None,
+        log=log,
+        phase="on_failed",
+        run_id=run.id,
+        prior=run,
+        announce=rule.announce if rule is not None else None,
+        # The escalation's admission looks at these; the approve stage narrows them.
+        runnable=steps,
+    )
+    for step in run.steps:
+        if step.phase == "run" and step.outcome == Outcome.OK and step.before:
+            ctx.remember(step.action, step.before, step.after or {})
+    ctx.bind(run_id=run.id, rule=run.rule, target=run.target.key, phase="on_failed")
+    return ctx

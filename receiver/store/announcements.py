@@ -1,0 +1,51 @@
+"""What the run announcements did: one audit row per message, delivered or not.
+
+A notification never fails a run, and one that did not go out must still be visible to a
+reviewer: ``GET /api/v1/runs/{id}`` lists these rows in the run's audit trail.
+"""
+
+from __future__ import annotations
+
+from receiver.store.audit import append_in_tx
+from receiver.store.database import Database
+from receiver.store.errors import translate
+
+__all__ = ["ANNOUNCED", "Announcements"]
+
+# The audit kind of an announcement row.
+ANNOUNCED = "run.announced"
+
+
+class Announcements(Database):
+    """Announcements of runs (mixin of ``Store``)."""
+
+    async def record_announcement(
+        self,
+        run_id: str,
+        *,
+        event: str,
+        channel: str,
+        delivered: bool,
+        detail: str,
+    ) -> int:
+        """Audit one announcement of ``event`` to ``channel``: delivered or not, and the
+        channel's answer or what went wrong (never the channel's URL). Returns the row's id."""
+        data = {"event": event, "channel": channel, "delivered": delivered, "detail": detail}
+        async with self._tx() as conn:
+            fingerprint = await conn.fetchval(
+                "SELECT fingerprint FROM runs WHERE id = $1::uuid", run_id
+            )
+            return await append_in_tx(conn, ANNOUNCED, run_id, fingerprint, data)
+
+    async def was_announced(self, run_id: str, event: str) -> bool:
+        """Whether ``event`` of the run was announced already (delivered or not), so a job
+        taken up again does not say it twice."""
+        with translate():
+            found = await self._pool.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM audit_log
+                   WHERE run_id = $1::uuid AND kind = $2 AND data->>'event' = $3)""",
+                run_id,
+                ANNOUNCED,
+                event,
+            )
+        return bool(found)

@@ -1,0 +1,86 @@
+"""A run whose target another run holds waits for the lock instead of being lost, and a run
+still waiting when its alert resolves ends without acting. Real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from receiver.guards.policy import Admission, AdmissionRequest
+from receiver.model import GuardSpec, RunOutcome
+from receiver.store import JobKind
+from remediations.targets import Target
+from tests.support.payloads import alert, notification
+from tests.support.pipeline import Harness, MakeHarness
+from tests.support.polling import eventually
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+RULE = """
+rules:
+  - name: restart-web
+    match: ['alertname="HighMemoryUsage"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_restart
+"""
+LABELS = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "web"}
+WEB = Target("Deployment", "shop", "web")
+
+
+async def _hold_lock(h: Harness, run_id: str) -> tuple[AdmissionRequest, Admission]:
+    """Another run on the same Deployment, admitted and acting: it holds the target lock."""
+    request = AdmissionRequest(run_id, "other-rule", WEB, disruptive=False, spec=GuardSpec())
+    admission = await h.guards.admit(request)
+    assert admission.admitted
+    return request, admission
+
+
+async def test_a_locked_target_makes_the_run_wait_then_act(make_harness: MakeHarness) -> None:
+    h = await make_harness(RULE, lock_wait_s=0.2)
+    request, admission = await _hold_lock(h, "00000000-0000-0000-0000-00000000abcd")
+    await h.intake.accept(notification(alert(LABELS)))
+    await h.drain()
+
+    waiting = await h.only_run()
+    assert waiting.outcome is RunOutcome.PENDING  # not refused: it waits
+    assert waiting.refusal_guard is None
+    audit = await h.store.audit_entries(waiting.id)
+    assert any(e["data"].get("waiting_for") == "lock" for e in audit)
+    assert await h.store.queue_depth() == 0  # the event is done; a job holds the run
+
+    # The other run finishes; the waiting run's job, due shortly, takes it up and it acts.
+    await h.guards.release(request, admission)
+
+    async def acted() -> bool:
+        await h.drain()
+        return (await h.only_run()).outcome is RunOutcome.DRY_RUN
+
+    await eventually(acted, timeout_s=10)
+    done = await h.only_run()
+    assert [(s.action, s.outcome) for s in done.steps] == [
+        ("kubernetes.rollout_restart", "dry_run")
+    ]
+
+
+async def test_a_run_still_waiting_when_its_alert_resolves_ends_without_acting(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(RULE, lock_wait_s=0.2)
+    await _hold_lock(h, "00000000-0000-0000-0000-00000000abcd")
+    firing = alert(LABELS)
+    await h.intake.accept(notification(firing))
+    await h.drain()
+    assert (await h.only_run()).outcome is RunOutcome.PENDING
+
+    await h.intake.accept(notification(alert(LABELS, status="resolved")))
+    await h.drain()
+    cancelled = await h.only_run()
+    assert cancelled.outcome is RunOutcome.CANCELLED
+    assert cancelled.error is not None
+    assert "nothing ran" in cancelled.error
+    assert [s.outcome for s in cancelled.steps] == ["pending"]
+
+    # Its job, when it comes, leaves it alone.
+    await h.store.enqueue_job(JobKind.RESUME_RUN, cancelled.id)
+    await h.drain()
+    assert (await h.only_run()).outcome is RunOutcome.CANCELLED
