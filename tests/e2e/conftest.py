@@ -52,6 +52,10 @@ CLUSTER_ROLE = "alert-remediator-actions-e2e"
 APP_ROLE = "app"  # the role rules/database-connections.yaml allow-lists
 QUEUE = {"layout": "list", "key": "emails", "dead_letter_key": "emails:dead"}
 GUARDS_DB, QUEUES_DB = 1, 2  # Redis databases: the guards', the application's queues
+# The ACL docs/playbooks/queue-backlog.md gives the remediator's user for a `list` queue: its two
+# keys, the commands the action sends (the script's LMOVE and LLEN are checked too), nothing else.
+QUEUE_USER = "remediator_jobs"
+QUEUE_ACL = "resetkeys ~emails ~emails:dead resetchannels -@all +ping +select +llen +eval +lmove"
 
 
 _FAILED = pytest.StashKey[bool]()
@@ -152,15 +156,23 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _service_env(
-    tmp: Path, db: Database, store_url: str, redis: RedisServer, kubeconfig: Path, sink: Sink
-) -> tuple[dict[str, str], int]:
+@dataclass
+class Backends:
+    """Where the service keeps its state, and the application systems it acts on."""
+
+    store_url: str  # its PostgreSQL database
+    guards_url: str  # its Redis
+    database: Database  # the application's PostgreSQL database (connection `shop`)
+    queues_url: str  # the application's Redis (connection `jobs`), as the ACL'd user
+    kubeconfig: Path  # the ServiceAccount's
+
+
+def _service_env(tmp: Path, backends: Backends, sink: Sink) -> tuple[dict[str, str], int]:
     port = free_port()
     (tmp / "operators").mkdir()
     _write(tmp / "operators" / OPERATOR, OPERATOR_TOKEN)
     (tmp / "keys").mkdir()
     _write(tmp / "keys" / "k1", secrets.token_hex(32))
-    base = f"redis://{redis.host}:{redis.port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
     env.pop("KUBECONFIG", None)
     env.update(
@@ -168,18 +180,18 @@ def _service_env(
         REMEDIATOR_DATA_DIR=str(tmp / "data"),
         REMEDIATOR_LOG_FORMAT="json",
         REMEDIATOR_RULES_DIR=str(remediator.retimed_rules(tmp / "rules")),
-        REMEDIATOR_DATABASE_URL=store_url,
-        REMEDIATOR_REDIS_URL=f"{base}/{GUARDS_DB}",
+        REMEDIATOR_DATABASE_URL=backends.store_url,
+        REMEDIATOR_REDIS_URL=backends.guards_url,
         REMEDIATOR_WEBHOOK_TOKEN_FILE=str(_write(tmp / "webhook-token", secrets.token_hex(24))),
         REMEDIATOR_OPERATOR_TOKENS_DIR=str(tmp / "operators"),
-        REMEDIATOR_KUBECONFIG=str(kubeconfig),
+        REMEDIATOR_KUBECONFIG=str(backends.kubeconfig),
         REMEDIATOR_POSTGRES_DATABASES=json.dumps(
-            {"shop": {"dsn_file": str(_write(tmp / "shop-dsn", db.remediator_dsn))}}
+            {"shop": {"dsn_file": str(_write(tmp / "shop-dsn", backends.database.remediator_dsn))}}
         ),
         REMEDIATOR_REDIS_QUEUES=json.dumps(
             {
                 "jobs": {
-                    "url_file": str(_write(tmp / "jobs-url", f"{base}/{QUEUES_DB}")),
+                    "url_file": str(_write(tmp / "jobs-url", backends.queues_url)),
                     "queues": {"emails": QUEUE},
                 }
             }
@@ -210,9 +222,14 @@ async def e2e_stack(
     prometheus.retimed_rules()  # the shipped file parses
     tmp = Path(tempfile.mkdtemp(prefix=f"remediator-e2e-{version}-"))
     redis_server.ensure_running()
-    for db in (GUARDS_DB, QUEUES_DB):
-        with redis.Redis(host=redis_server.host, port=redis_server.port, db=db) as client:
+    base = f"redis://{redis_server.host}:{redis_server.port}"
+    password = secrets.token_hex(16)
+    with redis.Redis(host=redis_server.host, port=redis_server.port) as client:
+        for db in (GUARDS_DB, QUEUES_DB):
+            client.execute_command("SELECT", db)
             client.flushdb()
+        client.execute_command("ACL", "SETUSER", QUEUE_USER, "reset", "on", f">{password}")
+        client.execute_command("ACL", "SETUSER", QUEUE_USER, *QUEUE_ACL.split())
     store_db = f"remediator_e2e_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(pg_server.url("postgres"))
     await admin.execute(f'CREATE DATABASE "{store_db}"')
@@ -223,9 +240,14 @@ async def e2e_stack(
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
     started: list[Any] = []
     try:
-        env, port = _service_env(
-            tmp, e2e_database, pg_server.url(store_db), redis_server, kubeconfig, sink
+        backends = Backends(
+            store_url=pg_server.url(store_db),
+            guards_url=f"{base}/{GUARDS_DB}",
+            database=e2e_database,
+            queues_url=f"redis://{QUEUE_USER}:{password}@{base.removeprefix('redis://')}/{QUEUES_DB}",
+            kubeconfig=kubeconfig,
         )
+        env, port = _service_env(tmp, backends, sink)
         service = remediator.start(env, port)
         started.append(service)
         token_file = Path(env["REMEDIATOR_WEBHOOK_TOKEN_FILE"])
@@ -253,7 +275,7 @@ async def e2e_stack(
             api,
             session,
             e2e_database,
-            f"redis://{redis_server.host}:{redis_server.port}/{QUEUES_DB}",
+            f"{base}/{QUEUES_DB}",
         )
     finally:
         for process in reversed(started):
@@ -263,6 +285,8 @@ async def e2e_stack(
         await sink.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{store_db}" WITH (FORCE)')
         await admin.close()
+        with redis.Redis(host=redis_server.host, port=redis_server.port) as client:
+            client.execute_command("ACL", "DELUSER", QUEUE_USER)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
