@@ -52,7 +52,7 @@ CLUSTER_ROLE = "alert-remediator-actions-e2e"
 APP_ROLE = "app"  # the role rules/database-connections.yaml allow-lists
 QUEUE = {"layout": "list", "key": "emails", "dead_letter_key": "emails:dead"}
 GUARDS_DB, QUEUES_DB = 1, 2  # Redis databases: the guards', the application's queues
-# The ACL docs/playbooks/queue-backlog.md gives the remediator's user for a `list` queue: its two
+# The ACL docs/playbooks/QueueBacklog.md gives the remediator's user for a `list` queue: its two
 # keys, the commands the action sends (the script's LMOVE and LLEN are checked too), nothing else.
 QUEUE_USER = "remediator_jobs"
 QUEUE_ACL = "resetkeys ~emails ~emails:dead resetchannels -@all +ping +select +llen +eval +lmove"

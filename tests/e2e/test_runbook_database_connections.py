@@ -1,5 +1,5 @@
 """DatabaseConnectionsHigh end to end (rules/database-connections.yaml,
-docs/playbooks/database-connections-high.md).
+docs/playbooks/DatabaseConnectionsHigh.md).
 
 Real sessions are open on the real PostgreSQL: the application role's sessions idle in a
 transaction (to be ended), and sessions that must be spared (the same role idle outside a

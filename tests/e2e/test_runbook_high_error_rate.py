@@ -1,4 +1,4 @@
-"""HighErrorRate end to end (rules/high-error-rate.yaml, docs/playbooks/high-error-rate.md), both
+"""HighErrorRate end to end (rules/high-error-rate.yaml, docs/playbooks/HighErrorRate.md), both
 branches of the runbook in one test.
 
 `api` was just released (revision 2): its 5xx ratio goes to a third of its requests; Prometheus

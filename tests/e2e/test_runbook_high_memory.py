@@ -1,4 +1,4 @@
-"""HighMemoryUsage end to end (rules/high-memory.yaml, docs/playbooks/high-memory-usage.md).
+"""HighMemoryUsage end to end (rules/high-memory.yaml, docs/playbooks/HighMemoryUsage.md).
 
 The `app` container's working set goes to 95 % of its limit: Prometheus fires the shipped alert,
 Alertmanager routes it, and the Deployment is restarted (a new template, so a new revision).

@@ -1,4 +1,4 @@
-"""QueueBacklog end to end (rules/queue-backlog.yaml, docs/playbooks/queue-backlog.md): the
+"""QueueBacklog end to end (rules/queue-backlog.yaml, docs/playbooks/QueueBacklog.md): the
 queue's gauge goes over 1000 and stays; Prometheus fires the shipped alert, Alertmanager routes
 it, and the two rules that match it act: the consumers' Deployment is scaled up by half and the
 queue's dead letters are moved back to it, at most 100, none lost or duplicated. The gauge goes
