@@ -85,10 +85,12 @@ async def e2e_database(pg_server: PostgresServer) -> AsyncIterator[Database]:
     suffix = os.urandom(3).hex()
     name, role = f"shop_e2e_{suffix}", f"remediator_e2e_{suffix}"
     admin = await asyncpg.connect(pg_server.url("postgres"))
+    created_app_role = False
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE):
             await admin.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
+            created_app_role = True
         # The README's role: no superuser, two predefined roles, no membership in app roles.
         await admin.execute(
             f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
@@ -99,6 +101,8 @@ async def e2e_database(pg_server: PostgresServer) -> AsyncIterator[Database]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        if created_app_role:
+            await admin.execute(f"DROP ROLE IF EXISTS {APP_ROLE}")
         await admin.close()
 
 
