@@ -11,9 +11,9 @@
          -> Redis (connection `jobs`, queue `emails`: a list with a dead-letter list)
          -> notification sink (aiohttp; channel `oncall`, also the approvals' channel)
 
-The stack is shared by the runbook tests of one Alertmanager version (session scope, one
-version after the other); each test works in its own namespace, Deployment and series. The
-logs of every process are printed when a test fails.
+The stack is shared by the runbook tests of one Alertmanager version (package scope: one
+version after the other, all stopped before other folders' tests run); each test works in its
+own namespace, Deployment and series. The logs of every process are printed when a test fails.
 """
 
 from __future__ import annotations
@@ -80,11 +80,17 @@ class Database:
     remediator_dsn: str  # as the least-privilege role
 
 
-@pytest.fixture(scope="session")
+async def _admin(pg_server: PostgresServer) -> asyncpg.Connection:
+    """A superuser connection, opened when needed: other folders' tests stop and start the
+    session's PostgreSQL, so none is held across tests."""
+    return await asyncpg.connect(pg_server.url("postgres"))
+
+
+@pytest.fixture(scope="package")
 async def e2e_database(pg_server: PostgresServer) -> AsyncIterator[Database]:
     suffix = os.urandom(3).hex()
     name, role = f"shop_e2e_{suffix}", f"remediator_e2e_{suffix}"
-    admin = await asyncpg.connect(pg_server.url("postgres"))
+    admin = await _admin(pg_server)
     created_app_role = False
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -96,14 +102,20 @@ async def e2e_database(pg_server: PostgresServer) -> AsyncIterator[Database]:
             f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
         )
         await admin.execute(f"GRANT pg_signal_backend, pg_read_all_stats TO {role}")
-        url = pg_server.url(name)
+    finally:
+        await admin.close()
+    url = pg_server.url(name)
+    try:
         yield Database(name, url, _as_role(url, APP_ROLE), _as_role(url, role))
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f"DROP ROLE IF EXISTS {role}")
-        if created_app_role:
-            await admin.execute(f"DROP ROLE IF EXISTS {APP_ROLE}")
-        await admin.close()
+        admin = await _admin(pg_server)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
+            if created_app_role:
+                await admin.execute(f"DROP ROLE IF EXISTS {APP_ROLE}")
+        finally:
+            await admin.close()
 
 
 def _as_role(url: str, role: str) -> str:
@@ -213,7 +225,7 @@ def _service_env(tmp: Path, backends: Backends, sink: Sink) -> tuple[dict[str, s
     return env, port
 
 
-@pytest.fixture(scope="session", params=alertmanagers.VERSIONS, ids=lambda v: f"am-{v}")
+@pytest.fixture(scope="package", params=alertmanagers.VERSIONS, ids=lambda v: f"am-{v}")
 async def e2e_stack(
     request: pytest.FixtureRequest,
     control_plane: ControlPlane,
@@ -235,8 +247,11 @@ async def e2e_stack(
         client.execute_command("ACL", "SETUSER", QUEUE_USER, "reset", "on", f">{password}")
         client.execute_command("ACL", "SETUSER", QUEUE_USER, *QUEUE_ACL.split())
     store_db = f"remediator_e2e_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_server.url("postgres"))
-    await admin.execute(f'CREATE DATABASE "{store_db}"')
+    admin = await _admin(pg_server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{store_db}"')
+    finally:
+        await admin.close()
     kubeconfig = await _remediator_kubeconfig(control_plane, tmp / "kubeconfig")
     metrics, sink = MetricsEndpoint(), Sink()
     await metrics.start()
@@ -287,8 +302,11 @@ async def e2e_stack(
         await session.close()
         await metrics.close()
         await sink.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{store_db}" WITH (FORCE)')
-        await admin.close()
+        admin = await _admin(pg_server)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{store_db}" WITH (FORCE)')
+        finally:
+            await admin.close()
         with redis.Redis(host=redis_server.host, port=redis_server.port) as client:
             client.execute_command("ACL", "DELUSER", QUEUE_USER)
         shutil.rmtree(tmp, ignore_errors=True)
