@@ -23,7 +23,12 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.support.kube import ControlPlane, api_client_from_kubeconfig
-from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets, poll
+from tests.support.kube_fixtures import (
+    MakeDeployment,
+    owned_replica_sets,
+    wait_for_rollout_settled,
+)
+from tests.support.polling import eventually
 from tests.support.servers import server_missing
 from tests.unit.test_deploy_manifests import EXPECTED_PERMISSIONS
 
@@ -344,7 +349,9 @@ async def targets(admin: Any, installed: str) -> dict[str, str]:
         k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=names["configmap"]), data={"k": "v"}),
     )
     # rollout_undo needs a revision-1 ReplicaSet from the deployment controller.
-    await poll(lambda: owned_replica_sets(admin, TARGET_NS, names["deployment"]), timeout=60)
+    await eventually(
+        lambda: owned_replica_sets(admin, TARGET_NS, names["deployment"]), timeout_s=60
+    )
     return names
 
 
@@ -375,7 +382,7 @@ async def test_apply_succeeds_and_pods_pass_restricted_pod_security(
         ).items
         return list(items) if len(items) == 2 else []
 
-    created = await poll(pods, timeout=60)
+    created = await eventually(pods, timeout_s=60)
     for pod in created:
         assert pod.spec.service_account_name == SA
         assert pod.spec.containers[0].security_context.read_only_root_filesystem is True
@@ -491,6 +498,9 @@ async def test_scale_verbs(remediator: Any, targets: dict[str, str]) -> None:
 async def test_rollout_undo_verbs(remediator: Any, admin: Any, targets: dict[str, str]) -> None:
     apps = _api(k8s.AppsV1Api, remediator)
     name = targets["deployment"]
+    # Earlier tests changed this Deployment's template: the revision the patch's `test` names
+    # is the one the controller bumps for that, so read it once the controller has caught up.
+    await wait_for_rollout_settled(admin, TARGET_NS, name, timeout=60)
     dep = await apps.read_namespaced_deployment(name, TARGET_NS)
     selector = ",".join(f"{k}={v}" for k, v in dep.spec.selector.match_labels.items())
     replica_sets = (
@@ -719,7 +729,7 @@ async def test_extra_namespace_example_grants_the_new_namespace(
     async def granted() -> bool:
         return await _status(apps.read_namespaced_deployment(name, EXTRA_NS)) == 200
 
-    await poll(granted, timeout=30)
+    await eventually(granted, timeout_s=30)
     await apps.patch_namespaced_deployment(
         name, EXTRA_NS, restart, field_manager=FIELD_MANAGER, _content_type=STRATEGIC
     )
@@ -747,7 +757,7 @@ async def _deployment_with_two_revisions(admin: Any, name: str) -> None:
             ),
         ),
     )
-    await poll(lambda: owned_replica_sets(admin, TARGET_NS, name), timeout=60)
+    await eventually(lambda: owned_replica_sets(admin, TARGET_NS, name), timeout_s=60)
     await apps.patch_namespaced_deployment(
         name,
         TARGET_NS,
@@ -759,7 +769,7 @@ async def _deployment_with_two_revisions(admin: Any, name: str) -> None:
         owned = await owned_replica_sets(admin, TARGET_NS, name)
         return owned if len(owned) >= 2 else None
 
-    await poll(second_revision, timeout=60)
+    await eventually(second_revision, timeout_s=60)
 
 
 async def test_every_shipped_action_runs_with_the_service_account(
@@ -813,6 +823,10 @@ async def test_every_shipped_action_runs_with_the_service_account(
     clients = Clients({"kubernetes": remediator})
     for dry_run in (True, False):
         for name, target, raw in cases:
+            if name == "kubernetes.rollout_undo":
+                # The steps before it changed the template; undo binds the revision the
+                # controller bumps for that, so it waits until the controller has caught up.
+                await wait_for_rollout_settled(admin, TARGET_NS, dep, timeout=60)
             action = registry.get(name)
             params = registry.parse_params(name, raw)
             ctx = ActionContext(run_id=f"rbac-{dry_run}", dry_run=dry_run, clients=clients)

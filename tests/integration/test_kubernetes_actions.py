@@ -35,9 +35,9 @@ from tests.support.kube_fixtures import (
     MakeDeployment,
     owned_replica_sets,
     patch_deployment,
-    poll,
     wait_for_revision,
 )
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
 
@@ -562,12 +562,8 @@ async def test_delete_pod_removes_exactly_the_named_pod(
     assert result.outcome is Outcome.OK
     assert change.after == result.after == {"deleted": ["p2"]}
     assert result.before == {"pods": ["p2"]}
-    await poll(lambda: _is(pod_names(kube_admin, ns), {"p1", "p3"}))
+    await eventually(lambda: pod_names(kube_admin, ns), lambda names: names == {"p1", "p3"})
     assert (await action.run(ctx, target, DeletePod.Params())).outcome is Outcome.NOOP
-
-
-async def _is(names: Any, expected: set[str]) -> bool:
-    return bool(await names == expected)
 
 
 async def test_delete_pod_of_deployment_deletes_at_most_max_pods(
@@ -576,7 +572,9 @@ async def test_delete_pod_of_deployment_deletes_at_most_max_pods(
     ns = kube_namespace
     await make_deployment("web", replicas=3)
     await create_pod(kube_admin, ns, "stranger", {"app": "other"})
-    pods = await poll(lambda: _names_if(pod_names(kube_admin, ns, "app=web"), 3), timeout=30)
+    pods = await eventually(
+        lambda: pod_names(kube_admin, ns, "app=web"), lambda names: len(names) == 3, timeout_s=30
+    )
 
     result = await DeletePod().run(
         make_ctx(kube_admin), deployment(ns), DeletePod.Params(max_pods=2)
@@ -595,11 +593,6 @@ async def test_delete_pod_of_deployment_deletes_at_most_max_pods(
     )
     assert result.outcome is Outcome.NOOP
     assert "stranger" in await pod_names(kube_admin, ns)
-
-
-async def _names_if(names: Any, count: int) -> set[str] | None:
-    found: set[str] = await names
-    return found if len(found) == count else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import signal
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,6 +46,7 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from receiver.embedded.process import free_port
+from tests.support.polling import eventually_blocking
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "controlplane" / "build.sh"
@@ -610,27 +610,30 @@ class ControlPlane:
         ctx: ssl.SSLContext | None,
         ok: Callable[[bytes], bool],
     ) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last = "no answer yet"
-        while True:
+        def probe() -> str | None:
+            """None once ``url`` answers as ``ok`` wants, else what it answered."""
             for comp in self._components:
                 if comp.proc.poll() is not None:
                     self._fail(f"{comp.name} exited with code {comp.proc.returncode}")
             try:
                 with urllib.request.urlopen(url, timeout=5, context=ctx) as resp:  # noqa: S310
                     body = resp.read()
-                    if ok(body):
-                        return
-                    last = f"HTTP {resp.status}: {body[:300]!r}"
+                    return None if ok(body) else f"HTTP {resp.status}: {body[:300]!r}"
             except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
+                return f"HTTP {exc.code}: {exc.read()[:300]!r}"
             except (OSError, ssl.SSLError) as exc:
-                last = repr(exc)
-            if time.monotonic() > deadline:
-                self._fail(
-                    f"{name} not ready at {url} within {self.start_timeout:.0f}s (last: {last})"
-                )
-            time.sleep(0.25)
+                return repr(exc)
+
+        try:
+            eventually_blocking(
+                probe,
+                lambda answer: answer is None,
+                timeout_s=self.start_timeout,
+                interval_s=0.25,
+                what=f"{name} ready at {url}",
+            )
+        except AssertionError as exc:
+            self._fail(str(exc))
 
     def _fail(self, message: str) -> None:
         parts = [message]
