@@ -8,9 +8,7 @@ an operator's retry puts it back (and it succeeds once the cause is gone), a dro
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -28,6 +26,7 @@ from receiver.store import (
     StoreUnavailable,
 )
 from receiver.worker import Worker
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -39,18 +38,6 @@ def event(
     status: Status = Status.FIRING, fp: str = FP, starts: str = "2024-05-01T10:00:00Z"
 ) -> NewEvent:
     return NewEvent(fingerprint=fp, starts_at=starts, status=status, labels={"alertname": "Poison"})
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout_s: float = 15.0) -> Any:
-    """Poll ``check`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout_s}s")
-        await asyncio.sleep(0.02)
 
 
 async def audit_rows(store: Store, kind: str) -> list[dict[str, Any]]:
@@ -118,7 +105,7 @@ async def test_an_event_that_keeps_failing_ends_dead_and_its_alert_goes_on(
     process = Process(lambda e: e.status is Status.FIRING)
     await workers(process)
 
-    await until(lambda: _is(store, resolved_id["id"], "done"))
+    await eventually(lambda: _is(store, resolved_id["id"], "done"), timeout_s=15)
     row = await store.get_event(firing_id["id"])
     assert row is not None
     assert (row["state"], row["failures"], row["attempts"]) == ("dead", 3, 3)
@@ -162,7 +149,7 @@ async def test_waiting_is_not_failing(
     await store.insert_events([event()])
     [row], _ = await store.list_events()
     await workers(process, max_attempts=1, backoff_base_s=0.001)
-    await until(lambda: _is(store, row["id"], "done"))
+    await eventually(lambda: _is(store, row["id"], "done"), timeout_s=15)
     done = await store.get_event(row["id"])
     assert done is not None
     assert (done["attempts"], done["failures"]) == (5, 0)
@@ -177,14 +164,14 @@ async def test_a_worker_that_died_holding_an_event_counts_as_a_failure(
     async def reclaimed_after_the_lease() -> list[Any]:
         return await store.claim_events("second", 1, lease_s=0.1)
 
-    [again] = await until(reclaimed_after_the_lease)
+    [again] = await eventually(reclaimed_after_the_lease, timeout_s=15)
     assert (again.event.id, again.attempts, again.failures) == (claimed.event.id, 2, 1)
     assert again.last_error == "lease expired: doomed stopped holding it before it was settled"
 
     # With one attempt allowed, the next worker does not hand it to the pipeline again.
     process = Process(lambda e: False)
     await workers(process, max_attempts=2)
-    await until(lambda: _is(store, claimed.event.id, "dead"))
+    await eventually(lambda: _is(store, claimed.event.id, "dead"), timeout_s=15)
     assert process.seen == []
     row = await store.get_event(claimed.event.id)
     assert row is not None
@@ -200,12 +187,12 @@ async def test_retry_puts_a_dead_event_back_and_it_succeeds_once_the_cause_is_go
     await store.insert_events([event()])
     [row], _ = await store.list_events()
     await workers(process, max_attempts=2)
-    await until(lambda: _is(store, row["id"], "dead"))
+    await eventually(lambda: _is(store, row["id"], "dead"), timeout_s=15)
 
     broken[0] = False
     retried = await store.retry_item("event", row["id"], actor="ops", reason="cause fixed")
     assert (retried["state"], retried["attempts"], retried["failures"]) == ("pending", 0, 0)
-    await until(lambda: _is(store, row["id"], "done"))
+    await eventually(lambda: _is(store, row["id"], "done"), timeout_s=15)
     assert len(process.seen) == 3  # two failures, then the retried attempt
     [audit] = await audit_rows(store, "event.retry")
     assert audit["fingerprint"] == FP
@@ -291,7 +278,7 @@ async def test_a_job_that_keeps_failing_ends_dead_and_frees_its_slot(
         job = await store.get_job(job_id)
         return job is not None and job["state"] == "dead"
 
-    await until(dead)
+    await eventually(dead, timeout_s=15)
     job = await store.get_job(job_id)
     assert job is not None
     assert (job["failures"], job["last_error"]) == (2, "RuntimeError: resume failed")
@@ -314,7 +301,7 @@ async def test_a_job_that_keeps_failing_ends_dead_and_frees_its_slot(
         job = await store.get_job(job_id)
         return job is not None and job["state"] == "done"
 
-    await until(done)
+    await eventually(done, timeout_s=15)
     assert [a["data"]["job_id"] for a in await audit_rows(store, "job.retry")] == [job_id]
     assert [a["run_id"] for a in await audit_rows(store, "job.drop")] == [run_id]
 
@@ -337,7 +324,7 @@ async def test_a_delay_the_pipeline_asks_for_is_honoured_beyond_the_backoff(
         found = await store.get_event(row["id"])
         return found if found and found["state"] == "pending" and found["attempts"] else None
 
-    waiting = await until(released)
+    waiting = await eventually(released, timeout_s=15)
     wait_s = (waiting["not_before"] - await store.server_now()).total_seconds()
     assert 7100 < wait_s <= 7200
     assert (waiting["failures"], waiting["last_error"]) == (0, "cooldown until 12:00")
@@ -351,7 +338,7 @@ async def test_a_job_whose_worker_died_counts_a_failure(store: Store) -> None:
     async def reclaimed() -> list[ClaimedJob]:
         return await store.claim_jobs("second", 1, lease_s=60)
 
-    [again] = await until(reclaimed)
+    [again] = await eventually(reclaimed, timeout_s=15)
     assert (again.id, again.attempts, again.failures) == (first.id, 2, 1)
     assert again.last_error == "lease expired: doomed stopped holding it before it was settled"
     assert await store.fail_job(again.id, "second", "boom", delay_s=0, max_failures=2) == "dead"
