@@ -12,31 +12,15 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from receiver.model import AlertEvent, RunOutcome, Status, Target
+from receiver.model import RunOutcome
 from receiver.store import WORK_CHANNEL, ClaimedJob, JobKind, Store
+from tests.support.events import new_run
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.postgres
 
 RESUME = JobKind.RESUME_RUN
 DEADLINE = JobKind.VERIFY_DEADLINE
-
-
-async def new_run(store: Store, i: int = 0) -> str:
-    """A run of its own alert episode (fingerprint from ``i``)."""
-    event = AlertEvent(
-        id=i + 1,
-        fingerprint=f"{i:016x}",
-        starts_at="2024-05-01T10:00:00Z",
-        status=Status.FIRING,
-        labels={"alertname": "QueueBacklog"},
-        annotations={},
-    )
-    run_id = await store.create_run(
-        rule="r", event=event, target=Target("Deployment", "shop", f"w{i}"), dry_run=True
-    )
-    assert run_id is not None
-    return run_id
 
 
 async def open_jobs(store: Store) -> list[dict[str, object]]:
