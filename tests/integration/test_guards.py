@@ -365,11 +365,11 @@ async def test_scripts_are_reloaded_after_script_flush(
 
 
 async def test_fails_closed_while_redis_is_down_and_recovers(
-    redis_server: RedisServer, make_guards: MakeGuards
+    redis_controlled: RedisServer, make_guards: MakeGuards
 ) -> None:
     guards = make_guards(timeout_s=3)
     await admit_and_release(guards, request())
-    redis_server.stop()
+    redis_controlled.stop()
     try:
         with pytest.raises(GuardUnavailable):
             await guards.admit(request(rule="while-down"))
@@ -382,23 +382,23 @@ async def test_fails_closed_while_redis_is_down_and_recovers(
         with pytest.raises(GuardUnavailable):
             await guards.status()
     finally:
-        redis_server.start()
+        redis_controlled.start()
     # A fresh server: no cached scripts, no state. EVALSHA falls back to loading them.
     await guards.ping()
     await admit_and_release(guards, request(rule="after-restart"))
 
 
 async def test_fails_closed_when_redis_hangs_and_a_retry_of_the_run_passes(
-    redis_server: RedisServer, make_guards: MakeGuards
+    redis_controlled: RedisServer, make_guards: MakeGuards
 ) -> None:
     guards = make_guards(timeout_s=0.5)
     req = request(cooldown_s=60, max_runs=1, max_runs_per_s=60)
-    redis_server.freeze()
+    redis_controlled.freeze()
     try:
         with pytest.raises(GuardUnavailable):
             await guards.admit(req)
     finally:
-        redis_server.thaw()
+        redis_controlled.thaw()
     # The timed-out script may still have run once the server woke up. Retrying the same run
     # is not refused by its own cooldown, rate slot, budget slot or lock.
     again = await guards.admit(req)
