@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.polling import eventually
 from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, stop
 
 
@@ -53,13 +54,11 @@ async def test_serve_on_the_embedded_default_end_to_end(serve: ServeFactory) -> 
         async with session.post(f"{served.url}/api/v1/alerts", data=body, headers=auth) as resp:
             assert await resp.json() == {"accepted": 0, "duplicates": 1}
 
-        deadline = time.monotonic() + 30
-        runs: list[dict[str, object]] = []
-        while time.monotonic() < deadline:
-            runs = await _runs(session, served)
-            if runs and runs[0]["outcome"] not in ("pending", "running"):
-                break
-            await asyncio.sleep(0.1)
+        runs = await eventually(
+            lambda: _runs(session, served),
+            lambda runs: bool(runs) and runs[0]["outcome"] not in ("pending", "running"),
+            timeout_s=30,
+        )
         assert len(runs) == 1
         assert runs[0]["outcome"] == "dry_run"
         assert runs[0]["target"] == {"kind": "Deployment", "namespace": "demo", "name": "web"}
@@ -97,12 +96,11 @@ async def test_serve_on_the_embedded_default_end_to_end(serve: ServeFactory) -> 
             f"{again.url}/api/v1/alerts", data=json.dumps(other), headers=headers
         ) as r:
             assert await r.json() == {"accepted": 1, "duplicates": 0}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            refused = [r for r in await _runs(session, again) if r["outcome"] == "refused"]
-            if refused:
-                break
-            await asyncio.sleep(0.1)
+
+        async def refused_runs() -> list[dict[str, object]]:
+            return [r for r in await _runs(session, again) if r["outcome"] == "refused"]
+
+        refused = await eventually(refused_runs, timeout_s=30)
         assert len(refused) == 1
         assert refused[0]["refusal_guard"] == "pause"
         assert "change freeze" in str(refused[0]["refusal_reason"])

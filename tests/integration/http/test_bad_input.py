@@ -30,6 +30,7 @@ from receiver.intake import Intake
 from receiver.store import NewEvent, Store
 from receiver.telemetry import Metrics
 from tests.support.http import AUTH, TOKEN, AiohttpClient, Client, MakeClient
+from tests.support.polling import current, eventually
 from tests.support.postgres import PostgresServer, StopMode
 from tests.support.rawhttp import exchange, status_of
 
@@ -311,13 +312,10 @@ async def test_postgres_going_away_mid_flight_is_503_never_500(
 
     senders = [asyncio.create_task(sender(k)) for k in range(8)]
     try:
-        async with asyncio.timeout(30):
-            while len(acked) < 50:
-                await asyncio.sleep(0.01)
-            stopping = asyncio.create_task(asyncio.to_thread(pg_controlled.stop, mode))
-            while 503 not in statuses:
-                await asyncio.sleep(0.01)
-            await stopping
+        await eventually(current(lambda: len(acked)), lambda n: n >= 50, timeout_s=30)
+        stopping = asyncio.create_task(asyncio.to_thread(pg_controlled.stop, mode))
+        await eventually(current(lambda: 503 in statuses), timeout_s=30)
+        await asyncio.wait_for(stopping, 30)
     finally:
         done.set()
         await asyncio.gather(*senders, return_exceptions=True)
