@@ -17,27 +17,24 @@ Alertmanager's and the receiver's logs are printed when a test fails.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import secrets
 import shutil
 import signal
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
 import yaml
 
 from receiver.embedded.process import free_port
+from tests.support.polling import eventually
+from tests.support.served import env_for, launch
 from tests.support.servers import server_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -92,6 +89,9 @@ class Processes:
 
     tmp: Path
     token_file: Path
+    # The receivers' data (embedded PostgreSQL among it), outside pytest's tmp_path: see
+    # tests/support/served.py's embedded_dir for why.
+    data: Path
     receivers: list[Receiver] = field(default_factory=list)
     alertmanagers: list[Alertmanager] = field(default_factory=list)
 
@@ -102,46 +102,10 @@ class Processes:
     def start_receiver(
         self, data_dir: Path, port: int = 0, settings: dict[str, str] | None = None
     ) -> Receiver:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
-        env.pop("KUBECONFIG", None)
-        home = data_dir.parent / "home"  # no ~/.kube/config: the service must choose dry-run
-        home.mkdir(parents=True, exist_ok=True)
-        env.update(
-            REMEDIATOR_DATA_DIR=str(data_dir),
-            REMEDIATOR_RULES_DIR=str(ROOT / "rules"),
-            REMEDIATOR_WEBHOOK_TOKEN_FILE=str(self.token_file),
-            REMEDIATOR_LOG_FORMAT="json",
-            HOME=str(home),
-        )
-        env.update(settings or {})
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        output: list[str] = []
-        url: list[str] = []
-        found = threading.Event()
-
-        def pump(stream: IO[str]) -> None:
-            for line in stream:
-                output.append(line)
-                m = re.search(r"listening on (http://\S+)", line)
-                if m and not url:
-                    url.append(m.group(1).rstrip("/"))
-                    found.set()
-            found.set()  # the process ended
-
-        assert proc.stdout is not None
-        threading.Thread(target=pump, args=(proc.stdout,), daemon=True).start()
-        receiver = Receiver(proc, "", output)
+        env = env_for(data_dir) | {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(self.token_file)}
+        proc, url, output = launch(env | (settings or {}), port=port)
+        receiver = Receiver(proc, url, output)
         self.receivers.append(receiver)
-        if not found.wait(120) or not url:
-            pytest.fail("remediator serve did not start:\n" + "".join(output[-60:]))
-        receiver.url = url[0]
         receiver.operator = (data_dir / "operator-token").read_text().strip()
         return receiver
 
@@ -211,12 +175,12 @@ def _test_config(receiver_url: str, token_file: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
+def processes(tmp_path: Path, embedded_dir: Path) -> Iterator[Processes]:
     _alertmanager_binary()  # skip (or fail in CI) before starting anything
     token_file = tmp_path / "remediator-token"
     token_file.write_text(secrets.token_urlsafe(32) + "\n")
     token_file.chmod(0o600)
-    procs = Processes(tmp_path, token_file)
+    procs = Processes(tmp_path, token_file, embedded_dir)
     try:
         yield procs
     finally:
@@ -224,16 +188,12 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 
 async def _until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something other than None, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = await probe()
-        if last is not None:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.2)
+    """The first value of ``probe`` other than None, within ``timeout`` seconds."""
+    found = await eventually(
+        probe, lambda value: value is not None, timeout_s=timeout, interval_s=0.2, what=what
+    )
+    assert found is not None
+    return found
 
 
 async def _ready(session: aiohttp.ClientSession, am: Alertmanager) -> None:
@@ -295,7 +255,7 @@ def _check_run(run: dict[str, Any]) -> None:
 async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
     processes: Processes,
 ) -> None:
-    receiver = processes.start_receiver(processes.tmp / "data")
+    receiver = processes.start_receiver(processes.data)
     ams = [processes.start_alertmanager(name, receiver.url) for name in ("am-a", "am-b")]
     starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
 
@@ -363,7 +323,7 @@ async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
 async def test_deliveries_while_the_receiver_is_down_arrive_when_it_is_back(
     processes: Processes,
 ) -> None:
-    data_dir = processes.tmp / "data"
+    data_dir = processes.data
     port = free_port()
     first = processes.start_receiver(data_dir, port)
     assert first.url == f"http://127.0.0.1:{port}"
@@ -413,7 +373,7 @@ async def test_a_refire_with_the_same_starts_at_is_a_new_occurrence(processes: P
     # A window of 0: with one Alertmanager there is no late copy to tell apart, and the test
     # need not wait out the default 5m30s.
     receiver = processes.start_receiver(
-        processes.tmp / "data", settings={"REMEDIATOR_LATE_DELIVERY_WINDOW": "0s"}
+        processes.data, settings={"REMEDIATOR_LATE_DELIVERY_WINDOW": "0s"}
     )
     am = processes.start_alertmanager("am", receiver.url)
     starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
