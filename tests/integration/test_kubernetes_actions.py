@@ -16,7 +16,6 @@ from remediations.base import (
     ActionRefused,
     Clients,
     Outcome,
-    ParamsError,
 )
 from remediations.kubernetes.api import RUN_ID_ANNOTATION
 from remediations.kubernetes.catalog import ACTIONS
@@ -693,26 +692,3 @@ async def test_forbidden_names_verb_and_resource(
             await Scale().run(make_ctx(nobody), deployment(ns), Scale.Params(replicas=2, max=3))
     finally:
         await nobody.close()
-
-
-async def test_no_client_is_refused() -> None:
-    ctx = ActionContext(run_id="r", dry_run=True, clients=Clients())
-    with pytest.raises(ActionRefused, match="no Kubernetes credentials"):
-        await RolloutRestart().preview(ctx, deployment("x"), RolloutRestart.Params())
-
-
-@pytest.mark.parametrize(
-    ("name", "raw"),
-    [
-        ("kubernetes.rollout_restart", {"force": True}),
-        ("kubernetes.scale", {"replicas": 2}),
-        ("kubernetes.scale", {"replicas": 2, "delta": 1, "max": 4}),
-        ("kubernetes.set_resources", {"container": "app", "memory_limit": {"factor": 2}}),
-        ("kubernetes.set_env", {"container": "app", "name": "1BAD", "value": "x"}),
-        ("kubernetes.rollout_undo", {"to_revision": 0}),
-        ("kubernetes.delete_pod", {"max_pods": 11}),
-    ],
-)
-def test_invalid_params_raise_params_error(name: str, raw: dict[str, Any]) -> None:
-    with pytest.raises(ParamsError, match=f"invalid params for {name}"):
-        default_registry().parse_params(name, raw)

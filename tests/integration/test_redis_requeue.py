@@ -270,14 +270,3 @@ async def test_a_missing_group_is_a_refusal_naming_it(queues: RedisQueues) -> No
     await queues.client.xadd("events", {"n": "1"})
     with pytest.raises(ActionRefused, match="NOGROUP"):
         await RequeueDeadLetters().run(ctx(queues), target("events"), params(3))
-
-
-def test_specs_refuse_keys_that_do_not_fit_the_layout() -> None:
-    with pytest.raises(ValueError, match="dead_letter_key"):
-        QueueSpec(Layout.LIST, "q")
-    with pytest.raises(ValueError, match="differ"):
-        QueueSpec(Layout.LIST, "q", "q")
-    with pytest.raises(ValueError, match="group"):
-        QueueSpec(Layout.STREAM, "s")
-    with pytest.raises(ValueError, match="fixed"):
-        QueueSpec(Layout.CELERY, "celery", "dead", push=End.RIGHT)

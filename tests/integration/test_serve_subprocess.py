@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -107,11 +108,12 @@ async def test_serve_on_the_embedded_default_end_to_end(serve: ServeFactory) -> 
     assert stop(again) == 0
 
 
-def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
+def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path, embedded_dir: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "bad.yaml").write_text("rules:\n  - name: x\n    match: ['alertname=~\"(\"']\n")
-    env = env_for(tmp_path / "data") | {"REMEDIATOR_RULES_DIR": str(rules)}
+    # The data directory outside pytest's tmp_path, as wherever PostgreSQL could be started.
+    env = env_for(embedded_dir) | {"REMEDIATOR_RULES_DIR": str(rules)}
     proc = subprocess.run(
         [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
         env=env,
@@ -122,6 +124,24 @@ def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "bad.yaml:" in proc.stderr
+
+
+def test_serve_refuses_to_start_open_and_says_how_to_fix_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    env |= {
+        "REMEDIATOR_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x",
+        "REMEDIATOR_REDIS_URL": "redis://127.0.0.1:1/0",
+        "REMEDIATOR_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "no webhook authentication is configured" in proc.stderr
 
 
 async def test_serve_with_the_default_relative_data_dir_as_make_run_does(
