@@ -21,7 +21,6 @@ import structlog
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from receiver.alertmanager import fingerprint
 from receiver.config import Settings
 from receiver.http.alerts import ALERTS_PATH
 from receiver.http.app import create_app
@@ -30,6 +29,7 @@ from receiver.intake import Intake
 from receiver.store import NewEvent, Store
 from receiver.telemetry import Metrics
 from tests.support.http import AUTH, TOKEN, AiohttpClient, Client, MakeClient
+from tests.support.payloads import alert, notification_body
 from tests.support.polling import current, eventually
 from tests.support.postgres import PostgresServer, StopMode
 from tests.support.rawhttp import exchange, status_of
@@ -39,36 +39,19 @@ pytestmark = [pytest.mark.postgres]
 REPLACEMENT = "\ufffd"
 
 
-def _alert(pod: str, **overrides: Any) -> dict[str, Any]:
-    labels = {"alertname": "KubePodNotReady", "namespace": "other", "pod": pod}
-    alert = {
-        "status": "firing",
-        "labels": labels,
-        "annotations": {"summary": f"secret-of-{pod}"},
-        "startsAt": "2026-11-30T02:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prometheus.example:9090/graph?g0.expr=x",
-        "fingerprint": fingerprint(labels),
-    }
-    alert.update(overrides)
-    return alert
+def _alert(pod: str, **raw: Any) -> dict[str, Any]:
+    """An alert of pod ``pod``; ``raw`` replaces keys as sent."""
+    return alert(
+        {"alertname": "KubePodNotReady", "namespace": "other", "pod": pod},
+        starts_at="2026-11-30T02:00:00Z",
+        annotations={"summary": f"secret-of-{pod}"},
+        generator_url="http://prometheus.example:9090/graph?g0.expr=x",
+        raw=raw,
+    )
 
 
-def _note(*alerts: dict[str, Any], **top: Any) -> dict[str, Any]:
-    body = {
-        "version": "4",
-        "groupKey": '{}:{alertname="KubePodNotReady"}',
-        "status": "firing",
-        "receiver": "remediator",
-        "groupLabels": {"alertname": "KubePodNotReady"},
-        "commonLabels": {"alertname": "KubePodNotReady"},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.example:9093",
-        "alerts": list(alerts),
-        "truncatedAlerts": 0,
-    }
-    body.update(top)
-    return body
+def _note(*alerts: dict[str, Any], **raw: Any) -> dict[str, Any]:
+    return notification_body(*alerts, external_url="http://alertmanager.example:9093", raw=raw)
 
 
 async def _post(client: Client, body: dict[str, Any]) -> tuple[int, Any]:
