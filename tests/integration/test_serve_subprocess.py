@@ -3,20 +3,18 @@ Redis from wheels, dry-run with no cluster), driven over HTTP, stopped and start
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
 
 from tests.support.polling import eventually
-from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, stop
+from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, launch, stop
 
 
 async def _runs(session: aiohttp.ClientSession, served: Served) -> list[dict[str, object]]:
@@ -150,27 +148,8 @@ async def test_serve_with_the_default_relative_data_dir_as_make_run_does(
     cwd = embedded_dir.parent
     env = env_for(embedded_dir)
     del env["REMEDIATOR_DATA_DIR"]  # the default, ".data", relative to where it runs
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-        env=env,
-        cwd=cwd,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    lines: list[str] = []
+    proc, url, _ = launch(env, cwd=cwd)
     try:
-        assert proc.stdout is not None
-        url = ""
-        deadline = time.monotonic() + 120
-        while not url and time.monotonic() < deadline:
-            line = await asyncio.to_thread(proc.stdout.readline)
-            if not line:
-                break
-            lines.append(line)
-            if m := re.search(r"listening on (http://\S+)", line):
-                url = m.group(1)
-        assert url, "".join(lines[-30:])
         async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as resp:
             assert resp.status == 200
         assert (cwd / ".data" / "webhook-token").is_file()

@@ -47,6 +47,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from receiver.embedded.process import free_port
 from tests.support.polling import eventually_blocking
+from tests.support.tools import ToolUnavailable, built_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "controlplane" / "build.sh"
@@ -78,26 +79,10 @@ def find_binaries(build_timeout: float = 3600.0) -> Path:
     Uses ``$REMEDIATOR_CONTROLPLANE_BIN`` if set, else runs ``hack/controlplane/build.sh``
     (seconds when cached; 10-25 minutes cold on 2 cores). Build progress goes to stderr.
     """
-    env_dir = os.environ.get(BIN_ENV)
-    if env_dir:
-        bin_dir = Path(env_dir)
-    else:
-        try:
-            proc = subprocess.run(
-                ["bash", str(BUILD_SCRIPT)],
-                stdout=subprocess.PIPE,
-                text=True,
-                timeout=build_timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ControlPlaneError(f"{BUILD_SCRIPT} did not finish in {build_timeout}s") from exc
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            raise ControlPlaneError(
-                f"{BUILD_SCRIPT} failed with exit code {proc.returncode}; see its stderr above"
-            )
-        bin_dir = Path(lines[-1])
+    try:
+        bin_dir = built_tool(BIN_ENV, BUILD_SCRIPT, timeout_s=build_timeout)
+    except ToolUnavailable as exc:
+        raise ControlPlaneError(str(exc)) from exc
     missing = [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
     if missing:
         raise ControlPlaneError(f"{bin_dir} lacks executable(s) {', '.join(missing)}")

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.support.servers import server_missing
+from tests.support.tools import ToolUnavailable, built_tool
 
 __all__ = ["REPO", "Doc", "kubectl", "one", "parse", "render", "run_kubectl"]
 
@@ -29,26 +30,11 @@ Doc = dict[str, Any]
 @pytest.fixture(scope="session")
 def kubectl() -> Path:
     """kubectl v1.36.3: ``$REMEDIATOR_KUBECTL``, else hack/kubectl/build.sh (cached after once)."""
-    override = os.environ.get(KUBECTL_ENV)
-    if override:
-        path = Path(override)
-    else:
-        try:
-            proc = subprocess.run(
-                ["bash", str(KUBECTL_BUILD)],
-                stdout=subprocess.PIPE,
-                text=True,
-                timeout=1800,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            print(f"{KUBECTL_BUILD}: {exc}")
-            server_missing("kubectl (hack/kubectl/build.sh)")
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            print(f"{KUBECTL_BUILD} exited {proc.returncode}; see its stderr")
-            server_missing("kubectl (hack/kubectl/build.sh)")
-        path = Path(lines[-1])
+    try:
+        path = built_tool(KUBECTL_ENV, KUBECTL_BUILD, timeout_s=1800)
+    except ToolUnavailable as exc:
+        print(exc)  # the reason, in the captured output
+        server_missing("kubectl (hack/kubectl/build.sh)")
     if not os.access(path, os.X_OK):
         server_missing(f"kubectl at {path}")
     return path

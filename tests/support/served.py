@@ -62,7 +62,7 @@ ServeFactory = Callable[[], Served]
 
 
 def launch(
-    env: dict[str, str], *, port: int = 0, timeout_s: float = 120.0
+    env: dict[str, str], *, port: int = 0, cwd: Path = ROOT, timeout_s: float = 120.0
 ) -> tuple[subprocess.Popen[str], str, list[str]]:
     """Start ``remediator serve --port {port}`` (0: any free one) and wait for its banner:
     the process, its URL (no trailing slash) and its output so far (a thread keeps reading).
@@ -71,7 +71,7 @@ def launch(
     proc = subprocess.Popen(
         [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)],
         env=env,
-        cwd=ROOT,
+        cwd=cwd,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
