@@ -127,5 +127,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    if nextitem is None:
+        # The session's last teardown also finishes the session's fixtures (the servers other
+        # folders' tests started), which may well connect to them: not this test's doing.
+        return (yield)
     return (yield from _guarded_phase(item))
