@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from receiver.embedded.process import free_port
-from tests.support.polling import eventually
+from tests.support.polling import eventually_not_none
 from tests.support.served import env_for, launch
 from tests.support.servers import server_missing
 
@@ -189,11 +189,7 @@ def processes(tmp_path: Path, embedded_dir: Path) -> Iterator[Processes]:
 
 async def _until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:
     """The first value of ``probe`` other than None, within ``timeout`` seconds."""
-    found = await eventually(
-        probe, lambda value: value is not None, timeout_s=timeout, interval_s=0.2, what=what
-    )
-    assert found is not None
-    return found
+    return await eventually_not_none(probe, timeout_s=timeout, interval_s=0.2, what=what)
 
 
 async def _ready(session: aiohttp.ClientSession, am: Alertmanager) -> None:

@@ -26,7 +26,7 @@ from receiver.store import (
 )
 from receiver.worker import Worker
 from tests.support.events import fingerprint_of, new_event, new_run
-from tests.support.polling import eventually
+from tests.support.polling import eventually, eventually_not_none
 
 pytestmark = pytest.mark.postgres
 
@@ -308,7 +308,7 @@ async def test_a_delay_the_pipeline_asks_for_is_honoured_beyond_the_backoff(
         found = await store.get_event(row["id"])
         return found if found and found["state"] == "pending" and found["attempts"] else None
 
-    waiting = await eventually(released, timeout_s=15)
+    waiting = await eventually_not_none(released, timeout_s=15)
     wait_s = (waiting["not_before"] - await store.server_now()).total_seconds()
     assert 7100 < wait_s <= 7200
     assert (waiting["failures"], waiting["last_error"]) == (0, "cooldown until 12:00")

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.polling import current, eventually
+from tests.support.polling import current, eventually_not_none
 from tests.support.servers import server_missing
 
 __all__ = ["Page", "browser"]
@@ -125,14 +125,9 @@ async def _port(profile: Path, process: subprocess.Popen[bytes]) -> int:
             return int(marker.read_text().splitlines()[0])
         return None
 
-    found = await eventually(
-        current(port),
-        lambda value: value is not None,
-        timeout_s=START_TIMEOUT_S,
-        what="chromium's debugging port",
+    return await eventually_not_none(
+        current(port), timeout_s=START_TIMEOUT_S, what="chromium's debugging port"
     )
-    assert found is not None
-    return found
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["current", "eventually", "eventually_blocking"]
+__all__ = ["current", "eventually", "eventually_blocking", "eventually_not_none"]
 
 T = TypeVar("T")
 
@@ -58,6 +58,25 @@ async def eventually(
             return value
         deadline.check(value)
         await asyncio.sleep(interval_s)
+
+
+async def eventually_not_none(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    timeout_s: float = 10.0,
+    interval_s: float = 0.05,
+    what: str = "a value",
+) -> T:
+    """The first value of ``probe()`` that is not None (a lookup that finds nothing yet)."""
+    found = await eventually(
+        probe,
+        lambda value: value is not None,
+        timeout_s=timeout_s,
+        interval_s=interval_s,
+        what=what,
+    )
+    assert found is not None
+    return found
 
 
 def eventually_blocking(
