@@ -20,22 +20,15 @@ Alertmanager's and the receiver's logs are printed when a test fails.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -43,10 +36,11 @@ import pytest
 from receiver.embedded.process import free_port
 from tests.support import alertmanagers
 from tests.support.alertmanagers import Alertmanager
+from tests.support.polling import eventually_not_none
+from tests.support.served import env_for, launch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
-ROOT = Path(__file__).resolve().parents[2]
 LABELS = {
     "alertname": "HighMemoryUsage",
     "namespace": "demo",
@@ -80,6 +74,9 @@ class Processes:
     tmp: Path
     token_file: Path
     version: str  # of Alertmanager: one of alertmanagers.VERSIONS
+    # The receivers' data (embedded PostgreSQL among it), outside pytest's tmp_path: see
+    # tests/support/served.py's embedded_dir for why.
+    data: Path
     receivers: list[Receiver] = field(default_factory=list)
     alertmanagers: list[Alertmanager] = field(default_factory=list)
 
@@ -90,46 +87,10 @@ class Processes:
     def start_receiver(
         self, data_dir: Path, port: int = 0, settings: dict[str, str] | None = None
     ) -> Receiver:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
-        env.pop("KUBECONFIG", None)
-        home = data_dir.parent / "home"  # no ~/.kube/config: the service must choose dry-run
-        home.mkdir(parents=True, exist_ok=True)
-        env.update(
-            REMEDIATOR_DATA_DIR=str(data_dir),
-            REMEDIATOR_RULES_DIR=str(ROOT / "rules"),
-            REMEDIATOR_WEBHOOK_TOKEN_FILE=str(self.token_file),
-            REMEDIATOR_LOG_FORMAT="json",
-            HOME=str(home),
-        )
-        env.update(settings or {})
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        output: list[str] = []
-        url: list[str] = []
-        found = threading.Event()
-
-        def pump(stream: IO[str]) -> None:
-            for line in stream:
-                output.append(line)
-                m = re.search(r"listening on (http://\S+)", line)
-                if m and not url:
-                    url.append(m.group(1).rstrip("/"))
-                    found.set()
-            found.set()  # the process ended
-
-        assert proc.stdout is not None
-        threading.Thread(target=pump, args=(proc.stdout,), daemon=True).start()
-        receiver = Receiver(proc, "", output)
+        env = env_for(data_dir) | {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(self.token_file)}
+        proc, url, output = launch(env | (settings or {}), port=port)
+        receiver = Receiver(proc, url, output)
         self.receivers.append(receiver)
-        if not found.wait(120) or not url:
-            pytest.fail("remediator serve did not start:\n" + "".join(output[-60:]))
-        receiver.url = url[0]
         receiver.operator = (data_dir / "operator-token").read_text().strip()
         return receiver
 
@@ -161,35 +122,24 @@ class Processes:
 
 
 @pytest.fixture(params=alertmanagers.VERSIONS, ids=lambda v: f"am-{v}")
-def processes(request: pytest.FixtureRequest) -> Iterator[Processes]:
+def processes(
+    request: pytest.FixtureRequest, tmp_path: Path, embedded_dir: Path
+) -> Iterator[Processes]:
     version: str = request.param
     alertmanagers.alertmanager_binary(version)  # skip (or fail in CI) before starting anything
-    # Outside pytest's tmp_path: the embedded PostgreSQL runs as an unprivileged account that
-    # must traverse every parent, and a pytest session starting meanwhile (another one on the
-    # machine) takes that right away from /tmp/pytest-of-root (tests/support/served.py).
-    tmp = Path(tempfile.mkdtemp(prefix="remediator-delivery-"))
-    token_file = tmp / "remediator-token"
+    token_file = tmp_path / "remediator-token"
     token_file.write_text(secrets.token_urlsafe(32) + "\n")
     token_file.chmod(0o600)
-    procs = Processes(tmp, token_file, version)
+    procs = Processes(tmp_path, token_file, version, embedded_dir)
     try:
         yield procs
     finally:
         procs.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def _until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something other than None, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = await probe()
-        if last is not None:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.2)
+    """The first value of ``probe`` other than None, within ``timeout`` seconds."""
+    return await eventually_not_none(probe, timeout_s=timeout, interval_s=0.2, what=what)
 
 
 async def _post_alert(
@@ -238,7 +188,7 @@ def _check_run(run: dict[str, Any]) -> None:
 async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
     processes: Processes,
 ) -> None:
-    receiver = processes.start_receiver(processes.tmp / "data")
+    receiver = processes.start_receiver(processes.data)
     ams = [processes.start_alertmanager(name, receiver.url) for name in ("am-a", "am-b")]
     starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
 
@@ -306,7 +256,7 @@ async def test_duplicates_from_two_alertmanagers_and_repeats_make_one_run(
 async def test_deliveries_while_the_receiver_is_down_arrive_when_it_is_back(
     processes: Processes,
 ) -> None:
-    data_dir = processes.tmp / "data"
+    data_dir = processes.data
     port = free_port()
     first = processes.start_receiver(data_dir, port)
     assert first.url == f"http://127.0.0.1:{port}"
@@ -356,7 +306,7 @@ async def test_a_refire_with_the_same_starts_at_is_a_new_occurrence(processes: P
     # A window of 0: with one Alertmanager there is no late copy to tell apart, and the test
     # need not wait out the default 5m30s.
     receiver = processes.start_receiver(
-        processes.tmp / "data", settings={"REMEDIATOR_LATE_DELIVERY_WINDOW": "0s"}
+        processes.data, settings={"REMEDIATOR_LATE_DELIVERY_WINDOW": "0s"}
     )
     am = processes.start_alertmanager("am", receiver.url)
     starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.support.kube import ControlPlane, api_client_from_kubeconfig
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
 
@@ -55,33 +54,31 @@ async def test_deployment_controller_creates_revisioned_replicaset(
         dep_uid = dep.metadata.uid
         assert dep_uid
 
-        deadline = time.monotonic() + 60
-        owned: list[k8s.V1ReplicaSet] = []
-        while time.monotonic() < deadline:
+        async def owned() -> list[k8s.V1ReplicaSet]:
             rs_list = await apps.list_namespaced_replica_set(ns)
-            owned = [
+            return [
                 rs
                 for rs in rs_list.items
                 if any(ref.uid == dep_uid for ref in rs.metadata.owner_references or [])
             ]
-            if owned and (owned[0].metadata.annotations or {}).get(REVISION) == "1":
-                break
-            await asyncio.sleep(0.5)
-        assert len(owned) == 1, f"no ReplicaSet owned by the Deployment within 60s: {owned}"
-        rs = owned[0]
+
+        replica_sets = await eventually(
+            owned,
+            lambda rs: bool(rs) and (rs[0].metadata.annotations or {}).get(REVISION) == "1",
+            timeout_s=60,
+            what="a revisioned ReplicaSet owned by the Deployment",
+        )
+        assert len(replica_sets) == 1, replica_sets
+        rs = replica_sets[0]
         assert (rs.metadata.annotations or {}).get(REVISION) == "1"
         assert rs.spec.replicas == 2
         assert rs.spec.template.spec.containers[0].image == "registry.invalid/app:1"
 
         # The ReplicaSet controller creates the Pods (nothing runs them: there is no kubelet).
-        deadline = time.monotonic() + 60
-        pods: list[k8s.V1Pod] = []
-        while time.monotonic() < deadline:
-            pods = (await core.list_namespaced_pod(ns, label_selector="app=web")).items
-            if len(pods) == 2:
-                break
-            await asyncio.sleep(0.5)
-        assert len(pods) == 2
+        async def pods_of_web() -> list[k8s.V1Pod]:
+            return list((await core.list_namespaced_pod(ns, label_selector="app=web")).items)
+
+        pods = await eventually(pods_of_web, lambda pods: len(pods) == 2, timeout_s=60)
         assert all(p.metadata.owner_references[0].uid == rs.metadata.uid for p in pods)
     finally:
         await api_client.close()
@@ -129,21 +126,19 @@ async def test_garbage_collector_deletes_owned_replicasets(control_plane: Contro
             k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns))
         )
         await apps.create_namespaced_deployment(ns, _deployment("gc"))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (await apps.list_namespaced_replica_set(ns)).items:
-                break
-            await asyncio.sleep(0.5)
-        else:
-            pytest.fail("no ReplicaSet appeared within 60s")
+
+        async def replica_sets() -> list[k8s.V1ReplicaSet]:
+            return list((await apps.list_namespaced_replica_set(ns)).items)
+
+        await eventually(replica_sets, timeout_s=60, what="a ReplicaSet")
         await apps.delete_namespaced_deployment(
             "gc", ns, body=k8s.V1DeleteOptions(propagation_policy="Background")
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if not (await apps.list_namespaced_replica_set(ns)).items:
-                return
-            await asyncio.sleep(0.5)
-        pytest.fail("garbage collector left the ReplicaSet behind for 60s")
+        await eventually(
+            replica_sets,
+            lambda left: not left,
+            timeout_s=60,
+            what="the garbage collector deleting the ReplicaSet",
+        )
     finally:
         await api_client.close()

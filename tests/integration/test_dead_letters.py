@@ -8,49 +8,31 @@ an operator's retry puts it back (and it succeeds once the cause is gone), a dro
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import structlog
 
-from receiver.model import AlertEvent, Disposition, Status, Target
+from receiver.model import AlertEvent, Disposition, Status
 from receiver.store import (
     ClaimedJob,
     ItemConflict,
     ItemNotFound,
     JobKind,
-    NewEvent,
     Store,
     StoreUnavailable,
 )
 from receiver.worker import Worker
+from tests.support.events import fingerprint_of, new_event, new_run
+from tests.support.polling import eventually, eventually_not_none
 
 pytestmark = pytest.mark.postgres
 
 LOG = structlog.get_logger("test.dead_letters")
-FP = "00000000000000d1"
-
-
-def event(
-    status: Status = Status.FIRING, fp: str = FP, starts: str = "2024-05-01T10:00:00Z"
-) -> NewEvent:
-    return NewEvent(fingerprint=fp, starts_at=starts, status=status, labels={"alertname": "Poison"})
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout_s: float = 15.0) -> Any:
-    """Poll ``check`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout_s}s")
-        await asyncio.sleep(0.02)
+ALERT = 0xD1  # the poisoned alert: its fingerprint, as tests/support/events numbers them
+FP = fingerprint_of(ALERT)
 
 
 async def audit_rows(store: Store, kind: str) -> list[dict[str, Any]]:
@@ -112,13 +94,13 @@ async def state_of(store: Store, event_id: int) -> str:
 async def test_an_event_that_keeps_failing_ends_dead_and_its_alert_goes_on(
     store: Store, workers: Callable[..., Awaitable[Worker]]
 ) -> None:
-    await store.insert_events([event(Status.FIRING)])
-    await store.insert_events([event(Status.RESOLVED)])
+    await store.insert_events([new_event(FP)])
+    await store.insert_events([new_event(FP, Status.RESOLVED)])
     firing_id, resolved_id = sorted((await store.list_events())[0], key=lambda r: r["id"])
     process = Process(lambda e: e.status is Status.FIRING)
     await workers(process)
 
-    await until(lambda: _is(store, resolved_id["id"], "done"))
+    await eventually(lambda: _is(store, resolved_id["id"], "done"), timeout_s=15)
     row = await store.get_event(firing_id["id"])
     assert row is not None
     assert (row["state"], row["failures"], row["attempts"]) == ("dead", 3, 3)
@@ -159,10 +141,10 @@ async def test_waiting_is_not_failing(
             return answer
         return Disposition.done()
 
-    await store.insert_events([event()])
+    await store.insert_events([new_event(FP)])
     [row], _ = await store.list_events()
     await workers(process, max_attempts=1, backoff_base_s=0.001)
-    await until(lambda: _is(store, row["id"], "done"))
+    await eventually(lambda: _is(store, row["id"], "done"), timeout_s=15)
     done = await store.get_event(row["id"])
     assert done is not None
     assert (done["attempts"], done["failures"]) == (5, 0)
@@ -171,20 +153,20 @@ async def test_waiting_is_not_failing(
 async def test_a_worker_that_died_holding_an_event_counts_as_a_failure(
     store: Store, workers: Callable[..., Awaitable[Worker]]
 ) -> None:
-    await store.insert_events([event()])
+    await store.insert_events([new_event(FP)])
     [claimed] = await store.claim_events("doomed", 1, lease_s=0.1)  # and it never settles
 
     async def reclaimed_after_the_lease() -> list[Any]:
         return await store.claim_events("second", 1, lease_s=0.1)
 
-    [again] = await until(reclaimed_after_the_lease)
+    [again] = await eventually(reclaimed_after_the_lease, timeout_s=15)
     assert (again.event.id, again.attempts, again.failures) == (claimed.event.id, 2, 1)
     assert again.last_error == "lease expired: doomed stopped holding it before it was settled"
 
     # With one attempt allowed, the next worker does not hand it to the pipeline again.
     process = Process(lambda e: False)
     await workers(process, max_attempts=2)
-    await until(lambda: _is(store, claimed.event.id, "dead"))
+    await eventually(lambda: _is(store, claimed.event.id, "dead"), timeout_s=15)
     assert process.seen == []
     row = await store.get_event(claimed.event.id)
     assert row is not None
@@ -197,15 +179,15 @@ async def test_retry_puts_a_dead_event_back_and_it_succeeds_once_the_cause_is_go
 ) -> None:
     broken = [True]
     process = Process(lambda e: broken[0])
-    await store.insert_events([event()])
+    await store.insert_events([new_event(FP)])
     [row], _ = await store.list_events()
     await workers(process, max_attempts=2)
-    await until(lambda: _is(store, row["id"], "dead"))
+    await eventually(lambda: _is(store, row["id"], "dead"), timeout_s=15)
 
     broken[0] = False
     retried = await store.retry_item("event", row["id"], actor="ops", reason="cause fixed")
     assert (retried["state"], retried["attempts"], retried["failures"]) == ("pending", 0, 0)
-    await until(lambda: _is(store, row["id"], "done"))
+    await eventually(lambda: _is(store, row["id"], "done"), timeout_s=15)
     assert len(process.seen) == 3  # two failures, then the retried attempt
     [audit] = await audit_rows(store, "event.retry")
     assert audit["fingerprint"] == FP
@@ -217,8 +199,8 @@ async def test_retry_puts_a_dead_event_back_and_it_succeeds_once_the_cause_is_go
 
 
 async def test_drop_settles_a_dead_or_pending_event_never_a_claimed_one(store: Store) -> None:
-    await store.insert_events([event(fp="00000000000000a1"), event(fp="00000000000000a2")])
-    await store.insert_events([event(fp="00000000000000a3")])
+    await store.insert_events([new_event("00000000000000a1"), new_event("00000000000000a2")])
+    await store.insert_events([new_event("00000000000000a3")])
     [dying, claimed] = await store.claim_events("w", 2, lease_s=60)
     assert await store.fail_event(dying.event.id, "w", "boom", delay_s=0, max_failures=1) == "dead"
     pending_id = dying.event.id + 2
@@ -247,10 +229,10 @@ async def test_drop_settles_a_dead_or_pending_event_never_a_claimed_one(store: S
 
 async def test_a_retried_event_waits_for_its_alerts_event_in_progress(store: Store) -> None:
     """The retried event is older than the one being processed: it must not run beside it."""
-    await store.insert_events([event(Status.FIRING)])
+    await store.insert_events([new_event(FP)])
     [first] = await store.claim_events("w", 1, lease_s=60)
     assert await store.fail_event(first.event.id, "w", "boom", delay_s=0, max_failures=1) == "dead"
-    await store.insert_events([event(Status.RESOLVED)])
+    await store.insert_events([new_event(FP, Status.RESOLVED)])
     [second] = await store.claim_events("w", 5, lease_s=60)
     assert second.event.status is Status.RESOLVED
 
@@ -261,21 +243,10 @@ async def test_a_retried_event_waits_for_its_alerts_event_in_progress(store: Sto
     assert retried.event.id == first.event.id
 
 
-async def new_run(store: Store) -> str:
-    run_event = AlertEvent(
-        id=1, fingerprint=FP, starts_at="t", status=Status.FIRING, labels={}, annotations={}
-    )
-    run_id = await store.create_run(
-        rule="r", event=run_event, target=Target("Deployment", "shop", "web"), dry_run=True
-    )
-    assert run_id is not None
-    return run_id
-
-
 async def test_a_job_that_keeps_failing_ends_dead_and_frees_its_slot(
     store: Store, workers: Callable[..., Awaitable[Worker]]
 ) -> None:
-    run_id = await new_run(store)
+    run_id = await new_run(store, ALERT)
     job_id = await store.enqueue_job(JobKind.RESUME_RUN, run_id)
     assert job_id is not None
     broken = [True]
@@ -291,7 +262,7 @@ async def test_a_job_that_keeps_failing_ends_dead_and_frees_its_slot(
         job = await store.get_job(job_id)
         return job is not None and job["state"] == "dead"
 
-    await until(dead)
+    await eventually(dead, timeout_s=15)
     job = await store.get_job(job_id)
     assert job is not None
     assert (job["failures"], job["last_error"]) == (2, "RuntimeError: resume failed")
@@ -314,7 +285,7 @@ async def test_a_job_that_keeps_failing_ends_dead_and_frees_its_slot(
         job = await store.get_job(job_id)
         return job is not None and job["state"] == "done"
 
-    await until(done)
+    await eventually(done, timeout_s=15)
     assert [a["data"]["job_id"] for a in await audit_rows(store, "job.retry")] == [job_id]
     assert [a["run_id"] for a in await audit_rows(store, "job.drop")] == [run_id]
 
@@ -329,7 +300,7 @@ async def test_a_delay_the_pipeline_asks_for_is_honoured_beyond_the_backoff(
     async def process(item: AlertEvent) -> Disposition:
         return answers.pop(0) if answers else Disposition.done()
 
-    await store.insert_events([event()])
+    await store.insert_events([new_event(FP)])
     [row], _ = await store.list_events()
     await workers(process, backoff_base_s=1.0)
 
@@ -337,21 +308,21 @@ async def test_a_delay_the_pipeline_asks_for_is_honoured_beyond_the_backoff(
         found = await store.get_event(row["id"])
         return found if found and found["state"] == "pending" and found["attempts"] else None
 
-    waiting = await until(released)
+    waiting = await eventually_not_none(released, timeout_s=15)
     wait_s = (waiting["not_before"] - await store.server_now()).total_seconds()
     assert 7100 < wait_s <= 7200
     assert (waiting["failures"], waiting["last_error"]) == (0, "cooldown until 12:00")
 
 
 async def test_a_job_whose_worker_died_counts_a_failure(store: Store) -> None:
-    run_id = await new_run(store)
+    run_id = await new_run(store, ALERT)
     await store.enqueue_job(JobKind.VERIFY_DEADLINE, run_id)
     [first] = await store.claim_jobs("doomed", 1, lease_s=0.1)
 
     async def reclaimed() -> list[ClaimedJob]:
         return await store.claim_jobs("second", 1, lease_s=60)
 
-    [again] = await until(reclaimed)
+    [again] = await eventually(reclaimed, timeout_s=15)
     assert (again.id, again.attempts, again.failures) == (first.id, 2, 1)
     assert again.last_error == "lease expired: doomed stopped holding it before it was settled"
     assert await store.fail_job(again.id, "second", "boom", delay_s=0, max_failures=2) == "dead"

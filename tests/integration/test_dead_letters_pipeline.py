@@ -7,9 +7,7 @@ goes away: dead, retried by an operator, then processed.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from receiver.store import NewEvent, Store
 from receiver.worker import Worker
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
+from tests.support.polling import eventually, eventually_not_none
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -32,17 +31,6 @@ rules:
       - action: kubernetes.rollout_restart
 """
 LABELS = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "cart"}
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout_s}s")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -78,7 +66,7 @@ async def test_case_11_an_event_the_store_cannot_hold_ends_dead_and_the_alert_go
     h = served
     firing = alert(LABELS, starts_at="2026-01-05T08:00:00Z")
     await h.intake.accept(notification(firing))
-    await until(lambda: h.runs(outcome=RunOutcome.DRY_RUN))
+    await eventually(lambda: h.runs(outcome=RunOutcome.DRY_RUN), timeout_s=20)
     # Stored before intake refused such timestamps (or anything else that slips past it):
     # endsAt is in year 9999 at -01:00, past year 9999 in UTC.
     await h.store.insert_events(
@@ -92,18 +80,19 @@ async def test_case_11_an_event_the_store_cannot_hold_ends_dead_and_the_alert_go
             )
         ]
     )
-    dead = await until(lambda: event_in(h.store, "dead"))
+    dead = await eventually_not_none(lambda: event_in(h.store, "dead"), timeout_s=20)
     assert (dead["status"], dead["failures"]) == ("resolved", 3)
     assert "date value out of range" in dead["last_error"]
 
     # The alert fires again (a new episode): it is processed, not queued behind the dead one.
     await h.intake.accept(notification(alert(LABELS, starts_at="2026-01-05T09:00:00Z")))
 
-    async def two_runs() -> bool:
-        return len(await h.runs(outcome=RunOutcome.DRY_RUN)) == 2
-
-    await until(two_runs)
-    assert await h.store.queue_depth() == 0
+    await eventually(
+        lambda: h.runs(outcome=RunOutcome.DRY_RUN), lambda runs: len(runs) == 2, timeout_s=20
+    )
+    # The run's outcome is recorded before the worker marks its event done: wait for that,
+    # the queue then holds nothing (the dead event is out of it).
+    await eventually(h.store.queue_depth, lambda depth: depth == 0, timeout_s=20)
     h.metrics.track_dead_letters(h.store.dead_counts)
     await h.metrics.refresh()
     text = h.metrics.render()[0].decode()
@@ -128,15 +117,20 @@ async def test_a_pipeline_that_raises_ends_dead_and_succeeds_when_retried_after_
                FOR EACH ROW EXECUTE FUNCTION refuse_runs();"""
         )
     await h.intake.accept(notification(alert(LABELS)))
-    dead = await until(lambda: event_in(h.store, "dead"))
+    dead = await eventually_not_none(lambda: event_in(h.store, "dead"), timeout_s=20)
     assert dead["last_error"] == "RaiseError: runs are frozen for maintenance"
     assert await h.runs() == []
 
     async with h.store._pool.acquire() as conn:
         await conn.execute("DROP TRIGGER refuse_runs ON runs")
     await h.store.retry_item("event", dead["id"], actor="ops", reason="runs unfrozen")
-    [run] = await until(lambda: h.runs(outcome=RunOutcome.DRY_RUN))
+    [run] = await eventually(lambda: h.runs(outcome=RunOutcome.DRY_RUN), timeout_s=20)
     assert run.event_id == dead["id"]
-    done = await h.store.event_view(dead["id"])
-    assert done is not None
+    # The run is recorded before the worker settles its event: wait for the event's end.
+    done = await eventually(
+        lambda: h.store.event_view(dead["id"]),
+        lambda view: view is not None and view["state"] != "claimed",
+        timeout_s=20,
+    )
+    assert done is not None  # for the type checker: the probe accepted it
     assert (done["state"], done["failures"], done["attempts"]) == ("done", 0, 1)

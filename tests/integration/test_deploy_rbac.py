@@ -1,16 +1,14 @@
-"""deploy/ rendered by a real kubectl and applied to a real kube-apiserver; its RBAC exercised.
+"""deploy/ applied by a real kubectl to a real kube-apiserver; its RBAC exercised.
 
-kubectl comes from hack/kubectl/build.sh (or ``$REMEDIATOR_KUBECTL``), the API server from
-hack/controlplane (tests/support/kube.py). The ServiceAccount's token is minted with the
-TokenRequest API, and every request below is made with it: the verbs each shipped action needs
-must work in the bound namespace, everything else must be 403.
+kubectl comes from tests/support/kubectl.py (the rendering alone is tested in
+tests/unit/test_deploy_render.py), the API server from hack/controlplane
+(tests/support/kube.py). The ServiceAccount's token is minted with the TokenRequest API, and
+every request below is made with it: the verbs each shipped action needs must work in the
+bound namespace, everything else must be 403.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,15 +21,17 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.support.kube import ControlPlane, api_client_from_kubeconfig
-from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets, poll
-from tests.support.servers import server_missing
+from tests.support.kube_fixtures import (
+    MakeDeployment,
+    owned_replica_sets,
+    wait_for_rollout_settled,
+)
+from tests.support.kubectl import render, run_kubectl
+from tests.support.polling import eventually
 from tests.unit.test_deploy_manifests import EXPECTED_PERMISSIONS
 
 pytestmark = pytest.mark.kube
 
-REPO = Path(__file__).resolve().parents[2]
-KUBECTL_BUILD = REPO / "hack" / "kubectl" / "build.sh"
-KUBECTL_ENV = "REMEDIATOR_KUBECTL"
 APP_NS = "alert-remediator"
 SA = "alert-remediator"
 TARGET_NS = "apps"  # the example target namespace bound in deploy/base/rbac.yaml
@@ -43,155 +43,6 @@ IMAGE = "registry.invalid/app:1"
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
-
-Doc = dict[str, Any]
-
-
-# -- kubectl ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def kubectl() -> Path:
-    """kubectl v1.36.3: ``$REMEDIATOR_KUBECTL``, else hack/kubectl/build.sh (cached after once)."""
-    override = os.environ.get(KUBECTL_ENV)
-    if override:
-        path = Path(override)
-    else:
-        try:
-            proc = subprocess.run(
-                ["bash", str(KUBECTL_BUILD)],
-                stdout=subprocess.PIPE,
-                text=True,
-                timeout=1800,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            print(f"{KUBECTL_BUILD}: {exc}")
-            server_missing("kubectl (hack/kubectl/build.sh)")
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            print(f"{KUBECTL_BUILD} exited {proc.returncode}; see its stderr")
-            server_missing("kubectl (hack/kubectl/build.sh)")
-        path = Path(lines[-1])
-    if not os.access(path, os.X_OK):
-        server_missing(f"kubectl at {path}")
-    return path
-
-
-def run_kubectl(
-    kubectl: Path, *args: str, stdin: str | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(kubectl), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-    )
-    if check:
-        assert proc.returncode == 0, f"kubectl {' '.join(args)} failed:\n{proc.stderr}"
-    return proc
-
-
-def render(kubectl: Path, directory: str) -> str:
-    """``kubectl kustomize`` with kustomize's defaults, as Argo CD and Flux render."""
-    return run_kubectl(kubectl, "kustomize", directory).stdout
-
-
-def parse(text: str) -> list[Doc]:
-    return [d for d in yaml.safe_load_all(text) if d is not None]
-
-
-def one(docs: list[Doc], kind: str) -> Doc:
-    found = [d for d in docs if d["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {[d['metadata']['name'] for d in found]}"
-    return found[0]
-
-
-@pytest.fixture(scope="module")
-def rendered(kubectl: Path) -> str:
-    return render(kubectl, "deploy/")
-
-
-# -- rendering (kubectl only, no API server) -------------------------------------------------------
-
-
-def test_kustomize_renders_the_base(rendered: str, kubectl: Path) -> None:
-    docs = parse(rendered)
-    assert sorted(d["kind"] for d in docs) == sorted(
-        [
-            "Namespace",
-            "ServiceAccount",
-            "ClusterRole",
-            "RoleBinding",
-            "ConfigMap",
-            "Deployment",
-            "Service",
-            "NetworkPolicy",
-            "PodDisruptionBudget",
-        ]
-    )
-    assert not [d for d in docs if d["kind"] in ("Secret", "ClusterRoleBinding")]
-    # deploy/ and deploy/base render the same objects.
-    assert render(kubectl, "deploy/base") == rendered
-
-
-def test_rules_configmap_holds_the_shipped_rule_files(rendered: str) -> None:
-    docs = parse(rendered)
-    cm = one(docs, "ConfigMap")
-    assert cm["metadata"]["namespace"] == APP_NS
-    assert cm["metadata"]["name"].startswith("alert-remediator-rules-")  # content hash suffix
-    shipped = {p.name: p.read_text() for p in sorted((REPO / "rules").glob("*.yaml"))}
-    assert shipped
-    assert cm["data"] == shipped
-    # The Deployment mounts that exact (hashed) ConfigMap as REMEDIATOR_RULES_DIR.
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
-    (rules_volume,) = [v for v in pod["volumes"] if "configMap" in v]
-    assert rules_volume["configMap"]["name"] == cm["metadata"]["name"]
-
-
-def test_rendered_deployment_is_hardened(rendered: str) -> None:
-    dep = one(parse(rendered), "Deployment")
-    assert dep["metadata"]["namespace"] == APP_NS
-    assert dep["spec"]["replicas"] == 2
-    pod = dep["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == 10001
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    (container,) = pod["containers"]
-    sc = container["securityContext"]
-    assert sc["readOnlyRootFilesystem"] is True
-    assert sc["allowPrivilegeEscalation"] is False
-    assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert container["image"] == "alert-remediator:0.1.0"
-
-
-def test_rolebinding_keeps_its_target_namespace(rendered: str) -> None:
-    rb = one(parse(rendered), "RoleBinding")
-    assert rb["metadata"]["namespace"] == TARGET_NS
-    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": APP_NS}]
-
-
-def test_deploy_holds_everything_it_reads(rendered: str, kubectl: Path, tmp_path: Path) -> None:
-    """deploy/ copied out of the repository alone (as a GitOps tool that fetches only that
-    path would have it) renders the same objects, with the default load restrictor."""
-    copy = tmp_path / "deploy"
-    shutil.copytree(REPO / "deploy", copy)
-    assert render(kubectl, str(copy)) == rendered
-    assert render(kubectl, str(copy / "examples" / "extra-namespace")) == render(
-        kubectl, "deploy/examples/extra-namespace"
-    )
-
-
-def test_extra_namespace_example_renders(kubectl: Path) -> None:
-    docs = parse(render(kubectl, "deploy/examples/extra-namespace"))
-    bound = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding")
-    assert bound == [TARGET_NS, EXTRA_NS]
-    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["REMEDIATOR_NAMESPACE_ALLOW"] == f"{TARGET_NS},{EXTRA_NS}"
 
 
 # -- applied to the API server ---------------------------------------------------------------------
@@ -344,7 +195,9 @@ async def targets(admin: Any, installed: str) -> dict[str, str]:
         k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=names["configmap"]), data={"k": "v"}),
     )
     # rollout_undo needs a revision-1 ReplicaSet from the deployment controller.
-    await poll(lambda: owned_replica_sets(admin, TARGET_NS, names["deployment"]), timeout=60)
+    await eventually(
+        lambda: owned_replica_sets(admin, TARGET_NS, names["deployment"]), timeout_s=60
+    )
     return names
 
 
@@ -375,7 +228,7 @@ async def test_apply_succeeds_and_pods_pass_restricted_pod_security(
         ).items
         return list(items) if len(items) == 2 else []
 
-    created = await poll(pods, timeout=60)
+    created = await eventually(pods, timeout_s=60)
     for pod in created:
         assert pod.spec.service_account_name == SA
         assert pod.spec.containers[0].security_context.read_only_root_filesystem is True
@@ -491,6 +344,9 @@ async def test_scale_verbs(remediator: Any, targets: dict[str, str]) -> None:
 async def test_rollout_undo_verbs(remediator: Any, admin: Any, targets: dict[str, str]) -> None:
     apps = _api(k8s.AppsV1Api, remediator)
     name = targets["deployment"]
+    # Earlier tests changed this Deployment's template: the revision the patch's `test` names
+    # is the one the controller bumps for that, so read it once the controller has caught up.
+    await wait_for_rollout_settled(admin, TARGET_NS, name, timeout=60)
     dep = await apps.read_namespaced_deployment(name, TARGET_NS)
     selector = ",".join(f"{k}={v}" for k, v in dep.spec.selector.match_labels.items())
     replica_sets = (
@@ -719,7 +575,7 @@ async def test_extra_namespace_example_grants_the_new_namespace(
     async def granted() -> bool:
         return await _status(apps.read_namespaced_deployment(name, EXTRA_NS)) == 200
 
-    await poll(granted, timeout=30)
+    await eventually(granted, timeout_s=30)
     await apps.patch_namespaced_deployment(
         name, EXTRA_NS, restart, field_manager=FIELD_MANAGER, _content_type=STRATEGIC
     )
@@ -727,11 +583,6 @@ async def test_extra_namespace_example_grants_the_new_namespace(
     env = {e.name: e.value for e in dep.spec.template.spec.containers[0].env}
     assert env["REMEDIATOR_NAMESPACE_ALLOW"] == f"{TARGET_NS},{EXTRA_NS}"
     assert await _status(apps.delete_namespaced_deployment(name, EXTRA_NS)) == 403
-
-
-def test_kubectl_is_the_pinned_version(kubectl: Path) -> None:
-    out = run_kubectl(kubectl, "version", "--client").stdout
-    assert "Client Version: v1.36.3" in out
 
 
 async def _deployment_with_two_revisions(admin: Any, name: str) -> None:
@@ -747,7 +598,7 @@ async def _deployment_with_two_revisions(admin: Any, name: str) -> None:
             ),
         ),
     )
-    await poll(lambda: owned_replica_sets(admin, TARGET_NS, name), timeout=60)
+    await eventually(lambda: owned_replica_sets(admin, TARGET_NS, name), timeout_s=60)
     await apps.patch_namespaced_deployment(
         name,
         TARGET_NS,
@@ -759,7 +610,7 @@ async def _deployment_with_two_revisions(admin: Any, name: str) -> None:
         owned = await owned_replica_sets(admin, TARGET_NS, name)
         return owned if len(owned) >= 2 else None
 
-    await poll(second_revision, timeout=60)
+    await eventually(second_revision, timeout_s=60)
 
 
 async def test_every_shipped_action_runs_with_the_service_account(
@@ -813,6 +664,10 @@ async def test_every_shipped_action_runs_with_the_service_account(
     clients = Clients({"kubernetes": remediator})
     for dry_run in (True, False):
         for name, target, raw in cases:
+            if name == "kubernetes.rollout_undo":
+                # The steps before it changed the template; undo binds the revision the
+                # controller bumps for that, so it waits until the controller has caught up.
+                await wait_for_rollout_settled(admin, TARGET_NS, dep, timeout=60)
             action = registry.get(name)
             params = registry.parse_params(name, raw)
             ctx = ActionContext(run_id=f"rbac-{dry_run}", dry_run=dry_run, clients=clients)

@@ -23,6 +23,7 @@ import structlog
 from receiver.embedded import DataDirBusy, EmbeddedError, EmbeddedServices, postgres_bin_dir
 from receiver.embedded.owner import live_owner
 from receiver.embedded.postgres_server import PostgresProcess
+from tests.support.polling import current, eventually
 from tests.support.servers import server_missing
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -297,13 +298,6 @@ async def test_sharing_needs_the_server_the_owner_runs(data_dir: Path) -> None:
 # -- supervision -----------------------------------------------------------------------------
 
 
-async def _wait_for(condition: object, timeout_s: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.parametrize(
     ("server", "pid_file"),
     [("PostgreSQL", "postgres/data/postmaster.pid"), ("Redis", "redis/redis.pid")],
@@ -325,13 +319,17 @@ async def test_a_dead_server_is_restarted_on_its_port(
             try:
                 dead = _pid(data_dir / pid_file)
                 os.kill(dead, signal.SIGKILL)
-                await _wait_for(lambda: services.problem(server) is not None)
+                await eventually(current(lambda: services.problem(server)), timeout_s=60)
                 assert services.problem(server) == (
                     f"embedded {server} exited; restarting (attempt 1)"
                 )
             finally:
                 gate.release()
-            await _wait_for(lambda: services.problem(server) is None)
+            await eventually(
+                current(lambda: services.problem(server)),
+                lambda problem: problem is None,
+                timeout_s=60,
+            )
             assert _pid(data_dir / pid_file) != dead
             # The same URLs work again: same port, same password.
             conn = await asyncpg.connect(services.database_url, timeout=10)

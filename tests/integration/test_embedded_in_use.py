@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support.polling import eventually
 from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, stop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -152,18 +153,20 @@ async def test_a_dead_embedded_server_is_restarted_and_readyz_says_so_meanwhile(
             # Not ready while it is down (the restart takes hundreds of milliseconds at least,
             # far longer than one readiness call)...
             details: list[object] = []
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 60
-            while True:
+
+            async def back_after_an_outage(
+                component: str = component, details: list[object] = details
+            ) -> bool:
                 status, body = await _ready(session, served)
                 components = body["components"]
                 assert isinstance(components, dict)
                 if status == 503:
                     details.append(components[component]["detail"])
-                elif details:
-                    break
-                assert loop.time() < deadline, f"{component} never came back: {details}"
-                await asyncio.sleep(0.02)
+                return status == 200 and bool(details)
+
+            await eventually(
+                back_after_an_outage, timeout_s=60, what=f"{component} down, then back"
+            )
             # ...and ready again once it is back, on the same port, as a new process.
             assert _pid(pid_file) != dead
             assert await _post_sample(session, served) == 200

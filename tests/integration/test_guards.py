@@ -4,7 +4,7 @@ retry_at; refusals have no side effects; admission is atomic under concurrency; 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -16,6 +16,7 @@ import redis.asyncio
 from receiver.guards.policy import Admission, AdmissionRequest, GuardSettings, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
+from tests.support.polling import eventually
 from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -67,6 +68,14 @@ async def admit_and_release(guards: Guards, req: AdmissionRequest) -> Admission:
     return admission
 
 
+async def admitted_and_released(guards: Guards, req: AdmissionRequest) -> bool:
+    """Whether ``req`` is admitted now (a probe for ``eventually``); released if it was."""
+    admission = await guards.admit(req)
+    if admission.admitted:
+        assert await guards.release(req, admission)
+    return admission.admitted
+
+
 def refused_by(admission: Admission, guard: str) -> str:
     assert not admission.admitted
     assert admission.refusal is not None
@@ -85,14 +94,6 @@ def assert_retry_in(
     assert retry_at.tzinfo is not None
     assert now + timedelta(seconds=seconds - slack) <= retry_at
     assert retry_at <= now + timedelta(seconds=seconds + slack)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await check():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 async def test_admits_with_lock_token_and_increasing_fence(make_guards: MakeGuards) -> None:
@@ -181,13 +182,7 @@ async def test_cooldown_expires(make_guards: MakeGuards) -> None:
     await admit_and_release(guards, request(cooldown_s=0.5))
     refused_by(await guards.admit(request(cooldown_s=0.5)), "cooldown")
 
-    async def passes() -> bool:
-        admission = await guards.admit(request(cooldown_s=0.5))
-        if admission.admitted:
-            await guards.release(request(), admission)
-        return admission.admitted
-
-    await eventually(passes)
+    await eventually(lambda: admitted_and_released(guards, request(cooldown_s=0.5)))
 
 
 async def test_rate_limit_drops_beyond_max_runs_in_window(
@@ -214,14 +209,7 @@ async def test_rate_window_slides(make_guards: MakeGuards) -> None:
     await admit_and_release(guards, request(spec=spec))
     refused_by(await guards.admit(request(target=OTHER, spec=spec)), "rate")
 
-    async def passes() -> bool:
-        req = request(target=OTHER, spec=spec)
-        admission = await guards.admit(req)
-        if admission.admitted:
-            await guards.release(req, admission)
-        return admission.admitted
-
-    await eventually(passes)
+    await eventually(lambda: admitted_and_released(guards, request(target=OTHER, spec=spec)))
 
 
 async def test_budget_counts_disruptive_actions_across_rules(
@@ -272,14 +260,7 @@ async def test_breaker_opens_after_failures_and_closes_after_open_for(
     assert status["breakers"][rule]["open"] is True
     assert status["breakers"][rule]["failures"] == 3
 
-    async def passes() -> bool:
-        req = request(rule=rule)
-        admission = await guards.admit(req)
-        if admission.admitted:
-            await guards.release(req, admission)
-        return admission.admitted
-
-    await eventually(passes)
+    await eventually(lambda: admitted_and_released(guards, request(rule=rule)))
 
 
 async def test_success_does_not_erase_failures(make_guards: MakeGuards) -> None:
@@ -346,14 +327,7 @@ async def test_refusal_has_no_side_effects(make_guards: MakeGuards) -> None:
     await guards.release(holder_req, holder)
 
     # Neither refusal consumed cooldown, rate or budget: once the breaker closes, it passes.
-    async def passes() -> bool:
-        req = request(rule=rule, spec=limited)
-        admission = await guards.admit(req)
-        if admission.admitted:
-            await guards.release(req, admission)
-        return admission.admitted
-
-    await eventually(passes)
+    await eventually(lambda: admitted_and_released(guards, request(rule=rule, spec=limited)))
     assert (await guards.status())["budget"]["used"] == 1
 
 
@@ -391,11 +365,11 @@ async def test_scripts_are_reloaded_after_script_flush(
 
 
 async def test_fails_closed_while_redis_is_down_and_recovers(
-    redis_server: RedisServer, make_guards: MakeGuards
+    redis_controlled: RedisServer, make_guards: MakeGuards
 ) -> None:
     guards = make_guards(timeout_s=3)
     await admit_and_release(guards, request())
-    redis_server.stop()
+    redis_controlled.stop()
     try:
         with pytest.raises(GuardUnavailable):
             await guards.admit(request(rule="while-down"))
@@ -408,23 +382,23 @@ async def test_fails_closed_while_redis_is_down_and_recovers(
         with pytest.raises(GuardUnavailable):
             await guards.status()
     finally:
-        redis_server.start()
+        redis_controlled.start()
     # A fresh server: no cached scripts, no state. EVALSHA falls back to loading them.
     await guards.ping()
     await admit_and_release(guards, request(rule="after-restart"))
 
 
 async def test_fails_closed_when_redis_hangs_and_a_retry_of_the_run_passes(
-    redis_server: RedisServer, make_guards: MakeGuards
+    redis_controlled: RedisServer, make_guards: MakeGuards
 ) -> None:
     guards = make_guards(timeout_s=0.5)
     req = request(cooldown_s=60, max_runs=1, max_runs_per_s=60)
-    redis_server.freeze()
+    redis_controlled.freeze()
     try:
         with pytest.raises(GuardUnavailable):
             await guards.admit(req)
     finally:
-        redis_server.thaw()
+        redis_controlled.thaw()
     # The timed-out script may still have run once the server woke up. Retrying the same run
     # is not refused by its own cooldown, rate slot, budget slot or lock.
     again = await guards.admit(req)

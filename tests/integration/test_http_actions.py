@@ -180,8 +180,3 @@ async def test_a_refused_connection_is_retried_then_reported_without_the_url(
         await HttpCall().run(ctx(client), call("down"), PARAMS)
     assert "gave up after 3 attempts" in caught.value.message
     assert "secret-path" not in caught.value.message
-
-
-def test_body_templates_are_checked_when_the_rule_loads() -> None:
-    with pytest.raises(ValueError, match="template line 1"):
-        HttpCallParams.model_validate({"body": {"x": "{{ labels.service "}})

@@ -6,16 +6,17 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 
-from receiver.alertmanager import Notification, fingerprint, parse_notification
+from receiver.alertmanager import Notification, parse_notification
 from receiver.intake import Intake, IntakeResult
 from receiver.model import Status
 from receiver.store import WORK_CHANNEL as EVENTS_CHANNEL
 from receiver.store import NewEvent, Store, StoreUnavailable
+from tests.support import payloads
+from tests.support.polling import current, eventually
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -24,28 +25,16 @@ SAMPLE = Path(__file__).resolve().parents[2] / "receiver" / "samples" / "high-me
 
 
 def notification(n_alerts: int = 3, *, seed: str = "x", status: str = "firing") -> Notification:
-    alerts: list[dict[str, Any]] = []
-    for i in range(n_alerts):
-        labels = {"alertname": "HighMemoryUsage", "namespace": "shop", "pod": f"{seed}-{i}"}
-        alerts.append(
-            {
-                "status": status,
-                "labels": labels,
-                "annotations": {"summary": "memory"},
-                "startsAt": "2024-05-01T10:00:00.123456789Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus/graph",
-                "fingerprint": fingerprint(labels),
-            }
+    """``n_alerts`` alerts of one group, told apart by their pod label (``{seed}-{i}``)."""
+    return payloads.notification(
+        *(
+            payloads.alert(
+                {"alertname": "HighMemoryUsage", "namespace": "shop", "pod": f"{seed}-{i}"},
+                status=status,
+                starts_at="2024-05-01T10:00:00.123456789Z",
+            )
+            for i in range(n_alerts)
         )
-    return Notification.model_validate(
-        {
-            "version": "4",
-            "groupKey": '{}:{alertname="HighMemoryUsage"}',
-            "status": status,
-            "receiver": "remediator",
-            "alerts": alerts,
-        }
     )
 
 
@@ -107,40 +96,60 @@ async def test_batches_are_bounded_by_max_batch(store: Store, database_url: str)
 
 
 class _GatedStore(Store):
-    """The real store, whose next write waits until the test opens the gate."""
+    """The real store, whose writes wait until the test opens the gate; ``writing`` holds the
+    batches (notifications per write) that reached it."""
 
     gate: asyncio.Event
+    writing: list[int]
 
     async def insert_event_groups(
         self, groups: Sequence[Sequence[NewEvent]]
     ) -> list[tuple[int, int]]:
+        self.writing.append(len(groups))
         await self.gate.wait()
         return await super().insert_event_groups(groups)
+
+
+def _gated(store: Store) -> _GatedStore:
+    gated = _GatedStore(store._pool, store.dsn)
+    gated.gate = asyncio.Event()
+    gated.writing = []
+    return gated
+
+
+def _queued(intake: Intake) -> int:
+    """How many notifications wait in the batcher for a writer (white-box, for the gate)."""
+    assert intake._batcher is not None
+    return len(intake._batcher._queue)
 
 
 async def test_notifications_queue_while_the_writer_is_busy_then_share_a_commit(
     store: Store, database_url: str
 ) -> None:
-    gated = _GatedStore(store._pool, store.dsn)
-    gated.gate = asyncio.Event()
+    gated = _gated(store)
     intake = Intake(gated, max_in_flight=1)
     first = asyncio.create_task(intake.accept(notification(1, seed="first")))
-    await asyncio.sleep(0.05)  # the writer took "first" alone and waits at the gate
+    # The writer took "first" alone and waits at the gate.
+    await eventually(current(lambda: gated.writing), lambda w: w == [1])
     later = [asyncio.create_task(intake.accept(notification(1, seed=f"l{i}"))) for i in range(3)]
-    await asyncio.sleep(0.05)
+    await eventually(current(lambda: _queued(intake)), lambda n: n == 3)
     assert not first.done()
     assert not any(t.done() for t in later)
     gated.gate.set()
     results = await asyncio.wait_for(asyncio.gather(first, *later), timeout=5)
     assert results == [IntakeResult(1, 0)] * 4
-    assert await _xmins(database_url) == 2  # "first", then the three that queued behind it
+    assert gated.writing == [1, 3]  # "first", then the three that queued behind it
+    assert await _xmins(database_url) == 2
 
 
 async def test_a_caller_that_goes_away_does_not_fail_its_batch(store: Store) -> None:
-    intake = Intake(store, max_batch=4)
+    gated = _gated(store)
+    intake = Intake(gated, max_batch=4)
     callers = [asyncio.create_task(intake.accept(notification(1, seed=f"c{i}"))) for i in range(3)]
-    await asyncio.sleep(0)  # all three are queued; the writer has not run yet
+    # The writer holds all three in one batch, at the gate: the caller goes away meanwhile.
+    await eventually(current(lambda: gated.writing), lambda w: w == [3])
     callers[0].cancel()
+    gated.gate.set()
     results = await asyncio.wait_for(asyncio.gather(*callers[1:]), timeout=5)
     assert results == [IntakeResult(1, 0)] * 2
     assert callers[0].cancelled()
@@ -265,16 +274,9 @@ async def test_a_batch_of_only_settled_events_wakes_no_worker(
         settled = Intake(store, settle=lambda status, labels: "no rule matches")
         assert await settled.accept(notification(2, seed="quiet")) == IntakeResult(2, 0)
         await Intake(store).accept(notification(1, seed="loud"))
-        # NOTIFYs are delivered before the listener's next ReadyForQuery: after a round trip
-        # (and one loop turn for asyncpg's callbacks) both commits' wake-ups would be here.
-        await listener.execute("SELECT 1")
-        await asyncio.sleep(0)
-        for _ in range(100):  # bounded wait, in case delivery needs another turn
-            if woken:
-                break
-            await asyncio.sleep(0.05)
-        await listener.execute("SELECT 1")
-        await asyncio.sleep(0)
+        # The loud commit's wake-up is the barrier: notifications arrive in commit order, so
+        # one from the quiet commit (earlier) would be in ``woken`` before it.
+        await eventually(current(lambda: woken))
     finally:
         await listener.close()
     assert woken == [EVENTS_CHANNEL]

@@ -14,32 +14,22 @@ import asyncpg
 import pytest
 import structlog
 
-from receiver.alertmanager import Notification, fingerprint
+from receiver.alertmanager import Notification
 from receiver.intake import Intake, IntakeFailed, IntakeResult
 from receiver.store import Store
+from tests.support.payloads import alert, notification_body
 
 pytestmark = pytest.mark.postgres
 
 
 def _notification(pod: str, *, poison: str = "") -> Notification:
-    labels = {"alertname": "KubePodNotReady", "namespace": "other", "pod": pod}
-    return Notification.model_validate(
-        {
-            "version": "4",
-            "groupKey": "{}:{}",
-            "status": "firing",
-            "receiver": "remediator",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": labels,
-                    "annotations": {"summary": f"secret-of-{pod}{poison}"},
-                    "startsAt": "2026-11-30T02:00:00Z",
-                    "fingerprint": fingerprint(labels),
-                }
-            ],
-        }
+    """Built past the parser (which would replace the poison), as a parser bug would let it by."""
+    sent = alert(
+        {"alertname": "KubePodNotReady", "namespace": "other", "pod": pod},
+        starts_at="2026-11-30T02:00:00Z",
+        annotations={"summary": f"secret-of-{pod}{poison}"},
     )
+    return Notification.model_validate(notification_body(sent))
 
 
 def _rendering_logger() -> tuple[structlog.typing.FilteringBoundLogger, StringIO]:

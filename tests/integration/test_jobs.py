@@ -5,53 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import TypeVar
 
 import asyncpg
 import pytest
 
-from receiver.model import AlertEvent, RunOutcome, Status, Target
+from receiver.model import RunOutcome
 from receiver.store import WORK_CHANNEL, ClaimedJob, JobKind, Store
+from tests.support.events import new_run
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.postgres
 
-T = TypeVar("T")
-
 RESUME = JobKind.RESUME_RUN
 DEADLINE = JobKind.VERIFY_DEADLINE
-
-
-async def until(check: Callable[[], Awaitable[T]], timeout_s: float = 10.0) -> T:
-    """Poll ``check`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout_s}s")
-        await asyncio.sleep(0.02)
-
-
-async def new_run(store: Store, i: int = 0) -> str:
-    """A run of its own alert episode (fingerprint from ``i``)."""
-    event = AlertEvent(
-        id=i + 1,
-        fingerprint=f"{i:016x}",
-        starts_at="2024-05-01T10:00:00Z",
-        status=Status.FIRING,
-        labels={"alertname": "QueueBacklog"},
-        annotations={},
-    )
-    run_id = await store.create_run(
-        rule="r", event=event, target=Target("Deployment", "shop", f"w{i}"), dry_run=True
-    )
-    assert run_id is not None
-    return run_id
 
 
 async def open_jobs(store: Store) -> list[dict[str, object]]:
@@ -122,7 +91,7 @@ async def test_a_job_is_claimed_only_once_it_is_due(store: Store) -> None:
     async def claim() -> list[ClaimedJob]:
         return await store.claim_jobs("a", 10, lease_s=30)
 
-    [claimed] = await until(claim)
+    [claimed] = await eventually(claim)
     assert claimed.id == soon
     # Claimed at the database's now() = lease_until - lease: never before the due time.
     assert claimed.lease_until - timedelta(seconds=30) >= not_before
@@ -161,7 +130,7 @@ async def test_an_expired_lease_is_reclaimed_by_another_owner(store: Store) -> N
     async def claim_b() -> list[ClaimedJob]:
         return await store.claim_jobs("b", 1, lease_s=60)
 
-    [again] = await until(claim_b)
+    [again] = await eventually(claim_b)
     assert (again.id, again.attempts) == (first.id, 2)
     # "a" woke up late: its lease is gone, so it can settle nothing.
     assert not await store.extend_job_lease(first.id, "a", 60)
@@ -266,7 +235,7 @@ async def stopped_inside_claim(
             )
             return waiting > 0
 
-        await until(waiting_at_the_gate)
+        await eventually(waiting_at_the_gate)
         yield claim
         await gate.execute("SELECT pg_advisory_unlock(4242)")
         await asyncio.wait_for(claim, timeout=10)
@@ -322,12 +291,15 @@ async def test_concurrent_owners_never_hold_two_jobs_of_one_run(store: Store) ->
                 assert job.run_id not in held, "two jobs of one run leased at once"
                 held[job.run_id] = job.id
                 order[job.run_id].append(job.kind)
-            await asyncio.sleep(0)  # let the other owners claim while these are held
+            # Not a wait: a yield, so the other owners claim while these jobs are held (the
+            # race the test is about).
+            await asyncio.sleep(0)
             for job in claimed:
                 del held[job.run_id]  # before the commit that frees the run
                 assert await store.complete_job(job.id, owner)
                 settled += 1
             if not claimed:
+                # This owner's poll interval, as a worker's: the others hold what is left.
                 await asyncio.sleep(0.01)
 
     await asyncio.wait_for(asyncio.gather(*(work(o) for o in "abcd")), timeout=60)
@@ -353,11 +325,9 @@ async def test_a_due_job_notifies_the_work_channel_and_a_later_one_does_not(
         await listener.add_listener(WORK_CHANNEL, on_notify)
         await store.enqueue_job(RESUME, run_later, delay_s=3600)
         await store.enqueue_job(RESUME, run_now)
+        # The later job committed first and notifications arrive in commit order: had it
+        # sent one, it would be in ``woken`` before the one that sets ``arrived``.
         await asyncio.wait_for(arrived.wait(), timeout=5)
-        # Notifications arrive in commit order, so the later job's would already be here;
-        # one more round trip flushes anything still in flight.
-        await listener.execute("SELECT 1")
-        await asyncio.sleep(0)
     finally:
         await listener.close()
     assert woken == [WORK_CHANNEL]

@@ -16,7 +16,6 @@ from remediations.base import (
     ActionRefused,
     Clients,
     Outcome,
-    ParamsError,
 )
 from remediations.kubernetes.api import RUN_ID_ANNOTATION
 from remediations.kubernetes.catalog import ACTIONS
@@ -35,9 +34,9 @@ from tests.support.kube_fixtures import (
     MakeDeployment,
     owned_replica_sets,
     patch_deployment,
-    poll,
     wait_for_revision,
 )
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
 
@@ -562,12 +561,8 @@ async def test_delete_pod_removes_exactly_the_named_pod(
     assert result.outcome is Outcome.OK
     assert change.after == result.after == {"deleted": ["p2"]}
     assert result.before == {"pods": ["p2"]}
-    await poll(lambda: _is(pod_names(kube_admin, ns), {"p1", "p3"}))
+    await eventually(lambda: pod_names(kube_admin, ns), lambda names: names == {"p1", "p3"})
     assert (await action.run(ctx, target, DeletePod.Params())).outcome is Outcome.NOOP
-
-
-async def _is(names: Any, expected: set[str]) -> bool:
-    return bool(await names == expected)
 
 
 async def test_delete_pod_of_deployment_deletes_at_most_max_pods(
@@ -576,7 +571,9 @@ async def test_delete_pod_of_deployment_deletes_at_most_max_pods(
     ns = kube_namespace
     await make_deployment("web", replicas=3)
     await create_pod(kube_admin, ns, "stranger", {"app": "other"})
-    pods = await poll(lambda: _names_if(pod_names(kube_admin, ns, "app=web"), 3), timeout=30)
+    pods = await eventually(
+        lambda: pod_names(kube_admin, ns, "app=web"), lambda names: len(names) == 3, timeout_s=30
+    )
 
     result = await DeletePod().run(
         make_ctx(kube_admin), deployment(ns), DeletePod.Params(max_pods=2)
@@ -595,11 +592,6 @@ async def test_delete_pod_of_deployment_deletes_at_most_max_pods(
     )
     assert result.outcome is Outcome.NOOP
     assert "stranger" in await pod_names(kube_admin, ns)
-
-
-async def _names_if(names: Any, count: int) -> set[str] | None:
-    found: set[str] = await names
-    return found if len(found) == count else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -700,26 +692,3 @@ async def test_forbidden_names_verb_and_resource(
             await Scale().run(make_ctx(nobody), deployment(ns), Scale.Params(replicas=2, max=3))
     finally:
         await nobody.close()
-
-
-async def test_no_client_is_refused() -> None:
-    ctx = ActionContext(run_id="r", dry_run=True, clients=Clients())
-    with pytest.raises(ActionRefused, match="no Kubernetes credentials"):
-        await RolloutRestart().preview(ctx, deployment("x"), RolloutRestart.Params())
-
-
-@pytest.mark.parametrize(
-    ("name", "raw"),
-    [
-        ("kubernetes.rollout_restart", {"force": True}),
-        ("kubernetes.scale", {"replicas": 2}),
-        ("kubernetes.scale", {"replicas": 2, "delta": 1, "max": 4}),
-        ("kubernetes.set_resources", {"container": "app", "memory_limit": {"factor": 2}}),
-        ("kubernetes.set_env", {"container": "app", "name": "1BAD", "value": "x"}),
-        ("kubernetes.rollout_undo", {"to_revision": 0}),
-        ("kubernetes.delete_pod", {"max_pods": 11}),
-    ],
-)
-def test_invalid_params_raise_params_error(name: str, raw: dict[str, Any]) -> None:
-    with pytest.raises(ParamsError, match=f"invalid params for {name}"):
-        default_registry().parse_params(name, raw)

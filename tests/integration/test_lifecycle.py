@@ -5,8 +5,6 @@ Actions run dry here (no cluster); test_restores.py has the live restores.
 
 from __future__ import annotations
 
-import pytest
-
 from receiver.model import RunOutcome
 from receiver.store import RunRecord
 from receiver.store.events import LATE_DELIVERY_WINDOW_S
@@ -59,20 +57,18 @@ async def with_steps(h: Harness, run: RunRecord) -> RunRecord:
 
 
 async def test_a_first_firing_retried_through_a_redis_outage_never_escalates(
-    make_harness: MakeHarness, redis_server: RedisServer
+    make_harness: MakeHarness, redis_controlled: RedisServer
 ) -> None:
     # Case 10: Redis down during the first attempts, then back.
-    if not redis_server.managed:
-        pytest.skip("needs a Redis the tests may stop")  # pragma: no cover
     h = await make_harness(MEMORY.replace("GUARDS", "{}"))
     await h.intake.accept(notification(alert(LABELS, starts_at=STARTS)))
-    redis_server.stop()
+    redis_controlled.stop()
     try:
         for _ in range(3):  # three attempts, each "guards unavailable"
             assert await h.drain() == 0
             await make_due(h)
     finally:
-        redis_server.start()
+        redis_controlled.start()
     assert await h.drain() == 1
     run = await h.only_run()
     assert [(s.idx, s.action) for s in run.steps] == [(0, "kubernetes.rollout_restart")]

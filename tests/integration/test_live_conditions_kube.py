@@ -138,21 +138,19 @@ async def test_a_run_taken_up_again_keeps_the_decision_it_was_created_with(
     kube_admin: Any,
     kube_namespace: str,
     make_deployment: MakeDeployment,
-    redis_server: RedisServer,
+    redis_controlled: RedisServer,
 ) -> None:
-    if not redis_server.managed:
-        pytest.skip("needs a Redis the tests may stop")  # pragma: no cover
     await released_twice(kube_admin, kube_namespace, make_deployment)
     clock = Clock()
     live = await make_harness(RULES, kube=kube_admin, dry_run=False, clock=clock)
     await live.intake.accept(notification(alert(labels(kube_namespace))))
-    redis_server.stop()
+    redis_controlled.stop()
     try:
         assert await live.drain() == 0  # planned (a rollback), then the guards were down
         (run,) = await live.runs()
         assert run.outcome is RunOutcome.PENDING
     finally:
-        redis_server.start()
+        redis_controlled.start()
     # Two hours later a fresh decision would scale out; the run keeps its rollback.
     clock.ahead = timedelta(hours=2)
     async with live.store._pool.acquire() as conn:

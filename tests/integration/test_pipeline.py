@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 
 import pytest
 from pydantic import BaseModel
@@ -18,6 +19,7 @@ from receiver.worker import Worker
 from remediations.base import ActionContext, Outcome, Result
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
+from tests.support.polling import eventually
 from tests.support.redis import RedisServer
 from tests.support.rules import Restart
 
@@ -89,13 +91,16 @@ async def test_resolve_closes_the_run_with_its_time_to_resolve(make_harness: Mak
     h = await make_harness(rules)
     await h.intake.accept(notification(alert(labels())))
     await h.drain()
-    resolved = alert(labels(), status="resolved", ends_at="2026-11-25T10:07:00Z")
+    (created,) = await h.runs()
+    # The alert resolves (its endsAt) 95.5 s after the run was created: that is the time to
+    # resolve. (An endsAt before the run's creation would be clamped to 0 and prove nothing.)
+    ends_at = created.created_at + timedelta(seconds=95.5)
+    resolved = alert(labels(), status="resolved", ends_at=ends_at.isoformat())
     await h.intake.accept(notification(resolved))
     await h.drain()
     (run,) = await h.runs()
-    assert run.resolved_at is not None
-    assert run.time_to_resolve_s is not None
-    assert run.time_to_resolve_s >= 0
+    assert run.resolved_at == ends_at
+    assert run.time_to_resolve_s == pytest.approx(95.5, abs=0.001)
 
 
 async def test_resolved_then_late_firing_duplicate_creates_nothing(
@@ -241,13 +246,11 @@ async def test_namespace_outside_policy_never_runs(make_harness: MakeHarness) ->
 
 
 async def test_redis_down_means_nothing_runs_and_the_event_runs_once_it_is_back(
-    make_harness: MakeHarness, redis_server: RedisServer
+    make_harness: MakeHarness, redis_controlled: RedisServer
 ) -> None:
-    if not redis_server.managed:
-        pytest.skip("needs a Redis the tests may stop")  # pragma: no cover
     h = await make_harness(RESTART)
     await h.intake.accept(notification(alert(labels())))
-    redis_server.stop()
+    redis_controlled.stop()
     try:
         assert await h.drain() == 0  # fail closed: the event goes back to pending
         (run,) = await h.runs()
@@ -257,7 +260,7 @@ async def test_redis_down_means_nothing_runs_and_the_event_runs_once_it_is_back(
         # Intake keeps accepting while the guards are down.
         assert (await h.intake.accept(notification(alert(labels("api"))))).accepted == 1
     finally:
-        redis_server.start()
+        redis_controlled.start()
     # The retry delay is a few seconds; make the released events due now instead of waiting.
     async with h.store._pool.acquire() as conn:
         await conn.execute("UPDATE alert_events SET not_before = now() WHERE state = 'pending'")
@@ -309,14 +312,12 @@ async def test_background_worker_processes_what_intake_accepted(
     await worker.start()
     try:
         await h.intake.accept(notification(alert(labels())))
-        for _ in range(200):  # bounded wait, not a timing assertion
-            if await h.runs(outcome=RunOutcome.DRY_RUN):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: h.runs(outcome=RunOutcome.DRY_RUN))
+        # The outcome is recorded before the worker marks the event done.
+        await eventually(h.store.queue_depth, lambda depth: depth == 0)
     finally:
         await worker.stop(5)
     assert len(await h.runs(outcome=RunOutcome.DRY_RUN)) == 1
-    assert await h.store.queue_depth() == 0
 
 
 async def test_a_run_interrupted_by_a_crash_is_resumed_from_its_unfinished_steps(

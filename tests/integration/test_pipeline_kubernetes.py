@@ -9,7 +9,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from receiver.model import RunOutcome
-from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
+from tests.support.kube_fixtures import MakeDeployment, wait_for_revision
 from tests.support.pipeline import MakeHarness
 
 pytestmark = pytest.mark.kube
@@ -69,7 +69,9 @@ async def test_restart_runs_live_and_is_verified_when_the_alert_resolves(
     dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", kube_namespace)
     assert "kubectl.kubernetes.io/restartedAt" in dep.spec.template.metadata.annotations
     assert dep.metadata.annotations.get("remediator.io/run-id") == run.id
-    assert len(await owned_replica_sets(kube_admin, kube_namespace, "web")) >= 1
+    # The restart changed the pod template: the controller rolls it out as revision 2
+    # (revision 1 is make_deployment's, so a count of ReplicaSets >= 1 could not fail).
+    await wait_for_revision(kube_admin, kube_namespace, "web", 2)
 
     await live.deliver(_labels("HighMemoryUsage", kube_namespace, "web"), status="resolved")
     run = await live.only_run()

@@ -3,18 +3,18 @@ Redis from wheels, dry-run with no cluster), driven over HTTP, stopped and start
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
 
-from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, stop
+from tests.support.polling import eventually
+from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, launch, stop
 
 
 async def _runs(session: aiohttp.ClientSession, served: Served) -> list[dict[str, object]]:
@@ -53,13 +53,11 @@ async def test_serve_on_the_embedded_default_end_to_end(serve: ServeFactory) -> 
         async with session.post(f"{served.url}/api/v1/alerts", data=body, headers=auth) as resp:
             assert await resp.json() == {"accepted": 0, "duplicates": 1}
 
-        deadline = time.monotonic() + 30
-        runs: list[dict[str, object]] = []
-        while time.monotonic() < deadline:
-            runs = await _runs(session, served)
-            if runs and runs[0]["outcome"] not in ("pending", "running"):
-                break
-            await asyncio.sleep(0.1)
+        runs = await eventually(
+            lambda: _runs(session, served),
+            lambda runs: bool(runs) and runs[0]["outcome"] not in ("pending", "running"),
+            timeout_s=30,
+        )
         assert len(runs) == 1
         assert runs[0]["outcome"] == "dry_run"
         assert runs[0]["target"] == {"kind": "Deployment", "namespace": "demo", "name": "web"}
@@ -97,23 +95,23 @@ async def test_serve_on_the_embedded_default_end_to_end(serve: ServeFactory) -> 
             f"{again.url}/api/v1/alerts", data=json.dumps(other), headers=headers
         ) as r:
             assert await r.json() == {"accepted": 1, "duplicates": 0}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            refused = [r for r in await _runs(session, again) if r["outcome"] == "refused"]
-            if refused:
-                break
-            await asyncio.sleep(0.1)
+
+        async def refused_runs() -> list[dict[str, object]]:
+            return [r for r in await _runs(session, again) if r["outcome"] == "refused"]
+
+        refused = await eventually(refused_runs, timeout_s=30)
         assert len(refused) == 1
         assert refused[0]["refusal_guard"] == "pause"
         assert "change freeze" in str(refused[0]["refusal_reason"])
     assert stop(again) == 0
 
 
-def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
+def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path, embedded_dir: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "bad.yaml").write_text("rules:\n  - name: x\n    match: ['alertname=~\"(\"']\n")
-    env = env_for(tmp_path / "data") | {"REMEDIATOR_RULES_DIR": str(rules)}
+    # The data directory outside pytest's tmp_path, as wherever PostgreSQL could be started.
+    env = env_for(embedded_dir) | {"REMEDIATOR_RULES_DIR": str(rules)}
     proc = subprocess.run(
         [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
         env=env,
@@ -126,33 +124,32 @@ def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
     assert "bad.yaml:" in proc.stderr
 
 
+def test_serve_refuses_to_start_open_and_says_how_to_fix_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    env |= {
+        "REMEDIATOR_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x",
+        "REMEDIATOR_REDIS_URL": "redis://127.0.0.1:1/0",
+        "REMEDIATOR_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "no webhook authentication is configured" in proc.stderr
+
+
 async def test_serve_with_the_default_relative_data_dir_as_make_run_does(
     embedded_dir: Path,
 ) -> None:
     cwd = embedded_dir.parent
     env = env_for(embedded_dir)
     del env["REMEDIATOR_DATA_DIR"]  # the default, ".data", relative to where it runs
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-        env=env,
-        cwd=cwd,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    lines: list[str] = []
+    proc, url, _ = launch(env, cwd=cwd)
     try:
-        assert proc.stdout is not None
-        url = ""
-        deadline = time.monotonic() + 120
-        while not url and time.monotonic() < deadline:
-            line = await asyncio.to_thread(proc.stdout.readline)
-            if not line:
-                break
-            lines.append(line)
-            if m := re.search(r"listening on (http://\S+)", line):
-                url = m.group(1)
-        assert url, "".join(lines[-30:])
         async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as resp:
             assert resp.status == 200
         assert (cwd / ".data" / "webhook-token").is_file()

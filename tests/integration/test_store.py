@@ -9,47 +9,15 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from receiver.model import AlertEvent, RunOutcome, Status, StepPlan, Target, VerifyResult
-from receiver.store import CLAIM_WINDOW, NewEvent, Store
+from receiver.model import RunOutcome, Status, StepPlan, Target, VerifyResult
+from receiver.store import CLAIM_WINDOW, Store
 from receiver.store.migrate import Migration, MigrationError, load_migrations, migrate
+from tests.support.events import alert_event, new_event
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.postgres
 
 TARGET = Target("Deployment", "shop", "checkout")
-
-
-def new_event(
-    fingerprint: str = "0123456789abcdef",
-    starts_at: str = "2024-05-01T10:00:00.123456789Z",
-    status: Status = Status.FIRING,
-    alertname: str = "HighMemoryUsage",
-) -> NewEvent:
-    return NewEvent(
-        fingerprint=fingerprint,
-        starts_at=starts_at,
-        status=status,
-        labels={"alertname": alertname, "namespace": "shop", "deployment": "checkout"},
-        annotations={"summary": "memory near limit"},
-        group_key='{}:{alertname="HighMemoryUsage"}',
-        receiver="remediator",
-    )
-
-
-def alert_event(
-    event_id: int = 1,
-    fingerprint: str = "0123456789abcdef",
-    starts_at: str = "2024-05-01T10:00:00.123456789Z",
-    alertname: str = "HighMemoryUsage",
-) -> AlertEvent:
-    return AlertEvent(
-        id=event_id,
-        fingerprint=fingerprint,
-        starts_at=starts_at,
-        status=Status.FIRING,
-        labels={"alertname": alertname},
-        annotations={},
-    )
 
 
 # -- migrations ---------------------------------------------------------------------------
@@ -169,8 +137,8 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_settle(store: Sto
     await store.insert_events([new_event()])
     [claim] = await store.claim_events("crashed", 10, 0.3)
     assert await store.claim_events("other", 10, 30) == []
-    await asyncio.sleep(0.4)
-    [again] = await store.claim_events("other", 10, 30)
+    # Real time passing is the behaviour here: the lease runs out on the database's clock.
+    [again] = await eventually(lambda: store.claim_events("other", 10, 30), timeout_s=5)
     assert again.event.id == claim.event.id
     assert again.attempts == 2
     assert not await store.complete_event(claim.event.id, "crashed")
@@ -183,19 +151,27 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_settle(store: Sto
 async def test_extend_lease_keeps_the_claim(store: Store) -> None:
     await store.insert_events([new_event()])
     [claim] = await store.claim_events("w1", 10, 0.3)
-    for _ in range(3):
-        await asyncio.sleep(0.15)
-        assert await store.extend_lease(claim.event.id, "w1", 0.3)
+    assert await store.extend_lease(claim.event.id, "w1", 30)
+    # Real time passing is the behaviour: past the first lease, the extended one still holds.
+    await asyncio.sleep(0.4)
     assert await store.claim_events("w2", 10, 30) == []
+    assert await store.extend_lease(claim.event.id, "w1", 30)  # still its owner
+    # And an extension is a lease like the first: once it runs out, the event is free again.
+    assert await store.extend_lease(claim.event.id, "w1", 0.1)
+    [taken] = await eventually(lambda: store.claim_events("w2", 10, 30), timeout_s=5)
+    assert (taken.event.id, taken.attempts) == (claim.event.id, 2)
+    assert not await store.extend_lease(claim.event.id, "w1", 30)
 
 
 async def test_release_delays_the_event_and_keeps_the_error(store: Store) -> None:
     await store.insert_events([new_event()])
     [claim] = await store.claim_events("w1", 10, 30)
+    released_at = await store.server_now()
     assert await store.release_event(claim.event.id, "w1", 0.4, "redis down")
     assert await store.claim_events("w1", 10, 30) == []
-    await asyncio.sleep(0.5)
-    [again] = await store.claim_events("w1", 10, 30)
+    # The delay is real time on the database's clock: claimable again only once it passed.
+    [again] = await eventually(lambda: store.claim_events("w1", 10, 30), timeout_s=5)
+    assert (await store.server_now() - released_at).total_seconds() >= 0.4
     assert again.last_error == "redis down"
     assert again.attempts == 2
 

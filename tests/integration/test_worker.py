@@ -8,16 +8,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import structlog
 
-from receiver.model import AlertEvent, Disposition, RunOutcome, Status, Target
-from receiver.store import ClaimedJob, NewEvent, Store
+from receiver.model import AlertEvent, Disposition, RunOutcome, Status
+from receiver.store import ClaimedJob, Store
 from receiver.worker import Worker
+from tests.support.events import new_event, new_run
+from tests.support.polling import eventually
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -26,22 +29,52 @@ ROOT = Path(__file__).resolve().parents[2]
 LOG = structlog.get_logger("test.worker")
 
 
-def new_event(i: int = 0, status: Status = Status.FIRING) -> NewEvent:
-    return NewEvent(
-        fingerprint=f"{i:016x}",
-        starts_at="2024-05-01T10:00:00Z",
-        status=status,
-        labels={"alertname": "QueueBacklog", "queue": f"q{i}"},
-    )
+class LoopProbe:
+    """What the worker's loop is doing, seen from outside (the gate its idle wait needs).
 
+    Counts, on one clock, each time the LISTEN connection is (re)established (the worker sets
+    ``listening`` and wakes its loop at that moment) and each claim of events that began and
+    returned. Once a claim that began after the latest LISTEN has returned, and with nothing
+    stored meanwhile, the loop waits for a NOTIFY or its poll interval: whatever it does next
+    was woken by one of those. Claims that raised are counted apart (a store outage)."""
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not true within {timeout_s}s")
+    def __init__(self, store: Store, worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._tick = 0
+        self.listened = -1
+        self.idle_since = -1
+        self.failed_claims = 0
+        real_set = worker.listening.set
+        real_claim = store.claim_events
+
+        def listening_set() -> None:
+            self.listened = self._next()
+            real_set()
+
+        async def claim_events(*args: Any, **kwargs: Any) -> Any:
+            began = self._next()
+            try:
+                claims = await real_claim(*args, **kwargs)
+            except Exception:
+                self.failed_claims += 1
+                raise
+            if not claims:
+                self.idle_since = max(self.idle_since, began)
+            return claims
+
+        monkeypatch.setattr(worker.listening, "set", listening_set)
+        monkeypatch.setattr(store, "claim_events", claim_events)
+
+    def _next(self) -> int:
+        self._tick += 1
+        return self._tick
+
+    async def idle(self) -> None:
+        """Until the loop waits for a wake-up with the current LISTEN connection."""
+
+        async def waiting() -> bool:
+            return self.listened >= 0 and self.idle_since > self.listened
+
+        await eventually(waiting, what="the worker's loop idle after LISTEN")
 
 
 class Recorder:
@@ -103,25 +136,31 @@ async def _depth_is(store: Store, depth: int) -> bool:
     return await store.queue_depth() == depth
 
 
-async def test_notify_wakes_the_worker(store: Store, workers: Callable[..., Worker]) -> None:
+async def test_notify_wakes_the_worker(
+    store: Store, workers: Callable[..., Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
     process = Recorder()
     # A poll interval of a minute: only the NOTIFY can make it look within the test's bound.
     worker = workers(process, poll_interval_s=60.0)
+    probe = LoopProbe(store, worker, monkeypatch)
     await worker.start()
-    await asyncio.wait_for(worker.listening.wait(), 10)
-    await asyncio.sleep(0.2)  # let the first (empty) claim finish; the loop now sleeps
+    await probe.idle()  # the loop waits: nothing but the insert's NOTIFY can wake it
     started = time.monotonic()
     await store.insert_events([new_event(1)])
     await asyncio.wait_for(process.started.wait(), 5)
     assert time.monotonic() - started < 5
-    await eventually(lambda: _depth_is(store, 0), 5)
+    await eventually(lambda: _depth_is(store, 0), timeout_s=5)
 
 
 async def test_listen_connection_is_reestablished(
-    store: Store, workers: Callable[..., Worker], database_url: str
+    store: Store,
+    workers: Callable[..., Worker],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     process = Recorder()
     worker = workers(process, poll_interval_s=60.0)
+    probe = LoopProbe(store, worker, monkeypatch)
     await worker.start()
     await asyncio.wait_for(worker.listening.wait(), 10)
     conn = await asyncpg.connect(database_url)
@@ -135,10 +174,10 @@ async def test_listen_connection_is_reestablished(
             pids = [r["pid"] for r in await conn.fetch(listeners)]
             return worker.listening.is_set() and bool(pids) and old not in pids
 
-        await eventually(relistened, 15)
+        await eventually(relistened, timeout_s=15)
     finally:
         await conn.close()
-    await asyncio.sleep(0.2)
+    await probe.idle()  # on the new connection: only the insert's NOTIFY can wake it now
     await store.insert_events([new_event(2)])
     await asyncio.wait_for(process.started.wait(), 5)
 
@@ -282,7 +321,7 @@ async def test_event_of_a_killed_worker_is_reclaimed_after_its_lease(
     rescuer = Recorder()
     worker = workers(rescuer, owner="rescuer", poll_interval_s=0.1)
     await worker.start()
-    await eventually(lambda: _depth_is(store, 0), 15)
+    await eventually(lambda: _depth_is(store, 0), timeout_s=15)
     assert time.monotonic() - killed_at > 0.5  # it waited for the lease, it did not steal it
     assert [e.id for e in rescuer.seen] == [event_id]
     row = await store.get_event(event_id)
@@ -291,7 +330,7 @@ async def test_event_of_a_killed_worker_is_reclaimed_after_its_lease(
 
 
 async def test_worker_survives_a_store_outage(
-    pg_controlled: PostgresServer, database_url: str
+    pg_controlled: PostgresServer, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = await Store.connect(database_url, min_size=1, max_size=4, connect_timeout_s=1)
     process = Recorder()
@@ -305,16 +344,21 @@ async def test_worker_survives_a_store_outage(
         log=LOG,
         backoff_base_s=0.05,
     )
+    probe = LoopProbe(store, worker, monkeypatch)
     try:
         await worker.start()
         await asyncio.wait_for(worker.listening.wait(), 10)
         pg_controlled.stop("immediate")
         try:
-            await asyncio.sleep(1.0)  # claims and the listen connection fail meanwhile
+            # The outage as the worker sees it: its listen connection is lost, a claim fails.
+            async def both_failed() -> bool:
+                return not worker.listening.is_set() and probe.failed_claims > 0
+
+            await eventually(both_failed, timeout_s=20, what="the worker noticing the outage")
         finally:
             pg_controlled.start()
         await store.insert_events([new_event(9)])
-        await eventually(lambda: _depth_is(store, 0), 20)
+        await eventually(lambda: _depth_is(store, 0), timeout_s=20)
         assert len(process.seen) == 1
         await asyncio.wait_for(worker.listening.wait(), 15)  # LISTEN is back too
     finally:
@@ -325,13 +369,7 @@ async def test_worker_survives_a_store_outage(
 async def test_worker_takes_up_jobs_when_they_come_due(
     store: Store, workers: Callable[..., Worker]
 ) -> None:
-    event = AlertEvent(
-        id=1, fingerprint="e" * 16, starts_at="t", status=Status.FIRING, labels={}, annotations={}
-    )
-    run_id = await store.create_run(
-        rule="r", event=event, target=Target("Deployment", "a", "b"), dry_run=False
-    )
-    assert run_id is not None
+    run_id = await new_run(store, dry_run=False)
     seen: list[tuple[str, str, float]] = []
     due = asyncio.Event()
 

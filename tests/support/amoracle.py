@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.servers import server_missing
+from tests.support.tools import ToolUnavailable, built_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "hack" / "amoracle" / "build.sh"
@@ -31,24 +32,10 @@ class OracleError(RuntimeError):
 
 def find_oracle(build_timeout: float = 900.0) -> Path:
     """The oracle binary: ``$REMEDIATOR_AMORACLE``, else the one build.sh builds or caches."""
-    env = os.environ.get(BIN_ENV)
-    if env:
-        path = Path(env)
-    else:
-        try:
-            proc = subprocess.run(
-                ["bash", str(BUILD_SCRIPT)],
-                stdout=subprocess.PIPE,
-                text=True,
-                timeout=build_timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise OracleError(f"{BUILD_SCRIPT} did not finish in {build_timeout}s") from exc
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            raise OracleError(f"{BUILD_SCRIPT} failed with exit code {proc.returncode}")
-        path = Path(lines[-1])
+    try:
+        path = built_tool(BIN_ENV, BUILD_SCRIPT, timeout_s=build_timeout)
+    except ToolUnavailable as exc:
+        raise OracleError(str(exc)) from exc
     if not os.access(path, os.X_OK):
         raise OracleError(f"{path} is not an executable")
     return path

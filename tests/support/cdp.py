@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.polling import current, eventually_not_none
 from tests.support.servers import server_missing
 
 __all__ = ["Page", "browser"]
@@ -114,16 +115,19 @@ class Page:
 
 
 async def _port(profile: Path, process: subprocess.Popen[bytes]) -> int:
+    """The debugging port from the file Chromium writes once it listens."""
     marker = profile / "DevToolsActivePort"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + START_TIMEOUT_S
-    while loop.time() < deadline:
+
+    def port() -> int | None:
         if process.poll() is not None:
             raise RuntimeError(f"chromium exited with {process.returncode}")
         with contextlib.suppress(OSError, ValueError, IndexError):
             return int(marker.read_text().splitlines()[0])
-        await asyncio.sleep(0.05)  # polling a file Chromium writes when it is listening
-    raise RuntimeError("chromium did not open its debugging port")
+        return None
+
+    return await eventually_not_none(
+        current(port), timeout_s=START_TIMEOUT_S, what="chromium's debugging port"
+    )
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ import signal
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,6 +46,8 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from receiver.embedded.process import free_port
+from tests.support.polling import eventually_blocking
+from tests.support.tools import ToolUnavailable, built_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "controlplane" / "build.sh"
@@ -78,26 +79,10 @@ def find_binaries(build_timeout: float = 3600.0) -> Path:
     Uses ``$REMEDIATOR_CONTROLPLANE_BIN`` if set, else runs ``hack/controlplane/build.sh``
     (seconds when cached; 10-25 minutes cold on 2 cores). Build progress goes to stderr.
     """
-    env_dir = os.environ.get(BIN_ENV)
-    if env_dir:
-        bin_dir = Path(env_dir)
-    else:
-        try:
-            proc = subprocess.run(
-                ["bash", str(BUILD_SCRIPT)],
-                stdout=subprocess.PIPE,
-                text=True,
-                timeout=build_timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ControlPlaneError(f"{BUILD_SCRIPT} did not finish in {build_timeout}s") from exc
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            raise ControlPlaneError(
-                f"{BUILD_SCRIPT} failed with exit code {proc.returncode}; see its stderr above"
-            )
-        bin_dir = Path(lines[-1])
+    try:
+        bin_dir = built_tool(BIN_ENV, BUILD_SCRIPT, timeout_s=build_timeout)
+    except ToolUnavailable as exc:
+        raise ControlPlaneError(str(exc)) from exc
     missing = [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
     if missing:
         raise ControlPlaneError(f"{bin_dir} lacks executable(s) {', '.join(missing)}")
@@ -610,27 +595,30 @@ class ControlPlane:
         ctx: ssl.SSLContext | None,
         ok: Callable[[bytes], bool],
     ) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last = "no answer yet"
-        while True:
+        def probe() -> str | None:
+            """None once ``url`` answers as ``ok`` wants, else what it answered."""
             for comp in self._components:
                 if comp.proc.poll() is not None:
                     self._fail(f"{comp.name} exited with code {comp.proc.returncode}")
             try:
                 with urllib.request.urlopen(url, timeout=5, context=ctx) as resp:  # noqa: S310
                     body = resp.read()
-                    if ok(body):
-                        return
-                    last = f"HTTP {resp.status}: {body[:300]!r}"
+                    return None if ok(body) else f"HTTP {resp.status}: {body[:300]!r}"
             except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
+                return f"HTTP {exc.code}: {exc.read()[:300]!r}"
             except (OSError, ssl.SSLError) as exc:
-                last = repr(exc)
-            if time.monotonic() > deadline:
-                self._fail(
-                    f"{name} not ready at {url} within {self.start_timeout:.0f}s (last: {last})"
-                )
-            time.sleep(0.25)
+                return repr(exc)
+
+        try:
+            eventually_blocking(
+                probe,
+                lambda answer: answer is None,
+                timeout_s=self.start_timeout,
+                interval_s=0.25,
+                what=f"{name} ready at {url}",
+            )
+        except AssertionError as exc:
+            self._fail(str(exc))
 
     def _fail(self, message: str) -> None:
         parts = [message]

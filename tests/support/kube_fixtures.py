@@ -8,10 +8,8 @@ creates a Deployment and waits until the controller has given it a revisioned Re
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Protocol
 
 import pytest
@@ -20,6 +18,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.support.kube import ControlPlane, ControlPlaneError
+from tests.support.polling import eventually
 from tests.support.servers import server_missing
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -66,20 +65,6 @@ async def kube_namespace(kube_admin: Any) -> AsyncIterator[str]:
                 raise
 
 
-async def poll(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.2
-) -> Any:
-    """Await ``check()`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    pytest.fail(f"condition not met within {timeout}s (last value: {last!r})")
-
-
 async def owned_replica_sets(api_client: Any, namespace: str, name: str) -> list[Any]:
     """ReplicaSets controlled by Deployment ``namespace/name``, by ascending revision."""
     apps = k8s.AppsV1Api(api_client)
@@ -112,7 +97,28 @@ async def wait_for_revision(
         ]
         return dep if str(revision) in revisions else None
 
-    return await poll(check, timeout=timeout)
+    return await eventually(check, timeout_s=timeout, what=f"{name} at revision {revision}")
+
+
+async def wait_for_rollout_settled(
+    api_client: Any, namespace: str, name: str, *, timeout: float = 30.0
+) -> Any:
+    """Wait until the Deployment controller has caught up with Deployment ``name``: it has
+    observed the latest generation, and the revision annotation names the newest ReplicaSet
+    it owns. A change to the template bumps the revision only then, so whatever reads the
+    revision next (rollout_undo, its JSON-patch ``test``) must wait for this, not race it."""
+    apps = k8s.AppsV1Api(api_client)
+
+    async def check() -> Any:
+        dep = await apps.read_namespaced_deployment(name, namespace)
+        if (dep.status.observed_generation or 0) < dep.metadata.generation:
+            return None
+        owned = await owned_replica_sets(api_client, namespace, name)
+        newest = (owned[-1].metadata.annotations or {}).get(REVISION) if owned else None
+        current = (dep.metadata.annotations or {}).get(REVISION)
+        return dep if newest is not None and current == newest else None
+
+    return await eventually(check, timeout_s=timeout, what=f"{name}'s rollout observed")
 
 
 async def patch_deployment(

@@ -1,4 +1,9 @@
-"""Alertmanager v4 notifications for tests, in the shape Alertmanager 0.25 sends."""
+"""Alertmanager v4 notifications for tests, in the shape Alertmanager 0.25 sends.
+
+``alert`` and ``notification_body`` build the JSON as sent (dicts, ready for ``json.dumps``);
+``raw`` sets or replaces keys exactly as sent, for tests of what a bad sender could send.
+``notification`` is the body parsed by the receiver's own parser.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any
 
 from receiver.alertmanager import ZERO_TIME, Notification, fingerprint, parse_notification
 
+__all__ = ["alert", "notification", "notification_body"]
+
 
 def alert(
     labels: Mapping[str, str],
@@ -16,26 +23,37 @@ def alert(
     starts_at: str = "2026-11-25T10:00:00.123456789Z",
     ends_at: str | None = None,
     annotations: Mapping[str, str] | None = None,
+    generator_url: str = "",
+    raw: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """One alert; its fingerprint is Alertmanager's for ``labels``. A firing alert ends at
+    Alertmanager's zero time, a resolved one at 10:05 on the default start's day."""
+    body = {
         "status": status,
         "labels": dict(labels),
-        "annotations": dict(annotations or {"summary": "test"}),
+        "annotations": dict(annotations if annotations is not None else {"summary": "test"}),
         "startsAt": starts_at,
         "endsAt": ends_at or (ZERO_TIME if status == "firing" else "2026-11-25T10:05:00Z"),
-        "generatorURL": "",
+        "generatorURL": generator_url,
         "fingerprint": fingerprint(labels),
     }
+    body.update(raw or {})
+    return body
 
 
 def notification_body(
-    *alerts: dict[str, Any], external_url: str = "http://am-0:9093", receiver: str = "remediator"
+    *alerts: dict[str, Any],
+    external_url: str = "http://am-0:9093",
+    receiver: str = "remediator",
+    raw: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A notification of ``alerts``: firing if any is, the labels they share as the common
+    ones, grouped by alertname."""
     firing = any(a["status"] == "firing" for a in alerts)
     common = dict(alerts[0]["labels"]) if alerts else {}
     for a in alerts[1:]:
         common = {k: v for k, v in common.items() if a["labels"].get(k) == v}
-    return {
+    body = {
         "version": "4",
         "groupKey": '{}/{team="sre"}:{alertname="' + common.get("alertname", "") + '"}',
         "truncatedAlerts": 0,
@@ -47,6 +65,8 @@ def notification_body(
         "externalURL": external_url,
         "alerts": list(alerts),
     }
+    body.update(raw or {})
+    return body
 
 
 def notification(*alerts: dict[str, Any], external_url: str = "http://am-0:9093") -> Notification:

@@ -1,4 +1,11 @@
-"""Waiting for a condition instead of sleeping: poll it until it holds or a deadline passes."""
+"""Waiting for a condition instead of sleeping: poll it until it holds or a deadline passes.
+
+The one home of the tests' polling loops: ``eventually`` (async probes) and
+``eventually_blocking`` (the same for synchronous code, such as starting a server). A probe
+that raises ends the wait with its error (a server process that exited, say): only a value
+``accept`` does not take means "not yet". The interval sleep below is the only sleep a test
+needs for waiting; a sleep anywhere else is real time passing on purpose, and says so.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,31 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+__all__ = ["current", "eventually", "eventually_blocking", "eventually_not_none"]
+
 T = TypeVar("T")
+
+
+class _Deadline:
+    def __init__(self, timeout_s: float, what: str) -> None:
+        self._end = time.monotonic() + timeout_s
+        self._timeout_s = timeout_s
+        self._what = what
+
+    def check(self, last: object) -> None:
+        if time.monotonic() >= self._end:
+            raise AssertionError(
+                f"{self._what} not met within {self._timeout_s}s; last value: {last!r}"
+            )
+
+
+def current(read: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """A synchronous read as a probe for ``eventually``: ``eventually(current(lambda: x))``."""
+
+    async def probe() -> T:
+        return read()
+
+    return probe
 
 
 async def eventually(
@@ -16,14 +47,51 @@ async def eventually(
     *,
     timeout_s: float = 10.0,
     interval_s: float = 0.05,
+    what: str = "condition",
 ) -> T:
-    """The first value of ``probe()`` that ``accept`` takes; AssertionError with the last value
-    seen when none does within ``timeout_s`` seconds."""
-    deadline = time.monotonic() + timeout_s
+    """The first value of ``probe()`` that ``accept`` takes; AssertionError naming ``what``
+    with the last value seen when none does within ``timeout_s`` seconds."""
+    deadline = _Deadline(timeout_s, what)
     while True:
         value = await probe()
         if accept(value):
             return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s; last value: {value!r}")
+        deadline.check(value)
         await asyncio.sleep(interval_s)
+
+
+async def eventually_not_none(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    timeout_s: float = 10.0,
+    interval_s: float = 0.05,
+    what: str = "a value",
+) -> T:
+    """The first value of ``probe()`` that is not None (a lookup that finds nothing yet)."""
+    found = await eventually(
+        probe,
+        lambda value: value is not None,
+        timeout_s=timeout_s,
+        interval_s=interval_s,
+        what=what,
+    )
+    assert found is not None
+    return found
+
+
+def eventually_blocking(
+    probe: Callable[[], T],
+    accept: Callable[[T], bool] = bool,
+    *,
+    timeout_s: float = 10.0,
+    interval_s: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """``eventually`` for synchronous code (it blocks the thread between probes)."""
+    deadline = _Deadline(timeout_s, what)
+    while True:
+        value = probe()
+        if accept(value):
+            return value
+        deadline.check(value)
+        time.sleep(interval_s)

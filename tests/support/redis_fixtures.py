@@ -1,4 +1,7 @@
-"""Redis fixtures: one real server per session, an empty database for every test."""
+"""Redis fixtures: one real server per session, an empty database for every test.
+
+``redis_controlled`` is the same server for tests that stop, start or freeze it: only one this
+session started (``server_missing`` otherwise, before the test begins)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from tests.support.redis import RedisServer
+from tests.support.redis import ENV_URL, RedisServer
+from tests.support.servers import server_missing
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +22,15 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def redis_controlled(redis_server: RedisServer) -> RedisServer:
+    if not redis_server.managed:
+        server_missing(
+            f"a Redis the tests may stop and start ({ENV_URL} points at an external one)"
+        )
+    return redis_server
 
 
 @pytest.fixture

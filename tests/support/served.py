@@ -24,6 +24,7 @@ __all__ = [
     "Served",
     "embedded_dir",
     "env_for",
+    "launch",
     "serve",
     "stop",
 ]
@@ -60,6 +61,43 @@ def env_for(data_dir: Path) -> dict[str, str]:
 ServeFactory = Callable[[], Served]
 
 
+def launch(
+    env: dict[str, str], *, port: int = 0, cwd: Path = ROOT, timeout_s: float = 120.0
+) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """Start ``remediator serve --port {port}`` (0: any free one) and wait for its banner:
+    the process, its URL (no trailing slash) and its output so far (a thread keeps reading).
+    No banner within ``timeout_s``: the process is killed and the test fails with its output.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output: list[str] = []
+    found = threading.Event()
+    url: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            m = re.search(r"listening on (http://\S+)", line)
+            if m and not url:
+                url.append(m.group(1).rstrip("/"))
+                found.set()
+        found.set()  # the process ended
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not found.wait(timeout_s) or not url:
+        proc.kill()
+        proc.wait()
+        pytest.fail("remediator serve did not start:\n" + "".join(output[-60:]))
+    return proc, url[0], output
+
+
 @pytest.fixture
 def embedded_dir() -> Iterator[Path]:
     """A directory for the embedded servers' data, outside pytest's tmp_path: as root,
@@ -80,34 +118,10 @@ def serve(embedded_dir: Path) -> Iterator[ServeFactory]:
     started: list[Served] = []
 
     def start() -> Served:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-            env=env_for(embedded_dir),
-            cwd=ROOT,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        output: list[str] = []
-        found = threading.Event()
-        url: list[str] = []
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                output.append(line)
-                m = re.search(r"listening on (http://\S+)", line)
-                if m and not url:
-                    url.append(m.group(1))
-                    found.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not found.wait(120):
-            proc.kill()
-            pytest.fail("remediator serve did not start:\n" + "".join(output[-40:]))
+        proc, url, output = launch(env_for(embedded_dir))
         token = (embedded_dir / "webhook-token").read_text().strip()
         operator = (embedded_dir / "operator-token").read_text().strip()
-        served = Served(proc, url[0], token, operator, output)
+        served = Served(proc, url, token, operator, output)
         started.append(served)
         return served
 

@@ -21,6 +21,7 @@ from receiver.alertmanager import (
     parse_notification_carefully,
     parse_rfc3339,
 )
+from tests.support.payloads import alert, notification_body
 
 # As Alertmanager 0.25 sends it: Go escapes <, > and & in strings, the receiver name went
 # through regexp.QuoteMeta, the firing alert carries Go's zero time as endsAt, and startsAt
@@ -44,35 +45,20 @@ AM_0_25_BODY = (
 )
 
 
-def _alert(**overrides: Any) -> dict[str, Any]:
-    alert: dict[str, Any] = {
-        "status": "firing",
-        "labels": {"alertname": "HighErrorRate"},
-        "annotations": {},
-        "startsAt": "2024-05-27T07:14:54.523Z",
-        "endsAt": ZERO_TIME,
-        "generatorURL": "",
-        "fingerprint": "0123456789abcdef",
-    }
-    alert.update(overrides)
-    return alert
+def _alert(**raw: Any) -> dict[str, Any]:
+    """An alert as sent, ``raw`` replacing its keys (its fingerprint fixed, whatever labels)."""
+    return alert(
+        {"alertname": "HighErrorRate"},
+        starts_at="2024-05-27T07:14:54.523Z",
+        annotations={},
+        raw={"fingerprint": "0123456789abcdef"} | raw,
+    )
 
 
-def _body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "version": "4",
-        "groupKey": "{}:{}",
-        "truncatedAlerts": 0,
-        "status": "firing",
-        "receiver": "remediator",
-        "groupLabels": {},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "http://am:9093",
-        "alerts": [_alert()],
-    }
-    body.update(overrides)
-    return body
+def _body(**raw: Any) -> dict[str, Any]:
+    """A notification of one ``_alert()``, ``raw`` replacing its top-level keys."""
+    fixed = {"groupKey": "{}:{}", "groupLabels": {}, "commonLabels": {}}
+    return notification_body(_alert(), external_url="http://am:9093", raw=fixed | raw)
 
 
 def _parse(body: dict[str, Any]) -> Notification:

@@ -12,6 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from receiver.cli import main
+from tests.support.payloads import alert, notification_body
 
 LISTS = """\
 rules:
@@ -52,26 +53,13 @@ rules:
 
 
 def _notification(labels: dict[str, str]) -> dict[str, object]:
-    alert = {
-        "status": "firing",
-        "labels": labels,
-        "annotations": {},
-        "startsAt": "2026-11-30T01:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prometheus.invalid/graph",
-        "fingerprint": "0123456789abcdef",
-    }
-    return {
-        "version": "4",
-        "groupKey": "{}:{}",
-        "status": "firing",
-        "receiver": "remediator",
-        "groupLabels": {},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.invalid",
-        "alerts": [alert],
-    }
+    sent = alert(
+        labels,
+        starts_at="2026-11-30T01:00:00Z",
+        annotations={},
+        generator_url="http://prometheus.invalid/graph",
+    )
+    return notification_body(sent, external_url="http://alertmanager.invalid")
 
 
 def _run(args: list[str]) -> Result:

@@ -277,7 +277,8 @@ def test_missing_config_file_names_it(tmp_path: Path) -> None:
 
 
 def test_unrelated_prefixed_variables_are_ignored() -> None:
-    load_settings(None, {"REMEDIATOR_CONTROLPLANE_BIN": "/opt/bin", "REMEDIATOR_CONFIG": "x"})
+    env = {"REMEDIATOR_CONTROLPLANE_BIN": "/opt/bin", "REMEDIATOR_CONFIG": "x"}
+    assert load_settings(None, env) == load_settings(None, {})
 
 
 def test_secrets_never_in_repr(tmp_path: Path) -> None:

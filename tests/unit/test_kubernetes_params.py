@@ -10,14 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from remediations.base import Action, ParamsError, Risk
+from remediations.base import Action, ActionContext, ActionRefused, Clients, ParamsError, Risk
 from remediations.kubernetes import quantity
 from remediations.kubernetes.container import QuantityChange, SetEnvParams, SetResourcesParams
 from remediations.kubernetes.pods import DeletePodParams
+from remediations.kubernetes.restart import RolloutRestart
 from remediations.kubernetes.retry import RetryPolicy
 from remediations.kubernetes.rollback import UndoParams
 from remediations.kubernetes.scale import ScaleParams
 from remediations.registry import default_registry
+from remediations.targets import Target
 
 # --------------------------------------------------------------------------------------------
 # quantities
@@ -346,3 +348,32 @@ def test_pure_modules_load_without_the_client_library() -> None:
     )
     env = {**os.environ, "PYTHONPATH": repo}
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
+# --------------------------------------------------------------------------------------------
+# params and clients, as the registry and an action see them
+
+
+async def test_no_client_is_refused() -> None:
+    ctx = ActionContext(run_id="r", dry_run=True, clients=Clients())
+    with pytest.raises(ActionRefused, match="no Kubernetes credentials"):
+        await RolloutRestart().preview(
+            ctx, Target("Deployment", "x", "web"), RolloutRestart.Params()
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("kubernetes.rollout_restart", {"force": True}),
+        ("kubernetes.scale", {"replicas": 2}),
+        ("kubernetes.scale", {"replicas": 2, "delta": 1, "max": 4}),
+        ("kubernetes.set_resources", {"container": "app", "memory_limit": {"factor": 2}}),
+        ("kubernetes.set_env", {"container": "app", "name": "1BAD", "value": "x"}),
+        ("kubernetes.rollout_undo", {"to_revision": 0}),
+        ("kubernetes.delete_pod", {"max_pods": 11}),
+    ],
+)
+def test_invalid_params_raise_params_error(name: str, raw: dict[str, Any]) -> None:
+    with pytest.raises(ParamsError, match=f"invalid params for {name}"):
+        default_registry().parse_params(name, raw)

@@ -21,7 +21,6 @@ import structlog
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from receiver.alertmanager import fingerprint
 from receiver.config import Settings
 from receiver.http.alerts import ALERTS_PATH
 from receiver.http.app import create_app
@@ -30,6 +29,8 @@ from receiver.intake import Intake
 from receiver.store import NewEvent, Store
 from receiver.telemetry import Metrics
 from tests.support.http import AUTH, TOKEN, AiohttpClient, Client, MakeClient
+from tests.support.payloads import alert, notification_body
+from tests.support.polling import current, eventually
 from tests.support.postgres import PostgresServer, StopMode
 from tests.support.rawhttp import exchange, status_of
 
@@ -38,36 +39,19 @@ pytestmark = [pytest.mark.postgres]
 REPLACEMENT = "\ufffd"
 
 
-def _alert(pod: str, **overrides: Any) -> dict[str, Any]:
-    labels = {"alertname": "KubePodNotReady", "namespace": "other", "pod": pod}
-    alert = {
-        "status": "firing",
-        "labels": labels,
-        "annotations": {"summary": f"secret-of-{pod}"},
-        "startsAt": "2026-11-30T02:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prometheus.example:9090/graph?g0.expr=x",
-        "fingerprint": fingerprint(labels),
-    }
-    alert.update(overrides)
-    return alert
+def _alert(pod: str, **raw: Any) -> dict[str, Any]:
+    """An alert of pod ``pod``; ``raw`` replaces keys as sent."""
+    return alert(
+        {"alertname": "KubePodNotReady", "namespace": "other", "pod": pod},
+        starts_at="2026-11-30T02:00:00Z",
+        annotations={"summary": f"secret-of-{pod}"},
+        generator_url="http://prometheus.example:9090/graph?g0.expr=x",
+        raw=raw,
+    )
 
 
-def _note(*alerts: dict[str, Any], **top: Any) -> dict[str, Any]:
-    body = {
-        "version": "4",
-        "groupKey": '{}:{alertname="KubePodNotReady"}',
-        "status": "firing",
-        "receiver": "remediator",
-        "groupLabels": {"alertname": "KubePodNotReady"},
-        "commonLabels": {"alertname": "KubePodNotReady"},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.example:9093",
-        "alerts": list(alerts),
-        "truncatedAlerts": 0,
-    }
-    body.update(top)
-    return body
+def _note(*alerts: dict[str, Any], **raw: Any) -> dict[str, Any]:
+    return notification_body(*alerts, external_url="http://alertmanager.example:9093", raw=raw)
 
 
 async def _post(client: Client, body: dict[str, Any]) -> tuple[int, Any]:
@@ -311,13 +295,10 @@ async def test_postgres_going_away_mid_flight_is_503_never_500(
 
     senders = [asyncio.create_task(sender(k)) for k in range(8)]
     try:
-        async with asyncio.timeout(30):
-            while len(acked) < 50:
-                await asyncio.sleep(0.01)
-            stopping = asyncio.create_task(asyncio.to_thread(pg_controlled.stop, mode))
-            while 503 not in statuses:
-                await asyncio.sleep(0.01)
-            await stopping
+        await eventually(current(lambda: len(acked)), lambda n: n >= 50, timeout_s=30)
+        stopping = asyncio.create_task(asyncio.to_thread(pg_controlled.stop, mode))
+        await eventually(current(lambda: 503 in statuses), timeout_s=30)
+        await asyncio.wait_for(stopping, 30)
     finally:
         done.set()
         await asyncio.gather(*senders, return_exceptions=True)

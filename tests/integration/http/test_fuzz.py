@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from receiver.alertmanager import PayloadError, fingerprint, parse_notification
+from receiver.alertmanager import PayloadError, parse_notification
 from receiver.config import Settings
 from receiver.http.app import create_app, create_runner
 from receiver.http.deps import HealthChecks
@@ -35,6 +35,7 @@ from receiver.intake import Intake
 from receiver.store import Store
 from receiver.telemetry import Metrics
 from tests.support.http import TOKEN
+from tests.support.payloads import alert, notification_body
 from tests.support.postgres import PostgresServer
 from tests.support.rawhttp import exchange, status_of
 
@@ -218,22 +219,11 @@ _pods = itertools.count()
 
 
 def _good() -> Fuzzed:
-    labels = {"alertname": "FuzzNeighbour", "pod": f"good-{next(_pods)}"}
-    note = {
-        "version": "4",
-        "groupKey": "{}:{}",
-        "status": "firing",
-        "receiver": "remediator",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "startsAt": "2026-11-30T02:00:00Z",
-                "fingerprint": fingerprint(labels),
-            }
-        ],
-    }
-    body = json.dumps(note).encode()
+    sent = alert(
+        {"alertname": "FuzzNeighbour", "pod": f"good-{next(_pods)}"},
+        starts_at="2026-11-30T02:00:00Z",
+    )
+    body = json.dumps(notification_body(sent)).encode()
     return Fuzzed(b"/api/v1/alerts", b"POST", GOOD_AUTH, b"", b"application/json", body)
 
 

@@ -16,7 +16,6 @@ from receiver.model import GuardSpec, NamespacePolicy, Target
 from receiver.store import Store
 from tests.support.http import OPERATOR, OPERATOR_NAME, OPERATOR_TOKEN, MakeClient
 from tests.support.redis import RedisServer
-from tests.support.servers import server_missing
 
 pytestmark = [pytest.mark.postgres]
 
@@ -84,20 +83,18 @@ async def test_bad_pause_requests_are_400_naming_the_field(
 
 
 async def test_pause_needs_auth_and_redis(
-    make_client: MakeClient, redis_client: redis.asyncio.Redis, redis_server: RedisServer
+    make_client: MakeClient, redis_client: redis.asyncio.Redis, redis_controlled: RedisServer
 ) -> None:
     guards = Guards(redis_client, NamespacePolicy(), GuardSettings(timeout_s=1.0))
     client = await make_client(guards=guards)
     response = await client.put(PAUSE_PATH, json={"reason": "x"})
     assert response.status == 401
-    if not redis_server.managed:
-        server_missing("a Redis server the tests may stop")
-    redis_server.stop()
+    redis_controlled.stop()
     try:
         response = await client.put(PAUSE_PATH, json={"reason": "x"}, headers=OPERATOR)
         assert response.status == 503
     finally:
-        redis_server.start()
+        redis_controlled.start()
 
 
 async def test_cli_pause_resume_and_status(

@@ -58,15 +58,15 @@ async def test_readyz_reports_each_component(
 
 
 async def test_readyz_redis_down_is_503(
-    make_client: MakeClient, store: Store, redis_server: RedisServer, redis_url: str
+    make_client: MakeClient, store: Store, redis_controlled: RedisServer, redis_url: str
 ) -> None:
     health = HealthChecks(store=ping(store), redis=_redis_check(redis_url), kubernetes=_dry_run)
     client = await make_client(health=health)
-    redis_server.stop()
+    redis_controlled.stop()
     try:
         response = await client.get("/readyz")
     finally:
-        redis_server.ensure_running()
+        redis_controlled.ensure_running()
     assert response.status == 503
     data = await response.json()
     assert data["status"] == "not ready"
@@ -75,16 +75,16 @@ async def test_readyz_redis_down_is_503(
 
 
 async def test_readyz_check_that_hangs_times_out(
-    make_client: MakeClient, store: Store, redis_server: RedisServer, redis_url: str
+    make_client: MakeClient, store: Store, redis_controlled: RedisServer, redis_url: str
 ) -> None:
     settings = Settings(webhook_token=SecretStr(TOKEN), readiness_timeout_seconds=0.3)
     health = HealthChecks(store=ping(store), redis=_redis_check(redis_url))
     client = await make_client(settings=settings, health=health)
-    redis_server.freeze()  # accepts TCP, answers nothing
+    redis_controlled.freeze()  # accepts TCP, answers nothing
     try:
         response = await client.get("/readyz")
     finally:
-        redis_server.thaw()
+        redis_controlled.thaw()
     assert response.status == 503
     detail = (await response.json())["components"]["redis"]["detail"]
     assert detail == "no answer within 0.3s"

@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from receiver.cli import main
-from receiver.model import AlertEvent, Status, Target
-from receiver.store import JobKind, NewEvent, Store
+from receiver.model import Target
+from receiver.store import JobKind, Store
+from tests.support.events import new_event, new_run
 from tests.support.http import OPERATOR, OPERATOR_TOKEN, Client, MakeClient
 from tests.support.pipeline import MakeHarness
 
@@ -21,17 +22,7 @@ pytestmark = [pytest.mark.postgres]
 
 async def dead_events(store: Store, n: int, alertname: str = "Poison") -> list[int]:
     """``n`` alert events (one alert each), each failed once with max 1 attempt: dead."""
-    await store.insert_events(
-        [
-            NewEvent(
-                fingerprint=f"{i:016x}",
-                starts_at="2024-05-01T10:00:00Z",
-                status=Status.FIRING,
-                labels={"alertname": alertname},
-            )
-            for i in range(n)
-        ]
-    )
+    await store.insert_events([new_event(i, labels={"alertname": alertname}) for i in range(n)])
     ids = []
     for claim in await store.claim_events("w", n, lease_s=60):
         error = f"ValueError: poison {claim.event.id}"
@@ -41,13 +32,7 @@ async def dead_events(store: Store, n: int, alertname: str = "Poison") -> list[i
 
 
 async def dead_job(store: Store) -> tuple[int, str]:
-    event = AlertEvent(
-        id=1, fingerprint="f" * 16, starts_at="t", status=Status.FIRING, labels={}, annotations={}
-    )
-    run_id = await store.create_run(
-        rule="r", event=event, target=Target("Deployment", "shop", "web"), dry_run=True
-    )
-    assert run_id is not None
+    run_id = await new_run(store, target=Target("Deployment", "shop", "web"))
     job_id = await store.enqueue_job(JobKind.VERIFY_DEADLINE, run_id)
     assert job_id is not None
     [claim] = await store.claim_jobs("w", 1, lease_s=60)
@@ -69,9 +54,7 @@ async def test_dead_events_are_listed_page_by_page_with_their_state(
     make_client: MakeClient, store: Store
 ) -> None:
     ids = await dead_events(store, 3)
-    await store.insert_events(
-        [NewEvent("e" * 16, "2024-05-01T10:00:00Z", Status.FIRING, {"alertname": "Fine"})]
-    )
+    await store.insert_events([new_event("e" * 16, labels={"alertname": "Fine"})])
     client = await make_client()
     status, page = await get(client, "/api/v1/events?state=dead&limit=2")
     assert status == 200

@@ -187,6 +187,17 @@ async def test_cli_runs_reads_the_api(make_client: MakeClient, three_runs: list[
     assert "HTTP 401" in denied.stderr
 
 
+def test_cli_runs_against_an_unreachable_server_is_a_clear_error() -> None:
+    from click.testing import CliRunner
+
+    from receiver.cli import main
+
+    result = CliRunner().invoke(main, ["runs", "--url", "http://127.0.0.1:1"], env={})
+    assert result.exit_code == 1
+    assert "127.0.0.1:1/api/v1/runs" in result.stderr
+    assert "Traceback" not in result.output
+
+
 async def test_one_run_with_its_steps_and_audit_trail(
     make_client: MakeClient, store: Store, three_runs: list[str]
 ) -> None:
