@@ -12,19 +12,17 @@ token, over HTTP like the CLI.
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
-import pytest
 import yaml
+
+from tests.support.served import launch
 
 __all__ = ["RULE_TIMES", "Api", "Remediator", "retimed_rules", "start"]
 
@@ -95,33 +93,8 @@ class Remediator:
 
 def start(env: Mapping[str, str], port: int) -> Remediator:
     """Run ``remediator serve --port PORT`` with ``env``; wait (at most 120 s) for its banner."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)],
-        env=dict(env),
-        cwd=ROOT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    output: list[str] = []
-    url: list[str] = []
-    found = threading.Event()
-
-    def pump(stream: IO[str]) -> None:
-        for line in stream:
-            output.append(line)
-            m = re.search(r"listening on (http://\S+)", line)
-            if m and not url:
-                url.append(m.group(1).rstrip("/"))
-                found.set()
-        found.set()  # the process ended
-
-    assert proc.stdout is not None
-    threading.Thread(target=pump, args=(proc.stdout,), daemon=True).start()
-    if not found.wait(120) or not url:
-        proc.kill()
-        pytest.fail("remediator serve did not start:\n" + "".join(output[-80:]))
-    return Remediator(proc, url[0], output)
+    proc, url, output = launch(dict(env), port=port)
+    return Remediator(proc, url, output)
 
 
 class Api:
