@@ -71,8 +71,8 @@ class Runs(Database):
                 """
                 INSERT INTO runs (rule, fingerprint, starts_at, alertname, event_id, target_kind,
                                   target_namespace, target_name, outcome, dry_run, occurrence,
-                                  verify_within_s, refire)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                  verify_within_s, refire, group_key)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                 ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
                 RETURNING id::text
                 """,
@@ -89,6 +89,7 @@ class Runs(Database):
                 occurrence,
                 verify_within_s,
                 event.refire,
+                event.group_key,
             )
             if run_id is None:
                 return None
@@ -106,6 +107,14 @@ class Runs(Database):
                     "dry_run": dry_run,
                     "occurrence": occurrence,
                     "refire": event.refire,
+                    # The alert as it fired: the event is pruned by retention, the audit row
+                    # stays, so the review still shows what fired (receiver/review/).
+                    "alert": {
+                        "labels": dict(event.labels),
+                        "annotations": dict(event.annotations),
+                        "generator_url": event.generator_url,
+                        "group_key": event.group_key,
+                    },
                     **(dict(data) if data else {}),
                 },
             )
