@@ -39,6 +39,11 @@ class ChannelNotifier:
         self._notifier = notifier
         self._channel = notifier.channels[channel]
 
+    @property
+    def channel(self) -> str:
+        """The name of the notify channel notices go to (for the audit log)."""
+        return self._channel.name
+
     def body(self, notice: Notice) -> dict[str, Any]:
         if self._channel.kind is ChannelKind.SLACK:
             return slack_message(notice)

@@ -44,6 +44,9 @@ class JobHandler:
         if job.kind is JobKind.VERIFY_DEADLINE:
             if await self._deps.store.expire_verifications(run_id=job.run_id):
                 log.info("verification expired: the alert did not resolve in time")
+                expired = await self._deps.store.get_run(job.run_id, with_steps=False)
+                if expired is not None:
+                    self._deps.metrics.run_finished(expired.rule, expired.outcome)
             return Disposition.done()
         if job.kind is JobKind.RESUME_RUN:
             run = await self._deps.store.get_run(job.run_id)

@@ -46,6 +46,7 @@ class Close:
         store = self._deps.store
         assert ctx.run_id is not None
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
+        closed = False
         if ctx.event is not None:
             for planned in ctx.steps:
                 await store.record_step(
@@ -58,7 +59,8 @@ class Close:
                     needs_approval=planned.needs_approval,
                 )
             closed_at = resolved_at(ctx.event, self._deps.clock())
-            if await store.close_run(ctx.run_id, closed_at):
+            closed = await store.close_run(ctx.run_id, closed_at)
+            if closed:
                 ctx.log.info("run closed: alert resolved", resolved_at=closed_at.isoformat())
         if self._deps.approvals is not None:
             # A step still waiting for its approval is no longer wanted (idempotent).
@@ -66,6 +68,8 @@ class Close:
         run = await store.get_run(ctx.run_id)
         if run is None:
             return Verdict.stop(RunOutcome.RESOLVED, "run no longer exists")
+        if closed:
+            self._measure(run)
         ctx.prior = run
         for step in run.steps:
             # What the run's own steps changed: an on_resolved step undoes that, and only that.
@@ -82,6 +86,19 @@ class Close:
             if s.phase == "resolve" and s.outcome == STEP_PENDING
         )
         return Verdict.next()
+
+    def _measure(self, run: RunRecord) -> None:
+        """Metrics of a run closed just now: its time to resolve, when its steps ran; the
+        end of a run that was verifying."""
+        metrics = self._deps.metrics
+        if run.outcome is RunOutcome.RESOLVED:
+            metrics.run_finished(run.rule, RunOutcome.RESOLVED)
+        if run.time_to_resolve_s is not None and run.outcome in _ACTED:
+            metrics.run_resolved(run.rule, run.time_to_resolve_s)
+
+
+# Outcomes of runs whose steps ran: their time to resolve says how the remediation did.
+_ACTED = frozenset({RunOutcome.RESOLVED, RunOutcome.SUCCEEDED, RunOutcome.FAILED})
 
 
 class AdmitResolve:
@@ -118,6 +135,9 @@ class AdmitResolve:
         if not admission.admitted:
             assert admission.refusal is not None
             return await self._refused(ctx, admission.refusal)
+        await deps.store.record_admission(
+            ctx.run_id, admission.checked, phase="resolve", fence=admission.fence
+        )
 
         async def release() -> None:
             try:
