@@ -222,6 +222,20 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             if embedded is not None:
                 # The CLI sends this directory's operator token to this address and no other.
                 embedded.announce(settings.local_url(port))
+            # Before the banner: once it is printed, the record of how it started is there.
+            await _audit(
+                store,
+                log,
+                "service.started",
+                configuration_record(
+                    settings,
+                    rules,
+                    dry_run=dry_run,
+                    live=clients.clients.names(),
+                    embedded=embedded is not None,
+                    worker=worker.owner,
+                ),
+            )
             text = banner(
                 settings,
                 url,
@@ -239,19 +253,6 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
                 rules=len(rules.current),
                 embedded=embedded is not None,
                 worker=worker.owner,
-            )
-            await _audit(
-                store,
-                log,
-                "service.started",
-                configuration_record(
-                    settings,
-                    rules,
-                    dry_run=dry_run,
-                    live=clients.clients.names(),
-                    embedded=embedded is not None,
-                    worker=worker.owner,
-                ),
             )
             if ready is not None:
                 ready.set()

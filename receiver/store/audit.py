@@ -125,6 +125,7 @@ class AuditLog(Database):
         after a break it reads up to ``lookahead`` rows more to tell what happened."""
         checked = 0
         last: ChainRow | None = None
+        before_last: ChainRow | None = None
         at_head: ChainRow | None = None
         first_after_head: int | None = None
         # One snapshot for the head and the rows: appenders change both in one transaction.
@@ -143,10 +144,10 @@ class AuditLog(Database):
                             lookahead,
                         )
                     ]
-                    found = diagnose(last, current, following)
+                    found = diagnose(last, current, following, before_last)
                     if found is not None:
                         return AuditCheck(False, found.row_id, checked, found.reason, found.kind)
-                last = current
+                before_last, last = last, current
                 if head_id is not None and current.id == head_id:
                     at_head = current
                 elif head_id is not None and current.id > head_id and first_after_head is None:

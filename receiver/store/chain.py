@@ -6,7 +6,9 @@ last good row is where the log was changed; the rows after it say how:
 
 - **edited**: the row links to the row before it but its content no longer gives its hash, and
   the next row still links to it;
-- **inserted**: the next row links past it, to the row before it (the chain never had it);
+- **inserted**: the next row links past it, to the row before it (the chain never had it; a
+  row inserted with a well-made link and hash shows one row later, when the row after it links
+  past it);
 - **reordered**: its link names a row that comes *after* it by id (rows moved, ids swapped);
 - **deleted**: its link names a row that is no longer in the log (or that was rewritten with a
   new hash of its own: with no id missing in between, that is what happened).
@@ -51,14 +53,26 @@ class Break:
 
 
 def diagnose(
-    last_good: ChainRow | None, row: ChainRow, following: Sequence[ChainRow]
+    last_good: ChainRow | None,
+    row: ChainRow,
+    following: Sequence[ChainRow],
+    before_last: ChainRow | None = None,
 ) -> Break | None:
     """Whether ``row`` (the row after ``last_good`` by id; None: the first row) breaks the
-    chain, and how, given the rows that follow it (as many as the caller read ahead)."""
+    chain, and how, given the rows that follow it (as many as the caller read ahead) and the
+    row before ``last_good`` (None when ``last_good`` is the first)."""
     expected = last_good.hash if last_good is not None else ""
     after = f"row {last_good.id}" if last_good is not None else "the start of the log"
     if row.prev_hash == expected and row.sound:
         return None
+    if last_good is not None and row.prev_hash == (before_last.hash if before_last else ""):
+        # This row links past the one before it: that one was made up and slipped in, with a
+        # link and hash good enough to pass by itself.
+        return Break(
+            "inserted",
+            last_good.id,
+            f"row {last_good.id} was inserted: row {row.id} after it links past it",
+        )
     nxt = following[0] if following else None
     later = {r.hash: r for r in following}
     if row.prev_hash == expected:

@@ -121,6 +121,7 @@ async def make_harness(
         dry_run: bool = True,
         extra_actions: list[Any] | None = None,
         approvals: ApprovalDesk | None = None,
+        metrics: Metrics | None = None,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
         rules_dir.mkdir()
@@ -133,7 +134,7 @@ async def make_harness(
         if kube is not None:
             named["kubernetes"] = kube
         guards = Guards(redis_client, policy, guard_settings or GuardSettings())
-        metrics = Metrics()
+        metrics = metrics or Metrics()
         holder = RuleHolder(rules_dir, registry, policy)
         pipeline = Pipeline(
             store=store,
