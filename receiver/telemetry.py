@@ -174,6 +174,8 @@ class Metrics:
             "Seconds until the first pending approval expires; +Inf when none is pending.",
             registry=r,
         )
+        # Until the store has been read, nothing is known to expire.
+        self.approval_next_expiry.set(math.inf)
         self.breaker_open = Gauge(
             "remediator_breaker_open",
             "1 while a rule's circuit breaker is open (read from Redis at scrape time).",

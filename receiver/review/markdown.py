@@ -17,9 +17,10 @@ from receiver.review.text import at_text, duration_text
 __all__ = ["escape", "render_markdown"]
 
 # CommonMark lets any ASCII punctuation be backslash-escaped; these are the ones that can start
-# markup inside a paragraph or a table cell (links, images, emphasis, code, HTML, entities,
-# tables, strikethrough, autolinks).
-_SPECIAL = set("\\`*_[]()<>!|&~#")
+# markup inside a paragraph or a table cell: links and images (a link needs "["), emphasis,
+# code, raw HTML and autolinks ("<"), entities ("&"), table cells ("|"), strikethrough. A cell
+# never starts a line, so "#" and list markers cannot start a block there.
+_SPECIAL = set("\\`*_[]<>|&~")
 
 
 def escape(value: Any) -> str:
