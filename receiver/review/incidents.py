@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from receiver.review.model import Run, Unacted
+from receiver.review.model import AuditEntry, Run, Unacted
 
 __all__ = [
     "DEFAULT_GAP_S",
@@ -100,7 +100,9 @@ def parse_id(text: str) -> GroupRef | WindowRef | None:
 @dataclass(frozen=True, slots=True)
 class Incident:
     """One incident: its ``runs`` (oldest first) and the alerts not acted on (``unacted``:
-    matched no rule, or their rules were skipped), between ``started_at`` and ``ended_at``."""
+    matched no rule, or their rules were skipped), between ``started_at`` and ``ended_at``;
+    ``service``: what the service itself did meanwhile (a pause, a rules reload, a restart),
+    from the audit log, filled in by the loader."""
 
     id: str
     key: str
@@ -108,6 +110,7 @@ class Incident:
     ended_at: datetime
     runs: tuple[Run, ...]
     unacted: tuple[Unacted, ...]
+    service: tuple[AuditEntry, ...] = ()
 
     @property
     def window(self) -> bool:

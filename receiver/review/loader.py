@@ -1,14 +1,15 @@
 """Loading what the review shows: runs, incidents and reports, from the store's rows.
 
-The store (``receiver.store.review``) reads; this module turns its rows into the review's
-records (``model.py``) and finds incidents whole. An incident drawn by group and gap may begin
-before a window and end after it: its members are followed back and forth, a day at a time, to
-where the gap breaks the chain, so an incident has the same members and the same id whichever
-window (or link) it is reached from.
+The store (``receiver.store.review``) reads; ``rows.py`` turns its rows into the review's
+records (``model.py``); this module finds incidents whole. An incident drawn by group and gap
+may begin before a window and end after it: its members are followed back and forth, a day at
+a time, to where the gap breaks the chain, so an incident has the same members and the same id
+whichever window (or link) it is reached from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -25,14 +26,23 @@ from receiver.review.incidents import (
     parse_id,
     window_incident,
 )
-from receiver.review.model import Alert, Approval, AuditEntry, Run, Step, Unacted
+from receiver.review.model import AuditEntry, Run, Unacted
 from receiver.review.report import build_report
-from remediations.targets import Target
+from receiver.review.rows import run_of, unacted_of
 
-__all__ = ["MAX_RUNS", "Review", "ReviewStore", "ReviewTooLarge", "run_of", "unacted_of"]
+__all__ = ["MAX_RUNS", "SERVICE_KINDS", "Review", "ReviewStore", "ReviewTooLarge"]
 
 # The most runs one page, incident or report reads: a bound on memory and time per request.
 MAX_RUNS = 20000
+# The service's own moves an incident shows (audit rows of no run).
+SERVICE_KINDS = (
+    "guards.pause",
+    "guards.resume",
+    "rules.reloaded",
+    "rules.reload_failed",
+    "service.started",
+    "service.stopped",
+)
 # How far each step of following an incident's chain reads at once.
 _CHUNK = timedelta(days=1)
 _MAX_STEPS = 400
@@ -70,6 +80,10 @@ class ReviewStore(Protocol):
 
     async def review_keys_at(self, at: datetime) -> list[str]: ...
 
+    async def review_service_audit(
+        self, since: datetime, until: datetime, kinds: Sequence[str]
+    ) -> list[dict[str, Any]]: ...
+
     async def review_run_page(
         self,
         *,
@@ -81,116 +95,6 @@ class ReviewStore(Protocol):
         limit: int = ...,
         cursor: str | None = ...,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
-
-
-def _alert(row: Mapping[str, Any]) -> Alert:
-    """The alert of a run: its event while stored, else what the run's creation recorded."""
-    event = row.get("event")
-    if event:
-        return Alert(
-            alertname=event["alertname"],
-            fingerprint=event["fingerprint"],
-            labels=event["labels"],
-            annotations=event["annotations"],
-            generator_url=event["generator_url"],
-            starts_at=event["starts_at"],
-            received_at=event["received_at"],
-        )
-    created = next((a for a in row.get("audit", ()) if a["kind"] == "run.created"), None)
-    recorded = (created or {}).get("data", {}).get("alert") or {}
-    return Alert(
-        alertname=row["alertname"],
-        fingerprint=row["fingerprint"],
-        labels=recorded.get("labels") or {},
-        annotations=recorded.get("annotations") or {},
-        generator_url=recorded.get("generator_url") or "",
-        starts_at=row["starts_at"],
-    )
-
-
-def _step(row: Mapping[str, Any]) -> Step:
-    return Step(
-        phase=row["phase"],
-        idx=row["idx"],
-        action=row["action"],
-        outcome=row["outcome"],
-        message=row["message"],
-        params=row["params"] or {},
-        before=row["before"],
-        after=row["after"],
-        needs_approval=row["needs_approval"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _approval(row: Mapping[str, Any]) -> Approval:
-    plan = row["plan"] or {}
-    return Approval(
-        id=row["id"],
-        step_idx=row["step_idx"],
-        action=row["action"],
-        risk=row["risk"],
-        state=row["state"],
-        requested_at=row["requested_at"],
-        expires_at=row["expires_at"],
-        summary=str(plan.get("summary") or ""),
-        before=plan.get("before"),
-        after=plan.get("after"),
-        decided_by=row["decided_by"],
-        decided_at=row["decided_at"],
-        channel=row["channel"],
-        reason=row["reason"],
-    )
-
-
-def run_of(row: Mapping[str, Any]) -> Run:
-    """A run from a row of ``review_runs`` (or, without details, of ``review_run_page``)."""
-    return Run(
-        id=row["id"],
-        rule=row["rule"],
-        alert=_alert(row),
-        target=Target(row["target_kind"], row["target_namespace"], row["target_name"]),
-        outcome=row["outcome"],
-        created_at=row["created_at"],
-        group_key=row.get("group_key") or "",
-        dry_run=row["dry_run"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        verify_deadline=row["verify_deadline"],
-        resolved_at=row["resolved_at"],
-        time_to_resolve_s=row["time_to_resolve_s"],
-        refusal_guard=row["refusal_guard"],
-        refusal_reason=row["refusal_reason"],
-        retry_at=row["retry_at"],
-        error=row["error"],
-        steps=tuple(_step(s) for s in row.get("steps", ())),
-        approvals=tuple(_approval(a) for a in row.get("approvals", ())),
-        audit=tuple(
-            AuditEntry(a["id"], a["at"], a["kind"], a["data"] or {}) for a in row.get("audit", ())
-        ),
-    )
-
-
-def unacted_of(row: Mapping[str, Any]) -> Unacted:
-    """An event nothing was done for, from a row of ``review_events``."""
-    return Unacted(
-        event_id=row["id"],
-        alert=Alert(
-            alertname=row["alertname"],
-            fingerprint=row["fingerprint"],
-            labels=row["labels"],
-            annotations=row["annotations"],
-            generator_url=row["generator_url"],
-            starts_at=row["starts_at"],
-            received_at=row["received_at"],
-        ),
-        status=row["status"],
-        received_at=row["received_at"],
-        group_key=row["group_key"],
-        reason=row.get("settled_reason"),
-        skips=tuple((s.get("rule") or "", s.get("reason") or "") for s in row.get("skips") or ()),
-    )
 
 
 def _worth_showing(event: Unacted) -> bool:
@@ -231,6 +135,24 @@ class Review:
                 f"more than {self.max_runs} alerts to read at once: narrow the window"
             )
         return [e for e in map(unacted_of, rows) if _worth_showing(e)]
+
+    async def _with_service(self, incidents: list[Incident]) -> list[Incident]:
+        """Each incident with what the service itself did while it lasted."""
+        if not incidents:
+            return incidents
+        rows = await self.store.review_service_audit(
+            min(i.started_at for i in incidents),
+            max(i.ended_at for i in incidents),
+            SERVICE_KINDS,
+        )
+        entries = [AuditEntry(r["id"], r["at"], r["kind"], r["data"] or {}) for r in rows]
+        return [
+            dataclasses.replace(
+                i,
+                service=tuple(e for e in entries if i.started_at <= e.at <= i.ended_at),
+            )
+            for i in incidents
+        ]
 
     async def run(self, run_id: str) -> Run | None:
         """One run with everything recorded about it; None when there is none."""
@@ -275,7 +197,7 @@ class Review:
             for e in await self._events(since=since - gap, until=until + gap, keys=list(spans))
             if _within(spans, incident_key(e.group_key, e.alert.alertname), e.received_at, gap)
         ]
-        return group_incidents(runs, events, gap_s)
+        return await self._with_service(group_incidents(runs, events, gap_s))
 
     async def incidents(
         self, start: datetime, end: datetime, *, gap_s: float | None = None
@@ -307,7 +229,8 @@ class Review:
         if isinstance(ref, WindowRef):
             runs = await self._runs(since=ref.start, until=ref.end)
             events = await self._events(since=ref.start, until=ref.end)
-            return window_incident(runs, events, ref.start, ref.end)
+            [whole] = await self._with_service([window_incident(runs, events, ref.start, ref.end)])
+            return whole
         if not isinstance(ref, GroupRef):
             return None
         gap_s = gap_s or self.gap_s
@@ -338,7 +261,7 @@ class Review:
         if by_window:
             runs = await self._runs(since=start, until=end)
             events = await self._events(since=start, until=end)
-            incidents = [window_incident(runs, events, start, end)]
+            incidents = await self._with_service([window_incident(runs, events, start, end)])
             used_gap = None
         else:
             used_gap = gap_s or self.gap_s

@@ -147,6 +147,12 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
         for n in item["not_done"]
     ]
     out += _table(("time", "target or alert", "rule", "what", "why", "would pass at"), rows)
+    if item.get("service"):
+        out += ["### The service meanwhile", ""]
+        out += _table(
+            ("time", "what", "detail"),
+            [(_when(s["at"]), escape(s["title"]), escape(s["detail"])) for s in item["service"]],
+        )
     out += ["### Runs", ""]
     out += _table(
         ("run", "target", "rule", "outcome", "time to resolve", "error"),

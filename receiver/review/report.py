@@ -19,6 +19,7 @@ from receiver.review.model import Run, Step, Unacted
 from receiver.review.outcomes import CATEGORIES, approval_bucket, category
 from receiver.review.stats import effectiveness, ttr_summary
 from receiver.review.text import iso
+from receiver.review.timeline import service_note
 
 __all__ = ["REPORT_VERSION", "build_report", "incident_report"]
 
@@ -214,6 +215,11 @@ def incident_report(incident: Incident) -> dict[str, Any]:
         "approvals": [a for r in runs for a in _approvals(r)],
         "refusals": [x for r in runs for x in _refusals(r)],
         "not_done": not_done,
+        "service": [
+            {"at": iso(row.at), "kind": row.kind, "title": title, "detail": detail}
+            for row in incident.service
+            for title, detail, _ in [service_note(row)]
+        ],
     }
 
 

@@ -29,7 +29,14 @@ from receiver.review.model import Alert, Approval, AuditEntry, Run, Unacted
 from receiver.review.outcomes import present
 from receiver.review.text import at_text, duration_text, pretty
 
-__all__ = ["Entry", "fired_at", "incident_timeline", "links_of", "run_timeline"]
+__all__ = [
+    "Entry",
+    "fired_at",
+    "incident_timeline",
+    "links_of",
+    "run_timeline",
+    "service_note",
+]
 
 _STEP_TONE = {"ok": "good", "failed": "bad", "refused": "warn", "undelivered": "warn"}
 # Outcomes whose audit row adds nothing to the entries around it (admitted, approval asked).
@@ -326,12 +333,50 @@ def _unacted(event: Unacted) -> Iterable[Entry]:
             yield Entry(kind="unmatched", title=title, detail=reason, **common)
 
 
+def service_note(row: AuditEntry) -> tuple[str, str, str]:
+    """(title, detail, tone) of something the service itself did: a pause, a rules reload, a
+    start or a stop."""
+    data = row.data
+    by = str(data.get("by") or "someone")
+    if row.kind == "guards.pause":
+        until = _parse(data.get("until"))
+        detail = f"until {at_text(until)}" if until else "until resumed"
+        return f"Remediation paused by {by}: {data.get('reason') or ''}", detail, "warn"
+    if row.kind == "guards.resume":
+        return f"Remediation resumed by {by}", "", "neutral"
+    if row.kind == "rules.reloaded":
+        names = ", ".join(str(n) for n in data.get("names") or [])
+        digest = str(data.get("digest") or "")[:12]
+        return f"Rules reloaded: {data.get('count', 0)} rules", f"{digest}: {names}", "neutral"
+    if row.kind == "rules.reload_failed":
+        errors = [str(e) for e in data.get("errors") or []]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        detail = (errors[0] if errors else "") + more
+        return "Rules reload failed: the last good rules stay", detail, "warn"
+    if row.kind == "service.started":
+        mode = "dry-run everywhere" if data.get("dry_run") else "live where configured"
+        detail = f"{data.get('host', '')} ({data.get('worker', '')}), {mode}"
+        return "Service started", detail, "neutral"
+    if row.kind == "service.stopped":
+        return "Service stopped", str(data.get("worker") or ""), "neutral"
+    compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
+    return row.kind, compact, "neutral"
+
+
 def incident_timeline(incident: Incident, runs: Sequence[Run] | None = None) -> list[Entry]:
-    """Every run of ``incident`` on one timeline, with what was not done, oldest first."""
+    """Every run of ``incident`` on one timeline, with what was not done and what the service
+    itself did meanwhile, oldest first."""
     entries: list[Entry] = []
     for run in runs if runs is not None else incident.runs:
         entries.extend(_entries(run))
     for event in incident.unacted:
         entries.extend(_unacted(event))
+    for row in incident.service:
+        title, detail, tone = service_note(row)
+        entries.append(
+            Entry(
+                at=row.at, kind="service", title=title, detail=detail, tone=tone, order=(3, row.id)
+            )
+        )
     start = min([incident.started_at, *(e.at for e in entries)])
     return _spaced(entries, start)

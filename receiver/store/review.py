@@ -240,6 +240,23 @@ class ReviewReads(Database):
             )
         return [r["key"] for r in rows]
 
+    async def review_service_audit(
+        self, since: datetime, until: datetime, kinds: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The audit rows of ``kinds`` that belong to no run (a pause, a rules reload, the
+        service starting) appended in [since, until], oldest first (through the ``at`` index);
+        at most 1000."""
+        with translate():
+            rows = await self._pool.fetch(
+                """SELECT id, at, kind, data::text AS data FROM audit_log
+                   WHERE at >= $1 AND at <= $2 AND run_id IS NULL AND kind = ANY($3::text[])
+                   ORDER BY id LIMIT 1000""",
+                since,
+                until,
+                list(kinds),
+            )
+        return [_decode(r, "data") for r in rows]
+
     async def approval_backlog(self) -> tuple[int, float | None]:
         """(approvals pending, seconds until the first of them expires or None), for the
         metrics an alert on approvals about to expire unseen is written against."""

@@ -13,6 +13,7 @@ from receiver.review.incidents import key_hash, stamp
 from receiver.review.loader import Review
 from receiver.review.markdown import render_markdown
 from receiver.review.text import duration_text
+from receiver.store import Store
 from receiver.telemetry import Metrics
 from tests.support.approvals import MakeApprovalEnv
 from tests.support.review import HOSTILE_LABEL, STORM_RULES, Storm, play_storm
@@ -330,3 +331,28 @@ async def test_the_storm_leaves_its_metrics(storm: tuple[Storm, Review, Metrics]
         ("expired", 1.0),
     ):
         assert value("remediator_approvals_total", rule=RULE, state=state) == count, state
+
+
+async def test_what_the_service_did_meanwhile_is_in_the_incident(
+    storm: tuple[Storm, Review, Metrics],
+) -> None:
+    played, review, _ = storm
+    store = review.store
+    assert isinstance(store, Store)
+    await store.append_audit(
+        "guards.pause", data={"reason": "db migration", "until": None, "via": "api", "by": "carol"}
+    )
+    await store.append_audit(
+        "rules.reloaded", data={"count": 1, "digest": "0123456789abcdef", "names": [RULE]}
+    )
+    report = await _report(played, review)
+    [incident] = report["incidents"]
+    assert [(s["kind"], s["title"], s["detail"]) for s in incident["service"]] == [
+        ("guards.pause", "Remediation paused by carol: db migration", "until resumed"),
+        ("rules.reloaded", "Rules reloaded: 1 rules", f"0123456789ab: {RULE}"),
+    ]
+    lines = render_markdown(report).splitlines()
+    assert "### The service meanwhile" in lines
+    assert any(
+        "| Remediation paused by carol: db migration | until resumed |" in ln for ln in lines
+    )

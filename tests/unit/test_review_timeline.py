@@ -6,7 +6,7 @@ import dataclasses
 
 from receiver.review.incidents import group_incidents
 from receiver.review.model import AuditEntry, Step
-from receiver.review.timeline import incident_timeline, run_timeline
+from receiver.review.timeline import incident_timeline, run_timeline, service_note
 from tests.unit.review_records import approval, at, event, run
 
 RETRY = at(5).isoformat()
@@ -169,3 +169,26 @@ def test_an_incident_puts_every_run_and_what_was_not_done_on_one_line() -> None:
         "T+4m00s",
         "T+5m00s",
     ]
+
+
+def test_what_the_service_did_reads_as_a_sentence() -> None:
+    def note(kind: str, **data: object) -> tuple[str, str, str]:
+        return service_note(AuditEntry(1, at(0), kind, data))
+
+    until = at(120).isoformat()
+    assert note("guards.pause", by="alice", reason="db upgrade", until=until) == (
+        "Remediation paused by alice: db upgrade",
+        "until 2026-11-25 12:00:00 UTC",
+        "warn",
+    )
+    assert note("guards.resume", by="bob") == ("Remediation resumed by bob", "", "neutral")
+    failed = note("rules.reload_failed", errors=["a.yaml:3: bad", "b.yaml:1: worse"])
+    assert failed == (
+        "Rules reload failed: the last good rules stay",
+        "a.yaml:3: bad (and 1 more)",
+        "warn",
+    )
+    assert note("service.started", host="h", worker="w", dry_run=True)[1] == (
+        "h (w), dry-run everywhere"
+    )
+    assert note("service.unheard_of", x=1) == ("service.unheard_of", '{"x": 1}', "neutral")
