@@ -73,7 +73,7 @@ def test_metric_names_are_read_from_promql() -> None:
 
 
 def _dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
-    exprs = []
+    exprs: list[str] = []
     panels = list(dashboard["panels"])
     while panels:
         panel = panels.pop()
