@@ -49,7 +49,8 @@ __all__ = [
 ]
 
 # Where ``next`` may send a browser after signing in: a page of the review, relative.
-_NEXT = re.compile(r"^(runs|incidents)(/[A-Za-z0-9._-]+){0,2}(\?[^\s#\\]*)?$")
+# No segment starts with a dot: nothing climbs out of the review with "..".
+_NEXT = re.compile(r"^(runs|incidents)(/[A-Za-z0-9_-][A-Za-z0-9._-]*){0,2}(\?[^\s#\\]*)?$")
 _DEFAULT_NEXT = "runs"
 
 

@@ -108,7 +108,8 @@ def _fired(run: Run) -> Entry:
 def _guard_entry(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     """(kind, title, detail, tone) of a guard decision."""
     guards = ", ".join(str(g) for g in data.get("guards") or []) or "none applied"
-    return "guard-pass", f"Guards passed: {guards}", "", "good"
+    which = " (on_resolved steps)" if data.get("phase") == "resolve" else ""
+    return "guard-pass", f"Guards passed{which}: {guards}", "", "good"
 
 
 def _refusal(data: Mapping[str, Any]) -> tuple[str, str, str, str]:

@@ -99,8 +99,11 @@ def test_refusals_say_when_they_would_pass_and_dry_runs_are_marked() -> None:
         (0, "step", {"idx": 0, "action": "kubernetes.rollout_restart", "outcome": "dry_run"}),
         (0, "run.outcome", {"outcome": "rolled_sideways", "error": "new outcome"}),
         (0, "run.verify_expired", {"verify_deadline": at(10).isoformat()}),
+        (0, "run.admitted", {"phase": "resolve", "guards": ["pause", "namespace", "lock"]}),
     )
     entries = run_timeline(run(0, audit=trail))
+    passed = next(e for e in entries if e.kind == "guard-pass")
+    assert passed.title == "Guards passed (on_resolved steps): pause, namespace, lock"
     refusals = [e for e in entries if e.kind == "guard-refuse"]
     assert [(e.title, e.detail, e.tone) for e in refusals] == [
         (

@@ -121,13 +121,14 @@ async def test_the_login_exchanges_a_token_for_a_strict_session_cookie(served: S
     page = await client.get(f"/runs/{run}", headers={"Cookie": f"{SESSION_COOKIE}={value}"})
     assert page.status == 200
     # A redirect target outside the review is not followed.
-    response = await client.post(
-        "/login",
-        data={"operator_token": OPERATOR_TOKEN, "next": "//evil.example/x"},
-        headers=same_site,
-        allow_redirects=False,
-    )
-    assert response.headers["Location"] == "./runs"
+    for elsewhere in ("//evil.example/x", "https://evil.example/", "incidents/../../x"):
+        response = await client.post(
+            "/login",
+            data={"operator_token": OPERATOR_TOKEN, "next": elsewhere},
+            headers=same_site,
+            allow_redirects=False,
+        )
+        assert response.headers["Location"] == "./runs", elsewhere
 
 
 async def test_the_pages_load_nothing_and_link_relatively(served: Served) -> None:
