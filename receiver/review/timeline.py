@@ -38,7 +38,14 @@ __all__ = [
     "service_note",
 ]
 
-_STEP_TONE = {"ok": "good", "failed": "bad", "refused": "warn", "undelivered": "warn"}
+_STEP_TONE = {
+    "ok": "good",
+    "failed": "bad",
+    "refused": "warn",
+    "undelivered": "warn",
+    "rejected": "warn",
+    "expired": "warn",
+}
 # Outcomes whose audit row adds nothing to the entries around it (admitted, approval asked).
 _QUIET_OUTCOMES = frozenset({"pending", "running", "awaiting_approval"})
 

@@ -344,11 +344,13 @@ class Approvals(Database):
         step_outcome: str,
         why: str,
     ) -> None:
-        """End the run that waits for ``approval``, and its held step, saying ``why``."""
-        await conn.execute(
+        """End the run that waits for ``approval``, and its held step, saying ``why``; both
+        audited (``step``, ``run.outcome``)."""
+        step = await conn.fetchrow(
             """UPDATE steps SET outcome = $3, message = $4, finished_at = now()
                WHERE run_id = $1::uuid AND phase = 'run' AND idx = $2
-                 AND outcome = 'awaiting_approval'""",
+                 AND outcome = 'awaiting_approval'
+               RETURNING action, params::text AS params""",
             approval.run_id,
             approval.step_idx,
             step_outcome,
@@ -361,6 +363,23 @@ class Approvals(Database):
             outcome.value,
             why,
         )
+        if step is not None:
+            await append_in_tx(
+                conn,
+                "step",
+                approval.run_id,
+                fingerprint,
+                {
+                    "phase": "run",
+                    "idx": approval.step_idx,
+                    "action": step["action"],
+                    "outcome": step_outcome,
+                    "message": why,
+                    "params": json.loads(step["params"]),
+                    "before": None,
+                    "after": None,
+                },
+            )
         if fingerprint is not None:
             await append_in_tx(
                 conn,

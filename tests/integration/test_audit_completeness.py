@@ -15,6 +15,8 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
+from receiver.approvals.policy import Identity
+from receiver.approvals.state import Channel, Decision, Origin
 from receiver.config import Settings
 from receiver.model import Skip
 from receiver.review.loader import Review
@@ -240,3 +242,23 @@ async def test_the_service_records_how_it_started_reloads_and_stops(
     assert (await kinds())[-1] == "service.stopped"
     code, _, err = await _cli(embedded_dir, "audit", "verify")
     assert code == 0, err
+
+
+async def test_a_step_an_approver_rejected_is_recorded_as_a_step(
+    approval_env: MakeApprovalEnv,
+) -> None:
+    env = await approval_env()
+    run, approval = await env.pending_run()
+    bob = Identity("bob", "operator-token", "bob")
+    await env.desk.decide(approval.id, Decision.REJECT, bob, Origin(Channel.API), reason="no")
+    trail = [
+        (r["kind"], r["data"].get("outcome") or r["data"].get("state"))
+        for r in await _audit(env.harness.store)
+        if r["run_id"] == run.id
+    ]
+    assert trail[-4:] == [
+        ("step", "rejected"),
+        ("run.outcome", "rejected"),
+        ("approval.rejected", "rejected"),
+        ("notification.sent", None),
+    ]
