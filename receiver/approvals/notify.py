@@ -41,7 +41,8 @@ class ChannelNotifier:
 
     @property
     def channel(self) -> str:
-        """The name of the notify channel notices go to (for the audit log)."""
+        """The name of the channel notices go to (run announcements to the same channel leave
+        approval requests to these notices)."""
         return self._channel.name
 
     def body(self, notice: Notice) -> dict[str, Any]:
