@@ -116,6 +116,8 @@ class Run:
     refusal_reason: str | None = None
     retry_at: datetime | None = None
     error: str | None = None
+    # How its verification ended, when the store records it (verified, not_resolved, recurred).
+    verify_result: str | None = None
     steps: tuple[Step, ...] = ()
     approvals: tuple[Approval, ...] = ()
     audit: tuple[AuditEntry, ...] = ()

@@ -16,10 +16,10 @@ from typing import Any
 
 from receiver.review.incidents import Incident
 from receiver.review.model import Run, Step, Unacted
+from receiver.review.notes import service_note
 from receiver.review.outcomes import CATEGORIES, approval_bucket, category
 from receiver.review.stats import effectiveness, ttr_summary
 from receiver.review.text import iso
-from receiver.review.timeline import service_note
 
 __all__ = ["REPORT_VERSION", "build_report", "incident_report"]
 
@@ -44,6 +44,7 @@ def _run(run: Run) -> dict[str, Any]:
         "finished_at": iso(run.finished_at),
         "resolved_at": iso(run.resolved_at),
         "time_to_resolve_s": run.time_to_resolve_s,
+        "verify_result": run.verify_result,
         "error": run.error,
     }
 

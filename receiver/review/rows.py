@@ -96,6 +96,7 @@ def run_of(row: Mapping[str, Any]) -> Run:
         refusal_reason=row["refusal_reason"],
         retry_at=row["retry_at"],
         error=row["error"],
+        verify_result=row.get("verify_result"),
         steps=tuple(_step(s) for s in row.get("steps", ())),
         approvals=tuple(_approval(a) for a in row.get("approvals", ())),
         audit=tuple(

@@ -26,6 +26,7 @@ from receiver.alertmanager import parse_rfc3339
 from receiver.approvals.messages import alert_links
 from receiver.review.incidents import Incident
 from receiver.review.model import Alert, Approval, AuditEntry, Run, Unacted
+from receiver.review.notes import announced, notification, parse_time, service_note
 from receiver.review.outcomes import present
 from receiver.review.text import at_text, duration_text, pretty
 
@@ -46,6 +47,8 @@ _STEP_TONE = {
     "rejected": "warn",
     "expired": "warn",
 }
+# How a step of each phase is named: a run's own, its on_resolved follow-up, its escalation.
+_PHASES = {"run": "step", "resolve": "on_resolved step", "on_failed": "on_failed step"}
 # Outcomes whose audit row adds nothing to the entries around it (admitted, approval asked).
 _QUIET_OUTCOMES = frozenset({"pending", "running", "awaiting_approval"})
 
@@ -121,16 +124,9 @@ def _guard_entry(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
 
 def _refusal(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     retry = data.get("retry_at")
-    when = f"would pass at {at_text(_parse(retry))}" if retry else "waiting will not help"
+    when = f"would pass at {at_text(parse_time(retry))}" if retry else "waiting will not help"
     reason = str(data.get("reason") or "")
     return "guard-refuse", f"Refused by the {data.get('guard')} guard", f"{reason}; {when}", "warn"
-
-
-def _parse(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
 
 
 def _outcome(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
@@ -138,7 +134,7 @@ def _outcome(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
     if outcome in _QUIET_OUTCOMES:
         return None
     if outcome == "verifying":
-        deadline = _parse(data.get("verify_deadline"))
+        deadline = parse_time(data.get("verify_deadline"))
         detail = f"deadline {at_text(deadline)}" if deadline else ""
         return "verify", "Verifying: waiting for the alert to resolve", detail, "neutral"
     shown = present(outcome)
@@ -148,7 +144,7 @@ def _outcome(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
 def _step(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
     outcome, action = str(data.get("outcome") or ""), str(data.get("action") or "")
     number = int(data.get("idx") or 0) + 1
-    phase = "on_resolved step" if data.get("phase") == "resolve" else "step"
+    phase = _PHASES.get(str(data.get("phase") or "run"), f"{data.get('phase')} step")
     message = str(data.get("message") or "")
     if outcome == "pending":
         # Planned (no message), or held by a guard on the resolve path (says why).
@@ -172,7 +168,7 @@ def _approval(kind: str, data: Mapping[str, Any], approval: Approval | None) -> 
     action = str(data.get("action") or "")
     state = kind.removeprefix("approval.")
     if state == "requested":
-        expires = _parse(data.get("expires_at"))
+        expires = parse_time(data.get("expires_at"))
         summary = approval.summary if approval else ""
         detail = "; ".join(p for p in (summary, f"expires {at_text(expires)}") if p)
         return Entry(
@@ -210,16 +206,6 @@ def _approval(kind: str, data: Mapping[str, Any], approval: Approval | None) -> 
     )
 
 
-def _notification(kind: str, data: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    sent = kind.endswith(".sent")
-    what = str(data.get("notice") or data.get("event") or "notice")
-    channel = str(data.get("channel") or "")
-    title = f"Notification {'sent' if sent else 'not delivered'}: {what}"
-    if channel:
-        title += f" to {channel}"
-    return "notify", title, str(data.get("error") or ""), "neutral" if sent else "warn"
-
-
 def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) -> Entry | None:
     data = row.data
     made: tuple[str, str, str, str] | None
@@ -245,14 +231,24 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
     elif row.kind == "run.outcome":
         made = _outcome(data)
     elif row.kind == "run.closed":
-        resolved = _parse(data.get("resolved_at"))
+        resolved = parse_time(data.get("resolved_at"))
         ttr = data.get("time_to_resolve_s")
         detail = f"time to resolve {duration_text(float(ttr))}" if ttr is not None else ""
         made = ("resolved", f"Alert resolved at {at_text(resolved)}", detail, "good")
     elif row.kind == "run.verify_expired":
-        deadline = _parse(data.get("verify_deadline"))
+        deadline = parse_time(data.get("verify_deadline"))
         title = f"Verification failed: the alert did not resolve by {at_text(deadline)}"
         made = ("verify-failed", title, "", "bad")
+    elif row.kind == "run.verification_failed":
+        result = str(data.get("verify_result") or "").replace("_", " ")
+        title = "Verification failed" + (f": {result}" if result else "")
+        made = ("verify-failed", title, str(data.get("error") or ""), "bad")
+    elif row.kind == "run.verified":
+        settled = parse_time(data.get("settled_until"))
+        detail = f"it stayed resolved until {at_text(settled)}" if settled else ""
+        made = ("verify", "Verified: the alert resolved and stayed resolved", detail, "good")
+    elif row.kind == "run.announced":
+        made = announced(data)
     elif row.kind == "step":
         made = _step(data)
         if made is not None and made[0] in ("step", "notify"):
@@ -262,7 +258,7 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
                 dry_run=data.get("outcome") == "dry_run",
             )
     elif row.kind.startswith("notification."):
-        made = _notification(row.kind, data)
+        made = notification(row.kind, data)
     else:
         compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
         made = ("other", row.kind, compact, "neutral")
@@ -339,36 +335,6 @@ def _unacted(event: Unacted) -> Iterable[Entry]:
         else:
             title = f"Alert {name}{state} not acted on"
             yield Entry(kind="unmatched", title=title, detail=reason, **common)
-
-
-def service_note(row: AuditEntry) -> tuple[str, str, str]:
-    """(title, detail, tone) of something the service itself did: a pause, a rules reload, a
-    start or a stop."""
-    data = row.data
-    by = str(data.get("by") or "someone")
-    if row.kind == "guards.pause":
-        until = _parse(data.get("until"))
-        detail = f"until {at_text(until)}" if until else "until resumed"
-        return f"Remediation paused by {by}: {data.get('reason') or ''}", detail, "warn"
-    if row.kind == "guards.resume":
-        return f"Remediation resumed by {by}", "", "neutral"
-    if row.kind == "rules.reloaded":
-        names = ", ".join(str(n) for n in data.get("names") or [])
-        digest = str(data.get("digest") or "")[:12]
-        return f"Rules reloaded: {data.get('count', 0)} rules", f"{digest}: {names}", "neutral"
-    if row.kind == "rules.reload_failed":
-        errors = [str(e) for e in data.get("errors") or []]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        detail = (errors[0] if errors else "") + more
-        return "Rules reload failed: the last good rules stay", detail, "warn"
-    if row.kind == "service.started":
-        mode = "dry-run everywhere" if data.get("dry_run") else "live where configured"
-        detail = f"{data.get('host', '')} ({data.get('worker', '')}), {mode}"
-        return "Service started", detail, "neutral"
-    if row.kind == "service.stopped":
-        return "Service stopped", str(data.get("worker") or ""), "neutral"
-    compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
-    return row.kind, compact, "neutral"
 
 
 def incident_timeline(incident: Incident, runs: Sequence[Run] | None = None) -> list[Entry]:

@@ -350,7 +350,7 @@ class Approvals(Database):
             """UPDATE steps SET outcome = $3, message = $4, finished_at = now()
                WHERE run_id = $1::uuid AND phase = 'run' AND idx = $2
                  AND outcome = 'awaiting_approval'
-               RETURNING action, params::text AS params""",
+               RETURNING phase, action, params::text AS params""",
             approval.run_id,
             approval.step_idx,
             step_outcome,
@@ -370,7 +370,7 @@ class Approvals(Database):
                 approval.run_id,
                 fingerprint,
                 {
-                    "phase": "run",
+                    "phase": step["phase"],
                     "idx": approval.step_idx,
                     "action": step["action"],
                     "outcome": step_outcome,

@@ -6,7 +6,8 @@ import dataclasses
 
 from receiver.review.incidents import group_incidents
 from receiver.review.model import AuditEntry, Step
-from receiver.review.timeline import incident_timeline, run_timeline, service_note
+from receiver.review.notes import service_note
+from receiver.review.timeline import incident_timeline, run_timeline
 from tests.unit.review_records import approval, at, event, run
 
 RETRY = at(5).isoformat()
@@ -195,3 +196,28 @@ def test_what_the_service_did_reads_as_a_sentence() -> None:
         "h (w), dry-run everywhere"
     )
     assert note("service.unheard_of", x=1) == ("service.unheard_of", '{"x": 1}', "neutral")
+
+
+def test_newer_kinds_of_verification_and_announcements_read_too() -> None:
+    trail = _audit(
+        (0, "step", {"idx": 2, "action": "notify", "outcome": "ok", "phase": "on_failed"}),
+        (1, "run.verification_failed", {"verify_result": "recurred", "error": "fired again"}),
+        (2, "run.verified", {"settled_until": at(2).isoformat()}),
+        (
+            3,
+            "run.announced",
+            {"event": "failed", "channel": "ops", "delivered": False, "detail": "HTTP 503"},
+        ),
+    )
+    entries = run_timeline(run(0, audit=trail))[1:]
+    assert [(e.kind, e.title, e.detail, e.tone) for e in entries] == [
+        ("notify", "On_failed step 3: notify ok", "", "good"),
+        ("verify-failed", "Verification failed: recurred", "fired again", "bad"),
+        (
+            "verify",
+            "Verified: the alert resolved and stayed resolved",
+            "it stayed resolved until 2026-11-25 10:02:00 UTC",
+            "good",
+        ),
+        ("notify", "Announcement not delivered: failed to ops", "HTTP 503", "warn"),
+    ]

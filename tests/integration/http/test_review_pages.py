@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from receiver.approvals.identity import IdentityResolver
+from receiver.review.outcomes import present
 from receiver.store import Store
 from tests.support.approvals import MakeApprovalEnv
 from tests.support.cdp import Page
 from tests.support.http import OPERATOR_TOKEN, AiohttpClient, Client, default_settings
 from tests.support.pipeline import MakeHarness
 from tests.support.prefix import PrefixProxy
-from tests.support.review import HOSTILE_LABEL, STORM_RULES, Storm, play_storm
+from tests.support.review import HOSTILE_LABEL, STORM_RULES, VERIFIED, Storm, play_storm
 from tests.support.review_app import review_app
 
 Shoot = Callable[[Page, str], Awaitable[None]]
@@ -110,7 +111,7 @@ async def test_a_reviewer_signs_in_and_reads_the_storm(
     # given, the step with before and after, the verification and the resolution.
     api = storm.runs["api"]
     await _click_and_wait(browser, f"tr.run[data-run='{api.id}'] a")
-    assert await _texts(browser, "#outcome") == ["resolved"]
+    assert await _texts(browser, "#outcome") == [present(VERIFIED).label]
     kinds = await browser.evaluate(
         "Array.from(document.querySelectorAll('#timeline li'), li => li.dataset.kind)"
     )
