@@ -277,14 +277,15 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
 
 
 async def _prune(store: Store, retention_s: float, log: Any) -> None:
-    """Retention: processed events older than the setting go; runs and audit rows stay."""
+    """Retention: processed events and finished jobs older than the setting go; runs and
+    audit rows stay."""
     while True:
         try:
-            pruned = await store.prune_events(retention_s)
-            if pruned:
-                log.info("pruned old alert events", count=pruned)
+            pruned = await store.prune(retention_s)
+            if any(pruned.values()):
+                log.info("pruned old alert events and jobs", **pruned)
         except Exception as exc:  # the store may be down for a while; try again next time
-            log.warning("pruning alert events failed", error=str(exc))
+            log.warning("pruning old events and jobs failed", error=str(exc))
         await asyncio.sleep(PRUNE_EVERY_S)
 
 

@@ -80,3 +80,12 @@ class Store(
     ReviewReads,
 ):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""
+
+    async def prune(self, older_than_s: float) -> dict[str, int]:
+        """Retention, everything it covers: finished alert events and finished jobs older than
+        ``older_than_s`` seconds; {"events": n, "jobs": m}. Runs, steps, approvals and audit
+        rows are the record and are never pruned."""
+        return {
+            "events": await self.prune_events(older_than_s),
+            "jobs": await self.prune_jobs(older_than_s),
+        }
