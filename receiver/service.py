@@ -30,12 +30,21 @@ from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app, create_runner
 from receiver.http.approvals import ApprovalWeb
 from receiver.http.deps import HealthChecks
+from receiver.http.login import ReviewWeb
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.rules.errors import RuleError
+from receiver.review.loader import Review
+from receiver.review.sessions import Sessions
 from receiver.rules.loader import RuleHolder, RuleWatcher
-from receiver.startup import Generated, banner, embedded_credentials, require_authentication
-from receiver.store import Store
+from receiver.startup import (
+    Generated,
+    RuleReloads,
+    banner,
+    configuration_record,
+    embedded_credentials,
+    require_authentication,
+)
+from receiver.store import Store, StoreUnavailable
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.registry import default_registry
@@ -131,6 +140,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             store,
             log=log.bind(component="approvals"),
             notifier=clients.notifier,
+            metrics=metrics,
         )
         pipeline = Pipeline(
             store=store,
@@ -154,12 +164,20 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             log=log.bind(component="worker"),
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)
-        metrics.track_queue_depth(store.queue_depth)
-        metrics.track_dead_letters(store.dead_counts)
         health = HealthChecks(
             store=_check(store.ping, embedded, "PostgreSQL"),
             redis=_check(guards.ping, embedded, "Redis"),
             kubernetes=_kube_check(kube, dry_run),
+        )
+        metrics.track_queue_depth(store.queue_depth)
+        metrics.track_dead_letters(store.dead_counts)
+        metrics.track_approvals(store.approval_backlog)
+        metrics.track_guards(guards.status)
+        metrics.track_components(health.items(), settings.readiness_timeout_seconds)
+        review = ReviewWeb(
+            Review(store, gap_s=settings.incident_gap_seconds),
+            Sessions(settings.operator_tokens),
+            approvals.identities,
         )
         app = create_app(
             settings=settings,
@@ -172,6 +190,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             guards=guards,
             audit=store.append_audit,
             approvals=ApprovalWeb(approvals.desk, approvals.identities, approvals.slack),
+            review=review,
         )
         runner = create_runner(app, settings)  # with the header and body timeouts
         await runner.setup()
@@ -180,7 +199,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        report = _reload_reporter(rules, log)
+        report = RuleReloads(rules, log, store.append_audit, loop)
         watcher = RuleWatcher(rules, settings.rules_dir, report)
         loop.add_signal_handler(signal.SIGHUP, lambda: report(rules.reload()))
         background = [
@@ -203,6 +222,20 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             if embedded is not None:
                 # The CLI sends this directory's operator token to this address and no other.
                 embedded.announce(settings.local_url(port))
+            # Before the banner: once it is printed, the record of how it started is there.
+            await _audit(
+                store,
+                log,
+                "service.started",
+                configuration_record(
+                    settings,
+                    rules,
+                    dry_run=dry_run,
+                    live=clients.clients.names(),
+                    embedded=embedded is not None,
+                    worker=worker.owner,
+                ),
+            )
             text = banner(
                 settings,
                 url,
@@ -233,6 +266,8 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             await runner.cleanup()  # stop taking webhooks first
             await intake.drain()
             await worker.stop(SHUTDOWN_GRACE_S)
+            await report.drain()
+            await _audit(store, log, "service.stopped", {"worker": worker.owner})
             await store.close()
             await redis.aclose()
             await clients.close()
@@ -242,28 +277,24 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
 
 
 async def _prune(store: Store, retention_s: float, log: Any) -> None:
-    """Retention: processed events older than the setting go; runs and audit rows stay."""
+    """Retention: processed events and finished jobs older than the setting go; runs and
+    audit rows stay."""
     while True:
         try:
-            pruned = await store.prune_events(retention_s)
-            if pruned:
-                log.info("pruned old alert events", count=pruned)
+            pruned = await store.prune(retention_s)
+            if any(pruned.values()):
+                log.info("pruned old alert events and jobs", **pruned)
         except Exception as exc:  # the store may be down for a while; try again next time
-            log.warning("pruning alert events failed", error=str(exc))
+            log.warning("pruning old events and jobs failed", error=str(exc))
         await asyncio.sleep(PRUNE_EVERY_S)
 
 
-def _reload_reporter(rules: RuleHolder, log: Any) -> Any:
-    def report(errors: list[RuleError]) -> None:
-        if errors:
-            for error in errors:
-                log.error("rule reload failed; keeping the last good rules", error=str(error))
-        else:
-            log.info("rules reloaded", rules=len(rules.current), digest=rules.current.digest)
-            for warning in rules.current.warnings:
-                log.warning("rule warning", warning=str(warning))
-
-    return report
+async def _audit(store: Store, log: Any, kind: str, data: dict[str, Any]) -> None:
+    """A service-level audit row; the store being down is logged, never fatal."""
+    try:
+        await store.append_audit(kind, data=data)
+    except StoreUnavailable as exc:
+        log.error("could not record in the audit log", kind=kind, error=str(exc))
 
 
 class EmbeddedServerDown(RuntimeError):

@@ -8,8 +8,11 @@ webhook authentication must be asked for.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,17 @@ from receiver.embedded.credentials import (
     WEBHOOK_TOKEN_FILE,
     secret_file,
 )
+from receiver.rules.errors import RuleError
+from receiver.rules.loader import RuleHolder
 
-__all__ = ["Generated", "banner", "embedded_credentials", "require_authentication"]
+__all__ = [
+    "Generated",
+    "RuleReloads",
+    "banner",
+    "configuration_record",
+    "embedded_credentials",
+    "require_authentication",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +172,84 @@ def _mode(dry_run: bool, live: Sequence[str]) -> str:
         return "dry-run (nothing is changed): no cluster credentials, no connections configured"
     missing = "" if "kubernetes" in live else "; Kubernetes steps dry-run (no cluster credentials)"
     return f"LIVE on {', '.join(live)} (steps there change things){missing}"
+
+
+def _rules(holder: RuleHolder) -> dict[str, Any]:
+    current = holder.current
+    return {
+        "count": len(current),
+        "digest": current.digest,
+        "names": sorted(rule.name for rule in current.rules),
+        "warnings": [str(w) for w in current.warnings],
+    }
+
+
+def configuration_record(
+    settings: Settings,
+    rules: RuleHolder,
+    *,
+    dry_run: bool,
+    live: Sequence[str],
+    embedded: bool,
+    worker: str,
+) -> dict[str, Any]:
+    """What the audit log records when the service starts (``service.started``): every setting
+    as loaded, secrets masked (pydantic writes a ``SecretStr`` as ``**********``; operators
+    by name only; connection secrets are never part of the settings' data), the rules in
+    force, the mode and the systems steps act on live."""
+    config = settings.model_dump(mode="json")
+    config["operator_tokens"] = sorted(settings.operator_tokens)
+    return {
+        "host": socket.gethostname(),
+        "worker": worker,
+        "dry_run": dry_run,
+        "live": sorted(live),
+        "embedded": embedded,
+        "rules": _rules(rules),
+        "settings": config,
+    }
+
+
+Audit = Callable[..., Awaitable[Any]]
+
+
+class RuleReloads:
+    """Says what a rules reload did: in the log, and in the audit log (``rules.reloaded``
+    with the new set's digest and names, or ``rules.reload_failed`` with the errors and the
+    digest of the set kept). Called from the watcher's thread or the SIGHUP handler; the audit
+    row is written on ``loop``. ``drain`` waits for the rows still being written."""
+
+    def __init__(
+        self, rules: RuleHolder, log: Any, audit: Audit, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._rules = rules
+        self._log = log
+        self._audit = audit
+        self._loop = loop
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+
+    def __call__(self, errors: list[RuleError]) -> None:
+        if errors:
+            for error in errors:
+                self._log.error("rule reload failed; keeping the last good rules", error=str(error))
+            kind = "rules.reload_failed"
+            data = {"errors": [str(e) for e in errors], "kept": _rules(self._rules)}
+        else:
+            current = self._rules.current
+            self._log.info("rules reloaded", rules=len(current), digest=current.digest)
+            for warning in current.warnings:
+                self._log.warning("rule warning", warning=str(warning))
+            kind, data = "rules.reloaded", _rules(self._rules)
+        future = asyncio.run_coroutine_threadsafe(self._write(kind, data), self._loop)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    async def _write(self, kind: str, data: dict[str, Any]) -> None:
+        try:
+            await self._audit(kind, data=data)
+        except Exception as exc:  # the store may be down: the reload stands, the log says so
+            self._log.error("could not record the rules reload", kind=kind, error=str(exc))
+
+    async def drain(self) -> None:
+        for future in list(self._pending):
+            await asyncio.wrap_future(future)

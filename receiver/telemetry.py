@@ -6,9 +6,11 @@ never share counters, and nothing registers itself at import time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import structlog
@@ -159,6 +161,51 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        self.time_to_resolve = Histogram(
+            "remediator_time_to_resolve_seconds",
+            "Seconds from a run's creation to its alert's resolution, for runs whose steps ran,"
+            " by rule.",
+            ["rule"],
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+            registry=r,
+        )
+        self.approvals = Counter(
+            "remediator_approvals",
+            "Approvals of risky steps by rule and state: requested, approved, rejected, expired,"
+            " cancelled, superseded (each move counted once, when it happens).",
+            ["rule", "state"],
+            registry=r,
+        )
+        self.approvals_pending = Gauge(
+            "remediator_approvals_pending",
+            "Approvals waiting for a decision (read from the store at scrape time).",
+            registry=r,
+        )
+        self.approval_next_expiry = Gauge(
+            "remediator_approval_next_expiry_seconds",
+            "Seconds until the first pending approval expires; +Inf when none is pending.",
+            registry=r,
+        )
+        # Until the store has been read, nothing is known to expire.
+        self.approval_next_expiry.set(math.inf)
+        self.breaker_open = Gauge(
+            "remediator_breaker_open",
+            "1 while a rule's circuit breaker is open (read from Redis at scrape time).",
+            ["rule"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            "remediator_paused",
+            "1 while remediation is paused (the kill switch), else 0.",
+            registry=r,
+        )
+        self.component_up = Gauge(
+            "remediator_component_up",
+            "1 when a component answers its readiness check at scrape time, else 0, by"
+            " component (store, redis, kubernetes).",
+            ["component"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "remediator_http_requests",
             "HTTP requests served, by route, method and status code.",
@@ -204,6 +251,14 @@ class Metrics:
     def guard_refused(self, guard: str) -> None:
         self._child(self.guard_refusals, guard).inc()
 
+    def run_resolved(self, rule: str, seconds: float) -> None:
+        """A run whose steps ran saw its alert resolve ``seconds`` after it was created."""
+        self._child(self.time_to_resolve, rule).observe(max(0.0, seconds))
+
+    def approval(self, rule: str, state: str) -> None:
+        """An approval of ``rule`` moved to ``state`` (requested for a new one)."""
+        self._child(self.approvals, rule, state).inc()
+
     def action_finished(self, action: str, outcome: str, seconds: float) -> None:
         self._child(self.action_duration, action, outcome).observe(seconds)
 
@@ -231,6 +286,56 @@ class Metrics:
         async def refresh() -> None:
             for queue, count in (await read()).items():
                 self._child(self.dead_letters, queue).set(count)
+
+        self._refreshers.append(refresh)
+
+    def track_approvals(self, read: Callable[[], Awaitable[tuple[int, float | None]]]) -> None:
+        """Refresh the pending approvals from ``read()`` (e.g. ``store.approval_backlog``:
+        how many are pending, and seconds until the first expires or None) on every scrape."""
+
+        async def refresh() -> None:
+            pending, next_expiry_s = await read()
+            self.approvals_pending.set(pending)
+            self.approval_next_expiry.set(math.inf if next_expiry_s is None else next_expiry_s)
+
+        self._refreshers.append(refresh)
+
+    def track_guards(self, read: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
+        """Refresh the pause and the breakers from ``read()`` (``Guards.status``: ``paused``
+        and ``breakers`` ``{rule: {"open": bool}}``) on every scrape."""
+
+        seen: set[str] = set()
+
+        async def refresh() -> None:
+            status = await read()
+            self.paused.set(1 if status.get("paused") else 0)
+            breakers = status.get("breakers") or {}
+            # A breaker whose keys expired is no longer listed: closed, its series goes to 0
+            # rather than staying at its last value.
+            for rule in seen | set(breakers):
+                is_open = bool((breakers.get(rule) or {}).get("open"))
+                self._child(self.breaker_open, rule).set(1 if is_open else 0)
+            seen.update(breakers)
+
+        self._refreshers.append(refresh)
+
+    def track_components(
+        self, checks: Sequence[tuple[str, Callable[[], Awaitable[Any]]]], timeout_s: float
+    ) -> None:
+        """Run each readiness check (name, check) on every scrape, within ``timeout_s``:
+        ``remediator_component_up`` is 1 when it answers, 0 when it raises or times out."""
+
+        async def refresh() -> None:
+            async def one(name: str, check: Callable[[], Awaitable[Any]]) -> None:
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await check()
+                except Exception:
+                    self._child(self.component_up, name).set(0)
+                else:
+                    self._child(self.component_up, name).set(1)
+
+            await asyncio.gather(*(one(name, check) for name, check in checks))
 
         self._refreshers.append(refresh)
 

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.support.approvals",
     "tests.support.cdp",
     "tests.support.served",
+    "tests.support.prefix",
 ]

@@ -28,7 +28,8 @@ from receiver.approvals.state import (
 )
 from receiver.approvals.tokens import LinkTokens, TokenClaims
 from receiver.model import ApprovalRecord, ApprovalState, RunOutcome
-from receiver.store import JobKind, RunRecord, Store
+from receiver.store import JobKind, RunRecord, Store, StoreUnavailable
+from receiver.telemetry import Metrics
 
 __all__ = ["LINK_PATH", "ApprovalDesk", "Gate", "StepRequest"]
 
@@ -79,6 +80,7 @@ class ApprovalDesk:
         ttl_s: float = 1800.0,
         buttons: bool = False,
         log: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -88,6 +90,15 @@ class ApprovalDesk:
         self.ttl_s = ttl_s
         self.buttons = buttons
         self._log = log or structlog.get_logger("remediator.approvals")
+        self._metrics = metrics
+
+    def _count(self, approval: ApprovalRecord, state: str, run_outcome: str | None = None) -> None:
+        """Count an approval's move (and the end of its run, when the move ended it)."""
+        if self._metrics is None:
+            return
+        self._metrics.approval(approval.rule, state)
+        if run_outcome is not None:
+            self._metrics.run_finished(approval.rule, run_outcome)
 
     # -- the pipeline's side ------------------------------------------------------------------
 
@@ -107,6 +118,7 @@ class ApprovalDesk:
             ttl_s=self.ttl_s,
         )
         if created:
+            self._count(approval, "requested")
             self._log.info(
                 "approval requested",
                 approval_id=approval.id,
@@ -146,6 +158,7 @@ class ApprovalDesk:
         """Expire what is due (of one run, or all) and say so."""
         expired = await self.store.expire_approvals(run_id=run_id)
         for approval in expired:
+            self._count(approval, "expired", RunOutcome.EXPIRED.value)
             self._log.info("approval expired", approval_id=approval.id, run_id=approval.run_id)
             await self.notify(NoticeKind.EXPIRED, approval)
         return expired
@@ -154,6 +167,7 @@ class ApprovalDesk:
         """The run's alert resolved: cancel its pending approvals and say so."""
         cancelled = await self.store.cancel_approvals(run_id)
         for approval in cancelled:
+            self._count(approval, "cancelled", RunOutcome.CANCELLED.value)
             self._log.info("approval cancelled: the alert resolved", approval_id=approval.id)
             await self.notify(NoticeKind.CANCELLED, approval)
         return cancelled
@@ -161,6 +175,7 @@ class ApprovalDesk:
     async def supersede(self, approval: ApprovalRecord, live_hash: str) -> None:
         """The approved plan no longer holds (live state changed since the preview)."""
         if await self.store.supersede_approval(approval.id, live_hash):
+            self._count(approval, "superseded")
             self._log.warning(
                 "approval superseded: the target changed since it was approved",
                 approval_id=approval.id,
@@ -232,6 +247,8 @@ class ApprovalDesk:
         )
         if decided is None:
             raise await self._why_not(approval.id, plan_hash)
+        rejected = decided.state is ApprovalState.REJECTED
+        self._count(decided, decided.state.value, RunOutcome.REJECTED.value if rejected else None)
         self._log.info(
             "approval decided",
             approval_id=decided.id,
@@ -256,7 +273,8 @@ class ApprovalDesk:
         return why_not_pending(current, now, alert_resolved=resolved)
 
     async def notify(self, kind: NoticeKind, approval: ApprovalRecord) -> None:
-        """Send one notice; a failure is logged, never raised (the approval stands)."""
+        """Send one notice; a failure is logged, never raised (the approval stands). Sent or
+        not, it is recorded in the audit log (``notification.sent``, ``notification.failed``)."""
         if self.notifier is None:
             return
         notice = Notice(
@@ -265,7 +283,26 @@ class ApprovalDesk:
             link=self.link(approval) if kind is NoticeKind.REQUESTED else None,
             buttons=self.buttons,
         )
+        error: str | None = None
         try:
             await self.notifier.send(notice)
         except NotifyError as exc:
-            self._log.error("approval notification failed", approval_id=approval.id, error=str(exc))
+            error = str(exc)
+            self._log.error("approval notification failed", approval_id=approval.id, error=error)
+        data = {
+            "notice": f"approval {kind.value}",
+            "channel": getattr(self.notifier, "channel", None),
+            "approval_id": approval.id,
+            "step": approval.step_idx,
+            "action": approval.action,
+        }
+        if error is not None:
+            data["error"] = error
+        try:
+            await self.store.append_audit(
+                "notification.failed" if error else "notification.sent",
+                run_id=approval.run_id,
+                data=data,
+            )
+        except StoreUnavailable as exc:
+            self._log.error("could not record the notification", error=str(exc))

@@ -22,6 +22,7 @@ from receiver.approvals.tokens import KeyRing, LinkTokens
 from receiver.config import ConfigError, Settings
 from receiver.config.approvals import ApprovalFiles
 from receiver.store import Store
+from receiver.telemetry import Metrics
 from remediations.notify.notifier import Notifier
 
 __all__ = ["ApprovalSetup", "approval_setup"]
@@ -43,6 +44,7 @@ def approval_setup(
     lookup_token: TokenLookup | None = None,
     notifier: Notifier | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    metrics: Metrics | None = None,
 ) -> ApprovalSetup:
     """The approval components. ``lookup_token`` (token -> operator name) defaults to the
     operator tokens of ``files``; ``notifier`` holds the configured notify channels, one of
@@ -92,6 +94,7 @@ def approval_setup(
         ttl_s=settings.approval_ttl_seconds,
         buttons=slack is not None,
         log=log,
+        metrics=metrics,
     )
     identities = IdentityResolver(
         # The operators of the settings given: the embedded default adds its own at start-up.

@@ -10,8 +10,10 @@ Commands (one module per group):
   for the dead letters); ``events show``, ``events retry``, ``events drop``, ``jobs show``,
   ``jobs retry``, ``jobs drop`` act on items by id.
 - ``pause``, ``resume``, ``status`` (``guards.py``): the kill switch of a running server.
-- ``migrate``, ``audit verify`` (``database.py``): apply the database migrations; check the
-  audit log's hash chain.
+- ``migrate`` (``database.py``): apply the database migrations.
+- ``audit verify``, ``audit export`` (``audit.py``): check the audit log's hash chain; write it
+  as JSON lines for a SIEM.
+- ``report`` (``report.py``): the post-incident report of a running server, Markdown or JSON.
 - ``approvals list``, ``approvals approve``, ``approvals reject`` (``approvals.py``):
   approvals of risky steps, decided as the operator whose token is given.
 
@@ -28,10 +30,12 @@ from pathlib import Path
 import click
 
 from receiver.cli.approvals import approvals
+from receiver.cli.audit import audit
 from receiver.cli.common import State
-from receiver.cli.database import audit, migrate
+from receiver.cli.database import migrate
 from receiver.cli.guards import pause, resume, status
 from receiver.cli.queues import events, jobs
+from receiver.cli.report import report
 from receiver.cli.rules import lint, simulate
 from receiver.cli.runs import runs
 from receiver.cli.serve import serve
@@ -71,5 +75,6 @@ for _command in (
     migrate,
     audit,
     approvals,
+    report,
 ):
     main.add_command(_command)

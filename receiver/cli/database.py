@@ -1,8 +1,9 @@
-"""``remediator migrate`` and ``remediator audit verify``: the database, without a server.
+"""``remediator migrate``, and the database every command that reads it directly uses.
 
-Without ``REMEDIATOR_DATABASE_URL`` both work on the embedded PostgreSQL under data_dir: the one
-a running ``serve`` (or another command) started there, left running, or else one of their own
-for as long as they run. They never stop a server another live process owns.
+Without ``REMEDIATOR_DATABASE_URL`` these commands (``migrate``, ``audit verify``, ``audit
+export``) work on the embedded PostgreSQL under data_dir: the one a running ``serve`` (or
+another command) started there, left running, or else one of their own for as long as they
+run. They never stop a server another live process owns.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import click
 
 from receiver.cli.common import UserError, state
 from receiver.config import Settings
 
-__all__ = ["audit", "migrate"]
+__all__ = ["database", "migrate"]
 
 
 @click.command()
@@ -31,7 +31,7 @@ def migrate(ctx: click.Context) -> None:
     from receiver.store.migrate import MigrationError
 
     try:
-        with _database(settings, "remediator migrate") as url:
+        with database(settings, "remediator migrate") as url:
             applied = asyncio.run(_migrate(url))
     except MigrationError as exc:
         raise UserError(f"migration failed: {exc}") from None
@@ -41,29 +41,8 @@ def migrate(ctx: click.Context) -> None:
         click.echo("database schema is up to date")
 
 
-@click.group()
-def audit() -> None:
-    """The append-only audit log of every run."""
-
-
-@audit.command("verify")
-@click.pass_context
-def audit_verify(ctx: click.Context) -> None:
-    """Recompute the audit log's hash chain; exit 1 naming the first entry that was altered,
-    inserted or removed."""
-    settings = state(ctx).settings()
-    with _database(settings, "remediator audit verify") as url:
-        check = asyncio.run(_verify_audit(url))
-    if not check.ok:
-        raise UserError(
-            f"audit log broken at entry {check.first_bad_id}: {check.reason or 'hash mismatch'}"
-            f" ({check.checked} entries checked)"
-        )
-    click.echo(f"audit log intact: {check.checked} entries verified")
-
-
 @contextlib.contextmanager
-def _database(settings: Settings, command: str) -> Iterator[str]:
+def database(settings: Settings, command: str) -> Iterator[str]:
     """The configured database, or the embedded one under data_dir for as long as needed:
     the running one of the directory's live owner, else one started (and stopped) here."""
     # Imported here, like the store below: the other commands do not need the database.
@@ -88,19 +67,6 @@ def _database(settings: Settings, command: str) -> Iterator[str]:
         raise UserError(str(exc)) from None
     except (OSError, ConnectionError) as exc:
         raise UserError(f"cannot connect to the database: {exc}") from None
-
-
-async def _verify_audit(url: str) -> Any:
-    from receiver.store import Store, StoreUnavailable
-
-    try:
-        store = await Store.connect(url, min_size=1, max_size=1, run_migrations=False)
-    except StoreUnavailable as exc:
-        raise UserError(f"cannot connect to the database: {exc}") from None
-    try:
-        return await store.verify_audit()
-    finally:
-        await store.close()
 
 
 async def _migrate(url: str) -> list[int]:

@@ -207,6 +207,10 @@ class Settings(BaseModel):
     # The notify channel (notify.channels) approval requests and decisions are sent to.
     approval_notify_channel: str | None = None
 
+    # The review (receiver/review): runs of one alert group less than this apart are one
+    # incident.
+    incident_gap_seconds: float = Field(default=1800.0, gt=0, le=7 * 86400.0)
+
     @field_validator("namespace_allow", "namespace_deny", "sso_trusted_proxies", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
@@ -224,6 +228,7 @@ class Settings(BaseModel):
         "event_retention_seconds",
         "approval_ttl_seconds",
         "late_delivery_window_seconds",
+        "incident_gap_seconds",
         mode="before",
     )
     @classmethod

@@ -96,6 +96,7 @@ KEYS: tuple[Key, ...] = (
         "SLACK_SIGNING_SECRET_FILE",
     ),
     _key("approval_notify_channel", "approvals.notify_channel", "APPROVAL_NOTIFY_CHANNEL"),
+    _key("incident_gap_seconds", "review.incident_gap", "INCIDENT_GAP"),
 )
 _BY_FIELD = {k.field: k for k in KEYS}
 _BY_YAML = {k.yaml: k for k in KEYS}

@@ -30,6 +30,7 @@ __all__ = [
     "GuardUnavailable",
     "Refusal",
     "admit_arguments",
+    "applicable",
     "from_ms",
     "to_ms",
 ]
@@ -93,6 +94,8 @@ class Admission:
     lock_token: str | None = None
     # Fencing token: strictly increasing per target, to pass along with every write.
     fence: int | None = None
+    # The guards that were asked, in order (for the audit log: which ones passed).
+    checked: tuple[str, ...] = ()
 
 
 # --- pure pieces: keys, durations, the declared guard list ---------------------------------
@@ -214,6 +217,18 @@ GUARDS: tuple[Guard, ...] = (
         args=lambda c: [c.lock_token, to_ms(c.settings.lock_ttl_s)],
     ),
 )
+
+
+def applicable(
+    guards: Sequence[Guard],
+    req: AdmissionRequest,
+    *,
+    policy: NamespacePolicy,
+    settings: GuardSettings,
+) -> tuple[str, ...]:
+    """The names of the guards that apply to ``req``, in order: the ones admission asks."""
+    ctx = _Ctx(req, GuardKeys(settings.key_prefix), policy, settings, "")
+    return tuple(guard.name for guard in guards if guard.applies(ctx))
 
 
 def admit_arguments(

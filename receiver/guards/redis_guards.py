@@ -31,6 +31,7 @@ from receiver.guards.policy import (
     GuardUnavailable,
     Refusal,
     admit_arguments,
+    applicable,
     from_ms,
     to_ms,
 )
@@ -110,12 +111,14 @@ class Guards:
             guards, req, policy=self._policy, settings=self._settings, lock_token=token
         )
         reply = await self._call("admit", lambda: self._admit(keys=keys, args=argv))
+        checked = applicable(guards, req, policy=self._policy, settings=self._settings)
         if int(reply[0]) == 1:
             fence = int(reply[2])
             return Admission(
                 admitted=True,
                 lock_token=_text(reply[1]) or None,
                 fence=fence if fence >= 0 else None,
+                checked=checked,
             )
         retry_ms = int(reply[3])
         refusal = Refusal(
@@ -123,7 +126,7 @@ class Guards:
             reason=_text(reply[2]),
             retry_at=from_ms(retry_ms) if retry_ms >= 0 else None,
         )
-        return Admission(admitted=False, refusal=refusal)
+        return Admission(admitted=False, refusal=refusal, checked=checked)
 
     async def release(self, req: AdmissionRequest, admission: Admission) -> bool:
         """Release the target lock if it is still ours. True when it was released."""

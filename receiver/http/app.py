@@ -38,8 +38,11 @@ from receiver.http.deps import (
 )
 from receiver.http.guards import GUARDS_PATH, PAUSE_PATH, delete_pause, guards_status, put_pause
 from receiver.http.health import healthz, metrics_handler, readyz
+from receiver.http.login import ReviewWeb, add_login_routes
 from receiver.http.middleware import edge_middleware
+from receiver.http.pages import add_page_routes
 from receiver.http.queues import add_queue_routes
+from receiver.http.report import REPORT_PATH, get_report
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
 from receiver.http.throttle import Throttle
 from receiver.telemetry import Metrics
@@ -65,12 +68,14 @@ def create_app(
     queues: QueueControl | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     approvals: ApprovalWeb | None = None,
+    review: ReviewWeb | None = None,
 ) -> web.Application:
     """Build the HTTP application around the given components.
 
     Without ``guards`` the guard endpoints answer 404, without ``queues`` the event and job
     endpoints; without ``audit`` a pause is not recorded. ``clock`` (aware datetimes) resolves
-    relative ``since`` filters. Without ``approvals`` there are no approval routes.
+    relative ``since`` filters. Without ``approvals`` there are no approval routes; without
+    ``review`` no review pages (``/runs``, ``/incidents``, ``/login``) and no report API.
     """
     auth = Authenticator(settings)
     if auth.webhook_open:
@@ -121,6 +126,10 @@ def create_app(
     add_queue_routes(app.router)
     if approvals is not None:
         add_approval_routes(app, approvals)
+    if review is not None:
+        add_login_routes(app, review)
+        add_page_routes(app)
+        app.router.add_get(REPORT_PATH, get_report)
     return app
 
 

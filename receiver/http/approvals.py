@@ -42,7 +42,7 @@ from receiver.http.responses import json_response, row
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.store import StoreUnavailable
 
-__all__ = ["APPROVALS_API", "SLACK_PATH", "ApprovalWeb", "add_approval_routes"]
+__all__ = ["APPROVALS_API", "SLACK_PATH", "ApprovalWeb", "add_approval_routes", "same_origin"]
 
 APPROVALS_API = "/api/v1/approvals"
 SLACK_PATH = "/hooks/slack/interactions"
@@ -148,7 +148,7 @@ def _csrf(approvals: ApprovalWeb) -> CsrfTokens | None:
     return None if tokens is None else CsrfTokens(tokens.ring)
 
 
-def _same_origin(request: web.Request, public_url: str | None) -> bool:
+def same_origin(request: web.Request, public_url: str | None) -> bool:
     """The POST came from our own page. The page's ``Referrer-Policy: no-referrer`` makes
     browsers send ``Origin: null`` with its form, so Fetch Metadata decides then:
     ``Sec-Fetch-Site: same-origin`` (a header no page can set). A real Origin must be the
@@ -172,7 +172,7 @@ async def post_page(request: web.Request) -> web.Response:
         return opened
     approval, claims = opened
     approvals = request.app[APPROVAL_WEB]
-    if not _same_origin(request, approvals.desk.public_url):
+    if not same_origin(request, approvals.desk.public_url):
         return _error_page(request, "the decision must come from this service's own page", 403)
     form = await request.post()
     session = request.cookies.get(SESSION_COOKIE, "")

@@ -49,6 +49,7 @@ class Close:
         store = self._deps.store
         assert ctx.run_id is not None
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
+        outcome: str | None = None
         if ctx.event is not None:
             for planned in ctx.steps:
                 await store.record_step(
@@ -85,6 +86,8 @@ class Close:
             )
             self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
             run = await store.get_run(ctx.run_id) or run
+        if outcome is not None:
+            self._measure(run)
         ctx.prior = run
         for step in run.steps:
             # What the run's own steps changed: an on_resolved step undoes that, and only that.
@@ -101,6 +104,17 @@ class Close:
             if s.phase == "resolve" and s.outcome == STEP_PENDING
         )
         return Verdict.next()
+
+    def _measure(self, run: RunRecord) -> None:
+        """The time to resolve of a run closed just now, when its steps ran."""
+        if run.time_to_resolve_s is not None and run.outcome in _ACTED:
+            self._deps.metrics.run_resolved(run.rule, run.time_to_resolve_s)
+
+
+# Outcomes of runs whose steps ran: their time to resolve says how the remediation did.
+_ACTED = frozenset(
+    {RunOutcome.VERIFIED, RunOutcome.VERIFYING, RunOutcome.SUCCEEDED, RunOutcome.FAILED}
+)
 
 
 class AdmitResolve:
@@ -151,6 +165,9 @@ class AdmitResolve:
         if not admission.admitted:
             assert admission.refusal is not None
             return await self._refused(ctx, admission.refusal)
+        await deps.store.record_admission(
+            ctx.run_id, admission.checked, phase="resolve", fence=admission.fence
+        )
 
         async def release() -> None:
             try:

@@ -123,6 +123,7 @@ class Admit:
             return Verdict.stop(RunOutcome.REFUSED, refusal.reason)
 
         ctx.admission = admission
+        await deps.store.record_admission(ctx.run_id, admission.checked, fence=admission.fence)
 
         async def release() -> None:
             try:

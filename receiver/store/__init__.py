@@ -5,7 +5,8 @@
 (failed attempts, bounded, then dead letters), queues.py (what operators see and do with both
 queues), history.py (what the engine reads), runs.py (runs), steps.py (their steps and
 refusals), verification.py (how a verification ends), audit.py (the hash-chained audit log),
-approvals.py (approvals of risky steps), announcements.py (what the run announcements did).
+approvals.py (approvals of risky steps), announcements.py (what the run announcements did),
+review.py (what the post-incident review reads).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord
@@ -37,6 +38,7 @@ from receiver.store.records import (
     StepRecord,
     canonical_json,
 )
+from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
 from receiver.store.steps import StepWriter
 from receiver.store.verification import Conclusion, Verification
@@ -75,5 +77,15 @@ class Store(
     AuditLog,
     Approvals,
     Announcements,
+    ReviewReads,
 ):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""
+
+    async def prune(self, older_than_s: float) -> dict[str, int]:
+        """Retention, everything it covers: finished alert events and finished jobs older than
+        ``older_than_s`` seconds; {"events": n, "jobs": m}. Runs, steps, approvals and audit
+        rows are the record and are never pruned."""
+        return {
+            "events": await self.prune_events(older_than_s),
+            "jobs": await self.prune_jobs(older_than_s),
+        }

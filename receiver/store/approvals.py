@@ -351,13 +351,15 @@ class Approvals(Database):
         step_outcome: str,
         why: str,
     ) -> None:
-        """End the run that waits for ``approval``, and its held step, saying ``why``. A held
-        step of the run's escalation (``on_failed``; step indices are unique across a run's
-        phases) ends the same way, and the run keeps its outcome (failed)."""
-        await conn.execute(
+        """End the run that waits for ``approval``, and its held step, saying ``why``; both
+        audited (``step``, ``run.outcome``). A held step of the run's escalation
+        (``on_failed``; step indices are unique across a run's phases) ends the same way, and
+        the run keeps its outcome (failed)."""
+        step = await conn.fetchrow(
             """UPDATE steps SET outcome = $3, message = $4, finished_at = now()
                WHERE run_id = $1::uuid AND phase IN ('run', 'on_failed') AND idx = $2
-                 AND outcome = 'awaiting_approval'""",
+                 AND outcome = 'awaiting_approval'
+               RETURNING phase, action, params::text AS params""",
             approval.run_id,
             approval.step_idx,
             step_outcome,
@@ -370,6 +372,23 @@ class Approvals(Database):
             outcome.value,
             why,
         )
+        if step is not None:
+            await append_in_tx(
+                conn,
+                "step",
+                approval.run_id,
+                fingerprint,
+                {
+                    "phase": step["phase"],
+                    "idx": approval.step_idx,
+                    "action": step["action"],
+                    "outcome": step_outcome,
+                    "message": why,
+                    "params": json.loads(step["params"]),
+                    "before": None,
+                    "after": None,
+                },
+            )
         if fingerprint is not None:
             await append_in_tx(
                 conn,

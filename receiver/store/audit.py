@@ -1,4 +1,4 @@
-"""The append-only audit log: a hash chain over every change to a run, and its verification.
+"""The append-only audit log: a hash chain over every change, its verification and export.
 
 Each row carries the hash of the row before it (see migrations/0001_init.sql), computed while
 the single audit_head row is held FOR UPDATE, so the chain stays linear with many writers.
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from receiver.store.chain import ChainRow, diagnose, diagnose_end
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import AuditCheck, as_utc, canonical_json
@@ -117,44 +118,96 @@ class AuditLog(Database):
             )
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
-    async def verify_audit(self, *, batch: int = 1000) -> AuditCheck:
-        """Recompute the chain; the first row whose hash or link does not match is reported.
-
-        Also checks that the chain ends where audit_head says it does, which catches rows
-        removed from the end.
-        """
-        prev_hash = ""
+    async def verify_audit(self, *, batch: int = 1000, lookahead: int = 1000) -> AuditCheck:
+        """Recompute the chain by id; report the first row that was edited, inserted, deleted
+        or reordered (``receiver.store.chain`` says how each is told), or a chain that does not
+        end where audit_head says. Streams the rows (a server-side cursor of ``batch`` rows);
+        after a break it reads up to ``lookahead`` rows more to tell what happened."""
         checked = 0
-        last_id = 0
+        last: ChainRow | None = None
+        before_last: ChainRow | None = None
+        at_head: ChainRow | None = None
+        first_after_head: int | None = None
         # One snapshot for the head and the rows: appenders change both in one transaction.
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
             head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
-            while True:
-                rows = await conn.fetch(
-                    """SELECT id, at, kind, run_id::text AS run_id, fingerprint,
-                              data::text AS data, prev_hash, hash
-                       FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2""",
-                    last_id,
-                    batch,
-                )
-                if not rows:
-                    break
-                for row in rows:
-                    checked += 1
-                    if row["prev_hash"] != prev_hash:
-                        return AuditCheck(False, row["id"], checked, "broken link to previous")
-                    content = _content(
-                        audit_id=row["id"],
-                        at=row["at"],
-                        kind=row["kind"],
-                        run_id=row["run_id"],
-                        fingerprint=row["fingerprint"],
-                        data=json.loads(row["data"]),
-                    )
-                    if _hash(prev_hash, content) != row["hash"]:
-                        return AuditCheck(False, row["id"], checked, "content does not match hash")
-                    prev_hash = row["hash"]
-                    last_id = row["id"]
-        if head is not None and (head["last_hash"] != prev_hash):
-            return AuditCheck(False, head["last_id"], checked, "rows missing at the end")
+            head_id = head["last_id"] if head is not None else None
+            async for row in conn.cursor(_CHAIN_SQL + " ORDER BY id", prefetch=batch):
+                checked += 1
+                current = _chain_row(row)
+                if current.prev_hash != (last.hash if last else "") or not current.sound:
+                    following = [
+                        _chain_row(r)
+                        for r in await conn.fetch(
+                            _CHAIN_SQL + " WHERE id > $1 ORDER BY id LIMIT $2",
+                            current.id,
+                            lookahead,
+                        )
+                    ]
+                    found = diagnose(last, current, following, before_last)
+                    if found is not None:
+                        return AuditCheck(False, found.row_id, checked, found.reason, found.kind)
+                before_last, last = last, current
+                if head_id is not None and current.id == head_id:
+                    at_head = current
+                elif head_id is not None and current.id > head_id and first_after_head is None:
+                    first_after_head = current.id
+        if head is None:
+            return AuditCheck(False, None, checked, "audit_head is missing", "deleted")
+        found = diagnose_end(last, head_id, head["last_hash"], at_head, first_after_head)
+        if found is not None:
+            return AuditCheck(False, found.row_id, checked, found.reason, found.kind)
         return AuditCheck(True, None, checked)
+
+    async def export_audit(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_id: int | None = None,
+        batch: int = 500,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The audit rows of [since, until) with an id above ``after_id`` (each bound
+        optional), oldest first, one at a time from a server-side cursor (never all in
+        memory): ``{id, at, kind, run_id, fingerprint, data, prev_hash, hash}``, ``at`` as
+        RFC 3339. A SIEM that keeps the ids and hashes holds a copy of the chain."""
+        clauses, args = ["true"], []
+        for bound, clause in ((since, "at >= $"), (until, "at < $"), (after_id, "id > $")):
+            if bound is not None:
+                args.append(bound)
+                clauses.append(f"{clause}{len(args)}")
+        sql = f"""SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data,
+                         prev_hash, hash
+                  FROM audit_log WHERE {" AND ".join(clauses)} ORDER BY id"""
+        async with self._tx(isolation="repeatable_read", readonly=True) as conn:
+            async for row in conn.cursor(sql, *args, prefetch=batch):
+                yield {
+                    "id": row["id"],
+                    "at": as_utc(row["at"]).isoformat(timespec="microseconds"),
+                    "kind": row["kind"],
+                    "run_id": row["run_id"],
+                    "fingerprint": row["fingerprint"],
+                    "data": json.loads(row["data"]),
+                    "prev_hash": row["prev_hash"],
+                    "hash": row["hash"],
+                }
+
+
+_CHAIN_SQL = """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data,
+                       prev_hash, hash
+                FROM audit_log"""
+
+
+def _chain_row(row: Mapping[str, Any]) -> ChainRow:
+    """The row as the chain sees it: sound when its content (over its own link) gives its hash."""
+    content = _content(
+        audit_id=row["id"],
+        at=row["at"],
+        kind=row["kind"],
+        run_id=row["run_id"],
+        fingerprint=row["fingerprint"],
+        data=json.loads(row["data"]),
+    )
+    return ChainRow(
+        row["id"], row["prev_hash"], row["hash"], _hash(row["prev_hash"], content) == row["hash"]
+    )

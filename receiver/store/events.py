@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from receiver.model import Skip
+from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
 from receiver.store.failures import lease_expired_sql
@@ -320,14 +321,41 @@ class EventQueue(Database):
     async def record_skips(self, event_id: int, skips: Iterable[Skip]) -> None:
         """Keep why the engine skipped rules for this event (``[{"rule", "reason"}]``), for
         review through the API. Replaces what an earlier attempt recorded: the plan for an
-        event is the same however often it is retried."""
+        event is the same however often it is retried.
+
+        A rule that matched and was skipped (an invalid target, a denied namespace) is a
+        decision not to act: it is also audited (``event.skipped``), once, so the record of it
+        outlives the event's retention. Reasons about the event as a whole (no rule, no open
+        run, a late copy) are not: a catch-all feed has one per alert."""
         data = [{"rule": skip.rule, "reason": skip.reason} for skip in skips]
-        with translate():
-            await self._pool.execute(
-                "UPDATE alert_events SET skips = $2::jsonb WHERE id = $1",
+        text = canonical_json(data)
+        if not any(item["rule"] for item in data):
+            with translate():
+                await self._pool.execute(
+                    "UPDATE alert_events SET skips = $2::jsonb WHERE id = $1", event_id, text
+                )
+            return
+        async with self._tx() as conn:
+            row = await conn.fetchrow(
+                """UPDATE alert_events SET skips = $2::jsonb
+                   WHERE id = $1 AND skips IS DISTINCT FROM $2::jsonb
+                   RETURNING fingerprint, alertname, status""",
                 event_id,
-                canonical_json(data),
+                text,
             )
+            if row is not None:
+                await append_in_tx(
+                    conn,
+                    "event.skipped",
+                    None,
+                    row["fingerprint"],
+                    {
+                        "event_id": event_id,
+                        "alertname": row["alertname"],
+                        "status": row["status"],
+                        "skips": data,
+                    },
+                )
 
     async def get_event(self, event_id: int) -> dict[str, Any] | None:
         """One event with its queue state, for review and tests."""

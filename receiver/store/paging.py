@@ -45,8 +45,9 @@ def run_page_query(
     since: datetime | None,
     limit: int,
     cursor: str | None,
+    columns: str = RUN_COLUMNS,
 ) -> tuple[str, list[Any], int]:
-    """(SQL, arguments, page size) of one page of runs, newest first.
+    """(SQL, arguments, page size) of one page of runs, newest first, selecting ``columns``.
 
     The page size is ``limit`` clamped to 1..MAX_PAGE; the SQL asks for one row more, which
     tells whether another page follows. ValueError for a malformed target key or cursor.
@@ -80,7 +81,7 @@ def run_page_query(
     where = " AND ".join(clauses) or "true"
     size = max(1, min(limit, MAX_PAGE))
     sql = (
-        f"SELECT {RUN_COLUMNS} FROM runs WHERE {where}"
+        f"SELECT {columns} FROM runs WHERE {where}"
         f" ORDER BY created_at DESC, id DESC LIMIT {arg(size + 1)}"
     )
     return sql, args, size

@@ -214,12 +214,14 @@ class RunRecord:
 
 @dataclass(frozen=True, slots=True)
 class AuditCheck:
-    """Result of verifying the audit chain. ``first_bad_id`` is None when ``ok``."""
+    """Result of verifying the audit chain. ``first_bad_id`` is None when ``ok``; ``problem``
+    says what was found there (edited, inserted, deleted, reordered; receiver.store.chain)."""
 
     ok: bool
     first_bad_id: int | None
     checked: int
     reason: str = ""
+    problem: str = ""
 
     def __iter__(self) -> Any:  # allows `ok, bad = await store.verify_audit()`
         return iter((self.ok, self.first_bad_id))

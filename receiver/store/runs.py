@@ -76,8 +76,9 @@ class Runs(Database):
                 """
                 INSERT INTO runs (rule, fingerprint, starts_at, alertname, event_id, target_kind,
                                   target_namespace, target_name, outcome, dry_run, occurrence,
-                                  verify_within_s, refire, settle_s, decision)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
+                                  verify_within_s, refire, settle_s, decision, group_key)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb,
+                        $16)
                 ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
                 RETURNING id::text
                 """,
@@ -96,6 +97,7 @@ class Runs(Database):
                 event.refire,
                 settle_s,
                 None if decision is None else canonical_json(dict(decision)),
+                event.group_key,
             )
             if run_id is None:
                 return None
@@ -114,6 +116,14 @@ class Runs(Database):
                     "occurrence": occurrence,
                     "refire": event.refire,
                     **({"decision": dict(decision)} if decision else {}),
+                    # The alert as it fired: the event is pruned by retention, the audit row
+                    # stays, so the review still shows what fired (receiver/review/).
+                    "alert": {
+                        "labels": dict(event.labels),
+                        "annotations": dict(event.annotations),
+                        "generator_url": event.generator_url,
+                        "group_key": event.group_key,
+                    },
                     **(dict(data) if data else {}),
                 },
             )

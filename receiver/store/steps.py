@@ -133,6 +133,32 @@ class StepWriter(Database):
                 finished_at=finished_at,
             )
 
+    async def record_admission(
+        self,
+        run_id: str,
+        guards: tuple[str, ...] | list[str],
+        *,
+        phase: str = "run",
+        fence: int | None = None,
+    ) -> bool:
+        """The guards let the run (its ``phase``: 'run', or 'resolve' for on_resolved steps)
+        through: audited as ``run.admitted`` with the guards asked, in order. False when the
+        run does not exist."""
+        async with self._tx() as conn:
+            fingerprint = await conn.fetchval(
+                "SELECT fingerprint FROM runs WHERE id = $1::uuid", run_id
+            )
+            if fingerprint is None:
+                return False
+            await append_in_tx(
+                conn,
+                "run.admitted",
+                run_id,
+                fingerprint,
+                {"phase": phase, "guards": list(guards), "fence": fence},
+            )
+        return True
+
     async def record_refusal(
         self, run_id: str, guard: str, reason: str, retry_at: datetime | None
     ) -> bool:

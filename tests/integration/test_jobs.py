@@ -392,3 +392,17 @@ async def test_prune_removes_only_finished_jobs(store: Store) -> None:
     assert await store.prune_jobs(older_than_s=3600) == 0  # finished too recently
     assert await store.prune_jobs(older_than_s=0) == 1
     assert [j["kind"] for j in await open_jobs(store)] == ["verify_deadline"]
+
+
+async def test_retention_prunes_finished_events_and_jobs_together(store: Store) -> None:
+    # What the service's retention loop calls: both queues, never a run.
+    run_id = await new_run(store)
+    job = await store.enqueue_job(RESUME, run_id)
+    [claimed] = await store.claim_jobs("a", 1, lease_s=60)
+    assert claimed.id == job
+    assert await store.complete_job(claimed.id, "a")
+    assert await store.prune(older_than_s=3600) == {"events": 0, "jobs": 0}
+    pruned = await store.prune(older_than_s=0)
+    assert pruned["jobs"] == 1
+    assert await store.get_job(job) is None
+    assert await store.get_run(run_id) is not None

@@ -26,6 +26,7 @@ from receiver.approvals.policy import ApproverPolicy
 from receiver.approvals.tokens import KeyRing, LinkTokens
 from receiver.model import ApprovalRecord
 from receiver.store import RunRecord, Store
+from receiver.telemetry import Metrics
 from remediations.base import (
     ActionContext,
     ActionRefused,
@@ -211,6 +212,7 @@ async def approval_env(
         notify: bool = True,
         ttl_s: float = 1800.0,
         tokens: LinkTokens | None = None,
+        metrics: Metrics | None = None,
         **harness_args: Any,
     ) -> ApprovalEnv:
         session = aiohttp.ClientSession()
@@ -226,6 +228,7 @@ async def approval_env(
             public_url=public_url,
             ttl_s=ttl_s,
             log=structlog.get_logger("test.approvals"),
+            metrics=metrics,
         )
         harness = await make_harness(
             rules,
@@ -234,6 +237,7 @@ async def approval_env(
             # The same channels serve the run announcements (a rule's `notify: {channel: ops}`).
             clients={"http": session, "notify": notifier},
             approvals=desk,
+            metrics=metrics,
             **harness_args,
         )
         identities = IdentityResolver(

@@ -125,6 +125,7 @@ async def make_harness(
         approvals: ApprovalDesk | None = None,
         clock: Callable[[], datetime] | None = None,
         lock_wait_s: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
         rules_dir.mkdir()
@@ -137,7 +138,7 @@ async def make_harness(
         if kube is not None:
             named["kubernetes"] = kube
         guards = Guards(redis_client, policy, guard_settings or GuardSettings())
-        metrics = Metrics()
+        metrics = metrics or Metrics()
         holder = RuleHolder(rules_dir, registry, policy)
         pipeline = Pipeline(
             store=store,

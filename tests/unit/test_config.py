@@ -126,6 +126,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_SSO_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
         "REMEDIATOR_SLACK_SIGNING_SECRET_FILE": "/etc/remediator/slack-signing-secret",
         "REMEDIATOR_APPROVAL_NOTIFY_CHANNEL": "oncall",
+        "REMEDIATOR_INCIDENT_GAP": "45m",
     }
     # The table and this test cover the same variables: a new setting needs a line here.
     inline = {
@@ -150,6 +151,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.approval_ttl_seconds == 1200
     assert s.sso_trusted_proxies == ("10.0.0.0/8", "::1")
     assert s.approval_notify_channel == "oncall"
+    assert s.incident_gap_seconds == 2700.0
     assert s.operator_tokens_dir == operators
     assert {k: v.get_secret_value() for k, v in s.operator_tokens.items()} == {
         "alice": "alice-token-0123456789"

@@ -1,0 +1,214 @@
+"""Who may read the review pages, and the small login that lets a browser in.
+
+The pages take an operator, as the API does, identified by the first of:
+
+1. nothing at all configured (``REMEDIATOR_ALLOW_UNAUTHENTICATED`` with no credentials): open;
+2. the SSO proxy's user header (``REMEDIATOR_SSO_USER_HEADER``), only from a peer in
+   ``REMEDIATOR_SSO_TRUSTED_PROXIES``, as the approval pages believe it: anyone the proxy
+   signed in may read;
+3. the session cookie the login form sets (``receiver.review.sessions``: signed, HttpOnly,
+   SameSite=Strict, Secure when the service is reached over https);
+4. an operator's token as ``Authorization: Bearer`` (scripts, curl).
+
+Anyone else gets 401 with the login form, and no data. ``POST login`` takes an operator token
+(compared in constant time by the same ``Authenticator`` as the API) and sets the cookie;
+``POST logout`` clears it. Both are same-origin only (Origin, or Fetch Metadata).
+
+Every link and redirect is relative (``root_of``): behind a reverse proxy that serves the
+service under a path prefix, the pages, their forms and the cookie (no Path attribute, so the
+browser scopes it to the prefix) work as they are.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from receiver.approvals.identity import IdentityResolver
+from receiver.http.approvals import same_origin
+from receiver.http.auth import ANONYMOUS, Role
+from receiver.http.deps import AUTH, LOG, SETTINGS
+from receiver.review.loader import Review
+from receiver.review.pages import ReviewPages, security_headers
+from receiver.review.sessions import SESSION_COOKIE, Sessions
+from receiver.review.text import duration_text
+
+__all__ = [
+    "REVIEW_WEB",
+    "USER",
+    "ReviewWeb",
+    "add_login_routes",
+    "page",
+    "root_of",
+    "signed_in",
+]
+
+# Where ``next`` may send a browser after signing in: a page of the review, relative.
+# No segment starts with a dot: nothing climbs out of the review with "..".
+_NEXT = re.compile(r"^(runs|incidents)(/[A-Za-z0-9_-][A-Za-z0-9._-]*){0,2}(\?[^\s#\\]*)?$")
+_DEFAULT_NEXT = "runs"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewWeb:
+    """What the review pages and the report API need. ``identities``: the SSO header (as the
+    approval pages resolve it), None when there is no SSO."""
+
+    review: Review
+    sessions: Sessions
+    identities: IdentityResolver | None = None
+
+
+REVIEW_WEB = web.AppKey[ReviewWeb]("review_web")
+PAGES = web.AppKey[ReviewPages]("review_pages")
+USER: web.RequestKey[str] = web.RequestKey("review_user", str)
+
+
+def root_of(request: web.Request) -> str:
+    """The relative path from this page to the service's root: ``./`` for ``/runs``,
+    ``../`` for ``/runs/{id}`` (from the route, so it holds under any prefix)."""
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else request.path
+    depth = canonical.count("/") - 1
+    return "../" * depth if depth > 0 else "./"
+
+
+def page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
+    """The page ``name``, with the security headers and a fresh nonce."""
+    nonce = secrets.token_urlsafe(16)
+    user = request.get(USER)
+    html = request.app[PAGES].render(
+        name,
+        nonce=nonce,
+        root=root_of(request),
+        user=user,
+        can_sign_out=user is not None and user != ANONYMOUS,
+        **values,
+    )
+    return web.Response(
+        text=html, status=status, content_type="text/html", headers=security_headers(nonce)
+    )
+
+
+def _who(request: web.Request) -> str | None:
+    auth = request.app[AUTH]
+    if auth.operators_open:
+        return ANONYMOUS
+    web_ = request.app[REVIEW_WEB]
+    if web_.identities is not None:
+        sso = web_.identities.from_sso(request.headers, request.remote)
+        if sso is not None:
+            return sso.name
+    name = web_.sessions.read(request.cookies.get(SESSION_COOKIE))
+    if name is not None:
+        return name
+    header = request.headers.get("Authorization")
+    if header:
+        found = auth.identify(header)
+        if found is not None and found.role is Role.OPERATOR:
+            return found.name
+    return None
+
+
+def _next_here(request: web.Request) -> str:
+    """This page, relative to the root: where signing in should lead back to."""
+    here = str(request.rel_url).lstrip("/")
+    return here if _NEXT.match(here) else _DEFAULT_NEXT
+
+
+def _login_page(
+    request: web.Request, status: int, next_page: str, message: str = ""
+) -> web.Response:
+    web_ = request.app[REVIEW_WEB]
+    return page(
+        request,
+        "login",
+        status,
+        next=next_page,
+        message=message,
+        max_age=duration_text(web_.sessions.max_age_s),
+        sso=web_.identities is not None and web_.identities.sso_header is not None,
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def signed_in(handler: Handler) -> Handler:
+    """Wrap a page handler: an operator (``request[USER]``), or 401 with the login form."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        user = _who(request)
+        if user is None:
+            return _login_page(request, 401, _next_here(request))
+        request[USER] = user
+        return await handler(request)
+
+    return wrapped
+
+
+async def get_login(request: web.Request) -> web.Response:
+    """The login form (``?next=`` a review page to return to)."""
+    wanted = request.query.get("next", _DEFAULT_NEXT)
+    return _login_page(request, 200, wanted if _NEXT.match(wanted) else _DEFAULT_NEXT)
+
+
+def _see_other(location: str) -> web.Response:
+    # A relative Location (RFC 9110 §10.2.2): resolved against this page, under any prefix.
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+def _secure(request: web.Request) -> bool:
+    return request.secure or request.app[SETTINGS].external_url.startswith("https://")
+
+
+async def post_login(request: web.Request) -> web.StreamResponse:
+    """An operator token in, a session cookie out, and back to the page asked for."""
+    if not same_origin(request, request.app[SETTINGS].external_url or None):
+        return _login_page(request, 403, _DEFAULT_NEXT, "sign in from this service's own page")
+    form = await request.post()
+    wanted = str(form.get("next") or _DEFAULT_NEXT)
+    wanted = wanted if _NEXT.match(wanted) else _DEFAULT_NEXT
+    token = str(form.get("operator_token") or "").strip()
+    found = request.app[AUTH].identify(f"Bearer {token}") if token else None
+    log = request.app[LOG]
+    if found is None or found.role is not Role.OPERATOR:
+        log.warning("review sign-in refused", source_ip=request.remote)
+        return _login_page(request, 401, wanted, "unknown operator token")
+    response = _see_other(root_of(request) + wanted)
+    response.set_cookie(
+        SESSION_COOKIE,
+        request.app[REVIEW_WEB].sessions.issue(found.name),
+        max_age=request.app[REVIEW_WEB].sessions.max_age_s,
+        # No Path: the browser scopes the cookie to this page's directory, the service's root
+        # under whatever prefix a proxy serves it at.
+        path="",
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+    )
+    log.info("review sign-in", who=found.name, source_ip=request.remote)
+    return response
+
+
+async def post_logout(request: web.Request) -> web.StreamResponse:
+    """Forget the session cookie; back to the login form."""
+    if not same_origin(request, request.app[SETTINGS].external_url or None):
+        return _login_page(request, 403, _DEFAULT_NEXT, "sign out from this service's own page")
+    response = _see_other(root_of(request) + "login")
+    response.del_cookie(SESSION_COOKIE, path="", secure=_secure(request), samesite="Strict")
+    return response
+
+
+def add_login_routes(app: web.Application, review: ReviewWeb) -> None:
+    """The login routes, and what every review page finds on the app."""
+    app[REVIEW_WEB] = review
+    app[PAGES] = ReviewPages()
+    app.router.add_get("/login", get_login)
+    app.router.add_post("/login", post_login)
+    app.router.add_post("/logout", post_logout)

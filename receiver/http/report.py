@@ -1,0 +1,70 @@
+"""``GET /api/v1/report``: the post-incident report of a window, for operators.
+
+Parameters: ``from`` (RFC 3339 or a duration ago, default 24h), ``to`` (default now),
+``gap`` (the incident gap, a duration; default the configured one), ``group_by`` (``gap``, the
+default: incidents by alert group and gap; ``window``: the whole window as one incident),
+``format`` (``json``, the default, or ``markdown``). 400 names a bad parameter, 413 a window
+with more runs than the review reads at once, 503 without the store.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from receiver.durations import parse_duration
+from receiver.http.deps import CLOCK
+from receiver.http.filters import BadParameter
+from receiver.http.login import REVIEW_WEB
+from receiver.http.pages import window_of
+from receiver.http.responses import json_response
+from receiver.review.loader import ReviewTooLarge
+from receiver.review.markdown import render_markdown
+from receiver.store import StoreUnavailable
+
+__all__ = ["REPORT_PATH", "get_report"]
+
+REPORT_PATH = "/api/v1/report"
+_PARAMETERS = frozenset({"from", "to", "gap", "group_by", "format"})
+MAX_GAP_S = 7 * 86400.0
+
+
+def _gap(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise BadParameter("gap", str(exc)) from None
+    if not 0 < seconds <= MAX_GAP_S:
+        raise BadParameter("gap", "the gap must be between 1s and 7d")
+    return seconds
+
+
+async def get_report(request: web.Request) -> web.Response:
+    """The report as JSON (``receiver.review.report``) or Markdown."""
+    query = request.query
+    try:
+        for name in query:
+            if name not in _PARAMETERS:
+                raise BadParameter(name, f"unknown parameter {name!r}")
+        start, end = window_of(query, request.app[CLOCK]())
+        gap_s = _gap(query.get("gap"))
+        group_by = query.get("group_by", "gap")
+        if group_by not in ("gap", "window"):
+            raise BadParameter("group_by", "group_by is gap or window")
+        fmt = query.get("format", "json")
+        if fmt not in ("json", "markdown"):
+            raise BadParameter("format", "format is json or markdown")
+    except BadParameter as exc:
+        return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
+    try:
+        report = await request.app[REVIEW_WEB].review.report(
+            start, end, by_window=group_by == "window", gap_s=gap_s
+        )
+    except ReviewTooLarge as exc:
+        return json_response({"error": str(exc)}, 413)
+    except StoreUnavailable:
+        return json_response({"error": "store unavailable"}, 503)
+    if fmt == "markdown":
+        return web.Response(text=render_markdown(report), content_type="text/markdown")
+    return json_response(report)

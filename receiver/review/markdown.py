@@ -1,0 +1,237 @@
+"""The review report written as Markdown, ready to paste into a postmortem.
+
+Reads the data of ``receiver.review.report.build_report`` (so the JSON and the Markdown never
+disagree). Every value that came from an alert or a person (labels, reasons, messages) is
+escaped: it cannot start a link, an image, raw HTML or break a table, wherever it is pasted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from receiver.review.text import at_text, duration_text
+
+__all__ = ["escape", "render_markdown"]
+
+# CommonMark lets any ASCII punctuation be backslash-escaped; these are the ones that can start
+# markup inside a paragraph or a table cell: links and images (a link needs "["), emphasis,
+# code, raw HTML and autolinks ("<"), entities ("&"), table cells ("|"), strikethrough. A cell
+# never starts a line, so "#" and list markers cannot start a block there.
+_SPECIAL = set("\\`*_[]<>|&~")
+
+
+def escape(value: Any) -> str:
+    """``value`` as inert Markdown text on one line."""
+    text = "" if value is None else str(value)
+    text = " ".join(text.split())
+    return "".join(f"\\{c}" if c in _SPECIAL else c for c in text)
+
+
+def _when(value: str | None) -> str:
+    return at_text(datetime.fromisoformat(value)) if value else ""
+
+
+def _dur(seconds: float | None) -> str:
+    return duration_text(seconds) or "—"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    if not rows:
+        return ["_none_", ""]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _labels(labels: Mapping[str, Any], skip: tuple[str, ...] = ("alertname",)) -> str:
+    return escape(", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in skip))
+
+
+def _change(before: Any, after: Any) -> str:
+    if before is None and after is None:
+        return ""
+
+    def short(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+    return escape(f"{short(before)} → {short(after)}")
+
+
+def _incident(item: Mapping[str, Any]) -> list[str]:
+    names = ", ".join(item["alertnames"]) or "alerts"
+    span = f"{_when(item['started_at'])} to {_when(item['ended_at'])}"
+    ttr = item["time_to_resolve"]
+    out = [
+        f"## Incident {escape(item['id'])}: {escape(names)}",
+        "",
+        f"- **When:** {span} ({_dur(item['duration_s'])})",
+        f"- **Alert group:** {escape(item['key'])}",
+        f"- **Outcome:** {escape(item['summary'])}",
+        f"- **Time to resolve:** median {_dur(ttr['median_s'])}, p90 {_dur(ttr['p90_s'])}"
+        f" ({ttr['count']} run{'s' if ttr['count'] != 1 else ''} that acted and resolved)",
+        "",
+        "### Alerts",
+        "",
+    ]
+    out += _table(
+        ("alert", "labels", "received", "resolved", "what became of it"),
+        [
+            (
+                escape(a["alertname"]),
+                _labels(a["labels"]),
+                _when(a["received_at"]),
+                _when(a["resolved_at"]),
+                escape(a["status"] + (f" ({', '.join(a['rules'])})" if a["rules"] else "")),
+            )
+            for a in item["alerts"]
+        ],
+    )
+    out += ["### What was done", ""]
+    out += _table(
+        ("time", "target", "rule", "action", "outcome", "before → after", "message"),
+        [
+            (
+                _when(a["at"]),
+                escape(a["target"]),
+                escape(a["rule"]),
+                escape(a["action"] + (" (on_resolved)" if a["phase"] == "resolve" else "")),
+                escape(a["outcome"]) + (" **DRY-RUN**" if a["dry_run"] else ""),
+                _change(a["before"], a["after"]),
+                escape(a["message"]),
+            )
+            for a in item["actions"]
+        ],
+    )
+    out += ["### Approvals", ""]
+    out += _table(
+        ("requested", "target", "action", "decision", "by", "decided", "waited", "reason"),
+        [
+            (
+                _when(a["requested_at"]),
+                escape(a["target"]),
+                escape(a["action"]),
+                escape(a["state"]),
+                escape(a["decided_by"] or "")
+                + (f" via {escape(a['channel'])}" if a["channel"] else ""),
+                _when(a["decided_at"]),
+                duration_text(a["waited_s"]),
+                escape(a["reason"] or ""),
+            )
+            for a in item["approvals"]
+        ],
+    )
+    out += ["### Refused, skipped and not matched: what was not done, and why", ""]
+    rows = [
+        (
+            _when(r["at"]),
+            escape(r["target"]),
+            escape(r["rule"]),
+            escape(f"refused by {r['guard']}" + (f" ({r['action']})" if r["action"] else "")),
+            escape(r["reason"]),
+            _when(r["retry_at"]) or ("—" if r["guard"] != "precondition" else ""),
+        )
+        for r in item["refusals"]
+    ]
+    rows += [
+        (
+            _when(n["at"]),
+            escape(n["alertname"]) + " " + _labels(n["labels"]),
+            escape(n["rule"] or ""),
+            escape("rule skipped" if n["kind"] == "skipped" else "no rule matched"),
+            escape(n["reason"]),
+            "",
+        )
+        for n in item["not_done"]
+    ]
+    out += _table(("time", "target or alert", "rule", "what", "why", "would pass at"), rows)
+    if item.get("service"):
+        out += ["### The service meanwhile", ""]
+        out += _table(
+            ("time", "what", "detail"),
+            [(_when(s["at"]), escape(s["title"]), escape(s["detail"])) for s in item["service"]],
+        )
+    out += ["### Runs", ""]
+    out += _table(
+        ("run", "target", "rule", "outcome", "time to resolve", "error"),
+        [
+            (
+                escape(r["id"]),
+                escape(r["target"]),
+                escape(r["rule"]),
+                escape(r["outcome"]) + (" (dry-run)" if r["dry_run"] else ""),
+                duration_text(r["time_to_resolve_s"]),
+                escape(r["error"] or ""),
+            )
+            for r in item["runs"]
+        ],
+    )
+    return out
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}%"
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return escape(", ".join(f"{k} {v}" for k, v in counts.items())) or "—"
+
+
+def _effectiveness(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    out = [
+        "## Effectiveness per rule",
+        "",
+        "Verified % and failed % are of the runs whose steps ran (verified, failed, succeeded);"
+        " times to resolve are of those runs whose alert resolved.",
+        "",
+    ]
+    approvals = ("granted", "rejected", "expired")
+    out += _table(
+        (
+            "rule",
+            "runs",
+            "verified %",
+            "failed %",
+            "median TTR",
+            "p90 TTR",
+            "refusals by guard",
+            "approvals granted/rejected/expired",
+        ),
+        [
+            (
+                escape(r["rule"]),
+                str(r["runs"]),
+                _pct(r["verified_pct"]),
+                _pct(r["failed_pct"]),
+                _dur(r["ttr_median_s"]),
+                _dur(r["ttr_p90_s"]),
+                _counts(r["refusals"]),
+                "/".join(str(r["approvals"].get(k, 0)) for k in approvals),
+            )
+            for r in rows
+        ],
+    )
+    return out
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report (``build_report``'s data) as one Markdown document."""
+    window = report["window"]
+    how = (
+        "one incident for the whole window"
+        if window["group_by"] == "window"
+        else f"incidents by alert group, {duration_text(window['gap_s'])} apart"
+    )
+    out = [
+        f"# Remediation report: {_when(window['from'])} to {_when(window['to'])}",
+        "",
+        f"Generated {_when(report['generated_at'])} by alert-remediator; {how}."
+        f" {len(report['incidents'])} incident{'s' if len(report['incidents']) != 1 else ''}.",
+        "",
+    ]
+    for item in report["incidents"]:
+        out += _incident(item)
+    out += _effectiveness(report["effectiveness"])
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,76 @@
+"""What the audit rows that are not a run's own progress say, in words: notifications and
+announcements of a run, and what the service itself did (a pause, a rules reload, a start).
+
+Pure: an audit row's kind and data in, (title, detail, tone) out. A kind or a field this
+version does not know is shown as it was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from receiver.review.model import AuditEntry
+from receiver.review.text import at_text
+
+__all__ = ["announced", "notification", "parse_time", "service_note"]
+
+
+def parse_time(text: Any) -> datetime | None:
+    """An ISO 8601 time as the audit data holds it; None when it is none."""
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+
+
+def notification(kind: str, data: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(kind, title, detail, tone) of a ``notification.*`` row (an approval's notice)."""
+    sent = kind.endswith(".sent")
+    what = str(data.get("notice") or data.get("event") or "notice")
+    channel = str(data.get("channel") or "")
+    title = f"Notification {'sent' if sent else 'not delivered'}: {what}"
+    if channel:
+        title += f" to {channel}"
+    return "notify", title, str(data.get("error") or ""), "neutral" if sent else "warn"
+
+
+def announced(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(kind, title, detail, tone) of a ``run.announced`` row (a run announced to a channel)."""
+    delivered = bool(data.get("delivered"))
+    title = f"Announcement {'sent' if delivered else 'not delivered'}: {data.get('event') or ''}"
+    if data.get("channel"):
+        title += f" to {data['channel']}"
+    return "notify", title, str(data.get("detail") or ""), "neutral" if delivered else "warn"
+
+
+def service_note(row: AuditEntry) -> tuple[str, str, str]:
+    """(title, detail, tone) of something the service itself did: a pause, a rules reload, a
+    start or a stop."""
+    data = row.data
+    by = str(data.get("by") or "someone")
+    if row.kind == "guards.pause":
+        until = parse_time(data.get("until"))
+        detail = f"until {at_text(until)}" if until else "until resumed"
+        return f"Remediation paused by {by}: {data.get('reason') or ''}", detail, "warn"
+    if row.kind == "guards.resume":
+        return f"Remediation resumed by {by}", "", "neutral"
+    if row.kind == "rules.reloaded":
+        names = ", ".join(str(n) for n in data.get("names") or [])
+        digest = str(data.get("digest") or "")[:12]
+        return f"Rules reloaded: {data.get('count', 0)} rules", f"{digest}: {names}", "neutral"
+    if row.kind == "rules.reload_failed":
+        errors = [str(e) for e in data.get("errors") or []]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        detail = (errors[0] if errors else "") + more
+        return "Rules reload failed: the last good rules stay", detail, "warn"
+    if row.kind == "service.started":
+        mode = "dry-run everywhere" if data.get("dry_run") else "live where configured"
+        detail = f"{data.get('host', '')} ({data.get('worker', '')}), {mode}"
+        return "Service started", detail, "neutral"
+    if row.kind == "service.stopped":
+        return "Service stopped", str(data.get("worker") or ""), "neutral"
+    compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
+    return row.kind, compact, "neutral"

@@ -1,0 +1,125 @@
+"""How run outcomes read in a review: the category each falls in, its words, its tone.
+
+A category answers the reviewer's question "did it work?": ``verified`` (the alert resolved
+after the steps ran), ``failed``, ``succeeded`` (steps ran, nothing to verify), ``refused`` (a
+guard or a precondition said no), ``dry_run``, the three ends of an approval that did not come
+(``rejected``, ``expired``, ``cancelled``), ``in_progress``, and ``other``. Outcomes this
+version does not know fall in ``other`` and are shown by their own name: never an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ACTED",
+    "CATEGORIES",
+    "Presentation",
+    "approval_bucket",
+    "category",
+    "present",
+]
+
+# Outcome -> category. "resolved" is today's name of a verified run ("verified" a newer one).
+_CATEGORY = {
+    "resolved": "verified",
+    "verified": "verified",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "refused": "refused",
+    "dry_run": "dry_run",
+    "rejected": "rejected",
+    "expired": "expired",
+    "cancelled": "cancelled",
+    "pending": "in_progress",
+    "running": "in_progress",
+    "awaiting_approval": "in_progress",
+    "verifying": "in_progress",
+}
+
+# In the order reports list them.
+CATEGORIES = (
+    "verified",
+    "failed",
+    "succeeded",
+    "refused",
+    "rejected",
+    "expired",
+    "cancelled",
+    "dry_run",
+    "in_progress",
+    "other",
+)
+
+# The runs whose steps ran: the ones that say whether a rule works (verified % and failed % are
+# of these; a refused, dry-run or unapproved run did nothing to judge).
+ACTED = frozenset({"verified", "failed", "succeeded"})
+
+_WORDS = {
+    "verified": "verified: the alert resolved",
+    "failed": "failed",
+    "succeeded": "succeeded (nothing to verify)",
+    "refused": "refused",
+    "dry_run": "dry-run: nothing was changed",
+    "rejected": "rejected by an approver",
+    "expired": "approval expired",
+    "cancelled": "cancelled: the alert resolved first",
+    "in_progress": "in progress",
+}
+
+_TONE = {
+    "verified": "good",
+    "succeeded": "good",
+    "failed": "bad",
+    "refused": "warn",
+    "rejected": "warn",
+    "expired": "warn",
+    "cancelled": "neutral",
+    "dry_run": "neutral",
+    "in_progress": "neutral",
+    "other": "neutral",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Presentation:
+    """How one outcome is shown: its ``category``, a short ``label`` (the outcome's own name),
+    a sentence ``words`` and a ``tone`` (good, bad, warn, neutral) for styling."""
+
+    outcome: str
+    category: str
+    label: str
+    words: str
+    tone: str
+
+
+def category(outcome: str) -> str:
+    """The category of ``outcome`` (``other`` for one this version does not know)."""
+    return _CATEGORY.get(outcome, "other")
+
+
+def present(outcome: str) -> Presentation:
+    """How ``outcome`` reads; an unknown one reads as itself, neutrally."""
+    found = category(outcome)
+    label = outcome.replace("_", " ") or "unknown"
+    words = _WORDS.get(found, label)
+    if found == "in_progress":
+        words = f"in progress ({label})"
+    return Presentation(outcome, found, label, words, _TONE[found])
+
+
+# Approval state -> the bucket the effectiveness table counts it in.
+_APPROVAL_BUCKETS = {
+    "approved": "granted",
+    # Granted, then the target changed before the step ran: the engineer still said yes.
+    "superseded": "granted",
+    "rejected": "rejected",
+    "expired": "expired",
+    "cancelled": "cancelled",
+    "pending": "pending",
+}
+
+
+def approval_bucket(state: str) -> str:
+    """``granted``, ``rejected``, ``expired``, ``cancelled``, ``pending`` or ``other``."""
+    return _APPROVAL_BUCKETS.get(state, "other")

@@ -1,0 +1,249 @@
+"""The review report as data: per incident, the alerts, actions, approvals, refusals, what was
+not done and the outcomes with times to resolve; then effectiveness per rule.
+
+``build_report`` returns plain JSON-ready data (``GET /api/v1/report``, ``remediator report
+--format json``); ``receiver.review.markdown`` writes the same data for a postmortem. Times are
+RFC 3339 in UTC, durations seconds. The shape is versioned (``version``); fields are only ever
+added to it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from receiver.review.incidents import Incident
+from receiver.review.model import Run, Step, Unacted
+from receiver.review.notes import service_note
+from receiver.review.outcomes import CATEGORIES, approval_bucket, category
+from receiver.review.stats import effectiveness, ttr_summary
+from receiver.review.text import iso
+
+__all__ = ["REPORT_VERSION", "build_report", "incident_report"]
+
+REPORT_VERSION = 1
+
+# Step outcomes that are not an action taken: planned, held, or ended by an approval that did
+# not come (listed with the approvals), or refused by the action's precondition (a refusal).
+_NOT_ACTIONS = frozenset({"pending", "awaiting_approval", "rejected", "expired", "cancelled"})
+
+
+def _run(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "rule": run.rule,
+        "target": run.target.key,
+        "alertname": run.alert.alertname,
+        "fingerprint": run.alert.fingerprint,
+        "outcome": run.outcome,
+        "category": category(run.outcome),
+        "dry_run": run.dry_run,
+        "created_at": iso(run.created_at),
+        "finished_at": iso(run.finished_at),
+        "resolved_at": iso(run.resolved_at),
+        "time_to_resolve_s": run.time_to_resolve_s,
+        "verify_result": run.verify_result,
+        "error": run.error,
+    }
+
+
+def _action(run: Run, step: Step) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "rule": run.rule,
+        "target": run.target.key,
+        "phase": step.phase,
+        "step": step.idx + 1,
+        "action": step.action,
+        "outcome": step.outcome,
+        "dry_run": step.outcome == "dry_run",
+        "at": iso(step.finished_at or step.started_at),
+        "message": step.message,
+        "before": step.before,
+        "after": step.after,
+    }
+
+
+def _approvals(run: Run) -> Iterable[dict[str, Any]]:
+    for a in run.approvals:
+        yield {
+            "run_id": run.id,
+            "rule": run.rule,
+            "target": run.target.key,
+            "approval_id": a.id,
+            "step": a.step_idx + 1,
+            "action": a.action,
+            "risk": a.risk,
+            "state": a.state,
+            "decision": approval_bucket(a.state),
+            "requested_at": iso(a.requested_at),
+            "expires_at": iso(a.expires_at),
+            "decided_at": iso(a.decided_at),
+            "decided_by": a.decided_by,
+            "channel": a.channel,
+            "reason": a.reason,
+            "waited_s": a.waited_s,
+        }
+
+
+def _refusals(run: Run) -> Iterable[dict[str, Any]]:
+    common = {"run_id": run.id, "rule": run.rule, "target": run.target.key}
+    if run.refusal_guard:
+        yield {
+            **common,
+            "guard": run.refusal_guard,
+            "action": None,
+            "reason": run.refusal_reason or "",
+            "at": iso(run.finished_at or run.created_at),
+            "retry_at": iso(run.retry_at),
+        }
+    for step in run.steps:
+        if step.outcome == "refused":
+            yield {
+                **common,
+                "guard": "precondition",
+                "action": step.action,
+                "reason": step.message,
+                "at": iso(step.finished_at or step.started_at),
+                "retry_at": None,
+            }
+
+
+def _not_done(event: Unacted) -> Iterable[dict[str, Any]]:
+    alert = event.alert
+    common = {
+        "alertname": alert.alertname,
+        "fingerprint": alert.fingerprint,
+        "labels": dict(alert.labels),
+        "status": event.status,
+        "at": iso(event.received_at),
+    }
+    if not event.skips:
+        yield {
+            **common,
+            "kind": "unmatched",
+            "rule": None,
+            "reason": event.reason or "no rule matches",
+        }
+        return
+    for rule, reason in event.skips:
+        kind = "skipped" if rule else "unmatched"
+        yield {**common, "kind": kind, "rule": rule or None, "reason": reason}
+
+
+def _alerts(incident: Incident) -> list[dict[str, Any]]:
+    """One row per alert occurrence (fingerprint, startsAt), whatever became of it."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in incident.runs:
+        a = run.alert
+        row = found.setdefault((a.fingerprint, a.starts_at), _alert_row(a, "acted"))
+        row["status"] = "acted"
+        row["rules"] = sorted({*row["rules"], run.rule})
+        if run.resolved_at is not None:
+            row["resolved_at"] = iso(max([run.resolved_at, *_times(row["resolved_at"])]))
+    for event in incident.unacted:
+        if event.status != "firing":
+            continue
+        row = found.setdefault(
+            (event.alert.fingerprint, event.alert.starts_at),
+            _alert_row(event.alert, "skipped" if event.matched else "unmatched"),
+        )
+        if row["status"] != "acted" and event.matched:
+            row["status"] = "skipped"
+    return sorted(found.values(), key=lambda r: (r["received_at"] or "", r["fingerprint"]))
+
+
+def _times(text: str | None) -> list[datetime]:
+    return [datetime.fromisoformat(text)] if text else []
+
+
+def _alert_row(alert: Any, status: str) -> dict[str, Any]:
+    return {
+        "alertname": alert.alertname,
+        "fingerprint": alert.fingerprint,
+        "labels": dict(alert.labels),
+        "summary": alert.summary,
+        "starts_at": alert.starts_at,
+        "received_at": iso(alert.received_at),
+        "resolved_at": None,
+        "status": status,
+        "rules": [],
+    }
+
+
+def _summary(incident: Incident, outcomes: Counter[str], not_done: list[dict[str, Any]]) -> str:
+    runs = len(incident.runs)
+    targets = len({r.target.key for r in incident.runs})
+    parts = [f"{n} {c.replace('_', '-')}" for c in CATEGORIES if (n := outcomes[c])]
+    text = f"{runs} run{'s' if runs != 1 else ''} on {targets} target{'s' if targets != 1 else ''}"
+    if parts:
+        text += ": " + ", ".join(parts)
+    skipped = sum(1 for n in not_done if n["kind"] == "skipped")
+    unmatched = sum(1 for n in not_done if n["kind"] == "unmatched")
+    if skipped:
+        text += f"; {skipped} rule skip{'s' if skipped != 1 else ''}"
+    if unmatched:
+        text += f"; {unmatched} alert{'s' if unmatched != 1 else ''} matched no rule"
+    return text
+
+
+def incident_report(incident: Incident) -> dict[str, Any]:
+    """One incident of the report (module docstring)."""
+    runs = incident.runs
+    outcomes = Counter(category(r.outcome) for r in runs)
+    not_done = [item for event in incident.unacted for item in _not_done(event)]
+    return {
+        "id": incident.id,
+        "key": incident.key,
+        "by_window": incident.window,
+        "alertnames": incident.alertnames,
+        "started_at": iso(incident.started_at),
+        "ended_at": iso(incident.ended_at),
+        "duration_s": incident.duration_s,
+        "summary": _summary(incident, outcomes, not_done),
+        "outcomes": {c: outcomes[c] for c in CATEGORIES if outcomes[c]},
+        "time_to_resolve": ttr_summary(runs),
+        "alerts": _alerts(incident),
+        "runs": [_run(r) for r in runs],
+        "actions": [
+            _action(r, s)
+            for r in runs
+            for s in r.steps
+            if s.outcome not in _NOT_ACTIONS and s.outcome != "refused"
+        ],
+        "approvals": [a for r in runs for a in _approvals(r)],
+        "refusals": [x for r in runs for x in _refusals(r)],
+        "not_done": not_done,
+        "service": [
+            {"at": iso(row.at), "kind": row.kind, "title": title, "detail": detail}
+            for row in incident.service
+            for title, detail, _ in [service_note(row)]
+        ],
+    }
+
+
+def build_report(
+    incidents: Sequence[Incident],
+    window_runs: Iterable[Run],
+    *,
+    start: datetime,
+    end: datetime,
+    gap_s: float | None,
+    generated_at: datetime,
+) -> dict[str, Any]:
+    """The whole report: ``incidents`` in full, and effectiveness over ``window_runs`` (the
+    runs created in [start, end)); ``gap_s`` None when the window itself is the incident."""
+    return {
+        "version": REPORT_VERSION,
+        "generated_at": iso(generated_at),
+        "window": {
+            "from": iso(start),
+            "to": iso(end),
+            "group_by": "window" if gap_s is None else "gap",
+            "gap_s": gap_s,
+        },
+        "incidents": [incident_report(i) for i in incidents],
+        "effectiveness": [row.as_dict() for row in effectiveness(window_runs)],
+    }

@@ -1,0 +1,126 @@
+"""The store's rows (``receiver.store.review``) as the review's records (``model.py``).
+
+Pure: plain mappings in, frozen records out. A run's alert comes from its event while
+retention keeps it, else from what the run's creation recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from receiver.review.model import Alert, Approval, AuditEntry, Run, Step, Unacted
+from remediations.targets import Target
+
+__all__ = ["run_of", "unacted_of"]
+
+
+def _alert(row: Mapping[str, Any]) -> Alert:
+    """The alert of a run: its event while stored, else what the run's creation recorded."""
+    event = row.get("event")
+    if event:
+        return Alert(
+            alertname=event["alertname"],
+            fingerprint=event["fingerprint"],
+            labels=event["labels"],
+            annotations=event["annotations"],
+            generator_url=event["generator_url"],
+            starts_at=event["starts_at"],
+            received_at=event["received_at"],
+        )
+    created = next((a for a in row.get("audit", ()) if a["kind"] == "run.created"), None)
+    recorded = (created or {}).get("data", {}).get("alert") or {}
+    return Alert(
+        alertname=row["alertname"],
+        fingerprint=row["fingerprint"],
+        labels=recorded.get("labels") or {},
+        annotations=recorded.get("annotations") or {},
+        generator_url=recorded.get("generator_url") or "",
+        starts_at=row["starts_at"],
+    )
+
+
+def _step(row: Mapping[str, Any]) -> Step:
+    return Step(
+        phase=row["phase"],
+        idx=row["idx"],
+        action=row["action"],
+        outcome=row["outcome"],
+        message=row["message"],
+        params=row["params"] or {},
+        before=row["before"],
+        after=row["after"],
+        needs_approval=row["needs_approval"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _approval(row: Mapping[str, Any]) -> Approval:
+    plan = row["plan"] or {}
+    return Approval(
+        id=row["id"],
+        step_idx=row["step_idx"],
+        action=row["action"],
+        risk=row["risk"],
+        state=row["state"],
+        requested_at=row["requested_at"],
+        expires_at=row["expires_at"],
+        summary=str(plan.get("summary") or ""),
+        before=plan.get("before"),
+        after=plan.get("after"),
+        decided_by=row["decided_by"],
+        decided_at=row["decided_at"],
+        channel=row["channel"],
+        reason=row["reason"],
+    )
+
+
+def run_of(row: Mapping[str, Any]) -> Run:
+    """A run from a row of ``review_runs`` (or, without details, of ``review_run_page``)."""
+    return Run(
+        id=row["id"],
+        rule=row["rule"],
+        alert=_alert(row),
+        target=Target(row["target_kind"], row["target_namespace"], row["target_name"]),
+        outcome=row["outcome"],
+        created_at=row["created_at"],
+        group_key=row.get("group_key") or "",
+        dry_run=row["dry_run"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        verify_deadline=row["verify_deadline"],
+        resolved_at=row["resolved_at"],
+        time_to_resolve_s=row["time_to_resolve_s"],
+        refusal_guard=row["refusal_guard"],
+        refusal_reason=row["refusal_reason"],
+        retry_at=row["retry_at"],
+        error=row["error"],
+        verify_result=row.get("verify_result"),
+        steps=tuple(_step(s) for s in row.get("steps", ())),
+        approvals=tuple(_approval(a) for a in row.get("approvals", ())),
+        audit=tuple(
+            AuditEntry(a["id"], a["at"], a["kind"], a["data"] or {}) for a in row.get("audit", ())
+        ),
+    )
+
+
+def unacted_of(row: Mapping[str, Any]) -> Unacted:
+    """An event nothing was done for, from a row of ``review_events``."""
+    return Unacted(
+        event_id=row["id"],
+        alert=Alert(
+            alertname=row["alertname"],
+            fingerprint=row["fingerprint"],
+            labels=row["labels"],
+            annotations=row["annotations"],
+            generator_url=row["generator_url"],
+            starts_at=row["starts_at"],
+            received_at=row["received_at"],
+        ),
+        status=row["status"],
+        received_at=row["received_at"],
+        group_key=row["group_key"],
+        reason=row.get("settled_reason"),
+        skips=tuple((s.get("rule") or "", s.get("reason") or "") for s in row.get("skips") or ()),
+    )

@@ -1,0 +1,55 @@
+"""How times, durations and recorded values are written in the review (pages and reports)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["at_text", "duration_text", "iso", "pretty", "target_text"]
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC to the microsecond, the form the JSON report uses; None stays None."""
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def at_text(value: datetime | None) -> str:
+    """A time for people: UTC, to the second (``2026-11-25 10:00:05 UTC``); '' for None."""
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration_text(seconds: float | None) -> str:
+    """``45s``, ``3m05s``, ``2h03m``, ``3d04h``; sub-second values as ``0.4s``; '' for None."""
+    if seconds is None:
+        return ""
+    if seconds < 0:
+        return "-" + duration_text(-seconds)
+    if seconds < 10 and seconds != int(seconds):
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def pretty(value: Any) -> str:
+    """A recorded value (before, after, params) as indented JSON; '' for nothing."""
+    if value is None or (isinstance(value, Mapping | list) and not value):
+        return ""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def target_text(kind: str, namespace: str, name: str) -> str:
+    """``Deployment shop/api``; ``PostgresDatabase orders`` for a target without a namespace."""
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"

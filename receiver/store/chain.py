@@ -1,0 +1,149 @@
+"""What broke the audit chain, told from the rows around the first break. Pure: no I/O.
+
+Each row stores the hash of the row before it (``prev_hash``) and its own (``hash``, over its
+content and that link). Walking the rows by id, the first one that does not follow from the
+last good row is where the log was changed; the rows after it say how:
+
+- **edited**: the row links to the row before it but its content no longer gives its hash, and
+  the next row still links to it;
+- **inserted**: the next row links past it, to the row before it (the chain never had it; a
+  row inserted with a well-made link and hash shows one row later, when the row after it links
+  past it);
+- **reordered**: its link names a row that comes *after* it by id (rows moved, ids swapped);
+- **deleted**: its link names a row that is no longer in the log (or that was rewritten with a
+  new hash of its own: with no id missing in between, that is what happened).
+
+At the end, the chain must stop where ``audit_head`` (updated with every append) says:
+a row after that one was **inserted**, a log that ends before it had rows **deleted** at the
+end, and a last row whose hash differs was rewritten (**edited**).
+
+The chain proves a change only against the rows themselves and ``audit_head``: someone who can
+write the table can also recompute every hash after the change and move the head. Keep a copy
+outside the database (``remediator audit export`` to a SIEM holds every row's hash) to catch
+that too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Break", "ChainRow", "diagnose", "diagnose_end"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRow:
+    """One row as the verifier sees it: ``sound`` when its content gives its stored hash
+    (computed over its own ``prev_hash``)."""
+
+    id: int
+    prev_hash: str
+    hash: str
+    sound: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    """The first change found: ``kind`` (edited, inserted, deleted, reordered), the row it is
+    reported at, and a sentence that says what was found."""
+
+    kind: str
+    row_id: int | None
+    reason: str
+
+
+def diagnose(
+    last_good: ChainRow | None,
+    row: ChainRow,
+    following: Sequence[ChainRow],
+    before_last: ChainRow | None = None,
+) -> Break | None:
+    """Whether ``row`` (the row after ``last_good`` by id; None: the first row) breaks the
+    chain, and how, given the rows that follow it (as many as the caller read ahead) and the
+    row before ``last_good`` (None when ``last_good`` is the first)."""
+    expected = last_good.hash if last_good is not None else ""
+    after = f"row {last_good.id}" if last_good is not None else "the start of the log"
+    if row.prev_hash == expected and row.sound:
+        return None
+    if last_good is not None and row.prev_hash == (before_last.hash if before_last else ""):
+        # This row links past the one before it: that one was made up and slipped in, with a
+        # link and hash good enough to pass by itself.
+        return Break(
+            "inserted",
+            last_good.id,
+            f"row {last_good.id} was inserted: row {row.id} after it links past it",
+        )
+    nxt = following[0] if following else None
+    later = {r.hash: r for r in following}
+    if row.prev_hash == expected:
+        if nxt is not None and nxt.prev_hash == expected:
+            return Break(
+                "inserted",
+                row.id,
+                f"row {row.id} was inserted: row {nxt.id} after it links to {after}",
+            )
+        return Break(
+            "edited", row.id, f"row {row.id} was edited: its content does not match its hash"
+        )
+    if row.prev_hash in later:
+        moved = later[row.prev_hash]
+        return Break(
+            "reordered",
+            row.id,
+            f"row {row.id} is out of order: it was appended after row {moved.id}, which now"
+            " comes after it",
+        )
+    if nxt is not None and nxt.prev_hash == expected:
+        return Break(
+            "inserted", row.id, f"row {row.id} was inserted: row {nxt.id} after it links to {after}"
+        )
+    if last_good is not None and row.id == last_good.id + 1:
+        # No id in between for a deleted row to have had: the row before was rewritten, its
+        # hash recomputed, and this one still names the old hash.
+        return Break(
+            "edited",
+            last_good.id,
+            f"row {last_good.id} was rewritten with a new hash: row {row.id} links to its old one",
+        )
+    return Break(
+        "deleted",
+        row.id,
+        f"rows were deleted before row {row.id}: it links to a row that is not in the log"
+        f" (the last intact row is {after})",
+    )
+
+
+def diagnose_end(
+    last: ChainRow | None,
+    head_id: int | None,
+    head_hash: str,
+    at_head: ChainRow | None,
+    first_after_head: int | None,
+) -> Break | None:
+    """Whether an intact chain ends where ``audit_head`` says (``head_id``, ``head_hash``):
+    ``last`` is the chain's last row, ``at_head`` the row with the head's id (None when absent),
+    ``first_after_head`` the first row id after the head's, if any."""
+    last_hash = last.hash if last is not None else ""
+    if last_hash == head_hash:
+        return None
+    if at_head is not None and at_head.hash == head_hash and first_after_head is not None:
+        return Break(
+            "inserted",
+            first_after_head,
+            f"row {first_after_head} was inserted after the last row the service appended"
+            f" (row {head_id})",
+        )
+    if at_head is None and head_id is not None and (last is None or last.id < head_id):
+        end = f"row {last.id}" if last is not None else "no row at all"
+        return Break(
+            "deleted",
+            head_id,
+            f"rows were deleted at the end: the log ends at {end}, the service last appended"
+            f" row {head_id}",
+        )
+    where = head_id if head_id is not None else (last.id if last else None)
+    return Break(
+        "edited",
+        where,
+        f"row {where} was rewritten: its hash is not the one the service recorded last",
+    )

@@ -1,0 +1,270 @@
+"""What the post-incident review reads: runs with everything recorded about them, the alert
+events nothing was done for, and the times that place incidents (receiver/review/).
+
+Every read returns plain rows (dicts of column -> value, jsonb decoded); ``receiver.review``
+turns them into its records. Outcomes and states are returned as stored text, never parsed
+into enums: a run of an outcome this version does not know is still read.
+
+An incident's members are found by their *incident key*: the alert group's key, or
+``alertname=<name>`` for a run or event without one (``review.incidents.incident_key``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from receiver.model import RunOutcome
+from receiver.store.database import Database
+from receiver.store.errors import translate
+from receiver.store.paging import encode_cursor, run_page_query
+from receiver.store.records import RUN_COLUMNS
+
+__all__ = ["REVIEW_RUN_COLUMNS", "ReviewReads"]
+
+REVIEW_RUN_COLUMNS = RUN_COLUMNS + ", group_key"
+
+# The incident key of a row of runs or alert_events (both have group_key and alertname).
+_KEY = "(CASE WHEN group_key = '' THEN 'alertname=' || alertname ELSE group_key END)"
+# Rows of one of the keys in $N: the first branch uses the (group_key, time) index.
+_OF_KEYS = "(group_key = ANY({p}) OR (group_key = '' AND 'alertname=' || alertname = ANY({p})))"
+
+# Done events received from {lo} on, through the done_at index: an event is done at or after its
+# receipt, and one whose processing ended more than a day after it arrived is not looked for.
+_DONE_SINCE = (
+    "state = 'done' AND done_at >= {lo}::timestamptz"
+    " AND done_at < {hi}::timestamptz + interval '1 day'"
+)
+
+_EVENT_COLUMNS = """
+    id, fingerprint, starts_at, status, labels::text AS labels,
+    annotations::text AS annotations, generator_url, alertname, group_key, received_at
+"""
+
+
+def _run_row(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    data["id"] = str(data["id"])
+    return data
+
+
+def _decode(row: Any, *columns: str) -> dict[str, Any]:
+    data = dict(row)
+    for column in columns:
+        if data.get(column) is not None:
+            data[column] = json.loads(data[column])
+    return data
+
+
+class ReviewReads(Database):
+    """The review's reads (mixin of ``Store``)."""
+
+    async def review_run_page(
+        self,
+        *,
+        alertname: str | None = None,
+        rule: str | None = None,
+        target: Any = None,
+        outcome: RunOutcome | str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of runs, newest first, as rows with their ``group_key`` (filters and cursor
+        as ``Runs.list_runs``; ValueError for a bad target, outcome or cursor)."""
+        sql, args, size = run_page_query(
+            alertname=alertname,
+            rule=rule,
+            target=target,
+            outcome=outcome,
+            since=since,
+            limit=limit,
+            cursor=cursor,
+            columns=REVIEW_RUN_COLUMNS,
+        )
+        with translate():
+            rows = await self._pool.fetch(sql, *args)
+        runs = [_run_row(r) for r in rows[:size]]
+        next_cursor = None
+        if len(rows) > size:
+            next_cursor = encode_cursor(runs[-1]["created_at"], runs[-1]["id"])
+        return runs, next_cursor
+
+    async def review_runs(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        keys: Sequence[str] | None = None,
+        run_ids: Sequence[str] | None = None,
+        limit: int = 20000,
+    ) -> list[dict[str, Any]]:
+        """Runs created in [since, until) (either bound optional), of the incident ``keys``
+        and/or with the given ids, oldest first, at most ``limit`` + 1 (so the caller can tell
+        there were more). Each row also holds ``steps``, ``approvals`` and ``audit`` (lists,
+        oldest first) and ``event`` (its alert event's row, None once retention pruned it)."""
+        clauses, args = ["true"], []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if since is not None:
+            clauses.append(f"created_at >= {arg(since)}")
+        if until is not None:
+            clauses.append(f"created_at < {arg(until)}")
+        if keys is not None:
+            clauses.append(_OF_KEYS.format(p=arg(list(keys)) + "::text[]"))
+        if run_ids is not None:
+            clauses.append(f"id = ANY({arg(list(run_ids))}::uuid[])")
+        sql = (
+            f"SELECT {REVIEW_RUN_COLUMNS} FROM runs WHERE {' AND '.join(clauses)}"
+            f" ORDER BY created_at, id LIMIT {arg(limit + 1)}"
+        )
+        async with self._tx(isolation="repeatable_read", readonly=True) as conn:
+            # One snapshot: a run and what is recorded about it are read as of the same moment.
+            runs = [_run_row(r) for r in await conn.fetch(sql, *args)]
+            if runs:
+                await self._details(conn, runs)
+        return runs
+
+    async def _details(self, conn: Any, runs: list[dict[str, Any]]) -> None:
+        ids = [r["id"] for r in runs]
+        by_id = {r["id"]: r for r in runs}
+        for run in runs:
+            run.update(steps=[], approvals=[], audit=[], event=None)
+        for row in await conn.fetch(
+            """SELECT run_id::text AS run_id, phase, idx, action, params::text AS params,
+                      needs_approval, outcome, message, before::text AS before,
+                      after::text AS after, started_at, finished_at
+               FROM steps WHERE run_id = ANY($1::uuid[])
+               ORDER BY run_id, phase = 'resolve', idx""",
+            ids,
+        ):
+            by_id[row["run_id"]]["steps"].append(_decode(row, "params", "before", "after"))
+        for row in await conn.fetch(
+            """SELECT id::text AS id, run_id::text AS run_id, step_idx, action, risk, state,
+                      plan::text AS plan, requested_at, expires_at, decided_by, decided_at,
+                      channel, reason
+               FROM approvals WHERE run_id = ANY($1::uuid[])
+               ORDER BY requested_at, id""",
+            ids,
+        ):
+            by_id[row["run_id"]]["approvals"].append(_decode(row, "plan"))
+        for row in await conn.fetch(
+            """SELECT id, at, kind, run_id::text AS run_id, data::text AS data
+               FROM audit_log WHERE run_id = ANY($1::uuid[]) ORDER BY id""",
+            ids,
+        ):
+            by_id[row["run_id"]]["audit"].append(_decode(row, "data"))
+        event_ids = [r["event_id"] for r in runs if r["event_id"] is not None]
+        events = {
+            row["id"]: _decode(row, "labels", "annotations")
+            for row in await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE id = ANY($1::bigint[])",
+                event_ids,
+            )
+        }
+        for run in runs:
+            run["event"] = events.get(run["event_id"])
+
+    async def review_events(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        keys: Sequence[str] | None = None,
+        limit: int = 20000,
+    ) -> list[dict[str, Any]]:
+        """Alert events received in [since, until) that nothing was done for: settled without
+        a run (``settled_reason``, e.g. no rule matched) or with rules skipped (``skips``),
+        oldest first, at most ``limit`` + 1. Retention prunes events: older ones are gone.
+
+        Found through the ``done_at`` index (an event is done at or after its receipt; one
+        whose processing ended more than a day after it arrived is not found)."""
+        key_clause = "true" if keys is None else _OF_KEYS.format(p="$4::text[]")
+        args: list[Any] = [since, until, limit + 1]
+        if keys is not None:
+            args.append(list(keys))
+        with translate():
+            rows = await self._pool.fetch(
+                f"""SELECT {_EVENT_COLUMNS}, settled_reason, skips::text AS skips
+                    FROM alert_events
+                    WHERE {_DONE_SINCE.format(lo="$1", hi="$2")}
+                      AND received_at >= $1 AND received_at < $2
+                      AND (settled_reason IS NOT NULL OR skips <> '[]'::jsonb)
+                      AND {key_clause}
+                    ORDER BY received_at, id LIMIT $3""",
+                *args,
+            )
+        return [_decode(r, "labels", "annotations", "skips") for r in rows]
+
+    async def review_member_times(
+        self, key: str, since: datetime, until: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        """(start, end) of the members of incident ``key`` that start in [since, until): its
+        runs (end: the alert's resolution, else the run's end, else its creation) and the
+        firing events whose rules were skipped. For finding where an incident begins and ends
+        (``receiver.review.loader``)."""
+        with translate():
+            rows = await self._pool.fetch(
+                f"""SELECT created_at AS start,
+                           greatest(created_at, finished_at, resolved_at) AS finish
+                    FROM runs WHERE {_OF_KEYS.format(p="$1::text[]")}
+                      AND created_at >= $2 AND created_at < $3
+                    UNION ALL
+                    SELECT received_at, received_at FROM alert_events
+                    WHERE {_DONE_SINCE.format(lo="$2", hi="$3")}
+                      AND received_at >= $2 AND received_at < $3 AND status = 'firing'
+                      AND skips @? '$[*] ? (@.rule != null)'
+                      AND {_OF_KEYS.format(p="$1::text[]")}""",
+                [key],
+                since,
+                until,
+            )
+        return [(r["start"], r["finish"]) for r in rows]
+
+    async def review_keys_at(self, at: datetime) -> list[str]:
+        """The incident keys of the runs created exactly at ``at``, and of the firing events
+        with skipped rules received then (an incident id names its first member's time)."""
+        with translate():
+            rows = await self._pool.fetch(
+                f"""SELECT DISTINCT {_KEY} AS key FROM runs WHERE created_at = $1
+                    UNION
+                    SELECT DISTINCT {_KEY} FROM alert_events
+                    WHERE {_DONE_SINCE.format(lo="$1", hi="$1")}
+                      AND received_at = $1 AND skips <> '[]'::jsonb""",
+                at,
+            )
+        return [r["key"] for r in rows]
+
+    async def review_service_audit(
+        self, since: datetime, until: datetime, kinds: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The audit rows of ``kinds`` that belong to no run (a pause, a rules reload, the
+        service starting) appended in [since, until], oldest first (through the ``at`` index);
+        at most 1000."""
+        with translate():
+            rows = await self._pool.fetch(
+                """SELECT id, at, kind, data::text AS data FROM audit_log
+                   WHERE at >= $1 AND at <= $2 AND run_id IS NULL AND kind = ANY($3::text[])
+                   ORDER BY id LIMIT 1000""",
+                since,
+                until,
+                list(kinds),
+            )
+        return [_decode(r, "data") for r in rows]
+
+    async def approval_backlog(self) -> tuple[int, float | None]:
+        """(approvals pending, seconds until the first of them expires or None), for the
+        metrics an alert on approvals about to expire unseen is written against."""
+        with translate():
+            row = await self._pool.fetchrow(
+                """SELECT count(*) AS pending,
+                          extract(epoch FROM min(expires_at) - now()) AS next_expiry_s
+                   FROM approvals WHERE state = 'pending'"""
+            )
+        next_expiry = row["next_expiry_s"]
+        return int(row["pending"]), None if next_expiry is None else float(next_expiry)

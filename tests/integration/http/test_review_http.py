@@ -1,0 +1,204 @@
+"""The review over HTTP without a browser: who is let in, what the pages' headers promise, the
+report API, and ``remediator report`` against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from receiver.review.sessions import SESSION_COOKIE
+from receiver.store import Store
+from tests.support.approvals import MakeApprovalEnv
+from tests.support.http import (
+    AUTH,
+    OPERATOR,
+    OPERATOR_TOKEN,
+    AiohttpClient,
+    Client,
+    default_settings,
+)
+from tests.support.review import STORM_RULES, Storm, play_storm
+from tests.support.review_app import review_app
+
+
+@dataclass
+class Served:
+    storm: Storm
+    client: Client
+    incident_id: str
+
+
+@pytest.fixture
+async def served(
+    approval_env: MakeApprovalEnv, aiohttp_client: AiohttpClient, store: Store
+) -> Served:
+    env = await approval_env(rules=STORM_RULES)
+    storm = await play_storm(env)
+    client = await aiohttp_client(review_app(store, default_settings()))
+    response = await client.get("/api/v1/report", headers=OPERATOR, params={"from": "1h"})
+    assert response.status == 200
+    [incident] = (await response.json())["incidents"]
+    return Served(storm, client, incident["id"])
+
+
+def _pages(served: Served) -> list[str]:
+    run = served.storm.runs["api"].id
+    return [
+        "/runs",
+        f"/runs/{run}",
+        "/incidents",
+        f"/incidents/{served.incident_id}",
+        f"/incidents/{served.incident_id}/report.md",
+    ]
+
+
+async def test_every_page_refuses_who_is_not_an_operator(served: Served) -> None:
+    client = served.client
+    secret = served.storm.runs["api"].id
+    refused = [
+        {},
+        AUTH,  # the webhook credential posts alerts, nothing else
+        {"Authorization": "Bearer not-a-token"},
+        {"Cookie": f"{SESSION_COOKIE}=forged.value.sig"},
+    ]
+    for path in _pages(served):
+        for headers in refused:
+            response = await client.get(path, headers=headers)
+            body = await response.text()
+            assert response.status == 401, (path, headers)
+            assert 'id="operator_token"' in body
+            assert secret not in body.split('name="next"')[0], (path, headers)
+            assert "restart-web" not in body
+        response = await client.get(path, headers=OPERATOR)
+        assert response.status == 200, path
+    response = await client.get("/api/v1/report")
+    assert response.status == 401
+    assert (await client.get("/api/v1/report", headers=AUTH)).status == 403
+
+
+async def test_the_login_exchanges_a_token_for_a_strict_session_cookie(served: Served) -> None:
+    client = served.client
+    same_site = {"Sec-Fetch-Site": "same-origin"}
+    data = {"operator_token": "wrong", "next": "runs"}
+    response = await client.post("/login", data=data, headers=same_site)
+    assert response.status == 401
+    assert "unknown operator token" in await response.text()
+    # The webhook token is no operator's.
+    response = await client.post(
+        "/login", data={**data, "operator_token": "t0ken-for-tests"}, headers=same_site
+    )
+    assert response.status == 401
+    # From another site: refused before the token is even looked at.
+    response = await client.post(
+        "/login",
+        data={**data, "operator_token": OPERATOR_TOKEN},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert response.status == 403
+
+    run = served.storm.runs["api"].id
+    response = await client.post(
+        "/login",
+        data={"operator_token": OPERATOR_TOKEN, "next": f"runs/{run}"},
+        headers=same_site,
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    assert response.headers["Location"] == f"./runs/{run}"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite", "max-age"} <= attributes
+    assert "samesite=strict" in cookie.lower()
+    # No Path: the browser scopes it to the directory it was set from (a proxy's prefix).
+    assert "path" not in attributes
+    value = cookie.split(";")[0].split("=", 1)[1]
+    page = await client.get(f"/runs/{run}", headers={"Cookie": f"{SESSION_COOKIE}={value}"})
+    assert page.status == 200
+    # A redirect target outside the review is not followed.
+    for elsewhere in ("//evil.example/x", "https://evil.example/", "incidents/../../x"):
+        response = await client.post(
+            "/login",
+            data={"operator_token": OPERATOR_TOKEN, "next": elsewhere},
+            headers=same_site,
+            allow_redirects=False,
+        )
+        assert response.headers["Location"] == "./runs", elsewhere
+
+
+async def test_the_pages_load_nothing_and_link_relatively(served: Served) -> None:
+    for path in _pages(served)[:4]:
+        response = await served.client.get(path, headers=OPERATOR)
+        csp = response.headers["Content-Security-Policy"]
+        assert csp.startswith("default-src 'none'; style-src 'nonce-")
+        assert "script-src" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        html = await response.text()
+        nonce = re.search(r"'nonce-([^']+)'", csp)
+        assert nonce is not None
+        assert f'<style nonce="{nonce[1]}">' in html
+        assert "<script" not in html
+        # Every link to the service itself is relative: no absolute path, so a prefix holds.
+        internal = [h for h in re.findall(r'(?:href|action)="([^"]*)"', html) if "://" not in h]
+        assert internal
+        assert all(h.startswith(("./", "../")) for h in internal), (path, internal)
+
+
+async def test_the_report_api_checks_its_parameters(served: Served) -> None:
+    client = served.client
+    for params, parameter in (
+        ({"from": "yesterday"}, "from"),
+        ({"from": "1h", "to": "2h"}, "to"),
+        ({"gap": "forever"}, "gap"),
+        ({"group_by": "team"}, "group_by"),
+        ({"format": "pdf"}, "format"),
+        ({"limit": "3"}, "limit"),
+    ):
+        response = await client.get("/api/v1/report", headers=OPERATOR, params=params)
+        assert response.status == 400, params
+        assert (await response.json())["parameter"] == parameter
+    response = await client.get(
+        "/api/v1/report", headers=OPERATOR, params={"from": "1h", "format": "markdown"}
+    )
+    assert response.status == 200
+    assert response.content_type == "text/markdown"
+    assert f"## Incident {served.incident_id}: WebDown" in await response.text()
+    response = await client.get(
+        "/api/v1/report", headers=OPERATOR, params={"from": "1h", "gap": "1s"}
+    )
+    assert (await response.json())["window"]["gap_s"] == 1.0
+
+
+async def test_the_cli_prints_the_report_of_a_running_server(served: Served) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    env["REMEDIATOR_OPERATOR_TOKEN"] = OPERATOR_TOKEN
+    url = str(served.client.make_url("")).rstrip("/")
+    for fmt, needle in (
+        ("markdown", f"## Incident {served.incident_id}: WebDown"),
+        ("json", f'"id": "{served.incident_id}"'),
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "receiver.cli",
+            "report",
+            "--url",
+            url,
+            "--since",
+            "1h",
+            "--format",
+            fmt,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        assert needle in out.decode()

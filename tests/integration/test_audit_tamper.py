@@ -1,0 +1,221 @@
+"""`remediator audit verify` against someone with write access to the database: the table
+refuses UPDATE and DELETE by trigger, so the attacker disables it (as the owner can), changes
+the log, and verify must name the first row changed and how. And `remediator audit export`
+writes the chain as JSON lines, from a time or an id on."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from receiver.intake import events_of
+from receiver.model import RunOutcome, Target
+from receiver.store import Store, canonical_json
+from tests.support.payloads import alert, notification
+
+
+async def _cli(database_url: str, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    env["REMEDIATOR_DATABASE_URL"] = database_url
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "receiver.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _history(store: Store, runs: int = 3) -> None:
+    """A few runs' worth of audit rows (4 each)."""
+    for i in range(runs):
+        (new,) = events_of(notification(alert({"alertname": "HighMemoryUsage", "i": str(i)})))
+        run_id = await store.create_run(
+            rule="r", event=new.as_event(i + 1), target=Target("Deployment", "shop", f"w{i}"),
+            dry_run=True,
+        )  # fmt: skip
+        assert run_id is not None
+        await store.set_run_outcome(run_id, RunOutcome.RUNNING)
+        await store.record_step(run_id, idx=0, action="kubernetes.rollout_restart", outcome="ok")
+        await store.set_run_outcome(run_id, RunOutcome.SUCCEEDED)
+
+
+@pytest.fixture
+async def tamper(store: Store, database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection with the append-only triggers off, as an attacker would have; the rows
+    are ids 1..12 (three runs of four rows)."""
+    await _history(store)
+    code, out, err = await _cli(database_url, "audit", "verify")
+    assert code == 0, err
+    assert "audit log intact: 12 entries verified" in out
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def _broken(database_url: str) -> str:
+    code, out, err = await _cli(database_url, "audit", "verify")
+    assert code == 1, out
+    return err
+
+
+async def _row(conn: asyncpg.Connection, audit_id: int) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data,
+                  prev_hash, hash FROM audit_log WHERE id = $1""",
+        audit_id,
+    )
+    assert row is not None
+    return dict(row)
+
+
+def _forge(row: dict[str, Any], audit_id: int, prev_hash: str, **changes: Any) -> dict[str, Any]:
+    """A row with a link and a hash made the way the service makes them (the hash is not
+    keyed: anyone can compute it)."""
+    forged = {**row, **changes, "id": audit_id, "prev_hash": prev_hash}
+    content = {
+        "id": audit_id,
+        "at": forged["at"].isoformat(timespec="microseconds"),
+        "kind": forged["kind"],
+        "run_id": forged["run_id"],
+        "fingerprint": forged["fingerprint"],
+        "data": json.loads(forged["data"]),
+    }
+    forged["hash"] = hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()
+    return forged
+
+
+async def _insert(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
+    await conn.execute(
+        """INSERT INTO audit_log (id, at, kind, run_id, fingerprint, data, prev_hash, hash)
+           VALUES ($1, $2, $3, $4::uuid, $5, $6::jsonb, $7, $8)""",
+        row["id"],
+        row["at"],
+        row["kind"],
+        row["run_id"],
+        row["fingerprint"],
+        row["data"],
+        row["prev_hash"],
+        row["hash"],
+    )
+
+
+async def test_an_edited_row_is_named(tamper: asyncpg.Connection, database_url: str) -> None:
+    await tamper.execute("""UPDATE audit_log SET data = '{"outcome": "failed"}' WHERE id = 6""")
+    assert "audit log broken at entry 6 (edited)" in await _broken(database_url)
+
+
+async def test_an_edited_row_with_its_hash_recomputed_is_named(
+    tamper: asyncpg.Connection, database_url: str
+) -> None:
+    row = await _row(tamper, 6)
+    forged = _forge(row, 6, row["prev_hash"], data='{"outcome": "failed"}')
+    await tamper.execute("UPDATE audit_log SET data = $1::jsonb, hash = $2 WHERE id = 6",
+                         forged["data"], forged["hash"])  # fmt: skip
+    assert "audit log broken at entry 6 (edited)" in await _broken(database_url)
+
+
+async def test_a_deleted_row_is_named(tamper: asyncpg.Connection, database_url: str) -> None:
+    await tamper.execute("DELETE FROM audit_log WHERE id = 6")
+    err = await _broken(database_url)
+    assert "audit log broken at entry 7 (deleted)" in err
+    assert "rows were deleted before row 7" in err
+
+
+async def test_rows_deleted_at_the_end_are_named(
+    tamper: asyncpg.Connection, database_url: str
+) -> None:
+    await tamper.execute("DELETE FROM audit_log WHERE id > 10")
+    err = await _broken(database_url)
+    assert "audit log broken at entry 12 (deleted)" in err
+    assert "the log ends at row 10" in err
+
+
+async def test_an_inserted_row_is_named(tamper: asyncpg.Connection, database_url: str) -> None:
+    # A row with a good link and a good hash, slipped in before the first one.
+    first = await _row(tamper, 1)
+    await _insert(tamper, _forge(first, 0, "", data='{"outcome": "succeeded"}'))
+    err = await _broken(database_url)
+    assert "audit log broken at entry 0 (inserted)" in err
+    assert "row 1 after it links past it" in err
+
+
+async def test_a_crude_inserted_row_is_named(tamper: asyncpg.Connection, database_url: str) -> None:
+    # An id the sequence skipped (a rolled-back append leaves such gaps), a link to the row
+    # before it, and a hash that is no hash of it.
+    await tamper.execute("UPDATE audit_log SET id = id + 100 WHERE id > 6")
+    await tamper.execute("UPDATE audit_head SET last_id = last_id + 100")
+    row = await _row(tamper, 6)
+    await _insert(tamper, {**row, "id": 7, "prev_hash": row["hash"], "hash": "f" * 64})
+    assert "audit log broken at entry 7 (inserted)" in await _broken(database_url)
+
+
+async def test_a_row_inserted_after_the_last_is_named(
+    tamper: asyncpg.Connection, database_url: str
+) -> None:
+    last = await _row(tamper, 12)
+    await _insert(tamper, _forge(last, 13, last["hash"], data='{"outcome": "resolved"}'))
+    err = await _broken(database_url)
+    assert "audit log broken at entry 13 (inserted)" in err
+    assert "after the last row the service appended (row 12)" in err
+
+
+async def test_reordered_rows_are_named(tamper: asyncpg.Connection, database_url: str) -> None:
+    # Swap rows 6 and 7: each keeps its content, link and hash, only the order changes.
+    await tamper.execute("UPDATE audit_log SET id = -7 WHERE id = 7")
+    await tamper.execute("UPDATE audit_log SET id = 7 WHERE id = 6")
+    await tamper.execute("UPDATE audit_log SET id = 6 WHERE id = -7")
+    err = await _broken(database_url)
+    assert "audit log broken at entry 6 (reordered)" in err
+    assert "it was appended after row 7, which now comes after it" in err
+
+
+async def test_export_writes_the_chain_as_json_lines(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    await _history(store)
+    code, out, err = await _cli(database_url, "audit", "export")
+    assert code == 0, err
+    assert "exported 12 audit entries" in err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e["id"] for e in lines] == list(range(1, 13))
+    assert set(lines[0]) == {"id", "at", "kind", "run_id", "fingerprint", "data", "prev_hash",
+                             "hash"}  # fmt: skip
+    assert lines[0]["kind"] == "run.created"
+    assert lines[0]["data"]["target"] == {"kind": "Deployment", "namespace": "shop", "name": "w0"}
+    # The export holds the chain: a SIEM can check it without the database.
+    assert lines[0]["prev_hash"] == ""
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(lines))
+
+    # From an id on (a SIEM ships what came after the last id it has), into a file.
+    target = tmp_path / "audit.jsonl"
+    code, _, err = await _cli(database_url, "audit", "export", "--after", "10", "-o", str(target))
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in target.read_text().splitlines()] == [11, 12]
+
+    # From a time on: the rows at or after the 5th row's time.
+    cut = lines[4]["at"]
+    code, out, err = await _cli(database_url, "audit", "export", "--since", cut)
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == list(range(5, 13))
+    code, out, err = await _cli(database_url, "audit", "export", "--since", "next week")
+    assert code == 2
+    assert "--since" in err

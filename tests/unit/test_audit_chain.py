@@ -1,0 +1,93 @@
+"""Telling what broke the audit chain from the rows around the break (pure)."""
+
+from __future__ import annotations
+
+from receiver.store.chain import Break, ChainRow, diagnose, diagnose_end
+
+
+def _chain(n: int) -> list[ChainRow]:
+    rows, prev = [], ""
+    for i in range(1, n + 1):
+        rows.append(ChainRow(i, prev, f"h{i}", True))
+        prev = f"h{i}"
+    return rows
+
+
+def test_an_intact_row_is_no_break() -> None:
+    a, b, c = _chain(3)
+    assert diagnose(None, a, [b, c]) is None
+    assert diagnose(a, b, [c], None) is None
+
+
+def test_an_edited_row_still_linked_both_ways() -> None:
+    a, b, c = _chain(3)
+    edited = ChainRow(b.id, b.prev_hash, b.hash, sound=False)
+    found = diagnose(a, edited, [c], None)
+    assert found == Break("edited", 2, "row 2 was edited: its content does not match its hash")
+
+
+def test_a_row_rewritten_with_a_new_hash_shows_at_the_next_row() -> None:
+    a, b, c = _chain(3)
+    rewritten = ChainRow(b.id, b.prev_hash, "new", True)
+    found = diagnose(rewritten, c, [], a)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", 2)
+
+
+def test_a_row_slipped_in_with_a_good_link_shows_at_the_next_row() -> None:
+    a, b = _chain(2)
+    forged = ChainRow(5, a.hash, "forged", True)
+    moved_b = ChainRow(6, b.prev_hash, b.hash, True)
+    found = diagnose(forged, moved_b, [], a)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("inserted", 5)
+    # At the very start: the first real row links to nothing, past the forged one.
+    first = ChainRow(0, "", "forged", True)
+    found = diagnose(first, a, [b], None)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("inserted", 0)
+
+
+def test_a_crude_insert_is_told_by_the_row_after_it() -> None:
+    a, b = _chain(2)
+    crude = ChainRow(7, a.hash, "junk", sound=False)
+    found = diagnose(a, crude, [b], None)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("inserted", 7)
+
+
+def test_a_deleted_row_leaves_a_link_to_nothing() -> None:
+    a, _, c, d = _chain(4)
+    found = diagnose(a, c, [d], None)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("deleted", 3)
+
+
+def test_swapped_rows_are_reordered() -> None:
+    a, b, c, d = _chain(4)
+    swapped_c = ChainRow(2, c.prev_hash, c.hash, True)
+    swapped_b = ChainRow(3, b.prev_hash, b.hash, True)
+    found = diagnose(a, swapped_c, [swapped_b, d], None)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("reordered", 2)
+    assert "appended after row 3" in found.reason
+
+
+def test_the_end_of_the_chain_must_be_the_head() -> None:
+    rows = _chain(3)
+    last = rows[-1]
+    assert diagnose_end(last, 3, last.hash, last, None) is None
+    assert diagnose_end(None, None, "", None, None) is None
+    extra = ChainRow(4, last.hash, "h4", True)
+    found = diagnose_end(extra, 3, last.hash, last, 4)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("inserted", 4)
+    found = diagnose_end(rows[1], 3, last.hash, None, None)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("deleted", 3)
+    found = diagnose_end(None, 3, last.hash, None, None)
+    assert found is not None
+    assert "no row at all" in found.reason
+    found = diagnose_end(last, 3, "other", last, None)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", 3)

@@ -1,0 +1,82 @@
+"""The report in Markdown (pure): values from alerts and people stay inert text, tables hold."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from receiver.review.incidents import group_incidents
+from receiver.review.markdown import escape, render_markdown
+from receiver.review.report import build_report
+from tests.unit.review_records import at, event, run
+
+HOSTILE = "[click](javascript:alert(1)) <script>x</script> | *bold* `code` &amp; ~~gone~~"
+
+
+def _unescaped(text: str, char: str) -> int:
+    """How many times ``char`` appears without a backslash before it."""
+    return len(re.findall(rf"(?<!\\){re.escape(char)}", text))
+
+
+def test_escape_leaves_no_markup() -> None:
+    text = escape(HOSTILE + "\nsecond line")
+    for char in "[]<>|*`&~":
+        assert _unescaped(text, char) == 0, char
+    assert "\n" not in text
+    assert text.endswith("second line")
+
+
+@given(st.text(max_size=80))
+def test_no_value_can_break_a_table_row(value: str) -> None:
+    report = build_report(
+        group_incidents([run(0, labels={"alertname": "WebDown", "team": value})], []),
+        [],
+        start=at(-1),
+        end=at(60),
+        gap_s=1800,
+        generated_at=at(61),
+    )
+    lines = render_markdown(report).splitlines()
+    [row] = [line for line in lines if line.startswith("| WebDown |")]
+    # Five columns: six unescaped pipes, however the value is made.
+    assert _unescaped(row.replace("\\\\", ""), "|") == 6, row
+
+
+def test_the_report_reads_top_to_bottom() -> None:
+    runs = [
+        run(0, outcome="resolved", ttr=90.0, labels={"alertname": "WebDown", "note": HOSTILE}),
+        run(1, outcome="refused", refusal="cooldown", retry_at=at(16)),
+    ]
+    events = [event(2, skips=[("restart", "invalid target: bad name")])]
+    report = build_report(
+        group_incidents(runs, events),
+        runs,
+        start=at(-1),
+        end=at(60),
+        gap_s=1800,
+        generated_at=at(61),
+    )
+    text = render_markdown(report)
+    lines = text.splitlines()
+    assert lines[0] == "# Remediation report: 2026-11-25 09:59:00 UTC to 2026-11-25 11:00:00 UTC"
+    assert "incidents by alert group, 30m00s apart. 1 incident." in lines[2]
+    headings = [line for line in lines if line.startswith("#")]
+    assert headings[2:] == [
+        "### Alerts",
+        "### What was done",
+        "### Approvals",
+        "### Refused, skipped and not matched: what was not done, and why",
+        "### Runs",
+        "## Effectiveness per rule",
+    ]
+    assert (
+        "| 2026-11-25 10:01:00 UTC | Deployment/shop/web | restart | refused by cooldown |"
+        " refused by cooldown | 2026-11-25 10:16:00 UTC |"
+    ) in lines
+    assert "| restart | 2 | 100% | 0% | 1m30s | 1m30s | cooldown 1 | 0/0/0 |" in lines
+    # Sections with nothing in them say so.
+    assert lines[lines.index("### What was done") + 2] == "_none_"
+    for char in "[]<>":
+        assert _unescaped(text.replace("→", ""), char) == 0, char

@@ -1,0 +1,40 @@
+"""The review pages' session cookies (pure: itsdangerous, no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from receiver.review.sessions import Sessions
+
+OPERATORS = {"alice": SecretStr("alice-token-0123456789"), "bob": SecretStr("bob-token-0123456")}
+
+
+def test_a_session_names_its_operator() -> None:
+    sessions = Sessions(OPERATORS)
+    cookie = sessions.issue("alice")
+    assert sessions.read(cookie) == "alice"
+    # Another replica with the same operators reads it too: nothing else to share.
+    assert Sessions(OPERATORS).read(cookie) == "alice"
+    assert "alice-token" not in cookie
+
+
+def test_a_session_is_refused_when_forged_expired_or_its_operators_changed() -> None:
+    sessions = Sessions(OPERATORS)
+    cookie = sessions.issue("bob")
+    assert sessions.read(cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")) is None
+    assert sessions.read("") is None
+    assert sessions.read(None) is None
+    assert Sessions(OPERATORS, max_age_s=-1).read(cookie) is None
+    # A token changed or an operator removed: every session signed before is void.
+    assert Sessions({**OPERATORS, "bob": SecretStr("bob-new-token-98765")}).read(cookie) is None
+    assert Sessions({"alice": OPERATORS["alice"]}).read(cookie) is None
+
+
+def test_no_operator_no_session() -> None:
+    sessions = Sessions({})
+    assert sessions.read("anything") is None
+    with pytest.raises(ValueError, match="no operator"):
+        sessions.issue("alice")
+    with pytest.raises(ValueError, match="no operator"):
+        Sessions(OPERATORS).issue("mallory")
