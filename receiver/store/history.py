@@ -63,7 +63,8 @@ class EngineHistory(Database):
                             WHERE (target_kind, target_namespace, target_name, rule) IN (
                                     SELECT * FROM unnest($2::text[], $3::text[], $4::text[],
                                                          $5::text[]))
-                              AND created_at >= coalesce($7, now()) - make_interval(secs => $1)
+                              AND created_at >= coalesce($7, remediator_now())
+                                                - make_interval(secs => $1)
                             ORDER BY created_at DESC, id DESC LIMIT $6""",
                         float(within_s),
                         [t.kind for _, t in repeats],
