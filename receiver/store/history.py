@@ -31,7 +31,8 @@ class EngineHistory(Database):
         """What the engine may know about the past of ``event``.
 
         ``episode_runs``: every run of the same occurrence (fingerprint, starts_at, refire),
-        with whether any of its steps changed something. ``recent_runs``: runs created in the
+        with whether any of its steps changed something (or would have: a rule test's
+        ``simulated`` step). ``recent_runs``: runs created in the
         ``within_s`` seconds before the event was received (before now, for an event with no
         ``received_at``), or later, of exactly the (rule, target) pairs in ``repeats``
         (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved event of
@@ -48,7 +49,7 @@ class EngineHistory(Database):
                     f"""SELECT {RUN_COLUMNS},
                                EXISTS (SELECT 1 FROM steps
                                        WHERE steps.run_id = runs.id AND steps.phase = 'run'
-                                         AND steps.outcome = 'ok') AS changed
+                                         AND steps.outcome IN ('ok', 'simulated')) AS changed
                         FROM runs
                         WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3
                         ORDER BY created_at, id""",
