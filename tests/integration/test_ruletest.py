@@ -5,6 +5,8 @@ happened. The exit codes: 0 passed, 1 failed, 2 a bad test file."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -346,3 +348,22 @@ async def test_loading_keeps_the_rules_of_each_test(tmp_path: Path) -> None:
     assert errors == []
     assert isinstance(loaded, TestFile)
     assert [r.name for r in loaded.rulesets[0].rules] == ["scale-out", "other-rule"]
+
+
+async def test_the_readme_example_passes_against_the_shipped_rule(
+    servers: Servers, tmp_path: Path
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "rules" / "README.md").read_text()
+    [example] = [
+        b for b in re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL) if "rule_files:" in b
+    ]
+    (tmp_path / "rules" / "tests").mkdir(parents=True)
+    shutil.copy(root / "rules" / "queue-backlog.yaml", tmp_path / "rules")
+    (tmp_path / "rules" / "tests" / "example.yaml").write_text(example)
+    registry = default_registry()
+    files, errors = load_files([tmp_path / "rules" / "tests" / "example.yaml"], registry)
+    assert errors == [], [str(e) for e in errors]
+    lines: list[str] = []
+    report = await play_files(files, servers, registry, lines.append)
+    assert report.exit_code == 0, "\n".join(lines)

@@ -3,11 +3,13 @@ that says what to fix, the settings' layering, and the notifications a timeline 
 
 from __future__ import annotations
 
+import re
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from receiver.alertmanager import ZERO_TIME, fingerprint
 from receiver.rules.errors import RuleError
@@ -456,3 +458,22 @@ async def test_fixture_facts_answer_by_kind_and_target_and_times_are_offsets() -
         [FixtureSpec.model_validate({"target": "Deployment/shop/api", "facts": {"replicas": 5}})]
     )
     assert await facts.get("replicas", target) == 5
+
+
+def readme_blocks(starting: str) -> list[str]:
+    """The ```yaml blocks of rules/README.md whose text holds ``starting`` at a line start."""
+    text = (ROOT / "rules" / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    return [b for b in blocks if re.search(rf"^{re.escape(starting)}", b, re.M)]
+
+
+def test_the_readme_examples_of_test_files_are_valid() -> None:
+    [example] = readme_blocks("rule_files:")
+    spec, located = parse_test_file("README.md", example)
+    assert located.errors == []
+    assert spec is not None
+    assert spec.rule_files == ["../queue-backlog.yaml"]
+    [fixtures] = readme_blocks("fixtures:")
+    data = yaml.safe_load(fixtures)
+    for item in data["fixtures"]:
+        FixtureSpec.model_validate(item)
