@@ -18,7 +18,8 @@ from receiver.ruletest.expect import Failure
 from receiver.ruletest.files import TestFile, load_test_file
 from receiver.ruletest.player import Player, approvers_of
 from receiver.ruletest.sim import simulation
-from receiver.ruletest.world import Servers
+from receiver.ruletest.world import Servers, ServersError
+from receiver.store import StoreUnavailable
 from remediations.base import Registry
 
 __all__ = ["EXIT_BAD_FILE", "EXIT_FAILED", "Report", "TestResult", "load_files", "play_files"]
@@ -123,5 +124,12 @@ async def _play_test(
         ) as sim,
     ):
         order = {rule.name: i for i, rule in enumerate(ruleset.rules)}
-        failures = await Player(sim, file, index, settings, order).play()
+        try:
+            failures = await Player(sim, file, index, settings, order).play()
+        except StoreUnavailable as exc:
+            raise ServersError(f"PostgreSQL went away during the test: {exc}") from exc
+        except Exception as exc:  # a bug here must not hide the other tests' results
+            line = file.line(("tests", index))
+            message = f"the simulation failed: {type(exc).__name__}: {exc}"
+            failures = [Failure(file.path, line, message)]
     return TestResult(file.path, test.name, tuple(failures), time.perf_counter() - began)
