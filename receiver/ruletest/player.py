@@ -112,7 +112,7 @@ class Player:
     # -- time ---------------------------------------------------------------------------------
 
     async def _advance_to(self, offset_s: float) -> None:
-        """Process the work due before ``offset_s``, each at its due time; then move there."""
+        """Process the work due up to ``offset_s``, each at its due time; then move there."""
         target = self.settings.at(offset_s)
         store, clock = self.sim.store, self.sim.clock
         for _ in range(MAX_DUE_STEPS):
