@@ -4,8 +4,9 @@
 ``FactReader`` runs one read-only probe per need (``remediations``) and hands the readings to
 the engine as plain data (a rule test states them instead: ``Deps.fixtures``). A probe that
 fails (no cluster configured, the target missing, the API server unreachable) yields a reading
-with the reason: the engine leaves the conditional step out and records why. Nothing is guessed and nothing is retried here: an event whose
-facts cannot be read is planned without the steps that need them.
+with the reason: the engine leaves the conditional step out and records why. Nothing is guessed
+and nothing is retried here: an event whose facts cannot be read is planned without the steps
+that need them.
 """
 
 from __future__ import annotations

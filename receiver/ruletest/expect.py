@@ -10,7 +10,7 @@ only the keys given are compared.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from receiver.durations import format_duration
@@ -18,6 +18,7 @@ from receiver.model import ApprovalRecord
 from receiver.rules.yaml_lines import KeyPath
 from receiver.ruletest.spec import ApprovalExpect, ExpectSpec, RunExpect, SkipExpect, StepExpect
 from receiver.store import RunRecord, StepRecord, Store
+from receiver.store.announcements import ANNOUNCED
 
 __all__ = ["Failure", "Observed", "Reader", "check", "observe"]
 
@@ -52,6 +53,8 @@ class Observed:
     runs: Sequence[RunRecord]
     approvals: Sequence[ApprovalRecord]
     skips: Sequence[Skip] = ()
+    # Run id -> the moments announced for it (its ``run.announced`` audit rows), in order.
+    announced: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 async def observe(
@@ -85,7 +88,15 @@ async def observe(
         for e in events
         for s in e["skips"]
     ]
-    return Observed(runs, approvals, skips)
+    announced = {
+        run.id: [
+            str(row["data"].get("event"))
+            for row in await store.audit_entries(run.id)
+            if row["kind"] == ANNOUNCED
+        ]
+        for run in runs
+    }
+    return Observed(runs, approvals, skips, announced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +132,7 @@ def check(expect: ExpectSpec, path: KeyPath, observed: Observed, reader: Reader)
             )
         )
     if expect.runs is not None:
-        failures += _check_runs(expect.runs, (*path, "runs"), observed.runs, reader, when)
+        failures += _check_runs(expect.runs, (*path, "runs"), observed, reader, when)
     if expect.approvals is not None:
         failures += _check_approvals(expect.approvals, (*path, "approvals"), observed, reader, when)
     for index, skip in enumerate(expect.skips or ()):
@@ -143,10 +154,11 @@ def _listing(lines: Sequence[str]) -> str:
 def _check_runs(
     expected: Sequence[RunExpect],
     path: KeyPath,
-    runs: Sequence[RunRecord],
+    observed: Observed,
     reader: Reader,
     when: str,
 ) -> list[Failure]:
+    runs = observed.runs
     if len(expected) != len(runs):
         listing = _listing([_describe_run(r, reader) for r in runs])
         return [
@@ -158,12 +170,17 @@ def _check_runs(
     for index, (want, run) in enumerate(zip(expected, runs, strict=True)):
         item: KeyPath = (*path, index)
         name = f"{when}: run {index + 1} ({_describe_run(run, reader)})"
-        failures += _check_run(want, run, item, name, reader)
+        failures += _check_run(want, run, observed.announced.get(run.id, ()), item, name, reader)
     return failures
 
 
 def _check_run(
-    want: RunExpect, run: RunRecord, path: KeyPath, name: str, reader: Reader
+    want: RunExpect,
+    run: RunRecord,
+    announced: Sequence[str],
+    path: KeyPath,
+    name: str,
+    reader: Reader,
 ) -> list[Failure]:
     failures: list[Failure] = []
 
@@ -177,6 +194,9 @@ def _check_run(
     compare("target", want.target, run.target.key)
     compare("alert", want.alert, reader.alert_of.get(run.fingerprint, run.fingerprint))
     compare("outcome", want.outcome, str(run.outcome))
+    if want.verify_result is not None:
+        actual = run.verify_result.value if run.verify_result else "none (not decided)"
+        compare("verify_result", want.verify_result, actual)
     if want.refused_by is not None:
         compare("refused_by", want.refused_by, run.refusal_guard or f"nothing ({run.outcome})")
     if want.reason is not None:
@@ -188,7 +208,14 @@ def _check_run(
                     f"{name}: reason: expected it to say {want.reason!r}, it says {why!r}",
                 )
             )
-    for key, phase in (("steps", "run"), ("on_resolved", "resolve")):
+    if want.announced is not None and list(want.announced) != list(announced):
+        failures.append(
+            reader.fail(
+                (*path, "announced"),
+                f"{name}: announced: expected {list(want.announced)}, got {list(announced)}",
+            )
+        )
+    for key, phase in (("steps", "run"), ("on_resolved", "resolve"), ("on_failed", "on_failed")):
         steps_wanted = getattr(want, key)
         if steps_wanted is not None:
             steps = [s for s in run.steps if s.phase == phase]
@@ -234,6 +261,8 @@ def _describe_run(run: RunRecord, reader: Reader) -> str:
     alert = reader.alert_of.get(run.fingerprint, run.fingerprint)
     created = reader.offset(run.created_at)
     text = f"{run.rule} on {run.target.key}, alert {alert}, created at {created}: {run.outcome}"
+    if run.verify_result is not None and run.outcome != run.verify_result.value:
+        text += f" ({run.verify_result.value})"
     if run.refusal_guard:
         text += f" by {run.refusal_guard} ({run.refusal_reason})"
     elif run.error:
@@ -243,7 +272,7 @@ def _describe_run(run: RunRecord, reader: Reader) -> str:
 
 
 def _describe_step(step: StepRecord) -> str:
-    prefix = "on_resolved " if step.phase == "resolve" else ""
+    prefix = {"resolve": "on_resolved ", "on_failed": "on_failed "}.get(step.phase, "")
     return f"{prefix}{step.action} {step.outcome}"
 
 

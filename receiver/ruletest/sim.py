@@ -14,15 +14,17 @@ differ, and only these:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
+from receiver.alertmanager import parse_rfc3339
 from receiver.approvals.desk import ApprovalDesk
 from receiver.approvals.policy import ApproverPolicy
+from receiver.facts import FactKind, Rollout
 from receiver.guards.redis_guards import Guards
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
@@ -30,10 +32,10 @@ from receiver.pipeline.context import STEP_OUTCOME_FACT
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
 from receiver.ruletest.files import SimSettings
-from receiver.ruletest.spec import FixtureSpec, offset_seconds
+from receiver.ruletest.spec import FixtureSpec, RolloutFact
 from receiver.store import Store
 from receiver.telemetry import Metrics
-from remediations.base import Clients, Registry
+from remediations.base import ActionError, Clients, Registry
 from remediations.targets import Target
 
 __all__ = ["FixtureFacts", "SimClock", "Simulation", "simulation"]
@@ -54,34 +56,50 @@ class SimClock:
 
 
 class FixtureFacts:
-    """The ``Facts`` of a test: (kind of fact, target key) -> value, from its fixtures.
-
-    A step script becomes the fact ``step_outcome:<action>`` (the simulated step runner asks
-    for it). A value written ``{at: OFFSET}`` becomes the simulated time at that offset, so a
-    fixture can say "rolled out ten minutes before the start" (``{at: -10m}``)."""
+    """A test's fixtures as the pipeline's ``FactSource``: (kind of fact, target key) ->
+    value, what the fact reader would have read (a ``receiver.facts.Rollout``, ...) and how a
+    simulated step ends (the fact ``step_outcome:<action>``). A fact the probe could not read
+    raises ActionError with the fixture's ``error``, as a probe would."""
 
     def __init__(self, start: datetime) -> None:
         self._start = start
         self._facts: dict[tuple[str, str], Any] = {}
 
     def apply(self, fixtures: Iterable[FixtureSpec]) -> None:
-        """Set the facts the fixtures state (later ones replace earlier ones)."""
+        """Set what the fixtures state (later ones replace earlier ones)."""
         for fixture in fixtures:
-            for kind, value in fixture.facts.items():
-                self._facts[(kind, fixture.target)] = self._value(value)
+            rollout = fixture.facts.rollout
+            if rollout is not None:
+                key = (str(FactKind.ROLLOUT), fixture.target)
+                self._facts[key] = self._rollout(rollout, fixture.target)
             for action, script in fixture.steps.items():
                 self._facts[(f"{STEP_OUTCOME_FACT}:{action}", fixture.target)] = {
                     "outcome": script.outcome,
                     "message": script.message,
                 }
 
-    def _value(self, value: Any) -> Any:
-        if isinstance(value, Mapping) and set(value) == {"at"}:
-            return self._start + timedelta(seconds=offset_seconds(value["at"], signed=True))
-        return value
+    def _rollout(self, fact: RolloutFact, target: str) -> Rollout | ActionError:
+        if fact.error is not None:
+            return ActionError(fact.error)
+        assert fact.revision is not None
+        assert fact.created_at is not None
+        name = target.rsplit("/", 1)[-1]
+        return Rollout(
+            revision=fact.revision,
+            replicaset=fact.replicaset or f"{name}-{fact.revision}",
+            created_at=self._time(fact.created_at),
+        )
+
+    def _time(self, value: str | float) -> datetime:
+        if isinstance(value, str):
+            return parse_rfc3339(value)
+        return self._start + timedelta(seconds=value)
 
     async def get(self, kind: str, target: Target) -> Any | None:
-        return self._facts.get((kind, target.key))
+        value = self._facts.get((kind, target.key))
+        if isinstance(value, ActionError):
+            raise value
+        return value
 
 
 @dataclass(slots=True)
@@ -141,7 +159,7 @@ async def simulation(
             metrics=Metrics(),
             clock=clock,
             approvals=desk,
-            facts=facts,
+            fixtures=facts,
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)
         yield Simulation(clock, store, guards, desk, facts, pipeline, intake)

@@ -9,25 +9,28 @@ notation (``30s``, ``15m``, ``1h30m``); ``0`` is the start.
 
 from __future__ import annotations
 
-import difflib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from receiver.alertmanager import parse_rfc3339
-from receiver.durations import parse_duration
-from receiver.guards.policy import GUARDS
-from receiver.model import ApprovalState, RunOutcome
-from remediations.base import Outcome
-from remediations.targets import TargetError, parse_target_key
+from receiver.ruletest.fields import (
+    STEP_OUTCOMES,
+    ActionOutcomeName,
+    AnnouncementName,
+    ApprovalStateName,
+    Duration,
+    GuardName,
+    Handles,
+    Offset,
+    RawTime,
+    RunOutcomeName,
+    SignedTime,
+    StepOutcomeName,
+    TargetKey,
+    VerifyResultName,
+    offset_seconds,
+)
 
 __all__ = [
     "ACTION_KINDS",
@@ -39,7 +42,9 @@ __all__ = [
     "DecisionSpec",
     "EntrySpec",
     "ExpectSpec",
+    "FactsSpec",
     "FixtureSpec",
+    "RolloutFact",
     "RunExpect",
     "SettingsSpec",
     "SkipExpect",
@@ -54,84 +59,6 @@ DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 # What a timeline entry may do: send a notification, or act as an operator, or change a fixture.
 NOTIFICATION_KINDS = ("firing", "resolved", "repeat", "ha_duplicate", "refire")
 ACTION_KINDS = ("pause", "resume", "approve", "reject", "fixtures")
-
-# Outcomes a step can be recorded with: the actions' (with the simulator's `simulated`), the
-# pipeline's own (planned, held), and how an approval ended it.
-STEP_OUTCOMES = frozenset(
-    {o.value for o in Outcome}
-    | {"pending", "awaiting_approval", "rejected", "expired", "cancelled"}
-)
-
-
-def offset_seconds(value: Any, *, signed: bool = False) -> float:
-    """An offset from the simulated start in seconds: a duration, or 0. ``signed``: a leading
-    ``-`` means before the start (fixture times). Raises ValueError."""
-    if value == 0 and not isinstance(value, bool):
-        return 0.0
-    if signed and isinstance(value, str) and value.strip().startswith("-"):
-        return -parse_duration(value.strip()[1:])
-    return parse_duration(value)
-
-
-def _offset(value: Any) -> float:
-    return offset_seconds(value)
-
-
-def _positive(value: Any) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"{value!r} is not a positive duration")
-    return seconds
-
-
-def _one_of(allowed: frozenset[str] | tuple[str, ...], what: str) -> Any:
-    def check(value: str) -> str:
-        if value not in allowed:
-            hint = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
-            if hint:
-                raise ValueError(f"unknown {what} {value!r} (did you mean {hint[0]!r}?)")
-            raise ValueError(f"unknown {what} {value!r}; one of: {', '.join(sorted(allowed))}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _target(value: str) -> str:
-    try:
-        return parse_target_key(value).key
-    except TargetError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _time(value: Any) -> Any:
-    """An RFC 3339 time as Alertmanager sends it (kept as written), or an offset."""
-    if isinstance(value, datetime):  # YAML reads an unquoted time itself
-        if value.tzinfo is None:
-            raise ValueError(f"{value.isoformat()}: give a time zone, e.g. Z")
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, str) and "T" in value:
-        parse_rfc3339(value)  # ValueError names the problem
-        return value
-    return offset_seconds(value)
-
-
-def _handles(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-Offset = Annotated[float, BeforeValidator(_offset)]
-RawTime = Annotated[str | float, BeforeValidator(_time)]
-Duration = Annotated[float, BeforeValidator(_positive)]
-Handles = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_handles)]
-TargetKey = Annotated[str, AfterValidator(_target)]
-GuardName = Annotated[str, _one_of(tuple(g.name for g in GUARDS), "guard")]
-RunOutcomeName = Annotated[str, _one_of(frozenset(o.value for o in RunOutcome), "run outcome")]
-StepOutcomeName = Annotated[str, _one_of(STEP_OUTCOMES, "step outcome")]
-ApprovalStateName = Annotated[
-    str, _one_of(frozenset(s.value for s in ApprovalState), "approval state")
-]
-# A scripted step end: what an action can answer (the pipeline's own outcomes are not).
-ActionOutcomeName = Annotated[str, _one_of(frozenset(o.value for o in Outcome), "step outcome")]
 
 
 class _Spec(BaseModel):
@@ -194,13 +121,39 @@ class StepScript(_Spec):
     message: str = ""
 
 
+class RolloutFact(_Spec):
+    """Fact ``rollout`` (``when: {rolled_out_within: ...}``): the Deployment's newest revision
+    as the probe reads it: its number, its ReplicaSet (default ``<name>-<revision>``) and when
+    it was created (an RFC 3339 time, or an offset from the start, negative for before it).
+    ``error``: the probe could not read it, and why (the conditional steps are left out)."""
+
+    revision: Annotated[int, Field(ge=1)] | None = None
+    replicaset: str | None = None
+    created_at: SignedTime | None = None
+    error: str | None = None
+
+    @model_validator(mode="after")
+    def _read_or_not(self) -> RolloutFact:
+        read = self.revision is not None and self.created_at is not None
+        if self.error is None and not read:
+            raise ValueError("give revision and created_at, or the error the probe met")
+        if self.error is not None and (self.revision is not None or self.created_at is not None):
+            raise ValueError("a fact that could not be read has an error and nothing else")
+        return self
+
+
+class FactsSpec(_Spec):
+    """The live facts of a target, one field per kind of fact (``receiver.facts.FactKind``)."""
+
+    rollout: RolloutFact | None = None
+
+
 class FixtureSpec(_Spec):
     """Live state of one target, from the entry's time on: ``facts`` (what rules' conditions
-    read, by kind of fact; a value ``{at: OFFSET}`` is the simulated time at that offset, which
-    may be negative) and ``steps`` (how a step of an action ends, by action name)."""
+    read) and ``steps`` (how a simulated step of an action ends, by action name)."""
 
     target: TargetKey
-    facts: dict[str, Any] = {}
+    facts: FactsSpec = FactsSpec()
     steps: dict[str, StepScript] = {}
 
 
@@ -298,7 +251,9 @@ StepItem = Annotated[StepExpect, BeforeValidator(_step_shorthand)]
 class RunExpect(_Spec):
     """One run, in the order runs were created; only what is given is checked.
     ``refused_by``: the guard that refused it (its outcome is then ``refused``); ``reason``: a
-    piece of why it ended so (the refusal's reason or the run's error)."""
+    piece of why it ended so (the refusal's reason or the run's error); ``verify_result``: how
+    its verification ended; ``steps``, ``on_resolved``, ``on_failed``: its steps of each phase;
+    ``announced``: the moments announced (the rule's ``notify``), in order."""
 
     rule: str | None = None
     target: TargetKey | None = None
@@ -306,8 +261,11 @@ class RunExpect(_Spec):
     outcome: RunOutcomeName | None = None
     refused_by: GuardName | None = None
     reason: str | None = None
+    verify_result: VerifyResultName | None = None
     steps: list[StepItem] | None = None
     on_resolved: list[StepItem] | None = None
+    on_failed: list[StepItem] | None = None
+    announced: list[AnnouncementName] | None = None
 
 
 class ApprovalExpect(_Spec):
@@ -385,6 +343,8 @@ SPECS: tuple[type[_Spec], ...] = (
     BreakerSpec,
     AlertSpec,
     FixtureSpec,
+    FactsSpec,
+    RolloutFact,
     StepScript,
     EntrySpec,
     PauseSpec,

@@ -65,7 +65,7 @@ tests:
           - rule: scale-out
             target: Deployment/shop/worker
             alert: q
-            outcome: resolved
+            outcome: verified
             steps:
               - {action: kubernetes.scale, outcome: simulated, message: by +2}
               - kubernetes.set_env: simulated
@@ -114,13 +114,13 @@ MUTATIONS = [
         ("          - {alert: q, refused_by: cooldown, reason: in cooldown}\n", ""),
         "      - runs:",
         "at the end: expected 1 run(s), found 2:\n    1. scale-out on Deployment/shop/worker, "
-        "alert q, created at 0s: resolved; steps: kubernetes.scale simulated",
+        "alert q, created at 0s: verified; steps: kubernetes.scale simulated",
         id="runs-count",
     ),
     pytest.param(
         ("          - rule: scale-out", "          - rule: other-rule"),
         "- rule: other-rule",
-        "run 1 (scale-out on Deployment/shop/worker, alert q, created at 0s: resolved; "
+        "run 1 (scale-out on Deployment/shop/worker, alert q, created at 0s: verified; "
         "steps: kubernetes.scale simulated, kubernetes.set_env simulated, on_resolved "
         "kubernetes.scale simulated): rule: expected other-rule, got scale-out",
         id="rule",
@@ -138,9 +138,9 @@ MUTATIONS = [
         id="alert",
     ),
     pytest.param(
-        ("outcome: resolved", "outcome: verifying"),
+        ("outcome: verified", "outcome: verifying"),
         "outcome: verifying",
-        "outcome: expected verifying, got resolved",
+        "outcome: expected verifying, got verified",
         id="outcome",
     ),
     pytest.param(
@@ -310,7 +310,7 @@ def test_the_command_exits_0_when_every_test_passes_and_1_when_one_fails(
     redis_server.ensure_running()
     (tmp_path / "rules.yaml").write_text(RULES)
     (tmp_path / "good.yaml").write_text(PASSING)
-    (tmp_path / "bad.yaml").write_text(PASSING.replace("outcome: resolved", "outcome: failed"))
+    (tmp_path / "bad.yaml").write_text(PASSING.replace("outcome: verified", "outcome: failed"))
     code, output = _invoke(tmp_path, pg_server, redis_server, str(tmp_path / "good.yaml"))
     assert code == 0, output
     assert output.splitlines()[-1].startswith("1 test(s) in 1 file(s): 1 passed, 0 failed")
@@ -318,7 +318,7 @@ def test_the_command_exits_0_when_every_test_passes_and_1_when_one_fails(
         tmp_path, pg_server, redis_server, str(tmp_path / "good.yaml"), str(tmp_path / "bad.yaml")
     )
     assert code == 1, output
-    line = line_of(PASSING, "outcome: resolved")
+    line = line_of(PASSING, "outcome: verified")
     assert f"{tmp_path / 'bad.yaml'}:{line}: at the end: run 1 (" in output
     assert output.splitlines()[-1].startswith("2 test(s) in 2 file(s): 1 passed, 1 failed")
 
@@ -367,3 +367,129 @@ async def test_the_readme_example_passes_against_the_shipped_rule(
     lines: list[str] = []
     report = await play_files(files, servers, registry, lines.append)
     assert report.exit_code == 0, "\n".join(lines)
+
+
+# -- live conditions, verification, escalation and announcements -----------------------------
+
+LIVE_RULES = """\
+rules:
+  - name: rollback-or-scale
+    match: ['alertname="Errors"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_undo
+        when: {rolled_out_within: 30m}
+        approval: never
+      - action: kubernetes.scale
+        when: {not_rolled_out_within: 30m}
+        params: {delta: 2, max: 10}
+    verify: {resolved_within: 10m, settle: 30m}
+    on_failed:
+      - action: kubernetes.rollout_restart
+    notify: {channel: oncall, events: [started, finished, verification_failed]}
+"""
+
+LIVE = """\
+rule_files: [live.yaml]
+tests:
+  - name: the rollout fixture decides; a recurrence escalates
+    alerts:
+      web: {labels: {alertname: Errors, namespace: shop, deployment: web}}
+      api: {labels: {alertname: Errors, namespace: shop, deployment: api}}
+      db: {labels: {alertname: Errors, namespace: shop, deployment: db}}
+    fixtures:
+      - {target: Deployment/shop/web, facts: {rollout: {revision: 7, created_at: -10m}}}
+      - {target: Deployment/shop/api, facts: {rollout: {revision: 3, created_at: -2h}}}
+      - {target: Deployment/shop/db, facts: {rollout: {error: deployments.apps db not found}}}
+    timeline:
+      - {at: 0s, firing: web}
+      - {at: 1m, firing: api}
+      - {at: 2m, firing: db}
+      - {at: 5m, resolved: web}
+      - {at: 6m, resolved: api}
+      - {at: 20m, refire: api}
+    expect:
+      - at: 34m59s
+        runs:
+          - {alert: web, outcome: verifying}
+          - {alert: api, outcome: failed}
+          - {alert: api, outcome: failed}
+      - at: 40m
+        runs:
+          - alert: web
+            outcome: verified
+            verify_result: verified
+            steps: [kubernetes.rollout_undo: simulated]
+            announced: [started, finished]
+          - alert: api
+            outcome: failed
+            verify_result: recurred
+            steps: [kubernetes.scale: simulated]
+            on_failed: [kubernetes.rollout_restart: simulated]
+            announced: [started, finished, verification_failed]
+          - {alert: api, verify_result: not_resolved, reason: did not resolve within 600s}
+        skips: [{alert: db, reason: "rolled_out_within 30m: cannot tell (deployments.apps db"}]
+"""
+
+
+async def play_live(servers: Servers, tmp_path: Path, text: str) -> tuple[Report, list[str]]:
+    (tmp_path / "live.yaml").write_text(LIVE_RULES)
+    (tmp_path / "t.yaml").write_text(text)
+    registry = default_registry()
+    files, errors = load_files([tmp_path / "t.yaml"], registry)
+    assert errors == [], [str(e) for e in errors]
+    lines: list[str] = []
+    return await play_files(files, servers, registry, lines.append), lines
+
+
+async def test_fixtures_answer_live_conditions_and_escalation_is_checked(
+    servers: Servers, tmp_path: Path
+) -> None:
+    report, lines = await play_live(servers, tmp_path, LIVE)
+    assert report.exit_code == 0, "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("change", "marker", "message"),
+    [
+        pytest.param(
+            ("created_at: -10m}", "created_at: -40m}"),
+            "steps: [kubernetes.rollout_undo: simulated]",
+            "steps[0] (kubernetes.scale simulated): expected action kubernetes.rollout_undo",
+            id="fact-decides",
+        ),
+        pytest.param(
+            ("verify_result: recurred", "verify_result: verified"),
+            "verify_result: verified\n            steps: [kubernetes.scale",
+            "verify_result: expected verified, got recurred",
+            id="verify-result",
+        ),
+        pytest.param(
+            ("on_failed: [kubernetes.rollout_restart: simulated]", "on_failed: []"),
+            "on_failed: []",
+            "on_failed: expected 0 step(s), found 1:\n    1. on_failed kubernetes.rollout_restart",
+            id="on-failed",
+        ),
+        pytest.param(
+            ("announced: [started, finished]\n", "announced: [started]\n"),
+            "announced: [started]",
+            "announced: expected ['started'], got ['started', 'finished']",
+            id="announced",
+        ),
+    ],
+)
+async def test_the_expectations_of_verification_and_announcements_fail_at_their_line(
+    servers: Servers, tmp_path: Path, change: tuple[str, str], marker: str, message: str
+) -> None:
+    old, new = change
+    assert old in LIVE
+    text = LIVE.replace(old, new, 1)
+    report, _ = await play_live(servers, tmp_path, text)
+    [result] = report.results
+    first_line = marker.split("\n")[0]
+    expected_line = line_of(text, first_line) if text.count(first_line) == 1 else None
+    failures = [str(f) for f in result.failures]
+    assert any(message in f for f in failures), failures
+    if expected_line is not None:
+        where = f"{tmp_path / 't.yaml'}:{expected_line}: "
+        assert any(f.startswith(where) and message in f for f in failures), (where, failures)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.model import RunOutcome, Status, Target
+from receiver.model import RunOutcome, Status, Target, VerifyResult
 from receiver.store import JobKind, NewEvent, Store
 from tests.support.payloads import alert, notification
 
@@ -106,10 +106,16 @@ async def test_verify_deadlines_and_jobs_follow_the_simulated_clock(
     assert run.verify_deadline == START + timedelta(minutes=10)
     assert await sim_store.next_job_due() == START + timedelta(minutes=10)
     assert await sim_store.claim_jobs("w", 10, 30.0) == []
-    clock.advance(minutes=10)
+    clock.advance(minutes=9, seconds=59)
+    early = await sim_store.conclude_verification(run_id)
+    assert early is not None
+    assert early.wait_s == 1.0
+    clock.advance(seconds=1)
     [job] = await sim_store.claim_jobs("w", 10, 30.0)
     assert job.kind is JobKind.VERIFY_DEADLINE
-    assert await sim_store.expire_verifications(run_id=run_id) == [run_id]
+    concluded = await sim_store.conclude_verification(run_id)
+    assert concluded is not None
+    assert concluded.result is VerifyResult.NOT_RESOLVED
 
 
 async def test_the_refire_window_is_measured_on_the_simulated_clock(

@@ -3,15 +3,15 @@ that says what to fix, the settings' layering, and the notifications a timeline 
 
 from __future__ import annotations
 
-import re
+import json
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from receiver.alertmanager import ZERO_TIME, fingerprint
+from receiver.facts import FactKind, Rollout
 from receiver.rules.errors import RuleError
 from receiver.ruletest.files import TestFile, load_test_file, settings_of
 from receiver.ruletest.notifications import AlertTrack, PlayError, notification_for
@@ -21,10 +21,12 @@ from receiver.ruletest.spec import (
     DEFAULT_START,
     AlertSpec,
     EntrySpec,
+    FactsSpec,
     FixtureSpec,
     SettingsSpec,
     offset_seconds,
 )
+from remediations.base import ActionError
 from remediations.registry import default_registry
 from remediations.targets import Target
 
@@ -40,7 +42,7 @@ tests:
       mem: {labels: {alertname: Mem, namespace: shop, deployment: api}}
     fixtures:
       - target: Deployment/shop/api
-        facts: {rolled_out_at: {at: -10m}}
+        facts: {rollout: {revision: 7, created_at: -10m}}
         steps: {kubernetes.rollout_restart: {outcome: failed, message: boom}}
     timeline:
       - {at: 0, firing: mem}
@@ -54,7 +56,7 @@ tests:
       - {at: 23m, approve: {rule: restart, by: alice}}
       - {at: 24m, reject: }
       - at: 25m
-        fixtures: [{target: Deployment/shop/api, facts: {x: 1}}]
+        fixtures: [{target: Deployment/shop/api, facts: {rollout: {error: gone}}}]
     expect:
       - at: 0s
         runs:
@@ -433,47 +435,65 @@ def test_one_notification_holds_the_alerts_and_their_common_labels() -> None:
     assert parsed.status == "firing"
 
 
-async def test_fixture_facts_answer_by_kind_and_target_and_times_are_offsets() -> None:
+async def test_fixture_facts_answer_by_kind_and_target_as_the_probes_would() -> None:
     facts = FixtureFacts(START)
-    target = Target("Deployment", "shop", "api")
+    api = Target("Deployment", "shop", "api")
+    web = Target("Deployment", "shop", "web")
     facts.apply(
         [
             FixtureSpec.model_validate(
                 {
                     "target": "Deployment/shop/api",
-                    "facts": {"rolled_out_at": {"at": "-10m"}, "replicas": 3},
+                    "facts": {"rollout": {"revision": 7, "created_at": "-10m"}},
                     "steps": {"kubernetes.scale": {"outcome": "refused", "message": "HPA"}},
                 }
-            )
+            ),
+            FixtureSpec.model_validate(
+                {"target": "Deployment/shop/web", "facts": {"rollout": {"error": "not found"}}}
+            ),
         ]
     )
-    assert await facts.get("rolled_out_at", target) == START - timedelta(minutes=10)
-    assert await facts.get("replicas", target) == 3
-    assert await facts.get("step_outcome:kubernetes.scale", target) == {
+    assert await facts.get("rollout", api) == Rollout(7, "api-7", START - timedelta(minutes=10))
+    assert await facts.get("step_outcome:kubernetes.scale", api) == {
         "outcome": "refused",
         "message": "HPA",
     }
-    assert await facts.get("replicas", Target("Deployment", "shop", "web")) is None
+    with pytest.raises(ActionError, match="not found"):
+        await facts.get("rollout", web)
+    assert await facts.get("rollout", Target("Deployment", "shop", "cart")) is None
+    later = {"revision": 8, "replicaset": "api-x", "created_at": "2026-01-01T02:00:00Z"}
     facts.apply(
-        [FixtureSpec.model_validate({"target": "Deployment/shop/api", "facts": {"replicas": 5}})]
+        [FixtureSpec.model_validate({"target": "Deployment/shop/api", "facts": {"rollout": later}})]
     )
-    assert await facts.get("replicas", target) == 5
+    assert await facts.get("rollout", api) == Rollout(8, "api-x", START + timedelta(hours=2))
 
 
-def readme_blocks(starting: str) -> list[str]:
-    """The ```yaml blocks of rules/README.md whose text holds ``starting`` at a line start."""
-    text = (ROOT / "rules" / "README.md").read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
-    return [b for b in blocks if re.search(rf"^{re.escape(starting)}", b, re.M)]
+def test_every_kind_of_fact_has_its_fixture() -> None:
+    assert set(FactsSpec.model_fields) == {str(kind) for kind in FactKind}
 
 
-def test_the_readme_examples_of_test_files_are_valid() -> None:
-    [example] = readme_blocks("rule_files:")
-    spec, located = parse_test_file("README.md", example)
-    assert located.errors == []
-    assert spec is not None
-    assert spec.rule_files == ["../queue-backlog.yaml"]
-    [fixtures] = readme_blocks("fixtures:")
-    data = yaml.safe_load(fixtures)
-    for item in data["fixtures"]:
-        FixtureSpec.model_validate(item)
+@pytest.mark.parametrize(
+    ("rollout", "message"),
+    [
+        ({"revision": 3}, "give revision and created_at, or the error the probe met"),
+        ({"error": "x", "revision": 3}, "a fact that could not be read has an error and nothing"),
+        ({"revision": 0, "created_at": "1m"}, "greater than or equal to 1"),
+        ({"revision": 1, "created_at": "yesterday"}, "is not a duration"),
+    ],
+)
+def test_a_fact_fixture_says_what_is_wrong_with_it(
+    rollout: dict[str, object], message: str
+) -> None:
+    body = (
+        ALERTS
+        + "fixtures: [{target: Deployment/a/b, facts: {rollout: "
+        + json.dumps(rollout)
+        + "}}]\ntimeline: [{at: 1m, firing: a}]\nexpect: [{no_runs: true}]\n"
+    )
+    errors = errors_of(_one_test(body))
+    assert any(
+        e.startswith("t.yaml:5: tests[0].fixtures[0].facts.rollout") and message in e
+        for e in errors
+    ), errors
+    typo = errors_of(_one_test(body.replace("rollout:", "rolout:")))
+    assert any("unknown field 'rolout' (did you mean 'rollout'?)" in e for e in typo), typo
