@@ -10,7 +10,7 @@ runner's simulation mode records each step as it would run.
 
 The rooms, in the order a run uses them:
 
-- ``spec`` (pure): the pydantic schema of a test file.
+- ``spec``, ``fields`` (pure): the pydantic schema of a test file, and its field types.
 - ``parse`` (pure): text -> spec, every problem at its ``file:line`` (``rules.yaml_lines``).
 - ``files``: reads a test file and the rule files it names, compiles them, the settings.
 - ``world``: the PostgreSQL and Redis a run plays on (embedded, or given), a database cloned
