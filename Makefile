@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(HASH)
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev run test test-unit lint bench controlplane kubectl amoracle alertmanager deploy-rules clean
+.PHONY: install install-dev run test test-unit test-rules lint bench controlplane kubectl amoracle alertmanager deploy-rules clean
 
 define make_venv
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,7 +71,12 @@ alertmanager:
 test-unit: install-dev
 	@$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
-test: install-dev lint
+# The shipped rules' tests (rules/tests/), on embedded PostgreSQL and Redis: a few seconds.
+test-rules: install-dev
+	@echo "==> rule tests: remediator test rules/tests/*.yaml"
+	@$(BIN)/remediator test rules/tests/*.yaml
+
+test: install-dev lint test-rules
 	@echo "==> Prometheus, Alertmanager and Chromium from Debian's packages (e2e and approval page tests)"
 	@bash hack/e2e/install.sh || { test -z "$${CI:-}" || exit 1; \
 	   echo "==> could not install them: the e2e tests will be skipped (they fail when CI is set)"; }

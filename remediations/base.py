@@ -36,6 +36,9 @@ class Outcome(StrEnum):
     FAILED = "failed"  # an error after retries
     # A notification that could not be delivered: recorded on the step, never fails the run.
     UNDELIVERED = "undelivered"
+    # A rule test recorded the step as it would run, without calling the action (the
+    # simulator's step runner; never an action's own outcome). Counts as a change made.
+    SIMULATED = "simulated"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,8 @@ Commands (one module per group):
 - ``serve`` (``serve.py``): run the webhook receiver and the workers until SIGINT/SIGTERM.
 - ``lint``, ``simulate`` (``rules.py``): check the rule files; show what they would do for a
   webhook payload, without storing or changing anything.
+- ``test`` (``ruletest.py``): play rule test files (timelines of notifications on a simulated
+  clock) through the real pipeline, guards and store, and check what they expect.
 - ``runs`` (``runs.py``): list remediation runs from a running server.
 - ``events``, ``jobs`` (``queues.py``): the work queues of a running server, listed (``--dead``
   for the dead letters); ``events show``, ``events retry``, ``events drop``, ``jobs show``,
@@ -37,6 +39,7 @@ from receiver.cli.guards import pause, resume, status
 from receiver.cli.queues import events, jobs
 from receiver.cli.report import report
 from receiver.cli.rules import lint, simulate
+from receiver.cli.ruletest import test
 from receiver.cli.runs import runs
 from receiver.cli.serve import serve
 from receiver.telemetry import configure_logging
@@ -66,6 +69,7 @@ for _command in (
     serve,
     lint,
     simulate,
+    test,
     runs,
     events,
     jobs,

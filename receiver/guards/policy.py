@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from receiver.model import GuardSpec, NamespacePolicy
 from remediations.targets import KINDS, Target
@@ -31,6 +31,7 @@ __all__ = [
     "Refusal",
     "admit_arguments",
     "applicable",
+    "epoch_ms",
     "from_ms",
     "to_ms",
 ]
@@ -106,8 +107,17 @@ def to_ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def epoch_ms(at: datetime) -> int:
+    """An aware datetime as whole milliseconds since the epoch (the scripts' clock argument)."""
+    # timedelta arithmetic is exact; a float timestamp loses the millisecond past 2**42 ms.
+    return (at - _EPOCH) // timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +248,11 @@ def admit_arguments(
     policy: NamespacePolicy,
     settings: GuardSettings,
     lock_token: str,
+    now_ms: int | None = None,
 ) -> tuple[list[str], list[Arg]]:
-    """KEYS and ARGV for admit.lua: run id, guard count, then (name, #keys, #args, args...)."""
+    """KEYS and ARGV for admit.lua: run id, guard count, then (name, #keys, #args, args...),
+    then ``now_ms`` when given: the clock the script decides with instead of the server's
+    TIME (a rule test's simulated clock)."""
     ctx = _Ctx(req, GuardKeys(settings.key_prefix), policy, settings, lock_token)
     keys: list[str] = []
     argv: list[Arg] = [req.run_id, 0]
@@ -252,4 +265,6 @@ def admit_arguments(
         argv.extend([guard.name, len(gkeys), len(gargs), *gargs])
         count += 1
     argv[1] = count
+    if now_ms is not None:
+        argv.append(now_ms)
     return keys, argv

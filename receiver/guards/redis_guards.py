@@ -4,6 +4,11 @@ All guards (``policy.GUARDS``) are checked and committed by ONE Lua script (``lu
 so an admission is atomic across every replica, uses the Redis server's clock only, and a
 refusal has no side effect (it consumes no cooldown, rate slot, budget or lock).
 
+``Guards(clock=...)`` replaces that clock: every script is given the time in milliseconds, and
+decides every expiry (cooldown, lock, breaker, pause, windows) from the until-times it stores
+against it, so a rule test (``remediator test``) that jumps its simulated clock forward by hours
+sees them expire. Key TTLs are a margin longer and only collect the garbage.
+
 Fail closed: any Redis error, timeout or refused connection raises ``GuardUnavailable``; the
 caller then leaves the run pending and retries it later.
 """
@@ -32,6 +37,7 @@ from receiver.guards.policy import (
     Refusal,
     admit_arguments,
     applicable,
+    epoch_ms,
     from_ms,
     to_ms,
 )
@@ -59,6 +65,9 @@ def _glob_escape(text: str) -> str:
 
 
 class Guards:
+    """The guards over one Redis client. ``clock`` (an aware datetime each call) replaces the
+    Redis server's TIME in every decision; the service passes none."""
+
     def __init__(
         self,
         redis: Redis,
@@ -66,8 +75,10 @@ class Guards:
         settings: GuardSettings | None = None,
         *,
         guards: Sequence[Guard] = GUARDS,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._redis = redis
+        self._clock = clock
         self._policy = policy
         self._settings = settings or GuardSettings()
         self._guards = tuple(guards)
@@ -86,6 +97,10 @@ class Guards:
     @property
     def keys(self) -> GuardKeys:
         return self._keys
+
+    def _now_ms(self) -> int | None:
+        """The injected clock in ms since the epoch; None: the scripts read the server's TIME."""
+        return None if self._clock is None else epoch_ms(self._clock())
 
     async def _call(self, what: str, make: Callable[[], Awaitable[_T]]) -> _T:
         try:
@@ -108,7 +123,12 @@ class Guards:
         token = f"{req.run_id}/{secrets.token_hex(16)}"
         guards = self._guards if only is None else [g for g in self._guards if g.name in only]
         keys, argv = admit_arguments(
-            guards, req, policy=self._policy, settings=self._settings, lock_token=token
+            guards,
+            req,
+            policy=self._policy,
+            settings=self._settings,
+            lock_token=token,
+            now_ms=self._now_ms(),
         )
         reply = await self._call("admit", lambda: self._admit(keys=keys, args=argv))
         checked = applicable(guards, req, policy=self._policy, settings=self._settings)
@@ -153,6 +173,9 @@ class Guards:
             to_ms(s.breaker_window_s),
             to_ms(s.breaker_open_for_s),
         ]
+        now_ms = self._now_ms()
+        if now_ms is not None:
+            args.append(now_ms)
         reply = await self._call("record_result", lambda: self._record_failure(keys, args))
         until = int(reply)
         return from_ms(until) if until >= 0 else None
@@ -161,7 +184,11 @@ class Guards:
         """Refuse every admission until `seconds` pass (None: until resume()). Returns the end."""
         duration: Arg = "" if seconds is None else to_ms(seconds)
         key = self._keys.pause()
-        reply = await self._call("pause", lambda: self._pause(keys=[key], args=[reason, duration]))
+        args: list[Arg] = [reason, duration]
+        now_ms = self._now_ms()
+        if now_ms is not None:
+            args.append(now_ms)
+        reply = await self._call("pause", lambda: self._pause(keys=[key], args=args))
         until = int(reply)
         return from_ms(until) if until >= 0 else None
 
@@ -183,8 +210,10 @@ class Guards:
             pipe.hgetall(self._keys.pause())
             results = await pipe.execute()
         seconds, micros = results[0]
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        now_ms = self._now_ms() or int(seconds) * 1000 + int(micros) // 1000
         pause = {_text(k): _text(v) for k, v in results[1].items()}
+        if pause.get("until") and int(pause["until"]) <= now_ms:
+            pause = {}  # ended; its key waits for its TTL
         used = await r.zcount(self._keys.budget(), f"({now_ms - to_ms(s.budget_window_s)}", "+inf")
 
         breakers: dict[str, dict[str, Any]] = {}
@@ -199,7 +228,7 @@ class Guards:
                 self._keys.failures(rule), f"({now_ms - to_ms(s.breaker_window_s)}", "+inf"
             )
             opened = await r.get(self._keys.breaker(rule))
-            if opened is not None:
+            if opened is not None and int(_text(opened)) > now_ms:
                 state["open"] = True
                 state["open_until"] = from_ms(int(_text(opened))).isoformat()
 

@@ -20,7 +20,7 @@ from receiver import engine
 from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, Disposition, Status
-from receiver.pipeline.context import Deps, PipelineSettings
+from receiver.pipeline.context import Deps, FactSource, PipelineSettings
 from receiver.pipeline.events import EventHandler
 from receiver.pipeline.jobs import JobHandler
 from receiver.pipeline.runner import Stages
@@ -29,7 +29,7 @@ from receiver.store import ClaimedJob, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Registry
 
-__all__ = ["Pipeline", "PipelineSettings"]
+__all__ = ["FactSource", "Pipeline", "PipelineSettings"]
 
 
 class Pipeline:
@@ -47,6 +47,7 @@ class Pipeline:
         metrics: Metrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         approvals: ApprovalDesk | None = None,
+        fixtures: FactSource | None = None,
     ) -> None:
         self._rules = rules
         self._log = structlog.get_logger("remediator.pipeline")
@@ -59,6 +60,7 @@ class Pipeline:
             metrics=metrics,
             clock=clock,
             approvals=approvals,
+            fixtures=fixtures,
         )
         self.stages = Stages(deps)
         self._events = EventHandler(deps, self.stages, rules, self._log)

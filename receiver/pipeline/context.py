@@ -26,8 +26,10 @@ __all__ = [
     "ESCALATE_GUARDS",
     "RESOLVE_GUARDS",
     "STEP_AWAITING_APPROVAL",
+    "STEP_OUTCOME_FACT",
     "STEP_PENDING",
     "Deps",
+    "FactSource",
     "PipelineSettings",
     "RunContext",
     "Stage",
@@ -48,6 +50,21 @@ RESOLVE_GUARDS = ("pause", "namespace", "lock")
 # budget of disruptive changes and another run holding the target do.
 ESCALATE_GUARDS = ("pause", "namespace", "budget", "lock")
 
+# The fact a simulated step asks for (``f"{STEP_OUTCOME_FACT}:{action}"``): how the step of that
+# action on the target ends, ``{"outcome": ..., "message": ...}``, when a rule test scripts it.
+STEP_OUTCOME_FACT = "step_outcome"
+
+
+class FactSource(Protocol):
+    """Live state stated rather than read: (kind of fact, target) -> value. A rule test
+    (``receiver.ruletest``) passes its fixtures as ``Deps.fixtures``: the fact reader
+    (``pipeline.facts``) then answers conditions from them instead of its probes, and a
+    simulated step asks them how it ends (``STEP_OUTCOME_FACT``)."""
+
+    async def get(self, kind: str, target: Target) -> Any | None:
+        """The value of fact ``kind`` about ``target``; None when none is stated."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineSettings:
@@ -56,7 +73,10 @@ class PipelineSettings:
     ``guards_down_retry_s``: how soon a job is tried again when Redis cannot be asked.
     ``resolve_retry_s``: the longest an on_resolved step held by a guard (pause, target lock)
     waits before it is tried again (sooner when the guard says when it may pass).
-    ``lock_wait_s``: how soon a run that found its target locked by another run asks again."""
+    ``lock_wait_s``: how soon a run that found its target locked by another run asks again.
+    ``simulate``: a rule test (``remediator test``): no action is called; every system counts
+    as configured (so approvals gate as in production), and each step is recorded
+    ``simulated`` with what it would do, or ends as the test's fixtures script it."""
 
     dry_run: bool
     policy: NamespacePolicy
@@ -64,6 +84,7 @@ class PipelineSettings:
     guards_down_retry_s: float = 5.0
     resolve_retry_s: float = 60.0
     lock_wait_s: float = 5.0
+    simulate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +100,8 @@ class Deps:
     clock: Callable[[], datetime]
     # Approvals of risky steps; None: such steps park their run and nothing asks anyone.
     approvals: ApprovalDesk | None = None
+    # In a simulation, the live state the test states; None: facts are read by the probes.
+    fixtures: FactSource | None = None
 
 
 @dataclass(slots=True)

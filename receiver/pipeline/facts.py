@@ -2,10 +2,11 @@
 
 ``engine.fact_needs`` says which facts (kind, target) the matching rules' conditions read;
 ``FactReader`` runs one read-only probe per need (``remediations``) and hands the readings to
-the engine as plain data. A probe that fails (no cluster configured, the target missing, the
-API server unreachable) yields a reading with the reason: the engine leaves the conditional
-step out and records why. Nothing is guessed and nothing is retried here: an event whose
-facts cannot be read is planned without the steps that need them.
+the engine as plain data (a rule test states them instead: ``Deps.fixtures``). A probe that
+fails (no cluster configured, the target missing, the API server unreachable) yields a reading
+with the reason: the engine leaves the conditional step out and records why. Nothing is guessed
+and nothing is retried here: an event whose facts cannot be read is planned without the steps
+that need them.
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ class FactReader:
         probe = self._probes.get(kind)
         error: str | None = None
         value: Any = None
-        if probe is None:
+        if probe is None and deps.fixtures is None:
             error = f"no probe reads {kind} facts"
         else:
             try:
-                value = await probe(deps.clients, target)
+                value = await self._value(kind, target, probe)
             except ActionError as exc:
                 error = exc.message
             except Exception as exc:  # a probe's bug must not stop the event: say so instead
@@ -66,3 +67,15 @@ class FactReader:
             log.info("fact not read", fact=str(kind), target=target.key, error=error)
             return FactReading(kind, target, error=error, read_at=read_at)
         return FactReading(kind, target, value=value, read_at=read_at)
+
+    async def _value(self, kind: FactKind, target: Target, probe: Probe | None) -> Any:
+        """The probe's reading, or in a simulation the test's fixture (never a probe: there is
+        nothing live to read). Raises ActionError when it cannot be had."""
+        fixtures = self._deps.fixtures
+        if fixtures is not None:
+            value = await fixtures.get(str(kind), target)
+            if value is None:
+                raise ActionError(f"the test states no {kind} fact of {target.key}")
+            return value
+        assert probe is not None
+        return await probe(self._deps.clients, target)

@@ -4,15 +4,27 @@ Dry-run is decided per action: in the service's dry-run mode the action validate
 changing anything (Kubernetes: server-side dry-run), and an action whose system is not
 configured (no client of the name it requires) plans and records ``dry_run``, saying which
 system is missing. An action's own bug never takes the worker down: it is a failed step.
+
+In a simulation (``PipelineSettings.simulate``, a rule test) no action is called: every system
+counts as configured, a step is recorded ``simulated`` with the action's description of what it
+would do, and a preview is that description (so approvals are asked for, bound and checked as in
+production). A test can script a step's end through its fixtures (``Deps.fixtures``, the fact
+``STEP_OUTCOME_FACT``): a refused or failed step then ends so, and its preview is refused or
+fails too.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
 
 from receiver.model import StepPlan
-from receiver.pipeline.context import Deps, RunContext
+from receiver.pipeline.context import STEP_OUTCOME_FACT, Deps, RunContext
 from remediations.base import (
+    Action,
     ActionContext,
     ActionError,
     ActionRefused,
@@ -26,7 +38,10 @@ __all__ = ["StepRunner", "alert_facts", "missing_clients", "runs_dry"]
 
 
 def missing_clients(deps: Deps, step: StepPlan, ctx: RunContext) -> list[str]:
-    """The client names ``step``'s action needs that the service has not configured."""
+    """The client names ``step``'s action needs that the service has not configured (none in
+    a simulation: every system counts as configured)."""
+    if deps.settings.simulate:
+        return []
     action = deps.registry.get(step.action)
     return deps.clients.missing(action.requires(ctx.target))
 
@@ -80,7 +95,27 @@ class StepRunner:
         or the action's ActionError (ActionRefused when a precondition says no)."""
         action = self._deps.registry.get(step.action)
         params = self._deps.registry.parse_params(step.action, step.params)
+        if self._deps.settings.simulate:
+            result = await self._simulated(ctx, step, action, params)
+            if result.outcome is Outcome.REFUSED:
+                raise ActionRefused(result.message)
+            if result.outcome is Outcome.FAILED:
+                raise ActionError(result.message)
+            # Deterministic, like a real preview: the approved plan hashes the same later.
+            return Change(summary=_simulated_message(action, ctx, params))
         return await action.preview(self.action_context(ctx, step), ctx.target, params)
+
+    async def _simulated(
+        self, ctx: RunContext, step: StepPlan, action: Action, params: BaseModel
+    ) -> Result:
+        """What a simulated step records: ``simulated``, or the end the fixtures script."""
+        fixtures = self._deps.fixtures
+        scripted = None
+        if fixtures is not None:
+            scripted = await fixtures.get(f"{STEP_OUTCOME_FACT}:{step.action}", ctx.target)
+        if isinstance(scripted, Mapping):
+            return _scripted(scripted, action, ctx, params)
+        return Result(Outcome.SIMULATED, _simulated_message(action, ctx, params))
 
     async def __call__(self, ctx: RunContext, step: StepPlan) -> Result:
         deps = self._deps
@@ -92,7 +127,9 @@ class StepRunner:
         try:
             params = deps.registry.parse_params(step.action, step.params)
             missing = missing_clients(deps, step, ctx)
-            if missing:
+            if deps.settings.simulate:
+                result = await self._simulated(ctx, step, action, params)
+            elif missing:
                 result = Result(
                     Outcome.DRY_RUN,
                     f"dry-run ({', '.join(missing)} not configured): "
@@ -133,3 +170,16 @@ class StepRunner:
             seconds=round(elapsed, 3),
         )
         return result
+
+
+def _simulated_message(action: Action, ctx: RunContext, params: BaseModel) -> str:
+    return f"simulated: {action.describe(ctx.target, params)}"
+
+
+def _scripted(
+    scripted: Mapping[str, Any], action: Action, ctx: RunContext, params: BaseModel
+) -> Result:
+    """The Result a test's fixture scripts: ``{"outcome": ..., "message": ...}``."""
+    outcome = Outcome(str(scripted.get("outcome", Outcome.SIMULATED)))
+    message = str(scripted.get("message") or _simulated_message(action, ctx, params))
+    return Result(outcome, message)

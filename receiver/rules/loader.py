@@ -95,15 +95,29 @@ class RuleHolder:
     be called from any thread (the watcher runs it in one).
     """
 
-    def __init__(self, directory: Path, registry: Registry, policy: NamespacePolicy) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        registry: Registry,
+        policy: NamespacePolicy,
+        *,
+        ruleset: RuleSet | None = None,
+    ) -> None:
         self._directory = directory
         self._registry = registry
         self._policy = policy
         # Serialises reloads so a slow, older reload cannot overwrite a newer one's result.
         self._lock = threading.Lock()
         self._last_errors: tuple[RuleError, ...] = ()
+        self._fixed = ruleset is not None
         # At start-up there is nothing to fall back to: invalid rules fail the start.
-        self._current = load_rules(directory, registry, policy)
+        self._current = ruleset if ruleset is not None else load_rules(directory, registry, policy)
+
+    @classmethod
+    def fixed(cls, ruleset: RuleSet, registry: Registry, policy: NamespacePolicy) -> RuleHolder:
+        """A holder of a rule set compiled elsewhere (a rule test's ``rule_files``), which
+        ``reload`` keeps: there is no directory to read again."""
+        return cls(Path("."), registry, policy, ruleset=ruleset)
 
     @property
     def current(self) -> RuleSet:
@@ -117,6 +131,8 @@ class RuleHolder:
 
     def reload(self) -> list[RuleError]:
         """Load the directory again; swap the set in only when it is valid. Returns the errors."""
+        if self._fixed:
+            return []
         with self._lock:
             ruleset, errors, _ = _load(self._directory, self._registry, self._policy)
             self._last_errors = tuple(errors)

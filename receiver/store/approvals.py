@@ -115,7 +115,7 @@ class Approvals(Database):
                         target_namespace, target_name, action, risk, plan, plan_hash, context,
                         expires_at)
                     VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
-                            now() + make_interval(secs => $12))
+                            remediator_now() + make_interval(secs => $12))
                     ON CONFLICT (run_id, step_idx) WHERE state = 'pending' DO NOTHING
                     RETURNING {_COLUMNS}
                 )
@@ -231,10 +231,10 @@ class Approvals(Database):
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 f"""
-                UPDATE approvals a SET state = $2, decided_by = $3, decided_at = now(),
+                UPDATE approvals a SET state = $2, decided_by = $3, decided_at = remediator_now(),
                     channel = $4, source_ip = $5, user_agent = $6, token_id = $7, reason = $8
                 FROM runs r
-                WHERE a.id = $1::uuid AND a.state = 'pending' AND a.expires_at > now()
+                WHERE a.id = $1::uuid AND a.state = 'pending' AND a.expires_at > remediator_now()
                   AND ($9::text IS NULL OR a.plan_hash = $9)
                   AND r.id = a.run_id AND NOT {_RESOLVED}
                 RETURNING {_COLUMNS}, r.fingerprint
@@ -279,7 +279,7 @@ class Approvals(Database):
         """Pending approvals past ``expires_at`` become ``expired`` and their runs end
         ``expired``; returns them (for the notification). ``run_id``: only that run's."""
         return await self._close_pending(
-            "expires_at <= now()", run_id, ApprovalState.EXPIRED, RunOutcome.EXPIRED
+            "expires_at <= remediator_now()", run_id, ApprovalState.EXPIRED, RunOutcome.EXPIRED
         )
 
     async def cancel_approvals(self, run_id: str) -> list[ApprovalRecord]:
@@ -322,7 +322,7 @@ class Approvals(Database):
                       AND ($1::uuid IS NULL OR run_id = $1::uuid)
                     FOR UPDATE SKIP LOCKED
                 )
-                UPDATE approvals a SET state = $2, decided_at = now()
+                UPDATE approvals a SET state = $2, decided_at = remediator_now()
                 FROM due WHERE a.id = due.id
                 RETURNING {_COLUMNS}
                 """,
@@ -356,7 +356,7 @@ class Approvals(Database):
         (``on_failed``; step indices are unique across a run's phases) ends the same way, and
         the run keeps its outcome (failed)."""
         step = await conn.fetchrow(
-            """UPDATE steps SET outcome = $3, message = $4, finished_at = now()
+            """UPDATE steps SET outcome = $3, message = $4, finished_at = remediator_now()
                WHERE run_id = $1::uuid AND phase IN ('run', 'on_failed') AND idx = $2
                  AND outcome = 'awaiting_approval'
                RETURNING phase, action, params::text AS params""",
@@ -366,7 +366,8 @@ class Approvals(Database):
             why,
         )
         fingerprint = await conn.fetchval(
-            """UPDATE runs SET outcome = $2, error = $3, finished_at = coalesce(finished_at, now())
+            """UPDATE runs SET outcome = $2, error = $3,
+                                finished_at = coalesce(finished_at, remediator_now())
                WHERE id = $1::uuid AND outcome = 'awaiting_approval' RETURNING fingerprint""",
             approval.run_id,
             outcome.value,

@@ -3,12 +3,17 @@
 ``Database.connect`` opens the pool and brings the schema up to date; ``_tx`` hands out a
 connection inside a transaction. Every call translates connection failures into
 ``StoreUnavailable`` (see errors.py).
+
+The store's SQL reads the time from ``remediator_now()`` (migration 0010): the transaction's
+``now()``, unless a session set ``remediator.clock``. ``connect(clock=...)`` sets it on every
+connection the pool hands out, which is how a rule test plays a timeline on a simulated clock;
+the service passes no clock.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Self
 
@@ -31,8 +36,22 @@ async def _keep_session(conn: Any) -> None:
     every release, a round trip that cost as much as the work itself on the intake and worker
     paths. Pool connections here never keep session state: no SET, no cursors, LISTEN lives on
     the worker's own connection, and the migration lock is released explicitly. asyncpg still
-    rolls back a transaction left open before the connection is reused.
+    rolls back a transaction left open before the connection is reused. (A simulated clock is
+    set again on every acquire, so it needs no reset either.)
     """
+
+
+Clock = Callable[[], datetime]
+
+
+def _clock_setup(clock: Clock) -> Callable[[Any], Any]:
+    """Pool ``setup`` hook: the session's ``remediator.clock`` is ``clock()`` at every acquire,
+    so each statement of a call sees the simulated time of the moment it began."""
+
+    async def setup(conn: Any) -> None:
+        await conn.execute("SELECT set_config('remediator.clock', $1, false)", clock().isoformat())
+
+    return setup
 
 
 class Database:
@@ -52,8 +71,12 @@ class Database:
         connect_timeout_s: float = 5.0,
         command_timeout_s: float | None = 30.0,
         run_migrations: bool = True,
+        clock: Clock | None = None,
     ) -> Self:
-        """Open the pool and bring the schema up to date. StoreUnavailable if unreachable."""
+        """Open the pool and bring the schema up to date. StoreUnavailable if unreachable.
+
+        ``clock`` (an aware datetime each call) replaces the database's clock in the store's
+        SQL, for a simulation (``remediator test``); it costs a round trip per acquire."""
         with translate():
             pool = await asyncpg.create_pool(
                 dsn,
@@ -62,6 +85,7 @@ class Database:
                 timeout=connect_timeout_s,
                 command_timeout=command_timeout_s,
                 reset=_keep_session,
+                setup=None if clock is None else _clock_setup(clock),
             )
         store = cls(pool, dsn)
         if run_migrations:
@@ -91,7 +115,8 @@ class Database:
                 yield conn
 
     async def server_now(self) -> datetime:
-        """The database clock, which leases and deadlines are measured against."""
+        """The store's clock (``remediator_now()``), which leases and deadlines are measured
+        against."""
         with translate():
-            value: datetime = await self._pool.fetchval("SELECT now()")
+            value: datetime = await self._pool.fetchval("SELECT remediator_now()")
         return value

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from receiver.model import Skip
@@ -52,7 +53,7 @@ LATE_DELIVERY_WINDOW_S = 330.0
 _REFIRE = """CASE
     WHEN last_resolved.refire IS NULL THEN 0
     WHEN input.st = 'firing' THEN
-        CASE WHEN last_resolved.received_at > now() - make_interval(secs => $13)
+        CASE WHEN last_resolved.received_at > remediator_now() - make_interval(secs => $13)
              THEN last_resolved.refire ELSE last_resolved.refire + 1 END
     ELSE coalesce(same_end.refire, greatest(last_resolved.refire, last_firing.refire))
 END"""
@@ -131,7 +132,7 @@ class EventQueue(Database):
                         state, done_at, settled_reason)
                     SELECT f, s, st, k, e, l::jsonb, a::jsonb, g, n, gk, r,
                            CASE WHEN sr IS NULL THEN 'pending' ELSE 'done' END,
-                           CASE WHEN sr IS NULL THEN NULL ELSE now() END, sr
+                           CASE WHEN sr IS NULL THEN NULL ELSE remediator_now() END, sr
                     FROM keyed
                     -- One key order for every writer: concurrent batches cannot deadlock.
                     ORDER BY f, s, st, k
@@ -179,8 +180,8 @@ class EventQueue(Database):
     async def claim_events(self, owner: str, limit: int, lease_s: float) -> list[ClaimedEvent]:
         """Lease up to ``limit`` due events to ``owner`` for ``lease_s`` seconds.
 
-        Due: pending with ``not_before <= now()``, or claimed with an expired lease (its worker
-        died: that counts as a failed attempt, ``last_error`` says so). SKIP LOCKED lets
+        Due: pending with ``not_before <= remediator_now()``, or claimed with an expired lease
+        (its worker died: that counts as a failed attempt, ``last_error`` says so). SKIP LOCKED lets
         replicas claim side by side without waiting on each other. An event is claimable only
         at the head of its alert's queue (the events of its fingerprint still pending or
         claimed): a claimed one heads it, else the oldest. So the events of one alert are never
@@ -207,7 +208,7 @@ class EventQueue(Database):
                     -- head is a claimed event if there is one (a retried dead event is older
                     -- than the one in progress, and must not run beside it), else the oldest.
                     (SELECT e.id FROM alert_events e
-                     WHERE e.state = 'pending' AND e.not_before <= now()
+                     WHERE e.state = 'pending' AND e.not_before <= remediator_now()
                        AND e.id = (SELECT q.id FROM alert_events q
                                    WHERE q.fingerprint = e.fingerprint
                                      AND q.state IN ('pending', 'claimed')
@@ -215,7 +216,7 @@ class EventQueue(Database):
                      ORDER BY e.not_before, e.id LIMIT $4)
                     UNION ALL
                     (SELECT e.id FROM alert_events e
-                     WHERE e.state = 'claimed' AND e.lease_until < now()
+                     WHERE e.state = 'claimed' AND e.lease_until < remediator_now()
                        AND e.id = (SELECT q.id FROM alert_events q
                                    WHERE q.fingerprint = e.fingerprint
                                      AND q.state IN ('pending', 'claimed')
@@ -225,15 +226,15 @@ class EventQueue(Database):
                     SELECT e.id FROM alert_events e
                     WHERE e.id IN (SELECT id FROM candidates)
                       -- Re-checked on the locked row: another worker may have claimed it since.
-                      AND ((e.state = 'pending' AND e.not_before <= now())
-                           OR (e.state = 'claimed' AND e.lease_until < now()))
+                      AND ((e.state = 'pending' AND e.not_before <= remediator_now())
+                           OR (e.state = 'claimed' AND e.lease_until < remediator_now()))
                     ORDER BY e.id
                     LIMIT $2
                     FOR UPDATE OF e SKIP LOCKED
                 )
                 UPDATE alert_events e
                 SET state = 'claimed', lease_owner = $1, attempts = e.attempts + 1,
-                    lease_until = now() + make_interval(secs => $3),
+                    lease_until = remediator_now() + make_interval(secs => $3),
                     -- e.state is the row before this update: 'claimed' means a lease ran out.
                     failures = e.failures + (e.state = 'claimed')::int,
                     last_error = CASE WHEN e.state = 'claimed' THEN {lease_expired_sql("e")}
@@ -264,7 +265,7 @@ class EventQueue(Database):
         with translate():
             row = await self._pool.fetchrow(
                 """
-                UPDATE alert_events SET lease_until = now() + make_interval(secs => $3)
+                UPDATE alert_events SET lease_until = remediator_now() + make_interval(secs => $3)
                 WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
                 RETURNING id
                 """,
@@ -280,7 +281,8 @@ class EventQueue(Database):
             row = await self._pool.fetchrow(
                 """
                 UPDATE alert_events
-                SET state = 'done', done_at = now(), lease_owner = NULL, lease_until = NULL
+                SET state = 'done', done_at = remediator_now(), lease_owner = NULL,
+                    lease_until = NULL
                 WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
                 RETURNING id
                 """,
@@ -298,7 +300,7 @@ class EventQueue(Database):
                 """
                 UPDATE alert_events
                 SET state = 'pending', lease_owner = NULL, lease_until = NULL,
-                    not_before = now() + make_interval(secs => $3),
+                    not_before = remediator_now() + make_interval(secs => $3),
                     last_error = coalesce($4, last_error)
                 WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
                 RETURNING id
@@ -315,6 +317,14 @@ class EventQueue(Database):
         with translate():
             value: int = await self._pool.fetchval(
                 "SELECT count(*) FROM alert_events WHERE state IN ('pending', 'claimed')"
+            )
+        return value
+
+    async def next_event_due(self) -> datetime | None:
+        """When the earliest pending event is due (the store's clock); None when none is."""
+        with translate():
+            value: datetime | None = await self._pool.fetchval(
+                "SELECT min(not_before) FROM alert_events WHERE state = 'pending'"
             )
         return value
 
@@ -373,7 +383,8 @@ class EventQueue(Database):
         with translate():
             status: str = await self._pool.execute(
                 """DELETE FROM alert_events
-                   WHERE state = 'done' AND done_at < now() - make_interval(secs => $1)""",
+                   WHERE state = 'done'
+                     AND done_at < remediator_now() - make_interval(secs => $1)""",
                 float(older_than_s),
             )
         return int(status.split()[-1])

@@ -66,7 +66,7 @@ def _job_audit(row: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str
 EVENTS = QueueTable(
     kind="event",
     table="alert_events",
-    release_due="now() + make_interval(secs => $3)",
+    release_due="remediator_now() + make_interval(secs => $3)",
     subject="id, fingerprint, alertname, status, starts_at",
     audit=_event_audit,
 )
@@ -74,7 +74,7 @@ JOBS = QueueTable(
     kind="job",
     table="jobs",
     # A rerun asked for while the job was claimed may bring its next attempt forward.
-    release_due="least(now() + make_interval(secs => $3), rerun_at)",
+    release_due="least(remediator_now() + make_interval(secs => $3), rerun_at)",
     subject="id, kind, run_id::text AS run_id",
     audit=_job_audit,
     release_reset="rerun_at = NULL,",
@@ -132,7 +132,7 @@ class Failures(Database):
                     -- Every expression here reads the row as it was before this update.
                     failures = failures + $5::int,
                     state = CASE WHEN failures + $5::int >= $6 THEN 'dead' ELSE 'pending' END,
-                    dead_at = CASE WHEN failures + $5::int >= $6 THEN now() END,
+                    dead_at = CASE WHEN failures + $5::int >= $6 THEN remediator_now() END,
                     not_before = {queue.release_due}, {queue.release_reset}
                     last_error = coalesce($4, last_error),
                     lease_owner = NULL, lease_until = NULL

@@ -31,7 +31,8 @@ class EngineHistory(Database):
         """What the engine may know about the past of ``event``.
 
         ``episode_runs``: every run of the same occurrence (fingerprint, starts_at, refire),
-        with whether any of its steps changed something. ``recent_runs``: runs created in the
+        with whether any of its steps changed something (or would have: a rule test's
+        ``simulated`` step). ``recent_runs``: runs created in the
         ``within_s`` seconds before the event was received (before now, for an event with no
         ``received_at``), or later, of exactly the (rule, target) pairs in ``repeats``
         (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved event of
@@ -48,7 +49,7 @@ class EngineHistory(Database):
                     f"""SELECT {RUN_COLUMNS},
                                EXISTS (SELECT 1 FROM steps
                                        WHERE steps.run_id = runs.id AND steps.phase = 'run'
-                                         AND steps.outcome = 'ok') AS changed
+                                         AND steps.outcome IN ('ok', 'simulated')) AS changed
                         FROM runs
                         WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3
                         ORDER BY created_at, id""",
@@ -63,7 +64,8 @@ class EngineHistory(Database):
                             WHERE (target_kind, target_namespace, target_name, rule) IN (
                                     SELECT * FROM unnest($2::text[], $3::text[], $4::text[],
                                                          $5::text[]))
-                              AND created_at >= coalesce($7, now()) - make_interval(secs => $1)
+                              AND created_at >= coalesce($7, remediator_now())
+                                                - make_interval(secs => $1)
                             ORDER BY created_at DESC, id DESC LIMIT $6""",
                         float(within_s),
                         [t.kind for _, t in repeats],

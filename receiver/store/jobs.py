@@ -58,7 +58,7 @@ async def enqueue(
         WITH up AS (
             -- From runs, so a run that does not exist inserts nothing instead of failing.
             INSERT INTO jobs (kind, run_id, payload, not_before)
-            SELECT $1, runs.id, $3::jsonb, now() + make_interval(secs => $4)
+            SELECT $1, runs.id, $3::jsonb, remediator_now() + make_interval(secs => $4)
             FROM runs WHERE runs.id = $2::uuid
             -- A dead job is out of its slot (jobs_open_once): asking again queues a new one.
             ON CONFLICT (kind, run_id) WHERE state IN ('pending', 'claimed') DO UPDATE SET
@@ -74,7 +74,8 @@ async def enqueue(
         ), woken AS (
             -- Wake the workers only for work that is due now; a claimed job's rerun wakes them
             -- when the claim completes.
-            SELECT pg_notify($5, '') FROM up WHERE state = 'pending' AND not_before <= now()
+            SELECT pg_notify($5, '') FROM up
+            WHERE state = 'pending' AND not_before <= remediator_now()
         )
         SELECT id, (SELECT count(*) FROM woken) AS woken FROM up
         """,
@@ -116,10 +117,10 @@ class JobQueue(Database):
     async def claim_jobs(self, owner: str, limit: int, lease_s: float) -> list[ClaimedJob]:
         """Lease up to ``limit`` due jobs to ``owner`` for ``lease_s`` seconds, oldest first.
 
-        Due: pending with ``not_before <= now()``, or claimed with an expired lease (its worker
-        died: that counts as a failed attempt, ``last_error`` says so). At most one job per run
-        is leased at any time, and a run's due jobs are taken in id order; a dead job is out of
-        the queue and holds nothing back.
+        Due: pending with ``not_before <= remediator_now()``, or claimed with an expired lease
+        (its worker died: that counts as a failed attempt, ``last_error`` says so). At most one
+        job per run is leased at any time, and a run's due jobs are taken in id order; a dead
+        job is out of the queue and holds nothing back.
         """
         if limit <= 0:
             return []
@@ -135,16 +136,16 @@ class JobQueue(Database):
                     SELECT due.run_id FROM (
                         -- A bounded walk from the head of each claim index, as for events.
                         (SELECT run_id, not_before AS due_at FROM jobs
-                         WHERE state = 'pending' AND not_before <= now()
+                         WHERE state = 'pending' AND not_before <= remediator_now()
                          ORDER BY not_before, id LIMIT $2)
                         UNION ALL
                         (SELECT run_id, lease_until AS due_at FROM jobs
-                         WHERE state = 'claimed' AND lease_until < now()
+                         WHERE state = 'claimed' AND lease_until < remediator_now()
                          ORDER BY lease_until LIMIT $2)
                     ) AS due
                     WHERE NOT EXISTS (SELECT 1 FROM jobs busy
                                       WHERE busy.run_id = due.run_id AND busy.state = 'claimed'
-                                        AND busy.lease_until >= now())
+                                        AND busy.lease_until >= remediator_now())
                     GROUP BY due.run_id
                     ORDER BY min(due.due_at)  -- the run whose work waited longest first
                 )
@@ -166,22 +167,23 @@ class JobQueue(Database):
                 WITH picked AS (
                     SELECT j.id FROM jobs j
                     WHERE j.run_id = ANY($3::uuid[])
-                      AND ((j.state = 'pending' AND j.not_before <= now())
-                           OR (j.state = 'claimed' AND j.lease_until < now()))
+                      AND ((j.state = 'pending' AND j.not_before <= remediator_now())
+                           OR (j.state = 'claimed' AND j.lease_until < remediator_now()))
                       -- The oldest due job of its run ...
                       AND j.id = (SELECT min(o.id) FROM jobs o
                                   WHERE o.run_id = j.run_id
-                                    AND ((o.state = 'pending' AND o.not_before <= now())
-                                         OR (o.state = 'claimed' AND o.lease_until < now())))
+                                    AND ((o.state = 'pending' AND o.not_before <= remediator_now())
+                                         OR (o.state = 'claimed'
+                                             AND o.lease_until < remediator_now())))
                       -- ... and none while another job of the run is leased.
                       AND NOT EXISTS (SELECT 1 FROM jobs busy
                                       WHERE busy.run_id = j.run_id AND busy.state = 'claimed'
-                                        AND busy.lease_until >= now())
+                                        AND busy.lease_until >= remediator_now())
                     FOR UPDATE OF j SKIP LOCKED
                 )
                 UPDATE jobs j
                 SET state = 'claimed', lease_owner = $1, attempts = j.attempts + 1,
-                    lease_until = now() + make_interval(secs => $2),
+                    lease_until = remediator_now() + make_interval(secs => $2),
                     -- j.state is the row before this update: 'claimed' means a lease ran out.
                     failures = j.failures + (j.state = 'claimed')::int,
                     last_error = CASE WHEN j.state = 'claimed' THEN {lease_expired_sql("j")}
@@ -200,7 +202,7 @@ class JobQueue(Database):
         with translate():
             row = await self._pool.fetchrow(
                 """
-                UPDATE jobs SET lease_until = now() + make_interval(secs => $3)
+                UPDATE jobs SET lease_until = remediator_now() + make_interval(secs => $3)
                 WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
                 RETURNING id
                 """,
@@ -222,7 +224,7 @@ class JobQueue(Database):
                 WITH settled AS (
                     UPDATE jobs SET
                         state = CASE WHEN rerun_at IS NULL THEN 'done' ELSE 'pending' END,
-                        done_at = CASE WHEN rerun_at IS NULL THEN now() END,
+                        done_at = CASE WHEN rerun_at IS NULL THEN remediator_now() END,
                         not_before = coalesce(rerun_at, not_before),
                         attempts = CASE WHEN rerun_at IS NULL THEN attempts ELSE 0 END,
                         failures = CASE WHEN rerun_at IS NULL THEN failures ELSE 0 END,
@@ -232,7 +234,7 @@ class JobQueue(Database):
                     RETURNING id, state, not_before
                 ), woken AS (
                     SELECT pg_notify($3, '') FROM settled
-                    WHERE state = 'pending' AND not_before <= now()
+                    WHERE state = 'pending' AND not_before <= remediator_now()
                 )
                 SELECT id, (SELECT count(*) FROM woken) AS woken FROM settled
                 """,
@@ -253,7 +255,7 @@ class JobQueue(Database):
                 """
                 UPDATE jobs
                 SET state = 'pending', lease_owner = NULL, lease_until = NULL,
-                    not_before = least(now() + make_interval(secs => $3), rerun_at),
+                    not_before = least(remediator_now() + make_interval(secs => $3), rerun_at),
                     rerun_at = NULL, last_error = coalesce($4, last_error)
                 WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
                 RETURNING id
@@ -270,9 +272,9 @@ class JobQueue(Database):
         with translate():
             value: int = await self._pool.fetchval(
                 """SELECT (SELECT count(*) FROM jobs
-                           WHERE state = 'pending' AND not_before <= now())
+                           WHERE state = 'pending' AND not_before <= remediator_now())
                         + (SELECT count(*) FROM jobs
-                           WHERE state = 'claimed' AND lease_until < now())"""
+                           WHERE state = 'claimed' AND lease_until < remediator_now())"""
             )
         return value
 
@@ -302,7 +304,8 @@ class JobQueue(Database):
         with translate():
             status: str = await self._pool.execute(
                 """DELETE FROM jobs
-                   WHERE state = 'done' AND done_at < now() - make_interval(secs => $1)""",
+                   WHERE state = 'done'
+                     AND done_at < remediator_now() - make_interval(secs => $1)""",
                 float(older_than_s),
             )
         return int(status.split()[-1])

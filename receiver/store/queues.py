@@ -183,8 +183,8 @@ class Queues(Database):
                     )
                 row = await conn.fetchrow(
                     f"""UPDATE {queue.table}
-                        SET state = 'pending', not_before = now(), attempts = 0, failures = 0,
-                            dead_at = NULL
+                        SET state = 'pending', not_before = remediator_now(), attempts = 0,
+                            failures = 0, dead_at = NULL
                         WHERE id = $1 RETURNING {view}""",
                     item_id,
                 )
@@ -213,7 +213,7 @@ class Queues(Database):
                 raise ItemConflict(f"{kind} {item_id} is {before['state']} ({why}): not dropped")
             row = await conn.fetchrow(
                 f"""UPDATE {queue.table}
-                    SET state = 'done', done_at = now(), settled_reason = $2
+                    SET state = 'done', done_at = remediator_now(), settled_reason = $2
                     WHERE id = $1 RETURNING {view}""",
                 item_id,
                 f"dropped: {reason}",

@@ -263,7 +263,7 @@ class ReviewReads(Database):
         with translate():
             row = await self._pool.fetchrow(
                 """SELECT count(*) AS pending,
-                          extract(epoch FROM min(expires_at) - now()) AS next_expiry_s
+                          extract(epoch FROM min(expires_at) - remediator_now()) AS next_expiry_s
                    FROM approvals WHERE state = 'pending'"""
             )
         next_expiry = row["next_expiry_s"]

@@ -183,7 +183,7 @@ class Runs(Database):
         """Move a run to ``outcome``; keeps the timestamps that follow from it.
 
         RUNNING stamps started_at (once); a terminal outcome stamps finished_at; VERIFYING sets
-        verify_deadline = now() + (verify_within_s or the run's own verify_within_s).
+        verify_deadline = remediator_now() + (verify_within_s or the run's own verify_within_s).
         ``schedule`` lists jobs (kind, delay in seconds) enqueued in the same transaction as
         the outcome, as ``enqueue_job`` would. Returns False when the run does not exist;
         ValueError (before any change) for an unknown job kind.
@@ -195,13 +195,14 @@ class Runs(Database):
                 """
                 UPDATE runs SET
                     outcome = $2,
-                    started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now())
+                    started_at = CASE WHEN $2 = 'running'
+                                      THEN coalesce(started_at, remediator_now())
                                       ELSE started_at END,
-                    finished_at = CASE WHEN $3 THEN coalesce(finished_at, now())
+                    finished_at = CASE WHEN $3 THEN coalesce(finished_at, remediator_now())
                                        ELSE finished_at END,
                     verify_deadline = CASE
                         WHEN $2 = 'verifying' AND coalesce($5, verify_within_s) IS NOT NULL
-                        THEN now() + make_interval(secs => coalesce($5, verify_within_s))
+                        THEN remediator_now() + make_interval(secs => coalesce($5, verify_within_s))
                         ELSE verify_deadline END,
                     error = coalesce($4, error)
                 WHERE id = $1::uuid

@@ -167,7 +167,7 @@ class StepWriter(Database):
             fingerprint = await conn.fetchval(
                 """
                 UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
-                                retry_at = $4, finished_at = coalesce(finished_at, now())
+                                retry_at = $4, finished_at = coalesce(finished_at, remediator_now())
                 WHERE id = $1::uuid RETURNING fingerprint
                 """,
                 run_id,

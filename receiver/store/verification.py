@@ -54,9 +54,9 @@ class Verification(Database):
         the run does not exist or was already closed (idempotent).
 
         A VERIFYING run that resolved by its deadline becomes VERIFIED, or, with a settle
-        period, settles until ``now() + settle_s`` (its deadline job is due then). One that
-        resolved after its deadline stays VERIFYING for the due job to fail. Other outcomes are
-        kept."""
+        period, settles until ``remediator_now() + settle_s`` (its deadline job is due then). One
+        that resolved after its deadline stays VERIFYING for the due job to fail. Other outcomes
+        are kept."""
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 """
@@ -73,9 +73,10 @@ class Verification(Database):
                     verify_result = CASE WHEN in_time AND settle_s IS NULL THEN 'verified'
                                          ELSE verify_result END,
                     finished_at = CASE WHEN in_time AND settle_s IS NULL
-                                       THEN coalesce(finished_at, now()) ELSE finished_at END,
+                                       THEN coalesce(finished_at, remediator_now())
+                                       ELSE finished_at END,
                     settle_until = CASE WHEN in_time AND settle_s IS NOT NULL
-                                        THEN now() + make_interval(secs => settle_s)
+                                        THEN remediator_now() + make_interval(secs => settle_s)
                                         ELSE settle_until END
                 FROM prior WHERE runs.id = prior.id
                 RETURNING runs.fingerprint, runs.outcome, runs.time_to_resolve_s,
@@ -110,7 +111,7 @@ class Verification(Database):
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 """SELECT rule, fingerprint, resolved_at, verify_deadline, settle_until,
-                          verify_within_s, now() AS now
+                          verify_within_s, remediator_now() AS now
                    FROM runs WHERE id = $1::uuid AND outcome = 'verifying' FOR UPDATE""",
                 run_id,
             )
@@ -137,7 +138,7 @@ class Verification(Database):
                 return Conclusion(row["rule"], wait_s=(settle_until - now).total_seconds())
             await conn.execute(
                 """UPDATE runs SET outcome = 'verified', verify_result = 'verified',
-                                  finished_at = coalesce(finished_at, now())
+                                  finished_at = coalesce(finished_at, remediator_now())
                    WHERE id = $1::uuid""",
                 run_id,
             )
@@ -192,7 +193,8 @@ async def _fail(
     approval of a run step), and the job that takes them up. Returns how many."""
     await conn.execute(
         """UPDATE runs SET outcome = 'failed', verify_result = $2, error = $3,
-                          finished_at = coalesce(finished_at, now()), escalated_at = now()
+                          finished_at = coalesce(finished_at, remediator_now()),
+                          escalated_at = remediator_now()
            WHERE id = $1::uuid""",
         run_id,
         result.value,

@@ -140,6 +140,7 @@ async def make_harness(
         guards = Guards(redis_client, policy, guard_settings or GuardSettings())
         metrics = metrics or Metrics()
         holder = RuleHolder(rules_dir, registry, policy)
+        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
         pipeline = Pipeline(
             store=store,
             guards=guards,
@@ -149,7 +150,7 @@ async def make_harness(
             settings=PipelineSettings(dry_run=dry_run, policy=policy, lock_wait_s=lock_wait_s),
             metrics=metrics,
             approvals=approvals,
-            **({"clock": clock} if clock is not None else {}),
+            **extra,
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)
         intakes.append(intake)

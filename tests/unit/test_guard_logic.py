@@ -15,6 +15,7 @@ from receiver.guards.policy import (
     GuardKeys,
     GuardSettings,
     admit_arguments,
+    epoch_ms,
     from_ms,
     to_ms,
 )
@@ -173,3 +174,22 @@ def test_from_ms_is_utc_and_exact_to_the_millisecond(ms: int) -> None:
     at = from_ms(ms)
     assert at.tzinfo is UTC
     assert round((at - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000) == ms
+
+
+def test_an_injected_clock_is_the_last_argument_and_changes_nothing_else() -> None:
+    spec = GuardSpec(cooldown_s=900, max_runs=3, max_runs_per_s=3600)
+    args = {"policy": NamespacePolicy(), "settings": GuardSettings(), "lock_token": "tok"}
+    keys, argv = admit_arguments(GUARDS, request(spec=spec), **args)  # type: ignore[arg-type]
+    timed_keys, timed = admit_arguments(
+        GUARDS,
+        request(spec=spec),
+        now_ms=1_700_000_000_123,
+        **args,  # type: ignore[arg-type]
+    )
+    assert timed_keys == keys
+    assert timed == [*argv, 1_700_000_000_123]
+
+
+@given(st.integers(min_value=0, max_value=2**42))
+def test_epoch_ms_reverses_from_ms(ms: int) -> None:
+    assert epoch_ms(from_ms(ms)) == ms

@@ -3,25 +3,47 @@
 -- Atomic by construction (a script blocks the server), and with no side effect on refusal:
 -- every check only reads, and the commit phase runs only once every check has passed, so a
 -- refused admission never consumes a cooldown, a rate slot, the budget or a lock.
--- The only clock is the server's TIME, shared by every replica.
+-- The clock is the server's TIME, shared by every replica, unless the caller passes one (a rule
+-- test's simulated clock, `remediator test`). Every expiry is decided against that clock from
+-- the until-time stored with the value; key TTLs (a margin longer) only collect the garbage.
 --
--- ARGV: run_id, guard count, then per guard: name, #keys, #args, args...
+-- ARGV: run_id, guard count, then per guard: name, #keys, #args, args..., then optionally the
+--       clock in ms since the epoch.
 -- KEYS: the keys of each guard, in the same order.
 -- Reply: {1, token, fence, now_ms} when admitted,
 --        {0, guard, reason, retry_at_ms (-1: waiting will not help), now_ms} when refused.
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local run_id = ARGV[1]
-
-local function remaining_ms(key)
-  local ttl = redis.call('PTTL', key)
-  if ttl < 0 then return nil end
-  return ttl
-end
+-- Set below, once the guard list is parsed and the clock argument found; the functions read it.
+local now
+-- Keys outlive their until-time by this much, so a clock that runs ahead of real time (a
+-- simulation) still finds them; the until-time decides, the TTL only collects garbage.
+local GC_MARGIN_MS = 60000
 
 local function seconds(ms)
   return string.format('%gs', math.ceil(tonumber(ms) / 100) / 10)
+end
+
+-- A value with an end: '<until-ms>|<payload>'. A value written by an older version holds only
+-- the payload and ends with its key's TTL.
+local function read_until(key)
+  local value = redis.call('GET', key)
+  if not value then return nil end
+  local until_ms, payload = string.match(value, '^(%d+)|(.*)$')
+  if until_ms then
+    until_ms = tonumber(until_ms)
+    if until_ms <= now then return nil end
+    return payload, until_ms
+  end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then return value, nil end
+  return value, now + ttl
+end
+
+local function write_until(key, payload, ms)
+  ms = tonumber(ms)
+  local until_ms = string.format('%.0f', now + ms)
+  redis.call('SET', key, until_ms .. '|' .. payload, 'PX', ms + GC_MARGIN_MS)
 end
 
 -- Admission is idempotent per run id: the run's own cooldown, rate slot, budget slot and lock do
@@ -31,7 +53,7 @@ end
 -- expired entries are trimmed at commit. A run already in the window is already counted,
 -- so admitting the same run again (e.g. after its approval) does not count it twice.
 local function window_check(key, max, window, what)
-  local since = '(' .. (now - window)
+  local since = '(' .. string.format('%.0f', now - window)
   local mine = redis.call('ZSCORE', key, run_id)
   if mine and tonumber(mine) > now - window then return nil end
   local count = redis.call('ZCOUNT', key, since, '+inf')
@@ -44,20 +66,24 @@ local function window_check(key, max, window, what)
 end
 
 local function window_commit(key, window)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  redis.call('ZADD', key, 'NX', now, run_id)
-  redis.call('PEXPIRE', key, window)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window))
+  redis.call('ZADD', key, 'NX', string.format('%.0f', now), run_id)
+  redis.call('PEXPIRE', key, window + GC_MARGIN_MS)
 end
 
 local checks = {}
 local commits = {}
 
--- KEYS: pause hash {reason, since, until}. It expires by itself at `until` when one is set.
+-- KEYS: pause hash {reason, since, until}. A pause with an `until` ends then.
 checks.pause = function(keys, args)
   local p = redis.call('HMGET', keys[1], 'reason', 'until')
   if not p[1] then return nil end
   local reason = 'automation paused: ' .. p[1]
-  if p[2] and p[2] ~= '' then return reason, tonumber(p[2]) end
+  if p[2] and p[2] ~= '' then
+    local until_ms = tonumber(p[2])
+    if until_ms <= now then return nil end
+    return reason, until_ms
+  end
   return reason, nil
 end
 
@@ -68,17 +94,15 @@ checks.namespace = function(keys, args)
   return 'namespace ' .. args[2] .. ' is not permitted by the namespace policy', nil
 end
 
--- KEYS: cooldown key holding the run id that started it. ARGS: cooldown ms.
+-- KEYS: cooldown key holding '<until-ms>|<run id that started it>'. ARGS: cooldown ms.
 checks.cooldown = function(keys, args)
-  local holder = redis.call('GET', keys[1])
+  local holder, until_ms = read_until(keys[1])
   if not holder or holder == run_id then return nil end
-  local ttl = remaining_ms(keys[1])
-  local reason = 'in cooldown after run ' .. holder
-  if not ttl then return reason, nil end
-  return reason, now + ttl
+  return 'in cooldown after run ' .. holder, until_ms
 end
 commits.cooldown = function(keys, args)
-  redis.call('SET', keys[1], run_id, 'NX', 'PX', args[1])
+  -- The run's own cooldown is not started again by its re-admission.
+  if not read_until(keys[1]) then write_until(keys[1], run_id, args[1]) end
 end
 
 -- KEYS: ZSET of this rule's admitted runs. ARGS: max runs, window ms.
@@ -97,37 +121,34 @@ commits.budget = function(keys, args)
   window_commit(keys[1], tonumber(args[2]))
 end
 
--- KEYS: the rule's breaker key, present (holding until-ms) while the breaker is open.
+-- KEYS: the rule's breaker key, holding until-ms while the breaker is open.
 checks.breaker = function(keys, args)
   local opened = redis.call('GET', keys[1])
   if not opened then return nil end
-  local reason = 'circuit breaker open for this rule after repeated failures'
-  local ttl = remaining_ms(keys[1])
-  if not ttl then return reason, nil end
-  return reason, now + ttl
+  local until_ms = tonumber(opened)
+  if until_ms and until_ms <= now then return nil end
+  return 'circuit breaker open for this rule after repeated failures', until_ms
 end
 
 -- KEYS: lock, fencing counter. ARGS: token ('<run id>/<random hex>'), ttl ms.
--- The lock is re-entrant for the same run: an admission that timed out on the client may still
--- have committed, and its retry must not wait out the ttl. The retry gets a new token and a
--- higher fence, so anything the earlier attempt started is fenced off.
-local function lock_holder(value)
-  return string.match(value, '^(.*)/[0-9a-f]+$') or value
+-- The lock holds '<until-ms>|<token>'. It is re-entrant for the same run: an admission that
+-- timed out on the client may still have committed, and its retry must not wait out the ttl.
+-- The retry gets a new token and a higher fence, so anything the earlier attempt started is
+-- fenced off.
+local function lock_holder(token)
+  return string.match(token, '^(.*)/[0-9a-f]+$') or token
 end
 checks.lock = function(keys, args)
-  local holder = redis.call('GET', keys[1])
-  if not holder or lock_holder(holder) == run_id then return nil end
-  local reason = 'target is locked by run ' .. lock_holder(holder)
-  local ttl = remaining_ms(keys[1])
-  if not ttl then return reason, nil end
-  return reason, now + ttl
+  local token, until_ms = read_until(keys[1])
+  if not token or lock_holder(token) == run_id then return nil end
+  return 'target is locked by run ' .. lock_holder(token), until_ms
 end
 commits.lock = function(keys, args)
-  redis.call('SET', keys[1], args[1], 'PX', args[2])
+  write_until(keys[1], args[1], args[2])
   return args[1], redis.call('INCR', keys[2])
 end
 
--- Parse the guard list and check each in order; the first refusal wins.
+-- Parse the guard list, then find the clock after it.
 local plan = {}
 local ki, ai = 1, 3
 for i = 1, tonumber(ARGV[2]) do
@@ -136,11 +157,20 @@ for i = 1, tonumber(ARGV[2]) do
   local keys, args = {}, {}
   for j = 1, nkeys do keys[j] = KEYS[ki]; ki = ki + 1 end
   for j = 1, nargs do args[j] = ARGV[ai]; ai = ai + 1 end
-  local check = checks[name]
-  if not check then return redis.error_reply('unknown guard: ' .. tostring(name)) end
-  local reason, retry_at = check(keys, args)
-  if reason then return {0, name, reason, retry_at or -1, now} end
+  if not checks[name] then return redis.error_reply('unknown guard: ' .. tostring(name)) end
   plan[i] = {name, keys, args}
+end
+if ARGV[ai] and ARGV[ai] ~= '' then
+  now = tonumber(ARGV[ai])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Check each in order; the first refusal wins.
+for _, step in ipairs(plan) do
+  local reason, retry_at = checks[step[1]](step[2], step[3])
+  if reason then return {0, step[1], reason, retry_at or -1, now} end
 end
 
 -- Every guard passed: commit them all.

@@ -1,0 +1,129 @@
+"""The field types of rule test files: offsets, times, durations, targets, and names that
+must be among the known ones (outcomes, guards, states), each with its validator. Pure.
+
+A name that is not known is refused with the closest known one (``did you mean ...?``) or the
+list, so a misspelt expectation is an error, never an assertion that cannot hold.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from receiver.alertmanager import parse_rfc3339
+from receiver.durations import parse_duration
+from receiver.guards.policy import GUARDS
+from receiver.model import ANNOUNCEMENTS, ApprovalState, RunOutcome, VerifyResult
+from remediations.base import Outcome
+from remediations.targets import TargetError, parse_target_key
+
+__all__ = [
+    "STEP_OUTCOMES",
+    "ActionOutcomeName",
+    "AnnouncementName",
+    "ApprovalStateName",
+    "Duration",
+    "GuardName",
+    "Handles",
+    "Offset",
+    "RawTime",
+    "RunOutcomeName",
+    "SignedTime",
+    "StepOutcomeName",
+    "TargetKey",
+    "VerifyResultName",
+    "offset_seconds",
+]
+
+# Outcomes a step can be recorded with: the actions' (with the simulator's `simulated`), the
+# pipeline's own (planned, held), and how an approval ended it.
+STEP_OUTCOMES = frozenset(
+    {o.value for o in Outcome}
+    | {"pending", "awaiting_approval", "rejected", "expired", "cancelled"}
+)
+
+
+def offset_seconds(value: Any, *, signed: bool = False) -> float:
+    """An offset from the simulated start in seconds: a duration, or 0. ``signed``: a leading
+    ``-`` means before the start (fixture times). Raises ValueError."""
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    if signed and isinstance(value, str) and value.strip().startswith("-"):
+        return -parse_duration(value.strip()[1:])
+    return parse_duration(value)
+
+
+def _offset(value: Any) -> float:
+    return offset_seconds(value)
+
+
+def _positive(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive duration")
+    return seconds
+
+
+def _one_of(allowed: frozenset[str] | tuple[str, ...], what: str) -> Any:
+    def check(value: str) -> str:
+        if value not in allowed:
+            hint = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
+            if hint:
+                raise ValueError(f"unknown {what} {value!r} (did you mean {hint[0]!r}?)")
+            raise ValueError(f"unknown {what} {value!r}; one of: {', '.join(sorted(allowed))}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _target(value: str) -> str:
+    try:
+        return parse_target_key(value).key
+    except TargetError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _time(value: Any) -> Any:
+    """An RFC 3339 time as Alertmanager sends it (kept as written), or an offset."""
+    if isinstance(value, datetime):  # YAML reads an unquoted time itself
+        if value.tzinfo is None:
+            raise ValueError(f"{value.isoformat()}: give a time zone, e.g. Z")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, str) and "T" in value:
+        parse_rfc3339(value)  # ValueError names the problem
+        return value
+    return offset_seconds(value)
+
+
+def _signed_time(value: Any) -> Any:
+    """An RFC 3339 time, or an offset from the start that may be negative (``-10m``)."""
+    if isinstance(value, str) and value.strip().startswith("-"):
+        return offset_seconds(value, signed=True)
+    return _time(value)
+
+
+def _handles(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Offset = Annotated[float, BeforeValidator(_offset)]
+RawTime = Annotated[str | float, BeforeValidator(_time)]
+SignedTime = Annotated[str | float, BeforeValidator(_signed_time)]
+Duration = Annotated[float, BeforeValidator(_positive)]
+Handles = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_handles)]
+TargetKey = Annotated[str, AfterValidator(_target)]
+GuardName = Annotated[str, _one_of(tuple(g.name for g in GUARDS), "guard")]
+RunOutcomeName = Annotated[str, _one_of(frozenset(o.value for o in RunOutcome), "run outcome")]
+StepOutcomeName = Annotated[str, _one_of(STEP_OUTCOMES, "step outcome")]
+ApprovalStateName = Annotated[
+    str, _one_of(frozenset(s.value for s in ApprovalState), "approval state")
+]
+# A scripted step end: what an action can answer (the pipeline's own outcomes are not).
+ActionOutcomeName = Annotated[str, _one_of(frozenset(o.value for o in Outcome), "step outcome")]
+VerifyResultName = Annotated[
+    str, _one_of(frozenset(r.value for r in VerifyResult), "verification result")
+]
+AnnouncementName = Annotated[str, _one_of(frozenset(a.value for a in ANNOUNCEMENTS), "event")]
