@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_va
 
 from receiver.config.settings import ConfigError, Settings
 from receiver.config.sources import KEYS
+from receiver.rules.yaml_lines import safe_load
 
 __all__ = ["ApprovalFiles", "ApproversFile", "load_approvals"]
 
@@ -90,7 +91,7 @@ def _secret_dir(path: Path, setting: str) -> dict[str, SecretStr]:
 def _approvers(path: Path) -> ApproversFile:
     text = _read(path, "approvers_file")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
         return ApproversFile.model_validate(data or {})
     except yaml.YAMLError as exc:
         raise ConfigError(f"{_ENV['approvers_file']}: {path}: invalid YAML: {exc}") from None
