@@ -13,6 +13,7 @@ from aiohttp import web
 from receiver.durations import parse_duration
 from receiver.guards.policy import GuardUnavailable
 from receiver.http.auth import principal
+from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import AUDIT, GUARDS, LOG, GuardControl
 from receiver.http.responses import json_default, json_response
 from receiver.store import StoreUnavailable
@@ -50,18 +51,15 @@ async def guards_status(request: web.Request, control: GuardControl) -> web.Resp
 
 @_with_guards
 async def put_pause(request: web.Request, control: GuardControl) -> web.Response:
-    """Pause every remediation. Body: ``{"reason": "...", "for": "30m"}`` (``for`` optional,
-    at most 7 days; without it the pause lasts until resumed). 400 names the bad field."""
+    """Pause every remediation. Body: ``{"reason": "...", "for": "30m"}`` (``reason`` at most
+    1000 characters; ``for`` optional, at most 7 days; without it the pause lasts until
+    resumed). 400 names the bad field."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return json_response({"error": "invalid JSON", "field": "body"}, 400)
-    if not isinstance(body, dict):
-        return json_response({"error": "expected a JSON object", "field": "body"}, 400)
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        return json_response({"error": "say why automation is paused", "field": "reason"}, 400)
-    reason = reason.strip()
+        body = await json_object(request)
+        reason = reason_of(body, required="say why automation is paused")
+    except BadField as exc:
+        return bad_field(exc)
+    assert reason is not None
     seconds: float | None = None
     if body.get("for") is not None:
         if not isinstance(body["for"], str):
