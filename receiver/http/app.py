@@ -41,8 +41,7 @@ from receiver.http.health import healthz, metrics_handler, readyz
 from receiver.http.middleware import edge_middleware
 from receiver.http.queues import add_queue_routes
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
-from receiver.http.throttle import Throttle
-from receiver.telemetry import Metrics
+from receiver.telemetry import Metrics, Throttle
 
 __all__ = ["LINGER_S", "create_app", "create_runner"]
 

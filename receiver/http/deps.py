@@ -17,9 +17,8 @@ from structlog.typing import FilteringBoundLogger
 from receiver.alertmanager import Notification
 from receiver.config import Settings
 from receiver.http.auth import Authenticator
-from receiver.http.throttle import Throttle
 from receiver.model import RunOutcome
-from receiver.telemetry import Metrics
+from receiver.telemetry import Metrics, Throttle
 from remediations.targets import Target
 
 __all__ = [

@@ -57,7 +57,7 @@ def env_for(data_dir: Path) -> dict[str, str]:
     return env
 
 
-ServeFactory = Callable[[], Served]
+ServeFactory = Callable[..., Served]
 
 
 @pytest.fixture
@@ -76,13 +76,14 @@ def embedded_dir() -> Iterator[Path]:
 @pytest.fixture
 def serve(embedded_dir: Path) -> Iterator[ServeFactory]:
     """Starts ``remediator serve --port 0`` on ``embedded_dir`` (each call a new process on
-    the same directory) and waits for its banner; stops what is still running at the end."""
+    the same directory; ``env``: variables to add) and waits for its banner; stops what is
+    still running at the end."""
     started: list[Served] = []
 
-    def start() -> Served:
+    def start(env: dict[str, str] | None = None) -> Served:
         proc = subprocess.Popen(
             [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-            env=env_for(embedded_dir),
+            env={**env_for(embedded_dir), **(env or {})},
             cwd=ROOT,
             text=True,
             stdout=subprocess.PIPE,
