@@ -103,12 +103,22 @@ def _approvers(path: Path) -> ApproversFile:
 
 
 def _networks(
-    values: tuple[str, ...],
+    values: tuple[str, ...], sso_header: str | None
 ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     try:
-        return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+        networks = tuple(ipaddress.ip_network(v, strict=False) for v in values)
     except ValueError as exc:
         raise ConfigError(f"{_ENV['sso_trusted_proxies']}: {exc}") from None
+    everyone = [str(n) for n in networks if n.prefixlen == 0]
+    if everyone and sso_header is not None:
+        # Whoever may send the header names the approver: trusting every address lets anyone
+        # approve as anyone.
+        raise ConfigError(
+            f"{_ENV['sso_trusted_proxies']}: {', '.join(everyone)} trusts every address with"
+            f" {_ENV['sso_user_header']}: anyone could name any approver; list the SSO proxy's"
+            " addresses"
+        )
+    return networks
 
 
 def load_approvals(settings: Settings) -> ApprovalFiles:
@@ -127,5 +137,5 @@ def load_approvals(settings: Settings) -> ApprovalFiles:
             if settings.slack_signing_secret_file
             else None
         ),
-        trusted_proxies=_networks(settings.sso_trusted_proxies),
+        trusted_proxies=_networks(settings.sso_trusted_proxies, settings.sso_user_header),
     )
