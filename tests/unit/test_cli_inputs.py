@@ -32,7 +32,10 @@ def _takes(path: tuple[str, ...], option: str) -> bool:
 
 def _required_args(path: tuple[str, ...]) -> list[str]:
     """Values for the required arguments and options of ``path`` (ids, a reason)."""
-    args = {("approvals", "approve"): ["a1"], ("approvals", "reject"): ["a1", "--reason", "x"]}
+    args: dict[tuple[str, ...], list[str]] = {
+        ("approvals", "approve"): ["a1"],
+        ("approvals", "reject"): ["a1", "--reason", "x"],
+    }
     if path[-1] in ("retry", "drop", "show"):
         return ["1", *(["--reason", "x"] if path[-1] == "drop" else [])]
     if path == ("pause",):
