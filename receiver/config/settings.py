@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from receiver import durations
+from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.config.connections import (
     HttpEndpointConfig,
     NotifyChannelConfig,
@@ -35,7 +36,16 @@ from receiver.config.values import namespaces, split_list, url_shape
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 
-__all__ = ["MIB", "ConfigError", "DryRun", "LogFormat", "Settings", "connect_host", "parse_size"]
+__all__ = [
+    "APPROVAL_TTL_S",
+    "MIB",
+    "ConfigError",
+    "DryRun",
+    "LogFormat",
+    "Settings",
+    "connect_host",
+    "parse_size",
+]
 
 MIB = 1024 * 1024
 
@@ -100,6 +110,8 @@ _RETENTION_MAX_S = 10 * 365 * 86400.0
 
 
 _GUARDS = GuardSettings()
+# How long an approval stays open by default (approvals.ttl); the desk's default too.
+APPROVAL_TTL_S = 1800.0
 
 
 class Settings(BaseModel):
@@ -163,9 +175,9 @@ class Settings(BaseModel):
 
     event_retention_seconds: float = Field(default=30 * 86400.0, gt=0)
     # How late Alertmanager may deliver a firing notification it built before the alert
-    # resolved (store.events.LATE_DELIVERY_WINDOW_S: group_interval 5m + two peer timeouts);
+    # resolved (alertmanager.LATE_DELIVERY_WINDOW_S: group_interval 5m + two peer timeouts);
     # a firing of a resolved episode received later than this is a re-fire.
-    late_delivery_window_seconds: float = Field(default=330.0, ge=0)
+    late_delivery_window_seconds: float = Field(default=LATE_DELIVERY_WINDOW_S, ge=0)
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
@@ -198,7 +210,7 @@ class Settings(BaseModel):
     # Approvals (receiver/approvals); config.approvals.load_approvals reads their files.
     # Signing keys of approval links: one file per key id; the greatest key id signs.
     approval_keys_dir: Path | None = None
-    approval_ttl_seconds: float = Field(default=1800.0, gt=0)
+    approval_ttl_seconds: float = Field(default=APPROVAL_TTL_S, gt=0)
     # YAML: who may decide (by_rule, by_risk, default) and slack_users (Slack user id -> name).
     approvers_file: Path | None = None
     # A header the SSO proxy in front of the service sets to the user's name; trusted only
