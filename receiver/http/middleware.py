@@ -82,7 +82,7 @@ def edge_middleware(
             response: web.StreamResponse
             if refused is not None:
                 response = refused
-            elif (bad := _bad_query(request)) is not None:
+            elif request.query_string and (bad := _bad_query(request)) is not None:
                 response = bad
             elif (length := request.content_length) is not None and length > max_body:
                 # Refused before reading: the body would be read up to the limit only to be refused.
