@@ -41,7 +41,8 @@ from receiver.http.health import healthz, metrics_handler, readyz
 from receiver.http.middleware import edge_middleware
 from receiver.http.queues import add_queue_routes
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
-from receiver.telemetry import Metrics, Throttle
+from receiver.log_limits import Throttle
+from receiver.telemetry import Metrics
 
 __all__ = ["LINGER_S", "create_app", "create_runner"]
 

@@ -17,8 +17,9 @@ from structlog.typing import FilteringBoundLogger
 from receiver.alertmanager import Notification
 from receiver.config import Settings
 from receiver.http.auth import Authenticator
+from receiver.log_limits import Throttle
 from receiver.model import RunOutcome
-from receiver.telemetry import Metrics, Throttle
+from receiver.telemetry import Metrics
 from remediations.targets import Target
 
 __all__ = [

@@ -7,8 +7,8 @@ import asyncpg
 import asyncpg.exceptions._base as asyncpg_base
 import pytest
 
+from receiver.log_limits import Throttle
 from receiver.store.errors import describe, is_unavailable
-from receiver.telemetry import Throttle
 
 E = asyncpg.exceptions
 
