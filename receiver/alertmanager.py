@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "LATE_DELIVERY_WINDOW_S",
     "MAX_ALERTNAME_CHARS",
     "REPLACEMENT",
     "ZERO_TIME",
@@ -37,6 +38,12 @@ __all__ = [
 
 # Go's zero time.Time: what every firing alert carries as endsAt.
 ZERO_TIME = "0001-01-01T00:00:00Z"
+
+# How late Alertmanager can deliver a notification it built before an alert resolved: one
+# flush's context deadline, max(group_interval, 10s) + peer position x peer_timeout, with its
+# defaults (5m, 15s) and three replicas (dispatch timeout in cmd/alertmanager/main.go@v0.25.0).
+# The default of the setting intake.late_delivery_window (the re-fire rule, README "Re-fires").
+LATE_DELIVERY_WINDOW_S = 330.0
 
 # Go formats time.Time with RFC3339Nano (up to 9 fraction digits, `Z` or `±hh:mm`); RFC 3339
 # also allows lower-case `t`/`z`. Anything looser (no offset, a space, a date only) is rejected,
@@ -266,7 +273,9 @@ def parse_notification_carefully(body: bytes) -> Notification:
         )
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
-        raise PayloadError("body", f"invalid JSON: {exc.msg} at {where}") from None
+        # Some of json's messages end in "at" already ("Unterminated string starting at").
+        problem = exc.msg.removesuffix(" at")
+        raise PayloadError("body", f"invalid JSON: {problem} at {where}") from None
     except (ValueError, RecursionError) as exc:
         raise PayloadError("body", f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):

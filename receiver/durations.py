@@ -6,6 +6,6 @@ and ``remediations`` never imports ``receiver``); this module keeps the receiver
 
 from __future__ import annotations
 
-from remediations.durations import format_duration, parse_duration
+from remediations.durations import MAX_DURATION_S, format_duration, parse_duration
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["MAX_DURATION_S", "format_duration", "parse_duration"]

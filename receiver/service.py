@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
@@ -25,6 +24,7 @@ from receiver.approvals.setup import approval_setup
 from receiver.clients import build_clients, check_required, required_clients
 from receiver.config import Settings, kube_credentials_present
 from receiver.config.approvals import load_approvals
+from receiver.config.checks import start_up_notices
 from receiver.embedded import EmbeddedServices
 from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app, create_runner
@@ -41,8 +41,12 @@ from receiver.startup import (
     RuleReloads,
     banner,
     configuration_record,
+    connect_redis,
+    connect_store,
     embedded_credentials,
+    mode_text,
     require_authentication,
+    storage_text,
 )
 from receiver.store import Store, StoreUnavailable
 from receiver.telemetry import Metrics
@@ -109,6 +113,13 @@ async def kube_client(settings: Settings) -> Any | None:
 async def run_service(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     log = structlog.get_logger("remediator")
     require_authentication(settings)
+    # Valid, yet probably a mistake or a safety turned off: said now, and loud ones in the banner.
+    notices = start_up_notices(settings, os.environ)
+    for notice in notices:
+        if notice.loud:
+            log.error("configuration removes a safety", problem=notice.message)
+        else:
+            log.warning("configuration warning", problem=notice.message)
     registry = default_registry()
     policy = settings.namespace_policy()
     # Rules first: invalid rules must stop the start before any server is touched.
@@ -123,9 +134,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         generated = Generated()
         if embedded is not None:
             settings, generated = embedded_credentials(settings)
-        store = await Store.connect(endpoints.database_url)
+        store = await connect_store(settings, endpoints.database_url)
         store.late_delivery_window_s = settings.late_delivery_window_seconds
-        redis = aioredis.from_url(endpoints.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        redis = connect_redis(settings, endpoints.redis_url)
         kube = await kube_client(settings)
         # Clients by name for every configured connection; only those the loaded rules need
         # are opened now (and checked), the others when a step first uses them.
@@ -243,13 +254,16 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
                 live=clients.clients.names(),
                 embedded=embedded is not None,
                 shown=generated,
+                warnings=[n.message for n in notices if n.loud],
             )
             print(text, file=sys.stderr, flush=True)
             log.info(
                 "started",
                 url=url,
+                mode=mode_text(dry_run, clients.clients.names()),
                 dry_run=dry_run,
                 systems=clients.clients.names(),
+                storage=storage_text(settings),
                 rules=len(rules.current),
                 embedded=embedded is not None,
                 worker=worker.owner,

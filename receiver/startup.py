@@ -1,22 +1,28 @@
-"""What the service settles and says at start-up: its credentials and the banner.
+"""What the service settles and says at start-up: its credentials, its stores, the banner.
 
 The embedded default still authenticates: it generates a webhook token and an operator token
 under the data directory (kept, mode 0600, and reused), and the banner shows them with a curl
 that works. A configured secret is never printed. With external servers, serving without any
-webhook authentication must be asked for.
+webhook authentication must be asked for. A store it cannot reach, or a URL it cannot read,
+ends the start with one line naming the variable (never the password): ``StartupError``
+(exit 1) or ``ConfigError`` (exit 2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import shlex
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
+import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings
@@ -28,15 +34,71 @@ from receiver.embedded.credentials import (
 )
 from receiver.rules.errors import RuleError
 from receiver.rules.loader import RuleHolder
+from receiver.store import Store, StoreUnavailable, describe
 
 __all__ = [
     "Generated",
     "RuleReloads",
+    "StartupError",
     "banner",
     "configuration_record",
+    "connect_redis",
+    "connect_store",
     "embedded_credentials",
+    "mode_text",
     "require_authentication",
+    "storage_text",
 ]
+
+
+DEFAULT_DATA_DIR = Settings.model_fields["data_dir"].default
+
+
+class StartupError(Exception):
+    """The service cannot start for a reason outside its configuration's shape (a store out of
+    reach, a refused password). The message names what to fix, never a secret."""
+
+
+def _scrubbed(text: str, url: str) -> str:
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2] or "the local socket"
+    return f"{host}{parts.path}"
+
+
+async def connect_store(settings: Settings, dsn: str) -> Store:
+    """The store at ``dsn`` (the configured one, else the embedded server's), migrated.
+
+    Raises ConfigError for a DSN asyncpg cannot read, StartupError when PostgreSQL cannot be
+    reached or refuses (a password, a database that does not exist)."""
+    source = "REMEDIATOR_DATABASE_URL" if settings.database_url else "embedded PostgreSQL"
+    try:
+        return await Store.connect(dsn)
+    except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:
+        raise ConfigError(f"{source}: not a PostgreSQL DSN: {_scrubbed(str(exc), dsn)}") from None
+    except StoreUnavailable as exc:
+        cause = exc.__cause__ or exc
+        reason = _scrubbed(f"{type(cause).__name__}: {cause}", dsn)
+        raise StartupError(
+            f"{source}: cannot reach PostgreSQL at {_where(dsn)}: {reason}"
+        ) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = _scrubbed(f"{describe(exc)}: {exc}", dsn)
+        raise StartupError(f"{source}: PostgreSQL at {_where(dsn)} refused: {reason}") from None
+
+
+def connect_redis(settings: Settings, url: str) -> aioredis.Redis:
+    """A client of the Redis at ``url`` (connected lazily: an unreachable one makes the guards
+    unavailable, and /readyz says so). Raises ConfigError for a URL redis-py cannot read."""
+    source = "REMEDIATOR_REDIS_URL" if settings.redis_url else "embedded Redis"
+    try:
+        return aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: not a Redis URL: {_scrubbed(str(exc), url)}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +153,15 @@ def banner(
     live: Sequence[str],
     embedded: bool,
     shown: Generated,
+    warnings: Sequence[str] = (),
 ) -> str:
     """What `make run` prints: where it listens, how it runs, and commands that work.
 
     ``dry_run``: nothing changes anywhere; otherwise steps on the systems in ``live`` (client
-    names, e.g. ``kubernetes``, ``postgres:orders``) change them and the others run dry. Only
-    generated tokens (``shown``) appear; a configured secret is never printed, the hints name a
-    variable instead."""
+    names, e.g. ``kubernetes``, ``postgres:orders``) change them and the others run dry.
+    ``embedded``: this process runs the servers whose URL is not configured. Only generated
+    tokens (``shown``) appear; a configured secret is never printed, the hints name a variable
+    instead. ``warnings``: safeties the configuration turned off, one line each."""
     sample = Path(__file__).parent / "samples" / "high-memory.json"
     webhook = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
     if webhook and shown.webhook:
@@ -115,14 +179,14 @@ def banner(
         operator_auth = '-H "Authorization: Bearer $OPERATOR_TOKEN" '
     else:
         operator_auth = ""
-    mode = _mode(dry_run, live)
-    storage = f"embedded PostgreSQL and Redis under {settings.data_dir}" if embedded else "external"
+    storage = storage_text(settings) if embedded else "external PostgreSQL and Redis"
     lines = [
         "",
         f"alert-remediator is listening on {url}",
-        f"  mode:       {mode}",
+        f"  mode:       {mode_text(dry_run, live)}",
         f"  storage:    {storage}",
         f"  rules:      {settings.rules_dir}",
+        *(f"  WARNING:    {warning}" for warning in warnings),
     ]
     if webhook and shown.webhook:
         kept = settings.data_dir / WEBHOOK_TOKEN_FILE
@@ -146,26 +210,45 @@ def banner(
         "  post a sample alert:",
         f"    curl -sS {auth}-H 'Content-Type: application/json' "
         f"--data @{sample} {url}/api/v1/alerts",
-        f"  then list the runs:  {_cli_command()} runs"
+        f"  then list the runs:  {_cli_command(settings)} runs"
         f"   (or curl -sS {operator_auth}{url}/api/v1/runs)",
         "",
     ]
     return "\n".join(lines)
 
 
-def _cli_command() -> str:
+def storage_text(settings: Settings) -> str:
+    """Which stores are embedded (the ones without a configured URL) and which external."""
+    postgres, redis = settings.database_url is None, settings.redis_url is None
+    where = f"under {settings.data_dir}"
+    if postgres and redis:
+        return f"embedded PostgreSQL and Redis {where}"
+    if postgres:
+        return f"embedded PostgreSQL {where}; external Redis (REMEDIATOR_REDIS_URL)"
+    if redis:
+        return f"external PostgreSQL (REMEDIATOR_DATABASE_URL); embedded Redis {where}"
+    return "external PostgreSQL and Redis"
+
+
+def _cli_command(settings: Settings) -> str:
     """How to run the CLI from here: ``.venv/bin/remediator`` after `make run`, which does not
-    put the virtualenv on PATH; plain ``remediator`` otherwise."""
+    put the virtualenv on PATH; plain ``remediator`` otherwise. With a data directory other than
+    the default, the variable that points the CLI at it (its operator token and owner record
+    are there) comes first."""
+    command = "remediator"
     invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if invoked is None or invoked.name != "remediator":
-        return "remediator"
-    try:
-        return str(invoked.absolute().relative_to(Path.cwd()))
-    except ValueError:
-        return "remediator"
+    if invoked is not None and invoked.name == "remediator":
+        try:
+            command = str(invoked.absolute().relative_to(Path.cwd()))
+        except ValueError:
+            command = "remediator"
+    if settings.data_dir != DEFAULT_DATA_DIR:
+        command = f"REMEDIATOR_DATA_DIR={shlex.quote(str(settings.data_dir))} {command}"
+    return command
 
 
-def _mode(dry_run: bool, live: Sequence[str]) -> str:
+def mode_text(dry_run: bool, live: Sequence[str]) -> str:
+    """The banner's (and the ``started`` log line's) mode: dry-run, or live on which systems."""
     if dry_run:
         return "dry-run everywhere (REMEDIATOR_DRY_RUN=true): nothing is changed"
     if not live:

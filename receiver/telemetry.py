@@ -1,7 +1,8 @@
 """Structured logging set-up and the service's Prometheus metrics.
 
 ``Metrics`` owns its own CollectorRegistry: two services in one process (tests, benchmarks)
-never share counters, and nothing registers itself at import time.
+never share counters, and nothing registers itself at import time. What keeps the log bounded
+(``Throttle``, the filter of aiohttp's malformed-request records) is ``receiver.log_limits``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.metrics import MetricWrapperBase
+
+from receiver.log_limits import (
+    BAD_REQUEST_KEYS,
+    BAD_REQUEST_LOG_EVERY_S,
+    BadRequestFilter,
+    Throttle,
+)
 
 __all__ = ["Metrics", "configure_logging"]
 
@@ -57,6 +65,11 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+    # The standard library's records (aiohttp's) carry only the keys our own filter sets.
+    foreign: list[structlog.typing.Processor] = [
+        *shared,
+        structlog.stdlib.ExtraAdder(allow=BAD_REQUEST_KEYS),
+    ]
     renderer: structlog.typing.Processor
     # Tracebacks never show local variables: a frame's locals can hold a token, a password
     # or a DSN, and secrets must not reach the logs.
@@ -85,7 +98,7 @@ def configure_logging(
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=foreign,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
@@ -96,6 +109,13 @@ def configure_logging(
     root.setLevel(numeric)
     # One line per request is the job of our own metrics and logs, not aiohttp's access log.
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
+    # aiohttp reports a malformed request with its raw bytes (a token included): see the filter.
+    bad_requests = BadRequestFilter(Throttle(BAD_REQUEST_LOG_EVERY_S))
+    for name in ("aiohttp.server", "aiohttp.access"):
+        logger = logging.getLogger(name)
+        for old_filter in [f for f in logger.filters if isinstance(f, BadRequestFilter)]:
+            logger.removeFilter(old_filter)
+        logger.addFilter(bad_requests)
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})

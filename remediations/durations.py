@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["MAX_DURATION_S", "format_duration", "parse_duration"]
+
+# The longest duration a rule or an action's params may hold: one year. Windows and cooldowns
+# become milliseconds in Redis' Lua (a double: exact only below 2**53) and datetimes
+# (year 9999 at most); a year is far beyond any remediation's horizon and far from both limits.
+MAX_DURATION_S = 365 * 86400.0
 
 _UNITS: tuple[tuple[str, float], ...] = (
     ("w", 7 * 86400.0),

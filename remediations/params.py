@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 
-from remediations.durations import format_duration, parse_duration
+from remediations.durations import MAX_DURATION_S, format_duration, parse_duration
 
 __all__ = ["Duration", "StrictParams"]
 
@@ -23,7 +23,10 @@ class StrictParams(BaseModel):
 
 
 def _seconds(value: object) -> float:
-    return parse_duration(value)
+    seconds = parse_duration(value)
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is longer than {format_duration(MAX_DURATION_S)} (a year)")
+    return seconds
 
 
 # Seconds as a float in Python; ``10m`` in a rule file and in the JSON dump.

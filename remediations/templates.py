@@ -6,22 +6,114 @@ missing value renders as an empty string, so a notification never fails on a lab
 does not carry. ``{{ labels.namespace }}`` reads as in target templates. Every value a template
 prints goes through ``escape`` (e.g. Slack mrkdwn's ``&``, ``<``, ``>``): a label value can never
 become a link or a mention; literal template text is left as the rule author wrote it.
+
+Rendering runs on the service's event loop, so a template is bounded like a message: ``*`` and
+``**`` may not build a string or list over ``MAX_RENDERED`` characters or items, nor an integer
+over ``MAX_INT_BITS`` bits; no filter, test or method takes a number beyond ``MAX_RENDERED``
+(``center(100000000)``, ``slice(10**8)``); and the output stops at ``MAX_RENDERED`` characters.
+Each raises ``TemplateTooLarge`` (the step fails, saying why); ``check_template`` refuses what it
+can see without an alert (constants) when the rules load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from remediations.base import ActionContext
+from remediations.base import ActionContext, ActionError
 from remediations.targets import Target
 
-__all__ = ["MAX_TEMPLATE", "check_template", "render", "template_values"]
+__all__ = [
+    "MAX_INT_BITS",
+    "MAX_RENDERED",
+    "MAX_TEMPLATE",
+    "TemplateTooLarge",
+    "check_template",
+    "render",
+    "template_values",
+]
 
 MAX_TEMPLATE = 8192  # characters; a template is a message, not a program
+# Characters a rendered template (and any string or list built on the way) may have: a chat
+# message or a request body's string, not a document (Slack's own limit is 40,000).
+MAX_RENDERED = 65536
+# Bits an integer built by `*` or `**` may have: far beyond any count, far below a slow one.
+MAX_INT_BITS = 4096
+
+
+class TemplateTooLarge(ActionError):
+    """A template would build more than the bounds above allow."""
+
+
+def _bounded_binop(op: str, left: Any, right: Any) -> Any:
+    """``left <op> right`` for ``*`` and ``**``, refused when the result would pass a bound."""
+    if op == "*":
+        for seq, times in ((left, right), (right, left)):
+            sequence = isinstance(seq, str | list | tuple) and isinstance(times, int)
+            if sequence and len(seq) * max(times, 0) > MAX_RENDERED:
+                raise TemplateTooLarge(
+                    f"template: {len(seq)} x {times} is more than {MAX_RENDERED} characters"
+                )
+        if _ints(left, right) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise TemplateTooLarge(f"template: a product over {MAX_INT_BITS} bits")
+        return operator.mul(left, right)
+    growing = _ints(left, right) and right > 0 and abs(left) > 1
+    if growing and right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
+        raise TemplateTooLarge(f"template: a power over {MAX_INT_BITS} bits")
+    return operator.pow(left, right)
+
+
+def _ints(*values: Any) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def _check_numbers(what: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    for value in (*args, *kwargs.values()):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and abs(value) > MAX_RENDERED:
+            raise TemplateTooLarge(
+                f"template: {what} given {value}; numbers there are at most {MAX_RENDERED}"
+            )
+
+
+def _bounded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (a filter or a test) refusing numeric arguments beyond the bound: a width
+    or a count (``center``, ``indent``, ``slice``, ``batch``) builds that much."""
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        # The first argument is the value filtered (a context first for some filters).
+        _check_numbers(name, [a for a in args[1:] if not isinstance(a, Context)], kwargs)
+        return function(*args, **kwargs)
+
+    return bounded
+
+
+class _Bounded(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with the bounds of the module docstring."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # A fresh dict each: the defaults are Jinja's module-level tables, shared by every
+        # environment, and stay untouched.
+        self.filters = {name: _bounded(name, f) for name, f in self.filters.items()}
+        tests: Mapping[str, Any] = self.tests
+        self.tests = {name: _bounded(name, test) for name, test in tests.items()}
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return _bounded_binop(operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_numbers(getattr(__obj, "__name__", "a call"), args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
 
 def _environment(escape: Callable[[str], str] | None) -> ImmutableSandboxedEnvironment:
@@ -29,7 +121,7 @@ def _environment(escape: Callable[[str], str] | None) -> ImmutableSandboxedEnvir
         text = "" if value is None else str(value)
         return escape(text) if escape is not None else text
 
-    return ImmutableSandboxedEnvironment(
+    return _Bounded(
         undefined=ChainableUndefined,
         finalize=finalize,
         autoescape=False,
@@ -53,6 +145,7 @@ def check_template(source: str) -> str:
         tree = _PLAIN.parse(source)
     except TemplateSyntaxError as exc:
         raise ValueError(f"template line {exc.lineno}: {exc.message}") from None
+    _check_constants(tree)
     for node in tree.find_all(nodes.Getattr):
         # Outermost first: the first chain found is the whole of it.
         chain: list[str] = []
@@ -71,11 +164,74 @@ def check_template(source: str) -> str:
     return source
 
 
+class _NotConstant(Exception):
+    pass
+
+
+def _constant(node: nodes.Node) -> Any:
+    """The value of a tree of constants (lists and tuples of them), ``*`` and ``**``;
+    _NotConstant for anything else."""
+    if isinstance(node, nodes.Const):
+        return node.value
+    if isinstance(node, nodes.List):
+        return [_constant(item) for item in node.items]
+    if isinstance(node, nodes.Tuple):
+        return tuple(_constant(item) for item in node.items)
+    if isinstance(node, nodes.Mul | nodes.Pow):
+        op = "*" if isinstance(node, nodes.Mul) else "**"
+        return _bounded_binop(op, _constant(node.left), _constant(node.right))
+    raise _NotConstant
+
+
+def _check_constants(tree: nodes.Template) -> None:
+    """What the bounds refuse whatever the alert: ``"x" * 100000000``, ``center(10**8)``.
+    Raises ValueError naming the line."""
+    node: nodes.Node
+    for node in tree.find_all((nodes.Mul, nodes.Pow, nodes.Filter, nodes.Test, nodes.Call)):
+        try:
+            if isinstance(node, nodes.Mul | nodes.Pow):
+                _constant_or_none(node)
+                continue
+            assert isinstance(node, nodes.Filter | nodes.Test | nodes.Call)
+            values = [
+                value
+                for arg in (*node.args, *(kw.value for kw in node.kwargs))
+                if (value := _constant_or_none(arg)) is not None
+            ]
+            _check_numbers(_called(node), values, {})
+        except TemplateTooLarge as exc:
+            problem = exc.message.removeprefix("template: ")
+            raise ValueError(f"template line {node.lineno}: {problem}") from None
+
+
+def _called(node: nodes.Filter | nodes.Test | nodes.Call) -> str:
+    """The name of what a filter, test or method call calls, for messages."""
+    if isinstance(node, nodes.Call):
+        callee = node.node
+        return str(getattr(callee, "attr", None) or getattr(callee, "name", None) or "a call")
+    return str(node.name)
+
+
+def _constant_or_none(node: nodes.Node) -> Any:
+    try:
+        return _constant(node)
+    except _NotConstant:
+        return None
+
+
 def render(
     source: str, values: Mapping[str, Any], escape: Callable[[str], str] | None = None
 ) -> str:
-    """``source`` rendered with ``values``; each printed value passed through ``escape``."""
-    return _environment(escape).from_string(source).render(**values)
+    """``source`` rendered with ``values``; each printed value passed through ``escape``.
+    Raises TemplateTooLarge past the bounds of the module docstring."""
+    parts: list[str] = []
+    size = 0
+    for part in _environment(escape).from_string(source).generate(**values):
+        size += len(part)
+        if size > MAX_RENDERED:
+            raise TemplateTooLarge(f"template: renders more than {MAX_RENDERED} characters")
+        parts.append(part)
+    return "".join(parts)
 
 
 def template_values(ctx: ActionContext, target: Target) -> dict[str, Any]:

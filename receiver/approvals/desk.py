@@ -27,6 +27,7 @@ from receiver.approvals.state import (
     why_not_pending,
 )
 from receiver.approvals.tokens import LinkTokens, TokenClaims
+from receiver.config.settings import APPROVAL_TTL_S
 from receiver.model import ApprovalRecord, ApprovalState, RunOutcome
 from receiver.store import JobKind, RunRecord, Store, StoreUnavailable
 from receiver.telemetry import Metrics
@@ -77,7 +78,7 @@ class ApprovalDesk:
         tokens: LinkTokens | None = None,
         notifier: ApprovalNotifier | None = None,
         public_url: str | None = None,
-        ttl_s: float = 1800.0,
+        ttl_s: float = APPROVAL_TTL_S,
         buttons: bool = False,
         log: Any = None,
         metrics: Metrics | None = None,

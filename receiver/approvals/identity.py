@@ -37,7 +37,9 @@ def token_table(operators: Mapping[str, SecretStr]) -> TokenLookup:
 
     def lookup(token: str) -> str | None:
         found = None
-        given = token.encode()
+        # aiohttp decodes header bytes that are not UTF-8 as lone surrogates: a token holding
+        # one must compare unequal (401), not raise (500). No valid token contains any.
+        given = token.encode("utf-8", "surrogatepass")
         for name, expected in entries:
             if hmac.compare_digest(given, expected):
                 found = name

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from receiver.cli.client import call_server, url_option
+from receiver.cli.client import call_server, check_reason, url_option
 from receiver.cli.common import console, state
 from receiver.model import ApprovalState
 
@@ -111,7 +111,7 @@ def _decide(ctx: click.Context, url: str | None, path: str, **body: Any) -> None
 @approvals.command()
 @url_option
 @click.argument("approval_id")
-@click.option("--reason", default=None, help="Why (kept in the audit log).")
+@click.option("--reason", default=None, callback=check_reason, help="Why (kept in the audit log).")
 @click.pass_context
 def approve(
     ctx: click.Context,
@@ -126,7 +126,12 @@ def approve(
 @approvals.command()
 @url_option
 @click.argument("approval_id")
-@click.option("--reason", required=True, help="Why (kept in the audit log and on the run).")
+@click.option(
+    "--reason",
+    required=True,
+    callback=check_reason,
+    help="Why (kept in the audit log and on the run).",
+)
 @click.pass_context
 def reject(ctx: click.Context, url: str | None, approval_id: str, reason: str) -> None:
     """Reject APPROVAL_ID: its run ends ``rejected``, with your name and reason."""

@@ -4,7 +4,8 @@ The operator endpoints take an operator token. The CLI sends the one configured 
 REMEDIATOR_OPERATOR_TOKEN(_FILE), to ``--url`` or the configured host and port. Without one, it
 uses the token the embedded default generated under the data directory, and only with the
 server that owns that directory now (its address is in the directory's owner record): a token
-is never sent to a server it does not belong to.
+is never sent to a server it does not belong to. When no token is sent, a warning on stderr says
+so and why: a server that answers anyway (an open one) is not the one the user meant to reach.
 """
 
 from __future__ import annotations
@@ -20,17 +21,45 @@ import click
 from receiver.cli.common import UserError
 from receiver.config import Settings
 
-__all__ = ["call_server", "operator_target", "request", "url_option"]
+__all__ = ["call_server", "check_reason", "operator_target", "request", "url_option"]
 
 # The client gives up on a server that does not answer within this many seconds.
 TIMEOUT_S = 30
 
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--url``: an http(s) URL with a host (and a numeric port, if any); else a usage error."""
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018 - reading it validates it
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: the port is not a number") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not a server URL; e.g. http://127.0.0.1:9095")
+    return value.strip()
+
+
 url_option = click.option(
     "--url",
     default=None,
-    help="Server base URL (default: the server running on this data directory, else the"
-    " configured host and port).",
+    callback=_check_url,
+    help="Server base URL, http(s)://host:port (default: the server running on this data"
+    " directory, else the configured host and port).",
 )
+
+
+def check_reason(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--reason``: at most as long as the server takes (a usage error naming the option)."""
+    from receiver.http.bodies import MAX_REASON_CHARS
+
+    if value is not None and len(value.strip()) > MAX_REASON_CHARS:
+        raise click.BadParameter(
+            f"{len(value.strip())} characters; at most {MAX_REASON_CHARS} (it goes into the"
+            " audit log)"
+        )
+    return value
 
 
 def _same_server(a: str, b: str) -> bool:
@@ -56,12 +85,22 @@ def operator_target(settings: Settings, url: str | None) -> tuple[str, dict[str,
     owner = live_owner(settings.data_dir)
     hint = "set REMEDIATOR_OPERATOR_TOKEN_FILE to a file with your operator token"
     if owner is None or owner.http_url is None:
-        return url or settings.local_url(), {}, hint
+        why = f"{hint} (no serve runs on {settings.data_dir} to lend its generated token)"
+        return url or settings.local_url(), {}, why
     if url is not None and not _same_server(url, owner.http_url):
         where = f"{owner.http_url} ({owner.describe()})"
         return url, {}, f"{hint}; the token in {settings.data_dir} is for {where} only"
     token = _read_token(settings.data_dir / OPERATOR_TOKEN_FILE)
     return owner.http_url, {"Authorization": f"Bearer {token}"}, hint
+
+
+def _warn_once(message: str) -> None:
+    """``message`` on stderr, once per command (``events retry 1 2 3`` calls three times)."""
+    ctx = click.get_current_context(silent=True)
+    said: set[str] = ctx.meta.setdefault("remediator.warned", set()) if ctx else set()
+    if message not in said:
+        said.add(message)
+        click.echo(message, err=True)
 
 
 def _read_token(path: Path) -> str:
@@ -124,6 +163,8 @@ def call_server(
 
     base, headers, hint = operator_target(settings, url)
     endpoint = base.rstrip("/") + path
+    if not headers:
+        _warn_once(f"warning: no operator token was sent to {base}: {hint}")
     try:
         return asyncio.run(request(method, endpoint, headers, hint_401=hint, **kwargs))
     except aiohttp.ClientError as exc:

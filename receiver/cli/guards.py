@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from receiver.cli.client import call_server, url_option
+from receiver.cli.client import call_server, check_reason, url_option
 from receiver.cli.common import UserError, console, state
 from receiver.durations import format_duration
 
@@ -17,7 +17,12 @@ __all__ = ["pause", "resume", "status"]
 
 @click.command()
 @url_option
-@click.option("--reason", required=True, help="Why; recorded in the audit log.")
+@click.option(
+    "--reason",
+    required=True,
+    callback=check_reason,
+    help="Why; recorded in the audit log (at most 1000 characters).",
+)
 @click.option("--for", "duration", default=None, help="e.g. 30m or 2h (default: until resume).")
 @click.pass_context
 def pause(ctx: click.Context, url: str | None, reason: str, duration: str | None) -> None:
@@ -32,6 +37,7 @@ def pause(ctx: click.Context, url: str | None, reason: str, duration: str | None
     data = call_server(settings, url, "/api/v1/pause", "PUT", body=body)
     until = data.get("until") if isinstance(data, dict) else None
     click.echo(f"automation paused until {until}" if until else "automation paused until resume")
+    _unaudited(data)
 
 
 @click.command()
@@ -39,8 +45,18 @@ def pause(ctx: click.Context, url: str | None, reason: str, duration: str | None
 @click.pass_context
 def resume(ctx: click.Context, url: str | None) -> None:
     """Lift a pause."""
-    call_server(state(ctx).settings(), url, "/api/v1/pause", "DELETE")
+    data = call_server(state(ctx).settings(), url, "/api/v1/pause", "DELETE")
     click.echo("automation resumed")
+    _unaudited(data)
+
+
+def _unaudited(data: Any) -> None:
+    """The server changed the pause but could not record it (its store is away): say so."""
+    if isinstance(data, dict) and data.get("audited") is False:
+        click.echo(
+            "warning: not recorded in the audit log (the server's store is unavailable)",
+            err=True,
+        )
 
 
 @click.command()

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from receiver.cli.client import call_server, url_option
+from receiver.cli.client import call_server, check_reason, url_option
 from receiver.cli.common import UserError, console, state
 
 __all__ = ["events", "jobs"]
@@ -110,6 +110,7 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
         "--reason",
         # No default: with click >= 8.3 an explicit default of None would satisfy required.
         required=action == "drop",
+        callback=check_reason,
         help="Why; recorded in the audit log" + (" (required)." if action == "drop" else "."),
     )
     @click.pass_context

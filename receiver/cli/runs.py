@@ -11,6 +11,7 @@ from rich.table import Table
 from receiver.cli.client import call_server, url_option
 from receiver.cli.common import console, state
 from receiver.model import RunOutcome
+from remediations.targets import Target
 
 __all__ = ["runs"]
 
@@ -98,7 +99,11 @@ def _cell(row: Any, column: str) -> str:
     for key in _CELL_KEYS[column]:
         if key in row and row[key] is not None:
             value = row[key]
-            if isinstance(value, dict) and {"kind", "namespace", "name"} <= value.keys():
-                return "{kind}/{namespace}/{name}".format(**value)
+            if isinstance(value, dict) and {"kind", "name"} <= value.keys():
+                # kind/namespace/name, or kind/name for kinds that live in no namespace.
+                target = Target(
+                    str(value["kind"]), str(value.get("namespace") or ""), str(value["name"])
+                )
+                return target.key
             return str(value)
     return ""

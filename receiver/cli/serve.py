@@ -39,6 +39,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     from receiver.embedded import EmbeddedError
     from receiver.rules.errors import RuleSetError
     from receiver.service import event_loop_factory, run_service
+    from receiver.startup import StartupError
 
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
@@ -47,7 +48,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         for error in exc.errors:
             click.echo(str(error), err=True)
         raise UserError(f"{len(exc.errors)} error(s) in the rule files; not starting") from None
-    except EmbeddedError as exc:
+    except (EmbeddedError, StartupError) as exc:
         raise UserError(str(exc)) from None
     except ConfigError as exc:
         raise BadUsage(f"configuration: {exc.message}") from None

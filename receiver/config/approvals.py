@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_va
 
 from receiver.config.settings import ConfigError, Settings
 from receiver.config.sources import KEYS
+from receiver.rules.yaml_lines import safe_load
 
 __all__ = ["ApprovalFiles", "ApproversFile", "load_approvals"]
 
@@ -90,7 +91,7 @@ def _secret_dir(path: Path, setting: str) -> dict[str, SecretStr]:
 def _approvers(path: Path) -> ApproversFile:
     text = _read(path, "approvers_file")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
         return ApproversFile.model_validate(data or {})
     except yaml.YAMLError as exc:
         raise ConfigError(f"{_ENV['approvers_file']}: {path}: invalid YAML: {exc}") from None
@@ -102,12 +103,22 @@ def _approvers(path: Path) -> ApproversFile:
 
 
 def _networks(
-    values: tuple[str, ...],
+    values: tuple[str, ...], sso_header: str | None
 ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     try:
-        return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+        networks = tuple(ipaddress.ip_network(v, strict=False) for v in values)
     except ValueError as exc:
         raise ConfigError(f"{_ENV['sso_trusted_proxies']}: {exc}") from None
+    everyone = [str(n) for n in networks if n.prefixlen == 0]
+    if everyone and sso_header is not None:
+        # Whoever may send the header names the approver: trusting every address lets anyone
+        # approve as anyone.
+        raise ConfigError(
+            f"{_ENV['sso_trusted_proxies']}: {', '.join(everyone)} trusts every address with"
+            f" {_ENV['sso_user_header']}: anyone could name any approver; list the SSO proxy's"
+            " addresses"
+        )
+    return networks
 
 
 def load_approvals(settings: Settings) -> ApprovalFiles:
@@ -126,5 +137,5 @@ def load_approvals(settings: Settings) -> ApprovalFiles:
             if settings.slack_signing_secret_file
             else None
         ),
-        trusted_proxies=_networks(settings.sso_trusted_proxies),
+        trusted_proxies=_networks(settings.sso_trusted_proxies, settings.sso_user_header),
     )

@@ -17,10 +17,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
 )
 
 from receiver import durations
+from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.config.connections import (
     HttpEndpointConfig,
     NotifyChannelConfig,
@@ -30,10 +32,20 @@ from receiver.config.connections import (
     check_url,
     json_map,
 )
+from receiver.config.values import namespaces, split_list, url_shape
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 
-__all__ = ["MIB", "ConfigError", "DryRun", "LogFormat", "Settings", "connect_host", "parse_size"]
+__all__ = [
+    "APPROVAL_TTL_S",
+    "MIB",
+    "ConfigError",
+    "DryRun",
+    "LogFormat",
+    "Settings",
+    "connect_host",
+    "parse_size",
+]
 
 MIB = 1024 * 1024
 
@@ -91,13 +103,15 @@ def connect_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _split_list(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+# Settings the guards' Lua script receives (milliseconds, counts) are bounded like rules'
+# (receiver.durations.MAX_DURATION_S, a year); retention may be longer.
+_COUNT_MAX = 1_000_000
+_RETENTION_MAX_S = 10 * 365 * 86400.0
 
 
 _GUARDS = GuardSettings()
+# How long an approval stays open by default (approvals.ttl); the desk's default too.
+APPROVAL_TTL_S = 1800.0
 
 
 class Settings(BaseModel):
@@ -152,18 +166,18 @@ class Settings(BaseModel):
     worker_max_attempts: int = Field(default=10, ge=1, le=1000)
 
     # The guards' defaults have one home, GuardSettings.
-    budget_count: int = Field(default=_GUARDS.budget_count, ge=0)
+    budget_count: int = Field(default=_GUARDS.budget_count, ge=0, le=_COUNT_MAX)
     budget_window_seconds: float = Field(default=_GUARDS.budget_window_s, gt=0)
-    breaker_failures: int = Field(default=_GUARDS.breaker_failures, ge=1)
+    breaker_failures: int = Field(default=_GUARDS.breaker_failures, ge=1, le=_COUNT_MAX)
     breaker_window_seconds: float = Field(default=_GUARDS.breaker_window_s, gt=0)
     breaker_open_for_seconds: float = Field(default=_GUARDS.breaker_open_for_s, gt=0)
     lock_ttl_seconds: float = Field(default=_GUARDS.lock_ttl_s, gt=0)
 
     event_retention_seconds: float = Field(default=30 * 86400.0, gt=0)
     # How late Alertmanager may deliver a firing notification it built before the alert
-    # resolved (store.events.LATE_DELIVERY_WINDOW_S: group_interval 5m + two peer timeouts);
+    # resolved (alertmanager.LATE_DELIVERY_WINDOW_S: group_interval 5m + two peer timeouts);
     # a firing of a resolved episode received later than this is a re-fire.
-    late_delivery_window_seconds: float = Field(default=330.0, ge=0)
+    late_delivery_window_seconds: float = Field(default=LATE_DELIVERY_WINDOW_S, ge=0)
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
@@ -196,7 +210,7 @@ class Settings(BaseModel):
     # Approvals (receiver/approvals); config.approvals.load_approvals reads their files.
     # Signing keys of approval links: one file per key id; the greatest key id signs.
     approval_keys_dir: Path | None = None
-    approval_ttl_seconds: float = Field(default=1800.0, gt=0)
+    approval_ttl_seconds: float = Field(default=APPROVAL_TTL_S, gt=0)
     # YAML: who may decide (by_rule, by_risk, default) and slack_users (Slack user id -> name).
     approvers_file: Path | None = None
     # A header the SSO proxy in front of the service sets to the user's name; trusted only
@@ -211,10 +225,20 @@ class Settings(BaseModel):
     # incident.
     incident_gap_seconds: float = Field(default=1800.0, gt=0, le=7 * 86400.0)
 
-    @field_validator("namespace_allow", "namespace_deny", "sso_trusted_proxies", mode="before")
+    @field_validator("sso_trusted_proxies", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
-        return _split_list(value)
+        return split_list(value)
+
+    @field_validator("namespace_allow", mode="before")
+    @classmethod
+    def _allow(cls, value: object) -> object:
+        return namespaces(value, deny=False)
+
+    @field_validator("namespace_deny", mode="before")
+    @classmethod
+    def _deny(cls, value: object) -> object:
+        return namespaces(value, deny=True)
 
     @field_validator(
         "worker_lease_seconds",
@@ -232,8 +256,16 @@ class Settings(BaseModel):
         mode="before",
     )
     @classmethod
-    def _durations(cls, value: object) -> float:
-        return durations.parse_duration(value, bare_seconds=True)
+    def _durations(cls, value: object, info: ValidationInfo) -> float:
+        seconds = durations.parse_duration(value, bare_seconds=True)
+        longest = (
+            _RETENTION_MAX_S
+            if info.field_name == "event_retention_seconds"
+            else durations.MAX_DURATION_S
+        )
+        if seconds > longest:
+            raise ValueError(f"{value!r} is longer than {durations.format_duration(longest)}")
+        return seconds
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod
@@ -285,6 +317,16 @@ class Settings(BaseModel):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return url_shape(value, ("postgresql", "postgres"), "PostgreSQL")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return url_shape(value, ("redis", "rediss", "unix"), "Redis")
 
     def namespace_policy(self) -> NamespacePolicy:
         return NamespacePolicy(allow=self.namespace_allow, deny=self.namespace_deny)

@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
 from receiver.config.settings import ConfigError, Settings
+from receiver.rules.yaml_lines import safe_load
 
 __all__ = ["ENV_PREFIX", "KEYS", "Key", "kube_credentials_present", "load_settings"]
 
@@ -120,7 +121,7 @@ def _read_yaml(config_file: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{config_file}: cannot read config file: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{config_file}:{mark.line + 1}" if mark is not None else str(config_file)

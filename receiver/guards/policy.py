@@ -25,6 +25,7 @@ __all__ = [
     "Admission",
     "AdmissionRequest",
     "Guard",
+    "GuardError",
     "GuardKeys",
     "GuardSettings",
     "GuardUnavailable",
@@ -39,6 +40,12 @@ __all__ = [
 
 class GuardUnavailable(Exception):
     """Redis could not be asked. Nothing may run: the caller keeps the event pending."""
+
+
+class GuardError(Exception):
+    """Redis was asked and refused the guards' script with an error (a value the script cannot
+    take, a bug): not an outage, and asking again will not help. Nothing ran; the work fails,
+    and the worker counts it toward dead-lettering."""
 
 
 @dataclass(frozen=True, slots=True)

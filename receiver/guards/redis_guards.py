@@ -9,13 +9,17 @@ decides every expiry (cooldown, lock, breaker, pause, windows) from the until-ti
 against it, so a rule test (``remediator test``) that jumps its simulated clock forward by hours
 sees them expire. Key TTLs are a margin longer and only collect the garbage.
 
-Fail closed: any Redis error, timeout or refused connection raises ``GuardUnavailable``; the
-caller then leaves the run pending and retries it later.
+Fail closed: a Redis outage (a refused or lost connection, a timeout, a server that is loading,
+read-only, out of memory or busy) raises ``GuardUnavailable``; the caller then leaves the run
+pending and retries it later. An error the server answers the script itself with (a Lua error:
+a value it cannot take) raises ``GuardError`` instead: asking again would fail again, so the
+work fails and counts toward its dead letter rather than waiting for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
@@ -23,7 +27,15 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from receiver.guards.policy import (
     GUARDS,
@@ -31,6 +43,7 @@ from receiver.guards.policy import (
     AdmissionRequest,
     Arg,
     Guard,
+    GuardError,
     GuardKeys,
     GuardSettings,
     GuardUnavailable,
@@ -55,6 +68,27 @@ def load_lua(name: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# Error replies that describe the server's state, not the script's input: they pass.
+_OUTAGE_REPLIES = (
+    ReadOnlyError,
+    OutOfMemoryError,
+    ClusterDownError,
+    TryAgainError,
+    NoPermissionError,
+)
+# The same codes as they appear in a reply, also inside a script's error ("Error running script
+# (call to f_...): @user_script:81: @user_script: 81: -READONLY ..." from Redis 6).
+_OUTAGE_CODES = re.compile(
+    r"(?:^|: -?)(?:BUSY|LOADING|MASTERDOWN|NOREPLICAS|READONLY|OOM|NOPERM|TRYAGAIN|CLUSTERDOWN)\b"
+)
+
+
+def _is_outage(exc: ResponseError) -> bool:
+    """A Redis error reply that says "not now" (a failover, a full or busy server, missing
+    permissions being fixed) rather than "never" (the script failed on what it was given)."""
+    return isinstance(exc, _OUTAGE_REPLIES) or _OUTAGE_CODES.search(str(exc)) is not None
 
 
 def _glob_escape(text: str) -> str:
@@ -106,6 +140,10 @@ class Guards:
         try:
             async with asyncio.timeout(self._settings.timeout_s):
                 return await make()
+        except ResponseError as exc:
+            if _is_outage(exc):
+                raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
+            raise GuardError(f"redis refused the guards' {what} script: {exc}") from exc
         except (RedisError, OSError, TimeoutError) as exc:
             raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
 

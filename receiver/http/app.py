@@ -44,7 +44,7 @@ from receiver.http.pages import add_page_routes
 from receiver.http.queues import add_queue_routes
 from receiver.http.report import REPORT_PATH, get_report
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
-from receiver.http.throttle import Throttle
+from receiver.log_limits import Throttle
 from receiver.telemetry import Metrics
 
 __all__ = ["LINGER_S", "create_app", "create_runner"]

@@ -10,12 +10,13 @@
 
 Who decides is never taken from the link: the page and the API need an operator token or the
 SSO proxy's header, Slack a verified interaction (``receiver.approvals.identity``, ``.slack``).
-The API authenticates by itself (operators, not the webhook credential).
+The API authenticates by itself (operators, not the webhook credential): no or an unknown
+credential is 401, the webhook credential 403, as on every other /api/ route. A store that is
+out of reach is 503.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +34,20 @@ from receiver.approvals.page import (
     security_headers,
     view_of,
 )
+from receiver.approvals.policy import Identity
 from receiver.approvals.slack import SlackInteractions, SlackPayloadError
 from receiver.approvals.state import ApprovalError, Channel, Decision, Origin
 from receiver.approvals.tokens import TokenClaims
-from receiver.http.deps import CLOCK
+from receiver.http.auth import Role
+from receiver.http.bodies import (
+    MAX_REASON_CHARS,
+    BadField,
+    bad_field,
+    json_object,
+    reason_of,
+    text_field,
+)
+from receiver.http.deps import AUTH, CLOCK
 from receiver.http.filters import BadParameter, parse_since
 from receiver.http.responses import json_response, row
 from receiver.model import ApprovalRecord, ApprovalState
@@ -46,7 +57,6 @@ __all__ = ["APPROVALS_API", "SLACK_PATH", "ApprovalWeb", "add_approval_routes", 
 
 APPROVALS_API = "/api/v1/approvals"
 SLACK_PATH = "/hooks/slack/interactions"
-MAX_REASON = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +202,10 @@ async def post_page(request: web.Request) -> web.Response:
         decision = Decision(str(form.get("decision") or ""))
     except ValueError:
         return _render(request, approval, session, status=400, message="choose approve or reject")
+    try:
+        reason = text_field(form.get("reason"), "reason", max_chars=MAX_REASON_CHARS)
+    except BadField as exc:
+        return _render(request, approval, session, status=400, message=exc.message, kind="error")
     origin = Origin(
         Channel.WEB,
         approvals.identities.source_ip(request.headers, request.remote),
@@ -204,7 +218,7 @@ async def post_page(request: web.Request) -> web.Response:
             decision,
             identity,
             origin,
-            reason=_reason(form.get("reason")),
+            reason=reason,
             plan_hash=claims.plan_hash,
         )
     except ApprovalError as exc:
@@ -220,15 +234,18 @@ async def post_page(request: web.Request) -> web.Response:
     return _render(request, decided, session, message=text, kind="ok")
 
 
-def _reason(value: Any) -> str | None:
-    text = str(value or "").strip()
-    return text[:MAX_REASON] or None
-
-
 # -- the API -----------------------------------------------------------------------------------
 
 
-def _unauthorized() -> web.Response:
+def _caller(request: web.Request) -> Identity | web.Response:
+    """The operator (or SSO user) asking, else the answer: 403 for a valid credential of the
+    other role (the webhook's), 401 for none or an unknown one."""
+    identity = request.app[APPROVAL_WEB].identities.from_headers(request.headers, request.remote)
+    if identity is not None:
+        return identity
+    other = request.app[AUTH].authorize(request, Role.OPERATOR)
+    if isinstance(other, web.Response) and other.status == 403:
+        return other
     return json_response(
         {"error": "an operator token (or the SSO proxy's header) is required"},
         401,
@@ -239,8 +256,9 @@ def _unauthorized() -> web.Response:
 async def list_approvals(request: web.Request) -> web.Response:
     """``{approvals: [...]}``, newest first; 400 names a bad parameter."""
     approvals = request.app[APPROVAL_WEB]
-    if approvals.identities.from_headers(request.headers, request.remote) is None:
-        return _unauthorized()
+    caller = _caller(request)
+    if isinstance(caller, web.Response):
+        return caller
     try:
         filters = _filters(request)
     except BadParameter as exc:
@@ -284,11 +302,16 @@ def _filters(request: web.Request) -> dict[str, Any]:
 
 
 async def get_approval(request: web.Request) -> web.Response:
+    """``{approval}``; 404 for an unknown id."""
     approvals = request.app[APPROVAL_WEB]
-    if approvals.identities.from_headers(request.headers, request.remote) is None:
-        return _unauthorized()
+    caller = _caller(request)
+    if isinstance(caller, web.Response):
+        return caller
     approval_id = request.match_info["approval_id"]
-    found = await approvals.desk.store.get_approval(approval_id)
+    try:
+        found = await approvals.desk.store.get_approval(approval_id)
+    except StoreUnavailable:
+        return json_response({"error": "store unavailable"}, 503)
     if found is None:
         return json_response({"error": f"no approval {approval_id}"}, 404)
     return json_response({"approval": row(found)})
@@ -297,22 +320,17 @@ async def get_approval(request: web.Request) -> web.Response:
 async def post_decision(request: web.Request) -> web.Response:
     """Approve or reject as the operator whose token (or SSO name) the request carries."""
     approvals = request.app[APPROVAL_WEB]
-    identity = approvals.identities.from_headers(request.headers, request.remote)
-    if identity is None:
-        return _unauthorized()
+    identity = _caller(request)
+    if isinstance(identity, web.Response):
+        return identity
     try:
         decision = Decision(request.match_info["decision"])
     except ValueError:
         return json_response({"error": "use /approve or /reject"}, 404)
-    reason: str | None = None
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return json_response({"error": "invalid JSON", "field": "body"}, 400)
-        if not isinstance(body, dict) or not isinstance(body.get("reason", ""), str | None):
-            return json_response({"error": 'expected {"reason": "..."}', "field": "reason"}, 400)
-        reason = _reason(body.get("reason"))
+    try:
+        reason = reason_of(await json_object(request, required=False))
+    except BadField as exc:
+        return bad_field(exc)
     origin = Origin(
         Channel.API,
         approvals.identities.source_ip(request.headers, request.remote),

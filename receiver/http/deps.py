@@ -17,7 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from receiver.alertmanager import Notification
 from receiver.config import Settings
 from receiver.http.auth import Authenticator
-from receiver.http.throttle import Throttle
+from receiver.log_limits import Throttle
 from receiver.model import RunOutcome
 from receiver.telemetry import Metrics
 from remediations.targets import Target

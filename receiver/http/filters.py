@@ -1,16 +1,25 @@
-"""The query parameters of ``GET /api/v1/runs``, checked and turned into store filters."""
+"""Query parameters: what every route refuses (``check_query``: U+0000, which PostgreSQL's text
+cannot hold), ``since`` as every route reads it, and those of ``GET /api/v1/runs``, checked and
+turned into store filters."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from receiver.durations import parse_duration
 from receiver.model import RunOutcome
 from remediations.targets import TargetError, parse_target_key, target_kind
 
-__all__ = ["DEFAULT_RUNS_LIMIT", "MAX_RUNS_LIMIT", "BadParameter", "parse_since", "run_filters"]
+__all__ = [
+    "DEFAULT_RUNS_LIMIT",
+    "MAX_RUNS_LIMIT",
+    "BadParameter",
+    "check_query",
+    "parse_since",
+    "run_filters",
+]
 
 MAX_RUNS_LIMIT = 500
 DEFAULT_RUNS_LIMIT = 50
@@ -25,16 +34,31 @@ class BadParameter(Exception):
         self.message = message
 
 
-def parse_since(text: str, now: datetime) -> datetime:
-    """An RFC 3339 timestamp, or a duration (``24h``) meaning that long before ``now``.
+def check_query(query: Mapping[str, str]) -> None:
+    """Raises BadParameter naming the first parameter whose name or value holds U+0000: the
+    store's text cannot hold it, and no filter means it. Every route's query passes here."""
+    for name, value in query.items():
+        if "\x00" in name or "\x00" in value:
+            shown = name.replace("\x00", "\\x00")
+            raise BadParameter(shown, f"{shown} must not contain U+0000 (NUL)")
 
-    Raises ValueError for anything else, and for a timestamp without a time zone offset.
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """An RFC 3339 timestamp, or a duration (``24h``) meaning that long before ``now``; in UTC.
+
+    Raises ValueError for anything else, for a timestamp without a time zone offset, and for a
+    moment outside the years 1 to 9999 in UTC (what the store and Python's datetime hold).
     """
     text = text.strip()
     try:
-        return now - timedelta(seconds=parse_duration(text))
+        seconds = parse_duration(text)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is not None:
+        try:
+            return (now - timedelta(seconds=seconds)).astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -43,7 +67,10 @@ def parse_since(text: str, now: datetime) -> datetime:
         ) from None
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone offset (add Z or +00:00)")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 once in UTC") from None
 
 
 def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The operator's kill switch: ``GET /api/v1/guards`` (status), ``PUT /api/v1/pause`` and
 ``DELETE /api/v1/pause``, for operators' tokens. A pause or resume is written to the audit log
-with the operator's name (``by``)."""
+with the operator's name (``by``); while PostgreSQL is away it still takes effect (it is the kill
+switch), and the answer says ``"audited": false``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from receiver.durations import parse_duration
 from receiver.guards.policy import GuardUnavailable
 from receiver.http.auth import principal
+from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import AUDIT, GUARDS, LOG, GuardControl
 from receiver.http.responses import json_default, json_response
 from receiver.store import StoreUnavailable
@@ -50,18 +52,15 @@ async def guards_status(request: web.Request, control: GuardControl) -> web.Resp
 
 @_with_guards
 async def put_pause(request: web.Request, control: GuardControl) -> web.Response:
-    """Pause every remediation. Body: ``{"reason": "...", "for": "30m"}`` (``for`` optional,
-    at most 7 days; without it the pause lasts until resumed). 400 names the bad field."""
+    """Pause every remediation. Body: ``{"reason": "...", "for": "30m"}`` (``reason`` at most
+    1000 characters; ``for`` optional, at most 7 days; without it the pause lasts until
+    resumed). 400 names the bad field."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return json_response({"error": "invalid JSON", "field": "body"}, 400)
-    if not isinstance(body, dict):
-        return json_response({"error": "expected a JSON object", "field": "body"}, 400)
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        return json_response({"error": "say why automation is paused", "field": "reason"}, 400)
-    reason = reason.strip()
+        body = await json_object(request)
+        reason = reason_of(body, required="say why automation is paused")
+    except BadField as exc:
+        return bad_field(exc)
+    assert reason is not None
     seconds: float | None = None
     if body.get("for") is not None:
         if not isinstance(body["for"], str):
@@ -75,13 +74,13 @@ async def put_pause(request: web.Request, control: GuardControl) -> web.Response
     until = await control.pause(seconds, reason)
     by = principal(request).name
     # An operator's kill switch belongs in the record of what happened, when and by whom.
-    await _audit(
+    audited = await _audit(
         request.app, "guards.pause", {"reason": reason, "until": until, "via": "api", "by": by}
     )
     request.app[LOG].warning(
         "automation paused", reason=reason, until=until.isoformat() if until else None, by=by
     )
-    return json_response({"paused": True, "reason": reason, "until": until})
+    return json_response({"paused": True, "reason": reason, "until": until, "audited": audited})
 
 
 @_with_guards
@@ -89,17 +88,26 @@ async def delete_pause(request: web.Request, control: GuardControl) -> web.Respo
     """Lift a pause."""
     await control.resume()
     by = principal(request).name
-    await _audit(request.app, "guards.resume", {"via": "api", "by": by})
+    audited = await _audit(request.app, "guards.resume", {"via": "api", "by": by})
     request.app[LOG].warning("automation resumed", by=by)
-    return json_response({"paused": False})
+    return json_response({"paused": False, "audited": audited})
 
 
-async def _audit(app: web.Application, kind: str, data: dict[str, Any]) -> None:
+async def _audit(app: web.Application, kind: str, data: dict[str, Any]) -> bool:
+    """Record ``kind`` in the audit log; False when it could not be (no audit log, or the store
+    out of reach). The kill switch works without the store: the change stands, and the answer
+    and an error line say it is not on the record."""
     audit = app[AUDIT]
     if audit is None:
-        return
+        return False
     try:
         await audit(kind, data=json.loads(json.dumps(data, default=json_default)))
     except StoreUnavailable as exc:
-        # The guard state changed; losing its audit row is logged, not hidden.
-        app[LOG].error("could not record in the audit log", kind=kind, error=str(exc))
+        app[LOG].error(
+            "not recorded in the audit log: the store is unavailable",
+            kind=kind,
+            by=data.get("by"),
+            error=str(exc),
+        )
+        return False
+    return True

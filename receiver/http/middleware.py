@@ -1,5 +1,5 @@
-"""The one middleware every request passes: authentication and roles, body limits, JSON errors,
-metrics.
+"""The one middleware every request passes: authentication and roles, body limits, query
+parameters no route can take, JSON errors (a store out of reach is 503 on every route), metrics.
 
 One middleware, not one per concern: every layer costs each webhook a coroutine and a wrapper,
 and this one runs on every request anyway.
@@ -21,7 +21,10 @@ from aiohttp.typedefs import Handler, Middleware
 from structlog.typing import FilteringBoundLogger
 
 from receiver.http.auth import PRINCIPAL, Authenticator, Role
+from receiver.http.deps import STORE_DOWN_LOG
+from receiver.http.filters import BadParameter, check_query
 from receiver.http.responses import json_response, too_large
+from receiver.store import StoreUnavailable, is_unavailable
 from receiver.telemetry import Metrics
 
 __all__ = ["BodyTimeout", "edge_middleware"]
@@ -79,6 +82,8 @@ def edge_middleware(
             response: web.StreamResponse
             if refused is not None:
                 response = refused
+            elif request.query_string and (bad := _bad_query(request)) is not None:
+                response = bad
             elif (length := request.content_length) is not None and length > max_body:
                 # Refused before reading: the body would be read up to the limit only to be refused.
                 response = too_large(max_body)
@@ -108,7 +113,20 @@ def edge_middleware(
             raise
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable) or is_unavailable(exc):
+                # Whatever route met the outage: the contract is 503 ("try again"), never 500.
+                status = 503
+                # Every request of an outage says the same: at most one line per interval.
+                held_back = request.app[STORE_DOWN_LOG].ready()
+                if held_back is not None:
+                    log.warning(
+                        "store unavailable",
+                        path=request.path,
+                        error=str(exc),
+                        not_logged_since_last=held_back,
+                    )
+                return json_response({"error": "store unavailable"}, 503)
             # No stack trace in the response; the log has it.
             log.exception("unhandled error", method=request.method, path=request.path)
             return json_response({"error": "internal server error"}, 500)
@@ -136,6 +154,15 @@ async def _with_body_deadline(
         return await handler(request)
     finally:
         timer.cancel()
+
+
+def _bad_query(request: web.Request) -> web.Response | None:
+    """400 naming a query parameter no route can take (U+0000 anywhere in it), else None."""
+    try:
+        check_query(request.query)
+    except BadParameter as exc:
+        return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
+    return None
 
 
 def _route_name(request: web.Request) -> str:

@@ -14,13 +14,13 @@ does not apply, 503 without the store.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
+from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import QUEUES, QueueControl
 from receiver.http.filters import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, BadParameter
 from receiver.http.responses import json_response
@@ -131,22 +131,11 @@ def _item_id(request: web.Request) -> int | None:
 
 async def _reason(request: web.Request, *, required: bool) -> str | web.Response | None:
     """The body's ``reason`` (stripped), or the 400 answer naming what is wrong."""
-    if not request.can_read_body:
-        body: Any = {}
-    else:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return json_response({"error": "invalid JSON", "field": "body"}, 400)
-    if not isinstance(body, dict):
-        return json_response({"error": "expected a JSON object", "field": "body"}, 400)
-    reason = body.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        return json_response({"error": "reason must be a string", "field": "reason"}, 400)
-    reason = reason.strip() if reason else None
-    if required and not reason:
-        return json_response({"error": "say why it is dropped", "field": "reason"}, 400)
-    return reason
+    try:
+        body = await json_object(request, required=False)
+        return reason_of(body, required="say why it is dropped" if required else None)
+    except BadField as exc:
+        return bad_field(exc)
 
 
 def _filters(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ it as well.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -23,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from receiver.durations import parse_duration
+from receiver.durations import MAX_DURATION_S, format_duration, parse_duration
 from receiver.matchers import parse_item
 from receiver.model import ANNOUNCEMENTS, Announcement, Approval
 from receiver.templating import compile_template
@@ -32,6 +31,7 @@ from remediations.base import Registry, UnknownAction
 
 __all__ = [
     "FIELD_NAMES",
+    "MAX_COUNT",
     "GuardsSpec",
     "MaxRunsSpec",
     "NotifySpec",
@@ -44,19 +44,23 @@ __all__ = [
     "WhenSpec",
 ]
 
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# The largest count a rule may give (`max_runs.count`, `repeated.times`): far beyond any real
+# rate, and small enough for Redis' Lua numbers and the store's integers.
+MAX_COUNT = 1_000_000
 
 
 def _duration(value: Any) -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
         raise ValueError(f"{value!r} is not a positive duration")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is longer than {format_duration(MAX_DURATION_S)} (a year)")
     return seconds
 
 
 def _rule_name(value: str) -> str:
     # Names end up in metrics labels, URLs and guard keys: keep them DNS-1123-label shaped.
-    if len(value) > 63 or not _NAME.fullmatch(value):
+    if names.dns1123_label_errors(value):
         raise ValueError(
             f"rule name {value!r} must be lower-case letters, digits and '-', start and end "
             "with a letter or digit, at most 63 characters"
@@ -108,7 +112,7 @@ class TargetSpec(_Spec):
 class RepeatedSpec(_Spec):
     """``when.repeated``: the step runs from the ``times``-th occurrence within ``within``."""
 
-    times: Annotated[int, Field(ge=1)]
+    times: Annotated[int, Field(ge=1, le=MAX_COUNT)]
     within: Duration
 
 
@@ -184,7 +188,7 @@ class NotifySpec(_Spec):
 class MaxRunsSpec(_Spec):
     """``guards.max_runs``: at most ``count`` runs per ``per`` seconds."""
 
-    count: Annotated[int, Field(ge=1)]
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT)]
     per: Duration
 
 

@@ -2,6 +2,11 @@
 
 PyYAML's constructed objects forget where they came from, so the node tree is walked by hand and
 the line of every key and item is kept by its path, for errors that point at the offending line.
+
+Aliases are expanded where they are used, so ~700 bytes of nested aliases (the "billion laughs")
+would build billions of values: a document is refused, naming the line, when its tree with every
+alias expanded holds more than ``MAX_NODES`` nodes. The same bound guards the YAML the service's
+configuration reads (``safe_load``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,19 @@ import yaml
 
 from receiver.rules.errors import RuleError
 
-__all__ = ["KeyPath", "Located", "parse_yaml"]
+__all__ = [
+    "MAX_NODES",
+    "KeyPath",
+    "Located",
+    "TooManyNodes",
+    "check_expansion",
+    "parse_yaml",
+    "safe_load",
+]
+
+# Nodes a document may expand to, aliases expanded: far beyond any rule or settings file (the
+# shipped rules hold a few hundred), far below what takes seconds or gigabytes to build.
+MAX_NODES = 100_000
 
 # Where a value sits in a rule file: keys and list indexes from the top of the document.
 KeyPath = tuple[str | int, ...]
@@ -47,18 +64,95 @@ class Located:
         self.warnings.append(RuleError(self.file, self.line_of(path), message, warning=True))
 
 
+class TooManyNodes(yaml.MarkedYAMLError):
+    """A document whose tree, aliases expanded, holds more than ``limit`` nodes; ``line``
+    (1-based) is where the innermost such node starts (the anchor whose uses multiply)."""
+
+    def __init__(self, node: yaml.Node, limit: int) -> None:
+        self.line = node.start_mark.line + 1
+        self.limit = limit
+        super().__init__(
+            problem=f"too many YAML nodes (alias expansion): more than {limit} once aliases "
+            "are expanded",
+            problem_mark=node.start_mark,
+        )
+
+
+def check_expansion(root: yaml.Node, limit: int = MAX_NODES) -> None:
+    """Raise TooManyNodes when ``root``'s tree, every alias expanded, has more than ``limit``
+    nodes. Linear in the composed graph (each node's expanded size is computed once); an alias
+    of its own ancestor counts once (the caller reports the recursion)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    # Post-order without recursion: (node, children pushed?).
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = _children(node)
+        if not expanded:
+            on_path.add(key)
+            stack.append((node, True))
+            stack.extend(
+                (c, False) for c in children if id(c) not in sizes and id(c) not in on_path
+            )
+            continue
+        on_path.discard(key)
+        # A child still on the path is an alias of an ancestor: one node, not a loop.
+        size = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if size > limit:
+            raise TooManyNodes(node, limit)
+        sizes[key] = size
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def safe_load(text: str, limit: int = MAX_NODES) -> Any:
+    """``yaml.safe_load`` with the alias bound: raises TooManyNodes (a MarkedYAMLError, so
+    callers that report YAML errors report it too) instead of building an alias bomb."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_expansion(node, limit)
+        return loader.construct_document(node)
+    except RecursionError:
+        # PyYAML composes recursively: thousands of nested brackets exhaust the stack.
+        raise yaml.YAMLError("nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
 def parse_yaml(text: str, located: Located) -> Any:
     """The document in ``text`` as plain data, or None when it is empty or invalid.
 
     Fills ``located.lines`` with the line of every key and item; YAML errors, non-string and
-    duplicate keys and recursive aliases go to ``located.errors`` (nothing is raised).
+    duplicate keys, recursive aliases and documents that expand to more than ``MAX_NODES``
+    nodes go to ``located.errors`` (nothing is raised).
     """
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
+        check_expansion(node)
         return _construct(loader, node, (), located, set())
+    except TooManyNodes as exc:
+        located.errors.append(RuleError(located.file, exc.line, str(exc.problem)))
+        return None
+    except RecursionError:
+        # PyYAML composes recursively: thousands of nested brackets exhaust the stack.
+        located.errors.append(RuleError(located.file, 1, "invalid YAML: nested too deeply"))
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1

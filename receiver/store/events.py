@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
@@ -44,10 +45,6 @@ __all__ = ["CLAIM_WINDOW", "LATE_DELIVERY_WINDOW_S", "EventQueue"]
 
 CLAIM_WINDOW = 32
 
-# How late Alertmanager can deliver a notification it built before an alert resolved: one
-# flush's context deadline, max(group_interval, 10s) + peer position x peer_timeout, with its
-# defaults (5m, 15s) and three replicas (dispatch timeout in cmd/alertmanager/main.go@v0.25.0).
-LATE_DELIVERY_WINDOW_S = 330.0
 
 # The occurrence rule (module docstring) over the joins of insert_event_groups; $13: the window.
 _REFIRE = """CASE

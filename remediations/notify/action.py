@@ -21,7 +21,7 @@ from remediations.notify.message import ChannelKind, Event, Message, mrkdwn_esca
 from remediations.notify.notifier import Notifier
 from remediations.params import StrictParams
 from remediations.targets import KINDS, Target
-from remediations.templates import check_template, render, template_values
+from remediations.templates import TemplateTooLarge, check_template, render, template_values
 
 __all__ = ["Notify", "NotifyParams"]
 
@@ -80,7 +80,11 @@ class Notify:
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
         typed = self._params(params)
         notifier: Notifier = ctx.clients.get("notify")
-        message = self._message(ctx, target, typed, notifier)
+        try:
+            message = self._message(ctx, target, typed, notifier)
+        except TemplateTooLarge as exc:
+            # Nothing to send; like a channel that is down, this does not fail the run.
+            return Result(Outcome.UNDELIVERED, f"could not notify {typed.channel!r}: {exc.message}")
         shown = {"channel": typed.channel, "title": message.title, "text": message.text}
         if ctx.dry_run:
             return Result(

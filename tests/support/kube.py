@@ -77,7 +77,8 @@ def find_binaries(build_timeout: float = 3600.0) -> Path:
     """Return the directory holding the control-plane binaries.
 
     Uses ``$REMEDIATOR_CONTROLPLANE_BIN`` if set, else runs ``hack/controlplane/build.sh``
-    (seconds when cached; 10-25 minutes cold on 2 cores). Build progress goes to stderr.
+    (seconds when cached; about 8 minutes cold on 2 cores, as the README says). Build progress
+    goes to stderr.
     """
     try:
         bin_dir = built_tool(BIN_ENV, BUILD_SCRIPT, timeout_s=build_timeout)

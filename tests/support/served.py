@@ -58,7 +58,7 @@ def env_for(data_dir: Path) -> dict[str, str]:
     return env
 
 
-ServeFactory = Callable[[], Served]
+ServeFactory = Callable[..., Served]
 
 
 def launch(
@@ -114,11 +114,12 @@ def embedded_dir() -> Iterator[Path]:
 @pytest.fixture
 def serve(embedded_dir: Path) -> Iterator[ServeFactory]:
     """Starts ``remediator serve --port 0`` on ``embedded_dir`` (each call a new process on
-    the same directory) and waits for its banner; stops what is still running at the end."""
+    the same directory; ``env``: variables to add) and waits for its banner; stops what is
+    still running at the end."""
     started: list[Served] = []
 
-    def start() -> Served:
-        proc, url, output = launch(env_for(embedded_dir))
+    def start(env: dict[str, str] | None = None) -> Served:
+        proc, url, output = launch({**env_for(embedded_dir), **(env or {})})
         token = (embedded_dir / "webhook-token").read_text().strip()
         operator = (embedded_dir / "operator-token").read_text().strip()
         served = Served(proc, url, token, operator, output)

@@ -7,7 +7,7 @@ import asyncpg
 import asyncpg.exceptions._base as asyncpg_base
 import pytest
 
-from receiver.http.throttle import Throttle
+from receiver.log_limits import Throttle
 from receiver.store.errors import describe, is_unavailable
 
 E = asyncpg.exceptions

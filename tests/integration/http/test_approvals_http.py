@@ -169,11 +169,11 @@ async def test_api_needs_an_approver_for_approve_and_reject(make_edge: MakeEdge)
     carol = {"Authorization": f"Bearer {OPERATORS['carol']}"}
     for decision in ("approve", "reject"):
         assert (await edge.client.post(f"{api}/{decision}")).status == 401
-        assert (await edge.client.post(f"{api}/{decision}", headers=AUTH)).status == 401  # webhook
+        assert (await edge.client.post(f"{api}/{decision}", headers=AUTH)).status == 403  # webhook
         response = await edge.client.post(f"{api}/{decision}", headers=carol, json={"reason": "x"})
         assert response.status == 403
         assert "carol may not decide" in (await response.json())["error"]
-    assert (await edge.client.get("/api/v1/approvals", headers=AUTH)).status == 401
+    assert (await edge.client.get("/api/v1/approvals", headers=AUTH)).status == 403
     assert (await edge.env.desk.store.get_approval(approval.id)).state is ApprovalState.PENDING  # type: ignore[union-attr]
 
 

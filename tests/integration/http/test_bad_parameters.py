@@ -1,0 +1,258 @@
+"""Bad parameters are 400s naming them, never 500s, on every route of the real application
+(approvals included), over real HTTP on the real store:
+
+- U+0000 in any query parameter (PostgreSQL's text cannot hold it), and in any string of an
+  operator route's JSON body; a ``since`` that overflows a datetime or leaves the years 1 to 9999
+  in UTC; a reason over 1000 characters.
+- Path parameters that are no id are 404s.
+- A non-UTF-8 Authorization header on the approvals API is 401; the webhook credential there is
+  403, as on every other operator route.
+- Every approvals route (and the other store-backed routes) answers 503 while PostgreSQL is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis.asyncio
+from click.testing import CliRunner
+
+from receiver.cli import main
+from receiver.guards.policy import GuardSettings
+from receiver.guards.redis_guards import Guards
+from receiver.http.approvals import APPROVALS_API
+from receiver.model import NamespacePolicy
+from tests.integration.http.conftest import Edge, MakeEdge
+from tests.support.approvals import OPERATORS
+from tests.support.http import AUTH, OPERATOR, MakeClient
+from tests.support.postgres import PostgresServer
+from tests.support.rawhttp import exchange, status_of
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+# Every query parameter any route reads (and some none does): each gets a NUL.
+PARAMETERS = (
+    "alertname",
+    "rule",
+    "target",
+    "outcome",
+    "since",
+    "limit",
+    "cursor",
+    "state",
+    "fingerprint",
+    "skipped",
+    "kind",
+    "run_id",
+    "run",
+    "nonsense",
+)
+BAD_SINCE = (
+    "99999999999h",
+    "9" * 400 + "w",
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+)
+BAD_IDS = ("%00", "not-an-id", "9" * 30, "%C3%A9%00x")
+ALICE = {"Authorization": f"Bearer {OPERATORS['alice']}"}
+
+
+def _headers(path: str) -> dict[str, str]:
+    # The approvals API knows the approval environment's operators; the rest the app's.
+    return ALICE if path.startswith(APPROVALS_API) else OPERATOR
+
+
+def _get_routes(edge: Edge) -> list[str]:
+    """The canonical path of every GET route the application has."""
+    return sorted(
+        {
+            route.resource.canonical
+            for route in edge.client.app.router.routes()
+            if route.method == "GET" and route.resource is not None
+        }
+    )
+
+
+def _fill(canonical: str, value: str) -> str:
+    for name in ("{run_id}", "{id}", "{approval_id}", "{token}"):
+        canonical = canonical.replace(name, value)
+    return canonical
+
+
+async def test_every_get_route_answers_bad_parameters_with_400_naming_them(
+    make_edge: MakeEdge,
+) -> None:
+    edge = await make_edge()
+    await edge.env.pending_run()
+    routes = _get_routes(edge)
+    assert {"/api/v1/runs", "/api/v1/events", "/api/v1/jobs", APPROVALS_API} <= set(routes)
+    wrong: list[str] = []
+    for canonical in routes:
+        path = _fill(canonical, "x")
+        cases = [(name, f"{quote(name)}=%00") for name in PARAMETERS]
+        cases.append(("\\x00", "%00=x"))
+        # Routes that take `since` name it; the others ignore it or call it unknown: no 500.
+        takes_since = canonical in ("/api/v1/runs", APPROVALS_API)
+        cases += [("since", f"since={quote(value)}") for value in BAD_SINCE]
+        for parameter, query in cases:
+            response = await edge.client.get(f"{path}?{query}", headers=_headers(path))
+            body = await response.json() if response.content_type == "application/json" else {}
+            named = response.status == 400 and body.get("parameter") == parameter
+            if query.startswith("since=") and not takes_since:
+                named = response.status < 500
+            if not named:
+                wrong.append(f"GET {path}?{query[:40]}: {response.status} {body}")
+    assert wrong == [], "\n".join(wrong)
+
+
+async def test_every_path_parameter_that_is_no_id_is_404_never_500(make_edge: MakeEdge) -> None:
+    edge = await make_edge()
+    wrong: list[str] = []
+    for canonical in _get_routes(edge):
+        if "{" not in canonical:
+            continue
+        for value in BAD_IDS:
+            path = _fill(canonical, value)
+            response = await edge.client.get(path, headers=_headers(path))
+            if response.status not in (400, 403, 404):
+                wrong.append(f"GET {path}: {response.status}")
+    assert wrong == [], "\n".join(wrong)
+
+
+async def test_the_cli_reports_a_since_out_of_range_as_the_servers_400(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client()
+    token = tmp_path / "token"
+    token.write_text(OPERATOR["Authorization"].removeprefix("Bearer "))
+    url = str(client.make_url("")).rstrip("/")
+
+    def runs(since: str) -> Any:
+        env = {"REMEDIATOR_OPERATOR_TOKEN_FILE": str(token)}
+        return CliRunner().invoke(main, ["runs", "--url", url, "--since", since], env=env)
+
+    for since in BAD_SINCE:
+        result = await asyncio.to_thread(runs, since)
+        assert result.exit_code == 1, result.output
+        assert "HTTP 400 (since)" in result.stderr, result.stderr
+
+
+@pytest.fixture
+async def guards(redis_client: redis.asyncio.Redis) -> Guards:
+    return Guards(redis_client, NamespacePolicy(), GuardSettings())
+
+
+async def test_nul_or_an_overlong_reason_in_a_body_is_400_naming_the_field(
+    make_client: MakeClient, make_edge: MakeEdge, guards: Guards
+) -> None:
+    client = await make_client(guards=guards)
+    edge = await make_edge()
+    _, approval = await edge.env.pending_run()
+    # The body is checked before the id is looked up: any id will do.
+    event_id = 1
+    posts = [
+        (client, "PUT", "/api/v1/pause", {"for": "1m"}, OPERATOR),
+        (client, "POST", f"/api/v1/events/{event_id}/retry", {}, OPERATOR),
+        (client, "POST", f"/api/v1/events/{event_id}/drop", {}, OPERATOR),
+        (edge.client, "POST", f"{APPROVALS_API}/{approval.id}/approve", {}, ALICE),
+        (edge.client, "POST", f"{APPROVALS_API}/{approval.id}/reject", {}, ALICE),
+    ]
+    wrong: list[str] = []
+    for http, method, path, body, headers in posts:
+        for reason, expected in (
+            ("stop\x00now", "reason"),
+            ("x" * 1001, "reason"),
+            ({"nested": ["a\x00"]}, "reason.nested.0"),
+        ):
+            response = await http.request(
+                method, path, json={**body, "reason": reason}, headers=headers
+            )
+            answer = await response.json()
+            if (response.status, answer.get("field")) != (400, expected):
+                wrong.append(f"{method} {path} reason={str(reason)[:20]!r}: {answer}")
+        extra = await http.request(
+            method, path, json={**body, "reason": "ok", "note\x00": 1}, headers=headers
+        )
+        if extra.status != 400:
+            wrong.append(f"{method} {path} with a NUL in a key: {extra.status}")
+    assert wrong == [], "\n".join(wrong)
+    # Nothing was paused, retried, dropped or decided.
+    assert (await guards.status())["paused"] is False
+    still = await edge.env.desk.store.get_approval(approval.id)
+    assert still is not None
+    assert still.state.value == "pending"
+    # A thousand characters is fine.
+    response = await client.put("/api/v1/pause", json={"reason": "x" * 1000}, headers=OPERATOR)
+    assert response.status == 200
+    await guards.resume()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [b"Bearer \xff", b"Bearer " + OPERATORS["alice"].encode() + b"\xff", b"\xed\xa0\x80"],
+)
+async def test_authorization_that_is_not_utf8_is_401_on_the_approvals_api(
+    make_edge: MakeEdge, authorization: bytes
+) -> None:
+    edge = await make_edge()
+    _, approval = await edge.env.pending_run()
+    port = edge.client.server.port
+    assert port is not None
+    for method, path in (
+        ("GET", APPROVALS_API),
+        ("GET", f"{APPROVALS_API}/{approval.id}"),
+        ("POST", f"{APPROVALS_API}/{approval.id}/approve"),
+    ):
+        head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n"
+        request = head.encode() + b"Authorization: " + authorization + b"\r\n\r\n{}"
+        assert status_of(await exchange(port, request)) == 401, (method, path)
+
+
+async def test_the_webhook_credential_is_403_on_the_approvals_api(make_edge: MakeEdge) -> None:
+    edge = await make_edge()
+    _, approval = await edge.env.pending_run()
+    for method, path in (
+        ("GET", APPROVALS_API),
+        ("GET", f"{APPROVALS_API}/{approval.id}"),
+        ("POST", f"{APPROVALS_API}/{approval.id}/approve"),
+        ("POST", f"{APPROVALS_API}/{approval.id}/reject"),
+    ):
+        response = await edge.client.request(method, path, headers=AUTH)
+        assert response.status == 403, (method, path)
+        assert "webhook" in (await response.json())["error"]
+        # No credential, or an unknown one, is still 401.
+        assert (await edge.client.request(method, path)).status == 401
+        unknown = {"Authorization": "Bearer nobody-0123456789"}
+        assert (await edge.client.request(method, path, headers=unknown)).status == 401
+
+
+async def test_every_store_backed_route_is_503_while_postgres_is_down(
+    make_edge: MakeEdge, pg_controlled: PostgresServer
+) -> None:
+    edge = await make_edge()
+    _, approval = await edge.env.pending_run()
+    routes = [
+        ("GET", APPROVALS_API, None),
+        ("GET", f"{APPROVALS_API}/{approval.id}", None),
+        ("POST", f"{APPROVALS_API}/{approval.id}/approve", {"reason": "ok"}),
+        ("POST", f"{APPROVALS_API}/{approval.id}/reject", None),
+        ("GET", "/api/v1/runs", None),
+        ("GET", "/api/v1/runs/00000000-0000-0000-0000-000000000000", None),
+        ("GET", "/api/v1/events", None),
+        ("GET", "/api/v1/events/1", None),
+        ("GET", "/api/v1/jobs", None),
+        ("POST", "/api/v1/events/1/retry", None),
+        ("POST", "/api/v1/jobs/1/drop", {"reason": "x"}),
+    ]
+    with pg_controlled.stopped(mode="fast"):
+        statuses = {
+            f"{method} {path}": (
+                await edge.client.request(method, path, json=body, headers=_headers(path))
+            ).status
+            for method, path, body in routes
+        }
+    assert statuses == {key: 503 for key in statuses}

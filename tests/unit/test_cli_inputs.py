@@ -1,0 +1,89 @@
+"""The CLI refuses what the server would refuse, before calling it: a ``--url`` that is no server
+URL and a ``--reason`` longer than 1000 characters are usage errors (exit 2) naming the option,
+for every command that takes them."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from receiver.cli import main
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The path of every command under ``group``."""
+    found = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+def _takes(path: tuple[str, ...], option: str) -> bool:
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return any(option in p.opts for p in command.params)
+
+
+def _required_args(path: tuple[str, ...]) -> list[str]:
+    """Values for the required arguments and options of ``path`` (ids, a reason)."""
+    args: dict[tuple[str, ...], list[str]] = {
+        ("approvals", "approve"): ["a1"],
+        ("approvals", "reject"): ["a1", "--reason", "x"],
+    }
+    if path[-1] in ("retry", "drop", "show"):
+        return ["1", *(["--reason", "x"] if path[-1] == "drop" else [])]
+    if path == ("pause",):
+        return ["--reason", "x"]
+    return args.get(path, [])
+
+
+OPERATOR_COMMANDS = [p for p in _commands(main) if _takes(p, "--url")]
+
+
+def test_the_operator_commands_are_all_found() -> None:
+    assert {("runs",), ("pause",), ("resume",), ("status",), ("approvals", "list")} <= set(
+        OPERATOR_COMMANDS
+    )
+    assert ("events", "retry") in OPERATOR_COMMANDS
+
+
+@pytest.mark.parametrize("path", OPERATOR_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("url", ["not a url", "ftp://h/x", "http://h:notaport", "http://"])
+def test_a_url_that_is_no_server_url_is_a_usage_error(path: tuple[str, ...], url: str) -> None:
+    result = CliRunner().invoke(main, [*path, *_required_args(path), "--url", url], env={})
+    assert result.exit_code == 2, result.output
+    assert "'--url'" in result.stderr
+    assert "Traceback" not in result.output
+
+
+REASON_COMMANDS = [p for p in _commands(main) if _takes(p, "--reason")]
+
+
+def test_the_reason_commands_are_all_found() -> None:
+    assert {
+        ("pause",),
+        ("approvals", "approve"),
+        ("approvals", "reject"),
+        ("events", "retry"),
+        ("events", "drop"),
+        ("jobs", "retry"),
+        ("jobs", "drop"),
+    } == set(REASON_COMMANDS)
+
+
+@pytest.mark.parametrize("path", REASON_COMMANDS, ids=" ".join)
+def test_a_reason_over_1000_characters_is_a_usage_error(path: tuple[str, ...]) -> None:
+    args = [a for a in _required_args(path) if a not in ("--reason", "x")]
+    # A server that is not there: the command must stop before calling it.
+    result = CliRunner().invoke(
+        main, [*path, *args, "--reason", "x" * 1001, "--url", "http://127.0.0.1:1"], env={}
+    )
+    assert result.exit_code == 2, result.output
+    assert "'--reason'" in result.stderr
+    assert "1001 characters; at most 1000" in result.stderr
