@@ -43,6 +43,7 @@ FOREIGN_VARIABLES = frozenset(
         "GOMODCACHE",
         "GOCACHE",
         "AMORACLE",
+        "ALERTMANAGER",
         "CHROMIUM",
     )
 )

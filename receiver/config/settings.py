@@ -112,6 +112,8 @@ _RETENTION_MAX_S = 10 * 365 * 86400.0
 _GUARDS = GuardSettings()
 # How long an approval stays open by default (approvals.ttl); the desk's default too.
 APPROVAL_TTL_S = 1800.0
+# Runs of one alert group less than this apart are one incident (review.incident_gap).
+INCIDENT_GAP_S = 1800.0
 
 
 class Settings(BaseModel):
@@ -223,7 +225,7 @@ class Settings(BaseModel):
 
     # The review (receiver/review): runs of one alert group less than this apart are one
     # incident.
-    incident_gap_seconds: float = Field(default=1800.0, gt=0, le=7 * 86400.0)
+    incident_gap_seconds: float = Field(default=INCIDENT_GAP_S, gt=0, le=7 * 86400.0)
 
     @field_validator("sso_trusted_proxies", mode="before")
     @classmethod

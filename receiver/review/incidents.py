@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from receiver.review.model import AuditEntry, Run, Unacted
 
 __all__ = [
-    "DEFAULT_GAP_S",
     "GroupRef",
     "Incident",
     "WindowRef",
@@ -41,7 +40,6 @@ __all__ = [
     "window_incident",
 ]
 
-DEFAULT_GAP_S = 1800.0
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 _HASH_CHARS = 12
 _ID = re.compile(r"^g-(\d{8}T\d{12}Z)-([0-9a-f]{12})$|^w-(\d{8}T\d{12}Z)-(\d{8}T\d{12}Z)$")
@@ -144,7 +142,7 @@ def _defines(event: Unacted) -> bool:
 
 
 def group_incidents(
-    runs: Iterable[Run], events: Iterable[Unacted], gap_s: float = DEFAULT_GAP_S
+    runs: Iterable[Run], events: Iterable[Unacted], *, gap_s: float
 ) -> list[Incident]:
     """The incidents of ``runs`` and ``events`` by group and gap (module docstring), oldest
     first. ``gap_s`` must be positive (ValueError)."""

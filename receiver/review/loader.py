@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from receiver.config.settings import INCIDENT_GAP_S
 from receiver.review.incidents import (
-    DEFAULT_GAP_S,
     GroupRef,
     Incident,
     WindowRef,
@@ -111,7 +111,7 @@ class Review:
         self,
         store: ReviewStore,
         *,
-        gap_s: float = DEFAULT_GAP_S,
+        gap_s: float = INCIDENT_GAP_S,
         max_runs: int = MAX_RUNS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -197,7 +197,7 @@ class Review:
             for e in await self._events(since=since - gap, until=until + gap, keys=list(spans))
             if _within(spans, incident_key(e.group_key, e.alert.alertname), e.received_at, gap)
         ]
-        return await self._with_service(group_incidents(runs, events, gap_s))
+        return await self._with_service(group_incidents(runs, events, gap_s=gap_s))
 
     async def incidents(
         self, start: datetime, end: datetime, *, gap_s: float | None = None

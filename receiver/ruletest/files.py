@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from receiver.config.settings import APPROVAL_TTL_S
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 from receiver.rules.compile import compile_files
@@ -27,9 +28,6 @@ from remediations.base import Registry
 __all__ = ["SimSettings", "TestFile", "load_test_file", "settings_of", "tests_of"]
 
 _T = TypeVar("_T")
-
-# The service's default (approvals.ttl).
-DEFAULT_APPROVAL_TTL_S = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +97,7 @@ def settings_of(file: SettingsSpec | None, test: SettingsSpec | None) -> SimSett
         start=first(lambda s: s.start) or DEFAULT_START,
         policy=policy,
         guards=guards,
-        approval_ttl_s=first(lambda s: s.approval_ttl) or DEFAULT_APPROVAL_TTL_S,
+        approval_ttl_s=first(lambda s: s.approval_ttl) or APPROVAL_TTL_S,
         late_delivery_window_s=first(lambda s: s.late_delivery_window) or LATE_DELIVERY_WINDOW_S,
     )
 

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from receiver.guards.policy import GuardSettings
+from receiver.model import NamespacePolicy
 from receiver.ruletest.fields import (
     STEP_OUTCOMES,
     ActionOutcomeName,
@@ -61,6 +63,11 @@ NOTIFICATION_KINDS = ("firing", "resolved", "repeat", "ha_duplicate", "refire")
 ACTION_KINDS = ("pause", "resume", "approve", "reject", "fixtures")
 
 
+# The service's defaults, read from their one home (a test file that says nothing gets them).
+_GUARDS = GuardSettings()
+_NAMESPACES = NamespacePolicy()
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -70,18 +77,18 @@ class _Spec(BaseModel):
 
 class NamespacesSpec(_Spec):
     allow: list[str] = []
-    deny: list[str] = ["kube-system", "kube-public", "kube-node-lease"]
+    deny: list[str] = list(_NAMESPACES.deny)
 
 
 class BudgetSpec(_Spec):
-    count: Annotated[int, Field(ge=0)] = 10
-    window: Duration = 3600.0
+    count: Annotated[int, Field(ge=0)] = _GUARDS.budget_count
+    window: Duration = _GUARDS.budget_window_s
 
 
 class BreakerSpec(_Spec):
-    failures: Annotated[int, Field(ge=1)] = 3
-    window: Duration = 3600.0
-    open_for: Duration = 1800.0
+    failures: Annotated[int, Field(ge=1)] = _GUARDS.breaker_failures
+    window: Duration = _GUARDS.breaker_window_s
+    open_for: Duration = _GUARDS.breaker_open_for_s
 
 
 class SettingsSpec(_Spec):

@@ -69,11 +69,14 @@ def test_a_run_without_a_group_key_is_grouped_by_its_alertname() -> None:
 def test_the_id_does_not_depend_on_the_order_the_data_came_in() -> None:
     runs = [run(m) for m in (0, 3, 7, 50, 55)]
     events = [event(2, skips=[("restart", "invalid target")]), event(52)]
-    expected = [(i.id, [r.id for r in i.runs]) for i in group_incidents(runs, events)]
+    expected = [(i.id, [r.id for r in i.runs]) for i in group_incidents(runs, events, gap_s=1800)]
     for seed in range(5):
         shuffled = runs[:]
         random.Random(seed).shuffle(shuffled)
-        got = [(i.id, [r.id for r in i.runs]) for i in group_incidents(shuffled, events[::-1])]
+        got = [
+            (i.id, [r.id for r in i.runs])
+            for i in group_incidents(shuffled, events[::-1], gap_s=1800)
+        ]
         assert got == expected
 
 
@@ -107,7 +110,7 @@ def test_a_window_is_one_incident_of_everything_in_it() -> None:
 
 
 def test_ids_read_back() -> None:
-    [incident] = group_incidents([run(0.5)], [])
+    [incident] = group_incidents([run(0.5)], [], gap_s=1800)
     assert parse_id(incident.id) == GroupRef(at(0.5), key_hash(KEY))
     assert parse_id(f"w-{stamp(at(0))}-{stamp(at(60))}") == WindowRef(at(0), at(60))
     bad = [

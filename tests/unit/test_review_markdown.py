@@ -31,7 +31,7 @@ def test_escape_leaves_no_markup() -> None:
 @given(st.text(max_size=80))
 def test_no_value_can_break_a_table_row(value: str) -> None:
     report = build_report(
-        group_incidents([run(0, labels={"alertname": "WebDown", "team": value})], []),
+        group_incidents([run(0, labels={"alertname": "WebDown", "team": value})], [], gap_s=1800),
         [],
         start=at(-1),
         end=at(60),
@@ -51,7 +51,7 @@ def test_the_report_reads_top_to_bottom() -> None:
     ]
     events = [event(2, skips=[("restart", "invalid target: bad name")])]
     report = build_report(
-        group_incidents(runs, events),
+        group_incidents(runs, events, gap_s=1800),
         runs,
         start=at(-1),
         end=at(60),

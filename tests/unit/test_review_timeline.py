@@ -151,7 +151,7 @@ def test_an_incident_puts_every_run_and_what_was_not_done_on_one_line() -> None:
         1, skips=[("restart", "invalid target: namespace 'kube-system' denied"), ("", "late copy")]
     )
     unmatched = event(3, reason="no rule matches")
-    [incident] = group_incidents([first, second], [skipped, unmatched])
+    [incident] = group_incidents([first, second], [skipped, unmatched], gap_s=1800)
     entries = incident_timeline(incident)
     assert [(e.kind, e.target or e.rule) for e in entries] == [
         ("alert", "Deployment/shop/api"),
