@@ -25,7 +25,7 @@ from typing import Any
 from receiver.approvals.desk import StepRequest
 from receiver.approvals.plan import bound_plan, plan_hash
 from receiver.model import ApprovalState, StepPlan, Verdict
-from receiver.pipeline.context import Deps, RunContext
+from receiver.pipeline.context import Deps, RunContext, record_step
 from receiver.pipeline.steps import StepRunner
 from remediations.base import ActionError, ActionRefused, Outcome, Result
 
@@ -133,17 +133,7 @@ async def _plan(
     except ActionError as exc:
         outcome = Outcome.REFUSED if isinstance(exc, ActionRefused) else Outcome.FAILED
         result = Result(outcome, f"cannot preview the step for approval: {exc.message}")
-        assert ctx.run_id is not None
-        await deps.store.record_step(
-            ctx.run_id,
-            idx=step.index,
-            phase=ctx.phase,
-            action=step.action,
-            outcome=result.outcome,
-            params=step.params,
-            needs_approval=step.needs_approval,
-            message=result.message,
-        )
+        await record_step(deps, ctx, step, result.outcome, result.message)
         ctx.results.append((step, result))
         ctx.log.info("step preview refused", step=step.index, error=exc.message)
         return None

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from receiver.approvals.desk import ApprovalDesk
-from receiver.guards.policy import Admission
+from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, Announce, GuardSpec, NamespacePolicy, StepPlan, Verdict
 from receiver.store import RunRecord, Store
@@ -33,6 +33,8 @@ __all__ = [
     "PipelineSettings",
     "RunContext",
     "Stage",
+    "record_step",
+    "release_when_done",
 ]
 
 # Step outcomes beyond the action outcomes: planned but not yet run, and held for a human.
@@ -177,3 +179,41 @@ class Stage(Protocol):
     name: str
 
     async def __call__(self, ctx: RunContext, /) -> Verdict: ...
+
+
+async def record_step(
+    deps: Deps, ctx: RunContext, step: StepPlan, outcome: str, message: str, **detail: Any
+) -> None:
+    """Record ``step`` of ``ctx``'s run, in ``ctx.phase``, as ``outcome`` with ``message``.
+
+    ``detail``: the rest of ``Store.record_step`` (before, after, attempts, started_at,
+    finished_at) for a step that ran. The run must have been recorded (``ctx.run_id``).
+    """
+    assert ctx.run_id is not None
+    await deps.store.record_step(
+        ctx.run_id,
+        idx=step.index,
+        phase=ctx.phase,
+        action=step.action,
+        outcome=outcome,
+        params=step.params,
+        needs_approval=step.needs_approval,
+        message=message,
+        **detail,
+    )
+
+
+def release_when_done(
+    deps: Deps, ctx: RunContext, request: AdmissionRequest, admission: Admission
+) -> None:
+    """Release what ``admission`` took (the target lock) when the pipeline ends, whatever the
+    verdict: a cleanup in ``ctx.cleanups``. Redis unreachable then is only logged."""
+
+    async def release() -> None:
+        try:
+            await deps.guards.release(request, admission)
+        except GuardUnavailable as exc:
+            # The lock expires by its TTL; an efficiency lock, not a correctness one.
+            ctx.log.warning("could not release the target lock", error=str(exc))
+
+    ctx.cleanups.append(release)

@@ -32,13 +32,19 @@ from receiver.model import (
     VerifyResult,
 )
 from receiver.pipeline.announce import Announcer
-from receiver.pipeline.context import STEP_AWAITING_APPROVAL, STEP_PENDING, Deps, RunContext, Stage
+from receiver.pipeline.context import (
+    STEP_AWAITING_APPROVAL,
+    STEP_PENDING,
+    Deps,
+    RunContext,
+    Stage,
+    record_step,
+)
 from receiver.pipeline.events import disposition_of
-from receiver.pipeline.runner import run_stages
+from receiver.pipeline.runner import plans_of, remember_changes, run_stages
 from receiver.rules.model import Rule
 from receiver.store import RunRecord
 from receiver.store.records import event_from_row
-from remediations.base import Outcome
 
 __all__ = ["Escalation", "escalating"]
 
@@ -96,21 +102,17 @@ class Escalation:
         over = run.verify_result is VerifyResult.NOT_RESOLVED and run.resolved_at is not None
         if not over:
             return False
-        assert ctx.run_id is not None
         left: list[StepPlan] = []
         for step in ctx.steps:
             if not step.needs_approval:
                 left.append(step)
                 continue
-            await self._deps.store.record_step(
-                ctx.run_id,
-                idx=step.index,
-                phase=ctx.phase,
-                action=step.action,
-                outcome="cancelled",
-                params=step.params,
-                needs_approval=True,
-                message="the alert resolved before this escalation step was approved",
+            await record_step(
+                self._deps,
+                ctx,
+                step,
+                "cancelled",
+                "the alert resolved before this escalation step was approved",
             )
         ctx.steps = ctx.runnable = tuple(left)
         return not left
@@ -123,16 +125,7 @@ def _why(run: RunRecord) -> str:
 
 
 def _context(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
-    steps = tuple(
-        StepPlan(
-            index=s.idx,
-            action=s.action,
-            params=s.params or {},
-            needs_approval=s.needs_approval,
-        )
-        for s in run.steps
-        if s.phase == "on_failed" and s.outcome in _OPEN
-    )
+    steps = plans_of(s for s in run.steps if s.phase == "on_failed" and s.outcome in _OPEN)
     ctx = RunContext(
         rule=run.rule,
         target=run.target,
@@ -148,8 +141,6 @@ def _context(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
         # The escalation's admission looks at these; the approve stage narrows them.
         runnable=steps,
     )
-    for step in run.steps:
-        if step.phase == "run" and step.outcome == Outcome.OK and step.before:
-            ctx.remember(step.action, step.before, step.after or {})
+    remember_changes(ctx, run)
     ctx.bind(run_id=run.id, rule=run.rule, target=run.target.key, phase="on_failed")
     return ctx

@@ -7,7 +7,7 @@ from receiver.durations import format_duration
 from receiver.guards.policy import GuardUnavailable
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
-from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps, RunContext
+from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps, RunContext, record_step
 from receiver.store import JobKind
 from remediations.base import Outcome
 
@@ -117,16 +117,8 @@ class RecordEscalation:
 async def _hold(deps: Deps, ctx: RunContext) -> None:
     step = ctx.awaiting
     assert step is not None
-    assert ctx.run_id is not None
-    await deps.store.record_step(
-        ctx.run_id,
-        idx=step.index,
-        phase=ctx.phase,
-        action=step.action,
-        outcome=STEP_AWAITING_APPROVAL,
-        params=step.params,
-        needs_approval=True,
-        message="this step needs an engineer's approval",
+    await record_step(
+        deps, ctx, step, STEP_AWAITING_APPROVAL, "this step needs an engineer's approval"
     )
 
 

@@ -23,7 +23,14 @@ from typing import Any
 from receiver.alertmanager import parse_rfc3339
 from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
 from receiver.model import AlertEvent, GuardSpec, RunOutcome, StepPlan, Verdict, VerifyResult
-from receiver.pipeline.context import RESOLVE_GUARDS, STEP_PENDING, Deps, RunContext
+from receiver.pipeline.context import (
+    RESOLVE_GUARDS,
+    STEP_PENDING,
+    Deps,
+    RunContext,
+    record_step,
+    release_when_done,
+)
 from receiver.store import JobKind, RunRecord
 from remediations.base import Outcome
 
@@ -168,14 +175,7 @@ class AdmitResolve:
         await deps.store.record_admission(
             ctx.run_id, admission.checked, phase="resolve", fence=admission.fence
         )
-
-        async def release() -> None:
-            try:
-                await deps.guards.release(request, admission)
-            except GuardUnavailable as exc:
-                ctx.log.warning("could not release the target lock", error=str(exc))
-
-        ctx.cleanups.append(release)
+        release_when_done(deps, ctx, request, admission)
         ctx.log.info(f"{ctx.phase} steps admitted", fence=admission.fence)
         return Verdict.next()
 
@@ -197,16 +197,7 @@ class AdmitResolve:
             )
             outcome = STEP_PENDING
         for step in ctx.runnable:
-            await deps.store.record_step(
-                ctx.run_id,
-                idx=step.index,
-                phase=ctx.phase,
-                action=step.action,
-                outcome=outcome,
-                params=step.params,
-                needs_approval=step.needs_approval,
-                message=message,
-            )
+            await record_step(deps, ctx, step, outcome, message)
         ctx.log.warning(
             f"{ctx.phase} steps refused" if final else f"{ctx.phase} steps held",
             guard=refusal.guard,

@@ -10,7 +10,7 @@ execute and request stages as the run's own steps, behind the follow-up's guards
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from receiver.model import GuardSpec, RunOutcome, StepPlan, Verdict, VerdictKind
@@ -28,7 +28,7 @@ from receiver.pipeline.resolve import AdmitResolve, Close
 from receiver.pipeline.stages import Admit, Execute, RecordPlan
 from receiver.pipeline.steps import StepRunner
 from receiver.rules.model import Rule
-from receiver.store import JobKind, RunRecord, Store
+from receiver.store import JobKind, RunRecord, StepRecord, Store
 from receiver.store.records import event_from_row
 from remediations.base import Outcome
 
@@ -89,13 +89,8 @@ def context_of(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
     it was planned with. ``rule`` gives the guard spec and the announcements; None when the
     rule is no longer loaded."""
     finished = [s for s in run.steps if s.phase == "run" and s.outcome in FINISHED_STEP]
-    remaining = tuple(
-        StepPlan(
-            index=s.idx,
-            action=s.action,
-            params=s.params or {},
-            needs_approval=s.needs_approval,
-        )
+    remaining = plans_of(
+        s
         for s in run.steps
         if s.phase == "run"
         and (s.outcome not in FINISHED_STEP or s.outcome == STEP_AWAITING_APPROVAL)
@@ -115,11 +110,30 @@ def context_of(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
         decision=run.decision,
         announce=rule.announce if rule is not None else None,
     )
-    for step in finished:
-        if step.outcome == Outcome.OK and step.before:
-            ctx.remember(step.action, step.before, step.after or {})
+    remember_changes(ctx, run)
     ctx.bind(run_id=run.id, rule=run.rule, target=run.target.key)
     return ctx
+
+
+def plans_of(steps: Iterable[StepRecord]) -> tuple[StepPlan, ...]:
+    """Stored steps as the plans a stage runs: taken up again, they run as first planned."""
+    return tuple(
+        StepPlan(
+            index=s.idx,
+            action=s.action,
+            params=s.params or {},
+            needs_approval=s.needs_approval,
+        )
+        for s in steps
+    )
+
+
+def remember_changes(ctx: RunContext, run: RunRecord) -> None:
+    """``ctx.remember`` what the run-phase steps of ``run`` that ended OK changed, in order
+    (the last of an action wins), for the steps that undo it."""
+    for step in run.steps:
+        if step.phase == "run" and step.outcome == Outcome.OK and step.before:
+            ctx.remember(step.action, step.before, step.after or {})
 
 
 async def take_up(store: Store, run: RunRecord, rule: Rule | None, log: Any) -> RunContext:

@@ -14,7 +14,7 @@ from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
-from receiver.pipeline.context import STEP_PENDING, Deps, RunContext
+from receiver.pipeline.context import STEP_PENDING, Deps, RunContext, release_when_done
 from receiver.pipeline.steps import StepRunner, runs_dry
 from receiver.store import JobKind
 from remediations.base import Outcome
@@ -124,15 +124,7 @@ class Admit:
 
         ctx.admission = admission
         await deps.store.record_admission(ctx.run_id, admission.checked, fence=admission.fence)
-
-        async def release() -> None:
-            try:
-                await deps.guards.release(request, admission)
-            except GuardUnavailable as exc:
-                # The lock expires by its TTL; an efficiency lock, not a correctness one.
-                ctx.log.warning("could not release the target lock", error=str(exc))
-
-        ctx.cleanups.append(release)
+        release_when_done(deps, ctx, request, admission)
         if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
             await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)
         ctx.log.info("admitted", fence=admission.fence)

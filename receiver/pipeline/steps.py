@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from receiver.model import StepPlan
-from receiver.pipeline.context import STEP_OUTCOME_FACT, Deps, RunContext
+from receiver.pipeline.context import STEP_OUTCOME_FACT, Deps, RunContext, record_step
 from remediations.base import (
     Action,
     ActionContext,
@@ -146,15 +146,12 @@ class StepRunner:
             result = Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
         elapsed = time.perf_counter() - t0
         deps.metrics.action_finished(step.action, result.outcome, elapsed)
-        await deps.store.record_step(
-            ctx.run_id,
-            idx=step.index,
-            phase=ctx.phase,
-            action=step.action,
-            outcome=result.outcome,
-            params=step.params,
-            needs_approval=step.needs_approval,
-            message=result.message,
+        await record_step(
+            deps,
+            ctx,
+            step,
+            result.outcome,
+            result.message,
             before=dict(result.before),
             after=dict(result.after),
             attempts=1,

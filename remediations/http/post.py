@@ -24,16 +24,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    RetryError,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState, wait_exponential_jitter
 
 from remediations.base import ActionError, ActionRefused, TransientActionError
+from remediations.retrying import call_with_retries, describe_exception
 
 __all__ = ["USER_AGENT", "HttpPolicy", "Posted", "host_of", "parse_retry_after", "post_json"]
 
@@ -112,14 +106,12 @@ def _redact(text: str, url: str) -> str:
     return text.replace(secret, "/…") if len(secret) > 1 else text
 
 
-def _describe(exc: BaseException | None, url: str) -> str:
+def _describe(exc: BaseException, url: str) -> str:
     if isinstance(exc, _Retryable):
         return f"HTTP {exc.status}: {exc.body[:200]}".rstrip(": ")
-    if exc is None:
-        return "unknown error"
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
-    return _redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, url)
+    return _redact(describe_exception(exc), url)
 
 
 async def post_json(
@@ -184,20 +176,15 @@ async def post_json(
                 f"{what} ({host_of(url)}) refused the request: HTTP {status}: {text[:200]}"
             )
 
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait,
-        retry=retry_if_exception(_transient),
-        reraise=False,
-    )
     try:
-        return await retrying(attempt)
-    except RetryError as exc:
-        last = exc.last_attempt.exception()
-        raise TransientActionError(
-            f"{what} ({host_of(url)}): gave up after {policy.attempts} attempts: "
-            f"{_describe(last, url)}"
-        ) from last
+        return await call_with_retries(
+            attempt,
+            what=f"{what} ({host_of(url)})",
+            attempts=policy.attempts,
+            wait=wait,
+            transient=_transient,
+            describe=lambda exc: _describe(exc, url),
+        )
     except aiohttp.ClientError as exc:
         # Not worth another attempt (an invalid URL, a malformed answer); say what, not where.
         raise ActionError(f"{what} ({host_of(url)}): {_describe(exc, url)}") from exc

@@ -141,6 +141,13 @@ class KubeApi:
         )
         return self.to_dict(obj)
 
+    async def patch_template(self, target: Target, template: Mapping[str, Any]) -> dict[str, Any]:
+        """Change the pod template of the workload ``target``: ``template`` (a partial
+        ``spec.template``) as a strategic merge patch, with this run's ``stamp()`` on the
+        object. A new rollout follows. Returns as ``patch_workload``."""
+        body = {"metadata": {"annotations": self.stamp()}, "spec": {"template": template}}
+        return await self.patch_workload(target, body, STRATEGIC_MERGE)
+
 
 def _same(live: Mapping[str, Any], approved: Mapping[str, Any]) -> bool:
     # Compared as JSON: the approved side has been through the store's jsonb.

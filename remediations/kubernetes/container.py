@@ -12,7 +12,6 @@ from remediations import names
 from remediations.base import ActionRefused, Change, Risk
 from remediations.kubernetes import quantity
 from remediations.kubernetes.api import (
-    STRATEGIC_MERGE,
     ActionParams,
     KubeAction,
     KubeApi,
@@ -182,20 +181,13 @@ class SetResources(KubeAction[SetResourcesParams]):
                 ),
                 message,
             )
-        body = {
-            "metadata": {"annotations": api.stamp()},
-            "spec": {
-                "template": {
-                    "spec": {
-                        "containers": [{"name": params.container, "resources": patch_resources}]
-                    }
-                }
-            },
+        template = {
+            "spec": {"containers": [{"name": params.container, "resources": patch_resources}]}
         }
         summary = ", ".join(describe(s, r) for s, r in keys)
         return WritePlan(
             Change(f"{object_ref(target)} container {params.container}: {summary}", before, after),
-            lambda: api.patch_workload(target, body, STRATEGIC_MERGE),
+            lambda: api.patch_template(target, template),
             lambda written: _pick_resources(
                 find_container(written, params.container, target), keys
             ),
@@ -273,18 +265,13 @@ class SetEnv(KubeAction[SetEnvParams]):
         var: dict[str, Any] = {"name": params.name, "value": params.value}
         if "valueFrom" in before:
             var["valueFrom"] = None  # a literal value replaces the reference
-        body = {
-            "metadata": {"annotations": api.stamp()},
-            "spec": {
-                "template": {"spec": {"containers": [{"name": params.container, "env": [var]}]}}
-            },
-        }
+        template = {"spec": {"containers": [{"name": params.container, "env": [var]}]}}
         return WritePlan(
             Change(
                 f"set {params.name} on container {params.container} of {object_ref(target)}",
                 before,
                 after,
             ),
-            lambda: api.patch_workload(target, body, STRATEGIC_MERGE),
+            lambda: api.patch_template(target, template),
             lambda written: pick(find_container(written, params.container, target)),
         )

@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from remediations.base import Change, Risk
 from remediations.kubernetes.api import (
-    STRATEGIC_MERGE,
     ActionParams,
     KubeAction,
     KubeApi,
@@ -58,15 +57,8 @@ class RolloutRestart(KubeAction[RestartParams]):
                 f"already restarted by run {api.ctx.run_id} at {annotations.get(RESTARTED_AT)}",
             )
         now = _now_rfc3339()
-        body = {
-            "metadata": {"annotations": api.stamp()},
-            "spec": {
-                "template": {
-                    "metadata": {
-                        "annotations": {RESTARTED_AT: now, RESTART_RUN_ANNOTATION: api.ctx.run_id}
-                    }
-                }
-            },
+        template = {
+            "metadata": {"annotations": {RESTARTED_AT: now, RESTART_RUN_ANNOTATION: api.ctx.run_id}}
         }
 
         def observe(written: dict[str, Any]) -> Mapping[str, Any]:
@@ -82,6 +74,6 @@ class RolloutRestart(KubeAction[RestartParams]):
                 before=before,
                 after={"restartedAt": "(the time of the restart)"},
             ),
-            lambda: api.patch_workload(target, body, STRATEGIC_MERGE),
+            lambda: api.patch_template(target, template),
             observe,
         )

@@ -14,16 +14,14 @@ from typing import Any, TypeVar
 
 import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from remediations.base import ActionRefused, TransientActionError
-from remediations.retrying import DEFAULT_RETRY, RetryPolicy
+from remediations.base import ActionRefused
+from remediations.retrying import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    call_with_retries,
+    describe_exception,
+)
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -66,7 +64,7 @@ def describe_failure(exc: BaseException) -> str:
     """One line for an operator: ``"HTTP 503: <API message>"`` or the exception's type and text."""
     if isinstance(exc, ApiException):
         return f"HTTP {exc.status}: {api_message(exc)}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return describe_exception(exc)
 
 
 async def call(
@@ -83,27 +81,15 @@ async def call(
     (for 403 it names the user, verb and resource), exhausted retries TransientActionError.
     Statuses in ``allow`` are re-raised as the ApiException, for the caller to handle.
     """
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential_jitter(
-            multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
-        ),
-        retry=retry_if_exception(is_transient),
-        reraise=False,
-    )
-
-    # tenacity awaits only what a coroutine *function* returns; fn is often a plain lambda.
-    async def attempt() -> T:
-        return await fn()
-
     try:
-        return await retrying(attempt)
-    except RetryError as exc:
-        last = exc.last_attempt.exception()
-        raise TransientActionError(
-            f"{what}: gave up after {policy.attempts} attempts: "
-            f"{describe_failure(last) if last else 'unknown error'}"
-        ) from last
+        return await call_with_retries(
+            fn,
+            what=what,
+            attempts=policy.attempts,
+            wait=policy.backoff(),
+            transient=is_transient,
+            describe=describe_failure,
+        )
     except ApiException as exc:
         if exc.status in allow:
             raise

@@ -18,16 +18,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from remediations.base import ActionRefused, TransientActionError
-from remediations.retrying import DEFAULT_RETRY, RetryPolicy
+from remediations.retrying import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    call_with_retries,
+    describe_exception,
+)
 
 __all__ = ["APPLICATION_NAME", "PostgresConnection", "is_transient"]
 
@@ -59,7 +57,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""
         return f"{type(exc).__name__} (SQLSTATE {state}): {exc}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return describe_exception(exc)
 
 
 class PostgresConnection:
@@ -113,24 +111,15 @@ class PostgresConnection:
             return self._pool
 
     async def _retrying(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self.policy.initial_wait,
-                max=self.policy.max_wait,
-                jitter=self.policy.jitter,
-            ),
-            retry=retry_if_exception(is_transient),
-            reraise=False,
-        )
         try:
-            return await retrying(fn)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
-            raise TransientActionError(
-                f"PostgreSQL {self.name!r}: {what}: gave up after {self.policy.attempts} "
-                f"attempts: {_describe(last) if last else 'unknown error'}"
-            ) from last
+            return await call_with_retries(
+                fn,
+                what=f"PostgreSQL {self.name!r}: {what}",
+                attempts=self.policy.attempts,
+                wait=self.policy.backoff(),
+                transient=is_transient,
+                describe=_describe,
+            )
         except asyncpg.InsufficientPrivilegeError as exc:
             raise ActionRefused(
                 f"PostgreSQL {self.name!r}: {what}: permission denied ({exc}); see the README "

@@ -16,13 +16,6 @@ from typing import Any, ClassVar, TypeVar
 
 import redis.exceptions
 from pydantic import BaseModel, Field
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from remediations.base import (
     ActionContext,
@@ -37,7 +30,7 @@ from remediations.base import (
 from remediations.durations import format_duration
 from remediations.params import Duration, StrictParams
 from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
-from remediations.retrying import DEFAULT_RETRY, RetryPolicy
+from remediations.retrying import DEFAULT_RETRY, RetryPolicy, call_with_retries
 from remediations.targets import Target
 
 __all__ = ["CONSUMER", "RequeueDeadLetters", "RequeueParams"]
@@ -215,29 +208,14 @@ class RequeueDeadLetters:
         return moved, {"dead_letters": dead, "queue": length}, ""
 
     async def _read(self, queues: RedisQueues, what: str, fn: Callable[[], Awaitable[T]]) -> T:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self.retry.initial_wait,
-                max=self.retry.max_wait,
-                jitter=self.retry.jitter,
-            ),
-            retry=retry_if_exception_type(_TRANSIENT),
-            reraise=False,
-        )
-
-        # tenacity awaits only what a coroutine *function* returns; fn is often a lambda.
-        async def attempt() -> T:
-            return await fn()
-
         try:
-            return await retrying(attempt)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
-            raise TransientActionError(
-                f"Redis {queues.name!r}: {what}: gave up after {self.retry.attempts} attempts: "
-                f"{type(last).__name__}: {last}"
-            ) from last
+            return await call_with_retries(
+                fn,
+                what=f"Redis {queues.name!r}: {what}",
+                attempts=self.retry.attempts,
+                wait=self.retry.backoff(),
+                transient=lambda exc: isinstance(exc, _TRANSIENT),
+            )
         except redis.exceptions.ResponseError as exc:
             # e.g. NOGROUP, WRONGTYPE: the configuration does not match what is in Redis.
             raise ActionRefused(f"Redis {queues.name!r}: {what}: {exc}") from exc

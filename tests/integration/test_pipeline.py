@@ -403,6 +403,24 @@ rules:
     ]
 
 
+async def test_each_phase_releases_the_target_lock_for_the_next(
+    make_harness: MakeHarness,
+) -> None:
+    rules = BUMP + "    on_resolved:\n      - action: test.bump\n"
+    h = await make_harness(rules, dry_run=False, extra_actions=[Bump()])
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    await h.intake.accept(notification(alert(labels(), status="resolved")))
+    await h.drain()
+    await h.intake.accept(notification(alert(labels(), starts_at="2026-11-25T11:00:00Z")))
+    await h.drain()
+    # A lock left behind by one phase would hold the next (pending, waiting for the lock).
+    first, second = sorted(await h.runs(), key=lambda r: r.starts_at)
+    steps = (await h.store.get_run(first.id)).steps  # type: ignore[union-attr]
+    assert [(s.phase, s.outcome) for s in steps] == [("run", "ok"), ("resolve", "ok")]
+    assert second.outcome is RunOutcome.SUCCEEDED
+
+
 async def test_an_alert_no_rule_matches_never_reaches_the_worker(
     make_harness: MakeHarness,
 ) -> None:
