@@ -80,6 +80,23 @@ build_lock() {
   flock 9 || exit
 }
 
+# claim_build [--announce] PATH LOCKFILE: reuse the cached PATH or win the right to build it.
+# Plain runs (MODE build) serve_cached PATH; otherwise go must be there, build_lock LOCKFILE is
+# taken (--announce as there), and a plain run looks at the cache again after the wait: another
+# process may have built PATH meanwhile.
+claim_build() {
+  local lock_flags=()
+  if [[ $1 == --announce ]]; then
+    lock_flags=(--announce)
+    shift
+  fi
+  if [[ $MODE == build ]]; then serve_cached "$1"; fi
+  require_go
+  if build_lock "${lock_flags[@]}" "$2" && [[ $MODE == build ]]; then
+    serve_cached "$1" "built by another process"
+  fi
+}
+
 # go_env GOMODCACHE GOCACHE: export the settings every build here runs Go with: those caches,
 # the machine's toolchain only (no toolchain download), no workspace, static binaries, no local
 # paths or VCS data in the binary, and go.mod/go.sum read-only (a build never changes the pins).

@@ -45,11 +45,7 @@ cache_ok() {
   [[ $out == *"alertmanager, version $AM_VERSION "* ]]
 }
 
-if [[ $MODE == build ]]; then serve_cached "$BIN"; fi
-require_go
-if build_lock "$CACHE_ROOT/.alertmanager-v$AM_VERSION.lock" && [[ $MODE == build ]]; then
-  serve_cached "$BIN" "built by another process"
-fi
+claim_build "$BIN" "$CACHE_ROOT/.alertmanager-v$AM_VERSION.lock"
 
 shared_go_env "$CACHE_ROOT"
 log_go_env

@@ -41,11 +41,7 @@ smoke() {
 
 cache_ok() { stamp_ok "$BIN" "$STAMP" "$HERE" && smoke "$BIN"; }
 
-if [[ $MODE == build ]]; then serve_cached "$BIN"; fi
-require_go
-if build_lock "$CACHE_ROOT/.amoracle-v$AM_VERSION.lock" && [[ $MODE == build ]]; then
-  serve_cached "$BIN" "built by another process"
-fi
+claim_build "$BIN" "$CACHE_ROOT/.amoracle-v$AM_VERSION.lock"
 
 shared_go_env "$CACHE_ROOT"
 log_go_env

@@ -41,11 +41,7 @@ cache_ok() {
   [[ $out == *"Client Version: v$K8S_VERSION"* ]]
 }
 
-if [[ $MODE == build ]]; then serve_cached "$BIN"; fi
-require_go
-if build_lock --announce "$CACHE_ROOT/.kubectl-v$KUBECTL_VERSION.lock" && [[ $MODE == build ]]; then
-  serve_cached "$BIN" "built by another process"
-fi
+claim_build --announce "$BIN" "$CACHE_ROOT/.kubectl-v$KUBECTL_VERSION.lock"
 
 shared_go_env "$CACHE_ROOT"
 log_go_env
