@@ -21,26 +21,21 @@
 # `go build` has something to embed; the API, the only thing the tests use, is unaffected.
 set -euo pipefail
 
+# The steps every build here shares (cache root, log, lock, Go settings, install): hack/lib.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+TOOL=alertmanager
+
 main() {
 
 local AM_VERSION=0.35.0   # github.com/prometheus/alertmanager v$AM_VERSION
 local MODULE=github.com/prometheus/alertmanager
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE_ROOT=${REMEDIATOR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/alert-remediator}
+CACHE_ROOT=$(cache_root)
 DEST=$CACHE_ROOT/alertmanager-v$AM_VERSION
 BIN=$DEST/alertmanager
 
-MODE=build
-for arg in "$@"; do
-  case $arg in
-    --force) MODE=force ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
-log() { printf '[alertmanager %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+parse_mode 2,20 "--force" "$@"
 
 # The binary runs and reports the pinned version (set below through -ldflags).
 cache_ok() {
@@ -50,43 +45,19 @@ cache_ok() {
   [[ $out == *"alertmanager, version $AM_VERSION "* ]]
 }
 
-if [[ $MODE == build ]] && cache_ok; then
-  log "cached: $BIN"
-  echo "$BIN"
-  exit 0
-fi
+claim_build "$BIN" "$CACHE_ROOT/.alertmanager-v$AM_VERSION.lock"
 
-command -v go >/dev/null || { echo "build.sh: go not found on PATH" >&2; exit 1; }
+shared_go_env "$CACHE_ROOT"
+log_go_env
 
-mkdir -p "$CACHE_ROOT"
-# One build at a time per cache root; a second caller waits and then finds the cache.
-exec 9>"$CACHE_ROOT/.alertmanager-v$AM_VERSION.lock"
-if command -v flock >/dev/null; then
-  flock 9
-  if [[ $MODE == build ]] && cache_ok; then
-    log "cached (built by another process): $BIN"
-    echo "$BIN"
-    exit 0
-  fi
-fi
-
-export GOMODCACHE=${REMEDIATOR_GOMODCACHE:-$CACHE_ROOT/controlplane/gomodcache}
-export GOCACHE=${REMEDIATOR_GOCACHE:-$CACHE_ROOT/controlplane/gocache}
-export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
-export GOFLAGS="-trimpath -buildvcs=false -modcacherw -mod=readonly"
-log "go: $(go version) GOMODCACHE=$GOMODCACHE GOCACHE=$GOCACHE"
-
-mkdir -p "$DEST"
-STAGE=$(mktemp -d "$DEST/.tmp.XXXXXX")
-trap 'rm -rf "$STAGE"' EXIT
-start=$SECONDS
+new_stage "$DEST" .tmp.XXXXXX
 
 # `go mod download` checks the zip against the checksum database (GOSUMDB) before unpacking.
 log "downloading $MODULE v$AM_VERSION"
 local src
 src=$(cd "$STAGE" && go mod download -json "$MODULE@v$AM_VERSION" \
   | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
-[[ -f $src/go.mod && -f $src/go.sum ]] || { echo "build.sh: $MODULE v$AM_VERSION not found in the module cache" >&2; exit 1; }
+[[ -f $src/go.mod && -f $src/go.sum ]] || die "$MODULE v$AM_VERSION not found in the module cache"
 
 log "copying the module and writing a placeholder ui/app/dist/index.html"
 cp -R "$src" "$STAGE/src"
@@ -104,12 +75,8 @@ LDFLAGS+=" -X $V.BuildUser=alert-remediator -X $V.BuildDate=module-v$AM_VERSION"
 log "building cmd/alertmanager (cold: about 2 minutes on 2 cores)"
 (cd "$STAGE/src" && go build -ldflags="$LDFLAGS" -o "$STAGE/alertmanager" ./cmd/alertmanager)
 
-# Atomic publish: rename within one filesystem.
-log "installing into $DEST"
-mv -f "$STAGE/alertmanager" "$BIN"
-cache_ok || { echo "build.sh: installed alertmanager fails the version check" >&2; exit 1; }
-log "done in $((SECONDS - start))s: $(du -h "$BIN" | cut -f1)"
-echo "$BIN"
+install_file "$STAGE/alertmanager" "$BIN"
+finish "$BIN" "installed alertmanager fails the version check"
 }
 
 main "$@"

@@ -20,26 +20,17 @@ set -euo pipefail
 
 AM_VERSION=0.35.0   # github.com/prometheus/alertmanager v$AM_VERSION
 
+# The steps every build here shares (cache root, log, lock, Go settings, install): hack/lib.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+TOOL=amoracle
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE_ROOT=${REMEDIATOR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/alert-remediator}
+CACHE_ROOT=$(cache_root)
 DEST=$CACHE_ROOT/amoracle-v$AM_VERSION
 BIN=$DEST/amoracle
 STAMP=$DEST/.inputs.sha256
 
-MODE=build
-for arg in "$@"; do
-  case $arg in
-    --force) MODE=force ;;
-    --update) MODE=update ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
-log() { printf '[amoracle %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# Hash of what the binary is built from; a changed go.mod/go.sum/main.go means rebuild.
-inputs_hash() { cat "$HERE/go.mod" "$HERE/go.sum" "$HERE/main.go" | sha256sum | cut -d' ' -f1; }
+parse_mode 2,18 "--force --update" "$@"
 
 # The binary answers a request the way Alertmanager does (a smoke test, not the test suite).
 smoke() {
@@ -48,69 +39,28 @@ smoke() {
   [[ $out == *'"fallback":{"ok":true'* ]]
 }
 
-cache_ok() {
-  [[ -x $BIN && -f $STAMP ]] || return 1
-  [[ $(cat "$STAMP") == "$(inputs_hash)" ]] || return 1
-  smoke "$BIN"
-}
+cache_ok() { stamp_ok "$BIN" "$STAMP" "$HERE" && smoke "$BIN"; }
 
-if [[ $MODE == build ]] && cache_ok; then
-  log "cached: $BIN"
-  echo "$BIN"
-  exit 0
-fi
+claim_build "$BIN" "$CACHE_ROOT/.amoracle-v$AM_VERSION.lock"
 
-command -v go >/dev/null || { echo "build.sh: go not found on PATH" >&2; exit 1; }
-
-mkdir -p "$CACHE_ROOT"
-# One build at a time per cache root; a second caller waits and then finds the cache.
-exec 9>"$CACHE_ROOT/.amoracle-v$AM_VERSION.lock"
-if command -v flock >/dev/null; then
-  flock 9
-  if [[ $MODE == build ]] && cache_ok; then
-    log "cached (built by another process): $BIN"
-    echo "$BIN"
-    exit 0
-  fi
-fi
-
-export GOMODCACHE=${REMEDIATOR_GOMODCACHE:-$CACHE_ROOT/controlplane/gomodcache}
-export GOCACHE=${REMEDIATOR_GOCACHE:-$CACHE_ROOT/controlplane/gocache}
-export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
-export GOFLAGS="-trimpath -buildvcs=false -modcacherw -mod=readonly"
-log "go: $(go version) GOMODCACHE=$GOMODCACHE GOCACHE=$GOCACHE"
+shared_go_env "$CACHE_ROOT"
+log_go_env
 
 if [[ $MODE == update ]]; then
   log "update: go.mod pinned to github.com/prometheus/alertmanager v$AM_VERSION; go mod tidy"
-  gover=$(go env GOVERSION); gover=${gover#go}
-  printf 'module alert-remediator/hack/amoracle\n\ngo %s.0\n\nrequire github.com/prometheus/alertmanager v%s\n' \
-    "${gover%.*}" "$AM_VERSION" >"$HERE/go.mod"
-  rm -f "$HERE/go.sum"
-  (cd "$HERE" && GOFLAGS="-modcacherw -mod=mod" go mod tidy)
+  regenerate_module "$HERE" "$(printf 'module alert-remediator/hack/amoracle\n\ngo %s\n\nrequire github.com/prometheus/alertmanager v%s\n' \
+    "$(go_directive)" "$AM_VERSION")"
 fi
 
-# The committed go.mod must match the pin above (else the cache dir name would lie).
-grep -qE "^[[:space:]]*(require )?github.com/prometheus/alertmanager v$AM_VERSION\$" "$HERE/go.mod" \
-  || { echo "build.sh: go.mod is not pinned to alertmanager v$AM_VERSION; run build.sh --update" >&2; exit 1; }
+require_pin "$HERE/go.mod" "^[[:space:]]*(require )?github.com/prometheus/alertmanager v$AM_VERSION\$" \
+  "go.mod is not pinned to alertmanager v$AM_VERSION"
 
-mkdir -p "$DEST"
-STAGE=$(mktemp -d "$DEST/.tmp.XXXXXX")
-trap 'rm -rf "$STAGE"' EXIT
-start=$SECONDS
-
-log "downloading modules for alertmanager v$AM_VERSION"
-(cd "$HERE" && go mod download)
-log "verifying module checksums"
-(cd "$HERE" && go mod verify >/dev/null)
+new_stage "$DEST" .tmp.XXXXXX
+fetch_modules "$HERE" "alertmanager v$AM_VERSION"
+verify_modules "$HERE"
 log "building amoracle"
 (cd "$HERE" && go build -ldflags="-s -w" -o "$STAGE/amoracle" .)
-smoke "$STAGE/amoracle" || { echo "build.sh: the built amoracle fails its smoke test" >&2; exit 1; }
+smoke "$STAGE/amoracle" || die "the built amoracle fails its smoke test"
 
-# Atomic publish: rename within one filesystem; the stamp is written after the binary.
-log "installing into $DEST"
-rm -f "$STAMP"
-mv -f "$STAGE/amoracle" "$BIN"
-inputs_hash >"$STAGE/stamp" && mv -f "$STAGE/stamp" "$STAMP"
-cache_ok || { echo "build.sh: installed amoracle fails the check" >&2; exit 1; }
-log "done in $((SECONDS - start))s: $(du -h "$BIN" | cut -f1)"
-echo "$BIN"
+install_file "$STAGE/amoracle" "$BIN" "$STAMP" "$HERE"
+finish "$BIN" "installed amoracle fails the check"

@@ -21,114 +21,56 @@ set -euo pipefail
 
 KUBECTL_VERSION=0.36.3   # k8s.io/kubectl v$KUBECTL_VERSION == Kubernetes v1.${KUBECTL_VERSION#0.}
 
+# The steps every build here shares (cache root, log, lock, Go settings, install): hack/lib.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+TOOL=kubectl
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE_ROOT=${REMEDIATOR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/alert-remediator}
+CACHE_ROOT=$(cache_root)
 DEST=$CACHE_ROOT/kubectl-v$KUBECTL_VERSION
 BIN=$DEST/kubectl
 STAMP=$DEST/.inputs.sha256
 K8S_VERSION=1.${KUBECTL_VERSION#0.}
 
-MODE=build
-for arg in "$@"; do
-  case $arg in
-    --force) MODE=force ;;
-    --update) MODE=update ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-    *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
-log() { printf '[kubectl %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# Hash of what the binary is built from; a changed go.mod/go.sum/main.go means rebuild.
-inputs_hash() { cat "$HERE/go.mod" "$HERE/go.sum" "$HERE/main.go" | sha256sum | cut -d' ' -f1; }
+parse_mode 2,19 "--force --update" "$@"
 
 cache_ok() {
-  [[ -x $BIN && -f $STAMP ]] || return 1
-  [[ $(cat "$STAMP") == "$(inputs_hash)" ]] || return 1
+  stamp_ok "$BIN" "$STAMP" "$HERE" || return 1
   local out
   out=$("$BIN" version --client 2>&1) || return 1
   [[ $out == *"Client Version: v$K8S_VERSION"* ]]
 }
 
-if [[ $MODE == build ]] && cache_ok; then
-  log "cached: $BIN"
-  echo "$BIN"
-  exit 0
-fi
+claim_build --announce "$BIN" "$CACHE_ROOT/.kubectl-v$KUBECTL_VERSION.lock"
 
-command -v go >/dev/null || { echo "build.sh: go not found on PATH" >&2; exit 1; }
-
-mkdir -p "$CACHE_ROOT"
-# One build at a time per cache root; a second caller waits and then finds the cache.
-exec 9>"$CACHE_ROOT/.kubectl-v$KUBECTL_VERSION.lock"
-if command -v flock >/dev/null; then
-  log "waiting for build lock $CACHE_ROOT/.kubectl-v$KUBECTL_VERSION.lock"
-  flock 9
-  if [[ $MODE == build ]] && cache_ok; then
-    log "cached (built by another process): $BIN"
-    echo "$BIN"
-    exit 0
-  fi
-fi
-
-export GOMODCACHE=${REMEDIATOR_GOMODCACHE:-$CACHE_ROOT/controlplane/gomodcache}
-export GOCACHE=${REMEDIATOR_GOCACHE:-$CACHE_ROOT/controlplane/gocache}
-export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
-export GOFLAGS="-trimpath -buildvcs=false -modcacherw -mod=readonly"
-log "go: $(go version) GOMODCACHE=$GOMODCACHE GOCACHE=$GOCACHE"
+shared_go_env "$CACHE_ROOT"
+log_go_env
 
 if [[ $MODE == update ]]; then
   log "update: go.mod pinned to k8s.io/kubectl v$KUBECTL_VERSION; go mod tidy"
-  gover=$(go env GOVERSION); gover=${gover#go}
-  tmp=$(mktemp)
-  {
+  regenerate_module "$HERE" "$(
     echo "module alert-remediator/hack/kubectl"
     echo
-    echo "go ${gover%.*}.0"
+    echo "go $(go_directive)"
     echo
     echo "require ("
     printf '\tk8s.io/client-go v%s\n\tk8s.io/component-base v%s\n\tk8s.io/kubectl v%s\n' \
       "$KUBECTL_VERSION" "$KUBECTL_VERSION" "$KUBECTL_VERSION"
     echo ")"
-  } >"$tmp"
-  mv "$tmp" "$HERE/go.mod"
-  rm -f "$HERE/go.sum"
-  (cd "$HERE" && GOFLAGS="-modcacherw -mod=mod" go mod tidy)
+  )"
 fi
 
-# The committed go.mod must match the pin above (else the cache dir name would lie).
-grep -qE "^[[:space:]]*(require )?k8s.io/kubectl v$KUBECTL_VERSION\$" "$HERE/go.mod" \
-  || { echo "build.sh: go.mod is not pinned to k8s.io/kubectl v$KUBECTL_VERSION; run build.sh --update" >&2; exit 1; }
+require_pin "$HERE/go.mod" "^[[:space:]]*(require )?k8s.io/kubectl v$KUBECTL_VERSION\$" \
+  "go.mod is not pinned to k8s.io/kubectl v$KUBECTL_VERSION"
 
-mkdir -p "$DEST"
-STAGE=$(mktemp -d "$DEST/.tmp.XXXXXX")
-trap 'rm -rf "$STAGE"' EXIT
-start=$SECONDS
-
-log "downloading modules for k8s.io/kubectl v$KUBECTL_VERSION"
-(cd "$HERE" && go mod download)
-log "verifying module checksums"
-(cd "$HERE" && go mod verify >/dev/null)
-
-K8S_MINOR=$(cut -d. -f2 <<<"$K8S_VERSION")
-LDFLAGS="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  LDFLAGS+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$K8S_MINOR"
-  LDFLAGS+=" -X $pkg.gitTreeState=clean"
-done
+new_stage "$DEST" .tmp.XXXXXX
+fetch_modules "$HERE" "k8s.io/kubectl v$KUBECTL_VERSION"
+verify_modules "$HERE"
 log "building kubectl v$K8S_VERSION (cold: a few minutes on 2 cores, longer while another Go build runs)"
-(cd "$HERE" && go build -ldflags="$LDFLAGS" -o "$STAGE/kubectl" .)
+(cd "$HERE" && go build -ldflags="$(k8s_ldflags "$K8S_VERSION")" -o "$STAGE/kubectl" .)
 
-out=$("$STAGE/kubectl" version --client 2>&1) || { echo "build.sh: built kubectl does not run: $out" >&2; exit 1; }
-[[ $out == *"Client Version: v$K8S_VERSION"* ]] \
-  || { echo "build.sh: built kubectl reports '$out', want v$K8S_VERSION" >&2; exit 1; }
+out=$("$STAGE/kubectl" version --client 2>&1) || die "built kubectl does not run: $out"
+[[ $out == *"Client Version: v$K8S_VERSION"* ]] || die "built kubectl reports '$out', want v$K8S_VERSION"
 
-# Atomic publish: rename within one filesystem; the stamp is written after the binary.
-log "installing into $DEST"
-rm -f "$STAMP"
-mv -f "$STAGE/kubectl" "$BIN"
-inputs_hash >"$STAGE/stamp" && mv -f "$STAGE/stamp" "$STAMP"
-cache_ok || { echo "build.sh: installed kubectl fails the version check" >&2; exit 1; }
-log "done in $((SECONDS - start))s: $(du -h "$BIN" | cut -f1)"
-echo "$BIN"
+install_file "$STAGE/kubectl" "$BIN" "$STAMP" "$HERE"
+finish "$BIN" "installed kubectl fails the version check"
