@@ -17,7 +17,6 @@ out of reach is 503.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +30,6 @@ from receiver.approvals.page import (
     CsrfTokens,
     PageRenderer,
     new_session,
-    security_headers,
     view_of,
 )
 from receiver.approvals.policy import Identity
@@ -49,7 +47,7 @@ from receiver.http.bodies import (
 )
 from receiver.http.deps import AUTH, CLOCK
 from receiver.http.filters import BadParameter, parse_since
-from receiver.http.responses import json_response, row
+from receiver.http.responses import html_response, json_response, row
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.store import StoreUnavailable
 
@@ -88,11 +86,8 @@ def add_approval_routes(app: web.Application, approvals: ApprovalWeb) -> None:
 
 
 def _page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
-    nonce = secrets.token_urlsafe(16)
-    html = request.app[PAGES].render(name, nonce=nonce, **values)
-    return web.Response(
-        text=html, status=status, content_type="text/html", headers=security_headers(nonce)
-    )
+    pages = request.app[PAGES]
+    return html_response(lambda nonce: pages.render(name, nonce=nonce, **values), status)
 
 
 def _error_page(request: web.Request, message: str, status: int) -> web.Response:

@@ -26,10 +26,10 @@ from receiver.model import RunOutcome
 from receiver.review.incidents import stamp
 from receiver.review.loader import ReviewTooLarge
 from receiver.review.markdown import render_markdown
-from receiver.review.pages import security_headers
 from receiver.review.report import build_report, incident_report
 from receiver.review.timeline import incident_timeline, links_of, run_timeline
 from receiver.store import StoreUnavailable
+from receiver.webpages import security_headers
 
 __all__ = ["DEFAULT_WINDOW", "add_page_routes", "window_of"]
 
