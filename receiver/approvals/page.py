@@ -1,11 +1,11 @@
-"""The confirmation page behind an approval link: its view model, its CSRF token, its headers.
+"""The confirmation page behind an approval link: its view model and its CSRF token.
 
 The page shows what a person must know to decide: what will be done (the previewed change), to
 what, why (the alert, its annotations and links), the state before and after, the conditions
 the change is bound to, and when the approval expires. Templates are files
-(``templates/*.html``, jinja2 with autoescaping), rendered with a per-response nonce for the one
-inline stylesheet: the Content-Security-Policy allows nothing else (no scripts, no images, no
-third-party assets, no framing, forms posting only back here).
+(``templates/*.html``, jinja2 with autoescaping) that extend the service's one page skeleton,
+rendered with a per-response nonce for the one inline stylesheet: the Content-Security-Policy
+(``receiver.webpages.security_headers``) allows nothing else.
 
 CSRF (OWASP's synchronizer token pattern): the form carries a token that is an itsdangerous
 signature over (approval id, the browser's session cookie, the person's SSO name if any), made
@@ -23,38 +23,22 @@ from datetime import datetime
 from typing import Any
 
 from itsdangerous import BadSignature
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from receiver.approvals.messages import alert_links
 from receiver.approvals.tokens import KeyRing
 from receiver.model import ApprovalRecord, ApprovalState
+from receiver.webpages import template_environment
 
 __all__ = [
     "SESSION_COOKIE",
     "CsrfTokens",
     "PageRenderer",
     "PageView",
-    "security_headers",
     "view_of",
 ]
 
 SESSION_COOKIE = "remediator_approval_session"
 _CSRF_SALT = "approval-csrf-v1"
-
-
-def security_headers(nonce: str) -> dict[str, str]:
-    """Headers of every page: nothing cached, no referrer, nothing loaded from elsewhere."""
-    return {
-        "Cache-Control": "no-store",
-        "Pragma": "no-cache",
-        "Referrer-Policy": "no-referrer",
-        "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'"
-        ),
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-    }
 
 
 class CsrfTokens:
@@ -176,12 +160,7 @@ class PageRenderer:
     """Renders ``templates/<name>.html``; built once, templates loaded by name."""
 
     def __init__(self) -> None:
-        self._env = Environment(
-            loader=PackageLoader("receiver.approvals", "templates"),
-            autoescape=select_autoescape(["html"]),
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        self._env = template_environment("receiver.approvals")
 
     def render(self, name: str, *, nonce: str, **values: Any) -> str:
         """The page ``name`` with ``values``; ``nonce`` marks the inline stylesheet."""

@@ -8,14 +8,12 @@ confirmation page and the API.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
-from rich.table import Table
 
-from receiver.cli.client import call_server, check_reason, url_option
-from receiver.cli.common import console, state
+from receiver.cli.client import call_server, check_reason, query_params, url_option
+from receiver.cli.common import print_listing, state
 from receiver.model import ApprovalState
 
 __all__ = ["approvals"]
@@ -52,29 +50,14 @@ def list_(
     as_json: bool,
 ) -> None:
     """List approvals, newest first."""
-    settings = state(ctx).settings()
-    params = {
-        k: str(v)
-        for k, v in (
-            ("state", state_),
-            ("rule", rule),
-            ("run", run_id),
-            ("since", since),
-            ("limit", limit),
-        )
-        if v is not None
-    }
-    data = call_server(settings, url, "/api/v1/approvals", params=params)
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    table = Table()
-    columns = ("id", "state", "rule", "target", "action", "risk", "expires", "decided by")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in data.get("approvals", []) if isinstance(data, dict) else []:
-        table.add_row(*_cells(row))
-    console().print(table)
+    params = query_params(
+        {"state": state_, "rule": rule, "run": run_id, "since": since, "limit": limit}
+    )
+    data = call_server(state(ctx).settings(), url, "/api/v1/approvals", params=params)
+    print_listing(data, "approvals", _COLUMNS, _cells, as_json=as_json)
+
+
+_COLUMNS = ("id", "state", "rule", "target", "action", "risk", "expires", "decided by")
 
 
 def _cells(row: dict[str, Any]) -> list[str]:

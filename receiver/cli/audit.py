@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import click
 
-from receiver.cli.common import BadUsage, UserError, state
+from receiver.cli.common import BadUsage, UserError, output_option, state
 from receiver.cli.database import database
 
 __all__ = ["audit"]
@@ -63,13 +63,7 @@ def _moment(text: str | None, option: str, now: datetime) -> datetime | None:
 @click.option(
     "--after", "after_id", type=int, default=None, help="Only entries with an id above this one."
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Write to this file instead of standard output.",
-)
+@output_option
 @click.pass_context
 def audit_export(
     ctx: click.Context,

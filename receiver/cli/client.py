@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +22,14 @@ import click
 from receiver.cli.common import UserError
 from receiver.config import Settings
 
-__all__ = ["call_server", "check_reason", "operator_target", "request", "url_option"]
+__all__ = [
+    "call_server",
+    "check_reason",
+    "operator_target",
+    "query_params",
+    "request",
+    "url_option",
+]
 
 # The client gives up on a server that does not answer within this many seconds.
 TIMEOUT_S = 30
@@ -171,3 +179,13 @@ def call_server(
         raise UserError(f"{endpoint}: {exc}") from None
     except TimeoutError:
         raise UserError(f"{endpoint}: no answer within {TIMEOUT_S}s") from None
+
+
+def query_params(options: Mapping[str, Any]) -> dict[str, str]:
+    """The filter options that were given (not None) as query parameters: text, with
+    booleans as ``true``/``false`` as the server reads them."""
+    return {
+        name: str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in options.items()
+        if value is not None
+    }

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from receiver.config import ConfigError, Settings, load_settings
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "BadUsage", "State", "UserError", "console", "state"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "BadUsage",
+    "State",
+    "UserError",
+    "console",
+    "output_option",
+    "print_listing",
+    "state",
+]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -57,6 +70,17 @@ def state(ctx: click.Context) -> State:
     return found
 
 
+# ``--output``/``-o`` of the commands that write a document (a report, an export): a file
+# path, or None for standard output.
+output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+
+
 def console() -> Console:
     """A rich console for tables; 160 columns wide when the output is not a terminal."""
     # Created per command so CliRunner's captured stdout is the one written to.
@@ -65,3 +89,30 @@ def console() -> Console:
         # Piped or captured output: rich would fold the tables at 80 columns.
         created = Console(highlight=False, soft_wrap=False, width=160)
     return created
+
+
+def print_listing(
+    data: Any,
+    key: str,
+    columns: Sequence[str],
+    cells: Callable[[dict[str, Any]], Sequence[str]],
+    *,
+    as_json: bool,
+) -> None:
+    """A server's page of ``key`` (``runs``, ``approvals``, ``events``...): its JSON when
+    ``as_json``, else a table of ``columns`` with ``cells(row)`` for each row and, when the
+    server has another page, the ``--cursor`` that fetches it."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    page = data if isinstance(data, dict) else {}
+    table = Table()
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in page.get(key) or []:
+        if isinstance(row, dict):
+            table.add_row(*cells(row))
+    out = console()
+    out.print(table)
+    if page.get("next_cursor"):
+        out.print(f"more: --cursor {page['next_cursor']}")

@@ -8,14 +8,14 @@ prints one event with the rules skipped for it. ``remediator jobs`` does the sam
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import click
-from rich.table import Table
 
-from receiver.cli.client import call_server, check_reason, url_option
-from receiver.cli.common import UserError, console, state
+from receiver.cli.client import call_server, check_reason, query_params, url_option
+from receiver.cli.common import UserError, print_listing, state
 
 __all__ = ["events", "jobs"]
 
@@ -43,19 +43,13 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
             return
         if dead and state_name not in (None, "dead"):
             raise click.UsageError("--dead is --state dead; give one of them")
-        params = {name: _param(value) for name, value in selected.items() if value is not None}
+        params = query_params(selected)
         if dead or state_name:
             params["state"] = "dead" if dead else str(state_name)
         params.update({k: str(v) for k, v in (("limit", limit), ("cursor", cursor)) if v})
         data = call_server(state(ctx).settings(), url, f"/api/v1/{plural}", params=params)
-        if as_json:
-            click.echo(json.dumps(data, indent=2))
-            return
-        out = console()
-        out.print(_table(kind, data.get(plural, []) if isinstance(data, dict) else []))
-        next_cursor = data.get("next_cursor") if isinstance(data, dict) else None
-        if next_cursor:
-            out.print(f"more: --cursor {next_cursor}")
+        cells = functools.partial(_cells, kind)
+        print_listing(data, plural, _COLUMNS[kind], cells, as_json=as_json)
 
     options = [
         url_option,
@@ -136,31 +130,19 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
     return act
 
 
-def _param(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _table(kind: str, rows: list[Any]) -> Table:
-    table = Table()
-    if kind == "event":
-        columns = (
-            "id",
-            "received",
-            "alertname",
-            "status",
-            "state",
-            "failed/tries",
-            "last error",
-            "why",
-        )
-    else:
-        columns = ("id", "created", "kind", "run", "state", "failed/tries", "last error", "why")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        if isinstance(row, dict):
-            table.add_row(*_cells(kind, row))
-    return table
+_COLUMNS = {
+    "event": (
+        "id",
+        "received",
+        "alertname",
+        "status",
+        "state",
+        "failed/tries",
+        "last error",
+        "why",
+    ),
+    "job": ("id", "created", "kind", "run", "state", "failed/tries", "last error", "why"),
+}
 
 
 def _cells(kind: str, row: dict[str, Any]) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from receiver.cli.client import call_server, url_option
-from receiver.cli.common import UserError, state
+from receiver.cli.common import UserError, output_option, state
 from receiver.review.markdown import render_markdown
 
 __all__ = ["report"]
@@ -41,13 +41,7 @@ __all__ = ["report"]
     show_default=True,
     help="Markdown for a postmortem, or the server's JSON.",
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Write to this file instead of standard output.",
-)
+@output_option
 @click.pass_context
 def report(
     ctx: click.Context,

@@ -187,24 +187,16 @@ def _print_plans(console: Console, records: list[dict[str, Any]]) -> None:
             table = Table(show_lines=True)
             for column in ("kind", "rule", "target", "steps", "approval"):
                 table.add_column(column, overflow="fold")
-            for run in record["runs"]:
-                approvals = [s for s in run["steps"] if s["needs_approval"]]
-                table.add_row(
-                    "run",
-                    run["rule"],
-                    "{kind}/{namespace}/{name}".format(**run["target"]),
-                    _format_steps(run["steps"]),
-                    _approval_text(approvals),
-                )
-            for res in record["resolves"]:
-                approvals = [s for s in res["steps"] if s["needs_approval"]]
-                table.add_row(
-                    "resolve",
-                    res["rule"],
-                    "{kind}/{namespace}/{name}".format(**res["target"]),
-                    _format_steps(res["steps"]),
-                    _approval_text(approvals),
-                )
+            for kind, plans in (("run", record["runs"]), ("resolve", record["resolves"])):
+                for plan in plans:
+                    approvals = [s for s in plan["steps"] if s["needs_approval"]]
+                    table.add_row(
+                        kind,
+                        plan["rule"],
+                        "{kind}/{namespace}/{name}".format(**plan["target"]),
+                        _format_steps(plan["steps"]),
+                        _approval_text(approvals),
+                    )
             console.print(table)
         for skip in record["skips"]:
             who = f"{skip['rule']}: " if skip["rule"] else ""

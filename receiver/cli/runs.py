@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
-from rich.table import Table
 
-from receiver.cli.client import call_server, url_option
-from receiver.cli.common import console, state
+from receiver.cli.client import call_server, query_params, url_option
+from receiver.cli.common import print_listing, state
 from receiver.model import RunOutcome
 from remediations.targets import Target
 
@@ -44,36 +42,21 @@ def runs(
     as_json: bool,
 ) -> None:
     """List remediation runs from a running server."""
-    settings = state(ctx).settings()
-    params = {
-        name: str(value)
-        for name, value in (
-            ("alertname", alertname),
-            ("rule", rule),
-            ("target", target),
-            ("outcome", outcome),
-            ("since", since),
-            ("limit", limit),
-            ("cursor", cursor),
-        )
-        if value is not None
-    }
-    data = call_server(settings, url, "/api/v1/runs", params=params)
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    rows = data.get("runs", []) if isinstance(data, dict) else []
-    table = Table()
-    columns = ("id", "created", "alertname", "rule", "target", "outcome")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row, column) for column in columns))
-    out = console()
-    out.print(table)
-    next_cursor = data.get("next_cursor") if isinstance(data, dict) else None
-    if next_cursor:
-        out.print(f"more: --cursor {next_cursor}")
+    params = query_params(
+        {
+            "alertname": alertname,
+            "rule": rule,
+            "target": target,
+            "outcome": outcome,
+            "since": since,
+            "limit": limit,
+            "cursor": cursor,
+        }
+    )
+    data = call_server(state(ctx).settings(), url, "/api/v1/runs", params=params)
+    print_listing(
+        data, "runs", _COLUMNS, lambda row: [_cell(row, c) for c in _COLUMNS], as_json=as_json
+    )
 
 
 _FAILED_HOW = {"not_resolved": "not resolved", "recurred": "recurred"}
@@ -87,11 +70,10 @@ _CELL_KEYS = {
     "target": ("target",),
     "outcome": ("outcome",),
 }
+_COLUMNS = tuple(_CELL_KEYS)
 
 
-def _cell(row: Any, column: str) -> str:
-    if not isinstance(row, dict):
-        return ""
+def _cell(row: dict[str, Any], column: str) -> str:
     result = row.get("verify_result")
     if column == "outcome" and row.get("outcome") == "failed" and result in _FAILED_HOW:
         # A failed verification says how: "failed (recurred)", "failed (not resolved)".

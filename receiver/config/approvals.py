@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from receiver.config.settings import ConfigError, Settings
-from receiver.config.sources import KEYS
+from receiver.config.sources import KEYS, read_file, read_secret, secret_files
 from receiver.rules.yaml_lines import safe_load
 
 __all__ = ["ApprovalFiles", "ApproversFile", "load_approvals"]
@@ -62,34 +62,17 @@ class ApprovalFiles:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
-def _read(path: Path, setting: str) -> str:
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{_ENV[setting]}: cannot read {path}: {reason}") from exc
-    if not value:
-        raise ConfigError(f"{_ENV[setting]}: {path} is empty")
-    return value
-
-
 def _secret_dir(path: Path, setting: str) -> dict[str, SecretStr]:
-    """One secret per file, named by the file; dot-files (a Kubernetes Secret volume's
-    ``..data`` links) are skipped."""
-    if not path.is_dir():
-        raise ConfigError(f"{_ENV[setting]}: {path} is not a directory")
-    found = {
-        entry.name: SecretStr(_read(entry, setting))
-        for entry in sorted(path.iterdir())
-        if not entry.name.startswith(".") and entry.is_file()
-    }
+    """One secret per file, named by the file (``secret_files``)."""
+    source = _ENV[setting]
+    found = {e.name: read_secret(e, source) for e in secret_files(path, source)}
     if not found:
         raise ConfigError(f"{_ENV[setting]}: {path} holds no files")
     return found
 
 
 def _approvers(path: Path) -> ApproversFile:
-    text = _read(path, "approvers_file")
+    text = read_file(path, _ENV["approvers_file"], "approvers file")
     try:
         data = safe_load(text)
         return ApproversFile.model_validate(data or {})
@@ -133,7 +116,7 @@ def load_approvals(settings: Settings) -> ApprovalFiles:
             _approvers(settings.approvers_file) if settings.approvers_file else ApproversFile()
         ),
         slack_signing_secret=(
-            SecretStr(_read(settings.slack_signing_secret_file, "slack_signing_secret_file"))
+            read_secret(settings.slack_signing_secret_file, _ENV["slack_signing_secret_file"])
             if settings.slack_signing_secret_file
             else None
         ),

@@ -32,7 +32,7 @@ from receiver.config.connections import (
     check_url,
     json_map,
 )
-from receiver.config.values import namespaces, split_list, url_shape
+from receiver.config.values import namespaces, one_of, split_list, url_shape
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 
@@ -62,6 +62,11 @@ class DryRun(StrEnum):
     TRUE = "true"
     FALSE = "false"
     AUTO = "auto"  # dry-run exactly when no Kubernetes credentials exist
+
+
+# What an environment variable may say for yes and no.
+_YES_NO = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class LogFormat(StrEnum):
@@ -279,27 +284,12 @@ class Settings(BaseModel):
     def _dry_run(cls, value: object) -> object:
         if isinstance(value, bool):
             return DryRun.TRUE if value else DryRun.FALSE
-        if isinstance(value, str):
-            text = value.strip().lower()
-            aliases = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false"}
-            aliases["off"] = "false"
-            text = aliases.get(text, text)
-            if text not in {d.value for d in DryRun}:
-                raise ValueError(f"{value!r} is not one of true, false, auto")
-            return text
-        return value
+        return one_of(value, [d.value for d in DryRun], _YES_NO)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip().lower()
-            if text == "warn":
-                text = "warning"
-            if text not in ("debug", "info", "warning", "error", "critical"):
-                raise ValueError(f"{value!r} is not one of debug, info, warning, error, critical")
-            return text
-        return value
+        return one_of(value, _LOG_LEVELS, {"warn": "warning"})
 
     @field_validator("log_format", mode="before")
     @classmethod

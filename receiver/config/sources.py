@@ -22,7 +22,16 @@ from receiver.config.connections import read_connection_secrets
 from receiver.config.settings import ConfigError, Settings
 from receiver.rules.yaml_lines import safe_load
 
-__all__ = ["ENV_PREFIX", "KEYS", "Key", "kube_credentials_present", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "KEYS",
+    "Key",
+    "kube_credentials_present",
+    "load_settings",
+    "read_file",
+    "read_secret",
+    "secret_files",
+]
 
 ENV_PREFIX = "REMEDIATOR_"
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -136,15 +145,33 @@ def _read_yaml(config_file: Path) -> dict[str, Any]:
     return flat
 
 
-def _read_secret(path: Path, source: str) -> SecretStr:
+def read_file(path: Path, source: str, what: str = "secret file") -> str:
+    """The text of the file a setting names, stripped (secrets mounted from Kubernetes end
+    with a newline). Raises ConfigError naming ``source`` (the setting the user wrote) and
+    the file, never its content, when it cannot be read or is empty."""
     try:
         value = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{source}: cannot read secret file {path}: {reason}") from exc
+        raise ConfigError(f"{source}: cannot read {what} {path}: {reason}") from exc
     if not value:
-        raise ConfigError(f"{source}: secret file {path} is empty")
-    return SecretStr(value)
+        raise ConfigError(f"{source}: {what} {path} is empty")
+    return value
+
+
+def read_secret(path: Path, source: str) -> SecretStr:
+    """``read_file`` kept as a ``SecretStr``: never shown by ``repr()`` or in logs."""
+    return SecretStr(read_file(path, source))
+
+
+def secret_files(directory: Path, source: str) -> list[Path]:
+    """The files of a directory of secrets, one secret per file, sorted by name. Entries whose
+    names start with a dot are skipped: a mounted Kubernetes Secret keeps its real files behind
+    ``..data`` and the like, and shows each key as a plain name. Raises ConfigError naming
+    ``source`` when ``directory`` is not a directory."""
+    if not directory.is_dir():
+        raise ConfigError(f"{source}: {directory} is not a directory")
+    return [e for e in sorted(directory.iterdir()) if not e.name.startswith(".") and e.is_file()]
 
 
 def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Settings:
@@ -211,26 +238,20 @@ MIN_OPERATOR_TOKEN_CHARS = 16
 
 
 def _read_operator_tokens(directory: Path, source: str) -> dict[str, SecretStr]:
-    """name -> token from one file per operator in ``directory``.
+    """name -> token from one file per operator in ``directory`` (``secret_files``).
 
-    Entries whose names start with a dot are skipped: a mounted Kubernetes Secret keeps its
-    real files behind ``..data`` and the like, and shows each key as a plain name. Raises
-    ConfigError naming the file (never a token) when one is unreadable, empty, too short,
-    badly named, or holds the same token as another operator.
+    Raises ConfigError naming the file (never a token) when one is unreadable, empty, too
+    short, badly named, or holds the same token as another operator.
     """
-    if not directory.is_dir():
-        raise ConfigError(f"{source}: {directory} is not a directory")
     tokens: dict[str, SecretStr] = {}
     seen: dict[str, str] = {}
-    for entry in sorted(directory.iterdir()):
-        if entry.name.startswith(".") or not entry.is_file():
-            continue
+    for entry in secret_files(directory, source):
         if not _OPERATOR_NAME.fullmatch(entry.name):
             raise ConfigError(
                 f"{source}: {entry}: the file name is the operator's name: letters, digits and"
                 " . _ @ - (at most 64, starting with a letter or digit)"
             )
-        token = _read_secret(entry, source)
+        token = read_secret(entry, source)
         if len(token.get_secret_value()) < MIN_OPERATOR_TOKEN_CHARS:
             raise ConfigError(
                 f"{source}: {entry}: a token must be at least {MIN_OPERATOR_TOKEN_CHARS}"
@@ -261,7 +282,7 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
             raise ConfigError(
                 f"{name(secret)} and {name(file_field)} are both set; use only one of them"
             )
-        update[secret] = _read_secret(path, name(file_field))
+        update[secret] = read_secret(path, name(file_field))
 
     token = update.get("webhook_token", settings.webhook_token)
     if token is not None and not token.get_secret_value().strip():
@@ -297,7 +318,7 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
             redis=settings.redis_queues,
             http=settings.http_endpoints,
             notify=settings.notify_channels,
-            read=_read_secret,
+            read=read_secret,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -1,7 +1,9 @@
-"""Checks of setting values that need more than a type: namespace lists and store URLs. Pure."""
+"""Checks of setting values that need more than a type: words from a fixed list, namespace
+lists and store URLs. Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -9,7 +11,7 @@ from pydantic import SecretStr
 from receiver.model import NamespacePolicy
 from remediations import names
 
-__all__ = ["namespaces", "split_list", "url_shape"]
+__all__ = ["namespaces", "one_of", "split_list", "url_shape"]
 
 
 def split_list(value: object) -> object:
@@ -17,6 +19,19 @@ def split_list(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def one_of(value: object, choices: Sequence[str], aliases: Mapping[str, str]) -> object:
+    """Text as one of ``choices``: stripped, lower-cased, an alias replaced by the choice it
+    stands for; anything else as is (pydantic then checks its type). ValueError listing the
+    choices."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    text = aliases.get(text, text)
+    if text not in choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+    return text
 
 
 _DEFAULT_DENY = NamespacePolicy().deny

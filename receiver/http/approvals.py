@@ -17,7 +17,7 @@ out of reach is 503.
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +31,6 @@ from receiver.approvals.page import (
     CsrfTokens,
     PageRenderer,
     new_session,
-    security_headers,
     view_of,
 )
 from receiver.approvals.policy import Identity
@@ -49,7 +48,7 @@ from receiver.http.bodies import (
 )
 from receiver.http.deps import AUTH, CLOCK
 from receiver.http.filters import BadParameter, parse_since
-from receiver.http.responses import json_response, row
+from receiver.http.responses import html_response, json_response, row
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.store import StoreUnavailable
 
@@ -88,11 +87,8 @@ def add_approval_routes(app: web.Application, approvals: ApprovalWeb) -> None:
 
 
 def _page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
-    nonce = secrets.token_urlsafe(16)
-    html = request.app[PAGES].render(name, nonce=nonce, **values)
-    return web.Response(
-        text=html, status=status, content_type="text/html", headers=security_headers(nonce)
-    )
+    pages = request.app[PAGES]
+    return html_response(lambda nonce: pages.render(name, nonce=nonce, **values), status)
 
 
 def _error_page(request: web.Request, message: str, status: int) -> web.Response:
@@ -158,6 +154,13 @@ def _csrf(approvals: ApprovalWeb) -> CsrfTokens | None:
     return None if tokens is None else CsrfTokens(tokens.ring)
 
 
+def _origin(request: web.Request, channel: Channel, token_id: str | None = None) -> Origin:
+    """Where a decision comes from: the client's address (through trusted proxies), its
+    User-Agent and, from a link's page, the link token's id."""
+    source_ip = request.app[APPROVAL_WEB].identities.source_ip(request.headers, request.remote)
+    return Origin(channel, source_ip, request.headers.get("User-Agent"), token_id)
+
+
 def same_origin(request: web.Request, public_url: str | None) -> bool:
     """The POST came from our own page. The page's ``Referrer-Policy: no-referrer`` makes
     browsers send ``Origin: null`` with its form, so Fetch Metadata decides then:
@@ -206,12 +209,7 @@ async def post_page(request: web.Request) -> web.Response:
         reason = text_field(form.get("reason"), "reason", max_chars=MAX_REASON_CHARS)
     except BadField as exc:
         return _render(request, approval, session, status=400, message=exc.message, kind="error")
-    origin = Origin(
-        Channel.WEB,
-        approvals.identities.source_ip(request.headers, request.remote),
-        request.headers.get("User-Agent"),
-        claims.jti,
-    )
+    origin = _origin(request, Channel.WEB, claims.jti)
     try:
         decided = await approvals.desk.decide(
             approval.id,
@@ -253,20 +251,35 @@ def _caller(request: web.Request) -> Identity | web.Response:
     )
 
 
-async def list_approvals(request: web.Request) -> web.Response:
+ApiHandler = Callable[[web.Request, ApprovalWeb, Identity], Awaitable[web.Response]]
+
+
+def _operator_api(handler: ApiHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """An API route's shared answers: who asks first (401, 403: ``_caller``), then 503 when
+    the store is out of reach."""
+
+    async def wrapped(request: web.Request) -> web.Response:
+        caller = _caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        try:
+            return await handler(request, request.app[APPROVAL_WEB], caller)
+        except StoreUnavailable:
+            return json_response({"error": "store unavailable"}, 503)
+
+    return wrapped
+
+
+@_operator_api
+async def list_approvals(
+    request: web.Request, approvals: ApprovalWeb, caller: Identity
+) -> web.Response:
     """``{approvals: [...]}``, newest first; 400 names a bad parameter."""
-    approvals = request.app[APPROVAL_WEB]
-    caller = _caller(request)
-    if isinstance(caller, web.Response):
-        return caller
     try:
         filters = _filters(request)
     except BadParameter as exc:
         return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
-    try:
-        found = await approvals.desk.store.list_approvals(**filters)
-    except StoreUnavailable:
-        return json_response({"error": "store unavailable"}, 503)
+    found = await approvals.desk.store.list_approvals(**filters)
     return json_response({"approvals": [row(a) for a in found]})
 
 
@@ -301,28 +314,23 @@ def _filters(request: web.Request) -> dict[str, Any]:
     return filters
 
 
-async def get_approval(request: web.Request) -> web.Response:
+@_operator_api
+async def get_approval(
+    request: web.Request, approvals: ApprovalWeb, caller: Identity
+) -> web.Response:
     """``{approval}``; 404 for an unknown id."""
-    approvals = request.app[APPROVAL_WEB]
-    caller = _caller(request)
-    if isinstance(caller, web.Response):
-        return caller
     approval_id = request.match_info["approval_id"]
-    try:
-        found = await approvals.desk.store.get_approval(approval_id)
-    except StoreUnavailable:
-        return json_response({"error": "store unavailable"}, 503)
+    found = await approvals.desk.store.get_approval(approval_id)
     if found is None:
         return json_response({"error": f"no approval {approval_id}"}, 404)
     return json_response({"approval": row(found)})
 
 
-async def post_decision(request: web.Request) -> web.Response:
+@_operator_api
+async def post_decision(
+    request: web.Request, approvals: ApprovalWeb, identity: Identity
+) -> web.Response:
     """Approve or reject as the operator whose token (or SSO name) the request carries."""
-    approvals = request.app[APPROVAL_WEB]
-    identity = _caller(request)
-    if isinstance(identity, web.Response):
-        return identity
     try:
         decision = Decision(request.match_info["decision"])
     except ValueError:
@@ -331,19 +339,13 @@ async def post_decision(request: web.Request) -> web.Response:
         reason = reason_of(await json_object(request, required=False))
     except BadField as exc:
         return bad_field(exc)
-    origin = Origin(
-        Channel.API,
-        approvals.identities.source_ip(request.headers, request.remote),
-        request.headers.get("User-Agent"),
-    )
+    origin = _origin(request, Channel.API)
     try:
         decided = await approvals.desk.decide(
             request.match_info["approval_id"], decision, identity, origin, reason=reason
         )
     except ApprovalError as exc:
         return json_response({"error": exc.message}, exc.status)
-    except StoreUnavailable:
-        return json_response({"error": "store unavailable"}, 503)
     return json_response({"approval": row(decided)})
 
 
@@ -367,11 +369,7 @@ async def post_slack(request: web.Request) -> web.Response:
         return json_response(
             {"error": f"Slack user {action.user_id} is not mapped to an approver"}, 403
         )
-    origin = Origin(
-        Channel.SLACK,
-        approvals.identities.source_ip(request.headers, request.remote),
-        request.headers.get("User-Agent"),
-    )
+    origin = _origin(request, Channel.SLACK)
     try:
         decided = await approvals.desk.decide(action.approval_id, action.decision, identity, origin)
     except ApprovalError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
@@ -17,6 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from receiver.alertmanager import Notification
 from receiver.config import Settings
 from receiver.http.auth import Authenticator
+from receiver.http.responses import json_response
 from receiver.log_limits import Throttle
 from receiver.model import RunOutcome
 from receiver.telemetry import Metrics
@@ -43,6 +44,7 @@ __all__ = [
     "IntakeResultLike",
     "QueueControl",
     "RunsReader",
+    "with_optional",
 ]
 
 
@@ -179,3 +181,32 @@ AUDIT = web.AppKey[AuditWriter | None]("audit")
 QUEUES = web.AppKey[QueueControl | None]("queues")
 CLOCK = web.AppKey[Callable[[], datetime]]("clock")
 STORE_DOWN_LOG = web.AppKey[Throttle]("store_down_log")
+
+
+T = TypeVar("T")
+PartHandler = Callable[[web.Request, T], Awaitable[web.Response]]
+
+
+def with_optional(
+    key: web.AppKey[T | None],
+    absent: str,
+    down: type[Exception],
+    down_error: Callable[[Exception], str],
+) -> Callable[[PartHandler[T]], Callable[[web.Request], Awaitable[web.Response]]]:
+    """Routes over an optional dependency (``key``): the handler gets it as a second argument;
+    404 with ``absent`` as the error when it is not configured, 503 with ``down_error(exc)``
+    when it raises ``down`` (its server is out of reach)."""
+
+    def decorate(handler: PartHandler[T]) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def wrapped(request: web.Request) -> web.Response:
+            part = request.app[key]
+            if part is None:
+                return json_response({"error": absent}, 404)
+            try:
+                return await handler(request, part)
+            except down as exc:
+                return json_response({"error": down_error(exc)}, 503)
+
+        return wrapped
+
+    return decorate

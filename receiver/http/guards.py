@@ -6,7 +6,6 @@ switch), and the answer says ``"audited": false``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from receiver.durations import parse_duration
 from receiver.guards.policy import GuardUnavailable
 from receiver.http.auth import principal
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
-from receiver.http.deps import AUDIT, GUARDS, LOG, GuardControl
+from receiver.http.deps import AUDIT, GUARDS, LOG, GuardControl, with_optional
 from receiver.http.responses import json_default, json_response
 from receiver.store import StoreUnavailable
 
@@ -25,23 +24,11 @@ PAUSE_PATH = "/api/v1/pause"
 GUARDS_PATH = "/api/v1/guards"
 MAX_PAUSE_S = 7 * 86400.0
 
-GuardHandler = Callable[[web.Request, GuardControl], Awaitable[web.Response]]
-
-
-def _with_guards(handler: GuardHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The guard endpoints' shared answers: 404 when none are configured, 503 when Redis is
-    unreachable."""
-
-    async def wrapped(request: web.Request) -> web.Response:
-        guards = request.app[GUARDS]
-        if guards is None:
-            return json_response({"error": "guards are not configured"}, 404)
-        try:
-            return await handler(request, guards)
-        except GuardUnavailable as exc:
-            return json_response({"error": f"guards unavailable: {exc}"}, 503)
-
-    return wrapped
+# The guard endpoints' shared answers: 404 when none are configured, 503 when Redis is
+# unreachable.
+_with_guards = with_optional(
+    GUARDS, "guards are not configured", GuardUnavailable, lambda exc: f"guards unavailable: {exc}"
+)
 
 
 @_with_guards

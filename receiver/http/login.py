@@ -22,7 +22,6 @@ browser scopes it to the prefix) work as they are.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +32,9 @@ from receiver.approvals.identity import IdentityResolver
 from receiver.http.approvals import same_origin
 from receiver.http.auth import ANONYMOUS, Role
 from receiver.http.deps import AUTH, LOG, SETTINGS
+from receiver.http.responses import html_response
 from receiver.review.loader import Review
-from receiver.review.pages import ReviewPages, security_headers
+from receiver.review.pages import ReviewPages
 from receiver.review.sessions import SESSION_COOKIE, Sessions
 from receiver.review.text import duration_text
 
@@ -80,18 +80,17 @@ def root_of(request: web.Request) -> str:
 
 def page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
     """The page ``name``, with the security headers and a fresh nonce."""
-    nonce = secrets.token_urlsafe(16)
-    user = request.get(USER)
-    html = request.app[PAGES].render(
-        name,
-        nonce=nonce,
-        root=root_of(request),
-        user=user,
-        can_sign_out=user is not None and user != ANONYMOUS,
-        **values,
-    )
-    return web.Response(
-        text=html, status=status, content_type="text/html", headers=security_headers(nonce)
+    pages, user = request.app[PAGES], request.get(USER)
+    return html_response(
+        lambda nonce: pages.render(
+            name,
+            nonce=nonce,
+            root=root_of(request),
+            user=user,
+            can_sign_out=user is not None and user != ANONYMOUS,
+            **values,
+        ),
+        status,
     )
 
 

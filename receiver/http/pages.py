@@ -21,15 +21,15 @@ from aiohttp import web
 
 from receiver.http.deps import CLOCK
 from receiver.http.filters import BadParameter, parse_since, run_filters
-from receiver.http.login import REVIEW_WEB, page, signed_in
+from receiver.http.login import REVIEW_WEB, Handler, page, signed_in
 from receiver.model import RunOutcome
 from receiver.review.incidents import stamp
 from receiver.review.loader import ReviewTooLarge
 from receiver.review.markdown import render_markdown
-from receiver.review.pages import security_headers
 from receiver.review.report import build_report, incident_report
 from receiver.review.timeline import incident_timeline, links_of, run_timeline
 from receiver.store import StoreUnavailable
+from receiver.webpages import security_headers
 
 __all__ = ["DEFAULT_WINDOW", "add_page_routes", "window_of"]
 
@@ -41,23 +41,23 @@ def _error(request: web.Request, status: int, message: str) -> web.Response:
     return page(request, "error", status, code=status, message=message)
 
 
-async def _guarded(request: web.Request, work: Any) -> web.StreamResponse:
-    """Run a page's work; the store's and the review's limits become error pages."""
-    try:
-        result: web.StreamResponse = await work
-    except StoreUnavailable:
-        return _error(request, 503, "The service cannot reach its store; try again shortly.")
-    except ReviewTooLarge as exc:
-        return _error(request, 413, str(exc))
-    return result
+def _guarded(handler: Handler) -> Handler:
+    """A page's handler whose store and review limits become error pages."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StoreUnavailable:
+            return _error(request, 503, "The service cannot reach its store; try again shortly.")
+        except ReviewTooLarge as exc:
+            return _error(request, 413, str(exc))
+
+    return guarded
 
 
 @signed_in
-async def runs_page(request: web.Request) -> web.StreamResponse:
-    return await _guarded(request, _runs_page(request))
-
-
-async def _runs_page(request: web.Request) -> web.Response:
+@_guarded
+async def runs_page(request: web.Request) -> web.Response:
     query = {k: v for k, v in request.query.items() if v.strip()}
     shown = {name: query.get(name, "") for name in _RUN_FILTERS}
     outcomes = [o.value for o in RunOutcome]
@@ -77,11 +77,8 @@ async def _runs_page(request: web.Request) -> web.Response:
 
 
 @signed_in
-async def run_page(request: web.Request) -> web.StreamResponse:
-    return await _guarded(request, _run_page(request))
-
-
-async def _run_page(request: web.Request) -> web.Response:
+@_guarded
+async def run_page(request: web.Request) -> web.Response:
     review = request.app[REVIEW_WEB].review
     run_id = request.match_info["run_id"]
     run = await review.run(run_id)
@@ -119,11 +116,8 @@ def window_of(query: Mapping[str, str], now: datetime) -> tuple[datetime, dateti
 
 
 @signed_in
-async def incidents_page(request: web.Request) -> web.StreamResponse:
-    return await _guarded(request, _incidents_page(request))
-
-
-async def _incidents_page(request: web.Request) -> web.Response:
+@_guarded
+async def incidents_page(request: web.Request) -> web.Response:
     review = request.app[REVIEW_WEB].review
     values: dict[str, Any] = {
         "window_from": request.query.get("from", ""),
@@ -141,11 +135,8 @@ async def _incidents_page(request: web.Request) -> web.Response:
 
 
 @signed_in
-async def incident_page(request: web.Request) -> web.StreamResponse:
-    return await _guarded(request, _incident_page(request))
-
-
-async def _incident_page(request: web.Request) -> web.Response:
+@_guarded
+async def incident_page(request: web.Request) -> web.Response:
     incident_id = request.match_info["incident_id"]
     incident = await request.app[REVIEW_WEB].review.incident(incident_id)
     if incident is None:
@@ -161,11 +152,8 @@ async def _incident_page(request: web.Request) -> web.Response:
 
 
 @signed_in
-async def incident_markdown(request: web.Request) -> web.StreamResponse:
-    return await _guarded(request, _incident_markdown(request))
-
-
-async def _incident_markdown(request: web.Request) -> web.Response:
+@_guarded
+async def incident_markdown(request: web.Request) -> web.Response:
     review = request.app[REVIEW_WEB].review
     incident_id = request.match_info["incident_id"]
     incident = await review.incident(incident_id)

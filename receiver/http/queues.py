@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
-from receiver.http.deps import QUEUES, QueueControl
+from receiver.http.deps import QUEUES, QueueControl, with_optional
 from receiver.http.filters import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, BadParameter
 from receiver.http.responses import json_response
 from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, StoreUnavailable
@@ -51,20 +51,10 @@ def add_queue_routes(router: web.UrlDispatcher) -> None:
 
 QueueHandler = Callable[[web.Request, QueueControl], Awaitable[web.Response]]
 
-
-def _with_store(handler: QueueHandler) -> Handler:
-    """The shared answers: 404 when no store is configured, 503 when it is unreachable."""
-
-    async def wrapped(request: web.Request) -> web.Response:
-        queues = request.app[QUEUES]
-        if queues is None:
-            return json_response({"error": "the work queues are not configured"}, 404)
-        try:
-            return await handler(request, queues)
-        except StoreUnavailable:
-            return json_response({"error": "store unavailable"}, 503)
-
-    return wrapped
+# The shared answers: 404 when no store is configured, 503 when it is unreachable.
+_with_store = with_optional(
+    QUEUES, "the work queues are not configured", StoreUnavailable, lambda _: "store unavailable"
+)
 
 
 def _lister(kind: str) -> QueueHandler:

@@ -1,10 +1,12 @@
-"""JSON responses: every answer of the API, errors included, is a compact JSON object."""
+"""JSON responses: every answer of the API, errors included, is a compact JSON object; and
+the HTML pages' response, with its nonce and security headers."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from enum import Enum
 from pathlib import Path
@@ -12,7 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["json_default", "json_response", "list_row", "row", "too_large"]
+from receiver.webpages import security_headers
+
+__all__ = ["html_response", "json_default", "json_response", "list_row", "row", "too_large"]
 
 
 def json_response(
@@ -24,6 +28,15 @@ def json_response(
         status=status,
         content_type="application/json",
         headers=headers,
+    )
+
+
+def html_response(render: Callable[[str], str], status: int = 200) -> web.Response:
+    """A page: ``render(nonce)`` with a fresh nonce for its inline stylesheet, sent with the
+    headers that allow that stylesheet and nothing else (``receiver.webpages``)."""
+    nonce = secrets.token_urlsafe(16)
+    return web.Response(
+        text=render(nonce), status=status, content_type="text/html", headers=security_headers(nonce)
     )
 
 

@@ -6,8 +6,8 @@ Every value goes through jinja2's autoescaping, and only http(s) URLs become lin
 (``timeline.links_of``), so a label value or an annotation can put no markup or script on the
 page. Links are relative to the page (``root``: ``./`` or ``../``), so the pages work behind a
 reverse proxy that serves them under any path prefix, with nothing to configure. The one inline
-stylesheet carries a per-response nonce; the Content-Security-Policy (``security_headers``)
-allows nothing else.
+stylesheet carries a per-response nonce; the Content-Security-Policy
+(``receiver.webpages.security_headers``) allows nothing else.
 """
 
 from __future__ import annotations
@@ -15,27 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from receiver.review.outcomes import present
 from receiver.review.text import at_text, duration_text, pretty
+from receiver.webpages import template_environment
 
-__all__ = ["ReviewPages", "security_headers"]
-
-
-def security_headers(nonce: str) -> dict[str, str]:
-    """Headers of every review page: never cached (they show who did what), no referrer
-    leaves with a link, nothing loaded from anywhere, not framed, forms post only here."""
-    return {
-        "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer",
-        "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'"
-        ),
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-    }
+__all__ = ["ReviewPages"]
 
 
 def _when(value: str | None) -> str:
@@ -52,12 +36,7 @@ class ReviewPages:
     """Renders ``templates/<name>.html``; built once, templates loaded by name."""
 
     def __init__(self) -> None:
-        self._env = Environment(
-            loader=PackageLoader("receiver.review", "templates"),
-            autoescape=select_autoescape(["html"]),
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        self._env = template_environment("receiver.review")
         self._env.filters.update(
             at=at_text,
             when=_when,

@@ -82,6 +82,14 @@ async def test_bad_pause_requests_are_400_naming_the_field(
     assert not (await guards.status())["paused"]
 
 
+async def test_without_guards_their_routes_say_so(make_client: MakeClient) -> None:
+    client = await make_client()  # no Redis configured: no guards
+    for method, path in (("GET", GUARDS_PATH), ("PUT", PAUSE_PATH), ("DELETE", PAUSE_PATH)):
+        response = await client.request(method, path, json={"reason": "x"}, headers=OPERATOR)
+        assert response.status == 404, (method, path)
+        assert (await response.json())["error"] == "guards are not configured"
+
+
 async def test_pause_needs_auth_and_redis(
     make_client: MakeClient, redis_client: redis.asyncio.Redis, redis_controlled: RedisServer
 ) -> None:

@@ -22,6 +22,7 @@ from tests.support.http import (
     Client,
     default_settings,
 )
+from tests.support.postgres import PostgresServer
 from tests.support.review import STORM_RULES, Storm, play_storm
 from tests.support.review_app import review_app
 
@@ -149,6 +150,18 @@ async def test_the_pages_load_nothing_and_link_relatively(served: Served) -> Non
         internal = [h for h in re.findall(r'(?:href|action)="([^"]*)"', html) if "://" not in h]
         assert internal
         assert all(h.startswith(("./", "../")) for h in internal), (path, internal)
+
+
+async def test_every_page_is_an_error_page_while_postgres_is_down(
+    served: Served, pg_controlled: PostgresServer
+) -> None:
+    with pg_controlled.stopped(mode="fast"):
+        for path in _pages(served):
+            response = await served.client.get(path, headers=OPERATOR)
+            assert response.status == 503, path
+            assert response.content_type == "text/html", path
+            assert "cannot reach its store" in await response.text(), path
+            assert response.headers["Cache-Control"] == "no-store", path
 
 
 async def test_the_report_api_checks_its_parameters(served: Served) -> None:

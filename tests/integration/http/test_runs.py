@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -175,6 +176,23 @@ async def test_cli_runs_reads_the_api(make_client: MakeClient, three_runs: list[
     )
     assert as_json.exit_code == 0, as_json.output
     assert len(json.loads(as_json.stdout)["runs"]) == 2
+
+    # A table that is one page of more says how to get the next one.
+    first_page = await asyncio.to_thread(
+        CliRunner().invoke, main, ["runs", "--url", url, "--limit", "2"], env=env
+    )
+    assert first_page.exit_code == 0, first_page.output
+    assert three_runs[0] not in first_page.stdout
+    [cursor] = re.findall(r"^more: --cursor (\S+)$", first_page.stdout, re.M)
+    rest = await asyncio.to_thread(
+        CliRunner().invoke,
+        main,
+        ["runs", "--url", url, "--limit", "2", "--cursor", cursor],
+        env=env,
+    )
+    assert rest.exit_code == 0, rest.output
+    assert three_runs[0] in rest.stdout
+    assert "more:" not in rest.stdout
 
     bad = await asyncio.to_thread(
         CliRunner().invoke, main, ["runs", "--url", url, "--limit", "0"], env=env
