@@ -22,7 +22,7 @@ import asyncpg
 from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
-from receiver.store.failures import EVENTS, JOBS, QueueTable
+from receiver.store.leases import EVENTS, JOBS, QueueTable
 
 __all__ = ["QUEUE_STATES", "ItemConflict", "ItemNotFound", "Queues"]
 
