@@ -15,19 +15,24 @@ from remediations.targets import Target
 __all__ = ["run_of", "unacted_of"]
 
 
+def _event_alert(event: Mapping[str, Any]) -> Alert:
+    """The alert of a row of ``alert_events`` (labels and annotations decoded)."""
+    return Alert(
+        alertname=event["alertname"],
+        fingerprint=event["fingerprint"],
+        labels=event["labels"],
+        annotations=event["annotations"],
+        generator_url=event["generator_url"],
+        starts_at=event["starts_at"],
+        received_at=event["received_at"],
+    )
+
+
 def _alert(row: Mapping[str, Any]) -> Alert:
     """The alert of a run: its event while stored, else what the run's creation recorded."""
     event = row.get("event")
     if event:
-        return Alert(
-            alertname=event["alertname"],
-            fingerprint=event["fingerprint"],
-            labels=event["labels"],
-            annotations=event["annotations"],
-            generator_url=event["generator_url"],
-            starts_at=event["starts_at"],
-            received_at=event["received_at"],
-        )
+        return _event_alert(event)
     created = next((a for a in row.get("audit", ()) if a["kind"] == "run.created"), None)
     recorded = (created or {}).get("data", {}).get("alert") or {}
     return Alert(
@@ -109,15 +114,7 @@ def unacted_of(row: Mapping[str, Any]) -> Unacted:
     """An event nothing was done for, from a row of ``review_events``."""
     return Unacted(
         event_id=row["id"],
-        alert=Alert(
-            alertname=row["alertname"],
-            fingerprint=row["fingerprint"],
-            labels=row["labels"],
-            annotations=row["annotations"],
-            generator_url=row["generator_url"],
-            starts_at=row["starts_at"],
-            received_at=row["received_at"],
-        ),
+        alert=_event_alert(row),
         status=row["status"],
         received_at=row["received_at"],
         group_key=row["group_key"],

@@ -30,9 +30,9 @@ from typing import Any
 from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
-from receiver.store.database import WORK_CHANNEL, Database
+from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
-from receiver.store.failures import lease_expired_sql
+from receiver.store.leases import EVENTS, HELD, Leases, claim_assignments, due_sql
 from receiver.store.records import (
     ClaimedEvent,
     NewEvent,
@@ -58,7 +58,7 @@ END"""
 _compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-class EventQueue(Database):
+class EventQueue(Leases):
     """Alert events: intake inserts them, workers claim, extend, complete or release them.
 
     ``late_delivery_window_s`` (seconds) is the window of the occurrence rule (module
@@ -223,19 +223,13 @@ class EventQueue(Database):
                     SELECT e.id FROM alert_events e
                     WHERE e.id IN (SELECT id FROM candidates)
                       -- Re-checked on the locked row: another worker may have claimed it since.
-                      AND ((e.state = 'pending' AND e.not_before <= remediator_now())
-                           OR (e.state = 'claimed' AND e.lease_until < remediator_now()))
+                      AND {due_sql("e")}
                     ORDER BY e.id
                     LIMIT $2
                     FOR UPDATE OF e SKIP LOCKED
                 )
                 UPDATE alert_events e
-                SET state = 'claimed', lease_owner = $1, attempts = e.attempts + 1,
-                    lease_until = remediator_now() + make_interval(secs => $3),
-                    -- e.state is the row before this update: 'claimed' means a lease ran out.
-                    failures = e.failures + (e.state = 'claimed')::int,
-                    last_error = CASE WHEN e.state = 'claimed' THEN {lease_expired_sql("e")}
-                                      ELSE e.last_error END
+                SET {claim_assignments("e", "$3")}
                 FROM picked WHERE e.id = picked.id
                 RETURNING {event_columns("e")}, e.failures
                 """,
@@ -259,28 +253,17 @@ class EventQueue(Database):
 
     async def extend_lease(self, event_id: int, owner: str, lease_s: float) -> bool:
         """Push the lease forward; False when ``owner`` no longer holds it."""
-        with translate():
-            row = await self._pool.fetchrow(
-                """
-                UPDATE alert_events SET lease_until = remediator_now() + make_interval(secs => $3)
-                WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
-                RETURNING id
-                """,
-                event_id,
-                owner,
-                float(lease_s),
-            )
-        return row is not None
+        return await self._extend(EVENTS, event_id, owner, lease_s)
 
     async def complete_event(self, event_id: int, owner: str) -> bool:
         """Mark a claimed event done; False when ``owner`` lost the lease meanwhile."""
         with translate():
             row = await self._pool.fetchrow(
-                """
+                f"""
                 UPDATE alert_events
                 SET state = 'done', done_at = remediator_now(), lease_owner = NULL,
                     lease_until = NULL
-                WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
+                WHERE {HELD}
                 RETURNING id
                 """,
                 event_id,
@@ -292,22 +275,7 @@ class EventQueue(Database):
         self, event_id: int, owner: str, delay_s: float = 0.0, error: str | None = None
     ) -> bool:
         """Back to pending, due after ``delay_s``; only while ``owner`` still holds the lease."""
-        with translate():
-            row = await self._pool.fetchrow(
-                """
-                UPDATE alert_events
-                SET state = 'pending', lease_owner = NULL, lease_until = NULL,
-                    not_before = remediator_now() + make_interval(secs => $3),
-                    last_error = coalesce($4, last_error)
-                WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
-                RETURNING id
-                """,
-                event_id,
-                owner,
-                max(0.0, float(delay_s)),
-                error,
-            )
-        return row is not None
+        return await self._release(EVENTS, event_id, owner, delay_s, error)
 
     async def queue_depth(self) -> int:
         """Events still queued (pending or claimed); dead ones are counted apart."""
@@ -319,11 +287,7 @@ class EventQueue(Database):
 
     async def next_event_due(self) -> datetime | None:
         """When the earliest pending event is due (the store's clock); None when none is."""
-        with translate():
-            value: datetime | None = await self._pool.fetchval(
-                "SELECT min(not_before) FROM alert_events WHERE state = 'pending'"
-            )
-        return value
+        return await self._next_due(EVENTS)
 
     async def record_skips(self, event_id: int, skips: Iterable[Skip]) -> None:
         """Keep why the engine skipped rules for this event (``[{"rule", "reason"}]``), for
@@ -377,11 +341,4 @@ class EventQueue(Database):
 
     async def prune_events(self, older_than_s: float) -> int:
         """Retention: delete finished events older than the given age. Never touches audit."""
-        with translate():
-            status: str = await self._pool.execute(
-                """DELETE FROM alert_events
-                   WHERE state = 'done'
-                     AND done_at < remediator_now() - make_interval(secs => $1)""",
-                float(older_than_s),
-            )
-        return int(status.split()[-1])
+        return await self._prune(EVENTS, older_than_s)

@@ -12,73 +12,11 @@ and counts nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
-
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
+from receiver.store.leases import EVENTS, HELD, JOBS, QueueTable
 
-__all__ = ["EVENTS", "JOBS", "Failures", "QueueTable", "lease_expired_sql"]
-
-
-def lease_expired_sql(alias: str) -> str:
-    """The SQL text of ``last_error`` for an item whose lease ran out, from the row before the
-    claim that takes it up again (``alias`` names that row)."""
-    return (
-        f"'lease expired: ' || coalesce({alias}.lease_owner, 'its worker')"
-        " || ' stopped holding it before it was settled'"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class QueueTable:
-    """What differs between the two queues' tables, for the statements both share.
-
-    ``kind`` prefixes the audit kinds (``event.dead``, ``job.retry``); ``release_due`` is the
-    SQL of the next due time given ``$3`` seconds; ``subject`` lists the columns that say what
-    the item is about, and ``audit`` turns a row of them into (run_id, fingerprint, data);
-    ``release_reset`` is SQL assignments (ending with a comma) a release also makes.
-    """
-
-    kind: str
-    table: str
-    release_due: str
-    subject: str
-    audit: Callable[[Mapping[str, Any]], tuple[str | None, str | None, dict[str, Any]]]
-    release_reset: str = ""
-
-
-def _event_audit(row: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
-    data = {
-        "event_id": row["id"],
-        "alertname": row["alertname"],
-        "status": row["status"],
-        "starts_at": row["starts_at"],
-    }
-    return None, row["fingerprint"], data
-
-
-def _job_audit(row: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
-    return row["run_id"], None, {"job_id": row["id"], "job": row["kind"]}
-
-
-EVENTS = QueueTable(
-    kind="event",
-    table="alert_events",
-    release_due="remediator_now() + make_interval(secs => $3)",
-    subject="id, fingerprint, alertname, status, starts_at",
-    audit=_event_audit,
-)
-JOBS = QueueTable(
-    kind="job",
-    table="jobs",
-    # A rerun asked for while the job was claimed may bring its next attempt forward.
-    release_due="least(remediator_now() + make_interval(secs => $3), rerun_at)",
-    subject="id, kind, run_id::text AS run_id",
-    audit=_job_audit,
-    release_reset="rerun_at = NULL,",
-)
+__all__ = ["Failures"]
 
 
 class Failures(Database):
@@ -136,7 +74,7 @@ class Failures(Database):
                     not_before = {queue.release_due}, {queue.release_reset}
                     last_error = coalesce($4, last_error),
                     lease_owner = NULL, lease_until = NULL
-                WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
+                WHERE {HELD}
                 RETURNING state, failures, attempts, last_error, {queue.subject}
                 """,
                 item_id,

@@ -16,6 +16,23 @@ from receiver.store.records import RUN_COLUMNS, run_from_row
 __all__ = ["EngineHistory"]
 
 
+def _of_pairs(first: int) -> str:
+    """The SQL predicate "the run's (rule, target) is one of the pairs", given as the four
+    text arrays of ``_pair_arrays`` from parameter ``$first`` on."""
+    arrays = ", ".join(f"${n}::text[]" for n in range(first, first + 4))
+    return f"(target_kind, target_namespace, target_name, rule) IN (SELECT * FROM unnest({arrays}))"
+
+
+def _pair_arrays(pairs: Collection[tuple[str, Target]]) -> list[list[str]]:
+    """The (rule, target) pairs as the parameters of ``_of_pairs``, one array per column."""
+    return [
+        [t.kind for _, t in pairs],
+        [t.namespace for _, t in pairs],
+        [t.name for _, t in pairs],
+        [rule for rule, _ in pairs],
+    ]
+
+
 class EngineHistory(Database):
     """``history()``: the past of one alert episode, as the engine wants it."""
 
@@ -61,17 +78,12 @@ class EngineHistory(Database):
                 if repeats:
                     recent = await conn.fetch(
                         f"""SELECT {RUN_COLUMNS} FROM runs
-                            WHERE (target_kind, target_namespace, target_name, rule) IN (
-                                    SELECT * FROM unnest($2::text[], $3::text[], $4::text[],
-                                                         $5::text[]))
+                            WHERE {_of_pairs(2)}
                               AND created_at >= coalesce($7, remediator_now())
                                                 - make_interval(secs => $1)
                             ORDER BY created_at DESC, id DESC LIMIT $6""",
                         float(within_s),
-                        [t.kind for _, t in repeats],
-                        [t.namespace for _, t in repeats],
-                        [t.name for _, t in repeats],
-                        [rule for rule, _ in repeats],
+                        *_pair_arrays(repeats),
                         limit,
                         event.received_at,
                     )
@@ -79,15 +91,10 @@ class EngineHistory(Database):
                 if settling:
                     settle = await conn.fetch(
                         f"""SELECT {RUN_COLUMNS} FROM runs
-                            WHERE (target_kind, target_namespace, target_name, rule) IN (
-                                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[],
-                                                         $4::text[]))
+                            WHERE {_of_pairs(1)}
                               AND outcome = 'verifying' AND settle_until IS NOT NULL
                             ORDER BY created_at, id LIMIT $5""",
-                        [t.kind for _, t in settling],
-                        [t.namespace for _, t in settling],
-                        [t.name for _, t in settling],
-                        [rule for rule, _ in settling],
+                        *_pair_arrays(settling),
                         limit,
                     )
                 resolved = await conn.fetchval(

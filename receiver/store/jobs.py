@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from receiver.store.database import WORK_CHANNEL, Database
+from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
-from receiver.store.failures import lease_expired_sql
+from receiver.store.leases import HELD, JOBS, Leases, claim_assignments, due_sql
 from receiver.store.records import ClaimedJob, JobKind, canonical_json, job_from_row
 
 __all__ = ["JobQueue", "enqueue"]
@@ -88,7 +88,7 @@ async def enqueue(
     return None if row is None else int(row["id"])
 
 
-class JobQueue(Database):
+class JobQueue(Leases):
     """Jobs on runs: enqueue, claim, extend, complete or release them."""
 
     async def enqueue_job(
@@ -166,15 +166,10 @@ class JobQueue(Database):
                 f"""
                 WITH picked AS (
                     SELECT j.id FROM jobs j
-                    WHERE j.run_id = ANY($3::uuid[])
-                      AND ((j.state = 'pending' AND j.not_before <= remediator_now())
-                           OR (j.state = 'claimed' AND j.lease_until < remediator_now()))
+                    WHERE j.run_id = ANY($3::uuid[]) AND {due_sql("j")}
                       -- The oldest due job of its run ...
                       AND j.id = (SELECT min(o.id) FROM jobs o
-                                  WHERE o.run_id = j.run_id
-                                    AND ((o.state = 'pending' AND o.not_before <= remediator_now())
-                                         OR (o.state = 'claimed'
-                                             AND o.lease_until < remediator_now())))
+                                  WHERE o.run_id = j.run_id AND {due_sql("o")})
                       -- ... and none while another job of the run is leased.
                       AND NOT EXISTS (SELECT 1 FROM jobs busy
                                       WHERE busy.run_id = j.run_id AND busy.state = 'claimed'
@@ -182,12 +177,7 @@ class JobQueue(Database):
                     FOR UPDATE OF j SKIP LOCKED
                 )
                 UPDATE jobs j
-                SET state = 'claimed', lease_owner = $1, attempts = j.attempts + 1,
-                    lease_until = remediator_now() + make_interval(secs => $2),
-                    -- j.state is the row before this update: 'claimed' means a lease ran out.
-                    failures = j.failures + (j.state = 'claimed')::int,
-                    last_error = CASE WHEN j.state = 'claimed' THEN {lease_expired_sql("j")}
-                                      ELSE j.last_error END
+                SET {claim_assignments("j", "$2")}
                 FROM picked WHERE j.id = picked.id
                 RETURNING {_JOB_COLUMNS}
                 """,
@@ -199,18 +189,7 @@ class JobQueue(Database):
 
     async def extend_job_lease(self, job_id: int, owner: str, lease_s: float) -> bool:
         """Push the lease forward; False when ``owner`` no longer holds it."""
-        with translate():
-            row = await self._pool.fetchrow(
-                """
-                UPDATE jobs SET lease_until = remediator_now() + make_interval(secs => $3)
-                WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
-                RETURNING id
-                """,
-                job_id,
-                owner,
-                float(lease_s),
-            )
-        return row is not None
+        return await self._extend(JOBS, job_id, owner, lease_s)
 
     async def complete_job(self, job_id: int, owner: str) -> bool:
         """Mark a claimed job done; False when ``owner`` lost the lease meanwhile.
@@ -220,7 +199,7 @@ class JobQueue(Database):
         """
         with translate():
             row = await self._pool.fetchrow(
-                """
+                f"""
                 WITH settled AS (
                     UPDATE jobs SET
                         state = CASE WHEN rerun_at IS NULL THEN 'done' ELSE 'pending' END,
@@ -230,7 +209,7 @@ class JobQueue(Database):
                         failures = CASE WHEN rerun_at IS NULL THEN failures ELSE 0 END,
                         last_error = CASE WHEN rerun_at IS NULL THEN last_error END,
                         rerun_at = NULL, lease_owner = NULL, lease_until = NULL
-                    WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
+                    WHERE {HELD}
                     RETURNING id, state, not_before
                 ), woken AS (
                     SELECT pg_notify($3, '') FROM settled
@@ -250,22 +229,7 @@ class JobQueue(Database):
         """Back to pending, due after ``delay_s`` (or at a rerun asked for meanwhile, if that
         is earlier); only while ``owner`` still holds the lease. ``error`` is kept as
         ``last_error`` for the next attempt."""
-        with translate():
-            row = await self._pool.fetchrow(
-                """
-                UPDATE jobs
-                SET state = 'pending', lease_owner = NULL, lease_until = NULL,
-                    not_before = least(remediator_now() + make_interval(secs => $3), rerun_at),
-                    rerun_at = NULL, last_error = coalesce($4, last_error)
-                WHERE id = $1 AND state = 'claimed' AND lease_owner = $2
-                RETURNING id
-                """,
-                job_id,
-                owner,
-                max(0.0, float(delay_s)),
-                error,
-            )
-        return row is not None
+        return await self._release(JOBS, job_id, owner, delay_s, error)
 
     async def jobs_due_count(self) -> int:
         """Jobs waiting for a worker now: pending and due, or leased with the lease run out."""
@@ -280,11 +244,7 @@ class JobQueue(Database):
 
     async def next_job_due(self) -> datetime | None:
         """When the earliest pending job is due (database clock); None when none is pending."""
-        with translate():
-            value: datetime | None = await self._pool.fetchval(
-                "SELECT min(not_before) FROM jobs WHERE state = 'pending'"
-            )
-        return value
+        return await self._next_due(JOBS)
 
     async def get_job(self, job_id: int) -> dict[str, Any] | None:
         """One job with its queue state, for review and tests (payload decoded)."""
@@ -301,11 +261,4 @@ class JobQueue(Database):
 
     async def prune_jobs(self, older_than_s: float) -> int:
         """Retention: delete finished jobs older than the given age. Never touches runs."""
-        with translate():
-            status: str = await self._pool.execute(
-                """DELETE FROM jobs
-                   WHERE state = 'done'
-                     AND done_at < remediator_now() - make_interval(secs => $1)""",
-                float(older_than_s),
-            )
-        return int(status.split()[-1])
+        return await self._prune(JOBS, older_than_s)

@@ -1,7 +1,9 @@
 """One page of the run list: its filters and the opaque keyset cursor on (created_at, id).
 
-Pure: builds the SQL text and its arguments, runs.py executes it. The cursor is URL-safe base64
-without padding, so it travels in a query string unchanged.
+``run_page_query`` builds the SQL text and its arguments (pure); ``fetch_run_page`` runs it for
+both readers of run pages (``Runs.list_runs``, ``ReviewReads.review_run_page``). The cursor is
+URL-safe base64 without padding, so it travels in a query string unchanged. ``Placeholders``
+numbers the arguments of every statement the store builds from optional filters.
 """
 
 from __future__ import annotations
@@ -9,13 +11,22 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from receiver.model import RunOutcome
+from receiver.store.errors import translate
 from receiver.store.records import RUN_COLUMNS, as_utc
 from remediations.targets import Target, parse_target_key
 
-__all__ = ["MAX_PAGE", "decode_cursor", "encode_cursor", "run_page_query"]
+__all__ = [
+    "MAX_PAGE",
+    "Placeholders",
+    "RunFilters",
+    "decode_cursor",
+    "encode_cursor",
+    "fetch_run_page",
+    "run_page_query",
+]
 
 MAX_PAGE = 1000
 
@@ -36,29 +47,44 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError("invalid cursor") from exc
 
 
-def run_page_query(
-    *,
-    alertname: str | None,
-    rule: str | None,
-    target: Target | str | None,
-    outcome: RunOutcome | str | None,
-    since: datetime | None,
-    limit: int,
-    cursor: str | None,
-    columns: str = RUN_COLUMNS,
-) -> tuple[str, list[Any], int]:
+class Placeholders:
+    """The arguments of one statement, in order: ``p(value)`` keeps ``value`` and returns its
+    placeholder (``$1``, ``$2``, ...); ``p.args`` is what to pass after the SQL."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+
+class RunFilters(TypedDict, total=False):
+    """The filters of a page of runs, every one optional.
+
+    ``target`` is a Target or its key ``kind/namespace/name``; ``outcome`` a RunOutcome or its
+    value; ``since`` the earliest ``created_at``; ``limit`` the page size (default 50, clamped
+    to 1..MAX_PAGE); ``cursor`` the opaque value returned with the previous page."""
+
+    alertname: str | None
+    rule: str | None
+    target: Target | str | None
+    outcome: RunOutcome | str | None
+    since: datetime | None
+    limit: int
+    cursor: str | None
+
+
+def run_page_query(filters: RunFilters, columns: str = RUN_COLUMNS) -> tuple[str, list[Any], int]:
     """(SQL, arguments, page size) of one page of runs, newest first, selecting ``columns``.
 
     The page size is ``limit`` clamped to 1..MAX_PAGE; the SQL asks for one row more, which
     tells whether another page follows. ValueError for a malformed target key or cursor.
     """
     clauses: list[str] = []
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
+    arg = Placeholders()
+    alertname, rule, target = filters.get("alertname"), filters.get("rule"), filters.get("target")
+    outcome, since, cursor = filters.get("outcome"), filters.get("since"), filters.get("cursor")
     if alertname is not None:
         clauses.append(f"alertname = {arg(alertname)}")
     if rule is not None:
@@ -79,9 +105,23 @@ def run_page_query(
         created_at, last_id = decode_cursor(cursor)
         clauses.append(f"(created_at, id) < ({arg(created_at)}, {arg(last_id)}::uuid)")
     where = " AND ".join(clauses) or "true"
-    size = max(1, min(limit, MAX_PAGE))
+    size = max(1, min(filters.get("limit", 50), MAX_PAGE))
     sql = (
         f"SELECT {columns} FROM runs WHERE {where}"
         f" ORDER BY created_at DESC, id DESC LIMIT {arg(size + 1)}"
     )
-    return sql, args, size
+    return sql, arg.args, size
+
+
+async def fetch_run_page(
+    pool: Any, filters: RunFilters, columns: str = RUN_COLUMNS
+) -> tuple[list[Any], str | None]:
+    """The rows of one page of runs on ``pool`` (an asyncpg pool) and the cursor of the next
+    page, None on the last. ValueError as ``run_page_query``; StoreUnavailable."""
+    sql, args, size = run_page_query(filters, columns)
+    with translate():
+        rows = await pool.fetch(sql, *args)
+    if len(rows) <= size:
+        return list(rows), None
+    last = rows[size - 1]
+    return list(rows[:size]), encode_cursor(last["created_at"], str(last["id"]))

@@ -22,7 +22,8 @@ import asyncpg
 from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
-from receiver.store.failures import EVENTS, JOBS, QueueTable
+from receiver.store.leases import EVENTS, JOBS, QueueTable
+from receiver.store.paging import Placeholders
 
 __all__ = ["QUEUE_STATES", "ItemConflict", "ItemNotFound", "Queues"]
 
@@ -106,13 +107,7 @@ class Queues(Database):
         limit: int,
         cursor: str | None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        clauses = list(extra)
-        args: list[Any] = []
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
+        clauses, arg = list(extra), Placeholders()
         if state is not None:
             if state not in QUEUE_STATES:
                 raise ValueError(f"unknown state {state!r}; one of {', '.join(QUEUE_STATES)}")
@@ -133,7 +128,7 @@ class Queues(Database):
         )
         try:
             with translate():
-                rows = await self._pool.fetch(sql, *args)
+                rows = await self._pool.fetch(sql, *arg.args)
         except asyncpg.exceptions.DataError as exc:  # a run_id that is not a uuid
             raise ValueError(str(exc)) from None
         page = [_view(queue, r) for r in rows[:size]]

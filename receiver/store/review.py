@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from receiver.model import RunOutcome
 from receiver.store.database import Database
 from receiver.store.errors import translate
-from receiver.store.paging import encode_cursor, run_page_query
+from receiver.store.paging import Placeholders, RunFilters, fetch_run_page
 from receiver.store.records import RUN_COLUMNS
 
 __all__ = ["REVIEW_RUN_COLUMNS", "ReviewReads"]
@@ -62,35 +61,12 @@ class ReviewReads(Database):
     """The review's reads (mixin of ``Store``)."""
 
     async def review_run_page(
-        self,
-        *,
-        alertname: str | None = None,
-        rule: str | None = None,
-        target: Any = None,
-        outcome: RunOutcome | str | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
+        self, **filters: Unpack[RunFilters]
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of runs, newest first, as rows with their ``group_key`` (filters and cursor
         as ``Runs.list_runs``; ValueError for a bad target, outcome or cursor)."""
-        sql, args, size = run_page_query(
-            alertname=alertname,
-            rule=rule,
-            target=target,
-            outcome=outcome,
-            since=since,
-            limit=limit,
-            cursor=cursor,
-            columns=REVIEW_RUN_COLUMNS,
-        )
-        with translate():
-            rows = await self._pool.fetch(sql, *args)
-        runs = [_run_row(r) for r in rows[:size]]
-        next_cursor = None
-        if len(rows) > size:
-            next_cursor = encode_cursor(runs[-1]["created_at"], runs[-1]["id"])
-        return runs, next_cursor
+        rows, next_cursor = await fetch_run_page(self._pool, filters, REVIEW_RUN_COLUMNS)
+        return [_run_row(r) for r in rows], next_cursor
 
     async def review_runs(
         self,
@@ -105,12 +81,7 @@ class ReviewReads(Database):
         and/or with the given ids, oldest first, at most ``limit`` + 1 (so the caller can tell
         there were more). Each row also holds ``steps``, ``approvals`` and ``audit`` (lists,
         oldest first) and ``event`` (its alert event's row, None once retention pruned it)."""
-        clauses, args = ["true"], []
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
+        clauses, arg = ["true"], Placeholders()
         if since is not None:
             clauses.append(f"created_at >= {arg(since)}")
         if until is not None:
@@ -125,7 +96,7 @@ class ReviewReads(Database):
         )
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
             # One snapshot: a run and what is recorded about it are read as of the same moment.
-            runs = [_run_row(r) for r in await conn.fetch(sql, *args)]
+            runs = [_run_row(r) for r in await conn.fetch(sql, *arg.args)]
             if runs:
                 await self._details(conn, runs)
         return runs

@@ -7,8 +7,7 @@ Every write that changes a run appends its audit row in the same transaction (au
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import asyncpg
 
@@ -17,7 +16,7 @@ from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
-from receiver.store.paging import encode_cursor, run_page_query
+from receiver.store.paging import RunFilters, fetch_run_page
 from receiver.store.records import (
     RUN_COLUMNS,
     JobKind,
@@ -229,37 +228,11 @@ class Runs(Database):
             await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
         return True
 
-    async def list_runs(
-        self,
-        *,
-        alertname: str | None = None,
-        rule: str | None = None,
-        target: Target | str | None = None,
-        outcome: RunOutcome | str | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> tuple[list[RunRecord], str | None]:
-        """Runs, newest first, keyset-paginated on (created_at, id).
+    async def list_runs(self, **filters: Unpack[RunFilters]) -> tuple[list[RunRecord], str | None]:
+        """Runs, newest first, keyset-paginated on (created_at, id) (``RunFilters``).
 
-        ``target`` is a Target or its key ``kind/namespace/name``. ``cursor`` is the opaque
-        value returned with the previous page; ValueError when it is malformed. The second item
-        is the next page's cursor, None on the last page.
+        The second item is the next page's cursor, None on the last page. ValueError for a
+        malformed target key, outcome or cursor.
         """
-        sql, args, limit = run_page_query(
-            alertname=alertname,
-            rule=rule,
-            target=target,
-            outcome=outcome,
-            since=since,
-            limit=limit,
-            cursor=cursor,
-        )
-        with translate():
-            rows = await self._pool.fetch(sql, *args)
-        runs = [run_from_row(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = runs[-1]
-            next_cursor = encode_cursor(last.created_at, last.id)
-        return runs, next_cursor
+        rows, next_cursor = await fetch_run_page(self._pool, filters)
+        return [run_from_row(r) for r in rows], next_cursor

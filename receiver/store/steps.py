@@ -9,34 +9,43 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.records import as_utc, canonical_json
 
-__all__ = ["StepWriter", "write_step"]
+__all__ = ["StepFields", "StepWriter", "write_step"]
 
 
-async def write_step(
-    conn: Any,
-    run_id: str,
-    *,
-    idx: int,
-    action: str,
-    outcome: str,
-    phase: str = "run",
-    params: Mapping[str, Any] | None = None,
-    needs_approval: bool = False,
-    message: str = "",
-    before: Mapping[str, Any] | None = None,
-    after: Mapping[str, Any] | None = None,
-    attempts: int = 0,
-    started_at: datetime | None = None,
-    finished_at: datetime | None = None,
-) -> None:
+class StepFields(TypedDict):
+    """The fields of one step, as ``write_step`` and ``StepWriter.record_step`` take them.
+
+    ``phase`` 'run' (the default), 'resolve' or 'on_failed'; ``params``, ``before`` and
+    ``after`` are JSON objects, None (the default) keeping what an earlier write recorded;
+    ``needs_approval`` False, ``message`` empty and ``attempts`` 0 unless given; ``started_at``
+    keeps its first value."""
+
+    idx: int
+    action: str
+    outcome: str
+    phase: NotRequired[str]
+    params: NotRequired[Mapping[str, Any] | None]
+    needs_approval: NotRequired[bool]
+    message: NotRequired[str]
+    before: NotRequired[Mapping[str, Any] | None]
+    after: NotRequired[Mapping[str, Any] | None]
+    attempts: NotRequired[int]
+    started_at: NotRequired[datetime | None]
+    finished_at: NotRequired[datetime | None]
+
+
+async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> None:
     """Insert or update one step on ``conn``, inside the caller's transaction, with its audit
-    row; see ``StepWriter.record_step`` for the fields."""
+    row; see ``StepFields`` for the fields and their defaults."""
+    idx, action, outcome = fields["idx"], fields["action"], fields["outcome"]
+    phase, message = fields.get("phase", "run"), fields.get("message", "")
+    params, before, after = fields.get("params"), fields.get("before"), fields.get("after")
     fingerprint = await conn.fetchval(
         """
         WITH up AS (
@@ -63,14 +72,14 @@ async def write_step(
         idx,
         action,
         None if params is None else canonical_json(dict(params)),
-        needs_approval,
+        fields.get("needs_approval", False),
         outcome,
         message,
         None if before is None else canonical_json(dict(before)),
         None if after is None else canonical_json(dict(after)),
-        attempts,
-        started_at,
-        finished_at,
+        fields.get("attempts", 0),
+        fields.get("started_at"),
+        fields.get("finished_at"),
     )
     await append_in_tx(
         conn,
@@ -93,45 +102,10 @@ async def write_step(
 class StepWriter(Database):
     """Steps and refusals (mixin of ``Store``)."""
 
-    async def record_step(
-        self,
-        run_id: str,
-        *,
-        idx: int,
-        action: str,
-        outcome: str,
-        phase: str = "run",
-        params: Mapping[str, Any] | None = None,
-        needs_approval: bool = False,
-        message: str = "",
-        before: Mapping[str, Any] | None = None,
-        after: Mapping[str, Any] | None = None,
-        attempts: int = 0,
-        started_at: datetime | None = None,
-        finished_at: datetime | None = None,
-    ) -> None:
-        """Insert or update step ``idx`` of ``phase`` ('run' or 'resolve') of a run.
-
-        On update, ``params``/``before``/``after`` left as None keep what was recorded, and
-        started_at keeps its first value.
-        """
+    async def record_step(self, run_id: str, **fields: Unpack[StepFields]) -> None:
+        """Insert or update step ``idx`` of ``phase`` of a run, audited (``StepFields``)."""
         async with self._tx() as conn:
-            await write_step(
-                conn,
-                run_id,
-                idx=idx,
-                action=action,
-                outcome=outcome,
-                phase=phase,
-                params=params,
-                needs_approval=needs_approval,
-                message=message,
-                before=before,
-                after=after,
-                attempts=attempts,
-                started_at=started_at,
-                finished_at=finished_at,
-            )
+            await write_step(conn, run_id, **fields)
 
     async def record_admission(
         self,

@@ -18,7 +18,7 @@ takes them up, in the same transaction: a crash cannot lose them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -129,10 +129,7 @@ class Verification(Database):
                     f"the alert did not resolve within {within:g}s of the run's steps "
                     f"(deadline {as_utc(deadline).isoformat() if deadline else 'none'})"
                 )
-                count = await _fail(
-                    conn, run_id, row["fingerprint"], VerifyResult.NOT_RESOLVED, error, escalation
-                )
-                return Conclusion(row["rule"], VerifyResult.NOT_RESOLVED, escalation=count)
+                return await _fail(conn, run_id, row, VerifyResult.NOT_RESOLVED, error, escalation)
             settle_until = row["settle_until"]
             if settle_until is not None and settle_until > now:
                 return Conclusion(row["rule"], wait_s=(settle_until - now).total_seconds())
@@ -174,23 +171,21 @@ class Verification(Database):
                 f"the alert fired again on the target (event {event_id}) before its settle "
                 f"period ended at {as_utc(row['settle_until']).isoformat()}"
             )
-            count = await _fail(
-                conn, run_id, row["fingerprint"], VerifyResult.RECURRED, error, escalation
-            )
-        return Conclusion(row["rule"], VerifyResult.RECURRED, escalation=count)
+            return await _fail(conn, run_id, row, VerifyResult.RECURRED, error, escalation)
 
 
 async def _fail(
     conn: Any,
     run_id: str,
-    fingerprint: str,
+    run: Mapping[str, Any],
     result: VerifyResult,
     error: str,
     escalation: Sequence[StepPlan],
-) -> int:
+) -> Conclusion:
     """FAILED with ``result``; the on_failed steps pending, numbered after every step the run
     has (approvals are keyed by run and step index, so an escalation step never meets the
-    approval of a run step), and the job that takes them up. Returns how many."""
+    approval of a run step), and the job that takes them up. ``run`` holds the run's ``rule``
+    and ``fingerprint``."""
     await conn.execute(
         """UPDATE runs SET outcome = 'failed', verify_result = $2, error = $3,
                           finished_at = coalesce(finished_at, remediator_now()),
@@ -222,7 +217,7 @@ async def _fail(
         conn,
         "run.verification_failed",
         run_id,
-        fingerprint,
+        run["fingerprint"],
         {"outcome": RunOutcome.FAILED.value, "verify_result": result.value, "error": error},
     )
-    return len(escalation)
+    return Conclusion(run["rule"], result, escalation=len(escalation))

@@ -1,0 +1,170 @@
+"""The lease discipline both queues share: alert events (events.py) and jobs (jobs.py).
+
+An item is due when it is pending and its ``not_before`` came, or claimed with its lease run
+out (its worker died). A claim leases it to one owner until ``lease_until``; only that owner may
+extend the lease, settle the item or release it back to pending, and each of those statements
+changes nothing once the owner lost the lease (another worker claimed the item since). Finished
+items are deleted after the retention period; dead ones wait for an operator (queues.py).
+
+``QueueTable`` says what differs between the two tables; ``Leases`` runs the statements that do
+not, and the claim statements build their SET and due predicate from ``claim_assignments`` and
+``due_sql``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from receiver.store.database import Database
+from receiver.store.errors import translate
+
+__all__ = [
+    "EVENTS",
+    "HELD",
+    "JOBS",
+    "Leases",
+    "QueueTable",
+    "claim_assignments",
+    "due_sql",
+    "lease_expired_sql",
+]
+
+# The WHERE of every statement only the lease's owner may make: $1 the item's id, $2 the owner.
+HELD = "id = $1 AND state = 'claimed' AND lease_owner = $2"
+
+
+def lease_expired_sql(alias: str) -> str:
+    """The SQL text of ``last_error`` for an item whose lease ran out, from the row before the
+    claim that takes it up again (``alias`` names that row)."""
+    return (
+        f"'lease expired: ' || coalesce({alias}.lease_owner, 'its worker')"
+        " || ' stopped holding it before it was settled'"
+    )
+
+
+def due_sql(alias: str) -> str:
+    """The SQL predicate "the row ``alias`` may be claimed now": pending and due, or claimed
+    with its lease run out."""
+    return (
+        f"(({alias}.state = 'pending' AND {alias}.not_before <= remediator_now())"
+        f" OR ({alias}.state = 'claimed' AND {alias}.lease_until < remediator_now()))"
+    )
+
+
+def claim_assignments(alias: str, lease_s: str) -> str:
+    """The SET of a claim of the row ``alias`` (read as it was before the update) for owner
+    ``$1`` and ``lease_s`` (a parameter, seconds): one more attempt, and when the row was still
+    claimed (its lease ran out), one more failure, ``last_error`` saying so."""
+    return f"""state = 'claimed', lease_owner = $1, attempts = {alias}.attempts + 1,
+        lease_until = remediator_now() + make_interval(secs => {lease_s}),
+        failures = {alias}.failures + ({alias}.state = 'claimed')::int,
+        last_error = CASE WHEN {alias}.state = 'claimed' THEN {lease_expired_sql(alias)}
+                          ELSE {alias}.last_error END"""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTable:
+    """What differs between the two queues' tables, for the statements both share.
+
+    ``kind`` prefixes the audit kinds (``event.dead``, ``job.retry``); ``release_due`` is the
+    SQL of the next due time given ``$3`` seconds; ``subject`` lists the columns that say what
+    the item is about, and ``audit`` turns a row of them into (run_id, fingerprint, data);
+    ``release_reset`` is SQL assignments (ending with a comma) a release also makes.
+    """
+
+    kind: str
+    table: str
+    release_due: str
+    subject: str
+    audit: Callable[[Mapping[str, Any]], tuple[str | None, str | None, dict[str, Any]]]
+    release_reset: str = ""
+
+
+def _event_audit(row: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+    data = {
+        "event_id": row["id"],
+        "alertname": row["alertname"],
+        "status": row["status"],
+        "starts_at": row["starts_at"],
+    }
+    return None, row["fingerprint"], data
+
+
+def _job_audit(row: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+    return row["run_id"], None, {"job_id": row["id"], "job": row["kind"]}
+
+
+EVENTS = QueueTable(
+    kind="event",
+    table="alert_events",
+    release_due="remediator_now() + make_interval(secs => $3)",
+    subject="id, fingerprint, alertname, status, starts_at",
+    audit=_event_audit,
+)
+JOBS = QueueTable(
+    kind="job",
+    table="jobs",
+    # A rerun asked for while the job was claimed may bring its next attempt forward.
+    release_due="least(remediator_now() + make_interval(secs => $3), rerun_at)",
+    subject="id, kind, run_id::text AS run_id",
+    audit=_job_audit,
+    release_reset="rerun_at = NULL,",
+)
+
+
+class Leases(Database):
+    """The lease statements both queues make; ``EventQueue`` and ``JobQueue`` name them."""
+
+    async def _extend(self, queue: QueueTable, item_id: int, owner: str, lease_s: float) -> bool:
+        """Push the lease forward ``lease_s`` seconds; False when ``owner`` no longer holds it."""
+        with translate():
+            row = await self._pool.fetchrow(
+                f"""UPDATE {queue.table}
+                    SET lease_until = remediator_now() + make_interval(secs => $3)
+                    WHERE {HELD} RETURNING id""",
+                item_id,
+                owner,
+                float(lease_s),
+            )
+        return row is not None
+
+    async def _release(
+        self, queue: QueueTable, item_id: int, owner: str, delay_s: float, error: str | None
+    ) -> bool:
+        """Back to pending, due as ``queue.release_due`` says after ``delay_s`` seconds, with
+        ``error`` (if any) as ``last_error``; False when ``owner`` no longer holds the lease."""
+        with translate():
+            row = await self._pool.fetchrow(
+                f"""UPDATE {queue.table}
+                    SET state = 'pending', lease_owner = NULL, lease_until = NULL,
+                        not_before = {queue.release_due}, {queue.release_reset}
+                        last_error = coalesce($4, last_error)
+                    WHERE {HELD} RETURNING id""",
+                item_id,
+                owner,
+                max(0.0, float(delay_s)),
+                error,
+            )
+        return row is not None
+
+    async def _next_due(self, queue: QueueTable) -> datetime | None:
+        """When the earliest pending item is due (the store's clock); None when none is."""
+        with translate():
+            value: datetime | None = await self._pool.fetchval(
+                f"SELECT min(not_before) FROM {queue.table} WHERE state = 'pending'"
+            )
+        return value
+
+    async def _prune(self, queue: QueueTable, older_than_s: float) -> int:
+        """Delete the items done more than ``older_than_s`` seconds ago; how many."""
+        with translate():
+            status: str = await self._pool.execute(
+                f"""DELETE FROM {queue.table}
+                    WHERE state = 'done'
+                      AND done_at < remediator_now() - make_interval(secs => $1)""",
+                float(older_than_s),
+            )
+        return int(status.split()[-1])
