@@ -25,7 +25,7 @@ import pytest
 
 from tests.e2e.conftest import Stack
 from tests.support.kube_fixtures import MakeDeployment
-from tests.support.runbooks import approve, deployment, own_pods, run_of, until
+from tests.support.runbooks import approve, deployment, own_pods, run_of, run_steps, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -102,10 +102,6 @@ def _as(url: str, role: str) -> str:
     return f"{scheme}://{role}@{rest.rpartition('@')[2]}"
 
 
-def _steps(run: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(s["action"], s["outcome"]) for s in run["steps"] if s["phase"] == "run"]
-
-
 async def test_database_connections_end_idle_transactions_then_shrink_the_pool_when_it_recurs(
     stack: Stack,
     kube_admin: Any,
@@ -149,7 +145,7 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
             stack.api,
             END_IDLE,
             DATABASE_TARGET,
-            lambda r: r["outcome"] == "verifying",
+            "verifying",
             what="the idle transactions ended",
         )
         (step,) = ended["steps"]
@@ -157,10 +153,8 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
         assert sorted(step["after"]["terminated"]) == sorted(doomed)
         states = await sessions.states(doomed + spared)
         assert set(states) == set(spared), "exactly the app's idle transactions were ended"
-        told = await run_of(
-            stack.api, POOL, target, lambda r: r["outcome"] == "verifying", what="on-call told"
-        )
-        assert _steps(told) == [("notify", "ok")]
+        told = await run_of(stack.api, POOL, target, "verifying", what="on-call told")
+        assert run_steps(told) == [("notify", "ok")]
         notice = await stack.sink.wait_for(
             "from the notify step", lambda b: b.get("run_id") == told["id"]
         )
@@ -168,9 +162,7 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
 
         connections(used_per_pod=10, server_total=40)
         for rule, on in ((END_IDLE, DATABASE_TARGET), (POOL, target)):
-            await run_of(
-                stack.api, rule, on, lambda r: r["outcome"] == "verified", what=f"{rule} verified"
-            )
+            await run_of(stack.api, rule, on, "verified", what=f"{rule} verified")
 
         # Within the hour it fires again: the pool is too large for the database.
         connections(used_per_pod=30, server_total=90)
@@ -178,17 +170,17 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
             stack.api,
             POOL,
             target,
-            lambda r: r["outcome"] == "awaiting_approval",
+            "awaiting_approval",
             what="DB_POOL_SIZE to wait for an approval",
             index=1,
         )
-        assert _steps(second) == [("notify", "ok"), ("kubernetes.set_env", "awaiting_approval")]
+        assert run_steps(second) == [("notify", "ok"), ("kubernetes.set_env", "awaiting_approval")]
         await approve(stack.api, stack.sink, second["id"], "kubernetes.set_env")
         await run_of(
             stack.api,
             POOL,
             target,
-            lambda r: r["outcome"] == "verifying",
+            "verifying",
             what="DB_POOL_SIZE set",
             index=1,
         )
@@ -201,7 +193,7 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
             stack.api,
             POOL,
             target,
-            lambda r: r["outcome"] == "verified",
+            "verified",
             what="the pool run verified",
             index=1,
         )
