@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support.peer import answering
 from tests.support.polling import eventually
 from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, stop
 
@@ -120,17 +121,8 @@ async def test_the_directory_token_is_never_sent_to_another_server(
         seen.append(request.headers.get("Authorization"))
         return web.json_response({"error": "unauthorized"}, status=401)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", elsewhere)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        code, _, err = await _cli(embedded_dir, "runs", "--url", f"http://127.0.0.1:{port}")
-    finally:
-        await runner.cleanup()
+    async with answering(elsewhere) as url:
+        code, _, err = await _cli(embedded_dir, "runs", "--url", url)
     assert code == 1
     assert seen == [None]
     assert f"is for {served.url}" in err
