@@ -14,8 +14,6 @@ fall, and that run is verified too.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +24,7 @@ import pytest
 from tests.e2e.conftest import Stack
 from tests.support.kube_fixtures import MakeDeployment
 from tests.support.runbooks import approve, deployment, own_pods, run_of, run_steps, until
+from tests.support.sessions import Sessions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -35,26 +34,20 @@ DATABASE_TARGET = "PostgresDatabase/shop"
 IDLE_FOR_S = 2.0  # the re-timed idle_for (tests/support/remediator.py RULE_TIMES)
 
 
-class Sessions:
+class DatabaseSessions(Sessions):
     """Real sessions on the application database, closed at the end."""
 
     def __init__(self, stack: Stack) -> None:
+        super().__init__()
         self.db = stack.database
-        self.conns: list[asyncpg.Connection] = []
-        self.tasks: list[asyncio.Task[Any]] = []
 
     async def open(self, url: str, *, transaction: bool) -> int:
-        conn = await asyncpg.connect(url, server_settings={"application_name": "orders-api"})
-        self.conns.append(conn)
-        if transaction:
-            await conn.execute("BEGIN")
-        await conn.execute("SELECT 1")
+        conn = await self.idle(url, transaction=transaction, application="orders-api")
         return int(conn.get_server_pid())
 
     async def active(self, url: str) -> int:
-        conn = await asyncpg.connect(url)
-        self.conns.append(conn)
-        self.tasks.append(asyncio.create_task(conn.execute("SELECT pg_sleep(120)")))
+        conn = await self.connect(url)
+        self.sleep(conn, 120)
         return int(conn.get_server_pid())
 
     async def states(self, pids: list[int]) -> dict[int, tuple[str, float]]:
@@ -69,16 +62,6 @@ class Sessions:
         finally:
             await admin.close()
         return {r["pid"]: (r["state"], float(r["age"])) for r in rows}
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        for conn in self.conns:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
 
 
 @pytest.fixture
@@ -123,7 +106,7 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
             labels = {"namespace": namespace, "pod": pod, "pool_name": "main", "state": "used"}
             stack.metrics.set("db_client_connections_usage", labels, used_per_pod)
 
-    sessions = Sessions(stack)
+    sessions = DatabaseSessions(stack)
     try:
         db = stack.database
         doomed = [await sessions.open(db.app_url, transaction=True) for _ in range(3)]
