@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.daemons import end
+
 __all__ = [
     "ROOT",
     "SAMPLE",
@@ -159,14 +161,8 @@ def serve(embedded_dir: Path) -> Iterator[ServeFactory]:
 
     yield start
     for s in started:
-        if s.proc.poll() is None:
-            # SIGTERM first: SIGKILL would orphan the embedded PostgreSQL and Redis it started.
-            s.proc.terminate()
-            try:
-                s.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                s.proc.kill()
-                s.proc.wait()
+        # SIGTERM first, a minute to stop: SIGKILL would orphan the embedded PostgreSQL and Redis.
+        end(s.proc, 60)
 
 
 def stop(served: Served) -> int:
