@@ -14,8 +14,6 @@ fall, and that run is verified too.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +23,8 @@ import pytest
 
 from tests.e2e.conftest import Stack
 from tests.support.kube_fixtures import MakeDeployment
-from tests.support.runbooks import approve, deployment, own_pods, run_of, until
+from tests.support.runbooks import approve, deployment, own_pods, run_of, run_steps, until
+from tests.support.sessions import Sessions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -35,26 +34,20 @@ DATABASE_TARGET = "PostgresDatabase/shop"
 IDLE_FOR_S = 2.0  # the re-timed idle_for (tests/support/remediator.py RULE_TIMES)
 
 
-class Sessions:
+class DatabaseSessions(Sessions):
     """Real sessions on the application database, closed at the end."""
 
     def __init__(self, stack: Stack) -> None:
+        super().__init__()
         self.db = stack.database
-        self.conns: list[asyncpg.Connection] = []
-        self.tasks: list[asyncio.Task[Any]] = []
 
     async def open(self, url: str, *, transaction: bool) -> int:
-        conn = await asyncpg.connect(url, server_settings={"application_name": "orders-api"})
-        self.conns.append(conn)
-        if transaction:
-            await conn.execute("BEGIN")
-        await conn.execute("SELECT 1")
+        conn = await self.idle(url, transaction=transaction, application="orders-api")
         return int(conn.get_server_pid())
 
     async def active(self, url: str) -> int:
-        conn = await asyncpg.connect(url)
-        self.conns.append(conn)
-        self.tasks.append(asyncio.create_task(conn.execute("SELECT pg_sleep(120)")))
+        conn = await self.connect(url)
+        self.sleep(conn, 120)
         return int(conn.get_server_pid())
 
     async def states(self, pids: list[int]) -> dict[int, tuple[str, float]]:
@@ -69,16 +62,6 @@ class Sessions:
         finally:
             await admin.close()
         return {r["pid"]: (r["state"], float(r["age"])) for r in rows}
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        for conn in self.conns:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
 
 
 @pytest.fixture
@@ -102,10 +85,6 @@ def _as(url: str, role: str) -> str:
     return f"{scheme}://{role}@{rest.rpartition('@')[2]}"
 
 
-def _steps(run: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(s["action"], s["outcome"]) for s in run["steps"] if s["phase"] == "run"]
-
-
 async def test_database_connections_end_idle_transactions_then_shrink_the_pool_when_it_recurs(
     stack: Stack,
     kube_admin: Any,
@@ -127,7 +106,7 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
             labels = {"namespace": namespace, "pod": pod, "pool_name": "main", "state": "used"}
             stack.metrics.set("db_client_connections_usage", labels, used_per_pod)
 
-    sessions = Sessions(stack)
+    sessions = DatabaseSessions(stack)
     try:
         db = stack.database
         doomed = [await sessions.open(db.app_url, transaction=True) for _ in range(3)]
@@ -149,7 +128,7 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
             stack.api,
             END_IDLE,
             DATABASE_TARGET,
-            lambda r: r["outcome"] == "verifying",
+            "verifying",
             what="the idle transactions ended",
         )
         (step,) = ended["steps"]
@@ -157,10 +136,8 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
         assert sorted(step["after"]["terminated"]) == sorted(doomed)
         states = await sessions.states(doomed + spared)
         assert set(states) == set(spared), "exactly the app's idle transactions were ended"
-        told = await run_of(
-            stack.api, POOL, target, lambda r: r["outcome"] == "verifying", what="on-call told"
-        )
-        assert _steps(told) == [("notify", "ok")]
+        told = await run_of(stack.api, POOL, target, "verifying", what="on-call told")
+        assert run_steps(told) == [("notify", "ok")]
         notice = await stack.sink.wait_for(
             "from the notify step", lambda b: b.get("run_id") == told["id"]
         )
@@ -168,9 +145,7 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
 
         connections(used_per_pod=10, server_total=40)
         for rule, on in ((END_IDLE, DATABASE_TARGET), (POOL, target)):
-            await run_of(
-                stack.api, rule, on, lambda r: r["outcome"] == "verified", what=f"{rule} verified"
-            )
+            await run_of(stack.api, rule, on, "verified", what=f"{rule} verified")
 
         # Within the hour it fires again: the pool is too large for the database.
         connections(used_per_pod=30, server_total=90)
@@ -178,17 +153,17 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
             stack.api,
             POOL,
             target,
-            lambda r: r["outcome"] == "awaiting_approval",
+            "awaiting_approval",
             what="DB_POOL_SIZE to wait for an approval",
             index=1,
         )
-        assert _steps(second) == [("notify", "ok"), ("kubernetes.set_env", "awaiting_approval")]
+        assert run_steps(second) == [("notify", "ok"), ("kubernetes.set_env", "awaiting_approval")]
         await approve(stack.api, stack.sink, second["id"], "kubernetes.set_env")
         await run_of(
             stack.api,
             POOL,
             target,
-            lambda r: r["outcome"] == "verifying",
+            "verifying",
             what="DB_POOL_SIZE set",
             index=1,
         )
@@ -201,7 +176,7 @@ async def test_database_connections_end_idle_transactions_then_shrink_the_pool_w
             stack.api,
             POOL,
             target,
-            lambda r: r["outcome"] == "verified",
+            "verified",
             what="the pool run verified",
             index=1,
         )

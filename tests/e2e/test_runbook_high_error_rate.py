@@ -28,7 +28,7 @@ from tests.support.kube_fixtures import (
 )
 from tests.support.peers import MetricsEndpoint
 from tests.support.remediator import RULE_TIMES
-from tests.support.runbooks import approve, deployment, own_pods, run_of, until
+from tests.support.runbooks import approve, deployment, own_pods, run_of, run_steps, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.timeout(120)]
 
@@ -50,10 +50,6 @@ class Traffic:
             for code, rate in (("200", ok), ("500", errors)):
                 labels = {"namespace": self.namespace, "pod": pod, "code": code}
                 self.metrics.set_rate("http_requests_total", labels, rate)
-
-
-def _steps(run: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(s["action"], s["outcome"]) for s in run["steps"] if s["phase"] == "run"]
 
 
 def _image(dep: Any) -> str:
@@ -88,25 +84,21 @@ async def test_high_error_rate_rolls_back_a_recent_release_and_scales_out_an_old
             stack.api,
             RULE,
             target,
-            lambda r: r["outcome"] == "awaiting_approval",
+            "awaiting_approval",
             what="the rollback to wait for an approval",
         )
-        assert _steps(waiting) == [("kubernetes.rollout_undo", "awaiting_approval")]
+        assert run_steps(waiting) == [("kubernetes.rollout_undo", "awaiting_approval")]
         (fact,) = waiting["decision"]["facts"]
         assert fact["revision"] == 2
         assert [s["included"] for s in waiting["decision"]["steps"]] == [True, False]
         await approve(stack.api, stack.sink, waiting["id"], "kubernetes.rollout_undo")
-        rolled = await run_of(
-            stack.api, RULE, target, lambda r: r["outcome"] == "verifying", what="the rollback"
-        )
-        assert _steps(rolled) == [("kubernetes.rollout_undo", "ok")]
+        rolled = await run_of(stack.api, RULE, target, "verifying", what="the rollback")
+        assert run_steps(rolled) == [("kubernetes.rollout_undo", "ok")]
         back = await wait_for_revision(kube_admin, namespace, "api", 3)
         assert _image(back) == "registry.invalid/app:1"
 
         api.serve(ok=50_000, errors=0)  # the rollback worked: the ratio falls under 5 %
-        await run_of(
-            stack.api, RULE, target, lambda r: r["outcome"] == "verified", what="it verified"
-        )
+        await run_of(stack.api, RULE, target, "verified", what="it verified")
         await stack.sink.wait_for(
             "announcing the rollback",
             lambda b: b.get("run_id") == waiting["id"] and b.get("event") == "run_finished",
@@ -121,16 +113,12 @@ async def test_high_error_rate_rolls_back_a_recent_release_and_scales_out_an_old
         await until("legacy's revision to age past the window", old_enough, WINDOW_S + 30)
         legacy.serve(ok=10, errors=5)
         target = f"Deployment/{namespace}/legacy"
-        scaled = await run_of(
-            stack.api, RULE, target, lambda r: r["outcome"] == "verifying", what="the scale-out"
-        )
-        assert _steps(scaled) == [("kubernetes.scale", "ok")]
+        scaled = await run_of(stack.api, RULE, target, "verifying", what="the scale-out")
+        assert run_steps(scaled) == [("kubernetes.scale", "ok")]
         assert [s["included"] for s in scaled["decision"]["steps"]] == [False, True]
         assert (await deployment(kube_admin, namespace, "legacy")).spec.replicas == 3
         legacy.serve(ok=50_000, errors=0)
-        await run_of(
-            stack.api, RULE, target, lambda r: r["outcome"] == "verified", what="it verified"
-        )
+        await run_of(stack.api, RULE, target, "verified", what="it verified")
         await stack.sink.wait_for(
             "announcing the scale-out",
             lambda b: b.get("run_id") == scaled["id"] and b.get("event") == "run_finished",

@@ -18,17 +18,13 @@ from kubernetes_asyncio import client as k8s
 from remediations.kubernetes.quantity import value_of
 from tests.e2e.conftest import Stack
 from tests.support.kube_fixtures import MakeDeployment
-from tests.support.runbooks import approve, deployment, own_pods, run_of
+from tests.support.runbooks import approve, deployment, own_pods, run_of, run_steps
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.timeout(120)]
 
 RULE = "restart-on-high-memory"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 LIMIT = 1024**3  # 1Gi
-
-
-def _steps(run: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(s["action"], s["outcome"]) for s in run["steps"] if s["phase"] == "run"]
 
 
 def _app(dep: Any) -> Any:
@@ -69,18 +65,14 @@ async def test_high_memory_restarts_then_raises_the_limit_with_approval_when_it_
 
     try:
         working_set(0.95)
-        first = await run_of(
-            stack.api, RULE, target, lambda r: r["outcome"] == "verifying", what="the restart"
-        )
-        assert _steps(first) == [("kubernetes.rollout_restart", "ok")]
+        first = await run_of(stack.api, RULE, target, "verifying", what="the restart")
+        assert run_steps(first) == [("kubernetes.rollout_restart", "ok")]
         restarted = await deployment(kube_admin, namespace, "web")
         assert RESTARTED_AT in (restarted.spec.template.metadata.annotations or {})
         assert value_of(_app(restarted).resources.limits["memory"]) == LIMIT
 
         working_set(0.5)
-        await run_of(
-            stack.api, RULE, target, lambda r: r["outcome"] == "verified", what="it verified"
-        )
+        await run_of(stack.api, RULE, target, "verified", what="it verified")
 
         # It comes back within the hour: a second episode, and the escalation.
         working_set(0.97)
@@ -88,11 +80,11 @@ async def test_high_memory_restarts_then_raises_the_limit_with_approval_when_it_
             stack.api,
             RULE,
             target,
-            lambda r: r["outcome"] == "awaiting_approval",
+            "awaiting_approval",
             what="the raise to wait for an approval",
             index=1,
         )
-        assert _steps(second) == [
+        assert run_steps(second) == [
             ("kubernetes.rollout_restart", "ok"),
             ("kubernetes.set_resources", "awaiting_approval"),
         ]
@@ -105,11 +97,11 @@ async def test_high_memory_restarts_then_raises_the_limit_with_approval_when_it_
             stack.api,
             RULE,
             target,
-            lambda r: r["outcome"] == "verifying",
+            "verifying",
             what="the raise to run",
             index=1,
         )
-        assert _steps(raised)[-1] == ("kubernetes.set_resources", "ok")
+        assert run_steps(raised)[-1] == ("kubernetes.set_resources", "ok")
         grown = await deployment(kube_admin, namespace, "web")
         assert value_of(_app(grown).resources.limits["memory"]) == LIMIT * 3 // 2
 
@@ -118,7 +110,7 @@ async def test_high_memory_restarts_then_raises_the_limit_with_approval_when_it_
             stack.api,
             RULE,
             target,
-            lambda r: r["outcome"] == "verified",
+            "verified",
             what="the second run verified",
             index=1,
         )

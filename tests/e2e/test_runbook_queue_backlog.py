@@ -24,14 +24,6 @@ REQUEUE = "requeue-dead-letters-on-queue-backlog"
 QUEUE_TARGET = "RedisQueue/jobs/emails"
 
 
-def _done(run: dict[str, Any]) -> bool:
-    return bool(run["outcome"] == "verifying")
-
-
-def _verified(run: dict[str, Any]) -> bool:
-    return bool(run["outcome"] == "verified")
-
-
 async def test_queue_backlog_scales_the_consumers_requeues_dead_letters_and_scales_back(
     stack: Stack, kube_admin: Any, bound_namespace: str, make_deployment: MakeDeployment
 ) -> None:
@@ -51,12 +43,12 @@ async def test_queue_backlog_scales_the_consumers_requeues_dead_letters_and_scal
         for labels in series:
             stack.metrics.set("queue_messages_pending", labels, 5000)
 
-        scaled = await run_of(stack.api, SCALE, target, _done, what="the scale-up")
+        scaled = await run_of(stack.api, SCALE, target, "verifying", what="the scale-up")
         (step,) = [s for s in scaled["steps"] if s["phase"] == "run"]
         assert (step["action"], step["outcome"]) == ("kubernetes.scale", "ok"), step
         assert (await deployment(kube_admin, namespace, "worker")).spec.replicas == 3
 
-        requeued = await run_of(stack.api, REQUEUE, QUEUE_TARGET, _done, what="the requeue")
+        requeued = await run_of(stack.api, REQUEUE, QUEUE_TARGET, "verifying", what="the requeue")
         (move,) = requeued["steps"]
         assert (move["action"], move["outcome"]) == ("redis.requeue_dead_letters", "ok"), move
         # The cap held, the oldest dead letters went first, nothing was lost or duplicated.
@@ -77,7 +69,7 @@ async def test_queue_backlog_scales_the_consumers_requeues_dead_letters_and_scal
         # The backlog drains: the alert resolves and the added worker goes away again.
         for labels in series:
             stack.metrics.set("queue_messages_pending", labels, 100)
-        closed = await run_of(stack.api, SCALE, target, _verified, what="the scale run verified")
+        closed = await run_of(stack.api, SCALE, target, "verified", what="the scale run verified")
         (restore,) = [s for s in closed["steps"] if s["phase"] == "resolve"]
         assert (restore["action"], restore["outcome"]) == ("kubernetes.scale", "ok"), restore
 
@@ -85,7 +77,7 @@ async def test_queue_backlog_scales_the_consumers_requeues_dead_letters_and_scal
             return bool((await deployment(kube_admin, namespace, "worker")).spec.replicas == 2)
 
         await until("the Deployment back at 2 replicas", back_to_two)
-        await run_of(stack.api, REQUEUE, QUEUE_TARGET, _verified, what="the requeue verified")
+        await run_of(stack.api, REQUEUE, QUEUE_TARGET, "verified", what="the requeue verified")
         # Exactly one run of each rule: one alert episode.
         assert len(await stack.api.runs(rule=SCALE, target=target)) == 1
         assert len(await stack.api.runs(rule=REQUEUE, target=QUEUE_TARGET)) == 1

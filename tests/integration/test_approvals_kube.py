@@ -10,11 +10,12 @@ from kubernetes_asyncio import client as k8s
 
 from receiver.approvals.policy import Identity
 from receiver.approvals.state import Channel, Decision, Origin
-from receiver.model import ApprovalState, RunOutcome
+from receiver.model import ApprovalRecord, ApprovalState, RunOutcome
+from receiver.store import RunRecord
 from remediations.base import ActionContext, ActionRefused, Clients
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
-from tests.support.approvals import MakeApprovalEnv
+from tests.support.approvals import ApprovalEnv, MakeApprovalEnv
 from tests.support.kube_fixtures import (
     STRATEGIC_MERGE_PATCH,
     MakeDeployment,
@@ -55,8 +56,19 @@ async def _revision_2(kube: Any, ns: str, make_deployment: MakeDeployment) -> No
     await _set_image(kube, ns, "img/a:2", 2)
 
 
-def _labels(ns: str) -> dict[str, str]:
-    return {"alertname": "HighErrorRate", "namespace": ns, "deployment": "web"}
+async def _awaiting_approval(
+    approval_env: MakeApprovalEnv, kube: Any, ns: str, make_deployment: MakeDeployment
+) -> tuple[ApprovalEnv, RunRecord, ApprovalRecord]:
+    """``web`` at revision 2, and a HighErrorRate alert on it: the rollback's run waits for an
+    engineer; the environment, the run and its pending approval."""
+    await _revision_2(kube, ns, make_deployment)
+    env = await approval_env(rules=RULES, kube=kube)
+    await env.harness.deliver({"alertname": "HighErrorRate", "namespace": ns, "deployment": "web"})
+    run = await env.harness.only_run()
+    assert run.outcome is RunOutcome.AWAITING_APPROVAL
+    approval = await env.desk.store.latest_approval(run.id, 0)
+    assert approval is not None
+    return env, run, approval
 
 
 async def test_an_approved_rollout_undo_lands_on_the_bound_revision(
@@ -66,13 +78,7 @@ async def test_an_approved_rollout_undo_lands_on_the_bound_revision(
     make_deployment: MakeDeployment,
 ) -> None:
     ns = kube_namespace
-    await _revision_2(kube_admin, ns, make_deployment)
-    env = await approval_env(rules=RULES, kube=kube_admin)
-    await env.harness.deliver(_labels(ns))
-    run = await env.harness.only_run()
-    assert run.outcome is RunOutcome.AWAITING_APPROVAL
-    approval = await env.desk.store.latest_approval(run.id, 0)
-    assert approval is not None
+    env, _, approval = await _awaiting_approval(approval_env, kube_admin, ns, make_deployment)
     rs_rev1 = (await owned_replica_sets(kube_admin, ns, "web"))[0].metadata.name
     assert approval.plan["preconditions"] == {
         "current_revision": "2",
@@ -100,12 +106,7 @@ async def test_a_deployment_changed_after_the_preview_is_superseded_not_rolled(
     make_deployment: MakeDeployment,
 ) -> None:
     ns = kube_namespace
-    await _revision_2(kube_admin, ns, make_deployment)
-    env = await approval_env(rules=RULES, kube=kube_admin)
-    await env.harness.deliver(_labels(ns))
-    run = await env.harness.only_run()
-    approval = await env.desk.store.latest_approval(run.id, 0)
-    assert approval is not None
+    env, run, approval = await _awaiting_approval(approval_env, kube_admin, ns, make_deployment)
     assert approval.plan["preconditions"]["current_revision"] == "2"
 
     await _set_image(kube_admin, ns, "img/a:3", 3)  # someone deploys a fix meanwhile

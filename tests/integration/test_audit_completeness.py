@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from tests.support.approvals import MakeApprovalEnv
 from tests.support.pipeline import MakeHarness
 from tests.support.polling import eventually
 from tests.support.review import HOSTILE_LABEL, STORM_RULES, play_storm
-from tests.support.served import SAMPLE, ServeFactory, env_for, stop
+from tests.support.served import SAMPLE, ServeFactory, cli, env_for, stop
 
 RESTART_RULES = """
 rules:
@@ -180,23 +179,8 @@ async def test_retention_prunes_events_never_audit_rows(approval_env: MakeApprov
     assert run.group_key == storm.group_key
 
 
-async def _cli(data_dir: Path, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "receiver.cli",
-        *args,
-        env=env_for(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def _exported(data_dir: Path) -> list[dict[str, Any]]:
-    code, out, err = await _cli(data_dir, "audit", "export")
+    code, out, err = await cli(env_for(data_dir), "audit", "export")
     assert code == 0, err
     return [json.loads(line) for line in out.splitlines()]
 
@@ -225,7 +209,9 @@ async def test_the_service_records_how_it_started_reloads_and_stops(
         assert r.status == 200
 
     async def report() -> dict[str, Any]:
-        code, out, err = await _cli(embedded_dir, "report", "--since", "1h", "--format", "json")
+        code, out, err = await cli(
+            env_for(embedded_dir), "report", "--since", "1h", "--format", "json"
+        )
         assert code == 0, err
         data: dict[str, Any] = json.loads(out)
         return data
@@ -241,7 +227,7 @@ async def test_the_service_records_how_it_started_reloads_and_stops(
     await eventually(kinds, lambda k: "rules.reloaded" in k, timeout_s=30)
     assert stop(served) == 0
     assert (await kinds())[-1] == "service.stopped"
-    code, _, err = await _cli(embedded_dir, "audit", "verify")
+    code, _, err = await cli(env_for(embedded_dir), "audit", "verify")
     assert code == 0, err
 
 

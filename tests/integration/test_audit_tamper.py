@@ -5,12 +5,9 @@ writes the chain as JSON lines, from a time or an id on."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,49 +15,17 @@ from typing import Any
 import asyncpg
 import pytest
 
-from receiver.intake import events_of
-from receiver.model import RunOutcome, Target
 from receiver.store import Store, canonical_json
-from tests.support.payloads import alert, notification
-
-
-async def _cli(database_url: str, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
-    env["REMEDIATOR_DATABASE_URL"] = database_url
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "receiver.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-async def _history(store: Store, runs: int = 3) -> None:
-    """A few runs' worth of audit rows (4 each)."""
-    for i in range(runs):
-        (new,) = events_of(notification(alert({"alertname": "HighMemoryUsage", "i": str(i)})))
-        run_id = await store.create_run(
-            rule="r", event=new.as_event(i + 1), target=Target("Deployment", "shop", f"w{i}"),
-            dry_run=True,
-        )  # fmt: skip
-        assert run_id is not None
-        await store.set_run_outcome(run_id, RunOutcome.RUNNING)
-        await store.record_step(run_id, idx=0, action="kubernetes.rollout_restart", outcome="ok")
-        await store.set_run_outcome(run_id, RunOutcome.SUCCEEDED)
+from tests.support.events import finished_runs
+from tests.support.served import cli, database_env
 
 
 @pytest.fixture
 async def tamper(store: Store, database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection with the append-only triggers off, as an attacker would have; the rows
     are ids 1..12 (three runs of four rows)."""
-    await _history(store)
-    code, out, err = await _cli(database_url, "audit", "verify")
+    await finished_runs(store, 3)
+    code, out, err = await cli(database_env(database_url), "audit", "verify")
     assert code == 0, err
     assert "audit log intact: 12 entries verified" in out
     conn = await asyncpg.connect(database_url)
@@ -72,7 +37,7 @@ async def tamper(store: Store, database_url: str) -> AsyncIterator[asyncpg.Conne
 
 
 async def _broken(database_url: str) -> str:
-    code, out, err = await _cli(database_url, "audit", "verify")
+    code, out, err = await cli(database_env(database_url), "audit", "verify")
     assert code == 1, out
     return err
 
@@ -191,8 +156,9 @@ async def test_reordered_rows_are_named(tamper: asyncpg.Connection, database_url
 async def test_export_writes_the_chain_as_json_lines(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:
-    await _history(store)
-    code, out, err = await _cli(database_url, "audit", "export")
+    env = database_env(database_url)
+    await finished_runs(store, 3)
+    code, out, err = await cli(env, "audit", "export")
     assert code == 0, err
     assert "exported 12 audit entries" in err
     lines = [json.loads(line) for line in out.splitlines()]
@@ -207,15 +173,15 @@ async def test_export_writes_the_chain_as_json_lines(
 
     # From an id on (a SIEM ships what came after the last id it has), into a file.
     target = tmp_path / "audit.jsonl"
-    code, _, err = await _cli(database_url, "audit", "export", "--after", "10", "-o", str(target))
+    code, _, err = await cli(env, "audit", "export", "--after", "10", "-o", str(target))
     assert code == 0, err
     assert [json.loads(line)["id"] for line in target.read_text().splitlines()] == [11, 12]
 
     # From a time on: the rows at or after the 5th row's time.
     cut = lines[4]["at"]
-    code, out, err = await _cli(database_url, "audit", "export", "--since", cut)
+    code, out, err = await cli(env, "audit", "export", "--since", cut)
     assert code == 0, err
     assert [json.loads(line)["id"] for line in out.splitlines()] == list(range(5, 13))
-    code, out, err = await _cli(database_url, "audit", "export", "--since", "next week")
+    code, out, err = await cli(env, "audit", "export", "--since", "next week")
     assert code == 2
     assert "--since" in err

@@ -11,43 +11,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import structlog
 
 from receiver.model import RunOutcome, Status
 from receiver.store import NewEvent, Store
-from receiver.worker import Worker
 from tests.support.payloads import alert, notification
-from tests.support.pipeline import Harness, MakeHarness
+from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.polling import eventually, eventually_not_none
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-RULE = """
-rules:
-  - name: restart-web
-    match: ['alertname="HighMemoryUsage"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: kubernetes.rollout_restart
-"""
 LABELS = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "cart"}
 
 
 @pytest.fixture
 async def served(make_harness: MakeHarness) -> AsyncIterator[Harness]:
     """The harness with a real worker on its pipeline: 3 failed attempts make an item dead."""
-    h = await make_harness(RULE)
-    worker = Worker(
-        h.store,
-        h.pipeline,
-        process_job=h.pipeline.run_job,
-        concurrency=2,
-        lease_s=30,
-        poll_interval_s=0.1,
-        backoff_base_s=0.01,
-        max_attempts=3,
-        log=structlog.get_logger("test.worker"),
-    )
+    h = await make_harness(RESTART_WEB)
+    worker = h.worker(concurrency=2, poll_interval_s=0.1)
     await worker.start()
     try:
         yield h

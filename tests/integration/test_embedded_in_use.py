@@ -16,26 +16,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support.peer import answering
 from tests.support.polling import eventually
-from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, stop
+from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, cli, env_for, stop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-
-
-async def _cli(data_dir: Path, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "receiver.cli",
-        *args,
-        env=env_for(data_dir),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def _pid(pid_file: Path) -> int:
@@ -64,7 +49,7 @@ async def test_commands_beside_a_running_serve_use_its_servers(
     owner = f"PID {served.proc.pid} (remediator serve)"
 
     for args in (["migrate"], ["audit", "verify"]):
-        code, out, err = await _cli(data, *args)
+        code, out, err = await cli(env_for(data), *args)
         assert code == 0, (args, out, err)
         assert f"using the PostgreSQL of {owner}" in err
 
@@ -89,21 +74,21 @@ async def test_commands_beside_a_running_serve_use_its_servers(
         assert await _post_sample(session, served) == 200
 
     # The CLI needs no configuration: the directory's operator token, to its own server.
-    code, out, err = await _cli(data, "status")
+    code, out, err = await cli(env_for(data), "status")
     assert code == 0, err
     assert "off: remediation runs" in out
-    code, out, err = await _cli(data, "pause", "--reason", "from the CLI")
+    code, out, err = await cli(env_for(data), "pause", "--reason", "from the CLI")
     assert code == 0, err
-    code, out, err = await _cli(data, "status")
+    code, out, err = await cli(env_for(data), "status")
     assert "PAUSED" in out
     assert "from the CLI" in out
-    code, out, err = await _cli(data, "resume")
+    code, out, err = await cli(env_for(data), "resume")
     assert code == 0, err
-    code, out, err = await _cli(data, "runs", "--url", served.url)
+    code, out, err = await cli(env_for(data), "runs", "--url", served.url)
     assert code == 0, err
     assert "outcome" in out  # the table's header
     # The approvals API takes the same generated operator token as every operator route.
-    code, out, err = await _cli(data, "approvals", "list", "--json")
+    code, out, err = await cli(env_for(data), "approvals", "list", "--json")
     assert code == 0, err
     assert json.loads(out) == {"approvals": []}
 
@@ -120,17 +105,8 @@ async def test_the_directory_token_is_never_sent_to_another_server(
         seen.append(request.headers.get("Authorization"))
         return web.json_response({"error": "unauthorized"}, status=401)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", elsewhere)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        code, _, err = await _cli(embedded_dir, "runs", "--url", f"http://127.0.0.1:{port}")
-    finally:
-        await runner.cleanup()
+    async with answering(elsewhere) as url:
+        code, _, err = await cli(env_for(embedded_dir), "runs", "--url", url)
     assert code == 1
     assert seen == [None]
     assert f"is for {served.url}" in err

@@ -8,15 +8,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-import structlog
 
 from receiver.guards.policy import AdmissionRequest, GuardError, GuardSettings, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy
-from receiver.worker import Worker
 from remediations.targets import Target
 from tests.support.payloads import alert, notification
-from tests.support.pipeline import MakeHarness
+from tests.support.pipeline import RESTART_WEB, MakeHarness
 from tests.support.polling import eventually
 from tests.support.redis import RedisServer
 from tests.support.servers import server_missing
@@ -66,33 +64,13 @@ async def test_a_read_only_server_is_unavailable_not_an_error(
     assert (await guards.admit(_request(GuardSpec(cooldown_s=60)))).admitted
 
 
-RULE = """
-rules:
-  - name: restart-web
-    match: ['alertname="HighMemoryUsage"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: kubernetes.rollout_restart
-"""
-
-
 @pytest.mark.postgres
 async def test_an_event_whose_admission_keeps_failing_ends_dead(make_harness: MakeHarness) -> None:
     # A lock TTL no Redis takes (settings are bounded now; built by hand here): every admission
     # is refused by Redis with an error. Before, that read as "guards unavailable" and the event
     # was retried for ever; now each attempt fails and the third makes it dead.
-    h = await make_harness(RULE, GuardSettings(lock_ttl_s=6e28))
-    worker = Worker(
-        h.store,
-        h.pipeline,
-        process_job=h.pipeline.run_job,
-        concurrency=1,
-        lease_s=30,
-        poll_interval_s=0.05,
-        backoff_base_s=0.01,
-        max_attempts=3,
-        log=structlog.get_logger("test.worker"),
-    )
+    h = await make_harness(RESTART_WEB, GuardSettings(lock_ttl_s=6e28))
+    worker = h.worker(concurrency=1, poll_interval_s=0.05)
     labels = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "cart"}
     await h.intake.accept(notification(alert(labels)))
     await worker.start()

@@ -34,6 +34,7 @@ from remediations.kubernetes.scale import Scale
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import MakeDeployment
+from tests.support.peer import answering
 
 pytestmark = pytest.mark.kube
 
@@ -102,18 +103,8 @@ async def proxy(control_plane: ControlPlane) -> AsyncIterator[FaultProxy]:
         upstream=control_plane.server,
         ssl_context=ssl.create_default_context(cafile=str(control_plane.ca_file)),
     )
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fault_proxy.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fault_proxy.url = f"http://127.0.0.1:{port}"
-    try:
+    async with answering(fault_proxy.handle) as fault_proxy.url:
         yield fault_proxy
-    finally:
-        await runner.cleanup()
 
 
 @pytest_asyncio.fixture

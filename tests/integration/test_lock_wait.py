@@ -10,19 +10,11 @@ from receiver.model import GuardSpec, RunOutcome
 from receiver.store import JobKind
 from remediations.targets import Target
 from tests.support.payloads import alert, notification
-from tests.support.pipeline import Harness, MakeHarness
+from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-RULE = """
-rules:
-  - name: restart-web
-    match: ['alertname="HighMemoryUsage"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: kubernetes.rollout_restart
-"""
 LABELS = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "web"}
 WEB = Target("Deployment", "shop", "web")
 
@@ -36,7 +28,7 @@ async def _hold_lock(h: Harness, run_id: str) -> tuple[AdmissionRequest, Admissi
 
 
 async def test_a_locked_target_makes_the_run_wait_then_act(make_harness: MakeHarness) -> None:
-    h = await make_harness(RULE, lock_wait_s=0.2)
+    h = await make_harness(RESTART_WEB, lock_wait_s=0.2)
     request, admission = await _hold_lock(h, "00000000-0000-0000-0000-00000000abcd")
     await h.intake.accept(notification(alert(LABELS)))
     await h.drain()
@@ -65,7 +57,7 @@ async def test_a_locked_target_makes_the_run_wait_then_act(make_harness: MakeHar
 async def test_a_run_still_waiting_when_its_alert_resolves_ends_without_acting(
     make_harness: MakeHarness,
 ) -> None:
-    h = await make_harness(RULE, lock_wait_s=0.2)
+    h = await make_harness(RESTART_WEB, lock_wait_s=0.2)
     await _hold_lock(h, "00000000-0000-0000-0000-00000000abcd")
     firing = alert(LABELS)
     await h.intake.accept(notification(firing))

@@ -18,20 +18,12 @@ from receiver.store import RunRecord
 from receiver.worker import Worker
 from remediations.base import ActionContext, Outcome, Result
 from tests.support.payloads import alert, notification
-from tests.support.pipeline import Harness, MakeHarness
+from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.polling import eventually
 from tests.support.redis import RedisServer
 from tests.support.rules import Restart
 
-RESTART_RULE = """
-rules:
-  - name: restart-web
-    match: ['alertname="HighMemoryUsage"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: kubernetes.rollout_restart
-    guards: GUARDS
-"""
+RESTART_RULE = RESTART_WEB + "    guards: GUARDS\n"
 
 
 RESTART = RESTART_RULE.replace("GUARDS", "{}")

@@ -9,9 +9,8 @@ replication roles; in the target database and in another one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +29,7 @@ from remediations.postgres.sessions import (
 from remediations.targets import Target
 from tests.support.polling import eventually
 from tests.support.postgres import PostgresServer
+from tests.support.sessions import Sessions
 
 pytestmark = pytest.mark.postgres
 
@@ -85,32 +85,26 @@ class Cluster:
     url: str  # the target database, as the superuser
     other_db_url: str
     roles: Roles
-    conns: list[asyncpg.Connection] = field(default_factory=list)
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    sessions: Sessions = field(default_factory=Sessions)
+
+    def _url(self, role: str, other_db: bool) -> str:
+        return as_role(self.other_db_url if other_db else self.url, role)
 
     async def connect(self, role: str, *, other_db: bool = False, app: str = "") -> Any:
-        url = as_role(self.other_db_url if other_db else self.url, role)
-        settings = {"application_name": app} if app else {}
-        conn = await asyncpg.connect(url, server_settings=settings)
-        self.conns.append(conn)
-        return conn
+        return await self.sessions.connect(self._url(role, other_db), app)
 
-    async def idle_in_transaction(self, role: str, **kw: Any) -> Any:
-        conn = await self.connect(role, **kw)
-        await conn.execute("BEGIN")
-        await conn.execute("SELECT 1")
-        return conn
+    async def idle_in_transaction(self, role: str, *, other_db: bool = False, app: str = "") -> Any:
+        return await self.sessions.idle(
+            self._url(role, other_db), transaction=True, application=app
+        )
 
-    async def idle(self, role: str, **kw: Any) -> Any:
-        conn = await self.connect(role, **kw)
-        await conn.execute("SELECT 1")
-        return conn
+    async def idle(self, role: str) -> Any:
+        return await self.sessions.idle(self._url(role, False), transaction=False)
 
     async def active(self, conn: Any, seconds: float = 60) -> asyncio.Task[Any]:
         """Start a long statement on ``conn`` and wait until the server shows it active."""
         pid = conn.get_server_pid()
-        task = asyncio.create_task(conn.execute(f"SELECT pg_sleep({seconds})"))
-        self.tasks.append(task)
+        task = self.sessions.sleep(conn, seconds)
         await eventually(lambda: self.state(pid), lambda s: s == "active")
         return task
 
@@ -129,16 +123,6 @@ class Cluster:
     def database(self) -> str:
         return urlsplit(self.url).path.lstrip("/")
 
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        for conn in self.conns:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
-
 
 @pytest.fixture
 async def cluster(
@@ -151,7 +135,7 @@ async def cluster(
     try:
         yield created
     finally:
-        await created.close()
+        await created.sessions.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
         await admin.close()
 
@@ -267,34 +251,36 @@ async def test_the_cap_holds_and_takes_the_oldest(
     assert await eventually(alive, lambda seen: not any(seen[:2])) == [False, False, True, True]
 
 
-async def test_a_session_that_turned_active_after_the_preview_is_spared(
-    cluster: Cluster, connection: PostgresConnection, roles: Roles
-) -> None:
-    session = await cluster.idle_in_transaction(roles.app)
-    pid = session.get_server_pid()
-    action = TerminateIdle()
-    ctx = context(connection)
-    params = TerminateIdleParams(roles=(roles.app,), idle_for="1s")
-    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
-
+async def _turns_active(cluster: Cluster, session: Any) -> None:
     await cluster.active(session)  # between preview and run, the session gets busy
-    result = await action.run(ctx, TARGET, params)
-
-    assert result.outcome is Outcome.NOOP, result.message
-    assert await cluster.alive(pid)
 
 
-async def test_a_session_that_worked_again_after_the_preview_is_spared(
-    cluster: Cluster, connection: PostgresConnection, roles: Roles
+async def _works_again(cluster: Cluster, session: Any) -> None:
+    await session.execute("SELECT 2")  # still idle in transaction, but only just
+
+
+@pytest.mark.parametrize(
+    ("idle_for", "meanwhile"),
+    [
+        pytest.param("1s", _turns_active, id="turned-active"),
+        pytest.param("2s", _works_again, id="worked-again"),
+    ],
+)
+async def test_a_session_that_changed_after_the_preview_is_spared(
+    cluster: Cluster,
+    connection: PostgresConnection,
+    roles: Roles,
+    idle_for: str,
+    meanwhile: Callable[[Cluster, Any], Awaitable[None]],
 ) -> None:
     session = await cluster.idle_in_transaction(roles.app)
     pid = session.get_server_pid()
     action = TerminateIdle()
     ctx = context(connection)
-    params = TerminateIdleParams(roles=(roles.app,), idle_for="2s")
+    params = TerminateIdleParams(roles=(roles.app,), idle_for=idle_for)
     assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
 
-    await session.execute("SELECT 2")  # still idle in transaction, but only just
+    await meanwhile(cluster, session)
     result = await action.run(ctx, TARGET, params)
 
     assert result.outcome is Outcome.NOOP, result.message

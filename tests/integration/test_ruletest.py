@@ -85,15 +85,25 @@ async def servers(pg_server: PostgresServer, redis_server: RedisServer) -> Async
         yield started
 
 
-async def play(servers: Servers, tmp_path: Path, text: str) -> tuple[Report, list[str]]:
-    (tmp_path / "rules.yaml").write_text(RULES)
-    (tmp_path / "t.yaml").write_text(text)
+async def play_file(servers: Servers, path: Path) -> tuple[Report, list[str]]:
+    """Load the test file at ``path`` (it must load without errors) and play it: the report
+    and the lines it printed."""
     registry = default_registry()
-    files, errors = load_files([tmp_path / "t.yaml"], registry)
+    files, errors = load_files([path], registry)
     assert errors == [], [str(e) for e in errors]
     lines: list[str] = []
     report = await play_files(files, servers, registry, lines.append)
     return report, lines
+
+
+async def play(
+    servers: Servers, tmp_path: Path, text: str, rules: tuple[str, str] = ("rules.yaml", RULES)
+) -> tuple[Report, list[str]]:
+    """Play the test file ``text`` next to the rule file ``rules`` (its name and text)."""
+    name, rules_text = rules
+    (tmp_path / name).write_text(rules_text)
+    (tmp_path / "t.yaml").write_text(text)
+    return await play_file(servers, tmp_path / "t.yaml")
 
 
 def line_of(text: str, marker: str) -> int:
@@ -361,11 +371,7 @@ async def test_the_readme_example_passes_against_the_shipped_rule(
     (tmp_path / "rules" / "tests").mkdir(parents=True)
     shutil.copy(root / "rules" / "queue-backlog.yaml", tmp_path / "rules")
     (tmp_path / "rules" / "tests" / "example.yaml").write_text(example)
-    registry = default_registry()
-    files, errors = load_files([tmp_path / "rules" / "tests" / "example.yaml"], registry)
-    assert errors == [], [str(e) for e in errors]
-    lines: list[str] = []
-    report = await play_files(files, servers, registry, lines.append)
+    report, lines = await play_file(servers, tmp_path / "rules" / "tests" / "example.yaml")
     assert report.exit_code == 0, "\n".join(lines)
 
 
@@ -433,13 +439,7 @@ tests:
 
 
 async def play_live(servers: Servers, tmp_path: Path, text: str) -> tuple[Report, list[str]]:
-    (tmp_path / "live.yaml").write_text(LIVE_RULES)
-    (tmp_path / "t.yaml").write_text(text)
-    registry = default_registry()
-    files, errors = load_files([tmp_path / "t.yaml"], registry)
-    assert errors == [], [str(e) for e in errors]
-    lines: list[str] = []
-    return await play_files(files, servers, registry, lines.append), lines
+    return await play(servers, tmp_path, text, ("live.yaml", LIVE_RULES))
 
 
 async def test_fixtures_answer_live_conditions_and_escalation_is_checked(

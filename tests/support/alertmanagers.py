@@ -9,10 +9,8 @@ on a free loopback port with its log in its work directory; ``ready`` waits for 
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pytest
 import yaml
 
 from receiver.embedded.process import free_port
+from tests.support.daemons import Daemon, spawn
 from tests.support.servers import server_missing
 from tests.support.tools import ToolUnavailable, built_tool
 
@@ -99,30 +98,14 @@ def shipped_config(
 
 
 @dataclass
-class Alertmanager:
+class Alertmanager(Daemon):
     """One running Alertmanager: its process, API URL and log file."""
 
-    name: str
     version: str
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
 
     @property
     def host_port(self) -> str:
         return self.url.removeprefix("http://")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log_tail(self, chars: int = 20000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
 
 
 def start(name: str, version: str, workdir: Path, config: dict[str, Any]) -> Alertmanager:
@@ -133,36 +116,23 @@ def start(name: str, version: str, workdir: Path, config: dict[str, Any]) -> Ale
     config_file = workdir / "alertmanager.yml"
     config_file.write_text(yaml.safe_dump(config))
     port = free_port()
-    log = workdir / "alertmanager.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",  # no clustering: instances never dedupe
-                "--log.level=debug",
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    return Alertmanager(name, version, proc, f"http://127.0.0.1:{port}", log)
+    argv = [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",  # no clustering: instances never dedupe
+        "--log.level=debug",
+    ]
+    proc, log = spawn(argv, workdir, "alertmanager.log")
+    return Alertmanager(name, proc, f"http://127.0.0.1:{port}", log, version)
 
 
 async def ready(session: aiohttp.ClientSession, am: Alertmanager, timeout_s: float = 20) -> None:
     """Wait until ``am`` answers ``/-/ready``; fail the test if it exits or takes too long."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if am.proc.poll() is not None:
-            pytest.fail(f"{am.name} exited with {am.proc.returncode}:\n{am.log_tail(3000)}")
-        try:
-            async with session.get(f"{am.url}/-/ready") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{am.name} not ready within {timeout_s}s:\n{am.log_tail(3000)}")
-        await asyncio.sleep(0.2)
+
+    async def answers() -> bool:
+        async with session.get(f"{am.url}/-/ready") as resp:
+            return resp.status == 200
+
+    await am.wait_ready(answers, timeout_s)

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.daemons import end
 from tests.support.polling import current, eventually_not_none
 from tests.support.servers import server_missing
 
@@ -169,9 +170,4 @@ async def browser(tmp_path: Path) -> AsyncIterator[Page]:
         if page is not None:
             await page.close()
         await session.close()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end(process, 10)

@@ -1,7 +1,8 @@
 """Alert events and runs as the store holds them, for tests that start below intake.
 
 ``new_event`` is a row intake would store (``NewEvent``), ``alert_event`` one the worker hands
-the pipeline (``AlertEvent``), ``new_run`` a run created for its own alert episode. A
+the pipeline (``AlertEvent``), ``new_run`` a run created for its own alert episode,
+``finished_runs`` a few such runs taken to the end (an audit log to verify or export). A
 fingerprint given as an int ``i`` is ``f"{i:016x}"``: distinct ints, distinct alerts. (Tests
 that go through intake build Alertmanager payloads with tests/support/payloads.py instead.)
 """
@@ -11,10 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from receiver.alertmanager import ZERO_TIME
-from receiver.model import AlertEvent, Status, Target
+from receiver.model import AlertEvent, RunOutcome, Status, Target
 from receiver.store import NewEvent, Store
 
-__all__ = ["FINGERPRINT", "STARTS_AT", "alert_event", "fingerprint_of", "new_event", "new_run"]
+__all__ = [
+    "FINGERPRINT",
+    "STARTS_AT",
+    "alert_event",
+    "fingerprint_of",
+    "finished_runs",
+    "new_event",
+    "new_run",
+]
 
 FINGERPRINT = "0123456789abcdef"
 STARTS_AT = "2024-05-01T10:00:00.123456789Z"  # nanoseconds, as Alertmanager sends them
@@ -90,3 +99,16 @@ async def new_run(
     )
     assert run_id is not None, "a new episode always gets a run"
     return run_id
+
+
+async def finished_runs(store: Store, count: int) -> list[str]:
+    """``count`` runs (``new_run(store, i)``), each running one restart step that succeeds:
+    four audit rows a run, in order. Their ids."""
+    ids = []
+    for i in range(count):
+        run_id = await new_run(store, i)
+        await store.set_run_outcome(run_id, RunOutcome.RUNNING)
+        await store.record_step(run_id, idx=0, action="kubernetes.rollout_restart", outcome="ok")
+        await store.set_run_outcome(run_id, RunOutcome.SUCCEEDED)
+        ids.append(run_id)
+    return ids

@@ -1,19 +1,25 @@
 """A real HTTP peer for the tests: a local aiohttp server that answers from a script and records
-every request it received (what a webhook receiver, a Slack workspace or a service would see)."""
+every request it received (what a webhook receiver, a Slack workspace or a service would see).
+
+``answering(handler)`` is the server underneath: every method and path on a loopback port,
+handed to one handler (a peer, a fault-injecting proxy, a stranger's server)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-__all__ = ["Peer", "Reply", "Seen", "peer"]
+__all__ = ["Peer", "Reply", "Seen", "answering", "peer"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -70,18 +76,25 @@ class Peer:
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers)
 
 
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
-    created = Peer()
+@asynccontextmanager
+async def answering(handler: Handler) -> AsyncIterator[str]:
+    """Serve every request (any method, any path) with ``handler`` on a free loopback port
+    until the block ends; its base URL, ``http://127.0.0.1:PORT``."""
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", created.handle)
+    app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    created.base = f"http://127.0.0.1:{port}"
     try:
-        yield created
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    created = Peer()
+    async with answering(created.handle) as created.base:
+        yield created

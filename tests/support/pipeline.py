@@ -5,7 +5,9 @@ the test's store and Redis; ``Harness.drain()`` claims and processes until nothi
 With ``kube`` (an ApiClient) the actions run against that cluster, else in dry-run; ``clients``
 adds other clients by name (``postgres:<name>``, ``notify``, ...), ``extra_actions`` test
 actions, ``approvals`` an approval desk, ``clock`` the pipeline's clock (what "now" is when
-a plan decides on a rollout's age).
+a plan decides on a rollout's age). ``Harness.worker`` is a real background worker on the
+same pipeline, for the tests of retries and dead letters. ``RESTART_WEB`` is the one-step rule
+most pipeline tests run.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+import structlog
 
 from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import GuardSettings
@@ -28,11 +31,22 @@ from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.rules.loader import RuleHolder
 from receiver.store import RunRecord, Store
 from receiver.telemetry import Metrics
+from receiver.worker import Worker
 from remediations.base import Clients
 from remediations.registry import default_registry
 from tests.support.payloads import alert, notification
 
-__all__ = ["Harness", "MakeHarness", "make_harness"]
+__all__ = ["RESTART_WEB", "Harness", "MakeHarness", "make_harness"]
+
+# Restart the alert's Deployment (dry-run unless the harness has ``kube``) on HighMemoryUsage.
+RESTART_WEB = """
+rules:
+  - name: restart-web
+    match: ['alertname="HighMemoryUsage"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_restart
+"""
 
 
 @dataclass
@@ -84,6 +98,22 @@ class Harness:
             if not events and not jobs:
                 return done
         return done
+
+    def worker(self, *, concurrency: int, poll_interval_s: float, max_attempts: int = 3) -> Worker:
+        """A real worker (not started) on this pipeline, for alert events and jobs: 30 s
+        leases, a failed item retried after about 10 ms, ``max_attempts`` failures make it
+        dead."""
+        return Worker(
+            self.store,
+            self.pipeline,
+            process_job=self.pipeline.run_job,
+            concurrency=concurrency,
+            lease_s=30,
+            poll_interval_s=poll_interval_s,
+            backoff_base_s=0.01,
+            max_attempts=max_attempts,
+            log=structlog.get_logger("test.worker"),
+        )
 
     async def deliver(self, labels: dict[str, str], status: str = "firing") -> None:
         """One alert in through intake, processed to the end: nothing may be left queued."""

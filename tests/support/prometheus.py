@@ -9,19 +9,16 @@ configuration, data and log in a work directory; ``Prometheus.alerts()`` reads i
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import yaml
 
 from receiver.embedded.process import free_port
+from tests.support.daemons import Daemon, spawn
 from tests.support.servers import server_missing
 
 __all__ = ["SHIPPED_RULES", "Prometheus", "retimed_rules", "start"]
@@ -42,24 +39,8 @@ def retimed_rules(for_: str = "1s") -> dict[str, Any]:
 
 
 @dataclass
-class Prometheus:
+class Prometheus(Daemon):
     """One running Prometheus: its process, URL and log."""
-
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log_tail(self, chars: int = 10000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
 
     async def alerts(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
         """``/api/v1/alerts``: every pending or firing alert, with labels and state."""
@@ -69,21 +50,15 @@ class Prometheus:
 
     async def ready(self, session: aiohttp.ClientSession, timeout_s: float = 30) -> None:
         """Wait until it answers ``/-/ready`` and has scraped its target once."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"prometheus exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                async with session.get(f"{self.url}/api/v1/targets") as resp:
-                    if resp.status == 200:
-                        targets = (await resp.json())["data"]["activeTargets"]
-                        if targets and all(t["health"] == "up" for t in targets):
-                            return
-            except aiohttp.ClientConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prometheus not ready within {timeout_s}s:\n{self.log_tail()}")
-            await asyncio.sleep(0.2)
+
+        async def answers() -> bool:
+            async with session.get(f"{self.url}/api/v1/targets") as resp:
+                if resp.status != 200:
+                    return False
+                targets = (await resp.json())["data"]["activeTargets"]
+            return bool(targets) and all(t["health"] == "up" for t in targets)
+
+        await self.wait_ready(answers, timeout_s)
 
 
 def _binary() -> str:
@@ -114,18 +89,12 @@ def start(workdir: Path, rules: dict[str, Any], scrape: str, alertmanager: str) 
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
-    log = workdir / "prometheus.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=info",
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    return Prometheus(proc, f"http://127.0.0.1:{port}", log)
+    argv = [
+        binary,
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=info",
+    ]
+    proc, log = spawn(argv, workdir, "prometheus.log")
+    return Prometheus("prometheus", proc, f"http://127.0.0.1:{port}", log)

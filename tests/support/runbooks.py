@@ -1,6 +1,6 @@
 """What the runbook end-to-end tests share: the kube-state-metrics series that map pods to their
-Deployment (the shipped alerts aggregate through them), waiting for runs, and reading a
-Deployment.
+Deployment (the shipped alerts aggregate through them), waiting for runs (through
+tests/support/polling), a run's steps, and reading a Deployment.
 
 The series are the ones kube-state-metrics exports (``kube_pod_owner``,
 ``kube_replicaset_owner``), set on the test's metrics endpoint; the pods are named like a
@@ -9,19 +9,16 @@ ReplicaSet's pods, and need not exist (the control plane has no kubelet).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes_asyncio import client as k8s
 
 from tests.support.peers import MetricsEndpoint, Sink
+from tests.support.polling import eventually, eventually_not_none
 from tests.support.remediator import Api
 
-__all__ = ["approve", "deployment", "own_pods", "run_of", "until"]
-
-T = TypeVar("T")
+__all__ = ["approve", "deployment", "own_pods", "run_of", "run_steps", "until"]
 
 
 def own_pods(metrics: MetricsEndpoint, namespace: str, deployment: str, count: int) -> list[str]:
@@ -43,45 +40,43 @@ def own_pods(metrics: MetricsEndpoint, namespace: str, deployment: str, count: i
     return pods
 
 
-async def until(what: str, probe: Callable[[], Awaitable[T | None]], timeout_s: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something other than None (or False); AssertionError
-    naming ``what`` and the last value after ``timeout_s`` seconds."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        await asyncio.sleep(0.25)
+async def until(what: str, holds: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
+    """Poll ``holds`` until it is true; AssertionError naming ``what`` after ``timeout_s``
+    seconds. The probes read a live system (PostgreSQL, the API server): every quarter second."""
+    await eventually(holds, timeout_s=timeout_s, interval_s=0.25, what=what)
 
 
 async def run_of(
     api: Api,
     rule: str,
     target: str,
-    accept: Callable[[dict[str, Any]], bool],
+    outcome: str,
     *,
     what: str,
     index: int = 0,
     timeout_s: float = 30.0,
 ) -> dict[str, Any]:
     """The ``index``-th run (oldest first) of ``rule`` on ``target`` (``Kind/ns/name`` or
-    ``Kind/name``) once ``accept`` takes it, with its steps."""
+    ``Kind/name``) once its outcome is ``outcome``, with its steps."""
 
     async def probe() -> dict[str, Any] | None:
         runs = list(reversed(await api.runs(rule=rule, target=target)))
         if len(runs) <= index:
             return None
         run = await api.run(runs[index]["id"])
-        return run if accept(run) else None
+        return run if run["outcome"] == outcome else None
 
     try:
-        return await until(what, probe, timeout_s)
+        return await eventually_not_none(probe, timeout_s=timeout_s, interval_s=0.25, what=what)
     except AssertionError:
         runs = await api.runs(rule=rule, target=target)
         shown = [(r["id"], r["outcome"], r.get("error"), r.get("refusal_reason")) for r in runs]
         raise AssertionError(f"timed out waiting for {what}; runs of {rule}: {shown}") from None
+
+
+def run_steps(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """(action, outcome) of each step the run took on its way in (not the resolve path)."""
+    return [(s["action"], s["outcome"]) for s in run["steps"] if s["phase"] == "run"]
 
 
 async def deployment(kube_admin: Any, namespace: str, name: str) -> Any:

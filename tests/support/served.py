@@ -1,8 +1,10 @@
 """`remediator serve` as a user runs it, for the tests: a subprocess on the embedded default
-(PostgreSQL and Redis from wheels, dry-run with no cluster) whose banner gives its URL."""
+(PostgreSQL and Redis from wheels, dry-run with no cluster) whose banner gives its URL. And
+the other commands as an operator runs them: ``cli(env, *args)``."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -11,17 +13,21 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.daemons import end
 
 __all__ = [
     "ROOT",
     "SAMPLE",
     "ServeFactory",
     "Served",
+    "cli",
+    "database_env",
     "embedded_dir",
     "env_for",
     "launch",
@@ -59,6 +65,33 @@ def env_for(data_dir: Path) -> dict[str, str]:
 
 
 ServeFactory = Callable[..., Served]
+
+
+def database_env(database_url: str) -> dict[str, str]:
+    """The environment of a command that needs only the database: no REMEDIATOR_* of ours but
+    ``REMEDIATOR_DATABASE_URL``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    env["REMEDIATOR_DATABASE_URL"] = database_url
+    return env
+
+
+async def cli(env: Mapping[str, str], *args: str, timeout_s: float = 120) -> tuple[int, str, str]:
+    """``remediator ARGS`` (``python -m receiver.cli``) with exactly ``env``, from the repository
+    root: its exit code, stdout and stderr. A command still running after ``timeout_s`` seconds
+    fails the test (TimeoutError)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "receiver.cli",
+        *args,
+        env=dict(env),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def launch(
@@ -128,14 +161,8 @@ def serve(embedded_dir: Path) -> Iterator[ServeFactory]:
 
     yield start
     for s in started:
-        if s.proc.poll() is None:
-            # SIGTERM first: SIGKILL would orphan the embedded PostgreSQL and Redis it started.
-            s.proc.terminate()
-            try:
-                s.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                s.proc.kill()
-                s.proc.wait()
+        # SIGTERM first, a minute to stop: SIGKILL would orphan the embedded PostgreSQL and Redis.
+        end(s.proc, 60)
 
 
 def stop(served: Served) -> int:

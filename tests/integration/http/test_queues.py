@@ -15,7 +15,7 @@ from receiver.model import Target
 from receiver.store import JobKind, Store
 from tests.support.events import new_event, new_run
 from tests.support.http import OPERATOR, OPERATOR_TOKEN, Client, MakeClient
-from tests.support.pipeline import MakeHarness
+from tests.support.pipeline import RESTART_WEB, MakeHarness
 
 pytestmark = [pytest.mark.postgres]
 
@@ -174,16 +174,7 @@ async def test_dead_jobs_over_the_api_and_the_metrics(
 async def test_a_skipped_rule_is_recorded_on_its_event_and_listed(
     make_client: MakeClient, make_harness: MakeHarness
 ) -> None:
-    h = await make_harness(
-        """
-rules:
-  - name: restart-web
-    match: ['alertname="HighMemoryUsage"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: kubernetes.rollout_restart
-"""
-    )
+    h = await make_harness(RESTART_WEB)
     await h.deliver({"alertname": "HighMemoryUsage", "namespace": "kube-system", "deployment": "x"})
     await h.deliver({"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "web"})
     client = await make_client()
