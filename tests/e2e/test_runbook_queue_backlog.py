@@ -15,7 +15,7 @@ import redis.asyncio
 
 from tests.e2e.conftest import Stack
 from tests.support.kube_fixtures import MakeDeployment
-from tests.support.runbooks import deployment, own_pods, run_of, until
+from tests.support.runbooks import deployment, own_pods, resolve_steps, run_of, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -70,7 +70,7 @@ async def test_queue_backlog_scales_the_consumers_requeues_dead_letters_and_scal
         for labels in series:
             stack.metrics.set("queue_messages_pending", labels, 100)
         closed = await run_of(stack.api, SCALE, target, "verified", what="the scale run verified")
-        (restore,) = [s for s in closed["steps"] if s["phase"] == "resolve"]
+        (restore,) = await resolve_steps(stack.api, closed, what="the scale run's restore")
         assert (restore["action"], restore["outcome"]) == ("kubernetes.scale", "ok"), restore
 
         async def back_to_two() -> bool:

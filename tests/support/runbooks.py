@@ -74,6 +74,19 @@ async def run_of(
         raise AssertionError(f"timed out waiting for {what}; runs of {rule}: {shown}") from None
 
 
+async def resolve_steps(
+    api: Api, run: dict[str, Any], *, what: str, timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
+    """The steps ``run`` took on its resolve path (its restores), once none is pending: a run
+    is verified when its alert resolves, and its restore runs after that conclusion."""
+
+    async def probe() -> list[dict[str, Any]] | None:
+        steps = [s for s in (await api.run(run["id"]))["steps"] if s["phase"] == "resolve"]
+        return steps if steps and all(s["outcome"] != "pending" for s in steps) else None
+
+    return await eventually_not_none(probe, timeout_s=timeout_s, interval_s=0.25, what=what)
+
+
 def run_steps(run: dict[str, Any]) -> list[tuple[str, str]]:
     """(action, outcome) of each step the run took on its way in (not the resolve path)."""
     return [(s["action"], s["outcome"]) for s in run["steps"] if s["phase"] == "run"]
