@@ -1,5 +1,5 @@
 """What parsing lets through can be stored: U+0000 and lone surrogates become U+FFFD wherever they
-are, timestamps the store cannot hold in UTC and alertnames too long for its index are 400s."""
+are, timestamps the store cannot hold in UTC are 400s, and no text has a length limit."""
 
 from __future__ import annotations
 
