@@ -7,8 +7,9 @@ idempotency keys use them verbatim, because Python's datetime drops nanoseconds.
 Everything accepted here can be stored: PostgreSQL text and jsonb cannot hold U+0000, and UTF-8
 cannot encode a lone UTF-16 surrogate (``"\\ud800"`` is a valid JSON escape), so both are
 replaced with U+FFFD wherever they occur (the alert's fingerprint stays as sent); a timestamp that
-leaves years 1-9999 once converted to UTC, and an alertname too long for the store's index, are
-refused, naming the field.
+leaves years 1-9999 once converted to UTC is refused, naming the field. No text has a length
+limit: the store indexes a groupKey or an alertname by its hash (migration 0011), and refusing a
+notification loses it (Alertmanager does not retry a 4xx).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "LATE_DELIVERY_WINDOW_S",
-    "MAX_ALERTNAME_CHARS",
     "REPLACEMENT",
     "ZERO_TIME",
     "Alert",
@@ -119,11 +119,6 @@ def _check_rfc3339(value: str) -> str:
 
 
 Timestamp = Annotated[str, AfterValidator(_check_rfc3339)]
-
-# The store indexes each run's alertname (with a timestamp): a btree entry holds at most 2704
-# bytes, so a longer alertname would be accepted here and then fail its run for ever. 512
-# characters are at most 2048 bytes of UTF-8; Prometheus alert names are rule names, far shorter.
-MAX_ALERTNAME_CHARS = 512
 
 Labels = dict[str, str]
 StatusName = Literal["firing", "resolved"]
@@ -219,19 +214,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
-def _check_alertnames(notification: Notification) -> Notification:
-    # A plain loop after validation: on the hot path it costs less than a pydantic validator,
-    # which calls into Python once per alert.
-    for index, alert in enumerate(notification.alerts):
-        name = alert.labels.get("alertname")
-        if name is not None and len(name) > MAX_ALERTNAME_CHARS:
-            raise PayloadError(
-                f"alerts.{index}.labels.alertname",
-                f"{len(name)} characters long; the store indexes at most {MAX_ALERTNAME_CHARS}",
-            )
-    return notification
-
-
 def parse_notification(body: bytes) -> Notification:
     """Decode and validate one webhook body. Raises PayloadError naming the first bad field.
 
@@ -246,7 +228,7 @@ def parse_notification(body: bytes) -> Notification:
         except ValidationError:
             pass
         else:
-            return _check_alertnames(notification)
+            return notification
     return parse_notification_carefully(body)
 
 
@@ -291,7 +273,7 @@ def parse_notification_carefully(body: bytes) -> Notification:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise PayloadError(field, first["msg"]) from None
-    return _check_alertnames(notification)
+    return notification
 
 
 _FNV64_OFFSET = 0xCBF29CE484222325

@@ -104,6 +104,13 @@ async def _export(store: Any, bounds: dict[str, Any], out: TextIO) -> int:
     return count
 
 
+NO_SCHEMA = (
+    "no audit log in this database (its schema was never created): run `remediator migrate`"
+    " or `remediator serve` first; REMEDIATOR_DATABASE_URL, else the embedded PostgreSQL under"
+    " REMEDIATOR_DATA_DIR, is the database these commands read"
+)
+
+
 async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
     from receiver.store import Store, StoreUnavailable
 
@@ -112,6 +119,10 @@ async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
     except StoreUnavailable as exc:
         raise UserError(f"cannot connect to the database: {exc}") from None
     try:
+        # Before the first read: on a database whose schema was never created (a data
+        # directory serve never ran on) the reads fail on a missing table, with a traceback.
+        if not await store.schema_versions():
+            raise UserError(NO_SCHEMA)
         return await work(store)
     except StoreUnavailable as exc:
         raise UserError(f"the database went away: {exc}") from None

@@ -3,7 +3,9 @@
 Without ``REMEDIATOR_DATABASE_URL`` these commands (``migrate``, ``audit verify``, ``audit
 export``) work on the embedded PostgreSQL under data_dir: the one a running ``serve`` (or
 another command) started there, left running, or else one of their own for as long as they
-run. They never stop a server another live process owns.
+run. They never stop a server another live process owns. An error of the command's own work
+inside ``database()`` is not the database's: a closed stdout (BrokenPipeError) reaches click,
+which ends quietly with exit code 1.
 """
 
 from __future__ import annotations
@@ -48,10 +50,14 @@ def database(settings: Settings, command: str) -> Iterator[str]:
     # Imported here, like the store below: the other commands do not need the database.
     from receiver.embedded import EmbeddedError, EmbeddedServices
 
+    if settings.database_url is not None:
+        yield settings.database_url.get_secret_value()
+        return
+    # Only what starting or joining the embedded server raises is about the database: an
+    # OSError of the command's own work (BrokenPipeError, when whoever read its output left,
+    # as `| head -1` does) passes through untouched, to click, which ends quietly on EPIPE.
+    in_command = False
     try:
-        if settings.database_url is not None:
-            yield settings.database_url.get_secret_value()
-            return
         with EmbeddedServices(
             settings.data_dir, redis=False, command=command, share=True
         ) as embedded:
@@ -62,10 +68,16 @@ def database(settings: Settings, command: str) -> Iterator[str]:
                     f" {settings.data_dir}",
                     err=True,
                 )
+            in_command = True
             yield embedded.database_url
+            in_command = False
     except EmbeddedError as exc:
+        if in_command:
+            raise
         raise UserError(str(exc)) from None
     except (OSError, ConnectionError) as exc:
+        if in_command:
+            raise
         raise UserError(f"cannot connect to the database: {exc}") from None
 
 
@@ -76,10 +88,13 @@ async def _migrate(url: str) -> list[int]:
 
     try:
         conn = await asyncpg.connect(url, timeout=10)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    # OSError: refused, unreachable, or no such host; TimeoutError: no answer in 10 s.
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         raise UserError(f"cannot connect to the database: {exc}") from None
     try:
         applied: list[int] = await apply(conn)
         return applied
+    except (asyncpg.InterfaceError, OSError) as exc:
+        raise UserError(f"the database went away: {exc}") from None
     finally:
         await conn.close()

@@ -20,7 +20,7 @@ from typing import Any, Self
 import asyncpg
 
 from receiver.store.errors import translate
-from receiver.store.migrate import migrate
+from receiver.store.migrate import applied_versions, migrate
 
 __all__ = ["WORK_CHANNEL", "Database"]
 
@@ -101,6 +101,12 @@ class Database:
     async def close(self) -> None:
         """Close the pool, waiting for the connections in use to be released."""
         await self._pool.close()
+
+    async def schema_versions(self) -> list[int]:
+        """The migrations applied to this database, ascending; empty when its schema was never
+        created (``migrate`` or ``serve`` has not run on it). StoreUnavailable."""
+        with translate():
+            return await applied_versions(self._pool)
 
     async def ping(self) -> None:
         """Round-trip to the server; raises StoreUnavailable when it does not answer."""

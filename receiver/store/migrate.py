@@ -16,7 +16,14 @@ from typing import Any
 
 import structlog
 
-__all__ = ["MIGRATION_LOCK_KEY", "Migration", "MigrationError", "load_migrations", "migrate"]
+__all__ = [
+    "MIGRATION_LOCK_KEY",
+    "Migration",
+    "MigrationError",
+    "applied_versions",
+    "load_migrations",
+    "migrate",
+]
 
 # An arbitrary constant shared by every replica: "alert-remediator migrations".
 MIGRATION_LOCK_KEY = 0x52454D4544_01
@@ -65,6 +72,16 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+
+
+async def applied_versions(conn: Any) -> list[int]:
+    """The versions of the migrations applied on ``conn`` (an asyncpg connection or pool),
+    ascending; empty when the schema was never created. Reads only: takes no lock and creates
+    nothing, for the commands that read a database they must not change."""
+    if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
+        return []
+    rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    return [row["version"] for row in rows]
 
 
 async def migrate(conn: Any, migrations: list[Migration] | None = None) -> list[int]:

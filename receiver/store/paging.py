@@ -86,7 +86,10 @@ def run_page_query(filters: RunFilters, columns: str = RUN_COLUMNS) -> tuple[str
     alertname, rule, target = filters.get("alertname"), filters.get("rule"), filters.get("target")
     outcome, since, cursor = filters.get("outcome"), filters.get("since"), filters.get("cursor")
     if alertname is not None:
-        clauses.append(f"alertname = {arg(alertname)}")
+        # The index is on md5(alertname) (an alertname has no length limit, a btree entry
+        # has); the hash finds the rows, the value makes the match exact.
+        name = arg(alertname)
+        clauses.append(f"md5(alertname) = md5({name}) AND alertname = {name}")
     if rule is not None:
         clauses.append(f"rule = {arg(rule)}")
     if target is not None:

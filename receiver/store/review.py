@@ -27,8 +27,15 @@ REVIEW_RUN_COLUMNS = RUN_COLUMNS + ", group_key"
 
 # The incident key of a row of runs or alert_events (both have group_key and alertname).
 _KEY = "(CASE WHEN group_key = '' THEN 'alertname=' || alertname ELSE group_key END)"
-# Rows of one of the keys in $N: the first branch uses the (group_key, time) index.
+# Rows of one of the keys in $N (a text[]).
 _OF_KEYS = "(group_key = ANY({p}) OR (group_key = '' AND 'alertname=' || alertname = ANY({p})))"
+# The same for runs, through the (md5(group_key), created_at) index: a group key has no length
+# limit, so the index holds its hash. The hashes of the keys, and of '' for the runs keyed by
+# alertname, find the rows; _OF_KEYS makes the match exact.
+_RUNS_OF_KEYS = (
+    "(md5(group_key) = ANY(ARRAY(SELECT md5(k) FROM unnest({p} || ''::text) AS k))"
+    " AND " + _OF_KEYS + ")"
+)
 
 # Done events received from {lo} on, through the done_at index: an event is done at or after its
 # receipt, and one whose processing ended more than a day after it arrived is not looked for.
@@ -87,7 +94,7 @@ class ReviewReads(Database):
         if until is not None:
             clauses.append(f"created_at < {arg(until)}")
         if keys is not None:
-            clauses.append(_OF_KEYS.format(p=arg(list(keys)) + "::text[]"))
+            clauses.append(_RUNS_OF_KEYS.format(p=arg(list(keys)) + "::text[]"))
         if run_ids is not None:
             clauses.append(f"id = ANY({arg(list(run_ids))}::uuid[])")
         sql = (
@@ -183,7 +190,7 @@ class ReviewReads(Database):
             rows = await self._pool.fetch(
                 f"""SELECT created_at AS start,
                            greatest(created_at, finished_at, resolved_at) AS finish
-                    FROM runs WHERE {_OF_KEYS.format(p="$1::text[]")}
+                    FROM runs WHERE {_RUNS_OF_KEYS.format(p="$1::text[]")}
                       AND created_at >= $2 AND created_at < $3
                     UNION ALL
                     SELECT received_at, received_at FROM alert_events

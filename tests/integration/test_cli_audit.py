@@ -1,13 +1,17 @@
-"""`remediator audit verify` against a real PostgreSQL: the CLI as an operator runs it."""
+"""`remediator audit verify` and `audit export` against a real PostgreSQL: the CLI as an
+operator runs it, on a log, on a database with no schema yet, into a pipe nobody reads."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
+import pytest
 
 from receiver.store import Store
 from tests.support.events import finished_runs
 from tests.support.postgres import PostgresServer
-from tests.support.served import cli, database_env
+from tests.support.served import cli, cli_into_closed_pipe, database_env, env_for
 
 
 async def test_audit_verify_passes_on_an_intact_log_and_names_a_tampered_entry(
@@ -34,9 +38,49 @@ async def test_audit_verify_passes_on_an_intact_log_and_names_a_tampered_entry(
     assert f"audit log broken at entry {victim}" in err
 
 
-async def test_audit_verify_with_an_unreachable_database_says_so() -> None:
-    code, _, err = await cli(
-        database_env("postgresql://postgres@127.0.0.1:1/nothing"), "audit", "verify"
+@pytest.mark.parametrize("command", [["audit", "verify"], ["migrate"]], ids=" ".join)
+async def test_an_unreachable_database_is_named(command: list[str]) -> None:
+    code, _, err = await cli(database_env("postgresql://postgres@127.0.0.1:1/nothing"), *command)
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.startswith("error: cannot connect to the database")
+
+
+NO_SCHEMA = "no audit log in this database"
+
+
+@pytest.mark.parametrize("command", [["verify"], ["export", "--since", "1h"]])
+async def test_audit_on_a_database_never_migrated_says_what_to_do(
+    empty_database_url: str, command: list[str]
+) -> None:
+    code, out, err = await cli(database_env(empty_database_url), "audit", *command)
+    assert (code, out) == (1, "")
+    assert "Traceback" not in err
+    [line] = err.splitlines()
+    assert line.startswith(f"error: {NO_SCHEMA}")
+    assert "remediator migrate" in line
+    assert "REMEDIATOR_DATABASE_URL" in line
+
+
+async def test_audit_verify_on_a_fresh_data_directory_says_what_to_do(
+    embedded_dir: Path,
+) -> None:
+    # A fresh clone's default: no database URL, a data directory serve never ran on.
+    code, _, err = await cli(env_for(embedded_dir), "audit", "verify")
+    assert code == 1
+    assert "Traceback" not in err
+    assert f"error: {NO_SCHEMA}" in err
+
+
+async def test_audit_export_into_a_closed_pipe_stops_quietly(
+    store: Store, database_url: str
+) -> None:
+    await finished_runs(store, 1)
+    code, err = await cli_into_closed_pipe(
+        database_env(database_url), "audit", "export", "--since", "1h"
     )
     assert code == 1
-    assert "cannot connect to the database" in err
+    # `remediator audit export | head -1`: head left; nothing about the database, no traceback.
+    assert "database" not in err
+    assert "Traceback" not in err
+    assert "error" not in err

@@ -1,6 +1,7 @@
 """`remediator serve` as a user runs it, for the tests: a subprocess on the embedded default
 (PostgreSQL and Redis from wheels, dry-run with no cluster) whose banner gives its URL. And
-the other commands as an operator runs them: ``cli(env, *args)``."""
+the other commands as an operator runs them: ``cli(env, *args)``, and into a pipe nobody reads
+(``cli_into_closed_pipe``, as ``remediator ... | head -1`` once head has exited)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ __all__ = [
     "ServeFactory",
     "Served",
     "cli",
+    "cli_into_closed_pipe",
     "database_env",
     "embedded_dir",
     "env_for",
@@ -92,6 +94,31 @@ async def cli(env: Mapping[str, str], *args: str, timeout_s: float = 120) -> tup
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def cli_into_closed_pipe(
+    env: Mapping[str, str], *args: str, timeout_s: float = 120
+) -> tuple[int, str]:
+    """``remediator ARGS`` as ``cli`` runs it, its stdout a pipe whose reading end is closed
+    before it starts: its first write fails with EPIPE, every time. Its exit code and stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "receiver.cli",
+            *args,
+            env=dict(env),
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
 
 
 def launch(
