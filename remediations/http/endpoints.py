@@ -28,7 +28,7 @@ from remediations.base import (
     Result,
     Risk,
 )
-from remediations.http.post import HttpPolicy, host_of, post_json
+from remediations.http.post import HttpPolicy, host_of, json_body, post_json
 from remediations.params import StrictParams
 from remediations.targets import Target
 from remediations.templates import check_template, render, template_values
@@ -146,8 +146,9 @@ class HttpCall:
 
     async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
         endpoint, body = self._prepare(ctx, target, self._params(params))
+        # The bytes post_json will send (json_body), not another serialization of the body.
         return Change(
-            f"POST {len(json.dumps(body))} bytes of JSON to endpoint {endpoint.name!r} "
+            f"POST {len(json_body(body))} bytes of JSON to endpoint {endpoint.name!r} "
             f"({endpoint.host})",
             {},
             {"body": body},
