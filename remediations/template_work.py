@@ -8,11 +8,12 @@ therefore draws from a ``Budget`` of ``MAX_WORK`` steps:
 - one step per item of every ``{% for %}`` loop, recursive ``loop(...)`` calls included (the
   code generator wraps each loop's iterable in ``counted``, ``call`` wraps ``loop``'s);
 - ``CALL_STEPS`` per call (a macro, ``caller()``, a method, ``range``) and one per filter or
-  test, plus the size of what it is given (characters of a string, items of a list, nested):
-  ``sort``, ``join``, ``map`` or ``upper`` over a large value cost what they read;
-- the characters of every printed value, and of every captured block (a macro's output,
-  ``{% set %}...{% endset %}``, ``{% filter %}``) and ``~`` join, which may not exceed
-  ``MAX_RENDERED`` characters either.
+  test, plus what it is given (``cost``: an item of a list a step, ``CHARS_PER_STEP``
+  characters a step): ``sort``, ``join``, ``map`` or ``upper`` over a large value cost what
+  they read;
+- the characters of every value printed (that is not already a string), built by ``*`` or
+  ``+``, or joined by ``~`` or a captured block (a macro's output, ``{% set %}...{% endset %}``,
+  ``{% filter %}``); what is joined may not exceed ``MAX_RENDERED`` characters either.
 
 Calls may nest ``MAX_DEPTH`` deep (a macro calling itself, a recursive loop), and the render
 may use ``MAX_SECONDS`` of CPU time, checked every ``_CHECK_EVERY`` steps: a net for work the
@@ -25,7 +26,7 @@ cannot reach it, and renders on other tasks or threads each have their own.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -38,6 +39,7 @@ from remediations.base import ActionError
 
 __all__ = [
     "CALL_STEPS",
+    "CHARS_PER_STEP",
     "MAX_DEPTH",
     "MAX_RENDERED",
     "MAX_SECONDS",
@@ -45,6 +47,7 @@ __all__ = [
     "Budget",
     "CountingCodeGenerator",
     "TemplateTooLarge",
+    "cost",
     "counted",
     "current",
     "joined",
@@ -56,11 +59,13 @@ __all__ = [
 # message or a request body's string, not a document (Slack's own limit is 40,000).
 MAX_RENDERED = 65536
 # Steps of work one render may take: loop items, calls, characters and items read. A message
-# over an alert takes a few hundred; 200,000 run in well under a tenth of a second.
-MAX_WORK = 200_000
+# over an alert takes a few hundred; 100,000 empty loop items take about 20 ms.
+MAX_WORK = 100_000
 # A call (a macro, a method) costs what this many loop items do: a macro call runs Jinja's
 # argument handling and a fresh frame, ~20x the time of one loop item.
 CALL_STEPS = 20
+# Characters copied or read that make one step: a loop item takes ~100x as long as a character.
+CHARS_PER_STEP = 64
 MAX_DEPTH = 50  # calls within calls: far beyond any message, far below Python's own limit
 MAX_SECONDS = 0.25  # CPU seconds of the rendering thread (time.thread_time)
 _CHECK_EVERY = 2048  # steps between looks at the clock
@@ -152,13 +157,23 @@ def size(value: Any, cap: int = MAX_RENDERED) -> int:
     return total
 
 
-def sizes(values: Sequence[Any], cap: int = MAX_WORK) -> int:
-    """``size`` summed over ``values``, stopping past ``cap``."""
+def cost(values: Iterable[Any], cap: int = MAX_WORK) -> int:
+    """The steps it takes to read ``values``: an item of a container one step, characters
+    ``CHARS_PER_STEP`` to a step (copying text is cheap next to a loop item); stops past
+    ``cap``."""
     total = 0
     for value in values:
         if total > cap:
             break
-        total += size(value, cap - total)
+        if isinstance(value, str | bytes):
+            total += 1 + len(value) // CHARS_PER_STEP
+        elif isinstance(value, range):
+            total += len(value)
+        elif isinstance(value, Mapping | list | tuple | set | frozenset):
+            items = value.items() if isinstance(value, Mapping) else value
+            total += max(1, cost(items, cap - total))
+        else:
+            total += 1
     return total
 
 
@@ -177,7 +192,7 @@ def joined(parts: Iterable[Any]) -> str:
     total = sum(map(len, texts))
     if total > MAX_RENDERED:
         raise TemplateTooLarge(f"template: joins {total} characters, more than {MAX_RENDERED}")
-    current().charge(total, "joined text")
+    current().charge(1 + total // CHARS_PER_STEP, "joined text")
     return "".join(texts)
 
 

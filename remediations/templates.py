@@ -41,12 +41,12 @@ from remediations.template_work import (
     MAX_WORK,
     CountingCodeGenerator,
     TemplateTooLarge,
+    cost,
     counted,
     current,
     joined,
     rendering,
     size,
-    sizes,
 )
 
 __all__ = [
@@ -114,7 +114,7 @@ def _bounded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         given = [a for a in args if not isinstance(a, Context)]
         _check_numbers(name, given[1:], kwargs)
         # What a filter reads it pays for: sort, join, map over a large value are not free.
-        current().charge(1 + sizes([*given, *kwargs.values()]), name)
+        current().charge(1 + cost([*given, *kwargs.values()]), name)
         return function(*args, **kwargs)
 
     return bounded
@@ -143,13 +143,8 @@ class _Bounded(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         result = _bounded_binop(operator, left, right)
-        current().charge(1 + size(result, MAX_WORK), operator)
+        current().charge(cost([result]), operator)
         return result
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        if isinstance(argument, slice):
-            current().charge(1 + size(obj, MAX_WORK), "a slice")
-        return super().getitem(obj, argument)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         what = str(getattr(__obj, "__name__", None) or type(__obj).__name__)
@@ -161,15 +156,16 @@ class _Bounded(ImmutableSandboxedEnvironment):
             what = "a recursive loop"
             args = (counted(args[0]), *args[1:])
         receiver = getattr(__obj, "__self__", None)  # a method reads its string or list
-        budget.charge(CALL_STEPS + sizes([receiver, *args, *kwargs.values()]), what)
+        budget.charge(CALL_STEPS + cost([receiver, *args, *kwargs.values()]), what)
         with budget.call(what):
             return super().call(__context, __obj, *args, **kwargs)
 
 
 def _environment(escape: Callable[[str], str] | None) -> ImmutableSandboxedEnvironment:
     def finalize(value: Any) -> str:
+        if value is not None and not isinstance(value, str):  # str() of a list is work
+            current().charge(cost([value]), "printed value")
         text = "" if value is None else str(value)
-        current().charge(len(text), "printed text")
         return escape(text) if escape is not None else text
 
     return _Bounded(

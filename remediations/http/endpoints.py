@@ -100,13 +100,14 @@ def _check_strings(value: Any) -> Any:
     return value
 
 
-def _render_strings(value: Any, values: Mapping[str, Any]) -> Any:
+def _render_strings(value: Any, values: Mapping[str, Any], where: str = "body") -> Any:
+    """``value`` with its strings rendered; ``where`` (``body.a[0]``) names each in errors."""
     if isinstance(value, str):
-        return render(value, values)
+        return render(value, values, name=where)
     if isinstance(value, Mapping):
-        return {k: _render_strings(v, values) for k, v in value.items()}
+        return {k: _render_strings(v, values, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [_render_strings(v, values) for v in value]
+        return [_render_strings(v, values, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 

@@ -65,7 +65,7 @@ def test_the_output_stops_at_the_bound() -> None:
         render(loop, {})
     wide = '{{ "{:>100000000}".format("x") }}'
     # Printing it is past the work a render may do before it is past the output bound.
-    with pytest.raises(TemplateTooLarge, match="renders more than|steps of work"):
+    with pytest.raises(TemplateTooLarge, match=r"renders more than|steps of work"):
         render(wide, {})
 
 
