@@ -7,12 +7,17 @@ does not carry. ``{{ labels.namespace }}`` reads as in target templates. Every v
 prints goes through ``escape`` (e.g. Slack mrkdwn's ``&``, ``<``, ``>``): a label value can never
 become a link or a mention; literal template text is left as the rule author wrote it.
 
-Rendering runs on the service's event loop, so a template is bounded like a message: ``*`` and
-``**`` may not build a string or list over ``MAX_RENDERED`` characters or items, nor an integer
-over ``MAX_INT_BITS`` bits; no filter, test or method takes a number beyond ``MAX_RENDERED``
-(``center(100000000)``, ``slice(10**8)``); and the output stops at ``MAX_RENDERED`` characters.
-Each raises ``TemplateTooLarge`` (the step fails, saying why); ``check_template`` refuses what it
-can see without an alert (constants) when the rules load.
+Rendering runs on the service's event loop, so a template is bounded like a message: ``*``,
+``+`` and ``**`` may not build a string or list over ``MAX_RENDERED`` characters or items,
+nor an integer over ``MAX_INT_BITS`` bits; no filter, test or method takes a number beyond
+``MAX_RENDERED`` (``center(100000000)``, ``slice(10**8)``); and the output stops at
+``MAX_RENDERED`` characters.
+The *work* of a render is bounded too (``remediations.template_work``): loop items, calls,
+filters and the characters they handle draw from ``MAX_WORK`` steps, calls nest at most
+``MAX_DEPTH`` deep and a render gets ``MAX_SECONDS`` of CPU time. Each raises
+``TemplateTooLarge`` (the step fails, saying why and in which template); ``check_template``
+refuses what it can see without an alert (constants, loops over constant ranges nested past
+``MAX_WORK``) when the rules load.
 """
 
 from __future__ import annotations
@@ -23,16 +28,34 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
-from jinja2.runtime import Context
+from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from remediations.base import ActionContext, ActionError
+from remediations.base import ActionContext
 from remediations.targets import Target
+from remediations.template_work import (
+    CALL_STEPS,
+    MAX_DEPTH,
+    MAX_RENDERED,
+    MAX_SECONDS,
+    MAX_WORK,
+    CountingCodeGenerator,
+    TemplateTooLarge,
+    cost,
+    counted,
+    current,
+    joined,
+    rendering,
+    size,
+)
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_INT_BITS",
     "MAX_RENDERED",
+    "MAX_SECONDS",
     "MAX_TEMPLATE",
+    "MAX_WORK",
     "TemplateTooLarge",
     "check_template",
     "render",
@@ -40,25 +63,24 @@ __all__ = [
 ]
 
 MAX_TEMPLATE = 8192  # characters; a template is a message, not a program
-# Characters a rendered template (and any string or list built on the way) may have: a chat
-# message or a request body's string, not a document (Slack's own limit is 40,000).
-MAX_RENDERED = 65536
 # Bits an integer built by `*` or `**` may have: far beyond any count, far below a slow one.
 MAX_INT_BITS = 4096
 
 
-class TemplateTooLarge(ActionError):
-    """A template would build more than the bounds above allow."""
-
-
 def _bounded_binop(op: str, left: Any, right: Any) -> Any:
-    """``left <op> right`` for ``*`` and ``**``, refused when the result would pass a bound."""
+    """``left <op> right`` for ``*``, ``+`` and ``**``, refused when the result would pass a
+    bound. A list counts what it holds: ``[s] * n`` is as large as ``s * n``."""
+    if op == "+":
+        both = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+        if both and size(left) + size(right) > MAX_RENDERED:
+            raise TemplateTooLarge(f"template: a sum over {MAX_RENDERED} characters or items")
+        return operator.add(left, right)
     if op == "*":
         for seq, times in ((left, right), (right, left)):
             sequence = isinstance(seq, str | list | tuple) and isinstance(times, int)
-            if sequence and len(seq) * max(times, 0) > MAX_RENDERED:
+            if sequence and size(seq) * max(times, 0) > MAX_RENDERED:
                 raise TemplateTooLarge(
-                    f"template: {len(seq)} x {times} is more than {MAX_RENDERED} characters"
+                    f"template: {size(seq)} x {times} is more than {MAX_RENDERED} characters"
                 )
         if _ints(left, right) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
             raise TemplateTooLarge(f"template: a product over {MAX_INT_BITS} bits")
@@ -89,7 +111,10 @@ def _bounded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     def bounded(*args: Any, **kwargs: Any) -> Any:
         # The first argument is the value filtered (a context first for some filters).
-        _check_numbers(name, [a for a in args[1:] if not isinstance(a, Context)], kwargs)
+        given = [a for a in args if not isinstance(a, Context)]
+        _check_numbers(name, given[1:], kwargs)
+        # What a filter reads it pays for: sort, join, map over a large value are not free.
+        current().charge(1 + cost([*given, *kwargs.values()]), name)
         return function(*args, **kwargs)
 
     return bounded
@@ -98,7 +123,8 @@ def _bounded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
 class _Bounded(ImmutableSandboxedEnvironment):
     """The immutable sandbox with the bounds of the module docstring."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+"})
+    code_generator_class = CountingCodeGenerator
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -107,17 +133,38 @@ class _Bounded(ImmutableSandboxedEnvironment):
         self.filters = {name: _bounded(name, f) for name, f in self.filters.items()}
         tests: Mapping[str, Any] = self.tests
         self.tests = {name: _bounded(name, test) for name, test in tests.items()}
+        # lipsum(n) builds n paragraphs of filler before anything can count them; a message
+        # over an alert has no use for it.
+        self.globals.pop("lipsum", None)
+
+    # Captured blocks (a macro's output, {% set %}...{% endset %}, {% filter %}) and ``~``.
+    concat = staticmethod(joined)
+    joined = staticmethod(joined)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        return _bounded_binop(operator, left, right)
+        result = _bounded_binop(operator, left, right)
+        current().charge(cost([result]), operator)
+        return result
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_numbers(getattr(__obj, "__name__", "a call"), args, kwargs)
-        return super().call(__context, __obj, *args, **kwargs)
+        what = str(getattr(__obj, "__name__", None) or type(__obj).__name__)
+        _check_numbers(what, args, kwargs)
+        if __obj is counted:  # a loop's own iterable: counted by the item
+            return super().call(__context, __obj, *args, **kwargs)
+        budget = current()
+        if isinstance(__obj, LoopContext) and args:  # loop(...) in a recursive loop
+            what = "a recursive loop"
+            args = (counted(args[0]), *args[1:])
+        receiver = getattr(__obj, "__self__", None)  # a method reads its string or list
+        budget.charge(CALL_STEPS + cost([receiver, *args, *kwargs.values()]), what)
+        with budget.call(what):
+            return super().call(__context, __obj, *args, **kwargs)
 
 
 def _environment(escape: Callable[[str], str] | None) -> ImmutableSandboxedEnvironment:
     def finalize(value: Any) -> str:
+        if value is not None and not isinstance(value, str):  # str() of a list is work
+            current().charge(cost([value]), "printed value")
         text = "" if value is None else str(value)
         return escape(text) if escape is not None else text
 
@@ -146,6 +193,7 @@ def check_template(source: str) -> str:
     except TemplateSyntaxError as exc:
         raise ValueError(f"template line {exc.lineno}: {exc.message}") from None
     _check_constants(tree)
+    _check_loops(tree, 1)
     for node in tree.find_all(nodes.Getattr):
         # Outermost first: the first chain found is the whole of it.
         chain: list[str] = []
@@ -204,6 +252,42 @@ def _check_constants(tree: nodes.Template) -> None:
             raise ValueError(f"template line {node.lineno}: {problem}") from None
 
 
+def _check_loops(node: nodes.Node, runs: int) -> None:
+    """Refuse loops over constants nested past MAX_WORK items (``range(60000)`` in
+    ``range(60000)``), whatever the alert. ``runs``: how often ``node`` runs; a loop over what
+    lint cannot see (``range(labels.n | int)``) counts once here and is bounded when rendered."""
+    if not isinstance(node, nodes.For):
+        for child in node.iter_child_nodes():
+            _check_loops(child, runs)
+        return
+    _check_loops(node.iter, runs)
+    items = runs * (_constant_length(node.iter) or 1)
+    if items > MAX_WORK:
+        raise ValueError(
+            f"template line {node.lineno}: loops nested here run {items} times, more than "
+            f"the {MAX_WORK} steps of work a render may take"
+        )
+    for part in (*node.body, *node.else_, *([node.test] if node.test else [])):
+        _check_loops(part, items)
+
+
+def _constant_length(node: nodes.Node) -> int | None:
+    """How many items a loop over ``node`` takes when lint can tell: ``range`` of constants,
+    a constant string, list or tuple, or one of those through filters (``| list``)."""
+    while isinstance(node, nodes.Filter) and node.node is not None:
+        node = node.node
+    if isinstance(node, nodes.Call) and getattr(node.node, "name", None) == "range":
+        arguments = [_constant_or_none(arg) for arg in node.args]
+        if node.kwargs or not arguments or not _ints(*arguments):
+            return None
+        try:
+            return len(range(*arguments))
+        except (TypeError, ValueError):
+            return None
+    value = _constant_or_none(node)
+    return len(value) if isinstance(value, str | list | tuple) else None
+
+
 def _called(node: nodes.Filter | nodes.Test | nodes.Call) -> str:
     """The name of what a filter, test or method call calls, for messages."""
     if isinstance(node, nodes.Call):
@@ -220,18 +304,39 @@ def _constant_or_none(node: nodes.Node) -> Any:
 
 
 def render(
-    source: str, values: Mapping[str, Any], escape: Callable[[str], str] | None = None
+    source: str,
+    values: Mapping[str, Any],
+    escape: Callable[[str], str] | None = None,
+    *,
+    name: str = "",
 ) -> str:
     """``source`` rendered with ``values``; each printed value passed through ``escape``.
-    Raises TemplateTooLarge past the bounds of the module docstring."""
+    Raises TemplateTooLarge past the bounds of the module docstring, its message naming the
+    template (``name``, e.g. ``"body.reason"``, and the start of its source)."""
     parts: list[str] = []
-    size = 0
-    for part in _environment(escape).from_string(source).generate(**values):
-        size += len(part)
-        if size > MAX_RENDERED:
-            raise TemplateTooLarge(f"template: renders more than {MAX_RENDERED} characters")
-        parts.append(part)
+    total = 0
+    template = _environment(escape).from_string(source)
+    try:
+        with rendering():
+            for part in template.generate(**values):
+                total += len(part)
+                if total > MAX_RENDERED:
+                    raise TemplateTooLarge(f"template: renders more than {MAX_RENDERED} characters")
+                parts.append(part)
+    except TemplateTooLarge as exc:
+        raise TemplateTooLarge(_named(exc.message, source, name)) from None
+    except RecursionError:
+        # MAX_DEPTH keeps a template's own calls below Python's limit; this is a net.
+        problem = f"template: nests deeper than Python allows (more than {MAX_DEPTH} calls)"
+        raise TemplateTooLarge(_named(problem, source, name)) from None
     return "".join(parts)
+
+
+def _named(message: str, source: str, name: str) -> str:
+    """``message`` (``"template: ..."``) saying which template: ``name`` and its source's start."""
+    start = source if len(source) <= 60 else source[:57] + "..."
+    which = f"{name} {start!r}" if name else repr(start)
+    return f"template {which}: {message.removeprefix('template: ')}"
 
 
 def template_values(ctx: ActionContext, target: Target) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from remediations.base import (
     Result,
     Risk,
 )
-from remediations.http.post import HttpPolicy, host_of, post_json
+from remediations.http.post import HttpPolicy, host_of, json_body, post_json
 from remediations.params import StrictParams
 from remediations.targets import Target
 from remediations.templates import check_template, render, template_values
@@ -100,13 +100,14 @@ def _check_strings(value: Any) -> Any:
     return value
 
 
-def _render_strings(value: Any, values: Mapping[str, Any]) -> Any:
+def _render_strings(value: Any, values: Mapping[str, Any], where: str = "body") -> Any:
+    """``value`` with its strings rendered; ``where`` (``body.a[0]``) names each in errors."""
     if isinstance(value, str):
-        return render(value, values)
+        return render(value, values, name=where)
     if isinstance(value, Mapping):
-        return {k: _render_strings(v, values) for k, v in value.items()}
+        return {k: _render_strings(v, values, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [_render_strings(v, values) for v in value]
+        return [_render_strings(v, values, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -146,8 +147,9 @@ class HttpCall:
 
     async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
         endpoint, body = self._prepare(ctx, target, self._params(params))
+        # The bytes post_json will send (json_body), not another serialization of the body.
         return Change(
-            f"POST {len(json.dumps(body))} bytes of JSON to endpoint {endpoint.name!r} "
+            f"POST {len(json_body(body))} bytes of JSON to endpoint {endpoint.name!r} "
             f"({endpoint.host})",
             {},
             {"body": body},

@@ -29,7 +29,15 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from remediations.base import ActionError, ActionRefused, TransientActionError
 from remediations.retrying import call_with_retries, describe_exception
 
-__all__ = ["USER_AGENT", "HttpPolicy", "Posted", "host_of", "parse_retry_after", "post_json"]
+__all__ = [
+    "USER_AGENT",
+    "HttpPolicy",
+    "Posted",
+    "host_of",
+    "json_body",
+    "parse_retry_after",
+    "post_json",
+]
 
 USER_AGENT = "alert-remediator/0.1"
 _EXCERPT = 500  # characters of a response body kept for the record
@@ -114,6 +122,12 @@ def _describe(exc: BaseException, url: str) -> str:
     return _redact(describe_exception(exc), url)
 
 
+def json_body(payload: Any) -> bytes:
+    """The exact bytes ``post_json`` sends for ``payload``: compact JSON, UTF-8, non-ASCII kept
+    as is. A preview counts and shows these bytes, so what is approved is what is sent."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 async def post_json(
     session: aiohttp.ClientSession,
     url: str,
@@ -129,7 +143,7 @@ async def post_json(
     body), TransientActionError when retries are exhausted or a Retry-After exceeds the cap.
     ``what`` names the destination in messages, e.g. ``"endpoint 'flush_cache'"``.
     """
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    body = json_body(payload)
     sent_headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,

@@ -113,8 +113,8 @@ class Notify:
         return Message(
             event=Event.STEP,
             # The title is plain text in every rendering: nothing to escape.
-            title=render(params.title, values).strip() or target.key,
-            text=render(params.message, values, escape).strip(),
+            title=render(params.title, values, name="title").strip() or target.key,
+            text=render(params.message, values, escape, name="message").strip(),
             rule=ctx.rule,
             run_id=ctx.run_id,
             dry_run=ctx.dry_run,
