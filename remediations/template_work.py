@@ -46,6 +46,7 @@ __all__ = [
     "MAX_WORK",
     "Budget",
     "CountingCodeGenerator",
+    "TemplateFailed",
     "TemplateTooLarge",
     "cost",
     "counted",
@@ -71,7 +72,12 @@ MAX_SECONDS = 0.25  # CPU seconds of the rendering thread (time.thread_time)
 _CHECK_EVERY = 2048  # steps between looks at the clock
 
 
-class TemplateTooLarge(ActionError):
+class TemplateFailed(ActionError):
+    """A template in a step's params could not be rendered over this alert (it raised: a
+    division by zero, an undefined name called, a sandbox refusal); the step fails naming it."""
+
+
+class TemplateTooLarge(TemplateFailed):
     """A template would build, or work, more than its bounds allow."""
 
 

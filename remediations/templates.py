@@ -40,6 +40,7 @@ from remediations.template_work import (
     MAX_SECONDS,
     MAX_WORK,
     CountingCodeGenerator,
+    TemplateFailed,
     TemplateTooLarge,
     cost,
     counted,
@@ -56,6 +57,7 @@ __all__ = [
     "MAX_SECONDS",
     "MAX_TEMPLATE",
     "MAX_WORK",
+    "TemplateFailed",
     "TemplateTooLarge",
     "check_template",
     "render",
@@ -329,6 +331,11 @@ def render(
         # MAX_DEPTH keeps a template's own calls below Python's limit; this is a net.
         problem = f"template: nests deeper than Python allows (more than {MAX_DEPTH} calls)"
         raise TemplateTooLarge(_named(problem, source, name)) from None
+    except Exception as exc:
+        # The template's own fault over this alert (1/0, a sandbox refusal, an undefined name
+        # called): the step fails saying so, rather than being taken for the action's bug.
+        problem = f"template: {type(exc).__name__}: {exc}"
+        raise TemplateFailed(_named(problem, source, name)) from None
     return "".join(parts)
 
 

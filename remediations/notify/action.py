@@ -21,7 +21,7 @@ from remediations.notify.message import ChannelKind, Event, Message, mrkdwn_esca
 from remediations.notify.notifier import Notifier
 from remediations.params import StrictParams
 from remediations.targets import KINDS, Target
-from remediations.templates import TemplateTooLarge, check_template, render, template_values
+from remediations.templates import TemplateFailed, check_template, render, template_values
 
 __all__ = ["Notify", "NotifyParams"]
 
@@ -82,7 +82,7 @@ class Notify:
         notifier: Notifier = ctx.clients.get("notify")
         try:
             message = self._message(ctx, target, typed, notifier)
-        except TemplateTooLarge as exc:
+        except TemplateFailed as exc:
             # Nothing to send; like a channel that is down, this does not fail the run.
             return Result(Outcome.UNDELIVERED, f"could not notify {typed.channel!r}: {exc.message}")
         shown = {"channel": typed.channel, "title": message.title, "text": message.text}

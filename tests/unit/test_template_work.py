@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import time
 
-import jinja2
 import pytest
 
 from receiver.rules.compile import lint_files
@@ -20,6 +19,7 @@ from remediations.templates import (
     MAX_RENDERED,
     MAX_SECONDS,
     MAX_WORK,
+    TemplateFailed,
     TemplateTooLarge,
     check_template,
     render,
@@ -132,7 +132,7 @@ def test_filters_and_builders_over_large_values_cost_what_they_read(
 
 def test_lipsum_is_not_offered() -> None:
     # lipsum(n) would build n paragraphs before anything counts them.
-    with pytest.raises(jinja2.UndefinedError, match="'lipsum' is undefined"):
+    with pytest.raises(TemplateFailed, match="UndefinedError: 'lipsum' is undefined"):
         render("{{ lipsum(60000) }}", {})
 
 
@@ -214,3 +214,21 @@ rules:
     [error] = lint_files({"a.yaml": text}, default_registry(), POLICY)
     assert error.file == "a.yaml"
     assert f"more than the {MAX_WORK} steps of work" in error.message
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("{{ 1 // (labels.n | int) }}", "ZeroDivisionError"),
+        ("{{ labels.items() | map('x') | list }}", "No filter named 'x'"),
+        ("{{ undefined_thing() }}", "UndefinedError"),
+    ],
+)
+def test_a_template_that_raises_over_an_alert_fails_its_step_naming_it(
+    source: str, says: str
+) -> None:
+    # The template's fault, not the action's: a TemplateFailed (an ActionError) naming it.
+    with pytest.raises(TemplateFailed) as caught:
+        render(source, {"labels": {"n": "0"}}, name="body.x")
+    assert "body.x" in caught.value.message
+    assert says in caught.value.message
