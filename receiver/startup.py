@@ -278,8 +278,9 @@ def configuration_record(
 ) -> dict[str, Any]:
     """What the audit log records when the service starts (``service.started``): every setting
     as loaded, secrets masked (pydantic writes a ``SecretStr`` as ``**********``; operators
-    by name only; connection secrets are never part of the settings' data), the rules in
-    force, the mode and the systems steps act on live."""
+    by name only; connection secrets are never part of the settings' data, and a URL or header
+    written in the configuration itself cannot hold one: ``connections.clear_url`` refuses it at
+    load), the rules in force, the mode and the systems steps act on live."""
     config = settings.model_dump(mode="json")
     config["operator_tokens"] = sorted(settings.operator_tokens)
     return {
