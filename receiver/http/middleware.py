@@ -1,5 +1,6 @@
 """The one middleware every request passes: authentication and roles, body limits, query
-parameters no route can take, JSON errors (a store out of reach is 503 on every route), metrics.
+parameters no route can take, bodies that cannot be decoded (400), JSON errors (a store out of
+reach is 503 on every route), metrics.
 
 One middleware, not one per concern: every layer costs each webhook a coroutine and a wrapper,
 and this one runs on every request anyway.
@@ -97,6 +98,20 @@ def edge_middleware(
         except web.HTTPRequestEntityTooLarge:
             status = 413
             return too_large(max_body)
+        except web.RequestPayloadError as exc:
+            # A body aiohttp cannot decode (a Content-Encoding: gzip or deflate body that is no
+            # such stream, a malformed chunked body): the client's fault, on whichever route read
+            # it. The stream is broken past this point: it is marked ended, so that aiohttp does
+            # not read it again after the answer (which would raise and log a traceback), and the
+            # connection is closed.
+            request.content.feed_eof()
+            status = 400
+            unreadable = json_response(
+                {"error": f"request body cannot be read: {_payload_problem(exc)}", "field": "body"},
+                400,
+            )
+            unreadable.force_close()
+            return unreadable
         except BodyTimeout as exc:
             status = 408
             timed_out = json_response({"error": str(exc)}, 408)
@@ -154,6 +169,13 @@ async def _with_body_deadline(
         return await handler(request)
     finally:
         timer.cancel()
+
+
+def _payload_problem(exc: web.RequestPayloadError) -> str:
+    """What aiohttp says of a body it could not read, e.g. ``Can not decode content-encoding:
+    gzip`` (its ``message``, without the status it prefixes ``str()`` with)."""
+    message = getattr(exc, "message", "") or str(exc)
+    return " ".join(str(message).split()) or "malformed body"
 
 
 def _bad_query(request: web.Request) -> web.Response | None:
