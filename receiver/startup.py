@@ -234,7 +234,7 @@ def _cli_command(settings: Settings) -> str:
     """How to run the CLI from here: ``.venv/bin/remediator`` after `make run`, which does not
     put the virtualenv on PATH; plain ``remediator`` otherwise. With a data directory other than
     the default, the variable that points the CLI at it (its operator token and owner record
-    are there) comes first."""
+    are there) comes first; with configured operators, the variable naming a token's file."""
     command = "remediator"
     invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if invoked is not None and invoked.name == "remediator":
@@ -244,6 +244,11 @@ def _cli_command(settings: Settings) -> str:
             command = "remediator"
     if settings.data_dir != DEFAULT_DATA_DIR:
         command = f"REMEDIATOR_DATA_DIR={shlex.quote(str(settings.data_dir))} {command}"
+    if settings.operator_tokens and settings.operator_tokens_dir is not None:
+        # Configured operators: no token is generated, each sends their own (the first one
+        # named, as an example that works for whoever may read that file).
+        mine = settings.operator_tokens_dir / min(settings.operator_tokens)
+        command = f"REMEDIATOR_OPERATOR_TOKEN_FILE={shlex.quote(str(mine))} {command}"
     return command
 
 
