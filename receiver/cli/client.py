@@ -41,7 +41,8 @@ TIMEOUT_S = 30
 
 
 def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--url``: an http(s) URL with a host (and a numeric port, if any); else a usage error."""
+    """``--url``: an http(s) URL with a host (and a numeric port, if any) and no path, query or
+    fragment; else a usage error."""
     if value is None:
         return None
     parts = urlsplit(value.strip())
@@ -51,6 +52,11 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(f"{value!r}: the port is not a number") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(f"{value!r} is not a server URL; e.g. http://127.0.0.1:9095")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        # The server answers at the root (/api/v1/...); a base path would only 404.
+        raise click.BadParameter(
+            f"{value!r}: give the server as http(s)://host:port, without a path or query"
+        )
     return value.strip()
 
 

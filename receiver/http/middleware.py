@@ -56,7 +56,8 @@ def edge_middleware(
     (chunked) body gets HTTPRequestEntityTooLarge; both are answered here as a JSON 413.
     ``read_timeout_s`` bounds the time to receive a body once the headers are in (408 after it).
     ``webhook_routes`` are the routes (canonical paths) that take the webhook credential; every
-    other route under /api/, including one that does not exist, takes an operator token, except
+    other route under /api/, including one that does not exist, takes an operator token (a
+    method a route does not take is 405 whatever the credential), except
     paths under an ``own_auth`` prefix, whose handlers authenticate the caller themselves (the
     approvals API also believes the SSO proxy's header).
     """
@@ -71,8 +72,10 @@ def edge_middleware(
             # handler reads anything; health, readiness and metrics stay open for probes and
             # scrapers.
             refused: web.Response | None = None
-            if request.path.startswith("/api/") and not (
-                own_auth and request.path.startswith(own_auth)
+            if (
+                request.path.startswith("/api/")
+                and not (own_auth and request.path.startswith(own_auth))
+                and not _method_not_allowed(request)
             ):
                 role = Role.WEBHOOK if _route_name(request) in webhook_routes else Role.OPERATOR
                 caller = auth.authorize(request, role)
@@ -185,6 +188,13 @@ def _bad_query(request: web.Request) -> web.Response | None:
     except BadParameter as exc:
         return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
     return None
+
+
+def _method_not_allowed(request: web.Request) -> bool:
+    """The path is a route, the method is not one of its: 405 (with Allow) whatever the
+    credential, as the route's existence says nothing a 405 would not."""
+    error = getattr(request.match_info, "http_exception", None)
+    return isinstance(error, web.HTTPMethodNotAllowed)
 
 
 def _route_name(request: web.Request) -> str:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from receiver.durations import parse_duration
 from receiver.http.deps import CLOCK
-from receiver.http.filters import BadParameter
+from receiver.http.filters import BadParameter, choice
 from receiver.http.login import REVIEW_WEB
 from receiver.http.pages import window_of
 from receiver.http.responses import json_response
@@ -49,12 +49,8 @@ async def get_report(request: web.Request) -> web.Response:
                 raise BadParameter(name, f"unknown parameter {name!r}")
         start, end = window_of(query, request.app[CLOCK]())
         gap_s = _gap(query.get("gap"))
-        group_by = query.get("group_by", "gap")
-        if group_by not in ("gap", "window"):
-            raise BadParameter("group_by", "group_by is gap or window")
-        fmt = query.get("format", "json")
-        if fmt not in ("json", "markdown"):
-            raise BadParameter("format", "format is json or markdown")
+        group_by = choice(query, "group_by", ("gap", "window"), "gap")
+        fmt = choice(query, "format", ("json", "markdown"), "json")
     except BadParameter as exc:
         return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
     try:
