@@ -4,7 +4,8 @@ Parameters: ``from`` (RFC 3339 or a duration ago, default 24h), ``to`` (default 
 ``gap`` (the incident gap, a duration; default the configured one), ``group_by`` (``gap``, the
 default: incidents by alert group and gap; ``window``: the whole window as one incident),
 ``format`` (``json``, the default, or ``markdown``). 400 names a bad parameter, 413 a window
-with more runs than the review reads at once, 503 without the store.
+with more runs, or alerts nothing was done for, than the review reads at once (``ReviewTooLarge``
+says what to do), 503 without the store.
 """
 
 from __future__ import annotations
