@@ -1,11 +1,11 @@
 """What the service settles and says at start-up: its credentials, its stores, the banner.
 
 The embedded default still authenticates: it generates a webhook token and an operator token
-under the data directory (kept, mode 0600, and reused), and the banner shows them with a curl
-that works. A configured secret is never printed. With external servers, serving without any
-webhook authentication must be asked for. A store it cannot reach, or a URL it cannot read,
-ends the start with one line naming the variable (never the password): ``StartupError``
-(exit 1) or ``ConfigError`` (exit 2).
+under the data directory (kept, mode 0600, and reused), and the banner names them (a short
+prefix and the file) with a curl that works. No secret is ever printed. With external servers,
+serving without any webhook authentication must be asked for. A store it cannot reach, or a URL
+it cannot read, ends the start with one line naming the variable (never the password):
+``StartupError`` (exit 1) or ``ConfigError`` (exit 2).
 """
 
 from __future__ import annotations
@@ -160,12 +160,17 @@ def banner(
     ``dry_run``: nothing changes anywhere; otherwise steps on the systems in ``live`` (client
     names, e.g. ``kubernetes``, ``postgres:orders``) change them and the others run dry.
     ``embedded``: this process runs the servers whose URL is not configured. Only generated
-    tokens (``shown``) appear; a configured secret is never printed, the hints name a variable
-    instead. ``warnings``: safeties the configuration turned off, one line each."""
+    tokens (``shown``) are named, by a short prefix and the file holding them (the commands read
+    that file); a secret is never printed, the hints name a variable instead. ``warnings``:
+    safeties the configuration turned off, one line each."""
     sample = Path(__file__).parent / "samples" / "high-memory.json"
+    # A generated token is named by a short prefix and its file, never printed whole: the
+    # banner goes to stderr, which container logs keep. The commands read the file.
+    webhook_file = settings.data_dir / WEBHOOK_TOKEN_FILE
+    operator_file = settings.data_dir / OPERATOR_TOKEN_FILE
     webhook = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
     if webhook and shown.webhook:
-        auth = f"-H 'Authorization: Bearer {webhook}' "
+        auth = f'-H "Authorization: Bearer $(cat {shlex.quote(str(webhook_file))})" '
     elif settings.webhook_token is not None:
         auth = '-H "Authorization: Bearer $WEBHOOK_TOKEN" '
     elif settings.basic_auth_configured:
@@ -174,7 +179,7 @@ def banner(
         auth = ""
     operator = settings.operator_tokens.get(LOCAL_OPERATOR) if shown.operator else None
     if operator is not None:
-        operator_auth = f"-H 'Authorization: Bearer {operator.get_secret_value()}' "
+        operator_auth = f'-H "Authorization: Bearer $(cat {shlex.quote(str(operator_file))})" '
     elif settings.operator_tokens or settings.auth_configured:
         operator_auth = '-H "Authorization: Bearer $OPERATOR_TOKEN" '
     else:
@@ -189,17 +194,17 @@ def banner(
         *(f"  WARNING:    {warning}" for warning in warnings),
     ]
     if webhook and shown.webhook:
-        kept = settings.data_dir / WEBHOOK_TOKEN_FILE
-        lines.append(f"  webhook token:  {webhook}  (in {kept}; posts alerts, nothing else)")
+        lines.append(
+            f"  webhook token:  {_prefix(webhook)}  (in {webhook_file}; posts alerts, nothing else)"
+        )
     elif settings.auth_configured:
         lines.append("  webhook auth: as configured (the secret is not printed)")
     else:
         lines.append("  webhook auth: NONE (set REMEDIATOR_WEBHOOK_TOKEN_FILE)")
     if operator is not None:
-        kept = settings.data_dir / OPERATOR_TOKEN_FILE
         lines.append(
-            f"  operator token: {operator.get_secret_value()}  (in {kept}; operator"
-            f" {LOCAL_OPERATOR!r}: runs, status, pause, resume)"
+            f"  operator token: {_prefix(operator.get_secret_value())}  (in {operator_file};"
+            f" operator {LOCAL_OPERATOR!r}: runs, status, pause, resume)"
         )
     elif settings.operator_tokens:
         names = ", ".join(sorted(settings.operator_tokens))
@@ -215,6 +220,14 @@ def banner(
         "",
     ]
     return "\n".join(lines)
+
+
+# How much of a generated token the banner shows: enough to tell two apart, not to use one.
+_PREFIX_CHARS = 4
+
+
+def _prefix(token: str) -> str:
+    return f"{token[:_PREFIX_CHARS]}…"
 
 
 def storage_text(settings: Settings) -> str:
@@ -234,7 +247,7 @@ def _cli_command(settings: Settings) -> str:
     """How to run the CLI from here: ``.venv/bin/remediator`` after `make run`, which does not
     put the virtualenv on PATH; plain ``remediator`` otherwise. With a data directory other than
     the default, the variable that points the CLI at it (its operator token and owner record
-    are there) comes first."""
+    are there) comes first; with configured operators, the variable naming a token's file."""
     command = "remediator"
     invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if invoked is not None and invoked.name == "remediator":
@@ -244,6 +257,11 @@ def _cli_command(settings: Settings) -> str:
             command = "remediator"
     if settings.data_dir != DEFAULT_DATA_DIR:
         command = f"REMEDIATOR_DATA_DIR={shlex.quote(str(settings.data_dir))} {command}"
+    if settings.operator_tokens and settings.operator_tokens_dir is not None:
+        # Configured operators: no token is generated, each sends their own (the first one
+        # named, as an example that works for whoever may read that file).
+        mine = settings.operator_tokens_dir / min(settings.operator_tokens)
+        command = f"REMEDIATOR_OPERATOR_TOKEN_FILE={shlex.quote(str(mine))} {command}"
     return command
 
 
@@ -278,8 +296,9 @@ def configuration_record(
 ) -> dict[str, Any]:
     """What the audit log records when the service starts (``service.started``): every setting
     as loaded, secrets masked (pydantic writes a ``SecretStr`` as ``**********``; operators
-    by name only; connection secrets are never part of the settings' data), the rules in
-    force, the mode and the systems steps act on live."""
+    by name only; connection secrets are never part of the settings' data, and a URL or header
+    written in the configuration itself cannot hold one: ``connections.clear_url`` refuses it at
+    load), the rules in force, the mode and the systems steps act on live."""
     config = settings.model_dump(mode="json")
     config["operator_tokens"] = sorted(settings.operator_tokens)
     return {

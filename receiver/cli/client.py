@@ -1,11 +1,16 @@
 """Calling a running server over HTTP: its URL, the operator's token, one request.
 
+Where a command goes: ``--url``; else the configured host and port (``REMEDIATOR_HOST``,
+``REMEDIATOR_PORT``) when either is set; else the ``serve`` running on the data directory now
+(its address is in the directory's owner record, ``embedded.json``: local, and the server of this
+very directory); else the default host and port.
+
 The operator endpoints take an operator token. The CLI sends the one configured with
-REMEDIATOR_OPERATOR_TOKEN(_FILE), to ``--url`` or the configured host and port. Without one, it
-uses the token the embedded default generated under the data directory, and only with the
-server that owns that directory now (its address is in the directory's owner record): a token
-is never sent to a server it does not belong to. When no token is sent, a warning on stderr says
+REMEDIATOR_OPERATOR_TOKEN(_FILE). Without one, it uses the token the embedded default generated
+under the data directory, and only with the server that owns that directory now: a token is
+never sent to a server it does not belong to. When no token is sent, a warning on stderr says
 so and why: a server that answers anyway (an open one) is not the one the user meant to reach.
+A 401 answer comes with a hint saying what to set.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ TIMEOUT_S = 30
 
 
 def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--url``: an http(s) URL with a host (and a numeric port, if any); else a usage error."""
+    """``--url``: an http(s) URL with a host (and a numeric port, if any) and no path, query or
+    fragment; else a usage error."""
     if value is None:
         return None
     parts = urlsplit(value.strip())
@@ -46,6 +52,11 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(f"{value!r}: the port is not a number") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(f"{value!r} is not a server URL; e.g. http://127.0.0.1:9095")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        # The server answers at the root (/api/v1/...); a base path would only 404.
+        raise click.BadParameter(
+            f"{value!r}: give the server as http(s)://host:port, without a path or query"
+        )
     return value.strip()
 
 
@@ -53,8 +64,8 @@ url_option = click.option(
     "--url",
     default=None,
     callback=_check_url,
-    help="Server base URL, http(s)://host:port (default: the server running on this data"
-    " directory, else the configured host and port).",
+    help="Server base URL, http(s)://host:port (default: the configured host and port if set,"
+    " else the server running on this data directory, else 127.0.0.1:9095).",
 )
 
 
@@ -78,28 +89,46 @@ def _same_server(a: str, b: str) -> bool:
         return False
 
 
+# What a 401 means when the CLI had no token of its own to send.
+_WHAT_TO_SET = "set REMEDIATOR_OPERATOR_TOKEN_FILE to a file with your operator token"
+
+
 def operator_target(settings: Settings, url: str | None) -> tuple[str, dict[str, str], str]:
-    """The base URL to call, the headers to send it, and a hint for a 401 answer.
+    """The base URL to call, the headers to send it, and a hint for a 401 answer (see the
+    module's docstring for the order in which the URL is chosen).
 
-    Raises UserError when the embedded token cannot be read."""
-    if settings.operator_token is not None:
-        base = url or settings.local_url()
-        header = {"Authorization": f"Bearer {settings.operator_token.get_secret_value()}"}
-        return base, header, "the server does not accept REMEDIATOR_OPERATOR_TOKEN(_FILE)"
-
+    Raises UserError when the embedded token exists but cannot be read."""
     from receiver.embedded.credentials import OPERATOR_TOKEN_FILE
     from receiver.embedded.owner import live_owner
 
+    configured = bool({"host", "port"} & settings.model_fields_set)
     owner = live_owner(settings.data_dir)
-    hint = "set REMEDIATOR_OPERATOR_TOKEN_FILE to a file with your operator token"
-    if owner is None or owner.http_url is None:
-        why = f"{hint} (no serve runs on {settings.data_dir} to lend its generated token)"
+    served = owner.http_url if owner is not None else None
+    if settings.operator_token is not None:
+        base = url or (None if configured else served) or settings.local_url()
+        header = {"Authorization": f"Bearer {settings.operator_token.get_secret_value()}"}
+        return base, header, "the server does not accept REMEDIATOR_OPERATOR_TOKEN(_FILE)"
+
+    if owner is None or served is None:
+        lend = f"no serve runs on {settings.data_dir} to lend its generated token"
+        why = f"{_WHAT_TO_SET} ({lend})"
         return url or settings.local_url(), {}, why
-    if url is not None and not _same_server(url, owner.http_url):
-        where = f"{owner.http_url} ({owner.describe()})"
-        return url, {}, f"{hint}; the token in {settings.data_dir} is for {where} only"
-    token = _read_token(settings.data_dir / OPERATOR_TOKEN_FILE)
-    return owner.http_url, {"Authorization": f"Bearer {token}"}, hint
+    if url is not None and not _same_server(url, served):
+        where = f"{served} ({owner.describe()})"
+        return url, {}, f"{_WHAT_TO_SET}; the token in {settings.data_dir} is for {where} only"
+    kept = settings.data_dir / OPERATOR_TOKEN_FILE
+    # A serve whose operators are configured (REMEDIATOR_OPERATOR_TOKENS_DIR) generates no
+    # token, and takes only theirs: one left by an earlier run without them is refused.
+    if not kept.exists():
+        hint = f"the serve at {served} generated no token: its operators are configured"
+        return served, {}, f"{hint} (REMEDIATOR_OPERATOR_TOKENS_DIR); {_WHAT_TO_SET}"
+    token = _read_token(kept)
+    hint = f"{kept} is not a token of the serve at {served}: with operators configured"
+    return (
+        served,
+        {"Authorization": f"Bearer {token}"},
+        f"{hint} (REMEDIATOR_OPERATOR_TOKENS_DIR) it takes only theirs; {_WHAT_TO_SET}",
+    )
 
 
 def _warn_once(message: str) -> None:

@@ -28,10 +28,11 @@ it is what a target or a rule names, never a URL or a Redis key.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -48,6 +49,8 @@ __all__ = [
     "RedisQueueConfig",
     "check_names",
     "check_url",
+    "clear_header",
+    "clear_url",
     "json_map",
     "read_connection_secrets",
 ]
@@ -184,7 +187,9 @@ class HttpEndpointConfig(_Strict):
         if (self.url is None) == (self.url_file is None):
             raise ValueError("give exactly one of url and url_file")
         if self.url is not None:
-            check_url(self.url)
+            clear_url(check_url(self.url), instead="give it in url_file")
+        for header in self.headers:
+            clear_header(header)
         clash = set(self.headers) & set(self.header_files)
         if clash:
             raise ValueError(f"headers and header_files both set {', '.join(sorted(clash))}")
@@ -216,6 +221,36 @@ def check_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("the URL must be http:// or https:// with a host")
     return url
+
+
+# Query parameters that carry a credential by their name (token, access_token, api_key,
+# X-Amz-Signature, sig, password, ...): a URL holding one is a secret.
+_SECRET_WORD = re.compile(r"token|secret|pass|pwd|key|sig|auth|cred|session", re.IGNORECASE)
+
+
+def clear_url(url: str, *, instead: str) -> str:
+    """``url`` when it holds no credential: no ``user:password@`` and no query parameter whose
+    name says it carries one (``token``, ``api_key``, ``sig``, ...). A URL written in the
+    configuration itself is recorded in the audit log and logged as it is, so one holding a
+    secret is refused: ValueError saying ``instead`` (what to do), never quoting the URL."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"the URL holds credentials (user:password@); {instead}")
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _SECRET_WORD.search(name):
+            raise ValueError(f"the URL's query parameter {name!r} holds a secret; {instead}")
+    return url
+
+
+def clear_header(name: str) -> str:
+    """``name`` when a header of that name may be written in the configuration itself; a
+    credential-bearing one (``Authorization``, ``Cookie``, ``X-Api-Key``, ...) is refused:
+    ValueError pointing to ``header_files``."""
+    if name.lower() == "cookie" or _SECRET_WORD.search(name):
+        raise ValueError(
+            f"header {name!r} carries a credential: give it in header_files (read from a file)"
+        )
+    return name
 
 
 SecretReader = Callable[[Path, str], SecretStr]

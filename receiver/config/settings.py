@@ -30,6 +30,7 @@ from receiver.config.connections import (
     RedisConnectionConfig,
     check_names,
     check_url,
+    clear_url,
     json_map,
 )
 from receiver.config.values import namespaces, one_of, split_list, url_shape
@@ -212,7 +213,10 @@ class Settings(BaseModel):
     @field_validator("external_url")
     @classmethod
     def _external_url(cls, value: str) -> str:
-        return check_url(value).rstrip("/") if value.strip() else ""
+        if not value.strip():
+            return ""
+        # People open it and it is recorded in the audit log: it never holds a credential.
+        return clear_url(check_url(value), instead="give the address people open").rstrip("/")
 
     # Approvals (receiver/approvals); config.approvals.load_approvals reads their files.
     # Signing keys of approval links: one file per key id; the greatest key id signs.

@@ -47,7 +47,7 @@ from receiver.http.bodies import (
     text_field,
 )
 from receiver.http.deps import AUTH, CLOCK
-from receiver.http.filters import BadParameter, parse_since
+from receiver.http.filters import BadParameter, choice, parse_since
 from receiver.http.responses import html_response, json_response, row
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.store import StoreUnavailable
@@ -289,12 +289,9 @@ def _filters(request: web.Request) -> dict[str, Any]:
         if name not in ("state", "rule", "run", "since", "limit"):
             raise BadParameter(name, f"unknown parameter {name!r}")
     filters: dict[str, Any] = {}
-    if "state" in query:
-        try:
-            filters["state"] = ApprovalState(query["state"])
-        except ValueError:
-            known = ", ".join(s.value for s in ApprovalState)
-            raise BadParameter("state", f"unknown state; one of {known}") from None
+    state = choice(query, "state", (s.value for s in ApprovalState))
+    if state is not None:
+        filters["state"] = ApprovalState(state)
     if query.get("rule"):
         filters["rule"] = query["rule"]
     if "run" in query:

@@ -151,7 +151,10 @@ class Authenticator:
             return self._refuse(required)
         if found.role is not required:
             takes = "the webhook credential" if required is Role.WEBHOOK else "an operator token"
-            message = f"forbidden: a {found.role} credential cannot call this endpoint ({takes})"
+            article = "an" if str(found.role)[0] in "aeiou" else "a"
+            message = (
+                f"forbidden: {article} {found.role} credential cannot call this endpoint ({takes})"
+            )
             return json_response({"error": message}, 403)
         return found
 

@@ -4,7 +4,7 @@ turned into store filters."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ __all__ = [
     "MAX_RUNS_LIMIT",
     "BadParameter",
     "check_query",
+    "choice",
     "parse_since",
     "run_filters",
 ]
@@ -41,6 +42,21 @@ def check_query(query: Mapping[str, str]) -> None:
         if "\x00" in name or "\x00" in value:
             shown = name.replace("\x00", "\\x00")
             raise BadParameter(shown, f"{shown} must not contain U+0000 (NUL)")
+
+
+def choice(
+    query: Mapping[str, str], name: str, choices: Iterable[str], default: str | None = None
+) -> str | None:
+    """The value of the enumerated parameter ``name`` (``default`` when absent), one of
+    ``choices``. Every route checks its enumerated parameters here, so each refuses an unknown
+    value the same way: BadParameter naming the parameter and listing the allowed values."""
+    value = query.get(name)
+    if value is None:
+        return default
+    allowed = list(choices)
+    if value not in allowed:
+        raise BadParameter(name, f"unknown {name} {value!r}; one of {', '.join(allowed)}")
+    return value
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -101,13 +117,9 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
         if not parsed.name or (target_kind(parsed.kind).namespaced and not parsed.namespace):
             raise BadParameter("target", "target must be kind/namespace/name or kind/name")
         filters["target"] = parsed
-    outcome = query.get("outcome")
+    outcome = choice(query, "outcome", (o.value for o in RunOutcome))
     if outcome is not None:
-        try:
-            filters["outcome"] = RunOutcome(outcome)
-        except ValueError:
-            known = ", ".join(o.value for o in RunOutcome)
-            raise BadParameter("outcome", f"unknown outcome {outcome!r}; one of {known}") from None
+        filters["outcome"] = RunOutcome(outcome)
     since = query.get("since")
     if since is not None:
         try:

@@ -1,5 +1,6 @@
 """The one middleware every request passes: authentication and roles, body limits, query
-parameters no route can take, JSON errors (a store out of reach is 503 on every route), metrics.
+parameters no route can take, bodies that cannot be decoded (400), JSON errors (a store out of
+reach is 503 on every route), metrics.
 
 One middleware, not one per concern: every layer costs each webhook a coroutine and a wrapper,
 and this one runs on every request anyway.
@@ -55,7 +56,8 @@ def edge_middleware(
     (chunked) body gets HTTPRequestEntityTooLarge; both are answered here as a JSON 413.
     ``read_timeout_s`` bounds the time to receive a body once the headers are in (408 after it).
     ``webhook_routes`` are the routes (canonical paths) that take the webhook credential; every
-    other route under /api/, including one that does not exist, takes an operator token, except
+    other route under /api/, including one that does not exist, takes an operator token (a
+    method a route does not take is 405 whatever the credential), except
     paths under an ``own_auth`` prefix, whose handlers authenticate the caller themselves (the
     approvals API also believes the SSO proxy's header).
     """
@@ -70,8 +72,10 @@ def edge_middleware(
             # handler reads anything; health, readiness and metrics stay open for probes and
             # scrapers.
             refused: web.Response | None = None
-            if request.path.startswith("/api/") and not (
-                own_auth and request.path.startswith(own_auth)
+            if (
+                request.path.startswith("/api/")
+                and not (own_auth and request.path.startswith(own_auth))
+                and not _method_not_allowed(request)
             ):
                 role = Role.WEBHOOK if _route_name(request) in webhook_routes else Role.OPERATOR
                 caller = auth.authorize(request, role)
@@ -97,6 +101,20 @@ def edge_middleware(
         except web.HTTPRequestEntityTooLarge:
             status = 413
             return too_large(max_body)
+        except web.RequestPayloadError as exc:
+            # A body aiohttp cannot decode (a Content-Encoding: gzip or deflate body that is no
+            # such stream, a malformed chunked body): the client's fault, on whichever route read
+            # it. The stream is broken past this point: it is marked ended, so that aiohttp does
+            # not read it again after the answer (which would raise and log a traceback), and the
+            # connection is closed.
+            request.content.feed_eof()
+            status = 400
+            unreadable = json_response(
+                {"error": f"request body cannot be read: {_payload_problem(exc)}", "field": "body"},
+                400,
+            )
+            unreadable.force_close()
+            return unreadable
         except BodyTimeout as exc:
             status = 408
             timed_out = json_response({"error": str(exc)}, 408)
@@ -156,6 +174,13 @@ async def _with_body_deadline(
         timer.cancel()
 
 
+def _payload_problem(exc: web.RequestPayloadError) -> str:
+    """What aiohttp says of a body it could not read, e.g. ``Can not decode content-encoding:
+    gzip`` (its ``message``, without the status it prefixes ``str()`` with)."""
+    message = getattr(exc, "message", "") or str(exc)
+    return " ".join(str(message).split()) or "malformed body"
+
+
 def _bad_query(request: web.Request) -> web.Response | None:
     """400 naming a query parameter no route can take (U+0000 anywhere in it), else None."""
     try:
@@ -163,6 +188,13 @@ def _bad_query(request: web.Request) -> web.Response | None:
     except BadParameter as exc:
         return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
     return None
+
+
+def _method_not_allowed(request: web.Request) -> bool:
+    """The path is a route, the method is not one of its: 405 (with Allow) whatever the
+    credential, as the route's existence says nothing a 405 would not."""
+    error = getattr(request.match_info, "http_exception", None)
+    return isinstance(error, web.HTTPMethodNotAllowed)
 
 
 def _route_name(request: web.Request) -> str:

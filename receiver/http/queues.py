@@ -22,9 +22,9 @@ from aiohttp import web
 
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import QUEUES, QueueControl, with_optional
-from receiver.http.filters import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, BadParameter
+from receiver.http.filters import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, BadParameter, choice
 from receiver.http.responses import json_response
-from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, StoreUnavailable
+from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, JobKind, StoreUnavailable
 
 __all__ = ["EVENTS_PATH", "JOBS_PATH", "add_queue_routes"]
 
@@ -138,9 +138,8 @@ def _filters(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, Any]
         if not value.strip():
             raise BadParameter(name, f"{name} must not be empty")
         filters[name] = value
-    state = filters.get("state")
-    if state is not None and state not in QUEUE_STATES:
-        raise BadParameter("state", f"unknown state {state!r}; one of {', '.join(QUEUE_STATES)}")
+    choice(filters, "state", QUEUE_STATES)
+    choice(filters, "kind", (k.value for k in JobKind))
     if "cursor" in filters and not filters["cursor"].isdigit():
         raise BadParameter("cursor", "invalid cursor: pass the next_cursor of a previous page")
     if "run_id" in filters:
@@ -149,10 +148,7 @@ def _filters(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, Any]
         except ValueError:
             raise BadParameter("run_id", "run_id must be a run's id (a uuid)") from None
     if "skipped" in filters:
-        text = filters["skipped"].lower()
-        if text not in ("true", "false"):
-            raise BadParameter("skipped", "skipped must be true or false")
-        filters["skipped"] = text == "true"
+        filters["skipped"] = choice(filters, "skipped", ("true", "false")) == "true"
     limit = DEFAULT_RUNS_LIMIT
     if "limit" in filters:
         try:

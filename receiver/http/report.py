@@ -4,7 +4,8 @@ Parameters: ``from`` (RFC 3339 or a duration ago, default 24h), ``to`` (default 
 ``gap`` (the incident gap, a duration; default the configured one), ``group_by`` (``gap``, the
 default: incidents by alert group and gap; ``window``: the whole window as one incident),
 ``format`` (``json``, the default, or ``markdown``). 400 names a bad parameter, 413 a window
-with more runs than the review reads at once, 503 without the store.
+with more runs, or alerts nothing was done for, than the review reads at once (``ReviewTooLarge``
+says what to do), 503 without the store.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from receiver.durations import parse_duration
 from receiver.http.deps import CLOCK
-from receiver.http.filters import BadParameter
+from receiver.http.filters import BadParameter, choice
 from receiver.http.login import REVIEW_WEB
 from receiver.http.pages import window_of
 from receiver.http.responses import json_response
@@ -49,12 +50,8 @@ async def get_report(request: web.Request) -> web.Response:
                 raise BadParameter(name, f"unknown parameter {name!r}")
         start, end = window_of(query, request.app[CLOCK]())
         gap_s = _gap(query.get("gap"))
-        group_by = query.get("group_by", "gap")
-        if group_by not in ("gap", "window"):
-            raise BadParameter("group_by", "group_by is gap or window")
-        fmt = query.get("format", "json")
-        if fmt not in ("json", "markdown"):
-            raise BadParameter("format", "format is json or markdown")
+        group_by = choice(query, "group_by", ("gap", "window"), "gap")
+        fmt = choice(query, "format", ("json", "markdown"), "json")
     except BadParameter as exc:
         return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
     try:

@@ -32,7 +32,8 @@ from receiver.review.rows import run_of, unacted_of
 
 __all__ = ["MAX_RUNS", "SERVICE_KINDS", "Review", "ReviewStore", "ReviewTooLarge"]
 
-# The most runs one page, incident or report reads: a bound on memory and time per request.
+# The most runs one page, incident or report reads, and the most alerts nothing was done for
+# (unmatched, skipped): a bound on memory and time per request.
 MAX_RUNS = 20000
 # The service's own moves an incident shows (audit rows of no run).
 SERVICE_KINDS = (
@@ -48,8 +49,14 @@ _CHUNK = timedelta(days=1)
 _MAX_STEPS = 400
 
 
+# What to do about a ReviewTooLarge: an incident by group and gap is read whole, however far
+# it reaches past the window; the window as one incident reads the window only.
+_NARROW = "narrow the window, or group by window (group_by=window; remediator report --window)"
+
+
 class ReviewTooLarge(Exception):
-    """More runs than the review reads at once (``MAX_RUNS``): narrow the window."""
+    """More runs, or more alerts nothing was done for, than the review reads at once
+    (``MAX_RUNS`` of each): narrow the window, or read the window as one incident."""
 
 
 class ReviewStore(Protocol):
@@ -124,7 +131,8 @@ class Review:
         rows = await self.store.review_runs(limit=self.max_runs, **filters)
         if len(rows) > self.max_runs:
             raise ReviewTooLarge(
-                f"more than {self.max_runs} runs to read at once: narrow the window"
+                f"more than {self.max_runs} runs to read at once (the window's, and by group"
+                f" and gap those of every incident it touches, read whole): {_NARROW}"
             )
         return [run_of(r) for r in rows]
 
@@ -132,7 +140,9 @@ class Review:
         rows = await self.store.review_events(limit=self.max_runs, **filters)
         if len(rows) > self.max_runs:
             raise ReviewTooLarge(
-                f"more than {self.max_runs} alerts to read at once: narrow the window"
+                f"more than {self.max_runs} alerts nothing was done for (no rule matched, or"
+                f" rules skipped) to read at once (the window's, and by group and gap those of"
+                f" every incident it touches, read whole): {_NARROW}"
             )
         return [e for e in map(unacted_of, rows) if _worth_showing(e)]
 

@@ -39,10 +39,11 @@ __all__ = [
 ]
 
 # Outcomes a step can be recorded with: the actions' (with the simulator's `simulated`), the
-# pipeline's own (planned, held), and how an approval ended it.
+# pipeline's own (planned or held, never to run: receiver.store.steps.NOT_RUN), and how an
+# approval ended it.
 STEP_OUTCOMES = frozenset(
     {o.value for o in Outcome}
-    | {"pending", "awaiting_approval", "rejected", "expired", "cancelled"}
+    | {"pending", "not_run", "awaiting_approval", "rejected", "expired", "cancelled"}
 )
 
 

@@ -27,7 +27,7 @@ from receiver.store.records import (
     run_from_row,
     step_from_row,
 )
-from receiver.store.steps import write_step
+from receiver.store.steps import mark_not_run, write_step
 
 __all__ = ["Runs"]
 
@@ -215,6 +215,8 @@ class Runs(Database):
             )
             if row is None:
                 return False
+            if terminal:
+                await mark_not_run(conn, run_id, f"not run: the run ended {outcome}")
             payload: dict[str, Any] = {"outcome": str(outcome)}
             if error is not None:
                 payload["error"] = error

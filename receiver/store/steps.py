@@ -15,7 +15,24 @@ from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.records import as_utc, canonical_json
 
-__all__ = ["StepFields", "StepWriter", "write_step"]
+__all__ = ["NOT_RUN", "StepFields", "StepWriter", "mark_not_run", "write_step"]
+
+# The outcome of a step its run ended without running (refused by a guard, stopped by an earlier
+# step, rejected, expired, cancelled): it will never run, so it does not read ``pending``.
+NOT_RUN = "not_run"
+
+
+async def mark_not_run(conn: Any, run_id: str, why: str) -> None:
+    """The run's own steps still ``pending`` become ``not_run`` saying ``why``; called in the
+    transaction that ends the run. Its on_resolved and on_failed steps are left alone: they
+    have their own occasions."""
+    await conn.execute(
+        """UPDATE steps SET outcome = $2, message = $3
+           WHERE run_id = $1::uuid AND phase = 'run' AND outcome = 'pending'""",
+        run_id,
+        NOT_RUN,
+        why,
+    )
 
 
 class StepFields(TypedDict):
@@ -151,6 +168,7 @@ class StepWriter(Database):
             )
             if fingerprint is None:
                 return False
+            await mark_not_run(conn, run_id, f"not run: the {guard} guard refused the run")
             await append_in_tx(
                 conn,
                 "run.refused",

@@ -70,7 +70,8 @@ async def test_a_run_still_waiting_when_its_alert_resolves_ends_without_acting(
     assert cancelled.outcome is RunOutcome.CANCELLED
     assert cancelled.error is not None
     assert "nothing ran" in cancelled.error
-    assert [s.outcome for s in cancelled.steps] == ["pending"]
+    assert [s.outcome for s in cancelled.steps] == ["not_run"]
+    assert cancelled.steps[0].message == "not run: the run ended cancelled"
 
     # Its job, when it comes, leaves it alone.
     await h.store.enqueue_job(JobKind.RESUME_RUN, cancelled.id)

@@ -138,7 +138,12 @@ async def _refused(h: Harness) -> RunRecord:
     assert len(refused) == 1, [(r.outcome, r.refusal_guard) for r in await h.runs()]
     run = refused[0]
     steps = (await h.store.get_run(run.id)).steps  # type: ignore[union-attr]
-    assert all(s.outcome == "pending" for s in steps), "a refused run must not execute a step"
+    # Not executed, and not left "pending" for ever: they will never run.
+    assert steps
+    assert all(s.outcome == "not_run" for s in steps), "a refused run must not execute a step"
+    assert all(
+        s.message == f"not run: the {run.refusal_guard} guard refused the run" for s in steps
+    )
     return run
 
 

@@ -167,7 +167,7 @@ async def test_a_fact_scripts_how_a_simulated_step_ends(play: Any) -> None:
     assert run.outcome is RunOutcome.FAILED
     assert outcomes(run) == [
         ("kubernetes.rollout_restart", "failed"),
-        ("kubernetes.set_env", "pending"),
+        ("kubernetes.set_env", "not_run"),  # stopped by the failure: it will never run
     ]
     assert run.steps[0].message == "the API server said 503"
 

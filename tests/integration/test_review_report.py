@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from receiver.review.incidents import key_hash, stamp
-from receiver.review.loader import Review
+from receiver.review.loader import Review, ReviewTooLarge
 from receiver.review.markdown import render_markdown
 from receiver.review.text import duration_text
 from receiver.store import Store
@@ -357,3 +357,16 @@ async def test_what_the_service_did_meanwhile_is_in_the_incident(
     assert any(
         "| Remediation paused by carol: db migration | until resumed |" in ln for ln in lines
     )
+
+
+async def test_too_much_to_read_says_what_was_counted_and_what_to_do(
+    storm: tuple[Storm, Review, Metrics],
+) -> None:
+    played, review, _ = storm
+    small = Review(review.store, max_runs=1)
+    with pytest.raises(ReviewTooLarge) as caught:
+        await _report(played, small)
+    message = str(caught.value)
+    assert message.startswith("more than 1 runs to read at once")
+    assert "group_by=window" in message
+    assert "remediator report --window" in message

@@ -29,10 +29,14 @@ def test_generated_tokens_are_printed_with_ready_commands(tmp_path: Path) -> Non
         "local": operator
     }
     text = banner(settings, URL, dry_run=False, live=[], embedded=True, shown=generated)
-    assert f"webhook token:  {webhook}" in text
-    assert f"operator token: {operator}" in text
-    assert f"curl -sS -H 'Authorization: Bearer {webhook}' " in text
-    assert f"curl -sS -H 'Authorization: Bearer {operator}' {URL}/api/v1/runs" in text
+    # Named by a prefix and their files, never printed (container logs keep stderr).
+    assert webhook not in text
+    assert operator not in text
+    assert f"webhook token:  {webhook[:4]}…  (in {tmp_path / 'webhook-token'};" in text
+    assert f"operator token: {operator[:4]}…  (in {tmp_path / 'operator-token'};" in text
+    assert f"""curl -sS -H "Authorization: Bearer $(cat {tmp_path}/webhook-token)" """ in text
+    runs = f"""curl -sS -H "Authorization: Bearer $(cat {tmp_path}/operator-token)" {URL}"""
+    assert f"{runs}/api/v1/runs" in text
     assert f"{URL}/api/v1/alerts" in text
     assert "remediator runs" in text
     assert "dry-run" in text

@@ -54,7 +54,17 @@ def test_the_operator_commands_are_all_found() -> None:
 
 
 @pytest.mark.parametrize("path", OPERATOR_COMMANDS, ids=" ".join)
-@pytest.mark.parametrize("url", ["not a url", "ftp://h/x", "http://h:notaport", "http://"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "ftp://h/x",
+        "http://h:notaport",
+        "http://",
+        "http://h:1/path",
+        "http://h:1/?a=b",
+    ],
+)
 def test_a_url_that_is_no_server_url_is_a_usage_error(path: tuple[str, ...], url: str) -> None:
     result = CliRunner().invoke(main, [*path, *_required_args(path), "--url", url], env={})
     assert result.exit_code == 2, result.output

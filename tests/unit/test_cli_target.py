@@ -70,11 +70,32 @@ def test_a_configured_token_goes_where_it_is_told(data_dir: Path, owned: OwnerLo
     base, headers, _ = operator_target(settings, "http://10.0.0.5:9095")
     assert base == "http://10.0.0.5:9095"
     assert headers == {"Authorization": "Bearer mine-0123456789abcdef"}
+    # Nothing else names a server: the serve running on this data directory, not port 9095.
     base, _, _ = operator_target(settings, None)
-    assert base == "http://127.0.0.1:9095"  # the configured host and port, not the record
+    assert base == SERVER
+    # A configured host or port names one.
+    for where in ({"port": 9400}, {"host": "127.0.0.2"}):
+        base, _, _ = operator_target(settings.model_copy(update=where), None)
+        assert base == Settings(**where).local_url()
+
+
+def test_a_configured_token_without_a_serve_on_the_directory(data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir, operator_token=SecretStr("mine-0123456789abcdef"))
+    assert operator_target(settings, None)[0] == "http://127.0.0.1:9095"
 
 
 def test_an_unreadable_generated_token_is_a_clear_error(data_dir: Path, owned: OwnerLock) -> None:
     (data_dir / "operator-token").unlink()
+    (data_dir / "operator-token").mkdir()
     with pytest.raises(UserError, match="cannot read the operator token"):
         operator_target(Settings(data_dir=data_dir), None)
+
+
+def test_a_serve_with_configured_operators_generated_no_token(
+    data_dir: Path, owned: OwnerLock
+) -> None:
+    (data_dir / "operator-token").unlink()
+    base, headers, hint = operator_target(Settings(data_dir=data_dir), None)
+    assert (base, headers) == (SERVER, {})
+    assert "its operators are configured (REMEDIATOR_OPERATOR_TOKENS_DIR)" in hint
+    assert "set REMEDIATOR_OPERATOR_TOKEN_FILE" in hint

@@ -131,3 +131,63 @@ def test_a_secret_url_that_is_not_a_url_is_refused_without_echoing_it(tmp_path: 
     ) as caught:
         load_settings(path, {})
     assert "not-a-url" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        (
+            "http: {endpoints: {flush: {url: 'http://deploy:hunter2-pw@cache.internal/f'}}}",
+            "http.endpoints.flush: the URL holds credentials (user:password@); give it in url_file",
+        ),
+        (
+            "http: {endpoints: {flush: {url: 'https://cache.internal/f?api_key=hunter2-pw'}}}",
+            "http.endpoints.flush: the URL's query parameter 'api_key' holds a secret",
+        ),
+        (
+            "http: {endpoints: {flush: {url: 'https://c.internal/f?X-Amz-Signature=hunter2-pw'}}}",
+            "query parameter 'X-Amz-Signature' holds a secret; give it in url_file",
+        ),
+        (
+            "http: {endpoints: {flush: {url: 'https://c.internal/f', "
+            "headers: {Authorization: 'Bearer hunter2-pw'}}}}",
+            "header 'Authorization' carries a credential: give it in header_files",
+        ),
+        (
+            "http: {endpoints: {flush: {url: 'https://c.internal/f', "
+            "headers: {X-Api-Key: hunter2-pw}}}}",
+            "header 'X-Api-Key' carries a credential",
+        ),
+        (
+            "external_url: 'https://ops:hunter2-pw@remediator.example'",
+            "external_url: the URL holds credentials",
+        ),
+        (
+            "external_url: 'https://remediator.example/?token=hunter2-pw'",
+            "external_url: the URL's query parameter 'token' holds a secret",
+        ),
+    ],
+)
+def test_a_url_or_header_written_in_the_configuration_may_hold_no_secret(
+    tmp_path: Path, yaml: str, message: str
+) -> None:
+    # Such values are recorded in the audit log (service.started) and logged as they are, so
+    # a credential in them is refused at load, pointing to the *_file form.
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config(tmp_path, yaml), {})
+    assert message in caught.value.message
+    assert "hunter2-pw" not in caught.value.message
+
+
+def test_a_url_without_credentials_is_written_in_the_configuration(tmp_path: Path) -> None:
+    settings = load_settings(
+        config(
+            tmp_path,
+            "http: {endpoints: {flush: {url: 'https://c.internal/f?region=eu&page=2', "
+            "headers: {X-Env: prod, Content-Language: en}}}}\n"
+            "external_url: 'https://remediator.example/'\n",
+        ),
+        {},
+    )
+    assert settings.http_endpoints["flush"].url == "https://c.internal/f?region=eu&page=2"
+    assert settings.external_url == "https://remediator.example"

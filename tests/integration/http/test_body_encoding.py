@@ -1,0 +1,82 @@
+"""A body that is not what its Content-Encoding says is the client's error on every route that
+reads one: 400 naming the body and the encoding, never a 500 with a traceback in the log; a
+valid compressed body is read as usual."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+
+import pytest
+from structlog.testing import capture_logs
+
+from receiver.http.alerts import ALERTS_PATH
+from receiver.http.approvals import APPROVALS_API, SLACK_PATH
+from receiver.http.queues import EVENTS_PATH, JOBS_PATH
+from receiver.store import Store
+from tests.integration.http.conftest import MakeEdge
+from tests.support.approvals import OPERATORS
+from tests.support.http import AUTH, OPERATOR, Client, MakeClient, sample
+
+pytestmark = [pytest.mark.postgres]
+
+NOT_GZIP = b"{}"
+
+
+async def _refused(
+    client: Client, method: str, path: str, headers: dict[str, str], encoding: str = "gzip"
+) -> None:
+    with capture_logs() as logs:
+        response = await client.request(
+            method,
+            path,
+            data=NOT_GZIP,
+            headers={**headers, "Content-Type": "application/json", "Content-Encoding": encoding},
+        )
+        assert response.status == 400, await response.text()
+        body = await response.json()
+    assert body["field"] == "body"
+    assert "request body cannot be read" in body["error"]
+    assert encoding in body["error"]
+    assert [e for e in logs if e["log_level"] in ("error", "critical")] == []
+
+
+def _no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    # aiohttp's server logs what escapes a handler, or its reading of the body after the answer.
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= 40] == []
+
+
+async def test_an_undecodable_body_is_400_on_the_webhook_and_operator_routes(
+    make_client: MakeClient, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_client()
+    await _refused(client, "POST", ALERTS_PATH, AUTH)
+    await _refused(client, "POST", f"{EVENTS_PATH}/1/retry", OPERATOR)
+    await _refused(client, "POST", f"{JOBS_PATH}/1/drop", OPERATOR)
+    assert await store.queue_depth() == 0
+    # Compressed for real, the same routes read it.
+    valid = await client.post(
+        ALERTS_PATH,
+        data=gzip.compress(json.dumps(sample()).encode()),
+        headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert valid.status == 200
+    assert await valid.json() == {"accepted": 1, "duplicates": 0}
+    retried = await client.post(
+        f"{EVENTS_PATH}/999/retry",
+        data=zlib.compress(b'{"reason": "again"}'),
+        headers={**OPERATOR, "Content-Type": "application/json", "Content-Encoding": "deflate"},
+    )
+    assert retried.status == 404  # read, and no such event
+    _no_traceback(caplog)
+
+
+async def test_an_undecodable_body_is_400_on_the_approval_routes(
+    make_edge: MakeEdge, caplog: pytest.LogCaptureFixture
+) -> None:
+    edge = await make_edge()
+    alice = {"Authorization": f"Bearer {OPERATORS['alice']}"}
+    await _refused(edge.client, "POST", f"{APPROVALS_API}/1/approve", alice)
+    await _refused(edge.client, "POST", SLACK_PATH, {})
+    _no_traceback(caplog)

@@ -1,0 +1,57 @@
+"""The CLI as an operator runs it against a real `remediator serve`: where its commands go when
+no --url is given, and what a 401 says to set."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from tests.support.daemons import end
+from tests.support.served import ServeFactory, cli, env_for, launch
+
+# A port nothing should listen on: the default (9095) may be some other serve on this machine.
+ELSEWHERE_PORT = "9"
+
+
+async def test_a_configured_token_goes_to_the_serve_on_the_data_directory(
+    serve: ServeFactory, embedded_dir: Path
+) -> None:
+    served = serve()
+    env = env_for(embedded_dir) | {"REMEDIATOR_OPERATOR_TOKEN": served.operator}
+    for command in (["runs"], ["events"], ["status"], ["approvals", "list"]):
+        code, _, err = await cli(env, *command)
+        assert code == 0, f"{command}: {err}"
+        assert "warning" not in err
+    # A configured port names a server: the CLI goes there, not to the record's.
+    code, _, err = await cli(env | {"REMEDIATOR_PORT": ELSEWHERE_PORT}, "runs")
+    assert code != 0
+    assert f"127.0.0.1:{ELSEWHERE_PORT}" in err
+
+
+async def test_with_configured_operators_the_banner_command_works_and_a_401_says_what_to_set(
+    embedded_dir: Path, tmp_path: Path
+) -> None:
+    operators = tmp_path / "operators"
+    operators.mkdir()
+    (operators / "alice").write_text("alice-operator-token-0123456789\n")
+    env = env_for(embedded_dir) | {"REMEDIATOR_OPERATOR_TOKENS_DIR": str(operators)}
+    proc, _, output = launch(env)
+    try:
+        banner = "".join(output)
+        suggested = re.search(r"then list the runs:\s+(.*?) runs\s", banner)
+        assert suggested is not None, banner
+        words = shlex.split(suggested.group(1))
+        assert f"REMEDIATOR_OPERATOR_TOKEN_FILE={operators / 'alice'}" in words
+        assignments = dict(w.split("=", 1) for w in words if "=" in w)
+        code, _, err = await cli(env_for(embedded_dir) | assignments, "runs")
+        assert code == 0, err
+
+        # Without a token of theirs: refused, and the message says what to set.
+        code, _, err = await cli(env_for(embedded_dir), "runs")
+        assert code != 0
+        assert "HTTP 401" in err
+        assert "its operators are configured (REMEDIATOR_OPERATOR_TOKENS_DIR)" in err
+        assert "set REMEDIATOR_OPERATOR_TOKEN_FILE" in err
+    finally:
+        end(proc, 60)

@@ -1,0 +1,76 @@
+"""`remediator serve` never writes a secret it was given: not in the audit log (the
+``service.started`` row records every setting), not in its log output, not in its banner; and a
+URL written in the configuration itself that holds a credential is refused at start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.served import ROOT, ServeFactory, cli, env_for, stop
+
+
+def _secret(path: Path, text: str) -> str:
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path.name
+
+
+async def test_no_configured_secret_reaches_the_audit_log_or_the_log_output(
+    serve: ServeFactory, tmp_path: Path, embedded_dir: Path
+) -> None:
+    secrets = {
+        "endpoint-url": "http://deploy:url-pw-7f3a@peer.invalid:1/hook?api_key=url-key-7f3a",
+        "endpoint-auth": "Bearer header-secret-7f3a",
+        "slack-url": "https://hooks.slack.invalid/services/T0/B0/slack-path-7f3a",
+    }
+    for name, text in secrets.items():
+        _secret(tmp_path / name, text)
+    env = {
+        "REMEDIATOR_HTTP_ENDPOINTS": (
+            f'{{"flush": {{"url_file": "{tmp_path}/endpoint-url",'
+            f' "header_files": {{"Authorization": "{tmp_path}/endpoint-auth"}}}}}}'
+        ),
+        "REMEDIATOR_NOTIFY_CHANNELS": (
+            f'{{"oncall": {{"kind": "slack", "url_file": "{tmp_path}/slack-url"}}}}'
+        ),
+        "REMEDIATOR_EXTERNAL_URL": "https://remediator.example",
+    }
+    served = serve(env)
+    assert stop(served) == 0
+    code, export, err = await cli(env_for(embedded_dir) | env, "audit", "export")
+    assert code == 0, err
+    assert '"service.started"' in export
+    assert '"flush"' in export  # the endpoint is recorded, by name
+    log = "".join(served.output)
+    # The generated ones too: the embedded servers' passwords and the tokens.
+    kept = [
+        (embedded_dir / name).read_text().strip()
+        for name in ("postgres-password", "redis-password", "webhook-token", "operator-token")
+    ]
+    for secret in kept:
+        assert secret not in export
+        assert secret not in log  # the banner names the tokens' files instead
+    assert "7f3a" not in export  # no part of the URLs' and the header's secrets
+    assert "7f3a" not in log
+
+
+def test_a_url_with_a_password_in_the_configuration_itself_is_refused(
+    embedded_dir: Path,
+) -> None:
+    env = env_for(embedded_dir) | {
+        "REMEDIATOR_HTTP_ENDPOINTS": '{"x": {"url": "http://user:s3cretpw@h/"}}',
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "REMEDIATOR_HTTP_ENDPOINTS.x: the URL holds credentials" in proc.stderr
+    assert "url_file" in proc.stderr
+    assert "s3cretpw" not in proc.stdout + proc.stderr
