@@ -393,6 +393,9 @@ async def test_cancel_long_queries_cancels_only_allow_listed_statements(
         "not allow-listed": await cluster.connect(roles.other),
         "superuser": await cluster.connect(roles.superuser),
         "replication role": await cluster.connect(roles.repl),
+        "other database": await cluster.connect(roles.app, other_db=True),
+        "excluded application": await cluster.connect(roles.app, app="pg_dump"),
+        "the service's role": await cluster.connect(roles.remediator),
     }
     for conn in spared.values():
         await cluster.active(conn)
@@ -401,8 +404,9 @@ async def test_cancel_long_queries_cancels_only_allow_listed_statements(
     victim_task = await cluster.active(victim)
     action = CancelLongQueries()
     ctx = context(connection)
+    # Every role is allow-listed but "other": only the fixed filter protects the rest.
     params = CancelLongQueriesParams(
-        roles=(roles.app, roles.superuser, roles.repl), running_for="1s"
+        roles=(roles.app, roles.superuser, roles.repl, roles.remediator), running_for="1s"
     )
     pid = victim.get_server_pid()
     assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
@@ -418,6 +422,24 @@ async def test_cancel_long_queries_cancels_only_allow_listed_statements(
     for why, conn in spared.items():
         assert await cluster.state(conn.get_server_pid()) == "active", f"{why} was cancelled"
     assert await cluster.state(idle.get_server_pid()) == "idle in transaction"
+
+
+async def test_a_statement_that_finished_after_the_preview_is_spared(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    session = await cluster.connect(roles.app)
+    statement = await cluster.active(session, seconds=3)
+    pid = session.get_server_pid()
+    action = CancelLongQueries()
+    ctx = context(connection)
+    params = CancelLongQueriesParams(roles=(roles.app,), running_for="1s")
+    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+
+    await statement  # it finishes on its own between the preview and the run
+    result = await action.run(ctx, TARGET, params)
+
+    assert result.outcome is Outcome.NOOP, result.message
+    assert await session.fetchval("SELECT 1") == 1
 
 
 async def test_cancel_caps_the_statements(
