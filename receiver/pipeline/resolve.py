@@ -176,7 +176,7 @@ class AdmitResolve:
             ctx.run_id, admission.checked, phase="resolve", fence=admission.fence
         )
         release_when_done(deps, ctx, request, admission)
-        ctx.log.info(f"{ctx.phase} steps admitted", fence=admission.fence)
+        ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)
         return Verdict.next()
 
     async def _refused(self, ctx: RunContext, refusal: Refusal) -> Verdict:
@@ -199,7 +199,8 @@ class AdmitResolve:
         for step in ctx.runnable:
             await record_step(deps, ctx, step, outcome, message)
         ctx.log.warning(
-            f"{ctx.phase} steps refused" if final else f"{ctx.phase} steps held",
+            "follow-up steps refused" if final else "follow-up steps held",
+            phase=ctx.phase,
             guard=refusal.guard,
             reason=refusal.reason,
         )

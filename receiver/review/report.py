@@ -25,9 +25,12 @@ __all__ = ["REPORT_VERSION", "build_report", "incident_report"]
 
 REPORT_VERSION = 1
 
-# Step outcomes that are not an action taken: planned, held, or ended by an approval that did
-# not come (listed with the approvals), or refused by the action's precondition (a refusal).
-_NOT_ACTIONS = frozenset({"pending", "awaiting_approval", "rejected", "expired", "cancelled"})
+# Step outcomes that are not an action taken: planned, held, ended by an approval that did
+# not come (listed with the approvals), never run because the run ended first (its refusal or
+# failure says why), or refused by the action's precondition (a refusal).
+_NOT_ACTIONS = frozenset(
+    {"pending", "awaiting_approval", "rejected", "expired", "cancelled", "not_run"}
+)
 
 
 def _run(run: Run) -> dict[str, Any]:

@@ -23,12 +23,15 @@ NOT_RUN = "not_run"
 
 
 async def mark_not_run(conn: Any, run_id: str, why: str) -> None:
-    """The run's own steps still ``pending`` become ``not_run`` saying ``why``; called in the
-    transaction that ends the run. Its on_resolved and on_failed steps are left alone: they
-    have their own occasions."""
+    """The run's own steps still ``pending`` (or ``awaiting_approval``: approved, then refused
+    by a guard on the way to running) become ``not_run`` saying ``why``; called in the
+    transaction that ends the run. A rejected, expired or cancelled approval has already
+    ended its step its own way. Its on_resolved and on_failed steps are left alone: they have
+    their own occasions."""
     await conn.execute(
         """UPDATE steps SET outcome = $2, message = $3
-           WHERE run_id = $1::uuid AND phase = 'run' AND outcome = 'pending'""",
+           WHERE run_id = $1::uuid AND phase = 'run'
+             AND outcome IN ('pending', 'awaiting_approval')""",
         run_id,
         NOT_RUN,
         why,

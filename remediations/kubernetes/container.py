@@ -186,7 +186,14 @@ class SetResources(KubeAction[SetResourcesParams]):
         }
         summary = ", ".join(describe(s, r) for s, r in keys)
         return WritePlan(
-            Change(f"{object_ref(target)} container {params.container}: {summary}", before, after),
+            # The values it replaces must still be these when it runs (an approved step is
+            # refused otherwise: KubeAction.run compares them with the approved ones).
+            Change(
+                f"{object_ref(target)} container {params.container}: {summary}",
+                before,
+                after,
+                preconditions=before,
+            ),
             lambda: api.patch_template(target, template),
             lambda written: _pick_resources(
                 find_container(written, params.container, target), keys
@@ -271,6 +278,7 @@ class SetEnv(KubeAction[SetEnvParams]):
                 f"set {params.name} on container {params.container} of {object_ref(target)}",
                 before,
                 after,
+                preconditions=before,
             ),
             lambda: api.patch_template(target, template),
             lambda written: pick(find_container(written, params.container, target)),

@@ -8,15 +8,23 @@ allow-listed roles (required), the databases (default: the one the connection is
 applications never touched, the threshold and the cap.
 
 ``preview()`` runs the statement without signalling and lists exactly the sessions it would
-signal (pid, role, database, application, state, age). ``run()`` runs it again with the signal:
-what was previewed but no longer matches (a session that turned active, or ended) is spared,
-since the filter and the signal are one statement.
+signal (pid, role, database, application, state, and since when: the state's or the statement's
+start). ``run()`` runs it again with the signal: what was previewed but no longer matches (a
+session that turned active, or ended) is spared, since the filter and the signal are one
+statement.
+
+An approval binds the preview (``receiver.approvals.plan``), so the preview names each session
+by its start, never by its age: an age grows every second and no approval would ever match its
+fresh preview. An approved step signals only the (pid, since) pairs the approver saw
+(``ActionContext.approved``): a session that went active and idle again since, or one that
+crossed the threshold after the approval, is not signalled on that approval.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Any, ClassVar, Literal
 
@@ -114,32 +122,55 @@ class CancelLongQueriesParams(SessionFilter):
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One backend as the statement saw it; ``age_s`` is seconds in its state (idle) or since
-    its statement started (long queries)."""
+    """One backend as the statement saw it. ``since``: when it entered its state (idle) or
+    started its statement (long queries), an aware datetime; ``age_s``: seconds since then."""
 
     pid: int
     role: str
     database: str
     application: str
     state: str
+    since: datetime
     age_s: float
     signalled: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
+    def as_dict(self, *, age: bool = True) -> dict[str, Any]:
+        """The session as JSON; ``age=False`` for a preview, which must not change by the
+        second (module docstring)."""
+        shown: dict[str, Any] = {
             "pid": self.pid,
             "role": self.role,
             "database": self.database,
             "application": self.application,
             "state": self.state,
-            "age": format_duration(round(self.age_s)),
+            "since": self.since.isoformat(),
         }
+        if age:
+            shown["age"] = format_duration(round(self.age_s))
+        return shown
 
-    def line(self) -> str:
-        """``pid 123 (app@orders, billing-api, idle in transaction, 12m3s)``."""
+    def line(self, *, age: bool = True) -> str:
+        """``pid 123 (app@orders, billing-api, idle in transaction, 12m3s)``, or with
+        ``age=False`` ``... idle in transaction since 2026-11-30T07:00:00.123456+00:00)``."""
         app = self.application or "-"
-        age = format_duration(round(self.age_s))
-        return f"pid {self.pid} ({self.role}@{self.database}, {app}, {self.state}, {age})"
+        when = format_duration(round(self.age_s)) if age else f"since {self.since.isoformat()}"
+        return f"pid {self.pid} ({self.role}@{self.database}, {app}, {self.state}, {when})"
+
+
+def _approved_pairs(approved: Mapping[str, Any] | None) -> tuple[list[int], list[datetime]] | None:
+    """The (pid, since) pairs an approved preview listed (its preconditions, back from the
+    store's jsonb), as the statement's two arrays; None when the step was not approved."""
+    if approved is None:
+        return None
+    sessions = approved.get("sessions")
+    if not isinstance(sessions, list):
+        raise ActionRefused(
+            "the approved preview names no sessions (approved before this version?): "
+            "not signalling anything; ask for a new approval"
+        )
+    pids = [int(s["pid"]) for s in sessions]
+    since = [datetime.fromisoformat(str(s["since"])) for s in sessions]
+    return pids, since
 
 
 class _SessionAction:
@@ -173,15 +204,17 @@ class _SessionAction:
     async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
         typed = self._params(params)
         sessions = await self._sessions(ctx, target, typed, signal=False)
-        before = {"sessions": [s.as_dict() for s in sessions]}
+        before = {"sessions": [s.as_dict(age=False) for s in sessions]}
         if not sessions:
             return Change(f"no session matches: {self.describe(target, typed)}", before, before)
         return Change(
             f"{self.verb} {len(sessions)} session(s) on {target.name}: "
-            + "; ".join(s.line() for s in sessions),
+            + "; ".join(s.line(age=False) for s in sessions),
             before,
             {self.done: [s.pid for s in sessions]},
-            preconditions={"pids": [s.pid for s in sessions]},
+            preconditions={
+                "sessions": [{"pid": s.pid, "since": s.since.isoformat()} for s in sessions]
+            },
         )
 
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
@@ -214,7 +247,8 @@ class _SessionAction:
         if target.kind not in self.target_kinds:
             raise ActionRefused(f"{self.name} acts on PostgresDatabase, not {target.kind}")
         conn: PostgresConnection = ctx.clients.get(f"postgres:{target.name}")
-        args = self.arguments(params, signal)
+        pairs = _approved_pairs(ctx.approved) if signal else None
+        args = (*self.arguments(params, signal), *(pairs or (None, None)))
         if signal:
             rows = await conn.fetch_once(self.name, self._sql, *args)
         else:
@@ -226,6 +260,7 @@ class _SessionAction:
                 database=str(row["database"]),
                 application=str(row["application"]),
                 state=str(row["state"]),
+                since=row["since"],
                 age_s=float(row["age_s"]),
                 signalled=bool(row["signalled"]),
             )

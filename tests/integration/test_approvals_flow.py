@@ -226,3 +226,27 @@ async def test_target_changed_after_preview_supersedes_and_asks_again(
     await env.harness.drain()
     assert env.peer.pokes == 1
     assert env.peer.value == 42
+
+
+async def test_an_approved_step_goes_through_the_guards_again(
+    approval_env: MakeApprovalEnv,
+) -> None:
+    # Approval is not admission: a pause that began while the engineer was deciding refuses
+    # the approved step, as it refuses every run (the kill switch), and says so on the step.
+    env = await approval_env()
+    run, approval = await env.pending_run()
+    await env.harness.guards.pause(None, "change freeze")
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+
+    assert env.peer.pokes == 0
+    refused = await env.harness.only_run()
+    assert (refused.outcome, refused.refusal_guard) == (RunOutcome.REFUSED, "pause")
+    assert [(s.outcome, s.message) for s in refused.steps] == [
+        ("not_run", "not run: the pause guard refused the run")
+    ]
+    # Lifting the pause does not run what was refused.
+    await env.harness.guards.resume()
+    await env.harness.store.enqueue_job("resume_run", run.id)
+    await env.harness.drain()
+    assert env.peer.pokes == 0

@@ -366,6 +366,59 @@ async def test_set_resources_changes_only_the_named_container(
     assert container(await read(kube_admin, ns), "app").resources.limits["memory"] == "384Mi"
 
 
+@pytest.mark.parametrize(
+    ("action", "raw"),
+    [
+        (SetResources(), {"container": "app", "memory_limit": {"factor": 1.5, "max": "4Gi"}}),
+        (SetEnv(), {"container": "app", "name": "POOL_SIZE", "value": "5"}),
+    ],
+    ids=["set_resources", "set_env"],
+)
+async def test_an_approved_container_change_is_refused_once_the_container_changed(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    action: Any,
+    raw: dict[str, Any],
+) -> None:
+    # The approval binds the values the step replaces: someone else's change in between
+    # (here: a new memory limit and the variable set by hand) refuses the approved step.
+    ns = kube_namespace
+    await make_deployment("web", containers=two_containers())
+    target = deployment(ns)
+    params = default_registry().parse_params(action.name, raw)
+    previewed = await action.preview(make_ctx(kube_admin), target, params)
+    assert previewed.preconditions == previewed.before
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "resources": {"limits": {"memory": "300Mi"}},
+                            "env": [{"name": "POOL_SIZE", "value": "7"}],
+                        }
+                    ]
+                }
+            }
+        }
+    }
+    await k8s.AppsV1Api(kube_admin).patch_namespaced_deployment("web", ns, patch)
+    approved = ActionContext(
+        run_id="r",
+        dry_run=False,
+        clients=Clients({"kubernetes": kube_admin}),
+        approved=dict(previewed.preconditions),
+    )
+
+    with pytest.raises(ActionRefused, match="changed since the step was approved"):
+        await action.run(approved, target, params)
+    app = container(await read(kube_admin, ns), "app")
+    assert app.resources.limits["memory"] == "300Mi"
+    assert ("POOL_SIZE", "7") in [(e.name, e.value) for e in app.env or []]
+
+
 async def test_set_resources_factor_is_capped(
     kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:

@@ -155,4 +155,4 @@ async def test_a_refused_run_gets_no_on_resolved_steps(make_harness: MakeHarness
     record = await with_steps(h, refused)
     assert record.resolved_at is not None
     assert record.steps
-    assert {(s.phase, s.outcome) for s in record.steps} == {("run", "pending")}
+    assert {(s.phase, s.outcome) for s in record.steps} == {("run", "not_run")}

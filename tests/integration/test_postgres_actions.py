@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from receiver.approvals.plan import bound_plan, plan_hash
 from remediations.base import ActionContext, Clients, Outcome
 from remediations.postgres.connection import PostgresConnection
 from remediations.postgres.sessions import (
@@ -202,9 +203,9 @@ async def test_terminate_idle_ends_only_allow_listed_idle_sessions(
         "database": cluster.database,
         "application": "",
         "state": "idle in transaction",
-        "age": listed["age"],
+        "since": listed["since"],
     }
-    assert change.preconditions == {"pids": [pid]}
+    assert change.preconditions == {"sessions": [{"pid": pid, "since": listed["since"]}]}
 
     result = await action.run(ctx, TARGET, params)
 
@@ -287,6 +288,71 @@ async def test_a_session_that_changed_after_the_preview_is_spared(
     assert await cluster.alive(pid)
 
 
+async def _age_s(connection: PostgresConnection, pid: int) -> float:
+    rows = await connection.fetch(
+        "test",
+        "SELECT extract(epoch FROM now() - state_change) AS a FROM pg_stat_activity WHERE pid = $1",
+        pid,
+    )
+    return float(rows[0]["a"])
+
+
+async def test_an_approval_binds_the_sessions_it_saw_and_only_those_are_signalled(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    # An approved step runs only while a fresh preview hashes as the approved one did: the
+    # preview must not change by the second while the sessions stay as they are.
+    approved = await cluster.idle_in_transaction(roles.app)
+    pid = approved.get_server_pid()
+    action = TerminateIdle()
+    ctx = context(connection)
+    params = TerminateIdleParams(roles=(roles.app,), idle_for="1s", max_sessions=10)
+    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+    shown = await action.preview(ctx, TARGET, params)
+    first = await _age_s(connection, pid)
+    await eventually(lambda: _age_s(connection, pid), lambda age: age > first + 2)
+
+    again = await action.preview(ctx, TARGET, params)
+    plans = [
+        bound_plan(action=action.name, target=TARGET, params={}, change=c) for c in (shown, again)
+    ]
+    assert plan_hash(plans[0]) == plan_hash(plans[1])
+
+    # After the approval, another session crosses the threshold: not on this approval.
+    later = await cluster.idle_in_transaction(roles.app)
+    await eventually(lambda: previewed_pids(action, ctx, params), lambda p: len(p) == 2)
+    approved_ctx = ActionContext("run-1", False, ctx.clients, approved=plans[0]["preconditions"])
+    result = await action.run(approved_ctx, TARGET, params)
+
+    assert result.outcome is Outcome.OK, result.message
+    assert result.after == {"terminated": [pid]}
+    await eventually(lambda: cluster.alive(pid), lambda alive: not alive)
+    assert await cluster.alive(later.get_server_pid())
+
+
+async def test_an_approved_session_that_went_active_and_idle_again_is_spared(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    session = await cluster.idle_in_transaction(roles.app)
+    pid = session.get_server_pid()
+    action = TerminateIdle()
+    ctx = context(connection)
+    params = TerminateIdleParams(roles=(roles.app,), idle_for="1s")
+    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+    shown = await action.preview(ctx, TARGET, params)
+    # It works again, then idles past the threshold once more: a new idle period, which
+    # the approver never saw.
+    await session.execute("SELECT 2")
+    await eventually(lambda: _age_s(connection, pid), lambda age: age > 1.5)
+    assert await previewed_pids(action, ctx, params) == [pid]
+
+    approved_ctx = ActionContext("run-1", False, ctx.clients, approved=shown.preconditions)
+    result = await action.run(approved_ctx, TARGET, params)
+
+    assert result.outcome is Outcome.NOOP, result.message
+    assert await cluster.alive(pid)
+
+
 async def test_dry_run_lists_and_signals_nothing(
     cluster: Cluster, connection: PostgresConnection, roles: Roles
 ) -> None:
@@ -327,6 +393,9 @@ async def test_cancel_long_queries_cancels_only_allow_listed_statements(
         "not allow-listed": await cluster.connect(roles.other),
         "superuser": await cluster.connect(roles.superuser),
         "replication role": await cluster.connect(roles.repl),
+        "other database": await cluster.connect(roles.app, other_db=True),
+        "excluded application": await cluster.connect(roles.app, app="pg_dump"),
+        "the service's role": await cluster.connect(roles.remediator),
     }
     for conn in spared.values():
         await cluster.active(conn)
@@ -335,8 +404,9 @@ async def test_cancel_long_queries_cancels_only_allow_listed_statements(
     victim_task = await cluster.active(victim)
     action = CancelLongQueries()
     ctx = context(connection)
+    # Every role is allow-listed but "other": only the fixed filter protects the rest.
     params = CancelLongQueriesParams(
-        roles=(roles.app, roles.superuser, roles.repl), running_for="1s"
+        roles=(roles.app, roles.superuser, roles.repl, roles.remediator), running_for="1s"
     )
     pid = victim.get_server_pid()
     assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
@@ -352,6 +422,24 @@ async def test_cancel_long_queries_cancels_only_allow_listed_statements(
     for why, conn in spared.items():
         assert await cluster.state(conn.get_server_pid()) == "active", f"{why} was cancelled"
     assert await cluster.state(idle.get_server_pid()) == "idle in transaction"
+
+
+async def test_a_statement_that_finished_after_the_preview_is_spared(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    session = await cluster.connect(roles.app)
+    statement = await cluster.active(session, seconds=3)
+    pid = session.get_server_pid()
+    action = CancelLongQueries()
+    ctx = context(connection)
+    params = CancelLongQueriesParams(roles=(roles.app,), running_for="1s")
+    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+
+    await statement  # it finishes on its own between the preview and the run
+    result = await action.run(ctx, TARGET, params)
+
+    assert result.outcome is Outcome.NOOP, result.message
+    assert await session.fetchval("SELECT 1") == 1
 
 
 async def test_cancel_caps_the_statements(

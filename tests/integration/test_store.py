@@ -148,19 +148,26 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_settle(store: Sto
     assert await store.queue_depth() == 0
 
 
-async def test_extend_lease_keeps_the_claim(store: Store) -> None:
-    await store.insert_events([new_event()])
-    [claim] = await store.claim_events("w1", 10, 0.3)
-    assert await store.extend_lease(claim.event.id, "w1", 30)
-    # Real time passing is the behaviour: past the first lease, the extended one still holds.
-    await asyncio.sleep(0.4)
-    assert await store.claim_events("w2", 10, 30) == []
-    assert await store.extend_lease(claim.event.id, "w1", 30)  # still its owner
-    # And an extension is a lease like the first: once it runs out, the event is free again.
-    assert await store.extend_lease(claim.event.id, "w1", 0.1)
-    [taken] = await eventually(lambda: store.claim_events("w2", 10, 30), timeout_s=5)
-    assert (taken.event.id, taken.attempts) == (claim.event.id, 2)
-    assert not await store.extend_lease(claim.event.id, "w1", 30)
+async def test_extend_lease_keeps_the_claim(database_url: str) -> None:
+    # On the store's clock (remediator_now()): time passes when the test says so.
+    now = [datetime(2031, 5, 4, 12, 0, tzinfo=UTC)]
+    store = await Store.connect(database_url, min_size=1, max_size=2, clock=lambda: now[0])
+    try:
+        await store.insert_events([new_event()])
+        [claim] = await store.claim_events("w1", 10, 0.3)
+        assert await store.extend_lease(claim.event.id, "w1", 30)
+        # Past the first lease, the extended one still holds.
+        now[0] += timedelta(seconds=0.4)
+        assert await store.claim_events("w2", 10, 30) == []
+        assert await store.extend_lease(claim.event.id, "w1", 30)  # still its owner
+        # An extension is a lease like the first: once it runs out, the event is free again.
+        assert await store.extend_lease(claim.event.id, "w1", 0.1)
+        now[0] += timedelta(seconds=0.2)
+        [taken] = await store.claim_events("w2", 10, 30)
+        assert (taken.event.id, taken.attempts) == (claim.event.id, 2)
+        assert not await store.extend_lease(claim.event.id, "w1", 30)
+    finally:
+        await store.close()
 
 
 async def test_release_delays_the_event_and_keeps_the_error(store: Store) -> None:

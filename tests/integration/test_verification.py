@@ -415,3 +415,31 @@ async def test_runs_without_a_cluster_leave_their_live_conditions_out_saying_why
     assert run.decision["steps"][0]["included"] is False
     created = [a for a in await h.store.audit_entries(run.id) if a["kind"] == "run.created"]
     assert created[0]["data"]["decision"] == run.decision
+
+
+async def test_a_notify_step_that_cannot_deliver_never_fails_its_run(
+    make_harness: MakeHarness, notifier: Notifier, peer: Peer
+) -> None:
+    # A runbook step that tells a channel, then acts: the channel being down is recorded on
+    # the step and the run goes on to the action and to verification.
+    text = f"""
+rules:
+  - name: restart
+    match: ['alertname="HighMemoryUsage"']
+    {TARGET}
+    steps:
+      - action: notify
+        params: {{channel: broken, message: "restarting {{{{ labels.deployment }}}}"}}
+      - action: test.restart
+    verify: {{resolved_within: 10m}}
+"""
+    h = await harness(make_harness, notifier, text)
+    await h.deliver(labels())
+    run = await run_of(h)
+    assert run.outcome is RunOutcome.VERIFYING
+    assert [(s.action, s.outcome) for s in run.steps] == [
+        ("notify", "undelivered"),
+        ("test.restart", "noop"),  # the test action ran (it changes nothing)
+    ]
+    assert "HTTP 500" in run.steps[0].message
+    assert len(peer.seen(BROKEN)) == 2  # both attempts of the step's one message

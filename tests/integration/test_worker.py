@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,15 @@ async def _depth_is(store: Store, depth: int) -> bool:
     return await store.queue_depth() == depth
 
 
+async def _lease_until(store: Store) -> datetime:
+    """The lease of the one claimed event (its owner extends it while it works)."""
+    async with store._pool.acquire() as conn:
+        until: datetime = await conn.fetchval(
+            "SELECT lease_until FROM alert_events WHERE state = 'claimed'"
+        )
+    return until
+
+
 async def test_notify_wakes_the_worker(
     store: Store, workers: Callable[..., Worker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,7 +257,14 @@ async def test_lease_is_extended_while_processing(
     other = Recorder()
     second = workers(other, owner="other", lease_s=0.6, poll_interval_s=0.1)
     await second.start()
-    await asyncio.sleep(2.0)  # three lease lengths: without extension it would be stolen
+    claimed = await _lease_until(store)
+
+    # The slow worker's lease has been carried three lease lengths past its claim: without
+    # the extensions the other worker, polling every 0.1 s, would have taken the event.
+    async def extended() -> float:
+        return (await _lease_until(store) - claimed).total_seconds()
+
+    await eventually(extended, lambda s: s >= 3 * 0.6, timeout_s=10)
     assert other.seen == []
     slow.block.set()
     await eventually(lambda: _depth_is(store, 0))

@@ -9,12 +9,15 @@
 --   $4 float8  seconds the current statement has run at least
 --   $5 int     at most this many statements
 --   $6 bool    send the signal (false: preview)
+--   $7 int[]          with $8, an approved step's statements: only these (pid, since) pairs
+--   $8 timestamptz[]  (NULL: any statement the filter matches)
 WITH candidates AS MATERIALIZED (
     SELECT a.pid,
            a.usename::text AS role,
            a.datname::text AS database,
            coalesce(a.application_name, '') AS application,
            a.state,
+           a.query_start AS since,
            extract(epoch FROM now() - a.query_start)::float8 AS age_s
     FROM pg_stat_activity a
     JOIN pg_roles r ON r.oid = a.usesysid
@@ -28,10 +31,12 @@ WITH candidates AS MATERIALIZED (
       AND coalesce(a.application_name, '') <> ALL ($3::text[])
       AND a.state = 'active'
       AND a.query_start < now() - make_interval(secs => $4)
+      AND ($7::int[] IS NULL
+           OR (a.pid, a.query_start) IN (SELECT * FROM unnest($7::int[], $8::timestamptz[])))
     ORDER BY a.query_start
     LIMIT $5
 )
-SELECT c.pid, c.role, c.database, c.application, c.state, c.age_s,
+SELECT c.pid, c.role, c.database, c.application, c.state, c.since, c.age_s,
        CASE WHEN $6 THEN pg_cancel_backend(c.pid) ELSE false END AS signalled
 FROM candidates c
 ORDER BY c.age_s DESC, c.pid

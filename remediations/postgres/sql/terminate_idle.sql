@@ -11,12 +11,15 @@
 --   $5 float8  seconds in that state at least
 --   $6 int     at most this many sessions
 --   $7 bool    send the signal (false: preview)
+--   $8 int[]          with $9, an approved step's sessions: only these (pid, since) pairs
+--   $9 timestamptz[]  (NULL: any session the filter matches)
 WITH candidates AS MATERIALIZED (
     SELECT a.pid,
            a.usename::text AS role,
            a.datname::text AS database,
            coalesce(a.application_name, '') AS application,
            a.state,
+           a.state_change AS since,
            extract(epoch FROM now() - a.state_change)::float8 AS age_s
     FROM pg_stat_activity a
     JOIN pg_roles r ON r.oid = a.usesysid
@@ -30,10 +33,12 @@ WITH candidates AS MATERIALIZED (
       AND coalesce(a.application_name, '') <> ALL ($3::text[])
       AND a.state = ANY ($4::text[])
       AND a.state_change < now() - make_interval(secs => $5)
+      AND ($8::int[] IS NULL
+           OR (a.pid, a.state_change) IN (SELECT * FROM unnest($8::int[], $9::timestamptz[])))
     ORDER BY a.state_change
     LIMIT $6
 )
-SELECT c.pid, c.role, c.database, c.application, c.state, c.age_s,
+SELECT c.pid, c.role, c.database, c.application, c.state, c.since, c.age_s,
        CASE WHEN $7 THEN pg_terminate_backend(c.pid) ELSE false END AS signalled
 FROM candidates c
 ORDER BY c.age_s DESC, c.pid
