@@ -148,8 +148,11 @@ def test_rules_configmap_is_generated_from_copies_inside_the_base(kustomization:
 
 
 def _file_references(kustomization: Doc) -> list[str]:
+    """Every path a kustomization reads: generator files, patch files, and resources and
+    components (files or kustomization directories, e.g. an overlay's ../../base)."""
     files = [f for g in kustomization.get("configMapGenerator", []) for f in g.get("files", [])]
     files += [p["path"] for p in kustomization.get("patches", []) if "path" in p]
+    files += kustomization.get("resources", []) + kustomization.get("components", [])
     return files
 
 

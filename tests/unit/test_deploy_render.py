@@ -84,9 +84,10 @@ def test_deploy_holds_everything_it_reads(rendered: str, kubectl: Path, tmp_path
     copy = tmp_path / "deploy"
     shutil.copytree(REPO / "deploy", copy)
     assert render(kubectl, str(copy)) == rendered
-    assert render(kubectl, str(copy / "examples" / "extra-namespace")) == render(
-        kubectl, "deploy/examples/extra-namespace"
-    )
+    for example in ("extra-namespace", "approvals", "approvals-slack"):
+        assert render(kubectl, str(copy / "examples" / example)) == render(
+            kubectl, f"deploy/examples/{example}"
+        ), example
 
 
 def test_extra_namespace_example_renders(kubectl: Path) -> None:
