@@ -48,7 +48,9 @@ class Change:
     Shown for approval and bound into the approved step: the approval stores it with a hash
     of it, and an approved step runs only while a fresh preview still hashes the same (and
     with ``ActionContext.approved`` set to these ``preconditions``). So a preview must be
-    deterministic for the same live state: no clock times, no random names.
+    deterministic for the same live state: no clock times, no random names. And it should bind
+    what the approver decides on, not what moves on its own while they look (a queue's length,
+    a session's age): such a value supersedes every approval before it can run.
     """
 
     summary: str

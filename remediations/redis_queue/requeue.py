@@ -2,9 +2,12 @@
 
 Every move is one Lua script (``lua/``): Redis runs it with nothing interleaved, so consumers
 popping the work queue meanwhile see each message exactly once, in one place or the other:
-nothing is lost or duplicated by the move. ``preview()`` and dry-run only count what would
-move. Reads are retried on connection errors; the moving script is sent once (a lost answer
-may mean it ran, and sending it again could move past the cap), and its failure says so.
+nothing is lost or duplicated by the move. ``preview()`` binds what stays true while the
+queue moves (the queue, its layout and keys, the cap), never a count: an approval is for "at
+most N of this queue" and must survive the queue growing meanwhile. Dry-run counts what would
+move and moves nothing. Reads are retried on connection errors; the moving script is sent once
+(a lost answer may mean it ran, and sending it again could move past the cap), and its failure
+says so.
 """
 
 from __future__ import annotations
@@ -91,31 +94,51 @@ class RequeueDeadLetters:
         )
 
     async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        """What an approver approves: at most ``max_messages`` messages of this queue, from and
+        to these keys, back to work. The counts are read (a layout that does not match Redis,
+        e.g. NOGROUP or WRONGTYPE, is refused here, so nobody is asked to approve it) but not
+        put in the change: an approved step runs only while a fresh preview hashes the same,
+        and in an incident the dead-letter queue gains or loses messages every second, so a
+        count in the plan would supersede every approval before it could run. ``Change`` has
+        no place for unbound information, so the live count is left out of the approval (the
+        alert that asked, with its labels and annotations, is in the approval's context); dry
+        runs and the step's result report the counts.
+        The cap, the layout and its keys are bound: another cap or a reconfigured queue is a
+        different change and asks again."""
         typed = self._params(params)
         queues, _queue, spec = self._resolve(ctx, target)
-        counts = await self._read(queues, "count", lambda: self._counts(queues, spec, typed))
-        waiting = counts["waiting"]
-        would = min(typed.max_messages, waiting)
-        before = {k: v for k, v in counts.items() if k != "waiting"}
-        what = "idle pending entries" if spec.layout is Layout.STREAM else "dead letters"
+        await self._read(queues, "count", lambda: self._counts(queues, spec, typed))
         return Change(
-            f"requeue {would} of {waiting}{'+' if waiting > would else ''} {what} of {target.name} "
+            f"requeue at most {typed.max_messages} {self._what(spec, typed)} of {target.name} "
             f"({spec.describe()})",
-            before,
-            {"moved": would},
-            preconditions={"waiting": waiting},
+            {},
+            {"moved": f"at most {typed.max_messages}"},
+            preconditions=self._bound(spec, typed),
         )
 
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        """Move at most ``max_messages``; ``OK`` with the counts before and after and how many
+        moved, ``NOOP`` when none did. Approved (``ctx.approved``), it refuses unless the queue
+        is configured as approved, with the approved cap. Dry run: counts, moves nothing."""
         typed = self._params(params)
-        if ctx.dry_run:
-            change = await self.preview(ctx, target, typed)
-            return Result(
-                Outcome.DRY_RUN, f"dry run (nothing moved): {change.summary}", change.before
-            )
         queues, _queue, spec = self._resolve(ctx, target)
-        before = await self._read(queues, "count", lambda: self._counts(queues, spec, typed))
-        before = {k: v for k, v in before.items() if k != "waiting"}
+        if ctx.approved is not None and dict(ctx.approved) != self._bound(spec, typed):
+            raise ActionRefused(
+                f"{target.name}: the queue or the cap is not what was approved "
+                f"(approved {dict(ctx.approved)}, now {self._bound(spec, typed)})"
+            )
+        counts = await self._read(queues, "count", lambda: self._counts(queues, spec, typed))
+        before = {k: v for k, v in counts.items() if k != "waiting"}
+        if ctx.dry_run:
+            waiting = counts["waiting"]
+            would = min(typed.max_messages, waiting)
+            more = "+" if waiting > would else ""
+            return Result(
+                Outcome.DRY_RUN,
+                f"dry run (nothing moved): requeue {would} of {waiting}{more} "
+                f"{self._what(spec, typed)} of {target.name} ({spec.describe()})",
+                before,
+            )
         try:
             moved, after, detail = await self._move(queues, spec, typed)
         except _TRANSIENT as exc:
@@ -136,6 +159,27 @@ class RequeueDeadLetters:
             before,
             {**after, "moved": moved},
         )
+
+    @staticmethod
+    def _what(spec: QueueSpec, params: RequeueParams) -> str:
+        if spec.layout is Layout.STREAM:
+            return f"pending entries idle for more than {format_duration(params.min_idle)}"
+        return "dead letters"
+
+    @staticmethod
+    def _bound(spec: QueueSpec, params: RequeueParams) -> dict[str, Any]:
+        """What stays true while the queue moves, and so what an approval binds: the cap and
+        where messages are taken from and put (the layout and its keys)."""
+        where: dict[str, Any] = {"layout": spec.layout.value, "key": spec.key}
+        if spec.layout is Layout.STREAM:
+            where |= {"group": spec.group, "min_idle_s": params.min_idle}
+        else:
+            where["dead_letter_key"] = spec.dead_letter_key
+        if spec.layout is Layout.LIST:
+            where |= {"pop": spec.pop.value, "push": spec.push.value}
+        if spec.layout is Layout.RQ:
+            where["job_key_prefix"] = spec.job_key_prefix
+        return {**where, "max_messages": params.max_messages}
 
     async def _counts(
         self, queues: RedisQueues, spec: QueueSpec, params: RequeueParams

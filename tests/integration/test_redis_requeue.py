@@ -211,9 +211,10 @@ async def test_stream_reclaim_conserves_entries_with_consumers_running(
     seen, stop, tasks = await run_consumers(3, consume)
     action = RequeueDeadLetters()
     try:
+        # All 100 idle past min_idle (1s) before the runs: then each run's cap decides.
         await eventually(
-            lambda: action.preview(ctx(queues), target("events"), params(100)),
-            lambda change: change.preconditions["waiting"] == 100,
+            lambda: r.xpending_range("events", "workers", min="-", max="+", count=100, idle=1000),
+            lambda idle: len(idle) == 100,
         )
         # Two runs at once, capped at 60 each: together they take all 100, none twice.
         first, second = await asyncio.gather(

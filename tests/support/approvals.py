@@ -213,6 +213,8 @@ async def approval_env(
         ttl_s: float = 1800.0,
         tokens: LinkTokens | None = None,
         metrics: Metrics | None = None,
+        policy: ApproverPolicy = POLICY,
+        clients: dict[str, Any] | None = None,
         **harness_args: Any,
     ) -> ApprovalEnv:
         session = aiohttp.ClientSession()
@@ -222,7 +224,7 @@ async def approval_env(
         )
         desk = ApprovalDesk(
             store,
-            policy=POLICY,
+            policy=policy,
             tokens=tokens or LinkTokens(key_ring("k1")),
             notifier=ChannelNotifier(notifier, "ops") if notify else None,
             public_url=public_url,
@@ -235,7 +237,7 @@ async def approval_env(
             dry_run=False,
             extra_actions=[Poke(peer.url)],
             # The same channels serve the run announcements (a rule's `notify: {channel: ops}`).
-            clients={"http": session, "notify": notifier},
+            clients={"http": session, "notify": notifier, **(clients or {})},
             approvals=desk,
             metrics=metrics,
             **harness_args,
