@@ -12,6 +12,8 @@ RUN_STAMP := $(VENV)/.installed-run-$(HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(HASH)
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
+# Where the browser tests keep the review pages' screenshots (kept after the run; git ignores it).
+export REMEDIATOR_TEST_ARTIFACTS ?= $(CURDIR)/test-artifacts
 
 .PHONY: install install-dev run test test-unit test-rules lint bench controlplane kubectl amoracle alertmanager deploy-rules clean
 
