@@ -201,7 +201,7 @@ def _plan_firing(
         outcome = _plan_rule(event, rule, target, history, now, facts)
         if isinstance(outcome, Skip):
             skips.append(outcome)
-        else:
+        elif outcome is not None:
             runs.append(outcome)
     return Plan(
         event_id=event.id, runs=tuple(runs), skips=tuple(skips), recurrences=tuple(recurrences)
@@ -233,10 +233,17 @@ def _plan_rule(
     history: History,
     now: datetime,
     facts: Facts,
-) -> RunPlan | Skip:
-    if any(
-        run.rule == rule.name and run.occurrence == event.occurrence for run in history.episode_runs
-    ):
+) -> RunPlan | Skip | None:
+    """The run ``rule`` plans for ``event``; a Skip saying why not; None when this very event
+    created the rule's run on an earlier attempt (it is being taken up, not skipped)."""
+    existing = [
+        run
+        for run in history.episode_runs
+        if run.rule == rule.name and run.occurrence == event.occurrence
+    ]
+    if existing:
+        if event.id is not None and any(run.event_id == event.id for run in existing):
+            return None
         return Skip(RUN_EXISTS, rule.name)
     anchor = event.received_at or now
 

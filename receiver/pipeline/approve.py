@@ -8,7 +8,9 @@ Two stages around ``Execute``:
   then its preview is computed again against live state, and only if that plan hashes the same
   as the approved one does it run, bound to the approved preconditions. A different hash means
   the target changed since the engineer looked: the approval becomes ``superseded`` and a fresh
-  one is asked for, with the new preview.
+  one is asked for, with the new preview; unless the new preview changes nothing (the approved
+  change is in place already, e.g. written just before a crash): then the step runs, bound to
+  the state it sees, and records a noop; nobody is asked to approve nothing.
 - ``RequestApproval`` (after it, so a held step is previewed after the steps before it ran):
   computes the held step's preview, stores a pending approval bound to its hash, and notifies.
   ``Record`` then parks the run in ``awaiting_approval``.
@@ -69,6 +71,15 @@ class Approve:
         if planned is None:
             return _STOP
         plan, live_hash = planned
+        if live_hash != approval.plan_hash and _changes_nothing(plan):
+            # What was approved is in place already (written just before a crash, or by
+            # someone else): nothing is left to approve. The step runs bound to the state it
+            # sees now, so it records a noop, and is refused if that state moves meanwhile.
+            ctx.approved[step.index] = dict(plan.get("preconditions") or {})
+            ctx.log.info(
+                "approved step has nothing left to change", step=step.index, summary=plan["summary"]
+            )
+            return _RUN
         if live_hash != approval.plan_hash:
             await desk.supersede(approval, live_hash)
             ctx.previews[step.index] = (plan, live_hash)
@@ -79,6 +90,12 @@ class Approve:
 
 
 _RUN, _HOLD, _STOP = "run", "hold", "stop"
+
+
+def _changes_nothing(plan: Mapping[str, Any]) -> bool:
+    """The preview changes nothing: its before is its after (already set, already at the
+    revision, no session left to end)."""
+    return bool(plan.get("before") == plan.get("after"))
 
 
 class RequestApproval:

@@ -206,7 +206,13 @@ class _SessionAction:
         sessions = await self._sessions(ctx, target, typed, signal=False)
         before = {"sessions": [s.as_dict(age=False) for s in sessions]}
         if not sessions:
-            return Change(f"no session matches: {self.describe(target, typed)}", before, before)
+            # Bound to no session: approved, such a step signals nothing, whatever appears.
+            return Change(
+                f"no session matches: {self.describe(target, typed)}",
+                before,
+                before,
+                preconditions={"sessions": []},
+            )
         return Change(
             f"{self.verb} {len(sessions)} session(s) on {target.name}: "
             + "; ".join(s.line(age=False) for s in sessions),

@@ -18,13 +18,14 @@ from receiver.approvals.state import (
     Origin,
 )
 from receiver.model import ApprovalState, RunOutcome
-from tests.support.approvals import MakeApprovalEnv, poke_labels
+from tests.support.approvals import POKE_RULES, MakeApprovalEnv, poke_labels
 from tests.support.payloads import alert, notification
 
 ALICE = Identity("alice", "operator-token", "alice")
 BOB = Identity("bob", "operator-token", "bob")
 CAROL = Identity("carol", "operator-token", "carol")
 API = Origin(Channel.API, "10.1.1.1", "pytest")
+UP_TO_ONE = "- action: test.poke\n        params: {up_to: 1}"
 
 
 async def test_a_risky_step_asks_binds_its_preview_and_notifies(
@@ -250,3 +251,23 @@ async def test_an_approved_step_goes_through_the_guards_again(
     await env.harness.store.enqueue_job("resume_run", run.id)
     await env.harness.drain()
     assert env.peer.pokes == 0
+
+
+async def test_an_approved_change_found_in_place_is_a_noop_not_a_new_approval(
+    approval_env: MakeApprovalEnv,
+) -> None:
+    # The approved write landed just before a crash (or someone made it by hand): the fresh
+    # preview changes nothing. Nobody is asked to approve nothing; the step records a noop.
+    env = await approval_env(rules=POKE_RULES.replace("- action: test.poke", UP_TO_ONE))
+    run, approval = await env.pending_run()
+    assert (approval.plan["before"], approval.plan["after"]) == ({"value": 0}, {"value": 1})
+    env.peer.value = 1
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+
+    assert env.peer.pokes == 0
+    done = await env.harness.only_run()
+    assert done.outcome is RunOutcome.SUCCEEDED
+    assert [(s.outcome, s.message) for s in done.steps] == [("noop", "at 1 already")]
+    assert (await env.desk.store.latest_approval(run.id, 0)).state is ApprovalState.APPROVED
+    assert env.peer.kinds().count("approval.requested") == 1

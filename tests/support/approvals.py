@@ -126,6 +126,9 @@ async def peer() -> AsyncIterator[Peer]:
 class PokeParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Bump the counter only while it is below this (None: always): at it, the step is a noop.
+    up_to: int | None = None
+
 
 class Poke:
     """``test.poke``: a high-risk step whose change is a counter on the peer, over HTTP.
@@ -158,6 +161,14 @@ class Poke:
     async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
         value = await self._value(ctx)
         said = ctx.alert.labels.get("deployment", "")
+        up_to = getattr(params, "up_to", None)
+        if up_to is not None and value >= up_to:
+            return Change(
+                f"{target.key} is at {up_to} already",
+                {"value": value},
+                {"value": value},
+                {"value": value},
+            )
         return Change(
             f"poke {target.key} once for {said!r}",
             {"value": value},
@@ -169,6 +180,9 @@ class Poke:
         value = await self._value(ctx)
         if ctx.approved is not None and ctx.approved.get("value") != value:
             raise ActionRefused(f"value moved to {value}")
+        up_to = getattr(params, "up_to", None)
+        if up_to is not None and value >= up_to:
+            return Result(Outcome.NOOP, f"at {up_to} already", {"value": value}, {"value": value})
         session: aiohttp.ClientSession = ctx.clients.get("http")
         async with session.post(f"{self.base_url}/poke") as response:
             after = int((await response.json())["value"])

@@ -146,6 +146,7 @@ def same_episode(
     fingerprint: str = "fp1",
     refire: int = 0,
     changed: bool = True,
+    event_id: int | None = None,
 ) -> PriorRun:
     return prior(
         rule,
@@ -156,6 +157,7 @@ def same_episode(
         starts_at=STARTS,
         refire=refire,
         changed=changed,
+        event_id=event_id,
     )
 
 
@@ -252,6 +254,15 @@ def test_existing_run_for_the_episode_is_skipped(rules: RuleSet) -> None:
     history = History(episode_runs=(same_episode(),))
     result = run_plan(rules, history)
     assert result == Plan(event_id=7, skips=(Skip(RUN_EXISTS, "memory"),))
+    assert result.is_empty
+
+
+def test_the_run_this_event_created_on_an_earlier_attempt_is_no_skip(rules: RuleSet) -> None:
+    # A retried event takes its own run up (the pipeline does): nothing was skipped, and the
+    # review must not say "run already exists" of an alert that was acted on.
+    history = History(episode_runs=(same_episode(event_id=7),))
+    result = run_plan(rules, history)
+    assert result == Plan(event_id=7)
     assert result.is_empty
 
 
