@@ -269,5 +269,7 @@ async def test_an_approved_change_found_in_place_is_a_noop_not_a_new_approval(
     done = await env.harness.only_run()
     assert done.outcome is RunOutcome.SUCCEEDED
     assert [(s.outcome, s.message) for s in done.steps] == [("noop", "at 1 already")]
-    assert (await env.desk.store.latest_approval(run.id, 0)).state is ApprovalState.APPROVED
+    latest = await env.desk.store.latest_approval(run.id, 0)
+    assert latest is not None
+    assert latest.state is ApprovalState.APPROVED
     assert env.peer.kinds().count("approval.requested") == 1
