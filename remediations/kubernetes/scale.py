@@ -1,4 +1,4 @@
-"""``kubernetes.scale``: set replicas through the ``/scale`` subresource, never past [min, max].
+"""``kubernetes.scale``: set a workload's replicas, never past [min, max].
 
 ``restore: true`` (an on_resolved step) undoes the change of its own run's scale step, and only
 that: it takes this run's delta (after - before) off the live count, so two runs that scaled the
