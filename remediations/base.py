@@ -209,6 +209,13 @@ class ActionContext:
     # Set when an engineer approved this step: the preconditions of the preview they approved.
     # run() refuses (ActionRefused) when the state it is about to change no longer meets them.
     approved: Mapping[str, Any] | None = None
+    # Which step of the run this call is: its index in the rule and the phase it runs in
+    # ("run", "resolve", "on_failed"). With run_id they name the step, so an action can tell
+    # its own earlier write of the same step (a run taken up again after a crash between the
+    # write and its record) from a new one. None: a call outside a run's steps (no replay
+    # detection).
+    step: int | None = None
+    phase: str = "run"
 
 
 @runtime_checkable

@@ -78,7 +78,8 @@ class StepRunner:
 
     def action_context(self, ctx: RunContext, step: StepPlan) -> ActionContext:
         """What the step's action is called with (``approved``: the step's approved
-        preconditions, when an engineer approved it)."""
+        preconditions, when an engineer approved it; ``step``/``phase``: which step of the run
+        it is, so a step taken up again after a crash recognises its own earlier write)."""
         assert ctx.run_id is not None  # the plan stage recorded the run before any step
         return ActionContext(
             run_id=ctx.run_id,
@@ -88,6 +89,8 @@ class StepRunner:
             rule=ctx.rule,
             alert=alert_facts(ctx),
             approved=ctx.approved.get(step.index),
+            step=step.index,
+            phase=ctx.phase,
         )
 
     async def preview(self, ctx: RunContext, step: StepPlan) -> Change:

@@ -3,6 +3,7 @@
 - ``api``: the shared plumbing (the per-call API view, the write plan, the action base)
 - ``objects``: reading the plain-dict form of Kubernetes objects (pure)
 - ``retry``: bounded retries on transient API failures, typed errors for the rest
+- ``replay``: write records, so a step retried after a crash does not write twice (pure)
 - ``quantity``: resource quantities ("512Mi", "250m"): parse, scale, format (pure)
 - ``restart``: ``kubernetes.rollout_restart``
 - ``scale``: ``kubernetes.scale``

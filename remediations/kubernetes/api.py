@@ -5,6 +5,10 @@ it, ``run()`` recomputes the same plan and writes it. Writes carry ``fieldManage
 an explicit patch Content-Type (kubernetes_asyncio otherwise guesses one from the body's Python
 type), server-side ``dryRun=All`` in dry-run mode, and the run id as an annotation in the same
 request. The mechanics mirror kubectl (see research/alertmanager-protocol.md §7).
+
+Each write also carries the step's write record (``replay``): a step of a run taken up again
+after a crash between its write and the database recording it finds its own record on the
+object, does not write again, and reports what the earlier write did (``WritePlan.replayed``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ from remediations.base import (
     Risk,
 )
 from remediations.kubernetes.objects import WORKLOADS, object_ref
+from remediations.kubernetes.replay import (
+    WriteRecord,
+    find_record,
+    now_rfc3339,
+    record_annotations,
+    record_key,
+)
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy, call
 from remediations.targets import Target
 
@@ -80,6 +91,8 @@ class KubeApi:
         self.policy = policy
         self.ctx = ctx
         self.action = action
+        # The annotation of this step's write record; None outside a run's steps.
+        self.record_key = record_key(ctx.run_id, ctx.phase, ctx.step)
 
     async def call(
         self, what: str, fn: Callable[[], Awaitable[Any]], *, allow: tuple[int, ...] = ()
@@ -121,6 +134,48 @@ class KubeApi:
             and annotations.get(ACTION_ANNOTATION) == self.action
         )
 
+    def earlier_write(self, obj: Mapping[str, Any]) -> WriteRecord | None:
+        """This step's own earlier write of ``obj`` (same run, phase, step and action), as
+        recorded on it by ``record()``; None when this step has not written it."""
+        return find_record(obj, self.record_key, self.action)
+
+    def record(
+        self,
+        obj: Mapping[str, Any],
+        change: Change,
+        *,
+        after: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, str | None]:
+        """Annotations to send with the write that carries out ``change`` on ``obj``: this
+        step's write record (``after``: what the Result will report, default
+        ``change.after``; ``extra``: facts the action needs on a replay), and None for old
+        records to remove. Empty outside a run's steps and in a dry run (nothing is kept)."""
+        if self.record_key is None or self.ctx.dry_run:
+            return {}
+        record = WriteRecord(
+            action=self.action,
+            change={
+                "summary": change.summary,
+                "before": dict(change.before),
+                "after": dict(change.after),
+                "preconditions": dict(change.preconditions),
+            },
+            after=dict(change.after if after is None else after),
+            run_id=self.ctx.run_id,
+            phase=self.ctx.phase,
+            step=self.ctx.step,
+            extra=dict(extra or {}),
+            at=now_rfc3339(),
+        )
+        return record_annotations(obj, self.record_key, record)
+
+    def replayed(self, obj: Mapping[str, Any]) -> WritePlan | None:
+        """The plan of a step that already wrote ``obj`` (``earlier_write``): no write, the
+        earlier change reported; None when this step has not written ``obj`` yet."""
+        record = self.earlier_write(obj)
+        return WritePlan.replayed(record) if record is not None else None
+
     async def read_workload(self, target: Target) -> dict[str, Any]:
         """GET the Deployment, StatefulSet or DaemonSet ``target``, as a dict."""
         infix = WORKLOADS[target.kind]
@@ -130,22 +185,33 @@ class KubeApi:
         )
         return self.to_dict(obj)
 
-    async def patch_workload(self, target: Target, body: Any, content_type: str) -> dict[str, Any]:
+    async def patch_workload(
+        self, target: Target, body: Any, content_type: str, *, allow: tuple[int, ...] = ()
+    ) -> dict[str, Any]:
         """PATCH the workload ``target`` with ``body`` sent as ``content_type``; the object the
-        API server returns (after the write, or as it would be in a dry run), as a dict."""
+        API server returns (after the write, or as it would be in a dry run), as a dict.
+        ``allow``: statuses raised as the ApiException itself (``retry.call``)."""
         infix = WORKLOADS[target.kind]
         method = getattr(self.apps, f"patch_namespaced_{infix}")
         obj = await self.call(
             object_ref(target),
             lambda: method(target.name, target.namespace, body, **self.write_opts(content_type)),
+            allow=allow,
         )
         return self.to_dict(obj)
 
-    async def patch_template(self, target: Target, template: Mapping[str, Any]) -> dict[str, Any]:
+    async def patch_template(
+        self,
+        target: Target,
+        template: Mapping[str, Any],
+        record: Mapping[str, str | None] | None = None,
+    ) -> dict[str, Any]:
         """Change the pod template of the workload ``target``: ``template`` (a partial
-        ``spec.template``) as a strategic merge patch, with this run's ``stamp()`` on the
-        object. A new rollout follows. Returns as ``patch_workload``."""
-        body = {"metadata": {"annotations": self.stamp()}, "spec": {"template": template}}
+        ``spec.template``) as a strategic merge patch, with this run's ``stamp()`` and the
+        step's write ``record`` (``record()``) on the object, in the same request. A new
+        rollout follows. Returns as ``patch_workload``."""
+        annotations = {**self.stamp(), **(record or {})}
+        body = {"metadata": {"annotations": annotations}, "spec": {"template": template}}
         return await self.patch_workload(target, body, STRATEGIC_MERGE)
 
 
@@ -163,17 +229,38 @@ class WritePlan:
     ``change`` is what ``preview()`` returns. ``write`` sends the change and returns the
     object as written (None when live state already matches: a NOOP for ``noop_reason``).
     ``observe`` picks, from what ``write`` returned, the fields ``Result.after`` reports.
+    ``applied``: set when this step already made the change (``replayed``): what its Result
+    reported as after.
     """
 
     change: Change
     write: Callable[[], Awaitable[dict[str, Any]]] | None
     observe: Callable[[dict[str, Any]], Mapping[str, Any]]
     noop_reason: str = ""
+    applied: Mapping[str, Any] | None = None
 
     @classmethod
     def noop(cls, change: Change, reason: str) -> WritePlan:
         """Live state already matches: nothing is written, so nothing is observed either."""
         return cls(change, None, lambda _written: change.before, noop_reason=reason)
+
+    @classmethod
+    def replayed(cls, record: WriteRecord) -> WritePlan:
+        """This step wrote already (before a restart): nothing is written again. The change
+        is the one it carried out, as previewed then (so an approval bound to that preview
+        still matches), and ``run()`` reports it with the record's before and after."""
+        stored = record.change
+        change = Change(
+            str(stored.get("summary") or ""),
+            dict(stored.get("before") or {}),
+            dict(stored.get("after") or {}),
+            dict(stored.get("preconditions") or {}),
+        )
+        message = (
+            f"already applied by this run before a restart ({record.phase} step {record.step}, "
+            f"written {record.at}), not written again: {change.summary}"
+        )
+        return cls(change, None, lambda _written: record.after, message, dict(record.after))
 
 
 class KubeAction(Generic[P]):
@@ -182,7 +269,10 @@ class KubeAction(Generic[P]):
     A subclass sets the class attributes and implements ``explain()`` (the ``describe()``
     text, from typed params) and ``plan()`` (read live state, return a WritePlan). ``preview()``
     and ``run()`` both call ``plan()``, so what runs is recomputed from the state at run time,
-    never taken from an earlier preview. Params of the wrong model raise ParamsError; a target
+    never taken from an earlier preview. A ``plan()`` that writes an object first asks
+    ``api.replayed(obj)`` (this step wrote it already, before a restart) and sends
+    ``api.record(obj, change)`` in the same request as its change. Params of the wrong model
+    raise ParamsError; a target
     of a kind outside ``target_kinds`` is refused (ActionRefused).
     """
 
@@ -208,6 +298,11 @@ class KubeAction(Generic[P]):
 
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
         plan = await self._checked_plan(ctx, target, params)
+        if plan.applied is not None:
+            # Checked before the approval: the approved change is the one already made.
+            return Result(
+                Outcome.OK, plan.noop_reason, before=plan.change.before, after=plan.applied
+            )
         if ctx.approved is not None and not _same(plan.change.preconditions, ctx.approved):
             # The plan is recomputed from live state here; an approval holds only for the
             # state it was given for (the write itself re-checks where it can, e.g. the

@@ -131,6 +131,9 @@ class SetResources(KubeAction[SetResourcesParams]):
 
     async def plan(self, api: KubeApi, target: Target, params: SetResourcesParams) -> WritePlan:
         obj = await api.read_workload(target)
+        replayed = api.replayed(obj)
+        if replayed is not None:
+            return replayed
         container = find_container(obj, params.container, target)
         changes = params.changes()
         keys = list(changes)
@@ -185,16 +188,17 @@ class SetResources(KubeAction[SetResourcesParams]):
             "spec": {"containers": [{"name": params.container, "resources": patch_resources}]}
         }
         summary = ", ".join(describe(s, r) for s, r in keys)
+        # The values it replaces must still be these when it runs (an approved step is
+        # refused otherwise: KubeAction.run compares them with the approved ones).
+        planned = Change(
+            f"{object_ref(target)} container {params.container}: {summary}",
+            before,
+            after,
+            preconditions=before,
+        )
         return WritePlan(
-            # The values it replaces must still be these when it runs (an approved step is
-            # refused otherwise: KubeAction.run compares them with the approved ones).
-            Change(
-                f"{object_ref(target)} container {params.container}: {summary}",
-                before,
-                after,
-                preconditions=before,
-            ),
-            lambda: api.patch_template(target, template),
+            planned,
+            lambda: api.patch_template(target, template, api.record(obj, planned)),
             lambda written: _pick_resources(
                 find_container(written, params.container, target), keys
             ),
@@ -243,6 +247,9 @@ class SetEnv(KubeAction[SetEnvParams]):
 
     async def plan(self, api: KubeApi, target: Target, params: SetEnvParams) -> WritePlan:
         obj = await api.read_workload(target)
+        replayed = api.replayed(obj)
+        if replayed is not None:
+            return replayed
         container = find_container(obj, params.container, target)
 
         def pick(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,13 +280,14 @@ class SetEnv(KubeAction[SetEnvParams]):
         if "valueFrom" in before:
             var["valueFrom"] = None  # a literal value replaces the reference
         template = {"spec": {"containers": [{"name": params.container, "env": [var]}]}}
+        change = Change(
+            f"set {params.name} on container {params.container} of {object_ref(target)}",
+            before,
+            after,
+            preconditions=before,
+        )
         return WritePlan(
-            Change(
-                f"set {params.name} on container {params.container} of {object_ref(target)}",
-                before,
-                after,
-                preconditions=before,
-            ),
-            lambda: api.patch_template(target, template),
+            change,
+            lambda: api.patch_template(target, template, api.record(obj, change)),
             lambda written: pick(find_container(written, params.container, target)),
         )

@@ -1,4 +1,12 @@
-"""``kubernetes.delete_pod``: delete pods so their controller replaces them."""
+"""``kubernetes.delete_pod``: delete pods so their controller replaces them.
+
+A deleted pod cannot carry a record of its deletion, and its replacement may have its name
+(StatefulSet pods do): so the step's write record (``replay``) goes on the workload that holds
+the pods (the Deployment target, or the StatefulSet or DaemonSet controlling a Pod target),
+written just before the deletes. A step taken up again after a crash finds it and reports the
+deletion instead of deleting the replacements. Pods of a ReplicaSet or bare pods get no record:
+their replacements have new names (or there are none), so a retry finds nothing to delete.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +19,15 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from remediations import names
 from remediations.base import ActionRefused, Change, Risk
-from remediations.kubernetes.api import JSON, ActionParams, KubeAction, KubeApi, WritePlan
-from remediations.kubernetes.objects import object_ref, selector_string
+from remediations.kubernetes.api import (
+    JSON,
+    MERGE_PATCH,
+    ActionParams,
+    KubeAction,
+    KubeApi,
+    WritePlan,
+)
+from remediations.kubernetes.objects import WORKLOADS, object_ref, selector_string
 from remediations.targets import Target
 
 __all__ = ["DeletePod", "DeletePodParams"]
@@ -75,7 +90,9 @@ class DeletePod(KubeAction[DeletePodParams]):
 
     async def _candidates(
         self, api: KubeApi, target: Target, params: DeletePodParams
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], Target | None, dict[str, Any]]:
+        """The pods that qualify, and the workload that holds them (its Target and object;
+        None and {} when no workload keeps a record: see the module's docstring)."""
         ns = target.namespace
         if target.kind == "Pod":
             if params.selector is not None:
@@ -91,8 +108,10 @@ class DeletePod(KubeAction[DeletePodParams]):
                     allow=(404,),
                 )
             except ApiException:
-                return []
-            return [api.to_dict(pod)]
+                return [], None, {}
+            found = api.to_dict(pod)
+            holder = _controller(found, ns)
+            return [found], holder, await api.read_workload(holder) if holder else {}
         deployment = await api.read_workload(target)
         selector = selector_string((deployment.get("spec") or {}).get("selector") or {})
         if not selector:
@@ -107,14 +126,14 @@ class DeletePod(KubeAction[DeletePodParams]):
         pods = await api.call(
             f"pods of {object_ref(target)}", lambda: api.core.list_namespaced_pod(ns, **kwargs)
         )
-        return [p for p in api.to_dict(pods).get("items") or []]
+        return [p for p in api.to_dict(pods).get("items") or []], target, deployment
 
     async def plan(self, api: KubeApi, target: Target, params: DeletePodParams) -> WritePlan:
-        pods = [
-            p
-            for p in await self._candidates(api, target, params)
-            if not (p.get("metadata") or {}).get("deletionTimestamp")
-        ]
+        candidates, holder, holder_obj = await self._candidates(api, target, params)
+        replayed = api.replayed(holder_obj)
+        if replayed is not None:
+            return replayed
+        pods = [p for p in candidates if not (p.get("metadata") or {}).get("deletionTimestamp")]
         pods.sort(key=_pod_sort_key)
         chosen = pods[: params.max_pods]
         names = [p["metadata"]["name"] for p in chosen]
@@ -125,8 +144,20 @@ class DeletePod(KubeAction[DeletePodParams]):
                 f"no (live) pod to delete for {object_ref(target)}",
             )
         ns = target.namespace
+        change = Change(
+            f"delete pod(s) {', '.join(names)} in namespace {ns}",
+            before,
+            {"deleted": names},
+            preconditions={"uids": [p["metadata"]["uid"] for p in chosen]},
+        )
 
         async def write() -> dict[str, Any]:
+            record = api.record(holder_obj, change) if holder is not None else {}
+            if holder is not None and record:
+                # Before the deletes: a crash after them must leave the record behind. A
+                # crash between the two leaves pods undeleted, never deleted twice.
+                body = {"metadata": {"annotations": {**api.stamp(), **record}}}
+                await api.patch_workload(holder, body, MERGE_PATCH)
             deleted: list[str] = []
             for pod in chosen:
                 meta = pod["metadata"]
@@ -153,17 +184,18 @@ class DeletePod(KubeAction[DeletePodParams]):
                 deleted.append(meta["name"])
             return {"deleted": deleted}
 
-        return WritePlan(
-            Change(
-                f"delete pod(s) {', '.join(names)} in namespace {ns}",
-                before,
-                {"deleted": names},
-                preconditions={"uids": [p["metadata"]["uid"] for p in chosen]},
-            ),
-            write,
-            _identity,
-        )
+        return WritePlan(change, write, _identity)
 
 
 def _identity(written: dict[str, Any]) -> Mapping[str, Any]:
     return written
+
+
+def _controller(pod: Mapping[str, Any], namespace: str) -> Target | None:
+    """The StatefulSet or DaemonSet controlling ``pod``, which keeps the record of its
+    deletion; None for other owners (their pods' replacements get new names) and bare pods."""
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") in ("StatefulSet", "DaemonSet"):
+            assert ref["kind"] in WORKLOADS
+            return Target(str(ref["kind"]), namespace, str(ref.get("name")))
+    return None

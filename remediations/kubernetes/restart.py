@@ -48,6 +48,9 @@ class RolloutRestart(KubeAction[RestartParams]):
 
     async def plan(self, api: KubeApi, target: Target, params: RestartParams) -> WritePlan:
         obj = await api.read_workload(target)
+        replayed = api.replayed(obj)
+        if replayed is not None:
+            return replayed
         refuse_paused(obj, target, "restart")
         annotations = (pod_template(obj).get("metadata") or {}).get("annotations") or {}
         before = {"restartedAt": annotations.get(RESTARTED_AT)}
@@ -67,13 +70,11 @@ class RolloutRestart(KubeAction[RestartParams]):
 
         # The preview names no clock time: it is bound into approvals by its hash, and the
         # same restart previewed a second later must not count as a different change.
-        return WritePlan(
-            Change(
-                f"restart {object_ref(target)}: set pod template annotation {RESTARTED_AT} "
-                "to the time of the restart",
-                before=before,
-                after={"restartedAt": "(the time of the restart)"},
-            ),
-            lambda: api.patch_template(target, template),
-            observe,
+        change = Change(
+            f"restart {object_ref(target)}: set pod template annotation {RESTARTED_AT} "
+            "to the time of the restart",
+            before=before,
+            after={"restartedAt": "(the time of the restart)"},
         )
+        record = api.record(obj, change, after={"restartedAt": now})
+        return WritePlan(change, lambda: api.patch_template(target, template, record), observe)

@@ -76,6 +76,9 @@ class RolloutUndo(KubeAction[UndoParams]):
 
     async def plan(self, api: KubeApi, target: Target, params: UndoParams) -> WritePlan:
         obj = await api.read_workload(target)
+        replayed = api.replayed(obj)
+        if replayed is not None:
+            return replayed
         refuse_paused(obj, target, "roll back")
         current = revision_of(obj)
         if current is None:
@@ -135,6 +138,13 @@ class RolloutUndo(KubeAction[UndoParams]):
                 ),
                 f"{object_ref(target)} already runs the template of revision {to}",
             )
+        change = Change(
+            f"roll {object_ref(target)} back from revision {current} to revision {to} "
+            f"(ReplicaSet {rs_name})",
+            before,
+            after,
+            preconditions,
+        )
         ops: list[dict[str, Any]] = [
             {
                 "op": "test",
@@ -143,9 +153,14 @@ class RolloutUndo(KubeAction[UndoParams]):
             },
             {"op": "replace", "path": "/spec/template", "value": template},
         ]
-        for key, value in api.stamp().items():
+        annotations: dict[str, str | None] = {**api.stamp(), **api.record(obj, change)}
+        for key, value in annotations.items():
+            path = f"/metadata/annotations/{_json_pointer(key)}"
+            # None: an old write record to drop (it was there when the plan read the object).
             ops.append(
-                {"op": "add", "path": f"/metadata/annotations/{_json_pointer(key)}", "value": value}
+                {"op": "remove", "path": path}
+                if value is None
+                else {"op": "add", "path": path, "value": value}
             )
 
         async def write() -> dict[str, Any]:
@@ -166,13 +181,7 @@ class RolloutUndo(KubeAction[UndoParams]):
                 raise
 
         return WritePlan(
-            Change(
-                f"roll {object_ref(target)} back from revision {current} to revision {to} "
-                f"(ReplicaSet {rs_name})",
-                before,
-                after,
-                preconditions,
-            ),
+            change,
             write,
             lambda written: {
                 "to_revision": to,

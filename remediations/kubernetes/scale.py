@@ -1,4 +1,4 @@
-"""``kubernetes.scale``: set replicas through the ``/scale`` subresource, never past [min, max].
+"""``kubernetes.scale``: set a workload's replicas, never past [min, max].
 
 ``restore: true`` (an on_resolved step) undoes the change of its own run's scale step, and only
 that: it takes this run's delta (after - before) off the live count, so two runs that scaled the
@@ -6,20 +6,23 @@ same target restore in either order and the target ends where it was before the 
 the capacity a still-open run added stays. It only acts when the live count is the one
 remediator last wrote (``remediator.io/replicas``, stamped with every scale write): a count
 someone else changed since is left alone, and the step is refused naming both counts.
+
+A retry never scales twice: the replicas, the stamp and the step's write record (``replay``:
+the count it scaled from and to) go in one request, so a step taken up again after a crash
+finds its own record and reports that change instead of adding its delta again. A restore
+happens at most once per run: one that finds a restore of its run on the object does nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any, ClassVar
 
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field, model_validator
 
-from remediations.base import ActionError, ActionRefused, Change, Risk
+from remediations.base import ActionRefused, Change, Risk
 from remediations.kubernetes.api import (
-    JSON,
     MERGE_PATCH,
     RUN_ID_ANNOTATION,
     ActionParams,
@@ -28,6 +31,7 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.objects import object_ref
+from remediations.kubernetes.replay import records_of
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
 from remediations.targets import Target
 
@@ -85,12 +89,13 @@ _SCALE_INFIX = {"Deployment": "deployment", "StatefulSet": "stateful_set"}
 
 
 class Scale(KubeAction[ScaleParams]):
-    """Set replicas through the ``/scale`` subresource, with the read resourceVersion.
-
-    The subresource carries no annotations, so the workload is stamped with the run id by a
-    second, metadata-only merge patch once the replicas are written (the ``remediator`` field
-    manager in managedFields marks the scale write itself). Needs ``list`` on autoscaling
-    ``horizontalpodautoscalers`` to refuse HPA-managed targets (fails closed).
+    """Set ``spec.replicas`` of the workload by a merge patch that carries the resourceVersion
+    it read (a concurrent change fails it with 409, as kubectl's PUT of the Scale would) and,
+    in the same request, the run id, the count written and the step's write record. Not the
+    ``/scale`` subresource: it carries no annotations, and a stamp sent after it could be
+    lost in a crash, leaving a retried step unable to tell it had scaled. Needs ``patch`` on
+    the workload and ``list`` on autoscaling ``horizontalpodautoscalers`` to refuse
+    HPA-managed targets (fails closed).
     """
 
     name: ClassVar[str] = "kubernetes.scale"
@@ -115,16 +120,12 @@ class Scale(KubeAction[ScaleParams]):
         return f"scale {object_ref(target)} {how}, within [{params.min}, {params.max}]"
 
     async def plan(self, api: KubeApi, target: Target, params: ScaleParams) -> WritePlan:
-        infix = _SCALE_INFIX[target.kind]
-        read = getattr(api.apps, f"read_namespaced_{infix}_scale")
-        replace = getattr(api.apps, f"replace_namespaced_{infix}_scale")
-        scale = api.to_dict(
-            await api.call(
-                object_ref(target), lambda: read(target.name, target.namespace, **api.read_opts())
-            )
-        )
+        obj = await api.read_workload(target)
+        replayed = api.replayed(obj)
+        if replayed is not None:
+            return replayed
         await self._refuse_autoscaled(api, target)
-        current = int((scale.get("spec") or {}).get("replicas") or 0)
+        current = int((obj.get("spec") or {}).get("replicas") or 0)
         before = {"replicas": current}
         how = ""
         if params.restore:
@@ -134,7 +135,14 @@ class Scale(KubeAction[ScaleParams]):
                     f"this run did not change the replicas of {object_ref(target)}: nothing to undo"
                 )
                 return WritePlan.noop(Change(message, before, before), message)
-            await self._refuse_changed_since(api, target, current, delta)
+            done = _restored_by(obj, api.ctx.run_id)
+            if done:
+                message = (
+                    f"this run's {delta:+d} on {object_ref(target)} was already undone by its "
+                    f"{done}; a restore happens once per run"
+                )
+                return WritePlan.noop(Change(message, before, before), message)
+            self._refuse_changed_since(api, obj, target, current, delta)
             desired = params.clamp(current - delta)
             how = f" (undoing this run's {delta:+d})"
         else:
@@ -145,54 +153,43 @@ class Scale(KubeAction[ScaleParams]):
                 Change(f"{object_ref(target)} already has {current} replicas", before, before),
                 f"{object_ref(target)} already has {current} replicas",
             )
-        # PUT with the resourceVersion just read: a concurrent change makes it fail with 409
+        change = Change(
+            f"scale {object_ref(target)} from {current} to {desired} replicas{how}",
+            before,
+            after,
+            preconditions={"replicas": current},
+        )
+        # Who scaled it, the count written (what a later restore checks the live count
+        # against) and this step's record, atomically with the count itself.
+        annotations = {
+            **api.stamp(),
+            REPLICAS_ANNOTATION: str(desired),
+            **api.record(obj, change, extra={"restore": True} if params.restore else None),
+        }
+        # The resourceVersion just read: a concurrent change makes the patch fail with 409
         # instead of silently overwriting what someone else decided.
-        resource_version = (scale.get("metadata") or {}).get("resourceVersion")
         body: dict[str, Any] = {
-            "apiVersion": "autoscaling/v1",
-            "kind": "Scale",
             "metadata": {
-                "name": target.name,
-                "namespace": target.namespace,
-                "resourceVersion": resource_version,
+                "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion"),
+                "annotations": annotations,
             },
             "spec": {"replicas": desired},
         }
 
         async def write() -> dict[str, Any]:
-            written = await write_replicas()
-            # Who scaled it, for whoever looks at the object. The replicas are written at this
-            # point: a stamp that fails even after its retries must not turn the step into a
-            # failure, since the run's own record says what was done.
-            # A missing or stale count only makes a later restore refuse (fail closed).
-            stamp = {**api.stamp(), REPLICAS_ANNOTATION: str(desired)}
-            with contextlib.suppress(ActionError):
-                await api.patch_workload(target, {"metadata": {"annotations": stamp}}, MERGE_PATCH)
-            return written
-
-        async def write_replicas() -> dict[str, Any]:
-            # The Scale's resourceVersion is the Deployment's, which the controller bumps with
-            # every status write: a 409 is usually that, not a rival scaler. Re-read; resend
-            # only while the replica count is still the one the plan started from.
+            # The resourceVersion is bumped by every status write of the controller: a 409 is
+            # usually that, not a rival scaler. Re-read; resend only while the replica count
+            # is still the one the plan started from.
             for _ in range(self.conflict_attempts):
                 try:
-                    obj = await api.call(
-                        object_ref(target),
-                        lambda: replace(
-                            target.name, target.namespace, body, **api.write_opts(JSON)
-                        ),
-                        allow=(409,),
-                    )
-                    return api.to_dict(obj)
+                    return await api.patch_workload(target, body, MERGE_PATCH, allow=(409,))
                 except ApiException:
-                    fresh = api.to_dict(
-                        await api.call(
-                            object_ref(target),
-                            lambda: read(target.name, target.namespace, **api.read_opts()),
-                        )
-                    )
+                    fresh = await api.read_workload(target)
                     now = int((fresh.get("spec") or {}).get("replicas") or 0)
-                    if now == desired and not api.ctx.dry_run:
+                    if not api.ctx.dry_run and (
+                        api.earlier_write(fresh) is not None
+                        or (api.record_key is None and now == desired)
+                    ):
                         return fresh  # an earlier attempt landed but its answer was lost
                     if now != current:
                         raise ActionRefused(
@@ -208,21 +205,15 @@ class Scale(KubeAction[ScaleParams]):
             )
 
         return WritePlan(
-            Change(
-                f"scale {object_ref(target)} from {current} to {desired} replicas{how}",
-                before,
-                after,
-                preconditions={"replicas": current},
-            ),
+            change,
             write,
             lambda written: {"replicas": (written.get("spec") or {}).get("replicas")},
         )
 
-    async def _refuse_changed_since(
-        self, api: KubeApi, target: Target, current: int, delta: int
+    def _refuse_changed_since(
+        self, api: KubeApi, workload: dict[str, Any], target: Target, current: int, delta: int
     ) -> None:
         """Refuse a restore when the live count is not the one remediator last wrote."""
-        workload = await api.read_workload(target)
         annotations = (workload.get("metadata") or {}).get("annotations") or {}
         own_after = int(api.ctx.recorded[self.name]["after"]["replicas"])
         try:
@@ -265,3 +256,12 @@ def _own_delta(recorded: Any) -> int:
         return int(recorded["after"]["replicas"]) - int(recorded["before"]["replicas"])
     except (KeyError, TypeError, ValueError):
         return 0
+
+
+def _restored_by(workload: dict[str, Any], run_id: str) -> str:
+    """Which step of run ``run_id`` already restored ``workload`` (e.g. "resolve step 0"), per
+    the write records on it; "" when none did."""
+    for record in records_of(workload).values():
+        if record.run_id == run_id and record.action == Scale.name and record.extra.get("restore"):
+            return f"{record.phase} step {record.step}"
+    return ""

@@ -298,47 +298,43 @@ async def test_scale_verbs(remediator: Any, targets: dict[str, str]) -> None:
     await _api(k8s.AutoscalingV1Api, remediator).list_namespaced_horizontal_pod_autoscaler(
         TARGET_NS
     )
-    for kind, read, replace, patch in (
+    for kind, read, patch, read_scale in (
         (
             "deployment",
+            apps.read_namespaced_deployment,
+            apps.patch_namespaced_deployment,
             apps.read_namespaced_deployment_scale,
-            apps.replace_namespaced_deployment_scale,
-            apps.patch_namespaced_deployment_scale,
         ),
         (
             "statefulset",
+            apps.read_namespaced_stateful_set,
+            apps.patch_namespaced_stateful_set,
             apps.read_namespaced_stateful_set_scale,
-            apps.replace_namespaced_stateful_set_scale,
-            apps.patch_namespaced_stateful_set_scale,
         ),
     ):
         name = targets[kind]
-        # PUT with the read resourceVersion: optimistic concurrency. The controller's own
-        # status writes move the resourceVersion too, so (as the action does) a conflict
-        # is answered by reading again; permission is what is tested here, not the race.
+        # The action patches the workload: replicas, the resourceVersion it read (optimistic
+        # concurrency) and its annotations in one request. The controller's own status
+        # writes move the resourceVersion too, so (as the action does) a conflict is answered
+        # by reading again; permission is what is tested here, not the race.
         for _ in range(10):
-            scale = await read(name, TARGET_NS)
-            assert scale.spec.replicas == 1
-            scale.spec.replicas = 2
-            code = await _status(replace(name, TARGET_NS, scale, field_manager=FIELD_MANAGER))
+            obj = await read(name, TARGET_NS)
+            assert obj.spec.replicas == 1
+            version = obj.metadata.resource_version
+            body = {"metadata": {"resourceVersion": version}, "spec": {"replicas": 2}}
+            code = await _status(
+                patch(name, TARGET_NS, body, field_manager=FIELD_MANAGER, _content_type=MERGE)
+            )
             if code != 409:
                 break
         assert code == 200
         assert (await read(name, TARGET_NS)).spec.replicas == 2
-        # A stale resourceVersion is refused (409), which is why update is used with preconditions.
-        scale.spec.replicas = 4
-        assert await _status(replace(name, TARGET_NS, scale, field_manager=FIELD_MANAGER)) == 409
-        # The action never patches the Scale, so the role does not allow it.
-        patch_status = await _status(
-            patch(
-                name,
-                TARGET_NS,
-                {"spec": {"replicas": 3}},
-                field_manager=FIELD_MANAGER,
-                _content_type=MERGE,
-            )
-        )
-        assert patch_status == 403
+        # A stale resourceVersion is refused (409): a concurrent change is never overwritten.
+        body = {"metadata": {"resourceVersion": version}, "spec": {"replicas": 4}}
+        stale = patch(name, TARGET_NS, body, field_manager=FIELD_MANAGER, _content_type=MERGE)
+        assert await _status(stale) == 409
+        # The action no longer uses the /scale subresource, so the role does not allow it.
+        assert await _status(read_scale(name, TARGET_NS)) == 403
 
 
 async def test_rollout_undo_verbs(remediator: Any, admin: Any, targets: dict[str, str]) -> None:

@@ -241,8 +241,8 @@ async def test_scale_modes_clamp_and_restore(
     assert await read_scale(kube_admin, ns) == 1
     dep = await read(kube_admin, ns)
     assert "remediator" in {m.manager for m in dep.metadata.managed_fields}
-    # The /scale write cannot carry annotations; the workload is stamped right after it,
-    # with the count written (what a later restore checks the live count against).
+    # The workload is stamped in the same write as the count, with the count written (what a
+    # later restore checks the live count against).
     assert dep.metadata.annotations[RUN_ID_ANNOTATION] == restore.run_id
     assert dep.metadata.annotations["remediator.io/action"] == "kubernetes.scale"
     assert dep.metadata.annotations["remediator.io/replicas"] == "1"
@@ -741,7 +741,8 @@ async def test_forbidden_names_verb_and_resource(
         assert f"system:serviceaccount:{ns}:nobody" in message
         assert 'cannot get resource "deployments"' in message
 
-        with pytest.raises(ActionRefused, match=r'cannot get resource "deployments/scale"'):
+        # scale reads (and patches) the Deployment itself: replicas and its record in one write.
+        with pytest.raises(ActionRefused, match=r'cannot get resource "deployments" in API'):
             await Scale().run(make_ctx(nobody), deployment(ns), Scale.Params(replicas=2, max=3))
     finally:
         await nobody.close()

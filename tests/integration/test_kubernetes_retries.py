@@ -180,7 +180,7 @@ async def test_transient_failures_are_retried_until_success(
     assert dep.spec.template.metadata.annotations[RESTARTED_AT] == result.after["restartedAt"]
 
 
-async def test_scale_put_is_retried_on_503(
+async def test_scale_patch_is_retried_on_503(
     proxied_client: Any,
     proxy: FaultProxy,
     kube_admin: Any,
@@ -189,8 +189,9 @@ async def test_scale_put_is_retried_on_503(
 ) -> None:
     ns = kube_namespace
     await make_deployment("web", replicas=1)
-    path = deployment_path(ns) + "/scale"
-    proxy.inject("PUT", path, 503)
+    # scale patches the Deployment itself (replicas and its write record in one request).
+    path = deployment_path(ns)
+    proxy.inject("PATCH", path, 503)
 
     result = await Scale(retry=FAST).run(
         ctx_for(proxied_client), Target("Deployment", ns, "web"), Scale.Params(replicas=2, max=3)
@@ -198,12 +199,12 @@ async def test_scale_put_is_retried_on_503(
 
     assert result.outcome is Outcome.OK
     # The injected 503 was retried. The real server may add a 409 of its own (the controller
-    # bumped the resourceVersion between read and PUT), which the action re-reads and resends.
-    assert proxy.faults[("PUT", path)] == []
-    answered = proxy.answered[("PUT", path)]
+    # bumped the resourceVersion between read and PATCH), which the action re-reads and resends.
+    assert proxy.faults[("PATCH", path)] == []
+    answered = proxy.answered[("PATCH", path)]
     assert answered[-1] == 200
     assert set(answered[:-1]) <= {409}
-    assert proxy.attempts[("PUT", path)] == 1 + len(answered)
+    assert proxy.attempts[("PATCH", path)] == 1 + len(answered)
     scale = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment_scale("web", ns)
     assert scale.spec.replicas == 2
 

@@ -39,11 +39,6 @@ EXPECTED_PERMISSIONS = frozenset(
             for r in ("deployments", "statefulsets", "daemonsets")
             for v in ("get", "patch")
         ),
-        *(
-            ("apps", r, v)
-            for r in ("deployments/scale", "statefulsets/scale")
-            for v in ("get", "update")
-        ),
         ("apps", "replicasets", "list"),
         ("autoscaling", "horizontalpodautoscalers", "list"),
         ("", "pods", "get"),
