@@ -130,3 +130,43 @@ async def test_a_step_that_needs_approval_waits_and_changes_nothing(
         ("kubernetes.rollout_undo", "awaiting_approval")
     ]
     await _assert_spec_unchanged(kube_admin, kube_namespace, "api", before)
+
+
+async def test_a_run_taken_up_after_a_crash_does_not_scale_twice_and_restores_once(
+    make_harness: MakeHarness,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # The crash: the scale reached the cluster, the store never heard of it (the step still
+    # pending, the run still running), and the alert's event is delivered again.
+    await make_deployment("worker", replicas=1)
+    apps = k8s.AppsV1Api(kube_admin)
+    live = await make_harness(RULES, kube=kube_admin, dry_run=False)
+    labels = _labels("QueueBacklog", kube_namespace, "worker")
+    await live.deliver(labels)
+    run = await live.only_run()
+    async with live.store._pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE steps SET outcome = 'pending', before = NULL, after = NULL, message = ''"
+            " WHERE run_id = $1::uuid",
+            run.id,
+        )
+        await conn.execute("UPDATE runs SET outcome = 'running' WHERE id = $1::uuid", run.id)
+        await conn.execute("UPDATE alert_events SET state = 'pending', attempts = 0")
+    await live.drain()
+
+    scale = await apps.read_namespaced_deployment_scale("worker", kube_namespace)
+    assert scale.spec.replicas == 3  # +2 once, not twice
+    run = await live.only_run()
+    (step,) = run.steps
+    assert (step.outcome, dict(step.before or {}), dict(step.after or {})) == (
+        "ok",
+        {"replicas": 1},
+        {"replicas": 3},
+    )
+    assert "already applied by this run" in step.message
+
+    await live.deliver(labels, status="resolved")
+    scale = await apps.read_namespaced_deployment_scale("worker", kube_namespace)
+    assert scale.spec.replicas == 1  # back where it was before the run
