@@ -4,9 +4,11 @@
 Concurrent requests share one transaction (group commit): under an alert storm one fsync
 covers many notifications, while each caller still learns its own counts, and only after the
 commit. When the store is unavailable the whole batch fails with StoreUnavailable (Alertmanager
-retries, and the dedupe key makes the retry harmless). Any other failure of a batch is retried
-one notification at a time, so only a notification that fails alone gets an error: one bad
-payload never fails the others that happened to share its commit.
+retries, and the dedupe key makes the retry harmless), and so does a notification that is not
+committed within the intake timeout: every caller has its answer within that bound, whatever
+PostgreSQL does (down: at once; frozen or too slow: at the bound). Any other failure of a batch
+is retried one notification at a time, so only a notification that fails alone gets an error:
+one bad payload never fails the others that happened to share its commit.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from receiver.model import Status
 from receiver.store import NewEvent, Store, StoreUnavailable, describe
 
 __all__ = [
+    "INTAKE_TIMEOUT_S",
     "AlertLike",
     "EventBatcher",
     "Intake",
@@ -33,6 +36,11 @@ __all__ = [
     "StoreUnavailable",
     "events_of",
 ]
+
+# How long a webhook waits for its COMMIT by default (seconds; intake.timeout): well under
+# Alertmanager's 10 s minimum notification deadline and its 15 s peer timeout
+# (research/alertmanager-protocol.md section 2.2), so a 503 comes back in time to be retried.
+INTAKE_TIMEOUT_S = 5.0
 
 
 class AlertLike(Protocol):
@@ -131,9 +139,11 @@ class EventBatcher:
         *,
         max_batch: int = 64,
         max_in_flight: int = 1,
+        timeout_s: float = INTAKE_TIMEOUT_S,
         log: FilteringBoundLogger | None = None,
     ) -> None:
         self._store = store
+        self._timeout_s = timeout_s
         self._max_batch = max(1, max_batch)
         self._max_in_flight = max(1, max_in_flight)
         self._queue: list[_Pending] = []
@@ -143,7 +153,8 @@ class EventBatcher:
     async def submit(self, events: list[NewEvent]) -> tuple[int, int]:
         """Store ``events`` (one notification); (accepted, duplicates) after the COMMIT.
 
-        Raises StoreUnavailable, or IntakeFailed when this notification fails on its own.
+        Raises StoreUnavailable (also when there is no COMMIT within ``timeout_s``), or
+        IntakeFailed when this notification fails on its own.
         """
         loop = asyncio.get_running_loop()
         pending = _Pending(events, loop.create_future())
@@ -159,7 +170,17 @@ class EventBatcher:
             writer.add_done_callback(self._writers.discard)
         # A caller that goes away (client disconnect) cancels only its own future: the write is
         # the writer's, so the others' answers and the batch itself are not affected.
-        return await pending.done
+        try:
+            await asyncio.wait([pending.done], timeout=self._timeout_s)
+        finally:
+            pending.done.cancel()  # a no-op once answered
+        if pending.done.cancelled():
+            # No answer in time. Still queued: it is never written. Being written: it may yet
+            # commit, and the copy Alertmanager sends after the 503 is then a duplicate.
+            if pending in self._queue:
+                self._queue.remove(pending)
+            raise StoreUnavailable(f"not committed within {self._timeout_s:g}s")
+        return pending.done.result()
 
     async def _write(self) -> None:
         while self._queue:
@@ -169,7 +190,9 @@ class EventBatcher:
         batch = self._queue[: self._max_batch]
         del self._queue[: self._max_batch]
         try:
-            results = await self._store.insert_event_groups([p.events for p in batch])
+            results = await self._store.insert_event_groups(
+                [p.events for p in batch], timeout_s=self._timeout_s
+            )
         except StoreUnavailable as exc:
             _fail(batch, exc)  # this batch only: the next one may well succeed
             return
@@ -195,7 +218,9 @@ class EventBatcher:
     async def _write_alone(self, batch: list[_Pending]) -> None:
         for index, item in enumerate(batch):
             try:
-                results = await self._store.insert_event_groups([item.events])
+                results = await self._store.insert_event_groups(
+                    [item.events], timeout_s=self._timeout_s
+                )
             except StoreUnavailable as exc:
                 _fail(batch[index:], exc)
                 return
@@ -240,11 +265,11 @@ def _failed(exc: Exception) -> IntakeFailed:
 class Intake:
     """The webhook's only dependency on storage: ``accept`` a parsed notification.
 
-    Raises StoreUnavailable when PostgreSQL cannot be reached (the HTTP layer answers 503 and
-    Alertmanager retries), IntakeFailed when the store refuses this notification itself (a bug:
-    500). ``group_commit=False`` writes every notification in its own transaction. ``settle``
-    picks the events that are stored already done because no worker needs to see them; by
-    default every event is queued.
+    Raises StoreUnavailable when PostgreSQL cannot be reached or has not committed within
+    ``timeout_s`` seconds (the HTTP layer answers 503 and Alertmanager retries), IntakeFailed
+    when the store refuses this notification itself (a bug: 500). ``group_commit=False``
+    writes every notification in its own transaction. ``settle`` picks the events that are
+    stored already done because no worker needs to see them; by default every event is queued.
     """
 
     def __init__(
@@ -254,13 +279,21 @@ class Intake:
         group_commit: bool = True,
         max_batch: int = 64,
         max_in_flight: int = 1,
+        timeout_s: float = INTAKE_TIMEOUT_S,
         settle: Settle = _never,
         log: FilteringBoundLogger | None = None,
     ) -> None:
         self._store = store
         self._settle = settle
+        self._timeout_s = timeout_s
         self._batcher = (
-            EventBatcher(store, max_batch=max_batch, max_in_flight=max_in_flight, log=log)
+            EventBatcher(
+                store,
+                max_batch=max_batch,
+                max_in_flight=max_in_flight,
+                timeout_s=timeout_s,
+                log=log,
+            )
             if group_commit
             else None
         )
@@ -272,7 +305,9 @@ class Intake:
             return IntakeResult(0, 0)
         if self._batcher is None:
             try:
-                accepted, duplicates = await self._store.insert_events(events)
+                accepted, duplicates = await self._store.insert_events(
+                    events, timeout_s=self._timeout_s
+                )
             except StoreUnavailable:
                 raise
             except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -174,9 +175,15 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             listen_dsn=endpoints.database_url,
             log=log.bind(component="worker"),
         )
-        intake = Intake(store, settle=pipeline.settled_at_intake)
+        intake = Intake(
+            store, timeout_s=settings.intake_timeout_seconds, settle=pipeline.settled_at_intake
+        )
         health = HealthChecks(
-            store=_check(store.ping, embedded, "PostgreSQL"),
+            store=_check(
+                functools.partial(store.ping, settings.readiness_timeout_seconds),
+                embedded,
+                "PostgreSQL",
+            ),
             redis=_check(guards.ping, embedded, "Redis"),
             kubernetes=_kube_check(kube, dry_run),
         )

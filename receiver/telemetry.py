@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
+from receiver.deadlines import answer_within
 from receiver.log_limits import (
     BAD_REQUEST_KEYS,
     BAD_REQUEST_LOG_EVERY_S,
@@ -348,8 +349,7 @@ class Metrics:
         async def refresh() -> None:
             async def one(name: str, check: Callable[[], Awaitable[Any]]) -> None:
                 try:
-                    async with asyncio.timeout(timeout_s):
-                        await check()
+                    await answer_within(check(), timeout_s)
                 except Exception:
                     self._child(self.component_up, name).set(0)
                 else:

@@ -186,6 +186,8 @@ class Settings(BaseModel):
     # resolved (alertmanager.LATE_DELIVERY_WINDOW_S: group_interval 5m + two peer timeouts);
     # a firing of a resolved episode received later than this is a re-fire.
     late_delivery_window_seconds: float = Field(default=LATE_DELIVERY_WINDOW_S, ge=0)
+    # How long a webhook waits for its COMMIT before it is answered 503 (receiver.intake).
+    intake_timeout_seconds: float = Field(default=5.0, gt=0)
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
@@ -263,6 +265,7 @@ class Settings(BaseModel):
         "event_retention_seconds",
         "approval_ttl_seconds",
         "late_delivery_window_seconds",
+        "intake_timeout_seconds",
         "incident_gap_seconds",
         mode="before",
     )

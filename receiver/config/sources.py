@@ -87,6 +87,7 @@ KEYS: tuple[Key, ...] = (
     _key("lock_ttl_seconds", "guards.lock_ttl", "LOCK_TTL"),
     _key("event_retention_seconds", "store.event_retention", "EVENT_RETENTION"),
     _key("late_delivery_window_seconds", "intake.late_delivery_window", "LATE_DELIVERY_WINDOW"),
+    _key("intake_timeout_seconds", "intake.timeout", "INTAKE_TIMEOUT"),
     _key("log_level", "log.level", "LOG_LEVEL"),
     _key("log_format", "log.format", "LOG_FORMAT"),
     # Maps of named connections: YAML, or JSON in the variable.

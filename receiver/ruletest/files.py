@@ -20,7 +20,7 @@ from receiver.rules.compile import compile_files
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
 from receiver.rules.model import RuleSet
 from receiver.rules.yaml_lines import Located
-from receiver.ruletest.parse import check_names, parse_test_file
+from receiver.ruletest.parse import check_names, parse_test_file_parts
 from receiver.ruletest.spec import DEFAULT_START, SettingsSpec, TestFileSpec, TestSpec
 from receiver.store.events import LATE_DELIVERY_WINDOW_S
 from remediations.base import Registry
@@ -104,7 +104,12 @@ def settings_of(file: SettingsSpec | None, test: SettingsSpec | None) -> SimSett
 
 def load_test_file(path: Path, registry: Registry) -> TestFile | list[RuleError]:
     """The test file at ``path`` with its rules compiled, or every error found (the test
-    file's and its rule files'), in file order."""
+    file's and its rule files'), in file order.
+
+    Found in one pass, each check that does not need an earlier one to pass: the test file's
+    own errors and the rule files it names that cannot be read; then, once every rule file is
+    read and the test file passes its schema (the settings the rules compile under), the rule
+    files' errors; and, once they compile, the rule and action names the tests use."""
     name = str(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -112,12 +117,13 @@ def load_test_file(path: Path, registry: Registry) -> TestFile | list[RuleError]
         return [RuleError(name, 0, f"not valid UTF-8 (byte {exc.start})")]
     except OSError as exc:
         return [RuleError(name, 0, f"cannot read: {exc.strerror or exc}")]
-    spec, located = parse_test_file(name, text)
-    if spec is None:
+    parsed = parse_test_file_parts(name, text)
+    spec, located = parsed.spec, parsed.located
+    sources, all_read = _rule_sources(path, parsed.rule_files or [], located)
+    if spec is None or not all_read:
+        # The rule files are compiled together, as a rules directory is, and under the
+        # settings of each test: both are needed first.
         return in_file_order(located.errors)
-    sources, errors = _rule_sources(path, spec, located)
-    if errors:
-        return in_file_order(errors)
     settings = tuple(settings_of(spec.settings, test.settings) for test in spec.tests)
     compiled: dict[NamespacePolicy, RuleSet] = {}
     rulesets: list[RuleSet] = []
@@ -127,7 +133,7 @@ def load_test_file(path: Path, registry: Registry) -> TestFile | list[RuleError]
             try:
                 compiled[policy] = compile_files(sources, registry, policy)
             except RuleSetError as exc:
-                return in_file_order(exc.errors)
+                return in_file_order([*located.errors, *exc.errors])
         rulesets.append(compiled[policy])
     names = {rule.name for ruleset in compiled.values() for rule in ruleset.rules}
     check_names(spec, located, rules=names, actions=registry.names())
@@ -137,12 +143,12 @@ def load_test_file(path: Path, registry: Registry) -> TestFile | list[RuleError]
 
 
 def _rule_sources(
-    path: Path, spec: TestFileSpec, located: Located
-) -> tuple[dict[str, str], list[RuleError]]:
-    """The text of each rule file, by the path it is reported under; a file that cannot be
-    read is an error on its line of ``rule_files``."""
+    path: Path, rule_files: Sequence[str], located: Located
+) -> tuple[dict[str, str], bool]:
+    """The text of each rule file, by the path it is reported under, and whether every one
+    was read; a file that cannot be read is an error on its line of ``rule_files``."""
     sources: dict[str, str] = {}
-    for index, relative in enumerate(spec.rule_files):
+    for index, relative in enumerate(rule_files):
         rule_path = path.parent / relative
         try:
             sources[str(rule_path)] = rule_path.read_bytes().decode("utf-8")
@@ -150,7 +156,7 @@ def _rule_sources(
             located.add(("rule_files", index), f"{rule_path}: not valid UTF-8 (byte {exc.start})")
         except OSError as exc:
             located.add(("rule_files", index), f"cannot read {rule_path}: {exc.strerror or exc}")
-    return sources, list(located.errors)
+    return sources, len(sources) == len(rule_files)
 
 
 def tests_of(file: TestFile) -> list[tuple[int, TestSpec, RuleSet, SimSettings]]:

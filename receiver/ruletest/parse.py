@@ -3,44 +3,94 @@
 Two passes, as for rule files: the pydantic schema (``spec.py``), then what the schema cannot
 see on its own: alert names used before they are declared, a timeline out of time order, an
 alert resolved before it fired, and (``check_names``, once the rule files are compiled) rule
-and action names that do not exist. Every problem is collected, so one run shows them all.
+and action names that do not exist. Every problem is collected, so one run shows them all:
+the second pass runs on every test that passes the schema, even when another one does not.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Collection, Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
-from receiver.ruletest.spec import FIELD_NAMES, NOTIFICATION_KINDS, TestFileSpec, TestSpec
+from receiver.ruletest.spec import (
+    FIELD_NAMES,
+    NOTIFICATION_KINDS,
+    RuleFiles,
+    TestFileSpec,
+    TestSpec,
+)
 
-__all__ = ["check_names", "parse_test_file"]
+__all__ = ["ParsedFile", "check_names", "parse_test_file", "parse_test_file_parts"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    """What could be read of a test file. ``spec``: the file when it passes the schema (the
+    second pass may still have found errors: see ``located.errors``); ``rule_files``: the
+    rule files it names when that key is valid, whatever else is wrong, so that they can be
+    checked in the same run."""
+
+    spec: TestFileSpec | None
+    located: Located
+    rule_files: list[str] | None
 
 
 def parse_test_file(name: str, text: str) -> tuple[TestFileSpec | None, Located]:
     """The spec of the test file ``name`` holding ``text``, or None; ``Located`` holds the
     errors (file:line) and the line of every key, for reporting failures later."""
+    parsed = parse_test_file_parts(name, text)
+    return (None if parsed.located.errors else parsed.spec), parsed.located
+
+
+def parse_test_file_parts(name: str, text: str) -> ParsedFile:
+    """``parse_test_file``, keeping what passed: every error that does not depend on another
+    one is found in this one pass (a schema error in one test hides neither the second-pass
+    errors of the others nor the rule files)."""
     located = Located(name)
     data = parse_yaml(text, located)
     if located.errors:
-        return None, located
+        return ParsedFile(None, located, None)
     if not isinstance(data, dict):
         located.add((), "a rule test file is a mapping with `rule_files` and `tests`")
-        return None, located
+        return ParsedFile(None, located, None)
+    rule_files = _valid(_RULE_FILES, data.get("rule_files"))
     try:
         spec = TestFileSpec.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
             path = _data_path(data, error)
             located.add(path, _message(path, error))
-        return None, located
+        # The schema's errors are reported above; each test that is valid on its own still
+        # gets the second pass.
+        tests = data.get("tests")
+        for index, item in enumerate(tests if isinstance(tests, list) else ()):
+            test = _valid(_TEST, item)
+            if test is not None:
+                _check_test(test, ("tests", index), located)
+        return ParsedFile(None, located, rule_files)
     for index, test in enumerate(spec.tests):
         _check_test(test, ("tests", index), located)
-    return (None if located.errors else spec), located
+    return ParsedFile(spec, located, list(spec.rule_files))
+
+
+_RULE_FILES: TypeAdapter[list[str]] = TypeAdapter(RuleFiles)
+_TEST: TypeAdapter[TestSpec] = TypeAdapter(TestSpec)
+
+
+def _valid(adapter: TypeAdapter[_T], value: Any) -> _T | None:
+    """``value`` validated, or None (its errors are reported by the whole file's validation)."""
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def check_names(

@@ -10,7 +10,9 @@ order and the queues drained after it; then the expectations of that instant are
 Draining is the worker's job done synchronously: claim the due alert events and jobs, hand
 each to the pipeline, settle it (done, or released for a retry the pipeline asked for), until
 nothing is due. An error the pipeline raises is not retried here: it is a bug, and it ends the
-test with the error, at the line of the entry being played.
+test with the error, at the line of the entry being played. A decision that cannot be made
+(``approve`` or ``reject`` with nothing pending to decide) does not end it: it is a failure at
+its line, and the rest of the timeline and the expectations are still played and checked.
 """
 
 from __future__ import annotations
@@ -179,8 +181,17 @@ class Player:
             await self._decide(Decision(kind), decision, (*path, kind))
 
     async def _decide(self, decision: Decision, spec: DecisionSpec, path: KeyPath) -> None:
-        """Decide through the real approval desk, as ``spec.by`` from the API channel."""
-        approval = await self._pick(spec, decision.value)
+        """Decide through the real approval desk, as ``spec.by`` from the API channel.
+
+        A decision that cannot be made (no approval asked for, several match, the desk refuses
+        it and ``fails`` does not expect that) is a failure at its line, and the test goes on
+        without it, as the service goes on when an operator's decision is refused: what the
+        test expects afterwards is still checked."""
+        try:
+            approval = await self._pick(spec, decision.value)
+        except PlayError as exc:
+            self.failures.append(self.reader.fail(path, str(exc)))
+            return
         try:
             await self.sim.desk.decide(
                 approval.id,
@@ -191,7 +202,10 @@ class Player:
             )
         except ApprovalError as exc:
             if spec.fails is None:
-                raise PlayError(f"{decision.value}: refused: {exc.message}") from None
+                self.failures.append(
+                    self.reader.fail(path, f"{decision.value}: refused: {exc.message}")
+                )
+                return
             if spec.fails not in exc.message:
                 self.failures.append(
                     self.reader.fail(

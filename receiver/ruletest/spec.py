@@ -12,7 +12,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
@@ -47,6 +54,7 @@ __all__ = [
     "FactsSpec",
     "FixtureSpec",
     "RolloutFact",
+    "RuleFiles",
     "RunExpect",
     "SettingsSpec",
     "SkipExpect",
@@ -103,11 +111,14 @@ class SettingsSpec(_Spec):
     approval_ttl: Duration | None = None
     late_delivery_window: Duration | None = None
 
-    @model_validator(mode="after")
-    def _aware(self) -> SettingsSpec:
-        if self.start is not None and self.start.tzinfo is None:
-            raise ValueError("start: give a time zone, e.g. 2026-01-01T09:00:00Z")
-        return self
+    # A field validator, not a model one: it is reported with the other errors of the file
+    # (a model validator runs only once every field is valid), at the line of `start`.
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2026-01-01T09:00:00Z")
+        return value
 
 
 # -- alerts and fixtures ---------------------------------------------------------------------
@@ -331,12 +342,16 @@ class TestSpec(_Spec):
     expect: Annotated[list[ExpectSpec], Field(min_length=1)]
 
 
+# The rule files under test, relative to the test file (read even when the rest is invalid).
+RuleFiles = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+
 class TestFileSpec(_Spec):
     """A rule test file: the rule files under test (paths relative to this file)."""
 
     __test__ = False
 
-    rule_files: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    rule_files: RuleFiles
     settings: SettingsSpec | None = None
     tests: Annotated[list[TestSpec], Field(min_length=1)]
 

@@ -12,6 +12,7 @@ the service passes no clock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import Any, Self
 
 import asyncpg
 
-from receiver.store.errors import translate
+from receiver.store.errors import StoreUnavailable, translate
 from receiver.store.migrate import applied_versions, migrate
 
 __all__ = ["WORK_CHANNEL", "Database"]
@@ -108,10 +109,46 @@ class Database:
         with translate():
             return await applied_versions(self._pool)
 
-    async def ping(self) -> None:
-        """Round-trip to the server; raises StoreUnavailable when it does not answer."""
-        with translate():
-            await self._pool.fetchval("SELECT 1")
+    async def ping(self, timeout_s: float = 5.0) -> None:
+        """Round-trip to the server; raises StoreUnavailable when it does not answer within
+        ``timeout_s`` seconds (a server that is down, or one that is frozen)."""
+        async with self._within(timeout_s) as conn:
+            await conn.fetchval("SELECT 1")
+
+    @contextlib.asynccontextmanager
+    async def _within(self, timeout_s: float) -> AsyncIterator[Any]:
+        """A pool connection for at most ``timeout_s`` seconds, waiting for one included.
+
+        At the deadline the connection is closed under the caller, whose statement then fails
+        at once; StoreUnavailable says the server did not answer in time. Not a cancellation:
+        asyncpg cancels a statement by asking the server (a CancelRequest on a new connection)
+        and waits for it to acknowledge, up to ``command_timeout``, before the connection goes
+        back to the pool; a frozen server (SIGSTOP, a stalled VM or network) never
+        acknowledges, which made a 2 s readiness check answer after 32 s and a webhook after
+        60 s. A statement that was running may still commit: callers answer "unavailable", and
+        what they retry is idempotent (intake dedupes), so nothing is lost either way.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        expired = False
+        try:
+            with translate():
+                async with self._pool.acquire(timeout=timeout_s) as conn:
+
+                    def expire() -> None:
+                        nonlocal expired
+                        expired = True
+                        conn.terminate()
+
+                    timer = loop.call_at(deadline, expire)
+                    try:
+                        yield conn
+                    finally:
+                        timer.cancel()
+        except Exception as exc:
+            if expired or isinstance(exc.__cause__, TimeoutError):
+                raise StoreUnavailable(f"PostgreSQL did not answer within {timeout_s:g}s") from exc
+            raise
 
     @contextlib.asynccontextmanager
     async def _tx(self, **options: Any) -> AsyncIterator[Any]:

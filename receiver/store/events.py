@@ -41,9 +41,12 @@ from receiver.store.records import (
     event_from_row,
 )
 
-__all__ = ["CLAIM_WINDOW", "LATE_DELIVERY_WINDOW_S", "EventQueue"]
+__all__ = ["CLAIM_WINDOW", "INSERT_TIMEOUT_S", "LATE_DELIVERY_WINDOW_S", "EventQueue"]
 
 CLAIM_WINDOW = 32
+# How long an insert may wait for PostgreSQL (seconds), unless the caller says otherwise
+# (intake passes its configured intake.timeout).
+INSERT_TIMEOUT_S = 5.0
 
 
 # The occurrence rule (module docstring) over the joins of insert_event_groups; $13: the window.
@@ -68,15 +71,21 @@ class EventQueue(Leases):
 
     # -- intake -------------------------------------------------------------------------
 
-    async def insert_events(self, events: Sequence[NewEvent]) -> tuple[int, int]:
+    async def insert_events(
+        self, events: Sequence[NewEvent], *, timeout_s: float = INSERT_TIMEOUT_S
+    ) -> tuple[int, int]:
         """Store the events of one notification: (accepted, duplicates), after COMMIT."""
-        [counts] = await self.insert_event_groups([events])
+        [counts] = await self.insert_event_groups([events], timeout_s=timeout_s)
         return counts
 
     async def insert_event_groups(
-        self, groups: Sequence[Sequence[NewEvent]]
+        self, groups: Sequence[Sequence[NewEvent]], *, timeout_s: float = INSERT_TIMEOUT_S
     ) -> list[tuple[int, int]]:
         """Store several notifications in ONE transaction; (accepted, duplicates) per group.
+
+        StoreUnavailable when PostgreSQL does not answer within ``timeout_s`` seconds (waiting
+        for a connection included); the statement may still commit then, which a retry finds
+        as duplicates.
 
         Dedupe is ``INSERT .. ON CONFLICT DO NOTHING`` on (fingerprint, starts_at, status,
         refire), where ``refire`` (which occurrence of the episode the event belongs to) is
@@ -92,8 +101,8 @@ class EventQueue(Leases):
             return [(0, 0) for _ in groups]
         # One statement, so one round trip: it is its own transaction (committed before the
         # answer comes back), and the NOTIFY inside it is delivered at that commit.
-        with translate():
-            rows = await self._pool.fetch(
+        async with self._within(timeout_s) as conn:
+            rows = await conn.fetch(
                 f"""
                 WITH input AS (
                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],

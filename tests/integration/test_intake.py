@@ -103,11 +103,11 @@ class _GatedStore(Store):
     writing: list[int]
 
     async def insert_event_groups(
-        self, groups: Sequence[Sequence[NewEvent]]
+        self, groups: Sequence[Sequence[NewEvent]], *, timeout_s: float = 5.0
     ) -> list[tuple[int, int]]:
         self.writing.append(len(groups))
         await self.gate.wait()
-        return await super().insert_event_groups(groups)
+        return await super().insert_event_groups(groups, timeout_s=timeout_s)
 
 
 def _gated(store: Store) -> _GatedStore:
@@ -140,6 +140,30 @@ async def test_notifications_queue_while_the_writer_is_busy_then_share_a_commit(
     assert results == [IntakeResult(1, 0)] * 4
     assert gated.writing == [1, 3]  # "first", then the three that queued behind it
     assert await _xmins(database_url) == 2
+
+
+async def test_a_write_that_does_not_commit_in_time_is_unavailable_and_the_queue_is_dropped(
+    store: Store,
+) -> None:
+    """Each caller's answer is bounded by the intake timeout, whatever the write does: one
+    still queued behind a stuck write is answered 503 and never written."""
+    gated = _gated(store)
+    intake = Intake(gated, max_in_flight=1, timeout_s=0.5)
+    first = asyncio.create_task(intake.accept(notification(1, seed="stuck")))
+    await eventually(current(lambda: gated.writing), lambda w: w == [1])
+    queued = asyncio.create_task(intake.accept(notification(1, seed="queued")))
+    await eventually(current(lambda: _queued(intake)), lambda n: n == 1)
+    for caller in (first, queued):
+        with pytest.raises(StoreUnavailable, match=r"not committed within 0\.5s"):
+            await asyncio.wait_for(caller, timeout=5)
+    assert _queued(intake) == 0
+    gated.gate.set()
+    await asyncio.wait_for(intake.drain(), timeout=5)
+    # The write in flight went on and committed (the resend is a duplicate); the queued one
+    # was dropped, so its resend is new.
+    assert gated.writing == [1]
+    assert await intake.accept(notification(1, seed="stuck")) == IntakeResult(0, 1)
+    assert await intake.accept(notification(1, seed="queued")) == IntakeResult(1, 0)
 
 
 async def test_a_caller_that_goes_away_does_not_fail_its_batch(store: Store) -> None:

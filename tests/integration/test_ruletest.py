@@ -294,6 +294,25 @@ async def test_each_kind_of_expectation_fails_at_its_line_when_wrong(
     assert "  FAIL  scales out, asks for the env change, scales back" in lines[1]
 
 
+async def test_a_decision_with_nothing_to_decide_fails_and_the_test_goes_on(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """An ``approve`` that finds no pending approval is a failure at its line; the timeline
+    and the expectations after it are still played and checked (here: the approval is never
+    approved, and the resolution cancels it, which the end-of-test expectation catches)."""
+    text = PASSING.replace("approve: {by: alice}", "approve: {by: alice, rule: other-rule}")
+    report, _ = await play(servers, tmp_path, text)
+    [result] = report.results
+    failures = [str(f) for f in result.failures]
+    t_yaml = tmp_path / "t.yaml"
+    decision = f"{t_yaml}:{line_of(text, 'rule: other-rule}')}: approve: no approval was asked for"
+    assert any(f.startswith(decision) for f in failures), failures
+    at_end = f"{t_yaml}:{line_of(text, 'state: approved, by: alice}')}: "
+    assert any(
+        f.startswith(at_end) and "state: expected approved, got cancelled" in f for f in failures
+    ), failures
+
+
 # -- the command ---------------------------------------------------------------------------
 
 

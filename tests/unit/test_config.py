@@ -103,6 +103,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_LOCK_TTL": "300",
         "REMEDIATOR_EVENT_RETENTION": "7d",
         "REMEDIATOR_LATE_DELIVERY_WINDOW": "90s",
+        "REMEDIATOR_INTAKE_TIMEOUT": "3s",
         "REMEDIATOR_LOG_LEVEL": "DEBUG",
         "REMEDIATOR_LOG_FORMAT": "console",
         "REMEDIATOR_POSTGRES_DATABASES": json.dumps({"orders": {"dsn_file": str(dsn)}}),
@@ -191,6 +192,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.notify_channels["oncall"].url is not None
     assert s.external_url == "https://remediator.example"
     assert s.late_delivery_window_seconds == 90
+    assert s.intake_timeout_seconds == 3
     assert s.log_level == "debug"
     assert s.log_format is LogFormat.CONSOLE
 

@@ -497,3 +497,49 @@ def test_a_fact_fixture_says_what_is_wrong_with_it(
     ), errors
     typo = errors_of(_one_test(body.replace("rollout:", "rolout:")))
     assert any("unknown field 'rolout' (did you mean 'rollout'?)" in e for e in typo), typo
+
+
+# Independent mistakes, one of each stage that used to hide the next: a schema error (test 1),
+# `start` without a zone, the second pass (test 2: time order, an unknown alert), a rule file
+# that cannot be read.
+MANY_MISTAKES = """\
+rule_files: [r.yaml, missing.yaml]
+settings: {start: '2026-01-01T09:00:00'}
+tests:
+  - name: first
+    alerts: {a: {labels: {alertname: X}}}
+    timeline: [{at: 1m, firing: a}]
+    expect: [{no_runz: true}]
+  - name: second
+    alerts: {a: {labels: {alertname: X}}}
+    timeline:
+      - {at: 2m, firing: a}
+      - {at: 1m, firing: b}
+    expect: [{no_runs: true}]
+"""
+
+
+def test_every_independent_error_of_a_file_is_reported_in_one_run(tmp_path: Path) -> None:
+    loaded = _load(tmp_path, MANY_MISTAKES)
+    assert isinstance(loaded, list)
+    prefix = str(tmp_path / "t.yaml")
+    errors = [str(e).removeprefix(prefix) for e in loaded]
+    assert errors == [
+        f":1: cannot read {tmp_path / 'missing.yaml'}: No such file or directory",
+        ":2: settings.start: give a time zone, e.g. 2026-01-01T09:00:00Z",
+        ":7: tests[0].expect[0]: unknown field 'no_runz' (did you mean 'no_runs'?)",
+        ":12: timeline entries must be in time order: this one is earlier than the one before",
+        ":12: no alert 'b' under alerts",
+    ], errors
+
+
+def test_rule_and_action_names_are_checked_alongside_the_timeline(tmp_path: Path) -> None:
+    body = (
+        ALERTS + "timeline: [{at: 2m, firing: a}, {at: 1m, approve: {rule: restrat}}]\n"
+        "expect: [{no_runs: true}]\n"
+    )
+    loaded = _load(tmp_path, _one_test(body))
+    assert isinstance(loaded, list)
+    messages = [str(e).split(": ", 1)[1] for e in loaded]
+    assert any(m.startswith("timeline entries must be in time order") for m in messages)
+    assert "no rule 'restrat' in rule_files (did you mean 'restart'?)" in messages

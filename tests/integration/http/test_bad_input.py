@@ -167,7 +167,7 @@ class _RefusingStore(Store):
     refuse: str
 
     async def insert_event_groups(
-        self, groups: Sequence[Sequence[NewEvent]]
+        self, groups: Sequence[Sequence[NewEvent]], *, timeout_s: float = 5.0
     ) -> list[tuple[int, int]]:
         bugged = [
             [
@@ -178,7 +178,7 @@ class _RefusingStore(Store):
             ]
             for group in groups
         ]
-        return await super().insert_event_groups(bugged)
+        return await super().insert_event_groups(bugged, timeout_s=timeout_s)
 
 
 async def test_a_notification_the_store_refuses_is_500_alone_and_its_log_is_its_own(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -88,6 +90,34 @@ async def test_readyz_check_that_hangs_times_out(
     assert response.status == 503
     detail = (await response.json())["components"]["redis"]["detail"]
     assert detail == "no answer within 0.3s"
+
+
+async def test_readyz_is_bounded_by_its_timeout_when_a_check_is_slow_to_stop(
+    make_client: MakeClient,
+) -> None:
+    """A check that takes long to stop once cancelled (asyncpg waits for a frozen server to
+    acknowledge its cancel) does not hold the answer past the readiness timeout."""
+    release, stopped = asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop() -> str:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(release.wait())  # the cleanup a frozen server drags out
+            stopped.set()
+        return "ok"
+
+    settings = Settings(webhook_token=SecretStr(TOKEN), readiness_timeout_seconds=0.3)
+    client = await make_client(settings=settings, health=HealthChecks(store=slow_to_stop))
+    started = time.monotonic()
+    response = await client.get("/readyz")
+    assert time.monotonic() - started < 0.3 + 2.0
+    assert response.status == 503
+    detail = (await response.json())["components"]["store"]["detail"]
+    assert detail == "no answer within 0.3s"
+    assert not stopped.is_set()
+    release.set()
+    await asyncio.wait_for(stopped.wait(), timeout=5)
 
 
 async def test_readyz_kubernetes_failure_does_not_block_intake(

@@ -1,0 +1,165 @@
+"""A frozen PostgreSQL (SIGSTOP: connections open, nothing answers) gets bounded answers.
+
+Not the same as a server that is down, which refuses connections at once: here every
+statement waits, and asyncpg's cancellation waits for the server too. The webhook must still
+answer 503 within the intake timeout (Alertmanager retries a 5xx, and its notification deadline
+is 10 s at the least), /readyz within the readiness timeout, and everything answered 200 stays
+stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+from pydantic import SecretStr
+
+from receiver.config import Settings
+from receiver.http.alerts import ALERTS_PATH
+from receiver.http.app import create_app
+from receiver.http.deps import HealthChecks
+from receiver.intake import Intake
+from receiver.store import Store, StoreUnavailable
+from receiver.telemetry import Metrics
+from tests.support.events import new_event
+from tests.support.http import AUTH, TOKEN, AiohttpClient, Client, sample
+from tests.support.postgres import PostgresServer
+
+pytestmark = [pytest.mark.postgres]
+
+INTAKE_TIMEOUT_S = 1.0
+READINESS_TIMEOUT_S = 0.5
+# Scheduling on a busy 2-core machine; far below what a frozen server cost before (30-60 s).
+MARGIN_S = 2.0
+# The client gives up long before the old 60 s, so a regression fails instead of hanging.
+CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=15)
+
+
+def _notification(name: str) -> dict[str, Any]:
+    payload = copy.deepcopy(sample())
+    for alert in payload["alerts"]:
+        alert["fingerprint"] = hashlib.sha256(name.encode()).hexdigest()[:16]
+        alert["labels"]["seed"] = name
+    return payload
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    # Warm connections in the pool: the first request after the freeze gets one whose server
+    # stopped answering, the case that hung 60 s.
+    connected = await Store.connect(database_url, min_size=2, max_size=4, connect_timeout_s=2)
+    try:
+        yield connected
+    finally:
+        await connected.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, store: Store) -> AsyncIterator[Client]:
+    intake = Intake(store, timeout_s=INTAKE_TIMEOUT_S)
+
+    async def store_check() -> str:
+        await store.ping(READINESS_TIMEOUT_S)
+        return "ok"
+
+    settings = Settings(
+        webhook_token=SecretStr(TOKEN), readiness_timeout_seconds=READINESS_TIMEOUT_S
+    )
+    app = create_app(
+        settings=settings,
+        intake=intake,
+        metrics=Metrics(),
+        health=HealthChecks(store=store_check),
+        runs_reader=store,
+        log=structlog.get_logger("test"),
+    )
+    try:
+        yield await aiohttp_client(app)
+    finally:
+        await intake.drain()
+
+
+async def _timed(call: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = await call()
+    return result, time.monotonic() - started
+
+
+async def _post(client: Client, name: str) -> int:
+    response = await client.post(
+        ALERTS_PATH, json=_notification(name), headers=AUTH, timeout=CLIENT_TIMEOUT
+    )
+    return response.status
+
+
+async def _stored(store: Store) -> set[str]:
+    async with store._tx() as conn:
+        rows = await conn.fetch("SELECT labels->>'seed' AS seed FROM alert_events")
+    return {r["seed"] for r in rows}
+
+
+async def test_webhook_and_readyz_answer_503_in_time_while_postgres_is_frozen(
+    pg_controlled: PostgresServer, client: Client, store: Store
+) -> None:
+    assert await _post(client, "before") == 200
+    with pg_controlled.frozen():
+        status, elapsed = await _timed(lambda: _post(client, "first"))
+        assert status == 503
+        assert elapsed < INTAKE_TIMEOUT_S + MARGIN_S, elapsed
+
+        # Several at once (one group commit, or queued behind it): each has its own bound.
+        statuses, elapsed = await _timed(
+            lambda: asyncio.gather(*(_post(client, f"burst{i}") for i in range(4)))
+        )
+        assert statuses == [503] * 4
+        assert elapsed < INTAKE_TIMEOUT_S + MARGIN_S, elapsed
+
+        response, elapsed = await _timed(lambda: client.get("/readyz", timeout=CLIENT_TIMEOUT))
+        assert response.status == 503
+        assert elapsed < READINESS_TIMEOUT_S + MARGIN_S, elapsed
+        store_component = (await response.json())["components"]["store"]
+        assert store_component["ok"] is False
+
+    # Thawed: the service takes alerts again without a restart (poll until it does).
+    deadline = time.monotonic() + 30
+    while (status := await _post(client, "after")) != 200:
+        assert status == 503
+        assert time.monotonic() < deadline, "the webhook never recovered after the thaw"
+    readyz = await client.get("/readyz")
+    assert readyz.status == 200
+    # Everything answered 200 is stored; what got 503 may or may not be (Alertmanager resends
+    # it, and the resend is then a duplicate).
+    assert {"before", "after"} <= await _stored(store)
+
+
+async def test_store_calls_are_bounded_by_their_own_timeout_while_frozen(
+    pg_controlled: PostgresServer, store: Store
+) -> None:
+    """The store itself gives up at its deadline (not only the caller waiting for it): the
+    intake writer and the readiness probe are free again for the next request."""
+    await store.ping()
+    with pg_controlled.frozen():
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="did not answer within 1s"):
+            await store.insert_events([new_event("frozen")], timeout_s=1.0)
+        assert time.monotonic() - started < 1.0 + MARGIN_S
+
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.ping(READINESS_TIMEOUT_S)
+        assert time.monotonic() - started < READINESS_TIMEOUT_S + MARGIN_S
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await store.ping()
+            break
+        except StoreUnavailable:
+            assert time.monotonic() < deadline, "the pool never recovered after the thaw"
+    assert await store.insert_events([new_event("thawed")]) == (1, 0)
