@@ -25,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "INTAKE_TIMEOUT_S",
     "LATE_DELIVERY_WINDOW_S",
     "REPLACEMENT",
     "ZERO_TIME",
@@ -44,6 +45,10 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 # defaults (5m, 15s) and three replicas (dispatch timeout in cmd/alertmanager/main.go@v0.25.0).
 # The default of the setting intake.late_delivery_window (the re-fire rule, README "Re-fires").
 LATE_DELIVERY_WINDOW_S = 330.0
+# How long a webhook waits for its COMMIT by default (seconds; the setting intake.timeout): well
+# under Alertmanager's 10 s minimum notification deadline and its 15 s peer timeout
+# (research/alertmanager-protocol.md section 2.2), so a 503 comes back in time to be retried.
+INTAKE_TIMEOUT_S = 5.0
 
 # Go formats time.Time with RFC3339Nano (up to 9 fraction digits, `Z` or `±hh:mm`); RFC 3339
 # also allows lower-case `t`/`z`. Anything looser (no offset, a space, a date only) is rejected,

@@ -21,6 +21,7 @@ from typing import Protocol
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from receiver.alertmanager import INTAKE_TIMEOUT_S
 from receiver.model import Status
 from receiver.store import NewEvent, Store, StoreUnavailable, describe
 
@@ -36,11 +37,6 @@ __all__ = [
     "StoreUnavailable",
     "events_of",
 ]
-
-# How long a webhook waits for its COMMIT by default (seconds; intake.timeout): well under
-# Alertmanager's 10 s minimum notification deadline and its 15 s peer timeout
-# (research/alertmanager-protocol.md section 2.2), so a 503 comes back in time to be retried.
-INTAKE_TIMEOUT_S = 5.0
 
 
 class AlertLike(Protocol):

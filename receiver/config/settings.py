@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from receiver import durations
-from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
+from receiver.alertmanager import INTAKE_TIMEOUT_S, LATE_DELIVERY_WINDOW_S
 from receiver.config.connections import (
     HttpEndpointConfig,
     NotifyChannelConfig,
@@ -187,7 +187,7 @@ class Settings(BaseModel):
     # a firing of a resolved episode received later than this is a re-fire.
     late_delivery_window_seconds: float = Field(default=LATE_DELIVERY_WINDOW_S, ge=0)
     # How long a webhook waits for its COMMIT before it is answered 503 (receiver.intake).
-    intake_timeout_seconds: float = Field(default=5.0, gt=0)
+    intake_timeout_seconds: float = Field(default=INTAKE_TIMEOUT_S, gt=0)
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
