@@ -77,20 +77,27 @@ def database_env(database_url: str) -> dict[str, str]:
     return env
 
 
-async def cli(env: Mapping[str, str], *args: str, timeout_s: float = 120) -> tuple[int, str, str]:
-    """``remediator ARGS`` (``python -m receiver.cli``) with exactly ``env``, from the repository
-    root: its exit code, stdout and stderr. A command still running after ``timeout_s`` seconds
-    fails the test (TimeoutError)."""
-    proc = await asyncio.create_subprocess_exec(
+async def _spawn(
+    env: Mapping[str, str], args: tuple[str, ...], stdout: int
+) -> asyncio.subprocess.Process:
+    """``python -m receiver.cli ARGS`` with exactly ``env``, from the repository root."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "receiver.cli",
         *args,
         env=dict(env),
         cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def cli(env: Mapping[str, str], *args: str, timeout_s: float = 120) -> tuple[int, str, str]:
+    """``remediator ARGS`` (``python -m receiver.cli``) with exactly ``env``, from the repository
+    root: its exit code, stdout and stderr. A command still running after ``timeout_s`` seconds
+    fails the test (TimeoutError)."""
+    proc = await _spawn(env, args, asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -104,16 +111,7 @@ async def cli_into_closed_pipe(
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "receiver.cli",
-            *args,
-            env=dict(env),
-            cwd=ROOT,
-            stdout=write_end,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await _spawn(env, args, write_end)
     finally:
         os.close(write_end)
     _, err = await asyncio.wait_for(proc.communicate(), timeout_s)
