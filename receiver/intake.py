@@ -166,17 +166,21 @@ class EventBatcher:
             writer.add_done_callback(self._writers.discard)
         # A caller that goes away (client disconnect) cancels only its own future: the write is
         # the writer's, so the others' answers and the batch itself are not affected.
+        # One timer per caller (the hot path: no wait() machinery around the future).
+        timer = loop.call_later(self._timeout_s, self._expire, pending)
         try:
-            await asyncio.wait([pending.done], timeout=self._timeout_s)
+            return await pending.done
         finally:
-            pending.done.cancel()  # a no-op once answered
-        if pending.done.cancelled():
-            # No answer in time. Still queued: it is never written. Being written: it may yet
-            # commit, and the copy Alertmanager sends after the 503 is then a duplicate.
-            if pending in self._queue:
-                self._queue.remove(pending)
-            raise StoreUnavailable(f"not committed within {self._timeout_s:g}s")
-        return pending.done.result()
+            timer.cancel()
+
+    def _expire(self, pending: _Pending) -> None:
+        """No answer within the timeout. Still queued: it is never written. Being written: it
+        may yet commit, and the copy Alertmanager sends after the 503 is then a duplicate."""
+        if pending.done.done():
+            return
+        if pending in self._queue:
+            self._queue.remove(pending)
+        pending.done.set_exception(StoreUnavailable(f"not committed within {self._timeout_s:g}s"))
 
     async def _write(self) -> None:
         while self._queue:
