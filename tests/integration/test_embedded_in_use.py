@@ -8,8 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +16,15 @@ from aiohttp import web
 
 from tests.support.peer import answering
 from tests.support.polling import eventually
-from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, cli, env_for, stop
+from tests.support.served import (
+    SAMPLE,
+    Served,
+    ServeFactory,
+    cli,
+    env_for,
+    serve_to_exit,
+    stop,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -54,15 +60,7 @@ async def test_commands_beside_a_running_serve_use_its_servers(
         assert f"using the PostgreSQL of {owner}" in err
 
     # A second serve on the directory refuses, naming the first, and changes nothing.
-    second = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-        env=env_for(data),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    second = await asyncio.to_thread(serve_to_exit, env_for(data))
     assert second.returncode == 1
     assert owner in second.stderr
 

@@ -4,8 +4,6 @@ what it says at start-up, and how it refuses to start."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +12,7 @@ import pytest
 
 from tests.support.polling import eventually
 from tests.support.rawhttp import exchange, status_of
-from tests.support.served import ROOT, ServeFactory, env_for
+from tests.support.served import ServeFactory, env_for, serve_to_exit
 
 # Sent in a malformed Authorization header; never printed by the service itself.
 MARKER = "s3cret-bearer-marker-0123456789"
@@ -114,15 +112,7 @@ _UNREACHABLE = {
 def test_a_start_that_cannot_succeed_is_one_line_naming_the_variable(
     embedded_dir: Path, env: dict[str, str], code: int, says: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-        env={**env_for(embedded_dir), **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = serve_to_exit({**env_for(embedded_dir), **env})
     output = result.stdout + result.stderr
     assert result.returncode == code, output
     assert "Traceback" not in output

@@ -4,11 +4,9 @@ URL written in the configuration itself that holds a credential is refused at st
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support.served import ROOT, ServeFactory, cli, env_for, stop
+from tests.support.served import ServeFactory, cli, env_for, serve_to_exit, stop
 
 
 def _secret(path: Path, text: str) -> str:
@@ -62,14 +60,7 @@ def test_a_url_with_a_password_in_the_configuration_itself_is_refused(
     env = env_for(embedded_dir) | {
         "REMEDIATOR_HTTP_ENDPOINTS": '{"x": {"url": "http://user:s3cretpw@h/"}}',
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = serve_to_exit(env)
     assert proc.returncode == 2
     assert "REMEDIATOR_HTTP_ENDPOINTS.x: the URL holds credentials" in proc.stderr
     assert "url_file" in proc.stderr

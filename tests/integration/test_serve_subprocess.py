@@ -7,14 +7,20 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 
 from tests.support.polling import eventually
-from tests.support.served import ROOT, SAMPLE, Served, ServeFactory, env_for, launch, stop
+from tests.support.served import (
+    SAMPLE,
+    Served,
+    ServeFactory,
+    env_for,
+    launch,
+    serve_to_exit,
+    stop,
+)
 
 
 async def _runs(session: aiohttp.ClientSession, served: Served) -> list[dict[str, object]]:
@@ -114,14 +120,7 @@ def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path, embedded_dir: Path)
     (rules / "bad.yaml").write_text("rules:\n  - name: x\n    match: ['alertname=~\"(\"']\n")
     # The data directory outside pytest's tmp_path, as wherever PostgreSQL could be started.
     env = env_for(embedded_dir) | {"REMEDIATOR_RULES_DIR": str(rules)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = serve_to_exit(env)
     assert proc.returncode != 0
     assert "bad.yaml:" in proc.stderr
 
@@ -133,13 +132,7 @@ def test_serve_refuses_to_start_open_and_says_how_to_fix_it(tmp_path: Path) -> N
         "REMEDIATOR_REDIS_URL": "redis://127.0.0.1:1/0",
         "REMEDIATOR_DATA_DIR": str(tmp_path),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = serve_to_exit(env, timeout_s=60)
     assert proc.returncode == 2
     assert "no webhook authentication is configured" in proc.stderr
 

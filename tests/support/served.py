@@ -119,6 +119,23 @@ async def cli_into_closed_pipe(
     return proc.returncode, err.decode()
 
 
+def serve_to_exit(
+    env: Mapping[str, str], *, cwd: Path = ROOT, timeout_s: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``remediator serve --port 0`` with exactly ``env`` for a start that must end (a
+    refused configuration, a taken data directory): its exit code, stdout and stderr. Still
+    running after ``timeout_s`` seconds fails the test (TimeoutExpired)."""
+    return subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "serve", "--port", "0"],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 def launch(
     env: dict[str, str], *, port: int = 0, cwd: Path = ROOT, timeout_s: float = 120.0
 ) -> tuple[subprocess.Popen[str], str, list[str]]:
