@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install the real Prometheus and Alertmanager that the e2e tests drive, and the headless
-# Chromium that renders the approval page (Debian packages), only when their binaries are
-# missing. Idempotent: a second run installs nothing.
+# Install the real Prometheus and Alertmanager that the e2e tests drive, the headless
+# Chromium that renders the approval page, and the Redis (Cluster, Sentinel) and PgBouncer the
+# store and guard tests run behind (Debian packages), only when their binaries are missing. Idempotent: a second run installs nothing.
 #
 # The packages' maintainer scripts would start prometheus.service and prometheus-alertmanager
 # .service (ports 9090/9093, state under /var/lib). The tests start their own processes on free
@@ -17,9 +17,11 @@ missing=()
 for tool in prometheus promtool amtool; do need "$tool" || missing+=("$tool"); done
 have_alertmanager || missing+=("prometheus-alertmanager")
 need chromium || missing+=("chromium")
+need redis-server || missing+=("redis-server")
+need pgbouncer || missing+=("pgbouncer")
 
 if ((${#missing[@]} == 0)); then
-  echo "==> e2e: prometheus, promtool, alertmanager, amtool and chromium are installed; nothing to do"
+  echo "==> e2e: prometheus, promtool, alertmanager, amtool, chromium, redis-server and pgbouncer are installed; nothing to do"
   exit 0
 fi
 
@@ -65,14 +67,14 @@ export DEBIAN_FRONTEND=noninteractive
 # Always refresh: a stale list can name versions the archive no longer serves (a 404 mid-install).
 echo "==> e2e: apt-get update"
 "${SUDO[@]}" apt-get update -qq
-packages=(prometheus prometheus-alertmanager chromium)
+packages=(prometheus prometheus-alertmanager chromium redis-server pgbouncer)
 echo "==> e2e: apt-get install -y --no-install-recommends ${packages[*]}"
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}"
 
 # Without systemd (containers) nothing ran anyway; with it, make sure the packaged units are
 # stopped if something started them regardless (e.g. a policy-rc.d that allowed it).
 if need systemctl && [[ -d /run/systemd/system ]]; then
-  for unit in prometheus prometheus-alertmanager; do
+  for unit in prometheus prometheus-alertmanager redis-server pgbouncer; do
     if systemctl is-active --quiet "$unit" 2>/dev/null; then
       echo "==> e2e: stopping $unit.service (the tests run their own)"
       "${SUDO[@]}" systemctl stop "$unit" || true
@@ -85,7 +87,12 @@ for tool in prometheus promtool amtool; do
 done
 have_alertmanager || { echo "e2e: alertmanager still missing after install" >&2; exit 1; }
 need chromium || { echo "e2e: chromium still missing after install" >&2; exit 1; }
+for tool in redis-server pgbouncer; do
+  need "$tool" || { echo "e2e: $tool still missing after install" >&2; exit 1; }
+done
 am=$(command -v prometheus-alertmanager || command -v alertmanager)
 echo "==> e2e: $(prometheus --version 2>&1 | head -n1)"
 echo "==> e2e: $("$am" --version 2>&1 | head -n1) ($am)"
 echo "==> e2e: $(chromium --version 2>&1 | head -n1)"
+echo "==> e2e: $(redis-server --version 2>&1 | head -n1)"
+echo "==> e2e: $(pgbouncer --version 2>&1 | head -n1)"
