@@ -27,15 +27,15 @@ class Announcements(Database):
         channel: str,
         delivered: bool,
         detail: str,
-    ) -> int:
+    ) -> None:
         """Audit one announcement of ``event`` to ``channel``: delivered or not, and the
-        channel's answer or what went wrong (never the channel's URL). Returns the row's id."""
+        channel's answer or what went wrong (never the channel's URL)."""
         data = {"event": event, "channel": channel, "delivered": delivered, "detail": detail}
         async with self._tx() as conn:
             fingerprint = await conn.fetchval(
                 "SELECT fingerprint FROM runs WHERE id = $1::uuid", run_id
             )
-            return await append_in_tx(conn, ANNOUNCED, run_id, fingerprint, data)
+            await append_in_tx(conn, ANNOUNCED, run_id, fingerprint, data)
 
     async def was_announced(self, run_id: str, event: str) -> bool:
         """Whether ``event`` of the run was announced already (delivered or not), so a job

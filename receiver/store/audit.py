@@ -1,9 +1,10 @@
 """The append-only audit log: a hash chain over every change, its verification and export.
 
 Each row carries the hash of the row before it (see migrations/0001_init.sql), computed while
-the single audit_head row is held FOR UPDATE, so the chain stays linear with many writers.
-Writes that change a run append their row with ``append_in_tx`` in the same transaction, so the
-audit log and the run table cannot disagree.
+the single audit_head row is held FOR UPDATE, so the chain stays linear with many writers; since
+migration 0012 that happens when the appending transaction commits, so the lock is held for the
+commit only. Writes that change a run append their row with ``append_in_tx`` in the same
+transaction, so the audit log and the run table cannot disagree.
 """
 
 from __future__ import annotations
@@ -51,47 +52,28 @@ async def append_in_tx(
     run_id: str | None,
     fingerprint: str | None,
     data: Mapping[str, Any],
-) -> int:
-    """Append one audit row on ``conn``, inside the caller's transaction; returns its id.
+) -> None:
+    """Queue one audit row on ``conn``, inside the caller's transaction; one statement, no lock.
 
-    The caller's change and its audit row commit or roll back together.
+    The row is chained when the transaction commits (migrations/0012_audit_sealed_at_commit.sql:
+    a deferred trigger takes the audit_head lock, gives it its id and time and hashes it), so
+    the caller's change and its audit row commit or roll back together, and no appender holds
+    the head while its transaction is still running. Everything hashed but the id and the time
+    is built here, with the same ``canonical_json`` the verifier uses, so the database never has
+    to reproduce Python's JSON escaping.
     """
-    # The audit_head row lock serialises appenders, so ids and the chain grow together.
-    head = await conn.fetchrow(
-        """SELECT last_hash, nextval('audit_log_id_seq') AS id, clock_timestamp() AS at
-           FROM audit_head FOR UPDATE"""
-    )
     # Round-trip through JSON first: the hash must be over what jsonb will give back.
-    normalised = json.loads(canonical_json(dict(data)))
-    content = _content(
-        audit_id=head["id"],
-        at=head["at"],
-        kind=kind,
-        run_id=run_id,
-        fingerprint=fingerprint,
-        data=normalised,
-    )
-    digest = _hash(head["last_hash"], content)
+    normalised = canonical_json(json.loads(canonical_json(dict(data))))
     await conn.execute(
-        """
-        WITH ins AS (
-            INSERT INTO audit_log (id, at, kind, run_id, fingerprint, data, prev_hash, hash)
-            VALUES ($1, $2, $3, $4::uuid, $5, $6::jsonb, $7, $8)
-            RETURNING id, hash
-        )
-        UPDATE audit_head SET last_id = ins.id, last_hash = ins.hash FROM ins
-        """,
-        head["id"],
-        head["at"],
+        """INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_mid, hashed_end)
+           VALUES ($1, $2::uuid, $3, $4, $5, $6)""",
         kind,
         run_id,
         fingerprint,
-        canonical_json(normalised),
-        head["last_hash"],
-        digest,
+        normalised,
+        f'"data":{normalised},"fingerprint":{canonical_json(fingerprint)}',
+        f'"kind":{canonical_json(kind)},"run_id":{canonical_json(run_id)}',
     )
-    audit_id: int = head["id"]
-    return audit_id
 
 
 class AuditLog(Database):
@@ -103,10 +85,10 @@ class AuditLog(Database):
         run_id: str | None = None,
         fingerprint: str | None = None,
         data: Mapping[str, Any] | None = None,
-    ) -> int:
-        """Append one audit row in its own transaction; returns its id."""
+    ) -> None:
+        """Append one audit row in its own transaction (chained when it commits)."""
         async with self._tx() as conn:
-            return await append_in_tx(conn, kind, run_id, fingerprint, data or {})
+            await append_in_tx(conn, kind, run_id, fingerprint, data or {})
 
     async def audit_entries(self, run_id: str) -> list[dict[str, Any]]:
         """The audit rows of one run, oldest first (for the timeline)."""

@@ -1,0 +1,95 @@
+"""Audit rows are chained when their transaction commits (migration 0012): what is hashed is the
+same as the verifier computes, for any text; a rollback leaves nothing; and no appender holds
+the chain's head while its transaction is still running."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from receiver.store import Store
+from receiver.store.audit import append_in_tx
+
+# Text the database and Python could escape differently if either side built the JSON alone:
+# quotes, backslashes, control characters (short and \u escapes), DEL, line and paragraph
+# separators, non-BMP characters, HTML-looking text.
+AWKWARD = [
+    'say "hi" \\ back',
+    "tab\tnew\nline\r\x08\x0c\x01\x1f\x7f",
+    "\u2028\u2029 ünïcode 日本 🚒",
+    "</script><b>&amp;",
+    "",
+]
+
+
+async def test_rows_with_awkward_text_verify(store: Store) -> None:
+    for i, text in enumerate(AWKWARD):
+        await store.append_audit(
+            text or "kind",
+            fingerprint=text or None,
+            data={"text": text, text: [i, 1.5, 1e-7, None, True], "nested": {"z": 1, "a": text}},
+        )
+    check = await store.verify_audit()
+    assert check.ok, check
+    assert check.checked == len(AWKWARD)
+
+
+async def test_rows_of_one_transaction_chain_in_the_order_appended(
+    store: Store, database_url: str
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            for i in range(5):
+                await append_in_tx(conn, "test", None, None, {"i": i})
+            # Not chained before the commit: the row waits in audit_pending.
+            assert await conn.fetchval("SELECT count(*) FROM audit_log") == 0
+        rows = await conn.fetch("SELECT id, data->>'i' AS i FROM audit_log ORDER BY id")
+        assert [r["i"] for r in rows] == ["0", "1", "2", "3", "4"]
+        assert await conn.fetchval("SELECT count(*) FROM audit_pending") == 0
+        head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
+        last = await conn.fetchrow("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        assert (head["last_id"], head["last_hash"]) == (last["id"], last["hash"])
+    finally:
+        await conn.close()
+    assert (await store.verify_audit()).ok
+
+
+async def test_a_rolled_back_append_leaves_nothing(store: Store, database_url: str) -> None:
+    await store.append_audit("before")
+    conn = await asyncpg.connect(database_url)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        await append_in_tx(conn, "rolled-back", None, None, {"x": 1})
+        await tx.rollback()
+        assert await conn.fetchval("SELECT count(*) FROM audit_pending") == 0
+        kinds = [r["kind"] for r in await conn.fetch("SELECT kind FROM audit_log ORDER BY id")]
+    finally:
+        await conn.close()
+    assert kinds == ["before"]
+    await store.append_audit("after")
+    check = await store.verify_audit()
+    assert check.ok, check
+    assert check.checked == 2
+
+
+async def test_an_open_transaction_does_not_hold_the_chain(store: Store, database_url: str) -> None:
+    """A transaction that appended and is still running (a busy worker between statements)
+    does not make another appender wait: the head is taken only at commit."""
+    slow = await asyncpg.connect(database_url)
+    try:
+        tx = slow.transaction()
+        await tx.start()
+        await append_in_tx(slow, "slow", None, None, {"who": "slow"})
+        # Before migration 0012 this waited on the head row until the slow one committed.
+        await asyncio.wait_for(store.append_audit("quick", data={"who": "quick"}), timeout=10)
+        await tx.commit()
+        kinds = [r["kind"] for r in await slow.fetch("SELECT kind FROM audit_log ORDER BY id")]
+    finally:
+        await slow.close()
+    assert kinds == ["quick", "slow"]  # chained in commit order
+    check = await store.verify_audit()
+    assert check.ok, check
+    assert check.checked == 2
