@@ -38,6 +38,7 @@ from receiver.store.records import (
     RunRecord,
     StepRecord,
     canonical_json,
+    next_lane,
 )
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
@@ -63,6 +64,7 @@ __all__ = [
     "canonical_json",
     "describe",
     "is_unavailable",
+    "next_lane",
 ]
 
 

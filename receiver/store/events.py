@@ -30,9 +30,10 @@ from typing import Any
 from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
+from receiver.store.claims import CLAIM_EVENTS_SQL, LANES
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
-from receiver.store.leases import EVENTS, HELD, Leases, claim_assignments, due_sql
+from receiver.store.leases import EVENTS, HELD, Leases
 from receiver.store.records import (
     ClaimedEvent,
     NewEvent,
@@ -183,8 +184,12 @@ class EventQueue(Leases):
 
     # -- the event queue ----------------------------------------------------------------
 
-    async def claim_events(self, owner: str, limit: int, lease_s: float) -> list[ClaimedEvent]:
-        """Lease up to ``limit`` due events to ``owner`` for ``lease_s`` seconds.
+    async def claim_events(
+        self, owner: str, limit: int, lease_s: float, *, after_lane: str = ""
+    ) -> list[ClaimedEvent]:
+        """Lease up to ``limit`` due events to ``owner`` for ``lease_s`` seconds, alert names
+        in turn starting after the lane ``after_lane`` (``receiver.store.claims``: the SQL, how
+        lanes are served, and why a claim costs the same whatever is stored).
 
         Due: pending with ``not_before <= remediator_now()``, or claimed with an expired lease
         (its worker died: that counts as a failed attempt, ``last_error`` says so). SKIP LOCKED lets
@@ -193,6 +198,7 @@ class EventQueue(Leases):
         claimed): a claimed one heads it, else the oldest. So the events of one alert are never
         processed concurrently, and in arrival order, except that a dead event drops out of the
         queue and, if retried, waits for the event in progress, if any, and goes next.
+        Returned in claim order; ``next_lane`` of the result is the cursor for the next claim.
         """
         if limit <= 0:
             return []
@@ -203,55 +209,17 @@ class EventQueue(Leases):
             # SET LOCAL ends with this transaction; pooled connections keep no session state.
             await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
             rows = await conn.fetch(
-                f"""
-                WITH candidates AS MATERIALIZED (
-                    -- MATERIALIZED: walked once. Inlined, the planner may turn "id IN
-                    -- candidates" into a loop over every queued row that walks both indexes
-                    -- again for each (47 ms per claim, 300,000 stored, a backlog of 600).
-                    -- A bounded walk from the head of each claim index, so a claim costs the
-                    -- same whatever the history or the backlog holds. Only the head of each
-                    -- alert's queue is taken, and the others are skipped during the walk, not
-                    -- after it: otherwise enough of them could fill the window and hide the
-                    -- event that unblocks them. (A scalar subquery, not NOT EXISTS, so it stays
-                    -- a filter on the ordered walk instead of becoming a join over all.) The
-                    -- head is a claimed event if there is one (a retried dead event is older
-                    -- than the one in progress, and must not run beside it), else the oldest.
-                    (SELECT e.id FROM alert_events e
-                     WHERE e.state = 'pending' AND e.not_before <= remediator_now()
-                       AND e.id = (SELECT q.id FROM alert_events q
-                                   WHERE q.fingerprint = e.fingerprint
-                                     AND q.state IN ('pending', 'claimed')
-                                   ORDER BY q.state <> 'claimed', q.id LIMIT 1)
-                     ORDER BY e.not_before, e.id LIMIT $4)
-                    UNION ALL
-                    (SELECT e.id FROM alert_events e
-                     WHERE e.state = 'claimed' AND e.lease_until < remediator_now()
-                       AND e.id = (SELECT q.id FROM alert_events q
-                                   WHERE q.fingerprint = e.fingerprint
-                                     AND q.state IN ('pending', 'claimed')
-                                   ORDER BY q.state <> 'claimed', q.id LIMIT 1)
-                     ORDER BY e.lease_until LIMIT $4)
-                ), picked AS (
-                    SELECT e.id FROM alert_events e
-                    WHERE e.id IN (SELECT id FROM candidates)
-                      -- Re-checked on the locked row: another worker may have claimed it since.
-                      AND {due_sql("e")}
-                    ORDER BY e.id
-                    LIMIT $2
-                    FOR UPDATE OF e SKIP LOCKED
-                )
-                UPDATE alert_events e
-                SET {claim_assignments("e", "$3")}
-                FROM picked WHERE e.id = picked.id
-                RETURNING {event_columns("e")}, e.failures
-                """,
+                CLAIM_EVENTS_SQL,
                 owner,
                 limit,
                 float(lease_s),
-                # Room for rows other workers are locking at the same moment (SKIP LOCKED).
-                limit * 4 + CLAIM_WINDOW,
+                # Per lane: the batch, and room for rows other workers are locking at the same
+                # moment (SKIP LOCKED).
+                limit * 2 + CLAIM_WINDOW // 4,
+                after_lane,
+                LANES,
             )
-        rows = sorted(rows, key=lambda r: r["id"])
+        rows = sorted(rows, key=lambda r: (r["rank"], r["ord"]))
         return [
             ClaimedEvent(
                 event=event_from_row(r),
@@ -259,6 +227,8 @@ class EventQueue(Leases):
                 lease_until=r["lease_until"],
                 last_error=r["last_error"],
                 failures=r["failures"],
+                lane=r["lane"],
+                turn=(r["rank"], r["ord"]),
             )
             for r in rows
         ]

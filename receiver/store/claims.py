@@ -1,0 +1,98 @@
+"""The event claim's SQL: a bounded batch of due events, alert names served in turn.
+
+Fairness: every alert name is a *lane* (``md5(alertname)``: an alert name has no length limit,
+a btree entry has). A claim walks up to ``LANES`` lanes that hold pending events, starting
+after the lane the worker served last (its cursor) and wrapping round, and takes the heads of
+each lane's queue; the batch interleaves them, the first due event of every lane before the
+second of any. So an alert that arrives during a storm of another alert name is claimed by the
+next claim, not after the storm's backlog, and a worker's successive claims rotate through more
+lanes than one claim takes. Within a lane, order is arrival (``not_before``, ``id``).
+
+Flat: every walk starts at the head of a partial index over *pending* rows
+(``alert_events_pending_lanes``, migration 0013) and stops at its window, so a claim costs the
+same however many finished events are stored. The lane walk is a loose index scan (one index
+probe per lane, the recursive CTEs ``after`` and ``from_start``).
+
+The per-alert order of ``receiver.store.events`` is kept: only the head of each alert's queue
+is a candidate (a claimed event if there is one, else the oldest). Expired leases (a worker
+died) are taken first, oldest first.
+
+Parameters: $1 owner, $2 limit, $3 lease seconds, $4 per-lane window, $5 the cursor lane
+('' for none), $6 ``LANES``.
+"""
+
+from __future__ import annotations
+
+from receiver.store.leases import claim_assignments, due_sql
+from receiver.store.records import event_columns
+
+__all__ = ["CLAIM_EVENTS_SQL", "LANES"]
+
+# Lanes one claim walks. More costs index probes on every claim; fewer only slows the rotation.
+LANES = 16
+
+# The head of an alert's queue, for the row aliased ``e``: a claimed event if there is one (a
+# retried dead event is older than the one in progress and must not run beside it), else the
+# oldest. A scalar subquery, so it stays a filter on the ordered walk.
+_HEAD = """e.id = (SELECT q.id FROM alert_events q
+                   WHERE q.fingerprint = e.fingerprint AND q.state IN ('pending', 'claimed')
+                   ORDER BY q.state <> 'claimed', q.id LIMIT 1)"""
+
+
+def _lane_walk(name: str, start: str, order_base: int) -> str:
+    """A recursive CTE ``name`` of (lane, ord): the lanes with pending events after ``start``
+    (SQL), in lane order, at most ``$6``; ``ord`` counts from ``order_base``."""
+    return f"""{name} (lane, ord) AS (
+        (SELECT md5(alertname), {order_base} FROM alert_events
+         WHERE state = 'pending' AND md5(alertname) > {start}
+         ORDER BY md5(alertname) LIMIT 1)
+        UNION ALL
+        SELECT (SELECT md5(x.alertname) FROM alert_events x
+                WHERE x.state = 'pending' AND md5(x.alertname) > w.lane
+                ORDER BY md5(x.alertname) LIMIT 1), w.ord + 1
+        FROM {name} w WHERE w.lane IS NOT NULL AND w.ord < {order_base} + $6 - 1
+    )"""
+
+
+CLAIM_EVENTS_SQL = f"""
+WITH RECURSIVE
+{_lane_walk("after", "$5", 1)},
+{_lane_walk("from_start", "''", 100001)},
+lanes AS MATERIALIZED (
+    SELECT lane, min(ord) AS ord FROM (
+        SELECT lane, ord FROM after WHERE lane IS NOT NULL
+        UNION ALL
+        SELECT lane, ord FROM from_start WHERE lane IS NOT NULL
+    ) walked
+    GROUP BY lane ORDER BY min(ord) LIMIT $6
+),
+-- MATERIALIZED: walked once. Inlined, the planner may loop over every queued row and walk the
+-- indexes again for each (47 ms per claim with 300,000 events stored).
+candidates AS MATERIALIZED (
+    SELECT c.id, c.rank, l.ord
+    FROM lanes l
+    CROSS JOIN LATERAL (
+        SELECT head.id, row_number() OVER (ORDER BY head.not_before, head.id) AS rank
+        FROM (SELECT e.id, e.not_before FROM alert_events e
+              WHERE e.state = 'pending' AND md5(e.alertname) = l.lane
+                AND e.not_before <= remediator_now() AND {_HEAD}
+              ORDER BY e.not_before, e.id LIMIT $4) head
+    ) c
+    UNION ALL
+    (SELECT e.id, 0, 0 FROM alert_events e
+     WHERE e.state = 'claimed' AND e.lease_until < remediator_now() AND {_HEAD}
+     ORDER BY e.lease_until LIMIT $4)
+),
+picked AS (
+    SELECT e.id, c.rank, c.ord FROM alert_events e JOIN candidates c ON c.id = e.id
+    -- Re-checked on the locked row: another worker may have claimed it since.
+    WHERE {due_sql("e")}
+    ORDER BY c.rank, c.ord
+    LIMIT $2
+    FOR UPDATE OF e SKIP LOCKED
+)
+UPDATE alert_events e
+SET {claim_assignments("e", "$3")}
+FROM picked WHERE e.id = picked.id
+RETURNING {event_columns("e")}, e.failures, md5(e.alertname) AS lane, picked.rank, picked.ord
+"""

@@ -1,0 +1,108 @@
+"""The worker claims in batches: a worker killed in the middle of a batch leaves each event of
+it finished exactly once (those it completed are not run again, the rest are run once by the
+worker that takes them up after their leases)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import structlog
+
+from receiver.model import AlertEvent, Disposition
+from receiver.store import Store
+from receiver.worker import Worker
+from tests.support.events import new_event
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+BATCH = 8
+
+# A worker with room for the whole batch: it claims it in one claim, completes the events whose
+# fingerprint ends in an even digit and hangs on the others, then is killed (SIGKILL).
+_HALF_DONE_WORKER = """
+import asyncio, sys
+from receiver.model import Disposition
+from receiver.store import Store
+from receiver.worker import Worker
+
+async def main(dsn: str) -> None:
+    store = await Store.connect(dsn, min_size=1, max_size=4)
+    claim = store.claim_events
+    async def claim_events(*args, **kwargs):
+        claims = await claim(*args, **kwargs)
+        if claims:
+            print("claimed " + " ".join(str(c.event.id) for c in claims), flush=True)
+        return claims
+    store.claim_events = claim_events
+    async def half(event):
+        if int(event.fingerprint[-1], 16) % 2 == 0:
+            return Disposition.done()
+        print(f"hanging {event.id}", flush=True)
+        await asyncio.Event().wait()
+    room = int(sys.argv[2])
+    worker = Worker(store, half, owner="doomed", concurrency=room, lease_s=1.5, poll_interval_s=0.1)
+    await worker.start()
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def _done(store: Store, ids: set[int]) -> bool:
+    rows = [await store.get_event(i) for i in ids]
+    return all(r is not None and r["state"] == "done" for r in rows)
+
+
+async def test_a_worker_killed_in_the_middle_of_a_batch(store: Store, database_url: str) -> None:
+    await store.insert_events([new_event(f"{i:016x}") for i in range(BATCH)])
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HALF_DONE_WORKER, database_url, str(BATCH)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)
+        assert line.startswith(b"claimed "), child.stderr.read() if child.stderr else line
+        batch = {int(x) for x in line.split()[1:]}
+        assert len(batch) == BATCH  # one claim took the whole batch
+        hanging: set[int] = set()
+        while len(hanging) < BATCH // 2:
+            line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)
+            assert line.startswith(b"hanging "), line
+            hanging.add(int(line.split()[1]))
+        completed = batch - hanging
+        # Killed only once the other half is settled in the store: those must never run again.
+        await eventually(lambda: _done(store, completed), timeout_s=15)
+    finally:
+        child.send_signal(signal.SIGKILL)  # no release, no cleanup: a crash
+        child.wait()
+
+    seen: list[AlertEvent] = []
+
+    async def record(event: AlertEvent) -> Disposition:
+        seen.append(event)
+        return Disposition.done()
+
+    log = structlog.get_logger("test.batches")
+    async with Worker(
+        store, record, owner="rescuer", concurrency=4, lease_s=30, poll_interval_s=0.1, log=log
+    ):
+        await eventually(lambda: _done(store, batch), timeout_s=20)
+    assert sorted(e.id for e in seen) == sorted(hanging)  # each once, none of the completed
+    for event_id in batch:
+        row = await store.get_event(event_id)
+        assert row is not None
+        # The completed half was claimed once; the rest twice, the lost lease counted.
+        expected = (1, 0) if event_id in completed else (2, 1)
+        assert (row["attempts"], row["failures"]) == expected, row
