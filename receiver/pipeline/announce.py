@@ -21,6 +21,7 @@ from typing import Any
 from receiver.model import Announcement
 from receiver.pipeline.context import Deps, RunContext
 from receiver.pipeline.steps import alert_facts
+from receiver.store import RunRecord
 from remediations.base import AlertFacts
 from remediations.notify.message import ChannelKind, Event, Message, StepSummary, mrkdwn_escape
 from remediations.notify.notifier import Notifier
@@ -73,7 +74,8 @@ class Announcer:
         if moment is Announcement.AWAITING_APPROVAL and self._desk_channel() == spec.channel:
             ctx.log.debug("approval request left to the approval desk", channel=spec.channel)
             return
-        message = await self._message(ctx, moment, outcome, text)
+        run = await deps.store.get_run(ctx.run_id)
+        message = self._message(ctx, run, moment, outcome, text)
         if deps.clients.has("notify"):
             notifier: Notifier = deps.clients.get("notify")
             channel = notifier.channels.get(spec.channel)
@@ -86,7 +88,12 @@ class Announcer:
         else:
             delivered, detail = False, "no notification channels are configured (notify.channels)"
         await deps.store.record_announcement(
-            ctx.run_id, event=moment.value, channel=spec.channel, delivered=delivered, detail=detail
+            ctx.run_id,
+            fingerprint=run.fingerprint if run is not None else None,
+            event=moment.value,
+            channel=spec.channel,
+            delivered=delivered,
+            detail=detail,
         )
         deps.metrics.announced(moment.value, delivered)
         log = ctx.log.info if delivered else ctx.log.warning
@@ -97,11 +104,15 @@ class Announcer:
             detail=detail,
         )
 
-    async def _message(
-        self, ctx: RunContext, moment: Announcement, outcome: str, text: str
+    def _message(
+        self,
+        ctx: RunContext,
+        run: RunRecord | None,
+        moment: Announcement,
+        outcome: str,
+        text: str,
     ) -> Message:
         assert ctx.run_id is not None
-        run = await self._deps.store.get_run(ctx.run_id)
         steps: list[StepSummary] = []
         dry_run = self._deps.settings.dry_run
         if run is not None:

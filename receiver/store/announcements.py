@@ -23,19 +23,18 @@ class Announcements(Database):
         self,
         run_id: str,
         *,
+        fingerprint: str | None,
         event: str,
         channel: str,
         delivered: bool,
         detail: str,
     ) -> None:
         """Audit one announcement of ``event`` to ``channel``: delivered or not, and the
-        channel's answer or what went wrong (never the channel's URL)."""
+        channel's answer or what went wrong (never the channel's URL). ``fingerprint``: the
+        run's alert. One statement, committed on its own (nothing else changes with it)."""
         data = {"event": event, "channel": channel, "delivered": delivered, "detail": detail}
-        async with self._tx() as conn:
-            fingerprint = await conn.fetchval(
-                "SELECT fingerprint FROM runs WHERE id = $1::uuid", run_id
-            )
-            await append_in_tx(conn, ANNOUNCED, run_id, fingerprint, data)
+        with translate():
+            await append_in_tx(self._pool, ANNOUNCED, run_id, fingerprint, data)
 
     async def was_announced(self, run_id: str, event: str) -> bool:
         """Whether ``event`` of the run was announced already (delivered or not), so a job

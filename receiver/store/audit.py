@@ -20,7 +20,7 @@ from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import AuditCheck, as_utc, canonical_json
 
-__all__ = ["AuditLog", "append_in_tx"]
+__all__ = ["AuditLog", "append_in_tx", "audit_data", "audit_insert_sql"]
 
 
 def _hash(prev_hash: str, content: Mapping[str, Any]) -> str:
@@ -62,8 +62,7 @@ async def append_in_tx(
     is built here, with the same ``canonical_json`` the verifier uses, so the database never has
     to reproduce Python's JSON escaping.
     """
-    # Round-trip through JSON first: the hash must be over what jsonb will give back.
-    normalised = canonical_json(json.loads(canonical_json(dict(data))))
+    normalised = audit_data(data)
     await conn.execute(
         """INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_mid, hashed_end)
            VALUES ($1, $2::uuid, $3, $4, $5, $6)""",
@@ -74,6 +73,31 @@ async def append_in_tx(
         f'"data":{normalised},"fingerprint":{canonical_json(fingerprint)}',
         f'"kind":{canonical_json(kind)},"run_id":{canonical_json(run_id)}',
     )
+
+
+def audit_data(data: Mapping[str, Any]) -> str:
+    """``data`` as the canonical JSON an audit row is hashed over: through JSON once first, so
+    the hash is over what jsonb will give back."""
+    return canonical_json(json.loads(canonical_json(dict(data))))
+
+
+def audit_insert_sql(source: str, *, kind: str, run_id: str, fingerprint: str, data: str) -> str:
+    """SQL that queues one audit row per row of ``source`` (a CTE or subquery of the caller's
+    statement), for an ``append_in_tx`` folded into a bigger statement: one round trip instead
+    of three. The arguments are SQL expressions: ``kind`` and ``data`` (text, the latter from
+    ``audit_data``) usually parameters, ``run_id`` (uuid) and ``fingerprint`` (text) columns of
+    ``source``. PostgreSQL's ``to_json`` writes a string as ``canonical_json`` does (the same
+    escapes: short ones for backspace, form feed, newline, return and tab, ``u00XX`` ones for
+    the other control characters,
+    UTF-8 kept; tests/integration/test_audit_sealing.py holds the two to it). Rows of one
+    statement are chained in the order ``source`` gives them."""
+    return f"""INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_mid, hashed_end)
+        SELECT {kind}, {run_id}, {fingerprint}, {data},
+               '"data":' || {data} || ',"fingerprint":'
+                   || coalesce(to_json(({fingerprint})::text)::text, 'null'),
+               '"kind":' || to_json(({kind})::text)::text || ',"run_id":'
+                   || coalesce(to_json(({run_id})::text)::text, 'null')
+        FROM {source}"""
 
 
 class AuditLog(Database):

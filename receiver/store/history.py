@@ -57,54 +57,57 @@ class EngineHistory(Database):
         verifying runs of the (rule, target) pairs in ``settling`` (``engine.settle_keys``)
         whose alert resolved and whose settle period has not ended.
         """
-        # No transaction: under READ COMMITTED it would not give the reads one snapshot, only
-        # two more round trips per event. Each read is consistent on its own, and the worker
-        # processes one fingerprint's events strictly in order.
+        # One statement, one snapshot, one round trip: the runs of the occurrence, the recent
+        # runs of the repeat pairs and the settling runs of the settle pairs (each part with
+        # its own order, ``pos``), and whether the occurrence resolved, on every row (and on
+        # the one row there is when no run is found).
         with translate():
-            async with self._pool.acquire() as conn:
-                episode = await conn.fetch(
-                    f"""SELECT {RUN_COLUMNS},
-                               EXISTS (SELECT 1 FROM steps
-                                       WHERE steps.run_id = runs.id AND steps.phase = 'run'
-                                         AND steps.outcome IN ('ok', 'simulated')) AS changed
-                        FROM runs
-                        WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3
-                        ORDER BY created_at, id""",
-                    event.fingerprint,
-                    event.starts_at,
-                    event.refire,
+            rows = await self._pool.fetch(
+                f"""
+                WITH parts AS (
+                    (SELECT 'episode' AS part,
+                            row_number() OVER (ORDER BY created_at, id) AS pos, {RUN_COLUMNS},
+                            EXISTS (SELECT 1 FROM steps
+                                    WHERE steps.run_id = runs.id AND steps.phase = 'run'
+                                      AND steps.outcome IN ('ok', 'simulated')) AS changed
+                     FROM runs
+                     WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3)
+                    UNION ALL
+                    (SELECT 'recent', row_number() OVER (ORDER BY created_at DESC, id DESC),
+                            {RUN_COLUMNS}, false
+                     FROM runs
+                     WHERE {_of_pairs(6)}
+                       AND created_at >= coalesce($5, remediator_now())
+                                         - make_interval(secs => $4)
+                     ORDER BY created_at DESC, id DESC LIMIT $14)
+                    UNION ALL
+                    (SELECT 'settling', row_number() OVER (ORDER BY created_at, id),
+                            {RUN_COLUMNS}, false
+                     FROM runs
+                     WHERE {_of_pairs(10)}
+                       AND outcome = 'verifying' AND settle_until IS NOT NULL
+                     ORDER BY created_at, id LIMIT $14)
                 )
-                recent = []
-                if repeats:
-                    recent = await conn.fetch(
-                        f"""SELECT {RUN_COLUMNS} FROM runs
-                            WHERE {_of_pairs(2)}
-                              AND created_at >= coalesce($7, remediator_now())
-                                                - make_interval(secs => $1)
-                            ORDER BY created_at DESC, id DESC LIMIT $6""",
-                        float(within_s),
-                        *_pair_arrays(repeats),
-                        limit,
-                        event.received_at,
-                    )
-                settle = []
-                if settling:
-                    settle = await conn.fetch(
-                        f"""SELECT {RUN_COLUMNS} FROM runs
-                            WHERE {_of_pairs(1)}
-                              AND outcome = 'verifying' AND settle_until IS NOT NULL
-                            ORDER BY created_at, id LIMIT $5""",
-                        *_pair_arrays(settling),
-                        limit,
-                    )
-                resolved = await conn.fetchval(
-                    """SELECT EXISTS (SELECT 1 FROM alert_events
-                       WHERE fingerprint = $1 AND starts_at = $2 AND status = 'resolved'
-                         AND refire = $3)""",
-                    event.fingerprint,
-                    event.starts_at,
-                    event.refire,
-                )
+                SELECT parts.*,
+                       EXISTS (SELECT 1 FROM alert_events
+                               WHERE fingerprint = $1 AND starts_at = $2 AND status = 'resolved'
+                                 AND refire = $3) AS episode_resolved
+                FROM (SELECT 1) AS one LEFT JOIN parts ON true
+                """,
+                event.fingerprint,
+                event.starts_at,
+                event.refire,
+                float(within_s),
+                event.received_at,
+                *_pair_arrays(repeats),
+                *_pair_arrays(settling),
+                limit,
+            )
+        found = sorted((r for r in rows if r["part"] is not None), key=lambda r: r["pos"])
+        episode = [r for r in found if r["part"] == "episode"]
+        recent = [r for r in found if r["part"] == "recent"]
+        settle = [r for r in found if r["part"] == "settling"]
+        resolved = rows[0]["episode_resolved"]
         return History(
             episode_runs=tuple(run_from_row(r).as_prior(changed=r["changed"]) for r in episode),
             recent_runs=tuple(run_from_row(r).as_prior() for r in reversed(recent)),

@@ -12,7 +12,7 @@ from typing import Any, Unpack
 import asyncpg
 
 from receiver.model import AlertEvent, RunOutcome, StepPlan, Target
-from receiver.store.audit import append_in_tx
+from receiver.store.audit import append_in_tx, audit_data, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
@@ -27,7 +27,7 @@ from receiver.store.records import (
     run_from_row,
     step_from_row,
 )
-from receiver.store.steps import mark_not_run, write_step
+from receiver.store.steps import mark_not_run
 
 __all__ = ["Runs"]
 
@@ -70,16 +70,92 @@ class Runs(Database):
         transaction; None when the run already exists (a duplicate, or a retry whose first
         attempt created it). ``decision``: why these steps (JSON-ready), kept on the run and in
         its ``run.created`` audit row."""
-        async with self._tx() as conn:
-            run_id = await conn.fetchval(
-                """
-                INSERT INTO runs (rule, fingerprint, starts_at, alertname, event_id, target_kind,
-                                  target_namespace, target_name, outcome, dry_run, occurrence,
-                                  verify_within_s, refire, settle_s, decision, group_key)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb,
-                        $16)
-                ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
-                RETURNING id::text
+        created = audit_data(
+            {
+                "rule": rule,
+                "starts_at": event.starts_at,
+                "event_id": event.id,
+                "target": target.as_dict(),
+                "outcome": str(outcome),
+                "dry_run": dry_run,
+                "occurrence": occurrence,
+                "refire": event.refire,
+                **({"decision": dict(decision)} if decision else {}),
+                # The alert as it fired: the event is pruned by retention, the audit row
+                # stays, so the review still shows what fired (receiver/review/).
+                "alert": {
+                    "labels": dict(event.labels),
+                    "annotations": dict(event.annotations),
+                    "generator_url": event.generator_url,
+                    "group_key": event.group_key,
+                },
+                **(dict(data) if data else {}),
+            }
+        )
+        # The steps as write_step records a new one, and the audit row it appends for each.
+        step_rows = [
+            (
+                step.index,
+                step.action,
+                canonical_json(dict(step.params)),
+                step.needs_approval,
+                step.description,
+                audit_data(
+                    {
+                        "phase": "run",
+                        "idx": step.index,
+                        "action": step.action,
+                        "outcome": step_outcome,
+                        "message": step.description,
+                        "params": dict(step.params or {}),
+                        "before": None,
+                        "after": None,
+                    }
+                ),
+            )
+            for step in steps
+        ]
+        columns = list(zip(*step_rows, strict=True)) if step_rows else [()] * 6
+        # One statement (one round trip, committed on its own): the run, its steps, and the
+        # audit rows, run.created first and then each step in order.
+        with translate():
+            run_id = await self._pool.fetchval(
+                f"""
+                WITH created AS (
+                    INSERT INTO runs (rule, fingerprint, starts_at, alertname, event_id,
+                                      target_kind, target_namespace, target_name, outcome,
+                                      dry_run, occurrence, verify_within_s, refire, settle_s,
+                                      decision, group_key)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                            $15::jsonb, $16)
+                    ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
+                    RETURNING id, fingerprint
+                ), planned AS (
+                    SELECT * FROM unnest($18::int[], $19::text[], $20::text[], $21::bool[],
+                                         $22::text[], $23::text[])
+                        AS p(idx, action, params, needs_approval, message, audited)
+                ), stepped AS (
+                    INSERT INTO steps (run_id, phase, idx, action, params, needs_approval,
+                                       outcome, message, attempts)
+                    SELECT created.id, 'run', p.idx, p.action, p.params::jsonb,
+                           p.needs_approval, $17, p.message, 0
+                    FROM created, planned p
+                ), audited AS (
+                    {
+                    audit_insert_sql(
+                        '''(SELECT created.id, created.fingerprint, a.kind, a.data
+                            FROM created, (SELECT -1 AS idx, 'run.created' AS kind, $24 AS data
+                                           UNION ALL
+                                           SELECT idx, 'step', audited FROM planned) a
+                            ORDER BY a.idx) AS rows''',
+                        kind="rows.kind",
+                        run_id="rows.id",
+                        fingerprint="rows.fingerprint",
+                        data="rows.data",
+                    )
+                }
+                )
+                SELECT id::text FROM created
                 """,
                 rule,
                 event.fingerprint,
@@ -97,46 +173,12 @@ class Runs(Database):
                 settle_s,
                 None if decision is None else canonical_json(dict(decision)),
                 event.group_key,
+                step_outcome,
+                *[list(column) for column in columns],
+                created,
             )
-            if run_id is None:
-                return None
-            await append_in_tx(
-                conn,
-                "run.created",
-                run_id,
-                event.fingerprint,
-                {
-                    "rule": rule,
-                    "starts_at": event.starts_at,
-                    "event_id": event.id,
-                    "target": target.as_dict(),
-                    "outcome": str(outcome),
-                    "dry_run": dry_run,
-                    "occurrence": occurrence,
-                    "refire": event.refire,
-                    **({"decision": dict(decision)} if decision else {}),
-                    # The alert as it fired: the event is pruned by retention, the audit row
-                    # stays, so the review still shows what fired (receiver/review/).
-                    "alert": {
-                        "labels": dict(event.labels),
-                        "annotations": dict(event.annotations),
-                        "generator_url": event.generator_url,
-                        "group_key": event.group_key,
-                    },
-                    **(dict(data) if data else {}),
-                },
-            )
-            for step in steps:
-                await write_step(
-                    conn,
-                    run_id,
-                    idx=step.index,
-                    action=step.action,
-                    outcome=step_outcome,
-                    params=step.params,
-                    needs_approval=step.needs_approval,
-                    message=step.description,
-                )
+        if run_id is None:
+            return None
         result: str = run_id
         return result
 

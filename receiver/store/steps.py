@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict, Unpack
 
-from receiver.store.audit import append_in_tx
+from receiver.store.audit import append_in_tx, audit_data, audit_insert_sql
 from receiver.store.database import Database
+from receiver.store.errors import translate
 from receiver.store.records import as_utc, canonical_json
 
 __all__ = ["NOT_RUN", "StepFields", "StepWriter", "mark_not_run", "write_step"]
@@ -156,31 +157,48 @@ class StepWriter(Database):
     async def record_refusal(
         self, run_id: str, guard: str, reason: str, retry_at: datetime | None
     ) -> bool:
-        """A guard said no: the run is REFUSED, with the guard's name and when it may pass."""
-        async with self._tx() as conn:
-            fingerprint = await conn.fetchval(
-                """
-                UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
-                                retry_at = $4, finished_at = coalesce(finished_at, remediator_now())
-                WHERE id = $1::uuid RETURNING fingerprint
+        """A guard said no: the run is REFUSED, with the guard's name and when it may pass; its
+        steps still to run are ``not_run``, and ``run.refused`` is audited. One statement (one
+        round trip, committed on its own): a storm refuses most of its runs. False when the run
+        does not exist."""
+        data = audit_data(
+            {
+                "guard": guard,
+                "reason": reason,
+                "retry_at": None if retry_at is None else as_utc(retry_at).isoformat(),
+            }
+        )
+        with translate():
+            refused = await self._pool.fetchval(
+                f"""
+                WITH refused AS (
+                    UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
+                                    retry_at = $4,
+                                    finished_at = coalesce(finished_at, remediator_now())
+                    WHERE id = $1::uuid RETURNING id, fingerprint
+                ), not_run AS (
+                    UPDATE steps SET outcome = $5, message = $6
+                    WHERE run_id IN (SELECT id FROM refused) AND phase = 'run'
+                      AND outcome IN ('pending', 'awaiting_approval')
+                ), audited AS (
+                    {
+                    audit_insert_sql(
+                        "refused",
+                        kind="'run.refused'",
+                        run_id="refused.id",
+                        fingerprint="refused.fingerprint",
+                        data="$7",
+                    )
+                }
+                )
+                SELECT count(*) FROM refused
                 """,
                 run_id,
                 guard,
                 reason,
                 retry_at,
+                NOT_RUN,
+                f"not run: the {guard} guard refused the run",
+                data,
             )
-            if fingerprint is None:
-                return False
-            await mark_not_run(conn, run_id, f"not run: the {guard} guard refused the run")
-            await append_in_tx(
-                conn,
-                "run.refused",
-                run_id,
-                fingerprint,
-                {
-                    "guard": guard,
-                    "reason": reason,
-                    "retry_at": None if retry_at is None else as_utc(retry_at).isoformat(),
-                },
-            )
-        return True
+        return bool(refused)

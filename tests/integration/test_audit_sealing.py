@@ -9,7 +9,7 @@ import asyncio
 import asyncpg
 
 from receiver.store import Store
-from receiver.store.audit import append_in_tx
+from receiver.store.audit import append_in_tx, audit_data, audit_insert_sql
 
 # Text the database and Python could escape differently if either side built the JSON alone:
 # quotes, backslashes, control characters (short and \u escapes), DEL, line and paragraph
@@ -93,3 +93,21 @@ async def test_an_open_transaction_does_not_hold_the_chain(store: Store, databas
     check = await store.verify_audit()
     assert check.ok, check
     assert check.checked == 2
+
+
+async def test_rows_queued_by_sql_hash_as_python_would(store: Store, database_url: str) -> None:
+    """``audit_insert_sql`` writes the fingerprint's and kind's JSON with PostgreSQL's
+    ``to_json``; the verifier recomputes them with Python's. The two must agree on any text."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for text in AWKWARD:
+            source = "(SELECT $1::text AS kind, $2::text AS fingerprint, NULL::uuid AS id) AS src"
+            sql = audit_insert_sql(
+                source, kind="src.kind", run_id="src.id", fingerprint="src.fingerprint", data="$3"
+            )
+            await conn.execute(sql, text or "kind", text, audit_data({"text": text}))
+    finally:
+        await conn.close()
+    check = await store.verify_audit()
+    assert check.ok, check
+    assert check.checked == len(AWKWARD)
