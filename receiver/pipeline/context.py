@@ -140,6 +140,9 @@ class RunContext:
     requested_approval: bool = False
     # What the store held when the run was taken up again (crash recovery, a job).
     prior: RunRecord | None = None
+    # A new run not stored yet (``run_id`` is already its id): stores it, pending, or refused
+    # when given the guard's ``refusal`` (``Store.create_run``); None once stored (stages.py).
+    create: Callable[..., Awaitable[str | None]] | None = None
     admission: Admission | None = None
     runnable: tuple[StepPlan, ...] = ()
     awaiting: StepPlan | None = None

@@ -7,11 +7,13 @@ here is the I/O around it: the history it reads, the live facts its rules' condi
 a settling run's verification (it recurred) is acted on first, so the failure counts in the
 breaker before a new run of the same rule asks it.
 
-A run is created PENDING, with the steps it was planned with,
-before its guards are asked, so a refusal or an outage is recorded on the run itself. When the
-event is retried (Redis was down, a worker crashed), a run of its occurrence that is still
-PENDING or RUNNING is taken up again with its recorded steps, from the ones it had not
-finished; it is never planned again, so a retry cannot change what the run does.
+A new run's id follows from its rule and occurrence, its guards are asked under it, and then
+it is stored with the steps it was planned with: refused in the same statement when a guard
+said no, else PENDING before anything else happens, so an outage or a wait is recorded on the
+run itself (stages.py). When the event is retried (Redis was down, a worker crashed), a run
+of its occurrence that is still PENDING or RUNNING is taken up again with its recorded steps,
+from the ones it had not finished; it is never planned again, so a retry cannot change what
+the run does.
 """
 
 from __future__ import annotations

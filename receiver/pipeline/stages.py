@@ -10,13 +10,15 @@ skips what the store says is already done.
 
 from __future__ import annotations
 
+import functools
+
 from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
 from receiver.pipeline.context import STEP_PENDING, Deps, RunContext, release_when_done
 from receiver.pipeline.steps import StepRunner, runs_dry
-from receiver.store import JobKind
+from receiver.store import JobKind, Refused, run_id_of
 from remediations.base import Outcome
 
 __all__ = ["LOCK_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
@@ -26,10 +28,14 @@ LOCK_GUARD = "lock"
 
 
 class RecordPlan:
-    """plan: the engine's plan for this run becomes a run row with its pending steps, in one
-    transaction.
+    """plan: the engine's plan for this run, to become a run row with its pending steps in one
+    statement.
 
-    The run row is unique per (rule, occurrence): if another worker created it first, this one
+    A new run gets its id now (``run_id_of``: the same on every attempt) and is stored by the
+    admit stage once its guards have answered: refused, it is stored refused in the same
+    statement (a storm refuses most runs: one round trip and one commit instead of two); else
+    pending before anything else happens, so an outage or a wait is recorded on the run. The
+    run row is unique per (rule, occurrence): if another worker created it first, this one
     stops without touching it. A run taken up again (``run_id`` known) keeps the steps it was
     planned with: a retry never re-plans it."""
 
@@ -41,10 +47,14 @@ class RecordPlan:
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         if ctx.run_id is None:
-            assert ctx.event is not None  # only an event plans a new run
-            run_id = await self._deps.store.create_run(
+            event = ctx.event
+            assert event is not None  # only an event plans a new run
+            ctx.run_id = run_id_of(ctx.rule, event.fingerprint, event.starts_at, event.refire)
+            ctx.create = functools.partial(
+                self._deps.store.create_run,
+                run_id=ctx.run_id,
                 rule=ctx.rule,
-                event=ctx.event,
+                event=event,
                 target=ctx.target,
                 dry_run=any(self._runner.runs_dry(ctx, s) for s in ctx.steps),
                 occurrence=ctx.occurrence,
@@ -54,11 +64,20 @@ class RecordPlan:
                 settle_s=ctx.settle_s,
                 decision=ctx.decision,
             )
-            if run_id is None:
-                return Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
-            ctx.run_id = run_id
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         return Verdict.next()
+
+
+async def stored(ctx: RunContext, refusal: Refused | None = None) -> bool:
+    """Store a new run (refused, with ``refusal``) if it is not stored yet; False when another
+    worker stored it first (this one must leave it alone)."""
+    if ctx.create is None:
+        return True
+    create, ctx.create = ctx.create, None
+    return await create(refusal=refusal) is not None
+
+
+_OWNED_ELSEWHERE = Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
 
 
 class Admit:
@@ -93,6 +112,8 @@ class Admit:
         try:
             admission = await deps.guards.admit(request)
         except GuardUnavailable as exc:
+            if not await stored(ctx):
+                return _OWNED_ELSEWHERE
             ctx.log.warning("guards unavailable; run stays pending", error=str(exc))
             return Verdict.retry(
                 deps.settings.guards_down_retry_s,
@@ -102,10 +123,17 @@ class Admit:
             assert admission.refusal is not None
             refusal = admission.refusal
             if refusal.guard == LOCK_GUARD:
+                if not await stored(ctx):
+                    return _OWNED_ELSEWHERE
                 return await self._wait_for_lock(ctx, refusal)
-            await deps.store.record_refusal(
-                ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at
-            )
+            refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)
+            if ctx.create is not None:
+                if not await stored(ctx, refused):
+                    return _OWNED_ELSEWHERE
+            else:
+                await deps.store.record_refusal(
+                    ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at
+                )
             deps.metrics.guard_refused(refusal.guard)
             deps.metrics.run_finished(ctx.rule, RunOutcome.REFUSED)
             ctx.log.info(
@@ -122,6 +150,10 @@ class Admit:
             )
             return Verdict.stop(RunOutcome.REFUSED, refusal.reason)
 
+        if not await stored(ctx):
+            # Admitted under the same run id as the worker that stored it (admission is
+            # idempotent per run id): its admission, not this one's to release.
+            return _OWNED_ELSEWHERE
         ctx.admission = admission
         await deps.store.record_admission(ctx.run_id, admission.checked, fence=admission.fence)
         release_when_done(deps, ctx, request, admission)

@@ -35,10 +35,12 @@ from receiver.store.records import (
     ClaimedJob,
     JobKind,
     NewEvent,
+    Refused,
     RunRecord,
     StepRecord,
     canonical_json,
     next_lane,
+    run_id_of,
 )
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
@@ -57,6 +59,7 @@ __all__ = [
     "ItemNotFound",
     "JobKind",
     "NewEvent",
+    "Refused",
     "RunRecord",
     "StepRecord",
     "Store",
@@ -65,6 +68,7 @@ __all__ = [
     "describe",
     "is_unavailable",
     "next_lane",
+    "run_id_of",
 ]
 
 

@@ -8,6 +8,7 @@ byte form of JSON the audit hash is computed over and the form jsonb parameters 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ __all__ = [
     "ClaimedJob",
     "JobKind",
     "NewEvent",
+    "Refused",
     "RunRecord",
     "StepRecord",
     "as_utc",
@@ -33,6 +35,7 @@ __all__ = [
     "job_from_row",
     "next_lane",
     "run_from_row",
+    "run_id_of",
     "step_from_row",
 ]
 
@@ -110,6 +113,45 @@ def next_lane(claims: Sequence[ClaimedEvent], current: str) -> str:
     starts with the lanes after it; ``current`` when it took none."""
     served = [c for c in claims if c.turn[0] == 1]
     return max(served, key=lambda c: c.turn[1]).lane if served else current
+
+
+# Namespace of run ids (uuid5): a run's id follows from what makes it unique.
+_RUN_IDS = uuid.UUID("6f1d3c2a-8b7e-5c4d-9a1f-2e3b4c5d6e7f")
+
+
+def run_id_of(rule: str, fingerprint: str, starts_at: str, refire: int) -> str:
+    """The id of the run of ``rule`` for one occurrence of an alert (what the runs table's
+    ``runs_once_per_occurrence`` makes unique), the same on every attempt: the guards can be
+    asked before the run is stored, and a retry after a crash in between asks them again
+    under the same id (admission is idempotent per run id, receiver/guards/lua/admit.lua)."""
+    return str(uuid.uuid5(_RUN_IDS, "\x1f".join((rule, fingerprint, starts_at, str(refire)))))
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A guard's refusal as the store records it: the guard, its reason, when it may pass."""
+
+    guard: str
+    reason: str
+    retry_at: datetime | None
+
+    @property
+    def not_run(self) -> str:
+        """The message of the run's steps that were not run."""
+        return f"not run: the {self.guard} guard refused the run"
+
+    def audit(self) -> dict[str, Any]:
+        """The ``run.refused`` audit row's data."""
+        return {
+            "guard": self.guard,
+            "reason": self.reason,
+            "retry_at": None if self.retry_at is None else as_utc(self.retry_at).isoformat(),
+        }
+
+    def columns(self) -> tuple[str, str, datetime | None, str, str]:
+        """guard, reason, retry_at, the steps' message, the audit data (canonical JSON)."""
+        data = canonical_json(json.loads(canonical_json(self.audit())))
+        return self.guard, self.reason, self.retry_at, self.not_run, data
 
 
 class JobKind(StrEnum):

@@ -20,6 +20,7 @@ from receiver.store.paging import RunFilters, fetch_run_page
 from receiver.store.records import (
     RUN_COLUMNS,
     JobKind,
+    Refused,
     RunRecord,
     StepRecord,
     as_utc,
@@ -64,12 +65,17 @@ class Runs(Database):
         step_outcome: str = "pending",
         settle_s: float | None = None,
         decision: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        refusal: Refused | None = None,
     ) -> str | None:
         """Create the run of (rule, occurrence of ``event``) with its planned ``steps``
         (recorded with ``step_outcome``, each with its description as its message), in one
-        transaction; None when the run already exists (a duplicate, or a retry whose first
-        attempt created it). ``decision``: why these steps (JSON-ready), kept on the run and in
-        its ``run.created`` audit row."""
+        statement; ``run_id`` (``run_id_of``) or a random one. With ``refusal`` the run is
+        created refused by that guard, its steps ``not_run``, and audited as a run created and
+        then refused (as ``record_refusal`` would, without the round trips): the worker asks a
+        new run's guards before it stores it. None when the run already exists (a duplicate,
+        or a retry whose first attempt created it). ``decision``: why these steps (JSON-ready),
+        kept on the run and in its ``run.created`` audit row."""
         created = audit_data(
             {
                 "rule": rule,
@@ -122,12 +128,15 @@ class Runs(Database):
             run_id = await self._pool.fetchval(
                 f"""
                 WITH created AS (
-                    INSERT INTO runs (rule, fingerprint, starts_at, alertname, event_id,
+                    INSERT INTO runs (id, rule, fingerprint, starts_at, alertname, event_id,
                                       target_kind, target_namespace, target_name, outcome,
                                       dry_run, occurrence, verify_within_s, refire, settle_s,
-                                      decision, group_key)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                            $15::jsonb, $16)
+                                      decision, group_key, refusal_guard, refusal_reason,
+                                      retry_at, finished_at)
+                    VALUES (coalesce($25::uuid, gen_random_uuid()), $1, $2, $3, $4, $5, $6, $7,
+                            $8, CASE WHEN $26::text IS NULL THEN $9 ELSE 'refused' END, $10, $11,
+                            $12, $13, $14, $15::jsonb, $16, $26, $27, $28,
+                            CASE WHEN $26::text IS NULL THEN NULL ELSE remediator_now() END)
                     ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
                     RETURNING id, fingerprint
                 ), planned AS (
@@ -138,7 +147,9 @@ class Runs(Database):
                     INSERT INTO steps (run_id, phase, idx, action, params, needs_approval,
                                        outcome, message, attempts)
                     SELECT created.id, 'run', p.idx, p.action, p.params::jsonb,
-                           p.needs_approval, $17, p.message, 0
+                           p.needs_approval,
+                           CASE WHEN $26::text IS NULL THEN $17 ELSE 'not_run' END,
+                           CASE WHEN $26::text IS NULL THEN p.message ELSE $29 END, 0
                     FROM created, planned p
                 ), audited AS (
                     {
@@ -146,7 +157,10 @@ class Runs(Database):
                         '''(SELECT created.id, created.fingerprint, a.kind, a.data
                             FROM created, (SELECT -1 AS idx, 'run.created' AS kind, $24 AS data
                                            UNION ALL
-                                           SELECT idx, 'step', audited FROM planned) a
+                                           SELECT idx, 'step', audited FROM planned
+                                           UNION ALL
+                                           SELECT 2147483647, 'run.refused', $30
+                                           WHERE $30::text IS NOT NULL) a
                             ORDER BY a.idx) AS rows''',
                         kind="rows.kind",
                         run_id="rows.id",
@@ -176,6 +190,8 @@ class Runs(Database):
                 step_outcome,
                 *[list(column) for column in columns],
                 created,
+                run_id,
+                *(refusal.columns() if refusal is not None else (None, None, None, None, None)),
             )
         if run_id is None:
             return None

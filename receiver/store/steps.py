@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict, Unpack
 
-from receiver.store.audit import append_in_tx, audit_data, audit_insert_sql
+from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
-from receiver.store.records import as_utc, canonical_json
+from receiver.store.records import Refused, canonical_json
 
 __all__ = ["NOT_RUN", "StepFields", "StepWriter", "mark_not_run", "write_step"]
 
@@ -161,15 +161,9 @@ class StepWriter(Database):
         steps still to run are ``not_run``, and ``run.refused`` is audited. One statement (one
         round trip, committed on its own): a storm refuses most of its runs. False when the run
         does not exist."""
-        data = audit_data(
-            {
-                "guard": guard,
-                "reason": reason,
-                "retry_at": None if retry_at is None else as_utc(retry_at).isoformat(),
-            }
-        )
+        refused = Refused(guard, reason, retry_at)
         with translate():
-            refused = await self._pool.fetchval(
+            count = await self._pool.fetchval(
                 f"""
                 WITH refused AS (
                     UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
@@ -198,7 +192,7 @@ class StepWriter(Database):
                 reason,
                 retry_at,
                 NOT_RUN,
-                f"not run: the {guard} guard refused the run",
-                data,
+                refused.not_run,
+                refused.columns()[4],
             )
-        return bool(refused)
+        return bool(count)

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from receiver.model import RunOutcome, Status, StepPlan, Target, VerifyResult
-from receiver.store import CLAIM_WINDOW, Store
+from receiver.store import CLAIM_WINDOW, Refused, Store, run_id_of
 from receiver.store.migrate import Migration, MigrationError, load_migrations, migrate
 from tests.support.events import alert_event, new_event
 from tests.support.polling import eventually
@@ -268,6 +268,48 @@ async def test_refusal_is_recorded_with_guard_and_retry_time(store: Store) -> No
     assert run.outcome is RunOutcome.REFUSED
     assert run.refusal_guard == "cooldown"
     assert run.retry_at == retry_at
+
+
+async def test_a_run_created_refused_reads_as_one_created_then_refused(store: Store) -> None:
+    """The worker asks a new run's guards first; refused, the run is stored refused in one
+    statement, with the rows and the audit trail a create and then a refusal would give."""
+    steps = [
+        StepPlan(
+            index=0, action="kubernetes.restart", params={"reason": "leak"}, needs_approval=False
+        ),
+        StepPlan(index=1, action="notify.send", params={}, needs_approval=False),
+    ]
+    event = alert_event()
+    run_id = run_id_of("r", event.fingerprint, event.starts_at, event.refire)
+    assert run_id == run_id_of("r", event.fingerprint, event.starts_at, event.refire)
+    retry_at = datetime.now(UTC) + timedelta(minutes=15)
+    refused = Refused("cooldown", "ran 3m ago", retry_at)
+    made = await store.create_run(
+        rule="r", event=event, target=TARGET, dry_run=False, steps=steps, run_id=run_id,
+        refusal=refused,
+    )  # fmt: skip
+    assert made == run_id
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert (run.outcome, run.refusal_guard, run.retry_at) == (
+        RunOutcome.REFUSED, "cooldown", retry_at,
+    )  # fmt: skip
+    assert run.finished_at is not None
+    assert [(s.idx, s.outcome, s.message) for s in run.steps] == [
+        (0, "not_run", "not run: the cooldown guard refused the run"),
+        (1, "not_run", "not run: the cooldown guard refused the run"),
+    ]
+    trail = await store.audit_entries(run_id)
+    assert [e["kind"] for e in trail] == ["run.created", "step", "step", "run.refused"]
+    assert trail[-1]["data"]["guard"] == "cooldown"
+    assert (await store.verify_audit()).ok
+    # The same occurrence again (a retry, another worker): nothing new.
+    again = await store.create_run(
+        rule="r", event=event, target=TARGET, dry_run=False, steps=steps, run_id=run_id,
+        refusal=refused,
+    )  # fmt: skip
+    assert again is None
+    assert len(await store.audit_entries(run_id)) == 4
 
 
 async def test_a_verification_past_its_deadline_fails_once_and_records_its_escalation(
