@@ -9,6 +9,7 @@ cursor: the log is never held in memory, however long it is.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -36,7 +37,9 @@ def audit_verify(ctx: click.Context) -> None:
     inserted, deleted or reordered."""
     settings = state(ctx).settings()
     with database(settings, "remediator audit verify") as url:
-        check = asyncio.run(_with_store(url, lambda store: store.verify_audit()))
+        check = asyncio.run(
+            _with_store(url, settings.transaction_pooled, lambda store: store.verify_audit())
+        )
     if not check.ok:
         what = f" ({check.problem})" if check.problem else ""
         raise UserError(
@@ -83,11 +86,13 @@ def audit_export(
     }
     with database(settings, "remediator audit export") as url:
         if output is None:
-            count = asyncio.run(_with_store(url, lambda store: _export(store, bounds, sys.stdout)))
+            export = functools.partial(_export, bounds=bounds, out=sys.stdout)
+            count = asyncio.run(_with_store(url, settings.transaction_pooled, export))
         else:
             try:
                 with output.open("w", encoding="utf-8") as out:
-                    count = asyncio.run(_with_store(url, lambda store: _export(store, bounds, out)))
+                    export = functools.partial(_export, bounds=bounds, out=out)
+                    count = asyncio.run(_with_store(url, settings.transaction_pooled, export))
             except OSError as exc:
                 raise UserError(f"{output}: {exc.strerror or exc}") from None
     click.echo(f"exported {count} audit entries", err=True)
@@ -111,11 +116,14 @@ NO_SCHEMA = (
 )
 
 
-async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
+async def _with_store(url: str, pooled: bool, work: Callable[[Any], Any]) -> Any:
+    """``work(store)`` on a store at ``url`` (``pooled``: through a transaction pooler)."""
     from receiver.store import Store, StoreUnavailable
 
     try:
-        store = await Store.connect(url, min_size=1, max_size=1, run_migrations=False)
+        store = await Store.connect(
+            url, min_size=1, max_size=1, run_migrations=False, transaction_pooled=pooled
+        )
     except StoreUnavailable as exc:
         raise UserError(f"cannot connect to the database: {exc}") from None
     try:

@@ -34,7 +34,7 @@ def migrate(ctx: click.Context) -> None:
 
     try:
         with database(settings, "remediator migrate") as url:
-            applied = asyncio.run(_migrate(url))
+            applied = asyncio.run(_migrate(url, settings.transaction_pooled))
     except MigrationError as exc:
         raise UserError(f"migration failed: {exc}") from None
     if applied:
@@ -81,13 +81,14 @@ def database(settings: Settings, command: str) -> Iterator[str]:
         raise UserError(f"cannot connect to the database: {exc}") from None
 
 
-async def _migrate(url: str) -> list[int]:
+async def _migrate(url: str, pooled: bool) -> list[int]:
     import asyncpg
 
+    from receiver.store.database import connect_options
     from receiver.store.migrate import migrate as apply
 
     try:
-        conn = await asyncpg.connect(url, timeout=10)
+        conn = await asyncpg.connect(url, timeout=10, **connect_options(transaction_pooled=pooled))
     # OSError: refused, unreachable, or no such host; TimeoutError: no answer in 10 s.
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         raise UserError(f"cannot connect to the database: {exc}") from None

@@ -41,6 +41,7 @@ __all__ = [
     "APPROVAL_TTL_S",
     "MIB",
     "ConfigError",
+    "DatabasePooler",
     "DryRun",
     "LogFormat",
     "Settings",
@@ -63,6 +64,19 @@ class DryRun(StrEnum):
     TRUE = "true"
     FALSE = "false"
     AUTO = "auto"  # dry-run exactly when no Kubernetes credentials exist
+
+
+class DatabasePooler(StrEnum):
+    """What stands between the service and PostgreSQL (``database.pooler``; README, "PgBouncer").
+
+    ``none``: a direct connection (or a session pooler): asyncpg's prepared-statement cache on.
+    ``pgbouncer-transaction``: a transaction pooler (PgBouncer ``pool_mode = transaction``),
+    which gives each transaction whichever server connection is free, so nothing may outlive a
+    transaction: the statement cache is off, and LISTEN goes to ``database.listen_url``.
+    """
+
+    NONE = "none"
+    PGBOUNCER_TRANSACTION = "pgbouncer-transaction"
 
 
 # What an environment variable may say for yes and no.
@@ -130,6 +144,11 @@ class Settings(BaseModel):
     # Stores. None means "start the embedded server under data_dir".
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
+    # database_url through a transaction pooler, and the direct connection the worker's LISTEN
+    # needs then (a pooler would hand its LISTEN's server connection to others); the listen URL
+    # defaults to database_url. sources.load_settings checks that the two fit together.
+    database_pooler: DatabasePooler = DatabasePooler.NONE
+    database_listen_url: SecretStr | None = None
 
     # Webhook authentication: bearer token and/or basic auth. The *_file fields record where a
     # secret came from; load_settings() has already read it into the secret field.
@@ -298,6 +317,11 @@ class Settings(BaseModel):
     def _log_level(cls, value: object) -> object:
         return one_of(value, _LOG_LEVELS, {"warn": "warning"})
 
+    @field_validator("database_pooler", mode="before")
+    @classmethod
+    def _database_pooler(cls, value: object) -> object:
+        return one_of(value, [p.value for p in DatabasePooler], {"": "none"})
+
     @field_validator("log_format", mode="before")
     @classmethod
     def _log_format(cls, value: object) -> object:
@@ -305,6 +329,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "database_url",
+        "database_listen_url",
         "redis_url",
         "webhook_username",
         "approval_notify_channel",
@@ -317,7 +342,7 @@ class Settings(BaseModel):
             return None
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_listen_url")
     @classmethod
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
         return url_shape(value, ("postgresql", "postgres"), "PostgreSQL")
@@ -340,6 +365,12 @@ class Settings(BaseModel):
             breaker_open_for_s=self.breaker_open_for_seconds,
             lock_ttl_s=self.lock_ttl_seconds,
         )
+
+    @property
+    def transaction_pooled(self) -> bool:
+        """database_url reaches PostgreSQL through a transaction pooler (``database.pooler``):
+        the store keeps no session state (no statement cache)."""
+        return self.database_pooler is DatabasePooler.PGBOUNCER_TRANSACTION
 
     @property
     def auth_configured(self) -> bool:
