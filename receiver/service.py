@@ -95,10 +95,10 @@ async def backing_services(settings: Settings) -> AsyncIterator[Endpoints]:
 
 
 def listen_dsn(settings: Settings, endpoints: Endpoints) -> str:
-    """Where the worker LISTENs: ``database.listen_url`` when set (a direct connection, needed
+    """Where the worker LISTENs: ``database.direct_url`` when set (a direct connection, needed
     behind a transaction pooler), else the store's own database."""
-    if settings.database_listen_url is not None:
-        return settings.database_listen_url.get_secret_value()
+    if settings.database_direct_url is not None:
+        return settings.database_direct_url.get_secret_value()
     return endpoints.database_url
 
 

@@ -9,7 +9,6 @@ cursor: the log is never held in memory, however long it is.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -36,10 +35,8 @@ def audit_verify(ctx: click.Context) -> None:
     """Recompute the audit log's hash chain; exit 1 naming the first entry that was edited,
     inserted, deleted or reordered."""
     settings = state(ctx).settings()
-    with database(settings, "remediator audit verify") as url:
-        check = asyncio.run(
-            _with_store(url, settings.transaction_pooled, lambda store: store.verify_audit())
-        )
+    with database(settings, "remediator audit verify", direct=True) as url:
+        check = asyncio.run(_with_store(url, lambda store: store.verify_audit()))
     if not check.ok:
         what = f" ({check.problem})" if check.problem else ""
         raise UserError(
@@ -84,15 +81,13 @@ def audit_export(
         "until": _moment(until, "--until", now),
         "after_id": after_id,
     }
-    with database(settings, "remediator audit export") as url:
+    with database(settings, "remediator audit export", direct=True) as url:
         if output is None:
-            export = functools.partial(_export, bounds=bounds, out=sys.stdout)
-            count = asyncio.run(_with_store(url, settings.transaction_pooled, export))
+            count = asyncio.run(_with_store(url, lambda store: _export(store, bounds, sys.stdout)))
         else:
             try:
                 with output.open("w", encoding="utf-8") as out:
-                    export = functools.partial(_export, bounds=bounds, out=out)
-                    count = asyncio.run(_with_store(url, settings.transaction_pooled, export))
+                    count = asyncio.run(_with_store(url, lambda store: _export(store, bounds, out)))
             except OSError as exc:
                 raise UserError(f"{output}: {exc.strerror or exc}") from None
     click.echo(f"exported {count} audit entries", err=True)
@@ -116,14 +111,11 @@ NO_SCHEMA = (
 )
 
 
-async def _with_store(url: str, pooled: bool, work: Callable[[Any], Any]) -> Any:
-    """``work(store)`` on a store at ``url`` (``pooled``: through a transaction pooler)."""
+async def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
     from receiver.store import Store, StoreUnavailable
 
     try:
-        store = await Store.connect(
-            url, min_size=1, max_size=1, run_migrations=False, transaction_pooled=pooled
-        )
+        store = await Store.connect(url, min_size=1, max_size=1, run_migrations=False)
     except StoreUnavailable as exc:
         raise UserError(f"cannot connect to the database: {exc}") from None
     try:

@@ -44,14 +44,19 @@ def migrate(ctx: click.Context) -> None:
 
 
 @contextlib.contextmanager
-def database(settings: Settings, command: str) -> Iterator[str]:
+def database(settings: Settings, command: str, *, direct: bool = False) -> Iterator[str]:
     """The configured database, or the embedded one under data_dir for as long as needed:
-    the running one of the directory's live owner, else one started (and stopped) here."""
+    the running one of the directory's live owner, else one started (and stopped) here.
+
+    ``direct``: ``database.direct_url`` when set, for work a transaction pooler cannot carry
+    (the audit commands read through a server-side cursor, a named statement that would stay
+    behind on the pooler's server connection and clash with the next command's)."""
     # Imported here, like the store below: the other commands do not need the database.
     from receiver.embedded import EmbeddedError, EmbeddedServices
 
     if settings.database_url is not None:
-        yield settings.database_url.get_secret_value()
+        url = settings.database_direct_url if direct else None
+        yield (url or settings.database_url).get_secret_value()
         return
     # Only what starting or joining the embedded server raises is about the database: an
     # OSError of the command's own work (BrokenPipeError, when whoever read its output left,

@@ -72,7 +72,8 @@ class DatabasePooler(StrEnum):
     ``none``: a direct connection (or a session pooler): asyncpg's prepared-statement cache on.
     ``pgbouncer-transaction``: a transaction pooler (PgBouncer ``pool_mode = transaction``),
     which gives each transaction whichever server connection is free, so nothing may outlive a
-    transaction: the statement cache is off, and LISTEN goes to ``database.listen_url``.
+    transaction: the statement cache is off, and LISTEN (and the audit commands' cursors) go to
+    ``database.direct_url``.
     """
 
     NONE = "none"
@@ -145,10 +146,10 @@ class Settings(BaseModel):
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
     # database_url through a transaction pooler, and the direct connection the worker's LISTEN
-    # needs then (a pooler would hand its LISTEN's server connection to others); the listen URL
-    # defaults to database_url. sources.load_settings checks that the two fit together.
+    # and the audit commands need then (a pooler would hand the listening server connection to
+    # others); database_url when unset. sources.load_settings checks that they fit together.
     database_pooler: DatabasePooler = DatabasePooler.NONE
-    database_listen_url: SecretStr | None = None
+    database_direct_url: SecretStr | None = None
 
     # Webhook authentication: bearer token and/or basic auth. The *_file fields record where a
     # secret came from; load_settings() has already read it into the secret field.
@@ -329,7 +330,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "database_url",
-        "database_listen_url",
+        "database_direct_url",
         "redis_url",
         "webhook_username",
         "approval_notify_channel",
@@ -342,7 +343,7 @@ class Settings(BaseModel):
             return None
         return value
 
-    @field_validator("database_url", "database_listen_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
         return url_shape(value, ("postgresql", "postgres"), "PostgreSQL")

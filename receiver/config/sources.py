@@ -55,7 +55,7 @@ def _key(field: str, yaml_path: str, env: str | None = None) -> Key:
 KEYS: tuple[Key, ...] = (
     _key("database_url", "database_url"),
     _key("database_pooler", "database.pooler", "DATABASE_POOLER"),
-    _key("database_listen_url", "database.listen_url", "DATABASE_LISTEN_URL"),
+    _key("database_direct_url", "database.direct_url", "DATABASE_DIRECT_URL"),
     _key("redis_url", "redis_url"),
     _key("webhook_token", "auth.token", "WEBHOOK_TOKEN"),
     _key("webhook_token_file", "auth.token_file", "WEBHOOK_TOKEN_FILE"),
@@ -217,25 +217,26 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
 
 
 def _check_database(settings: Settings, source: Mapping[str, str]) -> None:
-    """A pooler or a listen URL only with an external database_url, and a transaction pooler
-    only with a direct listen URL: LISTEN through one is silently lost (the pooler hands the
-    listening server connection to other clients), so the worker would only ever poll."""
+    """A pooler or a direct URL only with an external database_url, and a transaction pooler
+    only with a direct URL: LISTEN through one is silently lost (the pooler hands the listening
+    server connection to other clients), so the worker would only ever poll."""
 
     def name(field: str) -> str:
         return source.get(field, _BY_FIELD[field].env)
 
     if settings.database_url is None:
-        for field in ("database_pooler", "database_listen_url"):
+        for field in ("database_pooler", "database_direct_url"):
             if field in source and getattr(settings, field) != Settings.model_fields[field].default:
                 raise ConfigError(
                     f"{name(field)}: only with {name('database_url')} (the embedded PostgreSQL"
                     " is reached directly)"
                 )
-    elif settings.transaction_pooled and settings.database_listen_url is None:
+    elif settings.transaction_pooled and settings.database_direct_url is None:
         raise ConfigError(
-            f"{name('database_listen_url')}: required with {name('database_pooler')}="
+            f"{name('database_direct_url')}: required with {name('database_pooler')}="
             f"{settings.database_pooler.value}: a direct connection to PostgreSQL (not through"
-            " the pooler) for the worker's LISTEN; a transaction pooler loses notifications"
+            " the pooler) for the worker's LISTEN, which a transaction pooler loses, and the"
+            " audit commands"
         )
 
 
@@ -257,7 +258,7 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
 _SECRET_FIELDS = frozenset(
     {
         "database_url",
-        "database_listen_url",
+        "database_direct_url",
         "redis_url",
         "webhook_token",
         "webhook_password",

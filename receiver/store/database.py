@@ -13,7 +13,10 @@ Behind a transaction pooler (PgBouncer ``pool_mode = transaction``, ``connect(tr
 True)``) each transaction may run on another server connection, so nothing the store does may
 outlive a transaction: asyncpg's prepared-statement cache is off (``connect_options``), the
 migration lock is a transaction lock (migrate.py), ``SET LOCAL`` is the only SET, and the
-worker's LISTEN uses a connection of its own, direct to PostgreSQL (``database.listen_url``).
+worker's LISTEN uses a connection of its own, direct to PostgreSQL (``database.direct_url``).
+The audit reads (``verify_audit``, ``export_audit``) stream through server-side cursors, which
+asyncpg prepares as named statements even without the cache; behind a transaction pooler such
+a statement stays on the server connection, so the audit commands use the direct connection.
 """
 
 from __future__ import annotations
