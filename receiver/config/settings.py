@@ -67,14 +67,9 @@ class DryRun(StrEnum):
 
 
 class DatabasePooler(StrEnum):
-    """What stands between the service and PostgreSQL (``database.pooler``; README, "PgBouncer").
-
-    ``none``: a direct connection (or a session pooler): asyncpg's prepared-statement cache on.
-    ``pgbouncer-transaction``: a transaction pooler (PgBouncer ``pool_mode = transaction``),
-    which gives each transaction whichever server connection is free, so nothing may outlive a
-    transaction: the statement cache is off, and LISTEN (and the audit commands' cursors) go to
-    ``database.direct_url``.
-    """
+    """``database.pooler`` (README, "PgBouncer"): ``none``, PostgreSQL or a session pooler;
+    ``pgbouncer-transaction``, a transaction pooler, through which nothing may outlive a
+    transaction: no statement cache, and LISTEN and the audit commands use ``direct_url``."""
 
     NONE = "none"
     PGBOUNCER_TRANSACTION = "pgbouncer-transaction"
@@ -145,9 +140,8 @@ class Settings(BaseModel):
     # Stores. None means "start the embedded server under data_dir".
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
-    # database_url through a transaction pooler, and the direct connection the worker's LISTEN
-    # and the audit commands need then (a pooler would hand the listening server connection to
-    # others); database_url when unset. sources.load_settings checks that they fit together.
+    # What database_url reaches, and a direct connection for what a transaction pooler cannot
+    # carry (database_url when unset); sources.load_settings checks that they fit together.
     database_pooler: DatabasePooler = DatabasePooler.NONE
     database_direct_url: SecretStr | None = None
 
