@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -116,6 +117,18 @@ async def test_migrations_run_through_the_pooler(
     finally:
         await direct.close()
     assert held == 0
+
+
+async def test_a_simulated_clock_is_refused_behind_the_pooler(
+    pgbouncer: PgBouncer, database_url: str
+) -> None:
+    """The clock of ``remediator test`` is a session setting, which a pooler does not keep."""
+    with pytest.raises(ValueError, match="session state"):
+        await Store.connect(
+            pgbouncer.through(database_url),
+            clock=lambda: datetime.now(UTC),
+            transaction_pooled=True,
+        )
 
 
 class IdleGate:
