@@ -94,6 +94,14 @@ async def backing_services(settings: Settings) -> AsyncIterator[Endpoints]:
         yield Endpoints(db or str(emb.database_url), rd or str(emb.redis_url), embedded=emb)
 
 
+def listen_dsn(settings: Settings, endpoints: Endpoints) -> str:
+    """Where the worker LISTENs: ``database.direct_url`` when set (a direct connection, needed
+    behind a transaction pooler), else the store's own database."""
+    if settings.database_direct_url is not None:
+        return settings.database_direct_url.get_secret_value()
+    return endpoints.database_url
+
+
 async def kube_client(settings: Settings) -> Any | None:
     """A kubernetes_asyncio ApiClient from a kubeconfig or in-cluster credentials, or None."""
     if not kube_credentials_present(settings, os.environ):
@@ -172,7 +180,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             poll_interval_s=settings.worker_poll_interval_seconds,
             max_attempts=settings.worker_max_attempts,
             process_job=pipeline.run_job,
-            listen_dsn=endpoints.database_url,
+            listen_dsn=listen_dsn(settings, endpoints),
             log=log.bind(component="worker"),
         )
         intake = Intake(

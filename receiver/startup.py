@@ -77,7 +77,7 @@ async def connect_store(settings: Settings, dsn: str) -> Store:
     reached or refuses (a password, a database that does not exist)."""
     source = "REMEDIATOR_DATABASE_URL" if settings.database_url else "embedded PostgreSQL"
     try:
-        return await Store.connect(dsn)
+        return await Store.connect(dsn, transaction_pooled=settings.transaction_pooled)
     except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:
         raise ConfigError(f"{source}: not a PostgreSQL DSN: {_scrubbed(str(exc), dsn)}") from None
     except StoreUnavailable as exc:

@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.support.amoracle",
     "tests.support.postgres_fixtures",
+    "tests.support.pgbouncer",
     "tests.support.redis_fixtures",
     "tests.support.kube_fixtures",
     "tests.support.kubectl",

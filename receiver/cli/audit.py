@@ -35,7 +35,7 @@ def audit_verify(ctx: click.Context) -> None:
     """Recompute the audit log's hash chain; exit 1 naming the first entry that was edited,
     inserted, deleted or reordered."""
     settings = state(ctx).settings()
-    with database(settings, "remediator audit verify") as url:
+    with database(settings, "remediator audit verify", direct=True) as url:
         check = asyncio.run(_with_store(url, lambda store: store.verify_audit()))
     if not check.ok:
         what = f" ({check.problem})" if check.problem else ""
@@ -81,7 +81,7 @@ def audit_export(
         "until": _moment(until, "--until", now),
         "after_id": after_id,
     }
-    with database(settings, "remediator audit export") as url:
+    with database(settings, "remediator audit export", direct=True) as url:
         if output is None:
             count = asyncio.run(_with_store(url, lambda store: _export(store, bounds, sys.stdout)))
         else:

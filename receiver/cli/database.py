@@ -34,7 +34,7 @@ def migrate(ctx: click.Context) -> None:
 
     try:
         with database(settings, "remediator migrate") as url:
-            applied = asyncio.run(_migrate(url))
+            applied = asyncio.run(_migrate(url, settings.transaction_pooled))
     except MigrationError as exc:
         raise UserError(f"migration failed: {exc}") from None
     if applied:
@@ -44,14 +44,19 @@ def migrate(ctx: click.Context) -> None:
 
 
 @contextlib.contextmanager
-def database(settings: Settings, command: str) -> Iterator[str]:
+def database(settings: Settings, command: str, *, direct: bool = False) -> Iterator[str]:
     """The configured database, or the embedded one under data_dir for as long as needed:
-    the running one of the directory's live owner, else one started (and stopped) here."""
+    the running one of the directory's live owner, else one started (and stopped) here.
+
+    ``direct``: ``database.direct_url`` when set, for work a transaction pooler cannot carry
+    (the audit commands read through a server-side cursor, a named statement that would stay
+    behind on the pooler's server connection and clash with the next command's)."""
     # Imported here, like the store below: the other commands do not need the database.
     from receiver.embedded import EmbeddedError, EmbeddedServices
 
     if settings.database_url is not None:
-        yield settings.database_url.get_secret_value()
+        url = settings.database_direct_url if direct else None
+        yield (url or settings.database_url).get_secret_value()
         return
     # Only what starting or joining the embedded server raises is about the database: an
     # OSError of the command's own work (BrokenPipeError, when whoever read its output left,
@@ -81,13 +86,14 @@ def database(settings: Settings, command: str) -> Iterator[str]:
         raise UserError(f"cannot connect to the database: {exc}") from None
 
 
-async def _migrate(url: str) -> list[int]:
+async def _migrate(url: str, pooled: bool) -> list[int]:
     import asyncpg
 
+    from receiver.store.database import connect_options
     from receiver.store.migrate import migrate as apply
 
     try:
-        conn = await asyncpg.connect(url, timeout=10)
+        conn = await asyncpg.connect(url, timeout=10, **connect_options(transaction_pooled=pooled))
     # OSError: refused, unreachable, or no such host; TimeoutError: no answer in 10 s.
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         raise UserError(f"cannot connect to the database: {exc}") from None

@@ -41,6 +41,7 @@ __all__ = [
     "APPROVAL_TTL_S",
     "MIB",
     "ConfigError",
+    "DatabasePooler",
     "DryRun",
     "LogFormat",
     "Settings",
@@ -63,6 +64,15 @@ class DryRun(StrEnum):
     TRUE = "true"
     FALSE = "false"
     AUTO = "auto"  # dry-run exactly when no Kubernetes credentials exist
+
+
+class DatabasePooler(StrEnum):
+    """``database.pooler`` (README, "PgBouncer"): ``none``, PostgreSQL or a session pooler;
+    ``pgbouncer-transaction``, a transaction pooler, through which nothing may outlive a
+    transaction: no statement cache, and LISTEN and the audit commands use ``direct_url``."""
+
+    NONE = "none"
+    PGBOUNCER_TRANSACTION = "pgbouncer-transaction"
 
 
 # What an environment variable may say for yes and no.
@@ -130,6 +140,10 @@ class Settings(BaseModel):
     # Stores. None means "start the embedded server under data_dir".
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
+    # What database_url reaches, and a direct connection for what a transaction pooler cannot
+    # carry (database_url when unset); sources.load_settings checks that they fit together.
+    database_pooler: DatabasePooler = DatabasePooler.NONE
+    database_direct_url: SecretStr | None = None
 
     # Webhook authentication: bearer token and/or basic auth. The *_file fields record where a
     # secret came from; load_settings() has already read it into the secret field.
@@ -298,6 +312,11 @@ class Settings(BaseModel):
     def _log_level(cls, value: object) -> object:
         return one_of(value, _LOG_LEVELS, {"warn": "warning"})
 
+    @field_validator("database_pooler", mode="before")
+    @classmethod
+    def _database_pooler(cls, value: object) -> object:
+        return one_of(value, [p.value for p in DatabasePooler], {"": "none"})
+
     @field_validator("log_format", mode="before")
     @classmethod
     def _log_format(cls, value: object) -> object:
@@ -305,6 +324,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "database_url",
+        "database_direct_url",
         "redis_url",
         "webhook_username",
         "approval_notify_channel",
@@ -317,7 +337,7 @@ class Settings(BaseModel):
             return None
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
         return url_shape(value, ("postgresql", "postgres"), "PostgreSQL")
@@ -340,6 +360,12 @@ class Settings(BaseModel):
             breaker_open_for_s=self.breaker_open_for_seconds,
             lock_ttl_s=self.lock_ttl_seconds,
         )
+
+    @property
+    def transaction_pooled(self) -> bool:
+        """database_url reaches PostgreSQL through a transaction pooler (``database.pooler``):
+        the store keeps no session state (no statement cache)."""
+        return self.database_pooler is DatabasePooler.PGBOUNCER_TRANSACTION
 
     @property
     def auth_configured(self) -> bool:

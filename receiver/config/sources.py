@@ -54,6 +54,8 @@ def _key(field: str, yaml_path: str, env: str | None = None) -> Key:
 # tests/unit/test_config.py checks that the two agree.
 KEYS: tuple[Key, ...] = (
     _key("database_url", "database_url"),
+    _key("database_pooler", "database.pooler", "DATABASE_POOLER"),
+    _key("database_direct_url", "database.direct_url", "DATABASE_DIRECT_URL"),
     _key("redis_url", "redis_url"),
     _key("webhook_token", "auth.token", "WEBHOOK_TOKEN"),
     _key("webhook_token_file", "auth.token_file", "WEBHOOK_TOKEN_FILE"),
@@ -210,7 +212,32 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
 
+    _check_database(settings, source)
     return _resolve_secrets(settings, source)
+
+
+def _check_database(settings: Settings, source: Mapping[str, str]) -> None:
+    """A pooler or a direct URL only with an external database_url, and a transaction pooler
+    only with a direct URL: LISTEN through one is silently lost (the pooler hands the listening
+    server connection to other clients), so the worker would only ever poll."""
+
+    def name(field: str) -> str:
+        return source.get(field, _BY_FIELD[field].env)
+
+    if settings.database_url is None:
+        for field in ("database_pooler", "database_direct_url"):
+            if field in source and getattr(settings, field) != Settings.model_fields[field].default:
+                raise ConfigError(
+                    f"{name(field)}: only with {name('database_url')} (the embedded PostgreSQL"
+                    " is reached directly)"
+                )
+    elif settings.transaction_pooled and settings.database_direct_url is None:
+        raise ConfigError(
+            f"{name('database_direct_url')}: required with {name('database_pooler')}="
+            f"{settings.database_pooler.value}: a direct connection to PostgreSQL (not through"
+            " the pooler) for the worker's LISTEN, which a transaction pooler loses, and the"
+            " audit commands"
+        )
 
 
 def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
@@ -229,7 +256,14 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
 
 
 _SECRET_FIELDS = frozenset(
-    {"database_url", "redis_url", "webhook_token", "webhook_password", "operator_token"}
+    {
+        "database_url",
+        "database_direct_url",
+        "redis_url",
+        "webhook_token",
+        "webhook_password",
+        "operator_token",
+    }
 )
 _MAP_FIELDS = frozenset({"postgres_databases", "redis_queues", "http_endpoints", "notify_channels"})
 # An operator's name is the token file's name: what the audit log records as ``by``.

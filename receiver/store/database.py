@@ -8,6 +8,15 @@ The store's SQL reads the time from ``remediator_now()`` (migration 0010): the t
 ``now()``, unless a session set ``remediator.clock``. ``connect(clock=...)`` sets it on every
 connection the pool hands out, which is how a rule test plays a timeline on a simulated clock;
 the service passes no clock.
+
+Behind a transaction pooler (PgBouncer ``pool_mode = transaction``, ``connect(transaction_pooled=
+True)``) each transaction may run on another server connection, so nothing the store does may
+outlive a transaction: asyncpg's prepared-statement cache is off (``connect_options``), the
+migration lock is a transaction lock (migrate.py), ``SET LOCAL`` is the only SET, and the
+worker's LISTEN uses a connection of its own, direct to PostgreSQL (``database.direct_url``).
+The audit reads (``verify_audit``, ``export_audit``) stream through server-side cursors, which
+asyncpg prepares as named statements even without the cache; behind a transaction pooler such
+a statement stays on the server connection, so the audit commands use the direct connection.
 """
 
 from __future__ import annotations
@@ -23,11 +32,25 @@ import asyncpg
 from receiver.store.errors import StoreUnavailable, translate
 from receiver.store.migrate import applied_versions, migrate
 
-__all__ = ["WORK_CHANNEL", "Database"]
+__all__ = ["WORK_CHANNEL", "Database", "connect_options"]
 
 # The one channel the workers LISTEN on: intake NOTIFYs it for new alert events, and the job
 # queue for jobs that are due, so one listening connection wakes the worker for all its work.
 WORK_CHANNEL = "remediator_work"
+
+
+def connect_options(*, transaction_pooled: bool) -> dict[str, Any]:
+    """Keyword arguments for ``asyncpg.connect`` or ``create_pool``: none for a direct
+    connection; behind a transaction pooler, no prepared-statement cache.
+
+    asyncpg names and caches a prepared statement per query on its connection; a transaction
+    pooler runs the next transaction on another server connection, where the statement does not
+    exist ("prepared statement __asyncpg_stmt_2__ does not exist"), or hands the one it made to
+    another client, whose own statement of that name then clashes ("already exists"). PgBouncer
+    1.18 does not track prepared statements. Without the cache asyncpg uses the unnamed
+    statement, which costs a round trip more per statement: it is described (Parse, Describe,
+    Flush: the types to encode the arguments with) and then parsed again with its execution."""
+    return {"statement_cache_size": 0} if transaction_pooled else {}
 
 
 async def _keep_session(conn: Any) -> None:
@@ -36,7 +59,7 @@ async def _keep_session(conn: Any) -> None:
     asyncpg's default runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on
     every release, a round trip that cost as much as the work itself on the intake and worker
     paths. Pool connections here never keep session state: no SET, no cursors, LISTEN lives on
-    the worker's own connection, and the migration lock is released explicitly. asyncpg still
+    the worker's own connection, and the migration lock is a transaction's. asyncpg still
     rolls back a transaction left open before the connection is reused. (A simulated clock is
     set again on every acquire, so it needs no reset either.)
     """
@@ -73,11 +96,18 @@ class Database:
         command_timeout_s: float | None = 30.0,
         run_migrations: bool = True,
         clock: Clock | None = None,
+        transaction_pooled: bool = False,
     ) -> Self:
         """Open the pool and bring the schema up to date. StoreUnavailable if unreachable.
 
         ``clock`` (an aware datetime each call) replaces the database's clock in the store's
-        SQL, for a simulation (``remediator test``); it costs a round trip per acquire."""
+        SQL, for a simulation (``remediator test``); it costs a round trip per acquire.
+        ``transaction_pooled``: ``dsn`` is a transaction pooler (``connect_options``); a
+        ``clock`` is session state, which a pooler does not keep: ValueError."""
+        if transaction_pooled and clock is not None:
+            raise ValueError(
+                "a simulated clock is session state: connect directly, not through a pooler"
+            )
         with translate():
             pool = await asyncpg.create_pool(
                 dsn,
@@ -87,6 +117,7 @@ class Database:
                 command_timeout=command_timeout_s,
                 reset=_keep_session,
                 setup=None if clock is None else _clock_setup(clock),
+                **connect_options(transaction_pooled=transaction_pooled),
             )
         store = cls(pool, dsn)
         if run_migrations:

@@ -1,9 +1,17 @@
 """Numbered SQL migrations, applied in order at start-up.
 
-Files are ``migrations/NNNN_name.sql``. Every replica runs ``migrate()`` when it starts; a
-session-level advisory lock makes the second replica wait until the first has finished, after
-which it finds nothing left to do. Each migration runs in its own transaction together with the
-row that records it in ``schema_migrations``, so a crash leaves either all of it or none.
+Files are ``migrations/NNNN_name.sql``. Every replica runs ``migrate()`` when it starts. Each
+migration runs in its own transaction together with the row that records it in
+``schema_migrations``, so a crash leaves either all of it or none; that transaction first takes
+a transaction-level advisory lock and reads the history again, so a second replica waits for the
+first one's migration and then finds it applied.
+
+The lock is a transaction's, not the session's, so migrations work through a transaction pooler
+(PgBouncer ``pool_mode = transaction``) as they do on a direct connection: a session lock taken
+through a pooler stays on whichever server connection ran it, and the unlock may run on another
+(the lock then outlives the migration, and every later start waits on it forever). Both kinds of
+lock on one key exclude each other, so a replica of an earlier release, which holds the session
+lock across all its migrations, and this one still take turns.
 """
 
 from __future__ import annotations
@@ -93,30 +101,44 @@ async def migrate(conn: Any, migrations: list[Migration] | None = None) -> list[
     """
     migrations = load_migrations() if migrations is None else migrations
     applied_now: list[int] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
-    try:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
         await conn.execute(_CREATE_HISTORY)
-        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
-        applied = {row["version"]: row["checksum"] for row in rows}
-        for migration in migrations:
-            recorded = applied.get(migration.version)
-            if recorded is not None:
-                if recorded != migration.checksum:
-                    raise MigrationError(
-                        f"migration {migration.version:04d}_{migration.name} was changed "
-                        "after it was applied; add a new migration instead"
-                    )
+        applied = await _applied(conn)
+    _check_unchanged(migrations, applied)
+    for migration in migrations:
+        if migration.version in applied:
+            continue
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            # Read under the lock: another replica may have applied it since.
+            applied = await _applied(conn)
+            _check_unchanged(migrations, applied)
+            if migration.version in applied:
                 continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version,
-                    migration.name,
-                    migration.checksum,
-                )
-            _log.info("applied migration", version=migration.version, name=migration.name)
-            applied_now.append(migration.version)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                migration.version,
+                migration.name,
+                migration.checksum,
+            )
+        _log.info("applied migration", version=migration.version, name=migration.name)
+        applied_now.append(migration.version)
     return applied_now
+
+
+async def _applied(conn: Any) -> dict[int, str]:
+    rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+    return {row["version"]: row["checksum"] for row in rows}
+
+
+def _check_unchanged(migrations: list[Migration], applied: dict[int, str]) -> None:
+    """MigrationError when an applied migration's file is not what was applied."""
+    for migration in migrations:
+        recorded = applied.get(migration.version)
+        if recorded is not None and recorded != migration.checksum:
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} was changed "
+                "after it was applied; add a new migration instead"
+            )

@@ -128,6 +128,8 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_SLACK_SIGNING_SECRET_FILE": "/etc/remediator/slack-signing-secret",
         "REMEDIATOR_APPROVAL_NOTIFY_CHANNEL": "oncall",
         "REMEDIATOR_INCIDENT_GAP": "45m",
+        "REMEDIATOR_DATABASE_POOLER": "PgBouncer-Transaction",
+        "REMEDIATOR_DATABASE_DIRECT_URL": "postgresql://u:p@db-direct:5432/remediator",
     }
     # The table and this test cover the same variables: a new setting needs a line here.
     inline = {

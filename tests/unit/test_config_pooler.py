@@ -1,0 +1,94 @@
+"""database.pooler and database.direct_url: what a transaction pooler needs, refused when it
+cannot work, and today's direct behaviour by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receiver.config import ConfigError, Settings, load_settings
+from receiver.config.settings import DatabasePooler
+from receiver.store.database import connect_options
+
+DIRECT = "postgresql://remediator:pw@db:5432/remediator"
+POOLED = "postgresql://remediator:pw@pgbouncer:6432/remediator"
+
+
+def test_the_default_is_a_direct_connection_with_the_statement_cache() -> None:
+    settings = load_settings(None, {"REMEDIATOR_DATABASE_URL": DIRECT})
+    assert settings.database_pooler is DatabasePooler.NONE
+    assert not settings.transaction_pooled
+    assert settings.database_direct_url is None
+    assert connect_options(transaction_pooled=settings.transaction_pooled) == {}
+
+
+def test_a_transaction_pooler_turns_the_statement_cache_off(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"database_url: {POOLED}\n"
+        "database:\n"
+        "  pooler: pgbouncer-transaction\n"
+        f"  direct_url: {DIRECT}\n"
+    )
+    settings = load_settings(config, {})
+    assert settings.transaction_pooled
+    assert settings.database_direct_url is not None
+    assert settings.database_direct_url.get_secret_value() == DIRECT
+    assert connect_options(transaction_pooled=True) == {"statement_cache_size": 0}
+
+
+@pytest.mark.parametrize("value", ["pgbouncer", "transaction", "session", "yes"])
+def test_an_unknown_pooler_is_refused_naming_the_choices(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            None, {"REMEDIATOR_DATABASE_URL": POOLED, "REMEDIATOR_DATABASE_POOLER": value}
+        )
+    assert info.value.message.startswith("REMEDIATOR_DATABASE_POOLER: ")
+    assert "none, pgbouncer-transaction" in info.value.message
+
+
+def test_a_transaction_pooler_without_a_direct_url_is_refused() -> None:
+    environ = {
+        "REMEDIATOR_DATABASE_URL": POOLED,
+        "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ)
+    message = info.value.message
+    assert message.startswith("REMEDIATOR_DATABASE_DIRECT_URL: required with ")
+    assert "LISTEN" in message
+    assert "pw" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REMEDIATOR_DATABASE_POOLER", "pgbouncer-transaction"),
+        ("REMEDIATOR_DATABASE_DIRECT_URL", DIRECT),
+    ],
+)
+def test_pooler_settings_without_a_database_url_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {name: value})
+    assert info.value.message.startswith(f"{name}: only with REMEDIATOR_DATABASE_URL")
+
+
+def test_saying_none_without_a_database_url_is_fine() -> None:
+    assert not load_settings(None, {"REMEDIATOR_DATABASE_POOLER": "none"}).transaction_pooled
+
+
+def test_a_direct_url_that_is_not_postgresql_is_refused_without_quoting_it() -> None:
+    environ = {
+        "REMEDIATOR_DATABASE_URL": DIRECT,
+        "REMEDIATOR_DATABASE_DIRECT_URL": "redis://:hunter2@db:6379/0",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ)
+    assert info.value.message.startswith("REMEDIATOR_DATABASE_DIRECT_URL: not a PostgreSQL URL")
+    assert "hunter2" not in info.value.message
+
+
+def test_the_direct_url_is_a_secret() -> None:
+    settings = Settings.model_validate({"database_url": DIRECT, "database_direct_url": DIRECT})
+    assert "pw" not in repr(settings)
