@@ -22,7 +22,6 @@ from receiver.store.records import (
     JobKind,
     Refused,
     RunRecord,
-    StepRecord,
     as_utc,
     canonical_json,
     run_from_row,
@@ -201,31 +200,38 @@ class Runs(Database):
     async def get_run(self, run_id: str, *, with_steps: bool = True) -> RunRecord | None:
         """One run, its 'run' steps, then 'on_failed', then 'resolve'; None if absent or not a
         uuid."""
+        # One round trip: the run's columns on every row, one row per step (one row with no
+        # step columns when it has none, or when they are not wanted).
         with translate():
-            async with self._pool.acquire() as conn:
-                try:
-                    row = await conn.fetchrow(
-                        f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1::uuid", run_id
-                    )
-                except asyncpg.exceptions.DataError:
-                    return None  # not a uuid: no such run
-                if row is None:
-                    return None
-                steps: list[StepRecord] = []
-                if with_steps:
-                    steps = [
-                        step_from_row(s)
-                        for s in await conn.fetch(
-                            """SELECT run_id, phase, idx, action, params::text AS params,
-                                      needs_approval, outcome, message, before::text AS before,
-                                      after::text AS after, attempts, started_at, finished_at
-                               FROM steps WHERE run_id = $1::uuid
-                               ORDER BY CASE phase WHEN 'run' THEN 0 WHEN 'on_failed' THEN 1
-                                                   ELSE 2 END, idx""",
-                            run_id,
-                        )
-                    ]
-        return run_from_row(row, steps)
+            try:
+                rows = await self._pool.fetch(
+                    f"""SELECT {RUN_COLUMNS}, s.*
+                        FROM runs LEFT JOIN LATERAL (
+                            SELECT run_id AS s_run_id, phase AS s_phase, idx AS s_idx,
+                                   action AS s_action, params::text AS s_params,
+                                   needs_approval AS s_needs_approval, outcome AS s_outcome,
+                                   message AS s_message, before::text AS s_before,
+                                   after::text AS s_after, attempts AS s_attempts,
+                                   started_at AS s_started_at, finished_at AS s_finished_at,
+                                   CASE phase WHEN 'run' THEN 0 WHEN 'on_failed' THEN 1
+                                              ELSE 2 END AS s_order
+                            FROM steps WHERE steps.run_id = runs.id AND $2
+                        ) s ON true
+                        WHERE runs.id = $1::uuid
+                        ORDER BY s.s_order, s.s_idx""",
+                    run_id,
+                    with_steps,
+                )
+            except asyncpg.exceptions.DataError:
+                return None  # not a uuid: no such run
+        if not rows:
+            return None
+        steps = [
+            step_from_row({k[2:]: v for k, v in r.items() if k.startswith("s_")})
+            for r in rows
+            if r["s_run_id"] is not None
+        ]
+        return run_from_row(rows[0], steps)
 
     async def set_run_outcome(
         self,
