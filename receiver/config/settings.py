@@ -33,8 +33,9 @@ from receiver.config.connections import (
     clear_url,
     json_map,
 )
+from receiver.config.redis_mode import RedisMode, sentinel_addresses
 from receiver.config.values import namespaces, one_of, split_list, url_shape
-from receiver.guards.policy import GuardSettings
+from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardSettings
 from receiver.model import NamespacePolicy
 
 __all__ = [
@@ -144,6 +145,15 @@ class Settings(BaseModel):
     # carry (database_url when unset); sources.load_settings checks that they fit together.
     database_pooler: DatabasePooler = DatabasePooler.NONE
     database_direct_url: SecretStr | None = None
+    # How the guards reach Redis (receiver.config.redis_mode): one server, the master a Sentinel
+    # names, or a cluster. Passwords as the webhook's: the value, or a file holding it.
+    redis_mode: RedisMode = RedisMode.STANDALONE
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
+    redis_sentinel_password: SecretStr | None = None
+    redis_sentinel_password_file: Path | None = None
 
     # Webhook authentication: bearer token and/or basic auth. The *_file fields record where a
     # secret came from; load_settings() has already read it into the secret field.
@@ -257,6 +267,16 @@ class Settings(BaseModel):
     def _lists(cls, value: object) -> object:
         return split_list(value)
 
+    @field_validator("redis_mode", mode="before")
+    @classmethod
+    def _redis_mode(cls, value: object) -> object:
+        return one_of(value, [m.value for m in RedisMode], {})
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinels(cls, value: object) -> object:
+        return sentinel_addresses(value)
+
     @field_validator("namespace_allow", mode="before")
     @classmethod
     def _allow(cls, value: object) -> object:
@@ -326,6 +346,9 @@ class Settings(BaseModel):
         "database_url",
         "database_direct_url",
         "redis_url",
+        "redis_sentinel_master",
+        "redis_password",
+        "redis_sentinel_password",
         "webhook_username",
         "approval_notify_channel",
         "sso_user_header",
@@ -359,6 +382,10 @@ class Settings(BaseModel):
             breaker_window_s=self.breaker_window_seconds,
             breaker_open_for_s=self.breaker_open_for_seconds,
             lock_ttl_s=self.lock_ttl_seconds,
+            # One hash tag for every key on a cluster; elsewhere the keys earlier versions wrote.
+            key_prefix=CLUSTER_KEY_PREFIX
+            if self.redis_mode is RedisMode.CLUSTER
+            else _GUARDS.key_prefix,
         )
 
     @property
@@ -366,6 +393,11 @@ class Settings(BaseModel):
         """database_url reaches PostgreSQL through a transaction pooler (``database.pooler``):
         the store keeps no session state (no statement cache)."""
         return self.database_pooler is DatabasePooler.PGBOUNCER_TRANSACTION
+
+    @property
+    def redis_external(self) -> bool:
+        """Redis is configured (a URL, or Sentinel); False: the service embeds its own."""
+        return self.redis_url is not None or self.redis_mode is RedisMode.SENTINEL
 
     @property
     def auth_configured(self) -> bool:

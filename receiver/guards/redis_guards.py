@@ -9,11 +9,16 @@ decides every expiry (cooldown, lock, breaker, pause, windows) from the until-ti
 against it, so a rule test (``remediator test``) that jumps its simulated clock forward by hours
 sees them expire. Key TTLs are a margin longer and only collect the garbage.
 
+The client is a ``Redis`` (one server, or the master a Sentinel names) or a ``RedisCluster``: on a
+cluster every key shares the prefix's hash tag, so each script runs in one slot (``policy``,
+``CLUSTER_KEY_PREFIX``: why one tag for all).
+
 Fail closed: a Redis outage (a refused or lost connection, a timeout, a server that is loading,
-read-only, out of memory or busy) raises ``GuardUnavailable``; the caller then leaves the run
-pending and retries it later. An error the server answers the script itself with (a Lua error:
-a value it cannot take) raises ``GuardError`` instead: asking again would fail again, so the
-work fails and counts toward its dead letter rather than waiting for ever.
+read-only, out of memory or busy, a cluster slot with no master) raises ``GuardUnavailable``;
+the caller then leaves the run pending and retries it later. An error the server answers the
+script itself with (a Lua error: a value it cannot take) raises ``GuardError`` instead: asking
+again would fail again, so the work fails and counts toward its dead letter rather than waiting
+for ever.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from datetime import datetime
 from importlib import resources
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import (
     ClusterDownError,
     NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -85,6 +91,12 @@ _OUTAGE_CODES = re.compile(
 )
 
 
+# redis-py's own refusal to send a script whose keys span slots (RedisClusterException, not a
+# RedisError): a bug in the key layout, not an outage. Its other cluster errors (no reachable
+# node, a slot no master covers during a failover) are outages.
+_CROSS_SLOT = "must map to the same key slot"
+
+
 def _is_outage(exc: ResponseError) -> bool:
     """A Redis error reply that says "not now" (a failover, a full or busy server, missing
     permissions being fixed) rather than "never" (the script failed on what it was given)."""
@@ -100,11 +112,12 @@ def _glob_escape(text: str) -> str:
 
 class Guards:
     """The guards over one Redis client. ``clock`` (an aware datetime each call) replaces the
-    Redis server's TIME in every decision; the service passes none."""
+    Redis server's TIME in every decision; the service passes none. Raises ValueError for a
+    ``RedisCluster`` when the settings' key prefix has no hash tag (``CLUSTER_KEY_PREFIX``)."""
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         policy: NamespacePolicy,
         settings: GuardSettings | None = None,
         *,
@@ -117,6 +130,8 @@ class Guards:
         self._settings = settings or GuardSettings()
         self._guards = tuple(guards)
         self._keys = GuardKeys(self._settings.key_prefix)
+        if isinstance(redis, RedisCluster):
+            self._keys.require_one_slot()
         # register_script runs EVALSHA and, on NOSCRIPT (a restarted or flushed server),
         # loads the script and retries.
         self._admit = redis.register_script(load_lua("admit"))
@@ -144,6 +159,10 @@ class Guards:
             if _is_outage(exc):
                 raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
             raise GuardError(f"redis refused the guards' {what} script: {exc}") from exc
+        except RedisClusterException as exc:
+            if _CROSS_SLOT in str(exc):
+                raise GuardError(f"the guards' {what} keys span cluster slots: {exc}") from exc
+            raise GuardUnavailable(f"redis cluster unavailable during {what}: {exc!r}") from exc
         except (RedisError, OSError, TimeoutError) as exc:
             raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
 
