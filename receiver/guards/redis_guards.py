@@ -138,6 +138,7 @@ class Guards:
         self._release = redis.register_script(load_lua("release"))
         self._record_failure = redis.register_script(load_lua("record_failure"))
         self._pause = redis.register_script(load_lua("pause"))
+        self._status_head = redis.register_script(load_lua("status"))
 
     @property
     def settings(self) -> GuardSettings:
@@ -262,13 +263,9 @@ class Guards:
 
     async def _status(self) -> dict[str, Any]:
         s, r = self._settings, self._redis
-        async with r.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.hgetall(self._keys.pause())
-            results = await pipe.execute()
-        seconds, micros = results[0]
+        seconds, micros, fields = await self._status_head(keys=[self._keys.pause()])
         now_ms = self._now_ms() or int(seconds) * 1000 + int(micros) // 1000
-        pause = {_text(k): _text(v) for k, v in results[1].items()}
+        pause = {_text(k): _text(v) for k, v in zip(fields[::2], fields[1::2], strict=True)}
         if pause.get("until") and int(pause["until"]) <= now_ms:
             pause = {}  # ended; its key waits for its TTL
         used = await r.zcount(self._keys.budget(), f"({now_ms - to_ms(s.budget_window_s)}", "+inf")

@@ -59,7 +59,7 @@ def test_every_declared_guard_has_a_lua_check() -> None:
         assert re.search(rf"^checks\.{guard.name} = function", script, re.M), guard.name
 
 
-@pytest.mark.parametrize("name", ["admit", "release", "record_failure", "pause"])
+@pytest.mark.parametrize("name", ["admit", "release", "record_failure", "pause", "status"])
 def test_scripts_load_by_name(name: str) -> None:
     assert "redis.call" in load_lua(name)
 
@@ -197,7 +197,7 @@ def test_epoch_ms_reverses_from_ms(ms: int) -> None:
     assert epoch_ms(from_ms(ms)) == ms
 
 
-_LUA_NAMES = ["admit", "release", "record_failure", "pause"]
+_LUA_NAMES = ["admit", "release", "record_failure", "pause", "status"]
 # A key built inside a script would be missing from KEYS: Redis Cluster would run the script on
 # the node of the declared keys and refuse (or misroute) the other one.
 _CALL = re.compile(r"redis\.call\('([A-Z]+)'(?:, ([^,)]+))?")
