@@ -256,16 +256,31 @@ class SentinelSet:
     def node_at(self, port: int) -> RedisNode:
         return next(n for n in (self.master, self.replica) if n.port == port)
 
-    def failover(self) -> None:
-        """SENTINEL FAILOVER: promote the replica; returns once the sentinel names it."""
-        before = self.master_port()
+    def require_a_replica_for_writes(self) -> None:
+        """``min-replicas-to-write 1`` on both data nodes, as the README advises: a master cut
+        off from its replica (the one being replaced, in a failover) refuses writes."""
+        for node in (self.master, self.replica):
+            with node.client() as client:
+                client.config_set("min-replicas-to-write", 1)
+                client.config_set("min-replicas-max-lag", 10)
+
+    def start_failover(self) -> RedisNode:
+        """SENTINEL FAILOVER, not waited for: the master being replaced."""
+        before = self.node_at(self.master_port())
         with self.sentinel.client() as client:
             client.execute_command("SENTINEL FAILOVER", MASTER_NAME)
-        eventually_blocking(
-            lambda: self.master_port() != before,
-            timeout_s=30,
-            what="the sentinel names a new master",
-        )
+        return before
+
+    def replaced(self, old: RedisNode) -> bool:
+        """The sentinel names another master, and ``old`` has been turned into its replica
+        (until then the old master may still take writes, which the failover loses: Redis
+        replication is asynchronous)."""
+        return self.master_port() != old.port and self._role(old) == "slave"
+
+    @staticmethod
+    def _role(node: RedisNode) -> object:
+        with node.client() as client:
+            return client.info("replication").get("role")
 
     def close(self) -> None:
         for node in (self.sentinel, self.replica, self.master):
