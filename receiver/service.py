@@ -34,7 +34,7 @@ from receiver.http.deps import HealthChecks
 from receiver.http.login import ReviewWeb
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.redis_connect import connect_redis
+from receiver.redis_connect import connect_redis, durability_warning
 from receiver.review.loader import Review
 from receiver.review.sessions import Sessions
 from receiver.rules.loader import RuleHolder, RuleWatcher
@@ -161,6 +161,8 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         dry_run = settings.dry_run_everywhere
         metrics = Metrics()
         guards = Guards(redis.client, policy, settings.guard_settings())
+        if (durability := await durability_warning(redis, guards.keys.pause())) is not None:
+            log.warning("guard state may be lost in a redis failover", problem=durability)
         approvals = approval_setup(
             settings,
             approval_files,

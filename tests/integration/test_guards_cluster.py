@@ -30,7 +30,7 @@ from receiver.guards.policy import (
 )
 from receiver.guards.redis_guards import Guards, load_lua
 from receiver.model import GuardSpec, NamespacePolicy, Target
-from receiver.redis_connect import GuardRedis, connect_redis
+from receiver.redis_connect import GuardRedis, connect_redis, durability_warning
 from tests.support.polling import eventually
 from tests.support.redis_topologies import RedisCluster3
 
@@ -194,3 +194,32 @@ async def test_fails_closed_while_the_guards_master_is_down_and_comes_back(
             return False
 
     await eventually(admitted, timeout_s=30, interval_s=0.2, what="guards back on the cluster")
+
+
+async def test_the_guards_master_without_replicas_is_warned_about(
+    redis_cluster: RedisCluster3, cluster_redis: tuple[GuardRedis, Any]
+) -> None:
+    """Asked of the master of the guards' slot itself, not of any node."""
+    built, _ = cluster_redis
+    key = guards_on(cluster_redis).keys.pause()
+    warning = await durability_warning(built, key)
+    assert warning is not None
+    assert "min-replicas-to-write" in warning
+    owner = redis_cluster.owner_of(key)
+    others = [node for node in redis_cluster.nodes if node is not owner]
+    for node in others:
+        with node.client() as client:
+            client.config_set("min-replicas-to-write", 1)
+    try:
+        assert await durability_warning(built, key) is not None
+        with owner.client() as client:
+            client.config_set("min-replicas-to-write", 1)
+        try:
+            assert await durability_warning(built, key) is None
+        finally:
+            with owner.client() as client:
+                client.config_set("min-replicas-to-write", 0)
+    finally:
+        for node in others:
+            with node.client() as client:
+                client.config_set("min-replicas-to-write", 0)

@@ -20,7 +20,7 @@ from receiver.config import load_settings
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
-from receiver.redis_connect import connect_redis
+from receiver.redis_connect import GuardRedis, connect_redis, durability_warning
 from tests.support.polling import eventually
 from tests.support.redis_topologies import MASTER_NAME, PASSWORD, SENTINEL_PASSWORD, SentinelSet
 
@@ -36,7 +36,7 @@ def request(target: Target, *, disruptive: bool = True) -> AdmissionRequest:
 
 
 @pytest.fixture
-async def guards(redis_sentinel: SentinelSet) -> AsyncIterator[Guards]:
+async def sentinel_redis(redis_sentinel: SentinelSet) -> AsyncIterator[GuardRedis]:
     settings = load_settings(
         None,
         {
@@ -49,9 +49,14 @@ async def guards(redis_sentinel: SentinelSet) -> AsyncIterator[Guards]:
     )
     built = connect_redis(settings, None)
     try:
-        yield Guards(built.client, NamespacePolicy(), settings.guard_settings())
+        yield built
     finally:
         await built.close()
+
+
+@pytest.fixture
+def guards(sentinel_redis: GuardRedis) -> Guards:
+    return Guards(sentinel_redis.client, NamespacePolicy())
 
 
 async def admit_when_answered(guards: Guards, req: AdmissionRequest) -> Admission | None:
@@ -138,3 +143,14 @@ async def test_the_guards_fail_closed_while_no_master_answers_and_recover(
     assert refused.refusal.guard == "cooldown"
     assert redis_sentinel.master_port() == redis_sentinel.replica.port
     assert (await guards.admit(request(OTHER))).admitted
+
+
+async def test_a_master_that_writes_without_a_replica_is_warned_about(
+    redis_sentinel: SentinelSet, sentinel_redis: GuardRedis, guards: Guards
+) -> None:
+    warning = await durability_warning(sentinel_redis, guards.keys.pause())
+    assert warning is not None
+    assert "min-replicas-to-write" in warning
+    assert MASTER_NAME in warning
+    redis_sentinel.require_a_replica_for_writes()
+    assert await durability_warning(sentinel_redis, guards.keys.pause()) is None
