@@ -22,14 +22,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Protocol
+from typing import Annotated, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import BeforeValidator, SecretStr
 
-from receiver.config.values import split_list
+from receiver.config.values import one_of, split_list
 
-__all__ = ["DEFAULT_SENTINEL_PORT", "RedisMode", "check_redis", "sentinel_addresses"]
+__all__ = [
+    "DEFAULT_SENTINEL_PORT",
+    "RedisMode",
+    "RedisModeField",
+    "SentinelAddresses",
+    "check_redis",
+    "sentinel_addresses",
+    "split_address",
+]
 
 DEFAULT_SENTINEL_PORT = 26379
 
@@ -56,6 +64,14 @@ def sentinel_addresses(value: object) -> object:
     return tuple(out)
 
 
+def _mode(value: object) -> object:
+    return one_of(value, [m.value for m in RedisMode], {})
+
+
+# The settings' field types: the text a user writes, checked before pydantic's own checks.
+RedisModeField = Annotated[RedisMode, BeforeValidator(_mode)]
+
+
 def split_address(item: str) -> tuple[str, int]:
     """``host:port`` (or ``host``, ``[v6]:port``) as (host, port). ValueError when it is not."""
     try:
@@ -66,6 +82,9 @@ def split_address(item: str) -> tuple[str, int]:
     if not host or parts.path or parts.username is not None:
         raise ValueError(f"{item!r} is not a host:port address (e.g. sentinel-0:26379)")
     return host, port or DEFAULT_SENTINEL_PORT
+
+
+SentinelAddresses = Annotated[tuple[str, ...], BeforeValidator(sentinel_addresses)]
 
 
 class _RedisSettings(Protocol):

@@ -33,7 +33,7 @@ from receiver.config.connections import (
     clear_url,
     json_map,
 )
-from receiver.config.redis_mode import RedisMode, sentinel_addresses
+from receiver.config.redis_mode import RedisMode, RedisModeField, SentinelAddresses
 from receiver.config.values import namespaces, one_of, split_list, url_shape
 from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardSettings
 from receiver.model import NamespacePolicy
@@ -147,8 +147,8 @@ class Settings(BaseModel):
     database_direct_url: SecretStr | None = None
     # How the guards reach Redis (receiver.config.redis_mode): one server, the master a Sentinel
     # names, or a cluster. Passwords as the webhook's: the value, or a file holding it.
-    redis_mode: RedisMode = RedisMode.STANDALONE
-    redis_sentinels: tuple[str, ...] = ()
+    redis_mode: RedisModeField = RedisMode.STANDALONE
+    redis_sentinels: SentinelAddresses = ()
     redis_sentinel_master: str | None = None
     redis_password: SecretStr | None = None
     redis_password_file: Path | None = None
@@ -266,16 +266,6 @@ class Settings(BaseModel):
     @classmethod
     def _lists(cls, value: object) -> object:
         return split_list(value)
-
-    @field_validator("redis_mode", mode="before")
-    @classmethod
-    def _redis_mode(cls, value: object) -> object:
-        return one_of(value, [m.value for m in RedisMode], {})
-
-    @field_validator("redis_sentinels", mode="before")
-    @classmethod
-    def _sentinels(cls, value: object) -> object:
-        return sentinel_addresses(value)
 
     @field_validator("namespace_allow", mode="before")
     @classmethod
