@@ -92,8 +92,9 @@ _OUTAGE_CODES = re.compile(
 
 
 # redis-py's own refusal to send a script whose keys span slots (RedisClusterException, not a
-# RedisError): a bug in the key layout, not an outage. Its other cluster errors (no reachable
-# node, a slot no master covers during a failover) are outages.
+# RedisError; the server's CROSSSLOT reply is a ResponseError): a bug in the key layout, not an
+# outage. Its other cluster errors (no reachable node, a slot no master covers during a
+# failover) are outages.
 _CROSS_SLOT = "must map to the same key slot"
 
 
@@ -254,8 +255,16 @@ class Guards:
         await self._call("resume", lambda: self._redis.delete(self._keys.pause()))
 
     async def ping(self) -> None:
-        """Raises GuardUnavailable when Redis does not answer."""
-        await self._call("ping", lambda: self._redis.ping())
+        """Raises GuardUnavailable when the Redis holding the guards' keys does not answer."""
+        await self._call("ping", self._ping)
+
+    async def _ping(self) -> None:
+        if isinstance(self._redis, RedisCluster):
+            # PING goes to any node; a keyed read goes to the master of the guards' slot, the
+            # one server whose answer says whether the guards can admit.
+            await self._redis.exists(self._keys.pause())
+        else:
+            await self._redis.ping()
 
     async def status(self) -> dict[str, Any]:
         """Pause, breakers and budget as plain data, for the CLI and /readyz."""
