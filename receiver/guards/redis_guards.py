@@ -24,6 +24,7 @@ for ever.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -35,6 +36,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import (
     ClusterDownError,
     NoPermissionError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
@@ -111,6 +113,26 @@ def _glob_escape(text: str) -> str:
 # --- the Redis side ---------------------------------------------------------------------
 
 
+class _Script:
+    """One of the guards' scripts: EVALSHA, and on NOSCRIPT (a restarted, flushed or newly
+    promoted server) EVAL, which runs it and caches it on that server.
+
+    Not redis-py's ``register_script``: on NOSCRIPT it sends SCRIPT LOAD, which a cluster client
+    sends to every master, so one master down elsewhere in the cluster would fail the guards
+    although the master of their slot answers. EVAL goes where the keys are."""
+
+    def __init__(self, redis: Redis | RedisCluster, name: str) -> None:
+        self._redis = redis
+        self._text = load_lua(name)
+        self._sha = hashlib.sha1(self._text.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        try:
+            return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self._redis.eval(self._text, len(keys), *keys, *args)
+
+
 class Guards:
     """The guards over one Redis client. ``clock`` (an aware datetime each call) replaces the
     Redis server's TIME in every decision; the service passes none. Raises ValueError for a
@@ -133,13 +155,11 @@ class Guards:
         self._keys = GuardKeys(self._settings.key_prefix)
         if isinstance(redis, RedisCluster):
             self._keys.require_one_slot()
-        # register_script runs EVALSHA and, on NOSCRIPT (a restarted or flushed server),
-        # loads the script and retries.
-        self._admit = redis.register_script(load_lua("admit"))
-        self._release = redis.register_script(load_lua("release"))
-        self._record_failure = redis.register_script(load_lua("record_failure"))
-        self._pause = redis.register_script(load_lua("pause"))
-        self._status_head = redis.register_script(load_lua("status"))
+        self._admit = _Script(redis, "admit")
+        self._release = _Script(redis, "release")
+        self._record_failure = _Script(redis, "record_failure")
+        self._pause = _Script(redis, "pause")
+        self._status_head = _Script(redis, "status")
 
     @property
     def settings(self) -> GuardSettings:
@@ -189,7 +209,7 @@ class Guards:
             lock_token=token,
             now_ms=self._now_ms(),
         )
-        reply = await self._call("admit", lambda: self._admit(keys=keys, args=argv))
+        reply = await self._call("admit", lambda: self._admit(keys, argv))
         checked = applicable(guards, req, policy=self._policy, settings=self._settings)
         if int(reply[0]) == 1:
             fence = int(reply[2])
@@ -212,7 +232,7 @@ class Guards:
         if not admission.admitted or admission.lock_token is None:
             return False
         key, token = self._keys.lock(req.target), admission.lock_token
-        reply = await self._call("release", lambda: self._release(keys=[key], args=[token]))
+        reply = await self._call("release", lambda: self._release([key], [token]))
         return int(reply) == 1
 
     async def record_result(
@@ -247,7 +267,7 @@ class Guards:
         now_ms = self._now_ms()
         if now_ms is not None:
             args.append(now_ms)
-        reply = await self._call("pause", lambda: self._pause(keys=[key], args=args))
+        reply = await self._call("pause", lambda: self._pause([key], args))
         until = int(reply)
         return from_ms(until) if until >= 0 else None
 
@@ -272,7 +292,7 @@ class Guards:
 
     async def _status(self) -> dict[str, Any]:
         s, r = self._settings, self._redis
-        seconds, micros, fields = await self._status_head(keys=[self._keys.pause()])
+        seconds, micros, fields = await self._status_head([self._keys.pause()], [])
         now_ms = self._now_ms() or int(seconds) * 1000 + int(micros) // 1000
         pause = {_text(k): _text(v) for k, v in zip(fields[::2], fields[1::2], strict=True)}
         if pause.get("until") and int(pause["until"]) <= now_ms:
@@ -280,10 +300,15 @@ class Guards:
         used = await r.zcount(self._keys.budget(), f"({now_ms - to_ms(s.budget_window_s)}", "+inf")
 
         breakers: dict[str, dict[str, Any]] = {}
+        scan_on: dict[str, Any] = {}
+        if isinstance(r, RedisCluster):
+            # Every guard key is in one slot: scan its master, not every node of the cluster
+            # (whose other masters may be down while the guards work).
+            scan_on["target_nodes"] = r.get_node_from_key(self._keys.pause())
         failures_prefix = self._keys.failures("")
         open_prefix = self._keys.breaker("")
         for prefix in (failures_prefix, open_prefix):
-            async for raw in r.scan_iter(match=_glob_escape(prefix) + "*", count=500):
+            async for raw in r.scan_iter(match=_glob_escape(prefix) + "*", count=500, **scan_on):
                 rule = _text(raw)[len(prefix) :]
                 breakers.setdefault(rule, {"open": False, "open_until": None, "failures": 0})
         for rule, state in breakers.items():

@@ -227,3 +227,19 @@ async def test_the_guards_master_without_replicas_is_warned_about(
         for node in others:
             with node.client() as client:
                 client.config_set("min-replicas-to-write", 0)
+
+
+async def test_the_guards_need_only_the_master_of_their_slot(
+    redis_cluster: RedisCluster3, cluster_redis: tuple[GuardRedis, Any]
+) -> None:
+    """Another master down: admissions, the status (its scan for breakers included) and the
+    readiness probe still answer, from the guards' master alone."""
+    guards = guards_on(cluster_redis, timeout_s=3.0)
+    await guards.record_result("flaky", False)
+    owner = redis_cluster.owner_of(guards.keys.pause())
+    other = next(node for node in redis_cluster.nodes if node is not owner)
+    other.stop()
+    assert (await guards.admit(request("restart", TARGETS[0]))).admitted
+    status = await guards.status()
+    assert status["breakers"]["flaky"]["failures"] == 1
+    await guards.ping()
