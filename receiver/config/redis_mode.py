@@ -138,6 +138,11 @@ def check_redis(settings: _RedisSettings, name: Callable[[str], str]) -> None:
         if parts.path.strip("/") not in ("", "0"):
             raise ValueError(f"{name('redis_url')}: a cluster has database 0 only")
     password = settings.redis_password
+    if mode is RedisMode.STANDALONE and url is None and password is not None:
+        raise ValueError(
+            f"{name('redis_password')} is set but {name('redis_url')} is not: the embedded"
+            f" Redis keeps its own password; set {name('redis_url')}, or remove it"
+        )
     if url is not None and password is not None and urlsplit(url.get_secret_value()).password:
         raise ValueError(
             f"{name('redis_url')} holds a password and {name('redis_password')} is set;"

@@ -123,6 +123,10 @@ def test_cluster_settings_tag_every_guard_key() -> None:
             "REMEDIATOR_REDIS_SENTINELS: 'host:port' is not a host:port address",
         ),
         (
+            {"REMEDIATOR_REDIS_PASSWORD": "other-secret"},
+            "REMEDIATOR_REDIS_PASSWORD is set but REMEDIATOR_REDIS_URL is not",
+        ),
+        (
             {
                 "REMEDIATOR_REDIS_URL": "redis://:url-secret@r:6379/0",
                 "REMEDIATOR_REDIS_PASSWORD": "other-secret",
