@@ -22,17 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Protocol
+from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BaseModel, BeforeValidator, SecretStr, field_validator
 
-from receiver.config.values import one_of, split_list
+from receiver.config.values import one_of, split_list, url_shape
+from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardSettings
 
 __all__ = [
     "DEFAULT_SENTINEL_PORT",
     "RedisMode",
     "RedisModeField",
+    "RedisSettings",
     "SentinelAddresses",
     "check_redis",
     "sentinel_addresses",
@@ -87,22 +90,53 @@ def split_address(item: str) -> tuple[str, int]:
 SentinelAddresses = Annotated[tuple[str, ...], BeforeValidator(sentinel_addresses)]
 
 
-class _RedisSettings(Protocol):
+class RedisSettings(BaseModel):
+    """How the guards reach Redis, as settings: ``Settings`` inherits this group (its fields,
+    with the others' YAML paths and variables in ``sources.KEYS``); ``check_redis`` says whether
+    they fit together. Passwords as the webhook's: the value, or a file holding it."""
+
+    # None: the embedded server under data_dir (standalone only).
+    redis_url: SecretStr | None = None
+    redis_mode: RedisModeField = RedisMode.STANDALONE
+    redis_sentinels: SentinelAddresses = ()
+    redis_sentinel_master: str | None = None
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
+    redis_sentinel_password: SecretStr | None = None
+    redis_sentinel_password_file: Path | None = None
+
+    @field_validator(
+        "redis_url",
+        "redis_sentinel_master",
+        "redis_password",
+        "redis_sentinel_password",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return url_shape(value, ("redis", "rediss", "unix"), "Redis")
+
     @property
-    def redis_url(self) -> SecretStr | None: ...
-    @property
-    def redis_mode(self) -> RedisMode: ...
-    @property
-    def redis_sentinels(self) -> tuple[str, ...]: ...
-    @property
-    def redis_sentinel_master(self) -> str | None: ...
-    @property
-    def redis_password(self) -> SecretStr | None: ...
-    @property
-    def redis_sentinel_password(self) -> SecretStr | None: ...
+    def redis_external(self) -> bool:
+        """Redis is configured (a URL, or Sentinel); False: the service embeds its own."""
+        return self.redis_url is not None or self.redis_mode is RedisMode.SENTINEL
+
+    def guard_key_prefix(self) -> str:
+        """One hash tag for every guard key on a cluster (``CLUSTER_KEY_PREFIX``: why);
+        elsewhere the untagged keys earlier versions wrote, so an upgrade keeps its state."""
+        if self.redis_mode is RedisMode.CLUSTER:
+            return CLUSTER_KEY_PREFIX
+        return GuardSettings().key_prefix
 
 
-def check_redis(settings: _RedisSettings, name: Callable[[str], str]) -> None:
+def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
     """The Redis settings fit together for their mode. ValueError naming, through ``name``
     (field -> the key the user wrote), what to set or remove; never a password."""
     mode, url = settings.redis_mode, settings.redis_url

@@ -13,7 +13,6 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
@@ -33,9 +32,9 @@ from receiver.config.connections import (
     clear_url,
     json_map,
 )
-from receiver.config.redis_mode import RedisMode, RedisModeField, SentinelAddresses
+from receiver.config.redis_mode import RedisSettings
 from receiver.config.values import namespaces, one_of, split_list, url_shape
-from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardSettings
+from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 
 __all__ = [
@@ -133,27 +132,18 @@ APPROVAL_TTL_S = 1800.0
 INCIDENT_GAP_S = 1800.0
 
 
-class Settings(BaseModel):
-    """Everything the service reads from its configuration. Immutable once loaded."""
+class Settings(RedisSettings):
+    """Everything the service reads from its configuration. Immutable once loaded. The Redis
+    settings (``redis_url``, ``redis_mode``, Sentinel's) are one group, ``RedisSettings``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Stores. None means "start the embedded server under data_dir".
     database_url: SecretStr | None = None
-    redis_url: SecretStr | None = None
     # What database_url reaches, and a direct connection for what a transaction pooler cannot
     # carry (database_url when unset); sources.load_settings checks that they fit together.
     database_pooler: DatabasePooler = DatabasePooler.NONE
     database_direct_url: SecretStr | None = None
-    # How the guards reach Redis (receiver.config.redis_mode): one server, the master a Sentinel
-    # names, or a cluster. Passwords as the webhook's: the value, or a file holding it.
-    redis_mode: RedisModeField = RedisMode.STANDALONE
-    redis_sentinels: SentinelAddresses = ()
-    redis_sentinel_master: str | None = None
-    redis_password: SecretStr | None = None
-    redis_password_file: Path | None = None
-    redis_sentinel_password: SecretStr | None = None
-    redis_sentinel_password_file: Path | None = None
 
     # Webhook authentication: bearer token and/or basic auth. The *_file fields record where a
     # secret came from; load_settings() has already read it into the secret field.
@@ -335,10 +325,6 @@ class Settings(BaseModel):
     @field_validator(
         "database_url",
         "database_direct_url",
-        "redis_url",
-        "redis_sentinel_master",
-        "redis_password",
-        "redis_sentinel_password",
         "webhook_username",
         "approval_notify_channel",
         "sso_user_header",
@@ -355,11 +341,6 @@ class Settings(BaseModel):
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
         return url_shape(value, ("postgresql", "postgres"), "PostgreSQL")
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
-        return url_shape(value, ("redis", "rediss", "unix"), "Redis")
-
     def namespace_policy(self) -> NamespacePolicy:
         return NamespacePolicy(allow=self.namespace_allow, deny=self.namespace_deny)
 
@@ -372,10 +353,7 @@ class Settings(BaseModel):
             breaker_window_s=self.breaker_window_seconds,
             breaker_open_for_s=self.breaker_open_for_seconds,
             lock_ttl_s=self.lock_ttl_seconds,
-            # One hash tag for every key on a cluster; elsewhere the keys earlier versions wrote.
-            key_prefix=CLUSTER_KEY_PREFIX
-            if self.redis_mode is RedisMode.CLUSTER
-            else _GUARDS.key_prefix,
+            key_prefix=self.guard_key_prefix(),
         )
 
     @property
@@ -383,11 +361,6 @@ class Settings(BaseModel):
         """database_url reaches PostgreSQL through a transaction pooler (``database.pooler``):
         the store keeps no session state (no statement cache)."""
         return self.database_pooler is DatabasePooler.PGBOUNCER_TRANSACTION
-
-    @property
-    def redis_external(self) -> bool:
-        """Redis is configured (a URL, or Sentinel); False: the service embeds its own."""
-        return self.redis_url is not None or self.redis_mode is RedisMode.SENTINEL
 
     @property
     def auth_configured(self) -> bool:
