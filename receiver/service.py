@@ -34,6 +34,7 @@ from receiver.http.deps import HealthChecks
 from receiver.http.login import ReviewWeb
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
+from receiver.redis_connect import connect_redis, durability_warning
 from receiver.review.loader import Review
 from receiver.review.sessions import Sessions
 from receiver.rules.loader import RuleHolder, RuleWatcher
@@ -42,7 +43,6 @@ from receiver.startup import (
     RuleReloads,
     banner,
     configuration_record,
-    connect_redis,
     connect_store,
     embedded_credentials,
     mode_text,
@@ -74,7 +74,8 @@ class Endpoints:
     """Where the stores are; ``embedded`` is set when this process runs servers of its own."""
 
     database_url: str
-    redis_url: str
+    # None with Sentinel: the sentinels name the master (receiver.redis_connect).
+    redis_url: str | None
     embedded: EmbeddedServices | None
 
 
@@ -85,13 +86,18 @@ async def backing_services(settings: Settings) -> AsyncIterator[Endpoints]:
     Raises DataDirBusy (an EmbeddedError) when another live process owns that directory."""
     db = settings.database_url.get_secret_value() if settings.database_url else None
     rd = settings.redis_url.get_secret_value() if settings.redis_url else None
-    if db and rd:
+    if db and settings.redis_external:
         yield Endpoints(db, rd, embedded=None)
         return
+    embed_redis = not settings.redis_external
     async with EmbeddedServices(
-        settings.data_dir, postgres=db is None, redis=rd is None, command="remediator serve"
+        settings.data_dir, postgres=db is None, redis=embed_redis, command="remediator serve"
     ) as emb:
-        yield Endpoints(db or str(emb.database_url), rd or str(emb.redis_url), embedded=emb)
+        yield Endpoints(
+            db or str(emb.database_url),
+            str(emb.redis_url) if embed_redis else rd,
+            embedded=emb,
+        )
 
 
 def listen_dsn(settings: Settings, endpoints: Endpoints) -> str:
@@ -146,6 +152,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         store = await connect_store(settings, endpoints.database_url)
         store.late_delivery_window_s = settings.late_delivery_window_seconds
         redis = connect_redis(settings, endpoints.redis_url)
+        log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
         kube = await kube_client(settings)
         # Clients by name for every configured connection; only those the loaded rules need
         # are opened now (and checked), the others when a step first uses them.
@@ -153,7 +160,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         await check_required(clients, required_clients(rules.current, registry), log)
         dry_run = settings.dry_run_everywhere
         metrics = Metrics()
-        guards = Guards(redis, policy, settings.guard_settings())
+        guards = Guards(redis.client, policy, settings.guard_settings())
+        if (durability := await durability_warning(redis, guards.keys.pause())) is not None:
+            log.warning("guard state may be lost in a redis failover", problem=durability)
         approvals = approval_setup(
             settings,
             approval_files,
@@ -298,7 +307,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             await report.drain()
             await _audit(store, log, "service.stopped", {"worker": worker.owner})
             await store.close()
-            await redis.aclose()
+            await redis.close()
             await clients.close()
             if kube is not None:
                 await kube.close()

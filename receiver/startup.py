@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings
@@ -42,7 +41,6 @@ __all__ = [
     "StartupError",
     "banner",
     "configuration_record",
-    "connect_redis",
     "connect_store",
     "embedded_credentials",
     "mode_text",
@@ -91,16 +89,6 @@ async def connect_store(settings: Settings, dsn: str) -> Store:
         raise StartupError(f"{source}: PostgreSQL at {_where(dsn)} refused: {reason}") from None
 
 
-def connect_redis(settings: Settings, url: str) -> aioredis.Redis:
-    """A client of the Redis at ``url`` (connected lazily: an unreachable one makes the guards
-    unavailable, and /readyz says so). Raises ConfigError for a URL redis-py cannot read."""
-    source = "REMEDIATOR_REDIS_URL" if settings.redis_url else "embedded Redis"
-    try:
-        return aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: not a Redis URL: {_scrubbed(str(exc), url)}") from None
-
-
 @dataclass(frozen=True, slots=True)
 class Generated:
     """Which credentials the embedded default generated (only those may be printed)."""
@@ -135,7 +123,7 @@ def require_authentication(settings: Settings) -> None:
     The embedded default is covered (it generates a token); with external servers the
     operator sets a token or basic auth, or says REMEDIATOR_ALLOW_UNAUTHENTICATED=true.
     """
-    external = settings.database_url is not None and settings.redis_url is not None
+    external = settings.database_url is not None and settings.redis_external
     if external and not settings.auth_configured and not settings.allow_unauthenticated:
         raise ConfigError(
             "REMEDIATOR_WEBHOOK_TOKEN_FILE: no webhook authentication is configured; set a "
@@ -232,15 +220,20 @@ def _prefix(token: str) -> str:
 
 def storage_text(settings: Settings) -> str:
     """Which stores are embedded (the ones without a configured URL) and which external."""
-    postgres, redis = settings.database_url is None, settings.redis_url is None
+    postgres, redis = settings.database_url is None, not settings.redis_external
     where = f"under {settings.data_dir}"
     if postgres and redis:
         return f"embedded PostgreSQL and Redis {where}"
     if postgres:
-        return f"embedded PostgreSQL {where}; external Redis (REMEDIATOR_REDIS_URL)"
+        return f"embedded PostgreSQL {where}; external Redis ({_redis_source(settings)})"
     if redis:
         return f"external PostgreSQL (REMEDIATOR_DATABASE_URL); embedded Redis {where}"
     return "external PostgreSQL and Redis"
+
+
+def _redis_source(settings: Settings) -> str:
+    mode = settings.redis_mode.value
+    return "REMEDIATOR_REDIS_URL" if mode == "standalone" else f"REMEDIATOR_REDIS_MODE={mode}"
 
 
 def _cli_command(settings: Settings) -> str:

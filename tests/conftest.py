@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.support.postgres_fixtures",
     "tests.support.pgbouncer",
     "tests.support.redis_fixtures",
+    "tests.support.redis_topology_fixtures",
     "tests.support.kube_fixtures",
     "tests.support.kubectl",
     "tests.support.pipeline",

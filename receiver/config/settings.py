@@ -13,7 +13,6 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
@@ -33,6 +32,7 @@ from receiver.config.connections import (
     clear_url,
     json_map,
 )
+from receiver.config.redis_mode import RedisSettings
 from receiver.config.values import namespaces, one_of, split_list, url_shape
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
@@ -132,14 +132,14 @@ APPROVAL_TTL_S = 1800.0
 INCIDENT_GAP_S = 1800.0
 
 
-class Settings(BaseModel):
-    """Everything the service reads from its configuration. Immutable once loaded."""
+class Settings(RedisSettings):
+    """Everything the service reads from its configuration. Immutable once loaded. The Redis
+    settings (``redis_url``, ``redis_mode``, Sentinel's) are one group, ``RedisSettings``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Stores. None means "start the embedded server under data_dir".
     database_url: SecretStr | None = None
-    redis_url: SecretStr | None = None
     # What database_url reaches, and a direct connection for what a transaction pooler cannot
     # carry (database_url when unset); sources.load_settings checks that they fit together.
     database_pooler: DatabasePooler = DatabasePooler.NONE
@@ -325,7 +325,6 @@ class Settings(BaseModel):
     @field_validator(
         "database_url",
         "database_direct_url",
-        "redis_url",
         "webhook_username",
         "approval_notify_channel",
         "sso_user_header",
@@ -342,11 +341,6 @@ class Settings(BaseModel):
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
         return url_shape(value, ("postgresql", "postgres"), "PostgreSQL")
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
-        return url_shape(value, ("redis", "rediss", "unix"), "Redis")
-
     def namespace_policy(self) -> NamespacePolicy:
         return NamespacePolicy(allow=self.namespace_allow, deny=self.namespace_deny)
 
@@ -359,6 +353,7 @@ class Settings(BaseModel):
             breaker_window_s=self.breaker_window_seconds,
             breaker_open_for_s=self.breaker_open_for_seconds,
             lock_ttl_s=self.lock_ttl_seconds,
+            key_prefix=self.guard_key_prefix(),
         )
 
     @property

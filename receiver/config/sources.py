@@ -19,6 +19,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
+from receiver.config.redis_mode import check_redis
 from receiver.config.settings import ConfigError, Settings
 from receiver.rules.yaml_lines import safe_load
 
@@ -57,6 +58,17 @@ KEYS: tuple[Key, ...] = (
     _key("database_pooler", "database.pooler", "DATABASE_POOLER"),
     _key("database_direct_url", "database.direct_url", "DATABASE_DIRECT_URL"),
     _key("redis_url", "redis_url"),
+    _key("redis_mode", "redis.mode", "REDIS_MODE"),
+    _key("redis_sentinels", "redis.sentinel.addresses", "REDIS_SENTINELS"),
+    _key("redis_sentinel_master", "redis.sentinel.master", "REDIS_SENTINEL_MASTER"),
+    _key("redis_password", "redis.password", "REDIS_PASSWORD"),
+    _key("redis_password_file", "redis.password_file", "REDIS_PASSWORD_FILE"),
+    _key("redis_sentinel_password", "redis.sentinel.password", "REDIS_SENTINEL_PASSWORD"),
+    _key(
+        "redis_sentinel_password_file",
+        "redis.sentinel.password_file",
+        "REDIS_SENTINEL_PASSWORD_FILE",
+    ),
     _key("webhook_token", "auth.token", "WEBHOOK_TOKEN"),
     _key("webhook_token_file", "auth.token_file", "WEBHOOK_TOKEN_FILE"),
     _key("webhook_username", "auth.username", "WEBHOOK_USERNAME"),
@@ -260,6 +272,8 @@ _SECRET_FIELDS = frozenset(
         "database_url",
         "database_direct_url",
         "redis_url",
+        "redis_password",
+        "redis_sentinel_password",
         "webhook_token",
         "webhook_password",
         "operator_token",
@@ -309,6 +323,8 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
         ("webhook_token", "webhook_token_file"),
         ("webhook_password", "webhook_password_file"),
         ("operator_token", "operator_token_file"),
+        ("redis_password", "redis_password_file"),
+        ("redis_sentinel_password", "redis_sentinel_password_file"),
     ):
         path: Path | None = getattr(settings, file_field)
         if path is None:
@@ -357,7 +373,12 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return settings.model_copy(update=update) if update else settings
+    resolved = settings.model_copy(update=update) if update else settings
+    try:
+        check_redis(resolved, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return resolved
 
 
 def kube_credentials_present(settings: Settings, environ: Mapping[str, str]) -> bool:

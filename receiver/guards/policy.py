@@ -21,6 +21,7 @@ from receiver.model import GuardSpec, NamespacePolicy
 from remediations.targets import KINDS, Target
 
 __all__ = [
+    "CLUSTER_KEY_PREFIX",
     "GUARDS",
     "Admission",
     "AdmissionRequest",
@@ -34,6 +35,7 @@ __all__ = [
     "applicable",
     "epoch_ms",
     "from_ms",
+    "hash_tag",
     "to_ms",
 ]
 
@@ -127,11 +129,51 @@ def epoch_ms(at: datetime) -> int:
     return (at - _EPOCH) // timedelta(milliseconds=1)
 
 
+# Redis Cluster runs a script only when every key in its KEYS hashes to one slot, and the slot of
+# a key holding a hash tag (its first "{...}" with something inside) is that of the tag alone.
+# Every admission reads the global pause and, when disruptive, the global budget, beside its
+# rule's and its target's keys, all in ONE script: that is what makes it atomic across
+# replicas (no budget overspent, no run slipping past a pause). So every admission must run in
+# the slot of the pause key, and with it every key of every rule and target: there is no finer
+# split that keeps an admission atomic. All guard keys therefore share ONE hash tag, the
+# prefix's, and live on one master of the cluster (its replica takes over on failover). Tags
+# per target were weighed and refused: the budget and the pause would then be checked in a
+# second script, and two admissions could both pass a budget with one slot left. An admission
+# is tens of microseconds of Lua: one master carries thousands a second, past a storm's pace.
+# A standalone or Sentinel Redis needs no tag, and keeps the untagged keys of earlier versions
+# (an upgrade keeps its pauses, cooldowns and locks).
+CLUSTER_KEY_PREFIX = "{remediator}:"
+
+
+def hash_tag(key: str) -> str | None:
+    """The part of ``key`` Redis Cluster hashes to pick its slot: the text between the first
+    ``{`` and the first ``}`` after it, when not empty; None when the whole key is hashed.
+    Source: the Redis Cluster specification, "Hash tags"."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    if end < 0 or end == start + 1:
+        return None
+    return key[start + 1 : end]
+
+
 @dataclass(frozen=True, slots=True)
 class GuardKeys:
-    """Every Redis key the guards use, under one prefix."""
+    """Every Redis key the guards use, under one prefix (``prefix + what + names``)."""
 
     prefix: str
+
+    def require_one_slot(self) -> str:
+        """The hash tag every key shares (for Redis Cluster); ValueError when the prefix has
+        none, e.g. ``remediator:`` rather than ``{remediator}:``."""
+        tag = hash_tag(self.prefix)
+        if tag is None:
+            raise ValueError(
+                f"guard key prefix {self.prefix!r} has no hash tag: on Redis Cluster every key of"
+                f" an admission must share one, e.g. {CLUSTER_KEY_PREFIX!r}"
+            )
+        return tag
 
     def pause(self) -> str:
         return f"{self.prefix}pause"

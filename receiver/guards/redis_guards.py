@@ -9,16 +9,22 @@ decides every expiry (cooldown, lock, breaker, pause, windows) from the until-ti
 against it, so a rule test (``remediator test``) that jumps its simulated clock forward by hours
 sees them expire. Key TTLs are a margin longer and only collect the garbage.
 
+The client is a ``Redis`` (one server, or the master a Sentinel names) or a ``RedisCluster``: on a
+cluster every key shares the prefix's hash tag, so each script runs in one slot (``policy``,
+``CLUSTER_KEY_PREFIX``: why one tag for all).
+
 Fail closed: a Redis outage (a refused or lost connection, a timeout, a server that is loading,
-read-only, out of memory or busy) raises ``GuardUnavailable``; the caller then leaves the run
-pending and retries it later. An error the server answers the script itself with (a Lua error:
-a value it cannot take) raises ``GuardError`` instead: asking again would fail again, so the
-work fails and counts toward its dead letter rather than waiting for ever.
+read-only, out of memory or busy, a cluster slot with no master) raises ``GuardUnavailable``;
+the caller then leaves the run pending and retries it later. An error the server answers the
+script itself with (a Lua error: a value it cannot take) raises ``GuardError`` instead: asking
+again would fail again, so the work fails and counts toward its dead letter rather than waiting
+for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -26,12 +32,14 @@ from datetime import datetime
 from importlib import resources
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import (
     ClusterDownError,
     NoPermissionError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -85,6 +93,13 @@ _OUTAGE_CODES = re.compile(
 )
 
 
+# redis-py's own refusal to send a script whose keys span slots (RedisClusterException, not a
+# RedisError; the server's CROSSSLOT reply is a ResponseError): a bug in the key layout, not an
+# outage. Its other cluster errors (no reachable node, a slot no master covers during a
+# failover) are outages.
+_CROSS_SLOT = "must map to the same key slot"
+
+
 def _is_outage(exc: ResponseError) -> bool:
     """A Redis error reply that says "not now" (a failover, a full or busy server, missing
     permissions being fixed) rather than "never" (the script failed on what it was given)."""
@@ -98,13 +113,34 @@ def _glob_escape(text: str) -> str:
 # --- the Redis side ---------------------------------------------------------------------
 
 
+class _Script:
+    """One of the guards' scripts: EVALSHA, and on NOSCRIPT (a restarted, flushed or newly
+    promoted server) EVAL, which runs it and caches it on that server.
+
+    Not redis-py's ``register_script``: on NOSCRIPT it sends SCRIPT LOAD, which a cluster client
+    sends to every master, so one master down elsewhere in the cluster would fail the guards
+    although the master of their slot answers. EVAL goes where the keys are."""
+
+    def __init__(self, redis: Redis | RedisCluster, name: str) -> None:
+        self._redis = redis
+        self._text = load_lua(name)
+        self._sha = hashlib.sha1(self._text.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        try:
+            return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self._redis.eval(self._text, len(keys), *keys, *args)
+
+
 class Guards:
     """The guards over one Redis client. ``clock`` (an aware datetime each call) replaces the
-    Redis server's TIME in every decision; the service passes none."""
+    Redis server's TIME in every decision; the service passes none. Raises ValueError for a
+    ``RedisCluster`` when the settings' key prefix has no hash tag (``CLUSTER_KEY_PREFIX``)."""
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         policy: NamespacePolicy,
         settings: GuardSettings | None = None,
         *,
@@ -117,12 +153,13 @@ class Guards:
         self._settings = settings or GuardSettings()
         self._guards = tuple(guards)
         self._keys = GuardKeys(self._settings.key_prefix)
-        # register_script runs EVALSHA and, on NOSCRIPT (a restarted or flushed server),
-        # loads the script and retries.
-        self._admit = redis.register_script(load_lua("admit"))
-        self._release = redis.register_script(load_lua("release"))
-        self._record_failure = redis.register_script(load_lua("record_failure"))
-        self._pause = redis.register_script(load_lua("pause"))
+        if isinstance(redis, RedisCluster):
+            self._keys.require_one_slot()
+        self._admit = _Script(redis, "admit")
+        self._release = _Script(redis, "release")
+        self._record_failure = _Script(redis, "record_failure")
+        self._pause = _Script(redis, "pause")
+        self._status_head = _Script(redis, "status")
 
     @property
     def settings(self) -> GuardSettings:
@@ -144,6 +181,10 @@ class Guards:
             if _is_outage(exc):
                 raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
             raise GuardError(f"redis refused the guards' {what} script: {exc}") from exc
+        except RedisClusterException as exc:
+            if _CROSS_SLOT in str(exc):
+                raise GuardError(f"the guards' {what} keys span cluster slots: {exc}") from exc
+            raise GuardUnavailable(f"redis cluster unavailable during {what}: {exc!r}") from exc
         except (RedisError, OSError, TimeoutError) as exc:
             raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
 
@@ -168,7 +209,7 @@ class Guards:
             lock_token=token,
             now_ms=self._now_ms(),
         )
-        reply = await self._call("admit", lambda: self._admit(keys=keys, args=argv))
+        reply = await self._call("admit", lambda: self._admit(keys, argv))
         checked = applicable(guards, req, policy=self._policy, settings=self._settings)
         if int(reply[0]) == 1:
             fence = int(reply[2])
@@ -191,7 +232,7 @@ class Guards:
         if not admission.admitted or admission.lock_token is None:
             return False
         key, token = self._keys.lock(req.target), admission.lock_token
-        reply = await self._call("release", lambda: self._release(keys=[key], args=[token]))
+        reply = await self._call("release", lambda: self._release([key], [token]))
         return int(reply) == 1
 
     async def record_result(
@@ -226,7 +267,7 @@ class Guards:
         now_ms = self._now_ms()
         if now_ms is not None:
             args.append(now_ms)
-        reply = await self._call("pause", lambda: self._pause(keys=[key], args=args))
+        reply = await self._call("pause", lambda: self._pause([key], args))
         until = int(reply)
         return from_ms(until) if until >= 0 else None
 
@@ -234,8 +275,16 @@ class Guards:
         await self._call("resume", lambda: self._redis.delete(self._keys.pause()))
 
     async def ping(self) -> None:
-        """Raises GuardUnavailable when Redis does not answer."""
-        await self._call("ping", lambda: self._redis.ping())
+        """Raises GuardUnavailable when the Redis holding the guards' keys does not answer."""
+        await self._call("ping", self._ping)
+
+    async def _ping(self) -> None:
+        if isinstance(self._redis, RedisCluster):
+            # PING goes to any node; a keyed read goes to the master of the guards' slot, the
+            # one server whose answer says whether the guards can admit.
+            await self._redis.exists(self._keys.pause())
+        else:
+            await self._redis.ping()
 
     async def status(self) -> dict[str, Any]:
         """Pause, breakers and budget as plain data, for the CLI and /readyz."""
@@ -243,22 +292,23 @@ class Guards:
 
     async def _status(self) -> dict[str, Any]:
         s, r = self._settings, self._redis
-        async with r.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.hgetall(self._keys.pause())
-            results = await pipe.execute()
-        seconds, micros = results[0]
+        seconds, micros, fields = await self._status_head([self._keys.pause()], [])
         now_ms = self._now_ms() or int(seconds) * 1000 + int(micros) // 1000
-        pause = {_text(k): _text(v) for k, v in results[1].items()}
+        pause = {_text(k): _text(v) for k, v in zip(fields[::2], fields[1::2], strict=True)}
         if pause.get("until") and int(pause["until"]) <= now_ms:
             pause = {}  # ended; its key waits for its TTL
         used = await r.zcount(self._keys.budget(), f"({now_ms - to_ms(s.budget_window_s)}", "+inf")
 
         breakers: dict[str, dict[str, Any]] = {}
+        scan_on: dict[str, Any] = {}
+        if isinstance(r, RedisCluster):
+            # Every guard key is in one slot: scan its master, not every node of the cluster
+            # (whose other masters may be down while the guards work).
+            scan_on["target_nodes"] = r.get_node_from_key(self._keys.pause())
         failures_prefix = self._keys.failures("")
         open_prefix = self._keys.breaker("")
         for prefix in (failures_prefix, open_prefix):
-            async for raw in r.scan_iter(match=_glob_escape(prefix) + "*", count=500):
+            async for raw in r.scan_iter(match=_glob_escape(prefix) + "*", count=500, **scan_on):
                 rule = _text(raw)[len(prefix) :]
                 breakers.setdefault(rule, {"open": False, "open_until": None, "failures": 0})
         for rule, state in breakers.items():

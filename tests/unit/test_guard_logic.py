@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.guards.policy import (
+    CLUSTER_KEY_PREFIX,
     GUARDS,
     AdmissionRequest,
     GuardKeys,
@@ -17,6 +18,7 @@ from receiver.guards.policy import (
     admit_arguments,
     epoch_ms,
     from_ms,
+    hash_tag,
     to_ms,
 )
 from receiver.guards.redis_guards import load_lua
@@ -57,7 +59,7 @@ def test_every_declared_guard_has_a_lua_check() -> None:
         assert re.search(rf"^checks\.{guard.name} = function", script, re.M), guard.name
 
 
-@pytest.mark.parametrize("name", ["admit", "release", "record_failure", "pause"])
+@pytest.mark.parametrize("name", ["admit", "release", "record_failure", "pause", "status"])
 def test_scripts_load_by_name(name: str) -> None:
     assert "redis.call" in load_lua(name)
 
@@ -193,3 +195,49 @@ def test_an_injected_clock_is_the_last_argument_and_changes_nothing_else() -> No
 @given(st.integers(min_value=0, max_value=2**42))
 def test_epoch_ms_reverses_from_ms(ms: int) -> None:
     assert epoch_ms(from_ms(ms)) == ms
+
+
+_LUA_NAMES = ["admit", "release", "record_failure", "pause", "status"]
+# A key built inside a script would be missing from KEYS: Redis Cluster would run the script on
+# the node of the declared keys and refuse (or misroute) the other one.
+_CALL = re.compile(r"redis\.call\('([A-Z]+)'(?:, ([^,)]+))?")
+_HELPER_CALL = re.compile(r"\b(read_until|write_until|window_check|window_commit)\(([^,)]+)")
+
+
+@pytest.mark.parametrize("name", _LUA_NAMES)
+def test_scripts_touch_only_the_keys_they_are_given(name: str) -> None:
+    script = load_lua(name)
+    calls = _CALL.findall(script)
+    assert calls
+    for command, first in calls:
+        if command == "TIME":
+            continue
+        # KEYS[n], a guard's keys[n], or `key`: a helper's parameter, passed keys[n] below.
+        assert re.fullmatch(r"(KEYS|keys)\[\d\]|key", first), (command, first)
+    for helper, first in _HELPER_CALL.findall(script):
+        if first == "key":
+            continue  # the helper's own definition: function read_until(key)
+        assert re.fullmatch(r"keys\[\d\]", first), (helper, first)
+
+
+@given(
+    rule=st.text(min_size=1, max_size=20),
+    namespace=st.text(min_size=1, max_size=20),
+    name=st.text(min_size=1, max_size=20),
+)
+def test_every_key_of_an_admission_shares_the_cluster_tag(
+    rule: str, namespace: str, name: str
+) -> None:
+    """Names with braces of their own too: the prefix's tag comes first, and the first wins."""
+    settings = GuardSettings(key_prefix=CLUSTER_KEY_PREFIX)
+    target = Target("Deployment", namespace, name)
+    spec = GuardSpec(cooldown_s=60, max_runs=3, max_runs_per_s=3600)
+    req = AdmissionRequest("run-1", rule, target, True, spec)
+    keys, argv = admit_arguments(
+        GUARDS, req, policy=NamespacePolicy(), settings=settings, lock_token="t"
+    )
+    assert guard_names(argv) == [g.name for g in GUARDS]
+    k = GuardKeys(settings.key_prefix)
+    # The other scripts' keys: release (lock), record_failure (failures, breaker), pause.
+    keys += [k.lock(target), k.failures(rule), k.breaker(rule), k.pause()]
+    assert {hash_tag(key) for key in keys} == {"remediator"}

@@ -1,0 +1,184 @@
+"""How the guards reach Redis: one server, the master a Sentinel names, or a Redis Cluster.
+
+``redis.mode``:
+
+- ``standalone`` (the default): ``redis_url`` names the server; without it the service starts
+  the embedded one.
+- ``sentinel``: ``redis.sentinel.addresses`` (``host:port``, port 26379 by default) and
+  ``redis.sentinel.master`` (the name the sentinels monitor, ``sentinel monitor <name> ...``);
+  the service asks them for the master before each new connection and follows a failover.
+  ``redis_url`` is not used (it names one server): the master's password is
+  ``redis.password`` (or ``redis.password_file``), the sentinels' own, if they have one
+  (``requirepass`` in sentinel.conf), ``redis.sentinel.password`` (or ``_file``).
+- ``cluster``: ``redis_url`` names any node (``redis://`` or ``rediss://``, database 0); the
+  client learns the others from it. The guard keys then share one hash tag
+  (``receiver.guards.policy.CLUSTER_KEY_PREFIX``).
+
+``redis.password`` applies in every mode, for a password kept out of the URL. Pure: the checks
+here read no file and open no connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, SecretStr, field_validator
+
+from receiver.config.values import one_of, split_list, url_shape
+from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardSettings
+
+__all__ = [
+    "DEFAULT_SENTINEL_PORT",
+    "RedisMode",
+    "RedisModeField",
+    "RedisSettings",
+    "SentinelAddresses",
+    "check_redis",
+    "sentinel_addresses",
+    "split_address",
+]
+
+DEFAULT_SENTINEL_PORT = 26379
+
+
+class RedisMode(StrEnum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+def sentinel_addresses(value: object) -> object:
+    """``host:port`` items (comma-separated text or a list) as ``host:port`` strings, the port
+    26379 when left out, an IPv6 host in brackets (``[::1]:26379``). ValueError naming the item
+    that is no address."""
+    listed = split_list(value)
+    if not isinstance(listed, list | tuple):
+        return listed
+    out: list[str] = []
+    for item in listed:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"{item!r} is not a host:port address")
+        host, port = split_address(item.strip())
+        out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return tuple(out)
+
+
+def _mode(value: object) -> object:
+    return one_of(value, [m.value for m in RedisMode], {})
+
+
+# The settings' field types: the text a user writes, checked before pydantic's own checks.
+RedisModeField = Annotated[RedisMode, BeforeValidator(_mode)]
+
+
+def split_address(item: str) -> tuple[str, int]:
+    """``host:port`` (or ``host``, ``[v6]:port``) as (host, port). ValueError when it is not."""
+    try:
+        parts = urlsplit(f"//{item}")
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ValueError(f"{item!r} is not a host:port address: {exc}") from None
+    if not host or parts.path or parts.username is not None:
+        raise ValueError(f"{item!r} is not a host:port address (e.g. sentinel-0:26379)")
+    return host, port or DEFAULT_SENTINEL_PORT
+
+
+SentinelAddresses = Annotated[tuple[str, ...], BeforeValidator(sentinel_addresses)]
+
+
+class RedisSettings(BaseModel):
+    """How the guards reach Redis, as settings: ``Settings`` inherits this group (its fields,
+    with the others' YAML paths and variables in ``sources.KEYS``); ``check_redis`` says whether
+    they fit together. Passwords as the webhook's: the value, or a file holding it."""
+
+    # None: the embedded server under data_dir (standalone only).
+    redis_url: SecretStr | None = None
+    redis_mode: RedisModeField = RedisMode.STANDALONE
+    redis_sentinels: SentinelAddresses = ()
+    redis_sentinel_master: str | None = None
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
+    redis_sentinel_password: SecretStr | None = None
+    redis_sentinel_password_file: Path | None = None
+
+    @field_validator(
+        "redis_url",
+        "redis_sentinel_master",
+        "redis_password",
+        "redis_sentinel_password",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return url_shape(value, ("redis", "rediss", "unix"), "Redis")
+
+    @property
+    def redis_external(self) -> bool:
+        """Redis is configured (a URL, or Sentinel); False: the service embeds its own."""
+        return self.redis_url is not None or self.redis_mode is RedisMode.SENTINEL
+
+    def guard_key_prefix(self) -> str:
+        """One hash tag for every guard key on a cluster (``CLUSTER_KEY_PREFIX``: why);
+        elsewhere the untagged keys earlier versions wrote, so an upgrade keeps its state."""
+        if self.redis_mode is RedisMode.CLUSTER:
+            return CLUSTER_KEY_PREFIX
+        return GuardSettings().key_prefix
+
+
+def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
+    """The Redis settings fit together for their mode. ValueError naming, through ``name``
+    (field -> the key the user wrote), what to set or remove; never a password."""
+    mode, url = settings.redis_mode, settings.redis_url
+    sentinel_only = [
+        f for f in ("redis_sentinels", "redis_sentinel_master") if getattr(settings, f)
+    ] + (["redis_sentinel_password"] if settings.redis_sentinel_password is not None else [])
+    if mode is RedisMode.SENTINEL:
+        if url is not None:
+            raise ValueError(
+                f"{name('redis_url')} names one server; with {name('redis_mode')}=sentinel the"
+                f" master is asked of {name('redis_sentinels')}: remove {name('redis_url')} and"
+                f" put the master's password in {name('redis_password')}"
+            )
+        for field in ("redis_sentinels", "redis_sentinel_master"):
+            if not getattr(settings, field):
+                raise ValueError(f"{name('redis_mode')}=sentinel needs {name(field)}")
+    elif sentinel_only:
+        raise ValueError(
+            f"{name(sentinel_only[0])} is set but {name('redis_mode')} is {mode.value};"
+            f" set {name('redis_mode')}=sentinel, or remove it"
+        )
+    if mode is RedisMode.CLUSTER:
+        if url is None:
+            raise ValueError(
+                f"{name('redis_mode')}=cluster needs {name('redis_url')}, the address of any"
+                " node (there is no embedded cluster)"
+            )
+        parts = urlsplit(url.get_secret_value())
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(
+                f"{name('redis_url')}: a cluster is reached over TCP: redis:// or rediss://"
+            )
+        if parts.path.strip("/") not in ("", "0"):
+            raise ValueError(f"{name('redis_url')}: a cluster has database 0 only")
+    password = settings.redis_password
+    if mode is RedisMode.STANDALONE and url is None and password is not None:
+        raise ValueError(
+            f"{name('redis_password')} is set but {name('redis_url')} is not: the embedded"
+            f" Redis keeps its own password; set {name('redis_url')}, or remove it"
+        )
+    if url is not None and password is not None and urlsplit(url.get_secret_value()).password:
+        raise ValueError(
+            f"{name('redis_url')} holds a password and {name('redis_password')} is set;"
+            " use only one of them"
+        )

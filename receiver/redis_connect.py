@@ -1,0 +1,120 @@
+"""The guards' Redis client as configured: one server, the master a Sentinel names, or a cluster.
+
+All three are redis-py's own asyncio clients, and none connects by being built: an unreachable
+Redis makes the guards unavailable (they fail closed), and /readyz says so.
+
+- one server: ``redis.asyncio.Redis`` from ``redis_url`` (or the embedded server's URL);
+- Sentinel: ``redis.asyncio.Sentinel(...).master_for(name)``: every new connection asks the
+  sentinels for the master, and a connection to a master demoted by a failover is dropped on
+  its first READONLY reply, so the next attempt reaches the new master;
+- cluster: ``redis.asyncio.RedisCluster`` from ``redis_url`` (any node; it learns the others and
+  follows MOVED replies). ``require_full_coverage`` is off: the guards' keys live in one slot,
+  and they keep working while a master of another slot is being replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+from redis.asyncio import Redis, RedisCluster, Sentinel
+from redis.exceptions import RedisClusterException, RedisError
+
+from receiver.config import ConfigError, Settings
+from receiver.config.redis_mode import RedisMode, split_address
+
+__all__ = ["GuardRedis", "connect_redis", "durability_warning"]
+
+# The same bounds the service always had on one Redis round trip's socket.
+_SOCKET: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+
+
+@dataclass
+class GuardRedis:
+    """The client the guards use, and what else to close with it (the sentinels' clients)."""
+
+    client: Redis | RedisCluster
+    where: str
+    mode: RedisMode
+    sentinel: Sentinel | None = None
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        if self.sentinel is not None:
+            for client in self.sentinel.sentinels:
+                await client.aclose()
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
+
+
+def _scrubbed(text: str, url: str) -> str:
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
+    """The guards' client for ``settings.redis_mode``; ``url`` is ``redis_url`` or the embedded
+    server's (None with Sentinel). Raises ConfigError for what redis-py cannot take (a URL it
+    cannot read, Sentinel without its addresses), naming the variable, never the password."""
+    password = _secret(settings.redis_password)
+    if settings.redis_mode is RedisMode.SENTINEL:
+        if not settings.redis_sentinels or not settings.redis_sentinel_master:
+            raise ConfigError(
+                "REMEDIATOR_REDIS_MODE=sentinel needs REMEDIATOR_REDIS_SENTINELS and"
+                " REMEDIATOR_REDIS_SENTINEL_MASTER"
+            )
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            [split_address(address) for address in settings.redis_sentinels],
+            sentinel_kwargs={**_SOCKET, "password": _secret(settings.redis_sentinel_password)},
+            **_SOCKET,
+        )
+        master = settings.redis_sentinel_master
+        client = sentinel.master_for(master, redis_class=Redis, password=password)
+        where = f"master {master!r} of sentinels {', '.join(settings.redis_sentinels)}"
+        return GuardRedis(client, where, RedisMode.SENTINEL, sentinel)
+    source = "REMEDIATOR_REDIS_URL" if settings.redis_url else "embedded Redis"
+    if url is None:
+        raise ConfigError(f"REMEDIATOR_REDIS_MODE={settings.redis_mode.value} needs {source}")
+    extra: dict[str, Any] = {} if password is None else {"password": password}
+    where = urlsplit(url).netloc.rpartition("@")[2] or "the local socket"
+    try:
+        if settings.redis_mode is RedisMode.CLUSTER:
+            cluster = RedisCluster.from_url(url, require_full_coverage=False, **_SOCKET, **extra)
+            return GuardRedis(cluster, f"cluster through {where}", RedisMode.CLUSTER)
+        return GuardRedis(Redis.from_url(url, **_SOCKET, **extra), where, RedisMode.STANDALONE)
+    except (ValueError, RedisClusterException) as exc:
+        raise ConfigError(f"{source}: not a Redis URL: {_scrubbed(str(exc), url)}") from None
+
+
+async def durability_warning(built: GuardRedis, key: str) -> str | None:
+    """What to fix when the master holding ``key`` (a guard key) takes writes with no replica
+    to have them (``min-replicas-to-write`` 0): behind Sentinel or in a cluster, a failover then
+    loses admissions the guards answered (README, "Redis Sentinel and Cluster"). None when it
+    is set, with one server (no failover), or when Redis does not answer now (the guards fail
+    closed and /readyz says so)."""
+    if built.mode is RedisMode.STANDALONE:
+        return None
+    client = built.client
+    try:
+        async with asyncio.timeout(_SOCKET["socket_timeout"]):
+            if isinstance(client, RedisCluster):
+                await client.initialize()
+                node = client.get_node_from_key(key)
+                info = await client.info("replication", target_nodes=node)
+            else:
+                info = await client.info("replication")
+    except (RedisError, RedisClusterException, OSError, TimeoutError):
+        return None
+    # INFO lists min_slaves_good_slaves only while min-replicas-to-write is above 0.
+    if "min_slaves_good_slaves" in info:
+        return None
+    return (
+        f"the Redis master of the guards ({built.where}) takes writes without a replica"
+        " (min-replicas-to-write 0): a failover can lose locks, cooldowns and budget entries"
+        " it took; set min-replicas-to-write 1 on the master and its replicas"
+    )

@@ -1,0 +1,97 @@
+"""`remediator serve` with its guards on a Redis Cluster and behind Redis Sentinel, configured
+as a user does (``REMEDIATOR_REDIS_MODE`` and friends): no embedded Redis is started, /readyz
+asks the real servers, an alert's run passes the guards there, and the kill switch lands in the
+cluster's guard slot or on the Sentinel's master. PostgreSQL is the embedded default's."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from receiver.guards.policy import CLUSTER_KEY_PREFIX
+from tests.support.polling import eventually
+from tests.support.redis_topologies import (
+    MASTER_NAME,
+    PASSWORD,
+    SENTINEL_PASSWORD,
+    RedisCluster3,
+    SentinelSet,
+)
+from tests.support.served import SAMPLE, Served, ServeFactory, stop
+
+pytestmark = pytest.mark.redis
+
+
+async def _runs(session: aiohttp.ClientSession, served: Served) -> list[dict[str, object]]:
+    async with session.get(
+        f"{served.url}/api/v1/runs", headers={"Authorization": f"Bearer {served.operator}"}
+    ) as resp:
+        assert resp.status == 200
+        return list((await resp.json())["runs"])
+
+
+async def _a_run_and_a_pause(served: Served) -> None:
+    """/readyz says Redis is ok, an alert's run is settled through the guards, and an
+    operator's pause is accepted."""
+    auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{served.url}/readyz") as resp:
+            ready = await resp.json()
+            assert resp.status == 200, ready
+            assert ready["components"]["redis"]["ok"], ready
+        async with session.post(
+            f"{served.url}/api/v1/alerts", data=SAMPLE.read_bytes(), headers=auth
+        ) as resp:
+            assert await resp.json() == {"accepted": 1, "duplicates": 0}
+        runs = await eventually(
+            lambda: _runs(session, served),
+            lambda runs: bool(runs) and runs[0]["outcome"] not in ("pending", "running"),
+            timeout_s=30,
+        )
+        assert runs[0]["outcome"] == "dry_run"
+        async with session.put(
+            f"{served.url}/api/v1/pause",
+            headers={"Authorization": f"Bearer {served.operator}"},
+            json={"reason": "change freeze"},
+        ) as resp:
+            assert resp.status == 200
+
+
+async def test_serve_keeps_its_guards_on_a_redis_cluster(
+    serve: ServeFactory, redis_cluster: RedisCluster3
+) -> None:
+    served = serve({"REMEDIATOR_REDIS_MODE": "cluster", "REMEDIATOR_REDIS_URL": redis_cluster.url})
+    banner = "".join(served.output)
+    assert "external Redis (REMEDIATOR_REDIS_MODE=cluster)" in banner
+    assert PASSWORD not in banner
+    await _a_run_and_a_pause(served)
+    pause = f"{CLUSTER_KEY_PREFIX}pause"
+    with redis_cluster.owner_of(pause).client() as owner:
+        assert owner.hget(pause, "reason") == b"change freeze"
+        # The run's admission wrote there too: its lock's fencing counter, in the same slot.
+        assert any(key.startswith(b"{remediator}:fence:") for key in owner.scan_iter())
+    assert stop(served) == 0
+
+
+async def test_serve_keeps_its_guards_behind_redis_sentinel(
+    serve: ServeFactory, redis_sentinel: SentinelSet
+) -> None:
+    served = serve(
+        {
+            "REMEDIATOR_REDIS_MODE": "sentinel",
+            "REMEDIATOR_REDIS_SENTINELS": redis_sentinel.addresses,
+            "REMEDIATOR_REDIS_SENTINEL_MASTER": MASTER_NAME,
+            "REMEDIATOR_REDIS_PASSWORD": PASSWORD,
+            "REMEDIATOR_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        }
+    )
+    banner = "".join(served.output)
+    assert "external Redis (REMEDIATOR_REDIS_MODE=sentinel)" in banner
+    # The test's master takes writes without its replica: the start-up says what to fix.
+    assert "guard state may be lost in a redis failover" in banner
+    assert PASSWORD not in banner
+    assert SENTINEL_PASSWORD not in banner
+    await _a_run_and_a_pause(served)
+    with redis_sentinel.master.client() as master:
+        assert master.hget("remediator:pause", "reason") == b"change freeze"
+    assert stop(served) == 0
