@@ -29,6 +29,11 @@ CREATE TABLE audit_pending (
     hashed_end  text NOT NULL   -- '"kind":…,"run_id":…' as hashed
 );
 
+-- Row-level (a constraint trigger is), but the first row of a transaction seals them all: the
+-- only rows of audit_pending a committing transaction can see are its own (another's stay
+-- invisible until it commits, and it cannot commit before sealing and deleting its own, which
+-- waits for this one's lock), so one lock, one head update and one delete per transaction
+-- instead of per row; the later rows' triggers find their row gone and return at once.
 CREATE FUNCTION audit_seal() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -36,20 +41,32 @@ DECLARE
     new_id    bigint;
     new_at    timestamptz;
     content   text;
-    digest    text;
+    pending   record;
+    sealed    bigint[] := '{}';
 BEGIN
+    PERFORM 1 FROM audit_pending WHERE n = NEW.n;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- sealed with the transaction's first row
+    END IF;
     SELECT last_hash INTO head_hash FROM audit_head FOR UPDATE;
-    new_id := nextval('audit_log_id_seq');
-    new_at := clock_timestamp();
-    content := '{"at":"'
-        || to_char(new_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
-        || '",' || NEW.hashed_mid || ',"id":' || new_id::text || ',' || NEW.hashed_end || '}';
-    digest := encode(sha256(convert_to(head_hash || content, 'UTF8')), 'hex');
-    INSERT INTO audit_log (id, at, kind, run_id, fingerprint, data, prev_hash, hash)
-    VALUES (new_id, new_at, NEW.kind, NEW.run_id, NEW.fingerprint, NEW.data::jsonb, head_hash,
-            digest);
-    UPDATE audit_head SET last_id = new_id, last_hash = digest;
-    DELETE FROM audit_pending WHERE n = NEW.n;
+    -- From this row on, in insertion order (the rows before it were sealed already, or are
+    -- other transactions' and deleted).
+    FOR pending IN SELECT * FROM audit_pending WHERE n >= NEW.n ORDER BY n LOOP
+        new_id := nextval('audit_log_id_seq');
+        new_at := clock_timestamp();
+        content := '{"at":"'
+            || to_char(new_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+            || '",' || pending.hashed_mid || ',"id":' || new_id::text || ','
+            || pending.hashed_end || '}';
+        INSERT INTO audit_log (id, at, kind, run_id, fingerprint, data, prev_hash, hash)
+        VALUES (new_id, new_at, pending.kind, pending.run_id, pending.fingerprint,
+                pending.data::jsonb, head_hash,
+                encode(sha256(convert_to(head_hash || content, 'UTF8')), 'hex'))
+        RETURNING hash INTO head_hash;
+        sealed := sealed || pending.n;
+    END LOOP;
+    UPDATE audit_head SET last_id = new_id, last_hash = head_hash;
+    DELETE FROM audit_pending WHERE n = ANY (sealed);
     RETURN NULL;
 END;
 $$;
@@ -58,3 +75,10 @@ CREATE CONSTRAINT TRIGGER audit_pending_seal
     AFTER INSERT ON audit_pending
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION audit_seal();
+
+-- Every row is deleted at the commit that inserted it: vacuum it often, as the queues are.
+ALTER TABLE audit_pending SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 2000,
+    autovacuum_vacuum_cost_delay = 0
+);
