@@ -62,6 +62,12 @@ SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_
 """
 
 
+def poll_interval_s(depth: int) -> float:
+    """Seconds until the queue is counted again when ``depth`` events are queued: 20 ms plus
+    0.1 ms per event, at most 1 s."""
+    return min(1.0, 0.02 + depth * 1e-4)
+
+
 class Monitor:
     """The bench's one connection to the store (asyncpg ``conn``, logged in as ``role``);
     counts its own transactions so that the database's count can leave them out."""
@@ -85,14 +91,19 @@ class Monitor:
         return int((await self._fetch(_DEPTH))[0][0])
 
     async def wait_empty(self, limit_s: float, *, progress: bool = False) -> int:
-        """Poll the queue every 20 ms until it is empty or ``limit_s`` passed; the events left."""
+        """Poll the queue until it is empty or ``limit_s`` passed; the events left.
+
+        The count walks the queued events (10 ms at 10,000 on a 2-core machine): it is read
+        every 20 ms near the end and up to once a second while thousands are queued, so the
+        bench takes little CPU from the service and the drain is timed to about 20 ms."""
         deadline = time.perf_counter() + limit_s
-        said = time.perf_counter()
+        said, was = time.perf_counter(), None
         while (depth := await self.depth()) > 0 and time.perf_counter() < deadline:
-            if progress and time.perf_counter() - said >= 2.0:
-                print(f"[storm] {depth:,} events still queued …", flush=True)
-                said = time.perf_counter()
-            await asyncio.sleep(0.02)
+            if progress and time.perf_counter() - said >= 5.0:
+                rate = f" ({(was - depth) / (time.perf_counter() - said):.0f}/s)" if was else ""
+                print(f"[storm] {depth:,} events still queued{rate} …", flush=True)
+                said, was = time.perf_counter(), depth
+            await asyncio.sleep(poll_interval_s(depth))
         return depth
 
     async def start(self) -> None:
