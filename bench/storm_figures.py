@@ -68,6 +68,12 @@ def poll_interval_s(depth: int) -> float:
     return min(1.0, 0.02 + depth * 1e-4)
 
 
+_ANALYSED = """
+SELECT autoanalyze_count, extract(epoch FROM last_autoanalyze)::float8
+FROM pg_stat_user_tables WHERE relname = 'alert_events'
+"""
+
+
 class Monitor:
     """The bench's one connection to the store (asyncpg ``conn``, logged in as ``role``);
     counts its own transactions so that the database's count can leave them out."""
@@ -80,6 +86,7 @@ class Monitor:
         self.first_event_id = 0
         self.xacts_before = (0, 0)
         self.own_before = 0
+        self.analysed_before = (0, 0.0)
 
     async def _fetch(self, sql: str, *params: Any) -> list[Any]:
         self.own_xacts += 1
@@ -114,6 +121,17 @@ class Monitor:
         )
         self.xacts_before = await self._xacts()
         self.own_before = self.own_xacts
+        self.analysed_before = await self._analysed()
+
+    async def _analysed(self) -> tuple[int, float]:
+        row = (await self._fetch(_ANALYSED))[0]
+        return int(row[0]), float(row[1] or 0.0)
+
+    async def analyses(self) -> tuple[int, float]:
+        """How often autovacuum analysed alert_events since ``start()``, and when it last did
+        (epoch seconds; 0 when it did not): the claim's plan changes with those statistics."""
+        count, last = await self._analysed()
+        return count - self.analysed_before[0], last if count > self.analysed_before[0] else 0.0
 
     async def _xacts(self) -> tuple[int, int]:
         # Backends publish their counters when idle, at most once a second: read until two
@@ -211,6 +229,8 @@ async def report(
     ``times``: when the first and last notification were taken and when the queue was empty
     (perf_counter)."""
     first, last, empty = times
+    epoch_first = time.time() - (time.perf_counter() - first)
+    analyses, analysed_at = await monitor.analyses()
     events = await monitor.events()
     total = sum(events.values())
     runs = await monitor.runs()
@@ -244,6 +264,10 @@ async def report(
     print(
         f"settled {total - left:,} events in {empty - first:.1f} s from the first POST: "
         f"{(total - left) / (empty - first):,.0f} events/s"
+    )
+    print(
+        f"autovacuum analysed alert_events {analyses} time{'' if analyses == 1 else 's'} meanwhile"
+        + (f", last {analysed_at - epoch_first:.0f} s after the first POST" if analyses else "")
     )
     print("runs:")
     for rule, outcome, guard, n in runs:
