@@ -10,7 +10,9 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -97,6 +99,19 @@ def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def workdir(prefix: str) -> Iterator[Path]:
+    """A new directory for one round, printed. Its stores (``services/`` and ``data/``:
+    gigabytes after the storm round) are removed at the end; the server logs stay."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    print(f"workdir: {work} (server logs stay there; the stores are removed at the end)")
+    try:
+        yield work
+    finally:
+        for store in ("services", "data"):
+            shutil.rmtree(work / store, ignore_errors=True)
 
 
 # -- /proc: one process tree's CPU and memory --------------------------------------------------

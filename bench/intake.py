@@ -17,7 +17,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from bench.common import (
     tree_cpu_seconds,
     wait_ready,
     webhook,
+    workdir,
 )
 from receiver.embedded import EmbeddedServices
 from receiver.embedded.process import free_port
@@ -177,11 +177,13 @@ async def drain_rate(metrics_url: str, limit_s: float) -> tuple[float, int]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="remediator-bench-"))
     print(f"machine: {machine()}")
-    print(f"workdir: {work} (server logs there)")
     names = ("ceiling", "receiver")
-    with EmbeddedServices(work / "services") as services, contextlib.ExitStack() as stack:
+    with (
+        workdir("remediator-bench-") as work,
+        EmbeddedServices(work / "services") as services,
+        contextlib.ExitStack() as stack,
+    ):
         postmaster = postmaster_pid(work / "services" / POSTGRES_DATA)
         env = dict(os.environ)
         env.update(

@@ -24,10 +24,8 @@ import contextlib
 import os
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,6 +43,7 @@ from bench.common import (
     tree_pss_mb,
     wait_ready,
     webhook,
+    workdir,
 )
 from bench.seed import NAMESPACE, seed
 from bench.storm_figures import Monitor, Usage, report
@@ -193,17 +192,15 @@ async def prepare(database_url: str, args: argparse.Namespace) -> tuple[str, flo
 
 async def run(args: argparse.Namespace) -> None:
     """The storm round, printed."""
-    work = Path(tempfile.mkdtemp(prefix="remediator-storm-"))
     print(f"machine: {machine()}")
-    print(f"workdir: {work} (server log there)")
-    services_dir = work / "services"
     with (
-        EmbeddedServices(services_dir, postgres_settings=POSTGRES_SETTINGS) as services,
+        workdir("remediator-storm-") as work,
+        EmbeddedServices(work / "services", postgres_settings=POSTGRES_SETTINGS) as services,
         contextlib.ExitStack() as stack,
     ):
         assert services.database_url is not None
         monitor_url, seed_s = await prepare(services.database_url, args)
-        postmaster = postmaster_pid(services_dir / "postgres" / "data")
+        postmaster = postmaster_pid(work / "services" / "postgres" / "data")
         env = dict(os.environ)
         env.update(
             REMEDIATOR_DATABASE_URL=services.database_url,
