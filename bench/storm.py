@@ -4,9 +4,11 @@ Issue 12's scenario: ``--stored`` finished events already stored (1,000,000; ins
 bench/seed.py), then ``--storm-alerts`` alerts that the shipped restart-on-high-memory rule
 matches (10,000), spread over ``--targets`` Deployments (1,000), posted as fast as intake takes
 them; meanwhile ``--unrelated`` alerts of another shipped rule (QueueBacklog), each on a
-Deployment of its own, are posted at evenly spaced points of the storm. The service is the real
-``remediator serve`` in dry-run, as ``make run`` runs it, on PostgreSQL and Redis started from
-the wheels for this bench (PostgreSQL with pg_stat_statements loaded).
+Deployment of its own, arrive during the storm: half at evenly spaced points of the posting,
+half into the backlog after it, one every ``--unrelated-every`` seconds while events are
+queued. The service is the real ``remediator serve`` in dry-run, as ``make run`` runs it, on
+PostgreSQL and Redis started from the wheels for this bench (PostgreSQL with
+pg_stat_statements loaded).
 
 Reported (bench/storm_figures.py): the drain time from the last notification until no event is
 queued, events/s, the runs admitted and refused (by guard), the unrelated alerts' latency from
@@ -64,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--storm-alerts", type=int, default=10_000, help="matched alerts")
     group.add_argument("--targets", type=int, default=1_000, help="Deployments they are on")
     group.add_argument("--unrelated", type=int, default=20, help="other rule's alerts during it")
+    group.add_argument(
+        "--unrelated-every",
+        type=float,
+        default=0.5,
+        help="seconds between the unrelated alerts posted into the backlog",
+    )
     group.add_argument("--batch", type=int, default=10, help="alerts per storm notification")
     group.add_argument(
         "--storm-drain-limit", type=float, default=600.0, help="seconds to wait for the drain"
@@ -122,10 +130,10 @@ async def idle_latencies(
 
 
 async def post_storm(
-    http: aiohttp.ClientSession, url: str, args: argparse.Namespace
+    http: aiohttp.ClientSession, url: str, args: argparse.Namespace, count: int
 ) -> tuple[dict[str, float], int, float, float]:
-    """Post the storm closed-loop at ``args.concurrency``, the unrelated alerts at evenly
-    spaced points of it. Returns the unrelated alerts' POST times (epoch seconds, by
+    """Post the storm closed-loop at ``args.concurrency``, with ``count`` unrelated alerts at
+    evenly spaced points of it. Returns the unrelated alerts' POST times (epoch seconds, by
     fingerprint), the retries, and when the first and last notification were taken
     (perf_counter)."""
     bodies: list[tuple[bytes, str | None]] = []
@@ -133,9 +141,9 @@ async def post_storm(
         stop = min(args.storm_alerts, start + args.batch)
         items = [storm_alert(i, args.targets) for i in range(start, stop)]
         bodies.append((webhook(items, f"storm-{start}"), None))
-    for k in reversed(range(args.unrelated)):
+    for k in reversed(range(count)):
         item = unrelated_alert(f"consumer-{k}")
-        at = round((k + 0.5) * len(bodies) / args.unrelated) if bodies else 0
+        at = round((k + 0.5) * len(bodies) / count) if bodies else 0
         bodies.insert(at, (webhook([item], f"unrelated-{k}"), item["fingerprint"]))
     todo = iter(bodies)
     posted: dict[str, float] = {}
@@ -151,6 +159,25 @@ async def post_storm(
     t0 = time.perf_counter()
     await asyncio.gather(*(user() for _ in range(args.concurrency)))
     return posted, retries, t0, time.perf_counter()
+
+
+async def post_into_backlog(
+    http: aiohttp.ClientSession,
+    url: str,
+    monitor: Monitor,
+    count: int,
+    every_s: float,
+    posted: dict[str, float],
+) -> None:
+    """Post ``count`` unrelated alerts, one every ``every_s`` seconds while the monitor last
+    saw events queued; their POST times go into ``posted`` (epoch seconds by fingerprint)."""
+    for k in range(count):
+        await asyncio.sleep(every_s)
+        if monitor.last_depth == 0:
+            return
+        item = unrelated_alert(f"backlog-consumer-{k}")
+        posted[item["fingerprint"]] = time.time()
+        await _post(http, url, webhook([item], f"backlog-{k}"))
 
 
 async def sample_memory(postmaster: int, peak: list[float], interval_s: float = 0.5) -> None:
@@ -228,22 +255,32 @@ async def run(args: argparse.Namespace) -> None:
             usage = Usage.now(*pids)
             peak = [0.0]
             sampler = asyncio.create_task(sample_memory(postmaster, peak))
+            among = (args.unrelated + 1) // 2
             print(
                 f"[storm] posting {args.storm_alerts:,} alerts over {args.targets:,} targets "
-                f"({args.unrelated} unrelated among them) …",
+                f"({among} unrelated among them) …",
                 flush=True,
             )
-            posted, retries, first, last = await post_storm(http, url, args)
+            posted, retries, first, last = await post_storm(http, url, args, among)
             print(f"[storm] posted in {last - first:.1f} s; draining …", flush=True)
+            backlog: dict[str, float] = {}
+            late = asyncio.create_task(
+                post_into_backlog(
+                    http, url, monitor, args.unrelated - among, args.unrelated_every, backlog
+                )
+            )
             left = await monitor.wait_empty(args.storm_drain_limit, progress=True)
             empty = time.perf_counter()
-            sampler.cancel()
             used = usage.since(*pids)
+            sampler.cancel()
+            late.cancel()
+            await asyncio.gather(late, return_exceptions=True)
+            await monitor.wait_empty(30.0)  # an unrelated alert posted as the queue emptied
             await report(
                 monitor,
                 args,
                 seed_s=seed_s,
-                posted=posted,
+                posted={"while posting": posted, "into the backlog": backlog},
                 idle_ms=idle,
                 retries=retries,
                 times=(first, last, empty),

@@ -86,6 +86,7 @@ class Monitor:
         self.first_event_id = 0
         self.xacts_before = (0, 0)
         self.own_before = 0
+        self.last_depth: int | None = None
         self.analysed_before = (0, 0.0)
 
     async def _fetch(self, sql: str, *params: Any) -> list[Any]:
@@ -106,11 +107,13 @@ class Monitor:
         deadline = time.perf_counter() + limit_s
         said, was = time.perf_counter(), None
         while (depth := await self.depth()) > 0 and time.perf_counter() < deadline:
+            self.last_depth = depth
             if progress and time.perf_counter() - said >= 5.0:
                 rate = f" ({(was - depth) / (time.perf_counter() - said):.0f}/s)" if was else ""
                 print(f"[storm] {depth:,} events still queued{rate} …", flush=True)
                 said, was = time.perf_counter(), depth
             await asyncio.sleep(poll_interval_s(depth))
+        self.last_depth = depth
         return depth
 
     async def start(self) -> None:
@@ -216,7 +219,7 @@ async def report(
     args: argparse.Namespace,
     *,
     seed_s: float,
-    posted: dict[str, float],
+    posted: dict[str, dict[str, float]],
     idle_ms: list[float],
     retries: int,
     times: tuple[float, float, float],
@@ -226,8 +229,9 @@ async def report(
     postgres_peak_mb: float,
 ) -> None:
     """Read the figures from the store and print them beside issue 12's targets.
-    ``times``: when the first and last notification were taken and when the queue was empty
-    (perf_counter)."""
+    ``posted``: the unrelated alerts' POST times (epoch seconds by fingerprint) by when they
+    came. ``times``: when the first and last notification were taken and when the queue was
+    empty (perf_counter)."""
     first, last, empty = times
     epoch_first = time.time() - (time.perf_counter() - first)
     analyses, analysed_at = await monitor.analyses()
@@ -236,9 +240,10 @@ async def report(
     runs = await monitor.runs()
     statements = await monitor.statements()
     commits, rollbacks = await monitor.transactions()
-    acted = await monitor.latencies_ms(posted)
-    during = [ms for ms, _ in acted.values()]
-    what = Counter(w for _, w in acted.values())
+    acted = {phase: await monitor.latencies_ms(times) for phase, times in posted.items()}
+    during = [ms for phase in acted.values() for ms, _ in phase.values()]
+    what = Counter(w for phase in acted.values() for _, w in phase.values())
+    unrelated = sum(len(times) for times in posted.values())
     drain = empty - last if not left else math.nan
     service_mb = tree_peak_rss_mb(service_pid)
     calls = sum(c for c, _, _ in statements)
@@ -252,7 +257,7 @@ async def report(
     )
     print(
         f"storm: {args.storm_alerts:,} matched alerts over {args.targets:,} Deployments in "
-        f"notifications of {args.batch}, concurrency {args.concurrency}, + {len(posted)} "
+        f"notifications of {args.batch}, concurrency {args.concurrency}, + {unrelated} "
         f"unrelated; posted in {last - first:.1f} s ({args.storm_alerts / (last - first):,.0f} "
         f"alerts/s, {retries} retries)"
     )
@@ -274,13 +279,17 @@ async def report(
         print(f"  {rule:45} {outcome:10} {guard or '':12} {n:7,}")
     print(
         f"unrelated alert, POST to action: during the storm p50 {_ms(during, 50)}"
-        f", p99 {_ms(during, 99)} ({len(during)} of {len(posted)} acted on: "
+        f", p99 {_ms(during, 99)} ({len(during)} of {unrelated} acted on: "
         + ", ".join(f"{n} {w}" for w, n in what.most_common())
         + f"); idle p50 {_ms(idle_ms, 50)}"
     )
+    for phase, latencies in acted.items():
+        of_phase = [m for m, _ in latencies.values()]
+        print(f"  {phase}: {len(of_phase)}, p50 {_ms(of_phase, 50)}, p99 {_ms(of_phase, 99)}")
     print(
-        f"SQL per event: {calls / per:.1f} statements (pg_stat_statements, the bench's own "
-        f"left out), {commits / per:.1f} commits, {rollbacks / per:.2f} rollbacks"
+        f"SQL per event: {calls / per:.1f} statements (intake's and the worker's, from "
+        f"pg_stat_statements; the bench's own left out), {commits / per:.1f} commits, "
+        f"{rollbacks / per:.2f} rollbacks"
     )
     by_time = sorted(statements, key=lambda s: s[1], reverse=True)[:6]
     print("  per event: calls, ms executing, statement (the 10 most called, then the longest)")
