@@ -51,7 +51,8 @@ WHERE e.fingerprint = ANY($1::text[]) AND e.starts_at = $2 AND e.state = 'done'
 
 # A PL/pgSQL function's statements are not the client's, but those of a deferred trigger run
 # at COMMIT, outside any client statement, and pg_stat_statements counts them as top level: a
-# statement whose text is in a PL/pgSQL function's body is counted apart, as the server's.
+# statement whose text is in a PL/pgSQL function's body (the public schema's) is counted apart,
+# as the server's.
 _STATEMENTS = """
 WITH s AS (
     SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') AS query
@@ -59,7 +60,12 @@ WITH s AS (
     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND userid <> (SELECT oid FROM pg_roles WHERE rolname = $1)
 ), bodies AS (
-    SELECT regexp_replace(prosrc, '\\s+', ' ', 'g') AS body FROM pg_proc
+    -- PL/pgSQL takes "SELECT ... INTO variables FROM" apart: the statement it runs has no INTO.
+    SELECT regexp_replace(
+               regexp_replace(prosrc, '\\s+', ' ', 'g'),
+               '(?<!insert)(?<!merge) into (strict )?[a-z_][a-z0-9_.]*( ?, ?[a-z_][a-z0-9_.]*)*',
+               '', 'gi') AS body
+    FROM pg_proc
     WHERE prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
       AND pronamespace = 'public'::regnamespace
 )
