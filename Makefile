@@ -95,7 +95,7 @@ deploy-rules:
 	@$(PYTHON) hack/sync-deploy-rules.py
 
 bench: install-dev
-	@$(BIN)/python -m bench.intake $(ARGS)
+	@$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -14,26 +14,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import platform
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-from receiver.alertmanager import fingerprint
+from bench.common import (
+    TOKEN,
+    alert,
+    client_session,
+    cpu_seconds,
+    machine,
+    median,
+    peak_rss_mb,
+    percentile,
+    postmaster_pid,
+    server,
+    tree_cpu_seconds,
+    wait_ready,
+    webhook,
+    workdir,
+)
 from receiver.embedded import EmbeddedServices
 from receiver.embedded.process import free_port
 
-TOKEN = "bench-token-" + uuid.uuid4().hex
+POSTGRES_DATA = Path("postgres", "data")
 
 
 def notification(seq: int, alerts: int = 1, *, matched: bool = False) -> bytes:
@@ -49,30 +58,8 @@ def notification(seq: int, alerts: int = 1, *, matched: bool = False) -> bytes:
         }
         if matched:
             labels["deployment"] = f"web-{seq}-{i}"
-        items.append(
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {"summary": f"bench alert {seq}/{i}"},
-                "startsAt": "2026-11-25T10:00:00.123456789Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "",
-                "fingerprint": fingerprint(labels),
-            }
-        )
-    body = {
-        "version": "4",
-        "groupKey": f'{{}}:{{alertname="BenchAlert", seq="{seq}"}}',
-        "truncatedAlerts": 0,
-        "status": "firing",
-        "receiver": "remediator",
-        "groupLabels": {"alertname": "BenchAlert"},
-        "commonLabels": {"alertname": "BenchAlert"},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "alerts": items,
-    }
-    return json.dumps(body).encode()
+        items.append(alert(labels, f"bench alert {seq}/{i}"))
+    return webhook(items, str(seq))
 
 
 @dataclass
@@ -87,10 +74,7 @@ class Figures:
         return self.sent / self.seconds if self.seconds else 0.0
 
     def pct(self, p: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+        return percentile(self.latencies_ms, p)
 
 
 async def _post(session: aiohttp.ClientSession, url: str, body: bytes, out: Figures) -> None:
@@ -102,13 +86,6 @@ async def _post(session: aiohttp.ClientSession, url: str, body: bytes, out: Figu
     out.latencies_ms.append((time.perf_counter() - t0) * 1000)
 
 
-def _session(concurrency: int) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        connector=aiohttp.TCPConnector(limit=concurrency),
-    )
-
-
 async def closed_loop(
     url: str, total: int, concurrency: int, start: int, alerts: int = 1, *, matched: bool = False
 ) -> Figures:
@@ -118,7 +95,7 @@ async def closed_loop(
     for b in bodies:
         queue.put_nowait(b)
 
-    async with _session(concurrency) as session:
+    async with client_session(concurrency) as session:
 
         async def user() -> None:
             while not queue.empty():
@@ -134,7 +111,7 @@ async def open_loop(url: str, rate: float, seconds: float, start: int) -> Figure
     total = int(rate * seconds)
     out = Figures(total, 0.0, [], 0)
     bodies = [notification(start + i) for i in range(total)]
-    async with _session(512) as session:
+    async with client_session(512) as session:
         tasks = []
         t0 = time.perf_counter()
         for i, body in enumerate(bodies):
@@ -148,62 +125,6 @@ async def open_loop(url: str, rate: float, seconds: float, start: int) -> Figure
     return out
 
 
-def peak_rss_mb(pid: int) -> tuple[float, float]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
-
-
-async def wait_ready(url: str, proc: subprocess.Popen[bytes], limit_s: float = 60) -> None:
-    deadline = time.monotonic() + limit_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
-            try:
-                async with session.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {limit_s}s")
-
-
-@contextmanager
-def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def cpu_seconds(pid: int | str) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds() -> float:
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if b"postgres" in (entry / "comm").read_bytes():
-                    total += cpu_seconds(entry.name)
-            except (OSError, IndexError):
-                continue  # a backend that exited meanwhile
-    return total
-
-
 @dataclass
 class CpuShare:
     """CPU seconds per notification of the server, PostgreSQL and this load generator."""
@@ -214,11 +135,23 @@ class CpuShare:
 
 
 async def measured(
-    url: str, total: int, concurrency: int, start: int, server_pid: int, *, matched: bool = False
+    url: str,
+    total: int,
+    concurrency: int,
+    start: int,
+    pids: tuple[int, int],
+    *,
+    matched: bool = False,
 ) -> tuple[Figures, CpuShare]:
-    before = (cpu_seconds(server_pid), postgres_cpu_seconds(), cpu_seconds(os.getpid()))
+    """A closed loop, with the CPU it cost: ``pids`` are the server's and the postmaster's
+    (that PostgreSQL's processes only, the backends that exited included)."""
+
+    def now() -> tuple[float, float, float]:
+        return (cpu_seconds(pids[0]), tree_cpu_seconds(pids[1]), cpu_seconds(os.getpid()))
+
+    before = now()
     figures = await closed_loop(url, total, concurrency, start, matched=matched)
-    after = (cpu_seconds(server_pid), postgres_cpu_seconds(), cpu_seconds(os.getpid()))
+    after = now()
     per = [1e6 * (a - b) / total for a, b in zip(after, before, strict=True)]
     return figures, CpuShare(*per)
 
@@ -243,31 +176,15 @@ async def drain_rate(metrics_url: str, limit_s: float) -> tuple[float, int]:
     return (start - depth) / (time.perf_counter() - t0), depth
 
 
-def machine() -> str:
-    cpu = "unknown cpu"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 async def run(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="remediator-bench-"))
     print(f"machine: {machine()}")
-    print(f"workdir: {work} (server logs there)")
     names = ("ceiling", "receiver")
-    with EmbeddedServices(work / "services") as services, contextlib.ExitStack() as stack:
+    with (
+        workdir("remediator-bench-") as work,
+        EmbeddedServices(work / "services") as services,
+        contextlib.ExitStack() as stack,
+    ):
+        postmaster = postmaster_pid(work / "services" / POSTGRES_DATA)
         env = dict(os.environ)
         env.update(
             REMEDIATOR_DATABASE_URL=str(services.database_url),
@@ -315,7 +232,7 @@ async def run(args: argparse.Namespace) -> None:
                     args.requests,
                     args.concurrency,
                     round_ * args.requests,
-                    procs[name].pid,
+                    (procs[name].pid, postmaster),
                 )
                 closed[name].append(figures)
                 shares[name].append(share)
@@ -343,7 +260,7 @@ async def run(args: argparse.Namespace) -> None:
             args.requests,
             args.concurrency,
             40_000_000,
-            procs["receiver"].pid,
+            (procs["receiver"].pid, postmaster),
             matched=True,
         )
         metrics_url = urls["receiver"].replace("/api/v1/alerts", "/metrics")
@@ -355,7 +272,7 @@ async def run(args: argparse.Namespace) -> None:
     for name in names:
         best = sorted(closed[name], key=lambda f: f.rate)[len(closed[name]) // 2]
         print(
-            f"  {name:10} {_median(rates[name]):8.0f} notifications/s   "
+            f"  {name:10} {median(rates[name]):8.0f} notifications/s   "
             f"p50 {best.pct(50):5.2f} ms  p99 {best.pct(99):5.2f} ms  "
             f"errors {sum(f.errors for f in closed[name])}   "
             f"({', '.join(f'{r:.0f}' for r in rates[name])})"
@@ -375,11 +292,11 @@ async def run(args: argparse.Namespace) -> None:
     for name in names:
         sh = shares[name]
         print(
-            f"  {name:10} server {_median([x.server_us for x in sh]):5.0f} us   "
-            f"postgres {_median([x.postgres_us for x in sh]):5.0f} us   "
-            f"load generator {_median([x.client_us for x in sh]):5.0f} us"
+            f"  {name:10} server {median([x.server_us for x in sh]):5.0f} us   "
+            f"postgres {median([x.postgres_us for x in sh]):5.0f} us   "
+            f"load generator {median([x.client_us for x in sh]):5.0f} us"
         )
-    ratio = _median(rates["receiver"]) / _median(rates["ceiling"])
+    ratio = median(rates["receiver"]) / median(rates["ceiling"])
     rounds = [r / c for r, c in zip(rates["receiver"], rates["ceiling"], strict=True)]
     print(
         f"\nreceiver/ceiling throughput: {ratio:.2f}x (target >= 0.5x; rounds "
@@ -390,7 +307,7 @@ async def run(args: argparse.Namespace) -> None:
     )
     print(
         f"receiver, every alert matched by a rule (the worker busy in dry-run): "
-        f"{matched.rate:.0f} notifications/s ({matched.rate / _median(rates['ceiling']):.2f}x), "
+        f"{matched.rate:.0f} notifications/s ({matched.rate / median(rates['ceiling']):.2f}x), "
         f"p99 {matched.pct(99):.1f} ms, errors {matched.errors}; server "
         f"{matched_share.server_us:.0f} us + postgres {matched_share.postgres_us:.0f} us "
         f"per notification; the worker then settled {drained:.0f} events/s"
@@ -402,8 +319,8 @@ async def run(args: argparse.Namespace) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The intake round's options; ``--concurrency`` and ``--drain-limit`` serve both rounds."""
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
@@ -411,6 +328,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--alerts", type=int, default=100_000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    add_arguments(parser)
     asyncio.run(run(parser.parse_args()))
 
 

@@ -27,6 +27,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -102,7 +103,8 @@ class EmbeddedServices:
     ``command`` names this process in the owner record. With ``share`` (commands that only
     read or migrate the database), servers another live process owns are used as they are;
     without it (``serve``), such a directory raises DataDirBusy naming that process.
-    ``shared`` tells which happened.
+    ``shared`` tells which happened. ``postgres_settings`` are server options over the
+    defaults (``make bench`` loads pg_stat_statements with them; the service passes none).
     """
 
     def __init__(
@@ -113,8 +115,10 @@ class EmbeddedServices:
         redis: bool = True,
         command: str = "remediator",
         share: bool = False,
+        postgres_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir.absolute()
+        self.postgres_settings = {**POSTGRES_SETTINGS, **(postgres_settings or {})}
         self.want_postgres = postgres
         self.want_redis = redis
         self.command = command
@@ -167,7 +171,7 @@ class EmbeddedServices:
                 self._postgres = PostgresProcess(
                     self.data_dir / "postgres",
                     bin_dir=postgres_bin_dir(),
-                    settings=POSTGRES_SETTINGS,
+                    settings=self.postgres_settings,
                     password=self._postgres_password(),
                 )
                 self._postgres.start(START_TIMEOUT_S)

@@ -184,6 +184,19 @@ def test_only_what_is_asked_for(data_dir: Path) -> None:
     assert not (data_dir / "postgres").exists()
 
 
+async def test_extra_postgres_settings_are_set_over_the_defaults(data_dir: Path) -> None:
+    # make bench loads pg_stat_statements this way: it must be there when the server starts.
+    settings = {"shared_preload_libraries": "pg_stat_statements"}
+    async with EmbeddedServices(data_dir, redis=False, postgres_settings=settings) as services:
+        assert services.database_url is not None
+        conn = await asyncpg.connect(services.database_url)
+        try:
+            assert await conn.fetchval("SHOW shared_preload_libraries") == "pg_stat_statements"
+            assert await conn.fetchval("SHOW max_connections") == "200"  # the default kept
+        finally:
+            await conn.close()
+
+
 # -- one owner at a time ---------------------------------------------------------------------
 
 OWNER = textwrap.dedent(

@@ -1,0 +1,30 @@
+"""``python -m bench`` (``make bench``): the intake round (bench/intake.py), then the storm
+round (bench/storm.py), each on PostgreSQL and Redis of its own; ``--intake-only`` and
+``--storm-only`` run one. Options: ``python -m bench --help``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from bench import intake, storm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--intake-only", action="store_true", help="skip the storm round")
+    only.add_argument("--storm-only", action="store_true", help="skip the intake round")
+    intake.add_arguments(parser)
+    storm.add_arguments(parser)
+    args = parser.parse_args()
+    if not args.storm_only:
+        asyncio.run(intake.run(args))
+    if not args.intake_only:
+        asyncio.run(storm.run(args))
+
+
+if __name__ == "__main__":
+    main()

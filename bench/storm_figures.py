@@ -1,0 +1,339 @@
+"""What the storm round measures and prints: the queue as SQL sees it, pg_stat_statements,
+the runs, the unrelated alerts' latency, CPU and memory of the service's own processes.
+
+The monitor's queries run as a role of their own on one connection, so that
+pg_stat_statements and the CPU of PostgreSQL's processes can leave them out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from bench.common import (
+    against,
+    cpu_seconds,
+    machine,
+    percentile,
+    tree_cpu_seconds,
+    tree_peak_rss_mb,
+)
+
+# Issue 12's targets.
+DRAIN_TARGET_S = 10.0
+UNRELATED_P50_TARGET_MS = 50.0
+UNRELATED_P99_TARGET_MS = 250.0
+RSS_TARGET_MB = 150.0
+
+# Queued = pending or claimed: the service's own queue-depth gauge counts the same.
+_DEPTH = "SELECT count(*) FROM alert_events WHERE state IN ('pending', 'claimed')"
+
+# When each unrelated alert got its action: its run's first step recorded, else the run
+# finished, else its event done (each is the store's now() of the transaction that wrote it).
+_ACTED = """
+SELECT e.fingerprint,
+       extract(epoch FROM coalesce(
+           (SELECT min(s.finished_at) FROM runs r JOIN steps s ON s.run_id = r.id
+            WHERE r.event_id = e.id AND s.phase = 'run'),
+           (SELECT min(r.finished_at) FROM runs r WHERE r.event_id = e.id),
+           e.done_at))::float8 AS acted,
+       coalesce((SELECT r.outcome || coalesce(' by ' || r.refusal_guard, '') FROM runs r
+                 WHERE r.event_id = e.id LIMIT 1), 'no run: ' || e.skips::text) AS what
+FROM alert_events e
+WHERE e.fingerprint = ANY($1::text[]) AND e.starts_at = $2 AND e.state = 'done'
+"""
+
+# A PL/pgSQL function's statements are not the client's, but those of a deferred trigger run
+# at COMMIT, outside any client statement, and pg_stat_statements counts them as top level: a
+# statement whose text is in a PL/pgSQL function's body (the public schema's) is counted apart,
+# as the server's.
+_STATEMENTS = """
+WITH s AS (
+    SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') AS query
+    FROM pg_stat_statements
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND userid <> (SELECT oid FROM pg_roles WHERE rolname = $1)
+), bodies AS (
+    -- PL/pgSQL takes "SELECT ... INTO variables FROM" apart: the statement it runs has no INTO.
+    SELECT regexp_replace(
+               regexp_replace(prosrc, '\\s+', ' ', 'g'),
+               '(?<!insert)(?<!merge) into (strict )?[a-z_][a-z0-9_.]*( ?, ?[a-z_][a-z0-9_.]*)*',
+               '', 'gi') AS body
+    FROM pg_proc
+    WHERE prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
+      AND pronamespace = 'public'::regnamespace
+)
+SELECT calls, total_exec_time, query,
+       -- A function body holds BEGIN and END too: transaction control is the client's.
+       query !~* '^(begin|commit|end|rollback|start|savepoint|release)\\M'
+       AND EXISTS (SELECT 1 FROM bodies WHERE strpos(body, query) > 0) AS in_function
+FROM s ORDER BY calls DESC
+"""
+
+_XACTS = """
+SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()
+"""
+
+
+def poll_interval_s(depth: int) -> float:
+    """Seconds until the queue is counted again when ``depth`` events are queued: 20 ms plus
+    0.1 ms per event, at most 1 s."""
+    return min(1.0, 0.02 + depth * 1e-4)
+
+
+_ANALYSED = """
+SELECT autoanalyze_count, extract(epoch FROM last_autoanalyze)::float8
+FROM pg_stat_user_tables WHERE relname = 'alert_events'
+"""
+
+
+class Monitor:
+    """The bench's one connection to the store (asyncpg ``conn``, logged in as ``role``);
+    counts its own transactions so that the database's count can leave them out."""
+
+    def __init__(self, conn: Any, starts_at: str, role: str) -> None:
+        self.conn = conn
+        self.starts_at = starts_at
+        self.role = role
+        self.own_xacts = 0
+        self.first_event_id = 0
+        self.xacts_before = (0, 0)
+        self.own_before = 0
+        self.last_depth: int | None = None
+        self.analysed_before = (0, 0.0)
+
+    async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        self.own_xacts += 1
+        rows: list[Any] = await self.conn.fetch(sql, *params)
+        return rows
+
+    async def depth(self) -> int:
+        """Events queued (pending or claimed)."""
+        return int((await self._fetch(_DEPTH))[0][0])
+
+    async def wait_empty(self, limit_s: float, *, progress: bool = False) -> int:
+        """Poll the queue until it is empty or ``limit_s`` passed; the events left.
+
+        The count walks the queued events (10 ms at 10,000 on a 2-core machine): it is read
+        every 20 ms near the end and up to once a second while thousands are queued, so the
+        bench takes little CPU from the service and the drain is timed to about 20 ms."""
+        deadline = time.perf_counter() + limit_s
+        said, was = time.perf_counter(), None
+        while (depth := await self.depth()) > 0 and time.perf_counter() < deadline:
+            self.last_depth = depth
+            if progress and time.perf_counter() - said >= 5.0:
+                rate = f" ({(was - depth) / (time.perf_counter() - said):.0f}/s)" if was else ""
+                print(f"[storm] {depth:,} events still queued{rate} …", flush=True)
+                said, was = time.perf_counter(), depth
+            await asyncio.sleep(poll_interval_s(depth))
+        self.last_depth = depth
+        return depth
+
+    async def start(self) -> None:
+        """Forget the statements so far; note where the storm's events and transactions begin."""
+        await self._fetch("SELECT pg_stat_statements_reset()")
+        self.first_event_id = int(
+            (await self._fetch("SELECT coalesce(max(id), 0) + 1 FROM alert_events"))[0][0]
+        )
+        self.xacts_before = await self._xacts()
+        self.own_before = self.own_xacts
+        self.analysed_before = await self._analysed()
+
+    async def _analysed(self) -> tuple[int, float]:
+        row = (await self._fetch(_ANALYSED))[0]
+        return int(row[0]), float(row[1] or 0.0)
+
+    async def analyses(self) -> tuple[int, float]:
+        """How often autovacuum analysed alert_events since ``start()``, and when it last did
+        (epoch seconds; 0 when it did not): the claim's plan changes with those statistics."""
+        count, last = await self._analysed()
+        return count - self.analysed_before[0], last if count > self.analysed_before[0] else 0.0
+
+    async def _xacts(self) -> tuple[int, int]:
+        # Backends publish their counters when idle, at most once a second: read until two
+        # readings 1.5 s apart agree but for the monitor's own reads.
+        row = (await self._fetch(_XACTS))[0]
+        while True:
+            await asyncio.sleep(1.5)
+            again = (await self._fetch(_XACTS))[0]
+            if again[0] - row[0] <= 3 and again[1] == row[1]:
+                return int(again[0]), int(again[1])
+            row = again
+
+    async def transactions(self) -> tuple[int, int]:
+        """Commits and rollbacks since ``start()``, the monitor's own left out."""
+        commits, rollbacks = await self._xacts()
+        # Each monitor statement is a transaction of its own; the last read is not in its count.
+        own = self.own_xacts - 1 - self.own_before
+        return commits - self.xacts_before[0] - own, rollbacks - self.xacts_before[1]
+
+    async def statements(self) -> list[tuple[int, float, str, bool]]:
+        """(calls, milliseconds executing, normalised text, run by a PL/pgSQL function) of
+        every statement since ``start()``, most called first, the monitor's left out."""
+        rows = await self._fetch(_STATEMENTS, self.role)
+        return [(int(r[0]), float(r[1]), str(r[2]), bool(r[3])) for r in rows]
+
+    async def events(self) -> dict[str, int]:
+        """The storm's events by state."""
+        rows = await self._fetch(
+            "SELECT state, count(*) FROM alert_events WHERE id >= $1 GROUP BY state",
+            self.first_event_id,
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def runs(self) -> list[tuple[str, str, str, int]]:
+        """(rule, outcome, refusing guard or '', count) of the runs of the storm's events."""
+        rows = await self._fetch(
+            """SELECT rule, outcome, coalesce(refusal_guard, ''), count(*) FROM runs
+               WHERE event_id >= $1 GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC""",
+            self.first_event_id,
+        )
+        return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+
+    async def latencies_ms(self, posted: dict[str, float]) -> dict[str, tuple[float, str]]:
+        """Milliseconds from each POST (``posted``: epoch seconds by fingerprint) to the
+        alert's action, and what it was (the run's outcome, or why there is none); alerts
+        not acted on yet are missing."""
+        rows = await self._fetch(_ACTED, list(posted), self.starts_at)
+        return {str(r[0]): ((float(r[1]) - posted[str(r[0])]) * 1000, str(r[2])) for r in rows}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU seconds so far of the service's process tree, this PostgreSQL's processes (the
+    monitor's backend left out) and the bench itself."""
+
+    service: float
+    postgres: float
+    client: float
+
+    @classmethod
+    def now(cls, service_pid: int, postmaster: int, monitor_backend: int) -> Usage:
+        return cls(
+            tree_cpu_seconds(service_pid),
+            tree_cpu_seconds(postmaster) - cpu_seconds(monitor_backend),
+            cpu_seconds(os.getpid()),
+        )
+
+    def since(self, service_pid: int, postmaster: int, monitor_backend: int) -> Usage:
+        """What was used from this reading until now."""
+        now = Usage.now(service_pid, postmaster, monitor_backend)
+        return Usage(
+            now.service - self.service, now.postgres - self.postgres, now.client - self.client
+        )
+
+
+def _ms(values: list[float], p: float) -> str:
+    return f"{percentile(values, p):.0f} ms" if values else "n/a"
+
+
+async def report(
+    monitor: Monitor,
+    args: argparse.Namespace,
+    *,
+    seed_s: float,
+    posted: dict[str, dict[str, float]],
+    idle_ms: list[float],
+    retries: int,
+    times: tuple[float, float, float],
+    left: int,
+    used: Usage,
+    service_pid: int,
+    postgres_peak_mb: float,
+) -> None:
+    """Read the figures from the store and print them beside issue 12's targets.
+    ``posted``: the unrelated alerts' POST times (epoch seconds by fingerprint) by when they
+    came. ``times``: when the first and last notification were taken and when the queue was
+    empty (perf_counter)."""
+    first, last, empty = times
+    epoch_first = time.time() - (time.perf_counter() - first)
+    analyses, analysed_at = await monitor.analyses()
+    events = await monitor.events()
+    total = sum(events.values())
+    runs = await monitor.runs()
+    statements = await monitor.statements()
+    commits, rollbacks = await monitor.transactions()
+    acted = {phase: await monitor.latencies_ms(times) for phase, times in posted.items()}
+    during = [ms for phase in acted.values() for ms, _ in phase.values()]
+    what = Counter(w for phase in acted.values() for _, w in phase.values())
+    unrelated = sum(len(times) for times in posted.values())
+    drain = empty - last if not left else math.nan
+    service_mb = tree_peak_rss_mb(service_pid)
+    sent = sum(s[0] for s in statements if not s[3])
+    in_functions = sum(s[0] for s in statements if s[3])
+    per = max(total, 1)
+
+    print("\n=== storm results ===")
+    print(f"machine: {machine()}")
+    print(
+        f"stored before the storm: {args.stored:,} finished events "
+        f"(+ {args.stored // 10:,} runs and steps), inserted in {seed_s:.1f} s"
+    )
+    print(
+        f"storm: {args.storm_alerts:,} matched alerts over {args.targets:,} Deployments in "
+        f"notifications of {args.batch}, concurrency {args.concurrency}, + {unrelated} "
+        f"unrelated; posted in {last - first:.1f} s ({args.storm_alerts / (last - first):,.0f} "
+        f"alerts/s, {retries} retries)"
+    )
+    print(
+        "events: "
+        + ", ".join(f"{n:,} {state}" for state, n in sorted(events.items()))
+        + (f"; {left:,} still queued after {args.storm_drain_limit:.0f} s" if left else "")
+    )
+    print(
+        f"settled {total - left:,} events in {empty - first:.1f} s from the first POST: "
+        f"{(total - left) / (empty - first):,.0f} events/s"
+    )
+    print(
+        f"autovacuum analysed alert_events {analyses} time{'' if analyses == 1 else 's'} meanwhile"
+        + (f", last {analysed_at - epoch_first:.0f} s after the first POST" if analyses else "")
+    )
+    print("runs:")
+    for rule, outcome, guard, n in runs:
+        print(f"  {rule:45} {outcome:10} {guard or '':12} {n:7,}")
+    print(
+        f"unrelated alert, POST to action: during the storm p50 {_ms(during, 50)}"
+        f", p99 {_ms(during, 99)} ({len(during)} of {unrelated} acted on: "
+        + ", ".join(f"{n} {w}" for w, n in what.most_common())
+        + f"); idle p50 {_ms(idle_ms, 50)}"
+    )
+    for phase, latencies in acted.items():
+        of_phase = [m for m, _ in latencies.values()]
+        print(f"  {phase}: {len(of_phase)}, p50 {_ms(of_phase, 50)}, p99 {_ms(of_phase, 99)}")
+    print(
+        f"SQL per event: {sent / per:.1f} statements sent (intake's and the worker's, from "
+        f"pg_stat_statements; the bench's own left out) and {in_functions / per:.1f} run by "
+        f"PL/pgSQL functions and triggers, {commits / per:.1f} commits, "
+        f"{rollbacks / per:.2f} rollbacks"
+    )
+    by_time = sorted(statements, key=lambda s: s[1], reverse=True)[:6]
+    print(
+        "  per event: calls, ms executing, statement (the 10 most called, then the longest; "
+        "* run by a PL/pgSQL function or trigger)"
+    )
+    for n, ms, query, server in statements[:10] + [s for s in by_time if s not in statements[:10]]:
+        print(f"  {n / per:6.2f} {ms / per:6.2f} {'*' if server else ' '} {query[:98]}")
+    print(
+        f"CPU per event: service {1e6 * used.service / per:.0f} us, PostgreSQL "
+        f"{1e6 * used.postgres / per:.0f} us (this bench's postmaster and its children only), "
+        f"bench client {1e6 * used.client / per:.0f} us"
+    )
+    print(
+        f"peak memory: service {service_mb:.0f} MB RSS, PostgreSQL {postgres_peak_mb:.0f} MB "
+        "(PSS of its processes, sampled every 0.5 s)"
+    )
+    print("targets (issue 12):")
+    print(f"  drain from the last notification: {against(drain, DRAIN_TARGET_S, 's')}")
+    print(
+        f"  unrelated alert p50: {against(percentile(during, 50), UNRELATED_P50_TARGET_MS, 'ms')}"
+    )
+    print(
+        f"  unrelated alert p99: {against(percentile(during, 99), UNRELATED_P99_TARGET_MS, 'ms')}"
+    )
+    print(f"  peak RSS of the service: {against(service_mb, RSS_TARGET_MB, 'MB')}")
