@@ -141,6 +141,17 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
     rules = RuleHolder(settings.rules_dir, registry, policy)
     for warning in rules.current.warnings:
         log.warning("rule warning", warning=str(warning))
+    unconfigured = sorted(
+        {r.announce.channel for r in rules.current.rules if r.announce is not None}
+        - set(settings.notify_channels)
+    )
+    if unconfigured:
+        # Said once here, not once per run: each run's audit row records it as not delivered.
+        log.warning(
+            "rules announce to channels that are not configured (notify.channels): their"
+            " announcements are audited as not delivered",
+            channels=unconfigured,
+        )
     # Approval files too: a missing key or approvers file must stop the start early.
     approval_files = load_approvals(settings)
 

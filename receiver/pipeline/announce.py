@@ -76,9 +76,11 @@ class Announcer:
             return
         run = await deps.store.get_run(ctx.run_id)
         message = self._message(ctx, run, moment, outcome, text)
+        configured = False
         if deps.clients.has("notify"):
             notifier: Notifier = deps.clients.get("notify")
             channel = notifier.channels.get(spec.channel)
+            configured = channel is not None
             if channel is not None and channel.kind is ChannelKind.SLACK:
                 # The text quotes the alert and the refusal as they are: no label may turn
                 # into a link or a mention in Slack's mrkdwn.
@@ -96,7 +98,9 @@ class Announcer:
             detail=detail,
         )
         deps.metrics.announced(moment.value, delivered)
-        log = ctx.log.info if delivered else ctx.log.warning
+        # A channel that is not configured was warned about once, at start-up, and each run's
+        # audit row says it again: a warning per run would be 10,000 lines in a storm.
+        log = ctx.log.info if delivered else ctx.log.warning if configured else ctx.log.debug
         log(
             "announced" if delivered else "announcement not delivered",
             moment=moment.value,

@@ -156,3 +156,10 @@ async def test_the_banner_and_the_log_say_what_runs_where_and_what_is_unsafe(
     [typo] = [e for e in _log_lines(served.output) if e["event"] == "configuration warning"]
     assert "REMEDIATOR_PORTT" in str(typo["problem"])
     assert "did you mean REMEDIATOR_PORT?" in str(typo["problem"])
+    # The shipped rules announce to "oncall", which is not configured: said once, at start-up
+    # (each run's audit row says it again, not a warning per run).
+    [channels] = [
+        e for e in _log_lines(served.output) if str(e["event"]).startswith("rules announce to")
+    ]
+    assert channels["level"] == "warning"
+    assert channels["channels"] == ["oncall"]
