@@ -60,11 +60,13 @@ WITH s AS (
     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND userid <> (SELECT oid FROM pg_roles WHERE rolname = $1)
 ), bodies AS (
-    -- PL/pgSQL takes "SELECT ... INTO variables FROM" apart: the statement it runs has no INTO.
-    SELECT regexp_replace(
-               regexp_replace(prosrc, '\\s+', ' ', 'g'),
-               '(?<!insert)(?<!merge) into (strict )?[a-z_][a-z0-9_.]*( ?, ?[a-z_][a-z0-9_.]*)*',
-               '', 'gi') AS body
+    -- PL/pgSQL takes "SELECT ... INTO variables FROM" apart: the statement it runs has no INTO;
+    -- and it runs "PERFORM x" as "SELECT x".
+    SELECT regexp_replace(regexp_replace(
+        regexp_replace(prosrc, '\\s+', ' ', 'g'),
+        '(?<!insert)(?<!merge) into (strict )?[a-z_][a-z0-9_.]*( ?, ?[a-z_][a-z0-9_.]*)*',
+        '', 'gi'),
+        '\\mperform\\M', 'SELECT', 'gi') AS body
     FROM pg_proc
     WHERE prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
       AND pronamespace = 'public'::regnamespace
