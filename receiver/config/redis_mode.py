@@ -37,6 +37,7 @@ __all__ = [
     "RedisModeField",
     "RedisSettings",
     "SentinelAddresses",
+    "blank_as_none",
     "check_redis",
     "sentinel_addresses",
     "split_address",
@@ -90,6 +91,13 @@ def split_address(item: str) -> tuple[str, int]:
 SentinelAddresses = Annotated[tuple[str, ...], BeforeValidator(sentinel_addresses)]
 
 
+def blank_as_none(value: object) -> object:
+    """A setting's value with an empty or blank string read as unset (None)."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
 class RedisSettings(BaseModel):
     """How the guards reach Redis, as settings: ``Settings`` inherits this group (its fields,
     with the others' YAML paths and variables in ``sources.KEYS``); ``check_redis`` says whether
@@ -114,9 +122,7 @@ class RedisSettings(BaseModel):
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+        return blank_as_none(value)
 
     @field_validator("redis_url")
     @classmethod

@@ -32,7 +32,7 @@ from receiver.config.connections import (
     clear_url,
     json_map,
 )
-from receiver.config.redis_mode import RedisSettings
+from receiver.config.redis_mode import RedisSettings, blank_as_none
 from receiver.config.values import namespaces, one_of, split_list, url_shape
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
@@ -332,9 +332,7 @@ class Settings(RedisSettings):
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+        return blank_as_none(value)
 
     @field_validator("database_url", "database_direct_url")
     @classmethod
