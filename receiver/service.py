@@ -55,6 +55,9 @@ from receiver.worker import Worker
 from remediations.registry import default_registry
 
 SHUTDOWN_GRACE_S = 20.0
+# How long stopping waits to record itself in the audit log: a store that went away (behind
+# PgBouncer a connection waits for a server that is not coming) must not hold the exit.
+SHUTDOWN_AUDIT_TIMEOUT_S = 5.0
 RULES_POLL_S = 5.0
 PRUNE_EVERY_S = 3600.0
 
@@ -316,7 +319,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             await intake.drain()
             await worker.stop(SHUTDOWN_GRACE_S)
             await report.drain()
-            await _audit(store, log, "service.stopped", {"worker": worker.owner})
+            await _audit(
+                store, log, "service.stopped", {"worker": worker.owner}, SHUTDOWN_AUDIT_TIMEOUT_S
+            )
             await store.close()
             await redis.close()
             await clients.close()
@@ -338,10 +343,12 @@ async def _prune(store: Store, retention_s: float, log: Any) -> None:
         await asyncio.sleep(PRUNE_EVERY_S)
 
 
-async def _audit(store: Store, log: Any, kind: str, data: dict[str, Any]) -> None:
+async def _audit(
+    store: Store, log: Any, kind: str, data: dict[str, Any], timeout_s: float | None = None
+) -> None:
     """A service-level audit row; the store being down is logged, never fatal."""
     try:
-        await store.append_audit(kind, data=data)
+        await store.append_audit(kind, data=data, timeout_s=timeout_s)
     except StoreUnavailable as exc:
         log.error("could not record in the audit log", kind=kind, error=str(exc))
 

@@ -109,9 +109,19 @@ class AuditLog(Database):
         run_id: str | None = None,
         fingerprint: str | None = None,
         data: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
     ) -> None:
-        """Append one audit row in its own transaction (chained when it commits)."""
-        async with self._tx() as conn:
+        """Append one audit row in its own transaction (chained when it commits).
+
+        ``timeout_s``: give up after that many seconds, a connection included, with
+        StoreUnavailable (a service stopping must not wait on a store that went away: behind
+        PgBouncer a connection waits for a server that is not coming)."""
+        if timeout_s is None:
+            async with self._tx() as conn:
+                await append_in_tx(conn, kind, run_id, fingerprint, data or {})
+            return
+        async with self._within(timeout_s) as conn, conn.transaction():
             await append_in_tx(conn, kind, run_id, fingerprint, data or {})
 
     async def audit_entries(self, run_id: str) -> list[dict[str, Any]]:

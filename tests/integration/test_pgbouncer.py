@@ -6,6 +6,8 @@ without ``database.pooler: pgbouncer-transaction``."""
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,7 @@ from receiver.worker import Worker
 from tests.support import payloads
 from tests.support.pgbouncer import PgBouncer
 from tests.support.polling import current, eventually
+from tests.support.postgres import PostgresServer
 from tests.support.served import SAMPLE, ServeFactory, cli, database_env
 
 pytestmark = pytest.mark.postgres
@@ -292,3 +295,31 @@ async def test_serve_behind_the_pooler_end_to_end(
     for _ in range(2):
         code, out, err = await cli(env, "audit", "verify")
         assert code == 0, out + err
+
+
+async def test_serve_stops_promptly_when_its_database_went_away(
+    serve: ServeFactory, pgbouncer: PgBouncer, pg_server: PostgresServer, database_url: str
+) -> None:
+    """Behind PgBouncer a connection to a database that is gone waits for a server that is not
+    coming: stopping must not wait on it to record ``service.stopped`` (it took 60 s, past a
+    Pod's grace period; the embedded Redis was left running)."""
+    served = serve(
+        {
+            "REMEDIATOR_DATABASE_URL": pgbouncer.through(database_url),
+            **POOLER,
+            "REMEDIATOR_DATABASE_DIRECT_URL": database_url,
+        }
+    )
+    admin = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        name = database_url.rsplit("/", 1)[1]
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    served.proc.send_signal(signal.SIGTERM)
+    # Well inside the 20 s grace for claimed work; the audit row waits 5 s at most.
+    assert await asyncio.to_thread(served.proc.wait, 30) == 0
+    events = [json.loads(line) for line in served.output if line.startswith("{")]
+    [unrecorded] = [e for e in events if e["event"] == "could not record in the audit log"]
+    assert unrecorded["kind"] == "service.stopped"
+    assert events[-1]["event"] == "stopped"
