@@ -81,23 +81,25 @@ def audit_data(data: Mapping[str, Any]) -> str:
     return canonical_json(json.loads(canonical_json(dict(data))))
 
 
-def audit_insert_sql(source: str, *, kind: str, run_id: str, fingerprint: str, data: str) -> str:
+def audit_insert_sql(
+    source: str, *, kind: str, run_id: str, fingerprint: str, data: str, order_by: str = ""
+) -> str:
     """SQL that queues one audit row per row of ``source`` (a CTE or subquery of the caller's
     statement), for an ``append_in_tx`` folded into a bigger statement: one round trip instead
     of three. The arguments are SQL expressions: ``kind`` and ``data`` (text, the latter from
     ``audit_data``) usually parameters, ``run_id`` (uuid) and ``fingerprint`` (text) columns of
     ``source``. PostgreSQL's ``to_json`` writes a string as ``canonical_json`` does (the same
     escapes: short ones for backspace, form feed, newline, return and tab, ``u00XX`` ones for
-    the other control characters,
-    UTF-8 kept; tests/integration/test_audit_sealing.py holds the two to it). Rows of one
-    statement are chained in the order ``source`` gives them."""
+    the other control characters, UTF-8 kept; tests/integration/test_audit_sealing.py holds the
+    two to it). Rows of one statement are queued, and so chained, in the order of ``order_by``
+    (an SQL expression over ``source``; none: the order ``source`` gives them)."""
     return f"""INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_mid, hashed_end)
         SELECT {kind}, {run_id}, {fingerprint}, {data},
                '"data":' || {data} || ',"fingerprint":'
                    || coalesce(to_json(({fingerprint})::text)::text, 'null'),
                '"kind":' || to_json(({kind})::text)::text || ',"run_id":'
                    || coalesce(to_json(({run_id})::text)::text, 'null')
-        FROM {source}"""
+        FROM {source}{f" ORDER BY {order_by}" if order_by else ""}"""
 
 
 class AuditLog(Database):

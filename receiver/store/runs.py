@@ -153,18 +153,18 @@ class Runs(Database):
                 ), audited AS (
                     {
                     audit_insert_sql(
-                        '''(SELECT created.id, created.fingerprint, a.kind, a.data
+                        '''(SELECT created.id, created.fingerprint, a.idx, a.kind, a.data
                             FROM created, (SELECT -1 AS idx, 'run.created' AS kind, $24 AS data
                                            UNION ALL
                                            SELECT idx, 'step', audited FROM planned
                                            UNION ALL
                                            SELECT 2147483647, 'run.refused', $30
-                                           WHERE $30::text IS NOT NULL) a
-                            ORDER BY a.idx) AS rows''',
+                                           WHERE $30::text IS NOT NULL) a) AS rows''',
                         kind="rows.kind",
                         run_id="rows.id",
                         fingerprint="rows.fingerprint",
                         data="rows.data",
+                        order_by="rows.idx",
                     )
                 }
                 )
