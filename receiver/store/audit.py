@@ -18,9 +18,9 @@ from typing import Any
 from receiver.store.chain import ChainRow, diagnose, diagnose_end
 from receiver.store.database import Database
 from receiver.store.errors import translate
-from receiver.store.records import AuditCheck, as_utc, canonical_json
+from receiver.store.records import AuditCheck, as_utc, audit_data, canonical_json
 
-__all__ = ["AuditLog", "append_in_tx", "audit_data", "audit_insert_sql"]
+__all__ = ["AuditLog", "append_in_tx", "audit_insert_sql"]
 
 
 def _hash(prev_hash: str, content: Mapping[str, Any]) -> str:
@@ -73,12 +73,6 @@ async def append_in_tx(
         f'"data":{normalised},"fingerprint":{canonical_json(fingerprint)}',
         f'"kind":{canonical_json(kind)},"run_id":{canonical_json(run_id)}',
     )
-
-
-def audit_data(data: Mapping[str, Any]) -> str:
-    """``data`` as the canonical JSON an audit row is hashed over: through JSON once first, so
-    the hash is over what jsonb will give back."""
-    return canonical_json(json.loads(canonical_json(dict(data))))
 
 
 def audit_insert_sql(

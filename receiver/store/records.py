@@ -29,6 +29,7 @@ __all__ = [
     "RunRecord",
     "StepRecord",
     "as_utc",
+    "audit_data",
     "canonical_json",
     "event_columns",
     "event_from_row",
@@ -43,6 +44,12 @@ __all__ = [
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace, UTF-8 kept: the byte form the audit hash is computed over."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def audit_data(data: Mapping[str, Any]) -> str:
+    """``data`` as the canonical JSON an audit row is hashed over: through JSON once first, so
+    the hash is over what jsonb will give back."""
+    return canonical_json(json.loads(canonical_json(dict(data))))
 
 
 def as_utc(value: datetime) -> datetime:
@@ -150,8 +157,7 @@ class Refused:
 
     def columns(self) -> tuple[str, str, datetime | None, str, str]:
         """guard, reason, retry_at, the steps' message, the audit data (canonical JSON)."""
-        data = canonical_json(json.loads(canonical_json(self.audit())))
-        return self.guard, self.reason, self.retry_at, self.not_run, data
+        return self.guard, self.reason, self.retry_at, self.not_run, audit_data(self.audit())
 
 
 class JobKind(StrEnum):

@@ -12,7 +12,7 @@ from typing import Any, Unpack
 import asyncpg
 
 from receiver.model import AlertEvent, RunOutcome, StepPlan, Target
-from receiver.store.audit import append_in_tx, audit_data, audit_insert_sql
+from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
@@ -23,11 +23,12 @@ from receiver.store.records import (
     Refused,
     RunRecord,
     as_utc,
+    audit_data,
     canonical_json,
     run_from_row,
     step_from_row,
 )
-from receiver.store.steps import mark_not_run
+from receiver.store.steps import mark_not_run, step_audit
 
 __all__ = ["Runs"]
 
@@ -106,16 +107,9 @@ class Runs(Database):
                 step.needs_approval,
                 step.description,
                 audit_data(
-                    {
-                        "phase": "run",
-                        "idx": step.index,
-                        "action": step.action,
-                        "outcome": step_outcome,
-                        "message": step.description,
-                        "params": dict(step.params or {}),
-                        "before": None,
-                        "after": None,
-                    }
+                    step_audit(
+                        "run", step.index, step.action, step_outcome, step.description, step.params
+                    )
                 ),
             )
             for step in steps

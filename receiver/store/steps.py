@@ -16,7 +16,7 @@ from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import Refused, canonical_json
 
-__all__ = ["NOT_RUN", "StepFields", "StepWriter", "mark_not_run", "write_step"]
+__all__ = ["NOT_RUN", "StepFields", "StepWriter", "mark_not_run", "step_audit", "write_step"]
 
 # The outcome of a step its run ended without running (refused by a guard, stopped by an earlier
 # step, rejected, expired, cancelled): it will never run, so it does not read ``pending``.
@@ -107,17 +107,34 @@ async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> No
         "step",
         run_id,
         fingerprint,
-        {
-            "phase": phase,
-            "idx": idx,
-            "action": action,
-            "outcome": outcome,
-            "message": message,
-            "params": dict(params or {}),
+        step_audit(phase, idx, action, outcome, message, params)
+        | {
             "before": None if before is None else dict(before),
             "after": None if after is None else dict(after),
         },
     )
+
+
+def step_audit(
+    phase: str,
+    idx: int,
+    action: str,
+    outcome: str,
+    message: str,
+    params: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The data of a ``step`` audit row, before and after None (a step that changed nothing
+    yet, or a caller that adds them)."""
+    return {
+        "phase": phase,
+        "idx": idx,
+        "action": action,
+        "outcome": outcome,
+        "message": message,
+        "params": dict(params or {}),
+        "before": None,
+        "after": None,
+    }
 
 
 class StepWriter(Database):
@@ -171,7 +188,7 @@ class StepWriter(Database):
                                     finished_at = coalesce(finished_at, remediator_now())
                     WHERE id = $1::uuid RETURNING id, fingerprint
                 ), not_run AS (
-                    UPDATE steps SET outcome = $5, message = $6
+                    UPDATE steps SET outcome = $7, message = $5
                     WHERE run_id IN (SELECT id FROM refused) AND phase = 'run'
                       AND outcome IN ('pending', 'awaiting_approval')
                 ), audited AS (
@@ -181,18 +198,14 @@ class StepWriter(Database):
                         kind="'run.refused'",
                         run_id="refused.id",
                         fingerprint="refused.fingerprint",
-                        data="$7",
+                        data="$6",
                     )
                 }
                 )
                 SELECT count(*) FROM refused
                 """,
                 run_id,
-                guard,
-                reason,
-                retry_at,
+                *refused.columns(),
                 NOT_RUN,
-                refused.not_run,
-                refused.columns()[4],
             )
         return bool(count)

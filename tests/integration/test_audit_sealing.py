@@ -9,7 +9,8 @@ import asyncio
 import asyncpg
 
 from receiver.store import Store
-from receiver.store.audit import append_in_tx, audit_data, audit_insert_sql
+from receiver.store.audit import append_in_tx, audit_insert_sql
+from receiver.store.records import audit_data
 
 # Text the database and Python could escape differently if either side built the JSON alone:
 # quotes, backslashes, control characters (short and \u escapes), DEL, line and paragraph
