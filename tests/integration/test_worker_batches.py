@@ -5,6 +5,7 @@ worker that takes them up after their leases)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -106,3 +107,55 @@ async def test_a_worker_killed_in_the_middle_of_a_batch(store: Store, database_u
         # The completed half was claimed once; the rest twice, the lost lease counted.
         expected = (1, 0) if event_id in completed else (2, 1)
         assert (row["attempts"], row["failures"]) == expected, row
+
+
+async def test_under_a_backlog_the_worker_claims_in_batches(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With events still queued, a slot that frees up alone is not claimed alone: the worker
+    waits until half its slots are free (a claim is four round trips)."""
+    await store.insert_events([new_event(f"{i:016x}") for i in range(12)])
+    sizes: list[int] = []
+    real_claim = store.claim_events
+
+    async def claim_events(*args: object, **kwargs: object) -> list[object]:
+        claims = await real_claim(*args, **kwargs)  # type: ignore[arg-type]
+        if claims:
+            sizes.append(len(claims))
+        return list(claims)
+
+    monkeypatch.setattr(store, "claim_events", claim_events)
+    gates: dict[int, asyncio.Event] = {}
+
+    async def gated(event: AlertEvent) -> Disposition:
+        gates[event.id] = asyncio.Event()
+        await gates[event.id].wait()
+        return Disposition.done()
+
+    log = structlog.get_logger("test.batches")
+    async with Worker(
+        store, gated, owner="w", concurrency=4, lease_s=30, poll_interval_s=0.1, log=log
+    ) as worker:
+        await eventually(functools.partial(_count, gates, 4), timeout_s=10)
+        assert sizes == [4]
+        released = 0
+        while worker.processed < 8:
+            # Let one in-flight event finish, and wait until the worker has settled it.
+            waiting = [i for i, gate in gates.items() if not gate.is_set()]
+            gates[min(waiting)].set()
+            released += 1
+            await eventually(functools.partial(_processed, worker, released), timeout_s=10)
+        # Eight settled with four still queued at every claim: claims of two, never of one.
+        assert sizes[0] == 4
+        assert all(size >= 2 for size in sizes[1:]), sizes
+        assert sum(sizes) >= 8
+        for gate in gates.values():
+            gate.set()
+
+
+async def _count(gates: dict[int, asyncio.Event], n: int) -> bool:
+    return len(gates) >= n
+
+
+async def _processed(worker: Worker, n: int) -> bool:
+    return worker.processed >= n
