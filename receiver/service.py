@@ -13,7 +13,7 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,16 +60,6 @@ SHUTDOWN_GRACE_S = 20.0
 SHUTDOWN_AUDIT_TIMEOUT_S = 5.0
 RULES_POLL_S = 5.0
 PRUNE_EVERY_S = 3600.0
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed: the same asyncio API with less CPU per request, which is what
-    bounds intake on a small machine. The standard loop otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,9 +38,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     # other commands do not need.
     from receiver.embedded import EmbeddedError
     from receiver.rules.errors import RuleSetError
-    from receiver.service import event_loop_factory, run_service
+    from receiver.runtime import event_loop_factory, tune_garbage_collector
+    from receiver.service import run_service
     from receiver.startup import StartupError
 
+    tune_garbage_collector()
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(run_service(settings))
