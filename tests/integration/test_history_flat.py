@@ -1,0 +1,82 @@
+"""The engine's history read costs the runs of the targets it asks about, not the storm's.
+
+A storm of one rule over many targets creates a run per alert. Each event's history read asks
+for the recent runs of its own (rule, target) pairs; it used to walk every recent run of the
+rule (or all of ``runs``), so each read grew with the storm. These tests count the rows the
+read takes from ``runs`` in the plan PostgreSQL ran (EXPLAIN ANALYZE of the very statement).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from receiver.model import Target
+from receiver.store import Store
+from receiver.store.history import HISTORY_SQL, history_arguments
+from tests.support.events import alert_event
+
+STORM_TARGETS = 300
+
+
+def _rows_read(plan: dict[str, Any], relation: str) -> int:
+    """Rows the plan's scans of ``relation`` read: returned plus filtered out, every loop."""
+    total = 0
+    if plan.get("Relation Name") == relation:
+        loops = int(plan.get("Actual Loops", 1))
+        returned = float(plan.get("Actual Rows", 0))
+        removed = float(plan.get("Rows Removed by Filter", 0)) + float(
+            plan.get("Rows Removed by Index Recheck", 0)
+        )
+        total += round((returned + removed) * loops)
+    for child in plan.get("Plans", []):
+        total += _rows_read(child, relation)
+    return total
+
+
+async def _storm(store: Store, targets: int) -> list[Target]:
+    """One run of the rule "restart" on each of ``targets`` Deployments, three on the first."""
+    made = [Target("Deployment", "shop", f"web-{i}") for i in range(targets)]
+    for i, target in enumerate(made):
+        for repeat in range(3 if i == 0 else 1):
+            await store.create_run(
+                rule="restart",
+                event=alert_event(fingerprint=f"{i:012x}{repeat:04x}"),
+                target=target,
+                dry_run=True,
+            )
+    return made
+
+
+async def test_a_history_read_takes_its_targets_runs_not_the_rules_other_runs(
+    store: Store,
+) -> None:
+    targets = await _storm(store, STORM_TARGETS)
+    event = alert_event(fingerprint="f" * 16)
+    args = history_arguments(event, 3600, [("restart", targets[0])], [], 1000)
+    async with store._pool.acquire() as conn:
+        plan = json.loads(
+            await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + HISTORY_SQL, *args)
+        )[0]["Plan"]
+    # The three runs of web-0, and nothing of the 299 other targets' runs of the same rule.
+    assert _rows_read(plan, "runs") <= 3, json.dumps(plan, indent=1)
+
+    history = await store.history(event, 3600, repeats=[("restart", targets[0])])
+    assert len(history.recent_runs) == 3
+    assert {r.target for r in history.recent_runs} == {targets[0]}
+
+
+async def test_the_newest_runs_of_several_pairs_come_back_newest_last_up_to_the_limit(
+    store: Store,
+) -> None:
+    targets = await _storm(store, 4)
+    event = alert_event(fingerprint="f" * 16)
+    pairs = [("restart", targets[0]), ("restart", targets[2]), ("restart", targets[0])]
+    history = await store.history(event, 3600, repeats=pairs)
+    # The same pair twice is read once: web-0's three runs and web-2's one.
+    assert sorted(r.target.name for r in history.recent_runs) == ["web-0"] * 3 + ["web-2"]
+    created = [r.created_at for r in history.recent_runs]
+    assert created == sorted(created)  # oldest first, as the engine counts them
+    limited = await store.history(event, 3600, repeats=pairs, limit=2)
+    assert [r.run_id for r in limited.recent_runs] == [r.run_id for r in history.recent_runs[-2:]]
+    assert (await store.history(event, 3600, repeats=[("other", targets[0])])).recent_runs == ()
