@@ -9,29 +9,14 @@ read takes from ``runs`` in the plan PostgreSQL ran (EXPLAIN ANALYZE of the very
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from receiver.model import Target
 from receiver.store import Store
 from receiver.store.history import HISTORY_SQL, history_arguments
 from tests.support.events import alert_event
+from tests.support.plans import explain_analyze, rows_read
 
 STORM_TARGETS = 300
-
-
-def _rows_read(plan: dict[str, Any], relation: str) -> int:
-    """Rows the plan's scans of ``relation`` read: returned plus filtered out, every loop."""
-    total = 0
-    if plan.get("Relation Name") == relation:
-        loops = int(plan.get("Actual Loops", 1))
-        returned = float(plan.get("Actual Rows", 0))
-        removed = float(plan.get("Rows Removed by Filter", 0)) + float(
-            plan.get("Rows Removed by Index Recheck", 0)
-        )
-        total += round((returned + removed) * loops)
-    for child in plan.get("Plans", []):
-        total += _rows_read(child, relation)
-    return total
 
 
 async def _storm(store: Store, targets: int) -> list[Target]:
@@ -55,11 +40,9 @@ async def test_a_history_read_takes_its_targets_runs_not_the_rules_other_runs(
     event = alert_event(fingerprint="f" * 16)
     args = history_arguments(event, 3600, [("restart", targets[0])], [], 1000)
     async with store._pool.acquire() as conn:
-        plan = json.loads(
-            await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + HISTORY_SQL, *args)
-        )[0]["Plan"]
+        plan = await explain_analyze(conn, HISTORY_SQL, *args)
     # The three runs of web-0, and nothing of the 299 other targets' runs of the same rule.
-    assert _rows_read(plan, "runs") <= 3, json.dumps(plan, indent=1)
+    assert rows_read(plan, "runs") <= 3, json.dumps(plan, indent=1)
 
     history = await store.history(event, 3600, repeats=[("restart", targets[0])])
     assert len(history.recent_runs) == 3

@@ -1,0 +1,49 @@
+"""A claim reads about as many queued rows with a storm's backlog queued as with a few.
+
+Each claim locks its picks by primary key. Joined to the candidates without it, on statistics
+that still called the queue small (right after a burst, before autovacuum analyses it), the
+planner walked every queued row and filtered each against the candidates: the claim grew with
+the backlog. These tests count the rows the claim takes from ``alert_events`` in the plan
+PostgreSQL ran (EXPLAIN ANALYZE of the very statement, in the transaction the store uses).
+"""
+
+from __future__ import annotations
+
+import json
+
+from receiver.store import Store
+from receiver.store.claims import CLAIM_EVENTS_SQL, LANES
+from receiver.store.events import CLAIM_WINDOW
+from tests.support.events import new_event
+from tests.support.plans import explain_analyze, rows_read
+
+
+async def _rows_read_by_a_claim(store: Store, backlog: int) -> int:
+    events = [new_event(i) for i in range(backlog)]
+    for start in range(0, backlog, 500):
+        await store.insert_events(events[start : start + 500])
+    async with store._pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            # As EventQueue.claim_events runs it.
+            await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+            plan = await explain_analyze(
+                conn, CLAIM_EVENTS_SQL, "worker-1", 2, 60.0, 2 * 2 + CLAIM_WINDOW // 4, "", LANES
+            )
+        finally:
+            await tx.rollback()
+    claimed = plan["Actual Rows"]
+    assert claimed == 2, json.dumps(plan, indent=1)
+    return rows_read(plan, "alert_events")
+
+
+async def test_a_claim_reads_the_same_rows_behind_a_backlog_of_3000_as_of_30(
+    store: Store,
+) -> None:
+    few = await _rows_read_by_a_claim(store, 30)
+    await store._pool.execute("DELETE FROM alert_events")
+    many = await _rows_read_by_a_claim(store, 3000)
+    # The walk reads its window of heads and their alerts' queues; never the backlog.
+    assert many <= few + 10, (few, many)
+    assert many < 100, many
