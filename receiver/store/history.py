@@ -48,7 +48,7 @@ WITH parts AS (
     UNION ALL
     (SELECT 'recent', row_number() OVER (ORDER BY created_at DESC, id DESC),
             {RUN_COLUMNS}, false
-     -- Each pair's newest runs, walked down runs_target_created, then the newest of them
+     -- Each pair's newest runs, walked down runs_pair_created, then the newest of them
      -- all: the read costs the runs of these targets, however many other targets the rule
      -- has runs on. (A join of runs to the pairs let the planner walk every recent run of
      -- the rule, or all of runs on the statistics of a table that was small a minute ago:

@@ -19,6 +19,15 @@ from tests.support.plans import explain_analyze, rows_read
 STORM_TARGETS = 300
 
 
+def _text(value: object) -> str | None:
+    """A parameter as PostgreSQL's text input reads it (arrays as array literals)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return "{" + ",".join(f'"{item}"' for item in value) + "}"
+    return str(value)
+
+
 async def _storm(store: Store, targets: int) -> list[Target]:
     """One run of the rule "restart" on each of ``targets`` Deployments, three on the first."""
     made = [Target("Deployment", "shop", f"web-{i}") for i in range(targets)]
@@ -47,6 +56,30 @@ async def test_a_history_read_takes_its_targets_runs_not_the_rules_other_runs(
     history = await store.history(event, 3600, repeats=[("restart", targets[0])])
     assert len(history.recent_runs) == 3
     assert {r.target for r in history.recent_runs} == {targets[0]}
+
+
+async def test_the_plan_cached_on_an_empty_table_still_walks_only_the_targets_runs(
+    store: Store,
+) -> None:
+    # The service's statement is planned once, early, and the plan kept (a generic plan): on
+    # the statistics of a table that was empty then, whatever a storm has added since.
+    event = alert_event(fingerprint="f" * 16)
+    first = Target("Deployment", "shop", "web-0")
+    args = history_arguments(event, 3600, [("restart", first)], [], 1000)
+    async with store._pool.acquire() as conn:
+        # EXECUTE takes no bind parameters: its arguments are written as literals.
+        literals = [await conn.fetchval("SELECT quote_nullable($1::text)", _text(a)) for a in args]
+        execute = f"EXECUTE cached_history ({', '.join(literals)})"
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE cached_history AS {HISTORY_SQL}")
+        try:
+            await conn.execute(execute)
+            await _storm(store, STORM_TARGETS)
+            plan = await explain_analyze(conn, execute)
+        finally:
+            await conn.execute("DEALLOCATE cached_history")
+            await conn.execute("RESET plan_cache_mode")
+    assert rows_read(plan, "runs") <= 3, json.dumps(plan, indent=1)
 
 
 async def test_the_newest_runs_of_several_pairs_come_back_newest_last_up_to_the_limit(

@@ -14,3 +14,10 @@ BEGIN
     RETURN QUERY SELECT DISTINCT * FROM unnest(kinds, namespaces, names, rules);
 END
 $$;
+
+-- The index that walk takes, with every column the read compares: the cached generic plan is
+-- made on whatever statistics the table had then (none, on a new table), and on those
+-- runs_target_created, which leaves the rule to a filter, tied with runs_once_per_occurrence,
+-- which leaves the target to one: that plan read every run of the rule, 2,921 rows for 9.
+CREATE INDEX runs_pair_created
+    ON runs (target_name, target_namespace, target_kind, rule, created_at DESC, id DESC);
