@@ -47,3 +47,35 @@ async def test_a_claim_reads_the_same_rows_behind_a_backlog_of_3000_as_of_30(
     # The walk reads its window of heads and their alerts' queues; never the backlog.
     assert many <= few + 10, (few, many)
     assert many < 100, many
+
+
+async def test_a_claim_planned_on_an_empty_queue_reads_no_more_behind_a_backlog(
+    store: Store,
+) -> None:
+    # The service's claim is planned once, early, and the plan kept (a generic plan): on the
+    # statistics of a queue that was empty then, whatever a storm has queued since.
+    args = ["'worker-1'", "2", "60.0", str(2 * 2 + CLAIM_WINDOW // 4), "''", str(LANES)]
+    execute = f"EXECUTE cached_claim ({', '.join(args)})"
+    pin = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
+    async with store._pool.acquire() as conn:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE cached_claim AS {CLAIM_EVENTS_SQL}")
+        try:
+            async with conn.transaction():
+                await conn.execute(pin)
+                await conn.execute(execute)
+            events = [new_event(i) for i in range(3000)]
+            for start in range(0, len(events), 500):
+                await store.insert_events(events[start : start + 500])
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                await conn.execute(pin)
+                plan = await explain_analyze(conn, execute)
+            finally:
+                await tx.rollback()
+        finally:
+            await conn.execute("DEALLOCATE cached_claim")
+            await conn.execute("RESET plan_cache_mode")
+    assert plan["Actual Rows"] == 2, json.dumps(plan, indent=1)
+    assert rows_read(plan, "alert_events") < 100, json.dumps(plan, indent=1)
