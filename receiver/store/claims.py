@@ -11,7 +11,9 @@ lanes than one claim takes. Within a lane, order is arrival (``not_before``, ``i
 Flat: every walk starts at the head of a partial index over *pending* rows
 (``alert_events_pending_lanes``, migration 0013) and stops at its window, so a claim costs the
 same however many finished events are stored. The lane walk is a loose index scan (one index
-probe per lane, the recursive CTEs ``after`` and ``from_start``).
+probe per lane, the recursive CTEs ``after`` and ``from_start``). The plan must not depend on
+statistics, which a storm outdates at once: the picks are locked by primary key, and the state
+column has none (migration 0016), so no pending-only index looks empty and free to walk.
 
 The per-alert order of ``receiver.store.events`` is kept: only the head of each alert's queue
 is a candidate (a claimed event if there is one, else the oldest). Expired leases (a worker

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 
+import asyncpg
+
 from receiver.store import Store
 from receiver.store.claims import CLAIM_EVENTS_SQL, LANES
 from receiver.store.events import CLAIM_WINDOW
+from receiver.store.migrate import load_migrations, migrate
 from tests.support.events import new_event
 from tests.support.plans import explain_analyze, rows_read
 
@@ -79,3 +82,46 @@ async def test_a_claim_planned_on_an_empty_queue_reads_no_more_behind_a_backlog(
             await conn.execute("RESET plan_cache_mode")
     assert plan["Actual Rows"] == 2, json.dumps(plan, indent=1)
     assert rows_read(plan, "alert_events") < 100, json.dumps(plan, indent=1)
+
+
+async def test_a_claim_after_statistics_that_saw_only_done_events_reads_no_more(
+    store: Store,
+) -> None:
+    # ANALYZE before a storm: 20,000 events, all done. Then the storm queues 3,000.
+    await store._pool.execute(
+        """INSERT INTO alert_events (fingerprint, starts_at, status, labels, alertname,
+                                     group_key, receiver, state, done_at)
+           SELECT lpad(to_hex(g), 16, '0'), '2026-01-01T00:00:00Z', 'firing', '{}', 'Old',
+                  'k', 'r', 'done', now()
+           FROM generate_series(1, 20000) AS g"""
+    )
+    await store._pool.execute("ANALYZE alert_events")
+    assert await _rows_read_by_a_claim(store, 3000) < 100
+
+
+async def test_an_upgrade_drops_the_state_statistics_an_analyze_took_before(
+    empty_database_url: str,
+) -> None:
+    migrations = load_migrations()
+    before = [m for m in migrations if m.version < 16]
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await migrate(conn, before)
+        await conn.execute(
+            """INSERT INTO alert_events (fingerprint, starts_at, status, labels, alertname,
+                                         group_key, receiver, state, done_at)
+               SELECT lpad(to_hex(g), 16, '0'), '2026-01-01T00:00:00Z', 'firing', '{}',
+                      'Old', 'k', 'r', 'done', now()
+               FROM generate_series(1, 1000) AS g"""
+        )
+        await conn.execute("ANALYZE alert_events")
+        measured = "SELECT count(*) FROM pg_stats WHERE tablename = $1 AND attname = 'state'"
+        assert await conn.fetchval(measured, "alert_events") == 1
+        assert await migrate(conn) == [m.version for m in migrations if m.version >= 16]
+        assert await conn.fetchval(measured, "alert_events") == 0
+        await conn.execute("ANALYZE alert_events")
+        assert await conn.fetchval(measured, "alert_events") == 0
+        # The data and the indexes over state are whole.
+        assert await conn.fetchval("SELECT count(*) FROM alert_events WHERE state = 'done'") == 1000
+    finally:
+        await conn.close()
