@@ -121,7 +121,9 @@ class RedisSettings(BaseModel):
         mode="before",
     )
     @classmethod
-    def _empty_is_none(cls, value: object) -> object:
+    def _redis_blank_is_none(cls, value: object) -> object:
+        # Named apart from Settings' own blank check: a subclass's validator of the same name
+        # replaces this one, and these fields would take "" as a URL, a password, a name.
         return blank_as_none(value)
 
     @field_validator("redis_url")

@@ -201,3 +201,43 @@ def test_a_prefix_without_a_tag_cannot_keep_one_slot() -> None:
         GuardKeys("remediator:").require_one_slot()
     with pytest.raises(ValueError, match="no hash tag"):
         GuardKeys("{}remediator:").require_one_slot()
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"REMEDIATOR_REDIS_URL": ""}, {"redis_url": None}),
+        ({"REMEDIATOR_REDIS_URL": "  "}, {"redis_url": None}),
+        (
+            {"REMEDIATOR_REDIS_URL": "redis://r:6379/0", "REMEDIATOR_REDIS_PASSWORD": ""},
+            {"redis_password": None},
+        ),
+        (
+            {
+                "REMEDIATOR_REDIS_MODE": "sentinel",
+                "REMEDIATOR_REDIS_SENTINELS": "s",
+                "REMEDIATOR_REDIS_SENTINEL_MASTER": "m",
+                "REMEDIATOR_REDIS_SENTINEL_PASSWORD": " ",
+            },
+            {"redis_sentinel_password": None},
+        ),
+    ],
+)
+def test_a_blank_redis_setting_is_unset(environ: dict[str, str], expected: dict[str, None]) -> None:
+    """As every other setting: a variable left blank (``value: ""`` in a chart) is unset, not
+    an empty URL refused, nor an empty password sent to Redis."""
+    settings = load_settings(None, environ)
+    for field, value in expected.items():
+        assert getattr(settings, field) == value, field
+
+
+def test_a_blank_sentinel_master_is_missing() -> None:
+    with pytest.raises(ConfigError, match="sentinel needs REMEDIATOR_REDIS_SENTINEL_MASTER"):
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_REDIS_MODE": "sentinel",
+                "REMEDIATOR_REDIS_SENTINELS": "s",
+                "REMEDIATOR_REDIS_SENTINEL_MASTER": "  ",
+            },
+        )
