@@ -120,7 +120,7 @@ def test_cluster_settings_tag_every_guard_key() -> None:
         ),
         (
             {"REMEDIATOR_REDIS_SENTINELS": "host:port"},
-            "REMEDIATOR_REDIS_SENTINELS: 'host:port' is not a host:port address",
+            "REMEDIATOR_REDIS_SENTINELS: item 1: host 'host': the port is not a number",
         ),
         (
             {"REMEDIATOR_REDIS_PASSWORD": "other-secret"},
@@ -241,3 +241,26 @@ def test_a_blank_sentinel_master_is_missing() -> None:
                 "REMEDIATOR_REDIS_SENTINEL_MASTER": "  ",
             },
         )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        ":secret-pw@sentinel-0:26379",
+        "redis://:secret-pw@sentinel-0:26379",
+        "admin:secret-pw@sentinel-0:26379",
+        "sentinel-0:secret-pw",
+    ],
+)
+def test_a_sentinel_address_that_holds_a_password_is_refused_without_it(address: str) -> None:
+    """A URL or ``user:password@`` pasted into the sentinels' addresses (or a password where
+    the port goes): the error names the item by its place, never its text."""
+    environ = {
+        "REMEDIATOR_REDIS_MODE": "sentinel",
+        "REMEDIATOR_REDIS_SENTINELS": f"sentinel-1:26379,{address}",
+        "REMEDIATOR_REDIS_SENTINEL_MASTER": "m",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ)
+    assert caught.value.message.startswith("REMEDIATOR_REDIS_SENTINELS: item 2: ")
+    assert "secret-pw" not in caught.value.message
