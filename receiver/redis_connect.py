@@ -26,7 +26,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from receiver.config import ConfigError, Settings
 from receiver.config.redis_mode import RedisMode, split_address
 
-__all__ = ["GuardRedis", "connect_redis", "durability_warning"]
+__all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch"]
 
 # The same bounds the service always had on one Redis round trip's socket.
 _SOCKET: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
@@ -89,6 +89,51 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
         return GuardRedis(Redis.from_url(url, **_SOCKET, **extra), where, RedisMode.STANDALONE)
     except (ValueError, RedisClusterException) as exc:
         raise ConfigError(f"{source}: not a Redis URL: {_scrubbed(str(exc), url)}") from None
+
+
+async def _cluster_enabled(client: Redis) -> bool | None:
+    """Whether the server runs in cluster mode (``INFO cluster``); None when it does not say
+    now (unreachable: the guards fail closed and /readyz says so)."""
+    try:
+        async with asyncio.timeout(_SOCKET["socket_timeout"]):
+            info = await client.info("cluster")
+    except (RedisError, OSError, TimeoutError):
+        return None
+    enabled = info.get("cluster_enabled")
+    return None if enabled is None else bool(int(enabled))
+
+
+async def mode_mismatch(built: GuardRedis, settings: Settings, url: str | None) -> str | None:
+    """What to fix when the server ``redis_url`` names is not what ``redis.mode`` says: a node
+    of a cluster in standalone mode (every admission's keys span slots, and each run fails),
+    or one server in cluster mode (the client never finds a cluster, and each run waits).
+    None when they agree, with Sentinel, or when the server does not answer now."""
+    if built.mode is RedisMode.SENTINEL or url is None:
+        return None
+    if isinstance(built.client, Redis):
+        enabled = await _cluster_enabled(built.client)
+    else:
+        password = _secret(settings.redis_password)
+        extra: dict[str, Any] = {} if password is None else {"password": password}
+        probe = Redis.from_url(url, **_SOCKET, **extra)
+        try:
+            enabled = await _cluster_enabled(probe)
+        finally:
+            await probe.aclose()
+    where = built.where.removeprefix("cluster through ")
+    if enabled and built.mode is RedisMode.STANDALONE:
+        return (
+            f"REMEDIATOR_REDIS_URL names a node of a Redis Cluster ({where}, cluster_enabled:1)"
+            " but REMEDIATOR_REDIS_MODE is standalone, with which every admission would fail"
+            " (its keys span the cluster's slots): set REMEDIATOR_REDIS_MODE=cluster"
+        )
+    if enabled is False and built.mode is RedisMode.CLUSTER:
+        return (
+            f"REMEDIATOR_REDIS_MODE=cluster but REMEDIATOR_REDIS_URL names a server not in"
+            f" cluster mode ({where}, cluster_enabled:0), where the guards would never be"
+            " available: set REMEDIATOR_REDIS_MODE=standalone, or name a node of the cluster"
+        )
+    return None
 
 
 async def durability_warning(built: GuardRedis, key: str) -> str | None:
