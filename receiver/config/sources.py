@@ -374,8 +374,16 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     resolved = settings.model_copy(update=update) if update else settings
+
+    def written(field: str) -> str:
+        # A password read from a file: the user wrote the file's key, not the password's.
+        file_field = f"{field}_file"
+        if field not in source and file_field in source:
+            return name(file_field)
+        return name(field)
+
     try:
-        check_redis(resolved, name)
+        check_redis(resolved, written)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return resolved

@@ -264,3 +264,21 @@ def test_a_sentinel_address_that_holds_a_password_is_refused_without_it(address:
         load_settings(None, environ)
     assert caught.value.message.startswith("REMEDIATOR_REDIS_SENTINELS: item 2: ")
     assert "secret-pw" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("password_file", "redis.password_file is set but"),
+        ("sentinel:\n    password_file", "redis.sentinel.password_file is set but"),
+    ],
+)
+def test_a_password_from_a_file_that_does_not_fit_names_the_file_key(
+    tmp_path: Path, key: str, says: str
+) -> None:
+    """The key the user wrote is the file's: naming redis.password, which they did not set,
+    would send them looking for it."""
+    password = write(tmp_path / "pw", "x\n")
+    config = write(tmp_path / "c.yaml", f"redis:\n  {key}: {password}\n")
+    with pytest.raises(ConfigError, match=says):
+        load_settings(config, {})
