@@ -40,15 +40,23 @@ _HEAD = """e.id = (SELECT q.id FROM alert_events q
 
 
 def _lane_walk(name: str, start: str, order_base: int) -> str:
-    """A recursive CTE ``name`` of (lane, ord): the lanes with pending events after ``start``
-    (SQL), in lane order, at most ``$6``; ``ord`` counts from ``order_base``."""
+    """A recursive CTE ``name`` of (lane, ord): the lanes with due pending events after
+    ``start`` (SQL), in lane order, at most ``$6``; ``ord`` counts from ``order_base``.
+
+    Due, not merely pending: lanes whose events all wait out a backoff (after an outage, every
+    lane's) would fill the walk, the claim would take nothing and leave the cursor where it
+    was, and the next claim would walk the same lanes, hiding due lanes behind them until
+    the backoffs ran out. A lane not due is skipped on the index (``not_before`` is its second
+    column), reading its entries but no row."""
     return f"""{name} (lane, ord) AS (
         (SELECT md5(alertname), {order_base} FROM alert_events
          WHERE state = 'pending' AND md5(alertname) > {start}
+           AND not_before <= remediator_now()
          ORDER BY md5(alertname) LIMIT 1)
         UNION ALL
         SELECT (SELECT md5(x.alertname) FROM alert_events x
                 WHERE x.state = 'pending' AND md5(x.alertname) > w.lane
+                  AND x.not_before <= remediator_now()
                 ORDER BY md5(x.alertname) LIMIT 1), w.ord + 1
         FROM {name} w WHERE w.lane IS NOT NULL AND w.ord < {order_base} + $6 - 1
     )"""
