@@ -94,3 +94,31 @@ async def test_lanes_waiting_out_a_backoff_do_not_hide_a_due_lane_behind_them(
     # Another replica's worker (its cursor at the start), or this one's after a rotation.
     claimed = await store.claim_events("w2", 4, 30)
     assert [c.event.alertname for c in claimed] == [due]
+
+
+async def test_lanes_whose_alerts_are_in_progress_do_not_hide_a_due_lane_behind_them(
+    store: Store,
+) -> None:
+    """More lanes than one claim walks hold only events waiting for their alert's event in
+    progress (a resolved behind its firing, still running on another replica). The claim that
+    finds nothing there moves its cursor past them, so the next one reaches the due lane
+    behind them instead of walking the same lanes until those runs end."""
+    names = sorted((f"Busy{n:02d}" for n in range(LANES + 1)), key=lane_of)
+    busy, due = names[:LANES], names[LANES]
+    firing = [new_event(f"{n:02x}{0:014x}", alertname=name) for n, name in enumerate(busy)]
+    await store.insert_events(firing)
+    assert len(await store.claim_events("w1", LANES, 600)) == LANES
+    await store.insert_events(
+        [
+            new_event(f"{n:02x}{0:014x}", Status.RESOLVED, alertname=name)
+            for n, name in enumerate(busy)
+        ]
+    )
+    await store.insert_events([new_event("f" * 16, alertname=due)])
+
+    cursor, claimed = "", []
+    for _ in range(2):  # the first claim may find nothing; the next must not
+        claims = await store.claim_events("w2", 4, 30, after_lane=cursor)
+        cursor = next_lane(claims, cursor)
+        claimed += [c.event.alertname for c in claims]
+    assert claimed == [due]
