@@ -282,3 +282,18 @@ def test_a_password_from_a_file_that_does_not_fit_names_the_file_key(
     config = write(tmp_path / "c.yaml", f"redis:\n  {key}: {password}\n")
     with pytest.raises(ConfigError, match=says):
         load_settings(config, {})
+
+
+@pytest.mark.parametrize("path", ["/abc", "/3/x", "/-1"])
+def test_a_database_that_is_no_number_is_refused(path: str) -> None:
+    """redis-py reads ``/abc`` as no database at all and uses database 0, silently: another
+    database than the one written, shared with whatever else uses 0."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"REMEDIATOR_REDIS_URL": f"redis://:url-secret@r:6379{path}"})
+    assert caught.value.message.startswith("REMEDIATOR_REDIS_URL: the database ")
+    assert "secret" not in caught.value.message
+
+
+def test_a_database_number_is_taken() -> None:
+    settings = load_settings(None, {"REMEDIATOR_REDIS_URL": "redis://r:6379/3"})
+    assert settings.redis_url is not None
