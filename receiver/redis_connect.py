@@ -91,49 +91,57 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
         raise ConfigError(f"{source}: not a Redis URL: {_scrubbed(str(exc), url)}") from None
 
 
-async def _cluster_enabled(client: Redis) -> bool | None:
-    """Whether the server runs in cluster mode (``INFO cluster``); None when it does not say
-    now (unreachable: the guards fail closed and /readyz says so)."""
+async def _server_mode(client: Redis) -> str | None:
+    """What the server is (``INFO server``'s ``redis_mode``: standalone, cluster or sentinel);
+    None when it does not say now (unreachable: the guards fail closed and /readyz says so)."""
     try:
         async with asyncio.timeout(_SOCKET["socket_timeout"]):
-            info = await client.info("cluster")
+            info = await client.info("server")
     except (RedisError, OSError, TimeoutError):
         return None
-    enabled = info.get("cluster_enabled")
-    return None if enabled is None else bool(int(enabled))
+    mode = info.get("redis_mode")
+    return None if mode is None else str(mode)
 
 
 async def mode_mismatch(built: GuardRedis, settings: Settings, url: str | None) -> str | None:
     """What to fix when the server ``redis_url`` names is not what ``redis.mode`` says: a node
     of a cluster in standalone mode (every admission's keys span slots, and each run fails),
-    or one server in cluster mode (the client never finds a cluster, and each run waits).
-    None when they agree, with Sentinel, or when the server does not answer now."""
+    a sentinel (it refuses the guards' scripts), or one server in cluster mode (the client
+    never finds a cluster, and each run waits). None when they agree, with Sentinel, or when
+    the server does not answer now."""
     if built.mode is RedisMode.SENTINEL or url is None:
         return None
     if isinstance(built.client, Redis):
-        enabled = await _cluster_enabled(built.client)
+        server = await _server_mode(built.client)
     else:
         password = _secret(settings.redis_password)
         extra: dict[str, Any] = {} if password is None else {"password": password}
         probe = Redis.from_url(url, **_SOCKET, **extra)
         try:
-            enabled = await _cluster_enabled(probe)
+            server = await _server_mode(probe)
         finally:
             await probe.aclose()
     where = built.where.removeprefix("cluster through ")
-    if enabled and built.mode is RedisMode.STANDALONE:
+    if server is None or server == built.mode.value:
+        return None
+    if server == RedisMode.SENTINEL.value:
         return (
-            f"REMEDIATOR_REDIS_URL names a node of a Redis Cluster ({where}, cluster_enabled:1)"
-            " but REMEDIATOR_REDIS_MODE is standalone, with which every admission would fail"
-            " (its keys span the cluster's slots): set REMEDIATOR_REDIS_MODE=cluster"
+            f"REMEDIATOR_REDIS_URL names a Redis Sentinel ({where}), which keeps no data: set"
+            " REMEDIATOR_REDIS_MODE=sentinel, its address in REMEDIATOR_REDIS_SENTINELS and the"
+            " name it monitors in REMEDIATOR_REDIS_SENTINEL_MASTER, and remove"
+            " REMEDIATOR_REDIS_URL"
         )
-    if enabled is False and built.mode is RedisMode.CLUSTER:
+    if server == RedisMode.CLUSTER.value:
         return (
-            f"REMEDIATOR_REDIS_MODE=cluster but REMEDIATOR_REDIS_URL names a server not in"
-            f" cluster mode ({where}, cluster_enabled:0), where the guards would never be"
-            " available: set REMEDIATOR_REDIS_MODE=standalone, or name a node of the cluster"
+            f"REMEDIATOR_REDIS_URL names a node of a Redis Cluster ({where}) but"
+            f" REMEDIATOR_REDIS_MODE is {built.mode.value}, with which every admission would"
+            " fail (its keys span the cluster's slots): set REMEDIATOR_REDIS_MODE=cluster"
         )
-    return None
+    return (
+        f"REMEDIATOR_REDIS_MODE=cluster but REMEDIATOR_REDIS_URL names a server not in cluster"
+        f" mode ({where}, redis_mode:{server}), where the guards would never be available: set"
+        " REMEDIATOR_REDIS_MODE=standalone, or name a node of the cluster"
+    )
 
 
 async def durability_warning(built: GuardRedis, key: str) -> str | None:

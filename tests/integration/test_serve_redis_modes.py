@@ -125,3 +125,16 @@ def test_serve_refuses_cluster_mode_on_one_server(embedded_dir: Path, redis_url:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "not in cluster mode" in result.stderr
     assert "set REMEDIATOR_REDIS_MODE=standalone" in result.stderr
+
+
+def test_serve_refuses_a_sentinels_address_as_the_redis_url(
+    embedded_dir: Path, redis_sentinel: SentinelSet
+) -> None:
+    """A sentinel's address where the master's goes: it answers PING, so /readyz would be 200,
+    and refuses every script the guards send; the start says how to configure Sentinel."""
+    url = f"redis://:{SENTINEL_PASSWORD}@{redis_sentinel.addresses}"
+    result = serve_to_exit({**env_for(embedded_dir), "REMEDIATOR_REDIS_URL": url})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "names a Redis Sentinel" in result.stderr
+    assert "REMEDIATOR_REDIS_MODE=sentinel" in result.stderr
+    assert SENTINEL_PASSWORD not in result.stdout + result.stderr
