@@ -21,12 +21,17 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from redis.asyncio import Redis, RedisCluster, Sentinel
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from receiver.config import ConfigError, Settings
 from receiver.config.redis_mode import RedisMode, split_address
 
-__all__ = ["GuardRedis", "connect_redis", "durability_warning"]
+__all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch"]
 
 # The same bounds the service always had on one Redis round trip's socket.
 _SOCKET: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
@@ -89,6 +94,114 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
         return GuardRedis(Redis.from_url(url, **_SOCKET, **extra), where, RedisMode.STANDALONE)
     except (ValueError, RedisClusterException) as exc:
         raise ConfigError(f"{source}: not a Redis URL: {_scrubbed(str(exc), url)}") from None
+
+
+async def _server_mode(client: Redis) -> str | None:
+    """What the server is (``INFO server``'s ``redis_mode``: standalone, cluster or sentinel);
+    None when it does not say now (unreachable: the guards fail closed and /readyz says so)."""
+    try:
+        async with asyncio.timeout(_SOCKET["socket_timeout"]):
+            info = await client.info("server")
+    except (RedisError, OSError, TimeoutError):
+        return None
+    mode = info.get("redis_mode")
+    return None if mode is None else str(mode)
+
+
+async def _ask_sentinel(address: str, master: str, password: str | None) -> bool | str:
+    """True when the sentinel at ``address`` names the master ``master``; what to fix when it
+    says why it cannot; False when it does not answer now."""
+    host, port = split_address(address)
+    client = Redis(host=host, port=port, password=password, **_SOCKET)
+    try:
+        async with asyncio.timeout(_SOCKET["socket_timeout"]):
+            reply = await client.execute_command(  # type: ignore[no-untyped-call]
+                "SENTINEL GET-MASTER-ADDR-BY-NAME", master
+            )
+    except AuthenticationError:
+        return (
+            f"{address} does not take REMEDIATOR_REDIS_SENTINEL_PASSWORD as given: set it to the"
+            " requirepass of the sentinels' sentinel.conf (or remove it if they have none), or"
+            " it is no sentinel but a Redis server (REMEDIATOR_REDIS_SENTINELS lists sentinels,"
+            " port 26379 by default)"
+        )
+    except ResponseError as exc:
+        if "unknown command" not in str(exc).lower():
+            return False
+        return (
+            f"{address} is no sentinel (it knows no SENTINEL command):"
+            " REMEDIATOR_REDIS_SENTINELS lists the sentinels (port 26379 by default), not the"
+            " Redis servers"
+        )
+    except (RedisError, OSError, TimeoutError):
+        return False
+    finally:
+        await client.aclose()
+    if not reply:
+        return (
+            f"{address} monitors no master named {master!r}: set"
+            " REMEDIATOR_REDIS_SENTINEL_MASTER to the name in its `sentinel monitor <name> ...`"
+        )
+    return True
+
+
+async def _sentinel_problem(settings: Settings) -> str | None:
+    """What to fix when no sentinel names the master and one of them says why (not a
+    sentinel, another master name, its password); None when one names it, or none answers
+    (the guards then fail closed and /readyz says so)."""
+    master = settings.redis_sentinel_master or ""
+    password = _secret(settings.redis_sentinel_password)
+    answers = await asyncio.gather(
+        *(_ask_sentinel(address, master, password) for address in settings.redis_sentinels)
+    )
+    if any(answer is True for answer in answers):
+        return None
+    problems = [answer for answer in answers if isinstance(answer, str)]
+    return "; ".join(problems) if problems else None
+
+
+async def mode_mismatch(built: GuardRedis, settings: Settings, url: str | None) -> str | None:
+    """What to fix when the server ``redis_url`` names is not what ``redis.mode`` says: a node
+    of a cluster in standalone mode (every admission's keys span slots, and each run fails),
+    a sentinel (it refuses the guards' scripts), or one server in cluster mode (the client
+    never finds a cluster, and each run waits); with Sentinel, when no sentinel names the
+    master and one says why (``_sentinel_problem``). None when they agree, or when the server
+    does not answer now."""
+    if built.mode is RedisMode.SENTINEL:
+        return await _sentinel_problem(settings)
+    if url is None:
+        return None
+    if isinstance(built.client, Redis):
+        server = await _server_mode(built.client)
+    else:
+        password = _secret(settings.redis_password)
+        extra: dict[str, Any] = {} if password is None else {"password": password}
+        probe = Redis.from_url(url, **_SOCKET, **extra)
+        try:
+            server = await _server_mode(probe)
+        finally:
+            await probe.aclose()
+    where = built.where.removeprefix("cluster through ")
+    if server is None or server == built.mode.value:
+        return None
+    if server == RedisMode.SENTINEL.value:
+        return (
+            f"REMEDIATOR_REDIS_URL names a Redis Sentinel ({where}), which keeps no data: set"
+            " REMEDIATOR_REDIS_MODE=sentinel, its address in REMEDIATOR_REDIS_SENTINELS and the"
+            " name it monitors in REMEDIATOR_REDIS_SENTINEL_MASTER, and remove"
+            " REMEDIATOR_REDIS_URL"
+        )
+    if server == RedisMode.CLUSTER.value:
+        return (
+            f"REMEDIATOR_REDIS_URL names a node of a Redis Cluster ({where}) but"
+            f" REMEDIATOR_REDIS_MODE is {built.mode.value}, with which every admission would"
+            " fail (its keys span the cluster's slots): set REMEDIATOR_REDIS_MODE=cluster"
+        )
+    return (
+        f"REMEDIATOR_REDIS_MODE=cluster but REMEDIATOR_REDIS_URL names a server not in cluster"
+        f" mode ({where}, redis_mode:{server}), where the guards would never be available: set"
+        " REMEDIATOR_REDIS_MODE=standalone, or name a node of the cluster"
+    )
 
 
 async def durability_warning(built: GuardRedis, key: str) -> str | None:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from receiver.approvals.setup import approval_setup
 from receiver.clients import build_clients, check_required, required_clients
-from receiver.config import Settings, kube_credentials_present
+from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.config.approvals import load_approvals
 from receiver.config.checks import start_up_notices
 from receiver.embedded import EmbeddedServices
@@ -34,7 +34,7 @@ from receiver.http.deps import HealthChecks
 from receiver.http.login import ReviewWeb
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.redis_connect import connect_redis, durability_warning
+from receiver.redis_connect import connect_redis, durability_warning, mode_mismatch
 from receiver.review.loader import Review
 from receiver.review.sessions import Sessions
 from receiver.rules.loader import RuleHolder, RuleWatcher
@@ -157,6 +157,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         store.late_delivery_window_s = settings.late_delivery_window_seconds
         redis = connect_redis(settings, endpoints.redis_url)
         log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
+        if (mismatch := await mode_mismatch(redis, settings, endpoints.redis_url)) is not None:
+            await redis.close()
+            raise ConfigError(mismatch)
         kube = await kube_client(settings)
         # Clients by name for every configured connection; only those the loaded rules need
         # are opened now (and checked), the others when a step first uses them.

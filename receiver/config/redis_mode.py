@@ -55,15 +55,18 @@ class RedisMode(StrEnum):
 def sentinel_addresses(value: object) -> object:
     """``host:port`` items (comma-separated text or a list) as ``host:port`` strings, the port
     26379 when left out, an IPv6 host in brackets (``[::1]:26379``). ValueError naming the item
-    that is no address."""
+    that is no address by its place and host, never its text: it may hold a password."""
     listed = split_list(value)
     if not isinstance(listed, list | tuple):
         return listed
     out: list[str] = []
-    for item in listed:
+    for place, item in enumerate(listed, 1):
         if not isinstance(item, str) or not item.strip():
-            raise ValueError(f"{item!r} is not a host:port address")
-        host, port = split_address(item.strip())
+            raise ValueError(f"item {place} is not a host:port address (e.g. sentinel-0:26379)")
+        try:
+            host, port = split_address(item.strip())
+        except ValueError as exc:
+            raise ValueError(f"item {place}: {exc}") from None
         out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     return tuple(out)
 
@@ -77,14 +80,26 @@ RedisModeField = Annotated[RedisMode, BeforeValidator(_mode)]
 
 
 def split_address(item: str) -> tuple[str, int]:
-    """``host:port`` (or ``host``, ``[v6]:port``) as (host, port). ValueError when it is not."""
+    """``host:port`` (or ``host``, ``[v6]:port``) as (host, port). ValueError when it is not,
+    quoting at most the host: a URL or ``user:password@host`` pasted here holds a password."""
+    if "@" in item or "/" in item:
+        raise ValueError(
+            "not a host:port address (e.g. sentinel-0:26379): no scheme, user or password;"
+            " the sentinels' password goes in redis.sentinel.password (or its _file)"
+        )
     try:
         parts = urlsplit(f"//{item}")
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise ValueError(f"{item!r} is not a host:port address: {exc}") from None
-    if not host or parts.path or parts.username is not None:
-        raise ValueError(f"{item!r} is not a host:port address (e.g. sentinel-0:26379)")
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise ValueError("not a host:port address (e.g. sentinel-0:26379)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(
+            f"host {host!r}: the port is not a number from 0 to 65535 (e.g. {host}:26379)"
+        ) from None
     return host, port or DEFAULT_SENTINEL_PORT
 
 
@@ -121,7 +136,9 @@ class RedisSettings(BaseModel):
         mode="before",
     )
     @classmethod
-    def _empty_is_none(cls, value: object) -> object:
+    def _redis_blank_is_none(cls, value: object) -> object:
+        # Named apart from Settings' own blank check: a subclass's validator of the same name
+        # replaces this one, and these fields would take "" as a URL, a password, a name.
         return blank_as_none(value)
 
     @field_validator("redis_url")
@@ -177,6 +194,14 @@ def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
             )
         if parts.path.strip("/") not in ("", "0"):
             raise ValueError(f"{name('redis_url')}: a cluster has database 0 only")
+    given = None if url is None else urlsplit(url.get_secret_value())
+    database = "" if given is None else given.path.strip("/")
+    if given is not None and given.scheme != "unix" and database and not database.isdigit():
+        # redis-py reads a path that is no number as no database, and uses 0 in silence.
+        raise ValueError(
+            f"{name('redis_url')}: the database (the URL's path) must be a number, e.g."
+            " redis://host:6379/0"
+        )
     password = settings.redis_password
     if mode is RedisMode.STANDALONE and url is None and password is not None:
         raise ValueError(

@@ -19,6 +19,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
+from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import ConfigError, Settings
 from receiver.rules.yaml_lines import safe_load
@@ -224,32 +225,11 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
 
-    _check_database(settings, source)
+    try:
+        check_database(settings, lambda field: source.get(field, _BY_FIELD[field].env), set(source))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return _resolve_secrets(settings, source)
-
-
-def _check_database(settings: Settings, source: Mapping[str, str]) -> None:
-    """A pooler or a direct URL only with an external database_url, and a transaction pooler
-    only with a direct URL: LISTEN through one is silently lost (the pooler hands the listening
-    server connection to other clients), so the worker would only ever poll."""
-
-    def name(field: str) -> str:
-        return source.get(field, _BY_FIELD[field].env)
-
-    if settings.database_url is None:
-        for field in ("database_pooler", "database_direct_url"):
-            if field in source and getattr(settings, field) != Settings.model_fields[field].default:
-                raise ConfigError(
-                    f"{name(field)}: only with {name('database_url')} (the embedded PostgreSQL"
-                    " is reached directly)"
-                )
-    elif settings.transaction_pooled and settings.database_direct_url is None:
-        raise ConfigError(
-            f"{name('database_direct_url')}: required with {name('database_pooler')}="
-            f"{settings.database_pooler.value}: a direct connection to PostgreSQL (not through"
-            " the pooler) for the worker's LISTEN, which a transaction pooler loses, and the"
-            " audit commands"
-        )
 
 
 def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
@@ -374,8 +354,16 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     resolved = settings.model_copy(update=update) if update else settings
+
+    def written(field: str) -> str:
+        # A password read from a file: the user wrote the file's key, not the password's.
+        file_field = f"{field}_file"
+        if field not in source and file_field in source:
+            return name(file_field)
+        return name(field)
+
     try:
-        check_redis(resolved, name)
+        check_redis(resolved, written)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return resolved

@@ -22,6 +22,7 @@ from __future__ import annotations
 from receiver.store.announcements import Announcements
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog
+from receiver.store.claims import next_lane
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, describe, is_unavailable
 from receiver.store.events import CLAIM_WINDOW, EventQueue
@@ -39,7 +40,6 @@ from receiver.store.records import (
     RunRecord,
     StepRecord,
     canonical_json,
-    next_lane,
     run_id_of,
 )
 from receiver.store.review import ReviewReads

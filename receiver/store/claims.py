@@ -19,16 +19,21 @@ The per-alert order of ``receiver.store.events`` is kept: only the head of each 
 is a candidate (a claimed event if there is one, else the oldest). Expired leases (a worker
 died) are taken first, oldest first.
 
+Each row also carries ``walked``, the last lane the walk reached; a claim that took nothing
+returns one row of NULLs with it (``next_lane``).
+
 Parameters: $1 owner, $2 limit, $3 lease seconds, $4 per-lane window, $5 the cursor lane
 ('' for none), $6 ``LANES``.
 """
 
 from __future__ import annotations
 
-from receiver.store.leases import claim_assignments, due_sql
-from receiver.store.records import event_columns
+from collections.abc import Iterable, Sequence
 
-__all__ = ["CLAIM_EVENTS_SQL", "LANES"]
+from receiver.store.leases import claim_assignments, due_sql
+from receiver.store.records import ClaimedEvent, event_columns
+
+__all__ = ["CLAIM_EVENTS_SQL", "LANES", "ClaimedEvents", "next_lane"]
 
 # Lanes one claim walks. More costs index probes on every claim; fewer only slows the rotation.
 LANES = 16
@@ -42,15 +47,23 @@ _HEAD = """e.id = (SELECT q.id FROM alert_events q
 
 
 def _lane_walk(name: str, start: str, order_base: int) -> str:
-    """A recursive CTE ``name`` of (lane, ord): the lanes with pending events after ``start``
-    (SQL), in lane order, at most ``$6``; ``ord`` counts from ``order_base``."""
+    """A recursive CTE ``name`` of (lane, ord): the lanes with due pending events after
+    ``start`` (SQL), in lane order, at most ``$6``; ``ord`` counts from ``order_base``.
+
+    Due, not merely pending: lanes whose events all wait out a backoff (after an outage, every
+    lane's) would fill the walk, the claim would take nothing and leave the cursor where it
+    was, and the next claim would walk the same lanes, hiding due lanes behind them until
+    the backoffs ran out. A lane not due is skipped on the index (``not_before`` is its second
+    column), reading its entries but no row."""
     return f"""{name} (lane, ord) AS (
         (SELECT md5(alertname), {order_base} FROM alert_events
          WHERE state = 'pending' AND md5(alertname) > {start}
+           AND not_before <= remediator_now()
          ORDER BY md5(alertname) LIMIT 1)
         UNION ALL
         SELECT (SELECT md5(x.alertname) FROM alert_events x
                 WHERE x.state = 'pending' AND md5(x.alertname) > w.lane
+                  AND x.not_before <= remediator_now()
                 ORDER BY md5(x.alertname) LIMIT 1), w.ord + 1
         FROM {name} w WHERE w.lane IS NOT NULL AND w.ord < {order_base} + $6 - 1
     )"""
@@ -96,9 +109,38 @@ picked AS (
     ORDER BY c.rank, c.ord
     LIMIT $2
     FOR UPDATE OF e SKIP LOCKED
+),
+claimed AS (
+    UPDATE alert_events e
+    SET {claim_assignments("e", "$3")}
+    FROM picked WHERE e.id = picked.id
+    RETURNING {event_columns("e")}, e.failures, md5(e.alertname) AS lane, picked.rank, picked.ord
 )
-UPDATE alert_events e
-SET {claim_assignments("e", "$3")}
-FROM picked WHERE e.id = picked.id
-RETURNING {event_columns("e")}, e.failures, md5(e.alertname) AS lane, picked.rank, picked.ord
+-- Every claimed row with the last lane walked; one row of NULLs but that lane when none was
+-- claimed (``next_lane``: a claim short of its limit moves the cursor there).
+SELECT claimed.*, walk.walked
+FROM (SELECT (SELECT lane FROM lanes ORDER BY ord DESC LIMIT 1) AS walked) walk
+LEFT JOIN claimed ON true
 """
+
+
+class ClaimedEvents(list[ClaimedEvent]):
+    """A claim's events, in claim order, and ``walked``: the last lane its walk reached (None
+    when no lane had a due event)."""
+
+    def __init__(self, events: Iterable[ClaimedEvent], *, walked: str | None, limit: int) -> None:
+        super().__init__(events)
+        self.walked = walked
+        self.limit = limit
+
+
+def next_lane(claims: Sequence[ClaimedEvent], current: str) -> str:
+    """The cursor after a claim: the last lane whose first event it took, so the next claim
+    starts with the lanes after it; ``current`` when it took none. A claim that took less than
+    it had room for took all the walk offered: its cursor is the last lane walked, so lanes
+    that could give nothing (their alerts' events in progress elsewhere) are passed over, not
+    walked again and again while due lanes wait behind them."""
+    if isinstance(claims, ClaimedEvents) and claims.walked and len(claims) < claims.limit:
+        return claims.walked
+    served = [c for c in claims if c.turn[0] == 1]
+    return max(served, key=lambda c: c.turn[1]).lane if served else current

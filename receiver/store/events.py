@@ -30,7 +30,7 @@ from typing import Any
 from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
-from receiver.store.claims import CLAIM_EVENTS_SQL, LANES
+from receiver.store.claims import CLAIM_EVENTS_SQL, LANES, ClaimedEvents
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.leases import EVENTS, HELD, Leases
@@ -186,7 +186,7 @@ class EventQueue(Leases):
 
     async def claim_events(
         self, owner: str, limit: int, lease_s: float, *, after_lane: str = ""
-    ) -> list[ClaimedEvent]:
+    ) -> ClaimedEvents:
         """Lease up to ``limit`` due events to ``owner`` for ``lease_s`` seconds, alert names
         in turn starting after the lane ``after_lane`` (``receiver.store.claims``: the SQL, how
         lanes are served, and why a claim costs the same whatever is stored).
@@ -201,7 +201,7 @@ class EventQueue(Leases):
         Returned in claim order; ``next_lane`` of the result is the cursor for the next claim.
         """
         if limit <= 0:
-            return []
+            return ClaimedEvents([], walked=None, limit=limit)
         async with self._tx() as conn:
             # Pin the plan: walk the claim indexes in order and stop at the window. Right after
             # a burst the statistics are stale and the planner would rather bitmap-scan and sort
@@ -219,8 +219,9 @@ class EventQueue(Leases):
                 after_lane,
                 LANES,
             )
-        rows = sorted(rows, key=lambda r: (r["rank"], r["ord"]))
-        return [
+        walked = rows[0]["walked"] if rows else None
+        rows = sorted((r for r in rows if r["id"] is not None), key=lambda r: (r["rank"], r["ord"]))
+        events = (
             ClaimedEvent(
                 event=event_from_row(r),
                 attempts=r["attempts"],
@@ -231,7 +232,8 @@ class EventQueue(Leases):
                 turn=(r["rank"], r["ord"]),
             )
             for r in rows
-        ]
+        )
+        return ClaimedEvents(events, walked=walked, limit=limit)
 
     async def extend_lease(self, event_id: int, owner: str, lease_s: float) -> bool:
         """Push the lease forward; False when ``owner`` no longer holds it."""

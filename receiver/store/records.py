@@ -34,7 +34,6 @@ __all__ = [
     "event_columns",
     "event_from_row",
     "job_from_row",
-    "next_lane",
     "run_from_row",
     "run_id_of",
     "step_from_row",
@@ -113,13 +112,6 @@ class ClaimedEvent:
     # the lane's order in the walk); rank 0 is an expired lease (receiver.store.claims).
     lane: str = ""
     turn: tuple[int, int] = (0, 0)
-
-
-def next_lane(claims: Sequence[ClaimedEvent], current: str) -> str:
-    """The cursor after a claim: the last lane whose first event it took, so the next claim
-    starts with the lanes after it; ``current`` when it took none."""
-    served = [c for c in claims if c.turn[0] == 1]
-    return max(served, key=lambda c: c.turn[1]).lane if served else current
 
 
 # Namespace of run ids (uuid5): a run's id follows from what makes it unique.

@@ -35,6 +35,7 @@ from receiver.store import (
     ClaimedJob,
     Store,
     StoreUnavailable,
+    describe,
     is_unavailable,
     next_lane,
 )
@@ -283,6 +284,7 @@ class Worker:
         while not self._stopping:
             conn: Any = None
             lost = asyncio.Event()
+            error: BaseException | None = None
             try:
                 conn = await asyncpg.connect(self._listen_dsn, timeout=5.0)
                 conn.add_termination_listener(_setter(lost))
@@ -301,6 +303,7 @@ class Worker:
             except Exception as exc:
                 if not is_unavailable(exc):
                     self._log.exception("listen connection failed")
+                error = exc
                 failures += 1
             finally:
                 self.listening.clear()
@@ -309,7 +312,18 @@ class Worker:
                         await asyncio.wait_for(conn.close(), 2.0)
             if not self._stopping:
                 delay = self._backoff(failures, cap=10.0)
-                self._log.info("listen connection lost; reconnecting", retry_in_s=round(delay, 1))
+                if error is None:
+                    self._log.info(
+                        "listen connection lost; reconnecting", retry_in_s=round(delay, 1)
+                    )
+                else:
+                    # Unreachable (database.direct_url's server, when set): work is only found
+                    # by polling meanwhile. The error's class only: its text may quote the DSN.
+                    self._log.warning(
+                        "listen connection failed; new work is found by polling meanwhile",
+                        error=describe(error),
+                        retry_in_s=round(delay, 1),
+                    )
                 await asyncio.sleep(delay)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:

@@ -20,7 +20,7 @@ from receiver.config import load_settings
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
-from receiver.redis_connect import GuardRedis, connect_redis, durability_warning
+from receiver.redis_connect import GuardRedis, connect_redis, durability_warning, mode_mismatch
 from tests.support.polling import eventually
 from tests.support.redis_topologies import MASTER_NAME, PASSWORD, SENTINEL_PASSWORD, SentinelSet
 
@@ -154,3 +154,41 @@ async def test_a_master_that_writes_without_a_replica_is_warned_about(
     assert MASTER_NAME in warning
     redis_sentinel.require_a_replica_for_writes()
     assert await durability_warning(sentinel_redis, guards.keys.pause()) is None
+
+
+async def test_sentinel_settings_the_sentinels_refuse_say_what_to_fix(
+    redis_sentinel: SentinelSet,
+) -> None:
+    """Not a sentinel's address, a master name the sentinels do not monitor, their password
+    missing: redis-py says "MasterNotFoundError" for each, and /readyz with it; the start-up
+    check asks the sentinels and names the setting to change."""
+    right = {
+        "REMEDIATOR_REDIS_MODE": "sentinel",
+        "REMEDIATOR_REDIS_SENTINELS": redis_sentinel.addresses,
+        "REMEDIATOR_REDIS_SENTINEL_MASTER": MASTER_NAME,
+        "REMEDIATOR_REDIS_PASSWORD": PASSWORD,
+        "REMEDIATOR_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+    }
+    master_node = f"127.0.0.1:{redis_sentinel.master.port}"
+    cases = [
+        ({}, None),
+        ({"REMEDIATOR_REDIS_SENTINEL_MASTER": "cache"}, "monitors no master named 'cache'"),
+        ({"REMEDIATOR_REDIS_SENTINEL_PASSWORD": ""}, "REMEDIATOR_REDIS_SENTINEL_PASSWORD"),
+        ({"REMEDIATOR_REDIS_SENTINELS": master_node}, "or it is no sentinel"),
+        # One wrong address beside a sentinel that names the master: the guards work.
+        ({"REMEDIATOR_REDIS_SENTINELS": f"{master_node},{redis_sentinel.addresses}"}, None),
+    ]
+    for change, says in cases:
+        settings = load_settings(None, {**right, **change})
+        built = connect_redis(settings, None)
+        try:
+            problem = await mode_mismatch(built, settings, None)
+        finally:
+            await built.close()
+        if says is None:
+            assert problem is None, (change, problem)
+        else:
+            assert problem is not None, change
+            assert says in problem, (change, problem)
+            assert SENTINEL_PASSWORD not in problem
+            assert PASSWORD not in problem

@@ -5,6 +5,8 @@ cluster's guard slot or on the Sentinel's master. PostgreSQL is the embedded def
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 import pytest
 
@@ -17,7 +19,14 @@ from tests.support.redis_topologies import (
     RedisCluster3,
     SentinelSet,
 )
-from tests.support.served import SAMPLE, Served, ServeFactory, stop
+from tests.support.served import (
+    SAMPLE,
+    Served,
+    ServeFactory,
+    env_for,
+    serve_to_exit,
+    stop,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -95,3 +104,37 @@ async def test_serve_keeps_its_guards_behind_redis_sentinel(
     with redis_sentinel.master.client() as master:
         assert master.hget("remediator:pause", "reason") == b"change freeze"
     assert stop(served) == 0
+
+
+def test_serve_refuses_a_cluster_node_in_standalone_mode(
+    embedded_dir: Path, redis_cluster: RedisCluster3
+) -> None:
+    """A cluster's URL with the default mode: /readyz would be 200 (PING answers) while every
+    admission failed on keys spanning slots; the start says which setting to change."""
+    result = serve_to_exit({**env_for(embedded_dir), "REMEDIATOR_REDIS_URL": redis_cluster.url})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "set REMEDIATOR_REDIS_MODE=cluster" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_serve_refuses_cluster_mode_on_one_server(embedded_dir: Path, redis_url: str) -> None:
+    """The reverse: cluster mode on a server not in cluster mode would leave every run
+    waiting for guards that never come (/readyz: "RedisClusterException")."""
+    env = {"REMEDIATOR_REDIS_URL": redis_url, "REMEDIATOR_REDIS_MODE": "cluster"}
+    result = serve_to_exit({**env_for(embedded_dir), **env})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "not in cluster mode" in result.stderr
+    assert "set REMEDIATOR_REDIS_MODE=standalone" in result.stderr
+
+
+def test_serve_refuses_a_sentinels_address_as_the_redis_url(
+    embedded_dir: Path, redis_sentinel: SentinelSet
+) -> None:
+    """A sentinel's address where the master's goes: it answers PING, so /readyz would be 200,
+    and refuses every script the guards send; the start says how to configure Sentinel."""
+    url = f"redis://:{SENTINEL_PASSWORD}@{redis_sentinel.addresses}"
+    result = serve_to_exit({**env_for(embedded_dir), "REMEDIATOR_REDIS_URL": url})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "names a Redis Sentinel" in result.stderr
+    assert "REMEDIATOR_REDIS_MODE=sentinel" in result.stderr
+    assert SENTINEL_PASSWORD not in result.stdout + result.stderr

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 import structlog
 
+from receiver.embedded.process import free_port
 from receiver.model import AlertEvent, Disposition, RunOutcome, Status
 from receiver.store import ClaimedJob, Store
 from receiver.worker import Worker
@@ -409,3 +410,37 @@ async def test_worker_takes_up_jobs_when_they_come_due(
 
 async def _no_job_due(store: Store) -> bool:
     return await store.jobs_due_count() == 0
+
+
+class Said:
+    """A logger that keeps what it is told: (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, object]]] = []
+
+    def __getattr__(self, level: str) -> Callable[..., None]:
+        def say(event: str, **fields: object) -> None:
+            self.lines.append((level, event, fields))
+
+        return say
+
+
+async def test_a_listen_connection_that_fails_is_a_warning_with_its_cause(
+    store: Store, workers: Callable[..., Worker]
+) -> None:
+    """database.direct_url unreachable (a typo, a NetworkPolicy): the worker finds new work by
+    polling only, so say so at warning level with the error's class, not "lost; reconnecting"
+    at info with no cause; never the URL (it holds a password)."""
+    said = Said()
+    dsn = f"postgresql://remediator:direct-secret@127.0.0.1:{free_port()}/remediator"
+    worker = workers(Recorder(), owner="w1", listen_dsn=dsn, log=said)
+    await worker.start()
+
+    def warned() -> list[tuple[str, str, dict[str, object]]]:
+        return [line for line in said.lines if line[0] == "warning" and "listen" in line[1]]
+
+    await eventually(lambda: asyncio.sleep(0, warned()), bool, timeout_s=10)
+    _, event, fields = warned()[0]
+    assert "polling" in event
+    assert "ConnectionRefusedError" in str(fields.get("error"))
+    assert "direct-secret" not in repr(said.lines)

@@ -92,3 +92,36 @@ def test_a_direct_url_that_is_not_postgresql_is_refused_without_quoting_it() -> 
 def test_the_direct_url_is_a_secret() -> None:
     settings = Settings.model_validate({"database_url": DIRECT, "database_direct_url": DIRECT})
     assert "pw" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "direct",
+    [
+        POOLED,
+        "postgresql://other:pw2@pgbouncer:6432/remediator",
+        "postgres://remediator:pw@PgBouncer:6432/other?sslmode=require",
+    ],
+)
+def test_a_direct_url_that_names_the_pooler_is_refused(direct: str) -> None:
+    """The worker's LISTEN through the pooler is silently lost: a direct URL at the pooler's
+    own host and port is the mistake the setting exists to prevent, refused, not run."""
+    environ = {
+        "REMEDIATOR_DATABASE_URL": POOLED,
+        "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+        "REMEDIATOR_DATABASE_DIRECT_URL": direct,
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ)
+    message = info.value.message
+    assert message.startswith("REMEDIATOR_DATABASE_DIRECT_URL: names pgbouncer:6432")
+    assert "REMEDIATOR_DATABASE_URL" in message
+    assert "pw" not in message
+
+
+def test_a_direct_url_on_the_poolers_host_at_another_port_is_fine() -> None:
+    environ = {
+        "REMEDIATOR_DATABASE_URL": "postgresql://remediator:pw@db:6432/remediator",
+        "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+        "REMEDIATOR_DATABASE_DIRECT_URL": DIRECT,
+    }
+    assert load_settings(None, environ).transaction_pooled

@@ -120,7 +120,7 @@ def test_cluster_settings_tag_every_guard_key() -> None:
         ),
         (
             {"REMEDIATOR_REDIS_SENTINELS": "host:port"},
-            "REMEDIATOR_REDIS_SENTINELS: 'host:port' is not a host:port address",
+            "REMEDIATOR_REDIS_SENTINELS: item 1: host 'host': the port is not a number",
         ),
         (
             {"REMEDIATOR_REDIS_PASSWORD": "other-secret"},
@@ -201,3 +201,99 @@ def test_a_prefix_without_a_tag_cannot_keep_one_slot() -> None:
         GuardKeys("remediator:").require_one_slot()
     with pytest.raises(ValueError, match="no hash tag"):
         GuardKeys("{}remediator:").require_one_slot()
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"REMEDIATOR_REDIS_URL": ""}, {"redis_url": None}),
+        ({"REMEDIATOR_REDIS_URL": "  "}, {"redis_url": None}),
+        (
+            {"REMEDIATOR_REDIS_URL": "redis://r:6379/0", "REMEDIATOR_REDIS_PASSWORD": ""},
+            {"redis_password": None},
+        ),
+        (
+            {
+                "REMEDIATOR_REDIS_MODE": "sentinel",
+                "REMEDIATOR_REDIS_SENTINELS": "s",
+                "REMEDIATOR_REDIS_SENTINEL_MASTER": "m",
+                "REMEDIATOR_REDIS_SENTINEL_PASSWORD": " ",
+            },
+            {"redis_sentinel_password": None},
+        ),
+    ],
+)
+def test_a_blank_redis_setting_is_unset(environ: dict[str, str], expected: dict[str, None]) -> None:
+    """As every other setting: a variable left blank (``value: ""`` in a chart) is unset, not
+    an empty URL refused, nor an empty password sent to Redis."""
+    settings = load_settings(None, environ)
+    for field, value in expected.items():
+        assert getattr(settings, field) == value, field
+
+
+def test_a_blank_sentinel_master_is_missing() -> None:
+    with pytest.raises(ConfigError, match="sentinel needs REMEDIATOR_REDIS_SENTINEL_MASTER"):
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_REDIS_MODE": "sentinel",
+                "REMEDIATOR_REDIS_SENTINELS": "s",
+                "REMEDIATOR_REDIS_SENTINEL_MASTER": "  ",
+            },
+        )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        ":secret-pw@sentinel-0:26379",
+        "redis://:secret-pw@sentinel-0:26379",
+        "admin:secret-pw@sentinel-0:26379",
+        "sentinel-0:secret-pw",
+    ],
+)
+def test_a_sentinel_address_that_holds_a_password_is_refused_without_it(address: str) -> None:
+    """A URL or ``user:password@`` pasted into the sentinels' addresses (or a password where
+    the port goes): the error names the item by its place, never its text."""
+    environ = {
+        "REMEDIATOR_REDIS_MODE": "sentinel",
+        "REMEDIATOR_REDIS_SENTINELS": f"sentinel-1:26379,{address}",
+        "REMEDIATOR_REDIS_SENTINEL_MASTER": "m",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ)
+    assert caught.value.message.startswith("REMEDIATOR_REDIS_SENTINELS: item 2: ")
+    assert "secret-pw" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("password_file", "redis.password_file is set but"),
+        ("sentinel:\n    password_file", "redis.sentinel.password_file is set but"),
+    ],
+)
+def test_a_password_from_a_file_that_does_not_fit_names_the_file_key(
+    tmp_path: Path, key: str, says: str
+) -> None:
+    """The key the user wrote is the file's: naming redis.password, which they did not set,
+    would send them looking for it."""
+    password = write(tmp_path / "pw", "x\n")
+    config = write(tmp_path / "c.yaml", f"redis:\n  {key}: {password}\n")
+    with pytest.raises(ConfigError, match=says):
+        load_settings(config, {})
+
+
+@pytest.mark.parametrize("path", ["/abc", "/3/x", "/-1"])
+def test_a_database_that_is_no_number_is_refused(path: str) -> None:
+    """redis-py reads ``/abc`` as no database at all and uses database 0, silently: another
+    database than the one written, shared with whatever else uses 0."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"REMEDIATOR_REDIS_URL": f"redis://:url-secret@r:6379{path}"})
+    assert caught.value.message.startswith("REMEDIATOR_REDIS_URL: the database ")
+    assert "secret" not in caught.value.message
+
+
+def test_a_database_number_is_taken() -> None:
+    settings = load_settings(None, {"REMEDIATOR_REDIS_URL": "redis://r:6379/3"})
+    assert settings.redis_url is not None
