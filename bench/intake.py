@@ -77,8 +77,17 @@ class Figures:
         return percentile(self.latencies_ms, p)
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes, out: Figures) -> None:
-    t0 = time.perf_counter()
+async def _post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    out: Figures,
+    since: float | None = None,
+) -> None:
+    """POST ``body``; its latency is counted from ``since`` (perf_counter) when given: in the
+    open loop, the time it was due, so a load generator that falls behind does not hide the
+    queueing from the figures (coordinated omission)."""
+    t0 = time.perf_counter() if since is None else since
     async with session.post(url, data=body) as resp:
         await resp.read()
         if resp.status != 200:
@@ -119,7 +128,7 @@ async def open_loop(url: str, rate: float, seconds: float, start: int) -> Figure
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_post(session, url, body, out)))
+            tasks.append(asyncio.create_task(_post(session, url, body, out, since=due)))
         await asyncio.gather(*tasks)
         out.seconds = time.perf_counter() - t0
     return out
