@@ -166,6 +166,32 @@ async def test_a_write_that_does_not_commit_in_time_is_unavailable_and_the_queue
     assert await intake.accept(notification(1, seed="queued")) == IntakeResult(1, 0)
 
 
+async def test_each_caller_is_answered_at_its_own_deadline_by_the_one_timer(
+    store: Store,
+) -> None:
+    gated = _gated(store)
+    intake = Intake(gated, max_in_flight=1, timeout_s=0.6)
+    first = asyncio.create_task(intake.accept(notification(1, seed="stuck")))
+    await eventually(current(lambda: gated.writing), lambda w: w == [1])
+    await asyncio.sleep(0.3)  # the second caller's deadline comes 0.3 s after the first's
+    second = asyncio.create_task(intake.accept(notification(1, seed="later")))
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(first, timeout=5)
+    assert not second.done()  # its own deadline has not come yet
+    with pytest.raises(StoreUnavailable, match=r"not committed within 0\.6s"):
+        await asyncio.wait_for(second, timeout=5)
+    gated.gate.set()
+    await asyncio.wait_for(intake.drain(), timeout=5)
+
+
+async def test_answered_callers_are_not_kept(store: Store) -> None:
+    intake = Intake(store)
+    for i in range(200):
+        assert await intake.accept(notification(1, seed=f"kept-{i}")) == IntakeResult(1, 0)
+    assert intake._batcher is not None
+    assert len(intake._batcher._unanswered) <= 1
+
+
 async def test_a_caller_that_goes_away_does_not_fail_its_batch(store: Store) -> None:
     gated = _gated(store)
     intake = Intake(gated, max_batch=4)
