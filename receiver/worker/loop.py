@@ -43,6 +43,7 @@ from receiver.worker.attempt import Attempts, Backoff, Claim, QueueCalls
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
+    "JOBS_EVERY_S",
     "MAX_CLAIM_BATCH",
     "Process",
     "ProcessJob",
@@ -52,6 +53,11 @@ __all__ = [
 
 # The most items one claim takes (a claim holds its rows locked until it commits).
 MAX_CLAIM_BATCH = 32
+
+# While alert events fill every claim (a storm), jobs are still looked for at least this often
+# (seconds), and first: an approved run going on, a verification's deadline and a restore do not
+# wait for the storm to drain. Looked for every time otherwise.
+JOBS_EVERY_S = 1.0
 
 # Failed attempts before an item is dead: with the default backoff (1 s doubling, jittered to
 # 0.5..1x), 4 to 9 minutes of failing. Settings.worker_max_attempts has the same default (the config
@@ -225,6 +231,8 @@ class Worker:
         # With no backlog a free slot is claimed at once, so an idle worker answers at once.
         backlog = False
         batch = max(1, min(MAX_CLAIM_BATCH, self._concurrency // 2))
+        loop = asyncio.get_running_loop()
+        jobs_asked = loop.time()
         while not self._stopping:
             free = self._concurrency - len(self._in_flight)
             if free <= 0 or (backlog and free < batch and self._in_flight):
@@ -234,11 +242,19 @@ class Worker:
             self._wake.clear()
             claimed = 0
             try:
-                # Alert events first: they are what Alertmanager is waiting on us to act upon.
-                for queue in self._queues:
+                # Alert events first: they are what Alertmanager is waiting on us to act upon;
+                # jobs first when events have taken every claim for JOBS_EVERY_S, with room for
+                # half of this claim (so the storm keeps the other half).
+                now = loop.time()
+                jobs_first = now - jobs_asked >= JOBS_EVERY_S
+                for queue in reversed(self._queues) if jobs_first else self._queues:
                     room = min(free, MAX_CLAIM_BATCH) - claimed
                     if room <= 0:
                         break
+                    if queue.kind == "job":
+                        jobs_asked = now
+                        if jobs_first and len(self._queues) > 1:
+                            room = max(1, room // 2)
                     for claim in await queue.claim(self.owner, room, self._lease_s):
                         task = asyncio.create_task(
                             self._run(queue, claim), name=f"{claim.kind}-{claim.id}"
