@@ -74,13 +74,16 @@ class Announcer:
         if moment is Announcement.AWAITING_APPROVAL and self._desk_channel() == spec.channel:
             ctx.log.debug("approval request left to the approval desk", channel=spec.channel)
             return
-        run = await deps.store.get_run(ctx.run_id)
-        message = self._message(ctx, run, moment, outcome, text)
         configured = False
+        fingerprint = ctx.event.fingerprint if ctx.event is not None else None
         if deps.clients.has("notify"):
             notifier: Notifier = deps.clients.get("notify")
             channel = notifier.channels.get(spec.channel)
             configured = channel is not None
+            # The run is read for the message only: the message says what it did.
+            run = await deps.store.get_run(ctx.run_id)
+            fingerprint = run.fingerprint if run is not None else None
+            message = self._message(ctx, run, moment, outcome, text)
             if channel is not None and channel.kind is ChannelKind.SLACK:
                 # The text quotes the alert and the refusal as they are: no label may turn
                 # into a link or a mention in Slack's mrkdwn.
@@ -88,10 +91,14 @@ class Announcer:
             delivery = await notifier.send(spec.channel, message)
             delivered, detail = delivery.ok, delivery.detail
         else:
+            # Nothing to send: the run is not read (a storm of refusals paid a read each).
             delivered, detail = False, "no notification channels are configured (notify.channels)"
+            if fingerprint is None:
+                run = await deps.store.get_run(ctx.run_id)
+                fingerprint = run.fingerprint if run is not None else None
         await deps.store.record_announcement(
             ctx.run_id,
-            fingerprint=run.fingerprint if run is not None else None,
+            fingerprint=fingerprint,
             event=moment.value,
             channel=spec.channel,
             delivered=delivered,
