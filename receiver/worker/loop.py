@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from receiver.log_limits import Throttle
 from receiver.model import AlertEvent, Disposition
 from receiver.store import (
     WORK_CHANNEL,
@@ -44,6 +45,7 @@ from receiver.worker.attempt import Attempts, Backoff, Claim, QueueCalls
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "JOBS_EVERY_S",
+    "LISTEN_WARNING_EVERY_S",
     "MAX_CLAIM_BATCH",
     "Process",
     "ProcessJob",
@@ -53,6 +55,10 @@ __all__ = [
 
 # The most items one claim takes (a claim holds its rows locked until it commits).
 MAX_CLAIM_BATCH = 32
+
+# At most one "listen connection failed" warning per this many seconds (a PostgreSQL outage
+# retries every few seconds, each replica; the warnings held back are counted).
+LISTEN_WARNING_EVERY_S = 60.0
 
 # While alert events fill every claim (a storm), jobs are still looked for at least this often
 # (seconds), and first: an approved run going on, a verification's deadline and a restore do not
@@ -120,6 +126,7 @@ class Worker:
         if process_job is not None:
             self._queues.append(self._job_queue(process_job))
 
+        self._listen_warnings = Throttle(LISTEN_WARNING_EVERY_S)
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = False
@@ -332,11 +339,19 @@ class Worker:
                     self._log.info(
                         "listen connection lost; reconnecting", retry_in_s=round(delay, 1)
                     )
-                else:
+                elif (held_back := self._listen_warnings.ready()) is not None:
                     # Unreachable (database.direct_url's server, when set): work is only found
                     # by polling meanwhile. The error's class only: its text may quote the DSN.
+                    # Once a minute at most: an outage retries every few seconds.
                     self._log.warning(
                         "listen connection failed; new work is found by polling meanwhile",
+                        error=describe(error),
+                        retry_in_s=round(delay, 1),
+                        not_logged_since_last=held_back,
+                    )
+                else:
+                    self._log.debug(
+                        "listen connection failed",
                         error=describe(error),
                         retry_in_s=round(delay, 1),
                     )

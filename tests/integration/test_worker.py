@@ -443,4 +443,11 @@ async def test_a_listen_connection_that_fails_is_a_warning_with_its_cause(
     _, event, fields = warned()[0]
     assert "polling" in event
     assert "ConnectionRefusedError" in str(fields.get("error"))
+
+    # The next failures, a second or so apart, are not warned about again within the minute.
+    def failed() -> list[tuple[str, str, dict[str, object]]]:
+        return [line for line in said.lines if "listen connection failed" in line[1]]
+
+    await eventually(lambda: asyncio.sleep(0, failed()), lambda f: len(f) >= 2, timeout_s=15)
+    assert len(warned()) == 1, said.lines
     assert "direct-secret" not in repr(said.lines)
