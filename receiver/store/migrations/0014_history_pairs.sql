@@ -1,9 +1,9 @@
 -- 0014: the (rule, target) pairs that the engine's history read asks about, as a set of one
 -- estimated row whatever the parameters hold (receiver/store/history.py).
 --
--- The read walks each pair's newest runs down runs_target_created. Over unnest() of its array
--- parameters the planner guesses 10 pairs for a generic plan and the exact count for a custom
--- one, so a custom plan always looked cheaper and the statement was planned again on every
+-- The read walks each pair's newest runs down runs_pair_created (below). Over unnest() of its
+-- array parameters the planner guesses 10 pairs for a generic plan and the exact count for a
+-- custom one, so a custom plan always looked cheaper and the statement was planned again on every
 -- execution: 1 ms of planning for 0.2 ms of work. A PL/pgSQL function is not inlined, so the
 -- estimate is its ROWS whichever plan is made, and the cached generic plan is kept.
 CREATE FUNCTION remediator_pairs(kinds text[], namespaces text[], names text[], rules text[])
