@@ -18,7 +18,7 @@ from receiver.store.claims import CLAIM_EVENTS_SQL, LANES
 from receiver.store.events import CLAIM_WINDOW
 from receiver.store.migrate import load_migrations, migrate
 from tests.support.events import new_event
-from tests.support.plans import explain_analyze, rows_read
+from tests.support.plans import execute_sql, explain_analyze, rows_read
 
 
 async def _rows_read_by_a_claim(store: Store, backlog: int) -> int:
@@ -57,10 +57,10 @@ async def test_a_claim_planned_on_an_empty_queue_reads_no_more_behind_a_backlog(
 ) -> None:
     # The service's claim is planned once, early, and the plan kept (a generic plan): on the
     # statistics of a queue that was empty then, whatever a storm has queued since.
-    args = ["'worker-1'", "2", "60.0", str(2 * 2 + CLAIM_WINDOW // 4), "''", str(LANES)]
-    execute = f"EXECUTE cached_claim ({', '.join(args)})"
+    args = ["worker-1", 2, 60.0, 2 * 2 + CLAIM_WINDOW // 4, "", LANES]
     pin = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
     async with store._pool.acquire() as conn:
+        execute = await execute_sql(conn, "cached_claim", args)
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute(f"PREPARE cached_claim AS {CLAIM_EVENTS_SQL}")
         try:

@@ -14,18 +14,9 @@ from receiver.model import Target
 from receiver.store import Store
 from receiver.store.history import HISTORY_SQL, history_arguments
 from tests.support.events import alert_event
-from tests.support.plans import explain_analyze, rows_read
+from tests.support.plans import execute_sql, explain_analyze, rows_read
 
 STORM_TARGETS = 300
-
-
-def _text(value: object) -> str | None:
-    """A parameter as PostgreSQL's text input reads it (arrays as array literals)."""
-    if value is None:
-        return None
-    if isinstance(value, list):
-        return "{" + ",".join(f'"{item}"' for item in value) + "}"
-    return str(value)
 
 
 async def _storm(store: Store, targets: int) -> list[Target]:
@@ -67,9 +58,7 @@ async def test_the_plan_cached_on_an_empty_table_still_walks_only_the_targets_ru
     first = Target("Deployment", "shop", "web-0")
     args = history_arguments(event, 3600, [("restart", first)], [], 1000)
     async with store._pool.acquire() as conn:
-        # EXECUTE takes no bind parameters: its arguments are written as literals.
-        literals = [await conn.fetchval("SELECT quote_nullable($1::text)", _text(a)) for a in args]
-        execute = f"EXECUTE cached_history ({', '.join(literals)})"
+        execute = await execute_sql(conn, "cached_history", args)
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute(f"PREPARE cached_history AS {HISTORY_SQL}")
         try:

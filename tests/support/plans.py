@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["explain_analyze", "rows_read"]
+__all__ = ["execute_sql", "explain_analyze", "rows_read"]
 
 
 async def explain_analyze(conn: Any, sql: str, *args: Any) -> dict[str, Any]:
@@ -29,3 +29,19 @@ def rows_read(plan: dict[str, Any], relation: str) -> int:
     for child in plan.get("Plans", []):
         total += rows_read(child, relation)
     return total
+
+
+async def execute_sql(conn: Any, name: str, args: tuple[Any, ...] | list[Any]) -> str:
+    """``EXECUTE name (...)`` of a statement PREPAREd on ``conn``, with ``args`` written as
+    literals (EXECUTE takes no bind parameters; lists as array literals, None as NULL)."""
+    literals = [await conn.fetchval("SELECT quote_nullable($1::text)", _text(a)) for a in args]
+    return f"EXECUTE {name} ({', '.join(literals)})"
+
+
+def _text(value: object) -> str | None:
+    """A parameter as PostgreSQL's text input reads it."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return "{" + ",".join(f'"{item}"' for item in value) + "}"
+    return str(value)
