@@ -315,14 +315,17 @@ class Disposition:
 
     retry_after_s: float | None = None
     error: str | None = None
+    # Done, and completed in the store already by the pipeline's last write (one transaction
+    # per event): the worker must not complete it again.
+    settled: bool = False
 
     @property
     def is_done(self) -> bool:
         return self.retry_after_s is None
 
     @classmethod
-    def done(cls) -> Disposition:
-        return _DONE
+    def done(cls, *, settled: bool = False) -> Disposition:
+        return _SETTLED if settled else _DONE
 
     @classmethod
     def retry(cls, after_s: float, error: str | None = None) -> Disposition:
@@ -330,6 +333,7 @@ class Disposition:
 
 
 _DONE = Disposition()
+_SETTLED = Disposition(settled=True)
 
 
 class ApprovalState(StrEnum):

@@ -196,6 +196,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             poll_interval_s=settings.worker_poll_interval_seconds,
             max_attempts=settings.worker_max_attempts,
             process_job=pipeline.run_job,
+            lease_to_process=True,
             listen_dsn=listen_dsn(settings, endpoints),
             log=log.bind(component="worker"),
         )

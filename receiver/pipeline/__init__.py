@@ -25,7 +25,7 @@ from receiver.pipeline.events import EventHandler
 from receiver.pipeline.jobs import JobHandler
 from receiver.pipeline.runner import Stages
 from receiver.rules.loader import RuleHolder
-from receiver.store import ClaimedJob, Store
+from receiver.store import ClaimedJob, EventLease, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Registry
 
@@ -76,8 +76,10 @@ class Pipeline:
             self._log.exception("matching at intake failed; the event is queued instead")
             return None
 
-    async def __call__(self, event: AlertEvent) -> Disposition:
-        return await self._events(event)
+    async def __call__(self, event: AlertEvent, lease: EventLease | None = None) -> Disposition:
+        """Process one claimed alert event (``EventHandler``); ``lease`` lets its last write
+        complete it (``Worker(lease_to_process=True)``)."""
+        return await self._events(event, lease)
 
     async def run_job(self, job: ClaimedJob) -> Disposition:
         return await self._jobs(job)

@@ -15,13 +15,14 @@ second time. Decisions (approved, rejected, expired, cancelled) are the desk's n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from receiver.model import Announcement
 from receiver.pipeline.context import Deps, RunContext
 from receiver.pipeline.steps import alert_facts
-from receiver.store import RunRecord
+from receiver.store import RunRecord, announced_data
 from remediations.base import AlertFacts
 from remediations.notify.message import ChannelKind, Event, Message, StepSummary, mrkdwn_escape
 from remediations.notify.notifier import Notifier
@@ -65,55 +66,91 @@ class Announcer:
         channel = getattr(notifier, "channel", None)
         return channel if isinstance(channel, str) else None
 
+    def _asks(self, ctx: RunContext, moment: Announcement) -> bool:
+        """Whether the rule announces ``moment`` of this run (and it is not the approval
+        desk's to announce)."""
+        spec = ctx.announce
+        if spec is None or moment not in spec.events or ctx.run_id is None:
+            return False
+        if moment is Announcement.AWAITING_APPROVAL and self._desk_channel() == spec.channel:
+            ctx.log.debug("approval request left to the approval desk", channel=spec.channel)
+            return False
+        return True
+
+    def _unsendable(self, channel: str) -> str | None:
+        """Why a message to ``channel`` cannot go out, before anything is built; None when
+        it can be sent."""
+        if not self._deps.clients.has("notify"):
+            return "no notification channels are configured (notify.channels)"
+        notifier: Notifier = self._deps.clients.get("notify")
+        return notifier.unknown(channel)
+
+    def unsent(self, ctx: RunContext, moment: Announcement) -> dict[str, Any] | None:
+        """The ``run.announced`` data of ``moment`` when the rule asks for it but no channel
+        can send it (no notifier, or no channel of that name): the caller writes it with its
+        own statement (a storm's refusals: one transaction per event) and then calls
+        ``noted``. None when there is nothing to record, or a message to send: call the
+        announcer once the run is stored."""
+        if not self._asks(ctx, moment):
+            return None
+        assert ctx.announce is not None
+        detail = self._unsendable(ctx.announce.channel)
+        if detail is None:
+            return None
+        return announced_data(
+            event=moment.value, channel=ctx.announce.channel, delivered=False, detail=detail
+        )
+
+    def noted(self, ctx: RunContext, data: Mapping[str, Any]) -> None:
+        """Count and log an announcement recorded (``unsent``, or sent here)."""
+        delivered = bool(data["delivered"])
+        self._deps.metrics.announced(data["event"], delivered)
+        # A channel that is not configured was warned about once, at start-up, and each run's
+        # audit row says it again: a warning per run would be 10,000 lines in a storm. A
+        # configured channel that did not take it is worth a warning.
+        configured = self._deps.clients.has("notify") and self._unsendable(data["channel"]) is None
+        log = ctx.log.info if delivered else ctx.log.warning if configured else ctx.log.debug
+        log(
+            "announced" if delivered else "announcement not delivered",
+            moment=data["event"],
+            channel=data["channel"],
+            detail=data["detail"],
+        )
+
     async def __call__(
         self, ctx: RunContext, moment: Announcement, *, outcome: str, text: str = ""
     ) -> None:
+        if not self._asks(ctx, moment):
+            return
         spec, deps = ctx.announce, self._deps
-        if spec is None or moment not in spec.events or ctx.run_id is None:
-            return
-        if moment is Announcement.AWAITING_APPROVAL and self._desk_channel() == spec.channel:
-            ctx.log.debug("approval request left to the approval desk", channel=spec.channel)
-            return
-        configured = False
+        assert spec is not None
+        assert ctx.run_id is not None
         fingerprint = ctx.event.fingerprint if ctx.event is not None else None
-        if deps.clients.has("notify"):
+        detail = self._unsendable(spec.channel)
+        if detail is None:
             notifier: Notifier = deps.clients.get("notify")
-            channel = notifier.channels.get(spec.channel)
-            configured = channel is not None
             # The run is read for the message only: the message says what it did.
             run = await deps.store.get_run(ctx.run_id)
             fingerprint = run.fingerprint if run is not None else None
             message = self._message(ctx, run, moment, outcome, text)
-            if channel is not None and channel.kind is ChannelKind.SLACK:
+            if notifier.channels[spec.channel].kind is ChannelKind.SLACK:
                 # The text quotes the alert and the refusal as they are: no label may turn
                 # into a link or a mention in Slack's mrkdwn.
                 message = replace(message, text=mrkdwn_escape(message.text))
             delivery = await notifier.send(spec.channel, message)
             delivered, detail = delivery.ok, delivery.detail
         else:
-            # Nothing to send: the run is not read (a storm of refusals paid a read each).
-            delivered, detail = False, "no notification channels are configured (notify.channels)"
+            # Nothing to send: the run is not read (a storm of refusals paid a read each)
+            # unless the alert's fingerprint is not at hand (a job took the run up).
+            delivered = False
             if fingerprint is None:
-                run = await deps.store.get_run(ctx.run_id)
+                run = await deps.store.get_run(ctx.run_id, with_steps=False)
                 fingerprint = run.fingerprint if run is not None else None
-        await deps.store.record_announcement(
-            ctx.run_id,
-            fingerprint=fingerprint,
-            event=moment.value,
-            channel=spec.channel,
-            delivered=delivered,
-            detail=detail,
+        data = announced_data(
+            event=moment.value, channel=spec.channel, delivered=delivered, detail=detail
         )
-        deps.metrics.announced(moment.value, delivered)
-        # A channel that is not configured was warned about once, at start-up, and each run's
-        # audit row says it again: a warning per run would be 10,000 lines in a storm.
-        log = ctx.log.info if delivered else ctx.log.warning if configured else ctx.log.debug
-        log(
-            "announced" if delivered else "announcement not delivered",
-            moment=moment.value,
-            channel=spec.channel,
-            detail=detail,
-        )
+        await deps.store.record_announcement(ctx.run_id, fingerprint=fingerprint, **data)
+        self.noted(ctx, data)
 
     def _message(
         self,

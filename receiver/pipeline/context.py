@@ -17,7 +17,7 @@ from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, Announce, GuardSpec, NamespacePolicy, StepPlan, Verdict
-from receiver.store import RunRecord, Store
+from receiver.store import EventLease, RunRecord, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Registry, Result
 from remediations.targets import Target
@@ -143,6 +143,10 @@ class RunContext:
     # A new run not stored yet (``run_id`` is already its id): stores it, pending, or refused
     # when given the guard's ``refusal`` (``Store.create_run``); None once stored (stages.py).
     create: Callable[..., Awaitable[str | None]] | None = None
+    # The lease of the event at hand when this run is the last thing its event does: a new
+    # run refused at once is then stored, announced and its event completed in one statement
+    # (``completes.completed`` says it was). None: the worker completes the event.
+    completes: EventLease | None = None
     admission: Admission | None = None
     runnable: tuple[StepPlan, ...] = ()
     awaiting: StepPlan | None = None

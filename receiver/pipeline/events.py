@@ -42,6 +42,7 @@ from receiver.pipeline.resolve import resolving_context
 from receiver.pipeline.runner import Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
+from receiver.store import EventLease
 
 __all__ = ["EventHandler", "disposition_of"]
 
@@ -61,7 +62,10 @@ class EventHandler:
         self._log = log
         self._facts = FactReader(deps)
 
-    async def __call__(self, event: AlertEvent) -> Disposition:
+    async def __call__(self, event: AlertEvent, lease: EventLease | None = None) -> Disposition:
+        """Plan ``event`` and carry out the plan. With ``lease`` (the worker's claim of it),
+        the event's last write may complete it too (``RunContext.completes``): the
+        disposition then says it is settled already."""
         deps = self._deps
         log = self._log.bind(
             event_id=event.id,
@@ -113,12 +117,19 @@ class EventHandler:
         if plan.skips:
             # On the event, so a reviewer sees through the API why an alert did nothing.
             await deps.store.record_skips(event.id, plan.skips)
-        for run_plan in plan.runs:
+        for n, run_plan in enumerate(plan.runs, start=1):
             ctx = _new_run(event, run_plan, log)
+            if n == len(plan.runs) and not plan.resolves and not _retrying(verdicts):
+                # Nothing follows this run: if it is refused at once, the statement that
+                # stores it completes the event too.
+                ctx.completes = lease
             verdicts.append(await run_stages(self._stages.run, ctx))
         for resolve in plan.resolves:
             verdicts.append(await run_stages(self._stages.resolve, _resolving(event, resolve, log)))
-        return disposition_of(verdicts)
+        disposition = disposition_of(verdicts)
+        if lease is not None and lease.completed and disposition.is_done:
+            return Disposition.done(settled=True)
+        return disposition
 
     async def _recurred(self, recurrence: Recurrence, ruleset: RuleSet, log: Any) -> None:
         """The alert fired again on a settling run's target: its verification failed. The
@@ -157,6 +168,10 @@ class EventHandler:
         if run is None:
             return Verdict.next()
         return await run_stages(self._stages.resolve, resolving_context(run, log))
+
+
+def _retrying(verdicts: list[Verdict]) -> bool:
+    return any(v.kind is VerdictKind.RETRY for v in verdicts)
 
 
 def disposition_of(verdicts: list[Verdict]) -> Disposition:

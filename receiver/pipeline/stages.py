@@ -11,6 +11,8 @@ skips what the store says is already done.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
+from typing import Any
 
 from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
 from receiver.model import Announcement, RunOutcome, Verdict
@@ -68,13 +70,21 @@ class RecordPlan:
         return Verdict.next()
 
 
-async def stored(ctx: RunContext, refusal: Refused | None = None) -> bool:
+async def stored(
+    ctx: RunContext,
+    refusal: Refused | None = None,
+    announced: Mapping[str, Any] | None = None,
+) -> bool:
     """Store a new run (refused, with ``refusal``) if it is not stored yet; False when another
-    worker stored it first (this one must leave it alone)."""
+    worker stored it first (this one must leave it alone). A refused run takes with it, in
+    the same statement, the ``announced`` row of an announcement that had nothing to send and
+    the completion of its event (``ctx.completes``): a storm's refusal is one transaction."""
     if ctx.create is None:
         return True
     create, ctx.create = ctx.create, None
-    return await create(refusal=refusal) is not None
+    if refusal is None:
+        return await create() is not None
+    return await create(refusal=refusal, announced=announced, complete=ctx.completes) is not None
 
 
 _OWNED_ELSEWHERE = Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
@@ -127,8 +137,12 @@ class Admit:
                     return _OWNED_ELSEWHERE
                 return await self._wait_for_lock(ctx, refusal)
             refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)
+            unsent = None
             if ctx.create is not None:
-                if not await stored(ctx, refused):
+                # The announcement is said in the run's own statement when nothing is to be
+                # sent; else it is sent (and recorded) once the run is stored, below.
+                unsent = self._announce.unsent(ctx, Announcement.REFUSED)
+                if not await stored(ctx, refused, unsent):
                     return _OWNED_ELSEWHERE
             else:
                 await deps.store.record_refusal(
@@ -142,12 +156,15 @@ class Admit:
                 reason=refusal.reason,
                 retry_at=refusal.retry_at.isoformat() if refusal.retry_at else None,
             )
-            await self._announce(
-                ctx,
-                Announcement.REFUSED,
-                outcome=RunOutcome.REFUSED,
-                text=f"refused by the {refusal.guard} guard: {refusal.reason}",
-            )
+            if unsent is not None:
+                self._announce.noted(ctx, unsent)
+            else:
+                await self._announce(
+                    ctx,
+                    Announcement.REFUSED,
+                    outcome=RunOutcome.REFUSED,
+                    text=f"refused by the {refusal.guard} guard: {refusal.reason}",
+                )
             return Verdict.stop(RunOutcome.REFUSED, refusal.reason)
 
         if not await stored(ctx):

@@ -19,7 +19,7 @@ applied by migrate.py when the store connects.
 
 from __future__ import annotations
 
-from receiver.store.announcements import Announcements
+from receiver.store.announcements import Announcements, announced_data
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog
 from receiver.store.claims import next_lane
@@ -29,6 +29,7 @@ from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.failures import Failures
 from receiver.store.history import EngineHistory
 from receiver.store.jobs import JobQueue
+from receiver.store.leases import EventLease
 from receiver.store.queues import QUEUE_STATES, ItemConflict, ItemNotFound, Queues
 from receiver.store.records import (
     AuditCheck,
@@ -55,6 +56,7 @@ __all__ = [
     "ClaimedEvent",
     "ClaimedJob",
     "Conclusion",
+    "EventLease",
     "ItemConflict",
     "ItemNotFound",
     "JobKind",
@@ -64,6 +66,7 @@ __all__ = [
     "StepRecord",
     "Store",
     "StoreUnavailable",
+    "announced_data",
     "canonical_json",
     "describe",
     "is_unavailable",

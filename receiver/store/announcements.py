@@ -6,14 +6,22 @@ reviewer: ``GET /api/v1/runs/{id}`` lists these rows in the run's audit trail.
 
 from __future__ import annotations
 
+from typing import Any
+
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.errors import translate
 
-__all__ = ["ANNOUNCED", "Announcements"]
+__all__ = ["ANNOUNCED", "Announcements", "announced_data"]
 
 # The audit kind of an announcement row.
 ANNOUNCED = "run.announced"
+
+
+def announced_data(*, event: str, channel: str, delivered: bool, detail: str) -> dict[str, Any]:
+    """The data of a ``run.announced`` audit row: the moment, the channel, whether it went
+    out, and the channel's answer or what went wrong (never the channel's URL)."""
+    return {"event": event, "channel": channel, "delivered": delivered, "detail": detail}
 
 
 class Announcements(Database):
@@ -32,7 +40,7 @@ class Announcements(Database):
         """Audit one announcement of ``event`` to ``channel``: delivered or not, and the
         channel's answer or what went wrong (never the channel's URL). ``fingerprint``: the
         run's alert. One statement, committed on its own (nothing else changes with it)."""
-        data = {"event": event, "channel": channel, "delivered": delivered, "detail": detail}
+        data = announced_data(event=event, channel=channel, delivered=delivered, detail=detail)
         with translate():
             await append_in_tx(self._pool, ANNOUNCED, run_id, fingerprint, data)
 

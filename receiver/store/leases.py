@@ -25,6 +25,7 @@ __all__ = [
     "EVENTS",
     "HELD",
     "JOBS",
+    "EventLease",
     "Leases",
     "QueueTable",
     "claim_assignments",
@@ -34,6 +35,20 @@ __all__ = [
 
 # The WHERE of every statement only the lease's owner may make: $1 the item's id, $2 the owner.
 HELD = "id = $1 AND state = 'claimed' AND lease_owner = $2"
+
+
+@dataclass(slots=True)
+class EventLease:
+    """A claimed alert event's lease, handed to the pipeline so that its last write can
+    complete the event in the same statement (one transaction per event, not two).
+
+    ``completed`` is set by the store when that write marked the event done; the worker then
+    does not complete it again. Left False (the write did not happen, or ``owner`` lost the
+    lease meanwhile), the worker settles the claim as it would have without it."""
+
+    event_id: int
+    owner: str
+    completed: bool = False
 
 
 def lease_expired_sql(alias: str) -> str:

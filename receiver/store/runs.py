@@ -16,6 +16,7 @@ from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
+from receiver.store.leases import EventLease
 from receiver.store.paging import RunFilters, fetch_run_page
 from receiver.store.records import (
     RUN_COLUMNS,
@@ -67,6 +68,8 @@ class Runs(Database):
         decision: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         refusal: Refused | None = None,
+        announced: Mapping[str, Any] | None = None,
+        complete: EventLease | None = None,
     ) -> str | None:
         """Create the run of (rule, occurrence of ``event``) with its planned ``steps``
         (recorded with ``step_outcome``, each with its description as its message), in one
@@ -75,7 +78,14 @@ class Runs(Database):
         then refused (as ``record_refusal`` would, without the round trips): the worker asks a
         new run's guards before it stores it. None when the run already exists (a duplicate,
         or a retry whose first attempt created it). ``decision``: why these steps (JSON-ready),
-        kept on the run and in its ``run.created`` audit row."""
+        kept on the run and in its ``run.created`` audit row.
+
+        Folded into the same statement, so that a refused event costs one transaction and one
+        audit append (issue 12): ``announced``, the data of a ``run.announced`` row that had
+        nothing to send (``announced_data``), audited last and only if the run is created;
+        ``complete``, the event's lease: the event is marked done as
+        ``EventQueue.complete_event`` would, and ``complete.completed`` set when it was (False
+        when its owner lost the lease)."""
         created = audit_data(
             {
                 "rule": rule,
@@ -118,7 +128,7 @@ class Runs(Database):
         # One statement (one round trip, committed on its own): the run, its steps, and the
         # audit rows, run.created first and then each step in order.
         with translate():
-            run_id = await self._pool.fetchval(
+            row = await self._pool.fetchrow(
                 f"""
                 WITH created AS (
                     INSERT INTO runs (id, rule, fingerprint, starts_at, alertname, event_id,
@@ -153,7 +163,10 @@ class Runs(Database):
                                            SELECT idx, 'step', audited FROM planned
                                            UNION ALL
                                            SELECT 2147483647, 'run.refused', $30
-                                           WHERE $30::text IS NOT NULL) a) AS rows''',
+                                           WHERE $30::text IS NOT NULL
+                                           UNION ALL
+                                           SELECT 2147483648, 'run.announced', $31
+                                           WHERE $31::text IS NOT NULL) a) AS rows''',
                         kind="rows.kind",
                         run_id="rows.id",
                         fingerprint="rows.fingerprint",
@@ -161,8 +174,15 @@ class Runs(Database):
                         order_by="rows.idx",
                     )
                 }
+                ), completed AS (
+                    UPDATE alert_events
+                    SET state = 'done', done_at = remediator_now(), lease_owner = NULL,
+                        lease_until = NULL
+                    WHERE id = $32 AND state = 'claimed' AND lease_owner = $33
+                    RETURNING id
                 )
-                SELECT id::text FROM created
+                SELECT (SELECT id::text FROM created) AS id,
+                       EXISTS (SELECT FROM completed) AS completed
                 """,
                 rule,
                 event.fingerprint,
@@ -185,11 +205,15 @@ class Runs(Database):
                 created,
                 run_id,
                 *(refusal.columns() if refusal is not None else (None, None, None, None, None)),
+                None if announced is None else audit_data(announced),
+                None if complete is None else complete.event_id,
+                None if complete is None else complete.owner,
             )
-        if run_id is None:
-            return None
-        result: str = run_id
-        return result
+        assert row is not None  # the outer SELECT has no FROM: always one row
+        if complete is not None and row["completed"]:
+            complete.completed = True
+        run: str | None = row["id"]
+        return run
 
     async def get_run(self, run_id: str, *, with_steps: bool = True) -> RunRecord | None:
         """One run, its 'run' steps, then 'on_failed', then 'resolve'; None if absent or not a

@@ -51,7 +51,8 @@ class QueueCalls:
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """How a claim ends: ``complete``, ``release`` (wait, nothing failed) or ``fail``;
-    ``delay_s`` until it is due again, ``error`` kept as its last error."""
+    ``delay_s`` until it is due again, ``error`` kept as its last error. ``settled``: the
+    work completed it already (``Disposition.settled``)."""
 
     action: str
     delay_s: float = 0.0
@@ -144,7 +145,8 @@ class Attempts:
             )
             return Settlement("fail", backoff, error)
         if disposition.is_done:
-            return Settlement("complete")
+            # Completed by the pipeline's own last write: nothing left to settle.
+            return Settlement("settled" if disposition.settled else "complete")
         delay = max(disposition.retry_after_s or 0.0, backoff)
         return Settlement("release", delay, disposition.error)
 
@@ -171,6 +173,8 @@ class Attempts:
     ) -> None:
         """Complete, release or fail the claim; tolerate a short outage, else let the lease
         expire (the claim that takes the item up again counts that as a failure)."""
+        if settlement.action == "settled":
+            return
         for attempt in range(1, tries + 1):
             try:
                 ok: object

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol, cast
 
 import asyncpg
 import structlog
@@ -34,6 +35,7 @@ from receiver.model import AlertEvent, Disposition
 from receiver.store import (
     WORK_CHANNEL,
     ClaimedJob,
+    EventLease,
     Store,
     StoreUnavailable,
     describe,
@@ -47,6 +49,7 @@ __all__ = [
     "JOBS_EVERY_S",
     "LISTEN_WARNING_EVERY_S",
     "MAX_CLAIM_BATCH",
+    "LeasedProcess",
     "Process",
     "ProcessJob",
     "Worker",
@@ -70,7 +73,22 @@ JOBS_EVERY_S = 1.0
 # layer cannot import this one; a unit test keeps the two in step).
 DEFAULT_MAX_ATTEMPTS = 10
 
-Process = Callable[[AlertEvent], Awaitable[Disposition]]
+
+class Process(Protocol):
+    """What the worker does with a claimed alert event: ``await process(event)``."""
+
+    def __call__(self, event: AlertEvent, /) -> Awaitable[Disposition]: ...
+
+
+class LeasedProcess(Protocol):
+    """A ``Process`` that may complete the event in its own last write (``Pipeline``): it is
+    given the claim's lease, and says so with ``Disposition.settled``."""
+
+    def __call__(
+        self, event: AlertEvent, /, lease: EventLease | None = None
+    ) -> Awaitable[Disposition]: ...
+
+
 ProcessJob = Callable[[ClaimedJob], Awaitable[Disposition]]
 
 
@@ -89,12 +107,14 @@ class Worker:
     ``concurrency``, ``lease_s``, ``poll_interval_s`` and ``max_attempts`` (failed attempts
     before an item is dead) come from the settings (their one home is
     ``receiver.config.Settings``). ``process_job`` None: this worker takes no jobs.
+    ``lease_to_process``: ``process`` is a ``LeasedProcess``, given each event's lease so its
+    last write may complete the event (one transaction per refused event in a storm).
     """
 
     def __init__(
         self,
         store: Store,
-        process: Process,
+        process: Process | LeasedProcess,
         *,
         concurrency: int,
         lease_s: float,
@@ -106,8 +126,10 @@ class Worker:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 300.0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        lease_to_process: bool = False,
     ) -> None:
         self._store = store
+        self._lease_to_process = lease_to_process
         self.owner = owner or default_owner()
         self._concurrency = max(1, concurrency)
         self._lease_s = lease_s
@@ -135,7 +157,7 @@ class Worker:
         self.listening = asyncio.Event()  # set while the LISTEN connection is up (for tests)
         self.processed = 0
 
-    def _event_queue(self, process: Process) -> QueueCalls:
+    def _event_queue(self, process: Process | LeasedProcess) -> QueueCalls:
         store = self._store
         # Where this worker's last claim left the rotation through alert names (lanes).
         cursor = ""
@@ -151,7 +173,7 @@ class Worker:
                     c.attempts,
                     c.failures,
                     c.last_error,
-                    _bind(process, c.event),
+                    self._work(process, c.event),
                 )
                 for c in claims
             ]
@@ -164,6 +186,14 @@ class Worker:
             store.release_event,
             store.fail_event,
         )
+
+    def _work(
+        self, process: Process | LeasedProcess, event: AlertEvent
+    ) -> Callable[[], Coroutine[Any, Any, Disposition]]:
+        if not self._lease_to_process:
+            return _bind(process, event)
+        leased = cast(LeasedProcess, process)
+        return _bind(functools.partial(leased, lease=EventLease(event.id, self.owner)), event)
 
     def _job_queue(self, process: ProcessJob) -> QueueCalls:
         store = self._store

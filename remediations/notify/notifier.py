@@ -80,12 +80,19 @@ class Notifier:
         """The URL of a run in the HTTP API, or ``""`` without an external URL."""
         return f"{self.external_url}/api/v1/runs/{run_id}" if self.external_url and run_id else ""
 
+    def unknown(self, channel: str) -> str | None:
+        """Why nothing can be sent to ``channel`` (no channel of that name is configured), or
+        None when it is one of ``channels``."""
+        if channel in self.channels:
+            return None
+        known = ", ".join(sorted(self.channels)) or "none"
+        return f"no channel named {channel!r} is configured ({known})"
+
     async def send(self, channel: str, message: Message) -> Delivery:
         """Deliver ``message`` to the channel called ``channel``; never raises."""
         target = self.channels.get(channel)
         if target is None:
-            known = ", ".join(sorted(self.channels)) or "none"
-            return Delivery(channel, False, f"no channel named {channel!r} is configured ({known})")
+            return Delivery(channel, False, self.unknown(channel) or "")
         if not message.links.get("run") and self.run_url(message.run_id):
             message = _with_link(message, "run", self.run_url(message.run_id))
         try:

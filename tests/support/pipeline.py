@@ -29,7 +29,7 @@ from receiver.intake import Intake
 from receiver.model import NamespacePolicy
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.rules.loader import RuleHolder
-from receiver.store import RunRecord, Store
+from receiver.store import EventLease, RunRecord, Store
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.base import Clients
@@ -74,7 +74,8 @@ class Harness:
         for _ in range(rounds):
             events = await self.store.claim_events(self.owner, 50, 30.0)
             for c in events:
-                disposition = await self.pipeline(c.event)
+                # As the service's worker does: the event's last write may complete it.
+                disposition = await self.pipeline(c.event, EventLease(c.event.id, self.owner))
                 if not disposition.is_done:
                     await self.store.release_event(
                         c.event.id,
@@ -83,7 +84,8 @@ class Harness:
                         disposition.error,
                     )
                     return done
-                await self.store.complete_event(c.event.id, self.owner)
+                if not disposition.settled:
+                    await self.store.complete_event(c.event.id, self.owner)
                 done += 1
             jobs = await self.store.claim_jobs(self.owner, 50, 30.0)
             for job in jobs:
@@ -107,6 +109,7 @@ class Harness:
             self.store,
             self.pipeline,
             process_job=self.pipeline.run_job,
+            lease_to_process=True,
             concurrency=concurrency,
             lease_s=30,
             poll_interval_s=poll_interval_s,

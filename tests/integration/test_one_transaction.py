@@ -1,0 +1,204 @@
+"""A storm's refused event is one transaction (issue 12): the run stored refused, its steps,
+its audit rows (run created, steps, refused, announced when there was nothing to send) and
+the completion of the event, all in the statement that stores the run.
+
+"One transaction" is read off the rows themselves: PostgreSQL stamps every row version with
+the id of the transaction that wrote it (``xmin``), so the run, the event row as completed
+and each audit row carry the same id exactly when one transaction wrote them all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from receiver.model import RunOutcome
+from receiver.store import EventLease, RunRecord, Store
+from remediations.http.post import HttpPolicy
+from remediations.notify.notifier import Channel, ChannelKind, Notifier
+from tests.support.payloads import alert, notification
+from tests.support.peer import Peer, peer
+from tests.support.pipeline import Harness, MakeHarness
+from tests.support.polling import eventually
+
+__all__ = ["peer"]
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+HOOK = "/hooks/oncall"
+
+# One run an hour: the first alert's run is admitted (dry-run), every later one refused.
+RULE = """
+rules:
+  - name: restart-web
+    match: ['alertname="HighMemoryUsage"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_restart
+      - action: kubernetes.rollout_restart
+    guards: {max_runs: {count: 1, per: 1h}}
+    notify: {channel: oncall, events: [refused]}
+"""
+
+# The same, and a second rule on the same alert: its run is planned after the first's.
+TWO_RULES = (
+    RULE
+    + """
+  - name: zz-second
+    match: ['alertname="HighMemoryUsage"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: kubernetes.rollout_restart
+    guards: {max_runs: {count: 1, per: 1h}}
+"""
+)
+
+
+def labels(name: str) -> dict[str, str]:
+    return {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": name}
+
+
+async def xmin(store: Store, table: str, key: Any) -> str:
+    cast = "::uuid" if table == "runs" else ""
+    value = await store._pool.fetchval(f"SELECT xmin::text FROM {table} WHERE id = $1{cast}", key)
+    assert value is not None, (table, key)
+    return str(value)
+
+
+async def audit_rows(store: Store, run_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, xmin, data) of the run's audit rows, in chain order."""
+    rows = await store._pool.fetch(
+        "SELECT kind, xmin::text AS x, data FROM audit_log WHERE run_id = $1::uuid ORDER BY id",
+        run_id,
+    )
+    return [(r["kind"], r["x"], json.loads(r["data"])) for r in rows]
+
+
+async def refused_runs(h: Harness) -> list[RunRecord]:
+    return await h.runs(outcome=RunOutcome.REFUSED)
+
+
+async def test_a_refused_event_is_stored_audited_and_completed_in_one_transaction(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(RULE)
+    for name in ("a", "b"):
+        await h.intake.accept(notification(alert(labels(name))))
+    # The service's own worker (it gives the pipeline each event's lease).
+    async with h.worker(concurrency=1, poll_interval_s=0.05):
+
+        async def settled() -> int:
+            return await h.store.queue_depth()
+
+        await eventually(settled, lambda depth: depth == 0, timeout_s=15)
+
+    (refused,) = await refused_runs(h)
+    assert refused.event_id is not None
+    event = await h.store.get_event(refused.event_id)
+    assert event is not None
+    assert event["state"] == "done"
+    one = await xmin(h.store, "runs", refused.id)
+    assert await xmin(h.store, "alert_events", refused.event_id) == one
+    trail = await audit_rows(h.store, refused.id)
+    assert [kind for kind, _, _ in trail] == [
+        "run.created",
+        "step",
+        "step",
+        "run.refused",
+        "run.announced",
+    ]
+    assert {x for _, x, _ in trail} == {one}
+    announced = trail[-1][2]
+    assert announced["event"] == "refused"
+    assert announced["channel"] == "oncall"
+    assert announced["delivered"] is False
+    assert "notify.channels" in announced["detail"]
+
+    # The admitted run is another matter: its steps ran after it was stored, and its event
+    # was completed after them, in a transaction of its own.
+    (admitted,) = await h.runs(outcome=RunOutcome.DRY_RUN)
+    assert admitted.event_id is not None
+    assert await xmin(h.store, "alert_events", admitted.event_id) != await xmin(
+        h.store, "runs", admitted.id
+    )
+    assert (
+        h.metrics.registry.get_sample_value(
+            "remediator_announcements_total", {"event": "refused", "delivered": "false"}
+        )
+        == 1.0
+    )
+
+
+@pytest.fixture
+async def notifier(peer: Peer) -> AsyncIterator[Notifier]:
+    policy = HttpPolicy(timeout=2.0, attempts=1, initial_wait=0.01, max_wait=0.02)
+    async with aiohttp.ClientSession() as session:
+        channels = {"oncall": Channel("oncall", ChannelKind.WEBHOOK, peer.url(HOOK), policy)}
+        yield Notifier(channels, session)
+
+
+async def test_a_refusal_with_a_message_to_send_sends_it_after_the_run_is_stored(
+    make_harness: MakeHarness, notifier: Notifier, peer: Peer
+) -> None:
+    h = await make_harness(RULE, clients={"notify": notifier})
+    for name in ("a", "b"):
+        await h.intake.accept(notification(alert(labels(name))))
+    await h.drain()
+
+    (refused,) = await refused_runs(h)
+    assert refused.event_id is not None
+    one = await xmin(h.store, "runs", refused.id)
+    # The event is still completed with the run; the message goes out once both are stored,
+    # and its row is a transaction of its own.
+    assert await xmin(h.store, "alert_events", refused.event_id) == one
+    trail = await audit_rows(h.store, refused.id)
+    assert [kind for kind, _, _ in trail][-1] == "run.announced"
+    assert trail[-1][2]["delivered"] is True
+    assert trail[-1][1] != one
+    assert {x for kind, x, _ in trail if kind != "run.announced"} == {one}
+    assert [r.body["event"] for r in peer.seen(HOOK)] == ["run_refused"]
+
+
+async def test_only_the_last_write_of_an_event_completes_it(make_harness: MakeHarness) -> None:
+    h = await make_harness(TWO_RULES)
+    await h.intake.accept(notification(alert(labels("a"))))
+    await h.drain()  # both rules' first runs are admitted
+    await h.intake.accept(notification(alert(labels("b"))))
+    await h.drain()
+
+    refused = {run.rule: run for run in await refused_runs(h)}
+    assert sorted(refused) == ["restart-web", "zz-second"]
+    first, last = refused["restart-web"], refused["zz-second"]
+    assert first.event_id == last.event_id
+    assert first.event_id is not None
+    event_x = await xmin(h.store, "alert_events", first.event_id)
+    assert await xmin(h.store, "runs", last.id) == event_x
+    assert await xmin(h.store, "runs", first.id) != event_x
+
+
+async def test_a_run_does_not_complete_an_event_whose_lease_it_lost(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(RULE)
+    await h.intake.accept(notification(alert(labels("a"))))
+    await h.drain()
+    await h.intake.accept(notification(alert(labels("b"))))
+    (claimed,) = await h.store.claim_events(h.owner, 5, 30.0)
+
+    lease = EventLease(claimed.event.id, "a-worker-that-lost-it")
+    disposition = await h.pipeline(claimed.event, lease)
+
+    assert disposition.is_done
+    assert not disposition.settled
+    assert not lease.completed
+    (refused,) = await refused_runs(h)
+    assert refused.event_id == claimed.event.id
+    event = await h.store.get_event(claimed.event.id)
+    assert event is not None
+    assert event["state"] == "claimed"
+    # Its owner still holds it, and settles it as before.
+    assert await h.store.complete_event(claimed.event.id, h.owner)
