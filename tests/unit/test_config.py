@@ -53,12 +53,12 @@ rules_dir: /etc/remediator/rules
 worker: {concurrency: 2}
 """,
     )
-    s = load_settings(config, {"REMEDIATOR_PORT": "9100", "REMEDIATOR_WORKER_CONCURRENCY": "8"})
+    s = load_settings(config, {"REMEDIATOR_PORT": "9100", "REMEDIATOR_WORKER_CONCURRENCY": "6"})
     assert s.host == "10.0.0.1"
     assert s.port == 9100
     assert s.max_body_bytes == 4 * 1024 * 1024
     assert s.rules_dir == Path("/etc/remediator/rules")
-    assert s.worker_concurrency == 8
+    assert s.worker_concurrency == 6
 
 
 def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
