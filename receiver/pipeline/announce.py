@@ -108,7 +108,7 @@ class Announcer:
         # A channel that is not configured was warned about once, at start-up, and each run's
         # audit row says it again: a warning per run would be 10,000 lines in a storm. A
         # configured channel that did not take it is worth a warning.
-        configured = self._deps.clients.has("notify") and self._unsendable(data["channel"]) is None
+        configured = self._unsendable(data["channel"]) is None
         log = ctx.log.info if delivered else ctx.log.warning if configured else ctx.log.debug
         log(
             "announced" if delivered else "announcement not delivered",

@@ -6,15 +6,21 @@ occurrence).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from receiver.model import AlertEvent, History, Target
+from receiver.model import AlertEvent, History, PriorRun, RunOutcome, Target
 from receiver.store.database import Database
 from receiver.store.errors import translate
-from receiver.store.records import RUN_COLUMNS, run_from_row
 
 __all__ = ["HISTORY_SQL", "EngineHistory", "history_arguments"]
+
+# The columns of a run the engine reads (``PriorRun``), not the whole run: a storm's event reads
+# the recent runs of its targets, and decoding every column of each cost more than the read.
+PRIOR_COLUMNS = """
+    id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
+    target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
+"""
 
 
 def _of_pairs(first: int) -> str:
@@ -39,7 +45,7 @@ def _pair_arrays(pairs: Collection[tuple[str, Target]]) -> list[list[str]]:
 HISTORY_SQL = f"""
 WITH parts AS (
     (SELECT 'episode' AS part,
-            row_number() OVER (ORDER BY created_at, id) AS pos, {RUN_COLUMNS},
+            row_number() OVER (ORDER BY created_at, id) AS pos, {PRIOR_COLUMNS},
             EXISTS (SELECT 1 FROM steps
                     WHERE steps.run_id = runs.id AND steps.phase = 'run'
                       AND steps.outcome IN ('ok', 'simulated')) AS changed
@@ -47,7 +53,7 @@ WITH parts AS (
      WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3)
     UNION ALL
     (SELECT 'recent', row_number() OVER (ORDER BY created_at DESC, id DESC),
-            {RUN_COLUMNS}, false
+            {PRIOR_COLUMNS}, false
      -- Each pair's newest runs, walked down runs_pair_created, then the newest of them
      -- all: the read costs the runs of these targets, however many other targets the rule
      -- has runs on. (A join of runs to the pairs let the planner walk every recent run of
@@ -65,7 +71,7 @@ WITH parts AS (
      ORDER BY created_at DESC, id DESC LIMIT $14)
     UNION ALL
     (SELECT 'settling', row_number() OVER (ORDER BY created_at, id),
-            {RUN_COLUMNS}, false
+            {PRIOR_COLUMNS}, false
      FROM runs
      WHERE {_of_pairs(10)}
        AND outcome = 'verifying' AND settle_until IS NOT NULL
@@ -137,8 +143,28 @@ class EngineHistory(Database):
         settle = [r for r in found if r["part"] == "settling"]
         resolved = rows[0]["episode_resolved"]
         return History(
-            episode_runs=tuple(run_from_row(r).as_prior(changed=r["changed"]) for r in episode),
-            recent_runs=tuple(run_from_row(r).as_prior() for r in reversed(recent)),
+            episode_runs=tuple(prior_from_row(r) for r in episode),
+            recent_runs=tuple(prior_from_row(r) for r in reversed(recent)),
             episode_resolved=bool(resolved),
-            settling_runs=tuple(run_from_row(r).as_prior() for r in settle),
+            settling_runs=tuple(prior_from_row(r) for r in settle),
         )
+
+
+def prior_from_row(row: Mapping[str, Any]) -> PriorRun:
+    """A PriorRun from a row of ``PRIOR_COLUMNS`` and ``changed`` (false but for the runs of
+    the episode: whether one of its steps changed something)."""
+    return PriorRun(
+        run_id=str(row["id"]),
+        rule=row["rule"],
+        target=Target(row["target_kind"], row["target_namespace"], row["target_name"]),
+        fingerprint=row["fingerprint"],
+        starts_at=row["starts_at"],
+        created_at=row["created_at"],
+        outcome=RunOutcome(row["outcome"]),
+        closed=row["closed"],
+        refire=row["refire"],
+        event_id=row["event_id"],
+        changed=row["changed"],
+        alertname=row["alertname"],
+        settle_until=row["settle_until"],
+    )

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from receiver.alertmanager import ZERO_TIME
-from receiver.model import AlertEvent, PriorRun, RunOutcome, Status, Target, VerifyResult
+from receiver.model import AlertEvent, RunOutcome, Status, Target, VerifyResult
 
 __all__ = [
     "RUN_COLUMNS",
@@ -243,25 +243,6 @@ class RunRecord:
     settle_until: datetime | None = None
     verify_result: VerifyResult | None = None
     escalated_at: datetime | None = None
-
-    def as_prior(self, *, changed: bool = False) -> PriorRun:
-        """What the engine needs to know of this run (closed: its alert has resolved).
-        ``changed``: whether one of its steps changed something, when the caller knows it."""
-        return PriorRun(
-            run_id=self.id,
-            rule=self.rule,
-            target=self.target,
-            fingerprint=self.fingerprint,
-            starts_at=self.starts_at,
-            created_at=self.created_at,
-            outcome=self.outcome,
-            closed=self.resolved_at is not None,
-            refire=self.refire,
-            event_id=self.event_id,
-            changed=changed,
-            alertname=self.alertname,
-            settle_until=self.settle_until,
-        )
 
 
 @dataclass(frozen=True, slots=True)
