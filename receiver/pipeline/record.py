@@ -68,7 +68,17 @@ class Record:
         else:
             final = RunOutcome.SUCCEEDED
         parked_before = ctx.prior is not None and ctx.prior.outcome is final
-        await deps.store.set_run_outcome(ctx.run_id, final, error=error, schedule=schedule)
+        # The event's last write, when nothing of it follows this run: its completion, and the
+        # "finished" announcement when there is nothing to send, go in the same transaction.
+        unsent = self._announce.unsent(ctx, Announcement.FINISHED) if final in _DONE else None
+        await deps.store.set_run_outcome(
+            ctx.run_id,
+            final,
+            error=error,
+            schedule=schedule,
+            announced=unsent,
+            complete=ctx.completes,
+        )
         if final is RunOutcome.FAILED:
             try:
                 await deps.guards.record_result(ctx.rule, False)
@@ -84,7 +94,9 @@ class Record:
                     ctx, Announcement.AWAITING_APPROVAL, outcome=final, text=_waiting(ctx)
                 )
             return Verdict.park(final, "a step needs an engineer's approval")
-        if final in _DONE:
+        if unsent is not None:
+            self._announce.noted(ctx, unsent)
+        elif final in _DONE:
             await self._announce(
                 ctx, Announcement.FINISHED, outcome=final, text=error or _verifying(ctx, final)
             )

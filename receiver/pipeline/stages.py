@@ -20,7 +20,7 @@ from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
 from receiver.pipeline.context import STEP_PENDING, Deps, RunContext, release_when_done
 from receiver.pipeline.steps import StepRunner, runs_dry
-from receiver.store import JobKind, Refused, run_id_of
+from receiver.store import JobKind, Refused, admitted_data, run_id_of
 from remediations.base import Outcome
 
 __all__ = ["LOCK_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
@@ -34,9 +34,9 @@ class RecordPlan:
     statement.
 
     A new run gets its id now (``run_id_of``: the same on every attempt) and is stored by the
-    admit stage once its guards have answered: refused, it is stored refused in the same
-    statement (a storm refuses most runs: one round trip and one commit instead of two); else
-    pending before anything else happens, so an outage or a wait is recorded on the run. The
+    admit stage once its guards have answered, in one statement: refused (a storm refuses most
+    runs), or admitted and running (its admission audited with it); when the guards could not
+    answer or the target lock is held, pending, so the outage or the wait is recorded on it. The
     run row is unique per (rule, occurrence): if another worker created it first, this one
     stops without touching it. A run taken up again (``run_id`` known) keeps the steps it was
     planned with: a retry never re-plans it."""
@@ -74,17 +74,24 @@ async def stored(
     ctx: RunContext,
     refusal: Refused | None = None,
     announced: Mapping[str, Any] | None = None,
+    admitted: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Store a new run (refused, with ``refusal``) if it is not stored yet; False when another
-    worker stored it first (this one must leave it alone). A refused run takes with it, in
-    the same statement, the ``announced`` row of an announcement that had nothing to send and
-    the completion of its event (``ctx.completes``): a storm's refusal is one transaction."""
+    """Store a new run if it is not stored yet: pending; refused, with ``refusal``; or
+    admitted and running, with ``admitted`` (``admitted_data``). False when another worker
+    stored it first (this one must leave it alone). A refused or admitted run takes with it,
+    in the same statement, the ``announced`` row of an announcement that had nothing to send;
+    a refused one also the completion of its event (``ctx.completes``): a storm's refusal is
+    one transaction."""
     if ctx.create is None:
         return True
     create, ctx.create = ctx.create, None
-    if refusal is None:
-        return await create() is not None
-    return await create(refusal=refusal, announced=announced, complete=ctx.completes) is not None
+    if refusal is not None:
+        created = await create(refusal=refusal, announced=announced, complete=ctx.completes)
+    elif admitted is not None:
+        created = await create(admitted=admitted, announced=announced)
+    else:
+        created = await create()
+    return created is not None
 
 
 _OWNED_ELSEWHERE = Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
@@ -167,22 +174,34 @@ class Admit:
                 )
             return Verdict.stop(RunOutcome.REFUSED, refusal.reason)
 
-        if not await stored(ctx):
-            # Admitted under the same run id as the worker that stored it (admission is
-            # idempotent per run id): its admission, not this one's to release.
-            return _OWNED_ELSEWHERE
-        ctx.admission = admission
-        await deps.store.record_admission(ctx.run_id, admission.checked, fence=admission.fence)
-        release_when_done(deps, ctx, request, admission)
-        if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
-            await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)
+        started = None
+        if ctx.create is not None:
+            # A new run is stored admitted and running in one statement, with its "started"
+            # announcement when there is nothing to send.
+            started = self._announce.unsent(ctx, Announcement.STARTED)
+            admitted = admitted_data(admission.checked, fence=admission.fence)
+            if not await stored(ctx, announced=started, admitted=admitted):
+                # Admitted under the same run id as the worker that stored it (admission is
+                # idempotent per run id): its admission, not this one's to release.
+                return _OWNED_ELSEWHERE
+            ctx.admission = admission
+            release_when_done(deps, ctx, request, admission)
+        else:
+            ctx.admission = admission
+            await deps.store.record_admission(ctx.run_id, admission.checked, fence=admission.fence)
+            release_when_done(deps, ctx, request, admission)
+            if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
+                await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)
         ctx.log.info("admitted", fence=admission.fence)
         if ctx.prior is None or ctx.prior.outcome is RunOutcome.PENDING:
             # Once: not again for a run taken up after an approval or a crash mid-steps.
-            steps = ", ".join(s.action for s in ctx.steps)
-            await self._announce(
-                ctx, Announcement.STARTED, outcome=RunOutcome.RUNNING, text=f"steps: {steps}"
-            )
+            if started is not None:
+                self._announce.noted(ctx, started)
+            else:
+                steps = ", ".join(s.action for s in ctx.steps)
+                await self._announce(
+                    ctx, Announcement.STARTED, outcome=RunOutcome.RUNNING, text=f"steps: {steps}"
+                )
         return Verdict.next()
 
     async def _wait_for_lock(self, ctx: RunContext, refusal: Refusal) -> Verdict:

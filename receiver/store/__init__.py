@@ -45,7 +45,7 @@ from receiver.store.records import (
 )
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
-from receiver.store.steps import StepWriter
+from receiver.store.steps import StepWriter, admitted_data
 from receiver.store.verification import Conclusion, Verification
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "StepRecord",
     "Store",
     "StoreUnavailable",
+    "admitted_data",
     "announced_data",
     "canonical_json",
     "describe",

@@ -33,7 +33,7 @@ from receiver.store.audit import append_in_tx
 from receiver.store.claims import CLAIM_EVENTS_SQL, LANES, ClaimedEvents
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
-from receiver.store.leases import EVENTS, HELD, Leases
+from receiver.store.leases import EVENTS, EventLease, Leases, complete_held_event
 from receiver.store.records import (
     ClaimedEvent,
     NewEvent,
@@ -242,18 +242,7 @@ class EventQueue(Leases):
     async def complete_event(self, event_id: int, owner: str) -> bool:
         """Mark a claimed event done; False when ``owner`` lost the lease meanwhile."""
         with translate():
-            row = await self._pool.fetchrow(
-                f"""
-                UPDATE alert_events
-                SET state = 'done', done_at = remediator_now(), lease_owner = NULL,
-                    lease_until = NULL
-                WHERE {HELD}
-                RETURNING id
-                """,
-                event_id,
-                owner,
-            )
-        return row is not None
+            return await complete_held_event(self._pool, EventLease(event_id, owner))
 
     async def release_event(
         self, event_id: int, owner: str, delay_s: float = 0.0, error: str | None = None

@@ -29,6 +29,7 @@ __all__ = [
     "Leases",
     "QueueTable",
     "claim_assignments",
+    "complete_held_event",
     "due_sql",
     "lease_expired_sql",
 ]
@@ -49,6 +50,21 @@ class EventLease:
     event_id: int
     owner: str
     completed: bool = False
+
+
+async def complete_held_event(conn: Any, lease: EventLease) -> bool:
+    """Mark the event of ``lease`` done on ``conn`` (inside the caller's transaction), as
+    ``EventQueue.complete_event`` does; False when its owner no longer holds the lease."""
+    completed = await conn.fetchval(
+        f"""UPDATE alert_events
+            SET state = 'done', done_at = remediator_now(), lease_owner = NULL,
+                lease_until = NULL
+            WHERE {HELD}
+            RETURNING true""",
+        lease.event_id,
+        lease.owner,
+    )
+    return bool(completed)
 
 
 def lease_expired_sql(alias: str) -> str:

@@ -12,11 +12,12 @@ from typing import Any, Unpack
 import asyncpg
 
 from receiver.model import AlertEvent, RunOutcome, StepPlan, Target
+from receiver.store.announcements import ANNOUNCED
 from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
-from receiver.store.leases import EventLease
+from receiver.store.leases import EventLease, complete_held_event
 from receiver.store.paging import RunFilters, fetch_run_page
 from receiver.store.records import (
     RUN_COLUMNS,
@@ -68,6 +69,7 @@ class Runs(Database):
         decision: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         refusal: Refused | None = None,
+        admitted: Mapping[str, Any] | None = None,
         announced: Mapping[str, Any] | None = None,
         complete: EventLease | None = None,
     ) -> str | None:
@@ -80,12 +82,26 @@ class Runs(Database):
         or a retry whose first attempt created it). ``decision``: why these steps (JSON-ready),
         kept on the run and in its ``run.created`` audit row.
 
+        With ``admitted`` (the ``run.admitted`` data, ``admitted_data``) the guards let the run
+        through before it was stored: it is created ``running`` and audited as created, each
+        step, admitted and moved to running, as ``record_admission`` and ``set_run_outcome``
+        would, without their two transactions. ``refusal`` and ``admitted``: ValueError.
+
         Folded into the same statement, so that a refused event costs one transaction and one
         audit append (issue 12): ``announced``, the data of a ``run.announced`` row that had
         nothing to send (``announced_data``), audited last and only if the run is created;
         ``complete``, the event's lease: the event is marked done as
         ``EventQueue.complete_event`` would, and ``complete.completed`` set when it was (False
         when its owner lost the lease)."""
+        if refusal is not None and admitted is not None:
+            raise ValueError("a run is created refused or admitted, not both")
+        stored_outcome = (
+            RunOutcome.REFUSED
+            if refusal is not None
+            else RunOutcome.RUNNING
+            if admitted is not None
+            else outcome
+        )
         created = audit_data(
             {
                 "rule": rule,
@@ -135,11 +151,11 @@ class Runs(Database):
                                       target_kind, target_namespace, target_name, outcome,
                                       dry_run, occurrence, verify_within_s, refire, settle_s,
                                       decision, group_key, refusal_guard, refusal_reason,
-                                      retry_at, finished_at)
+                                      retry_at, finished_at, started_at)
                     VALUES (coalesce($25::uuid, gen_random_uuid()), $1, $2, $3, $4, $5, $6, $7,
-                            $8, CASE WHEN $26::text IS NULL THEN $9 ELSE 'refused' END, $10, $11,
-                            $12, $13, $14, $15::jsonb, $16, $26, $27, $28,
-                            CASE WHEN $26::text IS NULL THEN NULL ELSE remediator_now() END)
+                            $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $26, $27, $28,
+                            CASE WHEN $26::text IS NULL THEN NULL ELSE remediator_now() END,
+                            CASE WHEN $34::text IS NULL THEN NULL ELSE remediator_now() END)
                     ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
                     RETURNING id, fingerprint
                 ), planned AS (
@@ -165,7 +181,13 @@ class Runs(Database):
                                            SELECT 2147483647, 'run.refused', $30
                                            WHERE $30::text IS NOT NULL
                                            UNION ALL
-                                           SELECT 2147483648, 'run.announced', $31
+                                           SELECT 2147483648, 'run.admitted', $34
+                                           WHERE $34::text IS NOT NULL
+                                           UNION ALL
+                                           SELECT 2147483649, 'run.outcome', $35
+                                           WHERE $34::text IS NOT NULL
+                                           UNION ALL
+                                           SELECT 2147483650, 'run.announced', $31
                                            WHERE $31::text IS NOT NULL) a) AS rows''',
                         kind="rows.kind",
                         run_id="rows.id",
@@ -192,7 +214,7 @@ class Runs(Database):
                 target.kind,
                 target.namespace,
                 target.name,
-                str(outcome),
+                str(stored_outcome),
                 dry_run,
                 occurrence,
                 verify_within_s,
@@ -208,6 +230,8 @@ class Runs(Database):
                 None if announced is None else audit_data(announced),
                 None if complete is None else complete.event_id,
                 None if complete is None else complete.owner,
+                None if admitted is None else audit_data(admitted),
+                audit_data({"outcome": str(RunOutcome.RUNNING)}),
             )
         assert row is not None  # the outer SELECT has no FROM: always one row
         if complete is not None and row["completed"]:
@@ -260,6 +284,8 @@ class Runs(Database):
         verify_within_s: float | None = None,
         data: Mapping[str, Any] | None = None,
         schedule: Sequence[tuple[str, float]] = (),
+        announced: Mapping[str, Any] | None = None,
+        complete: EventLease | None = None,
     ) -> bool:
         """Move a run to ``outcome``; keeps the timestamps that follow from it.
 
@@ -267,7 +293,10 @@ class Runs(Database):
         verify_deadline = remediator_now() + (verify_within_s or the run's own verify_within_s).
         ``schedule`` lists jobs (kind, delay in seconds) enqueued in the same transaction as
         the outcome, as ``enqueue_job`` would. Returns False when the run does not exist;
-        ValueError (before any change) for an unknown job kind.
+        ValueError (before any change) for an unknown job kind. In the same transaction, as
+        ``create_run`` does: ``announced``, a ``run.announced`` row that had nothing to send,
+        audited after the outcome; ``complete``, the lease of the event whose last write this
+        is (``complete.completed`` set when it was completed).
         """
         terminal = outcome in _TERMINAL
         jobs = [(JobKind(kind), delay_s) for kind, delay_s in schedule]
@@ -310,6 +339,10 @@ class Runs(Database):
             for kind, delay_s in jobs:
                 await enqueue(conn, kind, run_id, delay_s=delay_s)
             await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
+            if announced is not None:
+                await append_in_tx(conn, ANNOUNCED, run_id, row["fingerprint"], announced)
+            if complete is not None:
+                complete.completed = await complete_held_event(conn, complete)
         return True
 
     async def list_runs(self, **filters: Unpack[RunFilters]) -> tuple[list[RunRecord], str | None]:

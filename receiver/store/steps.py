@@ -7,7 +7,7 @@ the steps it was planned with).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict, Unpack
 
@@ -16,7 +16,15 @@ from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import Refused, canonical_json
 
-__all__ = ["NOT_RUN", "StepFields", "StepWriter", "mark_not_run", "step_audit", "write_step"]
+__all__ = [
+    "NOT_RUN",
+    "StepFields",
+    "StepWriter",
+    "admitted_data",
+    "mark_not_run",
+    "step_audit",
+    "write_step",
+]
 
 # The outcome of a step its run ended without running (refused by a guard, stopped by an earlier
 # step, rejected, expired, cancelled): it will never run, so it does not read ``pending``.
@@ -137,6 +145,14 @@ def step_audit(
     }
 
 
+def admitted_data(
+    guards: Sequence[str], phase: str = "run", fence: int | None = None
+) -> dict[str, Any]:
+    """The data of a ``run.admitted`` audit row: the run's ``phase`` ('run', or 'resolve' for
+    on_resolved steps), the guards asked, in order, and the target lock's fence."""
+    return {"phase": phase, "guards": list(guards), "fence": fence}
+
+
 class StepWriter(Database):
     """Steps and refusals (mixin of ``Store``)."""
 
@@ -163,11 +179,7 @@ class StepWriter(Database):
             if fingerprint is None:
                 return False
             await append_in_tx(
-                conn,
-                "run.admitted",
-                run_id,
-                fingerprint,
-                {"phase": phase, "guards": list(guards), "fence": fence},
+                conn, "run.admitted", run_id, fingerprint, admitted_data(guards, phase, fence)
             )
         return True
 

@@ -118,13 +118,27 @@ async def test_a_refused_event_is_stored_audited_and_completed_in_one_transactio
     assert announced["delivered"] is False
     assert "notify.channels" in announced["detail"]
 
-    # The admitted run is another matter: its steps ran after it was stored, and its event
-    # was completed after them, in a transaction of its own.
+    # The admitted run is stored admitted and running in one statement; its steps run after
+    # that, and its event is completed with its outcome, in the transaction that records it.
     (admitted,) = await h.runs(outcome=RunOutcome.DRY_RUN)
     assert admitted.event_id is not None
-    assert await xmin(h.store, "alert_events", admitted.event_id) != await xmin(
-        h.store, "runs", admitted.id
-    )
+    last = await xmin(h.store, "runs", admitted.id)
+    assert await xmin(h.store, "alert_events", admitted.event_id) == last
+    trail = await audit_rows(h.store, admitted.id)
+    assert [(kind, data.get("outcome")) for kind, _, data in trail] == [
+        ("run.created", "pending"),
+        ("step", "pending"),
+        ("step", "pending"),
+        ("run.admitted", None),
+        ("run.outcome", "running"),
+        ("step", "dry_run"),
+        ("step", "dry_run"),
+        ("run.outcome", "dry_run"),
+    ]
+    first = trail[0][1]
+    assert [x == first for _, x, _ in trail] == [True] * 5 + [False] * 3
+    assert trail[-1][1] == last
+    assert trail[3][2]["guards"]
     assert (
         h.metrics.registry.get_sample_value(
             "remediator_announcements_total", {"event": "refused", "delivered": "false"}
