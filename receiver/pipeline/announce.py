@@ -85,6 +85,14 @@ class Announcer:
         notifier: Notifier = self._deps.clients.get("notify")
         return notifier.unknown(channel)
 
+    def sends(self, ctx: RunContext, moment: Announcement) -> bool:
+        """Whether announcing ``moment`` sends a message: the rule asks for it and a channel
+        can take it. The work is not over until it is sent (and recorded)."""
+        if not self._asks(ctx, moment):
+            return False
+        assert ctx.announce is not None
+        return self._unsendable(ctx.announce.channel) is None
+
     def unsent(self, ctx: RunContext, moment: Announcement) -> dict[str, Any] | None:
         """The ``run.announced`` data of ``moment`` when the rule asks for it but no channel
         can send it (no notifier, or no channel of that name): the caller writes it with its

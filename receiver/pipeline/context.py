@@ -145,7 +145,8 @@ class RunContext:
     create: Callable[..., Awaitable[str | None]] | None = None
     # The lease of the event at hand when this run is the last thing its event does: a new
     # run refused at once is then stored, announced and its event completed in one statement
-    # (``completes.completed`` says it was). None: the worker completes the event.
+    # (``completes.completed`` says it was), unless a message of the refusal is to be sent
+    # (the admit stage drops it then). None: the worker completes the event.
     completes: EventLease | None = None
     admission: Admission | None = None
     runnable: tuple[StepPlan, ...] = ()

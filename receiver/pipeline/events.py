@@ -120,8 +120,8 @@ class EventHandler:
         for n, run_plan in enumerate(plan.runs, start=1):
             ctx = _new_run(event, run_plan, log)
             if n == len(plan.runs) and not plan.resolves and not _retrying(verdicts):
-                # Nothing follows this run: if it is refused at once, the statement that
-                # stores it completes the event too.
+                # Nothing follows this run: if it is refused at once (and no message of it is
+                # to be sent), the statement that stores it completes the event too.
                 ctx.completes = lease
             verdicts.append(await run_stages(self._stages.run, ctx))
         for resolve in plan.resolves:

@@ -80,8 +80,8 @@ async def stored(
     admitted and running, with ``admitted`` (``admitted_data``). False when another worker
     stored it first (this one must leave it alone). A refused or admitted run takes with it,
     in the same statement, the ``announced`` row of an announcement that had nothing to send;
-    a refused one also the completion of its event (``ctx.completes``): a storm's refusal is
-    one transaction."""
+    a refused one also the completion of its event (``ctx.completes``, when set: nothing of
+    the event follows): a storm's refusal is one transaction."""
     if ctx.create is None:
         return True
     create, ctx.create = ctx.create, None
@@ -149,6 +149,12 @@ class Admit:
                 # The announcement is said in the run's own statement when nothing is to be
                 # sent; else it is sent (and recorded) once the run is stored, below.
                 unsent = self._announce.unsent(ctx, Announcement.REFUSED)
+                if self._announce.sends(ctx, Announcement.REFUSED):
+                    # The event is not finished until its message is out: completed with the
+                    # run, it would be done (and its alert's next event claimable) while the
+                    # message is on its way, and the lease keeper, finding nothing to extend,
+                    # would cancel the send. The worker completes it afterwards.
+                    ctx.completes = None
                 if not await stored(ctx, refused, unsent):
                     return _OWNED_ELSEWHERE
             else:

@@ -92,7 +92,9 @@ class Runs(Database):
         nothing to send (``announced_data``), audited last and only if the run is created;
         ``complete``, the event's lease: the event is marked done as
         ``EventQueue.complete_event`` would, and ``complete.completed`` set when it was (False
-        when its owner lost the lease)."""
+        when its owner lost the lease). It is marked done whether or not the run is created:
+        a run another worker stored first ends this event all the same (``_OWNED_ELSEWHERE``
+        in stages.py is a done disposition)."""
         if refusal is not None and admitted is not None:
             raise ValueError("a run is created refused or admitted, not both")
         stored_outcome = (

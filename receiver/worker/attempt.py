@@ -2,11 +2,13 @@
 
 The claim ends one of three ways (``Settlement``): ``complete`` (done), ``release`` (wait: the
 pipeline asked to retry, or the store was out of reach; nothing failed) or ``fail`` (processing
-raised). A release or a failure is due again after an exponential backoff on the item's
-attempts, never sooner than the delay the pipeline asked for (a guard's ``retry_at``, say). A
-failure is counted, and at ``max_attempts`` failures the store makes the item dead
-(``receiver.store.failures``). An item whose last holder died with it (the claim counted that)
-is not handed to the pipeline again once the bound is reached: it goes straight to dead.
+raised); or it is ``settled`` already: the work's own last write completed the item
+(``Disposition.settled``), and nothing is left to write. A release or a failure is due again
+after an exponential backoff on the item's attempts, never sooner than the delay the pipeline
+asked for (a guard's ``retry_at``, say). A failure is counted, and at ``max_attempts``
+failures the store makes the item dead (``receiver.store.failures``). An item whose last holder
+died with it (the claim counted that) is not handed to the pipeline again once the bound is
+reached: it goes straight to dead.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ class QueueCalls:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """How a claim ends: ``complete``, ``release`` (wait, nothing failed) or ``fail``;
-    ``delay_s`` until it is due again, ``error`` kept as its last error. ``settled``: the
-    work completed it already (``Disposition.settled``)."""
+    """How a claim ends: ``complete``, ``release`` (wait, nothing failed) or ``fail``, or
+    ``settled`` (the work completed it already: ``Disposition.settled``, nothing to write);
+    ``delay_s`` until it is due again, ``error`` kept as its last error."""
 
     action: str
     delay_s: float = 0.0

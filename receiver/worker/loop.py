@@ -8,12 +8,12 @@ that become due later. While an item is processed its lease is extended; if this
 the lease runs out and another replica reclaims it (at-least-once).
 
 What to do with an item is injected (``process``, ``process_job``); the worker only knows the
-answer: done, or retry after a delay. Either way a retry backs off exponentially with the
-item's attempts, and never comes sooner than the delay the pipeline asked for (a guard's
-``retry_at``, say). Waiting is not failing: only an exception (other than the store being out
-of reach) or a worker that died holding the item counts as a failed attempt, and after
-``max_attempts`` of those the item is dead (``receiver.store.failures``): out of the queue,
-with its last error, until an operator retries or drops it.
+answer: done (completed already, given the lease: ``lease_to_process``), or retry after a
+delay. A retry backs off exponentially with the item's attempts, never sooner than the delay
+the pipeline asked for (a guard's ``retry_at``, say). Waiting is not failing: only an exception
+(other than the store being out of reach) or a worker that died holding the item counts as a
+failed attempt, and after ``max_attempts`` of those the item is dead (``receiver.store.failures``):
+out of the queue, with its last error, until an operator retries or drops it.
 """
 
 from __future__ import annotations

@@ -15,15 +15,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
+from aiohttp import web
 
 from receiver.model import RunOutcome
 from receiver.store import EventLease, RunRecord, Store
+from receiver.worker import Worker
 from remediations.http.post import HttpPolicy
 from remediations.notify.notifier import Channel, ChannelKind, Notifier
 from tests.support.payloads import alert, notification
-from tests.support.peer import Peer, peer
+from tests.support.peer import Peer, Reply, answering, peer
 from tests.support.pipeline import Harness, MakeHarness
-from tests.support.polling import eventually
+from tests.support.polling import current, eventually
 
 __all__ = ["peer"]
 
@@ -166,15 +169,84 @@ async def test_a_refusal_with_a_message_to_send_sends_it_after_the_run_is_stored
     (refused,) = await refused_runs(h)
     assert refused.event_id is not None
     one = await xmin(h.store, "runs", refused.id)
-    # The event is still completed with the run; the message goes out once both are stored,
-    # and its row is a transaction of its own.
-    assert await xmin(h.store, "alert_events", refused.event_id) == one
+    # The message goes out once the run is stored, and its row is a transaction of its own;
+    # the event is completed after it (its worker still holds it while the message goes out).
     trail = await audit_rows(h.store, refused.id)
     assert [kind for kind, _, _ in trail][-1] == "run.announced"
     assert trail[-1][2]["delivered"] is True
     assert trail[-1][1] != one
     assert {x for kind, x, _ in trail if kind != "run.announced"} == {one}
+    assert await xmin(h.store, "alert_events", refused.event_id) not in {one, trail[-1][1]}
     assert [r.body["event"] for r in peer.seen(HOOK)] == ["run_refused"]
+
+
+async def test_an_event_is_held_while_its_refusal_is_being_announced(
+    make_harness: MakeHarness,
+) -> None:
+    """Completed with the run, the event would be done while its message is still on the way:
+    the next event of the same alert could be claimed and processed meanwhile, and the lease
+    keeper would find nothing to extend (below). It is done once its work is."""
+    seen: list[str | None] = []
+    h: Harness | None = None
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        assert h is not None
+        seen.append(
+            await h.store._pool.fetchval(
+                "SELECT state FROM alert_events WHERE labels->>'deployment' = 'b'"
+            )
+        )
+        return web.Response(text="ok")
+
+    policy = HttpPolicy(timeout=2.0, attempts=1, initial_wait=0.01, max_wait=0.02)
+    async with answering(hook) as base, aiohttp.ClientSession() as session:
+        channels = {"oncall": Channel("oncall", ChannelKind.WEBHOOK, base + HOOK, policy)}
+        h = await make_harness(RULE, clients={"notify": Notifier(channels, session)})
+        for name in ("a", "b"):
+            await h.intake.accept(notification(alert(labels(name))))
+        await h.drain()
+
+    assert seen == ["claimed"]
+    (refused,) = await refused_runs(h)
+    assert refused.event_id is not None
+    event = await h.store.get_event(refused.event_id)
+    assert event is not None
+    assert event["state"] == "done"
+
+
+async def test_a_slow_message_of_a_refusal_is_not_abandoned_by_the_worker(
+    make_harness: MakeHarness, notifier: Notifier, peer: Peer
+) -> None:
+    """The worker extends an event's lease every third of it while the pipeline works on it;
+    an extension that finds the event no longer held means another worker may have it, and
+    the work is cancelled. A message that takes longer than that to send must still go out,
+    be recorded, and its event counted processed."""
+    # The channel takes longer to answer than a third of the lease (1.5 s): real time
+    # passing on purpose, so that the lease is extended while the message is on its way.
+    peer.answer(HOOK, Reply(delay=1.2))
+    h = await make_harness(RULE, clients={"notify": notifier})
+    await h.intake.accept(notification(alert(labels("a"))))
+    await h.drain()
+    await h.intake.accept(notification(alert(labels("b"))))
+    worker = Worker(
+        h.store,
+        h.pipeline,
+        lease_to_process=True,
+        concurrency=1,
+        lease_s=1.5,
+        poll_interval_s=0.05,
+        log=structlog.get_logger("test.worker"),
+    )
+    async with worker:
+        await eventually(current(lambda: worker.processed), lambda n: n == 1, timeout_s=15)
+
+    (refused,) = await refused_runs(h)
+    trail = await audit_rows(h.store, refused.id)
+    assert [kind for kind, _, _ in trail][-1] == "run.announced"
+    assert trail[-1][2]["delivered"] is True
+    assert [r.body["event"] for r in peer.seen(HOOK)] == ["run_refused"]
+    assert await h.store.queue_depth() == 0
 
 
 async def test_only_the_last_write_of_an_event_completes_it(make_harness: MakeHarness) -> None:
