@@ -68,16 +68,13 @@ class Record:
         else:
             final = RunOutcome.SUCCEEDED
         parked_before = ctx.prior is not None and ctx.prior.outcome is final
-        # The event's last write, when nothing of it follows this run: its completion, and the
-        # "finished" announcement when there is nothing to send, go in the same transaction.
+        # A "finished" announcement with nothing to send is recorded with the outcome. The
+        # event is not completed here: the target lock's release, the breaker's feed and any
+        # message still follow, and until they are done the event stays claimed (its alert's
+        # next event waits for them; the lease keeper keeps a lease that is still held).
         unsent = self._announce.unsent(ctx, Announcement.FINISHED) if final in _DONE else None
         await deps.store.set_run_outcome(
-            ctx.run_id,
-            final,
-            error=error,
-            schedule=schedule,
-            announced=unsent,
-            complete=ctx.completes,
+            ctx.run_id, final, error=error, schedule=schedule, announced=unsent
         )
         if final is RunOutcome.FAILED:
             try:

@@ -43,13 +43,17 @@ class EventLease:
     """A claimed alert event's lease, handed to the pipeline so that its last write can
     complete the event in the same statement (one transaction per event, not two).
 
-    ``completed`` is set by the store when that write marked the event done; the worker then
-    does not complete it again. Left False (the write did not happen, or ``owner`` lost the
-    lease meanwhile), the worker settles the claim as it would have without it."""
+    The store sets ``finishing`` as that write is sent, and ``completed`` when it marked the
+    event done; the worker then does not complete it again. Left False (the write did not
+    happen, or ``owner`` lost the lease meanwhile), the worker settles the claim as it would
+    have without it."""
 
     event_id: int
     owner: str
     completed: bool = False
+    # Set just before the write that completes the event is sent: from then on a lease that
+    # cannot be extended may be this write's own doing, and the work ends with it.
+    finishing: bool = False
 
 
 async def complete_held_event(conn: Any, lease: EventLease) -> bool:

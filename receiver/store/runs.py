@@ -17,7 +17,7 @@ from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
-from receiver.store.leases import EventLease, complete_held_event
+from receiver.store.leases import EventLease
 from receiver.store.paging import RunFilters, fetch_run_page
 from receiver.store.records import (
     RUN_COLUMNS,
@@ -143,6 +143,8 @@ class Runs(Database):
             for step in steps
         ]
         columns = list(zip(*step_rows, strict=True)) if step_rows else [()] * 6
+        if complete is not None:
+            complete.finishing = True
         # One statement (one round trip, committed on its own): the run, its steps, and the
         # audit rows, run.created first and then each step in order.
         with translate():
@@ -287,7 +289,6 @@ class Runs(Database):
         data: Mapping[str, Any] | None = None,
         schedule: Sequence[tuple[str, float]] = (),
         announced: Mapping[str, Any] | None = None,
-        complete: EventLease | None = None,
     ) -> bool:
         """Move a run to ``outcome``; keeps the timestamps that follow from it.
 
@@ -295,10 +296,9 @@ class Runs(Database):
         verify_deadline = remediator_now() + (verify_within_s or the run's own verify_within_s).
         ``schedule`` lists jobs (kind, delay in seconds) enqueued in the same transaction as
         the outcome, as ``enqueue_job`` would. Returns False when the run does not exist;
-        ValueError (before any change) for an unknown job kind. In the same transaction, as
-        ``create_run`` does: ``announced``, a ``run.announced`` row that had nothing to send,
-        audited after the outcome; ``complete``, the lease of the event whose last write this
-        is (``complete.completed`` set when it was completed).
+        ValueError (before any change) for an unknown job kind. ``announced``: a
+        ``run.announced`` row that had nothing to send, audited after the outcome in the same
+        transaction (as ``create_run`` does).
         """
         terminal = outcome in _TERMINAL
         jobs = [(JobKind(kind), delay_s) for kind, delay_s in schedule]
@@ -343,8 +343,6 @@ class Runs(Database):
             await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
             if announced is not None:
                 await append_in_tx(conn, ANNOUNCED, run_id, row["fingerprint"], announced)
-            if complete is not None:
-                complete.completed = await complete_held_event(conn, complete)
         return True
 
     async def list_runs(self, **filters: Unpack[RunFilters]) -> tuple[list[RunRecord], str | None]:

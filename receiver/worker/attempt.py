@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from receiver.model import Disposition
-from receiver.store import StoreUnavailable, is_unavailable
+from receiver.store import EventLease, StoreUnavailable, is_unavailable
 
 __all__ = ["Attempts", "Backoff", "Claim", "QueueCalls", "Settlement"]
 
@@ -36,6 +36,9 @@ class Claim:
     failures: int  # before this claim (a lease that ran out is counted by the claim)
     last_error: str | None
     work: Callable[[], Coroutine[Any, Any, Disposition]]
+    # An alert event's lease as the work was given it: once the work's own write that
+    # completes the event is on its way, a lease no longer held is not a lost lease.
+    lease: EventLease | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,13 @@ class Attempts:
         work = asyncio.create_task(claim.work())
         try:
             done, _ = await asyncio.wait({work, keeper}, return_when=asyncio.FIRST_COMPLETED)
+            if work not in done and claim.lease is not None and claim.lease.finishing:
+                # The work's last write, which completes the item, was sent: the keeper may
+                # have found the lease gone because of it (an extension that waited on the
+                # row and came back after that commit). Nothing follows that write: let the
+                # work end, and settle by what it says.
+                await asyncio.wait({work})
+                done = {work}
             if work not in done:
                 # The lease keeper ended first: the lease is lost, another replica may have the
                 # item. Stop working on it rather than act twice.

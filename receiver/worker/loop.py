@@ -166,17 +166,7 @@ class Worker:
             nonlocal cursor
             claims = await store.claim_events(owner, limit, lease_s, after_lane=cursor)
             cursor = next_lane(claims, cursor)
-            return [
-                Claim(
-                    "event",
-                    c.event.id,
-                    c.attempts,
-                    c.failures,
-                    c.last_error,
-                    self._work(process, c.event),
-                )
-                for c in claims
-            ]
+            return [self._claimed(process, c.event, c) for c in claims]
 
         return QueueCalls(
             "event",
@@ -187,13 +177,14 @@ class Worker:
             store.fail_event,
         )
 
-    def _work(
-        self, process: Process | LeasedProcess, event: AlertEvent
-    ) -> Callable[[], Coroutine[Any, Any, Disposition]]:
+    def _claimed(self, process: Process | LeasedProcess, event: AlertEvent, c: Any) -> Claim:
         if not self._lease_to_process:
-            return _bind(process, event)
-        leased = cast(LeasedProcess, process)
-        return _bind(functools.partial(leased, lease=EventLease(event.id, self.owner)), event)
+            work = _bind(process, event)
+            return Claim("event", event.id, c.attempts, c.failures, c.last_error, work)
+        lease = EventLease(event.id, self.owner)
+        leased = functools.partial(cast(LeasedProcess, process), lease=lease)
+        work = _bind(leased, event)
+        return Claim("event", event.id, c.attempts, c.failures, c.last_error, work, lease)
 
     def _job_queue(self, process: ProcessJob) -> QueueCalls:
         store = self._store

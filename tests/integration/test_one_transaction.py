@@ -122,11 +122,12 @@ async def test_a_refused_event_is_stored_audited_and_completed_in_one_transactio
     assert "notify.channels" in announced["detail"]
 
     # The admitted run is stored admitted and running in one statement; its steps run after
-    # that, and its event is completed with its outcome, in the transaction that records it.
+    # that, its outcome is recorded last.
     (admitted,) = await h.runs(outcome=RunOutcome.DRY_RUN)
     assert admitted.event_id is not None
     last = await xmin(h.store, "runs", admitted.id)
-    assert await xmin(h.store, "alert_events", admitted.event_id) == last
+    # Its event is completed after the outcome: the target lock is released in between.
+    assert await xmin(h.store, "alert_events", admitted.event_id) != last
     trail = await audit_rows(h.store, admitted.id)
     assert [(kind, data.get("outcome")) for kind, _, data in trail] == [
         ("run.created", "pending"),
@@ -288,3 +289,33 @@ async def test_a_run_does_not_complete_an_event_whose_lease_it_lost(
     assert event["state"] == "claimed"
     # Its owner still holds it, and settles it as before.
     assert await h.store.complete_event(claimed.event.id, h.owner)
+
+
+async def test_an_admitted_run_says_started_and_finished_in_its_own_writes(
+    make_harness: MakeHarness,
+) -> None:
+    # Announced to a channel that cannot send: each row goes with the write it follows.
+    h = await make_harness(RULE.replace("events: [refused]", "events: [started, finished]"))
+    await h.intake.accept(notification(alert(labels("a"))))
+    await h.drain()
+
+    (run,) = await h.runs(outcome=RunOutcome.DRY_RUN)
+    trail = await audit_rows(h.store, run.id)
+    kinds = [(kind, data.get("event") or data.get("outcome")) for kind, _, data in trail]
+    assert kinds == [
+        ("run.created", "pending"),
+        ("step", "pending"),
+        ("step", "pending"),
+        ("run.admitted", None),
+        ("run.outcome", "running"),
+        ("run.announced", "started"),
+        ("step", "dry_run"),
+        ("step", "dry_run"),
+        ("run.outcome", "dry_run"),
+        ("run.announced", "finished"),
+    ]
+    xs = [x for _, x, _ in trail]
+    assert len(set(xs[:6])) == 1  # stored with its admission and its "started"
+    assert xs[-1] == xs[-2] == await xmin(h.store, "runs", run.id)  # "finished" with the outcome
+    assert xs[0] != xs[-1]
+    assert all(not data["delivered"] for kind, _, data in trail if kind == "run.announced")
