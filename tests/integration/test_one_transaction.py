@@ -25,7 +25,7 @@ from remediations.http.post import HttpPolicy
 from remediations.notify.notifier import Channel, ChannelKind, Notifier
 from tests.support.payloads import alert, notification
 from tests.support.peer import Peer, Reply, answering, peer
-from tests.support.pipeline import Harness, MakeHarness
+from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.polling import current, eventually
 
 __all__ = ["peer"]
@@ -34,18 +34,15 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 HOOK = "/hooks/oncall"
 
-# One run an hour: the first alert's run is admitted (dry-run), every later one refused.
-RULE = """
-rules:
-  - name: restart-web
-    match: ['alertname="HighMemoryUsage"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: kubernetes.rollout_restart
-      - action: kubernetes.rollout_restart
+# Two steps, one run an hour: the first alert's run is admitted (dry-run), every later one
+# refused.
+RULE = (
+    RESTART_WEB
+    + """      - action: kubernetes.rollout_restart
     guards: {max_runs: {count: 1, per: 1h}}
     notify: {channel: oncall, events: [refused]}
 """
+)
 
 # The same, and a second rule on the same alert: its run is planned after the first's.
 TWO_RULES = (
