@@ -140,8 +140,9 @@ class RunContext:
     requested_approval: bool = False
     # What the store held when the run was taken up again (crash recovery, a job).
     prior: RunRecord | None = None
-    # A new run not stored yet (``run_id`` is already its id): stores it, pending, or refused
-    # when given the guard's ``refusal`` (``Store.create_run``); None once stored (stages.py).
+    # A new run not stored yet (``run_id`` is already its id): stores it, pending; refused when
+    # given the guard's ``refusal``; or admitted and running when given its ``admitted`` data
+    # (``Store.create_run``); None once stored (stages.py).
     create: Callable[..., Awaitable[str | None]] | None = None
     # The lease of the event at hand when this run is the last thing its event does: a new
     # run refused at once is then stored, announced and its event completed in one statement

@@ -8,12 +8,13 @@ a settling run's verification (it recurred) is acted on first, so the failure co
 breaker before a new run of the same rule asks it.
 
 A new run's id follows from its rule and occurrence, its guards are asked under it, and then
-it is stored with the steps it was planned with: refused in the same statement when a guard
-said no, else PENDING before anything else happens, so an outage or a wait is recorded on the
-run itself (stages.py). When the event is retried (Redis was down, a worker crashed), a run
-of its occurrence that is still PENDING or RUNNING is taken up again with its recorded steps,
-from the ones it had not finished; it is never planned again, so a retry cannot change what
-the run does.
+it is stored with the steps it was planned with, in one statement: refused when a guard said
+no; admitted and RUNNING (its admission audited with it) before its first step; PENDING when
+the guards could not answer or the target lock is held, so the outage or the wait is recorded
+on the run itself (stages.py). When the event is retried (Redis was down, a worker crashed), a
+run of its occurrence that is still PENDING or RUNNING is taken up again with its recorded
+steps, from the ones it had not finished, its guards asked again; it is never planned again,
+so a retry cannot change what the run does.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from receiver.store import EventLease
 
 __all__ = ["EventHandler", "disposition_of"]
 
-# Outcomes of a run that an event's retry takes up again: its guards were not yet asked
-# (pending), or a crash interrupted its steps (running).
+# Outcomes of a run that an event's retry takes up again: its guards could not answer or it
+# waits for the target lock (pending), or a crash came after its admission, before or during
+# its steps (running: a new admitted run is stored running).
 _TAKEN_UP = frozenset({RunOutcome.PENDING, RunOutcome.RUNNING})
 
 
