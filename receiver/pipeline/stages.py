@@ -131,10 +131,16 @@ class Admit:
         except GuardUnavailable as exc:
             if not await stored(ctx):
                 return _OWNED_ELSEWHERE
-            ctx.log.warning("guards unavailable; run stays pending", error=str(exc))
+            # A new run stays pending; one taken up again (running: a crash interrupted its
+            # steps) keeps its outcome. Either way no step runs until the guards answer.
+            ctx.log.warning(
+                "guards unavailable; no step runs until they answer",
+                outcome=str(ctx.prior.outcome) if ctx.prior is not None else "pending",
+                error=str(exc),
+            )
             return Verdict.retry(
                 deps.settings.guards_down_retry_s,
-                "guards unavailable (Redis): nothing ran, the event will be retried",
+                "guards unavailable (Redis): no step ran this time, the event will be retried",
             )
         if not admission.admitted:
             assert admission.refusal is not None
