@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from redis.asyncio import Redis, RedisCluster, Sentinel
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     RedisClusterException,
@@ -35,6 +37,15 @@ __all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch"]
 
 # The same bounds the service always had on one Redis round trip's socket.
 _SOCKET: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+
+
+def _asked_once() -> dict[str, Any]:
+    """Options of a client that asks one question at start-up (what a server is, what a
+    sentinel says): no retries. redis-py retries a connection error ten times with backoff by
+    default, an authentication failure among them: a wrong password took 3.5 s to say so, and
+    on a busy machine longer than the 5 s the question is given, which then read as "no
+    answer" and hid what to fix."""
+    return {**_SOCKET, "retry": Retry(NoBackoff(), 0)}
 
 
 @dataclass
@@ -112,7 +123,7 @@ async def _ask_sentinel(address: str, master: str, password: str | None) -> bool
     """True when the sentinel at ``address`` names the master ``master``; what to fix when it
     says why it cannot; False when it does not answer now."""
     host, port = split_address(address)
-    client = Redis(host=host, port=port, password=password, **_SOCKET)
+    client = Redis(host=host, port=port, password=password, **_asked_once())
     try:
         async with asyncio.timeout(_SOCKET["socket_timeout"]):
             reply = await client.execute_command(  # type: ignore[no-untyped-call]
@@ -176,7 +187,7 @@ async def mode_mismatch(built: GuardRedis, settings: Settings, url: str | None) 
     else:
         password = _secret(settings.redis_password)
         extra: dict[str, Any] = {} if password is None else {"password": password}
-        probe = Redis.from_url(url, **_SOCKET, **extra)
+        probe = Redis.from_url(url, **_asked_once(), **extra)
         try:
             server = await _server_mode(probe)
         finally:

@@ -192,3 +192,37 @@ async def test_sentinel_settings_the_sentinels_refuse_say_what_to_fix(
             assert says in problem, (change, problem)
             assert SENTINEL_PASSWORD not in problem
             assert PASSWORD not in problem
+
+
+async def test_a_wrong_password_is_told_after_one_connection_not_ten(
+    redis_sentinel: SentinelSet,
+) -> None:
+    """The start-up check asks each address once. redis-py's clients retry a connection error,
+    an authentication failure among them, ten times with backoff: the check took seconds to say
+    "wrong password", and on a busy machine overran its own time limit and said nothing."""
+    node = redis_sentinel.master
+    settings = load_settings(
+        None,
+        {
+            "REMEDIATOR_REDIS_MODE": "sentinel",
+            # A Redis server, not a sentinel: it refuses the sentinel password.
+            "REMEDIATOR_REDIS_SENTINELS": f"127.0.0.1:{node.port}",
+            "REMEDIATOR_REDIS_SENTINEL_MASTER": MASTER_NAME,
+            "REMEDIATOR_REDIS_PASSWORD": PASSWORD,
+            "REMEDIATOR_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        },
+    )
+    with node.client() as watcher:
+
+        def connections() -> int:
+            return int(watcher.info("stats")["total_connections_received"])
+
+        before = connections()
+        built = connect_redis(settings, None)
+        try:
+            problem = await mode_mismatch(built, settings, None)
+        finally:
+            await built.close()
+        assert problem is not None
+        assert "REMEDIATOR_REDIS_SENTINEL_PASSWORD" in problem
+        assert connections() - before == 1
