@@ -146,7 +146,8 @@ class Runs(Database):
         if complete is not None:
             complete.finishing = True
         # One statement (one round trip, committed on its own): the run, its steps, and the
-        # audit rows, run.created first and then each step in order.
+        # audit rows in this order: run.created, each step, run.refused or run.admitted and
+        # run.outcome (running), run.announced; and the event's completion.
         with translate():
             row = await self._pool.fetchrow(
                 f"""
