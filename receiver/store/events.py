@@ -33,7 +33,7 @@ from receiver.store.audit import append_in_tx
 from receiver.store.claims import CLAIM_EVENTS_SQL, LANES, ClaimedEvents
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
-from receiver.store.leases import EVENTS, EventLease, Leases, complete_held_event
+from receiver.store.leases import EVENTS, Leases, complete_sql
 from receiver.store.records import (
     ClaimedEvent,
     NewEvent,
@@ -242,7 +242,8 @@ class EventQueue(Leases):
     async def complete_event(self, event_id: int, owner: str) -> bool:
         """Mark a claimed event done; False when ``owner`` lost the lease meanwhile."""
         with translate():
-            return await complete_held_event(self._pool, EventLease(event_id, owner))
+            row = await self._pool.fetchrow(complete_sql("$1", "$2"), event_id, owner)
+        return row is not None
 
     async def release_event(
         self, event_id: int, owner: str, delay_s: float = 0.0, error: str | None = None

@@ -29,7 +29,7 @@ __all__ = [
     "Leases",
     "QueueTable",
     "claim_assignments",
-    "complete_held_event",
+    "complete_sql",
     "due_sql",
     "lease_expired_sql",
 ]
@@ -56,19 +56,15 @@ class EventLease:
     finishing: bool = False
 
 
-async def complete_held_event(conn: Any, lease: EventLease) -> bool:
-    """Mark the event of ``lease`` done on ``conn`` (inside the caller's transaction), as
-    ``EventQueue.complete_event`` does; False when its owner no longer holds the lease."""
-    completed = await conn.fetchval(
-        f"""UPDATE alert_events
-            SET state = 'done', done_at = remediator_now(), lease_owner = NULL,
-                lease_until = NULL
-            WHERE {HELD}
-            RETURNING true""",
-        lease.event_id,
-        lease.owner,
-    )
-    return bool(completed)
+def complete_sql(event_id: str, owner: str) -> str:
+    """The UPDATE that marks a claimed alert event done while ``owner`` holds its lease
+    (``event_id`` and ``owner`` are SQL expressions, usually parameters), returning its id:
+    ``EventQueue.complete_event`` runs it alone, ``Runs.create_run`` as a CTE of the statement
+    that stores a refused run."""
+    return f"""UPDATE alert_events
+        SET state = 'done', done_at = remediator_now(), lease_owner = NULL, lease_until = NULL
+        WHERE id = {event_id} AND state = 'claimed' AND lease_owner = {owner}
+        RETURNING id"""
 
 
 def lease_expired_sql(alias: str) -> str:

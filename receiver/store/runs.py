@@ -17,7 +17,7 @@ from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
-from receiver.store.leases import EventLease
+from receiver.store.leases import EventLease, complete_sql
 from receiver.store.paging import RunFilters, fetch_run_page
 from receiver.store.records import (
     RUN_COLUMNS,
@@ -202,11 +202,7 @@ class Runs(Database):
                     )
                 }
                 ), completed AS (
-                    UPDATE alert_events
-                    SET state = 'done', done_at = remediator_now(), lease_owner = NULL,
-                        lease_until = NULL
-                    WHERE id = $32 AND state = 'claimed' AND lease_owner = $33
-                    RETURNING id
+                    {complete_sql("$32", "$33")}
                 )
                 SELECT (SELECT id::text FROM created) AS id,
                        EXISTS (SELECT FROM completed) AS completed

@@ -34,6 +34,7 @@ from receiver.log_limits import Throttle
 from receiver.model import AlertEvent, Disposition
 from receiver.store import (
     WORK_CHANNEL,
+    ClaimedEvent,
     ClaimedJob,
     EventLease,
     Store,
@@ -166,7 +167,7 @@ class Worker:
             nonlocal cursor
             claims = await store.claim_events(owner, limit, lease_s, after_lane=cursor)
             cursor = next_lane(claims, cursor)
-            return [self._claimed(process, c.event, c) for c in claims]
+            return [self._claimed(process, c) for c in claims]
 
         return QueueCalls(
             "event",
@@ -177,7 +178,8 @@ class Worker:
             store.fail_event,
         )
 
-    def _claimed(self, process: Process | LeasedProcess, event: AlertEvent, c: Any) -> Claim:
+    def _claimed(self, process: Process | LeasedProcess, c: ClaimedEvent) -> Claim:
+        event = c.event
         if not self._lease_to_process:
             work = _bind(process, event)
             return Claim("event", event.id, c.attempts, c.failures, c.last_error, work)
