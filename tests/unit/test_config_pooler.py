@@ -48,14 +48,22 @@ def test_an_unknown_pooler_is_refused_naming_the_choices(value: str) -> None:
     assert "none, pgbouncer-transaction" in info.value.message
 
 
-def test_a_transaction_pooler_without_a_direct_url_is_refused() -> None:
-    environ = {
-        "REMEDIATOR_DATABASE_URL": POOLED,
-        "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
-    }
+def refusal_behind_the_pooler(environ: dict[str, str]) -> str:
+    """The message of the ConfigError that settings behind a transaction pooler get."""
     with pytest.raises(ConfigError) as info:
-        load_settings(None, environ)
-    message = info.value.message
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_DATABASE_URL": POOLED,
+                "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+                **environ,
+            },
+        )
+    return info.value.message
+
+
+def test_a_transaction_pooler_without_a_direct_url_is_refused() -> None:
+    message = refusal_behind_the_pooler({})
     assert message.startswith("REMEDIATOR_DATABASE_DIRECT_URL: required with ")
     assert "LISTEN" in message
     assert "pw" not in message
@@ -105,14 +113,7 @@ def test_the_direct_url_is_a_secret() -> None:
 def test_a_direct_url_that_names_the_pooler_is_refused(direct: str) -> None:
     """The worker's LISTEN through the pooler is silently lost: a direct URL at the pooler's
     own host and port is the mistake the setting exists to prevent, refused, not run."""
-    environ = {
-        "REMEDIATOR_DATABASE_URL": POOLED,
-        "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
-        "REMEDIATOR_DATABASE_DIRECT_URL": direct,
-    }
-    with pytest.raises(ConfigError) as info:
-        load_settings(None, environ)
-    message = info.value.message
+    message = refusal_behind_the_pooler({"REMEDIATOR_DATABASE_DIRECT_URL": direct})
     assert message.startswith("REMEDIATOR_DATABASE_DIRECT_URL: names pgbouncer:6432")
     assert "REMEDIATOR_DATABASE_URL" in message
     assert "pw" not in message
