@@ -23,7 +23,7 @@ The occurrence rule (``refire``), worked out at insert from what is stored for t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,16 +50,24 @@ CLAIM_WINDOW = 32
 INSERT_TIMEOUT_S = 5.0
 
 
-# The occurrence rule (module docstring) over the joins of insert_event_groups; $13: the window.
+# The occurrence rule (module docstring) over the joins of insert_event_groups; $3: the window.
 _REFIRE = """CASE
     WHEN last_resolved.refire IS NULL THEN 0
     WHEN input.st = 'firing' THEN
-        CASE WHEN last_resolved.received_at > remediator_now() - make_interval(secs => $13)
+        CASE WHEN last_resolved.received_at > remediator_now() - make_interval(secs => $3)
              THEN last_resolved.refire ELSE last_resolved.refire + 1 END
     ELSE coalesce(same_end.refire, greatest(last_resolved.refire, last_firing.refire))
 END"""
 
-_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+def _as_dict(value: object) -> dict[object, object]:
+    """Labels and annotations may be any Mapping; JSON encodes only dicts."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_as_dict).encode
 
 
 class EventQueue(Leases):
@@ -106,10 +114,10 @@ class EventQueue(Leases):
             rows = await conn.fetch(
                 f"""
                 WITH input AS (
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                         $5::text[], $6::text[], $7::text[], $8::text[],
-                                         $9::text[], $10::text[], $11::text[])
-                         AS t(f, s, st, e, l, a, g, n, gk, r, sr)
+                    SELECT j->>0 AS f, j->>1 AS s, j->>2 AS st, j->>3 AS e, j->4 AS l,
+                           j->5 AS a, j->>6 AS g, j->>7 AS n, j->>8 AS gk, j->>9 AS r,
+                           j->>10 AS sr
+                    FROM jsonb_array_elements($1::jsonb) AS j
                 ), keyed AS (
                     SELECT input.*, {_REFIRE} AS k
                     FROM input
@@ -137,7 +145,7 @@ class EventQueue(Leases):
                         fingerprint, starts_at, status, refire, ends_at, labels, annotations,
                         generator_url, alertname, group_key, receiver,
                         state, done_at, settled_reason)
-                    SELECT f, s, st, k, e, l::jsonb, a::jsonb, g, n, gk, r,
+                    SELECT f, s, st, k, e, l, a, g, n, gk, r,
                            CASE WHEN sr IS NULL THEN 'pending' ELSE 'done' END,
                            CASE WHEN sr IS NULL THEN NULL ELSE remediator_now() END, sr
                     FROM keyed
@@ -147,24 +155,30 @@ class EventQueue(Leases):
                     RETURNING fingerprint, starts_at, status, state
                 ), woken AS (
                     -- Wake the workers only when something was queued for them.
-                    SELECT pg_notify($12, '')
+                    SELECT pg_notify($2, '')
                     FROM (SELECT 1 FROM stored WHERE state = 'pending' LIMIT 1) AS queued
                 )
                 SELECT fingerprint, starts_at, status, (SELECT count(*) FROM woken) AS woken
                 FROM stored
                 """,
-                [e.fingerprint for e in flat],
-                [e.starts_at for e in flat],
-                [str(e.status) for e in flat],
-                [e.ends_at for e in flat],
-                # jsonb orders keys itself: no need to sort them here, on the hot path.
-                [_compact_json(dict(e.labels)) for e in flat],
-                [_compact_json(dict(e.annotations)) for e in flat],
-                [e.generator_url for e in flat],
-                [e.labels.get("alertname", "") for e in flat],
-                [e.group_key for e in flat],
-                [e.receiver for e in flat],
-                [e.settled_reason for e in flat],
+                _compact_json(
+                    [
+                        (
+                            e.fingerprint,
+                            e.starts_at,
+                            str(e.status),
+                            e.ends_at,
+                            e.labels,
+                            e.annotations,
+                            e.generator_url,
+                            e.labels.get("alertname", ""),
+                            e.group_key,
+                            e.receiver,
+                            e.settled_reason,
+                        )
+                        for e in flat
+                    ]
+                ),
                 WORK_CHANNEL,
                 float(self.late_delivery_window_s),
             )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 
 import asyncpg
 import pytest
 
+from receiver.alertmanager import ZERO_TIME
 from receiver.model import RunOutcome, Status, StepPlan, Target, VerifyResult
-from receiver.store import CLAIM_WINDOW, Refused, Store, run_id_of
+from receiver.store import CLAIM_WINDOW, NewEvent, Refused, Store, run_id_of
 from receiver.store.migrate import Migration, MigrationError, load_migrations, migrate
 from tests.support.events import alert_event, new_event
 from tests.support.polling import eventually
@@ -98,6 +100,71 @@ async def test_raw_starts_at_and_labels_survive_round_trip(store: Store) -> None
     assert event.group_key == '{}:{alertname="HighMemoryUsage"}'
     assert event.received_at is not None
     assert claim.attempts == 1
+
+
+# Text that JSON escapes, or that PostgreSQL's JSON parser reads as an escape: the batch goes
+# to the store as one JSON document (insert_event_groups), and each value must come back as sent.
+_AWKWARD = ['"quoted"', "back\\slash", "\\u0041 read literally", "line\nbreak\ttab", "\u2028é€😀"]
+
+
+async def test_every_field_of_an_event_is_stored_as_sent(store: Store) -> None:
+    labels = MappingProxyType(
+        {"alertname": "Awkward", **{f"l{i}": v for i, v in enumerate(_AWKWARD)}}
+    )
+    sent = [
+        NewEvent(
+            fingerprint=f"{i:016x}",
+            starts_at=f"2024-05-01T10:00:0{i}Z",
+            status=Status.RESOLVED if i % 2 else Status.FIRING,
+            labels=labels,
+            annotations=MappingProxyType({"summary": text}),
+            ends_at="2024-05-01T11:00:00Z" if i % 2 else ZERO_TIME,
+            generator_url=f"http://prometheus/graph?g0.expr={text}",
+            group_key=f'{{}}:{{alertname="{text}"}}',
+            receiver=text,
+            settled_reason=text if i == 0 else None,
+        )
+        for i, text in enumerate(_AWKWARD)
+    ]
+    assert await store.insert_event_groups([sent[:2], sent[2:]]) == [(2, 0), (3, 0)]
+    rows = await store._pool.fetch(
+        """SELECT fingerprint, starts_at, status, ends_at, labels::text, annotations::text,
+                  generator_url, alertname, group_key, receiver, settled_reason, state
+           FROM alert_events ORDER BY fingerprint"""
+    )
+    assert [
+        (
+            r["fingerprint"],
+            r["starts_at"],
+            r["status"],
+            r["ends_at"],
+            json.loads(r["labels"]),
+            json.loads(r["annotations"]),
+            r["generator_url"],
+            r["alertname"],
+            r["group_key"],
+            r["receiver"],
+            r["settled_reason"],
+            r["state"],
+        )
+        for r in rows
+    ] == [
+        (
+            e.fingerprint,
+            e.starts_at,
+            str(e.status),
+            e.ends_at,
+            dict(e.labels),
+            dict(e.annotations),
+            e.generator_url,
+            "Awkward",
+            e.group_key,
+            e.receiver,
+            e.settled_reason,
+            "done" if e.settled_reason else "pending",
+        )
+        for e in sent
+    ]
 
 
 # -- the queue ----------------------------------------------------------------------------
