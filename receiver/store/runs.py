@@ -77,7 +77,9 @@ class Runs(Database):
         (recorded with ``step_outcome``, each with its description as its message), in one
         statement; ``run_id`` (``run_id_of``) or a random one. With ``refusal`` the run is
         created refused by that guard, its steps ``not_run``, and audited as a run created and
-        then refused (as ``record_refusal`` would, without the round trips): the worker asks a
+        then refused (as ``record_refusal`` would, without the round trips; its steps as stored
+        are listed in the ``run.created`` row's ``steps``, with no ``step`` row each, as they
+        never change): the worker asks a
         new run's guards before it stores it. None when the run already exists (a duplicate,
         or a retry whose first attempt created it). ``decision``: why these steps (JSON-ready),
         kept on the run and in its ``run.created`` audit row.
@@ -124,9 +126,29 @@ class Runs(Database):
                     "group_key": event.group_key,
                 },
                 **(dict(data) if data else {}),
+                # A refused run's steps never change: its plan is this row's data, not a `step`
+                # row each (issue 12: a storm's refused event appends two rows, not five).
+                **(
+                    {
+                        "steps": [
+                            step_audit(
+                                "run",
+                                step.index,
+                                step.action,
+                                "not_run",
+                                refusal.not_run,
+                                step.params,
+                            )
+                            for step in steps
+                        ]
+                    }
+                    if refusal is not None
+                    else {}
+                ),
             }
         )
-        # The steps as write_step records a new one, and the audit row it appends for each.
+        # The steps as write_step records a new one, and the audit row it appends for each
+        # (none for a refused run: its run.created row lists them).
         step_rows = [
             (
                 step.index,
@@ -134,7 +156,9 @@ class Runs(Database):
                 canonical_json(dict(step.params)),
                 step.needs_approval,
                 step.description,
-                audit_data(
+                None
+                if refusal is not None
+                else audit_data(
                     step_audit(
                         "run", step.index, step.action, step_outcome, step.description, step.params
                     )
@@ -146,8 +170,8 @@ class Runs(Database):
         if complete is not None:
             complete.finishing = True
         # One statement (one round trip, committed on its own): the run, its steps, and the
-        # audit rows in this order: run.created, each step, run.refused or run.admitted and
-        # run.outcome (running), run.announced; and the event's completion.
+        # audit rows in this order: run.created, each step (unless refused), run.refused or
+        # run.admitted and run.outcome (running), run.announced; and the event's completion.
         with translate():
             row = await self._pool.fetchrow(
                 f"""
@@ -182,6 +206,7 @@ class Runs(Database):
                             FROM created, (SELECT -1 AS idx, 'run.created' AS kind, $24 AS data
                                            UNION ALL
                                            SELECT idx, 'step', audited FROM planned
+                                           WHERE audited IS NOT NULL
                                            UNION ALL
                                            SELECT 2147483647, 'run.refused', $30
                                            WHERE $30::text IS NOT NULL
