@@ -12,8 +12,9 @@ Flat: every walk starts at the head of a partial index over *pending* rows
 (``alert_events_pending_lanes``, migration 0013) and stops at its window, so a claim costs the
 same however many finished events are stored. The lane walk is a loose index scan (one index
 probe per lane, the recursive CTEs ``after`` and ``from_start``). The plan must not depend on
-statistics, which a storm outdates at once: the picks are locked by primary key, and the state
-column has none (migration 0016), so no pending-only index looks empty and free to walk.
+statistics, which a storm outdates at once: the picks are locked by primary key, the state
+column has none (migration 0016), so no pending-only index looks empty and free to walk, and
+the claim runs with ``CLAIM_PLAN_SETTINGS`` (no bitmap scan: one would read every expired lease).
 
 The per-alert order of ``receiver.store.events`` is kept: only the head of each alert's queue
 is a candidate (a claimed event if there is one, else the oldest). Expired leases (a worker
@@ -33,7 +34,11 @@ from collections.abc import Iterable, Sequence
 from receiver.store.leases import claim_assignments, due_sql
 from receiver.store.records import ClaimedEvent, event_columns
 
-__all__ = ["CLAIM_EVENTS_SQL", "LANES", "ClaimedEvents", "next_lane"]
+__all__ = ["CLAIM_EVENTS_SQL", "CLAIM_PLAN_SETTINGS", "LANES", "ClaimedEvents", "next_lane"]
+
+# Run before CLAIM_EVENTS_SQL in its transaction: the claim walks its indexes in order and
+# stops at its window whatever the statistics say (they lag a storm: EventQueue.claim_events).
+CLAIM_PLAN_SETTINGS = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
 
 # Lanes one claim walks. More costs index probes on every claim; fewer only slows the rotation.
 LANES = 16

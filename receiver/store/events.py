@@ -23,14 +23,14 @@ The occurrence rule (``refire``), worked out at insert from what is stored for t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
-from receiver.store.claims import CLAIM_EVENTS_SQL, LANES, ClaimedEvents
+from receiver.store.claims import CLAIM_EVENTS_SQL, CLAIM_PLAN_SETTINGS, LANES, ClaimedEvents
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.leases import EVENTS, Leases, complete_sql
@@ -69,6 +69,60 @@ def _as_dict(value: object) -> dict[object, object]:
 
 _compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_as_dict).encode
 
+# The most characters of JSON one insert statement sends. A jsonb value holds at most 255 MB
+# (PostgreSQL's limit, not a setting); one character is at most 4 bytes of UTF-8, and jsonb's
+# own overhead on small values keeps a document of this many characters well under it.
+_DOCUMENT_CHARS = 32 * 1024 * 1024
+
+
+def _event_json(event: NewEvent) -> tuple[object, ...]:
+    """One event as ``_insert_document`` reads it (the alertname it takes from the labels)."""
+    return (
+        event.fingerprint,
+        event.starts_at,
+        str(event.status),
+        event.ends_at,
+        event.labels,
+        event.annotations,
+        event.generator_url,
+        event.settled_reason,
+    )
+
+
+def _runs(events: Sequence[NewEvent]) -> list[tuple[object, ...]]:
+    """Events as ``_insert_document`` reads them: (groupKey, receiver, [event, ...]) for each
+    run of events that share them (a notification's events all do: one run)."""
+    runs: list[tuple[object, ...]] = []
+    current: list[tuple[object, ...]] = []
+    key: tuple[str, str] | None = None
+    for event in events:
+        if key is None or event.group_key != key[0] or event.receiver != key[1]:
+            key = (event.group_key, event.receiver)
+            current = []
+            runs.append((event.group_key, event.receiver, current))
+        current.append(_event_json(event))
+    return runs
+
+
+def _documents(groups: Sequence[Sequence[NewEvent]]) -> Iterator[str]:
+    """The batch as JSON documents of at most ``_DOCUMENT_CHARS`` characters each (unless one
+    event alone is longer), the events in order: whole notifications where they fit, and a
+    notification too large for one document split between several."""
+    parts: list[str] = []
+    size = 0
+    for group in groups:
+        pieces = [_compact_json(run) for run in _runs(group)]
+        if sum(len(piece) for piece in pieces) > _DOCUMENT_CHARS:
+            pieces = [_compact_json(run) for event in group for run in _runs([event])]
+        for piece in pieces:
+            if parts and size + len(piece) + 1 > _DOCUMENT_CHARS:
+                yield "[" + ",".join(parts) + "]"
+                parts, size = [], 0
+            parts.append(piece)
+            size += len(piece) + 1
+    if parts:
+        yield "[" + ",".join(parts) + "]"
+
 
 class EventQueue(Leases):
     """Alert events: intake inserts them, workers claim, extend, complete or release them.
@@ -104,84 +158,29 @@ class EventQueue(Leases):
         count as duplicates. An event with a ``settled_reason`` is stored already done, so no
         worker ever claims it. Wakes the workers with NOTIFY (PostgreSQL delivers it at commit)
         when anything was queued for them.
+
+        The batch goes to PostgreSQL as one JSON document. A batch larger than one jsonb value
+        may hold (255 MB; ``_DOCUMENT_CHARS``) is written as several statements in the one
+        transaction, notifications in order, each seeing what the ones before it stored (as
+        if they had come one after another).
         """
         flat = [event for group in groups for event in group]
         if not flat:
             return [(0, 0) for _ in groups]
-        # One statement, so one round trip: it is its own transaction (committed before the
-        # answer comes back), and the NOTIFY inside it is delivered at that commit.
+        # Each notification's groupKey and receiver once, not once an alert: a long groupKey
+        # repeated for each of many alerts outgrew what one jsonb value can hold.
+        document = _compact_json([run for group in groups for run in _runs(group)])
         async with self._within(timeout_s) as conn:
-            rows = await conn.fetch(
-                f"""
-                WITH input AS (
-                    SELECT j->>0 AS f, j->>1 AS s, j->>2 AS st, j->>3 AS e, j->4 AS l,
-                           j->5 AS a, j->>6 AS g, j->>7 AS n, j->>8 AS gk, j->>9 AS r,
-                           j->>10 AS sr
-                    FROM jsonb_array_elements($1::jsonb) AS j
-                ), keyed AS (
-                    SELECT input.*, {_REFIRE} AS k
-                    FROM input
-                    -- The latest resolution stored for the episode, if any.
-                    LEFT JOIN LATERAL (
-                        SELECT x.refire, x.received_at FROM alert_events x
-                        WHERE x.fingerprint = input.f AND x.starts_at = input.s
-                          AND x.status = 'resolved'
-                        ORDER BY x.refire DESC LIMIT 1) AS last_resolved ON true
-                    -- For a resolved event: the latest occurrence that fired, and a resolution
-                    -- already stored with the same endsAt (a copy of that one).
-                    LEFT JOIN LATERAL (
-                        SELECT max(x.refire) AS refire FROM alert_events x
-                        WHERE input.st = 'resolved' AND x.fingerprint = input.f
-                          AND x.starts_at = input.s AND x.status = 'firing') AS last_firing
-                        ON true
-                    LEFT JOIN LATERAL (
-                        SELECT x.refire FROM alert_events x
-                        WHERE input.st = 'resolved' AND x.fingerprint = input.f
-                          AND x.starts_at = input.s AND x.status = 'resolved'
-                          AND x.ends_at = input.e
-                        ORDER BY x.refire DESC LIMIT 1) AS same_end ON true
-                ), stored AS (
-                    INSERT INTO alert_events (
-                        fingerprint, starts_at, status, refire, ends_at, labels, annotations,
-                        generator_url, alertname, group_key, receiver,
-                        state, done_at, settled_reason)
-                    SELECT f, s, st, k, e, l, a, g, n, gk, r,
-                           CASE WHEN sr IS NULL THEN 'pending' ELSE 'done' END,
-                           CASE WHEN sr IS NULL THEN NULL ELSE remediator_now() END, sr
-                    FROM keyed
-                    -- One key order for every writer: concurrent batches cannot deadlock.
-                    ORDER BY f, s, st, k
-                    ON CONFLICT ON CONSTRAINT alert_events_dedupe DO NOTHING
-                    RETURNING fingerprint, starts_at, status, state
-                ), woken AS (
-                    -- Wake the workers only when something was queued for them.
-                    SELECT pg_notify($2, '')
-                    FROM (SELECT 1 FROM stored WHERE state = 'pending' LIMIT 1) AS queued
-                )
-                SELECT fingerprint, starts_at, status, (SELECT count(*) FROM woken) AS woken
-                FROM stored
-                """,
-                _compact_json(
-                    [
-                        (
-                            e.fingerprint,
-                            e.starts_at,
-                            str(e.status),
-                            e.ends_at,
-                            e.labels,
-                            e.annotations,
-                            e.generator_url,
-                            e.labels.get("alertname", ""),
-                            e.group_key,
-                            e.receiver,
-                            e.settled_reason,
-                        )
-                        for e in flat
-                    ]
-                ),
-                WORK_CHANNEL,
-                float(self.late_delivery_window_s),
-            )
+            if len(document) <= _DOCUMENT_CHARS:
+                # One statement, so one round trip: it is its own transaction (committed
+                # before the answer comes back), and the NOTIFY inside it is delivered at
+                # that commit.
+                rows = await self._insert_document(conn, document)
+            else:
+                rows = []
+                async with conn.transaction():
+                    for part in _documents(groups):
+                        rows.extend(await self._insert_document(conn, part))
         # Within one batch every copy of (fingerprint, starts_at, status) is given the same
         # refire (each is keyed against what was stored before the statement), so at most one
         # of them is inserted and this key identifies it.
@@ -195,6 +194,69 @@ class EventQueue(Leases):
                     accepted += 1
             results.append((accepted, len(group) - accepted))
         return results
+
+    async def _insert_document(self, conn: Any, document: str) -> list[Any]:
+        """Insert the events of ``document`` (a JSON array of ``_runs``) in one statement; the
+        rows it inserted."""
+        rows: list[Any] = await conn.fetch(
+            f"""
+            WITH input AS (
+                SELECT j->>0 AS f, j->>1 AS s, j->>2 AS st, j->>3 AS e, j->4 AS l,
+                       j->5 AS a, j->>6 AS g, coalesce(j->4->>'alertname', '') AS n,
+                       grp->>0 AS gk, grp->>1 AS r, j->>7 AS sr
+                FROM jsonb_array_elements($1::jsonb) AS grp,
+                     jsonb_array_elements(grp->2) AS j
+            ), keyed AS (
+                SELECT input.*, {_REFIRE} AS k
+                FROM input
+                -- The latest resolution stored for the episode, if any.
+                LEFT JOIN LATERAL (
+                    SELECT x.refire, x.received_at FROM alert_events x
+                    WHERE x.fingerprint = input.f AND x.starts_at = input.s
+                      AND x.status = 'resolved'
+                    ORDER BY x.refire DESC LIMIT 1) AS last_resolved ON true
+                -- For a resolved event: the latest occurrence that fired, and a resolution
+                -- already stored with the same endsAt (a copy of that one).
+                LEFT JOIN LATERAL (
+                    SELECT max(x.refire) AS refire FROM alert_events x
+                    WHERE input.st = 'resolved' AND x.fingerprint = input.f
+                      AND x.starts_at = input.s AND x.status = 'firing') AS last_firing
+                    ON true
+                LEFT JOIN LATERAL (
+                    SELECT x.refire FROM alert_events x
+                    WHERE input.st = 'resolved' AND x.fingerprint = input.f
+                      AND x.starts_at = input.s AND x.status = 'resolved'
+                      AND x.ends_at = input.e
+                    ORDER BY x.refire DESC LIMIT 1) AS same_end ON true
+            ), stored AS (
+                INSERT INTO alert_events (
+                    fingerprint, starts_at, status, refire, ends_at, labels, annotations,
+                    generator_url, alertname, group_key, receiver,
+                    state, done_at, settled_reason)
+                SELECT f, s, st, k, e, l, a, g, n, gk, r,
+                       CASE WHEN sr IS NULL THEN 'pending' ELSE 'done' END,
+                       CASE WHEN sr IS NULL THEN NULL ELSE remediator_now() END, sr
+                FROM keyed
+                -- One key order for every writer: concurrent batches cannot deadlock
+                -- (but for batches too large for one statement, each written as several,
+                -- whose order is the notifications'; PostgreSQL then ends one of the two,
+                -- which intake writes again one notification at a time).
+                ORDER BY f, s, st, k
+                ON CONFLICT ON CONSTRAINT alert_events_dedupe DO NOTHING
+                RETURNING fingerprint, starts_at, status, state
+            ), woken AS (
+                -- Wake the workers only when something was queued for them.
+                SELECT pg_notify($2, '')
+                FROM (SELECT 1 FROM stored WHERE state = 'pending' LIMIT 1) AS queued
+            )
+            SELECT fingerprint, starts_at, status, (SELECT count(*) FROM woken) AS woken
+            FROM stored
+            """,
+            document,
+            WORK_CHANNEL,
+            float(self.late_delivery_window_s),
+        )
+        return rows
 
     # -- the event queue ----------------------------------------------------------------
 
@@ -216,12 +278,15 @@ class EventQueue(Leases):
         """
         if limit <= 0:
             return ClaimedEvents([], walked=None, limit=limit)
-        # One statement, so one round trip: its own transaction. The plan needs no pinning:
-        # the queue's `state` keeps no statistics (migration 0016), so stale statistics right
-        # after a burst no longer make the planner bitmap-scan and sort the whole backlog
-        # (tests/integration/test_claim_flat.py reads the plan it runs).
-        with translate():
-            rows = await self._pool.fetch(
+        async with self._tx() as conn:
+            # Pin the plan: walk the claim indexes in order and stop at the window. Statistics
+            # do not say what a storm queued since: with a replica's expired leases (3,000,
+            # before any ANALYZE, or after one that saw only done events) the planner would
+            # rather bitmap-scan every expired lease and sort them (6,016 rows read for a claim
+            # of 2; tests/integration/test_claim_flat.py). SET LOCAL ends with this
+            # transaction; pooled connections keep no session state.
+            await conn.execute(CLAIM_PLAN_SETTINGS)
+            rows = await conn.fetch(
                 CLAIM_EVENTS_SQL,
                 owner,
                 limit,

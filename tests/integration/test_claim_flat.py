@@ -14,7 +14,7 @@ import json
 import asyncpg
 
 from receiver.store import Store
-from receiver.store.claims import CLAIM_EVENTS_SQL, LANES
+from receiver.store.claims import CLAIM_EVENTS_SQL, CLAIM_PLAN_SETTINGS, LANES
 from receiver.store.events import CLAIM_WINDOW
 from receiver.store.migrate import load_migrations, migrate
 from tests.support.events import new_event
@@ -29,8 +29,9 @@ async def _rows_read_by_a_claim(store: Store, backlog: int) -> int:
         tx = conn.transaction()
         await tx.start()
         try:
-            # As EventQueue.claim_events runs it (no planner setting pinned; rolled back, as
-            # EXPLAIN ANALYZE runs the claim's UPDATE).
+            # As EventQueue.claim_events runs it (rolled back: EXPLAIN ANALYZE runs the
+            # claim's UPDATE).
+            await conn.execute(CLAIM_PLAN_SETTINGS)
             plan = await explain_analyze(
                 conn, CLAIM_EVENTS_SQL, "worker-1", 2, 60.0, 2 * 2 + CLAIM_WINDOW // 4, "", LANES
             )
@@ -64,6 +65,7 @@ async def test_a_claim_planned_on_an_empty_queue_reads_no_more_behind_a_backlog(
         await conn.execute(f"PREPARE cached_claim AS {CLAIM_EVENTS_SQL}")
         try:
             async with conn.transaction():
+                await conn.execute(CLAIM_PLAN_SETTINGS)
                 await conn.execute(execute)
             events = [new_event(i) for i in range(3000)]
             for start in range(0, len(events), 500):
@@ -71,6 +73,7 @@ async def test_a_claim_planned_on_an_empty_queue_reads_no_more_behind_a_backlog(
             tx = conn.transaction()
             await tx.start()
             try:
+                await conn.execute(CLAIM_PLAN_SETTINGS)
                 plan = await explain_analyze(conn, execute)
             finally:
                 await tx.rollback()
@@ -94,6 +97,49 @@ async def test_a_claim_after_statistics_that_saw_only_done_events_reads_no_more(
     )
     await store._pool.execute("ANALYZE alert_events")
     assert await _rows_read_by_a_claim(store, 3000) < 100
+
+
+async def _rows_read_behind_expired_leases(store: Store, backlog: int) -> int:
+    """Rows a claim reads when ``backlog`` events were claimed by workers that died (their
+    leases ran out), 50 alert names."""
+    events = [new_event(i, alertname=f"Storm{i % 50}") for i in range(backlog)]
+    for start in range(0, backlog, 500):
+        await store.insert_events(events[start : start + 500])
+    await store._pool.execute(
+        """UPDATE alert_events SET state = 'claimed', lease_owner = 'dead-worker', attempts = 1,
+                                  lease_until = now() - interval '1 minute'
+           WHERE state = 'pending'"""
+    )
+    return await _rows_read_by_a_claim(store, 0)
+
+
+async def test_a_claim_reads_the_same_rows_behind_3000_expired_leases_as_behind_30(
+    store: Store,
+) -> None:
+    # A replica died holding a storm's claims; its leases ran out before any ANALYZE. Without
+    # the pinned plan PostgreSQL bitmap-scanned every expired lease and sorted them: 6,016 rows
+    # read for a claim of 2.
+    few = await _rows_read_behind_expired_leases(store, 30)
+    await store._pool.execute("DELETE FROM alert_events")
+    many = await _rows_read_behind_expired_leases(store, 3000)
+    assert many <= few + 10, (few, many)
+    assert many < 100, many
+
+
+async def test_a_claim_behind_expired_leases_after_statistics_of_done_events_reads_no_more(
+    store: Store,
+) -> None:
+    # ANALYZE before the storm saw 20,000 events, all done (no lease at all); then 3,000 are
+    # claimed and their worker dies. Unpinned: 3,028 rows read for a claim of 2.
+    await store._pool.execute(
+        """INSERT INTO alert_events (fingerprint, starts_at, status, labels, alertname,
+                                     group_key, receiver, state, done_at)
+           SELECT lpad(to_hex(g), 16, '0'), '2026-01-01T00:00:00Z', 'firing', '{}', 'Old',
+                  'k', 'r', 'done', now()
+           FROM generate_series(1, 20000) AS g"""
+    )
+    await store._pool.execute("ANALYZE alert_events")
+    assert await _rows_read_behind_expired_leases(store, 3000) < 100
 
 
 async def test_an_upgrade_drops_the_state_statistics_an_analyze_took_before(
