@@ -278,14 +278,14 @@ class EventQueue(Leases):
         """
         if limit <= 0:
             return ClaimedEvents([], walked=None, limit=limit)
-        async with self._tx() as conn:
-            # Pin the plan: walk the claim indexes in order and stop at the window. Statistics
-            # do not say what a storm queued since: with a replica's expired leases (3,000,
-            # before any ANALYZE, or after one that saw only done events) the planner would
-            # rather bitmap-scan every expired lease and sort them (6,016 rows read for a claim
-            # of 2; tests/integration/test_claim_flat.py). SET LOCAL ends with this
-            # transaction; pooled connections keep no session state.
-            await conn.execute(CLAIM_PLAN_SETTINGS)
+        # Pin the plan: walk the claim indexes in order and stop at the window. Statistics do
+        # not say what a storm queued since: with a replica's expired leases (3,000, before any
+        # ANALYZE, or after one that saw only done events) the planner would rather bitmap-scan
+        # every expired lease and sort them (6,016 rows read for a claim of 2;
+        # tests/integration/test_claim_flat.py). SET LOCAL ends with this transaction; pooled
+        # connections keep no session state. Three round trips: BEGIN with the settings, the
+        # claim, COMMIT.
+        async with self._tx_set(CLAIM_PLAN_SETTINGS) as conn:
             rows = await conn.fetch(
                 CLAIM_EVENTS_SQL,
                 owner,
