@@ -13,7 +13,7 @@ import json
 
 import asyncpg
 
-from receiver.store import Store
+from receiver.store import NewEvent, Store
 from receiver.store.claims import CLAIM_EVENTS_SQL, CLAIM_PLAN_SETTINGS, LANES
 from receiver.store.events import CLAIM_WINDOW
 from receiver.store.migrate import load_migrations, migrate
@@ -21,10 +21,26 @@ from tests.support.events import new_event
 from tests.support.plans import execute_sql, explain_analyze, rows_read
 
 
+async def _analyse_after_done_events(store: Store) -> None:
+    """Statistics taken before a storm: 20,000 events stored, all done, then ANALYZE."""
+    await store._pool.execute(
+        """INSERT INTO alert_events (fingerprint, starts_at, status, labels, alertname,
+                                     group_key, receiver, state, done_at)
+           SELECT lpad(to_hex(g), 16, '0'), '2026-01-01T00:00:00Z', 'firing', '{}', 'Old',
+                  'k', 'r', 'done', now()
+           FROM generate_series(1, 20000) AS g"""
+    )
+    await store._pool.execute("ANALYZE alert_events")
+
+
+async def _insert(store: Store, events: list[NewEvent]) -> None:
+    for start in range(0, len(events), 500):
+        await store.insert_events(events[start : start + 500])
+
+
 async def _rows_read_by_a_claim(store: Store, backlog: int) -> int:
     events = [new_event(i) for i in range(backlog)]
-    for start in range(0, backlog, 500):
-        await store.insert_events(events[start : start + 500])
+    await _insert(store, events)
     async with store._pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
@@ -67,9 +83,7 @@ async def test_a_claim_planned_on_an_empty_queue_reads_no_more_behind_a_backlog(
             async with conn.transaction():
                 await conn.execute(CLAIM_PLAN_SETTINGS)
                 await conn.execute(execute)
-            events = [new_event(i) for i in range(3000)]
-            for start in range(0, len(events), 500):
-                await store.insert_events(events[start : start + 500])
+            await _insert(store, [new_event(i) for i in range(3000)])
             tx = conn.transaction()
             await tx.start()
             try:
@@ -88,14 +102,7 @@ async def test_a_claim_after_statistics_that_saw_only_done_events_reads_no_more(
     store: Store,
 ) -> None:
     # ANALYZE before a storm: 20,000 events, all done. Then the storm queues 3,000.
-    await store._pool.execute(
-        """INSERT INTO alert_events (fingerprint, starts_at, status, labels, alertname,
-                                     group_key, receiver, state, done_at)
-           SELECT lpad(to_hex(g), 16, '0'), '2026-01-01T00:00:00Z', 'firing', '{}', 'Old',
-                  'k', 'r', 'done', now()
-           FROM generate_series(1, 20000) AS g"""
-    )
-    await store._pool.execute("ANALYZE alert_events")
+    await _analyse_after_done_events(store)
     assert await _rows_read_by_a_claim(store, 3000) < 100
 
 
@@ -103,8 +110,7 @@ async def _rows_read_behind_expired_leases(store: Store, backlog: int) -> int:
     """Rows a claim reads when ``backlog`` events were claimed by workers that died (their
     leases ran out), 50 alert names."""
     events = [new_event(i, alertname=f"Storm{i % 50}") for i in range(backlog)]
-    for start in range(0, backlog, 500):
-        await store.insert_events(events[start : start + 500])
+    await _insert(store, events)
     await store._pool.execute(
         """UPDATE alert_events SET state = 'claimed', lease_owner = 'dead-worker', attempts = 1,
                                   lease_until = now() - interval '1 minute'
@@ -131,14 +137,7 @@ async def test_a_claim_behind_expired_leases_after_statistics_of_done_events_rea
 ) -> None:
     # ANALYZE before the storm saw 20,000 events, all done (no lease at all); then 3,000 are
     # claimed and their worker dies. Unpinned: 3,028 rows read for a claim of 2.
-    await store._pool.execute(
-        """INSERT INTO alert_events (fingerprint, starts_at, status, labels, alertname,
-                                     group_key, receiver, state, done_at)
-           SELECT lpad(to_hex(g), 16, '0'), '2026-01-01T00:00:00Z', 'firing', '{}', 'Old',
-                  'k', 'r', 'done', now()
-           FROM generate_series(1, 20000) AS g"""
-    )
-    await store._pool.execute("ANALYZE alert_events")
+    await _analyse_after_done_events(store)
     assert await _rows_read_behind_expired_leases(store, 3000) < 100
 
 
@@ -151,8 +150,7 @@ async def _rows_read_behind_one_flapping_alert(store: Store, episodes: int) -> i
         )
         for i in range(episodes)
     ]
-    for start in range(0, episodes, 500):
-        await store.insert_events(flapping[start : start + 500])
+    await _insert(store, flapping)
     await store.insert_events([new_event("0" * 16, alertname="Other")])
     return await _rows_read_by_a_claim(store, 0)
 
