@@ -79,10 +79,10 @@ class Runs(Database):
         created refused by that guard, its steps ``not_run``, and audited as a run created and
         then refused (as ``record_refusal`` would, without the round trips; its steps as stored
         are listed in the ``run.created`` row's ``steps``, with no ``step`` row each, as they
-        never change): the worker asks a
-        new run's guards before it stores it. None when the run already exists (a duplicate,
-        or a retry whose first attempt created it). ``decision``: why these steps (JSON-ready),
-        kept on the run and in its ``run.created`` audit row.
+        never change): the worker asks a new run's guards before it stores it. None when the
+        run already exists (a duplicate, or a retry whose first attempt created it).
+        ``decision``: why these steps (JSON-ready), kept on the run and in its ``run.created``
+        audit row.
 
         With ``admitted`` (the ``run.admitted`` data, ``admitted_data``) the guards let the run
         through before it was stored: it is created ``running`` and audited as created, each
@@ -127,7 +127,8 @@ class Runs(Database):
                 },
                 **(dict(data) if data else {}),
                 # A refused run's steps never change: its plan is this row's data, not a `step`
-                # row each (issue 12: a storm's refused event appends two rows, not five).
+                # row each (issue 12: with the shipped rule's three steps, a storm's refused
+                # event appends three audit rows instead of five).
                 **(
                     {
                         "steps": [
