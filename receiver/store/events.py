@@ -164,8 +164,7 @@ class EventQueue(Leases):
         transaction, notifications in order, each seeing what the ones before it stored (as
         if they had come one after another).
         """
-        flat = [event for group in groups for event in group]
-        if not flat:
+        if not any(groups):
             return [(0, 0) for _ in groups]
         # Each notification's groupKey and receiver once, not once an alert: a long groupKey
         # repeated for each of many alerts outgrew what one jsonb value can hold.
