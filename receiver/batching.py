@@ -1,0 +1,119 @@
+"""Group calls that arrive together into one round trip, without a timer.
+
+``Coalescer``: a call is sent at once when nothing of its kind is on its way; while one batch is
+on its way, the calls that arrive meanwhile queue up, and the next batch takes them all (up to
+``max_batch``). An idle service pays one round trip per call, as before; a busy worker (a storm:
+many events in progress at once, each asking the same store the same kind of question) pays one
+round trip per batch. This is the write path's classic group commit (``receiver.intake``
+batches notifications the same way, with deadlines of its own), for the worker's calls: the
+guards' admissions (one Redis pipeline) and the refused runs' writes (one transaction).
+
+Written here, not taken from a library: the DataLoader ports (aiodataloader) batch the calls of
+one loop turn and then wait for the next, which under load serialises batches behind each
+other with nothing in flight; and they cache answers, which a write must never be.
+
+Each call gets its own answer or its own exception: the ``send`` function answers a batch
+with one outcome per call, in order, and a call that fails fails alone. A caller that is
+cancelled stops waiting for its answer; the batch it joined is sent all the same, since the
+other callers wait for theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = ["Coalescer"]
+
+_Call = TypeVar("_Call")
+_Answer = TypeVar("_Answer")
+
+
+@dataclass(slots=True)
+class _Waiting(Generic[_Call, _Answer]):
+    call: _Call
+    answer: asyncio.Future[_Answer]
+
+
+class Coalescer(Generic[_Call, _Answer]):
+    """``await coalescer(call)``: the answer ``send`` gave for ``call``, sent in a batch with
+    the calls that arrived while the previous batch was on its way.
+
+    ``send(calls)`` returns one outcome per call, in order: an answer, or an exception that
+    that caller raises. An exception raised by ``send`` itself fails every call of the batch
+    (a connection lost: none of them has an answer). ``max_batch``: the most calls one batch
+    takes (>= 1). ``stopped()``: the exception the calls still queued get when the sender is
+    cancelled (the service stopping). ``batches`` and ``calls`` count what was sent."""
+
+    def __init__(
+        self,
+        send: Callable[[list[_Call]], Awaitable[Sequence[_Answer | BaseException]]],
+        *,
+        max_batch: int = 32,
+        max_in_flight: int = 1,
+        stopped: Callable[[], BaseException] = lambda: ConnectionError("stopped before sent"),
+    ) -> None:
+        self._send = send
+        self._max_batch = max(1, max_batch)
+        self._max_in_flight = max(1, max_in_flight)
+        self._stopped = stopped
+        self._queue: list[_Waiting[_Call, _Answer]] = []
+        self._senders: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        self.calls = 0
+
+    async def __call__(self, call: _Call) -> _Answer:
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(call, loop.create_future())
+        self._queue.append(waiting)
+        # A sender that found the queue empty is done() at once (it leaves the set only later,
+        # by callback), and nothing awaits between that look and its end: a sender that is
+        # not done will still see what was queued here.
+        if sum(not s.done() for s in self._senders) < self._max_in_flight:
+            # Started on the loop's next turn: the calls made in this turn join its first batch
+            # (a claim's events reach the same stage in the same turn).
+            sender = loop.create_task(self._send_all())
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        # The sender owns the batch: a caller that goes away cancels only its own wait.
+        return await asyncio.shield(waiting.answer)
+
+    async def _send_all(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            await self._send_batch(batch)
+
+    async def _send_batch(self, batch: list[_Waiting[_Call, _Answer]]) -> None:
+        try:
+            outcomes = await self._send([w.call for w in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(batch)} calls were answered with {len(outcomes)}")
+        except asyncio.CancelledError:
+            # The service is stopping: nobody is left to send what is queued.
+            stopped = self._stopped()
+            for waiting in batch + self._queue:
+                _settle(waiting, stopped)
+            self._queue.clear()
+            raise
+        except BaseException as exc:
+            for waiting in batch:
+                _settle(waiting, exc)
+            return
+        self.batches += 1
+        self.calls += len(batch)
+        for waiting, outcome in zip(batch, outcomes, strict=True):
+            _settle(waiting, outcome)
+
+
+def _settle(waiting: _Waiting[_Call, _Answer], outcome: _Answer | BaseException) -> None:
+    if waiting.answer.done():
+        return
+    if isinstance(outcome, BaseException):
+        waiting.answer.set_exception(outcome)
+        # Retrieved here: a caller that was cancelled never will, and asyncio would log it.
+        waiting.answer.exception()
+    else:
+        waiting.answer.set_result(outcome)

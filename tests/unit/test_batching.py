@@ -1,0 +1,164 @@
+"""receiver.batching.Coalescer: calls that arrive while a batch is on its way go together in
+the next one; each caller gets its own answer or its own error; nothing waits for a timer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from receiver.batching import Coalescer
+
+
+class Server:
+    """A ``send`` whose batches can be held on their way, recording what each carried."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def send(self, calls: list[int]) -> Sequence[int | BaseException]:
+        self.batches.append(list(calls))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+        finally:
+            self.in_flight -= 1
+        # A negative call fails on its own; the others are answered with their double.
+        return [ValueError(f"bad {c}") if c < 0 else c * 2 for c in calls]
+
+
+async def _until(condition: object) -> None:
+    for _ in range(1000):
+        if callable(condition) and condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+async def test_a_call_on_an_idle_coalescer_is_sent_at_once_alone() -> None:
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send)
+    assert await coalescer(1) == 2
+    assert await coalescer(2) == 4
+    assert server.batches == [[1], [2]]
+    assert (coalescer.batches, coalescer.calls) == (2, 2)
+
+
+async def test_calls_made_in_one_turn_share_a_batch() -> None:
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send)
+    assert await asyncio.gather(*(coalescer(n) for n in range(5))) == [0, 2, 4, 6, 8]
+    assert server.batches == [[0, 1, 2, 3, 4]]
+
+
+async def test_calls_arriving_while_a_batch_is_on_its_way_go_together_in_the_next() -> None:
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send)
+    server.gate.clear()
+    first = asyncio.ensure_future(coalescer(1))
+    await _until(lambda: server.batches == [[1]])
+    later = [asyncio.ensure_future(coalescer(n)) for n in (2, 3, 4)]
+    await asyncio.sleep(0.01)
+    assert server.batches == [[1]]  # nothing else is sent while the first is on its way
+    server.gate.set()
+    assert await first == 2
+    assert await asyncio.gather(*later) == [4, 6, 8]
+    assert server.batches == [[1], [2, 3, 4]]
+
+
+async def test_a_batch_takes_at_most_max_batch_calls() -> None:
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send, max_batch=2)
+    assert await asyncio.gather(*(coalescer(n) for n in range(5))) == [0, 2, 4, 6, 8]
+    assert server.batches == [[0, 1], [2, 3], [4]]
+
+
+async def test_max_in_flight_sends_the_next_batch_beside_the_one_on_its_way() -> None:
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send, max_in_flight=2)
+    server.gate.clear()
+    first = asyncio.ensure_future(coalescer(1))
+    await _until(lambda: server.in_flight == 1)
+    second = asyncio.ensure_future(coalescer(2))
+    await _until(lambda: server.in_flight == 2)
+    third = asyncio.ensure_future(coalescer(3))
+    await asyncio.sleep(0.01)
+    assert server.batches == [[1], [2]]  # a third sender waits: two at most
+    server.gate.set()
+    assert [await first, await second, await third] == [2, 4, 6]
+    assert server.most_in_flight == 2
+
+
+async def test_a_call_that_fails_fails_alone() -> None:
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send)
+    results = await asyncio.gather(*(coalescer(n) for n in (1, -1, 3)), return_exceptions=True)
+    assert results[0] == 2
+    assert results[2] == 6
+    assert isinstance(results[1], ValueError)
+    assert str(results[1]) == "bad -1"
+    assert server.batches == [[1, -1, 3]]
+
+
+async def test_a_send_that_raises_fails_its_batch_and_the_next_batch_is_sent() -> None:
+    calls: list[list[int]] = []
+
+    async def send(batch: list[int]) -> Sequence[int | BaseException]:
+        calls.append(batch)
+        if len(calls) == 1:
+            raise ConnectionError("lost")
+        return batch
+
+    coalescer: Coalescer[int, int] = Coalescer(send)
+    results = await asyncio.gather(coalescer(1), coalescer(2), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+    assert await coalescer(3) == 3
+    assert calls == [[1, 2], [3]]
+
+
+async def test_a_send_that_answers_the_wrong_number_of_calls_fails_them() -> None:
+    async def send(batch: list[int]) -> Sequence[int | BaseException]:
+        return batch[:-1]
+
+    coalescer: Coalescer[int, int] = Coalescer(send)
+    with pytest.raises(RuntimeError, match="2 calls were answered with 1"):
+        await asyncio.gather(coalescer(1), coalescer(2))
+
+
+async def test_a_caller_that_goes_away_does_not_take_the_batch_with_it() -> None:
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send)
+    server.gate.clear()
+    leaving = asyncio.ensure_future(coalescer(1))
+    staying = asyncio.ensure_future(coalescer(2))
+    await _until(lambda: server.batches == [[1, 2]])
+    leaving.cancel()
+    server.gate.set()
+    assert await staying == 4
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert (coalescer.batches, coalescer.calls) == (1, 2)
+
+
+async def test_stopping_the_sender_fails_what_it_holds_and_what_is_queued() -> None:
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(
+        server.send, stopped=lambda: ConnectionAbortedError("stopping")
+    )
+    server.gate.clear()
+    sent = asyncio.ensure_future(coalescer(1))
+    await _until(lambda: server.batches == [[1]])
+    queued = asyncio.ensure_future(coalescer(2))
+    await asyncio.sleep(0)
+    for task in asyncio.all_tasks():
+        if task.get_coro().__qualname__.startswith("Coalescer._send_all"):  # type: ignore[union-attr]
+            task.cancel()
+    for waiting in (sent, queued):
+        with pytest.raises(ConnectionAbortedError, match="stopping"):
+            await waiting
