@@ -30,6 +30,7 @@ from typing import Any, Self
 import asyncpg
 
 from receiver.store.errors import StoreUnavailable, translate
+from receiver.store.group import GroupCommit
 from receiver.store.migrate import applied_versions, migrate
 
 __all__ = ["WORK_CHANNEL", "Database", "connect_options"]
@@ -84,6 +85,8 @@ class Database:
     def __init__(self, pool: Any, dsn: str) -> None:
         self._pool = pool
         self.dsn = dsn
+        # The worker's runs, several to a transaction while the worker is busy (group.py).
+        self._grouped = GroupCommit(pool)
 
     @classmethod
     async def connect(

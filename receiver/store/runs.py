@@ -170,11 +170,12 @@ class Runs(Database):
         columns = list(zip(*step_rows, strict=True)) if step_rows else [()] * 6
         if complete is not None:
             complete.finishing = True
-        # One statement (one round trip, committed on its own): the run, its steps, and the
-        # audit rows in this order: run.created, each step (unless refused), run.refused or
-        # run.admitted and run.outcome (running), run.announced; and the event's completion.
+        # One statement: the run, its steps, and the audit rows in this order: run.created,
+        # each step (unless refused), run.refused or run.admitted and run.outcome (running),
+        # run.announced; and the event's completion. Group-committed with the other runs the
+        # worker writes meanwhile (group.py): one round trip and one commit for them all.
         with translate():
-            row = await self._pool.fetchrow(
+            row = await self._grouped.fetchrow(
                 f"""
                 WITH created AS (
                     INSERT INTO runs (id, rule, fingerprint, starts_at, alertname, event_id,
