@@ -6,14 +6,19 @@ occurrence).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import functools
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from receiver.batching import Coalescer
 from receiver.model import AlertEvent, History, PriorRun, RunOutcome, Target
 from receiver.store.database import Database
-from receiver.store.errors import translate
+from receiver.store.errors import StoreUnavailable, is_unavailable, translate
 
 __all__ = ["HISTORY_SQL", "EngineHistory", "history_arguments"]
+
+# The most reads sent in one round trip.
+_MAX_READS = 32
 
 # The columns of a run the engine reads (``PriorRun``), not the whole run: a storm's event reads
 # the recent runs of its targets, and decoding every column of each cost more than the read.
@@ -77,7 +82,7 @@ WITH parts AS (
        AND outcome = 'verifying' AND settle_until IS NOT NULL
      ORDER BY created_at, id LIMIT $14)
 )
-SELECT parts.*,
+SELECT $15::int AS tag, parts.*,
        EXISTS (SELECT 1 FROM alert_events
                WHERE fingerprint = $1 AND starts_at = $2 AND status = 'resolved'
                  AND refire = $3) AS episode_resolved
@@ -91,8 +96,10 @@ def history_arguments(
     repeats: Collection[tuple[str, Target]],
     settling: Collection[tuple[str, Target]],
     limit: int,
+    tag: int = 0,
 ) -> tuple[Any, ...]:
-    """The parameters of HISTORY_SQL, in order."""
+    """The parameters of HISTORY_SQL, in order. ``tag`` comes back on every row: it tells the
+    reads sent together apart (``EngineHistory``)."""
     return (
         event.fingerprint,
         event.starts_at,
@@ -102,11 +109,52 @@ def history_arguments(
         *_pair_arrays(repeats),
         *_pair_arrays(settling),
         limit,
+        tag,
     )
 
 
 class EngineHistory(Database):
-    """``history()``: the past of one alert episode, as the engine wants it."""
+    """``history()``: the past of one alert episode, as the engine wants it.
+
+    The reads asked while one is on its way are sent together (``receiver.batching``): one
+    round trip for them all (asyncpg's ``fetchmany`` pipelines the executions of the one
+    statement), each read the same statement with the same plan as alone, its rows told apart
+    by its ``tag``. A storm's events, in progress together, read their pasts together."""
+
+    @functools.cached_property
+    def _history_reads(self) -> Coalescer[tuple[Any, ...], list[Any]]:
+        return Coalescer(
+            self._send_history_reads,
+            max_batch=_MAX_READS,
+            max_in_flight=2,
+            stopped=lambda: StoreUnavailable("the read was interrupted: the service stopped"),
+        )
+
+    async def _send_history_reads(self, calls: list[tuple[Any, ...]]) -> Sequence[Any]:
+        """Each read's rows, or the exception it failed with; StoreUnavailable fails them all."""
+        if len(calls) > 1:
+            try:
+                rows = await self._pool.fetchmany(
+                    HISTORY_SQL, [(*args, tag) for tag, args in enumerate(calls)]
+                )
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise
+                # Which read failed cannot be told: each is read again alone, below.
+            else:
+                split: list[list[Any]] = [[] for _ in calls]
+                for row in rows:
+                    split[row["tag"]].append(row)
+                return split
+        outcomes: list[Any] = []
+        for args in calls:
+            try:
+                outcomes.append(await self._pool.fetch(HISTORY_SQL, *args, 0))
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise
+                outcomes.append(exc)
+        return outcomes
 
     async def history(
         self,
@@ -134,8 +182,8 @@ class EngineHistory(Database):
         # its own order, ``pos``), and whether the occurrence resolved, on every row (and on
         # the one row there is when no run is found).
         with translate():
-            rows = await self._pool.fetch(
-                HISTORY_SQL, *history_arguments(event, within_s, repeats, settling, limit)
+            rows = await self._history_reads(
+                history_arguments(event, within_s, repeats, settling, limit)[:-1]
             )
         found = sorted((r for r in rows if r["part"] is not None), key=lambda r: r["pos"])
         episode = [r for r in found if r["part"] == "episode"]
