@@ -45,6 +45,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from receiver.batching import Coalescer
 from receiver.guards.policy import (
     GUARDS,
     Admission,
@@ -67,6 +68,9 @@ from receiver.model import NamespacePolicy
 __all__ = ["Guards", "load_lua"]
 
 _T = TypeVar("_T")
+
+# The most admissions one pipeline takes.
+_MAX_PIPELINE = 64
 
 
 def load_lua(name: str) -> str:
@@ -126,6 +130,11 @@ class _Script:
         self._text = load_lua(name)
         self._sha = hashlib.sha1(self._text.encode(), usedforsecurity=False).hexdigest()
 
+    @property
+    def sha(self) -> str:
+        """The script's SHA-1, as EVALSHA names it."""
+        return self._sha
+
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         try:
             return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
@@ -156,6 +165,20 @@ class Guards:
         if isinstance(redis, RedisCluster):
             self._keys.require_one_slot()
         self._admit = _Script(redis, "admit")
+        # Admissions asked while one batch is on its way go together in the next: one
+        # pipeline, one round trip (a storm's events reach admission together). Each is still
+        # its own script, atomic on its own, run in the order asked. Not on a cluster, where
+        # redis-py's pipeline routes differently: there each admission is its own call.
+        self._admissions: Coalescer[tuple[list[str], list[Arg]], Any] | None = (
+            None
+            if isinstance(redis, RedisCluster)
+            else Coalescer(
+                self._send_admissions,
+                max_batch=_MAX_PIPELINE,
+                max_in_flight=2,
+                stopped=lambda: GuardUnavailable("the guards stopped before the admission"),
+            )
+        )
         self._release = _Script(redis, "release")
         self._record_failure = _Script(redis, "record_failure")
         self._pause = _Script(redis, "pause")
@@ -209,7 +232,11 @@ class Guards:
             lock_token=token,
             now_ms=self._now_ms(),
         )
-        reply = await self._call("admit", lambda: self._admit(keys, argv))
+        admissions = self._admissions
+        reply = await self._call(
+            "admit",
+            lambda: self._admit(keys, argv) if admissions is None else admissions((keys, argv)),
+        )
         checked = applicable(guards, req, policy=self._policy, settings=self._settings)
         if int(reply[0]) == 1:
             fence = int(reply[2])
@@ -226,6 +253,32 @@ class Guards:
             retry_at=from_ms(retry_ms) if retry_ms >= 0 else None,
         )
         return Admission(admitted=False, refusal=refusal, checked=checked)
+
+    async def _send_admissions(
+        self, calls: list[tuple[list[str], list[Arg]]]
+    ) -> Sequence[Any | BaseException]:
+        """One pipeline of admit scripts (``Coalescer``): each call's reply, or the error
+        the server answered it with. A script the server does not have (NOSCRIPT: restarted,
+        flushed, failed over) is sent again on its own as EVAL."""
+        if len(calls) == 1:
+            keys, argv = calls[0]
+            return [await self._admit(keys, argv)]
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, argv in calls:
+            pipe.evalsha(self._admit.sha, len(keys), *keys, *argv)
+        # Bounded like each caller: a pipeline that hangs fails its batch, not every batch
+        # queued behind it.
+        async with asyncio.timeout(self._settings.timeout_s):
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        outcomes: list[Any] = []
+        for (keys, argv), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                try:
+                    reply = await self._admit(keys, argv)
+                except RedisError as exc:
+                    reply = exc
+            outcomes.append(reply)
+        return outcomes
 
     async def release(self, req: AdmissionRequest, admission: Admission) -> bool:
         """Release the target lock if it is still ours. True when it was released."""
