@@ -257,8 +257,12 @@ class Worker:
         failures = 0
         # While the last claim found as much work as it had room for (a backlog), claim in
         # batches: wait until half the slots are free instead of claiming each one as it frees
-        # up (a claim is four round trips; one per event was a tenth of a storm's statements).
-        # With no backlog a free slot is claimed at once, so an idle worker answers at once.
+        # up (a claim is three round trips; one per event was a tenth of a storm's statements),
+        # and claim half the slots at most: the events in progress are then two cohorts, each
+        # reaching the store and the guards together (their calls go as one, receiver.batching)
+        # while the other computes, instead of one cohort that leaves the CPU idle while it
+        # waits and the store idle while it computes. With no backlog a free slot is claimed at
+        # once, so an idle worker answers at once.
         backlog = False
         batch = max(1, min(MAX_CLAIM_BATCH, self._concurrency // 2))
         loop = asyncio.get_running_loop()
@@ -277,8 +281,9 @@ class Worker:
                 # half of this claim (so the storm keeps the other half).
                 now = loop.time()
                 jobs_first = now - jobs_asked >= JOBS_EVERY_S
+                limit = min(free, MAX_CLAIM_BATCH, batch if backlog else free)
                 for queue in reversed(self._queues) if jobs_first else self._queues:
-                    room = min(free, MAX_CLAIM_BATCH) - claimed
+                    room = limit - claimed
                     if room <= 0:
                         break
                     if queue.kind == "job":
@@ -305,7 +310,7 @@ class Worker:
                 self._log.exception("claiming work failed")
                 await asyncio.sleep(self._backoff(failures, cap=30.0))
                 continue
-            backlog = claimed == min(free, MAX_CLAIM_BATCH)
+            backlog = claimed == limit
             if backlog:
                 continue  # there may be more: claim again without waiting
             with contextlib.suppress(TimeoutError):
