@@ -24,6 +24,7 @@ from receiver.store.database import connect_options
 from receiver.store.migrate import load_migrations
 from receiver.worker import Worker
 from tests.support import payloads
+from tests.support.events import alert_event
 from tests.support.pgbouncer import PgBouncer
 from tests.support.polling import current, eventually
 from tests.support.postgres import PostgresServer
@@ -323,3 +324,26 @@ async def test_serve_stops_promptly_when_its_database_went_away(
     [unrecorded] = [e for e in events if e["event"] == "could not record in the audit log"]
     assert unrecorded["kind"] == "service.stopped"
     assert events[-1]["event"] == "stopped"
+
+
+async def test_calls_sent_together_work_through_the_pooler(
+    pgbouncer: PgBouncer, database_url: str, pooled: Store
+) -> None:
+    """The worker's batched calls (receiver.batching) pipeline one statement's executions
+    (``fetchmany``): with the statement cache off, each batch parses its statement again
+    with its executions, so it runs whichever server connection the pooler hands out."""
+    url = pgbouncer.through(database_url)
+    holder = await _connect(url, pooled=True)
+    events = [alert_event(n, n) for n in range(1, 5)]
+    try:
+        for _ in range(2):
+            async with holder.transaction():
+                await holder.fetchval("SELECT 1")  # one server connection stays with it
+                first = await asyncio.gather(*(pooled.history(e, 60) for e in events))
+            # Released last, that connection is handed out next: the batch runs there.
+            again = await asyncio.gather(*(pooled.history(e, 60) for e in events))
+            assert first == again
+            assert all(h.episode_runs == () and not h.episode_resolved for h in again)
+    finally:
+        await holder.close()
+    assert pooled._history_reads.batches < pooled._history_reads.calls
