@@ -185,7 +185,7 @@ class Settings(RedisSettings):
     # together (receiver.batching), so more in progress is less work per event; and each of
     # them waits for more others, so an unrelated alert waits longer. In the storm bench
     # (1,000,000 stored, 10,000 refused events, same hour): 4 drained in 34.7 s (p50 47 ms),
-    # 8 in 25.7 s (p50 43 ms), 16 in 18.4-20.1 s but p50 61-74 ms (issue 12 asks under 50).
+    # 8 in 25.7 s (p50 43 ms), 16 in 18.4-21.4 s but p50 61-74 ms (issue 12 asks under 50).
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     worker_lease_seconds: float = Field(default=60.0, gt=0)
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
