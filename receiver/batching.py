@@ -18,7 +18,10 @@ answers several calls (a batch that failed as a whole) reaches each caller as an
 own: one raised in many tasks would carry into every caller's log what the first one was
 handling when it raised it (``__context__``), another sender's data among it.
 
-A caller that is cancelled stops waiting for its answer; the batch it joined is sent all the
+A caller that is cancelled (it gave up, timed out, or the worker is stopping) stops waiting
+for its answer. A call still queued is then never sent: nobody would act on its answer, and a
+write or an admission made after its caller has moved on (released its event, reported the
+guards unavailable) is one made behind its back. The batch a call has joined is sent all the
 same, since the other callers wait for theirs.
 """
 
@@ -36,7 +39,7 @@ _Call = TypeVar("_Call")
 _Answer = TypeVar("_Answer")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Waiting(Generic[_Call, _Answer]):
     call: _Call
     answer: asyncio.Future[_Answer]
@@ -82,8 +85,18 @@ class Coalescer(Generic[_Call, _Answer]):
             sender = loop.create_task(self._send_all())
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
-        # The sender owns the batch: a caller that goes away cancels only its own wait.
-        return await asyncio.shield(waiting.answer)
+        try:
+            # The sender owns the batch: a caller that goes away cancels only its own wait.
+            return await asyncio.shield(waiting.answer)
+        except asyncio.CancelledError:
+            # Not taken into a batch yet: it is not sent at all (the queue holds only calls
+            # no sender has taken).
+            for index, queued in enumerate(self._queue):
+                if queued is waiting:
+                    del self._queue[index]
+                    waiting.answer.cancel()
+                    break
+            raise
 
     async def _send_all(self) -> None:
         while self._queue:

@@ -167,6 +167,29 @@ async def test_stopping_the_sender_fails_what_it_holds_and_what_is_queued() -> N
     assert errors[0] is not errors[1]  # each its own (see below)
 
 
+async def test_a_call_whose_caller_left_before_it_was_sent_is_not_sent() -> None:
+    # A caller that gave up while its call was queued (its own timeout, the worker stopping)
+    # has moved on: an admission or a write made for it now would be made behind its back.
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send)
+    server.gate.clear()
+    first = asyncio.ensure_future(coalescer(1))
+    await _until(lambda: server.batches == [[1]])
+    gone = asyncio.ensure_future(coalescer(2))
+    staying = asyncio.ensure_future(coalescer(3))
+    await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await coalescer(4)
+    server.gate.set()
+    assert [await first, await staying] == [2, 6]
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert server.batches == [[1], [3]]
+    assert (coalescer.batches, coalescer.calls) == (2, 2)
+
+
 async def test_each_caller_of_a_failed_batch_raises_an_exception_of_its_own() -> None:
     # One object raised in several tasks takes on, in each, what that task was handling
     # (__context__): the next caller's log would show another sender's error and data.
