@@ -240,3 +240,20 @@ async def test_an_admission_whose_caller_gave_up_while_it_was_queued_is_not_made
         await asyncio.sleep(0.02)
     assert not await redis_client.exists(guards._keys.lock(ask(2).target))
     assert guards._admissions.calls == 2
+
+
+async def test_a_group_that_committed_is_never_written_again(store: Store) -> None:
+    """A statement that breaks the one-row rule is found out once the group has committed:
+    writing each statement again then would run every other one twice."""
+    await store._pool.execute("CREATE TABLE grouped_counter (id int PRIMARY KEY, n int)")
+    await store._pool.execute("INSERT INTO grouped_counter VALUES (1, 0), (2, 0)")
+    group = GroupCommit(store._pool)
+    sql = "UPDATE grouped_counter SET n = n + 1 WHERE id = $1 RETURNING n"
+
+    results = await asyncio.gather(
+        *(group.fetchrow(sql, n) for n in (1, 2, 3)), return_exceptions=True
+    )
+
+    assert all(isinstance(r, RuntimeError) for r in results)
+    counts = await store._pool.fetch("SELECT id, n FROM grouped_counter ORDER BY id")
+    assert [(r["id"], r["n"]) for r in counts] == [(1, 1), (2, 1)]
