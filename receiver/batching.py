@@ -1,12 +1,13 @@
 """Group calls that arrive together into one round trip, without a timer.
 
-``Coalescer``: a call is sent at once when nothing of its kind is on its way; while one batch is
-on its way, the calls that arrive meanwhile queue up, and the next batch takes them all (up to
-``max_batch``). An idle service pays one round trip per call, as before; a busy worker (a storm:
-many events in progress at once, each asking the same store the same kind of question) pays one
-round trip per batch. This is the write path's classic group commit (``receiver.intake``
-batches notifications the same way, with deadlines of its own), for the worker's calls: the
-guards' admissions (one Redis pipeline) and the refused runs' writes (one transaction).
+``Coalescer``: a call is sent at once when fewer than ``max_in_flight`` batches of its kind are
+on their way; otherwise the calls that arrive meanwhile queue up, and the next batch takes them
+all (up to ``max_batch``). An idle service pays one round trip per call, as before; a busy
+worker (a storm: many events in progress at once, each asking the same store the same kind of
+question) pays one round trip per batch. This is the write path's classic group commit
+(``receiver.intake`` batches notifications the same way, with deadlines of its own), for the
+worker's calls: the engine's history reads (one round trip), the guards' admissions (one Redis
+pipeline) and the new runs' writes (one transaction).
 
 Written here, not taken from a library: the DataLoader ports (aiodataloader) batch the calls of
 one loop turn and then wait for the next, which under load serialises batches behind each
