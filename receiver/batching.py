@@ -1,26 +1,35 @@
 """Group calls that arrive together into one round trip, without a timer.
 
-``Coalescer``: a call is sent at once when nothing of its kind is on its way; while one batch is
-on its way, the calls that arrive meanwhile queue up, and the next batch takes them all (up to
-``max_batch``). An idle service pays one round trip per call, as before; a busy worker (a storm:
-many events in progress at once, each asking the same store the same kind of question) pays one
-round trip per batch. This is the write path's classic group commit (``receiver.intake``
-batches notifications the same way, with deadlines of its own), for the worker's calls: the
-guards' admissions (one Redis pipeline) and the refused runs' writes (one transaction).
+``Coalescer``: a call is sent at once when fewer than ``max_in_flight`` batches of its kind are
+on their way; otherwise the calls that arrive meanwhile queue up, and the next batch takes them
+all (up to ``max_batch``). An idle service pays one round trip per call, as before; a busy
+worker (a storm: many events in progress at once, each asking the same store the same kind of
+question) pays one round trip per batch. This is the write path's classic group commit
+(``receiver.intake`` batches notifications the same way, with deadlines of its own), for the
+worker's calls: the engine's history reads (one round trip), the guards' admissions (one Redis
+pipeline) and the new runs' writes (one transaction).
 
 Written here, not taken from a library: the DataLoader ports (aiodataloader) batch the calls of
 one loop turn and then wait for the next, which under load serialises batches behind each
 other with nothing in flight; and they cache answers, which a write must never be.
 
 Each call gets its own answer or its own exception: the ``send`` function answers a batch
-with one outcome per call, in order, and a call that fails fails alone. A caller that is
-cancelled stops waiting for its answer; the batch it joined is sent all the same, since the
-other callers wait for theirs.
+with one outcome per call, in order, and a call that fails fails alone. An exception that
+answers several calls (a batch that failed as a whole) reaches each caller as an object of its
+own: one raised in many tasks would carry into every caller's log what the first one was
+handling when it raised it (``__context__``), another sender's data among it.
+
+A caller that is cancelled (it gave up, timed out, or the worker is stopping) stops waiting
+for its answer. A call still queued is then never sent: nobody would act on its answer, and a
+write or an admission made after its caller has moved on (released its event, reported the
+guards unavailable) is one made behind its back. The batch a call has joined is sent all the
+same, since the other callers wait for theirs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -31,7 +40,7 @@ _Call = TypeVar("_Call")
 _Answer = TypeVar("_Answer")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Waiting(Generic[_Call, _Answer]):
     call: _Call
     answer: asyncio.Future[_Answer]
@@ -77,8 +86,18 @@ class Coalescer(Generic[_Call, _Answer]):
             sender = loop.create_task(self._send_all())
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
-        # The sender owns the batch: a caller that goes away cancels only its own wait.
-        return await asyncio.shield(waiting.answer)
+        try:
+            # The sender owns the batch: a caller that goes away cancels only its own wait.
+            return await asyncio.shield(waiting.answer)
+        except asyncio.CancelledError:
+            # Not taken into a batch yet: it is not sent at all (the queue holds only calls
+            # no sender has taken).
+            for index, queued in enumerate(self._queue):
+                if queued is waiting:
+                    del self._queue[index]
+                    waiting.answer.cancel()
+                    break
+            raise
 
     async def _send_all(self) -> None:
         while self._queue:
@@ -93,27 +112,59 @@ class Coalescer(Generic[_Call, _Answer]):
                 raise RuntimeError(f"{len(batch)} calls were answered with {len(outcomes)}")
         except asyncio.CancelledError:
             # The service is stopping: nobody is left to send what is queued.
-            stopped = self._stopped()
             for waiting in batch + self._queue:
-                _settle(waiting, stopped)
+                _settle(waiting, self._stopped())
             self._queue.clear()
             raise
         except BaseException as exc:
+            given: set[int] = set()
             for waiting in batch:
-                _settle(waiting, exc)
+                _settle(waiting, exc, given)
             return
         self.batches += 1
         self.calls += len(batch)
+        given = set()
         for waiting, outcome in zip(batch, outcomes, strict=True):
-            _settle(waiting, outcome)
+            _settle(waiting, outcome, given)
 
 
-def _settle(waiting: _Waiting[_Call, _Answer], outcome: _Answer | BaseException) -> None:
+def _settle(
+    waiting: _Waiting[_Call, _Answer],
+    outcome: _Answer | BaseException,
+    given: set[int] | None = None,
+) -> None:
+    """Answer ``waiting`` with ``outcome``; an exception given already to another caller of
+    the batch (``given``: their ids) is given as a copy of its own."""
     if waiting.answer.done():
         return
     if isinstance(outcome, BaseException):
+        if given is not None:
+            if id(outcome) in given:
+                outcome = _own_copy(outcome)
+            else:
+                given.add(id(outcome))
         waiting.answer.set_exception(outcome)
         # Retrieved here: a caller that was cancelled never will, and asyncio would log it.
         waiting.answer.exception()
     else:
         waiting.answer.set_result(outcome)
+
+
+def _own_copy(exc: BaseException) -> BaseException:
+    """``exc`` as a new object: same type, arguments, attributes, cause and traceback, for one
+    more caller to raise (and chain to what it handles) without touching the others'. ``exc``
+    itself when it cannot be copied."""
+    try:
+        mine = copy.copy(exc)
+    except Exception:
+        return exc
+    if mine is exc or type(mine) is not type(exc):
+        return exc
+    mine.__cause__ = exc.__cause__
+    mine.__context__ = exc.__context__
+    mine.__suppress_context__ = exc.__suppress_context__
+    mine.__traceback__ = exc.__traceback__
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        mine.__notes__ = list(notes)
+    return mine

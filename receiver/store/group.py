@@ -34,6 +34,10 @@ __all__ = ["MAX_GROUP", "GroupCommit"]
 MAX_GROUP = 32
 
 
+class _Unanswered(RuntimeError):
+    """Statements that committed without one row each: their rows cannot be told apart."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Statement:
     sql: str
@@ -42,9 +46,10 @@ class _Statement:
 
 class GroupCommit:
     """``await group.fetchrow(sql, *args)``: the statement's one row, once the transaction
-    that wrote it has committed. Each statement must return exactly one row (RuntimeError
-    otherwise). ``pool``: an asyncpg pool. Raises StoreUnavailable when the store is out of
-    reach, or what the statement raised when it failed on its own."""
+    that wrote it has committed. Each statement must return exactly one row: otherwise
+    RuntimeError, for every statement of its group once the group has committed (written,
+    and never written again). ``pool``: an asyncpg pool. Raises StoreUnavailable when the
+    store is out of reach, or what the statement raised when it failed on its own."""
 
     def __init__(self, pool: Any, *, max_group: int = MAX_GROUP, log: Any = None) -> None:
         self._pool = pool
@@ -67,7 +72,9 @@ class GroupCommit:
     async def _write(self, group: list[_Statement]) -> Sequence[Any]:
         try:
             return await self._transaction(group)
-        except StoreUnavailable:
+        except (StoreUnavailable, _Unanswered):
+            # Out of reach: nothing to tell. Unanswered: the group has committed, so writing
+            # its statements again would run each of them twice.
             raise
         except Exception as exc:
             if len(group) == 1:
@@ -114,7 +121,8 @@ class GroupCommit:
                         for i, row in zip(indexes, answers, strict=True):
                             rows[i] = row
         if len(rows) != len(group) or any(row is None for row in rows):
-            raise RuntimeError(
+            # Found after the commit: the statements are written, their answers lost.
+            raise _Unanswered(
                 f"{len(group)} statements gave {len(rows)} rows: each must return exactly one"
             )
         return list(rows)

@@ -15,12 +15,13 @@ import pytest
 import redis.asyncio
 import structlog
 
-from receiver.guards.policy import AdmissionRequest, GuardSettings
+from receiver.guards.policy import AdmissionRequest, GuardSettings, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, StepPlan, Target
 from receiver.store import EventLease, Refused, Store, StoreUnavailable
 from receiver.store.group import GroupCommit
 from tests.support.events import alert_event, new_event
+from tests.support.redis import RedisServer
 
 pytestmark = [pytest.mark.postgres]
 
@@ -198,3 +199,61 @@ async def test_admissions_asked_together_are_one_pipeline_and_each_atomic(
     # Asked again, each answers the same (a run's own entries never refuse it).
     again = await asyncio.gather(*(guards.admit(r) for r in requests[:3]))
     assert all(a.admitted for a in again)
+
+
+@pytest.mark.redis
+async def test_an_admission_whose_caller_gave_up_while_it_was_queued_is_not_made(
+    redis_controlled: RedisServer, redis_client: redis.asyncio.Redis
+) -> None:
+    """A caller that timed out (GuardUnavailable: its run stays pending) before its admission
+    was sent must not find it made afterwards: its target locked and its slots taken by a run
+    that was told the guards did not answer."""
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings(timeout_s=0.3))
+    await guards.ping()
+    assert guards._admissions is not None
+
+    def ask(n: int) -> AdmissionRequest:
+        return AdmissionRequest(
+            run_id=f"run-{n}",
+            rule="restart",
+            target=Target("Deployment", "shop", f"web-{n}"),
+            disruptive=False,
+            spec=GuardSpec(None, None, None),
+        )
+
+    redis_controlled.freeze()
+    try:
+        # Two admissions on their way (the most there are), a third queued behind them.
+        asked = []
+        for n in range(3):
+            asked.append(asyncio.ensure_future(guards.admit(ask(n))))
+            for _ in range(5):
+                await asyncio.sleep(0)
+        results = await asyncio.gather(*asked, return_exceptions=True)
+        assert all(isinstance(r, GuardUnavailable) for r in results)
+    finally:
+        redis_controlled.thaw()
+    # What was on its way is answered now (a request sent cannot be taken back).
+    for _ in range(100):
+        if not any(not s.done() for s in guards._admissions._senders):
+            break
+        await asyncio.sleep(0.02)
+    assert not await redis_client.exists(guards._keys.lock(ask(2).target))
+    assert guards._admissions.calls == 2
+
+
+async def test_a_group_that_committed_is_never_written_again(store: Store) -> None:
+    """A statement that breaks the one-row rule is found out once the group has committed:
+    writing each statement again then would run every other one twice."""
+    await store._pool.execute("CREATE TABLE grouped_counter (id int PRIMARY KEY, n int)")
+    await store._pool.execute("INSERT INTO grouped_counter VALUES (1, 0), (2, 0)")
+    group = GroupCommit(store._pool)
+    sql = "UPDATE grouped_counter SET n = n + 1 WHERE id = $1 RETURNING n"
+
+    results = await asyncio.gather(
+        *(group.fetchrow(sql, n) for n in (1, 2, 3)), return_exceptions=True
+    )
+
+    assert all(isinstance(r, RuntimeError) for r in results)
+    counts = await store._pool.fetch("SELECT id, n FROM grouped_counter ORDER BY id")
+    assert [(r["id"], r["n"]) for r in counts] == [(1, 1), (2, 1)]

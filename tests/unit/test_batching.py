@@ -159,6 +159,77 @@ async def test_stopping_the_sender_fails_what_it_holds_and_what_is_queued() -> N
     for task in asyncio.all_tasks():
         if task.get_coro().__qualname__.startswith("Coalescer._send_all"):  # type: ignore[union-attr]
             task.cancel()
+    errors = []
     for waiting in (sent, queued):
-        with pytest.raises(ConnectionAbortedError, match="stopping"):
+        with pytest.raises(ConnectionAbortedError, match="stopping") as raised:
             await waiting
+        errors.append(raised.value)
+    assert errors[0] is not errors[1]  # each its own (see below)
+
+
+async def test_a_call_whose_caller_left_before_it_was_sent_is_not_sent() -> None:
+    # A caller that gave up while its call was queued (its own timeout, the worker stopping)
+    # has moved on: an admission or a write made for it now would be made behind its back.
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send)
+    server.gate.clear()
+    first = asyncio.ensure_future(coalescer(1))
+    await _until(lambda: server.batches == [[1]])
+    gone = asyncio.ensure_future(coalescer(2))
+    staying = asyncio.ensure_future(coalescer(3))
+    await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await coalescer(4)
+    server.gate.set()
+    assert [await first, await staying] == [2, 6]
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert server.batches == [[1], [3]]
+    assert (coalescer.batches, coalescer.calls) == (2, 2)
+
+
+async def test_each_caller_of_a_failed_batch_raises_an_exception_of_its_own() -> None:
+    # One object raised in several tasks takes on, in each, what that task was handling
+    # (__context__): the next caller's log would show another sender's error and data.
+    async def send(batch: list[int]) -> Sequence[int | BaseException]:
+        await asyncio.sleep(0)
+        raise ConnectionError("lost")
+
+    coalescer: Coalescer[int, int] = Coalescer(send)
+
+    async def handling_its_own_error() -> BaseException:
+        try:
+            raise KeyError("the first sender's alert")
+        except KeyError:
+            try:
+                await coalescer(1)
+            except ConnectionError as exc:
+                return exc
+        raise AssertionError("not failed")
+
+    async def plain() -> BaseException:
+        try:
+            await coalescer(2)
+        except ConnectionError as exc:
+            return exc
+        raise AssertionError("not failed")
+
+    first, second = await asyncio.gather(handling_its_own_error(), plain())
+    assert first is not second
+    assert str(first) == str(second) == "lost"
+    assert isinstance(first.__context__, KeyError)
+    assert second.__context__ is None
+
+
+async def test_an_exception_answering_several_calls_reaches_each_as_its_own() -> None:
+    shared = ValueError("the batch's")
+
+    async def send(batch: list[int]) -> Sequence[int | BaseException]:
+        return [shared for _ in batch]
+
+    coalescer: Coalescer[int, int] = Coalescer(send)
+    results = await asyncio.gather(*(coalescer(n) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, ValueError) and str(r) == "the batch's" for r in results)
+    assert len({id(r) for r in results}) == 3
