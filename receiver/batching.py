@@ -120,6 +120,8 @@ class Coalescer(Generic[_Call, _Answer]):
             given: set[int] = set()
             for waiting in batch:
                 _settle(waiting, exc, given)
+            if not isinstance(exc, Exception):
+                raise  # SystemExit, KeyboardInterrupt: the callers know; the process must too
             return
         self.batches += 1
         self.calls += len(batch)

@@ -233,3 +233,29 @@ async def test_an_exception_answering_several_calls_reaches_each_as_its_own() ->
     results = await asyncio.gather(*(coalescer(n) for n in range(3)), return_exceptions=True)
     assert all(isinstance(r, ValueError) and str(r) == "the batch's" for r in results)
     assert len({id(r) for r in results}) == 3
+
+
+class _Halt(BaseException):
+    """Like SystemExit: not an Exception."""
+
+
+def test_a_send_ending_with_a_base_exception_passes_it_on_and_stops() -> None:
+    ended: list[BaseException | None] = []
+
+    async def send(batch: list[int]) -> Sequence[int | BaseException]:
+        raise _Halt
+
+    async def main() -> None:
+        coalescer: Coalescer[int, int] = Coalescer(send)
+        call = asyncio.ensure_future(coalescer(1))
+        await asyncio.sleep(0)  # the call is queued and its sender created
+        (sender,) = coalescer._senders
+        with pytest.raises(_Halt):
+            await call
+        await asyncio.wait({sender})
+        ended.append(sender.exception())
+
+    asyncio.run(main())
+    # The caller got it, and the sender ended with it rather than carrying on.
+    assert len(ended) == 1
+    assert isinstance(ended[0], _Halt)
