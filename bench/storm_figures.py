@@ -53,7 +53,13 @@ WHERE e.fingerprint = ANY($1::text[]) AND e.starts_at = $2 AND e.state = 'done'
 # at COMMIT, outside any client statement, and pg_stat_statements counts them as top level: a
 # statement whose text is in a PL/pgSQL function's body (the public schema's) is counted apart,
 # as the server's.
-_STATEMENTS = """
+# A statement's text with its constants and parameters as "?": pg_stat_statements records a
+# statement run by PL/pgSQL with its constants as they were when it first saw it, sometimes
+# replaced by parameters ("SELECT $21 FROM audit_pending ..." for "SELECT 1 FROM ..."), so the
+# text is matched against the function bodies in this form.
+CONSTANTS_AS_MARKS = "'\\$[0-9]+|''[^'']*''|\\m[0-9]+(\\.[0-9]+)?\\M'"
+
+_STATEMENTS = f"""
 WITH s AS (
     SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') AS query
     FROM pg_stat_statements
@@ -62,11 +68,11 @@ WITH s AS (
 ), bodies AS (
     -- PL/pgSQL takes "SELECT ... INTO variables FROM" apart: the statement it runs has no INTO;
     -- and it runs "PERFORM x" as "SELECT x".
-    SELECT regexp_replace(regexp_replace(
+    SELECT regexp_replace(regexp_replace(regexp_replace(
         regexp_replace(prosrc, '\\s+', ' ', 'g'),
         '(?<!insert)(?<!merge) into (strict )?[a-z_][a-z0-9_.]*( ?, ?[a-z_][a-z0-9_.]*)*',
         '', 'gi'),
-        '\\mperform\\M', 'SELECT', 'gi') AS body
+        '\\mperform\\M', 'SELECT', 'gi'), {CONSTANTS_AS_MARKS}, '?', 'g') AS body
     FROM pg_proc
     WHERE prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
       AND pronamespace = 'public'::regnamespace
@@ -74,7 +80,12 @@ WITH s AS (
 SELECT calls, total_exec_time, query,
        -- A function body holds BEGIN and END too: transaction control is the client's.
        query !~* '^(begin|commit|end|rollback|start|savepoint|release)\\M'
-       AND EXISTS (SELECT 1 FROM bodies WHERE strpos(body, query) > 0) AS in_function
+       AND EXISTS (
+           -- A whole statement of the body: it ends there (";", ")" of a subquery, " LOOP").
+           SELECT 1 FROM bodies, regexp_replace(query, {CONSTANTS_AS_MARKS}, '?', 'g') AS q
+           WHERE strpos(body, q || ';') > 0 OR strpos(body, q || ')') > 0
+              OR strpos(lower(body), lower(q) || ' loop') > 0
+       ) AS in_function
 FROM s ORDER BY calls DESC
 """
 
