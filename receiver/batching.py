@@ -23,16 +23,22 @@ A caller that is cancelled (it gave up, timed out, or the worker is stopping) st
 for its answer. A call still queued is then never sent: nobody would act on its answer, and a
 write or an admission made after its caller has moved on (released its event, reported the
 guards unavailable) is one made behind its back. The batch a call has joined is sent all the
-same, since the other callers wait for theirs.
+same, since the other callers wait for theirs. With ``wait_when_sent`` a caller cancelled
+while its call is on its way leaves only once that call is answered (its cancellation still
+raised): a write must be done, or never to be done, when its caller moves on. A statement
+alone is cancelled with its caller (asyncpg cancels it on the server and waits for that); one
+of a group is not, and committed after the worker released its event it would race the
+event's next holder (store/group.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Coalescer"]
 
@@ -54,7 +60,9 @@ class Coalescer(Generic[_Call, _Answer]):
     that caller raises. An exception raised by ``send`` itself fails every call of the batch
     (a connection lost: none of them has an answer). ``max_batch``: the most calls one batch
     takes (>= 1). ``stopped()``: the exception the calls still queued get when the sender is
-    cancelled (the service stopping). ``batches`` and ``calls`` count what was sent."""
+    cancelled (the service stopping). ``wait_when_sent``: a caller cancelled while its call is
+    on its way waits for its answer before it raises. ``batches`` and ``calls`` count what was
+    sent."""
 
     def __init__(
         self,
@@ -63,11 +71,13 @@ class Coalescer(Generic[_Call, _Answer]):
         max_batch: int = 32,
         max_in_flight: int = 1,
         stopped: Callable[[], BaseException] = lambda: ConnectionError("stopped before sent"),
+        wait_when_sent: bool = False,
     ) -> None:
         self._send = send
         self._max_batch = max(1, max_batch)
         self._max_in_flight = max(1, max_in_flight)
         self._stopped = stopped
+        self._wait_when_sent = wait_when_sent
         self._queue: list[_Waiting[_Call, _Answer]] = []
         self._senders: set[asyncio.Task[None]] = set()
         self.batches = 0
@@ -96,7 +106,11 @@ class Coalescer(Generic[_Call, _Answer]):
                 if queued is waiting:
                     del self._queue[index]
                     waiting.answer.cancel()
-                    break
+                    raise
+            if self._wait_when_sent:
+                # On its way: not taken back, so not left behind either. Bounded by the send's
+                # own bounds (a statement's command timeout), as an unbatched call would be.
+                await _answered(waiting.answer)
             raise
 
     async def _send_all(self) -> None:
@@ -128,6 +142,14 @@ class Coalescer(Generic[_Call, _Answer]):
         given = set()
         for waiting, outcome in zip(batch, outcomes, strict=True):
             _settle(waiting, outcome, given)
+
+
+async def _answered(answer: asyncio.Future[Any]) -> None:
+    """Wait until ``answer`` is done; a further cancellation does not cut the wait short (the
+    caller raises its cancellation once it is)."""
+    while not answer.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({answer})
 
 
 def _settle(

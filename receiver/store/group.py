@@ -59,6 +59,9 @@ class GroupCommit:
             max_batch=max_group,
             max_in_flight=2,
             stopped=lambda: StoreUnavailable("the write was interrupted: the service stopped"),
+            # A write whose caller was cancelled is committed, or not, before the caller is
+            # gone: the worker releases the event next (batching.Coalescer).
+            wait_when_sent=True,
         )
 
     @property

@@ -242,6 +242,58 @@ async def test_an_admission_whose_caller_gave_up_while_it_was_queued_is_not_made
     assert guards._admissions.calls == 2
 
 
+async def test_a_run_on_its_way_when_its_caller_left_is_written_before_the_caller_is_gone(
+    store: Store,
+) -> None:
+    """A worker that stops (or loses its lease) cancels the event's work, then releases the
+    event. A run the work had sent must be written, or not, by the time the work has ended:
+    committed after the release, the event's next holder may plan the same run first, find
+    it stored by "another worker" and drop the event, leaving the run running with no one to
+    run its steps (and an admitted run's target lock held)."""
+    (event,) = await _claimed(store, 1)
+    blocker = await asyncpg.connect(store.dsn)
+    try:
+        holding = blocker.transaction()
+        await holding.start()
+        # Every write that appends to the audit chain waits for this lock at its commit.
+        await blocker.execute("SELECT 1 FROM audit_head FOR UPDATE")
+        writing = asyncio.ensure_future(
+            store.create_run(
+                rule="restart",
+                event=event,
+                target=Target("Deployment", "shop", "web-0"),
+                dry_run=True,
+                steps=STEPS,
+                admitted={"guards": ["lock"], "fence": 1},
+            )
+        )
+        for _ in range(200):
+            if await store._pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the run was never on its way")
+        writing.cancel()
+
+        async def unblock() -> None:
+            await asyncio.sleep(0.3)
+            await holding.rollback()
+
+        unblocking = asyncio.ensure_future(unblock())
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+        # The work has ended: here the worker releases the event.
+        when_left = await store._pool.fetchval("SELECT count(*) FROM runs")
+        await unblocking
+    finally:
+        await blocker.close()
+    for _ in range(100):
+        if not any(not s.done() for s in store._grouped._coalescer._senders):
+            break
+        await asyncio.sleep(0.02)
+    assert await store._pool.fetchval("SELECT count(*) FROM runs") == when_left == 1
+
+
 async def test_a_group_that_committed_is_never_written_again(store: Store) -> None:
     """A statement that breaks the one-row rule is found out once the group has committed:
     writing each statement again then would run every other one twice."""

@@ -146,6 +146,37 @@ async def test_a_caller_that_goes_away_does_not_take_the_batch_with_it() -> None
     assert (coalescer.batches, coalescer.calls) == (1, 2)
 
 
+async def test_a_caller_that_goes_away_while_its_call_is_sent_leaves_once_it_is_answered() -> None:
+    # A write's caller (GroupCommit) moves on when it has left: the worker releases its event,
+    # and the event's next holder must find the write done or never to be done, not done
+    # behind its back a moment later.
+    server = Server()
+    coalescer: Coalescer[int, int] = Coalescer(server.send, wait_when_sent=True)
+    server.gate.clear()
+    leaving = asyncio.ensure_future(coalescer(1))
+    await _until(lambda: server.batches == [[1]])
+    leaving.cancel()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not leaving.done()
+    server.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert (coalescer.batches, coalescer.calls) == (1, 1)
+    # Queued, not sent yet: it leaves at once (and the call is never sent).
+    server.gate.clear()
+    first = asyncio.ensure_future(coalescer(2))
+    await _until(lambda: server.batches[-1] == [2])
+    queued = asyncio.ensure_future(coalescer(3))
+    await asyncio.sleep(0)
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    server.gate.set()
+    assert await first == 4
+    assert server.batches == [[1], [2]]
+
+
 async def test_stopping_the_sender_fails_what_it_holds_and_what_is_queued() -> None:
     server = Server()
     coalescer: Coalescer[int, int] = Coalescer(
