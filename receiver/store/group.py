@@ -19,19 +19,39 @@ fails the whole group with ``StoreUnavailable``: every caller retries, and retry
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from receiver.batching import Coalescer
 from receiver.store.errors import StoreUnavailable, describe, translate
 
-__all__ = ["MAX_GROUP", "GroupCommit"]
+__all__ = ["MAX_GROUP", "GroupCommit", "one_by_one"]
+
+_Call = TypeVar("_Call")
 
 # The most statements one transaction takes: a group holds its rows locked until it commits.
 MAX_GROUP = 32
+
+
+async def one_by_one(
+    calls: Sequence[_Call], send_one: Callable[[_Call], Awaitable[Sequence[Any]]]
+) -> list[Any]:
+    """Each of ``calls`` sent alone (``send_one`` answers it as a one-item list), after their
+    batch failed as a whole: each one's answer, or the exception it failed with on its own.
+    Once the store is out of reach (StoreUnavailable) the rest have that for an answer too."""
+    outcomes: list[Any] = []
+    for call in calls:
+        try:
+            outcomes.extend(await send_one(call))
+        except StoreUnavailable as exc:
+            outcomes.extend([exc] * (len(calls) - len(outcomes)))
+            break
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 class _Unanswered(RuntimeError):
@@ -89,17 +109,7 @@ class GroupCommit:
                 statements=len(group),
                 error=describe(exc),
             )
-        outcomes: list[Any] = []
-        for statement in group:
-            try:
-                outcomes.extend(await self._transaction([statement]))
-            except StoreUnavailable as exc:
-                # The store went away: this one and the rest have no answer.
-                outcomes.extend([exc] * (len(group) - len(outcomes)))
-                break
-            except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+        return await one_by_one(group, lambda statement: self._transaction([statement]))
 
     async def _transaction(self, group: list[_Statement]) -> list[Any]:
         """Write ``group`` in one transaction; its rows in order.

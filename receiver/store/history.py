@@ -13,7 +13,8 @@ from typing import Any
 from receiver.batching import Coalescer
 from receiver.model import AlertEvent, History, PriorRun, RunOutcome, Target
 from receiver.store.database import Database
-from receiver.store.errors import StoreUnavailable, is_unavailable, translate
+from receiver.store.errors import StoreUnavailable, translate
+from receiver.store.group import one_by_one
 
 __all__ = ["HISTORY_SQL", "EngineHistory", "history_arguments"]
 
@@ -131,30 +132,28 @@ class EngineHistory(Database):
         )
 
     async def _send_history_reads(self, calls: list[tuple[Any, ...]]) -> Sequence[Any]:
-        """Each read's rows, or the exception it failed with; StoreUnavailable fails them all."""
+        """Each read's rows, or the exception it failed with; StoreUnavailable when the store
+        is out of reach."""
         if len(calls) > 1:
             try:
-                rows = await self._pool.fetchmany(
-                    HISTORY_SQL, [(*args, tag) for tag, args in enumerate(calls)]
-                )
-            except Exception as exc:
-                if is_unavailable(exc):
-                    raise
-                # Which read failed cannot be told: each is read again alone, below.
-            else:
-                split: list[list[Any]] = [[] for _ in calls]
-                for row in rows:
-                    split[row["tag"]].append(row)
-                return split
-        outcomes: list[Any] = []
-        for args in calls:
-            try:
-                outcomes.append(await self._pool.fetch(HISTORY_SQL, *args, 0))
-            except Exception as exc:
-                if is_unavailable(exc):
-                    raise
-                outcomes.append(exc)
-        return outcomes
+                with translate():
+                    rows = await self._pool.fetchmany(
+                        HISTORY_SQL, [(*args, tag) for tag, args in enumerate(calls)]
+                    )
+            except StoreUnavailable:
+                raise
+            except Exception:
+                # Which read failed cannot be told: each is read again alone.
+                return await one_by_one(calls, self._read_alone)
+            split: list[list[Any]] = [[] for _ in calls]
+            for row in rows:
+                split[row["tag"]].append(row)
+            return split
+        return await one_by_one(calls, self._read_alone)
+
+    async def _read_alone(self, args: tuple[Any, ...]) -> list[Any]:
+        with translate():
+            return [await self._pool.fetch(HISTORY_SQL, *args, 0)]
 
     async def history(
         self,
