@@ -16,6 +16,12 @@ statistics, which a storm outdates at once: the picks are locked by primary key,
 column has none (migration 0016), so no pending-only index looks empty and free to walk, and
 the claim runs with ``CLAIM_PLAN_SETTINGS`` (no bitmap scan: one would read every expired lease).
 
+The worker runs it as ``CLAIM_EVENTS_CALL``: the function ``claim_alert_events`` (migration 0018)
+whose body is ``CLAIM_EVENTS_SQL`` and which carries those settings, so a claim is one statement
+and one round trip, not three (BEGIN with ``SET LOCAL``, the claim, COMMIT). A change to
+``CLAIM_EVENTS_SQL`` takes a migration that replaces the function
+(``tests/integration/test_claim_function.py`` fails until it does).
+
 The per-alert order of ``receiver.store.events`` is kept: only the head of each alert's queue
 is a candidate (a claimed event if there is one, else the oldest). Expired leases (a worker
 died) are taken first, oldest first.
@@ -34,10 +40,18 @@ from collections.abc import Iterable, Sequence
 from receiver.store.leases import claim_assignments, due_sql
 from receiver.store.records import ClaimedEvent, event_columns
 
-__all__ = ["CLAIM_EVENTS_SQL", "CLAIM_PLAN_SETTINGS", "LANES", "ClaimedEvents", "next_lane"]
+__all__ = [
+    "CLAIM_EVENTS_CALL",
+    "CLAIM_EVENTS_SQL",
+    "CLAIM_PLAN_SETTINGS",
+    "LANES",
+    "ClaimedEvents",
+    "next_lane",
+]
 
-# Run before CLAIM_EVENTS_SQL in its transaction: the claim walks its indexes in order and
-# stops at its window whatever the statistics say (they lag a storm: EventQueue.claim_events).
+# In force while CLAIM_EVENTS_SQL is planned and run (the function's SET clauses; a test runs
+# them before it in its transaction): the claim walks its indexes in order and stops at its
+# window whatever the statistics say (they lag a storm: EventQueue.claim_events).
 CLAIM_PLAN_SETTINGS = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
 
 # Lanes one claim walks. More costs index probes on every claim; fewer only slows the rotation.
@@ -133,6 +147,9 @@ SELECT claimed.*, walk.walked
 FROM (SELECT (SELECT lane FROM lanes ORDER BY ord DESC LIMIT 1) AS walked) walk
 LEFT JOIN claimed ON true
 """
+
+# The claim as the worker sends it: CLAIM_EVENTS_SQL with CLAIM_PLAN_SETTINGS, in one statement.
+CLAIM_EVENTS_CALL = "SELECT * FROM claim_alert_events($1, $2, $3, $4, $5, $6)"
 
 
 class ClaimedEvents(list[ClaimedEvent]):

@@ -191,26 +191,6 @@ class Database:
             async with self._pool.acquire() as conn, conn.transaction(**options):
                 yield conn
 
-    @contextlib.asynccontextmanager
-    async def _tx_set(self, settings: str) -> AsyncIterator[Any]:
-        """A connection in a transaction that begins with ``settings`` (``SET LOCAL`` statements,
-        SQL of our own, never user input), sent with the BEGIN as one simple query: one round
-        trip fewer than ``_tx`` and then the settings. Committed when the block ends, rolled
-        back when it raises; connection failures as StoreUnavailable."""
-        with translate():
-            async with self._pool.acquire() as conn:
-                await conn.execute(f"BEGIN; {settings}")
-                try:
-                    yield conn
-                except BaseException:
-                    # Rolled back here, not by the pool's reset on release (which would log
-                    # an open transaction as an error); a broken connection is dropped anyway.
-                    if not conn.is_closed():
-                        with contextlib.suppress(Exception):
-                            await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
-
     async def server_now(self) -> datetime:
         """The store's clock (``remediator_now()``), which leases and deadlines are measured
         against."""

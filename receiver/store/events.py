@@ -30,7 +30,7 @@ from typing import Any
 from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
-from receiver.store.claims import CLAIM_EVENTS_SQL, CLAIM_PLAN_SETTINGS, LANES, ClaimedEvents
+from receiver.store.claims import CLAIM_EVENTS_CALL, LANES, ClaimedEvents
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.leases import EVENTS, Leases, complete_sql
@@ -277,16 +277,16 @@ class EventQueue(Leases):
         """
         if limit <= 0:
             return ClaimedEvents([], walked=None, limit=limit)
-        # Pin the plan: walk the claim indexes in order and stop at the window. Statistics do
-        # not say what a storm queued since: with a replica's expired leases (3,000, before any
-        # ANALYZE, or after one that saw only done events) the planner would rather bitmap-scan
-        # every expired lease and sort them (6,016 rows read for a claim of 2;
-        # tests/integration/test_claim_flat.py). SET LOCAL ends with this transaction; pooled
-        # connections keep no session state. Three round trips: BEGIN with the settings, the
-        # claim, COMMIT.
-        async with self._tx_set(CLAIM_PLAN_SETTINGS) as conn:
-            rows = await conn.fetch(
-                CLAIM_EVENTS_SQL,
+        # The plan is pinned: walk the claim indexes in order and stop at the window.
+        # Statistics do not say what a storm queued since: with a replica's expired leases
+        # (3,000, before any ANALYZE, or after one that saw only done events) the planner would
+        # rather bitmap-scan every expired lease and sort them (6,016 rows read for a claim of
+        # 2; tests/integration/test_claim_flat.py). The function carries the settings
+        # (migration 0018), so the claim is one statement in a transaction of its own: one
+        # round trip, through a transaction pooler too.
+        with translate():
+            rows = await self._pool.fetch(
+                CLAIM_EVENTS_CALL,
                 owner,
                 limit,
                 float(lease_s),
