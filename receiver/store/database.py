@@ -12,8 +12,9 @@ the service passes no clock.
 Behind a transaction pooler (PgBouncer ``pool_mode = transaction``, ``connect(transaction_pooled=
 True)``) each transaction may run on another server connection, so nothing the store does may
 outlive a transaction: asyncpg's prepared-statement cache is off (``connect_options``), the
-migration lock is a transaction lock (migrate.py), ``SET LOCAL`` is the only SET, and the
-worker's LISTEN uses a connection of its own, direct to PostgreSQL (``database.direct_url``).
+migration lock is a transaction lock (migrate.py), the claim's planner settings are its
+function's SET clauses (migration 0018: in force while it runs), and the worker's LISTEN uses
+a connection of its own, direct to PostgreSQL (``database.direct_url``).
 The audit reads (``verify_audit``, ``export_audit``) stream through server-side cursors, which
 asyncpg prepares as named statements even without the cache; behind a transaction pooler such
 a statement stays on the server connection, so the audit commands use the direct connection.

@@ -257,7 +257,7 @@ class Worker:
         failures = 0
         # While the last claim found as much work as it had room for (a backlog), claim in
         # batches: wait until half the slots are free instead of claiming each one as it frees
-        # up (a claim is three round trips; one per event was a tenth of a storm's statements),
+        # up (one claim per event was a tenth of a storm's statements, and each its own commit),
         # and claim half the slots at most: the events in progress are then two cohorts, each
         # reaching the store and the guards together (their calls go as one, receiver.batching)
         # while the other computes, instead of one cohort that leaves the CPU idle while it
