@@ -49,7 +49,7 @@ from receiver.startup import (
     require_authentication,
     storage_text,
 )
-from receiver.store import Store, StoreUnavailable
+from receiver.store import Store, StoreUnavailable, keep_statistics
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.registry import default_registry
@@ -249,6 +249,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             asyncio.create_task(watcher.run(RULES_POLL_S), name="rules-watcher"),
             asyncio.create_task(
                 _prune(store, settings.event_retention_seconds, log), name="retention"
+            ),
+            asyncio.create_task(
+                keep_statistics(store, log.bind(component="statistics")), name="statistics"
             ),
         ]
         if embedded is not None:

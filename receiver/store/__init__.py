@@ -7,7 +7,7 @@ queues.py (what operators see and do with both queues), history.py (what the eng
 runs.py (runs), steps.py (their steps and refusals), verification.py (how a verification ends),
 audit.py (the hash-chained audit log), approvals.py (approvals of risky steps),
 announcements.py (what the run announcements did), review.py (what the post-incident review
-reads).
+reads), statistics.py (the planner's statistics kept in step with a storm).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord
@@ -45,6 +45,7 @@ from receiver.store.records import (
 )
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
+from receiver.store.statistics import Statistics, keep_statistics
 from receiver.store.steps import StepWriter, admitted_data
 from receiver.store.verification import Conclusion, Verification
 
@@ -71,6 +72,7 @@ __all__ = [
     "canonical_json",
     "describe",
     "is_unavailable",
+    "keep_statistics",
     "next_lane",
     "run_id_of",
 ]
@@ -89,6 +91,7 @@ class Store(
     Approvals,
     Announcements,
     ReviewReads,
+    Statistics,
 ):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""
 
