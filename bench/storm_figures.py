@@ -61,7 +61,8 @@ CONSTANTS_AS_MARKS = "'\\$[0-9]+|''[^'']*''|\\m[0-9]+(\\.[0-9]+)?\\M'"
 
 _STATEMENTS = f"""
 WITH s AS (
-    SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') AS query
+    SELECT calls, total_exec_time, total_plan_time,
+           regexp_replace(query, '\\s+', ' ', 'g') AS query
     FROM pg_stat_statements
     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND userid <> (SELECT oid FROM pg_roles WHERE rolname = $1)
@@ -81,11 +82,15 @@ SELECT calls, total_exec_time, query,
        -- A function body holds BEGIN and END too: transaction control is the client's.
        query !~* '^(begin|commit|end|rollback|start|savepoint|release)\\M'
        AND EXISTS (
-           -- A whole statement of the body: it ends there (";", ")" of a subquery, " LOOP").
+           -- A whole statement of the body: it ends there (";", " LOOP", or ")" of a
+           -- subquery that reads a table, as IF EXISTS (...) runs one: not a "(SELECT 1)" of a
+           -- larger statement, which the client's own "SELECT 1" would be taken for).
            SELECT 1 FROM bodies, regexp_replace(query, {CONSTANTS_AS_MARKS}, '?', 'g') AS q
-           WHERE strpos(body, q || ';') > 0 OR strpos(body, q || ')') > 0
+           WHERE strpos(body, q || ';') > 0
+              OR (strpos(body, q || ')') > 0 AND q ~* '\\mfrom\\M')
               OR strpos(lower(body), lower(q) || ' loop') > 0
-       ) AS in_function
+       ) AS in_function,
+       total_plan_time
 FROM s ORDER BY calls DESC
 """
 
@@ -186,11 +191,13 @@ class Monitor:
         own = self.own_xacts - 1 - self.own_before
         return commits - self.xacts_before[0] - own, rollbacks - self.xacts_before[1]
 
-    async def statements(self) -> list[tuple[int, float, str, bool]]:
-        """(calls, milliseconds executing, normalised text, run by a PL/pgSQL function) of
-        every statement since ``start()``, most called first, the monitor's left out."""
+    async def statements(self) -> list[tuple[int, float, str, bool, float]]:
+        """(calls, milliseconds executing, normalised text, run by a PL/pgSQL function,
+        milliseconds planning) of every statement since ``start()``, most called first, the
+        monitor's left out. A statement a function runs is planned within the function's
+        execution: its planning is counted there."""
         rows = await self._fetch(_STATEMENTS, self.role)
-        return [(int(r[0]), float(r[1]), str(r[2]), bool(r[3])) for r in rows]
+        return [(int(r[0]), float(r[1]), str(r[2]), bool(r[3]), float(r[4])) for r in rows]
 
     async def events(self) -> dict[str, int]:
         """The storm's events by state."""
@@ -327,11 +334,16 @@ async def report(
     )
     by_time = sorted(statements, key=lambda s: s[1], reverse=True)[:6]
     print(
-        "  per event: calls, ms executing, statement (the 10 most called, then the longest; "
-        "* run by a PL/pgSQL function or trigger)"
+        "  per event: calls, ms executing, ms planning, statement (the 10 most called, then the "
+        "longest; * run by a PL/pgSQL function or trigger)"
     )
-    for n, ms, query, server in statements[:10] + [s for s in by_time if s not in statements[:10]]:
-        print(f"  {n / per:6.2f} {ms / per:6.2f} {'*' if server else ' '} {query[:98]}")
+    for n, ms, query, server, plan in statements[:10] + [
+        s for s in by_time if s not in statements[:10]
+    ]:
+        print(
+            f"  {n / per:6.2f} {ms / per:6.2f} {plan / per:6.2f} {'*' if server else ' '} "
+            f"{query[:90]}"
+        )
     print(
         f"CPU per event: service {1e6 * used.service / per:.0f} us, PostgreSQL "
         f"{1e6 * used.postgres / per:.0f} us (this bench's postmaster and its children only), "

@@ -57,12 +57,12 @@ async def test_statements_run_by_functions_are_told_apart_in_any_recorded_form(
         # A stand-in for the extension's view, first on the search path (pg_temp).
         await conn.execute(
             "CREATE TEMP TABLE pg_stat_statements (calls bigint, total_exec_time float8,"
-            " query text, dbid oid, userid oid)"
+            " total_plan_time float8, query text, dbid oid, userid oid)"
         )
         dbid = await conn.fetchval("SELECT oid FROM pg_database WHERE datname = current_database()")
         for n, (text, _) in enumerate(RECORDED):
             await conn.execute(
-                "INSERT INTO pg_stat_statements VALUES ($1, 0, $2, $3, 10)", n + 1, text, dbid
+                "INSERT INTO pg_stat_statements VALUES ($1, 0, 0, $2, $3, 10)", n + 1, text, dbid
             )
         rows = await conn.fetch(_STATEMENTS, "pg_monitor")  # not the recording role
     finally:
