@@ -51,13 +51,8 @@ __all__ = [
 
 # In force while CLAIM_EVENTS_SQL is planned and run (the function's SET clauses; a test runs
 # them before it in its transaction): the claim walks its indexes in order and stops at its
-# window whatever the statistics say (they lag a storm: EventQueue.claim_events), with the one
-# generic plan made once per connection, never planned again for each claim's values (the plan
-# test_claim_flat.py holds flat; planning it costs more than running it).
-CLAIM_PLAN_SETTINGS = (
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off;"
-    " SET LOCAL plan_cache_mode = force_generic_plan"
-)
+# window whatever the statistics say (they lag a storm: EventQueue.claim_events).
+CLAIM_PLAN_SETTINGS = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
 
 # Lanes one claim walks. More costs index probes on every claim; fewer only slows the rotation.
 LANES = 16

@@ -8,8 +8,6 @@
 -- in force while it runs, its statement's planning included, and reset when it returns), so
 -- the claim is now one statement in a transaction of its own, and it still works through a
 -- transaction pooler, which keeps no session state.
--- It also keeps one generic plan (plan_cache_mode): planning the claim for each call's values
--- cost more than running it, and the generic plan is the one the tests hold flat.
 --
 -- The body is receiver.store.claims.CLAIM_EVENTS_SQL as it was when this migration was written
 -- (tests/integration/test_claim_function.py keeps the two equal: a change to the claim's SQL
@@ -25,7 +23,6 @@ RETURNS TABLE (
 LANGUAGE plpgsql
 SET enable_seqscan = off
 SET enable_bitmapscan = off
-SET plan_cache_mode = force_generic_plan
 AS $claim$
 #variable_conflict use_column
 BEGIN
