@@ -10,6 +10,8 @@ with the settings its function runs it with: ``HISTORY_PLAN_SETTINGS``, test_pin
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from receiver.model import Target
 from receiver.store import Store
@@ -51,14 +53,12 @@ async def test_a_history_read_takes_its_targets_runs_not_the_rules_other_runs(
     assert {r.target for r in history.recent_runs} == {targets[0]}
 
 
-async def test_the_plan_cached_on_an_empty_table_still_walks_only_the_targets_runs(
-    store: Store,
-) -> None:
-    # The service's statement is planned once, early, and the plan kept (a generic plan): on
-    # the statistics of a table that was empty then, whatever a storm has added since.
-    event = alert_event(fingerprint="f" * 16)
-    first = Target("Deployment", "shop", "web-0")
-    args = history_arguments(event, 3600, [("restart", first)], [], 1000)
+async def _plan_cached_before(
+    store: Store, args: tuple[Any, ...], meanwhile: Callable[[], Awaitable[object]]
+) -> dict[str, Any]:
+    """The plan PostgreSQL ran for the read with ``args``, as the service's connection keeps it
+    (the one generic plan, with ``HISTORY_PLAN_SETTINGS``): made before ``meanwhile`` stored
+    what it stores, run after it."""
     async with store._pool.acquire() as conn:
         execute = await execute_sql(conn, "cached_history", args)
         await conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -67,13 +67,24 @@ async def test_the_plan_cached_on_an_empty_table_still_walks_only_the_targets_ru
             async with conn.transaction():
                 await conn.execute(HISTORY_PLAN_SETTINGS)
                 await conn.execute(execute)
-            await _storm(store, STORM_TARGETS)
+            await meanwhile()
             async with conn.transaction():
                 await conn.execute(HISTORY_PLAN_SETTINGS)
-                plan = await explain_analyze(conn, execute)
+                return await explain_analyze(conn, execute)
         finally:
             await conn.execute("DEALLOCATE cached_history")
             await conn.execute("RESET plan_cache_mode")
+
+
+async def test_the_plan_cached_on_an_empty_table_still_walks_only_the_targets_runs(
+    store: Store,
+) -> None:
+    # The service's statement is planned once, early, and the plan kept (a generic plan): on
+    # the statistics of a table that was empty then, whatever a storm has added since.
+    event = alert_event(fingerprint="f" * 16)
+    first = Target("Deployment", "shop", "web-0")
+    args = history_arguments(event, 3600, [("restart", first)], [], 1000)
+    plan = await _plan_cached_before(store, args, lambda: _storm(store, STORM_TARGETS))
     assert rows_read(plan, "runs") <= 3, json.dumps(plan, indent=1)
 
 
@@ -90,24 +101,14 @@ async def test_a_plan_cached_on_the_statistics_of_empty_tables_reads_no_storm_ro
     event = alert_event(fingerprint="f" * 16)
     first = Target("Deployment", "shop", "web-0")
     args = history_arguments(event, 3600, [("restart", first)], [("restart", first)], 1000)
-    async with store._pool.acquire() as conn:
-        execute = await execute_sql(conn, "cached_history", args)
-        await conn.execute("SET plan_cache_mode = force_generic_plan")
-        await conn.execute(f"PREPARE cached_history AS {HISTORY_SQL}")
-        try:
-            async with conn.transaction():
-                await conn.execute(HISTORY_PLAN_SETTINGS)
-                await conn.execute(execute)
-            await _storm(store, STORM_TARGETS)
-            events = [new_event(i) for i in range(3000)]
-            for start in range(0, len(events), 500):
-                await store.insert_events(events[start : start + 500])
-            async with conn.transaction():
-                await conn.execute(HISTORY_PLAN_SETTINGS)
-                plan = await explain_analyze(conn, execute)
-        finally:
-            await conn.execute("DEALLOCATE cached_history")
-            await conn.execute("RESET plan_cache_mode")
+
+    async def storm_and_its_events() -> None:
+        await _storm(store, STORM_TARGETS)
+        events = [new_event(i) for i in range(3000)]
+        for start in range(0, len(events), 500):
+            await store.insert_events(events[start : start + 500])
+
+    plan = await _plan_cached_before(store, args, storm_and_its_events)
     # web-0's three runs; nothing of the episode (it has no run and no resolved event).
     assert rows_read(plan, "runs") <= 3, json.dumps(plan, indent=1)
     assert rows_read(plan, "alert_events") == 0, json.dumps(plan, indent=1)
