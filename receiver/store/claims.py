@@ -20,7 +20,7 @@ The worker runs it as ``CLAIM_EVENTS_CALL``: the function ``claim_alert_events``
 whose body is ``CLAIM_EVENTS_SQL`` and which carries those settings, so a claim is one statement
 and one round trip, not three (BEGIN with ``SET LOCAL``, the claim, COMMIT). A change to
 ``CLAIM_EVENTS_SQL`` takes a migration that replaces the function
-(``tests/integration/test_claim_function.py`` fails until it does).
+(``tests/integration/test_pinned_plans.py`` fails until it does).
 
 The per-alert order of ``receiver.store.events`` is kept: only the head of each alert's queue
 is a candidate (a claimed event if there is one, else the oldest). Expired leases (a worker

@@ -8,14 +8,19 @@ The server counts changes per table in each backend and reports them at most onc
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from receiver.model import Target
 from receiver.store import Store
 from receiver.store.statistics import MIN_CHANGES
 from tests.support.events import alert_event
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -128,3 +133,69 @@ async def test_after_the_analysis_a_step_no_longer_scans_every_run_to_check_its_
             await _step(conn, run_id, idx)
         await _flushed(conn)
         assert await _sequential_scans_of_runs(store) == scanning
+
+
+def _as(url: str, *, user: str | None = None, query: str = "") -> str:
+    """``url`` with another role (no password: the test server trusts local connections) or a
+    query string."""
+    parts = urlsplit(url)
+    netloc = parts.netloc if user is None else f"{user}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+@pytest.fixture
+async def other_role(pg_server: PostgresServer) -> AsyncIterator[str]:
+    """A login role that owns neither the store's tables nor its database."""
+    role = f"stats_{os.urandom(3).hex()}"
+    admin = await asyncpg.connect(pg_server.url("postgres"))
+    await admin.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        yield role
+    finally:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
+        )
+        await admin.execute(f"DROP ROLE {role}")
+        await admin.close()
+
+
+async def test_a_role_that_may_not_analyse_the_tables_does_not_try_again_and_again(
+    store: Store, database_url: str, other_role: str
+) -> None:
+    # The server skips the analysis with a WARNING in its log and leaves the counts as they
+    # were: were the table taken for analysed, it would be tried (and logged as analysed)
+    # every two seconds for as long as the service runs.
+    async with store._pool.acquire() as conn:
+        await _events(conn, 2 * MIN_CHANGES)
+    other = await Store.connect(
+        _as(database_url, user=other_role), min_size=1, max_size=1, run_migrations=False
+    )
+    try:
+        assert "alert_events" not in {t.table for t in await other.table_changes()}
+        assert await other.refresh_statistics() == []
+    finally:
+        await other.close()
+    # Still stale, for the owner to analyse.
+    assert "alert_events" in await store.refresh_statistics()
+
+
+async def test_a_store_in_a_schema_whose_name_needs_quoting_is_watched(
+    empty_database_url: str,
+) -> None:
+    admin = await asyncpg.connect(empty_database_url)
+    try:
+        await admin.execute('CREATE SCHEMA "Alert-Store"')
+    finally:
+        await admin.close()
+    in_schema = await Store.connect(
+        _as(empty_database_url, query="search_path=%22Alert-Store%22"), min_size=1, max_size=2
+    )
+    try:
+        assert await in_schema._pool.fetchval("SELECT current_schema()") == "Alert-Store"
+        async with in_schema._pool.acquire() as conn:
+            await _events(conn, 2 * MIN_CHANGES)
+        assert (await _changes(in_schema))["alert_events"][1] == 2 * MIN_CHANGES
+        assert "alert_events" in await in_schema.refresh_statistics()
+        assert (await _changes(in_schema))["alert_events"] == (2.0 * MIN_CHANGES, 0)
+    finally:
+        await in_schema.close()
