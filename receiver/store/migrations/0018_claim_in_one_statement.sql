@@ -10,7 +10,7 @@
 -- transaction pooler, which keeps no session state.
 --
 -- The body is receiver.store.claims.CLAIM_EVENTS_SQL as it was when this migration was written
--- (tests/integration/test_claim_function.py keeps the two equal: a change to the claim's SQL
+-- (tests/integration/test_pinned_plans.py keeps the two equal: a change to the claim's SQL
 -- takes a new migration that replaces this function). Parameters: owner, limit, lease seconds,
 -- per-lane window, the cursor lane ('' for none), lanes.
 CREATE FUNCTION claim_alert_events(text, bigint, double precision, bigint, text, integer)
