@@ -14,7 +14,6 @@ fall, and that run is verified too.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 
 from tests.e2e.conftest import Stack
 from tests.support.kube_fixtures import MakeDeployment
+from tests.support.postgres import login_role
 from tests.support.runbooks import approve, deployment, own_pods, run_of, run_steps, until
 from tests.support.sessions import Sessions
 
@@ -67,17 +67,8 @@ class DatabaseSessions(Sessions):
 @pytest.fixture
 async def other_role(stack: Stack) -> AsyncIterator[str]:
     """A login role the rule does not list."""
-    role = f"e2e_other_{os.urandom(3).hex()}"
-    admin = await asyncpg.connect(stack.database.admin_url)
-    try:
-        await admin.execute(f"CREATE ROLE {role} LOGIN")
+    async with login_role(stack.database.admin_url, "e2e_other_") as role:
         yield role
-    finally:
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
-        )
-        await admin.execute(f"DROP ROLE IF EXISTS {role}")
-        await admin.close()
 
 
 def _as(url: str, role: str) -> str:

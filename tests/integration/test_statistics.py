@@ -8,7 +8,6 @@ The server counts changes per table in each backend and reports them at most onc
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,7 +19,7 @@ from receiver.model import Target
 from receiver.store import Store
 from receiver.store.statistics import MIN_CHANGES
 from tests.support.events import alert_event
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, login_role
 
 pytestmark = pytest.mark.postgres
 
@@ -146,17 +145,8 @@ def _as(url: str, *, user: str | None = None, query: str = "") -> str:
 @pytest.fixture
 async def other_role(pg_server: PostgresServer) -> AsyncIterator[str]:
     """A login role that owns neither the store's tables nor its database."""
-    role = f"stats_{os.urandom(3).hex()}"
-    admin = await asyncpg.connect(pg_server.url("postgres"))
-    await admin.execute(f"CREATE ROLE {role} LOGIN")
-    try:
+    async with login_role(pg_server.url("postgres"), "stats_") as role:
         yield role
-    finally:
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
-        )
-        await admin.execute(f"DROP ROLE {role}")
-        await admin.close()
 
 
 async def test_a_role_that_may_not_analyse_the_tables_does_not_try_again_and_again(

@@ -15,9 +15,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from receiver.embedded.postgres_server import PostgresProcess, StopMode, find_postgres_bin_dir
 from receiver.embedded.process import ServerError, free_port
@@ -29,6 +31,7 @@ __all__ = [
     "StopMode",
     "find_bin_dir",
     "free_port",
+    "login_role",
 ]
 
 EXTERNAL_URL_ENV = "REMEDIATOR_TEST_DATABASE_URL"
@@ -203,3 +206,20 @@ class PostgresServer:
             for pid in reversed(stopped):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
+
+
+@contextlib.asynccontextmanager
+async def login_role(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new login role named ``prefix`` and a random suffix, with no password and nothing
+    granted; its sessions ended and the role dropped afterwards. ``admin_url``: a superuser's."""
+    role = f"{prefix}{os.urandom(3).hex()}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN")
+        yield role
+    finally:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
+        )
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
