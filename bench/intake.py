@@ -32,12 +32,15 @@ from bench.common import (
     median,
     peak_rss_mb,
     percentile,
+    postgres_setting,
     postmaster_pid,
     server,
+    settings_note,
     tree_cpu_seconds,
     wait_ready,
     webhook,
     workdir,
+    worker_concurrency,
 )
 from receiver.embedded import EmbeddedServices
 from receiver.embedded.process import free_port
@@ -187,10 +190,14 @@ async def drain_rate(metrics_url: str, limit_s: float) -> tuple[float, int]:
 
 async def run(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
+    if note := settings_note(args.postgres_settings):
+        print(note)
     names = ("ceiling", "receiver")
     with (
         workdir("remediator-bench-") as work,
-        EmbeddedServices(work / "services") as services,
+        EmbeddedServices(
+            work / "services", postgres_settings=dict(args.postgres_settings)
+        ) as services,
         contextlib.ExitStack() as stack,
     ):
         postmaster = postmaster_pid(work / "services" / POSTGRES_DATA)
@@ -277,6 +284,9 @@ async def run(args: argparse.Namespace) -> None:
 
     rates = {name: [f.rate for f in closed[name]] for name in names}
     print("\n=== results ===")
+    print(f"the service's worker.concurrency: {worker_concurrency()}")
+    if note := settings_note(args.postgres_settings):
+        print(note)
     print(f"closed loop, {args.rounds} rounds taking turns (median; every round):")
     for name in names:
         best = sorted(closed[name], key=lambda f: f.rate)[len(closed[name]) // 2]
@@ -329,7 +339,8 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The intake round's options; ``--concurrency`` and ``--drain-limit`` serve both rounds."""
+    """The intake round's options; ``--concurrency``, ``--drain-limit`` and
+    ``--postgres-setting`` serve both rounds."""
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
@@ -337,6 +348,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--alerts", type=int, default=100_000)
+    parser.add_argument(
+        "--postgres-setting",
+        dest="postgres_settings",
+        metavar="NAME=VALUE",
+        type=postgres_setting,
+        action="append",
+        default=[],
+        help="a setting for the bench's PostgreSQL, both rounds (repeatable), for 'what if' "
+        "runs such as synchronous_commit=off; the storm round keeps pg_stat_statements loaded",
+    )
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ from bench.common import (
     machine,
     postmaster_pid,
     server,
+    settings_note,
     tree_pss_mb,
     wait_ready,
     webhook,
@@ -225,9 +226,13 @@ async def prepare(database_url: str, args: argparse.Namespace) -> tuple[str, flo
 async def run(args: argparse.Namespace) -> None:
     """The storm round, printed."""
     print(f"machine: {machine()}")
+    if note := settings_note(args.postgres_settings):
+        print(note)
+    # The bench's own settings last: its figures need pg_stat_statements.
+    postgres_settings = {**dict(args.postgres_settings), **POSTGRES_SETTINGS}
     with (
         workdir("remediator-storm-") as work,
-        EmbeddedServices(work / "services", postgres_settings=POSTGRES_SETTINGS) as services,
+        EmbeddedServices(work / "services", postgres_settings=postgres_settings) as services,
         contextlib.ExitStack() as stack,
     ):
         assert services.database_url is not None

@@ -21,8 +21,10 @@ from bench.common import (
     cpu_seconds,
     machine,
     percentile,
+    settings_note,
     tree_cpu_seconds,
     tree_peak_rss_mb,
+    worker_concurrency,
 )
 
 # Issue 12's targets.
@@ -291,13 +293,16 @@ async def report(
 
     print("\n=== storm results ===")
     print(f"machine: {machine()}")
+    if note := settings_note(args.postgres_settings):
+        print(note)
     print(
         f"stored before the storm: {args.stored:,} finished events "
         f"(+ {args.stored // 10:,} runs and steps), inserted in {seed_s:.1f} s"
     )
     print(
         f"storm: {args.storm_alerts:,} matched alerts over {args.targets:,} Deployments in "
-        f"notifications of {args.batch}, concurrency {args.concurrency}, + {unrelated} "
+        f"notifications of {args.batch}, {args.concurrency} at once (the service's "
+        f"worker.concurrency {worker_concurrency()}), + {unrelated} "
         f"unrelated; posted in {last - first:.1f} s ({args.storm_alerts / (last - first):,.0f} "
         f"alerts/s, {retries} retries)"
     )
