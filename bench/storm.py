@@ -229,7 +229,14 @@ async def run(args: argparse.Namespace) -> None:
     if note := settings_note(args.postgres_settings):
         print(note)
     # The bench's own settings last: its figures need pg_stat_statements.
-    postgres_settings = {**dict(args.postgres_settings), **POSTGRES_SETTINGS}
+    given = dict(args.postgres_settings)
+    if kept := sorted(
+        n for n in given if n in POSTGRES_SETTINGS and given[n] != POSTGRES_SETTINGS[n]
+    ):
+        print(f"not applied to the storm round, whose figures need them: {', '.join(kept)}")
+        # So that the results name only what this round's PostgreSQL ran with.
+        args.postgres_settings = [(n, v) for n, v in args.postgres_settings if n not in kept]
+    postgres_settings = {**given, **POSTGRES_SETTINGS}
     with (
         workdir("remediator-storm-") as work,
         EmbeddedServices(work / "services", postgres_settings=postgres_settings) as services,
