@@ -8,6 +8,8 @@ import argparse
 import asyncio
 
 from bench import intake, storm
+from receiver.config import ConfigError
+from receiver.embedded import EmbeddedError
 
 
 def main() -> None:
@@ -20,10 +22,15 @@ def main() -> None:
     intake.add_arguments(parser)
     storm.add_arguments(parser)
     args = parser.parse_args()
-    if not args.storm_only:
-        asyncio.run(intake.run(args))
-    if not args.intake_only:
-        asyncio.run(storm.run(args))
+    try:
+        if not args.storm_only:
+            asyncio.run(intake.run(args))
+        if not args.intake_only:
+            asyncio.run(storm.run(args))
+    except (EmbeddedError, ConfigError) as exc:
+        # PostgreSQL refusing a --postgres-setting at start, or settings `serve` would refuse:
+        # what to fix, without a traceback.
+        parser.exit(2, f"{parser.prog}: {exc}\n")
 
 
 if __name__ == "__main__":

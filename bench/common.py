@@ -6,7 +6,6 @@ Linux only: CPU and memory come from ``/proc`` (proc(5)).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -24,7 +23,6 @@ from typing import Any
 import aiohttp
 
 from receiver.alertmanager import fingerprint
-from receiver.config import Settings
 
 TOKEN = "bench-token-" + uuid.uuid4().hex
 STARTS_AT = "2026-11-25T10:00:00.123456789Z"
@@ -218,39 +216,6 @@ def postmaster_pid(data_dir: Path) -> int:
 
 
 # -- the machine and the figures -----------------------------------------------------------
-
-
-def postgres_setting(text: str) -> tuple[str, str]:
-    """``NAME=VALUE`` (``--postgres-setting``) as a pair; argparse's error for anything else.
-
-    For "what if" runs, e.g. ``synchronous_commit=off`` to see what the commit's flush costs
-    intake: PostgreSQL itself refuses a name or value it does not know, at start."""
-    name, sep, value = text.partition("=")
-    name, value = name.strip(), value.strip()
-    if not sep or not name or not value or not name.replace(".", "").replace("_", "").isalnum():
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not NAME=VALUE (a PostgreSQL setting, e.g. synchronous_commit=off)"
-        )
-    return name, value
-
-
-def settings_note(settings: Iterable[tuple[str, str]]) -> str:
-    """How a round's PostgreSQL differs from the embedded default, for its header ('' if not)."""
-    given = list(settings)
-    if not given:
-        return ""
-    return "PostgreSQL settings given: " + ", ".join(f"{n}={v}" for n, v in given)
-
-
-def worker_concurrency() -> int:
-    """The service's ``worker.concurrency`` in a bench run: REMEDIATOR_WORKER_CONCURRENCY when
-    set (the bench passes its environment on to ``serve``), else the setting's default."""
-    given = os.environ.get("REMEDIATOR_WORKER_CONCURRENCY")
-    if given:
-        return int(given)
-    default = Settings.model_fields["worker_concurrency"].default
-    assert isinstance(default, int)
-    return default
 
 
 def machine() -> str:

@@ -42,13 +42,18 @@ from bench.common import (
     machine,
     postmaster_pid,
     server,
-    settings_note,
     tree_pss_mb,
     wait_ready,
     webhook,
     workdir,
 )
 from bench.seed import NAMESPACE, seed
+from bench.settings import (
+    add_postgres_setting_argument,
+    round_settings,
+    settings_note,
+    worker_concurrency,
+)
 from bench.storm_figures import Monitor, Usage, report
 from receiver.embedded import EmbeddedServices
 from receiver.embedded.process import free_port
@@ -226,17 +231,14 @@ async def prepare(database_url: str, args: argparse.Namespace) -> tuple[str, flo
 async def run(args: argparse.Namespace) -> None:
     """The storm round, printed."""
     print(f"machine: {machine()}")
-    if note := settings_note(args.postgres_settings):
+    # The bench's own settings win: its figures need pg_stat_statements.
+    postgres_settings, applied, overridden = round_settings(
+        args.postgres_settings, POSTGRES_SETTINGS
+    )
+    if note := settings_note(applied):
         print(note)
-    # The bench's own settings last: its figures need pg_stat_statements.
-    given = dict(args.postgres_settings)
-    if kept := sorted(
-        n for n in given if n in POSTGRES_SETTINGS and given[n] != POSTGRES_SETTINGS[n]
-    ):
-        print(f"not applied to the storm round, whose figures need them: {', '.join(kept)}")
-        # So that the results name only what this round's PostgreSQL ran with.
-        args.postgres_settings = [(n, v) for n, v in args.postgres_settings if n not in kept]
-    postgres_settings = {**given, **POSTGRES_SETTINGS}
+    if overridden:
+        print(f"not applied to the storm round, whose figures need them: {', '.join(overridden)}")
     with (
         workdir("remediator-storm-") as work,
         EmbeddedServices(work / "services", postgres_settings=postgres_settings) as services,
@@ -254,6 +256,7 @@ async def run(args: argparse.Namespace) -> None:
             REMEDIATOR_DATA_DIR=str(work / "data"),
             REMEDIATOR_LOG_LEVEL="warning",
         )
+        concurrency = worker_concurrency(env)
         port = free_port()
         argv = [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)]
         proc = stack.enter_context(server(argv, env, work / "receiver.log"))
@@ -296,6 +299,8 @@ async def run(args: argparse.Namespace) -> None:
             await report(
                 monitor,
                 args,
+                settings=settings_note(applied),
+                worker_concurrency=concurrency,
                 seed_s=seed_s,
                 posted={"while posting": posted, "into the backlog": backlog},
                 idle_ms=idle,
@@ -312,6 +317,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--concurrency", type=int, default=32)
     add_arguments(parser)
+    add_postgres_setting_argument(parser)
     asyncio.run(run(parser.parse_args()))
 
 

@@ -21,10 +21,8 @@ from bench.common import (
     cpu_seconds,
     machine,
     percentile,
-    settings_note,
     tree_cpu_seconds,
     tree_peak_rss_mb,
-    worker_concurrency,
 )
 
 # Issue 12's targets.
@@ -259,6 +257,8 @@ async def report(
     monitor: Monitor,
     args: argparse.Namespace,
     *,
+    settings: str,
+    worker_concurrency: int,
     seed_s: float,
     posted: dict[str, dict[str, float]],
     idle_ms: list[float],
@@ -270,6 +270,8 @@ async def report(
     postgres_peak_mb: float,
 ) -> None:
     """Read the figures from the store and print them beside issue 12's targets.
+    ``settings``: the PostgreSQL settings given that the round ran with ('' if none);
+    ``worker_concurrency``: the service's.
     ``posted``: the unrelated alerts' POST times (epoch seconds by fingerprint) by when they
     came. ``times``: when the first and last notification were taken and when the queue was
     empty (perf_counter)."""
@@ -293,8 +295,8 @@ async def report(
 
     print("\n=== storm results ===")
     print(f"machine: {machine()}")
-    if note := settings_note(args.postgres_settings):
-        print(note)
+    if settings:
+        print(settings)
     print(
         f"stored before the storm: {args.stored:,} finished events "
         f"(+ {args.stored // 10:,} runs and steps), inserted in {seed_s:.1f} s"
@@ -302,7 +304,7 @@ async def report(
     print(
         f"storm: {args.storm_alerts:,} matched alerts over {args.targets:,} Deployments in "
         f"notifications of {args.batch}, {args.concurrency} at once (the service's "
-        f"worker.concurrency {worker_concurrency()}), + {unrelated} "
+        f"worker.concurrency {worker_concurrency}), + {unrelated} "
         f"unrelated; posted in {last - first:.1f} s ({args.storm_alerts / (last - first):,.0f} "
         f"alerts/s, {retries} retries)"
     )

@@ -187,8 +187,8 @@ class Settings(RedisSettings):
     # (1,000,000 stored, 10,000 refused events; issue 12 asks under 10 s and p50 under 50 ms),
     # stop 20's hour: 8 drained in 10.5 s (unrelated alert p50 26 ms), 12 in 8.7 to 9.0 s (p50
     # 26 to 31 ms), 16 in 7.9 to 8.3 s (p50 32 to 38 ms). Stop 21's slower hour, taking turns
-    # 12, 16, 16, 12 twice: 12 in 11.5 to 11.8 s (p50 28 to 32 ms), 16 in 10.1 to 11.4 s (p50
-    # 33 to 40 ms); 20 and 24 no sooner than 16, at p50 35 to 50 ms. So 16 (README, run 10).
+    # 12, 16, 16, 12, 16, 12, 12, 16: 12 in 11.5 to 11.8 s (p50 28 to 32 ms), 16 in 10.1 to
+    # 11.4 s (p50 33 to 40 ms); 20 and 24 no sooner than 16, at p50 35 to 50 ms. So 16.
     worker_concurrency: int = Field(default=16, ge=1, le=256)
     worker_lease_seconds: float = Field(default=60.0, gt=0)
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import subprocess
@@ -12,19 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.common import (
-    against,
-    cpu_seconds,
-    median,
-    percentile,
-    postgres_setting,
-    settings_note,
-    tree,
-    tree_cpu_seconds,
-    worker_concurrency,
-)
+from bench.common import against, cpu_seconds, median, percentile, tree, tree_cpu_seconds
 from bench.storm_figures import poll_interval_s
-from receiver.config import Settings
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -122,38 +110,3 @@ def test_tree_is_the_process_and_its_descendants_only(parent: subprocess.Popen[s
     assert members[0] == parent.pid
     assert len(members) == 2
     assert os.getpid() not in members
-
-
-@pytest.mark.parametrize(
-    ("text", "pair"),
-    [
-        ("synchronous_commit=off", ("synchronous_commit", "off")),
-        (" shared_buffers = 1GB ", ("shared_buffers", "1GB")),
-        ("pg_stat_statements.track=all", ("pg_stat_statements.track", "all")),
-        ("search_path=a,b", ("search_path", "a,b")),
-    ],
-)
-def test_postgres_setting_reads_name_equals_value(text: str, pair: tuple[str, str]) -> None:
-    assert postgres_setting(text) == pair
-
-
-@pytest.mark.parametrize("text", ["synchronous_commit", "=off", "fsync=", "a b=1", "a;b=1", ""])
-def test_postgres_setting_refuses_what_is_not_one(text: str) -> None:
-    with pytest.raises(argparse.ArgumentTypeError, match="is not NAME=VALUE"):
-        postgres_setting(text)
-
-
-def test_settings_note_names_what_differs_from_the_default() -> None:
-    assert settings_note([]) == ""
-    assert settings_note([("synchronous_commit", "off"), ("fsync", "on")]) == (
-        "PostgreSQL settings given: synchronous_commit=off, fsync=on"
-    )
-
-
-def test_worker_concurrency_is_the_environment_s_else_the_default(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("REMEDIATOR_WORKER_CONCURRENCY", raising=False)
-    assert worker_concurrency() == Settings().worker_concurrency
-    monkeypatch.setenv("REMEDIATOR_WORKER_CONCURRENCY", "7")
-    assert worker_concurrency() == 7
