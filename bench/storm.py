@@ -245,8 +245,6 @@ async def run(args: argparse.Namespace) -> None:
         contextlib.ExitStack() as stack,
     ):
         assert services.database_url is not None
-        monitor_url, seed_s = await prepare(services.database_url, args)
-        postmaster = postmaster_pid(work / "services" / "postgres" / "data")
         env = dict(os.environ)
         env.update(
             REMEDIATOR_DATABASE_URL=services.database_url,
@@ -256,7 +254,10 @@ async def run(args: argparse.Namespace) -> None:
             REMEDIATOR_DATA_DIR=str(work / "data"),
             REMEDIATOR_LOG_LEVEL="warning",
         )
+        # Before the seed (a million rows): settings serve would refuse end the run at once.
         concurrency = worker_concurrency(env)
+        monitor_url, seed_s = await prepare(services.database_url, args)
+        postmaster = postmaster_pid(work / "services" / "postgres" / "data")
         port = free_port()
         argv = [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)]
         proc = stack.enter_context(server(argv, env, work / "receiver.log"))
