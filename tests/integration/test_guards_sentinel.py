@@ -21,7 +21,7 @@ from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
 from receiver.redis_connect import GuardRedis, connect_redis, durability_warning, mode_mismatch
-from tests.support.polling import eventually
+from tests.support.polling import eventually, eventually_blocking
 from tests.support.redis_topologies import MASTER_NAME, PASSWORD, SENTINEL_PASSWORD, SentinelSet
 
 pytestmark = pytest.mark.redis
@@ -110,6 +110,15 @@ async def test_the_guards_follow_a_sentinel_failover_and_lose_no_admission(
     with redis_sentinel.replica.client() as promoted:
         assert [t for t in after_switch if not promoted.exists(guards.keys.lock(t))] == []
     assert unavailable > 0  # the switch was seen, and refused rather than admitted
+    # The promoted master takes writes once the demoted one has synced with it and counts as a
+    # good replica (min-replicas-to-write); until then it answers NOREPLICAS, and the guards
+    # fail closed, as the loop saw.
+    await asyncio.to_thread(
+        eventually_blocking,
+        redis_sentinel.master_has_a_good_replica,
+        timeout_s=60,
+        what="the promoted master counts the demoted one as a good replica",
+    )
     again = await guards.admit(request(POD))
     assert again.refusal is not None
     assert again.refusal.guard == "cooldown"

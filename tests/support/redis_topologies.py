@@ -266,6 +266,19 @@ class SentinelSet:
             with node.client() as client:
                 client.config_set("min-replicas-to-write", 1)
                 client.config_set("min-replicas-max-lag", 10)
+        eventually_blocking(
+            self.master_has_a_good_replica,
+            timeout_s=START_TIMEOUT_S,
+            what="the master counts its replica good for writes",
+        )
+
+    def master_has_a_good_replica(self) -> bool:
+        """The master the sentinel names counts a replica good for ``min-replicas-to-write``
+        (INFO's ``min_slaves_good_slaves``): until then it answers NOREPLICAS to every write.
+        After a failover that is until the demoted master has synced with the promoted one."""
+        with self.node_at(self.master_port()).client() as client:
+            good: object = client.info("replication").get("min_slaves_good_slaves", 0)
+        return isinstance(good, int) and good >= 1
 
     def start_failover(self) -> RedisNode:
         """SENTINEL FAILOVER, not waited for: the master being replaced."""
