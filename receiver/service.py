@@ -49,7 +49,7 @@ from receiver.startup import (
     require_authentication,
     storage_text,
 )
-from receiver.store import Store, StoreUnavailable, keep_statistics
+from receiver.store import Store, StoreUnavailable, keep_pruning, keep_statistics
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.registry import default_registry
@@ -59,7 +59,6 @@ SHUTDOWN_GRACE_S = 20.0
 # PgBouncer a connection waits for a server that is not coming) must not hold the exit.
 SHUTDOWN_AUDIT_TIMEOUT_S = 5.0
 RULES_POLL_S = 5.0
-PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +247,10 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         background = [
             asyncio.create_task(watcher.run(RULES_POLL_S), name="rules-watcher"),
             asyncio.create_task(
-                _prune(store, settings.event_retention_seconds, log), name="retention"
+                keep_pruning(
+                    store, settings.event_retention_seconds, log.bind(component="retention")
+                ),
+                name="retention",
             ),
             asyncio.create_task(
                 keep_statistics(store, log.bind(component="statistics")), name="statistics"
@@ -325,19 +327,6 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             if kube is not None:
                 await kube.close()
             log.info("stopped")
-
-
-async def _prune(store: Store, retention_s: float, log: Any) -> None:
-    """Retention: processed events and finished jobs older than the setting go; runs and
-    audit rows stay."""
-    while True:
-        try:
-            pruned = await store.prune(retention_s)
-            if any(pruned.values()):
-                log.info("pruned old alert events and jobs", **pruned)
-        except Exception as exc:  # the store may be down for a while; try again next time
-            log.warning("pruning old events and jobs failed", error=str(exc))
-        await asyncio.sleep(PRUNE_EVERY_S)
 
 
 async def _audit(

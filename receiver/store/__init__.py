@@ -45,8 +45,9 @@ from receiver.store.records import (
 )
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
-from receiver.store.statistics import Statistics, keep_statistics
+from receiver.store.statistics import Statistics
 from receiver.store.steps import StepWriter, admitted_data
+from receiver.store.upkeep import keep_pruning, keep_statistics
 from receiver.store.verification import Conclusion, Verification
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "canonical_json",
     "describe",
     "is_unavailable",
+    "keep_pruning",
     "keep_statistics",
     "next_lane",
     "run_id_of",

@@ -1,4 +1,5 @@
-"""Planner statistics kept in step with a storm: the tables whose rows changed by more than
+"""Planner statistics kept in step with a storm (``receiver.store.upkeep.keep_statistics`` runs
+``refresh_statistics`` every ``CHECK_EVERY_S``): the tables whose rows changed by more than
 they held when last analysed are analysed again, without waiting for autovacuum.
 
 Why: PostgreSQL plans a statement on the statistics it has, and keeps the plan (every cached
@@ -25,14 +26,11 @@ nor the database) is not watched: the server would skip it with a warning, every
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from receiver.log_limits import Throttle
 from receiver.store.database import Database
-from receiver.store.errors import StoreUnavailable, describe, translate
+from receiver.store.errors import translate
 
 __all__ = [
     "CHANGE_RATIO",
@@ -41,7 +39,6 @@ __all__ = [
     "WATCHED_TABLES",
     "Statistics",
     "TableChanges",
-    "keep_statistics",
     "stale",
 ]
 
@@ -57,8 +54,6 @@ MIN_CHANGES = 1000
 # queues thousands of events a second; this finds a table grown from nothing within seconds.
 CHECK_EVERY_S = 2.0
 
-# At most one warning per this many seconds while the store is out of reach.
-_WARN_EVERY_S = 300.0
 
 # Changes since the last analysis, as a multiple of the rows the table had then, from which
 # the statistics are out of date: the table has at least doubled (or emptied).
@@ -123,22 +118,3 @@ class Statistics(Database):
                 await self._pool.execute(f'ANALYZE (SKIP_LOCKED) "{table.table}"')
             analysed.append(table.table)
         return analysed
-
-
-async def keep_statistics(store: Statistics, log: Any, *, every_s: float = CHECK_EVERY_S) -> None:
-    """Until cancelled: every ``every_s`` seconds, ``refresh_statistics``. What it analyses is
-    logged (info); a failure is a warning at most once per five minutes, and never ends it."""
-    warnings = Throttle(_WARN_EVERY_S)
-    while True:
-        try:
-            analysed = await store.refresh_statistics()
-            if analysed:
-                log.info("analysed tables whose statistics were out of date", tables=analysed)
-        except Exception as exc:  # the store may be down for a while; try again next time
-            if (held_back := warnings.ready()) is not None:
-                log.warning(
-                    "could not bring the planner's statistics up to date",
-                    error=str(exc) if isinstance(exc, StoreUnavailable) else describe(exc),
-                    not_logged_since_last=held_back,
-                )
-        await asyncio.sleep(every_s)
