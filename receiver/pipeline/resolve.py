@@ -233,9 +233,18 @@ def resolving_context(run: RunRecord, log: Any) -> RunContext:
 
 
 def resolved_at(event: AlertEvent, now: datetime) -> datetime:
-    """When the alert resolved: its endsAt, or ``now`` when it carries none."""
+    """When the alert resolved: its endsAt, or ``now`` (aware) when it carries none (Go's zero
+    time) or one after ``now``.
+
+    A resolution is not dated after the moment the worker learns of it. An endsAt in the future
+    (a sender's clock ahead, or a hand-made notification) would give the run a time to resolve
+    of years; and asyncpg sends Python's largest datetime (``9999-12-31T23:59:59.999999Z``,
+    which intake accepts) as PostgreSQL's ``infinity``, whose time to resolve jsonb cannot
+    hold: closing the run failed on every attempt until the event was dead."""
     try:
         ends = parse_rfc3339(event.ends_at)
     except ValueError:
         return now
-    return ends if ends.year > 1 else now
+    if ends.year == 1 or ends > now:
+        return now
+    return ends

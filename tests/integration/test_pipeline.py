@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import BaseModel
@@ -80,7 +80,8 @@ async def test_concurrent_workers_on_duplicates_still_make_one_run(
 
 async def test_resolve_closes_the_run_with_its_time_to_resolve(make_harness: MakeHarness) -> None:
     rules = RESTART + "    verify: {resolved_within: 10m}\n"
-    h = await make_harness(rules)
+    # The worker's clock runs an hour ahead: the endsAt below has passed when it reads it.
+    h = await make_harness(rules, clock=lambda: datetime.now(UTC) + timedelta(hours=1))
     await h.intake.accept(notification(alert(labels())))
     await h.drain()
     (created,) = await h.runs()
@@ -93,6 +94,38 @@ async def test_resolve_closes_the_run_with_its_time_to_resolve(make_harness: Mak
     (run,) = await h.runs()
     assert run.resolved_at == ends_at
     assert run.time_to_resolve_s == pytest.approx(95.5, abs=0.001)
+
+
+@pytest.mark.parametrize(
+    "ends_at",
+    [
+        # Python's largest datetime: asyncpg sends it as PostgreSQL's infinity, whose time to
+        # resolve jsonb cannot hold (closing the run failed until the event was dead).
+        "9999-12-31T23:59:59.999999Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "2999-01-01T00:00:00+01:00",
+    ],
+)
+async def test_an_ends_at_still_ahead_dates_the_resolution_when_the_worker_reads_it(
+    make_harness: MakeHarness, ends_at: str
+) -> None:
+    rules = RESTART + "    verify: {resolved_within: 10m}\n"
+    h = await make_harness(rules)
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    before = datetime.now(UTC)
+    result = await h.intake.accept(
+        notification(alert(labels(), status="resolved", ends_at=ends_at))
+    )
+    assert result.accepted == 1
+    assert await h.drain() == 1
+    after = datetime.now(UTC)
+    (run,) = await h.runs()
+    assert run.resolved_at is not None
+    assert before <= run.resolved_at <= after
+    assert run.time_to_resolve_s is not None
+    assert 0 <= run.time_to_resolve_s <= (after - run.created_at).total_seconds()
+    assert await h.store.dead_counts() == {"events": 0, "jobs": 0}
 
 
 async def test_resolved_then_late_firing_duplicate_creates_nothing(
