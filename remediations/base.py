@@ -62,12 +62,18 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """What ``run()`` did: the outcome, a message for humans, and the fields it changed."""
+    """What ``run()`` did: the outcome, a message for humans, and the fields it changed.
+
+    ``alert_fault``: a FAILED step failed on its alert's own values (a template in its params
+    could not be rendered over them) before its action reached any system. The run fails all
+    the same, but the rule's circuit breaker is not fed: the remediation was not what failed,
+    and alerts with bad values must not switch the rule off for the others."""
 
     outcome: Outcome
     message: str
     before: Mapping[str, Any] = field(default_factory=dict)
     after: Mapping[str, Any] = field(default_factory=dict)
+    alert_fault: bool = False
 
 
 class ActionError(Exception):

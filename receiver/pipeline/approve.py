@@ -28,7 +28,7 @@ from receiver.approvals.desk import StepRequest
 from receiver.approvals.plan import bound_plan, plan_hash
 from receiver.model import ApprovalState, StepPlan, Verdict
 from receiver.pipeline.context import Deps, RunContext, record_step
-from receiver.pipeline.steps import StepRunner
+from receiver.pipeline.steps import StepRunner, failed
 from remediations.base import ActionError, ActionRefused, Outcome, Result
 
 __all__ = ["Approve", "RequestApproval"]
@@ -148,8 +148,11 @@ async def _plan(
     try:
         change = await runner.preview(ctx, step)
     except ActionError as exc:
-        outcome = Outcome.REFUSED if isinstance(exc, ActionRefused) else Outcome.FAILED
-        result = Result(outcome, f"cannot preview the step for approval: {exc.message}")
+        message = f"cannot preview the step for approval: {exc.message}"
+        if isinstance(exc, ActionRefused):
+            result = Result(Outcome.REFUSED, message)
+        else:
+            result = failed(exc, message)
         await record_step(deps, ctx, step, result.outcome, result.message)
         ctx.results.append((step, result))
         ctx.log.info("step preview refused", step=step.index, error=exc.message)

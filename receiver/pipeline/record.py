@@ -47,11 +47,11 @@ class Record:
         deps = self._deps
         assert ctx.run_id is not None
         outcomes = [*ctx.finished, *(result.outcome for _, result in ctx.results)]
-        failed = [r.outcome for _, r in ctx.results if r.outcome in _STOPS]
+        failed = [r for _, r in ctx.results if r.outcome in _STOPS]
         error: str | None = None
         schedule: list[tuple[str, float]] = []
         if failed:
-            final = RunOutcome.FAILED if failed[0] is Outcome.FAILED else RunOutcome.REFUSED
+            final = RunOutcome.FAILED if failed[0].outcome is Outcome.FAILED else RunOutcome.REFUSED
             error = (
                 "a step failed; see the run's steps"
                 if final is RunOutcome.FAILED
@@ -76,7 +76,13 @@ class Record:
         await deps.store.set_run_outcome(
             ctx.run_id, final, error=error, schedule=schedule, announced=unsent
         )
-        if final is RunOutcome.FAILED:
+        if final is RunOutcome.FAILED and all(
+            r.alert_fault for r in failed if r.outcome is Outcome.FAILED
+        ):
+            # The step failed on this alert's own values before acting (Result.alert_fault):
+            # counting it would let a few bad alerts switch the rule off for the good ones.
+            ctx.log.info("the circuit breaker is not fed: the step failed on the alert's values")
+        elif final is RunOutcome.FAILED:
             try:
                 await deps.guards.record_result(ctx.rule, False)
             except GuardUnavailable as exc:

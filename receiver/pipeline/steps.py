@@ -33,8 +33,9 @@ from remediations.base import (
     Outcome,
     Result,
 )
+from remediations.template_work import TemplateFailed
 
-__all__ = ["StepRunner", "alert_facts", "missing_clients", "runs_dry"]
+__all__ = ["StepRunner", "alert_facts", "failed", "missing_clients", "runs_dry"]
 
 
 def missing_clients(deps: Deps, step: StepPlan, ctx: RunContext) -> list[str]:
@@ -143,7 +144,7 @@ class StepRunner:
         except ActionRefused as exc:
             result = Result(Outcome.REFUSED, exc.message)
         except ActionError as exc:
-            result = Result(Outcome.FAILED, exc.message)
+            result = failed(exc, exc.message)
         except Exception as exc:  # an action's bug must not take the worker down
             ctx.log.exception("action crashed", action=step.action)
             result = Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
@@ -170,6 +171,13 @@ class StepRunner:
             seconds=round(elapsed, 3),
         )
         return result
+
+
+def failed(exc: ActionError, message: str) -> Result:
+    """The FAILED result of a step that raised ``exc`` (not ActionRefused), saying
+    ``message``; marked ``alert_fault`` when a template in its params could not be rendered over
+    the alert (TemplateFailed, raised before the action reaches its system)."""
+    return Result(Outcome.FAILED, message, alert_fault=isinstance(exc, TemplateFailed))
 
 
 def _simulated_message(action: Action, ctx: RunContext, params: BaseModel) -> str:
