@@ -68,11 +68,10 @@ class Close:
                     params=planned.params,
                     needs_approval=planned.needs_approval,
                 )
-            closed_at = resolved_at(ctx.event, self._deps.clock())
-            outcome = await store.close_run(ctx.run_id, closed_at)
+            outcome = await store.close_run(ctx.run_id, resolved_at(ctx.event))
             if outcome is not None:
                 ctx.log.info(
-                    "run closed: alert resolved", resolved_at=closed_at.isoformat(), outcome=outcome
+                    "run closed: alert resolved", ends_at=ctx.event.ends_at, outcome=outcome
                 )
             if outcome == RunOutcome.VERIFIED:
                 self._deps.metrics.run_finished(ctx.rule, RunOutcome.VERIFIED)
@@ -232,19 +231,12 @@ def resolving_context(run: RunRecord, log: Any) -> RunContext:
     )
 
 
-def resolved_at(event: AlertEvent, now: datetime) -> datetime:
-    """When the alert resolved: its endsAt, or ``now`` (aware) when it carries none (Go's zero
-    time) or one after ``now``.
-
-    A resolution is not dated after the moment the worker learns of it. An endsAt in the future
-    (a sender's clock ahead, or a hand-made notification) would give the run a time to resolve
-    of years; and asyncpg sends Python's largest datetime (``9999-12-31T23:59:59.999999Z``,
-    which intake accepts) as PostgreSQL's ``infinity``, whose time to resolve jsonb cannot
-    hold: closing the run failed on every attempt until the event was dead."""
+def resolved_at(event: AlertEvent) -> datetime | None:
+    """When the alert resolved, as it says: its endsAt; None when it carries none (Go's zero
+    time) or an unreadable one. The store dates the resolution no later than its own now
+    (``Verification.close_run``), on the clock the run's creation and deadline were set by."""
     try:
         ends = parse_rfc3339(event.ends_at)
     except ValueError:
-        return now
-    if ends.year == 1 or ends > now:
-        return now
-    return ends
+        return None
+    return None if ends.year == 1 else ends

@@ -48,10 +48,19 @@ class Conclusion:
 class Verification(Database):
     """The end of a run's verification (mixin of ``Store``)."""
 
-    async def close_run(self, run_id: str, resolved_at: datetime) -> str | None:
-        """The alert resolved (at ``resolved_at``, its endsAt): stamp resolved_at and the time
-        to resolve (from the run's creation). Returns the run's outcome after closing, None when
-        the run does not exist or was already closed (idempotent).
+    async def close_run(self, run_id: str, resolved_at: datetime | None) -> str | None:
+        """The alert resolved at ``resolved_at`` (its endsAt; None: it gave none): stamp the
+        run's resolved_at and its time to resolve (from the run's creation). Returns the run's
+        outcome after closing, None when the run does not exist or was already closed
+        (idempotent).
+
+        The resolution is dated no later than ``remediator_now()``, the clock the run's
+        creation and deadline were set by: Alertmanager calls an alert resolved only once its
+        endsAt has passed, so one still ahead is a sender's clock running ahead of ours (or a
+        hand-made notification). This also keeps ``infinity`` out, which asyncpg sends for
+        Python's largest datetime (``9999-12-31T23:59:59.999999Z``), whose time to resolve the
+        audit row's jsonb cannot hold. Dating it by the worker's clock instead would judge a
+        deadline set by the database's against another clock.
 
         A VERIFYING run that resolved by its deadline becomes VERIFIED, or, with a settle
         period, settles until ``remediator_now() + settle_s`` (its deadline job is due then). One
@@ -60,14 +69,19 @@ class Verification(Database):
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 """
-                WITH prior AS (
-                    SELECT id, outcome = 'verifying'
-                               AND (verify_deadline IS NULL OR $2 <= verify_deadline) AS in_time
+                WITH locked AS (
+                    -- least() passes over a NULL: no endsAt is now.
+                    SELECT id, outcome, verify_deadline,
+                           least($2::timestamptz, remediator_now()) AS at
                     FROM runs WHERE id = $1::uuid AND resolved_at IS NULL FOR UPDATE
+                ), prior AS (
+                    SELECT id, at, outcome = 'verifying'
+                                   AND (verify_deadline IS NULL OR at <= verify_deadline) AS in_time
+                    FROM locked
                 )
                 UPDATE runs SET
-                    resolved_at = $2,
-                    time_to_resolve_s = greatest(0, extract(epoch FROM ($2 - created_at))),
+                    resolved_at = prior.at,
+                    time_to_resolve_s = greatest(0, extract(epoch FROM (prior.at - created_at))),
                     outcome = CASE WHEN in_time AND settle_s IS NULL THEN 'verified'
                                    ELSE outcome END,
                     verify_result = CASE WHEN in_time AND settle_s IS NULL THEN 'verified'
@@ -80,7 +94,7 @@ class Verification(Database):
                                         ELSE settle_until END
                 FROM prior WHERE runs.id = prior.id
                 RETURNING runs.fingerprint, runs.outcome, runs.time_to_resolve_s,
-                          runs.settle_until, runs.settle_s
+                          runs.settle_until, runs.settle_s, runs.resolved_at
                 """,
                 run_id,
                 resolved_at,
@@ -88,7 +102,7 @@ class Verification(Database):
             if row is None:
                 return None
             data: dict[str, Any] = {
-                "resolved_at": as_utc(resolved_at).isoformat(),
+                "resolved_at": as_utc(row["resolved_at"]).isoformat(),
                 "outcome": row["outcome"],
                 "time_to_resolve_s": row["time_to_resolve_s"],
             }

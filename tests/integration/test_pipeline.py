@@ -80,20 +80,53 @@ async def test_concurrent_workers_on_duplicates_still_make_one_run(
 
 async def test_resolve_closes_the_run_with_its_time_to_resolve(make_harness: MakeHarness) -> None:
     rules = RESTART + "    verify: {resolved_within: 10m}\n"
-    # The worker's clock runs an hour ahead: the endsAt below has passed when it reads it.
-    h = await make_harness(rules, clock=lambda: datetime.now(UTC) + timedelta(hours=1))
+    h = await make_harness(rules)
     await h.intake.accept(notification(alert(labels())))
     await h.drain()
     (created,) = await h.runs()
-    # The alert resolves (its endsAt) 95.5 s after the run was created: that is the time to
-    # resolve. (An endsAt before the run's creation would be clamped to 0 and prove nothing.)
-    ends_at = created.created_at + timedelta(seconds=95.5)
+    # As if the run had been created 100 s ago: the alert resolves (its endsAt, now past)
+    # 95.5 s after that, which is the time to resolve. (An endsAt before the run's creation
+    # would be clamped to 0, and one still ahead dated now: neither would prove anything.)
+    await backdate(h, created.id, seconds=100)
+    ends_at = created.created_at - timedelta(seconds=100) + timedelta(seconds=95.5)
     resolved = alert(labels(), status="resolved", ends_at=ends_at.isoformat())
     await h.intake.accept(notification(resolved))
     await h.drain()
     (run,) = await h.runs()
     assert run.resolved_at == ends_at
     assert run.time_to_resolve_s == pytest.approx(95.5, abs=0.001)
+
+
+async def backdate(h: Harness, run_id: str, *, seconds: float) -> None:
+    """Move a run's creation and verification deadline ``seconds`` into the past."""
+    await h.store._pool.execute(
+        """UPDATE runs SET created_at = created_at - make_interval(secs => $2),
+                          verify_deadline = verify_deadline - make_interval(secs => $2)
+           WHERE id = $1::uuid""",
+        run_id,
+        seconds,
+    )
+
+
+async def test_the_resolution_is_dated_by_its_ends_at_whatever_the_workers_clock(
+    make_harness: MakeHarness,
+) -> None:
+    """The store dates a resolution no later than its own now, not the worker's: a worker
+    clock an hour behind keeps a resolution that has passed where the alert put it."""
+    rules = RESTART + "    verify: {resolved_within: 10m}\n"
+    h = await make_harness(rules, clock=lambda: datetime.now(UTC) - timedelta(hours=1))
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    (created,) = await h.runs()
+    await backdate(h, created.id, seconds=60)
+    ends_at = created.created_at - timedelta(seconds=30)
+    await h.intake.accept(
+        notification(alert(labels(), status="resolved", ends_at=ends_at.isoformat()))
+    )
+    await h.drain()
+    (run,) = await h.runs()
+    assert run.resolved_at == ends_at
+    assert run.time_to_resolve_s == pytest.approx(30, abs=0.001)
 
 
 @pytest.mark.parametrize(
@@ -106,7 +139,7 @@ async def test_resolve_closes_the_run_with_its_time_to_resolve(make_harness: Mak
         "2999-01-01T00:00:00+01:00",
     ],
 )
-async def test_an_ends_at_still_ahead_dates_the_resolution_when_the_worker_reads_it(
+async def test_an_ends_at_still_ahead_dates_the_resolution_when_it_is_read(
     make_harness: MakeHarness, ends_at: str
 ) -> None:
     rules = RESTART + "    verify: {resolved_within: 10m}\n"

@@ -313,7 +313,15 @@ async def test_run_lifecycle_steps_and_close(store: Store) -> None:
     assert run.steps[0].params == {"a": 1}
     assert run.steps[0].attempts == 2
 
-    resolved_at = run.created_at + timedelta(seconds=90)
+    # As if the run had been created 100 s ago: it resolved 90 s after that, 10 s ago (one
+    # still ahead would be dated when it is closed).
+    await store._pool.execute(
+        """UPDATE runs SET created_at = created_at - interval '100 seconds',
+                          verify_deadline = verify_deadline - interval '100 seconds'
+           WHERE id = $1::uuid""",
+        run_id,
+    )
+    resolved_at = run.created_at - timedelta(seconds=100) + timedelta(seconds=90)
     assert await store.close_run(run_id, resolved_at)
     assert not await store.close_run(run_id, resolved_at)  # idempotent
     run = await store.get_run(run_id)

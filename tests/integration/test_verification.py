@@ -10,7 +10,7 @@ and the messages a channel receives (or does not, and the run's record saying so
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import aiohttp
@@ -223,15 +223,17 @@ async def test_a_retried_escalation_job_counts_the_failure_once_and_says_it_once
 async def test_resolving_after_the_deadline_is_not_verified(
     make_harness: MakeHarness, notifier: Notifier
 ) -> None:
-    # The worker's clock runs a minute ahead, so that an endsAt a few seconds from now has
-    # passed when it reads the resolution (one still ahead would be dated then).
-    h = await harness(
-        make_harness,
-        notifier,
-        rules("{resolved_within: 1s}"),
-        clock=lambda: datetime.now(UTC) + timedelta(minutes=1),
-    )
+    h = await harness(make_harness, notifier, rules("{resolved_within: 1s}"))
     await h.deliver(labels())
+    run = await h.only_run()
+    # As if it had been created a minute ago, so that a resolution 5 s after its deadline has
+    # passed (one still ahead would be dated when it is read).
+    await h.store._pool.execute(
+        """UPDATE runs SET created_at = created_at - interval '1 minute',
+                          verify_deadline = verify_deadline - interval '1 minute'
+           WHERE id = $1::uuid""",
+        run.id,
+    )
     run = await h.only_run()
     assert run.verify_deadline is not None
     # It resolves (its endsAt) after the deadline, and the worker sees that before the job.
