@@ -74,7 +74,11 @@ _CHECK_EVERY = 2048  # steps between looks at the clock
 
 class TemplateFailed(ActionError):
     """A template in a step's params could not be rendered over this alert (it raised: a
-    division by zero, an undefined name called, a sandbox refusal); the step fails naming it."""
+    division by zero, an undefined name called, a sandbox refusal); the step fails naming it.
+
+    Raised only while an action prepares its call, before it reaches any system: a run that
+    failed on it and changed nothing else is not counted in the rule's circuit breaker
+    (receiver/pipeline/record.py). An action that renders after acting must catch it."""
 
 
 class TemplateTooLarge(TemplateFailed):

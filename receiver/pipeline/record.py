@@ -15,6 +15,8 @@ __all__ = ["Record", "RecordEscalation"]
 
 # Step outcomes that end a run.
 _STOPS = (Outcome.FAILED, Outcome.REFUSED)
+# Step outcomes that changed something (a simulated step stands for one in a rule test).
+_CHANGED = (Outcome.OK, Outcome.SIMULATED)
 
 # Outcomes at which a run's steps are done: announced as finished.
 _DONE = frozenset(
@@ -35,7 +37,9 @@ class Record:
     that all ran dry make it ``dry_run``; otherwise it waits for its alert to resolve
     (``verifying``, with a deadline job) or, with nothing to verify, has ``succeeded``.
     A failed step feeds the rule's circuit breaker (a verification's failure does so when it
-    is decided). The outcome is announced (``finished``, ``awaiting_approval``)."""
+    is decided), except one that failed on its alert's own values (``Result.alert_fault``)
+    in a run none of whose steps changed anything: the run's error says so. The outcome is
+    announced (``finished``, ``awaiting_approval``)."""
 
     name = "record"
 
@@ -50,13 +54,24 @@ class Record:
         failed = [r for _, r in ctx.results if r.outcome in _STOPS]
         error: str | None = None
         schedule: list[tuple[str, float]] = []
+        # Not counted in the breaker: the run failed on its alert's values (a template over
+        # them), and no step changed anything before. Once a step has acted, the failure
+        # counts whatever its cause, or such alerts would repeat that action unchecked.
+        alert_fault = bool(failed) and (
+            all(r.alert_fault for r in failed if r.outcome is Outcome.FAILED)
+            and not any(o in _CHANGED for o in outcomes)
+        )
         if failed:
             final = RunOutcome.FAILED if failed[0].outcome is Outcome.FAILED else RunOutcome.REFUSED
-            error = (
-                "a step failed; see the run's steps"
-                if final is RunOutcome.FAILED
-                else "a step's precondition refused it; see the run's steps"
-            )
+            if final is RunOutcome.FAILED and alert_fault:
+                error = (
+                    "a step failed on the alert's values before anything was changed (not "
+                    "counted in the rule's circuit breaker); see the run's steps"
+                )
+            elif final is RunOutcome.FAILED:
+                error = "a step failed; see the run's steps"
+            else:
+                error = "a step's precondition refused it; see the run's steps"
         elif ctx.awaiting is not None:
             await _hold(deps, ctx)
             final = RunOutcome.AWAITING_APPROVAL
@@ -76,11 +91,8 @@ class Record:
         await deps.store.set_run_outcome(
             ctx.run_id, final, error=error, schedule=schedule, announced=unsent
         )
-        if final is RunOutcome.FAILED and all(
-            r.alert_fault for r in failed if r.outcome is Outcome.FAILED
-        ):
-            # The step failed on this alert's own values before acting (Result.alert_fault):
-            # counting it would let a few bad alerts switch the rule off for the good ones.
+        if final is RunOutcome.FAILED and alert_fault:
+            # Counting it would let a few bad alerts switch the rule off for the good ones.
             ctx.log.info("the circuit breaker is not fed: the step failed on the alert's values")
         elif final is RunOutcome.FAILED:
             try:

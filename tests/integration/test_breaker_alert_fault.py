@@ -42,13 +42,34 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield created
 
 
+# A first step that changes something (it POSTs a fixed body) before the step whose template
+# fails: once a step has acted, the failure counts whatever its cause.
+TWO_STEPS = """\
+rules:
+  - name: flush-cache
+    match: ['alertname="CacheStale"']
+    target: {kind: HttpEndpoint, name: sink}
+    steps:
+      - action: http.call
+        params: {body: {step: "warm"}}
+        approval: never
+      - action: http.call
+        params: {body: {reason: "{{ annotations.summary }}"}}
+        approval: never
+"""
+
+
 async def harness(
-    make_harness: MakeHarness, peer: Peer, session: aiohttp.ClientSession, *replies: Reply
+    make_harness: MakeHarness,
+    peer: Peer,
+    session: aiohttp.ClientSession,
+    *replies: Reply,
+    rules: str = RULE,
 ) -> Harness:
     url = peer.answer("/flush", *(replies or (Reply(200),)))
     endpoints = HttpEndpoints({"sink": Endpoint("sink", url, {}, FAST)}, session)
     return await make_harness(
-        RULE,
+        rules,
         GuardSettings(breaker_failures=2),
         clients={"http": endpoints},
         dry_run=False,
@@ -78,6 +99,8 @@ async def test_alerts_whose_values_cannot_be_rendered_do_not_open_the_breaker(
         assert record is not None
         (step,) = record.steps
         assert "renders more than 65536 characters" in (step.message or "")
+        assert run.error is not None
+        assert "not counted in the rule's circuit breaker" in run.error
     assert peer.seen("/flush") == []  # nothing was sent for them
 
     assert "flush-cache" not in (await h.guards.status())["breakers"]  # no failure counted
@@ -99,3 +122,18 @@ async def test_steps_that_reached_their_system_and_failed_still_open_it(
     refused = await newest(h)
     assert (refused.outcome, refused.refusal_guard) == (RunOutcome.REFUSED, "breaker")
     assert len(peer.seen("/flush")) == 2
+
+
+async def test_a_run_whose_earlier_step_acted_feeds_it_whatever_failed_after(
+    make_harness: MakeHarness, peer: Peer, session: aiohttp.ClientSession
+) -> None:
+    h = await harness(make_harness, peer, session, rules=TWO_STEPS)
+    for n in ("1", "2"):
+        await fire(h, n, TOO_LONG)
+    assert [s.body for s in peer.seen("/flush")] == [{"step": "warm"}] * 2
+    runs = await h.runs()
+    assert [r.outcome for r in runs] == [RunOutcome.FAILED] * 2
+    assert all(r.error == "a step failed; see the run's steps" for r in runs)
+    await fire(h, "good", "disk full")
+    refused = await newest(h)
+    assert (refused.outcome, refused.refusal_guard) == (RunOutcome.REFUSED, "breaker")
