@@ -233,7 +233,7 @@ def resolving_context(run: RunRecord, log: Any) -> RunContext:
 
 def resolved_at(event: AlertEvent) -> datetime | None:
     """When the alert resolved, as it says: its endsAt; None when it carries none (Go's zero
-    time) or an unreadable one. The store dates the resolution no later than its own now
+    time) or an unreadable one. The store dates one far ahead of its own clock when it is stored
     (``Verification.close_run``), on the clock the run's creation and deadline were set by."""
     try:
         ends = parse_rfc3339(event.ends_at)

@@ -30,7 +30,12 @@ from receiver.store.jobs import enqueue
 from receiver.store.records import JobKind, as_utc
 from receiver.store.steps import write_step
 
-__all__ = ["Conclusion", "Verification"]
+__all__ = ["CLOCK_SKEW_S", "Conclusion", "Verification"]
+
+# How far ahead of the store's clock a resolution (an alert's endsAt) may be and still be taken
+# as sent (seconds): clocks kept by NTP stay within seconds of each other; five minutes covers
+# a host whose sync failed for a while. Further ahead, it is dated when it is stored.
+CLOCK_SKEW_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +59,15 @@ class Verification(Database):
         outcome after closing, None when the run does not exist or was already closed
         (idempotent).
 
-        The resolution is dated no later than ``remediator_now()``, the clock the run's
-        creation and deadline were set by: Alertmanager calls an alert resolved only once its
-        endsAt has passed, so one still ahead is a sender's clock running ahead of ours (or a
-        hand-made notification). This also keeps ``infinity`` out, which asyncpg sends for
-        Python's largest datetime (``9999-12-31T23:59:59.999999Z``), whose time to resolve the
-        audit row's jsonb cannot hold. Dating it by the worker's clock instead would judge a
-        deadline set by the database's against another clock.
+        An endsAt more than ``CLOCK_SKEW_S`` ahead of ``remediator_now()`` (the clock the run's
+        creation and deadline were set by) is dated at that now: Alertmanager calls an alert
+        resolved only once its endsAt has passed, so a resolution still ahead is a sender's
+        clock running ahead of ours. Within that skew it is kept as sent; far ahead it is a
+        hand-made notification, whose time to resolve would be years and whose deadline would
+        be missed. This also keeps ``infinity`` out, which asyncpg sends for Python's largest
+        datetime (``9999-12-31T23:59:59.999999Z``), whose time to resolve the audit row's
+        jsonb cannot hold. Dating it by the worker's clock instead would judge a deadline set
+        by the database's against another clock.
 
         A VERIFYING run that resolved by its deadline becomes VERIFIED, or, with a settle
         period, settles until ``remediator_now() + settle_s`` (its deadline job is due then). One
@@ -70,9 +77,11 @@ class Verification(Database):
             row = await conn.fetchrow(
                 """
                 WITH locked AS (
-                    -- least() passes over a NULL: no endsAt is now.
                     SELECT id, outcome, verify_deadline,
-                           least($2::timestamptz, remediator_now()) AS at
+                           CASE WHEN $2::timestamptz IS NULL
+                                  OR $2::timestamptz > remediator_now()
+                                                       + make_interval(secs => $3)
+                                THEN remediator_now() ELSE $2::timestamptz END AS at
                     FROM runs WHERE id = $1::uuid AND resolved_at IS NULL FOR UPDATE
                 ), prior AS (
                     SELECT id, at, outcome = 'verifying'
@@ -98,6 +107,7 @@ class Verification(Database):
                 """,
                 run_id,
                 resolved_at,
+                CLOCK_SKEW_S,
             )
             if row is None:
                 return None

@@ -15,6 +15,7 @@ from receiver.engine import NO_RULE
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy, RunOutcome, Status, Target
 from receiver.store import RunRecord
+from receiver.store.verification import CLOCK_SKEW_S
 from receiver.worker import Worker
 from remediations.base import ActionContext, Outcome, Result
 from tests.support.payloads import alert, notification
@@ -129,6 +130,24 @@ async def test_the_resolution_is_dated_by_its_ends_at_whatever_the_workers_clock
     assert run.time_to_resolve_s == pytest.approx(30, abs=0.001)
 
 
+async def test_an_ends_at_a_little_ahead_is_kept_as_sent(make_harness: MakeHarness) -> None:
+    """Within CLOCK_SKEW_S of the store's clock an endsAt ahead is a sender's clock running a
+    little ahead of ours: the resolution keeps its time."""
+    rules = RESTART + "    verify: {resolved_within: 10m}\n"
+    h = await make_harness(rules)
+    await h.intake.accept(notification(alert(labels())))
+    await h.drain()
+    (created,) = await h.runs()
+    ends_at = created.created_at + timedelta(seconds=CLOCK_SKEW_S / 2)
+    await h.intake.accept(
+        notification(alert(labels(), status="resolved", ends_at=ends_at.isoformat()))
+    )
+    await h.drain()
+    (run,) = await h.runs()
+    assert run.resolved_at == ends_at
+    assert run.time_to_resolve_s == pytest.approx(CLOCK_SKEW_S / 2, abs=0.001)
+
+
 @pytest.mark.parametrize(
     "ends_at",
     [
@@ -137,6 +156,8 @@ async def test_the_resolution_is_dated_by_its_ends_at_whatever_the_workers_clock
         "9999-12-31T23:59:59.999999Z",
         "9999-12-31T23:59:59.999999999Z",
         "2999-01-01T00:00:00+01:00",
+        # Just past the skew a sender's clock may have (the store's now + CLOCK_SKEW_S).
+        (datetime.now(UTC) + timedelta(seconds=CLOCK_SKEW_S + 60)).isoformat(),
     ],
 )
 async def test_an_ends_at_still_ahead_dates_the_resolution_when_it_is_read(
