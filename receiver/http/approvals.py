@@ -47,7 +47,7 @@ from receiver.http.bodies import (
     text_field,
 )
 from receiver.http.deps import AUTH, CLOCK
-from receiver.http.filters import BadParameter, choice, parse_since
+from receiver.http.filters import BadParameter, choice, parse_since, run_id_param
 from receiver.http.responses import html_response, json_response, row
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.store import StoreUnavailable
@@ -294,8 +294,8 @@ def _filters(request: web.Request) -> dict[str, Any]:
         filters["state"] = ApprovalState(state)
     if query.get("rule"):
         filters["rule"] = query["rule"]
-    if "run" in query:
-        filters["run_id"] = query["run"]
+    if (run_id := run_id_param(query, "run")) is not None:
+        filters["run_id"] = run_id
     if "since" in query:
         try:
             filters["since"] = parse_since(query["since"], request.app[CLOCK]())

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from receiver.durations import parse_duration
 from receiver.model import RunOutcome
@@ -20,6 +21,7 @@ __all__ = [
     "choice",
     "parse_since",
     "run_filters",
+    "run_id_param",
 ]
 
 MAX_RUNS_LIMIT = 500
@@ -56,6 +58,19 @@ def choice(
     allowed = list(choices)
     if value not in allowed:
         raise BadParameter(name, f"unknown {name} {value!r}; one of {', '.join(allowed)}")
+    return value
+
+
+def run_id_param(query: Mapping[str, str], name: str) -> str | None:
+    """The value of ``name`` (None when absent), a run's id: a uuid. Anything else is
+    BadParameter naming ``name``: the store would refuse it as a DataError, a 500."""
+    value = query.get(name)
+    if value is None:
+        return None
+    try:
+        UUID(value)
+    except ValueError:
+        raise BadParameter(name, f"{name} must be a run's id (a uuid)") from None
     return value
 
 

@@ -14,7 +14,7 @@ does not apply, 503 without the store.
 
 from __future__ import annotations
 
-import uuid
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -22,7 +22,13 @@ from aiohttp import web
 
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import QUEUES, QueueControl, with_optional
-from receiver.http.filters import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, BadParameter, choice
+from receiver.http.filters import (
+    DEFAULT_RUNS_LIMIT,
+    MAX_RUNS_LIMIT,
+    BadParameter,
+    choice,
+    run_id_param,
+)
 from receiver.http.responses import json_response
 from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, JobKind, StoreUnavailable
 
@@ -32,6 +38,16 @@ EVENTS_PATH = "/api/v1/events"
 JOBS_PATH = "/api/v1/jobs"
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+# A queue's cursor is a row's id, a bigint: ASCII digits (str.isdigit also takes other
+# scripts' digits) up to PostgreSQL's largest bigint (a larger one was a DataError: a 500).
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_MAX_BIGINT = 2**63 - 1
+
+
+def _row_id(text: str) -> bool:
+    return _DIGITS.fullmatch(text) is not None and int(text) <= _MAX_BIGINT
+
 
 # Per queue: its plural in paths and answers, and its filters beyond state/limit/cursor.
 _QUEUES = {
@@ -140,13 +156,9 @@ def _filters(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, Any]
         filters[name] = value
     choice(filters, "state", QUEUE_STATES)
     choice(filters, "kind", (k.value for k in JobKind))
-    if "cursor" in filters and not filters["cursor"].isdigit():
+    if "cursor" in filters and not _row_id(filters["cursor"]):
         raise BadParameter("cursor", "invalid cursor: pass the next_cursor of a previous page")
-    if "run_id" in filters:
-        try:
-            uuid.UUID(filters["run_id"])
-        except ValueError:
-            raise BadParameter("run_id", "run_id must be a run's id (a uuid)") from None
+    run_id_param(filters, "run_id")
     if "skipped" in filters:
         filters["skipped"] = choice(filters, "skipped", ("true", "false")) == "true"
     limit = DEFAULT_RUNS_LIMIT

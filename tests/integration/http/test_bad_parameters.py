@@ -109,6 +109,33 @@ async def test_every_get_route_answers_bad_parameters_with_400_naming_them(
     assert wrong == [], "\n".join(wrong)
 
 
+# Values of the right text but the wrong shape: no id, a negative, a long number, non-ASCII.
+ODD_VALUES = ("zz", "-1", "9" * 400, "\u00e9", "1.5", " ")
+
+
+async def test_every_get_route_answers_odd_values_of_every_parameter_without_a_5xx(
+    make_edge: MakeEdge,
+) -> None:
+    """A value the store would refuse (``run=zz`` was a DataError, a 500) is the route's 400
+    naming the parameter, or a value it ignores: never a 5xx."""
+    edge = await make_edge()
+    await edge.env.pending_run()
+    wrong: list[str] = []
+    for canonical in _get_routes(edge):
+        path = _fill(canonical, "x")
+        for name in PARAMETERS:
+            for value in ODD_VALUES:
+                query = f"{quote(name)}={quote(value)}"
+                response = await edge.client.get(f"{path}?{query}", headers=_headers(path))
+                if response.status >= 500:
+                    wrong.append(f"GET {path}?{query[:40]}: {response.status}")
+    assert wrong == [], "\n".join(wrong)
+    for path, name in ((f"{APPROVALS_API}?run=zz", "run"), ("/api/v1/jobs?run_id=zz", "run_id")):
+        response = await edge.client.get(path, headers=_headers(path))
+        assert response.status == 400, path
+        assert (await response.json())["parameter"] == name
+
+
 async def test_every_path_parameter_that_is_no_id_is_404_never_500(make_edge: MakeEdge) -> None:
     edge = await make_edge()
     wrong: list[str] = []
