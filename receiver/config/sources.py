@@ -241,10 +241,21 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
             # Inside a map of connections: name the entry and the field, not only the map.
             name += "." + ".".join(str(p) for p in err["loc"][1:])
         message = err["msg"].removeprefix("Value error, ")
-        if "input" in err and err["type"] not in ("value_error",) and field not in _SECRET_FIELDS:
+        if "input" in err and err["type"] not in ("value_error",) and _may_quote(field, err):
             message = f"{message} (got {err['input']!r})"
         lines.append(f"{name}: {message}")
     return "; ".join(lines)
+
+
+def _may_quote(field: str, err: Any) -> bool:
+    """Whether an error may quote the value given: a plain value of a field that holds no
+    secret. Not a secret's, and nothing inside a map of connections: their URLs and DSNs carry
+    passwords and a Slack webhook's path is its credential, and such an entry given inline
+    (instead of by ``*_file``) is exactly the mistake the error is about. Not a mapping or a
+    list either, whose values may be any of those."""
+    if field in _SECRET_FIELDS or field in _MAP_FIELDS:
+        return False
+    return isinstance(err["input"], str | int | float | bool) or err["input"] is None
 
 
 _SECRET_FIELDS = frozenset(

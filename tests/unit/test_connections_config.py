@@ -191,3 +191,49 @@ def test_a_url_without_credentials_is_written_in_the_configuration(tmp_path: Pat
     )
     assert settings.http_endpoints["flush"].url == "https://c.internal/f?region=eu&page=2"
     assert settings.external_url == "https://remediator.example"
+
+
+@pytest.mark.parametrize(
+    ("yaml", "env", "names"),
+    [
+        # Inline instead of by file: the very mistake the error is about, so it must not
+        # repeat the secret (a Slack webhook's path is its credential).
+        (
+            "notify: {channels: {oncall: {kind: slack, "
+            "url: 'https://hooks.slack.com/services/T/B/hunter2-pw'}}}",
+            {},
+            "notify.channels.oncall.url_file",
+        ),
+        (
+            "postgres: {databases: {orders: {dsn: 'postgresql://u:hunter2-pw@db/orders'}}}",
+            {},
+            "postgres.databases.orders",
+        ),
+        (
+            "",
+            {
+                "REMEDIATOR_NOTIFY_CHANNELS": '{"oncall": {"kind": "webhook", '
+                '"url": "https://hooks.example/x?sig=hunter2-pw"}}'
+            },
+            "REMEDIATOR_NOTIFY_CHANNELS.oncall",
+        ),
+        (
+            "",
+            {"REMEDIATOR_REDIS_QUEUES": '{"jobs": {"url": "redis://:hunter2-pw@cache:6379/0"}}'},
+            "REMEDIATOR_REDIS_QUEUES.jobs",
+        ),
+    ],
+)
+def test_a_connection_given_inline_is_refused_without_quoting_it(
+    tmp_path: Path, yaml: str, env: dict[str, str], names: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config(tmp_path, yaml or "{}"), env)
+    assert names in caught.value.message
+    assert "hunter2-pw" not in caught.value.message
+
+
+def test_a_plain_wrong_value_is_still_quoted(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config(tmp_path, "worker: {concurrency: lots}"), {})
+    assert "'lots'" in caught.value.message
