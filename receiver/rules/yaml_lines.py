@@ -21,10 +21,12 @@ from receiver.rules.errors import RuleError
 
 __all__ = [
     "MAX_NODES",
+    "DuplicateKey",
     "KeyPath",
     "Located",
     "TooManyNodes",
     "check_expansion",
+    "check_unique_keys",
     "parse_yaml",
     "safe_load",
 ]
@@ -78,6 +80,44 @@ class TooManyNodes(yaml.MarkedYAMLError):
         )
 
 
+class DuplicateKey(yaml.MarkedYAMLError):
+    """A mapping that names one key twice (PyYAML keeps the last without a word: a settings
+    file's second ``dry_run: false`` silently switched dry-run off); ``line`` (1-based) is the
+    second one's."""
+
+    def __init__(self, key: str, node: yaml.Node, first_line: int) -> None:
+        self.line = node.start_mark.line + 1
+        super().__init__(
+            problem=f"duplicate key {key!r} (first at line {first_line})",
+            problem_mark=node.start_mark,
+        )
+
+
+def check_unique_keys(loader: yaml.SafeLoader, root: yaml.Node) -> None:
+    """Raise DuplicateKey for the first mapping in ``root``'s tree that writes a scalar key
+    twice. Keys pulled in by a ``<<: *anchor`` merge may be overridden, as YAML means them to
+    be; only two written keys of one name are a mistake (``parse_yaml`` says the same)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue  # an alias: its node was checked where it was defined
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[object, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = loader.construct_object(key_node)
+                if not isinstance(key, str | int | float | bool):
+                    continue
+                if key in first_line:
+                    raise DuplicateKey(str(key), key_node, first_line[key])
+                first_line[key] = key_node.start_mark.line + 1
+        stack.extend(_children(node))
+
+
 def check_expansion(root: yaml.Node, limit: int = MAX_NODES) -> None:
     """Raise TooManyNodes when ``root``'s tree, every alias expanded, has more than ``limit``
     nodes. Linear in the composed graph (each node's expanded size is computed once); an alias
@@ -116,14 +156,16 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 
 def safe_load(text: str, limit: int = MAX_NODES) -> Any:
-    """``yaml.safe_load`` with the alias bound: raises TooManyNodes (a MarkedYAMLError, so
-    callers that report YAML errors report it too) instead of building an alias bomb."""
+    """``yaml.safe_load`` with the alias bound and keys unique: raises TooManyNodes instead of
+    building an alias bomb, and DuplicateKey instead of keeping the last of two keys (both
+    MarkedYAMLErrors, so callers that report YAML errors report them too)."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
         check_expansion(node, limit)
+        check_unique_keys(loader, node)
         return loader.construct_document(node)
     except RecursionError:
         # PyYAML composes recursively: thousands of nested brackets exhaust the stack.

@@ -54,6 +54,11 @@ def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
         ("approvers_file", "by_risk: {medium: [a]}\n", "unknown risk medium"),
         ("approvers_file", "approvers: [a]\n", "approvers: Extra inputs are not permitted"),
         ("approvers_file", "by_rule: [\n", "invalid YAML"),
+        (
+            "approvers_file",
+            "by_rule: {rollback: [alice]}\nby_rule: {rollback: [mallory]}\n",
+            "duplicate key 'by_rule' \\(first at line 1\\)",
+        ),
         ("slack_signing_secret_file", "\n", "is empty"),
     ],
 )

@@ -280,6 +280,33 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
         load_settings(config, {})
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        # The second dry_run silently switched dry-run off: the service then acted for real.
+        ("dry_run: true\nhttp:\n  port: 8080\ndry_run: false\n", r"c\.yaml:4: .*'dry_run'"),
+        ("http: {port: 8080}\nhttp: {host: 127.0.0.1}\n", r"c\.yaml:2: .*'http'"),
+        ("http:\n  port: 8080\n  port: 9090\n", r"c\.yaml:3: .*'port' \(first at line 2\)"),
+    ],
+)
+def test_a_key_given_twice_is_an_error_naming_both_lines(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    config = write(tmp_path / "c.yaml", text)
+    with pytest.raises(ConfigError, match=where) as caught:
+        load_settings(config, {})
+    assert "duplicate key" in caught.value.message
+
+
+def test_a_merged_key_may_be_overridden(tmp_path: Path) -> None:
+    text = "x-defaults: &d {port: 8080}\nhttp:\n  <<: *d\n  port: 9090\n"
+    # Not a setting, so refused, but for its name: the merge itself is not a duplicate.
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path / "c.yaml", text), {})
+    assert "duplicate" not in caught.value.message
+    assert "x-defaults" in caught.value.message
+
+
 def test_missing_config_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config file"):
         load_settings(tmp_path / "nope.yaml", {})
