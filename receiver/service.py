@@ -41,6 +41,7 @@ from receiver.rules.loader import RuleHolder, RuleWatcher
 from receiver.startup import (
     Generated,
     RuleReloads,
+    StartupError,
     banner,
     configuration_record,
     connect_store,
@@ -264,7 +265,14 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             )
         try:
             await worker.start()
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:  # the port taken, the host no address of this machine
+                raise StartupError(
+                    f"cannot listen on {settings.host}:{settings.port}: "
+                    f"{exc.strerror or exc}; change http.host (REMEDIATOR_HOST, serve --host) "
+                    "or http.port (REMEDIATOR_PORT, serve --port)"
+                ) from None
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             url = f"http://{settings.host}:{port}"
             if embedded is not None:

@@ -4,6 +4,9 @@ what it says at start-up, and how it refuses to start."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,7 +15,7 @@ import pytest
 
 from tests.support.polling import eventually
 from tests.support.rawhttp import exchange, status_of
-from tests.support.served import ServeFactory, env_for, serve_to_exit
+from tests.support.served import ROOT, ServeFactory, env_for, serve_to_exit
 
 # Sent in a malformed Authorization header; never printed by the service itself.
 MARKER = "s3cret-bearer-marker-0123456789"
@@ -163,3 +166,37 @@ async def test_the_banner_and_the_log_say_what_runs_where_and_what_is_unsafe(
     ]
     assert channels["level"] == "warning"
     assert channels["channels"] == ["oncall"]
+
+
+@pytest.mark.parametrize("where", ["port-taken", "address-not-here"])
+def test_a_port_in_use_or_an_address_not_here_is_one_line_naming_the_settings(
+    embedded_dir: Path, where: str
+) -> None:
+    """Found by attack: a full traceback after the embedded servers had started. Now one line
+    naming the settings to change, and the embedded servers stopped again."""
+    env = env_for(embedded_dir)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if where == "address-not-here":
+            env["REMEDIATOR_HOST"] = "192.0.2.1"  # TEST-NET-1: no address of this machine
+            port = 0
+        result = subprocess.run(
+            [sys.executable, "-m", "receiver.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    last = result.stderr.splitlines()[-1]
+    host = env.get("REMEDIATOR_HOST", "127.0.0.1")
+    assert last.startswith(f"error: cannot listen on {host}:{port}: "), output
+    assert "REMEDIATOR_HOST" in last
+    assert "REMEDIATOR_PORT" in last
+    assert not (embedded_dir / "postgres" / "data" / "postmaster.pid").exists()
