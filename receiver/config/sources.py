@@ -277,6 +277,18 @@ _OPERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 MIN_OPERATOR_TOKEN_CHARS = 16
 
 
+def _check_bearer(token: SecretStr | None, source: str) -> None:
+    """Raises ConfigError naming ``source`` (never the token) when ``token`` holds a control
+    character: a bearer token travels in an HTTP header, which cannot carry one. A token file
+    with a second line (a comment, a rotated token kept below) made the CLI fail with a
+    traceback, and a server's token with one could never be matched."""
+    if token is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in token.get_secret_value()):
+        raise ConfigError(
+            f"{source}: the token holds a control character (a second line?); an HTTP header "
+            "cannot carry one: keep the token alone on one line"
+        )
+
+
 def _read_operator_tokens(directory: Path, source: str) -> dict[str, SecretStr]:
     """name -> token from one file per operator in ``directory`` (``secret_files``).
 
@@ -292,6 +304,7 @@ def _read_operator_tokens(directory: Path, source: str) -> dict[str, SecretStr]:
                 " . _ @ - (at most 64, starting with a letter or digit)"
             )
         token = read_secret(entry, source)
+        _check_bearer(token, f"{source}: {entry}")
         if len(token.get_secret_value()) < MIN_OPERATOR_TOKEN_CHARS:
             raise ConfigError(
                 f"{source}: {entry}: a token must be at least {MIN_OPERATOR_TOKEN_CHARS}"
@@ -329,10 +342,17 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
     token = update.get("webhook_token", settings.webhook_token)
     if token is not None and not token.get_secret_value().strip():
         raise ConfigError(f"{name('webhook_token')}: must not be empty")
+    _check_bearer(
+        token, name("webhook_token_file" if "webhook_token" in update else "webhook_token")
+    )
 
     operator_token = update.get("operator_token", settings.operator_token)
     if operator_token is not None and not operator_token.get_secret_value().strip():
         raise ConfigError(f"{name('operator_token')}: must not be empty")
+    _check_bearer(
+        operator_token,
+        name("operator_token_file" if "operator_token" in update else "operator_token"),
+    )
 
     if settings.operator_tokens_dir is not None:
         operators = _read_operator_tokens(settings.operator_tokens_dir, name("operator_tokens_dir"))

@@ -536,3 +536,36 @@ def test_the_webhook_token_cannot_also_be_an_operators(tmp_path: Path) -> None:
             },
         )
     assert "shared-token" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("setting", "content", "named"),
+    [
+        (
+            "REMEDIATOR_OPERATOR_TOKEN_FILE",
+            "SuperSecretTok123456\n# rotated\n",
+            "REMEDIATOR_OPERATOR_TOKEN_FILE",
+        ),
+        (
+            "REMEDIATOR_WEBHOOK_TOKEN_FILE",
+            "SuperSecretTok123456\rold\n",
+            "REMEDIATOR_WEBHOOK_TOKEN_FILE",
+        ),
+        ("REMEDIATOR_OPERATOR_TOKENS_DIR", "SuperSecretTok123456\nSuperSecretTok654321\n", "alice"),
+    ],
+)
+def test_a_token_with_a_second_line_is_refused_naming_its_file(
+    tmp_path: Path, setting: str, content: str, named: str
+) -> None:
+    """A bearer token travels in an HTTP header: a control character in it made the CLI fail
+    with a traceback (found by attack), and a server's such token could never be matched."""
+    if setting.endswith("_DIR"):
+        (tmp_path / "operators").mkdir()
+        write(tmp_path / "operators" / "alice", content)
+        value = str(tmp_path / "operators")
+    else:
+        value = str(write(tmp_path / "token", content))
+    with pytest.raises(ConfigError, match="control character") as caught:
+        load_settings(None, {setting: value})
+    assert named in caught.value.message
+    assert "SuperSecret" not in caught.value.message
