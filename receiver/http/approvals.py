@@ -146,7 +146,7 @@ def _render(
         message=message,
         message_kind=kind,
     )
-    return _page(request, "approval", status, v=view)
+    return _page(request, "approval", status, v=view, max_reason=MAX_REASON_CHARS)
 
 
 def _csrf(approvals: ApprovalWeb) -> CsrfTokens | None:

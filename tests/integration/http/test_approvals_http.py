@@ -21,6 +21,7 @@ from receiver.approvals.identity import IdentityResolver, token_table
 from receiver.approvals.tokens import LinkTokens
 from receiver.cli import main
 from receiver.http.approvals import ApprovalWeb
+from receiver.http.bodies import MAX_REASON_CHARS
 from receiver.model import ApprovalState, RunOutcome
 from tests.integration.http.conftest import SLACK_SECRET, Edge, MakeEdge
 from tests.support.approvals import OPERATORS, MakeApprovalEnv, key_ring, poke_labels
@@ -64,6 +65,8 @@ async def test_the_link_shows_the_step_and_a_get_changes_nothing(make_edge: Make
     assert approval.expires_at.isoformat(timespec="seconds") in html
     assert '"value": 0' in html
     assert '"value": 1' in html
+    # The form takes as long a reason as the server does (it took 500 of the 1000).
+    assert f'name="reason" maxlength="{MAX_REASON_CHARS}"' in html
     assert await edge.snapshot() == before
 
 
