@@ -32,6 +32,15 @@ rules:
         params: {body: {reason: "{{ annotations.summary }}"}}
         approval: never
 """
+# A first step that changes something (it POSTs a fixed body) before the step whose template
+# fails: once a step has acted, the failure counts whatever its cause.
+TWO_STEPS = RULE.replace(
+    "    steps:\n",
+    "    steps:\n"
+    "      - action: http.call\n"
+    '        params: {body: {step: "warm"}}\n'
+    "        approval: never\n",
+)
 FAST = HttpPolicy(timeout=2.0, attempts=1, initial_wait=0.01, max_wait=0.05, max_retry_after=1)
 TOO_LONG = "z" * 70_000
 
@@ -40,23 +49,6 @@ TOO_LONG = "z" * 70_000
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as created:
         yield created
-
-
-# A first step that changes something (it POSTs a fixed body) before the step whose template
-# fails: once a step has acted, the failure counts whatever its cause.
-TWO_STEPS = """\
-rules:
-  - name: flush-cache
-    match: ['alertname="CacheStale"']
-    target: {kind: HttpEndpoint, name: sink}
-    steps:
-      - action: http.call
-        params: {body: {step: "warm"}}
-        approval: never
-      - action: http.call
-        params: {body: {reason: "{{ annotations.summary }}"}}
-        approval: never
-"""
 
 
 async def harness(
