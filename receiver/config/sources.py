@@ -248,14 +248,10 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
 
 
 def _may_quote(field: str, err: Any) -> bool:
-    """Whether an error may quote the value given: a plain value of a field that holds no
-    secret. Not a secret's, and nothing inside a map of connections: their URLs and DSNs carry
-    passwords and a Slack webhook's path is its credential, and such an entry given inline
-    (instead of by ``*_file``) is exactly the mistake the error is about. Not a mapping or a
-    list either, whose values may be any of those."""
-    if field in _SECRET_FIELDS or field in _MAP_FIELDS:
-        return False
-    return isinstance(err["input"], str | int | float | bool) or err["input"] is None
+    """Whether an error may quote the value given: a plain value (no mapping or list) of a field
+    holding no secret, and not inside a map of connections, whose URLs carry credentials."""
+    plain = isinstance(err["input"], str | int | float | bool) or err["input"] is None
+    return plain and field not in _SECRET_FIELDS and field not in _MAP_FIELDS
 
 
 _SECRET_FIELDS = frozenset(
@@ -278,10 +274,8 @@ MIN_OPERATOR_TOKEN_CHARS = 16
 
 
 def _check_bearer(token: SecretStr | None, source: str) -> None:
-    """Raises ConfigError naming ``source`` (never the token) when ``token`` holds a control
-    character: a bearer token travels in an HTTP header, which cannot carry one. A token file
-    with a second line (a comment, a rotated token kept below) made the CLI fail with a
-    traceback, and a server's token with one could never be matched."""
+    """ConfigError naming ``source``, never the token, when it holds a control character: an
+    HTTP header cannot carry one (a second line in its file made the CLI fail)."""
     if token is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in token.get_secret_value()):
         raise ConfigError(
             f"{source}: the token holds a control character (a second line?); an HTTP header "
@@ -342,17 +336,13 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
     token = update.get("webhook_token", settings.webhook_token)
     if token is not None and not token.get_secret_value().strip():
         raise ConfigError(f"{name('webhook_token')}: must not be empty")
-    _check_bearer(
-        token, name("webhook_token_file" if "webhook_token" in update else "webhook_token")
-    )
+    _check_bearer(token, name("webhook_token" + ("_file" if "webhook_token" in update else "")))
 
     operator_token = update.get("operator_token", settings.operator_token)
     if operator_token is not None and not operator_token.get_secret_value().strip():
         raise ConfigError(f"{name('operator_token')}: must not be empty")
-    _check_bearer(
-        operator_token,
-        name("operator_token_file" if "operator_token" in update else "operator_token"),
-    )
+    in_file = "operator_token" in update
+    _check_bearer(operator_token, name("operator_token" + ("_file" if in_file else "")))
 
     if settings.operator_tokens_dir is not None:
         operators = _read_operator_tokens(settings.operator_tokens_dir, name("operator_tokens_dir"))
