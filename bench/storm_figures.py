@@ -98,6 +98,11 @@ _XACTS = """
 SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()
 """
 
+# The whole server's WAL (autovacuum and checkpoints included): what the storm's writes cost
+# to log, and how much of it is full-page images (the first change of a page after a
+# checkpoint logs the whole 8 kB page).
+_WAL = "SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal"
+
 
 def poll_interval_s(depth: int) -> float:
     """Seconds until the queue is counted again when ``depth`` events are queued: 20 ms plus
@@ -125,6 +130,7 @@ class Monitor:
         self.own_before = 0
         self.last_depth: int | None = None
         self.analysed_before = (0, 0.0)
+        self.wal_before = (0, 0, 0)
 
     async def _fetch(self, sql: str, *params: Any) -> list[Any]:
         self.own_xacts += 1
@@ -162,6 +168,17 @@ class Monitor:
         self.xacts_before = await self._xacts()
         self.own_before = self.own_xacts
         self.analysed_before = await self._analysed()
+        self.wal_before = await self._wal()
+
+    async def _wal(self) -> tuple[int, int, int]:
+        row = (await self._fetch(_WAL))[0]
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def wal(self) -> tuple[int, int, int]:
+        """WAL records, full-page images and bytes written since ``start()``, server-wide."""
+        records, fpi, written = await self._wal()
+        before = self.wal_before
+        return records - before[0], fpi - before[1], written - before[2]
 
     async def _analysed(self) -> tuple[int, float]:
         row = (await self._fetch(_ANALYSED))[0]
@@ -283,6 +300,7 @@ async def report(
     runs = await monitor.runs()
     statements = await monitor.statements()
     commits, rollbacks = await monitor.transactions()
+    wal_records, wal_fpi, wal_bytes = await monitor.wal()
     acted = {phase: await monitor.latencies_ms(times) for phase, times in posted.items()}
     during = [ms for phase in acted.values() for ms, _ in phase.values()]
     what = Counter(w for phase in acted.values() for _, w in phase.values())
@@ -351,6 +369,10 @@ async def report(
             f"  {n / per:6.2f} {ms / per:6.2f} {plan / per:6.2f} {'*' if server else ' '} "
             f"{query[:90]}"
         )
+    print(
+        f"WAL per event: {wal_records / per:.1f} records, {wal_fpi / per:.2f} full-page images, "
+        f"{wal_bytes / per / 1024:.1f} kB (the whole server's, from pg_stat_wal)"
+    )
     print(
         f"CPU per event: service {1e6 * used.service / per:.0f} us, PostgreSQL "
         f"{1e6 * used.postgres / per:.0f} us (this bench's postmaster and its children only), "
