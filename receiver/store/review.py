@@ -21,9 +21,15 @@ from receiver.store.errors import translate
 from receiver.store.paging import Placeholders, RunFilters, fetch_run_page
 from receiver.store.records import RUN_COLUMNS
 
-__all__ = ["REVIEW_RUN_COLUMNS", "ReviewReads"]
+__all__ = ["REVIEW_RUN_COLUMNS", "SERVICE_AUDIT_SQL", "ReviewReads"]
 
 REVIEW_RUN_COLUMNS = RUN_COLUMNS + ", group_key"
+
+# The service's own audit rows (no run) of some kinds in a time range: through the partial
+# index of those rows by time (migration 0021), however many run rows the log holds.
+SERVICE_AUDIT_SQL = """SELECT id, at, kind, data::text AS data FROM audit_log
+   WHERE at >= $1 AND at <= $2 AND run_id IS NULL AND kind = ANY($3::text[])
+   ORDER BY id LIMIT 1000"""
 
 # The incident key of a row of runs or alert_events (both have group_key and alertname).
 _KEY = "(CASE WHEN group_key = '' THEN 'alertname=' || alertname ELSE group_key END)"
@@ -226,9 +232,7 @@ class ReviewReads(Database):
         at most 1000."""
         with translate():
             rows = await self._pool.fetch(
-                """SELECT id, at, kind, data::text AS data FROM audit_log
-                   WHERE at >= $1 AND at <= $2 AND run_id IS NULL AND kind = ANY($3::text[])
-                   ORDER BY id LIMIT 1000""",
+                SERVICE_AUDIT_SQL,
                 since,
                 until,
                 list(kinds),
