@@ -11,7 +11,7 @@ configuration reads (``safe_load``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "TooManyNodes",
     "check_expansion",
     "check_unique_keys",
+    "duplicate_keys",
     "parse_yaml",
     "safe_load",
 ]
@@ -93,10 +94,29 @@ class DuplicateKey(yaml.MarkedYAMLError):
         )
 
 
+def duplicate_keys(
+    loader: yaml.SafeLoader, node: yaml.MappingNode
+) -> Iterator[tuple[object, yaml.Node, int]]:
+    """The keys ``node`` writes twice, before its merges are flattened: (key, the later key's
+    node, the first one's line, 1-based), in the order written. Keys pulled in by a
+    ``<<: *anchor`` merge may be overridden, as YAML means them to be; only two written keys of
+    one name are a mistake. Keys that are not plain scalars are left to the caller."""
+    first_line: dict[object, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            continue
+        key = loader.construct_object(key_node)
+        if not isinstance(key, str | int | float | bool):
+            continue
+        if key in first_line:
+            yield key, key_node, first_line[key]
+        else:
+            first_line[key] = key_node.start_mark.line + 1
+
+
 def check_unique_keys(loader: yaml.SafeLoader, root: yaml.Node) -> None:
     """Raise DuplicateKey for the first mapping in ``root``'s tree that writes a scalar key
-    twice. Keys pulled in by a ``<<: *anchor`` merge may be overridden, as YAML means them to
-    be; only two written keys of one name are a mistake (``parse_yaml`` says the same)."""
+    twice (``duplicate_keys``; ``parse_yaml`` reports the same ones, each, as rule errors)."""
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -105,16 +125,8 @@ def check_unique_keys(loader: yaml.SafeLoader, root: yaml.Node) -> None:
             continue  # an alias: its node was checked where it was defined
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            first_line: dict[object, int] = {}
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                    continue
-                key = loader.construct_object(key_node)
-                if not isinstance(key, str | int | float | bool):
-                    continue
-                if key in first_line:
-                    raise DuplicateKey(str(key), key_node, first_line[key])
-                first_line[key] = key_node.start_mark.line + 1
+            for key, key_node, first in duplicate_keys(loader, node):
+                raise DuplicateKey(str(key), key_node, first)
         stack.extend(_children(node))
 
 
@@ -187,7 +199,12 @@ def parse_yaml(text: str, located: Located) -> Any:
         if node is None:
             return None
         check_expansion(node)
-        return _construct(loader, node, (), located, set())
+        before = len(located.errors)
+        data = _construct(loader, node, (), located, set())
+        # A mapping used again through an alias is walked again: each of its mistakes is
+        # reported once, where it was written.
+        located.errors[before:] = list(dict.fromkeys(located.errors[before:]))
+        return data
     except TooManyNodes as exc:
         located.errors.append(RuleError(located.file, exc.line, str(exc.problem)))
         return None
@@ -231,12 +248,9 @@ def _construct(
                 items.append(_construct(loader, item, (*path, index), located, active))
             return items
         if isinstance(node, yaml.MappingNode):
-            # Keys written here, as opposed to keys pulled in by a `<<: *anchor` merge, which
-            # they may override; only two written keys of the same name are a mistake.
-            written = {id(key) for key, _ in node.value}
+            repeated = {id(key_node): first for _, key_node, first in duplicate_keys(loader, node)}
             loader.flatten_mapping(node)
             out: dict[str, Any] = {}
-            first_line: dict[str, int] = {}
             for key_node, value_node in node.value:
                 key_line = key_node.start_mark.line + 1
                 key = (
@@ -250,17 +264,15 @@ def _construct(
                         RuleError(located.file, key_line, f"keys must be strings, not {key!r}")
                     )
                     continue
-                if key in first_line and id(key_node) in written:
+                if id(key_node) in repeated:
                     located.errors.append(
                         RuleError(
                             located.file,
                             key_line,
-                            f"duplicate key {key!r} (first at line {first_line[key]})",
+                            f"duplicate key {key!r} (first at line {repeated[id(key_node)]})",
                         )
                     )
                     continue
-                if id(key_node) in written:
-                    first_line[key] = key_line
                 located.lines[(*path, key)] = key_line
                 out[key] = _construct(loader, value_node, (*path, key), located, active)
             return out
