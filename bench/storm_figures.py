@@ -24,6 +24,7 @@ from bench.common import (
     tree_cpu_seconds,
     tree_peak_rss_mb,
 )
+from bench.storm_sql import ACTED, ANALYSED, DEPTH, STATEMENTS, STORED, WAL, XACTS
 
 # Issue 12's targets.
 DRAIN_TARGET_S = 10.0
@@ -31,89 +32,11 @@ UNRELATED_P50_TARGET_MS = 50.0
 UNRELATED_P99_TARGET_MS = 250.0
 RSS_TARGET_MB = 150.0
 
-# Queued = pending or claimed: the service's own queue-depth gauge counts the same.
-_DEPTH = "SELECT count(*) FROM alert_events WHERE state IN ('pending', 'claimed')"
-
-# When each unrelated alert got its action: its run's first step recorded, else the run
-# finished, else its event done (each is the store's now() of the transaction that wrote it).
-_ACTED = """
-SELECT e.fingerprint,
-       extract(epoch FROM coalesce(
-           (SELECT min(s.finished_at) FROM runs r JOIN steps s ON s.run_id = r.id
-            WHERE r.event_id = e.id AND s.phase = 'run'),
-           (SELECT min(r.finished_at) FROM runs r WHERE r.event_id = e.id),
-           e.done_at))::float8 AS acted,
-       coalesce((SELECT r.outcome || coalesce(' by ' || r.refusal_guard, '') FROM runs r
-                 WHERE r.event_id = e.id LIMIT 1), 'no run: ' || e.skips::text) AS what
-FROM alert_events e
-WHERE e.fingerprint = ANY($1::text[]) AND e.starts_at = $2 AND e.state = 'done'
-"""
-
-# A PL/pgSQL function's statements are not the client's, but those of a deferred trigger run
-# at COMMIT, outside any client statement, and pg_stat_statements counts them as top level: a
-# statement whose text is in a PL/pgSQL function's body (the public schema's) is counted apart,
-# as the server's.
-# A statement's text with its constants and parameters as "?": pg_stat_statements records a
-# statement run by PL/pgSQL with its constants as they were when it first saw it, sometimes
-# replaced by parameters ("SELECT $21 FROM audit_pending ..." for "SELECT 1 FROM ..."), so the
-# text is matched against the function bodies in this form.
-CONSTANTS_AS_MARKS = "'\\$[0-9]+|''[^'']*''|\\m[0-9]+(\\.[0-9]+)?\\M'"
-
-_STATEMENTS = f"""
-WITH s AS (
-    SELECT calls, total_exec_time, total_plan_time,
-           regexp_replace(query, '\\s+', ' ', 'g') AS query
-    FROM pg_stat_statements
-    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND userid <> (SELECT oid FROM pg_roles WHERE rolname = $1)
-), bodies AS (
-    -- PL/pgSQL takes "SELECT ... INTO variables FROM" apart: the statement it runs has no INTO;
-    -- and it runs "PERFORM x" as "SELECT x".
-    SELECT regexp_replace(regexp_replace(regexp_replace(
-        regexp_replace(prosrc, '\\s+', ' ', 'g'),
-        '(?<!insert)(?<!merge) into (strict )?[a-z_][a-z0-9_.]*( ?, ?[a-z_][a-z0-9_.]*)*',
-        '', 'gi'),
-        '\\mperform\\M', 'SELECT', 'gi'), {CONSTANTS_AS_MARKS}, '?', 'g') AS body
-    FROM pg_proc
-    WHERE prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
-      AND pronamespace = 'public'::regnamespace
-)
-SELECT calls, total_exec_time, query,
-       -- A function body holds BEGIN and END too: transaction control is the client's.
-       query !~* '^(begin|commit|end|rollback|start|savepoint|release)\\M'
-       AND EXISTS (
-           -- A whole statement of the body: it ends there (";", " LOOP", or ")" of a
-           -- subquery that reads a table, as IF EXISTS (...) runs one: not a "(SELECT 1)" of a
-           -- larger statement, which the client's own "SELECT 1" would be taken for).
-           SELECT 1 FROM bodies, regexp_replace(query, {CONSTANTS_AS_MARKS}, '?', 'g') AS q
-           WHERE strpos(body, q || ';') > 0
-              OR (strpos(body, q || ')') > 0 AND q ~* '\\mfrom\\M')
-              OR strpos(lower(body), lower(q) || ' loop') > 0
-       ) AS in_function,
-       total_plan_time
-FROM s ORDER BY calls DESC
-"""
-
-_XACTS = """
-SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()
-"""
-
-# The whole server's WAL (autovacuum and checkpoints included): what the storm's writes cost
-# to log, and how much of it is full-page images (the first change of a page after a
-# checkpoint logs the whole 8 kB page).
-_WAL = "SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal"
-
 
 def poll_interval_s(depth: int) -> float:
     """Seconds until the queue is counted again when ``depth`` events are queued: 20 ms plus
     0.1 ms per event, at most 1 s."""
     return min(1.0, 0.02 + depth * 1e-4)
-
-
-_ANALYSED = """
-SELECT autoanalyze_count, extract(epoch FROM last_autoanalyze)::float8
-FROM pg_stat_user_tables WHERE relname = 'alert_events'
-"""
 
 
 class Monitor:
@@ -139,7 +62,7 @@ class Monitor:
 
     async def depth(self) -> int:
         """Events queued (pending or claimed)."""
-        return int((await self._fetch(_DEPTH))[0][0])
+        return int((await self._fetch(DEPTH))[0][0])
 
     async def wait_empty(self, limit_s: float, *, progress: bool = False) -> int:
         """Poll the queue until it is empty or ``limit_s`` passed; the events left.
@@ -171,7 +94,7 @@ class Monitor:
         self.wal_before = await self._wal()
 
     async def _wal(self) -> tuple[int, int, int]:
-        row = (await self._fetch(_WAL))[0]
+        row = (await self._fetch(WAL))[0]
         return int(row[0]), int(row[1]), int(row[2])
 
     async def wal(self) -> tuple[int, int, int]:
@@ -181,7 +104,7 @@ class Monitor:
         return records - before[0], fpi - before[1], written - before[2]
 
     async def _analysed(self) -> tuple[int, float]:
-        row = (await self._fetch(_ANALYSED))[0]
+        row = (await self._fetch(ANALYSED))[0]
         return int(row[0]), float(row[1] or 0.0)
 
     async def analyses(self) -> tuple[int, float]:
@@ -193,10 +116,10 @@ class Monitor:
     async def _xacts(self) -> tuple[int, int]:
         # Backends publish their counters when idle, at most once a second: read until two
         # readings 1.5 s apart agree but for the monitor's own reads.
-        row = (await self._fetch(_XACTS))[0]
+        row = (await self._fetch(XACTS))[0]
         while True:
             await asyncio.sleep(1.5)
-            again = (await self._fetch(_XACTS))[0]
+            again = (await self._fetch(XACTS))[0]
             if again[0] - row[0] <= 3 and again[1] == row[1]:
                 return int(again[0]), int(again[1])
             row = again
@@ -213,7 +136,7 @@ class Monitor:
         milliseconds planning) of every statement since ``start()``, most called first, the
         monitor's left out. A statement a function runs is planned within the function's
         execution: its planning is counted there."""
-        rows = await self._fetch(_STATEMENTS, self.role)
+        rows = await self._fetch(STATEMENTS, self.role)
         return [(int(r[0]), float(r[1]), str(r[2]), bool(r[3]), float(r[4])) for r in rows]
 
     async def events(self) -> dict[str, int]:
@@ -237,8 +160,13 @@ class Monitor:
         """Milliseconds from each POST (``posted``: epoch seconds by fingerprint) to the
         alert's action, and what it was (the run's outcome, or why there is none); alerts
         not acted on yet are missing."""
-        rows = await self._fetch(_ACTED, list(posted), self.starts_at)
+        rows = await self._fetch(ACTED, list(posted), self.starts_at)
         return {str(r[0]): ((float(r[1]) - posted[str(r[0])]) * 1000, str(r[2])) for r in rows}
+
+    async def stored_ms(self, posted: dict[str, float]) -> list[float]:
+        """Milliseconds from each POST (as ``latencies_ms``) until intake stored the alert."""
+        rows = await self._fetch(STORED, list(posted), self.starts_at)
+        return [(float(r[1]) - posted[str(r[0])]) * 1000 for r in rows]
 
 
 @dataclass(frozen=True)
@@ -350,7 +278,11 @@ async def report(
     )
     for phase, latencies in acted.items():
         of_phase = [m for m, _ in latencies.values()]
-        print(f"  {phase}: {len(of_phase)}, p50 {_ms(of_phase, 50)}, p99 {_ms(of_phase, 99)}")
+        stored = await monitor.stored_ms(posted[phase])
+        print(
+            f"  {phase}: {len(of_phase)}, p50 {_ms(of_phase, 50)}, p99 {_ms(of_phase, 99)}"
+            f" (of which POST to stored by intake: p50 {_ms(stored, 50)}, p99 {_ms(stored, 99)})"
+        )
     print(
         f"SQL per event: {sent / per:.1f} statements sent (intake's and the worker's, from "
         f"pg_stat_statements; the bench's own left out) and {in_functions / per:.1f} run by "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from bench.storm_figures import _STATEMENTS
+from bench.storm_sql import STATEMENTS
 
 pytestmark = pytest.mark.postgres
 
@@ -64,7 +64,7 @@ async def test_statements_run_by_functions_are_told_apart_in_any_recorded_form(
             await conn.execute(
                 "INSERT INTO pg_stat_statements VALUES ($1, 0, 0, $2, $3, 10)", n + 1, text, dbid
             )
-        rows = await conn.fetch(_STATEMENTS, "pg_monitor")  # not the recording role
+        rows = await conn.fetch(STATEMENTS, "pg_monitor")  # not the recording role
     finally:
         await conn.close()
     found = {r["query"]: r["in_function"] for r in rows}
