@@ -22,7 +22,7 @@ from __future__ import annotations
 from receiver.store.announcements import Announcements, announced_data
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog
-from receiver.store.claims import next_lane
+from receiver.store.claims import MAX_HINTED_LANES, next_lane
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, describe, is_unavailable
 from receiver.store.events import CLAIM_WINDOW, EventQueue
@@ -52,6 +52,7 @@ from receiver.store.verification import Conclusion, Verification
 
 __all__ = [
     "CLAIM_WINDOW",
+    "MAX_HINTED_LANES",
     "QUEUE_STATES",
     "WORK_CHANNEL",
     "AuditCheck",

@@ -45,6 +45,7 @@ __all__ = [
     "CLAIM_EVENTS_SQL",
     "CLAIM_PLAN_SETTINGS",
     "LANES",
+    "MAX_HINTED_LANES",
     "ClaimedEvents",
     "next_lane",
 ]
@@ -56,6 +57,10 @@ CLAIM_PLAN_SETTINGS = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapsc
 
 # Lanes one claim walks. More costs index probes on every claim; fewer only slows the rotation.
 LANES = 16
+
+# Lanes intake's NOTIFY names at most (33 bytes each; a payload holds 8,000): a batch of more
+# alert names than this wakes the workers without naming them (receiver/worker/express.py).
+MAX_HINTED_LANES = 64
 
 # The head of an alert's queue, for the row aliased ``e``: a claimed event if there is one (a
 # retried dead event is older than the one in progress and must not run beside it), else the

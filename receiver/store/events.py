@@ -30,7 +30,7 @@ from typing import Any
 from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
-from receiver.store.claims import CLAIM_EVENTS_CALL, LANES, ClaimedEvents
+from receiver.store.claims import CLAIM_EVENTS_CALL, LANES, MAX_HINTED_LANES, ClaimedEvents
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.leases import EVENTS, Leases, complete_sql
@@ -242,11 +242,15 @@ class EventQueue(Leases):
                 -- which intake writes again one notification at a time).
                 ORDER BY f, s, st, k
                 ON CONFLICT ON CONSTRAINT alert_events_dedupe DO NOTHING
-                RETURNING fingerprint, starts_at, status, state
+                RETURNING fingerprint, starts_at, status, state, md5(alertname) AS lane
             ), woken AS (
-                -- Wake the workers only when something was queued for them.
-                SELECT pg_notify($2, '')
-                FROM (SELECT 1 FROM stored WHERE state = 'pending' LIMIT 1) AS queued
+                -- Wake the workers only when something was queued for them, naming the lanes
+                -- queued (a worker whose slots a storm fills claims a lane with nothing in
+                -- progress at once: receiver/worker/express.py), or none past $4 of them.
+                SELECT pg_notify($2, CASE WHEN count(DISTINCT lane) <= $4
+                                          THEN string_agg(DISTINCT lane, ',') ELSE '' END)
+                FROM stored WHERE state = 'pending'
+                HAVING count(*) > 0
             )
             SELECT fingerprint, starts_at, status, (SELECT count(*) FROM woken) AS woken
             FROM stored
@@ -254,6 +258,7 @@ class EventQueue(Leases):
             document,
             WORK_CHANNEL,
             float(self.late_delivery_window_s),
+            MAX_HINTED_LANES,
         )
         return rows
 

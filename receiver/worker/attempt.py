@@ -39,6 +39,8 @@ class Claim:
     # An alert event's lease as the work was given it: once the work's own write that
     # completes the event is on its way, a lease no longer held is not a lost lease.
     lease: EventLease | None = None
+    # An alert event's lane (md5 of its alert name; receiver.store.claims), '' for a job.
+    lane: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,23 +27,21 @@ import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, cast
 
-import asyncpg
 import structlog
 
-from receiver.log_limits import Throttle
 from receiver.model import AlertEvent, Disposition
 from receiver.store import (
-    WORK_CHANNEL,
     ClaimedEvent,
     ClaimedJob,
     EventLease,
     Store,
     StoreUnavailable,
     describe,
-    is_unavailable,
     next_lane,
 )
 from receiver.worker.attempt import Attempts, Backoff, Claim, QueueCalls
+from receiver.worker.express import express_cursor, hinted_lanes
+from receiver.worker.listen import LISTEN_WARNING_EVERY_S, Listener
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -59,10 +57,6 @@ __all__ = [
 
 # The most items one claim takes (a claim holds its rows locked until it commits).
 MAX_CLAIM_BATCH = 32
-
-# At most one "listen connection failed" warning per this many seconds (a PostgreSQL outage
-# retries every few seconds, each replica; the warnings held back are counted).
-LISTEN_WARNING_EVERY_S = 60.0
 
 # While alert events fill every claim (a storm), jobs are still looked for at least this often
 # (seconds), and first: an approved run going on, a verification's deadline and a restore do not
@@ -91,10 +85,6 @@ class LeasedProcess(Protocol):
 
 
 ProcessJob = Callable[[ClaimedJob], Awaitable[Disposition]]
-
-
-def _setter(event: asyncio.Event) -> Callable[[object], None]:
-    return lambda _conn: event.set()
 
 
 def default_owner() -> str:
@@ -135,7 +125,6 @@ class Worker:
         self._concurrency = max(1, concurrency)
         self._lease_s = lease_s
         self._poll_interval_s = poll_interval_s
-        self._listen_dsn = listen_dsn if listen_dsn is not None else store.dsn
         self._log: Any = log or structlog.get_logger("remediator.worker")
         self._backoff = Backoff(backoff_base_s, backoff_max_s)
         self._attempts = Attempts(
@@ -145,17 +134,30 @@ class Worker:
             backoff=self._backoff,
             log=self._log,
         )
+        self._process = process
         self._queues = [self._event_queue(process)]
         if process_job is not None:
             self._queues.append(self._job_queue(process_job))
 
-        self._listen_warnings = Throttle(LISTEN_WARNING_EVERY_S)
+        self._listener = Listener(
+            listen_dsn if listen_dsn is not None else store.dsn,
+            self._on_notify,
+            self.wake,
+            poll_interval_s=poll_interval_s,
+            backoff=self._backoff,
+            log=self._log,
+        )
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = False
         self._in_flight: dict[tuple[str, int], asyncio.Task[None]] = {}
+        # The lanes of the events in progress; the lanes intake's NOTIFYs named since the last
+        # express claim; the express claim in progress, if any (express.py).
+        self._lanes: dict[tuple[str, int], str] = {}
+        self._hinted: set[str] = set()
+        self._express: set[tuple[str, int]] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self.listening = asyncio.Event()  # set while the LISTEN connection is up (for tests)
+        self.listening = self._listener.listening  # set while LISTEN is up (for tests)
         self.processed = 0
 
     def _event_queue(self, process: Process | LeasedProcess) -> QueueCalls:
@@ -182,11 +184,11 @@ class Worker:
         event = c.event
         if not self._lease_to_process:
             work = _bind(process, event)
-            return Claim("event", event.id, c.attempts, c.failures, c.last_error, work)
+            return Claim("event", event.id, c.attempts, c.failures, c.last_error, work, lane=c.lane)
         lease = EventLease(event.id, self.owner)
         leased = functools.partial(cast(LeasedProcess, process), lease=lease)
         work = _bind(leased, event)
-        return Claim("event", event.id, c.attempts, c.failures, c.last_error, work, lease)
+        return Claim("event", event.id, c.attempts, c.failures, c.last_error, work, lease, c.lane)
 
     def _job_queue(self, process: ProcessJob) -> QueueCalls:
         store = self._store
@@ -270,6 +272,8 @@ class Worker:
         while not self._stopping:
             free = self._concurrency - len(self._in_flight)
             if free <= 0 or (backlog and free < batch and self._in_flight):
+                if self._hinted and await self._claim_express():
+                    continue
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
@@ -291,10 +295,7 @@ class Worker:
                         if jobs_first and len(self._queues) > 1:
                             room = max(1, room // 2)
                     for claim in await queue.claim(self.owner, room, self._lease_s):
-                        task = asyncio.create_task(
-                            self._run(queue, claim), name=f"{claim.kind}-{claim.id}"
-                        )
-                        self._in_flight[(claim.kind, claim.id)] = task
+                        self._start(queue, claim)
                         claimed += 1
                 failures = 0
             except StoreUnavailable as exc:
@@ -316,76 +317,60 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
 
+    async def _claim_express(self) -> bool:
+        """Claim one event beyond the concurrency for a lane intake named that has nothing in
+        progress here, unless one such is in progress already (express.py); whether one was.
+        A failed claim is the regular claim's to retry: it only costs the express."""
+        if self._express or self._stopping:
+            return False
+        hinted, self._hinted = self._hinted, set()
+        after = express_cursor(hinted, set(self._lanes.values()))
+        if after is None:
+            return False
+        try:
+            claims = await self._store.claim_events(self.owner, 1, self._lease_s, after_lane=after)
+        except Exception as exc:
+            self._log.warning("express claim failed", error=describe(exc))
+            return False
+        for c in claims:
+            self._start(self._queues[0], self._claimed(self._process, c), express=True)
+        return bool(claims)
+
     # -- one item -----------------------------------------------------------------------
+
+    def _start(self, queue: QueueCalls, claim: Claim, *, express: bool = False) -> None:
+        key = (claim.kind, claim.id)
+        self._in_flight[key] = asyncio.create_task(
+            self._run(queue, claim), name=f"{claim.kind}-{claim.id}"
+        )
+        if claim.lane:
+            self._lanes[key] = claim.lane
+        if express:
+            self._express.add(key)
 
     async def _run(self, queue: QueueCalls, claim: Claim) -> None:
         try:
             if await self._attempts.run(queue, claim):
                 self.processed += 1
         finally:
-            self._in_flight.pop((claim.kind, claim.id), None)
+            key = (claim.kind, claim.id)
+            self._in_flight.pop(key, None)
+            self._lanes.pop(key, None)
+            self._express.discard(key)
             self._slot_free.set()
             self._wake.set()
 
     # -- wake-ups -----------------------------------------------------------------------
 
     async def _listen_loop(self) -> None:
-        """Hold a LISTEN connection; reconnect when it drops; wake the loop on every NOTIFY."""
-        failures = 0
-        while not self._stopping:
-            conn: Any = None
-            lost = asyncio.Event()
-            error: BaseException | None = None
-            try:
-                conn = await asyncpg.connect(self._listen_dsn, timeout=5.0)
-                conn.add_termination_listener(_setter(lost))
-                await conn.add_listener(WORK_CHANNEL, self._on_notify)
-                self.listening.set()
-                failures = 0
-                self.wake()  # notifications sent while we were not listening are lost
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), min(15.0, self._poll_interval_s))
-                    if not lost.is_set():
-                        # A half-open TCP connection never reports termination: probe it.
-                        await conn.execute("SELECT 1", timeout=5.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    self._log.exception("listen connection failed")
-                error = exc
-                failures += 1
-            finally:
-                self.listening.clear()
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2.0)
-            if not self._stopping:
-                delay = self._backoff(failures, cap=10.0)
-                if error is None:
-                    self._log.info(
-                        "listen connection lost; reconnecting", retry_in_s=round(delay, 1)
-                    )
-                elif (held_back := self._listen_warnings.ready()) is not None:
-                    # Unreachable (database.direct_url's server, when set): work is only found
-                    # by polling meanwhile. The error's class only: its text may quote the DSN.
-                    # Once a minute at most: an outage retries every few seconds.
-                    self._log.warning(
-                        "listen connection failed; new work is found by polling meanwhile",
-                        error=describe(error),
-                        retry_in_s=round(delay, 1),
-                        not_logged_since_last=held_back,
-                    )
-                else:
-                    self._log.debug(
-                        "listen connection failed",
-                        error=describe(error),
-                        retry_in_s=round(delay, 1),
-                    )
-                await asyncio.sleep(delay)
+        await self._listener.run(lambda: self._stopping)
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if lanes := hinted_lanes(payload):
+            # Intake queued events of these alert names: one with nothing in progress here
+            # may be claimed now, even with every slot taken (express.py).
+            self._hinted |= lanes
+            self._slot_free.set()
         self._wake.set()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -330,3 +331,34 @@ async def test_a_batch_of_only_settled_events_wakes_no_worker(
     finally:
         await listener.close()
     assert woken == [EVENTS_CHANNEL]
+
+
+async def test_a_wake_up_names_the_lanes_queued_and_no_settled_one(
+    store: Store, database_url: str
+) -> None:
+    """Intake's NOTIFY names the lanes (md5 of the alert name) of the events it queued, so a
+    worker whose slots a storm fills can claim an alert name with nothing in progress at once
+    (receiver/worker/express.py); a settled event is no one's work and is not named."""
+    listener = await asyncpg.connect(database_url)
+    payloads_seen: list[str] = []
+    names = ["HighMemoryUsage", "QueueBacklog", "HighMemoryUsage", "DiskFull"]
+    try:
+        await listener.add_listener(EVENTS_CHANNEL, lambda *args: payloads_seen.append(args[3]))
+        intake = Intake(
+            store,
+            settle=lambda status, labels: "no rule" if labels["alertname"] == "DiskFull" else None,
+        )
+        alerts = (
+            payloads.alert({"alertname": name, "namespace": "shop", "pod": f"p-{i}"})
+            for i, name in enumerate(names)
+        )
+        assert await intake.accept(payloads.notification(*alerts)) == IntakeResult(4, 0)
+        await eventually(current(lambda: payloads_seen))
+    finally:
+        await listener.close()
+    [payload] = payloads_seen
+    queued = {
+        hashlib.md5(n.encode(), usedforsecurity=False).hexdigest()
+        for n in ("HighMemoryUsage", "QueueBacklog")
+    }
+    assert sorted(payload.split(",")) == sorted(queued)

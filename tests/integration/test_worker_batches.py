@@ -159,3 +159,40 @@ async def _count(gates: dict[int, asyncio.Event], n: int) -> bool:
 
 async def _processed(worker: Worker, n: int) -> bool:
     return worker.processed >= n
+
+
+async def test_an_alert_name_with_nothing_in_progress_is_claimed_with_every_slot_taken(
+    store: Store,
+) -> None:
+    """A storm of one alert name fills every slot and queues more. An event of another alert
+    name is claimed at once, one beyond the concurrency, not when half the slots have freed up
+    (receiver/worker/express.py): intake's NOTIFY names its lane."""
+    await store.insert_events([new_event(f"{i:016x}") for i in range(12)])
+    release = asyncio.Event()
+    names: dict[int, str] = {}
+
+    async def gated(event: AlertEvent) -> Disposition:
+        names[event.id] = event.alertname
+        await release.wait()
+        return Disposition.done()
+
+    async def claimed(n: int) -> bool:
+        return len(names) >= n
+
+    async def other_claimed() -> bool:
+        return "QueueBacklog" in names.values()
+
+    log = structlog.get_logger("test.express")
+    async with Worker(
+        store, gated, owner="w", concurrency=4, lease_s=30, poll_interval_s=0.1, log=log
+    ) as worker:
+        await asyncio.wait_for(worker.listening.wait(), 10)
+        await eventually(functools.partial(claimed, 4), timeout_s=10)
+        await store.insert_events([new_event("f" * 16, alertname="QueueBacklog")])
+        await eventually(other_claimed, timeout_s=10)
+        # Nothing of the storm finished meanwhile: the express took a fifth slot.
+        assert worker.processed == 0
+        assert sorted(names.values()) == ["HighMemoryUsage"] * 4 + ["QueueBacklog"]
+        release.set()
+        await eventually(functools.partial(_processed, worker, 13), timeout_s=20)
+        assert sorted(names.values()) == ["HighMemoryUsage"] * 12 + ["QueueBacklog"]
