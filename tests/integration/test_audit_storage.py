@@ -127,46 +127,36 @@ async def _fill(conn: asyncpg.Connection, runs: int, service: int, start: dateti
     await conn.execute("SELECT brin_summarize_new_values('audit_log_at')")
 
 
+async def _plan(database_url: str, runs: int, service: int, sql: str, *args: object) -> str:
+    """The plan (JSON text) of ``sql`` over a log ``_fill``ed with ``runs`` and ``service``
+    rows from 2026-01-01."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await _fill(conn, runs, service, START)
+        return json.dumps(json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)))
+    finally:
+        await conn.close()
+
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
 async def test_the_reviews_service_rows_by_time_come_from_their_own_small_index(
     store: Store, database_url: str
 ) -> None:
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    conn = await asyncpg.connect(database_url)
-    try:
-        await _fill(conn, 20_000, 5, start)
-        plan = json.loads(
-            await conn.fetchval(
-                f"EXPLAIN (FORMAT JSON) {SERVICE_AUDIT_SQL}",
-                start,
-                start + timedelta(days=1),
-                ["service.paused"],
-            )
-        )
-    finally:
-        await conn.close()
-    assert "audit_log_service_at" in json.dumps(plan), plan
-    rows = await store.review_service_audit(start, start + timedelta(days=1), ["service.paused"])
-    assert len(rows) == 5
+    until = START + timedelta(days=1)
+    plan = await _plan(database_url, 20_000, 5, SERVICE_AUDIT_SQL, START, until, ["service.paused"])
+    assert "audit_log_service_at" in plan, plan
+    rows = await store.review_service_audit(START, until, ["service.paused"])
     assert [r["kind"] for r in rows] == ["service.paused"] * 5
 
 
 async def test_an_export_by_time_reads_only_the_range_not_the_whole_log(
     store: Store, database_url: str
 ) -> None:
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    conn = await asyncpg.connect(database_url)
-    try:
-        await _fill(conn, 20_000, 0, start)
-        since = start + timedelta(seconds=19_900)
-        plan = json.loads(
-            await conn.fetchval(
-                "EXPLAIN (FORMAT JSON) SELECT id FROM audit_log WHERE at >= $1 ORDER BY id",
-                since,
-            )
-        )
-    finally:
-        await conn.close()
-    text = json.dumps(plan)
-    assert "audit_log_at" in text, plan  # the range, by the block range index
+    since = START + timedelta(seconds=19_900)
+    sql = "SELECT id FROM audit_log WHERE at >= $1 ORDER BY id"
+    plan = await _plan(database_url, 20_000, 0, sql, since)
+    assert "audit_log_at" in plan, plan  # the range, by the block range index
     exported = [row async for row in store.export_audit(since=since)]
     assert len(exported) == 101
