@@ -272,12 +272,16 @@ class Worker:
         while not self._stopping:
             free = self._concurrency - len(self._in_flight)
             if free <= 0 or (backlog and free < batch and self._in_flight):
+                # Cleared before the express claim's round trip: a slot freed meanwhile must
+                # still wake the wait below.
+                self._slot_free.clear()
                 if self._hinted and await self._claim_express():
                     continue
-                self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
             self._wake.clear()
+            # This claim serves whatever is queued, hinted lanes included.
+            self._hinted.clear()
             claimed = 0
             try:
                 # Alert events first: they are what Alertmanager is waiting on us to act upon;

@@ -196,3 +196,38 @@ async def test_an_alert_name_with_nothing_in_progress_is_claimed_with_every_slot
         release.set()
         await eventually(functools.partial(_processed, worker, 13), timeout_s=20)
         assert sorted(names.values()) == ["HighMemoryUsage"] * 12 + ["QueueBacklog"]
+
+
+async def test_a_slot_freed_during_an_express_claim_that_finds_nothing_is_not_lost(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The express claim is a round trip: a slot freed meanwhile (the one event in progress
+    ended) must still wake the loop when the claim finds nothing (another replica took the
+    hinted event). It once slept on, every slot free, until the next named lane."""
+    await store.insert_events([new_event(f"{i:016x}") for i in range(3)])
+    release = asyncio.Event()
+    started: dict[int, str] = {}
+
+    async def gated(event: AlertEvent) -> Disposition:
+        started[event.id] = event.alertname
+        await release.wait()
+        return Disposition.done()
+
+    async def claimed(n: int) -> bool:
+        return len(started) >= n
+
+    log = structlog.get_logger("test.express")
+    async with Worker(
+        store, gated, owner="w", concurrency=1, lease_s=30, poll_interval_s=0.1, log=log
+    ) as worker:
+        await asyncio.wait_for(worker.listening.wait(), 10)
+        await eventually(functools.partial(claimed, 1), timeout_s=10)  # every slot taken
+
+        async def finds_nothing() -> bool:
+            release.set()  # the event in progress ends during the round trip
+            await eventually(functools.partial(_processed, worker, 1), timeout_s=10)
+            return False
+
+        monkeypatch.setattr(worker, "_claim_express", finds_nothing)
+        await store.insert_events([new_event("f" * 16, alertname="QueueBacklog")])
+        await eventually(functools.partial(_processed, worker, 4), timeout_s=10)
