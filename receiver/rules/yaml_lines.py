@@ -105,7 +105,10 @@ def duplicate_keys(
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
             continue
-        key = loader.construct_object(key_node)
+        # A bare `=` key is YAML 1.1's value key, which flatten_mapping turns into the
+        # string "=" (there is no constructor for its own tag).
+        value_key = key_node.tag == "tag:yaml.org,2002:value"
+        key = key_node.value if value_key else loader.construct_object(key_node)
         if not isinstance(key, str | int | float | bool):
             continue
         if key in first_line:

@@ -18,6 +18,9 @@ DOCUMENTS = [
     ("base: &b\n  x: 1\nuse:\n  <<: *b\n  x: 2\n", []),
     # Two written keys are a mistake even beside a merge.
     ("base: &b\n  x: 1\nuse:\n  <<: *b\n  y: 2\n  y: 3\n", [(6, 5)]),
+    # YAML 1.1's value key `=` is the string "=" (it loaded before duplicates were shared).
+    ("=: 1\na: 2\n", []),
+    ("=: 1\n=: 2\n", [(2, 1)]),
     # An alias repeats a mapping, not its mistake: reported once, where it was written.
     ("base: &b\n  x: 1\n  x: 2\nuse: *b\n", [(3, 2)]),
 ]
