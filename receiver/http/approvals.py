@@ -47,7 +47,7 @@ from receiver.http.bodies import (
     text_field,
 )
 from receiver.http.deps import AUTH, CLOCK
-from receiver.http.filters import BadParameter, choice, parse_since, run_id_param
+from receiver.http.filters import BadParameter, choice, limit_param, parse_since, run_id_param
 from receiver.http.responses import html_response, json_response, row
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.store import StoreUnavailable
@@ -302,12 +302,7 @@ def _filters(request: web.Request) -> dict[str, Any]:
         except ValueError as exc:
             raise BadParameter("since", str(exc)) from None
     if "limit" in query:
-        try:
-            filters["limit"] = int(query["limit"])
-        except ValueError:
-            raise BadParameter("limit", "limit must be an integer") from None
-        if not 1 <= filters["limit"] <= 500:
-            raise BadParameter("limit", "limit must be between 1 and 500")
+        filters["limit"] = limit_param(query)
     return filters
 
 

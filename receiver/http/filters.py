@@ -1,9 +1,10 @@
 """Query parameters: what every route refuses (``check_query``: U+0000, which PostgreSQL's text
-cannot hold), ``since`` as every route reads it, and those of ``GET /api/v1/runs``, checked and
-turned into store filters."""
+cannot hold, and a parameter given twice), ``since`` and ``limit`` as every route reads them,
+and those of ``GET /api/v1/runs``, checked and turned into store filters."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = [
     "BadParameter",
     "check_query",
     "choice",
+    "limit_param",
     "parse_since",
     "run_filters",
     "run_id_param",
@@ -38,12 +40,43 @@ class BadParameter(Exception):
 
 
 def check_query(query: Mapping[str, str]) -> None:
-    """Raises BadParameter naming the first parameter whose name or value holds U+0000: the
-    store's text cannot hold it, and no filter means it. Every route's query passes here."""
+    """Raises BadParameter naming the first parameter whose name or value holds U+0000 (the
+    store's text cannot hold it, and no filter means it), or that is given more than once
+    (``?limit=5&limit=500``: which one counts would be a guess, and no route takes a list).
+    Every route's query passes here (``query.items()`` lists each occurrence)."""
+    seen: set[str] = set()
     for name, value in query.items():
         if "\x00" in name or "\x00" in value:
             shown = name.replace("\x00", "\\x00")
             raise BadParameter(shown, f"{shown} must not contain U+0000 (NUL)")
+        if name in seen:
+            raise BadParameter(name, f"{name} is given more than once: give it once")
+        seen.add(name)
+
+
+# An integer as a query gives one: ASCII digits, a sign for a negative one. int() also takes
+# other scripts' digits (a full-width 5, U+FF15), underscores and spaces, which no caller
+# means.
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def limit_param(
+    query: Mapping[str, str], *, default: int = DEFAULT_RUNS_LIMIT, maximum: int = MAX_RUNS_LIMIT
+) -> int:
+    """The page size ``limit`` (``default`` when absent): an integer in 1..``maximum``, else
+    BadParameter naming ``limit``. Every route that pages reads it here."""
+    text = query.get("limit")
+    if text is None:
+        return default
+    try:
+        if not _INTEGER.fullmatch(text):
+            raise ValueError(text)
+        value = int(text)  # ValueError past Python's 4,300 digits
+    except ValueError:
+        raise BadParameter("limit", f"limit must be an integer, got {text[:40]!r}") from None
+    if not 1 <= value <= maximum:
+        raise BadParameter("limit", f"limit must be between 1 and {maximum}")
+    return value
 
 
 def choice(
@@ -141,14 +174,6 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
             filters["since"] = parse_since(since, now)
         except ValueError as exc:
             raise BadParameter("since", str(exc)) from None
-    limit_text = query.get("limit")
-    limit = DEFAULT_RUNS_LIMIT
-    if limit_text is not None:
-        try:
-            limit = int(limit_text)
-        except ValueError:
-            raise BadParameter("limit", f"limit must be an integer, got {limit_text!r}") from None
-        if not 1 <= limit <= MAX_RUNS_LIMIT:
-            raise BadParameter("limit", f"limit must be between 1 and {MAX_RUNS_LIMIT}")
+    limit = limit_param(query)
     filters["limit"] = limit
     return filters

@@ -22,13 +22,7 @@ from aiohttp import web
 
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import QUEUES, QueueControl, with_optional
-from receiver.http.filters import (
-    DEFAULT_RUNS_LIMIT,
-    MAX_RUNS_LIMIT,
-    BadParameter,
-    choice,
-    run_id_param,
-)
+from receiver.http.filters import BadParameter, choice, limit_param, run_id_param
 from receiver.http.responses import json_response
 from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, JobKind, StoreUnavailable
 
@@ -132,7 +126,7 @@ def _actor(kind: str, action: str) -> QueueHandler:
 def _item_id(request: web.Request) -> int | None:
     text = request.match_info["id"]
     # Ids are bigserial: a longer number is no id either (and would overflow the column).
-    return int(text) if text.isdigit() and len(text) < 19 else None
+    return int(text) if _row_id(text) else None
 
 
 async def _reason(request: web.Request, *, required: bool) -> str | web.Response | None:
@@ -161,15 +155,6 @@ def _filters(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, Any]
     run_id_param(filters, "run_id")
     if "skipped" in filters:
         filters["skipped"] = choice(filters, "skipped", ("true", "false")) == "true"
-    limit = DEFAULT_RUNS_LIMIT
-    if "limit" in filters:
-        try:
-            limit = int(filters["limit"])
-        except ValueError:
-            raise BadParameter(
-                "limit", f"limit must be an integer, got {filters['limit']!r}"
-            ) from None
-        if not 1 <= limit <= MAX_RUNS_LIMIT:
-            raise BadParameter("limit", f"limit must be between 1 and {MAX_RUNS_LIMIT}")
+    limit = limit_param(filters)
     filters["limit"] = limit
     return filters

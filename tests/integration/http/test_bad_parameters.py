@@ -136,6 +136,42 @@ async def test_every_get_route_answers_odd_values_of_every_parameter_without_a_5
         assert (await response.json())["parameter"] == name
 
 
+async def test_every_get_route_refuses_a_parameter_given_twice(make_edge: MakeEdge) -> None:
+    """``?limit=5&limit=500``: which one counts would be a guess (the first did), and no route
+    takes a list, so each says which parameter to give once."""
+    edge = await make_edge()
+    wrong: list[str] = []
+    for canonical in _get_routes(edge):
+        path = _fill(canonical, "x")
+        for name in ("limit", "rule", "nonsense"):
+            response = await edge.client.get(f"{path}?{name}=1&{name}=2", headers=_headers(path))
+            body = await response.json() if response.content_type == "application/json" else {}
+            if response.status != 400 or body.get("parameter") != name:
+                wrong.append(f"GET {path}?{name}=1&{name}=2: {response.status} {body}")
+    assert wrong == [], "\n".join(wrong)
+
+
+# What int() reads as a number and no caller means by one: a full-width digit, an underscore,
+# spaces, a plus sign.
+LOOSE_INTEGERS = ("\uff15", "1_0", " 5", "5 ", "+5", "\u0663")
+
+
+async def test_every_paging_route_reads_limit_as_ascii_digits_only(make_edge: MakeEdge) -> None:
+    edge = await make_edge()
+    wrong: list[str] = []
+    for path in ("/api/v1/runs", "/api/v1/events", "/api/v1/jobs", APPROVALS_API):
+        for value in LOOSE_INTEGERS:
+            query = f"limit={quote(value)}"
+            response = await edge.client.get(f"{path}?{query}", headers=_headers(path))
+            body = await response.json()
+            if response.status != 400 or body.get("parameter") != "limit":
+                wrong.append(f"GET {path}?{query}: {response.status} {body}")
+        response = await edge.client.get(f"{path}?limit=5", headers=_headers(path))
+        if response.status != 200:
+            wrong.append(f"GET {path}?limit=5: {response.status}")
+    assert wrong == [], "\n".join(wrong)
+
+
 async def test_every_path_parameter_that_is_no_id_is_404_never_500(make_edge: MakeEdge) -> None:
     edge = await make_edge()
     wrong: list[str] = []
