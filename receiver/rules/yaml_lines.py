@@ -203,7 +203,7 @@ def parse_yaml(text: str, located: Located) -> Any:
             return None
         check_expansion(node)
         before = len(located.errors)
-        data = _construct(loader, node, (), located, set())
+        data = _construct(loader, node, (), located, set(), {})
         # A mapping used again through an alias is walked again: each of its mistakes is
         # reported once, where it was written.
         located.errors[before:] = list(dict.fromkeys(located.errors[before:]))
@@ -234,6 +234,7 @@ def _construct(
     path: KeyPath,
     located: Located,
     active: set[int],
+    repeats: dict[int, dict[int, int]],
 ) -> Any:
     located.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.ScalarNode):
@@ -248,10 +249,15 @@ def _construct(
             items = []
             for index, item in enumerate(node.value):
                 located.lines.setdefault((*path, index), item.start_mark.line + 1)
-                items.append(_construct(loader, item, (*path, index), located, active))
+                items.append(_construct(loader, item, (*path, index), located, active, repeats))
             return items
         if isinstance(node, yaml.MappingNode):
-            repeated = {id(key_node): first for _, key_node, first in duplicate_keys(loader, node)}
+            # Read once per node, before flatten_mapping rewrites it: walked again through an
+            # alias, the mapping is flattened already and its merged keys look written.
+            if id(node) not in repeats:
+                found = duplicate_keys(loader, node)
+                repeats[id(node)] = {id(key_node): first for _, key_node, first in found}
+            repeated = repeats[id(node)]
             loader.flatten_mapping(node)
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -277,7 +283,7 @@ def _construct(
                     )
                     continue
                 located.lines[(*path, key)] = key_line
-                out[key] = _construct(loader, value_node, (*path, key), located, active)
+                out[key] = _construct(loader, value_node, (*path, key), located, active, repeats)
             return out
         return loader.construct_object(node)
     finally:
