@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -132,10 +133,7 @@ async def test_under_a_backlog_the_worker_claims_in_batches(
         await gates[event.id].wait()
         return Disposition.done()
 
-    log = structlog.get_logger("test.batches")
-    async with Worker(
-        store, gated, owner="w", concurrency=4, lease_s=30, poll_interval_s=0.1, log=log
-    ) as worker:
+    async with _worker(store, gated, 4) as worker:
         await eventually(functools.partial(_count, gates, 4), timeout_s=10)
         assert sizes == [4]
         released = 0
@@ -151,6 +149,16 @@ async def test_under_a_backlog_the_worker_claims_in_batches(
         assert sum(sizes) >= 8
         for gate in gates.values():
             gate.set()
+
+
+def _worker(
+    store: Store, process: Callable[[AlertEvent], Awaitable[Disposition]], concurrency: int
+) -> Worker:
+    """A worker with ``concurrency`` slots, long leases and a quick poll."""
+    log = structlog.get_logger("test.batches")
+    return Worker(
+        store, process, owner="w", concurrency=concurrency, lease_s=30, poll_interval_s=0.1, log=log
+    )
 
 
 async def _count(gates: dict[int, asyncio.Event], n: int) -> bool:
@@ -182,10 +190,7 @@ async def test_an_alert_name_with_nothing_in_progress_is_claimed_with_every_slot
     async def other_claimed() -> bool:
         return "QueueBacklog" in names.values()
 
-    log = structlog.get_logger("test.express")
-    async with Worker(
-        store, gated, owner="w", concurrency=4, lease_s=30, poll_interval_s=0.1, log=log
-    ) as worker:
+    async with _worker(store, gated, 4) as worker:
         await asyncio.wait_for(worker.listening.wait(), 10)
         await eventually(functools.partial(claimed, 4), timeout_s=10)
         await store.insert_events([new_event("f" * 16, alertname="QueueBacklog")])
@@ -216,10 +221,7 @@ async def test_a_slot_freed_during_an_express_claim_that_finds_nothing_is_not_lo
     async def claimed(n: int) -> bool:
         return len(started) >= n
 
-    log = structlog.get_logger("test.express")
-    async with Worker(
-        store, gated, owner="w", concurrency=1, lease_s=30, poll_interval_s=0.1, log=log
-    ) as worker:
+    async with _worker(store, gated, 1) as worker:
         await asyncio.wait_for(worker.listening.wait(), 10)
         await eventually(functools.partial(claimed, 1), timeout_s=10)  # every slot taken
 
