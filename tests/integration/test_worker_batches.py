@@ -151,6 +151,22 @@ async def test_under_a_backlog_the_worker_claims_in_batches(
             gate.set()
 
 
+class _Gate:
+    """A process that records each event's alert name and holds it until ``release``."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.names: dict[int, str] = {}
+
+    async def process(self, event: AlertEvent) -> Disposition:
+        self.names[event.id] = event.alertname
+        await self.release.wait()
+        return Disposition.done()
+
+    async def claimed(self, n: int) -> bool:
+        return len(self.names) >= n
+
+
 def _worker(
     store: Store, process: Callable[[AlertEvent], Awaitable[Disposition]], concurrency: int
 ) -> Worker:
@@ -176,31 +192,22 @@ async def test_an_alert_name_with_nothing_in_progress_is_claimed_with_every_slot
     name is claimed at once, one beyond the concurrency, not when half the slots have freed up
     (receiver/worker/express.py): intake's NOTIFY names its lane."""
     await store.insert_events([new_event(f"{i:016x}") for i in range(12)])
-    release = asyncio.Event()
-    names: dict[int, str] = {}
-
-    async def gated(event: AlertEvent) -> Disposition:
-        names[event.id] = event.alertname
-        await release.wait()
-        return Disposition.done()
-
-    async def claimed(n: int) -> bool:
-        return len(names) >= n
+    gate = _Gate()
 
     async def other_claimed() -> bool:
-        return "QueueBacklog" in names.values()
+        return "QueueBacklog" in gate.names.values()
 
-    async with _worker(store, gated, 4) as worker:
+    async with _worker(store, gate.process, 4) as worker:
         await asyncio.wait_for(worker.listening.wait(), 10)
-        await eventually(functools.partial(claimed, 4), timeout_s=10)
+        await eventually(functools.partial(gate.claimed, 4), timeout_s=10)
         await store.insert_events([new_event("f" * 16, alertname="QueueBacklog")])
         await eventually(other_claimed, timeout_s=10)
         # Nothing of the storm finished meanwhile: the express took a fifth slot.
         assert worker.processed == 0
-        assert sorted(names.values()) == ["HighMemoryUsage"] * 4 + ["QueueBacklog"]
-        release.set()
+        assert sorted(gate.names.values()) == ["HighMemoryUsage"] * 4 + ["QueueBacklog"]
+        gate.release.set()
         await eventually(functools.partial(_processed, worker, 13), timeout_s=20)
-        assert sorted(names.values()) == ["HighMemoryUsage"] * 12 + ["QueueBacklog"]
+        assert sorted(gate.names.values()) == ["HighMemoryUsage"] * 12 + ["QueueBacklog"]
 
 
 async def test_a_slot_freed_during_an_express_claim_that_finds_nothing_is_not_lost(
@@ -210,20 +217,12 @@ async def test_a_slot_freed_during_an_express_claim_that_finds_nothing_is_not_lo
     ended) must still wake the loop when the claim finds nothing (another replica took the
     hinted event). It once slept on, every slot free, until the next named lane."""
     await store.insert_events([new_event(f"{i:016x}") for i in range(3)])
-    release = asyncio.Event()
-    started: dict[int, str] = {}
+    gate = _Gate()
+    release = gate.release
 
-    async def gated(event: AlertEvent) -> Disposition:
-        started[event.id] = event.alertname
-        await release.wait()
-        return Disposition.done()
-
-    async def claimed(n: int) -> bool:
-        return len(started) >= n
-
-    async with _worker(store, gated, 1) as worker:
+    async with _worker(store, gate.process, 1) as worker:
         await asyncio.wait_for(worker.listening.wait(), 10)
-        await eventually(functools.partial(claimed, 1), timeout_s=10)  # every slot taken
+        await eventually(functools.partial(gate.claimed, 1), timeout_s=10)  # every slot taken
 
         async def finds_nothing() -> bool:
             release.set()  # the event in progress ends during the round trip
