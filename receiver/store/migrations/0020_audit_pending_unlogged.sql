@@ -10,7 +10,7 @@
 --
 -- Logging the pending rows cost each one three WAL records (the insert into the heap and into
 -- its key, the delete) carrying the row's data twice (as stored and as hashed): with the storm's
--- three audit rows an event, a tenth of the WAL records and a third of the WAL bytes of a
+-- three audit rows an event, a sixth of the WAL records and a quarter of the WAL bytes of a
 -- refused event (issue 12; `make bench` prints WAL per event). Its owned sequence goes unlogged
 -- with it (PostgreSQL 15 and later): after a crash it restarts, which is harmless, as only the
 -- order of one transaction's own rows is read from it.

@@ -2,7 +2,7 @@
 --
 -- Every audit row went into four btrees: its id, its run, its time, and its hash (UNIQUE). An
 -- audit row is the most written row there is (three an event in a storm, and never pruned), and
--- those inserts were a third of the WAL records of a refused event (issue 12).
+-- those inserts were a quarter of the WAL records of a refused event (issue 12).
 --
 -- The hash's UNIQUE constraint guarded nothing: a row's hash covers its own id, so two rows can
 -- share one only by a SHA-256 collision, and nothing looks a row up by its hash (`remediator
