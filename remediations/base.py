@@ -249,6 +249,20 @@ class Action(Protocol):
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result: ...
 
 
+@runtime_checkable
+class RendersTemplates(Protocol):
+    """An action whose params hold templates over the alert (``http.call``'s body).
+
+    ``render_check`` renders them as ``run`` would and raises the render's error
+    (``remediations.template_work.TemplateFailed``) when one cannot be rendered over this
+    alert. The pipeline asks every step of a run before the run's guards, so an alert whose
+    values break a template takes no guard's slot and never leaves a run half done (a first
+    step acted, the second unrenderable). A notification's template is not asked: a message
+    that cannot be rendered is not sent, and its run goes on."""
+
+    def render_check(self, ctx: ActionContext, target: Target, params: BaseModel) -> None: ...
+
+
 class UnknownAction(KeyError):
     """No action is registered under ``name``; ``known`` lists the names there are."""
 

@@ -23,6 +23,8 @@ from remediations.targets import KINDS, Target
 __all__ = [
     "CLUSTER_KEY_PREFIX",
     "GUARDS",
+    "REFUSAL_NAMES",
+    "TEMPLATE_GUARD",
     "Admission",
     "AdmissionRequest",
     "Guard",
@@ -276,6 +278,13 @@ GUARDS: tuple[Guard, ...] = (
         args=lambda c: [c.lock_token, to_ms(c.settings.lock_ttl_s)],
     ),
 )
+
+# What refuses a run one of whose steps cannot be rendered over its alert, before the guards
+# above are asked (receiver.pipeline.stages.Admit): the alert's fault, not the remediation's.
+TEMPLATE_GUARD = "template"
+
+# Every name a run's refusal may give (``refusal_guard``): the guards, then the template check.
+REFUSAL_NAMES: tuple[str, ...] = (*(g.name for g in GUARDS), TEMPLATE_GUARD)
 
 
 def applicable(

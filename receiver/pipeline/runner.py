@@ -48,7 +48,7 @@ class Stages:
         approve, request = Approve(deps, runner), RequestApproval(deps, runner)
         self.run: tuple[Stage, ...] = (
             RecordPlan(deps, runner),
-            Admit(deps, self.announce),
+            Admit(deps, self.announce, runner),
             approve,
             execute,
             request,

@@ -14,16 +14,17 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
+from receiver.guards.policy import TEMPLATE_GUARD, AdmissionRequest, GuardUnavailable, Refusal
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
 from receiver.pipeline.context import STEP_PENDING, Deps, RunContext, release_when_done
 from receiver.pipeline.steps import StepRunner, runs_dry
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
-from remediations.base import Outcome
+from remediations.base import Outcome, ParamsError, RendersTemplates
+from remediations.template_work import TemplateFailed
 
-__all__ = ["LOCK_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
+__all__ = ["LOCK_GUARD", "TEMPLATE_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
 
 # The guard whose refusal means "wait": another run holds the target right now.
 LOCK_GUARD = "lock"
@@ -105,17 +106,45 @@ class Admit:
     admission announces the run as started; a refusal announces it refused.
 
     Only steps that will change something draw on the global budget of disruptive actions: a
-    step that runs dry disrupts nothing."""
+    step that runs dry disrupts nothing.
+
+    Before the guards, every step whose params are templates over the alert is rendered
+    (``RendersTemplates``): a run one of whose steps cannot be rendered is refused by
+    ``TEMPLATE_GUARD``. It takes no guard's slot (a rate limit, the budget), feeds no breaker,
+    and no step of it acts, not even the ones before the step that cannot be rendered."""
 
     name = "admit"
 
-    def __init__(self, deps: Deps, announce: Announcer) -> None:
+    def __init__(self, deps: Deps, announce: Announcer, runner: StepRunner) -> None:
         self._deps = deps
         self._announce = announce
+        self._runner = runner
+
+    def _unrenderable(self, ctx: RunContext) -> str | None:
+        """Why a step of the run cannot be rendered over its alert; None when each can."""
+        for step in ctx.steps:
+            action = self._deps.registry.get(step.action)
+            if not isinstance(action, RendersTemplates):
+                continue
+            try:
+                params = self._deps.registry.parse_params(step.action, step.params)
+                action.render_check(self._runner.action_context(ctx, step), ctx.target, params)
+            except ParamsError:
+                continue  # the step fails when it runs, saying so
+            except TemplateFailed as exc:
+                return (
+                    f"step {step.index + 1} ({step.action}) cannot be rendered over this "
+                    f"alert: {exc.message}"
+                )
+        return None
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         deps = self._deps
         assert ctx.run_id is not None
+        # Only a run no step of which has acted: one taken up again while running keeps on.
+        fresh = ctx.prior is None or ctx.prior.outcome is RunOutcome.PENDING
+        if fresh and (why := self._unrenderable(ctx)) is not None:
+            return await self._refuse(ctx, Refusal(TEMPLATE_GUARD, why, None))
         request = AdmissionRequest(
             run_id=ctx.run_id,
             rule=ctx.rule,
@@ -149,42 +178,7 @@ class Admit:
                 if not await stored(ctx):
                     return _OWNED_ELSEWHERE
                 return await self._wait_for_lock(ctx, refusal)
-            refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)
-            unsent = None
-            if ctx.create is not None:
-                # The announcement is said in the run's own statement when nothing is to be
-                # sent; else it is sent (and recorded) once the run is stored, below.
-                unsent = self._announce.unsent(ctx, Announcement.REFUSED)
-                if self._announce.sends(ctx, Announcement.REFUSED):
-                    # The event is not finished until its message is out: completed with the
-                    # run, it would be done (and its alert's next event claimable) while the
-                    # message is on its way, and the lease keeper, finding nothing to extend,
-                    # would cancel the send. The worker completes it afterwards.
-                    ctx.completes = None
-                if not await stored(ctx, refused, unsent):
-                    return _OWNED_ELSEWHERE
-            else:
-                await deps.store.record_refusal(
-                    ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at
-                )
-            deps.metrics.guard_refused(refusal.guard)
-            deps.metrics.run_finished(ctx.rule, RunOutcome.REFUSED)
-            ctx.log.info(
-                "refused",
-                guard=refusal.guard,
-                reason=refusal.reason,
-                retry_at=refusal.retry_at.isoformat() if refusal.retry_at else None,
-            )
-            if unsent is not None:
-                self._announce.noted(ctx, unsent)
-            else:
-                await self._announce(
-                    ctx,
-                    Announcement.REFUSED,
-                    outcome=RunOutcome.REFUSED,
-                    text=f"refused by the {refusal.guard} guard: {refusal.reason}",
-                )
-            return Verdict.stop(RunOutcome.REFUSED, refusal.reason)
+            return await self._refuse(ctx, refusal)
 
         started = None
         if ctx.create is not None:
@@ -215,6 +209,48 @@ class Admit:
                     ctx, Announcement.STARTED, outcome=RunOutcome.RUNNING, text=f"steps: {steps}"
                 )
         return Verdict.next()
+
+    async def _refuse(self, ctx: RunContext, refusal: Refusal) -> Verdict:
+        """Record ``refusal`` on the run (a new run is stored refused in one statement), count
+        it, and announce it; the run stops there."""
+        deps = self._deps
+        assert ctx.run_id is not None
+        refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)
+        unsent = None
+        if ctx.create is not None:
+            # The announcement is said in the run's own statement when nothing is to be
+            # sent; else it is sent (and recorded) once the run is stored, below.
+            unsent = self._announce.unsent(ctx, Announcement.REFUSED)
+            if self._announce.sends(ctx, Announcement.REFUSED):
+                # The event is not finished until its message is out: completed with the
+                # run, it would be done (and its alert's next event claimable) while the
+                # message is on its way, and the lease keeper, finding nothing to extend,
+                # would cancel the send. The worker completes it afterwards.
+                ctx.completes = None
+            if not await stored(ctx, refused, unsent):
+                return _OWNED_ELSEWHERE
+        else:
+            await deps.store.record_refusal(
+                ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at
+            )
+        deps.metrics.guard_refused(refusal.guard)
+        deps.metrics.run_finished(ctx.rule, RunOutcome.REFUSED)
+        ctx.log.info(
+            "refused",
+            guard=refusal.guard,
+            reason=refusal.reason,
+            retry_at=refusal.retry_at.isoformat() if refusal.retry_at else None,
+        )
+        if unsent is not None:
+            self._announce.noted(ctx, unsent)
+        else:
+            await self._announce(
+                ctx,
+                Announcement.REFUSED,
+                outcome=RunOutcome.REFUSED,
+                text=f"refused by the {refusal.guard} guard: {refusal.reason}",
+            )
+        return Verdict.stop(RunOutcome.REFUSED, refusal.reason)
 
     async def _wait_for_lock(self, ctx: RunContext, refusal: Refusal) -> Verdict:
         # The lock is held for as long as another run's steps take (seconds, usually), and its

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from receiver.alertmanager import parse_rfc3339
 from receiver.durations import parse_duration
-from receiver.guards.policy import GUARDS
+from receiver.guards.policy import REFUSAL_NAMES
 from receiver.model import ANNOUNCEMENTS, ApprovalState, RunOutcome, VerifyResult
 from remediations.base import Outcome
 from remediations.targets import TargetError, parse_target_key
@@ -116,7 +116,7 @@ SignedTime = Annotated[str | float, BeforeValidator(_signed_time)]
 Duration = Annotated[float, BeforeValidator(_positive)]
 Handles = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_handles)]
 TargetKey = Annotated[str, AfterValidator(_target)]
-GuardName = Annotated[str, _one_of(tuple(g.name for g in GUARDS), "guard")]
+GuardName = Annotated[str, _one_of(REFUSAL_NAMES, "guard")]
 RunOutcomeName = Annotated[str, _one_of(frozenset(o.value for o in RunOutcome), "run outcome")]
 StepOutcomeName = Annotated[str, _one_of(STEP_OUTCOMES, "step outcome")]
 ApprovalStateName = Annotated[

@@ -183,6 +183,11 @@ class HttpCall:
             {"status": posted.status, "response": posted.body, "attempts": posted.attempts},
         )
 
+    def render_check(self, ctx: ActionContext, target: Target, params: BaseModel) -> None:
+        """Render the body as ``run`` would (``remediations.base.RendersTemplates``); raises
+        TemplateFailed when a string of it cannot be rendered over this alert."""
+        _render_strings(self._params(params).body, template_values(ctx, target))
+
     def _prepare(
         self, ctx: ActionContext, target: Target, params: HttpCallParams
     ) -> tuple[Endpoint, dict[str, Any]]:

@@ -1,8 +1,9 @@
-"""The rule's circuit breaker counts failures of the remediation, not of an alert's values: a
-step whose template cannot be rendered over its alert (65,536 characters and more, here) fails
-its run without feeding the breaker, so a few bad alerts never switch the rule off for the good
-ones; a step that reached its system and failed still counts. http.call against a real local
-HTTP server, on real PostgreSQL and Redis."""
+"""A run one of whose steps cannot be rendered over its alert (65,536 characters and more,
+here) is refused before its guards are asked (the ``template`` guard): it takes no slot of the
+rule's rate limit, feeds no breaker, and none of its steps acts, not even one before the step
+that cannot be rendered. So a few bad alerts never switch the rule off, or use up its runs, for
+the good ones; a step that reached its system and failed still counts. http.call against a
+real local HTTP server, on real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ TWO_STEPS = RULE.replace(
     '        params: {body: {step: "warm"}}\n'
     "        approval: never\n",
 )
+# One run an hour: a bad alert that took it would leave none for the good one.
+ONE_AN_HOUR = RULE.replace(
+    "    steps:\n", "    guards: {max_runs: {count: 1, per: 1h}}\n    steps:\n"
+)
 FAST = HttpPolicy(timeout=2.0, attempts=1, initial_wait=0.01, max_wait=0.05, max_retry_after=1)
 TOO_LONG = "z" * 70_000
 
@@ -78,25 +83,25 @@ async def newest(h: Harness) -> RunRecord:
     return max(await h.runs(), key=lambda r: r.created_at)
 
 
-async def test_alerts_whose_values_cannot_be_rendered_do_not_open_the_breaker(
+async def test_alerts_whose_values_cannot_be_rendered_take_no_slot_and_open_no_breaker(
     make_harness: MakeHarness, peer: Peer, session: aiohttp.ClientSession
 ) -> None:
-    h = await harness(make_harness, peer, session)
+    h = await harness(make_harness, peer, session, rules=ONE_AN_HOUR)
     for n in ("1", "2", "3"):
         await fire(h, n, TOO_LONG)
     runs = await h.runs()
-    assert [r.outcome for r in runs] == [RunOutcome.FAILED] * 3
+    assert [(r.outcome, r.refusal_guard) for r in runs] == [(RunOutcome.REFUSED, "template")] * 3
     for run in runs:
+        assert "step 1 (http.call) cannot be rendered over this alert" in (run.refusal_reason or "")
+        assert "renders more than 65536 characters" in (run.refusal_reason or "")
         record = await h.store.get_run(run.id)
         assert record is not None
-        (step,) = record.steps
-        assert "renders more than 65536 characters" in (step.message or "")
-        assert run.error is not None
-        assert "not counted in the rule's circuit breaker" in run.error
+        assert [s.outcome for s in record.steps] == ["not_run"]
     assert peer.seen("/flush") == []  # nothing was sent for them
 
     assert "flush-cache" not in (await h.guards.status())["breakers"]  # no failure counted
 
+    # The rule's one run an hour is still there for a good alert.
     await fire(h, "good", "disk full")
     assert (await newest(h)).outcome is RunOutcome.SUCCEEDED
     assert [s.body for s in peer.seen("/flush")] == [{"reason": "disk full"}]
@@ -116,16 +121,18 @@ async def test_steps_that_reached_their_system_and_failed_still_open_it(
     assert len(peer.seen("/flush")) == 2
 
 
-async def test_a_run_whose_earlier_step_acted_feeds_it_whatever_failed_after(
+async def test_a_run_whose_later_step_cannot_be_rendered_is_refused_before_its_first_acts(
     make_harness: MakeHarness, peer: Peer, session: aiohttp.ClientSession
 ) -> None:
+    """The first step would act (it POSTs a fixed body), the second cannot be rendered: half a
+    remediation is worse than none, so neither runs."""
     h = await harness(make_harness, peer, session, rules=TWO_STEPS)
     for n in ("1", "2"):
         await fire(h, n, TOO_LONG)
-    assert [s.body for s in peer.seen("/flush")] == [{"step": "warm"}] * 2
+    assert peer.seen("/flush") == []
     runs = await h.runs()
-    assert [r.outcome for r in runs] == [RunOutcome.FAILED] * 2
-    assert all(r.error == "a step failed; see the run's steps" for r in runs)
+    assert [(r.outcome, r.refusal_guard) for r in runs] == [(RunOutcome.REFUSED, "template")] * 2
+    assert all("step 2 (http.call)" in (r.refusal_reason or "") for r in runs)
     await fire(h, "good", "disk full")
-    refused = await newest(h)
-    assert (refused.outcome, refused.refusal_guard) == (RunOutcome.REFUSED, "breaker")
+    assert (await newest(h)).outcome is RunOutcome.SUCCEEDED
+    assert [s.body for s in peer.seen("/flush")] == [{"step": "warm"}, {"reason": "disk full"}]

@@ -512,3 +512,42 @@ async def test_the_expectations_of_verification_and_announcements_fail_at_their_
     if expected_line is not None:
         where = f"{tmp_path / 't.yaml'}:{expected_line}: "
         assert any(f.startswith(where) and message in f for f in failures), (where, failures)
+
+
+HTTP_RULES = """\
+rules:
+  - name: per-worker
+    match: ['alertname="Split"']
+    target: {kind: HttpEndpoint, name: sink}
+    steps:
+      - action: http.call
+        params: {body: {share: "{{ 100 // (labels.workers | int) }}"}}
+        approval: never
+"""
+
+REFUSED_BY_TEMPLATE = """\
+rule_files: [http.yaml]
+tests:
+  - name: an alert whose values break a template is refused before its guards
+    alerts:
+      good: {labels: {alertname: Split, workers: "4"}}
+      bad: {labels: {alertname: Split, workers: "0"}}
+    timeline:
+      - {at: 0s, firing: bad}
+      - {at: 1s, firing: good}
+    expect:
+      - runs:
+          - {alert: bad, refused_by: template, reason: cannot be rendered over this alert}
+          - {alert: good, outcome: succeeded}
+"""
+
+
+async def test_a_test_can_expect_a_run_refused_by_its_template(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """Rule tests render http.call's templates as production does, before the guards: a
+    division by a label that is 0 refuses that alert's run by ``template``."""
+    report, lines = await play(
+        servers, tmp_path, REFUSED_BY_TEMPLATE, rules=("http.yaml", HTTP_RULES)
+    )
+    assert report.exit_code == 0, "\n".join(lines)

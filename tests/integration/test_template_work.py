@@ -1,5 +1,6 @@
-"""A rule whose params template would loop for minutes does not hold up the service: its step
-fails quickly, saying which template and which bound, while ``/healthz`` keeps answering. A
+"""A rule whose params template would loop for minutes does not hold up the service: its run
+is refused quickly, before its guards (``template``), saying which template and which bound,
+while ``/healthz`` keeps answering. A
 real ``remediator serve`` (embedded PostgreSQL and Redis) with an HTTP endpoint on a local
 aiohttp server, driven over HTTP."""
 
@@ -56,7 +57,7 @@ ALERT = {
 }
 
 
-async def test_a_looping_template_fails_its_step_while_the_service_answers(
+async def test_a_looping_template_refuses_its_run_while_the_service_answers(
     serve: ServeFactory, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules"
@@ -100,7 +101,7 @@ async def test_a_looping_template_fails_its_step_while_the_service_answers(
         async with session.get(f"{served.url}/api/v1/runs/{run['id']}", headers=operator) as r:
             detail = await r.json()
     assert slowest < 1.0
-    assert run["outcome"] == "failed", detail
+    assert (run["outcome"], run.get("refusal_guard")) == ("refused", "template"), detail
     text = json.dumps(detail)
     assert "template body.c" in text
     assert "more than 100000 steps of work" in text
