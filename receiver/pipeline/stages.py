@@ -141,8 +141,9 @@ class Admit:
     async def __call__(self, ctx: RunContext) -> Verdict:
         deps = self._deps
         assert ctx.run_id is not None
-        # Only a run no step of which has acted: one taken up again while running keeps on.
-        fresh = ctx.prior is None or ctx.prior.outcome is RunOutcome.PENDING
+        # Only a run never admitted, so no step of which has acted: a run admitted once keeps
+        # on, even when it is pending again (a lock wait after an approval, after a crash).
+        fresh = ctx.prior is None or ctx.prior.started_at is None
         if fresh and (why := self._unrenderable(ctx)) is not None:
             return await self._refuse(ctx, Refusal(TEMPLATE_GUARD, why, None))
         request = AdmissionRequest(
