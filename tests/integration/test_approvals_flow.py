@@ -4,8 +4,10 @@ is a counter on a local server (``tests.support.approvals``), so "it ran once" i
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 import pytest
+from pydantic import BaseModel
 
 from receiver.approvals.policy import Identity
 from receiver.approvals.state import (
@@ -17,9 +19,14 @@ from receiver.approvals.state import (
     NotAllowed,
     Origin,
 )
-from receiver.model import ApprovalState, RunOutcome
+from receiver.guards.policy import AdmissionRequest
+from receiver.model import ApprovalState, GuardSpec, RunOutcome
+from remediations.base import ActionContext, Change, Outcome, Result, Risk
+from remediations.targets import Target
+from remediations.template_work import TemplateFailed
 from tests.support.approvals import POKE_RULES, MakeApprovalEnv, poke_labels
 from tests.support.payloads import alert, notification
+from tests.support.polling import eventually
 
 ALICE = Identity("alice", "operator-token", "alice")
 BOB = Identity("bob", "operator-token", "bob")
@@ -273,3 +280,79 @@ async def test_an_approved_change_found_in_place_is_a_noop_not_a_new_approval(
     assert latest is not None
     assert latest.state is ApprovalState.APPROVED
     assert env.peer.kinds().count("approval.requested") == 1
+
+
+class NoParams(BaseModel):
+    """``test.rendered`` takes none."""
+
+
+class RendersOnce:
+    """``test.rendered``: a step whose templates render the first time only (as one near the
+    CPU bound under load, or over an event pruned since, might), and whose run does nothing."""
+
+    name: ClassVar[str] = "test.rendered"
+    Params: ClassVar[type[BaseModel]] = NoParams
+    risk: ClassVar[Risk] = Risk.LOW
+    disruptive: ClassVar[bool] = False
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"Deployment"})
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def requires(self, target: Target) -> frozenset[str]:
+        return frozenset()
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        return "rendered"
+
+    def render_check(self, ctx: ActionContext, target: Target, params: BaseModel) -> None:
+        self.checks += 1
+        if self.checks > 1:
+            raise TemplateFailed("rendered a second time")
+
+    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        return Change("nothing", {}, {})
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        return Result(Outcome.OK, "rendered")
+
+
+async def test_a_run_pending_again_after_its_approval_is_not_refused_by_a_second_render(
+    approval_env: MakeApprovalEnv,
+) -> None:
+    """Templates are checked once, before a run's first admission. A run admitted once may be
+    pending again (approved, then waiting for the target lock) with a step of it already
+    acted: checked again, a render that failed the second time would refuse it half done."""
+    rendered = RendersOnce()
+    rules = POKE_RULES + "      - action: test.rendered\n        approval: never\n"
+    env = await approval_env(rules=rules, actions=[rendered], lock_wait_s=0.2)
+    run, approval = await env.pending_run()
+    assert rendered.checks == 1
+    # Another run acts on the same Deployment: the approved run waits for its lock.
+    other = AdmissionRequest(
+        "00000000-0000-0000-0000-00000000beef",
+        "other",
+        run.target,
+        disruptive=False,
+        spec=GuardSpec(),
+    )
+    held = await env.harness.guards.admit(other)
+    assert held.admitted
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+    assert (await env.harness.only_run()).outcome is RunOutcome.PENDING
+    await env.harness.guards.release(other, held)
+
+    async def finished() -> bool:
+        await env.harness.drain()
+        return (await env.harness.only_run()).outcome is not RunOutcome.PENDING
+
+    await eventually(finished, timeout_s=10)
+    done = await env.harness.only_run()
+    assert done.refusal_guard is None, done
+    assert [(s.action, s.outcome) for s in done.steps] == [
+        ("test.poke", "ok"),
+        ("test.rendered", "ok"),
+    ]
+    assert env.peer.pokes == 1
+    assert rendered.checks == 1

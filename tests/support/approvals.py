@@ -8,7 +8,7 @@ counted by a server, not by a mock; it also takes the approval notifications (``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -229,6 +229,7 @@ async def approval_env(
         metrics: Metrics | None = None,
         policy: ApproverPolicy = POLICY,
         clients: dict[str, Any] | None = None,
+        actions: Sequence[Any] = (),
         **harness_args: Any,
     ) -> ApprovalEnv:
         session = aiohttp.ClientSession()
@@ -249,7 +250,7 @@ async def approval_env(
         harness = await make_harness(
             rules,
             dry_run=False,
-            extra_actions=[Poke(peer.url)],
+            extra_actions=[Poke(peer.url), *actions],
             # The same channels serve the run announcements (a rule's `notify: {channel: ops}`).
             clients={"http": session, "notify": notifier, **(clients or {})},
             approvals=desk,
