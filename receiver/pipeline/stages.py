@@ -24,7 +24,7 @@ from receiver.store import JobKind, Refused, admitted_data, run_id_of
 from remediations.base import Outcome, ParamsError, RendersTemplates
 from remediations.template_work import TemplateFailed
 
-__all__ = ["LOCK_GUARD", "TEMPLATE_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
+__all__ = ["LOCK_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
 
 # The guard whose refusal means "wait": another run holds the target right now.
 LOCK_GUARD = "lock"
@@ -110,8 +110,9 @@ class Admit:
 
     Before the guards, every step whose params are templates over the alert is rendered
     (``RendersTemplates``): a run one of whose steps cannot be rendered is refused by
-    ``TEMPLATE_GUARD``. It takes no guard's slot (a rate limit, the budget), feeds no breaker,
-    and no step of it acts, not even the ones before the step that cannot be rendered."""
+    ``TEMPLATE_GUARD`` (receiver.guards.policy). It takes no guard's slot (a rate limit, the
+    budget), feeds no breaker, and no step of it acts, not even the ones before the step that
+    cannot be rendered."""
 
     name = "admit"
 
