@@ -21,7 +21,7 @@ from receiver.pipeline.approve import Approve
 from receiver.pipeline.context import STEP_PENDING, Deps, RunContext, release_when_done
 from receiver.pipeline.steps import StepRunner, runs_dry
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
-from remediations.base import Outcome, ParamsError, RendersTemplates
+from remediations.base import Outcome, ParamsError, renders_templates
 from remediations.template_work import TemplateFailed
 
 __all__ = ["LOCK_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
@@ -109,10 +109,10 @@ class Admit:
     step that runs dry disrupts nothing.
 
     Before the guards, every step whose params are templates over the alert is rendered
-    (``RendersTemplates``): a run one of whose steps cannot be rendered is refused by
-    ``TEMPLATE_GUARD`` (receiver.guards.policy). It takes no guard's slot (a rate limit, the
-    budget), feeds no breaker, and no step of it acts, not even the ones before the step that
-    cannot be rendered."""
+    (``RendersTemplates``, told by ``renders_templates``): a run one of whose steps cannot be
+    rendered is refused by ``TEMPLATE_GUARD`` (receiver.guards.policy). It takes no guard's
+    slot (a rate limit, the budget), feeds no breaker, and no step of it acts, not even the
+    ones before the step that cannot be rendered."""
 
     name = "admit"
 
@@ -125,7 +125,7 @@ class Admit:
         """Why a step of the run cannot be rendered over its alert; None when each can."""
         for step in ctx.steps:
             action = self._deps.registry.get(step.action)
-            if not isinstance(action, RendersTemplates):
+            if not renders_templates(action):
                 continue
             try:
                 params = self._deps.registry.parse_params(step.action, step.params)
