@@ -22,6 +22,7 @@ from __future__ import annotations
 from receiver.store.announcements import Announcements, announced_data
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog
+from receiver.store.canonical import canonical_json
 from receiver.store.claims import MAX_HINTED_LANES, next_lane
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, describe, is_unavailable
@@ -40,7 +41,6 @@ from receiver.store.records import (
     Refused,
     RunRecord,
     StepRecord,
-    canonical_json,
     run_id_of,
 )
 from receiver.store.review import ReviewReads

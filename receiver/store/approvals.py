@@ -18,10 +18,11 @@ import asyncpg
 
 from receiver.model import ApprovalRecord, ApprovalState, RunOutcome, Target
 from receiver.store.audit import append_in_tx
+from receiver.store.canonical import canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
-from receiver.store.records import JobKind, as_utc, canonical_json
+from receiver.store.records import JobKind, as_utc
 
 __all__ = ["APPROVAL_LIMIT", "Approvals"]
 
@@ -301,13 +302,8 @@ class Approvals(Database):
             if row is None:
                 return False
             approval = _record(row)
-            await append_in_tx(
-                conn,
-                "approval.superseded",
-                approval.run_id,
-                None,
-                _audit_data(approval, live_plan_hash=new_hash),
-            )
+            data = _audit_data(approval, live_plan_hash=new_hash)
+            await append_in_tx(conn, "approval.superseded", approval.run_id, None, data)
         return True
 
     async def _close_pending(

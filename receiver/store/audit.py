@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.chain import ChainRow, diagnose, diagnose_end
 from receiver.store.database import Database
 from receiver.store.errors import translate
-from receiver.store.records import AuditCheck, as_utc, audit_data, canonical_json
+from receiver.store.records import AuditCheck, as_utc
 
 __all__ = ["AuditLog", "append_in_tx", "audit_insert_sql"]
 

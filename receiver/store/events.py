@@ -30,6 +30,7 @@ from typing import Any
 from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
+from receiver.store.canonical import canonical_json
 from receiver.store.claims import CLAIM_EVENTS_CALL, LANES, MAX_HINTED_LANES, ClaimedEvents
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
@@ -37,7 +38,6 @@ from receiver.store.leases import EVENTS, Leases, complete_sql
 from receiver.store.records import (
     ClaimedEvent,
     NewEvent,
-    canonical_json,
     event_columns,
     event_from_row,
 )

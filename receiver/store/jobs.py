@@ -23,10 +23,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from receiver.store.canonical import canonical_json
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.leases import HELD, JOBS, Leases, claim_assignments, due_sql
-from receiver.store.records import ClaimedJob, JobKind, canonical_json, job_from_row
+from receiver.store.records import ClaimedJob, JobKind, job_from_row
 
 __all__ = ["JobQueue", "enqueue"]
 

@@ -1,8 +1,8 @@
 """Plain records the store hands out and takes in, and the row -> record converters.
 
 No I/O here: the records are frozen dataclasses, the converters read asyncpg rows (any mapping
-of column name to value) and the column lists name what they read. ``canonical_json`` is the
-byte form of JSON the audit hash is computed over and the form jsonb parameters are sent in.
+of column name to value) and the column lists name what they read. The JSON they are sent in
+is ``receiver.store.canonical``'s.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from receiver.alertmanager import ZERO_TIME
 from receiver.model import AlertEvent, RunOutcome, Status, Target, VerifyResult
+from receiver.store.canonical import audit_data
 
 __all__ = [
     "RUN_COLUMNS",
@@ -29,8 +30,6 @@ __all__ = [
     "RunRecord",
     "StepRecord",
     "as_utc",
-    "audit_data",
-    "canonical_json",
     "event_columns",
     "event_from_row",
     "job_from_row",
@@ -38,17 +37,6 @@ __all__ = [
     "run_id_of",
     "step_from_row",
 ]
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 kept: the byte form the audit hash is computed over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def audit_data(data: Mapping[str, Any]) -> str:
-    """``data`` as the canonical JSON an audit row is hashed over: through JSON once first, so
-    the hash is over what jsonb will give back."""
-    return canonical_json(json.loads(canonical_json(dict(data))))
 
 
 def as_utc(value: datetime) -> datetime:

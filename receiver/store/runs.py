@@ -14,6 +14,7 @@ import asyncpg
 from receiver.model import AlertEvent, RunOutcome, StepPlan, Target
 from receiver.store.announcements import ANNOUNCED
 from receiver.store.audit import append_in_tx, audit_insert_sql
+from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
@@ -25,8 +26,6 @@ from receiver.store.records import (
     Refused,
     RunRecord,
     as_utc,
-    audit_data,
-    canonical_json,
     run_from_row,
     step_from_row,
 )

@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import Any, NotRequired, TypedDict, Unpack
 
 from receiver.store.audit import append_in_tx, audit_insert_sql
+from receiver.store.canonical import canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
-from receiver.store.records import Refused, canonical_json
+from receiver.store.records import Refused
 
 __all__ = [
     "NOT_RUN",

@@ -5,12 +5,17 @@ the chain's head while its transaction is still running."""
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from receiver.store import Store
 from receiver.store.audit import append_in_tx, audit_insert_sql
-from receiver.store.records import audit_data
+from receiver.store.canonical import audit_data, canonical_json
 
 # Text the database and Python could escape differently if either side built the JSON alone:
 # quotes, backslashes, control characters (short and \u escapes), DEL, line and paragraph
@@ -34,6 +39,73 @@ async def test_rows_with_awkward_text_verify(store: Store) -> None:
     check = await store.verify_audit()
     assert check.ok, check
     assert check.checked == len(AWKWARD)
+
+
+# Numbers that jsonb gives back in another form than Python wrote them: a float of 1e16 and up
+# is written with an exponent and comes back as an integer, -0.0 comes back as 0.0; and keys
+# that are not strings, which JSON makes strings (and so sorts as strings).
+AWKWARD_NUMBERS: list[object] = [
+    1e16,
+    1.5e16,
+    1.2345678901234567e20,
+    -1e300,
+    -0.0,
+    2**70,
+    1e-7,
+    0.1 + 0.2,
+    {1: "one", 10: "ten", 9: "nine"},
+]
+
+
+async def test_rows_with_awkward_numbers_verify(store: Store) -> None:
+    for i, value in enumerate(AWKWARD_NUMBERS):
+        await store.append_audit("number", data={"value": value, "i": i})
+    check = await store.verify_audit()
+    assert check.ok, check
+    assert check.checked == len(AWKWARD_NUMBERS)
+
+
+def test_audit_data_of_nan_or_an_infinity_is_refused_before_the_store() -> None:
+    for value in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="jsonb has no such number"):
+            audit_data({"value": [1, {"x": value}]})
+
+
+# Text jsonb stores: no NUL, no lone surrogate (neither can be stored, nor comes from intake).
+_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=8)
+_LEAF = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT
+_JSON = st.recursive(
+    _LEAF.filter(lambda v: v not in (float("inf"), float("-inf"))),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(_TEXT, inner, max_size=3)
+        | st.dictionaries(st.integers(), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(values=st.lists(_JSON, min_size=1, max_size=10))
+def test_audit_data_is_what_the_verifier_writes_from_jsonb(
+    database_url: str, values: list[Any]
+) -> None:
+    # The verifier hashes canonical_json(json.loads(the stored jsonb's text)): audit_data must
+    # be that text already, or a row verifies as edited (store/audit.py, records.py).
+    async def stored(texts: list[str]) -> list[str]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return [await conn.fetchval("SELECT $1::jsonb::text", text) for text in texts]
+        finally:
+            await conn.close()
+
+    written = [audit_data({"value": value}) for value in values]
+    back = asyncio.run(stored(written))
+    assert [canonical_json(json.loads(text)) for text in back] == written
 
 
 async def test_rows_of_one_transaction_chain_in_the_order_appended(
