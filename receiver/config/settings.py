@@ -189,6 +189,11 @@ class Settings(RedisSettings):
     # 26 to 31 ms), 16 in 7.9 to 8.3 s (p50 32 to 38 ms). Stop 21's slower hour, taking turns
     # 12, 16, 16, 12, 16, 12, 12, 16: 12 in 11.5 to 11.8 s (p50 28 to 32 ms), 16 in 10.1 to
     # 11.4 s (p50 33 to 40 ms); 20 and 24 no sooner than 16, at p50 35 to 50 ms. So 16.
+    # Stop 24's hour: with 100,000 stored 32 drained in 14.5 to 15.3 s against 18.9 to 20.1 s
+    # at 16 (in turn; 48 and 64 no sooner than 32), but with the 1,000,000 stored that the
+    # target is set at, taking turns 16, 32, 32, 16: 17.9 and 17.0 s at 16 (p50 46 and 43 ms),
+    # 17.9 and 17.2 s at 32 (p50 54 and 57 ms): a claim and a run's write cost more per event
+    # in groups of 16 on the bigger indexes. So 16 still.
     worker_concurrency: int = Field(default=16, ge=1, le=256)
     worker_lease_seconds: float = Field(default=60.0, gt=0)
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
