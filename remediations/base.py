@@ -263,10 +263,10 @@ class RendersTemplates(Protocol):
 
 
 def renders_templates(action: object) -> TypeGuard[RendersTemplates]:
-    """True when ``action`` has a ``render_check`` (``RendersTemplates``). An attribute look-up,
-    not ``isinstance`` against a runtime-checkable Protocol, which walks the Protocol's members
-    on each call: asked for each step of every new run, it was 2 % of the worker's CPU in a
-    storm (issue 12)."""
+    """True when ``action`` has a callable ``render_check`` (``RendersTemplates``). An attribute
+    look-up, not ``isinstance`` against a runtime-checkable Protocol, which walks the Protocol's
+    members on each call: asked for each step of every new run, it was 2 % of the worker's CPU
+    in a storm (issue 12)."""
     return callable(getattr(action, "render_check", None))
 
 

@@ -192,8 +192,9 @@ class Settings(RedisSettings):
     # Stop 24's hour: with 100,000 stored 32 drained in 14.5 to 15.3 s against 18.9 to 20.1 s
     # at 16 (in turn; 48 and 64 no sooner than 32), but with the 1,000,000 stored that the
     # target is set at, taking turns 16, 32, 32, 16: 17.9 and 17.0 s at 16 (p50 46 and 43 ms),
-    # 17.9 and 17.2 s at 32 (p50 54 and 57 ms): a claim and a run's write cost more per event
-    # in groups of 16 on the bigger indexes. So 16 still.
+    # 17.9 and 17.2 s at 32 (p50 54 and 57 ms): on the bigger indexes, a run's write and the
+    # history read cost more per event at 32 (claims and groups of 16) than at 16 (of 8), and
+    # the unrelated alert waits for more others. So 16 still.
     worker_concurrency: int = Field(default=16, ge=1, le=256)
     worker_lease_seconds: float = Field(default=60.0, gt=0)
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)

@@ -6,7 +6,6 @@ form the verifier writes again from what jsonb gives back (``receiver.store.audi
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -19,60 +18,72 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# Containers walked at most before the one-encoding path gives up (and the round trip, which
+# refuses data that contains itself, takes over): audit data holds tens.
+_PLAIN_CONTAINERS = 10_000
+
+
 def audit_data(data: Mapping[str, Any]) -> str:
     """``data`` as the canonical JSON an audit row is hashed over: the text the verifier writes
     again from what jsonb gives back (``canonical_json`` of ``json.loads`` of the stored value),
     so that a row verifies whatever it holds. Raises ValueError for NaN or an infinity, which
-    jsonb refuses (the row could never be sealed).
+    jsonb refuses (the row could never be sealed), and for data that contains itself.
 
     Most data needs one encoding: string keys, and no float (``_plain``; a refused storm
     event's ``run.created`` row took a third of the time of the round trip, issue 12). Other
-    data goes through JSON once first (keys become strings, and sort as strings) and its floats
-    become what jsonb's numeric gives back (``_as_jsonb_gives_back``)."""
+    data goes through JSON once first (keys become strings, and sort as strings), its floats
+    read back as jsonb's numeric gives them (``_jsonb_number``)."""
     value = dict(data)
     if _plain(value):
         return canonical_json(value)
-    return canonical_json(_as_jsonb_gives_back(json.loads(canonical_json(value))))
-
-
-_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+    return canonical_json(
+        json.loads(canonical_json(value), parse_float=_jsonb_number, parse_constant=_no_number)
+    )
 
 
 def _plain(value: Any) -> bool:
-    """True when ``value`` (JSON-ready) is made of dicts with string keys, lists, tuples,
-    strings, integers, booleans and None only (no float, no subclass): its canonical JSON is
-    then what jsonb gives back. Iterative: audit data may nest deeper than the stack."""
+    """True when ``value`` (JSON-ready) is made of dicts with ``str`` keys, lists, tuples,
+    strings, integers (booleans and enums too: JSON writes their value) and None only: its
+    canonical JSON is then what jsonb gives back. False for a float, a key of another type
+    (JSON makes it a string, which sorts otherwise), a container of another type, and data of
+    more than ``_PLAIN_CONTAINERS`` containers (data that contains itself among them: the
+    round trip refuses it)."""
     stack = [value]
+    budget = _PLAIN_CONTAINERS
     while stack:
         item = stack.pop()
         kind = type(item)
-        if kind is dict:
-            for key in item:
-                if type(key) is not str:
-                    return False
-            stack.extend(item.values())
-        elif kind is list or kind is tuple:
-            stack.extend(item)
-        elif kind not in _PLAIN_SCALARS:
-            return False  # a float, or a type JSON may write in another form (a subclass)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is dict or kind is list or kind is tuple:
+            budget -= 1
+            if budget < 0:
+                return False
+            if kind is dict:
+                for key in item:
+                    if type(key) is not str:
+                        return False
+                stack.extend(item.values())
+            else:
+                stack.extend(item)
+        elif not isinstance(item, (str, int)):
+            return False  # a float, or a type JSON cannot write
     return True
 
 
-def _as_jsonb_gives_back(value: Any) -> Any:
-    """``value`` (as ``json.loads`` gives it) with each float as jsonb's numeric gives it back:
-    Python writes a float of 1e16 and up with an exponent, which comes back as an integer
-    (``1e+16`` as ``10000000000000000``); ``-0.0`` comes back as ``0.0``. ValueError for NaN and
-    the infinities."""
-    if isinstance(value, dict):
-        return {key: _as_jsonb_gives_back(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_jsonb_gives_back(item) for item in value]
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"audit data cannot hold {value!r}: jsonb has no such number")
-        if value == 0.0:
-            return 0.0
-        written = Decimal(repr(value))
-        if "e" in repr(value) and written == written.to_integral_value():
-            return int(written)
-    return value
+def _jsonb_number(text: str) -> float | int:
+    """A JSON number with a fraction or an exponent (``text``, as Python wrote a float), as
+    jsonb's numeric gives it back: one written with an exponent that is a whole number comes
+    back as an integer (``1e+16`` as ``10000000000000000``: a float of magnitude 1e16 or more),
+    and ``-0.0`` as ``0.0``."""
+    written = Decimal(text)
+    if written == 0:
+        return 0.0
+    if "e" in text.lower() and written == written.to_integral_value():
+        return int(written)
+    return float(text)
+
+
+def _no_number(text: str) -> None:
+    """``NaN`` and the infinities, which Python writes and jsonb refuses."""
+    raise ValueError(f"audit data cannot hold {text}: jsonb has no such number")

@@ -7,10 +7,13 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.store.canonical import audit_data, canonical_json
+from receiver.model import RunOutcome
+from receiver.store.canonical import _plain, audit_data, canonical_json
+from receiver.store.steps import step_audit
 
 _TEXT = st.text(max_size=8)
 _PLAIN = st.recursive(
@@ -45,3 +48,39 @@ def test_floats_are_written_as_jsonb_gives_them_back() -> None:
         '{"big":10000000000000000,"half":0.5,"small":1e-07,"zero":0.0}'
     )
     assert audit_data({"x": 1.2345678901234567e20}) == '{"x":123456789012345670000}'
+
+
+def test_nan_and_the_infinities_are_refused_before_the_store() -> None:
+    for value in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="jsonb has no such number"):
+            audit_data({"value": [1, {"x": value}]})
+
+
+def test_data_that_contains_itself_is_refused_not_walked_forever() -> None:
+    looped: list[Any] = [1]
+    looped.append(looped)
+    with pytest.raises(ValueError, match="Circular reference"):
+        audit_data({"value": looped})
+    # A part shared by two keys is not a loop: written twice.
+    shared = {"a": 1}
+    assert audit_data({"x": shared, "y": shared}) == '{"x":{"a":1},"y":{"a":1}}'
+
+
+def test_a_refused_runs_created_row_is_written_in_one_encoding() -> None:
+    # The storm's most written row (runs.py, create_run with a refusal): the one-encoding path
+    # is what made it cheaper (issue 12), so it must stay plain; enums are plain values.
+    created = {
+        "rule": "restart",
+        "starts_at": "2026-11-25T10:00:00.123456789Z",
+        "event_id": 7,
+        "target": {"kind": "Deployment", "namespace": "shop", "name": "web-1"},
+        "outcome": RunOutcome.PENDING,
+        "dry_run": True,
+        "occurrence": 1,
+        "refire": 0,
+        "alert": {"labels": {"alertname": "X"}, "annotations": {}, "generator_url": ""},
+        "steps": [step_audit("run", 0, "notify", "not_run", "refused", {"text": "x"})],
+    }
+    assert _plain(created)
+    assert not _plain({"x": 1.5})
+    assert not _plain({1: "x"})
