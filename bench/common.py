@@ -215,6 +215,11 @@ def postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "postmaster.pid").read_text().split()[0])
 
 
+def redis_server_pid(root_dir: Path) -> int:
+    """The embedded redis-server's pid, from ``root_dir/redis.pid`` (its ``--pidfile``)."""
+    return int((root_dir / "redis.pid").read_text().split()[0])
+
+
 # -- the machine and the figures -----------------------------------------------------------
 
 

@@ -14,8 +14,8 @@ Reported (bench/storm_figures.py): the drain time from the last notification unt
 queued, events/s, the runs admitted and refused (by guard), the unrelated alerts' latency from
 POST to their action (p50/p99, and when idle), peak memory of the service and of this bench's
 PostgreSQL, SQL statements and transactions per event, and CPU per event of the service's
-processes and of this PostgreSQL's processes only. A benchmark: it compares with the issue's
-targets and never fails on them.
+processes, of this PostgreSQL's processes and of its Redis only. A benchmark: it compares
+with the issue's targets and never fails on them.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from bench.common import (
     client_session,
     machine,
     postmaster_pid,
+    redis_server_pid,
     server,
     tree_pss_mb,
     wait_ready,
@@ -272,7 +273,8 @@ async def run(args: argparse.Namespace) -> None:
             # the time to their refusal is what is measured (both are the alert's outcome).
             idle = await idle_latencies(http, url, monitor, 4)
             await monitor.start()
-            pids = (proc.pid, postmaster, conn.get_server_pid())
+            redis = redis_server_pid(work / "services" / "redis")
+            pids = (proc.pid, postmaster, conn.get_server_pid(), redis)
             usage = Usage.now(*pids)
             peak = [0.0]
             sampler = asyncio.create_task(sample_memory(postmaster, peak))

@@ -172,25 +172,31 @@ class Monitor:
 @dataclass(frozen=True)
 class Usage:
     """CPU seconds so far of the service's process tree, this PostgreSQL's processes (the
-    monitor's backend left out) and the bench itself."""
+    monitor's backend left out), the embedded Redis (the guards' server) and the bench itself:
+    together, where the machine's cores went."""
 
     service: float
     postgres: float
+    redis: float
     client: float
 
     @classmethod
-    def now(cls, service_pid: int, postmaster: int, monitor_backend: int) -> Usage:
+    def now(cls, service_pid: int, postmaster: int, monitor_backend: int, redis: int) -> Usage:
         return cls(
             tree_cpu_seconds(service_pid),
             tree_cpu_seconds(postmaster) - cpu_seconds(monitor_backend),
+            cpu_seconds(redis),
             cpu_seconds(os.getpid()),
         )
 
-    def since(self, service_pid: int, postmaster: int, monitor_backend: int) -> Usage:
+    def since(self, service_pid: int, postmaster: int, monitor_backend: int, redis: int) -> Usage:
         """What was used from this reading until now."""
-        now = Usage.now(service_pid, postmaster, monitor_backend)
+        now = Usage.now(service_pid, postmaster, monitor_backend, redis)
         return Usage(
-            now.service - self.service, now.postgres - self.postgres, now.client - self.client
+            now.service - self.service,
+            now.postgres - self.postgres,
+            now.redis - self.redis,
+            now.client - self.client,
         )
 
 
@@ -308,7 +314,7 @@ async def report(
     print(
         f"CPU per event: service {1e6 * used.service / per:.0f} us, PostgreSQL "
         f"{1e6 * used.postgres / per:.0f} us (this bench's postmaster and its children only), "
-        f"bench client {1e6 * used.client / per:.0f} us"
+        f"Redis {1e6 * used.redis / per:.0f} us, bench client {1e6 * used.client / per:.0f} us"
     )
     print(
         f"peak memory: service {service_mb:.0f} MB RSS, PostgreSQL {postgres_peak_mb:.0f} MB "
