@@ -47,6 +47,11 @@ _TERMINAL = frozenset(
     }
 )
 
+# The data of the run.outcome row of a run admitted before it was stored: the same for every
+# such run, so written once here rather than on each create_run call (a storm's refused runs,
+# which never use it, paid for it too).
+_RUNNING_AUDIT = audit_data({"outcome": str(RunOutcome.RUNNING)})
+
 
 class Runs(Database):
     """Create, move and read runs; every change is audited in its own transaction."""
@@ -258,7 +263,7 @@ class Runs(Database):
                 None if complete is None else complete.event_id,
                 None if complete is None else complete.owner,
                 None if admitted is None else audit_data(admitted),
-                audit_data({"outcome": str(RunOutcome.RUNNING)}),
+                _RUNNING_AUDIT,
             )
         assert row is not None  # the outer SELECT has no FROM: always one row
         if complete is not None and row["completed"]:
