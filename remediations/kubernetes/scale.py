@@ -1,4 +1,8 @@
-"""``kubernetes.scale``: set a workload's replicas, never past [min, max].
+"""``kubernetes.scale``: set a workload's replicas, never past [min, max], and never the other
+way from the one asked: a raise (``delta: +N``, ``factor`` above 1, ``replicas`` above the live
+count) never lowers the count, however far above ``max`` it already is, and a lowering never
+raises it (``ScaleParams.toward``). A bound is a limit on the step's own change, not an order
+to move the workload to it: the same rule as ``kubernetes.set_resources``' factor with a cap.
 
 ``restore: true`` (an on_resolved step) undoes the change of its own run's scale step, and only
 that: it takes this run's delta (after - before) off the live count, so two runs that scaled the
@@ -60,13 +64,20 @@ class ScaleParams(ActionParams):
             raise ValueError("give exactly one of replicas, delta, factor (or restore: true)")
         if self.delta == 0:
             raise ValueError("delta must not be 0")
+        if self.factor == 1:
+            raise ValueError("factor must not be 1: it would change nothing")
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
 
     def desired(self, current: int) -> int:
-        """The count to set from ``current``, clamped to [min, max]. ValueError for ``restore``,
-        which depends on what the run changed (``Scale.plan``)."""
+        """The count to set from ``current``: the one asked, within [min, max], never moved the
+        other way (``toward``). ValueError for ``restore``, which depends on what the run
+        changed (``Scale.plan``)."""
+        return self.toward(current, self.wanted(current))
+
+    def wanted(self, current: int) -> int:
+        """The count asked from ``current``, before the bounds. ValueError for ``restore``."""
         if self.restore:
             raise ValueError("a restore undoes its run's own change; it has no count of its own")
         if self.replicas is not None:
@@ -78,11 +89,28 @@ class ScaleParams(ActionParams):
             # Round away from the current count, so a factor always moves by at least one.
             raw = current * self.factor
             wanted = math.ceil(raw) if self.factor >= 1 else math.floor(raw)
-        return self.clamp(wanted)
+        return wanted
 
-    def clamp(self, wanted: int) -> int:
-        """``wanted`` within [min, max]."""
-        return max(self.min, min(self.max, wanted))
+    def toward(self, current: int, wanted: int) -> int:
+        """From ``current`` toward ``wanted``, stopping at ``min`` or ``max``, and never past
+        ``current`` the other way: ``current`` itself when the bound is already behind it (a
+        raise of a count at or above ``max``, a lowering of one at or below ``min``). Clamping
+        alone turned "add two" on a workload above ``max`` into removing its extra replicas."""
+        bounded = max(self.min, min(self.max, wanted))
+        if wanted > current:
+            return max(current, bounded)
+        if wanted < current:
+            return min(current, bounded)
+        return current
+
+    def held(self, current: int, wanted: int) -> str:
+        """Why ``toward`` left ``current`` as it is although ``wanted`` differs (for the step's
+        message); "" when it did not."""
+        if wanted > current >= self.max:
+            return f"already at or above max {self.max}: a raise never lowers it"
+        if wanted < current <= self.min:
+            return f"already at or below min {self.min}: a lowering never raises it"
+        return ""
 
 
 _SCALE_INFIX = {"Deployment": "deployment", "StatefulSet": "stateful_set"}
@@ -143,16 +171,20 @@ class Scale(KubeAction[ScaleParams]):
                 )
                 return WritePlan.noop(Change(message, before, before), message)
             self._refuse_changed_since(api, obj, target, current, delta)
-            desired = params.clamp(current - delta)
+            wanted = current - delta
             how = f" (undoing this run's {delta:+d})"
         else:
-            desired = params.desired(current)
+            wanted = params.wanted(current)
+        desired = params.toward(current, wanted)
         after = {"replicas": desired}
         if desired == current:
-            return WritePlan.noop(
-                Change(f"{object_ref(target)} already has {current} replicas", before, before),
-                f"{object_ref(target)} already has {current} replicas",
+            held = params.held(current, wanted)
+            message = f"{object_ref(target)} " + (
+                f"has {current} replicas, {held} (asked: {wanted})"
+                if held
+                else f"already has {current} replicas"
             )
+            return WritePlan.noop(Change(message, before, before), message)
         change = Change(
             f"scale {object_ref(target)} from {current} to {desired} replicas{how}",
             before,

@@ -248,6 +248,28 @@ async def test_scale_modes_clamp_and_restore(
     assert dep.metadata.annotations["remediator.io/replicas"] == "1"
 
 
+async def test_scale_up_never_lowers_a_workload_above_max(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The shipped HighErrorRate rule's step (replicas x 1.5 within [2, 10]) on a Deployment
+    someone already runs at 12: it is left at 12, saying why, and the run's restore has
+    nothing to undo. Clamping alone scaled it down to 10 in the middle of an error spike."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=12)
+    action, target, ctx = Scale(), deployment(ns), make_ctx(kube_admin)
+    result = await action.run(ctx, target, action.Params(factor=1.5, min=2, max=10))
+    assert result.outcome is Outcome.NOOP
+    assert "has 12 replicas, already at or above max 10: a raise never lowers it" in (
+        result.message
+    )
+    assert await read_scale(kube_admin, ns) == 12
+    own = {"kubernetes.scale": {"before": result.before, "after": result.after}}
+    restore = make_ctx(kube_admin, recorded=own)
+    result = await action.run(restore, target, action.Params(restore=True, min=1, max=10))
+    assert (result.outcome, result.message.endswith("nothing to undo")) == (Outcome.NOOP, True)
+    assert await read_scale(kube_admin, ns) == 12
+
+
 async def test_scale_resends_over_a_status_only_conflict(
     kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:

@@ -150,18 +150,75 @@ def test_scale_params_rejected(raw: dict[str, Any]) -> None:
         ({"factor": 1.5, "max": 10}, 3, 5),  # 4.5 rounds up when growing
         ({"factor": 0.5, "max": 10}, 3, 1),  # 1.5 rounds down when shrinking
         ({"factor": 2.0, "max": 10}, 0, 0),
+        # A bound limits the step's own change; it is not an order to move there. A raise of a
+        # count already above max leaves it (the shipped HighErrorRate and QueueBacklog rules
+        # scaled 12 and 25 replicas down to their max of 10 and 20), a lowering of a count
+        # already below min leaves it.
+        ({"factor": 1.5, "min": 2, "max": 10}, 12, 12),
+        ({"factor": 1.5, "min": 1, "max": 20}, 25, 25),
+        ({"delta": 2, "max": 10}, 15, 15),
+        ({"delta": 2, "max": 10}, 10, 10),
+        ({"replicas": 30, "max": 20}, 25, 25),
+        ({"factor": 0.5, "min": 3, "max": 10}, 2, 2),
+        ({"delta": -2, "min": 5, "max": 10}, 4, 4),
+        ({"replicas": 1, "min": 5, "max": 10}, 4, 4),
+        # ... and stops at the bound when it crosses it in the direction asked.
+        ({"delta": 5, "max": 10}, 8, 10),
+        ({"delta": -5, "min": 3, "max": 10}, 6, 3),
+        ({"replicas": 3, "min": 4, "max": 10}, 9, 4),
+        ({"delta": 1, "min": 4, "max": 10}, 1, 4),
     ],
 )
 def test_scale_desired(raw: dict[str, Any], current: int, desired: int) -> None:
     assert ScaleParams.model_validate(raw).desired(current) == desired
 
 
+def test_scale_factor_of_one_is_refused() -> None:
+    with pytest.raises(ValidationError, match="factor must not be 1"):
+        ScaleParams.model_validate({"factor": 1, "max": 5})
+
+
+_BOUND = st.integers(min_value=0, max_value=1000)
+
+
+@given(
+    mode=st.one_of(
+        st.builds(lambda n: {"replicas": n}, _BOUND),
+        st.builds(lambda n: {"delta": n}, st.integers(-1000, 1000).filter(bool)),
+        st.builds(
+            lambda f: {"factor": f},
+            st.floats(min_value=0.01, max_value=10, allow_nan=False).filter(lambda f: f != 1),
+        ),
+    ),
+    bounds=st.tuples(_BOUND, _BOUND).map(sorted),
+    current=_BOUND,
+)
+def test_scale_never_moves_the_other_way(
+    mode: dict[str, Any], bounds: list[int], current: int
+) -> None:
+    """Whatever the live count: the result is the live count, or within [min, max] and on the
+    side of it that was asked; and a count inside the bounds stays inside."""
+    params = ScaleParams.model_validate({**mode, "min": bounds[0], "max": bounds[1]})
+    wanted, result = params.wanted(current), params.desired(current)
+    assert (result > current) <= (wanted > current)
+    assert (result < current) <= (wanted < current)
+    if result != current:
+        assert params.min <= result <= params.max
+        assert params.held(current, wanted) == ""
+    elif wanted != current and not params.min <= current <= params.max:
+        assert params.held(current, wanted)  # says which bound held it
+    if params.min <= current <= params.max:
+        assert params.min <= result <= params.max
+
+
 def test_a_restore_has_no_count_of_its_own() -> None:
-    # It undoes what its run changed (Scale.plan, tested against the API server).
+    # It undoes what its run changed (Scale.plan, tested against the API server), with the
+    # same rule: never past the live count the other way.
     params = ScaleParams(restore=True, min=3, max=10)
     with pytest.raises(ValueError, match="undoes its run's own change"):
         params.desired(7)
-    assert [params.clamp(n) for n in (1, 5, 12)] == [3, 5, 10]
+    assert [params.toward(7, n) for n in (1, 5, 12)] == [3, 5, 10]
+    assert [params.toward(2, 1), params.toward(12, 14)] == [2, 12]
 
 
 # --------------------------------------------------------------------------------------------
