@@ -7,7 +7,8 @@ idempotency keys use them verbatim, because Python's datetime drops nanoseconds.
 Everything accepted here can be stored: PostgreSQL text and jsonb cannot hold U+0000, and UTF-8
 cannot encode a lone UTF-16 surrogate (``"\\ud800"`` is a valid JSON escape), so both are
 replaced with U+FFFD wherever they occur (the alert's fingerprint stays as sent); a timestamp that
-leaves years 1-9999 once converted to UTC is refused, naming the field. No text has a length
+leaves years 1-9999 once converted to UTC reads as the first or last instant Python can hold
+(``parse_rfc3339``), its text kept as sent. No text has a length
 limit: the store indexes a groupKey or an alertname by its hash (migration 0011), and refusing a
 notification loses it (Alertmanager does not retry a 4xx).
 """
@@ -25,7 +26,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "EARLIEST",
     "INTAKE_TIMEOUT_S",
+    "LATEST",
     "LATE_DELIVERY_WINDOW_S",
     "REPLACEMENT",
     "ZERO_TIME",
@@ -61,8 +64,21 @@ _RFC3339 = re.compile(
 )
 
 
+# The first and last instants Python can hold, in UTC: what a timestamp past either end reads as.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC 3339 timestamp to an aware datetime, truncating the fraction to µs.
+
+    A time that leaves years 1-9999 once converted to UTC (``9999-12-31T23:59:59-00:01`` is
+    10000-01-01T00:00:59Z), which Go and Alertmanager accept, reads as ``LATEST`` or
+    ``EARLIEST``: a datetime with that offset makes Python raise OverflowError wherever it is
+    compared or converted, so a worker failed on it on every retry (case 11). The store sends
+    ``LATEST`` as PostgreSQL's ``infinity``; an endsAt that far ahead is "no end known" anyway.
+    Refusing the notification instead lost every alert it carried: Alertmanager does not retry
+    a 4xx, and re-sends the same alert with its group.
 
     Raises ValueError when the text is not RFC 3339 or names an impossible date or time.
     """
@@ -77,9 +93,15 @@ def parse_rfc3339(value: str) -> datetime:
         text += "." + frac[:6].ljust(6, "0")
     text += "+00:00" if tz in ("Z", "z") else tz
     try:
-        return datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"not a valid RFC 3339 date and time: {value!r}") from None
+    if parsed.year in (1, 9999):  # only these can leave the range in UTC
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:
+            return LATEST if parsed.year == 9999 else EARLIEST
+    return parsed
 
 
 class PayloadError(Exception):
@@ -94,24 +116,9 @@ class PayloadError(Exception):
         return f"{self.field}: {self.message}"
 
 
-def _parse_storable(value: str) -> datetime:
-    """parse_rfc3339, and the value must stay within years 1-9999 once converted to UTC
-    (``9999-12-31T23:59:59-00:01`` does not): the store converts to UTC, and so does Python
-    when it compares or sends the value, so the worker would fail on it later."""
-    parsed = parse_rfc3339(value)
-    try:
-        parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(
-            f"{value!r} is outside years 1 to 9999 once converted to UTC, which the store "
-            "cannot hold"
-        ) from None
-    return parsed
-
-
 # Alertmanager re-sends the same few timestamps (every endsAt of a firing alert is the zero
 # time, and a group's alerts often share startsAt): each is parsed once. Errors are not cached.
-_parse_cached = functools.lru_cache(maxsize=4096)(_parse_storable)
+_parse_cached = functools.lru_cache(maxsize=4096)(parse_rfc3339)
 
 
 def _check_rfc3339(value: str) -> str:

@@ -1,8 +1,10 @@
 """Dead letters with the real pipeline behind the real worker (PostgreSQL, Redis, dry-run).
 
-Case 11's worker half: an event the store cannot hold fails in the worker on every attempt; it
-ends dead instead of blocking its alert for ever. And a pipeline that raises for a cause that
-goes away: dead, retried by an operator, then processed.
+Case 11's worker half: an event whose endsAt is past year 9999 in UTC failed in the worker on
+every attempt; it now closes its run like any resolution. An event that fails every attempt
+(here a database trigger refusing to close its run) ends dead instead of blocking its alert for
+ever. And a pipeline that raises for a cause that goes away: dead, retried by an operator,
+then processed.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from receiver.model import RunOutcome, Status
-from receiver.store import NewEvent, Store
+from receiver.model import RunOutcome
+from receiver.store import Store
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.polling import eventually, eventually_not_none
@@ -40,29 +42,47 @@ async def event_in(store: Store, state: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-async def test_case_11_an_event_the_store_cannot_hold_ends_dead_and_the_alert_goes_on(
+async def test_case_11_an_end_past_year_9999_in_utc_closes_its_run(served: Harness) -> None:
+    h = served
+    firing = alert(LABELS, starts_at="2026-01-05T08:00:00Z")
+    await h.intake.accept(notification(firing))
+    [run] = await eventually(lambda: h.runs(outcome=RunOutcome.DRY_RUN), timeout_s=20)
+    # endsAt in year 9999 at -01:00: past year 9999 in UTC. Alertmanager accepts and sends it;
+    # Python could not compare it, and the worker failed on it on every retry.
+    resolved = {**firing, "status": "resolved", "endsAt": "9999-12-31T23:30:00-01:00"}
+    await h.intake.accept(notification(resolved))
+    await eventually(h.store.queue_depth, lambda depth: depth == 0, timeout_s=20)
+    assert await h.store.dead_counts() == {"events": 0, "jobs": 0}
+    closed = await h.store.get_run(run.id)
+    assert closed is not None
+    assert closed.resolved_at is not None  # "no end known": dated now
+    rows, _ = await h.store.list_events(state="done")
+    assert {(r["status"], r["ends_at"]) for r in rows} >= {
+        ("resolved", "9999-12-31T23:30:00-01:00")  # the text as sent
+    }
+
+
+async def test_an_event_that_fails_every_attempt_ends_dead_and_the_alert_goes_on(
     served: Harness,
 ) -> None:
     h = served
     firing = alert(LABELS, starts_at="2026-01-05T08:00:00Z")
     await h.intake.accept(notification(firing))
     await eventually(lambda: h.runs(outcome=RunOutcome.DRY_RUN), timeout_s=20)
-    # Stored before intake refused such timestamps (or anything else that slips past it):
-    # endsAt is in year 9999 at -01:00, past year 9999 in UTC.
-    await h.store.insert_events(
-        [
-            NewEvent(
-                fingerprint=firing["fingerprint"],
-                starts_at="2026-01-05T08:00:00Z",
-                status=Status.RESOLVED,
-                labels=LABELS,
-                ends_at="9999-12-31T23:30:00-01:00",
-            )
-        ]
-    )
+    async with h.store._pool.acquire() as conn:
+        # A real database fault for one episode only: closing its run raises, every time.
+        await conn.execute(
+            """CREATE FUNCTION refuse_episode() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE EXCEPTION 'this episode cannot be closed'; END; $$;
+               CREATE TRIGGER refuse_episode BEFORE UPDATE ON runs
+               FOR EACH ROW WHEN (OLD.starts_at = '2026-01-05T08:00:00Z'
+                                  AND NEW.resolved_at IS NOT NULL)
+               EXECUTE FUNCTION refuse_episode();"""
+        )
+    await h.intake.accept(notification({**firing, "status": "resolved"}))
     dead = await eventually_not_none(lambda: event_in(h.store, "dead"), timeout_s=20)
     assert (dead["status"], dead["failures"]) == ("resolved", 3)
-    assert "date value out of range" in dead["last_error"]
+    assert "this episode cannot be closed" in dead["last_error"]
 
     # The alert fires again (a new episode): it is processed, not queued behind the dead one.
     await h.intake.accept(notification(alert(LABELS, starts_at="2026-01-05T09:00:00Z")))
@@ -80,7 +100,7 @@ async def test_case_11_an_event_the_store_cannot_hold_ends_dead_and_the_alert_go
     assert 'remediator_dead_letters{queue="jobs"} 0.0' in text
 
     # It can never be processed: an operator drops it, on the record.
-    await h.store.drop_item("event", dead["id"], actor="ops", reason="endsAt out of range")
+    await h.store.drop_item("event", dead["id"], actor="ops", reason="episode cannot be stored")
     assert await h.store.dead_counts() == {"events": 0, "jobs": 0}
 
 

@@ -67,7 +67,8 @@ async def _rows(database_url: str) -> list[dict[str, Any]]:
     try:
         rows = await conn.fetch(
             """SELECT fingerprint, labels::text AS labels, annotations::text AS annotations,
-                      generator_url, group_key, receiver, ends_at FROM alert_events"""
+                      generator_url, group_key, receiver, status, starts_at, ends_at
+               FROM alert_events"""
         )
     finally:
         await conn.close()
@@ -131,20 +132,26 @@ async def test_case_09_unstorable_characters_anywhere_are_stored_replaced(
     assert row["fingerprint"] == body["alerts"][0]["fingerprint"]
 
 
-async def test_case_11_a_timestamp_the_store_cannot_hold_is_400(
-    make_client: MakeClient, store: Store
+async def test_case_11_a_time_past_year_9999_in_utc_is_stored_with_its_siblings(
+    make_client: MakeClient, store: Store, database_url: str
 ) -> None:
+    """Alertmanager accepts such an endsAt or startsAt and re-sends it with its group: a 400
+    lost every alert of the notification, at every re-send. Now each is stored, its text as
+    sent, and reads as the last (or first) instant Python holds (receiver/alertmanager.py)."""
     client = await make_client()
     firing = _alert("d1", startsAt="2024-01-01T00:00:00Z")
     assert (await _post(client, _note(firing)))[0] == 200
     resolved = {**firing, "status": "resolved", "endsAt": "9999-12-31T23:59:59-00:01"}
-    status, answer = await _post(client, _note(resolved, status="resolved"))
-    assert status == 400
-    assert answer["field"] == "alerts.0.endsAt"
-    assert "UTC" in answer["error"]
-    assert (
-        await store.queue_depth() == 1
-    )  # only the firing event: nothing for the worker to choke on
+    sibling = _alert("d2", startsAt="2024-01-01T00:00:00Z")
+    early = _alert("d3", startsAt="0001-01-01T00:00:00+01:00")
+    status, answer = await _post(client, _note(resolved, sibling, early))
+    assert (status, answer) == (200, {"accepted": 3, "duplicates": 0})
+    assert await store.queue_depth() == 4
+    rows = await _rows(database_url)
+    assert {(r["status"], r["starts_at"], r["ends_at"]) for r in rows} >= {
+        ("resolved", "2024-01-01T00:00:00Z", "9999-12-31T23:59:59-00:01"),
+        ("firing", "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z"),
+    }
 
 
 async def test_a_long_alertname_and_group_key_are_accepted_and_queued(
