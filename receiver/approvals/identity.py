@@ -14,6 +14,7 @@ function, e.g. the service's operator-token table.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from collections.abc import Callable, Mapping
@@ -32,14 +33,19 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def token_table(operators: Mapping[str, SecretStr]) -> TokenLookup:
     """A ``TokenLookup`` over ``{name: token}``: every token is compared (constant time each),
-    so the time taken does not tell which one nearly matched."""
-    entries = [(name, token.get_secret_value().encode()) for name, token in operators.items()]
+    so the time taken does not tell which one nearly matched. The SHA-256 digests are compared,
+    not the tokens: ``hmac.compare_digest`` returns at once when the lengths differ, which told
+    a token's length (the API's edge compares digests too)."""
+    entries = [
+        (name, hashlib.sha256(token.get_secret_value().encode()).digest())
+        for name, token in operators.items()
+    ]
 
     def lookup(token: str) -> str | None:
         found = None
         # aiohttp decodes header bytes that are not UTF-8 as lone surrogates: a token holding
         # one must compare unequal (401), not raise (500). No valid token contains any.
-        given = token.encode("utf-8", "surrogatepass")
+        given = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         for name, expected in entries:
             if hmac.compare_digest(given, expected):
                 found = name

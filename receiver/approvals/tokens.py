@@ -4,11 +4,12 @@
     payload = {"v": 1, "kid", "aid": approval id, "ph": plan hash, "exp": unix seconds, "jti"}
 
 Keys come from files, several at once, each under its key id (research/alertmanager-protocol.md
-§5.2): the newest key id (the greatest, so name them by date or a counter) signs, and every key
-listed verifies, so keys rotate by adding the new file first and removing the old one once the
-links it signed have expired. A key that is removed stops verifying at once. Signing and
-checking are itsdangerous' (HMAC-SHA256, constant-time comparison); the expiry is checked
-against the server's clock here and again by the store (``expires_at``).
+§5.2): the newest key id (the greatest in natural order, ``_natural``: name them by date or a
+counter) signs, and every key listed verifies, so keys rotate by adding the new file first and
+removing the old one once the links it signed have expired. A key that is removed stops
+verifying at once. Signing and checking are itsdangerous' (HMAC-SHA256, constant-time
+comparison); the expiry is checked against the server's clock here and again by the store
+(``expires_at``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ class TokenClaims:
     jti: str
 
 
+def _natural(kid: str) -> tuple[tuple[int, int | str], ...]:
+    """``kid`` in natural order: its runs of digits compare as numbers, so ``k10`` comes after
+    ``k9`` (as text it came before, and ``k9`` kept signing after ``k10`` was added)."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"([0-9]+)", kid)
+        if part
+    )
+
+
 class KeyRing:
     """Signing keys by key id. Raises ValueError for an empty ring, a bad key id or a short
     key (the message names the key id, never the key)."""
@@ -72,7 +83,7 @@ class KeyRing:
                     "(e.g. `openssl rand -hex 32`)"
                 )
         self._keys = dict(keys)
-        self.signing_kid = max(self._keys)
+        self.signing_kid = max(self._keys, key=_natural)
 
     def __contains__(self, kid: object) -> bool:
         return kid in self._keys

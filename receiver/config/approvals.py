@@ -92,16 +92,56 @@ def _networks(
         networks = tuple(ipaddress.ip_network(v, strict=False) for v in values)
     except ValueError as exc:
         raise ConfigError(f"{_ENV['sso_trusted_proxies']}: {exc}") from None
-    everyone = [str(n) for n in networks if n.prefixlen == 0]
-    if everyone and sso_header is not None:
-        # Whoever may send the header names the approver: trusting every address lets anyone
-        # approve as anyone.
+    wide = _too_wide(networks)
+    if wide and sso_header is not None:
+        # Whoever may send the header names the approver: trusting every address, or a large
+        # part of the internet (0.0.0.0/1 and 128.0.0.0/1 together are every address), lets
+        # anyone approve as anyone.
         raise ConfigError(
-            f"{_ENV['sso_trusted_proxies']}: {', '.join(everyone)} trusts every address with"
-            f" {_ENV['sso_user_header']}: anyone could name any approver; list the SSO proxy's"
-            " addresses"
+            f"{_ENV['sso_trusted_proxies']}: {wide} with {_ENV['sso_user_header']}: anyone"
+            " could name any approver; list the SSO proxy's addresses"
         )
     return networks
+
+
+# The private blocks a cluster's proxies live in (RFC 1918, RFC 6598's shared space, loopback,
+# link-local, RFC 4193's unique local): trusting one of them whole is a deployment's choice.
+_PRIVATE = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "::1/128",
+        "fe80::/10",
+    )
+)
+# The most public addresses trusted proxies may cover: a /16 of IPv4, a /48 of IPv6 (a site).
+_PUBLIC_LIMIT = {4: 2**16, 6: 2**80}
+
+
+def _too_wide(networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
+    """What of ``networks`` trusts too much: "" when nothing; else the networks and how many
+    public addresses they cover together (overlaps counted once), past a /16 of IPv4 or a /48
+    of IPv6."""
+    for version, limit in _PUBLIC_LIMIT.items():
+        mine = [n for n in networks if n.version == version]
+        public = 0
+        for net in ipaddress.collapse_addresses(mine):  # type: ignore[type-var]
+            public += net.num_addresses
+            for private in _PRIVATE:
+                if private.version != version:
+                    continue
+                if net.subnet_of(private) or private.subnet_of(net):  # type: ignore[arg-type]
+                    public -= min(net.num_addresses, private.num_addresses)
+        if public > limit:
+            listed = ", ".join(str(n) for n in mine)
+            return f"{listed}: {public:,} public IPv{version} addresses trusted"
+    return ""
 
 
 def load_approvals(settings: Settings) -> ApprovalFiles:

@@ -40,7 +40,9 @@ class Sessions:
                 for name, token in sorted(operators.items())
             )
             key = hashlib.sha256(_PURPOSE + material).digest()
-            self._serializer = URLSafeTimedSerializer(key, salt="review-session")
+            self._serializer = URLSafeTimedSerializer(
+                key, salt="review-session", signer_kwargs={"digest_method": hashlib.sha256}
+            )
 
     def issue(self, name: str) -> str:
         """A cookie value for operator ``name``."""

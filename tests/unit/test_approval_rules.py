@@ -185,3 +185,21 @@ def test_slack_signature_window_and_payload() -> None:
         slack.parse(b"payload=%7B%7D")
     with pytest.raises(SlackPayloadError):
         slack.parse(_click("something_else"))
+
+
+def test_token_lookup_compares_digests_so_a_tokens_length_does_not_show(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # hmac.compare_digest returns at once when the lengths differ: comparing the tokens
+    # themselves told how long an operator's token is.
+    compared: list[tuple[int, int]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    lookup = token_table({"alice": SecretStr("tok-a"), "bob": SecretStr("a-much-longer-token")})
+    assert [lookup("tok-a"), lookup("x"), lookup("a-much-longer-token")] == ["alice", None, "bob"]
+    assert set(compared) == {(32, 32)}

@@ -110,3 +110,12 @@ def test_csrf_token_is_bound_to_approval_session_and_person() -> None:
     assert not csrf.check(token, AID, "", "alice")
     assert not csrf.check("", AID, "session-1", "alice")
     assert not CsrfTokens(KeyRing({"k1": K2})).check(token, AID, "session-1", "alice")
+
+
+def test_the_greatest_key_id_in_natural_order_signs() -> None:
+    # As text "k9" sorted after "k10": the old key went on signing once k10 was added.
+    key = b"k" * 32
+    assert KeyRing({"k9": key, "k10": key}).signing_kid == "k10"
+    assert KeyRing({"k2": key, "k10": key, "k1": key}).signing_kid == "k10"
+    assert KeyRing({"2026-01-09": key, "2026-01-10": key}).signing_kid == "2026-01-10"
+    assert KeyRing({"a": key, "b2": key, "b10": key}).signing_kid == "b10"

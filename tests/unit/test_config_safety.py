@@ -136,7 +136,22 @@ def test_every_variable_the_tools_read_is_known() -> None:
     assert foreign <= {"REMEDIATOR_PORTT", "REMEDIATOR_WEBHOOK_TOKN", "REMEDIATOR_SOMETHING_ELSE"}
 
 
-@pytest.mark.parametrize("everyone", ["0.0.0.0/0", "::/0", "10.0.0.0/8,::/0"])
+@pytest.mark.parametrize(
+    "everyone",
+    [
+        "0.0.0.0/0",
+        "::/0",
+        "10.0.0.0/8,::/0",
+        # Every address without a prefix of 0 (the check once looked for that only), and a
+        # large part of the internet.
+        "0.0.0.0/1,128.0.0.0/1",
+        "::/1,8000::/1",
+        ",".join(f"{i}.0.0.0/8" for i in range(11, 20)),
+        "203.0.0.0/15",
+        "10.0.0.0/7",
+        "2001:db8::/32",
+    ],
+)
 def test_trusting_every_address_with_the_sso_header_is_refused(everyone: str) -> None:
     settings = load_settings(
         None,
@@ -149,6 +164,26 @@ def test_trusting_every_address_with_the_sso_header_is_refused(everyone: str) ->
         load_approvals(settings)
     assert caught.value.message.startswith("REMEDIATOR_SSO_TRUSTED_PROXIES: ")
     assert "anyone could name any approver" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "proxies",
+    [
+        "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,127.0.0.1/32,::1/128",
+        "fc00::/7",
+        "203.0.113.0/24,198.51.100.7/32",
+        "203.0.0.0/16,2001:db8:1::/48",
+    ],
+)
+def test_private_blocks_and_a_site_of_public_addresses_may_be_trusted(proxies: str) -> None:
+    settings = load_settings(
+        None,
+        {
+            "REMEDIATOR_SSO_USER_HEADER": "X-Forwarded-User",
+            "REMEDIATOR_SSO_TRUSTED_PROXIES": proxies,
+        },
+    )
+    assert len(load_approvals(settings).trusted_proxies) == proxies.count(",") + 1
 
 
 def test_every_address_without_an_sso_header_trusts_nothing_and_is_fine() -> None:

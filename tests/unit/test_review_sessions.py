@@ -38,3 +38,16 @@ def test_no_operator_no_session() -> None:
         sessions.issue("alice")
     with pytest.raises(ValueError, match="no operator"):
         Sessions(OPERATORS).issue("mallory")
+
+
+def test_a_session_is_signed_with_hmac_sha256_as_the_readme_says() -> None:
+    # itsdangerous signs with HMAC-SHA1 unless told otherwise: 27 characters of signature.
+    # SHA-256 gives 43, and a cookie signed the old way is not read.
+    cookie = Sessions(OPERATORS).issue("alice")
+    assert len(cookie.rsplit(".", 1)[1]) == 43
+    sha1 = Sessions(OPERATORS)
+    assert sha1._serializer is not None
+    sha1._serializer.signer_kwargs = {}
+    old = sha1.issue("alice")
+    assert len(old.rsplit(".", 1)[1]) == 27
+    assert Sessions(OPERATORS).read(old) is None
