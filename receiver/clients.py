@@ -162,6 +162,7 @@ def build_clients(settings: Settings, *, kube: Any | None = None) -> ServiceClie
                 HttpPolicy(
                     timeout=ep.timeout, attempts=ep.attempts, max_retry_after=ep.max_retry_after
                 ),
+                secrets=tuple(_secret(v) for v in ep.secret_headers.values()),
             )
             for name, ep in settings.http_endpoints.items()
         }

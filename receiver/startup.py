@@ -25,6 +25,7 @@ import asyncpg
 from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings
+from receiver.config.connections import url_origin
 from receiver.embedded.credentials import (
     LOCAL_OPERATOR,
     OPERATOR_TOKEN_FILE,
@@ -290,10 +291,16 @@ def configuration_record(
     """What the audit log records when the service starts (``service.started``): every setting
     as loaded, secrets masked (pydantic writes a ``SecretStr`` as ``**********``; operators
     by name only; connection secrets are never part of the settings' data, and a URL or header
-    written in the configuration itself cannot hold one: ``connections.clear_url`` refuses it at
-    load), the rules in force, the mode and the systems steps act on live."""
+    written in the configuration itself that holds a known kind of credential is refused at load
+    by ``connections.clear_url``), the rules in force, the mode and the systems steps act on
+    live. An endpoint's ``url`` is recorded as ``scheme://host[:port]`` only: the audit log is
+    append-only and hash-chained, so a secret in a path or query the checks missed could never
+    be taken out of it again."""
     config = settings.model_dump(mode="json")
     config["operator_tokens"] = sorted(settings.operator_tokens)
+    for endpoint in config.get("http_endpoints", {}).values():
+        if endpoint.get("url"):
+            endpoint["url"] = url_origin(endpoint["url"])
     return {
         "host": socket.gethostname(),
         "worker": worker,

@@ -119,8 +119,10 @@ def _lines(notice: Notice) -> list[str]:
 def slack_message(notice: Notice) -> dict[str, Any]:
     """A Slack incoming-webhook message (``text`` for notifications, blocks for the body)."""
     lines = _lines(notice)
+    # The fallback ``text`` is mrkdwn as well, and what a push notification shows.
+    headline = _escape(lines[0])
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(lines[0])}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
         {
             "type": "section",
             "text": {"type": "mrkdwn", "text": "\n".join(_escape(x) for x in lines[1:])},
@@ -137,7 +139,7 @@ def slack_message(notice: Notice) -> dict[str, Any]:
                 ],
             }
         )
-    return {"text": lines[0], "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+    return {"text": headline, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
 
 
 def webhook_body(notice: Notice) -> dict[str, Any]:

@@ -16,7 +16,6 @@ second time. Decisions (approved, rejected, expired, cancelled) are the desk's n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from receiver.model import Announcement
@@ -24,7 +23,7 @@ from receiver.pipeline.context import Deps, RunContext
 from receiver.pipeline.steps import alert_facts
 from receiver.store import RunRecord, announced_data
 from remediations.base import AlertFacts
-from remediations.notify.message import ChannelKind, Event, Message, StepSummary, mrkdwn_escape
+from remediations.notify.message import Event, Message, StepSummary
 from remediations.notify.notifier import Notifier
 
 __all__ = ["Announcer"]
@@ -141,10 +140,6 @@ class Announcer:
             run = await deps.store.get_run(ctx.run_id)
             fingerprint = run.fingerprint if run is not None else None
             message = self._message(ctx, run, moment, outcome, text)
-            if notifier.channels[spec.channel].kind is ChannelKind.SLACK:
-                # The text quotes the alert and the refusal as they are: no label may turn
-                # into a link or a mention in Slack's mrkdwn.
-                message = replace(message, text=mrkdwn_escape(message.text))
             delivery = await notifier.send(spec.channel, message)
             delivered, detail = delivery.ok, delivery.detail
         else:

@@ -38,12 +38,15 @@ __all__ = ["Endpoint", "HttpCall", "HttpCallParams", "HttpEndpoints"]
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One allow-listed URL. ``headers`` may hold credentials: ``repr()`` shows their names."""
+    """One allow-listed URL. ``headers`` may hold credentials: ``repr()`` shows their names.
+    ``secrets`` are those of the header values that are credentials (read from files): they are
+    redacted from any response excerpt, as the URL's path and query are."""
 
     name: str
     url: str = field(repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     policy: HttpPolicy = field(default_factory=HttpPolicy)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -169,6 +172,7 @@ class HttpCall:
             body,
             what=f"endpoint {endpoint.name!r}",
             policy=endpoint.policy,
+            secrets=endpoint.secrets,
             headers={
                 **endpoint.headers,
                 "X-Remediator-Run-Id": ctx.run_id,

@@ -9,19 +9,21 @@ allow-list names exact URLs). Retrying a POST may deliver it twice if an answer 
 request carries an ``Idempotency-Key`` the receiver can deduplicate on.
 
 URLs may hold secrets (a Slack webhook's path is its credential): messages name the ``what``
-the caller passes and the host, never the URL.
+the caller passes and the host, never the URL. A response body is kept as a bounded excerpt
+(it tells the reviewer why a call failed), with every secret the request carried replaced by
+``[redacted]`` first: a server that echoes its request in an error puts nothing in the record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiohttp
 from tenacity import RetryCallState, wait_exponential_jitter
@@ -37,10 +39,18 @@ __all__ = [
     "json_body",
     "parse_retry_after",
     "post_json",
+    "redactor",
 ]
 
 USER_AGENT = "alert-remediator/0.1"
 _EXCERPT = 500  # characters of a response body kept for the record
+REDACTED = "[redacted]"
+# A URL's path segment or query value this long is redacted on its own too (a Slack or Discord
+# webhook token, echoed without the rest of the path); shorter ones ("services", "v1") are
+# names, and redacting them would only blur the excerpt.
+_TOKEN_LENGTH = 12
+# Shorter than this is no credential, and replacing it would blank every "a" or "pw" of a text.
+_SHORTEST_SECRET = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,36 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def redactor(url: str, secrets: Iterable[str] = ()) -> Callable[[str], str]:
+    """A function replacing, in a text, every secret a request to ``url`` carried with
+    ``[redacted]``: each of ``secrets`` (header values read from files; for ``Bearer x`` the
+    ``x`` alone too), and the URL's userinfo, path, query, fragment, and its long path segments
+    and query values, each as written and percent-decoded. Exact: nothing else is touched, and
+    nothing shorter than 4 characters (it cannot be told from ordinary words)."""
+    parts = urlsplit(url)
+    found: set[str] = {url}
+    for value in secrets:
+        found.add(value)
+        scheme, _, credential = value.partition(" ")
+        if credential and scheme.isalpha():
+            found.add(credential.strip())
+    found.update(str(x) for x in (parts.username, parts.password, parts.query, parts.fragment) if x)
+    if len(parts.path) > 1:
+        found.add(parts.path)
+    found.update(x for x in parts.path.split("/") if len(x) >= _TOKEN_LENGTH)
+    found.update(v for _, v in parse_qsl(parts.query) if len(v) >= _TOKEN_LENGTH)
+    found |= {unquote(x) for x in found}
+    # Longest first, so a secret containing another is replaced whole.
+    ordered = sorted((x for x in found if len(x) >= _SHORTEST_SECRET), key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for secret in ordered:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    return redact
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, _Retryable | aiohttp.ClientConnectionError | asyncio.TimeoutError)
 
@@ -136,13 +176,17 @@ async def post_json(
     what: str,
     policy: HttpPolicy,
     headers: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
 ) -> Posted:
     """POST ``payload`` as JSON to ``url``; the answer when it is 2xx.
 
     Raises ActionRefused for 3xx and 4xx other than 429 (with the status and the start of the
     body), TransientActionError when retries are exhausted or a Retry-After exceeds the cap.
-    ``what`` names the destination in messages, e.g. ``"endpoint 'flush_cache'"``.
+    ``what`` names the destination in messages, e.g. ``"endpoint 'flush_cache'"``. ``secrets``
+    are the header values that are credentials: they, and the URL's secret parts, are redacted
+    from every excerpt of a response body (``Posted.body`` and the messages alike).
     """
+    redact = redactor(url, secrets)
     body = json_body(payload)
     sent_headers = {
         "Content-Type": "application/json",
@@ -168,7 +212,8 @@ async def post_json(
         async with session.post(
             url, data=body, headers=sent_headers, timeout=timeout, allow_redirects=False
         ) as response:
-            text = (await response.text(errors="replace"))[:_EXCERPT]
+            # Redacted before it is cut, so no half of a secret survives at the edge.
+            text = redact(await response.text(errors="replace"))[:_EXCERPT]
             status = response.status
             if 200 <= status < 300:
                 return Posted(status, text, attempts)

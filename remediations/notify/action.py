@@ -112,9 +112,10 @@ class Notify:
         values["run"] = {**values["run"], "url": notifier.run_url(ctx.run_id)}
         return Message(
             event=Event.STEP,
-            # The title is plain text in every rendering: nothing to escape.
+            # The title is plain text here; the Slack rendering escapes it where it is mrkdwn.
             title=render(params.title, values, name="title").strip() or target.key,
             text=render(params.message, values, escape, name="message").strip(),
+            text_is_mrkdwn=escape is not None,
             rule=ctx.rule,
             run_id=ctx.run_id,
             dry_run=ctx.dry_run,

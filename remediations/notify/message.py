@@ -3,10 +3,16 @@
 One ``Message`` serves every event: a run started, was refused, waits for approval, finished,
 failed verification, or a rule's ``notify`` step. The Slack rendering follows the incoming
 webhook format (``text`` as the fallback, Block Kit ``blocks``); every value that came from an
-alert or a system is escaped for mrkdwn (``&``, ``<``, ``>``: Slack's control characters), so a
-label value can never become a link or an ``@channel`` mention. Slack's limits (150 characters
-in a header, 3000 in a section, 2000 in a field, 10 fields) are applied by cutting, never by
-failing.
+alert or a system is escaped for mrkdwn (``&``, ``<``, ``>``: Slack's control characters) in
+every mrkdwn field, the fallback ``text`` included (Slack parses it as mrkdwn and shows it in
+push notifications), so a label value can never become a link or an ``@channel`` mention. Slack's
+limits (150 characters in a header, 3000 in a section, 2000 in a field, 10 fields) are applied by
+cutting, never by failing.
+
+Mattermost and Rocket.Chat accept this payload, but they render ``text`` as Markdown, where
+``@channel``, ``@here`` and ``[label](url)`` need none of ``&<>``: the escaping does not make
+alert values safe there. The channel kind cannot tell them from Slack, so nothing claims it
+does; point them at a ``webhook`` channel and a formatter of your own.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ WEBHOOK_VERSION = "1"
 class ChannelKind(StrEnum):
     """How a channel wants its messages."""
 
-    SLACK = "slack"  # Slack incoming webhook (and compatible: Mattermost, Rocket.Chat)
+    SLACK = "slack"  # Slack incoming webhook (escaping is Slack's; see the module docstring)
     WEBHOOK = "webhook"  # any URL taking the generic JSON document (``webhook_payload``)
 
 
@@ -72,14 +78,15 @@ class StepSummary:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A notification. ``title`` and ``text`` are plain text (``text`` may carry the mrkdwn a
-    rule author wrote; values in it are escaped where it was rendered). ``target`` is
-    ``Target.as_dict()`` plus ``key``; ``links`` maps a label (``run``, ``approve``, ``source``)
-    to a URL."""
+    """A notification. ``title`` is plain text; so is ``text`` unless ``text_is_mrkdwn``, which
+    says it is a rule author's mrkdwn whose values were escaped where it was rendered (then it
+    is sent to Slack as it is). ``target`` is ``Target.as_dict()`` plus ``key``; ``links`` maps a
+    label (``run``, ``approve``, ``source``) to a URL."""
 
     event: Event
     title: str
     text: str = ""
+    text_is_mrkdwn: bool = False
     rule: str = ""
     run_id: str = ""
     outcome: str = ""
@@ -114,16 +121,15 @@ def _change(step: StepSummary) -> str:
 
 
 def slack_payload(message: Message) -> dict[str, Any]:
-    """The JSON body for a Slack (or Slack-compatible: Mattermost, Rocket.Chat) incoming
-    webhook."""
+    """The JSON body for a Slack incoming webhook: ``text`` (the mrkdwn fallback that push
+    notifications show) and ``blocks``; every alert-derived value in a mrkdwn field is escaped."""
     esc = mrkdwn_escape
+    body = message.text if message.text_is_mrkdwn else esc(message.text)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(message.title, 150)}}
     ]
-    if message.text:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(message.text, 3000)}}
-        )
+    if body:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(body, 3000)}})
     fields: list[str] = []
     if message.alert is not None and message.alert.labels.get("alertname"):
         status = f" ({esc(message.alert.status)})" if message.alert.status else ""
@@ -161,7 +167,8 @@ def slack_payload(message: Message) -> dict[str, Any]:
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]}
         )
-    fallback = message.title + (f": {message.text}" if message.text else "")
+    # The fallback is mrkdwn too: the title is escaped here, unlike in the plain_text header.
+    fallback = esc(message.title) + (f": {body}" if body else "")
     return {"text": _cut(fallback, 3000), "blocks": blocks}
 
 

@@ -89,6 +89,84 @@ async def test_slack_message_shape_and_escaping(peer: Peer, notifier: Notifier) 
     assert seen.headers["X-Remediator-Run-Id"] == "run-42"
 
 
+EVIL = "<!channel> <http://evil.example|click here> *bold* & @here <@U123>"
+
+
+def mrkdwn_fields(payload: Any) -> list[str]:
+    """Every string Slack parses as mrkdwn: the top-level ``text`` and each mrkdwn object."""
+    found = [payload["text"]] if isinstance(payload, dict) and "text" in payload else []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(payload.get("blocks", []))
+    return found
+
+
+def assert_nothing_live(payload: Any) -> None:
+    fields = mrkdwn_fields(payload)
+    assert fields
+    for text in fields:
+        for live in ("<!", "<http://evil", "<@"):
+            assert live not in text, (live, text)
+
+
+async def test_alert_values_are_escaped_in_every_mrkdwn_field(
+    peer: Peer, notifier: Notifier
+) -> None:
+    evil = AlertFacts(
+        labels={"alertname": EVIL, "deployment": "sp1"},
+        annotations={"summary": EVIL},
+        status="firing",
+    )
+    step = params(
+        "oncall",
+        "M {{ annotations.summary }}",
+        title="T {{ labels.deployment }} {{ annotations.summary }}",
+    )
+    context = ActionContext("run-42", False, Clients({"notify": notifier}), rule="r", alert=evil)
+
+    result = await Notify().run(context, TARGET, step)
+
+    assert result.outcome is Outcome.OK, result.message
+    payload = peer.seen("/services/T0/B0/secret")[0].body
+    assert_nothing_live(payload)
+    escaped = "&lt;!channel&gt; &lt;http://evil.example|click here&gt; *bold* &amp; @here"
+    assert payload["text"].startswith(f"T sp1 {escaped} &lt;@U123&gt;: M {escaped}")
+    # The header is plain_text, which Slack never parses: it keeps the title as written.
+    assert payload["blocks"][0]["text"]["text"] == f"T sp1 {EVIL}"
+
+
+async def test_an_announcement_escapes_its_title_and_text(peer: Peer, notifier: Notifier) -> None:
+    # What the pipeline announces: plain text quoting the alert, escaped by the rendering.
+    message = Message(
+        event=Event.RUN_REFUSED,
+        title=f"Remediation refused: r on {EVIL}",
+        text=f"refused: {EVIL}",
+        rule=EVIL,
+        run_id="run-42",
+        outcome=EVIL,
+        target={**TARGET.as_dict(), "key": EVIL},
+        alert=AlertFacts(labels={"alertname": EVIL}, annotations={}, status=EVIL),
+        steps=[StepSummary(EVIL, EVIL, EVIL, {"x": EVIL}, {"x": EVIL})],
+        links={EVIL: "https://remediator.example/run"},
+    )
+
+    delivery = await notifier.send("oncall", message)
+
+    assert delivery.ok, delivery.detail
+    payload = peer.seen("/services/T0/B0/secret")[0].body
+    assert_nothing_live(payload)
+    assert payload["text"].startswith("Remediation refused: r on &lt;!channel&gt;")
+
+
 async def test_generic_webhook_gets_the_raw_document(peer: Peer, notifier: Notifier) -> None:
     step = params("audit", "{{ labels.deployment }} rolled back", title="Rollback")
 

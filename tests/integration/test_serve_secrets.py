@@ -4,6 +4,7 @@ URL written in the configuration itself that holds a credential is refused at st
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.support.served import ServeFactory, cli, env_for, serve_to_exit, stop
@@ -65,3 +66,24 @@ def test_a_url_with_a_password_in_the_configuration_itself_is_refused(
     assert "REMEDIATOR_HTTP_ENDPOINTS.x: the URL holds credentials" in proc.stderr
     assert "url_file" in proc.stderr
     assert "s3cretpw" not in proc.stdout + proc.stderr
+
+
+async def test_service_started_records_an_inline_endpoint_url_as_its_origin_only(
+    serve: ServeFactory, embedded_dir: Path
+) -> None:
+    # Nothing in this URL looks like a credential, yet an opaque path segment or query value
+    # may be one: the append-only audit log keeps scheme://host[:port] and no more.
+    url = "https://peer.invalid:8443/opaque/path-9c1e?region=q-9c1e"
+    env = {"REMEDIATOR_HTTP_ENDPOINTS": json.dumps({"flush": {"url": url}})}
+    served = serve(env)
+    assert stop(served) == 0
+    code, export, err = await cli(env_for(embedded_dir) | env, "audit", "export")
+    assert code == 0, err
+    (started,) = [
+        row for row in map(json.loads, export.splitlines()) if row["kind"] == "service.started"
+    ]
+    assert started["data"]["settings"]["http_endpoints"]["flush"]["url"] == (
+        "https://peer.invalid:8443"
+    )
+    assert "9c1e" not in export
+    assert "9c1e" not in "".join(served.output)

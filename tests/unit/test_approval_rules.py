@@ -150,6 +150,26 @@ def test_request_message_says_what_to_what_why_links_where_and_until_when() -> N
     assert "remediator approvals approve a1" in json.dumps(no_link)
 
 
+def test_request_message_escapes_alert_values_in_every_mrkdwn_field() -> None:
+    evil = "<!channel> <http://evil.example|x> <@U1> &"
+    hostile = plan()
+    hostile["summary"] = f"roll back {evil}"
+    notice = Notice(
+        NoticeKind.REJECTED,
+        approval(plan=hostile, decided_by=evil, reason=evil, context={"alertname": evil}),
+    )
+
+    message = slack_message(notice)
+
+    mrkdwn = [message["text"]] + [
+        b["text"]["text"] for b in message["blocks"] if b.get("text", {}).get("type") == "mrkdwn"
+    ]
+    for text in mrkdwn:
+        for live in ("<!", "<http", "<@"):
+            assert live not in text, text
+    assert message["text"].startswith("Rejected by &lt;!channel&gt;")
+
+
 def _signed(secret: str, body: bytes, ts: int) -> dict[str, str]:
     base = b"v0:" + str(ts).encode() + b":" + body
     digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config import ConfigError, load_settings
+from receiver.config.connections import url_origin
 from remediations.redis_queue.queues import End, Layout
 
 
@@ -179,6 +180,59 @@ def test_a_url_or_header_written_in_the_configuration_may_hold_no_secret(
     assert "hunter2-pw" not in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "https://func.example/api/restart?code=AZSECRETCODE123",
+            "query parameter 'code' holds a secret",
+        ),
+        (
+            "https://sign.example/f?x-hmac=AZSECRETCODE123",
+            "query parameter 'x-hmac' holds a secret",
+        ),
+        ("https://c.example/cb#token=AZSECRETCODE123", "the URL has a fragment"),
+        ("https://c.example/cb#AZSECRETCODE123", "the URL has a fragment"),
+        (
+            "https://hooks.slack.com/services/T000/B000/AZSECRETCODE123",
+            "the URL is a Slack webhook, whose path is its credential",
+        ),
+        (
+            "https://discord.com/api/webhooks/123/AZSECRETCODE123",
+            "the URL is a Discord webhook",
+        ),
+        ("https://discordapp.com/api/webhooks/123/AZSECRETCODE123", "a Discord webhook"),
+        (
+            "https://acme.webhook.office.com/webhookb2/x@y/IncomingWebhook/AZSECRETCODE123",
+            "a Microsoft Teams webhook",
+        ),
+        (
+            "https://outlook.office.com/webhook/x/IncomingWebhook/AZSECRETCODE123",
+            "a Microsoft Teams webhook",
+        ),
+        ("https://hooks.zapier.com/hooks/catch/1/AZSECRETCODE123/", "a Zapier webhook"),
+        ("https://api.telegram.org/botAZSECRETCODE123/sendMessage", "a Telegram bot URL"),
+        ("https://chat.internal/hooks/azsecretcode123azsecretcod", "a Mattermost webhook"),
+    ],
+)
+def test_a_url_whose_path_query_or_fragment_is_a_credential_comes_from_a_file(
+    tmp_path: Path, url: str, message: str
+) -> None:
+    inline = f"http: {{endpoints: {{call: {{url: '{url}'}}}}}}"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config(tmp_path, inline), {})
+    assert caught.value.message.startswith("http.endpoints.call: ")
+    assert message in caught.value.message
+    assert "give it in url_file" in caught.value.message
+    assert "AZSECRETCODE123" not in caught.value.message.upper()
+
+    write(tmp_path / "url", url + "\n")
+    from_file = f"http: {{endpoints: {{call: {{url_file: {tmp_path}/url}}}}}}"
+    endpoint = load_settings(config(tmp_path, from_file), {}).http_endpoints["call"]
+    assert endpoint.secret_url is not None
+    assert endpoint.secret_url.get_secret_value() == url
+
+
 def test_a_url_without_credentials_is_written_in_the_configuration(tmp_path: Path) -> None:
     settings = load_settings(
         config(
@@ -237,3 +291,15 @@ def test_a_plain_wrong_value_is_still_quoted(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(config(tmp_path, "worker: {concurrency: lots}"), {})
     assert "'lots'" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://u:pw@h.example:8443/p?q=1#f", "https://h.example:8443"),
+        ("http://[::1]:9000/hook", "http://[::1]:9000"),
+        ("https://h.example/hooks/abc", "https://h.example"),
+    ],
+)
+def test_an_endpoint_url_is_recorded_by_its_origin(url: str, origin: str) -> None:
+    assert url_origin(url) == origin
