@@ -57,6 +57,23 @@ class Endpoint:
     def host(self) -> str:
         return host_of(self.url)
 
+    @property
+    def destination(self) -> dict[str, str]:
+        """What an approval of a call to this endpoint is bound to: its origin as it is, and a
+        digest of the whole URL and every header (name and value), which may hold secrets and
+        so are never shown. An endpoint reconfigured between the request and the click (another
+        path, query or header) makes another plan, which supersedes the approval: the approver
+        never sends to a URL they did not see the plan for."""
+        parts = urlsplit(self.url)
+        digest = hashlib.sha256(self.url.encode())
+        for name, value in sorted(self.headers.items()):
+            digest.update(b"\0" + name.lower().encode() + b"\0")
+            digest.update(hashlib.sha256(value.encode()).digest())
+        return {
+            "endpoint": f"{parts.scheme}://{host_of(self.url)}",
+            "configuration": f"sha256:{digest.hexdigest()[:16]}",
+        }
+
 
 class HttpEndpoints:
     """The ``Clients`` value under ``"http"``: one aiohttp session and the allow-listed
@@ -156,11 +173,19 @@ class HttpCall:
             f"({endpoint.host})",
             {},
             {"body": body},
+            preconditions=endpoint.destination,
         )
 
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
         typed = self._params(params)
         endpoint, body = self._prepare(ctx, target, typed)
+        if ctx.approved is not None and dict(ctx.approved) != endpoint.destination:
+            # The pipeline supersedes such an approval first (the plan's hash differs); this
+            # holds even if a caller skipped that.
+            raise ActionRefused(
+                f"endpoint {endpoint.name!r} is not configured as it was when approved "
+                f"(approved {dict(ctx.approved)}, now {endpoint.destination})"
+            )
         if ctx.dry_run:
             change = await self.preview(ctx, target, typed)
             return Result(Outcome.DRY_RUN, f"dry run (nothing sent): {change.summary}")
