@@ -13,7 +13,7 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from receiver.approvals.policy import rules_not_loaded
 from receiver.approvals.setup import approval_setup
 from receiver.clients import build_clients, check_required, required_clients
 from receiver.config import ConfigError, Settings, kube_credentials_present
@@ -38,6 +39,7 @@ from receiver.redis_connect import connect_redis, durability_warning, mode_misma
 from receiver.review.loader import Review
 from receiver.review.sessions import Sessions
 from receiver.rules.loader import RuleHolder, RuleWatcher
+from receiver.rules.model import RuleSet
 from receiver.startup import (
     Generated,
     RuleReloads,
@@ -118,6 +120,10 @@ async def kube_client(settings: Settings) -> Any | None:
     return client.ApiClient(configuration)
 
 
+def _by_rule_problems(by_rule: Iterable[str], rules: RuleSet) -> list[str]:
+    return rules_not_loaded(by_rule, (rule.name for rule in rules.rules))
+
+
 async def run_service(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     log = structlog.get_logger("remediator")
     require_authentication(settings)
@@ -147,6 +153,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         )
     # Approval files too: a missing key or approvers file must stop the start early.
     approval_files = load_approvals(settings)
+    approver_problems = functools.partial(_by_rule_problems, approval_files.approvers.by_rule)
+    if problems := approver_problems(rules.current):
+        raise ConfigError("; ".join(problems))
 
     async with backing_services(settings) as endpoints:
         embedded = endpoints.embedded
@@ -242,7 +251,9 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        report = RuleReloads(rules, log, store.append_audit, loop)
+        report = RuleReloads(
+            rules, log, store.append_audit, loop, metrics=metrics, problems=approver_problems
+        )
         watcher = RuleWatcher(rules, settings.rules_dir, report)
         loop.add_signal_handler(signal.SIGHUP, lambda: report(rules.reload()))
         background = [

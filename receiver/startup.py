@@ -15,6 +15,7 @@ import concurrent.futures
 import shlex
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ from receiver.embedded.credentials import (
 )
 from receiver.rules.errors import RuleError
 from receiver.rules.loader import RuleHolder
+from receiver.rules.model import RuleSet
 from receiver.store import Store, StoreUnavailable, describe
+from receiver.telemetry import Metrics
 
 __all__ = [
     "Generated",
@@ -322,15 +325,33 @@ class RuleReloads:
     row is written on ``loop``. ``drain`` waits for the rows still being written."""
 
     def __init__(
-        self, rules: RuleHolder, log: Any, audit: Audit, loop: asyncio.AbstractEventLoop
+        self,
+        rules: RuleHolder,
+        log: Any,
+        audit: Audit,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        metrics: Metrics | None = None,
+        problems: Callable[[RuleSet], Sequence[str]] = lambda _: (),
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``metrics``: told of every reload (``remediator_rules_last_reload_successful``);
+        ``problems``: what else a new rule set leaves wrong (the approvers naming a rule no
+        longer loaded), said as errors; ``clock``: Unix seconds."""
         self._rules = rules
         self._log = log
         self._audit = audit
         self._loop = loop
+        self._metrics = metrics
+        self._problems = problems
+        self._clock = clock
         self._pending: set[concurrent.futures.Future[Any]] = set()
+        if metrics is not None:
+            metrics.rules_reloaded(True, clock())  # the set loaded at start-up
 
     def __call__(self, errors: list[RuleError]) -> None:
+        if self._metrics is not None:
+            self._metrics.rules_reloaded(not errors, self._clock())
         if errors:
             for error in errors:
                 self._log.error("rule reload failed; keeping the last good rules", error=str(error))
@@ -341,6 +362,8 @@ class RuleReloads:
             self._log.info("rules reloaded", rules=len(current), digest=current.digest)
             for warning in current.warnings:
                 self._log.warning("rule warning", warning=str(warning))
+            for problem in self._problems(current):
+                self._log.error("the new rules leave a setting wrong", problem=problem)
             kind, data = "rules.reloaded", _rules(self._rules)
         future = asyncio.run_coroutine_threadsafe(self._write(kind, data), self._loop)
         self._pending.add(future)

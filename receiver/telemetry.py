@@ -220,6 +220,19 @@ class Metrics:
             "1 while remediation is paused (the kill switch), else 0.",
             registry=r,
         )
+        # As Prometheus' and Alertmanager's own *_config_last_reload_successful: a rule file
+        # pushed with a mistake keeps the last good set, and only these tell a monitor so.
+        self.rules_reload_ok = Gauge(
+            "remediator_rules_last_reload_successful",
+            "1 when the last load of the rules directory succeeded, 0 while the service runs on"
+            " an older rule set because the last reload failed.",
+            registry=r,
+        )
+        self.rules_reload_time = Gauge(
+            "remediator_rules_last_reload_success_timestamp_seconds",
+            "When the rules in force were loaded (Unix seconds).",
+            registry=r,
+        )
         self.component_up = Gauge(
             "remediator_component_up",
             "1 when a component answers its readiness check at scrape time, else 0, by"
@@ -288,6 +301,12 @@ class Metrics:
         method = method if method in _METHODS else "other"
         self._child(self.http_requests, route, method, str(code)).inc()
         self._child(self.http_duration, route).observe(seconds)
+
+    def rules_reloaded(self, ok: bool, at: float) -> None:
+        """A load of the rules directory at ``at`` (Unix seconds): ``ok`` or failed."""
+        self.rules_reload_ok.set(1 if ok else 0)
+        if ok:
+            self.rules_reload_time.set(at)
 
     def set_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)

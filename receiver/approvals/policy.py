@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["ApproverPolicy", "Identity"]
+__all__ = ["ApproverPolicy", "Identity", "rules_not_loaded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +65,17 @@ class ApproverPolicy:
     def empty(self) -> bool:
         """True when nobody at all may decide (worth a warning at start-up)."""
         return not (self.default or any(self.by_rule.values()) or any(self.by_risk.values()))
+
+
+def rules_not_loaded(by_rule: Iterable[str], loaded: Iterable[str]) -> list[str]:
+    """What is wrong with the approvers' ``by_rule`` keys against the rule names ``loaded``:
+    one message per key that names no loaded rule (a typo, or a rule renamed since). Such a
+    key decides nothing, and the rule it meant falls to the wider ``by_risk`` or ``default``
+    list: a step meant for one approver could be approved by any of them."""
+    names = set(loaded)
+    return [
+        f"approvers file: by_rule names {key!r}, which no loaded rule is called (loaded: "
+        f"{', '.join(sorted(names)) or 'none'}): its steps would be decided by the by_risk or "
+        "default list instead"
+        for key in sorted(set(by_rule) - names)
+    ]

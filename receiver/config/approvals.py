@@ -6,7 +6,7 @@ names the setting and the file (never a secret). Secrets are kept as ``SecretStr
 
 The approvers file (YAML)::
 
-    by_rule: {rollback-on-errors: [alice, bob]}   # wins over by_risk
+    by_rule: {rollback-or-scale-on-high-error-rate: [alice, bob]}   # wins over by_risk
     by_risk: {high: [alice, bob, carol]}          # low | high
     default: []                                   # everyone else: nobody (fail closed)
     slack_users: {U012ABCDEF: alice}              # Slack user id -> approver name

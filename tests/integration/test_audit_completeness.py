@@ -12,9 +12,10 @@ from typing import Any
 
 import aiohttp
 import structlog
+import structlog.testing
 from pydantic import SecretStr
 
-from receiver.approvals.policy import Identity
+from receiver.approvals.policy import Identity, rules_not_loaded
 from receiver.approvals.state import Channel, Decision, Origin
 from receiver.config import Settings
 from receiver.model import Skip
@@ -22,6 +23,7 @@ from receiver.review.loader import Review
 from receiver.rules.loader import RuleHolder
 from receiver.startup import RuleReloads, configuration_record
 from receiver.store import Store
+from receiver.telemetry import Metrics
 from remediations.registry import default_registry
 from tests.support.approvals import MakeApprovalEnv
 from tests.support.pipeline import MakeHarness
@@ -134,6 +136,55 @@ async def test_a_rules_reload_is_recorded(store: Store, tmp_path: Path) -> None:
     assert failed["data"]["errors"]
     assert "rules.yaml" in failed["data"]["errors"][0]
     assert failed["data"]["kept"]["names"] == ["bounce"]
+
+
+async def test_a_failed_reload_shows_in_the_metrics_and_a_stale_approver_list_in_the_log(
+    store: Store, tmp_path: Path
+) -> None:
+    """A monitor can tell a service that runs on older rules (as Prometheus' own
+    *_config_last_reload_successful tells), and a reload that renames a rule the approvers
+    list by name says so."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "rules.yaml").write_text(RESTART_RULES)
+    holder = RuleHolder(rules_dir, default_registry(), Settings().namespace_policy())
+    metrics = Metrics()
+    ticks = iter([1000.0, 2000.0, 3000.0])
+    with structlog.testing.capture_logs() as logs:
+        reloads = RuleReloads(
+            holder,
+            structlog.get_logger("test"),
+            store.append_audit,
+            asyncio.get_running_loop(),
+            metrics=metrics,
+            problems=lambda rules: rules_not_loaded(["restart"], (r.name for r in rules.rules)),
+            clock=lambda: next(ticks),
+        )
+
+        def gauges() -> tuple[float | None, float | None]:
+            text = metrics.render()[0].decode()
+            found = dict(
+                line.split(" ")
+                for line in text.splitlines()
+                if line.startswith("remediator_rules_last_reload")
+            )
+            return (
+                float(found["remediator_rules_last_reload_successful"]),
+                float(found["remediator_rules_last_reload_success_timestamp_seconds"]),
+            )
+
+        assert gauges() == (1.0, 1000.0)
+        (rules_dir / "rules.yaml").write_text("rules: [{name: broken}]")
+        reloads(holder.reload())
+        assert gauges() == (0.0, 1000.0)
+        (rules_dir / "rules.yaml").write_text(
+            RESTART_RULES.replace("name: restart", "name: bounce")
+        )
+        reloads(holder.reload())
+        assert gauges() == (1.0, 3000.0)
+        await reloads.drain()
+    [stale] = [e for e in logs if e["event"] == "the new rules leave a setting wrong"]
+    assert (stale["log_level"], "by_rule names 'restart'" in stale["problem"]) == ("error", True)
 
 
 def test_the_start_up_record_holds_no_secret() -> None:

@@ -125,6 +125,21 @@ def test_serve_refuses_to_start_on_bad_rules(tmp_path: Path, embedded_dir: Path)
     assert "bad.yaml:" in proc.stderr
 
 
+def test_serve_refuses_approvers_naming_a_rule_not_loaded(
+    tmp_path: Path, embedded_dir: Path
+) -> None:
+    # A misspelt rule name in by_rule would let the wider by_risk list decide its steps.
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text(
+        "by_rule: {restart-on-high-memroy: [alice]}\nby_risk: {high: [alice, bob]}\n"
+    )
+    env = env_for(embedded_dir) | {"REMEDIATOR_APPROVERS_FILE": str(approvers)}
+    proc = serve_to_exit(env)
+    assert proc.returncode == 2
+    assert "by_rule names 'restart-on-high-memroy', which no loaded rule is called" in proc.stderr
+    assert "restart-on-high-memory" in proc.stderr  # the loaded rules are listed
+
+
 def test_serve_refuses_to_start_open_and_says_how_to_fix_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
     env |= {

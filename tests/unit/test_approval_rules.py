@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from receiver.approvals.identity import IdentityResolver, token_table
 from receiver.approvals.messages import Notice, NoticeKind, slack_message, webhook_body
 from receiver.approvals.plan import bound_plan, plan_hash
-from receiver.approvals.policy import ApproverPolicy, Identity
+from receiver.approvals.policy import ApproverPolicy, Identity, rules_not_loaded
 from receiver.approvals.slack import SlackInteractions, SlackPayloadError
 from receiver.approvals.state import (
     AlertResolved,
@@ -223,3 +223,14 @@ def test_token_lookup_compares_digests_so_a_tokens_length_does_not_show(
     lookup = token_table({"alice": SecretStr("tok-a"), "bob": SecretStr("a-much-longer-token")})
     assert [lookup("tok-a"), lookup("x"), lookup("a-much-longer-token")] == ["alice", None, "bob"]
     assert set(compared) == {(32, 32)}
+
+
+def test_by_rule_keys_that_name_no_loaded_rule_are_reported() -> None:
+    assert rules_not_loaded(["restart", "rollback"], ["restart", "rollback", "scale"]) == []
+    [problem] = rules_not_loaded(["restart", "rolback"], ["restart", "rollback"])
+    assert "by_rule names 'rolback', which no loaded rule is called" in problem
+    assert "(loaded: restart, rollback)" in problem
+    assert rules_not_loaded(["x"], []) == [
+        "approvers file: by_rule names 'x', which no loaded rule is called (loaded: none): its"
+        " steps would be decided by the by_risk or default list instead"
+    ]
