@@ -21,7 +21,7 @@ from pydantic import SecretStr, ValidationError
 from receiver.config.connections import read_connection_secrets
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
-from receiver.config.settings import ConfigError, Settings
+from receiver.config.settings import WRITTEN, ConfigError, Settings
 from receiver.rules.yaml_lines import safe_load
 
 __all__ = [
@@ -221,7 +221,7 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
         source[env_key.field] = name
 
     try:
-        settings = Settings.model_validate(raw)
+        settings = Settings.model_validate(raw, context=WRITTEN)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
 
