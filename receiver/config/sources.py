@@ -22,6 +22,7 @@ from receiver.config.connections import read_connection_secrets
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
+from receiver.config.variables import ENV_PREFIX, unknown_variables
 from receiver.rules.yaml_lines import safe_load
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "secret_files",
 ]
 
-ENV_PREFIX = "REMEDIATOR_"
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
@@ -193,7 +193,7 @@ def secret_files(directory: Path, source: str) -> list[Path]:
 def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Settings:
     """Read ``config_file`` (optional), overlay ``REMEDIATOR_*`` variables, validate, read secrets.
 
-    Raises ConfigError naming the YAML key or variable at fault.
+    Raises ConfigError naming the YAML key or variable at fault (an unknown ``REMEDIATOR_*`` too).
     """
     raw: dict[str, Any] = {}
     source: dict[str, str] = {}  # field -> the key the user wrote, for error messages
@@ -210,15 +210,15 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
         raw["kubeconfig"] = first
         source["kubeconfig"] = "KUBECONFIG"
 
+    # A misspelt variable would leave its setting at the default (REMEDIATOR_DRYRUN: live).
+    unknown = unknown_variables(environ, _BY_ENV)
+    if unknown:
+        raise ConfigError("; ".join(unknown))
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
-            continue
         env_key = _BY_ENV.get(name)
-        if env_key is None:
-            # Other tools share the prefix (e.g. the test control plane's variables).
-            continue
-        raw[env_key.field] = value
-        source[env_key.field] = name
+        if env_key is not None:
+            raw[env_key.field] = value
+            source[env_key.field] = name
 
     try:
         settings = Settings.model_validate(raw, context=WRITTEN)
