@@ -21,7 +21,7 @@ from pydantic import (
 
 from remediations.durations import MAX_DURATION_S, format_duration, parse_duration
 
-__all__ = ["Duration", "StrictParams"]
+__all__ = ["Duration", "Integer", "StrictParams"]
 
 
 class StrictParams(BaseModel):
@@ -69,3 +69,16 @@ Duration = Annotated[
     WrapValidator(_bounds_as_durations),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
+
+
+def _not_a_boolean(value: object) -> object:
+    # Pydantic's lax mode reads YAML's `true` as 1 (`port: true`, `count: true`): a slip, not
+    # a number. Text ("10", from a variable) still parses.
+    if isinstance(value, bool):
+        word = "true" if value else "false"
+        raise ValueError(f"{word} is a boolean, not a number: write the number")
+    return value
+
+
+# A whole number that refuses a boolean (settings' ports and counts, rules' counts).
+Integer = Annotated[int, BeforeValidator(_not_a_boolean)]

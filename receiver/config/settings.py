@@ -44,6 +44,7 @@ from receiver.config.values import (
 )
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
+from remediations.params import Integer
 
 __all__ = [
     "APPROVAL_TTL_S",
@@ -188,8 +189,8 @@ class Settings(RedisSettings):
     namespace_deny: tuple[str, ...] = NamespacePolicy().deny
 
     host: str = "127.0.0.1"
-    port: int = Field(default=9095, ge=0, le=65535)
-    max_body_bytes: int = Field(default=16 * MIB, ge=1024)
+    port: Integer = Field(default=9095, ge=0, le=65535)
+    max_body_bytes: Integer = Field(default=16 * MIB, ge=1024)
     readiness_timeout_seconds: float = 2.0
     # How long a client may take to send a request's headers (from connecting, or from the
     # previous answer on a kept-alive connection) and, separately, its body.
@@ -209,16 +210,16 @@ class Settings(RedisSettings):
     # 17.9 and 17.2 s at 32 (p50 54 and 57 ms): on the bigger indexes, a run's write and the
     # history read cost more per event at 32 (claims and groups of 16) than at 16 (of 8), and
     # the unrelated alert waits for more others. So 16 still.
-    worker_concurrency: int = Field(default=16, ge=1, le=256)
+    worker_concurrency: Integer = Field(default=16, ge=1, le=256)
     worker_lease_seconds: float = 60.0
     worker_poll_interval_seconds: float = 1.0
     # Failed attempts before an alert event or a job is dead (receiver.worker, same default).
-    worker_max_attempts: int = Field(default=10, ge=1, le=1000)
+    worker_max_attempts: Integer = Field(default=10, ge=1, le=1000)
 
     # The guards' defaults have one home, GuardSettings.
-    budget_count: int = Field(default=_GUARDS.budget_count, ge=0, le=_COUNT_MAX)
+    budget_count: Integer = Field(default=_GUARDS.budget_count, ge=0, le=_COUNT_MAX)
     budget_window_seconds: float = _GUARDS.budget_window_s
-    breaker_failures: int = Field(default=_GUARDS.breaker_failures, ge=1, le=_COUNT_MAX)
+    breaker_failures: Integer = Field(default=_GUARDS.breaker_failures, ge=1, le=_COUNT_MAX)
     breaker_window_seconds: float = _GUARDS.breaker_window_s
     breaker_open_for_seconds: float = _GUARDS.breaker_open_for_s
     lock_ttl_seconds: float = _GUARDS.lock_ttl_s

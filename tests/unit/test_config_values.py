@@ -93,3 +93,27 @@ def test_nan_is_no_duration() -> None:
     message = refusal({"REMEDIATOR_INCIDENT_GAP": "nan"})
     assert message.startswith("REMEDIATOR_INCIDENT_GAP: 'nan' is not a duration; expected")
     assert "604800" not in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "where"),
+    [
+        ("http", "port", "http.port"),
+        ("http", "max_body_bytes", "http.max_body_bytes"),
+        ("worker", "concurrency", "worker.concurrency"),
+        ("worker", "max_attempts", "worker.max_attempts"),
+        ("guards:\n  budget", "count", "guards.budget.count"),
+        ("guards:\n  breaker", "failures", "guards.breaker.failures"),
+    ],
+)
+def test_a_boolean_is_not_a_number(tmp_path: Path, section: str, key: str, where: str) -> None:
+    # Pydantic's lax mode read `port: true` as port 1.
+    indent = "    " if "\n" in section else "  "
+    config = tmp_path / "c.yaml"
+    config.write_text(f"{section}:\n{indent}{key}: true\n", encoding="utf-8")
+    assert refusal({}, config) == f"{where}: true is a boolean, not a number: write the number"
+
+
+def test_numbers_from_variables_still_parse() -> None:
+    settings = load_settings(None, {"REMEDIATOR_PORT": "10", "REMEDIATOR_BUDGET_COUNT": "0"})
+    assert (settings.port, settings.budget_count) == (10, 0)

@@ -141,6 +141,22 @@ from tests.support.rules import GOOD, POLICY, TARGET, errors_of, one_rule, regis
             id="times-zero",
         ),
         pytest.param(
+            # Pydantic's lax mode read `true` as 1.
+            TARGET
+            + "steps: [{action: test.restart}]\nguards: {max_runs: {count: true, per: 1h}}\n",
+            "a.yaml:6: rule 'r': guards.max_runs.count: true is a boolean, not a number: write the "
+            "number",
+            id="count-a-boolean",
+        ),
+        pytest.param(
+            TARGET + "steps:\n  - action: test.restart\n  - action: test.grow\n"
+            "    params: {container: app, factor: 2}\n"
+            "    when: {repeated: {times: true, within: 1h}}\n",
+            "a.yaml:9: rule 'r': steps[1].when.repeated.times: true is a boolean, not a number: "
+            "write the number",
+            id="times-a-boolean",
+        ),
+        pytest.param(
             TARGET + "steps: [{action: test.restart}]\non_resolved:\n"
             "  - action: test.restart\n    when: {repeated: {times: 2, within: 1h}}\n",
             "a.yaml:8: rule 'r': on_resolved steps take no `when`: they run whenever the alert "
