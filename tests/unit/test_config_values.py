@@ -117,3 +117,17 @@ def test_a_boolean_is_not_a_number(tmp_path: Path, section: str, key: str, where
 def test_numbers_from_variables_still_parse() -> None:
     settings = load_settings(None, {"REMEDIATOR_PORT": "10", "REMEDIATOR_BUDGET_COUNT": "0"})
     assert (settings.port, settings.budget_count) == (10, 0)
+
+
+@pytest.mark.parametrize("text", ["http:\n", "http:\nguards:\n  budget:\n", "http: {}\n"])
+def test_an_empty_section_sets_nothing(tmp_path: Path, text: str) -> None:
+    # `http:` with nothing under it was "http: unknown setting".
+    config = tmp_path / "c.yaml"
+    config.write_text(text, encoding="utf-8")
+    assert load_settings(config, {}) == load_settings(None, {})
+
+
+def test_an_empty_value_that_is_no_section_is_still_unknown(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("htp:\n", encoding="utf-8")
+    assert refusal({}, config) == "htp: unknown setting"
