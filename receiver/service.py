@@ -128,7 +128,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
     log = structlog.get_logger("remediator")
     require_authentication(settings)
     # Valid, yet probably a mistake or a safety turned off: said now, and loud ones in the banner.
-    notices = start_up_notices(settings, os.environ)
+    notices = start_up_notices(settings)
     for notice in notices:
         if notice.loud:
             log.error("configuration removes a safety", problem=notice.message)

@@ -27,44 +27,70 @@ _UNITS: tuple[tuple[str, float], ...] = (
 )
 
 # One optional group per unit, in order; "m" must not swallow the "m" of "ms", hence (?!s).
+# Digits are ASCII, as in Prometheus' [0-9]: Python's \d would also take other scripts' digits.
 _PATTERN = re.compile(
-    r"(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m(?!s))?"
-    r"(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?"
+    r"(?:(?P<w>[0-9]+)w)?(?:(?P<d>[0-9]+)d)?(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m(?!s))?"
+    r"(?:(?P<s>[0-9]+)s)?(?:(?P<ms>[0-9]+)ms)?",
+    re.ASCII,
 )
+# What a unit-less number looks like, as text (YAML or a variable) or as Python reads it.
+_NUMBER = re.compile(r"[0-9_]*\.?[0-9_]+(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_PLAIN_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
-_HELP = "expected a duration like 30s, 15m, 1h30m or 2d (units w, d, h, m, s, ms, largest first)"
+_UNITS_HELP = "units w, d, h, m, s, ms, largest first"
+_HELP = f"expected a duration like 30s, 15m, 1h30m or 2d ({_UNITS_HELP})"
 
 
 def parse_duration(text: object, *, bare_seconds: bool = False) -> float:
-    """Seconds in ``text``. Raises ValueError naming the bad input and the accepted form.
+    """Seconds in ``text``, Prometheus' notation: ``30s``, ``1h30m``. ASCII digits only, no
+    blanks around it. Raises ValueError naming the bad input, why, and the accepted form; a
+    unit-less number (``30``, ``1e3``, YAML's ``60``) is refused: seconds or minutes?
 
-    ``bare_seconds``: also take a plain non-negative number of seconds (``90``, ``"1.5"``), as
-    settings do; rule files do not, where a unit-less number is more likely a mistake.
+    ``bare_seconds``: also take a plain non-negative number of seconds (``90``, ``"1.5"``),
+    for the callers that still document one (named connections' timeouts).
     """
     if bare_seconds and not isinstance(text, bool):
         seconds = _bare_seconds(text)
         if seconds is not None:
-            if seconds < 0:
-                raise ValueError("a duration cannot be negative")
             return seconds
     if not isinstance(text, str):
-        # YAML turns a bare `60` into an int; a unit-less number is ambiguous, so say so.
+        if isinstance(text, int | float) and not isinstance(text, bool):
+            raise ValueError(_no_unit(text))
         raise ValueError(f"{text!r} is not a duration; {_HELP}")
-    match = _PATTERN.fullmatch(text.strip())
-    if not text.strip() or match is None:
-        raise ValueError(f"{text!r} is not a duration; {_HELP}")
+    match = _PATTERN.fullmatch(text)
+    if not text or match is None:
+        raise ValueError(_why_not(text))
     return sum(float(match[unit]) * factor for unit, factor in _UNITS if match[unit] is not None)
+
+
+def _why_not(text: str) -> str:
+    if any(c.isdigit() and not c.isascii() for c in text):
+        return f"{text!r} is not a duration: write its digits as ASCII 0-9; {_HELP}"
+    if text.strip() != text and text.strip():
+        return f"{text!r} is not a duration: remove the blanks around it; {_HELP}"
+    if text.startswith("-"):
+        return f"{text!r} is not a duration: a duration cannot be negative; {_HELP}"
+    if _NUMBER.fullmatch(text):
+        return _no_unit(text)
+    return f"{text!r} is not a duration; {_HELP}"
+
+
+def _no_unit(number: object) -> str:
+    text = str(number)
+    example = f"{text}s or {text}m" if text.isascii() and text.isdigit() else "30s or 30m"
+    return f"{number!r} is not a duration: a number needs a unit, e.g. {example} ({_UNITS_HELP})"
 
 
 def _bare_seconds(value: object) -> float | None:
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
+        seconds = float(value)
+    elif isinstance(value, str) and _PLAIN_SECONDS.fullmatch(value.strip()):
+        seconds = float(value.strip())
+    else:
+        return None
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{value!r} is not a duration: it must be a non-negative number")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 from remediations.durations import MAX_DURATION_S, format_duration, parse_duration
 
-__all__ = ["Duration", "StrictParams"]
+__all__ = ["Duration", "Integer", "StrictParams"]
 
 
 class StrictParams(BaseModel):
@@ -29,9 +37,48 @@ def _seconds(value: object) -> float:
     return seconds
 
 
-# Seconds as a float in Python; ``10m`` in a rule file and in the JSON dump.
+# A field's bounds (``Field(ge=1)``) as pydantic words them, and as durations.
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "more than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
+
+
+def _bounds_as_durations(value: object, handler: ValidatorFunctionWrapHandler) -> float:
+    # Pydantic says "Input should be greater than or equal to 1" of `idle_for: 1ms`: a number
+    # without a unit, where the rule wrote a duration. Say the bound as a duration instead.
+    try:
+        seconds: float = handler(value)
+    except ValidationError as exc:
+        for error in exc.errors():
+            bound = _BOUNDS.get(error["type"])
+            if bound is not None and "ctx" in error:
+                limit = format_duration(float(error["ctx"][bound[0]]))
+                raise ValueError(f"{value!r} is out of range: give {bound[1]} {limit}") from None
+        raise
+    return seconds
+
+
+# Seconds as a float in Python; ``10m`` in a rule file and in the JSON dump. A field's bounds
+# (``Duration = Field(ge=1)``) are said as durations: "give at least 1s".
 Duration = Annotated[
     float,
     BeforeValidator(_seconds),
+    WrapValidator(_bounds_as_durations),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
+
+
+def _not_a_boolean(value: object) -> object:
+    # Pydantic's lax mode reads YAML's `true` as 1 (`port: true`, `count: true`): a slip, not
+    # a number. Text ("10", from a variable) still parses.
+    if isinstance(value, bool):
+        word = "true" if value else "false"
+        raise ValueError(f"{word} is a boolean, not a number: write the number")
+    return value
+
+
+# A whole number that refuses a boolean (settings' ports and counts, rules' counts).
+Integer = Annotated[int, BeforeValidator(_not_a_boolean)]

@@ -22,6 +22,7 @@ __all__ = [
     "State",
     "UserError",
     "console",
+    "counted",
     "output_option",
     "print_listing",
     "state",
@@ -61,6 +62,11 @@ class State:
             except ConfigError as exc:
                 raise BadUsage(f"configuration: {exc.message}") from None
         return self._settings
+
+
+def counted(n: int, word: str) -> str:
+    """``n`` and ``word``, plural unless one: ``1 rule``, ``2 rules``, ``0 warnings``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def state(ctx: click.Context) -> State:

@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from receiver.cli.common import EXIT_FAILURE, UserError, console, state
+from receiver.cli.common import EXIT_FAILURE, UserError, console, counted, state
 
 __all__ = ["lint", "simulate"]
 
@@ -41,12 +41,12 @@ def lint(ctx: click.Context, directory: Path | None, strict: bool) -> None:
     ruleset, errors, warnings = check(directory, default_registry(), settings.namespace_policy())
     for problem in sorted([*errors, *warnings], key=lambda e: (e.file, e.line, e.warning)):
         click.echo(str(problem))
-    noted = f", {len(warnings)} warning(s)" if warnings else ""
+    noted = f", {counted(len(warnings), 'warning')}" if warnings else ""
     if ruleset is None:
-        click.echo(f"{len(errors)} error(s){noted}", err=True)
+        click.echo(f"{counted(len(errors), 'error')}{noted}", err=True)
         ctx.exit(EXIT_FAILURE)
-    files = len(ruleset.source)
-    click.echo(f"{len(ruleset)} rules OK in {files} file{'s' if files != 1 else ''}{noted}")
+    rules, files = counted(len(ruleset), "rule"), counted(len(ruleset.source), "file")
+    click.echo(f"{rules} OK in {files}{noted}")
     if strict and warnings:
         click.echo("--strict: warnings fail the check", err=True)
         ctx.exit(EXIT_FAILURE)
@@ -85,7 +85,7 @@ def simulate(ctx: click.Context, payload: Path, rules_dir: Path | None, as_json:
     except RuleSetError as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
-        raise UserError(f"{len(exc.errors)} error(s) in the rule files") from None
+        raise UserError(f"{counted(len(exc.errors), 'error')} in the rule files") from None
 
     now = datetime.now(UTC)
     records = []

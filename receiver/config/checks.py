@@ -1,10 +1,9 @@
 """What the configuration allows but should not pass in silence: warnings for start-up.
 
-Refusals (exit 2) are validation's job (``settings``, ``sources``, ``approvals``); these are the
-settings that are valid yet probably a mistake, or that remove a safety the default has:
+Refusals (exit 2) are validation's job (``settings``, ``sources``, ``approvals``; an unknown
+``REMEDIATOR_*`` variable is one, ``variables``); these are the settings that are valid yet
+probably a mistake, or that remove a safety the default has:
 
-- a ``REMEDIATOR_*`` variable that is no setting (``REMEDIATOR_PORTT``): named, with the closest
-  setting's variable. The test tools' own variables are known and pass.
 - namespaces the default deny list protects that actions may now touch (``loud``: an error line
   in the log and a line in the banner).
 - a configured webhook token shorter than 16 characters.
@@ -12,42 +11,13 @@ settings that are valid yet probably a mistake, or that remove a safety the defa
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from receiver.config.settings import Settings
-from receiver.config.sources import ENV_PREFIX, KEYS
 from receiver.model import NamespacePolicy
 
-__all__ = [
-    "FOREIGN_PREFIXES",
-    "FOREIGN_VARIABLES",
-    "MIN_WEBHOOK_TOKEN_CHARS",
-    "Notice",
-    "newly_allowed",
-    "start_up_notices",
-    "unknown_variables",
-]
+__all__ = ["MIN_WEBHOOK_TOKEN_CHARS", "Notice", "newly_allowed", "start_up_notices"]
 
-# Variables of the prefix that belong to the development tools (hack/*/build.sh, the Makefile,
-# tests/support), not to the service: they are not typos.
-FOREIGN_VARIABLES = frozenset(
-    ENV_PREFIX + name
-    for name in (
-        "CONFIG",  # remediator --config
-        "CACHE_DIR",
-        "CONTROLPLANE_BIN",
-        "CONTROLPLANE_KEEP",
-        "KUBECTL",
-        "GOMODCACHE",
-        "GOCACHE",
-        "AMORACLE",
-        "ALERTMANAGER",
-        "CHROMIUM",
-    )
-)
-FOREIGN_PREFIXES = (ENV_PREFIX + "TEST_",)
 # Shorter still works (Alertmanager's shared cases use ten characters), but is guessable.
 MIN_WEBHOOK_TOKEN_CHARS = 16
 
@@ -61,32 +31,16 @@ class Notice:
     loud: bool = False
 
 
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """A message per ``REMEDIATOR_*`` variable that is neither a setting nor a known tool's,
-    naming the closest setting's variable when one is close."""
-    known = sorted(k.env for k in KEYS)
-    found = []
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name in known or name in FOREIGN_VARIABLES:
-            continue
-        if name.startswith(FOREIGN_PREFIXES):
-            continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        found.append(f"{name} is not a setting and is ignored{hint}")
-    return found
-
-
 def newly_allowed(settings: Settings) -> list[str]:
     """The namespaces the default deny list protects that the configured policy permits."""
     policy = settings.namespace_policy()
     return [ns for ns in NamespacePolicy().deny if policy.permits(ns)]
 
 
-def start_up_notices(settings: Settings, environ: Mapping[str, str]) -> list[Notice]:
+def start_up_notices(settings: Settings) -> list[Notice]:
     """Everything above, for the settings as configured (before the embedded default adds
     its generated credentials)."""
-    notices = [Notice(message) for message in unknown_variables(environ)]
+    notices: list[Notice] = []
     allowed = newly_allowed(settings)
     if allowed:
         notices.append(

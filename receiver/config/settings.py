@@ -8,9 +8,10 @@ Where the values come from (a YAML file, ``REMEDIATOR_*`` variables, secret file
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 
 from pydantic import (
     ConfigDict,
@@ -33,13 +34,22 @@ from receiver.config.connections import (
     json_map,
 )
 from receiver.config.redis_mode import RedisSettings, blank_as_none
-from receiver.config.values import namespaces, one_of, split_list, url_shape
+from receiver.config.values import (
+    duration,
+    namespaces,
+    one_of,
+    parse_size,
+    split_list,
+    url_shape,
+)
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
+from remediations.params import Integer
 
 __all__ = [
     "APPROVAL_TTL_S",
     "MIB",
+    "WRITTEN",
     "ConfigError",
     "DatabasePooler",
     "DryRun",
@@ -85,33 +95,6 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
-_SIZE = re.compile(r"(\d+)\s*(b|k|kb|ki|kib|m|mb|mi|mib|g|gb|gi|gib)?", re.IGNORECASE)
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "ki": 1024,
-    "kib": 1024,
-    "mi": 1024**2,
-    "mib": 1024**2,
-    "gi": 1024**3,
-    "gib": 1024**3,
-}
-
-
-def parse_size(value: str) -> int:
-    """Bytes from ``16777216``, ``16MiB``, ``16Mi`` or ``20MB``."""
-    m = _SIZE.fullmatch(value.strip())
-    if m is None:
-        raise ValueError(f"{value!r} is not a size (use bytes, or e.g. 16MiB, 20MB)")
-    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
-
-
 def connect_host(host: str) -> str:
     """A listen address as a host to connect to: a wildcard becomes loopback, IPv6 bracketed."""
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a listen address, mapped to loopback
@@ -123,6 +106,38 @@ def connect_host(host: str) -> str:
 # (receiver.durations.MAX_DURATION_S, a year); retention may be longer.
 _COUNT_MAX = 1_000_000
 _RETENTION_MAX_S = 10 * 365 * 86400.0
+
+
+# Where each duration setting may lie (seconds, both ends included). A window or TTL under a
+# second makes its guard meaningless (a target lock gone before the action has begun, a budget
+# that forgets what it counted), so those take at least 1s; timeouts and the poll may be short.
+_SHORTEST = 0.001
+_INCIDENT_GAP_MAX_S = 7 * 86400.0
+_YEAR = durations.MAX_DURATION_S
+_DURATION_BOUNDS: dict[str, tuple[float, float]] = {
+    "readiness_timeout_seconds": (_SHORTEST, _YEAR),
+    "read_timeout_seconds": (_SHORTEST, _YEAR),
+    "worker_lease_seconds": (1.0, _YEAR),
+    "worker_poll_interval_seconds": (_SHORTEST, _YEAR),
+    "budget_window_seconds": (1.0, _YEAR),
+    "breaker_window_seconds": (1.0, _YEAR),
+    "breaker_open_for_seconds": (1.0, _YEAR),
+    "lock_ttl_seconds": (1.0, _YEAR),
+    "event_retention_seconds": (1.0, _RETENTION_MAX_S),
+    "late_delivery_window_seconds": (0.0, _YEAR),
+    "intake_timeout_seconds": (_SHORTEST, _YEAR),
+    "approval_ttl_seconds": (1.0, _YEAR),
+    "incident_gap_seconds": (1.0, _INCIDENT_GAP_MAX_S),
+}
+_SPELLED = {_YEAR: "a year", _RETENTION_MAX_S: "ten years", _INCIDENT_GAP_MAX_S: "7d"}
+
+# The validation context load_settings() gives: the values were written by a user (YAML, a
+# variable), so a unit-less number is refused rather than read as seconds.
+WRITTEN: Mapping[str, bool] = MappingProxyType({"written": True})
+
+
+def _written(info: ValidationInfo) -> bool:
+    return isinstance(info.context, Mapping) and info.context.get("written") is True
 
 
 _GUARDS = GuardSettings()
@@ -174,12 +189,12 @@ class Settings(RedisSettings):
     namespace_deny: tuple[str, ...] = NamespacePolicy().deny
 
     host: str = "127.0.0.1"
-    port: int = Field(default=9095, ge=0, le=65535)
-    max_body_bytes: int = Field(default=16 * MIB, ge=1024)
-    readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    port: Integer = Field(default=9095, ge=0, le=65535)
+    max_body_bytes: Integer = Field(default=16 * MIB, ge=1024)
+    readiness_timeout_seconds: float = 2.0
     # How long a client may take to send a request's headers (from connecting, or from the
     # previous answer on a kept-alive connection) and, separately, its body.
-    read_timeout_seconds: float = Field(default=30.0, gt=0)
+    read_timeout_seconds: float = 30.0
 
     # Events in progress at once per replica. Their calls to the store and the guards go
     # together (receiver.batching), so more in progress is less work per event; and each of
@@ -195,27 +210,27 @@ class Settings(RedisSettings):
     # 17.9 and 17.2 s at 32 (p50 54 and 57 ms): on the bigger indexes, a run's write and the
     # history read cost more per event at 32 (claims and groups of 16) than at 16 (of 8), and
     # the unrelated alert waits for more others. So 16 still.
-    worker_concurrency: int = Field(default=16, ge=1, le=256)
-    worker_lease_seconds: float = Field(default=60.0, gt=0)
-    worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    worker_concurrency: Integer = Field(default=16, ge=1, le=256)
+    worker_lease_seconds: float = 60.0
+    worker_poll_interval_seconds: float = 1.0
     # Failed attempts before an alert event or a job is dead (receiver.worker, same default).
-    worker_max_attempts: int = Field(default=10, ge=1, le=1000)
+    worker_max_attempts: Integer = Field(default=10, ge=1, le=1000)
 
     # The guards' defaults have one home, GuardSettings.
-    budget_count: int = Field(default=_GUARDS.budget_count, ge=0, le=_COUNT_MAX)
-    budget_window_seconds: float = Field(default=_GUARDS.budget_window_s, gt=0)
-    breaker_failures: int = Field(default=_GUARDS.breaker_failures, ge=1, le=_COUNT_MAX)
-    breaker_window_seconds: float = Field(default=_GUARDS.breaker_window_s, gt=0)
-    breaker_open_for_seconds: float = Field(default=_GUARDS.breaker_open_for_s, gt=0)
-    lock_ttl_seconds: float = Field(default=_GUARDS.lock_ttl_s, gt=0)
+    budget_count: Integer = Field(default=_GUARDS.budget_count, ge=0, le=_COUNT_MAX)
+    budget_window_seconds: float = _GUARDS.budget_window_s
+    breaker_failures: Integer = Field(default=_GUARDS.breaker_failures, ge=1, le=_COUNT_MAX)
+    breaker_window_seconds: float = _GUARDS.breaker_window_s
+    breaker_open_for_seconds: float = _GUARDS.breaker_open_for_s
+    lock_ttl_seconds: float = _GUARDS.lock_ttl_s
 
-    event_retention_seconds: float = Field(default=30 * 86400.0, gt=0)
+    event_retention_seconds: float = 30 * 86400.0
     # How late Alertmanager may deliver a firing notification it built before the alert
     # resolved (alertmanager.LATE_DELIVERY_WINDOW_S: group_interval 5m + two peer timeouts);
     # a firing of a resolved episode received later than this is a re-fire.
-    late_delivery_window_seconds: float = Field(default=LATE_DELIVERY_WINDOW_S, ge=0)
+    late_delivery_window_seconds: float = LATE_DELIVERY_WINDOW_S
     # How long a webhook waits for its COMMIT before it is answered 503 (receiver.intake).
-    intake_timeout_seconds: float = Field(default=INTAKE_TIMEOUT_S, gt=0)
+    intake_timeout_seconds: float = INTAKE_TIMEOUT_S
 
     log_level: str = "info"
     log_format: LogFormat = LogFormat.JSON
@@ -251,7 +266,7 @@ class Settings(RedisSettings):
     # Approvals (receiver/approvals); config.approvals.load_approvals reads their files.
     # Signing keys of approval links: one file per key id; the greatest key id signs.
     approval_keys_dir: Path | None = None
-    approval_ttl_seconds: float = Field(default=APPROVAL_TTL_S, gt=0)
+    approval_ttl_seconds: float = APPROVAL_TTL_S
     # YAML: who may decide (by_rule, by_risk, default) and slack_users (Slack user id -> name).
     approvers_file: Path | None = None
     # A header the SSO proxy in front of the service sets to the user's name; trusted only
@@ -264,7 +279,7 @@ class Settings(RedisSettings):
 
     # The review (receiver/review): runs of one alert group less than this apart are one
     # incident.
-    incident_gap_seconds: float = Field(default=INCIDENT_GAP_S, gt=0, le=7 * 86400.0)
+    incident_gap_seconds: float = INCIDENT_GAP_S
 
     @field_validator("sso_trusted_proxies", mode="before")
     @classmethod
@@ -281,33 +296,11 @@ class Settings(RedisSettings):
     def _deny(cls, value: object) -> object:
         return namespaces(value, deny=True)
 
-    @field_validator(
-        "worker_lease_seconds",
-        "worker_poll_interval_seconds",
-        "budget_window_seconds",
-        "breaker_window_seconds",
-        "breaker_open_for_seconds",
-        "lock_ttl_seconds",
-        "readiness_timeout_seconds",
-        "read_timeout_seconds",
-        "event_retention_seconds",
-        "approval_ttl_seconds",
-        "late_delivery_window_seconds",
-        "intake_timeout_seconds",
-        "incident_gap_seconds",
-        mode="before",
-    )
+    @field_validator(*_DURATION_BOUNDS, mode="before")
     @classmethod
     def _durations(cls, value: object, info: ValidationInfo) -> float:
-        seconds = durations.parse_duration(value, bare_seconds=True)
-        longest = (
-            _RETENTION_MAX_S
-            if info.field_name == "event_retention_seconds"
-            else durations.MAX_DURATION_S
-        )
-        if seconds > longest:
-            raise ValueError(f"{value!r} is longer than {durations.format_duration(longest)}")
-        return seconds
+        bounds = _DURATION_BOUNDS[str(info.field_name)]
+        return duration(value, bounds, written=_written(info), spelled=_SPELLED)
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod

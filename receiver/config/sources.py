@@ -19,9 +19,11 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
+from receiver.config.files import read_file, read_secret, secret_files
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
-from receiver.config.settings import ConfigError, Settings
+from receiver.config.settings import WRITTEN, ConfigError, Settings
+from receiver.config.variables import ENV_PREFIX, unknown_variables
 from receiver.rules.yaml_lines import safe_load
 
 __all__ = [
@@ -35,7 +37,6 @@ __all__ = [
     "secret_files",
 ]
 
-ENV_PREFIX = "REMEDIATOR_"
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
@@ -136,6 +137,8 @@ def _flatten_yaml(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> 
             out[path] = value
         elif isinstance(value, Mapping):
             _flatten_yaml(value, f"{path}.", out)
+        elif value is None and any(key.startswith(f"{path}.") for key in _BY_YAML):
+            continue  # `http:` with nothing under it: an empty section, nothing set
         else:
             raise ConfigError(f"{path}: unknown setting")
 
@@ -161,39 +164,10 @@ def _read_yaml(config_file: Path) -> dict[str, Any]:
     return flat
 
 
-def read_file(path: Path, source: str, what: str = "secret file") -> str:
-    """The text of the file a setting names, stripped (secrets mounted from Kubernetes end
-    with a newline). Raises ConfigError naming ``source`` (the setting the user wrote) and
-    the file, never its content, when it cannot be read or is empty."""
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{source}: cannot read {what} {path}: {reason}") from exc
-    if not value:
-        raise ConfigError(f"{source}: {what} {path} is empty")
-    return value
-
-
-def read_secret(path: Path, source: str) -> SecretStr:
-    """``read_file`` kept as a ``SecretStr``: never shown by ``repr()`` or in logs."""
-    return SecretStr(read_file(path, source))
-
-
-def secret_files(directory: Path, source: str) -> list[Path]:
-    """The files of a directory of secrets, one secret per file, sorted by name. Entries whose
-    names start with a dot are skipped: a mounted Kubernetes Secret keeps its real files behind
-    ``..data`` and the like, and shows each key as a plain name. Raises ConfigError naming
-    ``source`` when ``directory`` is not a directory."""
-    if not directory.is_dir():
-        raise ConfigError(f"{source}: {directory} is not a directory")
-    return [e for e in sorted(directory.iterdir()) if not e.name.startswith(".") and e.is_file()]
-
-
 def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Settings:
     """Read ``config_file`` (optional), overlay ``REMEDIATOR_*`` variables, validate, read secrets.
 
-    Raises ConfigError naming the YAML key or variable at fault.
+    Raises ConfigError naming the YAML key or variable at fault (an unknown ``REMEDIATOR_*`` too).
     """
     raw: dict[str, Any] = {}
     source: dict[str, str] = {}  # field -> the key the user wrote, for error messages
@@ -210,18 +184,18 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
         raw["kubeconfig"] = first
         source["kubeconfig"] = "KUBECONFIG"
 
+    # A misspelt variable would leave its setting at the default (REMEDIATOR_DRYRUN: live).
+    unknown = unknown_variables(environ, _BY_ENV)
+    if unknown:
+        raise ConfigError("; ".join(unknown))
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
-            continue
         env_key = _BY_ENV.get(name)
-        if env_key is None:
-            # Other tools share the prefix (e.g. the test control plane's variables).
-            continue
-        raw[env_key.field] = value
-        source[env_key.field] = name
+        if env_key is not None:
+            raw[env_key.field] = value
+            source[env_key.field] = name
 
     try:
-        settings = Settings.model_validate(raw)
+        settings = Settings.model_validate(raw, context=WRITTEN)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
 

@@ -1,17 +1,83 @@
-"""Checks of setting values that need more than a type: words from a fixed list, namespace
-lists and store URLs. Pure."""
+"""Checks of setting values that need more than a type: durations and sizes, words from a fixed
+list, namespace lists and store URLs. Pure."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from receiver import durations
 from receiver.model import NamespacePolicy
 from remediations import names
 
-__all__ = ["namespaces", "one_of", "split_list", "url_shape"]
+__all__ = ["duration", "namespaces", "one_of", "parse_size", "split_list", "url_shape"]
+
+# ASCII digits: \d would also take other scripts' digits (Arabic-Indic, fullwidth), which
+# int() reads as the same numbers.
+_SIZE = re.compile(r"([0-9]+)\s*(b|k|kb|ki|kib|m|mb|mi|mib|g|gb|gi|gib)?", re.IGNORECASE | re.ASCII)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(value: str) -> int:
+    """Bytes from ``16777216``, ``16MiB``, ``16Mi`` or ``20MB`` (ASCII digits). ValueError
+    saying the accepted forms."""
+    m = _SIZE.fullmatch(value.strip())
+    if m is None:
+        ascii_digits = "write its digits as ASCII 0-9; " if not value.isascii() else ""
+        raise ValueError(f"{value!r} is not a size: {ascii_digits}use bytes, or e.g. 16MiB, 20MB")
+    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
+
+
+def duration(
+    value: object,
+    bounds: tuple[float, float],
+    *,
+    written: bool,
+    spelled: Mapping[float, str],
+) -> float:
+    """Seconds from a duration setting, within ``bounds`` (seconds, both ends included).
+
+    Text is Prometheus' notation, stripped like every other setting's text (a variable from a
+    shell or an env file). A number is seconds only from Python (``written`` False: the field's
+    name says seconds); a user's unit-less number (YAML's ``ttl: 30``) is refused, saying to
+    add the unit. ValueError naming the value, and the bounds as durations (``spelled`` names
+    the long ones, e.g. "a year").
+    """
+    if isinstance(value, str):
+        seconds = durations.parse_duration(value.strip())
+    elif isinstance(value, int | float) and not isinstance(value, bool) and not written:
+        seconds = float(value)
+    else:
+        seconds = durations.parse_duration(value)
+    shortest, longest = bounds
+    if not shortest <= seconds <= longest:
+
+        def spell(bound: float) -> str:
+            return spelled.get(bound) or durations.format_duration(bound)
+
+        raise ValueError(
+            f"{value!r} is out of range: give a duration between {spell(shortest)} and "
+            f"{spell(longest)}"
+        )
+    return seconds
 
 
 def split_list(value: object) -> object:

@@ -28,6 +28,7 @@ from receiver.model import ANNOUNCEMENTS, Announcement, Approval
 from receiver.templating import compile_template
 from remediations import names
 from remediations.base import Registry, UnknownAction
+from remediations.params import Integer
 
 __all__ = [
     "FIELD_NAMES",
@@ -112,7 +113,7 @@ class TargetSpec(_Spec):
 class RepeatedSpec(_Spec):
     """``when.repeated``: the step runs from the ``times``-th occurrence within ``within``."""
 
-    times: Annotated[int, Field(ge=1, le=MAX_COUNT)]
+    times: Annotated[Integer, Field(ge=1, le=MAX_COUNT)]
     within: Duration
 
 
@@ -188,7 +189,7 @@ class NotifySpec(_Spec):
 class MaxRunsSpec(_Spec):
     """``guards.max_runs``: at most ``count`` runs per ``per`` seconds."""
 
-    count: Annotated[int, Field(ge=1, le=MAX_COUNT)]
+    count: Annotated[Integer, Field(ge=1, le=MAX_COUNT)]
     per: Duration
 
 

@@ -49,3 +49,12 @@ def test_queue_specs_refuse_keys_that_do_not_fit_the_layout() -> None:
         QueueSpec(Layout.STREAM, "s")
     with pytest.raises(ValueError, match="fixed"):
         QueueSpec(Layout.CELERY, "celery", "dead", push=End.RIGHT)
+
+
+@pytest.mark.parametrize("idle_for", ["1ms", "999ms"])
+def test_a_duration_param_under_its_bound_says_the_bound_as_a_duration(idle_for: str) -> None:
+    # Was "Input should be greater than or equal to 1": a number, where the rule wrote 1ms.
+    with pytest.raises(ValueError, match=r"idle_for\n") as caught:
+        TerminateIdleParams.model_validate({"roles": ["app"], "idle_for": idle_for})
+    assert f"{idle_for!r} is out of range: give at least 1s" in str(caught.value)
+    assert "greater than or equal" not in str(caught.value)

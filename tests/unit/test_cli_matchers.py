@@ -126,7 +126,7 @@ def test_lint_shows_warnings_at_file_and_line_and_passes(tmp_path: Path) -> None
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith(f"{directory}/rules.yaml:5: warning: rule 'restart-on-disk-full'")
     assert "utf8-strict-mode" in lines[0]
-    assert lines[-1] == "1 rules OK in 1 file, 1 warning(s)"
+    assert lines[-1] == "1 rule OK in 1 file, 1 warning"
 
 
 def test_lint_strict_fails_on_warnings(tmp_path: Path) -> None:

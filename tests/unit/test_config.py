@@ -16,6 +16,7 @@ from receiver.config import (
     kube_credentials_present,
     load_settings,
 )
+from receiver.config.settings import WRITTEN
 from receiver.model import NamespacePolicy
 from receiver.store.events import LATE_DELIVERY_WINDOW_S
 
@@ -93,14 +94,14 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_READ_TIMEOUT": "1m",
         "REMEDIATOR_WORKER_CONCURRENCY": "16",
         "REMEDIATOR_WORKER_LEASE": "2m",
-        "REMEDIATOR_WORKER_POLL_INTERVAL": "0.5",
+        "REMEDIATOR_WORKER_POLL_INTERVAL": "500ms",
         "REMEDIATOR_WORKER_MAX_ATTEMPTS": "3",
         "REMEDIATOR_BUDGET_COUNT": "5",
         "REMEDIATOR_BUDGET_WINDOW": "30m",
         "REMEDIATOR_BREAKER_FAILURES": "4",
         "REMEDIATOR_BREAKER_WINDOW": "2h",
         "REMEDIATOR_BREAKER_OPEN_FOR": "45m",
-        "REMEDIATOR_LOCK_TTL": "300",
+        "REMEDIATOR_LOCK_TTL": "5m",
         "REMEDIATOR_EVENT_RETENTION": "7d",
         "REMEDIATOR_LATE_DELIVERY_WINDOW": "90s",
         "REMEDIATOR_INTAKE_TIMEOUT": "3s",
@@ -458,7 +459,9 @@ def test_the_readme_defaults_are_the_settings_defaults() -> None:
             continue  # a sentence ("embedded", "unset (...)"): nothing literal to compare
         literal = documented.strip("`")
         value = getattr(defaults, key.field)
-        parsed = Settings.model_validate({key.field: literal}).__getattribute__(key.field)
+        # As a user would write it: a unit-less default here would be refused at start-up.
+        written = Settings.model_validate({key.field: literal}, context=WRITTEN)
+        parsed = getattr(written, key.field)
         assert parsed == value, f"{key.env}: README says {literal!r}, the default is {value!r}"
         checked += 1
     assert checked >= 15

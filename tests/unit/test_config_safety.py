@@ -3,7 +3,8 @@
 - an empty namespace deny list (``REMEDIATOR_NAMESPACE_DENY=``) is refused; ``none`` or ``[]``
   says it on purpose, and what became allowed is a loud start-up notice (error log, banner);
 - namespaces that are no DNS-1123 label are refused, naming the value;
-- unknown ``REMEDIATOR_*`` variables are named with the closest setting; the tools' own are known;
+- unknown ``REMEDIATOR_*`` variables are refused, naming the closest setting; the tools' own are
+  known;
 - the SSO header trusted from every address (0.0.0.0/0, ::/0) is refused;
 - a short webhook token is a warning; store URLs that cannot be read are refused without
   quoting the password; guard settings are bounded like rules.
@@ -19,13 +20,8 @@ from pydantic import SecretStr
 
 from receiver.config import KEYS, ConfigError, Settings, load_settings
 from receiver.config.approvals import load_approvals
-from receiver.config.checks import (
-    FOREIGN_PREFIXES,
-    FOREIGN_VARIABLES,
-    newly_allowed,
-    start_up_notices,
-    unknown_variables,
-)
+from receiver.config.checks import newly_allowed, start_up_notices
+from receiver.config.variables import FOREIGN_PREFIXES, FOREIGN_VARIABLES
 from receiver.startup import Generated, banner, storage_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +50,7 @@ def test_none_denies_nothing_on_purpose_and_says_so_loudly(value: str) -> None:
     settings = load_settings(None, {"REMEDIATOR_NAMESPACE_DENY": value})
     assert settings.namespace_deny == ()
     assert newly_allowed(settings) == ["kube-system", "kube-public", "kube-node-lease"]
-    [notice] = start_up_notices(settings, {})
+    [notice] = start_up_notices(settings)
     assert notice.loud
     assert "actions may touch kube-system, kube-public, kube-node-lease" in notice.message
 
@@ -75,11 +71,11 @@ def test_an_allow_list_that_excludes_the_system_namespaces_allows_none_of_them()
         None, {"REMEDIATOR_NAMESPACE_DENY": "none", "REMEDIATOR_NAMESPACE_ALLOW": "shop,web"}
     )
     assert newly_allowed(settings) == []
-    assert start_up_notices(settings, {}) == []
+    assert start_up_notices(settings) == []
 
 
 def test_the_default_deny_list_says_nothing() -> None:
-    assert start_up_notices(Settings(), {}) == []
+    assert start_up_notices(Settings()) == []
 
 
 @pytest.mark.parametrize(
@@ -98,32 +94,45 @@ def test_a_namespace_that_is_no_dns_label_is_refused_naming_it(name: str, value:
     assert caught.value.message.startswith(f"{name}: {bad!r} is not a namespace name")
 
 
-def test_unknown_variables_are_named_with_the_closest_setting() -> None:
+def test_unknown_variables_are_refused_naming_the_closest_setting() -> None:
+    # REMEDIATOR_DRYRUN was a warning, and serve started live: the same typo in YAML was exit 2.
     environ = {
         "REMEDIATOR_PORTT": "9000",
-        "REMEDIATOR_WEBHOOK_TOKN": "x",
+        "REMEDIATOR_DRYRUN": "true",
         "REMEDIATOR_SOMETHING_ELSE": "x",
         "REMEDIATOR_PORT": "9000",
         "REMEDIATOR_CONTROLPLANE_BIN": "/opt",
         "REMEDIATOR_TEST_DATABASE_URL": "postgres://x",
         "OTHER_PORTT": "1",
     }
-    assert unknown_variables(environ) == [
-        "REMEDIATOR_PORTT is not a setting and is ignored (did you mean REMEDIATOR_PORT?)",
-        "REMEDIATOR_SOMETHING_ELSE is not a setting and is ignored",
-        "REMEDIATOR_WEBHOOK_TOKN is not a setting and is ignored "
-        "(did you mean REMEDIATOR_WEBHOOK_TOKEN?)",
-    ]
-    notices = start_up_notices(Settings(), environ)
-    assert [n.loud for n in notices] == [False, False, False]
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ)
+    assert caught.value.message == (
+        "REMEDIATOR_DRYRUN: unknown setting (did you mean REMEDIATOR_DRY_RUN?); "
+        "REMEDIATOR_PORTT: unknown setting (did you mean REMEDIATOR_PORT?); "
+        "REMEDIATOR_SOMETHING_ELSE: unknown setting"
+    )
+
+
+def test_the_tools_variables_and_others_prefixes_are_no_settings_and_pass() -> None:
+    environ = {
+        "REMEDIATOR_CONTROLPLANE_BIN": "/opt",
+        "REMEDIATOR_CONFIG": "x",
+        "REMEDIATOR_TEST_DATABASE_URL": "postgres://x",
+        "OTHER_PORTT": "1",
+    }
+    assert load_settings(None, environ) == load_settings(None, {})
 
 
 def test_every_variable_the_tools_read_is_known() -> None:
-    # The build scripts, the Makefile and the test support read REMEDIATOR_* variables of their
-    # own: a developer exporting them must not be told they are typos.
+    # The build scripts, the Makefile, the test support and the bench read REMEDIATOR_* variables
+    # of their own: an unknown variable is refused at start-up, so each must be known.
     used: set[str] = set()
-    for path in [ROOT / "Makefile", *(ROOT / "hack").rglob("*"), *(ROOT / "tests").rglob("*.py")]:
-        if path.is_file() and path.suffix in ("", ".sh", ".py", ".go", ".mk"):
+    places = [ROOT / "Makefile", ROOT / "Dockerfile"]
+    for folder in ("hack", "tests", "bench", "deploy", ".ci"):
+        places += (ROOT / folder).rglob("*")
+    for path in places:
+        if path.is_file() and path.suffix in ("", ".sh", ".py", ".go", ".mk", ".yaml", ".yml"):
             used |= set(
                 re.findall(r"REMEDIATOR_[A-Z0-9_]*[A-Z0-9]", path.read_text(errors="ignore"))
             )
@@ -133,7 +142,7 @@ def test_every_variable_the_tools_read_is_known() -> None:
         for name in used - settings
         if name not in FOREIGN_VARIABLES and not name.startswith(FOREIGN_PREFIXES)
     }
-    assert foreign <= {"REMEDIATOR_PORTT", "REMEDIATOR_WEBHOOK_TOKN", "REMEDIATOR_SOMETHING_ELSE"}
+    assert foreign <= {"REMEDIATOR_PORTT", "REMEDIATOR_DRYRUN", "REMEDIATOR_SOMETHING_ELSE"}
 
 
 @pytest.mark.parametrize(
@@ -193,11 +202,11 @@ def test_every_address_without_an_sso_header_trusts_nothing_and_is_fine() -> Non
 
 def test_a_short_webhook_token_is_a_warning_not_an_error() -> None:
     short = load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN": "0123456789"})
-    [notice] = start_up_notices(short, {})
+    [notice] = start_up_notices(short)
     assert not notice.loud
     assert "10 characters; use at least 16" in notice.message
     assert "0123456789" not in notice.message
-    assert start_up_notices(load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN": "x" * 16}), {}) == []
+    assert start_up_notices(load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN": "x" * 16})) == []
 
 
 @pytest.mark.parametrize(

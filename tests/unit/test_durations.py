@@ -26,19 +26,70 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", " ", "30", "1.5h", "1m1h", "h", "1s1s", "-1m", "1 h", "1H"])
+@pytest.mark.parametrize(
+    "text", ["", " ", "1.5h", "1m1h", "h", "1s1s", "1 h", "1H", "nan", "1\uff48"]
+)
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration; expected a duration like 30s"):
         parse_duration(text)
 
 
-def test_parse_duration_rejects_a_bare_number() -> None:
+@pytest.mark.parametrize(
+    ("value", "example"),
+    [
+        (60, "60s or 60m"),
+        ("60", "60s or 60m"),
+        (1.5, "30s or 30m"),
+        ("1e3", "30s or 30m"),
+        ("1_0", "30s or 30m"),
+        ("0.0001", "30s or 30m"),
+    ],
+)
+def test_parse_duration_rejects_a_number_without_a_unit(value: object, example: str) -> None:
     # YAML reads `cooldown: 60` as an int: seconds or minutes? Refuse rather than guess.
-    with pytest.raises(ValueError, match="60 is not a duration"):
-        parse_duration(60)
+    with pytest.raises(ValueError, match="needs a unit") as caught:
+        parse_duration(value)
+    assert str(caught.value) == (
+        f"{value!r} is not a duration: a number needs a unit, e.g. {example} "
+        "(units w, d, h, m, s, ms, largest first)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        # Python's \d takes every script's digits; Prometheus' [0-9] does not.
+        ("\u0663h", "write its digits as ASCII 0-9"),  # ARABIC-INDIC DIGIT THREE
+        ("\uff11h", "write its digits as ASCII 0-9"),  # FULLWIDTH DIGIT ONE
+        ("1h\u0663m", "write its digits as ASCII 0-9"),
+        # Prometheus refuses blanks around a duration; a YAML plain scalar is stripped already,
+        # so only a quoted one (or an API's or the CLI's text) reaches this.
+        (" 1h ", "remove the blanks around it"),
+        ("1h\n", "remove the blanks around it"),
+        ("-1m", "a duration cannot be negative"),
+    ],
+)
+def test_parse_duration_says_why(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration") as caught:
+        parse_duration(text)
+    assert str(caught.value).startswith(f"{text!r} is not a duration: {why}; expected")
 
 
 @given(st.integers(min_value=0, max_value=10**9))
 def test_format_duration_round_trips(millis: int) -> None:
     seconds = millis / 1000
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "value", ["\u0663", "\uff11", float("nan"), float("inf"), -1, "1_0", "1e3"]
+)
+def test_plain_seconds_are_ascii_finite_and_not_negative(value: object) -> None:
+    # bare_seconds (named connections' timeouts): float() alone would take all of these.
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(value, bare_seconds=True)
+
+
+def test_plain_seconds_where_they_are_asked_for() -> None:
+    assert parse_duration(" 2.5", bare_seconds=True) == 2.5
+    assert parse_duration(10, bare_seconds=True) == 10

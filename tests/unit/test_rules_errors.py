@@ -96,9 +96,24 @@ from tests.support.rules import GOOD, POLICY, TARGET, errors_of, one_rule, regis
         ),
         pytest.param(
             TARGET + "steps: [{action: test.restart}]\nguards: {cooldown: 15}\n",
-            "a.yaml:6: rule 'r': guards.cooldown: 15 is not a duration; expected a duration "
-            "like 30s, 15m, 1h30m or 2d (units w, d, h, m, s, ms, largest first)",
+            "a.yaml:6: rule 'r': guards.cooldown: 15 is not a duration: a number needs a unit, "
+            "e.g. 15s or 15m (units w, d, h, m, s, ms, largest first)",
             id="bad-duration",
+        ),
+        pytest.param(
+            TARGET + "steps: [{action: test.restart}]\nguards: {cooldown: ٣h}\n",
+            "a.yaml:6: rule 'r': guards.cooldown: '٣h' is not a duration: write its digits as "
+            "ASCII 0-9; expected a duration like 30s, 15m, 1h30m or 2d (units w, d, h, m, s, ms, "
+            "largest first)",
+            id="non-ascii-digit",
+        ),
+        pytest.param(
+            # A plain scalar is stripped by YAML; a quoted one keeps its blanks and is refused.
+            TARGET + "steps: [{action: test.restart}]\nguards: {cooldown: ' 1h '}\n",
+            "a.yaml:6: rule 'r': guards.cooldown: ' 1h ' is not a duration: remove the blanks "
+            "around it; expected a duration like 30s, 15m, 1h30m or 2d (units w, d, h, m, s, ms, "
+            "largest first)",
+            id="blanks-around-a-duration",
         ),
         pytest.param(
             TARGET + "steps: [{action: test.restart}]\nverify: {resolved_within: 0s}\n",
@@ -124,6 +139,22 @@ from tests.support.rules import GOOD, POLICY, TARGET, errors_of, one_rule, regis
             "a.yaml:9: rule 'r': steps[1].when.repeated.times: "
             "Input should be greater than or equal to 1",
             id="times-zero",
+        ),
+        pytest.param(
+            # Pydantic's lax mode read `true` as 1.
+            TARGET
+            + "steps: [{action: test.restart}]\nguards: {max_runs: {count: true, per: 1h}}\n",
+            "a.yaml:6: rule 'r': guards.max_runs.count: true is a boolean, not a number: write the "
+            "number",
+            id="count-a-boolean",
+        ),
+        pytest.param(
+            TARGET + "steps:\n  - action: test.restart\n  - action: test.grow\n"
+            "    params: {container: app, factor: 2}\n"
+            "    when: {repeated: {times: true, within: 1h}}\n",
+            "a.yaml:9: rule 'r': steps[1].when.repeated.times: true is a boolean, not a number: "
+            "write the number",
+            id="times-a-boolean",
         ),
         pytest.param(
             TARGET + "steps: [{action: test.restart}]\non_resolved:\n"

@@ -176,7 +176,7 @@ ALERTS = "alerts: {a: {labels: {alertname: X}}}\n"
         (
             ALERTS + "timeline: [{at: 60, firing: a}]\nexpect: [{no_runs: true}]\n",
             5,
-            "tests[0].timeline[0].at: 60 is not a duration; expected a duration like 30s",
+            "tests[0].timeline[0].at: 60 is not a duration: a number needs a unit, e.g. 60s",
         ),
         (
             ALERTS + "timeline: [{at: 1m, firing: a, frob: 1}]\nexpect: [{no_runs: true}]\n",

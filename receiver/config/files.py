@@ -1,0 +1,41 @@
+"""Files a setting names: secrets (a token, a password, a DSN), one per file or one per file in
+a directory, read stripped and never quoted in a message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from receiver.config.settings import ConfigError
+
+__all__ = ["read_file", "read_secret", "secret_files"]
+
+
+def read_file(path: Path, source: str, what: str = "secret file") -> str:
+    """The text of the file a setting names, stripped (secrets mounted from Kubernetes end
+    with a newline). Raises ConfigError naming ``source`` (the setting the user wrote) and
+    the file, never its content, when it cannot be read or is empty."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{source}: cannot read {what} {path}: {reason}") from exc
+    if not value:
+        raise ConfigError(f"{source}: {what} {path} is empty")
+    return value
+
+
+def read_secret(path: Path, source: str) -> SecretStr:
+    """``read_file`` kept as a ``SecretStr``: never shown by ``repr()`` or in logs."""
+    return SecretStr(read_file(path, source))
+
+
+def secret_files(directory: Path, source: str) -> list[Path]:
+    """The files of a directory of secrets, one secret per file, sorted by name. Entries whose
+    names start with a dot are skipped: a mounted Kubernetes Secret keeps its real files behind
+    ``..data`` and the like, and shows each key as a plain name. Raises ConfigError naming
+    ``source`` when ``directory`` is not a directory."""
+    if not directory.is_dir():
+        raise ConfigError(f"{source}: {directory} is not a directory")
+    return [e for e in sorted(directory.iterdir()) if not e.name.startswith(".") and e.is_file()]

@@ -1,0 +1,133 @@
+"""Setting values as users write them: durations with a unit and within their bounds, ASCII
+digits, numbers that are not booleans; errors that name the key and what to write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receiver.config import ConfigError, Settings, load_settings
+
+
+def refusal(environ: dict[str, str], config: Path | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ)
+    return caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # Read as 30 seconds where the default, 30m, taught minutes.
+        ("REMEDIATOR_APPROVAL_TTL", "30"),
+        ("REMEDIATOR_BREAKER_OPEN_FOR", "30"),
+        ("REMEDIATOR_LOCK_TTL", "1e3"),
+        ("REMEDIATOR_LOCK_TTL", "1_0"),
+        ("REMEDIATOR_LOCK_TTL", "0.0001"),
+        ("REMEDIATOR_READ_TIMEOUT", "30"),
+        ("REMEDIATOR_WORKER_POLL_INTERVAL", "0.5"),
+    ],
+)
+def test_a_duration_variable_without_a_unit_is_refused(name: str, value: str) -> None:
+    message = refusal({name: value})
+    assert message.startswith(f"{name}: {value!r} is not a duration: a number needs a unit")
+    assert "30m" in message
+
+
+@pytest.mark.parametrize(("yaml_value", "shown"), [("30", "30"), ("1.5", "1.5"), ("1_0", "10")])
+def test_a_duration_in_yaml_without_a_unit_is_refused(
+    tmp_path: Path, yaml_value: str, shown: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"approvals:\n  ttl: {yaml_value}\n", encoding="utf-8")
+    message = refusal({}, config)
+    assert message.startswith(f"approvals.ttl: {shown} is not a duration: a number needs a unit")
+
+
+def test_a_duration_with_its_unit_is_read_and_blanks_around_a_variable_are_dropped() -> None:
+    environ = {"REMEDIATOR_APPROVAL_TTL": " 30m ", "REMEDIATOR_LOCK_TTL": "1s"}
+    settings = load_settings(None, environ)
+    assert (settings.approval_ttl_seconds, settings.lock_ttl_seconds) == (1800, 1)
+
+
+def test_python_callers_still_give_seconds() -> None:
+    # The fields' names say seconds; only what a user writes needs the unit.
+    assert Settings(readiness_timeout_seconds=0.3).readiness_timeout_seconds == 0.3
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REMEDIATOR_LOCK_TTL", "\u0663m"),  # ARABIC-INDIC DIGIT THREE
+        ("REMEDIATOR_INCIDENT_GAP", "\uff11h"),  # FULLWIDTH DIGIT ONE
+        ("REMEDIATOR_MAX_BODY_BYTES", "\u0661\u0666MiB"),
+        ("REMEDIATOR_MAX_BODY_BYTES", "\uff11\uff16\uff17\uff17\uff17\uff12\uff11\uff16"),
+    ],
+)
+def test_digits_other_than_ascii_are_refused(name: str, value: str) -> None:
+    message = refusal({name: value})
+    assert message.startswith(f"{name}: {value!r} is not a ")
+    assert "ASCII 0-9" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "bounds"),
+    [
+        ("REMEDIATOR_LOCK_TTL", "500ms", "between 1s and a year"),
+        ("REMEDIATOR_BUDGET_WINDOW", "1ms", "between 1s and a year"),
+        ("REMEDIATOR_APPROVAL_TTL", "0s", "between 1s and a year"),
+        ("REMEDIATOR_INCIDENT_GAP", "1ms", "between 1s and 7d"),
+        ("REMEDIATOR_INCIDENT_GAP", "8d", "between 1s and 7d"),
+        ("REMEDIATOR_EVENT_RETENTION", "600w", "between 1s and ten years"),
+        ("REMEDIATOR_READ_TIMEOUT", "0s", "between 1ms and a year"),
+    ],
+)
+def test_a_duration_out_of_its_bounds_says_them_as_durations(
+    name: str, value: str, bounds: str
+) -> None:
+    assert refusal({name: value}) == f"{name}: {value!r} is out of range: give a duration {bounds}"
+
+
+def test_nan_is_no_duration() -> None:
+    message = refusal({"REMEDIATOR_INCIDENT_GAP": "nan"})
+    assert message.startswith("REMEDIATOR_INCIDENT_GAP: 'nan' is not a duration; expected")
+    assert "604800" not in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "where"),
+    [
+        ("http", "port", "http.port"),
+        ("http", "max_body_bytes", "http.max_body_bytes"),
+        ("worker", "concurrency", "worker.concurrency"),
+        ("worker", "max_attempts", "worker.max_attempts"),
+        ("guards:\n  budget", "count", "guards.budget.count"),
+        ("guards:\n  breaker", "failures", "guards.breaker.failures"),
+    ],
+)
+def test_a_boolean_is_not_a_number(tmp_path: Path, section: str, key: str, where: str) -> None:
+    # Pydantic's lax mode read `port: true` as port 1.
+    indent = "    " if "\n" in section else "  "
+    config = tmp_path / "c.yaml"
+    config.write_text(f"{section}:\n{indent}{key}: true\n", encoding="utf-8")
+    assert refusal({}, config) == f"{where}: true is a boolean, not a number: write the number"
+
+
+def test_numbers_from_variables_still_parse() -> None:
+    settings = load_settings(None, {"REMEDIATOR_PORT": "10", "REMEDIATOR_BUDGET_COUNT": "0"})
+    assert (settings.port, settings.budget_count) == (10, 0)
+
+
+@pytest.mark.parametrize("text", ["http:\n", "http:\nguards:\n  budget:\n", "http: {}\n"])
+def test_an_empty_section_sets_nothing(tmp_path: Path, text: str) -> None:
+    # `http:` with nothing under it was "http: unknown setting".
+    config = tmp_path / "c.yaml"
+    config.write_text(text, encoding="utf-8")
+    assert load_settings(config, {}) == load_settings(None, {})
+
+
+def test_an_empty_value_that_is_no_section_is_still_unknown(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("htp:\n", encoding="utf-8")
+    assert refusal({}, config) == "htp: unknown setting"
