@@ -35,24 +35,16 @@ _PATTERN = re.compile(
 )
 # What a unit-less number looks like, as text (YAML or a variable) or as Python reads it.
 _NUMBER = re.compile(r"[0-9_]*\.?[0-9_]+(?:[eE][+-]?[0-9]+)?", re.ASCII)
-_PLAIN_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
 _UNITS_HELP = "units w, d, h, m, s, ms, largest first"
 _HELP = f"expected a duration like 30s, 15m, 1h30m or 2d ({_UNITS_HELP})"
 
 
-def parse_duration(text: object, *, bare_seconds: bool = False) -> float:
+def parse_duration(text: object) -> float:
     """Seconds in ``text``, Prometheus' notation: ``30s``, ``1h30m``. ASCII digits only, no
     blanks around it. Raises ValueError naming the bad input, why, and the accepted form; a
     unit-less number (``30``, ``1e3``, YAML's ``60``) is refused: seconds or minutes?
-
-    ``bare_seconds``: also take a plain non-negative number of seconds (``90``, ``"1.5"``),
-    for the callers that still document one (named connections' timeouts).
     """
-    if bare_seconds and not isinstance(text, bool):
-        seconds = _bare_seconds(text)
-        if seconds is not None:
-            return seconds
     if not isinstance(text, str):
         if isinstance(text, int | float) and not isinstance(text, bool):
             raise ValueError(_no_unit(text))
@@ -79,18 +71,6 @@ def _no_unit(number: object) -> str:
     text = str(number)
     example = f"{text}s or {text}m" if text.isascii() and text.isdigit() else "30s or 30m"
     return f"{number!r} is not a duration: a number needs a unit, e.g. {example} ({_UNITS_HELP})"
-
-
-def _bare_seconds(value: object) -> float | None:
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and _PLAIN_SECONDS.fullmatch(value.strip()):
-        seconds = float(value.strip())
-    else:
-        return None
-    if not 0 <= seconds < float("inf"):
-        raise ValueError(f"{value!r} is not a duration: it must be a non-negative number")
-    return seconds
 
 
 def format_duration(seconds: float) -> str:

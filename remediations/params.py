@@ -1,4 +1,5 @@
-"""What the params models of actions outside Kubernetes share: strictness and durations. Pure.
+"""What the params models of actions share: strictness, durations, numbers that refuse a
+boolean. Pure.
 
 Params are written in rule files and validated when the rules load; the executor parses them
 again from ``model_dump(mode="json")``, so every type here survives that round trip (a duration
@@ -21,7 +22,7 @@ from pydantic import (
 
 from remediations.durations import MAX_DURATION_S, format_duration, parse_duration
 
-__all__ = ["Duration", "Integer", "StrictParams"]
+__all__ = ["Duration", "Integer", "Number", "StrictParams"]
 
 
 class StrictParams(BaseModel):
@@ -82,3 +83,5 @@ def _not_a_boolean(value: object) -> object:
 
 # A whole number that refuses a boolean (settings' ports and counts, rules' counts).
 Integer = Annotated[int, BeforeValidator(_not_a_boolean)]
+# A number that refuses a boolean (a factor: `factor: true` read as 1.0).
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]

@@ -29,12 +29,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from receiver import durations
 from remediations import names
@@ -69,8 +77,14 @@ def _from_file_only(value: object) -> object:
     return value
 
 
-def _seconds(value: object) -> float:
-    return durations.parse_duration(value, bare_seconds=True)
+def _seconds(value: object, info: ValidationInfo) -> float:
+    # Written by a user (load_settings' context, as for every other setting): Prometheus
+    # notation with its unit, `timeout: 10` refused (seconds or minutes?). From code (tests):
+    # a number is seconds.
+    written = isinstance(info.context, Mapping) and info.context.get("written") is True
+    if not written and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return durations.parse_duration(value)
 
 
 def json_map(value: object) -> object:
@@ -106,8 +120,8 @@ class PostgresDatabaseConfig(_Strict):
 
     @field_validator("statement_timeout", "timeout", mode="before")
     @classmethod
-    def _durations(cls, value: object) -> float:
-        return _seconds(value)
+    def _durations(cls, value: object, info: ValidationInfo) -> float:
+        return _seconds(value, info)
 
 
 class RedisQueueConfig(_Strict):
@@ -180,8 +194,8 @@ class HttpEndpointConfig(_Strict):
 
     @field_validator("timeout", "max_retry_after", mode="before")
     @classmethod
-    def _durations(cls, value: object) -> float:
-        return _seconds(value)
+    def _durations(cls, value: object, info: ValidationInfo) -> float:
+        return _seconds(value, info)
 
     @model_validator(mode="after")
     def _one_url(self) -> HttpEndpointConfig:
@@ -212,8 +226,8 @@ class NotifyChannelConfig(_Strict):
 
     @field_validator("timeout", mode="before")
     @classmethod
-    def _durations(cls, value: object) -> float:
-        return _seconds(value)
+    def _durations(cls, value: object, info: ValidationInfo) -> float:
+        return _seconds(value, info)
 
 
 def check_url(url: str) -> str:

@@ -18,6 +18,7 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.objects import WORKLOADS, find_container, object_ref
+from remediations.params import Number
 from remediations.targets import Target
 
 __all__ = [
@@ -40,7 +41,7 @@ class QuantityChange(ActionParams):
     """``{value: "512Mi"}`` or ``{factor: 1.5, max: "4Gi"}`` (the cap is mandatory)."""
 
     value: str | None = None
-    factor: float | None = Field(default=None, gt=0, le=10)
+    factor: Number | None = Field(default=None, gt=0, le=10)
     max: str | None = None
 
     @field_validator("value", "max")

@@ -28,6 +28,7 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.objects import WORKLOADS, object_ref, selector_string
+from remediations.params import Integer
 from remediations.targets import Target
 
 __all__ = ["DeletePod", "DeletePodParams"]
@@ -40,8 +41,8 @@ class DeletePodParams(ActionParams):
 
     pod: str | None = None
     selector: str | None = Field(default=None, min_length=1, max_length=1000)
-    max_pods: int = Field(default=1, ge=1, le=10)
-    grace_period_seconds: int | None = Field(default=None, ge=0, le=3600)
+    max_pods: Integer = Field(default=1, ge=1, le=10)
+    grace_period_seconds: Integer | None = Field(default=None, ge=0, le=3600)
 
     @field_validator("pod")
     @classmethod

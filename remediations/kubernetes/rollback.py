@@ -20,6 +20,7 @@ from remediations.kubernetes.objects import (
     selector_string,
     template_images,
 )
+from remediations.params import Integer
 from remediations.targets import Target
 
 __all__ = ["RolloutUndo", "UndoParams"]
@@ -44,8 +45,8 @@ class UndoParams(ActionParams):
     the engineer saw, or does nothing.
     """
 
-    to_revision: int | None = Field(default=None, ge=1)
-    expected_revision: int | None = Field(default=None, ge=1)
+    to_revision: Integer | None = Field(default=None, ge=1)
+    expected_revision: Integer | None = Field(default=None, ge=1)
 
 
 def _without_hash(template: Mapping[str, Any]) -> dict[str, Any]:

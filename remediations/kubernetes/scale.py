@@ -37,6 +37,7 @@ from remediations.kubernetes.api import (
 from remediations.kubernetes.objects import object_ref
 from remediations.kubernetes.replay import records_of
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
+from remediations.params import Integer, Number
 from remediations.targets import Target
 
 __all__ = ["REPLICAS_ANNOTATION", "Scale", "ScaleParams"]
@@ -48,12 +49,12 @@ REPLICAS_ANNOTATION = "remediator.io/replicas"
 class ScaleParams(ActionParams):
     """Exactly one of ``replicas``, ``delta``, ``factor``, or ``restore``; clamped to [min, max]."""
 
-    replicas: int | None = Field(default=None, ge=0, le=1000)
-    delta: int | None = Field(default=None, ge=-1000, le=1000)
-    factor: float | None = Field(default=None, gt=0, le=10)
+    replicas: Integer | None = Field(default=None, ge=0, le=1000)
+    delta: Integer | None = Field(default=None, ge=-1000, le=1000)
+    factor: Number | None = Field(default=None, gt=0, le=10)
     restore: bool = False
-    min: int = Field(default=0, ge=0, le=1000)
-    max: int = Field(ge=0, le=1000)
+    min: Integer = Field(default=0, ge=0, le=1000)
+    max: Integer = Field(ge=0, le=1000)
 
     @model_validator(mode="after")
     def _one_mode(self) -> ScaleParams:

@@ -40,7 +40,7 @@ from remediations.base import (
     Risk,
 )
 from remediations.durations import format_duration
-from remediations.params import Duration, StrictParams
+from remediations.params import Duration, Integer, StrictParams
 from remediations.postgres.connection import PostgresConnection
 from remediations.targets import Target
 
@@ -88,7 +88,7 @@ class SessionFilter(StrictParams):
     # Empty: the database the connection is to (the one the alert is about).
     databases: tuple[str, ...] = Field(default=(), max_length=100)
     exclude_applications: tuple[str, ...] = DEFAULT_EXCLUDED_APPLICATIONS
-    max_sessions: int = Field(default=5, ge=1, le=100)
+    max_sessions: Integer = Field(default=5, ge=1, le=100)
 
     @field_validator("roles")
     @classmethod

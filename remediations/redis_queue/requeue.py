@@ -31,7 +31,7 @@ from remediations.base import (
     TransientActionError,
 )
 from remediations.durations import format_duration
-from remediations.params import Duration, StrictParams
+from remediations.params import Duration, Integer, StrictParams
 from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
 from remediations.retrying import DEFAULT_RETRY, RetryPolicy, call_with_retries
 from remediations.targets import Target
@@ -57,7 +57,7 @@ class RequeueParams(StrictParams):
     """``max_messages``: the cap per run. ``min_idle`` (streams only): how long an entry must
     have waited for its acknowledgement before it is taken from its consumer."""
 
-    max_messages: int = Field(default=100, ge=1, le=10_000)
+    max_messages: Integer = Field(default=100, ge=1, le=10_000)
     min_idle: Duration = Field(default=300.0, ge=1)
 
 

@@ -303,3 +303,26 @@ def test_a_plain_wrong_value_is_still_quoted(tmp_path: Path) -> None:
 )
 def test_an_endpoint_url_is_recorded_by_its_origin(url: str, origin: str) -> None:
     assert url_origin(url) == origin
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("timeout", "10"),
+        ("timeout", "1.5"),
+        ("max_retry_after", "60"),
+        ("timeout", "'\u0663s'"),
+    ],
+)
+def test_a_connections_duration_needs_its_unit_as_every_setting(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    # The named connections' timeouts took plain seconds when every other duration needed a
+    # unit: `timeout: 10` is refused the same way now.
+    text = "http:\n  endpoints:\n    flush:\n      url: https://cache.internal/flush\n"
+    text += f"      {key}: {value}\n"
+    with pytest.raises(ConfigError, match=key):
+        load_settings(config(tmp_path, text), {})
+    fixed = text.replace(f"{key}: {value}", f"{key}: 10s")
+    endpoint = load_settings(config(tmp_path, fixed), {}).http_endpoints["flush"]
+    assert getattr(endpoint, key) == 10.0

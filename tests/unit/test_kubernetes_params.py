@@ -434,3 +434,29 @@ async def test_no_client_is_refused() -> None:
 def test_invalid_params_raise_params_error(name: str, raw: dict[str, Any]) -> None:
     with pytest.raises(ParamsError, match=f"invalid params for {name}"):
         default_registry().parse_params(name, raw)
+
+
+@pytest.mark.parametrize(
+    ("action", "params"),
+    [
+        ("kubernetes.scale", {"delta": True, "max": 10}),
+        ("kubernetes.scale", {"replicas": True, "max": 10}),
+        ("kubernetes.scale", {"factor": True, "max": 10}),
+        ("kubernetes.scale", {"replicas": 2, "max": True}),
+        ("kubernetes.rollout_undo", {"to_revision": True}),
+        ("kubernetes.delete_pod", {"max_pods": True}),
+        (
+            "kubernetes.set_resources",
+            {"container": "app", "memory_limit": {"factor": True, "max": "4Gi"}},
+        ),
+        ("postgres.terminate_idle", {"roles": ["app"], "idle_for": "10m", "max_sessions": True}),
+        ("redis.requeue_dead_letters", {"max_messages": True}),
+    ],
+)
+def test_a_boolean_is_not_a_number_in_any_action_params(
+    action: str, params: dict[str, Any]
+) -> None:
+    # YAML's `true` was read as 1: `to_revision: true` rolled back to revision 1, `delta:
+    # true` added one replica. Kubernetes' own API refuses `"replicas": true`.
+    with pytest.raises(ParamsError, match="is a boolean, not a number"):
+        default_registry().parse_params(action, params)
