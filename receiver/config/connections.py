@@ -203,8 +203,8 @@ class HttpEndpointConfig(_Strict):
             raise ValueError("give exactly one of url and url_file")
         if self.url is not None:
             clear_url(check_url(self.url), instead="give it in url_file")
-        for header in self.headers:
-            clear_header(header)
+        for header, value in self.headers.items():
+            clear_header(header, value)
         clash = set(self.headers) & set(self.header_files)
         if clash:
             raise ValueError(f"headers and header_files both set {', '.join(sorted(clash))}")
@@ -321,13 +321,27 @@ def url_origin(url: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
-def clear_header(name: str) -> str:
-    """``name`` when a header of that name may be written in the configuration itself; a
-    credential-bearing one (``Authorization``, ``Cookie``, ``X-Api-Key``, ...) is refused:
-    ValueError pointing to ``header_files``."""
+# A header value in an HTTP authentication scheme's form (RFC 9110 section 11: `Bearer x`,
+# `Basic x`, `token x`, ...), whatever the header is called.
+_CREDENTIAL_VALUE = re.compile(
+    r"\s*(?:bearer|basic|digest|token|apikey|api-key|hmac|aws4-hmac-sha256|negotiate)\s+\S",
+    re.IGNORECASE,
+)
+
+
+def clear_header(name: str, value: str = "") -> str:
+    """``name`` when a header of that name, with ``value``, may be written in the
+    configuration itself; a credential-bearing one is refused: by its name (``Authorization``,
+    ``Cookie``, ``X-Api-Key``, ...) or by its value (``X-Custom: Bearer ...``, a custom header
+    carrying a token). ValueError pointing to ``header_files``, never quoting the value."""
     if name.lower() == "cookie" or _SECRET_WORD.search(name):
         raise ValueError(
             f"header {name!r} carries a credential: give it in header_files (read from a file)"
+        )
+    if _CREDENTIAL_VALUE.match(value):
+        raise ValueError(
+            f"header {name!r} holds a credential (an authentication scheme and its value): "
+            "give it in header_files (read from a file)"
         )
     return name
 

@@ -326,3 +326,19 @@ def test_a_connections_duration_needs_its_unit_as_every_setting(
     fixed = text.replace(f"{key}: {value}", f"{key}: 10s")
     endpoint = load_settings(config(tmp_path, fixed), {}).http_endpoints["flush"]
     assert getattr(endpoint, key) == 10.0
+
+
+@pytest.mark.parametrize(
+    "value", ["Bearer HdrSecret11", "basic dXNlcjpwdw==", "Token abc", "  ApiKey k-123"]
+)
+def test_a_custom_header_holding_a_credential_is_refused_inline(tmp_path: Path, value: str) -> None:
+    # Only the header's name was checked: `X-Custom: Bearer ...` was accepted and recorded.
+    text = "http:\n  endpoints:\n    flush:\n      url: https://cache.internal/flush\n"
+    text += f"      headers: {{X-Custom: '{value}'}}\n"
+    with pytest.raises(ConfigError, match="header 'X-Custom' holds a credential") as caught:
+        load_settings(config(tmp_path, text), {})
+    assert value.strip() not in str(caught.value)
+    plain = text.replace(value, "prod")
+    assert load_settings(config(tmp_path, plain), {}).http_endpoints["flush"].headers == {
+        "X-Custom": "prod"
+    }
