@@ -157,8 +157,8 @@ class RunContext:
     # the last step of that action that changed something (e.g. the replica counts
     # kubernetes.scale went from and to), for steps that undo it (``ActionContext.recorded``).
     recorded: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    # Outcomes of the steps that finished before this pass (a resumed run).
-    finished: list[str] = field(default_factory=list)
+    # (action, outcome) of the steps that finished before this pass (a resumed run).
+    finished: list[tuple[str, str]] = field(default_factory=list)
     # Steps an engineer approved whose plan still holds: step index -> the preconditions of
     # the approved preview, which the action checks again as it runs.
     approved: dict[int, Mapping[str, Any]] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from receiver.pipeline.announce import Announcer
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps, RunContext, record_step
 from receiver.store import JobKind
 from remediations.base import Outcome
+from remediations.notify.action import Notify
 
 __all__ = ["Record", "RecordEscalation"]
 
@@ -30,12 +31,23 @@ _DONE = frozenset(
 )
 
 
+def _ran_dry(steps: list[tuple[str, str]]) -> bool:
+    """True when a step ran dry and none of those that act on a system changed anything:
+    the remediation did not happen, even if a ``notify`` step told someone about it (such a
+    run read ``succeeded`` in the run list and the report while its restart had run dry)."""
+    acting = [outcome for action, outcome in steps if action != Notify.name]
+    dry = any(outcome == Outcome.DRY_RUN for _, outcome in steps)
+    return dry and not any(outcome in _CHANGED for outcome in acting)
+
+
 class Record:
     """record/verify: the outcome of this pass over the run, stored with what follows from it.
 
-    A failed or refused step fails the run; a held step parks it (awaiting_approval); steps
-    that all ran dry make it ``dry_run``; otherwise it waits for its alert to resolve
-    (``verifying``, with a deadline job) or, with nothing to verify, has ``succeeded``.
+    A failed or refused step fails the run; a held step parks it (awaiting_approval); a run
+    whose steps that act on a system ran dry or changed nothing, one of them dry, is
+    ``dry_run`` (a ``notify`` step that was sent does not make it more); otherwise it waits
+    for its alert to resolve (``verifying``, with a deadline job) or, with nothing to verify,
+    has ``succeeded``.
     A failed step feeds the rule's circuit breaker (a verification's failure does so when it
     is decided), except one that failed on its alert's own values (``Result.alert_fault``)
     in a run none of whose steps changed anything: the run's error says so. The outcome is
@@ -50,7 +62,8 @@ class Record:
     async def __call__(self, ctx: RunContext) -> Verdict:
         deps = self._deps
         assert ctx.run_id is not None
-        outcomes = [*ctx.finished, *(result.outcome for _, result in ctx.results)]
+        steps = [*ctx.finished, *((step.action, result.outcome) for step, result in ctx.results)]
+        outcomes = [outcome for _, outcome in steps]
         failed = [r for _, r in ctx.results if r.outcome in _STOPS]
         error: str | None = None
         schedule: list[tuple[str, float]] = []
@@ -75,7 +88,7 @@ class Record:
         elif ctx.awaiting is not None:
             await _hold(deps, ctx)
             final = RunOutcome.AWAITING_APPROVAL
-        elif outcomes and all(o == Outcome.DRY_RUN for o in outcomes):
+        elif _ran_dry(steps):
             final = RunOutcome.DRY_RUN
         elif ctx.verify_within_s:
             final = RunOutcome.VERIFYING

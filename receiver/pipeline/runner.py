@@ -105,7 +105,7 @@ def context_of(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
         run_id=run.id,
         occurrence=run.occurrence,
         prior=run,
-        finished=[s.outcome for s in finished],
+        finished=[(s.action, s.outcome) for s in finished],
         settle_s=run.settle_s,
         decision=run.decision,
         announce=rule.announce if rule is not None else None,

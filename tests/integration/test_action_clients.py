@@ -190,3 +190,25 @@ async def test_a_missing_database_records_dry_run_naming_it(
     assert notify.outcome == "dry_run"
     assert notify.message.startswith("dry-run (notify not configured)")
     assert peer.requests == []
+
+
+async def test_a_run_whose_database_step_ran_dry_is_dry_run_though_its_notice_was_sent(
+    make_harness: MakeHarness, peer: Peer
+) -> None:
+    """The notify step is configured and sent; the step that acts on the database runs dry
+    (no such connection). The run read `succeeded` in the run list and the report, as if the
+    sessions had been ended."""
+    async with aiohttp.ClientSession() as http:
+        notifier = Notifier(
+            {"oncall": Channel("oncall", ChannelKind.SLACK, peer.url("/slack"), HttpPolicy())},
+            http,
+        )
+        harness = await make_harness(
+            RULES % {"role": "app"}, clients={"notify": notifier}, dry_run=False
+        )
+        await harness.deliver({"alertname": "DatabaseConnectionsHigh", "database": "billing"})
+        run = await harness.only_run()
+    terminate, notify = run.steps
+    assert (terminate.outcome, notify.outcome) == ("dry_run", "ok")
+    assert len(peer.seen("/slack")) == 1
+    assert run.outcome == "dry_run"
