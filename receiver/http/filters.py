@@ -12,6 +12,7 @@ from uuid import UUID
 
 from receiver.durations import parse_duration
 from receiver.model import RunOutcome
+from receiver.store import BadCursor, decode_cursor
 from remediations.targets import TargetError, parse_target_key, target_kind
 
 __all__ = [
@@ -141,7 +142,9 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
     """Keyword arguments for ``RunsReader.list_runs``; ``limit`` is always set.
 
     Raises BadParameter for an unknown or empty parameter, a target that is not
-    kind/namespace/name, an unknown outcome, a bad ``since`` or a limit outside 1..500.
+    kind/namespace/name, an unknown outcome, a bad ``since``, a limit outside 1..500 or a
+    cursor that is not a page's ``next_cursor`` (checked whole here, so that the store is never
+    handed one it cannot bind).
     """
     allowed = {"alertname", "rule", "target", "outcome", "since", "limit", "cursor"}
     for name in query:
@@ -165,6 +168,12 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
         if not parsed.name or (target_kind(parsed.kind).namespaced and not parsed.namespace):
             raise BadParameter("target", "target must be kind/namespace/name or kind/name")
         filters["target"] = parsed
+    cursor = filters.get("cursor")
+    if cursor is not None:
+        try:
+            decode_cursor(cursor)
+        except BadCursor as exc:
+            raise BadParameter("cursor", str(exc)) from None
     outcome = choice(query, "outcome", (o.value for o in RunOutcome))
     if outcome is not None:
         filters["outcome"] = RunOutcome(outcome)
