@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_RUNS_LIMIT",
     "MAX_RUNS_LIMIT",
     "BadParameter",
+    "bounded_duration",
     "check_query",
     "choice",
     "limit_param",
@@ -106,6 +107,17 @@ def run_id_param(query: Mapping[str, str], name: str) -> str | None:
     except ValueError:
         raise BadParameter(name, f"{name} must be a run's id (a uuid)") from None
     return value
+
+
+def bounded_duration(value: object, name: str, max_s: float, max_text: str) -> float:
+    """Seconds in ``value``, a duration (``30m``) from 1s to ``max_s`` (written ``max_text``,
+    e.g. ``7d``, in the message about ``name``). Raises ValueError for what is no duration, and
+    saying the bound for one outside it: a duration the syntax takes but the bound does not
+    (``999ms``) is refused, not let through."""
+    seconds = parse_duration(value)
+    if not 1.0 <= seconds <= max_s:
+        raise ValueError(f"{name} must be between 1s and {max_text}, got {value!r}")
+    return seconds
 
 
 def parse_since(text: str, now: datetime) -> datetime:
