@@ -185,8 +185,9 @@ def _payload_problem(exc: web.RequestPayloadError) -> str:
 
 # The content codings a body may come in: those aiohttp decodes, spelt as it recognises them (one
 # coding, the header's whole value; it takes any other value, "x-bogus" or "gzip, gzip", for
-# identity and hands the handler undecoded bytes). br and zstd are decoded only with optional
-# packages the service does not install.
+# identity and hands the handler undecoded bytes). br and zstd: aiohttp decodes them only with
+# optional packages (Brotli, backports.zstd); without them its HTTP parser answers a text 400
+# itself, before any middleware runs, and with them this refuses them as any other (415).
 DECODED_CODINGS = ("gzip", "deflate")
 
 
@@ -206,7 +207,7 @@ def _refuse_coding(coding: str) -> web.Response:
     """415 for a body in ``coding``, naming the header and the codings taken (RFC 9110
     15.5.16; its Accept-Encoding lists them, as 12.5.3 says a 415 of a coding should)."""
     accepted = ["identity", *DECODED_CODINGS]
-    return json_response(
+    refused = json_response(
         {
             "error": f"Content-Encoding {coding[:100]!r} is not supported: send the body"
             f" uncompressed (identity) or as {' or '.join(DECODED_CODINGS)}",
@@ -216,6 +217,10 @@ def _refuse_coding(coding: str) -> web.Response:
         415,
         {hdrs.ACCEPT_ENCODING: ", ".join(DECODED_CODINGS)},
     )
+    # The body is left unread: the connection closes rather than aiohttp reading it through
+    # a decoder after the answer.
+    refused.force_close()
+    return refused
 
 
 def _bad_query(request: web.Request) -> web.Response | None:

@@ -108,6 +108,23 @@ async def test_a_coding_not_decoded_here_is_415_naming_the_header(
     _no_traceback(caplog)
 
 
+@pytest.mark.parametrize(("coding", "decoder"), [("br", "brotli"), ("zstd", "backports.zstd")])
+async def test_br_and_zstd_are_415_once_aiohttp_can_tell_them_apart(
+    make_client: MakeClient, coding: str, decoder: str
+) -> None:
+    # Without the decoder aiohttp's parser answers a text/plain 400 before the application sees
+    # the request; with it, the middleware refuses the coding like any other.
+    pytest.importorskip(decoder, reason=f"aiohttp answers {coding} itself without {decoder}")
+    client = await make_client()
+    response = await client.post(
+        ALERTS_PATH,
+        data=b"{}",
+        headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": coding},
+    )
+    assert response.status == 415, await response.text()
+    assert (await response.json())["header"] == "Content-Encoding"
+
+
 async def test_identity_and_the_decoded_codings_in_any_case_are_read(
     make_client: MakeClient, store: Store
 ) -> None:
