@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 from pydantic import SecretStr
@@ -48,6 +48,7 @@ __all__ = [
     "connect_store",
     "embedded_credentials",
     "mode_text",
+    "not_a_dsn",
     "require_authentication",
     "storage_text",
 ]
@@ -63,7 +64,17 @@ class StartupError(Exception):
 
 def _scrubbed(text: str, url: str) -> str:
     password = urlsplit(url).password
-    return text.replace(password, "***") if password else text
+    if not password:
+        return text
+    # As written in the URL, and as a client may quote it once decoded (%40 is @).
+    return text.replace(password, "***").replace(unquote(password), "***")
+
+
+def not_a_dsn(source: str, dsn: str, exc: Exception) -> ConfigError:
+    """The error for ``dsn``, which asyncpg cannot read (``exc``), from ``source`` (the
+    variable or option that gave it): what is wrong, never its password. ``serve`` and the
+    commands that take a database URL say it alike."""
+    return ConfigError(f"{source}: not a PostgreSQL DSN: {_scrubbed(str(exc), dsn)}")
 
 
 def _where(url: str) -> str:
@@ -81,7 +92,7 @@ async def connect_store(settings: Settings, dsn: str) -> Store:
     try:
         return await Store.connect(dsn, transaction_pooled=settings.transaction_pooled)
     except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:
-        raise ConfigError(f"{source}: not a PostgreSQL DSN: {_scrubbed(str(exc), dsn)}") from None
+        raise not_a_dsn(source, dsn, exc) from None
     except StoreUnavailable as exc:
         cause = exc.__cause__ or exc
         reason = _scrubbed(f"{type(cause).__name__}: {cause}", dsn)

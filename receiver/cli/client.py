@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,6 +150,15 @@ def _read_token(path: Path) -> str:
     return token
 
 
+def _option_of(name: str, sent: Collection[str], flags: Mapping[str, str]) -> str:
+    """The command's option for the query parameter or body field ``name`` the server named:
+    ``flags[name]`` (``from`` is ``--since``), else ``--name`` for one the command sent, else
+    the server's name."""
+    if name in flags:
+        return flags[name]
+    return "--" + name.replace("_", "-") if name in sent else name
+
+
 async def request(
     method: str,
     url: str,
@@ -158,9 +167,11 @@ async def request(
     params: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
     hint_401: str | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Any:
     """One call to a running server; a non-200 answer becomes a UserError with its detail
-    (and ``hint_401`` after a 401)."""
+    (and ``hint_401`` after a 401). A parameter or field the answer names is said as the
+    command's option that gave it (``flags``: parameter -> option where the names differ)."""
     # Imported here: commands that do not call a server need not load aiohttp.
     import aiohttp
 
@@ -178,7 +189,13 @@ async def request(
             parameter = None
             if isinstance(data, dict):
                 parameter = data.get("parameter") or data.get("field")
-            where = f" ({parameter})" if parameter else ""
+            where = ""
+            if isinstance(parameter, str) and parameter:
+                sent = [*(params or {}), *(body or {})]
+                where = f" ({_option_of(parameter, sent, flags or {})})"
+                if isinstance(detail, str):
+                    # Some details start with the server's name for it ("from: ...").
+                    detail = detail.removeprefix(f"{parameter}: ")
             message = f"{url}: HTTP {response.status}{where}: {detail or response.reason or ''}"
             if response.status == 401 and hint_401:
                 message = f"{message.rstrip()}; {hint_401}"
@@ -194,8 +211,8 @@ def call_server(
     **kwargs: Any,
 ) -> Any:
     """``request`` to an operator endpoint ``path`` of the server ``operator_target`` picks,
-    on its own event loop. Raises UserError when the server cannot be reached or answers an
-    error."""
+    on its own event loop. Raises UserError when the server cannot be reached (``cannot reach
+    the service at URL: connection refused``) or answers an error."""
     import aiohttp
 
     base, headers, hint = operator_target(settings, url)
@@ -204,10 +221,34 @@ def call_server(
         _warn_once(f"warning: no operator token was sent to {base}: {hint}")
     try:
         return asyncio.run(request(method, endpoint, headers, hint_401=hint, **kwargs))
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise UserError(
+            f"cannot reach the service at {base}: its TLS certificate is not trusted"
+            f" ({exc.certificate_error})"
+        ) from None
+    except aiohttp.ClientConnectorError as exc:
+        # aiohttp's own text names its connection key ("... ssl:default [...]"), not the cause.
+        raise UserError(f"cannot reach the service at {base}: {_unreachable(exc)}") from None
     except aiohttp.ClientError as exc:
         raise UserError(f"{endpoint}: {exc}") from None
     except TimeoutError:
         raise UserError(f"{endpoint}: no answer within {TIMEOUT_S}s") from None
+
+
+def _unreachable(exc: Any) -> str:
+    """Why a connection failed (``exc`` an aiohttp ClientConnectorError), in a few words."""
+    import aiohttp
+
+    error = exc.os_error
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve {exc.host} ({error.strerror or error})"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError):
+        return "no answer to the connection"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS failed ({error})"
+    return str(error.strerror or error)
 
 
 def query_params(options: Mapping[str, Any]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import click
 
-from receiver.cli.common import UserError, state
+from receiver.cli.common import BadUsage, UserError, state
 from receiver.config import Settings
 
 __all__ = ["database", "migrate"]
@@ -50,13 +50,25 @@ def database(settings: Settings, command: str, *, direct: bool = False) -> Itera
 
     ``direct``: ``database.direct_url`` when set, for work a transaction pooler cannot carry
     (the audit commands read through a server-side cursor, a named statement that would stay
-    behind on the pooler's server connection and clash with the next command's)."""
+    behind on the pooler's server connection and clash with the next command's).
+
+    A configured URL asyncpg cannot read, found when the body connects, is BadUsage naming the
+    variable, never its password."""
     # Imported here, like the store below: the other commands do not need the database.
+    import asyncpg
+
     from receiver.embedded import EmbeddedError, EmbeddedServices
+    from receiver.startup import not_a_dsn
 
     if settings.database_url is not None:
-        url = settings.database_direct_url if direct else None
-        yield (url or settings.database_url).get_secret_value()
+        direct_url = settings.database_direct_url if direct else None
+        source = "REMEDIATOR_DATABASE_DIRECT_URL" if direct_url else "REMEDIATOR_DATABASE_URL"
+        url = (direct_url or settings.database_url).get_secret_value()
+        try:
+            yield url
+        except asyncpg.ClientConfigurationError as exc:
+            # asyncpg reads the DSN when it connects: said as serve says it (exit 2).
+            raise BadUsage(f"configuration: {not_a_dsn(source, url, exc).message}") from None
         return
     # Only what starting or joining the embedded server raises is about the database: an
     # OSError of the command's own work (BrokenPipeError, when whoever read its output left,
@@ -94,6 +106,8 @@ async def _migrate(url: str, pooled: bool) -> list[int]:
 
     try:
         conn = await asyncpg.connect(url, timeout=10, **connect_options(transaction_pooled=pooled))
+    except asyncpg.ClientConfigurationError:
+        raise  # a DSN asyncpg cannot read: database() says so, as a configuration error
     # OSError: refused, unreachable, or no such host; TimeoutError: no answer in 10 s.
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         raise UserError(f"cannot connect to the database: {exc}") from None

@@ -15,6 +15,20 @@ from receiver.durations import format_duration
 __all__ = ["pause", "resume", "status"]
 
 
+def _check_for(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--for``: a duration the server takes (1s to 7d), else a usage error naming the option,
+    before anything is sent."""
+    from receiver.http.filters import bounded_duration
+    from receiver.http.guards import MAX_PAUSE_S
+
+    if value is not None:
+        try:
+            bounded_duration(value, "a pause", MAX_PAUSE_S, "7d")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.command()
 @url_option
 @click.option(
@@ -23,7 +37,13 @@ __all__ = ["pause", "resume", "status"]
     callback=check_reason,
     help="Why; recorded in the audit log (at most 1000 characters).",
 )
-@click.option("--for", "duration", default=None, help="e.g. 30m or 2h (default: until resume).")
+@click.option(
+    "--for",
+    "duration",
+    default=None,
+    callback=_check_for,
+    help="1s to 7d, e.g. 30m or 2h (default: until resume).",
+)
 @click.pass_context
 def pause(ctx: click.Context, url: str | None, reason: str, duration: str | None) -> None:
     """Stop every remediation, in every replica, until resume (or for a while).

@@ -47,7 +47,9 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
         if dead or state_name:
             params["state"] = "dead" if dead else str(state_name)
         params.update({k: str(v) for k, v in (("limit", limit), ("cursor", cursor)) if v})
-        data = call_server(state(ctx).settings(), url, f"/api/v1/{plural}", params=params)
+        path = f"/api/v1/{plural}"
+        flags = {"run_id": "--run"}
+        data = call_server(state(ctx).settings(), url, path, params=params, flags=flags)
         cells = functools.partial(_cells, kind)
         print_listing(data, plural, _COLUMNS[kind], cells, as_json=as_json)
 

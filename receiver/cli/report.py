@@ -61,7 +61,8 @@ def report(
         params["to"] = until
     if gap is not None:
         params["gap"] = gap
-    data = call_server(settings, url, "/api/v1/report", params=params)
+    flags = {"from": "--since", "to": "--until", "group_by": "--window"}
+    data = call_server(settings, url, "/api/v1/report", params=params, flags=flags)
     if not isinstance(data, dict) or "incidents" not in data:
         raise UserError("the server's answer is not a report")
     text = json.dumps(data, indent=2) + "\n" if fmt == "json" else render_markdown(data)

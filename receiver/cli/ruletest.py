@@ -8,9 +8,27 @@ from pathlib import Path
 
 import click
 
-from receiver.cli.common import UserError
+from receiver.cli.common import BadUsage, UserError
 
 __all__ = ["test"]
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--database-url``, ``--redis-url``: a URL the settings of the same name would take,
+    else a usage error naming the option (the message never quotes the URL: a password)."""
+    import pydantic
+
+    from receiver.config import Settings
+
+    if value is None:
+        return None
+    field = "database_url" if param.name == "database_url" else "redis_url"
+    try:
+        Settings.model_validate({field: value})
+    except pydantic.ValidationError as exc:
+        messages = [e["msg"].removeprefix("Value error, ") for e in exc.errors()]
+        raise click.BadParameter("; ".join(messages)) from None
+    return value
 
 
 @click.command("test")
@@ -18,12 +36,14 @@ __all__ = ["test"]
 @click.option(
     "--database-url",
     default=None,
+    callback=_check_url,
     help="A PostgreSQL server to test on (its role needs CREATEDB: every test gets a database "
     "of its own, dropped afterwards). Default: an embedded one, for this run only.",
 )
 @click.option(
     "--redis-url",
     default=None,
+    callback=_check_url,
     help="A Redis server to test on (keys under a prefix of this run, deleted afterwards). "
     "Default: an embedded one, for this run only.",
 )
@@ -73,8 +93,17 @@ def test(
         click.echo(report.summary())
         return report.exit_code
 
+    import asyncpg
+
+    from receiver.startup import not_a_dsn
+
     try:
         code = asyncio.run(play())
     except ServersError as exc:
         raise UserError(str(exc)) from None
+    except asyncpg.ClientConfigurationError as exc:
+        # asyncpg reads the rest of the DSN (sslmode=...) only when it connects.
+        if database_url is None:
+            raise  # the embedded server's own DSN: a bug, not the user's to fix
+        raise BadUsage(not_a_dsn("--database-url", database_url, exc).message) from None
     ctx.exit(code)

@@ -328,7 +328,7 @@ async def post_decision(
     except ValueError:
         return json_response({"error": "use /approve or /reject"}, 404)
     try:
-        reason = reason_of(await json_object(request, required=False))
+        reason = reason_of(await json_object(request, fields=("reason",), required=False))
     except BadField as exc:
         return bad_field(exc)
     origin = _origin(request, Channel.API)

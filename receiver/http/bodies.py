@@ -2,22 +2,35 @@
 one check, shared, so every route refuses the same things the same way.
 
 A body is a JSON object; no string in it (keys included) may hold U+0000, which PostgreSQL's
-text cannot store (the answer would be a 500 instead of a 400); a ``reason`` is a string of at
-most ``MAX_REASON_CHARS`` characters once stripped: it is stored in the audit log and shown in
-tables, not a place for a document. Errors are ``BadField`` naming the field, answered as
+text cannot store (the answer would be a 500 instead of a 400); it holds only the fields its
+route takes: an unknown one (``{"duration": "1h"}`` for ``for``) is refused, as rule files and
+settings refuse unknown keys, so that a typo cannot silently change what happens (a pause meant
+for an hour that lasts until someone lifts it); a ``reason`` is a string of at most
+``MAX_REASON_CHARS`` characters once stripped: it is stored in the audit log and shown in tables,
+not a place for a document. Errors are ``BadField`` naming the field, answered as
 ``400 {"error", "field"}``.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
 
 from receiver.http.responses import json_response
 
-__all__ = ["MAX_REASON_CHARS", "BadField", "bad_field", "json_object", "reason_of", "text_field"]
+__all__ = [
+    "MAX_REASON_CHARS",
+    "BadField",
+    "bad_field",
+    "json_object",
+    "reason_of",
+    "text_field",
+    "unknown_field",
+]
 
 MAX_REASON_CHARS = 1000
 
@@ -36,10 +49,14 @@ def bad_field(exc: BadField) -> web.Response:
     return json_response({"error": exc.message, "field": exc.field}, 400)
 
 
-async def json_object(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    """The request's body as a JSON object (``{}`` for no body when not ``required``).
+async def json_object(
+    request: web.Request, *, fields: Collection[str], required: bool = True
+) -> dict[str, Any]:
+    """The request's body as a JSON object (``{}`` for no body when not ``required``) whose
+    keys are among ``fields``, the ones the route reads.
 
-    Raises BadField for a body that is not JSON, not an object, or holds U+0000 in a string."""
+    Raises BadField for a body that is not JSON, not an object, or holds U+0000 in a string,
+    and naming a key that is not one of ``fields`` (with the closest one, if any is close)."""
     if not request.can_read_body:
         if required:
             raise BadField("body", "expected a JSON object")
@@ -51,7 +68,20 @@ async def json_object(request: web.Request, *, required: bool = True) -> dict[st
     if not isinstance(body, dict):
         raise BadField("body", "expected a JSON object")
     _no_nul(body, "")
+    for key in body:
+        if key not in fields:
+            raise BadField(key, unknown_field(key, fields))
     return body
+
+
+def unknown_field(key: str, fields: Collection[str]) -> str:
+    """The message for ``key``, not one of ``fields``: the closest field when one is close,
+    and always the fields there are."""
+    known = sorted(fields)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    taken = ", ".join(repr(name) for name in known) or "no fields"
+    return f"unknown field {key!r}{hint}; this body takes {taken}"
 
 
 def _no_nul(value: Any, path: str) -> None:

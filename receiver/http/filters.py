@@ -12,12 +12,14 @@ from uuid import UUID
 
 from receiver.durations import parse_duration
 from receiver.model import RunOutcome
+from receiver.store import BadCursor, decode_cursor
 from remediations.targets import TargetError, parse_target_key, target_kind
 
 __all__ = [
     "DEFAULT_RUNS_LIMIT",
     "MAX_RUNS_LIMIT",
     "BadParameter",
+    "bounded_duration",
     "check_query",
     "choice",
     "limit_param",
@@ -107,6 +109,17 @@ def run_id_param(query: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def bounded_duration(value: object, name: str, max_s: float, max_text: str) -> float:
+    """Seconds in ``value``, a duration (``30m``) from 1s to ``max_s`` (written ``max_text``,
+    e.g. ``7d``, in the message about ``name``). Raises ValueError for what is no duration, and
+    saying the bound for one outside it: a duration the syntax takes but the bound does not
+    (``999ms``) is refused, not let through."""
+    seconds = parse_duration(value)
+    if not 1.0 <= seconds <= max_s:
+        raise ValueError(f"{name} must be between 1s and {max_text}, got {value!r}")
+    return seconds
+
+
 def parse_since(text: str, now: datetime) -> datetime:
     """An RFC 3339 timestamp, or a duration (``24h``) meaning that long before ``now``; in UTC.
 
@@ -141,7 +154,9 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
     """Keyword arguments for ``RunsReader.list_runs``; ``limit`` is always set.
 
     Raises BadParameter for an unknown or empty parameter, a target that is not
-    kind/namespace/name, an unknown outcome, a bad ``since`` or a limit outside 1..500.
+    kind/namespace/name, an unknown outcome, a bad ``since``, a limit outside 1..500 or a
+    cursor that is not a page's ``next_cursor`` (checked whole here, so that the store is never
+    handed one it cannot bind).
     """
     allowed = {"alertname", "rule", "target", "outcome", "since", "limit", "cursor"}
     for name in query:
@@ -165,6 +180,12 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
         if not parsed.name or (target_kind(parsed.kind).namespaced and not parsed.namespace):
             raise BadParameter("target", "target must be kind/namespace/name or kind/name")
         filters["target"] = parsed
+    cursor = filters.get("cursor")
+    if cursor is not None:
+        try:
+            decode_cursor(cursor)
+        except BadCursor as exc:
+            raise BadParameter("cursor", str(exc)) from None
     outcome = choice(query, "outcome", (o.value for o in RunOutcome))
     if outcome is not None:
         filters["outcome"] = RunOutcome(outcome)

@@ -1,6 +1,6 @@
 """The one middleware every request passes: authentication and roles, body limits, query
-parameters no route can take, bodies that cannot be decoded (400), JSON errors (a store out of
-reach is 503 on every route), metrics.
+parameters no route can take, content codings it does not decode (415), bodies that cannot be
+decoded (400), JSON errors (a store out of reach is 503 on every route), metrics.
 
 One middleware, not one per concern: every layer costs each webhook a coroutine and a wrapper,
 and this one runs on every request anyway.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from structlog.typing import FilteringBoundLogger
 
@@ -28,7 +28,7 @@ from receiver.http.responses import json_response, too_large
 from receiver.store import StoreUnavailable, is_unavailable
 from receiver.telemetry import Metrics
 
-__all__ = ["BodyTimeout", "edge_middleware"]
+__all__ = ["DECODED_CODINGS", "BodyTimeout", "edge_middleware"]
 
 
 class BodyTimeout(TimeoutError):
@@ -91,6 +91,8 @@ def edge_middleware(
             elif (length := request.content_length) is not None and length > max_body:
                 # Refused before reading: the body would be read up to the limit only to be refused.
                 response = too_large(max_body)
+            elif request.body_exists and (coding := _unsupported_coding(request)) is not None:
+                response = _refuse_coding(coding)
             elif request.content.is_eof():
                 # No body, or all of it came with the headers: the common case, no timer.
                 response = await handler(request)
@@ -179,6 +181,46 @@ def _payload_problem(exc: web.RequestPayloadError) -> str:
     gzip`` (its ``message``, without the status it prefixes ``str()`` with)."""
     message = getattr(exc, "message", "") or str(exc)
     return " ".join(str(message).split()) or "malformed body"
+
+
+# The content codings a body may come in: those aiohttp decodes, spelt as it recognises them (one
+# coding, the header's whole value; it takes any other value, "x-bogus" or "gzip, gzip", for
+# identity and hands the handler undecoded bytes). br and zstd: aiohttp decodes them only with
+# optional packages (Brotli, backports.zstd); without them its HTTP parser answers a text 400
+# itself, before any middleware runs, and with them this refuses them as any other (415).
+DECODED_CODINGS = ("gzip", "deflate")
+
+
+def _unsupported_coding(request: web.Request) -> str | None:
+    """The request's Content-Encoding when the body is in a coding that is not decoded here
+    (``DECODED_CODINGS``, or identity), else None."""
+    values = request.headers.getall(hdrs.CONTENT_ENCODING, [])
+    codings = [c.strip().lower() for value in values for c in value.split(",")]
+    if all(c in ("", "identity") for c in codings):
+        return None
+    if len(values) == 1 and values[0].strip().lower() in DECODED_CODINGS:
+        return None
+    return ", ".join(v.strip() for v in values)
+
+
+def _refuse_coding(coding: str) -> web.Response:
+    """415 for a body in ``coding``, naming the header and the codings taken (RFC 9110
+    15.5.16; its Accept-Encoding lists them, as 12.5.3 says a 415 of a coding should)."""
+    accepted = ["identity", *DECODED_CODINGS]
+    refused = json_response(
+        {
+            "error": f"Content-Encoding {coding[:100]!r} is not supported: send the body"
+            f" uncompressed (identity) or as {' or '.join(DECODED_CODINGS)}",
+            "header": hdrs.CONTENT_ENCODING,
+            "accepted": accepted,
+        },
+        415,
+        {hdrs.ACCEPT_ENCODING: ", ".join(DECODED_CODINGS)},
+    )
+    # The body is left unread: the connection closes rather than aiohttp reading it through
+    # a decoder after the answer.
+    refused.force_close()
+    return refused
 
 
 def _bad_query(request: web.Request) -> web.Response | None:

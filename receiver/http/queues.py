@@ -132,7 +132,7 @@ def _item_id(request: web.Request) -> int | None:
 async def _reason(request: web.Request, *, required: bool) -> str | web.Response | None:
     """The body's ``reason`` (stripped), or the 400 answer naming what is wrong."""
     try:
-        body = await json_object(request, required=False)
+        body = await json_object(request, fields=("reason",), required=False)
         return reason_of(body, required="say why it is dropped" if required else None)
     except BadField as exc:
         return bad_field(exc)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from receiver.durations import parse_duration
 from receiver.http.deps import CLOCK
-from receiver.http.filters import BadParameter, choice
+from receiver.http.filters import BadParameter, bounded_duration, choice
 from receiver.http.login import REVIEW_WEB
 from receiver.http.pages import window_of
 from receiver.http.responses import json_response
@@ -33,12 +32,9 @@ def _gap(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        seconds = parse_duration(text)
+        return bounded_duration(text, "the gap", MAX_GAP_S, "7d")
     except ValueError as exc:
         raise BadParameter("gap", str(exc)) from None
-    if not 0 < seconds <= MAX_GAP_S:
-        raise BadParameter("gap", "the gap must be between 1s and 7d")
-    return seconds
 
 
 async def get_report(request: web.Request) -> web.Response:

@@ -25,11 +25,6 @@ async def get_runs(request: web.Request) -> web.Response:
         rows, next_cursor = await request.app[RUNS_READER].list_runs(**filters)
     except StoreUnavailable:
         return json_response({"error": "store unavailable"}, 503)
-    except ValueError as exc:
-        # The store rejects a cursor it did not issue.
-        if "cursor" in filters:
-            return json_response({"error": str(exc), "parameter": "cursor"}, 400)
-        raise
     return json_response({"runs": [list_row(r) for r in rows], "next_cursor": next_cursor})
 
 

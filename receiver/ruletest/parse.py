@@ -12,9 +12,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
@@ -232,13 +232,41 @@ def _message(path: KeyPath, error: ErrorDetails) -> str:
     where = _where(path[:-1]) if kind in ("extra_forbidden", "missing") else _where(path)
     if kind == "extra_forbidden":
         key = str(path[-1]) if path else "?"
-        hint = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.75)
+        # The hint is a field of the mapping the key is in: a field of another part of the
+        # file (`alerts` of a notification, at the top) is no hint, least of all for itself.
+        here = _fields_at(path[:-1]) or FIELD_NAMES
+        others = [name for name in here if name != key]
+        hint = difflib.get_close_matches(key, others, n=1, cutoff=0.75)
         suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
         return _prefixed(where, f"unknown field {key!r}{suffix}")
     if kind == "missing":
         return _prefixed(where, f"missing required field {str(path[-1])!r}")
     message = error["msg"].removeprefix("Value error, ")
     return _prefixed(where, message)
+
+
+def _fields_at(path: Sequence[str | int]) -> set[str]:
+    """The field names of the spec model(s) at ``path`` in a test file (more than one where a
+    union allows several); empty when the path leads to none."""
+    models: list[type[BaseModel]] = [TestFileSpec]
+    for part in path:
+        if isinstance(part, int):
+            continue  # the item of a list: its annotation was unwrapped with the field's
+        found: list[type[BaseModel]] = []
+        for model in models:
+            for name, field in model.model_fields.items():
+                if part in (name, field.alias):
+                    found.extend(_models_in(field.annotation))
+        models = found
+    return {(f.alias or name) for model in models for name, f in model.model_fields.items()}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The spec models an annotation holds: itself, or inside a list, tuple, union or
+    Annotated."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
 def _where(path: Sequence[str | int]) -> str:

@@ -31,6 +31,7 @@ from receiver.store.failures import Failures
 from receiver.store.history import EngineHistory
 from receiver.store.jobs import JobQueue
 from receiver.store.leases import EventLease
+from receiver.store.paging import BadCursor, decode_cursor
 from receiver.store.queues import QUEUE_STATES, ItemConflict, ItemNotFound, Queues
 from receiver.store.records import (
     AuditCheck,
@@ -56,6 +57,7 @@ __all__ = [
     "QUEUE_STATES",
     "WORK_CHANNEL",
     "AuditCheck",
+    "BadCursor",
     "ClaimedEvent",
     "ClaimedJob",
     "Conclusion",
@@ -72,6 +74,7 @@ __all__ = [
     "admitted_data",
     "announced_data",
     "canonical_json",
+    "decode_cursor",
     "describe",
     "is_unavailable",
     "keep_pruning",

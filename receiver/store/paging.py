@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any, TypedDict
+from uuid import UUID
 
 from receiver.model import RunOutcome
 from receiver.store.errors import translate
@@ -20,6 +22,7 @@ from remediations.targets import Target, parse_target_key
 
 __all__ = [
     "MAX_PAGE",
+    "BadCursor",
     "Placeholders",
     "RunFilters",
     "decode_cursor",
@@ -37,14 +40,55 @@ def encode_cursor(created_at: datetime, run_id: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+class BadCursor(ValueError):
+    """A cursor this service did not issue: the caller must pass a page's ``next_cursor``."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"invalid cursor ({why}): pass the next_cursor of a previous page")
+        self.why = why
+
+
+# What encode_cursor emits: URL-safe base64 without padding. urlsafe_b64decode would silently
+# skip any other character, so a cursor holding one is refused before decoding.
+_CURSOR = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """(created_at, run_id) from a cursor; ValueError("invalid cursor") when it is malformed."""
+    """(created_at in UTC, run_id as a canonical uuid string) from a cursor ``encode_cursor``
+    could have issued.
+
+    Raises BadCursor (a ValueError) for anything else: not URL-safe base64 of UTF-8 text, not
+    exactly ``timestamp|uuid``, a timestamp without a time zone offset or outside the years 1 to
+    9999 once in UTC, an id that is no uuid. Every value it returns is one the store can bind:
+    a cursor can never reach PostgreSQL as a DataError (a 500 instead of a 400).
+    """
+    if _CURSOR.fullmatch(cursor) is None:
+        raise BadCursor("not URL-safe base64")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, run_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), run_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError("invalid cursor") from exc
+    except (binascii.Error, UnicodeDecodeError):
+        raise BadCursor("not URL-safe base64 of text") from None
+    parts = raw.split("|")
+    if len(parts) != 2:
+        raise BadCursor("not a timestamp and an id")
+    stamp, run_id = parts
+    try:
+        created_at = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise BadCursor("no timestamp") from None
+    if created_at.tzinfo is None:
+        raise BadCursor("a timestamp without a time zone")
+    try:
+        created_at = created_at.astimezone(UTC)
+    except OverflowError:
+        raise BadCursor("a timestamp outside the years 1 to 9999 in UTC") from None
+    try:
+        # UUID() also takes braces, a urn: prefix and other scripts' digits: the canonical form
+        # is what the store is given.
+        canonical = str(UUID(run_id))
+    except ValueError:
+        raise BadCursor("no run id") from None
+    return created_at, canonical
 
 
 class Placeholders:

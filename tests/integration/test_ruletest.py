@@ -551,3 +551,28 @@ async def test_a_test_can_expect_a_run_refused_by_its_template(
         servers, tmp_path, REFUSED_BY_TEMPLATE, rules=("http.yaml", HTTP_RULES)
     )
     assert report.exit_code == 0, "\n".join(lines)
+
+
+def test_a_database_url_asyncpg_cannot_read_is_a_usage_error_without_its_password(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # The scheme is right (the option's check passes); asyncpg refuses sslmode when it connects.
+    redis_server.ensure_running()
+    (tmp_path / "rules.yaml").write_text(RULES)
+    (tmp_path / "good.yaml").write_text(PASSING)
+    url = "postgresql://u:s3cr%40t-pw@127.0.0.1:1/db?sslmode=bogus"
+    result = CliRunner().invoke(
+        main,
+        [
+            "test",
+            str(tmp_path / "good.yaml"),
+            "--database-url",
+            url,
+            "--redis-url",
+            redis_server.url,
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: --database-url: not a PostgreSQL DSN: `sslmode`")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "s3cr" not in result.output

@@ -97,3 +97,45 @@ def test_a_reason_over_1000_characters_is_a_usage_error(path: tuple[str, ...]) -
     assert result.exit_code == 2, result.output
     assert "'--reason'" in result.stderr
     assert "1001 characters; at most 1000" in result.stderr
+
+
+@pytest.mark.parametrize("duration", ["500ms", "0s", "8d", "soon"])
+def test_a_pause_outside_1s_to_7d_is_a_usage_error(duration: str) -> None:
+    result = CliRunner().invoke(
+        main, ["pause", "--reason", "x", "--for", duration, "--url", "http://127.0.0.1:1"], env={}
+    )
+    assert result.exit_code == 2, result.output
+    assert "'--for'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ("--database-url", "not a PostgreSQL URL: the scheme must be postgresql://"),
+        ("--redis-url", "not a Redis URL: the scheme must be redis://"),
+    ],
+)
+def test_a_rule_test_server_url_that_is_no_url_is_a_usage_error(option: str, says: str) -> None:
+    result = CliRunner().invoke(main, ["test", option, "garbage", "rules/tests/high-memory.yaml"])
+    assert result.exit_code == 2, result.output
+    assert f"'{option}'" in result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.output
+
+
+PASSWORD = "s3cr%40t-pw"  # percent-encoded: a client could quote it either way
+
+
+@pytest.mark.parametrize(
+    "command", [["audit", "export"], ["audit", "verify"], ["migrate"]], ids=" ".join
+)
+def test_a_database_url_asyncpg_cannot_read_is_a_configuration_error(command: list[str]) -> None:
+    # asyncpg reads the DSN's parameters when it connects: no server is needed to find it bad.
+    url = f"postgresql://u:{PASSWORD}@127.0.0.1:1/db?sslmode=bogus"
+    result = CliRunner().invoke(main, command, env={"REMEDIATOR_DATABASE_URL": url})
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(
+        "error: configuration: REMEDIATOR_DATABASE_URL: not a PostgreSQL DSN: `sslmode`"
+    ), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "s3cr" not in result.output

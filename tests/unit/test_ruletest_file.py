@@ -150,6 +150,27 @@ def test_file_level_mistakes(text: str, expected: str) -> None:
     assert any(e.startswith(expected) for e in errors_of(text)), errors_of(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "unknown", "hint"),
+    [
+        # A field of a test (or of a notification) is no hint at the top, least of all for
+        # itself: a webhook payload given as a test file named `alerts` after `alerts`.
+        ("rule_files: [r.yaml]\ntests: []\nalerts: []\n", "alerts", None),
+        ("rule_files: [r.yaml]\ntests: []\nalert: x\n", "alert", None),
+        ("rule_files: [r.yaml]\ntests:\n  - name: t\n    alert: {}\n", "alert", "alerts"),
+        ("rule_files: [r.yaml]\ntests:\n  - name: t\n    timline: []\n", "timline", "timeline"),
+    ],
+)
+def test_a_hint_is_a_field_of_the_mapping_the_key_is_in(
+    text: str, unknown: str, hint: str | None
+) -> None:
+    [message] = [e for e in errors_of(text) if f"unknown field {unknown!r}" in e]
+    if hint is None:
+        assert "did you mean" not in message, message
+    else:
+        assert message.endswith(f"(did you mean {hint!r}?)"), message
+
+
 def _one_test(body: str) -> str:
     return "rule_files: [r.yaml]\ntests:\n  - name: t\n" + textwrap.indent(
         textwrap.dedent(body), "    "

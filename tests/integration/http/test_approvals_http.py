@@ -190,6 +190,13 @@ async def test_api_lists_and_decides(make_edge: MakeEdge) -> None:
     bad = await edge.client.get("/api/v1/approvals?state=maybe", headers=bob)
     assert (bad.status, (await bad.json())["parameter"]) == (400, "state")
 
+    # A misspelt field is refused, not decided without it.
+    typo = await edge.client.post(
+        f"/api/v1/approvals/{approval.id}/reject", headers=bob, json={"reasn": "not now"}
+    )
+    assert typo.status == 400
+    assert (await typo.json())["field"] == "reasn"
+    assert "did you mean 'reason'?" in (await typo.json())["error"]
     response = await edge.client.post(
         f"/api/v1/approvals/{approval.id}/reject", headers=bob, json={"reason": "not now"}
     )

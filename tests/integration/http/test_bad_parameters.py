@@ -201,7 +201,7 @@ async def test_the_cli_reports_a_since_out_of_range_as_the_servers_400(
     for since in BAD_SINCE:
         result = await asyncio.to_thread(runs, since)
         assert result.exit_code == 1, result.output
-        assert "HTTP 400 (since)" in result.stderr, result.stderr
+        assert "HTTP 400 (--since)" in result.stderr, result.stderr
 
 
 @pytest.fixture

@@ -68,6 +68,11 @@ async def test_pause_refuses_every_run_until_resume_and_is_audited(
         ({"reason": "x", "for": "soon"}, "for"),
         ({"reason": "x", "for": 30}, "for"),
         ({"reason": "x", "for": "8d"}, "for"),
+        # The bound the error states: 1s at least, not whatever the syntax takes.
+        ({"reason": "x", "for": "999ms"}, "for"),
+        ({"reason": "x", "for": "0s"}, "for"),
+        # A typo of `for` must not become a pause until resumed.
+        ({"reason": "t", "duration": "1h"}, "duration"),
         ([], "body"),
     ],
 )
@@ -80,6 +85,18 @@ async def test_bad_pause_requests_are_400_naming_the_field(
     assert response.status == 400
     assert (await response.json())["field"] == field
     assert not (await guards.status())["paused"]
+
+
+async def test_an_unknown_pause_field_is_named_with_the_closest_one(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis
+) -> None:
+    client = await make_client(guards=Guards(redis_client, NamespacePolicy(), GuardSettings()))
+    response = await client.put(PAUSE_PATH, json={"reason": "x", "fro": "1h"}, headers=OPERATOR)
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "unknown field 'fro' (did you mean 'for'?); this body takes 'for', 'reason'",
+        "field": "fro",
+    }
 
 
 async def test_without_guards_their_routes_say_so(make_client: MakeClient) -> None:
@@ -136,9 +153,12 @@ async def test_cli_pause_resume_and_status(
     assert "0 of 10 disruptive actions used in the last 1h" in table.stdout
     assert "{" not in table.stdout  # a table, not the JSON
 
-    bad = await cli("pause", "--reason", "x", "--for", "forever")
-    assert bad.exit_code == 1
-    assert "HTTP 400 (for)" in bad.stderr
+    # A duration the server would refuse is a usage error naming --for, sent nowhere.
+    for duration, why in (("forever", "is not a duration"), ("500ms", "between 1s and 7d")):
+        bad = await cli("pause", "--reason", "x", "--for", duration)
+        assert bad.exit_code == 2, bad.output
+        assert "'--for'" in bad.output
+        assert why in bad.output
 
     resumed = await cli("resume")
     assert resumed.exit_code == 0, resumed.output

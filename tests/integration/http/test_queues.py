@@ -121,6 +121,10 @@ async def test_retry_and_drop_over_the_api_are_audited(
     assert (status, answer["field"]) == (400, "reason")
     status, answer = await post(client, f"/api/v1/events/{second}/drop", ["not", "an object"])
     assert (status, answer["field"]) == (400, "body")
+    status, answer = await post(client, f"/api/v1/events/{second}/drop", {"why": "poison"})
+    assert (status, answer["field"]) == (400, "why")
+    status, answer = await post(client, f"/api/v1/events/{first}/retry", {"reasons": "x"})
+    assert (status, answer["field"]) == (400, "reasons")
     status, answer = await post(client, f"/api/v1/events/{second}/drop", {"reason": "poison"})
     assert status == 200
     assert answer["event"]["state"] == "done"

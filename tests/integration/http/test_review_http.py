@@ -170,6 +170,8 @@ async def test_the_report_api_checks_its_parameters(served: Served) -> None:
         ({"from": "yesterday"}, "from"),
         ({"from": "1h", "to": "2h"}, "to"),
         ({"gap": "forever"}, "gap"),
+        ({"gap": "1ms"}, "gap"),
+        ({"gap": "0s"}, "gap"),
         ({"group_by": "team"}, "group_by"),
         ({"format": "pdf"}, "format"),
         ({"limit": "3"}, "limit"),

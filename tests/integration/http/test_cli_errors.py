@@ -1,0 +1,48 @@
+"""What the CLI says when a running server refuses its request: the option the user typed, not
+the server's name for it (``report --since`` is the API's ``from``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from click.testing import CliRunner, Result
+
+from receiver.cli import main
+from receiver.store import Store
+from tests.support.http import OPERATOR_TOKEN, AiohttpClient, Client, default_settings
+from tests.support.review_app import review_app
+
+pytestmark = [pytest.mark.postgres]
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, store: Store) -> Client:
+    return await aiohttp_client(review_app(store, default_settings()))
+
+
+async def _cli(client: Client, *args: str) -> Result:
+    url = str(client.make_url("")).rstrip("/")
+    env = {"REMEDIATOR_OPERATOR_TOKEN": OPERATOR_TOKEN}
+    return await asyncio.to_thread(CliRunner().invoke, main, [*args, "--url", url], env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "says"),
+    [
+        (("report", "--since", "1y"), "--since", "'1y' is neither"),
+        (("report", "--until", "soon"), "--until", "'soon' is neither"),
+        (("report", "--gap", "1ms"), "--gap", "the gap must be between 1s and 7d"),
+        (("runs", "--cursor", "zz"), "--cursor", "invalid cursor"),
+        (("jobs", "--run", "not-a-uuid"), "--run", "run_id must be"),
+    ],
+)
+async def test_a_refused_option_is_named_as_the_user_typed_it(
+    client: Client, args: tuple[str, ...], option: str, says: str
+) -> None:
+    result = await _cli(client, *args)
+    assert result.exit_code == 1, result.output
+    assert f"HTTP 400 ({option}): {says}" in result.stderr, result.stderr
+    # Not the API's names: `from`, `to`, `run_id`.
+    assert not any(f"({name})" in result.stderr for name in ("from", "to", "run_id"))
+    assert "from: " not in result.stderr
