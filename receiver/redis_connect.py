@@ -31,6 +31,7 @@ from redis.exceptions import (
 )
 
 from receiver.config import ConfigError, Settings
+from receiver.config.redact import misread, unreadable
 from receiver.config.redis_mode import RedisMode, split_address
 
 __all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch"]
@@ -68,11 +69,6 @@ def _secret(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()
 
 
-def _scrubbed(text: str, url: str) -> str:
-    password = urlsplit(url).password
-    return text.replace(password, "***") if password else text
-
-
 def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
     """The guards' client for ``settings.redis_mode``; ``url`` is ``redis_url`` or the embedded
     server's (None with Sentinel). Raises ConfigError for what redis-py cannot take (a URL it
@@ -97,6 +93,8 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
     if url is None:
         raise ConfigError(f"REMEDIATOR_REDIS_MODE={settings.redis_mode.value} needs {source}")
     extra: dict[str, Any] = {} if password is None else {"password": password}
+    if (misreading := misread("Redis", url)) is not None:
+        raise ConfigError(f"{source}: {misreading}")
     where = urlsplit(url).netloc.rpartition("@")[2] or "the local socket"
     try:
         if settings.redis_mode is RedisMode.CLUSTER:
@@ -104,7 +102,7 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
             return GuardRedis(cluster, f"cluster through {where}", RedisMode.CLUSTER)
         return GuardRedis(Redis.from_url(url, **_SOCKET, **extra), where, RedisMode.STANDALONE)
     except (ValueError, RedisClusterException) as exc:
-        raise ConfigError(f"{source}: not a Redis URL: {_scrubbed(str(exc), url)}") from None
+        raise ConfigError(f"{source}: {unreadable('Redis', url, exc)}") from None
 
 
 async def _server_mode(client: Redis) -> str | None:

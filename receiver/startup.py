@@ -20,13 +20,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings
-from receiver.config.connections import url_origin
+from receiver.config.inline import url_origin
+from receiver.config.redact import misread, redacted, unreadable
 from receiver.embedded.credentials import (
     LOCAL_OPERATOR,
     OPERATOR_TOKEN_FILE,
@@ -62,19 +63,11 @@ class StartupError(Exception):
     reach, a refused password). The message names what to fix, never a secret."""
 
 
-def _scrubbed(text: str, url: str) -> str:
-    password = urlsplit(url).password
-    if not password:
-        return text
-    # As written in the URL, and as a client may quote it once decoded (%40 is @).
-    return text.replace(password, "***").replace(unquote(password), "***")
-
-
 def not_a_dsn(source: str, dsn: str, exc: Exception) -> ConfigError:
     """The error for ``dsn``, which asyncpg cannot read (``exc``), from ``source`` (the
-    variable or option that gave it): what is wrong, never its password. ``serve`` and the
-    commands that take a database URL say it alike."""
-    return ConfigError(f"{source}: not a PostgreSQL DSN: {_scrubbed(str(exc), dsn)}")
+    variable or option that gave it): what is wrong, never its password (``config.redact``).
+    ``serve`` and the commands that take a database URL say it alike."""
+    return ConfigError(f"{source}: {unreadable('PostgreSQL', dsn, exc)}")
 
 
 def _where(url: str) -> str:
@@ -89,18 +82,20 @@ async def connect_store(settings: Settings, dsn: str) -> Store:
     Raises ConfigError for a DSN asyncpg cannot read, StartupError when PostgreSQL cannot be
     reached or refuses (a password, a database that does not exist)."""
     source = "REMEDIATOR_DATABASE_URL" if settings.database_url else "embedded PostgreSQL"
+    if (misreading := misread("PostgreSQL", dsn)) is not None:
+        raise ConfigError(f"{source}: {misreading}")
     try:
         return await Store.connect(dsn, transaction_pooled=settings.transaction_pooled)
     except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:
         raise not_a_dsn(source, dsn, exc) from None
     except StoreUnavailable as exc:
         cause = exc.__cause__ or exc
-        reason = _scrubbed(f"{type(cause).__name__}: {cause}", dsn)
+        reason = redacted(f"{type(cause).__name__}: {cause}", dsn)
         raise StartupError(
             f"{source}: cannot reach PostgreSQL at {_where(dsn)}: {reason}"
         ) from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        reason = _scrubbed(f"{describe(exc)}: {exc}", dsn)
+        reason = redacted(f"{describe(exc)}: {exc}", dsn)
         raise StartupError(f"{source}: PostgreSQL at {_where(dsn)} refused: {reason}") from None
 
 

@@ -29,10 +29,9 @@ from receiver.config.connections import (
     PostgresDatabaseConfig,
     RedisConnectionConfig,
     check_names,
-    check_url,
-    clear_url,
     json_map,
 )
+from receiver.config.inline import check_url, clear_url
 from receiver.config.redis_mode import RedisSettings, blank_as_none
 from receiver.config.values import (
     duration,

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from receiver import durations
+from receiver.config.redact import misread, redacted
 from receiver.model import NamespacePolicy
 from remediations import names
 
@@ -109,6 +110,8 @@ def url_shape(value: SecretStr | None, schemes: tuple[str, ...], what: str) -> S
     if value is None:
         return None
     text = value.get_secret_value().strip()
+    if (misreading := misread(what, text)) is not None:
+        raise ValueError(misreading)
     try:
         parts = urlsplit(text)
         if parts.scheme not in schemes:
@@ -116,7 +119,7 @@ def url_shape(value: SecretStr | None, schemes: tuple[str, ...], what: str) -> S
         if what == "Redis":
             _ = parts.port  # redis-py takes one host; a port that is no number is an error
     except ValueError as exc:
-        raise ValueError(f"not a {what} URL: {exc}") from None
+        raise ValueError(f"not a {what} URL: {redacted(str(exc), text)}") from None
     return SecretStr(text)
 
 

@@ -573,6 +573,6 @@ def test_a_database_url_asyncpg_cannot_read_is_a_usage_error_without_its_passwor
         ],
     )
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: --database-url: not a PostgreSQL DSN: `sslmode`")
+    assert result.stderr.startswith("error: --database-url: not a PostgreSQL URL: `sslmode`")
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "s3cr" not in result.output

@@ -107,7 +107,7 @@ _UNREACHABLE = {
                 "REMEDIATOR_SSO_TRUSTED_PROXIES": "0.0.0.0/0",
             },
             2,
-            "error: configuration: REMEDIATOR_SSO_TRUSTED_PROXIES: 0.0.0.0/0 trusts every",
+            "error: configuration: REMEDIATOR_SSO_TRUSTED_PROXIES: 0.0.0.0/0: 4,256,038,912 public",
             id="sso-from-everyone",
         ),
         pytest.param(

@@ -135,7 +135,7 @@ def test_a_database_url_asyncpg_cannot_read_is_a_configuration_error(command: li
     result = CliRunner().invoke(main, command, env={"REMEDIATOR_DATABASE_URL": url})
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(
-        "error: configuration: REMEDIATOR_DATABASE_URL: not a PostgreSQL DSN: `sslmode`"
+        "error: configuration: REMEDIATOR_DATABASE_URL: not a PostgreSQL URL: `sslmode`"
     ), result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "s3cr" not in result.output

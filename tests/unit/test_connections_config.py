@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config import ConfigError, load_settings
-from receiver.config.connections import url_origin
+from receiver.config.inline import url_origin
 from remediations.redis_queue.queues import End, Layout
 
 

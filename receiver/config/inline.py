@@ -1,0 +1,129 @@
+"""What may be written in the configuration itself rather than read from a file: a URL or a
+header that holds no credential (``clear_url``, ``clear_header``), and what of an endpoint's URL
+the audit log records (``url_origin``). Pure. Whatever fails these checks must come from a
+``*_file``: the configuration is recorded in ``service.started``, an append-only log that can
+never forget a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["check_url", "clear_header", "clear_url", "url_origin"]
+
+
+def check_url(url: str) -> str:
+    """``url`` when it is http(s)://host...; ValueError otherwise (without echoing it)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the URL must be http:// or https:// with a host")
+    return url
+
+
+# Query parameters that carry a credential by their name (token, access_token, api_key,
+# X-Amz-Signature, sig, password, ...): a URL holding one is a secret.
+_SECRET_WORD = re.compile(r"token|secret|pass|pwd|key|sig|auth|cred|session", re.IGNORECASE)
+# Names that say nothing of a credential but carry one in the query only: Azure Functions'
+# function key is ``code``; signed URLs use ``hmac``, ``jwt``, ``bearer``, ``otp``.
+_SECRET_PARAM = re.compile(r"^(code|otp|ticket)$|hmac|jwt|bearer|signed", re.IGNORECASE)
+
+# Hosts whose URL path is the credential itself (whoever has the URL can post to the channel):
+# (what it is, host pattern, path pattern), matched on the lowercase host and the path.
+_PATH_CREDENTIAL = (
+    ("a Slack webhook", re.compile(r"hooks\.slack(-gov)?\.com"), re.compile(r"/")),
+    (
+        "a Discord webhook",
+        re.compile(r"((ptb|canary)\.)?discord(app)?\.com"),
+        re.compile(r"/api(/v\d+)?/webhooks/", re.IGNORECASE),
+    ),
+    ("a Microsoft Teams webhook", re.compile(r".+\.webhook\.office\.com"), re.compile(r"/")),
+    (
+        "a Microsoft Teams webhook",
+        re.compile(r"outlook\.office(365)?\.com"),
+        re.compile(r"/webhook(b2)?/", re.IGNORECASE),
+    ),
+    ("a Zapier webhook", re.compile(r"hooks\.zapier\.com"), re.compile(r"/")),
+    ("an IFTTT webhook", re.compile(r"maker\.ifttt\.com"), re.compile(r"/")),
+    ("a Telegram bot URL", re.compile(r"api\.telegram\.org"), re.compile(r"/bot", re.IGNORECASE)),
+    (
+        "a Feishu/Lark bot webhook",
+        re.compile(r"open\.(feishu\.cn|larksuite\.com)"),
+        re.compile(r"/open-apis/bot/", re.IGNORECASE),
+    ),
+    # Self-hosted, so any host: Mattermost's hook id (26 characters), Rocket.Chat's id/token.
+    ("a Mattermost webhook", re.compile(r".+"), re.compile(r"/hooks/[a-z0-9]{26}/?$")),
+    (
+        "a Rocket.Chat webhook",
+        re.compile(r".+"),
+        re.compile(r"/hooks/[A-Za-z0-9]{17}/[A-Za-z0-9]{48}/?$"),
+    ),
+)
+
+
+def _path_credential(host: str, path: str) -> str | None:
+    """What kind of URL ``host`` and ``path`` make when the path is a credential, else None."""
+    for what, hosts, paths in _PATH_CREDENTIAL:
+        if hosts.fullmatch(host) and paths.match(path):
+            return what
+    return None
+
+
+def clear_url(url: str, *, instead: str) -> str:
+    """``url`` when it holds no credential: no ``user:password@``, no fragment (``#token=``
+    of an OAuth implicit grant), no query parameter whose name says it carries one (``token``,
+    ``api_key``, ``sig``, ``code``, ...), and not a chat webhook whose path is the credential
+    (``hooks.slack.com``, Discord's ``/api/webhooks/``, Teams, Zapier, ...). A URL written in
+    the configuration itself is logged and may be kept in records, so one holding a secret is
+    refused: ValueError saying ``instead`` (what to do), never quoting the URL."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"the URL holds credentials (user:password@); {instead}")
+    if parts.fragment or url.endswith("#"):
+        raise ValueError(f"the URL has a fragment (#...), where tokens are passed; {instead}")
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _SECRET_WORD.search(name) or _SECRET_PARAM.search(name):
+            raise ValueError(f"the URL's query parameter {name!r} holds a secret; {instead}")
+    what = _path_credential((parts.hostname or "").rstrip("."), parts.path)
+    if what is not None:
+        raise ValueError(f"the URL is {what}, whose path is its credential; {instead}")
+    return url
+
+
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: how a record names an endpoint's URL. Never the
+    userinfo, path, query or fragment, where a credential the checks above miss would sit."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:  # an IPv6 address is written in brackets
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a number: say nothing of it
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+# A header value in an HTTP authentication scheme's form (RFC 9110 section 11: `Bearer x`,
+# `Basic x`, `token x`, ...), whatever the header is called.
+_CREDENTIAL_VALUE = re.compile(
+    r"\s*(?:bearer|basic|digest|token|apikey|api-key|hmac|aws4-hmac-sha256|negotiate)\s+\S",
+    re.IGNORECASE,
+)
+
+
+def clear_header(name: str, value: str = "") -> str:
+    """``name`` when a header of that name, with ``value``, may be written in the
+    configuration itself; a credential-bearing one is refused: by its name (``Authorization``,
+    ``Cookie``, ``X-Api-Key``, ...) or by its value (``X-Custom: Bearer ...``, a custom header
+    carrying a token). ValueError pointing to ``header_files``, never quoting the value."""
+    if name.lower() == "cookie" or _SECRET_WORD.search(name):
+        raise ValueError(
+            f"header {name!r} carries a credential: give it in header_files (read from a file)"
+        )
+    if _CREDENTIAL_VALUE.match(value):
+        raise ValueError(
+            f"header {name!r} holds a credential (an authentication scheme and its value): "
+            "give it in header_files (read from a file)"
+        )
+    return name

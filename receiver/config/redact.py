@@ -1,0 +1,67 @@
+"""What an error may say of a URL that holds credentials: never its password, even one that
+the URL parsers split in the wrong place. Pure.
+
+A password with a `/`, `#` or `?` that is not percent-encoded ends the URL's authority early
+for ``urllib`` and for asyncpg and redis-py alike: ``urlsplit`` then finds no password, or part
+of one, and the client's error quotes the rest as a port, a path or a query field
+(``invalid literal for int() with base 10: 'Sec'``). So the password is read here as a person
+reads it, from ``://`` to the last ``@``, and a parser's message is shown only when the URL was
+split where its author meant it to be.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["misread", "redacted", "unreadable"]
+
+
+def _written_password(url: str) -> str:
+    """The password as written: after the first ``:`` of what lies between ``://`` and the
+    last ``@``; "" when the URL has none."""
+    start = url.find("://")
+    end = url.rfind("@")
+    if start < 0 or end <= start:
+        return ""
+    return url[start + 3 : end].partition(":")[2]
+
+
+def redacted(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` replaced by ``***``: as written, as ``urlsplit``
+    reads it, and percent-decoded."""
+    try:
+        split = urlsplit(url).password or ""
+    except ValueError:  # "Invalid IPv6 URL": the written password is all there is
+        split = ""
+    secrets = {_written_password(url), split}
+    secrets |= {unquote(s) for s in secrets}
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def misread(kind: str, url: str) -> str | None:
+    """Why ``url`` cannot be read as its author wrote it, in general terms; None when it reads
+    as written. A ``/``, ``#`` or ``?`` in its password ends the authority early, and some
+    clients take an ``@`` in it for the end of the password, so a client would read part of
+    the password as a port or a host, and quote it in its error: checked before a client sees
+    the URL."""
+    written = _written_password(url)
+    try:
+        split = urlsplit(url).password or ""
+    except ValueError:
+        return None  # unreadable to urllib too ("Invalid IPv6 URL"): the reason quotes nothing
+    # An `@` in it reads whole here (urllib splits at the last one) but not in every client.
+    if written and (split != written or "@" in written):
+        return (
+            f"not a {kind} URL: it cannot be read as written (its password is not where the "
+            "URL's separators put it): percent-encode a `/`, `#`, `?`, `@` or `%` in the user "
+            "name or password (`%2F`, `%23`, `%3F`, `%40`, `%25`), and give the port as a number"
+        )
+    return None
+
+
+def unreadable(kind: str, url: str, exc: Exception) -> str:
+    """Why ``url`` is not a ``kind`` URL (``exc``, the client's error), never any part of its
+    password: what ``misread`` says, else the client's message, redacted."""
+    return misread(kind, url) or f"not a {kind} URL: {redacted(str(exc), url)}"

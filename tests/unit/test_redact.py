@@ -1,0 +1,69 @@
+"""What an error may say of a URL with credentials (receiver/config/redact.py): never a part of
+its password, even one the URL parsers split in the wrong place. Pure."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from receiver.config.redact import misread, redacted, unreadable
+from receiver.config.values import url_shape
+
+# The security review's passwords: a `?`, `/` or `#` that is not percent-encoded made asyncpg
+# and redis-py quote the rest of the password as a query field or a port.
+MISREAD = [
+    "postgresql://remediator:Sec?retPW11@127.0.0.1:55245/remediator",
+    "postgresql://remediator:Sec/retPW9@127.0.0.1:55245/remediator",
+    "postgresql://remediator:Ab#SecretPW10@127.0.0.1:5/x",
+    "postgresql://remediator:123/abcSECRET@127.0.0.1:5/x",
+    "redis://:Red/isSecretPW3@127.0.0.1:40317/0",
+    "redis://:Redis?SecretPW6@127.0.0.1:1/0",
+]
+
+
+def _password(url: str) -> str:
+    return url[url.index("://") + 3 : url.rindex("@")].partition(":")[2]
+
+
+@pytest.mark.parametrize("url", MISREAD)
+def test_a_password_the_parsers_would_misread_is_never_quoted(url: str) -> None:
+    message = misread("PostgreSQL", url)
+    assert message is not None
+    assert "percent-encode" in message
+    # What the client said of it before: the fragment it took for a port or a query field.
+    client = ValueError(f"invalid literal for int() with base 10: {url.split(':')[2][:3]!r}")
+    said = unreadable("PostgreSQL", url, client)
+    password = _password(url)
+    for start in range(len(password) - 2):
+        assert password[start : start + 3] not in said
+    with pytest.raises(ValueError, match="percent-encode") as caught:
+        url_shape(SecretStr(url), ("postgresql", "redis"), "PostgreSQL")
+    assert password[:3] not in str(caught.value)
+
+
+def test_a_url_read_as_written_keeps_the_clients_reason_without_its_password() -> None:
+    url = "postgresql://u:pa%2Fss@db:5432/x?sslmode=bogus"
+    assert misread("PostgreSQL", url) is None
+    said = unreadable("PostgreSQL", url, ValueError(f"bad sslmode in {url} (pa/ss)"))
+    assert said.startswith("not a PostgreSQL URL: bad sslmode in postgresql://u:***@db")
+    assert "pa/ss" not in said
+    assert "pa%2Fss" not in said
+
+
+@given(
+    password=st.text(alphabet="ab1/#?@:%!", min_size=1, max_size=12),
+    encode=st.booleans(),
+)
+def test_any_password_is_misread_or_read_whole(password: str, encode: bool) -> None:
+    """Either the URL reads as written (the parsers find the whole password, so redacting it
+    from any message is exact) or it is refused in general terms."""
+    written = quote(password, safe="") if encode else password
+    url = f"postgresql://user:{written}@db.internal:5432/app"
+    if misread("PostgreSQL", url) is None:
+        assert urlsplit(url).password == written
+        assert "@" not in written
+        assert written not in redacted(f"could not use {url}", url)
