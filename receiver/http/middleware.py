@@ -39,6 +39,12 @@ class BodyTimeout(TimeoutError):
     """
 
 
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    """``path`` is one of ``prefixes`` or below one (``/api/v1/approvals/x``), not merely
+    beginning with its text: ``/api/v1/approvalsX`` went past the credential check."""
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
 def edge_middleware(
     *,
     auth: Authenticator,
@@ -74,7 +80,7 @@ def edge_middleware(
             refused: web.Response | None = None
             if (
                 request.path.startswith("/api/")
-                and not (own_auth and request.path.startswith(own_auth))
+                and not _under(request.path, own_auth)
                 and not _method_not_allowed(request)
             ):
                 role = Role.WEBHOOK if _route_name(request) in webhook_routes else Role.OPERATOR

@@ -293,6 +293,18 @@ async def test_the_webhook_credential_is_403_on_the_approvals_api(make_edge: Mak
         assert (await edge.client.request(method, path, headers=unknown)).status == 401
 
 
+async def test_a_path_that_only_begins_like_the_approvals_api_takes_a_credential(
+    make_edge: MakeEdge,
+) -> None:
+    # The approvals API authenticates its callers itself; the edge skipped every path that
+    # began with its text, so /api/v1/approvalsX answered 404 to anyone, and a future route
+    # named so would have had no authentication at all.
+    edge = await make_edge()
+    for path in (f"{APPROVALS_API}X", f"{APPROVALS_API}-export", f"{APPROVALS_API}x/1"):
+        assert (await edge.client.get(path)).status == 401, path
+    assert (await edge.client.get(APPROVALS_API)).status == 401  # its own check, as before
+
+
 async def test_every_store_backed_route_is_503_while_postgres_is_down(
     make_edge: MakeEdge, pg_controlled: PostgresServer
 ) -> None:
