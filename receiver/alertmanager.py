@@ -172,7 +172,8 @@ class Notification(BaseModel):
 
     version: Literal["4"]
     groupKey: str
-    truncatedAlerts: Annotated[int, Field(ge=0, strict=True)] = 0
+    # Alertmanager's uint64 (webhook.Message.TruncatedAlerts): anything past it no sender wrote.
+    truncatedAlerts: Annotated[int, Field(ge=0, le=2**64 - 1, strict=True)] = 0
     status: StatusName
     # Alertmanager passes the receiver name through regexp.QuoteMeta: `web.hook` -> `web\.hook`.
     receiver: str

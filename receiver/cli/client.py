@@ -46,6 +46,12 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if value is None:
         return None
     parts = urlsplit(value.strip())
+    if "@" in parts.netloc:
+        # Never echoed: it holds a password. The operator token is the CLI's credential.
+        raise click.BadParameter(
+            "give the server as http(s)://host:port, without user:password@ (the operator "
+            "token is the credential: REMEDIATOR_OPERATOR_TOKEN(_FILE))"
+        )
     try:
         parts.port  # noqa: B018 - reading it validates it
     except ValueError:

@@ -41,8 +41,12 @@ def _schema_message(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
             return loc, "on_resolved steps take no `when`: they run whenever the alert resolves"
         if key == "when" and "on_failed" in loc:
             return loc, "on_failed steps take no `when`: they run whenever verification fails"
-        hint = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.75)
-        suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+        if key in FIELD_NAMES:
+            # A field of another part of a rule ("did you mean 'action'?" of `action`).
+            suffix = " (a field of another part of a rule: check its indentation)"
+        else:
+            hint = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.75)
+            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
         return loc, prefixed(loc[:-1], f"unknown field {key!r}{suffix}")
     if kind == "missing":
         return loc, prefixed(loc[:-1], f"missing required field {str(loc[-1])!r}")

@@ -107,6 +107,15 @@ class TestRealShapes:
         assert note.routeLabels == {"team": "db"}
         assert not hasattr(note, "someFutureField")
 
+    def test_truncated_alerts_is_alertmanagers_uint64(self) -> None:
+        body = _body()
+        body["truncatedAlerts"] = 2**64 - 1
+        assert _parse(body).truncatedAlerts == 2**64 - 1
+        body["truncatedAlerts"] = 2**64
+        with pytest.raises(PayloadError) as caught:
+            _parse(body)
+        assert caught.value.field == "truncatedAlerts"
+
     def test_defaults_for_omitted_optional_fields(self) -> None:
         body = _body()
         for key in ("truncatedAlerts", "groupLabels", "commonLabels", "commonAnnotations"):

@@ -315,3 +315,18 @@ def test_a_target_outside_kubernetes_compiles_and_renders_without_a_namespace() 
     target = rule.render_target({"alertname": "A", "database": "orders"}, {}, POLICY)
     assert target == Target("PostgresDatabase", "", "orders")
     assert target.key == "PostgresDatabase/orders"
+
+
+def test_a_field_of_another_part_of_a_rule_is_not_its_own_did_you_mean() -> None:
+    # `action` one indentation level too far out said "unknown field 'action' (did you mean
+    # 'action'?)".
+    text = (
+        "rules:\n  - name: r\n    match: ['alertname=\"A\"']\n"
+        "    target: {kind: Deployment, namespace: shop, name: web}\n"
+        "    action: kubernetes.rollout_restart\n"
+        "    steps: [{action: kubernetes.rollout_restart}]\n"
+    )
+    [error] = lint_files({"r.yaml": text}, default_registry(), POLICY)
+    assert "unknown field 'action'" in str(error)
+    assert "did you mean" not in str(error)
+    assert "check its indentation" in str(error)
