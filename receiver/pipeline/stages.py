@@ -10,6 +10,7 @@ skips what the store says is already done.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -188,7 +189,17 @@ class Admit:
             # announcement when there is nothing to send.
             started = self._announce.unsent(ctx, Announcement.STARTED)
             admitted = admitted_data(admission.checked, fence=admission.fence)
-            if not await stored(ctx, announced=started, admitted=admitted):
+            try:
+                created = await stored(ctx, announced=started, admitted=admitted)
+            except Exception:
+                # Not stored (or its answer lost): the target lock taken for it must not hold
+                # the target until its TTL, which kept the alert's next episode waiting once
+                # this event had failed for good. A retry takes it again (admission is
+                # idempotent per run id).
+                with contextlib.suppress(Exception):  # the store's error is the one to raise
+                    await deps.guards.release(request, admission)
+                raise
+            if not created:
                 # Admitted under the same run id as the worker that stored it (admission is
                 # idempotent per run id): its admission, not this one's to release.
                 return _OWNED_ELSEWHERE
@@ -196,7 +207,14 @@ class Admit:
             release_when_done(deps, ctx, request, admission)
         else:
             ctx.admission = admission
-            await deps.store.record_admission(ctx.run_id, admission.checked, fence=admission.fence)
+            try:
+                await deps.store.record_admission(
+                    ctx.run_id, admission.checked, fence=admission.fence
+                )
+            except Exception:
+                with contextlib.suppress(Exception):  # as above
+                    await deps.guards.release(request, admission)
+                raise
             release_when_done(deps, ctx, request, admission)
             if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
                 await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)

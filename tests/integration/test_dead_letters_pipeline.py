@@ -104,6 +104,27 @@ async def test_an_event_that_fails_every_attempt_ends_dead_and_the_alert_goes_on
     assert await h.store.dead_counts() == {"events": 0, "jobs": 0}
 
 
+async def test_a_run_that_cannot_be_stored_leaves_no_lock_on_its_target(served: Harness) -> None:
+    """The guards admit the run (its target lock taken), then storing it fails on every
+    attempt: the event ends dead, and the lock goes with it instead of holding the target
+    until its TTL, which kept the alert's next episode waiting behind a run that never was."""
+    h = served
+    async with h.store._pool.acquire() as conn:
+        await conn.execute(
+            """CREATE FUNCTION refuse_run() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE EXCEPTION 'this run cannot be stored'; END; $$;
+               CREATE TRIGGER refuse_run BEFORE INSERT ON runs
+               FOR EACH ROW WHEN (NEW.starts_at = '2026-01-05T08:00:00Z')
+               EXECUTE FUNCTION refuse_run();"""
+        )
+    await h.intake.accept(notification(alert(LABELS, starts_at="2026-01-05T08:00:00Z")))
+    dead = await eventually_not_none(lambda: event_in(h.store, "dead"), timeout_s=20)
+    assert "this run cannot be stored" in dead["last_error"]
+    await h.intake.accept(notification(alert(LABELS, starts_at="2026-01-05T09:00:00Z")))
+    [run] = await eventually(lambda: h.runs(outcome=RunOutcome.DRY_RUN), timeout_s=15)
+    assert run.starts_at == "2026-01-05T09:00:00Z"
+
+
 async def test_a_pipeline_that_raises_ends_dead_and_succeeds_when_retried_after_the_fix(
     served: Harness,
 ) -> None:
