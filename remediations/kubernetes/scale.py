@@ -177,6 +177,10 @@ class Scale(KubeAction[ScaleParams]):
         else:
             wanted = params.wanted(current)
         desired = params.toward(current, wanted)
+        if params.restore:
+            # An undo never goes past the count its run started from: a restore step's max
+            # below it took 27 replicas to 10 "undoing this run's +5".
+            desired = max(desired, wanted) if wanted < current else min(desired, wanted)
         after = {"replicas": desired}
         if desired == current:
             held = params.held(current, wanted)

@@ -270,6 +270,24 @@ async def test_scale_up_never_lowers_a_workload_above_max(
     assert await read_scale(kube_admin, ns) == 12
 
 
+async def test_a_restore_never_goes_past_the_count_its_run_started_from(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The run scaled 22 -> 27; its restore step's own max (10) is below both: it undoes the
+    +5 (to 22), not "down to max" (to 10, removing 17 pods it never added)."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=22)
+    action, target = Scale(), deployment(ns)
+    scaled = await action.run(make_ctx(kube_admin), target, action.Params(delta=5, max=30))
+    assert scaled.after == {"replicas": 27}
+    own = {"kubernetes.scale": {"before": scaled.before, "after": scaled.after}}
+    restore = make_ctx(kube_admin, recorded=own)
+    result = await action.run(restore, target, action.Params(restore=True, max=10))
+    assert (result.outcome, result.after) == (Outcome.OK, {"replicas": 22})
+    assert result.message.endswith("from 27 to 22 replicas (undoing this run's +5)")
+    assert await read_scale(kube_admin, ns) == 22
+
+
 async def test_scale_resends_over_a_status_only_conflict(
     kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:
