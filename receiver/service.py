@@ -156,6 +156,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
     approver_problems = functools.partial(_by_rule_problems, approval_files.approvers.by_rule)
     if problems := approver_problems(rules.current):
         raise ConfigError("; ".join(problems))
+    rules.check = approver_problems  # a reload that orphans a by_rule key is a failed one
 
     async with backing_services(settings) as endpoints:
         embedded = endpoints.embedded
@@ -251,9 +252,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        report = RuleReloads(
-            rules, log, store.append_audit, loop, metrics=metrics, problems=approver_problems
-        )
+        report = RuleReloads(rules, log, store.append_audit, loop, metrics=metrics)
         watcher = RuleWatcher(rules, settings.rules_dir, report)
         loop.add_signal_handler(signal.SIGHUP, lambda: report(rules.reload()))
         background = [

@@ -36,7 +36,6 @@ from receiver.embedded.credentials import (
 )
 from receiver.rules.errors import RuleError
 from receiver.rules.loader import RuleHolder
-from receiver.rules.model import RuleSet
 from receiver.store import Store, StoreUnavailable, describe
 from receiver.telemetry import Metrics
 
@@ -338,18 +337,15 @@ class RuleReloads:
         loop: asyncio.AbstractEventLoop,
         *,
         metrics: Metrics | None = None,
-        problems: Callable[[RuleSet], Sequence[str]] = lambda _: (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``metrics``: told of every reload (``remediator_rules_last_reload_successful``);
-        ``problems``: what else a new rule set leaves wrong (the approvers naming a rule no
-        longer loaded), said as errors; ``clock``: Unix seconds."""
+        ``clock``: Unix seconds."""
         self._rules = rules
         self._log = log
         self._audit = audit
         self._loop = loop
         self._metrics = metrics
-        self._problems = problems
         self._clock = clock
         self._pending: set[concurrent.futures.Future[Any]] = set()
         if metrics is not None:
@@ -368,8 +364,6 @@ class RuleReloads:
             self._log.info("rules reloaded", rules=len(current), digest=current.digest)
             for warning in current.warnings:
                 self._log.warning("rule warning", warning=str(warning))
-            for problem in self._problems(current):
-                self._log.error("the new rules leave a setting wrong", problem=problem)
             kind, data = "rules.reloaded", _rules(self._rules)
         future = asyncio.run_coroutine_threadsafe(self._write(kind, data), self._loop)
         self._pending.add(future)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from receiver.model import NamespacePolicy
@@ -110,6 +110,10 @@ class RuleHolder:
         self._lock = threading.Lock()
         self._last_errors: tuple[RuleError, ...] = ()
         self._fixed = ruleset is not None
+        # What else a new rule set must satisfy to be swapped in (messages of what it leaves
+        # wrong; none: it may): the approvers' by_rule naming only loaded rules. Set by the
+        # service once the files that depend on the rules are read.
+        self.check: Callable[[RuleSet], Sequence[str]] = lambda _: ()
         # At start-up there is nothing to fall back to: invalid rules fail the start.
         self._current = ruleset if ruleset is not None else load_rules(directory, registry, policy)
 
@@ -135,6 +139,12 @@ class RuleHolder:
             return []
         with self._lock:
             ruleset, errors, _ = _load(self._directory, self._registry, self._policy)
+            if ruleset is not None:
+                # Valid on their own, but leaving a setting wrong (a by_rule key orphaned by a
+                # renamed rule would let the wider by_risk list decide): a failed reload too.
+                errors = [RuleError(str(self._directory), 0, p) for p in self.check(ruleset)]
+                if errors:
+                    ruleset = None
             self._last_errors = tuple(errors)
             if ruleset is not None:
                 # One reference assignment: readers see the old set or the new one, never a mix.

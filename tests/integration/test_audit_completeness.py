@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import structlog
-import structlog.testing
 from pydantic import SecretStr
 
 from receiver.approvals.policy import Identity, rules_not_loaded
@@ -138,53 +137,57 @@ async def test_a_rules_reload_is_recorded(store: Store, tmp_path: Path) -> None:
     assert failed["data"]["kept"]["names"] == ["bounce"]
 
 
-async def test_a_failed_reload_shows_in_the_metrics_and_a_stale_approver_list_in_the_log(
+async def test_a_failed_reload_shows_in_the_metrics_and_an_orphaned_approver_list_fails_it(
     store: Store, tmp_path: Path
 ) -> None:
     """A monitor can tell a service that runs on older rules (as Prometheus' own
-    *_config_last_reload_successful tells), and a reload that renames a rule the approvers
-    list by name says so."""
+    *_config_last_reload_successful tells); a reload that renames a rule the approvers list by
+    name is such a failed reload: the rules in force stay, so the rule's narrow list still
+    decides (accepted, the wider by_risk list decided it, and the next start refused)."""
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "rules.yaml").write_text(RESTART_RULES)
     holder = RuleHolder(rules_dir, default_registry(), Settings().namespace_policy())
+    holder.check = lambda rules: rules_not_loaded(["restart"], (r.name for r in rules.rules))
     metrics = Metrics()
-    ticks = iter([1000.0, 2000.0, 3000.0])
-    with structlog.testing.capture_logs() as logs:
-        reloads = RuleReloads(
-            holder,
-            structlog.get_logger("test"),
-            store.append_audit,
-            asyncio.get_running_loop(),
-            metrics=metrics,
-            problems=lambda rules: rules_not_loaded(["restart"], (r.name for r in rules.rules)),
-            clock=lambda: next(ticks),
+    ticks = iter([1000.0, 2000.0, 3000.0, 4000.0])
+    reloads = RuleReloads(
+        holder,
+        structlog.get_logger("test"),
+        store.append_audit,
+        asyncio.get_running_loop(),
+        metrics=metrics,
+        clock=lambda: next(ticks),
+    )
+
+    def gauges() -> tuple[float, float]:
+        text = metrics.render()[0].decode()
+        found = dict(
+            line.split(" ")
+            for line in text.splitlines()
+            if line.startswith("remediator_rules_last_reload")
+        )
+        return (
+            float(found["remediator_rules_last_reload_successful"]),
+            float(found["remediator_rules_last_reload_success_timestamp_seconds"]),
         )
 
-        def gauges() -> tuple[float | None, float | None]:
-            text = metrics.render()[0].decode()
-            found = dict(
-                line.split(" ")
-                for line in text.splitlines()
-                if line.startswith("remediator_rules_last_reload")
-            )
-            return (
-                float(found["remediator_rules_last_reload_successful"]),
-                float(found["remediator_rules_last_reload_success_timestamp_seconds"]),
-            )
-
-        assert gauges() == (1.0, 1000.0)
-        (rules_dir / "rules.yaml").write_text("rules: [{name: broken}]")
-        reloads(holder.reload())
-        assert gauges() == (0.0, 1000.0)
-        (rules_dir / "rules.yaml").write_text(
-            RESTART_RULES.replace("name: restart", "name: bounce")
-        )
-        reloads(holder.reload())
-        assert gauges() == (1.0, 3000.0)
-        await reloads.drain()
-    [stale] = [e for e in logs if e["event"] == "the new rules leave a setting wrong"]
-    assert (stale["log_level"], "by_rule names 'restart'" in stale["problem"]) == ("error", True)
+    assert gauges() == (1.0, 1000.0)
+    (rules_dir / "rules.yaml").write_text("rules: [{name: broken}]")
+    reloads(holder.reload())
+    assert gauges() == (0.0, 1000.0)
+    (rules_dir / "rules.yaml").write_text(RESTART_RULES.replace("name: restart", "name: bounce"))
+    reloads(holder.reload())
+    assert gauges() == (0.0, 1000.0)
+    assert [r.name for r in holder.current.rules] == ["restart"]
+    assert "by_rule names 'restart'" in str(holder.last_errors[0])
+    (rules_dir / "rules.yaml").write_text(RESTART_RULES.replace("name: restart", "name: restart"))
+    (rules_dir / "more.yaml").write_text(RESTART_RULES.replace("name: restart", "name: bounce"))
+    reloads(holder.reload())
+    assert gauges() == (1.0, 4000.0)
+    await reloads.drain()
+    failed = [row for row in await _audit(store) if row["kind"] == "rules.reload_failed"]
+    assert "by_rule names 'restart'" in failed[-1]["data"]["errors"][0]
 
 
 def test_the_start_up_record_holds_no_secret() -> None:
