@@ -301,7 +301,8 @@ def configuration_record(
     by name only; connection secrets are never part of the settings' data, and a URL or header
     written in the configuration itself that holds a known kind of credential is refused at load
     by ``connections.clear_url``), the rules in force, the mode and the systems steps act on
-    live. An endpoint's ``url`` is recorded as ``scheme://host[:port]`` only: the audit log is
+    live. An endpoint's ``url`` is recorded as ``scheme://host[:port]`` only, and its headers
+    by name (values as ``***``): the audit log is
     append-only and hash-chained, so a secret in a path or query the checks missed could never
     be taken out of it again."""
     config = settings.model_dump(mode="json")
@@ -309,6 +310,9 @@ def configuration_record(
     for endpoint in config.get("http_endpoints", {}).values():
         if endpoint.get("url"):
             endpoint["url"] = url_origin(endpoint["url"])
+        # Header values by name only: a bare token (a JWT, `ghp_...`) passes every check of
+        # what may be written inline, and this log could never forget it.
+        endpoint["headers"] = {name: "***" for name in endpoint.get("headers") or {}}
     return {
         "host": socket.gethostname(),
         "worker": worker,

@@ -44,6 +44,7 @@ from pydantic import (
 
 from receiver import durations
 from receiver.config.inline import check_url, clear_header, clear_url
+from receiver.config.redact import misread
 from remediations import names
 from remediations.notify.message import ChannelKind
 from remediations.redis_queue.queues import End, Layout, QueueSpec
@@ -228,6 +229,17 @@ class NotifyChannelConfig(_Strict):
 SecretReader = Callable[[Path, str], SecretStr]
 
 
+def _readable(read: SecretReader, path: Path, key: str) -> SecretStr:
+    """The URL in the file at ``path`` (``key``), refused when its password would be misread
+    (``config.redact.misread``): the client's error would quote part of it, and a step's
+    message carrying it would go into the audit log."""
+    url = read(path, key)
+    kind = "PostgreSQL" if key.startswith("postgres.") else "Redis"
+    if (misreading := misread(kind, url.get_secret_value())) is not None:
+        raise ValueError(f"{key}: {misreading}")
+    return url
+
+
 def read_connection_secrets(
     *,
     postgres: dict[str, PostgresDatabaseConfig],
@@ -245,14 +257,14 @@ def read_connection_secrets(
     if postgres:
         update["postgres_databases"] = {
             name: db.model_copy(
-                update={"dsn": read(db.dsn_file, f"postgres.databases.{name}.dsn_file")}
+                update={"dsn": _readable(read, db.dsn_file, f"postgres.databases.{name}.dsn_file")}
             )
             for name, db in postgres.items()
         }
     if redis:
         update["redis_queues"] = {
             name: conn.model_copy(
-                update={"url": read(conn.url_file, f"redis.queues.{name}.url_file")}
+                update={"url": _readable(read, conn.url_file, f"redis.queues.{name}.url_file")}
             )
             for name, conn in redis.items()
         }

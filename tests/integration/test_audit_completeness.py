@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from receiver.approvals.policy import Identity, rules_not_loaded
 from receiver.approvals.state import Channel, Decision, Origin
-from receiver.config import Settings
+from receiver.config import Settings, load_settings
 from receiver.model import Skip
 from receiver.review.loader import Review
 from receiver.rules.loader import RuleHolder
@@ -188,6 +188,27 @@ async def test_a_failed_reload_shows_in_the_metrics_and_an_orphaned_approver_lis
     await reloads.drain()
     failed = [row for row in await _audit(store) if row["kind"] == "rules.reload_failed"]
     assert "by_rule names 'restart'" in failed[-1]["data"]["errors"][0]
+
+
+def test_the_start_up_record_keeps_inline_header_values_out(tmp_path: Path) -> None:
+    # A bare token (a JWT, a GitHub token) passes every check of what may be written inline;
+    # the record keeps the header's name only.
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "http:\n  endpoints:\n    sink:\n      url: https://sink.internal/x\n"
+        "      headers: {X-Custom: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.SIGSECRETJWT,"
+        " X-Env: prod}\n"
+    )
+    settings = load_settings(config, {})
+    holder_dir = Path(__file__).resolve().parents[2] / "rules"
+    holder = RuleHolder(holder_dir, default_registry(), settings.namespace_policy())
+    record = configuration_record(
+        settings, holder, dry_run=True, live=[], embedded=False, worker="w-1"
+    )
+    assert "SIGSECRETJWT" not in json.dumps(record)
+    sink = record["settings"]["http_endpoints"]["sink"]
+    assert sink["headers"] == {"X-Custom": "***", "X-Env": "***"}
+    assert sink["url"] == "https://sink.internal"
 
 
 def test_the_start_up_record_holds_no_secret() -> None:

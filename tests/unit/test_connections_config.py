@@ -342,3 +342,30 @@ def test_a_custom_header_holding_a_credential_is_refused_inline(tmp_path: Path, 
     assert load_settings(config(tmp_path, plain), {}).http_endpoints["flush"].headers == {
         "X-Custom": "prod"
     }
+
+
+@pytest.mark.parametrize(
+    ("section", "url"),
+    [
+        ("postgres", "postgresql://app:Sec?retPW31@127.0.0.1:1/orders"),
+        ("postgres", "postgresql://app:Sec/retPW32@127.0.0.1:1/orders"),
+        ("redis", "redis://:Red/isSecretPW35@127.0.0.1:1/0"),
+    ],
+)
+def test_a_named_connection_url_its_clients_would_misread_is_refused_at_load(
+    tmp_path: Path, section: str, url: str
+) -> None:
+    # Read from its file and handed to asyncpg or redis-py at the first step: their errors
+    # quoted part of the password, into the log and a step's message in the audit log
+    # (serve crashed with a traceback for Redis).
+    write(tmp_path / "secret", url + "\n")
+    text = (
+        f"postgres:\n  databases:\n    orders: {{dsn_file: {tmp_path}/secret}}\n"
+        if section == "postgres"
+        else f"redis:\n  queues:\n    jobs:\n      url_file: {tmp_path}/secret\n"
+        "      queues: {emails: {layout: list, key: e, dead_letter_key: d}}\n"
+    )
+    with pytest.raises(ConfigError, match="percent-encode") as caught:
+        load_settings(config(tmp_path, text), {})
+    assert "retPW" not in str(caught.value)
+    assert "isSecret" not in str(caught.value)
