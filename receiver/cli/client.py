@@ -45,7 +45,10 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
     fragment; else a usage error."""
     if value is None:
         return None
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise click.BadParameter(f"not a server URL ({exc}); e.g. http://127.0.0.1:9095") from None
     if "@" in parts.netloc:
         # Never echoed: it holds a password. The operator token is the CLI's credential.
         raise click.BadParameter(
@@ -55,7 +58,7 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
     try:
         parts.port  # noqa: B018 - reading it validates it
     except ValueError:
-        raise click.BadParameter(f"{value!r}: the port is not a number") from None
+        raise click.BadParameter(f"{value!r}: the port is not a number from 0 to 65535") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(f"{value!r} is not a server URL; e.g. http://127.0.0.1:9095")
     if parts.path.strip("/") or parts.query or parts.fragment:

@@ -58,6 +58,12 @@ def misread(kind: str, url: str) -> str | None:
             "URL's separators put it): percent-encode a `/`, `#`, `?`, `@` or `%` in the user "
             "name or password (`%2F`, `%23`, `%3F`, `%40`, `%25`), and give the port as a number"
         )
+    parts = urlsplit(url)
+    if "," not in parts.netloc:  # one host (a DSN may list several: host1:5432,host2:5432)
+        try:
+            _ = parts.port
+        except ValueError as exc:  # the port as written: no part of a password, checked above
+            return f"not a {kind} URL: {exc}"
     return None
 
 

@@ -66,6 +66,8 @@ def test_the_operator_commands_are_all_found() -> None:
         # aiohttp raised "Cannot combine AUTHORIZATION header with ... credentials encoded in
         # URL" as a traceback (security review); the password is never echoed.
         "http://user:pw-s3cret@127.0.0.1:1",
+        "http://[::1",
+        "http://127.0.0.1:99999",
     ],
 )
 def test_a_url_that_is_no_server_url_is_a_usage_error(path: tuple[str, ...], url: str) -> None:

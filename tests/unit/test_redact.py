@@ -67,3 +67,24 @@ def test_any_password_is_misread_or_read_whole(password: str, encode: bool) -> N
         assert urlsplit(url).password == written
         assert "@" not in written
         assert written not in redacted(f"could not use {url}", url)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://u:pw@127.0.0.1:99999/db", "Port out of range 0-65535"),
+        ("postgresql://u:pw@127.0.0.1:notaport/db", "'notaport'"),
+        ("redis://:pw@127.0.0.1:-1/0", "Port"),
+    ],
+)
+def test_a_port_that_is_no_port_is_said_before_a_client_reads_it(url: str, says: str) -> None:
+    # asyncpg raised OverflowError or ValueError from deep in its connect (a traceback from
+    # migrate, audit and test).
+    message = misread("PostgreSQL", url)
+    assert message is not None
+    assert says in message
+    assert "pw" not in message
+
+
+def test_a_dsn_of_several_hosts_is_not_misread() -> None:
+    assert misread("PostgreSQL", "postgresql://u:pw@db1:5432,db2:5433/app") is None
