@@ -47,6 +47,7 @@ from receiver.config.inline import check_url, clear_header, clear_url
 from receiver.config.redact import misread
 from remediations import names
 from remediations.notify.message import ChannelKind
+from remediations.params import Integer
 from remediations.redis_queue.queues import End, Layout, QueueSpec
 
 __all__ = [
@@ -110,7 +111,7 @@ class PostgresDatabaseConfig(_Strict):
     dsn: SecretStr | None = Field(default=None, exclude=True)
     statement_timeout: float = 10.0
     timeout: float = 10.0  # connecting, and each call, on the client side
-    max_connections: int = Field(default=2, ge=1, le=20)
+    max_connections: Integer = Field(default=2, ge=1, le=20)
 
     _dsn_from_file = field_validator("dsn", mode="before")(_from_file_only)
 
@@ -177,7 +178,7 @@ class HttpEndpointConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     header_files: dict[str, Path] = Field(default_factory=dict)
     timeout: float = 10.0
-    attempts: int = Field(default=4, ge=1, le=10)
+    attempts: Integer = Field(default=4, ge=1, le=10)
     max_retry_after: float = 30.0
 
     # Filled at load from url_file and header_files; never written in YAML.
@@ -214,7 +215,7 @@ class NotifyChannelConfig(_Strict):
     kind: ChannelKind
     url_file: Path
     timeout: float = 5.0
-    attempts: int = Field(default=3, ge=1, le=10)
+    attempts: Integer = Field(default=3, ge=1, le=10)
 
     url: SecretStr | None = Field(default=None, exclude=True)  # filled from url_file at load
 

@@ -369,3 +369,16 @@ def test_a_named_connection_url_its_clients_would_misread_is_refused_at_load(
         load_settings(config(tmp_path, text), {})
     assert "retPW" not in str(caught.value)
     assert "isSecret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text"),
+    [
+        "http:\n  endpoints:\n    e: {url: 'http://127.0.0.1:1/x', attempts: true}\n",
+        "notify:\n  channels:\n    c: {kind: webhook, url_file: /dev/null, attempts: yes}\n",
+    ],
+)
+def test_a_boolean_is_no_count_in_a_named_connection(tmp_path: Path, text: str) -> None:
+    # `attempts: true` read as 1 turned retries off without a word.
+    with pytest.raises(ConfigError, match="is a boolean, not a number"):
+        load_settings(config(tmp_path, text), {})
