@@ -17,6 +17,7 @@ the caller passes and the host, never the URL. A response body is kept as a boun
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -125,6 +126,10 @@ def redactor(url: str, secrets: Iterable[str] = ()) -> Callable[[str], str]:
         scheme, _, credential = value.partition(" ")
         if credential and scheme.isalpha():
             found.add(credential.strip())
+            if scheme.lower() == "basic":
+                # What it encodes too, and its password alone: a server that echoes the
+                # decoded credential in its error (user:password) would bypass the rest.
+                found.update(_basic_parts(credential.strip()))
     found.update(str(x) for x in (parts.username, parts.password, parts.query, parts.fragment) if x)
     if len(parts.path) > 1:
         found.add(parts.path)
@@ -140,6 +145,16 @@ def redactor(url: str, secrets: Iterable[str] = ()) -> Callable[[str], str]:
         return text
 
     return redact
+
+
+def _basic_parts(encoded: str) -> list[str]:
+    """``user:password`` and ``password`` of a Basic credential; none when it does not
+    decode (then it is no Basic credential to echo)."""
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return []
+    return [decoded, decoded.partition(":")[2]]
 
 
 def _transient(exc: BaseException) -> bool:
