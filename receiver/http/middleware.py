@@ -98,6 +98,9 @@ def edge_middleware(
                 # Refused before reading: the body would be read up to the limit only to be refused.
                 response = too_large(max_body)
             elif request.body_exists and (coding := _unsupported_coding(request)) is not None:
+                # Marked ended, as below: aiohttp would otherwise read the body after the
+                # answer through a decoder, and log its failure as an unhandled exception.
+                request.content.feed_eof()
                 response = _refuse_coding(coding)
             elif request.content.is_eof():
                 # No body, or all of it came with the headers: the common case, no timer.
