@@ -124,10 +124,27 @@ _PRIVATE = tuple(
 _PUBLIC_LIMIT = {4: 2**16, 6: 2**80}
 
 
+# IPv6 blocks that carry IPv4 addresses (RFC 4291's IPv4-mapped, RFC 6052's NAT64 prefix): a
+# peer there is an IPv4 address, and ::ffff:0:0/96 is every one of them.
+_IPV4_IN_IPV6 = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "64:ff9b::/96"))
+
+
+def _as_ipv4(
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """``network`` as the IPv4 addresses it carries, when it lies in an IPv4-carrying block."""
+    for block in _IPV4_IN_IPV6:
+        if network.version == 6 and network.subnet_of(block):  # type: ignore[arg-type]
+            first = int(network.network_address) & 0xFFFFFFFF
+            return ipaddress.ip_network((first, network.prefixlen - 96))
+    return network
+
+
 def _too_wide(networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
     """What of ``networks`` trusts too much: "" when nothing; else the networks and how many
     public addresses they cover together (overlaps counted once), past a /16 of IPv4 or a /48
     of IPv6."""
+    networks = tuple(_as_ipv4(n) for n in networks)
     for version, limit in _PUBLIC_LIMIT.items():
         mine = [n for n in networks if n.version == version]
         public = 0

@@ -159,6 +159,9 @@ def test_every_variable_the_tools_read_is_known() -> None:
         "203.0.0.0/15",
         "10.0.0.0/7",
         "2001:db8::/32",
+        # Every IPv4 address written as IPv6 (mapped, and NAT64's prefix).
+        "::ffff:0:0/96",
+        "64:ff9b::/96",
     ],
 )
 def test_trusting_every_address_with_the_sso_header_is_refused(everyone: str) -> None:
