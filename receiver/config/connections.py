@@ -28,7 +28,7 @@ it is what a target or a rule names, never a URL or a Redis key.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from pydantic import (
 from receiver import durations
 from receiver.config.inline import check_url, clear_header, clear_url
 from receiver.config.redact import misread
+from receiver.config.values import written
 from remediations import names
 from remediations.notify.message import ChannelKind
 from remediations.params import Integer
@@ -78,8 +79,7 @@ def _seconds(value: object, info: ValidationInfo) -> float:
     # Written by a user (load_settings' context, as for every other setting): Prometheus
     # notation with its unit, `timeout: 10` refused (seconds or minutes?). From code (tests):
     # a number is seconds.
-    written = isinstance(info.context, Mapping) and info.context.get("written") is True
-    if not written and isinstance(value, int | float) and not isinstance(value, bool):
+    if not written(info) and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return durations.parse_duration(value)
 

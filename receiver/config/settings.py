@@ -8,10 +8,8 @@ Where the values come from (a YAML file, ``REMEDIATOR_*`` variables, secret file
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from types import MappingProxyType
 
 from pydantic import (
     ConfigDict,
@@ -34,12 +32,14 @@ from receiver.config.connections import (
 from receiver.config.inline import check_url, clear_url
 from receiver.config.redis_mode import RedisSettings, blank_as_none
 from receiver.config.values import (
+    WRITTEN,
     duration,
     namespaces,
     one_of,
     parse_size,
     split_list,
     url_shape,
+    written,
 )
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
@@ -129,15 +129,6 @@ _DURATION_BOUNDS: dict[str, tuple[float, float]] = {
     "incident_gap_seconds": (1.0, _INCIDENT_GAP_MAX_S),
 }
 _SPELLED = {_YEAR: "a year", _RETENTION_MAX_S: "ten years", _INCIDENT_GAP_MAX_S: "7d"}
-
-# The validation context load_settings() gives: the values were written by a user (YAML, a
-# variable), so a unit-less number is refused rather than read as seconds.
-WRITTEN: Mapping[str, bool] = MappingProxyType({"written": True})
-
-
-def _written(info: ValidationInfo) -> bool:
-    return isinstance(info.context, Mapping) and info.context.get("written") is True
-
 
 _GUARDS = GuardSettings()
 # How long an approval stays open by default (approvals.ttl); the desk's default too.
@@ -299,7 +290,7 @@ class Settings(RedisSettings):
     @classmethod
     def _durations(cls, value: object, info: ValidationInfo) -> float:
         bounds = _DURATION_BOUNDS[str(info.field_name)]
-        return duration(value, bounds, written=_written(info), spelled=_SPELLED)
+        return duration(value, bounds, written=written(info), spelled=_SPELLED)
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod

@@ -5,16 +5,37 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationInfo
 
 from receiver import durations
 from receiver.config.redact import misread, redacted
 from receiver.model import NamespacePolicy
 from remediations import names
 
-__all__ = ["duration", "namespaces", "one_of", "parse_size", "split_list", "url_shape"]
+__all__ = [
+    "WRITTEN",
+    "duration",
+    "namespaces",
+    "one_of",
+    "parse_size",
+    "split_list",
+    "url_shape",
+    "written",
+]
+
+# The validation context load_settings() gives: the values were written by a user (YAML, a
+# variable), so a unit-less number is refused rather than read as seconds. Settings built in
+# code (tests, defaults) have no such context: their numbers are seconds.
+WRITTEN: Mapping[str, bool] = MappingProxyType({"written": True})
+
+
+def written(info: ValidationInfo) -> bool:
+    """True when the value being validated was written by a user (``WRITTEN``)."""
+    return isinstance(info.context, Mapping) and info.context.get("written") is True
+
 
 # ASCII digits: \d would also take other scripts' digits (Arabic-Indic, fullwidth), which
 # int() reads as the same numbers.
