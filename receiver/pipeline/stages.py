@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from receiver.guards.policy import TEMPLATE_GUARD, AdmissionRequest, GuardUnavailable, Refusal
+from receiver.guards.policy import (
+    TEMPLATE_GUARD,
+    Admission,
+    AdmissionRequest,
+    GuardUnavailable,
+    Refusal,
+)
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
@@ -97,6 +103,22 @@ async def stored(
 
 
 _OWNED_ELSEWHERE = Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
+
+
+@contextlib.asynccontextmanager
+async def _released_if_unrecorded(
+    deps: Deps, request: AdmissionRequest, admission: Admission
+) -> AsyncIterator[None]:
+    """Release ``admission``'s target lock when recording it in the store fails: the lock must
+    not hold the target until its TTL, which kept the alert's next episode waiting once the
+    event had failed for good. A retry takes it again (admission is idempotent per run id).
+    The store's error is the one raised."""
+    try:
+        yield
+    except Exception:
+        with contextlib.suppress(Exception):
+            await deps.guards.release(request, admission)
+        raise
 
 
 class Admit:
@@ -189,16 +211,8 @@ class Admit:
             # announcement when there is nothing to send.
             started = self._announce.unsent(ctx, Announcement.STARTED)
             admitted = admitted_data(admission.checked, fence=admission.fence)
-            try:
+            async with _released_if_unrecorded(deps, request, admission):
                 created = await stored(ctx, announced=started, admitted=admitted)
-            except Exception:
-                # Not stored (or its answer lost): the target lock taken for it must not hold
-                # the target until its TTL, which kept the alert's next episode waiting once
-                # this event had failed for good. A retry takes it again (admission is
-                # idempotent per run id).
-                with contextlib.suppress(Exception):  # the store's error is the one to raise
-                    await deps.guards.release(request, admission)
-                raise
             if not created:
                 # Admitted under the same run id as the worker that stored it (admission is
                 # idempotent per run id): its admission, not this one's to release.
@@ -207,14 +221,10 @@ class Admit:
             release_when_done(deps, ctx, request, admission)
         else:
             ctx.admission = admission
-            try:
+            async with _released_if_unrecorded(deps, request, admission):
                 await deps.store.record_admission(
                     ctx.run_id, admission.checked, fence=admission.fence
                 )
-            except Exception:
-                with contextlib.suppress(Exception):  # as above
-                    await deps.guards.release(request, admission)
-                raise
             release_when_done(deps, ctx, request, admission)
             if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
                 await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)
