@@ -11,7 +11,7 @@ split where its author meant it to be.
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 __all__ = ["misread", "redacted", "unreadable"]
 
@@ -26,14 +26,19 @@ def _written_password(url: str) -> str:
     return url[start + 3 : end].partition(":")[2]
 
 
+def _split(url: str) -> SplitResult | None:
+    """``urlsplit(url)``; None when urllib cannot read it at all ("Invalid IPv6 URL")."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def redacted(text: str, url: str) -> str:
     """``text`` with the password of ``url`` replaced by ``***``: as written, as ``urlsplit``
     reads it, and percent-decoded."""
-    try:
-        split = urlsplit(url).password or ""
-    except ValueError:  # "Invalid IPv6 URL": the written password is all there is
-        split = ""
-    secrets = {_written_password(url), split}
+    parts = _split(url)
+    secrets = {_written_password(url), (parts.password if parts else None) or ""}
     secrets |= {unquote(s) for s in secrets}
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "***")
@@ -47,18 +52,16 @@ def misread(kind: str, url: str) -> str | None:
     the password as a port or a host, and quote it in its error: checked before a client sees
     the URL."""
     written = _written_password(url)
-    try:
-        split = urlsplit(url).password or ""
-    except ValueError:
+    parts = _split(url)
+    if parts is None:
         return None  # unreadable to urllib too ("Invalid IPv6 URL"): the reason quotes nothing
     # An `@` in it reads whole here (urllib splits at the last one) but not in every client.
-    if written and (split != written or "@" in written):
+    if written and ((parts.password or "") != written or "@" in written):
         return (
             f"not a {kind} URL: it cannot be read as written (its password is not where the "
             "URL's separators put it): percent-encode a `/`, `#`, `?`, `@` or `%` in the user "
             "name or password (`%2F`, `%23`, `%3F`, `%40`, `%25`), and give the port as a number"
         )
-    parts = urlsplit(url)
     if "," not in parts.netloc:  # one host (a DSN may list several: host1:5432,host2:5432)
         try:
             _ = parts.port
