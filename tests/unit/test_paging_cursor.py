@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
@@ -12,12 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.store.paging import BadCursor, decode_cursor, encode_cursor
-
-RUN = "0b7e6c1a-3f57-4d0e-9a39-6f3c5d1e2a40"
-
-
-def _cursor(raw: str) -> str:
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+from tests.support.cursors import CRAFTED, RUN, cursor_of
 
 
 def _valid(created_at: datetime, run_id: str) -> None:
@@ -30,12 +24,7 @@ def _valid(created_at: datetime, run_id: str) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        "2026-12-01T15:40:44+00:00|zz",
-        f"9999-12-31T23:59:59-23:59|{RUN}",
-        f"0001-01-01T00:00:00+23:59|{RUN}",
-        "2026-12-01T15:40:44+00:00|",
-        f"2026-12-01T15:40:44+00:00|{RUN}|x",
-        f"2026-12-01T15:40:44|{RUN}",
+        *CRAFTED,
         f"2026-12-01|{RUN}",
         f"|{RUN}",
         "no bar at all",
@@ -43,7 +32,7 @@ def _valid(created_at: datetime, run_id: str) -> None:
 )
 def test_a_crafted_cursor_is_refused(raw: str) -> None:
     with pytest.raises(BadCursor, match="pass the next_cursor of a previous page"):
-        decode_cursor(_cursor(raw))
+        decode_cursor(cursor_of(raw))
 
 
 @pytest.mark.parametrize("text", ["", "!!garbage", "a b", "YWJj=", "é", "\x00", "/+"])
@@ -54,7 +43,7 @@ def test_text_that_is_no_url_safe_base64_is_refused(text: str) -> None:
 
 def test_an_id_in_another_spelling_is_handed_on_canonical() -> None:
     # UUID() takes braces and full-width digits; PostgreSQL's uuid does not.
-    created_at, run_id = decode_cursor(_cursor(f"2026-12-01T16:40:44+01:00|{{{RUN}}}"))
+    created_at, run_id = decode_cursor(cursor_of(f"2026-12-01T16:40:44+01:00|{{{RUN}}}"))
     assert run_id == RUN
     assert created_at == datetime(2026, 12, 1, 15, 40, 44, tzinfo=UTC)
     _valid(created_at, run_id)
@@ -78,10 +67,10 @@ def test_what_is_issued_decodes_back(created_at: datetime, run_id: UUID) -> None
     st.one_of(
         st.text(),
         st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-        st.text().map(_cursor),
-        st.tuples(st.text(), st.text()).map(lambda p: _cursor(f"{p[0]}|{p[1]}")),
+        st.text().map(cursor_of),
+        st.tuples(st.text(), st.text()).map(lambda p: cursor_of(f"{p[0]}|{p[1]}")),
         st.tuples(st.datetimes(), st.sampled_from(["", "Z", "+23:59", "-23:59"]), st.uuids()).map(
-            lambda p: _cursor(f"{p[0].isoformat()}{p[1]}|{p[2]}")
+            lambda p: cursor_of(f"{p[0].isoformat()}{p[1]}|{p[2]}")
         ),
     )
 )

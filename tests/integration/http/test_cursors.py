@@ -3,26 +3,16 @@ the queues) is a 400 naming ``cursor``, never a 500 from the store."""
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 
 from receiver.store import Store
+from tests.support.cursors import CRAFTED, cursor_of
 from tests.support.http import OPERATOR, AiohttpClient, Client, default_settings
 from tests.support.review_app import review_app
 
 pytestmark = [pytest.mark.postgres]
 
-RUN = "0b7e6c1a-3f57-4d0e-9a39-6f3c5d1e2a40"
-CRAFTED = [
-    "2026-12-01T15:40:44+00:00|zz",
-    f"9999-12-31T23:59:59-23:59|{RUN}",
-    f"0001-01-01T00:00:00+23:59|{RUN}",
-    "2026-12-01T15:40:44+00:00|",
-    f"2026-12-01T15:40:44+00:00|{RUN}|x",
-    f"2026-12-01T15:40:44|{RUN}",
-]
-BAD = [base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=") for raw in CRAFTED] + [
+BAD = [cursor_of(raw) for raw in CRAFTED] + [
     "not-a-cursor!",
     "12abc",
 ]
