@@ -31,7 +31,7 @@ from redis.exceptions import (
 )
 
 from receiver.config import ConfigError, Settings
-from receiver.config.redact import misread, unreadable
+from receiver.config.redact import unreadable
 from receiver.config.redis_mode import RedisMode, split_address
 
 __all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch"]
@@ -93,8 +93,6 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
     if url is None:
         raise ConfigError(f"REMEDIATOR_REDIS_MODE={settings.redis_mode.value} needs {source}")
     extra: dict[str, Any] = {} if password is None else {"password": password}
-    if (misreading := misread("Redis", url)) is not None:
-        raise ConfigError(f"{source}: {misreading}")
     where = urlsplit(url).netloc.rpartition("@")[2] or "the local socket"
     try:
         if settings.redis_mode is RedisMode.CLUSTER:

@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings
 from receiver.config.inline import url_origin
-from receiver.config.redact import misread, redacted, unreadable
+from receiver.config.redact import redacted, unreadable
 from receiver.embedded.credentials import (
     LOCAL_OPERATOR,
     OPERATOR_TOKEN_FILE,
@@ -81,8 +81,6 @@ async def connect_store(settings: Settings, dsn: str) -> Store:
     Raises ConfigError for a DSN asyncpg cannot read, StartupError when PostgreSQL cannot be
     reached or refuses (a password, a database that does not exist)."""
     source = "REMEDIATOR_DATABASE_URL" if settings.database_url else "embedded PostgreSQL"
-    if (misreading := misread("PostgreSQL", dsn)) is not None:
-        raise ConfigError(f"{source}: {misreading}")
     try:
         return await Store.connect(dsn, transaction_pooled=settings.transaction_pooled)
     except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:

@@ -57,7 +57,6 @@ def database(settings: Settings, command: str, *, direct: bool = False) -> Itera
     # Imported here, like the store below: the other commands do not need the database.
     import asyncpg
 
-    from receiver.config.redact import misread
     from receiver.embedded import EmbeddedError, EmbeddedServices
     from receiver.startup import not_a_dsn
 
@@ -65,9 +64,6 @@ def database(settings: Settings, command: str, *, direct: bool = False) -> Itera
         direct_url = settings.database_direct_url if direct else None
         source = "REMEDIATOR_DATABASE_DIRECT_URL" if direct_url else "REMEDIATOR_DATABASE_URL"
         url = (direct_url or settings.database_url).get_secret_value()
-        if (misreading := misread("PostgreSQL", url)) is not None:
-            # Before asyncpg reads it: its error would quote the misread part of the password.
-            raise BadUsage(f"configuration: {source}: {misreading}")
         try:
             yield url
         except asyncpg.ClientConfigurationError as exc:
