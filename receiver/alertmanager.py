@@ -214,16 +214,20 @@ def _replace_unstorable(match: re.Match[str]) -> str:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Only used once escapes were replaced: two names that differed only there would now collide,
-    # and a dict would silently keep one of them.
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        names = [name for name, _ in pairs]
-        twice = next(name for name in data if names.count(name) > 1)
-        raise PayloadError(
-            "body",
-            f"two keys read {twice!r} once U+0000 and lone surrogates are replaced with U+FFFD",
-        )
+    # Only used once escapes were replaced: two names that differed only there would now
+    # collide, and a dict would silently keep one of them. A 400 would lose the notification's
+    # other alerts at every re-send (Alertmanager never retries a 4xx), so both are kept: each
+    # later name gets one more U+FFFD until it is a name of its own. Its alert keeps the
+    # fingerprint Alertmanager sent, so its identity does not move. A name without U+FFFD cannot
+    # be such a collision: sent twice, the last one counts, as everywhere else in JSON here.
+    data: dict[str, Any] = {}
+    taken = {name for name, _ in pairs}
+    for name, value in pairs:
+        if name in data and REPLACEMENT in name:
+            while name in taken:
+                name += REPLACEMENT
+            taken.add(name)
+        data[name] = value
     return data
 
 

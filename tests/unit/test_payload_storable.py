@@ -140,13 +140,28 @@ class TestUnstorableCharacters:
         assert caught.value.field == "body"
         assert "UTF-8" in caught.value.message
 
-    def test_names_that_collide_once_replaced_are_refused(self) -> None:
+    def test_names_that_collide_once_replaced_are_both_kept(self) -> None:
+        # A 400 here lost the notification's other alerts at every re-send.
         body = _body()
-        body["alerts"][0]["labels"].update({"a\x00": "1", "a\ud800": "2"})
-        with pytest.raises(PayloadError) as caught:
-            parse_notification(_encode(body))
-        assert caught.value.field == "body"
-        assert "U+FFFD" in caught.value.message
+        body["alerts"][0]["labels"].update(
+            {"a\x00": "1", "a\ud800": "2", f"a{REPLACEMENT * 2}": "3", "b\x00": "4"}
+        )
+        body["alerts"].append(alert({"alertname": "Sibling"}))
+        note = parse_notification(_encode(body))
+        labels = note.alerts[0].labels
+        assert labels["a" + REPLACEMENT] == "1"
+        assert labels["a" + REPLACEMENT * 3] == "2"  # "a" and two U+FFFD was sent as such
+        assert labels["a" + REPLACEMENT * 2] == "3"
+        assert labels["b" + REPLACEMENT] == "4"
+        assert note.alerts[0].fingerprint == "00000000000000a1"
+        assert [a.labels["alertname"] for a in note.alerts] == ["DiskFull", "Sibling"]
+
+    def test_a_name_sent_twice_keeps_its_last_value_as_without_replacement(self) -> None:
+        body = _encode(_body(receiver="\x00")).replace(
+            b'"instance": "db-1"', b'"instance": "db-1", "instance": "db-2"'
+        )
+        assert b"db-2" in body
+        assert parse_notification(body).alerts[0].labels["instance"] == "db-2"
 
     @settings(max_examples=300)
     @given(
