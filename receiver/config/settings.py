@@ -37,6 +37,7 @@ from receiver.config.values import (
     namespaces,
     one_of,
     parse_size,
+    slack_team_ids,
     split_list,
     url_shape,
     written,
@@ -265,6 +266,8 @@ class Settings(RedisSettings):
     sso_user_header: str | None = None
     sso_trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     slack_signing_secret_file: Path | None = None
+    # The Slack workspaces (team ids) whose clicks are taken; empty: any the secret signs for.
+    slack_team_ids: tuple[str, ...] = ()
     # The notify channel (notify.channels) approval requests and decisions are sent to.
     approval_notify_channel: str | None = None
 
@@ -276,6 +279,11 @@ class Settings(RedisSettings):
     @classmethod
     def _lists(cls, value: object) -> object:
         return split_list(value)
+
+    @field_validator("slack_team_ids", mode="before")
+    @classmethod
+    def _teams(cls, value: object) -> object:
+        return slack_team_ids(value)
 
     @field_validator("namespace_allow", mode="before")
     @classmethod

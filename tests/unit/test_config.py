@@ -128,6 +128,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_SSO_USER_HEADER": "X-Forwarded-User",
         "REMEDIATOR_SSO_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
         "REMEDIATOR_SLACK_SIGNING_SECRET_FILE": "/etc/remediator/slack-signing-secret",
+        "REMEDIATOR_SLACK_TEAM_IDS": "T0123ABCD, T0456EFGH",
         "REMEDIATOR_APPROVAL_NOTIFY_CHANNEL": "oncall",
         "REMEDIATOR_INCIDENT_GAP": "45m",
         "REMEDIATOR_DATABASE_POOLER": "PgBouncer-Transaction",
@@ -158,6 +159,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.basic_auth_configured
     assert s.approval_ttl_seconds == 1200
     assert s.sso_trusted_proxies == ("10.0.0.0/8", "::1")
+    assert s.slack_team_ids == ("T0123ABCD", "T0456EFGH")
     assert s.approval_notify_channel == "oncall"
     assert s.incident_gap_seconds == 2700.0
     assert s.operator_tokens_dir == operators
