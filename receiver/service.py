@@ -279,12 +279,12 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
                 await site.start()
             except OSError as exc:  # the port taken, the host no address of this machine
                 raise StartupError(
-                    f"cannot listen on {settings.host}:{settings.port}: "
+                    f"cannot listen on {settings.listen_address()}: "
                     f"{exc.strerror or exc}; change http.host (REMEDIATOR_HOST, serve --host) "
                     "or http.port (REMEDIATOR_PORT, serve --port)"
                 ) from None
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            url = f"http://{settings.host}:{port}"
+            url = settings.listen_url(port)
             if embedded is not None:
                 # The CLI sends this directory's operator token to this address and no other.
                 embedded.announce(settings.local_url(port))

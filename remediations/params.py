@@ -1,5 +1,5 @@
 """What the params models of actions share: strictness, durations, numbers that refuse a
-boolean. Pure.
+boolean, booleans that refuse anything else. Pure.
 
 Params are written in rule files and validated when the rules load; the executor parses them
 again from ``model_dump(mode="json")``, so every type here survives that round trip (a duration
@@ -22,7 +22,7 @@ from pydantic import (
 
 from remediations.durations import MAX_DURATION_S, format_duration, parse_duration
 
-__all__ = ["Duration", "Integer", "Number", "StrictParams"]
+__all__ = ["Boolean", "Duration", "Integer", "Number", "StrictParams"]
 
 
 class StrictParams(BaseModel):
@@ -85,3 +85,18 @@ def _not_a_boolean(value: object) -> object:
 Integer = Annotated[int, BeforeValidator(_not_a_boolean)]
 # A number that refuses a boolean (a factor: `factor: true` read as 1.0).
 Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+
+
+def _only_a_boolean(value: object) -> bool:
+    # Pydantic's lax mode reads the text "yes", "on", "1" and the numbers 1 and 0 as booleans:
+    # `restore: "yes"` (quoted, so YAML's text) read as true, and `restore: "no"` would read as
+    # false just as silently. A flag in a rule is YAML's true or false, nothing else.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"{value!r} is text, not a boolean: write true or false, unquoted")
+    raise ValueError(f"{value!r} is not a boolean: write true or false")
+
+
+# True or false as YAML or JSON writes them; text and numbers are refused (params' flags).
+Boolean = Annotated[bool, BeforeValidator(_only_a_boolean)]

@@ -71,7 +71,9 @@ def approval_setup(
     slack = None
     if files.slack_signing_secret is not None:
         slack = SlackInteractions(
-            files.slack_signing_secret.get_secret_value(), approvers.slack_users
+            files.slack_signing_secret.get_secret_value(),
+            approvers.slack_users,
+            teams=settings.slack_team_ids,
         )
     notices: ApprovalNotifier | None = None
     channel = settings.approval_notify_channel

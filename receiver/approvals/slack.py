@@ -6,13 +6,16 @@ slack_sdk's ``SignatureVerifier`` checks it over the raw bytes and refuses times
 five minutes from now (replays); only then is the form-encoded ``payload`` parsed
 (research/alertmanager-protocol.md §5.3, §5.4). The clicking user is ``user.id`` of the verified
 payload, mapped to an approver name by the configured table; an unmapped user is nobody.
+The signature proves only that the app sent it: an app installed in several workspaces signs
+for all of them with one secret, so with ``teams`` configured a click from another workspace's
+``team.id`` is refused (``team_allowed``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -51,18 +54,21 @@ class _Clock(Clock):
 class SlackInteractions:
     """Verifies and reads Slack interaction requests; maps users to approvers.
 
-    ``users``: Slack user id -> approver name. ``now``: seconds since the epoch (tests pass
-    a fixed clock)."""
+    ``users``: Slack user id -> approver name. ``teams``: the Slack team (workspace) ids whose
+    clicks are taken; empty: any the signing secret signs for. ``now``: seconds since the
+    epoch (tests pass a fixed clock)."""
 
     def __init__(
         self,
         signing_secret: str,
         users: Mapping[str, str],
         *,
+        teams: Collection[str] = (),
         now: Callable[[], float] = time.time,
     ) -> None:
         self._verifier = SignatureVerifier(signing_secret, clock=_Clock(now))
         self._users = dict(users)
+        self._teams = frozenset(teams)
 
     def verified(self, body: bytes, headers: Mapping[str, str]) -> bool:
         """Whether ``body`` carries a valid signature made within the last five minutes."""
@@ -99,6 +105,11 @@ class SlackInteractions:
             team_id=str(team.get("id") or "") if isinstance(team, dict) else "",
             user_name=str(user.get("username") or user.get("name") or ""),
         )
+
+    def team_allowed(self, action: SlackAction) -> bool:
+        """Whether the click came from a workspace whose clicks are taken: any, when no teams
+        are configured; else one of them (a payload without ``team.id`` is from none)."""
+        return not self._teams or action.team_id in self._teams
 
     def identity(self, action: SlackAction) -> Identity | None:
         """The approver the Slack user is mapped to; None for an unmapped user."""

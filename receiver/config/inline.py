@@ -1,6 +1,7 @@
 """What may be written in the configuration itself rather than read from a file: a URL or a
-header that holds no credential (``clear_url``, ``clear_header``), and what of an endpoint's URL
-the audit log records (``url_origin``). Pure. Whatever fails these checks must come from a
+header that holds no credential (``clear_url``, ``clear_header``), what of an endpoint's URL
+the audit log records (``url_origin``), and how a URL writes a host and port (``host_port``).
+Pure. Whatever fails these checks must come from a
 ``*_file``: the configuration is recorded in ``service.started``, an append-only log that can
 never forget a secret.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["check_url", "clear_header", "clear_url", "url_origin"]
+__all__ = ["check_url", "clear_header", "clear_url", "host_port", "url_origin"]
 
 
 def check_url(url: str) -> str:
@@ -90,18 +91,24 @@ def clear_url(url: str, *, instead: str) -> str:
     return url
 
 
+def host_port(host: str, port: int | None = None) -> str:
+    """``host:port`` (or ``host``) as a URL writes it, an IPv6 address in brackets:
+    ``[::]:9095``, ``[::1]``, ``127.0.0.1:9095``. ``host`` is bare (no brackets)."""
+    # Unbracketed, `http://:::9095` is no URL at all, and `::1:9095` reads as an address.
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port is None else f"{host}:{port}"
+
+
 def url_origin(url: str) -> str:
     """``scheme://host[:port]`` of ``url``: how a record names an endpoint's URL. Never the
     userinfo, path, query or fragment, where a credential the checks above miss would sit."""
     parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:  # an IPv6 address is written in brackets
-        host = f"[{host}]"
     try:
         port = parts.port
     except ValueError:  # not a number: say nothing of it
         port = None
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    return f"{parts.scheme}://{host_port(parts.hostname or '?', port)}"
 
 
 # A header value in an HTTP authentication scheme's form (RFC 9110 section 11: `Bearer x`,

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import SecretStr
 
+from receiver.config.inline import host_port
 from receiver.config.settings import Settings
 
 __all__ = ["check_database"]
@@ -56,7 +57,7 @@ def check_database(settings: Settings, name: Callable[[str], str], given: set[st
     if pooler is not None and pooler == _endpoint(settings.database_direct_url):
         host, port = pooler
         raise ValueError(
-            f"{name('database_direct_url')}: names {host}:{port}, the pooler's address in"
+            f"{name('database_direct_url')}: names {host_port(host, port)}, the pooler's address in"
             f" {name('database_url')}; it must reach PostgreSQL itself (the worker's LISTEN"
             " through the pooler is lost): give PostgreSQL's host and port"
         )

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, SecretStr, field_validator
 
+from receiver.config.inline import host_port
 from receiver.config.values import one_of, split_list, url_shape
 from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardSettings
 
@@ -67,7 +68,7 @@ def sentinel_addresses(value: object) -> object:
             host, port = split_address(item.strip())
         except ValueError as exc:
             raise ValueError(f"item {place}: {exc}") from None
-        out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        out.append(host_port(host, port))
     return tuple(out)
 
 

@@ -29,7 +29,7 @@ from receiver.config.connections import (
     check_names,
     json_map,
 )
-from receiver.config.inline import check_url, clear_url
+from receiver.config.inline import check_url, clear_url, host_port
 from receiver.config.redis_mode import RedisSettings, blank_as_none
 from receiver.config.values import (
     WRITTEN,
@@ -37,6 +37,7 @@ from receiver.config.values import (
     namespaces,
     one_of,
     parse_size,
+    slack_team_ids,
     split_list,
     url_shape,
     written,
@@ -95,10 +96,11 @@ class LogFormat(StrEnum):
 
 
 def connect_host(host: str) -> str:
-    """A listen address as a host to connect to: a wildcard becomes loopback, IPv6 bracketed."""
+    """A listen address as a host to connect to: a wildcard becomes loopback. Bare, as
+    ``host``: ``host_port`` brackets an IPv6 address where a URL needs it."""
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a listen address, mapped to loopback
         return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
+    return host
 
 
 # Settings the guards' Lua script receives (milliseconds, counts) are bounded like rules'
@@ -264,6 +266,8 @@ class Settings(RedisSettings):
     sso_user_header: str | None = None
     sso_trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     slack_signing_secret_file: Path | None = None
+    # The Slack workspaces (team ids) whose clicks are taken; empty: any the secret signs for.
+    slack_team_ids: tuple[str, ...] = ()
     # The notify channel (notify.channels) approval requests and decisions are sent to.
     approval_notify_channel: str | None = None
 
@@ -275,6 +279,11 @@ class Settings(RedisSettings):
     @classmethod
     def _lists(cls, value: object) -> object:
         return split_list(value)
+
+    @field_validator("slack_team_ids", mode="before")
+    @classmethod
+    def _teams(cls, value: object) -> object:
+        return slack_team_ids(value)
 
     @field_validator("namespace_allow", mode="before")
     @classmethod
@@ -368,7 +377,16 @@ class Settings(RedisSettings):
     def local_url(self, port: int | None = None) -> str:
         """``http://host:port`` at which a client on this machine reaches the listen address
         (``port`` when the one bound differs from the setting, e.g. port 0)."""
-        return f"http://{connect_host(self.host)}:{self.port if port is None else port}"
+        return f"http://{host_port(connect_host(self.host), self.port if port is None else port)}"
+
+    def listen_url(self, port: int | None = None) -> str:
+        """``http://host:port`` of the listen address as configured, the wildcard kept
+        (``http://[::]:9095``): what the banner and the log say the service listens on."""
+        return f"http://{self.listen_address(port)}"
+
+    def listen_address(self, port: int | None = None) -> str:
+        """``host:port`` of the listen address, IPv6 bracketed (``[::]:9095``)."""
+        return host_port(self.host, self.port if port is None else port)
 
     @property
     def dry_run_everywhere(self) -> bool:

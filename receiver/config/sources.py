@@ -122,6 +122,7 @@ KEYS: tuple[Key, ...] = (
         "approvals.slack.signing_secret_file",
         "SLACK_SIGNING_SECRET_FILE",
     ),
+    _key("slack_team_ids", "approvals.slack.team_ids", "SLACK_TEAM_IDS"),
     _key("approval_notify_channel", "approvals.notify_channel", "APPROVAL_NOTIFY_CHANNEL"),
     _key("incident_gap_seconds", "review.incident_gap", "INCIDENT_GAP"),
 )

@@ -1,5 +1,5 @@
 """Checks of setting values that need more than a type: durations and sizes, words from a fixed
-list, namespace lists and store URLs. Pure."""
+list, namespace lists, Slack team ids and store URLs. Pure."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ __all__ = [
     "namespaces",
     "one_of",
     "parse_size",
+    "slack_team_ids",
     "split_list",
     "url_shape",
     "written",
@@ -107,6 +108,25 @@ def split_list(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+# A Slack workspace's id as Slack's payloads carry it (``team.id``): T and capitals or digits.
+_SLACK_TEAM_ID = re.compile("T[A-Z0-9]+", re.ASCII)
+
+
+def slack_team_ids(value: object) -> object:
+    """Comma-separated text or a list of Slack team ids (``T0123ABCD``), as a list; anything
+    else as is. ValueError naming an item that is no team id: a workspace's name or URL
+    (``acme.slack.com``) would match no request, and every click would be refused."""
+    listed = split_list(value)
+    if isinstance(listed, list | tuple):
+        for item in listed:
+            if isinstance(item, str) and not _SLACK_TEAM_ID.fullmatch(item):
+                raise ValueError(
+                    f"{item!r} is not a Slack team id: give the workspace's id, like T0123ABCD"
+                    " (its `team.id`), not its name or URL"
+                )
+    return listed
 
 
 def one_of(value: object, choices: Sequence[str], aliases: Mapping[str, str]) -> object:

@@ -356,6 +356,10 @@ async def post_slack(request: web.Request) -> web.Response:
         action = approvals.slack.parse(body)
     except SlackPayloadError as exc:
         return json_response({"error": str(exc)}, 400)
+    if not approvals.slack.team_allowed(action):
+        # Signed with the app's secret, but from another workspace the app is installed in.
+        team = action.team_id or "(none)"
+        return json_response({"error": f"Slack team {team} is not one approvals come from"}, 403)
     identity = approvals.slack.identity(action)
     if identity is None:
         return json_response(

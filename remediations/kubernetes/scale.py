@@ -37,7 +37,7 @@ from remediations.kubernetes.api import (
 from remediations.kubernetes.objects import object_ref
 from remediations.kubernetes.replay import records_of
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
-from remediations.params import Integer, Number
+from remediations.params import Boolean, Integer, Number
 from remediations.targets import Target
 
 __all__ = ["REPLICAS_ANNOTATION", "Scale", "ScaleParams"]
@@ -52,7 +52,7 @@ class ScaleParams(ActionParams):
     replicas: Integer | None = Field(default=None, ge=0, le=1000)
     delta: Integer | None = Field(default=None, ge=-1000, le=1000)
     factor: Number | None = Field(default=None, gt=0, le=10)
-    restore: bool = False
+    restore: Boolean = False
     min: Integer = Field(default=0, ge=0, le=1000)
     max: Integer = Field(ge=0, le=1000)
 

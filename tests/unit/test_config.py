@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -127,6 +128,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_SSO_USER_HEADER": "X-Forwarded-User",
         "REMEDIATOR_SSO_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
         "REMEDIATOR_SLACK_SIGNING_SECRET_FILE": "/etc/remediator/slack-signing-secret",
+        "REMEDIATOR_SLACK_TEAM_IDS": "T0123ABCD, T0456EFGH",
         "REMEDIATOR_APPROVAL_NOTIFY_CHANNEL": "oncall",
         "REMEDIATOR_INCIDENT_GAP": "45m",
         "REMEDIATOR_DATABASE_POOLER": "PgBouncer-Transaction",
@@ -157,6 +159,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.basic_auth_configured
     assert s.approval_ttl_seconds == 1200
     assert s.sso_trusted_proxies == ("10.0.0.0/8", "::1")
+    assert s.slack_team_ids == ("T0123ABCD", "T0456EFGH")
     assert s.approval_notify_channel == "oncall"
     assert s.incident_gap_seconds == 2700.0
     assert s.operator_tokens_dir == operators
@@ -572,3 +575,28 @@ def test_a_token_with_a_second_line_is_refused_naming_its_file(
         load_settings(None, {setting: value})
     assert named in caught.value.message
     assert "SuperSecret" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("host", "listen", "local"),
+    [
+        ("::", "http://[::]:9095", "http://127.0.0.1:9095"),
+        ("::1", "http://[::1]:9095", "http://[::1]:9095"),
+        ("fd00::5", "http://[fd00::5]:9095", "http://[fd00::5]:9095"),
+        ("0.0.0.0", "http://0.0.0.0:9095", "http://127.0.0.1:9095"),  # noqa: S104
+        ("10.0.0.5", "http://10.0.0.5:9095", "http://10.0.0.5:9095"),
+        ("remediator.local", "http://remediator.local:9095", "http://remediator.local:9095"),
+    ],
+)
+def test_urls_of_the_listen_address_bracket_an_ipv6_host(
+    host: str, listen: str, local: str
+) -> None:
+    # The banner said `http://:::9095` for REMEDIATOR_HOST=::, which no client can open.
+    settings = load_settings(None, {"REMEDIATOR_HOST": host})
+    assert settings.listen_url() == listen
+    assert settings.local_url() == local
+    assert settings.listen_url(40123) == listen.replace("9095", "40123")
+    assert settings.listen_address() == listen.removeprefix("http://")
+    # Each reads back as the host and port it was built from.
+    parts = urlsplit(settings.listen_url())
+    assert (parts.hostname, parts.port) == (host, 9095)

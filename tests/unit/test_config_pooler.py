@@ -119,6 +119,21 @@ def test_a_direct_url_that_names_the_pooler_is_refused(direct: str) -> None:
     assert "pw" not in message
 
 
+def test_a_pooler_at_an_ipv6_address_is_named_in_brackets() -> None:
+    # `names ::1:6432` read as one address, of which 6432 might be a part.
+    pooled = "postgresql://remediator:pw@[::1]:6432/remediator"
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_DATABASE_URL": pooled,
+                "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+                "REMEDIATOR_DATABASE_DIRECT_URL": pooled,
+            },
+        )
+    assert info.value.message.startswith("REMEDIATOR_DATABASE_DIRECT_URL: names [::1]:6432, ")
+
+
 def test_a_direct_url_on_the_poolers_host_at_another_port_is_fine() -> None:
     environ = {
         "REMEDIATOR_DATABASE_URL": "postgresql://remediator:pw@db:6432/remediator",

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from receiver.config import KEYS, ConfigError, Settings, load_settings
 from receiver.config.approvals import load_approvals
 from receiver.config.checks import newly_allowed, start_up_notices
-from receiver.config.variables import FOREIGN_PREFIXES, FOREIGN_VARIABLES
+from receiver.config.variables import ENV_PREFIX, FOREIGN_PREFIXES, FOREIGN_VARIABLES
 from receiver.startup import Generated, banner, storage_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +112,55 @@ def test_unknown_variables_are_refused_naming_the_closest_setting() -> None:
         "REMEDIATOR_PORTT: unknown setting (did you mean REMEDIATOR_PORT?); "
         "REMEDIATOR_SOMETHING_ELSE: unknown setting"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        # Typos: an underscore dropped or added, a word misspelt, a plural slip.
+        ("DRYRUN", "DRY_RUN"),
+        ("DRY_RUNN", "DRY_RUN"),
+        ("LOGLEVEL", "LOG_LEVEL"),
+        ("KUBE_CONFIG", "KUBECONFIG"),
+        ("WEBHOOK_TOKENFILE", "WEBHOOK_TOKEN_FILE"),
+        ("PORTT", "PORT"),
+        ("LOG_LEVL", "LOG_LEVEL"),
+        ("DATABSE_URL", "DATABASE_URL"),
+        ("DATABASE_URI", "DATABASE_URL"),
+        ("WORKER_CONCURENCY", "WORKER_CONCURRENCY"),
+        ("SLACK_SIGNING_SECRET_FIEL", "SLACK_SIGNING_SECRET_FILE"),
+        ("OPERATOR_TOKENS_FILE", "OPERATOR_TOKEN_FILE"),
+        ("NOTIFY_CHANNEL", "NOTIFY_CHANNELS"),
+        ("NAMESPACES_DENY", "NAMESPACE_DENY"),
+        ("RULE_DIR", "RULES_DIR"),
+        # Other words, or a word missing: difflib suggested the name in the comment, which is
+        # another setting (DEBUG -> DRY_RUN would switch dry-run on).
+        ("CONFIG_FILE", None),  # KUBECONFIG
+        ("CONFIG_DIR", None),  # KUBECONFIG
+        ("KUBE_CONTEXT", None),  # KUBECONFIG
+        ("DEBUG", None),  # DRY_RUN
+        ("POSTGRES_URL", None),  # REDIS_URL
+        ("REDIS_USER", None),  # REDIS_URL
+        ("REDIS_HOST", None),  # REDIS_MODE
+        ("DATABASE_PASSWORD", None),  # DATABASE_POOLER
+        ("WEBHOOK_SECRET", None),  # WEBHOOK_USERNAME
+        ("SLACK_TOKEN", None),  # WEBHOOK_TOKEN
+        ("LOG_FILE", None),  # LOG_LEVEL
+        ("RULES_FILE", None),  # RULES_DIR
+        ("METRICS_PORT", None),  # PORT
+        ("WORKERS", None),  # WORKER_LEASE
+        ("TIMEOUT", None),  # READ_TIMEOUT
+    ],
+)
+def test_an_unknown_variable_is_told_only_the_setting_it_is_a_typo_of(
+    name: str, meant: str | None
+) -> None:
+    # The names are written without the prefix: test_every_variable_the_tools_read_is_known
+    # reads every REMEDIATOR_* name in tests/ as one a tool reads.
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {ENV_PREFIX + name: "x"})
+    hint = f" (did you mean {ENV_PREFIX}{meant}?)" if meant else ""
+    assert caught.value.message == f"{ENV_PREFIX}{name}: unknown setting{hint}"
 
 
 def test_the_tools_variables_and_others_prefixes_are_no_settings_and_pass() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import typing
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from remediations.base import Action, ActionContext, ActionRefused, Clients, ParamsError, Risk
 from remediations.kubernetes import quantity
@@ -460,3 +461,63 @@ def test_a_boolean_is_not_a_number_in_any_action_params(
     # true` added one replica. Kubernetes' own API refuses `"replicas": true`.
     with pytest.raises(ParamsError, match="is a boolean, not a number"):
         default_registry().parse_params(action, params)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("yes", "'yes' is text, not a boolean: write true or false, unquoted"),
+        ("true", "'true' is text, not a boolean"),
+        ("no", "'no' is text, not a boolean"),
+        (1, "1 is not a boolean: write true or false"),
+        (0, "0 is not a boolean"),
+    ],
+)
+def test_a_flag_in_action_params_is_a_boolean_not_text_or_a_number(
+    value: object, said: str
+) -> None:
+    # `restore: "yes"` (quoted in the rule file, so text) was read as true by pydantic's lax
+    # mode, and `restore: "no"` would have been read as false just as silently.
+    with pytest.raises(ParamsError) as excinfo:
+        default_registry().parse_params("kubernetes.scale", {"restore": value, "max": 5})
+    assert "restore: " in excinfo.value.message
+    assert said in excinfo.value.message
+    params = default_registry().parse_params("kubernetes.scale", {"restore": True, "max": 5})
+    assert isinstance(params, ScaleParams)
+    assert params.restore is True
+
+
+def _flags(model: type[BaseModel], path: str = "") -> list[tuple[str, Any]]:
+    """Every boolean field of ``model`` and of the models it nests, with its full annotation."""
+    found: list[tuple[str, Any]] = []
+    for name, info in model.model_fields.items():
+        for kind in (info.annotation, *typing.get_args(info.annotation)):
+            if kind is bool:
+                annotation = Annotated[bool, *info.metadata] if info.metadata else bool
+                found.append((path + name, annotation))
+            elif isinstance(kind, type) and issubclass(kind, BaseModel):
+                found.extend(_flags(kind, f"{path}{name}."))
+    return found
+
+
+_ALL_FLAGS = [
+    (f"{action.name}: {field}", annotation)
+    for action in default_registry()
+    for field, annotation in _flags(action.Params)
+]
+
+
+def test_the_shipped_actions_have_flags_to_check() -> None:
+    assert "kubernetes.scale: restore" in [name for name, _ in _ALL_FLAGS]
+
+
+@pytest.mark.parametrize(("field", "annotation"), _ALL_FLAGS, ids=[n for n, _ in _ALL_FLAGS])
+def test_every_flag_in_any_action_params_refuses_text_and_numbers(
+    field: str, annotation: Any
+) -> None:
+    # A new flag declared as a plain `bool` would read "yes" and 1 as true again.
+    adapter = TypeAdapter(annotation)
+    for value in ("yes", "false", 1):
+        with pytest.raises(ValidationError, match="not a boolean"):
+            adapter.validate_python(value)
+    assert adapter.validate_python(False) is False

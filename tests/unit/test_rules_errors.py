@@ -7,6 +7,7 @@ import pytest
 from receiver.model import NamespacePolicy
 from receiver.rules.compile import compile_files, lint_files
 from receiver.rules.errors import RuleError, RuleSetError
+from remediations.registry import default_registry
 from tests.support.rules import GOOD, POLICY, TARGET, errors_of, one_rule, registry
 
 # --------------------------------------------------------------------------------------------
@@ -315,3 +316,19 @@ def test_namespace_policy_allow_list_applies_to_literal_namespaces() -> None:
     assert errors_of({"a.yaml": text}, NamespacePolicy(allow=("shop",))) == []
     (error,) = errors_of({"a.yaml": text}, NamespacePolicy(allow=("billing",)))
     assert error.startswith("a.yaml:4: rule 'r': target.namespace: namespace 'shop' is not allowed")
+
+
+def test_a_quoted_flag_in_a_rule_file_is_an_error_on_its_line() -> None:
+    # The shipped kubernetes.scale: `restore: "yes"` is YAML text, and was read as true.
+    text = one_rule(
+        TARGET + "steps: [{action: kubernetes.rollout_restart}]\non_resolved:\n"
+        '  - action: kubernetes.scale\n    params:\n      restore: "yes"\n      max: 5\n'
+    )
+    assert lint_files({"a.yaml": text}, default_registry(), POLICY) == [
+        RuleError(
+            "a.yaml",
+            9,
+            "rule 'r': invalid params for kubernetes.scale: restore: 'yes' is text, not a "
+            "boolean: write true or false, unquoted",
+        )
+    ]

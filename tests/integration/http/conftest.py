@@ -106,12 +106,15 @@ MakeEdge = Callable[..., Awaitable[Edge]]
 @pytest.fixture
 async def make_edge(approval_env: MakeApprovalEnv, make_client: MakeClient) -> MakeEdge:
     """A factory of ``Edge``; Slack user U0BOB is mapped to bob; ``slack_now`` fixes Slack's
-    clock (seconds)."""
+    clock (seconds); ``slack_teams`` are the workspaces whose clicks are taken (none: any)."""
 
-    async def make(*, slack_now: float | None = None) -> Edge:
+    async def make(*, slack_now: float | None = None, slack_teams: tuple[str, ...] = ()) -> Edge:
         env = await approval_env()
         slack = SlackInteractions(
-            SLACK_SECRET, {"U0BOB": "bob"}, now=(lambda: slack_now) if slack_now else time.time
+            SLACK_SECRET,
+            {"U0BOB": "bob"},
+            teams=slack_teams,
+            now=(lambda: slack_now) if slack_now else time.time,
         )
         client = await make_client(approvals=ApprovalWeb(env.desk, env.identities, slack))
         # The links and the Origin check name the server the test client talks to.

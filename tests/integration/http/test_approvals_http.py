@@ -220,11 +220,13 @@ async def test_api_approving_after_the_alert_resolved_is_refused(make_edge: Make
     assert "resolved" in (await response.json())["error"]
 
 
-def _slack_click(approval_id: str, user: str, action: str = "remediator_approve") -> bytes:
+def _slack_click(
+    approval_id: str, user: str, action: str = "remediator_approve", team: str = "T0TEAM"
+) -> bytes:
     payload = {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower()},
-        "team": {"id": "T0TEAM"},
+        "team": {"id": team},
         "actions": [{"action_id": action, "value": approval_id}],
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
@@ -268,6 +270,29 @@ async def test_slack_refuses_bad_and_stale_signatures_and_decides_as_the_mapped_
         "bob",
         "slack",
     )
+
+
+async def test_slack_refuses_a_signed_click_from_another_workspace(make_edge: MakeEdge) -> None:
+    # The app's one signing secret signs for every workspace it is installed in: the signature
+    # alone let a mapped user id clicked in another workspace decide.
+    now = int(time.time())
+    edge = await make_edge(slack_now=float(now), slack_teams=("T0TEAM",))
+    _, approval = await edge.env.pending_run()
+    path = "/hooks/slack/interactions"
+    before = await edge.snapshot()
+
+    foreign = _slack_click(approval.id, "U0BOB", team="T0OTHER")
+    response = await edge.client.post(path, data=foreign, headers=_signed(foreign, now))
+    assert response.status == 403
+    assert (await response.json()) == {"error": "Slack team T0OTHER is not one approvals come from"}
+    assert await edge.snapshot() == before  # decided nothing, recorded nothing
+
+    body = _slack_click(approval.id, "U0BOB")
+    response = await edge.client.post(path, data=body, headers=_signed(body, now))
+    assert response.status == 200, await response.text()
+    decided = await edge.env.desk.store.get_approval(approval.id)
+    assert decided is not None
+    assert (decided.state, decided.decided_by) == (ApprovalState.APPROVED, "bob")
 
 
 async def test_behind_the_sso_proxy_the_page_knows_the_person(
