@@ -91,9 +91,13 @@ class _Retryable(Exception):
 
 
 def host_of(url: str) -> str:
-    """The host (and port) of ``url``, for messages: never the path, query or credentials."""
+    """The host (and port) of ``url``, for messages: never the path, query or credentials.
+    An IPv6 address keeps its brackets (``[::1]:8080``), as a URL writes it: without them its
+    port reads as part of the address."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
     return f"{host}:{parts.port}" if parts.port else host
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 
-from remediations.http.post import REDACTED, redactor
+import pytest
+
+from remediations.http.post import REDACTED, host_of, redactor
 
 
 def test_a_basic_credential_is_redacted_as_sent_and_as_it_decodes() -> None:
@@ -23,3 +25,17 @@ def test_a_basic_credential_is_redacted_as_sent_and_as_it_decodes() -> None:
 def test_a_value_that_is_no_base64_is_redacted_as_it_is() -> None:
     redact = redactor("https://api.internal/flush", ["Basic not*base64!"])
     assert redact("echo: not*base64!") == f"echo: {REDACTED}"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://[::1]:8080/hook?token=x", "[::1]:8080"),
+        ("https://[fd00::5]/hook", "[fd00::5]"),
+        ("https://user:pw@hooks.example:8443/a/b", "hooks.example:8443"),
+        ("http://10.0.0.1/x", "10.0.0.1"),
+    ],
+)
+def test_the_host_named_in_messages_keeps_an_ipv6_address_in_brackets(url: str, shown: str) -> None:
+    # "::1:8080" reads as an address, not as ::1 and port 8080.
+    assert host_of(url) == shown
