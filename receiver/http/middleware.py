@@ -101,7 +101,7 @@ def edge_middleware(
                 # Marked ended, as below: aiohttp would otherwise read the body after the
                 # answer through a decoder, and log its failure as an unhandled exception.
                 request.content.feed_eof()
-                response = _refuse_coding(coding)
+                response = _unrouted(request) or _refuse_coding(coding)
             elif request.content.is_eof():
                 # No body, or all of it came with the headers: the common case, no timer.
                 response = await handler(request)
@@ -239,6 +239,19 @@ def _bad_query(request: web.Request) -> web.Response | None:
     except BadParameter as exc:
         return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
     return None
+
+
+def _unrouted(request: web.Request) -> web.Response | None:
+    """The 404 or 405 (with Allow) of a request no route takes, as JSON, closing the connection
+    (its body is left unread); None when a route takes it. Said before a 415: what a body is
+    in does not matter when nothing would read it."""
+    error = getattr(request.match_info, "http_exception", None)
+    if not isinstance(error, web.HTTPException):
+        return None
+    allow = {k: v for k, v in error.headers.items() if k.lower() == "allow"}
+    unrouted = json_response({"error": error.reason}, error.status, allow)
+    unrouted.force_close()
+    return unrouted
 
 
 def _method_not_allowed(request: web.Request) -> bool:

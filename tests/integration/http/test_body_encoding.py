@@ -139,3 +139,26 @@ async def test_identity_and_the_decoded_codings_in_any_case_are_read(
             headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": coding},
         )
         assert response.status == 200, (coding, await response.text())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("POST", "/healthz", 405), ("PUT", ALERTS_PATH, 405), ("POST", "/nowhere", 404)],
+)
+async def test_a_request_no_route_takes_is_404_or_405_whatever_its_coding(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture, method: str, path: str, status: int
+) -> None:
+    # A 415 said the body's coding was the problem, when no handler would have read it at all.
+    client = await make_client()
+    response = await client.request(
+        method,
+        path,
+        data=b"{}",
+        headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": "x-bogus"},
+    )
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    if status == 405:
+        assert method not in response.headers["Allow"]
+    await client.close()
+    _no_traceback(caplog)
