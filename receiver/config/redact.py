@@ -56,11 +56,15 @@ def misread(kind: str, url: str) -> str | None:
     if parts is None:
         return None  # unreadable to urllib too ("Invalid IPv6 URL"): the reason quotes nothing
     # An `@` in it reads whole here (urllib splits at the last one) but not in every client.
+    # The last `@` is taken for the password's end even in the query: `?x=a@b` after a plain
+    # password is refused too, since it reads the same as a password with a `/` or `?` in it;
+    # the message says to encode that `@` as well (libpq and asyncpg decode query values).
     if written and ((parts.password or "") != written or "@" in written):
         return (
             f"not a {kind} URL: it cannot be read as written (its password is not where the "
             "URL's separators put it): percent-encode a `/`, `#`, `?`, `@` or `%` in the user "
-            "name or password (`%2F`, `%23`, `%3F`, `%40`, `%25`), and give the port as a number"
+            "name or password (`%2F`, `%23`, `%3F`, `%40`, `%25`) and an `@` after the host "
+            "(`?application_name=ops%40prod`), and give the port as a number"
         )
     if "," not in parts.netloc:  # one host (a DSN may list several: host1:5432,host2:5432)
         try:

@@ -88,3 +88,14 @@ def test_a_port_that_is_no_port_is_said_before_a_client_reads_it(url: str, says:
 
 def test_a_dsn_of_several_hosts_is_not_misread() -> None:
     assert misread("PostgreSQL", "postgresql://u:pw@db1:5432,db2:5433/app") is None
+
+
+def test_an_at_sign_after_the_host_is_refused_with_its_way_out() -> None:
+    # Indistinguishable from a password with an unencoded `/` or `?` before an `@`: refused,
+    # and the message says how to write it so that it reads as meant.
+    message = misread("PostgreSQL", "postgresql://u:pw@db:5432/app?application_name=ops@prod")
+    assert message is not None
+    assert "an `@` after the host" in message
+    assert (
+        misread("PostgreSQL", "postgresql://u:pw@db:5432/app?application_name=ops%40prod") is None
+    )
