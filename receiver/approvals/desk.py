@@ -8,7 +8,7 @@ store makes every move atomic; the desk adds who may, and tells people.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,18 @@ class ApprovalDesk:
         self.buttons = buttons
         self._log = log or structlog.get_logger("remediator.approvals")
         self._metrics = metrics
+        # Told the id of each run an approval ended (expired, rejected, cancelled): the
+        # pipeline gives back the budget slot such a run never used (pipeline/budget.py).
+        self.ended: Callable[[str], Awaitable[None]] | None = None
+
+    async def _run_ended(self, run_id: str) -> None:
+        """``ended(run_id)``, whose failure is logged: the decision stands whatever it says."""
+        if self.ended is None:
+            return
+        try:
+            await self.ended(run_id)
+        except Exception as exc:
+            self._log.warning("after the run ended at its approval", run_id=run_id, error=str(exc))
 
     def _count(self, approval: ApprovalRecord, state: str, run_outcome: str | None = None) -> None:
         """Count an approval's move (and the end of its run, when the move ended it)."""
@@ -161,6 +173,7 @@ class ApprovalDesk:
         for approval in expired:
             self._count(approval, "expired", RunOutcome.EXPIRED.value)
             self._log.info("approval expired", approval_id=approval.id, run_id=approval.run_id)
+            await self._run_ended(approval.run_id)
             await self.notify(NoticeKind.EXPIRED, approval)
         return expired
 
@@ -170,6 +183,7 @@ class ApprovalDesk:
         for approval in cancelled:
             self._count(approval, "cancelled", RunOutcome.CANCELLED.value)
             self._log.info("approval cancelled: the alert resolved", approval_id=approval.id)
+            await self._run_ended(approval.run_id)
             await self.notify(NoticeKind.CANCELLED, approval)
         return cancelled
 
@@ -250,6 +264,8 @@ class ApprovalDesk:
             raise await self._why_not(approval.id, plan_hash)
         rejected = decided.state is ApprovalState.REJECTED
         self._count(decided, decided.state.value, RunOutcome.REJECTED.value if rejected else None)
+        if rejected:
+            await self._run_ended(decided.run_id)
         self._log.info(
             "approval decided",
             approval_id=decided.id,

@@ -288,6 +288,13 @@ class Guards:
         reply = await self._call("release", lambda: self._release([key], [token]))
         return int(reply) == 1
 
+    async def refund_budget(self, run_id: str) -> bool:
+        """Take ``run_id`` out of the global budget's window (its disruptive step never ran):
+        whether it held a slot there. Raises GuardUnavailable as every call here does."""
+        key = self._keys.budget()
+        removed = await self._call("refund_budget", lambda: self._redis.zrem(key, run_id))
+        return int(removed) == 1
+
     async def record_result(
         self, rule: str, success: bool, *, failure_id: str | None = None
     ) -> datetime | None:

@@ -1,0 +1,114 @@
+"""A run that ends at its approval (expired, rejected, cancelled: nothing of it acted) gives back
+the global budget slot its admission drew (receiver/pipeline/budget.py): ignored approvals in a
+storm used to refuse every later disruptive run for the budget's hour, and the refusal counted
+actions that never happened. Against a real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+
+from receiver.approvals.policy import Identity
+from receiver.approvals.state import Channel, Decision, Origin
+from receiver.guards.policy import GuardSettings
+from receiver.model import RunOutcome
+from receiver.store import RunRecord
+from tests.support.approvals import ApprovalEnv, MakeApprovalEnv, Peer, Poke, poke_labels
+from tests.support.payloads import alert, notification
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+ALICE = Identity("alice", "operator-token", "alice")
+API = Origin(Channel.API, "10.1.1.1", "pytest")
+RULES = """
+rules:
+  - name: poke
+    match: ['alertname="Poke"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: test.disruptive_poke
+"""
+
+
+class DisruptivePoke(Poke):
+    """``test.poke`` that draws on the global budget, as a restart does."""
+
+    name: ClassVar[str] = "test.disruptive_poke"
+    disruptive: ClassVar[bool] = True
+
+
+async def _budget_of_one(approval_env: MakeApprovalEnv, peer: Peer) -> ApprovalEnv:
+    return await approval_env(
+        rules=RULES,
+        actions=[DisruptivePoke(peer.url)],
+        guard_settings=GuardSettings(budget_count=1),
+    )
+
+
+async def _parked(env: ApprovalEnv, name: str) -> RunRecord:
+    """Deliver a Poke alert for ``name``: its run parks, waiting for approval."""
+    await env.harness.deliver(poke_labels(name))
+    [run] = [r for r in await env.harness.runs() if r.target.name == name]
+    assert run.outcome is RunOutcome.AWAITING_APPROVAL, run
+    return run
+
+
+async def _slots(env: ApprovalEnv) -> list[str]:
+    members = await env.harness.guards._redis.zrange(env.harness.guards.keys.budget(), 0, -1)
+    return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+
+
+async def _end(env: ApprovalEnv, run: RunRecord, how: str) -> None:
+    approval = await env.desk.store.latest_approval(run.id, 0)
+    assert approval is not None
+    if how == "rejected":
+        await env.desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
+    elif how == "expired":
+        # The expiry is the resume job due at expires_at; move both into the past.
+        async with env.harness.store._tx() as conn:
+            await conn.execute(
+                "UPDATE approvals SET expires_at = now() - interval '1 second' WHERE id = $1::uuid",
+                approval.id,
+            )
+            await conn.execute("UPDATE jobs SET not_before = now() WHERE run_id = $1::uuid", run.id)
+    else:
+        labels = poke_labels(run.target.name)
+        await env.harness.intake.accept(notification(alert(labels, status="resolved")))
+    await env.harness.drain()
+    ended = await env.harness.store.get_run(run.id)
+    assert ended is not None
+    assert ended.outcome is RunOutcome(how), ended
+
+
+@pytest.mark.parametrize("how", ["rejected", "expired", "cancelled"])
+async def test_a_run_ended_at_its_approval_gives_its_budget_slot_back(
+    approval_env: MakeApprovalEnv, peer: Peer, how: str
+) -> None:
+    env = await _budget_of_one(approval_env, peer)
+    first = await _parked(env, "api")
+    assert await _slots(env) == [first.id]  # its admission drew the one slot
+    await _end(env, first, how)
+    assert await _slots(env) == []
+    assert peer.value == 0  # nothing acted
+    # The next disruptive run is admitted, not refused by a budget spent on nothing.
+    second = await _parked(env, "web")
+    assert second.refusal_guard is None
+    assert await _slots(env) == [second.id]
+
+
+async def test_a_slot_in_use_is_kept(approval_env: MakeApprovalEnv, peer: Peer) -> None:
+    env = await _budget_of_one(approval_env, peer)
+    first = await _parked(env, "api")
+    approval = await env.desk.store.latest_approval(first.id, 0)
+    assert approval is not None
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+    done = await env.harness.store.get_run(first.id)
+    assert done is not None
+    assert peer.value == 1  # it acted: the slot stays spent
+    assert await _slots(env) == [first.id]
+    await env.harness.deliver(poke_labels("web"))
+    [second] = [r for r in await env.harness.runs() if r.target.name == "web"]
+    assert second.outcome is RunOutcome.REFUSED
+    assert second.refusal_guard == "budget"
