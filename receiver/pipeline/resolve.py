@@ -171,8 +171,10 @@ class AdmitResolve:
         if not admission.admitted:
             assert admission.refusal is not None
             return await self._refused(ctx, admission.refusal)
+        # The follow-up's own phase: 'resolve' for on_resolved steps, 'on_failed' for an
+        # escalation (this stage serves both; a reviewer read on_failed steps as on_resolved).
         await deps.store.record_admission(
-            ctx.run_id, admission.checked, phase="resolve", fence=admission.fence
+            ctx.run_id, admission.checked, phase=ctx.phase, fence=admission.fence
         )
         release_when_done(deps, ctx, request, admission)
         ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)

@@ -118,7 +118,8 @@ def _fired(run: Run) -> Entry:
 def _guard_entry(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     """(kind, title, detail, tone) of a guard decision."""
     guards = ", ".join(str(g) for g in data.get("guards") or []) or "none applied"
-    which = " (on_resolved steps)" if data.get("phase") == "resolve" else ""
+    phase = str(data.get("phase") or "run")
+    which = f" ({_PHASES[phase]}s)" if phase != "run" and phase in _PHASES else ""
     return "guard-pass", f"Guards passed{which}: {guards}", "", "good"
 
 

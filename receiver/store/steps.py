@@ -149,8 +149,9 @@ def step_audit(
 def admitted_data(
     guards: Sequence[str], phase: str = "run", fence: int | None = None
 ) -> dict[str, Any]:
-    """The data of a ``run.admitted`` audit row: the run's ``phase`` ('run', or 'resolve' for
-    on_resolved steps), the guards asked, in order, and the target lock's fence."""
+    """The data of a ``run.admitted`` audit row: the run's ``phase`` ('run'; 'resolve' for
+    on_resolved steps, 'on_failed' for an escalation), the guards asked, in order, and the target
+    lock's fence."""
     return {"phase": phase, "guards": list(guards), "fence": fence}
 
 
@@ -170,9 +171,9 @@ class StepWriter(Database):
         phase: str = "run",
         fence: int | None = None,
     ) -> bool:
-        """The guards let the run (its ``phase``: 'run', or 'resolve' for on_resolved steps)
-        through: audited as ``run.admitted`` with the guards asked, in order. False when the
-        run does not exist."""
+        """The guards let the run (its ``phase``: 'run', 'resolve' or 'on_failed') through:
+        audited as ``run.admitted`` with the guards asked, in order. False when the run does
+        not exist."""
         async with self._tx() as conn:
             fingerprint = await conn.fetchval(
                 "SELECT fingerprint FROM runs WHERE id = $1::uuid", run_id

@@ -275,6 +275,14 @@ async def test_a_refire_while_settling_fails_it_as_recurred_before_its_own_run_i
         ("on_failed", "ok"),
         ("on_failed", "noop"),
     ]
+    # The escalation's admission is audited as the on_failed phase's: it was "resolve", and the
+    # review said "Guards passed (on_resolved steps)" of a rule with no on_resolved step.
+    admitted = [
+        row["data"]["phase"]
+        async for row in h.store.export_audit()
+        if row["kind"] == "run.admitted" and row["run_id"] == first.id
+    ]
+    assert admitted == ["run", "on_failed"]
     # Counted in the breaker before the re-fire's own run asked it: refused by the breaker.
     second = await run_of(h, outcome="refused")
     assert second.refire == 1

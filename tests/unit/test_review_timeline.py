@@ -105,6 +105,15 @@ def test_refusals_say_when_they_would_pass_and_dry_runs_are_marked() -> None:
     entries = run_timeline(run(0, audit=trail))
     passed = next(e for e in entries if e.kind == "guard-pass")
     assert passed.title == "Guards passed (on_resolved steps): pause, namespace, lock"
+    escalated = run_timeline(
+        run(
+            0,
+            audit=_audit((0, "run.admitted", {"phase": "on_failed", "guards": ["pause", "lock"]})),
+        )
+    )
+    assert [e.title for e in escalated if e.kind == "guard-pass"] == [
+        "Guards passed (on_failed steps): pause, lock"
+    ]
     refusals = [e for e in entries if e.kind == "guard-refuse"]
     assert [(e.title, e.detail, e.tone) for e in refusals] == [
         (
