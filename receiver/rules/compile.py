@@ -21,8 +21,15 @@ from receiver.matchers import Matcher, parse_item
 from receiver.model import NamespacePolicy
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
 from receiver.rules.model import Rule, RuleSet
-from receiver.rules.schema import FIELD_NAMES, GuardsSpec, RuleSpec, TargetSpec
-from receiver.rules.steps import compile_announce, compile_steps, prefixed
+from receiver.rules.schema import (
+    FIELD_NAMES,
+    GuardsSpec,
+    ResolvedStepSpec,
+    RuleSpec,
+    StepSpec,
+    TargetSpec,
+)
+from receiver.rules.steps import check_params, compile_announce, compile_steps, prefixed
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
 from receiver.templating import TargetError, Template, compile_template, validate_target
 from remediations.base import Registry
@@ -112,23 +119,27 @@ def _compile_rule(
     try:
         spec = RuleSpec.model_validate(raw, context={"registry": registry})
     except ValidationError as exc:
+        refused = []
         for error in exc.errors():
             loc, message = _schema_message(error)
             located.add((*path, *loc), f"{label}{message}")
+            refused.append(tuple(error["loc"]))
+        _check_params_of_valid_steps(raw, refused, path, registry, located, label)
         return None
 
+    valid = True
     if all(
         s.when is not None and s.when.repeated is not None and s.when.repeated.times > 1
         for s in spec.steps
     ):
         # A first occurrence with no step creates no run, so nothing is ever counted and the
-        # escalation could never be reached.
+        # escalation could never be reached. The other checks still run: all errors at once.
         located.add(
             (*path, "steps"),
             f"{label}every step waits for a repetition, so the first alert would do nothing and "
             "never count as one; add a step without `when`",
         )
-        return None
+        valid = False
 
     matchers = _compile_matchers(spec.match, (*path, "match"), located, label)
     namespace = compile_template(spec.target.namespace or "")
@@ -152,7 +163,7 @@ def _compile_rule(
             "...}`",
         )
         return None
-    if steps is None or on_resolved is None or on_failed is None or not target_ok:
+    if steps is None or on_resolved is None or on_failed is None or not target_ok or not valid:
         return None
     guards = spec.guards or GuardsSpec()
     return Rule(
@@ -174,6 +185,40 @@ def _compile_rule(
         on_failed=on_failed,
         announce=compile_announce(spec.notify),
     )
+
+
+_STEP_GROUPS: tuple[tuple[str, type[ResolvedStepSpec]], ...] = (
+    ("steps", StepSpec),
+    ("on_resolved", ResolvedStepSpec),
+    ("on_failed", ResolvedStepSpec),
+)
+
+
+def _check_params_of_valid_steps(
+    raw: Mapping[str, Any],
+    refused: Sequence[tuple[int | str, ...]],
+    path: KeyPath,
+    registry: Registry,
+    located: Located,
+    label: str,
+) -> None:
+    """The params check of each step the schema found no fault in, when it refused the rule
+    for another part (``refused``: the locations of its errors): a bad `guards` or `match`
+    hid a step's bad params until the next lint, and rules/README.md promises every error at
+    once. The checks that need the whole rule (its target's kind, `when` over all steps) wait
+    until the rule validates."""
+    for group, spec_type in _STEP_GROUPS:
+        items = raw.get(group)
+        if not isinstance(items, list):
+            continue
+        for index, item in enumerate(items):
+            if any(loc[:2] == (group, index) for loc in refused):
+                continue  # said already, by the schema
+            try:
+                spec = spec_type.model_validate(item, context={"registry": registry})
+            except ValidationError:
+                continue  # the schema said why, at the rule's level
+            check_params(spec, (*path, group, index), registry, located, label)
 
 
 def _compile_matchers(

@@ -17,7 +17,7 @@ from receiver.rules.schema import NotifySpec, ResolvedStepSpec, StepSpec, WhenSp
 from receiver.rules.yaml_lines import KeyPath, Located
 from remediations.base import ParamsError, Registry, Risk
 
-__all__ = ["compile_announce", "compile_steps", "prefixed"]
+__all__ = ["check_params", "compile_announce", "compile_steps", "prefixed"]
 
 
 def _where(path: Sequence[str | int]) -> str:
@@ -33,13 +33,15 @@ def prefixed(path: Sequence[str | int], message: str) -> str:
     return f"{where}: {message}" if where else message
 
 
-def _check_params(
+def check_params(
     spec: ResolvedStepSpec,
     path: KeyPath,
     registry: Registry,
     located: Located,
     label: str,
 ) -> Mapping[str, Any] | None:
+    """The step's params as the action's model reads them (JSON-ready), or None with each
+    fault added to ``located`` at its key."""
     try:
         params = registry.parse_params(spec.action, spec.params)
     except ParamsError as exc:
@@ -92,7 +94,7 @@ def compile_steps(
                 f"{label}{spec.action} cannot act on a {kind} (it acts on: {supported})",
             )
             ok = False
-        params = _check_params(spec, step_path, registry, located, label)
+        params = check_params(spec, step_path, registry, located, label)
         if params is None:
             ok = False
             continue

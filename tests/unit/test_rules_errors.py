@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
 from receiver.model import NamespacePolicy
@@ -332,3 +334,44 @@ def test_a_quoted_flag_in_a_rule_file_is_an_error_on_its_line() -> None:
             "boolean: write true or false, unquoted",
         )
     ]
+
+
+def test_a_schema_error_does_not_hide_the_params_of_the_rules_other_steps() -> None:
+    # Each of these took one lint per error: the schema's refusal (a duration without its
+    # unit, a regex that does not parse) stopped the rule before any step's params were read.
+    text = "rules:\n  - name: r\n    match: ['alertname=~\"(\"']\n" + textwrap.indent(
+        TARGET
+        + "guards: {cooldown: 15}\n"
+        + "steps:\n"
+        + "  - action: kubernetes.scale\n    params: {delta: 99999}\n"
+        + "  - action: kubernetes.rollout_restart\n    when: {rolled_out_within: 30}\n"
+        + "on_resolved:\n"
+        + "  - action: kubernetes.scale\n    params: {restore: 'true', max: 5}\n",
+        "    ",
+    )
+    errors = lint_files({"a.yaml": text}, default_registry(), POLICY)
+    assert [e.line for e in errors] == sorted(e.line for e in errors)
+    said = [e.message.removeprefix("rule 'r': ") for e in errors]
+    assert [m.split(":")[0] for m in said if not m.startswith("invalid params")] == [
+        "match[0]",
+        "guards.cooldown",
+        "steps[1].when.rolled_out_within",
+    ]
+    params = [m for m in said if m.startswith("invalid params for kubernetes.scale")]
+    assert len(params) == 3, said
+    assert any("delta: Input should be less than or equal to 1000" in m for m in params)
+    assert any("max: Field required" in m for m in params)
+    assert any("restore: 'true' is text, not a boolean" in m for m in params)
+    # A step the schema refused is said once, by the schema: its params are not read again.
+    assert sum("steps[1]" in e.message for e in errors) == 1
+
+
+def test_every_step_waiting_for_a_repetition_does_not_hide_other_errors() -> None:
+    text = one_rule(
+        TARGET
+        + "steps:\n  - action: kubernetes.scale\n    params: {delta: 1}\n"
+        + "    when: {repeated: {times: 2, within: 1h}}\n"
+    )
+    messages = [e.message for e in lint_files({"a.yaml": text}, default_registry(), POLICY)]
+    assert any("every step waits for a repetition" in m for m in messages)
+    assert any("max: Field required" in m for m in messages)
