@@ -90,6 +90,10 @@ def _became(alert: Mapping[str, Any]) -> str:
             rules[words].append(run["rule"])
     text = "; ".join(f"{words} ({', '.join(names)})" for words, names in rules.items())
     text = text or _status_words(alert["status"], alert.get("refused_by"))
+    if alert.get("refire"):
+        # A re-fire with the same startsAt: the occurrence before it resolved, and the alert
+        # came back. Said first, so the row above it cannot read as the end of the story.
+        text = f"fired again after resolving (re-fire {alert['refire']}): {text}"
     return text
 
 

@@ -193,12 +193,16 @@ def _run_status(run: Run) -> tuple[str, str | None]:
 
 
 def _alerts(incident: Incident) -> list[dict[str, Any]]:
-    """One row per alert occurrence (fingerprint, startsAt), whatever became of it
+    """One row per alert occurrence (fingerprint, startsAt, refire), whatever became of it
     (``ALERT_STATUSES``)."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    # An alert that fired, resolved and fired again with the same startsAt is two occurrences:
+    # one row each, the re-fire marked (``refire``), each with its own runs and resolution.
+    # Keyed on the episode alone, the second run's outcome hid under the first's, and the row
+    # took the first occurrence's resolution: a recurring alert read as fixed.
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
     for run in incident.runs:
         a = run.alert
-        row = found.setdefault((a.fingerprint, a.starts_at), _alert_row(a, "other"))
+        row = found.setdefault((a.fingerprint, a.starts_at, a.refire), _alert_row(a, "other"))
         status, guard = _run_status(run)
         row["runs"].append(
             {"run_id": run.id, "rule": run.rule, "status": status, "refused_by": guard}
@@ -214,12 +218,14 @@ def _alerts(incident: Incident) -> list[dict[str, Any]]:
             continue
         a = event.alert
         row = found.setdefault(
-            (a.fingerprint, a.starts_at),
+            (a.fingerprint, a.starts_at, a.refire),
             _alert_row(a, "skipped" if event.matched else "unmatched"),
         )
         if not row["runs"] and event.matched:
             row["status"] = "skipped"
-    return sorted(found.values(), key=lambda r: (r["received_at"] or "", r["fingerprint"]))
+    return sorted(
+        found.values(), key=lambda r: (r["received_at"] or "", r["fingerprint"], r["refire"])
+    )
 
 
 def _times(text: str | None) -> list[datetime]:
@@ -233,6 +239,7 @@ def _alert_row(alert: Any, status: str) -> dict[str, Any]:
         "labels": dict(alert.labels),
         "summary": alert.summary,
         "starts_at": alert.starts_at,
+        "refire": alert.refire,
         "received_at": iso(alert.received_at),
         "resolved_at": None,
         "status": status,

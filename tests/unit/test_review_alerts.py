@@ -1,4 +1,5 @@
-"""The report's alerts (pure): what became of each alert reads from its runs' outcomes."""
+"""The report's alerts (pure): what became of each alert reads from its runs' outcomes, and
+each occurrence of an episode (a re-fire with the same startsAt) is its own row."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from receiver.review.incidents import group_incidents
 from receiver.review.markdown import render_markdown
-from receiver.review.model import Run, Step
+from receiver.review.model import Alert, Run, Step
 from receiver.review.report import build_report
 from tests.unit.review_records import at, event, run
 
@@ -137,3 +138,47 @@ def test_skipped_and_unmatched_alerts_keep_their_status() -> None:
         "rule skipped",
         "no rule matched",
     ]
+
+
+def _occurrence(r: Run, alert: Alert, refire: int, minute: float) -> Run:
+    return dataclasses.replace(
+        r, alert=dataclasses.replace(alert, refire=refire, received_at=at(minute))
+    )
+
+
+def test_a_refire_with_the_same_starts_at_is_its_own_row_and_not_resolved() -> None:
+    first = run(0, outcome="resolved", steps=[_step("ok")], resolved=5, ttr=300.0, rule=RULE)
+    second = _occurrence(
+        run(
+            20,
+            outcome="failed",
+            steps=[_step("ok")],
+            verify_result="not_resolved",
+            error="not resolved in time",
+            rule=RULE,
+        ),
+        first.alert,
+        1,
+        20,
+    )
+    report = _report([first, second])
+    alerts = report["incidents"][0]["alerts"]
+    # One row per occurrence: the re-fire is not folded into the first, resolved one.
+    assert [a["resolved_at"] for a in alerts] == [at(5).isoformat(timespec="microseconds"), None]
+    assert [(a["fingerprint"], a["starts_at"], a["refire"]) for a in alerts] == [
+        (first.alert.fingerprint, first.alert.starts_at, 0),
+        (first.alert.fingerprint, first.alert.starts_at, 1),
+    ]
+    assert [a["received_at"] for a in alerts] == [
+        at(0).isoformat(timespec="microseconds"),
+        at(20).isoformat(timespec="microseconds"),
+    ]
+    assert [[r["run_id"] for r in a["runs"]] for a in alerts] == [[first.id], [second.id]]
+    rows = _alert_lines(report)
+    assert len(rows) == 2
+    assert rows[0].endswith("| 2026-11-25 10:05:00 UTC | acted (restart-on-high-memory) |")
+    # No resolution, and the row says the alert came back.
+    assert rows[1].endswith(
+        "| 2026-11-25 10:20:00 UTC |   | fired again after resolving (re-fire 1):"
+        " acted (restart-on-high-memory) |"
+    ), rows[1]
