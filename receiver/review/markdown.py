@@ -60,6 +60,43 @@ def _change(before: Any, after: Any) -> str:
     return escape(f"{short(before)} → {short(after)}")
 
 
+# An alert's status (report.ALERT_STATUSES) in the words of its row.
+_STATUS_WORDS = {
+    "in_progress": "in progress",
+    "awaiting_approval": "waiting for approval",
+    "dry_run": "dry-run: would have acted, nothing changed",
+    "failed": "failed before acting",
+    "expired": "approval expired",
+    "cancelled": "cancelled: resolved before approval",
+    "skipped": "rule skipped",
+    "unmatched": "no rule matched",
+}
+
+
+def _status_words(status: str, refused_by: str | None) -> str:
+    if status == "refused" and refused_by:
+        return f"refused by {refused_by}"
+    return _STATUS_WORDS.get(status, status.replace("_", " "))
+
+
+def _became(alert: Mapping[str, Any]) -> str:
+    """What became of an alert: each different status of its runs with the rules that reached
+    it, most significant first (``acted (restart-web); refused by pause (scale-up)``)."""
+    rules: dict[str, list[str]] = {}
+    for run in alert.get("runs") or ():
+        words = _status_words(run["status"], run["refused_by"])
+        rules.setdefault(words, [])
+        if run["rule"] not in rules[words]:
+            rules[words].append(run["rule"])
+    text = "; ".join(f"{words} ({', '.join(names)})" for words, names in rules.items())
+    text = text or _status_words(alert["status"], alert.get("refused_by"))
+    if alert.get("refire"):
+        # A re-fire with the same startsAt: the occurrence before it resolved, and the alert
+        # came back. Said first, so the row above it cannot read as the end of the story.
+        text = f"fired again after resolving (re-fire {alert['refire']}): {text}"
+    return text
+
+
 def _incident(item: Mapping[str, Any]) -> list[str]:
     names = ", ".join(item["alertnames"]) or "alerts"
     span = f"{_when(item['started_at'])} to {_when(item['ended_at'])}"
@@ -84,7 +121,7 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
                 _labels(a["labels"]),
                 _when(a["received_at"]),
                 _when(a["resolved_at"]),
-                escape(a["status"] + (f" ({', '.join(a['rules'])})" if a["rules"] else "")),
+                escape(_became(a)),
             )
             for a in item["alerts"]
         ],

@@ -22,7 +22,10 @@ __all__ = ["Alert", "Approval", "AuditEntry", "Run", "Step", "Unacted"]
 @dataclass(frozen=True, slots=True)
 class Alert:
     """An alert as it fired: ``starts_at`` is the text Alertmanager sent (when the alert began
-    firing at its source), ``received_at`` when this service stored it (None when unknown)."""
+    firing at its source), ``received_at`` when this service stored it (None when unknown),
+    ``refire`` which occurrence of the episode (fingerprint, starts_at) it is: 0 for the first
+    firing, n after the n-th re-fire with the same startsAt (README "Re-fires with the same
+    startsAt")."""
 
     alertname: str
     fingerprint: str
@@ -31,6 +34,7 @@ class Alert:
     generator_url: str = ""
     starts_at: str = ""
     received_at: datetime | None = None
+    refire: int = 0
 
     @property
     def summary(self) -> str:

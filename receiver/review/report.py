@@ -21,7 +21,7 @@ from receiver.review.outcomes import CATEGORIES, approval_bucket, category
 from receiver.review.stats import effectiveness, ttr_summary
 from receiver.review.text import iso
 
-__all__ = ["REPORT_VERSION", "build_report", "incident_report"]
+__all__ = ["ALERT_STATUSES", "REPORT_VERSION", "build_report", "incident_report"]
 
 REPORT_VERSION = 1
 
@@ -136,26 +136,96 @@ def _not_done(event: Unacted) -> Iterable[dict[str, Any]]:
         yield {**common, "kind": kind, "rule": rule or None, "reason": reason}
 
 
+# What became of an alert (its row's ``status``), from its runs' outcomes, most significant
+# first: a row with several runs (several rules) says the first of these any run reached, and
+# lists each run's own in ``runs``. Something changed (or tried to change) on a system comes
+# first, then what is still open, then what stopped the automation before it acted.
+#   acted              a step ran an action: the run verified, succeeded, or failed or was
+#                      refused by a precondition after a step had acted
+#   in_progress        pending, running or verifying without a step that acted yet
+#   awaiting_approval  a step waits for an engineer
+#   dry_run            the automation would have acted; nothing was changed (dry-run mode)
+#   failed             failed before any step acted
+#   refused            a guard or a step's precondition said no (``refused_by`` names it)
+#   rejected, expired, cancelled   the approval that did not come (cancelled: the alert
+#                      resolved first)
+#   other              an outcome this version does not know
+# An alert no run was created for reads ``skipped`` (a rule matched and was skipped) or
+# ``unmatched``.
+ALERT_STATUSES = (
+    "acted",
+    "in_progress",
+    "awaiting_approval",
+    "dry_run",
+    "failed",
+    "refused",
+    "rejected",
+    "expired",
+    "cancelled",
+    "other",
+    "skipped",
+    "unmatched",
+)
+
+# Step outcomes of an action that ran on a system: it changed it, found nothing to change, or
+# tried and failed. A notify step tells people and changes nothing (as record.py's dry-run
+# rule has it); dry_run and refused steps changed nothing.
+_TRIED = frozenset({"ok", "noop", "failed", "simulated"})
+_NOTIFY = "notify"
+
+
+def _run_status(run: Run) -> tuple[str, str | None]:
+    """(status, refused_by) of one run for its alert's row: status one of ``ALERT_STATUSES``,
+    refused_by the guard (or ``precondition``) when refused, else None."""
+    found = category(run.outcome)
+    if found == "dry_run":
+        # Decided when the run was recorded: its steps ran dry (a notify sent is not more).
+        return "dry_run", None
+    tried = any(s.outcome in _TRIED and s.action != _NOTIFY for s in run.steps)
+    if tried or found in ("verified", "succeeded"):
+        return "acted", None
+    if found == "refused":
+        refused = any(s.outcome == "refused" for s in run.steps)
+        return "refused", run.refusal_guard or ("precondition" if refused else None)
+    if run.outcome == "awaiting_approval":
+        return "awaiting_approval", None
+    return found, None
+
+
 def _alerts(incident: Incident) -> list[dict[str, Any]]:
-    """One row per alert occurrence (fingerprint, startsAt), whatever became of it."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    """One row per alert occurrence (fingerprint, startsAt, refire), whatever became of it
+    (``ALERT_STATUSES``)."""
+    # An alert that fired, resolved and fired again with the same startsAt is two occurrences:
+    # one row each, the re-fire marked (``refire``), each with its own runs and resolution.
+    # Keyed on the episode alone, the second run's outcome hid under the first's, and the row
+    # took the first occurrence's resolution: a recurring alert read as fixed.
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
     for run in incident.runs:
         a = run.alert
-        row = found.setdefault((a.fingerprint, a.starts_at), _alert_row(a, "acted"))
-        row["status"] = "acted"
+        row = found.setdefault((a.fingerprint, a.starts_at, a.refire), _alert_row(a, "other"))
+        status, guard = _run_status(run)
+        row["runs"].append(
+            {"run_id": run.id, "rule": run.rule, "status": status, "refused_by": guard}
+        )
         row["rules"] = sorted({*row["rules"], run.rule})
         if run.resolved_at is not None:
             row["resolved_at"] = iso(max([run.resolved_at, *_times(row["resolved_at"])]))
+    for row in found.values():
+        row["runs"].sort(key=lambda r: ALERT_STATUSES.index(r["status"]))
+        row["status"], row["refused_by"] = row["runs"][0]["status"], row["runs"][0]["refused_by"]
     for event in incident.unacted:
         if event.status != "firing":
             continue
+        a = event.alert
         row = found.setdefault(
-            (event.alert.fingerprint, event.alert.starts_at),
-            _alert_row(event.alert, "skipped" if event.matched else "unmatched"),
+            (a.fingerprint, a.starts_at, a.refire),
+            _alert_row(a, "skipped" if event.matched else "unmatched"),
         )
-        if row["status"] != "acted" and event.matched:
+        if not row["runs"] and event.matched:
             row["status"] = "skipped"
-    return sorted(found.values(), key=lambda r: (r["received_at"] or "", r["fingerprint"]))
+    return sorted(
+        found.values(), key=lambda r: (r["received_at"] or "", r["fingerprint"], r["refire"])
+    )
 
 
 def _times(text: str | None) -> list[datetime]:
@@ -169,10 +239,13 @@ def _alert_row(alert: Any, status: str) -> dict[str, Any]:
         "labels": dict(alert.labels),
         "summary": alert.summary,
         "starts_at": alert.starts_at,
+        "refire": alert.refire,
         "received_at": iso(alert.received_at),
         "resolved_at": None,
         "status": status,
+        "refused_by": None,
         "rules": [],
+        "runs": [],
     }
 
 

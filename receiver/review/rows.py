@@ -6,6 +6,7 @@ retention keeps it, else from what the run's creation recorded in the audit log.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ def _event_alert(event: Mapping[str, Any]) -> Alert:
         generator_url=event["generator_url"],
         starts_at=event["starts_at"],
         received_at=event["received_at"],
+        refire=event.get("refire") or 0,
     )
 
 
@@ -32,7 +34,8 @@ def _alert(row: Mapping[str, Any]) -> Alert:
     """The alert of a run: its event while stored, else what the run's creation recorded."""
     event = row.get("event")
     if event:
-        return _event_alert(event)
+        # The occurrence the run was created for, as the run row records it.
+        return dataclasses.replace(_event_alert(event), refire=row.get("refire") or 0)
     created = next((a for a in row.get("audit", ()) if a["kind"] == "run.created"), None)
     recorded = (created or {}).get("data", {}).get("alert") or {}
     return Alert(
@@ -42,6 +45,7 @@ def _alert(row: Mapping[str, Any]) -> Alert:
         annotations=recorded.get("annotations") or {},
         generator_url=recorded.get("generator_url") or "",
         starts_at=row["starts_at"],
+        refire=row.get("refire") or 0,
     )
 
 

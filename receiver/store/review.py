@@ -52,7 +52,7 @@ _DONE_SINCE = (
 
 _EVENT_COLUMNS = """
     id, fingerprint, starts_at, status, labels::text AS labels,
-    annotations::text AS annotations, generator_url, alertname, group_key, received_at
+    annotations::text AS annotations, generator_url, alertname, group_key, received_at, refire
 """
 
 

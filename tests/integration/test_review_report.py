@@ -74,10 +74,16 @@ async def test_the_storm_is_one_incident_with_everything_in_it(
     assert list(alerts) == [
         "api", "cart", "checkout", "search", "shipping", "ads", "mail", "dns", "batch"
     ]  # fmt: skip
-    assert {name: a["status"] for name, a in alerts.items()} == {
-        **{n: "acted" for n in ("api", "cart", "checkout", "search", "shipping", "ads", "mail")},
-        "dns": "skipped",
-        "batch": "unmatched",
+    # What became of each alert is its run's outcome: "acted" only where a step ran (shipping
+    # acted, then its verification failed).
+    assert {name: (a["status"], a["refused_by"]) for name, a in alerts.items()} == {
+        **{n: ("acted", None) for n in ("api", "cart", "shipping")},
+        "checkout": ("rejected", None),
+        "search": ("expired", None),
+        "ads": ("refused", "rate"),
+        "mail": ("refused", "rate"),
+        "dns": ("skipped", None),
+        "batch": ("unmatched", None),
     }
     assert alerts["api"]["labels"]["team"] == HOSTILE_LABEL
     assert alerts["api"]["rules"] == [RULE]
@@ -217,6 +223,17 @@ async def test_the_markdown_says_the_same_ready_to_paste(
             when(alerts["api"]["received_at"]),
             when(runs["api"].resolved_at),
             "acted (restart-web)",
+        )
+        in lines
+    )
+    # A refused run did nothing: its alert does not read "acted".
+    assert (
+        row(
+            "WebDown",
+            "deployment=ads, namespace=shop, severity=critical",
+            when(alerts["ads"]["received_at"]),
+            " ",
+            "refused by rate (restart-web)",
         )
         in lines
     )
