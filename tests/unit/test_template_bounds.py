@@ -35,10 +35,10 @@ def test_constant_bombs_are_refused_at_lint_time_on_their_line(source: str, says
         check_template("Alert:\n" + source)
     assert says in str(caught.value)
     # And at render time, should one get past lint (nothing is built first).
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(TemplateTooLarge, match=says.split(" is ")[0]):
         render(source, {})
-    assert time.monotonic() - started < 1
+    assert time.thread_time() - started < 1
 
 
 @pytest.mark.parametrize(
@@ -52,10 +52,10 @@ def test_constant_bombs_are_refused_at_lint_time_on_their_line(source: str, says
 )
 def test_bombs_fed_by_the_alert_are_refused_when_rendered(source: str) -> None:
     check_template(source)  # nothing to see without an alert
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(TemplateTooLarge):
         render(source, {"labels": {"pod": "web-0", "n": "100000000"}})
-    assert time.monotonic() - started < 1
+    assert time.thread_time() - started < 1
 
 
 def test_the_output_stops_at_the_bound() -> None:

@@ -35,11 +35,13 @@ WORK = re.compile(f"more than ({MAX_WORK} steps of work|{MAX_SECONDS} s of CPU t
 
 
 def refused(source: str, says: str | re.Pattern[str]) -> str:
-    """Render ``source``: it must fail with ``says`` within a fraction of a second."""
-    started = time.monotonic()
+    """Render ``source``: it must fail with ``says`` within a fraction of a second of CPU (the
+    thread's CPU time, not the wall clock: a loaded machine stretched a 0.3 s refusal past 1 s
+    of wall time, and a bound on the wall clock is a timed test)."""
+    started = time.thread_time()
     with pytest.raises(TemplateTooLarge) as caught:
         render(source, ALERT, name="body.c")
-    assert time.monotonic() - started < 1
+    assert time.thread_time() - started < 1
     message = caught.value.message
     assert re.search(says, message) if isinstance(says, re.Pattern) else says in message, message
     return message

@@ -38,9 +38,9 @@ def _first_line_over(limit: int = MAX_NODES) -> int:
 def test_a_rules_file_alias_bomb_is_an_error_on_its_line_and_quick() -> None:
     text = "rules:\n  - name: bomb\n" + _bomb(6, indent="    ")
     assert len(text) < 800
-    started = time.monotonic()
+    started = time.thread_time()
     errors = lint_files({"rules/bomb.yaml": text}, registry(), POLICY)
-    elapsed = time.monotonic() - started
+    elapsed = time.thread_time() - started
     assert [(e.file, e.line) for e in errors] == [("rules/bomb.yaml", 2 + _first_line_over())]
     assert errors[0].message.startswith("too many YAML nodes (alias expansion)")
     assert elapsed < 5, f"took {elapsed:.1f} s"
@@ -85,10 +85,10 @@ def test_a_settings_file_alias_bomb_is_a_config_error(tmp_path: Path) -> None:
     # The bomb is a setting's value: validation, and the error quoting the value, would walk
     # every expanded node.
     config.write_text("http:\n  port:\n" + _bomb(6, indent="    "))
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(ConfigError) as caught:
         load_settings(config, {})
-    assert time.monotonic() - started < 5
+    assert time.thread_time() - started < 5
     assert "too many YAML nodes (alias expansion)" in caught.value.message
     assert str(config) in caught.value.message
 
