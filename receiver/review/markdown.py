@@ -22,6 +22,9 @@ __all__ = ["escape", "render_markdown"]
 # never starts a line, so "#" and list markers cannot start a block there.
 _SPECIAL = set("\\`*_[]<>|&~")
 
+# How a step of a follow-up is marked in "What was done": the run's own steps are not.
+_PHASE_NOTE = {"resolve": " (on_resolved)", "on_failed": " (on_failed)"}
+
 
 def escape(value: Any) -> str:
     """``value`` as inert Markdown text on one line."""
@@ -134,7 +137,7 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
                 _when(a["at"]),
                 escape(a["target"]),
                 escape(a["rule"]),
-                escape(a["action"] + (" (on_resolved)" if a["phase"] == "resolve" else "")),
+                escape(a["action"] + _PHASE_NOTE.get(a["phase"], "")),
                 escape(a["outcome"]) + (" **DRY-RUN**" if a["dry_run"] else ""),
                 _change(a["before"], a["after"]),
                 escape(a["message"]),

@@ -54,8 +54,8 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One step of a run: ``phase`` 'run' or 'resolve'; ``before``/``after`` what the action saw
-    and left (None when it did not say)."""
+    """One step of a run: ``phase`` 'run', 'resolve' or 'on_failed'; ``before``/``after`` what
+    the action saw and left (None when it did not say)."""
 
     phase: str
     idx: int

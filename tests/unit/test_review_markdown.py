@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from receiver.review.incidents import group_incidents
 from receiver.review.markdown import escape, render_markdown
+from receiver.review.model import Step
 from receiver.review.report import build_report
 from tests.unit.review_records import at, event, run
 
@@ -80,3 +81,27 @@ def test_the_report_reads_top_to_bottom() -> None:
     assert lines[lines.index("### What was done") + 2] == "_none_"
     for char in "[]<>":
         assert _unescaped(text.replace("→", ""), char) == 0, char
+
+
+def test_a_follow_up_step_is_marked_with_its_phase() -> None:
+    # An escalation's step read as one of the run's own (only on_resolved was marked).
+    steps = [
+        Step("run", 0, "kubernetes.rollout_restart", "ok", finished_at=at(1)),
+        Step("on_failed", 1, "notify", "ok", finished_at=at(2)),
+        Step("resolve", 0, "kubernetes.scale", "ok", finished_at=at(3)),
+    ]
+    runs = [run(0, outcome="failed", steps=steps)]
+    report = build_report(
+        group_incidents(runs, [], gap_s=1800),
+        runs,
+        start=at(-1),
+        end=at(60),
+        gap_s=1800,
+        generated_at=at(61),
+    )
+    done = [line for line in render_markdown(report).splitlines() if "| restart |" in line]
+    assert [line.split(" | ")[3] for line in done[:3]] == [
+        "kubernetes.rollout\\_restart",
+        "notify (on\\_failed)",
+        "kubernetes.scale (on\\_resolved)",
+    ]
