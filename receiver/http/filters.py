@@ -179,6 +179,12 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
             ) from None
         if not parsed.name or (target_kind(parsed.kind).namespaced and not parsed.namespace):
             raise BadParameter("target", "target must be kind/namespace/name or kind/name")
+        if not target_kind(parsed.kind).namespaced and parsed.name.startswith("/"):
+            # `HttpEndpoint//hook` (an empty namespace) matched nothing, silently.
+            bare = parsed.name.lstrip("/")
+            raise BadParameter(
+                "target", f"a {parsed.kind} has no namespace: write {parsed.kind}/{bare}"
+            )
         filters["target"] = parsed
     cursor = filters.get("cursor")
     if cursor is not None:

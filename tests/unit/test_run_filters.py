@@ -1,0 +1,37 @@
+"""The runs list's filters (receiver/http/filters.py, ``run_filters``): a target given in a
+shape that can match no run is a 400 saying the shape, never an empty list. Pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from receiver.http.filters import BadParameter, run_filters
+from remediations.targets import Target
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("given", "read"),
+    [
+        ("Deployment/shop/web", Target("Deployment", "shop", "web")),
+        ("HttpEndpoint/hook", Target("HttpEndpoint", "", "hook")),
+        ("RedisQueue/jobs/emails", Target("RedisQueue", "", "jobs/emails")),
+    ],
+)
+def test_a_target_key_is_read_as_the_runs_store_it(given: str, read: Target) -> None:
+    assert run_filters({"target": given}, NOW)["target"] == read
+
+
+@pytest.mark.parametrize("given", ["HttpEndpoint//hook", "RedisQueue//jobs/emails"])
+def test_an_empty_namespace_for_a_kind_without_one_is_refused(given: str) -> None:
+    # It used to be read as the name "/hook": an empty list, whatever runs there were.
+    kind = given.split("/")[0]
+    with pytest.raises(BadParameter) as caught:
+        run_filters({"target": given}, NOW)
+    assert caught.value.parameter == "target"
+    assert caught.value.message == (
+        f"a {kind} has no namespace: write {kind}/{given.split('//', 1)[1]}"
+    )
