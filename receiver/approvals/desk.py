@@ -8,6 +8,7 @@ store makes every move atomic; the desk adds who may, and tells people.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,13 @@ class ApprovalDesk:
         self.buttons = buttons
         self._log = log or structlog.get_logger("remediator.approvals")
         self._metrics = metrics
+
+    def over(self, store: Store) -> ApprovalDesk:
+        """This desk over another view of the same store (the routes' bounded one,
+        ``Store.bounded``); this one is unchanged."""
+        desk = copy.copy(self)
+        desk.store = store
+        return desk
 
     def _count(self, approval: ApprovalRecord, state: str, run_outcome: str | None = None) -> None:
         """Count an approval's move (and the end of its run, when the move ended it)."""
