@@ -31,7 +31,7 @@ from receiver.embedded import EmbeddedServices
 from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app, create_runner
 from receiver.http.approvals import ApprovalWeb
-from receiver.http.deps import HealthChecks
+from receiver.http.deps import STORE_TIMEOUT_S, HealthChecks
 from receiver.http.login import ReviewWeb
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
@@ -222,13 +222,16 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             redis=_check(guards.ping, embedded, "Redis"),
             kubernetes=_kube_check(kube, dry_run),
         )
-        metrics.track_queue_depth(store.queue_depth)
-        metrics.track_dead_letters(store.dead_counts)
-        metrics.track_approvals(store.approval_backlog)
+        # What the routes read and write goes through this view: each call answers within the
+        # bound, a 503 when the store is down or frozen (receiver.store.bounded).
+        routes_store = store.bounded(STORE_TIMEOUT_S)
+        metrics.track_queue_depth(routes_store.queue_depth)
+        metrics.track_dead_letters(routes_store.dead_counts)
+        metrics.track_approvals(routes_store.approval_backlog)
         metrics.track_guards(guards.status)
         metrics.track_components(health.items(), settings.readiness_timeout_seconds)
         review = ReviewWeb(
-            Review(store, gap_s=settings.incident_gap_seconds),
+            Review(routes_store, gap_s=settings.incident_gap_seconds),
             Sessions(settings.operator_tokens),
             approvals.identities,
         )
@@ -237,12 +240,14 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
             intake=intake,
             metrics=metrics,
             health=health,
-            runs_reader=store,
-            queues=store,
+            runs_reader=routes_store,
+            queues=routes_store,
             log=log.bind(component="http"),
             guards=guards,
-            audit=store.append_audit,
-            approvals=ApprovalWeb(approvals.desk, approvals.identities, approvals.slack),
+            audit=routes_store.append_audit,
+            approvals=ApprovalWeb(
+                approvals.desk.over(routes_store), approvals.identities, approvals.slack
+            ),
             review=review,
         )
         runner = create_runner(app, settings)  # with the header and body timeouts

@@ -8,6 +8,7 @@ store makes every move atomic; the desk adds who may, and tells people.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,14 @@ class ApprovalDesk:
             await self.ended(run_id)
         except Exception as exc:
             self._log.warning("after the run ended at its approval", run_id=run_id, error=str(exc))
+
+    def over(self, store: Store) -> ApprovalDesk:
+        """This desk over another view of the same store (the routes' bounded one,
+        ``Store.bounded``); this one is unchanged. A copy: ``ended`` as it is now (the
+        pipeline sets it when it is built, before the routes take their view)."""
+        desk = copy.copy(self)
+        desk.store = store
+        return desk
 
     def _count(self, approval: ApprovalRecord, state: str, run_outcome: str | None = None) -> None:
         """Count an approval's move (and the end of its run, when the move ended it)."""

@@ -57,7 +57,7 @@ def pause(ctx: click.Context, url: str | None, reason: str, duration: str | None
     data = call_server(settings, url, "/api/v1/pause", "PUT", body=body)
     until = data.get("until") if isinstance(data, dict) else None
     click.echo(f"automation paused until {until}" if until else "automation paused until resume")
-    _unaudited(data)
+    _unaudited(data, "pause")
 
 
 @click.command()
@@ -67,14 +67,16 @@ def resume(ctx: click.Context, url: str | None) -> None:
     """Lift a pause."""
     data = call_server(state(ctx).settings(), url, "/api/v1/pause", "DELETE")
     click.echo("automation resumed")
-    _unaudited(data)
+    _unaudited(data, "resume")
 
 
-def _unaudited(data: Any) -> None:
-    """The server changed the pause but could not record it (its store is away): say so."""
+def _unaudited(data: Any, change: str) -> None:
+    """The server made the ``change`` (pause, resume) but could not record it (its store is
+    away): say so, and that it stands. The exit status stays 0: the kill switch worked."""
     if isinstance(data, dict) and data.get("audited") is False:
         click.echo(
-            "warning: not recorded in the audit log (the server's store is unavailable)",
+            f"warning: the {change} is in effect but not recorded in the audit log "
+            "(the server's store is unavailable)",
             err=True,
         )
 

@@ -36,6 +36,7 @@ __all__ = [
     "RUNS_READER",
     "SETTINGS",
     "STORE_DOWN_LOG",
+    "STORE_TIMEOUT_S",
     "AuditWriter",
     "Check",
     "GuardControl",
@@ -140,6 +141,13 @@ class QueueControl(Protocol):
         self, kind: str, item_id: int, *, actor: str, reason: str
     ) -> dict[str, Any]: ...
 
+
+# How long a route waits on the store (seconds, each call, a connection included) before it
+# answers 503 (a pause: "audited": false): the webhook's default bound (intake.timeout), well
+# under the CLI's 30 s and a proxy's usual minute. ``receiver.service`` gives the routes a
+# view of the store bounded by it (``Store.bounded``): a frozen PostgreSQL (a stalled VM or
+# network) made the routes without it wait 20 to 60 s, and the kill switch's answer a minute.
+STORE_TIMEOUT_S = 5.0
 
 # Writes one audit row: kind, data (``Store.append_audit`` fits).
 AuditWriter = Callable[..., Awaitable[Any]]

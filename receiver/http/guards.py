@@ -79,13 +79,21 @@ async def delete_pause(request: web.Request, control: GuardControl) -> web.Respo
 async def _audit(app: web.Application, kind: str, data: dict[str, Any]) -> bool:
     """Record ``kind`` in the audit log; False when it could not be (no audit log, or the store
     out of reach). The kill switch works without the store: the change stands, and the answer
-    and an error line say it is not on the record."""
+    and an error line say it is not on the record.
+
+    Called after the change took effect in Redis, so nothing here can undo or delay it past
+    the store's bound: the service's writer is the routes' bounded store (``STORE_TIMEOUT_S``),
+    which gives up on a frozen PostgreSQL at that deadline."""
     audit = app[AUDIT]
     if audit is None:
         return False
     try:
         await audit(kind, data=json.loads(json.dumps(data, default=json_default)))
     except StoreUnavailable as exc:
+        # A write given up at the deadline may still commit once PostgreSQL runs again (its
+        # COMMIT was sent, its answer lost): the row is then on the record once, since nothing
+        # writes it again, and "audited": false was only unsure. The pause is in Redis either
+        # way.
         app[LOG].error(
             "not recorded in the audit log: the store is unavailable",
             kind=kind,

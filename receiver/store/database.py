@@ -22,15 +22,16 @@ a statement stays on the server connection, so the audit commands use the direct
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import copy
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Self
 
 import asyncpg
 
-from receiver.store.errors import StoreUnavailable, translate
+from receiver.store.bounded import BoundedPool, bounded_connection
+from receiver.store.errors import translate
 from receiver.store.group import GroupCommit
 from receiver.store.migrate import applied_versions, migrate
 
@@ -150,40 +151,19 @@ class Database:
         async with self._within(timeout_s) as conn:
             await conn.fetchval("SELECT 1")
 
-    @contextlib.asynccontextmanager
-    async def _within(self, timeout_s: float) -> AsyncIterator[Any]:
-        """A pool connection for at most ``timeout_s`` seconds, waiting for one included.
+    def bounded(self, timeout_s: float) -> Self:
+        """This store with every call bounded by ``timeout_s`` seconds, waiting for a
+        connection included: StoreUnavailable at the deadline (``bounded.BoundedPool``). The
+        same pool (closing the view closes it); the original is unchanged. For callers that
+        must answer in time whatever PostgreSQL does: the HTTP routes."""
+        view = copy.copy(self)
+        view._pool = BoundedPool(self._pool, timeout_s)
+        view._grouped = GroupCommit(view._pool)
+        return view
 
-        At the deadline the connection is closed under the caller, whose statement then fails
-        at once; StoreUnavailable says the server did not answer in time. Not a cancellation:
-        asyncpg cancels a statement by asking the server (a CancelRequest on a new connection)
-        and waits for it to acknowledge, up to ``command_timeout``, before the connection goes
-        back to the pool; a frozen server (SIGSTOP, a stalled VM or network) never
-        acknowledges, which made a 2 s readiness check answer after 32 s and a webhook after
-        60 s. A statement that was running may still commit: callers answer "unavailable", and
-        what they retry is idempotent (intake dedupes), so nothing is lost either way.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        expired = False
-        try:
-            with translate():
-                async with self._pool.acquire(timeout=timeout_s) as conn:
-
-                    def expire() -> None:
-                        nonlocal expired
-                        expired = True
-                        conn.terminate()
-
-                    timer = loop.call_at(deadline, expire)
-                    try:
-                        yield conn
-                    finally:
-                        timer.cancel()
-        except Exception as exc:
-            if expired or isinstance(exc.__cause__, TimeoutError):
-                raise StoreUnavailable(f"PostgreSQL did not answer within {timeout_s:g}s") from exc
-            raise
+    def _within(self, timeout_s: float) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A pool connection for at most ``timeout_s`` seconds (``bounded_connection``)."""
+        return bounded_connection(self._pool, timeout_s)
 
     @contextlib.asynccontextmanager
     async def _tx(self, **options: Any) -> AsyncIterator[Any]:

@@ -31,6 +31,7 @@ __all__ = [
     "StopMode",
     "find_bin_dir",
     "free_port",
+    "frozen_postmaster",
     "login_role",
 ]
 
@@ -186,26 +187,34 @@ class PostgresServer:
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
-        """SIGSTOP the postmaster and its children for the duration of the block (SIGCONT
-        afterwards, even on failure): connections stay open and nothing answers, like a
-        stalled VM or a network that drops packets, not like a server that is down."""
-        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
-        # The postmaster first: stopped, it starts no new child while the others are found.
-        stopped = [postmaster]
-        try:
-            os.kill(postmaster, signal.SIGSTOP)
-            found = subprocess.run(
-                ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
-            )
-            for child in map(int, found.stdout.split()):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child, signal.SIGSTOP)
-                    stopped.append(child)
+        """This server frozen for the duration of the block (``frozen_postmaster``)."""
+        with frozen_postmaster(self.data_dir):
             yield
-        finally:
-            for pid in reversed(stopped):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def frozen_postmaster(data_dir: Path) -> Iterator[None]:
+    """SIGSTOP the postmaster of ``data_dir`` and its children for the duration of the block
+    (SIGCONT afterwards, even on failure): connections stay open and nothing answers, like a
+    stalled VM or a network that drops packets, not like a server that is down. Also for an
+    embedded server (``DATA_DIR/postgres/data``)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    # The postmaster first: stopped, it starts no new child while the others are found.
+    stopped = [postmaster]
+    try:
+        os.kill(postmaster, signal.SIGSTOP)
+        found = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+        )
+        for child in map(int, found.stdout.split()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGSTOP)
+                stopped.append(child)
+        yield
+    finally:
+        for pid in reversed(stopped):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 @contextlib.asynccontextmanager

@@ -26,6 +26,7 @@ from receiver.http.alerts import ALERTS_PATH
 from receiver.http.app import create_app
 from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
+from receiver.review.loader import Review
 from receiver.store import Store, StoreUnavailable
 from receiver.telemetry import Metrics
 from tests.support.events import new_event
@@ -163,3 +164,49 @@ async def test_store_calls_are_bounded_by_their_own_timeout_while_frozen(
         except StoreUnavailable:
             assert time.monotonic() < deadline, "the pool never recovered after the thaw"
     assert await store.insert_events([new_event("thawed")]) == (1, 0)
+
+
+async def _audit_rows(store: Store, kind: str) -> int:
+    async with store._tx() as conn:
+        count: int = await conn.fetchval("SELECT count(*) FROM audit_log WHERE kind = $1", kind)
+    return count
+
+
+async def test_a_bounded_store_answers_every_call_in_time_while_frozen(
+    pg_controlled: PostgresServer, store: Store
+) -> None:
+    """``Store.bounded``, what the routes read and write through: every method gives up at the
+    deadline, those without one of their own (the queues, the review, the audit row of a
+    pause) included; a write given up may have committed, once, and the chain holds."""
+    bounded = store.bounded(1.0)
+    review = Review(bounded)
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "list_events": lambda: bounded.list_events(),
+        "list_jobs": lambda: bounded.list_jobs(),
+        "list_runs": lambda: bounded.list_runs(),
+        "list_approvals": lambda: bounded.list_approvals(),
+        "dead_counts": bounded.dead_counts,
+        "review.run_page": lambda: review.run_page(),
+        "append_audit": lambda: bounded.append_audit("guards.pause", data={"by": "alice"}),
+    }
+    for call in calls.values():
+        await call()  # warm connections: the first call after the freeze gets a stalled one
+    before = await _audit_rows(store, "guards.pause")
+    with pg_controlled.frozen():
+        for name, call in calls.items():
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="did not answer within 1s"):
+                await call()
+            assert time.monotonic() - started < 1.0 + MARGIN_S, name
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await bounded.ping()
+            break
+        except StoreUnavailable:
+            assert time.monotonic() < deadline, "the bounded pool never recovered after the thaw"
+    # Nothing writes the row again: at most the one given up, had its COMMIT been sent.
+    assert await _audit_rows(store, "guards.pause") - before in (0, 1)
+    assert (await store.verify_audit()).ok
+    await bounded.append_audit("guards.resume", data={"by": "alice"})
+    assert await _audit_rows(store, "guards.resume") == 1

@@ -1,0 +1,95 @@
+"""The kill switch and the read routes of `remediator serve` while its embedded PostgreSQL is
+frozen (SIGSTOP on the postmaster and its children: connections open, nothing answers, as a
+stalled VM or network). The pause takes effect in Redis and says it is not on the record
+within the routes' store bound; the routes that read the store answer 503 within it too.
+
+Before, ``remediator pause`` printed "no answer within 30s" and exited 1 after 32 s (the
+server answered "audited": false after 60 s), and the events, report and review pages took
+20 to 60 s, while the pause had taken effect at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+
+from receiver.http.deps import STORE_TIMEOUT_S
+from tests.support.postgres import frozen_postmaster
+from tests.support.served import ServeFactory, cli, env_for
+
+# The store's bound, a CLI's start and a busy 2-core machine: far under the old 32 to 60 s.
+BOUND_S = 15.0
+assert STORE_TIMEOUT_S + 5 <= BOUND_S
+# Reads that went without a deadline before (20 to 60 s), and two that had one by accident.
+READ_ROUTES = ("/api/v1/events", "/api/v1/report", "/api/v1/runs", "/api/v1/jobs")
+
+
+async def _paused(env: dict[str, str]) -> bool:
+    code, out, err = await cli(env, "status", "--json", timeout_s=BOUND_S)
+    assert code == 0, err
+    return bool(json.loads(out)["paused"])
+
+
+async def _timed_cli(env: dict[str, str], *args: str) -> tuple[int, str, str, float]:
+    started = time.monotonic()
+    code, out, err = await cli(env, *args, timeout_s=60)
+    return code, out, err, time.monotonic() - started
+
+
+async def test_pause_resume_and_reads_answer_in_time_while_postgres_is_frozen(
+    serve: ServeFactory, embedded_dir: Path
+) -> None:
+    served = serve()
+    env = env_for(embedded_dir)  # the CLI finds the server and its token in the data dir
+    operator = {"Authorization": f"Bearer {served.operator}"}
+    timeout = aiohttp.ClientTimeout(total=BOUND_S + 5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        # Warm connections in the pool: the case that waited a minute.
+        for path in READ_ROUTES:
+            async with session.get(served.url + path, headers=operator) as resp:
+                assert resp.status == 200, path
+        with frozen_postmaster(embedded_dir / "postgres" / "data"):
+            code, out, err, elapsed = await _timed_cli(env, "pause", "--reason", "db frozen")
+            assert code == 0, err
+            assert elapsed < BOUND_S, elapsed
+            assert "automation paused until resume" in out
+            assert "the pause is in effect but not recorded in the audit log" in err
+            assert await _paused(env)  # in Redis, which answers
+
+            for path in (*READ_ROUTES, "/runs"):
+                started = time.monotonic()
+                async with session.get(served.url + path, headers=operator) as resp:
+                    elapsed = time.monotonic() - started
+                    assert resp.status == 503, path
+                    if path.startswith("/api/"):
+                        assert await resp.json() == {"error": "store unavailable"}, path
+                assert elapsed < BOUND_S, (path, elapsed)
+
+            code, out, err, elapsed = await _timed_cli(env, "resume")
+            assert code == 0, err
+            assert elapsed < BOUND_S, elapsed
+            assert "automation resumed" in out
+            assert "the resume is in effect but not recorded in the audit log" in err
+            assert not await _paused(env)
+    # The log names each missing row.
+    missing = [
+        json.loads(line)
+        for line in served.output
+        if "not recorded in the audit log" in line and line.startswith("{")
+    ]
+    assert [(m["kind"], m["by"]) for m in missing] == [
+        ("guards.pause", "local"),
+        ("guards.resume", "local"),
+    ]
+    # Thawed: the kill switch is on the record again (the pool's frozen connections were
+    # closed at the deadline, not left to hang the next caller).
+    deadline = time.monotonic() + 60
+    while True:
+        code, out, err, _ = await _timed_cli(env, "pause", "--reason", "db back")
+        assert code == 0, err
+        if "audit log" not in err:
+            break
+        assert time.monotonic() < deadline, "the pause was never audited after the thaw"
