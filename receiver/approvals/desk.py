@@ -94,8 +94,18 @@ class ApprovalDesk:
         self._log = log or structlog.get_logger("remediator.approvals")
         self._metrics = metrics
         # Told the id of each run an approval ended (expired, rejected, cancelled): the
-        # pipeline gives back the budget slot such a run never used (pipeline/budget.py).
-        self.ended: Callable[[str], Awaitable[None]] | None = None
+        # pipeline gives back the budget slot such a run never used (pipeline/budget.py). In
+        # a list shared with the copies ``over`` makes, so that whichever is set first holds.
+        self._ended: list[Callable[[str], Awaitable[None]]] = []
+
+    @property
+    def ended(self) -> Callable[[str], Awaitable[None]] | None:
+        """Called with the id of each run an approval ended; None: nobody is told."""
+        return self._ended[0] if self._ended else None
+
+    @ended.setter
+    def ended(self, hook: Callable[[str], Awaitable[None]] | None) -> None:
+        self._ended[:] = [] if hook is None else [hook]
 
     async def _run_ended(self, run_id: str) -> None:
         """``ended(run_id)``, whose failure is logged: the decision stands whatever it says."""
@@ -108,8 +118,7 @@ class ApprovalDesk:
 
     def over(self, store: Store) -> ApprovalDesk:
         """This desk over another view of the same store (the routes' bounded one,
-        ``Store.bounded``); this one is unchanged. A copy: ``ended`` as it is now (the
-        pipeline sets it when it is built, before the routes take their view)."""
+        ``Store.bounded``); this one is unchanged. Both share ``ended``."""
         desk = copy.copy(self)
         desk.store = store
         return desk

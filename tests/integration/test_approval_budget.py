@@ -112,3 +112,21 @@ async def test_a_slot_in_use_is_kept(approval_env: MakeApprovalEnv, peer: Peer) 
     [second] = [r for r in await env.harness.runs() if r.target.name == "web"]
     assert second.outcome is RunOutcome.REFUSED
     assert second.refusal_guard == "budget"
+
+
+async def test_a_rejection_through_the_routes_view_of_the_desk_gives_the_slot_back(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # The routes decide through a copy of the desk over their bounded store (`over`): it tells
+    # the pipeline too, whichever of the two was made first.
+    env = await _budget_of_one(approval_env, peer)
+    hook = env.desk.ended  # the pipeline's, set when the harness built it
+    assert hook is not None
+    env.desk.ended = None
+    routes_desk = env.desk.over(env.harness.store.bounded(5.0))
+    env.desk.ended = hook  # set after the copy was taken
+    first = await _parked(env, "api")
+    approval = await routes_desk.store.latest_approval(first.id, 0)
+    assert approval is not None
+    await routes_desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
+    assert await _slots(env) == []
