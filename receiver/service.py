@@ -31,7 +31,7 @@ from receiver.embedded import EmbeddedServices
 from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app, create_runner
 from receiver.http.approvals import ApprovalWeb
-from receiver.http.deps import STORE_TIMEOUT_S, HealthChecks
+from receiver.http.deps import REVIEW_TIMEOUT_S, STORE_TIMEOUT_S, HealthChecks
 from receiver.http.login import ReviewWeb
 from receiver.intake import Intake
 from receiver.pipeline import Pipeline, PipelineSettings
@@ -231,7 +231,7 @@ async def run_service(settings: Settings, *, ready: asyncio.Event | None = None)
         metrics.track_guards(guards.status)
         metrics.track_components(health.items(), settings.readiness_timeout_seconds)
         review = ReviewWeb(
-            Review(routes_store, gap_s=settings.incident_gap_seconds),
+            Review(store.bounded(REVIEW_TIMEOUT_S), gap_s=settings.incident_gap_seconds),
             Sessions(settings.operator_tokens),
             approvals.identities,
         )

@@ -33,6 +33,7 @@ __all__ = [
     "LOG",
     "METRICS",
     "QUEUES",
+    "REVIEW_TIMEOUT_S",
     "RUNS_READER",
     "SETTINGS",
     "STORE_DOWN_LOG",
@@ -148,6 +149,11 @@ class QueueControl(Protocol):
 # view of the store bounded by it (``Store.bounded``): a frozen PostgreSQL (a stalled VM or
 # network) made the routes without it wait 20 to 60 s, and the kill switch's answer a minute.
 STORE_TIMEOUT_S = 5.0
+# The review's pages and the report read up to 20,000 runs with their steps and audit rows in
+# one call: a legitimately slow read on a large store, or one taken while a storm loads it,
+# must not be cut off at the webhook's bound. Under the CLI's 30 s, so `remediator report`
+# hears the 503 rather than its own timeout.
+REVIEW_TIMEOUT_S = 20.0
 
 # Writes one audit row: kind, data (``Store.append_audit`` fits).
 AuditWriter = Callable[..., Awaitable[Any]]
