@@ -24,12 +24,10 @@ for ever.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
-from importlib import resources
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
@@ -63,19 +61,15 @@ from receiver.guards.policy import (
     from_ms,
     to_ms,
 )
+from receiver.guards.scripts import Script
 from receiver.model import NamespacePolicy
 
-__all__ = ["Guards", "load_lua"]
+__all__ = ["Guards"]
 
 _T = TypeVar("_T")
 
 # The most admissions one pipeline takes.
 _MAX_PIPELINE = 64
-
-
-def load_lua(name: str) -> str:
-    """The text of ``receiver/guards/lua/<name>.lua``."""
-    return resources.files("receiver.guards").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 def _text(value: Any) -> str:
@@ -89,6 +83,7 @@ _OUTAGE_REPLIES = (
     ClusterDownError,
     TryAgainError,
     NoPermissionError,
+    NoScriptError,
 )
 # The same codes as they appear in a reply, also inside a script's error ("Error running script
 # (call to f_...): @user_script:81: @user_script: 81: -READONLY ..." from Redis 6).
@@ -114,34 +109,6 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
-# --- the Redis side ---------------------------------------------------------------------
-
-
-class _Script:
-    """One of the guards' scripts: EVALSHA, and on NOSCRIPT (a restarted, flushed or newly
-    promoted server) EVAL, which runs it and caches it on that server.
-
-    Not redis-py's ``register_script``: on NOSCRIPT it sends SCRIPT LOAD, which a cluster client
-    sends to every master, so one master down elsewhere in the cluster would fail the guards
-    although the master of their slot answers. EVAL goes where the keys are."""
-
-    def __init__(self, redis: Redis | RedisCluster, name: str) -> None:
-        self._redis = redis
-        self._text = load_lua(name)
-        self._sha = hashlib.sha1(self._text.encode(), usedforsecurity=False).hexdigest()
-
-    @property
-    def sha(self) -> str:
-        """The script's SHA-1, as EVALSHA names it."""
-        return self._sha
-
-    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        try:
-            return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await self._redis.eval(self._text, len(keys), *keys, *args)
-
-
 class Guards:
     """The guards over one Redis client. ``clock`` (an aware datetime each call) replaces the
     Redis server's TIME in every decision; the service passes none. Raises ValueError for a
@@ -164,7 +131,7 @@ class Guards:
         self._keys = GuardKeys(self._settings.key_prefix)
         if isinstance(redis, RedisCluster):
             self._keys.require_one_slot()
-        self._admit = _Script(redis, "admit")
+        self._admit = Script(redis, "admit")
         # Admissions asked while one batch is on its way go together in the next: one
         # pipeline, one round trip (a storm's events reach admission together). Each is still
         # its own script, atomic on its own, run in the order asked. Not on a cluster, where
@@ -179,10 +146,10 @@ class Guards:
                 stopped=lambda: GuardUnavailable("the guards stopped before the admission"),
             )
         )
-        self._release = _Script(redis, "release")
-        self._record_failure = _Script(redis, "record_failure")
-        self._pause = _Script(redis, "pause")
-        self._status_head = _Script(redis, "status")
+        self._release = Script(redis, "release")
+        self._record_failure = Script(redis, "record_failure")
+        self._pause = Script(redis, "pause")
+        self._status_head = Script(redis, "status")
 
     @property
     def settings(self) -> GuardSettings:

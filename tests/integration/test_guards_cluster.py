@@ -28,7 +28,8 @@ from receiver.guards.policy import (
     admit_arguments,
     hash_tag,
 )
-from receiver.guards.redis_guards import Guards, load_lua
+from receiver.guards.redis_guards import Guards
+from receiver.guards.scripts import load_lua
 from receiver.model import GuardSpec, NamespacePolicy, Target
 from receiver.redis_connect import GuardRedis, connect_redis, durability_warning
 from tests.support.polling import eventually

@@ -21,7 +21,7 @@ from receiver.guards.policy import (
     hash_tag,
     to_ms,
 )
-from receiver.guards.redis_guards import load_lua
+from receiver.guards.scripts import load_lua
 from receiver.model import GuardSpec, NamespacePolicy, Target
 
 TARGET = Target("Deployment", "shop", "checkout")
