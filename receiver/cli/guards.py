@@ -66,7 +66,9 @@ def pause(ctx: click.Context, url: str | None, reason: str, duration: str | None
 def resume(ctx: click.Context, url: str | None) -> None:
     """Lift a pause."""
     data = call_server(state(ctx).settings(), url, "/api/v1/pause", "DELETE")
-    click.echo("automation resumed")
+    # An older server does not say whether there was a pause to lift.
+    nothing = isinstance(data, dict) and data.get("was_paused") is False
+    click.echo("nothing was paused: automation was running" if nothing else "automation resumed")
     _unaudited(data, "resume")
 
 
@@ -125,7 +127,8 @@ def _pause_text(data: dict[str, Any]) -> str:
         return "off: remediation runs"
     until = pause.get("until") or "resume"
     since = f" since {pause['since']}" if pause.get("since") else ""
-    return f"PAUSED{since} until {until}: {pause.get('reason') or '(no reason)'}"
+    by = f" by {pause['by']}" if pause.get("by") else ""
+    return f"PAUSED{since}{by} until {until}: {pause.get('reason') or '(no reason)'}"
 
 
 def _budget_text(budget: Any) -> str:

@@ -286,20 +286,20 @@ class Guards:
         until = int(reply)
         return from_ms(until) if until >= 0 else None
 
-    async def pause(self, seconds: float | None, reason: str) -> datetime | None:
-        """Refuse every admission until `seconds` pass (None: until resume()). Returns the end."""
+    async def pause(self, seconds: float | None, reason: str, *, by: str = "") -> datetime | None:
+        """Refuse every admission until `seconds` pass (None: until resume()); ``by``: who
+        paused (an operator's name), which ``status`` shows. Returns the end."""
         duration: Arg = "" if seconds is None else to_ms(seconds)
-        key = self._keys.pause()
-        args: list[Arg] = [reason, duration]
         now_ms = self._now_ms()
-        if now_ms is not None:
-            args.append(now_ms)
-        reply = await self._call("pause", lambda: self._pause([key], args))
+        args: list[Arg] = [reason, duration, "" if now_ms is None else now_ms, by]
+        reply = await self._call("pause", lambda: self._pause([self._keys.pause()], args))
         until = int(reply)
         return from_ms(until) if until >= 0 else None
 
-    async def resume(self) -> None:
-        await self._call("resume", lambda: self._redis.delete(self._keys.pause()))
+    async def resume(self) -> bool:
+        """Lift the pause; whether there was one."""
+        gone = await self._call("resume", lambda: self._redis.delete(self._keys.pause()))
+        return int(gone) == 1
 
     async def ping(self) -> None:
         """Raises GuardUnavailable when the Redis holding the guards' keys does not answer."""
@@ -355,6 +355,7 @@ class Guards:
                 "reason": pause.get("reason", ""),
                 "since": from_ms(int(pause["since"])).isoformat() if "since" in pause else None,
                 "until": from_ms(int(paused_until)).isoformat() if paused_until else None,
+                "by": pause.get("by") or None,
             }
             if pause
             else None,

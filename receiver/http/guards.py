@@ -54,8 +54,8 @@ async def put_pause(request: web.Request, control: GuardControl) -> web.Response
             seconds = bounded_duration(body["for"], "for", MAX_PAUSE_S, "7d")
         except ValueError as exc:
             return json_response({"error": str(exc), "field": "for"}, 400)
-    until = await control.pause(seconds, reason)
     by = principal(request).name
+    until = await control.pause(seconds, reason, by=by)
     # An operator's kill switch belongs in the record of what happened, when and by whom.
     audited = await _audit(
         request.app, "guards.pause", {"reason": reason, "until": until, "via": "api", "by": by}
@@ -69,11 +69,14 @@ async def put_pause(request: web.Request, control: GuardControl) -> web.Response
 @_with_guards
 async def delete_pause(request: web.Request, control: GuardControl) -> web.Response:
     """Lift a pause."""
-    await control.resume()
+    was_paused = await control.resume()
     by = principal(request).name
-    audited = await _audit(request.app, "guards.resume", {"via": "api", "by": by})
-    request.app[LOG].warning("automation resumed", by=by)
-    return json_response({"paused": False, "audited": audited})
+    # A resume with nothing paused changed nothing: said so, in the answer and the record.
+    audited = await _audit(
+        request.app, "guards.resume", {"via": "api", "by": by, "was_paused": was_paused}
+    )
+    request.app[LOG].warning("automation resumed", by=by, was_paused=was_paused)
+    return json_response({"paused": False, "was_paused": was_paused, "audited": audited})
 
 
 async def _audit(app: web.Application, kind: str, data: dict[str, Any]) -> bool:

@@ -1,6 +1,7 @@
 -- Pause all automation, for a while or until resumed (the key is deleted to resume).
 -- KEYS: pause hash. ARGV: reason, duration ms ('' for until resumed), optionally the clock in ms
--- since the epoch (a rule test's simulated clock; else the server's TIME).
+-- since the epoch (a rule test's simulated clock; '' or absent: the server's TIME), optionally
+-- who paused (shown by status).
 -- Reply: until-ms, or -1 when the pause has no end. A pause with an end is over at `until`
 -- (admit.lua compares); the key's TTL, a margin longer, only collects the garbage.
 local now
@@ -13,6 +14,7 @@ end
 local GC_MARGIN_MS = 60000
 
 redis.call('DEL', KEYS[1])
+if ARGV[4] and ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'by', ARGV[4]) end
 if ARGV[2] == '' then
   redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'since', string.format('%.0f', now), 'until', '')
   return -1

@@ -47,17 +47,27 @@ async def test_pause_refuses_every_run_until_resume_and_is_audited(
 
     response = await client.get(GUARDS_PATH, headers=OPERATOR)
     assert response.status == 200
-    assert (await response.json())["paused"]
+    shown = await response.json()
+    assert shown["paused"]
+    # Who paused, from Redis: the on-call asks it when the store is down too.
+    assert shown["pause"]["by"] == OPERATOR_NAME
 
     response = await client.delete(PAUSE_PATH, headers=OPERATOR)
     assert response.status == 200
+    assert (await response.json())["was_paused"] is True
     assert (await guards.admit(request)).admitted
+    # Nothing paused: the answer and the record say the resume changed nothing.
+    response = await client.delete(PAUSE_PATH, headers=OPERATOR)
+    assert response.status == 200
+    assert (await response.json())["was_paused"] is False
 
     async with store._pool.acquire() as conn:
         rows = await conn.fetch("SELECT kind, data FROM audit_log ORDER BY id")
-    assert [r["kind"] for r in rows] == ["guards.pause", "guards.resume"]
+    assert [r["kind"] for r in rows] == ["guards.pause", "guards.resume", "guards.resume"]
     # The audit names the operator whose token paused and resumed.
-    assert [json.loads(r["data"])["by"] for r in rows] == [OPERATOR_NAME, OPERATOR_NAME]
+    data = [json.loads(r["data"]) for r in rows]
+    assert [d["by"] for d in data] == [OPERATOR_NAME] * 3
+    assert [d.get("was_paused") for d in data] == [None, True, False]
 
 
 @pytest.mark.parametrize(
@@ -149,6 +159,7 @@ async def test_cli_pause_resume_and_status(
     table = await cli("status")
     assert table.exit_code == 0, table.output
     assert "PAUSED since" in table.stdout
+    assert f" by {OPERATOR_NAME} until " in table.stdout
     assert "db failover" in table.stdout
     assert "0 of 10 disruptive actions used in the last 1h" in table.stdout
     assert "{" not in table.stdout  # a table, not the JSON
@@ -162,4 +173,8 @@ async def test_cli_pause_resume_and_status(
 
     resumed = await cli("resume")
     assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.strip() == "automation resumed"
     assert not (await guards.status())["paused"]
+    again = await cli("resume")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip() == "nothing was paused: automation was running"
