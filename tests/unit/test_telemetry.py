@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -109,3 +110,32 @@ def test_exception_logs_never_print_local_variables() -> None:
         assert "RuntimeError" in output, fmt  # the traceback itself is still there
         assert secret not in output, f"{fmt} logs printed a local variable"
     configure_logging("info", "json")
+
+
+async def test_a_scrape_reads_the_store_for_all_its_gauges_at_once() -> None:
+    # One after another, three reads each bounded at 5 s made a scrape on a frozen store take
+    # 17 s, past Prometheus's 10 s scrape timeout. Together, each waits for the others here:
+    # a scrape that ran them in turn would never get past the first.
+    metrics = Metrics()
+    together = asyncio.Barrier(3)
+
+    async def depth() -> int:
+        await together.wait()
+        return 4
+
+    async def dead() -> dict[str, int]:
+        await together.wait()
+        return {"events": 1, "jobs": 0}
+
+    async def approvals() -> tuple[int, float | None]:
+        await together.wait()
+        return 2, None
+
+    metrics.track_queue_depth(depth)
+    metrics.track_dead_letters(dead)
+    metrics.track_approvals(approvals)
+    await asyncio.wait_for(metrics.refresh(), timeout=10)
+    text = metrics.render()[0].decode()
+    assert "remediator_queue_depth 4.0" in text
+    assert 'remediator_dead_letters{queue="events"} 1.0' in text
+    assert "remediator_approvals_pending 2.0" in text
