@@ -213,6 +213,12 @@ def _replace_unstorable(match: re.Match[str]) -> str:
     return "\\ufffd" if match["bad"] else match[0]
 
 
+# The most names of one object that may be renamed for colliding once replaced: a few at most
+# in anything Alertmanager sends; a body crafted with thousands made the renaming take seconds
+# of the event loop (each rename walked the earlier ones), stalling every request meanwhile.
+MAX_RENAMED_KEYS = 64
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Only used once escapes were replaced: two names that differed only there would now
     # collide, and a dict would silently keep one of them. A 400 would lose the notification's
@@ -220,11 +226,20 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # later name gets one more U+FFFD until it is a name of its own. Its alert keeps the
     # fingerprint Alertmanager sent, so its identity does not move. A name without U+FFFD cannot
     # be such a collision: sent twice, the last one counts, as everywhere else in JSON here.
+    # More than MAX_RENAMED_KEYS collisions in one object is no alert: a 400.
     data: dict[str, Any] = {}
     taken = {name for name, _ in pairs}
+    renamed = 0
     for name, value in pairs:
         if name in data and REPLACEMENT in name:
-            while name in taken:
+            renamed += 1
+            if renamed > MAX_RENAMED_KEYS:
+                raise PayloadError(
+                    "body",
+                    f"more than {MAX_RENAMED_KEYS} names of one object read the same once "
+                    "U+0000 and lone surrogates are replaced with U+FFFD",
+                )
+            while name in taken:  # at most MAX_RENAMED_KEYS more, each time
                 name += REPLACEMENT
             taken.add(name)
         data[name] = value
