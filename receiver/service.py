@@ -124,11 +124,13 @@ def _by_rule_problems(by_rule: Iterable[str], rules: RuleSet) -> list[str]:
     return rules_not_loaded(by_rule, (rule.name for rule in rules.rules))
 
 
-async def run_service(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+async def run_service(
+    settings: Settings, *, ready: asyncio.Event | None = None, config_file: Path | None = None
+) -> None:
     log = structlog.get_logger("remediator")
     require_authentication(settings)
     # Valid, yet probably a mistake or a safety turned off: said now, and loud ones in the banner.
-    notices = start_up_notices(settings)
+    notices = start_up_notices(settings, config_file)
     for notice in notices:
         if notice.loud:
             log.error("configuration removes a safety", problem=notice.message)

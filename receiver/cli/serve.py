@@ -45,7 +45,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     tune_garbage_collector()
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            runner.run(run_service(settings))
+            runner.run(run_service(settings, config_file=state(ctx).config_file))
     except RuleSetError as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)

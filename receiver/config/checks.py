@@ -88,20 +88,36 @@ def _trusted_files(settings: Settings) -> Iterator[tuple[str, Path, bool]]:
         yield f"notify.channels.{name}.url_file", channel.url_file, True
     if settings.approvers_file is not None:
         yield _ENV["approvers_file"], settings.approvers_file, False
+    # The directories too: whoever may write one may add a file to it (a rule that acts, an
+    # operator's token, a signing key).
+    for field in (*_SECRET_DIRS, "rules_dir"):
+        directory = getattr(settings, field)
+        if directory is not None and directory.is_dir():
+            yield _ENV[field], directory, False
     if settings.rules_dir.is_dir():
-        for entry in sorted(settings.rules_dir.rglob("*")):
-            if entry.suffix in (".yaml", ".yml") and entry.is_file():
+        # The files the rules loader reads: the directory's own, not hidden (rule tests and
+        # old copies in a subdirectory are not loaded).
+        for entry in sorted(settings.rules_dir.iterdir()):
+            if _is_rule_file(entry) and entry.is_file():
                 yield _ENV["rules_dir"], entry, False
 
 
-def exposed_files(settings: Settings) -> list[Notice]:
+def _is_rule_file(path: Path) -> bool:
+    return path.suffix in (".yaml", ".yml") and not path.name.startswith(".")
+
+
+def exposed_files(settings: Settings, config_file: Path | None = None) -> list[Notice]:
     """A notice per file the settings trust that users other than its owner and group may
     write (``loud``: they may replace a token, add themselves as an approver, or write a rule
     that acts), or, for a secret, read. The mode of what a symbolic link points to, as a
     Kubernetes Secret volume mounts it (``defaultMode: 0440`` in deploy/ says nothing here).
     A file that cannot be read was refused by the settings already; it is skipped."""
     notices: list[Notice] = []
-    for source, path, secret in _trusted_files(settings):
+    trusted = list(_trusted_files(settings))
+    if config_file is not None:
+        # The settings themselves: dry-run, the namespace deny list, the budget.
+        trusted.append(("the config file", config_file, False))
+    for source, path, secret in trusted:
         try:
             mode = stat.S_IMODE(path.stat().st_mode)
         except OSError:
@@ -110,7 +126,7 @@ def exposed_files(settings: Settings) -> list[Notice]:
             notices.append(
                 Notice(
                     f"{source}: any user of this machine may change {path} (mode "
-                    f"{mode:04o}); chmod o-w it",
+                    f"{mode:04o}); chmod {'o-rw' if secret else 'o-w'} it",
                     loud=True,
                 )
             )
@@ -124,9 +140,9 @@ def exposed_files(settings: Settings) -> list[Notice]:
     return notices
 
 
-def start_up_notices(settings: Settings) -> list[Notice]:
+def start_up_notices(settings: Settings, config_file: Path | None = None) -> list[Notice]:
     """Everything above, for the settings as configured (before the embedded default adds
-    its generated credentials)."""
+    its generated credentials), read from ``config_file`` when one was given."""
     notices: list[Notice] = []
     allowed = newly_allowed(settings)
     if allowed:
@@ -145,4 +161,4 @@ def start_up_notices(settings: Settings) -> list[Notice]:
                 f"{MIN_WEBHOOK_TOKEN_CHARS} (e.g. openssl rand -base64 32)"
             )
         )
-    return notices + exposed_files(settings)
+    return notices + exposed_files(settings, config_file)

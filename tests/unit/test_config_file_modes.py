@@ -48,7 +48,7 @@ def test_a_secret_any_user_may_replace_is_loud(tmp_path: Path, mode: int) -> Non
     [notice] = _notices(tmp_path, mode)
     assert notice.loud
     assert "may change" in notice.message
-    assert "chmod o-w" in notice.message
+    assert "chmod o-rw" in notice.message  # o-w alone would leave it readable
 
 
 def test_the_notices_are_among_the_start_up_notices(tmp_path: Path) -> None:
@@ -112,8 +112,8 @@ def test_a_rule_file_is_no_secret_but_must_not_be_anyones_to_change(
     tmp_path: Path, mode: int, loud: bool | None
 ) -> None:
     rules = tmp_path / "rules"
-    (rules / "team").mkdir(parents=True)
-    _file(rules / "team" / "restart.yaml", "rules: []\n", mode)
+    rules.mkdir(mode=0o755)
+    _file(rules / "restart.yaml", "rules: []\n", mode)
     settings = load_settings(
         None, {"REMEDIATOR_WEBHOOK_TOKEN": TOKEN, "REMEDIATOR_RULES_DIR": str(rules)}
     )
@@ -121,7 +121,48 @@ def test_a_rule_file_is_no_secret_but_must_not_be_anyones_to_change(
     assert [n.loud for n in notices] == ([] if loud is None else [loud])
     if notices:
         assert notices[0].message.startswith("REMEDIATOR_RULES_DIR: any user of this machine")
-        assert str(rules / "team" / "restart.yaml") in notices[0].message
+        assert str(rules / "restart.yaml") in notices[0].message
+        assert "chmod o-w it" in notices[0].message
+
+
+def test_only_the_files_the_loader_reads_are_looked_at(tmp_path: Path) -> None:
+    # Rule tests and old copies live in subdirectories or hidden files: never loaded.
+    rules = tmp_path / "rules"
+    (rules / "tests").mkdir(parents=True, mode=0o755)
+    rules.chmod(0o755)
+    _file(rules / "tests" / "t.yaml", "tests: []\n", 0o666)
+    _file(rules / ".old.yaml", "rules: []\n", 0o666)
+    _file(rules / "notes.txt", "x\n", 0o666)
+    settings = load_settings(
+        None, {"REMEDIATOR_WEBHOOK_TOKEN": TOKEN, "REMEDIATOR_RULES_DIR": str(rules)}
+    )
+    assert exposed_files(settings) == []
+
+
+@pytest.mark.parametrize("field", ["RULES_DIR", "OPERATOR_TOKENS_DIR", "APPROVAL_KEYS_DIR"])
+def test_a_directory_anyone_may_write_is_loud(tmp_path: Path, field: str) -> None:
+    # Whoever may write it may add a rule that acts, an operator's token or a signing key.
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    directory.chmod(0o777)
+    env = {"REMEDIATOR_WEBHOOK_TOKEN": TOKEN, "REMEDIATOR_RULES_DIR": str(tmp_path / "none")}
+    env[f"REMEDIATOR_{field}"] = str(directory)
+    [notice] = exposed_files(load_settings(None, env))
+    assert notice.loud
+    assert notice.message.startswith(f"REMEDIATOR_{field}: any user of this machine may change")
+    assert "(mode 0777)" in notice.message
+
+
+def test_the_config_file_anyone_may_change_is_loud(tmp_path: Path) -> None:
+    config = _file(tmp_path / "config.yaml", "dry_run: true\n", 0o666)
+    env = {"REMEDIATOR_WEBHOOK_TOKEN": TOKEN, "REMEDIATOR_RULES_DIR": str(tmp_path / "none")}
+    settings = load_settings(config, env)
+    assert exposed_files(settings) == []  # not told which file the settings came from
+    [notice] = start_up_notices(settings, config)
+    assert notice.loud
+    assert notice.message.startswith("the config file: any user of this machine may change")
+    config.chmod(0o644)  # readable is not flagged: a config file is usually a ConfigMap
+    assert start_up_notices(settings, config) == []
 
 
 def test_an_approvers_file_anyone_may_change_is_loud(tmp_path: Path) -> None:
