@@ -65,6 +65,7 @@ def _change(before: Any, after: Any) -> str:
 
 # An alert's status (report.ALERT_STATUSES) in the words of its row.
 _STATUS_WORDS = {
+    "notified": "notified: told people, changed nothing",
     "in_progress": "in progress",
     "awaiting_approval": "waiting for approval",
     "dry_run": "dry-run: would have acted, nothing changed",

@@ -142,6 +142,7 @@ def _not_done(event: Unacted) -> Iterable[dict[str, Any]]:
 # first, then what is still open, then what stopped the automation before it acted.
 #   acted              a step ran an action: the run verified, succeeded, or failed or was
 #                      refused by a precondition after a step had acted
+#   notified           the run succeeded and its steps were all notify: it told people
 #   in_progress        pending, running or verifying without a step that acted yet
 #   awaiting_approval  a step waits for an engineer
 #   dry_run            the automation would have acted; nothing was changed (dry-run mode)
@@ -154,6 +155,7 @@ def _not_done(event: Unacted) -> Iterable[dict[str, Any]]:
 # ``unmatched``.
 ALERT_STATUSES = (
     "acted",
+    "notified",
     "in_progress",
     "awaiting_approval",
     "dry_run",
@@ -182,8 +184,12 @@ def _run_status(run: Run) -> tuple[str, str | None]:
         # Decided when the run was recorded: its steps ran dry (a notify sent is not more).
         return "dry_run", None
     tried = any(s.outcome in _TRIED and s.action != _NOTIFY for s in run.steps)
-    if tried or found in ("verified", "succeeded"):
+    if tried:
         return "acted", None
+    if found in ("verified", "succeeded"):
+        # Ended well with no action run on a system: a run of notify steps only told people.
+        told = bool(run.steps) and all(s.action == _NOTIFY for s in run.steps)
+        return ("notified" if told else "acted"), None
     if found == "refused":
         refused = any(s.outcome == "refused" for s in run.steps)
         return "refused", run.refusal_guard or ("precondition" if refused else None)

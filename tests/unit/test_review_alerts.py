@@ -18,6 +18,7 @@ RULE = "restart-on-high-memory"
 # The documented set (README, report.ALERT_STATUSES): the JSON's consumers rely on it.
 STATUSES = {
     "acted",
+    "notified",
     "in_progress",
     "awaiting_approval",
     "dry_run",
@@ -84,6 +85,10 @@ CASES = [
     ("dry_run", [_step("dry_run")], None, ("dry_run", None)),
     ("dry_run", [_step("ok", action="notify"), _step("dry_run", idx=1)], None, ("dry_run", None)),
     ("from_the_future", [], None, ("other", None)),
+    # A rule of notify steps only: it told people, it did not act on a system.
+    ("succeeded", [_step("ok", action="notify")], None, ("notified", None)),
+    ("succeeded", [_step("undelivered", action="notify")], None, ("notified", None)),
+    ("succeeded", [_step("ok", action="notify"), _step("ok", idx=1)], None, ("acted", None)),
 ]
 
 
