@@ -181,7 +181,7 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
             raise BadParameter("target", "target must be kind/namespace/name or kind/name")
         if not target_kind(parsed.kind).namespaced and parsed.name.startswith("/"):
             # `HttpEndpoint//hook` (an empty namespace) matched nothing, silently.
-            bare = parsed.name.lstrip("/")
+            bare = parsed.name.lstrip("/") or "name"
             raise BadParameter(
                 "target", f"a {parsed.kind} has no namespace: write {parsed.kind}/{bare}"
             )

@@ -20,7 +20,7 @@ from receiver import engine
 from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, Disposition, Status
-from receiver.pipeline.budget import BudgetRefund
+from receiver.pipeline.budget import REFUND_STORE_TIMEOUT_S, BudgetRefund
 from receiver.pipeline.context import Deps, FactSource, PipelineSettings
 from receiver.pipeline.events import EventHandler
 from receiver.pipeline.jobs import JobHandler
@@ -65,7 +65,7 @@ class Pipeline:
         )
         if approvals is not None:
             # A run its approval ends gives back the budget slot it never used.
-            approvals.ended = BudgetRefund(store, guards, self._log)
+            approvals.ended = BudgetRefund(store.bounded(REFUND_STORE_TIMEOUT_S), guards, self._log)
         self.stages = Stages(deps)
         self._events = EventHandler(deps, self.stages, rules, self._log)
         self._jobs = JobHandler(deps, self.stages, rules, self._log)

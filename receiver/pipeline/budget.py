@@ -18,7 +18,12 @@ from receiver.model import RunOutcome
 from receiver.store import Store
 from remediations.base import Outcome
 
-__all__ = ["BudgetRefund"]
+__all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund"]
+
+# How long the refund's read of the run may wait on the store (seconds): it runs inside an
+# approval route's answer too, which must not wait out a frozen store's 30 s command timeout.
+# Given up, the slot is kept: it leaves the window with time (the safe side).
+REFUND_STORE_TIMEOUT_S = 5.0
 
 # Run outcomes that end a run at an approval, none of whose own steps may then have acted.
 ENDED_AT_APPROVAL = frozenset({RunOutcome.EXPIRED, RunOutcome.REJECTED, RunOutcome.CANCELLED})

@@ -35,3 +35,9 @@ def test_an_empty_namespace_for_a_kind_without_one_is_refused(given: str) -> Non
     assert caught.value.message == (
         f"a {kind} has no namespace: write {kind}/{given.split('//', 1)[1]}"
     )
+
+
+def test_an_empty_namespace_and_no_name_says_what_to_write() -> None:
+    with pytest.raises(BadParameter) as caught:
+        run_filters({"target": "HttpEndpoint//"}, NOW)
+    assert caught.value.message == "a HttpEndpoint has no namespace: write HttpEndpoint/name"
