@@ -83,7 +83,6 @@ _OUTAGE_REPLIES = (
     ClusterDownError,
     TryAgainError,
     NoPermissionError,
-    NoScriptError,
 )
 # The same codes as they appear in a reply, also inside a script's error ("Error running script
 # (call to f_...): @user_script:81: @user_script: 81: -READONLY ..." from Redis 6).
