@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from receiver.config.files import secret_files
 from receiver.config.settings import Settings
 from receiver.config.sources import KEYS
 from receiver.model import NamespacePolicy
@@ -69,12 +70,14 @@ def _trusted_files(settings: Settings) -> Iterator[tuple[str, Path, bool]]:
         path: Path | None = getattr(settings, field)
         if path is not None:
             yield _ENV[field], path, True
+    # A directory of secrets, and the directory itself: whoever may write it may add a file
+    # to it (an operator's token, a signing key).
     for field in _SECRET_DIRS:
         directory: Path | None = getattr(settings, field)
         if directory is not None and directory.is_dir():
-            for entry in sorted(directory.iterdir()):
-                if not entry.name.startswith(".") and entry.is_file():
-                    yield _ENV[field], entry, True
+            yield _ENV[field], directory, False
+            for entry in secret_files(directory, _ENV[field]):
+                yield _ENV[field], entry, True
     for name, database in settings.postgres_databases.items():
         yield f"postgres.databases.{name}.dsn_file", database.dsn_file, True
     for name, queue in settings.redis_queues.items():
@@ -88,22 +91,16 @@ def _trusted_files(settings: Settings) -> Iterator[tuple[str, Path, bool]]:
         yield f"notify.channels.{name}.url_file", channel.url_file, True
     if settings.approvers_file is not None:
         yield _ENV["approvers_file"], settings.approvers_file, False
-    # The directories too: whoever may write one may add a file to it (a rule that acts, an
-    # operator's token, a signing key).
-    for field in (*_SECRET_DIRS, "rules_dir"):
-        directory = getattr(settings, field)
-        if directory is not None and directory.is_dir():
-            yield _ENV[field], directory, False
-    if settings.rules_dir.is_dir():
-        # The files the rules loader reads: the directory's own, not hidden (rule tests and
-        # old copies in a subdirectory are not loaded).
-        for entry in sorted(settings.rules_dir.iterdir()):
-            if _is_rule_file(entry) and entry.is_file():
+    rules = settings.rules_dir
+    if rules.is_dir():
+        yield _ENV["rules_dir"], rules, False  # whoever may write it may add a rule that acts
+        # The files the rules loader reads: the directory's own *.yaml and *.yml, not hidden
+        # (rule tests and old copies in a subdirectory are not loaded). The loader's own filter
+        # (receiver.rules.loader) is in a layer beside this one, which may not import it.
+        for entry in sorted(rules.iterdir()):
+            hidden = entry.name.startswith(".")
+            if entry.suffix in (".yaml", ".yml") and not hidden and entry.is_file():
                 yield _ENV["rules_dir"], entry, False
-
-
-def _is_rule_file(path: Path) -> bool:
-    return path.suffix in (".yaml", ".yml") and not path.name.startswith(".")
 
 
 def exposed_files(settings: Settings, config_file: Path | None = None) -> list[Notice]:
