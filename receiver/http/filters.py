@@ -177,9 +177,10 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
             raise BadParameter(
                 "target", f"{exc}: use kind/namespace/name (Kubernetes) or kind/name"
             ) from None
-        if not parsed.name or (target_kind(parsed.kind).namespaced and not parsed.namespace):
+        namespaced = target_kind(parsed.kind).namespaced
+        if not parsed.name or (namespaced and not parsed.namespace):
             raise BadParameter("target", "target must be kind/namespace/name or kind/name")
-        if not target_kind(parsed.kind).namespaced and parsed.name.startswith("/"):
+        if not namespaced and parsed.name.startswith("/"):
             # `HttpEndpoint//hook` (an empty namespace) matched nothing, silently.
             bare = parsed.name.lstrip("/") or "name"
             raise BadParameter(
