@@ -209,6 +209,7 @@ async def run_service(
             max_attempts=settings.worker_max_attempts,
             process_job=pipeline.run_job,
             lease_to_process=True,
+            priority=pipeline.priority,
             listen_dsn=listen_dsn(settings, endpoints),
             log=log.bind(component="worker"),
         )

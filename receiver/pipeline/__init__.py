@@ -25,6 +25,7 @@ from receiver.pipeline.context import Deps, FactSource, PipelineSettings
 from receiver.pipeline.events import EventHandler
 from receiver.pipeline.jobs import JobHandler
 from receiver.pipeline.runner import Stages
+from receiver.priority import Priority
 from receiver.rules.loader import RuleHolder
 from receiver.store import ClaimedJob, EventLease, Store
 from receiver.telemetry import Metrics
@@ -49,8 +50,11 @@ class Pipeline:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         approvals: ApprovalDesk | None = None,
         fixtures: FactSource | None = None,
+        priority: Priority | None = None,
     ) -> None:
         self._rules = rules
+        # Given to the worker too (``Worker(priority=pipeline.priority)``): see receiver.priority.
+        self.priority = priority if priority is not None else Priority()
         self._log = structlog.get_logger("remediator.pipeline")
         deps = Deps(
             store=store,
@@ -62,6 +66,7 @@ class Pipeline:
             clock=clock,
             approvals=approvals,
             fixtures=fixtures,
+            priority=self.priority,
         )
         if approvals is not None:
             # A run its approval ends gives back the budget slot it never used.

@@ -17,6 +17,7 @@ from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, Announce, GuardSpec, NamespacePolicy, StepPlan, Verdict
+from receiver.priority import Priority
 from receiver.store import EventLease, RunRecord, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Registry, Result
@@ -104,6 +105,9 @@ class Deps:
     approvals: ApprovalDesk | None = None
     # In a simulation, the live state the test states; None: facts are read by the probes.
     fixtures: FactSource | None = None
+    # Shared with the worker: an event's calls to the store and the guards wait their turn
+    # while an express event works (receiver.priority).
+    priority: Priority = field(default_factory=Priority)
 
 
 @dataclass(slots=True)

@@ -86,6 +86,7 @@ class EventHandler:
         within = max([deps.settings.min_history_s, *windows])
         repeats = engine.repeat_keys(event, ruleset, deps.settings.policy)
         settling = engine.settle_keys(event, ruleset, deps.settings.policy)
+        await deps.priority.turn()
         history = await deps.store.history(event, within, repeats=repeats, settling=settling)
 
         verdicts: list[Verdict] = []

@@ -61,7 +61,8 @@ class RecordPlan:
             assert event is not None  # only an event plans a new run
             ctx.run_id = run_id_of(ctx.rule, event.fingerprint, event.starts_at, event.refire)
             ctx.create = functools.partial(
-                self._deps.store.create_run,
+                _in_turn,
+                self._deps,
                 run_id=ctx.run_id,
                 rule=ctx.rule,
                 event=event,
@@ -76,6 +77,12 @@ class RecordPlan:
             )
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         return Verdict.next()
+
+
+async def _in_turn(deps: Deps, /, **run: Any) -> str | None:
+    """``store.create_run(**run)`` once this event's turn comes (receiver.priority)."""
+    await deps.priority.turn()
+    return await deps.store.create_run(**run)
 
 
 async def stored(
@@ -180,6 +187,7 @@ class Admit:
             ),
             spec=ctx.guards,
         )
+        await deps.priority.turn()
         try:
             admission = await deps.guards.admit(request)
         except GuardUnavailable as exc:

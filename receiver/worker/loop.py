@@ -30,6 +30,7 @@ from typing import Any, Protocol, cast
 import structlog
 
 from receiver.model import AlertEvent, Disposition
+from receiver.priority import Priority
 from receiver.store import (
     ClaimedEvent,
     ClaimedJob,
@@ -100,6 +101,8 @@ class Worker:
     ``receiver.config.Settings``). ``process_job`` None: this worker takes no jobs.
     ``lease_to_process``: ``process`` is a ``LeasedProcess``, given each event's lease so its
     last write may complete the event (one transaction per refused event in a storm).
+    ``priority``: the pipeline's (``Pipeline.priority``): while an express claim and its event
+    are on their way, the other events hold back at their next call (receiver.priority).
     """
 
     def __init__(
@@ -118,8 +121,11 @@ class Worker:
         backoff_max_s: float = 300.0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         lease_to_process: bool = False,
+        priority: Priority | None = None,
     ) -> None:
         self._store = store
+        # Shared with the pipeline, whose calls wait their turn while an express event works.
+        self._priority = priority if priority is not None else Priority()
         self._lease_to_process = lease_to_process
         self.owner = owner or default_owner()
         self._concurrency = max(1, concurrency)
@@ -333,13 +339,20 @@ class Worker:
         after = express_cursor(hinted, set(self._lanes.values()))
         if after is None:
             return False
+        # The others hold back from the claim's round trip on (receiver.priority): it waited for
+        # a loop the storm kept busy as much as any later leg did.
+        hold = ("express", self.owner)
+        self._priority.hold(hold)
         try:
             claims = await self._store.claim_events(self.owner, 1, self._lease_s, after_lane=after)
         except Exception as exc:
+            self._priority.release(hold)
             self._log.warning("express claim failed", error=describe(exc))
             return False
         for c in claims:
             self._start(self._queues[0], self._claimed(self._process, c), express=True)
+        if not claims:
+            self._priority.release(hold)
         return bool(claims)
 
     # -- one item -----------------------------------------------------------------------
@@ -355,6 +368,9 @@ class Worker:
             self._express.add(key)
 
     async def _run(self, queue: QueueCalls, claim: Claim) -> None:
+        if (claim.kind, claim.id) in self._express:
+            # This task, and the one it works in, go on while the express hold stands.
+            self._priority.first(("express", self.owner))
         try:
             if await self._attempts.run(queue, claim):
                 self.processed += 1
@@ -362,7 +378,9 @@ class Worker:
             key = (claim.kind, claim.id)
             self._in_flight.pop(key, None)
             self._lanes.pop(key, None)
-            self._express.discard(key)
+            if key in self._express:
+                self._express.discard(key)
+                self._priority.release(("express", self.owner))
             self._slot_free.set()
             self._wake.set()
 

@@ -10,13 +10,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from pathlib import Path
 
 import pytest
 import structlog
 
 from receiver.model import AlertEvent, Disposition
+from receiver.priority import Priority
 from receiver.store import Store
 from receiver.worker import Worker
 from tests.support.events import new_event
@@ -232,3 +233,65 @@ async def test_a_slot_freed_during_an_express_claim_that_finds_nothing_is_not_lo
         monkeypatch.setattr(worker, "_claim_express", finds_nothing)
         await store.insert_events([new_event("f" * 16, alertname="QueueBacklog")])
         await eventually(functools.partial(_processed, worker, 4), timeout_s=10)
+
+
+async def test_while_an_express_event_works_the_others_wait_their_turn(store: Store) -> None:
+    """While the express claim's event is on its way, the storm's events in progress hold back
+    at their next call to the store or the guards (``Priority.turn``, receiver/priority.py),
+    and go on once it is done: the unrelated alert has the loop, the store and the guards to
+    itself."""
+    await store.insert_events([new_event(f"{i:016x}") for i in range(8)])
+    priority = Priority(hold_s=60)
+    release, express_done = asyncio.Event(), asyncio.Event()
+    at_turn: set[int] = set()
+    past_turn: set[int] = set()
+    names: dict[int, str] = {}
+
+    async def process(event: AlertEvent) -> Disposition:
+        names[event.id] = event.alertname
+        if event.alertname == "QueueBacklog":
+            await priority.turn()  # its own turn is at once
+            past_turn.add(event.id)
+            await express_done.wait()
+            return Disposition.done()
+        await release.wait()
+        at_turn.add(event.id)
+        await priority.turn()
+        past_turn.add(event.id)
+        return Disposition.done()
+
+    log = structlog.get_logger("test.batches")
+    worker = Worker(
+        store,
+        process,
+        owner="w",
+        concurrency=4,
+        lease_s=30,
+        poll_interval_s=0.1,
+        log=log,
+        priority=priority,
+    )
+    async with worker:
+        await asyncio.wait_for(worker.listening.wait(), 10)
+        await eventually(functools.partial(_at_least, names, 4), timeout_s=10)
+        await store.insert_events([new_event("f" * 16, alertname="QueueBacklog")])
+
+        async def express_past_turn() -> bool:
+            return any(names[i] == "QueueBacklog" for i in past_turn)
+
+        await eventually(express_past_turn, timeout_s=10)
+        assert priority.holding
+        release.set()
+        await eventually(functools.partial(_at_least, at_turn, 4), timeout_s=10)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        # Each storm event reached its turn and was held there.
+        assert {names[i] for i in past_turn} == {"QueueBacklog"}
+        express_done.set()
+        await eventually(functools.partial(_processed, worker, 9), timeout_s=20)
+        assert not priority.holding
+        assert len(past_turn) == 9
+
+
+async def _at_least(items: Sized, n: int) -> bool:
+    return len(items) >= n
