@@ -30,7 +30,7 @@ from tests.integration.test_kubernetes_actions import (
     snapshot,
     two_containers,
 )
-from tests.support.kube_fixtures import MakeDeployment
+from tests.support.kube_fixtures import MakeDeployment, wait_for_rollout_settled
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
@@ -66,6 +66,9 @@ async def run_twice(
     second Result reports the first one's change."""
     first = await action.run(ctx, target, params)
     assert first.outcome is Outcome.OK, first.message
+    # The Deployment controller bumps the revision annotation after a template write: the
+    # snapshot is of the object once it has, or it raced the controller (a flake under load).
+    await wait_for_rollout_settled(kube, ns, target.name)
     written = await snapshot(kube, ns, target.name)
     again = await action.run(ctx, target, params)
     assert again.outcome is Outcome.OK, again.message
