@@ -233,8 +233,7 @@ def _replay(
     them undone; each DELETE is bound to its pod's uid, so a replacement is never deleted.
     Result.after: the recorded pods, all gone by then; the message says which were deleted
     now and which were already gone (most likely by the earlier attempt)."""
-    replayed = WritePlan.replayed(record)
-    change = replayed.change
+    change = WritePlan.replayed(record).change
     names = [str(n) for n in change.before.get("pods") or []]
     uids = [str(u) for u in change.preconditions.get("uids") or []]
     if len(names) != len(uids):
@@ -252,13 +251,16 @@ def _replay(
         return {"deleted": names, "now": now, "gone": gone}
 
     def report(written: dict[str, Any]) -> str:
+        step = f"{record.phase} step {record.step}, record written {record.at}"
         if not written["now"]:
-            return replayed.noop_reason.replace("not written again", "its pods were already gone")
+            return (
+                f"already applied by this run before a restart ({step}), its pods were "
+                f"already gone: {change.summary}"
+            )
         already = ", ".join(written["gone"]) or "none"
         return (
-            f"taken up after a restart ({record.phase} step {record.step} wrote its record "
-            f"{record.at} but had not deleted every pod): deleted {', '.join(written['now'])} "
-            f"now; already gone: {already}; {change.summary}"
+            f"taken up after a restart ({step}) before every delete was done: deleted "
+            f"{', '.join(written['now'])} now; already gone: {already}; {change.summary}"
         )
 
     return WritePlan(change, write, lambda written: {"deleted": written["deleted"]}, report=report)
