@@ -30,7 +30,12 @@ from remediations.base import (
     Result,
     Risk,
 )
-from remediations.kubernetes.objects import WORKLOADS, object_ref
+from remediations.kubernetes.objects import (
+    WORKLOADS,
+    is_controlled_by,
+    object_ref,
+    selector_string,
+)
 from remediations.kubernetes.replay import (
     WriteRecord,
     find_record,
@@ -185,6 +190,24 @@ class KubeApi:
         )
         return self.to_dict(obj)
 
+    async def controlled_replica_sets(
+        self, target: Target, deployment: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The ReplicaSets the Deployment ``target`` (read as ``deployment``) controls, as
+        dicts in list order: those its selector matches whose controller is it, as kubectl's
+        ``deploymentutil.GetAllReplicaSets`` keeps them (``pkg/util/deployment/deployment.go``,
+        ``metav1.IsControlledBy``). A selector also matches other Deployments' ReplicaSets
+        (``app=web`` those of ``app=web,track=canary``); the controller's uid tells them apart."""
+        selector = selector_string((deployment.get("spec") or {}).get("selector") or {})
+        listed = await self.call(
+            f"ReplicaSets of {object_ref(target)}",
+            lambda: self.apps.list_namespaced_replica_set(
+                target.namespace, label_selector=selector, **self.read_opts()
+            ),
+        )
+        items: list[dict[str, Any]] = self.to_dict(listed).get("items") or []
+        return [rs for rs in items if is_controlled_by(rs, deployment)]
+
     async def patch_workload(
         self, target: Target, body: Any, content_type: str, *, allow: tuple[int, ...] = ()
     ) -> dict[str, Any]:
@@ -230,7 +253,8 @@ class WritePlan:
     object as written (None when live state already matches: a NOOP for ``noop_reason``).
     ``observe`` picks, from what ``write`` returned, the fields ``Result.after`` reports.
     ``applied``: set when this step already made the change (``replayed``): what its Result
-    reported as after.
+    reported as after. ``report``: the Result's message from what ``write`` returned, for a
+    write whose outcome the summary does not tell (default: ``change.summary``).
     """
 
     change: Change
@@ -238,6 +262,7 @@ class WritePlan:
     observe: Callable[[dict[str, Any]], Mapping[str, Any]]
     noop_reason: str = ""
     applied: Mapping[str, Any] | None = None
+    report: Callable[[dict[str, Any]], str] | None = None
 
     @classmethod
     def noop(cls, change: Change, reason: str) -> WritePlan:
@@ -318,14 +343,15 @@ class KubeAction(Generic[P]):
             )
         written = await plan.write()
         after = plan.observe(written)
+        summary = plan.report(written) if plan.report is not None else plan.change.summary
         if ctx.dry_run:
             return Result(
                 Outcome.DRY_RUN,
-                f"dry run (validated by the API server, nothing changed): {plan.change.summary}",
+                f"dry run (validated by the API server, nothing changed): {summary}",
                 before=plan.change.before,
                 after=after,
             )
-        return Result(Outcome.OK, plan.change.summary, before=plan.change.before, after=after)
+        return Result(Outcome.OK, summary, before=plan.change.before, after=after)
 
     async def _checked_plan(
         self, ctx: ActionContext, target: Target, params: BaseModel

@@ -13,7 +13,9 @@ from remediations.targets import Target
 __all__ = [
     "REVISION",
     "WORKLOADS",
+    "controller_uid",
     "find_container",
+    "is_controlled_by",
     "object_ref",
     "pod_template",
     "refuse_paused",
@@ -80,6 +82,25 @@ def revision_of(obj: Mapping[str, Any]) -> int | None:
         return int(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of ``obj``'s controller: its first ownerReference with ``controller: true``,
+    as apimachinery's ``metav1.GetControllerOf`` (``pkg/apis/meta/v1/controller_ref.go``);
+    None for an object no controller manages (a bare pod, an orphaned ReplicaSet)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            uid = ref.get("uid")
+            return str(uid) if uid else None
+    return None
+
+
+def is_controlled_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
+    """Whether ``owner`` (a plain-dict object) is ``obj``'s controller, compared by uid as
+    ``metav1.IsControlledBy`` does: a namesake owner created again has another uid. False
+    when either side has no uid."""
+    uid = (owner.get("metadata") or {}).get("uid")
+    return bool(uid) and controller_uid(obj) == uid
 
 
 def selector_string(selector: Mapping[str, Any]) -> str:

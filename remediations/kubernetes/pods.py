@@ -1,18 +1,26 @@
 """``kubernetes.delete_pod``: delete pods so their controller replaces them.
 
+On a Deployment target only the Deployment's own pods qualify: those whose controller is one
+of the ReplicaSets the Deployment controls (``KubeApi.controlled_replica_sets``, as kubectl's
+``GetAllReplicaSets``), never another Deployment's pods that its selector also matches, nor
+bare pods or Job pods. Every DELETE carries the pod's uid as a precondition, so it deletes the
+pod that was looked at and never a namesake that replaced it.
+
 A deleted pod cannot carry a record of its deletion, and its replacement may have its name
 (StatefulSet pods do): so the step's write record (``replay``) goes on the workload that holds
 the pods (the Deployment target, or the StatefulSet or DaemonSet controlling a Pod target),
-written just before the deletes. A step taken up again after a crash finds it and reports the
-deletion instead of deleting the replacements. Pods of a ReplicaSet or bare pods get no record:
-their replacements have new names (or there are none), so a retry finds nothing to delete.
+written just before the deletes. A step taken up again after a crash finds it and sends the
+DELETEs of the recorded uids again: a crash between the record and the deletes left them
+undone, and the uid precondition keeps the replacements safe (they have other uids). A 404 or
+a uid conflict then means the pod is already gone. Pods of a ReplicaSet or bare pods get no
+record: their replacements have new names (or there are none), so a retry finds nothing to
+delete.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -27,7 +35,8 @@ from remediations.kubernetes.api import (
     KubeApi,
     WritePlan,
 )
-from remediations.kubernetes.objects import WORKLOADS, object_ref, selector_string
+from remediations.kubernetes.objects import WORKLOADS, controller_uid, object_ref, selector_string
+from remediations.kubernetes.replay import WriteRecord
 from remediations.params import Integer
 from remediations.targets import Target
 
@@ -35,9 +44,10 @@ __all__ = ["DeletePod", "DeletePodParams"]
 
 
 class DeletePodParams(ActionParams):
-    """One named ``pod``, or up to ``max_pods`` pods matching ``selector`` (a Deployment target
-    adds its own selector, so only its pods qualify). With neither, a Pod target deletes itself
-    and a Deployment target deletes up to ``max_pods`` of its pods."""
+    """One named ``pod``, or up to ``max_pods`` pods matching ``selector``. On a Deployment
+    target only the pods it controls (through its ReplicaSets) qualify, whatever else its
+    selector matches. With neither, a Pod target deletes itself and a Deployment target
+    deletes up to ``max_pods`` of its pods (unready first, then the oldest)."""
 
     pod: str | None = None
     selector: str | None = Field(default=None, min_length=1, max_length=1000)
@@ -124,16 +134,22 @@ class DeletePod(KubeAction[DeletePodParams]):
         kwargs: dict[str, Any] = {"label_selector": selector, **api.read_opts()}
         if params.pod is not None:
             kwargs["field_selector"] = f"metadata.name={params.pod}"
-        pods = await api.call(
+        listed = await api.call(
             f"pods of {object_ref(target)}", lambda: api.core.list_namespaced_pod(ns, **kwargs)
         )
-        return [p for p in api.to_dict(pods).get("items") or []], target, deployment
+        replica_sets = await api.controlled_replica_sets(target, deployment)
+        owners = {(rs.get("metadata") or {}).get("uid") for rs in replica_sets}
+        # The selector also matches pods the Deployment does not control (another
+        # Deployment's whose labels are a superset, bare pods, Job pods): the controller
+        # chain pod -> ReplicaSet -> Deployment tells them apart.
+        pods = [p for p in api.to_dict(listed).get("items") or [] if controller_uid(p) in owners]
+        return pods, target, deployment
 
     async def plan(self, api: KubeApi, target: Target, params: DeletePodParams) -> WritePlan:
         candidates, holder, holder_obj = await self._candidates(api, target, params)
-        replayed = api.replayed(holder_obj)
-        if replayed is not None:
-            return replayed
+        record = api.earlier_write(holder_obj)
+        if record is not None:
+            return _replay(api, target.namespace, record, params.grace_period_seconds)
         pods = [p for p in candidates if not (p.get("metadata") or {}).get("deletionTimestamp")]
         pods.sort(key=_pod_sort_key)
         chosen = pods[: params.max_pods]
@@ -156,33 +172,15 @@ class DeletePod(KubeAction[DeletePodParams]):
             record = api.record(holder_obj, change) if holder is not None else {}
             if holder is not None and record:
                 # Before the deletes: a crash after them must leave the record behind. A
-                # crash between the two leaves pods undeleted, never deleted twice.
+                # crash between the two leaves the deletes to the take-up (_replay).
                 body = {"metadata": {"annotations": {**api.stamp(), **record}}}
                 await api.patch_workload(holder, body, MERGE_PATCH)
             deleted: list[str] = []
             for pod in chosen:
                 meta = pod["metadata"]
-                # The uid precondition deletes the pod we looked at, never a namesake that
-                # replaced it in between (StatefulSet pods keep their names).
-                options: dict[str, Any] = {"preconditions": {"uid": meta["uid"]}}
-                if params.grace_period_seconds is not None:
-                    options["gracePeriodSeconds"] = params.grace_period_seconds
-                # With a DeleteOptions body the API server ignores the query parameters, so
-                # ?dryRun=All would be dropped silently and the pod really deleted.
-                if api.ctx.dry_run:
-                    options["dryRun"] = ["All"]
-                opts: dict[str, Any] = {"_content_type": JSON, **api.read_opts()}
-                try:
-                    await api.call(
-                        f"Pod {ns}/{meta['name']}",
-                        functools.partial(
-                            api.core.delete_namespaced_pod, meta["name"], ns, body=options, **opts
-                        ),
-                        allow=(404, 409),
-                    )
-                except ApiException:
-                    continue  # already gone or replaced: nothing of ours to delete
-                deleted.append(meta["name"])
+                grace = params.grace_period_seconds
+                if await _delete(api, ns, meta["name"], meta["uid"], grace) == "deleted":
+                    deleted.append(meta["name"])
             return {"deleted": deleted}
 
         return WritePlan(change, write, _identity)
@@ -190,6 +188,82 @@ class DeletePod(KubeAction[DeletePodParams]):
 
 def _identity(written: dict[str, Any]) -> Mapping[str, Any]:
     return written
+
+
+async def _delete(
+    api: KubeApi, ns: str, name: str, uid: str, grace_period_seconds: int | None
+) -> Literal["deleted", "absent"]:
+    """DELETE pod ``ns/name`` on the condition that its uid is still ``uid``.
+
+    ``"deleted"``: the API server accepted it, or answered 404 or 409 (uid conflict) to a
+    retry, whose earlier try got no answer: that try may well have deleted it, so the pod
+    this step sent the DELETE for is gone. ``"absent"``: 404 or 409 to the first try: gone
+    or replaced before this DELETE. Other failures raise as ``retry.call`` maps them.
+    """
+    # The uid precondition deletes the pod we looked at, never a namesake that replaced it
+    # in between (StatefulSet pods keep their names), so sending it again is safe.
+    options: dict[str, Any] = {"preconditions": {"uid": uid}}
+    if grace_period_seconds is not None:
+        options["gracePeriodSeconds"] = grace_period_seconds
+    # With a DeleteOptions body the API server ignores the query parameters, so ?dryRun=All
+    # would be dropped silently and the pod really deleted.
+    if api.ctx.dry_run:
+        options["dryRun"] = ["All"]
+    opts: dict[str, Any] = {"_content_type": JSON, **api.read_opts()}
+    tries = 0
+
+    async def send() -> Any:
+        nonlocal tries
+        tries += 1
+        return await api.core.delete_namespaced_pod(name, ns, body=options, **opts)
+
+    try:
+        await api.call(f"Pod {ns}/{name}", send, allow=(404, 409))
+    except ApiException:
+        return "deleted" if tries > 1 else "absent"
+    return "deleted"
+
+
+def _replay(
+    api: KubeApi, ns: str, record: WriteRecord, grace_period_seconds: int | None
+) -> WritePlan:
+    """The plan of a step taken up again that finds its own ``record``: the recorded change
+    (so an approval of it still matches), carried out by sending the DELETEs of the recorded
+    pods again. The record is written before the deletes, so a crash between the two left
+    them undone; each DELETE is bound to its pod's uid, so a replacement is never deleted.
+    Result.after: the recorded pods, all gone by then; the message says which were deleted
+    now and which were already gone (most likely by the earlier attempt)."""
+    change = WritePlan.replayed(record).change
+    names = [str(n) for n in change.before.get("pods") or []]
+    uids = [str(u) for u in change.preconditions.get("uids") or []]
+    if len(names) != len(uids):
+        raise ActionRefused(
+            f"the write record of {record.phase} step {record.step} names pods "
+            f"{names} but holds {len(uids)} uid(s); not deleting anything"
+        )
+
+    async def write() -> dict[str, Any]:
+        now: list[str] = []
+        gone: list[str] = []
+        for name, uid in zip(names, uids, strict=True):
+            outcome = await _delete(api, ns, name, uid, grace_period_seconds)
+            (now if outcome == "deleted" else gone).append(name)
+        return {"deleted": names, "now": now, "gone": gone}
+
+    def report(written: dict[str, Any]) -> str:
+        step = f"{record.phase} step {record.step}, record written {record.at}"
+        if not written["now"]:
+            return (
+                f"already applied by this run before a restart ({step}), its pods were "
+                f"already gone: {change.summary}"
+            )
+        already = ", ".join(written["gone"]) or "none"
+        return (
+            f"taken up after a restart ({step}) before every delete was done: deleted "
+            f"{', '.join(written['now'])} now; already gone: {already}; {change.summary}"
+        )
+
+    return WritePlan(change, write, lambda written: {"deleted": written["deleted"]}, report=report)
 
 
 def _controller(pod: Mapping[str, Any], namespace: str) -> Target | None:

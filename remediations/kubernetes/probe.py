@@ -17,7 +17,12 @@ from typing import Any
 from kubernetes_asyncio import client as k8s
 
 from remediations.base import ActionRefused, Clients
-from remediations.kubernetes.objects import object_ref, revision_of, selector_string
+from remediations.kubernetes.objects import (
+    is_controlled_by,
+    object_ref,
+    revision_of,
+    selector_string,
+)
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy, call
 from remediations.targets import Target
 
@@ -57,7 +62,6 @@ async def newest_rollout(
     revision = revision_of(deployment)
     if revision is None:
         raise ActionRefused(f"{what} has no revision yet (no rollout history)")
-    metadata = deployment.get("metadata") or {}
     selector = selector_string((deployment.get("spec") or {}).get("selector") or {})
     listed = api.sanitize_for_serialization(
         await call(
@@ -70,11 +74,7 @@ async def newest_rollout(
     )
     for rs in listed.get("items") or []:
         meta = rs.get("metadata") or {}
-        owned = any(
-            ref.get("controller") and ref.get("uid") == metadata.get("uid")
-            for ref in meta.get("ownerReferences") or []
-        )
-        if owned and revision_of(rs) == revision:
+        if is_controlled_by(rs, deployment) and revision_of(rs) == revision:
             return RolloutState(revision, meta.get("name", ""), _timestamp(meta, what))
     raise ActionRefused(f"{what} is at revision {revision} but has no ReplicaSet of it yet")
 

@@ -17,7 +17,6 @@ from remediations.kubernetes.objects import (
     pod_template,
     refuse_paused,
     revision_of,
-    selector_string,
     template_images,
 )
 from remediations.params import Integer
@@ -89,19 +88,8 @@ class RolloutUndo(KubeAction[UndoParams]):
                 f"revision changed: the rollback was planned at revision "
                 f"{params.expected_revision} of {object_ref(target)}, which is now at {current}"
             )
-        uid = (obj.get("metadata") or {}).get("uid")
-        selector = selector_string((obj.get("spec") or {}).get("selector") or {})
-        rs_list = await api.call(
-            f"ReplicaSets of {object_ref(target)}",
-            lambda: api.apps.list_namespaced_replica_set(
-                target.namespace, label_selector=selector, **api.read_opts()
-            ),
-        )
         history: dict[int, dict[str, Any]] = {}
-        for rs in api.to_dict(rs_list).get("items") or []:
-            refs = (rs.get("metadata") or {}).get("ownerReferences") or []
-            if not any(r.get("controller") and r.get("uid") == uid for r in refs):
-                continue
+        for rs in await api.controlled_replica_sets(target, obj):
             rev = revision_of(rs)
             if rev is not None:
                 history[rev] = rs

@@ -9,7 +9,7 @@ creates a Deployment and waits until the controller has given it a revisioned Re
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import pytest
@@ -139,6 +139,7 @@ class MakeDeployment(Protocol):
         replicas: int = ...,
         containers: Sequence[Any] | None = ...,
         paused: bool = ...,
+        labels: Mapping[str, str] | None = ...,
     ) -> Any: ...
 
 
@@ -147,8 +148,9 @@ async def make_deployment(kube_admin: Any, kube_namespace: str) -> MakeDeploymen
     """Create a Deployment in ``kube_namespace``; returns it once revision 1 exists.
 
     ``containers`` are V1Container objects (default: one ``app`` container). ``paused`` pauses
-    it after the first ReplicaSet exists (a Deployment created paused never gets one). The
-    namespace's deletion removes everything created here.
+    it after the first ReplicaSet exists (a Deployment created paused never gets one).
+    ``labels`` are its selector and pod labels (default ``{"app": name}``). The namespace's
+    deletion removes everything created here.
     """
     apps = k8s.AppsV1Api(kube_admin)
 
@@ -158,8 +160,9 @@ async def make_deployment(kube_admin: Any, kube_namespace: str) -> MakeDeploymen
         replicas: int = 1,
         containers: Sequence[Any] | None = None,
         paused: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> Any:
-        labels = {"app": name}
+        labels = dict(labels) if labels is not None else {"app": name}
         body = k8s.V1Deployment(
             metadata=k8s.V1ObjectMeta(name=name, labels=labels),
             spec=k8s.V1DeploymentSpec(

@@ -1,0 +1,256 @@
+"""``kubernetes.delete_pod`` against a real kube-apiserver + controller-manager: which pods it
+picks, what it reports after a lost answer, and what a take-up after a crash does.
+
+The control plane has no kubelet: pods stay Pending, and a pod never scheduled is removed at
+once by its DELETE (no graceful termination), so "deleted" reads back as "gone".
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client as k8s
+
+from remediations.base import ActionContext, Clients, Outcome
+from remediations.kubernetes.pods import DeletePod
+from remediations.kubernetes.retry import RetryPolicy
+from remediations.targets import Target
+from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.kube
+
+FAST = RetryPolicy(attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, request_timeout=10)
+Core = k8s.CoreV1Api
+
+
+class Crash(BaseException):
+    """The worker dying mid-step: not an Exception, so nothing in the action catches it."""
+
+
+def step_ctx(api_client: Any, run_id: str, *, step: int | None = 0) -> ActionContext:
+    """The context the pipeline gives step ``step`` of run ``run_id`` (None: no step)."""
+    return ActionContext(
+        run_id=run_id,
+        dry_run=False,
+        clients=Clients({"kubernetes": api_client}),
+        recorded={},
+        step=step,
+        phase="run",
+    )
+
+
+async def live_pods(api_client: Any, ns: str) -> dict[str, str]:
+    """uid -> name of every pod in ``ns`` not being deleted."""
+    pods = await Core(api_client).list_namespaced_pod(ns)
+    return {
+        p.metadata.uid: p.metadata.name for p in pods.items if not p.metadata.deletion_timestamp
+    }
+
+
+async def pods_of(api_client: Any, ns: str, deployment: str) -> dict[str, str]:
+    """uid -> name of the pods whose controller is a ReplicaSet of ``deployment``."""
+    owners = {rs.metadata.uid for rs in await owned_replica_sets(api_client, ns, deployment)}
+    pods = await Core(api_client).list_namespaced_pod(ns)
+    return {
+        p.metadata.uid: p.metadata.name
+        for p in pods.items
+        if not p.metadata.deletion_timestamp
+        and any(r.controller and r.uid in owners for r in p.metadata.owner_references or [])
+    }
+
+
+async def settled_pods(api_client: Any, ns: str, deployment: str, count: int) -> dict[str, str]:
+    return await eventually(
+        lambda: pods_of(api_client, ns, deployment),
+        lambda pods: len(pods) == count,
+        timeout_s=30,
+        what=f"{count} pod(s) of {deployment}",
+    )
+
+
+async def test_deployment_target_deletes_only_the_pods_it_controls(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The reviewer's case: web's selector app=web also matches web-canary's pods and a bare
+    pod, both older than web's own (so they would be picked first)."""
+    ns = kube_namespace
+    await Core(kube_admin).create_namespaced_pod(
+        ns,
+        k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name="bare", labels={"app": "web"}),
+            spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/p:1")]),
+        ),
+    )
+    await make_deployment("web-canary", labels={"app": "web", "track": "canary"})
+    canary = await settled_pods(kube_admin, ns, "web-canary", 1)
+    await make_deployment("web", replicas=2)
+    own = await settled_pods(kube_admin, ns, "web", 2)
+    action, target = DeletePod(), Target("Deployment", ns, "web")
+    params = DeletePod.Params(max_pods=10)
+
+    preview = await action.preview(step_ctx(kube_admin, "preview", step=None), target, params)
+    assert sorted(preview.before["pods"]) == sorted(own.values())
+
+    result = await action.run(step_ctx(kube_admin, str(uuid.uuid4())), target, params)
+    assert result.outcome is Outcome.OK, result.message
+    assert sorted(result.after["deleted"]) == sorted(own.values())
+    live = await live_pods(kube_admin, ns)
+    assert not own.keys() & live.keys()
+    assert canary.keys() <= live.keys()
+    assert "bare" in live.values()
+
+    # A pod named outright qualifies on the same terms.
+    again = await action.run(
+        step_ctx(kube_admin, str(uuid.uuid4())), target, DeletePod.Params(pod="bare")
+    )
+    assert again.outcome is Outcome.NOOP
+    assert "bare" in (await live_pods(kube_admin, ns)).values()
+
+
+async def test_a_delete_whose_answer_was_lost_is_reported_deleted(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first DELETE reaches the server and deletes the pod; its answer is lost (a
+    timeout), and the retry gets 404."""
+    ns = kube_namespace
+    await make_deployment("web")
+    (uid, name), *_ = (await settled_pods(kube_admin, ns, "web", 1)).items()
+    original = Core.delete_namespaced_pod
+    sent: list[str] = []
+
+    async def lose_first_answer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(args[0])
+        answer = await original(self, *args, **kwargs)
+        if len(sent) == 1:
+            raise TimeoutError  # applied by the server, answer never read
+        return answer
+
+    monkeypatch.setattr(Core, "delete_namespaced_pod", lose_first_answer)
+    result = await DeletePod(FAST).run(
+        step_ctx(kube_admin, str(uuid.uuid4()), step=None),
+        Target("Deployment", ns, "web"),
+        DeletePod.Params(),
+    )
+
+    assert sent == [name, name]  # sent, lost, sent again
+    assert result.outcome is Outcome.OK, result.message
+    assert result.after == {"deleted": [name]}
+    assert uid not in await live_pods(kube_admin, ns)
+
+
+async def test_a_take_up_after_a_crash_before_the_deletes_deletes_the_recorded_pods(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker dies after the write record reached the Deployment and before any DELETE:
+    the take-up (same run, same step) deletes the pod the record names, not a replacement."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=2)
+    before = await settled_pods(kube_admin, ns, "web", 2)
+    action, target = DeletePod(), Target("Deployment", ns, "web")
+    ctx = step_ctx(kube_admin, str(uuid.uuid4()))
+
+    async def die(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise Crash("killed after the record patch, before the delete")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Core, "delete_namespaced_pod", die)
+        with pytest.raises(Crash):
+            await action.run(ctx, target, DeletePod.Params())
+    assert await pods_of(kube_admin, ns, "web") == before  # nothing deleted yet
+
+    taken_up = await action.run(ctx, target, DeletePod.Params())
+    assert taken_up.outcome is Outcome.OK, taken_up.message
+    [victim] = taken_up.before["pods"]
+    live = await live_pods(kube_admin, ns)
+    assert victim not in live.values()
+    assert taken_up.after == {"deleted": [victim]}
+    assert f"deleted {victim} now" in taken_up.message
+    kept = {u for u, n in before.items() if n != victim}
+    assert kept <= live.keys()  # the other pod stays
+
+    # Once more (a crash after the deletes): the pod is gone, nothing else is deleted.
+    replacements = await settled_pods(kube_admin, ns, "web", 2)
+    again = await action.run(ctx, target, DeletePod.Params())
+    assert again.outcome is Outcome.OK, again.message
+    assert again.after == {"deleted": [victim]}
+    assert "already applied by this run before a restart" in again.message
+    assert "its pods were already gone" in again.message
+    assert await pods_of(kube_admin, ns, "web") == replacements
+
+
+async def test_a_take_up_never_deletes_a_statefulset_pods_namesake(
+    kube_admin: Any, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A StatefulSet's replacement pod has the deleted pod's name and another uid: the
+    take-up's DELETE, bound to the recorded uid, gets a uid conflict and leaves it alone.
+
+    The test control plane runs no StatefulSet controller, so the test creates db-0 (and its
+    replacement) itself, controlled by the StatefulSet as that controller would."""
+    ns = kube_namespace
+    labels = {"app": "db"}
+    sts = await k8s.AppsV1Api(kube_admin).create_namespaced_stateful_set(
+        ns,
+        k8s.V1StatefulSet(
+            metadata=k8s.V1ObjectMeta(name="db"),
+            spec=k8s.V1StatefulSetSpec(
+                replicas=1,
+                service_name="db",
+                selector=k8s.V1LabelSelector(match_labels=labels),
+                template=k8s.V1PodTemplateSpec(
+                    metadata=k8s.V1ObjectMeta(labels=labels),
+                    spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/db:1")]),
+                ),
+            ),
+        ),
+    )
+
+    async def create_db_0() -> str:
+        owner = k8s.V1OwnerReference(
+            api_version="apps/v1",
+            kind="StatefulSet",
+            name="db",
+            uid=sts.metadata.uid,
+            controller=True,
+            block_owner_deletion=True,
+        )
+        pod = await Core(kube_admin).create_namespaced_pod(
+            ns,
+            k8s.V1Pod(
+                metadata=k8s.V1ObjectMeta(name="db-0", labels=labels, owner_references=[owner]),
+                spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/db:1")]),
+            ),
+        )
+        return str(pod.metadata.uid)
+
+    first = await create_db_0()
+    action, target = DeletePod(), Target("Pod", ns, "db-0")
+    ctx = step_ctx(kube_admin, str(uuid.uuid4()))
+
+    async def die(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise Crash("killed after the record patch, before the delete")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Core, "delete_namespaced_pod", die)
+        with pytest.raises(Crash):
+            await action.run(ctx, target, DeletePod.Params())
+    assert await live_pods(kube_admin, ns) == {first: "db-0"}
+
+    taken_up = await action.run(ctx, target, DeletePod.Params())
+    assert await live_pods(kube_admin, ns) == {}
+    assert (taken_up.outcome, taken_up.after) == (Outcome.OK, {"deleted": ["db-0"]})
+    assert "deleted db-0 now" in taken_up.message
+
+    second = await create_db_0()  # the StatefulSet's replacement: same name, new uid
+    again = await action.run(ctx, target, DeletePod.Params())
+    assert (again.outcome, again.after) == (Outcome.OK, {"deleted": ["db-0"]})
+    assert "its pods were already gone" in again.message
+    assert await live_pods(kube_admin, ns) == {second: "db-0"}
