@@ -20,6 +20,7 @@ happens at most once per run: one that finds a restore of its run on the object 
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -78,7 +79,10 @@ class ScaleParams(ActionParams):
         return self.toward(current, self.wanted(current))
 
     def wanted(self, current: int) -> int:
-        """The count asked from ``current``, before the bounds. ValueError for ``restore``."""
+        """The count asked from ``current``, before the bounds. ValueError for ``restore``.
+
+        ``factor``: ``current * factor`` in exact decimal arithmetic, rounded up for a raise
+        and down for a lowering (away from ``current``); a raise from 0 asks for ``min``."""
         if self.restore:
             raise ValueError("a restore undoes its run's own change; it has no count of its own")
         if self.replicas is not None:
@@ -87,9 +91,16 @@ class ScaleParams(ActionParams):
             wanted = current + self.delta
         else:
             assert self.factor is not None
-            # Round away from the current count, so a factor always moves by at least one.
-            raw = current * self.factor
-            wanted = math.ceil(raw) if self.factor >= 1 else math.floor(raw)
+            # In decimal, as the rule wrote it (quantity.scale does the same): in binary
+            # floating point 50 x 1.1 is 55.00000000000001 and ceil made it 56.
+            raw = Decimal(current) * Decimal(str(self.factor))
+            # Round away from the current count, so a factor moves by at least one replica...
+            wanted = math.ceil(raw) if self.factor > 1 else math.floor(raw)
+            if self.factor > 1 and current == 0:
+                # ... except from 0, where any factor gives 0. A raise from nothing asks for the
+                # rule's floor (min: 1 gives the consumers of a backlog their first pod); with
+                # min 0 it stays 0, as the multiplication says.
+                wanted = self.min
         return wanted
 
     def toward(self, current: int, wanted: int) -> int:
