@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
 
-from remediations.base import Outcome
+from remediations.base import ActionRefused, Outcome
 from remediations.kubernetes.container import SetResources
 from remediations.kubernetes.restart import RESTARTED_AT, RolloutRestart
 from remediations.kubernetes.scale import Scale
@@ -28,6 +30,7 @@ from tests.integration.test_kubernetes_actions import (
 )
 from tests.integration.test_kubernetes_replay import new_run, step_ctx
 from tests.support.kube_fixtures import REVISION, MakeDeployment, wait_for_revision
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
 
@@ -119,7 +122,7 @@ async def test_every_restart_step_of_a_run_restarts_and_a_replay_does_not(
 
 
 # --------------------------------------------------------------------------------------------
-# scale: the shipped QueueBacklog rule from 0 consumers
+# scale: the shipped QueueBacklog rule from 0 consumers; a restore on a recreated Deployment
 
 
 def queue_backlog_scale() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -151,3 +154,57 @@ async def test_the_queue_backlog_rule_gives_a_deployment_at_zero_its_first_pod_a
     assert (restored.outcome, restored.after) == (Outcome.OK, {"replicas": 0}), restored.message
     # (the Scale subresource omits a count of 0: read the Deployment)
     assert (await read(kube_admin, ns)).spec.replicas == 0
+
+
+async def recreate(kube_admin: Any, ns: str, replicas: int, annotations: dict[str, str]) -> str:
+    """Delete Deployment ``web`` and create it again (as a GitOps sync would), with
+    ``replicas`` and ``annotations``; the new uid."""
+    apps = k8s.AppsV1Api(kube_admin)
+    old = await read(kube_admin, ns)
+    await apps.delete_namespaced_deployment("web", ns)
+
+    async def gone() -> bool:
+        try:
+            await apps.read_namespaced_deployment("web", ns)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    await eventually(gone, what="Deployment web deleted")
+    created = await apps.create_namespaced_deployment(
+        ns,
+        k8s.V1Deployment(
+            metadata=k8s.V1ObjectMeta(
+                name="web", labels=old.metadata.labels, annotations=annotations
+            ),
+            spec=k8s.V1DeploymentSpec(
+                replicas=replicas, selector=old.spec.selector, template=old.spec.template
+            ),
+        ),
+    )
+    assert created.metadata.uid != old.metadata.uid
+    return str(created.metadata.uid)
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["fresh", "annotations-copied"])
+async def test_a_restore_leaves_a_deployment_recreated_since_the_run_alone(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment, copied: bool
+) -> None:
+    """2 -> 4 by the run; the Deployment is deleted and recreated with 4 replicas (its owner's
+    number). The restore took 2 off it, as if the run had added them. ``copied``: the new
+    manifest was exported from the live object, remediator's annotations included."""
+    ns, run = kube_namespace, new_run()
+    await make_deployment("web", replicas=2)
+    raised = await Scale().run(
+        step_ctx(kube_admin, run), deployment(ns), Scale.Params(delta=2, max=10)
+    )
+    assert raised.after == {"replicas": 4}
+    live = (await read(kube_admin, ns)).metadata.annotations
+    await recreate(kube_admin, ns, 4, dict(live) if copied else {})
+
+    own = {Scale.name: {"before": dict(raised.before), "after": dict(raised.after)}}
+    restore = step_ctx(kube_admin, run, phase="resolve", recorded=own)
+    match = "not the object this run scaled" if copied else "neither remediator.io/replicas"
+    with pytest.raises(ActionRefused, match=match):
+        await Scale().run(restore, deployment(ns), Scale.Params(restore=True, max=10))
+    assert await read_scale(kube_admin, ns) == 4
