@@ -9,6 +9,8 @@ request. The mechanics mirror kubectl (see research/alertmanager-protocol.md §7
 Each write also carries the step's write record (``replay``): a step of a run taken up again
 after a crash between its write and the database recording it finds its own record on the
 object, does not write again, and reports what the earlier write did (``WritePlan.replayed``).
+Only that step's own record counts: another step of the same run (on another container, or in
+``on_failed`` after the same action ran) is its own change and is made.
 """
 
 from __future__ import annotations
@@ -130,14 +132,6 @@ class KubeApi:
     def stamp(self) -> dict[str, str]:
         """Annotations that mark an object as written by this run and action."""
         return {RUN_ID_ANNOTATION: self.ctx.run_id, ACTION_ANNOTATION: self.action}
-
-    def stamped_by_this_run(self, obj: Mapping[str, Any]) -> bool:
-        """Whether ``obj`` carries this run's and this action's ``stamp()``."""
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        return bool(
-            annotations.get(RUN_ID_ANNOTATION) == self.ctx.run_id
-            and annotations.get(ACTION_ANNOTATION) == self.action
-        )
 
     def earlier_write(self, obj: Mapping[str, Any]) -> WriteRecord | None:
         """This step's own earlier write of ``obj`` (same run, phase, step and action), as

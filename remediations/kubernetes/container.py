@@ -139,13 +139,9 @@ class SetResources(KubeAction[SetResourcesParams]):
         changes = params.changes()
         keys = list(changes)
         before = _pick_resources(container, keys)
-        relative = any(c.factor is not None for c in changes.values())
-        if relative and api.stamped_by_this_run(obj):
-            # A factor applied twice compounds; the stamp says this run already applied it.
-            return WritePlan.noop(
-                Change(f"{object_ref(target)} was already changed by this run", before, before),
-                f"already applied by run {api.ctx.run_id}",
-            )
+        # A factor applied twice compounds, but only this step's own earlier write is a
+        # repetition (``api.replayed`` above: a take-up after a crash). Another step of the
+        # run, on another container or in on_failed after this one, is its own change.
         after: dict[str, Any] = {"container": params.container}
         patch_resources: dict[str, dict[str, str]] = {}
         # Why a factor left a value where it was (e.g. already above its cap), by field.

@@ -1,4 +1,11 @@
-"""``kubernetes.rollout_restart``: what ``kubectl rollout restart`` does, once per run."""
+"""``kubernetes.rollout_restart``: what ``kubectl rollout restart`` does (kubectl
+``pkg/polymorphichelpers/objectrestarter.go``), once per step.
+
+Each restart step of a run restarts: a second restart step, or an ``on_failed`` restart after
+the run's restart did not help, is asked for and is done. Only the same step taken up again
+after a crash (or resent after a lost answer) does not restart again: it finds its own write
+record on the workload (``replay``) and reports that restart.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +25,21 @@ from remediations.kubernetes.api import (
 from remediations.kubernetes.objects import WORKLOADS, object_ref, pod_template, refuse_paused
 from remediations.targets import Target
 
-__all__ = ["RESTARTED_AT", "RESTART_RUN_ANNOTATION", "RestartParams", "RolloutRestart"]
+__all__ = [
+    "RESTARTED_AT",
+    "RESTART_RUN_ANNOTATION",
+    "RESTART_STEP_ANNOTATION",
+    "RestartParams",
+    "RolloutRestart",
+]
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-# Set in the pod template next to restartedAt, so a retried step of the same run does not
-# restart the workload a second time.
+# Set in the pod template next to restartedAt: which run, and which step of it, restarted the
+# pods (they carry the template's annotations). The step also makes every restart a change of
+# the template: restartedAt has kubectl's one-second resolution, and two restart steps within
+# one second would otherwise write the same template and roll nothing.
 RESTART_RUN_ANNOTATION = "remediator.io/restart-run-id"
+RESTART_STEP_ANNOTATION = "remediator.io/restart-step"
 
 
 def _now_rfc3339() -> str:
@@ -54,15 +70,13 @@ class RolloutRestart(KubeAction[RestartParams]):
         refuse_paused(obj, target, "restart")
         annotations = (pod_template(obj).get("metadata") or {}).get("annotations") or {}
         before = {"restartedAt": annotations.get(RESTARTED_AT)}
-        if annotations.get(RESTART_RUN_ANNOTATION) == api.ctx.run_id:
-            return WritePlan.noop(
-                Change(f"{object_ref(target)} was already restarted by this run", before, before),
-                f"already restarted by run {api.ctx.run_id} at {annotations.get(RESTARTED_AT)}",
-            )
         now = _now_rfc3339()
-        template = {
-            "metadata": {"annotations": {RESTARTED_AT: now, RESTART_RUN_ANNOTATION: api.ctx.run_id}}
+        stamp = {
+            RESTARTED_AT: now,
+            RESTART_RUN_ANNOTATION: api.ctx.run_id,
+            RESTART_STEP_ANNOTATION: f"{api.ctx.phase}.{api.ctx.step}",
         }
+        template = {"metadata": {"annotations": stamp}}
 
         def observe(written: dict[str, Any]) -> Mapping[str, Any]:
             ann = (pod_template(written).get("metadata") or {}).get("annotations") or {}

@@ -9,7 +9,9 @@ that: it takes this run's delta (after - before) off the live count, so two runs
 same target restore in either order and the target ends where it was before the first, while
 the capacity a still-open run added stays. It only acts when the live count is the one
 remediator last wrote (``remediator.io/replicas``, stamped with every scale write): a count
-someone else changed since is left alone, and the step is refused naming both counts.
+someone else changed since is left alone, and the step is refused naming both counts. So is a
+workload deleted and recreated since the run scaled it (another uid than the one in the run's
+write record, or neither that record nor the stamp on it): the run's delta is not its to undo.
 
 A retry never scales twice: the replicas, the stamp and the step's write record (``replay``:
 the count it scaled from and to) go in one request, so a step taken up again after a crash
@@ -20,6 +22,8 @@ happens at most once per run: one that finds a restore of its run on the object 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -35,7 +39,7 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.objects import object_ref
-from remediations.kubernetes.replay import records_of
+from remediations.kubernetes.replay import WriteRecord, records_of
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
 from remediations.params import Boolean, Integer, Number
 from remediations.targets import Target
@@ -78,7 +82,10 @@ class ScaleParams(ActionParams):
         return self.toward(current, self.wanted(current))
 
     def wanted(self, current: int) -> int:
-        """The count asked from ``current``, before the bounds. ValueError for ``restore``."""
+        """The count asked from ``current``, before the bounds. ValueError for ``restore``.
+
+        ``factor``: ``current * factor`` in exact decimal arithmetic, rounded up for a raise
+        and down for a lowering (away from ``current``); a raise from 0 asks for ``min``."""
         if self.restore:
             raise ValueError("a restore undoes its run's own change; it has no count of its own")
         if self.replicas is not None:
@@ -87,9 +94,16 @@ class ScaleParams(ActionParams):
             wanted = current + self.delta
         else:
             assert self.factor is not None
-            # Round away from the current count, so a factor always moves by at least one.
-            raw = current * self.factor
-            wanted = math.ceil(raw) if self.factor >= 1 else math.floor(raw)
+            # In decimal, as the rule wrote it (quantity.scale does the same): in binary
+            # floating point 50 x 1.1 is 55.00000000000001 and ceil made it 56.
+            raw = Decimal(current) * Decimal(str(self.factor))
+            # Round away from the current count, so a factor moves by at least one replica...
+            wanted = math.ceil(raw) if self.factor > 1 else math.floor(raw)
+            if self.factor > 1 and current == 0:
+                # ... except from 0, where any factor gives 0. A raise from nothing asks for the
+                # rule's floor (min: 1 gives the consumers of a backlog their first pod); with
+                # min 0 it stays 0, as the multiplication says.
+                wanted = self.min
         return wanted
 
     def toward(self, current: int, wanted: int) -> int:
@@ -201,7 +215,13 @@ class Scale(KubeAction[ScaleParams]):
         annotations = {
             **api.stamp(),
             REPLICAS_ANNOTATION: str(desired),
-            **api.record(obj, change, extra={"restore": True} if params.restore else None),
+            **api.record(
+                obj,
+                change,
+                # The object's uid: a restore tells the object this run scaled from one that
+                # was deleted and recreated since (with annotations copied from its manifest).
+                extra={"uid": _uid(obj), **({"restore": True} if params.restore else {})},
+            ),
         }
         # The resourceVersion just read: a concurrent change makes the patch fail with 409
         # instead of silently overwriting what someone else decided.
@@ -250,15 +270,38 @@ class Scale(KubeAction[ScaleParams]):
     def _refuse_changed_since(
         self, api: KubeApi, workload: dict[str, Any], target: Target, current: int, delta: int
     ) -> None:
-        """Refuse a restore when the live count is not the one remediator last wrote."""
+        """Refuse a restore (ActionRefused) unless ``workload`` is the object this run scaled
+        and its live count is the one remediator last wrote.
+
+        The object: this run's scale write record on it names the uid it wrote to, which must
+        be the live uid. Without that record (pruned by newer writes, or a Deployment deleted
+        and recreated since, which carries none of remediator's annotations), the count
+        remediator stamped with its last write (``remediator.io/replicas``) must be there: a
+        recreated Deployment whose replicas happen to equal this run's ``after`` is not one
+        this run scaled, and taking the run's delta off it would remove capacity its owner
+        asked for."""
         annotations = (workload.get("metadata") or {}).get("annotations") or {}
-        own_after = int(api.ctx.recorded[self.name]["after"]["replicas"])
+        uid = _uid(workload)
+        own = _scaled_by(workload, api.ctx.run_id)
+        if own is not None and own.extra.get("uid") not in (None, uid):
+            raise ActionRefused(
+                f"{object_ref(target)} is not the object this run scaled (uid {uid}, not "
+                f"{own.extra.get('uid')}): deleted and recreated since, so it is left alone "
+                f"(this run's change was {delta:+d})"
+            )
         try:
             expected = int(annotations[REPLICAS_ANNOTATION])
             by = f"remediator last set (run {annotations.get(RUN_ID_ANNOTATION, 'unknown')})"
         except (KeyError, ValueError):
-            # Written before the count was stamped: only this run's own write is known.
-            expected, by = own_after, "this run set"
+            if own is None:
+                raise ActionRefused(
+                    f"{object_ref(target)} carries neither {REPLICAS_ANNOTATION} nor this run's "
+                    f"write record: not the object this run scaled as far as it shows (deleted "
+                    f"and recreated, or its annotations removed, since), so it is left alone "
+                    f"(this run's change was {delta:+d})"
+                ) from None
+            # The stamp was removed by hand, the record of this run's write is still there.
+            expected, by = int(api.ctx.recorded[self.name]["after"]["replicas"]), "this run set"
         if current != expected:
             raise ActionRefused(
                 f"{object_ref(target)} has {current} replicas, not the {expected} {by}: "
@@ -293,6 +336,21 @@ def _own_delta(recorded: Any) -> int:
         return int(recorded["after"]["replicas"]) - int(recorded["before"]["replicas"])
     except (KeyError, TypeError, ValueError):
         return 0
+
+
+def _uid(workload: Mapping[str, Any]) -> str:
+    return str((workload.get("metadata") or {}).get("uid") or "")
+
+
+def _scaled_by(workload: dict[str, Any], run_id: str) -> WriteRecord | None:
+    """The newest record of a scale (not a restore) by run ``run_id`` on ``workload``; None
+    when there is none."""
+    own = [
+        r
+        for r in records_of(workload).values()
+        if r.run_id == run_id and r.action == Scale.name and not r.extra.get("restore")
+    ]
+    return max(own, key=lambda r: r.at) if own else None
 
 
 def _restored_by(workload: dict[str, Any], run_id: str) -> str:

@@ -47,12 +47,14 @@ def make_ctx(
     dry_run: bool = False,
     run_id: str | None = None,
     recorded: dict[str, dict[str, Any]] | None = None,
+    step: int | None = None,
 ) -> ActionContext:
     return ActionContext(
         run_id=run_id or f"run-{uuid.uuid4().hex[:8]}",
         dry_run=dry_run,
         clients=Clients({"kubernetes": api_client}),
         recorded=recorded or {},
+        step=step,
     )
 
 
@@ -137,7 +139,7 @@ async def test_restart_stamps_template_and_controller_rolls_a_new_revision(
     ns = kube_namespace
     await make_deployment("web")
     action, target, params = RolloutRestart(), deployment(ns), RolloutRestart.Params()
-    ctx = make_ctx(kube_admin)
+    ctx = make_ctx(kube_admin, step=0)
 
     change = await action.preview(ctx, target, params)
     result = await action.run(ctx, target, params)
@@ -153,9 +155,11 @@ async def test_restart_stamps_template_and_controller_rolls_a_new_revision(
     assert "remediator" in {m.manager for m in dep.metadata.managed_fields}
     await wait_for_revision(kube_admin, ns, "web", 2)
 
-    # A retried step of the same run does not restart a second time.
+    # The same step retried (a take-up after a crash) does not restart a second time; another
+    # restart step does (tests/integration/test_kubernetes_steps.py).
     again = await action.run(ctx, target, params)
-    assert again.outcome is Outcome.NOOP
+    assert again.outcome is Outcome.OK
+    assert "already applied by this run before a restart" in again.message
     assert (await read(kube_admin, ns)).metadata.annotations[REVISION] == "2"
 
 
@@ -376,7 +380,7 @@ async def test_set_resources_changes_only_the_named_container(
             "memory_request": {"value": "0.25Gi"},
         },
     )
-    ctx = make_ctx(kube_admin)
+    ctx = make_ctx(kube_admin, step=0)
     change = await action.preview(ctx, target, params)
     result = await action.run(ctx, target, params)
 
@@ -400,9 +404,11 @@ async def test_set_resources_changes_only_the_named_container(
     assert dep.metadata.annotations[RUN_ID_ANNOTATION] == ctx.run_id
     await wait_for_revision(kube_admin, ns, "web", 2)
 
-    # The same run again would compound the factor: it is a NOOP instead.
+    # The same step again (a take-up after a crash) would compound the factor: it reports
+    # its first write instead.
     again = await action.run(ctx, target, params)
-    assert again.outcome is Outcome.NOOP
+    assert again.outcome is Outcome.OK
+    assert "already applied by this run before a restart" in again.message
     assert container(await read(kube_admin, ns), "app").resources.limits["memory"] == "384Mi"
 
 
