@@ -23,7 +23,7 @@ from typing import Any
 from receiver.model import Disposition
 from receiver.store import EventLease, StoreUnavailable, is_unavailable
 
-__all__ = ["Attempts", "Backoff", "Claim", "QueueCalls", "Settlement"]
+__all__ = ["Attempts", "Backoff", "Claim", "QueueCalls", "Settlement", "bind_work"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,3 +221,14 @@ class Attempts:
                     log.warning("could not settle; its lease will expire", error=str(exc))
                     return
                 await asyncio.sleep(self._backoff(attempt, cap=5.0))
+
+
+def bind_work(
+    process: Callable[[Any], Awaitable[Disposition]], item: Any
+) -> Callable[[], Coroutine[Any, Any, Disposition]]:
+    """``process`` bound to ``item``: a ``Claim``'s ``work``, a new coroutine at each call."""
+
+    async def work() -> Disposition:
+        return await process(item)
+
+    return work

@@ -24,7 +24,7 @@ import functools
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 import structlog
@@ -40,7 +40,7 @@ from receiver.store import (
     describe,
     next_lane,
 )
-from receiver.worker.attempt import Attempts, Backoff, Claim, QueueCalls
+from receiver.worker.attempt import Attempts, Backoff, Claim, QueueCalls, bind_work
 from receiver.worker.express import express_cursor, hinted_lanes
 from receiver.worker.listen import LISTEN_WARNING_EVERY_S, Listener
 
@@ -101,8 +101,7 @@ class Worker:
     ``receiver.config.Settings``). ``process_job`` None: this worker takes no jobs.
     ``lease_to_process``: ``process`` is a ``LeasedProcess``, given each event's lease so its
     last write may complete the event (one transaction per refused event in a storm).
-    ``priority``: the pipeline's (``Pipeline.priority``): while an express claim and its event
-    are on their way, the other events hold back at their next call (receiver.priority).
+    ``priority``: ``Pipeline.priority``, for the express event to go first (receiver.priority).
     """
 
     def __init__(
@@ -124,7 +123,6 @@ class Worker:
         priority: Priority | None = None,
     ) -> None:
         self._store = store
-        # Shared with the pipeline, whose calls wait their turn while an express event works.
         self._priority = priority if priority is not None else Priority()
         self._lease_to_process = lease_to_process
         self.owner = owner or default_owner()
@@ -189,11 +187,11 @@ class Worker:
     def _claimed(self, process: Process | LeasedProcess, c: ClaimedEvent) -> Claim:
         event = c.event
         if not self._lease_to_process:
-            work = _bind(process, event)
+            work = bind_work(process, event)
             return Claim("event", event.id, c.attempts, c.failures, c.last_error, work, lane=c.lane)
         lease = EventLease(event.id, self.owner)
         leased = functools.partial(cast(LeasedProcess, process), lease=lease)
-        work = _bind(leased, event)
+        work = bind_work(leased, event)
         return Claim("event", event.id, c.attempts, c.failures, c.last_error, work, lease, c.lane)
 
     def _job_queue(self, process: ProcessJob) -> QueueCalls:
@@ -202,7 +200,7 @@ class Worker:
         async def claim(owner: str, limit: int, lease_s: float) -> list[Claim]:
             claims = await store.claim_jobs(owner, limit, lease_s)
             return [
-                Claim("job", c.id, c.attempts, c.failures, c.last_error, _bind(process, c))
+                Claim("job", c.id, c.attempts, c.failures, c.last_error, bind_work(process, c))
                 for c in claims
             ]
 
@@ -339,20 +337,18 @@ class Worker:
         after = express_cursor(hinted, set(self._lanes.values()))
         if after is None:
             return False
-        # The others hold back from the claim's round trip on (receiver.priority): it waited for
-        # a loop the storm kept busy as much as any later leg did.
-        hold = ("express", self.owner)
-        self._priority.hold(hold)
+        # The others hold back from the claim's round trip on (receiver.priority).
+        self._priority.hold(hold := ("express", self.owner))
+        claims: list[ClaimedEvent] = []
         try:
             claims = await self._store.claim_events(self.owner, 1, self._lease_s, after_lane=after)
         except Exception as exc:
-            self._priority.release(hold)
             self._log.warning("express claim failed", error=describe(exc))
-            return False
+        finally:
+            if not claims:
+                self._priority.release(hold)
         for c in claims:
             self._start(self._queues[0], self._claimed(self._process, c), express=True)
-        if not claims:
-            self._priority.release(hold)
         return bool(claims)
 
     # -- one item -----------------------------------------------------------------------
@@ -368,8 +364,7 @@ class Worker:
             self._express.add(key)
 
     async def _run(self, queue: QueueCalls, claim: Claim) -> None:
-        if (claim.kind, claim.id) in self._express:
-            # This task, and the one it works in, go on while the express hold stands.
+        if (claim.kind, claim.id) in self._express:  # it and the task it works in go first
             self._priority.first(("express", self.owner))
         try:
             if await self._attempts.run(queue, claim):
@@ -396,12 +391,3 @@ class Worker:
             self._hinted |= lanes
             self._slot_free.set()
         self._wake.set()
-
-
-def _bind(
-    process: Callable[[Any], Awaitable[Disposition]], item: Any
-) -> Callable[[], Coroutine[Any, Any, Disposition]]:
-    async def work() -> Disposition:
-        return await process(item)
-
-    return work
