@@ -15,15 +15,17 @@ from remediations.kubernetes.api import (
     KubeApi,
     WritePlan,
 )
-from remediations.kubernetes.objects import WORKLOADS, object_ref, pod_template, refuse_paused
+from remediations.kubernetes.objects import (
+    RESTART_RUN_ANNOTATION,
+    RESTARTED_AT,
+    WORKLOADS,
+    object_ref,
+    pod_template,
+    refuse_paused,
+)
 from remediations.targets import Target
 
 __all__ = ["RESTARTED_AT", "RESTART_RUN_ANNOTATION", "RestartParams", "RolloutRestart"]
-
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-# Set in the pod template next to restartedAt, so a retried step of the same run does not
-# restart the workload a second time.
-RESTART_RUN_ANNOTATION = "remediator.io/restart-run-id"
 
 
 def _now_rfc3339() -> str:
