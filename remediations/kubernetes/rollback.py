@@ -128,7 +128,12 @@ def _without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class RolloutUndo(KubeAction[UndoParams]):
-    """``kubectl rollout undo`` bound to a revision: JSON Patch with a ``test`` on the revision."""
+    """``kubectl rollout undo`` bound to a revision: JSON Patch with a ``test`` on the revision
+    (see the module docstring for what it writes). Needs ``get`` and ``patch`` on Deployments
+    and ``list`` on ReplicaSets. Refuses (ActionRefused) a paused Deployment, an unknown or
+    restart-only target revision, a history with no earlier release, and a Deployment whose
+    revision moved since the plan; a write whose answer was lost but which landed (this step's
+    write record is on the Deployment) is reported done with the record's after."""
 
     name: ClassVar[str] = "kubernetes.rollout_undo"
     Params: ClassVar[type[BaseModel]] = UndoParams
