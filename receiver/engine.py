@@ -333,8 +333,8 @@ def _live(
     recent = age_s <= condition.within_s
     holds = recent != condition.negate
     return holds, (
-        f"{written}: {'holds' if holds else 'does not hold'} (newest revision "
-        f"{rollout.revision}, ReplicaSet {rollout.replicaset}, created "
+        f"{written}: {'holds' if holds else 'does not hold'} (newest release: "
+        f"revision {rollout.revision}, ReplicaSet {rollout.replicaset}, created "
         f"{format_duration(round(age_s))} ago)"
     )
 

@@ -23,13 +23,14 @@ __all__ = ["FactKind", "FactReading", "Facts", "Rollout"]
 class FactKind(StrEnum):
     """What a live condition reads about the target before the plan is made."""
 
-    ROLLOUT = "rollout"  # the Deployment's newest revision and when it was created
+    ROLLOUT = "rollout"  # the Deployment's newest release and when it was created
 
 
 @dataclass(frozen=True, slots=True)
 class Rollout:
-    """A Deployment's newest revision as ``kubectl rollout history`` sees it: the revision
-    annotation of its newest ReplicaSet, that ReplicaSet, and its creationTimestamp."""
+    """A Deployment's newest release among its revisions as ``kubectl rollout history`` lists
+    them (not a restart, not remediator's own edit: ``remediations.kubernetes.release``): the
+    revision annotation of its ReplicaSet, that ReplicaSet, and its creationTimestamp."""
 
     revision: int
     replicaset: str

@@ -32,7 +32,7 @@ class Repeated:
 @dataclass(frozen=True, slots=True)
 class LiveCondition:
     """A step's condition on a live fact about the target, e.g. ``rolled_out_within: 30m``
-    (``negate``: ``not_rolled_out_within``): the newest revision is (not) younger than
+    (``negate``: ``not_rolled_out_within``): the newest release is (not) younger than
     ``within_s`` seconds when the plan is made."""
 
     fact: FactKind

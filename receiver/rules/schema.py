@@ -120,7 +120,7 @@ class RepeatedSpec(_Spec):
 class WhenSpec(_Spec):
     """``when:`` of a step: every condition given must hold. ``repeated`` counts earlier
     occurrences; ``rolled_out_within`` / ``not_rolled_out_within`` (seconds) read the target
-    Deployment's newest revision just before the plan is made."""
+    Deployment's newest release just before the plan is made."""
 
     repeated: RepeatedSpec | None = None
     rolled_out_within: Duration | None = None

@@ -140,7 +140,7 @@ class StepScript(_Spec):
 
 
 class RolloutFact(_Spec):
-    """Fact ``rollout`` (``when: {rolled_out_within: ...}``): the Deployment's newest revision
+    """Fact ``rollout`` (``when: {rolled_out_within: ...}``): the Deployment's newest release
     as the probe reads it: its number, its ReplicaSet (default ``<name>-<revision>``) and when
     it was created (an RFC 3339 time, or an offset from the start, negative for before it).
     ``error``: the probe could not read it, and why (the conditional steps are left out)."""

@@ -5,12 +5,14 @@
 - ``retry``: bounded retries on transient API failures, typed errors for the rest
 - ``replay``: write records, so a step retried after a crash does not write twice (pure)
 - ``quantity``: resource quantities ("512Mi", "250m"): parse, scale, format (pure)
+- ``release``: what counts as a release of a Deployment (not a restart, not remediator's own
+  edit), for the probe and the rollback's default revision (pure)
 - ``restart``: ``kubernetes.rollout_restart``
 - ``scale``: ``kubernetes.scale``
 - ``container``: ``kubernetes.set_resources`` and ``kubernetes.set_env``
 - ``rollback``: ``kubernetes.rollout_undo``
 - ``pods``: ``kubernetes.delete_pod``
-- ``probe``: read-only facts for rules' live conditions (a Deployment's newest rollout)
+- ``probe``: read-only facts for rules' live conditions (a Deployment's newest release)
 - ``catalog``: ``ACTIONS``, every action above, for the registry
 
 Nothing is imported here, so ``remediations.kubernetes.quantity`` and ``.objects`` load

@@ -11,11 +11,14 @@ from remediations.base import ActionRefused
 from remediations.targets import Target
 
 __all__ = [
+    "RESTARTED_AT",
+    "RESTART_RUN_ANNOTATION",
     "REVISION",
     "WORKLOADS",
     "controller_uid",
     "find_container",
     "is_controlled_by",
+    "is_remediator_key",
     "object_ref",
     "pod_template",
     "refuse_paused",
@@ -26,6 +29,11 @@ __all__ = [
 ]
 
 REVISION = "deployment.kubernetes.io/revision"
+# The pod-template annotation of ``kubectl rollout restart`` (and of ``rollout_restart``).
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# Set in the pod template next to restartedAt, so a retried step of the same run does not
+# restart the workload a second time.
+RESTART_RUN_ANNOTATION = "remediator.io/restart-run-id"
 # apps/v1 method-name infix for each workload kind with a pod template.
 WORKLOADS = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
 
@@ -33,6 +41,13 @@ WORKLOADS = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonS
 def object_ref(target: Target) -> str:
     """``"Deployment shop/web"``: how messages name a Kubernetes target."""
     return f"{target.kind} {target.namespace}/{target.name}"
+
+
+def is_remediator_key(key: str) -> bool:
+    """Whether annotation ``key`` is remediator's own: its prefix is ``remediator.io`` or a
+    subdomain of it (``remediator.io/run-id``, ``write.remediator.io/<step>``)."""
+    prefix, slash, _ = key.partition("/")
+    return bool(slash) and (prefix == "remediator.io" or prefix.endswith(".remediator.io"))
 
 
 def pod_template(obj: Mapping[str, Any]) -> dict[str, Any]:

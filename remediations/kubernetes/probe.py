@@ -1,11 +1,14 @@
 """Read-only probes: live facts about a target that a rule's conditions decide on.
 
-``newest_rollout`` reads a Deployment's newest revision the way ``kubectl rollout history``
-does: the ReplicaSets the Deployment controls, each with its
-``deployment.kubernetes.io/revision`` annotation; the newest is the one at the Deployment's
-own revision, and its ``creationTimestamp`` is when that revision was rolled out. (A rollback
-makes an old ReplicaSet the newest revision again and keeps its old creationTimestamp: rolling
-back is not a recent release.) Nothing is written; reads are retried like the actions' reads.
+``newest_rollout`` reads a Deployment's newest release from its revisions as ``kubectl rollout
+history`` lists them: the ReplicaSets the Deployment controls, each with its
+``deployment.kubernetes.io/revision`` annotation, up to the one at the Deployment's own
+revision. The newest release is the newest of them whose template changed by more than a
+restart or remediator's own edits of a container (``release``: a restart, a memory raise or an
+env change by remediator is not a release, and rolling it back would not undo one); its
+``creationTimestamp`` is when it was rolled out. (A rollback makes an old ReplicaSet the newest
+revision again and keeps its old creationTimestamp: rolling back is not a recent release.)
+Nothing is written; reads are retried like the actions' reads.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from remediations.kubernetes.objects import (
     revision_of,
     selector_string,
 )
+from remediations.kubernetes.release import newest_release
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy, call
 from remediations.targets import Target
 
@@ -31,7 +35,9 @@ __all__ = ["RolloutState", "newest_rollout"]
 
 @dataclass(frozen=True, slots=True)
 class RolloutState:
-    """A Deployment's newest revision: its number, its ReplicaSet, when that was created."""
+    """A Deployment's newest release: its revision number, its ReplicaSet, when that was
+    created (the newest revision itself unless that only restarted the pods or is remediator's
+    own edit)."""
 
     revision: int
     replicaset: str
@@ -41,7 +47,7 @@ class RolloutState:
 async def newest_rollout(
     clients: Clients, target: Target, *, policy: RetryPolicy = DEFAULT_RETRY
 ) -> RolloutState:
-    """The newest revision of the Deployment ``target``.
+    """The newest release of the Deployment ``target`` (module docstring).
 
     Raises MissingClient (no cluster configured), ActionRefused (not a Deployment, not found,
     forbidden, no revision yet, its ReplicaSet not created yet) or TransientActionError (the
@@ -72,11 +78,17 @@ async def newest_rollout(
             ),
         )
     )
+    history: dict[int, dict[str, Any]] = {}
     for rs in listed.get("items") or []:
-        meta = rs.get("metadata") or {}
-        if is_controlled_by(rs, deployment) and revision_of(rs) == revision:
-            return RolloutState(revision, meta.get("name", ""), _timestamp(meta, what))
-    raise ActionRefused(f"{what} is at revision {revision} but has no ReplicaSet of it yet")
+        rev = revision_of(rs)
+        if is_controlled_by(rs, deployment) and rev is not None and rev <= revision:
+            history[rev] = rs
+    if revision not in history:
+        raise ActionRefused(f"{what} is at revision {revision} but has no ReplicaSet of it yet")
+    revisions = sorted(history)
+    released = revisions[newest_release([history[r] for r in revisions])]
+    meta = history[released].get("metadata") or {}
+    return RolloutState(released, meta.get("name", ""), _timestamp(meta, what))
 
 
 def _timestamp(meta: dict[str, Any], what: str) -> datetime:

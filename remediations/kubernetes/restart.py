@@ -22,7 +22,14 @@ from remediations.kubernetes.api import (
     KubeApi,
     WritePlan,
 )
-from remediations.kubernetes.objects import WORKLOADS, object_ref, pod_template, refuse_paused
+from remediations.kubernetes.objects import (
+    RESTART_RUN_ANNOTATION,
+    RESTARTED_AT,
+    WORKLOADS,
+    object_ref,
+    pod_template,
+    refuse_paused,
+)
 from remediations.targets import Target
 
 __all__ = [
@@ -33,12 +40,11 @@ __all__ = [
     "RolloutRestart",
 ]
 
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-# Set in the pod template next to restartedAt: which run, and which step of it, restarted the
-# pods (they carry the template's annotations). The step also makes every restart a change of
-# the template: restartedAt has kubectl's one-second resolution, and two restart steps within
-# one second would otherwise write the same template and roll nothing.
-RESTART_RUN_ANNOTATION = "remediator.io/restart-run-id"
+# Set in the pod template next to restartedAt (objects.RESTART_RUN_ANNOTATION names the run):
+# which step of the run restarted the pods. It also makes every restart a change of the
+# template: restartedAt has kubectl's one-second resolution, and two restart steps within one
+# second would otherwise write the same template and roll nothing. A remediator.io key, so the
+# release check (release.py) does not take it for a release.
 RESTART_STEP_ANNOTATION = "remediator.io/restart-step"
 
 

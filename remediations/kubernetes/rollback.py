@@ -1,5 +1,25 @@
 """``kubernetes.rollout_undo``: what ``kubectl rollout undo`` does, bound to the revision it
-was planned at."""
+was planned at.
+
+Mirrors kubectl's ``DeploymentRollbacker`` (``pkg/polymorphichelpers/rollback.go``; research
+§7.2): the ReplicaSets the Deployment controls, by their revision annotation; the target's pod
+template without ``pod-template-hash``; one JSON Patch that replaces the template and gives the
+Deployment the target ReplicaSet's annotations (its ``kubernetes.io/change-cause`` among them,
+so ``kubectl rollout history`` names the revision after what it runs), keeping the Deployment's
+own values of kubectl's skip-list keys. Differences, each for a reason:
+
+- a JSON Patch ``test`` on the revision first, so a Deployment released again since the plan
+  is refused rather than flipped;
+- remediator's own annotations (``remediator.io/...``: the count ``scale`` last wrote, every
+  step's write record) are the Deployment's, never the ReplicaSet's stale copies, plus this
+  step's stamp and write record; keys are added and removed one by one, so an annotation
+  someone adds between the read and the write is not erased;
+- the default revision is the one before the newest *release* (``release``): the same as
+  kubectl's second-highest revision unless the newest revisions only restarted the pods or are
+  remediator's own edits, where kubectl's would only restart them or undo a remediation;
+- a target whose template differs from the current one only by a restart is refused: rolling
+  back to it would only restart the pods.
+"""
 
 from __future__ import annotations
 
@@ -13,26 +33,71 @@ from remediations.base import ActionRefused, Change, Risk
 from remediations.kubernetes.api import JSON_PATCH, ActionParams, KubeAction, KubeApi, WritePlan
 from remediations.kubernetes.objects import (
     REVISION,
+    is_remediator_key,
     object_ref,
     pod_template,
     refuse_paused,
     revision_of,
     template_images,
 )
+from remediations.kubernetes.release import POD_TEMPLATE_HASH, newest_release, only_restart_apart
 from remediations.params import Integer
 from remediations.targets import Target
 
-__all__ = ["RolloutUndo", "UndoParams"]
+__all__ = [
+    "ROLLBACK_SKIP",
+    "RolloutUndo",
+    "UndoParams",
+    "default_revision",
+    "rolled_back_annotations",
+]
 
-POD_TEMPLATE_HASH = "pod-template-hash"
+# kubectl's annotationsToSkip (rollback.go): the Deployment keeps its own values of these.
+ROLLBACK_SKIP = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
 
 
 def _json_pointer(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+def rolled_back_annotations(
+    deployment: Mapping[str, str], replicaset: Mapping[str, str]
+) -> dict[str, str]:
+    """The Deployment's annotations after a rollback to ``replicaset`` (both: annotation
+    maps): kubectl's (the ReplicaSet's, with the Deployment's own values of ``ROLLBACK_SKIP``),
+    except that remediator's keys are the Deployment's (``is_remediator_key``); the caller
+    adds this step's stamp and write record."""
+    carried = {
+        k: v for k, v in replicaset.items() if k not in ROLLBACK_SKIP and not is_remediator_key(k)
+    }
+    kept = {k: v for k, v in deployment.items() if k in ROLLBACK_SKIP or is_remediator_key(k)}
+    return {**carried, **kept}
+
+
+def default_revision(history: Mapping[int, Mapping[str, Any]]) -> int | None:
+    """The revision ``rollout_undo`` goes back to without ``to_revision``: the one before the
+    newest release (``release.newest_release``) among ``history`` (revision -> ReplicaSet, the
+    ones the Deployment controls). With a release on top, kubectl's choice, the second-highest
+    revision (``deploymentRevision`` in rollback.go). None when there is none."""
+    revisions = sorted(history)
+    if not revisions:
+        return None
+    index = newest_release([history[r] for r in revisions])
+    return revisions[index - 1] if index > 0 else None
+
+
 class UndoParams(ActionParams):
-    """``to_revision`` picks the revision (default: the one before the current one).
+    """``to_revision`` picks the revision (default: the one before the newest release, see the
+    module docstring).
     ``expected_revision``, when given, refuses the rollback unless the Deployment is still at
     that revision.
 
@@ -62,7 +127,12 @@ def _without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class RolloutUndo(KubeAction[UndoParams]):
-    """``kubectl rollout undo`` bound to a revision: JSON Patch with a ``test`` on the revision."""
+    """``kubectl rollout undo`` bound to a revision: JSON Patch with a ``test`` on the revision
+    (see the module docstring for what it writes). Needs ``get`` and ``patch`` on Deployments
+    and ``list`` on ReplicaSets. Refuses (ActionRefused) a paused Deployment, an unknown or
+    restart-only target revision, a history with no earlier release, and a Deployment whose
+    revision moved since the plan; a write whose answer was lost but which landed (this step's
+    write record is on the Deployment) is reported done with the record's after."""
 
     name: ClassVar[str] = "kubernetes.rollout_undo"
     Params: ClassVar[type[BaseModel]] = UndoParams
@@ -71,7 +141,11 @@ class RolloutUndo(KubeAction[UndoParams]):
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Deployment"})
 
     def explain(self, target: Target, params: UndoParams) -> str:
-        to = f"revision {params.to_revision}" if params.to_revision else "the previous revision"
+        to = (
+            f"revision {params.to_revision}"
+            if params.to_revision
+            else "the revision before its newest release"
+        )
         return f"roll {object_ref(target)} back to {to}"
 
     async def plan(self, api: KubeApi, target: Target, params: UndoParams) -> WritePlan:
@@ -88,44 +162,27 @@ class RolloutUndo(KubeAction[UndoParams]):
                 f"revision changed: the rollback was planned at revision "
                 f"{params.expected_revision} of {object_ref(target)}, which is now at {current}"
             )
-        history: dict[int, dict[str, Any]] = {}
-        for rs in await api.controlled_replica_sets(target, obj):
-            rev = revision_of(rs)
-            if rev is not None:
-                history[rev] = rs
-        if params.to_revision is not None:
-            to = params.to_revision
-            if to not in history:
-                raise ActionRefused(
-                    f"no rollout history found for revision {to} of {object_ref(target)}; "
-                    f"known revisions: {', '.join(map(str, sorted(history))) or 'none'}"
-                )
-        else:
-            older = sorted(r for r in history if r < current)
-            if not older:
-                raise ActionRefused(
-                    f"{object_ref(target)} has no previous revision to roll back to"
-                )
-            to = older[-1]
+        history = await self._history(api, target, obj)
+        to = self._target_revision(target, params, history)
         rs = history[to]
         rs_name = (rs.get("metadata") or {}).get("name")
         template = _without_hash(pod_template(rs))
-        before = {"revision": current, "images": template_images(pod_template(obj))}
+        live = _without_hash(pod_template(obj))
+        before = {"revision": current, "images": template_images(live)}
         after = {"to_revision": to, "replicaset": rs_name, "images": template_images(template)}
         preconditions = {
             "current_revision": str(current),
             "to_revision": str(to),
             "replicaset": rs_name,
         }
-        if template == _without_hash(pod_template(obj)):
-            return WritePlan.noop(
-                Change(
-                    f"{object_ref(target)} already runs the template of revision {to}",
-                    before,
-                    after,
-                    preconditions,
-                ),
-                f"{object_ref(target)} already runs the template of revision {to}",
+        if template == live:
+            message = f"{object_ref(target)} already runs the template of revision {to}"
+            return WritePlan.noop(Change(message, before, after, preconditions), message)
+        if only_restart_apart(template, live):
+            raise ActionRefused(
+                f"revision {to} of {object_ref(target)} differs from the current template only "
+                "by a restart (restartedAt or remediator's annotations): rolling back to it "
+                "would only restart the pods"
             )
         change = Change(
             f"roll {object_ref(target)} back from revision {current} to revision {to} "
@@ -134,6 +191,16 @@ class RolloutUndo(KubeAction[UndoParams]):
             after,
             preconditions,
         )
+        live_annotations: dict[str, str] = (obj.get("metadata") or {}).get("annotations") or {}
+        wanted = rolled_back_annotations(
+            live_annotations, (rs.get("metadata") or {}).get("annotations") or {}
+        )
+        for key, value in {**api.stamp(), **api.record(obj, change)}.items():
+            # None: an old write record to drop (it was there when the plan read the object).
+            if value is None:
+                wanted.pop(key, None)
+            else:
+                wanted[key] = value
         ops: list[dict[str, Any]] = [
             {
                 "op": "test",
@@ -142,15 +209,16 @@ class RolloutUndo(KubeAction[UndoParams]):
             },
             {"op": "replace", "path": "/spec/template", "value": template},
         ]
-        annotations: dict[str, str | None] = {**api.stamp(), **api.record(obj, change)}
-        for key, value in annotations.items():
-            path = f"/metadata/annotations/{_json_pointer(key)}"
-            # None: an old write record to drop (it was there when the plan read the object).
-            ops.append(
-                {"op": "remove", "path": path}
-                if value is None
-                else {"op": "add", "path": path, "value": value}
-            )
+        # Key by key rather than kubectl's replace of the whole map: an annotation added
+        # between the read and the write (another run's write record) stays.
+        for key in sorted(set(live_annotations) - set(wanted)):
+            ops.append({"op": "remove", "path": f"/metadata/annotations/{_json_pointer(key)}"})
+        for key, value in sorted(wanted.items()):
+            if live_annotations.get(key) != value:
+                path = f"/metadata/annotations/{_json_pointer(key)}"
+                ops.append({"op": "add", "path": path, "value": value})
+        # Set when an earlier attempt of this write landed although its answer was lost.
+        landed: dict[str, Any] = {}
 
         async def write() -> dict[str, Any]:
             try:
@@ -159,9 +227,16 @@ class RolloutUndo(KubeAction[UndoParams]):
                 cause = exc.__cause__
                 if not (isinstance(cause, ApiException) and cause.status == 422):
                     raise
-                # A failed `test` op is a bare 422 "error in our request" without details;
-                # the revision tells whether the Deployment moved on since the plan was made.
-                now = revision_of(await api.read_workload(target))
+                # A failed `test` or `remove` op is a bare 422 "error in our request" without
+                # details. This step's own write record says an earlier attempt landed (its
+                # answer was lost, and the controller has bumped the revision since); else the
+                # revision tells whether the Deployment moved on since the plan was made.
+                fresh = await api.read_workload(target)
+                record = api.earlier_write(fresh)
+                if record is not None:
+                    landed.update(record.after)
+                    return fresh
+                now = revision_of(fresh)
                 if now != current:
                     raise ActionRefused(
                         f"revision changed: {object_ref(target)} is at revision {now}, not "
@@ -172,9 +247,46 @@ class RolloutUndo(KubeAction[UndoParams]):
         return WritePlan(
             change,
             write,
-            lambda written: {
-                "to_revision": to,
-                "replicaset": rs_name,
-                "images": template_images(pod_template(written)),
-            },
+            lambda written: (
+                dict(landed)
+                or {
+                    "to_revision": to,
+                    "replicaset": rs_name,
+                    "images": template_images(pod_template(written)),
+                }
+            ),
+        )
+
+    async def _history(
+        self, api: KubeApi, target: Target, obj: Mapping[str, Any]
+    ) -> dict[int, dict[str, Any]]:
+        """Revision -> ReplicaSet, of the ReplicaSets the Deployment ``obj`` controls (kubectl's
+        ``deploymentutil.GetAllReplicaSets``: ``KubeApi.controlled_replica_sets``)."""
+        history: dict[int, dict[str, Any]] = {}
+        for rs in await api.controlled_replica_sets(target, obj):
+            rev = revision_of(rs)
+            if rev is not None:
+                history[rev] = rs
+        return history
+
+    def _target_revision(
+        self, target: Target, params: UndoParams, history: Mapping[int, Mapping[str, Any]]
+    ) -> int:
+        if params.to_revision is not None:
+            if params.to_revision not in history:
+                raise ActionRefused(
+                    f"no rollout history found for revision {params.to_revision} of "
+                    f"{object_ref(target)}; known revisions: "
+                    f"{', '.join(map(str, sorted(history))) or 'none'}"
+                )
+            return params.to_revision
+        to = default_revision(history)
+        if to is not None:
+            return to
+        if len(history) <= 1:
+            raise ActionRefused(f"{object_ref(target)} has no previous revision to roll back to")
+        raise ActionRefused(
+            f"{object_ref(target)} has no previous revision to roll back to: revisions "
+            f"{', '.join(map(str, sorted(history)[1:]))} after revision {min(history)} only "
+            "restarted its pods or are remediator's own changes, not releases"
         )

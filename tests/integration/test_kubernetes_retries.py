@@ -11,7 +11,7 @@ import json
 import ssl
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,16 +30,19 @@ from remediations.base import (
 )
 from remediations.kubernetes.restart import RESTARTED_AT, RolloutRestart
 from remediations.kubernetes.retry import RetryPolicy
+from remediations.kubernetes.rollback import RolloutUndo
 from remediations.kubernetes.scale import Scale
 from remediations.targets import Target
+from tests.integration.test_kubernetes_actions import make_revision_2
 from tests.support.kube import ControlPlane
-from tests.support.kube_fixtures import MakeDeployment
+from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets, wait_for_revision
 from tests.support.peer import answering
 
 pytestmark = pytest.mark.kube
 
 FAST = RetryPolicy(attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, request_timeout=10)
 DROP = 0  # a fault "status" meaning: close the connection without answering
+LOST = -1  # a fault "status" meaning: forward the request, then close without answering
 
 
 @dataclass
@@ -52,6 +55,8 @@ class FaultProxy:
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
     # (method, path) -> statuses the real API server answered, in order
     answered: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # Awaited once a LOST request has been answered upstream, before its answer is dropped.
+    on_lost: Callable[[], Awaitable[None]] | None = None
 
     def inject(self, method: str, path: str, *statuses: int) -> None:
         self.faults[(method, path)] = list(statuses)
@@ -73,7 +78,18 @@ class FaultProxy:
                 "message": f"injected fault {status}",
                 "code": status,
             }
-            return web.json_response(body, status=status, headers={"Retry-After": "0"})
+            if status != LOST:
+                return web.json_response(body, status=status, headers={"Retry-After": "0"})
+            await self.forward(request)
+            if self.on_lost is not None:
+                await self.on_lost()
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)  # never reaches the client
+        return await self.forward(request)
+
+    async def forward(self, request: web.Request) -> web.Response:
+        key = (request.method, request.path)
         headers = {
             k: v
             for k, v in request.headers.items()
@@ -259,3 +275,49 @@ async def test_client_errors_are_not_retried(
     assert json.dumps(after.metadata.annotations, sort_keys=True) == json.dumps(
         before.metadata.annotations, sort_keys=True
     )
+
+
+async def test_an_undo_whose_answer_was_lost_is_reported_done(
+    proxied_client: Any,
+    proxy: FaultProxy,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    """The rollback PATCH lands, its answer is lost, and the controller makes the rollback
+    revision 3 before the retry: the retried JSON Patch's `test` of revision 2 fails with 422.
+    The step's own write record on the Deployment says the rollback was done: ok, not
+    "revision changed ... not rolling back"."""
+    ns = kube_namespace
+    await make_revision_2(kube_admin, ns, make_deployment)
+    rs_rev1 = (await owned_replica_sets(kube_admin, ns, "web"))[0]
+    path = deployment_path(ns)
+
+    async def rolled_back() -> None:
+        await wait_for_revision(kube_admin, ns, "web", 3)
+
+    proxy.on_lost = rolled_back
+    proxy.inject("PATCH", path, LOST)
+    ctx = ActionContext(
+        run_id=str(uuid.uuid4()),
+        dry_run=False,
+        clients=Clients({"kubernetes": proxied_client}),
+        step=0,
+        phase="run",
+    )
+
+    result = await RolloutUndo(retry=FAST).run(
+        ctx, Target("Deployment", ns, "web"), RolloutUndo.Params()
+    )
+
+    assert result.outcome is Outcome.OK, result.message
+    assert result.before == {"revision": 2, "images": {"app": "img/a:2"}}
+    assert result.after == {
+        "to_revision": 1,
+        "replicaset": rs_rev1.metadata.name,
+        "images": {"app": "img/a:1"},
+    }
+    assert proxy.answered[("PATCH", path)] == [200, 422]  # applied, then the retry's `test`
+    dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", ns)
+    assert dep.spec.template.spec.containers[0].image == "img/a:1"
+    assert dep.metadata.annotations["deployment.kubernetes.io/revision"] == "3"

@@ -94,7 +94,10 @@ async def test_a_recent_release_is_rolled_back_and_the_fact_is_on_the_run(
     assert datetime.fromisoformat(fact["created_at"]) == newest.metadata.creation_timestamp
     decided = [(s["action"], s["included"]) for s in run.decision["steps"]]
     assert decided == [("kubernetes.rollout_undo", True), ("kubernetes.scale", False)]
-    assert "rolled_out_within 30m: holds (newest revision 2" in run.decision["steps"][0]["why"][0]
+    assert (
+        "rolled_out_within 30m: holds (newest release: revision 2"
+        in run.decision["steps"][0]["why"][0]
+    )
     created = [a for a in await live.store.audit_entries(run.id) if a["kind"] == "run.created"]
     assert created[0]["data"]["decision"] == run.decision
 
@@ -115,7 +118,7 @@ async def test_a_release_long_ago_is_scaled_out_instead(
     assert [(s.action, s.outcome) for s in run.steps] == [("kubernetes.scale", "ok")]
     assert run.decision is not None
     why = run.decision["steps"][0]["why"][0]
-    assert why.startswith("rolled_out_within 30m: does not hold (newest revision 2")
+    assert why.startswith("rolled_out_within 30m: does not hold (newest release: revision 2")
     assert "created 2h" in why  # and the seconds since the ReplicaSet was created
 
 

@@ -253,7 +253,7 @@ def test_the_decision_is_recorded_with_the_fact_that_made_it(rules: RuleSet) -> 
             "test.undo",
             True,
             [
-                "rolled_out_within 30m: holds (newest revision 7, ReplicaSet web-7abc, "
+                "rolled_out_within 30m: holds (newest release: revision 7, ReplicaSet web-7abc, "
                 "created 12m ago)"
             ],
         ),
@@ -261,7 +261,7 @@ def test_the_decision_is_recorded_with_the_fact_that_made_it(rules: RuleSet) -> 
             "test.scale",
             False,
             [
-                "not_rolled_out_within 30m: does not hold (newest revision 7, ReplicaSet "
+                "not_rolled_out_within 30m: does not hold (newest release: revision 7, ReplicaSet "
                 "web-7abc, created 12m ago)"
             ],
         ),
