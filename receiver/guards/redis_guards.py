@@ -115,6 +115,11 @@ class Guards:
         return self._settings
 
     @property
+    def redis(self) -> Redis | RedisCluster:
+        """The client the guards' keys live behind (the kill switch's outbox shares it)."""
+        return self._redis
+
+    @property
     def keys(self) -> GuardKeys:
         return self._keys
 
@@ -240,7 +245,7 @@ class Guards:
         now_ms = self._now_ms()
         args: list[Arg] = [reason, duration, "" if now_ms is None else now_ms, by]
         reply = await self._call("pause", lambda: self._pause([self._keys.pause()], args))
-        until = int(reply)
+        until = int(reply[0])
         return from_ms(until) if until >= 0 else None
 
     async def resume(self) -> bool:
