@@ -90,7 +90,7 @@ class AuditedSwitch:
         log: Any,
         *,
         cap: int = OUTBOX_CAP,
-        bound_s: float = 5.0,
+        bound_s: float = 5.0,  # the routes' store bound, receiver.http.deps.STORE_TIMEOUT_S
     ) -> None:
         self._guards = guards
         self.switch = KillSwitch(
@@ -198,7 +198,7 @@ class AuditedSwitch:
                 return total
 
     async def keep_draining(
-        self, log: Any, *, every_s: float = DRAIN_EVERY_S, min_age_s: float = GRACE_S
+        self, *, every_s: float = DRAIN_EVERY_S, min_age_s: float = GRACE_S
     ) -> None:
         """Until cancelled: ``drain`` every ``every_s`` seconds; a failure (the store or Redis
         away) is a warning at most every few minutes (``receiver.store.upkeep.repeat``)."""
@@ -209,7 +209,7 @@ class AuditedSwitch:
         await repeat(
             drain,
             every_s=every_s,
-            log=log,
+            log=self._log,
             failed="could not write the queued pauses and resumes to the audit log",
         )
 

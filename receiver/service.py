@@ -234,7 +234,7 @@ async def run_service(
         metrics.track_guards(guards.status)
         metrics.track_components(health.items(), settings.readiness_timeout_seconds)
         # The kill switch's audit records, queued in Redis while the store is away, and drained.
-        kill_switch = AuditedSwitch(guards, routes_store, log.bind(component="http"))
+        kill_switch = AuditedSwitch(guards, routes_store, log.bind(component="kill-switch"))
         review = ReviewWeb(
             Review(store.bounded(REVIEW_TIMEOUT_S), gap_s=settings.incident_gap_seconds),
             Sessions(settings.operator_tokens),
@@ -275,9 +275,7 @@ async def run_service(
             asyncio.create_task(
                 keep_statistics(store, log.bind(component="statistics")), name="statistics"
             ),
-            asyncio.create_task(
-                kill_switch.keep_draining(log.bind(component="audit-outbox")), name="audit-outbox"
-            ),
+            asyncio.create_task(kill_switch.keep_draining(), name="audit-outbox"),
         ]
         if embedded is not None:
             background.append(

@@ -48,7 +48,7 @@ async def _queue(switch: AuditedSwitch, count: int) -> list[Record]:
     records = []
     for i in range(count):
         if i % 2 == 0:
-            recorded = await switch.pause(None, f"reason {i}", by=f"op{i}", via="api")
+            recorded = await switch.pause(None, f"réason {i} ✓", by=f"op{i}", via="api")
         else:
             recorded = await switch.resume(by=f"op{i}", via="api")
         assert recorded.audit_queued
@@ -96,6 +96,7 @@ async def test_two_replicas_draining_together_write_each_record_once_in_order(
     rows = await _rows(store)
     assert [r["entry"] for r in rows] == [r.entry for r in records]
     assert [r["by"] for r in rows] == [f"op{i}" for i in range(30)]
+    assert [r.get("reason") for r in rows[:3]] == ["réason 0 ✓", None, "réason 2 ✓"]
     assert all(r["recorded_late"] for r in rows)
     assert await one.switch.depth() == 0
     assert (await store.verify_audit()).ok
