@@ -152,15 +152,23 @@ class AuditedSwitch:
             records = await self.switch.through(record.stream_id, limit=BATCH)
             if not records:
                 return True  # removed: only ever after its row committed
-            await self._write(records, own=record.entry)
-            if records[-1].entry == record.entry:
+            own = records[-1].entry == record.entry
+            try:
+                await self._write(records, own=record.entry)
+            except (GuardUnavailable, GuardError):
+                if own:  # written; only taking it out of the outbox failed
+                    return True
+                raise
+            if own:
                 return True
         return False
 
     async def _write(self, records: list[Record], *, own: str | None) -> list[str]:
         """Write ``records`` (the outbox's oldest, in order) in one transaction, then take them
         out of the outbox; the ids written now (the others were written before). Every record
-        but the route's ``own`` is late."""
+        but the route's ``own`` is late. StoreUnavailable: nothing written; GuardUnavailable or
+        GuardError: written, still in the outbox (the next drain takes them out, writing
+        nothing)."""
         assert self._store is not None
         written = await self._store.append_once([_entry(r, late=r.entry != own) for r in records])
         late = [r for r in records if r.entry in written and r.entry != own]
@@ -172,13 +180,7 @@ class AuditedSwitch:
                     for r in late
                 ],
             )
-        try:
-            await self.switch.remove([r.stream_id for r in records if r.stream_id is not None])
-        except (GuardUnavailable, GuardError) as exc:
-            # Written; the next drain finds them written and takes them out.
-            self._log.warning(
-                "written to the audit log but not yet out of the outbox", error=str(exc)
-            )
+        await self.switch.remove([r.stream_id for r in records if r.stream_id is not None])
         return written
 
     async def drain(self, *, min_age_s: float = GRACE_S, limit: int = BATCH) -> int:
