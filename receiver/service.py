@@ -23,6 +23,7 @@ from aiohttp import web
 
 from receiver.approvals.policy import rules_not_loaded
 from receiver.approvals.setup import approval_setup
+from receiver.audit_outbox import AuditedSwitch
 from receiver.clients import build_clients, check_required, required_clients
 from receiver.config import ConfigError, Settings, kube_credentials_present
 from receiver.config.approvals import load_approvals
@@ -233,6 +234,8 @@ async def run_service(
         metrics.track_approvals(routes_store.approval_backlog)
         metrics.track_guards(guards.status)
         metrics.track_components(health.items(), settings.readiness_timeout_seconds)
+        # The kill switch's audit records, queued in Redis while the store is away, and drained.
+        kill_switch = AuditedSwitch(guards, routes_store, log.bind(component="kill-switch"))
         review = ReviewWeb(
             Review(store.bounded(REVIEW_TIMEOUT_S), gap_s=settings.incident_gap_seconds),
             Sessions(settings.operator_tokens),
@@ -246,8 +249,7 @@ async def run_service(
             runs_reader=routes_store,
             queues=routes_store,
             log=log.bind(component="http"),
-            guards=guards,
-            audit=routes_store.append_audit,
+            guards=kill_switch,
             approvals=ApprovalWeb(
                 approvals.desk.over(routes_store), approvals.identities, approvals.slack
             ),
@@ -274,6 +276,7 @@ async def run_service(
             asyncio.create_task(
                 keep_statistics(store, log.bind(component="statistics")), name="statistics"
             ),
+            asyncio.create_task(kill_switch.keep_draining(), name="audit-outbox"),
         ]
         if embedded is not None:
             background.append(

@@ -73,9 +73,19 @@ def resume(ctx: click.Context, url: str | None) -> None:
 
 
 def _unaudited(data: Any, change: str) -> None:
-    """The server made the ``change`` (pause, resume) but could not record it (its store is
-    away): say so, and that it stands. The exit status stays 0: the kill switch worked."""
-    if isinstance(data, dict) and data.get("audited") is False:
+    """The server made the ``change`` (pause, resume) but could not record it yet (its store
+    is away): say so, that it stands, and whether the record waits to be written once the
+    store is back (``audit_queued``) or is lost. The exit status stays 0: the kill switch
+    worked."""
+    if not isinstance(data, dict) or data.get("audited") is not False:
+        return
+    if data.get("audit_queued") is True:
+        click.echo(
+            f"warning: the {change} is in effect; the server's store is unavailable, so it is "
+            "not in the audit log yet: it will be recorded there once the store is back",
+            err=True,
+        )
+    else:
         click.echo(
             f"warning: the {change} is in effect but not recorded in the audit log "
             "(the server's store is unavailable)",

@@ -180,6 +180,10 @@ class GuardKeys:
     def pause(self) -> str:
         return f"{self.prefix}pause"
 
+    def audit_outbox(self) -> str:
+        """The stream of pauses and resumes not yet in the audit log (``guards.switch``)."""
+        return f"{self.prefix}audit:outbox"
+
     def cooldown(self, rule: str, target: Target) -> str:
         return f"{self.prefix}cooldown:{rule}:{target.key}"
 

@@ -24,24 +24,13 @@ for ever.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import (
-    ClusterDownError,
-    NoPermissionError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
+from redis.exceptions import NoScriptError, RedisError
 
 from receiver.batching import Coalescer
 from receiver.guards.policy import (
@@ -50,7 +39,6 @@ from receiver.guards.policy import (
     AdmissionRequest,
     Arg,
     Guard,
-    GuardError,
     GuardKeys,
     GuardSettings,
     GuardUnavailable,
@@ -61,7 +49,7 @@ from receiver.guards.policy import (
     from_ms,
     to_ms,
 )
-from receiver.guards.scripts import Script
+from receiver.guards.scripts import Script, redis_call
 from receiver.model import NamespacePolicy
 
 __all__ = ["Guards"]
@@ -74,34 +62,6 @@ _MAX_PIPELINE = 64
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-# Error replies that describe the server's state, not the script's input: they pass.
-_OUTAGE_REPLIES = (
-    ReadOnlyError,
-    OutOfMemoryError,
-    ClusterDownError,
-    TryAgainError,
-    NoPermissionError,
-)
-# The same codes as they appear in a reply, also inside a script's error ("Error running script
-# (call to f_...): @user_script:81: @user_script: 81: -READONLY ..." from Redis 6).
-_OUTAGE_CODES = re.compile(
-    r"(?:^|: -?)(?:BUSY|LOADING|MASTERDOWN|NOREPLICAS|READONLY|OOM|NOPERM|TRYAGAIN|CLUSTERDOWN)\b"
-)
-
-
-# redis-py's own refusal to send a script whose keys span slots (RedisClusterException, not a
-# RedisError; the server's CROSSSLOT reply is a ResponseError): a bug in the key layout, not an
-# outage. Its other cluster errors (no reachable node, a slot no master covers during a
-# failover) are outages.
-_CROSS_SLOT = "must map to the same key slot"
-
-
-def _is_outage(exc: ResponseError) -> bool:
-    """A Redis error reply that says "not now" (a failover, a full or busy server, missing
-    permissions being fixed) rather than "never" (the script failed on what it was given)."""
-    return isinstance(exc, _OUTAGE_REPLIES) or _OUTAGE_CODES.search(str(exc)) is not None
 
 
 def _glob_escape(text: str) -> str:
@@ -155,6 +115,11 @@ class Guards:
         return self._settings
 
     @property
+    def redis(self) -> Redis | RedisCluster:
+        """The client the guards' keys live behind (the kill switch's outbox shares it)."""
+        return self._redis
+
+    @property
     def keys(self) -> GuardKeys:
         return self._keys
 
@@ -163,19 +128,7 @@ class Guards:
         return None if self._clock is None else epoch_ms(self._clock())
 
     async def _call(self, what: str, make: Callable[[], Awaitable[_T]]) -> _T:
-        try:
-            async with asyncio.timeout(self._settings.timeout_s):
-                return await make()
-        except ResponseError as exc:
-            if _is_outage(exc):
-                raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
-            raise GuardError(f"redis refused the guards' {what} script: {exc}") from exc
-        except RedisClusterException as exc:
-            if _CROSS_SLOT in str(exc):
-                raise GuardError(f"the guards' {what} keys span cluster slots: {exc}") from exc
-            raise GuardUnavailable(f"redis cluster unavailable during {what}: {exc!r}") from exc
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
+        return await redis_call(what, self._settings.timeout_s, make)
 
     async def admit(
         self, req: AdmissionRequest, *, only: Collection[str] | None = None
@@ -292,7 +245,7 @@ class Guards:
         now_ms = self._now_ms()
         args: list[Arg] = [reason, duration, "" if now_ms is None else now_ms, by]
         reply = await self._call("pause", lambda: self._pause([self._keys.pause()], args))
-        until = int(reply)
+        until = int(reply[0])
         return from_ms(until) if until >= 0 else None
 
     async def resume(self) -> bool:

@@ -5,21 +5,85 @@ which runs it and caches it on that server. Not redis-py's ``register_script``: 
 sends SCRIPT LOAD, which a cluster client sends to every master, so one master down elsewhere
 in the cluster would fail the guards although the master of their slot answers. EVAL goes
 where the keys are.
+
+``redis_call`` bounds one call and tells an outage (``GuardUnavailable``: try again later) from
+a refusal of what was sent (``GuardError``), for every caller of the guards' keys.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Sequence
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    ClusterDownError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
-from receiver.guards.policy import Arg
+from receiver.guards.policy import Arg, GuardError, GuardUnavailable
 
-__all__ = ["Script", "load_lua"]
+__all__ = ["Script", "load_lua", "redis_call"]
+
+_T = TypeVar("_T")
+
+# Error replies that describe the server's state, not the script's input: they pass.
+_OUTAGE_REPLIES = (
+    ReadOnlyError,
+    OutOfMemoryError,
+    ClusterDownError,
+    TryAgainError,
+    NoPermissionError,
+)
+# The same codes as they appear in a reply, also inside a script's error ("Error running script
+# (call to f_...): @user_script:81: @user_script: 81: -READONLY ..." from Redis 6).
+_OUTAGE_CODES = re.compile(
+    r"(?:^|: -?)(?:BUSY|LOADING|MASTERDOWN|NOREPLICAS|READONLY|OOM|NOPERM|TRYAGAIN|CLUSTERDOWN)\b"
+)
+
+
+# redis-py's own refusal to send a script whose keys span slots (RedisClusterException, not a
+# RedisError; the server's CROSSSLOT reply is a ResponseError): a bug in the key layout, not an
+# outage. Its other cluster errors (no reachable node, a slot no master covers during a
+# failover) are outages.
+_CROSS_SLOT = "must map to the same key slot"
+
+
+def _is_outage(exc: ResponseError) -> bool:
+    """A Redis error reply that says "not now" (a failover, a full or busy server, missing
+    permissions being fixed) rather than "never" (the script failed on what it was given)."""
+    return isinstance(exc, _OUTAGE_REPLIES) or _OUTAGE_CODES.search(str(exc)) is not None
+
+
+async def redis_call(what: str, timeout_s: float, make: Callable[[], Awaitable[_T]]) -> _T:
+    """``await make()`` within ``timeout_s`` seconds. Raises GuardUnavailable for an outage (a
+    refused or lost connection, a timeout, a server loading, read-only, out of memory or busy,
+    a cluster slot with no master), GuardError for a reply that refuses what was sent (a Lua
+    error, keys that span cluster slots); ``what`` names the call in both."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await make()
+    except ResponseError as exc:
+        if _is_outage(exc):
+            raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
+        raise GuardError(f"redis refused the guards' {what} script: {exc}") from exc
+    except RedisClusterException as exc:
+        if _CROSS_SLOT in str(exc):
+            raise GuardError(f"the guards' {what} keys span cluster slots: {exc}") from exc
+        raise GuardUnavailable(f"redis cluster unavailable during {what}: {exc!r}") from exc
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
 
 
 def load_lua(name: str) -> str:

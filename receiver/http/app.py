@@ -17,7 +17,6 @@ from receiver.http.alerts import ALERTS_PATH, STORE_DOWN_LOG_EVERY_S, post_alert
 from receiver.http.approvals import APPROVALS_API, ApprovalWeb, add_approval_routes
 from receiver.http.auth import Authenticator
 from receiver.http.deps import (
-    AUDIT,
     AUTH,
     CLOCK,
     GUARDS,
@@ -29,7 +28,6 @@ from receiver.http.deps import (
     RUNS_READER,
     SETTINGS,
     STORE_DOWN_LOG,
-    AuditWriter,
     GuardControl,
     HealthChecks,
     IntakeLike,
@@ -64,7 +62,6 @@ def create_app(
     runs_reader: RunsReader,
     log: FilteringBoundLogger,
     guards: GuardControl | None = None,
-    audit: AuditWriter | None = None,
     queues: QueueControl | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     approvals: ApprovalWeb | None = None,
@@ -72,8 +69,9 @@ def create_app(
 ) -> web.Application:
     """Build the HTTP application around the given components.
 
-    Without ``guards`` the guard endpoints answer 404, without ``queues`` the event and job
-    endpoints; without ``audit`` a pause is not recorded. ``clock`` (aware datetimes) resolves
+    Without ``guards`` the guard endpoints answer 404 (with them, the kill switch writes its
+    own audit records: ``receiver.audit_outbox``), without ``queues`` the event and job
+    endpoints. ``clock`` (aware datetimes) resolves
     relative ``since`` filters. Without ``approvals`` there are no approval routes; without
     ``review`` no review pages (``/runs``, ``/incidents``, ``/login``) and no report API.
     """
@@ -109,7 +107,6 @@ def create_app(
     app[RUNS_READER] = runs_reader
     app[LOG] = log
     app[GUARDS] = guards
-    app[AUDIT] = audit
     app[QUEUES] = queues
     app[CLOCK] = clock
     app[STORE_DOWN_LOG] = Throttle(STORE_DOWN_LOG_EVERY_S)

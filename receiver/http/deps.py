@@ -15,6 +15,7 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from receiver.alertmanager import Notification
+from receiver.audit_outbox import Recorded
 from receiver.config import Settings
 from receiver.http.auth import Authenticator
 from receiver.http.responses import json_response
@@ -24,7 +25,6 @@ from receiver.telemetry import Metrics
 from remediations.targets import Target
 
 __all__ = [
-    "AUDIT",
     "AUTH",
     "CLOCK",
     "GUARDS",
@@ -38,7 +38,6 @@ __all__ = [
     "SETTINGS",
     "STORE_DOWN_LOG",
     "STORE_TIMEOUT_S",
-    "AuditWriter",
     "Check",
     "GuardControl",
     "HealthChecks",
@@ -93,14 +92,14 @@ class RunsReader(Protocol):
 
 
 class GuardControl(Protocol):
-    """The operator's kill switch (``receiver.guards.Guards`` fits); raises GuardUnavailable
-    when Redis cannot be reached. ``pause`` takes seconds (None: until resumed)."""
+    """The operator's kill switch (``receiver.audit_outbox.AuditedSwitch`` fits); raises
+    GuardUnavailable when Redis cannot be reached. ``pause`` takes seconds (None: until
+    resumed); ``by`` is the operator, ``via`` how it came ("api"). Each move is written to the
+    audit log, or queued to be (``Recorded``): never an error once it took effect."""
 
-    async def pause(
-        self, seconds: float | None, reason: str, *, by: str = ""
-    ) -> datetime | None: ...
+    async def pause(self, seconds: float | None, reason: str, *, by: str, via: str) -> Recorded: ...
 
-    async def resume(self) -> bool: ...
+    async def resume(self, *, by: str, via: str) -> Recorded: ...
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -157,9 +156,6 @@ STORE_TIMEOUT_S = 5.0
 # hears the 503 rather than its own timeout.
 REVIEW_TIMEOUT_S = 20.0
 
-# Writes one audit row: kind, data (``Store.append_audit`` fits).
-AuditWriter = Callable[..., Awaitable[Any]]
-
 # A component check returns a short detail ("ok", "dry-run (no credentials)") or raises.
 Check = Callable[[], Awaitable[str | None]]
 
@@ -193,7 +189,6 @@ HEALTH = web.AppKey[HealthChecks]("health")
 RUNS_READER = web.AppKey[RunsReader]("runs_reader")
 LOG = web.AppKey[FilteringBoundLogger]("log")
 GUARDS = web.AppKey[GuardControl | None]("guards")
-AUDIT = web.AppKey[AuditWriter | None]("audit")
 QUEUES = web.AppKey[QueueControl | None]("queues")
 CLOCK = web.AppKey[Callable[[], datetime]]("clock")
 STORE_DOWN_LOG = web.AppKey[Throttle]("store_down_log")

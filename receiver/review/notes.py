@@ -46,6 +46,14 @@ def announced(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return "notify", title, str(data.get("detail") or ""), "neutral" if delivered else "warn"
 
 
+def _late(data: Mapping[str, Any]) -> str:
+    """When a record written after the store came back happened (its row's time is when it was
+    written: receiver/audit_outbox.py); '' for one written on time."""
+    if not data.get("recorded_late"):
+        return ""
+    return f"happened at {at_text(parse_time(data.get('occurred_at')))}, recorded late"
+
+
 def service_note(row: AuditEntry) -> tuple[str, str, str]:
     """(title, detail, tone) of something the service itself did: a pause, a rules reload, a
     start or a stop."""
@@ -54,9 +62,10 @@ def service_note(row: AuditEntry) -> tuple[str, str, str]:
     if row.kind == "guards.pause":
         until = parse_time(data.get("until"))
         detail = f"until {at_text(until)}" if until else "until resumed"
+        detail = "; ".join(filter(None, (detail, _late(data))))
         return f"Remediation paused by {by}: {data.get('reason') or ''}", detail, "warn"
     if row.kind == "guards.resume":
-        return f"Remediation resumed by {by}", "", "neutral"
+        return f"Remediation resumed by {by}", _late(data), "neutral"
     if row.kind == "rules.reloaded":
         names = ", ".join(str(n) for n in data.get("names") or [])
         digest = str(data.get("digest") or "")[:12]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from receiver.store.announcements import Announcements, announced_data
 from receiver.store.approvals import Approvals
-from receiver.store.audit import AuditLog
+from receiver.store.audit import AuditLog, OnceEntry
 from receiver.store.canonical import canonical_json
 from receiver.store.claims import MAX_HINTED_LANES, next_lane
 from receiver.store.database import WORK_CHANNEL
@@ -66,6 +66,7 @@ __all__ = [
     "ItemNotFound",
     "JobKind",
     "NewEvent",
+    "OnceEntry",
     "Refused",
     "RunRecord",
     "StepRecord",

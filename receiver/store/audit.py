@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import AuditCheck, as_utc
 
-__all__ = ["AuditLog", "append_in_tx", "audit_insert_sql"]
+__all__ = ["AuditLog", "OnceEntry", "append_in_tx", "audit_insert_sql"]
 
 
 def _hash(prev_hash: str, content: Mapping[str, Any]) -> str:
@@ -97,6 +98,22 @@ def audit_insert_sql(
         FROM {source}{f" ORDER BY {order_by}" if order_by else ""}"""
 
 
+@dataclass(frozen=True, slots=True)
+class OnceEntry:
+    """An audit row of no run to append at most once (``AuditLog.append_once``): ``key`` names
+    it uniquely and for ever, ``occurred_at`` is when what it records happened; ``late``: it
+    is written after its own attempt failed, so its row says so."""
+
+    key: str
+    kind: str
+    data: Mapping[str, Any]
+    occurred_at: datetime
+    late: bool = False
+
+
+_ONCE_SQL = "INSERT INTO audit_once (key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true"
+
+
 class AuditLog(Database):
     """Append audit rows of their own, read one run's trail, verify the whole chain."""
 
@@ -120,6 +137,33 @@ class AuditLog(Database):
             return
         async with self._within(timeout_s) as conn, conn.transaction():
             await append_in_tx(conn, kind, run_id, fingerprint, data or {})
+
+    async def append_once(self, entries: Sequence[OnceEntry]) -> list[str]:
+        """Append the rows of ``entries`` whose key was never appended, in one transaction, in
+        the order given (so chained in that order); the keys appended. A late entry's row adds
+        ``"recorded_late": true``, ``"occurred_at"`` and ``"recorded_at"`` (the transaction's
+        time) to its data. Idempotent across callers: a key appended before (by any process)
+        appends nothing, and a caller that meets a key another transaction holds uncommitted
+        waits for it (migrations/0022_audit_once.sql). StoreUnavailable; a store view bounded
+        by ``bounded(t)`` gives up the whole transaction at its deadline."""
+        written: list[str] = []
+        async with self._tx() as conn:
+            recorded_at: datetime | None = None
+            for entry in entries:
+                if not await conn.fetchval(_ONCE_SQL, entry.key):
+                    continue
+                data = dict(entry.data)
+                if entry.late:
+                    recorded_at = recorded_at or await conn.fetchval("SELECT remediator_now()")
+                    assert recorded_at is not None
+                    data |= {
+                        "recorded_late": True,
+                        "occurred_at": as_utc(entry.occurred_at).isoformat(),
+                        "recorded_at": as_utc(recorded_at).isoformat(),
+                    }
+                await append_in_tx(conn, entry.kind, None, None, data)
+                written.append(entry.key)
+        return written
 
     async def audit_entries(self, run_id: str) -> list[dict[str, Any]]:
         """The audit rows of one run, oldest first (for the timeline)."""

@@ -5,7 +5,7 @@
 is one. ``Database.bounded`` puts one under a view of the store, so every method of the view
 answers in time without a deadline of its own: the HTTP routes read and write through such a
 view (``receiver.service``), which is how a frozen store is a 503 on every route within the
-same bound, and a pause's audit row is given up in time (``receiver.http.guards``).
+same bound, and a pause's audit row is given up in time (``receiver.audit_outbox``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ async def bounded_connection(pool: Any, timeout_s: float) -> AsyncIterator[Any]:
     60 s. A statement that was running may still commit: the server reads what was sent
     before the close once it runs again (the COMMIT included, when that was what waited), and
     ends the session only then. So "unavailable" means "not known to be done": callers either
-    retry what is idempotent (intake dedupes) or retry nothing (an audit row is then written
-    once, or not at all).
+    retry what is idempotent (intake dedupes; a pause's audit record is appended once per id,
+    ``AuditLog.append_once``) or retry nothing (an audit row is then written once, or not at
+    all).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

@@ -15,8 +15,10 @@ from itertools import count
 from typing import Any
 
 import pytest
+import structlog
 from redis.exceptions import RedisClusterException, ResponseError
 
+from receiver.audit_outbox import AuditedSwitch
 from receiver.config import load_settings
 from receiver.guards.policy import (
     GUARDS,
@@ -244,3 +246,27 @@ async def test_the_guards_need_only_the_master_of_their_slot(
     status = await guards.status()
     assert status["breakers"]["flaky"]["failures"] == 1
     await guards.ping()
+
+
+async def test_the_kill_switchs_audit_outbox_lives_in_the_guards_slot(
+    redis_cluster: RedisCluster3, cluster_redis: tuple[GuardRedis, Any]
+) -> None:
+    """A pause and its audit record are written by one script: on a cluster the outbox shares
+    the guards' slot, and is read and emptied there."""
+    guards = guards_on(cluster_redis)
+    switch = AuditedSwitch(guards, None, structlog.get_logger("test"))  # the store away
+    paused = await switch.pause(None, "freeze", by="alice", via="api")
+    resumed = await switch.resume(by="alice", via="api")
+    assert (paused.audit_queued, resumed.audit_queued, resumed.switched.was_paused) == (
+        True,
+        True,
+        True,
+    )
+    outbox = guards.keys.audit_outbox()
+    assert hash_tag(outbox) == "remediator"
+    assert redis_cluster.owner_of(outbox).port == redis_cluster.owner_of(guards.keys.pause()).port
+    records = await switch.switch.due(min_age_s=0, limit=10)
+    queued = [paused.switched.record.entry, resumed.switched.record.entry]
+    assert [r.entry for r in records][-2:] == queued
+    assert await switch.switch.remove([r.stream_id for r in records if r.stream_id]) == len(records)
+    assert await switch.switch.depth() == 0

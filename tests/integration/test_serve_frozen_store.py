@@ -1,7 +1,8 @@
 """The kill switch and the read routes of `remediator serve` while its embedded PostgreSQL is
 frozen (SIGSTOP on the postmaster and its children: connections open, nothing answers, as a
-stalled VM or network). The pause takes effect in Redis and says it is not on the record
-within the routes' store bound; the routes that read the store answer 503 within it too.
+stalled VM or network). The pause takes effect in Redis and says it is not on the record yet,
+within the routes' store bound; the routes that read the store answer 503 within it too. Once
+the store thaws, the pause and the resume are in the audit log, once each, in order.
 
 Before, ``remediator pause`` printed "no answer within 30s" and exited 1 after 32 s (the
 server answered "audited": false after 60 s), and the events, report and review pages took
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import aiohttp
 
+from receiver.audit_outbox import DRAIN_EVERY_S, GRACE_S
 from receiver.http.deps import REVIEW_TIMEOUT_S, STORE_TIMEOUT_S
+from tests.support.polling import eventually
 from tests.support.postgres import frozen_postmaster
 from tests.support.served import ServeFactory, cli, env_for
 
@@ -29,6 +32,7 @@ REVIEW_BOUND_S = REVIEW_TIMEOUT_S + 5
 # Reads that went without a deadline before (20 to 60 s), and two that had one by accident.
 READ_ROUTES = ("/api/v1/events", "/api/v1/runs", "/api/v1/jobs")
 REVIEW_ROUTES = ("/api/v1/report", "/runs")
+QUEUED = "it will be recorded there once the store is back"
 
 
 async def _paused(env: dict[str, str]) -> bool:
@@ -70,7 +74,7 @@ async def test_pause_resume_and_reads_answer_in_time_while_postgres_is_frozen(
             assert code == 0, err
             assert elapsed < BOUND_S, elapsed
             assert "automation paused until resume" in out
-            assert "the pause is in effect but not recorded in the audit log" in err
+            assert QUEUED in err
             assert await _paused(env)  # in Redis, which answers
 
             for path in READ_ROUTES:
@@ -82,13 +86,13 @@ async def test_pause_resume_and_reads_answer_in_time_while_postgres_is_frozen(
             assert code == 0, err
             assert elapsed < BOUND_S, elapsed
             assert "automation resumed" in out
-            assert "the resume is in effect but not recorded in the audit log" in err
+            assert QUEUED in err
             assert not await _paused(env)
-    # The log names each missing row.
+    # The log names each row not written yet.
     missing = [
         json.loads(line)
         for line in served.output
-        if "not recorded in the audit log" in line and line.startswith("{")
+        if "not yet recorded in the audit log" in line and line.startswith("{")
     ]
     assert [(m["kind"], m["by"]) for m in missing] == [
         ("guards.pause", "local"),
@@ -103,3 +107,21 @@ async def test_pause_resume_and_reads_answer_in_time_while_postgres_is_frozen(
         if "audit log" not in err:
             break
         assert time.monotonic() < deadline, "the pause was never audited after the thaw"
+
+    # And the two made while it was frozen are on the record, once each, in that order.
+    async def exported() -> list[dict[str, object]]:
+        code, out, err = await cli(env, "audit", "export", "--since", "1h", timeout_s=60)
+        assert code == 0, err
+        rows = [json.loads(line) for line in out.splitlines()]
+        return [r["data"] for r in rows if str(r["kind"]).startswith("guards.")]
+
+    entries = [m["entry"] for m in missing]
+    rows = await eventually(
+        exported,
+        lambda rows: {r.get("entry") for r in rows} >= set(entries),
+        timeout_s=GRACE_S + DRAIN_EVERY_S + 30,
+        interval_s=1.0,
+        what="the pause and the resume made while the store was frozen, in the audit log",
+    )
+    assert [r["entry"] for r in rows if r.get("entry") in entries] == entries
+    assert [r.get("reason") for r in rows if r.get("entry") in entries] == ["db frozen", None]

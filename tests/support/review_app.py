@@ -39,7 +39,6 @@ def review_app(
         health=HealthChecks(),
         runs_reader=store,
         log=structlog.get_logger("test.review"),
-        audit=store.append_audit,
         queues=store,
         review=ReviewWeb(Review(store), Sessions(settings.operator_tokens), identities),
     )

@@ -59,7 +59,9 @@ def test_every_declared_guard_has_a_lua_check() -> None:
         assert re.search(rf"^checks\.{guard.name} = function", script, re.M), guard.name
 
 
-@pytest.mark.parametrize("name", ["admit", "release", "record_failure", "pause", "status"])
+@pytest.mark.parametrize(
+    "name", ["admit", "release", "record_failure", "pause", "resume", "outbox_due", "status"]
+)
 def test_scripts_load_by_name(name: str) -> None:
     assert "redis.call" in load_lua(name)
 
@@ -197,7 +199,7 @@ def test_epoch_ms_reverses_from_ms(ms: int) -> None:
     assert epoch_ms(from_ms(ms)) == ms
 
 
-_LUA_NAMES = ["admit", "release", "record_failure", "pause", "status"]
+_LUA_NAMES = ["admit", "release", "record_failure", "pause", "resume", "outbox_due", "status"]
 # A key built inside a script would be missing from KEYS: Redis Cluster would run the script on
 # the node of the declared keys and refuse (or misroute) the other one.
 _CALL = re.compile(r"redis\.call\('([A-Z]+)'(?:, ([^,)]+))?")
@@ -238,6 +240,7 @@ def test_every_key_of_an_admission_shares_the_cluster_tag(
     )
     assert guard_names(argv) == [g.name for g in GUARDS]
     k = GuardKeys(settings.key_prefix)
-    # The other scripts' keys: release (lock), record_failure (failures, breaker), pause.
-    keys += [k.lock(target), k.failures(rule), k.breaker(rule), k.pause()]
+    # The other scripts' keys: release (lock), record_failure (failures, breaker), pause and
+    # resume (the pause, the audit outbox).
+    keys += [k.lock(target), k.failures(rule), k.breaker(rule), k.pause(), k.audit_outbox()]
     assert {hash_tag(key) for key in keys} == {"remediator"}

@@ -195,6 +195,17 @@ def test_what_the_service_did_reads_as_a_sentence() -> None:
         "warn",
     )
     assert note("guards.resume", by="bob") == ("Remediation resumed by bob", "", "neutral")
+    # Written after the store came back: its row's time is when it was written, so the note
+    # says when it happened.
+    late = {"recorded_late": True, "occurred_at": at(-30).isoformat()}
+    assert note("guards.pause", by="alice", reason="db down", until=None, **late) == (
+        "Remediation paused by alice: db down",
+        "until resumed; happened at 2026-11-25 09:30:00 UTC, recorded late",
+        "warn",
+    )
+    assert note("guards.resume", by="bob", **late)[1] == (
+        "happened at 2026-11-25 09:30:00 UTC, recorded late"
+    )
     failed = note("rules.reload_failed", errors=["a.yaml:3: bad", "b.yaml:1: worse"])
     assert failed == (
         "Rules reload failed: the last good rules stay",

@@ -11,10 +11,12 @@ import pytest
 import structlog
 
 from receiver.approvals.slack import SlackInteractions
+from receiver.audit_outbox import AuditedSwitch
 from receiver.config import Settings
+from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app
 from receiver.http.approvals import ApprovalWeb
-from receiver.http.deps import HealthChecks
+from receiver.http.deps import STORE_TIMEOUT_S, HealthChecks
 from receiver.intake import Intake
 from receiver.model import ApprovalRecord
 from receiver.store import Store
@@ -54,6 +56,11 @@ async def make_client(
         approvals: Any = None,
     ) -> Client:
         metrics.track_queue_depth(store.queue_depth)
+        if isinstance(guards, Guards):
+            # The kill switch as serve builds it: its records written to this store, or
+            # queued in the guards' Redis while the store is away.
+            log = structlog.get_logger("test")
+            guards = AuditedSwitch(guards, store.bounded(STORE_TIMEOUT_S), log)
         app = create_app(
             settings=settings or default_settings(),
             intake=intake or real_intake,
@@ -62,7 +69,6 @@ async def make_client(
             runs_reader=store,
             log=structlog.get_logger("test"),
             guards=guards,
-            audit=store.append_audit,
             queues=store,
             approvals=approvals,
         )

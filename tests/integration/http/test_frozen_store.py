@@ -14,6 +14,8 @@ import copy
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from itertools import count
 from typing import Any
 
 import aiohttp
@@ -27,7 +29,7 @@ from receiver.http.app import create_app
 from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
 from receiver.review.loader import Review
-from receiver.store import Store, StoreUnavailable
+from receiver.store import OnceEntry, Store, StoreUnavailable
 from receiver.telemetry import Metrics
 from tests.support.events import new_event
 from tests.support.http import AUTH, TOKEN, AiohttpClient, Client, sample
@@ -177,9 +179,18 @@ async def test_a_bounded_store_answers_every_call_in_time_while_frozen(
 ) -> None:
     """``Store.bounded``, what the routes read and write through: every method gives up at the
     deadline, those without one of their own (the queues, the review, the audit row of a
-    pause) included; a write given up may have committed, once, and the chain holds."""
+    pause) included; a write given up may have committed, once, and the chain holds. A pause's
+    record, written again after the thaw as the kill switch's drain does, is there once."""
     bounded = store.bounded(1.0)
     review = Review(bounded)
+    keys = count()
+    tried: list[OnceEntry] = []
+
+    def pause_record() -> Awaitable[list[str]]:
+        key = f"pause-{next(keys)}"
+        tried.append(OnceEntry(key, "test.once", {"by": "alice", "entry": key}, datetime.now(UTC)))
+        return bounded.append_once([tried[-1]])
+
     calls: dict[str, Callable[[], Awaitable[Any]]] = {
         "list_events": lambda: bounded.list_events(),
         "list_jobs": lambda: bounded.list_jobs(),
@@ -188,6 +199,7 @@ async def test_a_bounded_store_answers_every_call_in_time_while_frozen(
         "dead_counts": bounded.dead_counts,
         "review.run_page": lambda: review.run_page(),
         "append_audit": lambda: bounded.append_audit("guards.pause", data={"by": "alice"}),
+        "append_once": pause_record,
     }
     for call in calls.values():
         await call()  # warm connections: the first call after the freeze gets a stalled one
@@ -207,6 +219,8 @@ async def test_a_bounded_store_answers_every_call_in_time_while_frozen(
             assert time.monotonic() < deadline, "the bounded pool never recovered after the thaw"
     # Nothing writes the row again: at most the one given up, had its COMMIT been sent.
     assert await _audit_rows(store, "guards.pause") - before in (0, 1)
+    assert await bounded.append_once([tried[-1]]) in ([], [tried[-1].key])
+    assert await _audit_rows(store, "test.once") == 2  # the warm call's and the frozen one's
     assert (await store.verify_audit()).ok
     await bounded.append_audit("guards.resume", data={"by": "alice"})
     assert await _audit_rows(store, "guards.resume") == 1

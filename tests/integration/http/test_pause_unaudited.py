@@ -1,15 +1,25 @@
-"""The kill switch works while PostgreSQL is away, and says its audit row is missing: the pause
-takes effect in Redis, the answer is 200 with ``"audited": false``, an error line names it."""
+"""The kill switch works while PostgreSQL is away, and its record is written once it is back.
+
+The pause takes effect in Redis, the answer is 200 with ``"audited": false`` and
+``"audit_queued": true``, an error line names it, and the CLI says it will be recorded. Once the
+store answers, a drainer (another replica's here) writes the records queued meanwhile: each
+once, in the order they happened, with their own time and operator, marked as recorded late,
+and the chain still verifies."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio
+import structlog
 from click.testing import CliRunner
 from structlog.testing import capture_logs
 
+from receiver.audit_outbox import AuditedSwitch
 from receiver.cli import main
 from receiver.guards.policy import GuardSettings
 from receiver.guards.redis_guards import Guards
@@ -20,8 +30,19 @@ from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
+QUEUED = "not yet recorded in the audit log: queued, to be recorded once the store is back"
 
-async def test_pause_and_resume_without_the_store_say_they_were_not_audited(
+
+async def _pause_rows(store: Store) -> list[dict[str, Any]]:
+    async with store._pool.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT id, at, kind, data::text AS data FROM audit_log
+               WHERE kind LIKE 'guards.%' ORDER BY id"""
+        )
+    return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+
+async def test_pause_and_resume_without_the_store_are_recorded_once_it_is_back(
     make_client: MakeClient,
     redis_client: redis.asyncio.Redis,
     pg_controlled: PostgresServer,
@@ -32,30 +53,71 @@ async def test_pause_and_resume_without_the_store_say_they_were_not_audited(
     with pg_controlled.stopped(mode="fast"):
         with capture_logs() as logs:
             paused = await client.put(
-                "/api/v1/pause", json={"reason": "db maintenance"}, headers=OPERATOR
+                "/api/v1/pause", json={"reason": "db maintenance", "for": "2h"}, headers=OPERATOR
             )
             assert paused.status == 200
-            assert (await paused.json())["audited"] is False
-            assert (await guards.status())["paused"] is True  # the kill switch took effect
+            answer = await paused.json()
+            assert (answer["audited"], answer["audit_queued"]) == (False, True)
+            status = await guards.status()  # the kill switch took effect
+            assert status["paused"] is True
+            since = status["pause"]["since"]
             resumed = await client.delete("/api/v1/pause", headers=OPERATOR)
             assert resumed.status == 200
-            assert (await resumed.json())["audited"] is False
+            answer = await resumed.json()
+            assert (answer["audited"], answer["audit_queued"]) == (False, True)
             assert (await guards.status())["paused"] is False
-        # The CLI says it too.
+        # The CLI says it too, and that it will be on the record.
         env = {"REMEDIATOR_OPERATOR_TOKEN": OPERATOR_TOKEN}
         url = str(client.make_url("")).rstrip("/")
-        args = ["pause", "--reason", "db maintenance", "--url", url]
+        args = ["pause", "--reason", "db still down", "--url", url]
         result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
         assert result.exit_code == 0, result.output
-        assert "the pause is in effect but not recorded in the audit log" in result.stderr
-        await guards.resume()
+        assert "it will be recorded there once the store is back" in result.stderr
     errors = [e for e in logs if e["log_level"] == "error"]
     assert [(e["event"], e["kind"], e["by"]) for e in errors] == [
-        ("not recorded in the audit log: the store is unavailable", "guards.pause", "alice"),
-        ("not recorded in the audit log: the store is unavailable", "guards.resume", "alice"),
+        (QUEUED, "guards.pause", "alice"),
+        (QUEUED, "guards.resume", "alice"),
     ]
-    # With the store back, the same calls are on the record.
+
+    # The store is back: nothing of the three is written yet, and another replica's drainer
+    # writes them, in order, once.
+    assert await _pause_rows(store) == []
+    drainer = AuditedSwitch(guards, store, structlog.get_logger("test"))
+    assert await drainer.drain(min_age_s=0) == 3
+    rows = await _pause_rows(store)
+    data = [r["data"] for r in rows]
+    assert [
+        (r["kind"], d["by"], d["via"], d.get("reason")) for r, d in zip(rows, data, strict=True)
+    ] == [
+        ("guards.pause", "alice", "api", "db maintenance"),
+        ("guards.resume", "alice", "api", None),
+        ("guards.pause", "alice", "api", "db still down"),
+    ]
+    assert all(d["recorded_late"] is True for d in data)
+    assert len({d["entry"] for d in data}) == 3
+    occurred = [datetime.fromisoformat(d["occurred_at"]) for d in data]
+    recorded = [datetime.fromisoformat(d["recorded_at"]) for d in data]
+    # Their own time: the pause's is the one Redis kept with it; each came before it was
+    # recorded, and they are in the order they happened.
+    assert data[0]["occurred_at"] == since
+    assert datetime.fromisoformat(data[0]["until"]) == occurred[0] + timedelta(hours=2)
+    assert data[1]["was_paused"] is True
+    assert occurred == sorted(occurred)
+    assert all(o < r <= row["at"] for o, r, row in zip(occurred, recorded, rows, strict=True))
+    assert (await store.verify_audit()).ok
+
+    # Drained again, by either replica: nothing more.
+    assert await drainer.drain(min_age_s=0) == 0
+    assert await drainer.switch.depth() == 0
+    assert len(await _pause_rows(store)) == 3
+
+    # With the store up, a pause is on the record at once, as it always was.
     paused = await client.put("/api/v1/pause", json={"reason": "again"}, headers=OPERATOR)
     assert (await paused.json())["audited"] is True
     resumed = await client.delete("/api/v1/pause", headers=OPERATOR)
-    assert (await resumed.json())["audited"] is True
+    answer = await resumed.json()
+    assert (answer["audited"], answer["audit_queued"]) == (True, False)
+    on_time = [r["data"] for r in (await _pause_rows(store))[3:]]
+    assert [d.get("reason") for d in on_time] == ["again", None]
+    assert not any("recorded_late" in d for d in on_time)
+    assert (await store.verify_audit()).ok
