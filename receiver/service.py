@@ -196,7 +196,9 @@ async def run_service(
             rules=rules,
             registry=registry,
             clients=clients.clients,
-            settings=PipelineSettings(dry_run=dry_run, policy=policy),
+            settings=PipelineSettings(
+                dry_run=dry_run, policy=policy, refusal_digest_s=settings.refusal_digest_seconds
+            ),
             metrics=metrics,
             approvals=approvals.desk,
         )
@@ -273,6 +275,8 @@ async def run_service(
             asyncio.create_task(
                 keep_statistics(store, log.bind(component="statistics")), name="statistics"
             ),
+            # Every replica looks; the one whose Redis script closes a window sends its digest.
+            asyncio.create_task(pipeline.digests.run(), name="refusal-digests"),
         ]
         if embedded is not None:
             background.append(

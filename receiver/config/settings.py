@@ -34,6 +34,7 @@ from receiver.config.redis_mode import RedisSettings, blank_as_none
 from receiver.config.values import (
     WRITTEN,
     duration,
+    duration_or_off,
     namespaces,
     one_of,
     parse_size,
@@ -44,6 +45,7 @@ from receiver.config.values import (
 )
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
+from receiver.refusal_digest import REFUSAL_DIGEST_S
 from remediations.params import Integer
 
 __all__ = [
@@ -131,6 +133,9 @@ _DURATION_BOUNDS: dict[str, tuple[float, float]] = {
     "incident_gap_seconds": (1.0, _INCIDENT_GAP_MAX_S),
 }
 _SPELLED = {_YEAR: "a year", _RETENTION_MAX_S: "ten years", _INCIDENT_GAP_MAX_S: "7d"}
+# A refusal digest's window: a day at most (a digest later than that tells on-call nothing),
+# and at least a second (a shorter one folds nothing); "off" (or 0s) sends every refusal.
+_DIGEST_MAX_S = 86400.0
 
 _GUARDS = GuardSettings()
 # How long an approval stays open by default (approvals.ttl); the desk's default too.
@@ -234,6 +239,9 @@ class Settings(RedisSettings):
     notify_channels: dict[str, NotifyChannelConfig] = Field(default_factory=dict)
     # Where people reach this service; notifications link back to runs under it.
     external_url: str = ""
+    # A rule's refusals to a channel within this window after the first are folded into one
+    # digest (receiver.refusal_digest); 0 ("off"): each is sent on its own.
+    refusal_digest_seconds: float = REFUSAL_DIGEST_S
 
     @field_validator(
         "postgres_databases", "redis_queues", "http_endpoints", "notify_channels", mode="before"
@@ -300,6 +308,11 @@ class Settings(RedisSettings):
     def _durations(cls, value: object, info: ValidationInfo) -> float:
         bounds = _DURATION_BOUNDS[str(info.field_name)]
         return duration(value, bounds, written=written(info), spelled=_SPELLED)
+
+    @field_validator("refusal_digest_seconds", mode="before")
+    @classmethod
+    def _refusal_digest(cls, value: object, info: ValidationInfo) -> float:
+        return duration_or_off(value, (1.0, _DIGEST_MAX_S), written=written(info))
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod

@@ -6,9 +6,11 @@ With ``kube`` (an ApiClient) the actions run against that cluster, else in dry-r
 adds other clients by name (``postgres:<name>``, ``notify``, ...), ``extra_actions`` test
 actions, ``approvals`` an approval desk, ``clock`` the pipeline's clock (what "now" is when
 a plan decides on a rollout's age), ``guard_clock`` the guards' (``Guards(clock=...)``: what
-"now" is in Redis, for cooldowns, rate windows and refusal digests' windows). ``Harness.worker`` is a real background worker on the
-same pipeline, for the tests of retries and dead letters. ``RESTART_WEB`` is the one-step rule
-most pipeline tests run.
+"now" is in Redis, for cooldowns, rate windows and refusal digests' windows),
+``refusal_digest_s`` the window of refusal digests (0: off), ``redis_client_override`` another
+client for the guards (another user of the same server). ``Harness.worker`` is a real
+background worker on the same pipeline, for the tests of retries and dead letters.
+``RESTART_WEB`` is the one-step rule most pipeline tests run.
 """
 
 from __future__ import annotations
