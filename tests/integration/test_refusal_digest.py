@@ -7,6 +7,7 @@ the guards' injected clock (``Guards(clock=...)``), moved by the test, never wai
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -15,8 +16,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio
 
 from receiver.model import RunOutcome
+from receiver.pipeline.digest import DIGEST_LEASE_S
+from receiver.refusal_digest import digest_audit
 from receiver.store import RunRecord
 from remediations.http.post import HttpPolicy
 from remediations.notify.notifier import Channel, ChannelKind, Notifier
@@ -87,18 +91,19 @@ async def post_storm(h: Harness, alerts: list[dict[str, Any]]) -> None:
         await h.intake.accept(notification(*alerts[start : start + 50]))
 
 
+async def left(h: Harness) -> int:
+    """Events and jobs not done yet."""
+    depth = await h.store.queue_depth()
+    jobs = await h.store._pool.fetchval(
+        "SELECT count(*) FROM jobs WHERE state IN ('pending', 'claimed')"
+    )
+    return int(depth) + int(jobs)
+
+
 async def drained(h: Harness) -> None:
     """Every event and job processed by a real worker."""
     async with h.worker(concurrency=16, poll_interval_s=0.05):
-
-        async def left() -> int:
-            depth = await h.store.queue_depth()
-            jobs = await h.store._pool.fetchval(
-                "SELECT count(*) FROM jobs WHERE state IN ('pending', 'claimed')"
-            )
-            return int(depth) + int(jobs)
-
-        await eventually(left, lambda n: n == 0, timeout_s=60)
+        await eventually(lambda: left(h), lambda n: n == 0, timeout_s=60)
 
 
 def refusal_messages(peer: Peer) -> list[dict[str, Any]]:
@@ -106,18 +111,14 @@ def refusal_messages(peer: Peer) -> list[dict[str, Any]]:
 
 
 async def announced_rows(h: Harness, run: RunRecord) -> list[dict[str, Any]]:
-    return [
-        a["data"] for a in await h.store.audit_entries(run.id) if a["kind"] == "run.announced"
-    ]
+    return [a["data"] for a in await h.store.audit_entries(run.id) if a["kind"] == "run.announced"]
 
 
 async def test_a_storm_of_refusals_sends_one_message_then_one_digest(
     make_harness: MakeHarness, notifier: Notifier, peer: Peer
 ) -> None:
     clock = Clock()
-    h = await make_harness(
-        RULE, clients={"notify": notifier}, guard_clock=clock, lock_wait_s=0.05
-    )
+    h = await make_harness(RULE, clients={"notify": notifier}, guard_clock=clock, lock_wait_s=0.05)
     await post_storm(h, storm_alerts())
     await drained(h)
 
@@ -184,3 +185,145 @@ async def digest_rows(h: Harness) -> list[dict[str, Any]]:
         "SELECT data FROM audit_log WHERE kind = 'announcements.digest' ORDER BY id"
     )
     return [json.loads(r["data"]) for r in rows]
+
+
+async def test_two_replicas_fold_into_one_window_and_send_one_digest(
+    make_harness: MakeHarness, notifier: Notifier, peer: Peer
+) -> None:
+    """Two pipelines, each with its own guards and worker, sharing PostgreSQL and Redis (two
+    replicas of the service): one refusal message, and one digest whichever flushes."""
+    clock = Clock()
+    replicas = [
+        await make_harness(RULE, clients={"notify": notifier}, guard_clock=clock, lock_wait_s=0.05)
+        for _ in range(2)
+    ]
+    first = replicas[0]
+    await post_storm(first, storm_alerts())
+    workers = [h.worker(concurrency=8, poll_interval_s=0.05) for h in replicas]
+    async with workers[0], workers[1]:
+        await eventually(lambda: left(first), lambda n: n == 0, timeout_s=60)
+    assert all(w.processed > 0 for w in workers)  # both replicas refused runs
+    refused = await first.runs(outcome=RunOutcome.REFUSED)
+    assert len(refusal_messages(peer)) == 1
+    folded = sum(counter(h, event="refused", delivered="folded") for h in replicas)
+    assert folded == len(refused) - 1
+
+    clock.advance(301)
+    handled = await asyncio.gather(*(h.pipeline.digests.flush() for h in replicas))
+    assert sorted(handled) == [0, 1]
+    assert sum([await h.pipeline.digests.flush() for h in replicas]) == 0
+    (digest,) = [r.body for r in peer.seen(HOOK) if r.body["event"] == "refused_digest"]
+    assert f"{len(refused) - 1} more runs of restart-web were refused" in digest["text"]
+    (audited,) = await digest_rows(first)
+    assert audited["refused"] == len(refused) - 1
+
+
+async def test_a_digest_whose_sender_died_after_claiming_it_is_sent_by_another(
+    make_harness: MakeHarness, notifier: Notifier, peer: Peer
+) -> None:
+    clock = Clock()
+    first = await make_harness(RULE, clients={"notify": notifier}, guard_clock=clock)
+    second = await make_harness(RULE, clients={"notify": notifier}, guard_clock=clock)
+    await post_storm(first, storm_alerts()[:12])
+    await first.drain()
+    clock.advance(301)
+    # The first replica claims the digest and dies before sending it: nothing is sent, and
+    # the claim holds for its lease.
+    (claimed,) = await first.guards.digests.due(DIGEST_LEASE_S)
+    assert claimed[1] is not None
+    assert await second.pipeline.digests.flush() == 0
+    clock.advance(DIGEST_LEASE_S - 1)
+    assert await second.pipeline.digests.flush() == 0
+    clock.advance(2)
+    assert await second.pipeline.digests.flush() == 1
+    assert len([r for r in peer.seen(HOOK) if r.body["event"] == "refused_digest"]) == 1
+    (audited,) = await digest_rows(second)
+    assert audited["window"] == claimed[1].id
+    assert audited["refused"] == 10  # 12 events: one admitted, one refusal sent, ten folded
+
+
+async def test_a_digest_audited_before_its_sender_died_is_not_sent_again(
+    make_harness: MakeHarness, notifier: Notifier, peer: Peer
+) -> None:
+    clock = Clock()
+    h = await make_harness(RULE, clients={"notify": notifier}, guard_clock=clock)
+    await post_storm(h, storm_alerts()[:4])
+    await h.drain()
+    clock.advance(301)
+    ((entry, digest),) = await h.guards.digests.due(DIGEST_LEASE_S)
+    assert digest is not None
+    # Sent and audited, then the sender died before Redis let the digest go.
+    await h.store.append_audit(
+        "announcements.digest", data=digest_audit(digest, delivered=True, detail="sent")
+    )
+    clock.advance(DIGEST_LEASE_S + 1)
+    assert await h.pipeline.digests.flush() == 1
+    assert [r for r in peer.seen(HOOK) if r.body["event"] == "refused_digest"] == []
+    assert len(await digest_rows(h)) == 1
+    assert await h.guards.digests.due(DIGEST_LEASE_S) == []
+    assert entry
+
+
+async def test_with_folding_off_every_refusal_is_sent_as_before(
+    make_harness: MakeHarness, notifier: Notifier, peer: Peer, redis_client: redis.asyncio.Redis
+) -> None:
+    clock = Clock()
+    h = await make_harness(
+        RULE, clients={"notify": notifier}, guard_clock=clock, refusal_digest_s=0
+    )
+    await post_storm(h, storm_alerts()[:30])
+    await h.drain()
+    refused = await h.runs(outcome=RunOutcome.REFUSED)
+    assert len(refused) == 29
+    assert len(refusal_messages(peer)) == 29
+    for run in refused:
+        (data,) = await announced_rows(h, run)
+        assert data["delivered"] is True
+        assert "digest" not in data
+    assert [key async for key in redis_client.scan_iter(match="remediator:digest:*")] == []
+    clock.advance(3600)
+    assert await h.pipeline.digests.flush() == 0
+
+
+@pytest.fixture
+async def digestless_redis(
+    redis_url: str, redis_client: redis.asyncio.Redis
+) -> AsyncIterator[redis.asyncio.Redis]:
+    """A client of the same Redis whose user may use every guard key but no digest key: the
+    server answers the digest's script NOPERM, a reply the guards take for "not now"."""
+    user, password = "nodigest", "nodigest-password"
+    await redis_client.execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", "~remediator:[^d]*", "+@all"
+    )
+    client = redis.asyncio.Redis.from_url(redis_url, username=user, password=password)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        await redis_client.execute_command("ACL", "DELUSER", user)
+
+
+async def test_refusals_are_sent_one_by_one_when_redis_cannot_fold_them(
+    make_harness: MakeHarness,
+    notifier: Notifier,
+    peer: Peer,
+    digestless_redis: redis.asyncio.Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    h = await make_harness(
+        RULE, clients={"notify": notifier}, redis_client_override=digestless_redis
+    )
+    await post_storm(h, storm_alerts()[:30])
+    await h.drain()
+    refused = await h.runs(outcome=RunOutcome.REFUSED)
+    assert len(refused) == 29
+    # A message too many rather than one lost: each refusal went out on its own.
+    assert len(refusal_messages(peer)) == 29
+    for run in refused:
+        (data,) = await announced_rows(h, run)
+        assert data["delivered"] is True
+    assert counter(h, event="refused", delivered="folded") == 0
+    # Said in the log, once (not once per refusal).
+    logged = capsys.readouterr().out
+    assert logged.count("refusal digest unavailable") == 1
+    assert "NoPermissionError" in logged  # the server said NOPERM to the fold
