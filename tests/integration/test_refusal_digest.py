@@ -292,15 +292,20 @@ async def digestless_redis(
     """A client of the same Redis whose user may use every guard key but no digest key: the
     server answers the digest's script NOPERM, a reply the guards take for "not now"."""
     user, password = "nodigest", "nodigest-password"
-    await redis_client.execute_command(
-        "ACL", "SETUSER", user, "reset", "on", f">{password}", "~remediator:[^d]*", "+@all"
+    await redis_client.acl_setuser(
+        user,
+        enabled=True,
+        reset=True,
+        passwords=[f"+{password}"],
+        keys=["remediator:[^d]*"],
+        commands=["+@all"],
     )
     client = redis.asyncio.Redis.from_url(redis_url, username=user, password=password)
     try:
         yield client
     finally:
         await client.aclose()
-        await redis_client.execute_command("ACL", "DELUSER", user)
+        await redis_client.acl_deluser(user)
 
 
 async def test_refusals_are_sent_one_by_one_when_redis_cannot_fold_them(

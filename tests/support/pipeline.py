@@ -31,6 +31,7 @@ from receiver.guards.redis_guards import Guards
 from receiver.intake import Intake
 from receiver.model import NamespacePolicy
 from receiver.pipeline import Pipeline, PipelineSettings
+from receiver.refusal_digest import REFUSAL_DIGEST_S
 from receiver.rules.loader import RuleHolder
 from receiver.store import EventLease, RunRecord, Store
 from receiver.telemetry import Metrics
@@ -163,7 +164,7 @@ async def make_harness(
         lock_wait_s: float = 5.0,
         metrics: Metrics | None = None,
         guard_clock: Callable[[], datetime] | None = None,
-        refusal_digest_s: float | None = None,
+        refusal_digest_s: float = REFUSAL_DIGEST_S,
         redis_client_override: redis.asyncio.Redis | None = None,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
@@ -195,7 +196,7 @@ async def make_harness(
                 dry_run=dry_run,
                 policy=policy,
                 lock_wait_s=lock_wait_s,
-                **({} if refusal_digest_s is None else {"refusal_digest_s": refusal_digest_s}),
+                refusal_digest_s=refusal_digest_s,
             ),
             metrics=metrics,
             approvals=approvals,
