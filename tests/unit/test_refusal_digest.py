@@ -14,6 +14,7 @@ from receiver.model import RunOutcome
 from receiver.refusal_digest import (
     Digest,
     by_guard_text,
+    digest_audit,
     digest_text,
     digest_title,
     folded_detail,
@@ -21,6 +22,9 @@ from receiver.refusal_digest import (
     runs_link,
     window_id,
 )
+from receiver.review.model import AuditEntry
+from receiver.review.notes import announced, service_note
+from receiver.store.announcements import announced_data
 
 GUARDS = ("pause", "namespace", "cooldown", "rate", "budget", "breaker", "lock", "template")
 
@@ -151,3 +155,32 @@ def test_anything_else_is_not_a_digest() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{entry!r} was read as a digest")
+
+
+def test_the_review_says_a_folded_refusal_was_folded_not_lost() -> None:
+    start = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    data = announced_data(
+        event="refused",
+        channel="oncall",
+        delivered=False,
+        detail=folded_detail("restart", "oncall", start, start + timedelta(minutes=5)),
+        digest=window_id("restart", "oncall", start),
+    )
+    kind, title, detail, tone = announced(data)
+    assert (kind, tone) == ("notify", "neutral")
+    assert title == "Announcement folded into the refusal digest: refused to oncall"
+    assert "2026-11-25T10:05:00Z" in detail
+    # A refusal that did not go out for another reason still reads as a warning.
+    assert announced({**data, "digest": None})[3] == "warn"
+
+
+@given(digests(), st.booleans())
+def test_the_review_says_what_a_digest_told_the_channel(digest: Digest, delivered: bool) -> None:
+    row = AuditEntry(
+        1, digest.end, "announcements.digest", digest_audit(digest, delivered=delivered, detail="x")
+    )
+    title, detail, tone = service_note(row)
+    assert f"{digest.refused} more refusals of {digest.rule}" in title
+    assert ("sent" in title) is delivered
+    assert f"{digest.targets} targets" in detail
+    assert tone == ("neutral" if delivered else "warn")
