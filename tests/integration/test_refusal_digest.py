@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,10 +25,11 @@ from receiver.refusal_digest import digest_audit
 from receiver.store import RunRecord
 from remediations.http.post import HttpPolicy
 from remediations.notify.notifier import Channel, ChannelKind, Notifier
-from tests.support.payloads import alert, notification
+from tests.support.payloads import alert, notification, notification_body
 from tests.support.peer import Peer, peer
 from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
-from tests.support.polling import eventually
+from tests.support.polling import current, eventually
+from tests.support.served import ServeFactory
 
 __all__ = ["peer"]
 
@@ -332,3 +334,52 @@ async def test_refusals_are_sent_one_by_one_when_redis_cannot_fold_them(
     logged = capsys.readouterr().out
     assert logged.count("refusal digest unavailable") == 1
     assert "NoPermissionError" in logged  # the server said NOPERM to the fold
+
+
+async def test_serve_folds_refusals_and_sends_the_digest_itself(
+    serve: ServeFactory, redis_url: str, peer: Peer, tmp_path: Path
+) -> None:
+    """``remediator serve`` as configured by an operator (a 1s window, the shipped rules: three
+    runs an hour): the refusals after the first are folded, and its own background task sends
+    the digest once the window has ended, with no one calling it."""
+    hook = tmp_path / "oncall-url"
+    hook.write_text(peer.url(HOOK))
+    served = serve(
+        {
+            "REMEDIATOR_REDIS_URL": redis_url,
+            "REMEDIATOR_NOTIFY_CHANNELS": json.dumps(
+                {"oncall": {"kind": "webhook", "url_file": str(hook)}}
+            ),
+            "REMEDIATOR_EXTERNAL_URL": EXTERNAL,
+            "REMEDIATOR_REFUSAL_DIGEST": "1s",
+        }
+    )
+    alerts = [
+        alert(
+            {
+                "alertname": "HighMemoryUsage",
+                "namespace": "demo",
+                "deployment": f"web-{i}",
+                "severity": "warning",
+            }
+        )
+        for i in range(8)
+    ]
+    auth = {"Authorization": f"Bearer {served.token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{served.url}/api/v1/alerts", json=notification_body(*alerts), headers=auth
+        ) as resp,
+    ):
+        assert await resp.json() == {"accepted": 8, "duplicates": 0}
+
+    def digests() -> list[dict[str, Any]]:
+        return [r.body for r in peer.seen(HOOK) if r.body["event"] == "refused_digest"]
+
+    (digest,) = await eventually(current(digests), bool, timeout_s=60)
+    # Three runs an hour: five refused by the rate, the first announced, four in the digest.
+    assert len(refusal_messages(peer)) == 1
+    assert "4 more runs of restart-on-high-memory were refused" in digest["text"]
+    assert "rate 4." in digest["text"]
+    assert digest["links"]["runs"].startswith(f"{EXTERNAL}/api/v1/runs?rule=restart-on-high")
