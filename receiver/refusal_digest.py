@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 __all__ = [
     "DIGEST_EVENT",
     "MAX_EXAMPLES",
+    "REFUSAL_DIGEST_BOUNDS",
     "REFUSAL_DIGEST_S",
     "Digest",
     "Folding",
@@ -34,8 +35,11 @@ __all__ = [
     "window_id",
 ]
 
-# The window of a digest by default (``announcements.refusal_digest``): five minutes.
+# The window of a digest by default (``announcements.refusal_digest``): five minutes. At least
+# a second (a shorter one folds nothing) and at most a day (a digest later than that tells
+# on-call nothing); off (0) sends every refusal on its own.
 REFUSAL_DIGEST_S = 300.0
+REFUSAL_DIGEST_BOUNDS = (1.0, 86400.0)
 # A digest's moment in the metrics (``remediator_announcements_total{event="refused_digest"}``)
 # and in the messages (``remediations.notify.message.Event.REFUSED_DIGEST``).
 DIGEST_EVENT = "refused_digest"

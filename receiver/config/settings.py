@@ -45,7 +45,7 @@ from receiver.config.values import (
 )
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
-from receiver.refusal_digest import REFUSAL_DIGEST_S
+from receiver.refusal_digest import REFUSAL_DIGEST_BOUNDS, REFUSAL_DIGEST_S
 from remediations.params import Integer
 
 __all__ = [
@@ -133,9 +133,6 @@ _DURATION_BOUNDS: dict[str, tuple[float, float]] = {
     "incident_gap_seconds": (1.0, _INCIDENT_GAP_MAX_S),
 }
 _SPELLED = {_YEAR: "a year", _RETENTION_MAX_S: "ten years", _INCIDENT_GAP_MAX_S: "7d"}
-# A refusal digest's window: a day at most (a digest later than that tells on-call nothing),
-# and at least a second (a shorter one folds nothing); "off" (or 0s) sends every refusal.
-_DIGEST_MAX_S = 86400.0
 
 _GUARDS = GuardSettings()
 # How long an approval stays open by default (approvals.ttl); the desk's default too.
@@ -312,7 +309,7 @@ class Settings(RedisSettings):
     @field_validator("refusal_digest_seconds", mode="before")
     @classmethod
     def _refusal_digest(cls, value: object, info: ValidationInfo) -> float:
-        return duration_or_off(value, (1.0, _DIGEST_MAX_S), written=written(info))
+        return duration_or_off(value, REFUSAL_DIGEST_BOUNDS, written=written(info))
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod
