@@ -165,7 +165,9 @@ class Announcer:
     async def record(self, ctx: RunContext, data: Mapping[str, Any]) -> None:
         """Audit ``data`` (``folded``) on a run stored earlier, in a statement of its own."""
         assert ctx.run_id is not None
-        fingerprint = ctx.event.fingerprint if ctx.event is not None else None
+        # A run taken up again (a lock wait's job) has its record at hand: no read for it.
+        known = ctx.prior if ctx.prior is not None else ctx.alert
+        fingerprint = known.fingerprint if known is not None else None
         if fingerprint is None:
             run = await self._deps.store.get_run(ctx.run_id, with_steps=False)
             fingerprint = run.fingerprint if run is not None else None
