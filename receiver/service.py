@@ -197,7 +197,9 @@ async def run_service(
             rules=rules,
             registry=registry,
             clients=clients.clients,
-            settings=PipelineSettings(dry_run=dry_run, policy=policy),
+            settings=PipelineSettings(
+                dry_run=dry_run, policy=policy, refusal_digest_s=settings.refusal_digest_seconds
+            ),
             metrics=metrics,
             approvals=approvals.desk,
         )
@@ -234,7 +236,7 @@ async def run_service(
         metrics.track_approvals(routes_store.approval_backlog)
         metrics.track_guards(guards.status)
         metrics.track_components(health.items(), settings.readiness_timeout_seconds)
-        # The kill switch's audit records, queued in Redis while the store is away, and drained.
+        # Its audit records are queued in Redis while the store is away, then drained.
         kill_switch = AuditedSwitch(guards, routes_store, log.bind(component="kill-switch"))
         review = ReviewWeb(
             Review(store.bounded(REVIEW_TIMEOUT_S), gap_s=settings.incident_gap_seconds),
@@ -277,6 +279,7 @@ async def run_service(
                 keep_statistics(store, log.bind(component="statistics")), name="statistics"
             ),
             asyncio.create_task(kill_switch.keep_draining(), name="audit-outbox"),
+            asyncio.create_task(pipeline.digests.run(), name="refusal-digests"),
         ]
         if embedded is not None:
             background.append(

@@ -154,7 +154,8 @@ class Metrics:
         )
         self.announcements = Counter(
             "remediator_announcements",
-            "Run announcements attempted, by moment and whether the channel took them.",
+            "Run announcements, by moment and whether the channel took them (true, false), or"
+            " folded into a refusal digest (folded).",
             ["event", "delivered"],
             registry=r,
         )
@@ -280,8 +281,10 @@ class Metrics:
     def verification_ended(self, rule: str, result: str) -> None:
         self._child(self.verifications, rule, result).inc()
 
-    def announced(self, event: str, delivered: bool) -> None:
-        self._child(self.announcements, event, "true" if delivered else "false").inc()
+    def announced(self, event: str, delivered: bool, *, folded: bool = False) -> None:
+        """One announcement of ``event``; ``folded`` into a refusal digest, not sent alone."""
+        state = "folded" if folded else "true" if delivered else "false"
+        self._child(self.announcements, event, state).inc()
 
     def guard_refused(self, guard: str) -> None:
         self._child(self.guard_refusals, guard).inc()

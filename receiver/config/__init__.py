@@ -2,13 +2,13 @@
 (a YAML file, ``REMEDIATOR_*`` variables, secret files). Everything is validated at start-up;
 an invalid value names the key the user wrote and the problem."""
 
+from receiver.config.inline import connect_host
 from receiver.config.settings import (
     MIB,
     ConfigError,
     DryRun,
     LogFormat,
     Settings,
-    connect_host,
     parse_size,
 )
 from receiver.config.sources import ENV_PREFIX, KEYS, Key, kube_credentials_present, load_settings

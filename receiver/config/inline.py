@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["check_url", "clear_header", "clear_url", "host_port", "url_origin"]
+__all__ = ["check_url", "clear_header", "clear_url", "connect_host", "host_port", "url_origin"]
 
 
 def check_url(url: str) -> str:
@@ -89,6 +89,14 @@ def clear_url(url: str, *, instead: str) -> str:
     if what is not None:
         raise ValueError(f"the URL is {what}, whose path is its credential; {instead}")
     return url
+
+
+def connect_host(host: str) -> str:
+    """A listen address as a host to connect to: a wildcard becomes loopback. Bare, as
+    ``host``: ``host_port`` brackets an IPv6 address where a URL needs it."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a listen address, mapped to loopback
+        return "127.0.0.1"
+    return host
 
 
 def host_port(host: str, port: int | None = None) -> str:

@@ -29,11 +29,12 @@ from receiver.config.connections import (
     check_names,
     json_map,
 )
-from receiver.config.inline import check_url, clear_url, host_port
+from receiver.config.inline import check_url, clear_url, connect_host, host_port
 from receiver.config.redis_mode import RedisSettings, blank_as_none
 from receiver.config.values import (
     WRITTEN,
     duration,
+    duration_or_off,
     namespaces,
     one_of,
     parse_size,
@@ -44,6 +45,7 @@ from receiver.config.values import (
 )
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
+from receiver.refusal_digest import REFUSAL_DIGEST_BOUNDS, REFUSAL_DIGEST_S
 from remediations.params import Integer
 
 __all__ = [
@@ -55,7 +57,6 @@ __all__ = [
     "DryRun",
     "LogFormat",
     "Settings",
-    "connect_host",
     "parse_size",
 ]
 
@@ -93,14 +94,6 @@ _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
-
-
-def connect_host(host: str) -> str:
-    """A listen address as a host to connect to: a wildcard becomes loopback. Bare, as
-    ``host``: ``host_port`` brackets an IPv6 address where a URL needs it."""
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a listen address, mapped to loopback
-        return "127.0.0.1"
-    return host
 
 
 # Settings the guards' Lua script receives (milliseconds, counts) are bounded like rules'
@@ -234,6 +227,9 @@ class Settings(RedisSettings):
     notify_channels: dict[str, NotifyChannelConfig] = Field(default_factory=dict)
     # Where people reach this service; notifications link back to runs under it.
     external_url: str = ""
+    # A rule's refusals to a channel within this window after the first are folded into one
+    # digest (receiver.refusal_digest); 0 ("off"): each is sent on its own.
+    refusal_digest_seconds: float = REFUSAL_DIGEST_S
 
     @field_validator(
         "postgres_databases", "redis_queues", "http_endpoints", "notify_channels", mode="before"
@@ -300,6 +296,11 @@ class Settings(RedisSettings):
     def _durations(cls, value: object, info: ValidationInfo) -> float:
         bounds = _DURATION_BOUNDS[str(info.field_name)]
         return duration(value, bounds, written=written(info), spelled=_SPELLED)
+
+    @field_validator("refusal_digest_seconds", mode="before")
+    @classmethod
+    def _refusal_digest(cls, value: object, info: ValidationInfo) -> float:
+        return duration_or_off(value, REFUSAL_DIGEST_BOUNDS, written=written(info))
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod

@@ -112,6 +112,7 @@ KEYS: tuple[Key, ...] = (
     _key("http_endpoints", "http.endpoints", "HTTP_ENDPOINTS"),
     _key("notify_channels", "notify.channels", "NOTIFY_CHANNELS"),
     _key("external_url", "external_url", "EXTERNAL_URL"),
+    _key("refusal_digest_seconds", "announcements.refusal_digest", "REFUSAL_DIGEST"),
     _key("approval_keys_dir", "approvals.keys_dir", "APPROVAL_KEYS_DIR"),
     _key("approval_ttl_seconds", "approvals.ttl", "APPROVAL_TTL"),
     _key("approvers_file", "approvals.approvers_file", "APPROVERS_FILE"),

@@ -18,6 +18,7 @@ from remediations import names
 __all__ = [
     "WRITTEN",
     "duration",
+    "duration_or_off",
     "namespaces",
     "one_of",
     "parse_size",
@@ -99,6 +100,24 @@ def duration(
         raise ValueError(
             f"{value!r} is out of range: give a duration between {spell(shortest)} and "
             f"{spell(longest)}"
+        )
+    return seconds
+
+
+def duration_or_off(value: object, bounds: tuple[float, float], *, written: bool) -> float:
+    """Seconds from a duration setting that can be turned off: ``off`` or a zero duration
+    (``0s``) is 0.0; anything else is a duration within ``bounds`` (``duration``), else
+    ValueError naming the value, the bounds and ``off``. YAML reads a bare ``off`` as false:
+    that is off too."""
+    if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+        return 0.0
+    shortest, longest = bounds
+    seconds = duration(value, (0.0, float("inf")), written=written, spelled={})
+    if seconds != 0.0 and not shortest <= seconds <= longest:
+        raise ValueError(
+            f"{value!r} is out of range: give a duration between "
+            f"{durations.format_duration(shortest)} and {durations.format_duration(longest)}, "
+            "or off"
         )
     return seconds
 

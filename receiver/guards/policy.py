@@ -205,6 +205,24 @@ class GuardKeys:
     def fence(self, target: Target) -> str:
         return f"{self.prefix}fence:{target.key}"
 
+    def digest(self, rule: str, channel: str) -> tuple[str, str, str]:
+        """The refusal digest window of ``rule`` to ``channel``: its hash, the set of its
+        targets and the set of its runs (``lua/digest.lua``)."""
+        where = f"{rule}:{channel}"
+        return (
+            f"{self.prefix}digest:open:{where}",
+            f"{self.prefix}digest:targets:{where}",
+            f"{self.prefix}digest:runs:{where}",
+        )
+
+    def digests_due(self) -> str:
+        """The open digest windows, by when they end."""
+        return f"{self.prefix}digest:due"
+
+    def digests_closed(self) -> str:
+        """The digests of ended windows, to send, by when one may claim them."""
+        return f"{self.prefix}digest:closed"
+
 
 @dataclass(frozen=True, slots=True)
 class _Ctx:

@@ -23,16 +23,15 @@ for ever.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError, RedisError
 
 from receiver.batching import Coalescer
+from receiver.guards.digest_windows import DigestWindows
 from receiver.guards.policy import (
     GUARDS,
     Admission,
@@ -109,6 +108,14 @@ class Guards:
         self._record_failure = Script(redis, "record_failure")
         self._pause = Script(redis, "pause")
         self._status_head = Script(redis, "status")
+        # Refusal digests' windows: the same Redis, key prefix, clock and errors.
+        self.digests = DigestWindows(
+            redis,
+            self._keys,
+            call=self._call,
+            now_ms=self._now_ms,
+            timeout_s=self._settings.timeout_s,
+        )
 
     @property
     def settings(self) -> GuardSettings:
@@ -176,28 +183,8 @@ class Guards:
     async def _send_admissions(
         self, calls: list[tuple[list[str], list[Arg]]]
     ) -> Sequence[Any | BaseException]:
-        """One pipeline of admit scripts (``Coalescer``): each call's reply, or the error
-        the server answered it with. A script the server does not have (NOSCRIPT: restarted,
-        flushed, failed over) is sent again on its own as EVAL."""
-        if len(calls) == 1:
-            keys, argv = calls[0]
-            return [await self._admit(keys, argv)]
-        pipe = self._redis.pipeline(transaction=False)
-        for keys, argv in calls:
-            pipe.evalsha(self._admit.sha, len(keys), *keys, *argv)
-        # Bounded like each caller: a pipeline that hangs fails its batch, not every batch
-        # queued behind it.
-        async with asyncio.timeout(self._settings.timeout_s):
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        outcomes: list[Any] = []
-        for (keys, argv), reply in zip(calls, replies, strict=True):
-            if isinstance(reply, NoScriptError):
-                try:
-                    reply = await self._admit(keys, argv)
-                except RedisError as exc:
-                    reply = exc
-            outcomes.append(reply)
-        return outcomes
+        """One pipeline of admit scripts (``Coalescer``, ``Script.many``)."""
+        return await self._admit.many(calls, self._settings.timeout_s)
 
     async def release(self, req: AdmissionRequest, admission: Admission) -> bool:
         """Release the target lock if it is still ours. True when it was released."""

@@ -110,3 +110,30 @@ class Script:
             return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
         except NoScriptError:
             return await self._redis.eval(self._text, len(keys), *keys, *args)
+
+    async def many(
+        self, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]], timeout_s: float
+    ) -> list[Any | BaseException]:
+        """Several calls of this script in one pipeline (one round trip): each call's reply, or
+        the error the server answered it with, in order. A call the server has no script for
+        (NOSCRIPT: restarted, flushed, failed over) is sent again on its own as EVAL. Not on a
+        cluster, whose client routes a pipeline differently."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [await self(keys, args)]
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(self._sha, len(keys), *keys, *args)
+        # Bounded like each caller: a pipeline that hangs fails its batch, not every batch
+        # queued behind it.
+        async with asyncio.timeout(timeout_s):
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        outcomes: list[Any] = []
+        for (keys, args), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                try:
+                    reply = await self(keys, args)
+                except RedisError as exc:
+                    reply = exc
+            outcomes.append(reply)
+        return outcomes

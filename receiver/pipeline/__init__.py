@@ -22,6 +22,7 @@ from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, Disposition, Status
 from receiver.pipeline.budget import REFUND_STORE_TIMEOUT_S, BudgetRefund
 from receiver.pipeline.context import Deps, FactSource, PipelineSettings
+from receiver.pipeline.digest import DigestSender
 from receiver.pipeline.events import EventHandler
 from receiver.pipeline.jobs import JobHandler
 from receiver.pipeline.runner import Stages
@@ -72,6 +73,8 @@ class Pipeline:
             # A run its approval ends gives back the budget slot it never used.
             approvals.ended = BudgetRefund(store.bounded(REFUND_STORE_TIMEOUT_S), guards, self._log)
         self.stages = Stages(deps)
+        # The refusal digests' sender: ``serve`` runs it in the background (``run``).
+        self.digests = DigestSender(deps, self._log.bind(component="digests"))
         self._events = EventHandler(deps, self.stages, rules, self._log)
         self._jobs = JobHandler(deps, self.stages, rules, self._log)
 

@@ -8,6 +8,10 @@ notifier (``remediations.notify``, the channels of ``notify.channels``), whose `
 raises. Whatever happens, delivered or not, is one ``run.announced`` audit row on the run, so a
 reviewer sees a message that did not go out; an announcement never changes a run's outcome.
 
+A rule's refusals to a channel are folded into digests (``folded``; ``pipeline.digest`` sends
+them): the first is sent, those that follow within the window are recorded on their runs as
+folded, and one digest tells the channel of them when the window ends.
+
 Approval requests are the approval desk's to announce (with the link, and buttons in Slack):
 when the desk posts to the same channel, the run's "awaiting approval" message is not sent a
 second time. Decisions (approved, rejected, expired, cancelled) are the desk's notices too.
@@ -18,9 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from receiver.guards.policy import GuardError, GuardUnavailable
+from receiver.log_limits import Throttle
 from receiver.model import Announcement
 from receiver.pipeline.context import Deps, RunContext
 from receiver.pipeline.steps import alert_facts
+from receiver.refusal_digest import folded_detail, window_id
 from receiver.store import RunRecord, announced_data
 from remediations.base import AlertFacts
 from remediations.notify.message import Event, Message, StepSummary
@@ -51,6 +58,10 @@ _FINISHED = {
     "refused": "Remediation stopped by a precondition",
 }
 
+# At most one warning per this many seconds that refusals are sent one by one because their
+# digest window could not be asked (Redis down: a storm would log one line per refusal).
+_UNFOLDED_LOG_EVERY_S = 10.0
+
 
 class Announcer:
     """``await announcer(ctx, moment, outcome=..., text=...)``: send if the rule asks for this
@@ -58,6 +69,7 @@ class Announcer:
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
+        self._unfolded = Throttle(_UNFOLDED_LOG_EVERY_S)
 
     def _desk_channel(self) -> str | None:
         desk = self._deps.approvals
@@ -108,9 +120,76 @@ class Announcer:
             event=moment.value, channel=ctx.announce.channel, delivered=False, detail=detail
         )
 
+    async def folded(self, ctx: RunContext, guard: str) -> dict[str, Any] | None:
+        """The ``run.announced`` data of this run's refusal by ``guard`` when it is folded into
+        the refusal digest of its rule and channel (one Redis call), to record instead of
+        sending it: ``delivered`` False, ``digest`` the window's id, and a detail naming the
+        window. None when it is to be sent as it always was: it opened the window, folding is
+        off (``refusal_digest_s`` 0), nothing would be sent (``sends``), or Redis could not be
+        asked (logged: a message too many is better than a message lost)."""
+        window_s = self._deps.settings.refusal_digest_s
+        if window_s <= 0 or not self.sends(ctx, Announcement.REFUSED):
+            return None
+        spec = ctx.announce
+        assert spec is not None
+        assert ctx.run_id is not None
+        try:
+            folding = await self._deps.guards.digests.fold(
+                rule=ctx.rule,
+                channel=spec.channel,
+                run_id=ctx.run_id,
+                guard=guard,
+                target_key=ctx.target.key,
+                window_s=window_s,
+            )
+        except (GuardUnavailable, GuardError) as exc:
+            held_back = self._unfolded.ready()
+            if held_back is not None:
+                ctx.log.warning(
+                    "refusal digest unavailable: the refusal is announced on its own",
+                    channel=spec.channel,
+                    error=str(exc),
+                    not_logged_since_last=held_back,
+                )
+            return None
+        if not folding.folded:
+            return None
+        return announced_data(
+            event=Announcement.REFUSED.value,
+            channel=spec.channel,
+            delivered=False,
+            detail=folded_detail(ctx.rule, spec.channel, folding.start, folding.end),
+            digest=window_id(ctx.rule, spec.channel, folding.start),
+        )
+
+    async def record(self, ctx: RunContext, data: Mapping[str, Any]) -> None:
+        """Audit ``data`` (``folded``) on a run stored earlier, in a statement of its own."""
+        assert ctx.run_id is not None
+        # A run taken up again (a lock wait's job) has its record at hand: no read for it.
+        known = ctx.prior if ctx.prior is not None else ctx.alert
+        fingerprint = known.fingerprint if known is not None else None
+        if fingerprint is None:
+            run = await self._deps.store.get_run(ctx.run_id, with_steps=False)
+            fingerprint = run.fingerprint if run is not None else None
+        await self._deps.store.record_announcement(
+            ctx.run_id,
+            fingerprint=fingerprint,
+            event=data["event"],
+            channel=data["channel"],
+            delivered=bool(data["delivered"]),
+            detail=data["detail"],
+            digest=data.get("digest"),
+        )
+
     def noted(self, ctx: RunContext, data: Mapping[str, Any]) -> None:
-        """Count and log an announcement recorded (``unsent``, or sent here)."""
+        """Count and log an announcement recorded (``unsent``, ``folded``, or sent here)."""
         delivered = bool(data["delivered"])
+        if "digest" in data:
+            # Folded: one line per refusal of a storm would flood the log, and the digest
+            # says it.
+            self._deps.metrics.announced(data["event"], delivered, folded=True)
+            ctx.log.debug("announcement folded into the refusal digest", window=data["digest"])
+            return
         self._deps.metrics.announced(data["event"], delivered)
         # A channel that is not configured was warned about once, at start-up, and each run's
         # audit row says it again: a warning per run would be 10,000 lines in a storm. A

@@ -18,6 +18,7 @@ from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, Announce, GuardSpec, NamespacePolicy, StepPlan, Verdict
 from receiver.priority import Priority
+from receiver.refusal_digest import REFUSAL_DIGEST_S
 from receiver.store import EventLease, RunRecord, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Registry, Result
@@ -79,7 +80,10 @@ class PipelineSettings:
     ``lock_wait_s``: how soon a run that found its target locked by another run asks again.
     ``simulate``: a rule test (``remediator test``): no action is called; every system counts
     as configured (so approvals gate as in production), and each step is recorded
-    ``simulated`` with what it would do, or ends as the test's fixtures script it."""
+    ``simulated`` with what it would do, or ends as the test's fixtures script it.
+    ``refusal_digest_s``: the window (seconds) of a rule's refusal digest to a channel: the
+    first refusal is sent, the others within the window are folded into one digest sent when
+    it ends (``pipeline.digest``); 0: every refusal is sent on its own."""
 
     dry_run: bool
     policy: NamespacePolicy
@@ -88,6 +92,7 @@ class PipelineSettings:
     resolve_retry_s: float = 60.0
     lock_wait_s: float = 5.0
     simulate: bool = False
+    refusal_digest_s: float = REFUSAL_DIGEST_S
 
 
 @dataclass(frozen=True, slots=True)

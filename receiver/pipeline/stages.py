@@ -254,12 +254,16 @@ class Admit:
         deps = self._deps
         assert ctx.run_id is not None
         refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)
-        unsent = None
+        # A refusal that would be announced is first offered to its rule's digest window (one
+        # Redis call): folded, it is only recorded, never sent on its own (issue 27: a storm's
+        # thousands of refusals flooded the channel, and the worker waited on each message).
+        unsent = await self._announce.folded(ctx, refusal.guard)
         if ctx.create is not None:
             # The announcement is said in the run's own statement when nothing is to be
             # sent; else it is sent (and recorded) once the run is stored, below.
-            unsent = self._announce.unsent(ctx, Announcement.REFUSED)
-            if self._announce.sends(ctx, Announcement.REFUSED):
+            if unsent is None:
+                unsent = self._announce.unsent(ctx, Announcement.REFUSED)
+            if unsent is None and self._announce.sends(ctx, Announcement.REFUSED):
                 # The event is not finished until its message is out: completed with the
                 # run, it would be done (and its alert's next event claimable) while the
                 # message is on its way, and the lease keeper, finding nothing to extend,
@@ -271,6 +275,8 @@ class Admit:
             await deps.store.record_refusal(
                 ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at
             )
+            if unsent is not None:
+                await self._announce.record(ctx, unsent)
         deps.metrics.guard_refused(refusal.guard)
         deps.metrics.run_finished(ctx.rule, RunOutcome.REFUSED)
         ctx.log.info(

@@ -37,6 +37,7 @@ __all__ = ["MAX_RUNS", "SERVICE_KINDS", "Review", "ReviewStore", "ReviewTooLarge
 MAX_RUNS = 20000
 # The service's own moves an incident shows (audit rows of no run).
 SERVICE_KINDS = (
+    "announcements.digest",
     "guards.pause",
     "guards.resume",
     "rules.reloaded",

@@ -38,7 +38,13 @@ def notification(kind: str, data: Mapping[str, Any]) -> tuple[str, str, str, str
 
 
 def announced(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    """(kind, title, detail, tone) of a ``run.announced`` row (a run announced to a channel)."""
+    """(kind, title, detail, tone) of a ``run.announced`` row (a run announced to a channel,
+    or its refusal folded into a refusal digest: not sent on its own, on purpose)."""
+    if data.get("digest"):
+        title = f"Announcement folded into the refusal digest: {data.get('event') or ''}"
+        if data.get("channel"):
+            title += f" to {data['channel']}"
+        return "notify", title, str(data.get("detail") or ""), "neutral"
     delivered = bool(data.get("delivered"))
     title = f"Announcement {'sent' if delivered else 'not delivered'}: {data.get('event') or ''}"
     if data.get("channel"):
@@ -81,5 +87,19 @@ def service_note(row: AuditEntry) -> tuple[str, str, str]:
         return "Service started", detail, "neutral"
     if row.kind == "service.stopped":
         return "Service stopped", str(data.get("worker") or ""), "neutral"
+    if row.kind == "announcements.digest":
+        delivered = bool(data.get("delivered"))
+        title = (
+            f"Refusal digest {'sent' if delivered else 'not delivered'} to "
+            f"{data.get('channel') or ''}: {data.get('refused', 0)} more refusals of "
+            f"{data.get('rule') or ''}"
+        )
+        by_guard = data.get("by_guard") or {}
+        counts = ", ".join(f"{guard} {n}" for guard, n in sorted(by_guard.items()))
+        detail = (
+            f"{counts}; {data.get('targets', 0)} targets; {data.get('start', '')} to "
+            f"{data.get('end', '')}; {data.get('detail') or ''}"
+        )
+        return title, detail, "neutral" if delivered else "warn"
     compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
     return row.kind, compact, "neutral"

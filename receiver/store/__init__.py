@@ -19,7 +19,7 @@ applied by migrate.py when the store connects.
 
 from __future__ import annotations
 
-from receiver.store.announcements import Announcements, announced_data
+from receiver.store.announcements import DIGEST_AUDIT, Announcements, announced_data
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog, OnceEntry
 from receiver.store.canonical import canonical_json
@@ -53,6 +53,7 @@ from receiver.store.verification import Conclusion, Verification
 
 __all__ = [
     "CLAIM_WINDOW",
+    "DIGEST_AUDIT",
     "MAX_HINTED_LANES",
     "QUEUE_STATES",
     "WORK_CHANNEL",

@@ -53,6 +53,7 @@ class Event(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
     RUN_FINISHED = "run_finished"
     VERIFICATION_FAILED = "verification_failed"
+    REFUSED_DIGEST = "refused_digest"  # the refusals of a rule folded into one window
     STEP = "step"  # a rule's notify step
 
 

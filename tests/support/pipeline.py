@@ -5,9 +5,12 @@ the test's store and Redis; ``Harness.drain()`` claims and processes until nothi
 With ``kube`` (an ApiClient) the actions run against that cluster, else in dry-run; ``clients``
 adds other clients by name (``postgres:<name>``, ``notify``, ...), ``extra_actions`` test
 actions, ``approvals`` an approval desk, ``clock`` the pipeline's clock (what "now" is when
-a plan decides on a rollout's age). ``Harness.worker`` is a real background worker on the
-same pipeline, for the tests of retries and dead letters. ``RESTART_WEB`` is the one-step rule
-most pipeline tests run.
+a plan decides on a rollout's age), ``guard_clock`` the guards' (``Guards(clock=...)``: what
+"now" is in Redis, for cooldowns, rate windows and refusal digests' windows),
+``refusal_digest_s`` the window of refusal digests (0: off), ``redis_client_override`` another
+client for the guards (another user of the same server). ``Harness.worker`` is a real
+background worker on the same pipeline, for the tests of retries and dead letters.
+``RESTART_WEB`` is the one-step rule most pipeline tests run.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from receiver.guards.redis_guards import Guards
 from receiver.intake import Intake
 from receiver.model import NamespacePolicy
 from receiver.pipeline import Pipeline, PipelineSettings
+from receiver.refusal_digest import REFUSAL_DIGEST_S
 from receiver.rules.loader import RuleHolder
 from receiver.store import EventLease, RunRecord, Store
 from receiver.telemetry import Metrics
@@ -159,6 +163,9 @@ async def make_harness(
         clock: Callable[[], datetime] | None = None,
         lock_wait_s: float = 5.0,
         metrics: Metrics | None = None,
+        guard_clock: Callable[[], datetime] | None = None,
+        refusal_digest_s: float = REFUSAL_DIGEST_S,
+        redis_client_override: redis.asyncio.Redis | None = None,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
         rules_dir.mkdir()
@@ -170,7 +177,12 @@ async def make_harness(
         named = dict(clients or {})
         if kube is not None:
             named["kubernetes"] = kube
-        guards = Guards(redis_client, policy, guard_settings or GuardSettings())
+        guards = Guards(
+            redis_client_override or redis_client,
+            policy,
+            guard_settings or GuardSettings(),
+            clock=guard_clock,
+        )
         metrics = metrics or Metrics()
         holder = RuleHolder(rules_dir, registry, policy)
         extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
@@ -180,7 +192,12 @@ async def make_harness(
             rules=holder,
             registry=registry,
             clients=Clients(named),
-            settings=PipelineSettings(dry_run=dry_run, policy=policy, lock_wait_s=lock_wait_s),
+            settings=PipelineSettings(
+                dry_run=dry_run,
+                policy=policy,
+                lock_wait_s=lock_wait_s,
+                refusal_digest_s=refusal_digest_s,
+            ),
             metrics=metrics,
             approvals=approvals,
             **extra,

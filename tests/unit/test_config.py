@@ -122,6 +122,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
             {"oncall": {"kind": "slack", "url_file": str(slack)}}
         ),
         "REMEDIATOR_EXTERNAL_URL": "https://remediator.example/",
+        "REMEDIATOR_REFUSAL_DIGEST": "10m",
         "REMEDIATOR_APPROVAL_KEYS_DIR": "/etc/remediator/approval-keys",
         "REMEDIATOR_APPROVAL_TTL": "20m",
         "REMEDIATOR_APPROVERS_FILE": "/etc/remediator/approvers.yaml",
@@ -162,6 +163,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.slack_team_ids == ("T0123ABCD", "T0456EFGH")
     assert s.approval_notify_channel == "oncall"
     assert s.incident_gap_seconds == 2700.0
+    assert s.refusal_digest_seconds == 600.0
     assert s.operator_tokens_dir == operators
     assert {k: v.get_secret_value() for k, v in s.operator_tokens.items()} == {
         "alice": "alice-token-0123456789"

@@ -81,12 +81,30 @@ def test_digits_other_than_ascii_are_refused(name: str, value: str) -> None:
         ("REMEDIATOR_INCIDENT_GAP", "8d", "between 1s and 7d"),
         ("REMEDIATOR_EVENT_RETENTION", "600w", "between 1s and ten years"),
         ("REMEDIATOR_READ_TIMEOUT", "0s", "between 1ms and a year"),
+        ("REMEDIATOR_REFUSAL_DIGEST", "500ms", "between 1s and 1d, or off"),
+        ("REMEDIATOR_REFUSAL_DIGEST", "25h", "between 1s and 1d, or off"),
     ],
 )
 def test_a_duration_out_of_its_bounds_says_them_as_durations(
     name: str, value: str, bounds: str
 ) -> None:
     assert refusal({name: value}) == f"{name}: {value!r} is out of range: give a duration {bounds}"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("off", 0.0), (" OFF ", 0.0), ("0s", 0.0), ("1d", 86400.0)]
+)
+def test_the_refusal_digest_can_be_turned_off(value: str, seconds: float) -> None:
+    assert (
+        load_settings(None, {"REMEDIATOR_REFUSAL_DIGEST": value}).refusal_digest_seconds == seconds
+    )
+
+
+def test_a_bare_off_in_yaml_turns_the_refusal_digest_off(tmp_path: Path) -> None:
+    # YAML 1.1 reads a bare `off` as false: that is what the operator meant.
+    config = tmp_path / "config.yaml"
+    config.write_text("announcements:\n  refusal_digest: off\n")
+    assert load_settings(config, {}).refusal_digest_seconds == 0.0
 
 
 def test_nan_is_no_duration() -> None:

@@ -1,0 +1,193 @@
+"""The Redis side of refusal digests (``receiver.refusal_digest``): the windows in which a rule's
+refusals to a channel are folded, and the digests of the ended ones, claimed by one sender.
+
+One Lua script (``lua/digest.lua``) does each step atomically, on the guards' Redis, under the
+guards' key prefix (``GuardKeys.digest``: one hash slot on Redis Cluster, like every guard key),
+and on the guards' clock (the server's TIME, or the one ``Guards(clock=...)`` was given):
+
+- ``fold``: one call per refusal that would be announced. The first of a (rule, channel) opens
+  a window and is sent on its own; the others within it are counted (once per run id, so a
+  retried event is not counted twice) and not sent. Folds asked together go in one pipeline,
+  as admissions do (``Coalescer``), except on a cluster.
+- ``due``: the digests to send now, each claimed by this caller for a lease: a window that has
+  ended is closed by the one caller whose script finds it so (two replicas never both get it),
+  and a digest whose sender's lease ran out (it crashed, or could not finish) is taken again.
+- ``done``: a digest sent (or given up on) and audited leaves Redis.
+
+Errors are the guards' (``Guards._call``): GuardUnavailable when Redis cannot be asked now,
+GuardError when it refused the script.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from redis.asyncio import Redis, RedisCluster
+
+from receiver.batching import Coalescer
+from receiver.guards.policy import Arg, GuardKeys, GuardUnavailable, to_ms
+from receiver.guards.scripts import Script
+from receiver.refusal_digest import (
+    EXAMPLE_CHARS,
+    MAX_EXAMPLES,
+    Digest,
+    Folding,
+    from_ms,
+    parse_digest,
+)
+
+__all__ = ["DIGEST_GC_S", "DigestWindows"]
+
+_T = TypeVar("_T")
+
+# How long a window's keys and a digest not yet sent outlive the window's end: a digest that
+# no replica could send within a day (every replica down, Redis unreachable) is dropped with its
+# keys rather than kept for ever.
+DIGEST_GC_S = 86400.0
+# The most folds one pipeline takes, and the most digests one ``due`` call claims.
+_MAX_PIPELINE = 64
+_MAX_DUE = 32
+
+
+class Caller(Protocol):
+    """``Guards._call``: run ``make()`` within the guards' timeout, their errors mapped."""
+
+    async def __call__(self, what: str, make: Callable[[], Awaitable[_T]]) -> _T: ...
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def target_hash(target_key: str) -> str:
+    """What the window counts distinct targets by: short whatever the key's length."""
+    return hashlib.blake2b(target_key.encode(), digest_size=16).hexdigest()
+
+
+class DigestWindows:
+    """The digest windows on ``redis`` under ``keys``. ``now_ms()``: the injected clock in ms,
+    or None for the server's TIME. ``timeout_s``: the bound of one pipeline of folds."""
+
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        keys: GuardKeys,
+        *,
+        call: Caller,
+        now_ms: Callable[[], int | None],
+        timeout_s: float,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._call = call
+        self._now_ms = now_ms
+        self._timeout_s = timeout_s
+        self._script = Script(redis, "digest")
+        # A storm's refusals reach their fold together: one pipeline for those asked while the
+        # previous one is on its way (each still its own atomic script).
+        self._folds: Coalescer[tuple[list[str], list[Arg]], Any] | None = (
+            None
+            if isinstance(redis, RedisCluster)
+            else Coalescer(
+                self._send_folds,
+                max_batch=_MAX_PIPELINE,
+                max_in_flight=2,
+                stopped=lambda: GuardUnavailable("the guards stopped before the fold"),
+            )
+        )
+
+    def _now_arg(self) -> Arg:
+        now = self._now_ms()
+        return "" if now is None else now
+
+    async def _send_folds(
+        self, calls: list[tuple[list[str], list[Arg]]]
+    ) -> Sequence[Any | BaseException]:
+        return await self._script.many(calls, self._timeout_s)
+
+    async def fold(
+        self,
+        *,
+        rule: str,
+        channel: str,
+        run_id: str,
+        guard: str,
+        target_key: str,
+        window_s: float,
+    ) -> Folding:
+        """Fold the refusal of ``run_id`` by ``guard`` into the window of (``rule``,
+        ``channel``) of ``window_s`` seconds, or open that window with it (then it is to be
+        sent on its own: ``Folding.folded`` False). Raises GuardUnavailable or GuardError."""
+        open_key, targets, runs = self._keys.digest(rule, channel)
+        keys = [open_key, targets, runs, self._keys.digests_due(), self._keys.digests_closed()]
+        args: list[Arg] = [
+            "fold",
+            self._now_arg(),
+            to_ms(window_s),
+            to_ms(DIGEST_GC_S),
+            rule,
+            channel,
+            run_id,
+            guard,
+            target_hash(target_key),
+            target_key[:EXAMPLE_CHARS],
+            MAX_EXAMPLES,
+        ]
+        folds = self._folds
+        reply = await self._call(
+            "digest fold",
+            lambda: self._script(keys, args) if folds is None else folds((keys, args)),
+        )
+        return Folding(
+            folded=int(reply[0]) == 1, start=from_ms(_text(reply[1])), end=from_ms(_text(reply[2]))
+        )
+
+    async def due(self, lease_s: float) -> list[tuple[str, Digest | None]]:
+        """The digests to send now, each claimed by this caller for ``lease_s`` seconds: the
+        windows that ended (closed here; a window that folded nothing has no digest), then
+        any whose claim ran out. Each as (its entry, for ``done``; the digest, None when the
+        entry cannot be read). Raises GuardUnavailable or GuardError."""
+        now = self._now_ms()
+        if now is None:
+            seconds, micros = await self._call("digest time", self._redis.time)
+            now = int(seconds) * 1000 + int(micros) // 1000
+        due_key, closed = self._keys.digests_due(), self._keys.digests_closed()
+        ended = await self._call(
+            "digest due",
+            lambda: self._redis.zrangebyscore(due_key, "-inf", now, start=0, num=_MAX_DUE),
+        )
+        claimed: list[str] = []
+        lease, gc = to_ms(lease_s), to_ms(DIGEST_GC_S)
+        for raw in ended:
+            member = _text(raw)
+            rule, _, channel = member.partition(":")
+            keys = [*self._keys.digest(rule, channel), due_key, closed]
+            args: list[Arg] = ["close", now, lease, gc, member]
+            entry = await self._call("digest close", functools.partial(self._script, keys, args))
+            if entry:
+                claimed.append(_text(entry))
+        while len(claimed) < _MAX_DUE:
+            take: list[Arg] = ["take", now, lease]
+            entry = await self._call("digest take", functools.partial(self._script, [closed], take))
+            if not entry:
+                break
+            claimed.append(_text(entry))
+        return [(entry, _parsed(entry)) for entry in claimed]
+
+    async def done(self, entry: str) -> bool:
+        """The digest ``entry`` is finished with: it leaves Redis. Whether it was still there
+        (False: another replica finished it first)."""
+        args: list[Arg] = ["done", "", entry]
+        closed = self._keys.digests_closed()
+        removed = await self._call("digest done", lambda: self._script([closed], args))
+        return int(removed) == 1
+
+
+def _parsed(entry: str) -> Digest | None:
+    try:
+        return parse_digest(entry)
+    except ValueError:
+        return None
