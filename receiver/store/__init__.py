@@ -47,7 +47,7 @@ from receiver.store.records import (
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
 from receiver.store.statistics import Statistics
-from receiver.store.steps import StepWriter, admitted_data
+from receiver.store.steps import STARTED, StepStart, StepWriter, admitted_data
 from receiver.store.upkeep import keep_pruning, keep_statistics
 from receiver.store.verification import Conclusion, Verification
 
@@ -55,6 +55,7 @@ __all__ = [
     "CLAIM_WINDOW",
     "MAX_HINTED_LANES",
     "QUEUE_STATES",
+    "STARTED",
     "WORK_CHANNEL",
     "AuditCheck",
     "BadCursor",
@@ -69,6 +70,7 @@ __all__ = [
     "Refused",
     "RunRecord",
     "StepRecord",
+    "StepStart",
     "Store",
     "StoreUnavailable",
     "admitted_data",

@@ -157,6 +157,10 @@ class HttpCall:
     risk: ClassVar[Risk] = Risk.HIGH
     disruptive: ClassVar[bool] = True
     target_kinds: ClassVar[frozenset[str]] = frozenset({"HttpEndpoint"})
+    # What an endpoint does with a second POST is up to it: only one that deduplicates on the
+    # Idempotency-Key ignores it. So a step taken up after a crash that may have come after
+    # the POST is not sent again (Action.replay_safe).
+    replay_safe: ClassVar[bool] = False
 
     def requires(self, target: Target) -> frozenset[str]:
         return frozenset({"http"})

@@ -181,6 +181,10 @@ class _SessionAction:
     risk: ClassVar[Risk] = Risk.LOW
     disruptive: ClassVar[bool] = True
     target_kinds: ClassVar[frozenset[str]] = frozenset({"PostgresDatabase"})
+    # A signal leaves no trace to recognise it by (the session is gone, or its statement), so
+    # a second call of the same step would signal up to the cap again: a step taken up after
+    # a crash that may have come after the signal is not run again (Action.replay_safe).
+    replay_safe: ClassVar[bool] = False
     sql_file: ClassVar[str]
     verb: ClassVar[str]  # "end", "cancel"
     done: ClassVar[str]  # "terminated", "cancelled"
