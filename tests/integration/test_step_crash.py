@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import redis.asyncio
+from kubernetes_asyncio import client as k8s
 from pydantic import BaseModel
 
 from receiver.model import RunOutcome
@@ -28,6 +29,7 @@ from remediations.postgres.connection import PostgresConnection
 from remediations.postgres.sessions import TerminateIdle, TerminateIdleParams
 from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
 from remediations.targets import Target
+from tests.support.kube_fixtures import MakeDeployment
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
 from tests.support.polling import eventually
@@ -296,3 +298,30 @@ async def test_requeue_taken_up_after_a_crash_moves_no_more_than_its_cap(
         assert [s.outcome for s in run.steps] == [Outcome.INTERRUPTED]
     finally:
         await queues.close()
+
+
+@pytest.mark.kube
+async def test_a_kubernetes_step_taken_up_after_a_crash_resumes_as_before(
+    make_harness: MakeHarness,
+    monkeypatch: pytest.MonkeyPatch,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # No mark, no interruption: the take-up finds its own write record on the Deployment,
+    # writes nothing more and records the first attempt's change.
+    await make_deployment("web")
+    rules = _rule("kubernetes.scale", "{delta: 2, max: 5}").replace("TARGET", DEPLOYMENT)
+    h = await make_harness(rules, kube=kube_admin, dry_run=False)
+
+    run = await _crash_then_take_up(
+        h, monkeypatch, "kubernetes.scale", {**LABELS, "namespace": kube_namespace}
+    )
+
+    assert run.outcome is RunOutcome.SUCCEEDED
+    (step,) = run.steps
+    assert step.outcome == Outcome.OK
+    assert "already applied by this run before a restart" in step.message
+    dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", kube_namespace)
+    assert dep.spec.replicas == 3  # 1 + 2, once
+    assert await _step_trail(h, run.id) == ["pending", "ok"]
