@@ -39,6 +39,12 @@ class Outcome(StrEnum):
     # A rule test recorded the step as it would run, without calling the action (the
     # simulator's step runner; never an action's own outcome). Counts as a change made.
     SIMULATED = "simulated"
+    # A worker stopped (crashed, lost its lease) while the step ran: it may have acted, or
+    # not, and its effect is unknown. Never an action's own outcome: the step runner records
+    # it for a step of an action that is not ``replay_safe`` when a run taken up again finds
+    # the step started and not finished, and does not run it again (running it again could
+    # go past its cap). It stops the run, which ends ``failed``.
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +236,8 @@ class Action(Protocol):
 
     ``requires(target)`` names the ``Clients`` keys ``run()`` and ``preview()`` use for that
     target (e.g. ``frozenset({"kubernetes"})``), so a caller can tell before running whether
-    the action's systems are configured.
+    the action's systems are configured. ``replay_safe`` says whether ``run()`` may be called
+    again for a step that may already have acted (see the attribute).
     """
 
     name: ClassVar[str]  # registry key, e.g. "kubernetes.rollout_restart"
@@ -238,6 +245,15 @@ class Action(Protocol):
     risk: ClassVar[Risk]
     # Disruptive actions (restarts, deletes, rollbacks) draw on the global budget guard.
     disruptive: ClassVar[bool]
+    # Whether ``run()`` may be called again blindly for the same step (same run, phase and
+    # index) after a crash that may have come after it acted: True when a second call cannot
+    # do more than the first did. The Kubernetes actions are (the write record each change
+    # carries on the object: remediations/kubernetes/replay.py), and ``notify`` is by choice
+    # (a duplicate message is better than a lost one). For the others (PostgreSQL signals, a
+    # Redis requeue, an HTTP call) the step runner durably marks the step started before it
+    # calls ``run()``; a run taken up again that finds the mark records the step
+    # ``interrupted`` instead of acting a second time (receiver/pipeline/steps.py).
+    replay_safe: ClassVar[bool]
     target_kinds: ClassVar[frozenset[str]]
 
     def requires(self, target: Target) -> frozenset[str]: ...

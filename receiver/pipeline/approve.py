@@ -2,7 +2,9 @@
 
 Two stages around ``Execute``:
 
-- ``Approve`` (before it): steps run in order until one needs an approval (a step that would
+- ``Approve`` (before it): steps run in order until one needs an approval (a step a stopped
+  worker left started is let through without one: it will be recorded ``interrupted``, not
+  run; pipeline.steps) (a step that would
   run dry changes nothing and needs none). That step holds itself and every later step
   (``ctx.awaiting``), unless it is the step the run was parked on and its approval was given:
   then its preview is computed again against live state, and only if that plan hashes the same
@@ -27,7 +29,7 @@ from typing import Any
 from receiver.approvals.desk import StepRequest
 from receiver.approvals.plan import bound_plan, plan_hash
 from receiver.model import ApprovalState, StepPlan, Verdict
-from receiver.pipeline.context import Deps, RunContext, record_step
+from receiver.pipeline.context import STEP_STARTED, STOPS_RUN, Deps, RunContext, record_step
 from receiver.pipeline.steps import StepRunner, failed
 from remediations.base import ActionError, ActionRefused, Outcome, Result
 
@@ -45,7 +47,13 @@ class Approve:
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         runnable: list[StepPlan] = []
+        started = _started(ctx)
         for step in ctx.steps:
+            if step.index in started:
+                # It was approved and began to act before its worker stopped: no approval
+                # is asked again; the step runner records it interrupted without acting.
+                runnable.append(step)
+                continue
             if step.needs_approval and not self._runner.runs_dry(ctx, step):
                 # Only the first held step can have been asked for: later ones never were.
                 verdict = await self._approval_of(ctx, step) if not runnable else _HOLD
@@ -92,6 +100,16 @@ class Approve:
 _RUN, _HOLD, _STOP = "run", "hold", "stop"
 
 
+def _started(ctx: RunContext) -> frozenset[int]:
+    """The indexes of the steps of ``ctx.phase`` that a worker marked started and never
+    finished, as the store held them when the run was taken up (``ctx.prior``)."""
+    if ctx.prior is None:
+        return frozenset()
+    return frozenset(
+        s.idx for s in ctx.prior.steps if s.phase == ctx.phase and s.outcome == STEP_STARTED
+    )
+
+
 def _changes_nothing(plan: Mapping[str, Any]) -> bool:
     """The preview changes nothing: its before is its after (already set, already at the
     revision, no session left to end)."""
@@ -112,7 +130,7 @@ class RequestApproval:
         step = ctx.awaiting
         if desk is None or step is None or ctx.run_id is None:
             return Verdict.next()
-        if any(r.outcome in (Outcome.FAILED, Outcome.REFUSED) for _, r in ctx.results):
+        if any(r.outcome in STOPS_RUN for _, r in ctx.results):
             return Verdict.next()  # an earlier step stopped the run: nothing to ask for
         latest = await desk.store.latest_approval(ctx.run_id, step.index)
         if latest is not None and latest.state is ApprovalState.PENDING:

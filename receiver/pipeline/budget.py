@@ -15,7 +15,7 @@ from typing import Any
 from receiver.guards.policy import GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import RunOutcome
-from receiver.store import Store
+from receiver.store import STARTED, Store
 from remediations.base import Outcome
 
 __all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund"]
@@ -27,8 +27,11 @@ REFUND_STORE_TIMEOUT_S = 5.0
 
 # Run outcomes that end a run at an approval, none of whose own steps may then have acted.
 ENDED_AT_APPROVAL = frozenset({RunOutcome.EXPIRED, RunOutcome.REJECTED, RunOutcome.CANCELLED})
-# Step outcomes after which something may have changed (a failed call may have, in part).
-MAY_HAVE_CHANGED = frozenset({Outcome.OK, Outcome.FAILED, Outcome.SIMULATED})
+# Step outcomes after which something may have changed (a failed call may have, in part; a
+# step a worker stopped in may have acted: interrupted, or still marked started).
+MAY_HAVE_CHANGED: frozenset[str] = frozenset(
+    {Outcome.OK, Outcome.FAILED, Outcome.SIMULATED, Outcome.INTERRUPTED, STARTED}
+)
 
 
 class BudgetRefund:

@@ -19,9 +19,9 @@ from receiver.guards.redis_guards import Guards
 from receiver.model import AlertEvent, Announce, GuardSpec, NamespacePolicy, StepPlan, Verdict
 from receiver.priority import Priority
 from receiver.refusal_digest import REFUSAL_DIGEST_S
-from receiver.store import EventLease, RunRecord, Store
+from receiver.store import STARTED, EventLease, RunRecord, Store
 from receiver.telemetry import Metrics
-from remediations.base import Clients, Registry, Result
+from remediations.base import Clients, Outcome, Registry, Result
 from remediations.targets import Target
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "STEP_AWAITING_APPROVAL",
     "STEP_OUTCOME_FACT",
     "STEP_PENDING",
+    "STEP_STARTED",
+    "STOPS_RUN",
     "Deps",
     "FactSource",
     "PipelineSettings",
@@ -42,6 +44,14 @@ __all__ = [
 # Step outcomes beyond the action outcomes: planned but not yet run, and held for a human.
 STEP_PENDING = "pending"
 STEP_AWAITING_APPROVAL = "awaiting_approval"
+# Acting right now, or was when its worker stopped: marked before an action that must not run
+# twice acts (``Store.start_step``; pipeline.steps). Taken up again, such a step is recorded
+# ``interrupted``, never run again.
+STEP_STARTED = STARTED
+
+# Step outcomes that stop the steps after them and end the run (failed, refused) or the
+# follow-up: a failed or refused step, and one a worker stopped in (``interrupted``).
+STOPS_RUN = frozenset({Outcome.FAILED, Outcome.REFUSED, Outcome.INTERRUPTED})
 
 # The guards an on_resolved step passes: it undoes a change, so cooldown, rate, budget and the
 # breaker (which limit new changes) do not apply; a pause, the namespace policy and another

@@ -35,6 +35,7 @@ from receiver.pipeline.announce import Announcer
 from receiver.pipeline.context import (
     STEP_AWAITING_APPROVAL,
     STEP_PENDING,
+    STEP_STARTED,
     Deps,
     RunContext,
     Stage,
@@ -48,7 +49,9 @@ from receiver.store.records import event_from_row
 
 __all__ = ["Escalation", "escalating"]
 
-_OPEN = (STEP_PENDING, STEP_AWAITING_APPROVAL)
+# Steps still to settle: planned, held, or started by a worker that stopped (the step runner
+# records that one interrupted, without acting).
+_OPEN = (STEP_PENDING, STEP_AWAITING_APPROVAL, STEP_STARTED)
 
 
 def escalating(run: RunRecord) -> bool:

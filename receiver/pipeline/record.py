@@ -7,15 +7,21 @@ from receiver.durations import format_duration
 from receiver.guards.policy import GuardUnavailable
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
-from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps, RunContext, record_step
+from receiver.pipeline.context import (
+    STEP_AWAITING_APPROVAL,
+    STOPS_RUN,
+    Deps,
+    RunContext,
+    record_step,
+)
 from receiver.store import JobKind
 from remediations.base import Outcome
 from remediations.notify.action import Notify
 
 __all__ = ["Record", "RecordEscalation"]
 
-# Step outcomes that end a run.
-_STOPS = (Outcome.FAILED, Outcome.REFUSED)
+# Step outcomes that end a run: refused ends it refused, failed and interrupted failed.
+_STOPS = STOPS_RUN
 # Step outcomes that changed something (a simulated step stands for one in a rule test).
 _CHANGED = (Outcome.OK, Outcome.SIMULATED)
 
@@ -43,11 +49,12 @@ def _ran_dry(steps: list[tuple[str, str]]) -> bool:
 class Record:
     """record/verify: the outcome of this pass over the run, stored with what follows from it.
 
-    A failed or refused step fails the run; a held step parks it (awaiting_approval); a run
-    whose steps that act on a system ran dry or changed nothing, one of them dry, is
-    ``dry_run`` (a ``notify`` step that was sent does not make it more); otherwise it waits
-    for its alert to resolve (``verifying``, with a deadline job) or, with nothing to verify,
-    has ``succeeded``.
+    A failed or refused step fails the run (an ``interrupted`` one, which a worker stopped in
+    and which may have acted, fails it too, feeding the breaker: the safe side); a held step
+    parks it (awaiting_approval); a run whose steps that act on a system ran dry or changed
+    nothing, one of them dry, is ``dry_run`` (a ``notify`` step that was sent does not make
+    it more); otherwise it waits for its alert to resolve (``verifying``, with a deadline
+    job) or, with nothing to verify, has ``succeeded``.
     A failed step feeds the rule's circuit breaker (a verification's failure does so when it
     is decided), except one that failed on its alert's own values (``Result.alert_fault``)
     in a run none of whose steps changed anything: the run's error says so. The outcome is
@@ -71,12 +78,18 @@ class Record:
         # them), and no step changed anything before. Once a step has acted, the failure
         # counts whatever its cause, or such alerts would repeat that action unchecked.
         alert_fault = bool(failed) and (
-            all(r.alert_fault for r in failed if r.outcome is Outcome.FAILED)
+            all(r.alert_fault for r in failed if r.outcome is not Outcome.REFUSED)
             and not any(o in _CHANGED for o in outcomes)
         )
         if failed:
-            final = RunOutcome.FAILED if failed[0].outcome is Outcome.FAILED else RunOutcome.REFUSED
-            if final is RunOutcome.FAILED and alert_fault:
+            first = failed[0].outcome
+            final = RunOutcome.REFUSED if first is Outcome.REFUSED else RunOutcome.FAILED
+            if first is Outcome.INTERRUPTED:
+                error = (
+                    "a worker stopped while a step ran: it may have acted, and was not run "
+                    "again; check the target by hand; see the run's steps"
+                )
+            elif final is RunOutcome.FAILED and alert_fault:
                 error = (
                     "a step failed on the alert's values before anything was changed (not "
                     "counted in the rule's circuit breaker); see the run's steps"

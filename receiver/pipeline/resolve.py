@@ -26,6 +26,7 @@ from receiver.model import AlertEvent, GuardSpec, RunOutcome, StepPlan, Verdict,
 from receiver.pipeline.context import (
     RESOLVE_GUARDS,
     STEP_PENDING,
+    STEP_STARTED,
     Deps,
     RunContext,
     record_step,
@@ -107,7 +108,9 @@ class Close:
                 needs_approval=s.needs_approval,
             )
             for s in sorted(run.steps, key=lambda s: s.idx)
-            if s.phase == "resolve" and s.outcome == STEP_PENDING
+            # A started one too: its worker stopped in it; the step runner records it
+            # interrupted rather than undoing a second time.
+            if s.phase == "resolve" and s.outcome in (STEP_PENDING, STEP_STARTED)
         )
         return Verdict.next()
 

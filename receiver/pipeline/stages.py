@@ -25,7 +25,13 @@ from receiver.guards.policy import (
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
-from receiver.pipeline.context import STEP_PENDING, Deps, RunContext, release_when_done
+from receiver.pipeline.context import (
+    STEP_PENDING,
+    STOPS_RUN,
+    Deps,
+    RunContext,
+    release_when_done,
+)
 from receiver.pipeline.steps import StepRunner, runs_dry
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
 from remediations.base import Outcome, ParamsError, renders_templates
@@ -320,8 +326,9 @@ class Admit:
 
 
 class Execute:
-    """execute: run the steps the previous stages let through, in order; the first that fails
-    or is refused by its precondition stops the rest."""
+    """execute: run the steps the previous stages let through, in order; the first that fails,
+    is refused by its precondition or was interrupted by a worker's stop (``STOPS_RUN``)
+    stops the rest."""
 
     name = "execute"
 
@@ -334,6 +341,6 @@ class Execute:
             ctx.results.append((step, result))
             if result.outcome is Outcome.OK and result.before:
                 ctx.remember(step.action, result.before, result.after)
-            if result.outcome in (Outcome.FAILED, Outcome.REFUSED):
+            if result.outcome in STOPS_RUN:
                 break
         return Verdict.next()

@@ -5,6 +5,19 @@ changing anything (Kubernetes: server-side dry-run), and an action whose system 
 configured (no client of the name it requires) plans and records ``dry_run``, saying which
 system is missing. An action's own bug never takes the worker down: it is a failed step.
 
+An action that must not run twice for one step (``Action.replay_safe`` False: the PostgreSQL
+signals, the Redis requeue, ``http.call``) acts only once its step is durably marked
+``started`` with an attempt id (``Store.start_step``, one statement; the only extra store write
+of an admitted step, and none for the Kubernetes actions or ``notify``, nor in dry-run mode).
+A worker that stops between the action and its record leaves the mark. The run taken up again
+(another worker, once the lease ran out) does not call the action a second time, which could
+signal or requeue up to the cap again: it records the step ``interrupted``, saying that it may
+have acted and what to check, and the step stops the run, which ends ``failed`` (and counts in
+the rule's breaker). Failing is the explainable choice: the effect is unknown, a human must
+look, and the run's own record says why; asking for an approval instead would offer to act a
+second time on a state nobody has read. The Kubernetes actions need no mark: a step taken up
+finds its own write record on the object and writes nothing more.
+
 In a simulation (``PipelineSettings.simulate``, a rule test) no action is called: every system
 counts as configured, a step is recorded ``simulated`` with the action's description of what it
 would do, and a preview is that description (so approvals are asked for, bound and checked as in
@@ -16,13 +29,22 @@ fails too.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from receiver.model import StepPlan
-from receiver.pipeline.context import STEP_OUTCOME_FACT, Deps, RunContext, record_step
+from receiver.pipeline.context import (
+    STEP_OUTCOME_FACT,
+    STEP_STARTED,
+    Deps,
+    RunContext,
+    record_step,
+)
+from receiver.store import StepStart
 from remediations.base import (
     Action,
     ActionContext,
@@ -128,40 +150,37 @@ class StepRunner:
         t0 = time.perf_counter()
         action = deps.registry.get(step.action)
         action_ctx = self.action_context(ctx, step)
-        try:
-            params = deps.registry.parse_params(step.action, step.params)
-            missing = missing_clients(deps, step, ctx)
-            if deps.settings.simulate:
-                result = await self._simulated(ctx, step, action, params)
-            elif missing:
-                result = Result(
-                    Outcome.DRY_RUN,
-                    f"dry-run ({', '.join(missing)} not configured): "
-                    f"{action.describe(ctx.target, params)}",
-                )
+        result, params = await self._without_acting(ctx, step, action)
+        record = True
+        if result is None:
+            assert params is not None
+            typed = params
+            start = None
+            if not (action.replay_safe or deps.settings.dry_run):
+                # Not guarded: a store error is the store's (the event is retried), not a
+                # failed step; the action has not been called.
+                start = await self._start(ctx, step, action.describe(ctx.target, typed), started)
+            if start is not None and not start.started:
+                result, record = _not_started(ctx, start)
             else:
-                result = await action.run(action_ctx, ctx.target, params)
-        except ActionRefused as exc:
-            result = Result(Outcome.REFUSED, exc.message)
-        except ActionError as exc:
-            result = failed(exc, exc.message)
-        except Exception as exc:  # an action's bug must not take the worker down
-            ctx.log.exception("action crashed", action=step.action)
-            result = Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
+                result = await _guarded(
+                    ctx, step, lambda: action.run(action_ctx, ctx.target, typed)
+                )
         elapsed = time.perf_counter() - t0
         deps.metrics.action_finished(step.action, result.outcome, elapsed)
-        await record_step(
-            deps,
-            ctx,
-            step,
-            result.outcome,
-            result.message,
-            before=dict(result.before),
-            after=dict(result.after),
-            attempts=1,
-            started_at=started,
-            finished_at=deps.clock(),
-        )
+        if record:
+            await record_step(
+                deps,
+                ctx,
+                step,
+                result.outcome,
+                result.message,
+                before=dict(result.before),
+                after=dict(result.after),
+                attempts=1,
+                started_at=started,
+                finished_at=deps.clock(),
+            )
         ctx.log.info(
             "step",
             action=step.action,
@@ -171,6 +190,91 @@ class StepRunner:
             seconds=round(elapsed, 3),
         )
         return result
+
+    async def _without_acting(
+        self, ctx: RunContext, step: StepPlan, action: Action
+    ) -> tuple[Result | None, BaseModel | None]:
+        """(result, None) for a step that ends without its action being called (bad params,
+        a simulation, its system not configured); (None, params) when the action is to run."""
+        deps = self._deps
+        params: BaseModel | None = None
+
+        async def settle() -> Result:
+            nonlocal params
+            params = deps.registry.parse_params(step.action, step.params)
+            if deps.settings.simulate:
+                return await self._simulated(ctx, step, action, params)
+            missing = missing_clients(deps, step, ctx)
+            if missing:
+                return Result(
+                    Outcome.DRY_RUN,
+                    f"dry-run ({', '.join(missing)} not configured): "
+                    f"{action.describe(ctx.target, params)}",
+                )
+            return _ACTS
+
+        result = await _guarded(ctx, step, settle)
+        return (None, params) if result is _ACTS else (result, None)
+
+    async def _start(
+        self, ctx: RunContext, step: StepPlan, what: str, started: datetime
+    ) -> StepStart:
+        """Mark the step started, naming a new attempt id (``Store.start_step``)."""
+        assert ctx.run_id is not None
+        attempt = uuid.uuid4().hex[:12]
+        return await self._deps.store.start_step(
+            ctx.run_id,
+            phase=ctx.phase,
+            idx=step.index,
+            action=step.action,
+            message=f"started (attempt {attempt}): {what}",
+            started_at=started,
+        )
+
+
+# Not a result: the step's action is to be called (``StepRunner._without_acting``).
+_ACTS = Result(Outcome.NOOP, "")
+
+
+async def _guarded(
+    ctx: RunContext, step: StepPlan, call: Callable[[], Awaitable[Result]]
+) -> Result:
+    """``await call()``, its ActionError a refused or failed step, and any other exception
+    (an action's bug) a failed step logged with its traceback: it must not take the worker
+    down."""
+    try:
+        return await call()
+    except ActionRefused as exc:
+        return Result(Outcome.REFUSED, exc.message)
+    except ActionError as exc:
+        return failed(exc, exc.message)
+    except Exception as exc:
+        ctx.log.exception("action crashed", action=step.action)
+        return Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
+
+
+def _not_started(ctx: RunContext, start: StepStart) -> tuple[Result, bool]:
+    """What a step that could not be marked started records, and whether to record it: a mark
+    an earlier attempt left is ``interrupted`` (recorded); a step another attempt finished
+    meanwhile keeps its record (not written again)."""
+    if start.outcome == STEP_STARTED:
+        since = f" at {start.started_at.isoformat()}" if start.started_at else ""
+        return (
+            Result(
+                Outcome.INTERRUPTED,
+                f"a worker stopped while this step ran ({start.message}{since}): it may have "
+                "acted, in part or in full; not run again, so as not to act twice or go past "
+                f"its cap; check {ctx.target.key} by hand",
+            ),
+            True,
+        )
+    if start.outcome in _OUTCOMES:
+        return Result(Outcome(start.outcome), start.message), False
+    why = f"step is {start.outcome}" if start.outcome else "step is not in the store"
+    return Result(Outcome.REFUSED, f"not run: the {why} ({start.message})"), False
+
+
+_OUTCOMES = frozenset(o.value for o in Outcome)
 
 
 def failed(exc: ActionError, message: str) -> Result:

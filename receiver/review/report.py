@@ -141,7 +141,8 @@ def _not_done(event: Unacted) -> Iterable[dict[str, Any]]:
 # lists each run's own in ``runs``. Something changed (or tried to change) on a system comes
 # first, then what is still open, then what stopped the automation before it acted.
 #   acted              a step ran an action: the run verified, succeeded, or failed or was
-#                      refused by a precondition after a step had acted
+#                      refused by a precondition after a step had acted (or may have: a
+#                      step a worker stopped in, ``interrupted``)
 #   notified           the run succeeded and its steps were all notify: it told people
 #   in_progress        pending, running or verifying without a step that acted yet
 #   awaiting_approval  a step waits for an engineer
@@ -170,9 +171,10 @@ ALERT_STATUSES = (
 )
 
 # Step outcomes of an action that ran on a system: it changed it, found nothing to change, or
-# tried and failed. A notify step tells people and changes nothing (as record.py's dry-run
-# rule has it); dry_run and refused steps changed nothing.
-_TRIED = frozenset({"ok", "noop", "failed", "simulated"})
+# tried and failed, or a worker stopped while it ran (started, interrupted: it may have
+# acted). A notify step tells people and changes nothing (as record.py's dry-run rule has it);
+# dry_run and refused steps changed nothing.
+_TRIED = frozenset({"ok", "noop", "failed", "simulated", "started", "interrupted"})
 _NOTIFY = "notify"
 
 

@@ -42,6 +42,8 @@ __all__ = [
 _STEP_TONE = {
     "ok": "good",
     "failed": "bad",
+    # A worker stopped while the step ran: it may have acted; someone must check.
+    "interrupted": "bad",
     "refused": "warn",
     "undelivered": "warn",
     "rejected": "warn",

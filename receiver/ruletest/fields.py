@@ -38,12 +38,13 @@ __all__ = [
     "offset_seconds",
 ]
 
-# Outcomes a step can be recorded with: the actions' (with the simulator's `simulated`), the
-# pipeline's own (planned or held, never to run: receiver.store.steps.NOT_RUN), and how an
+# Outcomes a step can be recorded with: the actions' (with the simulator's `simulated`, and
+# `interrupted`, which a fixture may script), the pipeline's own (planned or held, never to
+# run: receiver.store.steps.NOT_RUN; acting: receiver.store.steps.STARTED), and how an
 # approval ended it.
 STEP_OUTCOMES = frozenset(
     {o.value for o in Outcome}
-    | {"pending", "not_run", "awaiting_approval", "rejected", "expired", "cancelled"}
+    | {"pending", "not_run", "started", "awaiting_approval", "rejected", "expired", "cancelled"}
 )
 
 

@@ -47,7 +47,7 @@ from receiver.store.records import (
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
 from receiver.store.statistics import Statistics
-from receiver.store.steps import StepWriter, admitted_data
+from receiver.store.steps import STARTED, StepStart, StepWriter, admitted_data
 from receiver.store.upkeep import keep_pruning, keep_statistics
 from receiver.store.verification import Conclusion, Verification
 
@@ -56,6 +56,7 @@ __all__ = [
     "DIGEST_AUDIT",
     "MAX_HINTED_LANES",
     "QUEUE_STATES",
+    "STARTED",
     "WORK_CHANNEL",
     "AuditCheck",
     "BadCursor",
@@ -71,6 +72,7 @@ __all__ = [
     "Refused",
     "RunRecord",
     "StepRecord",
+    "StepStart",
     "Store",
     "StoreUnavailable",
     "admitted_data",

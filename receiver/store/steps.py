@@ -3,23 +3,35 @@
 ``write_step`` is the one statement that inserts or updates a step; ``Runs.create_run`` uses it
 too, so a run and its planned steps are created in one transaction (a run never exists without
 the steps it was planned with).
+
+``StepWriter.start_step`` marks a step ``started`` before an action that must not run twice
+acts (``remediations.base.Action.replay_safe``): one statement that succeeds only for a step
+still pending or approved, so of two attempts at one step only one ever acts, and a run taken
+up after a crash finds the mark. A started step is never put back to ``pending`` or
+``awaiting_approval`` (a retried resolved event re-recording its on_resolved steps, a guard
+holding them): only its end, or ``interrupted``, replaces the mark.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict, Unpack
 
 from receiver.store.audit import append_in_tx, audit_insert_sql
-from receiver.store.canonical import canonical_json
+from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import Refused
+from remediations.base import Outcome
 
 __all__ = [
+    "INTERRUPTED",
     "NOT_RUN",
+    "STARTED",
     "StepFields",
+    "StepStart",
     "StepWriter",
     "admitted_data",
     "mark_not_run",
@@ -31,13 +43,37 @@ __all__ = [
 # step, rejected, expired, cancelled): it will never run, so it does not read ``pending``.
 NOT_RUN = "not_run"
 
+# The outcome of a step whose action is acting right now, or was when its worker stopped
+# (``StepWriter.start_step``).
+STARTED = "started"
+# What a step may be marked started from: planned, or held for an approval (and approved).
+_STARTABLE = ("pending", "awaiting_approval")
+
+
+# The outcome a step still ``started`` takes when its run ends without taking it up
+# (``remediations.base.Outcome.INTERRUPTED``), and why (``_ENDED_WHILE_STARTED`` + the end).
+INTERRUPTED = Outcome.INTERRUPTED.value
+_ENDED_WHILE_STARTED = (
+    "a worker stopped while this step ran: it may have acted, in part or in full; not run again; "
+)
+
 
 async def mark_not_run(conn: Any, run_id: str, why: str) -> None:
     """The run's own steps still ``pending`` (or ``awaiting_approval``: approved, then refused
     by a guard on the way to running) become ``not_run`` saying ``why``; called in the
     transaction that ends the run. A rejected, expired or cancelled approval has already
     ended its step its own way. Its on_resolved and on_failed steps are left alone: they have
-    their own occasions."""
+    their own occasions. A step still ``started`` (its worker stopped) may have acted: it
+    becomes ``interrupted``, never ``not_run``."""
+    await conn.execute(
+        """UPDATE steps SET outcome = $2, message = $3 || message || '; ' || $4
+           WHERE run_id = $1::uuid AND phase = 'run' AND outcome = $5""",
+        run_id,
+        INTERRUPTED,
+        _ENDED_WHILE_STARTED,
+        why,
+        STARTED,
+    )
     await conn.execute(
         """UPDATE steps SET outcome = $2, message = $3
            WHERE run_id = $1::uuid AND phase = 'run'
@@ -93,6 +129,10 @@ async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> No
                 attempts = greatest(EXCLUDED.attempts, steps.attempts),
                 started_at = coalesce(steps.started_at, EXCLUDED.started_at),
                 finished_at = coalesce(EXCLUDED.finished_at, steps.finished_at)
+            -- A started step may have acted: planning or holding it again must not make it
+            -- startable a second time (the module docstring).
+            WHERE NOT (steps.outcome = 'started'
+                       AND EXCLUDED.outcome IN ('pending', 'awaiting_approval'))
             RETURNING run_id
         )
         SELECT runs.fingerprint FROM up JOIN runs ON runs.id = up.run_id
@@ -111,6 +151,8 @@ async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> No
         fields.get("started_at"),
         fields.get("finished_at"),
     )
+    if fingerprint is None:
+        return  # a started step kept its mark: nothing was written, nothing to audit
     await append_in_tx(
         conn,
         "step",
@@ -155,6 +197,18 @@ def admitted_data(
     return {"phase": phase, "guards": list(guards), "fence": fence}
 
 
+@dataclass(frozen=True, slots=True)
+class StepStart:
+    """What ``StepWriter.start_step`` found: ``started`` True when this attempt marked the step
+    and may act; else the step's ``outcome`` and ``message`` as they were (``started``: an
+    earlier attempt marked it and never finished it; ``""``: no such step)."""
+
+    started: bool
+    outcome: str = ""
+    message: str = ""
+    started_at: datetime | None = None
+
+
 class StepWriter(Database):
     """Steps and refusals (mixin of ``Store``)."""
 
@@ -162,6 +216,64 @@ class StepWriter(Database):
         """Insert or update step ``idx`` of ``phase`` of a run, audited (``StepFields``)."""
         async with self._tx() as conn:
             await write_step(conn, run_id, **fields)
+
+    async def start_step(
+        self,
+        run_id: str,
+        *,
+        phase: str,
+        idx: int,
+        action: str,
+        message: str,
+        started_at: datetime,
+    ) -> StepStart:
+        """Mark step ``idx`` of ``phase`` ``started`` with ``message`` (which names the
+        attempt), audited, if it is still pending or awaiting its approval: one statement, one
+        round trip, committed on its own before the action acts. Two attempts at one step
+        cannot both mark it. Returns whether this call marked it, else what the step was."""
+        data = audit_data(step_audit(phase, idx, action, STARTED, message, None))
+        with translate():
+            row = await self._pool.fetchrow(
+                f"""
+                WITH up AS (
+                    UPDATE steps SET outcome = '{STARTED}', message = $4,
+                                     attempts = steps.attempts + 1,
+                                     started_at = $5, finished_at = NULL
+                    WHERE run_id = $1::uuid AND phase = $2 AND idx = $3
+                      AND outcome = ANY ($6::text[])
+                    RETURNING run_id
+                ), marked AS (
+                    SELECT runs.id, runs.fingerprint FROM up JOIN runs ON runs.id = up.run_id
+                ), audited AS (
+                    {
+                    audit_insert_sql(
+                        "marked",
+                        kind="'step'",
+                        run_id="marked.id",
+                        fingerprint="marked.fingerprint",
+                        data="$7",
+                    )
+                }
+                )
+                SELECT (SELECT count(*) FROM up) AS marked, s.outcome, s.message, s.started_at
+                FROM (SELECT 1) one
+                LEFT JOIN steps s ON s.run_id = $1::uuid AND s.phase = $2 AND s.idx = $3
+                """,
+                run_id,
+                phase,
+                idx,
+                message,
+                started_at,
+                list(_STARTABLE),
+                data,
+            )
+        assert row is not None  # the statement always returns its one row
+        if row["marked"]:
+            return StepStart(True, STARTED, message, started_at)
+        # The step as it was before this statement (its CTE's update is not visible here).
+        return StepStart(
+            False, str(row["outcome"] or ""), str(row["message"] or ""), row["started_at"]
+        )
 
     async def record_admission(
         self,
@@ -205,6 +317,10 @@ class StepWriter(Database):
                     UPDATE steps SET outcome = $7, message = $5
                     WHERE run_id IN (SELECT id FROM refused) AND phase = 'run'
                       AND outcome IN ('pending', 'awaiting_approval')
+                ), interrupted AS (
+                    UPDATE steps SET outcome = $8, message = $9 || steps.message || '; ' || $5
+                    WHERE run_id IN (SELECT id FROM refused) AND phase = 'run'
+                      AND outcome = '{STARTED}'
                 ), audited AS (
                     {
                     audit_insert_sql(
@@ -221,5 +337,7 @@ class StepWriter(Database):
                 run_id,
                 *refused.columns(),
                 NOT_RUN,
+                INTERRUPTED,
+                _ENDED_WHILE_STARTED,
             )
         return bool(count)

@@ -33,7 +33,7 @@ from remediations.params import StrictParams
 from remediations.targets import Target
 from remediations.templates import check_template, render, template_values
 
-__all__ = ["Endpoint", "HttpCall", "HttpCallParams", "HttpEndpoints"]
+__all__ = ["Endpoint", "HttpCall", "HttpCallParams", "HttpEndpoints", "idempotency_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +145,15 @@ class HttpCallParams(StrictParams):
         return value
 
 
+def idempotency_key(ctx: ActionContext, endpoint: str, digest: str) -> str:
+    """The ``Idempotency-Key`` of one step's POST: ``<run id>.<phase>.<step>-<endpoint>-<body
+    digest>`` (``<run id>-<endpoint>-<digest>`` for a call outside a run's steps). The same on
+    every retry of the step, so a receiver that deduplicates takes it once; another for each
+    step, so two identical calls of one run (a step and an on_failed step) are both taken."""
+    step = "" if ctx.step is None else f".{ctx.phase}.{ctx.step}"
+    return f"{ctx.run_id}{step}-{endpoint}-{digest}"
+
+
 class HttpCall:
     """POST the rule's JSON body to an allow-listed endpoint (target: HttpEndpoint).
 
@@ -157,6 +166,10 @@ class HttpCall:
     risk: ClassVar[Risk] = Risk.HIGH
     disruptive: ClassVar[bool] = True
     target_kinds: ClassVar[frozenset[str]] = frozenset({"HttpEndpoint"})
+    # What an endpoint does with a second POST is up to it: only one that deduplicates on the
+    # Idempotency-Key ignores it. So a step taken up after a crash that may have come after
+    # the POST is not sent again (Action.replay_safe).
+    replay_safe: ClassVar[bool] = False
 
     def requires(self, target: Target) -> frozenset[str]:
         return frozenset({"http"})
@@ -201,7 +214,7 @@ class HttpCall:
             headers={
                 **endpoint.headers,
                 "X-Remediator-Run-Id": ctx.run_id,
-                "Idempotency-Key": f"{ctx.run_id}-{endpoint.name}-{digest}",
+                "Idempotency-Key": idempotency_key(ctx, endpoint.name, digest),
             },
         )
         return Result(

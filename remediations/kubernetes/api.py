@@ -300,6 +300,9 @@ class KubeAction(Generic[P]):
     risk: ClassVar[Risk]
     disruptive: ClassVar[bool]
     target_kinds: ClassVar[frozenset[str]]
+    # A step taken up again after a crash finds its own write record on the object and
+    # writes nothing more (remediations/kubernetes/replay.py): safe to call again.
+    replay_safe: ClassVar[bool] = True
 
     def __init__(self, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         self.retry = retry

@@ -60,6 +60,10 @@ class Notify:
     risk: ClassVar[Risk] = Risk.LOW
     disruptive: ClassVar[bool] = False
     target_kinds: ClassVar[frozenset[str]] = frozenset(KINDS)
+    # At least once: a step taken up after a crash sends its message again rather than
+    # leaving it unsent or failing the run over it. A second copy of a message tells people
+    # nothing new and changes no system; a lost page can leave nobody told.
+    replay_safe: ClassVar[bool] = True
 
     def requires(self, target: Target) -> frozenset[str]:
         return frozenset({"notify"})

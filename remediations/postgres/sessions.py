@@ -13,6 +13,12 @@ start). ``run()`` runs it again with the signal: what was previewed but no longe
 session that turned active, or ended) is spared, since the filter and the signal are one
 statement.
 
+Both refuse (ActionRefused) when the role the service connects as cannot see the allow-listed
+roles' sessions: without ``pg_read_all_stats`` (or the privileges of those roles)
+``pg_stat_activity`` shows another role's sessions with a NULL state and query (PostgreSQL
+docs, "The Cumulative Statistics System", pg_stat_activity; research section 8.1), so no
+session would ever match and the step would record ``noop`` "no session matches" for ever.
+
 An approval binds the preview (``receiver.approvals.plan``), so the preview names each session
 by its start, never by its age: an age grows every second and no approval would ever match its
 fresh preview. An approved step signals only the (pid, since) pairs the approver saw
@@ -65,6 +71,19 @@ DEFAULT_EXCLUDED_APPLICATIONS = (
 IdleState = Literal["idle in transaction", "idle in transaction (aborted)", "idle"]
 
 _NAMEDATALEN = 63  # PostgreSQL identifiers are at most 63 bytes
+
+
+# Whether this connection can see the state of the allow-listed roles' sessions ($1): it can
+# when it has the privileges of pg_read_all_stats (a superuser has every privilege), and for a
+# role whose privileges it has. Roles that do not exist have no session to hide.
+_VISIBILITY = """
+SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS all_stats,
+       current_user::text AS me,
+       array(SELECT r.rolname::text FROM pg_roles r
+             WHERE r.rolname = ANY ($1::text[])
+               AND NOT pg_has_role(current_user, r.oid, 'USAGE')
+             ORDER BY r.rolname) AS hidden
+"""
 
 
 def _sql(name: str) -> str:
@@ -181,6 +200,10 @@ class _SessionAction:
     risk: ClassVar[Risk] = Risk.LOW
     disruptive: ClassVar[bool] = True
     target_kinds: ClassVar[frozenset[str]] = frozenset({"PostgresDatabase"})
+    # A signal leaves no trace to recognise it by (the session is gone, or its statement), so
+    # a second call of the same step would signal up to the cap again: a step taken up after
+    # a crash that may have come after the signal is not run again (Action.replay_safe).
+    replay_safe: ClassVar[bool] = False
     sql_file: ClassVar[str]
     verb: ClassVar[str]  # "end", "cancel"
     done: ClassVar[str]  # "terminated", "cancelled"
@@ -253,6 +276,7 @@ class _SessionAction:
         if target.kind not in self.target_kinds:
             raise ActionRefused(f"{self.name} acts on PostgresDatabase, not {target.kind}")
         conn: PostgresConnection = ctx.clients.get(f"postgres:{target.name}")
+        await self._refuse_unless_visible(conn, params)
         pairs = _approved_pairs(ctx.approved) if signal else None
         args = (*self.arguments(params, signal), *(pairs or (None, None)))
         if signal:
@@ -272,6 +296,20 @@ class _SessionAction:
             )
             for row in rows
         ]
+
+    async def _refuse_unless_visible(self, conn: PostgresConnection, params: Any) -> None:
+        """Raise ActionRefused, naming the missing grant, when the connection cannot see the
+        state of some allow-listed role's sessions (module docstring)."""
+        (row,) = await conn.fetch(f"{self.name}: visibility", _VISIBILITY, list(params.roles))
+        hidden = list(row["hidden"] or [])
+        if row["all_stats"] or not hidden:
+            return
+        raise ActionRefused(
+            f"PostgreSQL {conn.name!r}: the role {row['me']} cannot see the sessions of "
+            f"{', '.join(hidden)}: it lacks pg_read_all_stats, without which pg_stat_activity "
+            "shows other roles' sessions with no state, so none would ever match; "
+            f"GRANT pg_read_all_stats TO {row['me']} (see the README)"
+        )
 
     def _params(self, params: BaseModel) -> Any:
         if not isinstance(params, self.Params):

@@ -69,6 +69,9 @@ class RequeueDeadLetters:
     risk: ClassVar[Risk] = Risk.LOW
     disruptive: ClassVar[bool] = False
     target_kinds: ClassVar[frozenset[str]] = frozenset({"RedisQueue"})
+    # A second move of the same step would requeue up to the cap again: a step taken up
+    # after a crash that may have come after the move is not run again (Action.replay_safe).
+    replay_safe: ClassVar[bool] = False
 
     def __init__(
         self, retry: RetryPolicy = DEFAULT_RETRY, clock: Callable[[], datetime] | None = None

@@ -294,6 +294,7 @@ class RendersOnce:
     Params: ClassVar[type[BaseModel]] = NoParams
     risk: ClassVar[Risk] = Risk.LOW
     disruptive: ClassVar[bool] = False
+    replay_safe: ClassVar[bool] = True
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Deployment"})
 
     def __init__(self) -> None:

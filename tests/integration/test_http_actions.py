@@ -3,6 +3,7 @@ within the cap), none on 4xx, timeouts, redirects not followed, the allow-list."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -84,6 +85,29 @@ async def test_retries_on_503_with_the_same_idempotency_key(
     keys = {s.headers["Idempotency-Key"] for s in peer.seen("/flush")}
     assert len(peer.seen("/flush")) == 3
     assert len(keys) == 1
+
+
+async def test_two_steps_of_one_run_with_the_same_body_carry_their_own_keys(
+    peer: Peer, session: aiohttp.ClientSession
+) -> None:
+    # A run step and an on_failed step POST the same body: a receiver that deduplicates on
+    # the key must take both; one step sent twice (a retry) keeps its key.
+    url = peer.answer("/flush", Reply(200), Reply(200), Reply(200))
+    client = endpoints(session, flush=url)
+    steps = [
+        dataclasses.replace(ctx(client), step=0, phase="run"),
+        dataclasses.replace(ctx(client), step=0, phase="on_failed"),
+        dataclasses.replace(ctx(client), step=0, phase="on_failed"),
+    ]
+
+    for step in steps:
+        assert (await HttpCall().run(step, call("flush"), PARAMS)).outcome is Outcome.OK
+
+    run_key, failed_key, again = (s.headers["Idempotency-Key"] for s in peer.seen("/flush"))
+    assert run_key != failed_key
+    assert failed_key == again
+    assert run_key.startswith("run-7.run.0-flush-")
+    assert failed_key.startswith("run-7.on_failed.0-flush-")
 
 
 async def test_429_waits_as_long_as_retry_after_says(

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from receiver.approvals.plan import bound_plan, plan_hash
-from remediations.base import ActionContext, Clients, Outcome
+from remediations.base import ActionContext, ActionRefused, Clients, Outcome
 from remediations.postgres.connection import PostgresConnection
 from remediations.postgres.sessions import (
     CancelLongQueries,
@@ -370,9 +370,13 @@ async def test_dry_run_lists_and_signals_nothing(
     assert await session.fetchval("SELECT 1") == 1
 
 
-async def test_without_pg_read_all_stats_nothing_is_visible(cluster: Cluster, roles: Roles) -> None:
-    # The research's visibility pitfall: other roles' state is NULL, so nothing matches.
-    await cluster.idle_in_transaction(roles.app)
+async def test_without_pg_read_all_stats_the_actions_refuse_naming_the_grant(
+    cluster: Cluster, roles: Roles
+) -> None:
+    # The research's visibility pitfall: other roles' state is NULL, so nothing would match
+    # and the step would say "no session matches" for ever. It refuses instead, naming the
+    # grant, and signals nothing.
+    session = await cluster.idle_in_transaction(roles.app)
     weak = PostgresConnection("orders", as_role(cluster.url, roles.weak))
     good = PostgresConnection("orders", as_role(cluster.url, roles.remediator))
     try:
@@ -380,7 +384,15 @@ async def test_without_pg_read_all_stats_nothing_is_visible(cluster: Cluster, ro
         params = TerminateIdleParams(roles=(roles.app,), idle_for="1s")
         await eventually(lambda: previewed_pids(action, context(good), params))
         ctx = ActionContext("run-1", False, Clients({"postgres:orders": weak}))
-        assert await previewed_pids(action, ctx, params) == []
+        for call in (action.preview, action.run):
+            with pytest.raises(ActionRefused) as refused:
+                await call(ctx, TARGET, params)
+            assert f"GRANT pg_read_all_stats TO {roles.weak}" in refused.value.message
+            assert roles.app in refused.value.message
+        cancel = CancelLongQueriesParams(roles=(roles.app,), running_for="1s")
+        with pytest.raises(ActionRefused, match="lacks pg_read_all_stats"):
+            await CancelLongQueries().run(ctx, TARGET, cancel)
+        assert await cluster.alive(session.get_server_pid())
     finally:
         await weak.close()
         await good.close()

@@ -142,6 +142,8 @@ class Poke:
     Params: ClassVar[type[BaseModel]] = PokeParams
     risk: ClassVar[Risk] = Risk.HIGH
     disruptive: ClassVar[bool] = False
+    # Runs again as a Kubernetes step does (these tests are about approvals, not replays).
+    replay_safe: ClassVar[bool] = True
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Deployment"})
 
     def __init__(self, base_url: str) -> None:

@@ -30,6 +30,7 @@ class _Test:
     Params: ClassVar[type[BaseModel]]
     risk: ClassVar[Risk]
     disruptive: ClassVar[bool] = False
+    replay_safe: ClassVar[bool] = True
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Deployment", "StatefulSet"})
 
     def requires(self, target: Target) -> frozenset[str]:
