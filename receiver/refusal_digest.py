@@ -1,12 +1,12 @@
 """Refusal digests: what is said of the refusals folded into a window, and to whom. Pure.
 
 In a storm most runs are refused (rate, cooldown, the breaker...), and a rule that announces
-its refusals would send one message each (issue 27). Instead, for each (rule, channel), the
-first refusal is announced at once and opens a window; the refusals that follow within it are
-folded (each still audited on its run, as not sent on its own), and when the window ends one
-digest says how many there were, by guard, on how many targets. The windows live in Redis
-(``receiver.guards.digest_windows``); this module holds their shapes, and the words and links
-of the audit rows and of the digest.
+its refusals would send one message each (issue 12's storm: thousands). Instead, for each
+(rule, channel), the first refusal is announced at once and opens a window; the refusals that
+follow within it are folded (each still audited on its run, as not sent on its own), and when
+the window ends one digest says how many there were, by guard, on how many targets. The
+windows live in Redis (``receiver.guards.digest_windows``); this module holds their shapes,
+and the words and links of the audit rows and of the digest.
 """
 
 from __future__ import annotations

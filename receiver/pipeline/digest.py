@@ -1,5 +1,5 @@
 """Sending refusal digests: when a rule's digest window ends, one message tells its channel how
-many more of its runs were refused, by which guards, on how many targets (issue 27).
+many more of its runs were refused, by which guards, on how many targets (a storm, issue 12).
 
 The refusals are folded by the announcer (``Announcer.folded``) into windows in Redis
 (``receiver.guards.digest_windows``); ``DigestSender.flush`` sends the digests whose window

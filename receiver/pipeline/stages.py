@@ -261,7 +261,7 @@ class Admit:
         assert ctx.run_id is not None
         refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)
         # A refusal that would be announced is first offered to its rule's digest window (one
-        # Redis call): folded, it is only recorded, never sent on its own (issue 27: a storm's
+        # Redis call): folded, it is only recorded, never sent on its own (issue 12: a storm's
         # thousands of refusals flooded the channel, and the worker waited on each message).
         unsent = await self._announce.folded(ctx, refusal.guard)
         if ctx.create is not None:

@@ -1,4 +1,4 @@
-"""Refusal digests (issue 27): in a storm, a rule's refusals reach its channel as one message
+"""Refusal digests: in a storm (issue 12), a rule's refusals reach its channel as one message
 when the first is refused and one digest when the window ends, not one message each.
 
 Real PostgreSQL, Redis, worker and a local HTTP server as the channel; the window's time is
