@@ -9,9 +9,12 @@ and on the guards' clock (the server's TIME, or the one ``Guards(clock=...)`` wa
   a window and is sent on its own; the others within it are counted (once per run id, so a
   retried event is not counted twice) and not sent. Folds asked together go in one pipeline,
   as admissions do (``Coalescer``), except on a cluster.
-- ``due``: the digests to send now, each claimed by this caller for a lease: a window that has
-  ended is closed by the one caller whose script finds it so (two replicas never both get it),
-  and a digest whose sender's lease ran out (it crashed, or could not finish) is taken again.
+- ``claim``: the next digest to send, claimed by this caller for a lease: the windows that
+  ended are closed first (each by the one caller whose script finds it so; its digest queued,
+  claimable at once), then one digest is taken, atomically (two replicas never both get it),
+  a queued one or one whose sender's lease ran out (it crashed, or could not finish). One at a
+  time: the lease starts when its sender is about to send it, so it needs to cover that one
+  send only (``receiver.pipeline.digest``), however many digests are due.
 - ``done``: a digest sent (or given up on) and audited leaves Redis.
 
 Errors are the guards' (``Guards._call``): GuardUnavailable when Redis cannot be asked now,
@@ -47,9 +50,9 @@ _T = TypeVar("_T")
 # no replica could send within a day (every replica down, Redis unreachable) is dropped with its
 # keys rather than kept for ever.
 DIGEST_GC_S = 86400.0
-# The most folds one pipeline takes, and the most digests one ``due`` call claims.
+# The most folds one pipeline takes, and the most ended windows one ``claim`` call closes.
 _MAX_PIPELINE = 64
-_MAX_DUE = 32
+_MAX_CLOSE = 32
 
 
 class Caller(Protocol):
@@ -145,11 +148,12 @@ class DigestWindows:
             folded=int(reply[0]) == 1, start=from_ms(_text(reply[1])), end=from_ms(_text(reply[2]))
         )
 
-    async def due(self, lease_s: float) -> list[tuple[str, Digest | None]]:
-        """The digests to send now, each claimed by this caller for ``lease_s`` seconds: the
-        windows that ended (closed here; a window that folded nothing has no digest), then
-        any whose claim ran out. Each as (its entry, for ``done``; the digest, None when the
-        entry cannot be read). Raises GuardUnavailable or GuardError."""
+    async def claim(self, lease_s: float) -> tuple[str, Digest | None] | None:
+        """The next digest to send, claimed by this caller for ``lease_s`` seconds, or None
+        when there is none: the windows that ended are closed first (at most 32 a call; a
+        window that folded nothing has no digest), then one digest nobody holds is taken (a
+        new one, or one whose claim ran out). As (its entry, for ``done``; the digest, None
+        when the entry cannot be read). Raises GuardUnavailable or GuardError."""
         now = self._now_ms()
         if now is None:
             seconds, micros = await self._call("digest time", self._redis.time)
@@ -157,25 +161,22 @@ class DigestWindows:
         due_key, closed = self._keys.digests_due(), self._keys.digests_closed()
         ended = await self._call(
             "digest due",
-            lambda: self._redis.zrangebyscore(due_key, "-inf", now, start=0, num=_MAX_DUE),
+            lambda: self._redis.zrangebyscore(due_key, "-inf", now, start=0, num=_MAX_CLOSE),
         )
-        claimed: list[str] = []
-        lease, gc = to_ms(lease_s), to_ms(DIGEST_GC_S)
+        gc = to_ms(DIGEST_GC_S)
         for raw in ended:
             member = _text(raw)
             rule, _, channel = member.partition(":")
             keys = [*self._keys.digest(rule, channel), due_key, closed]
-            args: list[Arg] = ["close", now, lease, gc, member]
-            entry = await self._call("digest close", functools.partial(self._script, keys, args))
-            if entry:
-                claimed.append(_text(entry))
-        while len(claimed) < _MAX_DUE:
-            take: list[Arg] = ["take", now, lease]
-            entry = await self._call("digest take", functools.partial(self._script, [closed], take))
-            if not entry:
-                break
-            claimed.append(_text(entry))
-        return [(entry, _parsed(entry)) for entry in claimed]
+            args: list[Arg] = ["close", now, gc, member]
+            await self._call("digest close", functools.partial(self._script, keys, args))
+        # The lease counts from the take itself (on the same clock), not from before the closes.
+        take: list[Arg] = ["take", self._now_arg(), to_ms(lease_s)]
+        entry = await self._call("digest take", functools.partial(self._script, [closed], take))
+        if not entry:
+            return None
+        text = _text(entry)
+        return text, _parsed(text)
 
     async def done(self, entry: str) -> bool:
         """The digest ``entry`` is finished with: it leaves Redis. Whether it was still there

@@ -5,15 +5,24 @@ The refusals are folded by the announcer (``Announcer.folded``) into windows in 
 (``receiver.guards.digest_windows``); ``DigestSender.flush`` sends the digests whose window
 ended, and ``serve`` calls it every ``DIGEST_POLL_S`` in each replica (``DigestSender.run``).
 
-Exactly once, as far as it can be: a window that ended is claimed by the one replica whose
-Redis script closes it, for a lease of ``DIGEST_LEASE_S``. The sender sends it, audits it
-(``announcements.digest``, with the counts and whether it was delivered), then lets Redis drop
-it. A sender that dies after its claim leaves the digest in Redis, and once the lease has
-passed another replica (or this one, restarted) takes it again: a digest is never lost to a
-crash. One that died after the audit row is not sent again (the row is looked for first); one
-that died between the message and the audit row is sent twice, the price of never losing one.
-A digest that the channel does not take is audited as not delivered and not retried, as a
-run's announcement is not.
+Once, as far as it can be. A window that ended is queued in Redis, and a sender claims one
+digest at a time, just before it sends it, for a lease (``digest_lease_s``) longer than
+everything it does with that one digest can take: look for its audit row (at most
+``DIGEST_CHECK_S``; found, it is not sent again), send it (at most its channel's longest send,
+``HttpPolicy.longest_s``, and cut there: the claim never outlives the send), audit it
+(``announcements.digest``, with the counts and whether it was delivered; at most
+``DIGEST_AUDIT_S``), then let Redis drop it. So a live sender keeps every digest it sends,
+however many are due and however slow the channel: another replica only takes the ones nobody
+holds, and two replicas flushing together share the queue, each digest sent by one of them.
+
+What can still send a digest twice: a sender that dies (or whose audit row cannot be written,
+PostgreSQL away) after the channel took the message and before the audit row committed; or a
+sender that stalls, with its message on its way, past its lease (the process frozen or starved
+for a minute or more). Then the digest is taken again once the lease has passed, no audit row
+is found, and it is sent again: the price of never losing one to a crash. A digest that the
+channel does not take, or that it does not answer within the bound, is audited as not delivered
+and not retried, as a run's announcement is not (a message cut at the bound may still have
+arrived: the detail says so).
 """
 
 from __future__ import annotations
@@ -36,17 +45,48 @@ from receiver.store import DIGEST_AUDIT, StoreUnavailable
 from remediations.notify.message import Event, Message
 from remediations.notify.notifier import Notifier
 
-__all__ = ["DIGEST_LEASE_S", "DIGEST_POLL_S", "DigestSender"]
+__all__ = [
+    "DIGEST_AUDIT_S",
+    "DIGEST_CHECK_S",
+    "DIGEST_POLL_S",
+    "DigestSender",
+    "digest_lease_s",
+    "send_bound_s",
+]
 
 # How often each replica looks for digests to send (seconds): a digest goes out at most this
 # long after its window ends.
 DIGEST_POLL_S = 2.0
-# How long a claimed digest is its sender's (seconds): longer than a message can take (the
-# notifier's 3 attempts of 5 s and their waits) and the audit row, so that a live sender is
-# not raced; once it has passed, another replica takes the digest again.
-DIGEST_LEASE_S = 120.0
+# The bounds of the store's two calls for one digest (seconds): the look for its audit row, and
+# the row itself. Part of the lease, so short: a store that does not answer in time leaves the
+# digest claimed, and taken again once its lease has passed.
+DIGEST_CHECK_S = 10.0
+DIGEST_AUDIT_S = 15.0
+# Beyond those bounds and the send's: the Redis calls of one digest (claim, done), each bounded
+# by the guards' timeout, and the event loop's own delays.
+_LEASE_SLACK_S = 15.0
+# The most digests one flush sends (one at a time); the next flush, a poll later, goes on.
+_MAX_PER_FLUSH = 32
 # At most one warning per this many seconds while Redis or PostgreSQL cannot be asked.
 _DOWN_LOG_EVERY_S = 60.0
+
+
+def send_bound_s(notifier: Notifier | None, channel: str) -> float:
+    """How long a digest's send to ``channel`` may take (seconds): the channel's longest send
+    (``HttpPolicy.longest_s``), 0 when it is not configured (nothing is sent)."""
+    if notifier is None or channel not in notifier.channels:
+        return 0.0
+    return notifier.channels[channel].policy.longest_s
+
+
+def digest_lease_s(notifier: Notifier | None) -> float:
+    """How long one claimed digest is its sender's (seconds): longer than all it does with it,
+    the look for its audit row, the send to the slowest configured channel, the audit row and
+    the Redis calls (``DigestSender`` docstring). With the default channel policy (3 attempts
+    of 5 s, waits of up to 30 s) 115 s. Once it has passed another replica takes it again."""
+    names = notifier.channels if notifier is not None else ()
+    longest = max((send_bound_s(notifier, name) for name in names), default=0.0)
+    return DIGEST_CHECK_S + longest + DIGEST_AUDIT_S + _LEASE_SLACK_S
 
 
 class DigestSender:
@@ -59,20 +99,37 @@ class DigestSender:
         self._deps = deps
         self._log = log
         self._down = Throttle(_DOWN_LOG_EVERY_S)
+        # The look for a digest's audit row must end within its lease (as its row does:
+        # ``append_audit(timeout_s=...)``).
+        self._checks = deps.store.bounded(DIGEST_CHECK_S)
+
+    def _notifier(self) -> Notifier | None:
+        clients = self._deps.clients
+        return clients.get("notify") if clients.has("notify") else None
+
+    @property
+    def lease_s(self) -> float:
+        """How long each digest this sender claims is its own (``digest_lease_s``)."""
+        return digest_lease_s(self._notifier())
 
     async def flush(self) -> int:
-        """Claim the digests due now and send each (``DigestSender`` docstring); how many were
-        handled, delivered or not. Raises GuardUnavailable or GuardError when Redis cannot be
-        asked, StoreUnavailable when the audit cannot be written: what is claimed and not done
-        is taken again once its lease has passed."""
+        """Send the digests due now, claiming each just before it is sent (``DigestSender``
+        docstring), at most 32; how many were handled, delivered or not. Raises
+        GuardUnavailable or GuardError when Redis cannot be asked, StoreUnavailable when the
+        audit cannot be looked for or written: the digest claimed then is taken again once its
+        lease has passed."""
         windows = self._deps.guards.digests
         handled = 0
-        for entry, digest in await windows.due(DIGEST_LEASE_S):
+        while handled < _MAX_PER_FLUSH:
+            claimed = await windows.claim(self.lease_s)
+            if claimed is None:
+                break
+            entry, digest = claimed
             if digest is None:
                 # Not ours to read (written by another version?): dropped, loudly, rather
                 # than taken again every lease for a day.
                 self._log.error("unreadable refusal digest dropped", entry=entry[:500])
-            elif await self._deps.store.digest_audited(digest.id, digest.start):
+            elif await self._checks.digest_audited(digest.id, digest.start):
                 self._log.info("refusal digest already audited", window=digest.id)
             else:
                 await self._send(digest)
@@ -83,7 +140,7 @@ class DigestSender:
     async def _send(self, digest: Digest) -> None:
         delivered, detail = await self._deliver(digest)
         data = digest_audit(digest, delivered=delivered, detail=detail)
-        await self._deps.store.append_audit(DIGEST_AUDIT, data=data)
+        await self._deps.store.append_audit(DIGEST_AUDIT, data=data, timeout_s=DIGEST_AUDIT_S)
         self._deps.metrics.announced(DIGEST_EVENT, delivered)
         log = self._log.info if delivered else self._log.warning
         log(
@@ -98,11 +155,11 @@ class DigestSender:
         )
 
     async def _deliver(self, digest: Digest) -> tuple[bool, str]:
-        """Send ``digest`` to its channel: (delivered, the channel's answer or why not)."""
-        clients = self._deps.clients
-        if not clients.has("notify"):
+        """Send ``digest`` to its channel: (delivered, the channel's answer or why not). Cut
+        at the channel's longest send (``send_bound_s``), which the lease was sized for."""
+        notifier = self._notifier()
+        if notifier is None:
             return False, "no notification channels are configured (notify.channels)"
-        notifier: Notifier = clients.get("notify")
         unknown = notifier.unknown(digest.channel)
         if unknown is not None:
             return False, unknown
@@ -116,7 +173,14 @@ class DigestSender:
             dry_run=self._deps.settings.dry_run,
             links={"runs": link} if link else {},
         )
-        delivery = await notifier.send(digest.channel, message)
+        bound = send_bound_s(notifier, digest.channel)
+        try:
+            # The policy's own timeouts end the send before this; the bound only makes sure
+            # (a DNS lookup or a TLS handshake outside them), so the claim never outlives it.
+            async with asyncio.timeout(bound):
+                delivery = await notifier.send(digest.channel, message)
+        except TimeoutError:
+            return False, f"no answer within {bound:g}s; given up (the channel may have it)"
         return delivery.ok, delivery.detail
 
     async def run(self, every_s: float = DIGEST_POLL_S) -> None:

@@ -70,6 +70,15 @@ class HttpPolicy:
         if min(self.timeout, self.initial_wait, self.max_wait, self.max_retry_after) < 0:
             raise ValueError("waits and timeouts must not be negative")
 
+    @property
+    def longest_s(self) -> float:
+        """The longest one ``post_json`` under this policy can take, in seconds: every attempt
+        to its timeout (connect to last byte), and between two of them the longest wait, a
+        backoff (at most ``max_wait``) or a ``Retry-After`` (at most ``max_retry_after``:
+        past it the call gives up at once)."""
+        wait = max(self.max_wait, self.max_retry_after)
+        return self.attempts * self.timeout + (self.attempts - 1) * wait
+
 
 @dataclass(frozen=True, slots=True)
 class Posted:

@@ -20,7 +20,6 @@ import pytest
 import redis.asyncio
 
 from receiver.model import RunOutcome
-from receiver.pipeline.digest import DIGEST_LEASE_S
 from receiver.refusal_digest import digest_audit
 from receiver.store import RunRecord
 from remediations.http.post import HttpPolicy
@@ -231,10 +230,12 @@ async def test_a_digest_whose_sender_died_after_claiming_it_is_sent_by_another(
     clock.advance(301)
     # The first replica claims the digest and dies before sending it: nothing is sent, and
     # the claim holds for its lease.
-    (claimed,) = await first.guards.digests.due(DIGEST_LEASE_S)
+    lease = first.pipeline.digests.lease_s
+    claimed = await first.guards.digests.claim(lease)
+    assert claimed is not None
     assert claimed[1] is not None
     assert await second.pipeline.digests.flush() == 0
-    clock.advance(DIGEST_LEASE_S - 1)
+    clock.advance(lease - 1)
     assert await second.pipeline.digests.flush() == 0
     clock.advance(2)
     assert await second.pipeline.digests.flush() == 1
@@ -252,17 +253,20 @@ async def test_a_digest_audited_before_its_sender_died_is_not_sent_again(
     await post_storm(h, storm_alerts()[:4])
     await h.drain()
     clock.advance(301)
-    ((entry, digest),) = await h.guards.digests.due(DIGEST_LEASE_S)
+    lease = h.pipeline.digests.lease_s
+    claimed = await h.guards.digests.claim(lease)
+    assert claimed is not None
+    entry, digest = claimed
     assert digest is not None
     # Sent and audited, then the sender died before Redis let the digest go.
     await h.store.append_audit(
         "announcements.digest", data=digest_audit(digest, delivered=True, detail="sent")
     )
-    clock.advance(DIGEST_LEASE_S + 1)
+    clock.advance(lease + 1)
     assert await h.pipeline.digests.flush() == 1
     assert [r for r in peer.seen(HOOK) if r.body["event"] == "refused_digest"] == []
     assert len(await digest_rows(h)) == 1
-    assert await h.guards.digests.due(DIGEST_LEASE_S) == []
+    assert await h.guards.digests.claim(lease) is None
     assert entry
 
 

@@ -18,6 +18,7 @@ from receiver.guards.policy import GuardSettings, hash_tag
 from receiver.guards.redis_guards import Guards
 from receiver.model import NamespacePolicy
 from receiver.redis_connect import connect_redis
+from receiver.refusal_digest import Digest
 from tests.support.redis_topologies import RedisCluster3
 
 pytestmark = pytest.mark.redis
@@ -74,9 +75,11 @@ async def test_the_first_refusal_opens_a_window_and_the_others_are_counted_once(
         assert 0 < await redis_client.pttl(key) <= (WINDOW_S + 86400) * 1000
 
     clock.advance(WINDOW_S - 1)
-    assert await windows.due(LEASE_S) == []
+    assert await windows.claim(LEASE_S) is None
     clock.advance(1)
-    ((entry, digest),) = await windows.due(LEASE_S)
+    claimed = await windows.claim(LEASE_S)
+    assert claimed is not None
+    entry, digest = claimed
     assert digest is not None
     assert (digest.rule, digest.channel, digest.opener) == ("restart", "oncall", "run-0")
     assert digest.refused == 3
@@ -86,13 +89,15 @@ async def test_the_first_refusal_opens_a_window_and_the_others_are_counted_once(
     assert len(digest.examples[2]) == 200  # an example is cut; the count is not
     assert digest.end - digest.start == timedelta(seconds=WINDOW_S)
     # Claimed: nobody else gets it during its lease; then anyone may take it again.
-    assert await windows.due(LEASE_S) == []
+    assert await windows.claim(LEASE_S) is None
     clock.advance(LEASE_S)
-    assert [e for e, _ in await windows.due(LEASE_S)] == [entry]
+    again = await windows.claim(LEASE_S)
+    assert again is not None
+    assert again[0] == entry
     assert await windows.done(entry)
     assert not await windows.done(entry)
     clock.advance(LEASE_S)
-    assert await windows.due(LEASE_S) == []
+    assert await windows.claim(LEASE_S) is None
     assert [key async for key in redis_client.scan_iter(match="remediator:digest:*")] == []
 
 
@@ -103,7 +108,7 @@ async def test_a_window_that_folded_nothing_has_no_digest(
     windows = windows_on(redis_client, clock)
     assert not await fold(windows, "run-0")
     clock.advance(WINDOW_S)
-    assert await windows.due(LEASE_S) == []
+    assert await windows.claim(LEASE_S) is None
     assert [key async for key in redis_client.scan_iter(match="remediator:digest:*")] == []
     # The next refusal opens a new window, sent on its own.
     assert not await fold(windows, "run-1")
@@ -121,12 +126,16 @@ async def test_a_refusal_after_the_window_ends_opens_the_next_and_leaves_the_dig
     clock.advance(WINDOW_S + 10)
     assert not await fold(windows, "run-2")
     assert await fold(windows, "run-3", "pause")
-    ((entry, ended),) = await windows.due(LEASE_S)
+    claimed = await windows.claim(LEASE_S)
+    assert claimed is not None
+    entry, ended = claimed
     assert ended is not None
     assert (ended.opener, ended.refused, dict(ended.by_guard)) == ("run-0", 1, {"rate": 1})
     assert await windows.done(entry)
     clock.advance(WINDOW_S)
-    ((_, second),) = await windows.due(LEASE_S)
+    claimed = await windows.claim(LEASE_S)
+    assert claimed is not None
+    second = claimed[1]
     assert second is not None
     assert (second.opener, second.refused, dict(second.by_guard)) == ("run-2", 1, {"pause": 1})
 
@@ -149,8 +158,14 @@ async def test_replicas_racing_for_ended_windows_each_get_different_ones(
                     window_s=WINDOW_S,
                 )
         clock.advance(WINDOW_S)
-        claimed = await asyncio.gather(*(r.due(LEASE_S) for r in replicas))
-        digests = [d for each in claimed for _, d in each if d is not None]
+        # Each replica claims one digest at a time, all three at once, until none is left.
+        digests: list[Digest] = []
+        while True:
+            claimed = await asyncio.gather(*(r.claim(LEASE_S) for r in replicas))
+            taken = [c for c in claimed if c is not None]
+            if not taken:
+                break
+            digests += [d for _, d in taken if d is not None]
         assert sorted(d.rule for d in digests) == sorted(f"rule-{i}" for i in range(20))
         assert all(d.refused == 2 for d in digests)
     finally:
@@ -178,7 +193,9 @@ async def test_the_windows_work_on_a_cluster_in_the_guards_slot(
         assert {key.split(":")[1] for key in written} == {"digest"}
         assert {hash_tag(key) for key in written} == {"remediator"}
         clock.advance(WINDOW_S)
-        ((entry, digest),) = await windows.due(LEASE_S)
+        claimed = await windows.claim(LEASE_S)
+        assert claimed is not None
+        entry, digest = claimed
         assert digest is not None
         assert digest.refused == 1
         assert await windows.done(entry)

@@ -13,8 +13,9 @@
 --   targets  SET   a hash of each target folded (how many distinct targets)
 --   runs     SET   the run ids folded (a retried refusal is counted once)
 --   due      ZSET  'rule:channel' of each open window, scored by its end
---   closed   ZSET  the digests to send (JSON), scored by when one may claim it: a claimed
---                  digest's lease ends then, and another replica retakes it if its sender died
+--   closed   ZSET  the digests to send (JSON), scored by when one may claim it: now for one
+--                  nobody claimed; for a claimed one, when its lease ends (another replica
+--                  retakes it then if its sender died)
 --
 -- fold  KEYS open, targets, runs, due, closed
 --       ARGV op, now, window_ms, gc_ms, rule, channel, run_id, guard, target_hash, example,
@@ -23,12 +24,13 @@
 --      {0, start_ms, end_ms}: to be sent on its own; it opened this window (an ended window of
 --      the same rule and channel is closed first, its digest claimable at once)
 -- close KEYS open, targets, runs, due, closed
---       ARGV op, now, lease_ms, gc_ms, member
---   -> the digest (JSON) of the window when it has ended and folded something, claimed by the
---      caller until now + lease_ms; false when it has not ended, was closed already, or folded
---      nothing (closed all the same, with no digest)
+--       ARGV op, now, gc_ms, member
+--   -> 1 when the window had ended and folded something: its digest is queued in `closed`,
+--      claimable at once (by `take`, one digest at a time: a sender claims only the one it is
+--      about to send); false when it has not ended, was closed already, or folded nothing
+--      (closed all the same, with no digest)
 -- take  KEYS closed       ARGV op, now, lease_ms
---   -> a digest whose lease ended (or that nobody claimed yet), claimed until now + lease_ms;
+--   -> one digest whose lease ended (or that nobody claimed yet), claimed until now + lease_ms;
 --      false when there is none
 -- done  KEYS closed       ARGV op, now (unused), digest
 --   -> 1 when the digest was still there, 0 otherwise
@@ -113,11 +115,14 @@ if op == 'fold' then
 end
 
 if op == 'close' then
-  local lease_ms, gc_ms, member = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+  local gc_ms, member = tonumber(ARGV[3]), ARGV[4]
   local ends = redis.call('HGET', KEYS[1], 'end')
   if ends and now < tonumber(ends) then return false end
-  -- Ended, or gone (its TTL passed): either way no longer due.
-  return close(member, now + lease_ms, gc_ms)
+  -- Ended, or gone (its TTL passed): either way no longer due. Queued, not claimed: a claim
+  -- starts when its sender is about to send it, or a digest queued behind a slow send would
+  -- spend its lease waiting (and be taken again by another replica while still to be sent).
+  if close(member, now, gc_ms) then return 1 end
+  return false
 end
 
 if op == 'take' then
