@@ -99,8 +99,10 @@ def parse_id(text: str) -> GroupRef | WindowRef | None:
 class Incident:
     """One incident: its ``runs`` (oldest first) and the alerts not acted on (``unacted``:
     matched no rule, or their rules were skipped), between ``started_at`` and ``ended_at``;
-    ``service``: what the service itself did meanwhile (a pause, a rules reload, a restart),
-    from the audit log, filled in by the loader."""
+    ``service``: what the service itself did meanwhile (a pause, a rules reload, a restart, a
+    refusal digest), from the audit log, filled in by the loader, in the order they happened
+    (``notes.service_span``); ``service_cut``: what the loader left out of it, in words (a
+    kind of which it read only the first ``SERVICE_LIMIT`` rows), empty when nothing."""
 
     id: str
     key: str
@@ -109,6 +111,7 @@ class Incident:
     runs: tuple[Run, ...]
     unacted: tuple[Unacted, ...]
     service: tuple[AuditEntry, ...] = ()
+    service_cut: tuple[str, ...] = ()
 
     @property
     def window(self) -> bool:

@@ -27,8 +27,11 @@ from receiver.review.incidents import (
     window_incident,
 )
 from receiver.review.model import AuditEntry, Run, Unacted
+from receiver.review.notes import service_span
 from receiver.review.report import build_report
 from receiver.review.rows import run_of, unacted_of
+from receiver.review.text import at_text
+from receiver.store.review import SERVICE_LIMIT
 
 __all__ = ["MAX_RUNS", "SERVICE_KINDS", "Review", "ReviewStore", "ReviewTooLarge"]
 
@@ -89,7 +92,7 @@ class ReviewStore(Protocol):
     async def review_keys_at(self, at: datetime) -> list[str]: ...
 
     async def review_service_audit(
-        self, since: datetime, until: datetime, kinds: Sequence[str]
+        self, since: datetime, until: datetime, kinds: Sequence[str], *, limit: int = ...
     ) -> list[dict[str, Any]]: ...
 
     async def review_run_page(
@@ -113,7 +116,9 @@ def _worth_showing(event: Unacted) -> bool:
 
 class Review:
     """Runs, incidents and reports over a ``ReviewStore``. ``gap_s``: the default incident
-    gap; ``clock``: now, as an aware datetime (for the report's generation time)."""
+    gap; ``max_runs``, ``max_service``: the most runs (and alerts nothing was done for), and
+    service rows of each kind, read at once; ``clock``: now, as an aware datetime (for the
+    report's generation time)."""
 
     def __init__(
         self,
@@ -121,11 +126,13 @@ class Review:
         *,
         gap_s: float = INCIDENT_GAP_S,
         max_runs: int = MAX_RUNS,
+        max_service: int = SERVICE_LIMIT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.gap_s = gap_s
         self.max_runs = max_runs
+        self.max_service = max_service
         self.clock = clock
 
     async def _runs(self, **filters: Any) -> list[Run]:
@@ -148,19 +155,29 @@ class Review:
         return [e for e in map(unacted_of, rows) if _worth_showing(e)]
 
     async def _with_service(self, incidents: list[Incident]) -> list[Incident]:
-        """Each incident with what the service itself did while it lasted."""
+        """Each incident with what the service itself did while it lasted, placed by when it
+        happened (``service_span``: a pause recorded late by its ``occurred_at``, a refusal
+        digest by the window it counts, which overlaps the incident), in that order. A kind
+        with more rows than the review reads at once (``SERVICE_LIMIT`` each) is cut after the
+        first, and every incident read with it says so (``Incident.service_cut``)."""
         if not incidents:
             return incidents
         rows = await self.store.review_service_audit(
             min(i.started_at for i in incidents),
             max(i.ended_at for i in incidents),
             SERVICE_KINDS,
+            limit=self.max_service,
         )
         entries = [AuditEntry(r["id"], r["at"], r["kind"], r["data"] or {}) for r in rows]
+        placed = sorted(((service_span(e), e) for e in entries), key=lambda p: (p[0][0], p[1].id))
+        cut = _service_cut(rows, self.max_service)
         return [
             dataclasses.replace(
                 i,
-                service=tuple(e for e in entries if i.started_at <= e.at <= i.ended_at),
+                service=tuple(
+                    e for (lo, hi), e in placed if lo <= i.ended_at and hi >= i.started_at
+                ),
+                service_cut=cut,
             )
             for i in incidents
         ]
@@ -280,6 +297,20 @@ class Review:
         return build_report(
             incidents, runs, start=start, end=end, gap_s=used_gap, generated_at=self.clock()
         )
+
+
+def _service_cut(rows: Sequence[Mapping[str, Any]], limit: int) -> tuple[str, ...]:
+    """In words, each kind of service row read only in part (``total`` above ``limit``)."""
+    last: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        last[row["kind"]] = row
+    return tuple(
+        f"{int(row['total']) - limit} more {kind} rows than the review reads at once ({limit}"
+        f" of each kind) are left out: those written after {at_text(row['at'])}; narrow the"
+        " window to see them"
+        for kind, row in sorted(last.items())
+        if int(row.get("total") or 0) > limit
+    )
 
 
 def _within(

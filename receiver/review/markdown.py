@@ -188,8 +188,11 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
         for n in item["not_done"]
     ]
     out += _table(("time", "target or alert", "rule", "what", "why", "would pass at"), rows)
-    if item.get("service"):
+    if item.get("service") or item.get("service_cut"):
         out += ["### The service meanwhile", ""]
+        out += [f"**Not all shown:** {escape(cut)}" for cut in item.get("service_cut") or []]
+        if item.get("service_cut"):
+            out += [""]
         out += _table(
             ("time", "what", "detail"),
             [(_when(s["at"]), escape(s["title"]), escape(s["detail"])) for s in item["service"]],

@@ -15,7 +15,17 @@ from typing import Any
 from receiver.review.model import AuditEntry
 from receiver.review.text import at_text
 
-__all__ = ["announced", "notification", "parse_time", "service_note"]
+__all__ = [
+    "DIGEST_KIND",
+    "announced",
+    "notification",
+    "parse_time",
+    "service_note",
+    "service_span",
+]
+
+# The audit kind of a refusal digest (``receiver.store.DIGEST_AUDIT``).
+DIGEST_KIND = "announcements.digest"
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -60,6 +70,30 @@ def _late(data: Mapping[str, Any]) -> str:
     return f"happened at {at_text(parse_time(data.get('occurred_at')))}, recorded late"
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    # A time written without an offset is not one this service writes: not placed by it.
+    return value if value is not None and value.tzinfo is not None else None
+
+
+def service_span(row: AuditEntry) -> tuple[datetime, datetime]:
+    """When a service row's subject happened, as (from, to), by which it is placed in an
+    incident and on its timeline: for a row recorded late (a pause or resume written once the
+    store was back), its ``occurred_at``; for a refusal digest, the window it counts
+    (``start`` to ``end``); else when it was written (``at``). A time that cannot be read
+    falls back to ``at``."""
+    data = row.data
+    if data.get("recorded_late"):
+        occurred = _aware(parse_time(data.get("occurred_at")))
+        if occurred is not None:
+            return occurred, occurred
+    if row.kind == DIGEST_KIND:
+        start = _aware(parse_time(data.get("start")))
+        end = _aware(parse_time(data.get("end")))
+        if start is not None and end is not None and start <= end:
+            return start, end
+    return row.at, row.at
+
+
 def service_note(row: AuditEntry) -> tuple[str, str, str]:
     """(title, detail, tone) of something the service itself did: a pause, a rules reload, a
     start or a stop."""
@@ -87,7 +121,7 @@ def service_note(row: AuditEntry) -> tuple[str, str, str]:
         return "Service started", detail, "neutral"
     if row.kind == "service.stopped":
         return "Service stopped", str(data.get("worker") or ""), "neutral"
-    if row.kind == "announcements.digest":
+    if row.kind == DIGEST_KIND:
         delivered = bool(data.get("delivered"))
         title = (
             f"Refusal digest {'sent' if delivered else 'not delivered'} to "

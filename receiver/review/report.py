@@ -16,7 +16,7 @@ from typing import Any
 
 from receiver.review.incidents import Incident
 from receiver.review.model import Run, Step, Unacted
-from receiver.review.notes import service_note
+from receiver.review.notes import service_note, service_span
 from receiver.review.outcomes import CATEGORIES, approval_bucket, category
 from receiver.review.stats import effectiveness, ttr_summary
 from receiver.review.text import iso
@@ -300,11 +300,20 @@ def incident_report(incident: Incident) -> dict[str, Any]:
         "approvals": [a for r in runs for a in _approvals(r)],
         "refusals": [x for r in runs for x in _refusals(r)],
         "not_done": not_done,
+        # When each happened (``service_span``: a pause recorded late at its occurred_at, a
+        # digest at its window's start); ``recorded_at``, when its row was written.
         "service": [
-            {"at": iso(row.at), "kind": row.kind, "title": title, "detail": detail}
+            {
+                "at": iso(service_span(row)[0]),
+                "recorded_at": iso(row.at),
+                "kind": row.kind,
+                "title": title,
+                "detail": detail,
+            }
             for row in incident.service
             for title, detail, _ in [service_note(row)]
         ],
+        "service_cut": list(incident.service_cut),
     }
 
 

@@ -26,7 +26,13 @@ from receiver.alertmanager import parse_rfc3339
 from receiver.approvals.messages import alert_links
 from receiver.review.incidents import Incident
 from receiver.review.model import Alert, Approval, AuditEntry, Run, Unacted
-from receiver.review.notes import announced, notification, parse_time, service_note
+from receiver.review.notes import (
+    announced,
+    notification,
+    parse_time,
+    service_note,
+    service_span,
+)
 from receiver.review.outcomes import present
 from receiver.review.text import at_text, duration_text, pretty
 
@@ -350,9 +356,20 @@ def incident_timeline(incident: Incident, runs: Sequence[Run] | None = None) -> 
         entries.extend(_unacted(event))
     for row in incident.service:
         title, detail, tone = service_note(row)
+        # When it happened, not when its row was written (a pause recorded late, a digest).
+        at = service_span(row)[0]
+        entries.append(
+            Entry(at=at, kind="service", title=title, detail=detail, tone=tone, order=(3, row.id))
+        )
+    for cut in incident.service_cut:
         entries.append(
             Entry(
-                at=row.at, kind="service", title=title, detail=detail, tone=tone, order=(3, row.id)
+                at=incident.started_at,
+                kind="service",
+                title="Not every move of the service is shown",
+                detail=cut,
+                tone="warn",
+                order=(3, 0),
             )
         )
     start = min([incident.started_at, *(e.at for e in entries)])

@@ -13,23 +13,62 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 
+from receiver.store.announcements import DIGEST_AUDIT
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.paging import Placeholders, RunFilters, fetch_run_page
 from receiver.store.records import RUN_COLUMNS
 
-__all__ = ["REVIEW_RUN_COLUMNS", "SERVICE_AUDIT_SQL", "ReviewReads"]
+__all__ = [
+    "REVIEW_RUN_COLUMNS",
+    "SERVICE_AUDIT_SQL",
+    "SERVICE_LATE",
+    "SERVICE_LIMIT",
+    "ReviewReads",
+    "service_audit_args",
+]
 
 REVIEW_RUN_COLUMNS = RUN_COLUMNS + ", group_key"
 
-# The service's own audit rows (no run) of some kinds in a time range: through the partial
-# index of those rows by time (migration 0021), however many run rows the log holds.
-SERVICE_AUDIT_SQL = """SELECT id, at, kind, data::text AS data FROM audit_log
-   WHERE at >= $1 AND at <= $2 AND run_id IS NULL AND kind = ANY($3::text[])
-   ORDER BY id LIMIT 1000"""
+# The most service rows of one kind a review reads at once (the kinds are counted apart: a
+# refusal digest a window for every noisy rule never crowds a pause out).
+SERVICE_LIMIT = 1000
+# How long after what it is about a service row may be written, and still be read for it: a
+# pause or resume recorded late (``recorded_late``: PostgreSQL was away when it took effect;
+# receiver/audit_outbox.py) and a refusal digest (written when its window, at most a day long,
+# has ended; one no replica could send within a day is dropped).
+SERVICE_LATE = timedelta(days=7)
+
+# The service's own audit rows (no run) of the kinds in $3 about [$1, $2]: written in it, or
+# later (up to $4) when recorded late ($1 <= occurred_at <= $2 is checked by the caller) or a
+# refusal digest ($5) whose window starts by $6 (the window's start as text to the second,
+# UTC: ISO 8601 text of one form orders as its times; the caller checks the window exactly).
+# At most $7 of each kind, the first by time, each with how many there were of its kind.
+# Through the partial index of those rows by time (migration 0021), however many run rows
+# the log holds.
+SERVICE_AUDIT_SQL = """SELECT id, at, kind, data::text AS data, total FROM (
+     SELECT id, at, kind, data,
+            row_number() OVER (PARTITION BY kind ORDER BY at, id) AS n,
+            count(*) OVER (PARTITION BY kind) AS total
+     FROM audit_log
+     WHERE at >= $1::timestamptz AND at <= $2::timestamptz + $4::interval AND run_id IS NULL
+       AND kind = ANY($3::text[])
+       AND (at <= $2 OR data->>'recorded_late' = 'true'
+            OR (kind = $5 AND left(data->>'start', 19) <= $6))
+   ) found
+   WHERE n <= $7 ORDER BY at, id"""
+
+
+def service_audit_args(
+    since: datetime, until: datetime, kinds: Sequence[str], limit: int = SERVICE_LIMIT
+) -> list[Any]:
+    """The arguments of ``SERVICE_AUDIT_SQL`` for the rows of ``kinds`` about [since, until]."""
+    start_by = until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return [since, until, list(kinds), SERVICE_LATE, DIGEST_AUDIT, start_by, limit]
+
 
 # The incident key of a row of runs or alert_events (both have group_key and alertname).
 _KEY = "(CASE WHEN group_key = '' THEN 'alertname=' || alertname ELSE group_key END)"
@@ -225,17 +264,18 @@ class ReviewReads(Database):
         return [r["key"] for r in rows]
 
     async def review_service_audit(
-        self, since: datetime, until: datetime, kinds: Sequence[str]
+        self, since: datetime, until: datetime, kinds: Sequence[str], *, limit: int = SERVICE_LIMIT
     ) -> list[dict[str, Any]]:
         """The audit rows of ``kinds`` that belong to no run (a pause, a rules reload, the
-        service starting) appended in [since, until], oldest first (through the ``at`` index);
-        at most 1000."""
+        service starting, a refusal digest) that may be about [since, until]: appended in it,
+        or up to ``SERVICE_LATE`` after it when recorded late (its ``occurred_at`` may be in
+        it) or a refusal digest whose window may overlap it. The caller places each exactly
+        (``review.notes.service_span``). Oldest first (through the ``at`` index); at most
+        ``limit`` of each kind, the first by time, each row with ``total``: how many of its
+        kind there were (more than ``limit``: some were left out)."""
         with translate():
             rows = await self._pool.fetch(
-                SERVICE_AUDIT_SQL,
-                since,
-                until,
-                list(kinds),
+                SERVICE_AUDIT_SQL, *service_audit_args(since, until, kinds, limit)
             )
         return [_decode(r, "data") for r in rows]
 

@@ -12,7 +12,7 @@ import pytest
 
 from receiver.store import Store
 from receiver.store.audit import append_in_tx
-from receiver.store.review import SERVICE_AUDIT_SQL
+from receiver.store.review import SERVICE_AUDIT_SQL, service_audit_args
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -145,7 +145,8 @@ async def test_the_reviews_service_rows_by_time_come_from_their_own_small_index(
     store: Store, database_url: str
 ) -> None:
     until = START + timedelta(days=1)
-    plan = await _plan(database_url, 20_000, 5, SERVICE_AUDIT_SQL, START, until, ["service.paused"])
+    args = service_audit_args(START, until, ["service.paused"])
+    plan = await _plan(database_url, 20_000, 5, SERVICE_AUDIT_SQL, *args)
     assert "audit_log_service_at" in plan, plan
     rows = await store.review_service_audit(START, until, ["service.paused"])
     assert [r["kind"] for r in rows] == ["service.paused"] * 5
