@@ -41,7 +41,7 @@ from receiver.refusal_digest import (
     digest_title,
     runs_link,
 )
-from receiver.store import DIGEST_AUDIT, StoreUnavailable
+from receiver.store import DIGEST_AUDIT, Store, StoreUnavailable
 from remediations.notify.message import Event, Message
 from remediations.notify.notifier import Notifier
 
@@ -100,8 +100,8 @@ class DigestSender:
         self._log = log
         self._down = Throttle(_DOWN_LOG_EVERY_S)
         # The look for a digest's audit row must end within its lease (as its row does:
-        # ``append_audit(timeout_s=...)``).
-        self._checks = deps.store.bounded(DIGEST_CHECK_S)
+        # ``append_audit(timeout_s=...)``); made at the first flush, not for every pipeline.
+        self._checks: Store | None = None
 
     def _notifier(self) -> Notifier | None:
         clients = self._deps.clients
@@ -129,13 +129,18 @@ class DigestSender:
                 # Not ours to read (written by another version?): dropped, loudly, rather
                 # than taken again every lease for a day.
                 self._log.error("unreadable refusal digest dropped", entry=entry[:500])
-            elif await self._checks.digest_audited(digest.id, digest.start):
+            elif await self._audited(digest):
                 self._log.info("refusal digest already audited", window=digest.id)
             else:
                 await self._send(digest)
             await windows.done(entry)
             handled += 1
         return handled
+
+    async def _audited(self, digest: Digest) -> bool:
+        if self._checks is None:
+            self._checks = self._deps.store.bounded(DIGEST_CHECK_S)
+        return await self._checks.digest_audited(digest.id, digest.start)
 
     async def _send(self, digest: Digest) -> None:
         delivered, detail = await self._deliver(digest)
