@@ -89,11 +89,12 @@ async def released_then_restarted(
         await patch_deployment(kube, ns, "web", body, STRATEGIC_MERGE_PATCH)
         await wait_for_revision(kube, ns, "web", 2 + n)
 
-    async def pruned() -> list[Any] | None:
-        kept = await owned_replica_sets(kube, ns, "web")
-        return kept if len(kept) == limit + 1 else None
+    async def kept() -> list[Any]:
+        return await owned_replica_sets(kube, ns, "web")
 
-    return await eventually(pruned, timeout_s=30, what="old ReplicaSets deleted")
+    return await eventually(
+        kept, lambda rss: len(rss) == limit + 1, timeout_s=30, what="old ReplicaSets deleted"
+    )
 
 
 def revisions(kept: list[Any]) -> list[str]:
