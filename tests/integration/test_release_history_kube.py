@@ -119,6 +119,14 @@ async def test_a_pruned_release_is_not_known_and_the_shipped_rule_scales_out(
     await harness.deliver(labels(ns))
     run = await harness.only_run()
 
+    # The scale-out happened (0 replicas raised to the rule's min of 2), not a rollback that
+    # refuses for want of a previous revision.
+    assert [(s.action, s.outcome) for s in run.steps] == [("kubernetes.scale", "ok")]
+    assert run.outcome in (RunOutcome.VERIFYING, RunOutcome.SUCCEEDED)
+    dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", ns)
+    assert dep.spec.replicas == 2
+
+    # The decision says what was known: not which revision is the release.
     assert run.decision is not None
     (fact,) = run.decision["facts"]
     assert (fact["revision"], fact["known"], fact["bounded"]) == (2, False, True)
@@ -135,12 +143,6 @@ async def test_a_pruned_release_is_not_known_and_the_shipped_rule_scales_out(
         f"(newest release not known: revision 2 (ReplicaSet {kept[0].metadata.name}, created "
     )
     assert "revisionHistoryLimit" in why
-
-    # The scale-out happened: 0 replicas raised to the rule's min of 2.
-    assert [(s.action, s.outcome) for s in run.steps] == [("kubernetes.scale", "ok")]
-    assert run.outcome in (RunOutcome.VERIFYING, RunOutcome.SUCCEEDED)
-    dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", ns)
-    assert dep.spec.replicas == 2
 
 
 async def test_restarts_older_than_the_window_still_decide_without_or_release_unknown(
