@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.durations import format_duration
-from receiver.facts import FactKind, FactReading, Facts
+from receiver.facts import FactKind, FactReading, Facts, within
 from receiver.model import (
     AlertEvent,
     History,
@@ -321,22 +321,22 @@ def _live(
     condition: LiveCondition, reading: FactReading | None, now: datetime
 ) -> tuple[bool | None, str]:
     """(holds, why) of one live condition; holds is None when the fact is unknown, and the
-    step is then left out: a rollback is never chosen on a guess."""
+    step is then left out: a rollback is never chosen on a guess (``facts.within``)."""
     written = f"{condition.name} {format_duration(condition.within_s)}"
+    if condition.or_unknown:
+        written += " or release unknown"
     if reading is None:
         return None, f"{written}: cannot tell, the rollout was not read; step left out"
     if reading.value is None:
         return None, f"{written}: cannot tell ({reading.error}); step left out"
-    rollout = reading.value
-    # A creation time ahead of our clock (skew) is a rollout that just happened.
-    age_s = max(0.0, (now - rollout.created_at).total_seconds())
-    recent = age_s <= condition.within_s
-    holds = recent != condition.negate
-    return holds, (
-        f"{written}: {'holds' if holds else 'does not hold'} (newest release: "
-        f"revision {rollout.revision}, ReplicaSet {rollout.replicaset}, created "
-        f"{format_duration(round(age_s))} ago)"
+    holds, why = within(
+        reading.value,
+        condition.within_s,
+        now,
+        negate=condition.negate,
+        or_unknown=condition.or_unknown,
     )
+    return holds, f"{written}: {why}" + ("; step left out" if holds is None else "")
 
 
 def _earlier_occurrences(

@@ -28,7 +28,9 @@ Probe = Callable[[Clients, Target], Awaitable[Any]]
 
 async def _rollout(clients: Clients, target: Target) -> Rollout:
     state = await newest_rollout(clients, target)
-    return Rollout(state.revision, state.replicaset, state.created_at)
+    return Rollout(
+        state.revision, state.replicaset, state.created_at, known=state.known, bounded=state.bounded
+    )
 
 
 PROBES: Mapping[FactKind, Probe] = {FactKind.ROLLOUT: _rollout}

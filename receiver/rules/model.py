@@ -33,11 +33,14 @@ class Repeated:
 class LiveCondition:
     """A step's condition on a live fact about the target, e.g. ``rolled_out_within: 30m``
     (``negate``: ``not_rolled_out_within``): the newest release is (not) younger than
-    ``within_s`` seconds when the plan is made."""
+    ``within_s`` seconds when the plan is made. ``or_unknown`` (``or_release_unknown``): it
+    also holds when the history cannot tell the release's age (``receiver.facts.Rollout``
+    ``known`` false); without it such a step is left out."""
 
     fact: FactKind
     within_s: float
     negate: bool = False
+    or_unknown: bool = False
 
     @property
     def name(self) -> str:

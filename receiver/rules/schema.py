@@ -28,7 +28,7 @@ from receiver.model import ANNOUNCEMENTS, Announcement, Approval
 from receiver.templating import compile_template
 from remediations import names
 from remediations.base import Registry, UnknownAction
-from remediations.params import Integer
+from remediations.params import Boolean, Integer
 
 __all__ = [
     "FIELD_NAMES",
@@ -120,11 +120,14 @@ class RepeatedSpec(_Spec):
 class WhenSpec(_Spec):
     """``when:`` of a step: every condition given must hold. ``repeated`` counts earlier
     occurrences; ``rolled_out_within`` / ``not_rolled_out_within`` (seconds) read the target
-    Deployment's newest release just before the plan is made."""
+    Deployment's newest release just before the plan is made. ``or_release_unknown``: the
+    rollout condition also holds when the Deployment's kept revisions cannot tell when its
+    newest release was (its ReplicaSets pruned); without it the step is then left out."""
 
     repeated: RepeatedSpec | None = None
     rolled_out_within: Duration | None = None
     not_rolled_out_within: Duration | None = None
+    or_release_unknown: Boolean = False
 
     @model_validator(mode="after")
     def _some_condition(self) -> WhenSpec:
@@ -136,6 +139,11 @@ class WhenSpec(_Spec):
             raise ValueError(
                 "rolled_out_within and not_rolled_out_within on one step can never both hold; "
                 "put them on two steps (one for each case)"
+            )
+        if self.or_release_unknown and not self._live():
+            raise ValueError(
+                "or_release_unknown qualifies rolled_out_within or not_rolled_out_within: "
+                "give one of them on the same step"
             )
         return self
 

@@ -129,10 +129,12 @@ def _conditions(when: WhenSpec | None) -> tuple[LiveCondition, ...]:
     """The live conditions of a step's ``when`` (``repeated`` is not one: it reads history)."""
     if when is None:
         return ()
+    unknown = when.or_release_unknown
     if when.rolled_out_within is not None:
-        return (LiveCondition(FactKind.ROLLOUT, when.rolled_out_within),)
+        return (LiveCondition(FactKind.ROLLOUT, when.rolled_out_within, or_unknown=unknown),)
     if when.not_rolled_out_within is not None:
-        return (LiveCondition(FactKind.ROLLOUT, when.not_rolled_out_within, negate=True),)
+        within = when.not_rolled_out_within
+        return (LiveCondition(FactKind.ROLLOUT, within, negate=True, or_unknown=unknown),)
     return ()
 
 

@@ -88,6 +88,8 @@ class FixtureFacts:
             revision=fact.revision,
             replicaset=fact.replicaset or f"{name}-{fact.revision}",
             created_at=self._time(fact.created_at),
+            known=fact.known,
+            bounded=fact.bounded,
         )
 
     def _time(self, value: str | float) -> datetime:

@@ -40,6 +40,7 @@ from receiver.ruletest.fields import (
     VerifyResultName,
     offset_seconds,
 )
+from remediations.params import Boolean
 
 __all__ = [
     "ACTION_KINDS",
@@ -143,11 +144,16 @@ class RolloutFact(_Spec):
     """Fact ``rollout`` (``when: {rolled_out_within: ...}``): the Deployment's newest release
     as the probe reads it: its number, its ReplicaSet (default ``<name>-<revision>``) and when
     it was created (an RFC 3339 time, or an offset from the start, negative for before it).
+    ``known: false``: the Deployment's kept revisions cannot tell its newest release (the
+    ReplicaSet before ``revision`` is gone); ``bounded: false``: ``revision``'s ReplicaSet was
+    rolled back to, so ``created_at`` bounds nothing (``receiver.facts.Rollout``).
     ``error``: the probe could not read it, and why (the conditional steps are left out)."""
 
     revision: Annotated[int, Field(ge=1)] | None = None
     replicaset: str | None = None
     created_at: SignedTime | None = None
+    known: Boolean = True
+    bounded: Boolean = True
     error: str | None = None
 
     @model_validator(mode="after")
@@ -155,8 +161,14 @@ class RolloutFact(_Spec):
         read = self.revision is not None and self.created_at is not None
         if self.error is None and not read:
             raise ValueError("give revision and created_at, or the error the probe met")
-        if self.error is not None and (self.revision is not None or self.created_at is not None):
+        if self.error is not None and (
+            self.revision is not None
+            or self.created_at is not None
+            or not (self.known and self.bounded)
+        ):
             raise ValueError("a fact that could not be read has an error and nothing else")
+        if self.known and not self.bounded:
+            raise ValueError("bounded: false only describes a release not known (known: false)")
         return self
 
 

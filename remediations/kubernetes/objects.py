@@ -14,6 +14,7 @@ __all__ = [
     "RESTARTED_AT",
     "RESTART_RUN_ANNOTATION",
     "REVISION",
+    "REVISION_HISTORY",
     "WORKLOADS",
     "controller_uid",
     "find_container",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 REVISION = "deployment.kubernetes.io/revision"
+# The revisions a ReplicaSet held before a rollback gave it its current one, comma-separated.
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 # The pod-template annotation of ``kubectl rollout restart`` (and of ``rollout_restart``).
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 # Set in the pod template next to restartedAt, so a retried step of the same run does not

@@ -8,7 +8,10 @@ restart or remediator's own edits of a container (``release``: a restart, a memo
 env change by remediator is not a release, and rolling it back would not undo one); its
 ``creationTimestamp`` is when it was rolled out. (A rollback makes an old ReplicaSet the newest
 revision again and keeps its old creationTimestamp: rolling back is not a recent release.)
-Nothing is written; reads are retried like the actions' reads.
+When the ReplicaSets that would tell are gone (``spec.revisionHistoryLimit``: the one before
+the oldest kept revision, and no kept revision after it is a release), the state says so
+(``known`` false) rather than take that revision for the release. Nothing is written; reads are
+retried like the actions' reads.
 """
 
 from __future__ import annotations
@@ -37,11 +40,17 @@ __all__ = ["RolloutState", "newest_rollout"]
 class RolloutState:
     """A Deployment's newest release: its revision number, its ReplicaSet, when that was
     created (the newest revision itself unless that only restarted the pods or is remediator's
-    own edit)."""
+    own edit).
+
+    ``known`` false: the history cannot tell (``release.NewestRelease``): ``revision`` (its
+    ReplicaSet, created at ``created_at``) or an earlier one whose ReplicaSet is gone is the
+    newest release. ``bounded``: the release was then rolled out at or before ``created_at``."""
 
     revision: int
     replicaset: str
     created_at: datetime
+    known: bool = True
+    bounded: bool = True
 
 
 async def newest_rollout(
@@ -85,10 +94,15 @@ async def newest_rollout(
             history[rev] = rs
     if revision not in history:
         raise ActionRefused(f"{what} is at revision {revision} but has no ReplicaSet of it yet")
-    revisions = sorted(history)
-    released = revisions[newest_release([history[r] for r in revisions])]
-    meta = history[released].get("metadata") or {}
-    return RolloutState(released, meta.get("name", ""), _timestamp(meta, what))
+    newest = newest_release(history)
+    meta = history[newest.replicaset].get("metadata") or {}
+    return RolloutState(
+        newest.revision,
+        meta.get("name", ""),
+        _timestamp(meta, what),
+        known=newest.known,
+        bounded=newest.bounded,
+    )
 
 
 def _timestamp(meta: dict[str, Any], what: str) -> datetime:

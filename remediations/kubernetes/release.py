@@ -18,19 +18,30 @@ Why: an error rate that follows remediator's restart or its memory raise is not 
 release. Rolling back to the template before it would only restart the pods, or undo a
 remediation, and leave the cause in place. Configuration a human shipped counts, though: CD
 ships configuration as env and resources changes, and they break things as images do.
+
+Whether revision N is a release is told by comparing it with revision N - 1's ReplicaSet: the
+one with that revision, or the one whose ``deployment.kubernetes.io/revision-history`` lists it
+(a rollback gave it a newer revision since; the Deployment controller's
+``SetNewReplicaSetAnnotations`` records the former ones there). The controller deletes old
+ReplicaSets beyond ``spec.revisionHistoryLimit`` (default 10). When revision N - 1's ReplicaSet
+is gone, whether N is a release cannot be told: ``newest_release`` then says so (``known``
+false) instead of taking N for one. Revision 1, the Deployment's creation, is its first
+release: nothing came before it.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from remediations.kubernetes import quantity
 from remediations.kubernetes.objects import (
     RESTART_RUN_ANNOTATION,
     RESTARTED_AT,
+    REVISION_HISTORY,
     is_remediator_key,
     pod_template,
 )
@@ -39,7 +50,9 @@ from remediations.kubernetes.replay import records_of
 __all__ = [
     "OWN_EDITS",
     "POD_TEMPLATE_HASH",
+    "NewestRelease",
     "comparable",
+    "former_revisions",
     "is_release",
     "newest_release",
     "only_restart_apart",
@@ -93,16 +106,63 @@ def is_release(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
     return not _same(comparable(_without_own_edits(newer, before)), comparable(before))
 
 
-def newest_release(history: Sequence[Mapping[str, Any]]) -> int:
-    """The index in ``history`` (ReplicaSets by ascending revision, ending at the current one)
-    of the newest release: the newest one that ``is_release`` after the one before it, or the
-    oldest (0) when none is. ValueError for an empty ``history``."""
+@dataclass(frozen=True, slots=True)
+class NewestRelease:
+    """What a Deployment's kept revisions tell of its newest release (``newest_release``).
+
+    ``known``: ``revision`` is the newest release, ``replicaset`` (a key of the history) the
+    ReplicaSet that holds its template, ``previous`` the key of the one holding the revision
+    before it (None for revision 1: nothing came before the creation).
+
+    Not ``known``: revision ``revision - 1``'s ReplicaSet is gone, so whether ``revision`` is a
+    release cannot be told; every kept revision after it is not one (a restart or remediator's
+    own edit), so the newest release is ``revision`` or an earlier one whose ReplicaSet is gone.
+    ``previous`` is None. ``bounded``: ``replicaset`` was created with ``revision`` (it never
+    held an earlier one), so every ReplicaSet of an earlier revision was created before it and
+    the newest release was rolled out at or before its ``creationTimestamp``; false when it was
+    rolled back to (an old ReplicaSet, whose creation bounds nothing)."""
+
+    revision: int
+    replicaset: int
+    known: bool
+    previous: int | None = None
+    bounded: bool = True
+
+
+def former_revisions(rs: Mapping[str, Any]) -> frozenset[int]:
+    """The revisions ReplicaSet ``rs`` held before its current one: its
+    ``deployment.kubernetes.io/revision-history`` annotation (comma-separated, written when a
+    rollback gives an old ReplicaSet a new revision); unreadable entries are ignored."""
+    raw = ((rs.get("metadata") or {}).get("annotations") or {}).get(REVISION_HISTORY) or ""
+    return frozenset(int(part) for part in str(raw).split(",") if part.strip().isdigit())
+
+
+def newest_release(history: Mapping[int, Mapping[str, Any]]) -> NewestRelease:
+    """The newest release among ``history`` (revision -> ReplicaSet, the ReplicaSets the
+    Deployment controls, keyed by their current revision), walking down from the highest
+    revision: each revision is compared (``is_release``) with the ReplicaSet that held the
+    revision before it (module docstring). Stops at the first release, at revision 1, or at a
+    revision whose predecessor's ReplicaSet is gone (``known`` false). ValueError for an empty
+    ``history``."""
     if not history:
         raise ValueError("no revision in the history")
-    for index in range(len(history) - 1, 0, -1):
-        if is_release(history[index], history[index - 1]):
-            return index
-    return 0
+    holder: dict[int, int] = {}
+    for key, rs in history.items():
+        for former in former_revisions(rs):
+            holder.setdefault(former, key)
+    holder.update({key: key for key in history})
+    revision = max(history)
+    while True:
+        this = holder[revision]
+        if revision <= 1:
+            return NewestRelease(revision, this, known=True)
+        before = holder.get(revision - 1)
+        if before is None:
+            held = former_revisions(history[this]) | {this}
+            return NewestRelease(revision, this, known=False, bounded=min(held) == revision)
+        if is_release(history[this], history[before]):
+            return NewestRelease(revision, this, known=True, previous=before)
+        revision -= 1
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -16,7 +16,9 @@ own values of kubectl's skip-list keys. Differences, each for a reason:
   someone adds between the read and the write is not erased;
 - the default revision is the one before the newest *release* (``release``): the same as
   kubectl's second-highest revision unless the newest revisions only restarted the pods or are
-  remediator's own edits, where kubectl's would only restart them or undo a remediation;
+  remediator's own edits, where kubectl's would only restart them or undo a remediation; when
+  the ReplicaSets that would tell which revision is the newest release are gone
+  (``revisionHistoryLimit``), there is no default and the step is refused, saying so;
 - a target whose template differs from the current one only by a restart is refused: rolling
   back to it would only restart the pods.
 """
@@ -33,6 +35,7 @@ from remediations.base import ActionRefused, Change, Risk
 from remediations.kubernetes.api import JSON_PATCH, ActionParams, KubeAction, KubeApi, WritePlan
 from remediations.kubernetes.objects import (
     REVISION,
+    REVISION_HISTORY,
     is_remediator_key,
     object_ref,
     pod_template,
@@ -57,7 +60,7 @@ ROLLBACK_SKIP = frozenset(
     {
         "kubectl.kubernetes.io/last-applied-configuration",
         REVISION,
-        "deployment.kubernetes.io/revision-history",
+        REVISION_HISTORY,
         "deployment.kubernetes.io/desired-replicas",
         "deployment.kubernetes.io/max-replicas",
         "deprecated.deployment.rollback.to",
@@ -87,12 +90,34 @@ def default_revision(history: Mapping[int, Mapping[str, Any]]) -> int | None:
     """The revision ``rollout_undo`` goes back to without ``to_revision``: the one before the
     newest release (``release.newest_release``) among ``history`` (revision -> ReplicaSet, the
     ones the Deployment controls). With a release on top, kubectl's choice, the second-highest
-    revision (``deploymentRevision`` in rollback.go). None when there is none."""
-    revisions = sorted(history)
-    if not revisions:
+    revision (``deploymentRevision`` in rollback.go). None when there is none: no history, the
+    newest release is revision 1 (the creation), or the history cannot tell which revision is
+    the newest release (the ReplicaSet before it is gone: ``revisionHistoryLimit``)."""
+    if not history:
         return None
-    index = newest_release([history[r] for r in revisions])
-    return revisions[index - 1] if index > 0 else None
+    newest = newest_release(history)
+    return newest.previous if newest.known else None
+
+
+def _no_default(what: str, history: Mapping[int, Mapping[str, Any]]) -> str:
+    """Why ``default_revision`` found nothing in ``history`` (not empty), for the refusal."""
+    newest = newest_release(history)
+    after = ", ".join(str(r) for r in sorted(history) if r > newest.revision)
+    if not newest.known:
+        told = f"revisions {after} after it " if after else ""
+        return (
+            f"{what} has no previous revision to roll back to that is known to be before its "
+            f"newest release: {told}only restarted its pods or are remediator's own "
+            f"changes, and the ReplicaSet of revision {newest.revision - 1} is gone "
+            "(spec.revisionHistoryLimit), so whether revision "
+            f"{newest.revision} is a release, and what ran before it, cannot be told"
+        )
+    if not after:
+        return f"{what} has no previous revision to roll back to"
+    return (
+        f"{what} has no previous revision to roll back to: revisions {after} after revision "
+        f"{newest.revision} only restarted its pods or are remediator's own changes, not releases"
+    )
 
 
 class UndoParams(ActionParams):
@@ -130,7 +155,8 @@ class RolloutUndo(KubeAction[UndoParams]):
     """``kubectl rollout undo`` bound to a revision: JSON Patch with a ``test`` on the revision
     (see the module docstring for what it writes). Needs ``get`` and ``patch`` on Deployments
     and ``list`` on ReplicaSets. Refuses (ActionRefused) a paused Deployment, an unknown or
-    restart-only target revision, a history with no earlier release, and a Deployment whose
+    restart-only target revision, a history with no earlier release (or one that cannot tell
+    which revision is the newest release), and a Deployment whose
     revision moved since the plan; a write whose answer was lost but which landed (this step's
     write record is on the Deployment) is reported done with the record's after."""
 
@@ -283,10 +309,6 @@ class RolloutUndo(KubeAction[UndoParams]):
         to = default_revision(history)
         if to is not None:
             return to
-        if len(history) <= 1:
+        if not history:
             raise ActionRefused(f"{object_ref(target)} has no previous revision to roll back to")
-        raise ActionRefused(
-            f"{object_ref(target)} has no previous revision to roll back to: revisions "
-            f"{', '.join(map(str, sorted(history)[1:]))} after revision {min(history)} only "
-            "restarted its pods or are remediator's own changes, not releases"
-        )
+        raise ActionRefused(_no_default(object_ref(target), history))

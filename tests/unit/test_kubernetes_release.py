@@ -10,9 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from remediations.kubernetes.container import SetEnv, SetResources
-from remediations.kubernetes.objects import RESTART_RUN_ANNOTATION, RESTARTED_AT, is_remediator_key
+from remediations.kubernetes.objects import (
+    RESTART_RUN_ANNOTATION,
+    RESTARTED_AT,
+    REVISION,
+    REVISION_HISTORY,
+    is_remediator_key,
+)
 from remediations.kubernetes.release import (
     OWN_EDITS,
+    NewestRelease,
+    former_revisions,
     is_release,
     newest_release,
     only_restart_apart,
@@ -95,10 +103,88 @@ def test_remediators_recorded_edits_are_not_releases_a_humans_are() -> None:
 
 def test_newest_release_looks_past_restarts() -> None:
     one, two = template("img/a:1"), template("img/a:2")
-    assert newest_release([rs(one)]) == 0
-    assert newest_release([rs(one), rs(two)]) == 1
-    assert newest_release([rs(one), rs(two), rs(restarted(two))]) == 1
-    assert newest_release([rs(one), rs(restarted(one)), rs(restarted(one, "later"))]) == 0
+    assert newest_release({1: rs(one)}) == NewestRelease(1, 1, known=True)
+    assert newest_release({1: rs(one), 2: rs(two)}) == NewestRelease(2, 2, True, previous=1)
+    three = {1: rs(one), 2: rs(two), 3: rs(restarted(two))}
+    assert newest_release(three) == NewestRelease(2, 2, True, previous=1)
+    # Only restarts after the creation: revision 1, the creation, is the release.
+    restarts = {1: rs(one), 2: rs(restarted(one)), 3: rs(restarted(one, "later"))}
+    assert newest_release(restarts) == NewestRelease(1, 1, known=True)
+
+
+def test_a_pruned_history_does_not_take_a_restart_for_the_release() -> None:
+    """revisionHistoryLimit 0: only the restart (revision 2) is kept; the release before it is
+    gone, so which revision is the release cannot be told (not: revision 2)."""
+    one = template("img/a:1")
+    assert newest_release({2: rs(restarted(one))}) == NewestRelease(2, 2, known=False)
+    # Limit 1 after two restarts: revisions 2 and 3 kept, both restarts of revision 1.
+    kept = {2: rs(restarted(one)), 3: rs(restarted(one, "later"))}
+    assert newest_release(kept) == NewestRelease(2, 2, known=False)
+    # A release on top is known whatever was pruned below it.
+    two = {2: rs(restarted(one)), 3: rs(template("img/a:2"))}
+    assert newest_release(two) == NewestRelease(3, 3, True, previous=2)
+    # A gap (revision 5 gone, 4 kept) is the same: whether 6 is a release cannot be told.
+    assert newest_release({4: rs(one), 6: rs(template("img/a:2"))}).known is False
+
+
+def at(revision: int, tpl: dict[str, Any], *former: int) -> dict[str, Any]:
+    """A ReplicaSet now at ``revision`` that held ``former`` revisions (rolled back to)."""
+    out = rs(tpl)
+    out["metadata"]["annotations"][REVISION] = str(revision)
+    if former:
+        out["metadata"]["annotations"][REVISION_HISTORY] = ",".join(map(str, former))
+    return out
+
+
+def test_a_rolled_back_replicaset_still_holds_its_former_revisions() -> None:
+    one, two, three = template("img/a:1"), template("img/a:2"), template("img/a:3")
+    # 1: img 1, 2: img 2, 3: img 3; undo to 2 (now 4, history "2"); restart (5).
+    history = {1: at(1, one), 3: at(3, three), 4: at(4, two, 2), 5: at(5, restarted(two))}
+    assert newest_release(history) == NewestRelease(4, 4, True, previous=3)
+    # 1: img 1, 2: img 2, 3: a restart of 2, undo to 2 (now 4, history "2"). Revision 3's
+    # predecessor is revision 2, held by the ReplicaSet now at 4 (not 1): 3 is a restart, and
+    # the release is revision 2, whose template that ReplicaSet holds.
+    same = {1: at(1, one), 3: at(3, restarted(two)), 4: at(4, two, 2)}
+    assert newest_release(same) == NewestRelease(2, 4, True, previous=1)
+    # Undo to 1 (now 3, history "1"): its predecessor 2 is gone and its ReplicaSet is old, so
+    # its creation bounds nothing.
+    pruned = {3: at(3, one, 1), 4: at(4, restarted(one))}
+    assert newest_release(pruned) == NewestRelease(3, 3, known=False, bounded=False)
+    assert former_revisions(at(3, one, 1)) == frozenset({1})
+    assert former_revisions(at(3, one)) == frozenset()
+
+
+# A revision is a release (a new image) or a restart of the one before it.
+@given(st.lists(st.booleans(), min_size=1, max_size=12), st.integers(min_value=0, max_value=12))
+def test_newest_release_is_right_or_says_it_cannot_tell(releases: list[bool], keep: int) -> None:
+    """Any history pruned as the Deployment controller prunes it (the oldest revisions first,
+    the current one always kept): the newest release is the true one when the history can tell,
+    and otherwise the answer says so, names a revision at or after the true one, and bounds
+    its time (creation order is revision order here: no rollbacks)."""
+    full: dict[int, dict[str, Any]] = {}
+    truth = 1
+    tpl = template("img/a:0")
+    for revision, release in enumerate(releases, start=1):
+        if revision > 1 and release:
+            tpl, truth = template(f"img/a:{revision}"), revision
+        else:
+            tpl = restarted(tpl, str(revision))
+        full[revision] = rs(tpl)
+    assert newest_release(full) == NewestRelease(
+        truth, truth, True, previous=truth - 1 if truth > 1 else None
+    )
+    newest = len(releases)
+    kept = {r: full[r] for r in full if r >= min(newest, newest - keep)}
+    got = newest_release(kept)
+    tells = truth in kept and (truth == 1 or truth - 1 in kept)
+    assert got.known is tells
+    if tells:
+        assert got.revision == truth
+        assert default_revision(kept) == (truth - 1 if truth > 1 else None)
+    else:
+        assert got.revision == min(kept) >= truth
+        assert got.bounded  # created with its revision: the release came at or before it
+        assert default_revision(kept) is None
 
 
 def test_default_revision_is_kubectls_second_highest_unless_a_restart_is_on_top() -> None:
@@ -107,9 +193,12 @@ def test_default_revision_is_kubectls_second_highest_unless_a_restart_is_on_top(
     assert default_revision({1: rs(one)}) is None
     # Not the Deployment's revision annotation: the owned ReplicaSets' revisions, as kubectl.
     assert default_revision({1: rs(one), 2: rs(two), 3: rs(one)}) == 2
-    assert default_revision({4: rs(one), 7: rs(two)}) == 4
+    assert default_revision({6: rs(one), 7: rs(two)}) == 6
     assert default_revision({1: rs(one), 2: rs(two), 3: rs(restarted(two))}) == 1
     assert default_revision({1: rs(one), 2: rs(restarted(one))}) is None
+    # The release's predecessor is gone: no default, rather than the oldest kept revision.
+    assert default_revision({2: rs(restarted(one)), 3: rs(restarted(one, "x"))}) is None
+    assert default_revision({4: rs(one), 7: rs(two)}) is None
 
 
 def test_rolled_back_annotations_are_kubectls_with_remediators_own_kept() -> None:

@@ -208,10 +208,11 @@ def test_shipped_rules_load() -> None:
         None,
     )
     assert (scale.action, scale.needs_approval) == ("kubernetes.scale", False)
-    # Exactly one applies: recent release -> roll back; otherwise -> scale out.
+    # At most one applies: recent release -> roll back; otherwise -> scale out, and also when
+    # the kept revisions cannot tell when the release was (nothing known to roll back to).
     ((recent,), (old,)) = undo.conditions, scale.conditions
-    assert (recent.within_s, recent.negate) == (1800.0, False)
-    assert (old.within_s, old.negate) == (1800.0, True)
+    assert (recent.within_s, recent.negate, recent.or_unknown) == (1800.0, False, False)
+    assert (old.within_s, old.negate, old.or_unknown) == (1800.0, True, True)
     assert (scale.params["factor"], scale.params["min"], scale.params["max"]) == (1.5, 2, 10)
     assert errors.on_resolved == ()  # the added pods stay: the cause is not known
 

@@ -487,6 +487,17 @@ async def test_fixture_facts_answer_by_kind_and_target_as_the_probes_would() -> 
         [FixtureSpec.model_validate({"target": "Deployment/shop/api", "facts": {"rollout": later}})]
     )
     assert await facts.get("rollout", api) == Rollout(8, "api-x", START + timedelta(hours=2))
+    pruned = {"revision": 4, "created_at": "-5m", "known": False, "bounded": False}
+    facts.apply(
+        [
+            FixtureSpec.model_validate(
+                {"target": "Deployment/shop/api", "facts": {"rollout": pruned}}
+            )
+        ]
+    )
+    assert await facts.get("rollout", api) == Rollout(
+        4, "api-4", START - timedelta(minutes=5), known=False, bounded=False
+    )
 
 
 def test_every_kind_of_fact_has_its_fixture() -> None:
@@ -500,6 +511,9 @@ def test_every_kind_of_fact_has_its_fixture() -> None:
         ({"error": "x", "revision": 3}, "a fact that could not be read has an error and nothing"),
         ({"revision": 0, "created_at": "1m"}, "greater than or equal to 1"),
         ({"revision": 1, "created_at": "yesterday"}, "is not a duration"),
+        ({"error": "x", "known": False}, "a fact that could not be read has an error and nothing"),
+        ({"revision": 2, "created_at": "-1m", "bounded": False}, "bounded: false only describes"),
+        ({"revision": 2, "created_at": "-1m", "known": "no"}, "is text, not a boolean"),
     ],
 )
 def test_a_fact_fixture_says_what_is_wrong_with_it(
