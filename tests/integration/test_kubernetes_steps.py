@@ -60,11 +60,13 @@ async def test_factor_steps_of_one_run_each_apply_and_a_replay_applies_once(
         action.name, {"container": "sidecar", "memory_limit": {"factor": 2, "max": "1Gi"}}
     )
 
+    # Each step is a template change: the controller rolls revisions 2 and 3 (waited for in
+    # between: two writes before it syncs would be one revision, and the test would race it).
     first = await action.run(step_ctx(kube_admin, run, step=0), target, app)
+    await wait_for_revision(kube_admin, ns, "web", 2)
     second = await action.run(step_ctx(kube_admin, run, step=1), target, sidecar)
     assert (first.outcome, second.outcome) == (Outcome.OK, Outcome.OK), second.message
     assert second.after["limits"] == {"memory": "128Mi"}
-    # Each step is a template change: the controller rolls revisions 2 and 3.
     dep = await wait_for_revision(kube_admin, ns, "web", 3)
     assert memory_limits(dep) == {"app": "384Mi", "sidecar": "128Mi"}
 
