@@ -68,10 +68,7 @@ NO_RULE = "no rule matches"
 RUN_EXISTS = "run already exists for this episode"
 NO_OPEN_RUN = "no open run for this episode"
 RULE_GONE = "rule no longer loaded; run closed without on_resolved steps"
-NOTHING_TO_UNDO = (
-    "run changed nothing (its steps were refused, failed, ran dry or were held); closed without "
-    "on_resolved steps"
-)
+NOTHING_TO_UNDO = "run changed nothing (refused, failed, dry-run or held); no on_resolved steps"
 
 
 def plan(
@@ -383,9 +380,7 @@ def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:
             skips.append(Skip(RULE_GONE, run.rule))
         elif rule.on_resolved and not run.changed:
             # A refused, dry-run or held run changed nothing: a restore would undo what some
-            # other run, or someone else, did. One whose step a worker stopped in may have
-            # changed something: its undo is planned (``PriorRun.changed``), and its record
-            # says the change may not have happened (pipeline/resolve.py).
+            # other run, or someone else, did (one a worker stopped in may have: PriorRun.changed).
             skips.append(Skip(NOTHING_TO_UNDO, run.rule))
         elif rule.on_resolved:
             steps = tuple(s.to_plan() for s in rule.on_resolved)
