@@ -106,7 +106,8 @@ class AuditedSwitch:
 
     async def pause(self, seconds: float | None, reason: str, *, by: str, via: str) -> Recorded:
         """Pause (``KillSwitch.pause``; GuardUnavailable when Redis is out of reach), then
-        write its record. Never raises for the store: ``Recorded.audited`` says."""
+        write its record. Once the pause took effect nothing raises (the store away, the
+        outbox's Redis away, any error in writing the records): ``Recorded.audited`` says."""
         return await self._recorded(await self.switch.pause(seconds, reason, by=by, via=via))
 
     async def resume(self, *, by: str, via: str) -> Recorded:
@@ -128,6 +129,11 @@ class AuditedSwitch:
             audited, error = await self._write_now(record), "no answer within the route's bound"
         except (StoreUnavailable, GuardUnavailable, GuardError) as exc:
             audited, error = False, str(exc)
+        except Exception as exc:
+            # A bug, or a record before this one the store will not take: the move took
+            # effect all the same, and its answer must say so, not 500. The drain tries again.
+            self._log.exception("writing the audit outbox failed", **who)
+            audited, error = False, f"{type(exc).__name__}: {exc}"
         if audited:
             return Recorded(switched, True)
         if record.queued:

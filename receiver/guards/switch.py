@@ -10,8 +10,10 @@ and removes each only after its row committed (``remove``).
 
 An entry holds the record's unique id (``entry``), its kind, when it took effect (the script's
 clock, ms), the data the operator gave (JSON) and what the script decided (``until``,
-``was_paused``). The outbox is bounded (``OUTBOX_CAP``): when it is full the move still takes
-effect, and its record is not queued (``Record.queued`` is False).
+``was_paused``). An entry written otherwise (by hand, another program) is never in the way:
+whatever its bytes, it is recorded as ``UNREADABLE_KIND`` with its fields as text the audit log
+can hold (``record_of``). The outbox is bounded (``OUTBOX_CAP``): when it is full the move still
+takes effect, and its record is not queued (``Record.queued`` is False).
 
 Every call raises GuardUnavailable when Redis is out of reach, GuardError when it refuses
 (``scripts.redis_call``).
@@ -19,7 +21,10 @@ Every call raises GuardUnavailable when Redis is out of reach, GuardError when i
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,8 +50,34 @@ UNREADABLE_KIND = "guards.outbox_unreadable"
 _TIMEOUT_S = GuardSettings().timeout_s
 
 
+# U+0000 in JSON text (an escape not itself escaped): PostgreSQL's text and jsonb cannot hold it.
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _text(value: Any) -> str:
+    """A value of the script's own reply as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _storable(value: Any) -> tuple[str, bool]:
+    """``value`` (an entry's field name or value, bytes from Redis) as text the audit log can
+    hold, and whether that is the value as it is. Bytes that are not UTF-8 keep their text,
+    each undecodable byte written ``\\xNN`` (Python's ``backslashreplace``); U+0000 is written
+    ``\\x00`` (PostgreSQL's text cannot hold it)."""
+    if isinstance(value, bytes):
+        try:
+            text, intact = value.decode(), True
+        except UnicodeDecodeError:
+            text, intact = value.decode("utf-8", "backslashreplace"), False
+    else:
+        text, intact = str(value), True
+    if "\x00" in text:
+        text, intact = text.replace("\x00", "\\x00"), False
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: only a str, never decoded bytes, has one
+        text, intact = text.encode("utf-8", "backslashreplace").decode(), False
+    return text, intact
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +111,36 @@ class Switched:
     was_paused: bool = False
 
 
-def _fields(raw: Any) -> dict[str, str]:
-    """An entry's fields as text: redis-py parses XRANGE's into a mapping, a script's reply is
-    a flat list of field, value, ..."""
+def _fields(raw: Any) -> tuple[dict[str, str], list[str]]:
+    """An entry's fields as text the audit log can hold (``_storable``), and the names of
+    those that had to be escaped: redis-py parses XRANGE's into a mapping, a script's reply is
+    a flat list of field, value, ... An odd list (never written by the scripts) is read with
+    an empty last value."""
     if isinstance(raw, Mapping):
-        return {_text(k): _text(v) for k, v in raw.items()}
-    items = [_text(v) for v in raw]
-    return dict(zip(items[::2], items[1::2], strict=True))
+        pairs: Any = raw.items()
+    else:
+        items = list(raw)
+        pairs = itertools.zip_longest(items[::2], items[1::2], fillvalue=b"")
+    fields: dict[str, str] = {}
+    escaped: list[str] = []
+    for key, value in pairs:
+        (name, name_intact), (text, text_intact) = _storable(key), _storable(value)
+        fields[name] = text
+        if not (name_intact and text_intact):
+            escaped.append(name)
+    return fields, escaped
 
 
-def record_of(stream_id: str | None, fields: Mapping[str, str]) -> Record:
-    """The record an outbox entry holds. An entry that cannot be read is recorded as
-    ``UNREADABLE_KIND`` with its fields as they are (never dropped, never in the way)."""
+def record_of(
+    stream_id: str | None, fields: Mapping[str, str], escaped: Sequence[str] = ()
+) -> Record:
+    """The record an outbox entry holds (``fields``, text). An entry that cannot be read, or
+    one the audit log could not hold as it is, is recorded as ``UNREADABLE_KIND`` with its
+    fields as they are, the ``escaped`` ones (``_storable``) named (never dropped, never in
+    the way): its data is ``{"entry", "fields", "escaped"}``."""
     try:
+        if escaped:
+            raise ValueError("fields that are not text the audit log can hold")
         data = json.loads(fields["data"])
         if not isinstance(data, dict):
             raise ValueError("the data is not an object")
@@ -104,13 +152,32 @@ def record_of(stream_id: str | None, fields: Mapping[str, str]) -> Record:
             data["was_paused"] = fields["was_paused"] == "1"
         else:
             raise ValueError(f"unknown kind {kind!r}")
+        _holdable(data)
         entry = fields["entry"]
         return Record(entry, kind, from_ms(int(fields["at"])), data, stream_id)
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, OverflowError, OSError):
         entry = fields.get("entry") or f"outbox:{stream_id}"
-        at = from_ms(int(stream_id.split("-", 1)[0]) if stream_id else 0)
-        data = {"entry": entry, "fields": dict(fields)}
-        return Record(entry, UNREADABLE_KIND, at, data, stream_id)
+        data = {"entry": entry, "fields": dict(fields), "escaped": list(escaped)}
+        return Record(entry, UNREADABLE_KIND, _queued_at(stream_id), data, stream_id)
+
+
+def _holdable(data: dict[str, Any]) -> None:
+    """Raise ValueError when the audit log (jsonb) cannot hold ``data`` as it is: NaN or an
+    infinity, a lone surrogate (no UTF-8), U+0000 (an entry written by hand: the scripts'
+    data is written by ``KillSwitch`` from text the routes checked)."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    text.encode()  # UnicodeEncodeError, a ValueError: a lone surrogate
+    if _NUL.search(text):
+        raise ValueError("U+0000, which the audit log cannot hold")
+
+
+def _queued_at(stream_id: str | None) -> datetime:
+    """When an entry was queued, from its stream id (ms), for one that says nothing readable
+    itself; the epoch for an id out of datetime's range (set by hand)."""
+    try:
+        return from_ms(int(stream_id.split("-", 1)[0]) if stream_id else 0)
+    except (ValueError, OverflowError, OSError):
+        return from_ms(0)
 
 
 class KillSwitch:
@@ -170,11 +237,13 @@ class KillSwitch:
 
     async def due(self, *, min_age_s: float, limit: int) -> list[Record]:
         """The outbox's records queued at least ``min_age_s`` seconds ago (by Redis' clock),
-        oldest first, at most ``limit``."""
+        oldest first, at most ``limit``; 0: every one, queued this very millisecond too."""
+        # Not to_ms: it makes 0 a millisecond, which left out a record queued within it.
+        age_ms = max(0, math.ceil(min_age_s * 1000))
         reply = await redis_call(
             "outbox",
             self._timeout_s,
-            lambda: self._due([self.outbox_key], [to_ms(min_age_s), limit]),
+            lambda: self._due([self.outbox_key], [age_ms, limit]),
         )
         return _records(reply)
 
@@ -207,4 +276,4 @@ class KillSwitch:
 def _records(reply: Any) -> list[Record]:
     """The records of an XRANGE reply (entries without fields, which Redis may list for a
     deleted one, are none)."""
-    return [record_of(_text(sid), _fields(raw)) for sid, raw in reply or () if raw]
+    return [record_of(_text(sid), *_fields(raw)) for sid, raw in reply or () if raw]

@@ -15,7 +15,8 @@ from typing import Any
 from receiver.guards.policy import GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import RunOutcome
-from receiver.store import STARTED, Store
+from receiver.pipeline.context import WORKER_STOPPED
+from receiver.store import Store
 from remediations.base import Outcome
 
 __all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund"]
@@ -29,8 +30,8 @@ REFUND_STORE_TIMEOUT_S = 5.0
 ENDED_AT_APPROVAL = frozenset({RunOutcome.EXPIRED, RunOutcome.REJECTED, RunOutcome.CANCELLED})
 # Step outcomes after which something may have changed (a failed call may have, in part; a
 # step a worker stopped in may have acted: interrupted, or still marked started).
-MAY_HAVE_CHANGED: frozenset[str] = frozenset(
-    {Outcome.OK, Outcome.FAILED, Outcome.SIMULATED, Outcome.INTERRUPTED, STARTED}
+MAY_HAVE_CHANGED: frozenset[str] = (
+    frozenset({Outcome.OK, Outcome.FAILED, Outcome.SIMULATED}) | WORKER_STOPPED
 )
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "STEP_PENDING",
     "STEP_STARTED",
     "STOPS_RUN",
+    "WORKER_STOPPED",
     "Deps",
     "FactSource",
     "PipelineSettings",
@@ -48,6 +49,11 @@ STEP_AWAITING_APPROVAL = "awaiting_approval"
 # twice acts (``Store.start_step``; pipeline.steps). Taken up again, such a step is recorded
 # ``interrupted``, never run again.
 STEP_STARTED = STARTED
+
+# Step outcomes of a step a worker stopped in: it may have acted, in part or in full, or not at
+# all. Its run counts as one that may have changed something: its budget slot is kept
+# (budget.py), its on_resolved steps are planned (store/history.py) and say so (resolve.py).
+WORKER_STOPPED: frozenset[str] = frozenset({Outcome.INTERRUPTED, STEP_STARTED})
 
 # Step outcomes that stop the steps after them and end the run (failed, refused) or the
 # follow-up: a failed or refused step, and one a worker stopped in (``interrupted``).
@@ -178,6 +184,9 @@ class RunContext:
     recorded: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     # (action, outcome) of the steps that finished before this pass (a resumed run).
     finished: list[tuple[str, str]] = field(default_factory=list)
+    # Said on every step this pass records (``record_step``), after the step's own message: an
+    # on_resolved step of a run whose own step may not have acted (resolve.Close).
+    caveat: str = ""
     # Steps an engineer approved whose plan still holds: step index -> the preconditions of
     # the approved preview, which the action checks again as it runs.
     approved: dict[int, Mapping[str, Any]] = field(default_factory=dict)
@@ -216,8 +225,11 @@ async def record_step(
 
     ``detail``: the rest of ``Store.record_step`` (before, after, attempts, started_at,
     finished_at) for a step that ran. The run must have been recorded (``ctx.run_id``).
+    ``ctx.caveat``, when set, follows the message.
     """
     assert ctx.run_id is not None
+    if ctx.caveat:
+        message = f"{message}; {ctx.caveat}" if message else ctx.caveat
     await deps.store.record_step(
         ctx.run_id,
         idx=step.index,

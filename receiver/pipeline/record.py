@@ -10,6 +10,7 @@ from receiver.pipeline.announce import Announcer
 from receiver.pipeline.context import (
     STEP_AWAITING_APPROVAL,
     STOPS_RUN,
+    WORKER_STOPPED,
     Deps,
     RunContext,
     record_step,
@@ -22,8 +23,9 @@ __all__ = ["Record", "RecordEscalation"]
 
 # Step outcomes that end a run: refused ends it refused, failed and interrupted failed.
 _STOPS = STOPS_RUN
-# Step outcomes that changed something (a simulated step stands for one in a rule test).
-_CHANGED = (Outcome.OK, Outcome.SIMULATED)
+# Step outcomes that changed something (a simulated step stands for one in a rule test), or
+# may have (a step a worker stopped in), as the engine counts them for on_resolved steps.
+_CHANGED = frozenset({Outcome.OK, Outcome.SIMULATED}) | WORKER_STOPPED
 
 # Outcomes at which a run's steps are done: announced as finished.
 _DONE = frozenset(

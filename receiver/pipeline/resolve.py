@@ -6,8 +6,11 @@ with ``ESCALATE_GUARDS``): both are follow-ups of a run, held by a guard rather 
 ``Close`` stamps the run resolved and hands its pending on_resolved steps on; ``AdmitResolve``
 puts them through the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause,
 namespace policy, target lock); ``Execute`` (stages.py) runs them. The engine plans on_resolved
-steps only for runs whose steps changed something, so a refused, dry-run or held run is closed
-and nothing is undone.
+steps only for runs whose steps changed something, so a refused, failed, dry-run or held run is
+closed and nothing is undone (the resolved event's ``skips`` say so). A run one of whose steps a
+worker stopped in (``interrupted``, or still ``started``) may have changed something: its
+on_resolved steps are planned, pass the same guards, and each record of them says that the
+change it undoes may not have happened (``RunContext.caveat``).
 
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again when the guard says it may pass (a pause's end, the
@@ -27,6 +30,7 @@ from receiver.pipeline.context import (
     RESOLVE_GUARDS,
     STEP_PENDING,
     STEP_STARTED,
+    WORKER_STOPPED,
     Deps,
     RunContext,
     record_step,
@@ -96,6 +100,9 @@ class Close:
         if outcome is not None:
             self._measure(run)
         ctx.prior = run
+        ctx.caveat = _caveat(run)
+        if ctx.caveat:
+            ctx.log.warning("undoing a change that may not have happened", caveat=ctx.caveat)
         for step in run.steps:
             # What the run's own steps changed: an on_resolved step undoes that, and only that.
             if step.phase == "run" and step.outcome == Outcome.OK and step.before:
@@ -118,6 +125,20 @@ class Close:
         """The time to resolve of a run closed just now, when its steps ran."""
         if run.time_to_resolve_s is not None and run.outcome in _ACTED:
             self._deps.metrics.run_resolved(run.rule, run.time_to_resolve_s)
+
+
+def _caveat(run: RunRecord) -> str:
+    """What every on_resolved step of ``run`` says after its own message when a run step was
+    left by a stopped worker (``WORKER_STOPPED``): the engine planned the undo because that
+    step may have acted, so the change it undoes may not have happened. "" otherwise."""
+    stopped = [s for s in run.steps if s.phase == "run" and s.outcome in WORKER_STOPPED]
+    if not stopped:
+        return ""
+    which = ", ".join(f"step {s.idx} ({s.action})" for s in stopped)
+    return (
+        f"planned because run {which} was interrupted: a worker stopped while it ran, so it "
+        "may not have acted and the change this step undoes may not have happened"
+    )
 
 
 # Outcomes of runs whose steps ran: their time to resolve says how the remediation did.

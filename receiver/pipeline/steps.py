@@ -15,7 +15,14 @@ signal or requeue up to the cap again: it records the step ``interrupted``, sayi
 have acted and what to check, and the step stops the run, which ends ``failed`` (and counts in
 the rule's breaker). Failing is the explainable choice: the effect is unknown, a human must
 look, and the run's own record says why; asking for an approval instead would offer to act a
-second time on a state nobody has read. The Kubernetes actions need no mark: a step taken up
+second time on a state nobody has read. Only a mark another attempt left is interrupted: when the
+mark's statement committed but its answer was lost (StoreUnavailable: the store went away, or
+the statement outlived the pool's command timeout), the event is retried and this process's next
+try at the step names the same attempt (``StepRunner._start``), finds its own mark and acts.
+What remains reads as interrupted although nothing acted, the conservative side (a mark cannot
+say whether its action was called): a process that stops after sending the mark and before
+acting, and a retry after a lost answer that another replica takes, or that comes after this
+process restarted. The Kubernetes actions need no mark: a step taken up
 finds its own write record on the object and writes nothing more.
 
 In a simulation (``PipelineSettings.simulate``, a rule test) no action is called: every system
@@ -94,6 +101,10 @@ class StepRunner:
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
+        # (run id, phase, step index) -> the attempt id of a mark sent whose answer never came
+        # (``_start``): the step's next try in this process names the same attempt, so a mark
+        # that did commit is recognised as its own rather than read as a stopped worker's.
+        self._unconfirmed: dict[tuple[str, str, int], str] = {}
 
     def runs_dry(self, ctx: RunContext, step: StepPlan) -> bool:
         """True when the step cannot change anything: dry-run mode or its system is missing."""
@@ -219,18 +230,36 @@ class StepRunner:
     async def _start(
         self, ctx: RunContext, step: StepPlan, what: str, started: datetime
     ) -> StepStart:
-        """Mark the step started, naming a new attempt id (``Store.start_step``)."""
+        """Mark the step started (``Store.start_step``), naming a new attempt id, or the one
+        of this step's last try in this process when that try's mark was sent and its answer
+        never came (the store was unreachable, or the statement outlived its timeout: it may
+        have committed). Raises what ``start_step`` raises, the attempt id then kept."""
         assert ctx.run_id is not None
-        attempt = uuid.uuid4().hex[:12]
-        return await self._deps.store.start_step(
-            ctx.run_id,
-            phase=ctx.phase,
-            idx=step.index,
-            action=step.action,
-            message=f"started (attempt {attempt}): {what}",
-            started_at=started,
-        )
+        key = (ctx.run_id, ctx.phase, step.index)
+        # Taken out while its mark is on its way: another task of this process that tries the
+        # same step meanwhile (a lease lost and claimed again) names an attempt of its own.
+        attempt = self._unconfirmed.pop(key, None) or uuid.uuid4().hex[:12]
+        try:
+            return await self._deps.store.start_step(
+                ctx.run_id,
+                phase=ctx.phase,
+                idx=step.index,
+                action=step.action,
+                attempt=attempt,
+                what=what,
+                started_at=started,
+            )
+        except BaseException:
+            if len(self._unconfirmed) >= _MAX_UNCONFIRMED:
+                # Forgotten, the oldest reads as interrupted if it comes back: the safe side.
+                del self._unconfirmed[next(iter(self._unconfirmed))]
+            self._unconfirmed[key] = attempt
+            raise
 
+
+# The most steps whose mark's answer was lost that a StepRunner remembers (``_start``): each is
+# taken up again within seconds (the event's retry), or by another replica, which never asks.
+_MAX_UNCONFIRMED = 1024
 
 # Not a result: the step's action is to be called (``StepRunner._without_acting``).
 _ACTS = Result(Outcome.NOOP, "")

@@ -53,7 +53,8 @@ def _pair_arrays(pairs: Collection[tuple[str, Target]]) -> list[list[str]]:
 
 
 # The engine's read of an episode's past (EngineHistory.history, which says what each part is),
-# with the parameters of history_arguments.
+# with the parameters of history_arguments. The body of the function engine_history: a change
+# here takes a migration that replaces it (0019, 0023; test_pinned_plans.py).
 HISTORY_SQL = f"""
 WITH parts AS (
     -- The episode's runs and the settling runs are found first and put in order after
@@ -62,9 +63,12 @@ WITH parts AS (
     -- statistics it planned on said the table was small (migration 0019).
     (SELECT 'episode' AS part,
             row_number() OVER (ORDER BY created_at, id) AS pos, {PRIOR_COLUMNS},
+            -- Changed something, or may have: a step a worker stopped in (interrupted, or
+            -- still started) may have acted, and its on_resolved steps are then planned too.
             EXISTS (SELECT 1 FROM steps
                     WHERE steps.run_id = runs.id AND steps.phase = 'run'
-                      AND steps.outcome IN ('ok', 'simulated')) AS changed
+                      AND steps.outcome IN ('ok', 'simulated', 'interrupted', 'started'))
+              AS changed
      FROM (SELECT * FROM runs
            WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3 OFFSET 0) AS runs)
     UNION ALL
@@ -201,8 +205,9 @@ class EngineHistory(Database):
         """What the engine may know about the past of ``event``.
 
         ``episode_runs``: every run of the same occurrence (fingerprint, starts_at, refire),
-        with whether any of its steps changed something (or would have: a rule test's
-        ``simulated`` step). ``recent_runs``: runs created in the
+        with whether any of its steps changed something or may have (``PriorRun.changed``:
+        ok; a rule test's ``simulated`` step; one a worker stopped in, ``interrupted`` or
+        still ``started``). ``recent_runs``: runs created in the
         ``within_s`` seconds before the event was received (before now, for an event with no
         ``received_at``), or later, of exactly the (rule, target) pairs in ``repeats``
         (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved event of
@@ -233,7 +238,7 @@ class EngineHistory(Database):
 
 def prior_from_row(row: Mapping[str, Any]) -> PriorRun:
     """A PriorRun from a row of ``PRIOR_COLUMNS`` and ``changed`` (false but for the runs of
-    the episode: whether one of its steps changed something)."""
+    the episode: whether one of its steps changed something, or may have)."""
     return PriorRun(
         run_id=str(row["id"]),
         rule=row["rule"],

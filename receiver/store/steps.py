@@ -7,7 +7,9 @@ the steps it was planned with).
 ``StepWriter.start_step`` marks a step ``started`` before an action that must not run twice
 acts (``remediations.base.Action.replay_safe``): one statement that succeeds only for a step
 still pending or approved, so of two attempts at one step only one ever acts, and a run taken
-up after a crash finds the mark. A started step is never put back to ``pending`` or
+up after a crash finds the mark. The mark names its attempt, and sending it again for the same
+attempt succeeds too (the first one's answer was lost but it committed): only a mark another
+attempt left is an interruption. A started step is never put back to ``pending`` or
 ``awaiting_approval`` (a retried resolved event re-recording its on_resolved steps, a guard
 holding them): only its end, or ``interrupted``, replaces the mark.
 """
@@ -35,6 +37,7 @@ __all__ = [
     "StepWriter",
     "admitted_data",
     "mark_not_run",
+    "started_message",
     "step_audit",
     "write_step",
 ]
@@ -197,11 +200,24 @@ def admitted_data(
     return {"phase": phase, "guards": list(guards), "fence": fence}
 
 
+def started_message(attempt: str, what: str) -> str:
+    """The message of a step marked started by ``attempt`` (an id without parentheses),
+    saying ``what`` it does: ``started (attempt <id>): <what>``."""
+    prefix = _attempt_prefix(attempt)
+    return f"{prefix}: {what}" if what else prefix
+
+
+def _attempt_prefix(attempt: str) -> str:
+    # Closed by its parenthesis: one attempt's id is never read as the start of another's.
+    return f"started (attempt {attempt})"
+
+
 @dataclass(frozen=True, slots=True)
 class StepStart:
     """What ``StepWriter.start_step`` found: ``started`` True when this attempt marked the step
-    and may act; else the step's ``outcome`` and ``message`` as they were (``started``: an
-    earlier attempt marked it and never finished it; ``""``: no such step)."""
+    (now, or in an earlier call whose answer was lost) and may act; else the step's ``outcome``
+    and ``message`` as they were (``started``: another attempt marked it and never finished it;
+    ``""``: no such step)."""
 
     started: bool
     outcome: str = ""
@@ -224,13 +240,19 @@ class StepWriter(Database):
         phase: str,
         idx: int,
         action: str,
-        message: str,
+        attempt: str,
+        what: str,
         started_at: datetime,
     ) -> StepStart:
-        """Mark step ``idx`` of ``phase`` ``started`` with ``message`` (which names the
-        attempt), audited, if it is still pending or awaiting its approval: one statement, one
-        round trip, committed on its own before the action acts. Two attempts at one step
-        cannot both mark it. Returns whether this call marked it, else what the step was."""
+        """Mark step ``idx`` of ``phase`` ``started`` by ``attempt``, its message
+        ``started_message(attempt, what)``, audited, if it is still pending or awaiting its
+        approval: one statement, one round trip, committed on its own before the action acts.
+        Two attempts at one step cannot both mark it. Idempotent for one attempt: a step
+        ``started`` by this same ``attempt`` (an earlier call committed, its answer was lost) is
+        reported marked, and nothing is written again. Returns whether the step is marked by
+        this attempt (``started`` True, with the mark's message and time), else what the step
+        was. Raises StoreUnavailable; the statement may still have committed."""
+        message = started_message(attempt, what)
         data = audit_data(step_audit(phase, idx, action, STARTED, message, None))
         with translate():
             row = await self._pool.fetchrow(
@@ -255,7 +277,9 @@ class StepWriter(Database):
                     )
                 }
                 )
-                SELECT (SELECT count(*) FROM up) AS marked, s.outcome, s.message, s.started_at
+                SELECT (SELECT count(*) FROM up) AS marked, s.outcome, s.message, s.started_at,
+                       coalesce(s.outcome = '{STARTED}' AND starts_with(s.message, $8), false)
+                         AS own
                 FROM (SELECT 1) one
                 LEFT JOIN steps s ON s.run_id = $1::uuid AND s.phase = $2 AND s.idx = $3
                 """,
@@ -266,13 +290,17 @@ class StepWriter(Database):
                 started_at,
                 list(_STARTABLE),
                 data,
+                _attempt_prefix(attempt),
             )
         assert row is not None  # the statement always returns its one row
         if row["marked"]:
             return StepStart(True, STARTED, message, started_at)
         # The step as it was before this statement (its CTE's update is not visible here).
         return StepStart(
-            False, str(row["outcome"] or ""), str(row["message"] or ""), row["started_at"]
+            bool(row["own"]),
+            str(row["outcome"] or ""),
+            str(row["message"] or ""),
+            row["started_at"],
         )
 
     async def record_admission(

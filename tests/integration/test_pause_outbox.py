@@ -201,3 +201,41 @@ async def test_an_unreadable_entry_is_recorded_as_it_is_and_blocks_nothing(
     assert unreadable["fields"] == {"kind": "guards.pause", "data": "{"}
     assert paused["entry"] == record.entry
     assert await drainer.switch.depth() == 0
+
+
+async def test_an_entry_the_audit_log_cannot_hold_as_it_is_is_recorded_unreadable(
+    redis_client: redis.asyncio.Redis, store: Store
+) -> None:
+    # Well-formed entries (by hand, or another program) whose data jsonb refuses: NaN, and a
+    # U+0000 escape. Each is recorded as it is, and the pause behind them is written too.
+    guards = _guards(redis_client)
+    for entry, data in (("nan", '{"by": NaN}'), ("nul", '{"by": "a\\u0000b"}')):
+        await redis_client.xadd(
+            guards.keys.audit_outbox(),
+            {
+                "entry": entry,
+                "kind": "guards.resume",
+                "at": "1000",
+                "was_paused": "0",
+                "data": data,
+            },
+        )
+    [record] = await _queue(AuditedSwitch(guards, None, LOG), 1)
+    drainer = AuditedSwitch(guards, store, LOG)
+
+    assert await drainer.drain(min_age_s=0) == 3
+
+    nan, nul, paused = await _rows(store)
+    assert (nan["kind"], nan["entry"], nan["fields"]["data"]) == (
+        UNREADABLE_KIND,
+        "nan",
+        '{"by": NaN}',
+    )
+    assert (nul["kind"], nul["entry"], nul["fields"]["data"]) == (
+        UNREADABLE_KIND,
+        "nul",
+        '{"by": "a\\u0000b"}',
+    )
+    assert (paused["kind"], paused["entry"]) == ("guards.pause", record.entry)
+    assert await drainer.switch.depth() == 0
+    assert (await store.verify_audit()).ok

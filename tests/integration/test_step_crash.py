@@ -23,7 +23,7 @@ from kubernetes_asyncio import client as k8s
 from pydantic import BaseModel
 
 from receiver.model import RunOutcome
-from receiver.store import EventLease, RunRecord, StepStart
+from receiver.store import EventLease, RunRecord, StepStart, StoreUnavailable
 from remediations.base import ActionContext, Clients, Outcome, Result
 from remediations.postgres.connection import PostgresConnection
 from remediations.postgres.sessions import TerminateIdle, TerminateIdleParams
@@ -153,6 +153,41 @@ async def test_a_step_safe_to_replay_runs_again_as_before(
     assert trail == ["pending", "ok"]  # no mark: no extra write for it
 
 
+async def test_a_mark_whose_answer_was_lost_is_the_retry_s_own_and_it_acts(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The mark commits, but its answer never comes (the store went away, or the statement
+    # outlived the command timeout): the event is retried, in this process. No worker stopped
+    # and nothing acted: the retry finds its own attempt's mark and acts, once.
+    count = Count()
+    h = await make_harness(
+        _rule("test.count").replace("TARGET", DEPLOYMENT), dry_run=False, extra_actions=[count]
+    )
+    await h.intake.accept(notification(alert(LABELS)))
+    (claimed,) = await h.store.claim_events("worker-a", 1, 30.0)
+    start_step = h.store.start_step
+
+    async def answer_lost(run_id: str, **fields: Any) -> StepStart:
+        await start_step(run_id, **fields)
+        raise StoreUnavailable("connection lost: the answer to the statement never came")
+
+    monkeypatch.setattr(h.store, "start_step", answer_lost)
+    with pytest.raises(StoreUnavailable):
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+    assert count.calls == 0
+    assert [s.outcome for s in (await h.only_run()).steps] == ["started"]
+    monkeypatch.setattr(h.store, "start_step", start_step)
+
+    disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+
+    assert disposition.is_done
+    assert count.calls == 1
+    run = await h.only_run()
+    assert run.outcome is RunOutcome.SUCCEEDED, run.error
+    assert [(s.outcome, s.message) for s in run.steps] == [(Outcome.OK, "counted to 1")]
+    assert await _step_trail(h, run.id) == ["pending", "started", "ok"]
+
+
 async def test_a_started_step_is_not_planned_again_by_a_retried_resolve(
     make_harness: MakeHarness,
 ) -> None:
@@ -173,20 +208,21 @@ async def test_a_started_step_is_not_planned_again_by_a_retried_resolve(
             run_id, idx=0, phase="resolve", action="test.count", outcome="pending"
         )
 
-    async def start() -> StepStart:
+    async def start(attempt: str) -> StepStart:
         return await h.store.start_step(
             run_id,
             phase="resolve",
             idx=0,
             action="test.count",
-            message="started (attempt a1)",
+            attempt=attempt,
+            what="",
             started_at=datetime.now(UTC),
         )
 
     await pending()
-    assert (await start()).started
+    assert (await start("a1")).started
     await pending()
-    again = await start()
+    again = await start("a2")
     assert not again.started
     assert (again.outcome, again.message) == ("started", "started (attempt a1)")
 

@@ -121,3 +121,73 @@ async def test_pause_and_resume_without_the_store_are_recorded_once_it_is_back(
     assert [d.get("reason") for d in on_time] == ["again", None]
     assert not any("recorded_late" in d for d in on_time)
     assert (await store.verify_audit()).ok
+
+
+async def test_entries_not_utf8_or_with_nul_are_recorded_escaped_and_block_no_pause(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis, store: Store
+) -> None:
+    # Written by hand or by another program: bytes that are not UTF-8, and a U+0000, which
+    # PostgreSQL's text cannot hold. Each is recorded as it is, escaped, in its turn; the pauses
+    # queued behind them are written at once, and the routes answer as usual.
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    client = await make_client(guards=guards)
+    outbox = guards.keys.audit_outbox()
+    await redis_client.xadd(
+        outbox, {"entry": "by-hand", "kind": "guards.pause", "data": b"\xff\xfe"}
+    )
+    await redis_client.xadd(outbox, {"kind": b"guards.resume\x00", "data": "{}"})
+
+    paused = await client.put(
+        "/api/v1/pause", json={"reason": "db maintenance", "for": "1h"}, headers=OPERATOR
+    )
+    assert paused.status == 200
+    assert (await paused.json())["audited"] is True
+    resumed = await client.delete("/api/v1/pause", headers=OPERATOR)
+    assert resumed.status == 200
+    assert (await resumed.json())["audited"] is True
+
+    rows = [(r["kind"], r["data"]) for r in await _pause_rows(store)]
+    (k1, bad_bytes), (k2, nul), (k3, pause), (k4, resume) = rows
+    assert (k1, k2, k3, k4) == (
+        "guards.outbox_unreadable",
+        "guards.outbox_unreadable",
+        "guards.pause",
+        "guards.resume",
+    )
+    assert bad_bytes["entry"] == "by-hand"
+    assert bad_bytes["fields"] == {"entry": "by-hand", "kind": "guards.pause", "data": "\\xff\\xfe"}
+    assert bad_bytes["escaped"] == ["data"]
+    assert nul["fields"] == {"kind": "guards.resume\\x00", "data": "{}"}
+    assert nul["escaped"] == ["kind"]
+    assert nul["entry"].startswith("outbox:")
+    assert pause["reason"] == "db maintenance"
+    assert "recorded_late" not in resume
+    assert await AuditedSwitch(guards, store, structlog.get_logger("test")).switch.depth() == 0
+    assert (await store.verify_audit()).ok
+
+
+async def test_a_pause_whose_record_the_store_refuses_still_answers_200(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis, store: Store
+) -> None:
+    # Not an outage: the store answers, with an error (here the once table is away, as under a
+    # botched restore). The pause took effect, so the answer says so, with its record queued.
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    client = await make_client(guards=guards)
+    await store._pool.execute("ALTER TABLE audit_once RENAME TO audit_once_away")
+    try:
+        with capture_logs() as logs:
+            paused = await client.put(
+                "/api/v1/pause", json={"reason": "db maintenance"}, headers=OPERATOR
+            )
+            assert paused.status == 200
+            answer = await paused.json()
+            assert (answer["audited"], answer["audit_queued"]) == (False, True)
+            assert (await guards.status())["paused"] is True
+    finally:
+        await store._pool.execute("ALTER TABLE audit_once_away RENAME TO audit_once")
+    failed = [e for e in logs if e["event"] == "writing the audit outbox failed"]
+    assert [(e["log_level"], e["kind"]) for e in failed] == [("error", "guards.pause")]
+
+    drainer = AuditedSwitch(guards, store, structlog.get_logger("test"))
+    assert await drainer.drain(min_age_s=0) == 1
+    assert [r["data"]["reason"] for r in await _pause_rows(store)] == ["db maintenance"]
