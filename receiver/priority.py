@@ -9,8 +9,12 @@ loop and two cores those events keep busy: 55 to 73 ms at the median on the AMD 
 (stop 26's probe found no one leg to blame, each waited for the CPU). So while an express event
 is claimed and processed, the storm's events hold back at their next call (``turn``): the ones
 already on their way finish, no new ones start, and the express event has the loop, the store
-and the guards to itself. In the bench's storm round (100,000 stored, taken in turn) the
-unrelated alert's p50 went from 69 and 62 ms to 43 and 43 ms, the drain unchanged.
+and the guards to itself. What it does not hold back is intake, which shares the loop: while
+the storm is still being posted, the unrelated alert waits for the webhooks' handling as much
+as for the worker. Measured in the bench's storm round (100,000 stored, taken in turn with the
+code before it; docs/performance-history.md, stop 27): on a machine kept busy by other work
+(load average 6 to 10) the unrelated alert's p50 fell from 438 and 284 ms to 166 and 176 ms;
+on a quiet one it moved within the noise (57 and 61 ms against 54 and 61 ms).
 
 The hold is bounded (``hold_s``): an express event that waits for a slow action, a long HTTP
 call or a verification does not stall the storm behind it for longer than that, and at most
