@@ -8,7 +8,7 @@ and on the guards' clock (the server's TIME, or the one ``Guards(clock=...)`` wa
 - ``fold``: one call per refusal that would be announced. The first of a (rule, channel) opens
   a window and is sent on its own; the others within it are counted (once per run id, so a
   retried event is not counted twice) and not sent. Folds asked together go in one pipeline,
-  as admissions do (``Coalescer``), except on a cluster.
+  as admissions do (``BatchedScript``), except on a cluster.
 - ``claim``: the next digest to send, claimed by this caller for a lease: the windows that
   ended are closed first (each by the one caller whose script finds it so; its digest queued,
   claimable at once), then one digest is taken, atomically (two replicas never both get it),
@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 
-from receiver.batching import Coalescer
-from receiver.guards.policy import Arg, GuardKeys, GuardUnavailable, to_ms
-from receiver.guards.scripts import Script
+from receiver.guards.policy import Arg, GuardKeys, to_ms
+from receiver.guards.scripts import BatchedScript
 from receiver.refusal_digest import (
     EXAMPLE_CHARS,
     MAX_EXAMPLES,
@@ -51,7 +50,6 @@ _T = TypeVar("_T")
 # keys rather than kept for ever.
 DIGEST_GC_S = 86400.0
 # The most folds one pipeline takes, and the most ended windows one ``claim`` call closes.
-_MAX_PIPELINE = 64
 _MAX_CLOSE = 32
 
 
@@ -88,28 +86,14 @@ class DigestWindows:
         self._call = call
         self._now_ms = now_ms
         self._timeout_s = timeout_s
-        self._script = Script(redis, "digest")
-        # A storm's refusals reach their fold together: one pipeline for those asked while the
-        # previous one is on its way (each still its own atomic script).
-        self._folds: Coalescer[tuple[list[str], list[Arg]], Any] | None = (
-            None
-            if isinstance(redis, RedisCluster)
-            else Coalescer(
-                self._send_folds,
-                max_batch=_MAX_PIPELINE,
-                max_in_flight=2,
-                stopped=lambda: GuardUnavailable("the guards stopped before the fold"),
-            )
-        )
+        # A storm's refusals reach their fold together: one pipeline (BatchedScript); the
+        # script's other operations go alone.
+        self._fold = BatchedScript(redis, "digest", what="fold", timeout_s=timeout_s)
+        self._script = self._fold.script
 
     def _now_arg(self) -> Arg:
         now = self._now_ms()
         return "" if now is None else now
-
-    async def _send_folds(
-        self, calls: list[tuple[list[str], list[Arg]]]
-    ) -> Sequence[Any | BaseException]:
-        return await self._script.many(calls, self._timeout_s)
 
     async def fold(
         self,
@@ -139,11 +123,7 @@ class DigestWindows:
             target_key[:EXAMPLE_CHARS],
             MAX_EXAMPLES,
         ]
-        folds = self._folds
-        reply = await self._call(
-            "digest fold",
-            lambda: self._script(keys, args) if folds is None else folds((keys, args)),
-        )
+        reply = await self._call("digest fold", lambda: self._fold(keys, args))
         return Folding(
             folded=int(reply[0]) == 1, start=from_ms(_text(reply[1])), end=from_ms(_text(reply[2]))
         )

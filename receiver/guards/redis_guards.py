@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 
-from receiver.batching import Coalescer
 from receiver.guards.digest_windows import DigestWindows
 from receiver.guards.policy import (
     GUARDS,
@@ -40,7 +39,6 @@ from receiver.guards.policy import (
     Guard,
     GuardKeys,
     GuardSettings,
-    GuardUnavailable,
     Refusal,
     admit_arguments,
     applicable,
@@ -48,15 +46,12 @@ from receiver.guards.policy import (
     from_ms,
     to_ms,
 )
-from receiver.guards.scripts import Script, redis_call
+from receiver.guards.scripts import BatchedScript, Script, redis_call
 from receiver.model import NamespacePolicy
 
 __all__ = ["Guards"]
 
 _T = TypeVar("_T")
-
-# The most admissions one pipeline takes.
-_MAX_PIPELINE = 64
 
 
 def _text(value: Any) -> str:
@@ -89,20 +84,9 @@ class Guards:
         self._keys = GuardKeys(self._settings.key_prefix)
         if isinstance(redis, RedisCluster):
             self._keys.require_one_slot()
-        self._admit = Script(redis, "admit")
-        # Admissions asked while one batch is on its way go together in the next: one
-        # pipeline, one round trip (a storm's events reach admission together). Each is still
-        # its own script, atomic on its own, run in the order asked. Not on a cluster, where
-        # redis-py's pipeline routes differently: there each admission is its own call.
-        self._admissions: Coalescer[tuple[list[str], list[Arg]], Any] | None = (
-            None
-            if isinstance(redis, RedisCluster)
-            else Coalescer(
-                self._send_admissions,
-                max_batch=_MAX_PIPELINE,
-                max_in_flight=2,
-                stopped=lambda: GuardUnavailable("the guards stopped before the admission"),
-            )
+        # A storm's events reach admission together: one pipeline (BatchedScript).
+        self._admit = BatchedScript(
+            redis, "admit", what="admission", timeout_s=self._settings.timeout_s
         )
         self._release = Script(redis, "release")
         self._record_failure = Script(redis, "record_failure")
@@ -158,11 +142,7 @@ class Guards:
             lock_token=token,
             now_ms=self._now_ms(),
         )
-        admissions = self._admissions
-        reply = await self._call(
-            "admit",
-            lambda: self._admit(keys, argv) if admissions is None else admissions((keys, argv)),
-        )
+        reply = await self._call("admit", lambda: self._admit(keys, argv))
         checked = applicable(guards, req, policy=self._policy, settings=self._settings)
         if int(reply[0]) == 1:
             fence = int(reply[2])
@@ -179,12 +159,6 @@ class Guards:
             retry_at=from_ms(retry_ms) if retry_ms >= 0 else None,
         )
         return Admission(admitted=False, refusal=refusal, checked=checked)
-
-    async def _send_admissions(
-        self, calls: list[tuple[list[str], list[Arg]]]
-    ) -> Sequence[Any | BaseException]:
-        """One pipeline of admit scripts (``Coalescer``, ``Script.many``)."""
-        return await self._admit.many(calls, self._settings.timeout_s)
 
     async def release(self, req: AdmissionRequest, admission: Admission) -> bool:
         """Release the target lock if it is still ours. True when it was released."""

@@ -32,9 +32,10 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from receiver.batching import Coalescer
 from receiver.guards.policy import Arg, GuardError, GuardUnavailable
 
-__all__ = ["Script", "load_lua", "redis_call"]
+__all__ = ["MAX_PIPELINE", "BatchedScript", "Script", "load_lua", "redis_call"]
 
 _T = TypeVar("_T")
 
@@ -137,3 +138,43 @@ class Script:
                     reply = exc
             outcomes.append(reply)
         return outcomes
+
+
+# The most calls of one script that one pipeline takes (``BatchedScript``).
+MAX_PIPELINE = 64
+
+
+class BatchedScript:
+    """``await script(keys, args)``: a ``Script`` whose calls asked while one pipeline of them
+    is on its way go together in the next (``receiver.batching``: one round trip; a storm's
+    events reach the same script together). Each call is still its own atomic script, run in
+    the order asked. Not on a cluster, whose client routes a pipeline differently: there each
+    call is its own. ``what`` names the calls in the GuardUnavailable that those still queued
+    get when the service stops; ``timeout_s`` bounds one pipeline. ``batches``: the
+    ``Coalescer`` (None on a cluster), whose counts tell what was sent."""
+
+    def __init__(
+        self, redis: Redis | RedisCluster, name: str, *, what: str, timeout_s: float
+    ) -> None:
+        self.script = Script(redis, name)
+        self._timeout_s = timeout_s
+        self.batches: Coalescer[tuple[Sequence[str], Sequence[Arg]], Any] | None = (
+            None
+            if isinstance(redis, RedisCluster)
+            else Coalescer(
+                self._send,
+                max_batch=MAX_PIPELINE,
+                max_in_flight=2,
+                stopped=lambda: GuardUnavailable(f"the guards stopped before the {what}"),
+            )
+        )
+
+    async def _send(
+        self, calls: list[tuple[Sequence[str], Sequence[Arg]]]
+    ) -> Sequence[Any | BaseException]:
+        return await self.script.many(calls, self._timeout_s)
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        if self.batches is None:
+            return await self.script(keys, args)
+        return await self.batches((keys, args))

@@ -188,12 +188,12 @@ async def test_admissions_asked_together_are_one_pipeline_and_each_atomic(
     ]
     # A server that forgot the script (restarted, failed over) is sent it again.
     await redis_client.script_flush()
-    assert guards._admissions is not None
-    before = guards._admissions.batches
+    assert guards._admit.batches is not None
+    before = guards._admit.batches.batches
 
     admissions = await asyncio.gather(*(guards.admit(r) for r in requests))
 
-    assert guards._admissions.batches == before + 1
+    assert guards._admit.batches.batches == before + 1
     assert [a.admitted for a in admissions] == [True] * 3 + [False] * 7
     assert {a.refusal.guard for a in admissions[3:] if a.refusal} == {"rate"}
     # Asked again, each answers the same (a run's own entries never refuse it).
@@ -210,7 +210,7 @@ async def test_an_admission_whose_caller_gave_up_while_it_was_queued_is_not_made
     that was told the guards did not answer."""
     guards = Guards(redis_client, NamespacePolicy(), GuardSettings(timeout_s=0.3))
     await guards.ping()
-    assert guards._admissions is not None
+    assert guards._admit.batches is not None
 
     def ask(n: int) -> AdmissionRequest:
         return AdmissionRequest(
@@ -235,11 +235,11 @@ async def test_an_admission_whose_caller_gave_up_while_it_was_queued_is_not_made
         redis_controlled.thaw()
     # What was on its way is answered now (a request sent cannot be taken back).
     for _ in range(100):
-        if not any(not s.done() for s in guards._admissions._senders):
+        if not any(not s.done() for s in guards._admit.batches._senders):
             break
         await asyncio.sleep(0.02)
     assert not await redis_client.exists(guards._keys.lock(ask(2).target))
-    assert guards._admissions.calls == 2
+    assert guards._admit.batches.calls == 2
 
 
 async def test_a_run_on_its_way_when_its_caller_left_is_written_before_the_caller_is_gone(
