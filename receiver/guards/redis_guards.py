@@ -47,6 +47,7 @@ from receiver.guards.policy import (
     to_ms,
 )
 from receiver.guards.scripts import BatchedScript, Script, redis_call
+from receiver.guards.switch_calls import pause_call, resume_call
 from receiver.model import NamespacePolicy
 
 __all__ = ["Guards"]
@@ -91,6 +92,7 @@ class Guards:
         self._release = Script(redis, "release")
         self._record_failure = Script(redis, "record_failure")
         self._pause = Script(redis, "pause")
+        self._resume = Script(redis, "resume")
         self._status_head = Script(redis, "status")
         # Refusal digests' windows: the same Redis, key prefix, clock and errors.
         self.digests = DigestWindows(
@@ -201,18 +203,18 @@ class Guards:
 
     async def pause(self, seconds: float | None, reason: str, *, by: str = "") -> datetime | None:
         """Refuse every admission until `seconds` pass (None: until resume()); ``by``: who
-        paused (an operator's name), which ``status`` shows. Returns the end."""
-        duration: Arg = "" if seconds is None else to_ms(seconds)
-        now_ms = self._now_ms()
-        args: list[Arg] = [reason, duration, "" if now_ms is None else now_ms, by]
-        reply = await self._call("pause", lambda: self._pause([self._keys.pause()], args))
+        paused (an operator's name), which ``status`` shows. Returns the end. Nothing is
+        queued in the audit outbox: the routes' pause is ``KillSwitch.pause``."""
+        keys, args = pause_call(self._keys, seconds, reason, by=by, now_ms=self._now_ms())
+        reply = await self._call("pause", lambda: self._pause(keys, args))
         until = int(reply[0])
         return from_ms(until) if until >= 0 else None
 
     async def resume(self) -> bool:
-        """Lift the pause; whether there was one."""
-        gone = await self._call("resume", lambda: self._redis.delete(self._keys.pause()))
-        return int(gone) == 1
+        """Lift the pause; whether there was one. Nothing is queued, as ``pause``."""
+        keys, args = resume_call(self._keys)
+        reply = await self._call("resume", lambda: self._resume(keys, args))
+        return int(reply[0]) == 1
 
     async def ping(self) -> None:
         """Raises GuardUnavailable when the Redis holding the guards' keys does not answer."""

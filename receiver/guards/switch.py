@@ -1,7 +1,8 @@
 """The operator's kill switch, with the audit record of each move queued in the same step.
 
 ``KillSwitch.pause`` and ``resume`` change the pause key as ``Guards.pause`` and ``resume`` do,
-and the same Lua script (``lua/pause.lua``, ``lua/resume.lua``) queues the record of the move in
+through the same scripts and arguments (``switch_calls``), and the same Lua script
+(``lua/pause.lua``, ``lua/resume.lua``) queues the record of the move in
 the audit outbox: a Redis stream under the guards' prefix (``GuardKeys.audit_outbox``; on a
 cluster in the guards' one slot). So a pause can never be in force without its record waiting
 to be written: not when PostgreSQL is down or frozen, not when the process dies before it has
@@ -33,8 +34,9 @@ from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 
-from receiver.guards.policy import Arg, GuardKeys, GuardSettings, from_ms, to_ms
+from receiver.guards.policy import GuardKeys, GuardSettings, from_ms
 from receiver.guards.scripts import Script, redis_call
+from receiver.guards.switch_calls import Queued, pause_call, resume_call
 
 __all__ = ["OUTBOX_CAP", "UNREADABLE_KIND", "KillSwitch", "Record", "Switched", "record_of"]
 
@@ -209,9 +211,9 @@ class KillSwitch:
         status), through ``via`` ("api"); its record queued in the same step."""
         entry = uuid.uuid4().hex
         data = json.dumps({"reason": reason, "via": via, "by": by, "entry": entry})
-        duration: Arg = "" if seconds is None else to_ms(seconds)
-        keys = [self._keys.pause(), self.outbox_key]
-        args: list[Arg] = [reason, duration, "", by, entry, self._cap, data]
+        keys, args = pause_call(
+            self._keys, seconds, reason, by=by, queued=Queued(entry, self._cap, data)
+        )
         until_ms, queued, now = await redis_call(
             "pause", self._timeout_s, lambda: self._pause(keys, args)
         )
@@ -226,9 +228,9 @@ class KillSwitch:
         ``was_paused`` says whether there was a pause to lift."""
         entry = uuid.uuid4().hex
         data = json.dumps({"via": via, "by": by, "entry": entry})
-        keys = [self._keys.pause(), self.outbox_key]
+        keys, args = resume_call(self._keys, queued=Queued(entry, self._cap, data))
         gone, queued, now = await redis_call(
-            "resume", self._timeout_s, lambda: self._resume(keys, [entry, self._cap, data])
+            "resume", self._timeout_s, lambda: self._resume(keys, args)
         )
         fields = {"entry": entry, "kind": "guards.resume", "at": _text(now), "data": data}
         fields["was_paused"] = str(int(gone))

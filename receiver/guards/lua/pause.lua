@@ -1,8 +1,9 @@
--- Pause all automation, for a while or until resumed (the key is deleted to resume).
+-- Pause all automation, for a while or until resumed (resume.lua deletes the key).
 -- KEYS: pause hash, and optionally the audit outbox (a stream: receiver/guards/switch.py).
 -- ARGV: reason, duration ms ('' for until resumed), optionally the clock in ms since the epoch
 -- (a rule test's simulated clock; '' or absent: the server's TIME), optionally who paused (shown
 -- by status); with the outbox: the audit entry's id, the outbox's cap, the entry's data (JSON).
+-- receiver/guards/switch_calls.py builds both forms.
 -- Reply: {until-ms or -1 when the pause has no end, the entry's stream id or '' when it was not
 -- queued (no outbox, or the outbox full: the pause stands either way), the time it took effect}.
 -- A pause with an end is over at `until` (admit.lua compares); the key's TTL, a margin longer,
