@@ -1,7 +1,7 @@
 """What keeps the log bounded whatever the clients send: ``Throttle`` lets one line through per
 interval of a warning every request would repeat (the store down, a flood of malformed
 requests), and ``BadRequestFilter`` describes aiohttp's malformed-request records without the
-bytes received. ``receiver.telemetry.configure_logging`` installs the filter.
+bytes received. ``receiver.log_setup.configure_logging`` installs the filter.
 """
 
 from __future__ import annotations

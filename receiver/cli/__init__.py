@@ -42,7 +42,7 @@ from receiver.cli.rules import lint, simulate
 from receiver.cli.ruletest import test
 from receiver.cli.runs import runs
 from receiver.cli.serve import serve
-from receiver.telemetry import configure_logging
+from receiver.log_setup import configure_logging
 
 __all__ = ["main"]
 

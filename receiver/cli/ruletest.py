@@ -71,9 +71,9 @@ def test(
     approvals it expects. Failures print as FILE:LINE: what was expected, what happened (exit
     1); a file that is not a valid test file prints its errors the same way (exit 2).
     """
+    from receiver.log_setup import configure_logging
     from receiver.ruletest.run import EXIT_BAD_FILE, load_files, play_files
     from receiver.ruletest.world import Servers, ServersError
-    from receiver.telemetry import configure_logging
     from remediations.registry import default_registry
 
     # The service's own warnings (a step held by a pause, ...) are what the tests check; they

@@ -30,7 +30,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     if update:
         settings = settings.model_copy(update=update)
 
-    from receiver.telemetry import configure_logging
+    from receiver.log_setup import configure_logging
 
     configure_logging(settings.log_level, settings.log_format.value)
 

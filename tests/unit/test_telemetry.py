@@ -9,7 +9,8 @@ import logging
 
 import structlog
 
-from receiver.telemetry import Metrics, configure_logging
+from receiver.log_setup import configure_logging
+from receiver.telemetry import Metrics
 
 
 def test_two_metrics_objects_do_not_share_counters() -> None:
