@@ -23,6 +23,10 @@ starts at its oldest record and writes a batch in one transaction in that order;
 meets an id another holds uncommitted waits for it, so no record is written before one queued
 earlier.
 
+What waits in the outbox, and how long the oldest record has, is in the gauges
+``remediator_audit_outbox_records`` and ``remediator_audit_outbox_oldest_age_seconds``: each
+drain's read of the outbox (``KillSwitch.due``) says it, so a scrape costs Redis nothing.
+
 A full outbox (``OUTBOX_CAP``) never holds a pause back: the move takes effect, a loud error
 line says its record is not queued, and it is written directly if the store answers.
 """
@@ -40,6 +44,7 @@ from receiver.guards.redis_guards import Guards
 from receiver.guards.switch import OUTBOX_CAP, KillSwitch, Record, Switched
 from receiver.store import OnceEntry, StoreUnavailable
 from receiver.store.upkeep import repeat
+from receiver.telemetry import Metrics
 
 __all__ = ["BATCH", "DRAIN_EVERY_S", "GRACE_S", "AuditedSwitch", "OnceWriter", "Recorded"]
 
@@ -189,30 +194,41 @@ class AuditedSwitch:
         await self.switch.remove([r.stream_id for r in records if r.stream_id is not None])
         return written
 
-    async def drain(self, *, min_age_s: float = GRACE_S, limit: int = BATCH) -> int:
+    async def drain(
+        self, *, min_age_s: float = GRACE_S, limit: int = BATCH, metrics: Metrics | None = None
+    ) -> int:
         """Write every record queued at least ``min_age_s`` seconds ago, oldest first, as late,
         ``limit`` a transaction; how many rows were written (records another wrote first are
         taken out without a row). StoreUnavailable, GuardUnavailable: the rest stays queued.
-        Without a store nothing is written."""
+        Without a store nothing is written. Every read of the outbox reports what waits there
+        to ``metrics`` (``Metrics.audit_outbox``), before any write: so the gauges show the
+        records while the store is away, and none once all are written."""
         if self._store is None:
             return 0
         total = 0
         while True:
-            records = await self.switch.due(min_age_s=min_age_s, limit=limit)
+            records, backlog = await self.switch.due(min_age_s=min_age_s, limit=limit)
+            if metrics is not None:
+                metrics.audit_outbox(backlog.records, backlog.oldest_age_s)
             if not records:
                 return total
+            # Then read again, even after a short batch: that read is what shows the gauges
+            # the records gone (once per drain that wrote, a rare one).
             total += len(await self._write(records, own=None))
-            if len(records) < limit:
-                return total
 
     async def keep_draining(
-        self, *, every_s: float = DRAIN_EVERY_S, min_age_s: float = GRACE_S
+        self,
+        *,
+        every_s: float = DRAIN_EVERY_S,
+        min_age_s: float = GRACE_S,
+        metrics: Metrics | None = None,
     ) -> None:
-        """Until cancelled: ``drain`` every ``every_s`` seconds; a failure (the store or Redis
-        away) is a warning at most every few minutes (``receiver.store.upkeep.repeat``)."""
+        """Until cancelled: ``drain`` every ``every_s`` seconds, reporting to ``metrics``; a
+        failure (the store or Redis away) is a warning at most every few minutes
+        (``receiver.store.upkeep.repeat``)."""
 
         async def drain() -> None:
-            await self.drain(min_age_s=min_age_s)
+            await self.drain(min_age_s=min_age_s, metrics=metrics)
 
         await repeat(
             drain,

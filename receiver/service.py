@@ -278,7 +278,7 @@ async def run_service(
             asyncio.create_task(
                 keep_statistics(store, log.bind(component="statistics")), name="statistics"
             ),
-            asyncio.create_task(kill_switch.keep_draining(), name="audit-outbox"),
+            asyncio.create_task(kill_switch.keep_draining(metrics=metrics), name="audit-outbox"),
             asyncio.create_task(pipeline.digests.run(), name="refusal-digests"),
         ]
         if embedded is not None:

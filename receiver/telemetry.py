@@ -128,6 +128,18 @@ class Metrics:
             "1 while remediation is paused (the kill switch), else 0.",
             registry=r,
         )
+        self.audit_outbox_records = Gauge(
+            "remediator_audit_outbox_records",
+            "Pauses and resumes waiting in Redis to be written to the audit log (the audit"
+            " outbox, at most 1000), as the last drain read them (every 5 s).",
+            registry=r,
+        )
+        self.audit_outbox_oldest_age = Gauge(
+            "remediator_audit_outbox_oldest_age_seconds",
+            "Seconds the oldest record in the audit outbox has waited, as the last drain read"
+            " it (every 5 s); 0 when none waits.",
+            registry=r,
+        )
         # As Prometheus' and Alertmanager's own *_config_last_reload_successful: a rule file
         # pushed with a mistake keeps the last good set, and only these tell a monitor so.
         self.rules_reload_ok = Gauge(
@@ -217,6 +229,12 @@ class Metrics:
         self.rules_reload_ok.set(1 if ok else 0)
         if ok:
             self.rules_reload_time.set(at)
+
+    def audit_outbox(self, records: int, oldest_age_s: float) -> None:
+        """What the audit outbox's drain read: ``records`` waiting, the oldest for
+        ``oldest_age_s`` seconds (``receiver.audit_outbox``; no read of its own per scrape)."""
+        self.audit_outbox_records.set(records)
+        self.audit_outbox_oldest_age.set(oldest_age_s)
 
     def set_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)

@@ -38,7 +38,15 @@ from receiver.guards.policy import GuardKeys, GuardSettings, from_ms
 from receiver.guards.scripts import Script, redis_call
 from receiver.guards.switch_calls import Queued, pause_call, resume_call
 
-__all__ = ["OUTBOX_CAP", "UNREADABLE_KIND", "KillSwitch", "Record", "Switched", "record_of"]
+__all__ = [
+    "OUTBOX_CAP",
+    "UNREADABLE_KIND",
+    "Backlog",
+    "KillSwitch",
+    "Record",
+    "Switched",
+    "record_of",
+]
 
 # The most records the outbox holds: at about 1 KB each (a reason is at most 1000 characters),
 # a megabyte of Redis, and weeks of pauses, at the rate operators pause.
@@ -100,6 +108,16 @@ class Record:
     def queued(self) -> bool:
         """Whether the record waits in the outbox to be written."""
         return self.stream_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits in the outbox as one read saw it: how many ``records``, and how long the
+    oldest has (``oldest_age_s``, seconds by Redis' clock since it was queued; 0 when none
+    waits)."""
+
+    records: int
+    oldest_age_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,17 +255,18 @@ class KillSwitch:
         record = record_of(_text(queued) or None, fields)
         return Switched(False, record, was_paused=int(gone) == 1)
 
-    async def due(self, *, min_age_s: float, limit: int) -> list[Record]:
+    async def due(self, *, min_age_s: float, limit: int) -> tuple[list[Record], Backlog]:
         """The outbox's records queued at least ``min_age_s`` seconds ago (by Redis' clock),
-        oldest first, at most ``limit``; 0: every one, queued this very millisecond too."""
+        oldest first, at most ``limit``; 0: every one, queued this very millisecond too. And,
+        read in the same call, what waits in the outbox (``Backlog``)."""
         # Not to_ms: it makes 0 a millisecond, which left out a record queued within it.
         age_ms = max(0, math.ceil(min_age_s * 1000))
-        reply = await redis_call(
+        now, depth, oldest, reply = await redis_call(
             "outbox",
             self._timeout_s,
             lambda: self._due([self.outbox_key], [age_ms, limit]),
         )
-        return _records(reply)
+        return _records(reply), _backlog(int(now), int(depth), _text(oldest))
 
     async def through(self, stream_id: str, *, limit: int) -> list[Record]:
         """The outbox's records from the oldest to the one at ``stream_id``, at most
@@ -273,6 +292,15 @@ class KillSwitch:
         return int(
             await redis_call("outbox", self._timeout_s, lambda: self._redis.xlen(self.outbox_key))
         )
+
+
+def _backlog(now_ms: int, depth: int, oldest: str) -> Backlog:
+    """What waits in the outbox at ``now_ms`` (Redis' clock): ``depth`` records, the oldest at
+    stream id ``oldest`` ('' when none), queued at its id's milliseconds (an id is always
+    ``<ms>-<seq>``; one set by hand says when it claims to have been queued)."""
+    if depth == 0 or not oldest:
+        return Backlog(depth, 0.0)
+    return Backlog(depth, max(0, now_ms - int(oldest.split("-", 1)[0])) / 1000)
 
 
 def _records(reply: Any) -> list[Record]:

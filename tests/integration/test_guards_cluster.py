@@ -265,7 +265,8 @@ async def test_the_kill_switchs_audit_outbox_lives_in_the_guards_slot(
     outbox = guards.keys.audit_outbox()
     assert hash_tag(outbox) == "remediator"
     assert redis_cluster.owner_of(outbox).port == redis_cluster.owner_of(guards.keys.pause()).port
-    records = await switch.switch.due(min_age_s=0, limit=10)
+    records, backlog = await switch.switch.due(min_age_s=0, limit=10)
+    assert backlog.records == len(records)
     queued = [paused.switched.record.entry, resumed.switched.record.entry]
     assert [r.entry for r in records][-2:] == queued
     assert await switch.switch.remove([r.stream_id for r in records if r.stream_id]) == len(records)

@@ -18,13 +18,15 @@ import structlog
 from structlog.testing import capture_logs
 
 from receiver.audit_outbox import AuditedSwitch
-from receiver.guards.policy import GuardSettings
+from receiver.guards.policy import GuardSettings, epoch_ms
 from receiver.guards.redis_guards import Guards
 from receiver.guards.switch import UNREADABLE_KIND, Record
 from receiver.model import NamespacePolicy
-from receiver.store import OnceEntry, Store
+from receiver.store import OnceEntry, Store, StoreUnavailable
 from receiver.store.audit import append_in_tx
+from receiver.telemetry import Metrics
 from tests.support.polling import eventually
+from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -239,3 +241,49 @@ async def test_an_entry_the_audit_log_cannot_hold_as_it_is_is_recorded_unreadabl
     assert (paused["kind"], paused["entry"]) == ("guards.pause", record.entry)
     assert await drainer.switch.depth() == 0
     assert (await store.verify_audit()).ok
+
+
+def _outbox_gauges(metrics: Metrics) -> tuple[float | None, float | None]:
+    read = metrics.registry.get_sample_value
+    return (
+        read("remediator_audit_outbox_records"),
+        read("remediator_audit_outbox_oldest_age_seconds"),
+    )
+
+
+async def _redis_ms(client: redis.asyncio.Redis) -> int:
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def test_the_gauges_show_what_waits_while_the_store_is_away_and_none_once_drained(
+    redis_client: redis.asyncio.Redis, pg_controlled: PostgresServer, store: Store
+) -> None:
+    metrics = Metrics()
+    switch = AuditedSwitch(_guards(redis_client), store, LOG)
+    with pg_controlled.stopped(mode="fast"):
+        moves = [
+            await switch.pause(None, "db down", by="alice", via="api"),
+            await switch.resume(by="alice", via="api"),
+            await switch.pause(60, "db still down", by="bob", via="api"),
+        ]
+        assert [m.audit_queued for m in moves] == [True, True, True]
+        oldest_ms = epoch_ms(moves[0].switched.record.at)
+        # The service's drain: younger than its grace, nothing is written, all are counted.
+        before = await _redis_ms(redis_client)
+        assert await switch.drain(metrics=metrics) == 0
+        after = await _redis_ms(redis_client)
+        records, age = _outbox_gauges(metrics)
+        assert records == 3
+        assert age is not None
+        # The oldest's age by Redis' clock, within the drain's call (its stream id's ms may
+        # be the script's clock's next one).
+        assert (before - oldest_ms - 1) / 1000 <= age <= (after - oldest_ms) / 1000
+        # Past the grace the store is tried, and is away: the records still wait.
+        with pytest.raises(StoreUnavailable):
+            await switch.drain(min_age_s=0, metrics=metrics)
+        assert _outbox_gauges(metrics)[0] == 3
+    # The store back: written two a batch, and the last read shows none left.
+    assert await switch.drain(min_age_s=0, limit=2, metrics=metrics) == 3
+    assert _outbox_gauges(metrics) == (0, 0)
+    assert [r["by"] for r in await _rows(store)] == ["alice", "alice", "bob"]

@@ -10,10 +10,12 @@ the tests' server, which the test stops and starts."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -39,6 +41,15 @@ async def _pause_rows(database_url: str) -> list[dict[str, Any]]:
     return [{"kind": r["kind"], **json.loads(r["data"])} for r in rows]
 
 
+async def _outbox_records(url: str) -> float:
+    """``remediator_audit_outbox_records`` as the service's /metrics shows it."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    found = re.search(r"^remediator_audit_outbox_records (\S+)$", text, re.M)
+    assert found, text
+    return float(found.group(1))
+
+
 async def test_a_pause_made_while_the_store_is_down_is_recorded_after_a_restart(
     database_url: str, pg_controlled: PostgresServer, serve: ServeFactory, embedded_dir: Path
 ) -> None:
@@ -54,6 +65,14 @@ async def test_a_pause_made_while_the_store_is_down_is_recorded_after_a_restart(
         assert code == 0, err
         assert "automation resumed" in out
         assert QUEUED in err
+        # The service's drain reads the outbox every few seconds, the store away or not.
+        await eventually(
+            lambda: _outbox_records(first.url),
+            lambda n: n == 2,
+            timeout_s=DRAIN_EVERY_S + 30,
+            interval_s=0.5,
+            what="both records waiting in the gauge",
+        )
         stop(first)  # before the store is back: nothing of them is in this process any more
     assert await _pause_rows(database_url) == []
 
@@ -77,3 +96,10 @@ async def test_a_pause_made_while_the_store_is_down_is_recorded_after_a_restart(
     code, out, err = await cli(database_env(database_url), "audit", "verify", timeout_s=60)
     assert code == 0, out + err
     assert await _pause_rows(database_url) == rows  # once
+    await eventually(
+        lambda: _outbox_records(second.url),
+        lambda n: n == 0,
+        timeout_s=DRAIN_EVERY_S + 30,
+        interval_s=0.5,
+        what="the gauge emptied by the drain",
+    )
