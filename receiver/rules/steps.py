@@ -168,22 +168,24 @@ def _rollback_chosen_right(
     for index, (spec, when) in enumerate(zip(specs, whens, strict=True)):
         if spec.action != ROLLBACK_ACTION:
             continue
+        step = f"{path[-1]}[{index}]"
         where = (*path, index, "when")
         if when is not None and (when.or_nothing_to_roll_back or when.can_roll_back is False):
             key = "or_nothing_to_roll_back" if when.or_nothing_to_roll_back else "can_roll_back"
             located.add(
                 (*where, key),
-                f"{label}when.{key} plans {ROLLBACK_ACTION} exactly when it has nothing to roll "
-                "back to, and it would refuse; a rollback step takes `can_roll_back: true`",
+                f"{label}{step}.when.{key} plans {ROLLBACK_ACTION} exactly when it has nothing "
+                "to roll back to, where it refuses: give the rollback `can_roll_back: true`, "
+                "and `or_nothing_to_roll_back: true` to the step for the other case",
             )
             ok = False
         elif otherwise and (when is None or when.can_roll_back is not True):
-            others = ", ".join(f"steps[{i}]" for i in otherwise)
+            others = ", ".join(f"{path[-1]}[{i}]" for i in otherwise)
             located.add(
                 where if when is not None else (*path, index, "action"),
-                f"{label}{ROLLBACK_ACTION} would be planned beside {others} (or_nothing_to_"
-                "roll_back) when there is nothing to roll back to, and refuse, so that step "
-                "never runs: add `can_roll_back: true` to this step's `when`",
+                f"{label}{step} ({ROLLBACK_ACTION}) would also be planned when there is nothing "
+                f"to roll back to, beside {others} (or_nothing_to_roll_back: true), and refuse, "
+                f"which stops the run: add `can_roll_back: true` to {step}.when",
             )
             ok = False
     return ok
