@@ -219,8 +219,8 @@ def no_default_reason(history: Mapping[int, Mapping[str, Any]]) -> str:
         )
     return (
         f"no previous revision to roll back to: revisions {after} after revision "
-        f"{newest.revision}, its creation, only restarted its pods or are remediator's own "
-        "changes, not releases"
+        f"{newest.revision} only restarted its pods or are remediator's own changes, not "
+        f"releases, and revision {newest.revision} is its creation"
     )
 
 

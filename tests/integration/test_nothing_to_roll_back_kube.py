@@ -129,8 +129,8 @@ async def test_a_new_deployment_restarted_since_is_scaled_out_naming_the_restart
     assert run.decision is not None
     (fact,) = run.decision["facts"]
     assert fact["nothing_to_roll_back"] == (
-        "no previous revision to roll back to: revisions 2 after revision 1, its creation, "
-        "only restarted its pods or are remediator's own changes, not releases"
+        "no previous revision to roll back to: revisions 2 after revision 1 only restarted "
+        "its pods or are remediator's own changes, not releases, and revision 1 is its creation"
     )
 
 

@@ -63,7 +63,10 @@ def test_restarts_after_the_creation_are_nothing_to_roll_back_to() -> None:
     history = {1: rs(one), 2: rs(template("img/a:1", "t1")), 3: rs(template("img/a:1", "t2"))}
     got = undo_target(history, template("img/a:1", "t2"))
     assert got.revision is None
-    assert "revisions 2, 3 after revision 1, its creation, only restarted its pods" in got.nothing
+    assert got.nothing == (
+        "no previous revision to roll back to: revisions 2, 3 after revision 1 only restarted "
+        "its pods or are remediator's own changes, not releases, and revision 1 is its creation"
+    )
 
 
 def test_a_pruned_history_has_nothing_known_to_roll_back_to() -> None:
