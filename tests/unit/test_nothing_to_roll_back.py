@@ -5,6 +5,7 @@ shipped HighErrorRate rule deciding on them. Pure: plain-dict objects and plain 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,7 @@ def event() -> AlertEvent:
     )
 
 
-def decide(rules: RuleSet, rollout: Rollout) -> tuple[list[str], dict[str, Any]]:
+def decide(rules: RuleSet, rollout: Rollout) -> tuple[list[str], Mapping[str, Any]]:
     facts = Facts.of(FactReading(FactKind.ROLLOUT, WEB, value=rollout, read_at=NOW))
     (run,) = plan(event(), rules, History(), POLICY, now=NOW, facts=facts).runs
     assert run.decision is not None
