@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.durations import format_duration
-from receiver.facts import FactKind, FactReading, Facts, within
+from receiver.facts import FactKind, Facts
 from receiver.model import (
     AlertEvent,
     History,
@@ -46,7 +46,7 @@ from receiver.model import (
     StepPlan,
     Target,
 )
-from receiver.rules.model import LiveCondition, Rule, RuleSet, Step
+from receiver.rules.model import Rule, RuleSet, Step
 from receiver.templating import TargetError, TemplateError
 
 __all__ = [
@@ -311,32 +311,11 @@ def _decide(
             f"this is occurrence {count}, {'holds' if holds else 'does not hold'}"
         )
     for condition in step.conditions:
-        holds_or_unknown, sentence = _live(condition, facts.get(condition.fact, target), now)
+        # None: cannot be told, and the step is left out (never chosen on a guess).
+        holds_or_unknown, sentence = condition.decide(facts.get(condition.fact, target), now)
         applies = applies and holds_or_unknown is True
         why.append(sentence)
     return applies, why
-
-
-def _live(
-    condition: LiveCondition, reading: FactReading | None, now: datetime
-) -> tuple[bool | None, str]:
-    """(holds, why) of one live condition; holds is None when the fact is unknown, and the
-    step is then left out: a rollback is never chosen on a guess (``facts.within``)."""
-    written = f"{condition.name} {format_duration(condition.within_s)}"
-    if condition.or_unknown:
-        written += " or release unknown"
-    if reading is None:
-        return None, f"{written}: cannot tell, the rollout was not read; step left out"
-    if reading.value is None:
-        return None, f"{written}: cannot tell ({reading.error}); step left out"
-    holds, why = within(
-        reading.value,
-        condition.within_s,
-        now,
-        negate=condition.negate,
-        or_unknown=condition.or_unknown,
-    )
-    return holds, f"{written}: {why}" + ("; step left out" if holds is None else "")
 
 
 def _earlier_occurrences(

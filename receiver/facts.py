@@ -18,7 +18,7 @@ from typing import Any
 from receiver.durations import format_duration
 from remediations.targets import Target
 
-__all__ = ["FactKind", "FactReading", "Facts", "Rollout", "within"]
+__all__ = ["FactKind", "FactReading", "Facts", "Rollout", "can_roll_back", "within"]
 
 
 class FactKind(StrEnum):
@@ -37,13 +37,41 @@ class Rollout:
     one before ``revision`` is gone: ``revisionHistoryLimit``); it is ``revision`` or an earlier
     one. ``bounded``: it was then rolled out at or before ``created_at`` (so it is at least as
     old); false when ``revision``'s ReplicaSet was rolled back to and its creation bounds
-    nothing."""
+    nothing.
+
+    ``no_rollback``: why ``kubernetes.rollout_undo`` (no ``to_revision``) has nothing to roll
+    back to (``remediations.kubernetes.release.undo_target``); empty when it has, and then
+    ``rollback_to``, when given, is the revision it would go back to. A newest release that is
+    revision 1 (the Deployment's creation) or not known never has one: when ``no_rollback`` is
+    not given, it is filled in for those, so every reading says the same as the action."""
 
     revision: int
     replicaset: str
     created_at: datetime
     known: bool = True
     bounded: bool = True
+    rollback_to: int | None = None
+    no_rollback: str = ""
+
+    def __post_init__(self) -> None:
+        if self.no_rollback:
+            return
+        if not self.known:
+            why = (
+                "no previous revision to roll back to that is known to be before its newest "
+                f"release: the ReplicaSet of revision {self.revision - 1} is gone "
+                "(spec.revisionHistoryLimit)"
+            )
+        elif self.revision == 1:
+            why = (
+                "no previous revision to roll back to: revision 1 is its creation, its first "
+                "release"
+            )
+        else:
+            return
+        # Frozen: the derived reason is set once, here.
+        object.__setattr__(self, "no_rollback", why)
+        object.__setattr__(self, "rollback_to", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +96,10 @@ class FactReading:
             )
             if not self.value.known:
                 data.update(known=False, bounded=self.value.bounded)
+            if self.value.no_rollback:
+                data["nothing_to_roll_back"] = self.value.no_rollback
+            elif self.value.rollback_to is not None:
+                data["rollback_to"] = self.value.rollback_to
         if self.error is not None:
             data["error"] = self.error
         if self.read_at is not None:
@@ -91,7 +123,13 @@ class Facts:
 
 
 def within(
-    rollout: Rollout, within_s: float, now: datetime, *, negate: bool, or_unknown: bool
+    rollout: Rollout,
+    within_s: float,
+    now: datetime,
+    *,
+    negate: bool,
+    or_unknown: bool,
+    or_no_rollback: bool = False,
 ) -> tuple[bool | None, str]:
     """Whether ``rollout``'s release is at most ``within_s`` seconds old at ``now`` (``negate``:
     older), and why, as a sentence for the recorded decision; None when it cannot be told.
@@ -99,7 +137,36 @@ def within(
     A history that cannot tell the newest release (``known`` false) still decides when the
     oldest revision the release could be is older than the window and bounds it (the release
     is older still). Otherwise: True with ``or_unknown`` (the rule asked for that), else None.
-    The sentence says which, and what was known."""
+    ``or_no_rollback`` (``or_nothing_to_roll_back``): True, rather than False or None, when
+    ``kubernetes.rollout_undo`` has nothing to roll back to (``Rollout.no_rollback``). The
+    sentence says which, and what was known."""
+    holds, why = _within(rollout, within_s, now, negate=negate, or_unknown=or_unknown)
+    if holds is not True and or_no_rollback and rollout.no_rollback:
+        return True, (
+            f"holds, there is nothing to roll back to ({rollout.no_rollback}); by the "
+            f"release's age alone it {why}"
+        )
+    return holds, why
+
+
+def can_roll_back(rollout: Rollout, wanted: bool) -> tuple[bool, str]:
+    """Whether ``kubernetes.rollout_undo`` (no ``to_revision``) has a revision to roll back
+    to is ``wanted`` (``when: {can_roll_back: ...}``), and why, as a sentence for the recorded
+    decision. Never unknown: a history that cannot tell the newest release has nothing known
+    to be before it (``Rollout.no_rollback``)."""
+    able = not rollout.no_rollback
+    holds = able is wanted
+    if able:
+        to = f"revision {rollout.rollback_to}" if rollout.rollback_to is not None else "a revision"
+        what = f"{to} before the newest release (revision {rollout.revision}) to roll back to"
+    else:
+        what = rollout.no_rollback
+    return holds, f"{'holds' if holds else 'does not hold'} ({what})"
+
+
+def _within(
+    rollout: Rollout, within_s: float, now: datetime, *, negate: bool, or_unknown: bool
+) -> tuple[bool | None, str]:
     # A creation time ahead of our clock (skew) is a rollout that just happened.
     age_s = max(0.0, (now - rollout.created_at).total_seconds())
     age = format_duration(round(age_s))

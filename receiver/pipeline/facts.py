@@ -29,7 +29,13 @@ Probe = Callable[[Clients, Target], Awaitable[Any]]
 async def _rollout(clients: Clients, target: Target) -> Rollout:
     state = await newest_rollout(clients, target)
     return Rollout(
-        state.revision, state.replicaset, state.created_at, known=state.known, bounded=state.bounded
+        state.revision,
+        state.replicaset,
+        state.created_at,
+        known=state.known,
+        bounded=state.bounded,
+        rollback_to=state.rollback_to,
+        no_rollback=state.no_rollback,
     )
 
 

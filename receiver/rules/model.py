@@ -9,16 +9,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from receiver.facts import FactKind
+from receiver.durations import format_duration
+from receiver.facts import FactKind, FactReading, can_roll_back, within
 from receiver.matchers import Matcher, matches_all
 from receiver.model import Announce, Approval, GuardSpec, NamespacePolicy, StepPlan
 from receiver.rules.errors import RuleError
 from receiver.templating import Template, render_target
 from remediations.targets import Target
 
-__all__ = ["LiveCondition", "Repeated", "Rule", "RuleSet", "Step"]
+__all__ = [
+    "Condition",
+    "LiveCondition",
+    "Repeated",
+    "RollbackCondition",
+    "Rule",
+    "RuleSet",
+    "Step",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +45,71 @@ class LiveCondition:
     (``negate``: ``not_rolled_out_within``): the newest release is (not) younger than
     ``within_s`` seconds when the plan is made. ``or_unknown`` (``or_release_unknown``): it
     also holds when the history cannot tell the release's age (``receiver.facts.Rollout``
-    ``known`` false); without it such a step is left out."""
+    ``known`` false); without it such a step is left out. ``or_no_rollback``
+    (``or_nothing_to_roll_back``): it also holds when ``kubernetes.rollout_undo`` has nothing
+    to roll back to (``Rollout.no_rollback``: a new Deployment, a pruned history)."""
 
     fact: FactKind
     within_s: float
     negate: bool = False
     or_unknown: bool = False
+    or_no_rollback: bool = False
 
     @property
     def name(self) -> str:
         """As written in the rule: ``rolled_out_within`` or ``not_rolled_out_within``."""
         return ("not_" if self.negate else "") + "rolled_out_within"
+
+    def decide(self, reading: FactReading | None, now: datetime) -> tuple[bool | None, str]:
+        """(holds, why) on ``reading`` (the target's rollout, None: not read) at ``now``; holds
+        is None when it cannot be told, and the step is then left out: a rollback is never
+        chosen on a guess (``facts.within``)."""
+        written = f"{self.name} {format_duration(self.within_s)}"
+        written += " or release unknown" if self.or_unknown else ""
+        written += " or nothing to roll back" if self.or_no_rollback else ""
+        if reading is None or reading.value is None:
+            cause = "the rollout was not read" if reading is None else reading.error
+            return None, f"{written}: cannot tell ({cause}); step left out"
+        holds, why = within(
+            reading.value,
+            self.within_s,
+            now,
+            negate=self.negate,
+            or_unknown=self.or_unknown,
+            or_no_rollback=self.or_no_rollback,
+        )
+        return holds, f"{written}: {why}" + ("; step left out" if holds is None else "")
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackCondition:
+    """A step's ``can_roll_back: true|false``: ``kubernetes.rollout_undo`` (no
+    ``to_revision``) has (``wanted``) or has not a revision to roll back to, as read with the
+    target's rollout (``receiver.facts.can_roll_back``). A rollback step carries
+    ``can_roll_back: true`` so that a Deployment with nothing to roll back to (a new one) gets
+    the rule's other step rather than a rollback that refuses."""
+
+    fact: FactKind
+    wanted: bool = True
+
+    @property
+    def name(self) -> str:
+        """As written in the rule."""
+        return "can_roll_back"
+
+    def decide(self, reading: FactReading | None, now: datetime) -> tuple[bool | None, str]:
+        """(holds, why) on ``reading`` (None: not read); None when the rollout was not read.
+        ``now`` is unused: whether there is something to roll back to does not age."""
+        written = f"can_roll_back {'true' if self.wanted else 'false'}"
+        if reading is None or reading.value is None:
+            cause = "the rollout was not read" if reading is None else reading.error
+            return None, f"{written}: cannot tell ({cause}); step left out"
+        holds, why = can_roll_back(reading.value, self.wanted)
+        return holds, f"{written}: {why}"
+
+
+# A step's condition on a live fact: what ``engine.plan`` decides each with (``decide``).
+Condition = LiveCondition | RollbackCondition
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +124,7 @@ class Step:
     approval: Approval
     needs_approval: bool
     repeated: Repeated | None = None
-    conditions: tuple[LiveCondition, ...] = ()
+    conditions: tuple[Condition, ...] = ()
 
     def to_plan(self, description: str = "") -> StepPlan:
         """The step as planned for one run; its params are a copy of the rule's.

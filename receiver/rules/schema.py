@@ -122,29 +122,37 @@ class WhenSpec(_Spec):
     occurrences; ``rolled_out_within`` / ``not_rolled_out_within`` (seconds) read the target
     Deployment's newest release just before the plan is made. ``or_release_unknown``: the
     rollout condition also holds when the Deployment's kept revisions cannot tell when its
-    newest release was (its ReplicaSets pruned); without it the step is then left out."""
+    newest release was (its ReplicaSets pruned); without it the step is then left out.
+    ``or_nothing_to_roll_back``: it also holds when ``kubernetes.rollout_undo`` would have
+    nothing to roll back to (a new Deployment: its creation is its only release).
+    ``can_roll_back`` (read with the rollout): ``kubernetes.rollout_undo`` has (``true``) or
+    has not (``false``) a revision to roll back to."""
 
     repeated: RepeatedSpec | None = None
     rolled_out_within: Duration | None = None
     not_rolled_out_within: Duration | None = None
     or_release_unknown: Boolean = False
+    or_nothing_to_roll_back: Boolean = False
+    can_roll_back: Boolean | None = None
 
     @model_validator(mode="after")
     def _some_condition(self) -> WhenSpec:
-        if self.repeated is None and not self._live():
+        if self.repeated is None and not self._live() and self.can_roll_back is None:
             raise ValueError(
-                "`when` needs a condition: repeated, rolled_out_within or not_rolled_out_within"
+                "`when` needs a condition: repeated, rolled_out_within, not_rolled_out_within "
+                "or can_roll_back"
             )
         if self.rolled_out_within is not None and self.not_rolled_out_within is not None:
             raise ValueError(
                 "rolled_out_within and not_rolled_out_within on one step can never both hold; "
                 "put them on two steps (one for each case)"
             )
-        if self.or_release_unknown and not self._live():
-            raise ValueError(
-                "or_release_unknown qualifies rolled_out_within or not_rolled_out_within: "
-                "give one of them on the same step"
-            )
+        for flag in ("or_release_unknown", "or_nothing_to_roll_back"):
+            if getattr(self, flag) and not self._live():
+                raise ValueError(
+                    f"{flag} qualifies rolled_out_within or not_rolled_out_within: "
+                    "give one of them on the same step"
+                )
         return self
 
     def _live(self) -> bool:

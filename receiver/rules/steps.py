@@ -12,12 +12,16 @@ from pydantic import ValidationError
 
 from receiver.facts import FactKind
 from receiver.model import Announce, Approval
-from receiver.rules.model import LiveCondition, Repeated, Step
+from receiver.rules.model import Condition, LiveCondition, Repeated, RollbackCondition, Step
 from receiver.rules.schema import NotifySpec, ResolvedStepSpec, StepSpec, WhenSpec
 from receiver.rules.yaml_lines import KeyPath, Located
 from remediations.base import ParamsError, Registry, Risk
 
-__all__ = ["check_params", "compile_announce", "compile_steps", "prefixed"]
+__all__ = ["ROLLBACK_ACTION", "check_params", "compile_announce", "compile_steps", "prefixed"]
+
+# The action that rolls a Deployment back, by name (the pure core does not import actions):
+# it has nothing to roll back to on a new Deployment, which ``can_roll_back`` tells ahead.
+ROLLBACK_ACTION = "kubernetes.rollout_undo"
 
 
 def _where(path: Sequence[str | int]) -> str:
@@ -83,7 +87,7 @@ def compile_steps(
     label: str,
 ) -> tuple[Step, ...] | None:
     steps: list[Step] = []
-    ok = True
+    ok = _rollback_chosen_right(specs, path, located, label)
     for index, spec in enumerate(specs):
         step_path = (*path, index)
         action = registry.get(spec.action)  # known: the schema checked it
@@ -125,17 +129,66 @@ def compile_steps(
     return tuple(steps) if ok else None
 
 
-def _conditions(when: WhenSpec | None) -> tuple[LiveCondition, ...]:
+def _conditions(when: WhenSpec | None) -> tuple[Condition, ...]:
     """The live conditions of a step's ``when`` (``repeated`` is not one: it reads history)."""
     if when is None:
         return ()
-    unknown = when.or_release_unknown
+    unknown, nothing = when.or_release_unknown, when.or_nothing_to_roll_back
+    conditions: list[Condition] = []
     if when.rolled_out_within is not None:
-        return (LiveCondition(FactKind.ROLLOUT, when.rolled_out_within, or_unknown=unknown),)
+        within = when.rolled_out_within
+        conditions.append(
+            LiveCondition(FactKind.ROLLOUT, within, or_unknown=unknown, or_no_rollback=nothing)
+        )
     if when.not_rolled_out_within is not None:
         within = when.not_rolled_out_within
-        return (LiveCondition(FactKind.ROLLOUT, within, negate=True, or_unknown=unknown),)
-    return ()
+        conditions.append(
+            LiveCondition(
+                FactKind.ROLLOUT, within, negate=True, or_unknown=unknown, or_no_rollback=nothing
+            )
+        )
+    if when.can_roll_back is not None:
+        conditions.append(RollbackCondition(FactKind.ROLLOUT, when.can_roll_back))
+    return tuple(conditions)
+
+
+def _rollback_chosen_right(
+    specs: Sequence[ResolvedStepSpec], path: KeyPath, located: Located, label: str
+) -> bool:
+    """Whether a rollback in ``specs`` is planned only when it has something to roll back to,
+    wherever the rule says what to do when it has not; each fault added to ``located``.
+
+    A ``kubernetes.rollout_undo`` step with ``or_nothing_to_roll_back`` or ``can_roll_back:
+    false`` would be planned exactly when it refuses. And once a step of the rule says
+    ``or_nothing_to_roll_back`` (it runs when there is nothing to roll back to), a rollback
+    step without ``can_roll_back: true`` would be planned beside it then, and refuse."""
+    ok = True
+    whens = [s.when if isinstance(s, StepSpec) else None for s in specs]
+    otherwise = [i for i, w in enumerate(whens) if w is not None and w.or_nothing_to_roll_back]
+    for index, (spec, when) in enumerate(zip(specs, whens, strict=True)):
+        if spec.action != ROLLBACK_ACTION:
+            continue
+        step = f"{path[-1]}[{index}]"
+        where = (*path, index, "when")
+        if when is not None and (when.or_nothing_to_roll_back or when.can_roll_back is False):
+            key = "or_nothing_to_roll_back" if when.or_nothing_to_roll_back else "can_roll_back"
+            located.add(
+                (*where, key),
+                f"{label}{step}.when.{key} plans {ROLLBACK_ACTION} exactly when it has nothing "
+                "to roll back to, where it refuses: give the rollback `can_roll_back: true`, "
+                "and `or_nothing_to_roll_back: true` to the step for the other case",
+            )
+            ok = False
+        elif otherwise and (when is None or when.can_roll_back is not True):
+            others = ", ".join(f"{path[-1]}[{i}]" for i in otherwise)
+            located.add(
+                where if when is not None else (*path, index, "action"),
+                f"{label}{step} ({ROLLBACK_ACTION}) would also be planned when there is nothing "
+                f"to roll back to, beside {others} (or_nothing_to_roll_back: true), and refuse, "
+                f"which stops the run: add `can_roll_back: true` to {step}.when",
+            )
+            ok = False
+    return ok
 
 
 def compile_announce(spec: NotifySpec | None) -> Announce | None:

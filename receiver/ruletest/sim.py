@@ -90,6 +90,7 @@ class FixtureFacts:
             created_at=self._time(fact.created_at),
             known=fact.known,
             bounded=fact.bounded,
+            no_rollback=fact.nothing_to_roll_back or "",
         )
 
     def _time(self, value: str | float) -> datetime:

@@ -147,13 +147,15 @@ class RolloutFact(_Spec):
     ``known: false``: the Deployment's kept revisions cannot tell its newest release (the
     ReplicaSet before ``revision`` is gone); ``bounded: false``: ``revision``'s ReplicaSet was
     rolled back to, so ``created_at`` bounds nothing (``receiver.facts.Rollout``).
-    ``error``: the probe could not read it, and why (the conditional steps are left out)."""
+    ``nothing_to_roll_back``: why ``rollout_undo`` has nothing to roll back to (implied for
+    revision 1 and ``known: false``). ``error``: the probe could not read it, and why."""
 
     revision: Annotated[int, Field(ge=1)] | None = None
     replicaset: str | None = None
     created_at: SignedTime | None = None
     known: Boolean = True
     bounded: Boolean = True
+    nothing_to_roll_back: Annotated[str, Field(min_length=1)] | None = None
     error: str | None = None
 
     @model_validator(mode="after")
@@ -164,6 +166,7 @@ class RolloutFact(_Spec):
         if self.error is not None and (
             self.revision is not None
             or self.created_at is not None
+            or self.nothing_to_roll_back is not None
             or not (self.known and self.bounded)
         ):
             raise ValueError("a fact that could not be read has an error and nothing else")

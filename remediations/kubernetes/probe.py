@@ -10,8 +10,10 @@ env change by remediator is not a release, and rolling it back would not undo on
 revision again and keeps its old creationTimestamp: rolling back is not a recent release.)
 When the ReplicaSets that would tell are gone (``spec.revisionHistoryLimit``: the one before
 the oldest kept revision, and no kept revision after it is a release), the state says so
-(``known`` false) rather than take that revision for the release. Nothing is written; reads are
-retried like the actions' reads.
+(``known`` false) rather than take that revision for the release. The state also says what
+``kubernetes.rollout_undo`` would roll back to, or why there is nothing to roll back to
+(``release.undo_target``: the action's own choice, so the condition and the action agree).
+Nothing is written; reads are retried like the actions' reads.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from remediations.base import ActionRefused, Clients
 from remediations.kubernetes.objects import (
     is_controlled_by,
     object_ref,
+    pod_template,
     revision_of,
     selector_string,
 )
-from remediations.kubernetes.release import newest_release
+from remediations.kubernetes.release import newest_release, undo_target
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy, call
 from remediations.targets import Target
 
@@ -44,13 +47,19 @@ class RolloutState:
 
     ``known`` false: the history cannot tell (``release.NewestRelease``): ``revision`` (its
     ReplicaSet, created at ``created_at``) or an earlier one whose ReplicaSet is gone is the
-    newest release. ``bounded``: the release was then rolled out at or before ``created_at``."""
+    newest release. ``bounded``: the release was then rolled out at or before ``created_at``.
+
+    ``rollback_to``: the revision ``kubernetes.rollout_undo`` (no ``to_revision``) would roll
+    back to; None when there is nothing to roll back to, and ``no_rollback`` says why
+    (``release.undo_target``)."""
 
     revision: int
     replicaset: str
     created_at: datetime
     known: bool = True
     bounded: bool = True
+    rollback_to: int | None = None
+    no_rollback: str = ""
 
 
 async def newest_rollout(
@@ -95,6 +104,7 @@ async def newest_rollout(
     if revision not in history:
         raise ActionRefused(f"{what} is at revision {revision} but has no ReplicaSet of it yet")
     newest = newest_release(history)
+    undo = undo_target(history, pod_template(deployment))
     meta = history[newest.replicaset].get("metadata") or {}
     return RolloutState(
         newest.revision,
@@ -102,6 +112,8 @@ async def newest_rollout(
         _timestamp(meta, what),
         known=newest.known,
         bounded=newest.bounded,
+        rollback_to=undo.revision,
+        no_rollback=undo.nothing,
     )
 
 

@@ -27,6 +27,19 @@ ReplicaSets beyond ``spec.revisionHistoryLimit`` (default 10). When revision N -
 is gone, whether N is a release cannot be told: ``newest_release`` then says so (``known``
 false) instead of taking N for one. Revision 1, the Deployment's creation, is its first
 release: nothing came before it.
+
+What ``kubernetes.rollout_undo`` goes back to without ``to_revision`` (``default_revision``),
+and whether it has anything to go back to at all (``undo_target``), is decided here too, once,
+for the action and for the ``can_roll_back`` / ``or_nothing_to_roll_back`` conditions that
+choose between a rollback and another step: the two agree by construction. kubectl's
+``rollout undo`` (``pkg/polymorphichelpers/rollback.go``, ``deploymentRevision``) takes the
+second-highest revision among the kept ReplicaSets and has nothing to go back to ("no rollout
+history found") when fewer than two are kept, and skips a target whose template equals the
+current one ("skipped rollback (current template already matches revision N)"). Here the
+revision is the one before the newest release, so there is nothing to go back to when the
+newest release is revision 1 (the Deployment's creation, restarts after it or not), when the
+kept revisions cannot tell the newest release (the ones before it pruned), or when that
+revision's template is the current one, or differs from it only by a restart.
 """
 
 from __future__ import annotations
@@ -51,11 +64,16 @@ __all__ = [
     "OWN_EDITS",
     "POD_TEMPLATE_HASH",
     "NewestRelease",
+    "UndoTarget",
     "comparable",
+    "default_revision",
     "former_revisions",
     "is_release",
     "newest_release",
+    "no_default_reason",
     "only_restart_apart",
+    "undo_target",
+    "without_hash",
 ]
 
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -163,6 +181,98 @@ def newest_release(history: Mapping[int, Mapping[str, Any]]) -> NewestRelease:
         if is_release(history[this], history[before]):
             return NewestRelease(revision, this, known=True, previous=before)
         revision -= 1
+
+
+def default_revision(history: Mapping[int, Mapping[str, Any]]) -> int | None:
+    """The revision ``rollout_undo`` goes back to without ``to_revision``: the one before the
+    newest release (``newest_release``) among ``history`` (revision -> ReplicaSet, the ones the
+    Deployment controls). With a release on top, kubectl's choice, the second-highest
+    revision (``deploymentRevision`` in rollback.go). None when there is none: no history, the
+    newest release is revision 1 (the creation), or the history cannot tell which revision is
+    the newest release (the ReplicaSet before it is gone: ``revisionHistoryLimit``)."""
+    if not history:
+        return None
+    newest = newest_release(history)
+    return newest.previous if newest.known else None
+
+
+def no_default_reason(history: Mapping[int, Mapping[str, Any]]) -> str:
+    """Why ``default_revision`` is None for ``history``, as the object of "<the Deployment>
+    has ...": "no previous revision to roll back to", and why."""
+    if not history:
+        return "no previous revision to roll back to"
+    newest = newest_release(history)
+    after = ", ".join(str(r) for r in sorted(history) if r > newest.revision)
+    if not newest.known:
+        told = f"revisions {after} after it " if after else ""
+        return (
+            "no previous revision to roll back to that is known to be before its newest "
+            f"release: {told}only restarted its pods or are remediator's own changes, and the "
+            f"ReplicaSet of revision {newest.revision - 1} is gone "
+            f"(spec.revisionHistoryLimit), so whether revision {newest.revision} is a release, "
+            "and what ran before it, cannot be told"
+        )
+    if not after:
+        return (
+            f"no previous revision to roll back to: revision {newest.revision} is its "
+            "creation, its first release"
+        )
+    return (
+        f"no previous revision to roll back to: revisions {after} after revision "
+        f"{newest.revision} only restarted its pods or are remediator's own changes, not "
+        f"releases, and revision {newest.revision} is its creation"
+    )
+
+
+def without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
+    """Pod template ``template`` without the controller's ``pod-template-hash`` label, as
+    kubectl's rollback compares and writes it (``equalIgnoreHash``)."""
+    copied = dict(template)
+    metadata = dict(copied.get("metadata") or {})
+    labels = dict(metadata.get("labels") or {})
+    labels.pop(POD_TEMPLATE_HASH, None)
+    if labels:
+        metadata["labels"] = labels
+    else:
+        metadata.pop("labels", None)
+    copied["metadata"] = metadata
+    return copied
+
+
+@dataclass(frozen=True, slots=True)
+class UndoTarget:
+    """What ``rollout_undo`` without ``to_revision`` would roll a Deployment back to
+    (``undo_target``): ``revision``, a key of the history; or None, and ``nothing`` says why
+    there is nothing to roll back to (a clause: "no previous revision to roll back to: ...")."""
+
+    revision: int | None
+    nothing: str = ""
+
+
+def undo_target(history: Mapping[int, Mapping[str, Any]], live: Mapping[str, Any]) -> UndoTarget:
+    """What ``kubernetes.rollout_undo`` without ``to_revision`` would do to a Deployment whose
+    pod template is ``live`` and whose ReplicaSets are ``history`` (revision -> ReplicaSet):
+    roll back to ``default_revision``, unless there is none (``no_default_reason``), or its
+    template is ``live`` already (the action is a no-op; kubectl's "skipped rollback") or
+    differs from it only by a restart (the action refuses). Mirrors the action's checks
+    (``rollback.RolloutUndo.plan``), so a condition on it and the action agree."""
+    to = default_revision(history)
+    if to is None:
+        return UndoTarget(None, no_default_reason(history))
+    template, current = without_hash(pod_template(history[to])), without_hash(live)
+    if template == current:
+        return UndoTarget(
+            None,
+            f"no other template to roll back to: revision {to}, the one before its newest "
+            "release, is the template it runs",
+        )
+    if only_restart_apart(template, current):
+        return UndoTarget(
+            None,
+            f"no other template to roll back to: revision {to}, the one before its newest "
+            "release, differs from the template it runs only by a restart",
+        )
+    return UndoTarget(to)
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

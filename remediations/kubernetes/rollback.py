@@ -14,11 +14,13 @@ own values of kubectl's skip-list keys. Differences, each for a reason:
   step's write record) are the Deployment's, never the ReplicaSet's stale copies, plus this
   step's stamp and write record; keys are added and removed one by one, so an annotation
   someone adds between the read and the write is not erased;
-- the default revision is the one before the newest *release* (``release``): the same as
-  kubectl's second-highest revision unless the newest revisions only restarted the pods or are
-  remediator's own edits, where kubectl's would only restart them or undo a remediation; when
-  the ReplicaSets that would tell which revision is the newest release are gone
-  (``revisionHistoryLimit``), there is no default and the step is refused, saying so;
+- the default revision is the one before the newest *release* (``release.default_revision``):
+  the same as kubectl's second-highest revision unless the newest revisions only restarted the
+  pods or are remediator's own edits, where kubectl's would only restart them or undo a
+  remediation; when the newest release is the Deployment's creation, or the ReplicaSets that
+  would tell which revision is the newest release are gone (``revisionHistoryLimit``), there
+  is no default and the step is refused, saying so. ``release.undo_target`` says the same
+  ahead of time, for the ``can_roll_back`` conditions that choose the step;
 - a target whose template differs from the current one only by a restart is refused: rolling
   back to it would only restart the pods.
 """
@@ -43,7 +45,12 @@ from remediations.kubernetes.objects import (
     revision_of,
     template_images,
 )
-from remediations.kubernetes.release import POD_TEMPLATE_HASH, newest_release, only_restart_apart
+from remediations.kubernetes.release import (
+    default_revision,
+    no_default_reason,
+    only_restart_apart,
+    without_hash,
+)
 from remediations.params import Integer
 from remediations.targets import Target
 
@@ -86,40 +93,6 @@ def rolled_back_annotations(
     return {**carried, **kept}
 
 
-def default_revision(history: Mapping[int, Mapping[str, Any]]) -> int | None:
-    """The revision ``rollout_undo`` goes back to without ``to_revision``: the one before the
-    newest release (``release.newest_release``) among ``history`` (revision -> ReplicaSet, the
-    ones the Deployment controls). With a release on top, kubectl's choice, the second-highest
-    revision (``deploymentRevision`` in rollback.go). None when there is none: no history, the
-    newest release is revision 1 (the creation), or the history cannot tell which revision is
-    the newest release (the ReplicaSet before it is gone: ``revisionHistoryLimit``)."""
-    if not history:
-        return None
-    newest = newest_release(history)
-    return newest.previous if newest.known else None
-
-
-def _no_default(what: str, history: Mapping[int, Mapping[str, Any]]) -> str:
-    """Why ``default_revision`` found nothing in ``history`` (not empty), for the refusal."""
-    newest = newest_release(history)
-    after = ", ".join(str(r) for r in sorted(history) if r > newest.revision)
-    if not newest.known:
-        told = f"revisions {after} after it " if after else ""
-        return (
-            f"{what} has no previous revision to roll back to that is known to be before its "
-            f"newest release: {told}only restarted its pods or are remediator's own "
-            f"changes, and the ReplicaSet of revision {newest.revision - 1} is gone "
-            "(spec.revisionHistoryLimit), so whether revision "
-            f"{newest.revision} is a release, and what ran before it, cannot be told"
-        )
-    if not after:
-        return f"{what} has no previous revision to roll back to"
-    return (
-        f"{what} has no previous revision to roll back to: revisions {after} after revision "
-        f"{newest.revision} only restarted its pods or are remediator's own changes, not releases"
-    )
-
-
 class UndoParams(ActionParams):
     """``to_revision`` picks the revision (default: the one before the newest release, see the
     module docstring).
@@ -136,19 +109,6 @@ class UndoParams(ActionParams):
 
     to_revision: Integer | None = Field(default=None, ge=1)
     expected_revision: Integer | None = Field(default=None, ge=1)
-
-
-def _without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
-    copy = dict(template)
-    metadata = dict(copy.get("metadata") or {})
-    labels = dict(metadata.get("labels") or {})
-    labels.pop(POD_TEMPLATE_HASH, None)
-    if labels:
-        metadata["labels"] = labels
-    else:
-        metadata.pop("labels", None)
-    copy["metadata"] = metadata
-    return copy
 
 
 class RolloutUndo(KubeAction[UndoParams]):
@@ -192,8 +152,8 @@ class RolloutUndo(KubeAction[UndoParams]):
         to = self._target_revision(target, params, history)
         rs = history[to]
         rs_name = (rs.get("metadata") or {}).get("name")
-        template = _without_hash(pod_template(rs))
-        live = _without_hash(pod_template(obj))
+        template = without_hash(pod_template(rs))
+        live = without_hash(pod_template(obj))
         before = {"revision": current, "images": template_images(live)}
         after = {"to_revision": to, "replicaset": rs_name, "images": template_images(template)}
         preconditions = {
@@ -307,8 +267,6 @@ class RolloutUndo(KubeAction[UndoParams]):
                 )
             return params.to_revision
         to = default_revision(history)
-        if to is not None:
-            return to
-        if not history:
-            raise ActionRefused(f"{object_ref(target)} has no previous revision to roll back to")
-        raise ActionRefused(_no_default(object_ref(target), history))
+        if to is None:
+            raise ActionRefused(f"{object_ref(target)} has {no_default_reason(history)}")
+        return to

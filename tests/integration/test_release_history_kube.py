@@ -139,8 +139,9 @@ async def test_a_pruned_release_is_not_known_and_the_shipped_rule_scales_out(
     included, why = decided["kubernetes.scale"]
     assert included
     assert why.startswith(
-        "not_rolled_out_within 30m or release unknown: holds, the release's age cannot be told "
-        f"(newest release not known: revision 2 (ReplicaSet {kept[0].metadata.name}, created "
+        "not_rolled_out_within 30m or release unknown or nothing to roll back: holds, the "
+        "release's age cannot be told (newest release not known: revision 2 (ReplicaSet "
+        f"{kept[0].metadata.name}, created "
     )
     assert "revisionHistoryLimit" in why
 

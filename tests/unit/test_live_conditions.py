@@ -135,7 +135,7 @@ def test_notify_without_events_announces_every_moment() -> None:
         pytest.param(
             TARGET + "steps:\n  - action: test.restart\n    when: {}\n",
             "a.yaml:7: rule 'r': steps[0].when: `when` needs a condition: repeated, "
-            "rolled_out_within or not_rolled_out_within",
+            "rolled_out_within, not_rolled_out_within or can_roll_back",
             id="empty-when",
         ),
         pytest.param(

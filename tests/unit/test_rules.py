@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from receiver.facts import FactKind
 from receiver.model import Approval
 from receiver.rules.compile import compile_files, lint_files
 from receiver.rules.loader import load_rules
-from receiver.rules.model import RuleSet
+from receiver.rules.model import LiveCondition, RollbackCondition, RuleSet
 from remediations.base import Registry
 from remediations.registry import default_registry
 from remediations.targets import Target
@@ -208,11 +209,15 @@ def test_shipped_rules_load() -> None:
         None,
     )
     assert (scale.action, scale.needs_approval) == ("kubernetes.scale", False)
-    # At most one applies: recent release -> roll back; otherwise -> scale out, and also when
-    # the kept revisions cannot tell when the release was (nothing known to roll back to).
-    ((recent,), (old,)) = undo.conditions, scale.conditions
-    assert (recent.within_s, recent.negate, recent.or_unknown) == (1800.0, False, False)
-    assert (old.within_s, old.negate, old.or_unknown) == (1800.0, True, True)
+    # Exactly one applies: a recent release with a revision before it -> roll back; otherwise
+    # -> scale out, also when the kept revisions cannot tell when the release was, or there is
+    # nothing to roll back to (a new Deployment).
+    ((recent, able), (old,)) = undo.conditions, scale.conditions
+    assert recent == LiveCondition(FactKind.ROLLOUT, 1800.0)
+    assert able == RollbackCondition(FactKind.ROLLOUT, wanted=True)
+    assert old == LiveCondition(
+        FactKind.ROLLOUT, 1800.0, negate=True, or_unknown=True, or_no_rollback=True
+    )
     assert (scale.params["factor"], scale.params["min"], scale.params["max"]) == (1.5, 2, 10)
     assert errors.on_resolved == ()  # the added pods stay: the cause is not known
 

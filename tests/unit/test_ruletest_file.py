@@ -498,6 +498,22 @@ async def test_fixture_facts_answer_by_kind_and_target_as_the_probes_would() -> 
     assert await facts.get("rollout", api) == Rollout(
         4, "api-4", START - timedelta(minutes=5), known=False, bounded=False
     )
+    # A new Deployment has nothing to roll back to, implied; another reason is stated.
+    new = {"revision": 1, "created_at": "-5m"}
+    same = {"revision": 3, "created_at": "-5m", "nothing_to_roll_back": "it runs revision 2"}
+    for fact in (new, same):
+        facts.apply(
+            [
+                FixtureSpec.model_validate(
+                    {"target": "Deployment/shop/api", "facts": {"rollout": fact}}
+                )
+            ]
+        )
+        got = await facts.get("rollout", api)
+        assert isinstance(got, Rollout)
+        assert got.no_rollback.endswith(
+            "revision 1 is its creation, its first release" if fact is new else "revision 2"
+        )
 
 
 def test_every_kind_of_fact_has_its_fixture() -> None:
