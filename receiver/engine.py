@@ -68,7 +68,7 @@ NO_RULE = "no rule matches"
 RUN_EXISTS = "run already exists for this episode"
 NO_OPEN_RUN = "no open run for this episode"
 RULE_GONE = "rule no longer loaded; run closed without on_resolved steps"
-NOTHING_TO_UNDO = "run changed nothing (refused, failed, dry-run or held); no on_resolved steps"
+NOTHING_TO_UNDO = "run changed nothing (refused, failed unacted, dry, held); no on_resolved steps"
 
 
 def plan(
@@ -358,8 +358,8 @@ def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:
             # open forever, but there is no longer a definition of what to undo.
             skips.append(Skip(RULE_GONE, run.rule))
         elif rule.on_resolved and not run.changed:
-            # A refused, dry-run or held run changed nothing: a restore would undo what some
-            # other run, or someone else, did (one a worker stopped in may have: PriorRun.changed).
+            # A refused, dry-run or held run changed nothing: a restore would undo what some other
+            # run, or someone else, did (a step stopped in or failed after sending may have acted).
             skips.append(Skip(NOTHING_TO_UNDO, run.rule))
         elif rule.on_resolved:
             steps = tuple(s.to_plan() for s in rule.on_resolved)

@@ -243,8 +243,9 @@ class PriorRun:
     # The alert event that created the run; None when unknown (taken as earlier than any event).
     event_id: int | None = None
     # True when at least one of its own steps changed something (ok, or simulated in a rule
-    # test) or may have (interrupted, or still started: a worker stopped while it acted): only
-    # such a run has anything for its on_resolved steps to undo.
+    # test) or may have (interrupted, or still started: a worker stopped while it acted; failed
+    # after its request may have reached its system, StepRecord.may_have_acted): only such a
+    # run has anything for its on_resolved steps to undo.
     changed: bool = False
     alertname: str = ""
     # Its alert resolved and it waits out its settle period until then (still verifying).

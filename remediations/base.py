@@ -73,25 +73,48 @@ class Result:
     ``alert_fault``: a FAILED step failed on its alert's own values (a template in its params
     could not be rendered over them) before its action reached any system. The run fails all
     the same, but the rule's circuit breaker is not fed: the remediation was not what failed,
-    and alerts with bad values must not switch the rule off for the others."""
+    and alerts with bad values must not switch the rule off for the others.
+
+    ``may_have_acted``: a FAILED step whose failure came after its request may have reached
+    its system (``ActionError.may_have_acted``): a POST sent and never answered, a signal whose
+    answer was lost. Such a step counts as a possible change, as an ``interrupted`` one does
+    (its run's on_resolved steps are planned). False for every other outcome."""
 
     outcome: Outcome
     message: str
     before: Mapping[str, Any] = field(default_factory=dict)
     after: Mapping[str, Any] = field(default_factory=dict)
     alert_fault: bool = False
+    may_have_acted: bool = False
 
 
 class ActionError(Exception):
-    """Base of the errors an action raises; ``message`` is meant for the operator."""
+    """Base of the errors an action raises; ``message`` is meant for the operator.
 
-    def __init__(self, message: str) -> None:
+    ``may_have_acted``: whether the action may have changed something before it failed (its
+    request reached, or may have reached, its system: a POST sent and then timed out, a
+    signalling statement whose answer was lost). None takes the class's ``ACTED_BY_DEFAULT``:
+    True here, the conservative side (an action that cannot tell may have acted); False for
+    the errors raised before anything is sent (a refusal, bad params, an unrenderable
+    template). The step runner records a failed step that may have acted as a possible change
+    (receiver/pipeline/steps.py)."""
+
+    ACTED_BY_DEFAULT: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, may_have_acted: bool | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.may_have_acted = self.ACTED_BY_DEFAULT if may_have_acted is None else may_have_acted
 
 
 class ActionRefused(ActionError):
-    """A precondition refused the action; retrying will not help."""
+    """A precondition refused the action; retrying will not help.
+
+    Nothing was changed by default. ``may_have_acted=True`` when an earlier request of the same
+    call may have acted before the refusal (a retried POST answered 4xx after a try that timed
+    out, a statement refused part way): the step is then recorded failed, not refused."""
+
+    ACTED_BY_DEFAULT: ClassVar[bool] = False
 
 
 class MissingClient(ActionRefused):
@@ -122,11 +145,15 @@ def _missing_what(name: str) -> str:
 
 
 class TransientActionError(ActionError):
-    """Retries were exhausted on connection errors, 429 or 5xx."""
+    """Retries were exhausted on connection errors, 429 or 5xx. May have acted unless the
+    raiser says otherwise (``may_have_acted=False``: only reads were tried, or no request was
+    sent: ``remediations.retrying.call_with_retries``)."""
 
 
 class ParamsError(ActionError):
-    """The params given in a rule do not fit the action's params model."""
+    """The params given in a rule do not fit the action's params model (nothing was sent)."""
+
+    ACTED_BY_DEFAULT: ClassVar[bool] = False
 
     def __init__(self, action: str, error: ValidationError | str) -> None:
         detail = error if isinstance(error, str) else _format_validation(error)

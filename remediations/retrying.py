@@ -68,13 +68,16 @@ async def call_with_retries(
     wait: WaitBaseT,
     transient: Callable[[BaseException], bool],
     describe: Callable[[BaseException], str] = describe_exception,
+    may_have_acted: bool = True,
 ) -> T:
     """Await ``fn()`` up to ``attempts`` times while it raises what ``transient`` accepts.
 
     Between tries ``wait`` (e.g. ``RetryPolicy.backoff()``). Retries exhausted raise
     TransientActionError ``"<what>: gave up after <attempts> attempts: <describe(last)>"``,
-    chained to the last failure; any other exception propagates unchanged on its first raise,
-    for the caller to map (a refusal, a permission error).
+    chained to the last failure, its ``may_have_acted`` the caller's: False when ``fn`` only
+    reads or connects (a failed try changed nothing), True (the default, the safe side) when a
+    try that got no answer may have acted. Any other exception propagates unchanged on its
+    first raise, for the caller to map (a refusal, a permission error).
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts),
@@ -93,5 +96,6 @@ async def call_with_retries(
         last = exc.last_attempt.exception()
         raise TransientActionError(
             f"{what}: gave up after {attempts} attempts: "
-            f"{describe(last) if last else 'unknown error'}"
+            f"{describe(last) if last else 'unknown error'}",
+            may_have_acted=may_have_acted,
         ) from last

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ClassVar
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
@@ -78,7 +78,10 @@ class TemplateFailed(ActionError):
 
     Raised only while an action prepares its call, before it reaches any system: a run that
     failed on it and changed nothing else is not counted in the rule's circuit breaker
-    (receiver/pipeline/record.py). An action that renders after acting must catch it."""
+    (receiver/pipeline/record.py), and it never acted (``may_have_acted`` False). An action that
+    renders after acting must catch it."""
+
+    ACTED_BY_DEFAULT: ClassVar[bool] = False
 
 
 class TemplateTooLarge(TemplateFailed):

@@ -28,7 +28,8 @@ REFUND_STORE_TIMEOUT_S = 5.0
 
 # Run outcomes that end a run at an approval, none of whose own steps may then have acted.
 ENDED_AT_APPROVAL = frozenset({RunOutcome.EXPIRED, RunOutcome.REJECTED, RunOutcome.CANCELLED})
-# Step outcomes after which something may have changed (a failed call may have, in part; a
+# Step outcomes after which something may have changed (a failed call may have, in part, so
+# every failed step keeps the slot, whether or not it says it may have acted, the safe side; a
 # step a worker stopped in may have acted: interrupted, or still marked started).
 MAY_HAVE_CHANGED: frozenset[str] = (
     frozenset({Outcome.OK, Outcome.FAILED, Outcome.SIMULATED}) | WORKER_STOPPED

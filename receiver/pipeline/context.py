@@ -38,6 +38,7 @@ __all__ = [
     "PipelineSettings",
     "RunContext",
     "Stage",
+    "possible_change",
     "record_step",
     "release_when_done",
 ]
@@ -54,6 +55,19 @@ STEP_STARTED = STARTED
 # all. Its run counts as one that may have changed something: its budget slot is kept
 # (budget.py), its on_resolved steps are planned (store/history.py) and say so (resolve.py).
 WORKER_STOPPED: frozenset[str] = frozenset({Outcome.INTERRUPTED, STEP_STARTED})
+
+
+def possible_change(outcome: str, may_have_acted: bool) -> bool:
+    """Whether a step that did not end ``ok`` may have acted all the same: one a worker stopped
+    in (``WORKER_STOPPED``), or a ``failed`` one whose failure came after its request may have
+    reached its system (``may_have_acted``: a POST sent and never answered, a signal whose
+    answer was lost; ``remediations.base.ActionError.may_have_acted``). Its run counts as one
+    that may have changed something: its budget slot is kept (budget.py, where any failed step
+    counts), its on_resolved steps are planned (store/history.py) and say why (resolve.py).
+    A failed step known not to have acted (a refused connection, a 4xx answer, an error before
+    any request) is no possible change."""
+    return outcome in WORKER_STOPPED or (outcome == Outcome.FAILED and may_have_acted)
+
 
 # Step outcomes that stop the steps after them and end the run (failed, refused) or the
 # follow-up: a failed or refused step, and one a worker stopped in (``interrupted``).

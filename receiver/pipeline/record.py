@@ -24,7 +24,9 @@ __all__ = ["Record", "RecordEscalation"]
 # Step outcomes that end a run: refused ends it refused, failed and interrupted failed.
 _STOPS = STOPS_RUN
 # Step outcomes that changed something (a simulated step stands for one in a rule test), or
-# may have (a step a worker stopped in), as the engine counts them for on_resolved steps.
+# may have (a step a worker stopped in), as the engine counts them for on_resolved steps (it
+# counts a failed step that may have acted too: such a step stops the run, never reaching the
+# uses below, and is never an alert fault).
 _CHANGED = frozenset({Outcome.OK, Outcome.SIMULATED}) | WORKER_STOPPED
 
 # Outcomes at which a run's steps are done: announced as finished.
@@ -52,7 +54,9 @@ class Record:
     """record/verify: the outcome of this pass over the run, stored with what follows from it.
 
     A failed or refused step fails the run (an ``interrupted`` one, which a worker stopped in
-    and which may have acted, fails it too, feeding the breaker: the safe side); a held step
+    and which may have acted, fails it too, feeding the breaker: the safe side; the run's error
+    says to check the target by hand for it, and for a failed step that may have acted,
+    ``Result.may_have_acted``); a held step
     parks it (awaiting_approval); a run whose steps that act on a system ran dry or changed
     nothing, one of them dry, is ``dry_run`` (a ``notify`` step that was sent does not make
     it more); otherwise it waits for its alert to resolve (``verifying``, with a deadline
@@ -90,6 +94,11 @@ class Record:
                 error = (
                     "a worker stopped while a step ran: it may have acted, and was not run "
                     "again; check the target by hand; see the run's steps"
+                )
+            elif failed[0].may_have_acted:
+                error = (
+                    "a step failed after its request may have reached its system: it may have "
+                    "acted; check the target by hand; see the run's steps"
                 )
             elif final is RunOutcome.FAILED and alert_fault:
                 error = (

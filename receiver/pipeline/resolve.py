@@ -8,9 +8,12 @@ puts them through the guards that still apply to undoing a change (``RESOLVE_GUA
 namespace policy, target lock); ``Execute`` (stages.py) runs them. The engine plans on_resolved
 steps only for runs whose steps changed something, so a refused, failed, dry-run or held run is
 closed and nothing is undone (the resolved event's ``skips`` say so). A run one of whose steps a
-worker stopped in (``interrupted``, or still ``started``) may have changed something: its
-on_resolved steps are planned, pass the same guards, and each record of them says that the
-change it undoes may not have happened (``RunContext.caveat``).
+worker stopped in (``interrupted``, or still ``started``), or failed after its request may have
+reached its system (``failed`` with ``may_have_acted``: a POST sent and never answered), may
+have changed something (``context.possible_change``): its on_resolved steps are planned, pass
+the same guards, and each record of them says that the change it undoes may not have happened
+(``RunContext.caveat``). A failed step known not to have acted (a refused connection, a 4xx
+answer) changed nothing.
 
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again when the guard says it may pass (a pause's end, the
@@ -33,6 +36,7 @@ from receiver.pipeline.context import (
     WORKER_STOPPED,
     Deps,
     RunContext,
+    possible_change,
     record_step,
     release_when_done,
 )
@@ -128,16 +132,26 @@ class Close:
 
 
 def _caveat(run: RunRecord) -> str:
-    """What every on_resolved step of ``run`` says after its own message when a run step was
-    left by a stopped worker (``WORKER_STOPPED``): the engine planned the undo because that
-    step may have acted, so the change it undoes may not have happened. "" otherwise."""
-    stopped = [s for s in run.steps if s.phase == "run" and s.outcome in WORKER_STOPPED]
-    if not stopped:
+    """What every on_resolved step of ``run`` says after its own message when a run step may
+    have acted without ending ok (``possible_change``): left by a stopped worker
+    (``WORKER_STOPPED``), or failed after its request may have reached its system. The engine
+    planned the undo because that step may have acted, so the change it undoes may not have
+    happened. "" otherwise."""
+    why = []
+    for s in run.steps:
+        if s.phase != "run" or not possible_change(s.outcome, s.may_have_acted):
+            continue
+        if s.outcome in WORKER_STOPPED:
+            why.append(f"step {s.idx} ({s.action}) was interrupted: a worker stopped while it ran")
+        else:
+            why.append(
+                f"step {s.idx} ({s.action}) failed after its request may have reached its system"
+            )
+    if not why:
         return ""
-    which = ", ".join(f"step {s.idx} ({s.action})" for s in stopped)
     return (
-        f"planned because run {which} was interrupted: a worker stopped while it ran, so it "
-        "may not have acted and the change this step undoes may not have happened"
+        f"planned because run {'; '.join(why)}; so it may not have acted and the change this "
+        "step undoes may not have happened"
     )
 
 

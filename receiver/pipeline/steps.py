@@ -25,6 +25,14 @@ acting, and a retry after a lost answer that another replica takes, or that come
 process restarted. The Kubernetes actions need no mark: a step taken up
 finds its own write record on the object and writes nothing more.
 
+A step that fails says whether it may have acted (``Result.may_have_acted``, from the action's
+``ActionError.may_have_acted``; an action's own bug, which cannot tell, may have): one whose
+request may have reached its system (a POST sent and never answered) is recorded ``failed``
+with the flag and a message saying to check the target by hand, and counts as a possible
+change (``context.possible_change``); a refusal after an earlier request of the same call may
+have acted is such a failure too, not ``refused``. Nothing that fails before the action is
+called (bad params, a preview) may have acted.
+
 In a simulation (``PipelineSettings.simulate``, a rule test) no action is called: every system
 counts as configured, a step is recorded ``simulated`` with the action's description of what it
 would do, and a preview is that description (so approvals are asked for, bound and checked as in
@@ -35,6 +43,7 @@ fails too.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -64,7 +73,7 @@ from remediations.base import (
 )
 from remediations.template_work import TemplateFailed
 
-__all__ = ["StepRunner", "alert_facts", "failed", "missing_clients", "runs_dry"]
+__all__ = ["StepRunner", "acted", "alert_facts", "failed", "missing_clients", "runs_dry"]
 
 
 def missing_clients(deps: Deps, step: StepPlan, ctx: RunContext) -> list[str]:
@@ -175,7 +184,7 @@ class StepRunner:
                 result, record = _not_started(ctx, start)
             else:
                 result = await _guarded(
-                    ctx, step, lambda: action.run(action_ctx, ctx.target, typed)
+                    ctx, step, lambda: action.run(action_ctx, ctx.target, typed), acting=True
                 )
         elapsed = time.perf_counter() - t0
         deps.metrics.action_finished(step.action, result.outcome, elapsed)
@@ -191,6 +200,7 @@ class StepRunner:
                 attempts=1,
                 started_at=started,
                 finished_at=deps.clock(),
+                may_have_acted=result.may_have_acted,
             )
         ctx.log.info(
             "step",
@@ -266,20 +276,44 @@ _ACTS = Result(Outcome.NOOP, "")
 
 
 async def _guarded(
-    ctx: RunContext, step: StepPlan, call: Callable[[], Awaitable[Result]]
+    ctx: RunContext,
+    step: StepPlan,
+    call: Callable[[], Awaitable[Result]],
+    *,
+    acting: bool = False,
 ) -> Result:
     """``await call()``, its ActionError a refused or failed step, and any other exception
     (an action's bug) a failed step logged with its traceback: it must not take the worker
-    down."""
+    down. ``acting``: ``call`` is the action's ``run``, so its failure may have acted as the
+    error says (``ActionError.may_have_acted``; a bug cannot tell, so it may have): a refusal
+    that may have acted is a failure; any failure of anything else has not acted."""
     try:
         return await call()
     except ActionRefused as exc:
+        if acting and exc.may_have_acted:
+            return acted(ctx, failed(exc, exc.message))
         return Result(Outcome.REFUSED, exc.message)
     except ActionError as exc:
-        return failed(exc, exc.message)
+        result = failed(exc, exc.message)
+        return acted(ctx, result) if acting and exc.may_have_acted else result
     except Exception as exc:
         ctx.log.exception("action crashed", action=step.action)
-        return Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
+        result = Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
+        return acted(ctx, result) if acting else result
+
+
+def acted(ctx: RunContext, result: Result) -> Result:
+    """The failed ``result`` of a step that may have acted before it failed: flagged
+    (``may_have_acted``), its message saying so and what to check, as an interrupted step's
+    does."""
+    return dataclasses.replace(
+        result,
+        may_have_acted=True,
+        message=(
+            f"{result.message}; it may have acted: the failure came after its request may "
+            f"have reached its system; check {ctx.target.key} by hand"
+        ),
+    )
 
 
 def _not_started(ctx: RunContext, start: StepStart) -> tuple[Result, bool]:
@@ -307,9 +341,10 @@ _OUTCOMES = frozenset(o.value for o in Outcome)
 
 
 def failed(exc: ActionError, message: str) -> Result:
-    """The FAILED result of a step that raised ``exc`` (not ActionRefused), saying
-    ``message``; marked ``alert_fault`` when a template in its params could not be rendered over
-    the alert (TemplateFailed, raised before the action reaches its system)."""
+    """The FAILED result of a step that raised ``exc``, saying ``message``; marked
+    ``alert_fault`` when a template in its params could not be rendered over the alert
+    (TemplateFailed, raised before the action reaches its system). Not ``may_have_acted``:
+    the caller that ran the action says so (``acted``)."""
     return Result(Outcome.FAILED, message, alert_fault=isinstance(exc, TemplateFailed))
 
 

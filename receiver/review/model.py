@@ -55,7 +55,8 @@ class AuditEntry:
 @dataclass(frozen=True, slots=True)
 class Step:
     """One step of a run: ``phase`` 'run', 'resolve' or 'on_failed'; ``before``/``after`` what
-    the action saw and left (None when it did not say)."""
+    the action saw and left (None when it did not say); ``may_have_acted``: it failed after its
+    request may have reached its system (a possible change: check the target by hand)."""
 
     phase: str
     idx: int
@@ -68,6 +69,7 @@ class Step:
     needs_approval: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    may_have_acted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,8 @@ def _action(run: Run, step: Step) -> dict[str, Any]:
         "message": step.message,
         "before": step.before,
         "after": step.after,
+        # A failed step whose request may have reached its system: check the target by hand.
+        "may_have_acted": step.may_have_acted,
     }
 
 

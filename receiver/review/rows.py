@@ -62,6 +62,7 @@ def _step(row: Mapping[str, Any]) -> Step:
         needs_approval=row["needs_approval"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        may_have_acted=bool(row.get("may_have_acted")),
     )
 
 

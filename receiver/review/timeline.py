@@ -164,7 +164,10 @@ def _step(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
         title = f"Step {number} ({action}) waits for an engineer's approval"
         return "held", title, message, "neutral"
     kind = "notify" if action == "notify" else "step"
-    return kind, f"{phase.capitalize()} {number}: {action} {outcome}", message, _tone(outcome)
+    # A failed step whose request may have reached its system (the audit row says so).
+    acted = " (may have acted)" if data.get("may_have_acted") else ""
+    title = f"{phase.capitalize()} {number}: {action} {outcome}{acted}"
+    return kind, title, message, _tone(outcome)
 
 
 def _tone(outcome: str) -> str:

@@ -54,7 +54,7 @@ def _pair_arrays(pairs: Collection[tuple[str, Target]]) -> list[list[str]]:
 
 # The engine's read of an episode's past (EngineHistory.history, which says what each part is),
 # with the parameters of history_arguments. The body of the function engine_history: a change
-# here takes a migration that replaces it (0019, 0023; test_pinned_plans.py).
+# here takes a migration that replaces it (0019, 0023, 0024; test_pinned_plans.py).
 HISTORY_SQL = f"""
 WITH parts AS (
     -- The episode's runs and the settling runs are found first and put in order after
@@ -64,10 +64,12 @@ WITH parts AS (
     (SELECT 'episode' AS part,
             row_number() OVER (ORDER BY created_at, id) AS pos, {PRIOR_COLUMNS},
             -- Changed something, or may have: a step a worker stopped in (interrupted, or
-            -- still started) may have acted, and its on_resolved steps are then planned too.
+            -- still started), or one that failed after its request may have reached its
+            -- system, may have acted, and its on_resolved steps are then planned too.
             EXISTS (SELECT 1 FROM steps
                     WHERE steps.run_id = runs.id AND steps.phase = 'run'
-                      AND steps.outcome IN ('ok', 'simulated', 'interrupted', 'started'))
+                      AND (steps.outcome IN ('ok', 'simulated', 'interrupted', 'started')
+                           OR (steps.outcome = 'failed' AND steps.may_have_acted)))
               AS changed
      FROM (SELECT * FROM runs
            WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3 OFFSET 0) AS runs)
@@ -207,7 +209,8 @@ class EngineHistory(Database):
         ``episode_runs``: every run of the same occurrence (fingerprint, starts_at, refire),
         with whether any of its steps changed something or may have (``PriorRun.changed``:
         ok; a rule test's ``simulated`` step; one a worker stopped in, ``interrupted`` or
-        still ``started``). ``recent_runs``: runs created in the
+        still ``started``; one ``failed`` that may have acted, ``StepRecord.may_have_acted``).
+        ``recent_runs``: runs created in the
         ``within_s`` seconds before the event was received (before now, for an event with no
         ``received_at``), or later, of exactly the (rule, target) pairs in ``repeats``
         (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved event of

@@ -175,7 +175,9 @@ class ClaimedJob:
 @dataclass(frozen=True, slots=True)
 class StepRecord:
     """One step of a run as stored: ``phase`` is 'run' or 'resolve', ``idx`` its position
-    in the phase; ``before``/``after`` are what the action saw and left (None if not known)."""
+    in the phase; ``before``/``after`` are what the action saw and left (None if not known);
+    ``may_have_acted``: a failed step whose request may have reached its system before it
+    failed (``remediations.base.Result.may_have_acted``)."""
 
     run_id: str
     phase: str
@@ -190,6 +192,7 @@ class StepRecord:
     attempts: int
     started_at: datetime | None
     finished_at: datetime | None
+    may_have_acted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +311,7 @@ def step_from_row(row: Mapping[str, Any]) -> StepRecord:
         attempts=row["attempts"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        may_have_acted=row["may_have_acted"],
     )
 
 

@@ -161,7 +161,7 @@ class ReviewReads(Database):
         for row in await conn.fetch(
             """SELECT run_id::text AS run_id, phase, idx, action, params::text AS params,
                       needs_approval, outcome, message, before::text AS before,
-                      after::text AS after, started_at, finished_at
+                      after::text AS after, started_at, finished_at, may_have_acted
                FROM steps WHERE run_id = ANY($1::uuid[])
                ORDER BY run_id, phase = 'resolve', idx""",
             ids,

@@ -287,6 +287,7 @@ class Runs(Database):
                                    message AS s_message, before::text AS s_before,
                                    after::text AS s_after, attempts AS s_attempts,
                                    started_at AS s_started_at, finished_at AS s_finished_at,
+                                   may_have_acted AS s_may_have_acted,
                                    CASE phase WHEN 'run' THEN 0 WHEN 'on_failed' THEN 1
                                               ELSE 2 END AS s_order
                             FROM steps WHERE steps.run_id = runs.id AND $2

@@ -93,7 +93,9 @@ class StepFields(TypedDict):
     ``phase`` 'run' (the default), 'resolve' or 'on_failed'; ``params``, ``before`` and
     ``after`` are JSON objects, None (the default) keeping what an earlier write recorded;
     ``needs_approval`` False, ``message`` empty and ``attempts`` 0 unless given; ``started_at``
-    keeps its first value."""
+    keeps its first value. ``may_have_acted`` (False unless given): a failed step whose failure
+    came after its request may have reached its system (``Result.may_have_acted``), a
+    possible change as an interrupted step is; each write says it anew."""
 
     idx: int
     action: str
@@ -107,6 +109,7 @@ class StepFields(TypedDict):
     attempts: NotRequired[int]
     started_at: NotRequired[datetime | None]
     finished_at: NotRequired[datetime | None]
+    may_have_acted: NotRequired[bool]
 
 
 async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> None:
@@ -115,14 +118,15 @@ async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> No
     idx, action, outcome = fields["idx"], fields["action"], fields["outcome"]
     phase, message = fields.get("phase", "run"), fields.get("message", "")
     params, before, after = fields.get("params"), fields.get("before"), fields.get("after")
+    acted = fields.get("may_have_acted", False)
     fingerprint = await conn.fetchval(
         """
         WITH up AS (
             INSERT INTO steps (run_id, phase, idx, action, params, needs_approval,
                                outcome, message, before, after, attempts, started_at,
-                               finished_at)
+                               finished_at, may_have_acted)
             VALUES ($1::uuid, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), $6, $7, $8,
-                    $9::jsonb, $10::jsonb, $11, $12, $13)
+                    $9::jsonb, $10::jsonb, $11, $12, $13, $14)
             ON CONFLICT (run_id, phase, idx) DO UPDATE SET
                 action = EXCLUDED.action, params = coalesce($5::jsonb, steps.params),
                 needs_approval = EXCLUDED.needs_approval, outcome = EXCLUDED.outcome,
@@ -131,7 +135,8 @@ async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> No
                 after = coalesce(EXCLUDED.after, steps.after),
                 attempts = greatest(EXCLUDED.attempts, steps.attempts),
                 started_at = coalesce(steps.started_at, EXCLUDED.started_at),
-                finished_at = coalesce(EXCLUDED.finished_at, steps.finished_at)
+                finished_at = coalesce(EXCLUDED.finished_at, steps.finished_at),
+                may_have_acted = EXCLUDED.may_have_acted
             -- A started step may have acted: planning or holding it again must not make it
             -- startable a second time (the module docstring).
             WHERE NOT (steps.outcome = 'started'
@@ -153,6 +158,7 @@ async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> No
         fields.get("attempts", 0),
         fields.get("started_at"),
         fields.get("finished_at"),
+        acted,
     )
     if fingerprint is None:
         return  # a started step kept its mark: nothing was written, nothing to audit
@@ -165,7 +171,9 @@ async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> No
         | {
             "before": None if before is None else dict(before),
             "after": None if after is None else dict(after),
-        },
+        }
+        # Only when it may have: the audit rows of every other step keep their shape.
+        | ({"may_have_acted": True} if acted else {}),
     )
 
 

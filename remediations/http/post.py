@@ -8,6 +8,12 @@ retried: any other 4xx (the request itself is wrong) and 3xx (redirects are not 
 allow-list names exact URLs). Retrying a POST may deliver it twice if an answer is lost: every
 request carries an ``Idempotency-Key`` the receiver can deduplicate on.
 
+A call that fails says whether the endpoint may have acted on it (``ActionError.may_have_acted``,
+over all its tries): a try whose connection was never made (refused, unreachable, a connect
+timeout) or that was answered 429, 3xx or 4xx did not reach it, or was turned away; a try that
+timed out or lost its connection after the request was sent, or was answered 5xx, may have
+(``answer_may_have_acted``, ``failure_may_have_acted``).
+
 URLs may hold secrets (a Slack webhook's path is its credential): messages name the ``what``
 the caller passes and the host, never the URL. A response body is kept as a bounded excerpt
 (it tells the reviewer why a call failed), with every secret the request carried replaced by
@@ -36,6 +42,8 @@ __all__ = [
     "USER_AGENT",
     "HttpPolicy",
     "Posted",
+    "answer_may_have_acted",
+    "failure_may_have_acted",
     "host_of",
     "json_body",
     "parse_retry_after",
@@ -170,6 +178,28 @@ def _basic_parts(encoded: str) -> list[str]:
     return [decoded, decoded.partition(":")[2]]
 
 
+def answer_may_have_acted(status: int) -> bool:
+    """Whether an answer of HTTP ``status`` says the endpoint may have acted on the request: a
+    2xx did; a 5xx may have (the server took the request and failed on it, part way or before
+    it began: that cannot be told from outside); 429 (throttled before it was processed, RFC
+    6585 section 4), 3xx and the other 4xx (the request was turned away) did not."""
+    return 200 <= status < 300 or status >= 500
+
+
+def failure_may_have_acted(exc: BaseException) -> bool:
+    """Whether a try that raised ``exc`` instead of an answer may have reached the endpoint.
+
+    Not when the connection was never made (refused, unreachable, a name that does not
+    resolve, a failed TLS handshake: ``ClientConnectorError``; a connect timeout:
+    ``ConnectionTimeoutError``) or the URL is invalid: the request never left. Any other
+    failure (a timeout while waiting for the answer, a connection reset or closed after the
+    request was sent, a malformed answer, anything unforeseen) may have come after the endpoint
+    acted: the safe side."""
+    return not isinstance(
+        exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL
+    )
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, _Retryable | aiohttp.ClientConnectionError | asyncio.TimeoutError)
 
@@ -209,7 +239,9 @@ async def post_json(
     """POST ``payload`` as JSON to ``url``; the answer when it is 2xx.
 
     Raises ActionRefused for 3xx and 4xx other than 429 (with the status and the start of the
-    body), TransientActionError when retries are exhausted or a Retry-After exceeds the cap.
+    body), TransientActionError when retries are exhausted or a Retry-After exceeds the cap,
+    each with ``may_have_acted`` True when any try may have reached the endpoint (the module
+    docstring).
     ``what`` names the destination in messages, e.g. ``"endpoint 'flush_cache'"``. ``secrets``
     are the header values that are credentials: they, and the URL's secret parts, are redacted
     from every excerpt of a response body (``Posted.body`` and the messages alike).
@@ -232,17 +264,31 @@ async def post_json(
         return float(backoff(state))
 
     attempts = 0
+    # Whether a try so far may have reached the endpoint and acted on it.
+    reached = False
 
     async def attempt() -> Posted:
-        nonlocal attempts
+        nonlocal attempts, reached
         attempts += 1
+        try:
+            return await send()
+        except (ActionError, _Retryable):
+            raise  # an answer: ``send`` judged it by its status
+        except Exception as exc:
+            reached = reached or failure_may_have_acted(exc)
+            raise
+
+    async def send() -> Posted:
+        nonlocal reached
         timeout = aiohttp.ClientTimeout(total=policy.timeout)
         async with session.post(
             url, data=body, headers=sent_headers, timeout=timeout, allow_redirects=False
         ) as response:
+            status = response.status
+            # Before the body is read: a 2xx whose body breaks off has acted all the same.
+            reached = reached or answer_may_have_acted(status)
             # Redacted before it is cut, so no half of a secret survives at the edge.
             text = redact(await response.text(errors="replace"))[:_EXCERPT]
-            status = response.status
             if 200 <= status < 300:
                 return Posted(status, text, attempts)
             if status == 429 or status >= 500:
@@ -272,6 +318,12 @@ async def post_json(
             transient=_transient,
             describe=lambda exc: _describe(exc, url),
         )
+    except ActionError as exc:
+        # Over every try, not only the last: a timed-out try may have acted before a refused one.
+        exc.may_have_acted = reached
+        raise
     except aiohttp.ClientError as exc:
         # Not worth another attempt (an invalid URL, a malformed answer); say what, not where.
-        raise ActionError(f"{what} ({host_of(url)}): {_describe(exc, url)}") from exc
+        raise ActionError(
+            f"{what} ({host_of(url)}): {_describe(exc, url)}", may_have_acted=reached
+        ) from exc

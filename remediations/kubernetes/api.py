@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from remediations.base import (
     ActionContext,
+    ActionError,
     ActionRefused,
     Change,
     Outcome,
@@ -319,7 +320,15 @@ class KubeAction(Generic[P]):
         return plan.change
 
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
-        plan = await self._checked_plan(ctx, target, params)
+        """Plan from live state, then write. An error of the plan has not acted (it only
+        reads: ``may_have_acted`` False); one of the write keeps its own word (a write whose
+        answers were all lost may have acted; one answered 4xx, 409 or 422 did not, unless an
+        earlier request of it landed: the write reads back its record where it can)."""
+        try:
+            plan = await self._checked_plan(ctx, target, params)
+        except ActionError as exc:
+            exc.may_have_acted = False
+            raise
         if plan.applied is not None:
             # Checked before the approval: the approved change is the one already made.
             return Result(

@@ -26,7 +26,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from remediations import names
-from remediations.base import ActionRefused, Change, Risk
+from remediations.base import ActionError, ActionRefused, Change, Risk
 from remediations.kubernetes.api import (
     JSON,
     MERGE_PATCH,
@@ -176,11 +176,16 @@ class DeletePod(KubeAction[DeletePodParams]):
                 body = {"metadata": {"annotations": {**api.stamp(), **record}}}
                 await api.patch_workload(holder, body, MERGE_PATCH)
             deleted: list[str] = []
-            for pod in chosen:
-                meta = pod["metadata"]
-                grace = params.grace_period_seconds
-                if await _delete(api, ns, meta["name"], meta["uid"], grace) == "deleted":
-                    deleted.append(meta["name"])
+            try:
+                for pod in chosen:
+                    meta = pod["metadata"]
+                    grace = params.grace_period_seconds
+                    if await _delete(api, ns, meta["name"], meta["uid"], grace) == "deleted":
+                        deleted.append(meta["name"])
+            except ActionError as exc:
+                # A refused DELETE after others went through: the step has acted.
+                exc.may_have_acted = exc.may_have_acted or bool(deleted)
+                raise
             return {"deleted": deleted}
 
         return WritePlan(change, write, _identity)
@@ -245,9 +250,13 @@ def _replay(
     async def write() -> dict[str, Any]:
         now: list[str] = []
         gone: list[str] = []
-        for name, uid in zip(names, uids, strict=True):
-            outcome = await _delete(api, ns, name, uid, grace_period_seconds)
-            (now if outcome == "deleted" else gone).append(name)
+        try:
+            for name, uid in zip(names, uids, strict=True):
+                outcome = await _delete(api, ns, name, uid, grace_period_seconds)
+                (now if outcome == "deleted" else gone).append(name)
+        except ActionError as exc:
+            exc.may_have_acted = exc.may_have_acted or bool(now)
+            raise
         return {"deleted": names, "now": now, "gone": gone}
 
     def report(written: dict[str, Any]) -> str:

@@ -119,6 +119,8 @@ class PostgresConnection:
                 wait=self.policy.backoff(),
                 transient=is_transient,
                 describe=_describe,
+                # Reads and connects only (fetch_once sends its acting statement itself).
+                may_have_acted=False,
             )
         except asyncpg.InsufficientPrivilegeError as exc:
             raise ActionRefused(
@@ -141,7 +143,11 @@ class PostgresConnection:
 
     async def fetch_once(self, what: str, sql: str, *args: Any) -> Sequence[asyncpg.Record]:
         """Rows of a statement that acts (signals backends): connecting is retried, the
-        statement is sent once. A lost answer raises TransientActionError saying so."""
+        statement is sent once. A failure to connect has not acted (``may_have_acted`` False);
+        a lost answer raises TransientActionError saying so, and a permission error part way
+        ActionRefused, both ``may_have_acted``: some sessions may have been signalled. Any
+        other error of the statement propagates as it is (the step runner takes it as one that
+        may have acted)."""
 
         async def connect() -> Any:
             pool = await self._open()
@@ -155,14 +161,16 @@ class PostgresConnection:
         except asyncpg.InsufficientPrivilegeError as exc:
             raise ActionRefused(
                 f"PostgreSQL {self.name!r}: {what}: permission denied ({exc}); some sessions "
-                "may have been signalled before it; see the README for the role's grants"
+                "may have been signalled before it; see the README for the role's grants",
+                may_have_acted=True,
             ) from exc
         except Exception as exc:
             if is_transient(exc):
                 raise TransientActionError(
                     f"PostgreSQL {self.name!r}: {what}: the connection failed while the "
                     f"statement ran ({_describe(exc)}); which sessions were signalled is "
-                    "unknown, check pg_stat_activity"
+                    "unknown, check pg_stat_activity",
+                    may_have_acted=True,
                 ) from exc
             raise
         finally:

@@ -151,7 +151,13 @@ class RequeueDeadLetters:
                 "count the keys"
             ) from exc
         except redis.exceptions.ResponseError as exc:
-            raise ActionRefused(f"Redis refused the move on {target.name}: {exc}") from exc
+            # A script's error does not undo the writes it made before it: some messages may
+            # have moved (the step is recorded failed, may have acted).
+            raise ActionRefused(
+                f"Redis refused the move on {target.name}: {exc}; some messages may have "
+                "moved before it, count the keys",
+                may_have_acted=True,
+            ) from exc
         if moved == 0:
             return Result(
                 Outcome.NOOP, f"nothing to requeue on {target.name}{detail}", before, after
@@ -262,6 +268,7 @@ class RequeueDeadLetters:
                 attempts=self.retry.attempts,
                 wait=self.retry.backoff(),
                 transient=lambda exc: isinstance(exc, _TRANSIENT),
+                may_have_acted=False,  # counts only: the move is _move's
             )
         except redis.exceptions.ResponseError as exc:
             # e.g. NOGROUP, WRONGTYPE: the configuration does not match what is in Redis.

@@ -127,9 +127,10 @@ async def test_a_retry_after_past_the_cap_gives_up_at_once(
 ) -> None:
     url = peer.answer("/flush", Reply(429, headers={"Retry-After": "120"}))
 
-    with pytest.raises(TransientActionError, match="retry after 120s, more than the 5s cap"):
+    with pytest.raises(TransientActionError, match="retry after 120s, more than the 5s cap") as e:
         await HttpCall().run(ctx(endpoints(session, flush=url)), call("flush"), PARAMS)
     assert len(peer.seen("/flush")) == 1
+    assert not e.value.may_have_acted  # throttled: the endpoint did not take it
 
 
 async def test_exhausted_retries_say_how_it_ended(
@@ -137,18 +138,20 @@ async def test_exhausted_retries_say_how_it_ended(
 ) -> None:
     url = peer.answer("/flush", Reply(502, "bad gateway"))
 
-    with pytest.raises(TransientActionError, match="gave up after 3 attempts: HTTP 502"):
+    with pytest.raises(TransientActionError, match="gave up after 3 attempts: HTTP 502") as e:
         await HttpCall().run(ctx(endpoints(session, flush=url)), call("flush"), PARAMS)
     assert len(peer.seen("/flush")) == 3
+    assert e.value.may_have_acted  # a 5xx may come after the endpoint acted, in part
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
 async def test_no_retry_on_4xx(peer: Peer, session: aiohttp.ClientSession, status: int) -> None:
     url = peer.answer("/flush", Reply(status, "no such cache"))
 
-    with pytest.raises(ActionRefused, match=f"HTTP {status}: no such cache"):
+    with pytest.raises(ActionRefused, match=f"HTTP {status}: no such cache") as e:
         await HttpCall().run(ctx(endpoints(session, flush=url)), call("flush"), PARAMS)
     assert len(peer.seen("/flush")) == 1
+    assert not e.value.may_have_acted
 
 
 async def test_a_slow_endpoint_times_out_and_is_retried(
@@ -158,9 +161,25 @@ async def test_a_slow_endpoint_times_out_and_is_retried(
     policy = HttpPolicy(timeout=0.2, attempts=2, initial_wait=0.01, max_wait=0.01)
     client = endpoints(session, slow=Endpoint("slow", url, policy=policy))
 
-    with pytest.raises(TransientActionError, match="gave up after 2 attempts: timed out"):
+    with pytest.raises(TransientActionError, match="gave up after 2 attempts: timed out") as e:
         await HttpCall().run(ctx(client), call("slow"), PARAMS)
     assert len(peer.seen("/slow")) == 2
+    assert e.value.may_have_acted  # both arrived; their answers never came in time
+
+
+async def test_a_refusal_after_a_try_that_timed_out_may_have_acted(
+    peer: Peer, session: aiohttp.ClientSession
+) -> None:
+    # The first try arrives and is not answered in time; the retry is refused (the endpoint
+    # already took that key, say): the first may well have acted.
+    url = peer.answer("/slow", Reply(200, delay=1.0), Reply(409, "duplicate key"))
+    policy = HttpPolicy(timeout=0.2, attempts=2, initial_wait=0.01, max_wait=0.01)
+    client = endpoints(session, slow=Endpoint("slow", url, policy=policy))
+
+    with pytest.raises(ActionRefused, match="HTTP 409: duplicate key") as e:
+        await HttpCall().run(ctx(client), call("slow"), PARAMS)
+    assert len(peer.seen("/slow")) == 2
+    assert e.value.may_have_acted
 
 
 async def test_redirects_are_not_followed(peer: Peer, session: aiohttp.ClientSession) -> None:
@@ -204,3 +223,4 @@ async def test_a_refused_connection_is_retried_then_reported_without_the_url(
         await HttpCall().run(ctx(client), call("down"), PARAMS)
     assert "gave up after 3 attempts" in caught.value.message
     assert "secret-path" not in caught.value.message
+    assert not caught.value.may_have_acted  # no connection was ever made: nothing was sent

@@ -241,3 +241,15 @@ def test_newer_kinds_of_verification_and_announcements_read_too() -> None:
         ),
         ("notify", "Announcement not delivered: failed to ops", "HTTP 503", "warn"),
     ]
+
+
+def test_a_failed_step_that_may_have_acted_says_so_in_its_title() -> None:
+    failed = {"idx": 0, "action": "http.call", "outcome": "failed", "phase": "run"}
+    trail = _audit(
+        (0.0, "run.created", {"dry_run": False}),
+        (0.5, "step", {**failed, "message": "timed out", "may_have_acted": True}),
+        (0.6, "step", {**failed, "idx": 1, "message": "connection refused"}),
+    )
+    steps = [Step("run", 0, "http.call", "failed", may_have_acted=True)]
+    titles = [e.title for e in run_timeline(run(0, audit=trail, steps=steps)) if e.kind == "step"]
+    assert titles == ["Step 1: http.call failed (may have acted)", "Step 2: http.call failed"]

@@ -1,0 +1,180 @@
+"""Whether a failed step may have acted, as the actions and the pipeline decide it. Pure.
+
+HTTP: a try answered 2xx or 5xx, or that failed after its request left (a timeout while
+waiting for the answer, a dropped connection), may have reached the endpoint; one whose
+connection was never made, or answered 429, 3xx or 4xx, did not (remediations.http.post). The
+errors' own defaults: the safe side (may have acted) unless raised before anything is sent.
+The pipeline counts a failed step that may have acted as a possible change, as an interrupted
+one (receiver.pipeline.context.possible_change), and says why on its undo (resolve._caveat).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+from aiohttp.client_reqrep import ConnectionKey
+from hypothesis import given
+from hypothesis import strategies as st
+
+from receiver.model import RunOutcome
+from receiver.pipeline.context import possible_change
+from receiver.pipeline.resolve import _caveat
+from receiver.store import RunRecord, StepRecord
+from remediations.base import (
+    ActionError,
+    ActionRefused,
+    MissingClient,
+    Outcome,
+    ParamsError,
+    TransientActionError,
+)
+from remediations.http.post import answer_may_have_acted, failure_may_have_acted
+from remediations.retrying import call_with_retries
+from remediations.targets import Target
+from remediations.template_work import TemplateFailed, TemplateTooLarge
+
+_KEY = ConnectionKey("127.0.0.1", 9, False, True, None, None, None)
+
+
+@given(st.integers(min_value=100, max_value=599))
+def test_an_answer_may_have_acted_when_2xx_or_5xx(status: int) -> None:
+    assert answer_may_have_acted(status) is (200 <= status < 300 or status >= 500)
+
+
+@pytest.mark.parametrize("status", [301, 302, 400, 401, 403, 404, 409, 422, 429])
+def test_an_answer_that_turned_the_request_away_did_not_act(status: int) -> None:
+    assert not answer_may_have_acted(status)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "Connection refused")),
+        aiohttp.ConnectionTimeoutError("Connection timeout to host"),
+        aiohttp.InvalidURL("http://[::1"),
+    ],
+    ids=["refused", "connect-timeout", "invalid-url"],
+)
+def test_a_try_whose_request_never_left_did_not_act(error: BaseException) -> None:
+    assert not failure_may_have_acted(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TimeoutError(),
+        aiohttp.SocketTimeoutError("Timeout on reading data from socket"),
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientOSError(104, "Connection reset by peer"),
+        aiohttp.ClientPayloadError("Response payload is not completed"),
+        RuntimeError("unforeseen"),
+    ],
+    ids=["timeout", "read-timeout", "disconnected", "reset", "payload", "unforeseen"],
+)
+def test_a_try_that_failed_after_sending_may_have_acted(error: BaseException) -> None:
+    assert failure_may_have_acted(error)
+
+
+def test_errors_may_have_acted_unless_raised_before_anything_is_sent() -> None:
+    assert ActionError("x").may_have_acted
+    assert TransientActionError("x").may_have_acted
+    assert not ActionRefused("x").may_have_acted
+    assert not ParamsError("a", "b").may_have_acted
+    assert not MissingClient("http").may_have_acted
+    assert not TemplateFailed("x").may_have_acted
+    assert not TemplateTooLarge("x").may_have_acted
+    # The raiser's word wins over the class's.
+    assert ActionRefused("x", may_have_acted=True).may_have_acted
+    assert not TransientActionError("x", may_have_acted=False).may_have_acted
+
+
+@pytest.mark.parametrize("acts", [True, False])
+async def test_exhausted_retries_carry_the_callers_word(acts: bool) -> None:
+    async def broken() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(TransientActionError) as caught:
+        await call_with_retries(
+            broken,
+            what="w",
+            attempts=2,
+            wait=lambda _state: 0.0,
+            transient=lambda exc: isinstance(exc, ConnectionError),
+            may_have_acted=acts,
+        )
+    assert caught.value.may_have_acted is acts
+
+
+_OUTCOMES = [*(o.value for o in Outcome), "started", "pending", "not_run", "awaiting_approval"]
+
+
+@given(st.sampled_from(_OUTCOMES), st.booleans())
+def test_a_possible_change_is_a_stopped_step_or_a_failed_one_that_may_have_acted(
+    outcome: str, acted: bool
+) -> None:
+    expected = outcome in ("interrupted", "started") or (outcome == "failed" and acted)
+    assert possible_change(outcome, acted) is expected
+
+
+def _step(idx: int, outcome: str, acted: bool, phase: str = "run") -> StepRecord:
+    return StepRecord(
+        run_id="r",
+        phase=phase,
+        idx=idx,
+        action="http.call",
+        params={},
+        needs_approval=False,
+        outcome=outcome,
+        message="",
+        before=None,
+        after=None,
+        attempts=1,
+        started_at=None,
+        finished_at=None,
+        may_have_acted=acted,
+    )
+
+
+def _run(*steps: StepRecord) -> RunRecord:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return RunRecord(
+        id="r",
+        rule="flag",
+        fingerprint="f",
+        starts_at="2026-01-01T00:00:00Z",
+        alertname="A",
+        event_id=1,
+        target=Target("HttpEndpoint", "", "flags"),
+        outcome=RunOutcome.FAILED,
+        dry_run=False,
+        occurrence=1,
+        verify_within_s=None,
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        verify_deadline=None,
+        resolved_at=None,
+        time_to_resolve_s=None,
+        refusal_guard=None,
+        refusal_reason=None,
+        retry_at=None,
+        error=None,
+        steps=steps,
+    )
+
+
+def test_the_undo_of_a_run_whose_step_failed_after_sending_says_why() -> None:
+    caveat = _caveat(_run(_step(0, "ok", False), _step(1, "failed", True)))
+    assert caveat.startswith(
+        "planned because run step 1 (http.call) failed after its request may have reached "
+        "its system"
+    )
+    assert caveat.endswith("the change this step undoes may not have happened")
+
+
+def test_no_caveat_for_a_failed_step_known_not_to_have_acted() -> None:
+    assert _caveat(_run(_step(0, "ok", False), _step(1, "failed", False))) == ""
+    # Only the run's own steps: an undo that failed after sending is no reason for itself.
+    assert _caveat(_run(_step(0, "ok", False), _step(0, "failed", True, "resolve"))) == ""
