@@ -84,3 +84,45 @@ def test_a_refused_runs_created_row_is_written_in_one_encoding() -> None:
     assert _plain(created)
     assert not _plain({"x": 1.5})
     assert not _plain({1: "x"})
+
+
+def _json_text(value: Any) -> str:
+    """The form every audit row ever written was hashed over (the standard library's)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@given(_PLAIN)
+def test_plain_data_is_the_standard_librarys_text(value: Any) -> None:
+    # canonical_json writes plain data with orjson: the text must be the one json writes, or
+    # rows written before would no longer verify against rows written after.
+    assert canonical_json(value) == _json_text(value)
+
+
+def test_every_code_point_is_escaped_as_the_standard_library_escapes_it() -> None:
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    pieces = [every[i : i + 4096] for i in range(0, len(every), 4096)]
+    value = {piece: [piece, piece[::-1]] for piece in pieces}
+    assert canonical_json(value) == _json_text(value)
+
+
+def test_what_orjson_refuses_or_spells_otherwise_is_written_by_json() -> None:
+    # Integers beyond 64 bits and lone surrogates (orjson refuses them), floats (orjson spells
+    # 1e16 as 1e16, json as 1e+16), and enums (their values, either way).
+    for value in (
+        {"big": 2**64, "small": -(2**63) - 1},
+        {"lone": "\ud800x", "\udfff": 1},
+        {"f": 1e16, "g": 1e-7, "h": 0.1},
+        {"outcome": RunOutcome.REFUSED, "n": [True, None, 2**63 - 1]},
+    ):
+        assert canonical_json(value) == _json_text(value)
+    assert audit_data({"big": 2**70}) == '{"big":1180591620717411303424}'
+
+
+def test_values_json_cannot_write_are_still_refused() -> None:
+    from datetime import UTC, datetime
+    from uuid import UUID
+
+    # orjson would write these; the store never has: a caller must convert them first.
+    for value in (datetime(2026, 1, 1, tzinfo=UTC), UUID(int=1)):
+        with pytest.raises(TypeError):
+            canonical_json({"x": value})
