@@ -13,6 +13,14 @@ One key per step (``write.remediator.io/<run>.<phase>.<step>``) rather than one 
 a merge patch adds a key without rewriting the others, so two runs writing the same object do
 not erase each other's records. Only the newest ``MAX_RECORDS`` are kept (older keys are
 removed by the write that adds a new one), within ``MAX_RECORD_BYTES``. Pure: no client, no I/O.
+
+A Deployment's records do not stay on it alone: its controller copies its annotations onto its
+current ReplicaSet (and never removes one there), and ``kubectl rollout undo`` gives the
+Deployment the annotations of the ReplicaSet it goes back to. Records of older writes come
+back (harmless: each names its step, whose write did happen) and newer ones vanish: a step
+whose record such an undo dropped, taken up again after a crash, finds none and writes again.
+A scale restore, which would undo a delta twice, refuses without its run's scale record
+(``scale.Scale._refuse_changed_since``).
 """
 
 from __future__ import annotations

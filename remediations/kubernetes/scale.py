@@ -11,7 +11,12 @@ the capacity a still-open run added stays. It only acts when the live count is t
 remediator last wrote (``remediator.io/replicas``, stamped with every scale write): a count
 someone else changed since is left alone, and the step is refused naming both counts. So is a
 workload deleted and recreated since the run scaled it (another uid than the one in the run's
-write record, or neither that record nor the stamp on it): the run's delta is not its to undo.
+write record): the run's delta is not its to undo. And so is one that no longer carries the
+run's write record: only that record dates the stamp. ``kubectl rollout undo`` gives a
+Deployment the annotations its controller copied onto the older ReplicaSet, an older stamp
+among them and this run's record missing, and a live count equal to that older stamp (set back
+by hand, or by this run's own restore whose record the undo dropped) is no sign that nothing
+changed since (``_refuse_changed_since``).
 
 A retry never scales twice: the replicas, the stamp and the step's write record (``replay``:
 the count it scaled from and to) go in one request, so a step taken up again after a crash
@@ -39,7 +44,7 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.objects import object_ref
-from remediations.kubernetes.replay import WriteRecord, records_of
+from remediations.kubernetes.replay import MAX_RECORDS, WriteRecord, records_of
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
 from remediations.params import Boolean, Integer, Number
 from remediations.targets import Target
@@ -273,17 +278,42 @@ class Scale(KubeAction[ScaleParams]):
         """Refuse a restore (ActionRefused) unless ``workload`` is the object this run scaled
         and its live count is the one remediator last wrote.
 
-        The object: this run's scale write record on it names the uid it wrote to, which must
-        be the live uid. Without that record (pruned by newer writes, or a Deployment deleted
-        and recreated since, which carries none of remediator's annotations), the count
-        remediator stamped with its last write (``remediator.io/replicas``) must be there: a
-        recreated Deployment whose replicas happen to equal this run's ``after`` is not one
-        this run scaled, and taking the run's delta off it would remove capacity its owner
-        asked for."""
+        This run's scale write record must be on the object and name the live uid. It is what
+        dates the count stamped with remediator's last write (``remediator.io/replicas``):
+        annotations only ever come back as a set. The Deployment controller copies the
+        Deployment's annotations onto its current ReplicaSet, never removing one
+        (``copyDeploymentAnnotationsToReplicaSet`` in kubernetes'
+        ``pkg/controller/deployment/util/deployment_util.go``), and ``kubectl rollout undo``
+        gives the Deployment the target ReplicaSet's annotations (``SetDeploymentAnnotationsTo``
+        there, ``rollback.go`` in kubectl): the count of an older write comes back with the
+        records of that time. Only when this run's record came with it is that count from
+        this run's write or a later one; without it the count may predate this run's change,
+        and a live count equal to it (put back by hand, or by this run's own restore, whose
+        record the undo dropped) is no sign that nothing changed since. So no record refuses,
+        whatever the stamp says: a Deployment recreated since (its annotations copied from a
+        manifest or not), annotations replaced by an undo or by hand, or the record pruned by
+        ``MAX_RECORDS`` newer writes. With the record but no stamp (removed by hand), the
+        count this run set is the reference."""
         annotations = (workload.get("metadata") or {}).get("annotations") or {}
         uid = _uid(workload)
         own = _scaled_by(workload, api.ctx.run_id)
-        if own is not None and own.extra.get("uid") not in (None, uid):
+        if own is None:
+            if REPLICAS_ANNOTATION not in annotations:
+                raise ActionRefused(
+                    f"{object_ref(target)} carries neither {REPLICAS_ANNOTATION} nor this run's "
+                    f"write record: not the object this run scaled as far as it shows (deleted "
+                    f"and recreated, or its annotations removed, since), so it is left alone "
+                    f"(this run's change was {delta:+d})"
+                )
+            raise ActionRefused(
+                f"{object_ref(target)} carries no write record of this run's scale, so its "
+                f"{REPLICAS_ANNOTATION} ({annotations[REPLICAS_ANNOTATION]}) may be older than "
+                f"this run's change: its annotations were replaced since (kubectl rollout undo "
+                f"copies an older ReplicaSet's, remediator's included), it was deleted and "
+                f"recreated, or {MAX_RECORDS} newer writes pruned the record. It is left alone "
+                f"(this run's change was {delta:+d}); undo it by hand if it should be"
+            )
+        if own.extra.get("uid") not in (None, uid):
             raise ActionRefused(
                 f"{object_ref(target)} is not the object this run scaled (uid {uid}, not "
                 f"{own.extra.get('uid')}): deleted and recreated since, so it is left alone "
@@ -293,13 +323,6 @@ class Scale(KubeAction[ScaleParams]):
             expected = int(annotations[REPLICAS_ANNOTATION])
             by = f"remediator last set (run {annotations.get(RUN_ID_ANNOTATION, 'unknown')})"
         except (KeyError, ValueError):
-            if own is None:
-                raise ActionRefused(
-                    f"{object_ref(target)} carries neither {REPLICAS_ANNOTATION} nor this run's "
-                    f"write record: not the object this run scaled as far as it shows (deleted "
-                    f"and recreated, or its annotations removed, since), so it is left alone "
-                    f"(this run's change was {delta:+d})"
-                ) from None
             # The stamp was removed by hand, the record of this run's write is still there.
             expected, by = int(api.ctx.recorded[self.name]["after"]["replicas"]), "this run set"
         if current != expected:
