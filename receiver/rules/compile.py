@@ -252,10 +252,21 @@ class _Compiled:
     rule: Rule | None
 
 
+def _rule_scope(document: Any, path: KeyPath) -> tuple[str, KeyPath]:
+    """A path in a rule file as its messages name it: the rule by name (as ``_compile_rule``
+    labels it) and the path inside the rule."""
+    if len(path) < 2 or path[0] != "rules" or not isinstance(path[1], int):
+        return "", path
+    rules = document.get("rules") if isinstance(document, dict) else None
+    rule = rules[path[1]] if isinstance(rules, list) and path[1] < len(rules) else None
+    name = rule.get("name") if isinstance(rule, dict) else None
+    return (f"rule {name!r}: ", path[2:]) if isinstance(name, str) else ("", path)
+
+
 def _compile_file(
     file: str, text: str, registry: Registry, policy: NamespacePolicy
 ) -> tuple[list[_Compiled], Located]:
-    located = Located(file)
+    located = Located(file, scope=_rule_scope)
     document = parse_yaml(text, located)
     if located.errors:
         return [], located

@@ -14,7 +14,7 @@ from receiver.facts import FactKind
 from receiver.model import Announce, Approval
 from receiver.rules.model import Condition, LiveCondition, Repeated, RollbackCondition, Step
 from receiver.rules.schema import NotifySpec, ResolvedStepSpec, StepSpec, WhenSpec
-from receiver.rules.yaml_lines import KeyPath, Located
+from receiver.rules.yaml_lines import KeyPath, Located, dotted
 from remediations.base import ParamsError, Registry, Risk
 
 __all__ = ["ROLLBACK_ACTION", "check_params", "compile_announce", "compile_steps", "prefixed"]
@@ -24,16 +24,9 @@ __all__ = ["ROLLBACK_ACTION", "check_params", "compile_announce", "compile_steps
 ROLLBACK_ACTION = "kubernetes.rollout_undo"
 
 
-def _where(path: Sequence[str | int]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def prefixed(path: Sequence[str | int], message: str) -> str:
     """``message`` after the dotted path of the key it is about, when there is one."""
-    where = _where(path)
+    where = dotted(path)
     return f"{where}: {message}" if where else message
 
 
