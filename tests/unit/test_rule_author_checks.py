@@ -4,9 +4,13 @@ configuration does not have."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from receiver.rules.compile import lint_files
+import pytest
+from click.testing import CliRunner
+
+from receiver.cli import main
+from receiver.rules.compile import check_files, lint_files
 from remediations.registry import default_registry
 from tests.support.rules import POLICY, errors_of
 
@@ -83,3 +87,93 @@ def test_a_notify_template_naming_what_it_is_not_given_fails_lint_at_its_field()
         'labels.app-name reads as labels.app minus name; for a name with "-" write '
         'labels["app-name"]',
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# notify channels
+
+
+CHANNEL_RULES = """\
+rules:
+  - name: unknown-channel
+    match: ['alertname="UnknownChan"']
+    target: {kind: Deployment, namespace: shop, name: web}
+    steps:
+      - action: notify
+        params: {channel: nosuch, message: "hi"}
+    verify: {resolved_within: 5m}
+    on_failed:
+      - action: notify
+        params: {channel: oncall, message: "did not help"}
+    on_resolved:
+      - action: notify
+        params: {channel: pager, message: "resolved"}
+    notify: {channel: nosuch2}
+"""
+
+
+def _checked(channels: frozenset[str] | None) -> tuple[list[str], list[str]]:
+    errors, warnings = check_files(
+        {"a.yaml": CHANNEL_RULES}, default_registry(), POLICY, channels=channels
+    )
+    return [str(e) for e in errors], [str(w) for w in warnings]
+
+
+def test_a_channel_that_is_not_configured_is_an_error_at_its_field() -> None:
+    errors, warnings = _checked(frozenset({"oncall", "ops"}))
+    configured = "is configured (notify.channels: oncall, ops)"
+    assert errors == [
+        f"a.yaml:7: rule 'unknown-channel': steps[0].params.channel: no notify channel named "
+        f"'nosuch' {configured}",
+        f"a.yaml:14: rule 'unknown-channel': on_resolved[0].params.channel: no notify channel "
+        f"named 'pager' {configured}",
+        f"a.yaml:15: rule 'unknown-channel': notify.channel: no notify channel named "
+        f"'nosuch2' {configured}",
+    ]
+    assert warnings == []
+
+
+def test_no_channel_configured_at_all_is_a_warning_at_each_field() -> None:
+    # The quickstart and the base deployment run the shipped rules with no channel yet.
+    errors, warnings = _checked(frozenset())
+    assert errors == []
+    tail = "no notify channels are configured (notify.channels), so messages to"
+    assert warnings == [
+        f"a.yaml:7: warning: rule 'unknown-channel': steps[0].params.channel: {tail} 'nosuch' "
+        "are recorded as undelivered",
+        f"a.yaml:11: warning: rule 'unknown-channel': on_failed[0].params.channel: {tail} "
+        "'oncall' are recorded as undelivered",
+        f"a.yaml:14: warning: rule 'unknown-channel': on_resolved[0].params.channel: {tail} "
+        "'pager' are recorded as undelivered",
+        f"a.yaml:15: warning: rule 'unknown-channel': notify.channel: {tail} 'nosuch2' are "
+        "recorded as undelivered",
+    ]
+
+
+def test_lint_checks_channels_against_the_configuration_it_is_given(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text(CHANNEL_RULES)
+    hook = tmp_path / "hook-url"
+    hook.write_text("http://127.0.0.1:9/hook")
+    hook.chmod(0o600)
+    config = tmp_path / "remediator.yaml"
+    config.write_text(
+        f"rules_dir: {rules}\nnotify:\n  channels:\n"
+        f"    oncall: {{kind: webhook, url_file: {hook}}}\n"
+    )
+    runner = CliRunner()
+    configured = runner.invoke(main, ["--config", str(config), "lint"], env={})
+    assert configured.exit_code == 1, configured.output
+    assert configured.stdout.splitlines() == [
+        f"{rules}/a.yaml:7: rule 'unknown-channel': steps[0].params.channel: no notify channel "
+        "named 'nosuch' is configured (notify.channels: oncall)",
+        f"{rules}/a.yaml:14: rule 'unknown-channel': on_resolved[0].params.channel: no notify "
+        "channel named 'pager' is configured (notify.channels: oncall)",
+        f"{rules}/a.yaml:15: rule 'unknown-channel': notify.channel: no notify channel named "
+        "'nosuch2' is configured (notify.channels: oncall)",
+    ]
+    # Bare files: nothing to check the names against, and nothing said about it.
+    bare = runner.invoke(main, ["lint", str(rules)], env={})
+    assert bare.exit_code == 0, bare.output
+    assert bare.stdout == "1 rule OK in 1 file\n"
