@@ -199,6 +199,7 @@ def _new_run(event: AlertEvent, plan: RunPlan, log: Any) -> RunContext:
         settle_s=plan.settle_s,
         decision=plan.decision,
         announce=plan.announce,
+        undo=plan.on_resolved,
     )
 
 
