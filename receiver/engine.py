@@ -19,6 +19,11 @@ records, in ``RunPlan.decision``, every step's conditions with the facts that de
 A fact that could not be read (or was not supplied) decides nothing: the step is left out,
 saying why. The decision is bound into the run: a run taken up again never re-plans.
 
+Undo: a new run keeps its rule's on_resolved steps (``RunPlan.on_resolved``, stored with the
+run), and a resolved event plans them from the run (``PriorRun.on_resolved``), not from the
+rules in force then: a rule renamed, removed or edited since changes nothing for a run that is
+open. A run stored before they were kept (None) is planned from its rule as loaded.
+
 Recurrence: a firing of a new occurrence (never a late copy) on a (rule, target) whose run
 waits out its settle period (its alert resolved moments ago) fails that run's verification
 (``Plan.recurrences``).
@@ -287,6 +292,7 @@ def _plan_rule(
         settle_s=rule.settle_s,
         decision=decision,
         announce=rule.announce,
+        on_resolved=tuple(s.to_plan() for s in rule.on_resolved),
     )
 
 
@@ -351,8 +357,18 @@ def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:
         # closing another episode's run.
         if run.closed or run.occurrence != event.occurrence:
             continue
-        rule = rules.by_name(run.rule)
         steps: tuple[StepPlan, ...] = ()
+        if run.on_resolved is not None:
+            # Kept with the run when it was planned: its own change to take back, whatever
+            # the rules in force now say (renamed, removed or edited since).
+            if run.on_resolved and not run.changed:
+                skips.append(Skip(NOTHING_TO_UNDO, run.rule))
+            else:
+                steps = run.on_resolved
+            resolves.append(ResolvePlan(run.run_id, run.rule, run.target, steps))
+            continue
+        # A run created before its on_resolved steps were kept with it: its rule's as loaded.
+        rule = rules.by_name(run.rule)
         if rule is None:
             # Renamed or removed since the run began: still close it, so the run does not stay
             # open forever, but there is no longer a definition of what to undo.

@@ -159,6 +159,9 @@ class RunPlan:
     settle_s: float | None = None
     decision: Mapping[str, Any] | None = None
     announce: Announce | None = None
+    # The rule's on_resolved steps as of now, kept with the run (``runs.on_resolved``): what
+    # the run undoes when its alert resolves, whatever the rules say by then.
+    on_resolved: tuple[StepPlan, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +253,9 @@ class PriorRun:
     alertname: str = ""
     # Its alert resolved and it waits out its settle period until then (still verifying).
     settle_until: datetime | None = None
+    # The on_resolved steps it was planned with (read for the runs of the episode only); None
+    # for a run created before they were kept with it: its rule's, as loaded now, stand in.
+    on_resolved: tuple[StepPlan, ...] | None = None
 
     @property
     def occurrence(self) -> tuple[str, str, int]:

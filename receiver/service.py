@@ -256,7 +256,7 @@ async def run_service(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        report = RuleReloads(rules, log, store.append_audit, loop, metrics=metrics)
+        report = RuleReloads(rules, log, store.append_audit, loop, store.open_runs, metrics=metrics)
         watcher = RuleWatcher(rules, settings.rules_dir, report)
         loop.add_signal_handler(signal.SIGHUP, lambda: report(rules.reload()))
         background = [

@@ -1,19 +1,23 @@
-"""The resolve path: close -> admit -> execute, for a run whose alert resolved.
+"""The resolve path: close -> admit -> approve -> execute -> request -> record, for a run whose
+alert resolved.
 
 ``AdmitResolve`` also admits the on_failed steps of a failed verification (``Stages.escalate``,
 with ``ESCALATE_GUARDS``): both are follow-ups of a run, held by a guard rather than refused.
 
 ``Close`` stamps the run resolved and hands its pending on_resolved steps on; ``AdmitResolve``
 puts them through the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause,
-namespace policy, target lock); ``Execute`` (stages.py) runs them. The engine plans on_resolved
-steps only for runs whose steps changed something, so a refused, failed, dry-run or held run is
-closed and nothing is undone (the resolved event's ``skips`` say so). A run one of whose steps a
-worker stopped in (``interrupted``, or still ``started``), or failed after its request may have
-reached its system (``failed`` with ``may_have_acted``: a POST sent and never answered), may
-have changed something (``context.possible_change``): its on_resolved steps are planned, pass
-the same guards, and each record of them says that the change it undoes may not have happened
-(``RunContext.caveat``). A failed step known not to have acted (a refused connection, a 4xx
-answer) changed nothing.
+namespace policy, target lock); ``Approve`` and ``RequestApproval`` (approve.py) hold a step
+that needs an engineer's approval (``approval: required``, or a high-risk action) as they hold a
+run's own step, and ``Execute`` (stages.py) runs the others before it; ``RecordResolve`` parks
+the held one (``awaiting_approval``) until its approval is decided or expires. The engine plans
+on_resolved steps only for runs whose steps changed something, so a refused, failed, dry-run or
+held run is closed and nothing is undone (the resolved event's ``skips`` say so). A run one of
+whose steps a worker stopped in (``interrupted``, or still ``started``), or failed after its
+request may have reached its system (``failed`` with ``may_have_acted``: a POST sent and never
+answered), may have changed something (``context.possible_change``): its on_resolved steps are
+planned, pass the same guards, and each record of them says that the change it undoes may not
+have happened (``RunContext.caveat``). A failed step known not to have acted (a refused
+connection, a 4xx answer) changed nothing.
 
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again when the guard says it may pass (a pause's end, the
@@ -31,8 +35,10 @@ from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
 from receiver.model import AlertEvent, GuardSpec, RunOutcome, StepPlan, Verdict, VerifyResult
 from receiver.pipeline.context import (
     RESOLVE_GUARDS,
+    STEP_AWAITING_APPROVAL,
     STEP_PENDING,
     STEP_STARTED,
+    STOPS_RUN,
     WORKER_STOPPED,
     Deps,
     RunContext,
@@ -40,10 +46,18 @@ from receiver.pipeline.context import (
     record_step,
     release_when_done,
 )
-from receiver.store import JobKind, RunRecord
+from receiver.store import JobKind, RunRecord, Store
+from receiver.store.records import event_from_row
 from remediations.base import Outcome
 
-__all__ = ["AdmitResolve", "Close", "resolved_at", "resolving_context"]
+__all__ = [
+    "AdmitResolve",
+    "Close",
+    "RecordResolve",
+    "resolved_at",
+    "resolving_context",
+    "taken_up_resolving",
+]
 
 # Refusals that waiting cannot lift: the steps are refused, not held.
 _FINAL_GUARDS = frozenset({"namespace"})
@@ -67,16 +81,7 @@ class Close:
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         outcome: str | None = None
         if ctx.event is not None:
-            for planned in ctx.steps:
-                await store.record_step(
-                    ctx.run_id,
-                    idx=planned.index,
-                    phase="resolve",
-                    action=planned.action,
-                    outcome=STEP_PENDING,
-                    params=planned.params,
-                    needs_approval=planned.needs_approval,
-                )
+            await store.record_undo(ctx.run_id, ctx.steps)
             outcome = await store.close_run(ctx.run_id, resolved_at(ctx.event))
             if outcome is not None:
                 ctx.log.info(
@@ -86,7 +91,8 @@ class Close:
                 self._deps.metrics.run_finished(ctx.rule, RunOutcome.VERIFIED)
                 self._deps.metrics.verification_ended(ctx.rule, VerifyResult.VERIFIED)
         if self._deps.approvals is not None:
-            # A step still waiting for its approval is no longer wanted (idempotent).
+            # A step still waiting for its approval is no longer wanted (idempotent); not an
+            # on_resolved step's: the resolution is what it waits on.
             await self._deps.approvals.cancel(ctx.run_id)
         run = await store.get_run(ctx.run_id)
         if run is None:
@@ -111,17 +117,22 @@ class Close:
             # What the run's own steps changed: an on_resolved step undoes that, and only that.
             if step.phase == "run" and step.outcome == Outcome.OK and step.before:
                 ctx.remember(step.action, step.before, step.after or {})
-        ctx.runnable = tuple(
+        # Numbered before this change, from 0 like the rule's list, an on_resolved step may
+        # share its index with a run step, and so that step's approval: it runs as it was
+        # planned then, without one (``Verification.record_undo`` numbers them apart now).
+        shared = {s.idx for s in run.steps if s.phase != "resolve"}
+        ctx.steps = ctx.runnable = tuple(
             StepPlan(
                 index=s.idx,
                 action=s.action,
                 params=s.params or {},
-                needs_approval=s.needs_approval,
+                needs_approval=s.needs_approval and s.idx not in shared,
             )
             for s in sorted(run.steps, key=lambda s: s.idx)
             # A started one too: its worker stopped in it; the step runner records it
-            # interrupted rather than undoing a second time.
-            if s.phase == "resolve" and s.outcome in (STEP_PENDING, STEP_STARTED)
+            # interrupted rather than undoing a second time. A held one: the approve stage
+            # lets it through once approved.
+            if s.phase == "resolve" and s.outcome in _OPEN
         )
         return Verdict.next()
 
@@ -153,6 +164,11 @@ def _caveat(run: RunRecord) -> str:
         f"planned because run {'; '.join(why)}; so it may not have acted and the change this "
         "step undoes may not have happened"
     )
+
+
+# On_resolved steps still to settle: planned, held for an approval, or started by a worker
+# that stopped (the step runner records that one interrupted, without acting).
+_OPEN = (STEP_PENDING, STEP_AWAITING_APPROVAL, STEP_STARTED)
 
 
 # Outcomes of runs whose steps ran: their time to resolve says how the remediation did.
@@ -235,8 +251,15 @@ class AdmitResolve:
                 f"held by the {refusal.guard} guard: {refusal.reason}; tried again in {delay:.0f}s"
             )
             outcome = STEP_PENDING
+        # A step held for its approval stays so: its decision (or expiry) ends it.
+        held = {
+            s.idx
+            for s in (ctx.prior.steps if ctx.prior is not None else ())
+            if s.phase == ctx.phase and s.outcome == STEP_AWAITING_APPROVAL
+        }
         for step in ctx.runnable:
-            await record_step(deps, ctx, step, outcome, message)
+            if step.index not in held:
+                await record_step(deps, ctx, step, outcome, message)
         ctx.log.warning(
             "follow-up steps refused" if final else "follow-up steps held",
             phase=ctx.phase,
@@ -253,6 +276,48 @@ class AdmitResolve:
             return longest
         wait = (retry_at - self._deps.clock()).total_seconds()
         return min(longest, max(1.0, wait))
+
+
+class RecordResolve:
+    """record (resolve path): the on_resolved steps ran as far as they could.
+
+    A step that needs an approval holds itself and the steps after it (``awaiting_approval``:
+    the approval's decision, or its expiry, takes them up again through a ``resume_run`` job,
+    ``jobs.py``); a rejected or expired approval ends them without acting
+    (``store.approval_ends``). The run keeps its outcome whatever its undo does: its alert
+    resolved."""
+
+    name = "record"
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    async def __call__(self, ctx: RunContext) -> Verdict:
+        outcome = ctx.prior.outcome if ctx.prior is not None else RunOutcome.VERIFIED
+        stopped = any(r.outcome in STOPS_RUN for _, r in ctx.results)
+        if ctx.awaiting is not None and not stopped:
+            await record_step(
+                self._deps,
+                ctx,
+                ctx.awaiting,
+                STEP_AWAITING_APPROVAL,
+                "this on_resolved step needs an engineer's approval",
+            )
+            ctx.log.info("on_resolved step waits for approval", step=ctx.awaiting.index)
+            return Verdict.park(outcome, "an on_resolved step needs an engineer's approval")
+        return Verdict.stop(outcome, "")
+
+
+async def taken_up_resolving(store: Store, run: RunRecord, log: Any) -> RunContext:
+    """``resolving_context`` with the alert that created the run read back from the store
+    (``RunContext.origin``; its labels are the resolved one's): an on_resolved step taken up
+    again (after its approval, a guard's hold) previews and writes about the same alert as it
+    did when its approval was asked for, so the approved plan hashes the same."""
+    ctx = resolving_context(run, log)
+    if run.event_id is not None:
+        row = await store.get_event(run.event_id)
+        ctx.origin = event_from_row(row) if row is not None else None
+    return ctx
 
 
 def resolving_context(run: RunRecord, log: Any) -> RunContext:

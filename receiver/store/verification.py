@@ -123,6 +123,37 @@ class Verification(Database):
         outcome: str = row["outcome"]
         return outcome
 
+    async def record_undo(self, run_id: str, steps: Sequence[StepPlan]) -> None:
+        """Record ``steps`` (the run's on_resolved plan) as the run's pending ``resolve``
+        steps, numbered after every step the run has, as its on_failed steps are (``_fail``):
+        approvals are keyed by run and step index, so an on_resolved step's approval never
+        meets that of a run step. Once per run: a run that has resolve steps already (a
+        retried resolved event) keeps them, and their numbers."""
+        if not steps:
+            return
+        async with self._tx() as conn:
+            # The run's row first: two deliveries of its resolution number the steps once.
+            await conn.execute("SELECT 1 FROM runs WHERE id = $1::uuid FOR UPDATE", run_id)
+            base = await conn.fetchval(
+                """SELECT CASE WHEN bool_or(phase = 'resolve') THEN NULL
+                               ELSE coalesce(max(idx), -1) + 1 END
+                   FROM steps WHERE run_id = $1::uuid""",
+                run_id,
+            )
+            if base is None:
+                return
+            for offset, step in enumerate(steps):
+                await write_step(
+                    conn,
+                    run_id,
+                    idx=base + offset,
+                    phase="resolve",
+                    action=step.action,
+                    outcome="pending",
+                    params=step.params,
+                    needs_approval=step.needs_approval,
+                )
+
     async def conclude_verification(
         self, run_id: str, escalation: Sequence[StepPlan] = ()
     ) -> Conclusion | None:
