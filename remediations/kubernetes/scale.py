@@ -45,7 +45,6 @@ from remediations.kubernetes.api import (
 )
 from remediations.kubernetes.objects import object_ref
 from remediations.kubernetes.replay import MAX_RECORDS, WriteRecord, records_of
-from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
 from remediations.params import Boolean, Integer, Number
 from remediations.targets import Target
 
@@ -141,7 +140,8 @@ class Scale(KubeAction[ScaleParams]):
     it read (a concurrent change fails it with 409, as kubectl's PUT of the Scale would) and,
     in the same request, the run id, the count written and the step's write record. Not the
     ``/scale`` subresource: it carries no annotations, and a stamp sent after it could be
-    lost in a crash, leaving a retried step unable to tell it had scaled. Needs ``patch`` on
+    lost in a crash, leaving a retried step unable to tell it had scaled. On a 409 it re-reads
+    and resends, the record's slot chosen again from what it read (``replay``). Needs ``patch`` on
     the workload and ``list`` on autoscaling ``horizontalpodautoscalers`` to refuse
     HPA-managed targets (fails closed).
     """
@@ -151,10 +151,6 @@ class Scale(KubeAction[ScaleParams]):
     risk: ClassVar[Risk] = Risk.LOW
     disruptive: ClassVar[bool] = False
     target_kinds: ClassVar[frozenset[str]] = frozenset(_SCALE_INFIX)
-
-    def __init__(self, retry: RetryPolicy = DEFAULT_RETRY, *, conflict_attempts: int = 5) -> None:
-        super().__init__(retry)
-        self.conflict_attempts = conflict_attempts
 
     def explain(self, target: Target, params: ScaleParams) -> str:
         if params.restore:
@@ -215,52 +211,47 @@ class Scale(KubeAction[ScaleParams]):
             after,
             preconditions={"replicas": current},
         )
-        # Who scaled it, the count written (what a later restore checks the live count
-        # against) and this step's record, atomically with the count itself.
-        annotations = {
-            **api.stamp(),
-            REPLICAS_ANNOTATION: str(desired),
-            **api.record(
-                obj,
-                change,
-                # The object's uid: a restore tells the object this run scaled from one that
-                # was deleted and recreated since (with annotations copied from its manifest).
-                extra={"uid": _uid(obj), **({"restore": True} if params.restore else {})},
-            ),
-        }
-        # The resourceVersion just read: a concurrent change makes the patch fail with 409
-        # instead of silently overwriting what someone else decided.
-        body: dict[str, Any] = {
-            "metadata": {
-                "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion"),
-                "annotations": annotations,
-            },
-            "spec": {"replicas": desired},
-        }
+        # The object's uid: a restore tells the object this run scaled from one that was
+        # deleted and recreated since (with annotations copied from its manifest).
+        extra = {"uid": _uid(obj), **({"restore": True} if params.restore else {})}
+
+        def body(read: dict[str, Any]) -> dict[str, Any]:
+            # Who scaled it, the count written (what a later restore checks the live count
+            # against) and this step's record, atomically with the count itself. The
+            # resourceVersion of ``read``: a concurrent change makes the patch fail with 409
+            # instead of silently overwriting what someone else decided, or the record slot
+            # (chosen from ``read``) another run's record went into since.
+            annotations = {
+                **api.stamp(),
+                REPLICAS_ANNOTATION: str(desired),
+                **api.record(read, change, extra=extra),
+            }
+            version = (read.get("metadata") or {}).get("resourceVersion")
+            return {
+                "metadata": {"resourceVersion": version, "annotations": annotations},
+                "spec": {"replicas": desired},
+            }
 
         async def write() -> dict[str, Any]:
             # The resourceVersion is bumped by every status write of the controller: a 409 is
-            # usually that, not a rival scaler. Re-read; resend only while the replica count
-            # is still the one the plan started from.
+            # usually that, not a rival scaler. Re-read; resend (with the record's slot chosen
+            # again) only while the replica count is still the one the plan started from.
+            read = obj
             for _ in range(self.conflict_attempts):
                 try:
-                    return await api.patch_workload(target, body, MERGE_PATCH, allow=(409,))
+                    return await api.patch_workload(target, body(read), MERGE_PATCH, allow=(409,))
                 except ApiException:
-                    fresh = await api.read_workload(target)
-                    now = int((fresh.get("spec") or {}).get("replicas") or 0)
+                    read = await api.read_workload(target)
+                    now = int((read.get("spec") or {}).get("replicas") or 0)
                     if not api.ctx.dry_run and (
-                        api.earlier_write(fresh) is not None
-                        or (api.record_key is None and now == desired)
+                        api.earlier_write(read) is not None or (api.step is None and now == desired)
                     ):
-                        return fresh  # an earlier attempt landed but its answer was lost
+                        return read  # an earlier attempt landed but its answer was lost
                     if now != current:
                         raise ActionRefused(
                             f"replicas of {object_ref(target)} changed concurrently from {current} "
                             f"to {now}; not scaling"
                         ) from None
-                    body["metadata"]["resourceVersion"] = (fresh.get("metadata") or {}).get(
-                        "resourceVersion"
-                    )
             raise ActionRefused(
                 f"{object_ref(target)} kept changing ({self.conflict_attempts} conflicts); "
                 "not scaling"
@@ -291,7 +282,7 @@ class Scale(KubeAction[ScaleParams]):
         and a live count equal to it (put back by hand, or by this run's own restore, whose
         record the undo dropped) is no sign that nothing changed since. So no record refuses,
         whatever the stamp says: a Deployment recreated since (its annotations copied from a
-        manifest or not), annotations replaced by an undo or by hand, or the record pruned by
+        manifest or not), annotations replaced by an undo or by hand, or the record's slot taken by
         ``MAX_RECORDS`` newer writes. With the record but no stamp (removed by hand), the
         count this run set is the reference."""
         annotations = (workload.get("metadata") or {}).get("annotations") or {}
@@ -310,7 +301,7 @@ class Scale(KubeAction[ScaleParams]):
                 f"{REPLICAS_ANNOTATION} ({annotations[REPLICAS_ANNOTATION]}) may be older than "
                 f"this run's change: its annotations were replaced since (kubectl rollout undo "
                 f"copies an older ReplicaSet's, remediator's included), it was deleted and "
-                f"recreated, or {MAX_RECORDS} newer writes pruned the record. It is left alone "
+                f"recreated, or {MAX_RECORDS} newer writes took its slot. It is left alone "
                 f"(this run's change was {delta:+d}); undo it by hand if it should be"
             )
         if own.extra.get("uid") not in (None, uid):
