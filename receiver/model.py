@@ -173,12 +173,23 @@ class Recurrence:
 
 @dataclass(frozen=True, slots=True)
 class ResolvePlan:
-    """Close an open run of the resolved episode and run the rule's on_resolved steps."""
+    """Close an open run of the resolved episode and run the rule's on_resolved steps.
+
+    ``inferred_from``: the run is of an earlier episode of the alert whose resolution never
+    came; the event (a firing or a resolution of a later episode, whose ``startsAt`` this is)
+    proves it ended by then: it is closed as resolved at that time, saying so.
+    ``deferred``: the alert fires again (a new episode): the run is closed but its ``steps``
+    are not run now; its undo waits for the alert's next resolution (``undo_deferred``).
+    ``carried``: that resolution has come: a run closed earlier whose deferred undo runs now.
+    """
 
     run_id: str
     rule: str
     target: Target
     steps: tuple[StepPlan, ...]
+    inferred_from: str | None = None
+    deferred: bool = False
+    carried: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +280,11 @@ class History:
     # Verifying runs, of the (rule, target) pairs in play, whose alert resolved and that wait
     # out their settle period: a new firing of the same alert on the target fails them.
     settling_runs: tuple[PriorRun, ...] = ()
+    # The alert's (same fingerprint) runs of other episodes: still open (``closed`` false: no
+    # resolution of theirs came), or closed with their undo waiting for the alert's next
+    # resolution (``closed`` true, ``undo_deferred``). A later episode proves theirs ended
+    # (``receiver.episodes``).
+    other_runs: tuple[PriorRun, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -66,8 +66,19 @@ class Close:
         assert ctx.run_id is not None
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         outcome: str | None = None
-        if ctx.event is not None:
-            for planned in ctx.steps:
+        plan = ctx.resolving
+        if ctx.event is not None and plan is not None and plan.carried:
+            # Closed earlier by a later episode; the alert has now resolved: its undo is due.
+            if await store.carry_undo(
+                ctx.run_id,
+                ctx.steps,
+                event_id=ctx.event.id,
+                retry_s=self._deps.settings.resolve_retry_s,
+            ):
+                ctx.log.info("deferred undo taken up: the alert resolved", steps=len(ctx.steps))
+        elif ctx.event is not None:
+            deferred = plan is not None and plan.deferred
+            for planned in () if deferred else ctx.steps:
                 await store.record_step(
                     ctx.run_id,
                     idx=planned.index,
@@ -77,10 +88,21 @@ class Close:
                     params=planned.params,
                     needs_approval=planned.needs_approval,
                 )
-            outcome = await store.close_run(ctx.run_id, resolved_at(ctx.event))
+            inferred = plan.inferred_from if plan is not None else None
+            outcome = await store.close_run(
+                ctx.run_id,
+                resolved_at(ctx.event) if inferred is None else _time(inferred),
+                inferred_from=inferred,
+                defer_undo=deferred and bool(ctx.steps),
+            )
             if outcome is not None:
                 ctx.log.info(
-                    "run closed: alert resolved", ends_at=ctx.event.ends_at, outcome=outcome
+                    "run closed: alert resolved"
+                    if inferred is None
+                    else "run closed: a later episode of its alert began",
+                    ends_at=ctx.event.ends_at if inferred is None else inferred,
+                    outcome=outcome,
+                    undo_deferred=deferred and bool(ctx.steps),
                 )
             if outcome == RunOutcome.VERIFIED:
                 self._deps.metrics.run_finished(ctx.rule, RunOutcome.VERIFIED)
@@ -269,6 +291,13 @@ def resolving_context(run: RunRecord, log: Any) -> RunContext:
         run_id=run.id,
         prior=run,
     )
+
+
+def _time(text: str) -> datetime | None:
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        return None
 
 
 def resolved_at(event: AlertEvent) -> datetime | None:

@@ -234,6 +234,11 @@ class RunRecord:
     settle_until: datetime | None = None
     verify_result: VerifyResult | None = None
     escalated_at: datetime | None = None
+    # Closed with no resolution of its own: the ``startsAt`` of the later episode of its alert
+    # that proved its episode ended (resolved_at is that time: the latest it can have ended).
+    resolution_inferred_from: str | None = None
+    # Its on_resolved steps wait for its alert's next resolution (the alert fired again).
+    undo_deferred: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +274,7 @@ RUN_COLUMNS = """
     target_name, outcome, dry_run, occurrence, verify_within_s, created_at, started_at,
     finished_at, verify_deadline, resolved_at, time_to_resolve_s, refusal_guard, refusal_reason,
     retry_at, error, refire, decision::text AS decision, settle_s, settle_until, verify_result,
-    escalated_at
+    escalated_at, resolution_inferred_from, undo_deferred
 """
 
 
@@ -346,6 +351,8 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
         settle_until=row["settle_until"],
         verify_result=VerifyResult(row["verify_result"]) if row["verify_result"] else None,
         escalated_at=row["escalated_at"],
+        resolution_inferred_from=row["resolution_inferred_from"],
+        undo_deferred=row["undo_deferred"],
     )
 
 
