@@ -186,13 +186,13 @@ class Verification(Database):
 
         Not resolved by its deadline: FAILED (``not_resolved``), with ``escalation`` recorded
         as its pending on_failed steps; but not before ``grace_s`` seconds after the deadline
-        while no resolution is stored (default: ``delivery_grace_s``): Alertmanager delivers a resolution at its group's
-        next flush after the alert's ``endsAt`` (``group_interval``, plus retries), so one
-        dated by the deadline may still come (``close_run`` then verifies the run). A
-        resolution dated after the deadline decides at once. Resolved in time and settled:
-        VERIFIED. Not yet due (settling, woken early, within the grace): ``wait_s``. None when
-        the run is not verifying (it ended some other way). Safe in every replica at once: the
-        row is locked."""
+        while no resolution is stored (default: ``delivery_grace_s``): Alertmanager delivers a
+        resolution at its group's next flush after the alert's ``endsAt`` (``group_interval``,
+        plus retries), so one dated by the deadline may still come (``close_run`` then
+        verifies the run). A resolution dated after the deadline decides at once. Resolved in
+        time and settled: VERIFIED. Not yet due (settling, woken early, within the grace):
+        ``wait_s``. None when the run is not verifying (it ended some other way). Safe in
+        every replica at once: the row is locked."""
         if grace_s is None:
             grace_s = self.delivery_grace_s
         async with self._tx() as conn:

@@ -95,7 +95,8 @@ async def test_no_resolution_within_the_grace_fails_saying_so(
     assert run.verify_result is VerifyResult.NOT_RESOLVED
     assert run.error is not None
     assert "no resolution came within the delivery grace of 1s after it" in run.error
-    assert run.verify_deadline is not None and run.finished_at is not None
+    assert run.verify_deadline is not None
+    assert run.finished_at is not None
     assert run.finished_at >= run.verify_deadline + timedelta(seconds=1)
     assert ("verification_failed", "failed") in events(peer)
     assert peer.seen(HOOK)

@@ -155,7 +155,8 @@ def test_a_later_resolution_closes_an_open_earlier_run_and_undoes_at_once(
 
 def test_a_firing_of_an_older_episode_than_one_on_record_does_nothing(rules: RuleSet) -> None:
     result = plan(event(S1), rules, History(other_runs=(run("r2", S2),)), POLICY, now=NOW)
-    assert result.runs == () and result.resolves == ()
+    assert result.runs == ()
+    assert result.resolves == ()
     assert result.skips == (Skip(OLDER_EPISODE),)
 
 
@@ -219,7 +220,7 @@ def test_only_earlier_episodes_are_touched_newest_first(
     )
     result = plan(event(_start(minute), status), PROPERTY_RULES, history, POLICY, now=NOW)
     later = [m for m, _, _ in others if m > minute]
-    touched = [r for r in result.resolves]
+    touched = list(result.resolves)
     if later:
         # An episode after this one is on record: this event's is over; nothing is closed.
         assert touched == []
