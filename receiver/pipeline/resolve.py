@@ -15,6 +15,13 @@ the same guards, and each record of them says that the change it undoes may not 
 (``RunContext.caveat``). A failed step known not to have acted (a refused connection, a 4xx
 answer) changed nothing.
 
+A run of an earlier episode whose resolution never came is closed the same way when a later
+episode of its alert arrives (``receiver.episodes``; ``ResolvePlan.inferred_from``): by its
+firing with the undo deferred (``undo_deferred``: the alert fires again), by its resolution
+with the undo at once; a deferred undo is carried out when the alert next resolves
+(``ResolvePlan.carried``: ``Store.carry_undo`` records the steps, with a ``resume_resolve`` job
+that finishes them should this pass stop).
+
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again when the guard says it may pass (a pause's end, the
 lock's expiry), or after ``resolve_retry_s`` at the latest. A namespace refusal will not pass
@@ -54,7 +61,9 @@ class Close:
 
     The steps are recorded before the run is closed: a crash in between leaves pending resolve
     steps that the retried event (or a ``resume_resolve`` job) finishes, instead of losing them.
-    A run closed earlier is not closed again; only its pending steps run."""
+    A run closed earlier is not closed again; only its pending steps run. ``ctx.resolving``
+    says how: closed on a later episode's evidence (resolved at its startsAt), its steps
+    deferred (recorded on the run, not run), or a deferred undo carried out now."""
 
     name = "close"
 

@@ -4,8 +4,11 @@ A run waits in ``verifying`` once its steps are done, with a deadline (``verify_
 from ``verify.resolved_within``) and a ``verify_deadline`` job due then:
 
 - its alert resolves by the deadline (``close_run``): ``verified`` at once, or, when the rule
-  has a settle period, still ``verifying`` until ``settle_until`` (the job is due then);
-- the deadline passes first (``conclude_verification``): ``failed``, ``not_resolved``;
+  has a settle period, still ``verifying`` until ``settle_until`` (the job is due then); a
+  later episode of the alert proves that it resolved (``close_run(inferred_from=...)``,
+  ``receiver.episodes``), at the latest when the new one began;
+- the deadline and the delivery grace after it pass first, with no resolution dated by the
+  deadline delivered (``conclude_verification``): ``failed``, ``not_resolved``;
 - settling ends quietly (``conclude_verification``): ``verified``;
 - the alert fires again on the target while it settles (``fail_recurred``): ``failed``,
   ``recurred``.
