@@ -47,6 +47,9 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 # flush's context deadline, max(group_interval, 10s) + peer position x peer_timeout, with its
 # defaults (5m, 15s) and three replicas (dispatch timeout in cmd/alertmanager/main.go@v0.25.0).
 # The default of the setting intake.late_delivery_window (the re-fire rule, README "Re-fires").
+# Alertmanager's defaults, not the shipped alertmanager.yml's 1m (deploy/ sets 1m30s for that):
+# a window too short acts on late copies of a resolved alert, the worse mistake for a config
+# nobody told us about; one too long only delays a re-fire until the next repeat_interval.
 LATE_DELIVERY_WINDOW_S = 330.0
 # How long a webhook waits for its COMMIT by default (seconds; the setting intake.timeout): well
 # under Alertmanager's 10 s minimum notification deadline and its 15 s peer timeout

@@ -19,6 +19,11 @@ records, in ``RunPlan.decision``, every step's conditions with the facts that de
 A fact that could not be read (or was not supplied) decides nothing: the step is left out,
 saying why. The decision is bound into the run: a run taken up again never re-plans.
 
+Undo: a new run keeps its rule's on_resolved steps (``RunPlan.on_resolved``, stored with the
+run), and a resolved event plans them from the run (``PriorRun.on_resolved``), not from the
+rules in force then: a rule renamed, removed or edited since changes nothing for a run that is
+open. A run stored before they were kept (None) is planned from its rule as loaded.
+
 Recurrence: a firing of a new occurrence (never a late copy) on a (rule, target) whose run
 waits out its settle period (its alert resolved moments ago) fails that run's verification
 (``Plan.recurrences``).
@@ -304,6 +309,7 @@ def _plan_rule(
         settle_s=rule.settle_s,
         decision=decision,
         announce=rule.announce,
+        on_resolved=tuple(s.to_plan() for s in rule.on_resolved),
     )
 
 
@@ -368,23 +374,15 @@ def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:
         # closing another episode's run.
         if run.closed or run.occurrence != event.occurrence:
             continue
-        # Renamed or removed since the run began: still closed, so the run does not stay open
-        # forever, but there is no longer a definition of what to undo. A refused, dry-run or
-        # held run changed nothing: a restore would undo what some other run, or someone
-        # else, did (a step stopped in or failed after sending may have acted).
+        # The steps kept with the run (its own change to take back, whatever the rules say
+        # now), or its rule's as loaded for a run stored before they were kept; none when the
+        # run changed nothing (``episodes.undo_of``). Closed even so: it must not stay open.
         steps, skip = undo_of(run, rules)
         if skip is not None:
             skips.append(skip)
-        resolves.append(
-            ResolvePlan(
-                run_id=run.run_id,
-                rule=run.rule,
-                # The target recorded at run time, not a re-render: labels of the resolved
-                # notification are the same, but the run is what must be undone.
-                target=run.target,
-                steps=steps,
-            )
-        )
+        # The target recorded at run time, not a re-render: labels of the resolved
+        # notification are the same, but the run is what must be undone.
+        resolves.append(ResolvePlan(run.run_id, run.rule, run.target, steps))
     if not resolves:
         skips.append(Skip(NO_OPEN_RUN))
     # Then the runs of earlier episodes: the newest run's undo after this episode's own.

@@ -73,17 +73,26 @@ class Successors:
 
 
 def undo_of(run: PriorRun, rules: RuleSet) -> tuple[tuple[StepPlan, ...], Skip | None]:
-    """The on_resolved steps that undo ``run`` under ``rules``, or none and the Skip saying
-    why: its rule is no longer loaded, or it changed nothing (refused, dry, held, failed
-    without acting: a restore would undo what someone else did)."""
-    rule = rules.by_name(run.rule)
-    if rule is None:
-        return (), Skip(RULE_GONE, run.rule)
-    if not rule.on_resolved:
+    """The on_resolved steps that undo ``run``, or none and the Skip saying why.
+
+    The steps kept with the run when it was planned (``PriorRun.on_resolved``, migration 0025)
+    are its own change to take back, whatever ``rules`` say now (the rule renamed, removed or
+    edited since). A run stored before they were kept (None) is planned from its rule in
+    ``rules``: none when the rule is no longer loaded (``RULE_GONE``). Either way none when the
+    run changed nothing (refused, dry, held, failed without acting: a restore would undo what
+    someone else did; ``NOTHING_TO_UNDO``)."""
+    if run.on_resolved is not None:
+        kept = run.on_resolved
+    else:
+        rule = rules.by_name(run.rule)
+        if rule is None:
+            return (), Skip(RULE_GONE, run.rule)
+        kept = tuple(s.to_plan() for s in rule.on_resolved)
+    if not kept:
         return (), None
     if not run.changed:
         return (), Skip(NOTHING_TO_UNDO, run.rule)
-    return tuple(s.to_plan() for s in rule.on_resolved), None
+    return kept, None
 
 
 def _start(text: str) -> datetime | None:

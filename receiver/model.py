@@ -159,6 +159,9 @@ class RunPlan:
     settle_s: float | None = None
     decision: Mapping[str, Any] | None = None
     announce: Announce | None = None
+    # The rule's on_resolved steps as of now, kept with the run (``runs.on_resolved``): what
+    # the run undoes when its alert resolves, whatever the rules say by then.
+    on_resolved: tuple[StepPlan, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,15 +176,13 @@ class Recurrence:
 
 @dataclass(frozen=True, slots=True)
 class ResolvePlan:
-    """Close an open run of the resolved episode and run the rule's on_resolved steps.
+    """Close an open run of the resolved episode and run its on_resolved ``steps``.
 
-    ``inferred_from``: the run is of an earlier episode of the alert whose resolution never
-    came; the event (a firing or a resolution of a later episode, whose ``startsAt`` this is)
-    proves it ended by then: it is closed as resolved at that time, saying so.
-    ``deferred``: the alert fires again (a new episode): the run is closed but its ``steps``
-    are not run now; its undo waits for the alert's next resolution (``undo_deferred``).
-    ``carried``: that resolution has come: a run closed earlier whose deferred undo runs now.
-    """
+    ``inferred_from``: the run is of an earlier episode whose resolution never came; the event
+    (of a later episode, whose ``startsAt`` this is) proves it ended by then: it is closed as
+    resolved at that time, saying so. ``deferred``: the alert fires again: the run is closed,
+    its undo waits for the alert's next resolution (``undo_deferred``). ``carried``: that
+    resolution came: a run closed earlier whose deferred undo runs now."""
 
     run_id: str
     rule: str
@@ -261,6 +262,9 @@ class PriorRun:
     alertname: str = ""
     # Its alert resolved and it waits out its settle period until then (still verifying).
     settle_until: datetime | None = None
+    # The on_resolved steps it was planned with (read for episode and other runs); None for a
+    # run created before they were kept with it: its rule's, as loaded now, stand in.
+    on_resolved: tuple[StepPlan, ...] | None = None
 
     @property
     def occurrence(self) -> tuple[str, str, int]:
@@ -280,10 +284,8 @@ class History:
     # Verifying runs, of the (rule, target) pairs in play, whose alert resolved and that wait
     # out their settle period: a new firing of the same alert on the target fails them.
     settling_runs: tuple[PriorRun, ...] = ()
-    # The alert's (same fingerprint) runs of other episodes: still open (``closed`` false: no
-    # resolution of theirs came), or closed with their undo waiting for the alert's next
-    # resolution (``closed`` true, ``undo_deferred``). A later episode proves theirs ended
-    # (``receiver.episodes``).
+    # The alert's runs of other episodes: open (no resolution of theirs came), or ``closed``
+    # with their undo waiting for its next resolution (``undo_deferred``; receiver.episodes).
     other_runs: tuple[PriorRun, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -140,20 +140,12 @@ async def run_service(
     registry = default_registry()
     policy = settings.namespace_policy()
     # Rules first: invalid rules must stop the start before any server is touched.
-    rules = RuleHolder(settings.rules_dir, registry, policy)
+    # A rule or step naming a channel that is not configured is an error (a warning when none
+    # is: notifications not set up), as an unknown action is: its messages would be lost.
+    channels = frozenset(settings.notify_channels)
+    rules = RuleHolder(settings.rules_dir, registry, policy, channels=channels)
     for warning in rules.current.warnings:
         log.warning("rule warning", warning=str(warning))
-    unconfigured = sorted(
-        {r.announce.channel for r in rules.current.rules if r.announce is not None}
-        - set(settings.notify_channels)
-    )
-    if unconfigured:
-        # Said once here, not once per run: each run's audit row records it as not delivered.
-        log.warning(
-            "rules announce to channels that are not configured (notify.channels): their"
-            " announcements are audited as not delivered",
-            channels=unconfigured,
-        )
     # Approval files too: a missing key or approvers file must stop the start early.
     approval_files = load_approvals(settings)
     approver_problems = functools.partial(_by_rule_problems, approval_files.approvers.by_rule)
@@ -264,7 +256,7 @@ async def run_service(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        report = RuleReloads(rules, log, store.append_audit, loop, metrics=metrics)
+        report = RuleReloads(rules, log, store.append_audit, loop, store.open_runs, metrics=metrics)
         watcher = RuleWatcher(rules, settings.rules_dir, report)
         loop.add_signal_handler(signal.SIGHUP, lambda: report(rules.reload()))
         background = [

@@ -10,13 +10,10 @@ it cannot read, ends the start with one line naming the variable (never the pass
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import shlex
 import socket
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +31,9 @@ from receiver.embedded.credentials import (
     WEBHOOK_TOKEN_FILE,
     secret_file,
 )
-from receiver.rules.errors import RuleError
+from receiver.reloads import RuleReloads, rules_data
 from receiver.rules.loader import RuleHolder
 from receiver.store import Store, StoreUnavailable, describe
-from receiver.telemetry import Metrics
 
 __all__ = [
     "Generated",
@@ -275,16 +271,6 @@ def mode_text(dry_run: bool, live: Sequence[str]) -> str:
     return f"LIVE on {', '.join(live)} (steps there change things){missing}"
 
 
-def _rules(holder: RuleHolder) -> dict[str, Any]:
-    current = holder.current
-    return {
-        "count": len(current),
-        "digest": current.digest,
-        "names": sorted(rule.name for rule in current.rules),
-        "warnings": [str(w) for w in current.warnings],
-    }
-
-
 def configuration_record(
     settings: Settings,
     rules: RuleHolder,
@@ -317,66 +303,6 @@ def configuration_record(
         "dry_run": dry_run,
         "live": sorted(live),
         "embedded": embedded,
-        "rules": _rules(rules),
+        "rules": rules_data(rules),
         "settings": config,
     }
-
-
-Audit = Callable[..., Awaitable[Any]]
-
-
-class RuleReloads:
-    """Says what a rules reload did: in the log, and in the audit log (``rules.reloaded``
-    with the new set's digest and names, or ``rules.reload_failed`` with the errors and the
-    digest of the set kept). Called from the watcher's thread or the SIGHUP handler; the audit
-    row is written on ``loop``. ``drain`` waits for the rows still being written."""
-
-    def __init__(
-        self,
-        rules: RuleHolder,
-        log: Any,
-        audit: Audit,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        """``metrics``: told of every reload (``remediator_rules_last_reload_successful``);
-        ``clock``: Unix seconds."""
-        self._rules = rules
-        self._log = log
-        self._audit = audit
-        self._loop = loop
-        self._metrics = metrics
-        self._clock = clock
-        self._pending: set[concurrent.futures.Future[Any]] = set()
-        if metrics is not None:
-            metrics.rules_reloaded(True, clock())  # the set loaded at start-up
-
-    def __call__(self, errors: list[RuleError]) -> None:
-        if self._metrics is not None:
-            self._metrics.rules_reloaded(not errors, self._clock())
-        if errors:
-            for error in errors:
-                self._log.error("rule reload failed; keeping the last good rules", error=str(error))
-            kind = "rules.reload_failed"
-            data = {"errors": [str(e) for e in errors], "kept": _rules(self._rules)}
-        else:
-            current = self._rules.current
-            self._log.info("rules reloaded", rules=len(current), digest=current.digest)
-            for warning in current.warnings:
-                self._log.warning("rule warning", warning=str(warning))
-            kind, data = "rules.reloaded", _rules(self._rules)
-        future = asyncio.run_coroutine_threadsafe(self._write(kind, data), self._loop)
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
-
-    async def _write(self, kind: str, data: dict[str, Any]) -> None:
-        try:
-            await self._audit(kind, data=data)
-        except Exception as exc:  # the store may be down: the reload stands, the log says so
-            self._log.error("could not record the rules reload", kind=kind, error=str(exc))
-
-    async def drain(self) -> None:
-        for future in list(self._pending):
-            await asyncio.wrap_future(future)

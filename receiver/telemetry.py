@@ -46,6 +46,13 @@ class Metrics:
             "Alerts received that were already stored (retries, re-sends, HA peers).",
             registry=r,
         )
+        self.alert_truncations = Counter(
+            "remediator_alerts_truncated",
+            "Alerts Alertmanager left out of webhook notifications (max_alerts; the body's"
+            " truncatedAlerts), summed over the notifications received: they never reached the"
+            " receiver. One left out of several notifications (re-sends, HA peers) counts in each.",
+            registry=r,
+        )
         self.runs = Counter(
             "remediator_runs",
             "Remediation runs finished, by rule and outcome.",
@@ -192,6 +199,11 @@ class Metrics:
     def duplicates(self, count: int) -> None:
         if count:
             self.alert_duplicates.inc(count)
+
+    def alerts_truncated(self, count: int) -> None:
+        """A notification said Alertmanager left ``count`` alerts of its group out of it."""
+        if count:
+            self.alert_truncations.inc(count)
 
     def run_finished(self, rule: str, outcome: str) -> None:
         self._child(self.runs, rule, outcome).inc()

@@ -3,9 +3,11 @@
 Jinja2 in its immutable sandbox: a template sees only the values it is given (``labels``,
 ``annotations``, ``alert``, ``target``, ``run``, ``rule``), cannot call into Python, and a
 missing value renders as an empty string, so a notification never fails on a label the alert
-does not carry. ``{{ labels.namespace }}`` reads as in target templates. Every value a template
-prints goes through ``escape`` (e.g. Slack mrkdwn's ``&``, ``<``, ``>``): a label value can never
-become a link or a mention; literal template text is left as the rule author wrote it.
+does not carry (a name that is none of these is refused when the rules load:
+``remediations.template_names``). ``{{ labels.namespace }}`` reads as in target templates.
+Every value a template prints goes through ``escape`` (e.g. Slack mrkdwn's ``&``, ``<``,
+``>``): a label value can never become a link or a mention; literal template text is left as
+the rule author wrote it.
 
 Rendering runs on the service's event loop, so a template is bounded like a message: ``*``,
 ``+`` and ``**`` may not build a string or list over ``MAX_RENDERED`` characters or items,
@@ -33,6 +35,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from remediations.base import ActionContext
 from remediations.targets import Target
+from remediations.template_names import check_names
 from remediations.template_work import (
     CALL_STEPS,
     MAX_DEPTH,
@@ -182,11 +185,17 @@ _PLAIN = _environment(None)
 
 
 def check_template(source: str) -> str:
-    """``source`` when it parses; ValueError naming the line and the problem otherwise.
+    """``source`` when it parses and names only what it is given; ValueError naming the line
+    and the problem otherwise.
 
-    ``labels.k8s.deployment.name`` is refused: Jinja reads the dots as nested lookups, which
-    would render a label named ``k8s.deployment.name`` as an empty string without a word (target
-    templates read the dots as one flat name). ``labels["k8s.deployment.name"]`` says it.
+    Refused (``remediations.template_names``): a free name other than ``labels``,
+    ``annotations``, ``alert``, ``target``, ``run``, ``rule`` and Jinja's globals (a misspelt
+    ``lables`` would render as an empty string on every alert); ``labels.app-name``, which Jinja
+    reads as ``labels.app - name`` (it fails on every alert: ``labels["app-name"]`` says it);
+    and ``labels.k8s.deployment.name``, read as nested lookups, which would render a label named
+    ``k8s.deployment.name`` as an empty string without a word (target templates read the dots as
+    one flat name; ``labels["k8s.deployment.name"]`` says it). Also what the bounds refuse
+    whatever the alert (module docstring).
     """
     if len(source) > MAX_TEMPLATE:
         raise ValueError(f"template is longer than {MAX_TEMPLATE} characters")
@@ -196,21 +205,7 @@ def check_template(source: str) -> str:
         raise ValueError(f"template line {exc.lineno}: {exc.message}") from None
     _check_constants(tree)
     _check_loops(tree, 1)
-    for node in tree.find_all(nodes.Getattr):
-        # Outermost first: the first chain found is the whole of it.
-        chain: list[str] = []
-        inner: nodes.Node = node
-        while isinstance(inner, nodes.Getattr):
-            chain.insert(0, inner.attr)
-            inner = inner.node
-        named = isinstance(inner, nodes.Name) and inner.name in ("labels", "annotations")
-        if len(chain) > 1 and named:
-            assert isinstance(inner, nodes.Name)
-            dotted = ".".join(chain)
-            raise ValueError(
-                f"template line {node.lineno}: {inner.name}.{dotted} reads the dots as "
-                f'nested lookups; for a name with dots write {inner.name}["{dotted}"]'
-            )
+    check_names(tree, _PLAIN.globals)
     return source
 
 

@@ -161,16 +161,24 @@ class ApprovalDesk:
             await self.notify(NoticeKind.REQUESTED, approval)
         return approval
 
-    async def gate(self, run: RunRecord) -> str:
+    async def gate(self, run: RunRecord, *, undo: bool = False) -> str:
         """Whether a run parked for an approval goes through the stages again (``Gate``).
 
         Called by the resume job before any stage, so a wakeup that has nothing to act on
         (the expiry job of an undecided approval, a spurious resume) takes no guard. The held
         step may be one of the run's own steps (the run is ``awaiting_approval``) or of its
-        escalation after a failed verification (the run stays ``failed``)."""
-        if run.outcome not in (RunOutcome.AWAITING_APPROVAL, RunOutcome.FAILED):
+        escalation after a failed verification (the run stays ``failed``); with ``undo``, one
+        of its on_resolved steps (phase ``resolve``: the run keeps whatever outcome it has)."""
+        if not undo and run.outcome not in (RunOutcome.AWAITING_APPROVAL, RunOutcome.FAILED):
             return Gate.GO
-        held = next((s for s in run.steps if s.outcome == "awaiting_approval"), None)
+        held = next(
+            (
+                s
+                for s in run.steps
+                if s.outcome == "awaiting_approval" and (s.phase == "resolve") is undo
+            ),
+            None,
+        )
         if held is None:
             return Gate.GO
         latest = await self.store.latest_approval(run.id, held.idx)
@@ -304,7 +312,7 @@ class ApprovalDesk:
         if plan_hash is not None and plan_hash != current.plan_hash:
             return PlanMismatch("this link was issued for another plan; nothing was changed")
         now = await self.store.server_now()
-        resolved = await self.store.alert_resolved(current.run_id)
+        resolved = await self.store.alert_resolved(current.run_id, current.step_idx)
         return why_not_pending(current, now, alert_resolved=resolved)
 
     async def notify(self, kind: NoticeKind, approval: ApprovalRecord) -> None:

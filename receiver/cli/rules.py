@@ -31,14 +31,21 @@ def lint(ctx: click.Context, directory: Path | None, strict: bool) -> None:
     """Check every rule file in DIRECTORY (default: the configured rules_dir).
 
     Errors and warnings are printed as FILE:LINE: [warning: ]MESSAGE. Errors fail (exit 1);
-    warnings do not, unless --strict.
+    warnings do not, unless --strict. With a configuration (--config, REMEDIATOR_CONFIG or
+    REMEDIATOR_NOTIFY_CHANNELS), the channels the rules notify must be among its
+    notify.channels, as `serve` requires; without one they are not checked.
     """
     settings = state(ctx).settings()
     from receiver.rules.loader import check
     from remediations.registry import default_registry
 
     directory = directory if directory is not None else settings.rules_dir
-    ruleset, errors, warnings = check(directory, default_registry(), settings.namespace_policy())
+    # Bare files have no channels to be checked against: every name would look unknown.
+    configured = state(ctx).config_file is not None or bool(settings.notify_channels)
+    channels = frozenset(settings.notify_channels) if configured else None
+    ruleset, errors, warnings = check(
+        directory, default_registry(), settings.namespace_policy(), channels=channels
+    )
     for problem in sorted([*errors, *warnings], key=lambda e: (e.file, e.line, e.warning)):
         click.echo(str(problem))
     noted = f", {counted(len(warnings), 'warning')}" if warnings else ""

@@ -13,7 +13,12 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from receiver.config import Settings
-from receiver.http.alerts import ALERTS_PATH, STORE_DOWN_LOG_EVERY_S, post_alerts
+from receiver.http.alerts import (
+    ALERTS_PATH,
+    STORE_DOWN_LOG_EVERY_S,
+    TRUNCATED_LOG_EVERY_S,
+    post_alerts,
+)
 from receiver.http.approvals import APPROVALS_API, ApprovalWeb, add_approval_routes
 from receiver.http.auth import Authenticator
 from receiver.http.deps import (
@@ -28,6 +33,7 @@ from receiver.http.deps import (
     RUNS_READER,
     SETTINGS,
     STORE_DOWN_LOG,
+    TRUNCATED_LOG,
     GuardControl,
     HealthChecks,
     IntakeLike,
@@ -110,6 +116,7 @@ def create_app(
     app[QUEUES] = queues
     app[CLOCK] = clock
     app[STORE_DOWN_LOG] = Throttle(STORE_DOWN_LOG_EVERY_S)
+    app[TRUNCATED_LOG] = Throttle(TRUNCATED_LOG_EVERY_S)
 
     app.router.add_post(ALERTS_PATH, post_alerts)
     app.router.add_get(GUARDS_PATH, guards_status)

@@ -38,6 +38,7 @@ __all__ = [
     "SETTINGS",
     "STORE_DOWN_LOG",
     "STORE_TIMEOUT_S",
+    "TRUNCATED_LOG",
     "Check",
     "GuardControl",
     "HealthChecks",
@@ -192,6 +193,7 @@ GUARDS = web.AppKey[GuardControl | None]("guards")
 QUEUES = web.AppKey[QueueControl | None]("queues")
 CLOCK = web.AppKey[Callable[[], datetime]]("clock")
 STORE_DOWN_LOG = web.AppKey[Throttle]("store_down_log")
+TRUNCATED_LOG = web.AppKey[Throttle]("truncated_log")
 
 
 T = TypeVar("T")

@@ -2,7 +2,8 @@
 
     [facts] plan -> admit -> approve -> execute -> request approval -> record/verify
                                                                 (``Stages.run``)
-    close -> admit -> execute                                   (``Stages.resolve``)
+    close -> admit -> approve -> execute -> request approval -> record
+                                                                (``Stages.resolve``: on_resolved)
     admit -> approve -> execute -> request approval -> record   (``Stages.escalate``: on_failed)
 
 ``Pipeline`` wires them around the service's dependencies and is what the worker is given:

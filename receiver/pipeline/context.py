@@ -187,6 +187,8 @@ class RunContext:
     # resolved" (closed on a later episode's evidence, its undo deferred or carried out now:
     # ``ResolvePlan``); None otherwise.
     resolving: ResolvePlan | None = None
+    # A new run's on_resolved steps, kept with it when it is stored (``RunPlan.on_resolved``).
+    undo: tuple[StepPlan, ...] = ()
     # Set when this pass asked for an approval (a new one): the run's park is then news.
     requested_approval: bool = False
     # What the store held when the run was taken up again (crash recovery, a job).

@@ -39,7 +39,7 @@ from receiver.model import (
 )
 from receiver.pipeline.context import Deps, RunContext
 from receiver.pipeline.facts import FactReader
-from receiver.pipeline.resolve import resolving_context
+from receiver.pipeline.resolve import taken_up_resolving
 from receiver.pipeline.runner import Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
@@ -182,7 +182,8 @@ class EventHandler:
         run = await self._deps.store.get_run(run_id, with_steps=False)
         if run is None:
             return Verdict.next()
-        return await run_stages(self._stages.resolve, resolving_context(run, log))
+        ctx = await taken_up_resolving(self._deps.store, run, log)
+        return await run_stages(self._stages.resolve, ctx)
 
 
 def _retrying(verdicts: list[Verdict]) -> bool:
@@ -210,6 +211,7 @@ def _new_run(event: AlertEvent, plan: RunPlan, log: Any) -> RunContext:
         settle_s=plan.settle_s,
         decision=plan.decision,
         announce=plan.announce,
+        undo=plan.on_resolved,
     )
 
 

@@ -14,7 +14,9 @@ events):
   (not_resolved); one whose alert resolved in time and stayed resolved through its settle
   period is ``verified``; one still settling is looked at again when that ends.
 - ``resume_resolve``: a closed run's on_resolved steps that a guard held (pause, target lock)
-  go through the resolve stages again.
+  go through the resolve stages again. An on_resolved step held for its approval is taken up
+  by ``resume_run`` (the job an approval's decision and its expiry wake), through the same
+  gate as a run step.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from typing import Any
 
 from receiver.approvals.desk import Gate
 from receiver.model import Disposition, RunOutcome, VerifyResult
-from receiver.pipeline.context import Deps
+from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps
 from receiver.pipeline.escalate import Escalation, escalating
 from receiver.pipeline.events import disposition_of
-from receiver.pipeline.resolve import resolving_context
+from receiver.pipeline.resolve import taken_up_resolving
 from receiver.pipeline.runner import RESUMABLE, Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
-from receiver.store import ClaimedJob, JobKind
+from receiver.store import ClaimedJob, JobKind, RunRecord
 
 __all__ = ["JobHandler"]
 
@@ -52,8 +54,13 @@ class JobHandler:
         if job.kind is JobKind.RESUME_RUN:
             run = await self._deps.store.get_run(job.run_id)
             rule = self._rules.current.by_name(run.rule) if run is not None else None
+            # An on_resolved step held for its approval (the run is closed): its decision or
+            # its expiry wakes this job, beside whatever else the run waits for.
+            undo = await self._undo(run, log) if run is not None and _undo_held(run) else None
             if run is not None and escalating(run):
-                return await self._escalation(run, rule, log)
+                return _either(undo, await self._escalation(run, rule, log))
+            if undo is not None:
+                return undo
             if run is None or run.outcome not in RESUMABLE or run.resolved_at is not None:
                 log.info(
                     "nothing to resume",
@@ -72,10 +79,18 @@ class JobHandler:
             if run is None or run.resolved_at is None:
                 log.info("no closed run to finish", found=run is not None)
                 return Disposition.done()
-            return disposition_of(
-                [await run_stages(self._stages.resolve, resolving_context(run, log))]
-            )
+            ctx = await taken_up_resolving(self._deps.store, run, log)
+            return disposition_of([await run_stages(self._stages.resolve, ctx)])
         return Disposition.retry(60.0, f"unknown job kind {job.kind!r}")
+
+    async def _undo(self, run: RunRecord, log: Any) -> Disposition:
+        """Take up the on_resolved steps of ``run`` once the held one's approval was given;
+        an expired one ends them (``ApprovalDesk.gate``), a pending one waits."""
+        desk = self._deps.approvals
+        if desk is not None and await desk.gate(run, undo=True) != Gate.GO:
+            return Disposition.done()
+        ctx = await taken_up_resolving(self._deps.store, run, log)
+        return disposition_of([await run_stages(self._stages.resolve, ctx)])
 
     async def _deadline(self, run_id: str, log: Any) -> Disposition:
         """End the run's verification if its time has come (``store.conclude_verification``):
@@ -105,3 +120,15 @@ class JobHandler:
         deps.metrics.verification_ended(run.rule, ended.result)
         log.info("verification ended", result=str(ended.result), escalation=ended.escalation)
         return Disposition.done()
+
+
+def _undo_held(run: RunRecord) -> bool:
+    """Whether an on_resolved step of ``run`` waits for its approval."""
+    return any(s.phase == "resolve" and s.outcome == STEP_AWAITING_APPROVAL for s in run.steps)
+
+
+def _either(first: Disposition | None, second: Disposition) -> Disposition:
+    """A retry when either asks for one (the first's first), else done."""
+    if first is not None and not first.is_done:
+        return first
+    return second

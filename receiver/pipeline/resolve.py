@@ -1,19 +1,23 @@
-"""The resolve path: close -> admit -> execute, for a run whose alert resolved.
+"""The resolve path: close -> admit -> approve -> execute -> request -> record, for a run whose
+alert resolved.
 
 ``AdmitResolve`` also admits the on_failed steps of a failed verification (``Stages.escalate``,
 with ``ESCALATE_GUARDS``): both are follow-ups of a run, held by a guard rather than refused.
 
 ``Close`` stamps the run resolved and hands its pending on_resolved steps on; ``AdmitResolve``
 puts them through the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause,
-namespace policy, target lock); ``Execute`` (stages.py) runs them. The engine plans on_resolved
-steps only for runs whose steps changed something, so a refused, failed, dry-run or held run is
-closed and nothing is undone (the resolved event's ``skips`` say so). A run one of whose steps a
-worker stopped in (``interrupted``, or still ``started``), or failed after its request may have
-reached its system (``failed`` with ``may_have_acted``: a POST sent and never answered), may
-have changed something (``context.possible_change``): its on_resolved steps are planned, pass
-the same guards, and each record of them says that the change it undoes may not have happened
-(``RunContext.caveat``). A failed step known not to have acted (a refused connection, a 4xx
-answer) changed nothing.
+namespace policy, target lock); ``Approve`` and ``RequestApproval`` (approve.py) hold a step
+that needs an engineer's approval (``approval: required``, or a high-risk action) as they hold a
+run's own step, and ``Execute`` (stages.py) runs the others before it; ``RecordResolve`` parks
+the held one (``awaiting_approval``) until its approval is decided or expires. The engine plans
+on_resolved steps only for runs whose steps changed something, so a refused, failed, dry-run or
+held run is closed and nothing is undone (the resolved event's ``skips`` say so). A run one of
+whose steps a worker stopped in (``interrupted``, or still ``started``), or failed after its
+request may have reached its system (``failed`` with ``may_have_acted``: a POST sent and never
+answered), may have changed something (``context.possible_change``): its on_resolved steps are
+planned, pass the same guards, and each record of them says that the change it undoes may not
+have happened (``RunContext.caveat``). A failed step known not to have acted (a refused
+connection, a 4xx answer) changed nothing.
 
 A run of an earlier episode whose resolution never came is closed the same way when a later
 episode of its alert arrives (``receiver.episodes``; ``ResolvePlan.inferred_from``): by its
@@ -38,8 +42,10 @@ from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
 from receiver.model import AlertEvent, GuardSpec, RunOutcome, StepPlan, Verdict, VerifyResult
 from receiver.pipeline.context import (
     RESOLVE_GUARDS,
+    STEP_AWAITING_APPROVAL,
     STEP_PENDING,
     STEP_STARTED,
+    STOPS_RUN,
     WORKER_STOPPED,
     Deps,
     RunContext,
@@ -47,10 +53,18 @@ from receiver.pipeline.context import (
     record_step,
     release_when_done,
 )
-from receiver.store import JobKind, RunRecord
+from receiver.store import JobKind, RunRecord, Store
+from receiver.store.records import event_from_row
 from remediations.base import Outcome
 
-__all__ = ["AdmitResolve", "Close", "resolved_at", "resolving_context"]
+__all__ = [
+    "AdmitResolve",
+    "Close",
+    "RecordResolve",
+    "resolved_at",
+    "resolving_context",
+    "taken_up_resolving",
+]
 
 # Refusals that waiting cannot lift: the steps are refused, not held.
 _FINAL_GUARDS = frozenset({"namespace"})
@@ -63,7 +77,9 @@ class Close:
     steps that the retried event (or a ``resume_resolve`` job) finishes, instead of losing them.
     A run closed earlier is not closed again; only its pending steps run. ``ctx.resolving``
     says how: closed on a later episode's evidence (resolved at its startsAt), its steps
-    deferred (recorded on the run, not run), or a deferred undo carried out now."""
+    deferred (not recorded: the engine plans them again, from the steps kept with the run,
+    when the alert next resolves), or a deferred undo carried out now, numbered after the
+    run's steps as any undo is (``Store.carry_undo``, ``Store.record_undo``)."""
 
     name = "close"
 
@@ -87,16 +103,8 @@ class Close:
                 ctx.log.info("deferred undo taken up: the alert resolved", steps=len(ctx.steps))
         elif ctx.event is not None:
             deferred = plan is not None and plan.deferred
-            for planned in () if deferred else ctx.steps:
-                await store.record_step(
-                    ctx.run_id,
-                    idx=planned.index,
-                    phase="resolve",
-                    action=planned.action,
-                    outcome=STEP_PENDING,
-                    params=planned.params,
-                    needs_approval=planned.needs_approval,
-                )
+            if not deferred:
+                await store.record_undo(ctx.run_id, ctx.steps)
             inferred = plan.inferred_from if plan is not None else None
             outcome = await store.close_run(
                 ctx.run_id,
@@ -117,7 +125,8 @@ class Close:
                 self._deps.metrics.run_finished(ctx.rule, RunOutcome.VERIFIED)
                 self._deps.metrics.verification_ended(ctx.rule, VerifyResult.VERIFIED)
         if self._deps.approvals is not None:
-            # A step still waiting for its approval is no longer wanted (idempotent).
+            # A step still waiting for its approval is no longer wanted (idempotent); not an
+            # on_resolved step's: the resolution is what it waits on.
             await self._deps.approvals.cancel(ctx.run_id)
         run = await store.get_run(ctx.run_id)
         if run is None:
@@ -142,17 +151,22 @@ class Close:
             # What the run's own steps changed: an on_resolved step undoes that, and only that.
             if step.phase == "run" and step.outcome == Outcome.OK and step.before:
                 ctx.remember(step.action, step.before, step.after or {})
-        ctx.runnable = tuple(
+        # Numbered before this change, from 0 like the rule's list, an on_resolved step may
+        # share its index with a run step, and so that step's approval: it runs as it was
+        # planned then, without one (``Verification.record_undo`` numbers them apart now).
+        shared = {s.idx for s in run.steps if s.phase != "resolve"}
+        ctx.steps = ctx.runnable = tuple(
             StepPlan(
                 index=s.idx,
                 action=s.action,
                 params=s.params or {},
-                needs_approval=s.needs_approval,
+                needs_approval=s.needs_approval and s.idx not in shared,
             )
             for s in sorted(run.steps, key=lambda s: s.idx)
             # A started one too: its worker stopped in it; the step runner records it
-            # interrupted rather than undoing a second time.
-            if s.phase == "resolve" and s.outcome in (STEP_PENDING, STEP_STARTED)
+            # interrupted rather than undoing a second time. A held one: the approve stage
+            # lets it through once approved.
+            if s.phase == "resolve" and s.outcome in _OPEN
         )
         return Verdict.next()
 
@@ -184,6 +198,11 @@ def _caveat(run: RunRecord) -> str:
         f"planned because run {'; '.join(why)}; so it may not have acted and the change this "
         "step undoes may not have happened"
     )
+
+
+# On_resolved steps still to settle: planned, held for an approval, or started by a worker
+# that stopped (the step runner records that one interrupted, without acting).
+_OPEN = (STEP_PENDING, STEP_AWAITING_APPROVAL, STEP_STARTED)
 
 
 # Outcomes of runs whose steps ran: their time to resolve says how the remediation did.
@@ -266,8 +285,15 @@ class AdmitResolve:
                 f"held by the {refusal.guard} guard: {refusal.reason}; tried again in {delay:.0f}s"
             )
             outcome = STEP_PENDING
+        # A step held for its approval stays so: its decision (or expiry) ends it.
+        held = {
+            s.idx
+            for s in (ctx.prior.steps if ctx.prior is not None else ())
+            if s.phase == ctx.phase and s.outcome == STEP_AWAITING_APPROVAL
+        }
         for step in ctx.runnable:
-            await record_step(deps, ctx, step, outcome, message)
+            if step.index not in held:
+                await record_step(deps, ctx, step, outcome, message)
         ctx.log.warning(
             "follow-up steps refused" if final else "follow-up steps held",
             phase=ctx.phase,
@@ -284,6 +310,48 @@ class AdmitResolve:
             return longest
         wait = (retry_at - self._deps.clock()).total_seconds()
         return min(longest, max(1.0, wait))
+
+
+class RecordResolve:
+    """record (resolve path): the on_resolved steps ran as far as they could.
+
+    A step that needs an approval holds itself and the steps after it (``awaiting_approval``:
+    the approval's decision, or its expiry, takes them up again through a ``resume_run`` job,
+    ``jobs.py``); a rejected or expired approval ends them without acting
+    (``store.approval_ends``). The run keeps its outcome whatever its undo does: its alert
+    resolved."""
+
+    name = "record"
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    async def __call__(self, ctx: RunContext) -> Verdict:
+        outcome = ctx.prior.outcome if ctx.prior is not None else RunOutcome.VERIFIED
+        stopped = any(r.outcome in STOPS_RUN for _, r in ctx.results)
+        if ctx.awaiting is not None and not stopped:
+            await record_step(
+                self._deps,
+                ctx,
+                ctx.awaiting,
+                STEP_AWAITING_APPROVAL,
+                "this on_resolved step needs an engineer's approval",
+            )
+            ctx.log.info("on_resolved step waits for approval", step=ctx.awaiting.index)
+            return Verdict.park(outcome, "an on_resolved step needs an engineer's approval")
+        return Verdict.stop(outcome, "")
+
+
+async def taken_up_resolving(store: Store, run: RunRecord, log: Any) -> RunContext:
+    """``resolving_context`` with the alert that created the run read back from the store
+    (``RunContext.origin``; its labels are the resolved one's): an on_resolved step taken up
+    again (after its approval, a guard's hold) previews and writes about the same alert as it
+    did when its approval was asked for, so the approved plan hashes the same."""
+    ctx = resolving_context(run, log)
+    if run.event_id is not None:
+        row = await store.get_event(run.event_id)
+        ctx.origin = event_from_row(row) if row is not None else None
+    return ctx
 
 
 def resolving_context(run: RunRecord, log: Any) -> RunContext:

@@ -3,7 +3,8 @@
 ``Stages.run`` takes a run from its plan to its outcome (an approval is asked for after the
 steps before the held one ran); a run taken up again (a retry, a crash, a job) goes through the
 same list, each stage skipping what is already done. ``Stages.resolve`` closes a run whose alert
-resolved and runs its on_resolved steps through their guards (resolve.py). ``Stages.escalate``
+resolved and runs its on_resolved steps through their guards and, for those that need one, an
+approval (resolve.py). ``Stages.escalate``
 runs the on_failed steps of a run whose verification failed (escalate.py): the same approve,
 execute and request stages as the run's own steps, behind the follow-up's guards.
 """
@@ -24,7 +25,7 @@ from receiver.pipeline.context import (
     Stage,
 )
 from receiver.pipeline.record import Record, RecordEscalation
-from receiver.pipeline.resolve import AdmitResolve, Close
+from receiver.pipeline.resolve import AdmitResolve, Close, RecordResolve
 from receiver.pipeline.stages import Admit, Execute, RecordPlan
 from receiver.pipeline.steps import StepRunner
 from receiver.rules.model import Rule
@@ -54,7 +55,14 @@ class Stages:
             request,
             Record(deps, self.announce),
         )
-        self.resolve: tuple[Stage, ...] = (Close(deps), AdmitResolve(deps), execute)
+        self.resolve: tuple[Stage, ...] = (
+            Close(deps),
+            AdmitResolve(deps),
+            approve,
+            execute,
+            request,
+            RecordResolve(deps),
+        )
         self.escalate: tuple[Stage, ...] = (
             AdmitResolve(
                 deps, only=ESCALATE_GUARDS, job=JobKind.RESUME_RUN, outcome=RunOutcome.FAILED

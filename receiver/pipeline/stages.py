@@ -80,6 +80,7 @@ class RecordPlan:
                 step_outcome=STEP_PENDING,
                 settle_s=ctx.settle_s,
                 decision=ctx.decision,
+                on_resolved=ctx.undo,
             )
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         return Verdict.next()

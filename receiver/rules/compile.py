@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,13 @@ from receiver.rules.schema import (
     StepSpec,
     TargetSpec,
 )
-from receiver.rules.steps import check_params, compile_announce, compile_steps, prefixed
+from receiver.rules.steps import (
+    check_channel,
+    check_params,
+    compile_announce,
+    compile_steps,
+    prefixed,
+)
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
 from receiver.templating import TargetError, Template, compile_template, validate_target
 from remediations.base import Registry
@@ -110,6 +116,7 @@ def _compile_rule(
     registry: Registry,
     policy: NamespacePolicy,
     located: Located,
+    channels: Collection[str] | None,
 ) -> Rule | None:
     if not isinstance(raw, dict):
         located.add(path, "each item of `rules` must be a mapping with name, match, target, steps")
@@ -148,13 +155,17 @@ def _compile_rule(
         spec.target, namespace, name, (*path, "target"), policy, located, label
     )
     kind = spec.target.kind
-    steps = compile_steps(spec.steps, (*path, "steps"), kind, registry, located, label)
+    steps = compile_steps(spec.steps, (*path, "steps"), kind, registry, located, label, channels)
     on_resolved = compile_steps(
-        spec.on_resolved or [], (*path, "on_resolved"), kind, registry, located, label
+        spec.on_resolved or [], (*path, "on_resolved"), kind, registry, located, label, channels
     )
     on_failed = compile_steps(
-        spec.on_failed or [], (*path, "on_failed"), kind, registry, located, label
+        spec.on_failed or [], (*path, "on_failed"), kind, registry, located, label, channels
     )
+    if spec.notify is not None and not check_channel(
+        spec.notify.channel, (*path, "notify", "channel"), channels, located, label
+    ):
+        valid = False
     if spec.on_failed and spec.verify is None:
         # Without verification nothing can fail it: the ladder would never be climbed.
         located.add(
@@ -252,10 +263,25 @@ class _Compiled:
     rule: Rule | None
 
 
+def _rule_scope(document: Any, path: KeyPath) -> tuple[str, KeyPath]:
+    """A path in a rule file as its messages name it: the rule by name (as ``_compile_rule``
+    labels it) and the path inside the rule."""
+    if len(path) < 2 or path[0] != "rules" or not isinstance(path[1], int):
+        return "", path
+    rules = document.get("rules") if isinstance(document, dict) else None
+    rule = rules[path[1]] if isinstance(rules, list) and path[1] < len(rules) else None
+    name = rule.get("name") if isinstance(rule, dict) else None
+    return (f"rule {name!r}: ", path[2:]) if isinstance(name, str) else ("", path)
+
+
 def _compile_file(
-    file: str, text: str, registry: Registry, policy: NamespacePolicy
+    file: str,
+    text: str,
+    registry: Registry,
+    policy: NamespacePolicy,
+    channels: Collection[str] | None,
 ) -> tuple[list[_Compiled], Located]:
-    located = Located(file)
+    located = Located(file, scope=_rule_scope)
     document = parse_yaml(text, located)
     if located.errors:
         return [], located
@@ -278,7 +304,7 @@ def _compile_file(
         located.add(("rules",), "`rules` must be a non-empty list")
     compiled: list[_Compiled] = []
     for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
-        rule = _compile_rule(raw, ("rules", index), registry, policy, located)
+        rule = _compile_rule(raw, ("rules", index), registry, policy, located, channels)
         name = raw.get("name") if isinstance(raw, dict) else None
         compiled.append(
             _Compiled(
@@ -290,12 +316,20 @@ def _compile_file(
     return compiled, located
 
 
-def compile_files(files: Mapping[str, str], registry: Registry, policy: NamespacePolicy) -> RuleSet:
+def compile_files(
+    files: Mapping[str, str],
+    registry: Registry,
+    policy: NamespacePolicy,
+    *,
+    channels: Collection[str] | None = None,
+) -> RuleSet:
     """A RuleSet from file name -> YAML text, without touching the disk.
 
     Raises RuleSetError with every error of every file, in file order (also when ``files`` is
     empty: a service without rules is a mistake, not a quiet no-op). Warnings go to
-    ``RuleSet.warnings``, or to ``RuleSetError.warnings`` beside the errors.
+    ``RuleSet.warnings``, or to ``RuleSetError.warnings`` beside the errors. ``channels``: the
+    names of the configured notify channels, which a rule's ``notify:`` and its ``notify``
+    steps must name (``receiver.rules.steps.check_channel``); None: not checked.
     """
     if not files:
         raise RuleSetError([RuleError("<rules>", 0, "no rule files given")])
@@ -304,7 +338,7 @@ def compile_files(files: Mapping[str, str], registry: Registry, policy: Namespac
     rules: list[Rule] = []
     first: dict[str, str] = {}
     for file in sorted(files):
-        compiled, located = _compile_file(file, files[file], registry, policy)
+        compiled, located = _compile_file(file, files[file], registry, policy, channels)
         errors.extend(located.errors)
         warnings.extend(located.warnings)
         for item in compiled:
@@ -323,18 +357,28 @@ def compile_files(files: Mapping[str, str], registry: Registry, policy: Namespac
 
 
 def lint_files(
-    files: Mapping[str, str], registry: Registry, policy: NamespacePolicy
+    files: Mapping[str, str],
+    registry: Registry,
+    policy: NamespacePolicy,
+    *,
+    channels: Collection[str] | None = None,
 ) -> list[RuleError]:
-    """Every error in the files (name -> YAML text), in file order; empty when they compile."""
-    return check_files(files, registry, policy)[0]
+    """Every error in the files (name -> YAML text), in file order; empty when they compile.
+    ``channels`` as ``compile_files`` takes them."""
+    return check_files(files, registry, policy, channels=channels)[0]
 
 
 def check_files(
-    files: Mapping[str, str], registry: Registry, policy: NamespacePolicy
+    files: Mapping[str, str],
+    registry: Registry,
+    policy: NamespacePolicy,
+    *,
+    channels: Collection[str] | None = None,
 ) -> tuple[list[RuleError], list[RuleError]]:
-    """(errors, warnings) of the files (name -> YAML text), each in file order."""
+    """(errors, warnings) of the files (name -> YAML text), each in file order; ``channels``
+    as ``compile_files`` takes them."""
     try:
-        ruleset = compile_files(files, registry, policy)
+        ruleset = compile_files(files, registry, policy, channels=channels)
     except RuleSetError as exc:
         return exc.errors, exc.warnings
     return [], list(ruleset.warnings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from receiver.model import NamespacePolicy
@@ -50,14 +50,17 @@ def _read_directory(directory: Path) -> tuple[dict[str, str], list[RuleError]]:
 
 
 def _load(
-    directory: Path, registry: Registry, policy: NamespacePolicy
+    directory: Path,
+    registry: Registry,
+    policy: NamespacePolicy,
+    channels: Collection[str] | None,
 ) -> tuple[RuleSet | None, list[RuleError], list[RuleError]]:
     """(the rule set or None, errors, warnings)."""
     files, errors = _read_directory(directory)
     if not files:
         return None, errors, []
     try:
-        ruleset = compile_files(files, registry, policy)
+        ruleset = compile_files(files, registry, policy, channels=channels)
     except RuleSetError as exc:
         # A file that could not be read is reported beside the others' errors, in file order.
         return None, in_file_order([*errors, *exc.errors]), exc.warnings
@@ -66,9 +69,17 @@ def _load(
     return ruleset, [], list(ruleset.warnings)
 
 
-def load_rules(directory: Path, registry: Registry, policy: NamespacePolicy) -> RuleSet:
-    """Every ``*.yaml``/``*.yml`` file of ``directory``. Raises RuleSetError with all errors."""
-    ruleset, errors, warnings = _load(directory, registry, policy)
+def load_rules(
+    directory: Path,
+    registry: Registry,
+    policy: NamespacePolicy,
+    *,
+    channels: Collection[str] | None = None,
+) -> RuleSet:
+    """Every ``*.yaml``/``*.yml`` file of ``directory``. Raises RuleSetError with all errors.
+    ``channels``: the configured notify channels the rules may name (None: not checked;
+    ``receiver.rules.steps.check_channel``)."""
+    ruleset, errors, warnings = _load(directory, registry, policy, channels)
     if ruleset is None:
         raise RuleSetError(errors, warnings)
     return ruleset
@@ -76,15 +87,20 @@ def load_rules(directory: Path, registry: Registry, policy: NamespacePolicy) -> 
 
 def lint(directory: Path, registry: Registry, policy: NamespacePolicy) -> list[RuleError]:
     """Every error in ``directory``'s rule files; empty when they load."""
-    return _load(directory, registry, policy)[1]
+    return _load(directory, registry, policy, None)[1]
 
 
 def check(
-    directory: Path, registry: Registry, policy: NamespacePolicy
+    directory: Path,
+    registry: Registry,
+    policy: NamespacePolicy,
+    *,
+    channels: Collection[str] | None = None,
 ) -> tuple[RuleSet | None, list[RuleError], list[RuleError]]:
     """``directory``'s rules: (the rule set, or None when there are errors; the errors; the
-    warnings), each list in file order. What ``remediator lint`` shows."""
-    return _load(directory, registry, policy)
+    warnings), each list in file order. What ``remediator lint`` shows; ``channels`` as
+    ``load_rules`` takes them."""
+    return _load(directory, registry, policy, channels)
 
 
 class RuleHolder:
@@ -92,7 +108,9 @@ class RuleHolder:
     running service degrades to "old rules" rather than "no rules".
 
     Construction loads the rules and raises RuleSetError when they are invalid. ``reload`` may
-    be called from any thread (the watcher runs it in one).
+    be called from any thread (the watcher runs it in one). ``channels``: the configured notify
+    channels, checked at every load (``load_rules``): a rule naming another one fails the start,
+    or the reload (the rules in force stay).
     """
 
     def __init__(
@@ -102,10 +120,12 @@ class RuleHolder:
         policy: NamespacePolicy,
         *,
         ruleset: RuleSet | None = None,
+        channels: Collection[str] | None = None,
     ) -> None:
         self._directory = directory
         self._registry = registry
         self._policy = policy
+        self._channels = channels
         # Serialises reloads so a slow, older reload cannot overwrite a newer one's result.
         self._lock = threading.Lock()
         self._last_errors: tuple[RuleError, ...] = ()
@@ -115,7 +135,11 @@ class RuleHolder:
         # service once the files that depend on the rules are read.
         self.check: Callable[[RuleSet], Sequence[str]] = lambda _: ()
         # At start-up there is nothing to fall back to: invalid rules fail the start.
-        self._current = ruleset if ruleset is not None else load_rules(directory, registry, policy)
+        self._current = (
+            ruleset
+            if ruleset is not None
+            else load_rules(directory, registry, policy, channels=channels)
+        )
 
     @classmethod
     def fixed(cls, ruleset: RuleSet, registry: Registry, policy: NamespacePolicy) -> RuleHolder:
@@ -138,7 +162,9 @@ class RuleHolder:
         if self._fixed:
             return []
         with self._lock:
-            ruleset, errors, _ = _load(self._directory, self._registry, self._policy)
+            ruleset, errors, _ = _load(
+                self._directory, self._registry, self._policy, self._channels
+            )
             if ruleset is not None:
                 # Valid on their own, but leaving a setting wrong (a by_rule key orphaned by a
                 # renamed rule would let the wider by_risk list decide): a failed reload too.

@@ -5,7 +5,7 @@ action's model, approval from its risk, the conditions of ``when``. Pure; errors
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,26 +14,29 @@ from receiver.facts import FactKind
 from receiver.model import Announce, Approval
 from receiver.rules.model import Condition, LiveCondition, Repeated, RollbackCondition, Step
 from receiver.rules.schema import NotifySpec, ResolvedStepSpec, StepSpec, WhenSpec
-from receiver.rules.yaml_lines import KeyPath, Located
+from receiver.rules.yaml_lines import KeyPath, Located, dotted
 from remediations.base import ParamsError, Registry, Risk
 
-__all__ = ["ROLLBACK_ACTION", "check_params", "compile_announce", "compile_steps", "prefixed"]
+__all__ = [
+    "NOTIFY_ACTION",
+    "ROLLBACK_ACTION",
+    "check_channel",
+    "check_params",
+    "compile_announce",
+    "compile_steps",
+    "prefixed",
+]
 
 # The action that rolls a Deployment back, by name (the pure core does not import actions):
 # it has nothing to roll back to on a new Deployment, which ``can_roll_back`` tells ahead.
 ROLLBACK_ACTION = "kubernetes.rollout_undo"
-
-
-def _where(path: Sequence[str | int]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+# The action that sends to a channel of ``notify.channels``, named by its ``channel`` param.
+NOTIFY_ACTION = "notify"
 
 
 def prefixed(path: Sequence[str | int], message: str) -> str:
     """``message`` after the dotted path of the key it is about, when there is one."""
-    where = _where(path)
+    where = dotted(path)
     return f"{where}: {message}" if where else message
 
 
@@ -78,6 +81,34 @@ def _needs_approval(approval: Approval, risk: Risk) -> bool:
     return risk == Risk.HIGH
 
 
+def check_channel(
+    name: str, path: KeyPath, channels: Collection[str] | None, located: Located, label: str
+) -> bool:
+    """Whether the channel ``name``, written at ``path`` (a rule's ``notify.channel`` or a
+    ``notify`` step's ``params.channel``), is one of the configured ``channels``.
+
+    ``channels`` None: no configuration at hand (``remediator lint`` of bare files, a rule
+    test): not checked. Empty: the configuration sets up no channel at all (the quickstart, the
+    base deployment before its overlay): a warning, since every such message is recorded as
+    undelivered. Otherwise a name that is not there is an error: messages to it would be lost
+    while the run succeeds."""
+    if channels is None or name in channels:
+        return True
+    where = f"{label}{dotted(path[2:])}: "
+    if not channels:
+        located.warn(
+            path,
+            f"{where}no notify channels are configured (notify.channels), so messages to "
+            f"{name!r} are recorded as undelivered",
+        )
+        return True
+    known = ", ".join(sorted(channels))
+    located.add(
+        path, f"{where}no notify channel named {name!r} is configured (notify.channels: {known})"
+    )
+    return False
+
+
 def compile_steps(
     specs: Sequence[ResolvedStepSpec],
     path: KeyPath,
@@ -85,7 +116,11 @@ def compile_steps(
     registry: Registry,
     located: Located,
     label: str,
+    channels: Collection[str] | None = None,
 ) -> tuple[Step, ...] | None:
+    """The steps of one list (``path``: the rule's, then ``steps``, ``on_resolved`` or
+    ``on_failed``), or None with each fault added to ``located``; ``channels``: the configured
+    notify channels a ``notify`` step may name (``check_channel``)."""
     steps: list[Step] = []
     ok = _rollback_chosen_right(specs, path, located, label)
     for index, spec in enumerate(specs):
@@ -102,6 +137,10 @@ def compile_steps(
         if params is None:
             ok = False
             continue
+        if spec.action == NOTIFY_ACTION and not check_channel(
+            str(params["channel"]), (*step_path, "params", "channel"), channels, located, label
+        ):
+            ok = False
         when = spec.when if isinstance(spec, StepSpec) else None
         conditions = _conditions(when)
         if conditions and kind != "Deployment":

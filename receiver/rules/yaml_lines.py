@@ -11,7 +11,7 @@ configuration reads (``safe_load``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +27,11 @@ __all__ = [
     "TooManyNodes",
     "check_expansion",
     "check_unique_keys",
+    "dotted",
     "duplicate_keys",
     "parse_yaml",
     "safe_load",
+    "unquoted_template",
 ]
 
 # Nodes a document may expand to, aliases expanded: far beyond any rule or settings file (the
@@ -38,16 +40,34 @@ MAX_NODES = 100_000
 
 # Where a value sits in a rule file: keys and list indexes from the top of the document.
 KeyPath = tuple[str | int, ...]
+# How a message names a path: (what it is in, e.g. "rule 'x': ", and the path inside it),
+# from the document as constructed and the path from its top.
+Scope = Callable[[Any, KeyPath], tuple[str, KeyPath]]
+
+
+def dotted(path: Sequence[str | int]) -> str:
+    """``path`` as a rule author writes it: ``target.namespace``, ``steps[0].params``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _whole_document(document: Any, path: KeyPath) -> tuple[str, KeyPath]:
+    return "", path
 
 
 @dataclass(slots=True)
 class Located:
-    """Errors and warnings of one file, and a path -> line index (1-based) to place them."""
+    """Errors and warnings of one file, and a path -> line index (1-based) to place them.
+    ``scope`` names a path in the messages ``parse_yaml`` writes (default: from the top of the
+    document; a rule file's names the rule and the path inside it)."""
 
     file: str
     lines: dict[KeyPath, int] = field(default_factory=dict)
     errors: list[RuleError] = field(default_factory=list)
     warnings: list[RuleError] = field(default_factory=list)
+    scope: Scope = _whole_document
 
     def line_of(self, path: Sequence[str | int]) -> int:
         """The line of ``path``, or of its deepest ancestor that has one; 1 when none has."""
@@ -193,8 +213,9 @@ def parse_yaml(text: str, located: Located) -> Any:
     """The document in ``text`` as plain data, or None when it is empty or invalid.
 
     Fills ``located.lines`` with the line of every key and item; YAML errors, non-string and
-    duplicate keys, recursive aliases and documents that expand to more than ``MAX_NODES``
-    nodes go to ``located.errors`` (nothing is raised).
+    duplicate keys, unquoted ``{{ ... }}`` templates (``unquoted_template``), recursive aliases
+    and documents that expand to more than ``MAX_NODES`` nodes go to ``located.errors``
+    (nothing is raised).
     """
     loader = yaml.SafeLoader(text)
     try:
@@ -203,7 +224,18 @@ def parse_yaml(text: str, located: Located) -> Any:
             return None
         check_expansion(node)
         before = len(located.errors)
-        data = _construct(loader, node, (), located, set(), {})
+        templates: dict[KeyPath, str] = {}
+        data = _construct(loader, node, (), located, set(), {}, templates)
+        for path, template in templates.items():
+            # Said once the whole document is read: the rule's name may come after the value.
+            where, inside = located.scope(data, path)
+            field_name = f"`{dotted(inside)}`: " if inside else ""
+            quoted = "'" + template.replace("'", "''") + "'"
+            located.add(
+                path,
+                f"{where}{field_name}a `{{{{ ... }}}}` template must be quoted in YAML "
+                f"({quoted}): unquoted, YAML reads the braces as a mapping",
+            )
         # A mapping used again through an alias is walked again: each of its mistakes is
         # reported once, where it was written.
         located.errors[before:] = list(dict.fromkeys(located.errors[before:]))
@@ -235,10 +267,17 @@ def _construct(
     located: Located,
     active: set[int],
     repeats: dict[int, dict[int, int]],
+    templates: dict[KeyPath, str],
 ) -> Any:
+    """``node`` as plain data; its problems to ``located``, its unquoted templates (by path,
+    their text) to ``templates``."""
     located.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.ScalarNode):
         return loader.construct_object(node)
+    template = unquoted_template(node)
+    if template is not None:
+        templates[path] = template
+        return None
     if id(node) in active:
         # An alias pointing at its own ancestor would make the walk (and the rule) infinite.
         located.add(path, "recursive YAML alias")
@@ -249,7 +288,9 @@ def _construct(
             items = []
             for index, item in enumerate(node.value):
                 located.lines.setdefault((*path, index), item.start_mark.line + 1)
-                items.append(_construct(loader, item, (*path, index), located, active, repeats))
+                items.append(
+                    _construct(loader, item, (*path, index), located, active, repeats, templates)
+                )
             return items
         if isinstance(node, yaml.MappingNode):
             # Read once per node, before flatten_mapping rewrites it: walked again through an
@@ -283,8 +324,27 @@ def _construct(
                     )
                     continue
                 located.lines[(*path, key)] = key_line
-                out[key] = _construct(loader, value_node, (*path, key), located, active, repeats)
+                out[key] = _construct(
+                    loader, value_node, (*path, key), located, active, repeats, templates
+                )
             return out
         return loader.construct_object(node)
     finally:
         active.discard(id(node))
+
+
+def unquoted_template(node: yaml.Node) -> str | None:
+    """The text of ``node`` when it is a ``{{ ... }}`` template written without quotes, which
+    YAML reads as a flow mapping whose one key is a flow mapping starting right after the
+    first brace (``{{ labels.namespace }}`` is ``{{"labels.namespace": null}: null}``); else
+    None. The rule author meant a string: ``'{{ labels.namespace }}'``."""
+    if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
+        return None
+    key, value = node.value[0]
+    inner = isinstance(key, yaml.MappingNode) and key.start_mark.index == node.start_mark.index + 1
+    if not inner or not (isinstance(value, yaml.ScalarNode) and value.value == ""):
+        return None
+    start, end = node.start_mark, node.end_mark
+    if start.buffer is None or end.buffer is None:  # read from a stream: no text kept
+        return "{{ ... }}"
+    return str(start.buffer[start.pointer : end.pointer])

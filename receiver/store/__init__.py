@@ -28,7 +28,7 @@ from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, describe, is_unavailable
 from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.failures import Failures
-from receiver.store.history import EngineHistory
+from receiver.store.history import EngineHistory, OpenRun
 from receiver.store.jobs import JobQueue
 from receiver.store.leases import EventLease
 from receiver.store.paging import BadCursor, decode_cursor
@@ -69,6 +69,7 @@ __all__ = [
     "JobKind",
     "NewEvent",
     "OnceEntry",
+    "OpenRun",
     "Refused",
     "RunRecord",
     "StepRecord",

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from receiver.model import ApprovalRecord, ApprovalState, RunOutcome, Target
+from receiver.store.approval_ends import end_run
 from receiver.store.audit import append_in_tx
 from receiver.store.canonical import canonical_json
 from receiver.store.database import Database
@@ -49,6 +50,13 @@ _RESOLVED = """(CASE WHEN r.escalated_at IS NULL THEN (r.resolved_at IS NOT NULL
         SELECT 1 FROM alert_events e
         WHERE e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
           AND e.status = 'resolved' AND e.received_at >= r.escalated_at)) END)"""
+
+# The approval ``a`` is of an on_resolved step (phase ``resolve``; step indices are unique
+# across a run's phases, ``Verification.record_undo``). Such a step is asked for because the
+# alert resolved: its resolution is its occasion, never a reason to cancel it or to refuse its
+# decision. It waits for its decision or its expiry.
+_UNDO = """EXISTS (SELECT 1 FROM steps s
+    WHERE s.run_id = a.run_id AND s.idx = a.step_idx AND s.phase = 'resolve')"""
 
 
 def _record(row: Mapping[str, Any]) -> ApprovalRecord:
@@ -174,11 +182,18 @@ class Approvals(Database):
             )
         return None if row is None else _record(row)
 
-    async def alert_resolved(self, run_id: str) -> bool:
-        """Whether the alert of ``run_id`` has resolved (see ``_RESOLVED``)."""
+    async def alert_resolved(self, run_id: str, step_idx: int | None = None) -> bool:
+        """Whether the alert of ``run_id`` has resolved (see ``_RESOLVED``), as it bears on
+        the approval of step ``step_idx``: never for an on_resolved step (``_UNDO``), which
+        is asked for because it did."""
         with translate():
             value = await self._pool.fetchval(
-                f"SELECT {_RESOLVED} FROM runs r WHERE r.id = $1::uuid", run_id
+                f"""SELECT {_RESOLVED} AND NOT coalesce({_UNDO}, false)
+                    FROM runs r LEFT JOIN (SELECT $1::uuid AS run_id, $2::int AS step_idx) a
+                         ON true
+                    WHERE r.id = $1::uuid""",
+                run_id,
+                step_idx,
             )
         return bool(value)
 
@@ -237,7 +252,7 @@ class Approvals(Database):
                 FROM runs r
                 WHERE a.id = $1::uuid AND a.state = 'pending' AND a.expires_at > remediator_now()
                   AND ($9::text IS NULL OR a.plan_hash = $9)
-                  AND r.id = a.run_id AND NOT {_RESOLVED}
+                  AND r.id = a.run_id AND ({_UNDO} OR NOT {_RESOLVED})
                 RETURNING {_COLUMNS}, r.fingerprint
                 """,
                 approval_id,
@@ -257,7 +272,7 @@ class Approvals(Database):
                 await enqueue(conn, JobKind.RESUME_RUN, approval.run_id)
             else:
                 why = f"rejected by {by}" + (f": {reason}" if reason else "")
-                await self._end_run(conn, approval, RunOutcome.REJECTED, "rejected", why)
+                await end_run(conn, approval, RunOutcome.REJECTED, "rejected", why)
             await append_in_tx(
                 conn,
                 f"approval.{state.value}",
@@ -285,9 +300,10 @@ class Approvals(Database):
 
     async def cancel_approvals(self, run_id: str) -> list[ApprovalRecord]:
         """The alert resolved: the run's pending approvals become ``cancelled`` and the run,
-        if it was waiting for one, ends ``cancelled``."""
+        if it was waiting for one, ends ``cancelled``. Not those of its on_resolved steps
+        (``_UNDO``): the resolution is what they were asked for."""
         return await self._close_pending(
-            "true", run_id, ApprovalState.CANCELLED, RunOutcome.CANCELLED
+            f"NOT {_UNDO}", run_id, ApprovalState.CANCELLED, RunOutcome.CANCELLED
         )
 
     async def supersede_approval(self, approval_id: str, new_hash: str) -> bool:
@@ -313,7 +329,7 @@ class Approvals(Database):
             rows = await conn.fetch(
                 f"""
                 WITH due AS (
-                    SELECT id FROM approvals
+                    SELECT id FROM approvals a
                     WHERE state = 'pending' AND {condition}
                       AND ($1::uuid IS NULL OR run_id = $1::uuid)
                     FOR UPDATE SKIP LOCKED
@@ -333,64 +349,8 @@ class Approvals(Database):
                     if state is ApprovalState.EXPIRED
                     else f"the alert resolved before step {approval.step_idx} was approved"
                 )
-                await self._end_run(conn, approval, outcome, state.value, why)
+                await end_run(conn, approval, outcome, state.value, why)
                 await append_in_tx(
                     conn, f"approval.{state.value}", approval.run_id, None, _audit_data(approval)
                 )
         return approvals
-
-    async def _end_run(
-        self,
-        conn: Any,
-        approval: ApprovalRecord,
-        outcome: RunOutcome,
-        step_outcome: str,
-        why: str,
-    ) -> None:
-        """End the run that waits for ``approval``, and its held step, saying ``why``; both
-        audited (``step``, ``run.outcome``). A held step of the run's escalation
-        (``on_failed``; step indices are unique across a run's phases) ends the same way, and
-        the run keeps its outcome (failed)."""
-        step = await conn.fetchrow(
-            """UPDATE steps SET outcome = $3, message = $4, finished_at = remediator_now()
-               WHERE run_id = $1::uuid AND phase IN ('run', 'on_failed') AND idx = $2
-                 AND outcome = 'awaiting_approval'
-               RETURNING phase, action, params::text AS params""",
-            approval.run_id,
-            approval.step_idx,
-            step_outcome,
-            why,
-        )
-        fingerprint = await conn.fetchval(
-            """UPDATE runs SET outcome = $2, error = $3,
-                                finished_at = coalesce(finished_at, remediator_now())
-               WHERE id = $1::uuid AND outcome = 'awaiting_approval' RETURNING fingerprint""",
-            approval.run_id,
-            outcome.value,
-            why,
-        )
-        if step is not None:
-            await append_in_tx(
-                conn,
-                "step",
-                approval.run_id,
-                fingerprint,
-                {
-                    "phase": step["phase"],
-                    "idx": approval.step_idx,
-                    "action": step["action"],
-                    "outcome": step_outcome,
-                    "message": why,
-                    "params": json.loads(step["params"]),
-                    "before": None,
-                    "after": None,
-                },
-            )
-        if fingerprint is not None:
-            await append_in_tx(
-                conn,
-                "run.outcome",
-                approval.run_id,
-                fingerprint,
-                {"outcome": outcome.value, "error": why},
-            )

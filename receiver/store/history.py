@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from receiver.batching import Coalescer
@@ -15,12 +16,14 @@ from receiver.model import AlertEvent, History, PriorRun, RunOutcome, Target
 from receiver.store.database import Database
 from receiver.store.errors import StoreUnavailable, translate
 from receiver.store.group import one_by_one
+from receiver.store.records import undo_from_json
 
 __all__ = [
     "HISTORY_CALL",
     "HISTORY_PLAN_SETTINGS",
     "HISTORY_SQL",
     "EngineHistory",
+    "OpenRun",
     "history_arguments",
 ]
 
@@ -62,7 +65,8 @@ def _pair_arrays(pairs: Collection[tuple[str, Target]]) -> list[list[str]]:
 
 # The engine's read of an episode's past (EngineHistory.history, which says what each part is),
 # with the parameters of history_arguments. The body of the function engine_history: a change
-# here takes a migration that replaces it (0019, 0023, 0024, 0025; test_pinned_plans.py).
+# here takes a migration that replaces it (0019, 0023, 0024, 0025, 0026;
+# test_pinned_plans.py).
 HISTORY_SQL = f"""
 WITH parts AS (
     -- The episode's runs and the settling runs are found first and put in order after
@@ -74,22 +78,26 @@ WITH parts AS (
             -- Changed something, or may have: a step a worker stopped in (interrupted, or
             -- still started), or one that failed after its request may have reached its
             -- system, may have acted, and its on_resolved steps are then planned too.
-            {_CHANGED}
+            {_CHANGED},
+            -- The on_resolved steps it was planned with (NULL: a run created before 0025).
+            on_resolved::text AS on_resolved
      FROM (SELECT * FROM runs
            WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3 OFFSET 0) AS runs)
     UNION ALL
     -- The alert's runs of other episodes still open (their resolution never came) or whose
     -- undo waits for the alert's next resolution (undo_deferred): a later episode proves
-    -- the earlier one ended (migration 0025; runs_fingerprint_open).
+    -- the earlier one ended (migration 0026; runs_fingerprint_open). Their undo is the one
+    -- kept with each (migration 0025), as for the runs of the episode.
     (SELECT 'other', row_number() OVER (ORDER BY created_at, id), {PRIOR_COLUMNS},
-            {_CHANGED}
+            {_CHANGED},
+            on_resolved::text AS on_resolved
      FROM (SELECT * FROM runs
            WHERE fingerprint = $1 AND (resolved_at IS NULL OR undo_deferred)
              AND starts_at <> $2 OFFSET 0) AS runs
      ORDER BY created_at, id LIMIT $14)
     UNION ALL
     (SELECT 'recent', row_number() OVER (ORDER BY created_at DESC, id DESC),
-            {PRIOR_COLUMNS}, false
+            {PRIOR_COLUMNS}, false, NULL::text
      -- Each pair's newest runs, walked down runs_pair_created, then the newest of them
      -- all: the read costs the runs of these targets, however many other targets the rule
      -- has runs on. (A join of runs to the pairs let the planner walk every recent run of
@@ -107,7 +115,7 @@ WITH parts AS (
      ORDER BY created_at DESC, id DESC LIMIT $14)
     UNION ALL
     (SELECT 'settling', row_number() OVER (ORDER BY created_at, id),
-            {PRIOR_COLUMNS}, false
+            {PRIOR_COLUMNS}, false, NULL::text
      FROM (SELECT * FROM runs
            WHERE {_of_pairs(10)}
              AND outcome = 'verifying' AND settle_until IS NOT NULL OFFSET 0) AS runs
@@ -209,6 +217,23 @@ class EngineHistory(Database):
         with translate():
             return [await self._pool.fetch(HISTORY_CALL, *args, 0)]
 
+    async def open_runs(self, rules: Sequence[str], limit: int = 100) -> list[OpenRun]:
+        """The runs of ``rules`` not closed yet (their alert has not resolved), oldest first, at
+        most ``limit``: what a rules reload that removes them leaves open. A run that ended
+        without acting (refused, dry-run, rejected, expired, cancelled) has nothing to undo and
+        is left out."""
+        with translate():
+            rows = await self._pool.fetch(
+                """SELECT rule, id::text AS id, on_resolved IS NOT NULL AS kept FROM runs
+                   WHERE rule = ANY($1::text[]) AND resolved_at IS NULL
+                     AND outcome NOT IN ('refused', 'dry_run', 'rejected', 'expired',
+                                         'cancelled')
+                   ORDER BY created_at, id LIMIT $2""",
+                list(rules),
+                limit,
+            )
+        return [OpenRun(r["rule"], r["id"], r["kept"]) for r in rows]
+
     async def history(
         self,
         event: AlertEvent,
@@ -234,7 +259,9 @@ class EngineHistory(Database):
         alert's (same fingerprint) runs of other episodes (another startsAt) that are still
         open (``closed`` false: no resolution of them came) or whose on_resolved steps wait for
         the alert's next resolution (``closed`` true: ``undo_deferred``), oldest first, at most
-        ``limit`` (``receiver.episodes``).
+        ``limit`` (``receiver.episodes``). The runs of the episode and of other episodes carry
+        the on_resolved steps kept with them (``PriorRun.on_resolved``; None for a run created
+        before migration 0025).
         """
         # One statement, one snapshot, one round trip: the runs of the occurrence, the recent
         # runs of the repeat pairs, the settling runs of the settle pairs and the alert's open
@@ -260,10 +287,24 @@ class EngineHistory(Database):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class OpenRun:
+    """A run whose alert has not resolved (``EngineHistory.open_runs``): ``kept`` when its
+    on_resolved steps are kept with it (created since migration 0025)."""
+
+    rule: str
+    run_id: str
+    kept: bool
+
+
 def prior_from_row(row: Mapping[str, Any]) -> PriorRun:
     """A PriorRun from a row of ``PRIOR_COLUMNS`` and ``changed`` (false but for the runs of
-    the episode: whether one of its steps changed something, or may have)."""
+    the episode and of other episodes: whether one of its steps changed something, or may
+    have), and, for those same runs, the ``on_resolved`` steps kept with the run
+    (``undo_from_json``)."""
+    kept = row.get("on_resolved")
     return PriorRun(
+        on_resolved=None if kept is None else undo_from_json(kept),
         run_id=str(row["id"]),
         rule=row["rule"],
         target=Target(row["target_kind"], row["target_namespace"], row["target_name"]),

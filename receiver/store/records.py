@@ -16,8 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from receiver.alertmanager import ZERO_TIME
-from receiver.model import AlertEvent, RunOutcome, Status, Target, VerifyResult
-from receiver.store.canonical import audit_data
+from receiver.model import AlertEvent, RunOutcome, Status, StepPlan, Target, VerifyResult
+from receiver.store.canonical import audit_data, canonical_json
 
 __all__ = [
     "RUN_COLUMNS",
@@ -36,6 +36,8 @@ __all__ = [
     "run_from_row",
     "run_id_of",
     "step_from_row",
+    "undo_as_json",
+    "undo_from_json",
 ]
 
 
@@ -234,10 +236,9 @@ class RunRecord:
     settle_until: datetime | None = None
     verify_result: VerifyResult | None = None
     escalated_at: datetime | None = None
-    # Closed with no resolution of its own: the ``startsAt`` of the later episode of its alert
-    # that proved its episode ended (resolved_at is that time: the latest it can have ended).
+    # Closed with no resolution of its own: the ``startsAt`` of the later episode that proved
+    # its episode ended (its resolved_at); ``undo_deferred``: its undo waits for the next one.
     resolution_inferred_from: str | None = None
-    # Its on_resolved steps wait for its alert's next resolution (the alert fired again).
     undo_deferred: bool = False
 
 
@@ -300,6 +301,35 @@ def _json_or_none(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
+def undo_as_json(steps: Sequence[StepPlan]) -> str:
+    """A run's on_resolved plan as kept in ``runs.on_resolved``: a JSON array of
+    ``{index, action, params, needs_approval}``, in order (``[]``: nothing to undo)."""
+    return canonical_json(
+        [
+            {
+                "index": s.index,
+                "action": s.action,
+                "params": dict(s.params),
+                "needs_approval": s.needs_approval,
+            }
+            for s in steps
+        ]
+    )
+
+
+def undo_from_json(text: str) -> tuple[StepPlan, ...]:
+    """The on_resolved plan ``undo_as_json`` wrote, as the engine plans it."""
+    return tuple(
+        StepPlan(
+            index=int(item["index"]),
+            action=str(item["action"]),
+            params=dict(item.get("params") or {}),
+            needs_approval=bool(item.get("needs_approval", False)),
+        )
+        for item in json.loads(text)
+    )
+
+
 def step_from_row(row: Mapping[str, Any]) -> StepRecord:
     """A StepRecord from a steps row whose jsonb columns were selected as text."""
     return StepRecord(
@@ -357,8 +387,7 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
 
 
 def job_from_row(row: Mapping[str, Any]) -> ClaimedJob:
-    """Reads id, kind, run_id (text), payload (text), attempts, lease_until, last_error,
-    failures."""
+    """Reads id, kind, run_id and payload (text), attempts, lease_until, last_error, failures."""
     return ClaimedJob(
         id=row["id"],
         kind=JobKind(row["kind"]),

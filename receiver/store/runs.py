@@ -28,6 +28,7 @@ from receiver.store.records import (
     as_utc,
     run_from_row,
     step_from_row,
+    undo_as_json,
 )
 from receiver.store.steps import mark_not_run, step_audit
 
@@ -76,6 +77,7 @@ class Runs(Database):
         admitted: Mapping[str, Any] | None = None,
         announced: Mapping[str, Any] | None = None,
         complete: EventLease | None = None,
+        on_resolved: Sequence[StepPlan] | None = None,
     ) -> str | None:
         """Create the run of (rule, occurrence of ``event``) with its planned ``steps``
         (recorded with ``step_outcome``, each with its description as its message), in one
@@ -86,7 +88,9 @@ class Runs(Database):
         never change): the worker asks a new run's guards before it stores it. None when the
         run already exists (a duplicate, or a retry whose first attempt created it).
         ``decision``: why these steps (JSON-ready), kept on the run and in its ``run.created``
-        audit row.
+        audit row. ``on_resolved``: the rule's on_resolved steps, kept on the run
+        (``undo_as_json``): what it undoes when its alert resolves, whatever the rules say then
+        (None: not kept, as for a run created before 0025; the rule's as loaded then stand in).
 
         With ``admitted`` (the ``run.admitted`` data, ``admitted_data``) the guards let the run
         through before it was stored: it is created ``running`` and audited as created, each
@@ -186,11 +190,12 @@ class Runs(Database):
                                       target_kind, target_namespace, target_name, outcome,
                                       dry_run, occurrence, verify_within_s, refire, settle_s,
                                       decision, group_key, refusal_guard, refusal_reason,
-                                      retry_at, finished_at, started_at)
+                                      retry_at, finished_at, started_at, on_resolved)
                     VALUES (coalesce($25::uuid, gen_random_uuid()), $1, $2, $3, $4, $5, $6, $7,
                             $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $26, $27, $28,
                             CASE WHEN $26::text IS NULL THEN NULL ELSE remediator_now() END,
-                            CASE WHEN $34::text IS NULL THEN NULL ELSE remediator_now() END)
+                            CASE WHEN $34::text IS NULL THEN NULL ELSE remediator_now() END,
+                            $36::jsonb)
                     ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
                     RETURNING id, fingerprint
                 ), planned AS (
@@ -264,6 +269,7 @@ class Runs(Database):
                 None if complete is None else complete.owner,
                 None if admitted is None else audit_data(admitted),
                 _RUNNING_AUDIT,
+                None if on_resolved is None else undo_as_json(on_resolved),
             )
         assert row is not None  # the outer SELECT has no FROM: always one row
         if complete is not None and row["completed"]:

@@ -182,6 +182,37 @@ class Verification(Database):
         outcome: str = row["outcome"]
         return outcome
 
+    async def record_undo(self, run_id: str, steps: Sequence[StepPlan]) -> None:
+        """Record ``steps`` (the run's on_resolved plan) as the run's pending ``resolve``
+        steps, numbered after every step the run has, as its on_failed steps are (``_fail``):
+        approvals are keyed by run and step index, so an on_resolved step's approval never
+        meets that of a run step. Once per run: a run that has resolve steps already (a
+        retried resolved event) keeps them, and their numbers."""
+        if not steps:
+            return
+        async with self._tx() as conn:
+            # The run's row first: two deliveries of its resolution number the steps once.
+            await conn.execute("SELECT 1 FROM runs WHERE id = $1::uuid FOR UPDATE", run_id)
+            base = await conn.fetchval(
+                """SELECT CASE WHEN bool_or(phase = 'resolve') THEN NULL
+                               ELSE coalesce(max(idx), -1) + 1 END
+                   FROM steps WHERE run_id = $1::uuid""",
+                run_id,
+            )
+            if base is None:
+                return
+            for offset, step in enumerate(steps):
+                await write_step(
+                    conn,
+                    run_id,
+                    idx=base + offset,
+                    phase="resolve",
+                    action=step.action,
+                    outcome="pending",
+                    params=step.params,
+                    needs_approval=step.needs_approval,
+                )
+
     async def conclude_verification(
         self, run_id: str, escalation: Sequence[StepPlan] = (), *, grace_s: float | None = None
     ) -> Conclusion | None:
@@ -253,8 +284,9 @@ class Verification(Database):
         self, run_id: str, steps: Sequence[StepPlan], *, event_id: int, retry_s: float
     ) -> bool:
         """The alert resolved after a later episode closed the run with its undo deferred
-        (``close_run(defer_undo=True)``): record ``steps`` (its on_resolved steps, numbered as
-        planned) pending in phase ``resolve`` and clear ``undo_deferred``, with a
+        (``close_run(defer_undo=True)``): record ``steps`` (its on_resolved steps, numbered
+        after every step the run has, as ``record_undo`` numbers them: approvals are keyed by
+        run and step index) pending in phase ``resolve`` and clear ``undo_deferred``, with a
         ``resume_resolve`` job due in ``retry_s`` seconds that finishes them if this pass stops
         before they ran, and a ``run.undo_carried`` audit row naming the resolution
         (``event_id``). One transaction. False when the run's undo is not deferred (carried
@@ -267,14 +299,17 @@ class Verification(Database):
             )
             if fingerprint is None:
                 return False
+            base = await conn.fetchval(
+                "SELECT coalesce(max(idx), -1) + 1 FROM steps WHERE run_id = $1::uuid", run_id
+            )
             # The job before the first audit row (write_step appends one), as in _fail.
             if steps:
                 await enqueue(conn, JobKind.RESUME_RESOLVE, run_id, delay_s=retry_s)
-            for step in steps:
+            for offset, step in enumerate(steps):
                 await write_step(
                     conn,
                     run_id,
-                    idx=step.index,
+                    idx=base + offset,
                     phase="resolve",
                     action=step.action,
                     outcome="pending",

@@ -1,6 +1,7 @@
 """Kubernetes remediations, one module per action family.
 
-- ``api``: the shared plumbing (the per-call API view, the write plan, the action base)
+- ``api``: the shared plumbing (the action base; re-exports ``kubeapi``)
+- ``kubeapi``: the per-call API view (reads, conditioned writes) and the write plan
 - ``objects``: reading the plain-dict form of Kubernetes objects (pure)
 - ``retry``: bounded retries on transient API failures, typed errors for the rest
 - ``replay``: write records, so a step retried after a crash does not write twice (pure)

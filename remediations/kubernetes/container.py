@@ -195,7 +195,7 @@ class SetResources(KubeAction[SetResourcesParams]):
         )
         return WritePlan(
             planned,
-            lambda: api.patch_template(target, template, api.record(obj, planned)),
+            lambda: api.patch_template(target, template, obj, api.record(obj, planned)),
             lambda written: _pick_resources(
                 find_container(written, params.container, target), keys
             ),
@@ -285,6 +285,6 @@ class SetEnv(KubeAction[SetEnvParams]):
         )
         return WritePlan(
             change,
-            lambda: api.patch_template(target, template, api.record(obj, change)),
+            lambda: api.patch_template(target, template, obj, api.record(obj, change)),
             lambda written: pick(find_container(written, params.container, target)),
         )

@@ -48,7 +48,7 @@ def object_ref(target: Target) -> str:
 
 def is_remediator_key(key: str) -> bool:
     """Whether annotation ``key`` is remediator's own: its prefix is ``remediator.io`` or a
-    subdomain of it (``remediator.io/run-id``, ``write.remediator.io/<step>``)."""
+    subdomain of it (``remediator.io/run-id``, ``write.remediator.io/slot-0``)."""
     prefix, slash, _ = key.partition("/")
     return bool(slash) and (prefix == "remediator.io" or prefix.endswith(".remediator.io"))
 

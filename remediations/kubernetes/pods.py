@@ -172,9 +172,11 @@ class DeletePod(KubeAction[DeletePodParams]):
             record = api.record(holder_obj, change) if holder is not None else {}
             if holder is not None and record:
                 # Before the deletes: a crash after them must leave the record behind. A
-                # crash between the two leaves the deletes to the take-up (_replay).
+                # crash between the two leaves the deletes to the take-up (_replay). On the
+                # workload as read (its record slot was chosen from it): a WriteConflict
+                # plans the step again before anything is deleted.
                 body = {"metadata": {"annotations": {**api.stamp(), **record}}}
-                await api.patch_workload(holder, body, MERGE_PATCH)
+                await api.patch_read(holder, holder_obj, body, MERGE_PATCH)
             deleted: list[str] = []
             try:
                 for pod in chosen:

@@ -3,16 +3,43 @@
 A run taken up again after a crash between a Kubernetes write and the database recording it
 runs that step a second time. A relative step (scale by +2, a factor, a restore that subtracts
 its run's delta) would then change the object twice. So every write carries, in the same
-request as the change, an annotation named after the step (run id, phase, step index) whose
-value is the change it made: the preview (summary, before, after, preconditions) and what the
-result reports. A step that finds its own record on the object does not write again; it
-reports that record, so the run's record (and a later restore) still know the true before and
-after.
+request as the change, an annotation whose value is the step's record: which step it is (run
+id, phase, step index) and the change it made (the preview: summary, before, after,
+preconditions) and what the result reports. A step that finds its own record on the object
+does not write again; it reports that record, so the run's record (and a later restore) still
+know the true before and after.
 
-One key per step (``write.remediator.io/<run>.<phase>.<step>``) rather than one shared value:
-a merge patch adds a key without rewriting the others, so two runs writing the same object do
-not erase each other's records. Only the newest ``MAX_RECORDS`` are kept (older keys are
-removed by the write that adds a new one), within ``MAX_RECORD_BYTES``. Pure: no client, no I/O.
+The records sit in a fixed set of ``MAX_RECORDS`` slot keys, ``write.remediator.io/slot-0`` to
+``slot-<MAX_RECORDS - 1>`` (``SLOT_KEYS``), each holding one record; the value, not the key,
+names the step. A write takes a slot whose record it drops (the oldest, once all are taken)
+or a free one, and keeps the newest records within ``MAX_RECORD_BYTES``
+(``record_annotations``). Why fixed keys: a Deployment's controller copies its annotations
+onto its current ReplicaSet and never removes one there (``copyDeploymentAnnotationsToReplicaSet``
+in kubernetes' ``pkg/controller/deployment/util/deployment_util.go``; only its
+``annotationsToSkip`` are not copied). A scale makes no new ReplicaSet, so with one key per
+step (the previous form, ``write.remediator.io/<run>.<phase>.<step>``) every record ever
+written while a ReplicaSet was current stayed on it, about 650 writes from the API server's
+256 KiB cap on an object's annotations, past which the controller can no longer update it.
+With slot keys a copied slot overwrites the ReplicaSet's copy, so at most ``MAX_RECORDS``
+record keys ever reach it (plus per-step keys the previous version left, which no longer
+grow).
+
+Reusing a key means a write can overwrite another run's record: so every write that adds a
+record is conditioned on the ``resourceVersion`` of the object it chose the slot from
+(``KubeApi.patch_read``; scale's own patch too). Two runs that pick the same slot at once:
+one write lands, the other gets 409 and is planned again from the object as the first left
+it, so overlapping runs' records do not erase each other.
+
+Records of the previous per-step form are still read (``records_of``, ``find_record``: a step
+taken up again after an upgrade finds its record), and the next write moves those it keeps
+into slots and removes every per-step key from the object.
+
+A Deployment's records do not stay on it alone: besides the copy above, ``kubectl rollout
+undo`` gives the Deployment the annotations of the ReplicaSet it goes back to. Records of
+older writes come back (harmless: each names its step, whose write did happen) and newer ones
+vanish: a step whose record such an undo dropped, taken up again after a crash, finds none and
+writes again. A scale restore, which would undo a delta twice, refuses without its run's scale
+record (``scale.Scale._refuse_changed_since``). Pure: no client, no I/O.
 """
 
 from __future__ import annotations
@@ -28,17 +55,20 @@ from typing import Any
 __all__ = [
     "MAX_RECORDS",
     "MAX_RECORD_BYTES",
+    "SLOT_KEYS",
     "WRITE_PREFIX",
+    "StepId",
     "WriteRecord",
     "find_record",
     "record_annotations",
-    "record_key",
     "records_of",
 ]
 
 WRITE_PREFIX = "write.remediator.io/"
 # Enough for every step of a run and of its resolve phase, plus an overlapping run's.
 MAX_RECORDS = 8
+# The only keys a record is written under: bounded, whatever the number of writes.
+SLOT_KEYS = tuple(f"{WRITE_PREFIX}slot-{i}" for i in range(MAX_RECORDS))
 # The API server caps all annotations of an object together at 256 KiB.
 MAX_RECORD_BYTES = 96 * 1024
 
@@ -46,18 +76,33 @@ MAX_RECORD_BYTES = 96 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
-def record_key(run_id: str, phase: str, step: int | None) -> str | None:
-    """The annotation key of a step's write record; None for a call with no step identity.
+@dataclass(frozen=True, slots=True)
+class StepId:
+    """Which step of which run wrote: the run id, its phase (``run``, ``resolve``, ...) and
+    the step's index in that phase."""
 
-    ``write.remediator.io/<run_id>.<phase>.<step>`` when that is a valid annotation name, else
-    (an unusually long or odd run id) the same text hashed, so the key stays valid and unique.
-    """
-    if step is None:
-        return None
-    name = f"{run_id}.{phase}.{step}"
-    if not _NAME.match(name):
-        name = hashlib.sha256(name.encode()).hexdigest()[:40]
-    return WRITE_PREFIX + name
+    run_id: str
+    phase: str
+    step: int
+
+    @classmethod
+    def of(cls, run_id: str, phase: str, step: int | None) -> StepId | None:
+        """The step's identity; None for a call with no step identity (outside a run)."""
+        return None if step is None else cls(run_id, phase, step)
+
+    def legacy_key(self) -> str:
+        """The key the previous version wrote this step's record under:
+        ``write.remediator.io/<run_id>.<phase>.<step>`` when that is a valid annotation name,
+        else (an unusually long or odd run id) the same text hashed."""
+        name = f"{self.run_id}.{self.phase}.{self.step}"
+        if not _NAME.match(name):
+            name = hashlib.sha256(name.encode()).hexdigest()[:40]
+        return WRITE_PREFIX + name
+
+    def wrote(self, key: str, record: WriteRecord) -> bool:
+        """Whether ``record`` (found under annotation ``key``) is this step's."""
+        named = (record.run_id, record.phase, record.step) == (self.run_id, self.phase, self.step)
+        return named or key == self.legacy_key()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +167,8 @@ def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 def records_of(obj: Mapping[str, Any]) -> dict[str, WriteRecord]:
-    """Every readable write record on ``obj`` (a plain-dict object), by annotation key."""
+    """Every readable write record on ``obj`` (a plain-dict object), by annotation key: those
+    in slots and those in the previous per-step keys alike."""
     out: dict[str, WriteRecord] = {}
     for key, value in _annotations(obj).items():
         if key.startswith(WRITE_PREFIX):
@@ -132,40 +178,69 @@ def records_of(obj: Mapping[str, Any]) -> dict[str, WriteRecord]:
     return out
 
 
-def find_record(obj: Mapping[str, Any], key: str | None, action: str) -> WriteRecord | None:
-    """The record of the step ``key`` by ``action`` on ``obj``; None when there is none."""
-    if key is None:
+def find_record(obj: Mapping[str, Any], step: StepId | None, action: str) -> WriteRecord | None:
+    """The record of ``step`` by ``action`` on ``obj``, in a slot or in the step's previous
+    per-step key; None when there is none (or ``step`` is None)."""
+    if step is None:
         return None
-    record = records_of(obj).get(key)
-    if record is None or record.action != action:
-        return None
-    return record
+    for key, record in records_of(obj).items():
+        if record.action == action and step.wrote(key, record):
+            return record
+    return None
 
 
-def record_annotations(
-    obj: Mapping[str, Any], key: str, record: WriteRecord
-) -> dict[str, str | None]:
-    """Annotations for a merge patch that adds ``record`` under ``key`` to ``obj`` and removes
-    (value None) the records past the newest ``MAX_RECORDS`` / ``MAX_RECORD_BYTES``."""
+def record_annotations(obj: Mapping[str, Any], record: WriteRecord) -> dict[str, str | None]:
+    """Annotations for a merge patch that adds ``record`` to ``obj`` (a plain-dict object, as
+    read), as ``{key: value}`` with None for a key to remove.
+
+    Kept: ``record`` and the newest other records on ``obj`` (by their RFC 3339 ``at``),
+    ``MAX_RECORDS`` in all and within ``MAX_RECORD_BYTES``. An unreadable value goes, and so
+    does a copy of a record already kept (an undo can bring back both the per-step key and the
+    slot a record was moved to), and this step's own earlier record, which ``record`` replaces.
+    Kept slot records stay where they are; the new record and kept per-step ones go into the
+    slots of dropped records first (the oldest's, once all are taken), then free ones. Every
+    other ``write.remediator.io/`` key is removed, per-step keys included. The patch is only
+    right for ``obj`` as read: send it conditioned on its ``resourceVersion``, or a write in
+    between could lose a record."""
     text = record.to_json()
-    patch: dict[str, str | None] = {key: text}
-    others = [
-        (k, v) for k, v in _annotations(obj).items() if k.startswith(WRITE_PREFIX) and k != key
-    ]
-    # Newest first: RFC 3339 UTC times sort as text; an unreadable record sorts oldest.
-    others.sort(key=lambda kv: _at(kv[1]), reverse=True)
-    kept, size = 1, len(key) + len(text)
-    for other, value in others:
-        size += len(other) + len(value)
-        kept += 1
-        if kept > MAX_RECORDS or size > MAX_RECORD_BYTES:
-            patch[other] = None
+    mine = StepId.of(record.run_id, record.phase, record.step)
+    held: list[tuple[str, str, str]] = []  # (at, key, value)
+    for key, value in _annotations(obj).items():
+        if not key.startswith(WRITE_PREFIX):
+            continue
+        other = WriteRecord.from_json(value)
+        if other is None or (mine is not None and mine.wrote(key, other)):
+            continue  # unreadable, or this step's own (replaced)
+        held.append((other.at, key, value))
+    # Newest first: RFC 3339 UTC times sort as text. Ties: slot records first, so a record
+    # that sits in a slot and in a per-step key keeps its slot.
+    held.sort(key=lambda h: (h[0], h[1] in SLOT_KEYS), reverse=True)
+    kept: dict[str, str] = {}
+    values, size = {text}, len(SLOT_KEYS[0]) + len(text)
+    for _at, key, value in held:
+        if value in values:
+            continue
+        size += len(SLOT_KEYS[0]) + len(value)
+        if len(kept) + 1 >= MAX_RECORDS or size > MAX_RECORD_BYTES:
+            break
+        kept[key] = value
+        values.add(value)
+    held_keys = {key for _at, key, _value in held}
+    present = set(_annotations(obj))
+    # Slots to fill: those of dropped records first (overwritten rather than removed, so a
+    # ReplicaSet's copy follows), oldest dropped first, then the free ones.
+    dropped = [key for _at, key, _v in reversed(held) if key in SLOT_KEYS and key not in kept]
+    free = dropped + [k for k in SLOT_KEYS if k not in present or k not in held_keys]
+    free = list(dict.fromkeys(k for k in free if k not in kept))
+    patch: dict[str, str | None] = {free.pop(0): text}
+    for key, value in kept.items():
+        if key not in SLOT_KEYS:
+            patch[free.pop(0)] = value
+    for key in present:
+        stays = key in kept and key in SLOT_KEYS
+        if key.startswith(WRITE_PREFIX) and not stays and key not in patch:
+            patch[key] = None
     return patch
-
-
-def _at(value: str) -> str:
-    record = WriteRecord.from_json(value)
-    return record.at if record is not None else ""
 
 
 def now_rfc3339() -> str:

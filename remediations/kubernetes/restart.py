@@ -97,4 +97,4 @@ class RolloutRestart(KubeAction[RestartParams]):
             after={"restartedAt": "(the time of the restart)"},
         )
         record = api.record(obj, change, after={"restartedAt": now})
-        return WritePlan(change, lambda: api.patch_template(target, template, record), observe)
+        return WritePlan(change, lambda: api.patch_template(target, template, obj, record), observe)

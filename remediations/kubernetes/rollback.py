@@ -12,8 +12,10 @@ own values of kubectl's skip-list keys. Differences, each for a reason:
   is refused rather than flipped;
 - remediator's own annotations (``remediator.io/...``: the count ``scale`` last wrote, every
   step's write record) are the Deployment's, never the ReplicaSet's stale copies, plus this
-  step's stamp and write record; keys are added and removed one by one, so an annotation
-  someone adds between the read and the write is not erased;
+  step's stamp and write record; keys are added and removed one by one, and the patch is
+  conditioned on the resourceVersion read (the record's slot was chosen from it), so an
+  annotation someone adds between the read and the write is not erased: the step is planned
+  again instead;
 - the default revision is the one before the newest *release* (``release.default_revision``):
   the same as kubectl's second-highest revision unless the newest revisions only restarted the
   pods or are remediator's own edits, where kubectl's would only restart them or undo a
@@ -181,7 +183,8 @@ class RolloutUndo(KubeAction[UndoParams]):
         wanted = rolled_back_annotations(
             live_annotations, (rs.get("metadata") or {}).get("annotations") or {}
         )
-        for key, value in {**api.stamp(), **api.record(obj, change)}.items():
+        own = api.record(obj, change)
+        for key, value in {**api.stamp(), **own}.items():
             # None: an old write record to drop (it was there when the plan read the object).
             if value is None:
                 wanted.pop(key, None)
@@ -195,8 +198,8 @@ class RolloutUndo(KubeAction[UndoParams]):
             },
             {"op": "replace", "path": "/spec/template", "value": template},
         ]
-        # Key by key rather than kubectl's replace of the whole map: an annotation added
-        # between the read and the write (another run's write record) stays.
+        # Key by key rather than kubectl's replace of the whole map: only what this plan
+        # means to change is touched.
         for key in sorted(set(live_annotations) - set(wanted)):
             ops.append({"op": "remove", "path": f"/metadata/annotations/{_json_pointer(key)}"})
         for key, value in sorted(wanted.items()):
@@ -208,7 +211,9 @@ class RolloutUndo(KubeAction[UndoParams]):
 
         async def write() -> dict[str, Any]:
             try:
-                return await api.patch_workload(target, ops, JSON_PATCH)
+                # With a record, conditioned on the resourceVersion read: the record's slot was
+                # chosen from it (WriteConflict: planned again, KubeAction.run).
+                return await api.patch_read(target, obj, ops, JSON_PATCH, conditioned=bool(own))
             except ActionRefused as exc:
                 cause = exc.__cause__
                 if not (isinstance(cause, ApiException) and cause.status == 422):

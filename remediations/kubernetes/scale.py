@@ -11,7 +11,12 @@ the capacity a still-open run added stays. It only acts when the live count is t
 remediator last wrote (``remediator.io/replicas``, stamped with every scale write): a count
 someone else changed since is left alone, and the step is refused naming both counts. So is a
 workload deleted and recreated since the run scaled it (another uid than the one in the run's
-write record, or neither that record nor the stamp on it): the run's delta is not its to undo.
+write record): the run's delta is not its to undo. And so is one that no longer carries the
+run's write record: only that record dates the stamp. ``kubectl rollout undo`` gives a
+Deployment the annotations its controller copied onto the older ReplicaSet, an older stamp
+among them and this run's record missing, and a live count equal to that older stamp (set back
+by hand, or by this run's own restore whose record the undo dropped) is no sign that nothing
+changed since (``_refuse_changed_since``).
 
 A retry never scales twice: the replicas, the stamp and the step's write record (``replay``:
 the count it scaled from and to) go in one request, so a step taken up again after a crash
@@ -39,8 +44,7 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.objects import object_ref
-from remediations.kubernetes.replay import WriteRecord, records_of
-from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
+from remediations.kubernetes.replay import MAX_RECORDS, WriteRecord, records_of
 from remediations.params import Boolean, Integer, Number
 from remediations.targets import Target
 
@@ -136,7 +140,8 @@ class Scale(KubeAction[ScaleParams]):
     it read (a concurrent change fails it with 409, as kubectl's PUT of the Scale would) and,
     in the same request, the run id, the count written and the step's write record. Not the
     ``/scale`` subresource: it carries no annotations, and a stamp sent after it could be
-    lost in a crash, leaving a retried step unable to tell it had scaled. Needs ``patch`` on
+    lost in a crash, leaving a retried step unable to tell it had scaled. On a 409 it re-reads
+    and resends, the record's slot chosen again from what it read (``replay``). Needs ``patch`` on
     the workload and ``list`` on autoscaling ``horizontalpodautoscalers`` to refuse
     HPA-managed targets (fails closed).
     """
@@ -146,10 +151,6 @@ class Scale(KubeAction[ScaleParams]):
     risk: ClassVar[Risk] = Risk.LOW
     disruptive: ClassVar[bool] = False
     target_kinds: ClassVar[frozenset[str]] = frozenset(_SCALE_INFIX)
-
-    def __init__(self, retry: RetryPolicy = DEFAULT_RETRY, *, conflict_attempts: int = 5) -> None:
-        super().__init__(retry)
-        self.conflict_attempts = conflict_attempts
 
     def explain(self, target: Target, params: ScaleParams) -> str:
         if params.restore:
@@ -210,52 +211,47 @@ class Scale(KubeAction[ScaleParams]):
             after,
             preconditions={"replicas": current},
         )
-        # Who scaled it, the count written (what a later restore checks the live count
-        # against) and this step's record, atomically with the count itself.
-        annotations = {
-            **api.stamp(),
-            REPLICAS_ANNOTATION: str(desired),
-            **api.record(
-                obj,
-                change,
-                # The object's uid: a restore tells the object this run scaled from one that
-                # was deleted and recreated since (with annotations copied from its manifest).
-                extra={"uid": _uid(obj), **({"restore": True} if params.restore else {})},
-            ),
-        }
-        # The resourceVersion just read: a concurrent change makes the patch fail with 409
-        # instead of silently overwriting what someone else decided.
-        body: dict[str, Any] = {
-            "metadata": {
-                "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion"),
-                "annotations": annotations,
-            },
-            "spec": {"replicas": desired},
-        }
+        # The object's uid: a restore tells the object this run scaled from one that was
+        # deleted and recreated since (with annotations copied from its manifest).
+        extra = {"uid": _uid(obj), **({"restore": True} if params.restore else {})}
+
+        def body(read: dict[str, Any]) -> dict[str, Any]:
+            # Who scaled it, the count written (what a later restore checks the live count
+            # against) and this step's record, atomically with the count itself. The
+            # resourceVersion of ``read``: a concurrent change makes the patch fail with 409
+            # instead of silently overwriting what someone else decided, or the record slot
+            # (chosen from ``read``) another run's record went into since.
+            annotations = {
+                **api.stamp(),
+                REPLICAS_ANNOTATION: str(desired),
+                **api.record(read, change, extra=extra),
+            }
+            version = (read.get("metadata") or {}).get("resourceVersion")
+            return {
+                "metadata": {"resourceVersion": version, "annotations": annotations},
+                "spec": {"replicas": desired},
+            }
 
         async def write() -> dict[str, Any]:
             # The resourceVersion is bumped by every status write of the controller: a 409 is
-            # usually that, not a rival scaler. Re-read; resend only while the replica count
-            # is still the one the plan started from.
+            # usually that, not a rival scaler. Re-read; resend (with the record's slot chosen
+            # again) only while the replica count is still the one the plan started from.
+            read = obj
             for _ in range(self.conflict_attempts):
                 try:
-                    return await api.patch_workload(target, body, MERGE_PATCH, allow=(409,))
+                    return await api.patch_workload(target, body(read), MERGE_PATCH, allow=(409,))
                 except ApiException:
-                    fresh = await api.read_workload(target)
-                    now = int((fresh.get("spec") or {}).get("replicas") or 0)
+                    read = await api.read_workload(target)
+                    now = int((read.get("spec") or {}).get("replicas") or 0)
                     if not api.ctx.dry_run and (
-                        api.earlier_write(fresh) is not None
-                        or (api.record_key is None and now == desired)
+                        api.earlier_write(read) is not None or (api.step is None and now == desired)
                     ):
-                        return fresh  # an earlier attempt landed but its answer was lost
+                        return read  # an earlier attempt landed but its answer was lost
                     if now != current:
                         raise ActionRefused(
                             f"replicas of {object_ref(target)} changed concurrently from {current} "
                             f"to {now}; not scaling"
                         ) from None
-                    body["metadata"]["resourceVersion"] = (fresh.get("metadata") or {}).get(
-                        "resourceVersion"
-                    )
             raise ActionRefused(
                 f"{object_ref(target)} kept changing ({self.conflict_attempts} conflicts); "
                 "not scaling"
@@ -273,17 +269,42 @@ class Scale(KubeAction[ScaleParams]):
         """Refuse a restore (ActionRefused) unless ``workload`` is the object this run scaled
         and its live count is the one remediator last wrote.
 
-        The object: this run's scale write record on it names the uid it wrote to, which must
-        be the live uid. Without that record (pruned by newer writes, or a Deployment deleted
-        and recreated since, which carries none of remediator's annotations), the count
-        remediator stamped with its last write (``remediator.io/replicas``) must be there: a
-        recreated Deployment whose replicas happen to equal this run's ``after`` is not one
-        this run scaled, and taking the run's delta off it would remove capacity its owner
-        asked for."""
+        This run's scale write record must be on the object and name the live uid. It is what
+        dates the count stamped with remediator's last write (``remediator.io/replicas``):
+        annotations only ever come back as a set. The Deployment controller copies the
+        Deployment's annotations onto its current ReplicaSet, never removing one
+        (``copyDeploymentAnnotationsToReplicaSet`` in kubernetes'
+        ``pkg/controller/deployment/util/deployment_util.go``), and ``kubectl rollout undo``
+        gives the Deployment the target ReplicaSet's annotations (``SetDeploymentAnnotationsTo``
+        there, ``rollback.go`` in kubectl): the count of an older write comes back with the
+        records of that time. Only when this run's record came with it is that count from
+        this run's write or a later one; without it the count may predate this run's change,
+        and a live count equal to it (put back by hand, or by this run's own restore, whose
+        record the undo dropped) is no sign that nothing changed since. So no record refuses,
+        whatever the stamp says: a Deployment recreated since (its annotations copied from a
+        manifest or not), annotations replaced by an undo or by hand, or the record's slot taken by
+        ``MAX_RECORDS`` newer writes. With the record but no stamp (removed by hand), the
+        count this run set is the reference."""
         annotations = (workload.get("metadata") or {}).get("annotations") or {}
         uid = _uid(workload)
         own = _scaled_by(workload, api.ctx.run_id)
-        if own is not None and own.extra.get("uid") not in (None, uid):
+        if own is None:
+            if REPLICAS_ANNOTATION not in annotations:
+                raise ActionRefused(
+                    f"{object_ref(target)} carries neither {REPLICAS_ANNOTATION} nor this run's "
+                    f"write record: not the object this run scaled as far as it shows (deleted "
+                    f"and recreated, or its annotations removed, since), so it is left alone "
+                    f"(this run's change was {delta:+d})"
+                )
+            raise ActionRefused(
+                f"{object_ref(target)} carries no write record of this run's scale, so its "
+                f"{REPLICAS_ANNOTATION} ({annotations[REPLICAS_ANNOTATION]}) may be older than "
+                f"this run's change: its annotations were replaced since (kubectl rollout undo "
+                f"copies an older ReplicaSet's, remediator's included), it was deleted and "
+                f"recreated, or {MAX_RECORDS} newer writes took its slot. It is left alone "
+                f"(this run's change was {delta:+d}); undo it by hand if it should be"
+            )
+        if own.extra.get("uid") not in (None, uid):
             raise ActionRefused(
                 f"{object_ref(target)} is not the object this run scaled (uid {uid}, not "
                 f"{own.extra.get('uid')}): deleted and recreated since, so it is left alone "
@@ -293,13 +314,6 @@ class Scale(KubeAction[ScaleParams]):
             expected = int(annotations[REPLICAS_ANNOTATION])
             by = f"remediator last set (run {annotations.get(RUN_ID_ANNOTATION, 'unknown')})"
         except (KeyError, ValueError):
-            if own is None:
-                raise ActionRefused(
-                    f"{object_ref(target)} carries neither {REPLICAS_ANNOTATION} nor this run's "
-                    f"write record: not the object this run scaled as far as it shows (deleted "
-                    f"and recreated, or its annotations removed, since), so it is left alone "
-                    f"(this run's change was {delta:+d})"
-                ) from None
             # The stamp was removed by hand, the record of this run's write is still there.
             expected, by = int(api.ctx.recorded[self.name]["after"]["replicas"]), "this run set"
         if current != expected:

@@ -141,8 +141,9 @@ class CancelLongQueriesParams(SessionFilter):
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One backend as the statement saw it. ``since``: when it entered its state (idle) or
-    started its statement (long queries), an aware datetime; ``age_s``: seconds since then."""
+    """One backend as the statement saw it. ``since``: when it entered its state (idle, and
+    a fast-path function call) or started its statement (long queries), an aware datetime;
+    ``age_s``: seconds since then."""
 
     pid: int
     role: str
@@ -345,7 +346,13 @@ class TerminateIdle(_SessionAction):
 
 
 class CancelLongQueries(_SessionAction):
-    """Cancel (not terminate) statements running longer than a threshold."""
+    """Cancel (not terminate) statements running longer than a threshold: backends in state
+    ``active``, and in ``fastpath function call`` (a function called through the fast-path
+    interface, libpq's ``PQfn``; PostgreSQL docs, pg_stat_activity ``state``), which
+    ``pg_cancel_backend`` cancels the same way. A fast-path call is timed from when it began
+    (``state_change``): PostgreSQL reports it without a statement, so its ``query_start`` is
+    the previous statement's (``pgstat_report_activity(STATE_FASTPATH, NULL)`` in postgres.c),
+    and a call just begun after an old statement would look old."""
 
     name: ClassVar[str] = "postgres.cancel_long_queries"
     Params: ClassVar[type[BaseModel]] = CancelLongQueriesParams

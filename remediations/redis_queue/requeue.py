@@ -210,7 +210,10 @@ class RequeueDeadLetters:
                 "stream": int(await r.xlen(spec.key)),
             }
         if spec.layout is Layout.RQ:
-            failed = int(await r.zcard(spec.dead_letter_key))
+            # As rq's count, which runs its cleanup first: expired ids do not count (read
+            # only; the move drops them).
+            expired = int(await r.zcount(spec.dead_letter_key, 0, self._rq_now()))
+            failed = int(await r.zcard(spec.dead_letter_key)) - expired
             return {"waiting": failed, "dead_letters": failed, "queue": int(await r.llen(spec.key))}
         dead = int(await r.llen(spec.dead_letter_key))
         return {"waiting": dead, "dead_letters": dead, "queue": int(await r.llen(spec.key))}
@@ -246,12 +249,19 @@ class RequeueDeadLetters:
                 params.max_messages,
                 spec.job_key_prefix,
                 stamp,
+                self._rq_now(),
             )
-            moved, skipped, failed, length = (int(x) for x in reply[:4])
+            moved, skipped, expired, failed, length = (int(x) for x in reply[:5])
             detail = (
-                f"; {skipped} failed id(s) skipped: their job data has expired" if skipped else ""
+                f"; {expired} expired failed id(s) removed, as RQ's cleanup does" if expired else ""
+            ) + (
+                f"; {skipped} failed id(s) skipped: not expired, but no job hash under "
+                f"{spec.job_key_prefix!r} (evicted, deleted, or RQ keeps its jobs elsewhere: "
+                "job_key_prefix); left in the registry, as RQ leaves them"
+                if skipped
+                else ""
             )
-            jobs = [_text(x) for x in reply[4:]]
+            jobs = [_text(x) for x in reply[5:]]
             return moved, {"dead_letters": failed, "queue": length, "jobs": jobs}, detail
         source, dest = spec.ends
         reply = await r.eval(
@@ -259,6 +269,11 @@ class RequeueDeadLetters:
         )
         moved, dead, length = (int(x) for x in reply)
         return moved, {"dead_letters": dead, "queue": length}, ""
+
+    def _rq_now(self) -> int:
+        """Now as rq's ``current_timestamp()``: whole seconds since the epoch, UTC (a failed
+        registry entry's score is when it expires, on that scale)."""
+        return int(self._clock().timestamp())
 
     async def _read(self, queues: RedisQueues, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:

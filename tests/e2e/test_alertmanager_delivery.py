@@ -14,12 +14,15 @@ is exactly what the receiver's dedupe and occurrence rules were written against.
    back on the same port and data directory the alert arrives and one run is created.
 3. An alert whose source goes quiet past its endsAt is resolved by Alertmanager, and fired again
    with the SAME startsAt when the source sends it again: a second occurrence, a second run.
+4. A receiver with `max_alerts: 1` and a group of two alerts: Alertmanager sends one and says
+   it left the other out (`truncatedAlerts`); the receiver counts it and logs a warning.
 
 Alertmanager's and the receiver's logs are printed when a test fails.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import signal
@@ -34,6 +37,7 @@ import aiohttp
 import pytest
 
 from receiver.embedded.process import free_port
+from receiver.http.alerts import TRUNCATED_WARNING
 from tests.support import alertmanagers
 from tests.support.alertmanagers import Alertmanager
 from tests.support.polling import eventually_not_none
@@ -98,9 +102,14 @@ class Processes:
         receiver.proc.send_signal(signal.SIGTERM)
         return receiver.proc.wait(60)
 
-    def start_alertmanager(self, name: str, receiver_url: str) -> Alertmanager:
+    def start_alertmanager(
+        self, name: str, receiver_url: str, *, max_alerts: int = 0
+    ) -> Alertmanager:
         # Unclustered: two instances do not dedupe between themselves.
         config = alertmanagers.shipped_config(receiver_url, self.token_file, repeat_interval="3s")
+        if max_alerts:
+            (receiver,) = [r for r in config["receivers"] if r["name"] == "remediator"]
+            receiver["webhook_configs"][0]["max_alerts"] = max_alerts
         am = alertmanagers.start(name, self.version, self.tmp / name, config)
         self.alertmanagers.append(am)
         return am
@@ -340,3 +349,47 @@ async def test_a_refire_with_the_same_starts_at_is_a_new_occurrence(processes: P
         assert second["resolved_at"] is None
 
     assert processes.stop_receiver(receiver) == 0
+
+
+async def test_alerts_left_out_by_max_alerts_are_counted_and_logged(
+    processes: Processes,
+) -> None:
+    receiver = processes.start_receiver(processes.data)
+    am = processes.start_alertmanager("am", receiver.url, max_alerts=1)
+    starts_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        await alertmanagers.ready(session, am)
+        # Two containers of one Deployment in one post: one group (alertname, namespace,
+        # deployment), flushed with both alerts in it.
+        alerts = [
+            {"labels": {**LABELS, "container": c}, "startsAt": starts_at} for c in ("app", "db")
+        ]
+        async with session.post(f"{am.url}/api/v2/alerts", json=alerts) as resp:
+            assert resp.status == 200, await resp.text()
+
+        async def counted() -> float | None:
+            n = await _metric(session, receiver.url, "remediator_alerts_truncated_total")
+            return n if n >= 1 else None
+
+        await _until("the receiver to count the alert left out", counted)
+
+    assert processes.stop_receiver(receiver) == 0
+    warnings = [
+        entry
+        for entry in map(_json_or_none, receiver.output)
+        if entry is not None and entry.get("event") == TRUNCATED_WARNING
+    ]
+    assert warnings, "no truncation warning in the receiver's log"
+    first = warnings[0]
+    assert first["level"] == "warning"
+    assert first["receiver"] == "remediator"
+    assert 'deployment="web"' in first["group_key"]
+    assert (first["truncated_alerts"], first["received_alerts"]) == (1, 1)
+
+
+def _json_or_none(line: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None

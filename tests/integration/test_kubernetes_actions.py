@@ -48,6 +48,7 @@ def make_ctx(
     run_id: str | None = None,
     recorded: dict[str, dict[str, Any]] | None = None,
     step: int | None = None,
+    phase: str = "run",
 ) -> ActionContext:
     return ActionContext(
         run_id=run_id or f"run-{uuid.uuid4().hex[:8]}",
@@ -55,6 +56,7 @@ def make_ctx(
         clients=Clients({"kubernetes": api_client}),
         recorded=recorded or {},
         step=step,
+        phase=phase,
     )
 
 
@@ -216,7 +218,9 @@ async def test_scale_modes_clamp_and_restore(
     ns = kube_namespace
     await make_deployment("web", replicas=1)
     action, target = Scale(), deployment(ns)
-    ctx = make_ctx(kube_admin)
+    # Steps 0-3 of one run: a restore needs its run's scale record on the object.
+    run = f"run-{uuid.uuid4().hex[:8]}"
+    ctx = make_ctx(kube_admin, run_id=run, step=0)
 
     params = action.Params(replicas=3, max=5)
     change = await action.preview(ctx, target, params)
@@ -226,20 +230,23 @@ async def test_scale_modes_clamp_and_restore(
     assert result.after == {"replicas": 3} == change.after
     assert await read_scale(kube_admin, ns) == 3
 
+    ctx = make_ctx(kube_admin, run_id=run, step=1)
     result = await action.run(ctx, target, action.Params(delta=-1, min=1, max=5))
     assert (result.before, result.after) == ({"replicas": 3}, {"replicas": 2})
     assert await read_scale(kube_admin, ns) == 2
 
+    ctx = make_ctx(kube_admin, run_id=run, step=2)
     result = await action.run(ctx, target, action.Params(factor=4.0, max=6))  # 8 -> clamped
     assert result.after == {"replicas": 6}
     assert await read_scale(kube_admin, ns) == 6
 
+    ctx = make_ctx(kube_admin, run_id=run, step=3)
     result = await action.run(ctx, target, action.Params(replicas=6, max=6))
     assert result.outcome is Outcome.NOOP
 
     # The run's own scale step went 1 -> 6; its restore takes those 5 off the live count.
     own = {"kubernetes.scale": {"before": {"replicas": 1}, "after": {"replicas": 6}}}
-    restore = make_ctx(kube_admin, recorded=own)
+    restore = make_ctx(kube_admin, run_id=run, recorded=own, step=0, phase="resolve")
     result = await action.run(restore, target, action.Params(restore=True, min=1, max=6))
     assert (result.outcome, result.after) == (Outcome.OK, {"replicas": 1})
     assert await read_scale(kube_admin, ns) == 1
@@ -282,10 +289,11 @@ async def test_a_restore_never_goes_past_the_count_its_run_started_from(
     ns = kube_namespace
     await make_deployment("web", replicas=22)
     action, target = Scale(), deployment(ns)
-    scaled = await action.run(make_ctx(kube_admin), target, action.Params(delta=5, max=30))
+    ctx = make_ctx(kube_admin, step=0)
+    scaled = await action.run(ctx, target, action.Params(delta=5, max=30))
     assert scaled.after == {"replicas": 27}
     own = {"kubernetes.scale": {"before": scaled.before, "after": scaled.after}}
-    restore = make_ctx(kube_admin, recorded=own)
+    restore = make_ctx(kube_admin, run_id=ctx.run_id, recorded=own, step=0, phase="resolve")
     result = await action.run(restore, target, action.Params(restore=True, max=10))
     assert (result.outcome, result.after) == (Outcome.OK, {"replicas": 22})
     assert result.message.endswith("from 27 to 22 replicas (undoing this run's +5)")

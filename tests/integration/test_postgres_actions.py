@@ -3,12 +3,14 @@
 Every action runs as the README's least-privilege role (member of pg_signal_backend and
 pg_read_all_stats, not superuser). Real sessions are opened with asyncpg in the states each
 test needs: idle in transaction, idle, active; as allow-listed, other, superuser and
-replication roles; in the target database and in another one.
+replication roles; in the target database and in another one. A fast-path function call,
+which asyncpg cannot make, is made with libpq (tests/support/fastpath.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,8 +30,10 @@ from remediations.postgres.sessions import (
     TerminateIdleParams,
 )
 from remediations.targets import Target
+from tests.support.fastpath import FastPathSession, find_libpq
 from tests.support.polling import eventually
 from tests.support.postgres import PostgresServer
+from tests.support.servers import server_missing
 from tests.support.sessions import Sessions
 
 pytestmark = pytest.mark.postgres
@@ -471,3 +475,53 @@ async def test_cancel_caps_the_statements(
     assert len(result.after["cancelled"]) == 1
     states = [await cluster.state(c.get_server_pid()) for c in conns]
     assert states.count("active") == 2
+
+
+FASTPATH_ACTIVITY = """
+SELECT state, query_start, state_change, now() - state_change > interval '1 second' AS long
+FROM pg_stat_activity WHERE pid = $1
+"""
+
+
+async def test_a_long_fastpath_call_is_cancelled_timed_from_its_own_start(
+    pg_server: PostgresServer, cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    """An allow-listed session runs ``SELECT 1``, then ``pg_sleep(60)`` through the fast path.
+    The action looked only at ``active`` backends and never cancelled it; it does, dated
+    from when the call began (``state_change``), not from the previous statement."""
+    libpq = find_libpq(pg_server.bin_dir)
+    if libpq is None:
+        server_missing("libpq (to make a fast-path call)")
+    session = FastPathSession(libpq, as_role(cluster.url, roles.app))
+    pid = session.pid
+    admin = await asyncpg.connect(cluster.url)
+    call: asyncio.Task[str] | None = None
+    try:
+        sleep_oid = await admin.fetchval("SELECT 'pg_sleep(float8)'::regprocedure::oid")
+        assert await asyncio.to_thread(session.execute, "SELECT 1") == ""
+        call = asyncio.create_task(asyncio.to_thread(session.call_float8, sleep_oid, 60.0))
+
+        def running_long(row: Any) -> bool:
+            return row is not None and row["state"] == "fastpath function call" and row["long"]
+
+        row = await eventually(lambda: admin.fetchrow(FASTPATH_ACTIVITY, pid), running_long)
+        assert row["query_start"] < row["state_change"]  # still SELECT 1's start
+        action, ctx = CancelLongQueries(), context(connection)
+        params = CancelLongQueriesParams(roles=(roles.app,), running_for="1s")
+
+        change = await action.preview(ctx, TARGET, params)
+        listed = [(s["pid"], s["state"], s["since"]) for s in change.before["sessions"]]
+        assert listed == [(pid, "fastpath function call", row["state_change"].isoformat())]
+        result = await action.run(ctx, TARGET, params)
+
+        assert result.after == {"cancelled": [pid]}, result.message
+        assert "canceling statement due to user request" in await call
+        # Cancelled, not terminated: the session is still there and usable.
+        assert await asyncio.to_thread(session.execute, "SELECT 1") == ""
+    finally:
+        if call is not None and not call.done():
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            with contextlib.suppress(Exception):
+                await call
+        session.close()
+        await admin.close()

@@ -162,7 +162,7 @@ async def test_rq_failed_jobs_are_requeued_as_rq_does(queues: RedisQueues) -> No
             },
         )
         await r.zadd("rq:failed:reports", {job_id: 1_900_000_000 + i})
-    await r.zadd("rq:failed:reports", {"j-expired": 1_000})  # its job hash is gone
+    await r.zadd("rq:failed:reports", {"j-expired": 1_000})  # expired, and its job hash too
     now = datetime(2026, 8, 1, 12, 0, 0, 123456, tzinfo=UTC)
     action = RequeueDeadLetters(clock=lambda: now)
 
@@ -170,9 +170,9 @@ async def test_rq_failed_jobs_are_requeued_as_rq_does(queues: RedisQueues) -> No
 
     assert result.outcome is Outcome.OK, result.message
     assert result.after["jobs"] == ["j-old", "j-mid"]
-    assert "1 failed id(s) skipped" in result.message
+    assert "1 expired failed id(s) removed, as RQ's cleanup does" in result.message
     assert await r.lrange("rq:queue:reports", 0, -1) == [b"j-old", b"j-mid"]
-    assert await r.zrange("rq:failed:reports", 0, -1) == [b"j-expired", b"j-new"]
+    assert await r.zrange("rq:failed:reports", 0, -1) == [b"j-new"]
     job = await r.hgetall("rq:job:j-old")
     assert job[b"status"] == b"queued"
     assert job[b"enqueued_at"] == b"2026-08-01T12:00:00.123456Z"
@@ -181,6 +181,62 @@ async def test_rq_failed_jobs_are_requeued_as_rq_does(queues: RedisQueues) -> No
     assert job[b"data"] == b"payload"
     assert await r.sismember("rq:queues", "rq:queue:reports")
     assert (await r.hgetall("rq:job:j-new"))[b"status"] == b"failed"
+
+
+async def failed_job(r: Any, job_id: str, score: float) -> None:
+    """A job RQ's worker failed: its hash, and its id in the failed registry at ``score``
+    (when the entry expires: the failure plus ``failure_ttl``, as RQ scores it)."""
+    await r.hset(f"rq:job:{job_id}", mapping={"status": "failed", "origin": "reports"})
+    await r.zadd("rq:failed:reports", {job_id: score})
+
+
+async def test_rq_expired_ids_at_the_head_do_not_stall_the_requeue(queues: RedisQueues) -> None:
+    """150 failed ids whose entries (and job hashes) expired sort first: RQ's own
+    ``FailedJobRegistry.cleanup`` drops ids whose score (expiry) has passed before it lists
+    the registry. The requeue looked at the first ``limit + 100`` ids, skipped them all and
+    moved nothing, on every run; it drops them as RQ does and moves the live jobs."""
+    r = queues.client
+    now = datetime(2026, 8, 1, 12, 0, 0, tzinfo=UTC)
+    await r.zadd("rq:failed:reports", {f"gone-{i}": 1_700_000_000 + i for i in range(150)})
+    for i, job_id in enumerate(["j-1", "j-2", "j-3"]):
+        await failed_job(r, job_id, now.timestamp() + 3600 + i)
+    await failed_job(r, "j-forever", -1)  # failure_ttl=-1: RQ scores it -1, never expires
+    action = RequeueDeadLetters(clock=lambda: now)
+
+    # Counted as rq counts them (after its cleanup), and a dry run changes nothing.
+    dry = await action.run(ctx(queues, dry_run=True), target("reports"), params(10))
+    assert "requeue 4 of 4 dead letters" in dry.message
+    assert await r.zcard("rq:failed:reports") == 154
+
+    result = await action.run(ctx(queues), target("reports"), params(10))
+
+    assert result.outcome is Outcome.OK, result.message
+    assert result.before == {"dead_letters": 4, "queue": 0}
+    assert result.after["jobs"] == ["j-forever", "j-1", "j-2", "j-3"]
+    assert "150 expired failed id(s) removed, as RQ's cleanup does" in result.message
+    assert await r.zcard("rq:failed:reports") == 0
+    assert await r.lrange("rq:queue:reports", 0, -1) == [b"j-forever", b"j-1", b"j-2", b"j-3"]
+
+
+async def test_rq_ids_whose_job_is_gone_are_looked_past_and_left(queues: RedisQueues) -> None:
+    """150 ids not expired whose job hashes are gone anyway (evicted under a volatile
+    maxmemory policy, or a ``job_key_prefix`` that is not RQ's) sort first: they are left
+    where they are, as RQ leaves them until they expire, and the jobs behind them move."""
+    r = queues.client
+    now = datetime(2026, 8, 1, 12, 0, 0, tzinfo=UTC)
+    future = now.timestamp() + 3600
+    await r.zadd("rq:failed:reports", {f"evicted-{i}": future + i for i in range(150)})
+    await failed_job(r, "j-1", future + 1000)
+    await failed_job(r, "j-2", future + 1001)
+
+    result = await RequeueDeadLetters(clock=lambda: now).run(
+        ctx(queues), target("reports"), params(10)
+    )
+
+    assert result.after["jobs"] == ["j-1", "j-2"]
+    assert "150 failed id(s) skipped" in result.message
+    assert await r.zcard("rq:failed:reports") == 150
+    assert await r.lrange("rq:queue:reports", 0, -1) == [b"j-1", b"j-2"]
 
 
 async def test_stream_reclaim_conserves_entries_with_consumers_running(

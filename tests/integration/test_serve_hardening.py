@@ -4,6 +4,7 @@ what it says at start-up, and how it refuses to start."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -170,13 +171,19 @@ async def test_the_banner_and_the_log_say_what_runs_where_and_what_is_unsafe(
         e for e in _log_lines(served.output) if e["event"] == "configuration removes a safety"
     ]
     assert unsafe["level"] == "error"
-    # The shipped rules announce to "oncall", which is not configured: said once, at start-up
-    # (each run's audit row says it again, not a warning per run).
-    [channels] = [
-        e for e in _log_lines(served.output) if str(e["event"]).startswith("rules announce to")
+    # The shipped rules notify "oncall", and no channel is configured (notifications not set
+    # up yet): a warning at each rule's field, once at start-up, not one per run (each run's
+    # audit row says it again).
+    channels = [
+        e
+        for e in _log_lines(served.output)
+        if e["event"] == "rule warning" and "no notify channels are configured" in e["warning"]
     ]
-    assert channels["level"] == "warning"
-    assert channels["channels"] == ["oncall"]
+    assert channels
+    for warning in channels:
+        assert warning["level"] == "warning"
+        assert re.search(r"/rules/[\w-]+\.yaml:\d+: warning: rule '", warning["warning"])
+        assert "so messages to 'oncall' are recorded as undelivered" in warning["warning"]
 
 
 @pytest.mark.parametrize("where", ["port-taken", "address-not-here"])

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from receiver.config import load_settings
+from receiver.durations import parse_duration
 from receiver.matchers import Matcher, parse_matchers
 from receiver.model import NamespacePolicy
 from receiver.rules.loader import load_rules
@@ -28,7 +30,11 @@ AM_CONFIG = AM_DIR / "alertmanager.yml"
 PROM_RULES = AM_DIR / "prometheus-rules.yml"
 PROM_TESTS = AM_DIR / "tests.yml"
 RULES_DIR = ROOT / "rules"
+DEPLOYMENT = ROOT / "deploy" / "base" / "deployment.yaml"
 RECEIVER = "remediator"
+# Alertmanager's --cluster.peer-timeout default, and the replicas the shipped window assumes.
+PEER_TIMEOUT_S = 15.0
+AM_REPLICAS = 3
 
 
 def _tool(name: str) -> str:
@@ -144,6 +150,26 @@ def test_the_remediator_route_and_receiver_follow_the_delivery_contract() -> Non
     auth = hook["http_config"]["authorization"]
     assert auth["credentials_file"] == "/etc/alertmanager/remediator-token"
     assert "credentials" not in auth
+
+
+def test_the_deployed_late_delivery_window_matches_the_shipped_alertmanager_timing() -> None:
+    # Alertmanager gives up on a notification max(group_interval, 10s) + peer position x
+    # peer_timeout after building it (app/app.go timeoutFunc, v0.35.0): a firing sent that late
+    # after its alert resolved is a copy, never a re-fire (README "Re-fires").
+    route = _remediator_routes(_load(AM_CONFIG)["route"])[0]
+    group_interval = parse_duration(route["group_interval"])
+    repeat_interval = parse_duration(route["repeat_interval"])
+    deadline = max(group_interval, 10.0) + (AM_REPLICAS - 1) * PEER_TIMEOUT_S
+    container = _load(DEPLOYMENT)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    window = env.get("REMEDIATOR_LATE_DELIVERY_WINDOW")
+    assert window is not None, "deploy/ must set the window of the shipped group_interval"
+    settings = load_settings(None, {"REMEDIATOR_LATE_DELIVERY_WINDOW": window})
+    assert settings.late_delivery_window_seconds == deadline
+    # A re-fire delivered within the window is acted on at the first re-send after it: the
+    # re-send must come after the window, and soon.
+    assert deadline < repeat_interval <= 600
+    assert repeat_interval % group_interval == 0
 
 
 def test_prometheus_alerts_are_the_routed_ones() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from receiver.engine import (
     LATE_FIRING,
     NO_OPEN_RUN,
     NO_RULE,
+    NOTHING_TO_UNDO,
     RULE_GONE,
     RUN_EXISTS,
     plan,
@@ -705,3 +707,44 @@ def test_repeat_keys_are_the_rendered_targets_of_rules_that_count_repetitions(
     assert repeat_keys(event(labels, status=Status.RESOLVED), rules, POLICY) == []
     hostile = {**labels, "deployment": "../../etc"}
     assert repeat_keys(event(hostile), rules, POLICY) == []
+
+
+# --------------------------------------------------------------------------------------------
+# the undo kept with the run
+
+
+def test_a_new_run_keeps_its_rules_on_resolved_steps(rules: RuleSet) -> None:
+    [run] = plan(event(), rules, History(), POLICY, now=NOW).runs
+    assert run.rule == "memory"
+    assert run.on_resolved == (
+        StepPlan(0, "test.scale", {"delta": None, "restore": True, "max": 5}, False),
+    )
+
+
+KEPT_STEPS = st.lists(
+    st.builds(
+        StepPlan,
+        index=st.integers(0, 5),
+        action=st.sampled_from(["test.scale", "test.restart", "test.notify"]),
+        params=st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=2),
+        needs_approval=st.booleans(),
+    ),
+    max_size=3,
+).map(tuple)
+
+
+@given(
+    kept=KEPT_STEPS,
+    rule=st.sampled_from(["memory", "memory-critical", "gone"]),
+    changed=st.booleans(),
+)
+def test_a_kept_undo_is_planned_whatever_the_rules_say_now(
+    rules: RuleSet, kept: tuple[StepPlan, ...], rule: str, changed: bool
+) -> None:
+    # The rule may be loaded with other on_resolved steps, none, or not at all (renamed or
+    # removed): the run undoes what it was planned with, once it changed something.
+    run = dataclasses.replace(same_episode(rule, changed=changed), on_resolved=kept)
+    result = resolved(rules, History(episode_runs=(run,)))
+    steps = kept if changed else ()
+    assert result.resolves == (ResolvePlan(run.run_id, rule, WEB, steps),)
+    assert result.skips == ((Skip(NOTHING_TO_UNDO, rule),) if kept and not changed else ())

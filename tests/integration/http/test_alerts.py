@@ -1,4 +1,5 @@
-"""POST /api/v1/alerts against the real store: accepted, duplicates, 400, 413, 503, 500."""
+"""POST /api/v1/alerts against the real store: accepted, duplicates, 400, 413, 503, 500, and
+the alerts Alertmanager says it left out (truncatedAlerts)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from receiver.config import Settings
-from receiver.http.alerts import ALERTS_PATH
+from receiver.http.alerts import ALERTS_PATH, LOGGED_TEXT_MAX, TRUNCATED_WARNING
 from receiver.http.app import create_app
 from receiver.http.deps import HealthChecks
 from receiver.store import Store
 from receiver.telemetry import Metrics
 from tests.support.http import AUTH, TOKEN, AiohttpClient, MakeClient, sample
+from tests.support.payloads import alert, notification_body
 from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.postgres]
@@ -158,3 +160,47 @@ async def test_unexpected_error_is_500_without_trace(
     assert json.loads(text) == {"error": "internal server error"}
     assert "secret" not in text
     assert any(e["event"] == "unhandled error" and e.get("exc_info") for e in logs)
+
+
+async def test_alerts_left_out_by_max_alerts_are_counted_and_logged(
+    make_client: MakeClient, store: Store
+) -> None:
+    # As Alertmanager 0.25 and 0.35 send a group of five through a webhook_config with
+    # max_alerts: 2 (notify/webhook/webhook.go: the first two alerts, truncatedAlerts 3).
+    labels = {"alertname": "QueueBacklog", "namespace": "shop", "deployment": "workers"}
+    group = [alert({**labels, "queue": f"q{i}"}) for i in range(2)]
+    key = '{}/{alertname=~"QueueBacklog"}:{deployment="workers"}'
+    truncated = notification_body(
+        *group, receiver="trunc", raw={"groupKey": key, "truncatedAlerts": 3}
+    )
+    # A group whose key is longer than a log line should be (a route grouping by a long label),
+    # and a notification that left nothing out.
+    long_key = '{}:{queue="' + "x" * 5000 + '"}'
+    long = notification_body(
+        *group, receiver="trunc", raw={"groupKey": long_key, "truncatedAlerts": 1}
+    )
+    whole = notification_body(alert({**labels, "queue": "whole"}))
+    client = await make_client()
+    with capture_logs() as logs:
+        for body in (whole, long, truncated, truncated):
+            response = await client.post(ALERTS_PATH, json=body, headers=AUTH)
+            assert response.status == 200
+    # The alerts that did arrive are stored as ever.
+    assert await store.queue_depth() == 3
+    metrics = await (await client.get("/metrics")).text()
+    assert "remediator_alerts_truncated_total 7.0" in metrics
+    # One warning per interval, naming the receiver, the group (cut short) and the count; the
+    # others are held back (the counter has them all).
+    warnings = [e for e in logs if e["event"] == TRUNCATED_WARNING]
+    more = len(long_key) - LOGGED_TEXT_MAX
+    assert warnings == [
+        {
+            "event": TRUNCATED_WARNING,
+            "log_level": "warning",
+            "receiver": "trunc",
+            "group_key": f"{long_key[:LOGGED_TEXT_MAX]}... ({more} more characters)",
+            "truncated_alerts": 1,
+            "received_alerts": 2,
+            "not_logged_since_last": 0,
+        }
+    ]

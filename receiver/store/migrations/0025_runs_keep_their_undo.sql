@@ -1,34 +1,32 @@
--- 0025: a later episode of an alert closes its runs of earlier episodes left open.
+-- 0025: a run keeps the on_resolved steps it was planned with.
 --
--- Alertmanager can lose an episode's resolution: its provider/mem Put replaces a resolved alert
--- by a new firing of the same labels (a new startsAt) before the next flush, so the resolution
--- is never sent (a silence or a receiver down past its retries loses it too). The run of the
--- earlier episode then stayed open: it failed `not_resolved` at its deadline, escalated, and
--- its on_resolved undo never ran (a scale-out stayed for good). Since Alertmanager keeps an
--- active alert's earliest start, a later startsAt of the same fingerprint proves the earlier
--- episode ended: the engine now closes such runs (receiver/episodes.py), keeping on the run
--- the startsAt that proved it (resolution_inferred_from) and, when the alert fires again,
--- deferring its undo to the alert's next resolution (undo_deferred).
+-- The engine planned a run's undo from the rules in force when its alert resolved: a rule
+-- renamed or removed while one of its runs was open closed that run with nothing undone (the
+-- scale-out stayed), and an edited on_resolved list undid a run planned under the old one with
+-- the new steps. The undo is the run's own change to take back, as its target is: the rule's
+-- on_resolved steps are now kept with the run when it is created (the column below, a JSON
+-- array of {index, action, params, needs_approval}; receiver.store.records.undo_as_json), and
+-- the engine plans the resolve from them. A run created before this migration has NULL there
+-- and is resolved as before, from its rule as loaded then.
 --
--- Constant defaults: the columns are added without rewriting the table. The partial index
--- holds the few runs a read looks for: open ones and those whose undo waits.
-ALTER TABLE runs ADD COLUMN resolution_inferred_from text;
-ALTER TABLE runs ADD COLUMN undo_deferred boolean NOT NULL DEFAULT false;
-CREATE INDEX runs_fingerprint_open ON runs (fingerprint)
-    WHERE resolved_at IS NULL OR undo_deferred;
+-- Nullable without a default: the column is added without rewriting the table.
+ALTER TABLE runs ADD COLUMN on_resolved jsonb;
 
--- The history read gains a part, 'other': the alert's runs of other episodes, open or with
--- their undo deferred. The body is receiver.store.history.HISTORY_SQL as it is now
--- (test_pinned_plans.py keeps the two equal); the function keeps its parameters, columns and
--- settings (migration 0019).
-CREATE OR REPLACE FUNCTION engine_history(text, text, integer, double precision, timestamptz,
+-- The engine's history read returns the column for the runs of the episode: the function's
+-- columns change, so it is dropped and created again. The body is
+-- receiver.store.history.HISTORY_SQL as it is now (test_pinned_plans.py keeps the two equal);
+-- the function keeps its parameters and settings (migration 0019).
+DROP FUNCTION engine_history(text, text, integer, double precision, timestamptz,
+                             text[], text[], text[], text[], text[], text[], text[], text[],
+                             bigint, integer);
+CREATE FUNCTION engine_history(text, text, integer, double precision, timestamptz,
                                text[], text[], text[], text[], text[], text[], text[], text[],
                                bigint, integer)
 RETURNS TABLE (
     tag integer, part text, pos bigint, id uuid, rule text, fingerprint text, starts_at text,
     alertname text, event_id bigint, target_kind text, target_namespace text,
     target_name text, outcome text, created_at timestamptz, closed boolean, refire integer,
-    settle_until timestamptz, changed boolean, episode_resolved boolean
+    settle_until timestamptz, changed boolean, on_resolved text, episode_resolved boolean
 )
 LANGUAGE plpgsql STABLE
 SET enable_seqscan = off
@@ -44,7 +42,7 @@ WITH parts AS (
     -- of runs down runs_created and filter, which it takes for the cheapest way when the
     -- statistics it planned on said the table was small (migration 0019).
     (SELECT 'episode' AS part,
-            row_number() OVER (ORDER BY created_at, id) AS pos,
+            row_number() OVER (ORDER BY created_at, id) AS pos, 
     id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
     target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
 ,
@@ -55,32 +53,17 @@ WITH parts AS (
                     WHERE steps.run_id = runs.id AND steps.phase = 'run'
                       AND (steps.outcome IN ('ok', 'simulated', 'interrupted', 'started')
                            OR (steps.outcome = 'failed' AND steps.may_have_acted)))
-              AS changed
+              AS changed,
+            -- The on_resolved steps it was planned with (NULL: a run created before 0025).
+            on_resolved::text AS on_resolved
      FROM (SELECT * FROM runs
            WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3 OFFSET 0) AS runs)
     UNION ALL
-    -- The alert's runs of other episodes still open (their resolution never came) or whose
-    -- undo waits for the alert's next resolution (undo_deferred): a later episode proves
-    -- the earlier one ended (migration 0025; runs_fingerprint_open).
-    (SELECT 'other', row_number() OVER (ORDER BY created_at, id),
-    id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
-    target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
-,
-            EXISTS (SELECT 1 FROM steps
-                    WHERE steps.run_id = runs.id AND steps.phase = 'run'
-                      AND (steps.outcome IN ('ok', 'simulated', 'interrupted', 'started')
-                           OR (steps.outcome = 'failed' AND steps.may_have_acted)))
-              AS changed
-     FROM (SELECT * FROM runs
-           WHERE fingerprint = $1 AND (resolved_at IS NULL OR undo_deferred)
-             AND starts_at <> $2 OFFSET 0) AS runs
-     ORDER BY created_at, id LIMIT $14)
-    UNION ALL
     (SELECT 'recent', row_number() OVER (ORDER BY created_at DESC, id DESC),
-
+            
     id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
     target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
-, false
+, false, NULL::text
      -- Each pair's newest runs, walked down runs_pair_created, then the newest of them
      -- all: the read costs the runs of these targets, however many other targets the rule
      -- has runs on. (A join of runs to the pairs let the planner walk every recent run of
@@ -98,10 +81,10 @@ WITH parts AS (
      ORDER BY created_at DESC, id DESC LIMIT $14)
     UNION ALL
     (SELECT 'settling', row_number() OVER (ORDER BY created_at, id),
-
+            
     id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
     target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
-, false
+, false, NULL::text
      FROM (SELECT * FROM runs
            WHERE (target_kind, target_namespace, target_name, rule) IN (SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::text[]))
              AND outcome = 'verifying' AND settle_until IS NOT NULL OFFSET 0) AS runs

@@ -1,0 +1,85 @@
+"""What an approval that ends without running its step ends with it (rejected, expired,
+cancelled): the held step, the steps after it that will not run, the run waiting for it. Each
+in the caller's transaction (``Approvals``), audited there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from receiver.model import ApprovalRecord, RunOutcome
+from receiver.store.audit import append_in_tx
+from receiver.store.steps import step_audit
+
+__all__ = ["end_run"]
+
+
+def _idx(row: Mapping[str, Any]) -> int:
+    idx: int = row["idx"]
+    return idx
+
+
+async def end_run(
+    conn: Any,
+    approval: ApprovalRecord,
+    outcome: RunOutcome,
+    step_outcome: str,
+    why: str,
+) -> None:
+    """End the run that waits for ``approval``, and its held step, saying ``why``; both
+    audited (``step``, ``run.outcome``). A held step of the run's escalation
+    (``on_failed``; step indices are unique across a run's phases) or of its on_resolved
+    steps (``resolve``) ends the same way, and the run keeps its outcome (failed; verified
+    or succeeded): the undo that was not approved is not done, nor are the on_resolved
+    steps after it (``not_run``), as a run's steps after a rejected one never run."""
+    step = await conn.fetchrow(
+        """UPDATE steps SET outcome = $3, message = $4, finished_at = remediator_now()
+           WHERE run_id = $1::uuid AND idx = $2 AND outcome = 'awaiting_approval'
+           RETURNING phase, action, params::text AS params""",
+        approval.run_id,
+        approval.step_idx,
+        step_outcome,
+        why,
+    )
+    fingerprint = await conn.fetchval(
+        """UPDATE runs SET outcome = $2, error = $3,
+                            finished_at = coalesce(finished_at, remediator_now())
+           WHERE id = $1::uuid AND outcome = 'awaiting_approval' RETURNING fingerprint""",
+        approval.run_id,
+        outcome.value,
+        why,
+    )
+    ended = [] if step is None else [(approval.step_idx, step, step_outcome, why)]
+    if step is not None and step["phase"] == "resolve":
+        not_run = f"not run: the on_resolved step before it was not approved ({why})"
+        later = await conn.fetch(
+            """UPDATE steps SET outcome = 'not_run', message = $3,
+                                finished_at = remediator_now()
+               WHERE run_id = $1::uuid AND phase = 'resolve' AND idx > $2
+                 AND outcome = 'pending'
+               RETURNING idx, phase, action, params::text AS params""",
+            approval.run_id,
+            approval.step_idx,
+            not_run,
+        )
+        ended += [(r["idx"], r, "not_run", not_run) for r in sorted(later, key=_idx)]
+    for idx, row, ended_as, message in ended:
+        await append_in_tx(
+            conn,
+            "step",
+            approval.run_id,
+            fingerprint,
+            step_audit(
+                row["phase"], idx, row["action"], ended_as, message, json.loads(row["params"])
+            ),
+        )
+    if fingerprint is not None:
+        await append_in_tx(
+            conn,
+            "run.outcome",
+            approval.run_id,
+            fingerprint,
+            {"outcome": outcome.value, "error": why},
+        )
