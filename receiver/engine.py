@@ -27,6 +27,11 @@ open. A run stored before they were kept (None) is planned from its rule as load
 Recurrence: a firing of a new occurrence (never a late copy) on a (rule, target) whose run
 waits out its settle period (its alert resolved moments ago) fails that run's verification
 (``Plan.recurrences``).
+
+Later episodes (``receiver.episodes``): an event of the alert with a later ``startsAt`` than
+its runs still open proves their episode ended; a firing closes them with their undo deferred
+to the alert's next resolution, a resolution closes them and undoes at once (``Plan.resolves``
+with ``inferred_from``, ``deferred``, ``carried``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.durations import format_duration
+from receiver.episodes import NOTHING_TO_UNDO, OLDER_EPISODE, RULE_GONE, later_episode, undo_of
 from receiver.facts import FactKind, Facts
 from receiver.model import (
     AlertEvent,
@@ -59,6 +65,7 @@ __all__ = [
     "NOTHING_TO_UNDO",
     "NO_OPEN_RUN",
     "NO_RULE",
+    "OLDER_EPISODE",
     "RULE_GONE",
     "RUN_EXISTS",
     "fact_needs",
@@ -72,8 +79,6 @@ LATE_FIRING = "late firing duplicate of a resolved episode"
 NO_RULE = "no rule matches"
 RUN_EXISTS = "run already exists for this episode"
 NO_OPEN_RUN = "no open run for this episode"
-RULE_GONE = "rule no longer loaded; run closed without on_resolved steps"
-NOTHING_TO_UNDO = "run changed nothing (refused, failed unacted, dry, held); no on_resolved steps"
 
 
 def plan(
@@ -187,14 +192,22 @@ def _plan_firing(
         # HA peers); acting on it would remediate something already over. Nor is such a
         # late copy a recurrence: nothing fired again.
         return Plan(event_id=event.id, skips=(Skip(LATE_FIRING),))
+    successors = later_episode(event, rules, history)
+    if successors.older:
+        return Plan(event_id=event.id, skips=(Skip(OLDER_EPISODE),))
     # The alert's own labels, never the group's commonLabels: a group mixes alerts of
     # different targets, and its common labels can match a rule none of its alerts match.
     matching = rules.matching(event.labels)
     if not matching:
-        return Plan(event_id=event.id, skips=(Skip(NO_RULE),))
+        return Plan(
+            event_id=event.id,
+            resolves=successors.resolves,
+            skips=(*successors.skips, Skip(NO_RULE)),
+            recurrences=successors.recurrences,
+        )
     runs: list[RunPlan] = []
-    skips: list[Skip] = []
-    recurrences: list[Recurrence] = []
+    skips: list[Skip] = list(successors.skips)
+    recurrences: list[Recurrence] = list(successors.recurrences)
     for rule in matching:
         try:
             target = rule.render_target(event.labels, event.annotations, policy)
@@ -209,7 +222,11 @@ def _plan_firing(
         elif outcome is not None:
             runs.append(outcome)
     return Plan(
-        event_id=event.id, runs=tuple(runs), skips=tuple(skips), recurrences=tuple(recurrences)
+        event_id=event.id,
+        runs=tuple(runs),
+        resolves=successors.resolves,
+        skips=tuple(skips),
+        recurrences=tuple(recurrences),
     )
 
 
@@ -357,38 +374,21 @@ def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:
         # closing another episode's run.
         if run.closed or run.occurrence != event.occurrence:
             continue
-        steps: tuple[StepPlan, ...] = ()
-        if run.on_resolved is not None:
-            # Kept with the run when it was planned: its own change to take back, whatever
-            # the rules in force now say (renamed, removed or edited since).
-            if run.on_resolved and not run.changed:
-                skips.append(Skip(NOTHING_TO_UNDO, run.rule))
-            else:
-                steps = run.on_resolved
-            resolves.append(ResolvePlan(run.run_id, run.rule, run.target, steps))
-            continue
-        # A run created before its on_resolved steps were kept with it: its rule's as loaded.
-        rule = rules.by_name(run.rule)
-        if rule is None:
-            # Renamed or removed since the run began: still close it, so the run does not stay
-            # open forever, but there is no longer a definition of what to undo.
-            skips.append(Skip(RULE_GONE, run.rule))
-        elif rule.on_resolved and not run.changed:
-            # A refused, dry-run or held run changed nothing: a restore would undo what some other
-            # run, or someone else, did (a step stopped in or failed after sending may have acted).
-            skips.append(Skip(NOTHING_TO_UNDO, run.rule))
-        elif rule.on_resolved:
-            steps = tuple(s.to_plan() for s in rule.on_resolved)
-        resolves.append(
-            ResolvePlan(
-                run_id=run.run_id,
-                rule=run.rule,
-                # The target recorded at run time, not a re-render: labels of the resolved
-                # notification are the same, but the run is what must be undone.
-                target=run.target,
-                steps=steps,
-            )
-        )
+        # The steps kept with the run (its own change to take back, whatever the rules say
+        # now), or its rule's as loaded for a run stored before they were kept; none when the
+        # run changed nothing (``episodes.undo_of``). Closed even so: it must not stay open.
+        steps, skip = undo_of(run, rules)
+        if skip is not None:
+            skips.append(skip)
+        # The target recorded at run time, not a re-render: labels of the resolved
+        # notification are the same, but the run is what must be undone.
+        resolves.append(ResolvePlan(run.run_id, run.rule, run.target, steps))
     if not resolves:
         skips.append(Skip(NO_OPEN_RUN))
-    return Plan(event_id=event.id, resolves=tuple(resolves), skips=tuple(skips))
+    # Then the runs of earlier episodes: the newest run's undo after this episode's own.
+    successors = later_episode(event, rules, history)
+    return Plan(
+        event_id=event.id,
+        resolves=(*resolves, *successors.resolves),
+        skips=(*skips, *successors.skips),
+    )

@@ -176,12 +176,21 @@ class Recurrence:
 
 @dataclass(frozen=True, slots=True)
 class ResolvePlan:
-    """Close an open run of the resolved episode and run the rule's on_resolved steps."""
+    """Close an open run of the resolved episode and run its on_resolved ``steps``.
+
+    ``inferred_from``: the run is of an earlier episode whose resolution never came; the event
+    (of a later episode, whose ``startsAt`` this is) proves it ended by then: it is closed as
+    resolved at that time, saying so. ``deferred``: the alert fires again: the run is closed,
+    its undo waits for the alert's next resolution (``undo_deferred``). ``carried``: that
+    resolution came: a run closed earlier whose deferred undo runs now."""
 
     run_id: str
     rule: str
     target: Target
     steps: tuple[StepPlan, ...]
+    inferred_from: str | None = None
+    deferred: bool = False
+    carried: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,8 +262,8 @@ class PriorRun:
     alertname: str = ""
     # Its alert resolved and it waits out its settle period until then (still verifying).
     settle_until: datetime | None = None
-    # The on_resolved steps it was planned with (read for the runs of the episode only); None
-    # for a run created before they were kept with it: its rule's, as loaded now, stand in.
+    # The on_resolved steps it was planned with (read for episode and other runs); None for a
+    # run created before they were kept with it: its rule's, as loaded now, stand in.
     on_resolved: tuple[StepPlan, ...] | None = None
 
     @property
@@ -275,6 +284,9 @@ class History:
     # Verifying runs, of the (rule, target) pairs in play, whose alert resolved and that wait
     # out their settle period: a new firing of the same alert on the target fails them.
     settling_runs: tuple[PriorRun, ...] = ()
+    # The alert's runs of other episodes: open (no resolution of theirs came), or ``closed``
+    # with their undo waiting for its next resolution (``undo_deferred``; receiver.episodes).
+    other_runs: tuple[PriorRun, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

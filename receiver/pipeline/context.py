@@ -16,7 +16,15 @@ from typing import Any, Protocol
 from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
-from receiver.model import AlertEvent, Announce, GuardSpec, NamespacePolicy, StepPlan, Verdict
+from receiver.model import (
+    AlertEvent,
+    Announce,
+    GuardSpec,
+    NamespacePolicy,
+    ResolvePlan,
+    StepPlan,
+    Verdict,
+)
 from receiver.priority import Priority
 from receiver.refusal_digest import REFUSAL_DIGEST_S
 from receiver.store import STARTED, EventLease, RunRecord, Store
@@ -175,6 +183,10 @@ class RunContext:
     decision: Mapping[str, Any] | None = None
     # The rule's ``notify:``; None: its runs are not announced.
     announce: Announce | None = None
+    # Resolve phase: the engine's plan for closing the run, when it says more than "its alert
+    # resolved" (closed on a later episode's evidence, its undo deferred or carried out now:
+    # ``ResolvePlan``); None otherwise.
+    resolving: ResolvePlan | None = None
     # A new run's on_resolved steps, kept with it when it is stored (``RunPlan.on_resolved``).
     undo: tuple[StepPlan, ...] = ()
     # Set when this pass asked for an approval (a new one): the run's park is then news.

@@ -113,6 +113,11 @@ class EventHandler:
         plan = engine.plan(
             event, ruleset, history, deps.settings.policy, now=deps.clock(), facts=facts
         )
+        # A firing of a later episode closes the alert's open runs of earlier ones first (their
+        # undo deferred), so that one it recurred is settling when the recurrence fails it.
+        superseded = [r for r in plan.resolves if r.deferred]
+        for resolve in superseded:
+            verdicts.append(await run_stages(self._stages.resolve, _resolving(event, resolve, log)))
         for recurrence in plan.recurrences:
             await self._recurred(recurrence, ruleset, log)
         for skip in plan.skips:
@@ -122,13 +127,20 @@ class EventHandler:
             await deps.store.record_skips(event.id, plan.skips)
         for n, run_plan in enumerate(plan.runs, start=1):
             ctx = _new_run(event, run_plan, log)
-            if n == len(plan.runs) and not plan.resolves and not _retrying(verdicts):
+            if (
+                n == len(plan.runs)
+                and len(superseded) == len(plan.resolves)
+                and not _retrying(verdicts)
+            ):
                 # Nothing follows this run: if it is refused at once (and no message of it is
                 # to be sent), the statement that stores it completes the event too.
                 ctx.completes = lease
             verdicts.append(await run_stages(self._stages.run, ctx))
         for resolve in plan.resolves:
-            verdicts.append(await run_stages(self._stages.resolve, _resolving(event, resolve, log)))
+            if not resolve.deferred:
+                verdicts.append(
+                    await run_stages(self._stages.resolve, _resolving(event, resolve, log))
+                )
         disposition = disposition_of(verdicts)
         if lease is not None and lease.completed and disposition.is_done:
             return Disposition.done(settled=True)
@@ -214,4 +226,5 @@ def _resolving(event: AlertEvent, plan: ResolvePlan, log: Any) -> RunContext:
         phase="resolve",
         run_id=plan.run_id,
         event=event,
+        resolving=plan,
     )

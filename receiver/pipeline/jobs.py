@@ -8,9 +8,11 @@ events):
   an approval goes on only once it was given (``ApprovalDesk.gate``), and the same job, due when
   the approval expires, expires it. A run whose verification failed is taken up by its
   escalation instead (``escalate.py``: the breaker, the announcement, its on_failed steps).
-- ``verify_deadline``: a run still ``verifying`` at its deadline, with its alert not resolved,
-  has ``failed`` (not_resolved); one whose alert resolved in time and stayed resolved through
-  its settle period is ``verified``; one still settling is looked at again when that ends.
+- ``verify_deadline``: a run still ``verifying`` at its deadline, with no resolution dated by
+  it delivered within the delivery grace after it (``Store.delivery_grace_s``: a
+  resolution comes at its group's next flush after ``endsAt``), has ``failed``
+  (not_resolved); one whose alert resolved in time and stayed resolved through its settle
+  period is ``verified``; one still settling is looked at again when that ends.
 - ``resume_resolve``: a closed run's on_resolved steps that a guard held (pause, target lock)
   go through the resolve stages again. An on_resolved step held for its approval is taken up
   by ``resume_run`` (the job an approval's decision and its expiry wake), through the same
@@ -104,7 +106,8 @@ class JobHandler:
         if ended is None:
             return Disposition.done()
         if ended.result is None:
-            # Woken before the end (the deadline job of a run that is now settling): again then.
+            # Woken before the end (the deadline job of a run that is now settling, or within
+            # the delivery grace after the deadline): again then.
             await deps.store.enqueue_job(
                 JobKind.VERIFY_DEADLINE, run_id, delay_s=max(0.0, ended.wait_s or 0.0)
             )

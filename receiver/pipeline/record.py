@@ -116,7 +116,10 @@ class Record:
             final = RunOutcome.DRY_RUN
         elif ctx.verify_within_s:
             final = RunOutcome.VERIFYING
-            schedule.append((JobKind.VERIFY_DEADLINE, ctx.verify_within_s))
+            # Due when the delivery grace after the deadline ends: a resolution dated by the
+            # deadline may come until then (jobs.py); one that comes verifies the run sooner.
+            due = ctx.verify_within_s + deps.store.delivery_grace_s
+            schedule.append((JobKind.VERIFY_DEADLINE, due))
         else:
             final = RunOutcome.SUCCEEDED
         parked_before = ctx.prior is not None and ctx.prior.outcome is final

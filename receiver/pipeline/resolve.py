@@ -19,6 +19,13 @@ planned, pass the same guards, and each record of them says that the change it u
 have happened (``RunContext.caveat``). A failed step known not to have acted (a refused
 connection, a 4xx answer) changed nothing.
 
+A run of an earlier episode whose resolution never came is closed the same way when a later
+episode of its alert arrives (``receiver.episodes``; ``ResolvePlan.inferred_from``): by its
+firing with the undo deferred (``undo_deferred``: the alert fires again), by its resolution
+with the undo at once; a deferred undo is carried out when the alert next resolves
+(``ResolvePlan.carried``: ``Store.carry_undo`` records the steps, with a ``resume_resolve`` job
+that finishes them should this pass stop).
+
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again when the guard says it may pass (a pause's end, the
 lock's expiry), or after ``resolve_retry_s`` at the latest. A namespace refusal will not pass
@@ -68,7 +75,11 @@ class Close:
 
     The steps are recorded before the run is closed: a crash in between leaves pending resolve
     steps that the retried event (or a ``resume_resolve`` job) finishes, instead of losing them.
-    A run closed earlier is not closed again; only its pending steps run."""
+    A run closed earlier is not closed again; only its pending steps run. ``ctx.resolving``
+    says how: closed on a later episode's evidence (resolved at its startsAt), its steps
+    deferred (not recorded: the engine plans them again, from the steps kept with the run,
+    when the alert next resolves), or a deferred undo carried out now, numbered after the
+    run's steps as any undo is (``Store.carry_undo``, ``Store.record_undo``)."""
 
     name = "close"
 
@@ -80,12 +91,35 @@ class Close:
         assert ctx.run_id is not None
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         outcome: str | None = None
-        if ctx.event is not None:
-            await store.record_undo(ctx.run_id, ctx.steps)
-            outcome = await store.close_run(ctx.run_id, resolved_at(ctx.event))
+        plan = ctx.resolving
+        if ctx.event is not None and plan is not None and plan.carried:
+            # Closed earlier by a later episode; the alert has now resolved: its undo is due.
+            if await store.carry_undo(
+                ctx.run_id,
+                ctx.steps,
+                event_id=ctx.event.id,
+                retry_s=self._deps.settings.resolve_retry_s,
+            ):
+                ctx.log.info("deferred undo taken up: the alert resolved", steps=len(ctx.steps))
+        elif ctx.event is not None:
+            deferred = plan is not None and plan.deferred
+            if not deferred:
+                await store.record_undo(ctx.run_id, ctx.steps)
+            inferred = plan.inferred_from if plan is not None else None
+            outcome = await store.close_run(
+                ctx.run_id,
+                resolved_at(ctx.event) if inferred is None else _time(inferred),
+                inferred_from=inferred,
+                defer_undo=deferred and bool(ctx.steps),
+            )
             if outcome is not None:
                 ctx.log.info(
-                    "run closed: alert resolved", ends_at=ctx.event.ends_at, outcome=outcome
+                    "run closed: alert resolved"
+                    if inferred is None
+                    else "run closed: a later episode of its alert began",
+                    ends_at=ctx.event.ends_at if inferred is None else inferred,
+                    outcome=outcome,
+                    undo_deferred=deferred and bool(ctx.steps),
                 )
             if outcome == RunOutcome.VERIFIED:
                 self._deps.metrics.run_finished(ctx.rule, RunOutcome.VERIFIED)
@@ -334,6 +368,13 @@ def resolving_context(run: RunRecord, log: Any) -> RunContext:
         run_id=run.id,
         prior=run,
     )
+
+
+def _time(text: str) -> datetime | None:
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        return None
 
 
 def resolved_at(event: AlertEvent) -> datetime | None:

@@ -38,6 +38,14 @@ PRIOR_COLUMNS = """
 """
 
 
+# Whether a run changed something, or may have (``PriorRun.changed``), for the rows of ``runs``.
+_CHANGED = """EXISTS (SELECT 1 FROM steps
+                    WHERE steps.run_id = runs.id AND steps.phase = 'run'
+                      AND (steps.outcome IN ('ok', 'simulated', 'interrupted', 'started')
+                           OR (steps.outcome = 'failed' AND steps.may_have_acted)))
+              AS changed"""
+
+
 def _of_pairs(first: int) -> str:
     """The SQL predicate "the run's (rule, target) is one of the pairs", given as the four
     text arrays of ``_pair_arrays`` from parameter ``$first`` on."""
@@ -57,7 +65,8 @@ def _pair_arrays(pairs: Collection[tuple[str, Target]]) -> list[list[str]]:
 
 # The engine's read of an episode's past (EngineHistory.history, which says what each part is),
 # with the parameters of history_arguments. The body of the function engine_history: a change
-# here takes a migration that replaces it (0019, 0023, 0024, 0025; test_pinned_plans.py).
+# here takes a migration that replaces it (0019, 0023, 0024, 0025, 0026;
+# test_pinned_plans.py).
 HISTORY_SQL = f"""
 WITH parts AS (
     -- The episode's runs and the settling runs are found first and put in order after
@@ -69,15 +78,23 @@ WITH parts AS (
             -- Changed something, or may have: a step a worker stopped in (interrupted, or
             -- still started), or one that failed after its request may have reached its
             -- system, may have acted, and its on_resolved steps are then planned too.
-            EXISTS (SELECT 1 FROM steps
-                    WHERE steps.run_id = runs.id AND steps.phase = 'run'
-                      AND (steps.outcome IN ('ok', 'simulated', 'interrupted', 'started')
-                           OR (steps.outcome = 'failed' AND steps.may_have_acted)))
-              AS changed,
+            {_CHANGED},
             -- The on_resolved steps it was planned with (NULL: a run created before 0025).
             on_resolved::text AS on_resolved
      FROM (SELECT * FROM runs
            WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3 OFFSET 0) AS runs)
+    UNION ALL
+    -- The alert's runs of other episodes still open (their resolution never came) or whose
+    -- undo waits for the alert's next resolution (undo_deferred): a later episode proves
+    -- the earlier one ended (migration 0026; runs_fingerprint_open). Their undo is the one
+    -- kept with each (migration 0025), as for the runs of the episode.
+    (SELECT 'other', row_number() OVER (ORDER BY created_at, id), {PRIOR_COLUMNS},
+            {_CHANGED},
+            on_resolved::text AS on_resolved
+     FROM (SELECT * FROM runs
+           WHERE fingerprint = $1 AND (resolved_at IS NULL OR undo_deferred)
+             AND starts_at <> $2 OFFSET 0) AS runs
+     ORDER BY created_at, id LIMIT $14)
     UNION ALL
     (SELECT 'recent', row_number() OVER (ORDER BY created_at DESC, id DESC),
             {PRIOR_COLUMNS}, false, NULL::text
@@ -238,10 +255,17 @@ class EngineHistory(Database):
         (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved event of
         this occurrence is stored (a later firing copy must be ignored). ``settling_runs``:
         verifying runs of the (rule, target) pairs in ``settling`` (``engine.settle_keys``)
-        whose alert resolved and whose settle period has not ended.
+        whose alert resolved and whose settle period has not ended. ``other_runs``: the
+        alert's (same fingerprint) runs of other episodes (another startsAt) that are still
+        open (``closed`` false: no resolution of them came) or whose on_resolved steps wait for
+        the alert's next resolution (``closed`` true: ``undo_deferred``), oldest first, at most
+        ``limit`` (``receiver.episodes``). The runs of the episode and of other episodes carry
+        the on_resolved steps kept with them (``PriorRun.on_resolved``; None for a run created
+        before migration 0025).
         """
         # One statement, one snapshot, one round trip: the runs of the occurrence, the recent
-        # runs of the repeat pairs and the settling runs of the settle pairs (each part with
+        # runs of the repeat pairs, the settling runs of the settle pairs and the alert's open
+        # runs of other episodes (each part with
         # its own order, ``pos``), and whether the occurrence resolved, on every row (and on
         # the one row there is when no run is found).
         with translate():
@@ -252,12 +276,14 @@ class EngineHistory(Database):
         episode = [r for r in found if r["part"] == "episode"]
         recent = [r for r in found if r["part"] == "recent"]
         settle = [r for r in found if r["part"] == "settling"]
+        other = [r for r in found if r["part"] == "other"]
         resolved = rows[0]["episode_resolved"]
         return History(
             episode_runs=tuple(prior_from_row(r) for r in episode),
             recent_runs=tuple(prior_from_row(r) for r in reversed(recent)),
             episode_resolved=bool(resolved),
             settling_runs=tuple(prior_from_row(r) for r in settle),
+            other_runs=tuple(prior_from_row(r) for r in other),
         )
 
 
@@ -273,8 +299,9 @@ class OpenRun:
 
 def prior_from_row(row: Mapping[str, Any]) -> PriorRun:
     """A PriorRun from a row of ``PRIOR_COLUMNS`` and ``changed`` (false but for the runs of
-    the episode: whether one of its steps changed something, or may have), and, for the runs
-    of the episode, the ``on_resolved`` steps kept with the run (``undo_from_json``)."""
+    the episode and of other episodes: whether one of its steps changed something, or may
+    have), and, for those same runs, the ``on_resolved`` steps kept with the run
+    (``undo_from_json``)."""
     kept = row.get("on_resolved")
     return PriorRun(
         on_resolved=None if kept is None else undo_from_json(kept),

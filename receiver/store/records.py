@@ -236,6 +236,10 @@ class RunRecord:
     settle_until: datetime | None = None
     verify_result: VerifyResult | None = None
     escalated_at: datetime | None = None
+    # Closed with no resolution of its own: the ``startsAt`` of the later episode that proved
+    # its episode ended (its resolved_at); ``undo_deferred``: its undo waits for the next one.
+    resolution_inferred_from: str | None = None
+    undo_deferred: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +275,7 @@ RUN_COLUMNS = """
     target_name, outcome, dry_run, occurrence, verify_within_s, created_at, started_at,
     finished_at, verify_deadline, resolved_at, time_to_resolve_s, refusal_guard, refusal_reason,
     retry_at, error, refire, decision::text AS decision, settle_s, settle_until, verify_result,
-    escalated_at
+    escalated_at, resolution_inferred_from, undo_deferred
 """
 
 
@@ -377,12 +381,13 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
         settle_until=row["settle_until"],
         verify_result=VerifyResult(row["verify_result"]) if row["verify_result"] else None,
         escalated_at=row["escalated_at"],
+        resolution_inferred_from=row["resolution_inferred_from"],
+        undo_deferred=row["undo_deferred"],
     )
 
 
 def job_from_row(row: Mapping[str, Any]) -> ClaimedJob:
-    """Reads id, kind, run_id (text), payload (text), attempts, lease_until, last_error,
-    failures."""
+    """Reads id, kind, run_id and payload (text), attempts, lease_until, last_error, failures."""
     return ClaimedJob(
         id=row["id"],
         kind=JobKind(row["kind"]),

@@ -4,8 +4,11 @@ A run waits in ``verifying`` once its steps are done, with a deadline (``verify_
 from ``verify.resolved_within``) and a ``verify_deadline`` job due then:
 
 - its alert resolves by the deadline (``close_run``): ``verified`` at once, or, when the rule
-  has a settle period, still ``verifying`` until ``settle_until`` (the job is due then);
-- the deadline passes first (``conclude_verification``): ``failed``, ``not_resolved``;
+  has a settle period, still ``verifying`` until ``settle_until`` (the job is due then); a
+  later episode of the alert proves that it resolved (``close_run(inferred_from=...)``,
+  ``receiver.episodes``), at the latest when the new one began;
+- the deadline and the delivery grace after it pass first, with no resolution dated by the
+  deadline delivered (``conclude_verification``): ``failed``, ``not_resolved``;
 - settling ends quietly (``conclude_verification``): ``verified``;
 - the alert fires again on the target while it settles (``fail_recurred``): ``failed``,
   ``recurred``.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.model import RunOutcome, StepPlan, VerifyResult
@@ -53,11 +56,44 @@ class Conclusion:
 class Verification(Database):
     """The end of a run's verification (mixin of ``Store``)."""
 
-    async def close_run(self, run_id: str, resolved_at: datetime | None) -> str | None:
+    # How late Alertmanager may deliver a notification (seconds; ``EventQueue`` sets it, from
+    # ``intake.late_delivery_window``).
+    late_delivery_window_s: float
+    # The delivery grace after a verification deadline (seconds); None: the window above.
+    verify_grace_s: float | None = None
+
+    @property
+    def delivery_grace_s(self) -> float:
+        """How long after a run's verification deadline a resolution dated by it may still be
+        delivered (seconds): Alertmanager sends it at the group's next flush after the alert's
+        ``endsAt`` (``group_interval``), later when it retries. ``verify_grace_s``, else the
+        late-delivery window (its flush deadline: group_interval plus peer timeouts)."""
+        grace = self.verify_grace_s
+        return self.late_delivery_window_s if grace is None else grace
+
+    async def close_run(
+        self,
+        run_id: str,
+        resolved_at: datetime | None,
+        *,
+        inferred_from: str | None = None,
+        defer_undo: bool = False,
+    ) -> str | None:
         """The alert resolved at ``resolved_at`` (its endsAt; None: it gave none): stamp the
         run's resolved_at and its time to resolve (from the run's creation). Returns the run's
         outcome after closing, None when the run does not exist or was already closed
         (idempotent).
+
+        ``inferred_from``: no resolution of the run's episode came; a later episode of the
+        alert (this ``startsAt``, passed as ``resolved_at`` too: the latest its episode can
+        have ended) proves it ended (``receiver.episodes``). Kept on the run
+        (``resolution_inferred_from``) and in the ``run.closed`` audit row. ``defer_undo``:
+        the run's on_resolved steps wait for the alert's next resolution (``undo_deferred``,
+        taken up by ``carry_undo``).
+
+        A run that already failed ``not_resolved`` whose resolution comes later, dated by its
+        deadline (delivered after the deadline and its delivery grace), keeps its verdict; its
+        error and the audit row say that the resolution came late and when it was dated.
 
         An endsAt more than ``CLOCK_SKEW_S`` ahead of ``remediator_now()`` (the clock the run's
         creation and deadline were set by) is dated at that now: Alertmanager calls an alert
@@ -89,6 +125,21 @@ class Verification(Database):
                     FROM locked
                 )
                 UPDATE runs SET
+                    resolution_inferred_from = $4::text,
+                    undo_deferred = $5::boolean,
+                    error = CASE WHEN runs.outcome = 'failed'
+                                      AND runs.verify_result = 'not_resolved'
+                                      AND prior.at <= runs.verify_deadline
+                                 THEN coalesce(runs.error || '; ', '')
+                                      || 'its resolution, dated '
+                                      || to_char(prior.at AT TIME ZONE 'UTC',
+                                                 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                                      || ' (within the window), was delivered only at '
+                                      || to_char(remediator_now() AT TIME ZONE 'UTC',
+                                                 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                                      || ', after the deadline and its delivery grace: the '
+                                      || 'verdict stands'
+                                 ELSE runs.error END,
                     resolved_at = prior.at,
                     time_to_resolve_s = greatest(0, extract(epoch FROM (prior.at - created_at))),
                     outcome = CASE WHEN in_time AND settle_s IS NULL THEN 'verified'
@@ -103,11 +154,14 @@ class Verification(Database):
                                         ELSE settle_until END
                 FROM prior WHERE runs.id = prior.id
                 RETURNING runs.fingerprint, runs.outcome, runs.time_to_resolve_s,
-                          runs.settle_until, runs.settle_s, runs.resolved_at
+                          runs.settle_until, runs.settle_s, runs.resolved_at,
+                          runs.verify_result, runs.resolved_at <= runs.verify_deadline AS dated_in
                 """,
                 run_id,
                 resolved_at,
                 CLOCK_SKEW_S,
+                inferred_from,
+                defer_undo,
             )
             if row is None:
                 return None
@@ -116,6 +170,11 @@ class Verification(Database):
                 "outcome": row["outcome"],
                 "time_to_resolve_s": row["time_to_resolve_s"],
             }
+            if inferred_from is not None:
+                data["inferred_from_episode"] = inferred_from
+                data["undo_deferred"] = defer_undo
+            if row["verify_result"] == VerifyResult.NOT_RESOLVED and row["dated_in"]:
+                data["delivered_after_verdict"] = True
             if row["outcome"] == RunOutcome.VERIFYING and row["settle_until"] is not None:
                 data["settle_until"] = as_utc(row["settle_until"]).isoformat()
                 await enqueue(conn, JobKind.VERIFY_DEADLINE, run_id, delay_s=row["settle_s"])
@@ -155,14 +214,21 @@ class Verification(Database):
                 )
 
     async def conclude_verification(
-        self, run_id: str, escalation: Sequence[StepPlan] = ()
+        self, run_id: str, escalation: Sequence[StepPlan] = (), *, grace_s: float | None = None
     ) -> Conclusion | None:
         """The ``verify_deadline`` job: end a VERIFYING run whose time has come.
 
         Not resolved by its deadline: FAILED (``not_resolved``), with ``escalation`` recorded
-        as its pending on_failed steps. Resolved in time and settled: VERIFIED. Not yet due
-        (settling, or woken early): ``wait_s``. None when the run is not verifying (it ended
-        some other way). Safe in every replica at once: the row is locked."""
+        as its pending on_failed steps; but not before ``grace_s`` seconds after the deadline
+        while no resolution is stored (default: ``delivery_grace_s``): Alertmanager delivers a
+        resolution at its group's next flush after the alert's ``endsAt`` (``group_interval``,
+        plus retries), so one dated by the deadline may still come (``close_run`` then
+        verifies the run). A resolution dated after the deadline decides at once. Resolved in
+        time and settled: VERIFIED. Not yet due (settling, woken early, within the grace):
+        ``wait_s``. None when the run is not verifying (it ended some other way). Safe in
+        every replica at once: the row is locked."""
+        if grace_s is None:
+            grace_s = self.delivery_grace_s
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 """SELECT rule, fingerprint, resolved_at, verify_deadline, settle_until,
@@ -177,13 +243,20 @@ class Verification(Database):
                 deadline is None or row["resolved_at"] <= deadline
             )
             if not resolved:
-                if deadline is not None and deadline > now:
-                    return Conclusion(row["rule"], wait_s=(deadline - now).total_seconds())
+                # Only while nothing is stored: a resolution dated after the deadline decided.
+                grace = timedelta(seconds=grace_s if row["resolved_at"] is None else 0.0)
+                if deadline is not None and deadline + grace > now:
+                    wait = deadline + grace - now
+                    return Conclusion(row["rule"], wait_s=wait.total_seconds())
                 within = row["verify_within_s"]
                 error = (
                     f"the alert did not resolve within {within:g}s of the run's steps "
                     f"(deadline {as_utc(deadline).isoformat() if deadline else 'none'})"
                 )
+                if row["resolved_at"] is None and grace_s:
+                    error += (
+                        f"; no resolution came within the delivery grace of {grace_s:g}s after it"
+                    )
                 return await _fail(conn, run_id, row, VerifyResult.NOT_RESOLVED, error, escalation)
             settle_until = row["settle_until"]
             if settle_until is not None and settle_until > now:
@@ -206,6 +279,51 @@ class Verification(Database):
                 },
             )
         return Conclusion(row["rule"], VerifyResult.VERIFIED)
+
+    async def carry_undo(
+        self, run_id: str, steps: Sequence[StepPlan], *, event_id: int, retry_s: float
+    ) -> bool:
+        """The alert resolved after a later episode closed the run with its undo deferred
+        (``close_run(defer_undo=True)``): record ``steps`` (its on_resolved steps, numbered
+        after every step the run has, as ``record_undo`` numbers them: approvals are keyed by
+        run and step index) pending in phase ``resolve`` and clear ``undo_deferred``, with a
+        ``resume_resolve`` job due in ``retry_s`` seconds that finishes them if this pass stops
+        before they ran, and a ``run.undo_carried`` audit row naming the resolution
+        (``event_id``). One transaction. False when the run's undo is not deferred (carried
+        already: a retried event)."""
+        async with self._tx() as conn:
+            fingerprint = await conn.fetchval(
+                """UPDATE runs SET undo_deferred = false
+                   WHERE id = $1::uuid AND undo_deferred RETURNING fingerprint""",
+                run_id,
+            )
+            if fingerprint is None:
+                return False
+            base = await conn.fetchval(
+                "SELECT coalesce(max(idx), -1) + 1 FROM steps WHERE run_id = $1::uuid", run_id
+            )
+            # The job before the first audit row (write_step appends one), as in _fail.
+            if steps:
+                await enqueue(conn, JobKind.RESUME_RESOLVE, run_id, delay_s=retry_s)
+            for offset, step in enumerate(steps):
+                await write_step(
+                    conn,
+                    run_id,
+                    idx=base + offset,
+                    phase="resolve",
+                    action=step.action,
+                    outcome="pending",
+                    params=step.params,
+                    needs_approval=step.needs_approval,
+                )
+            await append_in_tx(
+                conn,
+                "run.undo_carried",
+                run_id,
+                fingerprint,
+                {"resolved_event_id": event_id, "steps": len(steps)},
+            )
+        return True
 
     async def fail_recurred(
         self, run_id: str, event_id: int, escalation: Sequence[StepPlan] = ()

@@ -107,13 +107,13 @@ async def test_verify_deadlines_and_jobs_follow_the_simulated_clock(
     assert await sim_store.next_job_due() == START + timedelta(minutes=10)
     assert await sim_store.claim_jobs("w", 10, 30.0) == []
     clock.advance(minutes=9, seconds=59)
-    early = await sim_store.conclude_verification(run_id)
+    early = await sim_store.conclude_verification(run_id, grace_s=0.0)
     assert early is not None
     assert early.wait_s == 1.0
     clock.advance(seconds=1)
     [job] = await sim_store.claim_jobs("w", 10, 30.0)
     assert job.kind is JobKind.VERIFY_DEADLINE
-    concluded = await sim_store.conclude_verification(run_id)
+    concluded = await sim_store.conclude_verification(run_id, grace_s=0.0)
     assert concluded is not None
     assert concluded.result is VerifyResult.NOT_RESOLVED
 

@@ -1,0 +1,158 @@
+"""Earlier episodes of an alert whose resolution never came. Pure.
+
+Alertmanager can lose the resolution of an episode: its ``provider/mem`` ``Put`` replaces a
+resolved alert by a new firing of the same labels (a new ``startsAt``) before the next flush,
+so the resolution is never sent; a silence or an inhibition mutes it; a receiver down past its
+retries misses it. The next thing remediator hears of the alert is then a firing (or a
+resolution) of a **later** episode: same fingerprint, later ``startsAt``. While an alert stays
+active Alertmanager keeps its earliest start (``types.Alert.Merge``), so a later ``startsAt``
+proves that the earlier episode ended, at or before that time.
+
+So when an event of a later episode arrives (``History.other_runs`` holds the alert's runs of
+other episodes still open, or closed with their undo deferred):
+
+- a **firing**: each open run of an earlier episode is closed as resolved at the new
+  ``startsAt`` (the latest its episode can have ended; its verification decided on that, the
+  record saying it was inferred from the new episode), and its on_resolved steps are
+  **deferred** (``undo_deferred``): the alert fires again, and taking the change back now
+  would remove capacity while the condition is back (with the new run maybe refused by a
+  cooldown). A run whose rule has a settle period, whose episode began less than that period
+  before the new one, has recurred (its episode ended after it began, so the new firing is
+  certainly within the settle period of its end);
+- a **resolution**: the open runs of earlier episodes are closed the same way and their
+  on_resolved steps run now, and the deferred undos of closed runs are **carried** out now,
+  newest run first (the order the restores of overlapping runs expect, kubernetes.scale);
+- an event of an episode **older** than one on record is stale: nothing is done for it (a late
+  firing is skipped; a late resolution closes only its own episode's runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from receiver.alertmanager import parse_rfc3339
+from receiver.model import (
+    AlertEvent,
+    History,
+    PriorRun,
+    Recurrence,
+    ResolvePlan,
+    Skip,
+    Status,
+    StepPlan,
+)
+from receiver.rules.model import RuleSet
+
+__all__ = [
+    "NOTHING_TO_UNDO",
+    "OLDER_EPISODE",
+    "RULE_GONE",
+    "Successors",
+    "later_episode",
+    "undo_of",
+]
+
+RULE_GONE = "rule no longer loaded; run closed without on_resolved steps"
+NOTHING_TO_UNDO = "run changed nothing (refused, failed unacted, dry, held); no on_resolved steps"
+OLDER_EPISODE = "firing of an episode older than one on record (a later startsAt); ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class Successors:
+    """What a later episode's event does to the alert's runs of earlier episodes.
+
+    ``older``: the event's own episode is older than one on record (do nothing for it).
+    ``resolves``: closings (and carried undos), newest run first. ``recurrences``: settling
+    runs the new firing fails. ``skips``: why a closed run gets no undo."""
+
+    older: bool = False
+    resolves: tuple[ResolvePlan, ...] = ()
+    recurrences: tuple[Recurrence, ...] = ()
+    skips: tuple[Skip, ...] = ()
+
+
+def undo_of(run: PriorRun, rules: RuleSet) -> tuple[tuple[StepPlan, ...], Skip | None]:
+    """The on_resolved steps that undo ``run``, or none and the Skip saying why.
+
+    The steps kept with the run when it was planned (``PriorRun.on_resolved``, migration 0025)
+    are its own change to take back, whatever ``rules`` say now (the rule renamed, removed or
+    edited since). A run stored before they were kept (None) is planned from its rule in
+    ``rules``: none when the rule is no longer loaded (``RULE_GONE``). Either way none when the
+    run changed nothing (refused, dry, held, failed without acting: a restore would undo what
+    someone else did; ``NOTHING_TO_UNDO``)."""
+    if run.on_resolved is not None:
+        kept = run.on_resolved
+    else:
+        rule = rules.by_name(run.rule)
+        if rule is None:
+            return (), Skip(RULE_GONE, run.rule)
+        kept = tuple(s.to_plan() for s in rule.on_resolved)
+    if not kept:
+        return (), None
+    if not run.changed:
+        return (), Skip(NOTHING_TO_UNDO, run.rule)
+    return kept, None
+
+
+def _start(text: str) -> datetime | None:
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        return None
+
+
+def later_episode(event: AlertEvent, rules: RuleSet, history: History) -> Successors:
+    """What ``event`` (either status) does to ``history.other_runs``: see the module."""
+    start = _start(event.starts_at)
+    if start is None:
+        return Successors()
+    earlier: list[tuple[PriorRun, datetime]] = []
+    for run in history.other_runs:
+        began = _start(run.starts_at)
+        if began is None:
+            continue
+        if began > start:
+            # A later episode is on record: this event's is over (or a stale copy).
+            return Successors(older=True)
+        if began < start:
+            earlier.append((run, began))
+    firing = event.status is Status.FIRING
+    resolves: list[ResolvePlan] = []
+    recurrences: list[Recurrence] = []
+    skips: list[Skip] = []
+    for run, began in sorted(earlier, key=lambda r: (r[0].created_at, r[0].run_id), reverse=True):
+        if run.closed and firing:
+            continue  # its undo still waits: the alert fires again
+        steps, skip = undo_of(run, rules)
+        if skip is not None:
+            skips.append(skip)
+        if run.closed:
+            resolves.append(_plan(run, steps, carried=True))
+            continue
+        resolves.append(_plan(run, steps, inferred_from=event.starts_at, deferred=firing))
+        rule = rules.by_name(run.rule)
+        settle = rule.settle_s if rule is not None else None
+        if firing and settle and (start - began).total_seconds() < settle:
+            recurrences.append(Recurrence(run_id=run.run_id, rule=run.rule, event_id=event.id))
+    return Successors(resolves=tuple(resolves), recurrences=tuple(recurrences), skips=tuple(skips))
+
+
+def _plan(
+    run: PriorRun,
+    steps: tuple[StepPlan, ...],
+    *,
+    inferred_from: str | None = None,
+    deferred: bool = False,
+    carried: bool = False,
+) -> ResolvePlan:
+    return ResolvePlan(
+        run_id=run.run_id,
+        rule=run.rule,
+        # The target recorded at run time: the run is what must be undone.
+        target=run.target,
+        steps=steps,
+        inferred_from=inferred_from,
+        deferred=deferred,
+        carried=carried,
+    )
