@@ -127,42 +127,56 @@ class KubeAction(Generic[P]):
         return plan.change
 
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
-        """Plan from live state, then write. An error of the plan has not acted (it only
+        """Plan from live state, then write. An error of the first plan has not acted (it only
         reads: ``may_have_acted`` False); one of the write keeps its own word (a write whose
         answers were all lost may have acted; one answered 4xx, 409 or 422 did not, unless an
         earlier request of it landed: the write reads back its record where it can). A write
         that meets a change since its read (WriteConflict) is planned again from live state,
-        ``conflict_attempts`` times at most, then refused."""
-        for attempt in range(self.conflict_attempts + 1):
-            try:
-                plan = await self._checked_plan(ctx, target, params)
-            except ActionError as exc:
-                exc.may_have_acted = False
-                raise
-            if plan.applied is not None:
-                # Checked before the approval: the approved change is the one already made.
-                return Result(
-                    Outcome.OK, plan.noop_reason, before=plan.change.before, after=plan.applied
-                )
-            self._admit(ctx, target, plan)
-            if plan.write is None:
-                return Result(
-                    Outcome.NOOP,
-                    plan.noop_reason,
-                    before=plan.change.before,
-                    after=plan.change.before,
-                )
-            if attempt == self.conflict_attempts:
-                break
-            try:
-                return await self._write(ctx, plan, plan.write)
-            except WriteConflict:
-                # Another writer got in between (often the controller's status update): the
-                # slot of this step's record, and the change itself, are chosen afresh.
-                continue
+        ``conflict_attempts`` times at most, then refused. Once a write may have acted (a 409
+        on a retry whose earlier try got no answer), every later failure of this call says so
+        too: only a re-plan that reads the object back (and finds this step's record, or
+        live state already as wanted) tells otherwise, with a Result."""
+        acted = False
+        try:
+            for attempt in range(self.conflict_attempts + 1):
+                try:
+                    plan = await self._checked_plan(ctx, target, params)
+                except ActionError as exc:
+                    # A plan only reads (a failed read says "may have acted" by default).
+                    exc.may_have_acted = False
+                    raise
+                if plan.applied is not None:
+                    # Checked before the approval: the approved change is the one already made.
+                    return Result(
+                        Outcome.OK, plan.noop_reason, before=plan.change.before, after=plan.applied
+                    )
+                self._admit(ctx, target, plan)
+                if plan.write is None:
+                    return Result(
+                        Outcome.NOOP,
+                        plan.noop_reason,
+                        before=plan.change.before,
+                        after=plan.change.before,
+                    )
+                if attempt == self.conflict_attempts:
+                    break
+                try:
+                    return await self._write(ctx, plan, plan.write)
+                except WriteConflict as exc:
+                    # Another writer got in between (often the controller's status update):
+                    # the slot of this step's record, and the change itself, are chosen afresh.
+                    acted = acted or exc.may_have_acted
+                    continue
+        except ActionError as exc:
+            # Sticky: a re-plan that fails (its read, a refusal) after a write that may have
+            # landed has not shown that it did not; a write's own error keeps its own word.
+            exc.may_have_acted = exc.may_have_acted or acted
+            raise
         raise ActionRefused(
             f"{object_ref(target)} kept changing between read and write "
             f"({self.conflict_attempts} conflicts); not writing it"
+            + ("; an earlier write may have landed: check it by hand" if acted else ""),
+            may_have_acted=acted,
         )
 
     def _admit(self, ctx: ActionContext, target: Target, plan: WritePlan) -> None:

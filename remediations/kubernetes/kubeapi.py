@@ -181,18 +181,29 @@ class KubeApi:
         return [rs for rs in items if is_controlled_by(rs, deployment)]
 
     async def patch_workload(
-        self, target: Target, body: Any, content_type: str, *, allow: tuple[int, ...] = ()
+        self,
+        target: Target,
+        body: Any,
+        content_type: str,
+        *,
+        allow: tuple[int, ...] = (),
+        sent: list[None] | None = None,
     ) -> dict[str, Any]:
         """PATCH the workload ``target`` with ``body`` sent as ``content_type``; the object the
         API server returns (after the write, or as it would be in a dry run), as a dict.
-        ``allow``: statuses raised as the ApiException itself (``retry.call``)."""
+        ``allow``: statuses raised as the ApiException itself (``retry.call``). ``sent``, when
+        given, gets one item appended per request sent (retries included)."""
         infix = WORKLOADS[target.kind]
         method = getattr(self.apps, f"patch_namespaced_{infix}")
-        obj = await self.call(
-            object_ref(target),
-            lambda: method(target.name, target.namespace, body, **self.write_opts(content_type)),
-            allow=allow,
-        )
+
+        def send() -> Awaitable[Any]:
+            if sent is not None:
+                sent.append(None)
+            return method(  # type: ignore[no-any-return]
+                target.name, target.namespace, body, **self.write_opts(content_type)
+            )
+
+        obj = await self.call(object_ref(target), send, allow=allow)
         return self.to_dict(obj)
 
     async def patch_read(
@@ -223,12 +234,18 @@ class KubeApi:
                 **body,
                 "metadata": {**(body.get("metadata") or {}), "resourceVersion": version},
             }
+        sent: list[None] = []
         try:
-            return await self.patch_workload(target, body, content_type, allow=(409,))
+            return await self.patch_workload(target, body, content_type, allow=(409,), sent=sent)
         except ApiException as exc:
+            # A 409 on a retry: the try before it got no answer and may have landed (its own
+            # change would move the resourceVersion), so this conflict may follow a write.
+            landed = len(sent) > 1
             raise WriteConflict(
                 f"{object_ref(target)} changed between the read and the write "
-                f"(resourceVersion {version} is no longer current)"
+                f"(resourceVersion {version} is no longer current"
+                + ("; an earlier try got no answer and may have landed)" if landed else ")"),
+                may_have_acted=landed,
             ) from exc
 
     async def patch_template(

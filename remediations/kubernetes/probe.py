@@ -12,7 +12,8 @@ When the ReplicaSets that would tell are gone (``spec.revisionHistoryLimit``: th
 the oldest kept revision, and no kept revision after it is a release), the state says so
 (``known`` false) rather than take that revision for the release. The state also says what
 ``kubernetes.rollout_undo`` would roll back to, or why there is nothing to roll back to
-(``release.undo_target``: the action's own choice, so the condition and the action agree).
+(``release.undo_target``: the action's own choice, so the condition and the action agree; a
+paused Deployment has nothing to roll back to, as the action refuses it).
 Nothing is written; reads are retried like the actions' reads.
 """
 
@@ -104,7 +105,8 @@ async def newest_rollout(
     if revision not in history:
         raise ActionRefused(f"{what} is at revision {revision} but has no ReplicaSet of it yet")
     newest = newest_release(history)
-    undo = undo_target(history, pod_template(deployment))
+    paused = bool((deployment.get("spec") or {}).get("paused"))
+    undo = undo_target(history, pod_template(deployment), paused=paused)
     meta = history[newest.replicaset].get("metadata") or {}
     return RolloutState(
         newest.revision,

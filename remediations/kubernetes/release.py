@@ -249,13 +249,24 @@ class UndoTarget:
     nothing: str = ""
 
 
-def undo_target(history: Mapping[int, Mapping[str, Any]], live: Mapping[str, Any]) -> UndoTarget:
+def undo_target(
+    history: Mapping[int, Mapping[str, Any]], live: Mapping[str, Any], *, paused: bool = False
+) -> UndoTarget:
     """What ``kubernetes.rollout_undo`` without ``to_revision`` would do to a Deployment whose
     pod template is ``live`` and whose ReplicaSets are ``history`` (revision -> ReplicaSet):
-    roll back to ``default_revision``, unless there is none (``no_default_reason``), or its
-    template is ``live`` already (the action is a no-op; kubectl's "skipped rollback") or
-    differs from it only by a restart (the action refuses). Mirrors the action's checks
-    (``rollback.RolloutUndo.plan``), so a condition on it and the action agree."""
+    roll back to ``default_revision``, unless the Deployment is ``paused`` (``spec.paused``:
+    the action refuses it first, as kubectl does: "you cannot rollback a paused deployment;
+    resume it first", ``rollback.go`` in kubectl), there is no default
+    (``no_default_reason``), or its template is ``live`` already (the action is a no-op;
+    kubectl's "skipped rollback") or differs from it only by a restart (the action refuses).
+    Mirrors the action's checks (``rollback.RolloutUndo.plan``), in its order, so a condition on
+    it and the action agree."""
+    if paused:
+        return UndoTarget(
+            None,
+            "paused (spec.paused): a paused Deployment cannot be rolled back; resume it "
+            "first (kubectl rollout resume)",
+        )
     to = default_revision(history)
     if to is None:
         return UndoTarget(None, no_default_reason(history))

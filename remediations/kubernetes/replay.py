@@ -11,12 +11,17 @@ know the true before and after.
 
 The records sit in a fixed set of ``MAX_RECORDS`` slot keys, ``write.remediator.io/slot-0`` to
 ``slot-<MAX_RECORDS - 1>`` (``SLOT_KEYS``), each holding one record; the value, not the key,
-names the step. A write takes a slot whose record it drops (the oldest, once all are taken)
-or a free one, and keeps the newest records within ``MAX_RECORD_BYTES``
-(``record_annotations``). Why fixed keys: a Deployment's controller copies its annotations
-onto its current ReplicaSet and never removes one there (``copyDeploymentAnnotationsToReplicaSet``
-in kubernetes' ``pkg/controller/deployment/util/deployment_util.go``; only its
-``annotationsToSkip`` are not copied). A scale makes no new ReplicaSet, so with one key per
+names the step. A write takes a free slot or one whose record it drops, within
+``MAX_RECORD_BYTES`` (``record_annotations``). Dropped first, once all slots are taken: records of
+runs whose resolve phase has written the object (closed: an undone scale's record is no longer
+needed), oldest first; then other records, oldest first; a scale record whose run has not
+restored it yet only last, since that restore refuses without it (``needs``). The
+``FRESH_RECORDS`` newest stay whatever they are: a step taken up again after a crash, or a run
+writing at the same time as another, finds its record. Why fixed keys: a Deployment's
+controller copies its annotations onto its current ReplicaSet and never removes one there
+(``copyDeploymentAnnotationsToReplicaSet`` in kubernetes'
+``pkg/controller/deployment/util/deployment_util.go``; only its ``annotationsToSkip`` are not
+copied). A scale makes no new ReplicaSet, so with one key per
 step (the previous form, ``write.remediator.io/<run>.<phase>.<step>``) every record ever
 written while a ReplicaSet was current stayed on it, about 650 writes from the API server's
 256 KiB cap on an object's annotations, past which the controller can no longer update it.
@@ -53,13 +58,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "FRESH_RECORDS",
     "MAX_RECORDS",
     "MAX_RECORD_BYTES",
+    "SCALE_ACTION",
     "SLOT_KEYS",
     "WRITE_PREFIX",
     "StepId",
     "WriteRecord",
     "find_record",
+    "needs",
     "record_annotations",
     "records_of",
 ]
@@ -67,6 +75,13 @@ __all__ = [
 WRITE_PREFIX = "write.remediator.io/"
 # Enough for every step of a run and of its resolve phase, plus an overlapping run's.
 MAX_RECORDS = 8
+# The newest records kept whatever else is on the object: a step taken up again after a crash,
+# and a run writing the object at the same time as another, find their records although every
+# older slot holds a record still needed (``needs``).
+FRESH_RECORDS = 3
+# The action whose records a later restore needs (``scale.Scale``; named here, as replay
+# imports no action).
+SCALE_ACTION = "kubernetes.scale"
 # The only keys a record is written under: bounded, whatever the number of writes.
 SLOT_KEYS = tuple(f"{WRITE_PREFIX}slot-{i}" for i in range(MAX_RECORDS))
 # The API server caps all annotations of an object together at 256 KiB.
@@ -193,28 +208,38 @@ def record_annotations(obj: Mapping[str, Any], record: WriteRecord) -> dict[str,
     """Annotations for a merge patch that adds ``record`` to ``obj`` (a plain-dict object, as
     read), as ``{key: value}`` with None for a key to remove.
 
-    Kept: ``record`` and the newest other records on ``obj`` (by their RFC 3339 ``at``),
+    Kept: ``record``, then the ``FRESH_RECORDS`` newest other records on ``obj`` (by their
+    RFC 3339 ``at``), then the others by ``needs`` (most needed first) and newest first,
     ``MAX_RECORDS`` in all and within ``MAX_RECORD_BYTES``. An unreadable value goes, and so
     does a copy of a record already kept (an undo can bring back both the per-step key and the
     slot a record was moved to), and this step's own earlier record, which ``record`` replaces.
     Kept slot records stay where they are; the new record and kept per-step ones go into the
-    slots of dropped records first (the oldest's, once all are taken), then free ones. Every
+    slots of dropped records first (the least needed's, once all are taken), then free ones. Every
     other ``write.remediator.io/`` key is removed, per-step keys included. The patch is only
     right for ``obj`` as read: send it conditioned on its ``resourceVersion``, or a write in
     between could lose a record."""
     text = record.to_json()
     mine = StepId.of(record.run_id, record.phase, record.step)
-    held: list[tuple[str, str, str]] = []  # (at, key, value)
+    others: list[tuple[str, WriteRecord, str]] = []  # (key, record, value)
     for key, value in _annotations(obj).items():
         if not key.startswith(WRITE_PREFIX):
             continue
         other = WriteRecord.from_json(value)
         if other is None or (mine is not None and mine.wrote(key, other)):
             continue  # unreadable, or this step's own (replaced)
-        held.append((other.at, key, value))
-    # Newest first: RFC 3339 UTC times sort as text. Ties: slot records first, so a record
-    # that sits in a slot and in a per-step key keeps its slot.
-    held.sort(key=lambda h: (h[0], h[1] in SLOT_KEYS), reverse=True)
+        others.append((key, other, value))
+    need = needs([r for _k, r, _v in others] + [record])
+
+    def newest(i: int) -> tuple[str, bool]:
+        # RFC 3339 UTC times sort as text. Ties: slot records first, so a record that sits in
+        # a slot and in a per-step key keeps its slot.
+        return others[i][1].at, others[i][0] in SLOT_KEYS
+
+    order = sorted(range(len(others)), key=newest, reverse=True)
+    fresh = set(order[:FRESH_RECORDS])
+    # In the order they are kept: the newest few, then the most needed, newest first.
+    order.sort(key=lambda i: (i in fresh, need[i], *newest(i)), reverse=True)
+    held = [(others[i][1].at, others[i][0], others[i][2]) for i in order]
     kept: dict[str, str] = {}
     values, size = {text}, len(SLOT_KEYS[0]) + len(text)
     for _at, key, value in held:
@@ -228,7 +253,7 @@ def record_annotations(obj: Mapping[str, Any], record: WriteRecord) -> dict[str,
     held_keys = {key for _at, key, _value in held}
     present = set(_annotations(obj))
     # Slots to fill: those of dropped records first (overwritten rather than removed, so a
-    # ReplicaSet's copy follows), oldest dropped first, then the free ones.
+    # ReplicaSet's copy follows), the least needed first, then the free ones.
     dropped = [key for _at, key, _v in reversed(held) if key in SLOT_KEYS and key not in kept]
     free = dropped + [k for k in SLOT_KEYS if k not in present or k not in held_keys]
     free = list(dict.fromkeys(k for k in free if k not in kept))
@@ -241,6 +266,29 @@ def record_annotations(obj: Mapping[str, Any], record: WriteRecord) -> dict[str,
         if key.startswith(WRITE_PREFIX) and not stays and key not in patch:
             patch[key] = None
     return patch
+
+
+def needs(records: list[WriteRecord]) -> list[int]:
+    """How long each of ``records`` (the records on one object, the one being written among
+    them) is still needed, in the same order: 2 for a scale record whose run has no restore
+    record on the object (its restore will need it: ``scale.Scale`` refuses a restore without
+    its run's scale record), 0 for any other record of a run that has a resolve-phase record
+    on the object (its run is closed: an undone scale's record is no longer needed), 1 for
+    every other. ``record_annotations`` evicts the least needed first."""
+    closed = {r.run_id for r in records if r.run_id and r.phase == "resolve"}
+    restored = {r.run_id for r in records if r.run_id and _is_scale(r) and r.extra.get("restore")}
+    return [
+        2
+        if _is_scale(r) and not r.extra.get("restore") and r.run_id not in restored
+        else 0
+        if r.run_id in closed
+        else 1
+        for r in records
+    ]
+
+
+def _is_scale(record: WriteRecord) -> bool:
+    return record.action == SCALE_ACTION
 
 
 def now_rfc3339() -> str:

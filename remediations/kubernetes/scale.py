@@ -282,9 +282,10 @@ class Scale(KubeAction[ScaleParams]):
         and a live count equal to it (put back by hand, or by this run's own restore, whose
         record the undo dropped) is no sign that nothing changed since. So no record refuses,
         whatever the stamp says: a Deployment recreated since (its annotations copied from a
-        manifest or not), annotations replaced by an undo or by hand, or the record's slot taken by
-        ``MAX_RECORDS`` newer writes. With the record but no stamp (removed by hand), the
-        count this run set is the reference."""
+        manifest or not), annotations replaced by an undo or by hand, or the record's slot
+        taken by newer writes (``replay.needs``: evicted last, while its restore has not run).
+        With the record but no stamp (removed by hand), the count this run set is the
+        reference."""
         annotations = (workload.get("metadata") or {}).get("annotations") or {}
         uid = _uid(workload)
         own = _scaled_by(workload, api.ctx.run_id)
@@ -301,7 +302,8 @@ class Scale(KubeAction[ScaleParams]):
                 f"{REPLICAS_ANNOTATION} ({annotations[REPLICAS_ANNOTATION]}) may be older than "
                 f"this run's change: its annotations were replaced since (kubectl rollout undo "
                 f"copies an older ReplicaSet's, remediator's included), it was deleted and "
-                f"recreated, or {MAX_RECORDS} newer writes took its slot. It is left alone "
+                f"recreated, or newer writes took its slot ({MAX_RECORDS} slots, more open "
+                f"scale runs than they hold). It is left alone "
                 f"(this run's change was {delta:+d}); undo it by hand if it should be"
             )
         if own.extra.get("uid") not in (None, uid):

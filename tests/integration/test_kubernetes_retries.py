@@ -28,6 +28,7 @@ from remediations.base import (
     Outcome,
     TransientActionError,
 )
+from remediations.kubernetes.container import SetEnv
 from remediations.kubernetes.restart import RESTARTED_AT, RolloutRestart
 from remediations.kubernetes.retry import RetryPolicy
 from remediations.kubernetes.rollback import RolloutUndo
@@ -321,3 +322,45 @@ async def test_an_undo_whose_answer_was_lost_is_reported_done(
     dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", ns)
     assert dep.spec.template.spec.containers[0].image == "img/a:1"
     assert dep.metadata.annotations["deployment.kubernetes.io/revision"] == "3"
+
+
+async def test_a_landed_write_stays_may_have_acted_when_its_replan_cannot_read(
+    proxied_client: Any,
+    proxy: FaultProxy,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    """The set_env PATCH lands and its answer is lost; the retry meets 409 (its own write moved
+    the resourceVersion), and the re-plan's read then fails (an overloaded API server). The
+    step must fail as "may have acted", or its run counts as having changed nothing and its
+    on_resolved steps are never planned."""
+    ns = kube_namespace
+    await make_deployment("web")
+    path = deployment_path(ns)
+
+    async def overloaded() -> None:
+        proxy.inject("GET", path, *([503] * 6))
+
+    proxy.on_lost = overloaded
+    proxy.inject("PATCH", path, LOST)
+    ctx = ActionContext(
+        run_id=str(uuid.uuid4()),
+        dry_run=False,
+        clients=Clients({"kubernetes": proxied_client}),
+        step=0,
+        phase="run",
+    )
+
+    with pytest.raises(TransientActionError) as caught:
+        await SetEnv(retry=FAST).run(
+            ctx,
+            Target("Deployment", ns, "web"),
+            SetEnv.Params(container="app", name="DB_POOL_SIZE", value="5"),
+        )
+
+    assert proxy.answered[("PATCH", path)] == [200, 409]  # applied, then the retry's conflict
+    dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", ns)
+    env = {e.name: e.value for e in dep.spec.template.spec.containers[0].env or []}
+    assert env.get("DB_POOL_SIZE") == "5"
+    assert caught.value.may_have_acted is True

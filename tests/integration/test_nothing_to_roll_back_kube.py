@@ -168,6 +168,36 @@ async def test_a_deployment_with_an_earlier_release_is_still_rolled_back(
     assert "nothing_to_roll_back" not in fact
 
 
+async def test_a_paused_deployment_with_a_recent_release_is_scaled_out_not_rolled_back(
+    make_harness: MakeHarness,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    """``rollout_undo`` refuses a paused Deployment, as kubectl does ("you cannot rollback a
+    paused deployment; resume it first"): the fact says there is nothing to roll back to, so
+    the rollback (with the shipped approval, asked for and then refused) is left out, and the
+    scale-out, which a paused Deployment takes, is made."""
+    ns = kube_namespace
+    await released_twice(kube_admin, ns, make_deployment)
+    await patch_deployment(kube_admin, ns, "web", {"spec": {"paused": True}}, STRATEGIC_MERGE_PATCH)
+    harness = await make_harness(
+        rule_without_approval(), kube=kube_admin, dry_run=False, clock=Clock()
+    )
+    await harness.deliver(labels(ns))
+    run = await harness.only_run()
+
+    assert [(s.action, s.outcome) for s in run.steps] == [(SCALE, "ok")]
+    assert await state(kube_admin, ns) == ("img/a:2", 2)
+    included, why = decided(run)[UNDO]
+    assert not included
+    assert why[1].startswith("can_roll_back true: does not hold (paused (spec.paused)")
+    assert run.decision is not None
+    (fact,) = run.decision["facts"]
+    assert fact["revision"] == 2
+    assert fact["nothing_to_roll_back"].startswith("paused (spec.paused): a paused Deployment")
+
+
 async def test_an_old_new_deployment_is_scaled_out_on_its_age(
     make_harness: MakeHarness,
     kube_admin: Any,

@@ -186,3 +186,50 @@ async def test_a_write_planned_before_another_runs_record_does_not_overwrite_it(
     result = await action.run(mine, target, params)
     assert result.outcome is Outcome.OK, result.message
     assert {mine.run_id, other} <= runs_of(await deployment_annotations(kube_admin, ns, "web"))
+
+
+def phase_ctx(kube: Any, run: str, phase: str, step: int, scaled: Any = None) -> ActionContext:
+    """Step ``step`` of run ``run``'s ``phase``; ``scaled``: the Result of the run's scale step,
+    as the pipeline gives it to a restore."""
+    recorded = {Scale.name: {"before": scaled.before, "after": scaled.after}} if scaled else {}
+    return ActionContext(
+        run_id=run,
+        dry_run=False,
+        clients=Clients({"kubernetes": kube}),
+        step=step,
+        phase=phase,
+        recorded=recorded,
+    )
+
+
+async def test_an_open_runs_scale_record_outlasts_eight_writes_of_runs_that_restored(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """Run A scales workers 4 -> 6; four later runs (other queues' backlogs on the same
+    consumers) each scale +1 and restore: eight writes. A's restore, which needs A's scale
+    record, still finds it (the closed runs' records went first) and takes workers back to 4."""
+    ns = kube_namespace
+    await make_deployment("workers", replicas=4)
+    target = Target("Deployment", ns, "workers")
+    a = str(uuid.uuid4())
+    scaled = await Scale().run(
+        phase_ctx(kube_admin, a, "run", 0), target, Scale.Params(delta=2, max=20)
+    )
+    assert scaled.after == {"replicas": 6}
+    for _ in range(4):
+        b = str(uuid.uuid4())
+        out = await Scale().run(
+            phase_ctx(kube_admin, b, "run", 0), target, Scale.Params(delta=1, max=20)
+        )
+        back = await Scale().run(
+            phase_ctx(kube_admin, b, "resolve", 0, out), target, Scale.Params(restore=True, max=20)
+        )
+        assert (out.after, back.after) == ({"replicas": 7}, {"replicas": 6}), back.message
+
+    restored = await Scale().run(
+        phase_ctx(kube_admin, a, "resolve", 0, scaled), target, Scale.Params(restore=True, max=20)
+    )
+
+    assert restored.outcome is Outcome.OK, restored.message
+    dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("workers", ns)
+    assert dep.spec.replicas == 4

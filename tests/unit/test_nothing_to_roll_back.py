@@ -126,6 +126,16 @@ def test_undo_target_is_the_rollbacks_default_and_none_exactly_when_it_has_none(
     assert bool(got.nothing) is (got.revision is None)
 
 
+def test_a_paused_deployment_has_nothing_to_roll_back_to_whatever_its_history() -> None:
+    """``rollout_undo`` refuses a paused Deployment before it looks at the history, as kubectl
+    does ("you cannot rollback a paused deployment; resume it first")."""
+    one, two = template("img/a:1"), template("img/a:2")
+    got = undo_target({1: rs(one), 2: rs(two)}, two, paused=True)
+    assert got.revision is None
+    assert got.nothing.startswith("paused (spec.paused): a paused Deployment cannot be rolled")
+    assert undo_target({1: rs(one)}, one, paused=True) == got
+
+
 # -- the fact and the conditions ---------------------------------------------------------------
 
 
@@ -229,6 +239,22 @@ def test_a_recent_release_with_an_earlier_revision_is_still_rolled_back(
     (fact,) = decision["facts"]
     assert fact["rollback_to"] == 6
     assert "nothing_to_roll_back" not in fact
+
+
+def test_a_paused_deployment_with_a_recent_release_is_scaled_out_not_rolled_back(
+    shipped: RuleSet,
+) -> None:
+    """The fact as ``probe.newest_rollout`` builds it for a paused Deployment at revision 2:
+    the rollback, which would be asked for approval and then refused, is left out."""
+    history = {1: rs(template("img/a:1")), 2: rs(template("img/a:2"))}
+    undo = undo_target(history, template("img/a:2"), paused=True)
+    rollout = Rollout(2, "web-2", NOW, rollback_to=undo.revision, no_rollback=undo.nothing)
+    planned, decision = decide(shipped, rollout)
+    assert planned == [SCALE]
+    steps = {s["action"]: (s["included"], s["why"]) for s in decision["steps"]}
+    assert steps[UNDO][1][1].startswith("can_roll_back true: does not hold (paused (spec.paused)")
+    (fact,) = decision["facts"]
+    assert fact["nothing_to_roll_back"] == undo.nothing
 
 
 @given(

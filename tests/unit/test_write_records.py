@@ -9,13 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from remediations.kubernetes.replay import (
+    FRESH_RECORDS,
     MAX_RECORD_BYTES,
     MAX_RECORDS,
+    SCALE_ACTION,
     SLOT_KEYS,
     WRITE_PREFIX,
     StepId,
     WriteRecord,
     find_record,
+    needs,
     record_annotations,
     records_of,
 )
@@ -144,3 +147,110 @@ def test_the_newest_records_are_kept_in_whatever_order_they_were_written(order: 
     runs = {r.run_id for r in records_of(obj(annotations)).values()}
     newest_others = sorted(set(order) - {order[-1]})[-(MAX_RECORDS - 1) :]
     assert runs == {f"r{order[-1]}"} | {f"r{i}" for i in newest_others}
+
+
+def write(
+    annotations: dict[str, str],
+    run: str,
+    phase: str,
+    second: int,
+    action: str = SCALE_ACTION,
+    restore: bool = False,
+) -> dict[str, str]:
+    """``annotations`` after a step of ``run`` writes its record at ``second``."""
+    new = WriteRecord(
+        action,
+        {"summary": "s"},
+        {},
+        run,
+        phase,
+        1 if phase == "resolve" else 0,
+        {"restore": True} if restore else {},
+        f"2026-01-01T00:{second // 60:02d}:{second % 60:02d}.000000Z",
+    )
+    return apply(annotations, record_annotations(obj(annotations), new))
+
+
+def test_an_open_runs_scale_record_outlasts_other_runs_that_scaled_and_restored() -> None:
+    """Run A scales out; four later runs each scale and restore (8 writes): A's scale record
+    is still there for A's restore, which refuses without it. The closed runs' records go."""
+    annotations = write({}, "a", "run", 0)
+    for i in range(4):
+        annotations = write(annotations, f"b{i}", "run", 1 + 2 * i)
+        annotations = write(annotations, f"b{i}", "resolve", 2 + 2 * i, restore=True)
+    records = records_of(obj(annotations)).values()
+    assert ("a", "run") in {(r.run_id, r.phase) for r in records}
+    annotations = write(annotations, "a", "resolve", 20, restore=True)
+    assert find_record(obj(annotations), StepId("a", "resolve", 1), SCALE_ACTION) is not None
+
+
+def test_the_newest_records_stay_even_when_every_older_one_is_an_open_scale() -> None:
+    """Seven open runs' scale records fill the slots; a restart of one run and then another
+    run's scale: the restart's record (not needed by any restore) is one of the newest, and
+    stays, so a step taken up again, or a run writing at the same time, finds its record."""
+    annotations: dict[str, str] = {}
+    for i in range(MAX_RECORDS):
+        annotations = write(annotations, f"open{i}", "run", i)
+    annotations = write(annotations, "restarter", "run", 20, action="kubernetes.rollout_restart")
+    annotations = write(annotations, "scaler", "run", 21)
+    runs = {r.run_id for r in records_of(obj(annotations)).values()}
+    assert {"restarter", "scaler"} <= runs
+    assert len(runs) == MAX_RECORDS
+
+
+def test_needs_ranks_open_scales_over_other_records_over_closed_runs() -> None:
+    """An open run's scale, a restored run's scale and its restore, a restart of a run with
+    no undo, and a set_env and its undo."""
+    scale, restored = record("t", run="a"), record("t", run="b")
+    restart = WriteRecord("kubernetes.rollout_restart", {}, {}, "c", "run", 0)
+    undone = WriteRecord("kubernetes.set_env", {}, {}, "d", "run", 0)
+    undo = WriteRecord("kubernetes.set_env", {}, {}, "d", "resolve", 0)
+    restore = WriteRecord(SCALE_ACTION, {}, {}, "b", "resolve", 0, {"restore": True})
+    ranks = needs([scale, restored, restore, restart, undone, undo])
+    assert ranks == [2, 0, 0, 1, 0, 0]
+
+
+# One record on the object before the write: (its run, phase, action), its time its index.
+held_records = st.lists(
+    st.tuples(
+        st.integers(0, 5),
+        st.sampled_from(["run", "resolve"]),
+        st.sampled_from([SCALE_ACTION, "kubernetes.set_env"]),
+    ),
+    min_size=0,
+    max_size=MAX_RECORDS,
+)
+
+
+@given(held_records, st.integers(0, 6), st.sampled_from(["run", "resolve"]))
+def test_the_least_needed_records_are_dropped_first_after_the_newest(
+    held: list[tuple[int, str, str]], run: int, phase: str
+) -> None:
+    """Whatever is on the object: the new record is there afterwards, the slots stay full,
+    the ``FRESH_RECORDS`` newest others stay, and no record dropped was more needed (or, as
+    needed, newer) than one kept outside those newest."""
+    records = [
+        WriteRecord(
+            action,
+            {},
+            {},
+            f"r{r}",
+            ph,
+            i,
+            {"restore": True} if action == SCALE_ACTION and ph == "resolve" else {},
+            f"2026-01-01T00:00:{i:02d}.000000Z",
+        )
+        for i, (r, ph, action) in enumerate(held)
+    ]
+    before = {SLOT_KEYS[i]: r.to_json() for i, r in enumerate(records)}
+    new = WriteRecord(SCALE_ACTION, {}, {}, f"r{run}", phase, 99, {}, "2026-01-02T00:00:00Z")
+    after = records_of(obj(apply(before, record_annotations(obj(before), new))))
+    kept = {r.to_json() for r in after.values()}
+    assert new.to_json() in kept
+    assert len(kept) == min(MAX_RECORDS, len(records) + 1)
+    rank = dict(zip((r.to_json() for r in records), needs([*records, new]), strict=False))
+    fresh = {r.to_json() for r in records[-FRESH_RECORDS:]}
+    assert fresh <= kept
+    for dropped in (r for r in records if r.to_json() not in kept):
+        for other in (r for r in records if r.to_json() in kept - fresh):
+            assert (rank[other.to_json()], other.at) > (rank[dropped.to_json()], dropped.at)
