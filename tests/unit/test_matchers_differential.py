@@ -253,10 +253,18 @@ def _our_regex(pattern: str, inputs: list[str]) -> dict[str, Any]:
     return {"ok": True, "matches": [regex.matches(i) for i in inputs]}
 
 
+_KNOWN_DIFFERENCE = "is a negated set that RE2 cannot express within brackets"
+
+
 def _check_regexes(oracle: Oracle, cases: list[tuple[str, list[str]]]) -> None:
     replies = oracle.ask([{"regex": p, "inputs": i} for p, i in cases])
     for (pattern, inputs), theirs in zip(cases, replies, strict=True):
         ours = _our_regex(pattern, inputs)
+        if theirs["ok"] and not ours["ok"] and _KNOWN_DIFFERENCE in ours["error"]:
+            # The one documented difference (test_known_difference_... below): Go accepts a
+            # negated multi-category set such as \p{Unassigned} inside [...]; RE2 cannot
+            # spell it, and we refuse it with a hint. The generator does produce it.
+            continue
         assert ours["ok"] == theirs["ok"], (pattern, ours, theirs)
         if ours["ok"]:
             assert ours["matches"] == theirs["matches"], (pattern, inputs)
