@@ -88,9 +88,10 @@ WITH parts AS (
     -- undo waits for the alert's next resolution (undo_deferred): a later episode proves
     -- the earlier one ended (migration 0026; runs_fingerprint_open). Their undo is the one
     -- kept with each (migration 0025), as for the runs of the episode. And, as 'held', its
-    -- closed runs an on_resolved step of which waits for its approval (found from the few
-    -- pending approvals, approvals_one_pending_per_step): a firing withdraws it (migration
-    -- 0027; receiver.episodes).
+    -- closed runs an on_resolved step of which waits for its approval, found from the few
+    -- pending approvals (approvals_one_pending_per_step; the LATERAL keeps them the outer
+    -- side, so runs is read by id, never walked): a firing withdraws it (migration 0027;
+    -- receiver.episodes).
     (SELECT CASE WHEN held THEN 'held' ELSE 'other' END,
             row_number() OVER (ORDER BY created_at, id), {PRIOR_COLUMNS},
             {_CHANGED},
@@ -99,12 +100,14 @@ WITH parts AS (
             WHERE fingerprint = $1 AND (resolved_at IS NULL OR undo_deferred)
               AND (starts_at <> $2 OR refire <> $3) OFFSET 0)
            UNION ALL
-           (SELECT *, true FROM runs
-            WHERE id IN (SELECT a.run_id FROM approvals a
-                         JOIN steps s ON s.run_id = a.run_id AND s.idx = a.step_idx
-                         WHERE a.state = 'pending' AND s.phase = 'resolve')
-              AND fingerprint = $1 AND resolved_at IS NOT NULL AND NOT undo_deferred
-              AND (starts_at <> $2 OR refire <> $3))) AS runs
+           (SELECT runs.*, true
+            FROM (SELECT DISTINCT a.run_id FROM approvals a
+                  JOIN steps s ON s.run_id = a.run_id AND s.idx = a.step_idx
+                  WHERE a.state = 'pending' AND s.phase = 'resolve' OFFSET 0) AS held
+            CROSS JOIN LATERAL (SELECT * FROM runs WHERE runs.id = held.run_id) AS runs
+            WHERE runs.fingerprint = $1 AND runs.resolved_at IS NOT NULL
+              AND NOT runs.undo_deferred
+              AND (runs.starts_at <> $2 OR runs.refire <> $3))) AS runs
      ORDER BY created_at, id LIMIT $14)
     UNION ALL
     (SELECT 'recent', row_number() OVER (ORDER BY created_at DESC, id DESC),
