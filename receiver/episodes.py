@@ -22,6 +22,13 @@ other episodes still open, or closed with their undo deferred):
 - a **resolution**: the open runs of earlier episodes are closed the same way and their
   on_resolved steps run now, and the deferred undos of closed runs are **carried** out now,
   newest run first (the order the restores of overlapping runs expect, kubernetes.scale);
+- a **firing** of a later occurrence (a later episode, or a re-fire of the same one) while an
+  on_resolved step of a closed run waits for its approval (``PriorRun.undo_held``) withdraws
+  that undo (``ResolvePlan.withdraw``): approved later, it would take the change back while
+  the alert fires again, and the new run, planned with the change still in place, changed
+  nothing and has no undo of its own. Its approval is cancelled and the undo deferred, so the
+  next resolution carries it as any deferred undo (and asks for its approval again); a
+  resolution leaves a held undo alone (its approval is what it waits for);
 - an event of an episode **older** than one on record is stale: nothing is done for it (a late
   firing is skipped; a late resolution closes only its own episode's runs).
 """
@@ -121,7 +128,23 @@ def later_episode(event: AlertEvent, rules: RuleSet, history: History) -> Succes
     resolves: list[ResolvePlan] = []
     recurrences: list[Recurrence] = []
     skips: list[Skip] = []
-    for run, began in sorted(earlier, key=lambda r: (r[0].created_at, r[0].run_id), reverse=True):
+    # Closed runs of an earlier occurrence of this episode (a re-fire, the same startsAt and a
+    # later refire): only an undo of theirs that waits (held, or deferred by a withdrawal).
+    refired = [
+        (run, start)
+        for run in history.other_runs
+        if run.closed and run.starts_at == event.starts_at and run.refire < event.refire
+    ]
+    for run, began in sorted(
+        [*earlier, *refired], key=lambda r: (r[0].created_at, r[0].run_id), reverse=True
+    ):
+        if run.undo_held:
+            if firing:
+                # Its undo waits for an approval: approved now, it would take the change back
+                # while the alert fires again (and the new run, planned with the change in
+                # place, changed nothing). Withdrawn, and carried to the next resolution.
+                resolves.append(_plan(run, (), deferred=True, withdraw=True))
+            continue  # resolved: its approval is what it waits for, not this resolution
         if run.closed and firing:
             continue  # its undo still waits: the alert fires again
         steps, skip = undo_of(run, rules)
@@ -145,6 +168,7 @@ def _plan(
     inferred_from: str | None = None,
     deferred: bool = False,
     carried: bool = False,
+    withdraw: bool = False,
 ) -> ResolvePlan:
     return ResolvePlan(
         run_id=run.run_id,
@@ -155,4 +179,5 @@ def _plan(
         inferred_from=inferred_from,
         deferred=deferred,
         carried=carried,
+        withdraw=withdraw,
     )

@@ -49,8 +49,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
-    """One alert of one notification, as stored. Unique on (fingerprint, starts_at, status,
-    refire).
+    """One alert of one notification, as stored. Unique on (``occurrence``, status).
 
     ``refire`` numbers the occurrences of one episode: 0 for the alert's first firing, n after
     Alertmanager resolved it n times and the source sent it again with the same startsAt
@@ -191,6 +190,7 @@ class ResolvePlan:
     inferred_from: str | None = None
     deferred: bool = False
     carried: bool = False
+    withdraw: bool = False  # its held undo withdrawn, deferred: it fires (withdraw_undo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +265,7 @@ class PriorRun:
     # The on_resolved steps it was planned with (read for episode and other runs); None for a
     # run created before they were kept with it: its rule's, as loaded now, stand in.
     on_resolved: tuple[StepPlan, ...] | None = None
+    undo_held: bool = False  # closed; an on_resolved step waits for approval (other runs)
 
     @property
     def occurrence(self) -> tuple[str, str, int]:
@@ -284,8 +285,7 @@ class History:
     # Verifying runs, of the (rule, target) pairs in play, whose alert resolved and that wait
     # out their settle period: a new firing of the same alert on the target fails them.
     settling_runs: tuple[PriorRun, ...] = ()
-    # The alert's runs of other episodes: open (no resolution of theirs came), or ``closed``
-    # with their undo waiting for its next resolution (``undo_deferred``; receiver.episodes).
+    # The alert's runs of other occurrences: open, or closed with their undo deferred or held.
     other_runs: tuple[PriorRun, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -213,6 +213,15 @@ class ApprovalDesk:
             await self.notify(NoticeKind.CANCELLED, approval)
         return cancelled
 
+    async def withdrawn(self, approvals: list[ApprovalRecord]) -> None:
+        """Approvals of on_resolved steps cancelled because their alert fired again
+        (``Store.withdraw_undo``, which says so in each ``reason``): counted, logged and
+        announced. The run keeps its outcome: its undo is carried to the next resolution."""
+        for approval in approvals:
+            self._count(approval, "cancelled")
+            self._log.info("approval cancelled: the alert fired again", approval_id=approval.id)
+            await self.notify(NoticeKind.CANCELLED, approval)
+
     async def supersede(self, approval: ApprovalRecord, live_hash: str) -> None:
         """The approved plan no longer holds (live state changed since the preview)."""
         if await self.store.supersede_approval(approval.id, live_hash):

@@ -3,7 +3,7 @@
     pending --approve--> approved --(plan changed before it ran)--> superseded
        |  \\--reject--> rejected
        |--(expires_at passed)--> expired
-       \\--(alert resolved)--> cancelled
+       \\--(alert resolved; an undo's alert fired again)--> cancelled
 
 Only ``pending`` may be decided, once: the store's decision is one conditional UPDATE
 (``WHERE state = 'pending' AND expires_at > now()``), and when it matches nothing,
@@ -30,6 +30,7 @@ __all__ = [
     "NotAllowed",
     "Origin",
     "PlanMismatch",
+    "UndoWithdrawn",
     "why_not_pending",
 ]
 
@@ -113,6 +114,11 @@ class AlertResolved(ApprovalError):
     """The alert resolved: the step is no longer wanted."""
 
 
+class UndoWithdrawn(ApprovalError):
+    """An on_resolved step's approval cancelled because its alert fired again: the undo waits
+    for the alert's next resolution, where its approval is asked for again."""
+
+
 class PlanMismatch(ApprovalError):
     """The link was signed for another plan than the approval holds (tampered or stale)."""
 
@@ -129,6 +135,9 @@ def why_not_pending(
         return ApprovalExpired(
             f"this approval expired at {approval.expires_at.isoformat()}; nothing was changed"
         )
+    if approval.state is ApprovalState.CANCELLED and approval.reason:
+        # Withdrawn: its alert fired again (``Store.withdraw_undo``).
+        return UndoWithdrawn(f"this approval was cancelled: {approval.reason}; nothing was changed")
     if approval.state is ApprovalState.CANCELLED or (
         approval.state is ApprovalState.PENDING and alert_resolved
     ):

@@ -24,7 +24,8 @@ episode of its alert arrives (``receiver.episodes``; ``ResolvePlan.inferred_from
 firing with the undo deferred (``undo_deferred``: the alert fires again), by its resolution
 with the undo at once; a deferred undo is carried out when the alert next resolves
 (``ResolvePlan.carried``: ``Store.carry_undo`` records the steps, with a ``resume_resolve`` job
-that finishes them should this pass stop).
+that finishes them should this pass stop). A firing also withdraws a closed run's undo that
+waits for its approval (``ResolvePlan.withdraw``): it is deferred the same way.
 
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again when the guard says it may pass (a pause's end, the
@@ -79,7 +80,9 @@ class Close:
     says how: closed on a later episode's evidence (resolved at its startsAt), its steps
     deferred (not recorded: the engine plans them again, from the steps kept with the run,
     when the alert next resolves), or a deferred undo carried out now, numbered after the
-    run's steps as any undo is (``Store.carry_undo``, ``Store.record_undo``)."""
+    run's steps as any undo is (``Store.carry_undo``, ``Store.record_undo``), or a held undo
+    withdrawn because the alert fires again (``Store.withdraw_undo``: deferred, its approval
+    cancelled and announced)."""
 
     name = "close"
 
@@ -92,7 +95,15 @@ class Close:
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         outcome: str | None = None
         plan = ctx.resolving
-        if ctx.event is not None and plan is not None and plan.carried:
+        if ctx.event is not None and plan is not None and plan.withdraw:
+            # The alert fires again while the run's undo waits for its approval: withdrawn,
+            # under the run's row lock, and carried to the next resolution.
+            withdrawn = await store.withdraw_undo(ctx.run_id, event_id=ctx.event.id)
+            if withdrawn is not None:
+                ctx.log.info("held undo withdrawn: the alert fired again", approvals=len(withdrawn))
+                if self._deps.approvals is not None:
+                    await self._deps.approvals.withdrawn(withdrawn)
+        elif ctx.event is not None and plan is not None and plan.carried:
             # Closed earlier by a later episode; the alert has now resolved: its undo is due.
             if await store.carry_undo(
                 ctx.run_id,

@@ -50,6 +50,7 @@ from receiver.store.statistics import Statistics
 from receiver.store.steps import STARTED, StepStart, StepWriter, admitted_data
 from receiver.store.upkeep import keep_pruning, keep_statistics
 from receiver.store.verification import Conclusion, Verification
+from receiver.store.withdrawal import WITHDRAWN, Withdrawals
 
 __all__ = [
     "CLAIM_WINDOW",
@@ -57,6 +58,7 @@ __all__ = [
     "MAX_HINTED_LANES",
     "QUEUE_STATES",
     "STARTED",
+    "WITHDRAWN",
     "WORK_CHANNEL",
     "AuditCheck",
     "BadCursor",
@@ -98,6 +100,7 @@ class Store(
     Runs,
     StepWriter,
     Verification,
+    Withdrawals,
     AuditLog,
     Approvals,
     Announcements,

@@ -25,7 +25,13 @@ from receiver.store.errors import translate
 from receiver.store.jobs import enqueue
 from receiver.store.records import JobKind, as_utc
 
-__all__ = ["APPROVAL_LIMIT", "Approvals"]
+__all__ = [
+    "APPROVAL_COLUMNS",
+    "APPROVAL_LIMIT",
+    "Approvals",
+    "approval_audit",
+    "approval_from_row",
+]
 
 APPROVAL_LIMIT = 500
 
@@ -94,6 +100,13 @@ def _audit_data(approval: ApprovalRecord, **extra: Any) -> dict[str, Any]:
     }
     data.update({k: v for k, v in extra.items() if v is not None})
     return data
+
+
+# For the other moves of an approval kept elsewhere (``withdrawal.py``): the same row, record
+# and audit data.
+APPROVAL_COLUMNS = _COLUMNS
+approval_from_row = _record
+approval_audit = _audit_data
 
 
 class Approvals(Database):
@@ -301,7 +314,8 @@ class Approvals(Database):
     async def cancel_approvals(self, run_id: str) -> list[ApprovalRecord]:
         """The alert resolved: the run's pending approvals become ``cancelled`` and the run,
         if it was waiting for one, ends ``cancelled``. Not those of its on_resolved steps
-        (``_UNDO``): the resolution is what they were asked for."""
+        (``_UNDO``): the resolution is what they were asked for (the alert firing again is
+        what withdraws them: ``Withdrawals.withdraw_undo``)."""
         return await self._close_pending(
             f"NOT {_UNDO}", run_id, ApprovalState.CANCELLED, RunOutcome.CANCELLED
         )

@@ -65,7 +65,7 @@ def _pair_arrays(pairs: Collection[tuple[str, Target]]) -> list[list[str]]:
 
 # The engine's read of an episode's past (EngineHistory.history, which says what each part is),
 # with the parameters of history_arguments. The body of the function engine_history: a change
-# here takes a migration that replaces it (0019, 0023, 0024, 0025, 0026;
+# here takes a migration that replaces it (0019, 0023, 0024, 0025, 0026, 0027;
 # test_pinned_plans.py).
 HISTORY_SQL = f"""
 WITH parts AS (
@@ -84,16 +84,30 @@ WITH parts AS (
      FROM (SELECT * FROM runs
            WHERE fingerprint = $1 AND starts_at = $2 AND refire = $3 OFFSET 0) AS runs)
     UNION ALL
-    -- The alert's runs of other episodes still open (their resolution never came) or whose
+    -- The alert's runs of other occurrences still open (their resolution never came) or whose
     -- undo waits for the alert's next resolution (undo_deferred): a later episode proves
     -- the earlier one ended (migration 0026; runs_fingerprint_open). Their undo is the one
-    -- kept with each (migration 0025), as for the runs of the episode.
-    (SELECT 'other', row_number() OVER (ORDER BY created_at, id), {PRIOR_COLUMNS},
+    -- kept with each (migration 0025), as for the runs of the episode. And, as 'held', its
+    -- closed runs an on_resolved step of which waits for its approval, found from the few
+    -- pending approvals (approvals_one_pending_per_step; the LATERAL keeps them the outer
+    -- side, so runs is read by id, never walked): a firing withdraws it (migration 0027;
+    -- receiver.episodes).
+    (SELECT CASE WHEN held THEN 'held' ELSE 'other' END,
+            row_number() OVER (ORDER BY created_at, id), {PRIOR_COLUMNS},
             {_CHANGED},
             on_resolved::text AS on_resolved
-     FROM (SELECT * FROM runs
-           WHERE fingerprint = $1 AND (resolved_at IS NULL OR undo_deferred)
-             AND starts_at <> $2 OFFSET 0) AS runs
+     FROM ((SELECT *, false AS held FROM runs
+            WHERE fingerprint = $1 AND (resolved_at IS NULL OR undo_deferred)
+              AND (starts_at <> $2 OR refire <> $3) OFFSET 0)
+           UNION ALL
+           (SELECT runs.*, true
+            FROM (SELECT DISTINCT a.run_id FROM approvals a
+                  JOIN steps s ON s.run_id = a.run_id AND s.idx = a.step_idx
+                  WHERE a.state = 'pending' AND s.phase = 'resolve' OFFSET 0) AS held
+            CROSS JOIN LATERAL (SELECT * FROM runs WHERE runs.id = held.run_id) AS runs
+            WHERE runs.fingerprint = $1 AND runs.resolved_at IS NOT NULL
+              AND NOT runs.undo_deferred
+              AND (runs.starts_at <> $2 OR runs.refire <> $3))) AS runs
      ORDER BY created_at, id LIMIT $14)
     UNION ALL
     (SELECT 'recent', row_number() OVER (ORDER BY created_at DESC, id DESC),
@@ -256,9 +270,10 @@ class EngineHistory(Database):
         this occurrence is stored (a later firing copy must be ignored). ``settling_runs``:
         verifying runs of the (rule, target) pairs in ``settling`` (``engine.settle_keys``)
         whose alert resolved and whose settle period has not ended. ``other_runs``: the
-        alert's (same fingerprint) runs of other episodes (another startsAt) that are still
-        open (``closed`` false: no resolution of them came) or whose on_resolved steps wait for
-        the alert's next resolution (``closed`` true: ``undo_deferred``), oldest first, at most
+        alert's (same fingerprint) runs of other occurrences (another startsAt or refire) that
+        are still open (``closed`` false: no resolution of them came) or whose on_resolved
+        steps wait for the alert's next resolution (``closed`` true: ``undo_deferred``) or for
+        an approval (``closed`` and ``undo_held``: a pending approval of one), oldest first, at most
         ``limit`` (``receiver.episodes``). The runs of the episode and of other episodes carry
         the on_resolved steps kept with them (``PriorRun.on_resolved``; None for a run created
         before migration 0025).
@@ -276,14 +291,14 @@ class EngineHistory(Database):
         episode = [r for r in found if r["part"] == "episode"]
         recent = [r for r in found if r["part"] == "recent"]
         settle = [r for r in found if r["part"] == "settling"]
-        other = [r for r in found if r["part"] == "other"]
+        other = [r for r in found if r["part"] in ("other", "held")]
         resolved = rows[0]["episode_resolved"]
         return History(
             episode_runs=tuple(prior_from_row(r) for r in episode),
             recent_runs=tuple(prior_from_row(r) for r in reversed(recent)),
             episode_resolved=bool(resolved),
             settling_runs=tuple(prior_from_row(r) for r in settle),
-            other_runs=tuple(prior_from_row(r) for r in other),
+            other_runs=tuple(prior_from_row(r, held=r["part"] == "held") for r in other),
         )
 
 
@@ -297,11 +312,11 @@ class OpenRun:
     kept: bool
 
 
-def prior_from_row(row: Mapping[str, Any]) -> PriorRun:
+def prior_from_row(row: Mapping[str, Any], *, held: bool = False) -> PriorRun:
     """A PriorRun from a row of ``PRIOR_COLUMNS`` and ``changed`` (false but for the runs of
     the episode and of other episodes: whether one of its steps changed something, or may
     have), and, for those same runs, the ``on_resolved`` steps kept with the run
-    (``undo_from_json``)."""
+    (``undo_from_json``). ``held``: ``PriorRun.undo_held``."""
     kept = row.get("on_resolved")
     return PriorRun(
         on_resolved=None if kept is None else undo_from_json(kept),
@@ -318,4 +333,5 @@ def prior_from_row(row: Mapping[str, Any]) -> PriorRun:
         changed=row["changed"],
         alertname=row["alertname"],
         settle_until=row["settle_until"],
+        undo_held=held,
     )

@@ -78,11 +78,13 @@ def key_ring(*kids: str) -> KeyRing:
 
 @dataclass
 class Peer:
-    """The local HTTP server's state: the counter, the pokes, the notifications."""
+    """The local HTTP server's state: the counter, the pokes and sets, the notifications."""
 
     url: str = ""
     value: int = 0
     pokes: int = 0
+    # Writes of POST /set (a step that sets the value rather than bumping it).
+    sets: int = 0
     notices: list[dict[str, Any]] = field(default_factory=list)
 
     def kinds(self) -> list[str]:
@@ -106,6 +108,11 @@ async def peer() -> AsyncIterator[Peer]:
         state.value += 1
         return web.json_response({"value": state.value})
 
+    async def post_set(request: web.Request) -> web.Response:
+        state.value = int((await request.json())["value"])
+        state.sets += 1
+        return web.json_response({"value": state.value})
+
     async def post_notify(request: web.Request) -> web.Response:
         state.notices.append(await request.json())
         return web.json_response({})
@@ -113,6 +120,7 @@ async def peer() -> AsyncIterator[Peer]:
     app = web.Application()
     app.router.add_get("/state", get_state)
     app.router.add_post("/poke", post_poke)
+    app.router.add_post("/set", post_set)
     app.router.add_post("/notify", post_notify)
     server = TestServer(app)
     await server.start_server()

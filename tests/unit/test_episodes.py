@@ -7,6 +7,7 @@ run stayed open, failed, escalated, and its scale-out was never taken back.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -93,6 +94,8 @@ def run(
     closed: bool = False,
     changed: bool = True,
     age_s: float = 600.0,
+    held: bool = False,
+    refire: int = 0,
 ) -> PriorRun:
     return PriorRun(
         run_id=run_id,
@@ -105,6 +108,8 @@ def run(
         closed=closed,
         changed=changed,
         alertname="QueueBacklog",
+        undo_held=held,
+        refire=refire,
     )
 
 
@@ -125,6 +130,48 @@ def test_a_run_whose_undo_waits_is_left_alone_while_the_alert_fires(rules: RuleS
     result = plan(event(S3), rules, History(other_runs=(waiting,)), POLICY, now=NOW)
     assert result.resolves == ()
     assert [r.rule for r in result.runs] == ["scale"]
+
+
+def test_a_firing_withdraws_an_undo_that_waits_for_its_approval(rules: RuleSet) -> None:
+    """Approved later, it would take the change back while the alert fires again; withdrawn
+    (deferred), it is carried to the next resolution. The new episode is planned as any."""
+    held = run("r1", S1, closed=True, held=True)
+    result = plan(event(S2), rules, History(other_runs=(held,)), POLICY, now=NOW)
+    assert result.resolves == (
+        ResolvePlan("r1", "scale", WORKERS, (), deferred=True, withdraw=True),
+    )
+    assert [r.rule for r in result.runs] == ["scale"]
+
+
+def test_a_refire_of_the_same_episode_withdraws_its_held_undo(rules: RuleSet) -> None:
+    held = run("r1", S1, closed=True, held=True)
+    refired = replace(event(S1), refire=1)
+    result = plan(refired, rules, History(other_runs=(held,)), POLICY, now=NOW)
+    assert result.resolves == (
+        ResolvePlan("r1", "scale", WORKERS, (), deferred=True, withdraw=True),
+    )
+
+
+def test_a_resolution_leaves_a_held_undo_to_its_approval(rules: RuleSet) -> None:
+    history = History(
+        episode_runs=(run("r2", S2, age_s=60),),
+        other_runs=(run("r1", S1, closed=True, held=True),),
+    )
+    result = plan(event(S2, Status.RESOLVED), rules, history, POLICY, now=NOW)
+    assert [r.run_id for r in result.resolves] == ["r2"]
+
+
+def test_the_resolution_of_a_refire_carries_the_undo_its_firing_withdrew(
+    rules: RuleSet,
+) -> None:
+    withdrawn = run("r1", S1, closed=True)  # undo_deferred: closed, not held
+    history = History(episode_runs=(run("r2", S1, age_s=60, refire=1),), other_runs=(withdrawn,))
+    resolved = replace(event(S1, Status.RESOLVED), refire=1)
+    result = plan(resolved, rules, history, POLICY, now=NOW)
+    assert result.resolves == (
+        ResolvePlan("r2", "scale", WORKERS, RESTORE),
+        ResolvePlan("r1", "scale", WORKERS, RESTORE, carried=True),
+    )
 
 
 def test_the_latest_resolution_undoes_newest_first(rules: RuleSet) -> None:
