@@ -201,17 +201,7 @@ class Verification(Database):
             )
             if base is None:
                 return
-            for offset, step in enumerate(steps):
-                await write_step(
-                    conn,
-                    run_id,
-                    idx=base + offset,
-                    phase="resolve",
-                    action=step.action,
-                    outcome="pending",
-                    params=step.params,
-                    needs_approval=step.needs_approval,
-                )
+            await _append_pending_steps(conn, run_id, "resolve", steps, base=base)
 
     async def conclude_verification(
         self, run_id: str, escalation: Sequence[StepPlan] = (), *, grace_s: float | None = None
@@ -299,23 +289,10 @@ class Verification(Database):
             )
             if fingerprint is None:
                 return False
-            base = await conn.fetchval(
-                "SELECT coalesce(max(idx), -1) + 1 FROM steps WHERE run_id = $1::uuid", run_id
-            )
             # The job before the first audit row (write_step appends one), as in _fail.
             if steps:
                 await enqueue(conn, JobKind.RESUME_RESOLVE, run_id, delay_s=retry_s)
-            for offset, step in enumerate(steps):
-                await write_step(
-                    conn,
-                    run_id,
-                    idx=base + offset,
-                    phase="resolve",
-                    action=step.action,
-                    outcome="pending",
-                    params=step.params,
-                    needs_approval=step.needs_approval,
-                )
+            await _append_pending_steps(conn, run_id, "resolve", steps)
             await append_in_tx(
                 conn,
                 "run.undo_carried",
@@ -372,20 +349,7 @@ async def _fail(
     # then taken last and held only until COMMIT, as everywhere else.
     # Always: the follow-up feeds the breaker and announces the failure, steps or none.
     await enqueue(conn, JobKind.RESUME_RUN, run_id)
-    base = await conn.fetchval(
-        "SELECT coalesce(max(idx), -1) + 1 FROM steps WHERE run_id = $1::uuid", run_id
-    )
-    for offset, step in enumerate(escalation):
-        await write_step(
-            conn,
-            run_id,
-            idx=base + offset,
-            phase="on_failed",
-            action=step.action,
-            outcome="pending",
-            params=step.params,
-            needs_approval=step.needs_approval,
-        )
+    await _append_pending_steps(conn, run_id, "on_failed", escalation)
     await append_in_tx(
         conn,
         "run.verification_failed",
@@ -394,3 +358,27 @@ async def _fail(
         {"outcome": RunOutcome.FAILED.value, "verify_result": result.value, "error": error},
     )
     return Conclusion(run["rule"], result, escalation=len(escalation))
+
+
+async def _append_pending_steps(
+    conn: Any, run_id: str, phase: str, steps: Sequence[StepPlan], *, base: int | None = None
+) -> None:
+    """Write ``steps`` (a follow-up's plan: ``resolve`` or ``on_failed``) as the run's pending
+    ``phase`` steps, numbered from ``base``, by default after every step the run has:
+    approvals are keyed by run and step index, so a follow-up step's approval never meets
+    that of another step of the run. Inside the caller's transaction, one audit row each."""
+    if base is None:
+        base = await conn.fetchval(
+            "SELECT coalesce(max(idx), -1) + 1 FROM steps WHERE run_id = $1::uuid", run_id
+        )
+    for offset, step in enumerate(steps):
+        await write_step(
+            conn,
+            run_id,
+            idx=base + offset,
+            phase=phase,
+            action=step.action,
+            outcome="pending",
+            params=step.params,
+            needs_approval=step.needs_approval,
+        )
