@@ -30,8 +30,8 @@ from receiver.model import RunOutcome, StepPlan, VerifyResult
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.jobs import enqueue
+from receiver.store.pending_steps import append_pending_steps, resolve_steps_done, step_key
 from receiver.store.records import JobKind, as_utc
-from receiver.store.steps import write_step
 
 __all__ = ["CLOCK_SKEW_S", "Conclusion", "Verification"]
 
@@ -201,7 +201,7 @@ class Verification(Database):
             )
             if base is None:
                 return
-            await _append_pending_steps(conn, run_id, "resolve", steps, base=base)
+            await append_pending_steps(conn, run_id, "resolve", steps, base=base)
 
     async def conclude_verification(
         self, run_id: str, escalation: Sequence[StepPlan] = (), *, grace_s: float | None = None
@@ -280,7 +280,12 @@ class Verification(Database):
         ``resume_resolve`` job due in ``retry_s`` seconds that finishes them if this pass stops
         before they ran, and a ``run.undo_carried`` audit row naming the resolution
         (``event_id``). One transaction. False when the run's undo is not deferred (carried
-        already: a retried event)."""
+        already: a retried event).
+
+        A step of ``steps`` that this run's resolve phase already did (or may have: the same
+        action and params, recorded ok, simulated, started, interrupted, or failed having maybe
+        acted) is left out: a firing withdraws only the held step and those after it
+        (``withdraw_undo``), and the steps before it must not be done twice."""
         async with self._tx() as conn:
             fingerprint = await conn.fetchval(
                 """UPDATE runs SET undo_deferred = false
@@ -289,16 +294,23 @@ class Verification(Database):
             )
             if fingerprint is None:
                 return False
+            done = await resolve_steps_done(conn, run_id)
+            skipped = [s for s in steps if step_key(s) in done]
+            steps = [s for s in steps if step_key(s) not in done]
             # The job before the first audit row (write_step appends one), as in _fail.
             if steps:
                 await enqueue(conn, JobKind.RESUME_RESOLVE, run_id, delay_s=retry_s)
-            await _append_pending_steps(conn, run_id, "resolve", steps)
+            await append_pending_steps(conn, run_id, "resolve", steps)
             await append_in_tx(
                 conn,
                 "run.undo_carried",
                 run_id,
                 fingerprint,
-                {"resolved_event_id": event_id, "steps": len(steps)},
+                {
+                    "resolved_event_id": event_id,
+                    "steps": len(steps),
+                    **({"done_before": [s.action for s in skipped]} if skipped else {}),
+                },
             )
         return True
 
@@ -349,7 +361,7 @@ async def _fail(
     # then taken last and held only until COMMIT, as everywhere else.
     # Always: the follow-up feeds the breaker and announces the failure, steps or none.
     await enqueue(conn, JobKind.RESUME_RUN, run_id)
-    await _append_pending_steps(conn, run_id, "on_failed", escalation)
+    await append_pending_steps(conn, run_id, "on_failed", escalation)
     await append_in_tx(
         conn,
         "run.verification_failed",
@@ -358,27 +370,3 @@ async def _fail(
         {"outcome": RunOutcome.FAILED.value, "verify_result": result.value, "error": error},
     )
     return Conclusion(run["rule"], result, escalation=len(escalation))
-
-
-async def _append_pending_steps(
-    conn: Any, run_id: str, phase: str, steps: Sequence[StepPlan], *, base: int | None = None
-) -> None:
-    """Write ``steps`` (a follow-up's plan: ``resolve`` or ``on_failed``) as the run's pending
-    ``phase`` steps, numbered from ``base``, by default after every step the run has:
-    approvals are keyed by run and step index, so a follow-up step's approval never meets
-    that of another step of the run. Inside the caller's transaction, one audit row each."""
-    if base is None:
-        base = await conn.fetchval(
-            "SELECT coalesce(max(idx), -1) + 1 FROM steps WHERE run_id = $1::uuid", run_id
-        )
-    for offset, step in enumerate(steps):
-        await write_step(
-            conn,
-            run_id,
-            idx=base + offset,
-            phase=phase,
-            action=step.action,
-            outcome="pending",
-            params=step.params,
-            needs_approval=step.needs_approval,
-        )

@@ -173,3 +173,61 @@ async def test_a_new_episode_withdraws_the_held_undo_and_its_resolution_carries_
     assert peer.sets == 2  # the remediation, and its undo once
     [first, _] = await runs_in_order(env)
     assert phases(first)[-1] == (2, "resolve", "ok")
+
+
+PARTLY = """
+rules:
+  - name: poke
+    match: ['alertname="Poke"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: test.set
+        params: {value: 5}
+        approval: never
+    on_resolved:
+      - action: notify
+        params: {channel: ops, title: "undo begins", message: "taking the value back"}
+      - action: test.set
+        params: {value: 20}
+        approval: required
+"""
+
+
+async def test_a_carried_undo_leaves_out_the_steps_its_first_pass_did(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # The undo's first step ran at the first resolution; only the held step is withdrawn, and
+    # the carried undo must not send the first step again.
+    peer.value = 20
+    env = await approval_env(rules=PARTLY, actions=[SetValue(peer.url)])
+
+    def undo_notices() -> int:
+        return sum("undo begins" in str(n) for n in peer.notices)
+
+    await send(env, "firing", "2026-11-25T10:00:00Z")
+    await send(env, "resolved", "2026-11-25T10:00:00Z", "2026-11-25T10:05:00Z")
+    [first] = await runs_in_order(env)
+    assert [p[1:] for p in phases(first)] == [
+        ("run", "ok"),
+        ("resolve", "ok"),
+        ("resolve", "awaiting_approval"),
+    ]
+    assert undo_notices() == 1
+
+    await send(env, "firing", "2026-11-25T10:10:00Z")  # withdraws the held step
+    await send(env, "resolved", "2026-11-25T10:10:00Z", "2026-11-25T10:15:00Z")
+    first, _ = await runs_in_order(env)
+    assert [p[1:] for p in phases(first)] == [
+        ("run", "ok"),
+        ("resolve", "ok"),
+        ("resolve", "not_run"),
+        ("resolve", "awaiting_approval"),
+    ]
+    assert first.steps[-1].action == "test.set"
+    assert undo_notices() == 1
+
+    carried = await held_approval(env, first)
+    await env.desk.decide(carried.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+    assert peer.value == 20
+    assert undo_notices() == 1
