@@ -43,7 +43,7 @@ from receiver.pipeline.resolve import taken_up_resolving
 from receiver.pipeline.runner import Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
-from receiver.store import EventLease
+from receiver.store import EventLease, StoreUnavailable, describe, is_unavailable
 
 __all__ = ["EventHandler", "disposition_of"]
 
@@ -117,7 +117,7 @@ class EventHandler:
         # undo deferred), so that one it recurred is settling when the recurrence fails it.
         superseded = [r for r in plan.resolves if r.deferred]
         for resolve in superseded:
-            verdicts.append(await run_stages(self._stages.resolve, _resolving(event, resolve, log)))
+            verdicts.append(await self._close_earlier(event, resolve, log))
         for recurrence in plan.recurrences:
             await self._recurred(recurrence, ruleset, log)
         for skip in plan.skips:
@@ -145,6 +145,25 @@ class EventHandler:
         if lease is not None and lease.completed and disposition.is_done:
             return Disposition.done(settled=True)
         return disposition
+
+    async def _close_earlier(self, event: AlertEvent, resolve: ResolvePlan, log: Any) -> Verdict:
+        """Close an earlier episode's run (or withdraw its held undo) before the new one is
+        planned. A fault of the statement itself (not an outage, which retries the event)
+        does not hold the new episode back behind it: one bad run never stops another alert.
+        It is logged, and the earlier run stays as it was (its deadline decides it)."""
+        try:
+            return await run_stages(self._stages.resolve, _resolving(event, resolve, log))
+        except (StoreUnavailable, GuardUnavailable):
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            log.error(
+                "could not close the run of an earlier episode; the new episode goes on",
+                earlier_run=resolve.run_id,
+                error=describe(exc),
+            )
+            return Verdict.next()
 
     async def _recurred(self, recurrence: Recurrence, ruleset: RuleSet, log: Any) -> None:
         """The alert fired again on a settling run's target: its verification failed. The
