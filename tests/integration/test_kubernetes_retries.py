@@ -36,7 +36,12 @@ from remediations.kubernetes.scale import Scale
 from remediations.targets import Target
 from tests.integration.test_kubernetes_actions import make_revision_2
 from tests.support.kube import ControlPlane
-from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets, wait_for_revision
+from tests.support.kube_fixtures import (
+    MakeDeployment,
+    owned_replica_sets,
+    wait_for_quiet,
+    wait_for_revision,
+)
 from tests.support.peer import answering
 
 pytestmark = pytest.mark.kube
@@ -291,6 +296,8 @@ async def test_an_undo_whose_answer_was_lost_is_reported_done(
     "revision changed ... not rolling back"."""
     ns = kube_namespace
     await make_revision_2(kube_admin, ns, make_deployment)
+    # As below: the rollback carries the resourceVersion it read.
+    await wait_for_quiet(kube_admin, ns, "web")
     rs_rev1 = (await owned_replica_sets(kube_admin, ns, "web"))[0]
     path = deployment_path(ns)
 
@@ -337,6 +344,9 @@ async def test_a_landed_write_stays_may_have_acted_when_its_replan_cannot_read(
     on_resolved steps are never planned."""
     ns = kube_namespace
     await make_deployment("web")
+    # The write carries the resourceVersion it read: wait until the controller has stopped
+    # writing the new Deployment's status, or the first PATCH meets its 409 instead of landing.
+    await wait_for_quiet(kube_admin, ns, "web")
     path = deployment_path(ns)
 
     async def overloaded() -> None:

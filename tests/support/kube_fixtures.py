@@ -121,6 +121,25 @@ async def wait_for_rollout_settled(
     return await eventually(check, timeout_s=timeout, what=f"{name}'s rollout observed")
 
 
+async def wait_for_quiet(api_client: Any, namespace: str, name: str) -> Any:
+    """``wait_for_rollout_settled``, then until the controller has stopped writing the
+    Deployment's status: two reads half a second apart with the same resourceVersion. Until
+    then each status write moves it, and a write that carries the one it read (every write with
+    a write record) meets a 409 that a test did not plan for."""
+    await wait_for_rollout_settled(api_client, namespace, name)
+    apps = k8s.AppsV1Api(api_client)
+    seen: list[str] = []
+
+    async def unchanged() -> Any:
+        dep = await apps.read_namespaced_deployment(name, namespace)
+        seen.append(dep.metadata.resource_version)
+        return dep if len(seen) > 1 and seen[-1] == seen[-2] else None
+
+    return await eventually(
+        unchanged, timeout_s=30, interval_s=0.5, what=f"{name}'s status written"
+    )
+
+
 async def patch_deployment(
     api_client: Any, namespace: str, name: str, body: Any, content_type: str
 ) -> Any:
