@@ -51,9 +51,17 @@ def _created_row() -> dict[str, Any]:
             "generator_url": "http://prometheus:9090/graph?g0.expr=x",
             "group_key": '{}:{alertname="HighMemory"}',
         },
+        # The shipped high-memory rule's steps (rules/high-memory.yaml), float included.
         "steps": [
-            step_audit("run", i, "kubernetes.restart", "not_run", "refused by rate", {"n": i})
-            for i in range(3)
+            step_audit("run", 0, "kubernetes.rollout_restart", "not_run", "refused", {}),
+            step_audit(
+                "run",
+                1,
+                "kubernetes.set_resources",
+                "not_run",
+                "refused",
+                {"container": "app", "memory_limit": {"factor": 1.5, "max": "4Gi"}},
+            ),
         ],
     }
 

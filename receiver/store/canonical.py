@@ -4,12 +4,14 @@ form the verifier writes again from what jsonb gives back (``receiver.store.audi
 
 The form is the standard library's ``json.dumps(sort_keys=True, separators=(",", ":"),
 ensure_ascii=False)``: every audit row ever written was hashed over it, so it can never change.
-Plain data (``_plain``: no float, string keys) is written by orjson instead, about ten times
-faster (a storm's refused event writes several rows, issue 12), because for such data orjson's
-``OPT_SORT_KEYS`` output is the same text: keys sorted by code point, nothing escaped but ``"``,
-``\\`` and the control characters, with the same escapes (tests/unit/test_audit_data.py checks
-every code point). What orjson writes otherwise or refuses (floats, which it spells
-differently; integers beyond 64 bits; lone surrogates) goes to ``json``.
+Plain data (``_plain``: string keys, and no float but one Python writes without an exponent)
+is written by orjson instead, about ten times faster (a storm's refused event writes several
+rows, issue 12), because for such data orjson's ``OPT_SORT_KEYS`` output is the same text: keys
+sorted by code point, nothing escaped but ``"``, ``\\`` and the control characters, with the
+same escapes (tests/unit/test_audit_data.py checks every code point), and such a float in the
+shortest form that reads back as it (``repr``). What orjson writes otherwise or refuses (floats
+with an exponent, which it spells ``1e16`` where ``json`` writes ``1e+16``; integers beyond 64
+bits; lone surrogates) goes to ``json``.
 """
 
 from __future__ import annotations
@@ -57,9 +59,10 @@ def audit_data(data: Mapping[str, Any]) -> str:
     so that a row verifies whatever it holds. Raises ValueError for NaN or an infinity, which
     jsonb refuses (the row could never be sealed), and for data that contains itself.
 
-    Most data needs one encoding: string keys, and no float (``_plain``; with the check, a
-    refused storm event's ``run.created`` row takes 45 µs against 74 µs for the round trip,
-    issue 12). Other
+    Most data needs one encoding: string keys, and no float but one written without an
+    exponent, which jsonb gives back digit for digit (``_plain``; with the check, a refused
+    storm event's ``run.created`` row takes 45 µs against 74 µs for the round trip, issue 12;
+    the shipped high-memory rule's steps hold ``factor: 1.5``). Other
     data goes through JSON once first (keys become strings, and sort as strings), its floats
     read back as jsonb's numeric gives them (``_jsonb_number``)."""
     value = dict(data)
@@ -72,8 +75,9 @@ def audit_data(data: Mapping[str, Any]) -> str:
 
 def _plain(value: Any) -> bool:
     """True when ``value`` (JSON-ready) is made of dicts with ``str`` keys, lists, tuples,
-    strings, integers (booleans and enums too: JSON writes their value) and None only: its
-    canonical JSON is then what jsonb gives back. False for a float, a key of another type
+    strings, integers (booleans and enums too: JSON writes their value), None and floats
+    ``_plain_float`` accepts only: its canonical JSON is then what jsonb gives back. False for
+    another float, a key of another type
     (JSON makes it a string, which sorts otherwise), a container of another type, and data of
     more than ``_PLAIN_CONTAINERS`` containers (data that contains itself among them: the
     round trip refuses it)."""
@@ -84,6 +88,10 @@ def _plain(value: Any) -> bool:
         kind = type(item)
         if kind is str or kind is int or kind is bool or item is None:
             continue
+        if kind is float:
+            if _plain_float(item):
+                continue
+            return False
         if kind is dict or kind is list or kind is tuple:
             budget -= 1
             if budget < 0:
@@ -96,8 +104,18 @@ def _plain(value: Any) -> bool:
             else:
                 stack.extend(item)
         elif not isinstance(item, (str, int)):
-            return False  # a float, or a type JSON cannot write
+            return False  # a float subclass, or a type JSON cannot write
     return True
+
+
+def _plain_float(value: float) -> bool:
+    """True for a float Python writes without an exponent (``repr``: magnitudes from 1e-4 up
+    to 1e16): orjson writes the same digits, and jsonb's numeric keeps them, so it reads back
+    as the same float. False for an exponent form (orjson spells it otherwise, and jsonb gives
+    a whole one back as an integer), ``-0.0`` (jsonb's numeric has no negative zero), NaN and
+    the infinities (jsonb refuses them: the round trip says so)."""
+    text = repr(value)
+    return "e" not in text and "n" not in text and text != "-0.0"
 
 
 def _jsonb_number(text: str) -> float | int:

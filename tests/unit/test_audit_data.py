@@ -1,5 +1,6 @@
-"""``audit_data`` writes plain data (string keys, no float) in one encoding: the text is the
-same as the round trip through JSON that the rest takes (receiver/store/canonical.py)."""
+"""``audit_data`` writes plain data (string keys, no float written with an exponent) in one
+encoding: the text is the same as the round trip through JSON that the rest takes
+(receiver/store/canonical.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.model import RunOutcome
-from receiver.store.canonical import _plain, audit_data, canonical_json
+from receiver.store.canonical import _jsonb_number, _plain, _std_json, audit_data, canonical_json
 from receiver.store.steps import step_audit
 
 _TEXT = st.text(max_size=8)
@@ -79,11 +80,54 @@ def test_a_refused_runs_created_row_is_written_in_one_encoding() -> None:
         "occurrence": 1,
         "refire": 0,
         "alert": {"labels": {"alertname": "X"}, "annotations": {}, "generator_url": ""},
-        "steps": [step_audit("run", 0, "notify", "not_run", "refused", {"text": "x"})],
+        "steps": [
+            step_audit("run", 0, "notify", "not_run", "refused", {"text": "x"}),
+            # The shipped high-memory rule's second step: a float, written without exponent.
+            step_audit(
+                "run",
+                1,
+                "kubernetes.set_resources",
+                "not_run",
+                "refused",
+                {"container": "app", "memory_limit": {"factor": 1.5, "max": "4Gi"}},
+            ),
+        ],
     }
     assert _plain(created)
-    assert not _plain({"x": 1.5})
+    assert _plain({"x": 1.5, "y": [0.1 + 0.2, 1e15, 0.0001, 0.0]})
+    for other in (1e16, 1e-5, -0.0, float("nan"), float("inf")):
+        assert not _plain({"x": other}), other
     assert not _plain({1: "x"})
+
+
+class _Ratio(float):
+    """A float subclass: JSON writes it as a float, but it is not taken as plain."""
+
+
+def test_a_float_subclass_is_not_plain() -> None:
+    assert not _plain({"x": _Ratio(1.5)})
+    assert audit_data({"x": _Ratio(1.5)}) == '{"x":1.5}'
+
+
+def _through_jsonb(data: dict[str, Any]) -> str:
+    """The round trip every float took before (receiver/store/canonical.py): JSON once, its
+    floats read back as jsonb's numeric gives them."""
+    return canonical_json(json.loads(_std_json(data), parse_float=_jsonb_number))
+
+
+_FLOAT = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(st.dictionaries(_TEXT, st.recursive(_FLOAT | _PLAIN, st.lists, max_leaves=6), max_size=4))
+def test_data_with_floats_is_written_as_the_round_trip_through_jsonb_writes_it(
+    data: dict[str, Any],
+) -> None:
+    assert audit_data(data) == _through_jsonb(data)
+
+
+@given(_FLOAT)
+def test_every_float_is_the_standard_librarys_text(value: float) -> None:
+    assert canonical_json({"x": value, "y": [value]}) == _json_text({"x": value, "y": [value]})
 
 
 def _json_text(value: Any) -> str:
