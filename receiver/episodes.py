@@ -111,6 +111,8 @@ def _start(text: str) -> datetime | None:
 
 def later_episode(event: AlertEvent, rules: RuleSet, history: History) -> Successors:
     """What ``event`` (either status) does to ``history.other_runs``: see the module."""
+    if not history.other_runs:
+        return Successors()  # the usual case, and a storm's: no startsAt to parse
     start = _start(event.starts_at)
     if start is None:
         return Successors()
