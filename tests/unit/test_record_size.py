@@ -63,11 +63,12 @@ def test_a_record_is_refused_exactly_when_its_encoding_passes_the_cap(size: int,
     assert not error.may_have_acted
     # The new value is what makes it large, named by where it sits in the record.
     assert {path for path, _n in error.parts} & {"change.after.value", "after.value"}
-    assert f"{encoded:,} bytes" in error.message and f"{RECORD_CAP:,}" in error.message
+    assert f"{encoded:,} bytes" in error.message
+    assert f"{RECORD_CAP:,}" in error.message
 
 
 def test_the_bounds_leave_room_for_the_users_own_annotations_under_the_api_servers_cap() -> None:
-    assert RECORD_ROOM == MAX_RECORDS * (len(SLOT_KEYS[0]) + RECORD_CAP)
+    assert MAX_RECORDS * (len(SLOT_KEYS[0]) + RECORD_CAP) == RECORD_ROOM
     assert RECORD_ROOM + 64 * 1024 <= ANNOTATION_BUDGET < ANNOTATION_LIMIT == 256 * 1024
 
 
@@ -104,7 +105,8 @@ def test_a_write_that_would_pass_the_budget_on_the_object_is_refused_naming_the_
     assert error.size > ANNOTATION_BUDGET == error.budget
     assert error.largest[0] == (LAST_APPLIED, len(LAST_APPLIED) + ANNOTATION_BUDGET - 100)
     assert not error.may_have_acted
-    assert LAST_APPLIED in error.message and "remove or shrink" in error.message
+    assert LAST_APPLIED in error.message
+    assert "remove or shrink" in error.message
 
 
 def test_a_deployments_copied_annotations_leave_room_for_every_slot_on_its_replica_set() -> None:

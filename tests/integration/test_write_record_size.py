@@ -1,0 +1,132 @@
+"""Write records stay small enough for the annotations they join, against the real
+kube-apiserver and controller-manager (remediations.kubernetes.record_size).
+
+A set_env record keeps the variable's old and new values twice each. Unbounded, one record (or
+the 8 slots together) could pass the API server's 256 KiB cap on an object's annotations, on
+the Deployment or on the ReplicaSet the controller copies them onto and never removes them
+from. A write whose record is over the cap, or after which the annotations would leave too
+little room, is refused before it is sent: nothing on the Deployment changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client as k8s
+
+from remediations.base import ActionContext, Clients, Outcome
+from remediations.kubernetes.api import RUN_ID_ANNOTATION
+from remediations.kubernetes.container import SetEnv
+from remediations.kubernetes.record_size import (
+    ANNOTATION_BUDGET,
+    RECORD_CAP,
+    RECORD_ROOM,
+    AnnotationsTooLarge,
+    RecordTooLarge,
+)
+from remediations.kubernetes.replay import WRITE_PREFIX, records_of
+from remediations.targets import Target
+from tests.support.kube_fixtures import MERGE_PATCH, MakeDeployment, patch_deployment
+
+pytestmark = pytest.mark.kube
+
+NOTES = "example.com/notes"
+
+
+def step_ctx(kube: Any, *, dry_run: bool = False) -> ActionContext:
+    """Step 0 of a new run's ``run`` phase: its writes carry a write record."""
+    return ActionContext(
+        run_id=str(uuid.uuid4()),
+        dry_run=dry_run,
+        clients=Clients({"kubernetes": kube}),
+        step=0,
+    )
+
+
+async def state(kube: Any, ns: str) -> tuple[dict[str, str], dict[str, str | None], int]:
+    """The Deployment's annotations, its app container's env and its generation."""
+    dep = await k8s.AppsV1Api(kube).read_namespaced_deployment("web", ns)
+    app = next(c for c in dep.spec.template.spec.containers if c.name == "app")
+    env = {e.name: e.value for e in app.env or []}
+    return dict(dep.metadata.annotations or {}), env, dep.metadata.generation
+
+
+async def test_set_env_whose_record_would_pass_the_cap_is_refused_and_changes_nothing(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """A 20,000-byte value, kept twice in the record, was written (an annotation of ~40 KB on
+    the Deployment and, copied, on its ReplicaSet). Refused in the preview (before an
+    approval would be asked), in a dry run and in the run, naming the variable, the sizes and
+    the cap; the Deployment keeps its annotations, env and generation. A value that fits is
+    still written, with its record."""
+    ns = kube_namespace
+    await make_deployment("web")
+    target = Target("Deployment", ns, "web")
+    before = await state(kube_admin, ns)
+    huge = SetEnv.Params(container="app", name="BIG", value="x" * 20_000)
+
+    for ctx in (step_ctx(kube_admin), step_ctx(kube_admin, dry_run=True)):
+        with pytest.raises(RecordTooLarge):
+            await SetEnv().preview(ctx, target, huge)
+    with pytest.raises(RecordTooLarge) as caught:
+        await SetEnv().run(step_ctx(kube_admin), target, huge)
+    error = caught.value
+    assert not error.may_have_acted
+    assert error.size > error.cap == RECORD_CAP
+    assert "setting BIG on container app of Deployment " in error.message
+    assert "new value (20,000 bytes)" in error.message
+    assert f"over the cap of {RECORD_CAP:,} bytes" in error.message
+    assert "kubectl set env" in error.message
+    assert await state(kube_admin, ns) == before
+
+    fits = SetEnv.Params(container="app", name="BIG", value="y" * 3_000)
+    result = await SetEnv().run(step_ctx(kube_admin), target, fits)
+    assert result.outcome is Outcome.OK, result.message
+    annotations, env, _generation = await state(kube_admin, ns)
+    assert env["BIG"] == "y" * 3_000
+    [(key, record)] = records_of({"metadata": {"annotations": annotations}}).items()
+    assert record.after["value"] == "y" * 3_000
+    assert len(annotations[key]) <= RECORD_CAP
+
+
+async def test_a_write_that_would_leave_its_replica_set_too_little_room_is_refused(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The user's own annotations, copied onto the ReplicaSet, leave less than the 8 slots
+    at the cap could take there: a small set_env is refused, naming the largest annotation;
+    the Deployment is unchanged. Once that annotation is 1,000 bytes smaller (room for the
+    run's stamp, copied too), the same step is written."""
+    ns = kube_namespace
+    await make_deployment("web")
+    target = Target("Deployment", ns, "web")
+    over = ANNOTATION_BUDGET - RECORD_ROOM - len(NOTES) + 1
+    await patch_deployment(
+        kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: "n" * over}}}, MERGE_PATCH
+    )
+    before = await state(kube_admin, ns)
+    params = SetEnv.Params(container="app", name="POOL_SIZE", value="5")
+
+    with pytest.raises(AnnotationsTooLarge) as caught:
+        await SetEnv().run(step_ctx(kube_admin), target, params)
+    error = caught.value
+    assert not error.may_have_acted
+    assert error.largest[0] == (NOTES, len(NOTES) + over)
+    assert f"a ReplicaSet of Deployment {ns}/web" in error.message
+    assert NOTES in error.message
+    assert await state(kube_admin, ns) == before
+    assert not {k for k in before[0] if k.startswith(WRITE_PREFIX) or k == RUN_ID_ANNOTATION}
+
+    await patch_deployment(
+        kube_admin,
+        ns,
+        "web",
+        {"metadata": {"annotations": {NOTES: "n" * (over - 1_000)}}},
+        MERGE_PATCH,
+    )
+    result = await SetEnv().run(step_ctx(kube_admin), target, params)
+    assert result.outcome is Outcome.OK, result.message
+    annotations, env, _generation = await state(kube_admin, ns)
+    assert env["POOL_SIZE"] == "5"
+    assert len(records_of({"metadata": {"annotations": annotations}})) == 1
