@@ -27,8 +27,17 @@ from remediations.kubernetes.record_size import (
     RecordTooLarge,
 )
 from remediations.kubernetes.replay import WRITE_PREFIX, records_of
+from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
-from tests.support.kube_fixtures import MERGE_PATCH, MakeDeployment, patch_deployment
+from tests.integration.test_kubernetes_actions import set_image
+from tests.integration.test_kubernetes_rollback import rs_annotations
+from tests.support.kube_fixtures import (
+    MERGE_PATCH,
+    MakeDeployment,
+    patch_deployment,
+    wait_for_revision,
+)
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
 
@@ -49,7 +58,7 @@ async def state(kube: Any, ns: str) -> tuple[dict[str, str], dict[str, str | Non
     """The Deployment's annotations, its app container's env and its generation."""
     dep = await k8s.AppsV1Api(kube).read_namespaced_deployment("web", ns)
     app = next(c for c in dep.spec.template.spec.containers if c.name == "app")
-    env = {e.name: e.value for e in app.env or []}
+    env: dict[str, str | None] = {e.name: e.value for e in app.env or []}
     return dict(dep.metadata.annotations or {}), env, dep.metadata.generation
 
 
@@ -130,3 +139,37 @@ async def test_a_write_that_would_leave_its_replica_set_too_little_room_is_refus
     annotations, env, _generation = await state(kube_admin, ns)
     assert env["POOL_SIZE"] == "5"
     assert len(records_of({"metadata": {"annotations": annotations}})) == 1
+
+
+async def test_a_rollback_that_would_bring_back_too_large_annotations_is_refused(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """Revision 1's ReplicaSet keeps a large annotation the Deployment has dropped since (the
+    controller copied it there and never removes one). An undo gives the Deployment that
+    ReplicaSet's annotations, so checking the live ones is not enough: the rollback is refused
+    before it is sent, naming the annotation, and the Deployment stays at revision 2."""
+    ns = kube_namespace
+    await make_deployment("web", containers=[k8s.V1Container(name="app", image="img/a:1")])
+    target = Target("Deployment", ns, "web")
+    over = ANNOTATION_BUDGET - RECORD_ROOM
+    await patch_deployment(
+        kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: "n" * over}}}, MERGE_PATCH
+    )
+    await eventually(
+        lambda: rs_annotations(kube_admin, ns, "web", 1),
+        lambda annotations: NOTES in annotations,
+        what="revision 1's ReplicaSet carrying the note",
+    )
+    await patch_deployment(
+        kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: None}}}, MERGE_PATCH
+    )
+    await set_image(kube_admin, ns, "img/a:2")
+    await wait_for_revision(kube_admin, ns, "web", 2)
+    before = await state(kube_admin, ns)
+
+    with pytest.raises(AnnotationsTooLarge) as caught:
+        await RolloutUndo().run(step_ctx(kube_admin), target, RolloutUndo.Params())
+    assert not caught.value.may_have_acted
+    assert caught.value.largest[0] == (NOTES, len(NOTES) + over)
+    annotations, _env, generation = await state(kube_admin, ns)
+    assert (annotations, generation) == (before[0], before[2])
