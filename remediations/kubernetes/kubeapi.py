@@ -3,7 +3,8 @@
 ``KubeApi`` reads and writes with what kubectl sends (``fieldManager``, an explicit patch
 Content-Type, server-side ``dryRun=All``) plus the run's stamp and the step's write record
 (``replay``), and conditions a write that adds a record on the resourceVersion it was planned
-from (``patch_read``: the record's slot was chosen from that read; ``WriteConflict``).
+from (``patch_read``: the record's slot was chosen from that read; ``WriteConflict``), and
+refuses one whose record, or the annotations it leaves, would be too large (``record_size``).
 ``WritePlan`` is what an action's ``plan()`` returns. ``api`` re-exports all of it.
 """
 

@@ -47,8 +47,9 @@ ANNOTATION_BUDGET = 224 * 1024
 # One record's encoded value (JSON, ASCII: bytes = characters). 8 slots at the cap take
 # RECORD_ROOM, about 128 KiB, on a ReplicaSet at worst: ANNOTATION_BUDGET leaves about 96 KiB
 # beside them for the user's own annotations (kubectl's last-applied-configuration is not
-# copied). A set_env record keeps the variable's old and new values twice each, so a value of
-# about 4 KiB replacing a short one still fits; a larger one is refused (set it by hand).
+# copied). A set_env record keeps the variable's old and new values twice each (about 500
+# bytes besides): a value of up to about 7,900 bytes replacing a short one fits, about 3,900
+# replacing one as long; a larger one is refused (set it by hand).
 RECORD_CAP = 16 * 1024
 # What the slot keys can take on a ReplicaSet at worst: every slot holding a record at the cap.
 RECORD_ROOM = MAX_RECORDS * (len(SLOT_KEYS[0]) + RECORD_CAP)
