@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
+from receiver.model import RunOutcome
 from remediations.base import ActionContext, Clients, Outcome
 from remediations.kubernetes.api import RUN_ID_ANNOTATION
 from remediations.kubernetes.container import SetEnv
@@ -31,6 +32,7 @@ from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
 from tests.integration.test_kubernetes_actions import set_image
 from tests.integration.test_kubernetes_rollback import rs_annotations
+from tests.support.approvals import MakeApprovalEnv
 from tests.support.kube_fixtures import (
     MERGE_PATCH,
     MakeDeployment,
@@ -42,6 +44,17 @@ from tests.support.polling import eventually
 pytestmark = pytest.mark.kube
 
 NOTES = "example.com/notes"
+
+RULES = """
+rules:
+  - name: big-env
+    match: ['alertname="DatabaseConnectionsHigh"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: web}
+    steps:
+      - action: kubernetes.set_env
+        approval: APPROVAL
+        params: {container: app, name: BIG, value: "VALUE"}
+"""
 
 
 def step_ctx(kube: Any, *, dry_run: bool = False) -> ActionContext:
@@ -173,3 +186,35 @@ async def test_a_rollback_that_would_bring_back_too_large_annotations_is_refused
     assert caught.value.largest[0] == (NOTES, len(NOTES) + over)
     annotations, _env, generation = await state(kube_admin, ns)
     assert (annotations, generation) == (before[0], before[2])
+
+
+@pytest.mark.parametrize("approval", ["auto", "never"])
+async def test_a_run_records_the_step_refused_without_acting_and_asks_no_approval(
+    approval: str,
+    approval_env: MakeApprovalEnv,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    """Through the pipeline: the set_env step whose record is over the cap is recorded
+    ``refused``, not as a step that may have acted; with ``auto`` (a high-risk action) its
+    preview is refused, so no engineer is asked to approve a write that cannot be made."""
+    ns = kube_namespace
+    await make_deployment("web")
+    before = await state(kube_admin, ns)
+    rules = RULES.replace("APPROVAL", approval).replace("VALUE", "x" * 20_000)
+    env = await approval_env(rules=rules, kube=kube_admin)
+    live = env.harness
+    await live.deliver({"alertname": "DatabaseConnectionsHigh", "namespace": ns})
+    run = await live.only_run()
+    assert run.outcome is not RunOutcome.AWAITING_APPROVAL
+    [step] = run.steps
+    assert (step.action, step.outcome, step.may_have_acted) == (
+        "kubernetes.set_env",
+        "refused",
+        False,
+    )
+    assert "setting BIG on container app" in step.message
+    assert f"over the cap of {RECORD_CAP:,} bytes" in step.message
+    assert await env.desk.store.latest_approval(run.id, 0) is None
+    assert await state(kube_admin, ns) == before
