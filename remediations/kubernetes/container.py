@@ -212,7 +212,12 @@ class SetResources(KubeAction[SetResourcesParams]):
 
 class SetEnvParams(ActionParams):
     """``container`` (a DNS-1123 label), ``name`` (Kubernetes' strict env var name rule) and
-    the literal ``value``, which replaces a ``valueFrom`` reference of the same name."""
+    the literal ``value``, which replaces a ``valueFrom`` reference of the same name.
+
+    ``value`` may be up to 32,768 characters here, but the step's write record keeps it and
+    the current value twice each within ``record_size.RECORD_CAP`` (16 KiB): about 7,900
+    bytes replacing a short value is the most ``SetEnv.plan`` writes; a longer one is refused
+    there (RecordTooLarge, naming the variable and the sizes)."""
 
     container: str
     name: str = Field(min_length=1, max_length=253)
@@ -235,7 +240,10 @@ class SetEnvParams(ActionParams):
 
 
 class SetEnv(KubeAction[SetEnvParams]):
-    """Set one environment variable of one container (a new rollout follows)."""
+    """Set one environment variable of one container (a new rollout follows). Refuses, before
+    writing and in the preview, a value whose write record would pass its cap
+    (RecordTooLarge) and a write that would leave too little annotation room
+    (AnnotationsTooLarge, ``KubeApi.record``)."""
 
     name: ClassVar[str] = "kubernetes.set_env"
     Params: ClassVar[type[BaseModel]] = SetEnvParams

@@ -86,7 +86,8 @@ class AnnotationsTooLarge(ActionRefused):
     would pass ``ANNOTATION_BUDGET``: nothing was written.
 
     ``size``: the bytes counted against the budget; ``budget``: ``ANNOTATION_BUDGET``;
-    ``largest``: the object's own (not remediator's) largest annotations as (key, bytes).
+    ``largest``: the largest annotations counted (write records left out, remediator's stamp
+    in) as (key, bytes), largest first.
     Never acted (``may_have_acted`` False)."""
 
     def __init__(
