@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -18,6 +19,7 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.objects import WORKLOADS, find_container, object_ref
+from remediations.kubernetes.record_size import RecordTooLarge
 from remediations.params import Number
 from remediations.targets import Target
 
@@ -193,9 +195,11 @@ class SetResources(KubeAction[SetResourcesParams]):
             after,
             preconditions=before,
         )
+        # At plan time: a record over its cap is refused in the preview, before any approval.
+        record = api.record(obj, planned)
         return WritePlan(
             planned,
-            lambda: api.patch_template(target, template, obj, api.record(obj, planned)),
+            lambda: api.patch_template(target, template, obj, record),
             lambda written: _pick_resources(
                 find_container(written, params.container, target), keys
             ),
@@ -208,7 +212,12 @@ class SetResources(KubeAction[SetResourcesParams]):
 
 class SetEnvParams(ActionParams):
     """``container`` (a DNS-1123 label), ``name`` (Kubernetes' strict env var name rule) and
-    the literal ``value``, which replaces a ``valueFrom`` reference of the same name."""
+    the literal ``value``, which replaces a ``valueFrom`` reference of the same name.
+
+    ``value`` may be up to 32,768 characters here, but the step's write record keeps it and
+    the current value twice each within ``record_size.RECORD_CAP`` (16 KiB): about 7,900
+    bytes replacing a short value is the most ``SetEnv.plan`` writes; a longer one is refused
+    there (RecordTooLarge, naming the variable and the sizes)."""
 
     container: str
     name: str = Field(min_length=1, max_length=253)
@@ -231,7 +240,10 @@ class SetEnvParams(ActionParams):
 
 
 class SetEnv(KubeAction[SetEnvParams]):
-    """Set one environment variable of one container (a new rollout follows)."""
+    """Set one environment variable of one container (a new rollout follows). Refuses, before
+    writing and in the preview, a value whose write record would pass its cap
+    (RecordTooLarge) and a write that would leave too little annotation room
+    (AnnotationsTooLarge, ``KubeApi.record``)."""
 
     name: ClassVar[str] = "kubernetes.set_env"
     Params: ClassVar[type[BaseModel]] = SetEnvParams
@@ -283,8 +295,51 @@ class SetEnv(KubeAction[SetEnvParams]):
             after,
             preconditions=before,
         )
+        try:
+            # At plan time: a record over its cap is refused in the preview, before any
+            # approval, and never sent.
+            record = api.record(obj, change)
+        except RecordTooLarge as exc:
+            raise _env_too_large(exc, target, params, before) from None
         return WritePlan(
             change,
-            lambda: api.patch_template(target, template, obj, api.record(obj, change)),
+            lambda: api.patch_template(target, template, obj, record),
             lambda written: pick(find_container(written, params.container, target)),
         )
+
+
+def _env_too_large(
+    exc: RecordTooLarge, target: Target, params: SetEnvParams, before: Mapping[str, Any]
+) -> RecordTooLarge:
+    """``exc`` told in set_env's terms: which variable, the sizes of its new and current
+    values (UTF-8 bytes), and the largest new value that would fit beside the current one."""
+    old = before.get("value") if before.get("value") is not None else before.get("valueFrom")
+    old_bytes = (
+        len(old.encode())
+        if isinstance(old, str)
+        else 0
+        if old is None
+        else len(json.dumps(old, default=str).encode())  # a valueFrom reference
+    )
+    new_bytes = len(params.value.encode())
+    # The record holds the new value twice (change.after, after) and the current one twice
+    # (change.before, change.preconditions); the rest of it stays as it is.
+    rest = exc.size - 2 * len(json.dumps(params.value))
+    room = (exc.cap - rest) // 2 - 2  # less its quotes
+    advice = (
+        f"give {params.name} a value of at most about {room:,} bytes in the rule's step, or "
+        "set it by hand (kubectl set env)"
+        if room > 0
+        else f"its current value alone is too large to keep: set {params.name} by hand "
+        "(kubectl set env)"
+    )
+    return RecordTooLarge(
+        f"not written: setting {params.name} on container {params.container} of "
+        f"{object_ref(target)} keeps its new value ({new_bytes:,} bytes) and its current value "
+        f"({old_bytes:,} bytes) twice each in the step's write record (the annotation that lets "
+        f"a retry and a restore read the change back): {exc.size:,} bytes, over the cap of "
+        f"{exc.cap:,} bytes per record. Nothing was changed; {advice}",
+        size=exc.size,
+        cap=exc.cap,
+        parts=exc.parts,
+    )

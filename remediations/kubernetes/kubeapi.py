@@ -3,7 +3,8 @@
 ``KubeApi`` reads and writes with what kubectl sends (``fieldManager``, an explicit patch
 Content-Type, server-side ``dryRun=All``) plus the run's stamp and the step's write record
 (``replay``), and conditions a write that adds a record on the resourceVersion it was planned
-from (``patch_read``: the record's slot was chosen from that read; ``WriteConflict``).
+from (``patch_read``: the record's slot was chosen from that read; ``WriteConflict``), and
+refuses one whose record, or the annotations it leaves, would be too large (``record_size``).
 ``WritePlan`` is what an action's ``plan()`` returns. ``api`` re-exports all of it.
 """
 
@@ -18,6 +19,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from remediations.base import ActionContext, ActionRefused, Change
 from remediations.kubernetes.objects import WORKLOADS, is_controlled_by, object_ref, selector_string
+from remediations.kubernetes.record_size import check_record, check_room, merged
 from remediations.kubernetes.replay import (
     StepId,
     WriteRecord,
@@ -127,8 +129,14 @@ class KubeApi:
         (``after``: what the Result will report, default ``change.after``; ``extra``: facts
         the action needs on a replay), and None for old records to remove. Send them
         conditioned on ``obj``'s resourceVersion (``patch_read``). Empty outside a run's steps
-        and in a dry run (nothing is kept)."""
-        if self.step is None or self.ctx.dry_run:
+        and in a dry run (nothing is kept).
+
+        Raises, before anything is sent (``may_have_acted`` False), RecordTooLarge when the
+        record would pass ``record_size.RECORD_CAP`` and AnnotationsTooLarge when ``obj``'s
+        annotations with it and this run's ``stamp()`` would pass
+        ``record_size.ANNOTATION_BUDGET`` (``record_size.check_room``); in a dry run too, so
+        it shows what the write would meet."""
+        if self.step is None:
             return {}
         record = WriteRecord(
             action=self.action,
@@ -145,7 +153,15 @@ class KubeApi:
             extra=dict(extra or {}),
             at=now_rfc3339(),
         )
-        return record_annotations(obj, record)
+        meta = obj.get("metadata") or {}
+        # Reads return the kind; without it, the stricter check (a Deployment's copies).
+        kind = str(obj.get("kind") or "Deployment")
+        ref = f"{kind} {meta.get('namespace')}/{meta.get('name')}"
+        check_record(ref, record)
+        patch = record_annotations(obj, record)
+        after_write = merged(meta.get("annotations") or {}, {**self.stamp(), **patch})
+        check_room(ref, after_write, copied=kind == "Deployment")
+        return {} if self.ctx.dry_run else patch
 
     def replayed(self, obj: Mapping[str, Any]) -> WritePlan | None:
         """The plan of a step that already wrote ``obj`` (``earlier_write``): no write, the

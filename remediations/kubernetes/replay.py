@@ -28,6 +28,9 @@ written while a ReplicaSet was current stayed on it, about 650 writes from the A
 With slot keys a copied slot overwrites the ReplicaSet's copy, so at most ``MAX_RECORDS``
 record keys ever reach it (plus per-step keys the previous version left, which no longer
 grow).
+Their values stay there until overwritten, so each record's size is capped as well, and a
+write that would leave too little room for the annotations is refused before it is sent
+(``record_size``, checked by ``KubeApi.record``).
 
 Reusing a key means a write can overwrite another run's record: so every write that adds a
 record is conditioned on the ``resourceVersion`` of the object it chose the slot from
@@ -84,7 +87,8 @@ FRESH_RECORDS = 3
 SCALE_ACTION = "kubernetes.scale"
 # The only keys a record is written under: bounded, whatever the number of writes.
 SLOT_KEYS = tuple(f"{WRITE_PREFIX}slot-{i}" for i in range(MAX_RECORDS))
-# The API server caps all annotations of an object together at 256 KiB.
+# The records kept on one object together (the API server caps all annotations of an object
+# together at 256 KiB); each one is capped on its own at record_size.RECORD_CAP.
 MAX_RECORD_BYTES = 96 * 1024
 
 # An annotation key's name part: at most 63 characters, alphanumerics, '-', '_', '.' inside.

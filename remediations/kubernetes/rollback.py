@@ -47,6 +47,7 @@ from remediations.kubernetes.objects import (
     revision_of,
     template_images,
 )
+from remediations.kubernetes.record_size import check_room
 from remediations.kubernetes.release import (
     default_revision,
     no_default_reason,
@@ -190,6 +191,10 @@ class RolloutUndo(KubeAction[UndoParams]):
                 wanted.pop(key, None)
             else:
                 wanted[key] = value
+        if api.step is not None:
+            # The undo leaves the ReplicaSet's annotations, not the live ones api.record
+            # checked the room of: checked again as they will be (AnnotationsTooLarge).
+            check_room(object_ref(target), wanted, copied=True)
         ops: list[dict[str, Any]] = [
             {
                 "op": "test",
