@@ -80,11 +80,14 @@ class Approve:
         approval = await desk.store.latest_approval(ctx.run_id, step.index)
         if approval is None or approval.state is not ApprovalState.APPROVED:
             return _HOLD
-        if ctx.phase == "resolve" and await self._withdrawn(ctx):
-            return _WITHDRAWN
         planned = await _plan(self._deps, self._runner, ctx, step)
         if planned is None:
             return _STOP
+        # Looked at last, after the preview's round trip to the target, so that only store
+        # writes stand between the look and the step acting: a firing stored after it came
+        # after the undo was taken up to act (what a firing does to a started step).
+        if ctx.phase == "resolve" and await self._withdrawn(ctx):
+            return _WITHDRAWN
         plan, live_hash = planned
         if live_hash != approval.plan_hash and _changes_nothing(plan):
             # What was approved is in place already (written just before a crash, or by

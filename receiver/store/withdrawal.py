@@ -42,8 +42,8 @@ class Withdrawals(Database):
         on_resolved step of it waits for its approval: in one transaction, under the run's row
         lock (the one ``close_run``, ``record_undo`` and ``carry_undo`` take), the run's
         on_resolved steps still ``pending`` or ``awaiting_approval`` become ``not_run``
-        (``WITHDRAWN``), their approvals still ``pending``, or ``approved`` but not acted on,
-        ``cancelled`` (``reason``: ``WITHDRAWN``), and the run ``undo_deferred``, audited
+        (``WITHDRAWN``), their pending approvals ``cancelled`` (``reason``: ``WITHDRAWN``),
+        and the run ``undo_deferred``, audited
         (``run.undo_withdrawn``). Returns the cancelled approvals (to be announced); None when
         nothing was withdrawn: the run is open, its undo deferred already, or no step of it is
         held any more (run, or started: ``start_step`` claims a step under the same condition,
@@ -57,20 +57,26 @@ class Withdrawals(Database):
             )
             if fingerprint is None:
                 return None
-            return await _withdraw(conn, run_id, fingerprint, event_id)
+            return await _withdraw(conn, run_id, fingerprint, event_id, ("pending",))
 
     async def withdraw_refired_undo(self, run_id: str) -> list[ApprovalRecord] | None:
-        """The approved on_resolved step of closed run ``run_id`` is about to be taken up: if
-        its alert fires again (``receiver.episodes.fires_again`` over the alert's events
-        stored since the run's own: the latest occurrence on record is later than the run's,
-        fired and has no resolution), withdraw the undo as ``withdraw_undo`` does, in the same
-        transaction as the look at the events and under the run's row lock, the firing event
-        named in the audit. This closes the race a firing cannot see: an approval given just
-        before the alert fired again is no longer pending, so the firing's history read finds
-        no held undo (``engine_history``'s ``held`` part), and the step would run while the
-        alert fires. Returns the cancelled approvals (to be announced); None when the alert
-        does not fire again, the run is open or its undo deferred already, or no step is held
-        (a retried job withdraws nothing twice). Raises StoreUnavailable."""
+        """The approved on_resolved step of closed run ``run_id`` is about to act: if its
+        alert fires again, withdraw the undo as ``withdraw_undo`` does, and cancel its approval
+        though it was ``approved`` (the caller is the worker about to act on the step, so
+        nothing acted yet; ``decided_by`` and ``decided_at`` keep who approved it and when).
+
+        "Fires again" is ``receiver.episodes.fires_again`` over the alert's events stored
+        since the run's own firing: the latest occurrence on record is later than the run's,
+        fired, and has no resolution. The events are read in the same transaction, under the
+        run's row lock (the one ``withdraw_undo``, ``close_run`` and ``carry_undo`` take); the
+        audit row (``run.undo_withdrawn``) names that firing event. This closes what a firing
+        cannot see: an approval given just before the alert fired again is no longer pending,
+        so the firing's history read finds no held undo (``engine_history``'s ``held`` part),
+        and the step would run while the alert fires.
+
+        Returns the cancelled approvals (to be announced); None when the alert does not fire
+        again, the run is open or its undo deferred already, or no step of it is held (so a
+        retried job withdraws nothing twice). Raises StoreUnavailable."""
         async with self._tx() as conn:
             run = await conn.fetchrow(
                 """SELECT fingerprint, starts_at, refire, coalesce(event_id, 0) AS event_id
@@ -95,15 +101,17 @@ class Withdrawals(Database):
             firing = fires_again(events, run["starts_at"], run["refire"])
             if firing is None:
                 return None
-            return await _withdraw(conn, run_id, run["fingerprint"], firing)
+            return await _withdraw(
+                conn, run_id, run["fingerprint"], firing, ("pending", "approved")
+            )
 
 
 async def _withdraw(
-    conn: Any, run_id: str, fingerprint: str, event_id: int
+    conn: Any, run_id: str, fingerprint: str, event_id: int, states: tuple[str, ...]
 ) -> list[ApprovalRecord] | None:
     """The body of both withdrawals, inside their transaction, the run's row locked: the held
-    on_resolved steps ``not_run``, their open approvals ``cancelled``, the run ``undo_deferred``,
-    each audited. None when no step was held any more."""
+    on_resolved steps ``not_run``, their approvals in one of ``states`` ``cancelled``, the run
+    ``undo_deferred``, each audited. None when no step was held any more."""
     message = f"withdrawn: {WITHDRAWN} (event {event_id})"
     steps = await conn.fetch(
         """UPDATE steps SET outcome = 'not_run', message = $2,
@@ -116,18 +124,18 @@ async def _withdraw(
     )
     if not steps:
         return None
-    # An approved one too: its step is still held (not started), so it never acted; it keeps
-    # who approved it and when (decided_by, decided_at), and says why it was cancelled.
+    # An approved one keeps who approved it and when (decided_by, decided_at).
     rows = await conn.fetch(
         f"""UPDATE approvals a SET state = 'cancelled',
                                  decided_at = coalesce(a.decided_at, remediator_now()),
                                  reason = $3
-            WHERE a.run_id = $1::uuid AND a.state IN ('pending', 'approved')
+            WHERE a.run_id = $1::uuid AND a.state = ANY ($4::text[])
               AND a.step_idx = ANY ($2::int[])
             RETURNING {APPROVAL_COLUMNS}""",
         run_id,
         [s["idx"] for s in steps],
         WITHDRAWN,
+        list(states),
     )
     await conn.execute("UPDATE runs SET undo_deferred = true WHERE id = $1::uuid", run_id)
     cancelled = [approval_from_row(r) for r in rows]
