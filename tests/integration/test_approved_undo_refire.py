@@ -9,7 +9,8 @@ a firing withdraws a pending one (the approval cancelled and announced, the step
 run job taken up before the stored firing is processed, and after.
 
 Real PostgreSQL, Redis and a local HTTP peer (``tests.support.approvals``): the step sets a
-value on the peer, as ``kubernetes.set_env`` sets a variable.
+value on the peer, as ``kubernetes.set_env`` sets a variable; and ``kubernetes.scale``'s
+restore on the real kube-apiserver.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from receiver.approvals.policy import Identity
+from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.approvals.state import Channel, Decision, Origin
 from receiver.model import ApprovalState
 from receiver.store import WITHDRAWN, JobKind, Store
@@ -31,7 +32,9 @@ from tests.integration.test_refire_withdraws_undo import (
     runs_in_order,
     send,
 )
+from tests.integration.test_restores import replicas
 from tests.support.approvals import ApprovalEnv, MakeApprovalEnv, Peer, poke_labels
+from tests.support.kube_fixtures import MakeDeployment
 from tests.support.payloads import alert, notification
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -128,3 +131,86 @@ async def test_an_undo_approved_just_before_the_alert_fires_again_waits_for_its_
     assert peer.sets == 2  # the remediation, and its undo once
     first, _ = await runs_in_order(env)
     assert phases(first)[-1] == (2, "resolve", "ok")
+
+
+SCALE = """
+rules:
+  - name: scale-workers
+    match: ['alertname="QueueBacklog"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: workers}
+    steps:
+      - action: kubernetes.scale
+        params: {delta: 2, max: 20}
+    on_resolved:
+      - action: kubernetes.scale
+        params: {restore: true, max: 20}
+        approval: required
+"""
+
+
+async def backlog(env: ApprovalEnv, namespace: str, status: str, starts: str) -> None:
+    """A QueueBacklog alert in through intake, not processed."""
+    labels = {"alertname": "QueueBacklog", "namespace": namespace, "queue": "f"}
+    await env.harness.intake.accept(notification(alert(labels, status=status, starts_at=starts)))
+
+
+async def approve_held(env: ApprovalEnv) -> int:
+    """Approve the on_resolved steps that wait for their approval, one at a time (the first to
+    run changes the Deployment, so the other's preview moves on and is asked for again, bound
+    to the new count), until none waits; returns how many were approved."""
+    approved = 0
+    for _ in range(4):
+        held = [
+            (run.id, step.idx)
+            for run in await runs_in_order(env)
+            for step in run.steps
+            if step.phase == "resolve" and step.outcome == "awaiting_approval"
+        ]
+        if not held:
+            return approved
+        approval = await env.desk.store.latest_approval(*held[0])
+        assert approval is not None
+        await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+        await env.harness.drain()
+        approved += 1
+    raise AssertionError("on_resolved steps still wait for their approvals")
+
+
+@pytest.mark.kube
+async def test_an_approved_scale_back_waits_while_the_backlog_fires_again(
+    approval_env: MakeApprovalEnv,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # The real kube-apiserver: the approved restore would take the workers back from 8 to 6
+    # while the backlog is back; it waits until the backlog ends, and then all go back to 4.
+    ns = kube_namespace
+    await make_deployment("workers", replicas=4)
+    env = await approval_env(
+        rules=SCALE,
+        kube=kube_admin,
+        policy=ApproverPolicy.of(by_rule={"scale-workers": ["alice"]}),
+    )
+    await backlog(env, ns, "firing", "2026-11-25T10:00:00Z")
+    await env.harness.drain()
+    assert await replicas(kube_admin, ns) == 6
+    await backlog(env, ns, "resolved", "2026-11-25T10:00:00Z")
+    await env.harness.drain()
+    [first] = await runs_in_order(env)
+    approval = await held_approval(env, first)
+
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await backlog(env, ns, "firing", "2026-11-25T10:10:00Z")
+    assert await take_up_jobs(env) == 1  # the approved restore, taken up first
+    await env.harness.drain()
+    assert await replicas(kube_admin, ns) == 8  # the new episode's scale-out, nothing taken back
+    first, _ = await runs_in_order(env)
+    assert [(s.phase, s.outcome) for s in first.steps] == [("run", "ok"), ("resolve", "not_run")]
+    assert first.undo_deferred
+
+    await backlog(env, ns, "resolved", "2026-11-25T10:10:00Z")
+    await env.harness.drain()
+    assert await replicas(kube_admin, ns) == 8  # both restores wait for their approvals
+    assert await approve_held(env) >= 2
+    assert await replicas(kube_admin, ns) == 4
