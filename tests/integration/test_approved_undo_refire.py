@@ -158,8 +158,7 @@ async def approve_held(env: ApprovalEnv) -> int:
     """Approve the on_resolved steps that wait for their approval, one at a time (the first to
     run changes the Deployment, so the other's preview moves on and is asked for again, bound
     to the new count), until none waits; returns how many were approved."""
-    approved = 0
-    for _ in range(4):
+    for approved in range(4):
         held = [
             (run.id, step.idx)
             for run in await runs_in_order(env)
@@ -172,7 +171,6 @@ async def approve_held(env: ApprovalEnv) -> int:
         assert approval is not None
         await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
         await env.harness.drain()
-        approved += 1
     raise AssertionError("on_resolved steps still wait for their approvals")
 
 
