@@ -29,12 +29,19 @@ other episodes still open, or closed with their undo deferred):
   nothing and has no undo of its own. Its approval is cancelled and the undo deferred, so the
   next resolution carries it as any deferred undo (and asks for its approval again); a
   resolution leaves a held undo alone (its approval is what it waits for);
+- an **approved** undo step that no worker has started yet is as good as held: its approval was
+  given before the alert fired again, and run now it would take the change back while the
+  condition is back. Whichever comes first, the firing or the worker taking the step up, the
+  step must not run: the take-up looks at the alert's stored events (``fires_again``: the
+  alert's latest occurrence on record fired and has no resolution) and withdraws the undo as a
+  firing would (``Store.withdraw_refired_undo``, from the approve stage), with its approval;
 - an event of an episode **older** than one on record is stale: nothing is done for it (a late
   firing is skipped; a late resolution closes only its own episode's runs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,7 +62,9 @@ __all__ = [
     "NOTHING_TO_UNDO",
     "OLDER_EPISODE",
     "RULE_GONE",
+    "Occurrence",
     "Successors",
+    "fires_again",
     "later_episode",
     "undo_of",
 ]
@@ -100,6 +109,52 @@ def undo_of(run: PriorRun, rules: RuleSet) -> tuple[tuple[StepPlan, ...], Skip |
     if not run.changed:
         return (), Skip(NOTHING_TO_UNDO, run.rule)
     return kept, None
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One stored alert event of a fingerprint, as ``fires_again`` reads it: its row ``id``
+    (``alert_events.id``), ``starts_at`` (RFC 3339 text, as Alertmanager sent it), ``refire``
+    (which occurrence of that episode, from 0) and ``status`` (``firing`` or ``resolved``)."""
+
+    id: int
+    starts_at: str
+    refire: int
+    status: Status
+
+
+def fires_again(events: Iterable[Occurrence], starts_at: str, refire: int) -> int | None:
+    """Whether the alert fires again after the occurrence ``(starts_at, refire)`` of a run
+    whose undo is about to act: the id of the firing event that says so, else None.
+
+    It fires again when its **latest** occurrence on record (the latest ``startsAt``, then the
+    highest ``refire``) is later than the run's, has a firing event and no resolution: a later
+    ``startsAt`` or a re-fire proves the run's episode ended, and no resolution of it has come
+    since. A resolution of that latest occurrence (the one a carried undo acts on) means the
+    alert is quiet; a late firing copy of a resolved occurrence shares its ``refire`` (intake's
+    occurrence rule), so it counts as resolved; a firing of an older episode delivered late is
+    not the latest. Events whose ``startsAt`` cannot be read are left out. Pure: the caller reads
+    ``events`` from the store (``Store.withdraw_refired_undo``)."""
+    own = _start(starts_at)
+    if own is None:
+        return None
+    latest: tuple[datetime, int] | None = None
+    firing: dict[tuple[datetime, int], int] = {}
+    resolved: set[tuple[datetime, int]] = set()
+    for event in events:
+        began = _start(event.starts_at)
+        if began is None:
+            continue
+        key = (began, event.refire)
+        if latest is None or key > latest:
+            latest = key
+        if event.status is Status.FIRING:
+            firing[key] = max(firing.get(key, event.id), event.id)
+        else:
+            resolved.add(key)
+    if latest is None or latest <= (own, refire) or latest in resolved:
+        return None
+    return firing.get(latest)
 
 
 def _start(text: str) -> datetime | None:

@@ -215,8 +215,9 @@ class ApprovalDesk:
 
     async def withdrawn(self, approvals: list[ApprovalRecord]) -> None:
         """Approvals of on_resolved steps cancelled because their alert fired again
-        (``Store.withdraw_undo``, which says so in each ``reason``): counted, logged and
-        announced. The run keeps its outcome: its undo is carried to the next resolution."""
+        (``Store.withdraw_undo``, ``Store.withdraw_refired_undo``, which say so in each
+        ``reason``): counted, logged and announced. The run keeps its outcome: its undo is
+        carried to the next resolution."""
         for approval in approvals:
             self._count(approval, "cancelled")
             self._log.info("approval cancelled: the alert fired again", approval_id=approval.id)

@@ -94,7 +94,8 @@ def _headline(notice: Notice) -> str:
     if notice.kind is NoticeKind.EXPIRED:
         return f"Approval expired, nothing was done: {what}"
     if notice.kind is NoticeKind.CANCELLED:
-        # A reason when it was withdrawn because its alert fired again (``withdraw_undo``).
+        # A reason when it was withdrawn because its alert fired again (``withdraw_undo``,
+        # ``withdraw_refired_undo``).
         return f"Approval cancelled, {a.reason or 'the alert resolved'}: {what}"
     return f"The target changed before the step ran; a new approval is requested: {what}"
 

@@ -1,7 +1,7 @@
 """The approval state machine and its rules. Pure: no I/O, the clock passed in.
 
     pending --approve--> approved --(plan changed before it ran)--> superseded
-       |  \\--reject--> rejected
+       |  \\--reject--> rejected     \\--(an undo's alert fired again before it ran)--> cancelled
        |--(expires_at passed)--> expired
        \\--(alert resolved; an undo's alert fired again)--> cancelled
 
@@ -34,7 +34,8 @@ __all__ = [
     "why_not_pending",
 ]
 
-# States from which nothing moves on (``approved`` still moves to ``superseded``).
+# States from which nothing moves on (``approved`` still moves to ``superseded``, or to
+# ``cancelled`` when an undo's alert fires again before it ran).
 FINAL = frozenset(
     {
         ApprovalState.REJECTED,
@@ -136,7 +137,8 @@ def why_not_pending(
             f"this approval expired at {approval.expires_at.isoformat()}; nothing was changed"
         )
     if approval.state is ApprovalState.CANCELLED and approval.reason:
-        # Withdrawn: its alert fired again (``Store.withdraw_undo``).
+        # Withdrawn: its alert fired again (``Store.withdraw_undo``, or, approved but not yet
+        # acted on, ``Store.withdraw_refired_undo``).
         return UndoWithdrawn(f"this approval was cancelled: {approval.reason}; nothing was changed")
     if approval.state is ApprovalState.CANCELLED or (
         approval.state is ApprovalState.PENDING and alert_resolved

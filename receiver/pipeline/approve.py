@@ -12,7 +12,10 @@ Two stages around ``Execute``:
   the target changed since the engineer looked: the approval becomes ``superseded`` and a fresh
   one is asked for, with the new preview; unless the new preview changes nothing (the approved
   change is in place already, e.g. written just before a crash): then the step runs, bound to
-  the state it sees, and records a noop; nobody is asked to approve nothing.
+  the state it sees, and records a noop; nobody is asked to approve nothing. An approved
+  on_resolved step first asks whether its alert fired again since it was approved: then it
+  does not run, its undo is withdrawn and carried to the alert's next resolution
+  (``Store.withdraw_refired_undo``; receiver.episodes).
 - ``RequestApproval`` (after it, so a held step is previewed after the steps before it ran):
   computes the held step's preview, stores a pending approval bound to its hash, and notifies.
   ``Record`` then parks the run in ``awaiting_approval``.
@@ -62,6 +65,8 @@ class Approve:
                     continue
                 if verdict == _HOLD:
                     ctx.awaiting = step
+                # _STOP, _WITHDRAWN (this step and the later ones are recorded not_run): it
+                # was asked for only with nothing before it runnable, so nothing runs.
                 break
             runnable.append(step)
         ctx.runnable = tuple(runnable)
@@ -78,6 +83,11 @@ class Approve:
         planned = await _plan(self._deps, self._runner, ctx, step)
         if planned is None:
             return _STOP
+        # Looked at last, after the preview's round trip to the target, so that only store
+        # writes stand between the look and the step acting: a firing stored after it came
+        # after the undo was taken up to act (what a firing does to a started step).
+        if ctx.phase == "resolve" and await self._withdrawn(ctx):
+            return _WITHDRAWN
         plan, live_hash = planned
         if live_hash != approval.plan_hash and _changes_nothing(plan):
             # What was approved is in place already (written just before a crash, or by
@@ -96,8 +106,26 @@ class Approve:
         ctx.log.info("approved step runs", step=step.index, approval_id=approval.id)
         return _RUN
 
+    async def _withdrawn(self, ctx: RunContext) -> bool:
+        """An approved on_resolved step about to run: whether its alert fired again since,
+        in which case the undo is withdrawn now (``Store.withdraw_refired_undo``: the step and
+        those after it ``not_run``, the approval ``cancelled``, the undo carried to the next
+        resolution) and the approver told, as a firing does when the approval is still pending.
+        An approval given moments before the re-fire is no longer pending, so the firing does
+        not withdraw it, whichever of the two a worker takes up first; this look at the point
+        of action does."""
+        assert ctx.run_id is not None
+        withdrawn = await self._deps.store.withdraw_refired_undo(ctx.run_id)
+        if withdrawn is None:
+            return False
+        ctx.log.info("approved undo withdrawn: the alert fired again", approvals=len(withdrawn))
+        if self._deps.approvals is not None:
+            await self._deps.approvals.withdrawn(withdrawn)
+        return True
 
-_RUN, _HOLD, _STOP = "run", "hold", "stop"
+
+# _WITHDRAWN: an approved on_resolved step whose alert fired again (``Approve._withdrawn``).
+_RUN, _HOLD, _STOP, _WITHDRAWN = "run", "hold", "stop", "withdrawn"
 
 
 def _started(ctx: RunContext) -> frozenset[int]:

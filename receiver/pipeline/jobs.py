@@ -16,7 +16,8 @@ events):
 - ``resume_resolve``: a closed run's on_resolved steps that a guard held (pause, target lock)
   go through the resolve stages again. An on_resolved step held for its approval is taken up
   by ``resume_run`` (the job an approval's decision and its expiry wake), through the same
-  gate as a run step.
+  gate as a run step; approved, it does not act if its alert has fired again meanwhile (the
+  approve stage withdraws it to the next resolution: ``Store.withdraw_refired_undo``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ firing with the undo deferred (``undo_deferred``: the alert fires again), by its
 with the undo at once; a deferred undo is carried out when the alert next resolves
 (``ResolvePlan.carried``: ``Store.carry_undo`` records the steps, with a ``resume_resolve`` job
 that finishes them should this pass stop). A firing also withdraws a closed run's undo that
-waits for its approval (``ResolvePlan.withdraw``): it is deferred the same way.
+waits for its approval (``ResolvePlan.withdraw``), and one approved before the firing came
+when a worker takes it up to act (``Approve``, ``Store.withdraw_refired_undo``): deferred alike.
 
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again when the guard says it may pass (a pause's end, the

@@ -8,6 +8,12 @@ of its own. So the firing withdraws it: its pending approval is cancelled (with 
 the approver), the held step and the on_resolved steps after it are recorded ``not_run``, and
 the run's undo is deferred (``undo_deferred``) to the alert's next resolution, where
 ``Verification.carry_undo`` plans it again (and its approval is asked for again).
+
+An approval given just before the alert fired again leaves the step ``awaiting_approval``
+until a worker takes it up, but no longer pending, so the firing does not see it. The worker
+looks before it acts (``Withdrawals.withdraw_refired_undo``, from the approve stage): if the
+alert fires again by the events on record, the undo is withdrawn the same way, the approved
+approval cancelled with it.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from receiver.model import ApprovalRecord
+from receiver.episodes import Occurrence, fires_again
+from receiver.model import ApprovalRecord, Status
 from receiver.store.approvals import APPROVAL_COLUMNS, approval_audit, approval_from_row
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
@@ -35,12 +42,12 @@ class Withdrawals(Database):
         on_resolved step of it waits for its approval: in one transaction, under the run's row
         lock (the one ``close_run``, ``record_undo`` and ``carry_undo`` take), the run's
         on_resolved steps still ``pending`` or ``awaiting_approval`` become ``not_run``
-        (``WITHDRAWN``), their pending approvals ``cancelled`` (``reason``: ``WITHDRAWN``), and
-        the run ``undo_deferred``, audited (``run.undo_withdrawn``). Returns the cancelled
-        approvals (to be announced); None when nothing was withdrawn: the run is open, its undo
-        deferred already, or no step of it is held any more (run, or started: ``start_step``
-        claims a step under the same condition, so a step is either withdrawn or acted on,
-        never both)."""
+        (``WITHDRAWN``), their pending approvals ``cancelled`` (``reason``: ``WITHDRAWN``),
+        and the run ``undo_deferred``, audited
+        (``run.undo_withdrawn``). Returns the cancelled approvals (to be announced); None when
+        nothing was withdrawn: the run is open, its undo deferred already, or no step of it is
+        held any more (run, or started: ``start_step`` claims a step under the same condition,
+        so a step is either withdrawn or acted on, never both)."""
         async with self._tx() as conn:
             fingerprint = await conn.fetchval(
                 """SELECT fingerprint FROM runs
@@ -50,61 +57,119 @@ class Withdrawals(Database):
             )
             if fingerprint is None:
                 return None
-            message = f"withdrawn: {WITHDRAWN} (event {event_id})"
-            steps = await conn.fetch(
-                """UPDATE steps SET outcome = 'not_run', message = $2,
-                                    finished_at = remediator_now()
-                   WHERE run_id = $1::uuid AND phase = 'resolve'
-                     AND outcome IN ('pending', 'awaiting_approval')
-                   RETURNING idx, action, params::text AS params""",
+            return await _withdraw(conn, run_id, fingerprint, event_id, ("pending",))
+
+    async def withdraw_refired_undo(self, run_id: str) -> list[ApprovalRecord] | None:
+        """The approved on_resolved step of closed run ``run_id`` is about to act: if its
+        alert fires again, withdraw the undo as ``withdraw_undo`` does, and cancel its approval
+        though it was ``approved`` (the caller is the worker about to act on the step, so
+        nothing acted yet; ``decided_by`` and ``decided_at`` keep who approved it and when).
+
+        "Fires again" is ``receiver.episodes.fires_again`` over the alert's events stored
+        since the run's own firing: the latest occurrence on record is later than the run's,
+        fired, and has no resolution. The events are read in the same transaction, under the
+        run's row lock (the one ``withdraw_undo``, ``close_run`` and ``carry_undo`` take); the
+        audit row (``run.undo_withdrawn``) names that firing event. This closes what a firing
+        cannot see: an approval given just before the alert fired again is no longer pending,
+        so the firing's history read finds no held undo (``engine_history``'s ``held`` part),
+        and the step would run while the alert fires.
+
+        Returns the cancelled approvals (to be announced); None when the alert does not fire
+        again, the run is open or its undo deferred already, or no step of it is held (so a
+        retried job withdraws nothing twice). Raises StoreUnavailable."""
+        async with self._tx() as conn:
+            run = await conn.fetchrow(
+                """SELECT fingerprint, starts_at, refire, coalesce(event_id, 0) AS event_id
+                   FROM runs
+                   WHERE id = $1::uuid AND resolved_at IS NOT NULL AND NOT undo_deferred
+                   FOR UPDATE""",
                 run_id,
-                message,
             )
-            if not steps:
+            if run is None:
                 return None
+            # Events of later occurrences are stored after the run's own firing (an event of
+            # an older episode than one on record creates no run), so the read starts there.
             rows = await conn.fetch(
-                f"""UPDATE approvals a SET state = 'cancelled', decided_at = remediator_now(),
-                                         reason = $3
-                    WHERE a.run_id = $1::uuid AND a.state = 'pending'
-                      AND a.step_idx = ANY ($2::int[])
-                    RETURNING {APPROVAL_COLUMNS}""",
-                run_id,
-                [s["idx"] for s in steps],
-                WITHDRAWN,
+                """SELECT id, starts_at, refire, status FROM alert_events
+                   WHERE fingerprint = $1 AND id >= $2""",
+                run["fingerprint"],
+                run["event_id"],
             )
-            await conn.execute("UPDATE runs SET undo_deferred = true WHERE id = $1::uuid", run_id)
-            cancelled = [approval_from_row(r) for r in rows]
-            for step in sorted(steps, key=_idx):
-                data = step_audit(
-                    "resolve",
-                    step["idx"],
-                    step["action"],
-                    "not_run",
-                    message,
-                    json.loads(step["params"]),
-                )
-                await append_in_tx(conn, "step", run_id, fingerprint, data)
-            for approval in cancelled:
-                await append_in_tx(
-                    conn,
-                    "approval.cancelled",
-                    run_id,
-                    fingerprint,
-                    approval_audit(approval, reason=WITHDRAWN),
-                )
-            await append_in_tx(
-                conn,
-                "run.undo_withdrawn",
-                run_id,
-                fingerprint,
-                {
-                    "event_id": event_id,
-                    "steps": sorted(s["idx"] for s in steps),
-                    "approvals": [a.id for a in cancelled],
-                    "reason": WITHDRAWN,
-                },
+            events = [
+                Occurrence(r["id"], r["starts_at"], r["refire"], Status(r["status"])) for r in rows
+            ]
+            firing = fires_again(events, run["starts_at"], run["refire"])
+            if firing is None:
+                return None
+            return await _withdraw(
+                conn, run_id, run["fingerprint"], firing, ("pending", "approved")
             )
-        return cancelled
+
+
+async def _withdraw(
+    conn: Any, run_id: str, fingerprint: str, event_id: int, states: tuple[str, ...]
+) -> list[ApprovalRecord] | None:
+    """The body of both withdrawals, inside their transaction, the run's row locked: the held
+    on_resolved steps ``not_run``, their approvals in one of ``states`` ``cancelled``, the run
+    ``undo_deferred``, each audited. None when no step was held any more."""
+    message = f"withdrawn: {WITHDRAWN} (event {event_id})"
+    steps = await conn.fetch(
+        """UPDATE steps SET outcome = 'not_run', message = $2,
+                            finished_at = remediator_now()
+           WHERE run_id = $1::uuid AND phase = 'resolve'
+             AND outcome IN ('pending', 'awaiting_approval')
+           RETURNING idx, action, params::text AS params""",
+        run_id,
+        message,
+    )
+    if not steps:
+        return None
+    # An approved one keeps who approved it and when (decided_by, decided_at).
+    rows = await conn.fetch(
+        f"""UPDATE approvals a SET state = 'cancelled',
+                                 decided_at = coalesce(a.decided_at, remediator_now()),
+                                 reason = $3
+            WHERE a.run_id = $1::uuid AND a.state = ANY ($4::text[])
+              AND a.step_idx = ANY ($2::int[])
+            RETURNING {APPROVAL_COLUMNS}""",
+        run_id,
+        [s["idx"] for s in steps],
+        WITHDRAWN,
+        list(states),
+    )
+    await conn.execute("UPDATE runs SET undo_deferred = true WHERE id = $1::uuid", run_id)
+    cancelled = [approval_from_row(r) for r in rows]
+    for step in sorted(steps, key=_idx):
+        data = step_audit(
+            "resolve",
+            step["idx"],
+            step["action"],
+            "not_run",
+            message,
+            json.loads(step["params"]),
+        )
+        await append_in_tx(conn, "step", run_id, fingerprint, data)
+    for approval in cancelled:
+        await append_in_tx(
+            conn,
+            "approval.cancelled",
+            run_id,
+            fingerprint,
+            approval_audit(approval, reason=WITHDRAWN),
+        )
+    await append_in_tx(
+        conn,
+        "run.undo_withdrawn",
+        run_id,
+        fingerprint,
+        {
+            "event_id": event_id,
+            "steps": sorted(s["idx"] for s in steps),
+            "approvals": [a.id for a in cancelled],
+            "reason": WITHDRAWN,
+        },
+    )
+    return cancelled
 
 
 def _idx(row: Any) -> int:
