@@ -178,20 +178,29 @@ async def test_a_restore_that_works_announces_nothing_more(
 
 
 @pytest.mark.usefixtures("workers")
-async def test_a_rule_whose_events_leave_it_out_is_not_told(
+@pytest.mark.parametrize(
+    ("events", "sent"),
+    [
+        pytest.param("[finished]", ["run_finished"], id="left-out"),
+        pytest.param("[undo_failed]", ["undo_failed"], id="only-it"),
+    ],
+)
+async def test_the_rules_events_pick_it_like_any_moment(
     make_harness: MakeHarness,
     kube_admin: Any,
     kube_namespace: str,
     notifier: Notifier,
     peer: Peer,
+    events: str,
+    sent: list[str],
 ) -> None:
     ns = kube_namespace
-    h = await harness(make_harness, kube_admin, notifier, scale_rule(", events: [finished]"))
+    h = await harness(make_harness, kube_admin, notifier, scale_rule(f", events: {events}"))
     await h.deliver(backlog(ns, "orders"))
     await scale_by_hand(kube_admin, ns, 12)
     await h.deliver(backlog(ns, "orders"), status="resolved")
     assert [o for o, _ in resolve_steps(await h.only_run())] == ["refused"]
-    assert announced(peer) == ["run_finished"]
+    assert announced(peer) == sent
 
 
 @pytest.mark.usefixtures("workers")
