@@ -327,7 +327,8 @@ class AdmitResolve:
         if not final:
             return Verdict.park(self._outcome, message)
         if self._notice is not None:
-            first = ctx.runnable[0]
+            # The first step recorded refused (one held for its approval is not recorded).
+            first = next((s for s in ctx.runnable if s.index not in held), ctx.runnable[0])
             await self._notice(
                 ctx, StoppedUndo(first.index, first.action, str(Outcome.REFUSED), message)
             )
