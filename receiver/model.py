@@ -53,8 +53,7 @@ class AlertEvent:
 
     ``refire`` numbers the occurrences of one episode: 0 for the alert's first firing, n after
     Alertmanager resolved it n times and the source sent it again with the same startsAt
-    (``store.events`` assigns it at intake; the README states the rule).
-    """
+    (``store.events`` assigns it at intake; the README states the rule)."""
 
     id: int
     fingerprint: str
@@ -127,6 +126,7 @@ class Announcement(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"  # a step waits for an engineer
     FINISHED = "finished"  # its steps are done (succeeded, verifying, dry_run, failed)
     VERIFICATION_FAILED = "verification_failed"  # not resolved in time, or it recurred
+    UNDO_FAILED = "undo_failed"  # its undo (on_resolved) stopped: refused, failed, interrupted
 
 
 ANNOUNCEMENTS = tuple(Announcement)

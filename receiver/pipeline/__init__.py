@@ -3,7 +3,8 @@
     [facts] plan -> admit -> approve -> execute -> request approval -> record/verify
                                                                 (``Stages.run``)
     close -> admit -> approve -> execute -> request approval -> record
-                                                                (``Stages.resolve``: on_resolved)
+                                                                (``Stages.resolve``: on_resolved;
+                                                                 an undo that stopped is announced)
     admit -> approve -> execute -> request approval -> record   (``Stages.escalate``: on_failed)
 
 ``Pipeline`` wires them around the service's dependencies and is what the worker is given:

@@ -1,5 +1,6 @@
 """Run announcements: telling a channel that a run started, was refused, waits for an
-approval, finished, or failed its verification.
+approval, finished, failed its verification, or that its undo (on_resolved steps) did not
+happen (``undo.py``).
 
 A rule opts in with ``notify: {channel: oncall, events: [...]}``. Each message names the alert, the
 target, the rule, the outcome and the steps with what they changed (before -> after), and links
@@ -41,6 +42,7 @@ _EVENTS = {
     Announcement.AWAITING_APPROVAL: Event.AWAITING_APPROVAL,
     Announcement.FINISHED: Event.RUN_FINISHED,
     Announcement.VERIFICATION_FAILED: Event.VERIFICATION_FAILED,
+    Announcement.UNDO_FAILED: Event.UNDO_FAILED,
 }
 
 _HEADLINES = {
@@ -48,6 +50,7 @@ _HEADLINES = {
     Announcement.REFUSED: "Remediation refused",
     Announcement.AWAITING_APPROVAL: "Remediation waits for an approval",
     Announcement.VERIFICATION_FAILED: "Remediation did not fix it",
+    Announcement.UNDO_FAILED: "Remediation not undone",
 }
 
 _FINISHED = {
@@ -233,6 +236,22 @@ class Announcer:
         )
         await deps.store.record_announcement(ctx.run_id, fingerprint=fingerprint, **data)
         self.noted(ctx, data)
+
+    async def once(
+        self, ctx: RunContext, moment: Announcement, *, outcome: str, text: str = ""
+    ) -> bool:
+        """Announce ``moment`` as ``__call__`` does, unless the run's audit trail has a
+        ``run.announced`` row of it already (delivered or not): a retried event or job, taken
+        up after a crash, does not say it twice. True when it was announced here. One read
+        of the audit log, only when the rule asks for ``moment``."""
+        if not self._asks(ctx, moment):
+            return False
+        assert ctx.run_id is not None
+        if await self._deps.store.was_announced(ctx.run_id, moment.value):
+            ctx.log.debug("announced already", moment=moment.value)
+            return False
+        await self(ctx, moment, outcome=outcome, text=text)
+        return True
 
     def _message(
         self,

@@ -117,7 +117,7 @@ class EventHandler:
         # undo deferred), so that one it recurred is settling when the recurrence fails it.
         superseded = [r for r in plan.resolves if r.deferred]
         for resolve in superseded:
-            verdicts.append(await self._close_earlier(event, resolve, log))
+            verdicts.append(await self._close_earlier(event, resolve, ruleset, log))
         for recurrence in plan.recurrences:
             await self._recurred(recurrence, ruleset, log)
         for skip in plan.skips:
@@ -139,20 +139,23 @@ class EventHandler:
         for resolve in plan.resolves:
             if not resolve.deferred:
                 verdicts.append(
-                    await run_stages(self._stages.resolve, _resolving(event, resolve, log))
+                    await run_stages(self._stages.resolve, _resolving(event, resolve, ruleset, log))
                 )
         disposition = disposition_of(verdicts)
         if lease is not None and lease.completed and disposition.is_done:
             return Disposition.done(settled=True)
         return disposition
 
-    async def _close_earlier(self, event: AlertEvent, resolve: ResolvePlan, log: Any) -> Verdict:
+    async def _close_earlier(
+        self, event: AlertEvent, resolve: ResolvePlan, ruleset: RuleSet, log: Any
+    ) -> Verdict:
         """Close an earlier episode's run (or withdraw its held undo) before the new one is
         planned. A fault of the statement itself (not an outage, which retries the event)
         does not hold the new episode back behind it: one bad run never stops another alert.
         It is logged, and the earlier run stays as it was (its deadline decides it)."""
         try:
-            return await run_stages(self._stages.resolve, _resolving(event, resolve, log))
+            ctx = _resolving(event, resolve, ruleset, log)
+            return await run_stages(self._stages.resolve, ctx)
         except (StoreUnavailable, GuardUnavailable):
             raise
         except Exception as exc:
@@ -201,7 +204,9 @@ class EventHandler:
         run = await self._deps.store.get_run(run_id, with_steps=False)
         if run is None:
             return Verdict.next()
-        ctx = await taken_up_resolving(self._deps.store, run, log)
+        rule = self._rules.current.by_name(run.rule)
+        announce = rule.announce if rule is not None else None
+        ctx = await taken_up_resolving(self._deps.store, run, log, announce)
         return await run_stages(self._stages.resolve, ctx)
 
 
@@ -234,7 +239,9 @@ def _new_run(event: AlertEvent, plan: RunPlan, log: Any) -> RunContext:
     )
 
 
-def _resolving(event: AlertEvent, plan: ResolvePlan, log: Any) -> RunContext:
+def _resolving(event: AlertEvent, plan: ResolvePlan, ruleset: RuleSet, log: Any) -> RunContext:
+    # The rule as loaded now says where an undo that did not happen is announced.
+    rule = ruleset.by_name(plan.rule)
     return RunContext(
         rule=plan.rule,
         target=plan.target,
@@ -246,4 +253,5 @@ def _resolving(event: AlertEvent, plan: ResolvePlan, log: Any) -> RunContext:
         run_id=plan.run_id,
         event=event,
         resolving=plan,
+        announce=rule.announce if rule is not None else None,
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.approvals.desk import Gate
-from receiver.model import Disposition, RunOutcome, VerifyResult
+from receiver.model import Announce, Disposition, RunOutcome, VerifyResult
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps
 from receiver.pipeline.escalate import Escalation, escalating
 from receiver.pipeline.events import disposition_of
@@ -80,7 +80,7 @@ class JobHandler:
             if run is None or run.resolved_at is None:
                 log.info("no closed run to finish", found=run is not None)
                 return Disposition.done()
-            ctx = await taken_up_resolving(self._deps.store, run, log)
+            ctx = await taken_up_resolving(self._deps.store, run, log, self._announce_of(run))
             return disposition_of([await run_stages(self._stages.resolve, ctx)])
         return Disposition.retry(60.0, f"unknown job kind {job.kind!r}")
 
@@ -90,8 +90,14 @@ class JobHandler:
         desk = self._deps.approvals
         if desk is not None and await desk.gate(run, undo=True) != Gate.GO:
             return Disposition.done()
-        ctx = await taken_up_resolving(self._deps.store, run, log)
+        ctx = await taken_up_resolving(self._deps.store, run, log, self._announce_of(run))
         return disposition_of([await run_stages(self._stages.resolve, ctx)])
+
+    def _announce_of(self, run: RunRecord) -> Announce | None:
+        """The ``notify`` of ``run``'s rule as loaded now (where an undo that did not happen
+        is announced); None when the rule is gone or announces nothing."""
+        rule = self._rules.current.by_name(run.rule)
+        return rule.announce if rule is not None else None
 
     async def _deadline(self, run_id: str, log: Any) -> Disposition:
         """End the run's verification if its time has come (``store.conclude_verification``):

@@ -8,8 +8,9 @@ with ``ESCALATE_GUARDS``): both are follow-ups of a run, held by a guard rather 
 puts them through the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause,
 namespace policy, target lock); ``Approve`` and ``RequestApproval`` (approve.py) hold a step
 that needs an engineer's approval (``approval: required``, or a high-risk action) as they hold a
-run's own step, and ``Execute`` (stages.py) runs the others before it; ``RecordResolve`` parks
-the held one (``awaiting_approval``) until its approval is decided or expires. The engine plans
+run's own step, and ``Execute`` (stages.py) runs the others before it; ``RecordResolve``
+(undo.py) parks the held one (``awaiting_approval``) until its approval is decided or expires,
+and announces an undo that stopped (a step refused, failed or interrupted). The engine plans
 on_resolved steps only for runs whose steps changed something, so a refused, failed, dry-run or
 held run is closed and nothing is undone (the resolved event's ``skips`` say so). A run one of
 whose steps a worker stopped in (``interrupted``, or still ``started``), or failed after its
@@ -31,7 +32,8 @@ when a worker takes it up to act (``Approve``, ``Store.withdraw_refired_undo``):
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again when the guard says it may pass (a pause's end, the
 lock's expiry), or after ``resolve_retry_s`` at the latest. A namespace refusal will not pass
-by waiting: the steps are recorded ``refused``. Redis unreachable changes nothing and retries.
+by waiting: the steps are recorded ``refused``, and the undo is announced as one that did not
+happen (``undo.UndoNotice``). Redis unreachable changes nothing and retries.
 """
 
 from __future__ import annotations
@@ -41,13 +43,20 @@ from typing import Any
 
 from receiver.alertmanager import parse_rfc3339
 from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
-from receiver.model import AlertEvent, GuardSpec, RunOutcome, StepPlan, Verdict, VerifyResult
+from receiver.model import (
+    AlertEvent,
+    Announce,
+    GuardSpec,
+    RunOutcome,
+    StepPlan,
+    Verdict,
+    VerifyResult,
+)
 from receiver.pipeline.context import (
     RESOLVE_GUARDS,
     STEP_AWAITING_APPROVAL,
     STEP_PENDING,
     STEP_STARTED,
-    STOPS_RUN,
     WORKER_STOPPED,
     Deps,
     RunContext,
@@ -55,6 +64,7 @@ from receiver.pipeline.context import (
     record_step,
     release_when_done,
 )
+from receiver.pipeline.undo import StoppedUndo, UndoNotice
 from receiver.store import JobKind, RunRecord, Store
 from receiver.store.records import event_from_row
 from remediations.base import Outcome
@@ -62,7 +72,6 @@ from remediations.base import Outcome
 __all__ = [
     "AdmitResolve",
     "Close",
-    "RecordResolve",
     "resolved_at",
     "resolving_context",
     "taken_up_resolving",
@@ -229,7 +238,9 @@ class AdmitResolve:
     in ``ctx.runnable``.
 
     Nothing to run passes at once. Admitted: the lock is held until the pipeline ends. Refused:
-    recorded on each step (and audited); held steps get a ``job`` that tries them again."""
+    recorded on each step (and audited); held steps get a ``job`` that tries them again; steps
+    refused for good (the namespace policy) are told to ``notice`` (the undo's announcement;
+    None for an escalation)."""
 
     name = "admit"
 
@@ -240,10 +251,12 @@ class AdmitResolve:
         only: tuple[str, ...] = RESOLVE_GUARDS,
         job: JobKind = JobKind.RESUME_RESOLVE,
         outcome: RunOutcome = RunOutcome.VERIFIED,
+        notice: UndoNotice | None = None,
     ) -> None:
         self._deps = deps
         self._only = only
         self._job = job
+        self._notice = notice
         # The run's outcome as the verdict reports it (a follow-up never changes it).
         self._outcome = outcome
 
@@ -312,9 +325,15 @@ class AdmitResolve:
             guard=refusal.guard,
             reason=refusal.reason,
         )
-        if final:
-            return Verdict.stop(self._outcome, message)
-        return Verdict.park(self._outcome, message)
+        if not final:
+            return Verdict.park(self._outcome, message)
+        if self._notice is not None:
+            # The first step recorded refused (one held for its approval is not recorded).
+            first = next((s for s in ctx.runnable if s.index not in held), ctx.runnable[0])
+            await self._notice(
+                ctx, StoppedUndo(first.index, first.action, str(Outcome.REFUSED), message)
+            )
+        return Verdict.stop(self._outcome, message)
 
     def _delay(self, retry_at: datetime | None) -> float:
         longest = self._deps.settings.resolve_retry_s
@@ -324,51 +343,25 @@ class AdmitResolve:
         return min(longest, max(1.0, wait))
 
 
-class RecordResolve:
-    """record (resolve path): the on_resolved steps ran as far as they could.
-
-    A step that needs an approval holds itself and the steps after it (``awaiting_approval``:
-    the approval's decision, or its expiry, takes them up again through a ``resume_run`` job,
-    ``jobs.py``); a rejected or expired approval ends them without acting
-    (``store.approval_ends``). The run keeps its outcome whatever its undo does: its alert
-    resolved."""
-
-    name = "record"
-
-    def __init__(self, deps: Deps) -> None:
-        self._deps = deps
-
-    async def __call__(self, ctx: RunContext) -> Verdict:
-        outcome = ctx.prior.outcome if ctx.prior is not None else RunOutcome.VERIFIED
-        stopped = any(r.outcome in STOPS_RUN for _, r in ctx.results)
-        if ctx.awaiting is not None and not stopped:
-            await record_step(
-                self._deps,
-                ctx,
-                ctx.awaiting,
-                STEP_AWAITING_APPROVAL,
-                "this on_resolved step needs an engineer's approval",
-            )
-            ctx.log.info("on_resolved step waits for approval", step=ctx.awaiting.index)
-            return Verdict.park(outcome, "an on_resolved step needs an engineer's approval")
-        return Verdict.stop(outcome, "")
-
-
-async def taken_up_resolving(store: Store, run: RunRecord, log: Any) -> RunContext:
+async def taken_up_resolving(
+    store: Store, run: RunRecord, log: Any, announce: Announce | None = None
+) -> RunContext:
     """``resolving_context`` with the alert that created the run read back from the store
     (``RunContext.origin``; its labels are the resolved one's): an on_resolved step taken up
     again (after its approval, a guard's hold) previews and writes about the same alert as it
     did when its approval was asked for, so the approved plan hashes the same."""
-    ctx = resolving_context(run, log)
+    ctx = resolving_context(run, log, announce)
     if run.event_id is not None:
         row = await store.get_event(run.event_id)
         ctx.origin = event_from_row(row) if row is not None else None
     return ctx
 
 
-def resolving_context(run: RunRecord, log: Any) -> RunContext:
+def resolving_context(run: RunRecord, log: Any, announce: Announce | None = None) -> RunContext:
     """The resolve-path context of a closed run, to finish its pending on_resolved steps (a
-    retried resolved event, or a ``resume_resolve`` job): ``Close`` reads the steps."""
+    retried resolved event, or a ``resume_resolve`` job): ``Close`` reads the steps.
+    ``announce``: the ``notify`` of the run's rule as loaded now (None: it is gone, or has
+    none), where an undo that did not happen is announced."""
     return RunContext(
         rule=run.rule,
         target=run.target,
@@ -379,6 +372,7 @@ def resolving_context(run: RunRecord, log: Any) -> RunContext:
         phase="resolve",
         run_id=run.id,
         prior=run,
+        announce=announce,
     )
 
 

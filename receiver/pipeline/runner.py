@@ -4,7 +4,7 @@
 steps before the held one ran); a run taken up again (a retry, a crash, a job) goes through the
 same list, each stage skipping what is already done. ``Stages.resolve`` closes a run whose alert
 resolved and runs its on_resolved steps through their guards and, for those that need one, an
-approval (resolve.py). ``Stages.escalate``
+approval (resolve.py), announcing an undo that did not happen (undo.py). ``Stages.escalate``
 runs the on_failed steps of a run whose verification failed (escalate.py): the same approve,
 execute and request stages as the run's own steps, behind the follow-up's guards.
 """
@@ -25,9 +25,10 @@ from receiver.pipeline.context import (
     Stage,
 )
 from receiver.pipeline.record import Record, RecordEscalation
-from receiver.pipeline.resolve import AdmitResolve, Close, RecordResolve
+from receiver.pipeline.resolve import AdmitResolve, Close
 from receiver.pipeline.stages import Admit, Execute, RecordPlan
 from receiver.pipeline.steps import StepRunner
+from receiver.pipeline.undo import RecordResolve, UndoNotice
 from receiver.rules.model import Rule
 from receiver.store import JobKind, RunRecord, StepRecord, Store
 from receiver.store.records import event_from_row
@@ -47,6 +48,8 @@ class Stages:
         execute = Execute(runner)
         self.announce = Announcer(deps)
         approve, request = Approve(deps, runner), RequestApproval(deps, runner)
+        # An undo that did not happen is told to the rule's channel, once per run.
+        notice = UndoNotice(self.announce)
         self.run: tuple[Stage, ...] = (
             RecordPlan(deps, runner),
             Admit(deps, self.announce, runner),
@@ -57,11 +60,11 @@ class Stages:
         )
         self.resolve: tuple[Stage, ...] = (
             Close(deps),
-            AdmitResolve(deps),
+            AdmitResolve(deps, notice=notice),
             approve,
             execute,
             request,
-            RecordResolve(deps),
+            RecordResolve(deps, notice),
         )
         self.escalate: tuple[Stage, ...] = (
             AdmitResolve(

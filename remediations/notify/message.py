@@ -1,13 +1,13 @@
 """What a notification says, and how it is rendered for Slack and for a generic webhook. Pure.
 
 One ``Message`` serves every event: a run started, was refused, waits for approval, finished,
-failed verification, or a rule's ``notify`` step. The Slack rendering follows the incoming
-webhook format (``text`` as the fallback, Block Kit ``blocks``); every value that came from an
-alert or a system is escaped for mrkdwn (``&``, ``<``, ``>``: Slack's control characters) in
-every mrkdwn field, the fallback ``text`` included (Slack parses it as mrkdwn and shows it in
-push notifications), so a label value can never become a link or an ``@channel`` mention. Slack's
-limits (150 characters in a header, 3000 in a section, 2000 in a field, 10 fields) are applied by
-cutting, never by failing.
+failed verification, its undo (on_resolved steps) did not happen, or a rule's ``notify`` step.
+The Slack rendering follows the incoming webhook format (``text`` as the fallback, Block Kit
+``blocks``); every value that came from an alert or a system is escaped for mrkdwn (``&``,
+``<``, ``>``: Slack's control characters) in every mrkdwn field, the fallback ``text``
+included (Slack parses it as mrkdwn and shows it in push notifications), so a label value can
+never become a link or an ``@channel`` mention. Slack's limits (150 characters in a header,
+3000 in a section, 2000 in a field, 10 fields) are applied by cutting, never by failing.
 
 Mattermost and Rocket.Chat accept this payload, but they render ``text`` as Markdown, where
 ``@channel``, ``@here`` and ``[label](url)`` need none of ``&<>``: the escaping does not make
@@ -53,6 +53,7 @@ class Event(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
     RUN_FINISHED = "run_finished"
     VERIFICATION_FAILED = "verification_failed"
+    UNDO_FAILED = "undo_failed"  # a run's on_resolved steps stopped: its change may remain
     REFUSED_DIGEST = "refused_digest"  # the refusals of a rule folded into one window
     STEP = "step"  # a rule's notify step
 

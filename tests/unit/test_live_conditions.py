@@ -189,7 +189,7 @@ def test_notify_without_events_announces_every_moment() -> None:
         pytest.param(
             TARGET + "steps: [{action: test.restart}]\nnotify: {channel: oncall, events: [done]}\n",
             "a.yaml:6: rule 'r': notify.events[0]: Input should be 'started', 'refused', "
-            "'awaiting_approval', 'finished' or 'verification_failed'",
+            "'awaiting_approval', 'finished', 'verification_failed' or 'undo_failed'",
             id="unknown-moment",
         ),
     ],
