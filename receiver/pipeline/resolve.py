@@ -64,7 +64,7 @@ from receiver.pipeline.context import (
     record_step,
     release_when_done,
 )
-from receiver.pipeline.undo import StoppedUndo, UndoNotice
+from receiver.pipeline.undo import StoppedUndo, UndoNotice, undo_stop
 from receiver.store import JobKind, RunRecord, Store
 from receiver.store.records import event_from_row
 from remediations.base import Outcome
@@ -176,6 +176,7 @@ class Close:
         # share its index with a run step, and so that step's approval: it runs as it was
         # planned then, without one (``Verification.record_undo`` numbers them apart now).
         shared = {s.idx for s in run.steps if s.phase != "resolve"}
+        stop = undo_stop(run.steps)
         ctx.steps = ctx.runnable = tuple(
             StepPlan(
                 index=s.idx,
@@ -186,8 +187,8 @@ class Close:
             for s in sorted(run.steps, key=lambda s: s.idx)
             # A started one too: its worker stopped in it; the step runner records it
             # interrupted rather than undoing a second time. A held one: the approve stage
-            # lets it through once approved.
-            if s.phase == "resolve" and s.outcome in _OPEN
+            # lets it through once approved. None after one that stopped the undo: it ended.
+            if s.phase == "resolve" and s.outcome in _OPEN and (stop is None or s.idx < stop)
         )
         return Verdict.next()
 

@@ -39,7 +39,14 @@ from receiver.pipeline.context import (
 from receiver.store import StepRecord
 from remediations.base import Outcome, Result
 
-__all__ = ["RecordResolve", "StoppedUndo", "UndoNotice", "stopped_undo", "undo_failed_text"]
+__all__ = [
+    "RecordResolve",
+    "StoppedUndo",
+    "UndoNotice",
+    "stopped_undo",
+    "undo_failed_text",
+    "undo_stop",
+]
 
 # Longest before/after shown per change in the message: the run's record has all of it.
 _CHANGE_CHARS = 200
@@ -71,6 +78,15 @@ def stopped_undo(
         if record.phase == "resolve" and record.outcome in STOPS_RUN:
             return StoppedUndo(record.idx, record.action, record.outcome, record.message)
     return None
+
+
+def undo_stop(steps: Iterable[StepRecord]) -> int | None:
+    """The index of the run's first on_resolved step that stopped its undo (``STOPS_RUN``:
+    failed, refused, interrupted), or None: the steps after it never run (``RecordResolve``
+    records them ``not_run``)."""
+    return min(
+        (s.idx for s in steps if s.phase == "resolve" and s.outcome in STOPS_RUN), default=None
+    )
 
 
 def _shown(values: Mapping[str, Any]) -> str:
@@ -155,8 +171,9 @@ class RecordResolve:
     the approval's decision, or its expiry, takes them up again through a ``resume_run`` job,
     ``jobs.py``); a rejected or expired approval ends them without acting
     (``store.approval_ends``). The run keeps its outcome whatever its undo does: its alert
-    resolved. An undo that stopped (a step refused, failed or interrupted) is announced
-    (``UndoNotice``)."""
+    resolved. An undo that stopped (a step refused, failed or interrupted) ends there, as a
+    run does: the on_resolved steps after that step are recorded ``not_run``
+    (``Store.stop_undo``), and it is announced (``UndoNotice``)."""
 
     name = "record"
 
@@ -178,5 +195,13 @@ class RecordResolve:
             ctx.log.info("on_resolved step waits for approval", step=ctx.awaiting.index)
             return Verdict.park(outcome, "an on_resolved step needs an engineer's approval")
         stored = ctx.prior.steps if ctx.prior is not None else ()
-        await self._notice(ctx, stopped_undo(ctx.results, stored))
+        stopped = stopped_undo(ctx.results, stored)
+        if stopped is not None:
+            # As a run's steps after a failed one: the rest of the undo never runs, and a later
+            # pass (a retried event, a job, a carried undo) must not find it pending.
+            assert ctx.run_id is not None
+            ended = await self._deps.store.stop_undo(ctx.run_id)
+            if ended:
+                ctx.log.info("undo ended at its stopped step", step=stopped.index, not_run=ended)
+        await self._notice(ctx, stopped)
         return Verdict.stop(outcome, "")

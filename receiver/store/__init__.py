@@ -48,6 +48,7 @@ from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
 from receiver.store.statistics import Statistics
 from receiver.store.steps import STARTED, StepStart, StepWriter, admitted_data
+from receiver.store.undo_stop import UndoStops
 from receiver.store.upkeep import keep_pruning, keep_statistics
 from receiver.store.verification import Conclusion, Verification
 from receiver.store.withdrawal import WITHDRAWN, Withdrawals
@@ -101,6 +102,7 @@ class Store(
     StepWriter,
     Verification,
     Withdrawals,
+    UndoStops,
     AuditLog,
     Approvals,
     Announcements,

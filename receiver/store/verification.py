@@ -32,6 +32,7 @@ from receiver.store.database import Database
 from receiver.store.jobs import enqueue
 from receiver.store.pending_steps import append_pending_steps, resolve_steps_done, step_key
 from receiver.store.records import JobKind, as_utc
+from receiver.store.undo_stop import stopped_step
 
 __all__ = ["CLOCK_SKEW_S", "Conclusion", "Verification"]
 
@@ -285,7 +286,9 @@ class Verification(Database):
         A step of ``steps`` that this run's resolve phase already did (or may have: the same
         action and params, recorded ok, simulated, started, interrupted, or failed having maybe
         acted) is left out: a firing withdraws only the held step and those after it
-        (``withdraw_undo``), and the steps before it must not be done twice."""
+        (``withdraw_undo``), and the steps before it must not be done twice. An undo one of
+        whose steps failed, was refused or was interrupted ended there: nothing of it is
+        recorded again (``stopped_at`` in the audit row)."""
         async with self._tx() as conn:
             fingerprint = await conn.fetchval(
                 """UPDATE runs SET undo_deferred = false
@@ -295,8 +298,11 @@ class Verification(Database):
             if fingerprint is None:
                 return False
             done = await resolve_steps_done(conn, run_id)
+            # An undo that stopped at a step ended there, as its announcement says: none of
+            # it is planned again (``UndoStops.stop_undo``).
+            stopped = await stopped_step(conn, run_id)
             skipped = [s for s in steps if step_key(s) in done]
-            steps = [s for s in steps if step_key(s) not in done]
+            steps = [] if stopped is not None else [s for s in steps if step_key(s) not in done]
             # The job before the first audit row (write_step appends one), as in _fail.
             if steps:
                 await enqueue(conn, JobKind.RESUME_RESOLVE, run_id, delay_s=retry_s)
@@ -310,6 +316,7 @@ class Verification(Database):
                     "resolved_event_id": event_id,
                     "steps": len(steps),
                     **({"done_before": [s.action for s in skipped]} if skipped else {}),
+                    **({"stopped_at": stopped["idx"]} if stopped is not None else {}),
                 },
             )
         return True
