@@ -311,3 +311,34 @@ async def test_a_worker_that_died_in_an_undo_step_safe_to_replay_is_taken_up_and
     assert undo_of(run) == [(1, "ok"), (2, "ok")]
     kinds = [e["kind"] for e in await h.store.audit_entries(run.id)]
     assert "run.undo_stopped" not in kinds
+
+
+async def test_a_worker_that_died_before_ending_the_undo_leaves_nothing_to_run(
+    make_harness: MakeHarness, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Worker A records the failed step and dies before it ends the undo: worker B, taking the
+    # resolution up, finds the failed step and ends the undo there, without running the rest.
+    flags = Flags(503)
+    async with answering(flags.handle) as base:
+        h = await harness(make_harness, session, f"{base}/flags")
+        await send(h, S1)
+        await h.intake.accept(notification(alert(LABELS, starts_at=S1, status="resolved")))
+        (claimed,) = await h.store.claim_events("worker-a", 1, 30.0)
+        stop_undo = h.store.stop_undo
+
+        async def dying(run_id: str) -> list[int]:
+            raise WorkerDied("worker-a died before ending the undo")
+
+        monkeypatch.setattr(h.store, "stop_undo", dying)
+        with pytest.raises(WorkerDied):
+            await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+        monkeypatch.setattr(h.store, "stop_undo", stop_undo)
+        assert undo_of(await first_run(h)) == [(1, "failed"), (2, "pending")]
+        assert (await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-b"))).is_done
+        assert await h.store.complete_event(claimed.event.id, "worker-a")
+
+    run = await first_run(h)
+    assert undo_of(run) == [(1, "failed"), (2, "not_run")]
+    assert run.steps[-1].message.startswith(STOPPED)
+    assert flags.sent("banner", enabled=False) == 0
+    assert flags.sent("checkout", enabled=True) == 2  # the failed step is not tried again
