@@ -342,3 +342,34 @@ async def test_a_worker_that_died_before_ending_the_undo_leaves_nothing_to_run(
     assert run.steps[-1].message.startswith(STOPPED)
     assert flags.sent("banner", enabled=False) == 0
     assert flags.sent("checkout", enabled=True) == 2  # the failed step is not tried again
+
+
+async def test_an_undo_that_stopped_is_not_planned_again_when_carried(
+    make_harness: MakeHarness, session: aiohttp.ClientSession
+) -> None:
+    # A run whose undo stopped and was then deferred all the same: what a release before this
+    # one could leave (it asked for an approval of a step after the failed one, and a firing
+    # withdrew that). The resolution that carries the undo plans none of it again: its first
+    # step would call the flag service a third time, and the second would follow.
+    flags = Flags(503)
+    async with answering(flags.handle) as base:
+        h = await harness(make_harness, session, f"{base}/flags")
+        await send(h, S1)
+        await send(h, S1, status="resolved")
+        run = await first_run(h)
+        async with h.store._tx() as conn:
+            await conn.execute("UPDATE runs SET undo_deferred = true WHERE id = $1::uuid", run.id)
+        await send(h, S2)
+        await send(h, S2, status="resolved")
+        await jobs_due_now(h)
+        await h.drain()
+
+    after = await first_run(h)
+    assert undo_of(after) == [(1, "failed"), (2, "not_run")]
+    assert not after.undo_deferred
+    assert flags.sent("checkout", enabled=True) == 2
+    assert flags.sent("banner", enabled=False) == 0
+    (carried,) = [
+        e["data"] for e in await h.store.audit_entries(run.id) if e["kind"] == "run.undo_carried"
+    ]
+    assert (carried["steps"], carried["stopped_at"]) == (0, 1)
