@@ -4,21 +4,21 @@ alert resolved.
 ``AdmitResolve`` also admits the on_failed steps of a failed verification (``Stages.escalate``,
 with ``ESCALATE_GUARDS``): both are follow-ups of a run, held by a guard rather than refused.
 
-``Close`` stamps the run resolved and hands its pending on_resolved steps on; ``AdmitResolve``
-puts them through the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause,
-namespace policy, target lock); ``Approve`` and ``RequestApproval`` (approve.py) hold a step
-that needs an engineer's approval (``approval: required``, or a high-risk action) as they hold a
-run's own step, and ``Execute`` (stages.py) runs the others before it; ``RecordResolve``
-(undo.py) parks the held one (``awaiting_approval``) until its approval is decided or expires,
-and announces an undo that stopped (a step refused, failed or interrupted). The engine plans
-on_resolved steps only for runs whose steps changed something, so a refused, failed, dry-run or
-held run is closed and nothing is undone (the resolved event's ``skips`` say so). A run one of
-whose steps a worker stopped in (``interrupted``, or still ``started``), or failed after its
-request may have reached its system (``failed`` with ``may_have_acted``: a POST sent and never
-answered), may have changed something (``context.possible_change``): its on_resolved steps are
-planned, pass the same guards, and each record of them says that the change it undoes may not
-have happened (``RunContext.caveat``). A failed step known not to have acted (a refused
-connection, a 4xx answer) changed nothing.
+``Close`` stamps the run resolved and hands its pending on_resolved steps on; ``AdmitResolve`` puts
+them through the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause, namespace
+policy, target lock); ``Approve`` and ``RequestApproval`` (approve.py) hold a step that needs an
+engineer's approval (``approval: required``, or a high-risk action) as they hold a run's own step,
+and ``Execute`` (stages.py) runs the others before it; ``RecordResolve`` (undo.py) parks the held
+one (``awaiting_approval``) until its approval is decided or expires, and ends and announces an undo
+that stopped (a step refused, failed or interrupted: the steps after it ``not_run``). The engine
+plans on_resolved steps only for runs whose steps changed something, so a refused, failed, dry-run
+or held run is closed and nothing is undone (the resolved event's ``skips`` say so). A run one of
+whose steps a worker stopped in (``interrupted``, or still ``started``), or failed after its request
+may have reached its system (``failed`` with ``may_have_acted``: a POST sent and never answered),
+may have changed something (``context.possible_change``): its on_resolved steps are planned, pass
+the same guards, and each record of them says that the change it undoes may not have happened
+(``RunContext.caveat``). A failed step known not to have acted (a refused connection, a 4xx answer)
+changed nothing.
 
 A run of an earlier episode whose resolution never came is closed the same way when a later
 episode of its alert arrives (``receiver.episodes``; ``ResolvePlan.inferred_from``): by its

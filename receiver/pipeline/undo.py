@@ -6,10 +6,13 @@ a restore that found the Deployment scaled by someone else, say; ``failed``; ``i
 by a worker's stop) the change the run made may still be in place, and the engineer who was
 told that the remediation ran must hear that taking it back did not: ``UndoNotice`` announces
 ``undo_failed`` on the rule's ``notify`` channel, naming the step, what happened, the target
-and the change left in place. ``AdmitResolve`` (resolve.py) calls it too when the namespace
-policy refuses the undo outright. A step a guard only holds (a pause, the target lock) is not
-news: it is tried again. Neither is an on_resolved step's approval rejected or expired (the
-approval desk's notices say so).
+and the change left in place. The undo ends at that step, as a run ends at its failed one: the
+on_resolved steps after it are recorded ``not_run`` (``Store.stop_undo``), and ``Close``
+(resolve.py) never takes up a step after a stopped one (``undo_stop``), so no later pass (a
+retried resolved event, a job, a carried undo) runs them. ``AdmitResolve`` (resolve.py) calls
+the notice too when the namespace policy refuses the undo outright. A step a guard only holds
+(a pause, the target lock) is not news: it is tried again. Neither is an on_resolved step's
+approval rejected or expired (the approval desk's notices say so).
 
 Once per run: it goes through the run announcements' path (``Announcer.once``: the rule's
 channel and events, one ``run.announced`` row, delivered or not), and a ``run.announced`` row
