@@ -342,7 +342,12 @@ class EventQueue(Leases):
         return value
 
     async def next_event_due(self) -> datetime | None:
-        """When the earliest pending event is due (the store's clock); None when none is."""
+        """When the earliest pending event is due (the store's clock); None when none is.
+
+        For the rule tester's simulated clock (receiver/ruletest/player.py), not the service:
+        no index orders the pending events by due time (migration 0028 dropped the one every
+        event was written into for this read), so it reads every pending event, through
+        alert_events_pending_lanes."""
         return await self._next_due(EVENTS)
 
     async def record_skips(self, event_id: int, skips: Iterable[Skip]) -> None:
