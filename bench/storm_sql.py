@@ -3,8 +3,10 @@ latency, pg_stat_statements, transactions, WAL and autovacuum's analyses."""
 
 from __future__ import annotations
 
-# Queued = pending or claimed: the service's own queue-depth gauge counts the same.
-DEPTH = "SELECT count(*) FROM alert_events WHERE state IN ('pending', 'claimed')"
+# Queued = pending or claimed: the service's own queue-depth gauge counts the same, the same way
+# (each state through its partial index: receiver/store/leases.py, Leases._depth).
+DEPTH = """SELECT (SELECT count(*) FROM alert_events WHERE state = 'pending')
+    + (SELECT count(*) FROM alert_events WHERE state = 'claimed')"""
 
 # When each unrelated alert got its action: its run's first step recorded, else the run
 # finished, else its event done (each is the store's now() of the transaction that wrote it).

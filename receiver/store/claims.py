@@ -64,15 +64,18 @@ MAX_HINTED_LANES = 64
 
 # The head of an alert's queue, for the row aliased ``e``: a claimed event if there is one (a
 # retried dead event is older than the one in progress and must not run beside it), else the
-# oldest. Scalar subqueries, so it stays a filter on the ordered walk; each reads the first
-# entry of an index (alert_events_claimed_by_fingerprint, alert_events_queued_by_fingerprint),
-# never the alert's whole queue: ordered by "claimed first", one alert's 3,000 queued episodes
-# were read and sorted for each of them the walk passed, 9,003,005 rows for one claim.
+# oldest pending one (with none claimed, the oldest queued). Scalar subqueries, so it stays a
+# filter on the ordered walk; each reads the first entry of an index
+# (alert_events_claimed_by_fingerprint, alert_events_pending_by_fingerprint), never the alert's
+# whole queue: ordered by "claimed first", one alert's 3,000 queued episodes were read and
+# sorted for each of them the walk passed, 9,003,005 rows for one claim. The second looks at
+# pending events only, so that a claim does not write the event it claims into its index again
+# (migration 0028).
 _HEAD = """e.id = coalesce(
     (SELECT q.id FROM alert_events q
      WHERE q.fingerprint = e.fingerprint AND q.state = 'claimed' ORDER BY q.id LIMIT 1),
     (SELECT q.id FROM alert_events q
-     WHERE q.fingerprint = e.fingerprint AND q.state IN ('pending', 'claimed')
+     WHERE q.fingerprint = e.fingerprint AND q.state = 'pending'
      ORDER BY q.id LIMIT 1))"""
 
 

@@ -335,14 +335,12 @@ class EventQueue(Leases):
 
     async def queue_depth(self) -> int:
         """Events still queued (pending or claimed); dead ones are counted apart."""
-        with translate():
-            value: int = await self._pool.fetchval(
-                "SELECT count(*) FROM alert_events WHERE state IN ('pending', 'claimed')"
-            )
-        return value
+        return await self._depth(EVENTS)
 
     async def next_event_due(self) -> datetime | None:
-        """When the earliest pending event is due (the store's clock); None when none is."""
+        """When the earliest pending event is due (the store's clock); None when none is. For
+        the rule tester's clock (ruletest/player.py): it reads every pending event, as no index
+        orders them by due time (migration 0028)."""
         return await self._next_due(EVENTS)
 
     async def record_skips(self, event_id: int, skips: Iterable[Skip]) -> None:

@@ -181,6 +181,17 @@ class Leases(Database):
             )
         return row is not None
 
+    async def _depth(self, queue: QueueTable) -> int:
+        """Items still queued (pending or claimed). Two counts, each through the partial index
+        of its state: no index holds both (migration 0028), and one count of both states read
+        the whole table."""
+        with translate():
+            value: int = await self._pool.fetchval(
+                f"SELECT (SELECT count(*) FROM {queue.table} WHERE state = 'pending')"
+                f" + (SELECT count(*) FROM {queue.table} WHERE state = 'claimed')"
+            )
+        return value
+
     async def _next_due(self, queue: QueueTable) -> datetime | None:
         """When the earliest pending item is due (the store's clock); None when none is."""
         with translate():

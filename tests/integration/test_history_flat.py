@@ -128,3 +128,29 @@ async def test_the_newest_runs_of_several_pairs_come_back_newest_last_up_to_the_
     limited = await store.history(event, 3600, repeats=pairs, limit=2)
     assert [r.run_id for r in limited.recent_runs] == [r.run_id for r in history.recent_runs[-2:]]
     assert (await store.history(event, 3600, repeats=[("other", targets[0])])).recent_runs == ()
+
+
+async def test_a_pairs_recent_runs_are_read_without_the_targets_runs_of_other_rules(
+    store: Store,
+) -> None:
+    # Another rule's many runs on the same target, all in the window: the read of one
+    # (rule, target) pair compares the rule in the index (runs_pair_created, migration 0028)
+    # and reads from the table only the pair's own runs.
+    target = Target("Deployment", "shop", "web-0")
+    for i in range(40):
+        await store.create_run(
+            rule="scale", event=alert_event(fingerprint=f"{i:016x}"), target=target, dry_run=True
+        )
+    for i in range(2):
+        await store.create_run(
+            rule="restart", event=alert_event(fingerprint=f"a{i:015x}"), target=target, dry_run=True
+        )
+    event = alert_event(fingerprint="f" * 16)
+    args = history_arguments(event, 3600, [("restart", target)], [], 1000)
+    async with store._pool.acquire() as conn, conn.transaction():
+        await conn.execute(HISTORY_PLAN_SETTINGS)
+        plan = await explain_analyze(conn, HISTORY_SQL, *args)
+    assert rows_read(plan, "runs") == 2, json.dumps(plan, indent=1)
+
+    history = await store.history(event, 3600, repeats=[("restart", target)])
+    assert [r.rule for r in history.recent_runs] == ["restart", "restart"]

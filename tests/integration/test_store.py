@@ -102,6 +102,18 @@ async def test_raw_starts_at_and_labels_survive_round_trip(store: Store) -> None
     assert claim.attempts == 1
 
 
+async def test_the_queue_depth_counts_pending_and_claimed_events_only(store: Store) -> None:
+    # Pending and claimed events are in two partial indexes (migration 0028), each counted.
+    await store.insert_events([new_event(f"{i:016x}") for i in range(5)])
+    claims = await store.claim_events("w1", 2, 30)
+    assert len(claims) == 2
+    assert await store.queue_depth() == 5
+    assert await store.complete_event(claims[0].event.id, "w1")
+    assert await store.queue_depth() == 4
+    assert await store.release_event(claims[1].event.id, "w1")
+    assert await store.queue_depth() == 4
+
+
 # Text that JSON escapes, or that PostgreSQL's JSON parser reads as an escape: the batch goes
 # to the store as one JSON document (insert_event_groups), and each value must come back as sent.
 _AWKWARD = ['"quoted"', "back\\slash", "\\u0041 read literally", "line\nbreak\ttab", "\u2028é€😀"]
