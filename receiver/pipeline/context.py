@@ -8,7 +8,7 @@ is adding an item to a list in ``pipeline.runner``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -27,7 +27,7 @@ from receiver.model import (
 )
 from receiver.priority import Priority
 from receiver.refusal_digest import REFUSAL_DIGEST_S
-from receiver.store import STARTED, EventLease, RunRecord, Store
+from receiver.store import STARTED, EventLease, RunRecord, StepRecord, Store
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Outcome, Registry, Result
 from remediations.targets import Target
@@ -49,6 +49,7 @@ __all__ = [
     "possible_change",
     "record_step",
     "release_when_done",
+    "stopped_at",
 ]
 
 # Step outcomes beyond the action outcomes: planned but not yet run, and held for a human.
@@ -80,6 +81,15 @@ def possible_change(outcome: str, may_have_acted: bool) -> bool:
 # Step outcomes that stop the steps after them and end the run (failed, refused) or the
 # follow-up: a failed or refused step, and one a worker stopped in (``interrupted``).
 STOPS_RUN = frozenset({Outcome.FAILED, Outcome.REFUSED, Outcome.INTERRUPTED})
+
+
+def stopped_at(steps: Iterable[StepRecord], phase: str) -> int | None:
+    """The index of the first step of a follow-up ``phase`` ('resolve': the undo, 'on_failed':
+    the escalation) that stopped it (``STOPS_RUN``), or None. The steps after it never run: the
+    record stage ends them ``not_run`` (``Store.stop_phase``), and a pass that takes the
+    follow-up up again leaves them out, in case a worker died before they were ended."""
+    return min((s.idx for s in steps if s.phase == phase and s.outcome in STOPS_RUN), default=None)
+
 
 # The guards an on_resolved step passes: it undoes a change, so cooldown, rate, budget and the
 # breaker (which limit new changes) do not apply; a pause, the namespace policy and another

@@ -12,6 +12,13 @@ a ``resume_run`` job, in one transaction (``store.verification``). That job come
    step that needs an approval parks the escalation; its decision (or its expiry) wakes the
    same job kind again, and the approval desk's gate decides as for a run step.
 
+A step that fails, is refused or was interrupted ends the escalation, as a failed step ends a
+run: ``RecordEscalation`` (record.py) records the on_failed steps after it ``not_run``
+(``Store.stop_escalation``), and a pass that takes the escalation up again (another
+``resume_run`` job of the run: an approval's decision, the job claimed again after its worker
+died) leaves them out and ends them itself if a worker died before they were ended. A step a
+worker died in that may run again (no ``started`` mark) is taken up again, and the ladder goes on.
+
 An escalation whose alert is already over (it resolved since: its run's own occurrence when it
 did not resolve in time) asks nobody anymore: its steps that would need an approval are
 ``cancelled``; the others (a notification, say) still run.
@@ -40,11 +47,12 @@ from receiver.pipeline.context import (
     RunContext,
     Stage,
     record_step,
+    stopped_at,
 )
 from receiver.pipeline.events import disposition_of
 from receiver.pipeline.runner import plans_of, remember_changes, run_stages
 from receiver.rules.model import Rule
-from receiver.store import RunRecord
+from receiver.store import RunRecord, StepRecord
 from receiver.store.records import event_from_row
 
 __all__ = ["Escalation", "escalating"]
@@ -79,6 +87,12 @@ class Escalation:
             # (a notify step's `{{ labels.x }}`); absent once retention pruned the event.
             row = await deps.store.get_event(run.event_id)
             ctx.origin = event_from_row(row) if row is not None else None
+        stop = stopped_at(run.steps, "on_failed")
+        if stop is not None and any(_open(s) and s.idx > stop for s in run.steps):
+            # A worker died between the step that stopped the ladder and its end: end it now,
+            # as the record stage would have (``_context`` left those steps out already).
+            ended = await deps.store.stop_escalation(run.id)
+            ctx.log.info("escalation ended at its stopped step", step=stop, not_run=ended)
         try:
             await deps.guards.record_result(run.rule, False, failure_id=f"verify:{run.id}")
         except GuardUnavailable as exc:
@@ -127,8 +141,15 @@ def _why(run: RunRecord) -> str:
     return f"recurred: {run.error}"
 
 
+def _open(step: StepRecord) -> bool:
+    """Whether ``step`` is an on_failed step still to settle."""
+    return step.phase == "on_failed" and step.outcome in _OPEN
+
+
 def _context(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
-    steps = plans_of(s for s in run.steps if s.phase == "on_failed" and s.outcome in _OPEN)
+    # None after a step that stopped the ladder: it ended there (``Store.stop_escalation``).
+    stop = stopped_at(run.steps, "on_failed")
+    steps = plans_of(s for s in run.steps if _open(s) and (stop is None or s.idx < stop))
     ctx = RunContext(
         rule=run.rule,
         target=run.target,

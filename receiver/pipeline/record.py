@@ -162,7 +162,9 @@ class RecordEscalation:
     """record (escalation): the on_failed steps of a failed run ran as far as they could.
 
     A held step parks the escalation (its approval's decision takes it up again); the run's
-    outcome stays ``failed`` whatever the escalation does: the verification failed."""
+    outcome stays ``failed`` whatever the escalation does: the verification failed. A step that
+    failed, was refused or was interrupted ends it, as a failed step ends a run: the on_failed
+    steps after it are recorded ``not_run`` (``Store.stop_escalation``)."""
 
     name = "record"
 
@@ -170,10 +172,19 @@ class RecordEscalation:
         self._deps = deps
 
     async def __call__(self, ctx: RunContext) -> Verdict:
-        stopped = any(r.outcome in _STOPS for _, r in ctx.results)
-        if ctx.awaiting is not None and not stopped:
+        stopped = next((step for step, r in ctx.results if r.outcome in _STOPS), None)
+        if ctx.awaiting is not None and stopped is None:
             await _hold(self._deps, ctx)
             return Verdict.park(RunOutcome.FAILED, "an on_failed step needs an engineer's approval")
+        if stopped is not None:
+            # The rest of the ladder never runs, and a later pass (another resume_run job of
+            # the run) must not find it pending.
+            assert ctx.run_id is not None
+            ended = await self._deps.store.stop_escalation(ctx.run_id)
+            if ended:
+                ctx.log.info(
+                    "escalation ended at its stopped step", step=stopped.index, not_run=ended
+                )
         ctx.log.info(
             "escalation done",
             steps=[(step.action, str(result.outcome)) for step, result in ctx.results],

@@ -63,8 +63,9 @@ from receiver.pipeline.context import (
     possible_change,
     record_step,
     release_when_done,
+    stopped_at,
 )
-from receiver.pipeline.undo import StoppedUndo, UndoNotice, undo_stop
+from receiver.pipeline.undo import StoppedUndo, UndoNotice
 from receiver.store import JobKind, RunRecord, Store
 from receiver.store.records import event_from_row
 from remediations.base import Outcome
@@ -176,7 +177,7 @@ class Close:
         # share its index with a run step, and so that step's approval: it runs as it was
         # planned then, without one (``Verification.record_undo`` numbers them apart now).
         shared = {s.idx for s in run.steps if s.phase != "resolve"}
-        stop = undo_stop(run.steps)
+        stop = stopped_at(run.steps, "resolve")
         ctx.steps = ctx.runnable = tuple(
             StepPlan(
                 index=s.idx,

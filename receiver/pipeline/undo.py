@@ -8,7 +8,7 @@ told that the remediation ran must hear that taking it back did not: ``UndoNotic
 ``undo_failed`` on the rule's ``notify`` channel, naming the step, what happened, the target
 and the change left in place. The undo ends at that step, as a run ends at its failed one: the
 on_resolved steps after it are recorded ``not_run`` (``Store.stop_undo``), and ``Close``
-(resolve.py) never takes up a step after a stopped one (``undo_stop``), so no later pass (a
+(resolve.py) never takes up a step after a stopped one (``context.stopped_at``), so no later pass (a
 retried resolved event, a job, a carried undo) runs them. ``AdmitResolve`` (resolve.py) calls
 the notice too when the namespace policy refuses the undo outright. A step a guard only holds
 (a pause, the target lock) is not news: it is tried again. Neither is an on_resolved step's
@@ -48,7 +48,6 @@ __all__ = [
     "UndoNotice",
     "stopped_undo",
     "undo_failed_text",
-    "undo_stop",
 ]
 
 # Longest before/after shown per change in the message: the run's record has all of it.
@@ -81,15 +80,6 @@ def stopped_undo(
         if record.phase == "resolve" and record.outcome in STOPS_RUN:
             return StoppedUndo(record.idx, record.action, record.outcome, record.message)
     return None
-
-
-def undo_stop(steps: Iterable[StepRecord]) -> int | None:
-    """The index of the run's first on_resolved step that stopped its undo (``STOPS_RUN``:
-    failed, refused, interrupted), or None: the steps after it never run (``RecordResolve``
-    records them ``not_run``)."""
-    return min(
-        (s.idx for s in steps if s.phase == "resolve" and s.outcome in STOPS_RUN), default=None
-    )
 
 
 def _shown(values: Mapping[str, Any]) -> str:

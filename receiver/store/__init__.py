@@ -32,6 +32,7 @@ from receiver.store.history import EngineHistory, OpenRun
 from receiver.store.jobs import JobQueue
 from receiver.store.leases import EventLease
 from receiver.store.paging import BadCursor, decode_cursor
+from receiver.store.phase_stop import PhaseStops
 from receiver.store.queues import QUEUE_STATES, ItemConflict, ItemNotFound, Queues
 from receiver.store.records import (
     AuditCheck,
@@ -48,7 +49,6 @@ from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
 from receiver.store.statistics import Statistics
 from receiver.store.steps import STARTED, StepStart, StepWriter, admitted_data
-from receiver.store.undo_stop import UndoStops
 from receiver.store.upkeep import keep_pruning, keep_statistics
 from receiver.store.verification import Conclusion, Verification
 from receiver.store.withdrawal import WITHDRAWN, Withdrawals
@@ -102,7 +102,7 @@ class Store(
     StepWriter,
     Verification,
     Withdrawals,
-    UndoStops,
+    PhaseStops,
     AuditLog,
     Approvals,
     Announcements,

@@ -31,8 +31,8 @@ from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.jobs import enqueue
 from receiver.store.pending_steps import append_pending_steps, resolve_steps_done, step_key
+from receiver.store.phase_stop import stopped_step
 from receiver.store.records import JobKind, as_utc
-from receiver.store.undo_stop import stopped_step
 
 __all__ = ["CLOCK_SKEW_S", "Conclusion", "Verification"]
 
@@ -299,8 +299,8 @@ class Verification(Database):
                 return False
             done = await resolve_steps_done(conn, run_id)
             # An undo that stopped at a step ended there, as its announcement says: none of
-            # it is planned again (``UndoStops.stop_undo``).
-            stopped = await stopped_step(conn, run_id)
+            # it is planned again (``PhaseStops.stop_phase``).
+            stopped = await stopped_step(conn, run_id, "resolve")
             skipped = [s for s in steps if step_key(s) in done]
             steps = [] if stopped is not None else [s for s in steps if step_key(s) not in done]
             # The job before the first audit row (write_step appends one), as in _fail.

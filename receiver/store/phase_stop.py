@@ -1,0 +1,158 @@
+"""A run's follow-up that stopped at one of its steps (``PhaseStops.stop_phase``).
+
+A run's steps stop at the first that fails, is refused or was interrupted: the ones after it
+are ``not_run`` and nothing runs them later. Its follow-ups end the same way:
+
+- its undo (its on_resolved steps, phase ``resolve``): once one of them stopped, the change it
+  was to take back may still be in place, an engineer is told to check the target by hand
+  ("remediator will not try again"), and a later step acting on a state nobody has looked at
+  would undo part of a change whose other part stayed. A retried resolved event, a
+  ``resume_resolve`` job or a carried undo then finds nothing left to run
+  (``Verification.carry_undo`` does not plan a stopped undo again either);
+- its escalation (its on_failed steps, phase ``on_failed``): a ladder climbed past a rung that
+  failed acts on a state nobody has looked at (the page that did not go out, the step that may
+  have acted in part), and a later ``resume_run`` job of the run (an approval's decision, the
+  escalation's own job claimed again after a worker's lease ran out) then finds nothing left.
+
+So the steps of that phase after the stopped one become ``not_run``, saying which step stopped
+it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from receiver.store.approvals import APPROVAL_COLUMNS, approval_audit, approval_from_row
+from receiver.store.audit import append_in_tx
+from receiver.store.database import Database
+from receiver.store.steps import NOT_RUN, step_audit
+
+__all__ = ["STOPPED_ESCALATION", "STOPPED_UNDO", "STOPPERS", "PhaseStops", "stopped_step"]
+
+# The outcomes of a follow-up's step that end it (``STOPS_RUN`` in the pipeline).
+STOPPERS = ("failed", "refused", "interrupted")
+
+# What the steps after the stopped one say, before which step it was.
+STOPPED_UNDO = "not run: an earlier undo step failed"
+STOPPED_ESCALATION = "not run: an earlier escalation step failed"
+
+
+@dataclass(frozen=True, slots=True)
+class _Follow:
+    """How a follow-up phase's end reads: the steps' message, the audit kind, its name."""
+
+    message: str
+    kind: str
+    name: str
+
+
+_PHASES = {
+    "resolve": _Follow(STOPPED_UNDO, "run.undo_stopped", "undo"),
+    "on_failed": _Follow(STOPPED_ESCALATION, "run.escalation_stopped", "escalation"),
+}
+
+
+async def stopped_step(conn: Any, run_id: str, phase: str) -> Any:
+    """The first step of ``phase`` of the run that stopped it (idx, action, outcome), or None,
+    inside the caller's transaction."""
+    return await conn.fetchrow(
+        """SELECT idx, action, outcome FROM steps
+           WHERE run_id = $1::uuid AND phase = $2 AND outcome = ANY ($3::text[])
+           ORDER BY idx LIMIT 1""",
+        run_id,
+        phase,
+        list(STOPPERS),
+    )
+
+
+class PhaseStops(Database):
+    """Ending a run's undo or escalation at its stopped step (mixin of ``Store``)."""
+
+    async def stop_undo(self, run_id: str) -> list[int]:
+        """``stop_phase`` of the run's undo (its on_resolved steps)."""
+        return await self.stop_phase(run_id, "resolve")
+
+    async def stop_escalation(self, run_id: str) -> list[int]:
+        """``stop_phase`` of the run's escalation (its on_failed steps)."""
+        return await self.stop_phase(run_id, "on_failed")
+
+    async def stop_phase(self, run_id: str, phase: str) -> list[int]:
+        """End the follow-up ``phase`` ('resolve' or 'on_failed') of run ``run_id`` at its
+        first step that failed, was refused or was interrupted: in one transaction, under the
+        run's row lock (the one ``record_undo``, ``carry_undo`` and the withdrawals take), the
+        steps of ``phase`` after it still ``pending`` or ``awaiting_approval`` become
+        ``not_run`` (``STOPPED_UNDO`` or ``STOPPED_ESCALATION``, naming the step), a pending
+        approval of one of them ``cancelled``, each audited, with a ``run.undo_stopped`` or
+        ``run.escalation_stopped`` row. Returns the indexes ended now: none when no step
+        stopped it or nothing is left after it (a retry changes nothing)."""
+        follow = _PHASES[phase]
+        async with self._tx() as conn:
+            fingerprint = await conn.fetchval(
+                "SELECT fingerprint FROM runs WHERE id = $1::uuid FOR UPDATE", run_id
+            )
+            stopped = None if fingerprint is None else await stopped_step(conn, run_id, phase)
+            if stopped is None:
+                return []
+            message = (
+                f"{follow.message} (step {stopped['idx']} ({stopped['action']}) "
+                f"{stopped['outcome']}); the {follow.name} ended there"
+            )
+            rows = await conn.fetch(
+                """UPDATE steps SET outcome = $4, message = $5, finished_at = remediator_now()
+                   WHERE run_id = $1::uuid AND phase = $2 AND idx > $3
+                     AND outcome IN ('pending', 'awaiting_approval')
+                   RETURNING idx, action, params::text AS params""",
+                run_id,
+                phase,
+                stopped["idx"],
+                NOT_RUN,
+                message,
+            )
+            if not rows:
+                return []
+            ended = sorted(r["idx"] for r in rows)
+            # None is asked for after a stopped step now; one asked before (a retry that went
+            # on past the stop) is no longer wanted.
+            approvals = await conn.fetch(
+                f"""UPDATE approvals a SET state = 'cancelled', decided_at = remediator_now(),
+                                         reason = $3
+                    WHERE a.run_id = $1::uuid AND a.state = 'pending'
+                      AND a.step_idx = ANY ($2::int[])
+                    RETURNING {APPROVAL_COLUMNS}""",
+                run_id,
+                ended,
+                message,
+            )
+            for row in sorted(rows, key=lambda r: int(r["idx"])):
+                data = step_audit(
+                    phase,
+                    row["idx"],
+                    row["action"],
+                    NOT_RUN,
+                    message,
+                    json.loads(row["params"]),
+                )
+                await append_in_tx(conn, "step", run_id, fingerprint, data)
+            for approval in map(approval_from_row, approvals):
+                await append_in_tx(
+                    conn,
+                    "approval.cancelled",
+                    run_id,
+                    fingerprint,
+                    approval_audit(approval, reason=message),
+                )
+            await append_in_tx(
+                conn,
+                follow.kind,
+                run_id,
+                fingerprint,
+                {
+                    "step": stopped["idx"],
+                    "action": stopped["action"],
+                    "outcome": stopped["outcome"],
+                    "not_run": ended,
+                },
+            )
+        return ended
