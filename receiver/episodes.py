@@ -66,6 +66,7 @@ __all__ = [
     "Successors",
     "fires_again",
     "later_episode",
+    "resolved_since",
     "undo_of",
 ]
 
@@ -135,12 +136,39 @@ def fires_again(events: Iterable[Occurrence], starts_at: str, refire: int) -> in
     occurrence rule), so it counts as resolved; a firing of an older episode delivered late is
     not the latest. Events whose ``startsAt`` cannot be read are left out. Pure: the caller reads
     ``events`` from the store (``Store.withdraw_refired_undo``)."""
+    latest = _latest(events, starts_at, refire)
+    if latest is None or latest.resolved is not None:
+        return None
+    return latest.fired
+
+
+def resolved_since(events: Iterable[Occurrence], starts_at: str, refire: int) -> int | None:
+    """The resolution that a deferred undo of the occurrence ``(starts_at, refire)`` waits
+    for, if it is on record already: the id of the resolved event of the alert's **latest**
+    occurrence, when that is later than the run's; else None. The counterpart of
+    ``fires_again`` over the same events: a withdrawal that committed after that resolution
+    was processed carries the undo itself (``Store.withdraw_refired_undo``)."""
+    latest = _latest(events, starts_at, refire)
+    return None if latest is None else latest.resolved
+
+
+@dataclass(frozen=True, slots=True)
+class _Latest:
+    """The latest occurrence of an alert's events: its last firing event, its resolution."""
+
+    fired: int | None
+    resolved: int | None
+
+
+def _latest(events: Iterable[Occurrence], starts_at: str, refire: int) -> _Latest | None:
+    """The alert's latest occurrence in ``events`` when it is later than ``(starts_at,
+    refire)``; None otherwise (or when ``starts_at`` cannot be read)."""
     own = _start(starts_at)
     if own is None:
         return None
     latest: tuple[datetime, int] | None = None
     firing: dict[tuple[datetime, int], int] = {}
-    resolved: set[tuple[datetime, int]] = set()
+    resolved: dict[tuple[datetime, int], int] = {}
     for event in events:
         began = _start(event.starts_at)
         if began is None:
@@ -148,13 +176,11 @@ def fires_again(events: Iterable[Occurrence], starts_at: str, refire: int) -> in
         key = (began, event.refire)
         if latest is None or key > latest:
             latest = key
-        if event.status is Status.FIRING:
-            firing[key] = max(firing.get(key, event.id), event.id)
-        else:
-            resolved.add(key)
-    if latest is None or latest <= (own, refire) or latest in resolved:
+        seen = firing if event.status is Status.FIRING else resolved
+        seen[key] = max(seen.get(key, event.id), event.id)
+    if latest is None or latest <= (own, refire):
         return None
-    return firing.get(latest)
+    return _Latest(fired=firing.get(latest), resolved=resolved.get(latest))
 
 
 def _start(text: str) -> datetime | None:
