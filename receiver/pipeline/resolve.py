@@ -64,6 +64,7 @@ from receiver.pipeline.context import (
     record_step,
     release_when_done,
 )
+from receiver.pipeline.refired import withdrawn_on_take_up
 from receiver.pipeline.undo import StoppedUndo, UndoNotice, undo_stop
 from receiver.store import JobKind, RunRecord, Store
 from receiver.store.records import event_from_row
@@ -266,6 +267,8 @@ class AdmitResolve:
         assert ctx.run_id is not None
         if not ctx.runnable:
             return Verdict.next()
+        if await withdrawn_on_take_up(deps, ctx):
+            return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
         request = AdmissionRequest(
             run_id=ctx.run_id,
             rule=ctx.rule,

@@ -3,7 +3,9 @@ it and however the workers interleave (receiver.episodes, ``Store.withdraw_refir
 
 - an approved undo withdrawn by its run job while another worker processes the new episode's
   resolution is carried all the same (not left ``undo_deferred`` after the resolution it waits
-  for has passed).
+  for has passed);
+- an undo with no approval that a guard (a pause) holds is withdrawn when its job takes it up
+  after the alert fired again, and carried to the alert's next resolution.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 
 import receiver.store.withdrawal as withdrawal
 from receiver.approvals.state import Decision
-from receiver.store import EventLease
+from receiver.store import EventLease, JobKind
 from tests.integration.test_approved_undo_refire import ALICE, API, take_up_jobs
 from tests.integration.test_refire_withdraws_undo import (
     RULES,
@@ -27,6 +29,12 @@ from tests.support.approvals import ApprovalEnv, MakeApprovalEnv, Peer, poke_lab
 from tests.support.payloads import alert, notification
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+# The same rule, its undo needing no approval: only a guard can hold it.
+NO_APPROVAL = RULES.replace(
+    "        params: {value: 20}\n        approval: required",
+    "        params: {value: 20}\n        approval: never",
+)
 
 
 async def events_only(env: ApprovalEnv, worker: str = "replica-b") -> None:
@@ -94,4 +102,34 @@ async def test_an_undo_withdrawn_while_the_next_resolution_is_processed_is_carri
     await env.harness.drain()
     assert peer.value == 20  # taken back once, at the quiet alert
     first, _ = await runs_in_order(env)
+    assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["not_run", "ok"]
+
+
+async def test_a_guard_held_undo_is_withdrawn_when_the_alert_fired_again(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    assert NO_APPROVAL != RULES
+    peer.value = 20
+    env = await approval_env(rules=NO_APPROVAL, actions=[SetValue(peer.url)])
+    await send(env, "firing", "2026-11-25T10:00:00Z")
+    assert peer.value == 5
+    await env.harness.guards.pause(None, "change freeze")
+    await send(env, "resolved", "2026-11-25T10:00:00Z", "2026-11-25T10:05:00Z")
+    assert peer.value == 5  # the undo is held by the pause
+    await send(env, "firing", "2026-11-25T10:10:00Z")  # fires again (its run refused: paused)
+    await env.harness.guards.resume()
+    first = (await runs_in_order(env))[0]
+    await env.harness.store.enqueue_job(JobKind.RESUME_RESOLVE, first.id)
+    await env.harness.drain()
+    # The alert fires (the 10:10 episode, unresolved): the undo waits for its resolution.
+    assert peer.value == 5, "the held undo took the remediation back while the alert fires again"
+    first = (await runs_in_order(env))[0]
+    assert first.undo_deferred
+    assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["not_run"]
+
+    # Carried to that resolution, it runs then.
+    await send(env, "resolved", "2026-11-25T10:10:00Z", "2026-11-25T10:15:00Z")
+    assert peer.value == 20
+    first = (await runs_in_order(env))[0]
+    assert not first.undo_deferred
     assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["not_run", "ok"]
