@@ -29,12 +29,17 @@ other episodes still open, or closed with their undo deferred):
   nothing and has no undo of its own. Its approval is cancelled and the undo deferred, so the
   next resolution carries it as any deferred undo (and asks for its approval again); a
   resolution leaves a held undo alone (its approval is what it waits for);
-- an **approved** undo step that no worker has started yet is as good as held: its approval was
-  given before the alert fired again, and run now it would take the change back while the
-  condition is back. Whichever comes first, the firing or the worker taking the step up, the
-  step must not run: the take-up looks at the alert's stored events (``fires_again``: the
-  alert's latest occurrence on record fired and has no resolution) and withdraws the undo as a
-  firing would (``Store.withdraw_refired_undo``, from the approve stage), with its approval;
+- **any** undo step that no worker has started yet must not run once the alert fires again:
+  one approved before the firing came (no longer pending, so the firing does not see it), one
+  a guard held (a pause, the target lock: ``pending``, no approval). Whichever comes first, the
+  firing or the worker taking the step up, the step must not run: every take-up (a job, an
+  event finishing a run's pending steps; not a resolution's first pass, which is itself the
+  latest occurrence) looks at the alert's stored events (``fires_again``: the alert's latest
+  occurrence on record fired and has no resolution) and withdraws the undo as a firing would
+  (``Store.withdraw_refired_undo``, from ``AdmitResolve`` and the approve stage:
+  receiver.pipeline.refired), with its approval. A take-up is not ordered with the alert's
+  events, so the resolution the undo is deferred to may have been processed before the
+  withdrawal committed: the store then carries it at once (``resolved_since``);
 - an event of an episode **older** than one on record is stale: nothing is done for it (a late
   firing is skipped; a late resolution closes only its own episode's runs).
 """

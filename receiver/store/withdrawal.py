@@ -10,10 +10,13 @@ the run's undo is deferred (``undo_deferred``) to the alert's next resolution, w
 ``Verification.carry_undo`` plans it again (and its approval is asked for again).
 
 An approval given just before the alert fired again leaves the step ``awaiting_approval``
-until a worker takes it up, but no longer pending, so the firing does not see it. The worker
-looks before it acts (``Withdrawals.withdraw_refired_undo``, from the approve stage): if the
-alert fires again by the events on record, the undo is withdrawn the same way, the approved
-approval cancelled with it.
+until a worker takes it up, but no longer pending, so the firing does not see it; nor does it
+see a step a guard holds (``pending``, no approval). The worker looks whenever it takes such a
+step up (``Withdrawals.withdraw_refired_undo``, from receiver.pipeline.refired): if the alert
+fires again by the events on record, the undo is withdrawn the same way, an approved approval
+cancelled with it. That look is not ordered with the alert's events, so the resolution it
+defers the undo to may have been processed meanwhile: it is carried at once then
+(``_carry_if_resolved``).
 """
 
 from __future__ import annotations
@@ -65,10 +68,13 @@ class Withdrawals(Database):
         return None if withdrawn is None else withdrawn.approvals
 
     async def withdraw_refired_undo(self, run_id: str) -> list[ApprovalRecord] | None:
-        """The approved on_resolved step of closed run ``run_id`` is about to act: if its
-        alert fires again, withdraw the undo as ``withdraw_undo`` does, and cancel its approval
-        though it was ``approved`` (the caller is the worker about to act on the step, so
-        nothing acted yet; ``decided_by`` and ``decided_at`` keep who approved it and when).
+        """An on_resolved step of closed run ``run_id`` not started yet is taken up (approved
+        and about to act, or taken up again after a guard held it): if its alert fires again,
+        withdraw the undo as ``withdraw_undo`` does, and cancel its approval even if it was
+        ``approved`` (the caller is the worker about to act on the step, so nothing acted yet;
+        ``decided_by`` and ``decided_at`` keep who approved it and when). Once that commits,
+        if the resolution it defers the undo to is on record already, the undo is carried at
+        once (``_carry_if_resolved``).
 
         "Fires again" is ``receiver.episodes.fires_again`` over the alert's events stored
         since the run's own firing: the latest occurrence on record is later than the run's,
@@ -76,8 +82,8 @@ class Withdrawals(Database):
         run's row lock (the one ``withdraw_undo``, ``close_run`` and ``carry_undo`` take); the
         audit row (``run.undo_withdrawn``) names that firing event. This closes what a firing
         cannot see: an approval given just before the alert fired again is no longer pending,
-        so the firing's history read finds no held undo (``engine_history``'s ``held`` part),
-        and the step would run while the alert fires.
+        and a guard-held step has none, so the firing's history read finds no held undo
+        (``engine_history``'s ``held`` part), and the step would run while the alert fires.
 
         Returns the cancelled approvals (to be announced); None when the alert does not fire
         again, the run is open or its undo deferred already, or no step of it is held (so a
