@@ -13,10 +13,11 @@ Two stages around ``Execute``:
   one is asked for, with the new preview; unless the new preview changes nothing (the approved
   change is in place already, e.g. written just before a crash): then the step runs, bound to
   the state it sees, and records a noop; nobody is asked to approve nothing. An approved
-  on_resolved step first asks (again, after its preview: ``AdmitResolve`` asked before the
-  guards) whether its alert fired again since it was approved: then it does not run, its undo
-  is withdrawn and carried to the alert's next resolution (receiver.pipeline.refired; the rule
-  for every not-yet-started undo step is receiver.episodes').
+  on_resolved step first asks (again, after its preview: ``AdmitResolve`` asked once the
+  guards admitted it) whether its alert fired again since it was approved: then it does not
+  run, its undo is withdrawn and carried to the alert's next resolution
+  (receiver.pipeline.refired; the rule for every not-yet-started undo step is
+  receiver.episodes').
 - ``RequestApproval`` (after it, so a held step is previewed after the steps before it ran):
   computes the held step's preview, stores a pending approval bound to its hash, and notifies.
   ``Record`` then parks the run in ``awaiting_approval``.

@@ -5,9 +5,10 @@ its alert fires again; it waits for the alert's next resolution. A firing withdr
 it can see waiting (its approval pending: ``Store.withdraw_undo``). What it cannot see is
 looked at when a worker takes the step up: an approved step (the approve stage, after the
 preview's round trip) and any step taken up again after a guard held it or its approval was
-decided (``AdmitResolve``, before the guards, on a take-up by a job or a later event, never on
-the first pass of a fresh resolution, which is itself the alert's latest occurrence). Both
-call ``withdrawn_on_refire``.
+decided (``AdmitResolve``, once the guards let it through: as close to acting as a step with
+no approval gets, and a take-up the guards hold again pays no query; on a take-up by a job or
+a later event, never on the first pass of a fresh resolution, which is itself the alert's
+latest occurrence). Both call ``withdrawn_on_refire``.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ async def withdrawn_on_refire(deps: Deps, ctx: RunContext) -> bool:
 
 
 async def withdrawn_on_take_up(deps: Deps, ctx: RunContext) -> bool:
-    """``AdmitResolve``'s look, before the guards: whether the on_resolved steps of ``ctx``,
-    taken up again (by a ``resume_resolve`` or ``resume_run`` job, or an event finishing a
-    run's pending steps: ``ctx.resolving`` is None), were withdrawn because the alert fired
-    again since it resolved (``withdrawn_on_refire``), leaving nothing to run. The first pass
-    of a resolution (``ctx.resolving`` set: the run's own, or a carried undo's) does not look:
-    that resolution is the alert's latest occurrence, and a storm's events pay no query.
+    """``AdmitResolve``'s look, once the guards admitted the steps: whether the on_resolved
+    steps of ``ctx``, taken up again (by a ``resume_resolve`` or ``resume_run`` job, or an
+    event finishing a run's pending steps: ``ctx.resolving`` is None), were withdrawn because
+    the alert fired again since it resolved (``withdrawn_on_refire``), leaving nothing to run.
+    The first pass of a resolution (``ctx.resolving`` set: the run's own, or a carried undo's)
+    does not look: that resolution is the alert's latest occurrence, and a storm's events pay
+    no query.
 
     Withdrawn, ``ctx`` keeps only the steps a worker had started and stopped in (the
     withdrawal leaves those; the step runner records them interrupted without acting)."""

@@ -240,11 +240,11 @@ class AdmitResolve:
     apply to a follow-up of a run (``only``: RESOLVE_GUARDS, or ESCALATE_GUARDS) for the steps
     in ``ctx.runnable``.
 
-    Nothing to run passes at once; on_resolved steps taken up again after their alert fired
-    again are withdrawn first (``withdrawn_on_take_up``). Admitted: the lock is held until the
-    pipeline ends. Refused: recorded on each step (and audited); held steps get a ``job`` that
-    tries them again; steps refused for good (the namespace policy) are told to ``notice``
-    (the undo's announcement; None for an escalation)."""
+    Nothing to run passes at once. Admitted: the lock is held until the pipeline ends; then
+    on_resolved steps taken up again after their alert fired again are withdrawn, not run
+    (``withdrawn_on_take_up``). Refused: recorded on each step (and audited); held steps get a
+    ``job`` that tries them again; steps refused for good (the namespace policy) are told to
+    ``notice`` (the undo's announcement; None for an escalation)."""
 
     name = "admit"
 
@@ -269,8 +269,6 @@ class AdmitResolve:
         assert ctx.run_id is not None
         if not ctx.runnable:
             return Verdict.next()
-        if await withdrawn_on_take_up(deps, ctx):
-            return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
         request = AdmissionRequest(
             run_id=ctx.run_id,
             rule=ctx.rule,
@@ -290,12 +288,14 @@ class AdmitResolve:
         if not admission.admitted:
             assert admission.refusal is not None
             return await self._refused(ctx, admission.refusal)
+        release_when_done(deps, ctx, request, admission)
+        if await withdrawn_on_take_up(deps, ctx):
+            return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
         # The follow-up's own phase: 'resolve' for on_resolved steps, 'on_failed' for an
         # escalation (this stage serves both; a reviewer read on_failed steps as on_resolved).
         await deps.store.record_admission(
             ctx.run_id, admission.checked, phase=ctx.phase, fence=admission.fence
         )
-        release_when_done(deps, ctx, request, admission)
         ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)
         return Verdict.next()
 
