@@ -29,12 +29,17 @@ other episodes still open, or closed with their undo deferred):
   nothing and has no undo of its own. Its approval is cancelled and the undo deferred, so the
   next resolution carries it as any deferred undo (and asks for its approval again); a
   resolution leaves a held undo alone (its approval is what it waits for);
-- an **approved** undo step that no worker has started yet is as good as held: its approval was
-  given before the alert fired again, and run now it would take the change back while the
-  condition is back. Whichever comes first, the firing or the worker taking the step up, the
-  step must not run: the take-up looks at the alert's stored events (``fires_again``: the
-  alert's latest occurrence on record fired and has no resolution) and withdraws the undo as a
-  firing would (``Store.withdraw_refired_undo``, from the approve stage), with its approval;
+- **any** undo step that no worker has started yet must not run once the alert fires again:
+  one approved before the firing came (no longer pending, so the firing does not see it), one
+  a guard held (a pause, the target lock: ``pending``, no approval). Whichever comes first, the
+  firing or the worker taking the step up, the step must not run: every take-up (a job, an
+  event finishing a run's pending steps; not a resolution's first pass, which is itself the
+  latest occurrence) looks at the alert's stored events (``fires_again``: the alert's latest
+  occurrence on record fired and has no resolution) and withdraws the undo as a firing would
+  (``Store.withdraw_refired_undo``, from ``AdmitResolve`` and the approve stage:
+  receiver.pipeline.refired), with its approval. A take-up is not ordered with the alert's
+  events, so the resolution the undo is deferred to may have been processed before the
+  withdrawal committed: the store then carries it at once (``resolved_since``);
 - an event of an episode **older** than one on record is stale: nothing is done for it (a late
   firing is skipped; a late resolution closes only its own episode's runs).
 """
@@ -66,6 +71,7 @@ __all__ = [
     "Successors",
     "fires_again",
     "later_episode",
+    "resolved_since",
     "undo_of",
 ]
 
@@ -135,12 +141,39 @@ def fires_again(events: Iterable[Occurrence], starts_at: str, refire: int) -> in
     occurrence rule), so it counts as resolved; a firing of an older episode delivered late is
     not the latest. Events whose ``startsAt`` cannot be read are left out. Pure: the caller reads
     ``events`` from the store (``Store.withdraw_refired_undo``)."""
+    latest = _latest(events, starts_at, refire)
+    if latest is None or latest.resolved is not None:
+        return None
+    return latest.fired
+
+
+def resolved_since(events: Iterable[Occurrence], starts_at: str, refire: int) -> int | None:
+    """The resolution that a deferred undo of the occurrence ``(starts_at, refire)`` waits
+    for, if it is on record already: the id of the resolved event of the alert's **latest**
+    occurrence, when that is later than the run's; else None. The counterpart of
+    ``fires_again`` over the same events: a withdrawal that committed after that resolution
+    was processed carries the undo itself (``Store.withdraw_refired_undo``)."""
+    latest = _latest(events, starts_at, refire)
+    return None if latest is None else latest.resolved
+
+
+@dataclass(frozen=True, slots=True)
+class _Latest:
+    """The latest occurrence of an alert's events: its last firing event, its resolution."""
+
+    fired: int | None
+    resolved: int | None
+
+
+def _latest(events: Iterable[Occurrence], starts_at: str, refire: int) -> _Latest | None:
+    """The alert's latest occurrence in ``events`` when it is later than ``(starts_at,
+    refire)``; None otherwise (or when ``starts_at`` cannot be read)."""
     own = _start(starts_at)
     if own is None:
         return None
     latest: tuple[datetime, int] | None = None
     firing: dict[tuple[datetime, int], int] = {}
-    resolved: set[tuple[datetime, int]] = set()
+    resolved: dict[tuple[datetime, int], int] = {}
     for event in events:
         began = _start(event.starts_at)
         if began is None:
@@ -148,13 +181,11 @@ def fires_again(events: Iterable[Occurrence], starts_at: str, refire: int) -> in
         key = (began, event.refire)
         if latest is None or key > latest:
             latest = key
-        if event.status is Status.FIRING:
-            firing[key] = max(firing.get(key, event.id), event.id)
-        else:
-            resolved.add(key)
-    if latest is None or latest <= (own, refire) or latest in resolved:
+        seen = firing if event.status is Status.FIRING else resolved
+        seen[key] = max(seen.get(key, event.id), event.id)
+    if latest is None or latest <= (own, refire):
         return None
-    return firing.get(latest)
+    return _Latest(fired=firing.get(latest), resolved=resolved.get(latest))
 
 
 def _start(text: str) -> datetime | None:

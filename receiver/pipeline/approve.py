@@ -13,9 +13,11 @@ Two stages around ``Execute``:
   one is asked for, with the new preview; unless the new preview changes nothing (the approved
   change is in place already, e.g. written just before a crash): then the step runs, bound to
   the state it sees, and records a noop; nobody is asked to approve nothing. An approved
-  on_resolved step first asks whether its alert fired again since it was approved: then it
-  does not run, its undo is withdrawn and carried to the alert's next resolution
-  (``Store.withdraw_refired_undo``; receiver.episodes).
+  on_resolved step first asks (again, after its preview: ``AdmitResolve`` asked once the
+  guards admitted it) whether its alert fired again since it was approved: then it does not
+  run, its undo is withdrawn and carried to the alert's next resolution
+  (receiver.pipeline.refired; the rule for every not-yet-started undo step is
+  receiver.episodes').
 - ``RequestApproval`` (after it, so a held step is previewed after the steps before it ran):
   computes the held step's preview, stores a pending approval bound to its hash, and notifies.
   ``Record`` then parks the run in ``awaiting_approval``.
@@ -33,6 +35,7 @@ from receiver.approvals.desk import StepRequest
 from receiver.approvals.plan import bound_plan, plan_hash
 from receiver.model import ApprovalState, StepPlan, Verdict
 from receiver.pipeline.context import STEP_STARTED, STOPS_RUN, Deps, RunContext, record_step
+from receiver.pipeline.refired import withdrawn_on_refire
 from receiver.pipeline.steps import StepRunner, failed
 from remediations.base import ActionError, ActionRefused, Outcome, Result
 
@@ -86,7 +89,9 @@ class Approve:
         # Looked at last, after the preview's round trip to the target, so that only store
         # writes stand between the look and the step acting: a firing stored after it came
         # after the undo was taken up to act (what a firing does to a started step).
-        if ctx.phase == "resolve" and await self._withdrawn(ctx):
+        # An approval given moments before the re-fire is no longer pending, so the firing
+        # does not withdraw it, whichever of the two a worker takes up first; this look does.
+        if ctx.phase == "resolve" and await withdrawn_on_refire(self._deps, ctx):
             return _WITHDRAWN
         plan, live_hash = planned
         if live_hash != approval.plan_hash and _changes_nothing(plan):
@@ -106,25 +111,8 @@ class Approve:
         ctx.log.info("approved step runs", step=step.index, approval_id=approval.id)
         return _RUN
 
-    async def _withdrawn(self, ctx: RunContext) -> bool:
-        """An approved on_resolved step about to run: whether its alert fired again since,
-        in which case the undo is withdrawn now (``Store.withdraw_refired_undo``: the step and
-        those after it ``not_run``, the approval ``cancelled``, the undo carried to the next
-        resolution) and the approver told, as a firing does when the approval is still pending.
-        An approval given moments before the re-fire is no longer pending, so the firing does
-        not withdraw it, whichever of the two a worker takes up first; this look at the point
-        of action does."""
-        assert ctx.run_id is not None
-        withdrawn = await self._deps.store.withdraw_refired_undo(ctx.run_id)
-        if withdrawn is None:
-            return False
-        ctx.log.info("approved undo withdrawn: the alert fired again", approvals=len(withdrawn))
-        if self._deps.approvals is not None:
-            await self._deps.approvals.withdrawn(withdrawn)
-        return True
 
-
-# _WITHDRAWN: an approved on_resolved step whose alert fired again (``Approve._withdrawn``).
+# _WITHDRAWN: an approved on_resolved step whose alert fired again (``withdrawn_on_refire``).
 _RUN, _HOLD, _STOP, _WITHDRAWN = "run", "hold", "stop", "withdrawn"
 
 

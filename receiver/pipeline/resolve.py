@@ -26,14 +26,14 @@ firing with the undo deferred (``undo_deferred``: the alert fires again), by its
 with the undo at once; a deferred undo is carried out when the alert next resolves
 (``ResolvePlan.carried``: ``Store.carry_undo`` records the steps, with a ``resume_resolve`` job
 that finishes them should this pass stop). A firing also withdraws a closed run's undo that
-waits for its approval (``ResolvePlan.withdraw``), and one approved before the firing came
-when a worker takes it up to act (``Approve``, ``Store.withdraw_refired_undo``): deferred alike.
+waits for its approval (``ResolvePlan.withdraw``); any take-up of a step not started yet after
+the alert fired again (approved, or held by a guard) withdraws it (pipeline.refired): deferred.
 
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
-``resume_resolve`` job takes it up again when the guard says it may pass (a pause's end, the
-lock's expiry), or after ``resolve_retry_s`` at the latest. A namespace refusal will not pass
-by waiting: the steps are recorded ``refused``, and the undo is announced as one that did not
-happen (``undo.UndoNotice``). Redis unreachable changes nothing and retries.
+``resume_resolve`` job takes it up again (withdrawn if its alert fired again meanwhile) when the
+guard says it may pass (a pause's end, the lock's expiry), or after ``resolve_retry_s`` at the
+latest. A namespace refusal will not pass by waiting: the steps are recorded ``refused``, the
+undo announced as not done (``undo.UndoNotice``). Redis unreachable changes nothing, retries.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ from receiver.pipeline.context import (
     release_when_done,
     stopped_at,
 )
+from receiver.pipeline.refired import withdrawn_on_take_up
 from receiver.pipeline.undo import StoppedUndo, UndoNotice
 from receiver.store import JobKind, RunRecord, Store
 from receiver.store.records import event_from_row
@@ -239,10 +240,11 @@ class AdmitResolve:
     apply to a follow-up of a run (``only``: RESOLVE_GUARDS, or ESCALATE_GUARDS) for the steps
     in ``ctx.runnable``.
 
-    Nothing to run passes at once. Admitted: the lock is held until the pipeline ends. Refused:
-    recorded on each step (and audited); held steps get a ``job`` that tries them again; steps
-    refused for good (the namespace policy) are told to ``notice`` (the undo's announcement;
-    None for an escalation)."""
+    Nothing to run passes at once. Admitted: the lock is held until the pipeline ends; then
+    on_resolved steps taken up again after their alert fired again are withdrawn, not run
+    (``withdrawn_on_take_up``). Refused: recorded on each step (and audited); held steps get a
+    ``job`` that tries them again; steps refused for good (the namespace policy) are told to
+    ``notice`` (the undo's announcement; None for an escalation)."""
 
     name = "admit"
 
@@ -286,12 +288,14 @@ class AdmitResolve:
         if not admission.admitted:
             assert admission.refusal is not None
             return await self._refused(ctx, admission.refusal)
+        release_when_done(deps, ctx, request, admission)
+        if await withdrawn_on_take_up(deps, ctx):
+            return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
         # The follow-up's own phase: 'resolve' for on_resolved steps, 'on_failed' for an
         # escalation (this stage serves both; a reviewer read on_failed steps as on_resolved).
         await deps.store.record_admission(
             ctx.run_id, admission.checked, phase=ctx.phase, fence=admission.fence
         )
-        release_when_done(deps, ctx, request, admission)
         ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)
         return Verdict.next()
 

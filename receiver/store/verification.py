@@ -28,10 +28,10 @@ from typing import Any
 
 from receiver.model import RunOutcome, StepPlan, VerifyResult
 from receiver.store.audit import append_in_tx
+from receiver.store.carry import carry
 from receiver.store.database import Database
 from receiver.store.jobs import enqueue
-from receiver.store.pending_steps import append_pending_steps, resolve_steps_done, step_key
-from receiver.store.phase_stop import stopped_step
+from receiver.store.pending_steps import append_pending_steps
 from receiver.store.records import JobKind, as_utc
 
 __all__ = ["CLOCK_SKEW_S", "Conclusion", "Verification"]
@@ -290,36 +290,7 @@ class Verification(Database):
         whose steps failed, was refused or was interrupted ended there: nothing of it is
         recorded again (``stopped_at`` in the audit row)."""
         async with self._tx() as conn:
-            fingerprint = await conn.fetchval(
-                """UPDATE runs SET undo_deferred = false
-                   WHERE id = $1::uuid AND undo_deferred RETURNING fingerprint""",
-                run_id,
-            )
-            if fingerprint is None:
-                return False
-            done = await resolve_steps_done(conn, run_id)
-            # An undo that stopped at a step ended there, as its announcement says: none of
-            # it is planned again (``PhaseStops.stop_phase``).
-            stopped = await stopped_step(conn, run_id, "resolve")
-            skipped = [s for s in steps if step_key(s) in done]
-            steps = [] if stopped is not None else [s for s in steps if step_key(s) not in done]
-            # The job before the first audit row (write_step appends one), as in _fail.
-            if steps:
-                await enqueue(conn, JobKind.RESUME_RESOLVE, run_id, delay_s=retry_s)
-            await append_pending_steps(conn, run_id, "resolve", steps)
-            await append_in_tx(
-                conn,
-                "run.undo_carried",
-                run_id,
-                fingerprint,
-                {
-                    "resolved_event_id": event_id,
-                    "steps": len(steps),
-                    **({"done_before": [s.action for s in skipped]} if skipped else {}),
-                    **({"stopped_at": stopped["idx"]} if stopped is not None else {}),
-                },
-            )
-        return True
+            return await carry(conn, run_id, steps, event_id=event_id, retry_s=retry_s)
 
     async def fail_recurred(
         self, run_id: str, event_id: int, escalation: Sequence[StepPlan] = ()

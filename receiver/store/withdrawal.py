@@ -10,22 +10,29 @@ the run's undo is deferred (``undo_deferred``) to the alert's next resolution, w
 ``Verification.carry_undo`` plans it again (and its approval is asked for again).
 
 An approval given just before the alert fired again leaves the step ``awaiting_approval``
-until a worker takes it up, but no longer pending, so the firing does not see it. The worker
-looks before it acts (``Withdrawals.withdraw_refired_undo``, from the approve stage): if the
-alert fires again by the events on record, the undo is withdrawn the same way, the approved
-approval cancelled with it.
+until a worker takes it up, but no longer pending, so the firing does not see it; nor does it
+see a step a guard holds (``pending``, no approval). The worker looks whenever it takes such a
+step up (``Withdrawals.withdraw_refired_undo``, from receiver.pipeline.refired): if the alert
+fires again by the events on record, the undo is withdrawn the same way, an approved approval
+cancelled with it. That look is not ordered with the alert's events, so the resolution it
+defers the undo to may have been processed meanwhile: it is carried at once then
+(``_carry_if_resolved``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from receiver.episodes import Occurrence, fires_again
-from receiver.model import ApprovalRecord, Status
+from receiver.episodes import Occurrence, fires_again, resolved_since
+from receiver.model import ApprovalRecord, Status, StepPlan
 from receiver.store.approvals import APPROVAL_COLUMNS, approval_audit, approval_from_row
 from receiver.store.audit import append_in_tx
+from receiver.store.carry import carry
 from receiver.store.database import Database
+from receiver.store.records import undo_from_json
 from receiver.store.steps import step_audit
 
 __all__ = ["WITHDRAWN", "Withdrawals"]
@@ -57,13 +64,17 @@ class Withdrawals(Database):
             )
             if fingerprint is None:
                 return None
-            return await _withdraw(conn, run_id, fingerprint, event_id, ("pending",))
+            withdrawn = await _withdraw(conn, run_id, fingerprint, event_id, ("pending",))
+        return None if withdrawn is None else withdrawn.approvals
 
     async def withdraw_refired_undo(self, run_id: str) -> list[ApprovalRecord] | None:
-        """The approved on_resolved step of closed run ``run_id`` is about to act: if its
-        alert fires again, withdraw the undo as ``withdraw_undo`` does, and cancel its approval
-        though it was ``approved`` (the caller is the worker about to act on the step, so
-        nothing acted yet; ``decided_by`` and ``decided_at`` keep who approved it and when).
+        """An on_resolved step of closed run ``run_id`` not started yet is taken up (approved
+        and about to act, or taken up again after a guard held it): if its alert fires again,
+        withdraw the undo as ``withdraw_undo`` does, and cancel its approval even if it was
+        ``approved`` (the caller is the worker about to act on the step, so nothing acted yet;
+        ``decided_by`` and ``decided_at`` keep who approved it and when). Once that commits,
+        if the resolution it defers the undo to is on record already, the undo is carried at
+        once (``_carry_if_resolved``).
 
         "Fires again" is ``receiver.episodes.fires_again`` over the alert's events stored
         since the run's own firing: the latest occurrence on record is later than the run's,
@@ -71,8 +82,8 @@ class Withdrawals(Database):
         run's row lock (the one ``withdraw_undo``, ``close_run`` and ``carry_undo`` take); the
         audit row (``run.undo_withdrawn``) names that firing event. This closes what a firing
         cannot see: an approval given just before the alert fired again is no longer pending,
-        so the firing's history read finds no held undo (``engine_history``'s ``held`` part),
-        and the step would run while the alert fires.
+        and a guard-held step has none, so the firing's history read finds no held undo
+        (``engine_history``'s ``held`` part), and the step would run while the alert fires.
 
         Returns the cancelled approvals (to be announced); None when the alert does not fire
         again, the run is open or its undo deferred already, or no step of it is held (so a
@@ -87,28 +98,84 @@ class Withdrawals(Database):
             )
             if run is None:
                 return None
-            # Events of later occurrences are stored after the run's own firing (an event of
-            # an older episode than one on record creates no run), so the read starts there.
-            rows = await conn.fetch(
-                """SELECT id, starts_at, refire, status FROM alert_events
-                   WHERE fingerprint = $1 AND id >= $2""",
-                run["fingerprint"],
-                run["event_id"],
-            )
-            events = [
-                Occurrence(r["id"], r["starts_at"], r["refire"], Status(r["status"])) for r in rows
-            ]
+            events = await _occurrences(conn, run["fingerprint"], run["event_id"])
             firing = fires_again(events, run["starts_at"], run["refire"])
             if firing is None:
                 return None
-            return await _withdraw(
+            withdrawn = await _withdraw(
                 conn, run_id, run["fingerprint"], firing, ("pending", "approved")
             )
+        if withdrawn is None:
+            return None
+        await self._carry_if_resolved(run_id, withdrawn.steps)
+        return withdrawn.approvals
+
+    async def _carry_if_resolved(self, run_id: str, withdrawn: Sequence[StepPlan]) -> bool:
+        """After a withdrawal committed: if the occurrence it deferred the undo to has
+        resolved already, carry the undo now, as that resolution's pass would have
+        (``carry``: its steps pending, a ``resume_resolve`` job due at once, audited
+        ``run.undo_carried`` naming the resolution). True when it carried.
+
+        Why no resolution is missed. A withdrawal from a job is not ordered with the alert's
+        events: the resolution R of the occurrence that fired again may be processed by
+        another worker while the withdrawal's transaction is open. R's row in alert_events is
+        committed before R is processed (intake stores it; a worker claims it afterwards), and
+        R's pass carries the undo only if its history read sees ``undo_deferred``. Either that
+        read began after the withdrawal committed, and R's pass carries it; or it began
+        before, so R was stored before the withdrawal committed, and this look, a new
+        transaction begun after that commit (each statement of READ COMMITTED sees what was
+        committed before it), reads R and carries it here. Both may see it: ``carry`` clears
+        ``undo_deferred`` conditionally under the run's row lock, so the undo is carried
+        once. A firing stored after R (the alert fires once more) makes R no longer the
+        latest occurrence: nothing is carried, and the undo waits for that one's resolution.
+
+        The steps are those kept with the run (``runs.on_resolved``), as the resolution's
+        pass plans them (``receiver.episodes.undo_of``); for a run stored before they were
+        kept (migration 0025), the steps just withdrawn."""
+        async with self._tx() as conn:
+            run = await conn.fetchrow(
+                """SELECT fingerprint, starts_at, refire, coalesce(event_id, 0) AS event_id,
+                          on_resolved::text AS on_resolved
+                   FROM runs WHERE id = $1::uuid AND undo_deferred
+                   FOR UPDATE""",
+                run_id,
+            )
+            if run is None:
+                return False  # carried already (by the resolution's pass)
+            events = await _occurrences(conn, run["fingerprint"], run["event_id"])
+            resolution = resolved_since(events, run["starts_at"], run["refire"])
+            if resolution is None:
+                return False
+            kept = run["on_resolved"]
+            steps = tuple(withdrawn) if kept is None else undo_from_json(kept)
+            # Due at once: no resolution pass is left to run the steps.
+            return await carry(conn, run_id, steps, event_id=resolution, retry_s=0.0)
+
+
+async def _occurrences(conn: Any, fingerprint: str, since: int) -> list[Occurrence]:
+    """The alert's events from its run's own firing (``since``) on, as ``fires_again`` reads
+    them. Events of later occurrences are stored after the run's own firing (an event of an
+    older episode than one on record creates no run), so the read starts there."""
+    rows = await conn.fetch(
+        """SELECT id, starts_at, refire, status FROM alert_events
+           WHERE fingerprint = $1 AND id >= $2""",
+        fingerprint,
+        since,
+    )
+    return [Occurrence(r["id"], r["starts_at"], r["refire"], Status(r["status"])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class _Withdrawn:
+    """What ``_withdraw`` did: the approvals it cancelled, the steps it recorded ``not_run``."""
+
+    approvals: list[ApprovalRecord]
+    steps: tuple[StepPlan, ...]
 
 
 async def _withdraw(
     conn: Any, run_id: str, fingerprint: str, event_id: int, states: tuple[str, ...]
-) -> list[ApprovalRecord] | None:
+) -> _Withdrawn | None:
     """The body of both withdrawals, inside their transaction, the run's row locked: the held
     on_resolved steps ``not_run``, their approvals in one of ``states`` ``cancelled``, the run
     ``undo_deferred``, each audited. None when no step was held any more."""
@@ -118,7 +185,7 @@ async def _withdraw(
                             finished_at = remediator_now()
            WHERE run_id = $1::uuid AND phase = 'resolve'
              AND outcome IN ('pending', 'awaiting_approval')
-           RETURNING idx, action, params::text AS params""",
+           RETURNING idx, action, params::text AS params, needs_approval""",
         run_id,
         message,
     )
@@ -169,7 +236,16 @@ async def _withdraw(
             "reason": WITHDRAWN,
         },
     )
-    return cancelled
+    withdrawn = tuple(
+        StepPlan(
+            index=s["idx"],
+            action=s["action"],
+            params=json.loads(s["params"]) if s["params"] else {},
+            needs_approval=s["needs_approval"],
+        )
+        for s in sorted(steps, key=_idx)
+    )
+    return _Withdrawn(approvals=cancelled, steps=withdrawn)
 
 
 def _idx(row: Any) -> int:
