@@ -33,6 +33,8 @@ __all__ = [
     "annotations_size",
     "check_record",
     "check_room",
+    "escaped_size",
+    "fitting_bytes",
     "largest_parts",
     "merged",
 ]
@@ -44,12 +46,14 @@ ANNOTATION_LIMIT = 256 * 1024
 # annotations on a ReplicaSet (revision, revision-history, desired- and max-replicas) and the
 # user's next edits, which the API server would otherwise refuse.
 ANNOTATION_BUDGET = 224 * 1024
-# One record's encoded value (JSON, ASCII: bytes = characters). 8 slots at the cap take
+# One record's encoded value (JSON, ASCII: bytes = characters; every non-ASCII character is
+# escaped, 6 bytes for one of 2 or 3 UTF-8 bytes, 12 for one of 4). 8 slots at the cap take
 # RECORD_ROOM, about 128 KiB, on a ReplicaSet at worst: ANNOTATION_BUDGET leaves about 96 KiB
 # beside them for the user's own annotations (kubectl's last-applied-configuration is not
 # copied). A set_env record keeps the variable's old and new values twice each (about 500
-# bytes besides): a value of up to about 7,900 bytes replacing a short one fits, about 3,900
-# replacing one as long; a larger one is refused (set it by hand).
+# bytes besides): an ASCII value of up to about 7,900 bytes replacing a short one fits (a
+# third to a half of that of other text), about 3,900 replacing one as long; a larger one is
+# refused (set it by hand).
 RECORD_CAP = 16 * 1024
 # What the slot keys can take on a ReplicaSet at worst: every slot holding a record at the cap.
 RECORD_ROOM = MAX_RECORDS * (len(SLOT_KEYS[0]) + RECORD_CAP)
@@ -103,6 +107,22 @@ def annotations_size(annotations: Mapping[str, str]) -> int:
     """Bytes of ``annotations`` as the API server counts them: every key's and value's UTF-8
     length, summed."""
     return sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+
+
+def escaped_size(text: str) -> int:
+    """Bytes ``text`` takes in a record, without its quotes: the record's JSON is ASCII, so
+    every non-ASCII character is escaped (``\\u00e9``: 6 bytes; 12 for a surrogate pair)."""
+    return len(json.dumps(text)) - 2
+
+
+def fitting_bytes(room: int, sample: str) -> int:
+    """The most UTF-8 bytes of text with ``sample``'s mix of characters that takes at most
+    ``room`` bytes in a record (``escaped_size``): what to advise a user whose ``sample`` was
+    too long, in the unit they count. ``room`` itself for ASCII (or empty) text."""
+    escaped = escaped_size(sample)
+    if escaped == 0 or room <= 0:
+        return max(room, 0)
+    return room * len(sample.encode()) // escaped
 
 
 def merged(annotations: Mapping[str, str], patch: Mapping[str, str | None]) -> dict[str, str]:
