@@ -113,7 +113,9 @@ def _pick_resources(container: Mapping[str, Any], keys: list[tuple[str, str]]) -
 
 
 class SetResources(KubeAction[SetResourcesParams]):
-    """Set one container's cpu/memory limits and requests (a new rollout follows)."""
+    """Set one container's cpu/memory limits and requests (a new rollout follows). Refuses,
+    in the preview, a write that would leave too little annotation room (AnnotationsTooLarge,
+    ``KubeApi.template_record``; on a Deployment it lists its ReplicaSets for that)."""
 
     name: ClassVar[str] = "kubernetes.set_resources"
     Params: ClassVar[type[BaseModel]] = SetResourcesParams
@@ -196,7 +198,7 @@ class SetResources(KubeAction[SetResourcesParams]):
             preconditions=before,
         )
         # At plan time: a record over its cap is refused in the preview, before any approval.
-        record = api.record(obj, planned)
+        record = await api.template_record(target, obj, planned)
         return WritePlan(
             planned,
             lambda: api.patch_template(target, template, obj, record),
@@ -244,7 +246,8 @@ class SetEnv(KubeAction[SetEnvParams]):
     """Set one environment variable of one container (a new rollout follows). Refuses, before
     writing and in the preview, a value whose write record would pass its cap
     (RecordTooLarge) and a write that would leave too little annotation room
-    (AnnotationsTooLarge, ``KubeApi.record``)."""
+    (AnnotationsTooLarge, ``KubeApi.template_record``; on a Deployment it lists its
+    ReplicaSets for that)."""
 
     name: ClassVar[str] = "kubernetes.set_env"
     Params: ClassVar[type[BaseModel]] = SetEnvParams
@@ -299,7 +302,7 @@ class SetEnv(KubeAction[SetEnvParams]):
         try:
             # At plan time: a record over its cap is refused in the preview, before any
             # approval, and never sent.
-            record = api.record(obj, change)
+            record = await api.template_record(target, obj, change)
         except RecordTooLarge as exc:
             raise _env_too_large(exc, target, params, before) from None
         return WritePlan(

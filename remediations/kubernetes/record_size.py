@@ -10,13 +10,15 @@ longer be updated, and the Deployment stalls. ``replay`` bounds the number of re
 (``MAX_RECORDS`` slots), and this module the size of each record (``RECORD_CAP``), so a
 ReplicaSet's copies of the slots take at most ``RECORD_ROOM`` bytes however the slots' values
 came and went; and it refuses a write after which the object, or what its ReplicaSet could
-hold, would pass ``ANNOTATION_BUDGET``. Pure: no client, no I/O.
+hold, would pass ``ANNOTATION_BUDGET``: a new ReplicaSet (``check_room``), or an old one a
+template write can return to, which keeps what the Deployment has dropped since
+(``check_replica_sets``). Pure: no client, no I/O.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from remediations.base import ActionRefused
@@ -32,6 +34,7 @@ __all__ = [
     "RecordTooLarge",
     "annotations_size",
     "check_record",
+    "check_replica_sets",
     "check_room",
     "escaped_size",
     "fitting_bytes",
@@ -204,14 +207,41 @@ def check_room(ref: str, after: Mapping[str, str], *, copied: bool) -> None:
         raise _too_large(where, worst, copies)
 
 
-def _too_large(where: str, size: int, own: Mapping[str, str]) -> AnnotationsTooLarge:
+def check_replica_sets(
+    ref: str, after: Mapping[str, str], replica_sets: Iterable[tuple[str, Mapping[str, str]]]
+) -> None:
+    """Raise AnnotationsTooLarge when one of ``replica_sets`` (name, annotations) of the
+    Deployment ``ref``, whose annotations become ``after``, could pass ``ANNOTATION_BUDGET``
+    should a template write return to its template (set_env back to an old value, a revert):
+    the controller then reuses it and copies ``after``'s copyable annotations on top of what
+    it keeps, among them annotations the Deployment has dropped since. Counted: what it keeps
+    (its annotations less the keys the copy overwrites and the slots), the copies, and every
+    slot at the cap (``RECORD_ROOM``)."""
+    copies = {k: v for k, v in _own(after).items() if k not in NOT_COPIED}
+    for name, held in replica_sets:
+        kept = {k: v for k, v in held.items() if k not in copies and k not in SLOT_KEYS}
+        worst = annotations_size(kept) + annotations_size(copies) + RECORD_ROOM
+        if worst > ANNOTATION_BUDGET:
+            where = (
+                f"ReplicaSet {name} of {ref} (it keeps annotations the Deployment has dropped "
+                "since, and gets the Deployment's on top should a template write return to its "
+                f"template; remediator's write records counted at their most, {RECORD_ROOM:,} "
+                "bytes) could carry"
+            )
+            raise _too_large(where, worst, {**kept, **copies}, remedy=f"from ReplicaSet {name}")
+
+
+def _too_large(
+    where: str, size: int, own: Mapping[str, str], *, remedy: str = ""
+) -> AnnotationsTooLarge:
     largest = _largest(own)
     listed = ", ".join(f"{k} {n:,} bytes" for k, n in largest) or "none"
     return AnnotationsTooLarge(
         f"not written: after this write {where} {size:,} bytes of annotations, over "
         f"{ANNOTATION_BUDGET:,} bytes (7/8 of the API server's {ANNOTATION_LIMIT:,}-byte cap, "
         f"past which it refuses the object or the Deployment stalls); its largest own "
-        f"annotations: {listed}. Nothing was changed; remove or shrink some of them",
+        f"annotations: {listed}. Nothing was changed; remove or shrink some of them"
+        + (f" {remedy}" if remedy else ""),
         size=size,
         budget=ANNOTATION_BUDGET,
         largest=largest,

@@ -32,11 +32,13 @@ from remediations.kubernetes.replay import WRITE_PREFIX, records_of
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
 from tests.integration.test_kubernetes_actions import set_image
-from tests.integration.test_kubernetes_rollback import owned_replica_sets, rs_annotations
+from tests.integration.test_kubernetes_rollback import rs_annotations
 from tests.support.approvals import MakeApprovalEnv
 from tests.support.kube_fixtures import (
     MERGE_PATCH,
+    STRATEGIC_MERGE_PATCH,
     MakeDeployment,
+    owned_replica_sets,
     patch_deployment,
     wait_for_revision,
 )
@@ -257,11 +259,15 @@ async def test_a_rollback_away_from_a_large_annotation_is_not_refused_for_it(
     await make_deployment("web", containers=[k8s.V1Container(name="app", image="img/a:1")])
     target = Target("Deployment", ns, "web")
     over = ANNOTATION_BUDGET - RECORD_ROOM + 4_000
-    await patch_deployment(
-        kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: "n" * over}}}, MERGE_PATCH
-    )
-    await set_image(kube_admin, ns, "img/a:2")
+    # In one write with the new template: the controller copies the note onto revision 2's
+    # ReplicaSet only (revision 1's is no longer the current one).
+    release = {
+        "metadata": {"annotations": {NOTES: "n" * over}},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "img/a:2"}]}}},
+    }
+    await patch_deployment(kube_admin, ns, "web", release, STRATEGIC_MERGE_PATCH)
     await wait_for_revision(kube_admin, ns, "web", 2)
+    assert NOTES not in await rs_annotations(kube_admin, ns, "web", 1)
 
     result = await RolloutUndo().run(step_ctx(kube_admin), target, RolloutUndo.Params())
     assert result.outcome is Outcome.OK, result.message
@@ -306,11 +312,10 @@ async def test_a_template_write_is_refused_when_an_old_replica_set_could_overflo
     assert f"ReplicaSet {ns}/{rs.metadata.name}" in error.message
     assert await state(kube_admin, ns) == before
 
+    # The stubs omit _content_type, hence a typed dict of options (as patch_deployment).
+    options: dict[str, Any] = {"_content_type": MERGE_PATCH}
     await k8s.AppsV1Api(kube_admin).patch_namespaced_replica_set(
-        rs.metadata.name,
-        ns,
-        {"metadata": {"annotations": {NOTES: None}}},
-        **{"_content_type": MERGE_PATCH},
+        rs.metadata.name, ns, {"metadata": {"annotations": {NOTES: None}}}, **options
     )
     result = await SetEnv().run(step_ctx(kube_admin), target, params)
     assert result.outcome is Outcome.OK, result.message

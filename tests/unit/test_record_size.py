@@ -16,6 +16,7 @@ from remediations.kubernetes.record_size import (
     RecordTooLarge,
     annotations_size,
     check_record,
+    check_replica_sets,
     check_room,
     escaped_size,
     fitting_bytes,
@@ -149,3 +150,20 @@ def test_advice_for_ascii_is_the_room_itself_and_a_third_or_half_of_it_for_other
     assert fitting_bytes(7_900, "🙂" * 9_000) == 7_900 // 3
     assert escaped_size("é") == 6
     assert escaped_size("🙂") == 12
+
+
+def test_a_replica_set_counts_what_it_keeps_beside_the_deployments_copies() -> None:
+    """An annotation the Deployment dropped stays on its old ReplicaSet; the copy overwrites
+    the keys the Deployment still has (their old values do not count), and the ReplicaSet's
+    slots are within ``RECORD_ROOM``. Only what is kept besides can refuse the write."""
+    note = "example.com/notes"
+    room = ANNOTATION_BUDGET - RECORD_ROOM
+    after = {note: "n" * (room - len(note) - 100)}
+    overwritten = {note: "o" * 200_000, SLOT_KEYS[0]: "r" * RECORD_CAP}
+    check_replica_sets(REF, after, [("shop/web-1", overwritten)])
+    kept = {"example.com/old": "x" * 200}
+    with pytest.raises(AnnotationsTooLarge) as caught:
+        check_replica_sets(REF, after, [("shop/web-1", {}), ("shop/web-2", kept)])
+    assert "ReplicaSet shop/web-2 of Deployment shop/web" in caught.value.message
+    assert caught.value.size == annotations_size({**after, **kept}) + RECORD_ROOM
+    assert [k for k, _n in caught.value.largest] == [note, "example.com/old"]
