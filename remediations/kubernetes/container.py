@@ -19,7 +19,7 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.objects import WORKLOADS, find_container, object_ref
-from remediations.kubernetes.record_size import RecordTooLarge
+from remediations.kubernetes.record_size import RecordTooLarge, fitting_bytes
 from remediations.params import Number
 from remediations.targets import Target
 
@@ -113,7 +113,9 @@ def _pick_resources(container: Mapping[str, Any], keys: list[tuple[str, str]]) -
 
 
 class SetResources(KubeAction[SetResourcesParams]):
-    """Set one container's cpu/memory limits and requests (a new rollout follows)."""
+    """Set one container's cpu/memory limits and requests (a new rollout follows). Refuses,
+    in the preview, a write that would leave too little annotation room (AnnotationsTooLarge,
+    ``KubeApi.template_record``; on a Deployment it lists its ReplicaSets for that)."""
 
     name: ClassVar[str] = "kubernetes.set_resources"
     Params: ClassVar[type[BaseModel]] = SetResourcesParams
@@ -196,7 +198,7 @@ class SetResources(KubeAction[SetResourcesParams]):
             preconditions=before,
         )
         # At plan time: a record over its cap is refused in the preview, before any approval.
-        record = api.record(obj, planned)
+        record = await api.template_record(target, obj, planned)
         return WritePlan(
             planned,
             lambda: api.patch_template(target, template, obj, record),
@@ -215,9 +217,10 @@ class SetEnvParams(ActionParams):
     the literal ``value``, which replaces a ``valueFrom`` reference of the same name.
 
     ``value`` may be up to 32,768 characters here, but the step's write record keeps it and
-    the current value twice each within ``record_size.RECORD_CAP`` (16 KiB): about 7,900
-    bytes replacing a short value is the most ``SetEnv.plan`` writes; a longer one is refused
-    there (RecordTooLarge, naming the variable and the sizes)."""
+    the current value twice each within ``record_size.RECORD_CAP`` (16 KiB), escaping every
+    non-ASCII character: about 7,900 bytes of ASCII replacing a short value is the most
+    ``SetEnv.plan`` writes (a third to a half of that of other text); a longer one is refused
+    there (RecordTooLarge, naming the variable, the sizes and the most that fits)."""
 
     container: str
     name: str = Field(min_length=1, max_length=253)
@@ -243,7 +246,8 @@ class SetEnv(KubeAction[SetEnvParams]):
     """Set one environment variable of one container (a new rollout follows). Refuses, before
     writing and in the preview, a value whose write record would pass its cap
     (RecordTooLarge) and a write that would leave too little annotation room
-    (AnnotationsTooLarge, ``KubeApi.record``)."""
+    (AnnotationsTooLarge, ``KubeApi.template_record``; on a Deployment it lists its
+    ReplicaSets for that)."""
 
     name: ClassVar[str] = "kubernetes.set_env"
     Params: ClassVar[type[BaseModel]] = SetEnvParams
@@ -298,7 +302,7 @@ class SetEnv(KubeAction[SetEnvParams]):
         try:
             # At plan time: a record over its cap is refused in the preview, before any
             # approval, and never sent.
-            record = api.record(obj, change)
+            record = await api.template_record(target, obj, change)
         except RecordTooLarge as exc:
             raise _env_too_large(exc, target, params, before) from None
         return WritePlan(
@@ -312,7 +316,9 @@ def _env_too_large(
     exc: RecordTooLarge, target: Target, params: SetEnvParams, before: Mapping[str, Any]
 ) -> RecordTooLarge:
     """``exc`` told in set_env's terms: which variable, the sizes of its new and current
-    values (UTF-8 bytes), and the largest new value that would fit beside the current one."""
+    values (UTF-8 bytes), and the largest new value that would fit beside the current one, in
+    UTF-8 bytes of text like the refused value (the record escapes non-ASCII characters, so
+    the room in the record's bytes would overstate it 2 to 3 times for such text)."""
     old = before.get("value") if before.get("value") is not None else before.get("valueFrom")
     old_bytes = (
         len(old.encode())
@@ -325,10 +331,17 @@ def _env_too_large(
     # The record holds the new value twice (change.after, after) and the current one twice
     # (change.before, change.preconditions); the rest of it stays as it is.
     rest = exc.size - 2 * len(json.dumps(params.value))
-    room = (exc.cap - rest) // 2 - 2  # less its quotes
+    room = (exc.cap - rest) // 2 - 2  # less its quotes: bytes of the escaped value
+    fits = fitting_bytes(room, params.value)
+    mix = (
+        ""
+        if params.value.isascii()
+        else f" of text like this one ({room:,} if it is ASCII: the record escapes every "
+        "other character, taking 6 bytes for one of 2 or 3 UTF-8 bytes and 12 for an emoji)"
+    )
     advice = (
-        f"give {params.name} a value of at most about {room:,} bytes in the rule's step, or "
-        "set it by hand (kubectl set env)"
+        f"give {params.name} a value of at most about {fits:,} bytes{mix} in the rule's step, "
+        "or set it by hand (kubectl set env)"
         if room > 0
         else f"its current value alone is too large to keep: set {params.name} by hand "
         "(kubectl set env)"

@@ -10,7 +10,7 @@ refuses one whose record, or the annotations it leaves, would be too large (``re
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from remediations.base import ActionContext, ActionRefused, Change
 from remediations.kubernetes.objects import WORKLOADS, is_controlled_by, object_ref, selector_string
-from remediations.kubernetes.record_size import check_record, check_room, merged
+from remediations.kubernetes.record_size import (
+    check_record,
+    check_replica_sets,
+    check_room,
+    merged,
+)
 from remediations.kubernetes.replay import (
     StepId,
     WriteRecord,
@@ -123,6 +128,8 @@ class KubeApi:
         *,
         after: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
+        leaves: Mapping[str, str] | None = None,
+        replica_sets: Sequence[Mapping[str, Any]] = (),
     ) -> dict[str, str | None]:
         """Annotations to send with the write that carries out ``change`` on ``obj``: this
         step's write record in the slot ``replay.record_annotations`` picks from ``obj`` as read
@@ -134,8 +141,12 @@ class KubeApi:
         Raises, before anything is sent (``may_have_acted`` False), RecordTooLarge when the
         record would pass ``record_size.RECORD_CAP`` and AnnotationsTooLarge when ``obj``'s
         annotations with it and this run's ``stamp()`` would pass
-        ``record_size.ANNOTATION_BUDGET`` (``record_size.check_room``); in a dry run too, so
-        it shows what the write would meet."""
+        ``record_size.ANNOTATION_BUDGET`` (``record_size.check_room``), or what one of
+        ``replica_sets`` (the Deployment's, ``template_record``) could carry should a template
+        write return to it (``record_size.check_replica_sets``); in a dry run too, so it shows
+        what the write would meet. ``leaves``: the annotations the write leaves on ``obj``
+        besides the stamp and the record, when it replaces them (``rollout_undo``: the
+        ReplicaSet's it goes back to); default ``obj``'s own."""
         if self.step is None:
             return {}
         record = WriteRecord(
@@ -159,9 +170,24 @@ class KubeApi:
         ref = f"{kind} {meta.get('namespace')}/{meta.get('name')}"
         check_record(ref, record)
         patch = record_annotations(obj, record)
-        after_write = merged(meta.get("annotations") or {}, {**self.stamp(), **patch})
+        base = (meta.get("annotations") or {}) if leaves is None else leaves
+        after_write = merged(base, {**self.stamp(), **patch})
         check_room(ref, after_write, copied=kind == "Deployment")
+        check_replica_sets(ref, after_write, [_named(rs) for rs in replica_sets])
         return {} if self.ctx.dry_run else patch
+
+    async def template_record(
+        self, target: Target, obj: Mapping[str, Any], change: Change
+    ) -> dict[str, str | None]:
+        """``record()`` for a write that changes the pod template of ``target`` (read as
+        ``obj``) to one it may have run before (set_env, set_resources): on a Deployment, also
+        checked against every ReplicaSet it controls, any of which the controller reuses when
+        the template returns to its own, keeping what it has and copying the Deployment's
+        annotations on top. Lists them only when a record is written (a run's step)."""
+        replica_sets: list[dict[str, Any]] = []
+        if self.step is not None and target.kind == "Deployment":
+            replica_sets = await self.controlled_replica_sets(target, obj)
+        return self.record(obj, change, replica_sets=replica_sets)
 
     def replayed(self, obj: Mapping[str, Any]) -> WritePlan | None:
         """The plan of a step that already wrote ``obj`` (``earlier_write``): no write, the
@@ -280,6 +306,11 @@ class KubeApi:
         annotations = {**self.stamp(), **(record or {})}
         body = {"metadata": {"annotations": annotations}, "spec": {"template": template}}
         return await self.patch_read(target, obj, body, STRATEGIC_MERGE, conditioned=bool(record))
+
+
+def _named(rs: Mapping[str, Any]) -> tuple[str, Mapping[str, str]]:
+    meta = rs.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}", meta.get("annotations") or {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,15 @@ longer be updated, and the Deployment stalls. ``replay`` bounds the number of re
 (``MAX_RECORDS`` slots), and this module the size of each record (``RECORD_CAP``), so a
 ReplicaSet's copies of the slots take at most ``RECORD_ROOM`` bytes however the slots' values
 came and went; and it refuses a write after which the object, or what its ReplicaSet could
-hold, would pass ``ANNOTATION_BUDGET``. Pure: no client, no I/O.
+hold, would pass ``ANNOTATION_BUDGET``: a new ReplicaSet (``check_room``), or an old one a
+template write can return to, which keeps what the Deployment has dropped since
+(``check_replica_sets``). Pure: no client, no I/O.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from remediations.base import ActionRefused
@@ -32,7 +34,10 @@ __all__ = [
     "RecordTooLarge",
     "annotations_size",
     "check_record",
+    "check_replica_sets",
     "check_room",
+    "escaped_size",
+    "fitting_bytes",
     "largest_parts",
     "merged",
 ]
@@ -44,12 +49,14 @@ ANNOTATION_LIMIT = 256 * 1024
 # annotations on a ReplicaSet (revision, revision-history, desired- and max-replicas) and the
 # user's next edits, which the API server would otherwise refuse.
 ANNOTATION_BUDGET = 224 * 1024
-# One record's encoded value (JSON, ASCII: bytes = characters). 8 slots at the cap take
+# One record's encoded value (JSON, ASCII: bytes = characters; every non-ASCII character is
+# escaped, 6 bytes for one of 2 or 3 UTF-8 bytes, 12 for one of 4). 8 slots at the cap take
 # RECORD_ROOM, about 128 KiB, on a ReplicaSet at worst: ANNOTATION_BUDGET leaves about 96 KiB
 # beside them for the user's own annotations (kubectl's last-applied-configuration is not
 # copied). A set_env record keeps the variable's old and new values twice each (about 500
-# bytes besides): a value of up to about 7,900 bytes replacing a short one fits, about 3,900
-# replacing one as long; a larger one is refused (set it by hand).
+# bytes besides): an ASCII value of up to about 7,900 bytes replacing a short one fits (a
+# third to a half of that of other text), about 3,900 replacing one as long; a larger one is
+# refused (set it by hand).
 RECORD_CAP = 16 * 1024
 # What the slot keys can take on a ReplicaSet at worst: every slot holding a record at the cap.
 RECORD_ROOM = MAX_RECORDS * (len(SLOT_KEYS[0]) + RECORD_CAP)
@@ -103,6 +110,22 @@ def annotations_size(annotations: Mapping[str, str]) -> int:
     """Bytes of ``annotations`` as the API server counts them: every key's and value's UTF-8
     length, summed."""
     return sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+
+
+def escaped_size(text: str) -> int:
+    """Bytes ``text`` takes in a record, without its quotes: the record's JSON is ASCII, so
+    every non-ASCII character is escaped (``\\u00e9``: 6 bytes; 12 for a surrogate pair)."""
+    return len(json.dumps(text)) - 2
+
+
+def fitting_bytes(room: int, sample: str) -> int:
+    """The most UTF-8 bytes of text with ``sample``'s mix of characters that takes at most
+    ``room`` bytes in a record (``escaped_size``): what to advise a user whose ``sample`` was
+    too long, in the unit they count. ``room`` itself for ASCII (or empty) text."""
+    escaped = escaped_size(sample)
+    if escaped == 0 or room <= 0:
+        return max(room, 0)
+    return room * len(sample.encode()) // escaped
 
 
 def merged(annotations: Mapping[str, str], patch: Mapping[str, str | None]) -> dict[str, str]:
@@ -184,14 +207,41 @@ def check_room(ref: str, after: Mapping[str, str], *, copied: bool) -> None:
         raise _too_large(where, worst, copies)
 
 
-def _too_large(where: str, size: int, own: Mapping[str, str]) -> AnnotationsTooLarge:
+def check_replica_sets(
+    ref: str, after: Mapping[str, str], replica_sets: Iterable[tuple[str, Mapping[str, str]]]
+) -> None:
+    """Raise AnnotationsTooLarge when one of ``replica_sets`` (name, annotations) of the
+    Deployment ``ref``, whose annotations become ``after``, could pass ``ANNOTATION_BUDGET``
+    should a template write return to its template (set_env back to an old value, a revert):
+    the controller then reuses it and copies ``after``'s copyable annotations on top of what
+    it keeps, among them annotations the Deployment has dropped since. Counted: what it keeps
+    (its annotations less the keys the copy overwrites and the slots), the copies, and every
+    slot at the cap (``RECORD_ROOM``)."""
+    copies = {k: v for k, v in _own(after).items() if k not in NOT_COPIED}
+    for name, held in replica_sets:
+        kept = {k: v for k, v in held.items() if k not in copies and k not in SLOT_KEYS}
+        worst = annotations_size(kept) + annotations_size(copies) + RECORD_ROOM
+        if worst > ANNOTATION_BUDGET:
+            where = (
+                f"ReplicaSet {name} of {ref} (it keeps annotations the Deployment has dropped "
+                "since, and gets the Deployment's on top should a template write return to its "
+                f"template; remediator's write records counted at their most, {RECORD_ROOM:,} "
+                "bytes) could carry"
+            )
+            raise _too_large(where, worst, {**kept, **copies}, remedy=f"from ReplicaSet {name}")
+
+
+def _too_large(
+    where: str, size: int, own: Mapping[str, str], *, remedy: str = ""
+) -> AnnotationsTooLarge:
     largest = _largest(own)
     listed = ", ".join(f"{k} {n:,} bytes" for k, n in largest) or "none"
     return AnnotationsTooLarge(
         f"not written: after this write {where} {size:,} bytes of annotations, over "
         f"{ANNOTATION_BUDGET:,} bytes (7/8 of the API server's {ANNOTATION_LIMIT:,}-byte cap, "
         f"past which it refuses the object or the Deployment stalls); its largest own "
-        f"annotations: {listed}. Nothing was changed; remove or shrink some of them",
+        f"annotations: {listed}. Nothing was changed; remove or shrink some of them"
+        + (f" {remedy}" if remedy else ""),
         size=size,
         budget=ANNOTATION_BUDGET,
         largest=largest,

@@ -47,7 +47,7 @@ from remediations.kubernetes.objects import (
     revision_of,
     template_images,
 )
-from remediations.kubernetes.record_size import check_room
+from remediations.kubernetes.record_size import merged
 from remediations.kubernetes.release import (
     default_revision,
     no_default_reason,
@@ -184,17 +184,12 @@ class RolloutUndo(KubeAction[UndoParams]):
         wanted = rolled_back_annotations(
             live_annotations, (rs.get("metadata") or {}).get("annotations") or {}
         )
-        own = api.record(obj, change)
-        for key, value in {**api.stamp(), **own}.items():
-            # None: an old write record to drop (it was there when the plan read the object).
-            if value is None:
-                wanted.pop(key, None)
-            else:
-                wanted[key] = value
-        if api.step is not None:
-            # The undo leaves the ReplicaSet's annotations, not the live ones api.record
-            # checked the room of: checked again as they will be (AnnotationsTooLarge).
-            check_room(object_ref(target), wanted, copied=True)
+        # The undo leaves the ReplicaSet's annotations, not the live ones: the room is
+        # checked against those alone (AnnotationsTooLarge), so a rollback away from a release
+        # that brought a large annotation is not refused for it.
+        own = api.record(obj, change, leaves=wanted)
+        # None: an old write record to drop (it was there when the plan read the object).
+        wanted = merged(wanted, {**api.stamp(), **own})
         ops: list[dict[str, Any]] = [
             {
                 "op": "test",

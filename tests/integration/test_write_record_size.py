@@ -10,6 +10,7 @@ little room, is refused before it is sent: nothing on the Deployment changes.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -35,7 +36,9 @@ from tests.integration.test_kubernetes_rollback import rs_annotations
 from tests.support.approvals import MakeApprovalEnv
 from tests.support.kube_fixtures import (
     MERGE_PATCH,
+    STRATEGIC_MERGE_PATCH,
     MakeDeployment,
+    owned_replica_sets,
     patch_deployment,
     wait_for_revision,
 )
@@ -218,3 +221,102 @@ async def test_a_run_records_the_step_refused_without_acting_and_asks_no_approva
     assert f"over the cap of {RECORD_CAP:,} bytes" in step.message
     assert await env.desk.store.latest_approval(run.id, 0) is None
     assert await state(kube_admin, ns) == before
+
+
+@pytest.mark.parametrize("char", ["é", "日", "🙂"])
+async def test_set_env_refusal_advises_a_size_that_fits_for_the_values_own_characters(
+    char: str, kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The record escapes every non-ASCII character (``\\u00e9``: 6 bytes for 2 or 3 UTF-8
+    bytes, 12 for an emoji), so the refusal's advice is told in the refused value's own
+    characters: a value of the advised size, of those characters, is written, and the refused
+    one is over it."""
+    ns = kube_namespace
+    await make_deployment("web")
+    target = Target("Deployment", ns, "web")
+    refused = char * 9_000
+    with pytest.raises(RecordTooLarge) as caught:
+        await SetEnv().preview(
+            step_ctx(kube_admin), target, SetEnv.Params(container="app", name="BIG", value=refused)
+        )
+    found = re.search(r"at most about ([\d,]+) bytes", caught.value.message)
+    assert found, caught.value.message
+    advised = int(found.group(1).replace(",", ""))
+    assert advised < len(refused.encode())
+    fits = char * (advised // len(char.encode()))
+    await SetEnv().preview(
+        step_ctx(kube_admin), target, SetEnv.Params(container="app", name="BIG", value=fits)
+    )
+
+
+async def test_a_rollback_away_from_a_large_annotation_is_not_refused_for_it(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The bad release brought a large annotation (over what leaves the slots their room on a
+    ReplicaSet). Rolling back to revision 1 gives the Deployment revision 1's ReplicaSet's
+    annotations, without it: the rollback is checked against those alone, and is made."""
+    ns = kube_namespace
+    await make_deployment("web", containers=[k8s.V1Container(name="app", image="img/a:1")])
+    target = Target("Deployment", ns, "web")
+    over = ANNOTATION_BUDGET - RECORD_ROOM + 4_000
+    # In one write with the new template: the controller copies the note onto revision 2's
+    # ReplicaSet only (revision 1's is no longer the current one).
+    release = {
+        "metadata": {"annotations": {NOTES: "n" * over}},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "img/a:2"}]}}},
+    }
+    await patch_deployment(kube_admin, ns, "web", release, STRATEGIC_MERGE_PATCH)
+    await wait_for_revision(kube_admin, ns, "web", 2)
+    assert NOTES not in await rs_annotations(kube_admin, ns, "web", 1)
+
+    result = await RolloutUndo().run(step_ctx(kube_admin), target, RolloutUndo.Params())
+    assert result.outcome is Outcome.OK, result.message
+    annotations, _env, _generation = await state(kube_admin, ns)
+    assert NOTES not in annotations
+    await wait_for_revision(kube_admin, ns, "web", 3)
+
+
+async def test_a_template_write_is_refused_when_an_old_replica_set_could_overflow(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """Revision 1's ReplicaSet keeps a large annotation the Deployment has dropped since. A
+    template write can return to that ReplicaSet's template (set_env back to the old value:
+    set_env's own undo), and the controller then copies the Deployment's annotations, the
+    slots among them, on top of what it kept: past the API server's cap the Deployment
+    stalls. So the write is refused, naming that ReplicaSet and the annotation; once the
+    annotation is removed from the ReplicaSet, it is written."""
+    ns = kube_namespace
+    await make_deployment("web")
+    target = Target("Deployment", ns, "web")
+    size = ANNOTATION_BUDGET - RECORD_ROOM + 4_000
+    await patch_deployment(
+        kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: "n" * size}}}, MERGE_PATCH
+    )
+    await eventually(
+        lambda: rs_annotations(kube_admin, ns, "web", 1),
+        lambda annotations: NOTES in annotations,
+        what="revision 1's ReplicaSet carrying the note",
+    )
+    await patch_deployment(
+        kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: None}}}, MERGE_PATCH
+    )
+    before = await state(kube_admin, ns)
+    params = SetEnv.Params(container="app", name="POOL_SIZE", value="5")
+
+    with pytest.raises(AnnotationsTooLarge) as caught:
+        await SetEnv().run(step_ctx(kube_admin), target, params)
+    error = caught.value
+    assert not error.may_have_acted
+    assert error.largest[0] == (NOTES, len(NOTES) + size)
+    [rs] = await owned_replica_sets(kube_admin, ns, "web")
+    assert f"ReplicaSet {ns}/{rs.metadata.name}" in error.message
+    assert await state(kube_admin, ns) == before
+
+    # The stubs omit _content_type, hence a typed dict of options (as patch_deployment).
+    options: dict[str, Any] = {"_content_type": MERGE_PATCH}
+    await k8s.AppsV1Api(kube_admin).patch_namespaced_replica_set(
+        rs.metadata.name, ns, {"metadata": {"annotations": {NOTES: None}}}, **options
+    )
+    result = await SetEnv().run(step_ctx(kube_admin), target, params)
+    assert result.outcome is Outcome.OK, result.message
+    await wait_for_revision(kube_admin, ns, "web", 2)

@@ -16,7 +16,10 @@ from remediations.kubernetes.record_size import (
     RecordTooLarge,
     annotations_size,
     check_record,
+    check_replica_sets,
     check_room,
+    escaped_size,
+    fitting_bytes,
     merged,
 )
 from remediations.kubernetes.replay import (
@@ -124,3 +127,43 @@ def test_a_deployments_copied_annotations_leave_room_for_every_slot_on_its_repli
 
 def test_merged_sets_and_removes_as_a_merge_patch() -> None:
     assert merged({"a": "1", "b": "2"}, {"a": None, "c": "3", "d": None}) == {"b": "2", "c": "3"}
+
+
+@settings(max_examples=200)
+@given(sample=st.text(min_size=1, max_size=40), room=st.integers(min_value=0, max_value=20_000))
+def test_text_of_the_advised_size_fits_the_room_whatever_its_characters(
+    sample: str, room: int
+) -> None:
+    """``fitting_bytes`` is told in UTF-8 bytes, which the user counts; text with the
+    sample's mix of characters up to that size takes at most ``room`` bytes in the record
+    (escaped), and one more repetition of the sample may not."""
+    advised = fitting_bytes(room, sample)
+    copies = advised // len(sample.encode())
+    assert escaped_size(sample * copies) <= room
+    assert escaped_size(sample * (copies + 1)) > room - escaped_size(sample)
+
+
+def test_advice_for_ascii_is_the_room_itself_and_a_third_or_half_of_it_for_other_text() -> None:
+    assert fitting_bytes(7_900, "x" * 9_000) == 7_900
+    assert fitting_bytes(7_900, "é" * 9_000) == 7_900 // 3
+    assert fitting_bytes(7_900, "日" * 9_000) == 7_900 // 2
+    assert fitting_bytes(7_900, "🙂" * 9_000) == 7_900 // 3
+    assert escaped_size("é") == 6
+    assert escaped_size("🙂") == 12
+
+
+def test_a_replica_set_counts_what_it_keeps_beside_the_deployments_copies() -> None:
+    """An annotation the Deployment dropped stays on its old ReplicaSet; the copy overwrites
+    the keys the Deployment still has (their old values do not count), and the ReplicaSet's
+    slots are within ``RECORD_ROOM``. Only what is kept besides can refuse the write."""
+    note = "example.com/notes"
+    room = ANNOTATION_BUDGET - RECORD_ROOM
+    after = {note: "n" * (room - len(note) - 100)}
+    overwritten = {note: "o" * 200_000, SLOT_KEYS[0]: "r" * RECORD_CAP}
+    check_replica_sets(REF, after, [("shop/web-1", overwritten)])
+    kept = {"example.com/old": "x" * 200}
+    with pytest.raises(AnnotationsTooLarge) as caught:
+        check_replica_sets(REF, after, [("shop/web-1", {}), ("shop/web-2", kept)])
+    assert "ReplicaSet shop/web-2 of Deployment shop/web" in caught.value.message
+    assert caught.value.size == annotations_size({**after, **kept}) + RECORD_ROOM
+    assert [k for k, _n in caught.value.largest] == [note, "example.com/old"]
