@@ -142,11 +142,12 @@ class KubeApi:
         record would pass ``record_size.RECORD_CAP`` and AnnotationsTooLarge when ``obj``'s
         annotations with it and this run's ``stamp()`` would pass
         ``record_size.ANNOTATION_BUDGET`` (``record_size.check_room``), or what one of
-        ``replica_sets`` (the Deployment's, ``template_record``) could carry should a template
-        write return to it (``record_size.check_replica_sets``); in a dry run too, so it shows
-        what the write would meet. ``leaves``: the annotations the write leaves on ``obj``
-        besides the stamp and the record, when it replaces them (``rollout_undo``: the
-        ReplicaSet's it goes back to); default ``obj``'s own."""
+        ``replica_sets`` (the Deployment's: every one, ``template_record``; the one a
+        ``rollout_undo`` goes back to) could carry once the template returns to its own
+        (``record_size.check_replica_sets``); in a dry run too, so it shows what the write
+        would meet. ``leaves``: the annotations the write leaves on ``obj`` besides the stamp
+        and the record, when it replaces them (``rollout_undo``: the ReplicaSet's it goes back
+        to); default ``obj``'s own."""
         if self.step is None:
             return {}
         record = WriteRecord(

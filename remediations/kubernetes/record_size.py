@@ -11,8 +11,9 @@ longer be updated, and the Deployment stalls. ``replay`` bounds the number of re
 ReplicaSet's copies of the slots take at most ``RECORD_ROOM`` bytes however the slots' values
 came and went; and it refuses a write after which the object, or what its ReplicaSet could
 hold, would pass ``ANNOTATION_BUDGET``: a new ReplicaSet (``check_room``), or an old one a
-template write can return to, which keeps what the Deployment has dropped since
-(``check_replica_sets``). Pure: no client, no I/O.
+template write can return to, or a rollback goes back to, which keeps what the Deployment has
+dropped since, old per-step write records included (``check_replica_sets``). Pure: no client,
+no I/O.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ class AnnotationsTooLarge(ActionRefused):
     would pass ``ANNOTATION_BUDGET``: nothing was written.
 
     ``size``: the bytes counted against the budget; ``budget``: ``ANNOTATION_BUDGET``;
-    ``largest``: the largest annotations counted (write records left out, remediator's stamp
-    in) as (key, bytes), largest first.
+    ``largest``: the largest annotations counted (the slots' write records left out, counted
+    at their most; remediator's stamp in, and, on a ReplicaSet, the old per-step write records
+    it keeps) as (key, bytes), largest first.
     Never acted (``may_have_acted`` False)."""
 
     def __init__(
@@ -212,9 +214,11 @@ def check_replica_sets(
 ) -> None:
     """Raise AnnotationsTooLarge when one of ``replica_sets`` (name, annotations) of the
     Deployment ``ref``, whose annotations become ``after``, could pass ``ANNOTATION_BUDGET``
-    should a template write return to its template (set_env back to an old value, a revert):
-    the controller then reuses it and copies ``after``'s copyable annotations on top of what
-    it keeps, among them annotations the Deployment has dropped since. Counted: what it keeps
+    once the template returns to its own (set_env back to an old value, a revert, a
+    rollout_undo to it): the controller then reuses it and copies ``after``'s copyable
+    annotations on top of what it keeps, among them annotations the Deployment has dropped
+    since and old per-step write records (``write.remediator.io/<run>.<phase>.<step>``: the
+    controller never removes a key there, and no write displaces them). Counted: what it keeps
     (its annotations less the keys the copy overwrites and the slots), the copies, and every
     slot at the cap (``RECORD_ROOM``)."""
     copies = {k: v for k, v in _own(after).items() if k not in NOT_COPIED}
@@ -224,9 +228,9 @@ def check_replica_sets(
         if worst > ANNOTATION_BUDGET:
             where = (
                 f"ReplicaSet {name} of {ref} (it keeps annotations the Deployment has dropped "
-                "since, and gets the Deployment's on top should a template write return to its "
-                f"template; remediator's write records counted at their most, {RECORD_ROOM:,} "
-                "bytes) could carry"
+                "since, and gets the Deployment's on top when the template returns to its own: "
+                "a rollback to it, or a template write back to its template; the slots' write "
+                f"records counted at their most, {RECORD_ROOM:,} bytes) could carry"
             )
             raise _too_large(where, worst, {**kept, **copies}, remedy=f"from ReplicaSet {name}")
 

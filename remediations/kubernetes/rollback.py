@@ -184,10 +184,12 @@ class RolloutUndo(KubeAction[UndoParams]):
         wanted = rolled_back_annotations(
             live_annotations, (rs.get("metadata") or {}).get("annotations") or {}
         )
-        # The undo leaves the ReplicaSet's annotations, not the live ones: the room is
-        # checked against those alone (AnnotationsTooLarge), so a rollback away from a release
-        # that brought a large annotation is not refused for it.
-        own = api.record(obj, change, leaves=wanted)
+        # The undo leaves the ReplicaSet's annotations, not the live ones: the Deployment's
+        # room is checked against those alone (AnnotationsTooLarge), so a rollback away from a
+        # release that brought a large annotation is not refused for it. The controller then
+        # reuses ``rs`` and copies them on top of what it keeps there (old per-step write
+        # records among them, which ``wanted`` leaves out): checked as set_env checks it.
+        own = api.record(obj, change, leaves=wanted, replica_sets=[rs])
         # None: an old write record to drop (it was there when the plan read the object).
         wanted = merged(wanted, {**api.stamp(), **own})
         ops: list[dict[str, Any]] = [

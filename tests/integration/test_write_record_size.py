@@ -320,3 +320,54 @@ async def test_a_template_write_is_refused_when_an_old_replica_set_could_overflo
     result = await SetEnv().run(step_ctx(kube_admin), target, params)
     assert result.outcome is Outcome.OK, result.message
     await wait_for_revision(kube_admin, ns, "web", 2)
+
+
+async def test_a_rollback_is_refused_when_its_replica_set_keeps_old_write_records(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """An old release's per-step write record (``write.remediator.io/<run>.<phase>.<step>``,
+    from before the slots and the cap) was copied onto revision 1's ReplicaSet, which keeps
+    it after the Deployment dropped it. A rollback makes the controller reuse that very
+    ReplicaSet and copy the Deployment's annotations, the slots among them, on top: it is
+    refused as set_env to that template is, naming the ReplicaSet and the record, and the
+    Deployment stays at revision 2. Once the record is removed from the ReplicaSet, the
+    rollback is made."""
+    ns = kube_namespace
+    await make_deployment("web", containers=[k8s.V1Container(name="app", image="img/a:1")])
+    target = Target("Deployment", ns, "web")
+    legacy = f"{WRITE_PREFIX}{uuid.uuid4()}.run.0"
+    size = ANNOTATION_BUDGET - RECORD_ROOM + 4_000
+    await patch_deployment(
+        kube_admin, ns, "web", {"metadata": {"annotations": {legacy: "r" * size}}}, MERGE_PATCH
+    )
+    await eventually(
+        lambda: rs_annotations(kube_admin, ns, "web", 1),
+        lambda annotations: legacy in annotations,
+        what="revision 1's ReplicaSet carrying the old record",
+    )
+    await patch_deployment(
+        kube_admin, ns, "web", {"metadata": {"annotations": {legacy: None}}}, MERGE_PATCH
+    )
+    [rs] = await owned_replica_sets(kube_admin, ns, "web")
+    await set_image(kube_admin, ns, "img/a:2")
+    await wait_for_revision(kube_admin, ns, "web", 2)
+    before = await state(kube_admin, ns)
+
+    set_env = SetEnv.Params(container="app", name="POOL_SIZE", value="5")
+    with pytest.raises(AnnotationsTooLarge) as by_set_env:
+        await SetEnv().run(step_ctx(kube_admin), target, set_env)
+    with pytest.raises(AnnotationsTooLarge) as by_undo:
+        await RolloutUndo().run(step_ctx(kube_admin), target, RolloutUndo.Params())
+    for error in (by_set_env.value, by_undo.value):
+        assert not error.may_have_acted
+        assert error.largest[0] == (legacy, len(legacy) + size)
+        assert f"ReplicaSet {ns}/{rs.metadata.name}" in error.message
+    assert await state(kube_admin, ns) == before
+
+    options: dict[str, Any] = {"_content_type": MERGE_PATCH}
+    await k8s.AppsV1Api(kube_admin).patch_namespaced_replica_set(
+        rs.metadata.name, ns, {"metadata": {"annotations": {legacy: None}}}, **options
+    )
+    result = await RolloutUndo().run(step_ctx(kube_admin), target, RolloutUndo.Params())
+    assert result.outcome is Outcome.OK, result.message
+    await wait_for_revision(kube_admin, ns, "web", 3)
