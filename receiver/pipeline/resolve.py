@@ -34,8 +34,10 @@ deferred.
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again (withdrawn if its alert fired again meanwhile) when the
 guard says it may pass (a pause's end, the lock's expiry), or after ``resolve_retry_s`` at the
-latest. A namespace refusal will not pass by waiting: the steps are recorded ``refused``, the
-undo announced as not done (``undo.UndoNotice``). Redis unreachable changes nothing, retries.
+latest. A namespace refusal will not pass by waiting: the steps are recorded ``refused``, any
+other not done yet (one held for its approval) ``not_run`` and its approval cancelled
+(``Store.end_phase``), the undo announced as not done (``undo.UndoNotice``). Redis unreachable
+changes nothing, retries.
 """
 
 from __future__ import annotations
@@ -227,8 +229,10 @@ class AdmitResolve:
     Nothing to run passes at once. Admitted: the lock is held until the pipeline ends; then
     on_resolved steps taken up again after their alert fired again are withdrawn, not run
     (``withdrawn_on_take_up``). Refused: recorded on each step (and audited); held steps get a
-    ``job`` that tries them again; steps refused for good (the namespace policy) are told to
-    ``notice`` (the undo's announcement; None for an escalation)."""
+    ``job`` that tries them again; refused for good (the namespace policy), the follow-up ends
+    whole (``Store.end_phase``: a step held for its approval too, its approval cancelled and
+    the approver told) and the first refused step is told to ``notice`` (the undo's
+    announcement; None for an escalation)."""
 
     name = "admit"
 
@@ -300,15 +304,19 @@ class AdmitResolve:
                 f"held by the {refusal.guard} guard: {refusal.reason}; tried again in {delay:.0f}s"
             )
             outcome = STEP_PENDING
-        # A step held for its approval stays so: its decision (or expiry) ends it.
+        # A step held for its approval stays so while a guard holds the rest: its decision (or
+        # expiry) ends it. Refused for good, it ends with them (below); when only held steps
+        # are left, the first is the one refused.
         held = {
             s.idx
             for s in (ctx.prior.steps if ctx.prior is not None else ())
             if s.phase == ctx.phase and s.outcome == STEP_AWAITING_APPROVAL
         }
-        for step in ctx.runnable:
-            if step.index not in held:
-                await record_step(deps, ctx, step, outcome, message)
+        refused = [s for s in ctx.runnable if s.index not in held]
+        if final and not refused:
+            refused = list(ctx.runnable[:1])
+        for step in refused:
+            await record_step(deps, ctx, step, outcome, message)
         ctx.log.warning(
             "follow-up steps refused" if final else "follow-up steps held",
             phase=ctx.phase,
@@ -317,9 +325,13 @@ class AdmitResolve:
         )
         if not final:
             return Verdict.park(self._outcome, message)
+        # Over: the steps left open (a held one before the refused one too) end, and their
+        # approvals, so that none of it acts later on its own.
+        ended = await deps.store.end_phase(ctx.run_id, ctx.phase, message)
+        if ended.approvals and deps.approvals is not None:
+            await deps.approvals.phase_ended(ended.approvals)
         if self._notice is not None:
-            # The first step recorded refused (one held for its approval is not recorded).
-            first = next((s for s in ctx.runnable if s.index not in held), ctx.runnable[0])
+            first = refused[0]
             await self._notice(
                 ctx, StoppedUndo(first.index, first.action, str(Outcome.REFUSED), message)
             )

@@ -10,7 +10,8 @@ and the change left in place. The undo ends at that step, as a run ends at its f
 on_resolved steps after it are recorded ``not_run`` (``Store.stop_undo``), and ``Close``
 (resolve.py) never takes up a step after a stopped one (``context.stopped_at``), so no later pass (a
 retried resolved event, a job, a carried undo) runs them. ``AdmitResolve`` (resolve.py) calls
-the notice too when the namespace policy refuses the undo outright. A step a guard only holds
+the notice too when the namespace policy refuses the undo outright (having ended all of it,
+a step held for its approval too: ``Store.end_phase``). A step a guard only holds
 (a pause, the target lock) is not news: it is tried again. Neither is an on_resolved step's
 approval rejected or expired (the approval desk's notices say so).
 
