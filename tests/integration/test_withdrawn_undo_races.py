@@ -8,7 +8,9 @@ it and however the workers interleave (receiver.episodes, ``Store.withdraw_refir
   after the alert fired again, and carried to the alert's next resolution;
 - an undo that such a withdrawal carries at once (the resolution came meanwhile) while that
   resolution's own pass reaches its ``Close`` is taken up by one of them only: its step acts
-  once, and a marked step is not found ``started`` by the other and recorded ``interrupted``.
+  once, and a marked step is not found ``started`` by the other and recorded ``interrupted``;
+  a resolution retried after its first attempt carried the undo leaves the steps to that
+  carry's job, which finishes them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import BaseModel
 
 import receiver.store.withdrawal as withdrawal
 from receiver.approvals.state import Decision
-from receiver.store import EventLease, JobKind
+from receiver.store import EventLease, JobKind, StoreUnavailable
 from remediations.base import ActionContext, Outcome, Result
 from remediations.targets import Target
 from tests.integration.test_approved_undo_refire import ALICE, API, take_up_jobs
@@ -255,3 +257,45 @@ async def test_an_undo_carried_by_a_withdrawal_and_by_the_resolution_runs_once(
     assert all(outcome != "interrupted" for _idx, outcome in trail), trail
     assert "run.undo_stopped" not in kinds, trail
     assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["not_run", "ok"]
+
+
+async def test_a_resolution_retried_after_it_carried_the_undo_leaves_it_to_the_carrys_job(
+    approval_env: MakeApprovalEnv, peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peer.value = 20
+    env = await approval_env(rules=NO_APPROVAL, actions=[SetValue(peer.url)])
+    store = env.harness.store
+    await send(env, "firing", "2026-11-25T10:00:00Z")
+    assert peer.value == 5
+    # A later episode fires: the first run is closed, its undo deferred to its resolution.
+    await send(env, "firing", "2026-11-25T10:10:00Z")
+    first = (await runs_in_order(env))[0]
+    assert first.undo_deferred
+
+    real = store.carry_undo
+
+    async def carry_then_crash(*args: Any, **kwargs: Any) -> bool:
+        # The first attempt's carry commits; the store goes away before its answer arrives.
+        await real(*args, **kwargs)
+        monkeypatch.setattr(store, "carry_undo", real)
+        raise StoreUnavailable("connection lost")
+
+    monkeypatch.setattr(store, "carry_undo", carry_then_crash)
+    await accept(env, "resolved", "2026-11-25T10:10:00Z", "2026-11-25T10:15:00Z")
+    [claimed] = await store.claim_events("replica-b", 50, 30.0)
+    lease = EventLease(claimed.event.id, "replica-b")
+    with pytest.raises(StoreUnavailable):
+        await env.harness.pipeline(claimed.event, lease)
+    # The retry finds the undo carried: its steps are the carry's job's, not this pass's.
+    assert (await env.harness.pipeline(claimed.event, lease)).is_done
+    assert peer.value == 5
+    first = (await runs_in_order(env))[0]
+    assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["pending"]
+
+    # The carry's job, due a retry interval later, finishes the undo.
+    async with store._tx() as conn:
+        await conn.execute("UPDATE jobs SET not_before = remediator_now()")
+    await env.harness.drain()
+    assert peer.value == 20
+    first = (await runs_in_order(env))[0]
+    assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["ok"]
