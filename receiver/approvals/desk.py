@@ -223,6 +223,15 @@ class ApprovalDesk:
             self._log.info("approval cancelled: the alert fired again", approval_id=approval.id)
             await self.notify(NoticeKind.CANCELLED, approval)
 
+    async def phase_ended(self, approvals: list[ApprovalRecord]) -> None:
+        """Approvals of a run's undo or escalation steps cancelled because that follow-up was
+        refused for good (``Store.end_phase``, which says so in each ``reason``): counted,
+        logged and announced. The run keeps its outcome."""
+        for approval in approvals:
+            self._count(approval, "cancelled")
+            self._log.info("approval cancelled: its steps were refused", approval_id=approval.id)
+            await self.notify(NoticeKind.CANCELLED, approval)
+
     async def supersede(self, approval: ApprovalRecord, live_hash: str) -> None:
         """The approved plan no longer holds (live state changed since the preview)."""
         if await self.store.supersede_approval(approval.id, live_hash):

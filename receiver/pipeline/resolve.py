@@ -25,15 +25,19 @@ episode of its alert arrives (``receiver.episodes``; ``ResolvePlan.inferred_from
 firing with the undo deferred (``undo_deferred``: the alert fires again), by its resolution
 with the undo at once; a deferred undo is carried out when the alert next resolves
 (``ResolvePlan.carried``: ``Store.carry_undo`` records the steps, with a ``resume_resolve`` job
-that finishes them should this pass stop). A firing also withdraws a closed run's undo that
-waits for its approval (``ResolvePlan.withdraw``); any take-up of a step not started yet after
-the alert fired again (approved, or held by a guard) withdraws it (pipeline.refired): deferred.
+that finishes them should this pass stop; only the pass whose carry wrote them runs them, one
+that finds them carried leaves them to that carry's job). A firing also withdraws a closed run's
+undo that waits for its approval (``ResolvePlan.withdraw``); any take-up of a step not started
+yet after the alert fired again (approved, or held by a guard) withdraws it (pipeline.refired):
+deferred.
 
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again (withdrawn if its alert fired again meanwhile) when the
 guard says it may pass (a pause's end, the lock's expiry), or after ``resolve_retry_s`` at the
-latest. A namespace refusal will not pass by waiting: the steps are recorded ``refused``, the
-undo announced as not done (``undo.UndoNotice``). Redis unreachable changes nothing, retries.
+latest. A namespace refusal will not pass by waiting: the steps are recorded ``refused``, any
+other not done yet (one held for its approval) ``not_run`` and its approval cancelled
+(``Store.end_phase``), the undo announced as not done (``undo.UndoNotice``). Redis unreachable
+changes nothing, retries.
 """
 
 from __future__ import annotations
@@ -57,16 +61,14 @@ from receiver.pipeline.context import (
     STEP_AWAITING_APPROVAL,
     STEP_PENDING,
     STEP_STARTED,
-    WORKER_STOPPED,
     Deps,
     RunContext,
-    possible_change,
     record_step,
     release_when_done,
     stopped_at,
 )
 from receiver.pipeline.refired import withdrawn_on_take_up
-from receiver.pipeline.undo import StoppedUndo, UndoNotice
+from receiver.pipeline.undo import StoppedUndo, UndoNotice, caveat
 from receiver.store import JobKind, RunRecord, Store
 from receiver.store.records import event_from_row
 from remediations.base import Outcome
@@ -92,7 +94,8 @@ class Close:
     says how: closed on a later episode's evidence (resolved at its startsAt), its steps
     deferred (not recorded: the engine plans them again, from the steps kept with the run,
     when the alert next resolves), or a deferred undo carried out now, numbered after the
-    run's steps as any undo is (``Store.carry_undo``, ``Store.record_undo``), or a held undo
+    run's steps as any undo is (``Store.carry_undo``, ``Store.record_undo``; carried by
+    another pass already, none is taken up here: that carry's job runs them), or a held undo
     withdrawn because the alert fires again (``Store.withdraw_undo``: deferred, its approval
     cancelled and announced)."""
 
@@ -106,6 +109,7 @@ class Close:
         assert ctx.run_id is not None
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         outcome: str | None = None
+        take_up = True
         plan = ctx.resolving
         if ctx.event is not None and plan is not None and plan.withdraw:
             # The alert fires again while the run's undo waits for its approval: withdrawn,
@@ -117,12 +121,15 @@ class Close:
                     await self._deps.approvals.withdrawn(withdrawn)
         elif ctx.event is not None and plan is not None and plan.carried:
             # Closed earlier by a later episode; the alert has now resolved: its undo is due.
-            if await store.carry_undo(
+            # Carried by another pass (a withdrawal's, a first try of this event), its steps
+            # are that carry's job's to run: taken up here too, both would run them at once.
+            take_up = await store.carry_undo(
                 ctx.run_id,
                 ctx.steps,
                 event_id=ctx.event.id,
                 retry_s=self._deps.settings.resolve_retry_s,
-            ):
+            )
+            if take_up:
                 ctx.log.info("deferred undo taken up: the alert resolved", steps=len(ctx.steps))
         elif ctx.event is not None:
             deferred = plan is not None and plan.deferred
@@ -167,7 +174,7 @@ class Close:
         if outcome is not None:
             self._measure(run)
         ctx.prior = run
-        ctx.caveat = _caveat(run)
+        ctx.caveat = caveat(run)
         if ctx.caveat:
             ctx.log.warning("undoing a change that may not have happened", caveat=ctx.caveat)
         for step in run.steps:
@@ -190,7 +197,10 @@ class Close:
             # A started one too: its worker stopped in it; the step runner records it
             # interrupted rather than undoing a second time. A held one: the approve stage
             # lets it through once approved. None after one that stopped the undo: it ended.
-            if s.phase == "resolve" and s.outcome in _OPEN and (stop is None or s.idx < stop)
+            if take_up
+            and s.phase == "resolve"
+            and s.outcome in _OPEN
+            and (stop is None or s.idx < stop)
         )
         return Verdict.next()
 
@@ -198,30 +208,6 @@ class Close:
         """The time to resolve of a run closed just now, when its steps ran."""
         if run.time_to_resolve_s is not None and run.outcome in _ACTED:
             self._deps.metrics.run_resolved(run.rule, run.time_to_resolve_s)
-
-
-def _caveat(run: RunRecord) -> str:
-    """What every on_resolved step of ``run`` says after its own message when a run step may
-    have acted without ending ok (``possible_change``): left by a stopped worker
-    (``WORKER_STOPPED``), or failed after its request may have reached its system. The engine
-    planned the undo because that step may have acted, so the change it undoes may not have
-    happened. "" otherwise."""
-    why = []
-    for s in run.steps:
-        if s.phase != "run" or not possible_change(s.outcome, s.may_have_acted):
-            continue
-        if s.outcome in WORKER_STOPPED:
-            why.append(f"step {s.idx} ({s.action}) was interrupted: a worker stopped while it ran")
-        else:
-            why.append(
-                f"step {s.idx} ({s.action}) failed after its request may have reached its system"
-            )
-    if not why:
-        return ""
-    return (
-        f"planned because run {'; '.join(why)}; so it may not have acted and the change this "
-        "step undoes may not have happened"
-    )
 
 
 # On_resolved steps still to settle: planned, held for an approval, or started by a worker
@@ -243,8 +229,10 @@ class AdmitResolve:
     Nothing to run passes at once. Admitted: the lock is held until the pipeline ends; then
     on_resolved steps taken up again after their alert fired again are withdrawn, not run
     (``withdrawn_on_take_up``). Refused: recorded on each step (and audited); held steps get a
-    ``job`` that tries them again; steps refused for good (the namespace policy) are told to
-    ``notice`` (the undo's announcement; None for an escalation)."""
+    ``job`` that tries them again; refused for good (the namespace policy), the follow-up ends
+    whole (``Store.end_phase``: a step held for its approval too, its approval cancelled and
+    the approver told) and the first refused step is told to ``notice`` (the undo's
+    announcement; None for an escalation)."""
 
     name = "admit"
 
@@ -316,15 +304,19 @@ class AdmitResolve:
                 f"held by the {refusal.guard} guard: {refusal.reason}; tried again in {delay:.0f}s"
             )
             outcome = STEP_PENDING
-        # A step held for its approval stays so: its decision (or expiry) ends it.
+        # A step held for its approval stays so while a guard holds the rest: its decision (or
+        # expiry) ends it. Refused for good, it ends with them (below); when only held steps
+        # are left, the first is the one refused.
         held = {
             s.idx
             for s in (ctx.prior.steps if ctx.prior is not None else ())
             if s.phase == ctx.phase and s.outcome == STEP_AWAITING_APPROVAL
         }
-        for step in ctx.runnable:
-            if step.index not in held:
-                await record_step(deps, ctx, step, outcome, message)
+        refused = [s for s in ctx.runnable if s.index not in held]
+        if final and not refused:
+            refused = list(ctx.runnable[:1])
+        for step in refused:
+            await record_step(deps, ctx, step, outcome, message)
         ctx.log.warning(
             "follow-up steps refused" if final else "follow-up steps held",
             phase=ctx.phase,
@@ -333,9 +325,13 @@ class AdmitResolve:
         )
         if not final:
             return Verdict.park(self._outcome, message)
+        # Over: the steps left open (a held one before the refused one too) end, and their
+        # approvals, so that none of it acts later on its own.
+        ended = await deps.store.end_phase(ctx.run_id, ctx.phase, message)
+        if ended.approvals and deps.approvals is not None:
+            await deps.approvals.phase_ended(ended.approvals)
         if self._notice is not None:
-            # The first step recorded refused (one held for its approval is not recorded).
-            first = next((s for s in ctx.runnable if s.index not in held), ctx.runnable[0])
+            first = refused[0]
             await self._notice(
                 ctx, StoppedUndo(first.index, first.action, str(Outcome.REFUSED), message)
             )

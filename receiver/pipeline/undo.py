@@ -10,7 +10,8 @@ and the change left in place. The undo ends at that step, as a run ends at its f
 on_resolved steps after it are recorded ``not_run`` (``Store.stop_undo``), and ``Close``
 (resolve.py) never takes up a step after a stopped one (``context.stopped_at``), so no later pass (a
 retried resolved event, a job, a carried undo) runs them. ``AdmitResolve`` (resolve.py) calls
-the notice too when the namespace policy refuses the undo outright. A step a guard only holds
+the notice too when the namespace policy refuses the undo outright (having ended all of it,
+a step held for its approval too: ``Store.end_phase``). A step a guard only holds
 (a pause, the target lock) is not news: it is tried again. Neither is an on_resolved step's
 approval rejected or expired (the approval desk's notices say so).
 
@@ -35,17 +36,20 @@ from receiver.pipeline.announce import Announcer
 from receiver.pipeline.context import (
     STEP_AWAITING_APPROVAL,
     STOPS_RUN,
+    WORKER_STOPPED,
     Deps,
     RunContext,
+    possible_change,
     record_step,
 )
-from receiver.store import StepRecord
+from receiver.store import RunRecord, StepRecord
 from remediations.base import Outcome, Result
 
 __all__ = [
     "RecordResolve",
     "StoppedUndo",
     "UndoNotice",
+    "caveat",
     "stopped_undo",
     "undo_failed_text",
 ]
@@ -80,6 +84,30 @@ def stopped_undo(
         if record.phase == "resolve" and record.outcome in STOPS_RUN:
             return StoppedUndo(record.idx, record.action, record.outcome, record.message)
     return None
+
+
+def caveat(run: RunRecord) -> str:
+    """What every on_resolved step of ``run`` says after its own message when a run step may
+    have acted without ending ok (``possible_change``): left by a stopped worker
+    (``WORKER_STOPPED``), or failed after its request may have reached its system. The engine
+    planned the undo because that step may have acted, so the change it undoes may not have
+    happened. "" otherwise."""
+    why = []
+    for s in run.steps:
+        if s.phase != "run" or not possible_change(s.outcome, s.may_have_acted):
+            continue
+        if s.outcome in WORKER_STOPPED:
+            why.append(f"step {s.idx} ({s.action}) was interrupted: a worker stopped while it ran")
+        else:
+            why.append(
+                f"step {s.idx} ({s.action}) failed after its request may have reached its system"
+            )
+    if not why:
+        return ""
+    return (
+        f"planned because run {'; '.join(why)}; so it may not have acted and the change this "
+        "step undoes may not have happened"
+    )
 
 
 def _shown(values: Mapping[str, Any]) -> str:

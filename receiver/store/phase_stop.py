@@ -15,7 +15,9 @@ are ``not_run`` and nothing runs them later. Its follow-ups end the same way:
   escalation's own job claimed again after a worker's lease ran out) then finds nothing left.
 
 So the steps of that phase after the stopped one become ``not_run``, saying which step stopped
-it.
+it. A refusal that waiting cannot lift (the namespace policy: ``PhaseStops.end_phase``) ends
+every step of the phase not done yet, one held for its approval before the refused step too:
+the phase is over, and a step of it that an approval let through later would act alone.
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from receiver.model import ApprovalRecord
 from receiver.store.approvals import APPROVAL_COLUMNS, approval_audit, approval_from_row
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.steps import NOT_RUN, step_audit
 
-__all__ = ["STOPPED_ESCALATION", "STOPPED_UNDO", "STOPPERS", "PhaseStops", "stopped_step"]
+__all__ = [
+    "STOPPED_ESCALATION",
+    "STOPPED_UNDO",
+    "STOPPERS",
+    "Ended",
+    "PhaseStops",
+    "stopped_step",
+]
 
 # The outcomes of a follow-up's step that end it (``STOPS_RUN`` in the pipeline).
 STOPPERS = ("failed", "refused", "interrupted")
@@ -52,6 +62,15 @@ _PHASES = {
     "resolve": _Follow(STOPPED_UNDO, "run.undo_stopped", "undo"),
     "on_failed": _Follow(STOPPED_ESCALATION, "run.escalation_stopped", "escalation"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """What ending a follow-up did: the indexes of the steps recorded ``not_run`` now, and the
+    approvals it cancelled (to be announced)."""
+
+    steps: list[int]
+    approvals: list[ApprovalRecord]
 
 
 async def stopped_step(conn: Any, run_id: str, phase: str) -> Any:
@@ -87,21 +106,39 @@ class PhaseStops(Database):
         approval of one of them ``cancelled``, each audited, with a ``run.undo_stopped`` or
         ``run.escalation_stopped`` row. Returns the indexes ended now: none when no step
         stopped it or nothing is left after it (a retry changes nothing)."""
+        return (await self._stop(run_id, phase, why=None)).steps
+
+    async def end_phase(self, run_id: str, phase: str, why: str) -> Ended:
+        """``stop_phase`` for a refusal that waiting cannot lift (``why``: the guard's words),
+        recorded on the phase's first step refused: every step of ``phase`` still ``pending``
+        or ``awaiting_approval`` becomes ``not_run``, those before that step too (one held for
+        its approval), and the approvals of those steps and of the refused one, pending or
+        approved (not used: the steps did not run), ``cancelled`` with the reason
+        (``decided_by``, ``decided_at`` kept). Returns what it ended, the approvals to be
+        announced; nothing when no step of the phase is refused or nothing is left open."""
+        return await self._stop(run_id, phase, why=why)
+
+    async def _stop(self, run_id: str, phase: str, *, why: str | None) -> Ended:
+        """The body of both: ``why`` None ends the steps after the stopper (``stop_phase``),
+        else every open one (``end_phase``)."""
         follow = _PHASES[phase]
+        nothing = Ended([], [])
         async with self._tx() as conn:
             fingerprint = await conn.fetchval(
                 "SELECT fingerprint FROM runs WHERE id = $1::uuid FOR UPDATE", run_id
             )
             stopped = None if fingerprint is None else await stopped_step(conn, run_id, phase)
             if stopped is None:
-                return []
+                return nothing
+            step = f"step {stopped['idx']} ({stopped['action']})"
             message = (
-                f"{follow.message} (step {stopped['idx']} ({stopped['action']}) "
-                f"{stopped['outcome']}); the {follow.name} ended there"
+                f"{follow.message} ({step} {stopped['outcome']}); the {follow.name} ended there"
+                if why is None
+                else f"not run: the {follow.name} ended at {step}, {why}"
             )
             rows = await conn.fetch(
                 """UPDATE steps SET outcome = $4, message = $5, finished_at = remediator_now()
-                   WHERE run_id = $1::uuid AND phase = $2 AND idx > $3
+                   WHERE run_id = $1::uuid AND phase = $2 AND ($6 OR idx > $3)
                      AND outcome IN ('pending', 'awaiting_approval')
                    RETURNING idx, action, params::text AS params""",
                 run_id,
@@ -109,22 +146,26 @@ class PhaseStops(Database):
                 stopped["idx"],
                 NOT_RUN,
                 message,
+                why is not None,
             )
-            if not rows:
-                return []
             ended = sorted(r["idx"] for r in rows)
             # None is asked for after a stopped step now; one asked before (a retry that went
-            # on past the stop) is no longer wanted.
+            # on past the stop) is no longer wanted. Ended for good, an approved one of a step
+            # that never ran (the refused one's too) can never be used either.
             approvals = await conn.fetch(
-                f"""UPDATE approvals a SET state = 'cancelled', decided_at = remediator_now(),
+                f"""UPDATE approvals a SET state = 'cancelled',
+                                         decided_at = coalesce(a.decided_at, remediator_now()),
                                          reason = $3
-                    WHERE a.run_id = $1::uuid AND a.state = 'pending'
+                    WHERE a.run_id = $1::uuid AND a.state = ANY ($4::text[])
                       AND a.step_idx = ANY ($2::int[])
                     RETURNING {APPROVAL_COLUMNS}""",
                 run_id,
-                ended,
+                ended if why is None else [*ended, stopped["idx"]],
                 message,
+                ["pending"] if why is None else ["pending", "approved"],
             )
+            if not rows and not approvals:
+                return nothing
             for row in sorted(rows, key=lambda r: int(r["idx"])):
                 data = step_audit(
                     phase,
@@ -135,7 +176,8 @@ class PhaseStops(Database):
                     json.loads(row["params"]),
                 )
                 await append_in_tx(conn, "step", run_id, fingerprint, data)
-            for approval in map(approval_from_row, approvals):
+            cancelled = [approval_from_row(r) for r in approvals]
+            for approval in cancelled:
                 await append_in_tx(
                     conn,
                     "approval.cancelled",
@@ -155,4 +197,4 @@ class PhaseStops(Database):
                     "not_run": ended,
                 },
             )
-        return ended
+        return Ended(ended, cancelled)

@@ -126,8 +126,10 @@ class Withdrawals(Database):
         transaction begun after that commit (each statement of READ COMMITTED sees what was
         committed before it), reads R and carries it here. Both may see it: ``carry`` clears
         ``undo_deferred`` conditionally under the run's row lock, so the undo is carried
-        once. A firing stored after R (the alert fires once more) makes R no longer the
-        latest occurrence: nothing is carried, and the undo waits for that one's resolution.
+        once, and run once: only the pass whose carry wrote the steps takes them up (R's
+        ``Close`` leaves them to this carry's job when its own carry finds them carried). A
+        firing stored after R (the alert fires once more) makes R no longer the latest
+        occurrence: nothing is carried, and the undo waits for that one's resolution.
 
         The steps are those kept with the run (``runs.on_resolved``), as the resolution's
         pass plans them (``receiver.episodes.undo_of``); for a run stored before they were

@@ -5,18 +5,28 @@ it and however the workers interleave (receiver.episodes, ``Store.withdraw_refir
   resolution is carried all the same (not left ``undo_deferred`` after the resolution it waits
   for has passed);
 - an undo with no approval that a guard (a pause) holds is withdrawn when its job takes it up
-  after the alert fired again, and carried to the alert's next resolution.
+  after the alert fired again, and carried to the alert's next resolution;
+- an undo that such a withdrawal carries at once (the resolution came meanwhile) while that
+  resolution's own pass reaches its ``Close`` is taken up by one of them only: its step acts
+  once, and a marked step is not found ``started`` by the other and recorded ``interrupted``;
+  a resolution retried after its first attempt carried the undo leaves the steps to that
+  carry's job, which finishes them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, ClassVar
 
+import aiohttp
 import pytest
+from pydantic import BaseModel
 
 import receiver.store.withdrawal as withdrawal
 from receiver.approvals.state import Decision
-from receiver.store import EventLease, JobKind
+from receiver.store import EventLease, JobKind, StoreUnavailable
+from remediations.base import ActionContext, Outcome, Result
+from remediations.targets import Target
 from tests.integration.test_approved_undo_refire import ALICE, API, take_up_jobs
 from tests.integration.test_refire_withdraws_undo import (
     RULES,
@@ -133,3 +143,159 @@ async def test_a_guard_held_undo_is_withdrawn_when_the_alert_fired_again(
     first = (await runs_in_order(env))[0]
     assert not first.undo_deferred
     assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["not_run", "ok"]
+
+
+class Racing(SetValue):
+    """test.set whose first undo call (value 20) waits after it read the value and before it
+    writes until ``release`` is set, so another worker can run meanwhile; it keeps the value
+    of each write (``posts``)."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.posts: list[int] = []
+        self.blocked = False
+        self.inside = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        value, wanted = await self._value(ctx), getattr(params, "value", 0)
+        if value == wanted:
+            return Result(Outcome.NOOP, f"{wanted} already", {"value": value}, {"value": value})
+        if wanted == 20 and not self.blocked:
+            self.blocked = True
+            self.inside.set()
+            await self.release.wait()
+        self.posts.append(wanted)
+        session: aiohttp.ClientSession = ctx.clients.get("http")
+        async with session.post(f"{self.base_url}/set", json={"value": wanted}) as response:
+            after = int((await response.json())["value"])
+        return Result(Outcome.OK, f"set {value} -> {after}", {"value": value}, {"value": after})
+
+
+class RacingMarked(Racing):
+    """``Racing`` not safe to replay: the step runner marks it ``started`` before it acts."""
+
+    replay_safe: ClassVar[bool] = False
+
+
+@pytest.mark.parametrize("action_cls", [Racing, RacingMarked], ids=["replay-safe", "marked"])
+async def test_an_undo_carried_by_a_withdrawal_and_by_the_resolution_runs_once(
+    approval_env: MakeApprovalEnv,
+    peer: Peer,
+    monkeypatch: pytest.MonkeyPatch,
+    action_cls: type[Racing],
+) -> None:
+    peer.value = 20
+    action = action_cls(peer.url)
+    env = await approval_env(rules=NO_APPROVAL, actions=[action])
+    store = env.harness.store
+    await send(env, "firing", "2026-11-25T10:00:00Z")
+    assert peer.value == 5
+    await env.harness.guards.pause(None, "change freeze")
+    await send(env, "resolved", "2026-11-25T10:00:00Z", "2026-11-25T10:05:00Z")
+    await send(env, "firing", "2026-11-25T10:10:00Z")
+    await env.harness.guards.resume()
+    first = (await runs_in_order(env))[0]
+    # The held undo's own job (left by the pause) is replaced by one due now: replica A's.
+    async with store._tx() as conn:
+        await conn.execute("DELETE FROM jobs")
+    await store.enqueue_job(JobKind.RESUME_RESOLVE, first.id)
+
+    real_carry_if = store._carry_if_resolved
+    real_carry_undo = store.carry_undo
+    b_at_carry, a_carried = asyncio.Event(), asyncio.Event()
+    b_pass: list[asyncio.Task[None]] = []
+
+    async def carry_undo(run_id: str, *args: Any, **kwargs: Any) -> bool:
+        # Replica B's Close, its history read made after A's withdrawal: A carries first.
+        b_at_carry.set()
+        await a_carried.wait()
+        return await real_carry_undo(run_id, *args, **kwargs)
+
+    async def carry_if_resolved(run_id: str, withdrawn: Any) -> bool:
+        # A's withdrawal committed; replica B stores and processes the resolution now.
+        monkeypatch.setattr(store, "carry_undo", carry_undo)
+        await accept(env, "resolved", "2026-11-25T10:10:00Z", "2026-11-25T10:15:00Z")
+        b_pass.append(asyncio.create_task(events_only(env)))
+        await asyncio.wait_for(b_at_carry.wait(), 20)
+        carried = await real_carry_if(run_id, withdrawn)
+        assert carried, "A's carry did not come first: the interleaving was not made"
+        a_carried.set()
+        return carried
+
+    monkeypatch.setattr(store, "_carry_if_resolved", carry_if_resolved)
+    [job] = await store.claim_jobs("replica-a", 50, 30.0)
+    await env.harness.pipeline.run_job(job)
+    await store.complete_job(job.id, "replica-a")
+
+    async def replica_c() -> None:
+        # Claims every job due (the carry's, due at once) and runs it.
+        for claimed in await store.claim_jobs("replica-c", 50, 30.0):
+            await env.harness.pipeline.run_job(claimed)
+            await store.complete_job(claimed.id, "replica-c")
+
+    c_pass = asyncio.create_task(replica_c())
+    # One pass is in the step (the value read, not written); the other one runs to its end
+    # meanwhile, acting on the step too if it took it up, before the first one writes.
+    await asyncio.wait_for(action.inside.wait(), 20)
+    await asyncio.wait({b_pass[0], c_pass}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    action.release.set()
+    await asyncio.wait_for(asyncio.gather(b_pass[0], c_pass), 20)
+    await env.harness.drain()
+
+    first = (await runs_in_order(env))[0]
+    audit = await store.audit_entries(first.id)
+    kinds = [e["kind"] for e in audit]
+    trail = [
+        (e["data"]["idx"], e["data"]["outcome"])
+        for e in audit
+        if e["kind"] == "step" and e["data"]["phase"] == "resolve"
+    ]
+    assert kinds.count("run.undo_carried") == 1
+    assert action.posts.count(20) == 1, f"the carried undo step acted twice: {trail}"
+    assert peer.value == 20
+    assert all(outcome != "interrupted" for _idx, outcome in trail), trail
+    assert "run.undo_stopped" not in kinds, trail
+    assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["not_run", "ok"]
+
+
+async def test_a_resolution_retried_after_it_carried_the_undo_leaves_it_to_the_carrys_job(
+    approval_env: MakeApprovalEnv, peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peer.value = 20
+    env = await approval_env(rules=NO_APPROVAL, actions=[SetValue(peer.url)])
+    store = env.harness.store
+    await send(env, "firing", "2026-11-25T10:00:00Z")
+    assert peer.value == 5
+    # A later episode fires: the first run is closed, its undo deferred to its resolution.
+    await send(env, "firing", "2026-11-25T10:10:00Z")
+    first = (await runs_in_order(env))[0]
+    assert first.undo_deferred
+
+    real = store.carry_undo
+
+    async def carry_then_crash(*args: Any, **kwargs: Any) -> bool:
+        # The first attempt's carry commits; the store goes away before its answer arrives.
+        await real(*args, **kwargs)
+        monkeypatch.setattr(store, "carry_undo", real)
+        raise StoreUnavailable("connection lost")
+
+    monkeypatch.setattr(store, "carry_undo", carry_then_crash)
+    await accept(env, "resolved", "2026-11-25T10:10:00Z", "2026-11-25T10:15:00Z")
+    [claimed] = await store.claim_events("replica-b", 50, 30.0)
+    lease = EventLease(claimed.event.id, "replica-b")
+    with pytest.raises(StoreUnavailable):
+        await env.harness.pipeline(claimed.event, lease)
+    # The retry finds the undo carried: its steps are the carry's job's, not this pass's.
+    assert (await env.harness.pipeline(claimed.event, lease)).is_done
+    assert peer.value == 5
+    first = (await runs_in_order(env))[0]
+    assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["pending"]
+
+    # The carry's job, due a retry interval later, finishes the undo.
+    async with store._tx() as conn:
+        await conn.execute("UPDATE jobs SET not_before = remediator_now()")
+    await env.harness.drain()
+    assert peer.value == 20
+    first = (await runs_in_order(env))[0]
+    assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["ok"]

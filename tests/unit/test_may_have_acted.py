@@ -5,7 +5,7 @@ waiting for the answer, a dropped connection), may have reached the endpoint; on
 connection was never made, or answered 429, 3xx or 4xx, did not (remediations.http.post). The
 errors' own defaults: the safe side (may have acted) unless raised before anything is sent.
 The pipeline counts a failed step that may have acted as a possible change, as an interrupted
-one (receiver.pipeline.context.possible_change), and says why on its undo (resolve._caveat).
+one (receiver.pipeline.context.possible_change), and says why on its undo (undo.caveat).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from receiver.model import RunOutcome
 from receiver.pipeline.context import possible_change
-from receiver.pipeline.resolve import _caveat
+from receiver.pipeline.undo import caveat
 from receiver.store import RunRecord, StepRecord
 from remediations.base import (
     ActionError,
@@ -166,15 +166,15 @@ def _run(*steps: StepRecord) -> RunRecord:
 
 
 def test_the_undo_of_a_run_whose_step_failed_after_sending_says_why() -> None:
-    caveat = _caveat(_run(_step(0, "ok", False), _step(1, "failed", True)))
-    assert caveat.startswith(
+    text = caveat(_run(_step(0, "ok", False), _step(1, "failed", True)))
+    assert text.startswith(
         "planned because run step 1 (http.call) failed after its request may have reached "
         "its system"
     )
-    assert caveat.endswith("the change this step undoes may not have happened")
+    assert text.endswith("the change this step undoes may not have happened")
 
 
 def test_no_caveat_for_a_failed_step_known_not_to_have_acted() -> None:
-    assert _caveat(_run(_step(0, "ok", False), _step(1, "failed", False))) == ""
+    assert caveat(_run(_step(0, "ok", False), _step(1, "failed", False))) == ""
     # Only the run's own steps: an undo that failed after sending is no reason for itself.
-    assert _caveat(_run(_step(0, "ok", False), _step(0, "failed", True, "resolve"))) == ""
+    assert caveat(_run(_step(0, "ok", False), _step(0, "failed", True, "resolve"))) == ""
