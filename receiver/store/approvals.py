@@ -10,7 +10,7 @@ takes the run up again after an approval.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,11 +26,10 @@ from receiver.store.jobs import enqueue
 from receiver.store.records import JobKind, as_utc
 
 __all__ = [
-    "APPROVAL_COLUMNS",
     "APPROVAL_LIMIT",
     "Approvals",
     "approval_audit",
-    "approval_from_row",
+    "cancel_approvals",
 ]
 
 APPROVAL_LIMIT = 500
@@ -102,11 +101,32 @@ def _audit_data(approval: ApprovalRecord, **extra: Any) -> dict[str, Any]:
     return data
 
 
-# For the other moves of an approval kept elsewhere (``withdrawal.py``): the same row, record
-# and audit data.
-APPROVAL_COLUMNS = _COLUMNS
-approval_from_row = _record
+# For the other moves of an approval kept elsewhere (``withdrawal.py``, ``phase_stop.py``): the
+# same audit data.
 approval_audit = _audit_data
+
+
+async def cancel_approvals(
+    conn: Any, run_id: str, steps: Sequence[int], reason: str, states: Sequence[str]
+) -> list[ApprovalRecord]:
+    """Cancel the approvals of the run's ``steps`` (indexes) that are in one of ``states``
+    ('pending', 'approved'), with ``reason``, inside the caller's transaction: the records as
+    cancelled, for the caller to audit (``approval.cancelled``) and announce. One decided
+    already keeps who decided and when. For a follow-up that ends or is withdrawn
+    (``phase_stop.py``, ``withdrawal.py``)."""
+    rows = await conn.fetch(
+        f"""UPDATE approvals a SET state = 'cancelled',
+                                 decided_at = coalesce(a.decided_at, remediator_now()),
+                                 reason = $3
+            WHERE a.run_id = $1::uuid AND a.state = ANY ($4::text[])
+              AND a.step_idx = ANY ($2::int[])
+            RETURNING {_COLUMNS}""",
+        run_id,
+        list(steps),
+        reason,
+        list(states),
+    )
+    return [_record(r) for r in rows]
 
 
 class Approvals(Database):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from receiver.model import ApprovalRecord
-from receiver.store.approvals import APPROVAL_COLUMNS, approval_audit, approval_from_row
+from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.steps import NOT_RUN, step_audit
@@ -152,19 +152,14 @@ class PhaseStops(Database):
             # None is asked for after a stopped step now; one asked before (a retry that went
             # on past the stop) is no longer wanted. Ended for good, an approved one of a step
             # that never ran (the refused one's too) can never be used either.
-            approvals = await conn.fetch(
-                f"""UPDATE approvals a SET state = 'cancelled',
-                                         decided_at = coalesce(a.decided_at, remediator_now()),
-                                         reason = $3
-                    WHERE a.run_id = $1::uuid AND a.state = ANY ($4::text[])
-                      AND a.step_idx = ANY ($2::int[])
-                    RETURNING {APPROVAL_COLUMNS}""",
+            cancelled = await cancel_approvals(
+                conn,
                 run_id,
                 ended if why is None else [*ended, stopped["idx"]],
                 message,
                 ["pending"] if why is None else ["pending", "approved"],
             )
-            if not rows and not approvals:
+            if not rows and not cancelled:
                 return nothing
             for row in sorted(rows, key=lambda r: int(r["idx"])):
                 data = step_audit(
@@ -176,7 +171,6 @@ class PhaseStops(Database):
                     json.loads(row["params"]),
                 )
                 await append_in_tx(conn, "step", run_id, fingerprint, data)
-            cancelled = [approval_from_row(r) for r in approvals]
             for approval in cancelled:
                 await append_in_tx(
                     conn,

@@ -28,7 +28,7 @@ from typing import Any
 
 from receiver.episodes import Occurrence, fires_again, resolved_since
 from receiver.model import ApprovalRecord, Status, StepPlan
-from receiver.store.approvals import APPROVAL_COLUMNS, approval_audit, approval_from_row
+from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx
 from receiver.store.carry import carry
 from receiver.store.database import Database
@@ -194,20 +194,10 @@ async def _withdraw(
     if not steps:
         return None
     # An approved one keeps who approved it and when (decided_by, decided_at).
-    rows = await conn.fetch(
-        f"""UPDATE approvals a SET state = 'cancelled',
-                                 decided_at = coalesce(a.decided_at, remediator_now()),
-                                 reason = $3
-            WHERE a.run_id = $1::uuid AND a.state = ANY ($4::text[])
-              AND a.step_idx = ANY ($2::int[])
-            RETURNING {APPROVAL_COLUMNS}""",
-        run_id,
-        [s["idx"] for s in steps],
-        WITHDRAWN,
-        list(states),
+    cancelled = await cancel_approvals(
+        conn, run_id, [s["idx"] for s in steps], WITHDRAWN, list(states)
     )
     await conn.execute("UPDATE runs SET undo_deferred = true WHERE id = $1::uuid", run_id)
-    cancelled = [approval_from_row(r) for r in rows]
     for step in sorted(steps, key=_idx):
         data = step_audit(
             "resolve",
