@@ -124,7 +124,9 @@ class PipelineSettings:
     ``min_history_s``: how far back the history reaches when no rule asks for more.
     ``guards_down_retry_s``: how soon a job is tried again when Redis cannot be asked.
     ``resolve_retry_s``: the longest an on_resolved step held by a guard (pause, target lock)
-    waits before it is tried again (sooner when the guard says when it may pass).
+    waits before it is tried again (sooner when the guard says when it may pass); also how
+    long after a pass running on_resolved steps stopped beating its safety-net job comes due
+    (pipeline.holdback).
     ``lock_wait_s``: how soon a run that found its target locked by another run asks again.
     ``simulate``: a rule test (``remediator test``): no action is called; every system counts
     as configured (so approvals gate as in production), and each step is recorded

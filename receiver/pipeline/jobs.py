@@ -13,12 +13,14 @@ events):
   resolution comes at its group's next flush after ``endsAt``), has ``failed``
   (not_resolved); one whose alert resolved in time and stayed resolved through its settle
   period is ``verified``; one still settling is looked at again when that ends.
-- ``resume_resolve``: a closed run's on_resolved steps that a guard held (pause, target lock)
-  go through the resolve stages again; withdrawn to the next resolution, not run, if the alert
-  fired again meanwhile (pipeline.refired). An on_resolved step held for its approval is taken up
-  by ``resume_run`` (the job an approval's decision and its expiry wake), through the same
-  gate as a run step; approved, it does not act if its alert has fired again meanwhile (the
-  approve stage withdraws it to the next resolution: ``Store.withdraw_refired_undo``).
+- ``resume_resolve``: a closed run's on_resolved steps that a guard held (pause, target lock),
+  or that a pass running them stopped in (the job is their safety net, kept from coming due
+  while that pass lives: pipeline.holdback), go through the resolve stages again; withdrawn
+  to the next resolution, not run, if the alert fired again meanwhile (pipeline.refired). An
+  on_resolved step held for its approval is taken up by ``resume_run`` (the job an approval's
+  decision and its expiry wake), through the same gate as a run step; approved, it does not
+  act if its alert has fired again meanwhile (the approve stage withdraws it to the next
+  resolution: ``Store.withdraw_refired_undo``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from receiver.pipeline.context import (
     RunContext,
     Stage,
 )
+from receiver.pipeline.holdback import HoldBack
 from receiver.pipeline.record import Record, RecordEscalation
 from receiver.pipeline.resolve import AdmitResolve, Close
 from receiver.pipeline.stages import Admit, Execute, RecordPlan
@@ -61,6 +62,8 @@ class Stages:
         self.resolve: tuple[Stage, ...] = (
             Close(deps),
             AdmitResolve(deps, notice=notice),
+            # Admitted, the steps will run: their safety-net job is kept from coming due meanwhile.
+            HoldBack(deps),
             approve,
             execute,
             request,

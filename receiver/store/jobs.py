@@ -188,6 +188,24 @@ class JobQueue(Leases):
             )
         return [job_from_row(r) for r in sorted(rows, key=lambda r: r["id"])]
 
+    async def hold_back_job(self, kind: str, run_id: str, delay_s: float) -> bool:
+        """Make the pending ``kind`` job of ``run_id`` due no sooner than ``delay_s`` seconds
+        from now (database clock); True when there was one. A claimed job is left alone (its
+        worker holds it), and a due time already later stays: only ever pushed back. For a
+        pass that runs the run's follow-up steps while that job is their safety net
+        (``pipeline.holdback``)."""
+        with translate():
+            row = await self._pool.fetchval(
+                """UPDATE jobs SET not_before = greatest(
+                           not_before, remediator_now() + make_interval(secs => $3))
+                   WHERE kind = $1 AND run_id = $2::uuid AND state = 'pending'
+                   RETURNING id""",
+                str(JobKind(kind)),
+                run_id,
+                max(0.0, float(delay_s)),
+            )
+        return row is not None
+
     async def extend_job_lease(self, job_id: int, owner: str, lease_s: float) -> bool:
         """Push the lease forward; False when ``owner`` no longer holds it."""
         return await self._extend(JOBS, job_id, owner, lease_s)

@@ -166,6 +166,7 @@ async def make_harness(
         guard_clock: Callable[[], datetime] | None = None,
         refusal_digest_s: float = REFUSAL_DIGEST_S,
         redis_client_override: redis.asyncio.Redis | None = None,
+        resolve_retry_s: float = 60.0,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
         rules_dir.mkdir()
@@ -197,6 +198,7 @@ async def make_harness(
                 policy=policy,
                 lock_wait_s=lock_wait_s,
                 refusal_digest_s=refusal_digest_s,
+                resolve_retry_s=resolve_retry_s,
             ),
             metrics=metrics,
             approvals=approvals,
