@@ -70,6 +70,12 @@ def check_params(
     except ParamsError as exc:
         located.add((*path, "params"), f"{label}params do not round-trip through JSON: {exc}")
         return None
+    # An action's params may say what would fail every run though they are valid (a set_env
+    # value too long for its write record): a warning, the rules still load.
+    lint_warnings = getattr(params, "lint_warnings", None)
+    if callable(lint_warnings):
+        for message in lint_warnings():
+            located.warn((*path, "params"), f"{label}{spec.action}: {message}")
     return dumped
 
 

@@ -19,7 +19,7 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.objects import WORKLOADS, find_container, object_ref
-from remediations.kubernetes.record_size import RecordTooLarge, fitting_bytes
+from remediations.kubernetes.record_size import RECORD_CAP, RecordTooLarge, fitting_bytes
 from remediations.params import Number
 from remediations.targets import Target
 
@@ -240,6 +240,24 @@ class SetEnvParams(ActionParams):
                 f"{name!r} is not a valid environment variable name: {'; '.join(errors)}"
             )
         return name
+
+    def lint_warnings(self) -> tuple[str, ...]:
+        """What lint says of these params, the rule still loading (``receiver.rules.steps``):
+        a literal ``value`` whose write record could never fit, whatever the current value
+        (it keeps the new value twice, escaped as JSON with every non-ASCII character as a
+        ``\\u`` escape: over ``RECORD_CAP`` on that alone), so that every run would refuse
+        the step. A templated value (``{{ }}``) is known only per alert: nothing said."""
+        if "{{" in self.value:
+            return ()
+        kept = 2 * len(json.dumps(self.value))
+        if kept <= RECORD_CAP:
+            return ()
+        return (
+            f"value ({len(self.value.encode()):,} bytes) can never be written: the step's "
+            f"write record keeps it twice, escaped ({kept:,} bytes), over the cap of "
+            f"{RECORD_CAP:,} bytes per record, so every run would refuse the step; shorten it "
+            "(about 7,900 bytes of ASCII at most), or set such a value by hand (kubectl set env)",
+        )
 
 
 class SetEnv(KubeAction[SetEnvParams]):
