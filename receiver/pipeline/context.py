@@ -28,6 +28,7 @@ from receiver.model import (
 from receiver.priority import Priority
 from receiver.refusal_digest import REFUSAL_DIGEST_S
 from receiver.store import STARTED, EventLease, RunRecord, StepRecord, Store
+from receiver.store.phase_stop import STOPPERS
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Outcome, Registry, Result
 from remediations.targets import Target
@@ -79,8 +80,9 @@ def possible_change(outcome: str, may_have_acted: bool) -> bool:
 
 
 # Step outcomes that stop the steps after them and end the run (failed, refused) or the
-# follow-up: a failed or refused step, and one a worker stopped in (``interrupted``).
-STOPS_RUN = frozenset({Outcome.FAILED, Outcome.REFUSED, Outcome.INTERRUPTED})
+# follow-up: a failed or refused step, and one a worker stopped in (``interrupted``). The
+# store's ``STOPPERS``, which ends a follow-up's later steps by the same rule.
+STOPS_RUN = frozenset(Outcome(outcome) for outcome in STOPPERS)
 
 
 def stopped_at(steps: Iterable[StepRecord], phase: str) -> int | None:

@@ -41,7 +41,8 @@ __all__ = [
     "stopped_step",
 ]
 
-# The outcomes of a follow-up's step that end it (``STOPS_RUN`` in the pipeline).
+# The outcomes of a step that end the steps after it: a run's, and a follow-up's here (the
+# pipeline's ``STOPS_RUN`` is made from these).
 STOPPERS = ("failed", "refused", "interrupted")
 
 # What the steps after the stopped one say, before which step it was.
