@@ -9,8 +9,9 @@ first on the search path, makes it a counter, so the two databases get the same 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -36,8 +37,10 @@ RUN = "3f2a0c1e-8d4b-4e5f-9a6b-7c8d9e0f1a2b"
 # A run.created row as a storm writes it is over a kB of JSON: its queue row (the data twice)
 # was over the TOAST threshold. Awkward text too.
 BIG = {
-    "alert": {"labels": {f"label_{i}": f"value {i} é 🚒 \"q\" \\" for i in range(30)}},
-    "steps": [{"idx": i, "message": "not run: the max_runs guard refused the run"} for i in range(8)],
+    "alert": {"labels": {f"label_{i}": f'value {i} é 🚒 "q" \\' for i in range(30)}},
+    "steps": [
+        {"idx": i, "message": "not run: the max_runs guard refused the run"} for i in range(8)
+    ],
     "n": [1.5, 1e16, -0.0, None, True],
 }
 
@@ -122,17 +125,19 @@ async def _state(conn: asyncpg.Connection) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def old_seal_url(empty_database_url: str) -> AsyncIterator[str]:
+async def old_seal_url(empty_database_url: str) -> str:
     """A database migrated up to the last migration with the old seal."""
     conn = await asyncpg.connect(empty_database_url)
     try:
         await migrate(conn, load_migrations()[:OLD_SEAL])
     finally:
         await conn.close()
-    yield empty_database_url
+    return empty_database_url
 
 
-async def _with_fixed_clock(url: str, work: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
+async def _with_fixed_clock(
+    url: str, work: Callable[[asyncpg.Connection], Awaitable[None]]
+) -> None:
     conn = await asyncpg.connect(url, server_settings={"search_path": "public, pg_catalog"})
     try:
         await conn.execute(CLOCK)
@@ -212,7 +217,7 @@ async def test_two_commits_at_once_chain_one_after_the_other(
         tagged = [r for r in block if r["kind"].startswith("tx")]
         assert len({r["kind"] for r in tagged}) == 1, [r["kind"] for r in rows]
         assert [json.loads(r["data"])["i"] for r in tagged] == [0, 1, 2]
-    assert all(a["at"] <= b["at"] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(a["at"] <= b["at"] for a, b in itertools.pairwise(rows))
     check = await store.verify_audit()
     assert check.ok, check
     assert check.checked == 24
