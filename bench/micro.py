@@ -1,17 +1,21 @@
-"""``python -m bench.micro``: the CPU of two pieces of a storm event, with and without the
-library the project takes for each, in runs taken in turn on the same machine.
+"""``python -m bench.micro``: the CPU of three pieces of a storm event, each two ways, in runs
+taken in turn on the same machine.
 
 - the audit rows' canonical JSON (``receiver/store/canonical.py``): ``audit_data`` of a refused
   event's ``run.created`` row, written by orjson (what the store does) against the standard
   library's ``json`` (the text every row is hashed over), in this process;
 - a guard admission (``Guards.admit`` through its batched pipeline, 16 at a time) on a Redis of
   its own, in a child process with redis-py's C parser and packer (``hiredis``) importable and
-  in one where it is not.
+  in one where it is not;
+- the sealing of a refused event's three audit rows at commit, on a PostgreSQL of its own, by
+  the seal before migration 0029 and by the seal since (``bench/seal.py``: PostgreSQL backend
+  CPU per event, ``python -m bench.seal`` for its options).
 
-CPU is the process's own (``time.process_time``); each figure is the median of ``--rounds``
-rounds, and the ratio is against the run without the library, measured in the same run. These
-pieces are each a few per cent of a storm event (docs/performance-history.md, stop 28): the
-storm round's drain cannot show them above its noise."""
+CPU is the process's own (``time.process_time``; for the seal, the PostgreSQL backend's); each
+figure is the median of ``--rounds`` rounds, and the ratio is against the run without the
+library (the old seal), measured in the same run. The first two are each a few per cent of a
+storm event (docs/performance-history.md, stop 28), the seal a sixth of PostgreSQL's CPU in it
+(issue 12): the storm round's drain cannot show any of them above its noise."""
 
 from __future__ import annotations
 
@@ -148,6 +152,14 @@ def main() -> None:
     print(
         f"guard admission, 16 at a time: hiredis {a:.0f} µs, pure Python {b:.0f} µs of CPU "
         f"({a / b:.2f}x)"
+    )
+    from bench import seal
+
+    (old, old_commit), (new, new_commit) = asyncio.run(seal.compare(1000, 8, args.rounds))
+    print(
+        f"a refused event's audit rows, 8 events a commit: old seal {old:.0f} µs ({old_commit:.0f}"
+        f" at COMMIT), new seal {new:.0f} µs ({new_commit:.0f}) of PostgreSQL CPU "
+        f"({new / old:.2f}x; {new_commit / old_commit:.2f}x at COMMIT)"
     )
 
 
