@@ -57,8 +57,9 @@ async def append_in_tx(
 ) -> None:
     """Queue one audit row on ``conn``, inside the caller's transaction; one statement, no lock.
 
-    The row is chained when the transaction commits (migrations/0012_audit_sealed_at_commit.sql:
-    a deferred trigger takes the audit_head lock, gives it its id and time and hashes it), so
+    The row is chained when the transaction commits (migrations/0012_audit_sealed_at_commit.sql,
+    0029_audit_seal_in_one_statement.sql: a deferred trigger takes the audit_head lock, gives
+    the transaction's rows their ids and times, hashes them and writes them in one INSERT), so
     the caller's change and its audit row commit or roll back together, and no appender holds
     the head while its transaction is still running. Everything hashed but the id and the time
     is built here, with the same ``canonical_json`` the verifier uses, so the database never has
