@@ -1,4 +1,4 @@
-"""The audit seal of migration 0029 (one statement for a transaction's rows) makes the chain the
+"""The audit seal of migration 0029 (one INSERT for a transaction's rows) makes the chain the
 seal of 0012/0015 made, byte for byte: the same ids in the same order, the same times, links and
 hashes, the same head, for rows of several statements, savepoints and seals made before the
 commit; two commits at once still chain one after the other; a rollback leaves nothing.
