@@ -10,10 +10,10 @@
 --
 -- Now:
 -- - the trigger function, audit_seal(), only tells whether its row is sealed already, from a
---   setting local to the transaction that the seal sets to the last row it sealed (ids of the
---   queue only grow, and a transaction's rows are read in that order), with no statement run
---   and no settings of its own to save and restore; a setting that a rollback to a savepoint
---   undoes with the rows it sealed. A client that set it by hand would leave its own rows
+--   setting local to the transaction that the seal sets to the last row it sealed (the queue's
+--   numbers, n, only grow, and a transaction's rows are sealed in their order), with no
+--   statement run and no settings of its own to save and restore; a setting that a rollback
+--   to a savepoint undoes with the rows it sealed. A client that set it by hand would leave its own rows
 --   unchained (in the queue, never in the log): no more than it can do by not appending them.
 -- - audit_seal_from(n) seals the rows from n on, as before: it takes the audit_head lock, then
 --   one statement deletes the rows from the queue and reads them in queue order; a loop of
@@ -22,10 +22,9 @@
 --     hash = sha256(prev_hash || canonical JSON of {at, data, fingerprint, id, kind, run_id})
 --   over the same text as before; then one INSERT writes them all into audit_log and one
 --   UPDATE moves the head: four statements a transaction, where the old seal ran four and two
---   a row (its lookup, its INSERT). The
---   chain, the lock and what a rollback leaves are those of 0012
---   (tests/integration/test_audit_seal_identity.py holds the chain to the old seal's, byte
---   for byte). Sequential scans stay off for its statements (0015): the queue's dead rows are
+--   a row (its lookup, its INSERT). The chain, the lock and what a rollback leaves are those
+--   of 0012 (tests/integration/test_audit_seal_identity.py holds the chain to the old seal's,
+--   byte for byte). Sequential scans stay off for its statements (0015): the queue's dead rows are
 --   not read. And JIT compilation is off: before PostgreSQL 18 a path that is off costs 10^10
 --   more, so the head's reads (one row, no index: a sequential scan all the same) were costed
 --   far over jit_above_cost and compiled by LLVM at every commit, where the server has JIT
