@@ -13,8 +13,9 @@
 --   setting local to the transaction that the seal sets to the last row it sealed (the queue's
 --   numbers, n, only grow, and a transaction's rows are sealed in their order), with no
 --   statement run and no settings of its own to save and restore; a setting that a rollback
---   to a savepoint undoes with the rows it sealed. A client that set it by hand would leave its own rows
---   unchained (in the queue, never in the log): no more than it can do by not appending them.
+--   to a savepoint undoes with the rows it sealed. A client that set it by hand would leave
+--   its own rows unchained (in the queue, never in the log): no more than it can do by not
+--   appending them.
 -- - audit_seal_from(n) seals the rows from n on, as before: it takes the audit_head lock, then
 --   one statement deletes the rows from the queue and reads them in queue order; a loop of
 --   expressions gives each its id and time (nextval and clock_timestamp(), under the lock, so
