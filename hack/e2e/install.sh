@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the real Prometheus and Alertmanager that the e2e tests drive, the headless
 # Chromium that renders the approval page, and the Redis (Cluster, Sentinel) and PgBouncer the
-# store and guard tests run behind (Debian packages), only when their binaries are missing. Idempotent: a second run installs nothing.
+# store and guard tests run behind, and a Debian PostgreSQL server (a server built with lz4 and JIT,
+# beside the embedded one: test_audit_compression.py) (Debian packages), only when their binaries are missing. Idempotent: a second run installs nothing.
 #
 # The packages' maintainer scripts would start prometheus.service and prometheus-alertmanager
 # .service (ports 9090/9093, state under /var/lib). The tests start their own processes on free
@@ -14,6 +15,7 @@ need() { command -v "$1" >/dev/null 2>&1; }
 have_alertmanager() { need prometheus-alertmanager || need alertmanager; }
 # Debian puts pgbouncer in /usr/sbin, which a user's PATH may not hold (the tests look there).
 have_pgbouncer() { need pgbouncer || [[ -x /usr/sbin/pgbouncer ]]; }
+have_postgresql() { compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; }
 
 missing=()
 for tool in prometheus promtool amtool; do need "$tool" || missing+=("$tool"); done
@@ -21,9 +23,10 @@ have_alertmanager || missing+=("prometheus-alertmanager")
 need chromium || missing+=("chromium")
 need redis-server || missing+=("redis-server")
 have_pgbouncer || missing+=("pgbouncer")
+have_postgresql || missing+=("postgresql")
 
 if ((${#missing[@]} == 0)); then
-  echo "==> e2e: prometheus, promtool, alertmanager, amtool, chromium, redis-server and pgbouncer are installed; nothing to do"
+  echo "==> e2e: prometheus, promtool, alertmanager, amtool, chromium, redis-server, pgbouncer and postgresql are installed; nothing to do"
   exit 0
 fi
 
@@ -69,7 +72,7 @@ export DEBIAN_FRONTEND=noninteractive
 # Always refresh: a stale list can name versions the archive no longer serves (a 404 mid-install).
 echo "==> e2e: apt-get update"
 "${SUDO[@]}" apt-get update -qq
-packages=(prometheus prometheus-alertmanager chromium redis-server pgbouncer)
+packages=(prometheus prometheus-alertmanager chromium redis-server pgbouncer postgresql)
 echo "==> e2e: apt-get install -y --no-install-recommends ${packages[*]}"
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}"
 

@@ -1,0 +1,93 @@
+"""The audit seal compiles nothing with JIT (migration 0029).
+
+Migration 0015 runs the seal with ``enable_seqscan = off``, and before PostgreSQL 18 that costs
+the one-row scan of ``audit_head`` at 10^10, far over ``jit_above_cost``: on a server with JIT
+(Debian's packages have it) every commit that sealed a row compiled the seal's statements with
+LLVM, about 9 ms of CPU per storm event. ``audit_seal_from`` now runs with ``jit = off``. On
+Debian's PostgreSQL, with pg_stat_statements counting the statements run inside functions and
+triggers, sealed commits show no JIT-compiled function."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from receiver.embedded.process import ServerError
+from receiver.store.audit import append_in_tx
+from receiver.store.migrate import migrate
+from tests.support.postgres import PostgresServer
+from tests.support.servers import server_missing
+
+pytestmark = pytest.mark.postgres
+
+
+def _debian_bin() -> Path | None:
+    """The bin directory of the newest Debian PostgreSQL major installed, or None."""
+    majors = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "postgres").is_file()]
+    return max(majors, key=lambda d: int(d.parent.name), default=None)
+
+
+@pytest.fixture(scope="module")
+def counting_server() -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL with pg_stat_statements loaded (set, then a restart)."""
+    bin_dir = _debian_bin()
+    if bin_dir is None:
+        server_missing("Debian's PostgreSQL (apt-get install postgresql; hack/e2e/install.sh)")
+    try:
+        server = PostgresServer.create(bin_dir=bin_dir)
+        server.start()
+    except (ServerError, OSError) as exc:
+        server_missing(f"Debian's PostgreSQL ({exc})")
+    try:
+
+        async def preload() -> None:
+            conn = await asyncpg.connect(server.url())
+            try:
+                await conn.execute(
+                    "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
+                )
+            finally:
+                await conn.close()
+
+        asyncio.run(preload())
+        server.stop()
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+async def test_sealed_commits_compile_nothing_with_jit(counting_server: PostgresServer) -> None:
+    admin = await asyncpg.connect(counting_server.url())
+    name = f"jit_{os.urandom(6).hex()}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(counting_server.url(name))
+    try:
+        assert await conn.fetchval("SELECT pg_jit_available()"), "this server has no JIT"
+        await migrate(conn)
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        # The seal's statements run inside a trigger and a function: count nested ones too.
+        await conn.execute("SET pg_stat_statements.track = 'all'")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+        for n in range(5):
+            async with conn.transaction():
+                for kind in ("run.created", "run.refused", "run.announced"):
+                    await append_in_tx(conn, kind, None, f"fp-{n}", {"n": n})
+        sealed = await conn.fetchval("SELECT count(*) FROM audit_log")
+        compiled = await conn.fetch(
+            """SELECT query, jit_functions FROM pg_stat_statements
+               WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND jit_functions > 0"""
+        )
+    finally:
+        await conn.close()
+    assert sealed == 15
+    assert [dict(r) for r in compiled] == []
