@@ -15,7 +15,12 @@ from typing import Any
 
 from receiver.model import Target
 from receiver.store import Store
-from receiver.store.history import HISTORY_PLAN_SETTINGS, HISTORY_SQL, history_arguments
+from receiver.store.history import (
+    HISTORY_PLAN_SETTINGS,
+    HISTORY_SQL,
+    batch_arguments,
+    history_arguments,
+)
 from tests.support.events import alert_event, new_event
 from tests.support.plans import execute_sql, explain_analyze, rows_read
 
@@ -41,7 +46,7 @@ async def test_a_history_read_takes_its_targets_runs_not_the_rules_other_runs(
 ) -> None:
     targets = await _storm(store, STORM_TARGETS)
     event = alert_event(fingerprint="f" * 16)
-    args = history_arguments(event, 3600, [("restart", targets[0])], [], 1000)
+    args = batch_arguments([history_arguments(event, 3600, [("restart", targets[0])], [], 1000)])
     async with store._pool.acquire() as conn, conn.transaction():
         await conn.execute(HISTORY_PLAN_SETTINGS)
         plan = await explain_analyze(conn, HISTORY_SQL, *args)
@@ -83,7 +88,7 @@ async def test_the_plan_cached_on_an_empty_table_still_walks_only_the_targets_ru
     # the statistics of a table that was empty then, whatever a storm has added since.
     event = alert_event(fingerprint="f" * 16)
     first = Target("Deployment", "shop", "web-0")
-    args = history_arguments(event, 3600, [("restart", first)], [], 1000)
+    args = batch_arguments([history_arguments(event, 3600, [("restart", first)], [], 1000)])
     plan = await _plan_cached_before(store, args, lambda: _storm(store, STORM_TARGETS))
     assert rows_read(plan, "runs") <= 3, json.dumps(plan, indent=1)
 
@@ -100,7 +105,9 @@ async def test_a_plan_cached_on_the_statistics_of_empty_tables_reads_no_storm_ro
         await store._pool.execute(f"VACUUM (ANALYZE) {table}")
     event = alert_event(fingerprint="f" * 16)
     first = Target("Deployment", "shop", "web-0")
-    args = history_arguments(event, 3600, [("restart", first)], [("restart", first)], 1000)
+    args = batch_arguments(
+        [history_arguments(event, 3600, [("restart", first)], [("restart", first)], 1000)]
+    )
 
     async def storm_and_its_events() -> None:
         await _storm(store, STORM_TARGETS)
@@ -146,7 +153,7 @@ async def test_a_pairs_recent_runs_are_read_without_the_targets_runs_of_other_ru
             rule="restart", event=alert_event(fingerprint=f"a{i:015x}"), target=target, dry_run=True
         )
     event = alert_event(fingerprint="f" * 16)
-    args = history_arguments(event, 3600, [("restart", target)], [], 1000)
+    args = batch_arguments([history_arguments(event, 3600, [("restart", target)], [], 1000)])
     async with store._pool.acquire() as conn, conn.transaction():
         await conn.execute(HISTORY_PLAN_SETTINGS)
         plan = await explain_analyze(conn, HISTORY_SQL, *args)

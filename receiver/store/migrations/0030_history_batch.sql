@@ -1,0 +1,145 @@
+-- 0030: the engine's history reads of a batch in one execution (engine_histories).
+--
+-- Every event the worker takes reads its past (receiver/store/history.py). The reads asked
+-- together (up to 32, receiver/batching.py) went in one round trip, but as one execution of
+-- engine_history each (asyncpg's fetchmany): PostgreSQL initialised the function's plan, four
+-- UNION ALL parts with their windows, sorts and EXISTS subplans, for every read. In the storm
+-- round (`python -m bench --storm-only --stored 100000`) that initialisation alone,
+-- standard_ExecutorStart > ExecInitNode under the PL/pgSQL functions, was 11.3 % of all of
+-- PostgreSQL's CPU.
+--
+-- engine_histories takes a batch's reads as arrays, one element a read (the pairs of all reads
+-- one after another, each read's the slice between its bounds: receiver.store.history_sql.
+-- batch_arguments), and returns each read's rows tagged with its index in the batch. Its body
+-- is engine_history's with each parameter replaced by the read's column of `b`, the batch
+-- unnested, and the parts joined LATERAL to it: the plan is initialised once for the batch and
+-- its parts rescanned for each read, with the same index scans as before (EXPLAIN below). The
+-- body is receiver.store.history_sql.HISTORY_SQL as it is now (test_pinned_plans.py keeps the
+-- two equal); the settings are engine_history's (0019). test_history_batch.py holds each read
+-- of a batch to the rows engine_history returned for it alone.
+--
+-- engine_history stays: a replica of the version before goes on calling it until it is
+-- replaced.
+--
+-- EXPLAIN
+CREATE FUNCTION engine_histories(text[], text[], integer[], double precision[], timestamptz[],
+                                 text[], text[], text[], text[], integer[], integer[],
+                                 text[], text[], text[], text[], integer[], integer[], bigint[])
+RETURNS TABLE (
+    tag integer, part text, pos bigint, id uuid, rule text, fingerprint text, starts_at text,
+    alertname text, event_id bigint, target_kind text, target_namespace text,
+    target_name text, outcome text, created_at timestamptz, closed boolean, refire integer,
+    settle_until timestamptz, changed boolean, on_resolved text, episode_resolved boolean
+)
+LANGUAGE plpgsql STABLE
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET plan_cache_mode = force_generic_plan
+AS $history$
+#variable_conflict use_column
+BEGIN
+RETURN QUERY
+SELECT (b.ord - 1)::int AS tag, parts.*,
+       EXISTS (SELECT 1 FROM alert_events
+               WHERE fingerprint = b.fp AND starts_at = b.sa AND status = 'resolved'
+                 AND refire = b.rf) AS episode_resolved
+FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::timestamptz[],
+            $10::int[], $11::int[], $16::int[], $17::int[], $18::bigint[])
+     WITH ORDINALITY
+     AS b(fp, sa, rf, within_s, received, repeat_lo, repeat_hi, settle_lo, settle_hi, lim, ord)
+LEFT JOIN LATERAL (
+    -- The episode's runs and the settling runs are found first and put in order after
+    -- (OFFSET 0 keeps the two apart): asked for them in order, the planner may rather walk all
+    -- of runs down runs_created and filter, which it takes for the cheapest way when the
+    -- statistics it planned on said the table was small (migration 0019).
+    (SELECT 'episode' AS part,
+            row_number() OVER (ORDER BY created_at, id) AS pos, 
+    id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
+    target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
+,
+            -- Changed something, or may have: a step a worker stopped in (interrupted, or
+            -- still started), or one that failed after its request may have reached its
+            -- system, may have acted, and its on_resolved steps are then planned too.
+            EXISTS (SELECT 1 FROM steps
+                    WHERE steps.run_id = runs.id AND steps.phase = 'run'
+                      AND (steps.outcome IN ('ok', 'simulated', 'interrupted', 'started')
+                           OR (steps.outcome = 'failed' AND steps.may_have_acted)))
+              AS changed,
+            -- The on_resolved steps it was planned with (NULL: a run created before 0025).
+            on_resolved::text AS on_resolved
+     FROM (SELECT * FROM runs
+           WHERE fingerprint = b.fp AND starts_at = b.sa AND refire = b.rf OFFSET 0) AS runs)
+    UNION ALL
+    -- The alert's runs of other occurrences still open (their resolution never came) or whose
+    -- undo waits for the alert's next resolution (undo_deferred): a later episode proves
+    -- the earlier one ended (migration 0026; runs_fingerprint_open). Their undo is the one
+    -- kept with each (migration 0025), as for the runs of the episode. And, as 'held', its
+    -- closed runs an on_resolved step of which waits for its approval, found from the few
+    -- pending approvals (approvals_one_pending_per_step; the LATERAL keeps them the outer
+    -- side, so runs is read by id, never walked): a firing withdraws it (migration 0027;
+    -- receiver.episodes).
+    (SELECT CASE WHEN held THEN 'held' ELSE 'other' END,
+            row_number() OVER (ORDER BY created_at, id), 
+    id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
+    target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
+,
+            EXISTS (SELECT 1 FROM steps
+                    WHERE steps.run_id = runs.id AND steps.phase = 'run'
+                      AND (steps.outcome IN ('ok', 'simulated', 'interrupted', 'started')
+                           OR (steps.outcome = 'failed' AND steps.may_have_acted)))
+              AS changed,
+            on_resolved::text AS on_resolved
+     FROM ((SELECT *, false AS held FROM runs
+            WHERE fingerprint = b.fp AND (resolved_at IS NULL OR undo_deferred)
+              AND (starts_at <> b.sa OR refire <> b.rf) OFFSET 0)
+           UNION ALL
+           (SELECT runs.*, true
+            FROM (SELECT DISTINCT a.run_id FROM approvals a
+                  JOIN steps s ON s.run_id = a.run_id AND s.idx = a.step_idx
+                  WHERE a.state = 'pending' AND s.phase = 'resolve' OFFSET 0) AS held
+            CROSS JOIN LATERAL (SELECT * FROM runs WHERE runs.id = held.run_id) AS runs
+            WHERE runs.fingerprint = b.fp AND runs.resolved_at IS NOT NULL
+              AND NOT runs.undo_deferred
+              AND (runs.starts_at <> b.sa OR runs.refire <> b.rf))) AS runs
+     ORDER BY created_at, id LIMIT b.lim)
+    UNION ALL
+    (SELECT 'recent', row_number() OVER (ORDER BY created_at DESC, id DESC),
+            
+    id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
+    target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
+, false, NULL::text
+     -- Each pair's newest runs, walked down runs_pair_created, then the newest of them
+     -- all: the read costs the runs of these targets, however many other targets the rule
+     -- has runs on. (A join of runs to the pairs let the planner walk every recent run of
+     -- the rule, or all of runs on the statistics of a table that was small a minute ago:
+     -- in a storm on one rule, 2,990 rows read to return 9, three thousand events in.) The
+     -- pairs come from remediator_pairs so that the plan is cached (migration 0014).
+     FROM remediator_pairs(($6::text[])[b.repeat_lo:b.repeat_hi],
+                           ($7::text[])[b.repeat_lo:b.repeat_hi],
+                           ($8::text[])[b.repeat_lo:b.repeat_hi],
+                           ($9::text[])[b.repeat_lo:b.repeat_hi])
+     CROSS JOIN LATERAL (
+         SELECT * FROM runs
+         WHERE runs.target_kind = pair_kind AND runs.target_namespace = pair_ns
+           AND runs.target_name = pair_name AND runs.rule = pair_rule
+           AND runs.created_at >= coalesce(b.received, remediator_now())
+                                  - make_interval(secs => b.within_s)
+         ORDER BY runs.created_at DESC, runs.id DESC LIMIT b.lim) AS runs
+     ORDER BY created_at DESC, id DESC LIMIT b.lim)
+    UNION ALL
+    (SELECT 'settling', row_number() OVER (ORDER BY created_at, id),
+            
+    id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
+    target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
+, false, NULL::text
+     FROM (SELECT * FROM runs
+           WHERE (target_kind, target_namespace, target_name, rule) IN (
+                     SELECT * FROM unnest(($12::text[])[b.settle_lo:b.settle_hi],
+                                          ($13::text[])[b.settle_lo:b.settle_hi],
+                                          ($14::text[])[b.settle_lo:b.settle_hi],
+                                          ($15::text[])[b.settle_lo:b.settle_hi]))
+             AND outcome = 'verifying' AND settle_until IS NOT NULL OFFSET 0) AS runs
+     ORDER BY created_at, id LIMIT b.lim)
+) AS parts ON true;
+END
+$history$;
