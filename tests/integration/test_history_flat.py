@@ -161,3 +161,37 @@ async def test_a_pairs_recent_runs_are_read_without_the_targets_runs_of_other_ru
 
     history = await store.history(event, 3600, repeats=[("restart", target)])
     assert [r.rule for r in history.recent_runs] == ["restart", "restart"]
+
+
+async def test_the_settling_runs_of_a_batchs_reads_are_their_pairs_not_the_storms(
+    store: Store,
+) -> None:
+    # A storm whose runs all settle (verifying, their alert resolved), on a plan cached while
+    # the tables were empty: each of a batch's reads takes its own pair's settling runs from
+    # runs_settling. As a semi-join of runs to the read's pairs, the plan walked every run
+    # (runs_created) for each read and compared it to the pairs.
+    for table in ("runs", "steps", "alert_events"):
+        await store._pool.execute(f"VACUUM (ANALYZE) {table}")
+    pairs = [("restart", Target("Deployment", "shop", f"web-{i}")) for i in range(8)]
+    args = batch_arguments(
+        [
+            history_arguments(alert_event(fingerprint=f"e{i:015x}"), 3600, [], [pair], 1000)
+            for i, pair in enumerate(pairs)
+        ]
+    )
+
+    async def settling_storm() -> None:
+        await _storm(store, STORM_TARGETS)
+        await store._pool.execute(
+            """UPDATE runs SET outcome = 'verifying', resolved_at = now(),
+                              settle_until = now() + interval '5 minutes'"""
+        )
+
+    plan = await _plan_cached_before(store, args, settling_storm)
+    # web-0's three runs and one of each of the seven others.
+    assert rows_read(plan, "runs") <= 10, json.dumps(plan, indent=1)
+    async with store._pool.acquire() as conn:
+        rows = await conn.fetch(HISTORY_SQL, *args)
+    assert sorted(r["target_name"] for r in rows if r["part"] == "settling") == sorted(
+        ["web-0"] * 3 + [f"web-{i}" for i in range(1, 8)]
+    )

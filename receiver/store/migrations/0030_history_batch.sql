@@ -132,13 +132,19 @@ LEFT JOIN LATERAL (
     id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
     target_name, outcome, created_at, resolved_at IS NOT NULL AS closed, refire, settle_until
 , false, NULL::text
-     FROM (SELECT * FROM runs
-           WHERE (target_kind, target_namespace, target_name, rule) IN (
-                     SELECT * FROM unnest(($12::text[])[b.settle_lo:b.settle_hi],
-                                          ($13::text[])[b.settle_lo:b.settle_hi],
-                                          ($14::text[])[b.settle_lo:b.settle_hi],
-                                          ($15::text[])[b.settle_lo:b.settle_hi]))
-             AND outcome = 'verifying' AND settle_until IS NOT NULL OFFSET 0) AS runs
+     -- Each pair's settling runs, found in runs_settling by the pair (OFFSET 0 keeps the
+     -- pair the outer side): as a semi-join of runs to the read's slice of the pairs, the
+     -- generic plan walked every settling run, or all of runs, and compared each to the pairs.
+     -- remediator_pairs gives each pair once, so a run comes once, as from the semi-join.
+     FROM remediator_pairs(($12::text[])[b.settle_lo:b.settle_hi],
+                           ($13::text[])[b.settle_lo:b.settle_hi],
+                           ($14::text[])[b.settle_lo:b.settle_hi],
+                           ($15::text[])[b.settle_lo:b.settle_hi])
+     CROSS JOIN LATERAL (
+         SELECT * FROM runs
+         WHERE runs.target_kind = pair_kind AND runs.target_namespace = pair_ns
+           AND runs.target_name = pair_name AND runs.rule = pair_rule
+           AND runs.outcome = 'verifying' AND runs.settle_until IS NOT NULL OFFSET 0) AS runs
      ORDER BY created_at, id LIMIT b.lim)
 ) AS parts ON true;
 END
