@@ -195,3 +195,33 @@ async def test_the_settling_runs_of_a_batchs_reads_are_their_pairs_not_the_storm
     assert sorted(r["target_name"] for r in rows if r["part"] == "settling") == sorted(
         ["web-0"] * 3 + [f"web-{i}" for i in range(1, 8)]
     )
+
+
+async def test_a_batch_reads_the_pending_approvals_once_not_once_a_read(store: Store) -> None:
+    # Five closed runs whose on_resolved step waits for its approval (held undos): a batch of
+    # eight reads finds them once (held_runs) and each read keeps its alert's. Found for each
+    # read, the five approvals, their steps and their runs were read eight times.
+    targets = await _storm(store, 5)
+    await store._pool.execute(
+        """WITH held AS (UPDATE runs SET resolved_at = now() WHERE target_name <> 'web-0'
+                         RETURNING id, target_name)
+           , step AS (INSERT INTO steps (run_id, phase, idx, action, outcome)
+                      SELECT id, 'resolve', 0, 'kubernetes.scale', 'pending' FROM held)
+           INSERT INTO approvals (run_id, step_idx, rule, target_kind, target_namespace,
+                                  target_name, action, risk, plan, plan_hash, expires_at)
+           SELECT id, 0, 'restart', 'Deployment', 'shop', target_name, 'kubernetes.scale',
+                  'low', '{}', '', now() + interval '1 hour' FROM held"""
+    )
+    held = await store._pool.fetch("SELECT fingerprint FROM runs WHERE resolved_at IS NOT NULL")
+    assert len(held) == 4
+    events = [alert_event(fingerprint=r["fingerprint"], starts_at="2026-11-25T11:00:00Z")
+              for r in held]  # fmt: skip
+    events += [alert_event(fingerprint=f"e{i:015x}") for i in range(4)]
+    args = batch_arguments([history_arguments(e, 3600, [], [], 1000) for e in events])
+    async with store._pool.acquire() as conn, conn.transaction():
+        await conn.execute(HISTORY_PLAN_SETTINGS)
+        plan = await explain_analyze(conn, HISTORY_SQL, *args)
+        rows = await conn.fetch(HISTORY_SQL, *args)
+    assert rows_read(plan, "approvals") == 4, json.dumps(plan, indent=1)
+    assert sorted(r["tag"] for r in rows if r["part"] == "held") == [0, 1, 2, 3]
+    assert {r["target_name"] for r in rows if r["part"] == "held"} == {t.name for t in targets[1:]}
