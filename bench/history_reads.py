@@ -40,7 +40,7 @@ OLD_CALL = "SELECT * FROM engine_history(" + ", ".join(f"${n}" for n in range(1,
 
 # A storm's runs: created in the last ten minutes, their one step a dry run; one in three
 # verifying, its alert resolved and settling; one in a hundred with an on_resolved step
-# waiting for its approval.
+# waiting for its approval (but with ``--no-held``, as in the storm round).
 _STORM_RUNS = """
 INSERT INTO runs (rule, fingerprint, starts_at, alertname, target_kind, target_namespace,
                   target_name, outcome, dry_run, created_at, group_key, resolved_at,
@@ -137,7 +137,8 @@ async def run(args: argparse.Namespace) -> None:
                 await seed(conn, args.stored, args.targets)
                 await conn.execute(_STORM_RUNS, RULE, NAMESPACE, args.storm, args.targets)
                 await conn.execute(_STORM_STEPS)
-                await conn.execute(_STORM_APPROVALS, RULE, NAMESPACE)
+                if args.held:
+                    await conn.execute(_STORM_APPROVALS, RULE, NAMESPACE)
                 await conn.execute("VACUUM (ANALYZE) runs")
                 await conn.execute("VACUUM (ANALYZE) steps")
                 await conn.execute("VACUUM (ANALYZE) approvals")
@@ -183,6 +184,12 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=4000, help="reads a turn")
     parser.add_argument("--turns", type=int, default=3, help="A B pairs per batch size")
     parser.add_argument("--explain", action="store_true", help="print the batched plan")
+    parser.add_argument(
+        "--no-held",
+        dest="held",
+        action="store_false",
+        help="no pending approvals (by default one storm run in a hundred has one)",
+    )
     asyncio.run(run(parser.parse_args()))
 
 
