@@ -9,7 +9,8 @@ batches of 8 and 16, as the worker sends them: one (rule, target) pair to repeat
 settle each, the episode's run found. CPU is the backend's, from /proc/<pg_backend_pid>/stat
 (utime + stime, proc(5); in clock ticks, hence thousands of reads a turn), and the client's
 (``time.process_time``). Before the turns, ``--explain`` prints the batched read's plan for a
-batch of 8 (EXPLAIN ANALYZE of the generic plan, with the function's settings).
+batch of 8 and engine_history's for one read (EXPLAIN ANALYZE of the generic plans, with the
+functions' settings).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -103,21 +105,29 @@ async def _turn(
 
 
 async def _explain(conn: asyncpg.Connection, reads: list[tuple[Any, ...]]) -> None:
-    """The batched read's generic plan for 8 reads, run, as the function runs it."""
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    await conn.execute(f"PREPARE batch_history AS {HISTORY_SQL}")
-    args = batch_arguments(reads[:8])
-    async with conn.transaction():
-        await conn.execute(HISTORY_PLAN_SETTINGS)
-        literals = [
-            await conn.fetchval("SELECT quote_nullable($1::text)", str(_array(a))) for a in args
-        ]
-        plan = await conn.fetch(
-            f"EXPLAIN (ANALYZE, COSTS OFF, BUFFERS) EXECUTE batch_history ({', '.join(literals)})"
-        )
-    print("\n".join(r[0] for r in plan))
-    await conn.execute("DEALLOCATE batch_history")
-    await conn.execute("RESET plan_cache_mode")
+    """The batched read's generic plan for 8 reads, and engine_history's for the first of
+    them (its body as the database has it), run, as the functions run them."""
+    source = await conn.fetchval("SELECT prosrc FROM pg_proc WHERE proname = 'engine_history'")
+    match = re.search(r"RETURN QUERY(.*);\s*END", source, re.S)
+    assert match, source[:200]
+    for name, sql, args in (
+        ("batch_history", HISTORY_SQL, batch_arguments(reads[:8])),
+        ("old_history", match[1], (*reads[0], 0)),
+    ):
+        print(f"-- {name}")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE {name} AS {sql}")
+        async with conn.transaction():
+            await conn.execute(HISTORY_PLAN_SETTINGS)
+            literals = [
+                await conn.fetchval("SELECT quote_nullable($1::text)", _array(a)) for a in args
+            ]
+            plan = await conn.fetch(
+                f"EXPLAIN (ANALYZE, COSTS OFF, BUFFERS) EXECUTE {name} ({', '.join(literals)})"
+            )
+        print("\n".join(r[0] for r in plan))
+        await conn.execute(f"DEALLOCATE {name}")
+        await conn.execute("RESET plan_cache_mode")
 
 
 def _array(value: Any) -> str:
