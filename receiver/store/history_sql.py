@@ -110,11 +110,16 @@ LEFT JOIN LATERAL (
      -- has runs on. (A join of runs to the pairs let the planner walk every recent run of
      -- the rule, or all of runs on the statistics of a table that was small a minute ago:
      -- in a storm on one rule, 2,990 rows read to return 9, three thousand events in.) The
-     -- pairs come from remediator_pairs so that the plan is cached (migration 0014).
-     FROM remediator_pairs(($6::text[])[b.repeat_lo:b.repeat_hi],
-                           ($7::text[])[b.repeat_lo:b.repeat_hi],
-                           ($8::text[])[b.repeat_lo:b.repeat_hi],
-                           ($9::text[])[b.repeat_lo:b.repeat_hi])
+     -- pairs are the read's slice of the batch's, each once. They came from remediator_pairs
+     -- (migration 0014), whose estimate of one row kept a custom plan from looking cheaper
+     -- than the generic one; the plan is generic whatever the estimates now
+     -- (HISTORY_PLAN_SETTINGS), and that PL/pgSQL call, twice a read, was a fifth of the
+     -- read's CPU.
+     FROM (SELECT DISTINCT * FROM unnest(($6::text[])[b.repeat_lo:b.repeat_hi],
+                                             ($7::text[])[b.repeat_lo:b.repeat_hi],
+                                             ($8::text[])[b.repeat_lo:b.repeat_hi],
+                                             ($9::text[])[b.repeat_lo:b.repeat_hi]))
+          AS pairs(pair_kind, pair_ns, pair_name, pair_rule)
      CROSS JOIN LATERAL (
          SELECT * FROM runs
          WHERE runs.target_kind = pair_kind AND runs.target_namespace = pair_ns
@@ -129,11 +134,12 @@ LEFT JOIN LATERAL (
      -- Each pair's settling runs, found in runs_settling by the pair (OFFSET 0 keeps the
      -- pair the outer side): as a semi-join of runs to the read's slice of the pairs, the
      -- generic plan walked every settling run, or all of runs, and compared each to the pairs.
-     -- remediator_pairs gives each pair once, so a run comes once, as from the semi-join.
-     FROM remediator_pairs(($12::text[])[b.settle_lo:b.settle_hi],
-                           ($13::text[])[b.settle_lo:b.settle_hi],
-                           ($14::text[])[b.settle_lo:b.settle_hi],
-                           ($15::text[])[b.settle_lo:b.settle_hi])
+     -- Each pair once (DISTINCT), so a run comes once, as from the semi-join.
+     FROM (SELECT DISTINCT * FROM unnest(($12::text[])[b.settle_lo:b.settle_hi],
+                                             ($13::text[])[b.settle_lo:b.settle_hi],
+                                             ($14::text[])[b.settle_lo:b.settle_hi],
+                                             ($15::text[])[b.settle_lo:b.settle_hi]))
+          AS pairs(pair_kind, pair_ns, pair_name, pair_rule)
      CROSS JOIN LATERAL (
          SELECT * FROM runs
          WHERE runs.target_kind = pair_kind AND runs.target_namespace = pair_ns
