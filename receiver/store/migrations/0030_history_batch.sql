@@ -29,8 +29,12 @@
 --     DISTINCT * FROM unnest(...)), no longer from remediator_pairs (0014): its estimate of one
 --     row kept a custom plan from looking cheaper than the generic one, and the plan is
 --     generic whatever the estimates since 0019 (plan_cache_mode). The PL/pgSQL call, twice a
---     read, was a fifth of the batched read's CPU (190 µs a read with it, 142 without, in
---     batches of 8 on 100,000 stored events). remediator_pairs stays for engine_history.
+--     read, was a fifth of the batched read's CPU: on 100,000 stored events, the two forms and
+--     engine_history in turn on one store, four turns each, medians: 185 µs a read with it,
+--     142 without, in batches of 8 (engine_history 330); 135 and 104 in batches of 16 (266).
+--     (docs/performance-history.md found no gain inlining it in engine_history, by the
+--     execution time of one read under EXPLAIN ANALYZE.) remediator_pairs stays for
+--     engine_history.
 -- The body is receiver.store.history_sql.HISTORY_SQL as it is now (test_pinned_plans.py keeps
 -- the two equal); the settings are engine_history's (0019). test_history_batch.py holds each
 -- read of a batch to the rows engine_history returned for it alone, on random stores.
