@@ -3,11 +3,12 @@
 ``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
 (database.py): events.py (the intake queue), jobs.py (work that resumes a run), leases.py (the
 lease statements both queues share), failures.py (failed attempts, bounded, then dead letters),
-queues.py (what operators see and do with both queues), history.py (what the engine reads),
-runs.py (runs), steps.py (their steps and refusals), verification.py (how a verification ends),
-audit.py (the hash-chained audit log), approvals.py (approvals of risky steps),
-announcements.py (what the run announcements did), review.py (what the post-incident review
-reads), statistics.py (the planner's statistics kept in step with a storm).
+queues.py (what operators see and do with both queues), history.py (what the engine reads;
+its SQL in history_sql.py), runs.py (runs), steps.py (their steps and refusals),
+verification.py (how a verification ends), audit.py (the hash-chained audit log),
+approvals.py (approvals of risky steps), announcements.py (what the run announcements did),
+review.py (what the post-incident review reads), statistics.py (the planner's statistics kept
+in step with a storm).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
     from receiver.store import Store, StoreUnavailable, RunRecord

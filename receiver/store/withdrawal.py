@@ -83,7 +83,7 @@ class Withdrawals(Database):
         audit row (``run.undo_withdrawn``) names that firing event. This closes what a firing
         cannot see: an approval given just before the alert fired again is no longer pending,
         and a guard-held step has none, so the firing's history read finds no held undo
-        (``engine_history``'s ``held`` part), and the step would run while the alert fires.
+        (``engine_histories``' ``held`` part), and the step would run while the alert fires.
 
         Returns the cancelled approvals (to be announced); None when the alert does not fire
         again, the run is open or its undo deferred already, or no step of it is held (so a

@@ -23,12 +23,9 @@ from tests.support.servers import server_missing
 pytestmark = pytest.mark.postgres
 
 
-
 def _debian_bin() -> Path | None:
     """The bin directory of the newest Debian PostgreSQL major installed, or None."""
-    majors = [
-        d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "postgres").is_file()
-    ]
+    majors = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "postgres").is_file()]
     return max(majors, key=lambda d: int(d.parent.name), default=None) if majors else None
 
 

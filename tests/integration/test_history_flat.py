@@ -15,7 +15,12 @@ from typing import Any
 
 from receiver.model import Target
 from receiver.store import Store
-from receiver.store.history import HISTORY_PLAN_SETTINGS, HISTORY_SQL, history_arguments
+from receiver.store.history import (
+    HISTORY_PLAN_SETTINGS,
+    HISTORY_SQL,
+    batch_arguments,
+    history_arguments,
+)
 from tests.support.events import alert_event, new_event
 from tests.support.plans import execute_sql, explain_analyze, rows_read
 
@@ -41,7 +46,7 @@ async def test_a_history_read_takes_its_targets_runs_not_the_rules_other_runs(
 ) -> None:
     targets = await _storm(store, STORM_TARGETS)
     event = alert_event(fingerprint="f" * 16)
-    args = history_arguments(event, 3600, [("restart", targets[0])], [], 1000)
+    args = batch_arguments([history_arguments(event, 3600, [("restart", targets[0])], [], 1000)])
     async with store._pool.acquire() as conn, conn.transaction():
         await conn.execute(HISTORY_PLAN_SETTINGS)
         plan = await explain_analyze(conn, HISTORY_SQL, *args)
@@ -83,7 +88,7 @@ async def test_the_plan_cached_on_an_empty_table_still_walks_only_the_targets_ru
     # the statistics of a table that was empty then, whatever a storm has added since.
     event = alert_event(fingerprint="f" * 16)
     first = Target("Deployment", "shop", "web-0")
-    args = history_arguments(event, 3600, [("restart", first)], [], 1000)
+    args = batch_arguments([history_arguments(event, 3600, [("restart", first)], [], 1000)])
     plan = await _plan_cached_before(store, args, lambda: _storm(store, STORM_TARGETS))
     assert rows_read(plan, "runs") <= 3, json.dumps(plan, indent=1)
 
@@ -100,7 +105,9 @@ async def test_a_plan_cached_on_the_statistics_of_empty_tables_reads_no_storm_ro
         await store._pool.execute(f"VACUUM (ANALYZE) {table}")
     event = alert_event(fingerprint="f" * 16)
     first = Target("Deployment", "shop", "web-0")
-    args = history_arguments(event, 3600, [("restart", first)], [("restart", first)], 1000)
+    args = batch_arguments(
+        [history_arguments(event, 3600, [("restart", first)], [("restart", first)], 1000)]
+    )
 
     async def storm_and_its_events() -> None:
         await _storm(store, STORM_TARGETS)
@@ -146,7 +153,7 @@ async def test_a_pairs_recent_runs_are_read_without_the_targets_runs_of_other_ru
             rule="restart", event=alert_event(fingerprint=f"a{i:015x}"), target=target, dry_run=True
         )
     event = alert_event(fingerprint="f" * 16)
-    args = history_arguments(event, 3600, [("restart", target)], [], 1000)
+    args = batch_arguments([history_arguments(event, 3600, [("restart", target)], [], 1000)])
     async with store._pool.acquire() as conn, conn.transaction():
         await conn.execute(HISTORY_PLAN_SETTINGS)
         plan = await explain_analyze(conn, HISTORY_SQL, *args)
@@ -154,3 +161,67 @@ async def test_a_pairs_recent_runs_are_read_without_the_targets_runs_of_other_ru
 
     history = await store.history(event, 3600, repeats=[("restart", target)])
     assert [r.rule for r in history.recent_runs] == ["restart", "restart"]
+
+
+async def test_the_settling_runs_of_a_batchs_reads_are_their_pairs_not_the_storms(
+    store: Store,
+) -> None:
+    # A storm whose runs all settle (verifying, their alert resolved), on a plan cached while
+    # the tables were empty: each of a batch's reads takes its own pair's settling runs from
+    # runs_settling. As a semi-join of runs to the read's pairs, the plan walked every run
+    # (runs_created) for each read and compared it to the pairs.
+    for table in ("runs", "steps", "alert_events"):
+        await store._pool.execute(f"VACUUM (ANALYZE) {table}")
+    pairs = [("restart", Target("Deployment", "shop", f"web-{i}")) for i in range(8)]
+    args = batch_arguments(
+        [
+            history_arguments(alert_event(fingerprint=f"e{i:015x}"), 3600, [], [pair], 1000)
+            for i, pair in enumerate(pairs)
+        ]
+    )
+
+    async def settling_storm() -> None:
+        await _storm(store, STORM_TARGETS)
+        await store._pool.execute(
+            """UPDATE runs SET outcome = 'verifying', resolved_at = now(),
+                              settle_until = now() + interval '5 minutes'"""
+        )
+
+    plan = await _plan_cached_before(store, args, settling_storm)
+    # web-0's three runs and one of each of the seven others.
+    assert rows_read(plan, "runs") <= 10, json.dumps(plan, indent=1)
+    async with store._pool.acquire() as conn:
+        rows = await conn.fetch(HISTORY_SQL, *args)
+    assert sorted(r["target_name"] for r in rows if r["part"] == "settling") == sorted(
+        ["web-0"] * 3 + [f"web-{i}" for i in range(1, 8)]
+    )
+
+
+async def test_a_batch_reads_the_pending_approvals_once_not_once_a_read(store: Store) -> None:
+    # Five closed runs whose on_resolved step waits for its approval (held undos): a batch of
+    # eight reads finds them once (held_runs) and each read keeps its alert's. Found for each
+    # read, the five approvals, their steps and their runs were read eight times.
+    targets = await _storm(store, 5)
+    await store._pool.execute(
+        """WITH held AS (UPDATE runs SET resolved_at = now() WHERE target_name <> 'web-0'
+                         RETURNING id, target_name)
+           , step AS (INSERT INTO steps (run_id, phase, idx, action, outcome)
+                      SELECT id, 'resolve', 0, 'kubernetes.scale', 'pending' FROM held)
+           INSERT INTO approvals (run_id, step_idx, rule, target_kind, target_namespace,
+                                  target_name, action, risk, plan, plan_hash, expires_at)
+           SELECT id, 0, 'restart', 'Deployment', 'shop', target_name, 'kubernetes.scale',
+                  'low', '{}', '', now() + interval '1 hour' FROM held"""
+    )
+    held = await store._pool.fetch("SELECT fingerprint FROM runs WHERE resolved_at IS NOT NULL")
+    assert len(held) == 4
+    events = [alert_event(fingerprint=r["fingerprint"], starts_at="2026-11-25T11:00:00Z")
+              for r in held]  # fmt: skip
+    events += [alert_event(fingerprint=f"e{i:015x}") for i in range(4)]
+    args = batch_arguments([history_arguments(e, 3600, [], [], 1000) for e in events])
+    async with store._pool.acquire() as conn, conn.transaction():
+        await conn.execute(HISTORY_PLAN_SETTINGS)
+        plan = await explain_analyze(conn, HISTORY_SQL, *args)
+        rows = await conn.fetch(HISTORY_SQL, *args)
+    assert rows_read(plan, "approvals") == 4, json.dumps(plan, indent=1)
+    assert sorted(r["tag"] for r in rows if r["part"] == "held") == [0, 1, 2, 3]
+    assert {r["target_name"] for r in rows if r["part"] == "held"} == {t.name for t in targets[1:]}

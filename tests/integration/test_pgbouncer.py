@@ -329,9 +329,10 @@ async def test_serve_stops_promptly_when_its_database_went_away(
 async def test_calls_sent_together_work_through_the_pooler(
     pgbouncer: PgBouncer, database_url: str, pooled: Store
 ) -> None:
-    """The worker's batched calls (receiver.batching) pipeline one statement's executions
-    (``fetchmany``): with the statement cache off, each batch parses its statement again
-    with its executions, so it runs whichever server connection the pooler hands out."""
+    """The worker's batched calls (receiver.batching), here the history reads (one execution
+    of engine_histories a batch): with the statement cache off, each batch parses its
+    statement again with its execution, so it runs whichever server connection the pooler
+    hands out."""
     url = pgbouncer.through(database_url)
     holder = await _connect(url, pooled=True)
     events = [alert_event(n, n) for n in range(1, 5)]

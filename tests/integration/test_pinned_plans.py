@@ -1,6 +1,6 @@
 """The statements whose plans are pinned run as functions that carry the settings: the claim
-(``claim_alert_events``, migration 0018) and the engine's history read (``engine_history``,
-migration 0019). Each runs its SQL with its settings in force, and leaves nothing behind.
+(``claim_alert_events``, migration 0018) and the engine's history read (``engine_histories``,
+migration 0030). Each runs its SQL with its settings in force, and leaves nothing behind.
 
 The tests of their plans (test_claim_flat.py, test_history_flat.py) and of the claim's order
 (test_claim_fairness.py) read the SQL text; each function must run exactly that, or they would
@@ -23,6 +23,7 @@ from receiver.store.history import (
     HISTORY_CALL,
     HISTORY_PLAN_SETTINGS,
     HISTORY_SQL,
+    batch_arguments,
     history_arguments,
 )
 from tests.support.events import alert_event, new_event
@@ -39,7 +40,7 @@ class Pinned:
 
 PINNED = [
     Pinned("claim_alert_events", CLAIM_EVENTS_SQL, CLAIM_PLAN_SETTINGS),
-    Pinned("engine_history", HISTORY_SQL, HISTORY_PLAN_SETTINGS),
+    Pinned("engine_histories", HISTORY_SQL, HISTORY_PLAN_SETTINGS),
 ]
 
 
@@ -127,12 +128,20 @@ async def test_the_history_read_through_the_function_is_the_sqls(store: Store) -
             dry_run=True,
         )
     await store.create_run(rule="restart", event=event, target=web, dry_run=True)
-    args = history_arguments(event, 3600, [("restart", web)], [("restart", web)], 1000, tag=7)
+    other = alert_event(fingerprint="b" * 16)
+    args = batch_arguments(
+        [
+            history_arguments(other, 3600, [], [], 1000),
+            history_arguments(event, 3600, [("restart", web)], [("restart", web)], 1000),
+        ]
+    )
     async with store._pool.acquire() as conn:
         by_function = [dict(r) for r in await conn.fetch(HISTORY_CALL, *args)]
         assert await conn.fetchval("SHOW enable_seqscan") == "on"
         by_sql = [dict(r) for r in await conn.fetch(HISTORY_SQL, *args)]
     assert by_function == by_sql
-    assert {r["part"] for r in by_function} == {"episode", "recent"}
-    assert {r["tag"] for r in by_function} == {7}
+    assert {r["part"] for r in by_function if r["tag"] == 1} == {"episode", "recent"}
+    # The second read's rows carry its index in the batch; the first found nothing.
+    assert [r["part"] for r in by_function if r["tag"] == 0] == [None]
+    assert {r["tag"] for r in by_function} == {0, 1}
     assert len([r for r in by_function if r["part"] == "recent"]) == 4

@@ -43,5 +43,5 @@ def _text(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, list):
-        return "{" + ",".join(f'"{item}"' for item in value) + "}"
+        return "{" + ",".join("NULL" if i is None else f'"{i}"' for i in value) + "}"
     return str(value)
