@@ -97,8 +97,13 @@ class Coalescer(Generic[_Call, _Answer]):
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
         try:
-            # The sender owns the batch: a caller that goes away cancels only its own wait.
-            return await asyncio.shield(waiting.answer)
+            if self._wait_when_sent:
+                # The answer must outlive the caller's cancellation, to be waited for below.
+                return await asyncio.shield(waiting.answer)
+            # Else the caller's cancellation cancels its answer, and nothing else: the sender
+            # gives no answer to a call whose answer is done (``_settle``), and the batch goes
+            # on for the others. No shield (a future and a task callback more, per call).
+            return await waiting.answer
         except asyncio.CancelledError:
             # Not taken into a batch yet: it is not sent at all (the queue holds only calls
             # no sender has taken).
