@@ -85,7 +85,7 @@ class Coalescer(Generic[_Call, _Answer]):
 
     async def __call__(self, call: _Call) -> _Answer:
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(call, loop.create_future())
+        waiting: _Waiting[_Call, _Answer] = _Waiting(call, loop.create_future())
         self._queue.append(waiting)
         # A sender that found the queue empty is done() at once (it leaves the set only later,
         # by callback), and nothing awaits between that look and its end: a sender that is
