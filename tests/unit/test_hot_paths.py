@@ -3,7 +3,7 @@
 Each is pinned against the computation it replaced: the run id against ``uuid.uuid5``, a
 rule's derived values against the walk over its steps they were, a target's rendering
 against a fresh rendering and validation (the same target, the same error), the params copy
-against a deep copy."""
+against a deep copy, the history read's rows against the sort and filters they had."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import copy
 import dataclasses
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from random import Random
 from typing import Any
 
 import pytest
@@ -18,10 +20,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.facts import FactKind
-from receiver.model import GuardSpec, NamespacePolicy, Target
+from receiver.model import (
+    GuardSpec,
+    History,
+    NamespacePolicy,
+    PriorRun,
+    RunOutcome,
+    StepPlan,
+    Target,
+)
 from receiver.rules.compile import compile_files
 from receiver.rules.model import Rule, RuleSet
-from receiver.store.records import run_id_of
+from receiver.store.history import history_from_rows, prior_from_row
+from receiver.store.records import run_id_of, undo_as_json, undo_from_json
 from receiver.templating import (
     Template,
     TemplateError,
@@ -235,3 +246,127 @@ def test_a_negative_duration_is_refused_every_time() -> None:
     for _ in range(2):
         with pytest.raises(ValueError, match="negative duration"):
             format_duration(-1.0)
+
+
+# -- the history read's rows ---------------------------------------------------------------
+
+_PARTS = st.sampled_from(["episode", "recent", "settling", "other", "held", None])
+
+
+def _history_row(n: int, part: str | None, pos: int) -> dict[str, Any]:
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC) + timedelta(seconds=n)
+    return {
+        "part": part,
+        "pos": pos,
+        "episode_resolved": n % 2 == 0,
+        "id": uuid.UUID(int=n),
+        "rule": f"rule-{n % 3}",
+        "fingerprint": f"fp{n}",
+        "starts_at": "2026-12-01T09:00:00Z",
+        "alertname": "HighMemoryUsage",
+        "event_id": n,
+        "target_kind": "Deployment",
+        "target_namespace": "shop",
+        "target_name": f"web-{n}",
+        "outcome": "refused",
+        "created_at": at,
+        "closed": False,
+        "refire": 0,
+        "settle_until": None,
+        "changed": False,
+        "on_resolved": None,
+    }
+
+
+def _history_as_it_was(rows: list[dict[str, Any]]) -> History:
+    """The sort of every row by ``pos``, then a filter per part, that history() did before."""
+    found = sorted((r for r in rows if r["part"] is not None), key=lambda r: r["pos"])
+    episode = [r for r in found if r["part"] == "episode"]
+    recent = [r for r in found if r["part"] == "recent"]
+    settle = [r for r in found if r["part"] == "settling"]
+    other = [r for r in found if r["part"] in ("other", "held")]
+    return History(
+        episode_runs=tuple(prior_from_row(r) for r in episode),
+        recent_runs=tuple(prior_from_row(r) for r in reversed(recent)),
+        episode_resolved=bool(rows[0]["episode_resolved"]),
+        settling_runs=tuple(prior_from_row(r) for r in settle),
+        other_runs=tuple(prior_from_row(r, held=r["part"] == "held") for r in other),
+    )
+
+
+@given(st.lists(st.tuples(_PARTS, st.integers(min_value=1, max_value=6)), min_size=1), st.randoms())
+def test_the_history_of_rows_in_any_order_is_as_before(
+    parts: list[tuple[str | None, int]], random: Random
+) -> None:
+    # Rows of one pos in a part included (the 'other' and 'held' rows share their numbering).
+    rows = [_history_row(n, part, pos) for n, (part, pos) in enumerate(parts)]
+    random.shuffle(rows)
+    assert history_from_rows(rows) == _history_as_it_was(rows)
+
+
+_UNDO = undo_as_json(
+    [StepPlan(index=0, action="kubernetes.rollout_undo", params={"a": [1]}, needs_approval=False)]
+)
+
+
+@given(
+    n=st.integers(min_value=0, max_value=2**31),
+    kind=st.sampled_from(["Deployment", "PostgresDatabase"]),
+    namespace=st.sampled_from(["shop", ""]),
+    outcome=st.sampled_from([*(o.value for o in RunOutcome), "no-such-outcome"]),
+    flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    refire=st.integers(min_value=0, max_value=5),
+    settle_until=st.none() | st.just(datetime(2026, 12, 1, 11, 0, tzinfo=UTC)),
+    kept=st.sampled_from([None, _UNDO]),
+)
+def test_a_history_row_decodes_as_the_keyword_construction_does(
+    n: int,
+    kind: str,
+    namespace: str,
+    outcome: str,
+    flags: tuple[bool, bool, bool],
+    refire: int,
+    settle_until: datetime | None,
+    kept: str | None,
+) -> None:
+    closed, changed, held = flags
+    row = _history_row(n, "other", 1) | {
+        "target_kind": kind,
+        "target_namespace": namespace,
+        "outcome": outcome,
+        "closed": closed,
+        "changed": changed,
+        "refire": refire,
+        "settle_until": settle_until,
+        "on_resolved": kept,
+    }
+
+    def as_it_was() -> PriorRun:
+        return PriorRun(
+            on_resolved=None if kept is None else undo_from_json(kept),
+            run_id=str(row["id"]),
+            rule=row["rule"],
+            target=Target(kind, namespace, row["target_name"]),
+            fingerprint=row["fingerprint"],
+            starts_at=row["starts_at"],
+            created_at=row["created_at"],
+            outcome=RunOutcome(outcome),
+            closed=closed,
+            refire=refire,
+            event_id=row["event_id"],
+            changed=changed,
+            alertname=row["alertname"],
+            settle_until=settle_until,
+            undo_held=held,
+        )
+
+    if outcome == "no-such-outcome":
+        with pytest.raises(ValueError, match="no-such-outcome"):
+            prior_from_row(row, held=held)
+        with pytest.raises(ValueError, match="no-such-outcome"):
+            as_it_was()
+        return
+    decoded = prior_from_row(row, held=held)
+    assert decoded == as_it_was()
+    assert type(decoded.outcome) is RunOutcome
+    assert type(decoded.target) is Target
