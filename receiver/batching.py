@@ -85,7 +85,7 @@ class Coalescer(Generic[_Call, _Answer]):
 
     async def __call__(self, call: _Call) -> _Answer:
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(call, loop.create_future())
+        waiting: _Waiting[_Call, _Answer] = _Waiting(call, loop.create_future())
         self._queue.append(waiting)
         # A sender that found the queue empty is done() at once (it leaves the set only later,
         # by callback), and nothing awaits between that look and its end: a sender that is
@@ -97,8 +97,13 @@ class Coalescer(Generic[_Call, _Answer]):
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
         try:
-            # The sender owns the batch: a caller that goes away cancels only its own wait.
-            return await asyncio.shield(waiting.answer)
+            if self._wait_when_sent:
+                # The answer must outlive the caller's cancellation, to be waited for below.
+                return await asyncio.shield(waiting.answer)
+            # Else the caller's cancellation cancels its answer, and nothing else: the sender
+            # gives no answer to a call whose answer is done (``_settle``), and the batch goes
+            # on for the others. No shield (a future and a task callback more, per call).
+            return await waiting.answer
         except asyncio.CancelledError:
             # Not taken into a batch yet: it is not sent at all (the queue holds only calls
             # no sender has taken).

@@ -352,11 +352,12 @@ def _earlier_occurrences(
     """Distinct earlier occurrences of ``rule`` on ``target`` within ``within_s`` of ``anchor``."""
     # Inclusive at the edge: a run exactly `within` before the event still counts.
     since = anchor - timedelta(seconds=within_s)
+    key = target.key
     earlier = {
         run.occurrence
         for run in runs
         if run.rule == rule
-        and run.target.key == target.key
+        and run.target.key == key
         and run.created_at >= since
         # Its own occurrence is never a repetition of itself (a retried event finds the run
         # its first attempt created), and a later event is not an earlier occurrence.

@@ -59,15 +59,16 @@ class Template:
         return frozenset(part for part in self.parts if isinstance(part, tuple))
 
     def render(self, labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
-        """Substitute each reference once. Values are never parsed again as template text."""
-        sources = {"labels": labels, "annotations": annotations}
+        """Substitute each reference once. Values are never parsed again as template text.
+        Raises TemplateError naming a label or annotation that is missing or empty."""
         out: list[str] = []
         for part in self.parts:
             if isinstance(part, str):
                 out.append(part)
                 continue
             root, name = part
-            value = sources[root].get(name, "")
+            # ROOT is one of _ROOTS (compile_template refuses any other).
+            value = (labels if root == "labels" else annotations).get(name, "")
             if not value:
                 singular = root[:-1]
                 raise TemplateError(
@@ -210,11 +211,28 @@ def render_target(
     policy: NamespacePolicy,
     kinds: frozenset[str] | None = None,
 ) -> Target:
-    """Render and validate. Raises TemplateError (missing label) or TargetError (bad value)."""
-    target = Target(
-        kind=kind,
-        namespace=namespace_tpl.render(labels, annotations),
-        name=name_tpl.render(labels, annotations),
-    )
+    """Render and validate. Raises TemplateError (missing label) or TargetError (bad value).
+
+    A target that passed is remembered (``_VALID``, by what decides its validation: kind,
+    namespace, name, policy, kinds), and the same rendering later takes the remembered one:
+    the engine renders each matching rule's target several times per event, and a storm
+    repeats a few hundred targets thousands of times. Validation is pure (the kinds and
+    their rules are fixed), so the answer is the one ``validate_target`` gives; a refused
+    target is never remembered, and is validated (and refused) again each time."""
+    namespace = namespace_tpl.render(labels, annotations)
+    name = name_tpl.render(labels, annotations)
+    key = (kind, namespace, name, policy, kinds)
+    target = _VALID.get(key)
+    if target is not None:
+        return target
+    target = Target(kind=kind, namespace=namespace, name=name)
     validate_target(target, policy, kinds)
+    if len(_VALID) >= _VALID_MAX:
+        _VALID.clear()  # a bound, not an eviction policy: refilled from the next renders
+    _VALID[key] = target
     return target
+
+
+# Targets that passed ``validate_target``, by (kind, namespace, name, policy, kinds).
+_VALID: dict[tuple[str, str, str, NamespacePolicy, frozenset[str] | None], Target] = {}
+_VALID_MAX = 4096

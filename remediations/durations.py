@@ -8,6 +8,7 @@ re-exports it).
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["MAX_DURATION_S", "format_duration", "parse_duration"]
@@ -73,8 +74,11 @@ def _no_unit(number: object) -> str:
     return f"{number!r} is not a duration: a number needs a unit, e.g. {example} ({_UNITS_HELP})"
 
 
+@functools.lru_cache(maxsize=256)
 def format_duration(seconds: float) -> str:
-    """The shortest rule-file spelling of ``seconds`` (``5400`` -> ``1h30m``), for messages."""
+    """The shortest rule-file spelling of ``seconds`` (``5400`` -> ``1h30m``), for messages.
+    ValueError for a negative duration. Cached: the engine spells a rule's windows in the
+    reasons of every event's plan, and the durations in rules are few."""
     if seconds < 0:
         raise ValueError(f"negative duration: {seconds}")
     millis = round(seconds * 1000)

@@ -34,6 +34,7 @@ __all__ = [
     "GuardUnavailable",
     "Refusal",
     "admit_arguments",
+    "admit_call",
     "applicable",
     "epoch_ms",
     "from_ms",
@@ -333,18 +334,35 @@ def admit_arguments(
     """KEYS and ARGV for admit.lua: run id, guard count, then (name, #keys, #args, args...),
     then ``now_ms`` when given: the clock the script decides with instead of the server's
     TIME (a rule test's simulated clock)."""
+    keys, argv, _ = admit_call(
+        guards, req, policy=policy, settings=settings, lock_token=lock_token, now_ms=now_ms
+    )
+    return keys, argv
+
+
+def admit_call(
+    guards: Sequence[Guard],
+    req: AdmissionRequest,
+    *,
+    policy: NamespacePolicy,
+    settings: GuardSettings,
+    lock_token: str,
+    now_ms: int | None = None,
+) -> tuple[list[str], list[Arg], tuple[str, ...]]:
+    """``admit_arguments``' KEYS and ARGV, and the names of the guards they ask, in order
+    (``applicable``): one pass over the guards for both, as every admission needs both."""
     ctx = _Ctx(req, GuardKeys(settings.key_prefix), policy, settings, lock_token)
     keys: list[str] = []
     argv: list[Arg] = [req.run_id, 0]
-    count = 0
+    names: list[str] = []
     for guard in guards:
         if not guard.applies(ctx):
             continue
         gkeys, gargs = list(guard.keys(ctx)), list(guard.args(ctx))
         keys.extend(gkeys)
         argv.extend([guard.name, len(gkeys), len(gargs), *gargs])
-        count += 1
-    argv[1] = count
+        names.append(guard.name)
+    argv[1] = len(names)
     if now_ms is not None:
         argv.append(now_ms)
-    return keys, argv
+    return keys, argv, tuple(names)

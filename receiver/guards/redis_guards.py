@@ -40,8 +40,7 @@ from receiver.guards.policy import (
     GuardKeys,
     GuardSettings,
     Refusal,
-    admit_arguments,
-    applicable,
+    admit_call,
     epoch_ms,
     from_ms,
     to_ms,
@@ -136,7 +135,7 @@ class Guards:
         # for the same run; the random part makes the token unguessable and unique.
         token = f"{req.run_id}/{secrets.token_hex(16)}"
         guards = self._guards if only is None else [g for g in self._guards if g.name in only]
-        keys, argv = admit_arguments(
+        keys, argv, checked = admit_call(
             guards,
             req,
             policy=self._policy,
@@ -145,7 +144,6 @@ class Guards:
             now_ms=self._now_ms(),
         )
         reply = await self._call("admit", lambda: self._admit(keys, argv))
-        checked = applicable(guards, req, policy=self._policy, settings=self._settings)
         if int(reply[0]) == 1:
             fence = int(reply[2])
             return Admission(

@@ -82,8 +82,12 @@ class EventHandler:
             log.debug("skipped", reason=settled)
             await deps.store.record_skips(event.id, [Skip(settled)])
             return Disposition.done()
-        windows = [r.widest_window_s for r in ruleset.rules if r.widest_window_s]
-        within = max([deps.settings.min_history_s, *windows])
+        widest = ruleset.widest_window_s
+        within = (
+            deps.settings.min_history_s
+            if widest is None
+            else max(deps.settings.min_history_s, widest)
+        )
         repeats = engine.repeat_keys(event, ruleset, deps.settings.policy)
         settling = engine.settle_keys(event, ruleset, deps.settings.policy)
         await deps.priority.turn()

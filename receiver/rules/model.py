@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -162,6 +162,27 @@ class Rule:
     on_failed: tuple[Step, ...] = ()
     # ``notify:``: where and which moments of its runs are announced; None: not announced.
     announce: Announce | None = None
+    # What the properties below return, worked out once from the fields above: the engine
+    # asks them for every event (a storm's thousands), and each was a walk over the steps.
+    _guards: GuardSpec = field(init=False, repr=False, compare=False)
+    _widest_window_s: float | None = field(init=False, repr=False, compare=False)
+    _facts: frozenset[FactKind] = field(init=False, repr=False, compare=False)
+    _has_conditions: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        windows = [s.repeated.within_s for s in self.steps if s.repeated is not None]
+        derived = {
+            "_guards": GuardSpec(
+                cooldown_s=self.cooldown_s,
+                max_runs=self.max_runs,
+                max_runs_per_s=self.max_runs_per_s,
+            ),
+            "_widest_window_s": max(windows) if windows else None,
+            "_facts": frozenset(c.fact for s in self.steps for c in s.conditions),
+            "_has_conditions": any(s.repeated is not None or s.conditions for s in self.steps),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """True when every matcher matches ``labels`` (a missing label reads as "")."""
@@ -183,27 +204,22 @@ class Rule:
     @property
     def guards(self) -> GuardSpec:
         """The rule's own guards (cooldown, max runs per window)."""
-        return GuardSpec(
-            cooldown_s=self.cooldown_s,
-            max_runs=self.max_runs,
-            max_runs_per_s=self.max_runs_per_s,
-        )
+        return self._guards
 
     @property
     def widest_window_s(self) -> float | None:
         """The longest ``repeated.within`` of any step: how far back history must reach."""
-        windows = [s.repeated.within_s for s in self.steps if s.repeated is not None]
-        return max(windows) if windows else None
+        return self._widest_window_s
 
     @property
     def facts(self) -> frozenset[FactKind]:
         """The live facts its steps' conditions read about the target (empty: none)."""
-        return frozenset(c.fact for s in self.steps for c in s.conditions)
+        return self._facts
 
     @property
     def has_conditions(self) -> bool:
         """Whether any step has a ``when``: then each plan records why it was chosen."""
-        return any(s.repeated is not None or s.conditions for s in self.steps)
+        return self._has_conditions
 
 
 def _pinned_alertname(rule: Rule) -> str | None:
@@ -222,7 +238,15 @@ class RuleSet:
     compiler reports those as RuleErrors before it gets here).
     """
 
-    __slots__ = ("_by_alertname", "_by_name", "_rules", "_source", "_unindexed", "_warnings")
+    __slots__ = (
+        "_by_alertname",
+        "_by_name",
+        "_rules",
+        "_source",
+        "_unindexed",
+        "_warnings",
+        "_widest_window_s",
+    )
 
     def __init__(
         self,
@@ -233,6 +257,8 @@ class RuleSet:
         self._rules = tuple(rules)
         self._source = dict(source)
         self._warnings = tuple(warnings)
+        windows = [r.widest_window_s for r in self._rules if r.widest_window_s]
+        self._widest_window_s = max(windows) if windows else None
         self._by_name: dict[str, Rule] = {}
         for rule in self._rules:
             if rule.name in self._by_name:
@@ -251,6 +277,12 @@ class RuleSet:
     def rules(self) -> tuple[Rule, ...]:
         """Every rule, in file order."""
         return self._rules
+
+    @property
+    def widest_window_s(self) -> float | None:
+        """The longest ``repeated.within`` of any rule's steps (seconds; None when no step
+        waits for a repetition): how far back the history of any event must reach."""
+        return self._widest_window_s
 
     @property
     def warnings(self) -> tuple[RuleError, ...]:
@@ -292,9 +324,16 @@ class RuleSet:
 
 
 def _deep_copy(value: Any) -> Any:
-    # Params are JSON-shaped (model_dump(mode="json")): dicts, lists and scalars only.
-    if isinstance(value, Mapping):
+    # Params are JSON-shaped (model_dump(mode="json")): dicts, lists and scalars only. A
+    # plain dict or scalar is told by its type first: isinstance against the Mapping ABC is
+    # slow, and every plan copies its steps' params.
+    if type(value) in _SCALARS:
+        return value
+    if type(value) is dict or isinstance(value, Mapping):
         return {k: _deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_deep_copy(v) for v in value]
     return value
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})

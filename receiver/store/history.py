@@ -33,6 +33,7 @@ __all__ = [
     "OpenRun",
     "batch_arguments",
     "history_arguments",
+    "history_from_rows",
 ]
 
 # The most reads sent in one execution.
@@ -136,19 +137,7 @@ class EngineHistory(Database):
             rows = await self._history_reads(
                 history_arguments(event, within_s, repeats, settling, limit)
             )
-        found = sorted((r for r in rows if r["part"] is not None), key=lambda r: r["pos"])
-        episode = [r for r in found if r["part"] == "episode"]
-        recent = [r for r in found if r["part"] == "recent"]
-        settle = [r for r in found if r["part"] == "settling"]
-        other = [r for r in found if r["part"] in ("other", "held")]
-        resolved = rows[0]["episode_resolved"]
-        return History(
-            episode_runs=tuple(prior_from_row(r) for r in episode),
-            recent_runs=tuple(prior_from_row(r) for r in reversed(recent)),
-            episode_resolved=bool(resolved),
-            settling_runs=tuple(prior_from_row(r) for r in settle),
-            other_runs=tuple(prior_from_row(r, held=r["part"] == "held") for r in other),
-        )
+        return history_from_rows(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,26 +150,81 @@ class OpenRun:
     kept: bool
 
 
+def history_from_rows(rows: Sequence[Mapping[str, Any]]) -> History:
+    """The ``History`` the rows of one ``HISTORY_CALL`` read make (at least one row: the read
+    returns one, with no ``part``, when it finds no run). Each part's rows are in its own
+    order (``pos``; rows of one ``pos`` in the order read); 'other' and 'held' rows are the
+    alert's other runs, in one order."""
+    # One pass over the rows into their parts, where a sort of them all and a filter per part
+    # walked them five times for every event of a storm.
+    episode: list[Any] = []
+    recent: list[Any] = []
+    settle: list[Any] = []
+    other: list[Any] = []
+    parts = {
+        "episode": episode,
+        "recent": recent,
+        "settling": settle,
+        "other": other,
+        "held": other,
+    }
+    for row in rows:
+        part = parts.get(row["part"])
+        if part is not None:
+            part.append(row)
+    for part in (episode, recent, settle, other):
+        part.sort(key=_by_pos)
+    resolved = rows[0]["episode_resolved"]
+    return History(
+        episode_runs=tuple(prior_from_row(r) for r in episode),
+        recent_runs=tuple(prior_from_row(r) for r in reversed(recent)),
+        episode_resolved=bool(resolved),
+        settling_runs=tuple(prior_from_row(r) for r in settle),
+        other_runs=tuple(prior_from_row(r, held=r["part"] == "held") for r in other),
+    )
+
+
+def _by_pos(row: Mapping[str, Any]) -> Any:
+    return row["pos"]
+
+
 def prior_from_row(row: Mapping[str, Any], *, held: bool = False) -> PriorRun:
     """A PriorRun from a row of ``PRIOR_COLUMNS`` and ``changed`` (false but for the runs of
     the episode and of other episodes: whether one of its steps changed something, or may
     have), and, for those same runs, the ``on_resolved`` steps kept with the run
     (``undo_from_json``). ``held``: ``PriorRun.undo_held``."""
     kept = row.get("on_resolved")
+    key = (row["target_kind"], row["target_namespace"], row["target_name"])
+    target = _TARGETS.get(key)
+    if target is None:
+        if len(_TARGETS) >= _TARGETS_MAX:
+            _TARGETS.clear()  # a bound, not an eviction policy
+        target = _TARGETS[key] = Target(*key)
+    outcome = _OUTCOMES.get(row["outcome"]) or RunOutcome(row["outcome"])
+    # Positional, in PriorRun's declared order: keywords cost a fifth of a row's decoding
+    # (tests/unit/test_hot_paths.py holds it to the keyword form).
     return PriorRun(
-        on_resolved=None if kept is None else undo_from_json(kept),
-        run_id=str(row["id"]),
-        rule=row["rule"],
-        target=Target(row["target_kind"], row["target_namespace"], row["target_name"]),
-        fingerprint=row["fingerprint"],
-        starts_at=row["starts_at"],
-        created_at=row["created_at"],
-        outcome=RunOutcome(row["outcome"]),
-        closed=row["closed"],
-        refire=row["refire"],
-        event_id=row["event_id"],
-        changed=row["changed"],
-        alertname=row["alertname"],
-        settle_until=row["settle_until"],
-        undo_held=held,
+        str(row["id"]),
+        row["rule"],
+        target,
+        row["fingerprint"],
+        row["starts_at"],
+        row["created_at"],
+        outcome,
+        row["closed"],
+        row["refire"],
+        row["event_id"],
+        row["changed"],
+        row["alertname"],
+        row["settle_until"],
+        None if kept is None else undo_from_json(kept),
+        held,
     )
+
+
+# A storm's event reads a dozen earlier runs of its target, each a PriorRun (issue 12): the
+# rows' targets are few (a Target is immutable, so one serves every row naming it) and their
+# outcomes a handful.
+_TARGETS: dict[tuple[str, str, str], Target] = {}
+_TARGETS_MAX = 4096
+_OUTCOMES = {outcome.value: outcome for outcome in RunOutcome}

@@ -8,7 +8,6 @@ is ``receiver.store.canonical``'s.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 from receiver.alertmanager import ZERO_TIME
 from receiver.model import AlertEvent, RunOutcome, Status, StepPlan, Target, VerifyResult
 from receiver.store.canonical import audit_data, canonical_json
+from receiver.store.run_ids import run_id_of
 
 __all__ = [
     "RUN_COLUMNS",
@@ -102,18 +102,6 @@ class ClaimedEvent:
     # the lane's order in the walk); rank 0 is an expired lease (receiver.store.claims).
     lane: str = ""
     turn: tuple[int, int] = (0, 0)
-
-
-# Namespace of run ids (uuid5): a run's id follows from what makes it unique.
-_RUN_IDS = uuid.UUID("6f1d3c2a-8b7e-5c4d-9a1f-2e3b4c5d6e7f")
-
-
-def run_id_of(rule: str, fingerprint: str, starts_at: str, refire: int) -> str:
-    """The id of the run of ``rule`` for one occurrence of an alert (what the runs table's
-    ``runs_once_per_occurrence`` makes unique), the same on every attempt: the guards can be
-    asked before the run is stored, and a retry after a crash in between asks them again
-    under the same id (admission is idempotent per run id, receiver/guards/lua/admit.lua)."""
-    return str(uuid.uuid5(_RUN_IDS, "\x1f".join((rule, fingerprint, starts_at, str(refire)))))
 
 
 @dataclass(frozen=True, slots=True)

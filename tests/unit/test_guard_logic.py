@@ -16,6 +16,8 @@ from receiver.guards.policy import (
     GuardKeys,
     GuardSettings,
     admit_arguments,
+    admit_call,
+    applicable,
     epoch_ms,
     from_ms,
     hash_tag,
@@ -23,6 +25,7 @@ from receiver.guards.policy import (
 )
 from receiver.guards.scripts import load_lua
 from receiver.model import GuardSpec, NamespacePolicy, Target
+from remediations.targets import KINDS
 
 TARGET = Target("Deployment", "shop", "checkout")
 
@@ -244,3 +247,41 @@ def test_every_key_of_an_admission_shares_the_cluster_tag(
     # resume (the pause, the audit outbox).
     keys += [k.lock(target), k.failures(rule), k.breaker(rule), k.pause(), k.audit_outbox()]
     assert {hash_tag(key) for key in keys} == {"remediator"}
+
+
+_OPTIONAL_SECONDS = st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False)
+
+
+@given(
+    kind=st.sampled_from([*KINDS, "Unknown"]),
+    spec=st.builds(
+        GuardSpec,
+        cooldown_s=_OPTIONAL_SECONDS,
+        max_runs=st.none() | st.integers(min_value=0, max_value=10),
+        max_runs_per_s=_OPTIONAL_SECONDS,
+    ),
+    disruptive=st.booleans(),
+    only=st.none() | st.sets(st.sampled_from([g.name for g in GUARDS])),
+    now_ms=st.none() | st.integers(min_value=0, max_value=2**41),
+)
+def test_one_pass_gives_the_arguments_and_the_guards_asked(
+    kind: str, spec: GuardSpec, disruptive: bool, only: set[str] | None, now_ms: int | None
+) -> None:
+    # Guards.admit takes both from admit_call: the arguments as admit_arguments makes them,
+    # and what it records as checked as applicable says.
+    guards = [g for g in GUARDS if only is None or g.name in only]
+    req = AdmissionRequest(
+        run_id="run-1",
+        rule="restart",
+        target=Target(kind, "shop", "checkout"),
+        disruptive=disruptive,
+        spec=spec,
+    )
+    policy, settings = NamespacePolicy(allow=("shop",)), GuardSettings()
+    keys, argv, names = admit_call(
+        guards, req, policy=policy, settings=settings, lock_token="tok", now_ms=now_ms
+    )
+    assert (keys, argv) == admit_arguments(
+        guards, req, policy=policy, settings=settings, lock_token="tok", now_ms=now_ms
+    )
+    assert names == applicable(guards, req, policy=policy, settings=settings)
