@@ -195,7 +195,7 @@ class Settings(RedisSettings):
     # 17.9 and 17.2 s at 32 (p50 54 and 57 ms): on the bigger indexes, a run's write and the
     # history read cost more per event at 32 (claims and groups of 16) than at 16 (of 8), and
     # the unrelated alert waits for more others. So 16 still.
-    worker_concurrency: Integer = Field(default=16, ge=1, le=256)
+    worker_concurrency: Integer = Field(default=24, ge=1, le=256)
     worker_lease_seconds: float = 60.0
     worker_poll_interval_seconds: float = 1.0
     # Failed attempts before an alert event or a job is dead (receiver.worker, same default).
