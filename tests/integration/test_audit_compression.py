@@ -8,25 +8,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from receiver.embedded.process import ServerError
 from receiver.store import Store
 from receiver.store.audit import append_in_tx
 from receiver.store.migrate import migrate
+from tests.support.debian_postgres import debian_server
 from tests.support.postgres import PostgresServer
-from tests.support.servers import server_missing
 
 pytestmark = pytest.mark.postgres
-
-
-def _debian_bin() -> Path | None:
-    """The bin directory of the newest Debian PostgreSQL major installed, or None."""
-    majors = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "postgres").is_file()]
-    return max(majors, key=lambda d: int(d.parent.name), default=None) if majors else None
 
 
 # About 3 kB of JSON that compresses well: a sealed row over the TOAST threshold (2 kB), and a
@@ -36,18 +28,8 @@ LARGE = {"labels": {f"label_{i:02d}": f"a fairly long label value number {i}" fo
 
 @pytest.fixture(scope="module")
 def debian_postgres() -> Iterator[PostgresServer]:
-    bin_dir = _debian_bin()
-    if bin_dir is None:
-        server_missing("Debian's PostgreSQL (apt-get install postgresql; hack/e2e/install.sh)")
-    try:
-        server = PostgresServer.create(bin_dir=bin_dir)
-        server.start()
-    except (ServerError, OSError) as exc:
-        server_missing(f"Debian's PostgreSQL ({exc})")
-    try:
+    with debian_server() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(params=["session", "debian"])

@@ -12,38 +12,22 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from receiver.embedded.process import ServerError
 from receiver.store.audit import append_in_tx
 from receiver.store.migrate import migrate
+from tests.support.debian_postgres import debian_server
 from tests.support.postgres import PostgresServer
-from tests.support.servers import server_missing
 
 pytestmark = pytest.mark.postgres
-
-
-def _debian_bin() -> Path | None:
-    """The bin directory of the newest Debian PostgreSQL major installed, or None."""
-    majors = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "postgres").is_file()]
-    return max(majors, key=lambda d: int(d.parent.name), default=None)
 
 
 @pytest.fixture(scope="module")
 def counting_server() -> Iterator[PostgresServer]:
     """Debian's PostgreSQL with pg_stat_statements loaded (set, then a restart)."""
-    bin_dir = _debian_bin()
-    if bin_dir is None:
-        server_missing("Debian's PostgreSQL (apt-get install postgresql; hack/e2e/install.sh)")
-    try:
-        server = PostgresServer.create(bin_dir=bin_dir)
-        server.start()
-    except (ServerError, OSError) as exc:
-        server_missing(f"Debian's PostgreSQL ({exc})")
-    try:
+    with debian_server() as server:
 
         async def preload() -> None:
             conn = await asyncpg.connect(server.url())
@@ -58,8 +42,6 @@ def counting_server() -> Iterator[PostgresServer]:
         server.stop()
         server.start()
         yield server
-    finally:
-        server.destroy()
 
 
 async def test_sealed_commits_compile_nothing_with_jit(counting_server: PostgresServer) -> None:
