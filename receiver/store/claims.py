@@ -52,8 +52,12 @@ __all__ = [
 
 # In force while CLAIM_EVENTS_SQL is planned and run (the function's SET clauses; a test runs
 # them before it in its transaction): the claim walks its indexes in order and stops at its
-# window whatever the statistics say (they lag a storm: EventQueue.claim_events).
-CLAIM_PLAN_SETTINGS = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
+# window whatever the statistics say (they lag a storm: EventQueue.claim_events). And no JIT:
+# with those paths off, a plan costed over jit_above_cost was compiled at every call on a
+# server with JIT (migration 0031).
+CLAIM_PLAN_SETTINGS = (
+    "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off"
+)
 
 # Lanes one claim walks. More costs index probes on every claim; fewer only slows the rotation.
 LANES = 16
