@@ -33,7 +33,7 @@ def audit() -> None:
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
     """Recompute the audit log's hash chain; exit 1 naming the first entry that was edited,
-    inserted, deleted or reordered."""
+    inserted, deleted or reordered, or rows committed without being chained."""
     settings = state(ctx).settings()
     with database(settings, "remediator audit verify", direct=True) as url:
         check = asyncio.run(_with_store(url, lambda store: store.verify_audit()))

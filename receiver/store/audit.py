@@ -179,8 +179,9 @@ class AuditLog(Database):
     async def verify_audit(self, *, batch: int = 1000, lookahead: int = 1000) -> AuditCheck:
         """Recompute the chain by id; report the first row that was edited, inserted, deleted
         or reordered (``receiver.store.chain`` says how each is told), or a chain that does not
-        end where audit_head says. Streams the rows (a server-side cursor of ``batch`` rows);
-        after a break it reads up to ``lookahead`` rows more to tell what happened."""
+        end where audit_head says, or rows committed into audit_pending without being chained
+        (problem ``unsealed``, no row id). Streams the rows (a server-side cursor of ``batch``
+        rows); after a break it reads up to ``lookahead`` rows more to tell what happened."""
         checked = 0
         last: ChainRow | None = None
         before_last: ChainRow | None = None
@@ -210,8 +211,20 @@ class AuditLog(Database):
                     at_head = current
                 elif head_id is not None and current.id > head_id and first_after_head is None:
                     first_after_head = current.id
+            # A committed transaction deletes its queued rows as it seals them, and another's
+            # stay invisible until it has: a row this snapshot sees was committed unchained
+            # (migration 0032 says how that could happen).
+            unsealed = await conn.fetchval("SELECT count(*) FROM audit_pending")
         if head is None:
             return AuditCheck(False, None, checked, "audit_head is missing", "deleted")
+        if unsealed:
+            return AuditCheck(
+                False,
+                None,
+                checked,
+                f"{unsealed} audit row(s) were committed without being chained (audit_pending)",
+                "unsealed",
+            )
         found = diagnose_end(last, head_id, head["last_hash"], at_head, first_after_head)
         if found is not None:
             return AuditCheck(False, found.row_id, checked, found.reason, found.kind)

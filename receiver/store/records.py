@@ -233,7 +233,8 @@ class RunRecord:
 @dataclass(frozen=True, slots=True)
 class AuditCheck:
     """Result of verifying the audit chain. ``first_bad_id`` is None when ``ok``; ``problem``
-    says what was found there (edited, inserted, deleted, reordered; receiver.store.chain)."""
+    says what was found there (edited, inserted, deleted, reordered; receiver.store.chain), or
+    ``unsealed`` (rows committed without being chained; ``first_bad_id`` None)."""
 
     ok: bool
     first_bad_id: int | None
