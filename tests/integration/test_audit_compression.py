@@ -6,7 +6,6 @@ major under /usr/lib/postgresql; hack/e2e/install.sh installs one where none is)
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -14,8 +13,7 @@ import pytest
 
 from receiver.store import Store
 from receiver.store.audit import append_in_tx
-from receiver.store.migrate import migrate
-from tests.support.debian_postgres import debian_server
+from tests.support.debian_postgres import debian_server, migrated_database
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -38,20 +36,11 @@ async def migrated_url(
 ) -> AsyncIterator[str]:
     """A new database, migrated to the end, on the session's server or on Debian's."""
     server = pg_server if request.param == "session" else request.getfixturevalue("debian_postgres")
-    admin = await asyncpg.connect(server.url())
-    name = f"compression_{os.urandom(6).hex()}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(server.url(name))
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    yield server.url(name)
+    url = await migrated_database(server, "compression")
+    yield url
     admin = await asyncpg.connect(server.url())
     try:
+        name = url.rsplit("/", 1)[1].split("?", 1)[0]
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()

@@ -13,7 +13,6 @@ with sequential and bitmap scans off and a generic plan, as the seal does: with
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 
 import asyncpg
@@ -25,8 +24,7 @@ from receiver.store.audit import append_in_tx
 from receiver.store.claims import CLAIM_EVENTS_CALL, LANES
 from receiver.store.events import CLAIM_WINDOW
 from receiver.store.history_sql import HISTORY_CALL, batch_arguments, history_arguments
-from receiver.store.migrate import migrate
-from tests.support.debian_postgres import debian_server
+from tests.support.debian_postgres import debian_server, migrated_database
 from tests.support.events import alert_event, new_event
 from tests.support.postgres import PostgresServer
 
@@ -54,16 +52,9 @@ def counting_server() -> Iterator[PostgresServer]:
 
 
 async def test_sealed_commits_compile_nothing_with_jit(counting_server: PostgresServer) -> None:
-    admin = await asyncpg.connect(counting_server.url())
-    name = f"jit_{os.urandom(6).hex()}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(counting_server.url(name))
+    conn = await asyncpg.connect(await migrated_database(counting_server, "jit"))
     try:
         assert await conn.fetchval("SELECT pg_jit_available()"), "this server has no JIT"
-        await migrate(conn)
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         # The seal's statements run inside a trigger and a function: count nested ones too.
         await conn.execute("SET pg_stat_statements.track = 'all'")
@@ -87,18 +78,7 @@ async def test_sealed_commits_compile_nothing_with_jit(counting_server: Postgres
 async def test_the_claim_and_the_history_reads_compile_nothing_with_jit(
     counting_server: PostgresServer,
 ) -> None:
-    admin = await asyncpg.connect(counting_server.url())
-    name = f"jit_{os.urandom(6).hex()}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = counting_server.url(name)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    url = await migrated_database(counting_server, "jit")
     store = await Store.connect(url, min_size=1, max_size=2)
     try:
         await store.insert_events([new_event(i) for i in range(3)])

@@ -4,15 +4,19 @@ installs the ``postgresql`` package where no major is installed."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
+
 from receiver.embedded.process import ServerError
+from receiver.store.migrate import migrate
 from tests.support.postgres import PostgresServer
 from tests.support.servers import server_missing
 
-__all__ = ["debian_bin", "debian_server"]
+__all__ = ["debian_bin", "debian_server", "migrated_database"]
 
 
 def debian_bin() -> Path | None:
@@ -37,3 +41,20 @@ def debian_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.destroy()
+
+
+async def migrated_database(server: PostgresServer, prefix: str) -> str:
+    """The URL of a new database on ``server`` (named ``prefix`` and a random suffix),
+    migrated to the end. The caller drops it, or leaves it to the server's removal."""
+    name = f"{prefix}_{os.urandom(6).hex()}"
+    admin = await asyncpg.connect(server.url())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(server.url(name))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return server.url(name)
