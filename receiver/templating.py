@@ -16,6 +16,7 @@ functions raise it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -213,26 +214,28 @@ def render_target(
 ) -> Target:
     """Render and validate. Raises TemplateError (missing label) or TargetError (bad value).
 
-    A target that passed is remembered (``_VALID``, by what decides its validation: kind,
+    A target that passed is remembered (``_validated``, by what decides its validation: kind,
     namespace, name, policy, kinds), and the same rendering later takes the remembered one:
     the engine renders each matching rule's target several times per event, and a storm
     repeats a few hundred targets thousands of times. Validation is pure (the kinds and
     their rules are fixed), so the answer is the one ``validate_target`` gives; a refused
-    target is never remembered, and is validated (and refused) again each time."""
-    namespace = namespace_tpl.render(labels, annotations)
-    name = name_tpl.render(labels, annotations)
-    key = (kind, namespace, name, policy, kinds)
-    target = _VALID.get(key)
-    if target is not None:
-        return target
+    target is never remembered (``lru_cache`` keeps no exception), and is validated (and
+    refused) again each time."""
+    return _validated(
+        kind,
+        namespace_tpl.render(labels, annotations),
+        name_tpl.render(labels, annotations),
+        policy,
+        kinds,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _validated(
+    kind: str, namespace: str, name: str, policy: NamespacePolicy, kinds: frozenset[str] | None
+) -> Target:
+    """The target, validated (``validate_target``): a pure function, memoised by
+    ``render_target``'s callers' arguments; the 4,096 most recent kept."""
     target = Target(kind=kind, namespace=namespace, name=name)
     validate_target(target, policy, kinds)
-    if len(_VALID) >= _VALID_MAX:
-        _VALID.clear()  # a bound, not an eviction policy: refilled from the next renders
-    _VALID[key] = target
     return target
-
-
-# Targets that passed ``validate_target``, by (kind, namespace, name, policy, kinds).
-_VALID: dict[tuple[str, str, str, NamespacePolicy, frozenset[str] | None], Target] = {}
-_VALID_MAX = 4096
