@@ -194,11 +194,9 @@ class Settings(RedisSettings):
     # target is set at, taking turns 16, 32, 32, 16: 17.9 and 17.0 s at 16 (p50 46 and 43 ms),
     # 17.9 and 17.2 s at 32 (p50 54 and 57 ms): on the bigger indexes, a run's write and the
     # history read cost more per event at 32 (claims and groups of 16) than at 16 (of 8), and
-    # the unrelated alert waits for more others. So 16 still. Stop 30: a batch's history
-    # reads became one execution (migration 0030), cheaper per read the bigger the batch; with
-    # 1,000,000 stored, in turn, 24 drained in 12.6, 15.3 and 13.1 s (p50 48, 45, 49 ms)
-    # against 16.7, 18.9 and 17.1 s at 16 (p50 45, 46, 54 ms); 32 in 12.6 and 13.2 s (p50 51
-    # and 65 ms). So 24.
+    # the unrelated alert waits for more others. So 16 still. Stop 30 (one execution a batch
+    # of history reads, 0030), 1,000,000 stored, in turn: 24 drained in 12.6 to 15.3 s (p50 45
+    # to 49 ms), 16 in 16.7 to 18.9 s (45 to 54 ms), 32 in 12.6 and 13.2 s (51, 65). So 24.
     worker_concurrency: Integer = Field(default=24, ge=1, le=256)
     worker_lease_seconds: float = 60.0
     worker_poll_interval_seconds: float = 1.0
