@@ -35,6 +35,18 @@ _CHANGED = """EXISTS (SELECT 1 FROM steps
                            OR (steps.outcome = 'failed' AND steps.may_have_acted)))
               AS changed"""
 
+
+def _read_pairs(first: int, part: str) -> str:
+    """SQL of a read's (rule, target) pairs, each once, as rows (pair_kind, pair_ns, pair_name,
+    pair_rule): its slice (``b.<part>_lo`` to ``b.<part>_hi``) of the batch's four arrays from
+    parameter ``$first`` on (``batch_arguments``)."""
+    arrays = ",\n".join(f"(${n}::text[])[b.{part}_lo:b.{part}_hi]" for n in range(first, first + 4))
+    return (
+        f"(SELECT DISTINCT * FROM unnest({arrays}))\n"
+        "          AS pairs(pair_kind, pair_ns, pair_name, pair_rule)"
+    )
+
+
 # The engine's read of the past of a batch of episodes (EngineHistory.history, which says what
 # each part is), with the parameters of batch_arguments: each read's own parameters are the
 # columns of ``b``, its (rule, target) pairs the slices ``b.repeat_lo:b.repeat_hi`` and
@@ -115,11 +127,7 @@ LEFT JOIN LATERAL (
      -- than the generic one; the plan is generic whatever the estimates now
      -- (HISTORY_PLAN_SETTINGS), and that PL/pgSQL call, twice a read, was a fifth of the
      -- read's CPU.
-     FROM (SELECT DISTINCT * FROM unnest(($6::text[])[b.repeat_lo:b.repeat_hi],
-                                             ($7::text[])[b.repeat_lo:b.repeat_hi],
-                                             ($8::text[])[b.repeat_lo:b.repeat_hi],
-                                             ($9::text[])[b.repeat_lo:b.repeat_hi]))
-          AS pairs(pair_kind, pair_ns, pair_name, pair_rule)
+     FROM {_read_pairs(6, "repeat")}
      CROSS JOIN LATERAL (
          SELECT * FROM runs
          WHERE runs.target_kind = pair_kind AND runs.target_namespace = pair_ns
@@ -135,11 +143,7 @@ LEFT JOIN LATERAL (
      -- pair the outer side): as a semi-join of runs to the read's slice of the pairs, the
      -- generic plan walked every settling run, or all of runs, and compared each to the pairs.
      -- Each pair once (DISTINCT), so a run comes once, as from the semi-join.
-     FROM (SELECT DISTINCT * FROM unnest(($12::text[])[b.settle_lo:b.settle_hi],
-                                             ($13::text[])[b.settle_lo:b.settle_hi],
-                                             ($14::text[])[b.settle_lo:b.settle_hi],
-                                             ($15::text[])[b.settle_lo:b.settle_hi]))
-          AS pairs(pair_kind, pair_ns, pair_name, pair_rule)
+     FROM {_read_pairs(12, "settle")}
      CROSS JOIN LATERAL (
          SELECT * FROM runs
          WHERE runs.target_kind = pair_kind AND runs.target_namespace = pair_ns
