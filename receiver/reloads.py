@@ -68,6 +68,11 @@ class RuleReloads:
         self._metrics = metrics
         self._clock = clock
         self._pending: set[concurrent.futures.Future[Any]] = set()
+        # The audit rows are written one at a time, in the order of the reloads: each write is
+        # a task of its own, and two concurrent appends may commit in either order, so the log
+        # would show the older reload's errors as the last word. The lock's waiters are served
+        # first in first out, and each task takes it on its first step, in submission order.
+        self._in_order = asyncio.Lock()
         self._open_runs = open_runs
         # The names of the rules in force after the last good load: what a reload removed.
         self._names = frozenset(r.name for r in rules.current.rules)
@@ -129,7 +134,8 @@ class RuleReloads:
 
     async def _write(self, kind: str, data: dict[str, Any]) -> None:
         try:
-            await self._audit(kind, data=data)
+            async with self._in_order:
+                await self._audit(kind, data=data)
         except Exception as exc:  # the store may be down: the reload stands, the log says so
             self._log.error("could not record the rules reload", kind=kind, error=str(exc))
 
