@@ -7,6 +7,7 @@ Linux only: CPU and memory come from ``/proc`` (proc(5)).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -224,13 +225,36 @@ def redis_server_pid(root_dir: Path) -> int:
 
 
 def machine() -> str:
-    """CPU model, cores, RAM, kernel and Python: the context every figure is printed with."""
-    cpu = "unknown cpu"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    """CPU model, cores, RAM, kernel and Python: the context every figure is printed with.
+
+    The CPU is named with its family, model and clock as /proc/cpuinfo gives them: under a
+    hypervisor the model name can be the vendor's alone ("AMD EPYC"), the same for hosts of
+    different generations that measure twice as fast or slow (docs/performance-history.md,
+    stop 31)."""
+    return describe_machine(Path("/proc/cpuinfo").read_text(), Path("/proc/meminfo").read_text())
+
+
+def describe_machine(cpuinfo: str, meminfo: str) -> str:
+    """``machine()``'s line from the texts of /proc/cpuinfo and /proc/meminfo."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    cpu = fields.get("model name", "unknown cpu")
+    detail = ", ".join(
+        f"{label} {fields[key]}"
+        for label, key in (("family", "cpu family"), ("model", "model"))
+        if key in fields
+    )
+    with contextlib.suppress(KeyError, ValueError):  # no clock given (ARM), or not a number
+        detail += f"{', ' if detail else ''}{float(fields['cpu MHz']):.0f} MHz"
+    if detail:
+        cpu = f"{cpu} ({detail})"
+    mem_kb = int(meminfo.split()[1])
     return (
         f"{cpu}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB RAM, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}"

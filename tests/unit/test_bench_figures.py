@@ -11,7 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.common import against, cpu_seconds, median, percentile, tree, tree_cpu_seconds
+from bench.common import (
+    against,
+    cpu_seconds,
+    describe_machine,
+    median,
+    percentile,
+    tree,
+    tree_cpu_seconds,
+)
 from bench.storm_figures import poll_interval_s
 
 
@@ -110,3 +118,21 @@ def test_tree_is_the_process_and_its_descendants_only(parent: subprocess.Popen[s
     assert members[0] == parent.pid
     assert len(members) == 2
     assert os.getpid() not in members
+
+
+def test_the_machine_line_tells_hosts_of_one_model_name_apart() -> None:
+    # Under KVM two hosts of different generations both say "AMD EPYC"; the family, the model
+    # and the clock of the first processor tell them apart.
+    cpuinfo = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+        "model name\t: AMD EPYC\ncpu MHz\t\t: 2596.120\n\n"
+        "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: other\n"
+    )
+    line = describe_machine(cpuinfo, "MemTotal:       24641536 kB\n")
+    assert line.startswith("AMD EPYC (family 26, model 2, 2596 MHz), ")
+    assert "23.5 GiB RAM" in line
+    # An ARM kernel's cpuinfo has neither a model name nor a clock.
+    arm = describe_machine(
+        "processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n", "MemTotal: 1048576 kB"
+    )
+    assert arm.startswith("unknown cpu, ")
