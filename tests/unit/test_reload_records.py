@@ -13,26 +13,16 @@ from typing import Any
 
 import structlog
 
-from receiver.config import Settings
 from receiver.reloads import RuleReloads
 from receiver.rules.loader import RuleHolder
-from remediations.registry import default_registry
-
-RULES = """
-rules:
-  - name: restart
-    match: ['alertname="HighMemoryUsage"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: kubernetes.rollout_restart
-"""
+from tests.support.rules import GOOD, POLICY, registry
 
 
 async def test_a_slower_first_append_is_still_recorded_first(tmp_path: Path) -> None:
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
-    (rules_dir / "rules.yaml").write_text(RULES)
-    holder = RuleHolder(rules_dir, default_registry(), Settings().namespace_policy())
+    (rules_dir / "rules.yaml").write_text(GOOD)
+    holder = RuleHolder(rules_dir, registry(), POLICY)
     committed: list[tuple[str, Any]] = []
 
     async def audit(kind: str, *, data: dict[str, Any]) -> None:
@@ -49,7 +39,7 @@ async def test_a_slower_first_append_is_still_recorded_first(tmp_path: Path) -> 
     reloads(holder.reload())
     (rules_dir / "rules.yaml").write_text("rules: [{name: second}]")
     reloads(holder.reload())
-    (rules_dir / "rules.yaml").write_text(RULES)
+    (rules_dir / "rules.yaml").write_text(GOOD)
     reloads(holder.reload())
     await reloads.drain()
 
