@@ -64,6 +64,12 @@ def _load(
     except RuleSetError as exc:
         # A file that could not be read is reported beside the others' errors, in file order.
         return None, in_file_order([*errors, *exc.errors]), exc.warnings
+    except Exception as exc:
+        # A fault of ours on some input (a reader's error that escaped, say) is a failed load
+        # like any other, said where the user looks: raised from a reload, it had stopped the
+        # rules watcher for good, silently, with the metric still saying the last reload passed.
+        problem = f"could not load the rules ({type(exc).__name__}: {exc}); please report this"
+        return None, in_file_order([*errors, RuleError(str(directory), 0, problem)]), []
     if errors:
         return None, in_file_order(errors), list(ruleset.warnings)
     return ruleset, [], list(ruleset.warnings)

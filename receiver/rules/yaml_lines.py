@@ -87,6 +87,10 @@ class Located:
         self.warnings.append(RuleError(self.file, self.line_of(path), message, warning=True))
 
 
+# A string (value or key) holding U+0000: the store cannot keep it (PostgreSQL's text and jsonb).
+NUL_PROBLEM = "contains U+0000 (NUL), which cannot be stored; remove the \\0 escape"
+
+
 class TooManyNodes(yaml.MarkedYAMLError):
     """A document whose tree, aliases expanded, holds more than ``limit`` nodes; ``line``
     (1-based) is where the innermost such node starts (the anchor whose uses multiply)."""
@@ -217,7 +221,22 @@ def parse_yaml(text: str, located: Located) -> Any:
     and documents that expand to more than ``MAX_NODES`` nodes go to ``located.errors``
     (nothing is raised).
     """
-    loader = yaml.SafeLoader(text)
+    try:
+        # PyYAML's reader rejects a control character (other than tab and newlines) when the
+        # loader is made: inside the try, so that it is this file's error like any other, not an
+        # exception out of a reload (which had stopped the rules watcher for good).
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(0, exc.position)) + 1
+        located.errors.append(
+            RuleError(
+                located.file,
+                line,
+                f"invalid YAML: control character U+{_code_point(exc.character):04X} is not"
+                " allowed; write it as an escape in a double-quoted string if it is meant",
+            )
+        )
+        return None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -273,7 +292,13 @@ def _construct(
     their text) to ``templates``."""
     located.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.ScalarNode):
-        return loader.construct_object(node)
+        value = loader.construct_object(node)
+        if isinstance(value, str) and "\x00" in value:
+            # A "\0" escape: PostgreSQL keeps no U+0000 in text or jsonb, so a run whose step
+            # carried it could never be stored, and the event would fail until it went dead.
+            located.add(path, NUL_PROBLEM)
+            return None
+        return value
     template = unquoted_template(node)
     if template is not None:
         templates[path] = template
@@ -308,6 +333,9 @@ def _construct(
                     if isinstance(key_node, yaml.ScalarNode)
                     else None
                 )
+                if isinstance(key, str) and "\x00" in key:
+                    located.errors.append(RuleError(located.file, key_line, NUL_PROBLEM))
+                    continue
                 if not isinstance(key, str):
                     # YAML 1.1 reads `on:` or `yes:` as booleans; say so rather than guess.
                     located.errors.append(
@@ -348,3 +376,8 @@ def unquoted_template(node: yaml.Node) -> str | None:
     if start.buffer is None or end.buffer is None:  # read from a stream: no text kept
         return "{{ ... }}"
     return str(start.buffer[start.pointer : end.pointer])
+
+
+def _code_point(character: int | str) -> int:
+    """A ReaderError's character: PyYAML gives its code point (an int) for text input."""
+    return character if isinstance(character, int) else ord(character[:1] or "\0")

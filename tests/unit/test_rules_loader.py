@@ -154,3 +154,62 @@ def test_a_changed_file_is_reloaded_and_a_bad_one_keeps_the_last_good_set(
     _write(rule_file, RULE.replace("NAME", "second"), 4)
     assert watcher.check() is True
     assert sorted(r.name for r in holder.current.rules) == ["second", "third"]
+
+
+def test_a_control_character_is_a_failed_reload_and_the_watcher_goes_on(tmp_path: Path) -> None:
+    # PyYAML's reader refuses a control character when its loader is made; that escaped the
+    # reload as an exception, which ended the watcher's loop for good without a word.
+    rule_file = tmp_path / "a.yaml"
+    _write(rule_file, RULE.replace("NAME", "first"), 0)
+    holder = RuleHolder(tmp_path, default_registry(), NamespacePolicy())
+    reloads: list[list[RuleError]] = []
+    watcher = RuleWatcher(holder, tmp_path, reloads.append)
+
+    _write(tmp_path / "zz.yaml", "rules:\n  - name: b\x01\n", 1)
+    assert watcher.check() is True
+    assert [str(e) for e in reloads[-1]] == [
+        f"{tmp_path / 'zz.yaml'}:2: invalid YAML: control character U+0001 is not allowed;"
+        " write it as an escape in a double-quoted string if it is meant"
+    ]
+    assert holder.last_errors == tuple(reloads[-1])
+    assert [r.name for r in holder.current.rules] == ["first"]
+
+    (tmp_path / "zz.yaml").unlink()
+    _write(tmp_path / "b.yaml", RULE.replace("NAME", "second").replace('"X"', '"Y"'), 2)
+    assert watcher.check() is True
+    assert reloads[-1] == []
+    assert sorted(r.name for r in holder.current.rules) == ["first", "second"]
+    # The same text fails a lint and a start with the same error, not a traceback.
+    _write(tmp_path / "zz.yaml", "rules:\n  - name: b\x01\n", 3)
+    assert [e.line for e in lint(tmp_path, default_registry(), POLICY)] == [2]
+    with pytest.raises(RuleSetError):
+        load_rules(tmp_path, default_registry(), POLICY)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        # A step's message with a "\0" escape: lint and reload passed it, and every event of
+        # the alert then failed to store its run (PostgreSQL keeps no U+0000) until it went dead.
+        (
+            "rules:\n  - name: nul\n    match: ['alertname=\"N\"']\n    steps:\n"
+            '      - action: test.restart\n        params: {message: "before\\0after"}\n',
+            6,
+        ),
+        ('rules:\n  - name: "nul\\0"\n', 2),
+        ('rules:\n  - name: nul\n    labels: {"k\\0": v}\n', 3),
+    ],
+)
+def test_a_nul_in_a_rule_file_is_refused_where_it_was_written(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    (tmp_path / "a.yaml").write_text(text)
+    errors = lint(tmp_path, registry(), POLICY)
+    assert (
+        RuleError(
+            str(tmp_path / "a.yaml"),
+            line,
+            "contains U+0000 (NUL), which cannot be stored; remove the \\0 escape",
+        )
+        in errors
+    )
