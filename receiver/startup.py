@@ -300,7 +300,10 @@ def configuration_record(
     return {
         "host": socket.gethostname(),
         "worker": worker,
+        # The flag alone (REMEDIATOR_DRY_RUN) is false on the embedded default, where every step
+        # still runs dry for want of a system: the mode says what the service will do, in words.
         "dry_run": dry_run,
+        "mode": mode_text(dry_run, live),
         "live": sorted(live),
         "embedded": embedded,
         "rules": rules_data(rules),

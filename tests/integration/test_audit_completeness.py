@@ -270,6 +270,7 @@ async def test_the_service_records_how_it_started_reloads_and_stops(
     assert data["settings"]["operator_tokens"] == ["local"]
     assert data["dry_run"] is False  # auto: steps run dry where their system is missing
     assert data["live"] == []
+    assert data["mode"].startswith("dry-run (nothing is changed)")
     assert data["embedded"] is True
     assert data["rules"]["count"] > 0
     text = json.dumps(started)
