@@ -151,7 +151,13 @@ class LinkTokens:
             or not isinstance(payload.get("jti"), str)
         ):
             raise TokenRefused()
-        expires_at = datetime.fromtimestamp(payload["exp"], UTC)
+        try:
+            expires_at = datetime.fromtimestamp(payload["exp"], UTC)
+        except (OverflowError, ValueError, TypeError, OSError):
+            # Signed with our key but with an expiry no date can hold (10**20, -10**15, 2**70):
+            # only a bug or a leaked key makes one, and it is refused as any other bad link
+            # rather than escaping as a 500.
+            raise TokenRefused() from None
         if expires_at <= self._clock():
             raise ApprovalExpired(
                 f"this approval link expired at {expires_at.isoformat()}; nothing was changed"

@@ -23,6 +23,7 @@ from receiver.config.files import read_file, read_secret, secret_files
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
+from receiver.config.values import NUL_REFUSED, nul_keys
 from receiver.config.variables import ENV_PREFIX, unknown_variables
 from receiver.rules.yaml_lines import safe_load
 
@@ -195,6 +196,11 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
         if env_key is not None:
             raw[env_key.field] = value
             source[env_key.field] = name
+
+    # Every value read, whatever its field or type, before validation: one check, not one per
+    # field (``nul_keys`` says why none may hold U+0000).
+    if nul := [where for field, value in raw.items() for where in nul_keys(value, source[field])]:
+        raise ConfigError("; ".join(f"{where}: {NUL_REFUSED}" for where in nul))
 
     try:
         settings = Settings.model_validate(raw, context=WRITTEN)

@@ -4,7 +4,7 @@ list, namespace lists, Slack team ids and store URLs. Pure."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -16,10 +16,12 @@ from receiver.model import NamespacePolicy
 from remediations import names
 
 __all__ = [
+    "NUL_REFUSED",
     "WRITTEN",
     "duration",
     "duration_or_off",
     "namespaces",
+    "nul_keys",
     "one_of",
     "parse_size",
     "slack_team_ids",
@@ -201,3 +203,26 @@ def namespaces(value: object, *, deny: bool) -> object:
             if isinstance(item, str) and (problems := names.dns1123_label_errors(item)):
                 raise ValueError(f"{item!r} is not a namespace name: {'; '.join(problems)}")
     return listed
+
+
+# What a value holding U+0000 is told (``nul_keys``).
+NUL_REFUSED = "the value contains a NUL character (U+0000), which is not allowed: remove it"
+
+
+def nul_keys(value: object, where: str) -> Iterator[str]:
+    """The keys (``where``, and below it ``where.name`` or ``where.0`` inside maps and lists)
+    whose string, or a map key, holds U+0000. No value may: PostgreSQL cannot store the
+    character, and the service writes what it was configured with (the host, a URL) to its
+    audit log once the stores are up, so the first row failed after everything had started."""
+    if isinstance(value, str):
+        if "\0" in value:
+            yield where
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            if "\0" in str(name):
+                yield f"{where} (a key under it)"
+            else:
+                yield from nul_keys(item, f"{where}.{name}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from nul_keys(item, f"{where}.{index}")

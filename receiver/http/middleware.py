@@ -21,6 +21,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from structlog.typing import FilteringBoundLogger
 
+from receiver.approvals.desk import LINK_PATH
 from receiver.http.auth import PRINCIPAL, Authenticator, Role
 from receiver.http.deps import STORE_DOWN_LOG
 from receiver.http.filters import BadParameter, check_query
@@ -28,7 +29,10 @@ from receiver.http.responses import json_response, too_large
 from receiver.store import StoreUnavailable, is_unavailable
 from receiver.telemetry import Metrics
 
-__all__ = ["DECODED_CODINGS", "BodyTimeout", "edge_middleware"]
+__all__ = ["DECODED_CODINGS", "LINK_REDACTED", "BodyTimeout", "edge_middleware", "logged_path"]
+
+# What a log line shows in place of an approval link's token.
+LINK_REDACTED = "<token>"
 
 
 class BodyTimeout(TimeoutError):
@@ -43,6 +47,14 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     """``path`` is one of ``prefixes`` or below one (``/api/v1/approvals/x``), not merely
     beginning with its text: ``/api/v1/approvalsX`` went past the credential check."""
     return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
+def logged_path(path: str) -> str:
+    """``path`` as a log line may show it: the token of an approval link (``/approve/<token>``)
+    is replaced. The token alone opens the approval page until it expires, and logs are read
+    by more people, and kept longer, than the links are meant for."""
+    head, sep, _token = path.partition(LINK_PATH)
+    return f"{head}{sep}{LINK_REDACTED}" if sep else path
 
 
 def edge_middleware(
@@ -151,13 +163,13 @@ def edge_middleware(
                 if held_back is not None:
                     log.warning(
                         "store unavailable",
-                        path=request.path,
+                        path=logged_path(request.path),
                         error=str(exc),
                         not_logged_since_last=held_back,
                     )
                 return json_response({"error": "store unavailable"}, 503)
             # No stack trace in the response; the log has it.
-            log.exception("unhandled error", method=request.method, path=request.path)
+            log.exception("unhandled error", method=request.method, path=logged_path(request.path))
             return json_response({"error": "internal server error"}, 500)
         finally:
             metrics.http_request(

@@ -67,6 +67,17 @@ def test_expired_token_is_refused_by_the_server_clock() -> None:
         tokens({"k1": K1}, NOW + timedelta(minutes=30)).verify(link)
 
 
+@pytest.mark.parametrize("exp", [10**20, -(10**15), 2**70])
+def test_a_signed_link_whose_expiry_no_date_can_hold_is_refused(exp: int) -> None:
+    """Signed with the real key, so only the expiry is wrong: converting it raised
+    OverflowError/ValueError out of verify, and the link page answered 500."""
+    ring = KeyRing({"k1": K1})
+    payload = {"v": 1, "kid": "k1", "aid": AID, "ph": HASH, "exp": exp, "jti": "x"}
+    link = "k1." + str(ring.serializer("k1").dumps(payload))
+    with pytest.raises(TokenRefused, match="not valid"):
+        LinkTokens(ring, lambda: NOW).verify(link)
+
+
 def test_wrong_key_is_refused() -> None:
     link = tokens({"k1": K1}).issue(AID, HASH, NOW + timedelta(minutes=30))
     with pytest.raises(TokenRefused):
