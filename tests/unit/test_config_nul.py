@@ -9,15 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from receiver.cli import main
-from receiver.config import ConfigError, load_settings
+from tests.support.config import refusal
 
 NUL_MESSAGE = "the value contains a NUL character (U+0000), which is not allowed"
-
-
-def refusal(environ: dict[str, str], config: Path | None = None) -> str:
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config, environ)
-    return caught.value.message
 
 
 @pytest.mark.parametrize(

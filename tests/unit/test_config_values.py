@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.config import ConfigError, Settings, load_settings
-
-
-def refusal(environ: dict[str, str], config: Path | None = None) -> str:
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config, environ)
-    return caught.value.message
+from receiver.config import Settings, load_settings
+from tests.support.config import refusal
 
 
 @pytest.mark.parametrize(
