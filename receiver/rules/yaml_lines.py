@@ -118,6 +118,31 @@ class DuplicateKey(yaml.MarkedYAMLError):
         )
 
 
+class ControlCharacter(yaml.MarkedYAMLError):
+    """A control character (other than tab and newlines) in the text, which PyYAML's reader
+    refuses when a loader is made, before any other reading: its ReaderError gives a character
+    offset, not a line, in a message of two lines. This one is marked at the line, so that
+    every caller that reports a MarkedYAMLError says ``file:line`` (rule files, the settings
+    and approvers files); ``line`` is 1-based."""
+
+    def __init__(self, text: str, error: yaml.reader.ReaderError) -> None:
+        offset = max(0, error.position)
+        self.line = text.count("\n", 0, offset) + 1
+        super().__init__(
+            problem=f"control character U+{error.character:04X} is not allowed; write it as"
+            " an escape in a double-quoted string if it is meant",
+            problem_mark=yaml.Mark("<text>", offset, self.line - 1, 0, None, 0),
+        )
+
+
+def _loader(text: str) -> yaml.SafeLoader:
+    """A SafeLoader over ``text``; raises ControlCharacter for a character it refuses."""
+    try:
+        return yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ControlCharacter(text, exc) from None
+
+
 def duplicate_keys(
     loader: yaml.SafeLoader, node: yaml.MappingNode
 ) -> Iterator[tuple[object, yaml.Node, int]]:
@@ -197,8 +222,9 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 def safe_load(text: str, limit: int = MAX_NODES) -> Any:
     """``yaml.safe_load`` with the alias bound and keys unique: raises TooManyNodes instead of
     building an alias bomb, and DuplicateKey instead of keeping the last of two keys (both
-    MarkedYAMLErrors, so callers that report YAML errors report them too)."""
-    loader = yaml.SafeLoader(text)
+    MarkedYAMLErrors, so callers that report YAML errors report them too), and
+    ControlCharacter for a character YAML refuses."""
+    loader = _loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -221,23 +247,11 @@ def parse_yaml(text: str, located: Located) -> Any:
     and documents that expand to more than ``MAX_NODES`` nodes go to ``located.errors``
     (nothing is raised).
     """
+    # Made inside the handled part: a control character is refused when the loader is made,
+    # and raised from a reload it had stopped the rules watcher for good.
+    loader: yaml.SafeLoader | None = None
     try:
-        # PyYAML's reader rejects a control character (other than tab and newlines) when the
-        # loader is made: inside the try, so that it is this file's error like any other, not an
-        # exception out of a reload (which had stopped the rules watcher for good).
-        loader = yaml.SafeLoader(text)
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, max(0, exc.position)) + 1
-        located.errors.append(
-            RuleError(
-                located.file,
-                line,
-                f"invalid YAML: control character U+{_code_point(exc.character):04X} is not"
-                " allowed; write it as an escape in a double-quoted string if it is meant",
-            )
-        )
-        return None
-    try:
+        loader = _loader(text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -276,7 +290,8 @@ def parse_yaml(text: str, located: Located) -> Any:
         located.errors.append(RuleError(located.file, 1, f"invalid YAML: {exc}"))
         return None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _construct(
@@ -376,8 +391,3 @@ def unquoted_template(node: yaml.Node) -> str | None:
     if start.buffer is None or end.buffer is None:  # read from a stream: no text kept
         return "{{ ... }}"
     return str(start.buffer[start.pointer : end.pointer])
-
-
-def _code_point(character: int | str) -> int:
-    """A ReaderError's character: PyYAML gives its code point (an int) for text input."""
-    return character if isinstance(character, int) else ord(character[:1] or "\0")

@@ -286,6 +286,18 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
         load_settings(config, {})
 
 
+def test_a_control_character_names_file_and_line(tmp_path: Path) -> None:
+    # PyYAML's reader refuses it with a character offset over two lines; the file's line is
+    # what the user can find (the rule files say it the same way: yaml_lines.ControlCharacter).
+    config = write(tmp_path / "c.yaml", "http:\n  host: a\n  port: 80\x01\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert caught.value.message == (
+        f"{config}:3: invalid YAML: control character U+0001 is not allowed; write it as an"
+        " escape in a double-quoted string if it is meant"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "where"),
     [
