@@ -19,6 +19,7 @@ so a retry cannot change what the run does.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 from receiver import engine
@@ -94,13 +95,21 @@ class EventHandler:
         history = await deps.store.history(event, within, repeats=repeats, settling=settling)
 
         verdicts: list[Verdict] = []
+        # Faults of one run (not outages), kept until the event's other runs have had their
+        # turn: one rule's run that cannot be stored or carried out never holds back another
+        # rule's on the same alert. The event then fails this attempt with the first of them
+        # and is retried (only what is still undone: the runs stored meanwhile are not planned
+        # again) until it is dead, where an operator sees the error.
+        faults: list[Exception] = []
         # A run an earlier attempt created is finished first, with the steps it was planned
         # with; the engine sees it as existing and will not plan it again.
         for prior in history.episode_runs:
             if event.status is Status.FIRING and prior.outcome in _TAKEN_UP:
-                verdicts.append(await self._resume(prior.run_id, log))
+                await _isolated(self._resume(prior.run_id, log), verdicts, faults, log, prior.rule)
             elif event.status is Status.RESOLVED and prior.closed:
-                verdicts.append(await self._finish_resolve(prior.run_id, log))
+                await _isolated(
+                    self._finish_resolve(prior.run_id, log), verdicts, faults, log, prior.rule
+                )
 
         needs = engine.fact_needs(event, ruleset, deps.settings.policy)
         # Only what no earlier attempt decided: a run it created keeps the steps it was
@@ -135,16 +144,20 @@ class EventHandler:
                 n == len(plan.runs)
                 and len(superseded) == len(plan.resolves)
                 and not _retrying(verdicts)
+                and not faults
             ):
                 # Nothing follows this run: if it is refused at once (and no message of it is
                 # to be sent), the statement that stores it completes the event too.
                 ctx.completes = lease
-            verdicts.append(await run_stages(self._stages.run, ctx))
+            await _isolated(run_stages(self._stages.run, ctx), verdicts, faults, log, ctx.rule)
         for resolve in plan.resolves:
             if not resolve.deferred:
-                verdicts.append(
-                    await run_stages(self._stages.resolve, _resolving(event, resolve, ruleset, log))
+                ctx = _resolving(event, resolve, ruleset, log)
+                await _isolated(
+                    run_stages(self._stages.resolve, ctx), verdicts, faults, log, ctx.rule
                 )
+        if faults:
+            raise faults[0]
         disposition = disposition_of(verdicts)
         if lease is not None and lease.completed and disposition.is_done:
             return Disposition.done(settled=True)
@@ -212,6 +225,32 @@ class EventHandler:
         announce = rule.announce if rule is not None else None
         ctx = await taken_up_resolving(self._deps.store, run, log, announce)
         return await run_stages(self._stages.resolve, ctx)
+
+
+async def _isolated(
+    work: Coroutine[Any, Any, Verdict],
+    verdicts: list[Verdict],
+    faults: list[Exception],
+    log: Any,
+    rule: str,
+) -> None:
+    """Await one run's ``work`` and keep its verdict; a fault of that run alone is logged and
+    kept in ``faults`` for the caller to raise once the event's other runs are done. An outage
+    (the store or the guards out of reach) is raised at once: every other run would meet it
+    too, and the event is retried whole."""
+    try:
+        verdicts.append(await work)
+    except (StoreUnavailable, GuardUnavailable):
+        raise
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise
+        log.error(
+            "a run failed; the event's other runs go on, and the event is retried",
+            rule=rule,
+            error=describe(exc),
+        )
+        faults.append(exc)
 
 
 def _retrying(verdicts: list[Verdict]) -> bool:

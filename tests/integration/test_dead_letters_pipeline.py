@@ -125,6 +125,39 @@ async def test_a_run_that_cannot_be_stored_leaves_no_lock_on_its_target(served: 
     assert run.starts_at == "2026-01-05T09:00:00Z"
 
 
+async def test_one_rules_run_that_cannot_be_stored_does_not_hold_back_another_rules(
+    make_harness: MakeHarness,
+) -> None:
+    """Two rules match one alert, and the first one's run can never be stored: the second
+    rule's run is carried out at once, exactly once, while the event is retried for the first
+    and ends dead with its error. Before, the event's attempts all stopped at the first run."""
+    first = RESTART_WEB.replace("restart-web", "restart-web-first").replace("rules:\n", "")
+    h = await make_harness(RESTART_WEB.replace("rules:\n", "rules:\n" + first.lstrip("\n")))
+    worker = h.worker(concurrency=2, poll_interval_s=0.1)
+    async with h.store._pool.acquire() as conn:
+        await conn.execute(
+            """CREATE FUNCTION refuse_first() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE EXCEPTION 'this rule''s run cannot be stored'; END; $$;
+               CREATE TRIGGER refuse_first BEFORE INSERT ON runs
+               FOR EACH ROW WHEN (NEW.rule = 'restart-web-first')
+               EXECUTE FUNCTION refuse_first();"""
+        )
+    await worker.start()
+    try:
+        await h.intake.accept(notification(alert(LABELS)))
+        dead = await eventually_not_none(lambda: event_in(h.store, "dead"), timeout_s=20)
+    finally:
+        await worker.stop(2)
+    assert (dead["failures"], dead["last_error"]) == (
+        3,
+        "RaiseError: this rule's run cannot be stored",
+    )
+    [run] = await h.runs()
+    assert (run.rule, run.outcome, run.event_id) == ("restart-web", RunOutcome.DRY_RUN, dead["id"])
+    steps = (await h.store.get_run(run.id)).steps  # type: ignore[union-attr]
+    assert [(s.action, s.outcome) for s in steps] == [("kubernetes.rollout_restart", "dry_run")]
+
+
 async def test_a_pipeline_that_raises_ends_dead_and_succeeds_when_retried_after_the_fix(
     served: Harness,
 ) -> None:
