@@ -15,7 +15,7 @@ __all__ = ["read_file", "read_secret", "secret_files"]
 def read_file(path: Path, source: str, what: str = "secret file") -> str:
     """The text of the file a setting names, stripped (secrets mounted from Kubernetes end
     with a newline). Raises ConfigError naming ``source`` (the setting the user wrote) and
-    the file, never its content, when it cannot be read or is empty."""
+    the file, never its content, when it cannot be read, is empty or holds U+0000."""
     try:
         value = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
@@ -23,6 +23,14 @@ def read_file(path: Path, source: str, what: str = "secret file") -> str:
         raise ConfigError(f"{source}: cannot read {what} {path}: {reason}") from exc
     if not value:
         raise ConfigError(f"{source}: {what} {path} is empty")
+    if "\0" in value:
+        # No token, password, DSN or URL holds one (PostgreSQL and HTTP headers cannot carry
+        # it): the file is most likely not the one meant, and a secret that can never match
+        # would only show later as every caller refused or every connection failing.
+        raise ConfigError(
+            f"{source}: {what} {path} contains a NUL character (U+0000), which is not allowed: "
+            "is it the right file?"
+        )
     return value
 
 

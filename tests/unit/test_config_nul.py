@@ -51,3 +51,27 @@ def test_the_cli_exits_2_before_starting_anything(tmp_path: Path, command: str) 
     assert result.exit_code == 2, result.output
     assert f"http.host: {NUL_MESSAGE}" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "others"),
+    [
+        ("REMEDIATOR_WEBHOOK_TOKEN_FILE", "a-long-enough-token\0tail\n", {}),
+        ("REMEDIATOR_WEBHOOK_PASSWORD_FILE", "hunter2\0\n", {"REMEDIATOR_WEBHOOK_USERNAME": "am"}),
+    ],
+)
+def test_a_nul_in_a_secret_file_is_refused_naming_the_file_not_the_secret(
+    tmp_path: Path, variable: str, text: str, others: dict[str, str]
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(text)
+    message = refusal({variable: str(secret), **others})
+    assert message.startswith(f"{variable}: secret file {secret} contains a NUL character")
+    assert text.split("\0")[0] not in message
+
+
+def test_a_nul_in_an_operator_token_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "alice").write_text("alice-token-0123456789\0")
+    message = refusal({"REMEDIATOR_OPERATOR_TOKENS_DIR": str(tmp_path)})
+    assert "contains a NUL character" in message
+    assert "alice-token" not in message
