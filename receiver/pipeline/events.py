@@ -173,10 +173,8 @@ class EventHandler:
         try:
             ctx = _resolving(event, resolve, ruleset, log)
             return await run_stages(self._stages.resolve, ctx)
-        except (StoreUnavailable, GuardUnavailable):
-            raise
         except Exception as exc:
-            if is_unavailable(exc):
+            if _outage(exc):
                 raise
             log.error(
                 "could not close the run of an earlier episode; the new episode goes on",
@@ -240,10 +238,8 @@ async def _isolated(
     too, and the event is retried whole."""
     try:
         verdicts.append(await work)
-    except (StoreUnavailable, GuardUnavailable):
-        raise
     except Exception as exc:
-        if is_unavailable(exc):
+        if _outage(exc):
             raise
         log.error(
             "a run failed; the event's other runs go on, and the event is retried",
@@ -251,6 +247,12 @@ async def _isolated(
             error=describe(exc),
         )
         faults.append(exc)
+
+
+def _outage(exc: Exception) -> bool:
+    """``exc`` says the store or the guards are out of reach (the event is retried whole, and
+    no failure counted), not that one run is at fault."""
+    return isinstance(exc, StoreUnavailable | GuardUnavailable) or is_unavailable(exc)
 
 
 def _retrying(verdicts: list[Verdict]) -> bool:
