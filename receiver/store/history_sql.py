@@ -56,8 +56,9 @@ def _read_pairs(first: int, part: str) -> str:
 #
 # One execution for the batch: PostgreSQL initialises this plan once and runs its LATERAL part
 # again for each read (a rescan, with the read's values), where one call of engine_history
-# (0019-0027) a read initialised the whole plan, its four parts, windows and subplans, for
-# every read: 11 % of PostgreSQL's CPU in a storm went to that alone (migration 0030).
+# (0019-0027; dropped in 0033) a read initialised the whole plan, its four parts, windows and
+# subplans, for every read: 11 % of PostgreSQL's CPU in a storm went to that alone (migration
+# 0030).
 HISTORY_SQL = f"""
 -- The closed runs an on_resolved step of which waits for its approval (the 'held' part
 -- below), found once for the batch from the few pending approvals

@@ -1,6 +1,8 @@
 """The batched history read (engine_histories, migration 0030) returns, for each read of a
 batch, exactly the rows the read of one event alone returned before it (``OLD_HISTORY_SQL``,
-engine_history as migration 0027 left it), on varied stores built at random from a seed.
+engine_history as migration 0027 left it), on varied stores built at random from a seed; and
+that oracle returns what engine_history itself returned, on the schema before migration 0033
+dropped it.
 
 Each store holds runs of a few alerts (fingerprint, startsAt, refire) on a few (rule, target)
 pairs: open and closed, undo_deferred, verifying and settling, with steps that changed
@@ -16,10 +18,12 @@ import datetime as dt
 import random
 from typing import Any
 
+import asyncpg
 import pytest
 
 from receiver.store import Store
 from receiver.store.history import HISTORY_CALL, HISTORY_PLAN_SETTINGS, batch_arguments
+from receiver.store.migrate import load_migrations, migrate
 from tests.support.old_history import OLD_HISTORY_SQL
 
 pytestmark = pytest.mark.postgres
@@ -35,6 +39,8 @@ STEP_OUTCOMES = ["ok", "simulated", "interrupted", "started", "failed", "dry_run
 PHASES = ["run", "resolve", "on_failed"]
 APPROVAL_STATES = ["pending", "pending", "approved", "cancelled", "rejected"]
 SEEDS = range(40)
+# The read of one event the oracle stands for, as the service called it before migration 0030.
+OLD_CALL = "SELECT * FROM engine_history(" + ", ".join(f"${n}" for n in range(1, 16)) + ")"
 
 
 async def _build_store(conn: Any, rng: random.Random, now: dt.datetime) -> None:
@@ -192,3 +198,42 @@ async def test_the_random_stores_reach_every_part(store: Store) -> None:
             finally:
                 await tx.rollback()
     assert parts == {"episode", "other", "held", "recent", "settling", "resolved"}
+
+
+def _odd_reads(rng: random.Random, now: dt.datetime) -> list[tuple[Any, ...]]:
+    """Reads whose 'recent' pairs the service never sends: one pair twice, and arrays of
+    unequal lengths (unnest pads the shorter with NULLs), where the oracle's inline query and
+    remediator_pairs could differ."""
+    read = _read(rng, now)
+    twice = [["Deployment"] * 2, ["shop"] * 2, ["web-0"] * 2, ["restart"] * 2]
+    uneven = [["Deployment", "Deployment"], ["shop"], ["web-0", "web-1"], ["restart", "scale"]]
+    return [(*read[:5], *pairs, *read[9:]) for pairs in (twice, uneven)]
+
+
+async def test_the_oracle_returns_what_engine_history_returned(empty_database_url: str) -> None:
+    """On the schema before migration 0033, with engine_history and remediator_pairs still
+    there, OLD_HISTORY_SQL (remediator_pairs' query inline) returns engine_history's rows."""
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await migrate(conn, [m for m in load_migrations() if m.version < 33])
+        compared = 0
+        for seed in SEEDS:
+            rng = random.Random(seed)
+            tx = conn.transaction(isolation="repeatable_read")
+            await tx.start()
+            try:
+                now = await conn.fetchval("SELECT now()")
+                await _build_store(conn, rng, now)
+                reads = [_read(rng, now) for _ in range(rng.randrange(1, 12))]
+                reads += _odd_reads(rng, now)
+                called = [await conn.fetch(OLD_CALL, *read, 0) for read in reads]
+                await conn.execute(HISTORY_PLAN_SETTINGS)
+                alone = [await conn.fetch(OLD_HISTORY_SQL, *read, 0) for read in reads]
+            finally:
+                await tx.rollback()
+            for n, (rows, expected) in enumerate(zip(alone, called, strict=True)):
+                assert _rows(rows) == _rows(expected), (seed, n)
+                compared += sum(r["part"] == "recent" for r in expected)
+    finally:
+        await conn.close()
+    assert compared > 0  # the part whose pairs changed form returned rows

@@ -1,7 +1,14 @@
 """The engine's history read as it was before migration 0030: one read a statement, its
 parameters those of ``receiver.store.history_sql.history_arguments`` and a tag, $15. The
 oracle of test_history_batch.py, which holds the batched read to the rows this returned: the
-body of ``engine_history`` as migration 0027 left it, word for word.
+body of ``engine_history`` as migration 0027 left it, word for word but for one change.
+
+Migration 0033 drops ``engine_history`` and ``remediator_pairs`` (0014), which its 'recent'
+part called for the read's (rule, target) pairs, so that call is replaced by the function's
+own query, ``SELECT DISTINCT * FROM unnest(kinds, namespaces, names, rules)``, with its
+columns' names: the same rows (each pair once, NULLs padding the shorter arrays and compared
+as equal by DISTINCT; their order does not matter, the part sorts), from the statement alone.
+test_history_batch.py holds this to what ``engine_history`` returned, on the schema before 0033.
 """
 
 from __future__ import annotations
@@ -76,7 +83,9 @@ WITH parts AS (
      -- the rule, or all of runs on the statistics of a table that was small a minute ago:
      -- in a storm on one rule, 2,990 rows read to return 9, three thousand events in.) The
      -- pairs come from remediator_pairs so that the plan is cached (migration 0014).
-     FROM remediator_pairs($6::text[], $7::text[], $8::text[], $9::text[])
+     -- [Here: remediator_pairs' query, inline (see the module's docstring).]
+     FROM (SELECT DISTINCT * FROM unnest($6::text[], $7::text[], $8::text[], $9::text[]))
+          AS pairs(pair_kind, pair_ns, pair_name, pair_rule)
      CROSS JOIN LATERAL (
          SELECT * FROM runs
          WHERE runs.target_kind = pair_kind AND runs.target_namespace = pair_ns
