@@ -204,6 +204,10 @@ def check_template(source: str) -> str:
     except TemplateSyntaxError as exc:
         raise ValueError(f"template line {exc.lineno}: {exc.message}") from None
     _check_constants(tree)
+    for const in tree.find_all(nodes.Const):
+        unstorable = _unstorable(const.value) if isinstance(const.value, str) else None
+        if unstorable is not None:
+            raise ValueError(f"template line {const.lineno}: a string literal holds {unstorable}")
     _check_loops(tree, 1)
     check_names(tree, _PLAIN.globals)
     return source
@@ -331,7 +335,26 @@ def render(
         # called): the step fails saying so, rather than being taken for the action's bug.
         problem = f"template: {type(exc).__name__}: {exc}"
         raise TemplateFailed(_named(problem, source, name)) from None
-    return "".join(parts)
+    text = "".join(parts)
+    unstorable = _unstorable(text)
+    if unstorable is not None:
+        raise TemplateFailed(_named(f"template: renders {unstorable}", source, name))
+    return text
+
+
+def _unstorable(text: str) -> str | None:
+    """What in ``text`` no record can hold, or None: U+0000 (PostgreSQL's text and jsonb
+    refuse it) or a lone surrogate (not UTF-8). A string literal's escape (``"\\u0000"``) or
+    ``"%c" | format(n)`` makes either; what a template renders is stored (an approval's preview,
+    a notification's text), and a value the store refuses would fail the event on every retry
+    until it is dead, holding back the other rules' runs of the alert."""
+    if "\x00" in text:
+        return "U+0000 (NUL), which no record can hold"
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return f"a lone surrogate (U+{ord(text[exc.start]):04X}), which is not UTF-8"
+    return None
 
 
 def _named(message: str, source: str, name: str) -> str:

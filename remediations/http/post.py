@@ -212,6 +212,15 @@ def _redact(text: str, url: str) -> str:
     return text.replace(secret, "/…") if len(secret) > 1 else text
 
 
+def _recordable(text: str) -> str:
+    """``text`` with each U+0000 written ``\\x00``: the excerpt goes into the step's record
+    and the announcement's audit row, and PostgreSQL's text and jsonb cannot hold U+0000. A
+    server whose answer holds one (a binary error page, a stray byte) would otherwise make the
+    record fail on every retry: the event dead, the step's real outcome lost, a notification
+    sent again at each retry."""
+    return text.replace("\x00", "\\x00")
+
+
 def _describe(exc: BaseException, url: str) -> str:
     if isinstance(exc, _Retryable):
         return f"HTTP {exc.status}: {exc.body[:200]}".rstrip(": ")
@@ -288,7 +297,7 @@ async def post_json(
             # Before the body is read: a 2xx whose body breaks off has acted all the same.
             reached = reached or answer_may_have_acted(status)
             # Redacted before it is cut, so no half of a secret survives at the edge.
-            text = redact(await response.text(errors="replace"))[:_EXCERPT]
+            text = _recordable(redact(await response.text(errors="replace")))[:_EXCERPT]
             if 200 <= status < 300:
                 return Posted(status, text, attempts)
             if status == 429 or status >= 500:
