@@ -347,7 +347,7 @@ def _unstorable(text: str) -> str | None:
     refuse it) or a lone surrogate (not UTF-8). A string literal's escape (``"\\u0000"``) or
     ``"%c" | format(n)`` makes either; what a template renders is stored (an approval's preview,
     a notification's text), and a value the store refuses would fail the event on every retry
-    until it is dead, holding back the other rules' runs of the alert."""
+    until it is dead."""
     if "\x00" in text:
         return "U+0000 (NUL), which no record can hold"
     try:
