@@ -14,13 +14,16 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from receiver.alertmanager import parse_rfc3339
-from receiver.durations import parse_duration
+from receiver.durations import MAX_DURATION_S, parse_duration
 from receiver.guards.policy import REFUSAL_NAMES
 from receiver.model import ANNOUNCEMENTS, ApprovalState, RunOutcome, VerifyResult
 from remediations.base import Outcome
 from remediations.targets import TargetError, parse_target_key
 
 __all__ = [
+    "EARLIEST_START",
+    "LATEST_START",
+    "MAX_OFFSET_S",
     "STEP_OUTCOMES",
     "ActionOutcomeName",
     "AnnouncementName",
@@ -36,6 +39,7 @@ __all__ = [
     "TargetKey",
     "VerifyResultName",
     "offset_seconds",
+    "start_time",
 ]
 
 # Outcomes a step can be recorded with: the actions' (with the simulator's `simulated`, and
@@ -48,14 +52,48 @@ STEP_OUTCOMES = frozenset(
 )
 
 
+# How far from its start a test's timeline and fixtures may reach, and where the start may be:
+# the simulated clock then stays far inside the years a time can hold (1 to 9999), durations
+# (a year at most, as the service's settings) included. An offset of 99999999999999999999d
+# passed the file check and then failed the test with "OverflowError: date value out of range".
+MAX_OFFSET_S = 10 * 365 * 86400.0
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_START = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def offset_seconds(value: Any, *, signed: bool = False) -> float:
-    """An offset from the simulated start in seconds: a duration, or 0. ``signed``: a leading
-    ``-`` means before the start (fixture times). Raises ValueError."""
+    """An offset from the simulated start in seconds: a duration, or 0, at most
+    ``MAX_OFFSET_S`` (ten years) either way. ``signed``: a leading ``-`` means before the
+    start (fixture times). Raises ValueError."""
     if value == 0 and not isinstance(value, bool):
         return 0.0
     if signed and isinstance(value, str) and value.strip().startswith("-"):
-        return -parse_duration(value.strip()[1:])
-    return parse_duration(value)
+        return -_within(parse_duration(value.strip()[1:]), MAX_OFFSET_S, _OFFSET_LIMIT, value)
+    return _within(parse_duration(value), MAX_OFFSET_S, _OFFSET_LIMIT, value)
+
+
+_OFFSET_LIMIT = "an offset in a rule test is at most ten years (3650d)"
+
+
+def start_time(value: datetime | None) -> datetime | None:
+    """A test's ``settings.start``: with its time zone, from ``EARLIEST_START`` to before
+    ``LATEST_START``. Raises ValueError."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("give a time zone, e.g. 2026-01-01T09:00:00Z")
+    if not EARLIEST_START <= value < LATEST_START:
+        raise ValueError(
+            f"give a time from {EARLIEST_START.year} to before {LATEST_START.year}, so the "
+            "simulated clock stays within the years a time can hold"
+        )
+    return value
+
+
+def _within(seconds: float, limit_s: float, limit: str, value: Any) -> float:
+    if seconds > limit_s:
+        raise ValueError(f"{value!r} is too long: {limit}")
+    return seconds
 
 
 def _offset(value: Any) -> float:
@@ -66,7 +104,9 @@ def _positive(value: Any) -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
         raise ValueError(f"{value!r} is not a positive duration")
-    return seconds
+    # The service's settings take a year at most (receiver.config): a test under a longer one
+    # would test a configuration that cannot run.
+    return _within(seconds, MAX_DURATION_S, "a setting's duration is at most a year (365d)", value)
 
 
 def _one_of(allowed: frozenset[str] | tuple[str, ...], what: str) -> Any:

@@ -39,6 +39,7 @@ from receiver.ruletest.fields import (
     TargetKey,
     VerifyResultName,
     offset_seconds,
+    start_time,
 )
 from remediations.params import Boolean
 
@@ -117,9 +118,7 @@ class SettingsSpec(_Spec):
     @field_validator("start")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a time zone, e.g. 2026-01-01T09:00:00Z")
-        return value
+        return start_time(value)
 
 
 # -- alerts and fixtures ---------------------------------------------------------------------

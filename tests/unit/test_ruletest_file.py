@@ -254,6 +254,27 @@ ALERTS = "alerts: {a: {labels: {alertname: X}}}\n"
             5,
             "start: give a time zone, e.g. 2026-01-01T09:00:00Z",
         ),
+        # The simulated clock ran past year 9999: the test failed with "the service raised
+        # OverflowError" where the file was at fault.
+        (
+            ALERTS + "settings: {start: '9999-12-31T23:00:00Z'}\n"
+            "timeline: [{at: 2h, firing: a}]\nexpect: [{no_runs: true}]\n",
+            5,
+            "start: give a time from 1970 to before 9000",
+        ),
+        (
+            ALERTS + "timeline: [{at: 99999999999999999999d, firing: a}]\n"
+            "expect: [{no_runs: true}]\n",
+            5,
+            "at: '99999999999999999999d' is too long: an offset in a rule test is at most ten "
+            "years (3650d)",
+        ),
+        (
+            ALERTS + "settings: {approval_ttl: 53w}\n"
+            "timeline: [{at: 1m, firing: a}]\nexpect: [{no_runs: true}]\n",
+            5,
+            "approval_ttl: '53w' is too long: a setting's duration is at most a year (365d)",
+        ),
     ],
 )
 def test_schema_mistakes_are_reported_at_their_line(body: str, line: int, message: str) -> None:
