@@ -9,7 +9,8 @@ that: it takes this run's delta (after - before) off the live count, so two runs
 same target restore in either order and the target ends where it was before the first, while
 the capacity a still-open run added stays. It only acts when the live count is the one
 remediator last wrote (``remediator.io/replicas``, stamped with every scale write): a count
-someone else changed since is left alone, and the step is refused naming both counts. So is a
+someone else changed since is left alone, and the step is refused naming both counts, also
+when a later run's scale wrote over that change (``scale_drift``). So is a
 workload deleted and recreated since the run scaled it (another uid than the one in the run's
 write record): the run's delta is not its to undo. And so is one that no longer carries the
 run's write record: only that record dates the stamp. ``kubectl rollout undo`` gives a
@@ -45,13 +46,11 @@ from remediations.kubernetes.api import (
 )
 from remediations.kubernetes.objects import object_ref
 from remediations.kubernetes.replay import MAX_RECORDS, WriteRecord, records_of
+from remediations.kubernetes.scale_drift import REPLICAS_ANNOTATION, changed_since, marks
 from remediations.params import Boolean, Integer, Number
 from remediations.targets import Target
 
 __all__ = ["REPLICAS_ANNOTATION", "Scale", "ScaleParams"]
-
-# The replica count remediator last wrote, stamped beside the run id with every scale write.
-REPLICAS_ANNOTATION = "remediator.io/replicas"
 
 
 class ScaleParams(ActionParams):
@@ -224,6 +223,9 @@ class Scale(KubeAction[ScaleParams]):
             annotations = {
                 **api.stamp(),
                 REPLICAS_ANNOTATION: str(desired),
+                # Before the record: the time it says someone else changed the count is
+                # before this run's record (``scale_drift``: this run's restore still acts).
+                **marks(read, current),
                 **api.record(read, change, extra=extra),
             }
             version = (read.get("metadata") or {}).get("resourceVersion")
@@ -311,6 +313,13 @@ class Scale(KubeAction[ScaleParams]):
                 f"{object_ref(target)} is not the object this run scaled (uid {uid}, not "
                 f"{own.extra.get('uid')}): deleted and recreated since, so it is left alone "
                 f"(this run's change was {delta:+d})"
+            )
+        changed = changed_since(workload, own.at)
+        if changed:
+            raise ActionRefused(
+                f"{object_ref(target)} had its replica count changed by someone else after "
+                f"this run's scale (a later scale by remediator found it changed at {changed}), "
+                f"so it is left alone (this run's change was {delta:+d})"
             )
         try:
             expected = int(annotations[REPLICAS_ANNOTATION])
