@@ -52,6 +52,17 @@ def _now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _held_back(obj: Mapping[str, Any]) -> str:
+    """What the record must add when the write replaces no pod by itself: a StatefulSet or
+    DaemonSet whose ``updateStrategy`` is ``OnDelete`` takes the new template only into pods
+    created after someone deletes the old ones. kubectl writes the same and says "restarted";
+    the step's record says what will, and will not, happen."""
+    strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
+    if strategy != "OnDelete":
+        return ""
+    return "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted"
+
+
 class RestartParams(ActionParams):
     """No params: a restart is a restart."""
 
@@ -66,7 +77,10 @@ class RolloutRestart(KubeAction[RestartParams]):
     target_kinds: ClassVar[frozenset[str]] = frozenset(WORKLOADS)
 
     def explain(self, target: Target, params: RestartParams) -> str:
-        return f"rollout restart {object_ref(target)} (new pods replace the old ones)"
+        return (
+            f"rollout restart {object_ref(target)} (new pods replace the old ones, as its "
+            "update strategy rolls them)"
+        )
 
     async def plan(self, api: KubeApi, target: Target, params: RestartParams) -> WritePlan:
         obj = await api.read_workload(target)
@@ -92,7 +106,7 @@ class RolloutRestart(KubeAction[RestartParams]):
         # same restart previewed a second later must not count as a different change.
         change = Change(
             f"restart {object_ref(target)}: set pod template annotation {RESTARTED_AT} "
-            "to the time of the restart",
+            f"to the time of the restart{_held_back(obj)}",
             before=before,
             after={"restartedAt": "(the time of the restart)"},
         )

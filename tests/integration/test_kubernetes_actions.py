@@ -165,7 +165,18 @@ async def test_restart_stamps_template_and_controller_rolls_a_new_revision(
     assert (await read(kube_admin, ns)).metadata.annotations[REVISION] == "2"
 
 
-async def test_restart_statefulset(kube_admin: Any, kube_namespace: str) -> None:
+@pytest.mark.parametrize(
+    ("strategy", "said"),
+    [
+        (None, ""),
+        # The controller replaces no pod by itself: the record says so, where it said the
+        # restart was done as for any other (kubectl writes the same and says "restarted").
+        ("OnDelete", "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted"),
+    ],
+)
+async def test_restart_statefulset(
+    kube_admin: Any, kube_namespace: str, strategy: str | None, said: str
+) -> None:
     ns = kube_namespace
     labels = {"app": "db"}
     await k8s.AppsV1Api(kube_admin).create_namespaced_stateful_set(
@@ -175,6 +186,9 @@ async def test_restart_statefulset(kube_admin: Any, kube_namespace: str) -> None
             spec=k8s.V1StatefulSetSpec(
                 service_name="db",
                 replicas=1,
+                update_strategy=k8s.V1StatefulSetUpdateStrategy(type=strategy)
+                if strategy
+                else None,
                 selector=k8s.V1LabelSelector(match_labels=labels),
                 template=k8s.V1PodTemplateSpec(
                     metadata=k8s.V1ObjectMeta(labels=labels),
@@ -187,6 +201,10 @@ async def test_restart_statefulset(kube_admin: Any, kube_namespace: str) -> None
         make_ctx(kube_admin), Target("StatefulSet", ns, "db"), RolloutRestart.Params()
     )
     assert result.outcome is Outcome.OK
+    assert result.message == (
+        f"restart StatefulSet {ns}/db: set pod template annotation {RESTARTED_AT} to the time "
+        f"of the restart{said}"
+    )
     sts = await k8s.AppsV1Api(kube_admin).read_namespaced_stateful_set("db", ns)
     assert sts.spec.template.metadata.annotations[RESTARTED_AT] == result.after["restartedAt"]
 
