@@ -46,7 +46,8 @@ async def test_a_cross_site_sso_decision_on_the_api_is_refused(
         )
         assert response.status == 403, (headers, await response.text())
         current = await env.desk.store.get_approval(approval.id)
-        assert current is not None and current.state is ApprovalState.PENDING
+        assert current is not None
+        assert current.state is ApprovalState.PENDING
     # The service's own origin, or a script through the proxy, decides.
     response = await client.post(
         path, json={}, headers={**SSO, "Origin": base, "Sec-Fetch-Site": "same-origin"}
