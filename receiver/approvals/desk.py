@@ -25,6 +25,7 @@ from receiver.approvals.state import (
     NotAllowed,
     Origin,
     PlanMismatch,
+    refusal_data,
     why_not_pending,
 )
 from receiver.approvals.tokens import LinkTokens, TokenClaims
@@ -290,10 +291,12 @@ class ApprovalDesk:
                 via=identity.via,
                 decision=decision.value,
             )
-            raise NotAllowed(
+            refusal = NotAllowed(
                 f"{identity.name} may not decide steps of rule {approval.rule} "
                 f"(risk {approval.risk})"
             )
+            await self._refused(approval, decision, identity, origin, refusal)
+            raise refusal
         decided = await self.store.decide_approval(
             approval.id,
             decision.state,
@@ -306,7 +309,9 @@ class ApprovalDesk:
             plan_hash=plan_hash,
         )
         if decided is None:
-            raise await self._why_not(approval.id, plan_hash)
+            why = await self._why_not(approval.id, plan_hash)
+            await self._refused(approval, decision, identity, origin, why)
+            raise why
         rejected = decided.state is ApprovalState.REJECTED
         self._count(decided, decided.state.value, RunOutcome.REJECTED.value if rejected else None)
         if rejected:
@@ -323,6 +328,26 @@ class ApprovalDesk:
         )
         await self.notify(_NOTICE_OF_STATE[decided.state], decided)
         return decided
+
+    async def _refused(
+        self,
+        approval: ApprovalRecord,
+        decision: Decision,
+        identity: Identity,
+        origin: Origin,
+        why: ApprovalError,
+    ) -> None:
+        """Record a decision that was refused (``approval.refused``): who tried, how, from
+        where, and why not (off the allow-list, decided already, expired, the alert
+        resolved). Its failure is logged: the answer stands whatever it says."""
+        try:
+            await self.store.append_audit(
+                "approval.refused",
+                run_id=approval.run_id,
+                data=refusal_data(approval, decision, identity, origin, why),
+            )
+        except StoreUnavailable as exc:
+            self._log.error("could not record the refused decision", error=str(exc))
 
     async def _why_not(self, approval_id: str, plan_hash: str | None) -> ApprovalError:
         current = await self.store.get_approval(approval_id)

@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
+from receiver.approvals.policy import Identity
 from receiver.model import ApprovalRecord, ApprovalState
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "Origin",
     "PlanMismatch",
     "UndoWithdrawn",
+    "refusal_data",
     "why_not_pending",
 ]
 
@@ -147,3 +150,29 @@ def why_not_pending(
     if approval.state is not ApprovalState.PENDING:
         return AlreadyDecided(approval)
     return ApprovalError("this approval could not be decided; reload the page and try again")
+
+
+def refusal_data(
+    approval: ApprovalRecord,
+    decision: Decision,
+    identity: Identity,
+    origin: Origin,
+    why: ApprovalError,
+) -> dict[str, Any]:
+    """The audit data of a refused decision (``approval.refused``): who tried, how, from
+    where, and why not."""
+    data = {
+        "approval_id": approval.id,
+        "step": approval.step_idx,
+        "action": approval.action,
+        "plan_hash": approval.plan_hash,
+        "decision": decision.value,
+        "by": identity.name,
+        "via": identity.via,
+        "channel": origin.channel.value,
+        "source_ip": origin.source_ip,
+        "user_agent": origin.user_agent,
+        "token_id": origin.token_id,
+        "why": why.message,
+    }
+    return {k: v for k, v in data.items() if v is not None}

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -48,6 +47,7 @@ from receiver.http.bodies import (
 )
 from receiver.http.deps import AUTH, CLOCK
 from receiver.http.filters import BadParameter, choice, limit_param, parse_since, run_id_param
+from receiver.http.origins import cross_site, same_origin
 from receiver.http.responses import html_response, json_response, row
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.store import StoreUnavailable
@@ -159,23 +159,6 @@ def _origin(request: web.Request, channel: Channel, token_id: str | None = None)
     User-Agent and, from a link's page, the link token's id."""
     source_ip = request.app[APPROVAL_WEB].identities.source_ip(request.headers, request.remote)
     return Origin(channel, source_ip, request.headers.get("User-Agent"), token_id)
-
-
-def same_origin(request: web.Request, public_url: str | None) -> bool:
-    """The POST came from our own page. The page's ``Referrer-Policy: no-referrer`` makes
-    browsers send ``Origin: null`` with its form, so Fetch Metadata decides then:
-    ``Sec-Fetch-Site: same-origin`` (a header no page can set). A real Origin must be the
-    service's (the public URL, else the request's own); with neither, refuse."""
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site != "same-origin":
-        return False
-    origin = request.headers.get("Origin")
-    if origin and origin != "null":
-        if public_url:
-            parts = urlsplit(public_url)
-            return origin == f"{parts.scheme}://{parts.netloc}"
-        return origin == f"{request.scheme}://{request.host}"
-    return site == "same-origin"
 
 
 async def post_page(request: web.Request) -> web.Response:
@@ -331,6 +314,11 @@ async def post_decision(
         reason = reason_of(await json_object(request, fields=("reason",), required=False))
     except BadField as exc:
         return bad_field(exc)
+    if identity.via == "sso" and cross_site(request, approvals.desk.public_url):
+        # No token the attacker lacks: the proxy's cookie and header ride along by themselves.
+        return json_response(
+            {"error": "a decision by the SSO proxy's user must not come from another site"}, 403
+        )
     origin = _origin(request, Channel.API)
     try:
         decided = await approvals.desk.decide(

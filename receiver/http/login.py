@@ -29,9 +29,9 @@ from typing import Any
 from aiohttp import web
 
 from receiver.approvals.identity import IdentityResolver
-from receiver.http.approvals import same_origin
 from receiver.http.auth import ANONYMOUS, Role
 from receiver.http.deps import AUTH, LOG, SETTINGS
+from receiver.http.origins import same_origin
 from receiver.http.responses import html_response
 from receiver.review.loader import Review
 from receiver.review.pages import ReviewPages

@@ -46,7 +46,7 @@ class Stages:
 
     def __init__(self, deps: Deps) -> None:
         runner = StepRunner(deps)
-        execute = Execute(runner)
+        execute = Execute(runner, deps)
         self.announce = Announcer(deps)
         approve, request = Approve(deps, runner), RequestApproval(deps, runner)
         # An undo that did not happen is told to the rule's channel, once per run.

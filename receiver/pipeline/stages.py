@@ -22,7 +22,7 @@ from receiver.guards.policy import (
     GuardUnavailable,
     Refusal,
 )
-from receiver.model import Announcement, RunOutcome, Verdict
+from receiver.model import Announcement, GuardSpec, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
 from receiver.pipeline.context import (
@@ -30,11 +30,12 @@ from receiver.pipeline.context import (
     STOPS_RUN,
     Deps,
     RunContext,
+    record_step,
     release_when_done,
 )
 from receiver.pipeline.steps import StepRunner, runs_dry
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
-from remediations.base import Outcome, ParamsError, renders_templates
+from remediations.base import Outcome, ParamsError, Result, renders_templates
 from remediations.template_work import TemplateFailed
 
 __all__ = ["LOCK_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
@@ -329,15 +330,24 @@ class Admit:
 class Execute:
     """execute: run the steps the previous stages let through, in order; the first that fails,
     is refused by its precondition or was interrupted by a worker's stop (``STOPS_RUN``)
-    stops the rest."""
+    stops the rest. Before each step after the first, the kill switch is asked again (one
+    Redis call): a pause set while the earlier steps ran refuses the rest, and so does a pause
+    that cannot be checked (fail closed). The first step's own admission was just asked."""
 
     name = "execute"
 
-    def __init__(self, runner: StepRunner) -> None:
+    def __init__(self, runner: StepRunner, deps: Deps | None = None) -> None:
         self._runner = runner
+        self._deps = deps
 
     async def __call__(self, ctx: RunContext) -> Verdict:
-        for step in ctx.runnable:
+        for n, step in enumerate(ctx.runnable):
+            if n and (paused := await self._paused(ctx)) is not None:
+                assert self._deps is not None
+                ctx.log.warning("step not run: paused", step=step.index, reason=paused)
+                await record_step(self._deps, ctx, step, Outcome.REFUSED, paused)
+                ctx.results.append((step, Result(Outcome.REFUSED, paused)))
+                break
             result = await self._runner(ctx, step)
             ctx.results.append((step, result))
             if result.outcome is Outcome.OK and result.before:
@@ -345,3 +355,16 @@ class Execute:
             if result.outcome in STOPS_RUN:
                 break
         return Verdict.next()
+
+    async def _paused(self, ctx: RunContext) -> str | None:
+        """Why the next step may not run (the pause, or a pause that cannot be checked)."""
+        if self._deps is None or ctx.run_id is None:
+            return None
+        request = AdmissionRequest(ctx.run_id, ctx.rule, ctx.target, False, GuardSpec())
+        try:
+            admission = await self._deps.guards.admit(request, only=("pause",))
+        except GuardUnavailable as exc:
+            return f"not run: the pause could not be checked before this step ({exc})"
+        if admission.admitted or admission.refusal is None:
+            return None
+        return f"not run: {admission.refusal.reason} (set while the earlier steps ran)"

@@ -204,6 +204,18 @@ def _approval(kind: str, data: Mapping[str, Any], approval: Approval | None) -> 
             detail="; ".join(p for p in (reason, waited) if p),
             tone="good" if state == "approved" else "warn",
         )
+    if state == "refused":
+        via = f" via {data['channel']}" if data.get("channel") else ""
+        return Entry(
+            at=datetime.min,
+            kind="approval-decision",
+            title=(
+                f"{str(data.get('decision') or 'decision').capitalize()} by "
+                f"{data.get('by') or 'someone'}{via} refused (step {step})"
+            ),
+            detail=str(data.get("why") or ""),
+            tone="warn",
+        )
     titles = {
         "expired": ("Approval expired: nobody decided in time", "warn"),
         "cancelled": ("Approval cancelled: the alert resolved first", "neutral"),
