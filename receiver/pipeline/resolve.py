@@ -275,7 +275,7 @@ class AdmitResolve:
             )
         if not admission.admitted:
             assert admission.refusal is not None
-            return await self._refused(ctx, admission.refusal)
+            return await self.refused(ctx, admission.refusal)
         release_when_done(deps, ctx, request, admission)
         if await withdrawn_on_take_up(deps, ctx):
             return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
@@ -287,7 +287,10 @@ class AdmitResolve:
         ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)
         return Verdict.next()
 
-    async def _refused(self, ctx: RunContext, refusal: Refusal) -> Verdict:
+    async def refused(self, ctx: RunContext, refusal: Refusal) -> Verdict:
+        """The follow-up's steps in ``ctx.runnable`` are refused by ``refusal``: held (a job
+        tries them again) or, by a final guard, ended; also what ``Execute`` does with the
+        steps left when a pause comes while an earlier one acts."""
         deps = self._deps
         assert ctx.run_id is not None
         deps.metrics.guard_refused(refusal.guard)

@@ -42,39 +42,42 @@ FINISHED_STEP = frozenset(o.value for o in Outcome)
 
 
 class Stages:
-    """The two stage lists, built once around the service's dependencies."""
+    """The stage lists (a run, its resolution, its escalation), built once around the
+    service's dependencies."""
 
     def __init__(self, deps: Deps) -> None:
         runner = StepRunner(deps)
-        execute = Execute(runner, deps)
         self.announce = Announcer(deps)
         approve, request = Approve(deps, runner), RequestApproval(deps, runner)
         # An undo that did not happen is told to the rule's channel, once per run.
         notice = UndoNotice(self.announce)
+        admit_resolve = AdmitResolve(deps, notice=notice)
+        admit_escalation = AdmitResolve(
+            deps, only=ESCALATE_GUARDS, job=JobKind.RESUME_RUN, outcome=RunOutcome.FAILED
+        )
         self.run: tuple[Stage, ...] = (
             RecordPlan(deps, runner),
             Admit(deps, self.announce, runner),
             approve,
-            execute,
+            Execute(runner, deps),
             request,
             Record(deps, self.announce),
         )
+        # A pause that comes between a follow-up's steps holds the rest as its admission would.
         self.resolve: tuple[Stage, ...] = (
             Close(deps),
-            AdmitResolve(deps, notice=notice),
+            admit_resolve,
             # Admitted, the steps will run: their safety-net job is kept from coming due meanwhile.
             HoldBack(deps),
             approve,
-            execute,
+            Execute(runner, deps, hold=admit_resolve.refused),
             request,
             RecordResolve(deps, notice),
         )
         self.escalate: tuple[Stage, ...] = (
-            AdmitResolve(
-                deps, only=ESCALATE_GUARDS, job=JobKind.RESUME_RUN, outcome=RunOutcome.FAILED
-            ),
+            admit_escalation,
             approve,
-            execute,
+            Execute(runner, deps, hold=admit_escalation.refused),
             request,
             RecordEscalation(deps),
         )

@@ -1,7 +1,8 @@
 """The kill switch stops a run's later steps: a pause set while an admitted run's first step
-acts refuses the steps after it (one Redis call before each), and a pause that cannot be
-checked refuses them too (fail closed). Before, only new runs were refused: the second step
-of a run admitted a moment before the pause still acted."""
+acts refuses the steps after it (one Redis call before each); a follow-up's (an undo's) are
+held until it ends, as at their admission; and a pause that cannot be checked runs nothing more
+until it can (fail closed). Before, only new runs were refused: the second step of a run
+admitted a moment before the pause still acted."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from receiver.guards.policy import GuardUnavailable
 from receiver.model import RunOutcome
 from remediations.base import ActionContext, Change, Outcome, Result, Risk
 from remediations.targets import Target
 from tests.support.approvals import MakeApprovalEnv, poke_labels
+from tests.support.payloads import alert, notification
+from tests.support.redis import RedisServer
 
 RULES = """
 rules:
@@ -77,28 +79,80 @@ async def test_a_pause_set_during_a_step_refuses_the_steps_after_it(
     assert "stop now" in steps["test.poke"].message
 
 
-async def test_a_pause_that_cannot_be_checked_between_steps_refuses_them(
-    approval_env: MakeApprovalEnv,
+async def test_a_pause_that_cannot_be_checked_between_steps_holds_the_rest_until_it_can(
+    approval_env: MakeApprovalEnv, redis_controlled: RedisServer
 ) -> None:
+    """Fail closed, as at admission: Redis goes away while the first step acts, so the pause
+    cannot be asked before the second; it does not run then, and the run is taken up once
+    Redis answers, the second step running once."""
     hook = Hook()
     env = await approval_env(rules=RULES, actions=[hook])
-    guards = env.harness.guards
-    real_admit = guards.admit
-
-    async def down(*args: Any, **kwargs: Any) -> Any:
-        raise GuardUnavailable("redis unavailable during admit: ConnectionError()")
+    h = env.harness
 
     async def redis_goes_away() -> None:
-        guards.admit = down  # type: ignore[method-assign]
+        redis_controlled.stop()
 
     hook.hook = redis_goes_away
     try:
-        await env.harness.deliver(poke_labels())
+        await h.intake.accept(notification(alert(poke_labels())))
+        await h.drain()
+        run = await h.only_run()
+        assert env.peer.pokes == 0
+        assert run.outcome is RunOutcome.RUNNING
+        assert {s.action: s.outcome for s in run.steps} == {
+            "test.hook": "ok",
+            "test.poke": "pending",
+        }
     finally:
-        guards.admit = real_admit  # type: ignore[method-assign]
-    run = await env.harness.store.get_run((await env.harness.runs())[0].id)
-    assert run is not None
+        redis_controlled.start()
+    hook.hook = None
+    async with h.store._pool.acquire() as conn:
+        await conn.execute("UPDATE alert_events SET not_before = now() WHERE state = 'pending'")
+    await h.drain()
+    run = await h.only_run()
+    assert env.peer.pokes == 1
+    assert run.outcome is RunOutcome.SUCCEEDED
+    assert {s.action: s.outcome for s in run.steps} == {"test.hook": "ok", "test.poke": "ok"}
+
+
+UNDO_RULES = """
+rules:
+  - name: poke
+    match: ['alertname="Poke"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: test.hook
+    on_resolved:
+      - action: test.hook
+      - action: test.poke
+        approval: never
+"""
+
+
+async def test_a_pause_set_during_an_undo_step_holds_the_steps_after_it_until_it_ends(
+    approval_env: MakeApprovalEnv,
+) -> None:
+    """A follow-up's steps are held by a pause at their admission, not refused: so are those
+    after a step the pause came during, and a job carries them out once it is lifted."""
+    hook = Hook()
+    env = await approval_env(rules=UNDO_RULES, actions=[hook])
+    h = env.harness
+    await h.deliver(poke_labels())
+    hook.hook = lambda: h.guards.pause(None, "stop now", by="alice")
+    await h.deliver(poke_labels(), status="resolved")
+    hook.hook = None
+    run = await h.only_run()
+    undo = {s.action: s for s in run.steps if s.phase == "resolve"}
     assert env.peer.pokes == 0
-    poke = next(s for s in run.steps if s.action == "test.poke")
-    assert poke.outcome == "refused"
-    assert "could not be checked" in poke.message
+    assert undo["test.hook"].outcome == "ok"
+    assert undo["test.poke"].outcome == "pending"
+    assert "held by the pause guard: automation paused: stop now" in undo["test.poke"].message
+
+    await h.guards.resume()
+    async with h.store._pool.acquire() as conn:
+        await conn.execute("UPDATE jobs SET not_before = now() WHERE run_id = $1::uuid", run.id)
+    await h.drain()
+    run = await h.only_run()
+    undo = {s.action: s for s in run.steps if s.phase == "resolve"}
+    assert env.peer.pokes == 1
+    assert (undo["test.hook"].outcome, undo["test.poke"].outcome) == ("ok", "ok")
