@@ -31,7 +31,7 @@ from receiver.approvals.state import (
 from receiver.approvals.tokens import LinkTokens, TokenClaims
 from receiver.config.settings import APPROVAL_TTL_S
 from receiver.model import ApprovalRecord, ApprovalState, RunOutcome
-from receiver.store import JobKind, RunRecord, Store, StoreUnavailable
+from receiver.store import JobKind, RunRecord, Store, StoreUnavailable, describe
 from receiver.telemetry import Metrics
 
 __all__ = ["LINK_PATH", "ApprovalDesk", "Gate", "StepRequest"]
@@ -346,8 +346,8 @@ class ApprovalDesk:
                 run_id=approval.run_id,
                 data=refusal_data(approval, decision, identity, origin, why),
             )
-        except StoreUnavailable as exc:
-            self._log.error("could not record the refused decision", error=str(exc))
+        except Exception as exc:  # the refusal is the answer, whatever its record does
+            self._log.error("could not record the refused decision", error=describe(exc))
 
     async def _why_not(self, approval_id: str, plan_hash: str | None) -> ApprovalError:
         current = await self.store.get_approval(approval_id)
