@@ -30,13 +30,30 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--progress-every",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Print a progress line to stderr after this many entries.",
+)
 @click.pass_context
-def audit_verify(ctx: click.Context) -> None:
+def audit_verify(ctx: click.Context, progress_every: int) -> None:
     """Recompute the audit log's hash chain; exit 1 naming the first entry that was edited,
-    inserted, deleted or reordered, or rows committed without being chained."""
+    inserted, deleted or reordered, or rows committed without being chained. A long log
+    prints how far it has got on stderr as it goes."""
     settings = state(ctx).settings()
+
+    def progress(checked: int, last_id: int | None) -> None:
+        about = f" of about {last_id:,}" if last_id else ""
+        click.echo(f"checked {checked:,}{about} entries …", err=True)
+
     with database(settings, "remediator audit verify", direct=True) as url:
-        check = asyncio.run(_with_store(url, lambda store: store.verify_audit()))
+        check = asyncio.run(
+            _with_store(
+                url, lambda store: store.verify_audit(progress=progress, every=progress_every)
+            )
+        )
     if not check.ok:
         what = f" ({check.problem})" if check.problem else ""
         raise UserError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -176,12 +176,21 @@ class AuditLog(Database):
             )
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
-    async def verify_audit(self, *, batch: int = 1000, lookahead: int = 1000) -> AuditCheck:
+    async def verify_audit(
+        self,
+        *,
+        batch: int = 1000,
+        lookahead: int = 1000,
+        progress: Callable[[int, int | None], None] | None = None,
+        every: int = 100_000,
+    ) -> AuditCheck:
         """Recompute the chain by id; report the first row that was edited, inserted, deleted
         or reordered (``receiver.store.chain`` says how each is told), or a chain that does not
         end where audit_head says, or rows committed into audit_pending without being chained
         (problem ``unsealed``, no row id). Streams the rows (a server-side cursor of ``batch``
-        rows); after a break it reads up to ``lookahead`` rows more to tell what happened."""
+        rows); after a break it reads up to ``lookahead`` rows more to tell what happened.
+        ``progress(checked, last_id)`` is called after every ``every`` rows (``last_id``: the
+        head's, about how many rows there are; None without a head)."""
         checked = 0
         last: ChainRow | None = None
         before_last: ChainRow | None = None
@@ -193,6 +202,8 @@ class AuditLog(Database):
             head_id = head["last_id"] if head is not None else None
             async for row in conn.cursor(_CHAIN_SQL + " ORDER BY id", prefetch=batch):
                 checked += 1
+                if progress is not None and checked % every == 0:
+                    progress(checked, head_id)
                 current = _chain_row(row)
                 if current.prev_hash != (last.hash if last else "") or not current.sound:
                     following = [

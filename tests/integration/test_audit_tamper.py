@@ -83,6 +83,19 @@ async def _insert(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
     )
 
 
+async def test_verify_says_how_far_it_has_got_on_stderr(store: Store, database_url: str) -> None:
+    await finished_runs(store, 3)
+    code, out, err = await cli(
+        database_env(database_url), "audit", "verify", "--progress-every", "5"
+    )
+    assert code == 0, err
+    assert "audit log intact: 12 entries verified" in out
+    assert [line for line in err.splitlines() if line.startswith("checked")] == [
+        "checked 5 of about 12 entries …",
+        "checked 10 of about 12 entries …",
+    ]
+
+
 async def test_an_edited_row_is_named(tamper: asyncpg.Connection, database_url: str) -> None:
     await tamper.execute("""UPDATE audit_log SET data = '{"outcome": "failed"}' WHERE id = 6""")
     assert "audit log broken at entry 6 (edited)" in await _broken(database_url)
