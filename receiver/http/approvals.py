@@ -34,7 +34,7 @@ from receiver.approvals.page import (
 )
 from receiver.approvals.policy import Identity
 from receiver.approvals.slack import SlackInteractions, SlackPayloadError
-from receiver.approvals.state import ApprovalError, Channel, Decision, Origin
+from receiver.approvals.state import ApprovalError, Channel, Decision, Origin, why_not_pending
 from receiver.approvals.tokens import TokenClaims
 from receiver.http.auth import Role
 from receiver.http.bodies import (
@@ -176,6 +176,14 @@ async def post_page(request: web.Request) -> web.Response:
     csrf = _csrf(approvals)
     given = str(form.get("csrf") or "")
     if csrf is None or not csrf.check(given, approval.id, session, sso.name if sso else ""):
+        now = request.app[CLOCK]()
+        if approval.state is not ApprovalState.PENDING or approval.expires_at <= now:
+            # Its page carried no form to send (decided, expired or cancelled): say that, not
+            # that the form expired. The link alone opens this page anyway.
+            why = why_not_pending(approval, now, alert_resolved=False)
+            return _render(
+                request, approval, session, status=why.status, message=why.message, kind="error"
+            )
         return _error_page(
             request, "this form has expired or was not sent from the page; open the link again", 403
         )

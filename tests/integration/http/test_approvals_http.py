@@ -134,6 +134,12 @@ async def test_deciding_on_the_page_works_once(make_edge: MakeEdge) -> None:
     replay = await _post(edge, path, form)
     assert replay.status == 409
     assert "already approved by alice" in await replay.text()
+    # From the page of the decided approval, which has no form (so no CSRF token): it says
+    # who decided, where it said the form had expired.
+    assert 'name="csrf"' not in await _open(edge, path)
+    formless = await _post(edge, path, form | {"csrf": ""})
+    assert formless.status == 409
+    assert "already approved by alice" in await formless.text()
     await edge.env.harness.drain()
     assert edge.env.peer.pokes == 1
 
