@@ -16,6 +16,7 @@ from remediations.base import ActionContext, Change, Outcome, Result, Risk
 from remediations.targets import Target
 from tests.support.approvals import MakeApprovalEnv, poke_labels
 from tests.support.payloads import alert, notification
+from tests.support.polling import eventually
 from tests.support.redis import RedisServer
 
 RULES = """
@@ -156,3 +157,52 @@ async def test_a_pause_set_during_an_undo_step_holds_the_steps_after_it_until_it
     undo = {s.action: s for s in run.steps if s.phase == "resolve"}
     assert env.peer.pokes == 1
     assert (undo["test.hook"].outcome, undo["test.poke"].outcome) == ("ok", "ok")
+
+
+LADDER_RULES = """
+rules:
+  - name: poke
+    match: ['alertname="Poke"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
+    steps:
+      - action: test.hook
+    verify: {resolved_within: 1s}
+    on_failed:
+      - action: test.hook
+      - action: test.poke
+        approval: never
+"""
+
+
+async def test_a_pause_set_during_an_escalation_step_holds_the_steps_after_it_until_it_ends(
+    approval_env: MakeApprovalEnv,
+) -> None:
+    hook = Hook()
+    env = await approval_env(rules=LADDER_RULES, actions=[hook])
+    h = env.harness
+    await h.deliver(poke_labels())
+    hook.hook = lambda: h.guards.pause(None, "stop now", by="alice")
+
+    async def escalation() -> dict[str, Any]:
+        await h.drain()
+        run = await h.only_run()
+        return {s.action: s for s in run.steps if s.phase == "on_failed"}
+
+    held = await eventually(
+        escalation,
+        lambda steps: (
+            "held by the pause guard" in (getattr(steps.get("test.poke"), "message", None) or "")
+        ),
+        timeout_s=15,
+    )
+    hook.hook = None
+    assert env.peer.pokes == 0
+    assert (held["test.hook"].outcome, held["test.poke"].outcome) == ("ok", "pending")
+
+    await h.guards.resume()
+    run = await h.only_run()
+    async with h.store._pool.acquire() as conn:
+        await conn.execute("UPDATE jobs SET not_before = now() WHERE run_id = $1::uuid", run.id)
+    done = await eventually(escalation, lambda steps: steps["test.poke"].outcome == "ok")
+    assert env.peer.pokes == 1
+    assert done["test.hook"].outcome == "ok"
