@@ -35,8 +35,10 @@ async def replicas(kube: Any, ns: str) -> int:
 
 async def kubectl_scale(kube: Any, ns: str, count: int) -> None:
     """What ``kubectl scale --replicas`` sends: a patch of the scale subresource."""
+    # The stubs omit _content_type, hence a typed dict of options (as test_write_record_size).
+    options: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
     await k8s.AppsV1Api(kube).patch_namespaced_deployment_scale(
-        "web", ns, {"spec": {"replicas": count}}, _content_type="application/merge-patch+json"
+        "web", ns, {"spec": {"replicas": count}}, **options
     )
 
 
