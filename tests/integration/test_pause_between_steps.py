@@ -14,21 +14,19 @@ from pydantic import BaseModel, ConfigDict
 from receiver.model import RunOutcome
 from remediations.base import ActionContext, Change, Outcome, Result, Risk
 from remediations.targets import Target
-from tests.support.approvals import MakeApprovalEnv, poke_labels
+from tests.support.approvals import POKE_RULE_HEAD, MakeApprovalEnv, poke_labels
 from tests.support.payloads import alert, notification
 from tests.support.polling import eventually
 from tests.support.redis import RedisServer
 
-RULES = """
-rules:
-  - name: poke
-    match: ['alertname="Poke"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
+RULES = (
+    POKE_RULE_HEAD
+    + """    steps:
       - action: test.hook
       - action: test.poke
         approval: never
 """
+)
 
 
 class HookParams(BaseModel):
@@ -116,18 +114,16 @@ async def test_a_pause_that_cannot_be_checked_between_steps_holds_the_rest_until
     assert {s.action: s.outcome for s in run.steps} == {"test.hook": "ok", "test.poke": "ok"}
 
 
-UNDO_RULES = """
-rules:
-  - name: poke
-    match: ['alertname="Poke"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
+UNDO_RULES = (
+    POKE_RULE_HEAD
+    + """    steps:
       - action: test.hook
     on_resolved:
       - action: test.hook
       - action: test.poke
         approval: never
 """
+)
 
 
 async def test_a_pause_set_during_an_undo_step_holds_the_steps_after_it_until_it_ends(
@@ -159,12 +155,9 @@ async def test_a_pause_set_during_an_undo_step_holds_the_steps_after_it_until_it
     assert (undo["test.hook"].outcome, undo["test.poke"].outcome) == ("ok", "ok")
 
 
-LADDER_RULES = """
-rules:
-  - name: poke
-    match: ['alertname="Poke"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
+LADDER_RULES = (
+    POKE_RULE_HEAD
+    + """    steps:
       - action: test.hook
     verify: {resolved_within: 1s}
     on_failed:
@@ -172,6 +165,7 @@ rules:
       - action: test.poke
         approval: never
 """
+)
 
 
 async def test_a_pause_set_during_an_escalation_step_holds_the_steps_after_it_until_it_ends(

@@ -8,6 +8,7 @@ counted by a server, not by a mock; it also takes the approval notifications (``
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -43,12 +44,14 @@ from tests.support.pipeline import Harness, MakeHarness
 __all__ = [
     "OPERATORS",
     "POKE_RULES",
+    "POKE_RULE_HEAD",
     "ApprovalEnv",
     "MakeApprovalEnv",
     "Peer",
     "Poke",
     "approval_env",
     "key_ring",
+    "loopback_sso",
     "peer",
     "poke_labels",
 ]
@@ -58,18 +61,33 @@ KEYS = {"k1": b"k1-" + b"x" * 40, "k2": b"k2-" + b"y" * 40}
 OPERATORS = {"alice": "tok-alice", "bob": "tok-bob", "carol": "tok-carol"}
 POLICY = ApproverPolicy.of(by_rule={"poke": ["alice", "bob"]}, by_risk={"high": ["alice"]})
 
-POKE_RULES = """
+# The poke rule up to its steps: a test adds the steps, follow-ups and the rest it needs.
+POKE_RULE_HEAD = """
 rules:
   - name: poke
     match: ['alertname="Poke"']
     target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
+"""
+POKE_RULES = (
+    POKE_RULE_HEAD
+    + """    steps:
       - action: test.poke
 """
+)
 
 
 def poke_labels(name: str = "api") -> dict[str, str]:
     return {"alertname": "Poke", "namespace": "shop", "deployment": name}
+
+
+def loopback_sso() -> IdentityResolver:
+    """The approvals' identities behind an SSO proxy on this machine: its user header
+    ``X-Forwarded-User`` believed from loopback peers, and no operator tokens."""
+    return IdentityResolver(
+        token_table({}),
+        sso_header="X-Forwarded-User",
+        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),),
+    )
 
 
 def key_ring(*kids: str) -> KeyRing:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
 import re
 import time
@@ -17,14 +16,13 @@ from urllib.parse import urlencode
 
 from click.testing import CliRunner, Result
 
-from receiver.approvals.identity import IdentityResolver, token_table
 from receiver.approvals.tokens import LinkTokens
 from receiver.cli import main
 from receiver.http.approvals import ApprovalWeb
 from receiver.http.bodies import MAX_REASON_CHARS
 from receiver.model import ApprovalState, RunOutcome
 from tests.integration.http.conftest import SLACK_SECRET, Edge, MakeEdge
-from tests.support.approvals import OPERATORS, MakeApprovalEnv, key_ring, poke_labels
+from tests.support.approvals import OPERATORS, MakeApprovalEnv, key_ring, loopback_sso, poke_labels
 from tests.support.http import AUTH, MakeClient
 from tests.support.payloads import alert, notification
 
@@ -305,11 +303,7 @@ async def test_behind_the_sso_proxy_the_page_knows_the_person(
     approval_env: MakeApprovalEnv, make_client: MakeClient
 ) -> None:
     env = await approval_env()
-    sso = IdentityResolver(
-        token_table({}),
-        sso_header="X-Forwarded-User",
-        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),),
-    )
+    sso = loopback_sso()
     client = await make_client(approvals=ApprovalWeb(env.desk, sso))
     env.desk.public_url = str(client.make_url("")).rstrip("/")
     edge = Edge(env, client)

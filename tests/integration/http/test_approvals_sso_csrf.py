@@ -6,12 +6,9 @@ Origin, no Fetch Metadata), still decides."""
 
 from __future__ import annotations
 
-import ipaddress
-
-from receiver.approvals.identity import IdentityResolver, token_table
 from receiver.http.approvals import ApprovalWeb
 from receiver.model import ApprovalState
-from tests.support.approvals import MakeApprovalEnv
+from tests.support.approvals import MakeApprovalEnv, loopback_sso
 from tests.support.http import MakeClient
 
 SSO = {"X-Forwarded-User": "alice"}
@@ -21,11 +18,7 @@ async def test_a_cross_site_sso_decision_on_the_api_is_refused(
     approval_env: MakeApprovalEnv, make_client: MakeClient
 ) -> None:
     env = await approval_env()
-    sso = IdentityResolver(
-        token_table({}),
-        sso_header="X-Forwarded-User",
-        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),),
-    )
+    sso = loopback_sso()
     client = await make_client(approvals=ApprovalWeb(env.desk, sso))
     base = str(client.make_url("")).rstrip("/")
     env.desk.public_url = base
@@ -62,11 +55,7 @@ async def test_a_script_through_the_sso_proxy_still_decides(
     approval_env: MakeApprovalEnv, make_client: MakeClient
 ) -> None:
     env = await approval_env()
-    sso = IdentityResolver(
-        token_table({}),
-        sso_header="X-Forwarded-User",
-        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),),
-    )
+    sso = loopback_sso()
     client = await make_client(approvals=ApprovalWeb(env.desk, sso))
     _, approval = await env.pending_run()
     response = await client.post(
