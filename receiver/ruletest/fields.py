@@ -59,6 +59,7 @@ STEP_OUTCOMES = frozenset(
 MAX_OFFSET_S = 10 * 365 * 86400.0
 EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_START = datetime(9000, 1, 1, tzinfo=UTC)
+_OFFSET_LIMIT = "an offset in a rule test is at most ten years (3650d)"
 
 
 def offset_seconds(value: Any, *, signed: bool = False) -> float:
@@ -70,9 +71,6 @@ def offset_seconds(value: Any, *, signed: bool = False) -> float:
     if signed and isinstance(value, str) and value.strip().startswith("-"):
         return -_within(parse_duration(value.strip()[1:]), MAX_OFFSET_S, _OFFSET_LIMIT, value)
     return _within(parse_duration(value), MAX_OFFSET_S, _OFFSET_LIMIT, value)
-
-
-_OFFSET_LIMIT = "an offset in a rule test is at most ten years (3650d)"
 
 
 def start_time(value: datetime | None) -> datetime | None:
