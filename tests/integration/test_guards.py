@@ -389,7 +389,7 @@ async def test_fails_closed_while_redis_is_down_and_recovers(
 
 
 async def test_fails_closed_when_redis_hangs_and_a_retry_of_the_run_passes(
-    redis_controlled: RedisServer, make_guards: MakeGuards
+    redis_controlled: RedisServer, make_guards: MakeGuards, redis_client: redis.asyncio.Redis
 ) -> None:
     guards = make_guards(timeout_s=0.5)
     req = request(cooldown_s=60, max_runs=1, max_runs_per_s=60)
@@ -399,8 +399,17 @@ async def test_fails_closed_when_redis_hangs_and_a_retry_of_the_run_passes(
             await guards.admit(req)
     finally:
         redis_controlled.thaw()
-    # The timed-out script may still have run once the server woke up. Retrying the same run
-    # is not refused by its own cooldown, rate slot, budget slot or lock.
+    # The timed-out script still runs once the server wakes up (its command was in the
+    # server's socket buffer): wait until it has taken the target's lock, so the retry comes
+    # after it, as the pipeline's retry does (seconds later). Retrying the same run is then not
+    # refused by its own cooldown, rate slot, budget slot or lock. (A retry sent at once, while
+    # the stale script may still be queued, can be overtaken by it: most likely why a CI run on
+    # a slow host once saw the release find another token.)
+    await eventually(
+        redis_client.keys,
+        lambda keys: any(b"lock:" in key for key in keys),
+        what="the timed-out admission's lock",
+    )
     again = await guards.admit(req)
     assert again.admitted, again.refusal
     assert await guards.release(req, again)
