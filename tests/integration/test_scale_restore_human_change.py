@@ -3,34 +3,20 @@ a human's scale between a scale's read and its write is kept (real control plane
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from remediations.base import ActionContext, ActionRefused, Clients, Outcome
+from remediations.base import ActionRefused, Outcome
 from remediations.kubernetes.kubeapi import KubeApi
 from remediations.kubernetes.scale import REPLICAS_ANNOTATION, Scale
 from remediations.targets import Target
+from tests.integration.test_scale_kubectl_undo import replicas, restore_ctx, step_ctx
 from tests.support.kube_fixtures import MakeDeployment
 
 pytestmark = pytest.mark.kube
-
-
-def step_ctx(kube: Any, run: str) -> ActionContext:
-    return ActionContext(run_id=run, dry_run=False, clients=Clients({"kubernetes": kube}), step=0)
-
-
-def restore_ctx(scaled: ActionContext, before: int, after: int) -> ActionContext:
-    own = {Scale.name: {"before": {"replicas": before}, "after": {"replicas": after}}}
-    return dataclasses.replace(scaled, phase="resolve", recorded=own)
-
-
-async def replicas(kube: Any, ns: str) -> int:
-    scale = await k8s.AppsV1Api(kube).read_namespaced_deployment_scale("web", ns)
-    return int(scale.spec.replicas)
 
 
 async def kubectl_scale(kube: Any, ns: str, count: int) -> None:
