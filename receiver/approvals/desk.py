@@ -9,19 +9,21 @@ store makes every move atomic; the desk adds who may, and tells people.
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from receiver.approvals.messages import Notice, NoticeKind
 from receiver.approvals.notify import ApprovalNotifier, NotifyError
+from receiver.approvals.plan import StepRequest
 from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.approvals.state import (
     ApprovalError,
     ApprovalNotFound,
+    CrossSite,
     Decision,
+    Gate,
     NotAllowed,
     Origin,
     PlanMismatch,
@@ -45,28 +47,6 @@ _NOTICE_OF_STATE = {
     ApprovalState.EXPIRED: NoticeKind.EXPIRED,
     ApprovalState.CANCELLED: NoticeKind.CANCELLED,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class StepRequest:
-    """What the approve stage asks an approval for: one step of a run and its bound plan."""
-
-    run_id: str
-    step_idx: int
-    rule: str
-    action: str
-    risk: str
-    plan: Mapping[str, Any]
-    plan_hash: str
-    context: Mapping[str, Any]
-
-
-class Gate:
-    """What a resumed, parked run may do (``ApprovalDesk.gate``)."""
-
-    GO = "go"  # through the stages: approved, or nothing asked for yet
-    WAIT = "wait"  # still pending: nothing to do until it is decided or expires
-    ENDED = "ended"  # expired now (or decided against before): the run is over
 
 
 class ApprovalDesk:
@@ -328,6 +308,30 @@ class ApprovalDesk:
         )
         await self.notify(_NOTICE_OF_STATE[decided.state], decided)
         return decided
+
+    async def refuse_cross_site(
+        self, approval_id: str, decision: Decision, identity: Identity, origin: Origin
+    ) -> CrossSite:
+        """The error for a decision the browser says another site sent (a forgery through the
+        SSO proxy's cookie, or a page of another site the operator clicked), recorded as
+        ``approval.refused`` with who, from where and why when the approval exists: the
+        reviewer sees the attempt beside the approval it aimed at. Nothing is decided."""
+        refusal = CrossSite()
+        self._log.warning(
+            "approval decision refused: sent from another site",
+            approval_id=approval_id,
+            who=identity.name,
+            via=identity.via,
+            decision=decision.value,
+        )
+        try:
+            approval = await self.store.get_approval(approval_id)
+        except Exception as exc:  # the refusal is the answer, whatever its record does
+            self._log.error("could not record the refused decision", error=describe(exc))
+            return refusal
+        if approval is not None:
+            await self._refused(approval, decision, identity, origin, refusal)
+        return refusal
 
     async def _refused(
         self,

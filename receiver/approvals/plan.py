@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from remediations.base import Change
 from remediations.targets import Target
 
-__all__ = ["bound_plan", "canonical", "plan_hash"]
+__all__ = ["StepRequest", "bound_plan", "canonical", "plan_hash"]
 
 
 def canonical(value: Any) -> str:
@@ -46,3 +47,17 @@ def bound_plan(
 def plan_hash(plan: Mapping[str, Any]) -> str:
     """Hex SHA-256 of the canonical JSON of ``plan``."""
     return hashlib.sha256(canonical(dict(plan)).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StepRequest:
+    """What the approve stage asks an approval for: one step of a run and its bound plan."""
+
+    run_id: str
+    step_idx: int
+    rule: str
+    action: str
+    risk: str
+    plan: Mapping[str, Any]
+    plan_hash: str
+    context: Mapping[str, Any]

@@ -28,7 +28,9 @@ __all__ = [
     "ApprovalExpired",
     "ApprovalNotFound",
     "Channel",
+    "CrossSite",
     "Decision",
+    "Gate",
     "NotAllowed",
     "Origin",
     "PlanMismatch",
@@ -79,6 +81,14 @@ class Origin:
     token_id: str | None = None
 
 
+class Gate:
+    """What a resumed, parked run may do (``ApprovalDesk.gate``)."""
+
+    GO = "go"  # through the stages: approved, or nothing asked for yet
+    WAIT = "wait"  # still pending: nothing to do until it is decided or expires
+    ENDED = "ended"  # expired now (or decided against before): the run is over
+
+
 class ApprovalError(Exception):
     """A decision or a link that cannot be honoured. ``status`` is the HTTP status the edge
     answers with; ``message`` says what happened and what to do."""
@@ -127,6 +137,17 @@ class PlanMismatch(ApprovalError):
     """The link was signed for another plan than the approval holds (tampered or stale)."""
 
     status = 403
+
+
+class CrossSite(ApprovalError):
+    """A decision by the SSO proxy's user that the browser says another site sent: the proxy's
+    cookie and user header ride along with any form a foreign page submits, so only where the
+    request came from tells the operator's click from a forgery (``receiver.http.origins``)."""
+
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("a decision by the SSO proxy's user must not come from another site")
 
 
 def why_not_pending(

@@ -318,19 +318,21 @@ async def post_decision(
         decision = Decision(request.match_info["decision"])
     except ValueError:
         return json_response({"error": "use /approve or /reject"}, 404)
+    origin = _origin(request, Channel.API)
+    approval_id = request.match_info["approval_id"]
+    if identity.via == "sso" and cross_site(request, approvals.desk.public_url):
+        # No token the attacker lacks: the proxy's cookie and header ride along by themselves.
+        # Asked before the body is read: a forged form's body is no JSON, and its refusal must
+        # be this one (audited), not a 400 about the body.
+        refusal = await approvals.desk.refuse_cross_site(approval_id, decision, identity, origin)
+        return json_response({"error": refusal.message}, refusal.status)
     try:
         reason = reason_of(await json_object(request, fields=("reason",), required=False))
     except BadField as exc:
         return bad_field(exc)
-    if identity.via == "sso" and cross_site(request, approvals.desk.public_url):
-        # No token the attacker lacks: the proxy's cookie and header ride along by themselves.
-        return json_response(
-            {"error": "a decision by the SSO proxy's user must not come from another site"}, 403
-        )
-    origin = _origin(request, Channel.API)
     try:
         decided = await approvals.desk.decide(
-            request.match_info["approval_id"], decision, identity, origin, reason=reason
+            approval_id, decision, identity, origin, reason=reason
         )
     except ApprovalError as exc:
         return json_response({"error": exc.message}, exc.status)

@@ -34,13 +34,29 @@ async def test_a_cross_site_sso_decision_on_the_api_is_refused(
     for headers in forged:
         response = await client.post(
             path,
-            data=b"",
+            data=b"reason=forged",  # a form's body: no JSON, refused as cross-site all the same
             headers={**SSO, **headers, "Content-Type": "application/x-www-form-urlencoded"},
         )
         assert response.status == 403, (headers, await response.text())
+        assert "another site" in (await response.json())["error"]
         current = await env.desk.store.get_approval(approval.id)
         assert current is not None
         assert current.state is ApprovalState.PENDING
+    # Each attempt is in the audit log beside the approval it aimed at: who, how, why.
+    audit = await env.harness.store.audit_entries(approval.run_id)
+    refused = [e["data"] for e in audit if e["kind"] == "approval.refused"]
+    assert len(refused) == len(forged)
+    assert {(r["approval_id"], r["by"], r["via"], r["channel"]) for r in refused} == {
+        (approval.id, "alice", "sso", "api")
+    }
+    assert all("another site" in r["why"] for r in refused)
+    # An unknown id is refused the same way, with nothing to attach a record to.
+    unknown = await client.post(
+        "/api/v1/approvals/no-such-approval/approve",
+        data=b"",
+        headers={**SSO, **forged[0]},
+    )
+    assert unknown.status == 403, await unknown.text()
     # The service's own origin, or a script through the proxy, decides.
     response = await client.post(
         path, json={}, headers={**SSO, "Origin": base, "Sec-Fetch-Site": "same-origin"}
