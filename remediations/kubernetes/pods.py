@@ -3,8 +3,11 @@
 On a Deployment target only the Deployment's own pods qualify: those whose controller is one
 of the ReplicaSets the Deployment controls (``KubeApi.controlled_replica_sets``, as kubectl's
 ``GetAllReplicaSets``), never another Deployment's pods that its selector also matches, nor
-bare pods or Job pods. Every DELETE carries the pod's uid as a precondition, so it deletes the
-pod that was looked at and never a namesake that replaced it.
+bare pods or Job pods. On a StatefulSet or DaemonSet target, the pods whose controller is that
+workload: what follows a ``rollout_restart`` of one whose ``updateStrategy`` is ``OnDelete``,
+where the new template reaches only the pods created after a delete. Every DELETE carries
+the pod's uid as a precondition, so it deletes the pod that was looked at and never a
+namesake that replaced it.
 
 A deleted pod cannot carry a record of its deletion, and its replacement may have its name
 (StatefulSet pods do): so the step's write record (``replay``) goes on the workload that holds
@@ -44,10 +47,10 @@ __all__ = ["DeletePod", "DeletePodParams"]
 
 
 class DeletePodParams(ActionParams):
-    """One named ``pod``, or up to ``max_pods`` pods matching ``selector``. On a Deployment
-    target only the pods it controls (through its ReplicaSets) qualify, whatever else its
-    selector matches. With neither, a Pod target deletes itself and a Deployment target
-    deletes up to ``max_pods`` of its pods (unready first, then the oldest)."""
+    """One named ``pod``, or up to ``max_pods`` pods matching ``selector``. On a workload
+    target only the pods it controls (a Deployment's through its ReplicaSets) qualify,
+    whatever else its selector matches. With neither, a Pod target deletes itself and a
+    workload target deletes up to ``max_pods`` of its pods (unready first, then the oldest)."""
 
     pod: str | None = None
     selector: str | None = Field(default=None, min_length=1, max_length=1000)
@@ -90,7 +93,7 @@ class DeletePod(KubeAction[DeletePodParams]):
     Params: ClassVar[type[BaseModel]] = DeletePodParams
     risk: ClassVar[Risk] = Risk.HIGH
     disruptive: ClassVar[bool] = True
-    target_kinds: ClassVar[frozenset[str]] = frozenset({"Pod", "Deployment"})
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"Pod", *WORKLOADS})
 
     def explain(self, target: Target, params: DeletePodParams) -> str:
         if target.kind == "Pod":
@@ -107,7 +110,10 @@ class DeletePod(KubeAction[DeletePodParams]):
         ns = target.namespace
         if target.kind == "Pod":
             if params.selector is not None:
-                raise ActionRefused("a selector needs a Deployment target, not a Pod")
+                raise ActionRefused(
+                    "a selector needs a workload target (Deployment, StatefulSet or "
+                    "DaemonSet), not a Pod"
+                )
             if params.pod is not None and params.pod != target.name:
                 raise ActionRefused(
                     f"params.pod {params.pod!r} differs from the target pod {target.name!r}"
@@ -123,8 +129,8 @@ class DeletePod(KubeAction[DeletePodParams]):
             found = api.to_dict(pod)
             holder = _controller(found, ns)
             return [found], holder, await api.read_workload(holder) if holder else {}
-        deployment = await api.read_workload(target)
-        selector = selector_string((deployment.get("spec") or {}).get("selector") or {})
+        workload = await api.read_workload(target)
+        selector = selector_string((workload.get("spec") or {}).get("selector") or {})
         if not selector:
             raise ActionRefused(
                 f"{object_ref(target)} has an empty selector; refusing to delete pods"
@@ -137,13 +143,17 @@ class DeletePod(KubeAction[DeletePodParams]):
         listed = await api.call(
             f"pods of {object_ref(target)}", lambda: api.core.list_namespaced_pod(ns, **kwargs)
         )
-        replica_sets = await api.controlled_replica_sets(target, deployment)
-        owners = {(rs.get("metadata") or {}).get("uid") for rs in replica_sets}
-        # The selector also matches pods the Deployment does not control (another
-        # Deployment's whose labels are a superset, bare pods, Job pods): the controller
-        # chain pod -> ReplicaSet -> Deployment tells them apart.
+        # The selector also matches pods the workload does not control (another workload's
+        # whose labels are a superset, bare pods, Job pods): the controller chain tells them
+        # apart. A Deployment's pods are controlled by its ReplicaSets, a StatefulSet's or a
+        # DaemonSet's by the workload itself.
+        if target.kind == "Deployment":
+            replica_sets = await api.controlled_replica_sets(target, workload)
+            owners = {(rs.get("metadata") or {}).get("uid") for rs in replica_sets}
+        else:
+            owners = {(workload.get("metadata") or {}).get("uid")}
         pods = [p for p in api.to_dict(listed).get("items") or [] if controller_uid(p) in owners]
-        return pods, target, deployment
+        return pods, target, workload
 
     async def plan(self, api: KubeApi, target: Target, params: DeletePodParams) -> WritePlan:
         candidates, holder, holder_obj = await self._candidates(api, target, params)

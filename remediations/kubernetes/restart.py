@@ -60,7 +60,10 @@ def _held_back(obj: Mapping[str, Any]) -> str:
     strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
     if strategy != "OnDelete":
         return ""
-    return "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted"
+    return (
+        "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted "
+        "(a kubernetes.delete_pod step on the same target does that)"
+    )
 
 
 class RestartParams(ActionParams):

@@ -171,7 +171,11 @@ async def test_restart_stamps_template_and_controller_rolls_a_new_revision(
         (None, ""),
         # The controller replaces no pod by itself: the record says so, where it said the
         # restart was done as for any other (kubectl writes the same and says "restarted").
-        ("OnDelete", "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted"),
+        (
+            "OnDelete",
+            "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted "
+            "(a kubernetes.delete_pod step on the same target does that)",
+        ),
     ],
 )
 async def test_restart_statefulset(

@@ -14,7 +14,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from remediations.base import ActionContext, Clients, Outcome
-from remediations.kubernetes.pods import DeletePod
+from remediations.kubernetes.pods import DeletePod, DeletePodParams
 from remediations.kubernetes.retry import RetryPolicy
 from remediations.targets import Target
 from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
@@ -197,39 +197,10 @@ async def test_a_take_up_never_deletes_a_statefulset_pods_namesake(
     replacement) itself, controlled by the StatefulSet as that controller would."""
     ns = kube_namespace
     labels = {"app": "db"}
-    sts = await k8s.AppsV1Api(kube_admin).create_namespaced_stateful_set(
-        ns,
-        k8s.V1StatefulSet(
-            metadata=k8s.V1ObjectMeta(name="db"),
-            spec=k8s.V1StatefulSetSpec(
-                replicas=1,
-                service_name="db",
-                selector=k8s.V1LabelSelector(match_labels=labels),
-                template=k8s.V1PodTemplateSpec(
-                    metadata=k8s.V1ObjectMeta(labels=labels),
-                    spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/db:1")]),
-                ),
-            ),
-        ),
-    )
+    sts_uid = await make_workload(kube_admin, ns, "StatefulSet", "db", labels)
 
     async def create_db_0() -> str:
-        owner = k8s.V1OwnerReference(
-            api_version="apps/v1",
-            kind="StatefulSet",
-            name="db",
-            uid=sts.metadata.uid,
-            controller=True,
-            block_owner_deletion=True,
-        )
-        pod = await Core(kube_admin).create_namespaced_pod(
-            ns,
-            k8s.V1Pod(
-                metadata=k8s.V1ObjectMeta(name="db-0", labels=labels, owner_references=[owner]),
-                spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/db:1")]),
-            ),
-        )
-        return str(pod.metadata.uid)
+        return await make_owned_pod(kube_admin, ns, "db-0", labels, "StatefulSet", sts_uid)
 
     first = await create_db_0()
     action, target = DeletePod(), Target("Pod", ns, "db-0")
@@ -254,3 +225,94 @@ async def test_a_take_up_never_deletes_a_statefulset_pods_namesake(
     assert (again.outcome, again.after) == (Outcome.OK, {"deleted": ["db-0"]})
     assert "its pods were already gone" in again.message
     assert await live_pods(kube_admin, ns) == {second: "db-0"}
+
+
+async def make_workload(
+    api_client: Any, ns: str, kind: str, name: str, labels: dict[str, str]
+) -> str:
+    """A StatefulSet or DaemonSet selecting ``labels``; its uid. The test control plane runs
+    neither controller, so a test creates the pods they would."""
+    template = k8s.V1PodTemplateSpec(
+        metadata=k8s.V1ObjectMeta(labels=labels),
+        spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/db:1")]),
+    )
+    selector = k8s.V1LabelSelector(match_labels=labels)
+    apps = k8s.AppsV1Api(api_client)
+    meta = k8s.V1ObjectMeta(name=name)
+    if kind == "StatefulSet":
+        sts_spec = k8s.V1StatefulSetSpec(
+            replicas=2, service_name=name, selector=selector, template=template
+        )
+        sts = k8s.V1StatefulSet(metadata=meta, spec=sts_spec)
+        return str((await apps.create_namespaced_stateful_set(ns, sts)).metadata.uid)
+    ds = k8s.V1DaemonSet(
+        metadata=meta, spec=k8s.V1DaemonSetSpec(selector=selector, template=template)
+    )
+    return str((await apps.create_namespaced_daemon_set(ns, ds)).metadata.uid)
+
+
+async def make_owned_pod(
+    api_client: Any, ns: str, name: str, labels: dict[str, str], kind: str, owner_uid: str
+) -> str:
+    """A pod controlled by the ``kind`` whose uid is ``owner_uid`` (as its controller would
+    create it); the pod's uid."""
+    owner = k8s.V1OwnerReference(
+        api_version="apps/v1",
+        kind=kind,
+        name=name.rsplit("-", 1)[0],
+        uid=owner_uid,
+        controller=True,
+        block_owner_deletion=True,
+    )
+    pod = await Core(api_client).create_namespaced_pod(
+        ns,
+        k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name=name, labels=labels, owner_references=[owner]),
+            spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/db:1")]),
+        ),
+    )
+    return str(pod.metadata.uid)
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+async def test_a_statefulset_or_daemonset_target_deletes_only_its_own_pods(
+    kube_admin: Any, kube_namespace: str, kind: str
+) -> None:
+    """What follows a restart of an OnDelete workload, which replaces no pod by itself. The
+    workload's selector app=db also matches a bare pod and the pods of another workload whose
+    labels are a superset: only the pods the target controls are deleted, and the step's
+    record goes on the target, so taking the step up again deletes nothing more."""
+    ns = kube_namespace
+    db = {"app": "db"}
+    replica = {"app": "db", "role": "replica"}
+    uid = await make_workload(kube_admin, ns, kind, "db", db)
+    other_uid = await make_workload(kube_admin, ns, kind, "dbreplica", replica)
+    own = {await make_owned_pod(kube_admin, ns, f"db-{i}", db, kind, uid) for i in range(2)}
+    other = await make_owned_pod(kube_admin, ns, "dbreplica-0", replica, kind, other_uid)
+    await Core(kube_admin).create_namespaced_pod(
+        ns,
+        k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name="bare", labels=db),
+            spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/p:1")]),
+        ),
+    )
+    action, target = DeletePod(), Target(kind, ns, "db")
+    assert action.explain(target, DeletePodParams()) == f"delete up to 1 pod(s) of {kind} {ns}/db"
+    ctx = step_ctx(kube_admin, str(uuid.uuid4()))
+
+    result = await action.run(ctx, target, DeletePod.Params(max_pods=10))
+    assert result.outcome is Outcome.OK, result.message
+    assert sorted(result.after["deleted"]) == ["db-0", "db-1"]
+    live = await live_pods(kube_admin, ns)
+    assert not own & live.keys()
+    assert other in live
+    assert "bare" in live.values()
+
+    again = await action.run(ctx, target, DeletePod.Params(max_pods=10))
+    assert "already applied by this run before a restart" in again.message
+    assert await live_pods(kube_admin, ns) == live
+    named = await action.run(
+        step_ctx(kube_admin, str(uuid.uuid4())), target, DeletePod.Params(pod="bare")
+    )
+    assert named.outcome is Outcome.NOOP
+    assert await live_pods(kube_admin, ns) == live

@@ -325,7 +325,11 @@ def test_registry_holds_every_shipped_action_with_its_risk() -> None:
         "kubernetes.set_resources": (Risk.HIGH, True, ["DaemonSet", "Deployment", "StatefulSet"]),
         "kubernetes.set_env": (Risk.HIGH, True, ["DaemonSet", "Deployment", "StatefulSet"]),
         "kubernetes.rollout_undo": (Risk.HIGH, True, ["Deployment"]),
-        "kubernetes.delete_pod": (Risk.HIGH, True, ["Deployment", "Pod"]),
+        "kubernetes.delete_pod": (
+            Risk.HIGH,
+            True,
+            ["DaemonSet", "Deployment", "Pod", "StatefulSet"],
+        ),
         "postgres.terminate_idle": (Risk.LOW, True, ["PostgresDatabase"]),
         "postgres.cancel_long_queries": (Risk.LOW, True, ["PostgresDatabase"]),
         "redis.requeue_dead_letters": (Risk.LOW, False, ["RedisQueue"]),
