@@ -294,3 +294,29 @@ def against(value: float, target: float, unit: str, *, above: bool = False) -> s
 
 def _digits(value: float) -> int:
     return 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+
+
+def flush_latency_ms(directory: Path, count: int = 200, size: int = 16384) -> tuple[float, float]:
+    """How long this disk takes to make a commit durable, where the bench's PostgreSQL keeps
+    its WAL: ``count`` writes of ``size`` bytes into a preallocated file in ``directory``, each
+    followed by ``os.fdatasync`` (what PostgreSQL's default ``wal_sync_method`` does at every
+    commit on Linux, into WAL segments it also preallocates); (p50, p99) in ms, write and flush
+    together. The receiver answers a webhook after such a flush and the ceiling never waits
+    for one: where flushes are slow, the intake ratio follows the disk, not the CPU."""
+    path = directory / "flush-probe"
+    blocks = 16
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, bytes(size * blocks))
+        os.fsync(fd)
+        payload = os.urandom(size)
+        took: list[float] = []
+        for i in range(count):
+            started = time.perf_counter()
+            os.pwrite(fd, payload, (i % blocks) * size)
+            os.fdatasync(fd)
+            took.append(1e3 * (time.perf_counter() - started))
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return percentile(took, 50), percentile(took, 99)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from bench.common import (
     against,
     cpu_seconds,
     describe_machine,
+    flush_latency_ms,
     median,
     percentile,
     tree,
@@ -136,3 +138,9 @@ def test_the_machine_line_tells_hosts_of_one_model_name_apart() -> None:
         "processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n", "MemTotal: 1048576 kB"
     )
     assert arm.startswith("unknown cpu, ")
+
+
+def test_the_flush_probe_times_each_write_and_leaves_nothing(tmp_path: Path) -> None:
+    p50, p99 = flush_latency_ms(tmp_path, count=20, size=4096)
+    assert 0 < p50 <= p99
+    assert list(tmp_path.iterdir()) == []
