@@ -256,8 +256,9 @@ class RequeueDeadLetters:
                 f"; {expired} expired failed id(s) removed, as RQ's cleanup does" if expired else ""
             ) + (
                 f"; {skipped} failed id(s) skipped: not expired, but no job hash under "
-                f"{spec.job_key_prefix!r} (evicted, deleted, or RQ keeps its jobs elsewhere: "
-                "job_key_prefix); left in the registry, as RQ leaves them"
+                f"{spec.job_key_prefix!r} (evicted, deleted, a key there that is no hash, or RQ "
+                "keeps its jobs elsewhere: job_key_prefix); left in the registry, as RQ leaves "
+                "them"
                 if skipped
                 else ""
             )
