@@ -1,7 +1,9 @@
-"""redis.requeue_dead_letters when Redis refuses part of the move (real Redis).
+"""redis.requeue_dead_letters when Redis refuses the move, or part of it (real Redis, and a
+real three-master Redis Cluster).
 
 A script that fails half way keeps the writes it made before the failing command: what it
 took out of the dead letters must then be back at work or still dead, never in neither place.
+A command a cluster's node declines (CROSSSLOT, MOVED) never ran: the step says nothing moved.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio
+from redis.crc import key_slot
 
-from remediations.base import ActionContext, Clients
+from remediations.base import ActionContext, ActionRefused, Clients
 from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
 from remediations.redis_queue.requeue import RequeueDeadLetters, RequeueParams
 from remediations.targets import Target
+from tests.support.redis_topologies import RedisCluster3, RedisNode
 
 pytestmark = pytest.mark.redis
 
@@ -61,3 +65,61 @@ async def test_rq_job_key_of_another_type_is_skipped_not_lost(queues: RedisQueue
     assert await r.zrange("rq:failed:reports", 0, -1) == [b"j-2"]
     assert await r.lrange("rq:queue:reports", 0, -1) == [b"j-1", b"j-3"]
     assert "1 failed id(s) skipped" in result.message
+
+
+def same_node_other_slot(cluster: RedisCluster3, key: str) -> str:
+    """A key served by the node serving ``key``, in another hash slot."""
+    owner = cluster.owner_of(key)
+    for i in range(1000):
+        other = f"{key}:dead:{i}"
+        if key_slot(other.encode()) != key_slot(key.encode()) and cluster.owner_of(other) is owner:
+            return other
+    raise AssertionError(f"no key beside {key!r} on its node")
+
+
+def node_queues(node: RedisNode, spec: QueueSpec) -> RedisQueues:
+    client = redis.asyncio.Redis(port=node.port, password=node.password)
+    return RedisQueues("jobs", client, {"emails": spec})
+
+
+async def test_queue_keys_in_two_cluster_slots_are_refused_as_not_moved(
+    redis_cluster: RedisCluster3,
+) -> None:
+    """On a Redis Cluster, both keys of a list queue served by the node the connection
+    reaches, in two slots: the counts read, and the move is rejected with CROSSSLOT before
+    the script runs. It was recorded as a failure that may have moved messages ("count the
+    keys"), so the run counted as a possible change; nothing moved, and the refusal says how
+    to put the keys in one slot."""
+    node, dead = redis_cluster.owner_of("emails"), same_node_other_slot(redis_cluster, "emails")
+    queues = node_queues(node, QueueSpec(Layout.LIST, "emails", dead))
+    try:
+        await queues.client.lpush(dead, "m1", "m2")
+        with pytest.raises(ActionRefused) as refused:
+            await RequeueDeadLetters().run(
+                context(queues), Target("RedisQueue", "", "jobs/emails"), RequeueParams()
+            )
+        assert refused.value.may_have_acted is False, refused.value.message
+        assert "hash tag" in refused.value.message
+        assert "nothing moved" in refused.value.message
+        assert await queues.client.llen(dead) == 2
+    finally:
+        await queues.close()
+
+
+async def test_a_queue_key_on_another_cluster_node_is_refused_saying_so(
+    redis_cluster: RedisCluster3,
+) -> None:
+    """The connection reaches one node; the queue's keys live on another. The counts got
+    ``MOVED <slot> <address>`` and the refusal showed that alone."""
+    owner = redis_cluster.owner_of("emails")
+    elsewhere = next(node for node in redis_cluster.nodes if node is not owner)
+    queues = node_queues(elsewhere, QueueSpec(Layout.LIST, "emails", "{emails}:dead"))
+    try:
+        with pytest.raises(ActionRefused) as refused:
+            await RequeueDeadLetters().run(
+                context(queues), Target("RedisQueue", "", "jobs/emails"), RequeueParams()
+            )
+        assert "another node of a Redis Cluster" in refused.value.message
+        assert refused.value.may_have_acted is False
+    finally:
+        await queues.close()
