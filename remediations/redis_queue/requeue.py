@@ -224,7 +224,9 @@ class RequeueDeadLetters:
                 spec.group,
                 min="-",
                 max="+",
-                count=params.max_messages,
+                # One past the cap: enough for a dry run to say more wait than it would move
+                # ("3 of 4+"), and bounded, as the idle entries are listed, not counted.
+                count=params.max_messages + 1,
                 idle=round(params.min_idle * 1000),
             )
             pending = (await r.xpending(spec.key, spec.group))["pending"]

@@ -19,6 +19,7 @@ from remediations.base import ActionContext, ActionRefused, Clients
 from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
 from remediations.redis_queue.requeue import RequeueDeadLetters, RequeueParams
 from remediations.targets import Target
+from tests.support.polling import eventually
 from tests.support.redis_topologies import RedisCluster3, RedisNode
 
 pytestmark = pytest.mark.redis
@@ -121,5 +122,34 @@ async def test_a_queue_key_on_another_cluster_node_is_refused_saying_so(
             )
         assert "another node of a Redis Cluster" in refused.value.message
         assert refused.value.may_have_acted is False
+    finally:
+        await queues.close()
+
+
+async def test_a_stream_dry_run_says_more_wait_than_it_would_move(redis_url: str) -> None:
+    """Ten entries idle past ``min_idle``, a cap of 3: the dry run counted the idle entries
+    with XPENDING ``COUNT`` the cap, so it said "requeue 3 of 3", as if no more waited. It
+    looks one past the cap (still bounded) and says "3 of 4+"."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    queues = RedisQueues("jobs", client, {"events": QueueSpec(Layout.STREAM, "events", group="g")})
+    try:
+        await client.xgroup_create("events", "g", id="0", mkstream=True)
+        for n in range(10):
+            await client.xadd("events", {"n": str(n)})
+        await client.xreadgroup("g", "dead-consumer", {"events": ">"}, count=10)
+        params = RequeueParams.model_validate({"max_messages": 3, "min_idle": "1s"})
+        await eventually(
+            lambda: client.xpending_range("events", "g", min="-", max="+", count=10, idle=1000),
+            lambda idle: len(idle) == 10,
+        )
+
+        result = await RequeueDeadLetters().run(
+            ActionContext("run-1", True, Clients({"redis:jobs": queues})),
+            Target("RedisQueue", "", "jobs/events"),
+            params,
+        )
+
+        assert "requeue 3 of 4+ pending entries" in result.message, result.message
+        assert (await client.xpending("events", "g"))["pending"] == 10
     finally:
         await queues.close()
