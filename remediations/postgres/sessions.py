@@ -99,6 +99,23 @@ def _names(values: Sequence[str], what: str) -> Sequence[str]:
     return values
 
 
+def _applications(values: Sequence[str]) -> Sequence[str]:
+    # PostgreSQL keeps an application_name as printable ASCII ('?' or '\xNN' for the rest) cut
+    # at 63 bytes: a name listed otherwise never matches, and its session would be signalled.
+    for value in values:
+        if any(not " " <= char <= "~" for char in value):
+            why = "shows an application_name in printable ASCII only"
+        elif len(value) > _NAMEDATALEN:
+            why = f"keeps only the first {_NAMEDATALEN} bytes of an application_name"
+        else:
+            continue
+        raise ValueError(
+            f"{value!r}: PostgreSQL {why}, so this name never matches; write it as "
+            f"pg_stat_activity shows it ({value[:_NAMEDATALEN]!r} if it is only too long)"
+        )
+    return values
+
+
 class SessionFilter(StrictParams):
     """What both actions share: whose sessions, where, and at most how many per run."""
 
@@ -118,6 +135,11 @@ class SessionFilter(StrictParams):
     @classmethod
     def _databases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_names(value, "database"))
+
+    @field_validator("exclude_applications")
+    @classmethod
+    def _exclude_applications(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_applications(value))
 
     def where(self) -> str:
         places = ", ".join(self.databases) if self.databases else "the connection's database"

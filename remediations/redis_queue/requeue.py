@@ -45,6 +45,26 @@ T = TypeVar("T")
 _TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
+# What a Redis Cluster's node answers instead of running a command (cluster.c,
+# getNodeByQuery, before the command is called): nothing of it ran, a script included.
+_NOT_RUN = (redis.exceptions.ClusterCrossSlotError, redis.exceptions.AskError)  # MOVED is an ASK
+
+
+def _cluster_refusal(exc: redis.exceptions.ResponseError, what: str) -> ActionRefused:
+    """The refusal for a command a Redis Cluster's node declined to run; it has not acted."""
+    if isinstance(exc, redis.exceptions.AskError):
+        return ActionRefused(
+            f"{what}: the key is served by another node of a Redis Cluster (slot "
+            f"{exc.slot_id}, at {exc.node_addr}): nothing moved; a queue connection talks to "
+            "the one server its URL names and follows no redirection"
+        )
+    return ActionRefused(
+        f"{what}: the queue's keys hash to different slots of a Redis Cluster, and a script "
+        "runs only on keys of one slot: nothing moved; give the keys one hash tag (e.g. "
+        "'{emails}' and '{emails}:dead'; RQ's own keys cannot share one)"
+    )
+
+
 def _lua(name: str) -> str:
     return resources.files("remediations.redis_queue").joinpath("lua", name).read_text("utf-8")
 
@@ -150,6 +170,10 @@ class RequeueDeadLetters:
                 f"{target.name} ({type(exc).__name__}: {exc}); how many moved is unknown, "
                 "count the keys"
             ) from exc
+        except _NOT_RUN as exc:
+            raise _cluster_refusal(
+                exc, f"Redis {queues.name!r}: the move on {target.name}"
+            ) from exc
         except redis.exceptions.ResponseError as exc:
             # A script's error does not undo the writes it made before it: some messages may
             # have moved (the step is recorded failed, may have acted).
@@ -200,7 +224,9 @@ class RequeueDeadLetters:
                 spec.group,
                 min="-",
                 max="+",
-                count=params.max_messages,
+                # One past the cap: enough for a dry run to say more wait than it would move
+                # ("3 of 4+"), and bounded, as the idle entries are listed, not counted.
+                count=params.max_messages + 1,
                 idle=round(params.min_idle * 1000),
             )
             pending = (await r.xpending(spec.key, spec.group))["pending"]
@@ -256,8 +282,9 @@ class RequeueDeadLetters:
                 f"; {expired} expired failed id(s) removed, as RQ's cleanup does" if expired else ""
             ) + (
                 f"; {skipped} failed id(s) skipped: not expired, but no job hash under "
-                f"{spec.job_key_prefix!r} (evicted, deleted, or RQ keeps its jobs elsewhere: "
-                "job_key_prefix); left in the registry, as RQ leaves them"
+                f"{spec.job_key_prefix!r} (evicted, deleted, a key there that is no hash, or RQ "
+                "keeps its jobs elsewhere: job_key_prefix); left in the registry, as RQ leaves "
+                "them"
                 if skipped
                 else ""
             )
@@ -285,6 +312,8 @@ class RequeueDeadLetters:
                 transient=lambda exc: isinstance(exc, _TRANSIENT),
                 may_have_acted=False,  # counts only: the move is _move's
             )
+        except _NOT_RUN as exc:
+            raise _cluster_refusal(exc, f"Redis {queues.name!r}: {what}") from exc
         except redis.exceptions.ResponseError as exc:
             # e.g. NOGROUP, WRONGTYPE: the configuration does not match what is in Redis.
             raise ActionRefused(f"Redis {queues.name!r}: {what}: {exc}") from exc

@@ -7,9 +7,10 @@
 -- failure_ttl, which is also the job hash's TTL), is between 0 and now. A score of -1
 -- (failure_ttl=-1) never expires. Without it, ids whose job hash had expired with them piled
 -- up at the head (lowest scores) and, past the ids looked at, stalled every requeue.
--- Ids not expired whose job hash is gone anyway (evicted, deleted, another job_key_prefix) are
--- skipped and left where they are, as rq leaves them until they expire; the scan looks past
--- them, up to MAX_SKIPPED of them, so that any number of them cannot stall it either.
+-- Ids not expired whose job hash is gone anyway (evicted, deleted, another job_key_prefix, or
+-- a key there that is no hash) are skipped and left where they are, as rq leaves them until
+-- they expire; the scan looks past them, up to MAX_SKIPPED of them, so that any number of
+-- them cannot stall it either.
 --   KEYS[1] the failed registry (sorted set, rq:failed:<queue>)
 --   KEYS[2] the queue (list, rq:queue:<queue>)
 --   KEYS[3] the set of queues (rq:queues)
@@ -31,7 +32,10 @@ while #moved < limit and skipped < MAX_SKIPPED do
   end
   for _, id in ipairs(ids) do
     local job = ARGV[2] .. id
-    if redis.call('EXISTS', job) == 1 then
+    -- A hash, not merely a key: the id leaves the registry before its job is written, so
+    -- a job key of another type (another program's, under a job_key_prefix that is not
+    -- RQ's) would fail the HSET with the id out of the registry and on no queue, lost.
+    if redis.call('TYPE', job)['ok'] == 'hash' then
       redis.call('ZREM', KEYS[1], id)
       redis.call('HSET', job, 'status', 'queued', 'enqueued_at', ARGV[3],
                  'started_at', '', 'ended_at', '')
