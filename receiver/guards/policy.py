@@ -39,6 +39,7 @@ __all__ = [
     "epoch_ms",
     "from_ms",
     "hash_tag",
+    "lock_token",
     "to_ms",
 ]
 
@@ -112,6 +113,17 @@ class Admission:
 
 
 # --- pure pieces: keys, durations, the declared guard list ---------------------------------
+
+
+def lock_token(run_id: str, issued_ms: int, nonce: str) -> str:
+    """The target lock's token: ``<run id>/`` then 44 hex digits, the 12 of ``issued_ms`` (when
+    the client issued it, clamped to 0..16**12-1, past the year 9999) and the 32 of ``nonce``.
+    An older version reads the run id the same way (all hex after the last ``/``); lua/admit.lua
+    compares issue times to tell a late admission of the run from its retry."""
+    if len(nonce) != 32 or nonce.strip("0123456789abcdef"):
+        raise ValueError(f"a lock token's nonce is 32 lowercase hex digits, not {nonce!r}")
+    issued = min(max(issued_ms, 0), 16**12 - 1)
+    return f"{run_id}/{issued:012x}{nonce}"
 
 
 def to_ms(seconds: float) -> int:
@@ -206,6 +218,10 @@ class GuardKeys:
     def fence(self, target: Target) -> str:
         return f"{self.prefix}fence:{target.key}"
 
+    def released(self, target: Target, run_id: str) -> str:
+        """The mark a run's release of ``target``'s lock leaves (``lua/release.lua``)."""
+        return f"{self.prefix}released:{target.key}:{run_id}"
+
     def digest(self, rule: str, channel: str) -> tuple[str, str, str]:
         """The refusal digest window of ``rule`` to ``channel``: its hash, the set of its
         targets and the set of its runs (``lua/digest.lua``)."""
@@ -297,7 +313,11 @@ GUARDS: tuple[Guard, ...] = (
     Guard("breaker", keys=lambda c: [c.keys.breaker(c.req.rule)]),
     Guard(
         "lock",
-        keys=lambda c: [c.keys.lock(c.req.target), c.keys.fence(c.req.target)],
+        keys=lambda c: [
+            c.keys.lock(c.req.target),
+            c.keys.fence(c.req.target),
+            c.keys.released(c.req.target, c.req.run_id),
+        ],
         args=lambda c: [c.lock_token, to_ms(c.settings.lock_ttl_s)],
     ),
 )

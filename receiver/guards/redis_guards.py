@@ -24,6 +24,7 @@ for ever.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ from receiver.guards.policy import (
     admit_call,
     epoch_ms,
     from_ms,
+    lock_token,
     to_ms,
 )
 from receiver.guards.scripts import BatchedScript, Script, redis_call
@@ -119,6 +121,12 @@ class Guards:
         """The injected clock in ms since the epoch; None: the scripts read the server's TIME."""
         return None if self._clock is None else epoch_ms(self._clock())
 
+    def _issued_ms(self) -> int:
+        """When a lock token is issued: the injected clock, else this host's wall clock (only
+        ever compared with the issue times of the same run's other tokens)."""
+        now_ms = self._now_ms()
+        return time.time_ns() // 1_000_000 if now_ms is None else now_ms
+
     async def _call(self, what: str, make: Callable[[], Awaitable[_T]]) -> _T:
         return await redis_call(what, self._settings.timeout_s, make)
 
@@ -132,8 +140,10 @@ class Guards:
         cooldown, rate and budget entries and its own lock do not refuse it again; a repeated
         admission gets a new token and fence."""
         # The run id in the token names the holder in refusals and makes the lock re-entrant
-        # for the same run; the random part makes the token unguessable and unique.
-        token = f"{req.run_id}/{secrets.token_hex(16)}"
+        # for the same run; the random part makes the token unguessable and unique. The issue
+        # time lets the script tell this admission, should it land after a retry of the run,
+        # from that retry (lua/admit.lua: a late admission is refused, and changes nothing).
+        token = lock_token(req.run_id, self._issued_ms(), secrets.token_hex(16))
         guards = self._guards if only is None else [g for g in self._guards if g.name in only]
         keys, argv, checked = admit_call(
             guards,
@@ -161,11 +171,18 @@ class Guards:
         return Admission(admitted=False, refusal=refusal, checked=checked)
 
     async def release(self, req: AdmissionRequest, admission: Admission) -> bool:
-        """Release the target lock if it is still ours. True when it was released."""
+        """Release the target lock if it still holds this admission's token (never another's,
+        even of the same run: a release that lands late must not free a later admission's
+        lock). True when it was released. A release leaves the run's release mark, so that an
+        admission of the run issued before this one and landing late does not take the lock."""
         if not admission.admitted or admission.lock_token is None:
             return False
-        key, token = self._keys.lock(req.target), admission.lock_token
-        reply = await self._call("release", lambda: self._release([key], [token]))
+        keys = [self._keys.lock(req.target), self._keys.released(req.target, req.run_id)]
+        args: list[Arg] = [admission.lock_token, to_ms(self._settings.lock_ttl_s)]
+        now_ms = self._now_ms()
+        if now_ms is not None:
+            args.append(now_ms)
+        reply = await self._call("release", lambda: self._release(keys, args))
         return int(reply) == 1
 
     async def refund_budget(self, run_id: str) -> bool:

@@ -403,8 +403,9 @@ async def test_fails_closed_when_redis_hangs_and_a_retry_of_the_run_passes(
     # server's socket buffer): wait until it has taken the target's lock, so the retry comes
     # after it, as the pipeline's retry does (seconds later). Retrying the same run is then not
     # refused by its own cooldown, rate slot, budget slot or lock. (A retry sent at once, while
-    # the stale script may still be queued, can be overtaken by it: most likely why a CI run on
-    # a slow host once saw the release find another token.)
+    # the stale script may still be queued, can be overtaken by it: a CI run on a slow host once
+    # saw the release find the stale script's token. The stale script is now refused there;
+    # test_guard_lock_races.py lands it after the retry's admission and after its release.)
     await eventually(
         redis_client.keys,
         lambda keys: any(b"lock:" in key for key in keys),

@@ -21,6 +21,7 @@ from receiver.guards.policy import (
     epoch_ms,
     from_ms,
     hash_tag,
+    lock_token,
     to_ms,
 )
 from receiver.guards.scripts import load_lua
@@ -94,12 +95,13 @@ def test_guards_that_do_not_apply_are_left_out() -> None:
         k.breaker("restart"),
         k.lock(TARGET),
         k.fence(TARGET),
+        k.released(TARGET, "run-1"),
     ]
     assert argv[:2] == ["run-1", 7]
     assert argv[argv.index("cooldown") :][:4] == ["cooldown", 1, 1, 900_000]
     assert argv[argv.index("rate") :][:5] == ["rate", 1, 2, 3, 3_600_000]
     assert argv[argv.index("budget") :][:5] == ["budget", 1, 2, 10, 3_600_000]
-    assert argv[argv.index("lock") :][:5] == ["lock", 2, 2, "tok", 600_000]
+    assert argv[argv.index("lock") :][:5] == ["lock", 3, 2, "tok", 600_000]
 
 
 @pytest.mark.parametrize(
@@ -149,6 +151,9 @@ def test_keys_share_the_prefix_and_separate_rules_and_targets() -> None:
         k.lock(TARGET),
         k.lock(other),
         k.fence(TARGET),
+        k.released(TARGET, "run-1"),
+        k.released(TARGET, "run-2"),
+        k.released(other, "run-1"),
     ]
     assert all(key.startswith("x:") for key in keys)
     assert len(set(keys)) == len(keys)
@@ -243,9 +248,10 @@ def test_every_key_of_an_admission_shares_the_cluster_tag(
     )
     assert guard_names(argv) == [g.name for g in GUARDS]
     k = GuardKeys(settings.key_prefix)
-    # The other scripts' keys: release (lock), record_failure (failures, breaker), pause and
-    # resume (the pause, the audit outbox).
-    keys += [k.lock(target), k.failures(rule), k.breaker(rule), k.pause(), k.audit_outbox()]
+    # The other scripts' keys: release (lock, release mark), record_failure (failures,
+    # breaker), pause and resume (the pause, the audit outbox).
+    keys += [k.lock(target), k.released(target, "run-1")]
+    keys += [k.failures(rule), k.breaker(rule), k.pause(), k.audit_outbox()]
     assert {hash_tag(key) for key in keys} == {"remediator"}
 
 
@@ -285,3 +291,40 @@ def test_one_pass_gives_the_arguments_and_the_guards_asked(
         guards, req, policy=policy, settings=settings, lock_token="tok", now_ms=now_ms
     )
     assert names == applicable(guards, req, policy=policy, settings=settings)
+
+
+# How an older version's admit.lua finds a token's run (lock_holder): the Lua pattern
+# '^(.*)/[0-9a-f]+$' as a Python regex (Lua's "." takes a newline too). During a rolling
+# update it reads the new tokens as well.
+_OLD_HOLDER = re.compile(r"(.*)/[0-9a-f]+", re.DOTALL)
+_NONCE = "0123456789abcdef" * 2
+
+
+@given(
+    run_id=st.text(min_size=1, max_size=40),
+    issued=st.integers(min_value=-(2**50), max_value=2**50),
+)
+def test_a_lock_token_names_its_run_to_older_versions_and_carries_its_issue_time(
+    run_id: str, issued: int
+) -> None:
+    token = lock_token(run_id, issued, _NONCE)
+    holder = _OLD_HOLDER.fullmatch(token)
+    assert holder is not None
+    assert holder.group(1) == run_id
+    digits = token.rsplit("/", 1)[1]
+    # 44 hex digits: admit.lua's TOKEN_TIME; an older token has 32, and no time.
+    assert len(digits) == 44
+    assert digits[12:] == _NONCE
+    assert int(digits[:12], 16) == min(max(issued, 0), 16**12 - 1)
+
+
+def test_a_lock_tokens_time_covers_every_datetime_and_its_order() -> None:
+    last = epoch_ms(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC))
+    assert lock_token("r", last, _NONCE) == f"r/{last:012x}{_NONCE}"
+    assert lock_token("r", 1, _NONCE) < lock_token("r", 2, _NONCE)
+
+
+@pytest.mark.parametrize("nonce", ["", "ab" * 8, "AB" * 16, "zz" * 16, "ab" * 17])
+def test_a_lock_token_refuses_a_nonce_that_would_hide_its_time(nonce: str) -> None:
+    with pytest.raises(ValueError, match="32 lowercase hex digits"):
+        lock_token("run-1", 0, nonce)

@@ -130,18 +130,59 @@ checks.breaker = function(keys, args)
   return 'circuit breaker open for this rule after repeated failures', until_ms
 end
 
--- KEYS: lock, fencing counter. ARGS: token ('<run id>/<random hex>'), ttl ms.
+-- KEYS: lock, fencing counter, the run's release mark. ARGS: token, ttl ms.
 -- The lock holds '<until-ms>|<token>'. It is re-entrant for the same run: an admission that
 -- timed out on the client may still have committed, and its retry must not wait out the ttl.
 -- The retry gets a new token and a higher fence, so anything the earlier attempt started is
 -- fenced off.
+--
+-- A token is '<run id>/<44 hex digits>': the first 12 are when the client issued it (ms since
+-- the epoch, on its own clock), the other 32 random. An older version's token has the 32 random
+-- digits only: it has no issue time, and is never compared (it re-enters as before).
+--
+-- An admission can reach the server long after its client gave up on it (the server hung with
+-- the script in its socket buffer) and retried the run with a later token. Landing then, it must
+-- not take the lock back from the retry (whose exact-token release would then leave it held to
+-- the ttl), nor take it again after the retry released it. So an admission of this run issued
+-- before the run's token that holds the lock, or before the last token the run released (the
+-- release mark, kept for the lock's ttl), is refused: it changes nothing, and nobody is waiting
+-- for its reply. Exact-token release is what keeps two runs off one target; this only decides
+-- which of one run's tokens the lock keeps.
+--
+-- Issue times come from the replicas' clocks, which may disagree. A skewed clock can only make
+-- a live admission look stale: it is refused (a refusal is never unsafe) and its run, waiting
+-- for the lock, asks again with a later token, admitted once its clock passes the other token's
+-- or the lock or mark expires. Skew costs time on one run's target; it never lets two runs hold
+-- it. (Admitting the "stale" one without writing its token would: a late release of the token
+-- the lock keeps could then free the target while that run acts.)
+local TOKEN_TIME = '/(' .. string.rep('[0-9a-f]', 44) .. ')$'
 local function lock_holder(token)
   return string.match(token, '^(.*)/[0-9a-f]+$') or token
 end
+local function issued_ms(token)
+  local digits = string.match(token, TOKEN_TIME)
+  return digits and tonumber(string.sub(digits, 1, 12), 16)
+end
 checks.lock = function(keys, args)
   local token, until_ms = read_until(keys[1])
-  if not token or lock_holder(token) == run_id then return nil end
-  return 'target is locked by run ' .. lock_holder(token), until_ms
+  if token and lock_holder(token) ~= run_id then
+    return 'target is locked by run ' .. lock_holder(token), until_ms
+  end
+  local issued = issued_ms(args[1])
+  if not issued then return nil end
+  local held = token and issued_ms(token)
+  if held and issued < held then
+    return 'target is locked by a later admission of this run (' .. run_id .. '): this one'
+      .. ' was issued before it (a late attempt, or a clock behind)', until_ms
+  end
+  local released, mark_until = nil, nil
+  if keys[3] then released, mark_until = read_until(keys[3]) end
+  released = released and tonumber(released)
+  if released and issued < released then
+    return 'this run (' .. run_id .. ') released the target after an admission issued later'
+      .. ' than this one (a late attempt, or a clock behind)', mark_until
+  end
+  return nil
 end
 commits.lock = function(keys, args)
   write_until(keys[1], args[1], args[2])
