@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "counted",
     "output_option",
     "print_listing",
+    "shown",
     "state",
 ]
 
@@ -87,13 +89,37 @@ output_option = click.option(
 )
 
 
+# Bidirectional embeddings, overrides and isolates: text after one reads in another order than
+# it is written ("abc\u202eexe.txt" shows as "abctxt.exe").
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def shown(value: object) -> str:
+    """``value`` as text a terminal shows as written: each control character (C0, DEL, C1:
+    an escape sequence, a newline that fakes a row) and bidirectional override written as its
+    Python escape (``\\x1b``, ``\\n``, ``\\u202e``). Alert labels, rule names and reasons come
+    from outside; ``console()`` reads no markup, so brackets are shown as they are."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if c in _BIDI or unicodedata.category(c) == "Cc"
+        else c
+        for c in text
+    )
+
+
 def console() -> Console:
-    """A rich console for tables; 160 columns wide when the output is not a terminal."""
+    """A rich console for tables; 160 columns wide when the output is not a terminal. It reads
+    no markup: a value with ``[/bold]`` in it is shown as written (with markup, rich refused it,
+    MarkupError, and ``[link=URL]text[/link]`` hid a link under the text); styles are given as
+    ``Text`` styles."""
     # Created per command so CliRunner's captured stdout is the one written to.
-    created = Console(highlight=False, soft_wrap=False)
+    created = Console(highlight=False, soft_wrap=False, markup=False)
     if not created.is_terminal and "COLUMNS" not in os.environ:
         # Piped or captured output: rich would fold the tables at 80 columns.
-        created = Console(highlight=False, soft_wrap=False, width=160)
+        created = Console(highlight=False, soft_wrap=False, markup=False, width=160)
     return created
 
 
@@ -117,8 +143,8 @@ def print_listing(
         table.add_column(column, overflow="fold")
     for row in page.get(key) or []:
         if isinstance(row, dict):
-            table.add_row(*cells(row))
+            table.add_row(*(shown(cell) for cell in cells(row)))
     out = console()
     out.print(table)
     if page.get("next_cursor"):
-        out.print(f"more: --cursor {page['next_cursor']}")
+        out.print(f"more: --cursor {shown(page['next_cursor'])}")

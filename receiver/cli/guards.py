@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from receiver.cli.client import call_server, check_reason, url_option
-from receiver.cli.common import UserError, console, state
+from receiver.cli.common import UserError, console, shown, state
 from receiver.durations import format_duration
 
 __all__ = ["pause", "resume", "status"]
@@ -109,7 +109,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
     guards = Table(title="guards")
     guards.add_column("guard")
     guards.add_column("state", overflow="fold")
-    guards.add_row("pause", _pause_text(data))
+    guards.add_row("pause", shown(_pause_text(data)))
     guards.add_row("budget", _budget_text(data.get("budget")))
     found = data.get("breakers")
     breakers: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -123,10 +123,10 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
         for rule, breaker in sorted(breakers.items()):
             b = breaker if isinstance(breaker, dict) else {}
             table.add_row(
-                str(rule),
+                shown(rule),
                 "OPEN" if b.get("open") else "closed",
-                str(b.get("failures", "")),
-                str(b.get("open_until") or "-"),
+                shown(b.get("failures", "")),
+                shown(b.get("open_until") or "-"),
             )
         out.print(table)
 

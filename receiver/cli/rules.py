@@ -13,8 +13,9 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from receiver.cli.common import EXIT_FAILURE, UserError, console, counted, state
+from receiver.cli.common import EXIT_FAILURE, UserError, console, counted, shown, state
 
 __all__ = ["lint", "simulate"]
 
@@ -185,8 +186,13 @@ def _print_plans(console: Console, records: list[dict[str, Any]]) -> None:
     for record in records:
         alert = record["alert"]
         console.print(
-            f"[bold]{alert['alertname'] or '(no alertname)'}[/bold] {alert['status']} "
-            f"fingerprint={alert['fingerprint']} startsAt={alert['startsAt']}"
+            Text.assemble(
+                (shown(alert["alertname"] or "(no alertname)"), "bold"),
+                shown(
+                    f" {alert['status']} fingerprint={alert['fingerprint']}"
+                    f" startsAt={alert['startsAt']}"
+                ),
+            )
         )
         if not record["runs"] and not record["resolves"]:
             console.print("  no action")
@@ -199,15 +205,15 @@ def _print_plans(console: Console, records: list[dict[str, Any]]) -> None:
                     approvals = [s for s in plan["steps"] if s["needs_approval"]]
                     table.add_row(
                         kind,
-                        plan["rule"],
-                        "{kind}/{namespace}/{name}".format(**plan["target"]),
+                        shown(plan["rule"]),
+                        shown("{kind}/{namespace}/{name}".format(**plan["target"])),
                         _format_steps(plan["steps"]),
                         _approval_text(approvals),
                     )
             console.print(table)
         for skip in record["skips"]:
             who = f"{skip['rule']}: " if skip["rule"] else ""
-            console.print(f"  skipped: {who}{skip['reason']}")
+            console.print(shown(f"  skipped: {who}{skip['reason']}"))
         console.print()
 
 

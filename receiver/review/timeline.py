@@ -225,6 +225,10 @@ def _approval(kind: str, data: Mapping[str, Any], approval: Approval | None) -> 
         ),
     }
     title, tone = titles.get(state, (f"Approval {state}", "neutral"))
+    if state == "cancelled" and data.get("reason"):
+        # Not by a resolution: the alert fired again (an undo withdrawn), or the follow-up it
+        # belonged to stopped; the row says which.
+        title = f"Approval cancelled: {data['reason']}"
     return Entry(
         at=datetime.min, kind="approval-decision", title=f"{title} (step {step})", tone=tone
     )

@@ -252,7 +252,9 @@ class AuditLog(Database):
         """The audit rows of [since, until) with an id above ``after_id`` (each bound
         optional), oldest first, one at a time from a server-side cursor (never all in
         memory): ``{id, at, kind, run_id, fingerprint, data, prev_hash, hash}``, ``at`` as
-        RFC 3339. A SIEM that keeps the ids and hashes holds a copy of the chain."""
+        RFC 3339. A SIEM that keeps the ids and hashes holds a copy of the chain. A row whose
+        data Python cannot read (only an edit of the table puts such data there) is exported
+        all the same: ``data`` is the stored JSON as text, and ``data_unreadable`` says why."""
         clauses, args = ["true"], []
         for bound, clause in ((since, "at >= $"), (until, "at < $"), (after_id, "id > $")):
             if bound is not None:
@@ -263,16 +265,20 @@ class AuditLog(Database):
                   FROM audit_log WHERE {" AND ".join(clauses)} ORDER BY id"""
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
             async for row in conn.cursor(sql, *args, prefetch=batch):
-                yield {
+                data, unreadable = _data_of(row["data"])
+                entry = {
                     "id": row["id"],
                     "at": as_utc(row["at"]).isoformat(timespec="microseconds"),
                     "kind": row["kind"],
                     "run_id": row["run_id"],
                     "fingerprint": row["fingerprint"],
-                    "data": json.loads(row["data"]),
+                    "data": data,
                     "prev_hash": row["prev_hash"],
                     "hash": row["hash"],
                 }
+                if unreadable is not None:
+                    entry["data_unreadable"] = unreadable
+                yield entry
 
 
 _CHAIN_SQL = """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data,
@@ -280,16 +286,32 @@ _CHAIN_SQL = """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::
                 FROM audit_log"""
 
 
+def _data_of(text: str) -> tuple[Any, str | None]:
+    """A row's data read from jsonb's text, and None; or, for data Python cannot read (an
+    integer of more than 4,300 digits, nesting deeper than its recursion limit: jsonb holds
+    both, no append can write either), the text itself and why it cannot be read."""
+    try:
+        return json.loads(text), None
+    except (ValueError, RecursionError) as exc:
+        return text, f"the stored data cannot be read back as JSON here: {type(exc).__name__}"
+
+
 def _chain_row(row: Mapping[str, Any]) -> ChainRow:
-    """The row as the chain sees it: sound when its content (over its own link) gives its hash."""
+    """The row as the chain sees it: sound when its content (over its own link) gives its hash.
+    Data that cannot be read was never appended (``_data_of``): that row is not sound."""
+    data, unreadable = _data_of(row["data"])
+    if unreadable is not None:
+        return ChainRow(row["id"], row["prev_hash"], row["hash"], False)
     content = _content(
         audit_id=row["id"],
         at=row["at"],
         kind=row["kind"],
         run_id=row["run_id"],
         fingerprint=row["fingerprint"],
-        data=json.loads(row["data"]),
+        data=data,
     )
-    return ChainRow(
-        row["id"], row["prev_hash"], row["hash"], _hash(row["prev_hash"], content) == row["hash"]
-    )
+    try:
+        sound = _hash(row["prev_hash"], content) == row["hash"]
+    except (ValueError, RecursionError):
+        sound = False  # read back, but not written again as any append writes it
+    return ChainRow(row["id"], row["prev_hash"], row["hash"], sound)

@@ -166,6 +166,39 @@ async def test_reordered_rows_are_named(tamper: asyncpg.Connection, database_url
     assert "it was appended after row 7, which now comes after it" in err
 
 
+# Data jsonb holds and Python's json cannot read back: an integer of more than 4,300 digits
+# (Python's limit on converting one from text), and arrays nested deeper than its recursion
+# limit. No append can write either (canonical_json refuses them), so only an edit puts one in.
+UNREADABLE = {
+    "a huge number": "'1e5000'",
+    "deep nesting": "(repeat('[', 3000) || repeat(']', 3000))",
+}
+
+
+@pytest.mark.parametrize("value", UNREADABLE.values(), ids=UNREADABLE.keys())
+async def test_a_row_edited_to_hold_data_python_cannot_read_is_named(
+    tamper: asyncpg.Connection, database_url: str, value: str
+) -> None:
+    await tamper.execute(
+        f"UPDATE audit_log SET data = jsonb_set(data, '{{x}}', {value}::jsonb) WHERE id = 6"
+    )
+    err = await _broken(database_url)
+    assert "audit log broken at entry 6 (edited)" in err
+    assert "Traceback" not in err
+
+    # The export still writes every row, the edited one's data as the database holds it, so a
+    # SIEM that ships the log goes on past it.
+    code, out, err = await cli(database_env(database_url), "audit", "export")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e["id"] for e in lines] == list(range(1, 13))
+    edited = lines[5]
+    assert isinstance(edited["data"], str)
+    assert edited["data"].startswith("{")
+    assert "cannot be read" in edited["data_unreadable"]
+    assert all(isinstance(e["data"], dict) and "data_unreadable" not in e for e in lines[6:])
+
+
 async def test_export_writes_the_chain_as_json_lines(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:

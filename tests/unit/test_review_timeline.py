@@ -141,6 +141,26 @@ def test_refusals_say_when_they_would_pass_and_dry_runs_are_marked() -> None:
     assert failed.tone == "bad"
 
 
+def test_a_cancelled_approval_says_why_it_was_cancelled() -> None:
+    # A resolution cancels a run step's approval (no reason recorded: that is what it means);
+    # the alert firing again withdraws an undo's, and a follow-up that stopped ends the
+    # approvals of the steps after the stop: both rows say why, and the timeline must too,
+    # not that the alert resolved (store/withdrawal.py, store/phase_stop.py).
+    fired_again = "the alert fired again; this undo is carried to its next resolution"
+    stopped = "not run: the undo ended at step 0 (kubernetes.scale), refused by the lock guard"
+    trail = _audit(
+        (1, "approval.cancelled", {"approval_id": "a", "step": 0, "state": "cancelled"}),
+        (2, "approval.cancelled", {"step": 1, "state": "cancelled", "reason": fired_again}),
+        (3, "approval.cancelled", {"step": 2, "state": "cancelled", "reason": stopped}),
+    )
+    entries = [e for e in run_timeline(run(0, audit=trail)) if e.kind == "approval-decision"]
+    assert [(e.title, e.detail) for e in entries] == [
+        ("Approval cancelled: the alert resolved first (step 1)", ""),
+        (f"Approval cancelled: {fired_again} (step 2)", ""),
+        (f"Approval cancelled: {stopped} (step 3)", ""),
+    ]
+
+
 def test_only_http_links_become_links() -> None:
     shown = run(0)
     hostile = shown.alert.__class__(
