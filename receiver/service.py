@@ -334,6 +334,8 @@ async def run_service(
             await stop.wait()
             log.info("stopping: finishing or releasing claimed work")
         finally:
+            # First: a step in progress finishes within the grace, and none begins after it.
+            pipeline.wind_down()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             for task in background:

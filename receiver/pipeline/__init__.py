@@ -74,6 +74,7 @@ class Pipeline:
         if approvals is not None:
             # A run its approval ends gives back the budget slot it never used.
             approvals.ended = BudgetRefund(store.bounded(REFUND_STORE_TIMEOUT_S), guards, self._log)
+        self._deps = deps
         self.stages = Stages(deps)
         # The refusal digests' sender: ``serve`` runs it in the background (``run``).
         self.digests = DigestSender(deps, self._log.bind(component="digests"))
@@ -89,6 +90,11 @@ class Pipeline:
         except Exception:
             self._log.exception("matching at intake failed; the event is queued instead")
             return None
+
+    def wind_down(self) -> None:
+        """The service is stopping: no step begins from now on. A run between two steps hands
+        its event or job back with the steps left pending, for the next worker (execute.py)."""
+        self._deps.stopping.set()
 
     async def __call__(self, event: AlertEvent, lease: EventLease | None = None) -> Disposition:
         """Process one claimed alert event (``EventHandler``); ``lease`` lets its last write

@@ -17,7 +17,10 @@ Two stages around ``Execute``:
   guards admitted it) whether its alert fired again since it was approved: then it does not
   run, its undo is withdrawn and carried to the alert's next resolution
   (receiver.pipeline.refired; the rule for every not-yet-started undo step is
-  receiver.episodes').
+  receiver.episodes'). An approved step of the run's own asks, at the same point, whether its
+  alert resolved since the run was taken up (the resolution is another worker's, not ordered
+  with the job that takes the approval up): then it does not run, and the run ends
+  ``cancelled``, as it would have had the resolution come before the decision.
 - ``RequestApproval`` (after it, so a held step is previewed after the steps before it ran):
   computes the held step's preview, stores a pending approval bound to its hash, and notifies.
   ``Record`` then parks the run in ``awaiting_approval``.
@@ -33,7 +36,7 @@ from typing import Any
 
 from receiver.approvals.desk import StepRequest
 from receiver.approvals.plan import bound_plan, plan_hash
-from receiver.model import ApprovalState, StepPlan, Verdict
+from receiver.model import ApprovalState, RunOutcome, StepPlan, Verdict
 from receiver.pipeline.context import STEP_STARTED, STOPS_RUN, Deps, RunContext, record_step
 from receiver.pipeline.refired import withdrawn_on_refire
 from receiver.pipeline.steps import StepRunner, failed
@@ -63,6 +66,8 @@ class Approve:
             if step.needs_approval and not self._runner.runs_dry(ctx, step):
                 # Only the first held step can have been asked for: later ones never were.
                 verdict = await self._approval_of(ctx, step) if not runnable else _HOLD
+                if verdict == _RESOLVED:
+                    return Verdict.stop(RunOutcome.CANCELLED, "the alert resolved before it ran")
                 if verdict == _RUN:
                     runnable.append(step)
                     continue
@@ -93,6 +98,10 @@ class Approve:
         # does not withdraw it, whichever of the two a worker takes up first; this look does.
         if ctx.phase == "resolve" and await withdrawn_on_refire(self._deps, ctx):
             return _WITHDRAWN
+        # The same look for a run's own step: its alert may have resolved since the job that
+        # took it up read the run (the resolution is another worker's, not ordered with it).
+        if ctx.phase == "run" and await self._overtaken(ctx, step, approval.decided_by):
+            return _RESOLVED
         plan, live_hash = planned
         if live_hash != approval.plan_hash and _changes_nothing(plan):
             # What was approved is in place already (written just before a crash, or by
@@ -111,9 +120,32 @@ class Approve:
         ctx.log.info("approved step runs", step=step.index, approval_id=approval.id)
         return _RUN
 
+    async def _overtaken(self, ctx: RunContext, step: StepPlan, approver: str | None) -> bool:
+        """Whether the alert of ``ctx``'s run resolved before its approved ``step`` ran: then
+        the step does not run, the run ends ``cancelled`` (``Store.end_if_resolved``), and
+        the budget slot it never used is given back, as when a resolution cancels a pending
+        approval. Nothing is written while the alert still fires."""
+        assert ctx.run_id is not None
+        why = (
+            f"not run: the alert resolved before step {step.index}, approved by "
+            f"{approver or 'an approver'}, ran"
+        )
+        if not await self._deps.store.end_if_resolved(ctx.run_id, step.index, why):
+            return False
+        ctx.log.info("approved step not run: its alert resolved", step=step.index)
+        self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
+        desk = self._deps.approvals
+        if desk is not None and desk.ended is not None:
+            try:
+                await desk.ended(ctx.run_id)
+            except Exception as exc:  # the slot is kept: it leaves the window with time
+                ctx.log.warning("budget slot not given back", error=str(exc))
+        return True
 
-# _WITHDRAWN: an approved on_resolved step whose alert fired again (``withdrawn_on_refire``).
-_RUN, _HOLD, _STOP, _WITHDRAWN = "run", "hold", "stop", "withdrawn"
+
+# _WITHDRAWN: an approved on_resolved step whose alert fired again (``withdrawn_on_refire``);
+# _RESOLVED: an approved step of the run whose alert resolved before it ran (``_overtaken``).
+_RUN, _HOLD, _STOP, _WITHDRAWN, _RESOLVED = "run", "hold", "stop", "withdrawn", "resolved"
 
 
 def _started(ctx: RunContext) -> frozenset[int]:

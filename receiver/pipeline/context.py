@@ -8,6 +8,7 @@ is adding an item to a list in ``pipeline.runner``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -165,6 +166,9 @@ class Deps:
     # Shared with the worker: an event's calls to the store and the guards wait their turn
     # while an express event works (receiver.priority).
     priority: Priority = field(default_factory=Priority)
+    # Set when the service begins to stop (``Pipeline.wind_down``): no step begins after it
+    # (``execute.Execute``).
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(slots=True)

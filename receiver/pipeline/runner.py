@@ -24,10 +24,11 @@ from receiver.pipeline.context import (
     RunContext,
     Stage,
 )
+from receiver.pipeline.execute import Execute
 from receiver.pipeline.holdback import HoldBack
 from receiver.pipeline.record import Record, RecordEscalation
 from receiver.pipeline.resolve import AdmitResolve, Close
-from receiver.pipeline.stages import Admit, Execute, RecordPlan
+from receiver.pipeline.stages import Admit, RecordPlan
 from receiver.pipeline.steps import StepRunner
 from receiver.pipeline.undo import RecordResolve, UndoNotice
 from receiver.rules.model import Rule

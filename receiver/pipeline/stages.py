@@ -1,6 +1,7 @@
 """The stages of a run: plan -> admit -> approve -> execute -> record, and close for resolves.
 
-The approve stage (and asking for an approval after execute) is ``pipeline.approve``.
+The approve stage (and asking for an approval after execute) is ``pipeline.approve``; the
+execute stage is ``pipeline.execute``.
 
 Each stage is one small object with the signature of ``context.Stage``. A stage records what
 it decided (a refusal, an outcome) itself, so the runner only follows verdicts. They are
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from receiver.guards.policy import (
@@ -22,28 +23,24 @@ from receiver.guards.policy import (
     GuardUnavailable,
     Refusal,
 )
-from receiver.model import Announcement, GuardSpec, RunOutcome, Verdict
+from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
 from receiver.pipeline.context import (
     STEP_PENDING,
-    STOPS_RUN,
     Deps,
     RunContext,
-    record_step,
     release_when_done,
 )
 from receiver.pipeline.steps import StepRunner, runs_dry
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
-from remediations.base import Outcome, ParamsError, Result, renders_templates
+from remediations.base import ParamsError, renders_templates
 from remediations.template_work import TemplateFailed
 
-__all__ = ["LOCK_GUARD", "Admit", "Approve", "Execute", "RecordPlan"]
+__all__ = ["LOCK_GUARD", "Admit", "Approve", "RecordPlan"]
 
 # The guard whose refusal means "wait": another run holds the target right now.
 LOCK_GUARD = "lock"
-# The guard asked again before each step after a run's first (Execute): the kill switch.
-PAUSE_GUARD = "pause"
 
 
 class RecordPlan:
@@ -327,74 +324,3 @@ class Admit:
         deps.metrics.guard_refused(refusal.guard)
         ctx.log.info("waiting for the target lock", reason=refusal.reason, retry_in_s=wait_s)
         return Verdict.park(RunOutcome.PENDING, refusal.reason, after_s=wait_s)
-
-
-class Execute:
-    """execute: run the steps the previous stages let through, in order; the first that fails,
-    is refused by its precondition or was interrupted by a worker's stop (``STOPS_RUN``)
-    stops the rest. Before each step after the first, the kill switch is asked again (one
-    Redis call; the first step's admission was just asked): a pause set while the earlier
-    steps acted stops the rest as the phase's admission would have. A run's next step is
-    refused and the run ends (``Admit``); a follow-up's (on_resolved, on_failed) go to
-    ``hold``, its admission's refusal (``resolve.AdmitResolve.refused``: held, tried again by
-    a job once the pause ends). A pause that cannot be checked runs nothing more now: the
-    steps left stay pending and the event or job is retried, as at admission."""
-
-    name = "execute"
-
-    def __init__(
-        self,
-        runner: StepRunner,
-        deps: Deps,
-        hold: Callable[[RunContext, Refusal], Awaitable[Verdict]] | None = None,
-    ) -> None:
-        self._runner = runner
-        self._deps = deps
-        self._hold = hold
-
-    async def __call__(self, ctx: RunContext) -> Verdict:
-        for n, step in enumerate(ctx.runnable):
-            if n:
-                try:
-                    refusal = await self._paused(ctx)
-                except GuardUnavailable as exc:
-                    ctx.log.warning(
-                        "guards unavailable; the steps left wait", step=step.index, error=str(exc)
-                    )
-                    return Verdict.retry(
-                        self._deps.settings.guards_down_retry_s,
-                        f"guards unavailable (Redis): the pause could not be checked before "
-                        f"step {step.index}, so the steps left wait; it will be retried",
-                    )
-                if refusal is not None:
-                    return await self._stopped(ctx, n, refusal)
-            result = await self._runner(ctx, step)
-            ctx.results.append((step, result))
-            if result.outcome is Outcome.OK and result.before:
-                ctx.remember(step.action, result.before, result.after)
-            if result.outcome in STOPS_RUN:
-                break
-        return Verdict.next()
-
-    async def _paused(self, ctx: RunContext) -> Refusal | None:
-        """The pause's refusal of the next step, or None. Raises GuardUnavailable."""
-        assert ctx.run_id is not None
-        request = AdmissionRequest(ctx.run_id, ctx.rule, ctx.target, False, GuardSpec())
-        admission = await self._deps.guards.admit(request, only=(PAUSE_GUARD,))
-        return None if admission.admitted else admission.refusal
-
-    async def _stopped(self, ctx: RunContext, n: int, refusal: Refusal) -> Verdict:
-        """The pause came while step ``n - 1`` acted: the steps from ``n`` on do not run now."""
-        ctx.log.warning("steps left not run: paused", step=ctx.runnable[n].index)
-        if self._hold is not None:
-            ctx.runnable = ctx.runnable[n:]
-            return await self._hold(ctx, refusal)
-        self._deps.metrics.guard_refused(refusal.guard)
-        step = ctx.runnable[n]
-        message = (
-            f"refused by the {refusal.guard} guard: {refusal.reason} "
-            "(set while the earlier steps acted)"
-        )
-        await record_step(self._deps, ctx, step, Outcome.REFUSED, message)
-        ctx.results.append((step, Result(Outcome.REFUSED, message)))
-        return Verdict.next()

@@ -21,6 +21,7 @@ applied by migrate.py when the store connects.
 from __future__ import annotations
 
 from receiver.store.announcements import DIGEST_AUDIT, Announcements, announced_data
+from receiver.store.approval_ends import ApprovalEnds
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog, OnceEntry
 from receiver.store.canonical import canonical_json
@@ -106,6 +107,7 @@ class Store(
     PhaseStops,
     AuditLog,
     Approvals,
+    ApprovalEnds,
     Announcements,
     ReviewReads,
     Statistics,

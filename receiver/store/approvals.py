@@ -17,6 +17,8 @@ from typing import Any
 import asyncpg
 
 from receiver.model import ApprovalRecord, ApprovalState, RunOutcome, Target
+from receiver.store.approval_ends import RESOLVED_SQL as _RESOLVED
+from receiver.store.approval_ends import UNDO_SQL as _UNDO
 from receiver.store.approval_ends import end_run
 from receiver.store.audit import append_in_tx
 from receiver.store.canonical import canonical_json
@@ -41,27 +43,8 @@ _COLUMNS = """
     a.decided_at, a.channel, a.source_ip, a.user_agent, a.token_id, a.reason
 """
 
-# The run's alert has resolved: closed by the worker, or a resolved event of its episode stored
-# since the run began (the worker may not have taken it up yet; one stored before belongs to an
-# earlier occurrence of a re-fired episode). ``r`` is the approval's run. For a step of its
-# escalation (``on_failed``, recorded at ``escalated_at``) the alert that matters is the one
-# still firing then: the run's own when it did not resolve in time, the re-fired occurrence
-# when it recurred; so only a resolution since the escalation counts.
-_RESOLVED = """(CASE WHEN r.escalated_at IS NULL THEN (r.resolved_at IS NOT NULL OR EXISTS (
-        SELECT 1 FROM alert_events e
-        WHERE e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
-          AND e.status = 'resolved' AND e.received_at >= r.created_at))
-    ELSE ((r.verify_result = 'not_resolved' AND r.resolved_at IS NOT NULL) OR EXISTS (
-        SELECT 1 FROM alert_events e
-        WHERE e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
-          AND e.status = 'resolved' AND e.received_at >= r.escalated_at)) END)"""
-
-# The approval ``a`` is of an on_resolved step (phase ``resolve``; step indices are unique
-# across a run's phases, ``Verification.record_undo``). Such a step is asked for because the
-# alert resolved: its resolution is its occasion, never a reason to cancel it or to refuse its
-# decision. It waits for its decision or its expiry.
-_UNDO = """EXISTS (SELECT 1 FROM steps s
-    WHERE s.run_id = a.run_id AND s.idx = a.step_idx AND s.phase = 'resolve')"""
+# _RESOLVED (the run's alert has resolved) and _UNDO (an on_resolved step's approval) are
+# receiver.store.approval_ends'.
 
 
 def _record(row: Mapping[str, Any]) -> ApprovalRecord:

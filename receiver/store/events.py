@@ -394,5 +394,6 @@ class EventQueue(Leases):
         return None if row is None else {**dict(row), "skips": json.loads(row["skips"])}
 
     async def prune_events(self, older_than_s: float) -> int:
-        """Retention: delete finished events older than the given age. Never touches audit."""
+        """Retention: delete finished events older than the given age, but those a run still
+        to be taken up again reads back (``EVENTS.keep``). Never touches audit."""
         return await self._prune(EVENTS, older_than_s)

@@ -103,7 +103,8 @@ class QueueTable:
     ``kind`` prefixes the audit kinds (``event.dead``, ``job.retry``); ``release_due`` is the
     SQL of the next due time given ``$3`` seconds; ``subject`` lists the columns that say what
     the item is about, and ``audit`` turns a row of them into (run_id, fingerprint, data);
-    ``release_reset`` is SQL assignments (ending with a comma) a release also makes.
+    ``release_reset`` is SQL assignments (ending with a comma) a release also makes; ``keep``
+    an SQL condition on a row (named as its table) that retention spares it for.
     """
 
     kind: str
@@ -112,6 +113,7 @@ class QueueTable:
     subject: str
     audit: Callable[[Mapping[str, Any]], tuple[str | None, str | None, dict[str, Any]]]
     release_reset: str = ""
+    keep: str = ""
 
 
 def _event_audit(row: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
@@ -134,6 +136,12 @@ EVENTS = QueueTable(
     release_due="remediator_now() + make_interval(secs => $3)",
     subject="id, fingerprint, alertname, status, starts_at",
     audit=_event_audit,
+    # The event that created a run with a job still open (parked for its approval, waiting
+    # for the target lock, verifying, an undo or an escalation to come, a dead job to retry):
+    # taken up again, the run reads its alert back (pipeline.runner.take_up), which its steps
+    # write about and an approval's plan binds. Open jobs are few (jobs_open_by_run).
+    keep="""EXISTS (SELECT 1 FROM jobs j JOIN runs r ON r.id = j.run_id
+                    WHERE j.state <> 'done' AND r.event_id = alert_events.id)""",
 )
 JOBS = QueueTable(
     kind="job",
@@ -201,12 +209,14 @@ class Leases(Database):
         return value
 
     async def _prune(self, queue: QueueTable, older_than_s: float) -> int:
-        """Delete the items done more than ``older_than_s`` seconds ago; how many."""
+        """Delete the items done more than ``older_than_s`` seconds ago, but those
+        ``queue.keep`` holds for; how many."""
         with translate():
             status: str = await self._pool.execute(
                 f"""DELETE FROM {queue.table}
                     WHERE state = 'done'
-                      AND done_at < remediator_now() - make_interval(secs => $1)""",
+                      AND done_at < remediator_now() - make_interval(secs => $1)
+                      {f"AND NOT ({queue.keep})" if queue.keep else ""}""",
                 float(older_than_s),
             )
         return int(status.split()[-1])

@@ -93,16 +93,22 @@ class Attempts:
         self.max_attempts = max(1, max_attempts)
         self._backoff = backoff
         self._log = log
+        # Lease extensions given up on (``_keep_lease``), kept until they end.
+        self._abandoned: set[asyncio.Future[bool]] = set()
 
-    async def run(self, queue: QueueCalls, claim: Claim) -> bool:
-        """Process ``claim`` and settle it; True when the work ran to an answer."""
+    async def run(self, queue: QueueCalls, claim: Claim, *, leased_at: float | None = None) -> bool:
+        """Process ``claim`` and settle it; True when the work ran to an answer. ``leased_at``:
+        when the claim was sent (the event loop's clock; None: now), the store's count of its
+        lease began no sooner."""
         log = self._log.bind(**{f"{claim.kind}_id": claim.id})
         if claim.failures >= self.max_attempts:
             # Do not hand a worker, once more, the item that may have killed the last one.
             dead = Settlement("fail", 0.0, claim.last_error, count=False)
             await self._settle(queue, claim.id, dead, log)
             return False
-        keeper = asyncio.create_task(self._keep_lease(queue, claim.id, log))
+        if leased_at is None:
+            leased_at = asyncio.get_running_loop().time()
+        keeper = asyncio.create_task(self._keep_lease(queue, claim.id, leased_at, log))
         work = asyncio.create_task(claim.work())
         try:
             done, _ = await asyncio.wait({work, keeper}, return_when=asyncio.FIRST_COMPLETED)
@@ -164,23 +170,47 @@ class Attempts:
         delay = max(disposition.retry_after_s or 0.0, backoff)
         return Settlement("release", delay, disposition.error)
 
-    async def _keep_lease(self, queue: QueueCalls, item_id: int, log: Any) -> None:
-        """Extend the lease every third of its length; return only when it is lost."""
+    async def _keep_lease(
+        self, queue: QueueCalls, item_id: int, leased_at: float, log: Any
+    ) -> None:
+        """Extend the lease every third of its length; return only when it is lost: the store
+        said so, or it ran out before an extension was confirmed.
+
+        The lease is counted from the send of the claim or of the last extension the store
+        confirmed (the store's count began no sooner): once ``lease_s`` has passed since, it
+        may belong to another worker, and the work must stop whatever the store is doing. An
+        extension that waits on a store that does not answer (frozen, a partition: a call
+        waits out the pool's command timeout) is given up at that moment, not after it."""
+        loop = asyncio.get_running_loop()
         interval = max(0.05, self._lease_s / 3)
-        failures = 0
+        held_until = leased_at + self._lease_s
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, min(interval, held_until - loop.time())))
+            sent = loop.time()
+            if sent >= held_until:
+                log.warning("the lease ran out before the store confirmed an extension")
+                return
+            # A task of its own, left behind when the lease runs out first: a statement
+            # cancelled on a connection that does not answer holds its caller until it does
+            # (asyncpg's cleanup of the connection), which would hold the keeper with it.
+            call = asyncio.ensure_future(queue.extend(item_id, self._owner, self._lease_s))
+            await asyncio.wait({call}, timeout=held_until - sent)
+            if not call.done():
+                call.cancel()
+                self._abandoned.add(call)
+                call.add_done_callback(_forget(self._abandoned))
+                log.warning("the lease ran out while the store did not answer its extension")
+                return
             try:
-                if not await queue.extend(item_id, self._owner, self._lease_s):
-                    return
-                failures = 0
+                extended = call.result()
             except StoreUnavailable as exc:
-                # Keep working: the lease is still ours until it runs out; once it has, giving
-                # up is the only safe thing (someone else may have reclaimed it).
-                failures += 1
+                # Keep working: the lease is still ours until it runs out (the check above);
+                # once it has, giving up is the only safe thing.
                 log.warning("could not extend the lease", error=str(exc))
-                if failures * interval >= self._lease_s:
-                    return
+                continue
+            if not extended:
+                return
+            held_until = sent + self._lease_s
 
     async def _settle(
         self, queue: QueueCalls, item_id: int, settlement: Settlement, log: Any, tries: int = 5
@@ -221,6 +251,20 @@ class Attempts:
                     log.warning("could not settle; its lease will expire", error=str(exc))
                     return
                 await asyncio.sleep(self._backoff(attempt, cap=5.0))
+
+
+def _forget(
+    abandoned: set[asyncio.Future[bool]],
+) -> Callable[[asyncio.Future[bool]], None]:
+    """A done callback that drops the call from ``abandoned``, its outcome read (nobody else
+    will read it, and asyncio would log an exception never retrieved)."""
+
+    def done(call: asyncio.Future[bool]) -> None:
+        abandoned.discard(call)
+        if not call.cancelled():
+            call.exception()
+
+    return done
 
 
 def bind_work(

@@ -305,7 +305,7 @@ class Worker:
                         if jobs_first and len(self._queues) > 1:
                             room = max(1, room // 2)
                     for claim in await queue.claim(self.owner, room, self._lease_s):
-                        self._start(queue, claim)
+                        self._start(queue, claim, now)
                         claimed += 1
                 failures = 0
             except StoreUnavailable as exc:
@@ -340,6 +340,7 @@ class Worker:
         # The others hold back from the claim's round trip on (receiver.priority).
         self._priority.hold(hold := ("express", self.owner))
         claims: list[ClaimedEvent] = []
+        sent = asyncio.get_running_loop().time()
         try:
             claims = await self._store.claim_events(self.owner, 1, self._lease_s, after_lane=after)
         except Exception as exc:
@@ -348,26 +349,29 @@ class Worker:
             if not claims:
                 self._priority.release(hold)
         for c in claims:
-            self._start(self._queues[0], self._claimed(self._process, c), express=True)
+            self._start(self._queues[0], self._claimed(self._process, c), sent, express=True)
         return bool(claims)
 
     # -- one item -----------------------------------------------------------------------
 
-    def _start(self, queue: QueueCalls, claim: Claim, *, express: bool = False) -> None:
+    def _start(
+        self, queue: QueueCalls, claim: Claim, leased_at: float, *, express: bool = False
+    ) -> None:
+        """Work on ``claim``, whose claim was sent at ``leased_at`` (the loop's clock)."""
         key = (claim.kind, claim.id)
         self._in_flight[key] = asyncio.create_task(
-            self._run(queue, claim), name=f"{claim.kind}-{claim.id}"
+            self._run(queue, claim, leased_at), name=f"{claim.kind}-{claim.id}"
         )
         if claim.lane:
             self._lanes[key] = claim.lane
         if express:
             self._express.add(key)
 
-    async def _run(self, queue: QueueCalls, claim: Claim) -> None:
+    async def _run(self, queue: QueueCalls, claim: Claim, leased_at: float) -> None:
         if (claim.kind, claim.id) in self._express:  # it and the task it works in go first
             self._priority.first(("express", self.owner))
         try:
-            if await self._attempts.run(queue, claim):
+            if await self._attempts.run(queue, claim, leased_at=leased_at):
                 self.processed += 1
         finally:
             key = (claim.kind, claim.id)
