@@ -1,5 +1,12 @@
 """Shared fixtures: one real server of each kind per session, clean state per test."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
 pytest_plugins = [
     "tests.support.amoracle",
     "tests.support.postgres_fixtures",
@@ -14,3 +21,13 @@ pytest_plugins = [
     "tests.support.served",
     "tests.support.prefix",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """structlog's configuration after a test is what it was before: a test that runs the CLI
+    in process configures logging (``remediator test`` at the error level, say), and a later
+    test's ``capture_logs`` then saw no warning at all, depending on which tests ran before."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
