@@ -20,6 +20,7 @@ from receiver.http.responses import json_response
 from receiver.review.loader import ReviewTooLarge
 from receiver.review.markdown import render_markdown
 from receiver.store import StoreUnavailable
+from receiver.webpages import security_headers
 
 __all__ = ["REPORT_PATH", "get_report"]
 
@@ -59,5 +60,12 @@ async def get_report(request: web.Request) -> web.Response:
     except StoreUnavailable:
         return json_response({"error": "store unavailable"}, 503)
     if fmt == "markdown":
-        return web.Response(text=render_markdown(report), content_type="text/markdown")
+        # Never sniffed as HTML, nor cached: it holds alert labels (escaped) and who did what,
+        # as the incident page's report.md does.
+        return web.Response(
+            text=render_markdown(report),
+            content_type="text/markdown",
+            charset="utf-8",
+            headers=security_headers("none"),
+        )
     return json_response(report)

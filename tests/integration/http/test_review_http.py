@@ -183,7 +183,10 @@ async def test_the_report_api_checks_its_parameters(served: Served) -> None:
         "/api/v1/report", headers=OPERATOR, params={"from": "1h", "format": "markdown"}
     )
     assert response.status == 200
-    assert response.content_type == "text/markdown"
+    assert (response.content_type, response.charset) == ("text/markdown", "utf-8")
+    # The page's headers: never sniffed as HTML, never cached.
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
     assert f"## Incident {served.incident_id}: WebDown" in await response.text()
     response = await client.get(
         "/api/v1/report", headers=OPERATOR, params={"from": "1h", "gap": "1s"}
