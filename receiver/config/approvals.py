@@ -77,7 +77,11 @@ def _approvers(path: Path) -> ApproversFile:
         data = safe_load(text)
         return ApproversFile.model_validate(data or {})
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{_ENV['approvers_file']}: {path}: invalid YAML: {exc}") from None
+        # file:line and the problem, as the settings file says it (str(exc) spans lines).
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{_ENV['approvers_file']}: {where}: invalid YAML: {problem}") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()

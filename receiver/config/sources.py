@@ -19,11 +19,11 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
-from receiver.config.files import read_file, read_secret, secret_files
+from receiver.config.files import FILE_NOT_UTF8, read_file, read_secret, secret_files
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
-from receiver.config.values import NUL_REFUSED, nul_keys
+from receiver.config.values import unstorable_keys
 from receiver.config.variables import ENV_PREFIX, unknown_variables
 from receiver.rules.yaml_lines import safe_load
 
@@ -151,6 +151,8 @@ def _read_yaml(config_file: Path) -> dict[str, Any]:
         text = config_file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{config_file}: cannot read config file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{config_file}: cannot read config file: {FILE_NOT_UTF8}") from None
     try:
         data = safe_load(text)
     except yaml.YAMLError as exc:
@@ -198,9 +200,11 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
             source[env_key.field] = name
 
     # Every value read, whatever its field or type, before validation: one check, not one per
-    # field (``nul_keys`` says why none may hold U+0000).
-    if nul := [where for field, value in raw.items() for where in nul_keys(value, source[field])]:
-        raise ConfigError("; ".join(f"{where}: {NUL_REFUSED}" for where in nul))
+    # field (``unstorable_keys`` says why none may hold U+0000 or a byte that is not UTF-8).
+    if bad := [
+        found for field, value in raw.items() for found in unstorable_keys(value, source[field])
+    ]:
+        raise ConfigError("; ".join(f"{where}: {problem}" for where, problem in bad))
 
     try:
         settings = Settings.model_validate(raw, context=WRITTEN)

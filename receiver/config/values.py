@@ -16,16 +16,17 @@ from receiver.model import NamespacePolicy
 from remediations import names
 
 __all__ = [
+    "NOT_UTF8",
     "NUL_REFUSED",
     "WRITTEN",
     "duration",
     "duration_or_off",
     "namespaces",
-    "nul_keys",
     "one_of",
     "parse_size",
     "slack_team_ids",
     "split_list",
+    "unstorable_keys",
     "url_shape",
     "written",
 ]
@@ -205,24 +206,39 @@ def namespaces(value: object, *, deny: bool) -> object:
     return listed
 
 
-# What a value holding U+0000 is told (``nul_keys``).
+# What a value holding U+0000, or a byte that is not UTF-8, is told (``unstorable_keys``).
 NUL_REFUSED = "the value contains a NUL character (U+0000), which is not allowed: remove it"
+NOT_UTF8 = (
+    "the value is not UTF-8 text (a byte that is not UTF-8, or a \\ud800-\\udfff escape, which "
+    "UTF-8 cannot encode): write it in UTF-8"
+)
+# What os.environ holds for a byte that is not UTF-8 (surrogateescape), and what a YAML
+# "\udcff" escape gives: lone surrogates, which no encoder (a log line, asyncpg) accepts.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def nul_keys(value: object, where: str) -> Iterator[str]:
-    """The keys (``where``, and below it ``where.name`` or ``where.0`` inside maps and lists)
-    whose string, or a map key, holds U+0000. No value may: PostgreSQL cannot store the
-    character, and the service writes what it was configured with (the host, a URL) to its
-    audit log once the stores are up, so the first row failed after everything had started."""
+def _problem(text: str) -> str | None:
+    if "\0" in text:
+        return NUL_REFUSED
+    return NOT_UTF8 if _SURROGATE.search(text) else None
+
+
+def unstorable_keys(value: object, where: str) -> Iterator[tuple[str, str]]:
+    """(key, problem) for each key (``where``, and below it ``where.name`` or ``where.0``
+    inside maps and lists) whose string, or a map key, holds U+0000 or a lone surrogate. No
+    value may: PostgreSQL cannot store U+0000, nothing encodes a surrogate, and the service
+    writes what it was configured with (the host, a URL, the rules' directory) to its audit log
+    once the stores are up, so the first row (or the rules' digest) failed after everything had
+    started. The problem never quotes the value: it may be a secret."""
     if isinstance(value, str):
-        if "\0" in value:
-            yield where
+        if problem := _problem(value):
+            yield where, problem
     elif isinstance(value, Mapping):
         for name, item in value.items():
-            if "\0" in str(name):
-                yield f"{where} (a key under it)"
+            if problem := _problem(str(name)):
+                yield f"{where} (a key under it)", problem
             else:
-                yield from nul_keys(item, f"{where}.{name}")
+                yield from unstorable_keys(item, f"{where}.{name}")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            yield from nul_keys(item, f"{where}.{index}")
+            yield from unstorable_keys(item, f"{where}.{index}")
