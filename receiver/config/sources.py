@@ -24,7 +24,7 @@ from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
 from receiver.config.values import unstorable_keys
-from receiver.config.variables import ENV_PREFIX, unknown_variables
+from receiver.config.variables import ENV_PREFIX, typo_of, unknown_variables
 from receiver.rules.yaml_lines import safe_load
 
 __all__ = [
@@ -140,10 +140,17 @@ def _flatten_yaml(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> 
             out[path] = value
         elif isinstance(value, Mapping):
             _flatten_yaml(value, f"{path}.", out)
-        elif value is None and any(key.startswith(f"{path}.") for key in _BY_YAML):
-            continue  # `http:` with nothing under it: an empty section, nothing set
+        elif under := sorted(key for key in _BY_YAML if key.startswith(f"{path}.")):
+            if value is None:
+                continue  # `http:` with nothing under it: an empty section, nothing set
+            raise ConfigError(
+                f"{path}: a section, not a value: write its settings under it ({', '.join(under)})"
+            )
         else:
-            raise ConfigError(f"{path}: unknown setting")
+            close = typo_of(path, _BY_YAML)
+            raise ConfigError(
+                f"{path}: unknown setting" + (f" (did you mean {close}?)" if close else "")
+            )
 
 
 def _read_yaml(config_file: Path) -> dict[str, Any]:

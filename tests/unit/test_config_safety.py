@@ -163,6 +163,37 @@ def test_an_unknown_variable_is_told_only_the_setting_it_is_a_typo_of(
     assert caught.value.message == f"{ENV_PREFIX}{name}: unknown setting{hint}"
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # The README promises what the variables get: the setting a key is a typo of.
+        ("dryrun: true\n", "dryrun: unknown setting (did you mean dry_run?)"),
+        ("http:\n  prot: 9096\n", "http.prot: unknown setting (did you mean http.port?)"),
+        ("htpp:\n  port: 9096\n", "htpp.port: unknown setting (did you mean http.port?)"),
+        (
+            "guards:\n  budget:\n    cuont: 5\n",
+            "guards.budget.cuont: unknown setting (did you mean guards.budget.count?)",
+        ),
+        ("redis:\n  sentinels: [a]\n", "redis.sentinels: unknown setting"),  # other words
+        # A section given a value: its keys go under it.
+        (
+            "http: 9096\n",
+            "http: a section, not a value: write its settings under it (http.endpoints,"
+            " http.host, http.max_body_bytes, http.port, http.read_timeout,"
+            " http.readiness_timeout)",
+        ),
+    ],
+)
+def test_an_unknown_yaml_key_is_told_the_setting_it_is_a_typo_of(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    config = tmp_path / "remediator.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert caught.value.message == message
+
+
 def test_the_tools_variables_and_others_prefixes_are_no_settings_and_pass() -> None:
     environ = {
         "REMEDIATOR_CONTROLPLANE_BIN": "/opt",
