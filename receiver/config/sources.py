@@ -23,7 +23,7 @@ from receiver.config.files import FILE_NOT_UTF8, read_file, read_secret, secret_
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
-from receiver.config.values import unstorable_keys
+from receiver.config.values import EMPTY_HOST, unstorable_keys
 from receiver.config.variables import ENV_PREFIX, typo_of, unknown_variables
 from receiver.rules.yaml_lines import safe_load
 
@@ -218,6 +218,8 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
 
+    if not settings.host.strip():
+        raise ConfigError(f"{source.get('host', _BY_FIELD['host'].env)}: {EMPTY_HOST}")
     try:
         check_database(settings, lambda field: source.get(field, _BY_FIELD[field].env), set(source))
     except ValueError as exc:

@@ -16,6 +16,7 @@ from receiver.model import NamespacePolicy
 from remediations import names
 
 __all__ = [
+    "EMPTY_HOST",
     "NOT_UTF8",
     "NUL_REFUSED",
     "WRITTEN",
@@ -206,6 +207,11 @@ def namespaces(value: object, *, deny: bool) -> object:
     return listed
 
 
+# An empty listen address: asyncio binds "" to every interface, the opposite of the default.
+EMPTY_HOST = (
+    "empty: that would listen on every interface; write 0.0.0.0 (or ::) to listen on all of"
+    " them on purpose, or an address (default 127.0.0.1)"
+)
 # What a value holding U+0000, or a byte that is not UTF-8, is told (``unstorable_keys``).
 NUL_REFUSED = "the value contains a NUL character (U+0000), which is not allowed: remove it"
 NOT_UTF8 = (
