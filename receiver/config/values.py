@@ -17,6 +17,7 @@ from remediations import names
 
 __all__ = [
     "EMPTY_HOST",
+    "MAX_VALUE_CHARS",
     "NOT_UTF8",
     "NUL_REFUSED",
     "WRITTEN",
@@ -223,7 +224,15 @@ NOT_UTF8 = (
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+# Longer than any URL, token, path or JSON map of connections: refused unquoted (a 10 MB value
+# was quoted whole in its error, after seconds of validating it).
+MAX_VALUE_CHARS = 65_536
+
+
 def _problem(text: str) -> str | None:
+    if len(text) > MAX_VALUE_CHARS:
+        longest = f"{MAX_VALUE_CHARS:,}"
+        return f"the value is {len(text):,} characters; no setting takes more than {longest}"
     if "\0" in text:
         return NUL_REFUSED
     return NOT_UTF8 if _SURROGATE.search(text) else None
@@ -231,7 +240,8 @@ def _problem(text: str) -> str | None:
 
 def unstorable_keys(value: object, where: str) -> Iterator[tuple[str, str]]:
     """(key, problem) for each key (``where``, and below it ``where.name`` or ``where.0``
-    inside maps and lists) whose string, or a map key, holds U+0000 or a lone surrogate. No
+    inside maps and lists) whose string, or a map key, holds U+0000 or a lone surrogate, or is
+    over ``MAX_VALUE_CHARS``. No
     value may: PostgreSQL cannot store U+0000, nothing encodes a surrogate, and the service
     writes what it was configured with (the host, a URL, the rules' directory) to its audit log
     once the stores are up, so the first row (or the rules' digest) failed after everything had

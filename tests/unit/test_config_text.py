@@ -97,3 +97,22 @@ def test_the_cli_exits_2_in_one_line(tmp_path: Path, content: bytes, env: dict[s
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert result.stderr.startswith("error: configuration: ")
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize("key", ["log.level", "external_url", "namespaces.allow.0"])
+def test_a_value_too_long_for_any_setting_is_refused_without_quoting_it(
+    tmp_path: Path, key: str
+) -> None:
+    # The value was quoted whole: a 10 MB error line, after 7 s of validating it.
+    value = "a" * 1_000_001
+    config = tmp_path / "remediator.yaml"
+    section, _, rest = key.partition(".")
+    if rest == "allow.0":
+        config.write_text(f"namespaces:\n  allow: [{value}]\n")
+    elif rest:
+        config.write_text(f"{section}:\n  {rest}: {value}\n")
+    else:
+        config.write_text(f"{key}: {value}\n")
+    assert refusal({}, config) == (
+        f"{key}: the value is 1,000,001 characters; no setting takes more than 65,536"
+    )
