@@ -23,7 +23,7 @@ from receiver.config.files import FILE_NOT_UTF8, read_file, read_secret, secret_
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
-from receiver.config.values import EMPTY_HOST, unstorable_keys
+from receiver.config.values import EMPTY_HOST, unknown_key, unstorable_keys
 from receiver.config.variables import ENV_PREFIX, typo_of, unknown_variables
 from receiver.rules.yaml_lines import safe_load
 
@@ -236,6 +236,8 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
             # Inside a map of connections: name the entry and the field, not only the map.
             name += "." + ".".join(str(p) for p in err["loc"][1:])
         message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = unknown_key(err["loc"][-1], Settings, err["loc"][:-1])
         if "input" in err and err["type"] not in ("value_error",) and _may_quote(field, err):
             message = f"{message} (got {err['input']!r})"
         lines.append(f"{name}: {message}")

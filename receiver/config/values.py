@@ -3,12 +3,15 @@ list, namespace lists, Slack team ids and store URLs. Pure."""
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, ValidationInfo
+from pydantic import BaseModel, SecretStr, ValidationInfo
 
 from receiver import durations
 from receiver.config.redact import misread, redacted
@@ -28,6 +31,7 @@ __all__ = [
     "parse_size",
     "slack_team_ids",
     "split_list",
+    "unknown_key",
     "unstorable_keys",
     "url_shape",
     "written",
@@ -258,3 +262,26 @@ def unstorable_keys(value: object, where: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from unstorable_keys(item, f"{where}.{index}")
+
+
+def unknown_key(key: object, model: type[BaseModel], path: Sequence[object] = ()) -> str:
+    """The message for ``key``, which the part of ``model`` that ``path`` leads to (fields and
+    map entries, as a pydantic error's location gives them) does not take: the closest key
+    when one is close, as unknown settings are told; else the keys it takes."""
+    annotation: Any = model
+    for part in path:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            annotation = field.annotation if field is not None else None
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]  # ``part`` names an entry of the map
+        else:
+            annotation = None
+    known: list[str] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        # Not the secrets filled from their *_file at load: no one writes those keys.
+        known = [name for name, field in annotation.model_fields.items() if not field.exclude]
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key; this takes {', '.join(known)}" if known else "unknown key"

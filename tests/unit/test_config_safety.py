@@ -373,3 +373,44 @@ def test_the_banner_carries_the_loud_warnings() -> None:
         warnings=["actions may touch kube-system"],
     )
     assert "  WARNING:    actions may touch kube-system\n" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "postgres:\n  databases:\n    orders: {dsn_fil: /run/dsn}\n",
+            "postgres.databases.orders.dsn_fil: unknown key (did you mean 'dsn_file'?)",
+        ),
+        (
+            "notify:\n  channels:\n    oncall: {knd: slack, url_file: /run/url}\n",
+            "notify.channels.oncall.knd: unknown key (did you mean 'kind'?)",
+        ),
+        (
+            "redis:\n  queues:\n    jobs:\n      url_file: /run/url\n"
+            "      queues: {q: {layout: list, key: k, dead_leter_key: d}}\n",
+            "redis.queues.jobs.queues.q.dead_leter_key: unknown key (did you mean"
+            " 'dead_letter_key'?)",
+        ),
+    ],
+)
+def test_an_unknown_key_of_a_connection_is_told_the_key_it_is_a_typo_of(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    config = tmp_path / "remediator.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert message in caught.value.message.split("; ")
+
+
+def test_an_unknown_key_of_the_approvers_file_is_told_the_key_it_is_a_typo_of(
+    tmp_path: Path,
+) -> None:
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text("by_rul:\n  restart: [alice]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(Settings(approvers_file=approvers))
+    assert caught.value.message == (
+        f"REMEDIATOR_APPROVERS_FILE: {approvers}: by_rul: unknown key (did you mean 'by_rule'?)"
+    )
