@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from receiver.cli.common import UserError
+from receiver.cli.common import BadUsage, UserError
 from receiver.config import Settings
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
 
 # The client gives up on a server that does not answer within this many seconds.
 TIMEOUT_S = 30
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -181,6 +183,14 @@ async def request(
     """One call to a running server; a non-200 answer becomes a UserError with its detail
     (and ``hint_401`` after a 401). A parameter or field the answer names is said as the
     command's option that gave it (``flags``: parameter -> option where the names differ)."""
+    # A byte the shell passed that is not UTF-8 is a lone surrogate in argv: aiohttp dropped it
+    # from a query (`--rule 'ab\xff'` listed rule `ab`), and a body's made the server fail.
+    for name, value in [*(params or {}).items(), *(body or {}).items()]:
+        if isinstance(value, str) and _SURROGATE.search(value):
+            option = _option_of(name, [name], flags or {})
+            raise BadUsage(
+                f"{option}: not UTF-8 text (a byte the shell passed is not UTF-8); nothing was sent"
+            )
     # Imported here: commands that do not call a server need not load aiohttp.
     import aiohttp
 

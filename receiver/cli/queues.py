@@ -189,7 +189,9 @@ jobs = _queue_group(
     "jobs",
     [
         click.option(
-            "--kind", default=None, help="Only jobs of this kind: resume_run, verify_deadline."
+            "--kind",
+            default=None,
+            help="Only jobs of this kind: resume_run, verify_deadline, resume_resolve.",
         ),
         click.option("--run", "run_id", default=None, help="Only the jobs of this run (its id)."),
     ],

@@ -9,6 +9,7 @@ import click
 
 from receiver.cli.common import BadUsage, UserError, state
 from receiver.config import ConfigError
+from receiver.config.values import EMPTY_HOST
 
 __all__ = ["serve"]
 
@@ -22,6 +23,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     settings = state(ctx).settings()
     update: dict[str, Any] = {}
     if host is not None:
+        if not host.strip():
+            raise BadUsage(f"--host: {EMPTY_HOST}")
         update["host"] = host
     if port is not None:
         if not 0 <= port <= 65535:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_va
 
 from receiver.config.settings import ConfigError, Settings
 from receiver.config.sources import KEYS, read_file, read_secret, secret_files
+from receiver.config.values import unknown_key
 from receiver.rules.yaml_lines import safe_load
 
 __all__ = ["ApprovalFiles", "ApproversFile", "load_approvals"]
@@ -77,10 +78,20 @@ def _approvers(path: Path) -> ApproversFile:
         data = safe_load(text)
         return ApproversFile.model_validate(data or {})
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{_ENV['approvers_file']}: {path}: invalid YAML: {exc}") from None
+        # file:line and the problem, as the settings file says it (str(exc) spans lines).
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{_ENV['approvers_file']}: {where}: invalid YAML: {problem}") from None
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: "
+            + (
+                unknown_key(e["loc"][-1], ApproversFile, e["loc"][:-1])
+                if e["type"] == "extra_forbidden"
+                else e["msg"]
+            )
+            for e in exc.errors()
         )
         raise ConfigError(f"{_ENV['approvers_file']}: {path}: {problems}") from None
 

@@ -9,7 +9,9 @@ from pydantic import SecretStr
 
 from receiver.config.settings import ConfigError
 
-__all__ = ["read_file", "read_secret", "secret_files"]
+__all__ = ["FILE_NOT_UTF8", "read_file", "read_secret", "secret_files"]
+
+FILE_NOT_UTF8 = "it is not UTF-8 text: save it as UTF-8"
 
 
 def read_file(path: Path, source: str, what: str = "secret file") -> str:
@@ -18,9 +20,11 @@ def read_file(path: Path, source: str, what: str = "secret file") -> str:
     the file, never its content, when it cannot be read, is empty or holds U+0000."""
     try:
         value = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{source}: cannot read {what} {path}: {reason}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read {what} {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        # Not the decoder's message: it quotes the byte and its offset, a piece of the secret.
+        raise ConfigError(f"{source}: cannot read {what} {path}: {FILE_NOT_UTF8}") from None
     if not value:
         raise ConfigError(f"{source}: {what} {path} is empty")
     if "\0" in value:

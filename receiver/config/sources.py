@@ -19,12 +19,12 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
-from receiver.config.files import read_file, read_secret, secret_files
+from receiver.config.files import FILE_NOT_UTF8, read_file, read_secret, secret_files
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
-from receiver.config.values import NUL_REFUSED, nul_keys
-from receiver.config.variables import ENV_PREFIX, unknown_variables
+from receiver.config.values import EMPTY_HOST, unknown_key, unstorable_keys
+from receiver.config.variables import ENV_PREFIX, typo_of, unknown_variables
 from receiver.rules.yaml_lines import safe_load
 
 __all__ = [
@@ -140,10 +140,17 @@ def _flatten_yaml(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> 
             out[path] = value
         elif isinstance(value, Mapping):
             _flatten_yaml(value, f"{path}.", out)
-        elif value is None and any(key.startswith(f"{path}.") for key in _BY_YAML):
-            continue  # `http:` with nothing under it: an empty section, nothing set
+        elif under := sorted(key for key in _BY_YAML if key.startswith(f"{path}.")):
+            if value is None:
+                continue  # `http:` with nothing under it: an empty section, nothing set
+            raise ConfigError(
+                f"{path}: a section, not a value: write its settings under it ({', '.join(under)})"
+            )
         else:
-            raise ConfigError(f"{path}: unknown setting")
+            close = typo_of(path, _BY_YAML)
+            raise ConfigError(
+                f"{path}: unknown setting" + (f" (did you mean {close}?)" if close else "")
+            )
 
 
 def _read_yaml(config_file: Path) -> dict[str, Any]:
@@ -151,6 +158,8 @@ def _read_yaml(config_file: Path) -> dict[str, Any]:
         text = config_file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{config_file}: cannot read config file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{config_file}: cannot read config file: {FILE_NOT_UTF8}") from None
     try:
         data = safe_load(text)
     except yaml.YAMLError as exc:
@@ -198,15 +207,19 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
             source[env_key.field] = name
 
     # Every value read, whatever its field or type, before validation: one check, not one per
-    # field (``nul_keys`` says why none may hold U+0000).
-    if nul := [where for field, value in raw.items() for where in nul_keys(value, source[field])]:
-        raise ConfigError("; ".join(f"{where}: {NUL_REFUSED}" for where in nul))
+    # field (``unstorable_keys`` says why none may hold U+0000 or a byte that is not UTF-8).
+    if bad := [
+        found for field, value in raw.items() for found in unstorable_keys(value, source[field])
+    ]:
+        raise ConfigError("; ".join(f"{where}: {problem}" for where, problem in bad))
 
     try:
         settings = Settings.model_validate(raw, context=WRITTEN)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
 
+    if not settings.host.strip():
+        raise ConfigError(f"{source.get('host', _BY_FIELD['host'].env)}: {EMPTY_HOST}")
     try:
         check_database(settings, lambda field: source.get(field, _BY_FIELD[field].env), set(source))
     except ValueError as exc:
@@ -223,6 +236,8 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
             # Inside a map of connections: name the entry and the field, not only the map.
             name += "." + ".".join(str(p) for p in err["loc"][1:])
         message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = unknown_key(err["loc"][-1], Settings, err["loc"][:-1])
         if "input" in err and err["type"] not in ("value_error",) and _may_quote(field, err):
             message = f"{message} (got {err['input']!r})"
         lines.append(f"{name}: {message}")

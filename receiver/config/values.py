@@ -3,12 +3,15 @@ list, namespace lists, Slack team ids and store URLs. Pure."""
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, ValidationInfo
+from pydantic import BaseModel, SecretStr, ValidationInfo
 
 from receiver import durations
 from receiver.config.redact import misread, redacted
@@ -16,16 +19,20 @@ from receiver.model import NamespacePolicy
 from remediations import names
 
 __all__ = [
+    "EMPTY_HOST",
+    "MAX_VALUE_CHARS",
+    "NOT_UTF8",
     "NUL_REFUSED",
     "WRITTEN",
     "duration",
     "duration_or_off",
     "namespaces",
-    "nul_keys",
     "one_of",
     "parse_size",
     "slack_team_ids",
     "split_list",
+    "unknown_key",
+    "unstorable_keys",
     "url_shape",
     "written",
 ]
@@ -205,24 +212,76 @@ def namespaces(value: object, *, deny: bool) -> object:
     return listed
 
 
-# What a value holding U+0000 is told (``nul_keys``).
+# An empty listen address: asyncio binds "" to every interface, the opposite of the default.
+EMPTY_HOST = (
+    "empty: that would listen on every interface; write 0.0.0.0 (or ::) to listen on all of"
+    " them on purpose, or an address (default 127.0.0.1)"
+)
+# What a value holding U+0000, or a byte that is not UTF-8, is told (``unstorable_keys``).
 NUL_REFUSED = "the value contains a NUL character (U+0000), which is not allowed: remove it"
+NOT_UTF8 = (
+    "the value is not UTF-8 text (a byte that is not UTF-8, or a \\ud800-\\udfff escape, which "
+    "UTF-8 cannot encode): write it in UTF-8"
+)
+# What os.environ holds for a byte that is not UTF-8 (surrogateescape), and what a YAML
+# "\udcff" escape gives: lone surrogates, which no encoder (a log line, asyncpg) accepts.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def nul_keys(value: object, where: str) -> Iterator[str]:
-    """The keys (``where``, and below it ``where.name`` or ``where.0`` inside maps and lists)
-    whose string, or a map key, holds U+0000. No value may: PostgreSQL cannot store the
-    character, and the service writes what it was configured with (the host, a URL) to its
-    audit log once the stores are up, so the first row failed after everything had started."""
+# Longer than any URL, token, path or JSON map of connections: refused unquoted (a 10 MB value
+# was quoted whole in its error, after seconds of validating it).
+MAX_VALUE_CHARS = 65_536
+
+
+def _problem(text: str) -> str | None:
+    if len(text) > MAX_VALUE_CHARS:
+        longest = f"{MAX_VALUE_CHARS:,}"
+        return f"the value is {len(text):,} characters; no setting takes more than {longest}"
+    if "\0" in text:
+        return NUL_REFUSED
+    return NOT_UTF8 if _SURROGATE.search(text) else None
+
+
+def unstorable_keys(value: object, where: str) -> Iterator[tuple[str, str]]:
+    """(key, problem) for each key (``where``, and below it ``where.name`` or ``where.0``
+    inside maps and lists) whose string, or a map key, holds U+0000 or a lone surrogate, or is
+    over ``MAX_VALUE_CHARS``. No
+    value may: PostgreSQL cannot store U+0000, nothing encodes a surrogate, and the service
+    writes what it was configured with (the host, a URL, the rules' directory) to its audit log
+    once the stores are up, so the first row (or the rules' digest) failed after everything had
+    started. The problem never quotes the value: it may be a secret."""
     if isinstance(value, str):
-        if "\0" in value:
-            yield where
+        if problem := _problem(value):
+            yield where, problem
     elif isinstance(value, Mapping):
         for name, item in value.items():
-            if "\0" in str(name):
-                yield f"{where} (a key under it)"
+            if problem := _problem(str(name)):
+                yield f"{where} (a key under it)", problem
             else:
-                yield from nul_keys(item, f"{where}.{name}")
+                yield from unstorable_keys(item, f"{where}.{name}")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            yield from nul_keys(item, f"{where}.{index}")
+            yield from unstorable_keys(item, f"{where}.{index}")
+
+
+def unknown_key(key: object, model: type[BaseModel], path: Sequence[object] = ()) -> str:
+    """The message for ``key``, which the part of ``model`` that ``path`` leads to (fields and
+    map entries, as a pydantic error's location gives them) does not take: the closest key
+    when one is close, as unknown settings are told; else the keys it takes."""
+    annotation: Any = model
+    for part in path:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            annotation = field.annotation if field is not None else None
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]  # ``part`` names an entry of the map
+        else:
+            annotation = None
+    known: list[str] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        # Not the secrets filled from their *_file at load: no one writes those keys.
+        known = [name for name, field in annotation.model_fields.items() if not field.exclude]
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key; this takes {', '.join(known)}" if known else "unknown key"

@@ -5,6 +5,7 @@ the setting it meant would otherwise keep its default (a dry-run switched off). 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 
 __all__ = [
@@ -54,8 +55,9 @@ def unknown_variables(names: Iterable[str], settings: Collection[str]) -> list[s
 
 
 def typo_of(name: str, known: Collection[str]) -> str | None:
-    """The name in ``known`` that ``name`` is plausibly a typo of, or None. Names are compared
-    word by word (the words between underscores): a typo keeps the words and misspells some
+    """The name in ``known`` that ``name`` is plausibly a typo of, or None: a variable's name,
+    or a settings file's key by its path (``http.prot``). Names are compared word by word (the
+    words between underscores and dots): a typo keeps the words and misspells some
     (``REMEDIATOR_PORTT``, ``REMEDIATOR_DATABASE_URI``: each word one edit away, two in a word of
     8 letters or more), or keeps the letters and drops or adds an underscore
     (``REMEDIATOR_DRYRUN``; one edit besides is allowed). The fewest edits win, then the name."""
@@ -63,13 +65,18 @@ def typo_of(name: str, known: Collection[str]) -> str | None:
     # REMEDIATOR_CONFIG_FILE -> REMEDIATOR_KUBECONFIG, REMEDIATOR_DEBUG -> REMEDIATOR_DRY_RUN,
     # REMEDIATOR_POSTGRES_URL -> REMEDIATOR_REDIS_URL. A hint that names another setting sends
     # the reader to set the wrong one; no hint is better than that.
-    words = name.removeprefix(ENV_PREFIX).split("_")
+    words = _words(name)
     best: tuple[int, str] | None = None
     for candidate in known:
-        edits = _word_edits(words, candidate.removeprefix(ENV_PREFIX).split("_"))
+        edits = _word_edits(words, _words(candidate))
         if edits is not None and (best is None or (edits, candidate) < best):
             best = (edits, candidate)
     return best[1] if best else None
+
+
+def _words(name: str) -> list[str]:
+    """The words of a variable's name or a YAML key's path (``http.max_body_bytes``)."""
+    return re.split(r"[._]", name.removeprefix(ENV_PREFIX))
 
 
 def _word_edits(words: list[str], known: list[str]) -> int | None:

@@ -2,13 +2,13 @@
 one check, shared, so every route refuses the same things the same way.
 
 A body is a JSON object; no string in it (keys included) may hold U+0000, which PostgreSQL's
-text cannot store (the answer would be a 500 instead of a 400); it holds only the fields its
-route takes: an unknown one (``{"duration": "1h"}`` for ``for``) is refused, as rule files and
-settings refuse unknown keys, so that a typo cannot silently change what happens (a pause meant
-for an hour that lasts until someone lifts it); a ``reason`` is a string of at most
+text cannot store, or a lone surrogate, which UTF-8 cannot encode (the answer would be a 500
+instead of a 400); it holds only the fields its route takes: an unknown one
+(``{"duration": "1h"}`` for ``for``) is refused, as rule files and settings refuse unknown
+keys, so that a typo cannot silently change what happens (a pause meant for an hour that lasts
+until someone lifts it); a ``reason`` is a string of at most
 ``MAX_REASON_CHARS`` characters once stripped: it is stored in the audit log and shown in tables,
-not a place for a document; a lone UTF-16 surrogate in it (valid JSON, not storable) is stored
-as U+FFFD. Errors are ``BadField`` naming the field, answered as
+not a place for a document. Errors are ``BadField`` naming the field, answered as
 ``400 {"error", "field"}``.
 """
 
@@ -35,8 +35,6 @@ __all__ = [
 ]
 
 MAX_REASON_CHARS = 1000
-# A surrogate code point in a str is always a lone one: json.loads joins a pair into one character.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadField(Exception):
@@ -59,8 +57,9 @@ async def json_object(
     """The request's body as a JSON object (``{}`` for no body when not ``required``) whose
     keys are among ``fields``, the ones the route reads.
 
-    Raises BadField for a body that is not JSON, not an object, or holds U+0000 in a string,
-    and naming a key that is not one of ``fields`` (with the closest one, if any is close)."""
+    Raises BadField for a body that is not JSON, not an object, or holds U+0000 or a lone
+    surrogate in a string, and naming a key that is not one of ``fields`` (with the closest
+    one, if any is close)."""
     if not request.can_read_body:
         if required:
             raise BadField("body", "expected a JSON object")
@@ -88,15 +87,29 @@ def unknown_field(key: str, fields: Collection[str]) -> str:
     return f"unknown field {key!r}{hint}; this body takes {taken}"
 
 
+# A lone surrogate (JSON's "\ud800"): valid JSON, but no UTF-8 encoder takes it, so storing or
+# logging the text failed with a 500 after the route had begun (a pause, a decision).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable(text: str) -> str | None:
+    """What keeps ``text`` from being stored, or None."""
+    if "\x00" in text:
+        return "must not contain U+0000 (NUL)"
+    if _SURROGATE.search(text):
+        return "must not contain a lone surrogate (U+D800 to U+DFFF), which is not text"
+    return None
+
+
 def _no_nul(value: Any, path: str) -> None:
     if isinstance(value, str):
-        if "\x00" in value:
-            raise BadField(path or "body", "must not contain U+0000 (NUL)")
+        if problem := _unstorable(value):
+            raise BadField(path or "body", problem)
     elif isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            if "\x00" in key:
-                raise BadField(path or "body", "a key must not contain U+0000 (NUL)")
+            if problem := _unstorable(key):
+                raise BadField(path or "body", f"a key {problem}")
             _no_nul(item, where)
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -104,21 +117,15 @@ def _no_nul(value: Any, path: str) -> None:
 
 
 def text_field(value: Any, field: str, *, max_chars: int) -> str | None:
-    """``value`` stripped, None when absent or blank, each lone UTF-16 surrogate replaced with
-    U+FFFD. Raises BadField when it is not a string, holds U+0000 or is longer than
-    ``max_chars``."""
+    """``value`` stripped, None when absent or blank. Raises BadField when it is not a string,
+    holds U+0000 or a lone surrogate, or is longer than ``max_chars``."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise BadField(field, f"{field} must be a string")
-    if "\x00" in value:
-        raise BadField(field, "must not contain U+0000 (NUL)")
-    # JSON's "\ud800" decodes to a surrogate with no other half, which has no UTF-8 form: the
-    # store could not take the text, and the decision or pause it explains would fail with a
-    # 500, unrecorded. Replaced as intake replaces one in an alert (receiver/alertmanager.py),
-    # not refused: a pause must not fail over its reason (a CLI argument in another encoding
-    # arrives so).
-    text = _LONE_SURROGATE.sub("\ufffd", value).strip()
+    if problem := _unstorable(value):
+        raise BadField(field, problem)
+    text = value.strip()
     if len(text) > max_chars:
         raise BadField(field, f"{field} is {len(text)} characters; at most {max_chars}")
     return text or None

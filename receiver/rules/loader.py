@@ -8,6 +8,7 @@ files change (SIGHUP is wired to ``RuleHolder.reload`` by the service).
 from __future__ import annotations
 
 import asyncio
+import errno
 import threading
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -18,9 +19,38 @@ from receiver.rules.errors import RuleError, RuleSetError, in_file_order
 from receiver.rules.model import RuleSet
 from remediations.base import Registry
 
-__all__ = ["RuleHolder", "RuleWatcher", "Snapshot", "check", "lint", "load_rules", "snapshot"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "RuleHolder",
+    "RuleWatcher",
+    "Snapshot",
+    "check",
+    "lint",
+    "load_rules",
+    "read_rule_bytes",
+    "snapshot",
+]
 
 _SUFFIXES = (".yaml", ".yml")
+
+# A rule (or rule test) file larger than this is refused unparsed: PyYAML composes a few
+# hundred KB a second, so a 10 MB file took 40 s and 450 MB before MAX_NODES (yaml_lines)
+# refused it. 4 MiB is over 2,000 rules as the shipped ones are written, more than MAX_NODES
+# lets one file hold; several files each get their own bound.
+MAX_FILE_BYTES = 4 * 2**20
+
+
+def read_rule_bytes(path: Path) -> bytes:
+    """The bytes of a rule or rule test file, reading no more than ``MAX_FILE_BYTES`` + 1.
+    Raises OSError as reading does, and one (EFBIG) saying what to do for a larger file."""
+    with path.open("rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(
+            errno.EFBIG,
+            f"larger than {MAX_FILE_BYTES // 2**20} MiB: split its rules over several files",
+        )
+    return data
 
 
 def _read_directory(directory: Path) -> tuple[dict[str, str], list[RuleError]]:
@@ -41,7 +71,7 @@ def _read_directory(directory: Path) -> tuple[dict[str, str], list[RuleError]]:
     errors: list[RuleError] = []
     for path in paths:
         try:
-            files[str(path)] = path.read_bytes().decode("utf-8")
+            files[str(path)] = read_rule_bytes(path).decode("utf-8")
         except UnicodeDecodeError as exc:
             errors.append(RuleError(str(path), 0, f"not valid UTF-8 (byte {exc.start})"))
         except OSError as exc:

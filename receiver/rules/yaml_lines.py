@@ -182,10 +182,11 @@ def check_unique_keys(loader: yaml.SafeLoader, root: yaml.Node) -> None:
         stack.extend(_children(node))
 
 
-def check_expansion(root: yaml.Node, limit: int = MAX_NODES) -> None:
+def check_expansion(root: yaml.Node, limit: int = MAX_NODES, *, cycles: bool = True) -> None:
     """Raise TooManyNodes when ``root``'s tree, every alias expanded, has more than ``limit``
     nodes. Linear in the composed graph (each node's expanded size is computed once); an alias
-    of its own ancestor counts once (the caller reports the recursion)."""
+    of its own ancestor counts once (the caller reports the recursion), or, without
+    ``cycles``, raises a MarkedYAMLError at that ancestor."""
     sizes: dict[int, int] = {}
     on_path: set[int] = set()
     # Post-order without recursion: (node, children pushed?).
@@ -198,6 +199,9 @@ def check_expansion(root: yaml.Node, limit: int = MAX_NODES) -> None:
         children = _children(node)
         if not expanded:
             on_path.add(key)
+            if not cycles and (loop := next((c for c in children if id(c) in on_path), None)):
+                problem = "recursive YAML alias (a value that contains itself)"
+                raise yaml.MarkedYAMLError(problem=problem, problem_mark=loop.start_mark)
             stack.append((node, True))
             stack.extend(
                 (c, False) for c in children if id(c) not in sizes and id(c) not in on_path
@@ -221,15 +225,16 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def safe_load(text: str, limit: int = MAX_NODES) -> Any:
     """``yaml.safe_load`` with the alias bound and keys unique: raises TooManyNodes instead of
-    building an alias bomb, and DuplicateKey instead of keeping the last of two keys (both
-    MarkedYAMLErrors, so callers that report YAML errors report them too), and
-    ControlCharacter for a character YAML refuses."""
+    building an alias bomb, DuplicateKey instead of keeping the last of two keys, a
+    MarkedYAMLError for a recursive alias (a value containing itself, which every reader of
+    the settings walked until the stack ran out), ControlCharacter for a character YAML
+    refuses: all MarkedYAMLErrors, so callers that report YAML errors report them too."""
     loader = _loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        check_expansion(node, limit)
+        check_expansion(node, limit, cycles=False)
         check_unique_keys(loader, node)
         return loader.construct_document(node)
     except RecursionError:

@@ -18,6 +18,7 @@ from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 from receiver.rules.compile import compile_files
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
+from receiver.rules.loader import read_rule_bytes
 from receiver.rules.model import RuleSet
 from receiver.rules.yaml_lines import Located
 from receiver.ruletest.parse import check_names, parse_test_file_parts
@@ -112,7 +113,7 @@ def load_test_file(path: Path, registry: Registry) -> TestFile | list[RuleError]
     files' errors; and, once they compile, the rule and action names the tests use."""
     name = str(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_rule_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         return [RuleError(name, 0, f"not valid UTF-8 (byte {exc.start})")]
     except OSError as exc:
@@ -151,7 +152,7 @@ def _rule_sources(
     for index, relative in enumerate(rule_files):
         rule_path = path.parent / relative
         try:
-            sources[str(rule_path)] = rule_path.read_bytes().decode("utf-8")
+            sources[str(rule_path)] = read_rule_bytes(rule_path).decode("utf-8")
         except UnicodeDecodeError as exc:
             located.add(("rule_files", index), f"{rule_path}: not valid UTF-8 (byte {exc.start})")
         except OSError as exc:

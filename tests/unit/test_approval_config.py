@@ -52,7 +52,7 @@ def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
     ("field", "content", "message"),
     [
         ("approvers_file", "by_risk: {medium: [a]}\n", "unknown risk medium"),
-        ("approvers_file", "approvers: [a]\n", "approvers: Extra inputs are not permitted"),
+        ("approvers_file", "approvers: [a]\n", "approvers: unknown key; this takes by_rule"),
         ("approvers_file", "by_rule: [\n", "invalid YAML"),
         (
             "approvers_file",

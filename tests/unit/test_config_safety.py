@@ -163,6 +163,37 @@ def test_an_unknown_variable_is_told_only_the_setting_it_is_a_typo_of(
     assert caught.value.message == f"{ENV_PREFIX}{name}: unknown setting{hint}"
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # The README promises what the variables get: the setting a key is a typo of.
+        ("dryrun: true\n", "dryrun: unknown setting (did you mean dry_run?)"),
+        ("http:\n  prot: 9096\n", "http.prot: unknown setting (did you mean http.port?)"),
+        ("htpp:\n  port: 9096\n", "htpp.port: unknown setting (did you mean http.port?)"),
+        (
+            "guards:\n  budget:\n    cuont: 5\n",
+            "guards.budget.cuont: unknown setting (did you mean guards.budget.count?)",
+        ),
+        ("redis:\n  sentinels: [a]\n", "redis.sentinels: unknown setting"),  # other words
+        # A section given a value: its keys go under it.
+        (
+            "http: 9096\n",
+            "http: a section, not a value: write its settings under it (http.endpoints,"
+            " http.host, http.max_body_bytes, http.port, http.read_timeout,"
+            " http.readiness_timeout)",
+        ),
+    ],
+)
+def test_an_unknown_yaml_key_is_told_the_setting_it_is_a_typo_of(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    config = tmp_path / "remediator.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert caught.value.message == message
+
+
 def test_the_tools_variables_and_others_prefixes_are_no_settings_and_pass() -> None:
     environ = {
         "REMEDIATOR_CONTROLPLANE_BIN": "/opt",
@@ -342,3 +373,44 @@ def test_the_banner_carries_the_loud_warnings() -> None:
         warnings=["actions may touch kube-system"],
     )
     assert "  WARNING:    actions may touch kube-system\n" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "postgres:\n  databases:\n    orders: {dsn_fil: /run/dsn}\n",
+            "postgres.databases.orders.dsn_fil: unknown key (did you mean 'dsn_file'?)",
+        ),
+        (
+            "notify:\n  channels:\n    oncall: {knd: slack, url_file: /run/url}\n",
+            "notify.channels.oncall.knd: unknown key (did you mean 'kind'?)",
+        ),
+        (
+            "redis:\n  queues:\n    jobs:\n      url_file: /run/url\n"
+            "      queues: {q: {layout: list, key: k, dead_leter_key: d}}\n",
+            "redis.queues.jobs.queues.q.dead_leter_key: unknown key (did you mean"
+            " 'dead_letter_key'?)",
+        ),
+    ],
+)
+def test_an_unknown_key_of_a_connection_is_told_the_key_it_is_a_typo_of(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    config = tmp_path / "remediator.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert message in caught.value.message.split("; ")
+
+
+def test_an_unknown_key_of_the_approvers_file_is_told_the_key_it_is_a_typo_of(
+    tmp_path: Path,
+) -> None:
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text("by_rul:\n  restart: [alice]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(Settings(approvers_file=approvers))
+    assert caught.value.message == (
+        f"REMEDIATOR_APPROVERS_FILE: {approvers}: by_rul: unknown key (did you mean 'by_rule'?)"
+    )

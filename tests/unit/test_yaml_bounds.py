@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from receiver.config import ConfigError, Settings, load_settings
 from receiver.config.approvals import load_approvals
@@ -74,10 +75,14 @@ def test_safe_load_refuses_the_bomb_naming_the_line() -> None:
     assert caught.value.line == _first_line_over(MAX_NODES)
 
 
-def test_a_recursive_alias_is_counted_once_not_followed() -> None:
-    # PyYAML builds a self-referencing list; the bound must not loop on it.
-    data = safe_load("a: &a [1, *a]\n")
-    assert data["a"][1] is data["a"]
+def test_a_recursive_alias_is_refused_not_followed() -> None:
+    # PyYAML would build a self-referencing list, which every reader of the settings walked
+    # until the stack ran out (a traceback): the bound refuses it at its anchor, without
+    # looping on it.
+    with pytest.raises(yaml.MarkedYAMLError, match="recursive YAML alias") as caught:
+        safe_load("b: 1\na: &a [1, *a]\n")
+    assert caught.value.problem_mark is not None
+    assert caught.value.problem_mark.line + 1 == 2
 
 
 def test_a_settings_file_alias_bomb_is_a_config_error(tmp_path: Path) -> None:

@@ -209,7 +209,7 @@ async def guards(redis_client: redis.asyncio.Redis) -> Guards:
     return Guards(redis_client, NamespacePolicy(), GuardSettings())
 
 
-async def test_nul_or_an_overlong_reason_in_a_body_is_400_naming_the_field(
+async def test_nul_a_surrogate_or_an_overlong_reason_in_a_body_is_400_naming_the_field(
     make_client: MakeClient, make_edge: MakeEdge, guards: Guards
 ) -> None:
     client = await make_client(guards=guards)
@@ -230,6 +230,9 @@ async def test_nul_or_an_overlong_reason_in_a_body_is_400_naming_the_field(
             ("stop\x00now", "reason"),
             ("x" * 1001, "reason"),
             ({"nested": ["a\x00"]}, "reason.nested.0"),
+            # A lone surrogate (`\ud800` in the JSON) cannot be encoded to store: was a 500.
+            ("stop\ud800now", "reason"),
+            ({"nested": ["a\udfff"]}, "reason.nested.0"),
         ):
             response = await http.request(
                 method, path, json={**body, "reason": reason}, headers=headers
@@ -237,11 +240,12 @@ async def test_nul_or_an_overlong_reason_in_a_body_is_400_naming_the_field(
             answer = await response.json()
             if (response.status, answer.get("field")) != (400, expected):
                 wrong.append(f"{method} {path} reason={str(reason)[:20]!r}: {answer}")
-        extra = await http.request(
-            method, path, json={**body, "reason": "ok", "note\x00": 1}, headers=headers
-        )
-        if extra.status != 400:
-            wrong.append(f"{method} {path} with a NUL in a key: {extra.status}")
+        for key in ("note\x00", "note\ud800"):
+            extra = await http.request(
+                method, path, json={**body, "reason": "ok", key: 1}, headers=headers
+            )
+            if extra.status != 400:
+                wrong.append(f"{method} {path} with {key[-1]!r} in a key: {extra.status}")
     assert wrong == [], "\n".join(wrong)
     # Nothing was paused, retried, dropped or decided.
     assert (await guards.status())["paused"] is False
