@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import click
 
 from receiver.cli.common import BadUsage, UserError
 from receiver.config import Settings
+from receiver.text import has_lone_surrogate
 
 __all__ = [
     "call_server",
@@ -39,7 +39,6 @@ __all__ = [
 
 # The client gives up on a server that does not answer within this many seconds.
 TIMEOUT_S = 30
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -186,7 +185,7 @@ async def request(
     # A byte the shell passed that is not UTF-8 is a lone surrogate in argv: aiohttp dropped it
     # from a query (`--rule 'ab\xff'` listed rule `ab`), and a body's made the server fail.
     for name, value in [*(params or {}).items(), *(body or {}).items()]:
-        if isinstance(value, str) and _SURROGATE.search(value):
+        if isinstance(value, str) and has_lone_surrogate(value):
             option = _option_of(name, [name], flags or {})
             raise BadUsage(
                 f"{option}: not UTF-8 text (a byte the shell passed is not UTF-8); nothing was sent"

@@ -16,6 +16,7 @@ from pydantic import BaseModel, SecretStr, ValidationInfo
 from receiver import durations
 from receiver.config.redact import misread, redacted
 from receiver.model import NamespacePolicy
+from receiver.text import has_lone_surrogate
 from remediations import names
 
 __all__ = [
@@ -223,9 +224,6 @@ NOT_UTF8 = (
     "the value is not UTF-8 text (a byte that is not UTF-8, or a \\ud800-\\udfff escape, which "
     "UTF-8 cannot encode): write it in UTF-8"
 )
-# What os.environ holds for a byte that is not UTF-8 (surrogateescape), and what a YAML
-# "\udcff" escape gives: lone surrogates, which no encoder (a log line, asyncpg) accepts.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # Longer than any URL, token, path or JSON map of connections: refused unquoted (a 10 MB value
@@ -239,7 +237,7 @@ def _problem(text: str) -> str | None:
         return f"the value is {len(text):,} characters; no setting takes more than {longest}"
     if "\0" in text:
         return NUL_REFUSED
-    return NOT_UTF8 if _SURROGATE.search(text) else None
+    return NOT_UTF8 if has_lone_surrogate(text) else None
 
 
 def unstorable_keys(value: object, where: str) -> Iterator[tuple[str, str]]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
 
 from receiver.http.responses import json_response
+from receiver.text import has_lone_surrogate
 
 __all__ = [
     "MAX_REASON_CHARS",
@@ -87,16 +87,13 @@ def unknown_field(key: str, fields: Collection[str]) -> str:
     return f"unknown field {key!r}{hint}; this body takes {taken}"
 
 
-# A lone surrogate (JSON's "\ud800"): valid JSON, but no UTF-8 encoder takes it, so storing or
-# logging the text failed with a 500 after the route had begun (a pause, a decision).
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _unstorable(text: str) -> str | None:
     """What keeps ``text`` from being stored, or None."""
     if "\x00" in text:
         return "must not contain U+0000 (NUL)"
-    if _SURROGATE.search(text):
+    # Valid JSON ("\ud800"), but storing or logging it failed with a 500 after the route had
+    # begun (a pause, a decision).
+    if has_lone_surrogate(text):
         return "must not contain a lone surrogate (U+D800 to U+DFFF), which is not text"
     return None
 

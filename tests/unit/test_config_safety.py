@@ -187,11 +187,16 @@ def test_an_unknown_variable_is_told_only_the_setting_it_is_a_typo_of(
 def test_an_unknown_yaml_key_is_told_the_setting_it_is_a_typo_of(
     tmp_path: Path, text: str, message: str
 ) -> None:
+    assert refusal_of_settings_file(tmp_path, text) == message
+
+
+def refusal_of_settings_file(tmp_path: Path, text: str) -> str:
+    """The ConfigError's message for a settings file holding ``text``."""
     config = tmp_path / "remediator.yaml"
     config.write_text(text)
     with pytest.raises(ConfigError) as caught:
         load_settings(config, {})
-    assert caught.value.message == message
+    return caught.value.message
 
 
 def test_the_tools_variables_and_others_prefixes_are_no_settings_and_pass() -> None:
@@ -397,11 +402,7 @@ def test_the_banner_carries_the_loud_warnings() -> None:
 def test_an_unknown_key_of_a_connection_is_told_the_key_it_is_a_typo_of(
     tmp_path: Path, text: str, message: str
 ) -> None:
-    config = tmp_path / "remediator.yaml"
-    config.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config, {})
-    assert message in caught.value.message.split("; ")
+    assert message in refusal_of_settings_file(tmp_path, text).split("; ")
 
 
 def test_an_unknown_key_of_the_approvers_file_is_told_the_key_it_is_a_typo_of(

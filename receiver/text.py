@@ -1,0 +1,19 @@
+"""Text the service cannot store, log or send on: a lone UTF-16 surrogate, which has no UTF-8
+form. A ``str`` holds one from JSON's ``"\\ud800"`` escape, from a YAML ``"\\udcff"``, or from
+a byte that is not UTF-8 in an environment variable or a command-line argument (Python decodes
+those with ``surrogateescape``). Settings, operator bodies and the CLI's arguments refuse such
+text with their own words. Pure."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["has_lone_surrogate"]
+
+# In a str a surrogate is always a lone one: a decoded pair is one character.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a code point from U+D800 to U+DFFF."""
+    return _SURROGATE.search(text) is not None
