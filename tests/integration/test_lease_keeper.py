@@ -26,6 +26,7 @@ from receiver.store import Store
 from receiver.worker import Worker
 from tests.support.events import new_event
 from tests.support.polling import current, eventually
+from tests.support.relay import HeldRelay
 
 pytestmark = pytest.mark.postgres
 
@@ -33,66 +34,18 @@ LOG = structlog.get_logger("test.lease_keeper")
 LEASE_S = 2.0
 
 
-class Relay:
-    """A TCP relay to ``host:port`` whose traffic the test can hold (``stall``) and let go
-    (``resume``): held, the bytes wait in the relay, as in a partition TCP rides out."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._upstream = (host, port)
-        self._open = asyncio.Event()
-        self._open.set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def stall(self) -> None:
-        self._open.clear()
-
-    def resume(self) -> None:
-        self._open.set()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                await self._open.wait()
-                dst.write(data)
-                await dst.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            dst.close()
-
-
 @pytest.fixture
-async def relay(database_url: str) -> AsyncIterator[Relay]:
+async def relay(database_url: str) -> AsyncIterator[HeldRelay]:
+    """A relay to the test's PostgreSQL whose traffic the test can hold (``hold``): held, the
+    worker's statements wait in it, as in a partition TCP rides out, and nothing answers."""
     parts = urlsplit(database_url)
     assert parts.hostname is not None
     assert parts.port is not None
-    made = Relay(parts.hostname, parts.port)
-    await made.start()
-    try:
-        yield made
-    finally:
-        made.resume()
-        await made.close()
+    async with HeldRelay(parts.hostname, parts.port) as made:
+        try:
+            yield made
+        finally:
+            made.let_through()
 
 
 def _through(database_url: str, port: int) -> str:
@@ -132,7 +85,7 @@ class Taker:
 
 
 async def test_a_worker_cut_off_from_its_store_stops_working_before_another_takes_over(
-    store: Store, database_url: str, relay: Relay
+    store: Store, database_url: str, relay: HeldRelay
 ) -> None:
     cut_off = await Store.connect(_through(database_url, relay.port), min_size=1, max_size=4)
     holder, taker = Holder(), Taker()
@@ -143,7 +96,7 @@ async def test_a_worker_cut_off_from_its_store_stops_working_before_another_take
         await a.start()
         await asyncio.wait_for(holder.started.wait(), 10)
         (event_id,) = holder.began
-        relay.stall()
+        relay.hold()
         stalled = time.monotonic()
         await b.start()
         await eventually(current(lambda: event_id in taker.began), timeout_s=20)
@@ -152,7 +105,7 @@ async def test_a_worker_cut_off_from_its_store_stops_working_before_another_take
         assert holder.stopped[event_id] <= taker.began[event_id]
         assert holder.stopped[event_id] - stalled <= LEASE_S + 1.0
     finally:
-        relay.resume()
+        relay.let_through()
         await b.stop(grace_s=1)
         await a.stop(grace_s=1)
         with contextlib.suppress(Exception):
