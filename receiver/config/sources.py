@@ -19,7 +19,13 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
-from receiver.config.files import FILE_NOT_UTF8, read_file, read_secret, secret_files
+from receiver.config.files import (
+    FILE_NOT_UTF8,
+    read_file,
+    read_secret,
+    read_text_bounded,
+    secret_files,
+)
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
@@ -155,7 +161,7 @@ def _flatten_yaml(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> 
 
 def _read_yaml(config_file: Path) -> dict[str, Any]:
     try:
-        text = config_file.read_text(encoding="utf-8")
+        text = read_text_bounded(config_file)
     except OSError as exc:
         raise ConfigError(f"{config_file}: cannot read config file: {exc.strerror or exc}") from exc
     except UnicodeDecodeError:
