@@ -15,6 +15,7 @@ __all__ = [
     "MAX_CONFIG_FILE_BYTES",
     "read_file",
     "read_secret",
+    "read_settings_file",
     "read_text_bounded",
     "secret_files",
 ]
@@ -40,6 +41,17 @@ def read_text_bounded(path: Path) -> str:
             f"larger than {MAX_CONFIG_FILE_BYTES // 2**20} MiB: is it the right file?",
         )
     return data.decode("utf-8")
+
+
+def read_settings_file(path: Path) -> str:
+    """The text of the settings file (``--config``, ``REMEDIATOR_CONFIG``). Raises ConfigError
+    naming the file when it cannot be read, is too large or is not UTF-8."""
+    try:
+        return read_text_bounded(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read config file: {FILE_NOT_UTF8}") from None
 
 
 def read_file(path: Path, source: str, what: str = "secret file") -> str:

@@ -19,13 +19,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
-from receiver.config.files import (
-    FILE_NOT_UTF8,
-    read_file,
-    read_secret,
-    read_text_bounded,
-    secret_files,
-)
+from receiver.config.files import read_file, read_secret, read_settings_file, secret_files
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
@@ -160,12 +154,7 @@ def _flatten_yaml(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> 
 
 
 def _read_yaml(config_file: Path) -> dict[str, Any]:
-    try:
-        text = read_text_bounded(config_file)
-    except OSError as exc:
-        raise ConfigError(f"{config_file}: cannot read config file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"{config_file}: cannot read config file: {FILE_NOT_UTF8}") from None
+    text = read_settings_file(config_file)
     try:
         data = safe_load(text)
     except yaml.YAMLError as exc:
