@@ -253,9 +253,19 @@ async def run_service(
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         stop = asyncio.Event()
+
+        def begin_stop() -> None:
+            # In the signal's own callback, before anything of the stop is awaited (aiohttp's
+            # cleanup alone may take its shutdown timeout): from here on nothing is claimed and
+            # no run is admitted or begins a step. What is in progress finishes or is handed
+            # back (worker.stop, below).
+            pipeline.wind_down()
+            worker.stop_claiming()
+            stop.set()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, begin_stop)
         report = RuleReloads(rules, log, store.append_audit, loop, store.open_runs, metrics=metrics)
         watcher = RuleWatcher(rules, settings.rules_dir, report)
         loop.add_signal_handler(signal.SIGHUP, lambda: report(rules.reload()))
@@ -280,7 +290,8 @@ async def run_service(
                 )
             )
         try:
-            await worker.start()
+            if not stop.is_set():  # a signal before this point: claim nothing at all
+                await worker.start()
             try:
                 await site.start()
             except OSError as exc:  # the port taken, the host no address of this machine
@@ -334,8 +345,10 @@ async def run_service(
             await stop.wait()
             log.info("stopping: finishing or releasing claimed work")
         finally:
-            # First: a step in progress finishes within the grace, and none begins after it.
+            # First (the signal handler did it already, an error did not): nothing is claimed
+            # or admitted, a step in progress finishes within the grace, and none begins after it.
             pipeline.wind_down()
+            worker.stop_claiming()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             for task in background:

@@ -63,6 +63,7 @@ from receiver.pipeline.context import (
     STEP_STARTED,
     Deps,
     RunContext,
+    not_admitted_at_stop,
     record_step,
     release_when_done,
     stopped_at,
@@ -265,6 +266,8 @@ class AdmitResolve:
             disruptive=any(deps.registry.get(s.action).disruptive for s in ctx.runnable),
             spec=GuardSpec(),
         )
+        if (handed_back := not_admitted_at_stop(deps, ctx)) is not None:
+            return handed_back
         try:
             admission = await deps.guards.admit(request, only=self._only)
         except GuardUnavailable as exc:

@@ -224,11 +224,18 @@ class Worker:
             asyncio.create_task(self._listen_loop(), name=f"worker-listen-{self.owner}"),
         ]
 
-    async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest."""
+    def stop_claiming(self) -> None:
+        """Claim nothing from now on: the first thing a stopping service does (``serve``'s
+        SIGTERM handler), before anything of the stop is awaited. The claim loop and the
+        express claim end at their next turn (a claim already sent still comes back and is
+        worked on); the work in progress goes on until ``stop``. Idempotent."""
         self._stopping = True
         self._wake.set()
         self._slot_free.set()
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest."""
+        self.stop_claiming()
         if self._loops:
             claim_loop, *others = self._loops
             for task in others:
@@ -326,6 +333,7 @@ class Worker:
                 continue  # there may be more: claim again without waiting
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+        self._log.info("stopped claiming", in_progress=len(self._in_flight))
 
     async def _claim_express(self) -> bool:
         """Claim one event beyond the concurrency for a lane intake named that has nothing in
