@@ -53,15 +53,12 @@ from receiver.startup import (
     require_authentication,
     storage_text,
 )
+from receiver.stop_budget import AUDIT_TIMEOUT_S, CLOSE_TIMEOUT_S, close_all, stop_http, within
 from receiver.store import Store, StoreUnavailable, keep_pruning, keep_statistics
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.registry import default_registry
 
-SHUTDOWN_GRACE_S = 20.0
-# How long stopping waits to record itself in the audit log: a store that went away (behind
-# PgBouncer a connection waits for a server that is not coming) must not hold the exit.
-SHUTDOWN_AUDIT_TIMEOUT_S = 5.0
 RULES_POLL_S = 5.0
 
 
@@ -353,18 +350,15 @@ async def run_service(
                 loop.remove_signal_handler(sig)
             for task in background:
                 task.cancel()
-            await runner.cleanup()  # stop taking webhooks first
-            await intake.drain()
-            await worker.stop(SHUTDOWN_GRACE_S)
-            await report.drain()
-            await _audit(
-                store, log, "service.stopped", {"worker": worker.owner}, SHUTDOWN_AUDIT_TIMEOUT_S
+            # Webhooks and the worker stop side by side, each within its bound: the steps'
+            # grace counts from the signal, not from the end of aiohttp's (receiver.stop_budget).
+            grace_s = settings.worker_shutdown_grace_seconds
+            await asyncio.gather(stop_http(runner, intake), worker.stop(grace_s))
+            await within(report.drain(), AUDIT_TIMEOUT_S, log, "recording the rules' reloads")
+            await _audit(store, log, "service.stopped", {"worker": worker.owner}, AUDIT_TIMEOUT_S)
+            await within(
+                close_all(store, redis, clients, kube), CLOSE_TIMEOUT_S, log, "closing connections"
             )
-            await store.close()
-            await redis.close()
-            await clients.close()
-            if kube is not None:
-                await kube.close()
             log.info("stopped")
 
 

@@ -113,6 +113,7 @@ _DURATION_BOUNDS: dict[str, tuple[float, float]] = {
     "read_timeout_seconds": (_SHORTEST, _YEAR),
     "worker_lease_seconds": (1.0, _YEAR),
     "worker_poll_interval_seconds": (_SHORTEST, _YEAR),
+    "worker_shutdown_grace_seconds": (0.0, _YEAR),
     "budget_window_seconds": (1.0, _YEAR),
     "breaker_window_seconds": (1.0, _YEAR),
     "breaker_open_for_seconds": (1.0, _YEAR),
@@ -202,6 +203,8 @@ class Settings(RedisSettings):
     worker_poll_interval_seconds: float = 1.0
     # Failed attempts before an alert event or a job is dead (receiver.worker, same default).
     worker_max_attempts: Integer = Field(default=10, ge=1, le=1000)
+    # Steps in progress at SIGTERM finish within it or are cut off (receiver.stop_budget).
+    worker_shutdown_grace_seconds: float = 20.0
 
     # The guards' defaults have one home, GuardSettings.
     budget_count: Integer = Field(default=_GUARDS.budget_count, ge=0, le=_COUNT_MAX)

@@ -64,6 +64,11 @@ MAX_CLAIM_BATCH = 32
 # wait for the storm to drain. Looked for every time otherwise.
 JOBS_EVERY_S = 1.0
 
+# stop()'s waits (s): for a claim in progress to come back (its rows are then worked on, never
+# dropped), and at least, for the work it cancels after the grace to hand its claims back.
+CLAIM_WAIT_S = 5.0
+RELEASE_WAIT_S = 5.0
+
 # Failed attempts before an item is dead: with the default backoff (1 s doubling, jittered to
 # 0.5..1x), 4 to 9 minutes of failing. Settings.worker_max_attempts has the same default (the config
 # layer cannot import this one; a unit test keeps the two in step).
@@ -225,23 +230,22 @@ class Worker:
         ]
 
     def stop_claiming(self) -> None:
-        """Claim nothing from now on: the first thing a stopping service does (``serve``'s
-        SIGTERM handler), before anything of the stop is awaited. The claim loop and the
-        express claim end at their next turn (a claim already sent still comes back and is
-        worked on); the work in progress goes on until ``stop``. Idempotent."""
+        """Claim nothing from now on (``serve``'s SIGTERM handler); the work in progress goes
+        on until ``stop``, a claim already sent is still worked on. Idempotent."""
         self._stopping = True
         self._wake.set()
         self._slot_free.set()
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest."""
+        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest.
+        Returns within CLAIM_WAIT_S + grace_s + max(RELEASE_WAIT_S, grace_s) seconds."""
         self.stop_claiming()
         if self._loops:
             claim_loop, *others = self._loops
             for task in others:
                 task.cancel()
             # Let a claim in progress finish, so no claimed row is dropped on the floor.
-            await asyncio.wait({claim_loop}, timeout=5.0)
+            await asyncio.wait({claim_loop}, timeout=CLAIM_WAIT_S)
             claim_loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
@@ -251,7 +255,7 @@ class Worker:
             for task in still_running:
                 task.cancel()  # the task releases its claim when cancelled
             if still_running:
-                await asyncio.wait(still_running, timeout=max(5.0, grace_s))
+                await asyncio.wait(still_running, timeout=max(RELEASE_WAIT_S, grace_s))
 
     async def __aenter__(self) -> Worker:
         await self.start()
