@@ -350,8 +350,7 @@ async def run_service(
                 loop.remove_signal_handler(sig)
             for task in background:
                 task.cancel()
-            # Webhooks and the worker stop side by side, each within its bound: the steps'
-            # grace counts from the signal, not from the end of aiohttp's (receiver.stop_budget).
+            # Side by side, each in its bound: the grace counts from the signal (stop_budget).
             grace_s = settings.worker_shutdown_grace_seconds
             await asyncio.gather(stop_http(runner, intake), worker.stop(grace_s))
             await within(report.drain(), AUDIT_TIMEOUT_S, log, "recording the rules' reloads")

@@ -32,14 +32,15 @@ from typing import Any
 from aiohttp import web
 
 from receiver.config import Settings
-from receiver.http.app import HTTP_SHUTDOWN_S
 from receiver.intake import Intake
 from receiver.store import Store
-from receiver.worker.loop import CLAIM_WAIT_S, RELEASE_WAIT_S
 
 __all__ = [
     "AUDIT_TIMEOUT_S",
+    "CLAIM_WAIT_S",
     "CLOSE_TIMEOUT_S",
+    "HTTP_SHUTDOWN_S",
+    "RELEASE_WAIT_S",
     "StopBudget",
     "close_all",
     "stop_budget",
@@ -47,6 +48,16 @@ __all__ = [
     "within",
 ]
 
+# How long a request in progress when the service stops gets to finish (seconds) before it is
+# cancelled, and then again for its cancellation (aiohttp's ``shutdown_timeout`` serves both
+# waits): aiohttp's own 60 s held every stop. A webhook answers within the intake timeout (5 s
+# by default), the API within its store bound (5 s; the review pages 20 s, cut off at a stop);
+# a client still sending its body is cut off, and Alertmanager sends the notification again.
+HTTP_SHUTDOWN_S = 10.0
+# Worker.stop's waits: for a claim in progress to come back (its rows are then worked on, never
+# dropped), and at least, for the work it cancels after the grace to hand its claims back.
+CLAIM_WAIT_S = 5.0
+RELEASE_WAIT_S = 5.0
 # How long stopping waits for each of its audit writes (the rule reloads' rows, then
 # ``service.stopped``): a store that went away (behind PgBouncer a connection waits for a
 # server that is not coming) must not hold the exit.

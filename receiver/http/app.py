@@ -49,21 +49,15 @@ from receiver.http.queues import add_queue_routes
 from receiver.http.report import REPORT_PATH, get_report
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
 from receiver.log_limits import Throttle
+from receiver.stop_budget import HTTP_SHUTDOWN_S
 from receiver.telemetry import Metrics
 
-__all__ = ["HTTP_SHUTDOWN_S", "LINGER_S", "create_app", "create_runner"]
+__all__ = ["LINGER_S", "create_app", "create_runner"]
 
 # aiohttp's default: after answering a request whose body it did not read, how long it drains
 # the rest before closing (so the client reads the answer instead of a reset). Never longer
 # than the read timeout.
 LINGER_S = 10.0
-# How long a request in progress when the service stops gets to finish (seconds) before it is
-# cancelled, and then again for its cancellation (aiohttp's ``shutdown_timeout`` serves both
-# waits): aiohttp's own 60 s held every stop. A webhook answers within the intake timeout (5 s
-# by default), the API within its store bound (5 s; the review pages 20 s, cut off at a stop);
-# a client still sending its body is cut off, and Alertmanager sends the notification again
-# (receiver.stop_budget).
-HTTP_SHUTDOWN_S = 10.0
 
 
 def create_app(

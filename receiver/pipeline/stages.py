@@ -30,7 +30,6 @@ from receiver.pipeline.context import (
     STEP_PENDING,
     Deps,
     RunContext,
-    not_admitted_at_stop,
     release_when_done,
 )
 from receiver.pipeline.steps import StepRunner, runs_dry
@@ -142,7 +141,7 @@ class Admit:
     target right now, so this one waits (stays pending, a ``resume_run`` job asks again soon)
     rather than being lost. Redis unreachable changes nothing and retries the job. The first
     admission announces the run as started; a refusal announces it refused. A service that is
-    stopping asks no guard: the event or job goes back at once (``not_admitted_at_stop``).
+    stopping asks no guard: the event or job goes back at once (``Deps.not_admitted_at_stop``).
 
     Only steps that will change something draw on the global budget of disruptive actions: a
     step that runs dry disrupts nothing.
@@ -197,7 +196,7 @@ class Admit:
             spec=ctx.guards,
         )
         await deps.priority.turn()
-        if (handed_back := not_admitted_at_stop(deps, ctx)) is not None:
+        if (handed_back := deps.not_admitted_at_stop(ctx)) is not None:
             return handed_back
         try:
             admission = await deps.guards.admit(request)

@@ -31,6 +31,7 @@ import structlog
 
 from receiver.model import AlertEvent, Disposition
 from receiver.priority import Priority
+from receiver.stop_budget import CLAIM_WAIT_S, RELEASE_WAIT_S
 from receiver.store import (
     ClaimedEvent,
     ClaimedJob,
@@ -63,11 +64,6 @@ MAX_CLAIM_BATCH = 32
 # (seconds), and first: an approved run going on, a verification's deadline and a restore do not
 # wait for the storm to drain. Looked for every time otherwise.
 JOBS_EVERY_S = 1.0
-
-# stop()'s waits (s): for a claim in progress to come back (its rows are then worked on, never
-# dropped), and at least, for the work it cancels after the grace to hand its claims back.
-CLAIM_WAIT_S = 5.0
-RELEASE_WAIT_S = 5.0
 
 # Failed attempts before an item is dead: with the default backoff (1 s doubling, jittered to
 # 0.5..1x), 4 to 9 minutes of failing. Settings.worker_max_attempts has the same default (the config
@@ -224,21 +220,20 @@ class Worker:
         if self._loops:
             return
         self._stopping = False
+        listen = self._listener.run(lambda: self._stopping)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name=f"worker-claim-{self.owner}"),
-            asyncio.create_task(self._listen_loop(), name=f"worker-listen-{self.owner}"),
+            asyncio.create_task(listen, name=f"worker-listen-{self.owner}"),
         ]
 
     def stop_claiming(self) -> None:
-        """Claim nothing from now on (``serve``'s SIGTERM handler); the work in progress goes
-        on until ``stop``, a claim already sent is still worked on. Idempotent."""
+        """Claim nothing from now on (serve's SIGTERM handler); ``stop`` ends the rest."""
         self._stopping = True
         self._wake.set()
         self._slot_free.set()
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest.
-        Returns within CLAIM_WAIT_S + grace_s + max(RELEASE_WAIT_S, grace_s) seconds."""
+        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest."""
         self.stop_claiming()
         if self._loops:
             claim_loop, *others = self._loops
@@ -289,8 +284,7 @@ class Worker:
         while not self._stopping:
             free = self._concurrency - len(self._in_flight)
             if free <= 0 or (backlog and free < batch and self._in_flight):
-                # Cleared before the express claim's round trip: a slot freed meanwhile must
-                # still wake the wait below.
+                # Cleared first: a slot freed during the express claim still wakes the wait.
                 self._slot_free.clear()
                 if self._hinted and await self._claim_express():
                     continue
@@ -396,9 +390,6 @@ class Worker:
             self._wake.set()
 
     # -- wake-ups -----------------------------------------------------------------------
-
-    async def _listen_loop(self) -> None:
-        await self._listener.run(lambda: self._stopping)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if lanes := hinted_lanes(payload):

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 
-from receiver.http.app import HTTP_SHUTDOWN_S
+from receiver.stop_budget import HTTP_SHUTDOWN_S
 from tests.support.polling import current, eventually
 from tests.support.served import ServeFactory
 
