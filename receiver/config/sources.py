@@ -96,6 +96,7 @@ KEYS: tuple[Key, ...] = (
     _key("worker_lease_seconds", "worker.lease", "WORKER_LEASE"),
     _key("worker_poll_interval_seconds", "worker.poll_interval", "WORKER_POLL_INTERVAL"),
     _key("worker_max_attempts", "worker.max_attempts", "WORKER_MAX_ATTEMPTS"),
+    _key("worker_shutdown_grace_seconds", "worker.shutdown_grace", "WORKER_SHUTDOWN_GRACE"),
     _key("budget_count", "guards.budget.count", "BUDGET_COUNT"),
     _key("budget_window_seconds", "guards.budget.window", "BUDGET_WINDOW"),
     _key("breaker_failures", "guards.breaker.failures", "BREAKER_FAILURES"),
