@@ -83,7 +83,9 @@ async def connect_store(settings: Settings, dsn: str) -> Store:
         raise not_a_dsn(source, dsn, exc) from None
     except StoreUnavailable as exc:
         cause = exc.__cause__ or exc
-        reason = redacted(f"{type(cause).__name__}: {cause}", dsn)
+        # A connect timeout has no text of its own ("TimeoutError: " said nothing).
+        text = str(cause) or ("no answer in time" if isinstance(cause, TimeoutError) else "")
+        reason = redacted(f"{type(cause).__name__}: {text}" if text else type(cause).__name__, dsn)
         raise StartupError(
             f"{source}: cannot reach PostgreSQL at {_where(dsn)}: {reason}"
         ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 import click
@@ -45,10 +46,21 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     from receiver.service import run_service
     from receiver.startup import StartupError
 
+    async def until_stopped() -> None:
+        # A SIGTERM during the start (the embedded servers starting, the stores connecting,
+        # migrations) ends it, cleaning up; run_service puts its own stop in this handler's
+        # place once it can stop gracefully. Python has no SIGTERM handler of its own: as a
+        # container's PID 1 the kernel dropped the signal (the pod waited out its grace), and
+        # elsewhere it killed the process, orphaning the embedded PostgreSQL and Redis.
+        main = asyncio.current_task()
+        assert main is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+        await run_service(settings, config_file=state(ctx).config_file)
+
     tune_garbage_collector()
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            runner.run(run_service(settings, config_file=state(ctx).config_file))
+            runner.run(until_stopped())
     except RuleSetError as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
@@ -57,5 +69,5 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         raise UserError(str(exc)) from None
     except ConfigError as exc:
         raise BadUsage(f"configuration: {exc.message}") from None
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass  # SIGINT, or SIGTERM before the service could stop gracefully: stopped, cleaned up

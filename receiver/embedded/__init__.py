@@ -23,6 +23,7 @@ servers; this module chooses the directories, passwords and settings of the defa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import threading
@@ -338,7 +339,17 @@ class EmbeddedServices:
 
     async def __aenter__(self) -> EmbeddedServices:
         # initdb and start-up block for seconds; keep the event loop free meanwhile.
-        return await asyncio.to_thread(self.start)
+        starting = asyncio.ensure_future(asyncio.to_thread(self.start))
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Cancelled mid-start (SIGTERM while starting): the thread goes on regardless, and
+            # __aexit__ is not called for an __aenter__ that raised, so what it started would
+            # outlive the process. Let it finish, then stop it.
+            with contextlib.suppress(BaseException):
+                await starting
+            await asyncio.to_thread(self.stop)
+            raise
 
     async def __aexit__(
         self,

@@ -141,6 +141,23 @@ def test_a_start_that_cannot_succeed_is_one_line_naming_the_variable(
     assert not (embedded_dir / "postgres").exists()
 
 
+def test_a_database_that_never_answers_is_named_as_such(embedded_dir: Path) -> None:
+    # A server that accepts the connection and says nothing: the connect timeout's error has
+    # no text, and the line ended in "TimeoutError: ".
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        env = {
+            **_UNREACHABLE,
+            "REMEDIATOR_DATABASE_URL": f"postgres://a:s3cret-pw@127.0.0.1:{port}/x",
+        }
+        result = serve_to_exit({**env_for(embedded_dir), **env})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: REMEDIATOR_DATABASE_URL: cannot reach PostgreSQL at 127.0.0.1:{port}/x: "
+        "TimeoutError: no answer in time"
+    )
+
+
 async def test_the_banner_and_the_log_say_what_runs_where_and_what_is_unsafe(
     serve: ServeFactory, embedded_dir: Path, redis_url: str
 ) -> None:
