@@ -50,7 +50,9 @@ class DeletePodParams(ActionParams):
     """One named ``pod``, or up to ``max_pods`` pods matching ``selector``. On a workload
     target only the pods it controls (a Deployment's through its ReplicaSets) qualify,
     whatever else its selector matches. With neither, a Pod target deletes itself and a
-    workload target deletes up to ``max_pods`` of its pods (unready first, then the oldest)."""
+    workload target deletes up to ``max_pods`` of its pods (unready first, then the oldest).
+    ``grace_period_seconds``: 1 to 3600, default the pod's own terminationGracePeriodSeconds;
+    0 (a force delete) is refused."""
 
     pod: str | None = None
     selector: str | None = Field(default=None, min_length=1, max_length=1000)
@@ -70,6 +72,23 @@ class DeletePodParams(ActionParams):
         if selector is not None and not names.is_label_selector(selector):
             raise ValueError(f"{selector!r} is not a label selector")
         return selector
+
+    @field_validator("grace_period_seconds")
+    @classmethod
+    def _graceful(cls, seconds: int | None) -> int | None:
+        # A DELETE with gracePeriodSeconds 0 is a force delete: the API server removes the pod
+        # at once, without waiting for its kubelet to stop the containers, and its controller
+        # creates the replacement while the old pod may still run (a StatefulSet's under the
+        # same name: two pods with one identity). kubectl sends 1 for --grace-period=0 unless
+        # --force is given (kubectl delete's RunDelete), and remediator has no force.
+        if seconds == 0:
+            raise ValueError(
+                "0 is a force delete: the API server removes the pod before its containers "
+                "have stopped, and its replacement may run beside it; give 1 for the shortest "
+                "graceful delete (what kubectl sends for --grace-period=0 without --force), "
+                "or leave it out for the pod's own terminationGracePeriodSeconds"
+            )
+        return seconds
 
     @model_validator(mode="after")
     def _not_both(self) -> DeletePodParams:
