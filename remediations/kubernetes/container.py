@@ -214,7 +214,8 @@ class SetResources(KubeAction[SetResourcesParams]):
 
 class SetEnvParams(ActionParams):
     """``container`` (a DNS-1123 label), ``name`` (Kubernetes' strict env var name rule) and
-    the literal ``value``, which replaces a ``valueFrom`` reference of the same name.
+    the literal ``value``, which replaces a ``valueFrom`` reference of the same name (a name
+    the container defines more than once is refused: ``_refuse_duplicates``).
 
     ``value`` may be up to 32,768 characters here, but the step's write record keeps it and
     the current value twice each within ``record_size.RECORD_CAP`` (16 KiB), escaping every
@@ -262,7 +263,8 @@ class SetEnvParams(ActionParams):
 
 class SetEnv(KubeAction[SetEnvParams]):
     """Set one environment variable of one container (a new rollout follows). Refuses, before
-    writing and in the preview, a value whose write record would pass its cap
+    writing and in the preview, a variable the container defines more than once
+    (``_refuse_duplicates``), a value whose write record would pass its cap
     (RecordTooLarge) and a write that would leave too little annotation room
     (AnnotationsTooLarge, ``KubeApi.template_record``; on a Deployment it lists its
     ReplicaSets for that)."""
@@ -282,6 +284,7 @@ class SetEnv(KubeAction[SetEnvParams]):
         if replayed is not None:
             return replayed
         container = find_container(obj, params.container, target)
+        _refuse_duplicates(container, params, target)
 
         def pick(c: Mapping[str, Any]) -> dict[str, Any]:
             for var in c.get("env") or []:
@@ -327,6 +330,22 @@ class SetEnv(KubeAction[SetEnvParams]):
             change,
             lambda: api.patch_template(target, template, obj, record),
             lambda written: pick(find_container(written, params.container, target)),
+        )
+
+
+def _refuse_duplicates(container: Mapping[str, Any], params: SetEnvParams, target: Target) -> None:
+    """Refuse (ActionRefused) a variable the container defines more than once: the kubelet
+    gives the container the last definition, and a strategic merge patch keyed by name changes
+    only the first, so the step would report a value the container does not run with.
+    kubectl's ``set env`` rewrites the list, dropping the later ones; a patch of one entry
+    cannot."""
+    count = sum(1 for var in container.get("env") or [] if var.get("name") == params.name)
+    if count > 1:
+        raise ActionRefused(
+            f"{params.name} is defined {count} times in container {params.container} of "
+            f"{object_ref(target)}: the container gets the last definition, and a patch keyed "
+            f"by name changes only the first, so setting it would change nothing it runs "
+            f"with; remove the duplicate definitions from the workload's manifest first"
         )
 
 

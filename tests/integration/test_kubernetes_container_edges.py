@@ -1,0 +1,84 @@
+"""``kubernetes.set_env`` and ``kubernetes.set_resources`` on edge cases, against a real
+kube-apiserver, with the pinned kubectl as the reference.
+
+- A variable its container defines twice: the API server keeps such an ``env`` (it warns),
+  and the kubelet gives the container the last one. A strategic merge patch keyed by name
+  changes only the first, so the step used to report the value set while the container kept
+  the old one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client as k8s
+
+from remediations.base import ActionContext, ActionRefused, Clients
+from remediations.kubernetes.container import SetEnv
+from remediations.targets import Target
+from tests.support.kube import ControlPlane
+from tests.support.kube_fixtures import MakeDeployment
+from tests.support.kubectl import run_kubectl
+
+pytestmark = pytest.mark.kube
+
+
+def step_ctx(kube: Any) -> ActionContext:
+    """The context the pipeline gives step 0 of a run's ``run`` phase."""
+    return ActionContext(
+        run_id=str(uuid.uuid4()),
+        dry_run=False,
+        clients=Clients({"kubernetes": kube}),
+        step=0,
+        phase="run",
+    )
+
+
+def twice_defined() -> list[Any]:
+    """One ``app`` container whose ``POOL`` is defined twice: the container runs with 8."""
+    env = [
+        k8s.V1EnvVar(name="POOL", value="4"),
+        k8s.V1EnvVar(name="KEEP", value="1"),
+        k8s.V1EnvVar(name="POOL", value="8"),
+    ]
+    return [k8s.V1Container(name="app", image="img/a:1", env=env)]
+
+
+async def env_of(kube: Any, ns: str, name: str) -> list[tuple[str, str]]:
+    dep = await k8s.AppsV1Api(kube).read_namespaced_deployment(name, ns)
+    return [(e.name, e.value) for e in dep.spec.template.spec.containers[0].env or []]
+
+
+def effective(env: list[tuple[str, str]]) -> dict[str, str]:
+    """What the container runs with: the kubelet lets a later definition win."""
+    return dict(env)
+
+
+async def test_set_env_on_a_twice_defined_variable_never_reports_a_value_it_did_not_set(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    control_plane: ControlPlane,
+    kubectl: Path,
+) -> None:
+    ns, config = kube_namespace, control_plane.admin_kubeconfig
+    await make_deployment("by-kubectl", containers=twice_defined())
+    await make_deployment("web", containers=twice_defined())
+    run_kubectl(
+        kubectl, "--kubeconfig", str(config), "-n", ns, "set", "env", "deploy/by-kubectl",
+        "-c", "app", "POOL=20",
+    )  # fmt: skip
+    # kubectl rewrites the list: one POOL, the new value, which the container gets.
+    assert effective(await env_of(kube_admin, ns, "by-kubectl"))["POOL"] == "20"
+
+    before = await env_of(kube_admin, ns, "web")
+    params = SetEnv.Params(container="app", name="POOL", value="20")
+    with pytest.raises(ActionRefused) as refused:
+        await SetEnv().run(step_ctx(kube_admin), Target("Deployment", ns, "web"), params)
+    assert "POOL is defined 2 times in container app" in refused.value.message
+    assert "remove the duplicate definitions" in refused.value.message
+    assert not refused.value.may_have_acted
+    assert await env_of(kube_admin, ns, "web") == before
