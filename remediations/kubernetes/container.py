@@ -18,7 +18,12 @@ from remediations.kubernetes.api import (
     KubeApi,
     WritePlan,
 )
-from remediations.kubernetes.objects import WORKLOADS, find_container, object_ref
+from remediations.kubernetes.objects import (
+    WORKLOADS,
+    find_container,
+    object_ref,
+    refuse_paused_edit,
+)
 from remediations.kubernetes.record_size import RECORD_CAP, RecordTooLarge, fitting_bytes
 from remediations.params import Number
 from remediations.targets import Target
@@ -114,8 +119,9 @@ def _pick_resources(container: Mapping[str, Any], keys: list[tuple[str, str]]) -
 
 class SetResources(KubeAction[SetResourcesParams]):
     """Set one container's cpu/memory limits and requests (a new rollout follows). Refuses,
-    in the preview, a write that would leave too little annotation room (AnnotationsTooLarge,
-    ``KubeApi.template_record``; on a Deployment it lists its ReplicaSets for that)."""
+    in the preview, a paused Deployment (``objects.refuse_paused_edit``) and a write that
+    would leave too little annotation room (AnnotationsTooLarge, ``KubeApi.template_record``;
+    on a Deployment it lists its ReplicaSets for that)."""
 
     name: ClassVar[str] = "kubernetes.set_resources"
     Params: ClassVar[type[BaseModel]] = SetResourcesParams
@@ -139,6 +145,7 @@ class SetResources(KubeAction[SetResourcesParams]):
         replayed = api.replayed(obj)
         if replayed is not None:
             return replayed
+        refuse_paused_edit(obj, target)
         container = find_container(obj, params.container, target)
         changes = params.changes()
         keys = list(changes)
@@ -263,7 +270,8 @@ class SetEnvParams(ActionParams):
 
 class SetEnv(KubeAction[SetEnvParams]):
     """Set one environment variable of one container (a new rollout follows). Refuses, before
-    writing and in the preview, a variable the container defines more than once
+    writing and in the preview, a paused Deployment (``objects.refuse_paused_edit``), a
+    variable the container defines more than once
     (``_refuse_duplicates``), a value whose write record would pass its cap
     (RecordTooLarge) and a write that would leave too little annotation room
     (AnnotationsTooLarge, ``KubeApi.template_record``; on a Deployment it lists its
@@ -283,6 +291,7 @@ class SetEnv(KubeAction[SetEnvParams]):
         replayed = api.replayed(obj)
         if replayed is not None:
             return replayed
+        refuse_paused_edit(obj, target)
         container = find_container(obj, params.container, target)
         _refuse_duplicates(container, params, target)
 

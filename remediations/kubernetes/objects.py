@@ -23,6 +23,7 @@ __all__ = [
     "object_ref",
     "pod_template",
     "refuse_paused",
+    "refuse_paused_edit",
     "revision_of",
     "selector_string",
     "template_containers",
@@ -90,6 +91,21 @@ def refuse_paused(obj: Mapping[str, Any], target: Target, verb: str) -> None:
         raise ActionRefused(
             f"can't {verb} paused deployment {target.namespace}/{target.name} "
             "(run rollout resume first)"
+        )
+
+
+def refuse_paused_edit(obj: Mapping[str, Any], target: Target) -> None:
+    """Raise ActionRefused for an edit of a paused Deployment's template (``set_resources``,
+    ``set_env``): its controller rolls nothing out until someone resumes it, so the step would
+    report a change no pod runs with, and the edit would roll out later together with whatever
+    the owner changed meanwhile (a Deployment is paused to gather changes into one rollout).
+    kubectl's ``set`` writes it anyway; remediator's restart and rollback refuse, as kubectl's
+    ``rollout restart`` and ``rollout undo`` do (``refuse_paused``)."""
+    if target.kind == "Deployment" and (obj.get("spec") or {}).get("paused"):
+        raise ActionRefused(
+            f"{object_ref(target)} is paused (spec.paused): a changed template would not roll "
+            "out until someone resumes it, and would then roll out with whatever else changed "
+            "meanwhile; not changing it"
         )
 
 

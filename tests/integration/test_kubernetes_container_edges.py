@@ -5,6 +5,8 @@ kube-apiserver, with the pinned kubectl as the reference.
   and the kubelet gives the container the last one. A strategic merge patch keyed by name
   changes only the first, so the step used to report the value set while the container kept
   the old one.
+- A paused Deployment: its controller rolls nothing out, so an edit is refused, as a
+  restart is.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from remediations.base import ActionContext, ActionRefused, Clients
-from remediations.kubernetes.container import SetEnv
+from remediations.base import Action, ActionContext, ActionRefused, Clients
+from remediations.kubernetes.container import SetEnv, SetResources
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import MakeDeployment
@@ -82,3 +84,44 @@ async def test_set_env_on_a_twice_defined_variable_never_reports_a_value_it_did_
     assert "remove the duplicate definitions" in refused.value.message
     assert not refused.value.may_have_acted
     assert await env_of(kube_admin, ns, "web") == before
+
+
+@pytest.mark.parametrize(
+    ("action", "params"),
+    [
+        (SetEnv(), SetEnv.Params(container="app", name="POOL", value="20")),
+        (
+            SetResources(),
+            SetResources.Params.model_validate(
+                {"container": "app", "memory_limit": {"value": "512Mi"}}
+            ),
+        ),
+    ],
+)
+async def test_a_container_edit_of_a_paused_deployment_is_refused(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    action: Action,
+    params: Any,
+) -> None:
+    """The edit was written and reported done while the paused Deployment's controller rolled
+    nothing out: no pod ran with it, and it would have rolled out later with the owner's
+    gathered changes. Refused as a restart of a paused Deployment is."""
+    ns = kube_namespace
+    await make_deployment(
+        "web", containers=[k8s.V1Container(name="app", image="img/a:1")], paused=True
+    )
+    apps = k8s.AppsV1Api(kube_admin)
+    before = (await apps.read_namespaced_deployment("web", ns)).spec.template
+    target = Target("Deployment", ns, "web")
+    for call in (action.preview, action.run):
+        with pytest.raises(ActionRefused) as refused:
+            await call(step_ctx(kube_admin), target, params)
+        assert refused.value.message == (
+            f"Deployment {ns}/web is paused (spec.paused): a changed template would not roll "
+            "out until someone resumes it, and would then roll out with whatever else changed "
+            "meanwhile; not changing it"
+        )
+        assert not refused.value.may_have_acted
+    assert (await apps.read_namespaced_deployment("web", ns)).spec.template == before
