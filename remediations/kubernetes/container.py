@@ -1,5 +1,6 @@
-"""Actions that edit one container of a workload's pod template (a new rollout follows):
-``kubernetes.set_resources`` (cpu/memory limits and requests) and ``kubernetes.set_env``."""
+"""Actions that edit one container of a workload's pod template (a new rollout follows, but
+for ``OnDelete`` workloads: ``objects.held_back``): ``kubernetes.set_resources`` (cpu/memory
+limits and requests) and ``kubernetes.set_env``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from remediations.kubernetes.api import (
 from remediations.kubernetes.objects import (
     WORKLOADS,
     find_container,
+    held_back,
     object_ref,
     refuse_paused_edit,
 )
@@ -199,7 +201,7 @@ class SetResources(KubeAction[SetResourcesParams]):
         # The values it replaces must still be these when it runs (an approved step is
         # refused otherwise: KubeAction.run compares them with the approved ones).
         planned = Change(
-            f"{object_ref(target)} container {params.container}: {summary}",
+            f"{object_ref(target)} container {params.container}: {summary}{held_back(obj)}",
             before,
             after,
             preconditions=before,
@@ -324,7 +326,8 @@ class SetEnv(KubeAction[SetEnvParams]):
             var["valueFrom"] = None  # a literal value replaces the reference
         template = {"spec": {"containers": [{"name": params.container, "env": [var]}]}}
         change = Change(
-            f"set {params.name} on container {params.container} of {object_ref(target)}",
+            f"set {params.name} on container {params.container} of {object_ref(target)}"
+            f"{held_back(obj)}",
             before,
             after,
             preconditions=before,
@@ -343,11 +346,9 @@ class SetEnv(KubeAction[SetEnvParams]):
 
 
 def _refuse_duplicates(container: Mapping[str, Any], params: SetEnvParams, target: Target) -> None:
-    """Refuse (ActionRefused) a variable the container defines more than once: the kubelet
-    gives the container the last definition, and a strategic merge patch keyed by name changes
-    only the first, so the step would report a value the container does not run with.
-    kubectl's ``set env`` rewrites the list, dropping the later ones; a patch of one entry
-    cannot."""
+    """Refuse (ActionRefused) a variable ``container`` defines more than once: it runs with the
+    last definition, a strategic merge patch keyed by name sets the first (``kubectl set env``
+    rewrites the list, dropping the later ones)."""
     count = sum(1 for var in container.get("env") or [] if var.get("name") == params.name)
     if count > 1:
         raise ActionRefused(

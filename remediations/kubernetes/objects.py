@@ -18,6 +18,7 @@ __all__ = [
     "WORKLOADS",
     "controller_uid",
     "find_container",
+    "held_back",
     "is_controlled_by",
     "is_remediator_key",
     "object_ref",
@@ -76,6 +77,20 @@ def find_container(obj: Mapping[str, Any], name: str, target: Target) -> dict[st
     names = ", ".join(c.get("name", "?") for c in containers) or "none"
     raise ActionRefused(
         f"container {name!r} not found in {object_ref(target)}; its containers: {names}"
+    )
+
+
+def held_back(obj: Mapping[str, Any]) -> str:
+    """What the record of a template write must add when the write replaces no pod by
+    itself: a StatefulSet or DaemonSet whose ``updateStrategy`` is ``OnDelete`` takes the new
+    template only into pods created after someone deletes the old ones (kubectl writes the
+    same and says "restarted" or "env updated"). "" for every other workload."""
+    strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
+    if strategy != "OnDelete":
+        return ""
+    return (
+        "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted "
+        "(a kubernetes.delete_pod step on the same target does that)"
     )
 
 

@@ -7,6 +7,8 @@ kube-apiserver, with the pinned kubectl as the reference.
   the old one.
 - A paused Deployment: its controller rolls nothing out, so an edit is refused, as a
   restart is.
+- A StatefulSet or DaemonSet whose ``updateStrategy`` is ``OnDelete``: the template changes
+  and no pod is replaced; the step's record says so, as a restart's does.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from remediations.base import Action, ActionContext, ActionRefused, Clients
+from remediations.base import Action, ActionContext, ActionRefused, Clients, Outcome
 from remediations.kubernetes.container import SetEnv, SetResources
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
@@ -125,3 +127,70 @@ async def test_a_container_edit_of_a_paused_deployment_is_refused(
         )
         assert not refused.value.may_have_acted
     assert (await apps.read_namespaced_deployment("web", ns)).spec.template == before
+
+
+ON_DELETE = (
+    "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted "
+    "(a kubernetes.delete_pod step on the same target does that)"
+)
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+@pytest.mark.parametrize("strategy", ["OnDelete", "RollingUpdate"])
+@pytest.mark.parametrize(
+    ("action", "params"),
+    [
+        (SetEnv(), SetEnv.Params(container="db", name="POOL", value="20")),
+        (
+            SetResources(),
+            SetResources.Params.model_validate(
+                {"container": "db", "memory_limit": {"value": "512Mi"}}
+            ),
+        ),
+    ],
+)
+async def test_a_container_edit_of_an_on_delete_workload_says_no_pod_is_replaced(
+    kube_admin: Any, kube_namespace: str, kind: str, strategy: str, action: Action, params: Any
+) -> None:
+    """The step's record read "set POOL on container db" as on any workload, and the rule's
+    verification then waited on pods that never got the new template."""
+    ns = kube_namespace
+    labels = {"app": "db"}
+    template = k8s.V1PodTemplateSpec(
+        metadata=k8s.V1ObjectMeta(labels=labels),
+        spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="db", image="img/db:1")]),
+    )
+    selector = k8s.V1LabelSelector(match_labels=labels)
+    apps = k8s.AppsV1Api(kube_admin)
+    if kind == "StatefulSet":
+        await apps.create_namespaced_stateful_set(
+            ns,
+            k8s.V1StatefulSet(
+                metadata=k8s.V1ObjectMeta(name="db"),
+                spec=k8s.V1StatefulSetSpec(
+                    service_name="db",
+                    update_strategy=k8s.V1StatefulSetUpdateStrategy(type=strategy),
+                    selector=selector,
+                    template=template,
+                ),
+            ),
+        )
+    else:
+        await apps.create_namespaced_daemon_set(
+            ns,
+            k8s.V1DaemonSet(
+                metadata=k8s.V1ObjectMeta(name="db"),
+                spec=k8s.V1DaemonSetSpec(
+                    update_strategy=k8s.V1DaemonSetUpdateStrategy(type=strategy),
+                    selector=selector,
+                    template=template,
+                ),
+            ),
+        )
+    target = Target(kind, ns, "db")
+    preview = await action.preview(step_ctx(kube_admin), target, params)
+    result = await action.run(step_ctx(kube_admin), target, params)
+    assert result.outcome is Outcome.OK, result.message
+    assert (ON_DELETE in preview.summary) is (strategy == "OnDelete")
+    assert preview.summary.endswith(ON_DELETE if strategy == "OnDelete" else ("db", "512Mi"))
+    assert result.message == preview.summary
