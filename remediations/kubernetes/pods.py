@@ -50,7 +50,8 @@ class DeletePodParams(ActionParams):
     """One named ``pod``, or up to ``max_pods`` pods matching ``selector``. On a workload
     target only the pods it controls (a Deployment's through its ReplicaSets) qualify,
     whatever else its selector matches. With neither, a Pod target deletes itself and a
-    workload target deletes up to ``max_pods`` of its pods (unready first, then the oldest).
+    workload target deletes up to ``max_pods`` of its pods (unready first, then the oldest;
+    never one being deleted or one that has ended, ``_live``).
     ``grace_period_seconds``: 1 to 3600, default the pod's own terminationGracePeriodSeconds;
     0 (a force delete) is refused."""
 
@@ -95,6 +96,17 @@ class DeletePodParams(ActionParams):
         if self.pod is not None and self.selector is not None:
             raise ValueError("give pod or selector, not both")
         return self
+
+
+def _live(pod: Mapping[str, Any]) -> bool:
+    """Whether deleting ``pod`` can replace it: not being deleted already, and not ended
+    (phase ``Succeeded`` or ``Failed``). An ended pod, an evicted one among them, stays in the
+    API until it is garbage-collected, but its controller no longer counts it and has
+    replaced it already; unready, it would otherwise be picked before the sick pod, deleted
+    and reported done while that pod went on running."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
 def _pod_sort_key(pod: Mapping[str, Any]) -> tuple[bool, str, str]:
@@ -179,7 +191,7 @@ class DeletePod(KubeAction[DeletePodParams]):
         record = api.earlier_write(holder_obj)
         if record is not None:
             return _replay(api, target.namespace, record, params.grace_period_seconds)
-        pods = [p for p in candidates if not (p.get("metadata") or {}).get("deletionTimestamp")]
+        pods = [p for p in candidates if _live(p)]
         pods.sort(key=_pod_sort_key)
         chosen = pods[: params.max_pods]
         names = [p["metadata"]["name"] for p in chosen]
