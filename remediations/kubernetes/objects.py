@@ -81,16 +81,35 @@ def find_container(obj: Mapping[str, Any], name: str, target: Target) -> dict[st
 
 
 def held_back(obj: Mapping[str, Any]) -> str:
-    """What the record of a template write must add when the write replaces no pod by
-    itself: a StatefulSet or DaemonSet whose ``updateStrategy`` is ``OnDelete`` takes the new
-    template only into pods created after someone deletes the old ones (kubectl writes the
-    same and says "restarted" or "env updated"). "" for every other workload."""
-    strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
-    if strategy != "OnDelete":
+    """What the record of a template write must add when the write replaces some or all pods
+    only later, or never, by itself (kubectl writes the same and says "restarted" or "env
+    updated"); "" for every other workload:
+
+    - a StatefulSet or DaemonSet whose ``updateStrategy`` is ``OnDelete`` takes the new
+      template only into pods created after someone deletes the old ones;
+    - a StatefulSet whose ``rollingUpdate.partition`` is P > 0 (a staged rollout) replaces
+      only the pods of ordinal P and up; one below P is recreated from the old template even
+      when deleted, and with P at or above ``replicas`` no pod is replaced."""
+    spec = obj.get("spec") or {}
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type") == "OnDelete":
+        return (
+            "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted "
+            "(a kubernetes.delete_pod step on the same target does that)"
+        )
+    partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+    if partition <= 0:
         return ""
+    # The API server defaults replicas to 1.
+    replicas = int(spec.get("replicas") or 0) if "replicas" in spec else 1
+    which = (
+        f"no pod of its {replicas} is replaced"
+        if partition >= replicas
+        else f"only the pods of ordinal {partition} and up are replaced"
+    )
     return (
-        "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted "
-        "(a kubernetes.delete_pod step on the same target does that)"
+        f"; its updateStrategy's partition is {partition}, so {which}: a pod below the "
+        "partition keeps the old template, even when deleted"
     )
 
 

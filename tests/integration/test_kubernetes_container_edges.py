@@ -7,8 +7,9 @@ kube-apiserver, with the pinned kubectl as the reference.
   the old one.
 - A paused Deployment: its controller rolls nothing out, so an edit is refused, as a
   restart is.
-- A StatefulSet or DaemonSet whose ``updateStrategy`` is ``OnDelete``: the template changes
-  and no pod is replaced; the step's record says so, as a restart's does.
+- A StatefulSet or DaemonSet whose ``updateStrategy`` is ``OnDelete``, or a StatefulSet
+  whose rolling update has a ``partition``: the template changes and no pod is replaced, or
+  only some; the step's record says so, a restart's too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from kubernetes_asyncio import client as k8s
 
 from remediations.base import Action, ActionContext, ActionRefused, Clients, Outcome
 from remediations.kubernetes.container import SetEnv, SetResources
+from remediations.kubernetes.restart import RolloutRestart
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import MakeDeployment
@@ -193,4 +195,74 @@ async def test_a_container_edit_of_an_on_delete_workload_says_no_pod_is_replaced
     assert result.outcome is Outcome.OK, result.message
     assert (ON_DELETE in preview.summary) is (strategy == "OnDelete")
     assert preview.summary.endswith(ON_DELETE if strategy == "OnDelete" else ("db", "512Mi"))
+    assert result.message == preview.summary
+
+
+@pytest.mark.parametrize(
+    ("partition", "said"),
+    [
+        (0, ""),
+        (
+            2,
+            "; its updateStrategy's partition is 2, so only the pods of ordinal 2 and up are "
+            "replaced: a pod below the partition keeps the old template, even when deleted",
+        ),
+        (
+            3,
+            "; its updateStrategy's partition is 3, so no pod of its 3 is replaced: a pod below "
+            "the partition keeps the old template, even when deleted",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    ("action", "params"),
+    [
+        (RolloutRestart(), RolloutRestart.Params()),
+        (SetEnv(), SetEnv.Params(container="db", name="POOL", value="20")),
+        (
+            SetResources(),
+            SetResources.Params.model_validate(
+                {"container": "db", "memory_limit": {"value": "512Mi"}}
+            ),
+        ),
+    ],
+)
+async def test_a_template_edit_of_a_partitioned_statefulset_says_which_pods_get_it(
+    kube_admin: Any,
+    kube_namespace: str,
+    action: Action,
+    params: Any,
+    partition: int,
+    said: str,
+) -> None:
+    """A partition parks a staged rollout: the StatefulSet controller replaces only the pods
+    of ordinal ``partition`` and up, and recreates one below it from the old template even
+    when it is deleted. The record read as a full rollout ("restart StatefulSet shop/db")."""
+    ns = kube_namespace
+    labels = {"app": "db"}
+    rolling = k8s.V1RollingUpdateStatefulSetStrategy(partition=partition)
+    await k8s.AppsV1Api(kube_admin).create_namespaced_stateful_set(
+        ns,
+        k8s.V1StatefulSet(
+            metadata=k8s.V1ObjectMeta(name="db"),
+            spec=k8s.V1StatefulSetSpec(
+                service_name="db",
+                replicas=3,
+                update_strategy=k8s.V1StatefulSetUpdateStrategy(
+                    type="RollingUpdate", rolling_update=rolling
+                ),
+                selector=k8s.V1LabelSelector(match_labels=labels),
+                template=k8s.V1PodTemplateSpec(
+                    metadata=k8s.V1ObjectMeta(labels=labels),
+                    spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="db", image="img/db:1")]),
+                ),
+            ),
+        ),
+    )
+    target = Target("StatefulSet", ns, "db")
+    preview = await action.preview(step_ctx(kube_admin), target, params)
+    result = await action.run(step_ctx(kube_admin), target, params)
+    assert result.outcome is Outcome.OK, result.message
+    assert preview.summary.endswith(said or ("db", "512Mi", "the time of the restart"))
+    assert ("partition" in preview.summary) is bool(said)
     assert result.message == preview.summary
