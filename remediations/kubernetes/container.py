@@ -24,6 +24,7 @@ from remediations.kubernetes.objects import (
     find_container,
     held_back,
     object_ref,
+    refuse_duplicate_env,
     refuse_paused_edit,
 )
 from remediations.kubernetes.record_size import RECORD_CAP, RecordTooLarge, fitting_bytes
@@ -224,7 +225,7 @@ class SetResources(KubeAction[SetResourcesParams]):
 class SetEnvParams(ActionParams):
     """``container`` (a DNS-1123 label), ``name`` (Kubernetes' strict env var name rule) and
     the literal ``value``, which replaces a ``valueFrom`` reference of the same name (a name
-    the container defines more than once is refused: ``_refuse_duplicates``).
+    the container defines more than once is refused: ``objects.refuse_duplicate_env``).
 
     ``value`` may be up to 32,768 characters here, but the step's write record keeps it and
     the current value twice each within ``record_size.RECORD_CAP`` (16 KiB), escaping every
@@ -274,7 +275,7 @@ class SetEnv(KubeAction[SetEnvParams]):
     """Set one environment variable of one container (a new rollout follows). Refuses, before
     writing and in the preview, a paused Deployment (``objects.refuse_paused_edit``), a
     variable the container defines more than once
-    (``_refuse_duplicates``), a value whose write record would pass its cap
+    (``objects.refuse_duplicate_env``), a value whose write record would pass its cap
     (RecordTooLarge) and a write that would leave too little annotation room
     (AnnotationsTooLarge, ``KubeApi.template_record``; on a Deployment it lists its
     ReplicaSets for that)."""
@@ -295,7 +296,7 @@ class SetEnv(KubeAction[SetEnvParams]):
             return replayed
         refuse_paused_edit(obj, target)
         container = find_container(obj, params.container, target)
-        _refuse_duplicates(container, params, target)
+        refuse_duplicate_env(container, params.name, target)
 
         def pick(c: Mapping[str, Any]) -> dict[str, Any]:
             for var in c.get("env") or []:
@@ -342,20 +343,6 @@ class SetEnv(KubeAction[SetEnvParams]):
             change,
             lambda: api.patch_template(target, template, obj, record),
             lambda written: pick(find_container(written, params.container, target)),
-        )
-
-
-def _refuse_duplicates(container: Mapping[str, Any], params: SetEnvParams, target: Target) -> None:
-    """Refuse (ActionRefused) a variable ``container`` defines more than once: it runs with the
-    last definition, a strategic merge patch keyed by name sets the first (``kubectl set env``
-    rewrites the list, dropping the later ones)."""
-    count = sum(1 for var in container.get("env") or [] if var.get("name") == params.name)
-    if count > 1:
-        raise ActionRefused(
-            f"{params.name} is defined {count} times in container {params.container} of "
-            f"{object_ref(target)}: the container gets the last definition, and a patch keyed "
-            f"by name changes only the first, so setting it would change nothing it runs "
-            f"with; remove the duplicate definitions from the workload's manifest first"
         )
 
 

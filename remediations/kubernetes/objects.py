@@ -23,6 +23,7 @@ __all__ = [
     "is_remediator_key",
     "object_ref",
     "pod_template",
+    "refuse_duplicate_env",
     "refuse_paused",
     "refuse_paused_edit",
     "revision_of",
@@ -125,6 +126,22 @@ def refuse_paused(obj: Mapping[str, Any], target: Target, verb: str) -> None:
         raise ActionRefused(
             f"can't {verb} paused deployment {target.namespace}/{target.name} "
             "(run rollout resume first)"
+        )
+
+
+def refuse_duplicate_env(container: Mapping[str, Any], name: str, target: Target) -> None:
+    """Raise ActionRefused when ``container`` (of ``target``'s pod template) defines the
+    environment variable ``name`` more than once (``set_env``): the API server keeps such a
+    list, the kubelet gives the container the last definition, and a strategic merge patch
+    keyed by name sets the first (``kubectl set env`` rewrites the list, dropping the later
+    ones), so the step would report a value the container does not run with."""
+    count = sum(1 for var in container.get("env") or [] if var.get("name") == name)
+    if count > 1:
+        raise ActionRefused(
+            f"{name} is defined {count} times in container {container.get('name')} of "
+            f"{object_ref(target)}: the container gets the last definition, and a patch keyed "
+            f"by name changes only the first, so setting it would change nothing it runs "
+            f"with; remove the duplicate definitions from the workload's manifest first"
         )
 
 
