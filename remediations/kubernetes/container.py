@@ -1,5 +1,6 @@
-"""Actions that edit one container of a workload's pod template (a new rollout follows):
-``kubernetes.set_resources`` (cpu/memory limits and requests) and ``kubernetes.set_env``."""
+"""Actions that edit one container of a workload's pod template (a new rollout follows, but
+for ``OnDelete`` workloads: ``objects.held_back``): ``kubernetes.set_resources`` (cpu/memory
+limits and requests) and ``kubernetes.set_env``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ from remediations.kubernetes.api import (
     KubeApi,
     WritePlan,
 )
-from remediations.kubernetes.objects import WORKLOADS, find_container, object_ref
+from remediations.kubernetes.objects import (
+    WORKLOADS,
+    find_container,
+    held_back,
+    object_ref,
+    refuse_duplicate_env,
+    refuse_paused_edit,
+)
 from remediations.kubernetes.record_size import RECORD_CAP, RecordTooLarge, fitting_bytes
 from remediations.params import Number
 from remediations.targets import Target
@@ -114,8 +122,9 @@ def _pick_resources(container: Mapping[str, Any], keys: list[tuple[str, str]]) -
 
 class SetResources(KubeAction[SetResourcesParams]):
     """Set one container's cpu/memory limits and requests (a new rollout follows). Refuses,
-    in the preview, a write that would leave too little annotation room (AnnotationsTooLarge,
-    ``KubeApi.template_record``; on a Deployment it lists its ReplicaSets for that)."""
+    in the preview, a paused Deployment (``objects.refuse_paused_edit``) and a write that
+    would leave too little annotation room (AnnotationsTooLarge, ``KubeApi.template_record``;
+    on a Deployment it lists its ReplicaSets for that)."""
 
     name: ClassVar[str] = "kubernetes.set_resources"
     Params: ClassVar[type[BaseModel]] = SetResourcesParams
@@ -139,6 +148,7 @@ class SetResources(KubeAction[SetResourcesParams]):
         replayed = api.replayed(obj)
         if replayed is not None:
             return replayed
+        refuse_paused_edit(obj, target)
         container = find_container(obj, params.container, target)
         changes = params.changes()
         keys = list(changes)
@@ -192,7 +202,7 @@ class SetResources(KubeAction[SetResourcesParams]):
         # The values it replaces must still be these when it runs (an approved step is
         # refused otherwise: KubeAction.run compares them with the approved ones).
         planned = Change(
-            f"{object_ref(target)} container {params.container}: {summary}",
+            f"{object_ref(target)} container {params.container}: {summary}{held_back(obj)}",
             before,
             after,
             preconditions=before,
@@ -214,7 +224,8 @@ class SetResources(KubeAction[SetResourcesParams]):
 
 class SetEnvParams(ActionParams):
     """``container`` (a DNS-1123 label), ``name`` (Kubernetes' strict env var name rule) and
-    the literal ``value``, which replaces a ``valueFrom`` reference of the same name.
+    the literal ``value``, which replaces a ``valueFrom`` reference of the same name (a name
+    the container defines more than once is refused: ``objects.refuse_duplicate_env``).
 
     ``value`` may be up to 32,768 characters here, but the step's write record keeps it and
     the current value twice each within ``record_size.RECORD_CAP`` (16 KiB), escaping every
@@ -262,7 +273,9 @@ class SetEnvParams(ActionParams):
 
 class SetEnv(KubeAction[SetEnvParams]):
     """Set one environment variable of one container (a new rollout follows). Refuses, before
-    writing and in the preview, a value whose write record would pass its cap
+    writing and in the preview, a paused Deployment (``objects.refuse_paused_edit``), a
+    variable the container defines more than once
+    (``objects.refuse_duplicate_env``), a value whose write record would pass its cap
     (RecordTooLarge) and a write that would leave too little annotation room
     (AnnotationsTooLarge, ``KubeApi.template_record``; on a Deployment it lists its
     ReplicaSets for that)."""
@@ -281,7 +294,9 @@ class SetEnv(KubeAction[SetEnvParams]):
         replayed = api.replayed(obj)
         if replayed is not None:
             return replayed
+        refuse_paused_edit(obj, target)
         container = find_container(obj, params.container, target)
+        refuse_duplicate_env(container, params.name, target)
 
         def pick(c: Mapping[str, Any]) -> dict[str, Any]:
             for var in c.get("env") or []:
@@ -312,7 +327,8 @@ class SetEnv(KubeAction[SetEnvParams]):
             var["valueFrom"] = None  # a literal value replaces the reference
         template = {"spec": {"containers": [{"name": params.container, "env": [var]}]}}
         change = Change(
-            f"set {params.name} on container {params.container} of {object_ref(target)}",
+            f"set {params.name} on container {params.container} of {object_ref(target)}"
+            f"{held_back(obj)}",
             before,
             after,
             preconditions=before,

@@ -18,11 +18,14 @@ __all__ = [
     "WORKLOADS",
     "controller_uid",
     "find_container",
+    "held_back",
     "is_controlled_by",
     "is_remediator_key",
     "object_ref",
     "pod_template",
+    "refuse_duplicate_env",
     "refuse_paused",
+    "refuse_paused_edit",
     "revision_of",
     "selector_string",
     "template_containers",
@@ -78,6 +81,39 @@ def find_container(obj: Mapping[str, Any], name: str, target: Target) -> dict[st
     )
 
 
+def held_back(obj: Mapping[str, Any]) -> str:
+    """What the record of a template write must add when the write replaces some or all pods
+    only later, or never, by itself (kubectl writes the same and says "restarted" or "env
+    updated"); "" for every other workload:
+
+    - a StatefulSet or DaemonSet whose ``updateStrategy`` is ``OnDelete`` takes the new
+      template only into pods created after someone deletes the old ones;
+    - a StatefulSet whose ``rollingUpdate.partition`` is P > 0 (a staged rollout) replaces
+      only the pods of ordinal P and up; one below P is recreated from the old template even
+      when deleted, and with P at or above ``replicas`` no pod is replaced."""
+    spec = obj.get("spec") or {}
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type") == "OnDelete":
+        return (
+            "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted "
+            "(a kubernetes.delete_pod step on the same target does that)"
+        )
+    partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+    if partition <= 0:
+        return ""
+    # The API server defaults replicas to 1.
+    replicas = int(spec.get("replicas") or 0) if "replicas" in spec else 1
+    which = (
+        f"no pod of its {replicas} is replaced"
+        if partition >= replicas
+        else f"only the pods of ordinal {partition} and up are replaced"
+    )
+    return (
+        f"; its updateStrategy's partition is {partition}, so {which}: a pod below the "
+        "partition keeps the old template, even when deleted"
+    )
+
+
 def template_images(template: Mapping[str, Any]) -> dict[str, str]:
     """Container name -> image, for before/after records."""
     return {c.get("name", "?"): c.get("image", "") for c in template_containers(template)}
@@ -90,6 +126,37 @@ def refuse_paused(obj: Mapping[str, Any], target: Target, verb: str) -> None:
         raise ActionRefused(
             f"can't {verb} paused deployment {target.namespace}/{target.name} "
             "(run rollout resume first)"
+        )
+
+
+def refuse_duplicate_env(container: Mapping[str, Any], name: str, target: Target) -> None:
+    """Raise ActionRefused when ``container`` (of ``target``'s pod template) defines the
+    environment variable ``name`` more than once (``set_env``): the API server keeps such a
+    list, the kubelet gives the container the last definition, and a strategic merge patch
+    keyed by name sets the first (``kubectl set env`` rewrites the list, dropping the later
+    ones), so the step would report a value the container does not run with."""
+    count = sum(1 for var in container.get("env") or [] if var.get("name") == name)
+    if count > 1:
+        raise ActionRefused(
+            f"{name} is defined {count} times in container {container.get('name')} of "
+            f"{object_ref(target)}: the container gets the last definition, and a patch keyed "
+            f"by name changes only the first, so setting it would change nothing it runs "
+            f"with; remove the duplicate definitions from the workload's manifest first"
+        )
+
+
+def refuse_paused_edit(obj: Mapping[str, Any], target: Target) -> None:
+    """Raise ActionRefused for an edit of a paused Deployment's template (``set_resources``,
+    ``set_env``): its controller rolls nothing out until someone resumes it, so the step would
+    report a change no pod runs with, and the edit would roll out later together with whatever
+    the owner changed meanwhile (a Deployment is paused to gather changes into one rollout).
+    kubectl's ``set`` writes it anyway; remediator's restart and rollback refuse, as kubectl's
+    ``rollout restart`` and ``rollout undo`` do (``refuse_paused``)."""
+    if target.kind == "Deployment" and (obj.get("spec") or {}).get("paused"):
+        raise ActionRefused(
+            f"{object_ref(target)} is paused (spec.paused): a changed template would not roll "
+            "out until someone resumes it, and would then roll out with whatever else changed "
+            "meanwhile; not changing it"
         )
 
 

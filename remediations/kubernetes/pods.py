@@ -50,7 +50,10 @@ class DeletePodParams(ActionParams):
     """One named ``pod``, or up to ``max_pods`` pods matching ``selector``. On a workload
     target only the pods it controls (a Deployment's through its ReplicaSets) qualify,
     whatever else its selector matches. With neither, a Pod target deletes itself and a
-    workload target deletes up to ``max_pods`` of its pods (unready first, then the oldest)."""
+    workload target deletes up to ``max_pods`` of its pods (unready first, then the oldest;
+    never one being deleted or one that has ended, ``_live``).
+    ``grace_period_seconds``: 1 to 3600, default the pod's own terminationGracePeriodSeconds;
+    0 (a force delete) is refused."""
 
     pod: str | None = None
     selector: str | None = Field(default=None, min_length=1, max_length=1000)
@@ -71,11 +74,39 @@ class DeletePodParams(ActionParams):
             raise ValueError(f"{selector!r} is not a label selector")
         return selector
 
+    @field_validator("grace_period_seconds")
+    @classmethod
+    def _graceful(cls, seconds: int | None) -> int | None:
+        # A DELETE with gracePeriodSeconds 0 is a force delete: the API server removes the pod
+        # at once, without waiting for its kubelet to stop the containers, and its controller
+        # creates the replacement while the old pod may still run (a StatefulSet's under the
+        # same name: two pods with one identity). kubectl sends 1 for --grace-period=0 unless
+        # --force is given (kubectl delete's RunDelete), and remediator has no force.
+        if seconds == 0:
+            raise ValueError(
+                "0 is a force delete: the API server removes the pod before its containers "
+                "have stopped, and its replacement may run beside it; give 1 for the shortest "
+                "graceful delete (what kubectl sends for --grace-period=0 without --force), "
+                "or leave it out for the pod's own terminationGracePeriodSeconds"
+            )
+        return seconds
+
     @model_validator(mode="after")
     def _not_both(self) -> DeletePodParams:
         if self.pod is not None and self.selector is not None:
             raise ValueError("give pod or selector, not both")
         return self
+
+
+def _live(pod: Mapping[str, Any]) -> bool:
+    """Whether deleting ``pod`` can replace it: not being deleted already, and not ended
+    (phase ``Succeeded`` or ``Failed``). An ended pod, an evicted one among them, stays in the
+    API until it is garbage-collected, but its controller no longer counts it and has
+    replaced it already; unready, it would otherwise be picked before the sick pod, deleted
+    and reported done while that pod went on running."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
 def _pod_sort_key(pod: Mapping[str, Any]) -> tuple[bool, str, str]:
@@ -160,7 +191,7 @@ class DeletePod(KubeAction[DeletePodParams]):
         record = api.earlier_write(holder_obj)
         if record is not None:
             return _replay(api, target.namespace, record, params.grace_period_seconds)
-        pods = [p for p in candidates if not (p.get("metadata") or {}).get("deletionTimestamp")]
+        pods = [p for p in candidates if _live(p)]
         pods.sort(key=_pod_sort_key)
         chosen = pods[: params.max_pods]
         names = [p["metadata"]["name"] for p in chosen]

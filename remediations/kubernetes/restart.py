@@ -26,6 +26,7 @@ from remediations.kubernetes.objects import (
     RESTART_RUN_ANNOTATION,
     RESTARTED_AT,
     WORKLOADS,
+    held_back,
     object_ref,
     pod_template,
     refuse_paused,
@@ -50,20 +51,6 @@ RESTART_STEP_ANNOTATION = "remediator.io/restart-step"
 
 def _now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _held_back(obj: Mapping[str, Any]) -> str:
-    """What the record must add when the write replaces no pod by itself: a StatefulSet or
-    DaemonSet whose ``updateStrategy`` is ``OnDelete`` takes the new template only into pods
-    created after someone deletes the old ones. kubectl writes the same and says "restarted";
-    the step's record says what will, and will not, happen."""
-    strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
-    if strategy != "OnDelete":
-        return ""
-    return (
-        "; its updateStrategy is OnDelete, so no pod is replaced until it is deleted "
-        "(a kubernetes.delete_pod step on the same target does that)"
-    )
 
 
 class RestartParams(ActionParams):
@@ -109,7 +96,7 @@ class RolloutRestart(KubeAction[RestartParams]):
         # same restart previewed a second later must not count as a different change.
         change = Change(
             f"restart {object_ref(target)}: set pod template annotation {RESTARTED_AT} "
-            f"to the time of the restart{_held_back(obj)}",
+            f"to the time of the restart{held_back(obj)}",
             before=before,
             after={"restartedAt": "(the time of the restart)"},
         )

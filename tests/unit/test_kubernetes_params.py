@@ -302,6 +302,14 @@ def test_delete_pod_params_rejected(raw: dict[str, Any]) -> None:
         DeletePodParams.model_validate(raw)
 
 
+def test_delete_pod_refuses_a_force_delete_saying_what_to_give() -> None:
+    """gracePeriodSeconds 0 removes the pod before its containers stop (a force delete);
+    kubectl sends 1 for --grace-period=0 without --force."""
+    with pytest.raises(ValidationError, match=r"0 is a force delete.*give 1"):
+        DeletePodParams.model_validate({"grace_period_seconds": 0})
+    assert DeletePodParams.model_validate({"grace_period_seconds": 1}).grace_period_seconds == 1
+
+
 def test_delete_pod_params_defaults() -> None:
     params = DeletePodParams.model_validate({"selector": "app=web,tier in (a,b)"})
     assert params.max_pods == 1
