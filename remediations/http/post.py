@@ -8,6 +8,10 @@ retried: any other 4xx (the request itself is wrong) and 3xx (redirects are not 
 allow-list names exact URLs). Retrying a POST may deliver it twice if an answer is lost: every
 request carries an ``Idempotency-Key`` the receiver can deduplicate on.
 
+An answer is judged by its status line; of its body only the start is read
+(``answer.read_start``), and a body that stalls or breaks off is the body so far: a 2xx whose
+body timed out is done, never sent again.
+
 A call that fails says whether the endpoint may have acted on it (``ActionError.may_have_acted``,
 over all its tries): a try whose connection was never made (refused, unreachable, a connect
 timeout) or that was answered 429, 3xx or 4xx did not reach it, or was turned away; a try that
@@ -38,6 +42,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from yarl import URL
 
 from remediations.base import ActionError, ActionRefused, TransientActionError
+from remediations.http.answer import read_start
 from remediations.retrying import call_with_retries, describe_exception
 
 __all__ = [
@@ -92,11 +97,13 @@ class HttpPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Posted:
-    """A 2xx answer: its status, the start of its body, and how many attempts it took."""
+    """A 2xx answer: its status, the start of its body, and how many attempts it took.
+    ``broke``: why its body ended early (``"timed out"``), ``""`` when it did not."""
 
     status: int
     body: str
     attempts: int
+    broke: str = ""
 
 
 class _Retryable(Exception):
@@ -328,10 +335,13 @@ async def post_json(
             status = response.status
             # Before the body is read: a 2xx whose body breaks off has acted all the same.
             reached = reached or answer_may_have_acted(status)
-            # Redacted before it is cut, so no half of a secret survives at the edge.
-            text = _recordable(redact(await response.text(errors="replace")))[:_EXCERPT]
+            # Only the start is read (a body may be huge or endless), and a body that breaks
+            # off is the body so far: the status stands (``answer``). Redacted before it is
+            # cut, so no half of a secret survives at the edge.
+            start = await read_start(response)
+            text = _recordable(redact(start.text))[:_EXCERPT]
             if 200 <= status < 300:
-                return Posted(status, text, attempts)
+                return Posted(status, text, attempts, start.broke)
             if status == 429 or status >= 500:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if retry_after is not None and retry_after > policy.max_retry_after:
