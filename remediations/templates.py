@@ -12,8 +12,8 @@ the rule author wrote it.
 Rendering runs on the service's event loop, so a template is bounded like a message: ``*``,
 ``+`` and ``**`` may not build a string or list over ``MAX_RENDERED`` characters or items,
 nor an integer over ``MAX_INT_BITS`` bits; no filter, test or method takes a number beyond
-``MAX_RENDERED`` (``center(100000000)``, ``slice(10**8)``); and the output stops at
-``MAX_RENDERED`` characters.
+``MAX_RENDERED`` (``center(100000000)``, ``slice(10**8)``), nor do a format string's widths
+(``remediations.template_formats``); and the output stops at ``MAX_RENDERED`` characters.
 The *work* of a render is bounded too (``remediations.template_work``): loop items, calls,
 filters and the characters they handle draw from ``MAX_WORK`` steps, calls nest at most
 ``MAX_DEPTH`` deep and a render gets ``MAX_SECONDS`` of CPU time. Each raises
@@ -35,6 +35,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from remediations.base import ActionContext
 from remediations.targets import Target
+from remediations.template_formats import bounded_str_format, check_constant_format, check_printf
 from remediations.template_names import check_names
 from remediations.template_work import (
     CALL_STEPS,
@@ -73,8 +74,8 @@ MAX_INT_BITS = 4096
 
 
 def _bounded_binop(op: str, left: Any, right: Any) -> Any:
-    """``left <op> right`` for ``*``, ``+`` and ``**``, refused when the result would pass a
-    bound. A list counts what it holds: ``[s] * n`` is as large as ``s * n``."""
+    """``left <op> right`` for ``*``, ``+``, ``**`` and ``%``, refused when the result would
+    pass a bound. A list counts what it holds: ``[s] * n`` is as large as ``s * n``."""
     if op == "+":
         both = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
         if both and size(left) + size(right) > MAX_RENDERED:
@@ -90,6 +91,9 @@ def _bounded_binop(op: str, left: Any, right: Any) -> Any:
         if _ints(left, right) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
             raise TemplateTooLarge(f"template: a product over {MAX_INT_BITS} bits")
         return operator.mul(left, right)
+    if op == "%":  # a format's widths build before anything could count them
+        check_printf(left, right)
+        return operator.mod(left, right)
     growing = _ints(left, right) and right > 0 and abs(left) > 1
     if growing and right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
         raise TemplateTooLarge(f"template: a power over {MAX_INT_BITS} bits")
@@ -118,6 +122,8 @@ def _bounded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         # The first argument is the value filtered (a context first for some filters).
         given = [a for a in args if not isinstance(a, Context)]
         _check_numbers(name, given[1:], kwargs)
+        if name == "format" and given:  # ``value % (kwargs or args)``
+            check_printf(str(given[0]), kwargs or tuple(given[1:]))
         # What a filter reads it pays for: sort, join, map over a large value are not free.
         current().charge(1 + cost([*given, *kwargs.values()]), name)
         return function(*args, **kwargs)
@@ -128,7 +134,7 @@ def _bounded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
 class _Bounded(ImmutableSandboxedEnvironment):
     """The immutable sandbox with the bounds of the module docstring."""
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
     code_generator_class = CountingCodeGenerator
 
     def __init__(self, **options: Any) -> None:
@@ -145,6 +151,11 @@ class _Bounded(ImmutableSandboxedEnvironment):
     # Captured blocks (a macro's output, {% set %}...{% endset %}, {% filter %}) and ``~``.
     concat = staticmethod(joined)
     joined = staticmethod(joined)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """Jinja's sandboxed ``str.format``, refusing widths past the bound (template_formats)."""
+        wrapper = super().wrap_str_format(value)
+        return None if wrapper is None else bounded_str_format(wrapper, value)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         result = _bounded_binop(operator, left, right)
@@ -226,6 +237,9 @@ def _constant(node: nodes.Node) -> Any:
         return [_constant(item) for item in node.items]
     if isinstance(node, nodes.Tuple):
         return tuple(_constant(item) for item in node.items)
+    if isinstance(node, nodes.Mod):  # checked, never evaluated: ``10 % 0`` fails on its own
+        check_printf(_constant(node.left), _constant_or_none(node.right) or ())
+        raise _NotConstant
     if isinstance(node, nodes.Mul | nodes.Pow):
         op = "*" if isinstance(node, nodes.Mul) else "**"
         return _bounded_binop(op, _constant(node.left), _constant(node.right))
@@ -236,9 +250,10 @@ def _check_constants(tree: nodes.Template) -> None:
     """What the bounds refuse whatever the alert: ``"x" * 100000000``, ``center(10**8)``.
     Raises ValueError naming the line."""
     node: nodes.Node
-    for node in tree.find_all((nodes.Mul, nodes.Pow, nodes.Filter, nodes.Test, nodes.Call)):
+    kinds = (nodes.Mul, nodes.Pow, nodes.Mod, nodes.Filter, nodes.Test, nodes.Call)
+    for node in tree.find_all(kinds):
         try:
-            if isinstance(node, nodes.Mul | nodes.Pow):
+            if isinstance(node, nodes.Mul | nodes.Pow | nodes.Mod):
                 _constant_or_none(node)
                 continue
             assert isinstance(node, nodes.Filter | nodes.Test | nodes.Call)
@@ -248,6 +263,7 @@ def _check_constants(tree: nodes.Template) -> None:
                 if (value := _constant_or_none(arg)) is not None
             ]
             _check_numbers(_called(node), values, {})
+            check_constant_format(node, values, _constant_or_none)
         except TemplateTooLarge as exc:
             problem = exc.message.removeprefix("template: ")
             raise ValueError(f"template line {node.lineno}: {problem}") from None

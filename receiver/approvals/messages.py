@@ -30,6 +30,11 @@ __all__ = [
 # Slack block action ids of the buttons; their value is the approval id.
 ACTION_APPROVE = "remediator_approve"
 ACTION_REJECT = "remediator_reject"
+# Slack refuses a whole message (HTTP 400, invalid_blocks) with a section's text over 3,000
+# characters: one long annotation would keep the request from every approver.
+_SECTION = 3000
+# Of the alert's summary or description in "Why": enough to say it, and room for the links.
+_WHY = 1000
 
 
 class NoticeKind(StrEnum):
@@ -100,14 +105,20 @@ def _headline(notice: Notice) -> str:
     return f"The target changed before the step ran; a new approval is requested: {what}"
 
 
-def _lines(notice: Notice) -> list[str]:
+def _about(notice: Notice, why: int | None = None) -> list[str]:
+    """What and why: the lines that quote the alert; "Why" cut to ``why`` characters."""
     a = notice.approval
     lines = [
-        _headline(notice),
         f"Target: {_target(a)} · action {a.action} · risk {a.risk}",
-        f"Why: {_why(a)}",
+        f"Why: {_why(a) if why is None else _cut(_why(a), why)}",
     ]
-    lines += [f"{label}: {url}" for label, url in alert_links(a.context)]
+    return lines + [f"{label}: {url}" for label, url in alert_links(a.context)]
+
+
+def _decide(notice: Notice) -> list[str]:
+    """Where to decide and until when: the service's own lines, none from the alert."""
+    a = notice.approval
+    lines = []
     if notice.kind is NoticeKind.REQUESTED:
         if notice.link:
             lines.append(f"Review and decide: {notice.link}")
@@ -118,17 +129,25 @@ def _lines(notice: Notice) -> list[str]:
     return lines
 
 
+def _lines(notice: Notice) -> list[str]:
+    return [_headline(notice), *_about(notice), *_decide(notice)]
+
+
+def _section(lines: list[str]) -> dict[str, Any]:
+    text = _cut("\n".join(_escape(x) for x in lines), _SECTION)
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
 def slack_message(notice: Notice) -> dict[str, Any]:
-    """A Slack incoming-webhook message (``text`` for notifications, blocks for the body)."""
-    lines = _lines(notice)
+    """A Slack incoming-webhook message (``text`` for notifications, blocks for the body).
+    Each section stays within Slack's 3,000 characters, and where to decide has a section of
+    its own: however much the alert says, the link and the expiry are never cut off."""
     # The fallback ``text`` is mrkdwn as well, and what a push notification shows.
-    headline = _escape(lines[0])
+    headline = _cut(_escape(_headline(notice)), _SECTION)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
-        {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": "\n".join(_escape(x) for x in lines[1:])},
-        },
+        _section(_about(notice, _WHY)),
+        _section(_decide(notice)),
     ]
     if notice.kind is NoticeKind.REQUESTED and notice.buttons:
         blocks.append(
@@ -177,6 +196,10 @@ def _button(text: str, action_id: str, value: str, style: str) -> dict[str, Any]
         "value": value,
         "style": style,
     }
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _escape(text: str) -> str:

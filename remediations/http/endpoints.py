@@ -220,7 +220,8 @@ class HttpCall:
         return Result(
             Outcome.OK,
             f"endpoint {endpoint.name!r} ({endpoint.host}) answered HTTP {posted.status}"
-            + (f" after {posted.attempts} attempts" if posted.attempts > 1 else ""),
+            + (f" after {posted.attempts} attempts" if posted.attempts > 1 else "")
+            + (f" (its body broke off: {posted.broke})" if posted.broke else ""),
             {},
             {"status": posted.status, "response": posted.body, "attempts": posted.attempts},
         )

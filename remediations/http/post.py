@@ -8,6 +8,10 @@ retried: any other 4xx (the request itself is wrong) and 3xx (redirects are not 
 allow-list names exact URLs). Retrying a POST may deliver it twice if an answer is lost: every
 request carries an ``Idempotency-Key`` the receiver can deduplicate on.
 
+An answer is judged by its status line; of its body only the start is read
+(``answer.read_start``), and a body that stalls or breaks off is the body so far: a 2xx whose
+body timed out is done, never sent again.
+
 A call that fails says whether the endpoint may have acted on it (``ActionError.may_have_acted``,
 over all its tries): a try whose connection was never made (refused, unreachable, a connect
 timeout) or that was answered 429, 3xx or 4xx did not reach it, or was turned away; a try that
@@ -18,6 +22,7 @@ URLs may hold secrets (a Slack webhook's path is its credential): messages name 
 the caller passes and the host, never the URL. A response body is kept as a bounded excerpt
 (it tells the reviewer why a call failed), with every secret the request carried replaced by
 ``[redacted]`` first: a server that echoes its request in an error puts nothing in the record.
+So is the text of a failure's exception (aiohttp's quotes the URL as it sent it).
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiohttp
 from tenacity import RetryCallState, wait_exponential_jitter
+from yarl import URL
 
 from remediations.base import ActionError, ActionRefused, TransientActionError
+from remediations.http.answer import read_start
 from remediations.retrying import call_with_retries, describe_exception
 
 __all__ = [
@@ -90,11 +97,13 @@ class HttpPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Posted:
-    """A 2xx answer: its status, the start of its body, and how many attempts it took."""
+    """A 2xx answer: its status, the start of its body, and how many attempts it took.
+    ``broke``: why its body ended early (``"timed out"``), ``""`` when it did not."""
 
     status: int
     body: str
     attempts: int
+    broke: str = ""
 
 
 class _Retryable(Exception):
@@ -138,10 +147,12 @@ def redactor(url: str, secrets: Iterable[str] = ()) -> Callable[[str], str]:
     """A function replacing, in a text, every secret a request to ``url`` carried with
     ``[redacted]``: each of ``secrets`` (header values read from files; for ``Bearer x`` the
     ``x`` alone too), and the URL's userinfo, path, query, fragment, and its long path segments
-    and query values, each as written and percent-decoded. Exact: nothing else is touched, and
+    and query values, each as written, as sent (``_forms``: yarl requotes it) and
+    percent-decoded. Exact: nothing else is touched, and
     nothing shorter than 4 characters (it cannot be told from ordinary words)."""
-    parts = urlsplit(url)
-    found: set[str] = {url}
+    found: set[str] = set()
+    for form in _forms(url):
+        found |= _url_secrets(form)
     for value in secrets:
         found.add(value)
         scheme, _, credential = value.partition(" ")
@@ -151,11 +162,6 @@ def redactor(url: str, secrets: Iterable[str] = ()) -> Callable[[str], str]:
                 # What it encodes too, and its password alone: a server that echoes the
                 # decoded credential in its error (user:password) would bypass the rest.
                 found.update(_basic_parts(credential.strip()))
-    found.update(str(x) for x in (parts.username, parts.password, parts.query, parts.fragment) if x)
-    if len(parts.path) > 1:
-        found.add(parts.path)
-    found.update(x for x in parts.path.split("/") if len(x) >= _TOKEN_LENGTH)
-    found.update(v for _, v in parse_qsl(parts.query) if len(v) >= _TOKEN_LENGTH)
     found |= {unquote(x) for x in found}
     # Longest first, so a secret containing another is replaced whole.
     ordered = sorted((x for x in found if len(x) >= _SHORTEST_SECRET), key=len, reverse=True)
@@ -166,6 +172,34 @@ def redactor(url: str, secrets: Iterable[str] = ()) -> Callable[[str], str]:
         return text
 
     return redact
+
+
+def _forms(url: str) -> tuple[str, ...]:
+    """``url`` as configured and as aiohttp sends it. yarl requotes a URL before it is sent
+    (``%2f`` in a query becomes ``/`` while ``%2b`` becomes ``%2B``, ``%6f`` becomes ``o``, a
+    space ``%20``): that form is what the server's request line holds, what it echoes, and what
+    aiohttp's own errors quote (``url='...'``), and neither ``unquote`` nor the configured
+    spelling matches it."""
+    try:
+        sent = str(URL(url))
+    except (ValueError, TypeError):  # not sendable: nothing went out in another form
+        return (url,)
+    return (url,) if sent == url else (url, sent)
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The parts of ``url`` that may be secrets, as written: the whole, the userinfo, path,
+    query and fragment, the long path segments and the long query values (raw and decoded)."""
+    parts = urlsplit(url)
+    found = {url}
+    found.update(str(x) for x in (parts.username, parts.password, parts.query, parts.fragment) if x)
+    if len(parts.path) > 1:
+        found.add(parts.path)
+    found.update(x for x in parts.path.split("/") if len(x) >= _TOKEN_LENGTH)
+    raw_values = (pair.partition("=")[2] for pair in parts.query.split("&"))
+    found.update(v for v in raw_values if len(v) >= _TOKEN_LENGTH)
+    found.update(v for _, v in parse_qsl(parts.query) if len(v) >= _TOKEN_LENGTH)
+    return found
 
 
 def _basic_parts(encoded: str) -> list[str]:
@@ -205,11 +239,14 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _redact(text: str, url: str) -> str:
-    """``text`` without ``url`` or its path and query (where webhook secrets live)."""
-    parts = urlsplit(url)
-    secret = parts.path + (f"?{parts.query}" if parts.query else "")
-    text = text.replace(url, f"{parts.scheme}://{host_of(url)}/…")
-    return text.replace(secret, "/…") if len(secret) > 1 else text
+    """``text`` without ``url`` or its path and query (where webhook secrets live), as
+    configured or as sent (``_forms``): the URL is shown as ``scheme://host/…``."""
+    for form in _forms(url):
+        parts = urlsplit(form)
+        secret = parts.path + (f"?{parts.query}" if parts.query else "")
+        text = text.replace(form, f"{parts.scheme}://{host_of(form)}/…")
+        text = text.replace(secret, "/…") if len(secret) > 1 else text
+    return text
 
 
 def _recordable(text: str) -> str:
@@ -221,12 +258,14 @@ def _recordable(text: str) -> str:
     return text.replace("\x00", "\\x00")
 
 
-def _describe(exc: BaseException, url: str) -> str:
+def _describe(exc: BaseException, url: str, redact: Callable[[str], str]) -> str:
     if isinstance(exc, _Retryable):
         return f"HTTP {exc.status}: {exc.body[:200]}".rstrip(": ")
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
-    return _redact(describe_exception(exc), url)
+    # An exception's text may quote the URL (a malformed answer's ClientResponseError ends
+    # ``url='...'``) or a part of it: the URL goes first, keeping its host, then every secret.
+    return redact(_redact(describe_exception(exc), url))
 
 
 def json_body(payload: Any) -> bytes:
@@ -296,10 +335,13 @@ async def post_json(
             status = response.status
             # Before the body is read: a 2xx whose body breaks off has acted all the same.
             reached = reached or answer_may_have_acted(status)
-            # Redacted before it is cut, so no half of a secret survives at the edge.
-            text = _recordable(redact(await response.text(errors="replace")))[:_EXCERPT]
+            # Only the start is read (a body may be huge or endless), and a body that breaks
+            # off is the body so far: the status stands (``answer``). Redacted before it is
+            # cut, so no half of a secret survives at the edge.
+            start = await read_start(response)
+            text = _recordable(redact(start.text))[:_EXCERPT]
             if 200 <= status < 300:
-                return Posted(status, text, attempts)
+                return Posted(status, text, attempts, start.broke)
             if status == 429 or status >= 500:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if retry_after is not None and retry_after > policy.max_retry_after:
@@ -325,7 +367,7 @@ async def post_json(
             attempts=policy.attempts,
             wait=wait,
             transient=_transient,
-            describe=lambda exc: _describe(exc, url),
+            describe=lambda exc: _describe(exc, url, redact),
         )
     except ActionError as exc:
         # Over every try, not only the last: a timed-out try may have acted before a refused one.
@@ -334,5 +376,5 @@ async def post_json(
     except aiohttp.ClientError as exc:
         # Not worth another attempt (an invalid URL, a malformed answer); say what, not where.
         raise ActionError(
-            f"{what} ({host_of(url)}): {_describe(exc, url)}", may_have_acted=reached
+            f"{what} ({host_of(url)}): {_describe(exc, url, redact)}", may_have_acted=reached
         ) from exc

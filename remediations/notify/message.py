@@ -7,7 +7,8 @@ The Slack rendering follows the incoming webhook format (``text`` as the fallbac
 ``<``, ``>``: Slack's control characters) in every mrkdwn field, the fallback ``text``
 included (Slack parses it as mrkdwn and shows it in push notifications), so a label value can
 never become a link or an ``@channel`` mention. Slack's limits (150 characters in a header,
-3000 in a section, 2000 in a field, 10 fields) are applied by cutting, never by failing.
+3000 in a section or a context's text, 2000 in a field, 10 fields) are applied by cutting,
+never by failing; a link that does not fit is left out rather than cut.
 
 Mattermost and Rocket.Chat accept this payload, but they render ``text`` as Markdown, where
 ``@channel``, ``@here`` and ``[label](url)`` need none of ``&<>``: the escaping does not make
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 WEBHOOK_VERSION = "1"
+# The most characters Slack takes in one text object (a section's text, a context element).
+_TEXT = 3000
 
 
 class ChannelKind(StrEnum):
@@ -104,6 +107,17 @@ def mrkdwn_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _fitting(links: Sequence[str], separator: str, limit: int) -> str:
+    """``links`` joined, in order, leaving out each that would take the text past ``limit``:
+    Slack refuses the whole message for one text object over 3,000 characters (an alert's
+    generatorURL can be that long), and a link cut short leads nowhere."""
+    shown: list[str] = []
+    for link in links:
+        if len(separator.join([*shown, link])) <= limit:
+            shown.append(link)
+    return separator.join(shown)
+
+
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -131,7 +145,7 @@ def slack_payload(message: Message) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": _cut(message.title, 150)}}
     ]
     if body:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(body, 3000)}})
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(body, _TEXT)}})
     fields: list[str] = []
     if message.alert is not None and message.alert.labels.get("alertname"):
         status = f" ({esc(message.alert.status)})" if message.alert.status else ""
@@ -160,18 +174,16 @@ def slack_payload(message: Message) -> dict[str, Any]:
             for s in message.steps
         ]
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), 3000)}}
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), _TEXT)}}
         )
     links = [_link(url, label) for label, url in message.links.items() if url]
     if message.alert is not None and message.alert.generator_url:
         links.append(_link(message.alert.generator_url, "source"))
-    if links:
-        blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]}
-        )
+    if shown := _fitting(links, " · ", _TEXT):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": shown}]})
     # The fallback is mrkdwn too: the title is escaped here, unlike in the plain_text header.
     fallback = esc(message.title) + (f": {body}" if body else "")
-    return {"text": _cut(fallback, 3000), "blocks": blocks}
+    return {"text": _cut(fallback, _TEXT), "blocks": blocks}
 
 
 def webhook_payload(message: Message) -> dict[str, Any]:
