@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from remediations.base import AlertFacts
 
@@ -128,6 +129,12 @@ def _link(url: str, label: str) -> str:
     return f"<{safe_url}|{mrkdwn_escape(label)}>"
 
 
+def _web(url: str | None) -> bool:
+    """Only http(s) links are shown, as in approval requests (``alert_links``): another scheme
+    (``slack://``, ``file:``, ``javascript:``) is not a page to look at."""
+    return bool(url) and str(url).lower().startswith(("http://", "https://"))
+
+
 def _change(step: StepSummary) -> str:
     if not step.before and not step.after:
         return ""
@@ -176,9 +183,12 @@ def slack_payload(message: Message) -> dict[str, Any]:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), _TEXT)}}
         )
-    links = [_link(url, label) for label, url in message.links.items() if url]
-    if message.alert is not None and message.alert.generator_url:
-        links.append(_link(message.alert.generator_url, "source"))
+    links = [_link(url, label) for label, url in message.links.items() if _web(url)]
+    if message.alert is not None and _web(message.alert.generator_url):
+        # Whoever can post to Alertmanager's API writes the generatorURL: the link names the
+        # host it leads to, so a "source" link cannot pass for Prometheus.
+        host = urlsplit(message.alert.generator_url).netloc.rpartition("@")[2]
+        links.append(_link(message.alert.generator_url, f"source ({host})"))
     if shown := _fitting(links, " · ", _TEXT):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": shown}]})
     # The fallback is mrkdwn too: the title is escaped here, unlike in the plain_text header.

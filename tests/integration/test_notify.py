@@ -85,7 +85,7 @@ async def test_slack_message_shape_and_escaping(peer: Peer, notifier: Notifier) 
     assert context["type"] == "context"
     links = context["elements"][0]["text"]
     assert "<https://remediator.example/api/v1/runs/run-42|run>" in links
-    assert "<http://prometheus:9090/graph?g0.expr=x&amp;g0.tab=1|source>" in links
+    assert "<http://prometheus:9090/graph?g0.expr=x&amp;g0.tab=1|source (prometheus:9090)>" in links
     assert seen.headers["X-Remediator-Run-Id"] == "run-42"
 
 
