@@ -215,9 +215,16 @@ def _basic_parts(encoded: str) -> list[str]:
 def answer_may_have_acted(status: int) -> bool:
     """Whether an answer of HTTP ``status`` says the endpoint may have acted on the request: a
     2xx did; a 5xx may have (the server took the request and failed on it, part way or before
-    it began: that cannot be told from outside); 429 (throttled before it was processed, RFC
-    6585 section 4), 3xx and the other 4xx (the request was turned away) did not."""
-    return 200 <= status < 300 or status >= 500
+    it began: that cannot be told from outside); so may a 303, the usual answer after a POST
+    was processed (RFC 9110 section 15.4.4: "See Other" for its result), and a 301 or 302,
+    which servers send the same way (section 15.4.3, "for historical reasons"). 429 (throttled
+    before it was processed, RFC 6585 section 4), the other 3xx (307 and 308 ask for the same
+    request elsewhere: not processed here) and the other 4xx (turned away) did not."""
+    return 200 <= status < 300 or status >= 500 or status in _PROCESSED_REDIRECTS
+
+
+# Redirects a server may send after it processed a POST (answer_may_have_acted).
+_PROCESSED_REDIRECTS = frozenset({301, 302, 303})
 
 
 def failure_may_have_acted(exc: BaseException) -> bool:
@@ -352,9 +359,15 @@ async def post_json(
                     )
                 raise _Retryable(status, text, retry_after)
             if 300 <= status < 400:
+                processed = (
+                    "; the endpoint may have processed the request before it (HTTP 303 and"
+                    " the like answer a processed POST): check it"
+                    if status in _PROCESSED_REDIRECTS
+                    else ""
+                )
                 raise ActionRefused(
                     f"{what} ({host_of(url)}) answered a redirect (HTTP {status}); redirects "
-                    "are not followed: configure the URL it points to"
+                    f"are not followed: configure the URL it points to{processed}"
                 )
             raise ActionRefused(
                 f"{what} ({host_of(url)}) refused the request: HTTP {status}: {text[:200]}"

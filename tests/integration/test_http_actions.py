@@ -182,13 +182,20 @@ async def test_a_refusal_after_a_try_that_timed_out_may_have_acted(
     assert e.value.may_have_acted
 
 
-async def test_redirects_are_not_followed(peer: Peer, session: aiohttp.ClientSession) -> None:
+@pytest.mark.parametrize(("status", "processed"), [(302, True), (303, True), (307, False)])
+async def test_redirects_are_not_followed(
+    peer: Peer, session: aiohttp.ClientSession, status: int, processed: bool
+) -> None:
     elsewhere = peer.url("/elsewhere")
-    url = peer.answer("/flush", Reply(302, headers={"Location": elsewhere}))
+    url = peer.answer("/flush", Reply(status, headers={"Location": elsewhere}))
 
-    with pytest.raises(ActionRefused, match="redirect"):
+    with pytest.raises(ActionRefused, match="redirect") as e:
         await HttpCall().run(ctx(endpoints(session, flush=url)), call("flush"), PARAMS)
     assert peer.seen("/elsewhere") == []
+    assert len(peer.seen("/flush")) == 1
+    # A 303 (or 301, 302) is how a server answers a POST it processed: the step may have acted.
+    assert e.value.may_have_acted is processed
+    assert ("may have processed the request" in e.value.message) is processed
 
 
 async def test_an_endpoint_not_configured_is_refused_and_nothing_is_sent(
