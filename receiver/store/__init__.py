@@ -3,6 +3,7 @@
 ``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
 (database.py): events.py (the intake queue), jobs.py (work that resumes a run), leases.py (the
 lease statements both queues share), failures.py (failed attempts, bounded, then dead letters),
+fence.py (the writes a worker makes under a claim, refused once it lost the lease),
 queues.py (what operators see and do with both queues), history.py (what the engine reads;
 its SQL in history_sql.py), runs.py (runs), steps.py (their steps and refusals),
 verification.py (how a verification ends), audit.py (the hash-chained audit log),
@@ -30,6 +31,7 @@ from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, describe, is_unavailable
 from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.failures import Failures
+from receiver.store.fence import LeaseFence, LeaseLost
 from receiver.store.history import EngineHistory, OpenRun
 from receiver.store.jobs import JobQueue
 from receiver.store.leases import EventLease
@@ -72,6 +74,8 @@ __all__ = [
     "ItemConflict",
     "ItemNotFound",
     "JobKind",
+    "LeaseFence",
+    "LeaseLost",
     "NewEvent",
     "OnceEntry",
     "OpenRun",
