@@ -5,7 +5,8 @@
 lease statements both queues share), failures.py (failed attempts, bounded, then dead letters),
 fence.py (the writes a worker makes under a claim, refused once it lost the lease),
 queues.py (what operators see and do with both queues), history.py (what the engine reads;
-its SQL in history_sql.py), runs.py (runs), steps.py (their steps and refusals),
+its SQL in history_sql.py), runs.py (runs), steps.py (their steps), admissions.py (their
+admissions and refusals),
 verification.py (how a verification ends), audit.py (the hash-chained audit log),
 approvals.py (approvals of risky steps), announcements.py (what the run announcements did),
 review.py (what the post-incident review reads), statistics.py (the planner's statistics kept
@@ -21,6 +22,7 @@ applied by migrate.py when the store connects.
 
 from __future__ import annotations
 
+from receiver.store.admissions import Admissions
 from receiver.store.announcements import DIGEST_AUDIT, Announcements, announced_data
 from receiver.store.approval_ends import ApprovalEnds
 from receiver.store.approvals import Approvals
@@ -106,6 +108,7 @@ class Store(
     EngineHistory,
     Runs,
     StepWriter,
+    Admissions,
     Verification,
     Withdrawals,
     PhaseStops,

@@ -1,5 +1,6 @@
 """Runs: creation (once per rule and occurrence, with their planned steps), outcomes, reads
-with their steps, and the paginated run list. Steps and refusals are steps.py.
+with their steps, and the paginated run list. Steps are steps.py, admissions and refusals
+admissions.py.
 
 Every write that changes a run appends its audit row in the same transaction (audit.py).
 """

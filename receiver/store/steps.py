@@ -1,8 +1,10 @@
-"""The steps of runs, and a guard's refusal of a run: each write audited in its transaction.
+"""The steps of runs: each write audited in its transaction.
 
 ``write_step`` is the one statement that inserts or updates a step; ``Runs.create_run`` uses it
 too, so a run and its planned steps are created in one transaction (a run never exists without
 the steps it was planned with).
+
+A run's admission and a guard's refusal of it are admissions.py.
 
 ``StepWriter.start_step`` marks a step ``started`` before an action that must not run twice
 acts (``remediations.base.Action.replay_safe``): one statement that succeeds only for a step
@@ -26,10 +28,10 @@ from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
-from receiver.store.records import Refused
 from remediations.base import Outcome
 
 __all__ = [
+    "ENDED_WHILE_STARTED",
     "INTERRUPTED",
     "NOT_RUN",
     "STARTED",
@@ -55,9 +57,9 @@ _STARTABLE = ("pending", "awaiting_approval")
 
 
 # The outcome a step still ``started`` takes when its run ends without taking it up
-# (``remediations.base.Outcome.INTERRUPTED``), and why (``_ENDED_WHILE_STARTED`` + the end).
+# (``remediations.base.Outcome.INTERRUPTED``), and why (``ENDED_WHILE_STARTED`` + the end).
 INTERRUPTED = Outcome.INTERRUPTED.value
-_ENDED_WHILE_STARTED = (
+ENDED_WHILE_STARTED = (
     "a worker stopped while this step ran: it may have acted, in part or in full; not run again; "
 )
 
@@ -74,7 +76,7 @@ async def mark_not_run(conn: Any, run_id: str, why: str) -> None:
            WHERE run_id = $1::uuid AND phase = 'run' AND outcome = $5""",
         run_id,
         INTERRUPTED,
-        _ENDED_WHILE_STARTED,
+        ENDED_WHILE_STARTED,
         why,
         STARTED,
     )
@@ -245,7 +247,7 @@ class StepStart:
 
 
 class StepWriter(Database):
-    """Steps and refusals (mixin of ``Store``)."""
+    """Steps (mixin of ``Store``)."""
 
     async def record_step(
         self, run_id: str, lease: LeaseFence | None = None, **fields: Unpack[StepFields]
@@ -329,88 +331,3 @@ class StepWriter(Database):
             str(row["message"] or ""),
             row["started_at"],
         )
-
-    async def record_admission(
-        self,
-        run_id: str,
-        guards: tuple[str, ...] | list[str],
-        *,
-        phase: str = "run",
-        fence: int | None = None,
-        lease: LeaseFence | None = None,
-    ) -> bool:
-        """The guards let the run (its ``phase``: 'run', 'resolve' or 'on_failed') through:
-        audited as ``run.admitted`` with the guards asked, in order, and ``fence``, the target
-        lock's. False when the run does not exist. ``lease``: the claim the write is made
-        under; LeaseLost, nothing written, once its owner lost it (fence.py)."""
-        async with self._tx() as conn:
-            row = await conn.fetchrow(
-                f"""WITH held AS ({held_sql("$2", "$3", "$4")})
-                    SELECT held.ok, (SELECT fingerprint FROM runs WHERE id = $1::uuid)
-                    FROM held""",
-                run_id,
-                *fence_args(lease),
-            )
-            check_held(row["ok"], lease, f"the admission of run {run_id}")
-            fingerprint = row["fingerprint"]
-            if fingerprint is None:
-                return False
-            await append_in_tx(
-                conn, "run.admitted", run_id, fingerprint, admitted_data(guards, phase, fence)
-            )
-        return True
-
-    async def record_refusal(
-        self,
-        run_id: str,
-        guard: str,
-        reason: str,
-        retry_at: datetime | None,
-        lease: LeaseFence | None = None,
-    ) -> bool:
-        """A guard said no: the run is REFUSED, with the guard's name and when it may pass; its
-        steps still to run are ``not_run``, and ``run.refused`` is audited. One statement (one
-        round trip, committed on its own): a storm refuses most of its runs. False when the run
-        does not exist. ``lease``: the claim it is made under; LeaseLost, nothing written, once
-        its owner lost it (fence.py)."""
-        refused = Refused(guard, reason, retry_at)
-        with translate():
-            row = await self._pool.fetchrow(
-                f"""
-                WITH held AS ({held_sql("$10", "$11", "$12")}),
-                refused AS (
-                    UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
-                                    retry_at = $4,
-                                    finished_at = coalesce(finished_at, remediator_now())
-                    WHERE id = $1::uuid AND (SELECT ok FROM held) RETURNING id, fingerprint
-                ), not_run AS (
-                    UPDATE steps SET outcome = $7, message = $5
-                    WHERE run_id IN (SELECT id FROM refused) AND phase = 'run'
-                      AND outcome IN ('pending', 'awaiting_approval')
-                ), interrupted AS (
-                    UPDATE steps SET outcome = $8, message = $9 || steps.message || '; ' || $5
-                    WHERE run_id IN (SELECT id FROM refused) AND phase = 'run'
-                      AND outcome = '{STARTED}'
-                ), audited AS (
-                    {
-                    audit_insert_sql(
-                        "refused",
-                        kind="'run.refused'",
-                        run_id="refused.id",
-                        fingerprint="refused.fingerprint",
-                        data="$6",
-                    )
-                }
-                )
-                SELECT (SELECT count(*) FROM refused) AS count, held.ok FROM held
-                """,
-                run_id,
-                *refused.columns(),
-                NOT_RUN,
-                INTERRUPTED,
-                _ENDED_WHILE_STARTED,
-                *fence_args(lease),
-            )
-        assert row is not None  # held is one row
-        check_held(row["ok"], lease, f"the refusal of run {run_id}")
-        return bool(row["count"])
