@@ -46,5 +46,8 @@ WORKDIR /app
 COPY --chown=0:0 rules ./rules
 USER 10001:10001
 EXPOSE 9095
+# Exec form: the Python process is PID 1 and gets the SIGTERM itself (a shell in between would
+# not pass it on); serve stops on it within its budget (deploy/README.md, "Stopping").
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["remediator"]
 CMD ["serve", "--host", "0.0.0.0"]

@@ -53,15 +53,12 @@ from receiver.startup import (
     require_authentication,
     storage_text,
 )
+from receiver.stop_budget import AUDIT_TIMEOUT_S, CLOSE_TIMEOUT_S, close_all, stop_http, within
 from receiver.store import Store, StoreUnavailable, keep_pruning, keep_statistics
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.registry import default_registry
 
-SHUTDOWN_GRACE_S = 20.0
-# How long stopping waits to record itself in the audit log: a store that went away (behind
-# PgBouncer a connection waits for a server that is not coming) must not hold the exit.
-SHUTDOWN_AUDIT_TIMEOUT_S = 5.0
 RULES_POLL_S = 5.0
 
 
@@ -253,9 +250,19 @@ async def run_service(
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         stop = asyncio.Event()
+
+        def begin_stop() -> None:
+            # In the signal's own callback, before anything of the stop is awaited (aiohttp's
+            # cleanup alone may take its shutdown timeout): from here on nothing is claimed and
+            # no run is admitted or begins a step. What is in progress finishes or is handed
+            # back (worker.stop, below).
+            pipeline.wind_down()
+            worker.stop_claiming()
+            stop.set()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, begin_stop)
         report = RuleReloads(rules, log, store.append_audit, loop, store.open_runs, metrics=metrics)
         watcher = RuleWatcher(rules, settings.rules_dir, report)
         loop.add_signal_handler(signal.SIGHUP, lambda: report(rules.reload()))
@@ -280,7 +287,8 @@ async def run_service(
                 )
             )
         try:
-            await worker.start()
+            if not stop.is_set():  # a signal before this point: claim nothing at all
+                await worker.start()
             try:
                 await site.start()
             except OSError as exc:  # the port taken, the host no address of this machine
@@ -334,24 +342,22 @@ async def run_service(
             await stop.wait()
             log.info("stopping: finishing or releasing claimed work")
         finally:
-            # First: a step in progress finishes within the grace, and none begins after it.
+            # First (the signal handler did it already, an error did not): nothing is claimed
+            # or admitted, a step in progress finishes within the grace, and none begins after it.
             pipeline.wind_down()
+            worker.stop_claiming()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             for task in background:
                 task.cancel()
-            await runner.cleanup()  # stop taking webhooks first
-            await intake.drain()
-            await worker.stop(SHUTDOWN_GRACE_S)
-            await report.drain()
-            await _audit(
-                store, log, "service.stopped", {"worker": worker.owner}, SHUTDOWN_AUDIT_TIMEOUT_S
+            # Side by side, each in its bound: the grace counts from the signal (stop_budget).
+            grace_s = settings.worker_shutdown_grace_seconds
+            await asyncio.gather(stop_http(runner, intake), worker.stop(grace_s))
+            await within(report.drain(), AUDIT_TIMEOUT_S, log, "recording the rules' reloads")
+            await _audit(store, log, "service.stopped", {"worker": worker.owner}, AUDIT_TIMEOUT_S)
+            await within(
+                close_all(store, redis, clients, kube), CLOSE_TIMEOUT_S, log, "closing connections"
             )
-            await store.close()
-            await redis.close()
-            await clients.close()
-            if kube is not None:
-                await kube.close()
             log.info("stopped")
 
 

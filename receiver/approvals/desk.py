@@ -205,12 +205,13 @@ class ApprovalDesk:
             await self.notify(NoticeKind.CANCELLED, approval)
 
     async def phase_ended(self, approvals: list[ApprovalRecord]) -> None:
-        """Approvals of a run's undo or escalation steps cancelled because that follow-up was
-        refused for good (``Store.end_phase``, which says so in each ``reason``): counted,
-        logged and announced. The run keeps its outcome."""
+        """Approvals of a run's undo or escalation steps cancelled because that follow-up ended:
+        refused for good (``Store.end_phase``), or its alert resolved before an escalation step
+        ran (``Store.end_resolved_escalation``); each ``reason`` says which. Counted, logged
+        and announced. The run keeps its outcome."""
         for approval in approvals:
             self._count(approval, "cancelled")
-            self._log.info("approval cancelled: its steps were refused", approval_id=approval.id)
+            self._log.info("approval cancelled", approval_id=approval.id, reason=approval.reason)
             await self.notify(NoticeKind.CANCELLED, approval)
 
     async def supersede(self, approval: ApprovalRecord, live_hash: str) -> None:

@@ -3,15 +3,55 @@ a directory, read stripped and never quoted in a message."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from receiver.config.settings import ConfigError
 
-__all__ = ["FILE_NOT_UTF8", "read_file", "read_secret", "secret_files"]
+__all__ = [
+    "FILE_NOT_UTF8",
+    "MAX_CONFIG_FILE_BYTES",
+    "read_file",
+    "read_secret",
+    "read_settings_file",
+    "read_text_bounded",
+    "secret_files",
+]
 
 FILE_NOT_UTF8 = "it is not UTF-8 text: save it as UTF-8"
+
+# A settings, approvers or secret file larger than this is refused unread: the settings file
+# the project ships is 6 kB, and a 10 MB one (a log named by mistake) took 7 s of YAML parsing
+# before it was refused for its first unknown key; /dev/zero would never end.
+MAX_CONFIG_FILE_BYTES = 2**20
+
+
+def read_text_bounded(path: Path) -> str:
+    """The UTF-8 text of ``path``, reading at most ``MAX_CONFIG_FILE_BYTES`` + 1 bytes.
+
+    Raises OSError as reading does, one (EFBIG) saying the file is too large, and
+    UnicodeDecodeError when it is not UTF-8 (callers say so without quoting the bytes)."""
+    with path.open("rb") as file:
+        data = file.read(MAX_CONFIG_FILE_BYTES + 1)
+    if len(data) > MAX_CONFIG_FILE_BYTES:
+        raise OSError(
+            errno.EFBIG,
+            f"larger than {MAX_CONFIG_FILE_BYTES // 2**20} MiB: is it the right file?",
+        )
+    return data.decode("utf-8")
+
+
+def read_settings_file(path: Path) -> str:
+    """The text of the settings file (``--config``, ``REMEDIATOR_CONFIG``). Raises ConfigError
+    naming the file when it cannot be read, is too large or is not UTF-8."""
+    try:
+        return read_text_bounded(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read config file: {FILE_NOT_UTF8}") from None
 
 
 def read_file(path: Path, source: str, what: str = "secret file") -> str:
@@ -19,7 +59,7 @@ def read_file(path: Path, source: str, what: str = "secret file") -> str:
     with a newline). Raises ConfigError naming ``source`` (the setting the user wrote) and
     the file, never its content, when it cannot be read, is empty or holds U+0000."""
     try:
-        value = path.read_text(encoding="utf-8").strip()
+        value = read_text_bounded(path).strip()
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read {what} {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError:

@@ -113,6 +113,7 @@ _DURATION_BOUNDS: dict[str, tuple[float, float]] = {
     "read_timeout_seconds": (_SHORTEST, _YEAR),
     "worker_lease_seconds": (1.0, _YEAR),
     "worker_poll_interval_seconds": (_SHORTEST, _YEAR),
+    "worker_shutdown_grace_seconds": (0.0, _YEAR),
     "budget_window_seconds": (1.0, _YEAR),
     "breaker_window_seconds": (1.0, _YEAR),
     "breaker_open_for_seconds": (1.0, _YEAR),
@@ -155,9 +156,8 @@ class Settings(RedisSettings):
     # Accepting webhooks without credentials must be asked for: the receiver triggers changes.
     allow_unauthenticated: bool = False
 
-    # Operators (read runs and guards, pause and resume): one file per operator in
-    # operator_tokens_dir, named after the operator, holding their token. load_settings() reads
-    # them into operator_tokens (name -> token).
+    # Operators (read runs and guards, pause and resume): a file each in operator_tokens_dir,
+    # named after them, holding their token; load_settings() reads them into operator_tokens.
     operator_tokens_dir: Path | None = None
     operator_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     # The token the CLI sends to a server's operator endpoints (serve does not read it).
@@ -202,6 +202,7 @@ class Settings(RedisSettings):
     worker_poll_interval_seconds: float = 1.0
     # Failed attempts before an alert event or a job is dead (receiver.worker, same default).
     worker_max_attempts: Integer = Field(default=10, ge=1, le=1000)
+    worker_shutdown_grace_seconds: float = 20.0  # steps at SIGTERM (receiver.stop_budget)
 
     # The guards' defaults have one home, GuardSettings.
     budget_count: Integer = Field(default=_GUARDS.budget_count, ge=0, le=_COUNT_MAX)

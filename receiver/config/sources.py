@@ -19,7 +19,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
-from receiver.config.files import FILE_NOT_UTF8, read_file, read_secret, secret_files
+from receiver.config.files import read_file, read_secret, read_settings_file, secret_files
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
@@ -96,6 +96,7 @@ KEYS: tuple[Key, ...] = (
     _key("worker_lease_seconds", "worker.lease", "WORKER_LEASE"),
     _key("worker_poll_interval_seconds", "worker.poll_interval", "WORKER_POLL_INTERVAL"),
     _key("worker_max_attempts", "worker.max_attempts", "WORKER_MAX_ATTEMPTS"),
+    _key("worker_shutdown_grace_seconds", "worker.shutdown_grace", "WORKER_SHUTDOWN_GRACE"),
     _key("budget_count", "guards.budget.count", "BUDGET_COUNT"),
     _key("budget_window_seconds", "guards.budget.window", "BUDGET_WINDOW"),
     _key("breaker_failures", "guards.breaker.failures", "BREAKER_FAILURES"),
@@ -154,12 +155,7 @@ def _flatten_yaml(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> 
 
 
 def _read_yaml(config_file: Path) -> dict[str, Any]:
-    try:
-        text = config_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{config_file}: cannot read config file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"{config_file}: cannot read config file: {FILE_NOT_UTF8}") from None
+    text = read_settings_file(config_file)
     try:
         data = safe_load(text)
     except yaml.YAMLError as exc:

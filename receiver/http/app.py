@@ -49,6 +49,7 @@ from receiver.http.queues import add_queue_routes
 from receiver.http.report import REPORT_PATH, get_report
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
 from receiver.log_limits import Throttle
+from receiver.stop_budget import HTTP_SHUTDOWN_S
 from receiver.telemetry import Metrics
 
 __all__ = ["LINGER_S", "create_app", "create_runner"]
@@ -153,4 +154,5 @@ def create_runner(app: web.Application, settings: Settings) -> web.AppRunner:
         access_log=None,
         keepalive_timeout=timeout,
         lingering_time=min(LINGER_S, timeout),
+        shutdown_timeout=HTTP_SHUTDOWN_S,
     )

@@ -92,8 +92,10 @@ class Pipeline:
             return None
 
     def wind_down(self) -> None:
-        """The service is stopping: no step begins from now on. A run between two steps hands
-        its event or job back with the steps left pending, for the next worker (execute.py)."""
+        """The service is stopping: no run is admitted and no step begins from now on. A run
+        not yet admitted, or between two steps, hands its event or job back (its steps left
+        pending) for the next worker, having asked no guard (stages.py, resolve.py,
+        execute.py). Idempotent."""
         self._deps.stopping.set()
 
     async def __call__(self, event: AlertEvent, lease: EventLease | None = None) -> Disposition:

@@ -20,7 +20,11 @@ Two stages around ``Execute``:
   receiver.episodes'). An approved step of the run's own asks, at the same point, whether its
   alert resolved since the run was taken up (the resolution is another worker's, not ordered
   with the job that takes the approval up): then it does not run, and the run ends
-  ``cancelled``, as it would have had the resolution come before the decision.
+  ``cancelled``, as it would have had the resolution come before the decision. An approved
+  step of the run's escalation (``on_failed``) asks the same of the alert it escalated on:
+  then it does not run, nor does any step of the ladder that acts or asks, their approvals
+  cancelled; its messages still run (receiver.pipeline.overtaken). An approved
+  ``on_resolved`` step never asks it: the resolution is why it runs.
 - ``RequestApproval`` (after it, so a held step is previewed after the steps before it ran):
   computes the held step's preview, stores a pending approval bound to its hash, and notifies.
   ``Record`` then parks the run in ``awaiting_approval``.
@@ -38,6 +42,7 @@ from receiver.approvals.desk import StepRequest
 from receiver.approvals.plan import bound_plan, plan_hash
 from receiver.model import ApprovalState, RunOutcome, StepPlan, Verdict
 from receiver.pipeline.context import STEP_STARTED, STOPS_RUN, Deps, RunContext, record_step
+from receiver.pipeline.overtaken import escalation_overtaken
 from receiver.pipeline.refired import withdrawn_on_refire
 from receiver.pipeline.steps import StepRunner, failed
 from remediations.base import ActionError, ActionRefused, Outcome, Result
@@ -68,6 +73,11 @@ class Approve:
                 verdict = await self._approval_of(ctx, step) if not runnable else _HOLD
                 if verdict == _RESOLVED:
                     return Verdict.stop(RunOutcome.CANCELLED, "the alert resolved before it ran")
+                if verdict == _OVERTAKEN:
+                    # The ladder's steps that act or ask ended (ctx.steps keeps the rest):
+                    # its messages still run.
+                    runnable = list(ctx.steps)
+                    break
                 if verdict == _RUN:
                     runnable.append(step)
                     continue
@@ -102,6 +112,9 @@ class Approve:
         # took it up read the run (the resolution is another worker's, not ordered with it).
         if ctx.phase == "run" and await self._overtaken(ctx, step, approval.decided_by):
             return _RESOLVED
+        # And for an escalation's step: the alert it escalated on may have resolved since.
+        if ctx.phase == "on_failed" and await escalation_overtaken(self._deps, ctx):
+            return _OVERTAKEN
         plan, live_hash = planned
         if live_hash != approval.plan_hash and _changes_nothing(plan):
             # What was approved is in place already (written just before a crash, or by
@@ -144,8 +157,10 @@ class Approve:
 
 
 # _WITHDRAWN: an approved on_resolved step whose alert fired again (``withdrawn_on_refire``);
-# _RESOLVED: an approved step of the run whose alert resolved before it ran (``_overtaken``).
-_RUN, _HOLD, _STOP, _WITHDRAWN, _RESOLVED = "run", "hold", "stop", "withdrawn", "resolved"
+# _RESOLVED: an approved step of the run whose alert resolved before it ran (``_overtaken``);
+# _OVERTAKEN: the same for an approved on_failed step (``escalation_overtaken``).
+_RUN, _HOLD, _STOP, _WITHDRAWN = "run", "hold", "stop", "withdrawn"
+_RESOLVED, _OVERTAKEN = "resolved", "overtaken"
 
 
 def _started(ctx: RunContext) -> frozenset[int]:

@@ -166,9 +166,24 @@ class Deps:
     # Shared with the worker: an event's calls to the store and the guards wait their turn
     # while an express event works (receiver.priority).
     priority: Priority = field(default_factory=Priority)
-    # Set when the service begins to stop (``Pipeline.wind_down``): no step begins after it
-    # (``execute.Execute``).
+    # Set when the service begins to stop (``Pipeline.wind_down``): no run is admitted and no
+    # step begins after it (``stages.Admit``, ``resolve.AdmitResolve``, ``execute.Execute``).
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def not_admitted_at_stop(self, ctx: RunContext) -> Verdict | None:
+        """The verdict of a run about to ask its guards while the service stops (``stopping``):
+        its event or job handed back at once, no guard asked, nothing stored, for the next
+        worker to admit it; None when the service is not stopping. An admission now would
+        take a rate or budget slot, a cooldown and the target lock for a run whose first step
+        would not begin here (``execute.Execute``)."""
+        if not self.stopping.is_set():
+            return None
+        ctx.log.info("the service is stopping; the run is not admitted", phase=ctx.phase)
+        return Verdict.retry(
+            0.0,
+            f"the service stopped before the {ctx.phase} steps were admitted: the next worker "
+            "admits them",
+        )
 
 
 @dataclass(slots=True)

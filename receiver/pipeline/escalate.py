@@ -20,8 +20,12 @@ died) leaves them out and ends them itself if a worker died before they were end
 worker died in that may run again (no ``started`` mark) is taken up again, and the ladder goes on.
 
 An escalation whose alert is already over (it resolved since: its run's own occurrence when it
-did not resolve in time) asks nobody anymore: its steps that would need an approval are
-``cancelled``; the others (a notification, say) still run.
+did not resolve in time, the re-fire when it recurred) neither acts nor asks anymore
+(receiver.pipeline.overtaken): its steps that would need an approval are ``cancelled``, one
+approved and not yet run and one that acts on a system ``not_run``, their approvals
+``cancelled``; a ``notify`` step that needs no approval still runs (the failure it reports
+happened). The job looks when it takes the escalation up; the approve stage looks again,
+after its preview, before an approved step acts.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from receiver.model import (
     Disposition,
     GuardSpec,
     RunOutcome,
-    StepPlan,
     VerifyResult,
 )
 from receiver.pipeline.announce import Announcer
@@ -46,10 +49,10 @@ from receiver.pipeline.context import (
     Deps,
     RunContext,
     Stage,
-    record_step,
     stopped_at,
 )
 from receiver.pipeline.events import disposition_of
+from receiver.pipeline.overtaken import escalation_overtaken
 from receiver.pipeline.runner import plans_of, remember_changes, run_stages
 from receiver.rules.model import Rule
 from receiver.store import RunRecord, StepRecord
@@ -106,33 +109,13 @@ class Escalation:
             await self._announce(ctx, moment, outcome=RunOutcome.FAILED, text=_why(run))
         if not ctx.steps:
             return Disposition.done()
-        if await self._over(ctx, run):
-            return Disposition.done()
-        desk = deps.approvals
-        if desk is not None and await desk.gate(run) != Gate.GO:
+        if await escalation_overtaken(deps, ctx):
+            # Nothing is held for an approval anymore: what is left (messages) runs now.
+            if not ctx.steps:
+                return Disposition.done()
+        elif (desk := deps.approvals) is not None and await desk.gate(run) != Gate.GO:
             return Disposition.done()  # an approval still pending, or just expired
         return disposition_of([await run_stages(self._stages, ctx)])
-
-    async def _over(self, ctx: RunContext, run: RunRecord) -> bool:
-        """The alert resolved since: cancel the steps that would ask someone. True when no
-        step is left to run."""
-        over = run.verify_result is VerifyResult.NOT_RESOLVED and run.resolved_at is not None
-        if not over:
-            return False
-        left: list[StepPlan] = []
-        for step in ctx.steps:
-            if not step.needs_approval:
-                left.append(step)
-                continue
-            await record_step(
-                self._deps,
-                ctx,
-                step,
-                "cancelled",
-                "the alert resolved before this escalation step was approved",
-            )
-        ctx.steps = ctx.runnable = tuple(left)
-        return not left
 
 
 def _why(run: RunRecord) -> str:

@@ -265,6 +265,8 @@ class AdmitResolve:
             disruptive=any(deps.registry.get(s.action).disruptive for s in ctx.runnable),
             spec=GuardSpec(),
         )
+        if (handed_back := deps.not_admitted_at_stop(ctx)) is not None:
+            return handed_back
         try:
             admission = await deps.guards.admit(request, only=self._only)
         except GuardUnavailable as exc:
@@ -279,8 +281,7 @@ class AdmitResolve:
         release_when_done(deps, ctx, request, admission)
         if await withdrawn_on_take_up(deps, ctx):
             return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
-        # The follow-up's own phase: 'resolve' for on_resolved steps, 'on_failed' for an
-        # escalation (this stage serves both; a reviewer read on_failed steps as on_resolved).
+        # The follow-up's own phase, 'resolve' or 'on_failed' (a reviewer read both as undo).
         await deps.store.record_admission(
             ctx.run_id, admission.checked, phase=ctx.phase, fence=admission.fence
         )

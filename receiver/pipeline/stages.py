@@ -140,7 +140,8 @@ class Admit:
     guard and when it may pass), except the target lock's: another run is acting on the same
     target right now, so this one waits (stays pending, a ``resume_run`` job asks again soon)
     rather than being lost. Redis unreachable changes nothing and retries the job. The first
-    admission announces the run as started; a refusal announces it refused.
+    admission announces the run as started; a refusal announces it refused. A service that is
+    stopping asks no guard: the event or job goes back at once (``Deps.not_admitted_at_stop``).
 
     Only steps that will change something draw on the global budget of disruptive actions: a
     step that runs dry disrupts nothing.
@@ -195,6 +196,8 @@ class Admit:
             spec=ctx.guards,
         )
         await deps.priority.turn()
+        if (handed_back := deps.not_admitted_at_stop(ctx)) is not None:
+            return handed_back
         try:
             admission = await deps.guards.admit(request)
         except GuardUnavailable as exc:

@@ -31,6 +31,7 @@ from receiver.store.canonical import canonical_json
 from receiver.store.claims import MAX_HINTED_LANES, next_lane
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import StoreUnavailable, describe, is_unavailable
+from receiver.store.escalation_ends import OVERTAKEN_AUDIT, EscalationEnds, Overtaken
 from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.failures import Failures
 from receiver.store.fence import LeaseFence, LeaseLost
@@ -63,6 +64,7 @@ __all__ = [
     "CLAIM_WINDOW",
     "DIGEST_AUDIT",
     "MAX_HINTED_LANES",
+    "OVERTAKEN_AUDIT",
     "QUEUE_STATES",
     "STARTED",
     "WITHDRAWN",
@@ -81,6 +83,7 @@ __all__ = [
     "NewEvent",
     "OnceEntry",
     "OpenRun",
+    "Overtaken",
     "Refused",
     "RunRecord",
     "StepRecord",
@@ -115,6 +118,7 @@ class Store(
     AuditLog,
     Approvals,
     ApprovalEnds,
+    EscalationEnds,
     Announcements,
     ReviewReads,
     Statistics,

@@ -31,6 +31,7 @@ import structlog
 
 from receiver.model import AlertEvent, Disposition
 from receiver.priority import Priority
+from receiver.stop_budget import CLAIM_WAIT_S, RELEASE_WAIT_S
 from receiver.store import (
     ClaimedEvent,
     ClaimedJob,
@@ -219,22 +220,27 @@ class Worker:
         if self._loops:
             return
         self._stopping = False
+        listen = self._listener.run(lambda: self._stopping)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name=f"worker-claim-{self.owner}"),
-            asyncio.create_task(self._listen_loop(), name=f"worker-listen-{self.owner}"),
+            asyncio.create_task(listen, name=f"worker-listen-{self.owner}"),
         ]
 
-    async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest."""
+    def stop_claiming(self) -> None:
+        """Claim nothing from now on (serve's SIGTERM handler); ``stop`` ends the rest."""
         self._stopping = True
         self._wake.set()
         self._slot_free.set()
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest."""
+        self.stop_claiming()
         if self._loops:
             claim_loop, *others = self._loops
             for task in others:
                 task.cancel()
             # Let a claim in progress finish, so no claimed row is dropped on the floor.
-            await asyncio.wait({claim_loop}, timeout=5.0)
+            await asyncio.wait({claim_loop}, timeout=CLAIM_WAIT_S)
             claim_loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
@@ -244,7 +250,7 @@ class Worker:
             for task in still_running:
                 task.cancel()  # the task releases its claim when cancelled
             if still_running:
-                await asyncio.wait(still_running, timeout=max(5.0, grace_s))
+                await asyncio.wait(still_running, timeout=max(RELEASE_WAIT_S, grace_s))
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -278,8 +284,7 @@ class Worker:
         while not self._stopping:
             free = self._concurrency - len(self._in_flight)
             if free <= 0 or (backlog and free < batch and self._in_flight):
-                # Cleared before the express claim's round trip: a slot freed meanwhile must
-                # still wake the wait below.
+                # Cleared first: a slot freed during the express claim still wakes the wait.
                 self._slot_free.clear()
                 if self._hinted and await self._claim_express():
                     continue
@@ -326,6 +331,7 @@ class Worker:
                 continue  # there may be more: claim again without waiting
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+        self._log.info("stopped claiming", in_progress=len(self._in_flight))
 
     async def _claim_express(self) -> bool:
         """Claim one event beyond the concurrency for a lane intake named that has nothing in
@@ -384,9 +390,6 @@ class Worker:
             self._wake.set()
 
     # -- wake-ups -----------------------------------------------------------------------
-
-    async def _listen_loop(self) -> None:
-        await self._listener.run(lambda: self._stopping)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if lanes := hinted_lanes(payload):

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from remediations.base import ActionRefused, TransientActionError
+from remediations.base import ActionError, ActionRefused, TransientActionError
 from remediations.retrying import (
     DEFAULT_RETRY,
     RetryPolicy,
@@ -50,6 +50,29 @@ def is_transient(exc: BaseException) -> bool:
         | asyncio.TimeoutError
         | asyncpg.exceptions.ConnectionDoesNotExistError
         | asyncpg.exceptions.InterfaceError,
+    )
+
+
+def _statement_error(
+    name: str, what: str, exc: asyncpg.PostgresError, *, acting: bool
+) -> ActionError:
+    """The operator's words for a statement the server refused or cancelled: not a bug of the
+    action (it was logged as "action crashed", with a traceback), but a failure to act on.
+    ``acting``: the statement signals, so some sessions may have been signalled before it
+    stopped (PostgreSQL's signalling functions act as the statement reads each row)."""
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        why = "the statement was cancelled (it ran past the connection's statement timeout, or "
+        why += "an operator cancelled it)"
+    else:
+        why = f"the server refused the statement ({_describe(exc)})"
+    if acting:
+        return ActionError(
+            f"PostgreSQL {name!r}: {what}: {why}; some sessions may have been signalled before "
+            "it stopped, check pg_stat_activity",
+            may_have_acted=True,
+        )
+    return ActionError(
+        f"PostgreSQL {name!r}: {what}: {why}; nothing was signalled", may_have_acted=False
     )
 
 
@@ -129,9 +152,14 @@ class PostgresConnection:
             ) from exc
         except asyncpg.InvalidAuthorizationSpecificationError as exc:
             raise ActionRefused(f"PostgreSQL {self.name!r}: cannot log in: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            # Not transient: retries that ran out are a TransientActionError already.
+            raise _statement_error(self.name, what, exc, acting=False) from exc
 
     async def fetch(self, what: str, sql: str, *args: Any) -> Sequence[asyncpg.Record]:
-        """Rows of a statement that changes nothing, retried on transient failures."""
+        """Rows of a statement that changes nothing, retried on transient failures. Raises
+        TransientActionError when the retries run out, ActionRefused on a permission or login
+        error, and ActionError (nothing signalled) on any other error the server raises."""
 
         async def attempt() -> Sequence[asyncpg.Record]:
             pool = await self._open()
@@ -145,9 +173,10 @@ class PostgresConnection:
         """Rows of a statement that acts (signals backends): connecting is retried, the
         statement is sent once. A failure to connect has not acted (``may_have_acted`` False);
         a lost answer raises TransientActionError saying so, and a permission error part way
-        ActionRefused, both ``may_have_acted``: some sessions may have been signalled. Any
-        other error of the statement propagates as it is (the step runner takes it as one that
-        may have acted)."""
+        ActionRefused, both ``may_have_acted``: some sessions may have been signalled. So does
+        any other error the server raises (a statement timeout, say): an ActionError that
+        may have acted. Any other exception propagates as it is (the step runner takes it as
+        one that may have acted)."""
 
         async def connect() -> Any:
             pool = await self._open()
@@ -172,6 +201,8 @@ class PostgresConnection:
                     "unknown, check pg_stat_activity",
                     may_have_acted=True,
                 ) from exc
+            if isinstance(exc, asyncpg.PostgresError):
+                raise _statement_error(self.name, what, exc, acting=True) from exc
             raise
         finally:
             await pool.release(conn)

@@ -14,10 +14,10 @@ session that turned active, or ended) is spared, since the filter and the signal
 statement.
 
 Both refuse (ActionRefused) when the role the service connects as cannot see the allow-listed
-roles' sessions: without ``pg_read_all_stats`` (or the privileges of those roles)
-``pg_stat_activity`` shows another role's sessions with a NULL state and query (PostgreSQL
-docs, "The Cumulative Statistics System", pg_stat_activity; research section 8.1), so no
-session would ever match and the step would record ``noop`` "no session matches" for ever.
+roles' sessions (it lacks ``pg_read_all_stats``), and when none of those roles exists on the
+server; either way no session would ever match, and the step would record ``noop`` "no
+session matches" for ever (``visibility.py``). A "no session matches" names the listed roles
+the server does not have.
 
 An approval binds the preview (``receiver.approvals.plan``), so the preview names each session
 by its start, never by its age: an age grows every second and no approval would ever match its
@@ -48,6 +48,7 @@ from remediations.base import (
 from remediations.durations import format_duration
 from remediations.params import Duration, Integer, StrictParams
 from remediations.postgres.connection import PostgresConnection
+from remediations.postgres.visibility import missing_roles_note, roles_seen
 from remediations.targets import Target
 
 __all__ = [
@@ -71,19 +72,6 @@ DEFAULT_EXCLUDED_APPLICATIONS = (
 IdleState = Literal["idle in transaction", "idle in transaction (aborted)", "idle"]
 
 _NAMEDATALEN = 63  # PostgreSQL identifiers are at most 63 bytes
-
-
-# Whether this connection can see the state of the allow-listed roles' sessions ($1): it can
-# when it has the privileges of pg_read_all_stats (a superuser has every privilege), and for a
-# role whose privileges it has. Roles that do not exist have no session to hide.
-_VISIBILITY = """
-SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS all_stats,
-       current_user::text AS me,
-       array(SELECT r.rolname::text FROM pg_roles r
-             WHERE r.rolname = ANY ($1::text[])
-               AND NOT pg_has_role(current_user, r.oid, 'USAGE')
-             ORDER BY r.rolname) AS hidden
-"""
 
 
 def _sql(name: str) -> str:
@@ -249,12 +237,12 @@ class _SessionAction:
 
     async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
         typed = self._params(params)
-        sessions = await self._sessions(ctx, target, typed, signal=False)
+        sessions, missing = await self._sessions(ctx, target, typed, signal=False)
         before = {"sessions": [s.as_dict(age=False) for s in sessions]}
         if not sessions:
             # Bound to no session: approved, such a step signals nothing, whatever appears.
             return Change(
-                f"no session matches: {self.describe(target, typed)}",
+                f"no session matches: {self.describe(target, typed)}" + missing_roles_note(missing),
                 before,
                 before,
                 preconditions={"sessions": []},
@@ -276,11 +264,14 @@ class _SessionAction:
             return Result(
                 Outcome.DRY_RUN, f"dry run (nothing signalled): {change.summary}", change.before
             )
-        sessions = await self._sessions(ctx, target, typed, signal=True)
+        sessions, missing = await self._sessions(ctx, target, typed, signal=True)
         before = {"sessions": [s.as_dict() for s in sessions]}
         if not sessions:
             return Result(
-                Outcome.NOOP, f"no session matches: {self.describe(target, typed)}", before, before
+                Outcome.NOOP,
+                f"no session matches: {self.describe(target, typed)}" + missing_roles_note(missing),
+                before,
+                before,
             )
         hit = [s for s in sessions if s.signalled]
         missed = [s for s in sessions if not s.signalled]
@@ -295,18 +286,20 @@ class _SessionAction:
 
     async def _sessions(
         self, ctx: ActionContext, target: Target, params: Any, *, signal: bool
-    ) -> list[Session]:
+    ) -> tuple[list[Session], list[str]]:
+        """The sessions the statement matched (and signalled, with ``signal``), and the
+        allow-listed roles the server does not have."""
         if target.kind not in self.target_kinds:
             raise ActionRefused(f"{self.name} acts on PostgresDatabase, not {target.kind}")
         conn: PostgresConnection = ctx.clients.get(f"postgres:{target.name}")
-        await self._refuse_unless_visible(conn, params)
+        missing = await roles_seen(conn, self.name, params.roles)
         pairs = _approved_pairs(ctx.approved) if signal else None
         args = (*self.arguments(params, signal), *(pairs or (None, None)))
         if signal:
             rows = await conn.fetch_once(self.name, self._sql, *args)
         else:
             rows = await conn.fetch(self.name, self._sql, *args)
-        return [
+        found = [
             Session(
                 pid=int(row["pid"]),
                 role=str(row["role"]),
@@ -319,20 +312,7 @@ class _SessionAction:
             )
             for row in rows
         ]
-
-    async def _refuse_unless_visible(self, conn: PostgresConnection, params: Any) -> None:
-        """Raise ActionRefused, naming the missing grant, when the connection cannot see the
-        state of some allow-listed role's sessions (module docstring)."""
-        (row,) = await conn.fetch(f"{self.name}: visibility", _VISIBILITY, list(params.roles))
-        hidden = list(row["hidden"] or [])
-        if row["all_stats"] or not hidden:
-            return
-        raise ActionRefused(
-            f"PostgreSQL {conn.name!r}: the role {row['me']} cannot see the sessions of "
-            f"{', '.join(hidden)}: it lacks pg_read_all_stats, without which pg_stat_activity "
-            "shows other roles' sessions with no state, so none would ever match; "
-            f"GRANT pg_read_all_stats TO {row['me']} (see the README)"
-        )
+        return found, missing
 
     def _params(self, params: BaseModel) -> Any:
         if not isinstance(params, self.Params):

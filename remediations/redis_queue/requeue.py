@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from remediations.base import (
     ActionContext,
+    ActionError,
     ActionRefused,
     Change,
     Outcome,
@@ -36,10 +37,16 @@ from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
 from remediations.retrying import DEFAULT_RETRY, RetryPolicy, call_with_retries
 from remediations.targets import Target
 
-__all__ = ["CONSUMER", "RequeueDeadLetters", "RequeueParams"]
+__all__ = ["CONSUMER", "MAX_SCAN_CALLS", "SCAN_BUDGET", "RequeueDeadLetters", "RequeueParams"]
 
 # The consumer name that claims idle stream entries for the instant it takes to re-add them.
 CONSUMER = "alert-remediator"
+
+# A stream's move examines at most this many pending entries per script call, so that no call
+# blocks Redis for long (about 5 µs an entry on Redis 7: some 100 ms), and makes at most
+# MAX_SCAN_CALLS calls a step (about 2,000,000 entries), other clients served in between.
+SCAN_BUDGET = 20_000
+MAX_SCAN_CALLS = 100
 
 T = TypeVar("T")
 _TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -250,20 +257,7 @@ class RequeueDeadLetters:
         r = queues.client
         script = self._scripts[spec.layout]
         if spec.layout is Layout.STREAM:
-            reply = await r.eval(
-                script,
-                1,
-                spec.key,
-                spec.group,
-                CONSUMER,
-                round(params.min_idle * 1000),
-                params.max_messages,
-            )
-            readded, gone, pending = (int(x) for x in reply[:3])
-            ids = [_text(x) for x in reply[3:]]
-            detail = f"; {gone} pending entr(y/ies) were deleted from the stream" if gone else ""
-            moves = [{"from": ids[i], "to": ids[i + 1]} for i in range(0, len(ids), 2)]
-            return readded, {"pending": pending, "readded": moves}, detail
+            return await self._reclaim(queues, spec, params)
         if spec.layout is Layout.RQ:
             stamp = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             reply = await r.eval(
@@ -296,6 +290,52 @@ class RequeueDeadLetters:
         )
         moved, dead, length = (int(x) for x in reply)
         return moved, {"dead_letters": dead, "queue": length}, ""
+
+    async def _reclaim(
+        self, queues: RedisQueues, spec: QueueSpec, params: RequeueParams
+    ) -> tuple[int, Mapping[str, Any], str]:
+        """A stream's move: the script called from the group's first pending entry on, each
+        call examining at most ``SCAN_BUDGET`` entries (it blocks Redis while it runs), until
+        the cap is met, every pending entry was examined, or ``MAX_SCAN_CALLS`` calls were
+        made. A failure after a call that re-added entries is an ActionError that may have
+        acted, naming how many were."""
+        cursor, readded, gone, pending = "0-0", 0, 0, 0
+        moves: list[dict[str, str]] = []
+        for _ in range(MAX_SCAN_CALLS):
+            try:
+                reply = await queues.client.eval(
+                    self._scripts[Layout.STREAM],
+                    1,
+                    spec.key,
+                    spec.group,
+                    CONSUMER,
+                    round(params.min_idle * 1000),
+                    params.max_messages - readded,
+                    cursor,
+                    SCAN_BUDGET,
+                )
+            except Exception as exc:
+                if not readded and not gone:
+                    raise  # nothing moved yet: run() says what the error means
+                raise ActionError(
+                    f"Redis {queues.name!r}: the move on {spec.key} failed after {readded} "
+                    f"entr(y/ies) were re-added ({type(exc).__name__}: {exc}); count the "
+                    "stream and its group's pending entries",
+                    may_have_acted=True,
+                ) from exc
+            added, lost, pending = (int(x) for x in reply[:3])
+            readded, gone, cursor = readded + added, gone + lost, _text(reply[3])
+            ids = [_text(x) for x in reply[4:]]
+            moves += [{"from": ids[i], "to": ids[i + 1]} for i in range(0, len(ids), 2)]
+            if readded >= params.max_messages or cursor == "0-0":
+                break
+        detail = f"; {gone} pending entr(y/ies) were deleted from the stream" if gone else ""
+        if readded < params.max_messages and cursor != "0-0":
+            detail += (
+                f"; stopped after examining about {MAX_SCAN_CALLS * SCAN_BUDGET:,} pending "
+                "entries, the rest not examined: run the step again for them"
+            )
+        return readded, {"pending": pending, "readded": moves}, detail
 
     def _rq_now(self) -> int:
         """Now as rq's ``current_timestamp()``: whole seconds since the epoch, UTC (a failed

@@ -13,7 +13,7 @@ from receiver.approvals.policy import Identity
 from receiver.approvals.state import AlertResolved, Channel, Decision, Origin
 from receiver.model import ApprovalState, RunOutcome, VerifyResult
 from receiver.store import RunRecord
-from tests.support.approvals import ApprovalEnv, MakeApprovalEnv, poke_labels
+from tests.support.approvals import MakeApprovalEnv, poke_labels
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -47,27 +47,11 @@ rules:
 """
 
 
-async def escalated(env: ApprovalEnv) -> RunRecord:
-    """Deliver the alert and let the verification fail: the ladder's step waits."""
-    await env.harness.deliver(poke_labels())
-
-    async def probe() -> RunRecord:
-        await env.harness.drain()
-        return await env.harness.only_run()
-
-    run: RunRecord = await eventually(
-        probe,
-        lambda r: any(s.phase == "on_failed" and s.outcome == "awaiting_approval" for s in r.steps),
-        timeout_s=15,
-    )
-    return run
-
-
 async def test_the_ladders_risky_step_asks_and_runs_once_approved(
     approval_env: MakeApprovalEnv,
 ) -> None:
     env = await approval_env(rules=LADDER)
-    run = await escalated(env)
+    run, _ = await env.escalated()
     assert (run.outcome, run.verify_result) == (RunOutcome.FAILED, VerifyResult.NOT_RESOLVED)
     assert env.peer.pokes == 1  # the run's own step only
     held = next(s for s in run.steps if s.phase == "on_failed")
@@ -93,7 +77,7 @@ async def test_an_undecided_ladder_step_expires_and_the_run_stays_failed(
     approval_env: MakeApprovalEnv,
 ) -> None:
     env = await approval_env(rules=LADDER, ttl_s=1.0)
-    run = await escalated(env)
+    run, _ = await env.escalated()
 
     async def probe() -> RunRecord:
         await env.harness.drain()
@@ -111,7 +95,7 @@ async def test_the_alert_resolving_cancels_the_ladders_approval(
     approval_env: MakeApprovalEnv,
 ) -> None:
     env = await approval_env(rules=LADDER)
-    run = await escalated(env)
+    run, _ = await env.escalated()
     held = next(s for s in run.steps if s.phase == "on_failed")
     approval = await env.desk.store.latest_approval(run.id, held.idx)
     assert approval is not None

@@ -1,4 +1,9 @@
-"""What a rule writes in ``exclude_applications`` against what PostgreSQL shows (real server).
+"""What a rule writes in ``roles`` and ``exclude_applications`` against what PostgreSQL shows
+(real server).
+
+An allow-listed role the server does not have has no session: a step listing only such roles
+(a typo) is refused naming them, where it said "no session matches" for ever; with some of its
+roles present it goes on, and its "no session matches" names the missing ones.
 
 PostgreSQL keeps an ``application_name`` of at most 63 bytes of printable ASCII: longer names
 are cut, other characters replaced (``?`` up to 15, ``\\xNN`` from 16). A name the rule lists
@@ -15,9 +20,14 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from remediations.base import ActionContext, Clients, Outcome
+from remediations.base import ActionContext, ActionRefused, Clients, Outcome
 from remediations.postgres.connection import PostgresConnection
-from remediations.postgres.sessions import TerminateIdle, TerminateIdleParams
+from remediations.postgres.sessions import (
+    CancelLongQueries,
+    CancelLongQueriesParams,
+    TerminateIdle,
+    TerminateIdleParams,
+)
 from remediations.targets import Target
 from tests.integration.test_postgres_actions import as_role
 from tests.support.polling import eventually
@@ -98,6 +108,45 @@ async def test_the_name_the_refusal_gives_spares_the_session(
         assert result.outcome is Outcome.OK, result.message
         assert result.after == {"terminated": [victim.get_server_pid()]}
         assert await spared.fetchval("SELECT 1") == 1
+    finally:
+        await sessions.close()
+        await conn.close()
+
+
+async def test_roles_the_server_does_not_have_are_named(
+    empty_database_url: str, app_role: tuple[str, str]
+) -> None:
+    app, remediator = app_role
+    typo = f"{app}x"
+    sessions = Sessions()
+    conn = PostgresConnection("orders", as_role(empty_database_url, remediator))
+    ctx = ActionContext("run-1", False, Clients({"postgres:orders": conn}))
+    try:
+        idle = await sessions.idle(as_role(empty_database_url, app), transaction=True)
+        only_typos = TerminateIdleParams(roles=(typo, "billing_typo"), idle_for="1s")
+        for call in (TerminateIdle().preview, TerminateIdle().run):
+            with pytest.raises(ActionRefused) as refused:
+                await call(ctx, TARGET, only_typos)
+            assert refused.value.message.startswith(
+                f"PostgreSQL 'orders' has no role {typo}, billing_typo: no session could ever match"
+            )
+        cancel = CancelLongQueriesParams(roles=(typo,), running_for="1s")
+        with pytest.raises(ActionRefused, match=f"has no role {typo}:"):
+            await CancelLongQueries().run(ctx, TARGET, cancel)
+
+        # One of them exists: the step goes on, and says which ones the server lacks.
+        some = TerminateIdleParams(roles=(app, typo), idle_for="1h")
+        result = await TerminateIdle().run(ctx, TARGET, some)
+        assert result.outcome is Outcome.NOOP
+        assert result.message.startswith("no session matches: ")
+        assert result.message.endswith(f" (no role {typo} on this server)")
+        preview = await TerminateIdle().preview(ctx, TARGET, some)
+        assert preview.summary.endswith(f" (no role {typo} on this server)")
+        assert await idle.fetchval("SELECT 1") == 1
+        every = await TerminateIdle().run(
+            ctx, TARGET, TerminateIdleParams(roles=(app,), idle_for="1h")
+        )
+        assert "no role" not in every.message
     finally:
         await sessions.close()
         await conn.close()

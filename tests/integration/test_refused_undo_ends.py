@@ -16,7 +16,6 @@ from receiver.approvals.state import Decision
 from receiver.model import ApprovalState, NamespacePolicy
 from receiver.store import JobKind
 from tests.integration.test_approved_undo_refire import ALICE, API, take_up_jobs
-from tests.integration.test_escalation_approval import escalated
 from tests.integration.test_refire_withdraws_undo import (
     SetValue,
     held_approval,
@@ -113,7 +112,7 @@ async def test_an_escalation_the_namespace_refuses_ends_with_its_step_held_for_a
 ) -> None:
     env = await approval_env(rules=LADDER)
     h = env.harness
-    run = await escalated(env)
+    run, _ = await env.escalated()
     assert peer.pokes == 1  # the run's own step
     held = next(s for s in run.steps if s.phase == "on_failed" and s.outcome == "awaiting_approval")
     approval = await env.desk.store.latest_approval(run.id, held.idx)

@@ -11,41 +11,19 @@ nothing would ever undo (the on_resolved steps that would have were never planne
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
 
 import pytest
-from pydantic import BaseModel
 
 from receiver.approvals.policy import Identity
 from receiver.approvals.state import Channel, Decision, Origin
 from receiver.model import RunOutcome
-from remediations.base import ActionContext, Change
-from remediations.targets import Target
-from tests.support.approvals import POKE_RULE_HEAD, MakeApprovalEnv, Peer, Poke, poke_labels
+from tests.support.approvals import POKE_RULE_HEAD, MakeApprovalEnv, Peer, SlowPreview, poke_labels
 from tests.support.payloads import alert, notification
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 ALICE = Identity("alice", "operator-token", "alice")
 API = Origin(Channel.API, "10.1.1.1", "pytest")
-
-
-class SlowPreview(Poke):
-    """``test.poke`` whose preview, once ``hold`` is set, waits for it (a target slow to read)
-    and says it is waiting (``previewing``)."""
-
-    name: ClassVar[str] = "test.slow_poke"
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(base_url)
-        self.hold: asyncio.Event | None = None
-        self.previewing = asyncio.Event()
-
-    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
-        if self.hold is not None:
-            self.previewing.set()
-            await self.hold.wait()
-        return await super().preview(ctx, target, params)
 
 
 async def test_an_approved_step_whose_alert_resolved_while_it_was_taken_up_does_not_run(

@@ -8,6 +8,7 @@ counted by a server, not by a mock; it also takes the approval notifications (``
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from remediations.notify.message import ChannelKind
 from remediations.notify.notifier import Channel, Notifier
 from remediations.targets import Target
 from tests.support.pipeline import Harness, MakeHarness
+from tests.support.polling import eventually
 
 __all__ = [
     "OPERATORS",
@@ -49,6 +51,7 @@ __all__ = [
     "MakeApprovalEnv",
     "Peer",
     "Poke",
+    "SlowPreview",
     "approval_env",
     "key_ring",
     "loopback_sso",
@@ -56,6 +59,7 @@ __all__ = [
     "poke_labels",
 ]
 
+STEP_AWAITING = "awaiting_approval"
 KEYS = {"k1": b"k1-" + b"x" * 40, "k2": b"k2-" + b"y" * 40}
 # Operator name -> token. carol is an operator but not an approver of the poke rule.
 OPERATORS = {"alice": "tok-alice", "bob": "tok-bob", "carol": "tok-carol"}
@@ -218,6 +222,25 @@ class Poke:
         return Result(Outcome.OK, f"poked for {said!r}", {"value": value}, {"value": after})
 
 
+class SlowPreview(Poke):
+    """``test.slow_poke``: ``test.poke`` whose preview, once ``hold`` is set, waits for it (a
+    target slow to read) and says it is waiting (``previewing``): the window in which another
+    replica handles the alert's next event while this one takes an approved step up."""
+
+    name: ClassVar[str] = "test.slow_poke"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.hold: asyncio.Event | None = None
+        self.previewing = asyncio.Event()
+
+    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        if self.hold is not None:
+            self.previewing.set()
+            await self.hold.wait()
+        return await super().preview(ctx, target, params)
+
+
 @dataclass
 class ApprovalEnv:
     """A harness whose pipeline has an approval desk; ``identities`` for the HTTP edge."""
@@ -234,6 +257,27 @@ class ApprovalEnv:
         run = await self.harness.store.get_run(runs[0].id)
         assert run is not None
         approval = await self.desk.store.latest_approval(run.id, 0)
+        assert approval is not None
+        return run, approval
+
+    async def escalated(self, name: str = "api") -> tuple[RunRecord, ApprovalRecord]:
+        """Deliver a Poke alert whose rule verifies within a second and has an ``on_failed``
+        step that needs an approval: once the verification failed, that step waits for its
+        pending approval (returned, with the run)."""
+        await self.harness.deliver(poke_labels(name))
+
+        async def probe() -> RunRecord:
+            await self.harness.drain()
+            return await self.harness.only_run()
+
+        def waiting(run: RunRecord) -> bool:
+            return any(
+                s.phase == "on_failed" and s.outcome == "awaiting_approval" for s in run.steps
+            )
+
+        run: RunRecord = await eventually(probe, waiting, timeout_s=15)
+        held = next(s for s in run.steps if s.phase == "on_failed")
+        approval = await self.desk.store.latest_approval(run.id, held.idx)
         assert approval is not None
         return run, approval
 

@@ -97,6 +97,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_WORKER_LEASE": "2m",
         "REMEDIATOR_WORKER_POLL_INTERVAL": "500ms",
         "REMEDIATOR_WORKER_MAX_ATTEMPTS": "3",
+        "REMEDIATOR_WORKER_SHUTDOWN_GRACE": "45s",
         "REMEDIATOR_BUDGET_COUNT": "5",
         "REMEDIATOR_BUDGET_WINDOW": "30m",
         "REMEDIATOR_BREAKER_FAILURES": "4",
@@ -185,6 +186,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.worker_lease_seconds == 120
     assert s.worker_poll_interval_seconds == 0.5
     assert s.worker_max_attempts == 3
+    assert s.worker_shutdown_grace_seconds == 45
     assert s.budget_count == 5
     assert s.budget_window_seconds == 1800
     assert s.breaker_failures == 4

@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from receiver.cli import main
-from receiver.config import ConfigError, Settings
+from receiver.config import ConfigError, Settings, load_settings
 from receiver.config.approvals import load_approvals
+from receiver.config.files import MAX_CONFIG_FILE_BYTES
 from tests.support.config import refusal
 
 NOT_UTF8 = "the value is not UTF-8 text"
@@ -115,4 +116,40 @@ def test_a_value_too_long_for_any_setting_is_refused_without_quoting_it(
         config.write_text(f"{key}: {value}\n")
     assert refusal({}, config) == (
         f"{key}: the value is 1,000,001 characters; no setting takes more than 65,536"
+    )
+
+
+TOO_LARGE = "larger than 1 MiB: is it the right file?"
+
+
+def test_a_config_file_over_the_bound_is_refused_unparsed(tmp_path: Path) -> None:
+    # A 10 MB file (a log named by mistake) took 7 s of YAML parsing before it was refused.
+    config = tmp_path / "remediator.yaml"
+    config.write_text("# padding\n" * (MAX_CONFIG_FILE_BYTES // 10) + "dry_run: true\n")
+    assert refusal({}, config) == f"{config}: cannot read config file: {TOO_LARGE}"
+
+
+def test_a_config_file_at_the_bound_is_read(tmp_path: Path) -> None:
+    config = tmp_path / "remediator.yaml"
+    line = "dry_run: true\n"
+    config.write_text("#" * (MAX_CONFIG_FILE_BYTES - len(line) - 1) + "\n" + line)
+    assert config.stat().st_size == MAX_CONFIG_FILE_BYTES
+    assert load_settings(config, {}).dry_run == "true"
+
+
+def test_an_endless_file_is_refused_not_read_for_ever() -> None:
+    # /dev/zero named as the settings file or a secret file: read_text never returned.
+    assert refusal({}, Path("/dev/zero")) == f"/dev/zero: cannot read config file: {TOO_LARGE}"
+    assert refusal({"REMEDIATOR_WEBHOOK_TOKEN_FILE": "/dev/zero"}) == (
+        f"REMEDIATOR_WEBHOOK_TOKEN_FILE: cannot read secret file /dev/zero: {TOO_LARGE}"
+    )
+
+
+def test_an_approvers_file_over_the_bound_is_refused(tmp_path: Path) -> None:
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_bytes(b"default: [alice]\n" + b"#" * MAX_CONFIG_FILE_BYTES)
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(Settings(approvers_file=approvers))
+    assert caught.value.message == (
+        f"REMEDIATOR_APPROVERS_FILE: cannot read approvers file {approvers}: {TOO_LARGE}"
     )

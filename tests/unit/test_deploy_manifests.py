@@ -18,6 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
+from receiver.config import Settings
+from receiver.config.settings import WRITTEN
+from receiver.config.sources import KEYS
+from receiver.stop_budget import stop_budget
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 BASE = DEPLOY / "base"
@@ -310,6 +315,44 @@ def test_deployment_replicas_probes_and_resources(deployment: Doc, container: Do
     assert container["image"] == "alert-remediator"  # tag set by kustomization `images:`
 
 
+# Beyond serve's longest stop: the interpreter's exit after it, and the kubelet's own delay.
+STOP_MARGIN_S = 10.0
+
+
+def _manifest_settings(container: Doc) -> Settings:
+    """The settings the Deployment's literal environment gives (the others at their
+    defaults); variables that name a file or a Secret are left out, they change no bound."""
+    fields = {key.env: key.field for key in KEYS}
+    given = {
+        fields[name]: entry["value"]
+        for name, entry in _env(container).items()
+        if "value" in entry and name in fields and not name.endswith(("_FILE", "_DIR"))
+    }
+    return Settings.model_validate(given, context=WRITTEN)
+
+
+def test_the_pods_grace_period_outlasts_the_longest_stop(pod_spec: Doc, container: Doc) -> None:
+    # Past terminationGracePeriodSeconds the kubelet kills serve: a step still acting is cut
+    # off and its run fails. The budget is what serve's stop takes at most under the settings
+    # the Deployment gives (receiver/stop_budget.py); deploy/README.md shows the sum.
+    budget = stop_budget(_manifest_settings(container))
+    grace = pod_spec["terminationGracePeriodSeconds"]
+    assert grace >= budget.total_s + STOP_MARGIN_S, (
+        f"terminationGracePeriodSeconds {grace} does not outlast serve's stop "
+        f"({budget.total_s:g} s: {budget}) by {STOP_MARGIN_S:g} s"
+    )
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"`terminationGracePeriodSeconds: {grace}`" in readme
+    assert f"= {budget.total_s:g} s." in readme
+
+
+def test_the_stop_budget_follows_the_shutdown_grace() -> None:
+    # What deploy/README.md tells an operator who raises the grace: twice as much on the pod.
+    base = stop_budget(Settings()).total_s
+    longer = Settings.model_validate({"worker_shutdown_grace_seconds": "50s"}, context=WRITTEN)
+    assert stop_budget(longer).total_s == base + 2 * 30
+
+
 def test_pod_and_container_are_hardened(pod_spec: Doc, container: Doc) -> None:
     pod_sc = pod_spec["securityContext"]
     assert pod_sc["runAsNonRoot"] is True
@@ -470,7 +513,9 @@ def test_dockerfile_is_multistage_non_root_without_build_tools() -> None:
     assert f"USER {UID}:{UID}" in runtime
     entry = [i for i in runtime if i.startswith("ENTRYPOINT ")]
     cmd = [i for i in runtime if i.startswith("CMD ")]
+    # Exec form (a JSON list): the Python process itself gets the stop signal, SIGTERM.
     assert [json.loads(e.split(" ", 1)[1]) for e in entry] == [["remediator"]]
+    assert [i for i in runtime if i.startswith("STOPSIGNAL")] == ["STOPSIGNAL SIGTERM"]
     assert [json.loads(c.split(" ", 1)[1]) for c in cmd] == [["serve", "--host", "0.0.0.0"]]  # noqa: S104
     assert f"EXPOSE {PORT}" in runtime
 

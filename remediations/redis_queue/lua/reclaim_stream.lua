@@ -4,18 +4,26 @@
 -- (so any consumer of the group reads it like a new one), and acknowledged: all in one script,
 -- so no consumer can claim or acknowledge it halfway. Entries deleted from the stream while
 -- pending are acknowledged and counted as gone.
+--
+-- One call examines at most ARGV[6] pending entries, from the cursor ARGV[5] ('0-0' at the
+-- start): XAUTOCLAIM looks at up to ten entries per entry asked for (COUNT; t_stream.c,
+-- Redis 7), so the script asks for no more than the budget allows. A script blocks every other
+-- client of the server while it runs: unbounded, a group with 1,000,000 entries pending and
+-- none idle kept Redis busy for seconds (past its 5 s busy threshold, other clients get BUSY).
+-- The caller calls again from the returned cursor, letting other clients in between.
 --   KEYS[1] the stream
--- Returns {re-added, gone, still pending in the group, old id, new id, old id, new id, ...}.
+-- Returns {re-added, gone, still pending in the group, next cursor ('0-0': the group's pending
+-- entries were all examined), old id, new id, old id, new id, ...}.
 local limit = tonumber(ARGV[4])
-local cursor = '0-0'
+local budget = tonumber(ARGV[6])
+local cursor = ARGV[5]
 local pairs_out, gone = {}, 0
-local readded = 0
-for _ = 1, 1000 do
-  if readded >= limit then
-    break
-  end
+local readded, examined = 0, 0
+while readded < limit and examined < budget do
+  local count = math.min(limit - readded, math.max(1, math.floor((budget - examined) / 10)))
   local reply = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], cursor,
-                           'COUNT', limit - readded)
+                           'COUNT', count)
+  examined = examined + count * 10
   cursor = reply[1]
   for _, entry in ipairs(reply[2]) do
     local id, fields = entry[1], entry[2]
@@ -42,7 +50,7 @@ if #held == 0 then
   redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 end
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
-local out = {readded, gone, pending}
+local out = {readded, gone, pending, cursor}
 for _, id in ipairs(pairs_out) do
   table.insert(out, id)
 end

@@ -1,0 +1,67 @@
+"""What the connection can see of the allow-listed roles, checked before either session action
+(``sessions.py``) reads ``pg_stat_activity``.
+
+Two ways a step would otherwise record ``noop`` "no session matches" for ever, hiding a fault
+the rule's author must fix:
+
+- the connecting role cannot see the roles' sessions: without ``pg_read_all_stats`` (or the
+  privileges of those roles) ``pg_stat_activity`` shows another role's sessions with a NULL
+  state and query (PostgreSQL docs, "The Cumulative Statistics System", pg_stat_activity;
+  research section 8.1). Refused, naming the grant;
+- no allow-listed role exists on the server (a typo, or the connection names another server).
+  Refused, naming them. When only some are missing, the step goes on and its message names
+  the missing ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from remediations.base import ActionRefused
+from remediations.postgres.connection import PostgresConnection
+
+__all__ = ["missing_roles_note", "roles_seen"]
+
+# Whether this connection can see the state of the allow-listed roles' sessions ($1): it can
+# when it has the privileges of pg_read_all_stats (a superuser has every privilege), and for a
+# role whose privileges it has. Roles that do not exist have no session to hide, and are listed.
+_VISIBILITY = """
+SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS all_stats,
+       current_user::text AS me,
+       array(SELECT r.rolname::text FROM pg_roles r
+             WHERE r.rolname = ANY ($1::text[])
+               AND NOT pg_has_role(current_user, r.oid, 'USAGE')
+             ORDER BY r.rolname) AS hidden,
+       array(SELECT w.name FROM unnest($1::text[]) AS w(name)
+             WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = w.name)) AS missing
+"""
+
+
+async def roles_seen(conn: PostgresConnection, action: str, roles: Sequence[str]) -> list[str]:
+    """The allow-listed ``roles`` that do not exist on the server, in code point order
+    (usually none).
+
+    Raises ActionRefused naming the missing grant when the connection cannot see the state of
+    some existing role's sessions, and naming the roles when none of them exists."""
+    (row,) = await conn.fetch(f"{action}: visibility", _VISIBILITY, list(roles))
+    hidden = list(row["hidden"] or [])
+    missing = sorted(str(name) for name in row["missing"] or [])
+    if hidden and not row["all_stats"]:
+        raise ActionRefused(
+            f"PostgreSQL {conn.name!r}: the role {row['me']} cannot see the sessions of "
+            f"{', '.join(hidden)}: it lacks pg_read_all_stats, without which pg_stat_activity "
+            "shows other roles' sessions with no state, so none would ever match; "
+            f"GRANT pg_read_all_stats TO {row['me']} (see the README)"
+        )
+    if missing and len(missing) == len(set(roles)):
+        raise ActionRefused(
+            f"PostgreSQL {conn.name!r} has no role {', '.join(missing)}: no session could ever "
+            "match; check the rule's roles (a typo?) and that its connection names the right "
+            "server"
+        )
+    return missing
+
+
+def missing_roles_note(missing: Sequence[str]) -> str:
+    """The words a "no session matches" message ends with when some roles do not exist."""
+    return f" (no role {', '.join(missing)} on this server)" if missing else ""
