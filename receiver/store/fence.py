@@ -25,6 +25,14 @@ raises ``LeaseLost``: the worker stops the item there, writes nothing more for i
 retry it and counts no failure (``receiver.worker.attempt``). The lease's expiry alone is not
 checked: until another worker claims the item, nobody else works on it, and the write is still
 this owner's; once one does, ``lease_owner`` says so.
+
+Not fenced: the writes whose every effect is decided by what the store holds when they run,
+under the run's row lock, so that a late copy does what the new owner does or nothing (a
+retry writes nothing): the end of an escalation its alert's resolution overtook
+(escalation_ends.py), a follow-up stopped at its stopped step or ended for good
+(phase_stop.py), an undo withdrawn on a re-fire (withdrawal.py); a run, stored once per rule
+and occurrence (runs.py). They end only steps still open, never one the new owner ran or began,
+or find the run stored.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from receiver.model import AlertEvent, ApprovalState, Disposition, RunOutcome, T
 from receiver.store import EventLease, LeaseFence, LeaseLost, Store
 from receiver.worker import Worker
 from tests.support.events import alert_event, new_event
+from tests.support.leases import take_over
 from tests.support.polling import eventually
 from tests.support.relay import HeldRelay
 
@@ -39,19 +40,9 @@ async def _claim(store: Store, owner: str) -> int:
     return claimed.event.id
 
 
-async def _take_over(database_url: str, store: Store, event_id: int) -> LeaseFence:
+async def _take_over(store: Store, event_id: int) -> LeaseFence:
     """A's lease runs out, and B claims the event: B's fence."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(
-            "UPDATE alert_events SET lease_until = remediator_now() - interval '1 second'"
-            " WHERE id = $1",
-            event_id,
-        )
-    finally:
-        await conn.close()
-    assert await _claim(store, "b") == event_id
-    return LeaseFence("event", event_id, "b")
+    return (await take_over(store, event_id, "b", 60.0)).fence
 
 
 async def _snapshot(database_url: str, run_id: str) -> dict[str, Any]:
@@ -131,7 +122,7 @@ async def test_every_fenced_write_after_another_worker_claimed_the_event_changes
     assert await store.record_admission(run_id, ("pause",), lease=a)
     assert await store.set_run_outcome(run_id, RunOutcome.RUNNING, lease=a)
 
-    b = await _take_over(database_url, store, event_id)
+    b = await _take_over(store, event_id)
     # B does the work again: step 0 ends ok, step 1 is planned and its approval asked and given.
     await store.record_step(run_id, b, idx=0, action=RESTART, outcome="ok", message="by b")
     await store.record_step(run_id, b, idx=1, action=RESTART, outcome="pending")
@@ -256,7 +247,7 @@ async def test_a_late_refusal_held_in_the_network_does_not_undo_the_new_owners_r
         late = asyncio.create_task(
             stalled.record_refusal(run_id, "pause", "paused by ops", None, lease=a)
         )
-        b = await _take_over(database_url, store, event_id)
+        b = await _take_over(store, event_id)
         await store.record_step(run_id, b, idx=0, action=RESTART, outcome="ok", message="by b")
         assert await store.set_run_outcome(run_id, RunOutcome.SUCCEEDED, lease=b)
         before = await _snapshot(database_url, run_id)
@@ -284,7 +275,7 @@ async def test_a_worker_whose_write_finds_its_lease_lost_stops_without_settling(
         assert lease is not None
         run_id = await store.create_run(rule="r", event=event, target=TARGET, dry_run=True)
         assert run_id is not None
-        await _take_over(database_url, store, event.id)
+        await _take_over(store, event.id)
         taken.set()
         await store.record_step(run_id, lease.fence, idx=0, action=RESTART, outcome="ok")
         return Disposition.done()
