@@ -33,7 +33,7 @@ from receiver.approvals.state import (
 from receiver.approvals.tokens import LinkTokens, TokenClaims
 from receiver.config.settings import APPROVAL_TTL_S
 from receiver.model import ApprovalRecord, ApprovalState, RunOutcome
-from receiver.store import JobKind, RunRecord, Store, StoreUnavailable, describe
+from receiver.store import JobKind, LeaseFence, RunRecord, Store, StoreUnavailable, describe
 from receiver.telemetry import Metrics
 
 __all__ = ["LINK_PATH", "ApprovalDesk", "Gate", "StepRequest"]
@@ -114,9 +114,12 @@ class ApprovalDesk:
 
     # -- the pipeline's side ------------------------------------------------------------------
 
-    async def request(self, step: StepRequest, target: Any) -> ApprovalRecord:
+    async def request(
+        self, step: StepRequest, target: Any, lease: LeaseFence | None = None
+    ) -> ApprovalRecord:
         """A pending approval of the step (the one already pending, if any); a new one is
-        announced with its link."""
+        announced with its link. ``lease``: the claim it is asked under; LeaseLost, nothing
+        stored or announced, once its owner lost it (receiver.store.fence)."""
         approval, created = await self.store.request_approval(
             run_id=step.run_id,
             step_idx=step.step_idx,
@@ -128,6 +131,7 @@ class ApprovalDesk:
             plan_hash=step.plan_hash,
             context=step.context,
             ttl_s=self.ttl_s,
+            lease=lease,
         )
         if created:
             self._count(approval, "requested")
@@ -152,14 +156,8 @@ class ApprovalDesk:
         of its on_resolved steps (phase ``resolve``: the run keeps whatever outcome it has)."""
         if not undo and run.outcome not in (RunOutcome.AWAITING_APPROVAL, RunOutcome.FAILED):
             return Gate.GO
-        held = next(
-            (
-                s
-                for s in run.steps
-                if s.outcome == "awaiting_approval" and (s.phase == "resolve") is undo
-            ),
-            None,
-        )
+        waiting = [s for s in run.steps if s.outcome == "awaiting_approval"]
+        held = next((s for s in waiting if (s.phase == "resolve") is undo), None)
         if held is None:
             return Gate.GO
         latest = await self.store.latest_approval(run.id, held.idx)

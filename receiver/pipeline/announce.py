@@ -182,6 +182,7 @@ class Announcer:
             delivered=bool(data["delivered"]),
             detail=data["detail"],
             digest=data.get("digest"),
+            lease=ctx.lease,
         )
 
     def noted(self, ctx: RunContext, data: Mapping[str, Any]) -> None:
@@ -234,7 +235,9 @@ class Announcer:
         data = announced_data(
             event=moment.value, channel=spec.channel, delivered=delivered, detail=detail
         )
-        await deps.store.record_announcement(ctx.run_id, fingerprint=fingerprint, **data)
+        await deps.store.record_announcement(
+            ctx.run_id, fingerprint=fingerprint, lease=ctx.lease, **data
+        )
         self.noted(ctx, data)
 
     async def once(

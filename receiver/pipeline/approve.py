@@ -216,6 +216,7 @@ class RequestApproval:
                 context=await _why(self._deps, ctx),
             ),
             ctx.target,
+            lease=ctx.lease,
         )
         ctx.requested_approval = True
         return Verdict.next()

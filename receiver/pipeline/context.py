@@ -28,7 +28,7 @@ from receiver.model import (
 )
 from receiver.priority import Priority
 from receiver.refusal_digest import REFUSAL_DIGEST_S
-from receiver.store import STARTED, EventLease, RunRecord, StepRecord, Store
+from receiver.store import STARTED, EventLease, LeaseFence, RunRecord, StepRecord, Store
 from receiver.store.phase_stop import STOPPERS
 from receiver.telemetry import Metrics
 from remediations.base import Clients, Outcome, Registry, Result
@@ -235,6 +235,10 @@ class RunContext:
     # (``completes.completed`` says it was), unless a message of the refusal is to be sent
     # (the admit stage drops it then). None: the worker completes the event.
     completes: EventLease | None = None
+    # The claim of the event or job this pass works for: the run's writes are fenced by it
+    # (receiver.store.fence), so a late copy of one, landing after another worker claimed the
+    # item, writes nothing and raises LeaseLost. None: unfenced (a test's direct call).
+    lease: LeaseFence | None = None
     admission: Admission | None = None
     runnable: tuple[StepPlan, ...] = ()
     awaiting: StepPlan | None = None
@@ -293,6 +297,7 @@ async def record_step(
         message = f"{message}; {ctx.caveat}" if message else ctx.caveat
     await deps.store.record_step(
         ctx.run_id,
+        lease=ctx.lease,
         idx=step.index,
         phase=ctx.phase,
         action=step.action,

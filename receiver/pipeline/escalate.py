@@ -55,7 +55,7 @@ from receiver.pipeline.events import disposition_of
 from receiver.pipeline.overtaken import escalation_overtaken
 from receiver.pipeline.runner import plans_of, remember_changes, run_stages
 from receiver.rules.model import Rule
-from receiver.store import RunRecord, StepRecord
+from receiver.store import LeaseFence, RunRecord, StepRecord
 from receiver.store.records import event_from_row
 
 __all__ = ["Escalation", "escalating"]
@@ -75,16 +75,21 @@ def escalating(run: RunRecord) -> bool:
 
 
 class Escalation:
-    """``await escalation(run, rule, log) -> Disposition`` for an ``escalating`` run."""
+    """``await escalation(run, rule, log, lease) -> Disposition`` for an ``escalating`` run."""
 
     def __init__(self, deps: Deps, stages: tuple[Stage, ...], announce: Announcer) -> None:
         self._deps = deps
         self._stages = stages
         self._announce = announce
 
-    async def __call__(self, run: RunRecord, rule: Rule | None, log: Any) -> Disposition:
+    async def __call__(
+        self, run: RunRecord, rule: Rule | None, log: Any, lease: LeaseFence | None = None
+    ) -> Disposition:
+        """Announce the failed verification and run the ladder; ``lease``: the job's claim,
+        which fences the run's writes (receiver.store.fence)."""
         deps = self._deps
         ctx = _context(run, rule, log)
+        ctx.lease = lease
         if run.event_id is not None:
             # The alert behind the run, for what the ladder's steps and messages say about it
             # (a notify step's `{{ labels.x }}`); absent once retention pruned the event.

@@ -44,7 +44,14 @@ from receiver.pipeline.resolve import taken_up_resolving
 from receiver.pipeline.runner import Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
-from receiver.store import EventLease, StoreUnavailable, describe, is_unavailable
+from receiver.store import (
+    EventLease,
+    LeaseFence,
+    LeaseLost,
+    StoreUnavailable,
+    describe,
+    is_unavailable,
+)
 
 __all__ = ["EventHandler", "disposition_of"]
 
@@ -76,6 +83,8 @@ class EventHandler:
             alertname=event.alertname,
             status=str(event.status),
         )
+        # Every write of the event's runs is fenced by its claim (receiver.store.fence).
+        fence = lease.fence if lease is not None else None
         ruleset = self._rules.current
         settled = engine.settled_at_intake(event.status, event.labels, ruleset)
         if settled is not None:
@@ -105,10 +114,16 @@ class EventHandler:
         # with; the engine sees it as existing and will not plan it again.
         for prior in history.episode_runs:
             if event.status is Status.FIRING and prior.outcome in _TAKEN_UP:
-                await _isolated(self._resume(prior.run_id, log), verdicts, faults, log, prior.rule)
+                await _isolated(
+                    self._resume(prior.run_id, log, fence), verdicts, faults, log, prior.rule
+                )
             elif event.status is Status.RESOLVED and prior.closed:
                 await _isolated(
-                    self._finish_resolve(prior.run_id, log), verdicts, faults, log, prior.rule
+                    self._finish_resolve(prior.run_id, log, fence),
+                    verdicts,
+                    faults,
+                    log,
+                    prior.rule,
                 )
 
         needs = engine.fact_needs(event, ruleset, deps.settings.policy)
@@ -130,7 +145,7 @@ class EventHandler:
         # undo deferred), so that one it recurred is settling when the recurrence fails it.
         superseded = [r for r in plan.resolves if r.deferred]
         for resolve in superseded:
-            verdicts.append(await self._close_earlier(event, resolve, ruleset, log))
+            verdicts.append(await self._close_earlier(event, resolve, ruleset, log, fence))
         for recurrence in plan.recurrences:
             await self._recurred(recurrence, ruleset, log)
         for skip in plan.skips:
@@ -140,6 +155,7 @@ class EventHandler:
             await deps.store.record_skips(event.id, plan.skips)
         for n, run_plan in enumerate(plan.runs, start=1):
             ctx = _new_run(event, run_plan, log)
+            ctx.lease = fence
             if (
                 n == len(plan.runs)
                 and len(superseded) == len(plan.resolves)
@@ -153,6 +169,7 @@ class EventHandler:
         for resolve in plan.resolves:
             if not resolve.deferred:
                 ctx = _resolving(event, resolve, ruleset, log)
+                ctx.lease = fence
                 await _isolated(
                     run_stages(self._stages.resolve, ctx), verdicts, faults, log, ctx.rule
                 )
@@ -164,7 +181,12 @@ class EventHandler:
         return disposition
 
     async def _close_earlier(
-        self, event: AlertEvent, resolve: ResolvePlan, ruleset: RuleSet, log: Any
+        self,
+        event: AlertEvent,
+        resolve: ResolvePlan,
+        ruleset: RuleSet,
+        log: Any,
+        fence: LeaseFence | None,
     ) -> Verdict:
         """Close an earlier episode's run (or withdraw its held undo) before the new one is
         planned. A fault of the statement itself (not an outage, which retries the event)
@@ -172,9 +194,10 @@ class EventHandler:
         It is logged, and the earlier run stays as it was (its deadline decides it)."""
         try:
             ctx = _resolving(event, resolve, ruleset, log)
+            ctx.lease = fence
             return await run_stages(self._stages.resolve, ctx)
         except Exception as exc:
-            if _outage(exc):
+            if _outage(exc) or isinstance(exc, LeaseLost):
                 raise
             log.error(
                 "could not close the run of an earlier episode; the new episode goes on",
@@ -202,12 +225,13 @@ class EventHandler:
         except GuardUnavailable as exc:
             log.warning("could not feed the circuit breaker yet", error=str(exc))
 
-    async def _resume(self, run_id: str, log: Any) -> Verdict:
+    async def _resume(self, run_id: str, log: Any, fence: LeaseFence | None) -> Verdict:
         run = await self._deps.store.get_run(run_id)
         if run is None:
             return Verdict.next()
         rule = self._rules.current.by_name(run.rule)
         ctx = await take_up(self._deps.store, run, rule, log)
+        ctx.lease = fence
         ctx.log.warning(
             "taking up a run an earlier attempt created",
             outcome=str(run.outcome),
@@ -215,13 +239,14 @@ class EventHandler:
         )
         return await run_stages(self._stages.run, ctx)
 
-    async def _finish_resolve(self, run_id: str, log: Any) -> Verdict:
+    async def _finish_resolve(self, run_id: str, log: Any, fence: LeaseFence | None) -> Verdict:
         run = await self._deps.store.get_run(run_id, with_steps=False)
         if run is None:
             return Verdict.next()
         rule = self._rules.current.by_name(run.rule)
         announce = rule.announce if rule is not None else None
         ctx = await taken_up_resolving(self._deps.store, run, log, announce)
+        ctx.lease = fence
         return await run_stages(self._stages.resolve, ctx)
 
 
@@ -239,7 +264,8 @@ async def _isolated(
     try:
         verdicts.append(await work)
     except Exception as exc:
-        if _outage(exc):
+        if _outage(exc) or isinstance(exc, LeaseLost):
+            # LeaseLost: another worker has the event now; nothing more is written for it.
             raise
         log.error(
             "a run failed; the event's other runs go on, and the event is retried",

@@ -35,7 +35,7 @@ from receiver.pipeline.events import disposition_of
 from receiver.pipeline.resolve import taken_up_resolving
 from receiver.pipeline.runner import RESUMABLE, Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
-from receiver.store import ClaimedJob, JobKind, RunRecord
+from receiver.store import ClaimedJob, JobKind, LeaseFence, RunRecord
 
 __all__ = ["JobHandler"]
 
@@ -60,9 +60,10 @@ class JobHandler:
             rule = self._rules.current.by_name(run.rule) if run is not None else None
             # An on_resolved step held for its approval (the run is closed): its decision or
             # its expiry wakes this job, beside whatever else the run waits for.
-            undo = await self._undo(run, log) if run is not None and _undo_held(run) else None
+            held = run is not None and _undo_held(run)
+            undo = await self._undo(run, log, job.fence) if run is not None and held else None
             if run is not None and escalating(run):
-                return _either(undo, await self._escalation(run, rule, log))
+                return _either(undo, await self._escalation(run, rule, log, job.fence))
             if undo is not None:
                 return undo
             if run is None or run.outcome not in RESUMABLE or run.resolved_at is not None:
@@ -77,6 +78,7 @@ class JobHandler:
                 # An approval still pending (woken early) or just expired: no stage, no guard.
                 return Disposition.done()
             ctx = await take_up(self._deps.store, run, rule, log)
+            ctx.lease = job.fence
             return disposition_of([await run_stages(self._stages.run, ctx)])
         if job.kind is JobKind.RESUME_RESOLVE:
             run = await self._deps.store.get_run(job.run_id, with_steps=False)
@@ -84,16 +86,18 @@ class JobHandler:
                 log.info("no closed run to finish", found=run is not None)
                 return Disposition.done()
             ctx = await taken_up_resolving(self._deps.store, run, log, self._announce_of(run))
+            ctx.lease = job.fence
             return disposition_of([await run_stages(self._stages.resolve, ctx)])
         return Disposition.retry(60.0, f"unknown job kind {job.kind!r}")
 
-    async def _undo(self, run: RunRecord, log: Any) -> Disposition:
+    async def _undo(self, run: RunRecord, log: Any, fence: LeaseFence | None) -> Disposition:
         """Take up the on_resolved steps of ``run`` once the held one's approval was given;
         an expired one ends them (``ApprovalDesk.gate``), a pending one waits."""
         desk = self._deps.approvals
         if desk is not None and await desk.gate(run, undo=True) != Gate.GO:
             return Disposition.done()
         ctx = await taken_up_resolving(self._deps.store, run, log, self._announce_of(run))
+        ctx.lease = fence
         return disposition_of([await run_stages(self._stages.resolve, ctx)])
 
     def _announce_of(self, run: RunRecord) -> Announce | None:

@@ -129,7 +129,7 @@ class Record:
         # next event waits for them; the lease keeper keeps a lease that is still held).
         unsent = self._announce.unsent(ctx, Announcement.FINISHED) if final in _DONE else None
         await deps.store.set_run_outcome(
-            ctx.run_id, final, error=error, schedule=schedule, announced=unsent
+            ctx.run_id, final, error=error, schedule=schedule, announced=unsent, lease=ctx.lease
         )
         if final is RunOutcome.FAILED and alert_fault:
             # Counting it would let a few bad alerts switch the rule off for the good ones.

@@ -20,16 +20,15 @@ the same guards, and each record of them says that the change it undoes may not 
 (``RunContext.caveat``). A failed step known not to have acted (a refused connection, a 4xx answer)
 changed nothing.
 
-A run of an earlier episode whose resolution never came is closed the same way when a later
-episode of its alert arrives (``receiver.episodes``; ``ResolvePlan.inferred_from``): by its
-firing with the undo deferred (``undo_deferred``: the alert fires again), by its resolution
-with the undo at once; a deferred undo is carried out when the alert next resolves
-(``ResolvePlan.carried``: ``Store.carry_undo`` records the steps, with a ``resume_resolve`` job
-that finishes them should this pass stop; only the pass whose carry wrote them runs them, one
-that finds them carried leaves them to that carry's job). A firing also withdraws a closed run's
-undo that waits for its approval (``ResolvePlan.withdraw``); any take-up of a step not started
-yet after the alert fired again (approved, or held by a guard) withdraws it (pipeline.refired):
-deferred.
+A run of an earlier episode whose resolution never came is closed the same way when a later episode
+of its alert arrives (``receiver.episodes``; ``ResolvePlan.inferred_from``): by its firing with the
+undo deferred (``undo_deferred``: the alert fires again), by its resolution with the undo at once; a
+deferred undo is carried out when the alert next resolves (``ResolvePlan.carried``:
+``Store.carry_undo`` records the steps, with a ``resume_resolve`` job that finishes them should this
+pass stop; only the pass whose carry wrote them runs them, one that finds them carried leaves them
+to that carry's job). A firing also withdraws a closed run's undo that waits for its approval
+(``ResolvePlan.withdraw``); any take-up of a step not started yet after the alert fired again
+(approved, or held by a guard) withdraws it (pipeline.refired): deferred.
 
 A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
 ``resume_resolve`` job takes it up again (withdrawn if its alert fired again meanwhile) when the
@@ -168,6 +167,7 @@ class Close:
                 run.id,
                 RunOutcome.CANCELLED,
                 error="the alert resolved before the run was admitted; nothing ran",
+                lease=ctx.lease,
             )
             self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
             run = await store.get_run(ctx.run_id) or run
@@ -283,7 +283,7 @@ class AdmitResolve:
             return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
         # The follow-up's own phase, 'resolve' or 'on_failed' (a reviewer read both as undo).
         await deps.store.record_admission(
-            ctx.run_id, admission.checked, phase=ctx.phase, fence=admission.fence
+            ctx.run_id, admission.checked, phase=ctx.phase, fence=admission.fence, lease=ctx.lease
         )
         ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)
         return Verdict.next()

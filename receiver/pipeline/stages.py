@@ -241,11 +241,11 @@ class Admit:
             ctx.admission = admission
             async with _released_if_unrecorded(deps, request, admission):
                 await deps.store.record_admission(
-                    ctx.run_id, admission.checked, fence=admission.fence
+                    ctx.run_id, admission.checked, fence=admission.fence, lease=ctx.lease
                 )
             release_when_done(deps, ctx, request, admission)
             if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
-                await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING)
+                await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING, lease=ctx.lease)
         ctx.log.info("admitted", fence=admission.fence)
         if ctx.prior is None or ctx.prior.outcome is RunOutcome.PENDING:
             # Once: not again for a run taken up after an approval or a crash mid-steps.
@@ -283,7 +283,7 @@ class Admit:
                 return _OWNED_ELSEWHERE
         else:
             await deps.store.record_refusal(
-                ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at
+                ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at, lease=ctx.lease
             )
             if unsent is not None:
                 await self._announce.record(ctx, unsent)
@@ -323,6 +323,7 @@ class Admit:
                 "retry_at": refusal.retry_at.isoformat() if refusal.retry_at else None,
             },
             schedule=[(JobKind.RESUME_RUN, wait_s)],
+            lease=ctx.lease,
         )
         deps.metrics.guard_refused(refusal.guard)
         ctx.log.info("waiting for the target lock", reason=refusal.reason, retry_in_s=wait_s)

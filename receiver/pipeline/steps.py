@@ -258,6 +258,7 @@ class StepRunner:
                 attempt=attempt,
                 what=what,
                 started_at=started,
+                lease=ctx.lease,
             )
         except BaseException:
             if len(self._unconfirmed) >= _MAX_UNCONFIRMED:

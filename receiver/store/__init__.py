@@ -3,8 +3,10 @@
 ``Store`` is one class composed of a mixin per aggregate, each over the same asyncpg pool
 (database.py): events.py (the intake queue), jobs.py (work that resumes a run), leases.py (the
 lease statements both queues share), failures.py (failed attempts, bounded, then dead letters),
+fence.py (the writes a worker makes under a claim, refused once it lost the lease),
 queues.py (what operators see and do with both queues), history.py (what the engine reads;
-its SQL in history_sql.py), runs.py (runs), steps.py (their steps and refusals),
+its SQL in history_sql.py), runs.py (runs), steps.py (their steps), admissions.py (their
+admissions and refusals),
 verification.py (how a verification ends), audit.py (the hash-chained audit log),
 approvals.py (approvals of risky steps), announcements.py (what the run announcements did),
 review.py (what the post-incident review reads), statistics.py (the planner's statistics kept
@@ -20,6 +22,7 @@ applied by migrate.py when the store connects.
 
 from __future__ import annotations
 
+from receiver.store.admissions import Admissions
 from receiver.store.announcements import DIGEST_AUDIT, Announcements, announced_data
 from receiver.store.approval_ends import ApprovalEnds
 from receiver.store.approvals import Approvals
@@ -31,6 +34,7 @@ from receiver.store.errors import StoreUnavailable, describe, is_unavailable
 from receiver.store.escalation_ends import OVERTAKEN_AUDIT, EscalationEnds, Overtaken
 from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.failures import Failures
+from receiver.store.fence import LeaseFence, LeaseLost
 from receiver.store.history import EngineHistory, OpenRun
 from receiver.store.jobs import JobQueue
 from receiver.store.leases import EventLease
@@ -74,6 +78,8 @@ __all__ = [
     "ItemConflict",
     "ItemNotFound",
     "JobKind",
+    "LeaseFence",
+    "LeaseLost",
     "NewEvent",
     "OnceEntry",
     "OpenRun",
@@ -105,6 +111,7 @@ class Store(
     EngineHistory,
     Runs,
     StepWriter,
+    Admissions,
     Verification,
     Withdrawals,
     PhaseStops,

@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from receiver.store.audit import append_in_tx
+from receiver.store.audit import audit_insert_sql
+from receiver.store.canonical import audit_data
 from receiver.store.database import Database
 from receiver.store.errors import translate
+from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
 
 __all__ = ["ANNOUNCED", "DIGEST_AUDIT", "Announcements", "announced_data"]
 
@@ -55,16 +57,38 @@ class Announcements(Database):
         delivered: bool,
         detail: str,
         digest: str | None = None,
+        lease: LeaseFence | None = None,
     ) -> None:
         """Audit one announcement of ``event`` to ``channel``: delivered or not, and the
         channel's answer or what went wrong (never the channel's URL); ``digest``: the window
         of the refusal digest it was folded into. ``fingerprint``: the run's alert. One
-        statement, committed on its own (nothing else changes with it)."""
-        data = announced_data(
-            event=event, channel=channel, delivered=delivered, detail=detail, digest=digest
+        statement, committed on its own (nothing else changes with it). ``lease``: the claim
+        it is made under; LeaseLost, nothing written, once its owner lost it (fence.py)."""
+        data = audit_data(
+            announced_data(
+                event=event, channel=channel, delivered=delivered, detail=detail, digest=digest
+            )
         )
         with translate():
-            await append_in_tx(self._pool, ANNOUNCED, run_id, fingerprint, data)
+            ok = await self._pool.fetchval(
+                f"""WITH held AS ({held_sql("$4", "$5", "$6")}), audited AS (
+                    {
+                    audit_insert_sql(
+                        "(SELECT FROM held WHERE held.ok) AS go",
+                        kind=f"'{ANNOUNCED}'",
+                        run_id="$1::uuid",
+                        fingerprint="$2::text",
+                        data="$3::text",
+                    )
+                }
+                )
+                SELECT ok FROM held""",
+                run_id,
+                fingerprint,
+                data,
+                *fence_args(lease),
+            )
+        check_held(ok, lease, f"the announcement {event} of run {run_id}")
 
     async def was_announced(self, run_id: str, event: str) -> bool:
         """Whether ``event`` of the run was announced already (delivered or not), so a job

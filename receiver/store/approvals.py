@@ -24,6 +24,7 @@ from receiver.store.audit import append_in_tx
 from receiver.store.canonical import canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
+from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
 from receiver.store.jobs import enqueue
 from receiver.store.records import JobKind, as_utc
 
@@ -128,27 +129,32 @@ class Approvals(Database):
         plan_hash: str,
         context: Mapping[str, Any],
         ttl_s: float,
+        lease: LeaseFence | None = None,
     ) -> tuple[ApprovalRecord, bool]:
         """A pending approval of step ``step_idx``, expiring ``ttl_s`` seconds from now (the
         database clock), with a ``resume_run`` job due then to expire it. Returns it and
-        whether it is new: a step already waiting keeps its pending approval."""
+        whether it is new: a step already waiting keeps its pending approval. ``lease``: the
+        claim it is asked under; LeaseLost, nothing written, once its owner lost it: a late
+        copy would ask again for a step another worker has seen decided (fence.py)."""
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 f"""
-                WITH ins AS (
+                WITH held AS ({held_sql("$13", "$14", "$15")}), ins AS (
                     INSERT INTO approvals AS a (run_id, step_idx, rule, target_kind,
                         target_namespace, target_name, action, risk, plan, plan_hash, context,
                         expires_at)
-                    VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
-                            remediator_now() + make_interval(secs => $12))
+                    SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
+                           remediator_now() + make_interval(secs => $12)
+                    FROM held WHERE held.ok
                     ON CONFLICT (run_id, step_idx) WHERE state = 'pending' DO NOTHING
                     RETURNING {_COLUMNS}
                 )
-                SELECT *, true AS created FROM ins
+                SELECT *, true AS created, true AS ok FROM ins
                 UNION ALL
-                SELECT {_COLUMNS}, false AS created FROM approvals a
-                WHERE a.run_id = $1::uuid AND a.step_idx = $2 AND a.state = 'pending'
-                  AND NOT EXISTS (SELECT 1 FROM ins)
+                SELECT {_COLUMNS}, false AS created, held.ok FROM held
+                LEFT JOIN approvals a
+                  ON a.run_id = $1::uuid AND a.step_idx = $2 AND a.state = 'pending'
+                WHERE NOT EXISTS (SELECT 1 FROM ins)
                 """,
                 run_id,
                 step_idx,
@@ -162,7 +168,9 @@ class Approvals(Database):
                 plan_hash,
                 canonical_json(dict(context)),
                 float(ttl_s),
+                *fence_args(lease),
             )
+            check_held(row["ok"], lease, f"an approval of step {step_idx} of run {run_id}")
             approval = _record(row)
             if row["created"]:
                 await enqueue(conn, JobKind.RESUME_RUN, run_id, delay_s=ttl_s)

@@ -180,7 +180,7 @@ class JobQueue(Leases):
                 UPDATE jobs j
                 SET {claim_assignments("j", "$2")}
                 FROM picked WHERE j.id = picked.id
-                RETURNING {_JOB_COLUMNS}
+                RETURNING {_JOB_COLUMNS}, j.lease_owner
                 """,
                 owner,
                 float(lease_s),

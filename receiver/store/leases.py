@@ -3,7 +3,9 @@
 An item is due when it is pending and its ``not_before`` came, or claimed with its lease run
 out (its worker died). A claim leases it to one owner until ``lease_until``; only that owner may
 extend the lease, settle the item or release it back to pending, and each of those statements
-changes nothing once the owner lost the lease (another worker claimed the item since). Finished
+changes nothing once the owner lost the lease (another worker claimed the item since). The
+writes the work makes between the claim and the settlement are held to the same rule by
+fence.py (``EventLease.fence``, ``ClaimedJob.fence``). Finished
 items are deleted after the retention period; dead ones wait for an operator (queues.py).
 
 ``QueueTable`` says what differs between the two tables; ``Leases`` runs the statements that do
@@ -20,6 +22,7 @@ from typing import Any
 
 from receiver.store.database import Database
 from receiver.store.errors import translate
+from receiver.store.fence import LeaseFence
 
 __all__ = [
     "EVENTS",
@@ -54,6 +57,11 @@ class EventLease:
     # Set just before the write that completes the event is sent: from then on a lease that
     # cannot be extended may be this write's own doing, and the work ends with it.
     finishing: bool = False
+
+    @property
+    def fence(self) -> LeaseFence:
+        """The claim the event's writes are fenced by (receiver.store.fence)."""
+        return LeaseFence("event", self.event_id, self.owner)
 
 
 def complete_sql(event_id: str, owner: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from receiver.alertmanager import ZERO_TIME
 from receiver.model import AlertEvent, RunOutcome, Status, StepPlan, Target, VerifyResult
 from receiver.store.canonical import audit_data, canonical_json
+from receiver.store.fence import LeaseFence
 from receiver.store.run_ids import run_id_of
 
 __all__ = [
@@ -160,6 +161,14 @@ class ClaimedJob:
     lease_until: datetime
     last_error: str | None = None
     failures: int = 0
+    # The lease's owner, when read as claimed: the fence of the writes made for the job.
+    owner: str | None = None
+
+    @property
+    def fence(self) -> LeaseFence | None:
+        """The claim the job's writes are fenced by (receiver.store.fence); None when it was
+        not read as claimed."""
+        return None if self.owner is None else LeaseFence("job", self.id, self.owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +385,8 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
 
 
 def job_from_row(row: Mapping[str, Any]) -> ClaimedJob:
-    """Reads id, kind, run_id and payload (text), attempts, lease_until, last_error, failures."""
+    """Reads id, kind, run_id and payload (text), attempts, lease_until, last_error, failures,
+    and ``lease_owner`` when the row has it (a claim's)."""
     return ClaimedJob(
         id=row["id"],
         kind=JobKind(row["kind"]),
@@ -386,4 +396,5 @@ def job_from_row(row: Mapping[str, Any]) -> ClaimedJob:
         lease_until=row["lease_until"],
         last_error=row["last_error"],
         failures=row["failures"],
+        owner=row.get("lease_owner"),
     )

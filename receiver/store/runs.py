@@ -1,5 +1,6 @@
 """Runs: creation (once per rule and occurrence, with their planned steps), outcomes, reads
-with their steps, and the paginated run list. Steps and refusals are steps.py.
+with their steps, and the paginated run list. Steps are steps.py, admissions and refusals
+admissions.py.
 
 Every write that changes a run appends its audit row in the same transaction (audit.py).
 """
@@ -17,6 +18,7 @@ from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
+from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
 from receiver.store.jobs import enqueue
 from receiver.store.leases import EventLease, complete_sql
 from receiver.store.paging import RunFilters, fetch_run_page
@@ -324,6 +326,7 @@ class Runs(Database):
         data: Mapping[str, Any] | None = None,
         schedule: Sequence[tuple[str, float]] = (),
         announced: Mapping[str, Any] | None = None,
+        lease: LeaseFence | None = None,
     ) -> bool:
         """Move a run to ``outcome``; keeps the timestamps that follow from it.
 
@@ -333,13 +336,15 @@ class Runs(Database):
         the outcome, as ``enqueue_job`` would. Returns False when the run does not exist;
         ValueError (before any change) for an unknown job kind. ``announced``: a
         ``run.announced`` row that had nothing to send, audited after the outcome in the same
-        transaction (as ``create_run`` does).
+        transaction (as ``create_run`` does). ``lease``: the claim the move is made under;
+        LeaseLost, nothing written, once its owner lost it (fence.py).
         """
         terminal = outcome in _TERMINAL
         jobs = [(JobKind(kind), delay_s) for kind, delay_s in schedule]
         async with self._tx() as conn:
             row = await conn.fetchrow(
-                """
+                f"""
+                WITH held AS ({held_sql("$6", "$7", "$8")}), moved AS (
                 UPDATE runs SET
                     outcome = $2,
                     started_at = CASE WHEN $2 = 'running'
@@ -352,16 +357,20 @@ class Runs(Database):
                         THEN remediator_now() + make_interval(secs => coalesce($5, verify_within_s))
                         ELSE verify_deadline END,
                     error = coalesce($4, error)
-                WHERE id = $1::uuid
+                WHERE id = $1::uuid AND (SELECT ok FROM held)
                 RETURNING fingerprint, verify_deadline
+                )
+                SELECT held.ok, moved.* FROM held LEFT JOIN moved ON true
                 """,
                 run_id,
                 str(outcome),
                 terminal,
                 error,
                 verify_within_s,
+                *fence_args(lease),
             )
-            if row is None:
+            check_held(row["ok"], lease, f"the outcome {outcome} of run {run_id}")
+            if row["fingerprint"] is None:
                 return False
             if terminal:
                 await mark_not_run(conn, run_id, f"not run: the run ended {outcome}")

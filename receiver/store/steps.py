@@ -1,8 +1,10 @@
-"""The steps of runs, and a guard's refusal of a run: each write audited in its transaction.
+"""The steps of runs: each write audited in its transaction.
 
 ``write_step`` is the one statement that inserts or updates a step; ``Runs.create_run`` uses it
 too, so a run and its planned steps are created in one transaction (a run never exists without
 the steps it was planned with).
+
+A run's admission and a guard's refusal of it are admissions.py.
 
 ``StepWriter.start_step`` marks a step ``started`` before an action that must not run twice
 acts (``remediations.base.Action.replay_safe``): one statement that succeeds only for a step
@@ -25,10 +27,11 @@ from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
-from receiver.store.records import Refused
+from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
 from remediations.base import Outcome
 
 __all__ = [
+    "ENDED_WHILE_STARTED",
     "INTERRUPTED",
     "NOT_RUN",
     "STARTED",
@@ -54,9 +57,9 @@ _STARTABLE = ("pending", "awaiting_approval")
 
 
 # The outcome a step still ``started`` takes when its run ends without taking it up
-# (``remediations.base.Outcome.INTERRUPTED``), and why (``_ENDED_WHILE_STARTED`` + the end).
+# (``remediations.base.Outcome.INTERRUPTED``), and why (``ENDED_WHILE_STARTED`` + the end).
 INTERRUPTED = Outcome.INTERRUPTED.value
-_ENDED_WHILE_STARTED = (
+ENDED_WHILE_STARTED = (
     "a worker stopped while this step ran: it may have acted, in part or in full; not run again; "
 )
 
@@ -73,7 +76,7 @@ async def mark_not_run(conn: Any, run_id: str, why: str) -> None:
            WHERE run_id = $1::uuid AND phase = 'run' AND outcome = $5""",
         run_id,
         INTERRUPTED,
-        _ENDED_WHILE_STARTED,
+        ENDED_WHILE_STARTED,
         why,
         STARTED,
     )
@@ -112,21 +115,26 @@ class StepFields(TypedDict):
     may_have_acted: NotRequired[bool]
 
 
-async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> None:
+async def write_step(
+    conn: Any, run_id: str, lease: LeaseFence | None = None, **fields: Unpack[StepFields]
+) -> None:
     """Insert or update one step on ``conn``, inside the caller's transaction, with its audit
-    row; see ``StepFields`` for the fields and their defaults."""
+    row; see ``StepFields`` for the fields and their defaults. ``lease``: the claim the write
+    is made under; LeaseLost, nothing written, when its owner lost it (fence.py)."""
     idx, action, outcome = fields["idx"], fields["action"], fields["outcome"]
     phase, message = fields.get("phase", "run"), fields.get("message", "")
     params, before, after = fields.get("params"), fields.get("before"), fields.get("after")
     acted = fields.get("may_have_acted", False)
-    fingerprint = await conn.fetchval(
-        """
-        WITH up AS (
+    row = await conn.fetchrow(
+        f"""
+        WITH held AS ({held_sql("$15", "$16", "$17")}),
+        up AS (
             INSERT INTO steps (run_id, phase, idx, action, params, needs_approval,
                                outcome, message, before, after, attempts, started_at,
                                finished_at, may_have_acted)
-            VALUES ($1::uuid, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), $6, $7, $8,
-                    $9::jsonb, $10::jsonb, $11, $12, $13, $14)
+            SELECT $1::uuid, $2, $3, $4, coalesce($5::jsonb, '{{}}'::jsonb), $6, $7, $8,
+                   $9::jsonb, $10::jsonb, $11, $12, $13, $14
+            FROM held WHERE held.ok
             ON CONFLICT (run_id, phase, idx) DO UPDATE SET
                 action = EXCLUDED.action, params = coalesce($5::jsonb, steps.params),
                 needs_approval = EXCLUDED.needs_approval, outcome = EXCLUDED.outcome,
@@ -143,7 +151,8 @@ async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> No
                        AND EXCLUDED.outcome IN ('pending', 'awaiting_approval'))
             RETURNING run_id
         )
-        SELECT runs.fingerprint FROM up JOIN runs ON runs.id = up.run_id
+        SELECT held.ok, (SELECT runs.fingerprint FROM up JOIN runs ON runs.id = up.run_id)
+        FROM held
         """,
         run_id,
         phase,
@@ -159,7 +168,11 @@ async def write_step(conn: Any, run_id: str, **fields: Unpack[StepFields]) -> No
         fields.get("started_at"),
         fields.get("finished_at"),
         acted,
+        *fence_args(lease),
     )
+    assert row is not None  # held is one row
+    check_held(row["ok"], lease, f"step {idx} of {phase} of run {run_id}")
+    fingerprint = row["fingerprint"]
     if fingerprint is None:
         return  # a started step kept its mark: nothing was written, nothing to audit
     await append_in_tx(
@@ -234,12 +247,15 @@ class StepStart:
 
 
 class StepWriter(Database):
-    """Steps and refusals (mixin of ``Store``)."""
+    """Steps (mixin of ``Store``)."""
 
-    async def record_step(self, run_id: str, **fields: Unpack[StepFields]) -> None:
-        """Insert or update step ``idx`` of ``phase`` of a run, audited (``StepFields``)."""
+    async def record_step(
+        self, run_id: str, lease: LeaseFence | None = None, **fields: Unpack[StepFields]
+    ) -> None:
+        """Insert or update step ``idx`` of ``phase`` of a run, audited (``StepFields``);
+        ``lease``: LeaseLost, nothing written, when its claim is no longer held (fence.py)."""
         async with self._tx() as conn:
-            await write_step(conn, run_id, **fields)
+            await write_step(conn, run_id, lease, **fields)
 
     async def start_step(
         self,
@@ -251,6 +267,7 @@ class StepWriter(Database):
         attempt: str,
         what: str,
         started_at: datetime,
+        lease: LeaseFence | None = None,
     ) -> StepStart:
         """Mark step ``idx`` of ``phase`` ``started`` by ``attempt``, its message
         ``started_message(attempt, what)``, audited, if it is still pending or awaiting its
@@ -259,18 +276,20 @@ class StepWriter(Database):
         ``started`` by this same ``attempt`` (an earlier call committed, its answer was lost) is
         reported marked, and nothing is written again. Returns whether the step is marked by
         this attempt (``started`` True, with the mark's message and time), else what the step
-        was. Raises StoreUnavailable; the statement may still have committed."""
+        was. Raises StoreUnavailable; the statement may still have committed. ``lease``: the
+        claim it is made under; LeaseLost, nothing marked, once its owner lost it (fence.py)."""
         message = started_message(attempt, what)
         data = audit_data(step_audit(phase, idx, action, STARTED, message, None))
         with translate():
             row = await self._pool.fetchrow(
                 f"""
-                WITH up AS (
+                WITH held AS ({held_sql("$9", "$10", "$11")}),
+                up AS (
                     UPDATE steps SET outcome = '{STARTED}', message = $4,
                                      attempts = steps.attempts + 1,
                                      started_at = $5, finished_at = NULL
                     WHERE run_id = $1::uuid AND phase = $2 AND idx = $3
-                      AND outcome = ANY ($6::text[])
+                      AND outcome = ANY ($6::text[]) AND (SELECT ok FROM held)
                     RETURNING run_id
                 ), marked AS (
                     SELECT runs.id, runs.fingerprint FROM up JOIN runs ON runs.id = up.run_id
@@ -287,8 +306,8 @@ class StepWriter(Database):
                 )
                 SELECT (SELECT count(*) FROM up) AS marked, s.outcome, s.message, s.started_at,
                        coalesce(s.outcome = '{STARTED}' AND starts_with(s.message, $8), false)
-                         AS own
-                FROM (SELECT 1) one
+                         AS own, held.ok
+                FROM held
                 LEFT JOIN steps s ON s.run_id = $1::uuid AND s.phase = $2 AND s.idx = $3
                 """,
                 run_id,
@@ -299,8 +318,10 @@ class StepWriter(Database):
                 list(_STARTABLE),
                 data,
                 _attempt_prefix(attempt),
+                *fence_args(lease),
             )
         assert row is not None  # the statement always returns its one row
+        check_held(row["ok"], lease, f"the start of step {idx} of {phase} of run {run_id}")
         if row["marked"]:
             return StepStart(True, STARTED, message, started_at)
         # The step as it was before this statement (its CTE's update is not visible here).
@@ -310,70 +331,3 @@ class StepWriter(Database):
             str(row["message"] or ""),
             row["started_at"],
         )
-
-    async def record_admission(
-        self,
-        run_id: str,
-        guards: tuple[str, ...] | list[str],
-        *,
-        phase: str = "run",
-        fence: int | None = None,
-    ) -> bool:
-        """The guards let the run (its ``phase``: 'run', 'resolve' or 'on_failed') through:
-        audited as ``run.admitted`` with the guards asked, in order. False when the run does
-        not exist."""
-        async with self._tx() as conn:
-            fingerprint = await conn.fetchval(
-                "SELECT fingerprint FROM runs WHERE id = $1::uuid", run_id
-            )
-            if fingerprint is None:
-                return False
-            await append_in_tx(
-                conn, "run.admitted", run_id, fingerprint, admitted_data(guards, phase, fence)
-            )
-        return True
-
-    async def record_refusal(
-        self, run_id: str, guard: str, reason: str, retry_at: datetime | None
-    ) -> bool:
-        """A guard said no: the run is REFUSED, with the guard's name and when it may pass; its
-        steps still to run are ``not_run``, and ``run.refused`` is audited. One statement (one
-        round trip, committed on its own): a storm refuses most of its runs. False when the run
-        does not exist."""
-        refused = Refused(guard, reason, retry_at)
-        with translate():
-            count = await self._pool.fetchval(
-                f"""
-                WITH refused AS (
-                    UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
-                                    retry_at = $4,
-                                    finished_at = coalesce(finished_at, remediator_now())
-                    WHERE id = $1::uuid RETURNING id, fingerprint
-                ), not_run AS (
-                    UPDATE steps SET outcome = $7, message = $5
-                    WHERE run_id IN (SELECT id FROM refused) AND phase = 'run'
-                      AND outcome IN ('pending', 'awaiting_approval')
-                ), interrupted AS (
-                    UPDATE steps SET outcome = $8, message = $9 || steps.message || '; ' || $5
-                    WHERE run_id IN (SELECT id FROM refused) AND phase = 'run'
-                      AND outcome = '{STARTED}'
-                ), audited AS (
-                    {
-                    audit_insert_sql(
-                        "refused",
-                        kind="'run.refused'",
-                        run_id="refused.id",
-                        fingerprint="refused.fingerprint",
-                        data="$6",
-                    )
-                }
-                )
-                SELECT count(*) FROM refused
-                """,
-                run_id,
-                *refused.columns(),
-                NOT_RUN,
-                INTERRUPTED,
-                _ENDED_WHILE_STARTED,
-            )
-        return bool(count)

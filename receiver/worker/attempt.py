@@ -3,7 +3,10 @@
 The claim ends one of three ways (``Settlement``): ``complete`` (done), ``release`` (wait: the
 pipeline asked to retry, or the store was out of reach; nothing failed) or ``fail`` (processing
 raised); or it is ``settled`` already: the work's own last write completed the item
-(``Disposition.settled``), and nothing is left to write. A release or a failure is due again
+(``Disposition.settled``), and nothing is left to write. Or it is not this worker's any more:
+the lease keeper found the lease lost, or one of the work's fenced writes did (``LeaseLost``,
+receiver.store.fence): the work stops and nothing is written for the item, not even its
+settlement; its new owner has it. A release or a failure is due again
 after an exponential backoff on the item's attempts, never sooner than the delay the pipeline
 asked for (a guard's ``retry_at``, say). A failure is counted, and at ``max_attempts``
 failures the store makes the item dead (``receiver.store.failures``). An item whose last holder
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from receiver.model import Disposition
-from receiver.store import EventLease, StoreUnavailable, is_unavailable
+from receiver.store import EventLease, LeaseLost, StoreUnavailable, is_unavailable
 
 __all__ = ["Attempts", "Backoff", "Claim", "QueueCalls", "Settlement", "bind_work"]
 
@@ -128,6 +131,13 @@ class Attempts:
                 log.warning("lost the lease; abandoned the work")
                 return False
             keeper.cancel()
+            if not work.cancelled() and isinstance(work.exception(), LeaseLost):
+                # A write of the work found the item claimed by another worker (a lease that
+                # ran out while a statement was on its way): it wrote nothing, and neither
+                # does anything here. No settlement (it is the new owner's), no retry, no
+                # failure counted.
+                log.warning("lost the lease; another worker has it", error=str(work.exception()))
+                return False
             await self._settle(queue, claim.id, self._settlement(claim, work, log), log)
             return True
         except asyncio.CancelledError:

@@ -30,6 +30,7 @@ from receiver.store.records import event_from_row
 from remediations.http.endpoints import Endpoint, HttpEndpoints
 from remediations.http.post import HttpPolicy
 from tests.integration.test_step_crash import SafeCount, WorkerDied
+from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
 from tests.support.peer import answering
 from tests.support.pipeline import Harness, MakeHarness
@@ -233,8 +234,9 @@ async def die_in_ladder(
     with pytest.raises(WorkerDied):
         await h.pipeline.run_job(job)
     monkeypatch.setattr(h.store, "record_step", record_step)
-    assert (await h.pipeline.run_job(job)).is_done
-    assert await h.store.complete_job(job.id, "worker-a")
+    taken = await take_over_job(h.store, job.id, "worker-b")
+    assert (await h.pipeline.run_job(taken)).is_done
+    assert await h.store.complete_job(job.id, "worker-b")
 
 
 async def test_a_worker_that_died_before_ending_the_escalation_leaves_nothing_to_run(

@@ -36,7 +36,7 @@ async def _resolve(h: Harness) -> None:
     """The firing event's claim ends (worker B's drain completes it), then the alert resolves."""
     run = await h.only_run()
     assert run.event_id is not None
-    assert await h.store.complete_event(run.event_id, "worker-a")
+    assert await h.store.complete_event(run.event_id, "worker-b")
     await h.intake.accept(notification(alert(LABELS, status="resolved")))
     await h.drain()
     assert await h.store.queue_depth() == 0

@@ -30,6 +30,7 @@ from remediations.postgres.sessions import TerminateIdle, TerminateIdleParams
 from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
 from remediations.targets import Target
 from tests.support.kube_fixtures import MakeDeployment
+from tests.support.leases import take_over
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
 from tests.support.polling import eventually
@@ -86,8 +87,9 @@ LABELS = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "we
 async def _crash_then_take_up(
     h: Harness, monkeypatch: pytest.MonkeyPatch, action: str, labels: dict[str, str]
 ) -> RunRecord:
-    """Worker A runs the event and dies as it records ``action``'s end; worker B then
-    processes the same claimed event. The run as the store holds it afterwards."""
+    """Worker A runs the event and dies as it records ``action``'s end; worker B then takes
+    the event over (A's lease ran out) and processes it. The run as the store holds it
+    afterwards."""
     await h.intake.accept(notification(alert(labels)))
     (claimed,) = await h.store.claim_events("worker-a", 1, 30.0)
     record_step = h.store.record_step
@@ -101,7 +103,8 @@ async def _crash_then_take_up(
     with pytest.raises(WorkerDied):
         await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
     monkeypatch.setattr(h.store, "record_step", record_step)
-    disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-b"))
+    lease = await take_over(h.store, claimed.event.id, "worker-b")
+    disposition = await h.pipeline(claimed.event, lease)
     assert disposition.is_done
     return await h.only_run()
 

@@ -28,6 +28,7 @@ from tests.integration.test_restores import (
     scale_by_hand,
 )
 from tests.support.kube_fixtures import MakeDeployment
+from tests.support.leases import take_over
 from tests.support.payloads import alert, notification
 from tests.support.peer import Peer, peer
 from tests.support.pipeline import Harness, MakeHarness
@@ -106,7 +107,8 @@ async def test_a_restore_refused_after_a_hand_scale_is_announced_once(
     await h.intake.accept(notification(alert(backlog(ns, "orders"), status="resolved")))
     (claimed,) = await h.store.claim_events("worker-a", 1, 30.0)
     assert (await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))).is_done
-    assert (await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-b"))).is_done
+    lease = await take_over(h.store, claimed.event.id, "worker-b")
+    assert (await h.pipeline(claimed.event, lease)).is_done
 
     assert await replicas(kube_admin, ns) == 12  # left alone
     run = await h.only_run()
@@ -155,7 +157,8 @@ async def test_a_worker_that_dies_before_the_message_leaves_it_to_the_retry(
     assert [o for o, _ in resolve_steps(await h.only_run())] == ["refused"]
     assert "undo_failed" not in announced(peer)
 
-    assert (await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-b"))).is_done
+    lease = await take_over(h.store, claimed.event.id, "worker-b")
+    assert (await h.pipeline(claimed.event, lease)).is_done
     assert announced(peer) == ["run_started", "run_finished", "undo_failed"]
     assert len(await undo_rows(h, (await h.only_run()).id)) == 1
 

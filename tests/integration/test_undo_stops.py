@@ -29,6 +29,7 @@ from receiver.store.records import event_from_row
 from remediations.http.endpoints import Endpoint, HttpEndpoints
 from remediations.http.post import HttpPolicy
 from tests.integration.test_step_crash import SafeCount, WorkerDied
+from tests.support.leases import take_over
 from tests.support.payloads import alert, notification
 from tests.support.peer import answering
 from tests.support.pipeline import Harness, MakeHarness
@@ -241,9 +242,11 @@ async def test_an_undo_step_a_worker_died_in_that_must_not_act_twice_ends_the_un
             await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
         monkeypatch.setattr(h.store, "record_step", record_step)
         assert flags.sent("checkout", enabled=True) == 1
-        assert (await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-b"))).is_done
-        # Worker B's drain completes the event under the claim worker A took.
-        assert await h.store.complete_event(claimed.event.id, "worker-a")
+        assert (
+            await h.pipeline(claimed.event, await take_over(h.store, claimed.event.id, "worker-b"))
+        ).is_done
+        # Worker B's drain completes the event under the claim it took over.
+        assert await h.store.complete_event(claimed.event.id, "worker-b")
 
         run = await first_run(h)
         assert undo_of(run) == [(1, "interrupted"), (2, "not_run")]
@@ -304,7 +307,9 @@ async def test_a_worker_that_died_in_an_undo_step_safe_to_replay_is_taken_up_and
         await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
     monkeypatch.setattr(h.store, "record_step", record_step)
     assert (take_back.calls, tidy.calls) == (1, 0)
-    assert (await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-b"))).is_done
+    assert (
+        await h.pipeline(claimed.event, await take_over(h.store, claimed.event.id, "worker-b"))
+    ).is_done
 
     assert (take_back.calls, tidy.calls) == (2, 1)
     run = await h.only_run()
@@ -334,8 +339,10 @@ async def test_a_worker_that_died_before_ending_the_undo_leaves_nothing_to_run(
             await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
         monkeypatch.setattr(h.store, "stop_undo", stop_undo)
         assert undo_of(await first_run(h)) == [(1, "failed"), (2, "pending")]
-        assert (await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-b"))).is_done
-        assert await h.store.complete_event(claimed.event.id, "worker-a")
+        assert (
+            await h.pipeline(claimed.event, await take_over(h.store, claimed.event.id, "worker-b"))
+        ).is_done
+        assert await h.store.complete_event(claimed.event.id, "worker-b")
 
     run = await first_run(h)
     assert undo_of(run) == [(1, "failed"), (2, "not_run")]

@@ -1,0 +1,101 @@
+"""Writes fenced by a claim's lease: a worker that lost its lease writes nothing more.
+
+A worker's statement can reach PostgreSQL late: its connection stalled, the client gave the
+statement up on a deadline (the lease keeper stops the work when the lease runs out), and the
+bytes still arrive, or the statement still runs, after another replica claimed the same event
+or job and did the work again. ``complete_sql`` and the lease statements (leases.py) change
+nothing once the owner lost the lease; the writes made between the claim and the completion
+need the same check, or the late copy lands on the new owner's work: a step outcome
+overwritten, a run moved back to an outcome it left, a second audit row, an approval asked
+again for a step already decided.
+
+``LeaseFence`` names the claim a write is made under (``EventLease.fence``, ``ClaimedJob.fence``).
+Each fenced write carries ``held_sql`` in its own statement (the first one of its
+transaction), so the check costs no round trip: the row of the claimed item, locked FOR KEY
+SHARE, and only while it is still claimed by that owner. The lock is what makes the check
+hold to the commit: a claim locks the rows it takes FOR UPDATE SKIP LOCKED, which a key-share
+lock blocks, so no other worker can claim the item between the check and the commit; and a
+claim that came first has changed ``lease_owner``, which the check reads on the newest row
+version (a locking read re-checks its condition on it). The owner's own lease extension and
+completion are no-key updates, which a key-share lock does not block.
+
+A fenced write whose lease is gone writes nothing (the statement's writes are all conditional
+on the check; in a transaction, the first statement's answer raises before the rest) and
+raises ``LeaseLost``: the worker stops the item there, writes nothing more for it, does not
+retry it and counts no failure (``receiver.worker.attempt``). The lease's expiry alone is not
+checked: until another worker claims the item, nobody else works on it, and the write is still
+this owner's; once one does, ``lease_owner`` says so.
+
+Not fenced: the writes whose every effect is decided by what the store holds when they run,
+under the run's row lock, so that a late copy does what the new owner does or nothing (a
+retry writes nothing): the end of an escalation its alert's resolution overtook
+(escalation_ends.py), a follow-up stopped at its stopped step or ended for good
+(phase_stop.py), an undo withdrawn on a re-fire (withdrawal.py); a run, stored once per rule
+and occurrence (runs.py). They end only steps still open, never one the new owner ran or began,
+or find the run stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["LeaseFence", "LeaseLost", "check_held", "fence_args", "held_sql"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseFence:
+    """The claim a write is made under: ``kind`` 'event' (a row of ``alert_events``) or
+    'job' (of ``jobs``), the item's ``item_id`` and the lease ``owner``."""
+
+    kind: Literal["event", "job"]
+    item_id: int
+    owner: str
+
+
+class LeaseLost(Exception):
+    """A fenced write found its claim no longer held by its owner: another worker claimed the
+    item since. Nothing of the write was kept. The worker stops the item without settling it,
+    retrying it or counting a failure: its new owner has it."""
+
+    def __init__(self, fence: LeaseFence, what: str) -> None:
+        super().__init__(
+            f"{fence.kind} {fence.item_id} is no longer leased to {fence.owner}: "
+            f"another worker claimed it; not written: {what}"
+        )
+        self.fence = fence
+        self.what = what
+
+
+def fence_args(fence: LeaseFence | None) -> tuple[str | None, int | None, str | None]:
+    """The three parameters ``held_sql`` reads for ``fence``: all None for an unfenced write
+    (a route or a command, which holds no claim)."""
+    if fence is None:
+        return None, None, None
+    return fence.kind, fence.item_id, fence.owner
+
+
+def held_sql(kind: str, item: str, owner: str) -> str:
+    """A SELECT of one boolean ``ok``: true when no fence is given (``kind`` NULL), or when
+    the item is still claimed by ``owner``, its row then locked FOR KEY SHARE until the
+    transaction ends. ``kind``, ``item`` and ``owner`` are SQL expressions, usually parameters
+    (``fence_args``). Used as a CTE that every write of the statement is conditional on."""
+    return f"""SELECT {kind}::text IS NULL
+        OR EXISTS (SELECT FROM alert_events
+                   WHERE {kind}::text = 'event' AND id = {item}::bigint
+                     AND state = 'claimed' AND lease_owner = {owner}::text
+                   FOR KEY SHARE)
+        OR EXISTS (SELECT FROM jobs
+                   WHERE {kind}::text = 'job' AND id = {item}::bigint
+                     AND state = 'claimed' AND lease_owner = {owner}::text
+                   FOR KEY SHARE) AS ok"""
+
+
+def check_held(ok: bool, fence: LeaseFence | None, what: str) -> None:
+    """Raise ``LeaseLost`` (naming ``what`` was not written) when the statement's ``held_sql``
+    said ``ok`` false; an unfenced statement's is always true."""
+    if ok:
+        return
+    if fence is None:
+        raise RuntimeError(f"an unfenced write found its fence failing: {what}")
+    raise LeaseLost(fence, what)

@@ -1,0 +1,49 @@
+"""A claim taken over the way a real take-over does it: the holder's lease runs out and another
+worker claims the item (``take_over``, ``take_over_job``).
+
+The writes a worker makes under a claim are fenced by it (receiver.store.fence): a pass run as
+"worker-b" over an event the store says "worker-a" holds writes nothing and raises LeaseLost.
+A test that plays a second worker taking an item up after the first one died therefore takes
+the claim over first, as the second worker's claim would, and runs its pass under the lease
+this returns.
+"""
+
+from __future__ import annotations
+
+from receiver.store import ClaimedJob, EventLease, Store
+
+__all__ = ["take_over", "take_over_job"]
+
+
+async def take_over(store: Store, event_id: int, owner: str, lease_s: float = 30.0) -> EventLease:
+    """Expire the lease on event ``event_id`` (one second ago, the store's clock) and claim it
+    as ``owner`` for ``lease_s`` seconds: the lease ``owner``'s pass runs under. The claim
+    counts the failed attempt an expired lease is (``last_error`` names the old owner).
+    Raises AssertionError when the claim takes another event, or none (the event was not
+    claimed, or is not at the head of its alert's queue)."""
+    async with store._tx() as conn:
+        expired = await conn.execute(
+            "UPDATE alert_events SET lease_until = remediator_now() - interval '1 second'"
+            " WHERE id = $1 AND state = 'claimed'",
+            event_id,
+        )
+    assert expired == "UPDATE 1", f"event {event_id} is not claimed: {expired}"
+    claimed = await store.claim_events(owner, 1, lease_s)
+    assert [c.event.id for c in claimed] == [event_id], f"{owner} claimed {list(claimed)}"
+    return EventLease(event_id, owner)
+
+
+async def take_over_job(store: Store, job_id: int, owner: str, lease_s: float = 30.0) -> ClaimedJob:
+    """``take_over`` for job ``job_id``: the job as ``owner`` claimed it (its ``fence`` the
+    lease its pass runs under). Raises AssertionError when the claim takes another job, or
+    none."""
+    async with store._tx() as conn:
+        expired = await conn.execute(
+            "UPDATE jobs SET lease_until = remediator_now() - interval '1 second'"
+            " WHERE id = $1 AND state = 'claimed'",
+            job_id,
+        )
+    assert expired == "UPDATE 1", f"job {job_id} is not claimed: {expired}"
+    claimed = await store.claim_jobs(owner, 1, lease_s)
+    assert [j.id for j in claimed] == [job_id], f"{owner} claimed {claimed}"
+    return claimed[0]
