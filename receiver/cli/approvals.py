@@ -117,5 +117,5 @@ def approve(
 )
 @click.pass_context
 def reject(ctx: click.Context, url: str | None, approval_id: str, reason: str) -> None:
-    """Reject APPROVAL_ID: its run ends ``rejected``, with your name and reason."""
+    """Reject APPROVAL_ID: its run ends rejected, with your name and reason."""
     _decide(ctx, url, f"/api/v1/approvals/{approval_id}/reject", reason=reason)

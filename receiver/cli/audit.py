@@ -94,7 +94,7 @@ def audit_export(
     output: Path | None,
 ) -> None:
     """Write audit entries as JSON lines (id, at, kind, run_id, fingerprint, data, prev_hash,
-    hash), oldest first. For a SIEM: ship with ``--after`` the last id shipped."""
+    hash), oldest first. For a SIEM: ship with --after the last id shipped."""
     settings = state(ctx).settings()
     now = datetime.now(UTC)
     bounds = {
