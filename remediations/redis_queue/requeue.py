@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from remediations.base import (
     ActionContext,
+    ActionError,
     ActionRefused,
     Change,
     Outcome,
@@ -48,6 +49,36 @@ _TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, O
 # What a Redis Cluster's node answers instead of running a command (cluster.c,
 # getNodeByQuery, before the command is called): nothing of it ran, a script included.
 _NOT_RUN = (redis.exceptions.ClusterCrossSlotError, redis.exceptions.AskError)  # MOVED is an ASK
+
+
+# What a server answers instead of running a command, for a state that passes (server.c,
+# processCommand, before call(); a cluster's node in cluster.c): LOADING (a dataset being
+# loaded; redis-py raises it as a ConnectionError), MASTERDOWN (a replica cut from its master,
+# replica-serve-stale-data no), CLUSTERDOWN (the cluster or the key's slot is down), TRYAGAIN
+# (the keys' slot is moving). And READONLY: a replica refuses every write, so a script's first
+# write fails with nothing written before it. None of them moved a message.
+_PASSING = (
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ClusterDownError,  # MASTERDOWN too (MasterDownError)
+    redis.exceptions.TryAgainError,
+)
+_DECLINED = (*_PASSING, redis.exceptions.ReadOnlyError)
+
+
+def _declined(exc: redis.exceptions.RedisError, what: str) -> ActionError:
+    """The error for a command the server declined (``_DECLINED``): it has not acted. A
+    read-only replica is a refusal (the connection must name the primary); the others pass,
+    so the step may be tried again."""
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return ActionRefused(
+            f"{what}: the server is a read-only replica ({exc}): nothing moved; point the queue "
+            "connection's URL at the primary"
+        )
+    return TransientActionError(
+        f"{what}: the server declined it for now ({type(exc).__name__}: {exc}): nothing moved; "
+        "it may be tried again",
+        may_have_acted=False,
+    )
 
 
 def _cluster_refusal(exc: redis.exceptions.ResponseError, what: str) -> ActionRefused:
@@ -164,6 +195,8 @@ class RequeueDeadLetters:
             )
         try:
             moved, after, detail = await self._move(queues, spec, typed)
+        except _DECLINED as exc:
+            raise _declined(exc, f"Redis {queues.name!r}: the move on {target.name}") from exc
         except _TRANSIENT as exc:
             raise TransientActionError(
                 f"Redis {queues.name!r}: the connection failed while moving messages of "
@@ -309,7 +342,7 @@ class RequeueDeadLetters:
                 what=f"Redis {queues.name!r}: {what}",
                 attempts=self.retry.attempts,
                 wait=self.retry.backoff(),
-                transient=lambda exc: isinstance(exc, _TRANSIENT),
+                transient=lambda exc: isinstance(exc, _TRANSIENT + _PASSING),
                 may_have_acted=False,  # counts only: the move is _move's
             )
         except _NOT_RUN as exc:
