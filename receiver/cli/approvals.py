@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from receiver.cli.client import call_server, check_reason, query_params, url_option
-from receiver.cli.common import print_listing, state
+from receiver.cli.common import Integer, print_listing, state
 from receiver.model import ApprovalState
 
 __all__ = ["approvals"]
@@ -36,7 +36,7 @@ def approvals() -> None:
 @click.option("--rule", default=None, help="Only approvals of this rule.")
 @click.option("--run", "run_id", default=None, help="Only approvals of this run (its id).")
 @click.option("--since", default=None, help="RFC 3339 timestamp or a duration like 24h.")
-@click.option("--limit", type=click.IntRange(1, 500), default=None, help="1..500, default 50.")
+@click.option("--limit", type=Integer(1, 500), default=None, help="1..500, default 50.")
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")
 @click.pass_context
 def list_(
@@ -117,5 +117,5 @@ def approve(
 )
 @click.pass_context
 def reject(ctx: click.Context, url: str | None, approval_id: str, reason: str) -> None:
-    """Reject APPROVAL_ID: its run ends ``rejected``, with your name and reason."""
+    """Reject APPROVAL_ID: its run ends rejected, with your name and reason."""
     _decide(ctx, url, f"/api/v1/approvals/{approval_id}/reject", reason=reason)

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import click
 
-from receiver.cli.common import BadUsage, UserError, output_option, state
+from receiver.cli.common import BadUsage, Integer, UserError, output_option, state
 from receiver.cli.database import database
 
 __all__ = ["audit"]
@@ -32,7 +32,7 @@ def audit() -> None:
 @audit.command("verify")
 @click.option(
     "--progress-every",
-    type=click.IntRange(min=1),
+    type=Integer(1),
     default=100_000,
     show_default=True,
     help="Print a progress line to stderr after this many entries.",
@@ -78,7 +78,11 @@ def _moment(text: str | None, option: str, now: datetime) -> datetime | None:
 @click.option("--since", default=None, help="RFC 3339 timestamp or a duration like 24h (ago).")
 @click.option("--until", default=None, help="RFC 3339 timestamp or a duration (ago); exclusive.")
 @click.option(
-    "--after", "after_id", type=int, default=None, help="Only entries with an id above this one."
+    "--after",
+    "after_id",
+    type=Integer(),
+    default=None,
+    help="Only entries with an id above this one.",
 )
 @output_option
 @click.pass_context
@@ -90,7 +94,7 @@ def audit_export(
     output: Path | None,
 ) -> None:
     """Write audit entries as JSON lines (id, at, kind, run_id, fingerprint, data, prev_hash,
-    hash), oldest first. For a SIEM: ship with ``--after`` the last id shipped."""
+    hash), oldest first. For a SIEM: ship with --after the last id shipped."""
     settings = state(ctx).settings()
     now = datetime.now(UTC)
     bounds = {

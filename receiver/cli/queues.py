@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from receiver.cli.client import call_server, check_reason, query_params, url_option
-from receiver.cli.common import UserError, print_listing, state
+from receiver.cli.common import Integer, UserError, print_listing, state
 
 __all__ = ["events", "jobs"]
 
@@ -63,7 +63,7 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
             help=f"Only {plural} in this state.",
         ),
         *filters,
-        click.option("--limit", type=int, default=None, help="1..500, default 50."),
+        click.option("--limit", type=Integer(), default=None, help="1..500, default 50."),
         click.option("--cursor", default=None, help="next_cursor of a previous page."),
         click.option("--json", "as_json", is_flag=True, help="Print the server's JSON."),
     ]
@@ -84,7 +84,7 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
 def _show(kind: str, plural: str) -> click.Command:
     @click.command("show", help=f"Print {kind} ID as JSON (state, failures, last error, ...).")
     @url_option
-    @click.argument("item_id", metavar="ID", type=int)
+    @click.argument("item_id", metavar="ID", type=Integer(1))
     @click.pass_context
     def show(ctx: click.Context, url: str | None, item_id: int) -> None:
         data = call_server(state(ctx).settings(), url, f"/api/v1/{plural}/{item_id}")
@@ -101,7 +101,7 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
 
     @click.command(action, help=helps[action])
     @url_option
-    @click.argument("item_ids", metavar="ID...", type=int, nargs=-1, required=True)
+    @click.argument("item_ids", metavar="ID...", type=Integer(1), nargs=-1, required=True)
     @click.option(
         "--reason",
         # No default: with click >= 8.3 an explicit default of None would satisfy required.

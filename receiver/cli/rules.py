@@ -34,7 +34,7 @@ def lint(ctx: click.Context, directory: Path | None, strict: bool) -> None:
     Errors and warnings are printed as FILE:LINE: [warning: ]MESSAGE. Errors fail (exit 1);
     warnings do not, unless --strict. With a configuration (--config, REMEDIATOR_CONFIG or
     REMEDIATOR_NOTIFY_CHANNELS), the channels the rules notify must be among its
-    notify.channels, as `serve` requires; without one they are not checked.
+    notify.channels, as serve requires; without one they are not checked.
     """
     settings = state(ctx).settings()
     from receiver.rules.loader import check

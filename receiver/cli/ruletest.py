@@ -52,7 +52,7 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="error",
     show_default=True,
-    help="What the service logs while it plays the tests (to stderr): `info` shows every "
+    help="What the service logs while it plays the tests (to stderr): info shows every "
     "stage's decisions.",
 )
 @click.pass_context

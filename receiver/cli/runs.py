@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from receiver.cli.client import call_server, query_params, url_option
-from receiver.cli.common import print_listing, state
+from receiver.cli.common import Integer, print_listing, state
 from receiver.model import RunOutcome
 from remediations.targets import Target
 
@@ -25,7 +25,7 @@ __all__ = ["runs"]
     help="Only runs with this outcome: " + ", ".join(o.value for o in RunOutcome) + ".",
 )
 @click.option("--since", default=None, help="RFC 3339 timestamp or a duration like 24h.")
-@click.option("--limit", type=int, default=None, help="1..500, default 50.")
+@click.option("--limit", type=Integer(), default=None, help="1..500, default 50.")
 @click.option("--cursor", default=None, help="next_cursor of a previous page.")
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")
 @click.pass_context

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from receiver.cli.common import BadUsage, UserError, state
+from receiver.cli.common import BadUsage, Integer, UserError, state
 from receiver.config import ConfigError
 from receiver.config.values import EMPTY_HOST
 
@@ -17,7 +17,12 @@ __all__ = ["serve"]
 
 @click.command()
 @click.option("--host", default=None, help="Listen address (default from settings: 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Listen port (default from settings: 9095).")
+@click.option(
+    "--port",
+    type=Integer(0, 65535),
+    default=None,
+    help="Listen port (default from settings: 9095).",
+)
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the webhook receiver and the workers until SIGINT/SIGTERM."""
@@ -28,8 +33,6 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
             raise BadUsage(f"--host: {EMPTY_HOST}")
         update["host"] = host
     if port is not None:
-        if not 0 <= port <= 65535:
-            raise BadUsage(f"--port: {port} is not a port number")
         update["port"] = port
     if update:
         settings = settings.model_copy(update=update)

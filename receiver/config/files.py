@@ -15,7 +15,7 @@ __all__ = [
     "MAX_CONFIG_FILE_BYTES",
     "read_file",
     "read_secret",
-    "read_settings_file",
+    "read_settings_text",
     "read_text_bounded",
     "secret_files",
 ]
@@ -43,7 +43,7 @@ def read_text_bounded(path: Path) -> str:
     return data.decode("utf-8")
 
 
-def read_settings_file(path: Path) -> str:
+def read_settings_text(path: Path) -> str:
     """The text of the settings file (``--config``, ``REMEDIATOR_CONFIG``). Raises ConfigError
     naming the file when it cannot be read, is too large or is not UTF-8."""
     try:

@@ -15,17 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
-from receiver.config.files import read_file, read_secret, read_settings_file, secret_files
+from receiver.config.files import read_file, read_secret, secret_files
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
+from receiver.config.settings_file import read_settings_file
 from receiver.config.values import EMPTY_HOST, unknown_key, unstorable_keys
-from receiver.config.variables import ENV_PREFIX, typo_of, unknown_variables
-from receiver.rules.yaml_lines import safe_load
+from receiver.config.variables import ENV_PREFIX, unknown_variables
 
 __all__ = [
     "ENV_PREFIX",
@@ -134,44 +133,6 @@ _BY_YAML = {k.yaml: k for k in KEYS}
 _BY_ENV = {k.env: k for k in KEYS}
 
 
-def _flatten_yaml(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    for name, value in data.items():
-        path = f"{prefix}{name}"
-        if path in _BY_YAML:
-            out[path] = value
-        elif isinstance(value, Mapping):
-            _flatten_yaml(value, f"{path}.", out)
-        elif under := sorted(key for key in _BY_YAML if key.startswith(f"{path}.")):
-            if value is None:
-                continue  # `http:` with nothing under it: an empty section, nothing set
-            raise ConfigError(
-                f"{path}: a section, not a value: write its settings under it ({', '.join(under)})"
-            )
-        else:
-            close = typo_of(path, _BY_YAML)
-            raise ConfigError(
-                f"{path}: unknown setting" + (f" (did you mean {close}?)" if close else "")
-            )
-
-
-def _read_yaml(config_file: Path) -> dict[str, Any]:
-    text = read_settings_file(config_file)
-    try:
-        data = safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{config_file}:{mark.line + 1}" if mark is not None else str(config_file)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{config_file}: the top level must be a mapping of settings")
-    flat: dict[str, Any] = {}
-    _flatten_yaml(data, "", flat)
-    return flat
-
-
 def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Settings:
     """Read ``config_file`` (optional), overlay ``REMEDIATOR_*`` variables, validate, read secrets.
 
@@ -181,7 +142,7 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
     source: dict[str, str] = {}  # field -> the key the user wrote, for error messages
 
     if config_file is not None:
-        for path, value in _read_yaml(config_file).items():
+        for path, value in read_settings_file(config_file, _BY_YAML).items():
             key = _BY_YAML[path]
             raw[key.field] = value
             source[key.field] = path

@@ -26,10 +26,10 @@ from receiver.review.incidents import (
     parse_id,
     window_incident,
 )
-from receiver.review.model import AuditEntry, Run, Unacted
+from receiver.review.model import Run, Unacted
 from receiver.review.notes import service_span
 from receiver.review.report import build_report
-from receiver.review.rows import run_of, unacted_of
+from receiver.review.rows import audit_entry_of, run_of, unacted_of
 from receiver.review.text import at_text
 from receiver.store.review import SERVICE_LIMIT
 
@@ -168,7 +168,7 @@ class Review:
             SERVICE_KINDS,
             limit=self.max_service,
         )
-        entries = [AuditEntry(r["id"], r["at"], r["kind"], r["data"] or {}) for r in rows]
+        entries = [audit_entry_of(r) for r in rows]
         placed = sorted(((service_span(e), e) for e in entries), key=lambda p: (p[0][0], p[1].id))
         cut = _service_cut(rows, self.max_service)
         return [

@@ -197,6 +197,22 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
             ("time", "what", "detail"),
             [(_when(s["at"]), escape(s["title"]), escape(s["detail"])) for s in item["service"]],
         )
+    if item.get("unreadable_audit"):
+        out += ["### Audit entries that cannot be read (edited)", ""]
+        out += ["`remediator audit verify` names the first entry changed.", ""]
+        out += _table(
+            ("entry", "time", "run", "kind", "why"),
+            [
+                (
+                    str(a["id"]),
+                    _when(a["at"]),
+                    escape(a["run_id"]),
+                    escape(a["kind"]),
+                    escape(a["why"]),
+                )
+                for a in item["unreadable_audit"]
+            ],
+        )
     out += ["### Runs", ""]
     out += _table(
         ("run", "target", "rule", "outcome", "time to resolve", "error"),

@@ -44,12 +44,15 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One row of the audit chain (``data`` as recorded)."""
+    """One row of the audit chain (``data`` as recorded). ``unreadable``: why its data cannot
+    be read (``data`` is then empty): a number or nesting Python cannot read, or not an object,
+    which only an edit of the table writes; the pages mark the row rather than fail on it."""
 
     id: int
     at: datetime
     kind: str
     data: Mapping[str, Any]
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ version does not know is shown as it was recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -22,6 +23,8 @@ __all__ = [
     "parse_time",
     "service_note",
     "service_span",
+    "unreadable_note",
+    "unshaped",
 ]
 
 # The audit kind of a refusal digest (``receiver.store.DIGEST_AUDIT``).
@@ -94,9 +97,35 @@ def service_span(row: AuditEntry) -> tuple[datetime, datetime]:
     return row.at, row.at
 
 
+def unreadable_note(row: AuditEntry) -> tuple[str, str, str]:
+    """(title, detail, tone) of an audit row whose data cannot be read (``row.unreadable``).
+    Only an edit of the table writes such data: the row is marked as edited, and what it said
+    is not guessed."""
+    title = f"Audit entry {row.id} ({row.kind}) cannot be read: it was edited after it was written"
+    detail = f"{row.unreadable}; remediator audit verify names the first entry changed"
+    return title, detail, "bad"
+
+
+def unshaped(row: AuditEntry, exc: Exception) -> AuditEntry:
+    """``row`` marked unreadable for data that reads, but not of the types its kind writes
+    (``exc``: what reading a field raised, e.g. a list where a mapping was written)."""
+    why = f"its data is not as {row.kind} writes it: {type(exc).__name__}"
+    return dataclasses.replace(row, data={}, unreadable=why)
+
+
 def service_note(row: AuditEntry) -> tuple[str, str, str]:
     """(title, detail, tone) of something the service itself did: a pause, a rules reload, a
-    start or a stop."""
+    start or a stop; ``unreadable_note`` for a row whose data cannot be read, or is not of the
+    types its kind writes (``unshaped``)."""
+    if row.unreadable is not None:
+        return unreadable_note(row)
+    try:
+        return _service_note(row)
+    except (TypeError, ValueError, AttributeError) as exc:
+        return unreadable_note(unshaped(row, exc))
+
+
+def _service_note(row: AuditEntry) -> tuple[str, str, str]:
     data = row.data
     by = str(data.get("by") or "someone")
     if row.kind == "guards.pause":

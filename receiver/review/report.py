@@ -316,6 +316,14 @@ def incident_report(incident: Incident) -> dict[str, Any]:
             for title, detail, _ in [service_note(row)]
         ],
         "service_cut": list(incident.service_cut),
+        # Rows of its runs whose data cannot be read (only an edit of the table writes such
+        # data; a service row's is said in ``service``): shown, not skipped, nor a failure.
+        "unreadable_audit": [
+            {"id": a.id, "at": iso(a.at), "kind": a.kind, "run_id": r.id, "why": a.unreadable}
+            for r in runs
+            for a in r.audit
+            if a.unreadable is not None
+        ],
     }
 
 

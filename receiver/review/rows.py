@@ -13,7 +13,7 @@ from typing import Any
 from receiver.review.model import Alert, Approval, AuditEntry, Run, Step, Unacted
 from remediations.targets import Target
 
-__all__ = ["run_of", "unacted_of"]
+__all__ = ["audit_entry_of", "run_of", "unacted_of"]
 
 
 def _event_alert(event: Mapping[str, Any]) -> Alert:
@@ -86,6 +86,12 @@ def _approval(row: Mapping[str, Any]) -> Approval:
     )
 
 
+def audit_entry_of(row: Mapping[str, Any]) -> AuditEntry:
+    """An audit row (``receiver.store.review``: data decoded, ``data_unreadable``) as a record."""
+    unreadable = row.get("data_unreadable")
+    return AuditEntry(row["id"], row["at"], row["kind"], row["data"] or {}, unreadable)
+
+
 def run_of(row: Mapping[str, Any]) -> Run:
     """A run from a row of ``review_runs`` (or, without details, of ``review_run_page``)."""
     return Run(
@@ -109,9 +115,7 @@ def run_of(row: Mapping[str, Any]) -> Run:
         verify_result=row.get("verify_result"),
         steps=tuple(_step(s) for s in row.get("steps", ())),
         approvals=tuple(_approval(a) for a in row.get("approvals", ())),
-        audit=tuple(
-            AuditEntry(a["id"], a["at"], a["kind"], a["data"] or {}) for a in row.get("audit", ())
-        ),
+        audit=tuple(audit_entry_of(a) for a in row.get("audit", ())),
     )
 
 

@@ -32,6 +32,8 @@ from receiver.review.notes import (
     parse_time,
     service_note,
     service_span,
+    unreadable_note,
+    unshaped,
 )
 from receiver.review.outcomes import present
 from receiver.review.text import at_text, duration_text, pretty
@@ -65,9 +67,10 @@ _QUIET_OUTCOMES = frozenset({"pending", "running", "awaiting_approval"})
 class Entry:
     """One line of a timeline. ``kind`` names what happened (alert, matched, guard-pass,
     guard-refuse, approval-request, approval-decision, held, step, notify, verify,
-    verify-failed, resolved, outcome, skipped, unmatched, other); ``tone`` is good, bad, warn
-    or neutral; ``before``/``after`` are pretty JSON ('' when not recorded); ``since_prev`` and
-    ``since_start`` are durations as text, filled in by the timeline functions."""
+    verify-failed, resolved, outcome, skipped, unmatched, unreadable, other); ``tone`` is good,
+    bad, warn or neutral; ``before``/``after`` are pretty JSON ('' when not recorded);
+    ``since_prev`` and ``since_start`` are durations as text, filled in by the timeline
+    functions."""
 
     at: datetime
     kind: str
@@ -167,11 +170,7 @@ def _step(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
     # A failed step whose request may have reached its system (the audit row says so).
     acted = " (may have acted)" if data.get("may_have_acted") else ""
     title = f"{phase.capitalize()} {number}: {action} {outcome}{acted}"
-    return kind, title, message, _tone(outcome)
-
-
-def _tone(outcome: str) -> str:
-    return _STEP_TONE.get(outcome, "neutral")
+    return kind, title, message, _STEP_TONE.get(outcome, "neutral")
 
 
 def _approval(kind: str, data: Mapping[str, Any], approval: Approval | None) -> Entry | None:
@@ -238,7 +237,9 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
     data = row.data
     made: tuple[str, str, str, str] | None
     extra: dict[str, Any] = {}
-    if row.kind.startswith("approval."):
+    if row.unreadable is not None:
+        made = ("unreadable", *unreadable_note(row))
+    elif row.kind.startswith("approval."):
         approval = approvals.get(str(data.get("approval_id")))
         entry = _approval(row.kind, data, approval)
         if entry is None:
@@ -246,7 +247,7 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
         return dataclasses.replace(
             entry, at=row.at, run_id=run.id, rule=run.rule, target=run.target.key, order=(1, row.id)
         )
-    if row.kind == "run.created":
+    elif row.kind == "run.created":
         planned = [s.action for s in run.steps if s.phase == "run"]
         title = f"Rule {run.rule} matched: " + (", ".join(planned) or "no step") + " planned"
         detail = "dry-run: nothing will be changed" if data.get("dry_run") else ""
@@ -328,7 +329,11 @@ def _entries(run: Run) -> list[Entry]:
     approvals = {a.id: a for a in run.approvals}
     entries = [_fired(run)]
     for row in run.audit:
-        entry = _from_audit(run, row, approvals)
+        try:
+            entry = _from_audit(run, row, approvals)
+        except (TypeError, ValueError, AttributeError) as exc:
+            # Read, but not of the types its kind writes (an edit): marked, not a 500.
+            entry = _from_audit(run, unshaped(row, exc), approvals)
         if entry is not None:
             entries.append(entry)
     return entries

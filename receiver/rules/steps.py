@@ -5,16 +5,19 @@ action's model, approval from its risk, the conditions of ``when``. Pure; errors
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from receiver.facts import FactKind
 from receiver.model import Announce, Approval
 from receiver.rules.model import Condition, LiveCondition, Repeated, RollbackCondition, Step
 from receiver.rules.schema import NotifySpec, ResolvedStepSpec, StepSpec, WhenSpec
 from receiver.rules.yaml_lines import KeyPath, Located, dotted
+from receiver.typos import typo_of
 from remediations.base import ParamsError, Registry, Risk
 
 __all__ = [
@@ -57,6 +60,9 @@ def check_params(
             for item in cause.errors():
                 sub = tuple(item["loc"])
                 detail = prefixed(sub, item["msg"].removeprefix("Value error, "))
+                if item["type"] == "extra_forbidden":
+                    model = registry.get(spec.action).Params
+                    detail = prefixed(sub[:-1], _unknown_param(sub[-1], _fields(model, sub[:-1])))
                 message = f"{label}invalid params for {spec.action}: {detail}"
                 located.add((*path, "params", *sub), message)
         else:
@@ -77,6 +83,42 @@ def check_params(
         for message in lint_warnings():
             located.warn((*path, "params"), f"{label}{spec.action}: {message}")
     return dumped
+
+
+def _unknown_param(key: object, known: Sequence[str] | None) -> str:
+    """The message for a param ``key`` that the params at its place do not take (``known``,
+    None when not found): the one it is a typo of (``typo_of``, as a settings key is told),
+    else those it takes."""
+    close = typo_of(str(key), known or ())
+    if close is not None:
+        return f"unknown param {str(key)!r} (did you mean {close!r}?)"
+    if known is None:
+        return f"unknown param {str(key)!r}"
+    return f"unknown param {str(key)!r}; it takes " + (", ".join(known) or "none")
+
+
+def _fields(model: type[BaseModel], path: Sequence[Any]) -> list[str] | None:
+    """The params the part of ``model`` at ``path`` (a pydantic error's location: fields, and
+    list indexes or map keys) takes; None where that part is not a model."""
+    annotation: Any = model
+    for part in path:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            annotation = _optional(field.annotation) if field is not None else None
+        else:
+            # A list's index or a map's key: the type of its items.
+            items = typing.get_args(annotation)
+            annotation = _optional(items[-1]) if items else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sorted(annotation.model_fields)
+    return None
+
+
+def _optional(annotation: Any) -> Any:
+    """``X`` of ``X | None``; any other annotation as it is."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return args[0] if union and len(args) == 1 else annotation
 
 
 def _needs_approval(approval: Approval, risk: Risk) -> bool:

@@ -112,6 +112,7 @@ class DuplicateKey(yaml.MarkedYAMLError):
 
     def __init__(self, key: str, node: yaml.Node, first_line: int) -> None:
         self.line = node.start_mark.line + 1
+        self.key, self.first_line = key, first_line
         super().__init__(
             problem=f"duplicate key {key!r} (first at line {first_line})",
             problem_mark=node.start_mark,

@@ -22,7 +22,14 @@ from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import AuditCheck, as_utc
 
-__all__ = ["AuditLog", "OnceEntry", "append_in_tx", "audit_insert_sql"]
+__all__ = [
+    "AuditLog",
+    "OnceEntry",
+    "append_in_tx",
+    "audit_insert_sql",
+    "review_data",
+    "stored_data",
+]
 
 
 def _hash(prev_hash: str, content: Mapping[str, Any]) -> str:
@@ -167,14 +174,23 @@ class AuditLog(Database):
         return written
 
     async def audit_entries(self, run_id: str) -> list[dict[str, Any]]:
-        """The audit rows of one run, oldest first (for the timeline)."""
+        """The audit rows of one run, oldest first (``GET /api/v1/runs/{id}``, rule tests). A
+        row whose data cannot be read is given as ``export_audit`` gives it: ``data`` the
+        stored JSON as text, ``data_unreadable`` why."""
         with translate():
             rows = await self._pool.fetch(
                 """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data
                    FROM audit_log WHERE run_id = $1::uuid ORDER BY id""",
                 run_id,
             )
-        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+        entries = []
+        for r in rows:
+            data, unreadable = stored_data(r["data"])
+            entry = {**dict(r), "data": data}
+            if unreadable is not None:
+                entry["data_unreadable"] = unreadable
+            entries.append(entry)
+        return entries
 
     async def verify_audit(
         self,
@@ -265,7 +281,7 @@ class AuditLog(Database):
                   FROM audit_log WHERE {" AND ".join(clauses)} ORDER BY id"""
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
             async for row in conn.cursor(sql, *args, prefetch=batch):
-                data, unreadable = _data_of(row["data"])
+                data, unreadable = stored_data(row["data"])
                 entry = {
                     "id": row["id"],
                     "at": as_utc(row["at"]).isoformat(timespec="microseconds"),
@@ -286,7 +302,7 @@ _CHAIN_SQL = """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::
                 FROM audit_log"""
 
 
-def _data_of(text: str) -> tuple[Any, str | None]:
+def stored_data(text: str) -> tuple[Any, str | None]:
     """A row's data read from jsonb's text, and None; or, for data Python cannot read (an
     integer of more than 4,300 digits, nesting deeper than its recursion limit: jsonb holds
     both, no append can write either), the text itself and why it cannot be read."""
@@ -296,10 +312,20 @@ def _data_of(text: str) -> tuple[Any, str | None]:
         return text, f"the stored data cannot be read back as JSON here: {type(exc).__name__}"
 
 
+def review_data(text: str) -> tuple[dict[str, Any], str | None]:
+    """A row's data as the review reads it (``stored_data``): the object and None; or, for data
+    that cannot be read or is not a JSON object (every append writes one: only an edit of the
+    table puts anything else there), an empty one and why, for the pages to mark the row."""
+    data, unreadable = stored_data(text)
+    if unreadable is None and not isinstance(data, dict):
+        unreadable = f"the stored data is a JSON {type(data).__name__}, not an object"
+    return (data, None) if unreadable is None else ({}, unreadable)
+
+
 def _chain_row(row: Mapping[str, Any]) -> ChainRow:
     """The row as the chain sees it: sound when its content (over its own link) gives its hash.
-    Data that cannot be read was never appended (``_data_of``): that row is not sound."""
-    data, unreadable = _data_of(row["data"])
+    Data that cannot be read was never appended (``stored_data``): that row is not sound."""
+    data, unreadable = stored_data(row["data"])
     if unreadable is not None:
         return ChainRow(row["id"], row["prev_hash"], row["hash"], False)
     content = _content(

@@ -1,9 +1,11 @@
 """What the post-incident review reads: runs with everything recorded about them, the alert
 events nothing was done for, and the times that place incidents (receiver/review/).
 
-Every read returns plain rows (dicts of column -> value, jsonb decoded); ``receiver.review``
-turns them into its records. Outcomes and states are returned as stored text, never parsed
-into enums: a run of an outcome this version does not know is still read.
+Every read returns plain rows (dicts of column -> value, jsonb decoded; an audit row's data
+that cannot be read, which only an edit of the table writes, is ``{}`` with
+``data_unreadable`` saying why); ``receiver.review`` turns them into its records. Outcomes
+and states are returned as stored text, never parsed into enums: a run of an outcome this
+version does not know is still read.
 
 An incident's members are found by their *incident key*: the alert group's key, or
 ``alertname=<name>`` for a run or event without one (``review.incidents.incident_key``).
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 
 from receiver.store.announcements import DIGEST_AUDIT
+from receiver.store.audit import review_data
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.paging import Placeholders, RunFilters, fetch_run_page
@@ -101,6 +104,13 @@ def _run_row(row: Any) -> dict[str, Any]:
     return data
 
 
+def _audit(row: Any) -> dict[str, Any]:
+    """An audit row with its ``data`` decoded (``review_data``: an edited row's that cannot be
+    read is ``{}``) and ``data_unreadable``, None or why it cannot be read."""
+    data, unreadable = review_data(row["data"])
+    return {**dict(row), "data": data, "data_unreadable": unreadable}
+
+
 def _decode(row: Any, *columns: str) -> dict[str, Any]:
     data = dict(row)
     for column in columns:
@@ -181,7 +191,7 @@ class ReviewReads(Database):
                FROM audit_log WHERE run_id = ANY($1::uuid[]) ORDER BY id""",
             ids,
         ):
-            by_id[row["run_id"]]["audit"].append(_decode(row, "data"))
+            by_id[row["run_id"]]["audit"].append(_audit(row))
         event_ids = [r["event_id"] for r in runs if r["event_id"] is not None]
         events = {
             row["id"]: _decode(row, "labels", "annotations")
@@ -277,7 +287,7 @@ class ReviewReads(Database):
             rows = await self._pool.fetch(
                 SERVICE_AUDIT_SQL, *service_audit_args(since, until, kinds, limit)
             )
-        return [_decode(r, "data") for r in rows]
+        return [_audit(r) for r in rows]
 
     async def approval_backlog(self) -> tuple[int, float | None]:
         """(approvals pending, seconds until the first of them expires or None), for the

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from remediations import names
 from remediations.base import ActionContext, Change, Outcome, ParamsError, Result, Risk
-from remediations.notify.message import ChannelKind, Event, Message, mrkdwn_escape
+from remediations.notify.message import ChannelKind, Event, Message, mrkdwn_value
 from remediations.notify.notifier import Notifier
 from remediations.params import StrictParams
 from remediations.targets import KINDS, Target
@@ -109,9 +109,7 @@ class Notify:
         self, ctx: ActionContext, target: Target, params: NotifyParams, notifier: Notifier
     ) -> Message:
         channel = notifier.channels.get(params.channel)
-        escape = (
-            mrkdwn_escape if channel is not None and channel.kind is ChannelKind.SLACK else None
-        )
+        escape = mrkdwn_value if channel is not None and channel.kind is ChannelKind.SLACK else None
         values = template_values(ctx, target)
         values["run"] = {**values["run"], "url": notifier.run_url(ctx.run_id)}
         return Message(

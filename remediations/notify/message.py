@@ -33,6 +33,7 @@ __all__ = [
     "Message",
     "StepSummary",
     "mrkdwn_escape",
+    "mrkdwn_value",
     "slack_payload",
     "webhook_payload",
 ]
@@ -117,6 +118,22 @@ def _fitting(links: Sequence[str], separator: str, limit: int) -> str:
         if len(separator.join([*shown, link])) <= limit:
             shown.append(link)
     return separator.join(shown)
+
+
+# What a `|` in a value becomes in an author's mrkdwn: U+2223 DIVIDES, which reads as a bar.
+VALUE_BAR = "\u2223"
+
+
+def mrkdwn_value(text: str) -> str:
+    """A value printed into a rule author's mrkdwn (a ``notify`` step's message to Slack):
+    escaped (``mrkdwn_escape``), and each ``|`` written as ``VALUE_BAR``. In a link the author
+    wrote, ``<{{ annotations.runbook_url }}|Runbook>``, Slack ends the URL at the first ``|``:
+    a runbook_url of ``https://evil.example|Trusted docs`` linked to evil.example, shown as
+    "Trusted docs|Runbook"; in ``<{{ run.url }}|{{ labels.team }}>`` a bar set where the
+    shown text starts. Slack has no escape for ``|`` (only ``&amp;``, ``&lt;``, ``&gt;``),
+    so the value's bar becomes one that is no separator: shown nearly alike, never a link's
+    edge. A URL holding a ``|`` is then no working link: it cannot point elsewhere either."""
+    return mrkdwn_escape(text).replace("|", VALUE_BAR)
 
 
 def _cut(text: str, limit: int) -> str:

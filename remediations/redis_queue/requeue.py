@@ -33,6 +33,7 @@ from remediations.base import (
 )
 from remediations.durations import format_duration
 from remediations.params import Duration, Integer, StrictParams
+from remediations.redis_queue.declines import DECLINED, NOT_RUN, PASSING, cluster_refusal, declined
 from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
 from remediations.retrying import DEFAULT_RETRY, RetryPolicy, call_with_retries
 from remediations.targets import Target
@@ -50,26 +51,6 @@ MAX_SCAN_CALLS = 100
 
 T = TypeVar("T")
 _TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-
-
-# What a Redis Cluster's node answers instead of running a command (cluster.c,
-# getNodeByQuery, before the command is called): nothing of it ran, a script included.
-_NOT_RUN = (redis.exceptions.ClusterCrossSlotError, redis.exceptions.AskError)  # MOVED is an ASK
-
-
-def _cluster_refusal(exc: redis.exceptions.ResponseError, what: str) -> ActionRefused:
-    """The refusal for a command a Redis Cluster's node declined to run; it has not acted."""
-    if isinstance(exc, redis.exceptions.AskError):
-        return ActionRefused(
-            f"{what}: the key is served by another node of a Redis Cluster (slot "
-            f"{exc.slot_id}, at {exc.node_addr}): nothing moved; a queue connection talks to "
-            "the one server its URL names and follows no redirection"
-        )
-    return ActionRefused(
-        f"{what}: the queue's keys hash to different slots of a Redis Cluster, and a script "
-        "runs only on keys of one slot: nothing moved; give the keys one hash tag (e.g. "
-        "'{emails}' and '{emails}:dead'; RQ's own keys cannot share one)"
-    )
 
 
 def _lua(name: str) -> str:
@@ -171,16 +152,16 @@ class RequeueDeadLetters:
             )
         try:
             moved, after, detail = await self._move(queues, spec, typed)
+        except DECLINED as exc:
+            raise declined(exc, f"Redis {queues.name!r}: the move on {target.name}") from exc
         except _TRANSIENT as exc:
             raise TransientActionError(
                 f"Redis {queues.name!r}: the connection failed while moving messages of "
                 f"{target.name} ({type(exc).__name__}: {exc}); how many moved is unknown, "
                 "count the keys"
             ) from exc
-        except _NOT_RUN as exc:
-            raise _cluster_refusal(
-                exc, f"Redis {queues.name!r}: the move on {target.name}"
-            ) from exc
+        except NOT_RUN as exc:
+            raise cluster_refusal(exc, f"Redis {queues.name!r}: the move on {target.name}") from exc
         except redis.exceptions.ResponseError as exc:
             # A script's error does not undo the writes it made before it: some messages may
             # have moved (the step is recorded failed, may have acted).
@@ -349,11 +330,11 @@ class RequeueDeadLetters:
                 what=f"Redis {queues.name!r}: {what}",
                 attempts=self.retry.attempts,
                 wait=self.retry.backoff(),
-                transient=lambda exc: isinstance(exc, _TRANSIENT),
+                transient=lambda exc: isinstance(exc, _TRANSIENT + PASSING),
                 may_have_acted=False,  # counts only: the move is _move's
             )
-        except _NOT_RUN as exc:
-            raise _cluster_refusal(exc, f"Redis {queues.name!r}: {what}") from exc
+        except NOT_RUN as exc:
+            raise cluster_refusal(exc, f"Redis {queues.name!r}: {what}") from exc
         except redis.exceptions.ResponseError as exc:
             # e.g. NOGROUP, WRONGTYPE: the configuration does not match what is in Redis.
             raise ActionRefused(f"Redis {queues.name!r}: {what}: {exc}") from exc

@@ -70,7 +70,7 @@ async def test_slack_message_shape_and_escaping(peer: Peer, notifier: Notifier) 
         "type": "header",
         "text": {"type": "plain_text", "text": f"HighErrorRate on {TARGET.key}"},
     }
-    escaped = "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"
+    escaped = "&lt;!channel&gt; &amp; &lt;https://evil.example\u2223click&gt;"
     # The author's mrkdwn and link stay; the label value cannot become a mention or a link.
     assert body["text"]["text"] == (
         f"*Rolled back* {escaped} in `shop`: 5xx above 5% for 10m "
@@ -87,6 +87,42 @@ async def test_slack_message_shape_and_escaping(peer: Peer, notifier: Notifier) 
     assert "<https://remediator.example/api/v1/runs/run-42|run>" in links
     assert "<http://prometheus:9090/graph?g0.expr=x&amp;g0.tab=1|source (prometheus:9090)>" in links
     assert seen.headers["X-Remediator-Run-Id"] == "run-42"
+
+
+async def test_a_value_cannot_change_where_an_authors_link_goes_or_what_it_shows(
+    peer: Peer, notifier: Notifier
+) -> None:
+    # Slack reads <URL|text>: the URL ends at the first `|`, the link at the first `>`. A value
+    # printed inside a link the rule author wrote must change neither.
+    alert = AlertFacts(
+        labels={"alertname": "HighErrorRate", "team": "ops|Approved by security> x"},
+        annotations={"runbook_url": "https://evil.example|Trusted runbook"},
+        status="firing",
+    )
+    step = params(
+        "oncall",
+        "<{{ run.url }}|{{ labels.team }}> <{{ annotations.runbook_url }}|Runbook>",
+    )
+    context = ActionContext("run-42", False, Clients({"notify": notifier}), rule="r", alert=alert)
+
+    result = await Notify().run(context, TARGET, step)
+
+    assert result.outcome is Outcome.OK, result.message
+    (seen,) = peer.seen("/services/T0/B0/secret")
+    body = seen.body["blocks"][1]["text"]["text"]
+    assert body == (
+        "<https://remediator.example/api/v1/runs/run-42|ops\u2223Approved by security&gt; x>"
+        " <https://evil.example\u2223Trusted runbook|Runbook>"
+    )
+    # Each link: one `|` (the author's), its URL the one written, its text after it.
+    links = [part.split(">", 1)[0] for part in body.split("<")[1:]]
+    assert [link.count("|") for link in links] == [1, 1]
+    assert [link.split("|")[1] for link in links] == [
+        "ops\u2223Approved by security&gt; x",
+        "Runbook",
+    ]
+    # The fallback text Slack shows in push notifications says the same.
+    assert body in seen.body["text"]
 
 
 EVIL = "<!channel> <http://evil.example|click here> *bold* & @here <@U123>"
@@ -139,7 +175,9 @@ async def test_alert_values_are_escaped_in_every_mrkdwn_field(
     payload = peer.seen("/services/T0/B0/secret")[0].body
     assert_nothing_live(payload)
     escaped = "&lt;!channel&gt; &lt;http://evil.example|click here&gt; *bold* &amp; @here"
-    assert payload["text"].startswith(f"T sp1 {escaped} &lt;@U123&gt;: M {escaped}")
+    # In the author's mrkdwn (the message) a value's `|` is no link separator either.
+    in_message = escaped.replace("|", "\u2223")
+    assert payload["text"].startswith(f"T sp1 {escaped} &lt;@U123&gt;: M {in_message}")
     # The header is plain_text, which Slack never parses: it keeps the title as written.
     assert payload["blocks"][0]["text"]["text"] == f"T sp1 {EVIL}"
 

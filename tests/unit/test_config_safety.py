@@ -167,18 +167,18 @@ def test_an_unknown_variable_is_told_only_the_setting_it_is_a_typo_of(
     ("text", "message"),
     [
         # The README promises what the variables get: the setting a key is a typo of.
-        ("dryrun: true\n", "dryrun: unknown setting (did you mean dry_run?)"),
-        ("http:\n  prot: 9096\n", "http.prot: unknown setting (did you mean http.port?)"),
-        ("htpp:\n  port: 9096\n", "htpp.port: unknown setting (did you mean http.port?)"),
+        ("dryrun: true\n", "1: dryrun: unknown setting (did you mean dry_run?)"),
+        ("http:\n  prot: 9096\n", "2: http.prot: unknown setting (did you mean http.port?)"),
+        ("htpp:\n  port: 9096\n", "2: htpp.port: unknown setting (did you mean http.port?)"),
         (
             "guards:\n  budget:\n    cuont: 5\n",
-            "guards.budget.cuont: unknown setting (did you mean guards.budget.count?)",
+            "3: guards.budget.cuont: unknown setting (did you mean guards.budget.count?)",
         ),
-        ("redis:\n  sentinels: [a]\n", "redis.sentinels: unknown setting"),  # other words
+        ("redis:\n  sentinels: [a]\n", "2: redis.sentinels: unknown setting"),  # other words
         # A section given a value: its keys go under it.
         (
             "http: 9096\n",
-            "http: a section, not a value: write its settings under it (http.endpoints,"
+            "1: http: a section, not a value: write its settings under it (http.endpoints,"
             " http.host, http.max_body_bytes, http.port, http.read_timeout,"
             " http.readiness_timeout)",
         ),
@@ -187,7 +187,8 @@ def test_an_unknown_variable_is_told_only_the_setting_it_is_a_typo_of(
 def test_an_unknown_yaml_key_is_told_the_setting_it_is_a_typo_of(
     tmp_path: Path, text: str, message: str
 ) -> None:
-    assert refusal_of_settings_file(tmp_path, text) == message
+    # Named by the file and line of the key (the file is remediator.yaml in tmp_path).
+    assert refusal_of_settings_file(tmp_path, text) == f"{tmp_path / 'remediator.yaml'}:{message}"
 
 
 def refusal_of_settings_file(tmp_path: Path, text: str) -> str:

@@ -143,4 +143,4 @@ def test_an_empty_section_sets_nothing(tmp_path: Path, text: str) -> None:
 def test_an_empty_value_that_is_no_section_is_still_unknown(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("htp:\n", encoding="utf-8")
-    assert refusal({}, config) == "htp: unknown setting"
+    assert refusal({}, config) == f"{config}:1: htp: unknown setting"

@@ -59,9 +59,23 @@ from tests.support.rules import GOOD, POLICY, TARGET, errors_of, one_rule, regis
         ),
         pytest.param(
             TARGET + "steps:\n  - action: test.restart\n    params: {force: true}\n",
-            "a.yaml:7: rule 'r': invalid params for test.restart: force: "
-            "Extra inputs are not permitted",
+            "a.yaml:7: rule 'r': invalid params for test.restart: unknown param 'force'; it"
+            " takes none",
             id="params-extra",
+        ),
+        # An unknown param is told the one it is a typo of, as a settings key is (typo_of).
+        pytest.param(
+            TARGET + "steps:\n  - action: test.scale\n    params: {max: 3, restor: true}\n",
+            "a.yaml:7: rule 'r': invalid params for test.scale: unknown param 'restor' (did you"
+            " mean 'restore'?)",
+            id="params-typo",
+        ),
+        pytest.param(
+            TARGET + "steps:\n  - action: test.grow\n    params: {container: app, factor: 2,"
+            " ratio: 3}\n",
+            "a.yaml:7: rule 'r': invalid params for test.grow: unknown param 'ratio'; it takes"
+            " container, factor",
+            id="params-other-words",
         ),
         pytest.param(
             "target: {kind: DaemonSet, namespace: ns, name: x}\nsteps:\n  - action: test.restart\n",
@@ -375,3 +389,20 @@ def test_every_step_waiting_for_a_repetition_does_not_hide_other_errors() -> Non
     messages = [e.message for e in lint_files({"a.yaml": text}, default_registry(), POLICY)]
     assert any("every step waits for a repetition" in m for m in messages)
     assert any("max: Field required" in m for m in messages)
+
+
+def test_an_unknown_nested_param_of_a_shipped_action_is_told_the_one_it_is_a_typo_of() -> None:
+    # The shipped kubernetes.set_resources: a typo inside memory_limit, and a key of its own.
+    text = (
+        "rules:\n  - name: r\n    match: ['alertname=\"X\"']\n"
+        "    target: {kind: Deployment, namespace: ns, name: x}\n    steps:\n"
+        "      - action: kubernetes.set_resources\n"
+        "        params: {container: app, memory_limit: {factr: 1.5}, cpu_limits: {value: '1'}}\n"
+    )
+    errors = lint_files({"a.yaml": text}, default_registry(), POLICY)
+    assert [str(e) for e in errors] == [
+        "a.yaml:7: rule 'r': invalid params for kubernetes.set_resources: memory_limit: unknown"
+        " param 'factr' (did you mean 'factor'?)",
+        "a.yaml:7: rule 'r': invalid params for kubernetes.set_resources: unknown param"
+        " 'cpu_limits' (did you mean 'cpu_limit'?)",
+    ]

@@ -1,0 +1,120 @@
+"""The settings file read into its settings' YAML paths (``http.port``), and its errors.
+
+``--config`` may name any file: one that is not a settings file at all (``/etc/shadow``) is
+refused without echoing it. An error names the file and line, and quotes a key only when it
+looks like one (``plausible_key``): the first line of /etc/shadow reads as a YAML key, and was
+quoted whole, password hash included, in ``unknown setting``. Values are never quoted here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from receiver.config.files import read_settings_text
+from receiver.config.settings import ConfigError
+from receiver.config.variables import typo_of
+from receiver.rules.yaml_lines import DuplicateKey, Located, parse_yaml, safe_load
+
+__all__ = ["plausible_key", "read_settings_file"]
+
+# A word of a settings file's key: letters, `_` and `-`, a few digits, not first (every
+# setting's is lowercase words and underscores; a typo may change the case). A token or a hash
+# has more digits; a line of another file has a space or a colon.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
+_MAX_DIGITS = 3
+# A quoted part of PyYAML's problem: a character (or its escape: '\\t') and a token's name
+# ('<stream end>') are shown; other text (an anchor's, an alias's, a tag's name) is the file's.
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_TOKEN = re.compile(r"<[a-z ]+>")
+
+Where = Callable[[Sequence[str]], str]
+
+
+def plausible_key(parts: Sequence[object]) -> bool:
+    """True when the key path ``parts`` (``["http", "prot"]``) is short words a settings file
+    would hold, and so may be quoted; False for a line of some other file read as a key."""
+    return 0 < len(parts) <= 6 and all(
+        _WORD.fullmatch(str(p)) and sum(c.isdigit() for c in str(p)) <= _MAX_DIGITS for p in parts
+    )
+
+
+def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, Any]:
+    """The settings of ``config_file`` by YAML path (keys of ``known``). ConfigError naming
+    the file (and line) for a file that cannot be read, is not YAML, is not a mapping, or
+    holds a key that is not a setting; a key is quoted only when ``plausible_key``."""
+    text = read_settings_text(config_file)
+    try:
+        data = safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{config_file}:{mark.line + 1}" if mark is not None else str(config_file)
+        raise ConfigError(f"{where}: invalid YAML: {_problem(exc)}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{config_file}: the top level must be a mapping of settings")
+
+    def key_at(parts: Sequence[str]) -> str:
+        # Read again only on this error path, for the line of the key.
+        located = Located(str(config_file))
+        parse_yaml(text, located)
+        return f"{config_file}:{located.line_of(parts)}"
+
+    flat: dict[str, Any] = {}
+    _flatten(data, (), known, flat, key_at)
+    return flat
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's problem, its quoted text kept only when it is a character or a token's name;
+    a key given twice is named when it is a plausible key."""
+    if isinstance(exc, DuplicateKey):
+        if plausible_key([exc.key]):
+            return str(exc.problem)
+        return f"a key is given twice (first at line {exc.first_line}; not shown: not a setting)"
+    problem = str(getattr(exc, "problem", None) or exc)
+
+    def shown(match: re.Match[str]) -> str:
+        inner = match[1] if match[1] is not None else match[2]
+        return match[0] if len(inner) <= 2 or _TOKEN.fullmatch(inner) else "'(not shown)'"
+
+    return _QUOTED.sub(shown, problem)
+
+
+def _flatten(
+    data: Mapping[Any, Any],
+    prefix: tuple[str, ...],
+    known: Collection[str],
+    out: dict[str, Any],
+    where: Where,
+) -> None:
+    for name, value in data.items():
+        parts = (*prefix, str(name))
+        path = ".".join(parts)
+        if path in known:
+            out[path] = value
+        elif isinstance(value, Mapping):
+            _flatten(value, parts, known, out, where)
+        elif under := sorted(key for key in known if key.startswith(f"{path}.")):
+            if value is None:
+                continue  # `http:` with nothing under it: an empty section, nothing set
+            raise ConfigError(
+                f"{where(parts)}: {path}: a section, not a value: write its settings under it"
+                f" ({', '.join(under)})"
+            )
+        elif plausible_key(parts):
+            close = typo_of(path, known)
+            raise ConfigError(
+                f"{where(parts)}: {path}: unknown setting"
+                + (f" (did you mean {close}?)" if close else "")
+            )
+        else:
+            raise ConfigError(
+                f"{where(parts)}: a key that is no setting's name (not shown: is this a"
+                " settings file?)"
+            )
