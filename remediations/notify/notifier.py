@@ -9,6 +9,8 @@ appears in a message, a log line or ``repr()``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -95,14 +97,18 @@ class Notifier:
             return Delivery(channel, False, self.unknown(channel) or "")
         if not message.links.get("run") and self.run_url(message.run_id):
             message = _with_link(message, "run", self.run_url(message.run_id))
+        payload = target.payload(message)
+        headers = {"Idempotency-Key": notice_key(channel, message.run_id, payload)}
+        if message.run_id:
+            headers["X-Remediator-Run-Id"] = message.run_id
         try:
             posted = await post_json(
                 self.session,
                 target.url,
-                target.payload(message),
+                payload,
                 what=f"channel {channel!r}",
                 policy=target.policy,
-                headers={"X-Remediator-Run-Id": message.run_id} if message.run_id else None,
+                headers=headers,
             )
         except ActionError as exc:
             return Delivery(channel, False, exc.message)
@@ -116,6 +122,17 @@ class Notifier:
     async def close(self) -> None:
         if self._owns:
             await self.session.close()
+
+
+def notice_key(channel: str, run_id: str, payload: Any) -> str:
+    """The ``Idempotency-Key`` of one notification: ``<run id>-<channel>-<digest of the body
+    sent>`` (``-`` for no run). The same on every retry of a send, and when the same message is
+    sent again after a crash between sending it and recording it (a run's announcement, a
+    digest), so a receiver that deduplicates on it shows it once; another for each message
+    (``http.call``'s key is per step: ``remediations.http.endpoints.idempotency_key``)."""
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(body.encode()).hexdigest()[:32]
+    return f"{run_id or '-'}-{channel}-{digest}"
 
 
 def _with_link(message: Message, label: str, url: str) -> Message:

@@ -316,3 +316,21 @@ async def test_the_notifier_never_raises(notifier: Notifier) -> None:
     assert not delivery.ok
     assert "gave up after 3 attempts" in delivery.detail
     assert "token" not in delivery.detail
+
+
+async def test_a_notification_carries_one_idempotency_key_across_its_retries(
+    peer: Peer, notifier: Notifier
+) -> None:
+    # A webhook receiver that deduplicates can tell a retry (after a 5xx, or a message sent
+    # again after a crash before it was recorded) from a new message.
+    peer.answer("/hooks/audit", Reply(503), Reply(200), Reply(200), Reply(200))
+
+    first = await Notify().run(ctx(notifier), TARGET, params("audit", "hello"))
+    again = await Notify().run(ctx(notifier), TARGET, params("audit", "hello"))
+    other = await Notify().run(ctx(notifier), TARGET, params("audit", "bye"))
+
+    assert [r.outcome for r in (first, again, other)] == [Outcome.OK] * 3
+    keys = [seen.headers["Idempotency-Key"] for seen in peer.seen("/hooks/audit")]
+    assert keys[0] == keys[1] == keys[2]  # the retry, and the same message sent again
+    assert keys[3] != keys[0]
+    assert keys[0].startswith("run-42-audit-")
