@@ -675,22 +675,40 @@ async def test_undo_refusals(
 # delete_pod
 
 
+async def pods_by_uid(api_client: Any, ns: str, selector: str) -> dict[str, str]:
+    """uid -> name of the pods matching ``selector`` that are not being deleted."""
+    pods = await k8s.CoreV1Api(api_client).list_namespaced_pod(ns, label_selector=selector)
+    return {
+        p.metadata.uid: p.metadata.name for p in pods.items if not p.metadata.deletion_timestamp
+    }
+
+
 async def test_delete_pod_removes_exactly_the_named_pod(
-    kube_admin: Any, kube_namespace: str
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:
+    """A pod of a Deployment's ReplicaSet, named as the target: that pod goes, its siblings
+    stay, and the ReplicaSet replaces it (a bare pod is refused: test_kubernetes_delete_pod)."""
     ns = kube_namespace
-    for name in ("p1", "p2", "p3"):
-        await create_pod(kube_admin, ns, name, {"app": "bare"})
-    action, target = DeletePod(), Target("Pod", ns, "p2")
+    await make_deployment("web", replicas=3)
+    pods = await eventually(
+        lambda: pods_by_uid(kube_admin, ns, "app=web"), lambda pods: len(pods) == 3, timeout_s=30
+    )
+    victim_uid, victim = sorted(pods.items(), key=lambda item: item[1])[1]
+    action, target = DeletePod(), Target("Pod", ns, victim)
     ctx = make_ctx(kube_admin)
 
     change = await action.preview(ctx, target, DeletePod.Params())
     result = await action.run(ctx, target, DeletePod.Params())
 
     assert result.outcome is Outcome.OK
-    assert change.after == result.after == {"deleted": ["p2"]}
-    assert result.before == {"pods": ["p2"]}
-    await eventually(lambda: pod_names(kube_admin, ns), lambda names: names == {"p1", "p3"})
+    assert change.after == result.after == {"deleted": [victim]}
+    assert result.before == {"pods": [victim]}
+    after = await eventually(
+        lambda: pods_by_uid(kube_admin, ns, "app=web"),
+        lambda now: len(now) == 3 and victim_uid not in now,
+        timeout_s=30,
+    )
+    assert set(pods) - {victim_uid} < set(after)  # the siblings are the same pods
     assert (await action.run(ctx, target, DeletePod.Params())).outcome is Outcome.NOOP
 
 
@@ -735,8 +753,13 @@ async def _setup_for(
         await make_revision_2(api_client, ns, make_deployment)
         return deployment(ns), registry.parse_params(action.name, {})
     if isinstance(action, DeletePod):
-        await create_pod(api_client, ns, "victim", {"app": "bare"})
-        return Target("Pod", ns, "victim"), registry.parse_params(action.name, {})
+        await make_deployment("web")
+        (victim,) = await eventually(
+            lambda: pod_names(api_client, ns, "app=web"),
+            lambda names: len(names) == 1,
+            timeout_s=30,
+        )
+        return Target("Pod", ns, victim), registry.parse_params(action.name, {})
     await make_deployment("web", containers=two_containers())
     raw: dict[str, dict[str, Any]] = {
         "kubernetes.rollout_restart": {},
