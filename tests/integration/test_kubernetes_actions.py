@@ -16,6 +16,7 @@ from remediations.base import (
     ActionRefused,
     Clients,
     Outcome,
+    ParamsError,
 )
 from remediations.kubernetes.api import RUN_ID_ANNOTATION
 from remediations.kubernetes.catalog import ACTIONS
@@ -301,6 +302,34 @@ async def test_scale_up_never_lowers_a_workload_above_max(
     result = await action.run(restore, target, action.Params(restore=True, min=1, max=10))
     assert (result.outcome, result.message.endswith("nothing to undo")) == (Outcome.NOOP, True)
     assert await read_scale(kube_admin, ns) == 12
+
+
+async def test_a_lowering_reaches_zero_replicas_only_with_an_explicit_min_0(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """``factor: 0.5`` on 1 replica with the default min 0 scaled the Deployment to 0 (an
+    outage). Such a step is refused when the rule is read; ``min: 1`` keeps the pod, saying
+    so, and only an explicit ``min: 0`` scales to zero."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    registry = default_registry()
+    with pytest.raises(ParamsError, match=r"a lowering \(factor 0\.5\) needs min"):
+        registry.parse_params(Scale.name, {"factor": 0.5, "max": 5})
+    action, target = Scale(), deployment(ns)
+
+    kept = registry.parse_params(Scale.name, {"factor": 0.5, "min": 1, "max": 5})
+    result = await action.run(make_ctx(kube_admin), target, kept)
+    assert result.outcome is Outcome.NOOP
+    assert "has 1 replicas, already at or below min 1: a lowering never raises it" in (
+        result.message
+    )
+    assert await read_scale(kube_admin, ns) == 1
+
+    zero = registry.parse_params(Scale.name, {"factor": 0.5, "min": 0, "max": 5})
+    result = await action.run(make_ctx(kube_admin), target, zero)
+    assert (result.outcome, result.after) == (Outcome.OK, {"replicas": 0})
+    # The Deployment's own spec: the Scale subresource leaves a count of 0 out (omitempty).
+    assert (await read(kube_admin, ns)).spec.replicas == 0
 
 
 async def test_a_restore_never_goes_past_the_count_its_run_started_from(
