@@ -42,8 +42,14 @@ class Rollout:
     ``no_rollback``: why ``kubernetes.rollout_undo`` (no ``to_revision``) has nothing to roll
     back to (``remediations.kubernetes.release.undo_target``); empty when it has, and then
     ``rollback_to``, when given, is the revision it would go back to. A newest release that is
-    revision 1 (the Deployment's creation) or not known never has one: when ``no_rollback`` is
-    not given, it is filled in for those, so every reading says the same as the action."""
+    revision 1 (the Deployment's creation), not known, or a rollback (``returns_to``) never has
+    one: when ``no_rollback`` is not given, it is filled in for those, so every reading says
+    the same as the action.
+
+    ``returns_to``: the newest release is a rollback to the template of that earlier revision
+    (its ReplicaSet held it, or one whose template differs only by a restart); ``created_at``
+    is then when that ReplicaSet was created (for an old one: when its template was first
+    shipped, not when it was rolled back to)."""
 
     revision: int
     replicaset: str
@@ -52,6 +58,7 @@ class Rollout:
     bounded: bool = True
     rollback_to: int | None = None
     no_rollback: str = ""
+    returns_to: int | None = None
 
     def __post_init__(self) -> None:
         if self.no_rollback:
@@ -61,6 +68,12 @@ class Rollout:
                 "no previous revision to roll back to that is known to be before its newest "
                 f"release: the ReplicaSet of revision {self.revision - 1} is gone "
                 "(spec.revisionHistoryLimit)"
+            )
+        elif self.returns_to is not None:
+            why = (
+                "no previous revision to roll back to that a rollback did not replace: its "
+                f"newest release, revision {self.revision}, is a rollback to the template of "
+                f"revision {self.returns_to}"
             )
         elif self.revision == 1:
             why = (
@@ -96,6 +109,8 @@ class FactReading:
             )
             if not self.value.known:
                 data.update(known=False, bounded=self.value.bounded)
+            if self.value.returns_to is not None:
+                data["returns_to"] = self.value.returns_to
             if self.value.no_rollback:
                 data["nothing_to_roll_back"] = self.value.no_rollback
             elif self.value.rollback_to is not None:
@@ -173,6 +188,8 @@ def _within(
     if rollout.known:
         holds = (age_s <= within_s) != negate
         creation = " (the Deployment's creation)" if rollout.revision == 1 else ""
+        if rollout.returns_to is not None:
+            creation = f" (a rollback to the template of revision {rollout.returns_to})"
         return holds, (
             f"{'holds' if holds else 'does not hold'} (newest release: revision "
             f"{rollout.revision}{creation}, ReplicaSet {rollout.replicaset}, created {age} ago)"

@@ -36,6 +36,7 @@ async def _rollout(clients: Clients, target: Target) -> Rollout:
         bounded=state.bounded,
         rollback_to=state.rollback_to,
         no_rollback=state.no_rollback,
+        returns_to=state.returns_to,
     )
 
 

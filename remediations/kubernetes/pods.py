@@ -15,9 +15,12 @@ the pods (the Deployment target, or the StatefulSet or DaemonSet controlling a P
 written just before the deletes. A step taken up again after a crash finds it and sends the
 DELETEs of the recorded uids again: a crash between the record and the deletes left them
 undone, and the uid precondition keeps the replacements safe (they have other uids). A 404 or
-a uid conflict then means the pod is already gone. Pods of a ReplicaSet or bare pods get no
-record: their replacements have new names (or there are none), so a retry finds nothing to
-delete.
+a uid conflict then means the pod is already gone. Pods of a ReplicaSet get no record: their
+replacements have new names, so a retry finds nothing to delete.
+
+A Pod target that no controller would replace is refused (``_refuse_unreplaced``): a bare pod
+(deleted, it and its work are lost) and a static pod's mirror (its controller is a Node:
+deleting the mirror restarts nothing, the kubelet runs the static pod on).
 """
 
 from __future__ import annotations
@@ -158,6 +161,7 @@ class DeletePod(KubeAction[DeletePodParams]):
             except ApiException:
                 return [], None, {}
             found = api.to_dict(pod)
+            _refuse_unreplaced(found, target)
             holder = _controller(found, ns)
             return [found], holder, await api.read_workload(holder) if holder else {}
         workload = await api.read_workload(target)
@@ -316,6 +320,35 @@ def _replay(
         )
 
     return WritePlan(change, write, lambda written: {"deleted": written["deleted"]}, report=report)
+
+
+# The kubelet's annotation on the mirror of a static pod (``kubetypes.ConfigMirrorAnnotationKey``).
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def _refuse_unreplaced(pod: Mapping[str, Any], target: Target) -> None:
+    """ActionRefused for a Pod target that no controller would replace: a bare pod (no
+    ``ownerReferences`` entry with ``controller: true``: deleted, it and its work are gone)
+    or a static pod's mirror (the kubelet's ``kubernetes.io/config.mirror`` annotation, or a
+    Node as its controller: deleting the mirror restarts nothing, the kubelet runs the static
+    pod on and makes the mirror again)."""
+    metadata = pod.get("metadata") or {}
+    ref = next((r for r in metadata.get("ownerReferences") or [] if r.get("controller")), None)
+    if MIRROR_ANNOTATION in (metadata.get("annotations") or {}) or (
+        ref is not None and ref.get("kind") == "Node"
+    ):
+        node = (pod.get("spec") or {}).get("nodeName") or (ref or {}).get("name") or "its node"
+        raise ActionRefused(
+            f"{object_ref(target)} is a static pod's mirror (the kubelet of {node} runs it "
+            "from a manifest on the node): deleting it does not restart it; restart it on "
+            "the node, or delete a pod that a workload controls"
+        )
+    if ref is None:
+        raise ActionRefused(
+            f"{object_ref(target)} has no controller (no ownerReference with controller: "
+            "true): no controller would replace it, so deleting it would lose it and its "
+            "work; delete it by hand if that is meant"
+        )
 
 
 def _controller(pod: Mapping[str, Any], namespace: str) -> Target | None:

@@ -6,8 +6,11 @@ history`` lists them: the ReplicaSets the Deployment controls, each with its
 revision. The newest release is the newest of them whose template changed by more than a
 restart or remediator's own edits of a container (``release``: a restart, a memory raise or an
 env change by remediator is not a release, and rolling it back would not undo one); its
-``creationTimestamp`` is when it was rolled out. (A rollback makes an old ReplicaSet the newest
-revision again and keeps its old creationTimestamp: rolling back is not a recent release.)
+``creationTimestamp`` is when it was rolled out. A rollback (an old ReplicaSet made the newest
+revision again, or a template set back to an older one's) is a release that ships an older
+template again (``returns_to``): its ReplicaSet's creationTimestamp is when that template was
+first shipped, not when it was rolled back to, which Kubernetes does not record; and it has
+nothing to roll back to, as rolling back would ship again what the rollback replaced.
 When the ReplicaSets that would tell are gone (``spec.revisionHistoryLimit``: the one before
 the oldest kept revision, and no kept revision after it is a release), the state says so
 (``known`` false) rather than take that revision for the release. The state also says what
@@ -52,7 +55,8 @@ class RolloutState:
 
     ``rollback_to``: the revision ``kubernetes.rollout_undo`` (no ``to_revision``) would roll
     back to; None when there is nothing to roll back to, and ``no_rollback`` says why
-    (``release.undo_target``)."""
+    (``release.undo_target``). ``returns_to``: the newest release is a rollback to the template
+    of that earlier revision (``release.NewestRelease``)."""
 
     revision: int
     replicaset: str
@@ -61,6 +65,7 @@ class RolloutState:
     bounded: bool = True
     rollback_to: int | None = None
     no_rollback: str = ""
+    returns_to: int | None = None
 
 
 async def newest_rollout(
@@ -116,6 +121,7 @@ async def newest_rollout(
         bounded=newest.bounded,
         rollback_to=undo.revision,
         no_rollback=undo.nothing,
+        returns_to=newest.returns_to,
     )
 
 

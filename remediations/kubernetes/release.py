@@ -19,6 +19,17 @@ release. Rolling back to the template before it would only restart the pods, or 
 remediation, and leave the cause in place. Configuration a human shipped counts, though: CD
 ships configuration as env and resources changes, and they break things as images do.
 
+A rollback is a release too (it changes what runs), but one that ships an older template
+again: ``kubectl rollout undo``, or anyone setting the template back, makes the old ReplicaSet
+the newest revision (its ``deployment.kubernetes.io/revision-history`` lists the revisions it
+held before), or makes a new one whose template differs from an older revision's only by a
+restart. ``NewestRelease.returns_to`` names that older revision. Rolling back from such a
+release to the revision before it would ship again the template the rollback replaced (a
+human's ``kubectl rollout undo`` from x:3 to x:2, then "rolled back" to x:3), so it has no
+default revision: the step is refused, and ``can_roll_back`` says so ahead. Its ReplicaSet's
+``creationTimestamp`` is when that template was first shipped, not when it was rolled back
+to: Kubernetes records no time of the rollback itself.
+
 Whether revision N is a release is told by comparing it with revision N - 1's ReplicaSet: the
 one with that revision, or the one whose ``deployment.kubernetes.io/revision-history`` lists it
 (a rollback gave it a newer revision since; the Deployment controller's
@@ -38,19 +49,18 @@ history found") when fewer than two are kept, and skips a target whose template 
 current one ("skipped rollback (current template already matches revision N)"). Here the
 revision is the one before the newest release, so there is nothing to go back to when the
 newest release is revision 1 (the Deployment's creation, restarts after it or not), when the
-kept revisions cannot tell the newest release (the ones before it pruned), or when that
+kept revisions cannot tell the newest release (the ones before it pruned), when the newest
+release is a rollback (above), or when that
 revision's template is the current one, or differs from it only by a restart.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from remediations.kubernetes import quantity
 from remediations.kubernetes.objects import (
     RESTART_RUN_ANNOTATION,
     RESTARTED_AT,
@@ -58,7 +68,7 @@ from remediations.kubernetes.objects import (
     is_remediator_key,
     pod_template,
 )
-from remediations.kubernetes.replay import records_of
+from remediations.kubernetes.own_edits import OWN_EDITS, same, without_own_edits
 
 __all__ = [
     "OWN_EDITS",
@@ -77,9 +87,6 @@ __all__ = [
 ]
 
 POD_TEMPLATE_HASH = "pod-template-hash"
-# The actions whose template edits are remediator's own, not a release (``container.py``; a
-# unit test checks these are their names).
-OWN_EDITS = frozenset({"kubernetes.set_resources", "kubernetes.set_env"})
 
 
 def comparable(template: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,7 +120,7 @@ def comparable(template: Mapping[str, Any]) -> dict[str, Any]:
 
 def only_restart_apart(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether pod templates ``a`` and ``b`` differ at most by a restart (``comparable``)."""
-    return _same(comparable(a), comparable(b))
+    return same(comparable(a), comparable(b))
 
 
 def is_release(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
@@ -121,7 +128,7 @@ def is_release(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
     differs from ``older``'s by more than a restart and remediator's recorded edits (module
     docstring). Both are plain-dict ReplicaSets."""
     before = pod_template(older)
-    return not _same(comparable(_without_own_edits(newer, before)), comparable(before))
+    return not same(comparable(without_own_edits(newer, before)), comparable(before))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +145,18 @@ class NewestRelease:
     ``previous`` is None. ``bounded``: ``replicaset`` was created with ``revision`` (it never
     held an earlier one), so every ReplicaSet of an earlier revision was created before it and
     the newest release was rolled out at or before its ``creationTimestamp``; false when it was
-    rolled back to (an old ReplicaSet, whose creation bounds nothing)."""
+    rolled back to (an old ReplicaSet, whose creation bounds nothing).
+
+    ``returns_to``: a known ``revision`` is a rollback, and this is the newest earlier revision
+    whose template it runs again (held by the same ReplicaSet, or one whose template differs
+    from it only by a restart); None when it is not one (module docstring)."""
 
     revision: int
     replicaset: int
     known: bool
     previous: int | None = None
     bounded: bool = True
+    returns_to: int | None = None
 
 
 def former_revisions(rs: Mapping[str, Any]) -> frozenset[int]:
@@ -179,8 +191,25 @@ def newest_release(history: Mapping[int, Mapping[str, Any]]) -> NewestRelease:
             held = former_revisions(history[this]) | {this}
             return NewestRelease(revision, this, known=False, bounded=min(held) == revision)
         if is_release(history[this], history[before]):
-            return NewestRelease(revision, this, known=True, previous=before)
+            returns_to = _returns_to(history, holder, revision)
+            return NewestRelease(revision, this, True, previous=before, returns_to=returns_to)
         revision -= 1
+
+
+def _returns_to(
+    history: Mapping[int, Mapping[str, Any]], holder: Mapping[int, int], revision: int
+) -> int | None:
+    """The newest revision before ``revision`` whose template ``revision`` runs again: one
+    ``revision``'s own ReplicaSet held (it was rolled back to), or one held by a ReplicaSet
+    whose template differs from it only by a restart; None when there is none."""
+    this = holder[revision]
+    template = comparable(pod_template(history[this]))
+    earlier = (
+        r
+        for r, key in holder.items()
+        if r < revision and (key == this or same(comparable(pod_template(history[key])), template))
+    )
+    return max(earlier, default=None)
 
 
 def default_revision(history: Mapping[int, Mapping[str, Any]]) -> int | None:
@@ -189,11 +218,13 @@ def default_revision(history: Mapping[int, Mapping[str, Any]]) -> int | None:
     Deployment controls). With a release on top, kubectl's choice, the second-highest
     revision (``deploymentRevision`` in rollback.go). None when there is none: no history, the
     newest release is revision 1 (the creation), or the history cannot tell which revision is
-    the newest release (the ReplicaSet before it is gone: ``revisionHistoryLimit``)."""
+    the newest release (the ReplicaSet before it is gone: ``revisionHistoryLimit``), or the
+    newest release is a rollback (``NewestRelease.returns_to``: going back from it would ship
+    again what the rollback replaced)."""
     if not history:
         return None
     newest = newest_release(history)
-    return newest.previous if newest.known else None
+    return newest.previous if newest.known and newest.returns_to is None else None
 
 
 def no_default_reason(history: Mapping[int, Mapping[str, Any]]) -> str:
@@ -211,6 +242,14 @@ def no_default_reason(history: Mapping[int, Mapping[str, Any]]) -> str:
             f"ReplicaSet of revision {newest.revision - 1} is gone "
             f"(spec.revisionHistoryLimit), so whether revision {newest.revision} is a release, "
             "and what ran before it, cannot be told"
+        )
+    if newest.returns_to is not None:
+        return (
+            "no previous revision to roll back to that a rollback did not replace: its newest "
+            f"release, revision {newest.revision}, is a rollback to the template of revision "
+            f"{newest.returns_to}, so going back to revision {newest.revision - 1} would ship "
+            "again the template that rollback replaced; to go back further, name the revision "
+            "(to_revision)"
         )
     if not after:
         return (
@@ -284,80 +323,3 @@ def undo_target(
             "release, differs from the template it runs only by a restart",
         )
     return UndoTarget(to)
-
-
-def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
-
-def _containers(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c.get("name", ""): c for c in (template.get("spec") or {}).get("containers") or []}
-
-
-def _without_own_edits(rs: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
-    """``rs``'s template with every field a set_resources / set_env record on ``rs`` changed
-    from ``before``'s value to its own set back to ``before``'s. A field whose values are not
-    exactly the record's before and after is left alone: the record is of another revision."""
-    template = copy.deepcopy(pod_template(rs))
-    newer, older = _containers(template), _containers(before)
-    for record in records_of(rs).values():
-        if record.action not in OWN_EDITS:
-            continue
-        was, now = record.change.get("before") or {}, record.change.get("after") or {}
-        name = str(now.get("container") or "")
-        if name not in newer or name not in older:
-            continue
-        if record.action == "kubernetes.set_env":
-            _undo_env(newer[name], older[name], was, now)
-        else:
-            _undo_resources(newer[name], older[name], was, now)
-    return template
-
-
-def _undo_resources(
-    newer: dict[str, Any], older: Mapping[str, Any], was: Mapping[str, Any], now: Mapping[str, Any]
-) -> None:
-    for section in ("limits", "requests"):
-        for resource, after in (now.get(section) or {}).items():
-            before = (was.get(section) or {}).get(resource)
-            new_section = (newer.get("resources") or {}).get(section) or {}
-            old_value = ((older.get("resources") or {}).get(section) or {}).get(resource)
-            if not (
-                quantity.equal(new_section.get(resource), after)
-                and quantity.equal(old_value, before)
-            ):
-                continue
-            resources = newer.setdefault("resources", {})
-            if old_value is None:
-                resources.setdefault(section, {}).pop(resource, None)
-            else:
-                resources.setdefault(section, {})[resource] = old_value
-
-
-def _env_var(container: Mapping[str, Any], name: str) -> dict[str, Any] | None:
-    for var in container.get("env") or []:
-        if var.get("name") == name:
-            return dict(var)
-    return None
-
-
-def _undo_env(
-    newer: dict[str, Any], older: Mapping[str, Any], was: Mapping[str, Any], now: Mapping[str, Any]
-) -> None:
-    name = str(now.get("name") or "")
-    new_var, old_var = _env_var(newer, name), _env_var(older, name)
-    if new_var is None or "valueFrom" in new_var or new_var.get("value", "") != now.get("value"):
-        return
-    if old_var is None:
-        matches = was.get("value") is None and "valueFrom" not in was
-    elif "valueFrom" in old_var:
-        matches = _same(old_var["valueFrom"], was.get("valueFrom") or {})
-    else:
-        matches = "valueFrom" not in was and old_var.get("value", "") == was.get("value")
-    if not matches:
-        return
-    env = newer.get("env") or []
-    if old_var is None:
-        newer["env"] = [v for v in env if v.get("name") != name]
-    else:
-        newer["env"] = [old_var if v.get("name") == name else v for v in env]

@@ -19,10 +19,12 @@ own values of kubectl's skip-list keys. Differences, each for a reason:
 - the default revision is the one before the newest *release* (``release.default_revision``):
   the same as kubectl's second-highest revision unless the newest revisions only restarted the
   pods or are remediator's own edits, where kubectl's would only restart them or undo a
-  remediation; when the newest release is the Deployment's creation, or the ReplicaSets that
-  would tell which revision is the newest release are gone (``revisionHistoryLimit``), there
-  is no default and the step is refused, saying so. ``release.undo_target`` says the same
-  ahead of time, for the ``can_roll_back`` conditions that choose the step;
+  remediation; when the newest release is the Deployment's creation, or itself a rollback
+  (the revision before it is what that rollback replaced: going back would ship it again), or
+  the ReplicaSets that would tell which revision is the newest release are gone
+  (``revisionHistoryLimit``), there is no default and the step is refused, saying so.
+  ``release.undo_target`` says the same ahead of time, for the ``can_roll_back`` conditions
+  that choose the step;
 - a target whose template differs from the current one only by a restart is refused: rolling
   back to it would only restart the pods.
 """
@@ -119,9 +121,10 @@ class RolloutUndo(KubeAction[UndoParams]):
     (see the module docstring for what it writes). Needs ``get`` and ``patch`` on Deployments
     and ``list`` on ReplicaSets. Refuses (ActionRefused) a paused Deployment, an unknown or
     restart-only target revision, a history with no earlier release (or one that cannot tell
-    which revision is the newest release), and a Deployment whose
-    revision moved since the plan; a write whose answer was lost but which landed (this step's
-    write record is on the Deployment) is reported done with the record's after."""
+    which revision is the newest release, or whose newest release is a rollback), and a
+    Deployment whose revision moved since the plan; a write whose answer was lost but which
+    landed (this step's write record is on the Deployment) is reported done with the record's
+    after."""
 
     name: ClassVar[str] = "kubernetes.rollout_undo"
     Params: ClassVar[type[BaseModel]] = UndoParams

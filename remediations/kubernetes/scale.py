@@ -54,7 +54,9 @@ __all__ = ["REPLICAS_ANNOTATION", "Scale", "ScaleParams"]
 
 
 class ScaleParams(ActionParams):
-    """Exactly one of ``replicas``, ``delta``, ``factor``, or ``restore``; clamped to [min, max]."""
+    """Exactly one of ``replicas``, ``delta``, ``factor``, or ``restore``; clamped to [min, max].
+    A lowering by ``factor`` or ``delta`` needs ``min`` given: the default 0 let ``factor: 0.5``
+    take 1 replica to 0, an outage nobody wrote (``replicas: 0`` names zero itself)."""
 
     replicas: Integer | None = Field(default=None, ge=0, le=1000)
     delta: Integer | None = Field(default=None, ge=-1000, le=1000)
@@ -76,6 +78,14 @@ class ScaleParams(ActionParams):
             raise ValueError("factor must not be 1: it would change nothing")
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        lowering = f"factor {self.factor}" if self.factor is not None and self.factor < 1 else ""
+        if self.delta is not None and self.delta < 0:
+            lowering = f"delta {self.delta}"
+        if lowering and "min" not in self.model_fields_set:
+            raise ValueError(
+                f"a lowering ({lowering}) needs min: min: 1 keeps at least one pod, min: 0 "
+                "lets it scale the workload to zero replicas (an outage)"
+            )
         return self
 
     def desired(self, current: int) -> int:

@@ -622,14 +622,27 @@ async def test_every_shipped_action_runs_with_the_service_account(
     suffix = uuid.uuid4().hex[:6]
     dep = f"rbac-{suffix}"
     await _deployment_with_two_revisions(admin, dep)
-    pod = f"rbac-pod-{suffix}"
-    await _api(k8s.CoreV1Api, admin).create_namespaced_pod(
+    # A pod its ReplicaSet would replace: a bare pod is refused (nothing would replace it).
+    owner = f"rbac-pod-{suffix}"
+    await _api(k8s.AppsV1Api, admin).create_namespaced_replica_set(
         TARGET_NS,
-        k8s.V1Pod(
-            metadata=k8s.V1ObjectMeta(name=pod, labels={"app": pod}),
-            spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="app", image=IMAGE)]),
+        k8s.V1ReplicaSet(
+            metadata=k8s.V1ObjectMeta(name=owner),
+            spec=k8s.V1ReplicaSetSpec(
+                replicas=1,
+                selector=k8s.V1LabelSelector(match_labels=_labels(owner)),
+                template=_template(owner),
+            ),
         ),
     )
+
+    async def pod_of_owner() -> str | None:
+        listed = await _api(k8s.CoreV1Api, admin).list_namespaced_pod(
+            TARGET_NS, label_selector=f"app={owner}"
+        )
+        return next((p.metadata.name for p in listed.items), None)
+
+    pod = str(await eventually(pod_of_owner, timeout_s=60))
     deployment = Target("Deployment", TARGET_NS, dep)
     cases: list[tuple[str, Target, dict[str, Any]]] = [
         ("kubernetes.rollout_restart", deployment, {}),

@@ -16,6 +16,7 @@ from remediations.base import (
     ActionRefused,
     Clients,
     Outcome,
+    ParamsError,
 )
 from remediations.kubernetes.api import RUN_ID_ANNOTATION
 from remediations.kubernetes.catalog import ACTIONS
@@ -301,6 +302,34 @@ async def test_scale_up_never_lowers_a_workload_above_max(
     result = await action.run(restore, target, action.Params(restore=True, min=1, max=10))
     assert (result.outcome, result.message.endswith("nothing to undo")) == (Outcome.NOOP, True)
     assert await read_scale(kube_admin, ns) == 12
+
+
+async def test_a_lowering_reaches_zero_replicas_only_with_an_explicit_min_0(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """``factor: 0.5`` on 1 replica with the default min 0 scaled the Deployment to 0 (an
+    outage). Such a step is refused when the rule is read; ``min: 1`` keeps the pod, saying
+    so, and only an explicit ``min: 0`` scales to zero."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    registry = default_registry()
+    with pytest.raises(ParamsError, match=r"a lowering \(factor 0\.5\) needs min"):
+        registry.parse_params(Scale.name, {"factor": 0.5, "max": 5})
+    action, target = Scale(), deployment(ns)
+
+    kept = registry.parse_params(Scale.name, {"factor": 0.5, "min": 1, "max": 5})
+    result = await action.run(make_ctx(kube_admin), target, kept)
+    assert result.outcome is Outcome.NOOP
+    assert "has 1 replicas, already at or below min 1: a lowering never raises it" in (
+        result.message
+    )
+    assert await read_scale(kube_admin, ns) == 1
+
+    zero = registry.parse_params(Scale.name, {"factor": 0.5, "min": 0, "max": 5})
+    result = await action.run(make_ctx(kube_admin), target, zero)
+    assert (result.outcome, result.after) == (Outcome.OK, {"replicas": 0})
+    # The Deployment's own spec: the Scale subresource leaves a count of 0 out (omitempty).
+    assert (await read(kube_admin, ns)).spec.replicas == 0
 
 
 async def test_a_restore_never_goes_past_the_count_its_run_started_from(
@@ -675,22 +704,40 @@ async def test_undo_refusals(
 # delete_pod
 
 
+async def pods_by_uid(api_client: Any, ns: str, selector: str) -> dict[str, str]:
+    """uid -> name of the pods matching ``selector`` that are not being deleted."""
+    pods = await k8s.CoreV1Api(api_client).list_namespaced_pod(ns, label_selector=selector)
+    return {
+        p.metadata.uid: p.metadata.name for p in pods.items if not p.metadata.deletion_timestamp
+    }
+
+
 async def test_delete_pod_removes_exactly_the_named_pod(
-    kube_admin: Any, kube_namespace: str
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:
+    """A pod of a Deployment's ReplicaSet, named as the target: that pod goes, its siblings
+    stay, and the ReplicaSet replaces it (a bare pod is refused: test_kubernetes_delete_pod)."""
     ns = kube_namespace
-    for name in ("p1", "p2", "p3"):
-        await create_pod(kube_admin, ns, name, {"app": "bare"})
-    action, target = DeletePod(), Target("Pod", ns, "p2")
+    await make_deployment("web", replicas=3)
+    pods = await eventually(
+        lambda: pods_by_uid(kube_admin, ns, "app=web"), lambda pods: len(pods) == 3, timeout_s=30
+    )
+    victim_uid, victim = sorted(pods.items(), key=lambda item: item[1])[1]
+    action, target = DeletePod(), Target("Pod", ns, victim)
     ctx = make_ctx(kube_admin)
 
     change = await action.preview(ctx, target, DeletePod.Params())
     result = await action.run(ctx, target, DeletePod.Params())
 
     assert result.outcome is Outcome.OK
-    assert change.after == result.after == {"deleted": ["p2"]}
-    assert result.before == {"pods": ["p2"]}
-    await eventually(lambda: pod_names(kube_admin, ns), lambda names: names == {"p1", "p3"})
+    assert change.after == result.after == {"deleted": [victim]}
+    assert result.before == {"pods": [victim]}
+    after = await eventually(
+        lambda: pods_by_uid(kube_admin, ns, "app=web"),
+        lambda now: len(now) == 3 and victim_uid not in now,
+        timeout_s=30,
+    )
+    assert set(pods) - {victim_uid} < set(after)  # the siblings are the same pods
     assert (await action.run(ctx, target, DeletePod.Params())).outcome is Outcome.NOOP
 
 
@@ -735,8 +782,13 @@ async def _setup_for(
         await make_revision_2(api_client, ns, make_deployment)
         return deployment(ns), registry.parse_params(action.name, {})
     if isinstance(action, DeletePod):
-        await create_pod(api_client, ns, "victim", {"app": "bare"})
-        return Target("Pod", ns, "victim"), registry.parse_params(action.name, {})
+        await make_deployment("web")
+        (victim,) = await eventually(
+            lambda: pod_names(api_client, ns, "app=web"),
+            lambda names: len(names) == 1,
+            timeout_s=30,
+        )
+        return Target("Pod", ns, victim), registry.parse_params(action.name, {})
     await make_deployment("web", containers=two_containers())
     raw: dict[str, dict[str, Any]] = {
         "kubernetes.rollout_restart": {},

@@ -7,6 +7,7 @@ once by its DELETE (no graceful termination), so "deleted" reads back as "gone".
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 from pydantic import ValidationError
 
-from remediations.base import ActionContext, Clients, Outcome
+from remediations.base import ActionContext, ActionRefused, Clients, Outcome
 from remediations.kubernetes.pods import DeletePod, DeletePodParams
 from remediations.kubernetes.retry import RetryPolicy
 from remediations.targets import Target
@@ -112,6 +113,53 @@ async def test_deployment_target_deletes_only_the_pods_it_controls(
     )
     assert again.outcome is Outcome.NOOP
     assert "bare" in (await live_pods(kube_admin, ns)).values()
+
+
+async def test_a_pod_no_controller_would_replace_is_refused(
+    kube_admin: Any, kube_namespace: str
+) -> None:
+    """A Pod target that nothing would replace: a bare pod (deleted, it and its work would be
+    gone) and a static pod's mirror (its controller is a Node, as the kubelet creates it:
+    deleting it restarts nothing). Both are refused, named as the target or by ``pod``, and
+    stay."""
+    ns, core = kube_namespace, Core(kube_admin)
+    spec = k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/p:1")])
+    await core.create_namespaced_pod(
+        ns, k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="bare"), spec=spec)
+    )
+    node_name = f"node-{uuid.uuid4().hex[:8]}"
+    node = await core.create_node(k8s.V1Node(metadata=k8s.V1ObjectMeta(name=node_name)))
+    try:
+        owner = k8s.V1OwnerReference(
+            api_version="v1", kind="Node", name=node_name, uid=node.metadata.uid, controller=True
+        )
+        mirror = f"etcd-{node_name}"
+        await core.create_namespaced_pod(
+            ns,
+            k8s.V1Pod(
+                metadata=k8s.V1ObjectMeta(
+                    name=mirror,
+                    annotations={"kubernetes.io/config.mirror": "a1b2c3"},
+                    owner_references=[owner],
+                ),
+                spec=k8s.V1PodSpec(node_name=node_name, containers=spec.containers),
+            ),
+        )
+        action = DeletePod()
+        for name, said in (
+            ("bare", "has no controller (no ownerReference with controller: true): no "
+             "controller would replace it"),
+            (mirror, f"is a static pod's mirror (the kubelet of {node_name} runs it from a "
+             "manifest on the node): deleting it does not restart it"),
+        ):  # fmt: skip
+            for params in (DeletePod.Params(), DeletePod.Params(pod=name)):
+                with pytest.raises(ActionRefused, match=re.escape(f"Pod {ns}/{name} {said}")):
+                    await action.run(
+                        step_ctx(kube_admin, str(uuid.uuid4())), Target("Pod", ns, name), params
+                    )
+        assert {"bare", mirror} <= set((await live_pods(kube_admin, ns)).values())
+    finally:
+        await core.delete_node(node_name)
 
 
 async def test_a_delete_whose_answer_was_lost_is_reported_deleted(
@@ -322,14 +370,26 @@ async def test_a_statefulset_or_daemonset_target_deletes_only_its_own_pods(
     assert await live_pods(kube_admin, ns) == live
 
 
-async def scheduled_pod(api_client: Any, ns: str, name: str) -> str:
-    """A pod bound to a node, as the scheduler leaves it for a kubelet to run; its uid. No
-    kubelet runs here, so a graceful DELETE leaves it terminating (a deletionTimestamp) for
-    good, where one with gracePeriodSeconds 0 removes it at once."""
+async def scheduled_pod(
+    api_client: Any, ns: str, name: str, statefulset_uid: str | None = None
+) -> str:
+    """A pod bound to a node, as the scheduler leaves it for a kubelet to run (controlled by
+    StatefulSet ``db`` of ``statefulset_uid`` when given); its uid. No kubelet runs here, so a
+    graceful DELETE leaves it terminating (a deletionTimestamp) for good, where one with
+    gracePeriodSeconds 0 removes it at once."""
+    owners = [
+        k8s.V1OwnerReference(
+            api_version="apps/v1", kind="StatefulSet", name="db", uid=uid, controller=True
+        )
+        for uid in [statefulset_uid]
+        if uid is not None
+    ]
     pod = await Core(api_client).create_namespaced_pod(
         ns,
         k8s.V1Pod(
-            metadata=k8s.V1ObjectMeta(name=name, labels={"app": "db"}),
+            metadata=k8s.V1ObjectMeta(
+                name=name, labels={"app": "db"}, owner_references=owners or None
+            ),
             spec=k8s.V1PodSpec(
                 node_name="node-a",
                 termination_grace_period_seconds=30,
@@ -373,7 +433,8 @@ async def test_no_grace_period_removes_a_running_pod_before_its_kubelet_stops_it
         assert "give 1 for the shortest graceful delete" in str(refused.value)
         return
     params = DeletePod.Params(grace_period_seconds=grace)
-    await scheduled_pod(kube_admin, ns, "db-0")
+    sts_uid = await make_workload(kube_admin, ns, "StatefulSet", "db", {"app": "db"})
+    await scheduled_pod(kube_admin, ns, "db-0", sts_uid)
     result = await DeletePod(FAST).run(
         step_ctx(kube_admin, str(uuid.uuid4())), Target("Pod", ns, "db-0"), params
     )

@@ -293,3 +293,46 @@ async def test_restarts_and_remediators_own_edits_are_not_releases(
     rs_rev6 = (await owned_replica_sets(kube_admin, ns, "web"))[-1]
     state = await newest_rollout(clients, target)
     assert (state.revision, state.replicaset) == (6, rs_rev6.metadata.name)
+
+
+async def test_a_humans_rollback_is_never_rolled_back_to_what_it_removed(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    control_plane: ControlPlane,
+    kubectl: Path,
+) -> None:
+    """x:1, x:2, x:3, then ``kubectl rollout undo``: revision 4 is the x:2 ReplicaSet again
+    (revision-history "2"). The revision before it, 3, is the x:3 the human removed: the probe
+    says there is nothing to roll back to (``can_roll_back`` false), and the default undo
+    refuses rather than shipping x:3 again."""
+    ns, config = kube_namespace, control_plane.admin_kubeconfig
+    await three_releases(kube_admin, ns, "web", make_deployment)
+    run_kubectl(kubectl, "--kubeconfig", str(config), "-n", ns, "rollout", "undo", "deploy/web")
+    await wait_for_revision(kube_admin, ns, "web", 4)
+    assert await image(kube_admin, ns) == "img/x:2"
+    target, clients = Target("Deployment", ns, "web"), Clients({"kubernetes": kube_admin})
+
+    state = await newest_rollout(clients, target)
+
+    assert (state.revision, state.returns_to, state.rollback_to) == (4, 2, None)
+    assert state.no_rollback.startswith(
+        "no previous revision to roll back to that a rollback did not replace: its newest "
+        "release, revision 4, is a rollback to the template of revision 2, so going back to "
+        "revision 3 would ship again"
+    )
+    # The ReplicaSet revision 2 was created with: created_at is when x:2 was first shipped.
+    rs_x2 = next(
+        rs
+        for rs in await owned_replica_sets(kube_admin, ns, "web")
+        if rs.spec.template.spec.containers[0].image == "img/x:2"
+    )
+    assert (state.replicaset, state.created_at) == (
+        rs_x2.metadata.name,
+        rs_x2.metadata.creation_timestamp,
+    )
+    before = await deployment_annotations(kube_admin, ns, "web")
+    with pytest.raises(ActionRefused, match="is a rollback to the template of revision 2"):
+        await RolloutUndo().run(step_ctx(kube_admin), target, RolloutUndo.Params())
+    assert await deployment_annotations(kube_admin, ns, "web") == before
+    assert await image(kube_admin, ns) == "img/x:2"

@@ -149,7 +149,10 @@ def test_scale_params_rejected(raw: dict[str, Any]) -> None:
         ({"delta": 2, "max": 5}, 2, 4),
         ({"delta": -5, "min": 1, "max": 5}, 3, 1),
         ({"factor": 1.5, "max": 10}, 3, 5),  # 4.5 rounds up when growing
-        ({"factor": 0.5, "max": 10}, 3, 1),  # 1.5 rounds down when shrinking
+        ({"factor": 0.5, "min": 0, "max": 10}, 3, 1),  # 1.5 rounds down when shrinking
+        ({"factor": 0.5, "min": 0, "max": 10}, 1, 0),  # zero, as min: 0 says
+        ({"factor": 0.5, "min": 1, "max": 10}, 1, 1),
+        ({"delta": -3, "min": 0, "max": 10}, 2, 0),
         ({"factor": 2.0, "max": 10}, 0, 0),
         # A bound limits the step's own change; it is not an order to move there. A raise of a
         # count already above max leaves it (the shipped HighErrorRate and QueueBacklog rules
@@ -172,6 +175,23 @@ def test_scale_params_rejected(raw: dict[str, Any]) -> None:
 )
 def test_scale_desired(raw: dict[str, Any], current: int, desired: int) -> None:
     assert ScaleParams.model_validate(raw).desired(current) == desired
+
+
+@pytest.mark.parametrize(
+    ("raw", "what"),
+    [({"factor": 0.5, "max": 5}, "factor 0.5"), ({"delta": -1, "max": 5}, "delta -1")],
+)
+def test_a_lowering_without_min_is_refused(raw: dict[str, Any], what: str) -> None:
+    """The default min 0 let factor 0.5 take 1 replica to 0: a lowering must say its floor."""
+    with pytest.raises(ValidationError) as refused:
+        ScaleParams.model_validate(raw)
+    assert (
+        f"a lowering ({what}) needs min: min: 1 keeps at least one pod, min: 0 lets it scale "
+        "the workload to zero replicas (an outage)"
+    ) in str(refused.value)
+    # A raise, an explicit count and a restore keep the default.
+    for fine in ({"factor": 1.5, "max": 5}, {"replicas": 0, "max": 5}, {"restore": True, "max": 5}):
+        assert ScaleParams.model_validate(fine).min == 0
 
 
 def test_scale_factor_of_one_is_refused() -> None:

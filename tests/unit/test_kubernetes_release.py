@@ -23,6 +23,7 @@ from remediations.kubernetes.release import (
     former_revisions,
     is_release,
     newest_release,
+    no_default_reason,
     only_restart_apart,
 )
 from remediations.kubernetes.replay import WriteRecord
@@ -138,9 +139,10 @@ def at(revision: int, tpl: dict[str, Any], *former: int) -> dict[str, Any]:
 
 def test_a_rolled_back_replicaset_still_holds_its_former_revisions() -> None:
     one, two, three = template("img/a:1"), template("img/a:2"), template("img/a:3")
-    # 1: img 1, 2: img 2, 3: img 3; undo to 2 (now 4, history "2"); restart (5).
+    # 1: img 1, 2: img 2, 3: img 3; undo to 2 (now 4, history "2"); restart (5). Revision 4
+    # is a release (img 3 -> img 2), a rollback to revision 2's template.
     history = {1: at(1, one), 3: at(3, three), 4: at(4, two, 2), 5: at(5, restarted(two))}
-    assert newest_release(history) == NewestRelease(4, 4, True, previous=3)
+    assert newest_release(history) == NewestRelease(4, 4, True, previous=3, returns_to=2)
     # 1: img 1, 2: img 2, 3: a restart of 2, undo to 2 (now 4, history "2"). Revision 3's
     # predecessor is revision 2, held by the ReplicaSet now at 4 (not 1): 3 is a restart, and
     # the release is revision 2, whose template that ReplicaSet holds.
@@ -152,6 +154,36 @@ def test_a_rolled_back_replicaset_still_holds_its_former_revisions() -> None:
     assert newest_release(pruned) == NewestRelease(3, 3, known=False, bounded=False)
     assert former_revisions(at(3, one, 1)) == frozenset({1})
     assert former_revisions(at(3, one)) == frozenset()
+
+
+def test_a_rollback_has_no_default_revision_it_would_ship_what_it_replaced() -> None:
+    """x:1, x:2, x:3, then ``kubectl rollout undo``: revision 4 is the x:2 ReplicaSet again.
+    The revision before it (3, x:3) is what the human rolled back from: never the default."""
+    one, two, three = template("img/a:1"), template("img/a:2"), template("img/a:3")
+    undone = {1: at(1, one), 3: at(3, three), 4: at(4, two, 2)}
+    assert newest_release(undone) == NewestRelease(4, 4, True, previous=3, returns_to=2)
+    assert default_revision(undone) is None
+    assert no_default_reason(undone) == (
+        "no previous revision to roll back to that a rollback did not replace: its newest "
+        "release, revision 4, is a rollback to the template of revision 2, so going back to "
+        "revision 3 would ship again the template that rollback replaced; to go back further, "
+        "name the revision (to_revision)"
+    )
+    # After it a restart (5) and remediator's own restart: still the rollback's.
+    later = {**undone, 5: at(5, restarted(two))}
+    assert default_revision(later) is None
+    # Rolled back twice to the same ReplicaSet: the newer of its former revisions.
+    again = {1: at(1, one), 5: at(5, three, 3), 6: at(6, two, 2, 4)}
+    assert newest_release(again).returns_to == 4
+    # A template set back by hand to an older one's, but for a restart: a new ReplicaSet
+    # (another pod-template-hash), the same release as revision 1's.
+    by_hand = {1: at(1, one), 2: at(2, two), 3: at(3, restarted(two)), 4: at(4, restarted(one))}
+    assert newest_release(by_hand) == NewestRelease(4, 4, True, previous=3, returns_to=1)
+    assert default_revision(by_hand) is None
+    # A release after the rollback is a release like any: the default is the one before it.
+    shipped = {**undone, 5: at(5, template("img/a:4"))}
+    assert newest_release(shipped) == NewestRelease(5, 5, True, previous=4)
+    assert default_revision(shipped) == 4
 
 
 # A revision is a release (a new image) or a restart of the one before it.
@@ -192,7 +224,9 @@ def test_default_revision_is_kubectls_second_highest_unless_a_restart_is_on_top(
     assert default_revision({}) is None
     assert default_revision({1: rs(one)}) is None
     # Not the Deployment's revision annotation: the owned ReplicaSets' revisions, as kubectl.
-    assert default_revision({1: rs(one), 2: rs(two), 3: rs(one)}) == 2
+    assert default_revision({1: rs(one), 2: rs(two), 3: rs(template("img/a:3"))}) == 2
+    # Revision 3 runs revision 1's template again: a rollback, nothing to go back to.
+    assert default_revision({1: rs(one), 2: rs(two), 3: rs(one)}) is None
     assert default_revision({6: rs(one), 7: rs(two)}) == 6
     assert default_revision({1: rs(one), 2: rs(two), 3: rs(restarted(two))}) == 1
     assert default_revision({1: rs(one), 2: rs(restarted(one))}) is None

@@ -241,6 +241,31 @@ def test_a_recent_release_with_an_earlier_revision_is_still_rolled_back(
     assert "nothing_to_roll_back" not in fact
 
 
+def test_a_recent_rollback_is_scaled_out_not_rolled_back_again(shipped: RuleSet) -> None:
+    """x:1, x:2 (4 minutes ago), x:3, then a human's ``kubectl rollout undo``: revision 4 runs
+    the x:2 ReplicaSet again, created 4 minutes ago. Rolling "back" from it would ship x:3, the
+    release the human removed: the fact has nothing to roll back to, and the rule scales out."""
+    one, two, three = (rs(template(f"img/a:{n}")) for n in (1, 2, 3))
+    two["metadata"]["annotations"] = {"deployment.kubernetes.io/revision-history": "2"}
+    history = {1: one, 3: three, 4: two}
+    undo = undo_target(history, template("img/a:2"))
+    assert undo.revision is None
+    rollout = Rollout(4, "web-x", NOW - 4 * MIN, no_rollback=undo.nothing, returns_to=2)
+    planned, decision = decide(shipped, rollout)
+    assert planned == [SCALE]
+    steps = {s["action"]: (s["included"], s["why"]) for s in decision["steps"]}
+    assert steps[UNDO][1] == [
+        "rolled_out_within 30m: holds (newest release: revision 4 (a rollback to the template "
+        "of revision 2), ReplicaSet web-x, created 4m ago)",
+        f"can_roll_back true: does not hold ({undo.nothing})",
+    ]
+    (fact,) = decision["facts"]
+    assert (fact["returns_to"], fact["nothing_to_roll_back"]) == (2, undo.nothing)
+    # A fixture that states only ``returns_to`` has nothing to roll back to either.
+    assert Rollout(4, "web-x", NOW, rollback_to=3, returns_to=2).rollback_to is None
+    assert decide(shipped, Rollout(4, "web-x", NOW, returns_to=2))[0] == [SCALE]
+
+
 def test_a_paused_deployment_with_a_recent_release_is_scaled_out_not_rolled_back(
     shipped: RuleSet,
 ) -> None:

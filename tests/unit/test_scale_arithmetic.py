@@ -36,7 +36,7 @@ def exact(current: int, factor: float) -> int:
     [(50, 1.1, 55), (100, 0.57, 57), (25, 2.2, 55), (10, 1.15, 12), (3, 1.5, 5), (3, 0.5, 1)],
 )
 def test_a_factor_is_multiplied_exactly(current: int, factor: float, wanted: int) -> None:
-    assert ScaleParams(factor=factor, max=1000).wanted(current) == wanted
+    assert ScaleParams(factor=factor, min=0, max=1000).wanted(current) == wanted
 
 
 @given(current=_COUNT.filter(bool), factor=_FACTOR)
@@ -45,7 +45,7 @@ def test_a_factor_is_multiplied_exactly(current: int, factor: float, wanted: int
 def test_wanted_is_the_exact_product_rounded_away_from_the_live_count(
     current: int, factor: float
 ) -> None:
-    assert ScaleParams(factor=factor, max=1000).wanted(current) == exact(current, factor)
+    assert ScaleParams(factor=factor, min=0, max=1000).wanted(current) == exact(current, factor)
 
 
 @given(current=_COUNT.filter(bool), factor=_FACTOR, bounds=st.tuples(_COUNT, _COUNT).map(sorted))
