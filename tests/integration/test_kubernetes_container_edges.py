@@ -14,33 +14,21 @@ kube-apiserver, with the pinned kubectl as the reference.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from remediations.base import Action, ActionContext, ActionRefused, Clients, Outcome
+from remediations.base import Action, ActionRefused, Outcome
 from remediations.kubernetes.container import SetEnv, SetResources
 from remediations.kubernetes.restart import RolloutRestart
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
-from tests.support.kube_fixtures import MakeDeployment
+from tests.support.kube_fixtures import MakeDeployment, first_step_ctx
 from tests.support.kubectl import run_kubectl
 
 pytestmark = pytest.mark.kube
-
-
-def step_ctx(kube: Any) -> ActionContext:
-    """The context the pipeline gives step 0 of a run's ``run`` phase."""
-    return ActionContext(
-        run_id=str(uuid.uuid4()),
-        dry_run=False,
-        clients=Clients({"kubernetes": kube}),
-        step=0,
-        phase="run",
-    )
 
 
 def twice_defined() -> list[Any]:
@@ -83,7 +71,7 @@ async def test_set_env_on_a_twice_defined_variable_never_reports_a_value_it_did_
     before = await env_of(kube_admin, ns, "web")
     params = SetEnv.Params(container="app", name="POOL", value="20")
     with pytest.raises(ActionRefused) as refused:
-        await SetEnv().run(step_ctx(kube_admin), Target("Deployment", ns, "web"), params)
+        await SetEnv().run(first_step_ctx(kube_admin), Target("Deployment", ns, "web"), params)
     assert "POOL is defined 2 times in container app" in refused.value.message
     assert "remove the duplicate definitions" in refused.value.message
     assert not refused.value.may_have_acted
@@ -121,7 +109,7 @@ async def test_a_container_edit_of_a_paused_deployment_is_refused(
     target = Target("Deployment", ns, "web")
     for call in (action.preview, action.run):
         with pytest.raises(ActionRefused) as refused:
-            await call(step_ctx(kube_admin), target, params)
+            await call(first_step_ctx(kube_admin), target, params)
         assert refused.value.message == (
             f"Deployment {ns}/web is paused (spec.paused): a changed template would not roll "
             "out until someone resumes it, and would then roll out with whatever else changed "
@@ -190,8 +178,8 @@ async def test_a_container_edit_of_an_on_delete_workload_says_no_pod_is_replaced
             ),
         )
     target = Target(kind, ns, "db")
-    preview = await action.preview(step_ctx(kube_admin), target, params)
-    result = await action.run(step_ctx(kube_admin), target, params)
+    preview = await action.preview(first_step_ctx(kube_admin), target, params)
+    result = await action.run(first_step_ctx(kube_admin), target, params)
     assert result.outcome is Outcome.OK, result.message
     assert (ON_DELETE in preview.summary) is (strategy == "OnDelete")
     assert preview.summary.endswith(ON_DELETE if strategy == "OnDelete" else ("db", "512Mi"))
@@ -260,8 +248,8 @@ async def test_a_template_edit_of_a_partitioned_statefulset_says_which_pods_get_
         ),
     )
     target = Target("StatefulSet", ns, "db")
-    preview = await action.preview(step_ctx(kube_admin), target, params)
-    result = await action.run(step_ctx(kube_admin), target, params)
+    preview = await action.preview(first_step_ctx(kube_admin), target, params)
+    result = await action.run(first_step_ctx(kube_admin), target, params)
     assert result.outcome is Outcome.OK, result.message
     assert preview.summary.endswith(said or ("db", "512Mi", "the time of the restart"))
     assert ("partition" in preview.summary) is bool(said)

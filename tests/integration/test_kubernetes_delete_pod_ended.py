@@ -10,32 +10,20 @@ oldest"): the step deleted the corpse, reported it done, and the sick pod went o
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from remediations.base import ActionContext, Clients, Outcome
+from remediations.base import Outcome
 from remediations.kubernetes.pods import DeletePod
 from remediations.targets import Target
-from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
+from tests.support.kube_fixtures import MakeDeployment, first_step_ctx, owned_replica_sets
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
 
 Core = k8s.CoreV1Api
-
-
-def step_ctx(kube: Any) -> ActionContext:
-    """The context the pipeline gives step 0 of a run's ``run`` phase."""
-    return ActionContext(
-        run_id=str(uuid.uuid4()),
-        dry_run=False,
-        clients=Clients({"kubernetes": kube}),
-        step=0,
-        phase="run",
-    )
 
 
 async def pods_of(kube: Any, ns: str, deployment: str) -> dict[str, str]:
@@ -85,7 +73,7 @@ async def test_an_ended_pod_is_never_the_one_deleted(
     [live] = [name for name in pods if name != ended]
 
     action, target = DeletePod(), Target("Deployment", ns, "web")
-    result = await action.run(step_ctx(kube_admin), target, DeletePod.Params())
+    result = await action.run(first_step_ctx(kube_admin), target, DeletePod.Params())
     assert (result.outcome, result.after) == (Outcome.OK, {"deleted": [live]}), result.message
     assert ended in await pods_of(kube_admin, ns, "web")
 
@@ -94,6 +82,6 @@ async def test_an_ended_pod_is_never_the_one_deleted(
         (Target("Pod", ns, ended), DeletePod.Params()),
         (target, DeletePod.Params(pod=ended)),
     ):
-        noop = await action.run(step_ctx(kube_admin), named, params)
+        noop = await action.run(first_step_ctx(kube_admin), named, params)
         assert noop.outcome is Outcome.NOOP, noop.message
     assert ended in await pods_of(kube_admin, ns, "web")

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -27,7 +26,7 @@ from receiver.worker import Worker
 from tests.support.events import alert_event, new_event
 from tests.support.leases import take_over
 from tests.support.polling import eventually
-from tests.support.relay import HeldRelay
+from tests.support.relay import HeldRelay, relay_to_postgres, through
 
 pytestmark = pytest.mark.postgres
 
@@ -216,27 +215,14 @@ async def test_the_fence_holds_for_a_job(store: Store, database_url: str) -> Non
 async def relay(database_url: str) -> AsyncIterator[HeldRelay]:
     """A relay to the test's PostgreSQL that holds A's statements until the test lets them
     through: a connection that stalled, its statement landing after B's work."""
-    parts = urlsplit(database_url)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    async with HeldRelay(parts.hostname, parts.port) as made:
-        try:
-            yield made
-        finally:
-            made.let_through()
-
-
-def _through(database_url: str, port: int) -> str:
-    parts = urlsplit(database_url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+    async with relay_to_postgres(database_url) as made:
+        yield made
 
 
 async def test_a_late_refusal_held_in_the_network_does_not_undo_the_new_owners_run(
     store: Store, database_url: str, relay: HeldRelay
 ) -> None:
-    stalled = await Store.connect(_through(database_url, relay.port), min_size=1, max_size=1)
+    stalled = await Store.connect(through(database_url, relay.port), min_size=1, max_size=1)
     try:
         await store.insert_events([new_event(1)])
         event_id = await _claim(store, "a")

@@ -16,7 +16,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import structlog
@@ -26,7 +25,7 @@ from receiver.store import Store
 from receiver.worker import Worker
 from tests.support.events import new_event
 from tests.support.polling import current, eventually
-from tests.support.relay import HeldRelay
+from tests.support.relay import HeldRelay, relay_to_postgres, through
 
 pytestmark = pytest.mark.postgres
 
@@ -38,21 +37,8 @@ LEASE_S = 2.0
 async def relay(database_url: str) -> AsyncIterator[HeldRelay]:
     """A relay to the test's PostgreSQL whose traffic the test can hold (``hold``): held, the
     worker's statements wait in it, as in a partition TCP rides out, and nothing answers."""
-    parts = urlsplit(database_url)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    async with HeldRelay(parts.hostname, parts.port) as made:
-        try:
-            yield made
-        finally:
-            made.let_through()
-
-
-def _through(database_url: str, port: int) -> str:
-    parts = urlsplit(database_url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+    async with relay_to_postgres(database_url) as made:
+        yield made
 
 
 @dataclass
@@ -87,7 +73,7 @@ class Taker:
 async def test_a_worker_cut_off_from_its_store_stops_working_before_another_takes_over(
     store: Store, database_url: str, relay: HeldRelay
 ) -> None:
-    cut_off = await Store.connect(_through(database_url, relay.port), min_size=1, max_size=4)
+    cut_off = await Store.connect(through(database_url, relay.port), min_size=1, max_size=4)
     holder, taker = Holder(), Taker()
     a = Worker(cut_off, holder, owner="a", concurrency=1, lease_s=LEASE_S, poll_interval_s=0.1)
     b = Worker(store, taker, owner="b", concurrency=1, lease_s=LEASE_S, poll_interval_s=0.1)

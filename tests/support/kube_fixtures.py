@@ -17,6 +17,7 @@ import pytest_asyncio
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from remediations.base import ActionContext, Clients
 from tests.support.kube import ControlPlane, ControlPlaneError
 from tests.support.polling import eventually
 from tests.support.servers import server_missing
@@ -206,3 +207,15 @@ async def make_deployment(kube_admin: Any, kube_namespace: str) -> MakeDeploymen
         return dep
 
     return create
+
+
+def first_step_ctx(kube: Any) -> ActionContext:
+    """The context the pipeline gives step 0 of a new run's ``run`` phase, with ``kube`` (an
+    ApiClient) as its Kubernetes client."""
+    return ActionContext(
+        run_id=str(uuid.uuid4()),
+        dry_run=False,
+        clients=Clients({"kubernetes": kube}),
+        step=0,
+        phase="run",
+    )

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["HeldRelay"]
+__all__ = ["HeldRelay", "relay_to_postgres", "through"]
 
 _CHUNK = 65536
 
@@ -95,3 +96,27 @@ class HeldRelay:
                     sink.write(data)
                     await sink.drain()
         sink.close()
+
+
+@contextlib.asynccontextmanager
+async def relay_to_postgres(database_url: str) -> AsyncIterator[HeldRelay]:
+    """A ``HeldRelay`` to the PostgreSQL of ``database_url``, let through at the end (so no
+    client waits on it past the test); ``through(database_url, relay.port)`` is the URL that
+    goes through it."""
+    parts = urlsplit(database_url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    async with HeldRelay(parts.hostname, parts.port) as made:
+        try:
+            yield made
+        finally:
+            made.let_through()
+
+
+def through(database_url: str, port: int) -> str:
+    """``database_url`` with its host and port replaced by the relay's (127.0.0.1:``port``),
+    its user and password kept."""
+    parts = urlsplit(database_url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
