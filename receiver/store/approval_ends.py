@@ -51,9 +51,10 @@ async def end_run(
     outcome: RunOutcome,
     step_outcome: str,
     why: str,
-) -> None:
+) -> str | None:
     """End the run that waits for ``approval``, and its held step, saying ``why``; both
-    audited (``step``, ``run.outcome``). A held step of the run's escalation
+    audited (``step``, ``run.outcome``). Returns the held step's phase ('run', 'resolve',
+    'on_failed'); None when it was not waiting anymore. A held step of the run's escalation
     (``on_failed``; step indices are unique across a run's phases) or of its on_resolved
     steps (``resolve``) ends the same way, and the run keeps its outcome (failed; verified
     or succeeded): the undo that was not approved is not done, nor are the on_resolved
@@ -107,6 +108,7 @@ async def end_run(
             fingerprint,
             {"outcome": outcome.value, "error": why},
         )
+    return None if step is None else str(step["phase"])
 
 
 class ApprovalEnds(Database):
