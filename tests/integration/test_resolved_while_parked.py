@@ -24,8 +24,8 @@ from receiver.approvals.policy import Identity
 from receiver.approvals.state import Channel, Decision, Origin
 from receiver.guards.policy import AdmissionRequest, GuardSettings
 from receiver.model import ApprovalRecord, ApprovalState, GuardSpec, RunOutcome
-from receiver.store import RunRecord
-from remediations.base import ActionContext, Change
+from receiver.store import EventLease, RunRecord
+from remediations.base import ActionContext, Change, Result
 from remediations.targets import Target
 from tests.support.approvals import (
     POKE_RULE_HEAD,
@@ -48,6 +48,17 @@ APPROVED_BY_ALICE = "not run: the alert resolved before step 0, approved by alic
 
 class WorkerDied(BaseException):
     """What the process's death looks like from inside: nothing catches it."""
+
+
+class DiesActing(Poke):
+    """``test.poke`` that must not act twice (so a worker marks it started first) and whose
+    worker dies while it acts."""
+
+    name: ClassVar[str] = "test.dies_acting"
+    replay_safe: ClassVar[bool] = False
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        raise WorkerDied
 
 
 class DyingPoke(Poke):
@@ -227,3 +238,35 @@ async def test_a_run_with_its_undo_held_for_approval_still_ends_once_its_alert_r
     assert undo_approval is not None
     assert undo_approval.state is ApprovalState.PENDING
     assert peer.pokes == 1
+
+
+async def test_a_run_left_running_by_its_dead_event_ends_once_its_alert_resolved(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """Its worker died while its step acted, and its firing event went dead (its failures
+    used up): nothing was left to take the run up. The alert's resolution then closed it and
+    left it ``running`` for good; now it queues a job that ends it."""
+    rules = (
+        POKE_RULE_HEAD + "    steps:\n      - action: test.dies_acting\n        approval: never\n"
+    )
+    env = await approval_env(rules=rules, actions=[DiesActing(peer.url)])
+    store = env.harness.store
+    await env.harness.intake.accept(notification(alert(poke_labels())))
+    (claimed,) = await store.claim_events("replica-a", 1, 30.0)
+    with pytest.raises(WorkerDied):
+        await env.harness.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a"))
+    assert (
+        await store.fail_event(
+            claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
+        )
+        == "dead"
+    )
+    assert (await env.harness.only_run()).outcome is RunOutcome.RUNNING
+
+    await _resolve(env)
+    run = await env.harness.only_run()
+    assert run.resolved_at is not None
+    assert run.outcome is RunOutcome.CANCELLED, run
+    assert run.error == "not run: the alert resolved before the run's steps left ran"
+    assert [s.outcome for s in run.steps] == ["interrupted"]
+    assert await store.queue_depth() == 0
