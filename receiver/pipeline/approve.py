@@ -20,7 +20,8 @@ Two stages around ``Execute``:
   receiver.episodes'). An approved step of the run's own asks, at the same point, whether its
   alert resolved since the run was taken up (the resolution is another worker's, not ordered
   with the job that takes the approval up): then it does not run, and the run ends
-  ``cancelled``, as it would have had the resolution come before the decision. An approved
+  ``cancelled``, its approval ``cancelled`` and the approvers told
+  (receiver.pipeline.overtaken). An approved
   step of the run's escalation (``on_failed``) asks the same of the alert it escalated on:
   then it does not run, nor does any step of the ladder that acts or asks, their approvals
   cancelled; its messages still run (receiver.pipeline.overtaken). An approved
@@ -42,7 +43,7 @@ from receiver.approvals.desk import StepRequest
 from receiver.approvals.plan import bound_plan, plan_hash
 from receiver.model import ApprovalState, RunOutcome, StepPlan, Verdict
 from receiver.pipeline.context import STEP_STARTED, STOPS_RUN, Deps, RunContext, record_step
-from receiver.pipeline.overtaken import escalation_overtaken
+from receiver.pipeline.overtaken import escalation_overtaken, run_overtaken
 from receiver.pipeline.refired import withdrawn_on_refire
 from receiver.pipeline.steps import StepRunner, failed
 from remediations.base import ActionError, ActionRefused, Outcome, Result
@@ -110,7 +111,7 @@ class Approve:
             return _WITHDRAWN
         # The same look for a run's own step: its alert may have resolved since the job that
         # took it up read the run (the resolution is another worker's, not ordered with it).
-        if ctx.phase == "run" and await self._overtaken(ctx, step, approval.decided_by):
+        if ctx.phase == "run" and await self._overtaken(ctx, step):
             return _RESOLVED
         # And for an escalation's step: the alert it escalated on may have resolved since.
         if ctx.phase == "on_failed" and await escalation_overtaken(self._deps, ctx):
@@ -133,26 +134,16 @@ class Approve:
         ctx.log.info("approved step runs", step=step.index, approval_id=approval.id)
         return _RUN
 
-    async def _overtaken(self, ctx: RunContext, step: StepPlan, approver: str | None) -> bool:
+    async def _overtaken(self, ctx: RunContext, step: StepPlan) -> bool:
         """Whether the alert of ``ctx``'s run resolved before its approved ``step`` ran: then
-        the step does not run, the run ends ``cancelled`` (``Store.end_if_resolved``), and
-        the budget slot it never used is given back, as when a resolution cancels a pending
-        approval. Nothing is written while the alert still fires."""
+        the step does not run and the run ends ``cancelled``, its approval cancelled and the
+        approvers told, the budget slot it never used given back (``run_overtaken``), as when
+        a resolution cancels a pending approval. Nothing is written while the alert still
+        fires."""
         assert ctx.run_id is not None
-        why = (
-            f"not run: the alert resolved before step {step.index}, approved by "
-            f"{approver or 'an approver'}, ran"
-        )
-        if not await self._deps.store.end_if_resolved(ctx.run_id, step.index, why):
+        if not await run_overtaken(self._deps, ctx.run_id, ctx.rule, ctx.log, ctx.lease):
             return False
         ctx.log.info("approved step not run: its alert resolved", step=step.index)
-        self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
-        desk = self._deps.approvals
-        if desk is not None and desk.ended is not None:
-            try:
-                await desk.ended(ctx.run_id)
-            except Exception as exc:  # the slot is kept: it leaves the window with time
-                ctx.log.warning("budget slot not given back", error=str(exc))
         return True
 
 

@@ -25,7 +25,9 @@ did not resolve in time, the re-fire when it recurred) neither acts nor asks any
 approved and not yet run and one that acts on a system ``not_run``, their approvals
 ``cancelled``; a ``notify`` step that needs no approval still runs (the failure it reports
 happened). The job looks when it takes the escalation up; the approve stage looks again,
-after its preview, before an approved step acts.
+after its preview, before an approved step acts. The resolution's own pass, which cancels a
+ladder step's pending approval, queues such a job with the cancellation
+(``Store.cancel_approvals``): the steps after that one are not left pending.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 Job kinds (``receiver.store`` keeps them with the same lease, claim and wake-up as alert
 events):
 - ``resume_run``: a parked run continues through the run stages (after an approval decision,
-  or when a guard's ``retry_at`` has come). A run that is no longer parked, or whose alert has
-  resolved meanwhile, is left alone: nothing acts on an alert that is over. A run waiting for
+  or when a guard's ``retry_at`` has come). A run that is no longer parked is left alone. One
+  still open (pending, running, awaiting_approval) whose alert has resolved meanwhile ends
+  ``cancelled``, none of its steps left run: nothing acts on an alert that is over, and the run
+  does not stay open for good (``run_overtaken``: an approved step's approval cancelled and
+  its approvers told, as the approve stage does after the step's preview). A run waiting for
   an approval goes on only once it was given (``ApprovalDesk.gate``), and the same job, due when
   the approval expires, expires it. A run whose verification failed is taken up by its
   escalation instead (``escalate.py``: the breaker, the announcement, its on_failed steps).
@@ -32,6 +35,7 @@ from receiver.model import Announce, Disposition, RunOutcome, VerifyResult
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps
 from receiver.pipeline.escalate import Escalation, escalating
 from receiver.pipeline.events import disposition_of
+from receiver.pipeline.overtaken import run_overtaken
 from receiver.pipeline.resolve import taken_up_resolving
 from receiver.pipeline.runner import RESUMABLE, Stages, run_stages, take_up
 from receiver.rules.loader import RuleHolder
@@ -57,6 +61,12 @@ class JobHandler:
             return await self._deadline(job.run_id, log)
         if job.kind is JobKind.RESUME_RUN:
             run = await self._deps.store.get_run(job.run_id)
+            if run is not None and run.outcome in RESUMABLE and run.resolved_at is not None:
+                # Its alert resolved while it was parked (approved, the target lock, a worker
+                # that stopped in it): none of its steps left acts, and it ends here rather
+                # than stay open for good. Before its held undo (below) is looked at.
+                await run_overtaken(self._deps, run.id, run.rule, log, job.fence)
+                run = await self._deps.store.get_run(job.run_id)
             rule = self._rules.current.by_name(run.rule) if run is not None else None
             # An on_resolved step held for its approval (the run is closed): its decision or
             # its expiry wakes this job, beside whatever else the run waits for.

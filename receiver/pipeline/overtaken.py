@@ -1,21 +1,31 @@
-"""An escalation step taken up after its alert resolved: ended, not run.
+"""A step taken up after its alert resolved: ended, not run.
 
-The rule (receiver.store.escalation_ends): once the alert a run escalated on has resolved, no
-on_failed step that acts on a system, or waits for an approval, begins; a ``notify`` step that
-needs none still tells people of the failure. The resolution is another worker's and not
-ordered with the job that runs the ladder, so the ladder looks where it can meet it: when a
-job takes the escalation up (``Escalation``: a step held by a pause or the target lock, the
-job of an approval's decision) and, for an approved step, once more after its preview's round
+For an escalation (receiver.store.escalation_ends): once the alert a run escalated on has
+resolved, no on_failed step that acts on a system, or waits for an approval, begins; a
+``notify`` step that needs none still tells people of the failure. The resolution is another
+worker's and not ordered with the job that runs the ladder, so the ladder looks where it can
+meet it: when a job takes the escalation up (``Escalation``: a step held by a pause or the
+target lock, the job of an approval's decision, the job the resolution queues when it cancels
+the ladder's pending approval) and, for an approved step, once more after its preview's round
 trip to the target (the approve stage), so that only store writes stand between the look and
 the step acting. Both call ``escalation_overtaken``.
+
+For a run's own steps (receiver.store.resolved_runs): once its alert has resolved, none of its
+steps left begins, and the run ends ``cancelled``. The same two looks: when its ``resume_run``
+job takes it up (``JobHandler``: an approval given, the target lock's wait, a worker that
+stopped) and after an approved step's preview. Both call ``run_overtaken``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from receiver.model import RunOutcome
 from receiver.pipeline.context import Deps, RunContext
+from receiver.store import LeaseFence
 from remediations.notify.action import Notify
 
-__all__ = ["MESSAGES", "escalation_overtaken"]
+__all__ = ["MESSAGES", "escalation_overtaken", "run_overtaken"]
 
 # The actions that only tell people: left to run once the alert resolved (when they need no
 # approval), the failure they report having happened.
@@ -40,4 +50,34 @@ async def escalation_overtaken(deps: Deps, ctx: RunContext) -> bool:
     ctx.log.info("escalation overtaken: the alert resolved", ended=ended.steps)
     if ended.approvals and deps.approvals is not None:
         await deps.approvals.phase_ended(ended.approvals)
+    return True
+
+
+async def run_overtaken(
+    deps: Deps, run_id: str, rule: str, log: Any, lease: LeaseFence | None = None
+) -> bool:
+    """Whether the alert of run ``run_id`` (of rule ``rule``), still open, has resolved, in
+    which case it is ended now (``Store.end_resolved_run``: ``cancelled``, its held step
+    ``not_run`` or ``cancelled``, its approvals, pending or approved, ``cancelled``, its
+    other steps left ``not_run``; audited), counted, the approvers told, and the budget slot
+    it never used given back (pipeline/budget.py: only when none of its steps may have
+    changed anything). One transaction; nothing is written while the alert still fires, or
+    once the run has ended. A failure to give the slot back is logged: the slot leaves the
+    window with time. ``lease``: the claim of the job or event that looks; LeaseLost, nothing
+    written, once its owner lost it."""
+    ended = await deps.store.end_resolved_run(run_id, lease)
+    if ended is None:
+        return False
+    log.info("run ended: its alert resolved before its steps left ran", error=ended.error)
+    deps.metrics.run_finished(rule, RunOutcome.CANCELLED)
+    desk = deps.approvals
+    if desk is None:
+        return True
+    if desk.ended is not None:
+        try:
+            await desk.ended(run_id)
+        except Exception as exc:  # the slot is kept: it leaves the window with time
+            log.warning("budget slot not given back", error=str(exc))
+    if ended.approvals:
+        await desk.phase_ended(ended.approvals)
     return True

@@ -160,9 +160,9 @@ class Close:
         run = await store.get_run(ctx.run_id)
         if run is None:
             return Verdict.stop(RunOutcome.VERIFIED, "run no longer exists")
-        if run.outcome is RunOutcome.PENDING:
-            # Never admitted (it waited for the target lock, or for Redis): nothing ran, and the
-            # alert it was for is over. It ends here, rather than acting when its job comes.
+        if run.outcome is RunOutcome.PENDING and run.started_at is None:
+            # Never admitted (it waited for the target lock, or Redis): nothing ran, the alert is
+            # over; it ends here. One admitted before (approved) is its job's (pipeline.jobs).
             await store.set_run_outcome(
                 run.id,
                 RunOutcome.CANCELLED,

@@ -8,7 +8,8 @@ queues.py (what operators see and do with both queues), history.py (what the eng
 its SQL in history_sql.py), runs.py (runs), steps.py (their steps), admissions.py (their
 admissions and refusals),
 verification.py (how a verification ends), audit.py (the hash-chained audit log),
-approvals.py (approvals of risky steps), announcements.py (what the run announcements did),
+approvals.py (approvals of risky steps), resolved_runs.py (a run whose alert resolved before
+its steps left ran), announcements.py (what the run announcements did),
 review.py (what the post-incident review reads), statistics.py (the planner's statistics kept
 in step with a storm).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 from receiver.store.admissions import Admissions
 from receiver.store.announcements import DIGEST_AUDIT, Announcements, announced_data
-from receiver.store.approval_ends import ApprovalEnds
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog, OnceEntry
 from receiver.store.canonical import canonical_json
@@ -52,6 +52,7 @@ from receiver.store.records import (
     StepRecord,
     run_id_of,
 )
+from receiver.store.resolved_runs import ResolvedEnd, ResolvedRuns
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
 from receiver.store.statistics import Statistics
@@ -85,6 +86,7 @@ __all__ = [
     "OpenRun",
     "Overtaken",
     "Refused",
+    "ResolvedEnd",
     "RunRecord",
     "StepRecord",
     "StepStart",
@@ -117,7 +119,7 @@ class Store(
     PhaseStops,
     AuditLog,
     Approvals,
-    ApprovalEnds,
+    ResolvedRuns,
     EscalationEnds,
     Announcements,
     ReviewReads,

@@ -1,7 +1,7 @@
 """What an approval that ends without running its step ends with it (rejected, expired,
 cancelled): the held step, the steps after it that will not run, the run waiting for it. Each
-in the caller's transaction (``Approvals``), audited there. And an approved step taken up after
-its alert resolved (``ApprovalEnds.end_if_resolved``): it does not run, and its run ends.
+in the caller's transaction (``Approvals``), audited there. An approved step taken up after
+its alert resolved is ``ResolvedRuns.end_resolved_run``'s (resolved_runs.py).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from typing import Any
 
 from receiver.model import ApprovalRecord, RunOutcome
 from receiver.store.audit import append_in_tx
-from receiver.store.database import Database
-from receiver.store.steps import mark_not_run, step_audit
+from receiver.store.steps import step_audit
 
-__all__ = ["RESOLVED_SQL", "UNDO_SQL", "ApprovalEnds", "end_run"]
+__all__ = ["RESOLVED_SQL", "UNDO_SQL", "end_run"]
 
 # The run's alert has resolved: closed by the worker, or a resolved event of its episode stored
 # since the run began (the worker may not have taken it up yet; one stored before belongs to an
@@ -51,9 +50,10 @@ async def end_run(
     outcome: RunOutcome,
     step_outcome: str,
     why: str,
-) -> None:
+) -> str | None:
     """End the run that waits for ``approval``, and its held step, saying ``why``; both
-    audited (``step``, ``run.outcome``). A held step of the run's escalation
+    audited (``step``, ``run.outcome``). Returns the held step's phase ('run', 'resolve',
+    'on_failed'); None when it was not waiting anymore. A held step of the run's escalation
     (``on_failed``; step indices are unique across a run's phases) or of its on_resolved
     steps (``resolve``) ends the same way, and the run keeps its outcome (failed; verified
     or succeeded): the undo that was not approved is not done, nor are the on_resolved
@@ -107,54 +107,4 @@ async def end_run(
             fingerprint,
             {"outcome": outcome.value, "error": why},
         )
-
-
-class ApprovalEnds(Database):
-    """An approved step that its alert's resolution overtook (mixin of ``Store``)."""
-
-    async def end_if_resolved(self, run_id: str, step_idx: int, why: str) -> bool:
-        """Step ``step_idx`` of ``run_id``'s own steps, approved, is about to run: if the run's
-        alert has resolved meanwhile (``RESOLVED_SQL``: the run closed, or a resolution of
-        its occurrence stored since it began, not yet taken up), it does not. The step and
-        the run's other steps still to run become ``not_run`` (one a worker stopped in,
-        ``interrupted``), saying ``why``, and the run, still running or waiting for that
-        approval, ends ``cancelled``; audited. One transaction under the run's row lock; True
-        when it ended the run, False when the alert has not resolved (or the run has ended
-        already: nothing is written)."""
-        async with self._tx() as conn:
-            run = await conn.fetchrow(
-                f"""SELECT r.fingerprint, {RESOLVED_SQL} AS resolved FROM runs r
-                    WHERE r.id = $1::uuid AND r.outcome IN ('running', 'awaiting_approval')
-                    FOR UPDATE OF r""",
-                run_id,
-            )
-            if run is None or not run["resolved"]:
-                return False
-            step = await conn.fetchrow(
-                """UPDATE steps SET outcome = 'not_run', message = $3,
-                                    finished_at = remediator_now()
-                   WHERE run_id = $1::uuid AND phase = 'run' AND idx = $2
-                     AND outcome = 'awaiting_approval'
-                   RETURNING action, params::text AS params""",
-                run_id,
-                step_idx,
-                why,
-            )
-            await mark_not_run(conn, run_id, why)
-            await conn.execute(
-                """UPDATE runs SET outcome = $2, error = $3,
-                                   finished_at = coalesce(finished_at, remediator_now())
-                   WHERE id = $1::uuid""",
-                run_id,
-                RunOutcome.CANCELLED.value,
-                why,
-            )
-            fingerprint = run["fingerprint"]
-            if step is not None:
-                data = step_audit(
-                    "run", step_idx, step["action"], "not_run", why, json.loads(step["params"])
-                )
-                await append_in_tx(conn, "step", run_id, fingerprint, data)
-            outcome = {"outcome": RunOutcome.CANCELLED.value, "error": why}
-            await append_in_tx(conn, "run.outcome", run_id, fingerprint, outcome)
-        return True
+    return None if step is None else str(step["phase"])

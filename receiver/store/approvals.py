@@ -326,7 +326,10 @@ class Approvals(Database):
         """The alert resolved: the run's pending approvals become ``cancelled`` and the run,
         if it was waiting for one, ends ``cancelled``. Not those of its on_resolved steps
         (``_UNDO``): the resolution is what they were asked for (the alert firing again is
-        what withdraws them: ``Withdrawals.withdraw_undo``)."""
+        what withdraws them: ``Withdrawals.withdraw_undo``). One of its escalation's
+        (``on_failed``: the run stays ``failed``) queues a ``resume_run`` job with the
+        cancellation, which takes the ladder up again: its steps after the held one that act
+        end, its messages are sent (``Store.end_resolved_escalation``)."""
         return await self._close_pending(
             f"NOT {_UNDO}", run_id, ApprovalState.CANCELLED, RunOutcome.CANCELLED
         )
@@ -374,7 +377,12 @@ class Approvals(Database):
                     if state is ApprovalState.EXPIRED
                     else f"the alert resolved before step {approval.step_idx} was approved"
                 )
-                await end_run(conn, approval, outcome, state.value, why)
+                phase = await end_run(conn, approval, outcome, state.value, why)
+                if state is ApprovalState.CANCELLED and phase == "on_failed":
+                    # The ladder goes on without this step: taken up again now, its steps
+                    # after it are ended or sent (``Store.end_resolved_escalation``) rather
+                    # than left pending until some other job of the run comes, if one does.
+                    await enqueue(conn, JobKind.RESUME_RUN, approval.run_id)
                 await append_in_tx(
                     conn, f"approval.{state.value}", approval.run_id, None, _audit_data(approval)
                 )

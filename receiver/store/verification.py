@@ -109,7 +109,8 @@ class Verification(Database):
         A VERIFYING run that resolved by its deadline becomes VERIFIED, or, with a settle
         period, settles until ``remediator_now() + settle_s`` (its deadline job is due then). One
         that resolved after its deadline stays VERIFYING for the due job to fail. Other outcomes
-        are kept."""
+        are kept; a RUNNING run gets a ``resume_run`` job, which ends it ``cancelled`` if it is
+        still open when it comes (``Store.end_resolved_run``)."""
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 """
@@ -179,6 +180,11 @@ class Verification(Database):
             if row["outcome"] == RunOutcome.VERIFYING and row["settle_until"] is not None:
                 data["settle_until"] = as_utc(row["settle_until"]).isoformat()
                 await enqueue(conn, JobKind.VERIFY_DEADLINE, run_id, delay_s=row["settle_s"])
+            if row["outcome"] == RunOutcome.RUNNING:
+                # Its worker may have stopped in it with nothing left to take it up (its
+                # firing event dead): this job ends it (pipeline.jobs), once no other job of
+                # the run holds it; one that finishes it first leaves this one nothing to do.
+                await enqueue(conn, JobKind.RESUME_RUN, run_id)
             await append_in_tx(conn, "run.closed", run_id, row["fingerprint"], data)
         outcome: str = row["outcome"]
         return outcome

@@ -16,7 +16,7 @@ import pytest
 
 from receiver.approvals.policy import Identity
 from receiver.approvals.state import Channel, Decision, Origin
-from receiver.model import RunOutcome
+from receiver.model import ApprovalState, RunOutcome
 from tests.support.approvals import POKE_RULE_HEAD, MakeApprovalEnv, Peer, SlowPreview, poke_labels
 from tests.support.payloads import alert, notification
 
@@ -54,3 +54,9 @@ async def test_an_approved_step_whose_alert_resolved_while_it_was_taken_up_does_
     ended = await env.harness.only_run()
     assert ended.outcome is RunOutcome.CANCELLED, ended
     assert [(s.idx, s.outcome) for s in ended.steps] == [(0, "not_run")], ended.steps
+    # Its approval is closed, keeping who gave it, and the approvers are told.
+    closed_approval = await env.desk.store.get_approval(approval.id)
+    assert closed_approval is not None
+    assert closed_approval.state is ApprovalState.CANCELLED
+    assert closed_approval.decided_by == "alice"
+    assert peer.kinds() == ["approval.requested", "approval.approved", "approval.cancelled"]

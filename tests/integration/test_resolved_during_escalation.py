@@ -262,3 +262,35 @@ async def test_after_a_recurrence_a_pending_ladder_approval_is_cancelled_once_th
     assert approval is not None
     assert approval.state is ApprovalState.CANCELLED
     assert peer.pokes == 2  # each occurrence's own step
+
+
+async def test_a_resolution_that_cancels_the_ladders_pending_approval_takes_the_ladder_up_again(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """The run's own resolution arrives while the ladder's first step waits for its approval:
+    the approval is cancelled, and the ladder is taken up again at once (a ``resume_run`` job
+    queued with the cancellation), so the step after it that acts is ended and the message
+    after it is sent. Before, nothing took the ladder up: both stayed ``pending`` for good."""
+    env = await approval_env(rules=LADDER, actions=[SlowPreview(peer.url)])
+    run, approval = await env.escalated()
+    await env.harness.deliver(poke_labels(), status="resolved")
+
+    ended = await env.harness.store.get_run(run.id)
+    assert ended is not None
+    assert ended.resolved_at is not None
+    assert ladder(ended) == [
+        ("test.slow_poke", "cancelled"),
+        ("notify", "ok"),
+        ("test.poke", "not_run"),
+    ], ended.steps
+    assert (ended.outcome, ended.verify_result) == (RunOutcome.FAILED, VerifyResult.NOT_RESOLVED)
+    assert peer.pokes == 1  # the run's own step only
+    assert len(messages(peer)) == 1
+    cancelled = await env.desk.store.get_approval(approval.id)
+    assert cancelled is not None
+    assert cancelled.state is ApprovalState.CANCELLED
+    audit = await env.harness.store.audit_entries(run.id)
+    overtaken = next(a for a in audit if a["kind"] == OVERTAKEN_AUDIT)
+    acting = next(s.idx for s in ended.steps if s.action == "test.poke" and s.phase == "on_failed")
+    assert overtaken["data"] == {"why": "the alert resolved", "ended": [acting]}
+    assert await env.harness.store.queue_depth() == 0

@@ -1,0 +1,272 @@
+"""A run parked with its step approved (the approval's job not yet come, the target lock held,
+its worker stopped) whose alert resolves meanwhile ends ``cancelled``: it never stays open.
+
+The resolution's own pass closes the run, cancels only approvals still pending, and ends only
+a run never admitted; the ``resume_run`` job that then took the run up said "nothing to
+resume", its alert having resolved. Before, such a run stayed ``awaiting_approval`` (or
+``running``) for good, its approval ``approved``; one pending again for the target lock was
+cancelled by the resolution but kept its approval ``approved`` and nobody was told. Now the
+run ends ``cancelled``, its held step ``not_run`` naming who approved it, its approval
+``cancelled`` (who approved kept), audited and announced, its unused budget slot given back.
+
+Real PostgreSQL, Redis and a local HTTP peer (``tests.support.approvals``): every poke and
+every notice is counted by the peer.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+from pydantic import BaseModel
+
+from receiver.approvals.policy import Identity
+from receiver.approvals.state import Channel, Decision, Origin
+from receiver.guards.policy import AdmissionRequest, GuardSettings
+from receiver.model import ApprovalRecord, ApprovalState, GuardSpec, RunOutcome
+from receiver.store import EventLease, RunRecord
+from remediations.base import ActionContext, Change, Result
+from remediations.targets import Target
+from tests.support.approvals import (
+    POKE_RULE_HEAD,
+    ApprovalEnv,
+    MakeApprovalEnv,
+    Peer,
+    Poke,
+    poke_labels,
+)
+from tests.support.leases import take_over_job
+from tests.support.payloads import alert, notification
+from tests.support.polling import eventually
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+ALICE = Identity("alice", "operator-token", "alice")
+API = Origin(Channel.API, "10.1.1.1", "pytest")
+APPROVED_BY_ALICE = "not run: the alert resolved before step 0, approved by alice, ran"
+
+
+class WorkerDied(BaseException):
+    """What the process's death looks like from inside: nothing catches it."""
+
+
+class DiesActing(Poke):
+    """``test.poke`` that must not act twice (so a worker marks it started first) and whose
+    worker dies while it acts."""
+
+    name: ClassVar[str] = "test.dies_acting"
+    replay_safe: ClassVar[bool] = False
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        raise WorkerDied
+
+
+class DyingPoke(Poke):
+    """``test.poke`` that draws on the global budget (as a restart does) and whose preview,
+    once ``dies`` is set, is where its worker dies."""
+
+    name: ClassVar[str] = "test.dying_poke"
+    disruptive: ClassVar[bool] = True
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.dies = False
+
+    async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
+        if self.dies:
+            raise WorkerDied
+        return await super().preview(ctx, target, params)
+
+
+RULES = POKE_RULE_HEAD + "    steps:\n      - action: test.dying_poke\n"
+
+
+async def _env(approval_env: MakeApprovalEnv, peer: Peer) -> tuple[ApprovalEnv, DyingPoke]:
+    poke = DyingPoke(peer.url)
+    env = await approval_env(
+        rules=RULES,
+        actions=[poke],
+        guard_settings=GuardSettings(budget_count=1),
+        lock_wait_s=0.2,
+    )
+    return env, poke
+
+
+async def _approved(env: ApprovalEnv) -> tuple[RunRecord, ApprovalRecord]:
+    run, approval = await env.pending_run()
+    assert run.outcome is RunOutcome.AWAITING_APPROVAL
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    return run, approval
+
+
+async def _resolve(env: ApprovalEnv) -> None:
+    await env.harness.intake.accept(notification(alert(poke_labels(), status="resolved")))
+    await env.harness.drain()
+
+
+async def _slots(env: ApprovalEnv) -> list[str]:
+    members = await env.harness.guards._redis.zrange(env.harness.guards.keys.budget(), 0, -1)
+    return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+
+
+async def _assert_cancelled(env: ApprovalEnv, run_id: str, approval_id: str) -> None:
+    """The run ended cancelled, its approved step not run, its approval cancelled keeping who
+    approved it; audited, the approvers told; nothing acted and nothing is left queued."""
+    run = await env.harness.store.get_run(run_id)
+    assert run is not None
+    assert run.resolved_at is not None
+    assert run.outcome is RunOutcome.CANCELLED, run
+    assert run.error == APPROVED_BY_ALICE
+    assert run.finished_at is not None
+    assert [(s.idx, s.outcome, s.message) for s in run.steps] == [(0, "not_run", APPROVED_BY_ALICE)]
+    approval = await env.desk.store.get_approval(approval_id)
+    assert approval is not None
+    assert approval.state is ApprovalState.CANCELLED
+    assert approval.decided_by == "alice"
+    assert approval.reason == "the alert resolved before the step ran"
+    assert env.peer.kinds() == ["approval.requested", "approval.approved", "approval.cancelled"]
+    audit = [(a["kind"], a["data"]) for a in await env.harness.store.audit_entries(run_id)]
+    assert ("step", "not_run") in [(k, d.get("outcome")) for k, d in audit]
+    assert ("approval.cancelled", "cancelled") in [(k, d.get("state")) for k, d in audit]
+    assert audit[-1][0] == "notification.sent"
+    assert ("run.outcome", {"outcome": "cancelled", "error": APPROVED_BY_ALICE}) in audit
+    assert env.peer.pokes == 0
+    assert await _slots(env) == []  # the budget slot it never used, given back
+    assert await env.harness.store.queue_depth() == 0
+
+
+async def test_an_approved_run_whose_alert_resolved_before_its_job_came_ends_cancelled(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    env, _ = await _env(approval_env, peer)
+    run, approval = await _approved(env)
+    # The resolution is taken up before the job the approval queued (the events come first).
+    await _resolve(env)
+    await _assert_cancelled(env, run.id, approval.id)
+
+
+async def test_an_approved_run_waiting_for_the_target_lock_ends_cancelled_when_it_resolves(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    env, _ = await _env(approval_env, peer)
+    run, approval = await env.pending_run()
+    other = AdmissionRequest(
+        "00000000-0000-0000-0000-00000000beef", "other", run.target, False, GuardSpec()
+    )
+    held = await env.harness.guards.admit(other)
+    assert held.admitted
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+    assert (await env.harness.only_run()).outcome is RunOutcome.PENDING  # the lock's wait
+
+    # Closed by its resolution, it is left to the job that waits for the lock (due within
+    # ``lock_wait_s``): that job owns the run, and ends it before any guard is asked.
+    await _resolve(env)
+
+    async def probe() -> RunRecord:
+        await env.harness.drain()
+        return await env.harness.only_run()
+
+    await eventually(probe, lambda r: r.outcome is not RunOutcome.PENDING, timeout_s=10)
+    await _assert_cancelled(env, run.id, approval.id)
+    await env.harness.guards.release(other, held)
+
+
+async def test_a_run_whose_worker_died_after_its_approval_ends_once_its_alert_resolved(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    env, poke = await _env(approval_env, peer)
+    run, approval = await _approved(env)
+    # Replica B takes the approval's job up, admits the run (running) and dies in the preview.
+    poke.dies = True
+    (job,) = await env.harness.store.claim_jobs("replica-b", 1, 30.0)
+    with pytest.raises(WorkerDied):
+        await env.harness.pipeline.run_job(job)
+    assert (await env.harness.only_run()).outcome is RunOutcome.RUNNING
+    poke.dies = False
+    await _resolve(env)
+    assert (await env.harness.only_run()).outcome is RunOutcome.RUNNING
+
+    # B's lease runs out: replica C takes the job over.
+    taken = await take_over_job(env.harness.store, job.id, "replica-c")
+    disposition = await env.harness.pipeline.run_job(taken)
+    assert disposition.is_done
+    await env.harness.store.complete_job(taken.id, "replica-c")
+    await _assert_cancelled(env, run.id, approval.id)
+
+
+async def test_a_run_with_its_undo_held_for_approval_still_ends_once_its_alert_resolved(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """The run's first step changed something, its second was approved; the alert resolves
+    before the approval's job came, and the undo of the first step waits for its own
+    approval. The job, woken for both, ends the run; the undo keeps waiting for its approver
+    (the resolution is what it is for)."""
+    rules = (
+        POKE_RULE_HEAD
+        + """    steps:
+      - action: test.poke
+        approval: never
+      - action: test.dying_poke
+    on_resolved:
+      - action: test.poke
+        approval: required
+"""
+    )
+    env = await approval_env(rules=rules, actions=[DyingPoke(peer.url)])
+    await env.harness.deliver(poke_labels())
+    run = await env.harness.only_run()
+    assert [s.outcome for s in run.steps] == ["ok", "awaiting_approval"]
+    approval = await env.desk.store.latest_approval(run.id, 1)
+    assert approval is not None
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await _resolve(env)
+
+    ended = await env.harness.only_run()
+    assert ended.outcome is RunOutcome.CANCELLED, ended
+    message = "not run: the alert resolved before step 1, approved by alice, ran"
+    assert [(s.phase, s.outcome, s.message) for s in ended.steps if s.phase == "run"] == [
+        ("run", "ok", "poked for 'api'"),
+        ("run", "not_run", message),
+    ]
+    (undo,) = [s for s in ended.steps if s.phase == "resolve"]
+    assert undo.outcome == "awaiting_approval"
+    cancelled = await env.desk.store.get_approval(approval.id)
+    assert cancelled is not None
+    assert cancelled.state is ApprovalState.CANCELLED
+    undo_approval = await env.desk.store.latest_approval(run.id, undo.idx)
+    assert undo_approval is not None
+    assert undo_approval.state is ApprovalState.PENDING
+    assert peer.pokes == 1
+
+
+async def test_a_run_left_running_by_its_dead_event_ends_once_its_alert_resolved(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """Its worker died while its step acted, and its firing event went dead (its failures
+    used up): nothing was left to take the run up. The alert's resolution then closed it and
+    left it ``running`` for good; now it queues a job that ends it."""
+    rules = (
+        POKE_RULE_HEAD + "    steps:\n      - action: test.dies_acting\n        approval: never\n"
+    )
+    env = await approval_env(rules=rules, actions=[DiesActing(peer.url)])
+    store = env.harness.store
+    await env.harness.intake.accept(notification(alert(poke_labels())))
+    (claimed,) = await store.claim_events("replica-a", 1, 30.0)
+    with pytest.raises(WorkerDied):
+        await env.harness.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a"))
+    assert (
+        await store.fail_event(
+            claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
+        )
+        == "dead"
+    )
+    assert (await env.harness.only_run()).outcome is RunOutcome.RUNNING
+
+    await _resolve(env)
+    run = await env.harness.only_run()
+    assert run.resolved_at is not None
+    assert run.outcome is RunOutcome.CANCELLED, run
+    assert run.error == "not run: the alert resolved before the run's steps left ran"
+    assert [s.outcome for s in run.steps] == ["interrupted"]
+    assert await store.queue_depth() == 0
