@@ -57,7 +57,8 @@ async def end_run(
     (``on_failed``; step indices are unique across a run's phases) or of its on_resolved
     steps (``resolve``) ends the same way, and the run keeps its outcome (failed; verified
     or succeeded): the undo that was not approved is not done, nor are the on_resolved
-    steps after it (``not_run``), as a run's steps after a rejected one never run."""
+    steps after it (``not_run``), as a run's steps after a rejected one never run; nor the
+    escalation's steps after one rejected or expired."""
     step = await conn.fetchrow(
         """UPDATE steps SET outcome = $3, message = $4, finished_at = remediator_now()
            WHERE run_id = $1::uuid AND idx = $2 AND outcome = 'awaiting_approval'
@@ -76,17 +77,28 @@ async def end_run(
         why,
     )
     ended = [] if step is None else [(approval.step_idx, step, step_outcome, why)]
-    if step is not None and step["phase"] == "resolve":
-        not_run = f"not run: the on_resolved step before it was not approved ({why})"
+    # The steps after a held one that was not approved end with it: an undo's (the undo that
+    # was not approved is not done), and an escalation's when the step was rejected or expired
+    # (nobody said yes to the ladder's next step: it stops there; they stayed pending for good,
+    # no job to take them up). A cancelled escalation step's ladder goes on (its caller queues
+    # the job: a resolution ends what acts and sends the messages).
+    ends_later = step is not None and (
+        step["phase"] == "resolve"
+        or (step["phase"] == "on_failed" and step_outcome in ("rejected", "expired"))
+    )
+    if step is not None and ends_later:
+        what = "on_resolved" if step["phase"] == "resolve" else "escalation"
+        not_run = f"not run: the {what} step before it was not approved ({why})"
         later = await conn.fetch(
             """UPDATE steps SET outcome = 'not_run', message = $3,
                                 finished_at = remediator_now()
-               WHERE run_id = $1::uuid AND phase = 'resolve' AND idx > $2
+               WHERE run_id = $1::uuid AND phase = $4 AND idx > $2
                  AND outcome = 'pending'
                RETURNING idx, phase, action, params::text AS params""",
             approval.run_id,
             approval.step_idx,
             not_run,
+            step["phase"],
         )
         ended += [(r["idx"], r, "not_run", not_run) for r in sorted(later, key=_idx)]
     for idx, row, ended_as, message in ended:

@@ -294,3 +294,38 @@ async def test_a_resolution_that_cancels_the_ladders_pending_approval_takes_the_
     acting = next(s.idx for s in ended.steps if s.action == "test.poke" and s.phase == "on_failed")
     assert overtaken["data"] == {"why": "the alert resolved", "ended": [acting]}
     assert await env.harness.store.queue_depth() == 0
+
+
+@pytest.mark.parametrize("decided", ["rejected", "expired"])
+async def test_a_rejected_or_expired_ladder_step_ends_the_ladder(
+    approval_env: MakeApprovalEnv, peer: Peer, decided: str
+) -> None:
+    """Nobody said yes to the ladder's step: the ladder stops there, its later steps (the
+    message and the step that acts) ``not_run``, audited. Before, they stayed ``pending`` for
+    good, with no job to take them up."""
+    env = await approval_env(
+        rules=LADDER, actions=[SlowPreview(peer.url)], ttl_s=1.0 if decided == "expired" else 1800
+    )
+    run, approval = await env.escalated()
+    if decided == "rejected":
+        await env.desk.decide(approval.id, Decision.REJECT, ALICE, API)
+
+    async def probe() -> RunRecord:
+        await env.harness.drain()
+        found = await env.harness.store.get_run(run.id)
+        assert found is not None
+        return found
+
+    ended = await eventually(probe, lambda r: ladder(r)[0][1] == decided, timeout_s=15)
+    assert ladder(ended) == [
+        ("test.slow_poke", decided),
+        ("notify", "not_run"),
+        ("test.poke", "not_run"),
+    ], ended.steps
+    assert all("was not approved" in s.message for s in ended.steps[2:]), ended.steps
+    assert (ended.outcome, ended.verify_result) == (RunOutcome.FAILED, VerifyResult.NOT_RESOLVED)
+    assert peer.pokes == 1
+    assert messages(peer) == []
+    assert await env.harness.store.queue_depth() == 0
+    audit = await env.harness.store.audit_entries(run.id)
+    assert sum(1 for a in audit if a["kind"] == "step" and a["data"]["outcome"] == "not_run") == 2
