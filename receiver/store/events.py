@@ -16,8 +16,11 @@ The occurrence rule (``refire``), worked out at insert from what is stored for t
   endsAt (a resolve timeout), and fires it again with the same startsAt when the source sends
   it again (Prometheus keeps startsAt while the rule stays active).
 - A resolved event with the endsAt of a stored resolution is a copy of that one (retries,
-  HA peers); otherwise it closes the latest occurrence that fired, or is a copy of the latest
-  resolution when that occurrence is already resolved.
+  HA peers); otherwise it closes the latest occurrence that fired. When that one is resolved
+  already, the window decides as for a firing: within it, a copy (replicas that timed the
+  alert out apart send two endsAt); after it, the resolution of the next occurrence: the one
+  a firing in the same statement opens, or one whose firing never came or comes later (a
+  replica's late retry, then a late copy of a resolved occurrence, never acted on).
 """
 
 from __future__ import annotations
@@ -56,7 +59,11 @@ _REFIRE = """CASE
     WHEN input.st = 'firing' THEN
         CASE WHEN last_resolved.received_at > remediator_now() - make_interval(secs => $3)
              THEN last_resolved.refire ELSE last_resolved.refire + 1 END
-    ELSE coalesce(same_end.refire, greatest(last_resolved.refire, last_firing.refire))
+    WHEN same_end.refire IS NOT NULL THEN same_end.refire
+    WHEN last_firing.refire > last_resolved.refire THEN last_firing.refire
+    WHEN last_resolved.received_at > remediator_now() - make_interval(secs => $3)
+        THEN last_resolved.refire
+    ELSE last_resolved.refire + 1
 END"""
 
 
