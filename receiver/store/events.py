@@ -66,6 +66,19 @@ _REFIRE = """CASE
     ELSE last_resolved.refire + 1
 END"""
 
+# Why an event is stored already done ($1's j->>7: no rule matches a firing), unless the alert
+# has runs a firing of a later occurrence must still reach (the rules changed since they were
+# made): open ones, which it closes, and closed ones whose undo waits for an approval, which
+# it withdraws (receiver.episodes). Settled, it never reached the worker, and they stayed so.
+_SETTLED = """CASE WHEN j->>7 IS NULL
+    OR EXISTS (SELECT 1 FROM runs x WHERE x.fingerprint = j->>0
+                 AND (x.resolved_at IS NULL OR x.undo_deferred))
+    OR EXISTS (SELECT 1 FROM approvals p JOIN steps x ON x.run_id = p.run_id
+                 AND x.idx = p.step_idx AND x.phase = 'resolve'
+               JOIN runs y ON y.id = p.run_id
+               WHERE p.state = 'pending' AND y.fingerprint = j->>0)
+    THEN NULL ELSE j->>7 END"""
+
 
 def _as_dict(value: object) -> dict[object, object]:
     """Labels and annotations may be any Mapping; JSON encodes only dicts."""
@@ -209,7 +222,7 @@ class EventQueue(Leases):
             WITH input AS (
                 SELECT j->>0 AS f, j->>1 AS s, j->>2 AS st, j->>3 AS e, j->4 AS l,
                        j->5 AS a, j->>6 AS g, coalesce(j->4->>'alertname', '') AS n,
-                       grp->>0 AS gk, grp->>1 AS r, j->>7 AS sr
+                       grp->>0 AS gk, grp->>1 AS r, {_SETTLED} AS sr
                 FROM jsonb_array_elements($1::jsonb) AS grp,
                      jsonb_array_elements(grp->2) AS j
             ), keyed AS (
