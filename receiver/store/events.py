@@ -73,10 +73,13 @@ END"""
 _SETTLED = """CASE WHEN j->>7 IS NULL
     OR EXISTS (SELECT 1 FROM runs x WHERE x.fingerprint = j->>0
                  AND (x.resolved_at IS NULL OR x.undo_deferred))
-    OR EXISTS (SELECT 1 FROM approvals p JOIN steps x ON x.run_id = p.run_id
-                 AND x.idx = p.step_idx AND x.phase = 'resolve'
-               JOIN runs y ON y.id = p.run_id
-               WHERE p.state = 'pending' AND y.fingerprint = j->>0)
+    -- From the alert's runs (runs_episode: none, for most of a catch-all feed), not from the
+    -- pending approvals, which an incident with nobody deciding can make many.
+    OR EXISTS (SELECT 1 FROM runs y
+               JOIN approvals p ON p.run_id = y.id AND p.state = 'pending'
+               JOIN steps x ON x.run_id = p.run_id AND x.idx = p.step_idx
+                 AND x.phase = 'resolve'
+               WHERE y.fingerprint = j->>0)
     THEN NULL ELSE j->>7 END"""
 
 
