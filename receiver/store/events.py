@@ -6,21 +6,8 @@ and ``refire``, the occurrence of the episode) and wakes the workers with NOTIFY
 order, and settle each claim as done or retry later. A lease that runs out (its worker died)
 makes the event claimable again: at-least-once.
 
-The occurrence rule (``refire``), worked out at insert from what is stored for the episode:
-- Until a resolution of the episode is stored, everything is occurrence 0.
-- A firing event received within the late-delivery window after the latest stored resolution
-  was received belongs to that resolved occurrence: Alertmanager can deliver a firing
-  notification it built before the alert resolved (an HA peer, a retry) that late, so it is a
-  late copy, stored (nothing accepted is lost) and never acted on. After the window it opens
-  the next occurrence: Alertmanager resolved the alert because its source went quiet past
-  endsAt (a resolve timeout), and fires it again with the same startsAt when the source sends
-  it again (Prometheus keeps startsAt while the rule stays active).
-- A resolved event with the endsAt of a stored resolution is a copy of that one (retries,
-  HA peers); otherwise it closes the latest occurrence that fired. When that one is resolved
-  already, the window decides as for a firing: within it, a copy (replicas that timed the
-  alert out apart send two endsAt); after it, the resolution of the next occurrence: the one
-  a firing in the same statement opens, or one whose firing never came or comes later (a
-  replica's late retry, then a late copy of a resolved occurrence, never acted on).
+The occurrence of an event (``refire``) and whether it needs a worker at all are worked out in
+the insert statement, by the fragments of ``receiver.store.occurrences``.
 """
 
 from __future__ import annotations
@@ -38,6 +25,7 @@ from receiver.store.claims import CLAIM_EVENTS_CALL, LANES, MAX_HINTED_LANES, Cl
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.leases import EVENTS, Leases, complete_sql
+from receiver.store.occurrences import REFIRE_SQL, SETTLED_SQL
 from receiver.store.records import (
     ClaimedEvent,
     NewEvent,
@@ -51,36 +39,6 @@ CLAIM_WINDOW = 32
 # How long an insert may wait for PostgreSQL (seconds), unless the caller says otherwise
 # (intake passes its configured intake.timeout).
 INSERT_TIMEOUT_S = 5.0
-
-
-# The occurrence rule (module docstring) over the joins of insert_event_groups; $3: the window.
-_REFIRE = """CASE
-    WHEN last_resolved.refire IS NULL THEN 0
-    WHEN input.st = 'firing' THEN
-        CASE WHEN last_resolved.received_at > remediator_now() - make_interval(secs => $3)
-             THEN last_resolved.refire ELSE last_resolved.refire + 1 END
-    WHEN same_end.refire IS NOT NULL THEN same_end.refire
-    WHEN last_firing.refire > last_resolved.refire THEN last_firing.refire
-    WHEN last_resolved.received_at > remediator_now() - make_interval(secs => $3)
-        THEN last_resolved.refire
-    ELSE last_resolved.refire + 1
-END"""
-
-# Why an event is stored already done ($1's j->>7: no rule matches a firing), unless the alert
-# has runs a firing of a later occurrence must still reach (the rules changed since they were
-# made): open ones, which it closes, and closed ones whose undo waits for an approval, which
-# it withdraws (receiver.episodes). Settled, it never reached the worker, and they stayed so.
-_SETTLED = """CASE WHEN j->>7 IS NULL
-    OR EXISTS (SELECT 1 FROM runs x WHERE x.fingerprint = j->>0
-                 AND (x.resolved_at IS NULL OR x.undo_deferred))
-    -- From the alert's runs (runs_episode: none, for most of a catch-all feed), not from the
-    -- pending approvals, which an incident with nobody deciding can make many.
-    OR EXISTS (SELECT 1 FROM runs y
-               JOIN approvals p ON p.run_id = y.id AND p.state = 'pending'
-               JOIN steps x ON x.run_id = p.run_id AND x.idx = p.step_idx
-                 AND x.phase = 'resolve'
-               WHERE y.fingerprint = j->>0)
-    THEN NULL ELSE j->>7 END"""
 
 
 def _as_dict(value: object) -> dict[object, object]:
@@ -225,11 +183,11 @@ class EventQueue(Leases):
             WITH input AS (
                 SELECT j->>0 AS f, j->>1 AS s, j->>2 AS st, j->>3 AS e, j->4 AS l,
                        j->5 AS a, j->>6 AS g, coalesce(j->4->>'alertname', '') AS n,
-                       grp->>0 AS gk, grp->>1 AS r, {_SETTLED} AS sr
+                       grp->>0 AS gk, grp->>1 AS r, {SETTLED_SQL} AS sr
                 FROM jsonb_array_elements($1::jsonb) AS grp,
                      jsonb_array_elements(grp->2) AS j
             ), keyed AS (
-                SELECT input.*, {_REFIRE} AS k
+                SELECT input.*, {REFIRE_SQL} AS k
                 FROM input
                 -- The latest resolution stored for the episode, if any.
                 LEFT JOIN LATERAL (
