@@ -7,8 +7,8 @@ idempotency keys use them verbatim, because Python's datetime drops nanoseconds.
 Everything accepted here can be stored: PostgreSQL text and jsonb cannot hold U+0000, and UTF-8
 cannot encode a lone UTF-16 surrogate (``"\\ud800"`` is a valid JSON escape), so both are
 replaced with U+FFFD wherever they occur (the alert's fingerprint stays as sent); a timestamp that
-leaves years 1-9999 once converted to UTC reads as the first or last instant Python can hold
-(``parse_rfc3339``), its text kept as sent. No text has a length
+leaves years 1-9999 once converted to UTC (year 0 included, which Go writes) reads as the first
+or last instant Python can hold (``parse_rfc3339``), its text kept as sent. No text has a length
 limit: the store indexes a groupKey or an alertname by its hash (migration 0011), and refusing a
 notification loses it (Alertmanager does not retry a 4xx).
 """
@@ -19,7 +19,7 @@ import functools
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -70,6 +70,8 @@ _RFC3339 = re.compile(
 # The first and last instants Python can hold, in UTC: what a timestamp past either end reads as.
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
+# 400 Gregorian years, to the day: the calendar repeats after them.
+_GREGORIAN_CYCLE = timedelta(days=146_097)
 
 
 def parse_rfc3339(value: str) -> datetime:
@@ -80,8 +82,11 @@ def parse_rfc3339(value: str) -> datetime:
     ``EARLIEST``: a datetime with that offset makes Python raise OverflowError wherever it is
     compared or converted, so a worker failed on it on every retry (case 11). The store sends
     ``LATEST`` as PostgreSQL's ``infinity``; an endsAt that far ahead is "no end known" anyway.
-    Refusing the notification instead lost every alert it carried: Alertmanager does not retry
-    a 4xx, and re-sends the same alert with its group.
+    Year 0, which Go writes (``time.Time.MarshalJSON`` takes years 0-9999) and Python's
+    datetime cannot hold, reads as ``EARLIEST``, or as the instant in UTC when that is in year
+    1 (``0000-12-31T23:30:00-01:00`` is 0001-01-01T00:30:00Z). Refusing the notification
+    instead lost every alert it carried: Alertmanager does not retry a 4xx, and re-sends the
+    same alert with its group.
 
     Raises ValueError when the text is not RFC 3339 or names an impossible date or time.
     """
@@ -95,10 +100,21 @@ def parse_rfc3339(value: str) -> datetime:
         # Truncate rather than round: rounding 999999999 ns would carry into the next second.
         text += "." + frac[:6].ljust(6, "0")
     text += "+00:00" if tz in ("Z", "z") else tz
+    year_0 = text.startswith("0000")
+    if year_0:
+        # Go writes year 0 (time.Time.MarshalJSON takes years 0-9999) and Alertmanager
+        # forwards it as sent; Python has no year 0. Year 400 has the same calendar (a leap
+        # year, 400 years being a whole Gregorian cycle), so read it there and go back.
+        text = "0400" + text[4:]
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"not a valid RFC 3339 date and time: {value!r}") from None
+    if year_0:
+        try:
+            return parsed.astimezone(UTC) - _GREGORIAN_CYCLE
+        except OverflowError:  # still in year 0 in UTC
+            return EARLIEST
     if parsed.year in (1, 9999):  # only these can leave the range in UTC
         try:
             parsed.astimezone(UTC)

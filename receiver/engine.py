@@ -102,10 +102,12 @@ def plan(
 def settled_at_intake(status: Status, labels: Mapping[str, str], rules: RuleSet) -> str | None:
     """Why an event needs no worker at all, or None when the worker must see it.
 
-    Only a firing alert that no rule matches: whatever its history, its plan is NO_RULE, so
-    intake can store it already done instead of queueing it (most of a catch-all Alertmanager
-    feed has no playbook). A resolved alert always goes to the worker: it may close a run whose
-    rule has been changed or removed since.
+    Only a firing alert that no rule matches: it plans no run, so intake can store it already
+    done instead of queueing it (most of a catch-all Alertmanager feed has no playbook), unless
+    the alert has runs of other occurrences on record, which its plan still closes or whose
+    held undo it withdraws (``episodes.later_episode``): the store keeps such an event queued.
+    A resolved alert always goes to the worker: it may close a run whose rule has been changed
+    or removed since.
     """
     if status is Status.FIRING and not rules.matches_any(labels):
         return NO_RULE

@@ -86,12 +86,6 @@ class EventHandler:
         # Every write of the event's runs is fenced by its claim (receiver.store.fence).
         fence = lease.fence if lease is not None else None
         ruleset = self._rules.current
-        settled = engine.settled_at_intake(event.status, event.labels, ruleset)
-        if settled is not None:
-            # Usually settled at intake already; here when the rules changed since it was queued.
-            log.debug("skipped", reason=settled)
-            await deps.store.record_skips(event.id, [Skip(settled)])
-            return Disposition.done()
         widest = ruleset.widest_window_s
         within = (
             deps.settings.min_history_s
@@ -102,6 +96,14 @@ class EventHandler:
         settling = engine.settle_keys(event, ruleset, deps.settings.policy)
         await deps.priority.turn()
         history = await deps.store.history(event, within, repeats=repeats, settling=settling)
+        settled = engine.settled_at_intake(event.status, event.labels, ruleset)
+        if settled is not None and not history.other_runs:
+            # Usually settled at intake already; here when the rules changed since it was
+            # queued. With runs of other occurrences on record (which intake keeps an event
+            # pending for), the plan still closes or withdraws them (receiver.episodes).
+            log.debug("skipped", reason=settled)
+            await deps.store.record_skips(event.id, [Skip(settled)])
+            return Disposition.done()
 
         verdicts: list[Verdict] = []
         # Faults of one run (not outages), kept until the event's other runs have had their

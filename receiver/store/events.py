@@ -6,18 +6,8 @@ and ``refire``, the occurrence of the episode) and wakes the workers with NOTIFY
 order, and settle each claim as done or retry later. A lease that runs out (its worker died)
 makes the event claimable again: at-least-once.
 
-The occurrence rule (``refire``), worked out at insert from what is stored for the episode:
-- Until a resolution of the episode is stored, everything is occurrence 0.
-- A firing event received within the late-delivery window after the latest stored resolution
-  was received belongs to that resolved occurrence: Alertmanager can deliver a firing
-  notification it built before the alert resolved (an HA peer, a retry) that late, so it is a
-  late copy, stored (nothing accepted is lost) and never acted on. After the window it opens
-  the next occurrence: Alertmanager resolved the alert because its source went quiet past
-  endsAt (a resolve timeout), and fires it again with the same startsAt when the source sends
-  it again (Prometheus keeps startsAt while the rule stays active).
-- A resolved event with the endsAt of a stored resolution is a copy of that one (retries,
-  HA peers); otherwise it closes the latest occurrence that fired, or is a copy of the latest
-  resolution when that occurrence is already resolved.
+The occurrence of an event (``refire``) and whether it needs a worker at all are worked out in
+the insert statement, by the fragments of ``receiver.store.occurrences``.
 """
 
 from __future__ import annotations
@@ -35,6 +25,7 @@ from receiver.store.claims import CLAIM_EVENTS_CALL, LANES, MAX_HINTED_LANES, Cl
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.leases import EVENTS, Leases, complete_sql
+from receiver.store.occurrences import REFIRE_SQL, SETTLED_SQL
 from receiver.store.records import (
     ClaimedEvent,
     NewEvent,
@@ -48,16 +39,6 @@ CLAIM_WINDOW = 32
 # How long an insert may wait for PostgreSQL (seconds), unless the caller says otherwise
 # (intake passes its configured intake.timeout).
 INSERT_TIMEOUT_S = 5.0
-
-
-# The occurrence rule (module docstring) over the joins of insert_event_groups; $3: the window.
-_REFIRE = """CASE
-    WHEN last_resolved.refire IS NULL THEN 0
-    WHEN input.st = 'firing' THEN
-        CASE WHEN last_resolved.received_at > remediator_now() - make_interval(secs => $3)
-             THEN last_resolved.refire ELSE last_resolved.refire + 1 END
-    ELSE coalesce(same_end.refire, greatest(last_resolved.refire, last_firing.refire))
-END"""
 
 
 def _as_dict(value: object) -> dict[object, object]:
@@ -202,11 +183,11 @@ class EventQueue(Leases):
             WITH input AS (
                 SELECT j->>0 AS f, j->>1 AS s, j->>2 AS st, j->>3 AS e, j->4 AS l,
                        j->5 AS a, j->>6 AS g, coalesce(j->4->>'alertname', '') AS n,
-                       grp->>0 AS gk, grp->>1 AS r, j->>7 AS sr
+                       grp->>0 AS gk, grp->>1 AS r, {SETTLED_SQL} AS sr
                 FROM jsonb_array_elements($1::jsonb) AS grp,
                      jsonb_array_elements(grp->2) AS j
             ), keyed AS (
-                SELECT input.*, {_REFIRE} AS k
+                SELECT input.*, {REFIRE_SQL} AS k
                 FROM input
                 -- The latest resolution stored for the episode, if any.
                 LEFT JOIN LATERAL (

@@ -16,6 +16,8 @@ is exactly what the receiver's dedupe and occurrence rules were written against.
    with the SAME startsAt when the source sends it again: a second occurrence, a second run.
 4. A receiver with `max_alerts: 1` and a group of two alerts: Alertmanager sends one and says
    it left the other out (`truncatedAlerts`); the receiver counts it and logs a warning.
+5. A group one of whose alerts starts in year 0 (Go writes years 0 to 9999; Python has no year
+   0): Alertmanager sends it as posted, and both alerts of the group are taken and acted on.
 
 Alertmanager's and the receiver's logs are printed when a test fails.
 """
@@ -36,6 +38,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
+from receiver.alertmanager import parse_rfc3339
 from receiver.embedded.process import free_port
 from receiver.http.alerts import TRUNCATED_WARNING
 from tests.support import alertmanagers
@@ -385,6 +388,36 @@ async def test_alerts_left_out_by_max_alerts_are_counted_and_logged(
     assert first["receiver"] == "remediator"
     assert 'deployment="web"' in first["group_key"]
     assert (first["truncated_alerts"], first["received_alerts"]) == (1, 1)
+
+
+async def test_a_group_with_an_alert_of_year_0_is_taken_whole(processes: Processes) -> None:
+    receiver = processes.start_receiver(processes.data)
+    am = processes.start_alertmanager("am", receiver.url)
+    now = _rfc3339(datetime.now(UTC) - timedelta(seconds=30))
+    year_0 = "0000-12-31T23:30:00-01:00"  # 0001-01-01T00:30:00Z
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        await alertmanagers.ready(session, am)
+        # Two containers of one Deployment: one group, one notification with both alerts.
+        alerts = [
+            {"labels": {**LABELS, "container": "app"}, "startsAt": now},
+            {"labels": {**LABELS, "container": "db"}, "startsAt": year_0},
+        ]
+        async with session.post(f"{am.url}/api/v2/alerts", json=alerts) as resp:
+            assert resp.status == 200, await resp.text()
+
+        async def both_runs() -> list[Any] | None:
+            runs = await _runs(session, receiver)
+            done = [r for r in runs if r["outcome"] in FINISHED]
+            return done if len(done) == 2 else None
+
+        runs = await _until("a run for each alert of the group", both_runs)
+        # The cooldown refuses the second run on the Deployment: either may come first.
+        # Alertmanager writes times as Go does (trailing zeros of the fraction left out).
+        starts = sorted(parse_rfc3339(r["starts_at"]) for r in runs)
+        assert starts == [parse_rfc3339(year_0), parse_rfc3339(now)]
+        assert year_0 in {r["starts_at"] for r in runs}
+        assert all(r["rule"] == RULE and r["target"] == TARGET for r in runs)
+    assert processes.stop_receiver(receiver) == 0
 
 
 def _json_or_none(line: str) -> dict[str, Any] | None:

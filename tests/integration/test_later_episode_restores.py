@@ -123,3 +123,26 @@ async def test_a_new_run_refused_by_the_cooldown_keeps_the_old_capacity_until_it
     assert await replicas(kube_admin, ns) == 6
     await send(h, ns, S2, status="resolved")
     assert await replicas(kube_admin, ns) == 4
+
+
+async def test_a_new_episode_that_no_rule_matches_any_more_still_closes_the_old_one(
+    make_harness: MakeHarness, kube_admin: Any, make_deployment: MakeDeployment, kube_namespace: str
+) -> None:
+    """The rules changed while S1's run was open (its rule narrowed to another queue): S2's
+    firing matches no rule, and intake settled it as such, so no worker saw it: S1's run stayed
+    verifying (to fail not_resolved at its deadline, and escalate) though S2 proves it ended."""
+    ns = kube_namespace
+    h = await harness(make_harness, kube_admin, make_deployment, "")
+    await send(h, ns, S1)
+    assert await replicas(kube_admin, ns) == 6
+    h.reload_rules(rules("").replace("""match: ['alertname="QueueBacklog"']""", "match: [queue=g]"))
+    await send(h, ns, S2)
+    first = await run_of(h, S1)
+    assert (first.outcome, first.verify_result) == (RunOutcome.VERIFIED, VerifyResult.VERIFIED)
+    assert first.resolution_inferred_from == S2
+    assert first.undo_deferred
+    assert [r.starts_at for r in await h.runs()] == [S1]  # S2 itself has no run
+
+    await send(h, ns, S2, status="resolved")
+    assert await replicas(kube_admin, ns) == 4
+    assert not (await run_of(h, S1)).undo_deferred

@@ -131,3 +131,41 @@ async def test_copies_of_a_refire_in_one_batch_count_once(store: Store) -> None:
     await received_long_ago(store)
     # Two HA peers' copies of the re-fire committed together.
     assert await store.insert_event_groups([[firing()], [firing()]]) == [(1, 0), (0, 1)]
+
+
+async def test_a_refires_resolution_committed_with_its_firing_closes_it(store: Store) -> None:
+    """Two replicas after an outage: one's firing of the re-fire and the other's resolution of
+    it land in one commit. The resolution was counted a duplicate of the first one (it did not
+    see the firing beside it), so the re-fire's run never closed: it failed not_resolved, and
+    its undo never ran."""
+    await store.insert_events([firing()])
+    await store.insert_events([resolved(E1)])
+    await received_long_ago(store)
+    assert await store.insert_event_groups([[firing()], [resolved(E2)]]) == [(1, 0), (1, 0)]
+    assert await rows(store) == [
+        ("firing", 0, ZERO_TIME),
+        ("resolved", 0, E1),
+        ("firing", 1, ZERO_TIME),
+        ("resolved", 1, E2),
+    ]
+
+
+async def test_a_refires_resolution_before_its_late_firing_keeps_that_firing_idle(
+    store: Store,
+) -> None:
+    """The re-fire's resolution arrives first (the firing is a replica's late retry, or the
+    alert fired and resolved between two flushes, so only the resolution was sent). It was
+    dropped as a copy of the first resolution, and the late firing then opened the occurrence
+    and was acted on, with no resolution to come. Received after the window, it is the
+    resolution of the next occurrence, and the firing that follows is a late copy of it."""
+    await store.insert_events([firing()])
+    await store.insert_events([resolved(E1)])
+    await received_long_ago(store)
+    assert await store.insert_events([resolved(E2)]) == (1, 0)
+    assert await store.insert_events([firing()]) == (1, 0)
+    assert await rows(store) == [
+        ("firing", 0, ZERO_TIME),
+        ("resolved", 0, E1),
+        ("resolved", 1, E2),
+        ("firing", 1, ZERO_TIME),
+    ]

@@ -1,11 +1,12 @@
 """What parsing lets through can be stored: U+0000 and lone surrogates become U+FFFD wherever they
-are, timestamps the store cannot hold in UTC are 400s, and no text has a length limit."""
+are, timestamps past the years Python holds in UTC (year 0 included) read as the first or last
+instant, their text kept, and no text has a length limit."""
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -256,6 +257,42 @@ class TestTimestampsTheStoreCanHold:
         assert alert.starts_at_datetime.astimezone(UTC) == expected
         if alert.ends_at_datetime is not None:
             assert alert.ends_at_datetime.astimezone(UTC) == expected
+
+    @pytest.mark.parametrize(
+        ("text", "reads"),
+        [
+            ("0000-01-01T00:00:00Z", EARLIEST),
+            ("0000-02-29T12:00:00.123456789+05:45", EARLIEST),  # year 0 is a leap year, in Go
+            ("0000-12-31T23:59:59.999999999Z", EARLIEST),
+            ("0000-12-31T23:30:00-01:00", datetime(1, 1, 1, 0, 30, tzinfo=UTC)),
+            ("0000-12-31T23:59:59.5-23:59", datetime(1, 1, 1, 23, 58, 59, 500000, tzinfo=UTC)),
+        ],
+    )
+    @pytest.mark.parametrize("careful", [False, True])
+    def test_year_0_which_go_writes_is_read_not_refused(
+        self, text: str, reads: datetime, careful: bool
+    ) -> None:
+        """Go's time.Time marshals years 0 to 9999, and Alertmanager 0.35 forwards a startsAt
+        or endsAt of year 0 as a source posted it, in its group's notifications: a 400 lost
+        every alert of the group at every re-send. Python has no year 0: it reads as the first
+        instant, or as the instant it is in UTC when that is in year 1."""
+        parse = parse_notification_carefully if careful else parse_notification
+        note = parse(_resolved(text, starts_at=text))
+        alert = note.alerts[0]
+        assert (alert.startsAt, alert.endsAt) == (text, text)
+        assert alert.starts_at_datetime == reads
+        assert alert.starts_at_datetime.utcoffset() == timedelta(0)
+        # An endsAt at the first instant is Go's zero time: no end known.
+        assert alert.ends_at_datetime == (None if reads == EARLIEST else reads)
+
+    @pytest.mark.parametrize(
+        "text", ["0000-02-30T00:00:00Z", "0000-13-01T00:00:00Z", "0000-01-01T24:00:00Z"]
+    )
+    def test_an_impossible_date_of_year_0_is_still_refused(self, text: str) -> None:
+        with pytest.raises(PayloadError) as caught:
+            parse_notification(_resolved(text, starts_at=text))
+        assert caught.value.field == "alerts.0.startsAt"
+        assert "not a valid RFC 3339 date and time" in caught.value.message
 
 
 class TestNoLengthLimit:

@@ -1,9 +1,10 @@
 """Bad bytes are never a 500, and one notification never fails another (real store, real HTTP).
 
-U+0000 and lone surrogates are stored as U+FFFD; timestamps the store cannot hold are 400s naming
-the field, long alertnames and groupKeys are stored; a notification the store still refuses fails
-alone, and its 500 logs no other sender's data; a non-UTF-8 Authorization header is a 401; a store
-that goes away, even mid-statement, is a 503 whose warning is not repeated for every webhook.
+U+0000 and lone surrogates are stored as U+FFFD; timestamps past the years Python holds in UTC
+(year 0 included) are stored as sent, with their siblings; long alertnames and groupKeys are
+stored; a notification the store still refuses fails alone, and its 500 logs no other sender's
+data; a non-UTF-8 Authorization header is a 401; a store that goes away, even mid-statement, is
+a 503 whose warning is not repeated for every webhook.
 """
 
 from __future__ import annotations
@@ -151,6 +152,29 @@ async def test_case_11_a_time_past_year_9999_in_utc_is_stored_with_its_siblings(
     assert {(r["status"], r["starts_at"], r["ends_at"]) for r in rows} >= {
         ("resolved", "2024-01-01T00:00:00Z", "9999-12-31T23:59:59-00:01"),
         ("firing", "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z"),
+    }
+
+
+async def test_a_time_of_year_0_is_stored_with_its_siblings(
+    make_client: MakeClient, store: Store, database_url: str
+) -> None:
+    """Go writes year 0 and Alertmanager 0.35 forwards it as a source posted it, in the
+    notification of the alert's whole group, at every re-send: a 400 lost its siblings for as
+    long as the alert lasted. Python has no year 0; it reads as the first instant, or as the
+    instant in UTC when that is in year 1 (receiver/alertmanager.py)."""
+    client = await make_client()
+    year_0 = _alert("y0", startsAt="0000-12-31T23:30:00-01:00")
+    ended = _alert("y0-ended", status="resolved", startsAt="0000-01-01T00:00:00Z")
+    ended["endsAt"] = "0000-06-01T00:00:00Z"
+    sibling = _alert("y0-sibling", startsAt="2026-01-01T00:00:00Z")
+    status, answer = await _post(client, _note(year_0, ended, sibling))
+    assert (status, answer) == (200, {"accepted": 3, "duplicates": 0})
+    assert await store.queue_depth() == 3
+    rows = await _rows(database_url)
+    assert {(r["labels"]["pod"], r["starts_at"], r["ends_at"]) for r in rows} == {
+        ("y0", "0000-12-31T23:30:00-01:00", "0001-01-01T00:00:00Z"),
+        ("y0-ended", "0000-01-01T00:00:00Z", "0000-06-01T00:00:00Z"),
+        ("y0-sibling", "2026-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
     }
 
 
