@@ -27,7 +27,15 @@ from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.steps import NOT_RUN, step_audit
 
-__all__ = ["OVERTAKEN_AUDIT", "EscalationEnds", "Overtaken"]
+__all__ = ["APPROVED_BY_SQL", "OVERTAKEN_AUDIT", "EscalationEnds", "Overtaken"]
+
+# Who approved the step of the row aliased ``s`` (its latest approval, when that was given;
+# approvals are keyed by run and step index, unique across a run's phases), else NULL: the
+# column ``approved_by`` (also ``resolved_runs``).
+APPROVED_BY_SQL = """(SELECT CASE WHEN a.state = 'approved'
+                   THEN coalesce(a.decided_by, 'an approver') END
+     FROM approvals a WHERE a.run_id = s.run_id AND a.step_idx = s.idx
+     ORDER BY a.requested_at DESC, a.id DESC LIMIT 1) AS approved_by"""
 
 # The audit kind of the run's row that says its escalation ended at the resolution.
 OVERTAKEN_AUDIT = "run.escalation_overtaken"
@@ -93,11 +101,8 @@ class EscalationEnds(Database):
             # The step's latest approval tells whether it was given (approvals are keyed by
             # run and step index, unique across the run's phases).
             rows = await conn.fetch(
-                """SELECT s.idx, s.action, s.params::text AS params, s.needs_approval,
-                          (SELECT CASE WHEN a.state = 'approved'
-                                       THEN coalesce(a.decided_by, 'an approver') END
-                           FROM approvals a WHERE a.run_id = s.run_id AND a.step_idx = s.idx
-                           ORDER BY a.requested_at DESC, a.id DESC LIMIT 1) AS approved_by
+                f"""SELECT s.idx, s.action, s.params::text AS params, s.needs_approval,
+                          {APPROVED_BY_SQL}
                    FROM steps s
                    WHERE s.run_id = $1::uuid AND s.phase = 'on_failed'
                      AND s.outcome IN ('pending', 'awaiting_approval')

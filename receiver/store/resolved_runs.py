@@ -22,6 +22,7 @@ from receiver.store.approval_ends import RESOLVED_SQL
 from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
+from receiver.store.escalation_ends import APPROVED_BY_SQL
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
 from receiver.store.steps import NOT_RUN, mark_not_run, step_audit
 
@@ -83,11 +84,8 @@ class ResolvedRuns(Database):
             # The step's latest approval tells whether it was given (approvals are keyed by
             # run and step index, unique across the run's phases).
             waiting = await conn.fetch(
-                """SELECT s.idx, s.action, s.params::text AS params,
-                          (SELECT CASE WHEN a.state = 'approved'
-                                       THEN coalesce(a.decided_by, 'an approver') END
-                           FROM approvals a WHERE a.run_id = s.run_id AND a.step_idx = s.idx
-                           ORDER BY a.requested_at DESC, a.id DESC LIMIT 1) AS approved_by
+                f"""SELECT s.idx, s.action, s.params::text AS params,
+                          {APPROVED_BY_SQL}
                    FROM steps s
                    WHERE s.run_id = $1::uuid AND s.phase = 'run'
                      AND s.outcome = 'awaiting_approval'
