@@ -56,12 +56,15 @@ LATE_DELIVERY_WINDOW_S = 330.0
 # (research/alertmanager-protocol.md section 2.2), so a 503 comes back in time to be retried.
 INTAKE_TIMEOUT_S = 5.0
 
-# Go formats time.Time with RFC3339Nano (up to 9 fraction digits, `Z` or `±hh:mm`); RFC 3339
-# also allows lower-case `t`/`z`. Anything looser (no offset, a space, a date only) is rejected,
-# because fromisoformat alone would accept it and read it as local time.
+# Go formats time.Time with RFC3339Nano (up to 9 fraction digits, `Z` or `±hh:mm`) and parses
+# a fraction of any length, keeping nanoseconds (src/time/format.go, parseNanoseconds), as RFC
+# 3339 allows: a sender other than Alertmanager may write ten digits, and a 400 would lose the
+# notification's every alert. RFC 3339 also allows lower-case `t`/`z`. Anything looser (no
+# offset, a space, a date only) is rejected, because fromisoformat alone would accept it and
+# read it as local time.
 _RFC3339 = re.compile(
     r"(?P<main>\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})"
-    r"(?:\.(?P<frac>\d{1,9}))?"
+    r"(?:\.(?P<frac>\d+))?"
     r"(?P<tz>[Zz]|[+-]\d{2}:\d{2})",
     re.ASCII,
 )
