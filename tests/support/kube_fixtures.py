@@ -198,6 +198,32 @@ async def wait_for_rs_annotations(
     return annotations
 
 
+async def make_db_stateful_set(
+    api_client: Any, namespace: str, *, replicas: int | None = None, strategy: Any = None
+) -> Any:
+    """Create StatefulSet ``db`` in ``namespace`` (service ``db``, pods labelled ``app: db``,
+    one container ``db`` running ``img/db:1``) and return it as created; nothing waits for
+    its pods. ``replicas`` None and ``strategy`` (a V1StatefulSetUpdateStrategy) None leave
+    the API's defaults (1, RollingUpdate)."""
+    labels = {"app": "db"}
+    return await k8s.AppsV1Api(api_client).create_namespaced_stateful_set(
+        namespace,
+        k8s.V1StatefulSet(
+            metadata=k8s.V1ObjectMeta(name="db"),
+            spec=k8s.V1StatefulSetSpec(
+                service_name="db",
+                replicas=replicas,
+                update_strategy=strategy,
+                selector=k8s.V1LabelSelector(match_labels=labels),
+                template=k8s.V1PodTemplateSpec(
+                    metadata=k8s.V1ObjectMeta(labels=labels),
+                    spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="db", image="img/db:1")]),
+                ),
+            ),
+        ),
+    )
+
+
 class MakeDeployment(Protocol):
     async def __call__(
         self,
