@@ -8,7 +8,8 @@ queues.py (what operators see and do with both queues), history.py (what the eng
 its SQL in history_sql.py), runs.py (runs), steps.py (their steps), admissions.py (their
 admissions and refusals),
 verification.py (how a verification ends), audit.py (the hash-chained audit log),
-approvals.py (approvals of risky steps), resolved_runs.py (a run whose alert resolved before
+approvals.py (approvals of risky steps), step_ends.py (the one way a run's steps that will not
+run are ended, with their approvals), resolved_runs.py (a run whose alert resolved before
 its steps left ran), announcements.py (what the run announcements did),
 review.py (what the post-incident review reads), statistics.py (the planner's statistics kept
 in step with a storm).

@@ -15,17 +15,16 @@ worker stopped in (``started``) is left to the step runner, which records it
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from receiver.model import ApprovalRecord
 from receiver.store.approval_ends import RESOLVED_SQL
-from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
-from receiver.store.steps import NOT_RUN, step_audit
+from receiver.store.step_ends import StepEnd, end_steps
+from receiver.store.steps import NOT_RUN
 
 __all__ = ["APPROVED_BY_SQL", "OVERTAKEN_AUDIT", "EscalationEnds", "Overtaken"]
 
@@ -113,34 +112,19 @@ class EscalationEnds(Database):
             )
             if not rows:
                 return None
+            ends = [StepEnd(r["idx"], r["action"], r["params"], *_ending(r)) for r in rows]
+            ended = [e.idx for e in ends]
             fingerprint = run["fingerprint"]
-            for row in rows:
-                outcome, message = _ending(row)
-                await conn.execute(
-                    """UPDATE steps SET outcome = $3, message = $4,
-                                        finished_at = remediator_now()
-                       WHERE run_id = $1::uuid AND idx = $2""",
-                    run_id,
-                    row["idx"],
-                    outcome,
-                    message,
-                )
-                data = step_audit(
-                    "on_failed",
-                    row["idx"],
-                    row["action"],
-                    outcome,
-                    message,
-                    json.loads(row["params"]),
-                )
-                await append_in_tx(conn, "step", run_id, fingerprint, data)
-            ended = [int(r["idx"]) for r in rows]
-            cancelled = await cancel_approvals(
-                conn, run_id, ended, _APPROVAL_REASON, ["pending", "approved"]
+            cancelled = await end_steps(
+                conn,
+                run_id,
+                fingerprint,
+                "on_failed",
+                ends,
+                approvals_of=ended,
+                reason=_APPROVAL_REASON,
+                states=["pending", "approved"],
             )
-            for approval in cancelled:
-                data = approval_audit(approval, reason=_APPROVAL_REASON)
-                await append_in_tx(conn, "approval.cancelled", run_id, fingerprint, data)
             await append_in_tx(
                 conn,
                 OVERTAKEN_AUDIT,

@@ -22,15 +22,14 @@ the phase is over, and a step of it that an approval let through later would act
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from receiver.model import ApprovalRecord
-from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
-from receiver.store.steps import NOT_RUN, step_audit
+from receiver.store.step_ends import StepEnd, end_steps
+from receiver.store.steps import NOT_RUN
 
 __all__ = [
     "STOPPED_ESCALATION",
@@ -137,49 +136,36 @@ class PhaseStops(Database):
                 if why is None
                 else f"not run: the {follow.name} ended at {step}, {why}"
             )
+            # Locked as an UPDATE would lock them: one a step runner changed meanwhile is
+            # read again, and left out once it is no longer open.
             rows = await conn.fetch(
-                """UPDATE steps SET outcome = $4, message = $5, finished_at = remediator_now()
-                   WHERE run_id = $1::uuid AND phase = $2 AND ($6 OR idx > $3)
+                """SELECT idx, action, params::text AS params FROM steps
+                   WHERE run_id = $1::uuid AND phase = $2 AND ($4 OR idx > $3)
                      AND outcome IN ('pending', 'awaiting_approval')
-                   RETURNING idx, action, params::text AS params""",
+                   ORDER BY idx
+                   FOR UPDATE""",
                 run_id,
                 phase,
                 stopped["idx"],
-                NOT_RUN,
-                message,
                 why is not None,
             )
-            ended = sorted(r["idx"] for r in rows)
+            ends = [StepEnd(r["idx"], r["action"], r["params"], NOT_RUN, message) for r in rows]
+            ended = [e.idx for e in ends]
             # None is asked for after a stopped step now; one asked before (a retry that went
             # on past the stop) is no longer wanted. Ended for good, an approved one of a step
             # that never ran (the refused one's too) can never be used either.
-            cancelled = await cancel_approvals(
+            cancelled = await end_steps(
                 conn,
                 run_id,
-                ended if why is None else [*ended, stopped["idx"]],
-                message,
-                ["pending"] if why is None else ["pending", "approved"],
+                fingerprint,
+                phase,
+                ends,
+                approvals_of=ended if why is None else [*ended, stopped["idx"]],
+                reason=message,
+                states=["pending"] if why is None else ["pending", "approved"],
             )
-            if not rows and not cancelled:
+            if not ends and not cancelled:
                 return nothing
-            for row in sorted(rows, key=lambda r: int(r["idx"])):
-                data = step_audit(
-                    phase,
-                    row["idx"],
-                    row["action"],
-                    NOT_RUN,
-                    message,
-                    json.loads(row["params"]),
-                )
-                await append_in_tx(conn, "step", run_id, fingerprint, data)
-            for approval in cancelled:
-                await append_in_tx(
-                    conn,
-                    "approval.cancelled",
-                    run_id,
-                    fingerprint,
-                    approval_audit(approval, reason=message),
-                )
             await append_in_tx(
                 conn,
                 follow.kind,

@@ -14,17 +14,17 @@ takes the run up and, for an approved step, once more after its preview
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from typing import Any
 
 from receiver.model import ApprovalRecord, RunOutcome
 from receiver.store.approval_ends import RESOLVED_SQL
-from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.escalation_ends import APPROVED_BY_SQL
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
-from receiver.store.steps import NOT_RUN, mark_not_run, step_audit
+from receiver.store.step_ends import StepEnd, end_steps
+from receiver.store.steps import NOT_RUN, mark_not_run
 
 __all__ = ["ResolvedEnd", "ResolvedRuns"]
 
@@ -41,6 +41,16 @@ class ResolvedEnd:
 
     error: str
     approvals: list[ApprovalRecord]
+
+
+def _ending(row: Any) -> tuple[str, str]:
+    """The outcome and message of one step of the run held for its approval."""
+    if row["approved_by"] is not None:
+        return NOT_RUN, (
+            f"not run: the alert resolved before step {row['idx']}, approved by "
+            f"{row['approved_by']}, ran"
+        )
+    return "cancelled", f"the alert resolved before step {row['idx']} was approved"
 
 
 class ResolvedRuns(Database):
@@ -92,44 +102,20 @@ class ResolvedRuns(Database):
                    ORDER BY s.idx""",
                 run_id,
             )
-            ended: list[tuple[str, str]] = []
-            for row in waiting:
-                if row["approved_by"] is not None:
-                    outcome, message = (
-                        NOT_RUN,
-                        (
-                            f"not run: the alert resolved before step {row['idx']}, approved by "
-                            f"{row['approved_by']}, ran"
-                        ),
-                    )
-                else:
-                    outcome = "cancelled"
-                    message = f"the alert resolved before step {row['idx']} was approved"
-                ended.append((outcome, message))
-                await conn.execute(
-                    """UPDATE steps SET outcome = $3, message = $4, finished_at = remediator_now()
-                       WHERE run_id = $1::uuid AND phase = 'run' AND idx = $2""",
-                    run_id,
-                    row["idx"],
-                    outcome,
-                    message,
-                )
-                data = step_audit(
-                    "run", row["idx"], row["action"], outcome, message, json.loads(row["params"])
-                )
-                await append_in_tx(conn, "step", run_id, fingerprint, data)
-            why = ended[0][1] if ended else _NOT_RUN
-            await mark_not_run(conn, run_id, why)
-            cancelled = await cancel_approvals(
+            ends = [StepEnd(r["idx"], r["action"], r["params"], *_ending(r)) for r in waiting]
+            cancelled = await end_steps(
                 conn,
                 run_id,
-                [int(r["idx"]) for r in waiting],
-                _APPROVAL_REASON,
-                ["pending", "approved"],
+                fingerprint,
+                "run",
+                ends,
+                approvals_of=[e.idx for e in ends],
+                reason=_APPROVAL_REASON,
+                states=["pending", "approved"],
             )
-            for approval in cancelled:
-                data = approval_audit(approval, reason=_APPROVAL_REASON)
-                await append_in_tx(conn, "approval.cancelled", run_id, fingerprint, data)
+            # After the held steps ended: the others still to run are the ones left open.
+            why = ends[0].message if ends else _NOT_RUN
+            await mark_not_run(conn, run_id, why)
             await conn.execute(
                 """UPDATE runs SET outcome = $2, error = $3,
                                    finished_at = coalesce(finished_at, remediator_now())

@@ -28,12 +28,12 @@ from typing import Any
 
 from receiver.episodes import Occurrence, fires_again, resolved_since
 from receiver.model import ApprovalRecord, Status, StepPlan
-from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx
 from receiver.store.carry import carry
 from receiver.store.database import Database
 from receiver.store.records import undo_from_json
-from receiver.store.steps import step_audit
+from receiver.store.step_ends import StepEnd, end_steps
+from receiver.store.steps import NOT_RUN
 
 __all__ = ["WITHDRAWN", "Withdrawals"]
 
@@ -182,40 +182,30 @@ async def _withdraw(
     on_resolved steps ``not_run``, their approvals in one of ``states`` ``cancelled``, the run
     ``undo_deferred``, each audited. None when no step was held any more."""
     message = f"withdrawn: {WITHDRAWN} (event {event_id})"
+    # Locked as an UPDATE would lock them (phase_stop.py says why).
     steps = await conn.fetch(
-        """UPDATE steps SET outcome = 'not_run', message = $2,
-                            finished_at = remediator_now()
+        """SELECT idx, action, params::text AS params, needs_approval FROM steps
            WHERE run_id = $1::uuid AND phase = 'resolve'
              AND outcome IN ('pending', 'awaiting_approval')
-           RETURNING idx, action, params::text AS params, needs_approval""",
+           ORDER BY idx
+           FOR UPDATE""",
         run_id,
-        message,
     )
     if not steps:
         return None
+    ends = [StepEnd(s["idx"], s["action"], s["params"], NOT_RUN, message) for s in steps]
     # An approved one keeps who approved it and when (decided_by, decided_at).
-    cancelled = await cancel_approvals(
-        conn, run_id, [s["idx"] for s in steps], WITHDRAWN, list(states)
+    cancelled = await end_steps(
+        conn,
+        run_id,
+        fingerprint,
+        "resolve",
+        ends,
+        approvals_of=[e.idx for e in ends],
+        reason=WITHDRAWN,
+        states=states,
     )
     await conn.execute("UPDATE runs SET undo_deferred = true WHERE id = $1::uuid", run_id)
-    for step in sorted(steps, key=_idx):
-        data = step_audit(
-            "resolve",
-            step["idx"],
-            step["action"],
-            "not_run",
-            message,
-            json.loads(step["params"]),
-        )
-        await append_in_tx(conn, "step", run_id, fingerprint, data)
-    for approval in cancelled:
-        await append_in_tx(
-            conn,
-            "approval.cancelled",
-            run_id,
-            fingerprint,
-            approval_audit(approval, reason=WITHDRAWN),
-        )
     await append_in_tx(
         conn,
         "run.undo_withdrawn",

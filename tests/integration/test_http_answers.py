@@ -15,20 +15,18 @@ from aiohttp import web
 from remediations.base import (
     ActionContext,
     ActionRefused,
-    AlertFacts,
-    Clients,
     Outcome,
 )
-from remediations.http.endpoints import Endpoint, HttpCall, HttpCallParams, HttpEndpoints
+from remediations.http.endpoints import Endpoint, HttpCall, HttpCallParams
 from remediations.http.post import HttpPolicy
 from remediations.notify.message import Event, Message
 from remediations.notify.notifier import Channel, ChannelKind, Notifier
 from remediations.targets import Target
+from tests.support.http_calls import endpoint_ctx
 from tests.support.peer import answering
 
 # Short tries, so a stalled body times out quickly; three of them, so a retry would show.
 QUICK = HttpPolicy(timeout=0.5, attempts=3, initial_wait=0.01, max_wait=0.02)
-ALERT = AlertFacts(labels={"alertname": "CacheStale"}, status="firing")
 PARAMS = HttpCallParams.model_validate({"body": {"n": 1}})
 FLUSH = Target("HttpEndpoint", "", "flush")
 MIB = 1 << 20
@@ -41,9 +39,8 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def ctx(session: aiohttp.ClientSession, url: str, policy: HttpPolicy = QUICK) -> ActionContext:
-    endpoint = Endpoint("flush", url, {}, policy)
-    clients = Clients({"http": HttpEndpoints({"flush": endpoint}, session)})
-    return ActionContext("run-7", False, clients, rule="flush", alert=ALERT)
+    """The context of a step calling endpoint ``flush`` at ``url`` under ``policy``."""
+    return endpoint_ctx(session, Endpoint("flush", url, {}, policy))
 
 
 class Stalling:

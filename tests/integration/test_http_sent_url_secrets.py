@@ -14,12 +14,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from remediations.base import ActionContext, ActionError, ActionRefused, AlertFacts, Clients
-from remediations.http.endpoints import Endpoint, HttpCall, HttpCallParams, HttpEndpoints
+from remediations.base import ActionError, ActionRefused
+from remediations.http.endpoints import Endpoint, HttpCall, HttpCallParams
 from remediations.http.post import HttpPolicy
 from remediations.notify.message import Event, Message
 from remediations.notify.notifier import Channel, ChannelKind, Notifier
 from remediations.targets import Target
+from tests.support.http_calls import endpoint_ctx
 from tests.support.peer import answering
 
 # An Azure-style shared access signature: base64 whose "+" and "/" are percent-encoded, in
@@ -27,7 +28,6 @@ from tests.support.peer import answering
 SIG = "Zk3Hq9sX%2bPl0Wm2e%2fR5tUvB7nA1c"
 PIECES = ("Zk3Hq9sX", "Pl0Wm2e", "R5tUvB7nA1c")
 ONCE = HttpPolicy(timeout=2.0, attempts=1)
-ALERT = AlertFacts(labels={"alertname": "CacheStale"}, status="firing")
 
 
 def assert_no_secret(text: str) -> None:
@@ -69,14 +69,7 @@ async def test_a_server_echoing_the_request_line_as_sent_gets_no_secret_recorded
     session: aiohttp.ClientSession,
 ) -> None:
     async with answering(echo_request_line) as base:
-        endpoint = Endpoint("flush", f"{base}/hook?sv=2024&sig={SIG}", {}, ONCE)
-        ctx = ActionContext(
-            "run-7",
-            False,
-            Clients({"http": HttpEndpoints({"flush": endpoint}, session)}),
-            rule="flush",
-            alert=ALERT,
-        )
+        ctx = endpoint_ctx(session, Endpoint("flush", f"{base}/hook?sv=2024&sig={SIG}", {}, ONCE))
         params = HttpCallParams.model_validate({"body": {"n": 1}})
         with pytest.raises(ActionRefused) as caught:
             await HttpCall().run(ctx, Target("HttpEndpoint", "", "flush"), params)
@@ -88,14 +81,7 @@ async def test_a_server_echoing_the_request_line_as_sent_gets_no_secret_recorded
 async def test_a_malformed_answer_quotes_no_secret_of_the_url_as_sent(
     session: aiohttp.ClientSession, malformed: str
 ) -> None:
-    endpoint = Endpoint("flush", f"{malformed}/hook?sig={SIG}", {}, ONCE)
-    ctx = ActionContext(
-        "run-7",
-        False,
-        Clients({"http": HttpEndpoints({"flush": endpoint}, session)}),
-        rule="flush",
-        alert=ALERT,
-    )
+    ctx = endpoint_ctx(session, Endpoint("flush", f"{malformed}/hook?sig={SIG}", {}, ONCE))
     params = HttpCallParams.model_validate({"body": {"n": 1}})
     with pytest.raises(ActionError) as caught:
         await HttpCall().run(ctx, Target("HttpEndpoint", "", "flush"), params)

@@ -33,6 +33,7 @@ from tests.support.kube_fixtures import (
     REVISION,
     STRATEGIC_MERGE_PATCH,
     MakeDeployment,
+    make_db_stateful_set,
     owned_replica_sets,
     patch_deployment,
     wait_for_revision,
@@ -183,25 +184,8 @@ async def test_restart_statefulset(
     kube_admin: Any, kube_namespace: str, strategy: str | None, said: str
 ) -> None:
     ns = kube_namespace
-    labels = {"app": "db"}
-    await k8s.AppsV1Api(kube_admin).create_namespaced_stateful_set(
-        ns,
-        k8s.V1StatefulSet(
-            metadata=k8s.V1ObjectMeta(name="db"),
-            spec=k8s.V1StatefulSetSpec(
-                service_name="db",
-                replicas=1,
-                update_strategy=k8s.V1StatefulSetUpdateStrategy(type=strategy)
-                if strategy
-                else None,
-                selector=k8s.V1LabelSelector(match_labels=labels),
-                template=k8s.V1PodTemplateSpec(
-                    metadata=k8s.V1ObjectMeta(labels=labels),
-                    spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="db", image="img/db:1")]),
-                ),
-            ),
-        ),
-    )
+    update = k8s.V1StatefulSetUpdateStrategy(type=strategy) if strategy else None
+    await make_db_stateful_set(kube_admin, ns, replicas=1, strategy=update)
     result = await RolloutRestart().run(
         make_ctx(kube_admin), Target("StatefulSet", ns, "db"), RolloutRestart.Params()
     )

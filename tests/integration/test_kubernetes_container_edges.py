@@ -25,7 +25,7 @@ from remediations.kubernetes.container import SetEnv, SetResources
 from remediations.kubernetes.restart import RolloutRestart
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
-from tests.support.kube_fixtures import MakeDeployment, first_step_ctx
+from tests.support.kube_fixtures import MakeDeployment, first_step_ctx, make_db_stateful_set
 from tests.support.kubectl import run_kubectl
 
 pytestmark = pytest.mark.kube
@@ -151,22 +151,11 @@ async def test_a_container_edit_of_an_on_delete_workload_says_no_pod_is_replaced
         spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="db", image="img/db:1")]),
     )
     selector = k8s.V1LabelSelector(match_labels=labels)
-    apps = k8s.AppsV1Api(kube_admin)
     if kind == "StatefulSet":
-        await apps.create_namespaced_stateful_set(
-            ns,
-            k8s.V1StatefulSet(
-                metadata=k8s.V1ObjectMeta(name="db"),
-                spec=k8s.V1StatefulSetSpec(
-                    service_name="db",
-                    update_strategy=k8s.V1StatefulSetUpdateStrategy(type=strategy),
-                    selector=selector,
-                    template=template,
-                ),
-            ),
-        )
+        update = k8s.V1StatefulSetUpdateStrategy(type=strategy)
+        await make_db_stateful_set(kube_admin, ns, strategy=update)
     else:
-        await apps.create_namespaced_daemon_set(
+        await k8s.AppsV1Api(kube_admin).create_namespaced_daemon_set(
             ns,
             k8s.V1DaemonSet(
                 metadata=k8s.V1ObjectMeta(name="db"),
@@ -227,26 +216,9 @@ async def test_a_template_edit_of_a_partitioned_statefulset_says_which_pods_get_
     of ordinal ``partition`` and up, and recreates one below it from the old template even
     when it is deleted. The record read as a full rollout ("restart StatefulSet shop/db")."""
     ns = kube_namespace
-    labels = {"app": "db"}
     rolling = k8s.V1RollingUpdateStatefulSetStrategy(partition=partition)
-    await k8s.AppsV1Api(kube_admin).create_namespaced_stateful_set(
-        ns,
-        k8s.V1StatefulSet(
-            metadata=k8s.V1ObjectMeta(name="db"),
-            spec=k8s.V1StatefulSetSpec(
-                service_name="db",
-                replicas=3,
-                update_strategy=k8s.V1StatefulSetUpdateStrategy(
-                    type="RollingUpdate", rolling_update=rolling
-                ),
-                selector=k8s.V1LabelSelector(match_labels=labels),
-                template=k8s.V1PodTemplateSpec(
-                    metadata=k8s.V1ObjectMeta(labels=labels),
-                    spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="db", image="img/db:1")]),
-                ),
-            ),
-        ),
-    )
+    update = k8s.V1StatefulSetUpdateStrategy(type="RollingUpdate", rolling_update=rolling)
+    await make_db_stateful_set(kube_admin, ns, replicas=3, strategy=update)
     target = Target("StatefulSet", ns, "db")
     preview = await action.preview(first_step_ctx(kube_admin), target, params)
     result = await action.run(first_step_ctx(kube_admin), target, params)

@@ -30,18 +30,19 @@ from remediations.kubernetes.scale import REPLICAS_ANNOTATION, Scale
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import (
+    CHANGE_CAUSE,
     STRATEGIC_MERGE_PATCH,
     MakeDeployment,
+    deployment_annotations,
     owned_replica_sets,
     patch_deployment,
+    release,
     wait_for_revision,
+    wait_for_rs_annotations,
 )
 from tests.support.kubectl import run_kubectl
-from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
-
-CHANGE_CAUSE = "kubernetes.io/change-cause"
 
 
 def step_ctx(kube: Any, run_id: str | None = None, step: int = 0) -> ActionContext:
@@ -55,34 +56,6 @@ def step_ctx(kube: Any, run_id: str | None = None, step: int = 0) -> ActionConte
     )
 
 
-async def release(
-    kube: Any, ns: str, name: str, revision: int, image: str, cause: str | None = None
-) -> None:
-    """Ship ``image`` to Deployment ``name`` (with ``cause`` as its change-cause, as
-    ``kubectl annotate`` or ``--record`` would) and wait for ``revision``."""
-    body: dict[str, Any] = {
-        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}
-    }
-    if cause is not None:
-        body["metadata"] = {"annotations": {CHANGE_CAUSE: cause}}
-    await patch_deployment(kube, ns, name, body, STRATEGIC_MERGE_PATCH)
-    await wait_for_revision(kube, ns, name, revision)
-
-
-async def rs_annotations(kube: Any, ns: str, name: str, revision: int) -> dict[str, str]:
-    """The annotations of the ReplicaSet of ``revision`` of Deployment ``name``."""
-    for rs in await owned_replica_sets(kube, ns, name):
-        annotations = rs.metadata.annotations or {}
-        if annotations.get("deployment.kubernetes.io/revision") == str(revision):
-            return dict(annotations)
-    raise AssertionError(f"{name} has no ReplicaSet of revision {revision}")
-
-
-async def deployment_annotations(kube: Any, ns: str, name: str) -> dict[str, str]:
-    dep = await k8s.AppsV1Api(kube).read_namespaced_deployment(name, ns)
-    return dict(dep.metadata.annotations or {})
-
-
 def foreign(annotations: dict[str, str]) -> dict[str, str]:
     """The annotations that are not remediator's own."""
     return {k: v for k, v in annotations.items() if not is_remediator_key(k)}
@@ -93,10 +66,7 @@ async def three_releases(kube: Any, ns: str, name: str, make_deployment: MakeDep
     await make_deployment(name, containers=[k8s.V1Container(name="app", image="img/x:1")])
     body = {"metadata": {"annotations": {CHANGE_CAUSE: "v1"}}}
     await patch_deployment(kube, ns, name, body, STRATEGIC_MERGE_PATCH)
-    # The controller copies the Deployment's annotations onto its current ReplicaSet.
-    await eventually(
-        lambda: rs_annotations(kube, ns, name, 1), lambda a: a.get(CHANGE_CAUSE) == "v1"
-    )
+    await wait_for_rs_annotations(kube, ns, name, 1, {CHANGE_CAUSE: "v1"})
     await release(kube, ns, name, 2, "img/x:2", "v2")
     await release(kube, ns, name, 3, "img/x:3", "v3")
 
@@ -128,9 +98,8 @@ async def test_undo_leaves_the_annotations_kubectls_undo_leaves(
     )
     body = {"metadata": {"annotations": {CHANGE_CAUSE: "v1"}}}
     await patch_deployment(kube_admin, ns, "b", body, STRATEGIC_MERGE_PATCH)
-    await eventually(
-        lambda: rs_annotations(kube_admin, ns, "b", 1),
-        lambda a: a.get(CHANGE_CAUSE) == "v1" and a.get(REPLICAS_ANNOTATION) == "2",
+    await wait_for_rs_annotations(
+        kube_admin, ns, "b", 1, {CHANGE_CAUSE: "v1", REPLICAS_ANNOTATION: "2"}
     )
     await release(kube_admin, ns, "b", 2, "img/x:2", "v2")
     await release(kube_admin, ns, "b", 3, "img/x:3", "v3")

@@ -75,8 +75,43 @@ async def test_an_undo_the_namespace_refuses_ends_with_its_step_held_for_approva
     assert ended is not None
     assert ended.state is ApprovalState.CANCELLED
     assert peer.kinds()[-1] == "approval.cancelled"  # the approver is told
-    kinds = [e["kind"] for e in await h.store.audit_entries(run.id)]
-    assert "run.undo_stopped" in kinds
+    # The end's rows, to the letter: the held step, its approval, the undo's own row.
+    audit = [(e["kind"], e["data"]) for e in await h.store.audit_entries(run.id)]
+    stopped = [kind for kind, _data in audit].index("run.undo_stopped")
+    why = (
+        "not run: the undo ended at step 2 (test.set), refused by the namespace guard: "
+        "namespace shop is not permitted by the namespace policy"
+    )
+    assert audit[stopped - 2 : stopped + 1] == [
+        (
+            "step",
+            {
+                "phase": "resolve",
+                "idx": 1,
+                "action": "test.set",
+                "outcome": "not_run",
+                "message": why,
+                "params": {"value": 20},
+                "before": None,
+                "after": None,
+            },
+        ),
+        (
+            "approval.cancelled",
+            {
+                "approval_id": ended.id,
+                "step": 1,
+                "action": "test.set",
+                "plan_hash": ended.plan_hash,
+                "state": "cancelled",
+                "reason": why,
+            },
+        ),
+        (
+            "run.undo_stopped",
+            {"step": 2, "action": "test.set", "outcome": "refused", "not_run": [1]},
+        ),
+    ]
 
     # Allowed again, something takes the run's undo up (a resume_resolve job, a retried
     # resolved event): nothing of it is left to run.

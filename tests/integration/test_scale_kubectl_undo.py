@@ -22,11 +22,14 @@ from kubernetes_asyncio import client as k8s
 from remediations.base import ActionContext, ActionRefused, Clients, Outcome
 from remediations.kubernetes.scale import REPLICAS_ANNOTATION, Scale
 from remediations.targets import Target
-from tests.integration.test_kubernetes_rollback import release, rs_annotations
 from tests.support.kube import ControlPlane
-from tests.support.kube_fixtures import MakeDeployment, wait_for_revision
+from tests.support.kube_fixtures import (
+    MakeDeployment,
+    release,
+    wait_for_revision,
+    wait_for_rs_annotations,
+)
 from tests.support.kubectl import run_kubectl
-from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
 
@@ -61,11 +64,8 @@ async def two_runs_across_a_release(kube: Any, ns: str, make: MakeDeployment) ->
     target = Target("Deployment", ns, "web")
     a = await Scale().run(step_ctx(kube, str(uuid.uuid4())), target, Scale.Params(delta=2, max=10))
     assert a.after == {"replicas": 4}
-    await eventually(
-        lambda: rs_annotations(kube, ns, "web", 1),
-        lambda annotations: annotations.get(REPLICAS_ANNOTATION) == "4",
-        what="revision 1's ReplicaSet carrying run A's count",
-    )
+    # Revision 1's ReplicaSet carrying run A's count.
+    await wait_for_rs_annotations(kube, ns, "web", 1, {REPLICAS_ANNOTATION: "4"})
     await release(kube, ns, "web", 2, "img/x:2")
     b = step_ctx(kube, str(uuid.uuid4()))
     scaled = await Scale().run(b, target, Scale.Params(delta=3, max=10))

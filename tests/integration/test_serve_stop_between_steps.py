@@ -24,43 +24,10 @@ from aiohttp import web
 from tests.support.peer import answering
 from tests.support.polling import current, eventually
 from tests.support.served import Served, ServeFactory
+from tests.support.two_calls import two_calls_alert, two_calls_rule
 
-RULE = """\
-rules:
-  - name: two-calls
-    match: ['alertname="TwoCalls"']
-    target: {kind: HttpEndpoint, name: sink}
-    steps:
-      - action: http.call
-        params: {body: {step: first}}
-        approval: never
-      - action: http.call
-        params: {body: {step: second}}
-        approval: never
-"""
-
-ALERT = {
-    "receiver": "remediator",
-    "status": "firing",
-    "alerts": [
-        {
-            "status": "firing",
-            "labels": {"alertname": "TwoCalls"},
-            "annotations": {},
-            "startsAt": "2024-05-27T07:14:54.523Z",
-            "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "",
-            "fingerprint": "2ca112ca112ca11f",
-        }
-    ],
-    "groupLabels": {"alertname": "TwoCalls"},
-    "commonLabels": {"alertname": "TwoCalls"},
-    "commonAnnotations": {},
-    "externalURL": "http://alertmanager:9093",
-    "version": "4",
-    "groupKey": '{}:{alertname="TwoCalls"}',
-    "truncatedAlerts": 0,
-}
+RULE = two_calls_rule()
+ALERT = two_calls_alert("2ca112ca112ca11f", {"alertname": "TwoCalls"})
 
 
 async def _runs(session: aiohttp.ClientSession, served: Served) -> list[dict[str, Any]]:

@@ -29,23 +29,11 @@ from tests.support.daemons import end
 from tests.support.peer import answering
 from tests.support.polling import current, eventually
 from tests.support.served import env_for, launch
+from tests.support.two_calls import two_calls_alert, two_calls_rule
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-RULE = """\
-rules:
-  - name: two-calls
-    match: ['alertname="TwoCalls"']
-    target: {kind: HttpEndpoint, name: sink}
-    guards: {max_runs: {count: 100, per: 1h}}
-    steps:
-      - action: http.call
-        params: {body: {step: first}}
-        approval: never
-      - action: http.call
-        params: {body: {step: second}}
-        approval: never
-"""
+RULE = two_calls_rule("{max_runs: {count: 100, per: 1h}}")
 
 # The rate guard's window in Redis: one member per admitted run (GuardKeys.rate).
 RATE_KEY = "remediator:rate:two-calls"
@@ -54,29 +42,7 @@ RATE_KEY = "remediator:rate:two-calls"
 def _alert(fingerprint: str) -> dict[str, Any]:
     """A notification of one firing TwoCalls alert; the same alert name puts both alerts in one
     lane, so the queued one is not taken by an express claim beside the one in progress."""
-    labels = {"alertname": "TwoCalls", "instance": fingerprint}
-    return {
-        "receiver": "remediator",
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {},
-                "startsAt": "2024-05-27T07:14:54.523Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "",
-                "fingerprint": fingerprint,
-            }
-        ],
-        "groupLabels": {"alertname": "TwoCalls"},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "version": "4",
-        "groupKey": '{}:{alertname="TwoCalls"}',
-        "truncatedAlerts": 0,
-    }
+    return two_calls_alert(fingerprint, {"alertname": "TwoCalls", "instance": fingerprint})
 
 
 async def _event(db: asyncpg.Connection, fingerprint: str) -> dict[str, Any]:

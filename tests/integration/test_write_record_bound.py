@@ -27,8 +27,13 @@ from remediations.kubernetes.rollback import RolloutUndo
 from remediations.kubernetes.scale import Scale
 from remediations.targets import Target
 from tests.integration.test_kubernetes_actions import make_revision_2
-from tests.integration.test_kubernetes_rollback import deployment_annotations, rs_annotations
-from tests.support.kube_fixtures import MakeDeployment, patch_deployment, wait_for_revision
+from tests.support.kube_fixtures import (
+    MakeDeployment,
+    deployment_annotations,
+    patch_deployment,
+    rs_annotations,
+    wait_for_revision,
+)
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube

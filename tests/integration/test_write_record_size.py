@@ -32,7 +32,6 @@ from remediations.kubernetes.replay import WRITE_PREFIX, records_of
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
 from tests.integration.test_kubernetes_actions import set_image
-from tests.integration.test_kubernetes_rollback import rs_annotations
 from tests.support.approvals import MakeApprovalEnv
 from tests.support.kube_fixtures import (
     MERGE_PATCH,
@@ -40,9 +39,10 @@ from tests.support.kube_fixtures import (
     MakeDeployment,
     owned_replica_sets,
     patch_deployment,
+    rs_annotations,
     wait_for_revision,
+    wait_for_rs_annotations,
 )
-from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
 
@@ -171,11 +171,7 @@ async def test_a_rollback_that_would_bring_back_too_large_annotations_is_refused
     await patch_deployment(
         kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: "n" * over}}}, MERGE_PATCH
     )
-    await eventually(
-        lambda: rs_annotations(kube_admin, ns, "web", 1),
-        lambda annotations: NOTES in annotations,
-        what="revision 1's ReplicaSet carrying the note",
-    )
+    await wait_for_rs_annotations(kube_admin, ns, "web", 1, {NOTES: "n" * over})
     await patch_deployment(
         kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: None}}}, MERGE_PATCH
     )
@@ -292,11 +288,7 @@ async def test_a_template_write_is_refused_when_an_old_replica_set_could_overflo
     await patch_deployment(
         kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: "n" * size}}}, MERGE_PATCH
     )
-    await eventually(
-        lambda: rs_annotations(kube_admin, ns, "web", 1),
-        lambda annotations: NOTES in annotations,
-        what="revision 1's ReplicaSet carrying the note",
-    )
+    await wait_for_rs_annotations(kube_admin, ns, "web", 1, {NOTES: "n" * size})
     await patch_deployment(
         kube_admin, ns, "web", {"metadata": {"annotations": {NOTES: None}}}, MERGE_PATCH
     )
@@ -340,11 +332,7 @@ async def test_a_rollback_is_refused_when_its_replica_set_keeps_old_write_record
     await patch_deployment(
         kube_admin, ns, "web", {"metadata": {"annotations": {legacy: "r" * size}}}, MERGE_PATCH
     )
-    await eventually(
-        lambda: rs_annotations(kube_admin, ns, "web", 1),
-        lambda annotations: legacy in annotations,
-        what="revision 1's ReplicaSet carrying the old record",
-    )
+    await wait_for_rs_annotations(kube_admin, ns, "web", 1, {legacy: "r" * size})
     await patch_deployment(
         kube_admin, ns, "web", {"metadata": {"annotations": {legacy: None}}}, MERGE_PATCH
     )

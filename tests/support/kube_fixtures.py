@@ -26,6 +26,7 @@ REVISION = "deployment.kubernetes.io/revision"
 DEFAULT_IMAGE = "registry.invalid/app:1"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +149,78 @@ async def patch_deployment(
     options: dict[str, Any] = {"_content_type": content_type}
     return await k8s.AppsV1Api(api_client).patch_namespaced_deployment(
         name, namespace, body, **options
+    )
+
+
+async def release(
+    api_client: Any, namespace: str, name: str, revision: int, image: str, cause: str | None = None
+) -> None:
+    """Ship ``image`` to the ``app`` container of Deployment ``name`` (with ``cause`` as its
+    change-cause, as ``kubectl annotate`` or ``--record`` would) and wait for ``revision``."""
+    body: dict[str, Any] = {
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}
+    }
+    if cause is not None:
+        body["metadata"] = {"annotations": {CHANGE_CAUSE: cause}}
+    await patch_deployment(api_client, namespace, name, body, STRATEGIC_MERGE_PATCH)
+    await wait_for_revision(api_client, namespace, name, revision)
+
+
+async def rs_annotations(
+    api_client: Any, namespace: str, name: str, revision: int
+) -> dict[str, str]:
+    """The annotations of the ReplicaSet of ``revision`` of Deployment ``name``; AssertionError
+    when it has none of that revision."""
+    for rs in await owned_replica_sets(api_client, namespace, name):
+        annotations = rs.metadata.annotations or {}
+        if annotations.get(REVISION) == str(revision):
+            return dict(annotations)
+    raise AssertionError(f"{name} has no ReplicaSet of revision {revision}")
+
+
+async def deployment_annotations(api_client: Any, namespace: str, name: str) -> dict[str, str]:
+    """The annotations of Deployment ``name``, as read now."""
+    dep = await k8s.AppsV1Api(api_client).read_namespaced_deployment(name, namespace)
+    return dict(dep.metadata.annotations or {})
+
+
+async def wait_for_rs_annotations(
+    api_client: Any, namespace: str, name: str, revision: int, wanted: Mapping[str, str]
+) -> dict[str, str]:
+    """Wait until the ReplicaSet of ``revision`` of Deployment ``name`` carries every
+    annotation of ``wanted`` (the controller copies the Deployment's annotations onto its
+    current ReplicaSet, a moment after they were written); returns all its annotations."""
+    annotations: dict[str, str] = await eventually(
+        lambda: rs_annotations(api_client, namespace, name, revision),
+        lambda found: all(found.get(key) == value for key, value in wanted.items()),
+        what=f"{name}'s ReplicaSet of revision {revision} carrying {sorted(wanted)}",
+    )
+    return annotations
+
+
+async def make_db_stateful_set(
+    api_client: Any, namespace: str, *, replicas: int | None = None, strategy: Any = None
+) -> Any:
+    """Create StatefulSet ``db`` in ``namespace`` (service ``db``, pods labelled ``app: db``,
+    one container ``db`` running ``img/db:1``) and return it as created; nothing waits for
+    its pods. ``replicas`` None and ``strategy`` (a V1StatefulSetUpdateStrategy) None leave
+    the API's defaults (1, RollingUpdate)."""
+    labels = {"app": "db"}
+    return await k8s.AppsV1Api(api_client).create_namespaced_stateful_set(
+        namespace,
+        k8s.V1StatefulSet(
+            metadata=k8s.V1ObjectMeta(name="db"),
+            spec=k8s.V1StatefulSetSpec(
+                service_name="db",
+                replicas=replicas,
+                update_strategy=strategy,
+                selector=k8s.V1LabelSelector(match_labels=labels),
+                template=k8s.V1PodTemplateSpec(
+                    metadata=k8s.V1ObjectMeta(labels=labels),
+                    spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="db", image="img/db:1")]),
+                ),
+            ),
+        ),
     )
 
 

@@ -1,0 +1,59 @@
+"""The rule and the alert of the tests that stop a served remediator between two steps
+(``test_serve_stop_*``): rule ``two-calls`` makes two HTTP calls to endpoint ``sink`` for an
+alert ``TwoCalls``, so a stop can land between them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+_STEPS = """\
+    steps:
+      - action: http.call
+        params: {body: {step: first}}
+        approval: never
+      - action: http.call
+        params: {body: {step: second}}
+        approval: never
+"""
+
+
+def two_calls_rule(guards: str | None = None) -> str:
+    """The rules file of rule ``two-calls`` (alert ``TwoCalls``, target HttpEndpoint ``sink``):
+    two ``http.call`` steps, bodies ``{step: first}`` and ``{step: second}``, no approval.
+    ``guards``: the rule's guards as a YAML flow mapping (``{max_runs: {count: 100, per:
+    1h}}``), none when None."""
+    head = """\
+rules:
+  - name: two-calls
+    match: ['alertname="TwoCalls"']
+    target: {kind: HttpEndpoint, name: sink}
+"""
+    return head + (f"    guards: {guards}\n" if guards is not None else "") + _STEPS
+
+
+def two_calls_alert(fingerprint: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """Alertmanager's notification of one firing ``TwoCalls`` alert with ``labels`` (its
+    ``alertname`` included) and ``fingerprint`` (16 hex digits), in group ``alertname``."""
+    return {
+        "receiver": "remediator",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": dict(labels),
+                "annotations": {},
+                "startsAt": "2024-05-27T07:14:54.523Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": fingerprint,
+            }
+        ],
+        "groupLabels": {"alertname": "TwoCalls"},
+        "commonLabels": dict(labels),
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": '{}:{alertname="TwoCalls"}',
+        "truncatedAlerts": 0,
+    }
