@@ -260,7 +260,9 @@ class Admit:
 
     async def _refuse(self, ctx: RunContext, refusal: Refusal) -> Verdict:
         """Record ``refusal`` on the run (a new run is stored refused in one statement), count
-        it, and announce it; the run stops there."""
+        it, and announce it; the run stops there. A run taken up again whose step was approved
+        (a pause refuses it on its way to that step) ends its approval with it: cancelled,
+        naming the guard, and the approvers told (``Store.record_refusal``)."""
         deps = self._deps
         assert ctx.run_id is not None
         refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)
@@ -282,11 +284,15 @@ class Admit:
             if not await stored(ctx, refused, unsent):
                 return _OWNED_ELSEWHERE
         else:
-            await deps.store.record_refusal(
+            recorded = await deps.store.record_refusal(
                 ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at, lease=ctx.lease
             )
             if unsent is not None:
                 await self._announce.record(ctx, unsent)
+            if recorded.approvals and deps.approvals is not None:
+                # A step approved, then refused on its way to running (a pause): its approval
+                # ended with the run, and the approvers are told, as of any cancellation.
+                await deps.approvals.phase_ended(recorded.approvals)
         deps.metrics.guard_refused(refusal.guard)
         deps.metrics.run_finished(ctx.rule, RunOutcome.REFUSED)
         ctx.log.info(
