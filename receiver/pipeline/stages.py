@@ -142,6 +142,9 @@ class Admit:
     rather than being lost. Redis unreachable changes nothing and retries the job. The first
     admission announces the run as started; a refusal announces it refused. A service that is
     stopping asks no guard: the event or job goes back at once (``Deps.not_admitted_at_stop``).
+    A run taken up again is admitted only while it still has the outcome it was taken up with
+    (``Store.record_admission(expect=...)``): ended meanwhile (its alert's resolution, another
+    worker's), nothing of it runs and what its guards took is given back.
 
     Only steps that will change something draw on the global budget of disruptive actions: a
     step that runs dry disrupts nothing.
@@ -238,14 +241,23 @@ class Admit:
             ctx.admission = admission
             release_when_done(deps, ctx, request, admission)
         else:
-            ctx.admission = admission
+            # Taken up again: admitted and running only if the run is still as it was taken up
+            # (one conditional statement): the alert's resolution, another worker's, may have
+            # ended it meanwhile, and it must stay ended.
+            expect = ctx.prior.outcome if ctx.prior is not None else RunOutcome.PENDING
             async with _released_if_unrecorded(deps, request, admission):
-                await deps.store.record_admission(
-                    ctx.run_id, admission.checked, fence=admission.fence, lease=ctx.lease
+                taken = await deps.store.record_admission(
+                    ctx.run_id,
+                    admission.checked,
+                    fence=admission.fence,
+                    lease=ctx.lease,
+                    expect=expect,
                 )
+            if not taken:
+                await self._give_back(ctx, request, admission, fresh=fresh)
+                return Verdict.stop(expect, "the run ended before it was admitted")
+            ctx.admission = admission
             release_when_done(deps, ctx, request, admission)
-            if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
-                await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING, lease=ctx.lease)
         ctx.log.info("admitted", fence=admission.fence)
         if ctx.prior is None or ctx.prior.outcome is RunOutcome.PENDING:
             # Once: not again for a run taken up after an approval or a crash mid-steps.
@@ -257,6 +269,22 @@ class Admit:
                     ctx, Announcement.STARTED, outcome=RunOutcome.RUNNING, text=f"steps: {steps}"
                 )
         return Verdict.next()
+
+    async def _give_back(
+        self, ctx: RunContext, request: AdmissionRequest, admission: Admission, *, fresh: bool
+    ) -> None:
+        """The run ended while its guards were asked (``record_admission`` found it moved on):
+        nothing of it runs. The target lock is released, and the budget slot of a run never
+        admitted before is given back (no step of it acted). Redis unreachable: the lock ends
+        with its TTL, the slot leaves the window with time (the safe side), logged."""
+        deps = self._deps
+        ctx.log.info("nothing to resume: the run ended before it was admitted")
+        try:
+            await deps.guards.release(request, admission)
+            if fresh and request.disruptive:
+                await deps.guards.refund_budget(request.run_id)
+        except GuardUnavailable as exc:
+            ctx.log.warning("admission of an ended run not given back", error=str(exc))
 
     async def _refuse(self, ctx: RunContext, refusal: Refusal) -> Verdict:
         """Record ``refusal`` on the run (a new run is stored refused in one statement), count

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from receiver.model import ApprovalRecord
+from receiver.model import ApprovalRecord, RunOutcome
 from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
@@ -47,18 +47,33 @@ class Admissions(Database):
         phase: str = "run",
         fence: int | None = None,
         lease: LeaseFence | None = None,
+        expect: RunOutcome | None = None,
     ) -> bool:
         """The guards let the run (its ``phase``: 'run', 'resolve' or 'on_failed') through:
         audited as ``run.admitted`` with the guards asked, in order, and ``fence``, the target
         lock's. False when the run does not exist. ``lease``: the claim the write is made
-        under; LeaseLost, nothing written, once its owner lost it (fence.py)."""
+        under; LeaseLost, nothing written, once its owner lost it (fence.py).
+
+        ``expect``: a run taken up again (phase 'run') is admitted only while its outcome is
+        still the one it was taken up with, and moves to ``running`` in the same statement
+        (``started_at`` stamped once; a ``run.outcome`` row unless it was running already).
+        False, nothing written, when it moved on meanwhile: another worker ended it (its
+        alert's resolution cancels a run never admitted), and an admission recorded then
+        would have set an ended run running again."""
         async with self._tx() as conn:
+            if expect is None:
+                sql = """SELECT fingerprint FROM runs WHERE id = $1::uuid"""
+            else:
+                sql = """UPDATE runs SET outcome = 'running',
+                                         started_at = coalesce(started_at, remediator_now())
+                         WHERE id = $1::uuid AND outcome = $5 AND (SELECT ok FROM held)
+                         RETURNING fingerprint"""
             row = await conn.fetchrow(
-                f"""WITH held AS ({held_sql("$2", "$3", "$4")})
-                    SELECT held.ok, (SELECT fingerprint FROM runs WHERE id = $1::uuid)
-                    FROM held""",
+                f"""WITH held AS ({held_sql("$2", "$3", "$4")}), found AS ({sql})
+                    SELECT held.ok, (SELECT fingerprint FROM found) FROM held""",
                 run_id,
                 *fence_args(lease),
+                *([] if expect is None else [expect.value]),
             )
             check_held(row["ok"], lease, f"the admission of run {run_id}")
             fingerprint = row["fingerprint"]
@@ -67,6 +82,10 @@ class Admissions(Database):
             await append_in_tx(
                 conn, "run.admitted", run_id, fingerprint, admitted_data(guards, phase, fence)
             )
+            if expect is not None and expect is not RunOutcome.RUNNING:
+                await append_in_tx(
+                    conn, "run.outcome", run_id, fingerprint, {"outcome": RunOutcome.RUNNING.value}
+                )
         return True
 
     async def record_refusal(

@@ -3,6 +3,8 @@ still waiting when its alert resolves ends without acting. Real PostgreSQL and R
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from receiver.guards.policy import Admission, AdmissionRequest
@@ -77,3 +79,62 @@ async def test_a_run_still_waiting_when_its_alert_resolves_ends_without_acting(
     await h.store.enqueue_job(JobKind.RESUME_RUN, cancelled.id)
     await h.drain()
     assert (await h.only_run()).outcome is RunOutcome.CANCELLED
+
+
+async def test_a_waiting_run_its_resolution_ended_while_its_job_asked_the_guards_stays_ended(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock's job reads the run still pending and asks the guards; meanwhile another
+    worker takes the alert's resolution up and ends the run, never admitted, ``cancelled``.
+    Before, the job then recorded its admission and set the run ``running`` over the
+    cancellation, and its step acted after the alert was over. Now the move to running is
+    conditional on the outcome the job took the run up with: the job finds the run ended and
+    does nothing (no admission recorded, no step, the outcome kept), and gives the target
+    lock and the budget slot its guards had just taken back."""
+    h = await make_harness(RESTART_WEB, lock_wait_s=0.2)
+    other, held = await _hold_lock(h, "00000000-0000-0000-0000-00000000abcd")
+    await h.intake.accept(notification(alert(LABELS)))
+    await h.drain()
+    waiting = await h.only_run()
+    assert waiting.outcome is RunOutcome.PENDING
+    await h.guards.release(other, held)
+    # Replica B claims the lock's job when it comes due.
+    (job,) = await eventually(
+        lambda: h.store.claim_jobs("replica-b", 1, 30.0), lambda jobs: len(jobs) == 1, timeout_s=10
+    )
+
+    admit = h.guards.admit
+    resolved: list[bool] = []
+
+    async def resolved_meanwhile(request: AdmissionRequest, **kwargs: Any) -> Admission:
+        # While B's guards are asked, replica A takes the alert's resolution up.
+        if request.run_id == waiting.id and not resolved:
+            resolved.append(True)
+            await h.intake.accept(notification(alert(LABELS, status="resolved")))
+            await h.drain()
+            assert (await h.only_run()).outcome is RunOutcome.CANCELLED
+        return await admit(request, **kwargs)
+
+    monkeypatch.setattr(h.guards, "admit", resolved_meanwhile)
+    disposition = await h.pipeline.run_job(job)
+    assert resolved == [True]
+    assert disposition.is_done
+    await h.store.complete_job(job.id, "replica-b")
+
+    ended = await h.only_run()
+    assert ended.outcome is RunOutcome.CANCELLED, ended
+    assert ended.started_at is None
+    assert [s.outcome for s in ended.steps] == ["not_run"]
+    kinds = [e["kind"] for e in await h.store.audit_entries(ended.id)]
+    assert "run.admitted" not in kinds
+    outcomes = [
+        e["data"].get("outcome")
+        for e in await h.store.audit_entries(ended.id)
+        if e["kind"] == "run.outcome"
+    ]
+    assert "running" not in outcomes, outcomes
+    # What B's guards took is given back: the target is free, the budget slot unused.
+    again = await _hold_lock(h, "00000000-0000-0000-0000-00000000abce")
+    await h.guards.release(*again)
+    assert await h.guards._redis.zrange(h.guards.keys.budget(), 0, -1) == []
+    assert await h.store.queue_depth() == 0
