@@ -14,8 +14,10 @@ events):
 - ``verify_deadline``: a run still ``verifying`` at its deadline, with no resolution dated by
   it delivered within the delivery grace after it (``Store.delivery_grace_s``: a
   resolution comes at its group's next flush after ``endsAt``), has ``failed``
-  (not_resolved); one whose alert resolved in time and stayed resolved through its settle
-  period is ``verified``; one still settling is looked at again when that ends.
+  (not_resolved), unless a resolution of its episode is stored and not yet taken up (queued,
+  or dead until an operator retries or drops it: looked at again meanwhile); one whose alert
+  resolved in time and stayed resolved through its settle period is ``verified``; one still
+  settling is looked at again when that ends.
 - ``resume_resolve``: a closed run's on_resolved steps that a guard held (pause, target lock),
   or that a pass running them stopped in (the job is their safety net, kept from coming due
   while that pass lives: pipeline.holdback), go through the resolve stages again; withdrawn
