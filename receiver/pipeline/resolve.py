@@ -162,14 +162,16 @@ class Close:
             return Verdict.stop(RunOutcome.VERIFIED, "run no longer exists")
         if run.outcome is RunOutcome.PENDING and run.started_at is None:
             # Never admitted (it waited for the target lock, or Redis): nothing ran, the alert is
-            # over; it ends here. One admitted before (approved) is its job's (pipeline.jobs).
-            await store.set_run_outcome(
+            # over; it ends here, if still pending (a job may have admitted it since the read).
+            # One admitted before (approved) is its job's (pipeline.jobs).
+            if await store.set_run_outcome(
                 run.id,
                 RunOutcome.CANCELLED,
                 error="the alert resolved before the run was admitted; nothing ran",
                 lease=ctx.lease,
-            )
-            self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
+                expect=RunOutcome.PENDING,
+            ):
+                self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
             run = await store.get_run(ctx.run_id) or run
         if outcome is not None:
             self._measure(run)

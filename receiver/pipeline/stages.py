@@ -86,6 +86,12 @@ class RecordPlan:
         return Verdict.next()
 
 
+def _taken_up_as(ctx: RunContext) -> RunOutcome:
+    """The outcome the run had when it was taken up again (a stored run: its admission, refusal
+    or wait is recorded only while it still has it), pending for one this pass stored."""
+    return ctx.prior.outcome if ctx.prior is not None else RunOutcome.PENDING
+
+
 async def _in_turn(deps: Deps, /, **run: Any) -> str | None:
     """``store.create_run(**run)`` once this event's turn comes (receiver.priority)."""
     await deps.priority.turn()
@@ -142,9 +148,10 @@ class Admit:
     rather than being lost. Redis unreachable changes nothing and retries the job. The first
     admission announces the run as started; a refusal announces it refused. A service that is
     stopping asks no guard: the event or job goes back at once (``Deps.not_admitted_at_stop``).
-    A run taken up again is admitted only while it still has the outcome it was taken up with
-    (``Store.record_admission(expect=...)``): ended meanwhile (its alert's resolution, another
-    worker's), nothing of it runs and what its guards took is given back.
+    A run taken up again is admitted, refused or set waiting only while it still has the
+    outcome it was taken up with (``expect=`` of the store's writes): ended meanwhile (its
+    alert's resolution, another worker's), nothing of it runs and what its guards took is
+    given back.
 
     Only steps that will change something draw on the global budget of disruptive actions: a
     step that runs dry disrupts nothing.
@@ -244,7 +251,7 @@ class Admit:
             # Taken up again: admitted and running only if the run is still as it was taken up
             # (one conditional statement): the alert's resolution, another worker's, may have
             # ended it meanwhile, and it must stay ended.
-            expect = ctx.prior.outcome if ctx.prior is not None else RunOutcome.PENDING
+            expect = _taken_up_as(ctx)
             async with _released_if_unrecorded(deps, request, admission):
                 taken = await deps.store.record_admission(
                     ctx.run_id,
@@ -297,8 +304,8 @@ class Admit:
         # A refusal that would be announced is first offered to its rule's digest window (one
         # Redis call): folded, it is only recorded, never sent on its own (issue 12: a storm's
         # thousands of refusals flooded the channel, and the worker waited on each message).
-        unsent = await self._announce.folded(ctx, refusal.guard)
         if ctx.create is not None:
+            unsent = await self._announce.folded(ctx, refusal.guard)
             # The announcement is said in the run's own statement when nothing is to be
             # sent; else it is sent (and recorded) once the run is stored, below.
             if unsent is None:
@@ -313,8 +320,17 @@ class Admit:
                 return _OWNED_ELSEWHERE
         else:
             recorded = await deps.store.record_refusal(
-                ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at, lease=ctx.lease
+                ctx.run_id,
+                refusal.guard,
+                refusal.reason,
+                refusal.retry_at,
+                lease=ctx.lease,
+                expect=_taken_up_as(ctx),
             )
+            if not recorded.found:
+                ctx.log.info("nothing to resume: the run ended before it was refused")
+                return Verdict.stop(_taken_up_as(ctx), "the run ended before it was refused")
+            unsent = await self._announce.folded(ctx, refusal.guard)
             if unsent is not None:
                 await self._announce.record(ctx, unsent)
             if recorded.approvals and deps.approvals is not None:
@@ -348,7 +364,7 @@ class Admit:
         wait_s = deps.settings.lock_wait_s
         if refusal.retry_at is not None:
             wait_s = min(wait_s, max(0.1, (refusal.retry_at - deps.clock()).total_seconds()))
-        await deps.store.set_run_outcome(
+        waits = await deps.store.set_run_outcome(
             ctx.run_id,
             RunOutcome.PENDING,
             data={
@@ -358,7 +374,11 @@ class Admit:
             },
             schedule=[(JobKind.RESUME_RUN, wait_s)],
             lease=ctx.lease,
+            expect=_taken_up_as(ctx),
         )
+        if not waits:
+            ctx.log.info("nothing to resume: the run ended before it could wait for the lock")
+            return Verdict.stop(_taken_up_as(ctx), "the run ended before it waited")
         deps.metrics.guard_refused(refusal.guard)
         ctx.log.info("waiting for the target lock", reason=refusal.reason, retry_in_s=wait_s)
         return Verdict.park(RunOutcome.PENDING, refusal.reason, after_s=wait_s)

@@ -95,12 +95,15 @@ class Admissions(Database):
         reason: str,
         retry_at: datetime | None,
         lease: LeaseFence | None = None,
+        expect: RunOutcome | None = None,
     ) -> RecordedRefusal:
         """A guard said no: the run is REFUSED, with the guard's name and when it may pass; its
         steps still to run are ``not_run``, and ``run.refused`` is audited. One statement (one
         round trip, committed on its own): a storm refuses most of its runs. ``found`` False
         when the run does not exist. ``lease``: the claim it is made under; LeaseLost, nothing
-        written, once its owner lost it (fence.py).
+        written, once its owner lost it (fence.py). ``expect``: refuse it only while it has
+        that outcome (the one it was taken up with); ``found`` False, nothing written, when
+        another worker moved it meanwhile (its alert's resolution ended it).
 
         A run taken up again with an approval of one of its own steps still open (approved,
         then refused on its way to the step: a pause) ends that approval too, in the same
@@ -109,20 +112,20 @@ class Admissions(Database):
         for the approvers to be told. It could never be used again: the run has ended. Only
         that case takes a transaction of its own (``_refuse_with_approvals``)."""
         refused = Refused(guard, reason, retry_at)
-        row = await self._refuse(self._pool, run_id, refused, lease, with_approvals=False)
+        row = await self._refuse(self._pool, run_id, refused, lease, expect, with_approvals=False)
         check_held(row["ok"], lease, f"the refusal of run {run_id}")
         if row["open_approvals"]:
-            return await self._refuse_with_approvals(run_id, refused, lease)
+            return await self._refuse_with_approvals(run_id, refused, lease, expect)
         return RecordedRefusal(bool(row["count"]), [])
 
     async def _refuse_with_approvals(
-        self, run_id: str, refused: Refused, lease: LeaseFence | None
+        self, run_id: str, refused: Refused, lease: LeaseFence | None, expect: RunOutcome | None
     ) -> RecordedRefusal:
         """``record_refusal`` of a run one of whose own steps has an approval still open: the
         refusal and the end of those approvals in one transaction."""
         why = refused_reason(refused.guard, refused.reason)
         async with self._tx() as conn:
-            row = await self._refuse(conn, run_id, refused, lease, with_approvals=True)
+            row = await self._refuse(conn, run_id, refused, lease, expect, with_approvals=True)
             check_held(row["ok"], lease, f"the refusal of run {run_id}")
             if not row["count"]:
                 return RecordedRefusal(False, [])
@@ -143,7 +146,13 @@ class Admissions(Database):
 
     @staticmethod
     async def _refuse(
-        conn: Any, run_id: str, refused: Refused, lease: LeaseFence | None, *, with_approvals: bool
+        conn: Any,
+        run_id: str,
+        refused: Refused,
+        lease: LeaseFence | None,
+        expect: RunOutcome | None,
+        *,
+        with_approvals: bool,
     ) -> Any:
         """The refusal's one statement on ``conn`` (a pool: committed on its own). Writes
         nothing when the lease is not held, nor, unless ``with_approvals``, when an approval
@@ -166,6 +175,7 @@ class Admissions(Database):
                                     finished_at = coalesce(finished_at, remediator_now())
                     WHERE id = $1::uuid AND (SELECT ok FROM held)
                       AND ($13 OR NOT (SELECT open FROM open_approvals))
+                      AND ($14::text IS NULL OR outcome = $14)
                     RETURNING id, fingerprint
                 ), not_run AS (
                     UPDATE steps SET outcome = $7, message = $5
@@ -197,6 +207,7 @@ class Admissions(Database):
                 ENDED_WHILE_STARTED,
                 *fence_args(lease),
                 with_approvals,
+                None if expect is None else expect.value,
             )
         assert row is not None  # held is one row
         return row
