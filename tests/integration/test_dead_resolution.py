@@ -11,7 +11,9 @@ at ..., after the deadline and its delivery grace: the verdict stands"), though 
 delivered in time. Now the deadline waits while a resolution of the run's episode is stored
 and not taken up (pending, being taken up, or dead until an operator retries or drops it), and
 the retried event verifies the run. Dropped instead, the resolution no longer counts: the next
-look fails the run.
+look fails the run. A run still parked (waiting for the target lock) whose resolution went dead
+is ended by its job, which asks the store rather than the run's ``resolved_at``; before, its
+step acted when the lock freed.
 
 Real PostgreSQL and Redis; the store's failure is a real database trigger.
 """
@@ -19,13 +21,17 @@ Real PostgreSQL and Redis; the store's failure is a real database trigger.
 from __future__ import annotations
 
 from datetime import UTC, timedelta
+from typing import Any
 
 import pytest
 
-from receiver.model import RunOutcome, VerifyResult
+from receiver.guards.policy import AdmissionRequest
+from receiver.model import GuardSpec, RunOutcome, VerifyResult
 from receiver.store import EventLease, RunRecord
+from remediations.targets import Target
 from tests.support.payloads import alert, notification
-from tests.support.pipeline import Harness, MakeHarness
+from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
+from tests.support.polling import eventually
 from tests.support.rules import Restart
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -62,6 +68,17 @@ async def _dead_resolution(make_harness: MakeHarness) -> tuple[Harness, RunRecor
     run = await h.only_run()
     assert run.verify_deadline is not None
     ends_at = (run.verify_deadline - timedelta(seconds=30)).astimezone(UTC)
+    resolved = alert(LABELS, status="resolved", ends_at=ends_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    event_id = await _resolution_dies(h, resolved)
+    # The verification's deadline job comes due now.
+    await _deadline_due(h, run.id)
+    await h.drain()
+    return h, run, event_id
+
+
+async def _resolution_dies(h: Harness, resolved: dict[str, Any]) -> int:
+    """Deliver ``resolved``; closing its run fails (a database trigger) on the event's only
+    attempt, which leaves it dead; then the fault goes away. Returns the event's id."""
     async with h.store._pool.acquire() as conn:
         await conn.execute(
             """CREATE FUNCTION refuse_close() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -70,7 +87,6 @@ async def _dead_resolution(make_harness: MakeHarness) -> tuple[Harness, RunRecor
                FOR EACH ROW WHEN (NEW.resolved_at IS NOT NULL)
                EXECUTE FUNCTION refuse_close();"""
         )
-    resolved = alert(LABELS, status="resolved", ends_at=ends_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
     await h.intake.accept(notification(resolved))
     (claimed,) = await h.store.claim_events("replica-a", 1, 30.0)
     with pytest.raises(Exception, match="the store failed"):
@@ -81,10 +97,12 @@ async def _dead_resolution(make_harness: MakeHarness) -> tuple[Harness, RunRecor
     assert dead == "dead"
     async with h.store._pool.acquire() as conn:
         await conn.execute("DROP TRIGGER refuse_close ON runs; DROP FUNCTION refuse_close()")
-    # The verification's deadline job comes due now.
-    await _deadline_due(h, run.id)
+    return claimed.event.id
+
+
+async def _drained(h: Harness) -> RunRecord:
     await h.drain()
-    return h, run, claimed.event.id
+    return await h.only_run()
 
 
 async def _deadline_due(h: Harness, run_id: str) -> None:
@@ -137,3 +155,41 @@ async def test_a_dead_resolution_dropped_by_the_operator_no_longer_holds_the_ver
         VerifyResult.NOT_RESOLVED,
     )
     assert failed.resolved_at is None
+
+
+async def test_a_waiting_run_whose_resolution_went_dead_does_not_act_when_its_job_comes(
+    make_harness: MakeHarness,
+) -> None:
+    """A run waiting for the target lock, whose alert's resolution went dead before it could
+    end the run: the lock's job took the run up by its ``resolved_at`` alone, found none, and
+    its step acted on an alert that had resolved. Now the job asks the store, which counts a
+    resolution stored and not taken up (``RESOLVED_SQL``), and ends the run ``cancelled``; the
+    operator's retry then closes it as a normal resolution would."""
+    h = await make_harness(RESTART_WEB, lock_wait_s=0.2)
+    target = Target("Deployment", "shop", "web")
+    other = AdmissionRequest(
+        "00000000-0000-0000-0000-00000000abcd", "other", target, disruptive=False, spec=GuardSpec()
+    )
+    held = await h.guards.admit(other)
+    assert held.admitted
+    await h.deliver(LABELS)
+    waiting = await h.only_run()
+    assert waiting.outcome is RunOutcome.PENDING
+    event_id = await _resolution_dies(h, alert(LABELS, status="resolved"))
+    assert (await h.only_run()).outcome is RunOutcome.PENDING
+
+    # The lock is free: the job comes and finds the alert resolved.
+    await h.guards.release(other, held)
+    run = await eventually(
+        lambda: _drained(h), lambda r: r.outcome is not RunOutcome.PENDING, timeout_s=10
+    )
+    assert run.outcome is RunOutcome.CANCELLED, run
+    assert [s.outcome for s in run.steps] == ["not_run"]
+    assert run.started_at is None
+
+    await h.store.retry_item("event", event_id, actor="ops", reason="the store is back")
+    await h.drain()
+    closed = await h.only_run()
+    assert closed.outcome is RunOutcome.CANCELLED
+    assert closed.resolved_at is not None
+    assert await h.store.queue_depth() == 0
