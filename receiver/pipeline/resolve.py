@@ -36,8 +36,7 @@ guard says it may pass (a pause's end, the lock's expiry), or after ``resolve_re
 latest. A namespace refusal will not pass by waiting: the steps are recorded ``refused``, any
 other not done yet (one held for its approval) ``not_run`` and its approval cancelled
 (``Store.end_phase``), the undo announced as not done (``undo.UndoNotice``). Redis unreachable
-changes nothing, retries.
-"""
+changes nothing, retries."""
 
 from __future__ import annotations
 
@@ -303,8 +302,7 @@ class AdmitResolve:
             outcome = str(Outcome.REFUSED)
         else:
             delay = self._delay(refusal.retry_at)
-            # The job first: a crash after it leaves a retry without its note, never the
-            # other way round.
+            # The job first: a crash after it leaves a retry without its note, not the reverse.
             await deps.store.enqueue_job(self._job, ctx.run_id, delay_s=delay)
             message = (
                 f"held by the {refusal.guard} guard: {refusal.reason}; tried again in {delay:.0f}s"

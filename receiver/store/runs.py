@@ -2,8 +2,7 @@
 with their steps, and the paginated run list. Steps are steps.py, admissions and refusals
 admissions.py.
 
-Every write that changes a run appends its audit row in the same transaction (audit.py).
-"""
+Every write that changes a run appends its audit row in the same transaction (audit.py)."""
 
 from __future__ import annotations
 
@@ -339,8 +338,7 @@ class Runs(Database):
         ``run.announced`` row that had nothing to send, audited after the outcome in the same
         transaction (as ``create_run`` does). ``lease``: the claim the move is made under;
         LeaseLost, nothing written, once its owner lost it (fence.py). ``expect``: only from
-        that outcome (in the statement): False, nothing written, when another worker moved it.
-        """
+        that outcome, in the statement (False, nothing written, when it moved on)."""
         terminal = outcome in _TERMINAL
         jobs = [(JobKind(kind), delay_s) for kind, delay_s in schedule]
         async with self._tx() as conn:
@@ -359,8 +357,7 @@ class Runs(Database):
                         THEN remediator_now() + make_interval(secs => coalesce($5, verify_within_s))
                         ELSE verify_deadline END,
                     error = coalesce($4, error)
-                WHERE id = $1::uuid AND (SELECT ok FROM held)
-                  AND ($9::text IS NULL OR outcome = $9)
+                WHERE id = $1::uuid AND (SELECT ok FROM held) AND outcome = coalesce($9, outcome)
                 RETURNING fingerprint, verify_deadline
                 )
                 SELECT held.ok, moved.* FROM held LEFT JOIN moved ON true
