@@ -29,33 +29,37 @@ from receiver.guards.policy import AdmissionRequest
 from receiver.model import GuardSpec, RunOutcome, VerifyResult
 from receiver.store import EventLease, RunRecord
 from remediations.targets import Target
+from tests.support.approvals import POKE_RULE_HEAD, MakeApprovalEnv, Peer, poke_labels
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.polling import eventually
-from tests.support.rules import Restart
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 LABELS = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "web"}
-RULES = """
-rules:
-  - name: restart
-    match: ['alertname="HighMemoryUsage"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: test.restart
+# The poke changes something (a counter on the peer), so its on_resolved step is planned.
+RULES = (
+    POKE_RULE_HEAD
+    + """    steps:
+      - action: test.poke
+        approval: never
     verify: {resolved_within: 10m}
+    on_resolved:
+      - action: test.poke
+        approval: never
     on_failed:
-      - action: test.restart
+      - action: test.poke
+        approval: never
 """
+)
 
 
-async def _dead_resolution(make_harness: MakeHarness) -> tuple[Harness, RunRecord, int]:
+async def _dead_resolution(approval_env: MakeApprovalEnv) -> tuple[Harness, RunRecord, int]:
     """A verifying run whose deadline has passed, and its alert's resolution (dated 30 s before
     that deadline) delivered and dead: closing the run failed on its only attempt. Returns the
     harness, the run and the dead event's id."""
-    h = await make_harness(RULES, dry_run=False, extra_actions=[Restart()])
-    await h.deliver(LABELS)
+    h = (await approval_env(rules=RULES)).harness
+    await h.deliver(poke_labels())
     run = await h.only_run()
     assert run.outcome is RunOutcome.VERIFYING
     # As if the run had begun three minutes ago and its deadline had passed a minute ago.
@@ -68,7 +72,8 @@ async def _dead_resolution(make_harness: MakeHarness) -> tuple[Harness, RunRecor
     run = await h.only_run()
     assert run.verify_deadline is not None
     ends_at = (run.verify_deadline - timedelta(seconds=30)).astimezone(UTC)
-    resolved = alert(LABELS, status="resolved", ends_at=ends_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    ends = ends_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    resolved = alert(poke_labels(), status="resolved", ends_at=ends)
     event_id = await _resolution_dies(h, resolved)
     # The verification's deadline job comes due now.
     await _deadline_due(h, run.id)
@@ -115,14 +120,16 @@ async def _deadline_due(h: Harness, run_id: str) -> None:
 
 
 async def test_a_dead_resolution_retried_by_the_operator_verifies_the_run(
-    make_harness: MakeHarness,
+    approval_env: MakeApprovalEnv, peer: Peer
 ) -> None:
-    h, run, event_id = await _dead_resolution(make_harness)
+    h, run, event_id = await _dead_resolution(approval_env)
     waiting = await h.only_run()
     # The deadline has passed, but a resolution is stored: no verdict yet, no ladder.
     assert waiting.outcome is RunOutcome.VERIFYING, waiting
     assert waiting.resolved_at is None
-    assert [s.phase for s in waiting.steps] == ["run"]
+    # Its undo, recorded by the failed attempt before the close, waits for the resolution.
+    assert [(s.phase, s.outcome) for s in waiting.steps] == [("run", "ok"), ("resolve", "pending")]
+    assert peer.pokes == 1
 
     await h.store.retry_item("event", event_id, actor="ops", reason="the store is back")
     await h.drain()
@@ -132,7 +139,9 @@ async def test_a_dead_resolution_retried_by_the_operator_verifies_the_run(
     assert done.verify_deadline is not None
     assert done.resolved_at == done.verify_deadline - timedelta(seconds=30)
     assert done.error is None
-    assert [s.phase for s in done.steps] == ["run"]  # no escalation
+    # Its undo ran, as on time; no escalation.
+    assert [(s.phase, s.outcome) for s in done.steps] == [("run", "ok"), ("resolve", "ok")]
+    assert peer.pokes == 2
     # The deadline job, when it comes again, finds nothing to do.
     await _deadline_due(h, run.id)
     await h.drain()
@@ -141,9 +150,9 @@ async def test_a_dead_resolution_retried_by_the_operator_verifies_the_run(
 
 
 async def test_a_dead_resolution_dropped_by_the_operator_no_longer_holds_the_verdict(
-    make_harness: MakeHarness,
+    approval_env: MakeApprovalEnv,
 ) -> None:
-    h, run, event_id = await _dead_resolution(make_harness)
+    h, run, event_id = await _dead_resolution(approval_env)
     assert (await h.only_run()).outcome is RunOutcome.VERIFYING
 
     await h.store.drop_item("event", event_id, actor="ops", reason="not wanted")
