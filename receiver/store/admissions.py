@@ -28,9 +28,8 @@ __all__ = ["Admissions", "RecordedRefusal", "refused_reason"]
 
 @dataclass(frozen=True, slots=True)
 class RecordedRefusal:
-    """What ``record_refusal`` wrote: whether the run was there (``found``: refused now), and
-    the approvals of its steps that ended with it (``cancelled``), for the approvers to be
-    told."""
+    """What ``record_refusal`` wrote: whether it refused the run (``found``), and the approvals
+    of the run's steps it cancelled with it (``approvals``), for the approvers to be told."""
 
     found: bool
     approvals: list[ApprovalRecord]
