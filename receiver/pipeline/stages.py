@@ -32,6 +32,7 @@ from receiver.pipeline.context import (
     RunContext,
     release_when_done,
 )
+from receiver.pipeline.overtaken import run_overtaken
 from receiver.pipeline.steps import StepRunner, runs_dry
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
 from remediations.base import ParamsError, renders_templates
@@ -149,9 +150,10 @@ class Admit:
     admission announces the run as started; a refusal announces it refused. A service that is
     stopping asks no guard: the event or job goes back at once (``Deps.not_admitted_at_stop``).
     A run taken up again is admitted, refused or set waiting only while it still has the
-    outcome it was taken up with (``expect=`` of the store's writes): ended meanwhile (its
-    alert's resolution, another worker's), nothing of it runs and what its guards took is
-    given back.
+    outcome it was taken up with (``expect=`` of the store's writes), and admitted only while
+    its alert has not resolved: ended meanwhile (its alert's resolution, another worker's),
+    nothing of it runs and what its guards took is given back; resolved, it ends
+    ``cancelled`` (``run_overtaken``).
 
     Only steps that will change something draw on the global budget of disruptive actions: a
     step that runs dry disrupts nothing.
@@ -262,7 +264,9 @@ class Admit:
                 )
             if not taken:
                 await self._give_back(ctx, request, admission, fresh=fresh)
-                return Verdict.stop(expect, "the run ended before it was admitted")
+                # Its alert resolved meanwhile: it ends here (one ended already is left alone).
+                await run_overtaken(deps, ctx.run_id, ctx.rule, ctx.log, ctx.lease)
+                return Verdict.stop(expect, "the run ended, or its alert resolved, before it ran")
             ctx.admission = admission
             release_when_done(deps, ctx, request, admission)
         ctx.log.info("admitted", fence=admission.fence)
@@ -280,12 +284,13 @@ class Admit:
     async def _give_back(
         self, ctx: RunContext, request: AdmissionRequest, admission: Admission, *, fresh: bool
     ) -> None:
-        """The run ended while its guards were asked (``record_admission`` found it moved on):
-        nothing of it runs. The target lock is released, and the budget slot of a run never
-        admitted before is given back (no step of it acted). Redis unreachable: the lock ends
-        with its TTL, the slot leaves the window with time (the safe side), logged."""
+        """The run ended, or its alert resolved, while its guards were asked
+        (``record_admission`` found it so): nothing of it runs. The target lock is released,
+        and the budget slot of a run never admitted before is given back (no step of it
+        acted). Redis unreachable: the lock ends with its TTL, the slot leaves the window with
+        time (the safe side), logged."""
         deps = self._deps
-        ctx.log.info("nothing to resume: the run ended before it was admitted")
+        ctx.log.info("nothing to resume: the run ended, or its alert resolved, before admission")
         try:
             await deps.guards.release(request, admission)
             if fresh and request.disruptive:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from receiver.model import ApprovalRecord, RunOutcome
+from receiver.store.approval_ends import RESOLVED_SQL
 from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
@@ -54,19 +55,21 @@ class Admissions(Database):
         under; LeaseLost, nothing written, once its owner lost it (fence.py).
 
         ``expect``: a run taken up again (phase 'run') is admitted only while its outcome is
-        still the one it was taken up with, and moves to ``running`` in the same statement
-        (``started_at`` stamped once; a ``run.outcome`` row unless it was running already).
-        False, nothing written, when it moved on meanwhile: another worker ended it (its
-        alert's resolution cancels a run never admitted), and an admission recorded then
-        would have set an ended run running again."""
+        still the one it was taken up with and its alert has not resolved (``RESOLVED_SQL``: a
+        resolution taken up, or stored and not yet), and moves to ``running`` in the same
+        statement (``started_at`` stamped once; a ``run.outcome`` row unless it was running
+        already). False, nothing written, otherwise: another worker ended it (its alert's
+        resolution cancels a run never admitted), and an admission recorded then would have
+        set an ended run running again; or its steps would act on an alert that is over."""
         async with self._tx() as conn:
             if expect is None:
                 sql = """SELECT fingerprint FROM runs WHERE id = $1::uuid"""
             else:
-                sql = """UPDATE runs SET outcome = 'running',
+                sql = f"""UPDATE runs r SET outcome = 'running',
                                          started_at = coalesce(started_at, remediator_now())
-                         WHERE id = $1::uuid AND outcome = $5 AND (SELECT ok FROM held)
-                         RETURNING fingerprint"""
+                          WHERE r.id = $1::uuid AND r.outcome = $5 AND (SELECT ok FROM held)
+                            AND NOT {RESOLVED_SQL}
+                          RETURNING r.fingerprint"""
             row = await conn.fetchrow(
                 f"""WITH held AS ({held_sql("$2", "$3", "$4")}), found AS ({sql})
                     SELECT held.ok, (SELECT fingerprint FROM found) FROM held""",

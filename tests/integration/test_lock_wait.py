@@ -153,14 +153,18 @@ async def test_a_waiting_run_its_resolution_ended_while_its_job_asked_the_guards
     assert await h.store.queue_depth() == 0
 
 
-async def test_a_resolution_never_ends_a_run_a_job_admitted_since_it_read_it(
+async def test_a_job_that_read_a_waiting_run_before_its_resolution_does_not_act_after_it(
     make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The other side of the race: the resolution reads the run pending, never admitted, and
-    ends it ``cancelled``; between that read and its write, the lock's job (which read the run
-    before the resolution) admits it, and its step acts. Before, the resolution's write ended
-    the run ``cancelled`` over what the job recorded, a step done under a run that says
-    nothing ran. Now it ends only a run still pending: the job's outcome stands."""
+    """The other order: the lock's job read the run pending before the resolution came; the
+    resolution closes the run (``resolved_at``) and reads it still pending; then the job's
+    guards answer, and only then the resolution writes ``cancelled``. Before, the job admitted
+    the run and its step acted after the alert was over (no undo was planned for it: the
+    resolution had seen nothing done), and the resolution's write then ended the run
+    ``cancelled`` over what the job recorded, a step done under a run that says nothing ran.
+    Now the admission is recorded only while the alert has not resolved (``RESOLVED_SQL``):
+    the job ends the run ``cancelled`` itself, nothing acts; and the resolution ends only a
+    run still pending, so it writes nothing more."""
     h = await make_harness(RESTART_WEB, lock_wait_s=0.2)
     other, held = await _hold_lock(h, "00000000-0000-0000-0000-00000000abcd")
     await h.intake.accept(notification(alert(LABELS)))
@@ -200,6 +204,13 @@ async def test_a_resolution_never_ends_a_run_a_job_admitted_since_it_read_it(
     await h.store.complete_job(job.id, "replica-b")
 
     run = await h.only_run()
-    assert run.outcome is RunOutcome.DRY_RUN, run
+    assert run.outcome is RunOutcome.CANCELLED, run
     assert run.resolved_at is not None
-    assert [(s.action, s.outcome) for s in run.steps] == [("kubernetes.rollout_restart", "dry_run")]
+    assert run.started_at is None
+    assert [s.outcome for s in run.steps] == ["not_run"]
+    audit = await h.store.audit_entries(run.id)
+    assert "run.admitted" not in [e["kind"] for e in audit]
+    outcomes = [e["data"].get("outcome") for e in audit if e["kind"] == "run.outcome"]
+    assert outcomes == ["pending", "cancelled"], outcomes
+    again = await _hold_lock(h, "00000000-0000-0000-0000-00000000abce")
+    await h.guards.release(*again)
