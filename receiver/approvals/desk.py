@@ -203,10 +203,12 @@ class ApprovalDesk:
             await self.notify(NoticeKind.CANCELLED, approval)
 
     async def phase_ended(self, approvals: list[ApprovalRecord]) -> None:
-        """Approvals of a run's undo or escalation steps cancelled because that follow-up ended:
-        refused for good (``Store.end_phase``), or its alert resolved before an escalation step
-        ran (``Store.end_resolved_escalation``); each ``reason`` says which. Counted, logged
-        and announced. The run keeps its outcome."""
+        """Approvals cancelled because what they were for ended without them: a run's undo or
+        escalation refused for good (``Store.end_phase``), its alert resolved before an
+        escalation step or an approved step of the run ran (``Store.end_resolved_escalation``,
+        ``Store.end_resolved_run``), or the run refused on its way to its approved step (a
+        pause: ``Store.record_refusal``); each ``reason`` says which. Counted, logged and
+        announced. The store has ended the run already, where it ends."""
         for approval in approvals:
             self._count(approval, "cancelled")
             self._log.info("approval cancelled", approval_id=approval.id, reason=approval.reason)

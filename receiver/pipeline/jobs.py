@@ -4,7 +4,8 @@ Job kinds (``receiver.store`` keeps them with the same lease, claim and wake-up 
 events):
 - ``resume_run``: a parked run continues through the run stages (after an approval decision,
   or when a guard's ``retry_at`` has come). A run that is no longer parked is left alone. One
-  still open (pending, running, awaiting_approval) whose alert has resolved meanwhile ends
+  still open (pending, running, awaiting_approval) whose alert has resolved meanwhile (its
+  resolution taken up, or only stored: still queued, or dead until an operator retries it) ends
   ``cancelled``, none of its steps left run: nothing acts on an alert that is over, and the run
   does not stay open for good (``run_overtaken``: an approved step's approval cancelled and
   its approvers told, as the approve stage does after the step's preview). A run waiting for
@@ -14,8 +15,10 @@ events):
 - ``verify_deadline``: a run still ``verifying`` at its deadline, with no resolution dated by
   it delivered within the delivery grace after it (``Store.delivery_grace_s``: a
   resolution comes at its group's next flush after ``endsAt``), has ``failed``
-  (not_resolved); one whose alert resolved in time and stayed resolved through its settle
-  period is ``verified``; one still settling is looked at again when that ends.
+  (not_resolved), unless a resolution of its episode is stored and not yet taken up (queued,
+  or dead until an operator retries or drops it: looked at again meanwhile); one whose alert
+  resolved in time and stayed resolved through its settle period is ``verified``; one still
+  settling is looked at again when that ends.
 - ``resume_resolve``: a closed run's on_resolved steps that a guard held (pause, target lock),
   or that a pass running them stopped in (the job is their safety net, kept from coming due
   while that pass lives: pipeline.holdback), go through the resolve stages again; withdrawn
@@ -61,11 +64,16 @@ class JobHandler:
             return await self._deadline(job.run_id, log)
         if job.kind is JobKind.RESUME_RUN:
             run = await self._deps.store.get_run(job.run_id)
-            if run is not None and run.outcome in RESUMABLE and run.resolved_at is not None:
-                # Its alert resolved while it was parked (approved, the target lock, a worker
-                # that stopped in it): none of its steps left acts, and it ends here rather
-                # than stay open for good. Before its held undo (below) is looked at.
-                await run_overtaken(self._deps, run.id, run.rule, log, job.fence)
+            # Its alert resolved while it was parked (approved, the target lock, a worker that
+            # stopped in it): none of its steps left acts, and it ends here rather than stay
+            # open for good. Before its held undo (below) is looked at. The store looks
+            # (RESOLVED_SQL), not ``resolved_at``: a resolution stored and not taken up
+            # (queued, or dead: its attempts used up) has not stamped that.
+            if (
+                run is not None
+                and run.outcome in RESUMABLE
+                and await run_overtaken(self._deps, run.id, run.rule, log, job.fence)
+            ):
                 run = await self._deps.store.get_run(job.run_id)
             rule = self._rules.current.by_name(run.rule) if run is not None else None
             # An on_resolved step held for its approval (the run is closed): its decision or

@@ -36,8 +36,7 @@ guard says it may pass (a pause's end, the lock's expiry), or after ``resolve_re
 latest. A namespace refusal will not pass by waiting: the steps are recorded ``refused``, any
 other not done yet (one held for its approval) ``not_run`` and its approval cancelled
 (``Store.end_phase``), the undo announced as not done (``undo.UndoNotice``). Redis unreachable
-changes nothing, retries.
-"""
+changes nothing, retries."""
 
 from __future__ import annotations
 
@@ -162,14 +161,16 @@ class Close:
             return Verdict.stop(RunOutcome.VERIFIED, "run no longer exists")
         if run.outcome is RunOutcome.PENDING and run.started_at is None:
             # Never admitted (it waited for the target lock, or Redis): nothing ran, the alert is
-            # over; it ends here. One admitted before (approved) is its job's (pipeline.jobs).
-            await store.set_run_outcome(
+            # over; it ends here, if still pending (a job may have admitted it since the read).
+            # One admitted before (approved) is its job's (pipeline.jobs).
+            if await store.set_run_outcome(
                 run.id,
                 RunOutcome.CANCELLED,
                 error="the alert resolved before the run was admitted; nothing ran",
                 lease=ctx.lease,
-            )
-            self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
+                expect=RunOutcome.PENDING,
+            ):
+                self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
             run = await store.get_run(ctx.run_id) or run
         if outcome is not None:
             self._measure(run)
@@ -301,8 +302,7 @@ class AdmitResolve:
             outcome = str(Outcome.REFUSED)
         else:
             delay = self._delay(refusal.retry_at)
-            # The job first: a crash after it leaves a retry without its note, never the
-            # other way round.
+            # The job first: a crash after it leaves a retry without its note, not the reverse.
             await deps.store.enqueue_job(self._job, ctx.run_id, delay_s=delay)
             message = (
                 f"held by the {refusal.guard} guard: {refusal.reason}; tried again in {delay:.0f}s"

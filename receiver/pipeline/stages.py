@@ -32,6 +32,7 @@ from receiver.pipeline.context import (
     RunContext,
     release_when_done,
 )
+from receiver.pipeline.overtaken import run_overtaken
 from receiver.pipeline.steps import StepRunner, runs_dry
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
 from remediations.base import ParamsError, renders_templates
@@ -84,6 +85,12 @@ class RecordPlan:
             )
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         return Verdict.next()
+
+
+def _taken_up_as(ctx: RunContext) -> RunOutcome:
+    """The outcome the run had when it was taken up again (a stored run: its admission, refusal
+    or wait is recorded only while it still has it), pending for one this pass stored."""
+    return ctx.prior.outcome if ctx.prior is not None else RunOutcome.PENDING
 
 
 async def _in_turn(deps: Deps, /, **run: Any) -> str | None:
@@ -142,6 +149,11 @@ class Admit:
     rather than being lost. Redis unreachable changes nothing and retries the job. The first
     admission announces the run as started; a refusal announces it refused. A service that is
     stopping asks no guard: the event or job goes back at once (``Deps.not_admitted_at_stop``).
+    A run taken up again is admitted, refused or set waiting only while it still has the
+    outcome it was taken up with (``expect=`` of the store's writes), and admitted only while
+    its alert has not resolved: ended meanwhile (its alert's resolution, another worker's),
+    nothing of it runs and what its guards took is given back; resolved, it ends
+    ``cancelled`` (``run_overtaken``).
 
     Only steps that will change something draw on the global budget of disruptive actions: a
     step that runs dry disrupts nothing.
@@ -238,14 +250,25 @@ class Admit:
             ctx.admission = admission
             release_when_done(deps, ctx, request, admission)
         else:
-            ctx.admission = admission
+            # Taken up again: admitted and running only if the run is still as it was taken up
+            # (one conditional statement): the alert's resolution, another worker's, may have
+            # ended it meanwhile, and it must stay ended.
+            expect = _taken_up_as(ctx)
             async with _released_if_unrecorded(deps, request, admission):
-                await deps.store.record_admission(
-                    ctx.run_id, admission.checked, fence=admission.fence, lease=ctx.lease
+                taken = await deps.store.record_admission(
+                    ctx.run_id,
+                    admission.checked,
+                    fence=admission.fence,
+                    lease=ctx.lease,
+                    expect=expect,
                 )
+            if not taken:
+                await self._give_back(ctx, request, admission, fresh=fresh)
+                # Its alert resolved meanwhile: it ends here (one ended already is left alone).
+                await run_overtaken(deps, ctx.run_id, ctx.rule, ctx.log, ctx.lease)
+                return Verdict.stop(expect, "the run ended, or its alert resolved, before it ran")
+            ctx.admission = admission
             release_when_done(deps, ctx, request, admission)
-            if ctx.prior is None or ctx.prior.outcome is not RunOutcome.RUNNING:
-                await deps.store.set_run_outcome(ctx.run_id, RunOutcome.RUNNING, lease=ctx.lease)
         ctx.log.info("admitted", fence=admission.fence)
         if ctx.prior is None or ctx.prior.outcome is RunOutcome.PENDING:
             # Once: not again for a run taken up after an approval or a crash mid-steps.
@@ -258,17 +281,36 @@ class Admit:
                 )
         return Verdict.next()
 
+    async def _give_back(
+        self, ctx: RunContext, request: AdmissionRequest, admission: Admission, *, fresh: bool
+    ) -> None:
+        """The run ended, or its alert resolved, while its guards were asked
+        (``record_admission`` found it so): nothing of it runs. The target lock is released,
+        and the budget slot of a run never admitted before is given back (no step of it
+        acted). Redis unreachable: the lock ends with its TTL, the slot leaves the window with
+        time (the safe side), logged."""
+        deps = self._deps
+        ctx.log.info("nothing to resume: the run ended, or its alert resolved, before admission")
+        try:
+            await deps.guards.release(request, admission)
+            if fresh and request.disruptive:
+                await deps.guards.refund_budget(request.run_id)
+        except GuardUnavailable as exc:
+            ctx.log.warning("admission of an ended run not given back", error=str(exc))
+
     async def _refuse(self, ctx: RunContext, refusal: Refusal) -> Verdict:
         """Record ``refusal`` on the run (a new run is stored refused in one statement), count
-        it, and announce it; the run stops there."""
+        it, and announce it; the run stops there. A run taken up again whose step was approved
+        (a pause refuses it on its way to that step) ends its approval with it: cancelled,
+        naming the guard, and the approvers told (``Store.record_refusal``)."""
         deps = self._deps
         assert ctx.run_id is not None
         refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)
         # A refusal that would be announced is first offered to its rule's digest window (one
         # Redis call): folded, it is only recorded, never sent on its own (issue 12: a storm's
         # thousands of refusals flooded the channel, and the worker waited on each message).
-        unsent = await self._announce.folded(ctx, refusal.guard)
         if ctx.create is not None:
+            unsent = await self._announce.folded(ctx, refusal.guard)
             # The announcement is said in the run's own statement when nothing is to be
             # sent; else it is sent (and recorded) once the run is stored, below.
             if unsent is None:
@@ -282,11 +324,24 @@ class Admit:
             if not await stored(ctx, refused, unsent):
                 return _OWNED_ELSEWHERE
         else:
-            await deps.store.record_refusal(
-                ctx.run_id, refusal.guard, refusal.reason, refusal.retry_at, lease=ctx.lease
+            recorded = await deps.store.record_refusal(
+                ctx.run_id,
+                refusal.guard,
+                refusal.reason,
+                refusal.retry_at,
+                lease=ctx.lease,
+                expect=_taken_up_as(ctx),
             )
+            if not recorded.found:
+                ctx.log.info("nothing to resume: the run ended before it was refused")
+                return Verdict.stop(_taken_up_as(ctx), "the run ended before it was refused")
+            unsent = await self._announce.folded(ctx, refusal.guard)
             if unsent is not None:
                 await self._announce.record(ctx, unsent)
+            if recorded.approvals and deps.approvals is not None:
+                # A step approved, then refused on its way to running (a pause): its approval
+                # ended with the run, and the approvers are told, as of any cancellation.
+                await deps.approvals.phase_ended(recorded.approvals)
         deps.metrics.guard_refused(refusal.guard)
         deps.metrics.run_finished(ctx.rule, RunOutcome.REFUSED)
         ctx.log.info(
@@ -314,7 +369,7 @@ class Admit:
         wait_s = deps.settings.lock_wait_s
         if refusal.retry_at is not None:
             wait_s = min(wait_s, max(0.1, (refusal.retry_at - deps.clock()).total_seconds()))
-        await deps.store.set_run_outcome(
+        waits = await deps.store.set_run_outcome(
             ctx.run_id,
             RunOutcome.PENDING,
             data={
@@ -324,7 +379,11 @@ class Admit:
             },
             schedule=[(JobKind.RESUME_RUN, wait_s)],
             lease=ctx.lease,
+            expect=_taken_up_as(ctx),
         )
+        if not waits:
+            ctx.log.info("nothing to resume: the run ended before it could wait for the lock")
+            return Verdict.stop(_taken_up_as(ctx), "the run ended before it waited")
         deps.metrics.guard_refused(refusal.guard)
         ctx.log.info("waiting for the target lock", reason=refusal.reason, retry_in_s=wait_s)
         return Verdict.park(RunOutcome.PENDING, refusal.reason, after_s=wait_s)

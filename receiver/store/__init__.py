@@ -24,7 +24,7 @@ applied by migrate.py when the store connects.
 
 from __future__ import annotations
 
-from receiver.store.admissions import Admissions
+from receiver.store.admissions import Admissions, RecordedRefusal
 from receiver.store.announcements import DIGEST_AUDIT, Announcements, announced_data
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog, OnceEntry
@@ -86,6 +86,7 @@ __all__ = [
     "OnceEntry",
     "OpenRun",
     "Overtaken",
+    "RecordedRefusal",
     "Refused",
     "ResolvedEnd",
     "RunRecord",

@@ -1,10 +1,16 @@
 """A run's admission and a guard's refusal of it, each audited in the statement or transaction
-that records it (mixin of ``Store``; the steps themselves are steps.py)."""
+that records it (mixin of ``Store``; the steps themselves are steps.py). A refusal ends the
+approvals of the run's steps still open with the run (``record_refusal``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from receiver.model import ApprovalRecord, RunOutcome
+from receiver.store.approval_ends import RESOLVED_SQL
+from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
@@ -18,7 +24,16 @@ from receiver.store.steps import (
     admitted_data,
 )
 
-__all__ = ["Admissions"]
+__all__ = ["Admissions", "RecordedRefusal", "refused_reason"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRefusal:
+    """What ``record_refusal`` wrote: whether it refused the run (``found``), and the approvals
+    of the run's steps it cancelled with it (``approvals``), for the approvers to be told."""
+
+    found: bool
+    approvals: list[ApprovalRecord]
 
 
 class Admissions(Database):
@@ -32,18 +47,35 @@ class Admissions(Database):
         phase: str = "run",
         fence: int | None = None,
         lease: LeaseFence | None = None,
+        expect: RunOutcome | None = None,
     ) -> bool:
         """The guards let the run (its ``phase``: 'run', 'resolve' or 'on_failed') through:
         audited as ``run.admitted`` with the guards asked, in order, and ``fence``, the target
         lock's. False when the run does not exist. ``lease``: the claim the write is made
-        under; LeaseLost, nothing written, once its owner lost it (fence.py)."""
+        under; LeaseLost, nothing written, once its owner lost it (fence.py).
+
+        ``expect``: a run taken up again (phase 'run') is admitted only while its outcome is
+        still the one it was taken up with and its alert has not resolved (``RESOLVED_SQL``: a
+        resolution taken up, or stored and not yet), and moves to ``running`` in the same
+        statement (``started_at`` stamped once; a ``run.outcome`` row unless it was running
+        already). False, nothing written, otherwise: another worker ended it (its alert's
+        resolution cancels a run never admitted), and an admission recorded then would have
+        set an ended run running again; or its steps would act on an alert that is over."""
         async with self._tx() as conn:
+            if expect is None:
+                sql = """SELECT fingerprint FROM runs WHERE id = $1::uuid"""
+            else:
+                sql = f"""UPDATE runs r SET outcome = 'running',
+                                         started_at = coalesce(started_at, remediator_now())
+                          WHERE r.id = $1::uuid AND r.outcome = $5 AND (SELECT ok FROM held)
+                            AND NOT {RESOLVED_SQL}
+                          RETURNING r.fingerprint"""
             row = await conn.fetchrow(
-                f"""WITH held AS ({held_sql("$2", "$3", "$4")})
-                    SELECT held.ok, (SELECT fingerprint FROM runs WHERE id = $1::uuid)
-                    FROM held""",
+                f"""WITH held AS ({held_sql("$2", "$3", "$4")}), found AS ({sql})
+                    SELECT held.ok, (SELECT fingerprint FROM found) FROM held""",
                 run_id,
                 *fence_args(lease),
+                *([] if expect is None else [expect.value]),
             )
             check_held(row["ok"], lease, f"the admission of run {run_id}")
             fingerprint = row["fingerprint"]
@@ -52,6 +84,10 @@ class Admissions(Database):
             await append_in_tx(
                 conn, "run.admitted", run_id, fingerprint, admitted_data(guards, phase, fence)
             )
+            if expect is not None and expect is not RunOutcome.RUNNING:
+                await append_in_tx(
+                    conn, "run.outcome", run_id, fingerprint, {"outcome": RunOutcome.RUNNING.value}
+                )
         return True
 
     async def record_refusal(
@@ -61,22 +97,88 @@ class Admissions(Database):
         reason: str,
         retry_at: datetime | None,
         lease: LeaseFence | None = None,
-    ) -> bool:
+        expect: RunOutcome | None = None,
+    ) -> RecordedRefusal:
         """A guard said no: the run is REFUSED, with the guard's name and when it may pass; its
         steps still to run are ``not_run``, and ``run.refused`` is audited. One statement (one
-        round trip, committed on its own): a storm refuses most of its runs. False when the run
-        does not exist. ``lease``: the claim it is made under; LeaseLost, nothing written, once
-        its owner lost it (fence.py)."""
+        round trip, committed on its own): a storm refuses most of its runs. ``found`` False
+        when the run does not exist. ``lease``: the claim it is made under; LeaseLost, nothing
+        written, once its owner lost it (fence.py). ``expect``: refuse it only while it has
+        that outcome (the one it was taken up with); ``found`` False, nothing written, when
+        another worker moved it meanwhile (its alert's resolution ended it).
+
+        A run taken up again with an approval of one of its own steps still open (approved,
+        then refused on its way to the step: a pause) ends that approval too, in the same
+        transaction: ``cancelled`` (who decided and when kept), its reason naming the guard
+        (``refused_reason``), audited (``approval.cancelled``) and returned in ``approvals``
+        for the approvers to be told. It could never be used again: the run has ended. Only
+        that case takes a transaction of its own (``_refuse_with_approvals``)."""
         refused = Refused(guard, reason, retry_at)
+        row = await self._refuse(self._pool, run_id, refused, lease, expect, with_approvals=False)
+        check_held(row["ok"], lease, f"the refusal of run {run_id}")
+        if row["open_approvals"]:
+            return await self._refuse_with_approvals(run_id, refused, lease, expect)
+        return RecordedRefusal(bool(row["count"]), [])
+
+    async def _refuse_with_approvals(
+        self, run_id: str, refused: Refused, lease: LeaseFence | None, expect: RunOutcome | None
+    ) -> RecordedRefusal:
+        """``record_refusal`` of a run one of whose own steps has an approval still open: the
+        refusal and the end of those approvals in one transaction."""
+        why = refused_reason(refused.guard, refused.reason)
+        async with self._tx() as conn:
+            row = await self._refuse(conn, run_id, refused, lease, expect, with_approvals=True)
+            check_held(row["ok"], lease, f"the refusal of run {run_id}")
+            if not row["count"]:
+                return RecordedRefusal(False, [])
+            ran = await conn.fetchrow(
+                """SELECT r.fingerprint,
+                          array(SELECT s.idx FROM steps s
+                                WHERE s.run_id = r.id AND s.phase = 'run') AS steps
+                   FROM runs r WHERE r.id = $1::uuid""",
+                run_id,
+            )
+            cancelled = await cancel_approvals(
+                conn, run_id, list(ran["steps"]), why, ["pending", "approved"]
+            )
+            for approval in cancelled:
+                data = approval_audit(approval, reason=why)
+                await append_in_tx(conn, "approval.cancelled", run_id, ran["fingerprint"], data)
+        return RecordedRefusal(True, cancelled)
+
+    @staticmethod
+    async def _refuse(
+        conn: Any,
+        run_id: str,
+        refused: Refused,
+        lease: LeaseFence | None,
+        expect: RunOutcome | None,
+        *,
+        with_approvals: bool,
+    ) -> Any:
+        """The refusal's one statement on ``conn`` (a pool: committed on its own). Writes
+        nothing when the lease is not held, nor, unless ``with_approvals``, when an approval
+        of one of the run's own steps is still open (``open_approvals`` says so: the caller
+        then refuses it in a transaction that ends them)."""
         with translate():
-            row = await self._pool.fetchrow(
+            row = await conn.fetchrow(
                 f"""
                 WITH held AS ({held_sql("$10", "$11", "$12")}),
+                open_approvals AS (
+                    SELECT EXISTS (
+                        SELECT 1 FROM approvals a JOIN steps s
+                          ON s.run_id = a.run_id AND s.idx = a.step_idx AND s.phase = 'run'
+                        WHERE a.run_id = $1::uuid AND a.state IN ('pending', 'approved')
+                    ) AS open
+                ),
                 refused AS (
                     UPDATE runs SET outcome = 'refused', refusal_guard = $2, refusal_reason = $3,
                                     retry_at = $4,
                                     finished_at = coalesce(finished_at, remediator_now())
-                    WHERE id = $1::uuid AND (SELECT ok FROM held) RETURNING id, fingerprint
+                    WHERE id = $1::uuid AND (SELECT ok FROM held)
+                      AND ($13 OR NOT (SELECT open FROM open_approvals))
+                      AND ($14::text IS NULL OR outcome = $14)
+                    RETURNING id, fingerprint
                 ), not_run AS (
                     UPDATE steps SET outcome = $7, message = $5
                     WHERE run_id IN (SELECT id FROM refused) AND phase = 'run'
@@ -96,7 +198,9 @@ class Admissions(Database):
                     )
                 }
                 )
-                SELECT (SELECT count(*) FROM refused) AS count, held.ok FROM held
+                SELECT (SELECT count(*) FROM refused) AS count, held.ok,
+                       NOT $13 AND (SELECT open FROM open_approvals) AS open_approvals
+                FROM held
                 """,
                 run_id,
                 *refused.columns(),
@@ -104,7 +208,14 @@ class Admissions(Database):
                 INTERRUPTED,
                 ENDED_WHILE_STARTED,
                 *fence_args(lease),
+                with_approvals,
+                None if expect is None else expect.value,
             )
         assert row is not None  # held is one row
-        check_held(row["ok"], lease, f"the refusal of run {run_id}")
-        return bool(row["count"])
+        return row
+
+
+def refused_reason(guard: str, reason: str) -> str:
+    """Why an approval of a refused run was cancelled (its notice reads "Approval cancelled,
+    <this>"): the guard that refused the run, and its reason."""
+    return f"the run was refused by the {guard} guard ({reason})"

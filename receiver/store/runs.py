@@ -2,8 +2,7 @@
 with their steps, and the paginated run list. Steps are steps.py, admissions and refusals
 admissions.py.
 
-Every write that changes a run appends its audit row in the same transaction (audit.py).
-"""
+Every write that changes a run appends its audit row in the same transaction (audit.py)."""
 
 from __future__ import annotations
 
@@ -327,6 +326,7 @@ class Runs(Database):
         schedule: Sequence[tuple[str, float]] = (),
         announced: Mapping[str, Any] | None = None,
         lease: LeaseFence | None = None,
+        expect: RunOutcome | None = None,
     ) -> bool:
         """Move a run to ``outcome``; keeps the timestamps that follow from it.
 
@@ -337,8 +337,8 @@ class Runs(Database):
         ValueError (before any change) for an unknown job kind. ``announced``: a
         ``run.announced`` row that had nothing to send, audited after the outcome in the same
         transaction (as ``create_run`` does). ``lease``: the claim the move is made under;
-        LeaseLost, nothing written, once its owner lost it (fence.py).
-        """
+        LeaseLost, nothing written, once its owner lost it (fence.py). ``expect``: only from
+        that outcome, in the statement (False, nothing written, when it moved on)."""
         terminal = outcome in _TERMINAL
         jobs = [(JobKind(kind), delay_s) for kind, delay_s in schedule]
         async with self._tx() as conn:
@@ -357,7 +357,7 @@ class Runs(Database):
                         THEN remediator_now() + make_interval(secs => coalesce($5, verify_within_s))
                         ELSE verify_deadline END,
                     error = coalesce($4, error)
-                WHERE id = $1::uuid AND (SELECT ok FROM held)
+                WHERE id = $1::uuid AND (SELECT ok FROM held) AND outcome = coalesce($9, outcome)
                 RETURNING fingerprint, verify_deadline
                 )
                 SELECT held.ok, moved.* FROM held LEFT JOIN moved ON true
@@ -368,6 +368,7 @@ class Runs(Database):
                 error,
                 verify_within_s,
                 *fence_args(lease),
+                None if expect is None else expect.value,
             )
             check_held(row["ok"], lease, f"the outcome {outcome} of run {run_id}")
             if row["fingerprint"] is None:

@@ -8,7 +8,9 @@ from ``verify.resolved_within``) and a ``verify_deadline`` job due then:
   later episode of the alert proves that it resolved (``close_run(inferred_from=...)``,
   ``receiver.episodes``), at the latest when the new one began;
 - the deadline and the delivery grace after it pass first, with no resolution dated by the
-  deadline delivered (``conclude_verification``): ``failed``, ``not_resolved``;
+  deadline delivered (``conclude_verification``): ``failed``, ``not_resolved``; one delivered
+  and not yet taken up (its event still queued, or dead until an operator retries it) holds
+  the verdict until it is taken up and decides, or is dropped;
 - settling ends quietly (``conclude_verification``): ``verified``;
 - the alert fires again on the target while it settles (``fail_recurred``): ``failed``,
   ``recurred``.
@@ -34,12 +36,25 @@ from receiver.store.jobs import enqueue
 from receiver.store.pending_steps import append_pending_steps
 from receiver.store.records import JobKind, as_utc
 
-__all__ = ["CLOCK_SKEW_S", "Conclusion", "Verification"]
+__all__ = ["CLOCK_SKEW_S", "STORED_RESOLUTION_WAIT_S", "Conclusion", "Verification"]
 
 # How far ahead of the store's clock a resolution (an alert's endsAt) may be and still be taken
 # as sent (seconds): clocks kept by NTP stay within seconds of each other; five minutes covers
 # a host whose sync failed for a while. Further ahead, it is dated when it is stored.
 CLOCK_SKEW_S = 300.0
+
+
+# How often a verification past its deadline looks again while its alert's resolution is
+# stored and not taken up (seconds): taken up, the resolution decides by itself (``close_run``);
+# this look only notices one dropped by an operator, which then no longer counts.
+STORED_RESOLUTION_WAIT_S = 60.0
+
+# A resolution of the run ``r``'s episode is stored since the run began and not taken up yet:
+# pending, being taken up, or dead (its attempts used up; an operator may retry it). Dropped or
+# taken up, its event is ``done``. As ``RESOLVED_SQL`` (approval_ends.py) counts it.
+_STORED_SQL = """EXISTS (SELECT 1 FROM alert_events e
+    WHERE e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
+      AND e.status = 'resolved' AND e.received_at >= r.created_at AND e.state <> 'done')"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +235,10 @@ class Verification(Database):
         while no resolution is stored (default: ``delivery_grace_s``): Alertmanager delivers a
         resolution at its group's next flush after the alert's ``endsAt`` (``group_interval``,
         plus retries), so one dated by the deadline may still come (``close_run`` then
-        verifies the run). A resolution dated after the deadline decides at once. Resolved in
+        verifies the run). A resolution dated after the deadline decides at once. Nor while
+        a resolution of the run's episode is stored and not taken up (pending, claimed, or
+        dead until an operator retries or drops it): it was delivered, and taken up it
+        decides (``close_run``); looked at again every ``STORED_RESOLUTION_WAIT_S``. Resolved in
         time and settled: VERIFIED. Not yet due (settling, woken early, within the grace):
         ``wait_s``. None when the run is not verifying (it ended some other way). Safe in
         every replica at once: the row is locked."""
@@ -228,9 +246,9 @@ class Verification(Database):
             grace_s = self.delivery_grace_s
         async with self._tx() as conn:
             row = await conn.fetchrow(
-                """SELECT rule, fingerprint, resolved_at, verify_deadline, settle_until,
-                          verify_within_s, remediator_now() AS now
-                   FROM runs WHERE id = $1::uuid AND outcome = 'verifying' FOR UPDATE""",
+                f"""SELECT rule, fingerprint, resolved_at, verify_deadline, settle_until,
+                          verify_within_s, remediator_now() AS now, {_STORED_SQL} AS stored
+                   FROM runs r WHERE id = $1::uuid AND outcome = 'verifying' FOR UPDATE""",
                 run_id,
             )
             if row is None:
@@ -245,6 +263,10 @@ class Verification(Database):
                 if deadline is not None and deadline + grace > now:
                     wait = deadline + grace - now
                     return Conclusion(row["rule"], wait_s=wait.total_seconds())
+                if row["resolved_at"] is None and row["stored"]:
+                    # Delivered, not yet taken up (or dead until an operator retries or drops
+                    # it): taken up, it decides (close_run); until then no verdict.
+                    return Conclusion(row["rule"], wait_s=STORED_RESOLUTION_WAIT_S)
                 within = row["verify_within_s"]
                 error = (
                     f"the alert did not resolve within {within:g}s of the run's steps "

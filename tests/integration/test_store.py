@@ -12,7 +12,7 @@ import pytest
 
 from receiver.alertmanager import ZERO_TIME
 from receiver.model import RunOutcome, Status, StepPlan, Target, VerifyResult
-from receiver.store import CLAIM_WINDOW, NewEvent, Refused, Store, run_id_of
+from receiver.store import CLAIM_WINDOW, NewEvent, RecordedRefusal, Refused, Store, run_id_of
 from receiver.store.migrate import Migration, MigrationError, load_migrations, migrate
 from tests.support.events import alert_event, new_event
 from tests.support.polling import eventually
@@ -349,7 +349,12 @@ async def test_refusal_is_recorded_with_guard_and_retry_time(store: Store) -> No
     run_id = await store.create_run(rule="r", event=alert_event(), target=TARGET, dry_run=False)
     assert run_id is not None
     retry_at = datetime.now(UTC) + timedelta(minutes=15)
-    assert await store.record_refusal(run_id, "cooldown", "ran 3m ago", retry_at)
+    assert await store.record_refusal(run_id, "cooldown", "ran 3m ago", retry_at) == (
+        RecordedRefusal(True, [])
+    )
+    assert await store.record_refusal(
+        "00000000-0000-0000-0000-000000000000", "cooldown", "ran 3m ago", retry_at
+    ) == RecordedRefusal(False, [])
     run = await store.get_run(run_id)
     assert run is not None
     assert run.outcome is RunOutcome.REFUSED
