@@ -20,8 +20,8 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from receiver.model import AlertEvent, ApprovalState, Disposition, RunOutcome, Target
-from receiver.store import EventLease, LeaseFence, LeaseLost, Store
+from receiver.model import AlertEvent, ApprovalState, Disposition, RunOutcome, StepPlan, Target
+from receiver.store import EventLease, LeaseFence, LeaseLost, Refused, Store, admitted_data
 from receiver.worker import Worker
 from tests.support.events import alert_event, new_event
 from tests.support.leases import take_over
@@ -209,6 +209,90 @@ async def test_the_fence_holds_for_a_job(store: Store, database_url: str) -> Non
     with pytest.raises(LeaseLost, match=f"job {job.id} is no longer leased to a"):
         await store.set_run_outcome(run_id, RunOutcome.FAILED, error="late", lease=job.fence)
     assert await store.set_run_outcome(run_id, RunOutcome.SUCCEEDED, lease=again.fence)
+
+
+async def _written(database_url: str) -> dict[str, Any]:
+    """Everything a late ``create_run`` could write: the runs with their outcomes, their steps
+    and audit rows, and the events' states and owners."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        runs = await conn.fetch("SELECT id::text, outcome FROM runs ORDER BY id")
+        steps = await conn.fetchval("SELECT count(*) FROM steps")
+        audit = await conn.fetch("SELECT kind, run_id::text FROM audit_log ORDER BY id")
+        pending = await conn.fetchval("SELECT count(*) FROM audit_pending")
+        events = await conn.fetch("SELECT id, state, lease_owner FROM alert_events ORDER BY id")
+    finally:
+        await conn.close()
+    return {
+        "runs": [tuple(r) for r in runs],
+        "steps": steps,
+        "audit": [tuple(r) for r in audit],
+        "pending": pending,
+        "events": [tuple(r) for r in events],
+    }
+
+
+async def test_a_late_create_run_writes_no_run_once_another_worker_claimed_the_event(
+    store: Store, database_url: str
+) -> None:
+    """A's guards answered, and its statement storing the run lands after B claimed the event
+    but before B stored the run (B is still asking the guards). It used to stand as the run:
+    refused by A's answer, or running with no worker on it (B, finding it stored, leaves it
+    be), or pending with no job to take it up; the refused one also took B's guard slots
+    for nothing. Now it writes nothing and raises LeaseLost, and B's own is the run."""
+    await store.insert_events([new_event(1)])
+    event_id = await _claim(store, "a")
+    event = alert_event(event_id, 1)
+    a = LeaseFence("event", event_id, "a")
+    step = StepPlan(0, RESTART, {}, needs_approval=False, description="restart")
+    run: dict[str, Any] = {"rule": "r", "event": event, "target": TARGET, "dry_run": True}
+    run["steps"] = [step]
+    b = await _take_over(store, event_id)
+    before = await _written(database_url)
+    late: dict[str, dict[str, Any]] = {
+        "admitted": {"admitted": admitted_data(("pause",), fence=1), "lease": a},
+        "refused": {
+            "refusal": Refused("rate", "3 runs in the last 1m (max 3)", None),
+            "complete": EventLease(event_id, "a"),
+        },
+        "refused, the event left to the worker": {
+            "refusal": Refused("rate", "3 runs in the last 1m (max 3)", None),
+            "lease": a,
+        },
+        "pending": {"lease": a},
+    }
+    for name, how in late.items():
+        with pytest.raises(LeaseLost, match=f"event {event_id} is no longer leased to a"):
+            await store.create_run(**run, **how)
+        assert await _written(database_url) == before, f"the late {name} run wrote something"
+
+    # B's run is stored and completes the event; A's late copy after it changes nothing.
+    completing = EventLease(event_id, "b")
+    run_id = await store.create_run(
+        **run, refusal=Refused("pause", "paused", None), complete=completing, lease=b
+    )
+    assert run_id is not None
+    assert completing.completed
+    after = await _written(database_url)
+    assert after["runs"] == [(run_id, "refused")]
+    assert after["events"] == [(event_id, "done", None)]
+    with pytest.raises(LeaseLost):
+        await store.create_run(**run, admitted=admitted_data(("pause",)), lease=a)
+    assert await _written(database_url) == after
+
+
+async def test_create_run_under_a_claim_it_does_not_complete_is_refused(store: Store) -> None:
+    await store.insert_events([new_event(1)])
+    event_id = await _claim(store, "a")
+    with pytest.raises(ValueError, match="is not the claim of the event it completes"):
+        await store.create_run(
+            rule="r",
+            event=alert_event(event_id, 1),
+            target=TARGET,
+            dry_run=True,
+            complete=EventLease(event_id, "a"),
+            lease=LeaseFence("event", event_id, "b"),
+        )
 
 
 @pytest.fixture
