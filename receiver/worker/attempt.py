@@ -3,7 +3,9 @@
 The claim ends one of three ways (``Settlement``): ``complete`` (done), ``release`` (wait: the
 pipeline asked to retry, or the store was out of reach; nothing failed) or ``fail`` (processing
 raised); or it is ``settled`` already: the work's own last write completed the item
-(``Disposition.settled``), and nothing is left to write. Or it is not this worker's any more:
+(``Disposition.settled``), and nothing is left to write; or, when the worker began stopping
+before the work began (a claim on its way at SIGTERM), it is handed back unworked
+(``hand_back``: due now, the claim's attempt taken back). Or it is not this worker's any more:
 the lease keeper found the lease lost, or one of the work's fenced writes did (``LeaseLost``,
 receiver.store.fence): the work stops and nothing is written for the item, not even its
 settlement; its new owner has it. A release or a failure is due again
@@ -24,9 +26,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from receiver.model import Disposition
-from receiver.store import EventLease, LeaseLost, StoreUnavailable, is_unavailable
+from receiver.store import EventLease, LeaseLost, Store, StoreUnavailable, is_unavailable
 
-__all__ = ["Attempts", "Backoff", "Claim", "QueueCalls", "Settlement", "bind_work"]
+__all__ = [
+    "Attempts",
+    "Backoff",
+    "Claim",
+    "ClaimCall",
+    "QueueCalls",
+    "Settlement",
+    "bind_work",
+    "event_calls",
+    "job_calls",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,22 +58,54 @@ class Claim:
     lane: str = ""
 
 
+# A queue's claim: (owner, limit, lease seconds) -> the items claimed, as Claims.
+ClaimCall = Callable[[str, int, float], Awaitable[Sequence[Claim]]]
+
+
 @dataclass(frozen=True, slots=True)
 class QueueCalls:
     """The store calls of one kind of work (their shapes are the same for both kinds)."""
 
     kind: str
-    claim: Callable[[str, int, float], Awaitable[Sequence[Claim]]]
+    claim: ClaimCall
     extend: Callable[[int, str, float], Awaitable[bool]]
     complete: Callable[[int, str], Awaitable[bool]]
     release: Callable[[int, str, float, str | None], Awaitable[bool]]
     fail: Callable[..., Awaitable[str | None]]  # Store.fail_event / fail_job
+    hand_back: Callable[[int, str], Awaitable[bool]]  # Store.hand_back_event / hand_back_job
+
+
+def event_calls(store: Store, claim: ClaimCall) -> QueueCalls:
+    """The store's calls for alert events, claimed by ``claim``."""
+    return QueueCalls(
+        "event",
+        claim,
+        store.extend_lease,
+        store.complete_event,
+        store.release_event,
+        store.fail_event,
+        store.hand_back_event,
+    )
+
+
+def job_calls(store: Store, claim: ClaimCall) -> QueueCalls:
+    """The store's calls for run jobs, claimed by ``claim``."""
+    return QueueCalls(
+        "job",
+        claim,
+        store.extend_job_lease,
+        store.complete_job,
+        store.release_job,
+        store.fail_job,
+        store.hand_back_job,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """How a claim ends: ``complete``, ``release`` (wait, nothing failed) or ``fail``, or
-    ``settled`` (the work completed it already: ``Disposition.settled``, nothing to write);
+    ``settled`` (the work completed it already: ``Disposition.settled``, nothing to write), or
+    ``hand_back`` (the worker stopped before the work began: due now, no attempt counted);
     ``delay_s`` until it is due again, ``error`` kept as its last error."""
 
     action: str
@@ -99,15 +143,31 @@ class Attempts:
         # Lease extensions given up on (``_keep_lease``), kept until they end.
         self._abandoned: set[asyncio.Future[bool]] = set()
 
-    async def run(self, queue: QueueCalls, claim: Claim, *, leased_at: float | None = None) -> bool:
+    async def run(
+        self,
+        queue: QueueCalls,
+        claim: Claim,
+        *,
+        leased_at: float | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> bool:
         """Process ``claim`` and settle it; True when the work ran to an answer. ``leased_at``:
         when the claim was sent (the event loop's clock; None: now), the store's count of its
-        lease began no sooner."""
+        lease began no sooner. ``stopping``: whether the worker is stopping now. Stopping
+        before the work began (the claim was on its way at SIGTERM), the item is handed back
+        at once, unworked, its attempt not counted, for another replica to take now."""
         log = self._log.bind(**{f"{claim.kind}_id": claim.id})
         if claim.failures >= self.max_attempts:
             # Do not hand a worker, once more, the item that may have killed the last one.
             dead = Settlement("fail", 0.0, claim.last_error, count=False)
             await self._settle(queue, claim.id, dead, log)
+            return False
+        if stopping():
+            # Worked on now, it would be handed back by its admission anyway (a stopping
+            # service admits no run), after a read of its past and a plan, one attempt counted,
+            # and due only after a backoff: another replica would wait for it.
+            log.info("the worker is stopping; handed back unworked")
+            await self._settle(queue, claim.id, Settlement("hand_back"), log, tries=1)
             return False
         if leased_at is None:
             leased_at = asyncio.get_running_loop().time()
@@ -234,6 +294,8 @@ class Attempts:
                 ok: object
                 if settlement.action == "complete":
                     ok = await queue.complete(item_id, self._owner)
+                elif settlement.action == "hand_back":
+                    ok = await queue.hand_back(item_id, self._owner)
                 elif settlement.action == "release":
                     ok = await queue.release(
                         item_id, self._owner, settlement.delay_s, settlement.error
