@@ -155,7 +155,9 @@ class Attempts:
         when the claim was sent (the event loop's clock; None: now), the store's count of its
         lease began no sooner. ``stopping``: whether the worker is stopping now. Stopping
         before the work began (the claim was on its way at SIGTERM), the item is handed back
-        at once, unworked, its attempt not counted, for another replica to take now."""
+        at once, unworked, its attempt not counted, for another replica to take now; once
+        the work began, what the stopping service hands back at once is released due at once
+        (``_settlement``)."""
         log = self._log.bind(**{f"{claim.kind}_id": claim.id})
         if claim.failures >= self.max_attempts:
             # Do not hand a worker, once more, the item that may have killed the last one.
@@ -198,7 +200,8 @@ class Attempts:
                 # failure counted.
                 log.warning("lost the lease; another worker has it", error=str(work.exception()))
                 return False
-            await self._settle(queue, claim.id, self._settlement(claim, work, log), log)
+            settlement = self._settlement(claim, work, log, stopping)
+            await self._settle(queue, claim.id, settlement, log)
             return True
         except asyncio.CancelledError:
             # stop() ran out of grace: hand the item back so another worker takes it now.
@@ -211,8 +214,15 @@ class Attempts:
         finally:
             keeper.cancel()
 
-    def _settlement(self, claim: Claim, work: asyncio.Task[Disposition], log: Any) -> Settlement:
-        """What the finished ``work`` means for its claim."""
+    def _settlement(
+        self,
+        claim: Claim,
+        work: asyncio.Task[Disposition],
+        log: Any,
+        stopping: Callable[[], bool],
+    ) -> Settlement:
+        """What the finished ``work`` means for its claim; ``stopping`` says whether the
+        worker is stopping now."""
         # However soon the pipeline asks to retry, repeated attempts back off: an outage of
         # hours must not turn every pending item into a 5-second loop.
         backoff = self._backoff(claim.attempts)
@@ -237,6 +247,11 @@ class Attempts:
         if disposition.is_done:
             # Completed by the pipeline's own last write: nothing left to settle.
             return Settlement("settled" if disposition.settled else "complete")
+        if disposition.retry_after_s == 0.0 and stopping():
+            # Handed back by a stopping service, at once (``Deps.not_admitted_at_stop``, the
+            # execute stage between two steps): nothing failed or waits, and a backoff on the
+            # item's attempts would hold it from the next worker for nothing.
+            return Settlement("release", 0.0, disposition.error)
         delay = max(disposition.retry_after_s or 0.0, backoff)
         return Settlement("release", delay, disposition.error)
 
