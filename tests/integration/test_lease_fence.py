@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 
 from receiver.model import AlertEvent, ApprovalState, Disposition, RunOutcome, StepPlan, Target
 from receiver.store import EventLease, LeaseFence, LeaseLost, Refused, Store, admitted_data
+from receiver.store.fence import held_sql
 from receiver.worker import Worker
 from tests.support.events import alert_event, new_event
 from tests.support.leases import take_over
@@ -383,3 +384,47 @@ async def test_a_worker_whose_write_finds_its_lease_lost_stops_without_settling(
 
 async def _logged(logs: list[MutableMapping[str, Any]], message: str) -> bool:
     return any(e["event"] == message for e in logs)
+
+
+async def test_a_fenced_transaction_still_open_holds_the_event_from_every_claim(
+    store: Store, database_url: str
+) -> None:
+    """What a fenced write costs when its transaction stalls before its COMMIT (a connection
+    that stalls between its statements, or a COMMIT held in the network): its key-share lock on
+    the event holds to the end of the transaction, so every claim skips the event (SKIP
+    LOCKED), its lease run out or not, and the alert's later events wait behind it. Nothing
+    counts or says so. It ends when the transaction does: here by PostgreSQL's own
+    ``idle_in_transaction_session_timeout``, which the store does not set (without it, a
+    session whose client is gone lasts until TCP finds the peer dead)."""
+    await store.insert_events([new_event(1), new_event(1, starts_at="2026-11-25T10:05:00Z")])
+    event_id = await _claim(store, "a")
+    a = await asyncpg.connect(database_url)
+    try:
+        await a.execute("BEGIN")
+        # The first statement of A's fenced transaction: the check, and its lock.
+        held = f"SELECT ok FROM ({held_sql('$1', '$2', '$3')}) held"
+        assert await a.fetchval(held, "event", event_id, "a")
+        async with store._tx() as conn:
+            await conn.execute(
+                "UPDATE alert_events SET lease_until = remediator_now() - interval '1 second'"
+                " WHERE id = $1",
+                event_id,
+            )
+        assert await store.claim_events("b", 5, 60.0) == []
+        # PostgreSQL ends A's session once it idles 0.5 s in its transaction: the event is free.
+        await a.execute("SET idle_in_transaction_session_timeout = '500ms'")
+        (claimed,) = await eventually(
+            lambda: store.claim_events("b", 5, 60.0), timeout_s=20, what="b's claim"
+        )
+        assert (claimed.event.id, claimed.failures) == (event_id, 1)
+        assert await _closed(a)
+    finally:
+        await a.close()
+
+
+async def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.fetchval("SELECT 1")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
+        return True
+    return False
