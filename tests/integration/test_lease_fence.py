@@ -21,11 +21,21 @@ import pytest
 from structlog.testing import capture_logs
 
 from receiver.model import AlertEvent, ApprovalState, Disposition, RunOutcome, StepPlan, Target
-from receiver.store import EventLease, LeaseFence, LeaseLost, Refused, Store, admitted_data
+from receiver.store import (
+    EventLease,
+    LeaseFence,
+    LeaseLost,
+    Refused,
+    Store,
+    admitted_data,
+    run_id_of,
+)
 from receiver.store.fence import held_sql
 from receiver.worker import Worker
 from tests.support.events import alert_event, new_event
 from tests.support.leases import take_over
+from tests.support.payloads import alert, notification
+from tests.support.pipeline import RESTART_WEB, MakeHarness
 from tests.support.polling import eventually
 from tests.support.relay import HeldRelay, relay_to_postgres, through
 
@@ -428,3 +438,47 @@ async def _closed(conn: asyncpg.Connection) -> bool:
     except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
         return True
     return False
+
+
+@pytest.mark.redis
+async def test_the_new_owner_runs_the_run_a_late_admitted_copy_no_longer_holds(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The harm of a late admitted run, end to end: A's statement storing its admitted run
+    lands after B claimed the event, while B asks the guards (after B read the alert's past,
+    before B stores the run). It used to stand: B, finding the run stored, stopped with
+    "another worker owns this run" and completed the event, and the run stayed running with
+    no step begun and nobody to carry it on. Now it is refused, and B's run is the run."""
+    h = await make_harness(RESTART_WEB)
+    labels = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "web"}
+    await h.intake.accept(notification(alert(labels)))
+    (claimed,) = await h.store.claim_events("a", 1, 60.0)
+    event = claimed.event
+    b = await take_over(h.store, event.id, "b")
+    rule = "restart-web"
+    late: list[BaseException | None] = []
+    admit = h.guards.admit
+
+    async def a_lands_while_b_asks(*args: Any, **kwargs: Any) -> Any:
+        try:
+            await h.store.create_run(
+                rule=rule,
+                event=event,
+                target=Target("Deployment", "shop", "web"),
+                dry_run=True,
+                run_id=run_id_of(rule, event.fingerprint, event.starts_at, event.refire),
+                admitted=admitted_data(("cooldown",), fence=1),
+                lease=LeaseFence("event", event.id, "a"),
+            )
+            late.append(None)
+        except LeaseLost as exc:
+            late.append(exc)
+        return await admit(*args, **kwargs)
+
+    monkeypatch.setattr(h.guards, "admit", a_lands_while_b_asks)
+    assert (await h.pipeline(event, b)).is_done
+    assert len(late) == 1
+    assert isinstance(late[0], LeaseLost)
+    run = await h.only_run()
+    assert run.outcome == RunOutcome.DRY_RUN
+    assert [s.outcome for s in run.steps] == ["dry_run"]
