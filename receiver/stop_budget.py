@@ -11,7 +11,8 @@ The stop, from SIGTERM (``receiver.service``):
    - HTTP: aiohttp stops listening and gives a request in progress ``HTTP_SHUTDOWN_S`` to
      finish, then cancels it and waits as long again; then intake's writes still in progress,
      each bounded by the intake timeout (``intake.timeout``).
-   - The worker (``Worker.stop``): a claim in progress (``CLAIM_WAIT_S``), the steps in
+   - The worker (``Worker.stop``): a claim in progress (``CLAIM_WAIT_S``; the items it brings
+     back are handed back at once, unworked, due now, their attempt not counted), the steps in
      progress ``worker.shutdown_grace``, then the work still running is cancelled and given as
      long again (at least ``RELEASE_WAIT_S``) to hand its claims back.
 3. The rule reloads' audit rows, then ``service.stopped``: ``AUDIT_TIMEOUT_S`` each.

@@ -82,6 +82,7 @@ class RecordPlan:
                 settle_s=ctx.settle_s,
                 decision=ctx.decision,
                 on_resolved=ctx.undo,
+                lease=ctx.lease,
             )
         ctx.bind(run_id=ctx.run_id, rule=ctx.rule, target=ctx.target.key)
         return Verdict.next()

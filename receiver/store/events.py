@@ -314,6 +314,11 @@ class EventQueue(Leases):
         """Back to pending, due after ``delay_s``; only while ``owner`` still holds the lease."""
         return await self._release(EVENTS, event_id, owner, delay_s, error)
 
+    async def hand_back_event(self, event_id: int, owner: str) -> bool:
+        """Back to pending, due now, its claim's attempt not counted: claimed, but the worker
+        began stopping before its work began. False when ``owner`` no longer holds it."""
+        return await self._hand_back(EVENTS, event_id, owner)
+
     async def queue_depth(self) -> int:
         """Events still queued (pending or claimed); dead ones are counted apart."""
         return await self._depth(EVENTS)

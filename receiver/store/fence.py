@@ -30,9 +30,15 @@ Not fenced: the writes whose every effect is decided by what the store holds whe
 under the run's row lock, so that a late copy does what the new owner does or nothing (a
 retry writes nothing): the end of an escalation its alert's resolution overtook
 (escalation_ends.py), a follow-up stopped at its stopped step or ended for good
-(phase_stop.py), an undo withdrawn on a re-fire (withdrawal.py); a run, stored once per rule
-and occurrence (runs.py). They end only steps still open, never one the new owner ran or began,
-or find the run stored.
+(phase_stop.py), an undo withdrawn on a re-fire (withdrawal.py). They end only steps still
+open, never one the new owner ran or began.
+
+A new run is fenced although it is stored once per rule and occurrence: a late copy that lands
+before the new owner stores the run would stand as the run (refused or admitted by the lost
+owner's guard answer, or pending), and the new owner, finding it stored, leaves it alone. The
+statement that stores it refused and completes its event is fenced by that completion, which
+finds the event only while its owner holds it (and locks it to the commit): no second lock on
+the storm's hottest statement (run_creation.py).
 """
 
 from __future__ import annotations

@@ -250,6 +250,11 @@ class JobQueue(Leases):
         ``last_error`` for the next attempt."""
         return await self._release(JOBS, job_id, owner, delay_s, error)
 
+    async def hand_back_job(self, job_id: int, owner: str) -> bool:
+        """Back to pending, due now, its claim's attempt not counted: claimed, but the worker
+        began stopping before its work began. False when ``owner`` no longer holds it."""
+        return await self._hand_back(JOBS, job_id, owner)
+
     async def jobs_due_count(self) -> int:
         """Jobs waiting for a worker now: pending and due, or leased with the lease run out."""
         with translate():

@@ -197,6 +197,22 @@ class Leases(Database):
             )
         return row is not None
 
+    async def _hand_back(self, queue: QueueTable, item_id: int, owner: str) -> bool:
+        """Back to pending, due now, the attempt its claim counted taken back: the worker
+        stopped before the item's work began. A failure the claim counted (the lease of a
+        worker that died with it) stays. False when ``owner`` no longer holds the lease."""
+        with translate():
+            row = await self._pool.fetchrow(
+                f"""UPDATE {queue.table}
+                    SET state = 'pending', lease_owner = NULL, lease_until = NULL,
+                        not_before = remediator_now(), {queue.release_reset}
+                        attempts = greatest(attempts - 1, 0)
+                    WHERE {HELD} RETURNING id""",
+                item_id,
+                owner,
+            )
+        return row is not None
+
     async def _depth(self, queue: QueueTable) -> int:
         """Items still queued (pending or claimed). Two counts, each through the partial index
         of its state: no index holds both (migration 0028), and one count of both states read

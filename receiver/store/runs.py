@@ -13,13 +13,13 @@ import asyncpg
 
 from receiver.model import AlertEvent, RunOutcome, StepPlan, Target
 from receiver.store.announcements import ANNOUNCED
-from receiver.store.audit import append_in_tx, audit_insert_sql
+from receiver.store.audit import append_in_tx
 from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
 from receiver.store.jobs import enqueue
-from receiver.store.leases import EventLease, complete_sql
+from receiver.store.leases import EventLease
 from receiver.store.paging import RunFilters, fetch_run_page
 from receiver.store.records import (
     RUN_COLUMNS,
@@ -31,6 +31,7 @@ from receiver.store.records import (
     step_from_row,
     undo_as_json,
 )
+from receiver.store.run_creation import CREATE_RUN_SQL
 from receiver.store.steps import mark_not_run, step_audit
 
 __all__ = ["Runs"]
@@ -79,6 +80,7 @@ class Runs(Database):
         announced: Mapping[str, Any] | None = None,
         complete: EventLease | None = None,
         on_resolved: Sequence[StepPlan] | None = None,
+        lease: LeaseFence | None = None,
     ) -> str | None:
         """Create the run of (rule, occurrence of ``event``) with its planned ``steps``
         (recorded with ``step_outcome``, each with its description as its message), in one
@@ -102,12 +104,25 @@ class Runs(Database):
         audit append (issue 12): ``announced``, the data of a ``run.announced`` row that had
         nothing to send (``announced_data``), audited last and only if the run is created;
         ``complete``, the event's lease: the event is marked done as
-        ``EventQueue.complete_event`` would, and ``complete.completed`` set when it was (False
-        when its owner lost the lease). It is marked done whether or not the run is created:
-        a run another worker stored first ends this event all the same (``_OWNED_ELSEWHERE``
-        in stages.py is a done disposition)."""
+        ``EventQueue.complete_event`` would, and ``complete.completed`` set when it was. It is
+        marked done whether or not the run is created: a run another worker stored first ends
+        this event all the same (``_OWNED_ELSEWHERE`` in stages.py is a done disposition).
+
+        ``lease``: the claim the run is created under (with ``complete``, that event's claim:
+        another, ValueError). LeaseLost, nothing written (no run, no completion), once its
+        owner lost it (fence.py): a late copy that landed before the new owner stored the run
+        would stand as the run, refused or admitted by the lost owner's guard answer, and the
+        new owner, finding it stored, would leave it be (a run stuck running, no step begun)."""
         if refusal is not None and admitted is not None:
             raise ValueError("a run is created refused or admitted, not both")
+        fence = lease
+        if complete is not None:
+            if lease is not None and lease != complete.fence:
+                raise ValueError(
+                    f"a run is created under one claim: lease {lease} is not the claim of the "
+                    f"event it completes ({complete.fence})"
+                )
+            fence = complete.fence
         stored_outcome = (
             RunOutcome.REFUSED
             if refusal is not None
@@ -179,71 +194,11 @@ class Runs(Database):
         columns = list(zip(*step_rows, strict=True)) if step_rows else [()] * 6
         if complete is not None:
             complete.finishing = True
-        # One statement: the run, its steps, and the audit rows in this order: run.created,
-        # each step (unless refused), run.refused or run.admitted and run.outcome (running),
-        # run.announced; and the event's completion. Group-committed with the other runs the
-        # worker writes meanwhile (group.py): one round trip and one commit for them all.
+        # One statement (run_creation.py), group-committed with the other runs the worker
+        # writes meanwhile (group.py): one round trip and one commit for them all.
         with translate():
             row = await self._grouped.fetchrow(
-                f"""
-                WITH created AS (
-                    INSERT INTO runs (id, rule, fingerprint, starts_at, alertname, event_id,
-                                      target_kind, target_namespace, target_name, outcome,
-                                      dry_run, occurrence, verify_within_s, refire, settle_s,
-                                      decision, group_key, refusal_guard, refusal_reason,
-                                      retry_at, finished_at, started_at, on_resolved)
-                    VALUES (coalesce($25::uuid, gen_random_uuid()), $1, $2, $3, $4, $5, $6, $7,
-                            $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $26, $27, $28,
-                            CASE WHEN $26::text IS NULL THEN NULL ELSE remediator_now() END,
-                            CASE WHEN $34::text IS NULL THEN NULL ELSE remediator_now() END,
-                            $36::jsonb)
-                    ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
-                    RETURNING id, fingerprint
-                ), planned AS (
-                    SELECT * FROM unnest($18::int[], $19::text[], $20::text[], $21::bool[],
-                                         $22::text[], $23::text[])
-                        AS p(idx, action, params, needs_approval, message, audited)
-                ), stepped AS (
-                    INSERT INTO steps (run_id, phase, idx, action, params, needs_approval,
-                                       outcome, message, attempts)
-                    SELECT created.id, 'run', p.idx, p.action, p.params::jsonb,
-                           p.needs_approval,
-                           CASE WHEN $26::text IS NULL THEN $17 ELSE 'not_run' END,
-                           CASE WHEN $26::text IS NULL THEN p.message ELSE $29 END, 0
-                    FROM created, planned p
-                ), audited AS (
-                    {
-                    audit_insert_sql(
-                        '''(SELECT created.id, created.fingerprint, a.idx, a.kind, a.data
-                            FROM created, (SELECT -1 AS idx, 'run.created' AS kind, $24 AS data
-                                           UNION ALL
-                                           SELECT idx, 'step', audited FROM planned
-                                           WHERE audited IS NOT NULL
-                                           UNION ALL
-                                           SELECT 2147483647, 'run.refused', $30
-                                           WHERE $30::text IS NOT NULL
-                                           UNION ALL
-                                           SELECT 2147483648, 'run.admitted', $34
-                                           WHERE $34::text IS NOT NULL
-                                           UNION ALL
-                                           SELECT 2147483649, 'run.outcome', $35
-                                           WHERE $34::text IS NOT NULL
-                                           UNION ALL
-                                           SELECT 2147483650, 'run.announced', $31
-                                           WHERE $31::text IS NOT NULL) a) AS rows''',
-                        kind="rows.kind",
-                        run_id="rows.id",
-                        fingerprint="rows.fingerprint",
-                        data="rows.data",
-                        order_by="rows.idx",
-                    )
-                }
-                ), completed AS (
-                    {complete_sql("$32", "$33")}
-                )
-                SELECT (SELECT id::text FROM created) AS id,
-                       EXISTS (SELECT FROM completed) AS completed
-                """,
+                CREATE_RUN_SQL,
                 rule,
                 event.fingerprint,
                 event.starts_at,
@@ -271,8 +226,12 @@ class Runs(Database):
                 None if admitted is None else audit_data(admitted),
                 _RUNNING_AUDIT,
                 None if on_resolved is None else undo_as_json(on_resolved),
+                # The completion fences the statement when it completes the event; the lease
+                # is then not checked twice.
+                *fence_args(None if complete is not None else lease),
             )
         assert row is not None  # the outer SELECT has no FROM: always one row
+        check_held(row["ok"], fence, f"the run of rule {rule} for event {event.id}")
         if complete is not None and row["completed"]:
             complete.completed = True
         run: str | None = row["id"]

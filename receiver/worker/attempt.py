@@ -3,7 +3,9 @@
 The claim ends one of three ways (``Settlement``): ``complete`` (done), ``release`` (wait: the
 pipeline asked to retry, or the store was out of reach; nothing failed) or ``fail`` (processing
 raised); or it is ``settled`` already: the work's own last write completed the item
-(``Disposition.settled``), and nothing is left to write. Or it is not this worker's any more:
+(``Disposition.settled``), and nothing is left to write; or, when the worker began stopping
+before the work began (a claim on its way at SIGTERM), it is handed back unworked
+(``hand_back``: due now, the claim's attempt taken back). Or it is not this worker's any more:
 the lease keeper found the lease lost, or one of the work's fenced writes did (``LeaseLost``,
 receiver.store.fence): the work stops and nothing is written for the item, not even its
 settlement; its new owner has it. A release or a failure is due again
@@ -24,9 +26,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from receiver.model import Disposition
-from receiver.store import EventLease, LeaseLost, StoreUnavailable, is_unavailable
+from receiver.store import EventLease, LeaseLost, Store, StoreUnavailable, is_unavailable
 
-__all__ = ["Attempts", "Backoff", "Claim", "QueueCalls", "Settlement", "bind_work"]
+__all__ = [
+    "Attempts",
+    "Backoff",
+    "Claim",
+    "ClaimCall",
+    "QueueCalls",
+    "Settlement",
+    "bind_work",
+    "event_calls",
+    "job_calls",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,22 +58,54 @@ class Claim:
     lane: str = ""
 
 
+# A queue's claim: (owner, limit, lease seconds) -> the items claimed, as Claims.
+ClaimCall = Callable[[str, int, float], Awaitable[Sequence[Claim]]]
+
+
 @dataclass(frozen=True, slots=True)
 class QueueCalls:
     """The store calls of one kind of work (their shapes are the same for both kinds)."""
 
     kind: str
-    claim: Callable[[str, int, float], Awaitable[Sequence[Claim]]]
+    claim: ClaimCall
     extend: Callable[[int, str, float], Awaitable[bool]]
     complete: Callable[[int, str], Awaitable[bool]]
     release: Callable[[int, str, float, str | None], Awaitable[bool]]
     fail: Callable[..., Awaitable[str | None]]  # Store.fail_event / fail_job
+    hand_back: Callable[[int, str], Awaitable[bool]]  # Store.hand_back_event / hand_back_job
+
+
+def event_calls(store: Store, claim: ClaimCall) -> QueueCalls:
+    """The store's calls for alert events, claimed by ``claim``."""
+    return QueueCalls(
+        "event",
+        claim,
+        store.extend_lease,
+        store.complete_event,
+        store.release_event,
+        store.fail_event,
+        store.hand_back_event,
+    )
+
+
+def job_calls(store: Store, claim: ClaimCall) -> QueueCalls:
+    """The store's calls for run jobs, claimed by ``claim``."""
+    return QueueCalls(
+        "job",
+        claim,
+        store.extend_job_lease,
+        store.complete_job,
+        store.release_job,
+        store.fail_job,
+        store.hand_back_job,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """How a claim ends: ``complete``, ``release`` (wait, nothing failed) or ``fail``, or
-    ``settled`` (the work completed it already: ``Disposition.settled``, nothing to write);
+    ``settled`` (the work completed it already: ``Disposition.settled``, nothing to write), or
+    ``hand_back`` (the worker stopped before the work began: due now, no attempt counted);
     ``delay_s`` until it is due again, ``error`` kept as its last error."""
 
     action: str
@@ -99,15 +143,33 @@ class Attempts:
         # Lease extensions given up on (``_keep_lease``), kept until they end.
         self._abandoned: set[asyncio.Future[bool]] = set()
 
-    async def run(self, queue: QueueCalls, claim: Claim, *, leased_at: float | None = None) -> bool:
+    async def run(
+        self,
+        queue: QueueCalls,
+        claim: Claim,
+        *,
+        leased_at: float | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> bool:
         """Process ``claim`` and settle it; True when the work ran to an answer. ``leased_at``:
         when the claim was sent (the event loop's clock; None: now), the store's count of its
-        lease began no sooner."""
+        lease began no sooner. ``stopping``: whether the worker is stopping now. Stopping
+        before the work began (the claim was on its way at SIGTERM), the item is handed back
+        at once, unworked, its attempt not counted, for another replica to take now; once
+        the work began, what the stopping service hands back at once is released due at once
+        (``_settlement``)."""
         log = self._log.bind(**{f"{claim.kind}_id": claim.id})
         if claim.failures >= self.max_attempts:
             # Do not hand a worker, once more, the item that may have killed the last one.
             dead = Settlement("fail", 0.0, claim.last_error, count=False)
             await self._settle(queue, claim.id, dead, log)
+            return False
+        if stopping():
+            # Worked on now, it would be handed back by its admission anyway (a stopping
+            # service admits no run), after a read of its past and a plan, one attempt counted,
+            # and due only after a backoff: another replica would wait for it.
+            log.info("the worker is stopping; handed back unworked")
+            await self._settle(queue, claim.id, Settlement("hand_back"), log, tries=1)
             return False
         if leased_at is None:
             leased_at = asyncio.get_running_loop().time()
@@ -138,7 +200,8 @@ class Attempts:
                 # failure counted.
                 log.warning("lost the lease; another worker has it", error=str(work.exception()))
                 return False
-            await self._settle(queue, claim.id, self._settlement(claim, work, log), log)
+            settlement = self._settlement(claim, work, log, stopping)
+            await self._settle(queue, claim.id, settlement, log)
             return True
         except asyncio.CancelledError:
             # stop() ran out of grace: hand the item back so another worker takes it now.
@@ -151,8 +214,15 @@ class Attempts:
         finally:
             keeper.cancel()
 
-    def _settlement(self, claim: Claim, work: asyncio.Task[Disposition], log: Any) -> Settlement:
-        """What the finished ``work`` means for its claim."""
+    def _settlement(
+        self,
+        claim: Claim,
+        work: asyncio.Task[Disposition],
+        log: Any,
+        stopping: Callable[[], bool],
+    ) -> Settlement:
+        """What the finished ``work`` means for its claim; ``stopping`` says whether the
+        worker is stopping now."""
         # However soon the pipeline asks to retry, repeated attempts back off: an outage of
         # hours must not turn every pending item into a 5-second loop.
         backoff = self._backoff(claim.attempts)
@@ -177,6 +247,11 @@ class Attempts:
         if disposition.is_done:
             # Completed by the pipeline's own last write: nothing left to settle.
             return Settlement("settled" if disposition.settled else "complete")
+        if disposition.retry_after_s == 0.0 and stopping():
+            # Handed back by a stopping service, at once (``Deps.not_admitted_at_stop``, the
+            # execute stage between two steps): nothing failed or waits, and a backoff on the
+            # item's attempts would hold it from the next worker for nothing.
+            return Settlement("release", 0.0, disposition.error)
         delay = max(disposition.retry_after_s or 0.0, backoff)
         return Settlement("release", delay, disposition.error)
 
@@ -234,6 +309,8 @@ class Attempts:
                 ok: object
                 if settlement.action == "complete":
                     ok = await queue.complete(item_id, self._owner)
+                elif settlement.action == "hand_back":
+                    ok = await queue.hand_back(item_id, self._owner)
                 elif settlement.action == "release":
                     ok = await queue.release(
                         item_id, self._owner, settlement.delay_s, settlement.error

@@ -41,7 +41,15 @@ from receiver.store import (
     describe,
     next_lane,
 )
-from receiver.worker.attempt import Attempts, Backoff, Claim, QueueCalls, bind_work
+from receiver.worker.attempt import (
+    Attempts,
+    Backoff,
+    Claim,
+    QueueCalls,
+    bind_work,
+    event_calls,
+    job_calls,
+)
 from receiver.worker.express import express_cursor, hinted_lanes
 from receiver.worker.listen import LISTEN_WARNING_EVERY_S, Listener
 
@@ -176,14 +184,7 @@ class Worker:
             cursor = next_lane(claims, cursor)
             return [self._claimed(process, c) for c in claims]
 
-        return QueueCalls(
-            "event",
-            claim,
-            store.extend_lease,
-            store.complete_event,
-            store.release_event,
-            store.fail_event,
-        )
+        return event_calls(store, claim)
 
     def _claimed(self, process: Process | LeasedProcess, c: ClaimedEvent) -> Claim:
         event = c.event
@@ -205,14 +206,7 @@ class Worker:
                 for c in claims
             ]
 
-        return QueueCalls(
-            "job",
-            claim,
-            store.extend_job_lease,
-            store.complete_job,
-            store.release_job,
-            store.fail_job,
-        )
+        return job_calls(store, claim)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -377,7 +371,10 @@ class Worker:
         if (claim.kind, claim.id) in self._express:  # it and the task it works in go first
             self._priority.first(("express", self.owner))
         try:
-            if await self._attempts.run(queue, claim, leased_at=leased_at):
+            # Once the stop began (the claim was on its way at SIGTERM): handed back unworked.
+            if await self._attempts.run(
+                queue, claim, leased_at=leased_at, stopping=lambda: self._stopping
+            ):
                 self.processed += 1
         finally:
             key = (claim.kind, claim.id)

@@ -34,6 +34,9 @@ class HeldRelay:
         self._open.set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Set once something a client sent waits here (since the last ``hold``): the
+        # command the test meant to hold is on its way.
+        self.holding = asyncio.Event()
 
     @property
     def port(self) -> int:
@@ -43,6 +46,7 @@ class HeldRelay:
 
     def hold(self) -> None:
         """From now on, what clients send waits here."""
+        self.holding.clear()
         self._open.clear()
 
     def let_through(self) -> None:
@@ -79,6 +83,8 @@ class HeldRelay:
     async def _to_server(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):  # the client reset its connection: as a close
             while data := await source.read(_CHUNK):
+                if not self._open.is_set():
+                    self.holding.set()
                 await self._open.wait()
                 sink.write(data)
                 await sink.drain()

@@ -45,7 +45,11 @@ class Queue:
             self.settled.append("fail")
             return "pending"
 
-        return QueueCalls("event", claim, extend, complete, release, fail)
+        async def hand_back(item_id: int, owner: str) -> bool:
+            self.settled.append("hand_back")
+            return True
+
+        return QueueCalls("event", claim, extend, complete, release, fail, hand_back)
 
 
 def _runs(task: asyncio.Task[Any], name: str) -> bool:

@@ -1,0 +1,173 @@
+"""A claim on its way when the worker begins to stop (SIGTERM): the items it brings back are
+handed back at once, unworked. And an item whose work began before the stop, handed back by
+its admission, is due again at once.
+
+Before, the claim loop started their work as if nothing had happened: each was read, planned
+and taken up to its admission, which a stopping service refuses (``Deps.not_admitted_at_stop``),
+and only then released, its attempt counted and due after a backoff, so another replica waited
+for an item nobody here was going to work on. Now the worker hands each back as it arrives:
+pending, due now, its attempt taken back; another worker claims it at once. A real worker on
+the test PostgreSQL, its connection through a relay that holds the claim in the network until
+the stop has begun.
+
+Handed back by its admission, an item was released due only after the backoff on its
+attempts (a retry's), though nothing failed or had to wait: another replica waited seconds
+for it, minutes for an item retried often before. Now it is due at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from receiver.model import AlertEvent, Disposition, Target
+from receiver.store import EventLease, Store
+from receiver.worker import Worker
+from tests.support.events import alert_event, new_event
+from tests.support.leases import take_over_job
+from tests.support.payloads import alert, notification
+from tests.support.pipeline import RESTART_WEB, MakeHarness
+from tests.support.relay import HeldRelay, relay_to_postgres, through
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture
+async def relay(database_url: str) -> AsyncIterator[HeldRelay]:
+    async with relay_to_postgres(database_url) as made:
+        yield made
+
+
+async def test_a_claim_that_comes_back_after_the_stop_began_is_handed_back_unworked(
+    store: Store, database_url: str, relay: HeldRelay
+) -> None:
+    await store.insert_events([new_event(1)])
+    worked: list[int] = []
+
+    async def process(event: AlertEvent) -> Disposition:
+        worked.append(event.id)
+        return Disposition.done()
+
+    stalled = await Store.connect(through(database_url, relay.port), min_size=1, max_size=1)
+    worker = Worker(
+        stalled,
+        process,
+        owner="a",
+        concurrency=1,
+        lease_s=60.0,
+        poll_interval_s=60.0,
+        listen_dsn=database_url,
+    )
+    try:
+        relay.hold()
+        await worker.start()
+        # The worker's claim is on its way when SIGTERM comes.
+        await asyncio.wait_for(relay.holding.wait(), 20)
+        worker.stop_claiming()
+        relay.let_through()
+        await worker.stop(grace_s=10.0)
+    finally:
+        relay.let_through()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stalled.close(), 30)
+
+    assert worked == []
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT state, lease_owner, attempts, failures, last_error,"
+            " not_before <= remediator_now() AS due FROM alert_events"
+        )
+    finally:
+        await conn.close()
+    assert dict(row) == {
+        "state": "pending",
+        "lease_owner": None,
+        "attempts": 0,
+        "failures": 0,
+        "last_error": None,
+        "due": True,
+    }
+    # Another replica takes it at once.
+    (claimed,) = await store.claim_events("b", 1, 60.0)
+    assert (claimed.attempts, claimed.failures) == (1, 0)
+
+
+async def test_an_item_its_admission_hands_back_at_a_stop_is_due_again_at_once(
+    make_harness: MakeHarness, database_url: str
+) -> None:
+    h = await make_harness(RESTART_WEB)
+    labels = {"alertname": "HighMemoryUsage", "namespace": "shop", "deployment": "web"}
+    await h.intake.accept(notification(alert(labels)))
+
+    async def sigterm_as_it_begins(
+        event: AlertEvent, lease: EventLease | None = None
+    ) -> Disposition:
+        # SIGTERM lands while the event's work is under way (serve's handler does these two).
+        h.pipeline.wind_down()
+        worker.stop_claiming()
+        began.set()
+        return await h.pipeline(event, lease)
+
+    # A backoff no test waits out: a release that waited on it would be due a minute later.
+    worker = Worker(
+        h.store,
+        sigterm_as_it_begins,
+        lease_to_process=True,
+        owner="a",
+        concurrency=1,
+        lease_s=60.0,
+        poll_interval_s=60.0,
+        backoff_base_s=60.0,
+        backoff_max_s=60.0,
+        listen_dsn=database_url,
+    )
+    began = asyncio.Event()
+    await worker.start()
+    await asyncio.wait_for(began.wait(), 20)
+    await worker.stop(grace_s=10.0)
+
+    assert await h.runs() == []  # no guard asked, nothing stored
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT state, lease_owner, attempts, failures, last_error,"
+            " not_before <= remediator_now() AS due FROM alert_events"
+        )
+    finally:
+        await conn.close()
+    assert dict(row) == {
+        "state": "pending",
+        "lease_owner": None,
+        "attempts": 1,  # its work began: read, planned
+        "failures": 0,
+        "last_error": "the service stopped before the run steps were admitted: the next worker "
+        "admits them",
+        "due": True,
+    }
+
+
+async def test_a_job_handed_back_is_due_now_its_attempt_not_counted(store: Store) -> None:
+    """The store's half for jobs: a job claimed, its lease then run out (its worker died: a
+    failure the next claim counts), and handed back by the worker that claimed it next."""
+    await store.insert_events([new_event(1)])
+    (claimed,) = await store.claim_events("a", 1, 60.0)
+    run_id = await store.create_run(
+        rule="r",
+        event=alert_event(claimed.event.id, 1),
+        target=Target("Deployment", "shop", "checkout"),
+        dry_run=True,
+    )
+    assert run_id is not None
+    await store.enqueue_job("resume_run", run_id)
+    (job,) = await store.claim_jobs("a", 1, 60.0)
+    taken = await take_over_job(store, job.id, "b")
+    assert (taken.attempts, taken.failures) == (2, 1)
+    assert not await store.hand_back_job(job.id, "a")  # only its holder hands it back
+    assert await store.hand_back_job(job.id, "b")
+    (again,) = await store.claim_jobs("c", 1, 60.0)
+    assert (again.id, again.attempts, again.failures) == (job.id, 2, 1)
