@@ -13,6 +13,7 @@
 - ``container``: ``kubernetes.set_resources`` and ``kubernetes.set_env``
 - ``rollback``: ``kubernetes.rollout_undo``
 - ``pods``: ``kubernetes.delete_pod``
+- ``evict``: evicting pods through the Eviction API (PodDisruptionBudgets), for ``pods``
 - ``probe``: read-only facts for rules' live conditions (a Deployment's newest release)
 - ``catalog``: ``ACTIONS``, every action above, for the registry
 
