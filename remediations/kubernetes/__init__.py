@@ -14,6 +14,7 @@
 - ``rollback``: ``kubernetes.rollout_undo``
 - ``pods``: ``kubernetes.delete_pod``
 - ``evict``: evicting pods through the Eviction API (PodDisruptionBudgets), for ``pods``
+- ``pod_holder``: which workload replaces a pod and keeps the record of its deletion
 - ``probe``: read-only facts for rules' live conditions (a Deployment's newest release)
 - ``catalog``: ``ACTIONS``, every action above, for the registry
 

@@ -15,16 +15,15 @@ looked at and never a namesake that replaced it.
 
 A deleted pod cannot carry a record of its deletion, and its replacement may have its name
 (StatefulSet pods do): so the step's write record (``replay``) goes on the workload that holds
-the pods (the Deployment target, or the StatefulSet or DaemonSet controlling a Pod target),
-written just before the evictions.
+the pods (the Deployment target, or for a Pod target the Deployment of its ReplicaSet or the
+StatefulSet or DaemonSet controlling it: ``pod_holder``), written just before the evictions.
 A step taken up again after a crash finds it and evicts the recorded uids again, and only
 them, so a take-up never evicts more than the step's ``max_pods``: a crash between the record
 and the evictions left them undone, and the uid precondition keeps the replacements safe
-(they have other uids). A 404 or a uid conflict then means the pod is already gone. Pods of
-a ReplicaSet get no record: their replacements have new names, so a retry finds nothing to
-delete.
+(they have other uids). A 404 or a uid conflict then means the pod is already gone. A pod of
+a ReplicaSet that no Deployment controls gets no record.
 
-A Pod target that no controller would replace is refused (``_refuse_unreplaced``): a bare pod
+A Pod target that no controller would replace is refused (``refuse_unreplaced``): a bare pod
 (deleted, it and its work are lost) and a static pod's mirror (its controller is a Node:
 deleting the mirror restarts nothing, the kubelet runs the static pod on).
 """
@@ -48,6 +47,7 @@ from remediations.kubernetes.api import (
 )
 from remediations.kubernetes.evict import evict_pods
 from remediations.kubernetes.objects import WORKLOADS, controller_uid, object_ref, selector_string
+from remediations.kubernetes.pod_holder import holder_of, recorded_holder, refuse_unreplaced
 from remediations.kubernetes.replay import WriteRecord
 from remediations.params import Integer
 from remediations.targets import Target
@@ -147,7 +147,9 @@ class DeletePod(KubeAction[DeletePodParams]):
         self, api: KubeApi, target: Target, params: DeletePodParams
     ) -> tuple[list[dict[str, Any]], Target | None, dict[str, Any]]:
         """The pods that qualify, and the workload that holds them (its Target and object;
-        None and {} when no workload keeps a record: see the module's docstring)."""
+        None and {} when no workload keeps a record: see the module's docstring). A Pod
+        target that is gone has none, unless this step recorded its deletion
+        (``recorded_holder``: taken up after a crash that came after the eviction)."""
         ns = target.namespace
         if target.kind == "Pod":
             if params.selector is not None:
@@ -166,11 +168,12 @@ class DeletePod(KubeAction[DeletePodParams]):
                     allow=(404,),
                 )
             except ApiException:
-                return [], None, {}
+                recorded = await recorded_holder(api, target)
+                return ([], *recorded) if recorded else ([], None, {})
             found = api.to_dict(pod)
-            _refuse_unreplaced(found, target)
-            holder = _controller(found, ns)
-            return [found], holder, await api.read_workload(holder) if holder else {}
+            refuse_unreplaced(found, target)
+            held = await holder_of(api, found, ns)
+            return ([found], *held) if held else ([found], None, {})
         workload = await api.read_workload(target)
         selector = selector_string((workload.get("spec") or {}).get("selector") or {})
         if not selector:
@@ -279,42 +282,3 @@ def _replay(
         )
 
     return WritePlan(change, write, lambda written: {"deleted": written["deleted"]}, report=report)
-
-
-# The kubelet's annotation on the mirror of a static pod (``kubetypes.ConfigMirrorAnnotationKey``).
-MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-
-
-def _refuse_unreplaced(pod: Mapping[str, Any], target: Target) -> None:
-    """ActionRefused for a Pod target that no controller would replace: a bare pod (no
-    ``ownerReferences`` entry with ``controller: true``: deleted, it and its work are gone)
-    or a static pod's mirror (the kubelet's ``kubernetes.io/config.mirror`` annotation, or a
-    Node as its controller: deleting the mirror restarts nothing, the kubelet runs the static
-    pod on and makes the mirror again)."""
-    metadata = pod.get("metadata") or {}
-    ref = next((r for r in metadata.get("ownerReferences") or [] if r.get("controller")), None)
-    if MIRROR_ANNOTATION in (metadata.get("annotations") or {}) or (
-        ref is not None and ref.get("kind") == "Node"
-    ):
-        node = (pod.get("spec") or {}).get("nodeName") or (ref or {}).get("name") or "its node"
-        raise ActionRefused(
-            f"{object_ref(target)} is a static pod's mirror (the kubelet of {node} runs it "
-            "from a manifest on the node): deleting it does not restart it; restart it on "
-            "the node, or delete a pod that a workload controls"
-        )
-    if ref is None:
-        raise ActionRefused(
-            f"{object_ref(target)} has no controller (no ownerReference with controller: "
-            "true): no controller would replace it, so deleting it would lose it and its "
-            "work; delete it by hand if that is meant"
-        )
-
-
-def _controller(pod: Mapping[str, Any], namespace: str) -> Target | None:
-    """The StatefulSet or DaemonSet controlling ``pod``, which keeps the record of its
-    deletion; None for other owners (their pods' replacements get new names) and bare pods."""
-    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") in ("StatefulSet", "DaemonSet"):
-            assert ref["kind"] in WORKLOADS
-            return Target(str(ref["kind"]), namespace, str(ref.get("name")))
-    return None
