@@ -13,6 +13,8 @@
 - ``container``: ``kubernetes.set_resources`` and ``kubernetes.set_env``
 - ``rollback``: ``kubernetes.rollout_undo``
 - ``pods``: ``kubernetes.delete_pod``
+- ``evict``: evicting pods through the Eviction API (PodDisruptionBudgets), for ``pods``
+- ``pod_holder``: which workload replaces a pod and keeps the record of its deletion
 - ``probe``: read-only facts for rules' live conditions (a Deployment's newest release)
 - ``catalog``: ``ACTIONS``, every action above, for the registry
 

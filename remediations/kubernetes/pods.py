@@ -1,24 +1,29 @@
-"""``kubernetes.delete_pod``: delete pods so their controller replaces them.
+"""``kubernetes.delete_pod``: evict pods so their controller replaces them.
 
 On a Deployment target only the Deployment's own pods qualify: those whose controller is one
 of the ReplicaSets the Deployment controls (``KubeApi.controlled_replica_sets``, as kubectl's
 ``GetAllReplicaSets``), never another Deployment's pods that its selector also matches, nor
 bare pods or Job pods. On a StatefulSet or DaemonSet target, the pods whose controller is that
 workload: what follows a ``rollout_restart`` of one whose ``updateStrategy`` is ``OnDelete``,
-where the new template reaches only the pods created after a delete. Every DELETE carries
-the pod's uid as a precondition, so it deletes the pod that was looked at and never a
-namesake that replaced it.
+where the new template reaches only the pods created after a delete.
+
+Each pod goes through the Eviction API (``evict``), as ``kubectl drain`` does, so its
+PodDisruptionBudget is honoured: a budget that allows no disruption refuses the eviction, and
+the step ends there, refused, naming the budget's reason, the pods it evicted and those it did
+not. Every eviction carries the pod's uid as a precondition, so it deletes the pod that was
+looked at and never a namesake that replaced it.
 
 A deleted pod cannot carry a record of its deletion, and its replacement may have its name
 (StatefulSet pods do): so the step's write record (``replay``) goes on the workload that holds
-the pods (the Deployment target, or the StatefulSet or DaemonSet controlling a Pod target),
-written just before the deletes. A step taken up again after a crash finds it and sends the
-DELETEs of the recorded uids again: a crash between the record and the deletes left them
-undone, and the uid precondition keeps the replacements safe (they have other uids). A 404 or
-a uid conflict then means the pod is already gone. Pods of a ReplicaSet get no record: their
-replacements have new names, so a retry finds nothing to delete.
+the pods (the Deployment target, or for a Pod target the Deployment of its ReplicaSet or the
+StatefulSet or DaemonSet controlling it: ``pod_holder``), written just before the evictions.
+A step taken up again after a crash finds it and evicts the recorded uids again, and only
+them, so a take-up never evicts more than the step's ``max_pods``: a crash between the record
+and the evictions left them undone, and the uid precondition keeps the replacements safe
+(they have other uids). A 404 or a uid conflict then means the pod is already gone. A pod of
+a ReplicaSet that no Deployment controls gets no record.
 
-A Pod target that no controller would replace is refused (``_refuse_unreplaced``): a bare pod
+A Pod target that no controller would replace is refused (``refuse_unreplaced``): a bare pod
 (deleted, it and its work are lost) and a static pod's mirror (its controller is a Node:
 deleting the mirror restarts nothing, the kubelet runs the static pod on).
 """
@@ -26,22 +31,23 @@ deleting the mirror restarts nothing, the kubelet runs the static pod on).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from remediations import names
-from remediations.base import ActionError, ActionRefused, Change, Risk
+from remediations.base import ActionRefused, Change, Risk
 from remediations.kubernetes.api import (
-    JSON,
     MERGE_PATCH,
     ActionParams,
     KubeAction,
     KubeApi,
     WritePlan,
 )
+from remediations.kubernetes.evict import evict_pods
 from remediations.kubernetes.objects import WORKLOADS, controller_uid, object_ref, selector_string
+from remediations.kubernetes.pod_holder import holder_of, recorded_holder, refuse_unreplaced
 from remediations.kubernetes.replay import WriteRecord
 from remediations.params import Integer
 from remediations.targets import Target
@@ -80,11 +86,12 @@ class DeletePodParams(ActionParams):
     @field_validator("grace_period_seconds")
     @classmethod
     def _graceful(cls, seconds: int | None) -> int | None:
-        # A DELETE with gracePeriodSeconds 0 is a force delete: the API server removes the pod
-        # at once, without waiting for its kubelet to stop the containers, and its controller
-        # creates the replacement while the old pod may still run (a StatefulSet's under the
-        # same name: two pods with one identity). kubectl sends 1 for --grace-period=0 unless
-        # --force is given (kubectl delete's RunDelete), and remediator has no force.
+        # A delete (an eviction's too) with gracePeriodSeconds 0 is a force delete: it removes
+        # the pod at once, without waiting for its kubelet to stop the containers, and its
+        # controller creates the replacement while the old pod may still run (a StatefulSet's
+        # under the same name: two pods with one identity). kubectl sends 1 for
+        # --grace-period=0 unless --force is given (kubectl delete's RunDelete), and
+        # remediator has no force.
         if seconds == 0:
             raise ValueError(
                 "0 is a force delete: the API server removes the pod before its containers "
@@ -121,7 +128,7 @@ def _pod_sort_key(pod: Mapping[str, Any]) -> tuple[bool, str, str]:
 
 
 class DeletePod(KubeAction[DeletePodParams]):
-    """Delete pods so their controller replaces them. Deleting an absent pod is a NOOP."""
+    """Evict pods so their controller replaces them. Evicting an absent pod is a NOOP."""
 
     name: ClassVar[str] = "kubernetes.delete_pod"
     Params: ClassVar[type[BaseModel]] = DeletePodParams
@@ -140,7 +147,9 @@ class DeletePod(KubeAction[DeletePodParams]):
         self, api: KubeApi, target: Target, params: DeletePodParams
     ) -> tuple[list[dict[str, Any]], Target | None, dict[str, Any]]:
         """The pods that qualify, and the workload that holds them (its Target and object;
-        None and {} when no workload keeps a record: see the module's docstring)."""
+        None and {} when no workload keeps a record: see the module's docstring). A Pod
+        target that is gone has none, unless this step recorded its deletion
+        (``recorded_holder``: taken up after a crash that came after the eviction)."""
         ns = target.namespace
         if target.kind == "Pod":
             if params.selector is not None:
@@ -159,11 +168,12 @@ class DeletePod(KubeAction[DeletePodParams]):
                     allow=(404,),
                 )
             except ApiException:
-                return [], None, {}
+                recorded = await recorded_holder(api, target)
+                return ([], *recorded) if recorded else ([], None, {})
             found = api.to_dict(pod)
-            _refuse_unreplaced(found, target)
-            holder = _controller(found, ns)
-            return [found], holder, await api.read_workload(holder) if holder else {}
+            refuse_unreplaced(found, target)
+            held = await holder_of(api, found, ns)
+            return ([found], *held) if held else ([found], None, {})
         workload = await api.read_workload(target)
         selector = selector_string((workload.get("spec") or {}).get("selector") or {})
         if not selector:
@@ -216,24 +226,15 @@ class DeletePod(KubeAction[DeletePodParams]):
         async def write() -> dict[str, Any]:
             record = api.record(holder_obj, change) if holder is not None else {}
             if holder is not None and record:
-                # Before the deletes: a crash after them must leave the record behind. A
-                # crash between the two leaves the deletes to the take-up (_replay). On the
+                # Before the evictions: a crash after them must leave the record behind. A
+                # crash between the two leaves the evictions to the take-up (_replay). On the
                 # workload as read (its record slot was chosen from it): a WriteConflict
-                # plans the step again before anything is deleted.
+                # plans the step again before anything is evicted.
                 body = {"metadata": {"annotations": {**api.stamp(), **record}}}
                 await api.patch_read(holder, holder_obj, body, MERGE_PATCH)
-            deleted: list[str] = []
-            try:
-                for pod in chosen:
-                    meta = pod["metadata"]
-                    grace = params.grace_period_seconds
-                    if await _delete(api, ns, meta["name"], meta["uid"], grace) == "deleted":
-                        deleted.append(meta["name"])
-            except ActionError as exc:
-                # A refused DELETE after others went through: the step has acted.
-                exc.may_have_acted = exc.may_have_acted or bool(deleted)
-                raise
-            return {"deleted": deleted}
+            pods = [(p["metadata"]["name"], p["metadata"]["uid"]) for p in chosen]
+            done = await evict_pods(api, ns, pods, params.grace_period_seconds)
+            return {"deleted": done.now}
 
         return WritePlan(change, write, _identity)
 
@@ -242,49 +243,17 @@ def _identity(written: dict[str, Any]) -> Mapping[str, Any]:
     return written
 
 
-async def _delete(
-    api: KubeApi, ns: str, name: str, uid: str, grace_period_seconds: int | None
-) -> Literal["deleted", "absent"]:
-    """DELETE pod ``ns/name`` on the condition that its uid is still ``uid``.
-
-    ``"deleted"``: the API server accepted it, or answered 404 or 409 (uid conflict) to a
-    retry, whose earlier try got no answer: that try may well have deleted it, so the pod
-    this step sent the DELETE for is gone. ``"absent"``: 404 or 409 to the first try: gone
-    or replaced before this DELETE. Other failures raise as ``retry.call`` maps them.
-    """
-    # The uid precondition deletes the pod we looked at, never a namesake that replaced it
-    # in between (StatefulSet pods keep their names), so sending it again is safe.
-    options: dict[str, Any] = {"preconditions": {"uid": uid}}
-    if grace_period_seconds is not None:
-        options["gracePeriodSeconds"] = grace_period_seconds
-    # With a DeleteOptions body the API server ignores the query parameters, so ?dryRun=All
-    # would be dropped silently and the pod really deleted.
-    if api.ctx.dry_run:
-        options["dryRun"] = ["All"]
-    opts: dict[str, Any] = {"_content_type": JSON, **api.read_opts()}
-    tries = 0
-
-    async def send() -> Any:
-        nonlocal tries
-        tries += 1
-        return await api.core.delete_namespaced_pod(name, ns, body=options, **opts)
-
-    try:
-        await api.call(f"Pod {ns}/{name}", send, allow=(404, 409))
-    except ApiException:
-        return "deleted" if tries > 1 else "absent"
-    return "deleted"
-
-
 def _replay(
     api: KubeApi, ns: str, record: WriteRecord, grace_period_seconds: int | None
 ) -> WritePlan:
     """The plan of a step taken up again that finds its own ``record``: the recorded change
-    (so an approval of it still matches), carried out by sending the DELETEs of the recorded
-    pods again. The record is written before the deletes, so a crash between the two left
-    them undone; each DELETE is bound to its pod's uid, so a replacement is never deleted.
-    Result.after: the recorded pods, all gone by then; the message says which were deleted
-    now and which were already gone (most likely by the earlier attempt)."""
+    (so an approval of it still matches), carried out by evicting the recorded pods again
+    (only them: never more than the step chose). The record is written before the
+    evictions, so a crash between the two left them undone; each eviction is bound to its
+    pod's uid, so a replacement is never evicted. Result.after: the recorded pods, all gone
+    by then; the message says which were evicted now and which were already gone (most
+    likely by the earlier attempt). A budget that still refuses one ends the step as the
+    first attempt's refusal did (``evict_pods``)."""
     change = WritePlan.replayed(record).change
     names = [str(n) for n in change.before.get("pods") or []]
     uids = [str(u) for u in change.preconditions.get("uids") or []]
@@ -295,16 +264,9 @@ def _replay(
         )
 
     async def write() -> dict[str, Any]:
-        now: list[str] = []
-        gone: list[str] = []
-        try:
-            for name, uid in zip(names, uids, strict=True):
-                outcome = await _delete(api, ns, name, uid, grace_period_seconds)
-                (now if outcome == "deleted" else gone).append(name)
-        except ActionError as exc:
-            exc.may_have_acted = exc.may_have_acted or bool(now)
-            raise
-        return {"deleted": names, "now": now, "gone": gone}
+        pods = list(zip(names, uids, strict=True))
+        done = await evict_pods(api, ns, pods, grace_period_seconds, taken_up=True)
+        return {"deleted": names, "now": done.now, "gone": done.gone}
 
     def report(written: dict[str, Any]) -> str:
         step = f"{record.phase} step {record.step}, record written {record.at}"
@@ -315,47 +277,8 @@ def _replay(
             )
         already = ", ".join(written["gone"]) or "none"
         return (
-            f"taken up after a restart ({step}) before every delete was done: deleted "
+            f"taken up after a restart ({step}) before every eviction was done: deleted "
             f"{', '.join(written['now'])} now; already gone: {already}; {change.summary}"
         )
 
     return WritePlan(change, write, lambda written: {"deleted": written["deleted"]}, report=report)
-
-
-# The kubelet's annotation on the mirror of a static pod (``kubetypes.ConfigMirrorAnnotationKey``).
-MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-
-
-def _refuse_unreplaced(pod: Mapping[str, Any], target: Target) -> None:
-    """ActionRefused for a Pod target that no controller would replace: a bare pod (no
-    ``ownerReferences`` entry with ``controller: true``: deleted, it and its work are gone)
-    or a static pod's mirror (the kubelet's ``kubernetes.io/config.mirror`` annotation, or a
-    Node as its controller: deleting the mirror restarts nothing, the kubelet runs the static
-    pod on and makes the mirror again)."""
-    metadata = pod.get("metadata") or {}
-    ref = next((r for r in metadata.get("ownerReferences") or [] if r.get("controller")), None)
-    if MIRROR_ANNOTATION in (metadata.get("annotations") or {}) or (
-        ref is not None and ref.get("kind") == "Node"
-    ):
-        node = (pod.get("spec") or {}).get("nodeName") or (ref or {}).get("name") or "its node"
-        raise ActionRefused(
-            f"{object_ref(target)} is a static pod's mirror (the kubelet of {node} runs it "
-            "from a manifest on the node): deleting it does not restart it; restart it on "
-            "the node, or delete a pod that a workload controls"
-        )
-    if ref is None:
-        raise ActionRefused(
-            f"{object_ref(target)} has no controller (no ownerReference with controller: "
-            "true): no controller would replace it, so deleting it would lose it and its "
-            "work; delete it by hand if that is meant"
-        )
-
-
-def _controller(pod: Mapping[str, Any], namespace: str) -> Target | None:
-    """The StatefulSet or DaemonSet controlling ``pod``, which keeps the record of its
-    deletion; None for other owners (their pods' replacements get new names) and bare pods."""
-    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") in ("StatefulSet", "DaemonSet"):
-            assert ref["kind"] in WORKLOADS
-            return Target(str(ref["kind"]), namespace, str(ref.get("name")))
-    return None

@@ -2,7 +2,9 @@
 
 Transient means the request may succeed if sent again unchanged: a broken or timed-out
 connection, 429 (API priority and fairness throttling) or 5xx. Every other status is an answer
-about the request itself (bad, forbidden, missing, conflicting) and is never retried.
+about the request itself (bad, forbidden, missing, conflicting) and is never retried; so are
+an eviction's refusals by a PodDisruptionBudget (``budget_refusal``), a 429 and a 500 that
+only change once the budget's pods do, minutes later if ever.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "RetryPolicy",
     "api_message",
+    "budget_refusal",
     "call",
     "describe_failure",
     "is_transient",
@@ -36,28 +39,73 @@ __all__ = [
 T = TypeVar("T")
 
 
+# The StatusCause type (its JSON "reason") the API server gives an eviction that a
+# PodDisruptionBudget refuses (policyv1.DisruptionBudgetCause), and the message of its 500 for
+# a pod that more than one budget selects (pkg/registry/core/pod/storage/eviction.go,
+# EvictionREST.Create).
+DISRUPTION_BUDGET_CAUSE = "DisruptionBudget"
+MANY_BUDGETS = "more than one PodDisruptionBudget"
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Whether sending the same request again may succeed: connection errors, 429, 5xx."""
+    """Whether sending the same request again may succeed: connection errors, 429, 5xx; not
+    an eviction a PodDisruptionBudget refused (``budget_refusal``)."""
     if isinstance(exc, ApiException):
+        if budget_refusal(exc) is not None:
+            return False
         status = exc.status or 0
         # status 0: the client itself raised it without any HTTP answer (not a server verdict).
         return status == 429 or status >= 500
     return isinstance(exc, aiohttp.ClientConnectionError | asyncio.TimeoutError)
 
 
-def api_message(exc: ApiException) -> str:
-    """The ``message`` of the Status object the API server sent, else the HTTP reason."""
+def _status_body(exc: ApiException) -> dict[str, Any] | str:
+    """The Status object the API server sent with ``exc`` (a dict), else its body's text."""
     body: Any = exc.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
-    if isinstance(body, str) and body:
-        try:
-            status = json.loads(body)
-        except ValueError:
-            return body.strip()[:500]
-        if isinstance(status, dict) and status.get("message"):
-            return str(status["message"])
+    if not isinstance(body, str) or not body:
+        return ""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return body.strip()[:500]
+    return status if isinstance(status, dict) else ""
+
+
+def api_message(exc: ApiException) -> str:
+    """The ``message`` of the Status object the API server sent, else the HTTP reason."""
+    status = _status_body(exc)
+    if isinstance(status, str) and status:
+        return status
+    if isinstance(status, dict) and status.get("message"):
+        return str(status["message"])
     return f"HTTP {exc.status} {exc.reason or ''}".strip()
+
+
+def budget_refusal(exc: ApiException) -> str | None:
+    """Why a PodDisruptionBudget refused an eviction, as the API server says it; None for
+    any other answer. A 429 whose Status has a cause of type ``DisruptionBudget`` (on the
+    wire its ``reason``, StatusCause.Type's JSON name), whose message names the budget ("The
+    disruption budget web needs 2 healthy pods and has 2 currently", or "... is still being
+    processed by the server"); and the 500 for a pod that more than one budget selects,
+    which the Eviction API does not support. An API priority and fairness 429 has no such
+    cause: it stays transient."""
+    status = _status_body(exc)
+    if not isinstance(status, dict):
+        return None
+    if exc.status == 429:
+        causes = (status.get("details") or {}).get("causes") or []
+        said = [
+            str(c.get("message") or "")
+            for c in causes
+            if isinstance(c, dict) and c.get("reason") == DISRUPTION_BUDGET_CAUSE
+        ]
+        if said:
+            return "; ".join(m for m in said if m) or str(status.get("message") or "")
+    if exc.status == 500 and MANY_BUDGETS in str(status.get("message") or ""):
+        return str(status["message"])
+    return None
 
 
 def describe_failure(exc: BaseException) -> str:

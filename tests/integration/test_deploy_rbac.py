@@ -387,13 +387,13 @@ async def test_delete_pod_verbs(remediator: Any, admin: Any) -> None:
     pods = (await core.list_namespaced_pod(TARGET_NS, label_selector=f"app={name}")).items
     assert [p.metadata.name for p in pods] == [name]
     pod = await core.read_namespaced_pod(name, TARGET_NS)
-    await core.delete_namespaced_pod(
-        name,
-        TARGET_NS,
-        body=k8s.V1DeleteOptions(
+    eviction = k8s.V1Eviction(
+        metadata=k8s.V1ObjectMeta(name=name, namespace=TARGET_NS),
+        delete_options=k8s.V1DeleteOptions(
             preconditions=k8s.V1Preconditions(uid=pod.metadata.uid), grace_period_seconds=0
         ),
     )
+    await core.create_namespaced_pod_eviction(name, TARGET_NS, eviction)
     assert await _status(_api(k8s.CoreV1Api, admin).read_namespaced_pod(name, TARGET_NS)) == 404
 
 

@@ -1,8 +1,9 @@
 """``kubernetes.delete_pod`` against a real kube-apiserver + controller-manager: which pods it
 picks, what it reports after a lost answer, and what a take-up after a crash does.
 
-The control plane has no kubelet: pods stay Pending, and a pod never scheduled is removed at
-once by its DELETE (no graceful termination), so "deleted" reads back as "gone".
+The control plane has no kubelet: pods stay Pending, which the Eviction API deletes without a
+budget check, and a pod never scheduled is removed at once (no graceful termination), so
+"deleted" reads back as "gone". Budgets: test_kubernetes_delete_pod_budget.py.
 """
 
 from __future__ import annotations
@@ -168,12 +169,12 @@ async def test_a_delete_whose_answer_was_lost_is_reported_deleted(
     make_deployment: MakeDeployment,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The first DELETE reaches the server and deletes the pod; its answer is lost (a
+    """The first eviction reaches the server and deletes the pod; its answer is lost (a
     timeout), and the retry gets 404."""
     ns = kube_namespace
     await make_deployment("web")
     (uid, name), *_ = (await settled_pods(kube_admin, ns, "web", 1)).items()
-    original = Core.delete_namespaced_pod
+    original = Core.create_namespaced_pod_eviction
     sent: list[str] = []
 
     async def lose_first_answer(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -183,7 +184,7 @@ async def test_a_delete_whose_answer_was_lost_is_reported_deleted(
             raise TimeoutError  # applied by the server, answer never read
         return answer
 
-    monkeypatch.setattr(Core, "delete_namespaced_pod", lose_first_answer)
+    monkeypatch.setattr(Core, "create_namespaced_pod_eviction", lose_first_answer)
     result = await DeletePod(FAST).run(
         step_ctx(kube_admin, str(uuid.uuid4()), step=None),
         Target("Deployment", ns, "web"),
@@ -202,8 +203,8 @@ async def test_a_take_up_after_a_crash_before_the_deletes_deletes_the_recorded_p
     make_deployment: MakeDeployment,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The worker dies after the write record reached the Deployment and before any DELETE:
-    the take-up (same run, same step) deletes the pod the record names, not a replacement."""
+    """The worker dies after the write record reached the Deployment and before any eviction:
+    the take-up (same run, same step) evicts the pod the record names, not a replacement."""
     ns = kube_namespace
     await make_deployment("web", replicas=2)
     before = await settled_pods(kube_admin, ns, "web", 2)
@@ -214,7 +215,7 @@ async def test_a_take_up_after_a_crash_before_the_deletes_deletes_the_recorded_p
         raise Crash("killed after the record patch, before the delete")
 
     with monkeypatch.context() as patched:
-        patched.setattr(Core, "delete_namespaced_pod", die)
+        patched.setattr(Core, "create_namespaced_pod_eviction", die)
         with pytest.raises(Crash):
             await action.run(ctx, target, DeletePod.Params())
     assert await pods_of(kube_admin, ns, "web") == before  # nothing deleted yet
@@ -243,7 +244,7 @@ async def test_a_take_up_never_deletes_a_statefulset_pods_namesake(
     kube_admin: Any, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A StatefulSet's replacement pod has the deleted pod's name and another uid: the
-    take-up's DELETE, bound to the recorded uid, gets a uid conflict and leaves it alone.
+    take-up's eviction, bound to the recorded uid, gets a uid conflict and leaves it alone.
 
     The test control plane runs no StatefulSet controller, so the test creates db-0 (and its
     replacement) itself, controlled by the StatefulSet as that controller would."""
@@ -262,7 +263,7 @@ async def test_a_take_up_never_deletes_a_statefulset_pods_namesake(
         raise Crash("killed after the record patch, before the delete")
 
     with monkeypatch.context() as patched:
-        patched.setattr(Core, "delete_namespaced_pod", die)
+        patched.setattr(Core, "create_namespaced_pod_eviction", die)
         with pytest.raises(Crash):
             await action.run(ctx, target, DeletePod.Params())
     assert await live_pods(kube_admin, ns) == {first: "db-0"}
@@ -375,8 +376,8 @@ async def scheduled_pod(
 ) -> str:
     """A pod bound to a node, as the scheduler leaves it for a kubelet to run (controlled by
     StatefulSet ``db`` of ``statefulset_uid`` when given); its uid. No kubelet runs here, so a
-    graceful DELETE leaves it terminating (a deletionTimestamp) for good, where one with
-    gracePeriodSeconds 0 removes it at once."""
+    graceful delete (or eviction) leaves it terminating (a deletionTimestamp) for good, where
+    one with gracePeriodSeconds 0 removes it at once."""
     owners = [
         k8s.V1OwnerReference(
             api_version="apps/v1", kind="StatefulSet", name="db", uid=uid, controller=True

@@ -1,6 +1,8 @@
 """A real Kubernetes control plane for tests: etcd + kube-apiserver + kube-controller-manager.
 
-No kubelet, no scheduler: Pods are created by the ReplicaSet controller but never run.
+No kubelet, no scheduler: Pods are created by the ReplicaSet controller but never run (a test
+that needs one Ready writes its status itself). The disruption controller keeps the status of
+PodDisruptionBudgets, which evictions check.
 Binaries come from ``REMEDIATOR_CONTROLPLANE_BIN`` (a directory holding ``etcd``,
 ``kube-apiserver`` and ``kube-controller-manager``) or from ``hack/controlplane/build.sh``,
 which builds them from Go modules once and caches them (it prints the bin dir last on stdout).
@@ -66,6 +68,8 @@ CONTROLLERS = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
+    # PodDisruptionBudget status (healthy pods, disruptions allowed), which an eviction checks.
+    "disruption-controller",
 )
 
 

@@ -48,7 +48,7 @@ EXPECTED_PERMISSIONS = frozenset(
         ("autoscaling", "horizontalpodautoscalers", "list"),
         ("", "pods", "get"),
         ("", "pods", "list"),
-        ("", "pods", "delete"),
+        ("", "pods/eviction", "create"),
     }
 )
 

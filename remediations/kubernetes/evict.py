@@ -1,0 +1,151 @@
+"""Evicting pods through the Eviction API, as ``kubectl drain`` does, for ``delete_pod``.
+
+A plain DELETE ignores PodDisruptionBudgets: a step allowed up to ten pods could take a
+workload below the availability its owners promised. An eviction (``POST
+.../pods/{name}/eviction``, a policy/v1 Eviction) is a delete the API server first checks
+against the budget that selects the pod: it answers 429 with a ``DisruptionBudget`` cause when
+the budget allows no disruption now, and 500 when more than one budget selects the pod
+(``retry.budget_refusal``). Neither is retried: the budget only allows more once its pods are
+ready again, minutes later if ever, and the step ends saying which budget refused.
+
+The Eviction carries the pod's uid as ``deleteOptions.preconditions`` (the pod looked at is
+the one evicted, never a namesake that replaced it) and the grace period, as the DELETE did.
+Source followed: ``pkg/registry/core/pod/storage/eviction.go`` (``EvictionREST.Create``) of
+kubernetes v1.36: a pod that is Pending, has ended or is already terminating is deleted
+without a budget check; an unready one when the budget is healthy enough.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from remediations.base import ActionError, ActionRefused
+from remediations.kubernetes.kubeapi import JSON, KubeApi
+from remediations.kubernetes.retry import MANY_BUDGETS, budget_refusal, refusal
+
+__all__ = ["BudgetRefused", "Evicted", "evict", "evict_pods"]
+
+# A 409 about the uid precondition: the pod was replaced (the eviction's own wording, and the
+# store's for the DELETE it makes). Any other 409 of an eviction is its resourceVersion
+# precondition: the pod changed while the API server checked it, and it is still there.
+_UID_CONFLICT = re.compile(r"UID in (the )?precondition")
+
+
+class BudgetRefused(ActionRefused):
+    """A PodDisruptionBudget refused evicting pod ``pod``: ``reason`` is the API server's
+    word, naming the budget, without its final full stop; ``advice`` what would let it
+    through. Nothing was deleted by that request."""
+
+    def __init__(self, pod: str, reason: str) -> None:
+        self.pod = pod
+        self.reason = reason.strip().rstrip(".")
+        self.advice = (
+            "the Eviction API evicts no pod that two budgets select: leave one selecting it"
+            if MANY_BUDGETS in reason
+            else "the budget allows more once enough of its pods are ready"
+        )
+        super().__init__(f"evicting pod {pod} was refused ({self.reason}); {self.advice}")
+
+
+@dataclass
+class Evicted:
+    """What ``evict_pods`` did: ``now``, the pods this call evicted (or whose eviction's
+    retry found them gone); ``gone``, those already gone or replaced before it."""
+
+    now: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+
+
+async def evict(
+    api: KubeApi, ns: str, name: str, uid: str, grace_period_seconds: int | None
+) -> Literal["evicted", "absent"]:
+    """Evict pod ``ns/name`` on the condition that its uid is still ``uid``.
+
+    ``"evicted"``: the API server accepted it, or answered 404 or a uid conflict to a retry,
+    whose earlier try got no answer: that try may well have evicted it. ``"absent"``: 404 or
+    a uid conflict to the first try: gone or replaced before this eviction. Raises
+    BudgetRefused when a PodDisruptionBudget refuses it, other failures as ``retry.call``
+    maps them.
+    """
+    options: dict[str, Any] = {"preconditions": {"uid": uid}}
+    if grace_period_seconds is not None:
+        options["gracePeriodSeconds"] = grace_period_seconds
+    kwargs: dict[str, Any] = {"_content_type": JSON, **api.read_opts()}
+    if api.ctx.dry_run:
+        # Both, equal: the API server takes the create options' dryRun into the Eviction's
+        # deleteOptions and refuses the two when they differ (propagateDryRun).
+        options["dryRun"] = ["All"]
+        kwargs["dry_run"] = "All"
+    body = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": ns},
+        "deleteOptions": options,
+    }
+    tries = 0
+
+    async def send() -> Any:
+        nonlocal tries
+        tries += 1
+        return await api.core.create_namespaced_pod_eviction(name, ns, body, **kwargs)
+
+    what = f"Pod {ns}/{name}"
+    try:
+        await api.call(what, send, allow=(404, 409, 429, 500))
+    except ApiException as exc:
+        reason = budget_refusal(exc)
+        if reason is not None:
+            # On a retry too: an earlier try that evicted the pod leaves it gone or
+            # terminating, which the API server evicts (deletes) again without a budget check.
+            raise BudgetRefused(name, reason) from exc
+        if exc.status == 409 and not _UID_CONFLICT.search(str(exc.body or "")):
+            raise refusal(exc, what) from exc
+        if exc.status in (429, 500):
+            raise refusal(exc, what) from exc
+        return "evicted" if tries > 1 else "absent"
+    return "evicted"
+
+
+async def evict_pods(
+    api: KubeApi,
+    ns: str,
+    pods: Sequence[tuple[str, str]],
+    grace_period_seconds: int | None,
+    *,
+    taken_up: bool = False,
+) -> Evicted:
+    """Evict ``pods`` (name, uid) of namespace ``ns`` one after the other (``evict``).
+
+    Stops at the first that fails. A budget's refusal raises ActionRefused naming the budget's
+    reason, the pods evicted before it and those not evicted (the refused one and the rest,
+    not tried: the same budget would refuse them too, and the step evicts no other pods in
+    their place), ``may_have_acted`` when some were evicted. Any other failure raises as it
+    came, ``may_have_acted`` also when some were evicted before it. ``taken_up``: the step's
+    earlier attempt chose these pods and may have evicted those found gone, so they count
+    as acted on too.
+    """
+    done = Evicted()
+    for i, (name, uid) in enumerate(pods):
+        try:
+            outcome = await evict(api, ns, name, uid, grace_period_seconds)
+        except BudgetRefused as exc:
+            left = [n for n, _ in pods[i:]]
+            evicted = ", ".join(done.now) or "none"
+            gone = f"; already gone: {', '.join(done.gone)}" if done.gone else ""
+            raise ActionRefused(
+                f"a PodDisruptionBudget refused evicting pod {name} in namespace {ns} "
+                f"({exc.reason}); not evicted: {', '.join(left)}; evicted: {evicted}{gone}; "
+                f"{exc.advice}",
+                may_have_acted=bool(done.now) or (taken_up and bool(done.gone)),
+            ) from exc
+        except ActionError as exc:
+            exc.may_have_acted = exc.may_have_acted or bool(done.now)
+            exc.may_have_acted = exc.may_have_acted or (taken_up and bool(done.gone))
+            raise
+        (done.now if outcome == "evicted" else done.gone).append(name)
+    return done

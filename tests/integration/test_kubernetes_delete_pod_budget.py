@@ -1,0 +1,205 @@
+"""``kubernetes.delete_pod`` and PodDisruptionBudgets, against a real kube-apiserver whose
+controller-manager runs the disruption controller (it computes the budgets' status).
+
+A plain DELETE ignored budgets: a step could take up to ten pods of a workload at once. The
+action evicts, and a budget's refusal (HTTP 429) ends the step: it says which pods it evicted,
+which it did not and why, in the budget's words, and sends no more (a 429 was retried as
+throttling). Without a kubelet pods stay Pending, which the Eviction API deletes without a
+budget check, so the tests mark them Running and Ready through the status subresource, as a
+kubelet would.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client as k8s
+
+from remediations.base import ActionContext, ActionRefused, Clients, Outcome
+from remediations.kubernetes.pods import DeletePod
+from remediations.kubernetes.retry import RetryPolicy
+from remediations.targets import Target
+from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.kube
+
+Core = k8s.CoreV1Api
+FAST = RetryPolicy(attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, request_timeout=10)
+
+
+def step_ctx(api_client: Any, run_id: str) -> ActionContext:
+    """The context the pipeline gives step 0 of the run phase of run ``run_id``."""
+    return ActionContext(
+        run_id=run_id, dry_run=False, clients=Clients({"kubernetes": api_client}), step=0
+    )
+
+
+async def pods_of(api_client: Any, ns: str, deployment: str) -> dict[str, Any]:
+    """name -> pod of the pods a ReplicaSet of ``deployment`` controls, not being deleted."""
+    owners = {rs.metadata.uid for rs in await owned_replica_sets(api_client, ns, deployment)}
+    return {
+        p.metadata.name: p
+        for p in (await Core(api_client).list_namespaced_pod(ns)).items
+        if not p.metadata.deletion_timestamp
+        and any(r.controller and r.uid in owners for r in p.metadata.owner_references or [])
+    }
+
+
+async def make_ready(api_client: Any, ns: str, names: list[str]) -> None:
+    """Mark pods Running and Ready, as their kubelet would once their containers pass."""
+    status = {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    # The client's stubs omit _content_type: the options as a dict.
+    options: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
+    for name in names:
+        await Core(api_client).patch_namespaced_pod_status(name, ns, {"status": status}, **options)
+
+
+async def ready_pods(api_client: Any, ns: str, deployment: str, count: int) -> list[str]:
+    """Wait for ``count`` pods of ``deployment``, mark the unready ones Ready; their names."""
+    pods = await eventually(
+        lambda: pods_of(api_client, ns, deployment),
+        lambda found: len(found) == count,
+        timeout_s=30,
+        what=f"{count} pod(s) of {deployment}",
+    )
+    unready = [n for n, p in pods.items() if p.status.phase != "Running"]
+    await make_ready(api_client, ns, unready)
+    return sorted(pods)
+
+
+async def budget_allows(api_client: Any, ns: str, name: str, healthy: int, allowed: int) -> None:
+    """Wait until the disruption controller has computed budget ``name``: its generation
+    observed, ``healthy`` pods counted healthy, ``allowed`` disruptions allowed."""
+    policy = k8s.PolicyV1Api(api_client)
+
+    async def status() -> Any:
+        return await policy.read_namespaced_pod_disruption_budget(name, ns)
+
+    await eventually(
+        status,
+        lambda pdb: (
+            pdb.status is not None
+            and (pdb.status.observed_generation or 0) >= pdb.metadata.generation
+            and (pdb.status.current_healthy, pdb.status.disruptions_allowed) == (healthy, allowed)
+        ),
+        timeout_s=30,
+        what=f"budget {name}: {healthy} healthy, {allowed} disruption(s) allowed",
+    )
+
+
+async def test_a_budget_refusal_ends_the_step_naming_it_and_a_take_up_stays_in_its_pods(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three ready pods, a budget of minAvailable 2: one disruption allowed. A step of two
+    pods evicts one; the second is refused by the budget, at once (no retries), and the step
+    is refused saying so, as having acted. Taken up again (the same step after a crash) while
+    the budget still refuses, it evicts nothing; once the replacement is ready, it evicts the
+    second recorded pod and no other, and a further take-up evicts nothing more."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=3)
+    pods = await ready_pods(kube_admin, ns, "web", 3)
+    budget = k8s.V1PodDisruptionBudget(
+        metadata=k8s.V1ObjectMeta(name="web"),
+        spec=k8s.V1PodDisruptionBudgetSpec(
+            min_available=2, selector=k8s.V1LabelSelector(match_labels={"app": "web"})
+        ),
+    )
+    await k8s.PolicyV1Api(kube_admin).create_namespaced_pod_disruption_budget(ns, budget)
+    await budget_allows(kube_admin, ns, "web", healthy=3, allowed=1)
+
+    original = Core.create_namespaced_pod_eviction
+    sent: list[str] = []
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(args[0])
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Core, "create_namespaced_pod_eviction", counted)
+    action, target = DeletePod(FAST), Target("Deployment", ns, "web")
+    ctx, params = step_ctx(kube_admin, str(uuid.uuid4())), DeletePod.Params(max_pods=2)
+    with pytest.raises(ActionRefused) as refused:
+        await action.run(ctx, target, params)
+    first, second = sent  # one request each: the budget's 429 is not retried
+    assert refused.value.may_have_acted
+    assert refused.value.message == (
+        f"a PodDisruptionBudget refused evicting pod {second} in namespace {ns} (The "
+        "disruption budget web needs 2 healthy pods and has 2 currently); not evicted: "
+        f"{second}; evicted: {first}; the budget allows more once enough of its pods are ready"
+    )
+    left = await pods_of(kube_admin, ns, "web")
+    assert first not in left
+    assert set(pods) - {first} <= left.keys()
+
+    sent.clear()
+    with pytest.raises(ActionRefused) as still:
+        await action.run(ctx, target, params)
+    assert sent == [first, second]  # only the recorded pods; the first is gone
+    assert still.value.may_have_acted  # the recorded first pod went, by the earlier attempt
+    assert f"not evicted: {second}; evicted: none; already gone: {first};" in still.value.message
+
+    # The replacement becomes ready: the budget allows one disruption again.
+    await ready_pods(kube_admin, ns, "web", 3)
+    await budget_allows(kube_admin, ns, "web", healthy=3, allowed=1)
+    taken_up = await action.run(ctx, target, params)
+    assert taken_up.outcome is Outcome.OK, taken_up.message
+    assert taken_up.after == {"deleted": [first, second]}
+    assert f"deleted {second} now; already gone: {first}" in taken_up.message
+    now = await ready_pods(kube_admin, ns, "web", 3)
+    await budget_allows(kube_admin, ns, "web", healthy=3, allowed=1)
+
+    again = await action.run(ctx, target, params)
+    assert again.outcome is Outcome.OK, again.message
+    assert "its pods were already gone" in again.message
+    assert await ready_pods(kube_admin, ns, "web", 3) == now  # the step's limit holds: two
+
+
+async def test_a_pod_two_budgets_select_is_refused_at_once(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Eviction API does not support a pod that two budgets select: it answers 500, which
+    was retried as a server fault and ended as one. One request, refused saying why."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    [pod] = await ready_pods(kube_admin, ns, "web", 1)
+    policy = k8s.PolicyV1Api(kube_admin)
+    for name in ("web-a", "web-b"):
+        spec = k8s.V1PodDisruptionBudgetSpec(
+            max_unavailable=1, selector=k8s.V1LabelSelector(match_labels={"app": "web"})
+        )
+        budget = k8s.V1PodDisruptionBudget(metadata=k8s.V1ObjectMeta(name=name), spec=spec)
+        await policy.create_namespaced_pod_disruption_budget(ns, budget)
+        await budget_allows(kube_admin, ns, name, healthy=1, allowed=1)
+    original = Core.create_namespaced_pod_eviction
+    sent: list[str] = []
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(args[0])
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Core, "create_namespaced_pod_eviction", counted)
+    target = Target("Deployment", ns, "web")
+    with pytest.raises(ActionRefused) as refused:
+        await DeletePod(FAST).run(
+            step_ctx(kube_admin, str(uuid.uuid4())), target, DeletePod.Params()
+        )
+    assert sent == [pod]
+    assert not refused.value.may_have_acted
+    assert refused.value.message == (
+        f"a PodDisruptionBudget refused evicting pod {pod} in namespace {ns} (This pod has "
+        "more than one PodDisruptionBudget, which the eviction subresource does not support); "
+        f"not evicted: {pod}; evicted: none; the Eviction API evicts no pod that two budgets "
+        "select: leave one selecting it"
+    )
+    assert pod in await pods_of(kube_admin, ns, "web")
