@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_va
 
 from receiver.config.settings import ConfigError, Settings
 from receiver.config.sources import KEYS, read_file, read_secret, secret_files
-from receiver.config.values import unknown_key
+from receiver.config.values import escaped, plausible_key, unknown_key_error
 from receiver.rules.yaml_lines import safe_load
 
 __all__ = ["ApprovalFiles", "ApproversFile", "load_approvals"]
@@ -48,7 +48,9 @@ class ApproversFile(BaseModel):
     def _risks(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         unknown = sorted(set(value) - {"low", "high"})
         if unknown:
-            raise ValueError(f"unknown risk {', '.join(unknown)}; use low or high")
+            # Named only when it looks like a risk's name (``unknown_key_error`` says why).
+            shown = [r for r in unknown if plausible_key([r])] or ["(a key not shown)"]
+            raise ValueError(f"unknown risk {', '.join(shown)}; use low or high")
         return value
 
 
@@ -84,13 +86,12 @@ def _approvers(path: Path) -> ApproversFile:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{_ENV['approvers_file']}: {where}: invalid YAML: {problem}") from None
     except ValidationError as exc:
+        # A key is quoted as the settings file quotes one (``unknown_key_error``): a key that
+        # is no key's name may be a secret written in the wrong place.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: "
-            + (
-                unknown_key(e["loc"][-1], ApproversFile, e["loc"][:-1])
-                if e["type"] == "extra_forbidden"
-                else e["msg"]
-            )
+            unknown_key_error("", e["loc"], ApproversFile)
+            if e["type"] == "extra_forbidden"
+            else f"{'.'.join(escaped(p) for p in e['loc']) or 'file'}: {e['msg']}"
             for e in exc.errors()
         )
         raise ConfigError(f"{_ENV['approvers_file']}: {path}: {problems}") from None
