@@ -98,3 +98,33 @@ async def test_the_review_marks_a_step_approval_or_event_field_it_cannot_read(
     of_events = {f["field"] for f in fields if f["event_id"] is not None}
     assert of_events == {"labels", "annotations"} | ({"skips"} if edit["skips"] else set())
     assert all(f["why"] for f in fields)
+
+
+@pytest.mark.parametrize("edit", [EDITS["a huge number"], EDITS["deep nesting"]])
+async def test_the_events_api_gives_labels_it_cannot_read_as_stored(
+    approval_env: MakeApprovalEnv,
+    aiohttp_client: AiohttpClient,
+    store: Store,
+    database_url: str,
+    edit: dict[str, str | None],
+) -> None:
+    """GET /api/v1/events answered 500 for the whole page on one such event; now the event
+    is listed with its labels as the stored JSON text and why, as ``audit export`` gives an
+    unreadable audit row."""
+    env = await approval_env(rules=STORM_RULES)
+    storm = await play_storm(env)
+    client = await aiohttp_client(review_app(store, default_settings()))
+    conn = await asyncpg.connect(database_url)
+    try:
+        await _edit(conn, storm.runs["api"].id, edit)
+    finally:
+        await conn.close()
+    response = await client.get("/api/v1/events", headers=OPERATOR, params={"limit": "500"})
+    assert response.status == 200, await response.text()
+    events = (await response.json())["events"]
+    assert events
+    for event in events:
+        assert isinstance(event["labels"], str)
+        assert "cannot be read" in event["labels_unreadable"]
+        assert "cannot be read" in event["annotations_unreadable"]
+        assert "skips_unreadable" not in event
