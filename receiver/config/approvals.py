@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from receiver.config.settings import ConfigError, Settings
+from receiver.config.settings_file import yaml_problem
 from receiver.config.sources import KEYS, read_file, read_secret, secret_files
 from receiver.config.values import escaped, plausible_key, unknown_key_error
 from receiver.rules.yaml_lines import safe_load
@@ -83,7 +84,7 @@ def _approvers(path: Path) -> ApproversFile:
         # file:line and the problem, as the settings file says it (str(exc) spans lines).
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = yaml_problem(exc)  # its quoted text only when not the file's (a key twice)
         raise ConfigError(f"{_ENV['approvers_file']}: {where}: invalid YAML: {problem}") from None
     except ValidationError as exc:
         # A key is quoted as the settings file quotes one (``unknown_key_error``): a key that

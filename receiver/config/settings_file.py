@@ -21,7 +21,7 @@ from receiver.config.values import plausible_key
 from receiver.config.variables import typo_of
 from receiver.rules.yaml_lines import DuplicateKey, Located, parse_yaml, safe_load
 
-__all__ = ["plausible_key", "read_settings_file"]
+__all__ = ["plausible_key", "read_settings_file", "yaml_problem"]
 
 # A quoted part of PyYAML's problem: a character (or its escape: '\\t') and a token's name
 # ('<stream end>') are shown; other text (an anchor's, an alias's, a tag's name) is the file's.
@@ -41,7 +41,7 @@ def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, A
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{config_file}:{mark.line + 1}" if mark is not None else str(config_file)
-        raise ConfigError(f"{where}: invalid YAML: {_problem(exc)}") from exc
+        raise ConfigError(f"{where}: invalid YAML: {yaml_problem(exc)}") from exc
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -58,13 +58,14 @@ def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, A
     return flat
 
 
-def _problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError) -> str:
     """PyYAML's problem, its quoted text kept only when it is a character or a token's name;
-    a key given twice is named when it is a plausible key."""
+    a key given twice is named when it is a plausible key (the settings file's and the
+    approvers file's errors: either may be some other file, or hold a secret as a key)."""
     if isinstance(exc, DuplicateKey):
         if plausible_key([exc.key]):
             return str(exc.problem)
-        return f"a key is given twice (first at line {exc.first_line}; not shown: not a setting)"
+        return f"a key is given twice (first at line {exc.first_line}; not shown: no key's name)"
     problem = str(getattr(exc, "problem", None) or exc)
 
     def shown(match: re.Match[str]) -> str:

@@ -441,6 +441,22 @@ def test_an_unknown_key_of_the_approvers_file_that_is_no_name_is_not_shown(
     assert "by_risk: Value error, unknown risk (a key not shown); use low or high" in message
 
 
+def test_a_key_of_the_approvers_file_given_twice_is_named_only_when_it_is_a_name(
+    tmp_path: Path,
+) -> None:
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text(f'"{SECRET_KEY}": [alice]\n"{SECRET_KEY}": [bob]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(Settings(approvers_file=approvers))
+    assert caught.value.message == (
+        f"REMEDIATOR_APPROVERS_FILE: {approvers}:2: invalid YAML: a key is given twice (first"
+        " at line 1; not shown: no key's name)"
+    )
+    approvers.write_text("default: [alice]\ndefault: [bob]\n")
+    with pytest.raises(ConfigError, match="duplicate key 'default' "):
+        load_approvals(Settings(approvers_file=approvers))
+
+
 def test_an_unknown_key_of_a_connection_that_is_no_name_is_not_shown(tmp_path: Path) -> None:
     text = f'postgres:\n  databases:\n    "ord\\eers": {{dsn_file: /run/dsn, "{SECRET_KEY}": 1}}\n'
     message = refusal_of_settings_file(tmp_path, text)
