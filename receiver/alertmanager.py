@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "EARLIEST",
+    "GREGORIAN_CYCLE",
     "INTAKE_TIMEOUT_S",
     "LATEST",
     "LATE_DELIVERY_WINDOW_S",
@@ -74,7 +75,7 @@ _RFC3339 = re.compile(
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 # 400 Gregorian years, to the day: the calendar repeats after them.
-_GREGORIAN_CYCLE = timedelta(days=146_097)
+GREGORIAN_CYCLE = timedelta(days=146_097)
 
 
 def parse_rfc3339(value: str) -> datetime:
@@ -115,7 +116,7 @@ def parse_rfc3339(value: str) -> datetime:
         raise ValueError(f"not a valid RFC 3339 date and time: {value!r}") from None
     if year_0:
         try:
-            return parsed.astimezone(UTC) - _GREGORIAN_CYCLE
+            return parsed.astimezone(UTC) - GREGORIAN_CYCLE
         except OverflowError:  # still in year 0 in UTC
             return EARLIEST
     if parsed.year in (1, 9999):  # only these can leave the range in UTC

@@ -330,7 +330,7 @@ async def run_service(
                 "started",
                 url=url,
                 mode=mode_text(dry_run, clients.clients.names()),
-                dry_run=dry_run,
+                dry_run_everywhere=dry_run,  # forced; `dry_run: false` beside a dry-run mode misled
                 systems=clients.clients.names(),
                 storage=storage_text(settings),
                 rules=len(rules.current),

@@ -43,37 +43,79 @@ def _numbers(values: Iterable[Any]) -> int:
 
 def check_printf(template: Any, args: Any = ()) -> None:
     """Raise TemplateTooLarge when ``template % args`` would ask for more than MAX_RENDERED
-    characters of widths and precisions. ``args``: what ``%`` is given (a tuple, a mapping or
-    one value); its integers count only when a ``*`` takes them from it. A ``template`` that
-    is no string (``10 % 3``) formats nothing."""
+    characters of widths and precisions. ``args``: what ``%`` is given (a tuple is its
+    arguments; anything else, a mapping included, is one). An argument counts only when a
+    ``*`` takes it as a width or precision: each conversion takes its ``*`` arguments, then
+    the value it formats, in order (``"%*d" % (5, 100000)`` asks for 5, not 100005). A
+    ``template`` that is no string (``10 % 3``) formats nothing."""
     if not isinstance(template, str):
         return
+    given = args if isinstance(args, tuple) else (args,)
     total = 0
-    starred = False
+    taken = 0
     for match in _PRINTF.finditer(template.replace("%%", "")):
         for number in match.groups():
             if number == "*":
-                starred = True
+                total += _numbers(given[taken : taken + 1])
+                taken += 1
             elif number:
                 total += int(number)
-    if starred:
-        given = args.values() if isinstance(args, Mapping) else args
-        total += _numbers(given if isinstance(given, tuple | list) else [given])
+        taken += 1  # the value the conversion formats
     _refuse("a % format", total)
 
 
 def check_format(template: str, args: Any = (), kwargs: Mapping[str, Any] | None = None) -> None:
     """Raise TemplateTooLarge when ``template.format(*args, **kwargs)`` (or ``format_map``,
     its mapping in ``kwargs``) would ask for more than MAX_RENDERED characters of widths and
-    precisions; ValueError-free: a template Python cannot parse is left to Python to refuse."""
+    precisions: the digits written in its specs, and the values of the fields nested in them
+    (``{:{w}}``: ``w``'s; every integer given when a nested field names an attribute or an
+    item, which is not looked up here). ValueError-free: a template Python cannot parse is
+    left to Python to refuse."""
     try:
         specs = _specs(template)
+        nested = _nested_fields(template)
     except ValueError:
         return
     total = sum(int(d) for spec in specs for d in _DIGITS.findall(_outside_fields(spec)))
-    if any("{" in spec for spec in specs):  # a nested field: its value is a width
-        total += _numbers([*args, *(kwargs or {}).values()])
+    given = dict(kwargs or {})
+    if nested is None:
+        total += _numbers([*args, *given.values()])
+    else:
+        total += _numbers(
+            args[int(name)] if name.isdigit() and int(name) < len(args) else given.get(name)
+            for name in nested
+        )
     _refuse("a format string", total)
+
+
+# A field's name that is looked up as it is: a position or a keyword.
+_PLAIN_FIELD = re.compile(r"\d+|[A-Za-z_]\w*")
+
+
+def _nested_fields(template: str) -> list[str] | None:
+    """The names of the fields nested in ``template``'s specs, in order, an automatically
+    numbered one as its position (Python numbers a field before the fields in its spec); None
+    when one is not a plain name (``{w.x}``, ``{0[1]}``)."""
+    found: list[str] = []
+    position = 0
+
+    def walk(text: str, in_spec: bool) -> bool:
+        nonlocal position
+        for _, field, spec, _ in Formatter().parse(text):
+            if field is None:
+                continue
+            name = field
+            if field == "":
+                name, position = str(position), position + 1
+            elif in_spec and not _PLAIN_FIELD.fullmatch(field):
+                return False
+            if in_spec:
+                found.append(name)
+            if spec and not walk(spec, True):
+                return False
+        return True
+
+    return found if walk(template, False) else None
 
 
 def _specs(template: str) -> list[str]:

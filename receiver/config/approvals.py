@@ -23,8 +23,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from receiver.config.settings import ConfigError, Settings
+from receiver.config.settings_file import yaml_problem
 from receiver.config.sources import KEYS, read_file, read_secret, secret_files
-from receiver.config.values import unknown_key
+from receiver.config.values import escaped, plausible_key, unknown_key_error
 from receiver.rules.yaml_lines import safe_load
 
 __all__ = ["ApprovalFiles", "ApproversFile", "load_approvals"]
@@ -48,7 +49,9 @@ class ApproversFile(BaseModel):
     def _risks(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         unknown = sorted(set(value) - {"low", "high"})
         if unknown:
-            raise ValueError(f"unknown risk {', '.join(unknown)}; use low or high")
+            # Named only when it looks like a risk's name (``unknown_key_error`` says why).
+            shown = [r for r in unknown if plausible_key([r])] or ["(a key not shown)"]
+            raise ValueError(f"unknown risk {', '.join(shown)}; use low or high")
         return value
 
 
@@ -81,16 +84,15 @@ def _approvers(path: Path) -> ApproversFile:
         # file:line and the problem, as the settings file says it (str(exc) spans lines).
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = yaml_problem(exc)  # its quoted text only when not the file's (a key twice)
         raise ConfigError(f"{_ENV['approvers_file']}: {where}: invalid YAML: {problem}") from None
     except ValidationError as exc:
+        # A key is quoted as the settings file quotes one (``unknown_key_error``): a key that
+        # is no key's name may be a secret written in the wrong place.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: "
-            + (
-                unknown_key(e["loc"][-1], ApproversFile, e["loc"][:-1])
-                if e["type"] == "extra_forbidden"
-                else e["msg"]
-            )
+            unknown_key_error("", e["loc"], ApproversFile)
+            if e["type"] == "extra_forbidden"
+            else f"{'.'.join(escaped(p) for p in e['loc']) or 'file'}: {e['msg']}"
             for e in exc.errors()
         )
         raise ConfigError(f"{_ENV['approvers_file']}: {path}: {problems}") from None

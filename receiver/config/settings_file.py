@@ -17,30 +17,18 @@ import yaml
 
 from receiver.config.files import read_settings_text
 from receiver.config.settings import ConfigError
+from receiver.config.values import plausible_key
 from receiver.config.variables import typo_of
 from receiver.rules.yaml_lines import DuplicateKey, Located, parse_yaml, safe_load
 
-__all__ = ["plausible_key", "read_settings_file"]
+__all__ = ["plausible_key", "read_settings_file", "yaml_problem"]
 
-# A word of a settings file's key: letters, `_` and `-`, a few digits, not first (every
-# setting's is lowercase words and underscores; a typo may change the case). A token or a hash
-# has more digits; a line of another file has a space or a colon.
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
-_MAX_DIGITS = 3
 # A quoted part of PyYAML's problem: a character (or its escape: '\\t') and a token's name
 # ('<stream end>') are shown; other text (an anchor's, an alias's, a tag's name) is the file's.
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 _TOKEN = re.compile(r"<[a-z ]+>")
 
 Where = Callable[[Sequence[str]], str]
-
-
-def plausible_key(parts: Sequence[object]) -> bool:
-    """True when the key path ``parts`` (``["http", "prot"]``) is short words a settings file
-    would hold, and so may be quoted; False for a line of some other file read as a key."""
-    return 0 < len(parts) <= 6 and all(
-        _WORD.fullmatch(str(p)) and sum(c.isdigit() for c in str(p)) <= _MAX_DIGITS for p in parts
-    )
 
 
 def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, Any]:
@@ -53,7 +41,7 @@ def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, A
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{config_file}:{mark.line + 1}" if mark is not None else str(config_file)
-        raise ConfigError(f"{where}: invalid YAML: {_problem(exc)}") from exc
+        raise ConfigError(f"{where}: invalid YAML: {yaml_problem(exc)}") from exc
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -70,13 +58,14 @@ def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, A
     return flat
 
 
-def _problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError) -> str:
     """PyYAML's problem, its quoted text kept only when it is a character or a token's name;
-    a key given twice is named when it is a plausible key."""
+    a key given twice is named when it is a plausible key (the settings file's and the
+    approvers file's errors: either may be some other file, or hold a secret as a key)."""
     if isinstance(exc, DuplicateKey):
         if plausible_key([exc.key]):
             return str(exc.problem)
-        return f"a key is given twice (first at line {exc.first_line}; not shown: not a setting)"
+        return f"a key is given twice (first at line {exc.first_line}; not shown: no key's name)"
     problem = str(getattr(exc, "problem", None) or exc)
 
     def shown(match: re.Match[str]) -> str:

@@ -23,7 +23,7 @@ from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
 from receiver.config.settings_file import read_settings_file
-from receiver.config.values import EMPTY_HOST, unknown_key, unstorable_keys
+from receiver.config.values import EMPTY_HOST, escaped, unknown_key_error, unstorable_keys
 from receiver.config.variables import ENV_PREFIX, unknown_variables
 
 __all__ = [
@@ -189,12 +189,15 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
         name = source.get(field) or (_BY_FIELD[field].env if field in _BY_FIELD else field)
+        if err["type"] == "extra_forbidden":
+            # Quoted as the settings file quotes a key: one that is no key's name may be a
+            # secret written in the wrong place (``unknown_key_error``).
+            lines.append(unknown_key_error(name, err["loc"], Settings, named=1))
+            continue
         if field in _MAP_FIELDS and len(err["loc"]) > 1:
             # Inside a map of connections: name the entry and the field, not only the map.
-            name += "." + ".".join(str(p) for p in err["loc"][1:])
+            name += "." + ".".join(escaped(p) for p in err["loc"][1:])
         message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = unknown_key(err["loc"][-1], Settings, err["loc"][:-1])
         if "input" in err and err["type"] not in ("value_error",) and _may_quote(field, err):
             message = f"{message} (got {err['input']!r})"
         lines.append(f"{name}: {message}")

@@ -27,12 +27,15 @@ __all__ = [
     "WRITTEN",
     "duration",
     "duration_or_off",
+    "escaped",
     "namespaces",
     "one_of",
     "parse_size",
+    "plausible_key",
     "slack_team_ids",
     "split_list",
     "unknown_key",
+    "unknown_key_error",
     "unstorable_keys",
     "url_shape",
     "written",
@@ -262,10 +265,34 @@ def unstorable_keys(value: object, where: str) -> Iterator[tuple[str, str]]:
             yield from unstorable_keys(item, f"{where}.{index}")
 
 
-def unknown_key(key: object, model: type[BaseModel], path: Sequence[object] = ()) -> str:
-    """The message for ``key``, which the part of ``model`` that ``path`` leads to (fields and
-    map entries, as a pydantic error's location gives them) does not take: the closest key
-    when one is close, as unknown settings are told; else the keys it takes."""
+# A word of a key a file of this service takes: letters, `_` and `-`, a few digits, not first
+# (every key is lowercase words and underscores; a typo may change the case). A token or a hash
+# has more digits; a line of another file has a space or a colon.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
+_MAX_DIGITS = 3
+
+
+def plausible_key(parts: Sequence[object]) -> bool:
+    """True when the key path ``parts`` (``["http", "prot"]``) is short words a settings file
+    would hold, and so may be quoted; False for a line of some other file read as a key, or a
+    secret written where a key goes."""
+    return 0 < len(parts) <= 6 and all(
+        _WORD.fullmatch(str(p)) and sum(c.isdigit() for c in str(p)) <= _MAX_DIGITS for p in parts
+    )
+
+
+def escaped(part: object) -> str:
+    """``part`` as text, each character that is not printable (a control character, a line
+    separator, a format character) written as its Python escape (``\\x1b``): an error quoting
+    a name of a file stays one line and moves no terminal's cursor."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(part)
+    )
+
+
+def _known_keys(model: type[BaseModel], path: Sequence[object]) -> list[str]:
+    """The keys the part of ``model`` that ``path`` leads to takes (fields and map entries, as a
+    pydantic error's location gives them); [] when it is not a model."""
     annotation: Any = model
     for part in path:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -275,11 +302,37 @@ def unknown_key(key: object, model: type[BaseModel], path: Sequence[object] = ()
             annotation = typing.get_args(annotation)[1]  # ``part`` names an entry of the map
         else:
             annotation = None
-    known: list[str] = []
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         # Not the secrets filled from their *_file at load: no one writes those keys.
-        known = [name for name, field in annotation.model_fields.items() if not field.exclude]
+        return [name for name, field in annotation.model_fields.items() if not field.exclude]
+    return []
+
+
+def unknown_key(key: object, model: type[BaseModel], path: Sequence[object] = ()) -> str:
+    """The message for ``key``, which the part of ``model`` that ``path`` leads to (fields and
+    map entries, as a pydantic error's location gives them) does not take: the closest key
+    when one is close, as unknown settings are told; else the keys it takes."""
+    known = _known_keys(model, path)
     close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
     if close:
         return f"unknown key (did you mean {close[0]!r}?)"
     return f"unknown key; this takes {', '.join(known)}" if known else "unknown key"
+
+
+def unknown_key_error(
+    where: str, loc: Sequence[object], model: type[BaseModel], *, named: int = 0
+) -> str:
+    """The error for the unknown key at ``loc`` (a pydantic error's location in ``model``: the
+    fields and entries leading to it, then the key; the first ``named`` of them already said by
+    ``where``, the setting or file): ``where.path.key: unknown key (did you mean 'x'?)`` as
+    ``unknown_key`` tells it, when the key looks like one (``plausible_key``). Else the key is
+    not shown, as the settings file does not show one: it may be a secret written where a key
+    goes, or a line of another file. The path's parts are ``escaped``."""
+    *path, key = loc
+    parts = [*([where] if where else []), *(escaped(p) for p in path[named:])]
+    if plausible_key([key]):
+        return f"{'.'.join([*parts, str(key)])}: {unknown_key(key, model, path)}"
+    known = _known_keys(model, path)
+    takes = f"; this takes {', '.join(known)}" if known else ""
+    at = ".".join(parts) or "file"
+    return f"{at}: a key that is no key's name (not shown: a value written as a key?){takes}"

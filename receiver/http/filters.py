@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from receiver.alertmanager import GREGORIAN_CYCLE
 from receiver.durations import parse_duration
 from receiver.model import RunOutcome
 from receiver.store import BadCursor, decode_cursor
@@ -124,7 +125,10 @@ def parse_since(text: str, now: datetime) -> datetime:
     """An RFC 3339 timestamp, or a duration (``24h``) meaning that long before ``now``; in UTC.
 
     Raises ValueError for anything else, for a timestamp without a time zone offset, and for a
-    moment outside the years 1 to 9999 in UTC (what the store and Python's datetime hold).
+    moment outside the years 1 to 9999 in UTC (what the store and Python's datetime hold). Year
+    0, which RFC 3339 allows and Go writes, is read as intake reads it
+    (``alertmanager.parse_rfc3339``): a moment of year 1 in UTC is taken, an earlier one is
+    refused as before the year 1, not as no timestamp.
     """
     text = text.strip()
     try:
@@ -136,8 +140,13 @@ def parse_since(text: str, now: datetime) -> datetime:
             return (now - timedelta(seconds=seconds)).astimezone(UTC)
         except OverflowError:
             raise ValueError(f"{text!r} reaches back before the year 1") from None
+    iso = text.replace("Z", "+00:00").replace("z", "+00:00")
+    year_0 = iso.startswith("0000")
+    if year_0:
+        # Python has no year 0; year 400 has the same calendar (a whole Gregorian cycle on).
+        iso = "0400" + iso[4:]
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        value = datetime.fromisoformat(iso)
     except ValueError:
         raise ValueError(
             f"{text!r} is neither an RFC 3339 timestamp nor a duration like 24h"
@@ -145,7 +154,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone offset (add Z or +00:00)")
     try:
-        return value.astimezone(UTC)
+        return value.astimezone(UTC) - (GREGORIAN_CYCLE if year_0 else timedelta(0))
     except OverflowError:
         raise ValueError(f"{text!r} is outside the years 1 to 9999 once in UTC") from None
 

@@ -213,6 +213,20 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
                 for a in item["unreadable_audit"]
             ],
         )
+    if item.get("unreadable_fields"):
+        out += ["### Recorded fields that cannot be read (edited)", ""]
+        out += _table(
+            ("run or event", "of", "field", "why"),
+            [
+                (
+                    escape(f["run_id"] or f"event {f['event_id']}"),
+                    escape(f["of"]),
+                    escape(f["field"]),
+                    escape(f["why"]),
+                )
+                for f in item["unreadable_fields"]
+            ],
+        )
     out += ["### Runs", ""]
     out += _table(
         ("run", "target", "rule", "outcome", "time to resolve", "error"),

@@ -25,7 +25,8 @@ class Alert:
     firing at its source), ``received_at`` when this service stored it (None when unknown),
     ``refire`` which occurrence of the episode (fingerprint, starts_at) it is: 0 for the first
     firing, n after the n-th re-fire with the same startsAt (README "Re-fires with the same
-    startsAt")."""
+    startsAt"). ``unreadable``: the fields of its event row that cannot be read (an edit of the
+    table; those fields are then empty), field -> why."""
 
     alertname: str
     fingerprint: str
@@ -35,6 +36,7 @@ class Alert:
     starts_at: str = ""
     received_at: datetime | None = None
     refire: int = 0
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -59,7 +61,9 @@ class AuditEntry:
 class Step:
     """One step of a run: ``phase`` 'run', 'resolve' or 'on_failed'; ``before``/``after`` what
     the action saw and left (None when it did not say); ``may_have_acted``: it failed after its
-    request may have reached its system (a possible change: check the target by hand)."""
+    request may have reached its system (a possible change: check the target by hand);
+    ``unreadable``: which of params, before and after cannot be read (an edit of the table;
+    they are then empty), field -> why."""
 
     phase: str
     idx: int
@@ -73,11 +77,13 @@ class Step:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     may_have_acted: bool = False
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Approval:
-    """One approval of a step, with the plan the engineer was shown (``before``/``after``)."""
+    """One approval of a step, with the plan the engineer was shown (``before``/``after``);
+    ``unreadable``: {"plan": why} when the plan cannot be read (an edit of the table)."""
 
     id: str
     step_idx: int
@@ -93,6 +99,7 @@ class Approval:
     decided_at: datetime | None = None
     channel: str | None = None
     reason: str | None = None
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def waited_s(self) -> float | None:
@@ -144,7 +151,9 @@ class Unacted:
     """An alert event the automation did not act on, and why: no rule matched it
     (``reason``, e.g. ``no rule matches``), or rules matched and were skipped (``skips``:
     (rule, reason) pairs, e.g. an invalid target or a denied namespace; the rule is '' for a
-    reason about the event as a whole, e.g. a late copy of a resolved occurrence)."""
+    reason about the event as a whole, e.g. a late copy of a resolved occurrence).
+    ``unreadable``: {"skips": why} when its skips cannot be read (an edit of the table; they
+    are then one reason about the event saying so)."""
 
     event_id: int
     alert: Alert
@@ -153,6 +162,7 @@ class Unacted:
     group_key: str = ""
     reason: str | None = None
     skips: tuple[tuple[str, str], ...] = ()
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def matched(self) -> bool:

@@ -145,7 +145,10 @@ def _service_note(row: AuditEntry) -> tuple[str, str, str]:
         detail = (errors[0] if errors else "") + more
         return "Rules reload failed: the last good rules stay", detail, "warn"
     if row.kind == "service.started":
-        mode = "dry-run everywhere" if data.get("dry_run") else "live where configured"
+        # The mode in words (``startup.mode_text``): ``dry_run`` alone is false on a service
+        # that runs every step dry for want of a system. Older rows have only the flag.
+        forced = "dry-run everywhere" if data.get("dry_run") else "live where configured"
+        mode = str(data.get("mode") or forced)
         detail = f"{data.get('host', '')} ({data.get('worker', '')}), {mode}"
         return "Service started", detail, "neutral"
     if row.kind == "service.stopped":

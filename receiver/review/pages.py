@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from receiver.review.outcomes import present
-from receiver.review.text import at_text, duration_text, pretty
+from receiver.review.text import at_text, duration_text, pretty, unreadable_text
 from receiver.webpages import template_environment
 
 __all__ = ["ReviewPages"]
@@ -43,6 +43,7 @@ class ReviewPages:
             dur=duration_text,
             pretty=pretty,
             present=present,
+            unreadable=unreadable_text,
         )
 
     def render(self, name: str, *, nonce: str, root: str, **values: Any) -> str:

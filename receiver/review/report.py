@@ -10,7 +10,7 @@ added to it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -324,7 +324,29 @@ def incident_report(incident: Incident) -> dict[str, Any]:
             for a in r.audit
             if a.unreadable is not None
         ],
+        "unreadable_fields": _unreadable_fields(incident),
     }
+
+
+def _unreadable_fields(incident: Incident) -> list[dict[str, Any]]:
+    """The recorded fields of its runs and events that cannot be read (only an edit of the
+    table writes such a value; the field is then empty where shown): ``run_id`` or
+    ``event_id``, ``of`` (alert, 'run step N', 'resolve step N', 'approval ID'), ``field``
+    and ``why``."""
+    found: list[tuple[str | None, int | None, str, Mapping[str, str]]] = []
+    for run in incident.runs:
+        found.append((run.id, None, "alert", run.alert.unreadable))
+        found += [(run.id, None, f"{s.phase} step {s.idx + 1}", s.unreadable) for s in run.steps]
+        found += [(run.id, None, f"approval {a.id}", a.unreadable) for a in run.approvals]
+    found += [
+        (None, e.event_id, "alert", {**e.alert.unreadable, **e.unreadable})
+        for e in incident.unacted
+    ]
+    return [
+        {"run_id": run_id, "event_id": event_id, "of": of, "field": name, "why": why}
+        for run_id, event_id, of, fields in found
+        for name, why in sorted(fields.items())
+    ]
 
 
 def build_report(

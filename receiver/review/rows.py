@@ -11,22 +11,28 @@ from collections.abc import Mapping
 from typing import Any
 
 from receiver.review.model import Alert, Approval, AuditEntry, Run, Step, Unacted
+from receiver.review.text import unreadable_text
 from remediations.targets import Target
 
 __all__ = ["audit_entry_of", "run_of", "unacted_of"]
 
+# The fields of an event row its alert holds (an unacted event's skips are its own).
+_ALERT_FIELDS = ("labels", "annotations")
+
 
 def _event_alert(event: Mapping[str, Any]) -> Alert:
-    """The alert of a row of ``alert_events`` (labels and annotations decoded)."""
+    """The alert of a row of ``alert_events`` (labels and annotations decoded; either None
+    when it cannot be read, ``unreadable`` saying why)."""
     return Alert(
         alertname=event["alertname"],
         fingerprint=event["fingerprint"],
-        labels=event["labels"],
-        annotations=event["annotations"],
+        labels=event["labels"] or {},
+        annotations=event["annotations"] or {},
         generator_url=event["generator_url"],
         starts_at=event["starts_at"],
         received_at=event["received_at"],
         refire=event.get("refire") or 0,
+        unreadable={k: v for k, v in (event.get("unreadable") or {}).items() if k in _ALERT_FIELDS},
     )
 
 
@@ -63,11 +69,13 @@ def _step(row: Mapping[str, Any]) -> Step:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         may_have_acted=bool(row.get("may_have_acted")),
+        unreadable=row.get("unreadable") or {},
     )
 
 
 def _approval(row: Mapping[str, Any]) -> Approval:
     plan = row["plan"] or {}
+    unreadable = row.get("unreadable") or {}
     return Approval(
         id=row["id"],
         step_idx=row["step_idx"],
@@ -76,13 +84,15 @@ def _approval(row: Mapping[str, Any]) -> Approval:
         state=row["state"],
         requested_at=row["requested_at"],
         expires_at=row["expires_at"],
-        summary=str(plan.get("summary") or ""),
+        # The summary is where the timeline shows the plan: an unreadable one is said there.
+        summary=str(plan.get("summary") or "") or unreadable_text(unreadable),
         before=plan.get("before"),
         after=plan.get("after"),
         decided_by=row["decided_by"],
         decided_at=row["decided_at"],
         channel=row["channel"],
         reason=row["reason"],
+        unreadable=unreadable,
     )
 
 
@@ -120,13 +130,27 @@ def run_of(row: Mapping[str, Any]) -> Run:
 
 
 def unacted_of(row: Mapping[str, Any]) -> Unacted:
-    """An event nothing was done for, from a row of ``review_events``."""
+    """An event nothing was done for, from a row of ``review_events``. Skips that cannot be
+    read are one reason about the event, saying so (not 'no rule matches', which is unknown);
+    labels or annotations that cannot be read are said in its reasons."""
+    skips = tuple(
+        (str(s.get("rule") or ""), str(s.get("reason") or "")) for s in row.get("skips") or ()
+    )
+    unreadable = {k: v for k, v in (row.get("unreadable") or {}).items() if k == "skips"}
+    if unreadable:
+        skips = (("", unreadable_text(unreadable)),)
+    alert = _event_alert(row)
+    reason = row.get("settled_reason")
+    if note := unreadable_text(alert.unreadable):  # its labels or annotations: said with why
+        reason = "; ".join(p for p in (reason, note) if p)
+        skips = tuple((rule, "; ".join(p for p in (why, note) if p)) for rule, why in skips)
     return Unacted(
         event_id=row["id"],
-        alert=_event_alert(row),
+        alert=alert,
         status=row["status"],
         received_at=row["received_at"],
         group_key=row["group_key"],
-        reason=row.get("settled_reason"),
-        skips=tuple((s.get("rule") or "", s.get("reason") or "") for s in row.get("skips") or ()),
+        reason=reason,
+        skips=skips,
+        unreadable=unreadable,
     )

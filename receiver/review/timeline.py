@@ -36,7 +36,7 @@ from receiver.review.notes import (
     unshaped,
 )
 from receiver.review.outcomes import present
-from receiver.review.text import at_text, duration_text, pretty
+from receiver.review.text import at_text, duration_text, pretty, unreadable_text
 
 __all__ = [
     "Entry",
@@ -112,7 +112,7 @@ def fired_at(alert: Alert, fallback: datetime) -> datetime:
 def _fired(run: Run) -> Entry:
     alert = run.alert
     received = f"received {at_text(alert.received_at)}" if alert.received_at else ""
-    detail = "; ".join(part for part in (alert.summary, received) if part)
+    detail = "; ".join(p for p in (alert.summary, received, unreadable_text(alert.unreadable)) if p)
     return Entry(
         at=fired_at(alert, run.created_at),
         kind="alert",

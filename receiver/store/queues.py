@@ -13,13 +13,12 @@ two answers to a dead letter, each audited in the same transaction (``event.retr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
-from receiver.store.audit import append_in_tx
+from receiver.store.audit import append_in_tx, stored_data
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
 from receiver.store.leases import EVENTS, JOBS, QueueTable
@@ -55,10 +54,16 @@ class ItemConflict(Exception):
 
 
 def _view(queue: QueueTable, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The item with its JSON columns decoded; one that cannot be read back (an edit of the
+    table: an integer of more than 4,300 digits, nesting thousands deep) is given as
+    ``audit export`` gives such data: the stored JSON as text, and ``<column>_unreadable``
+    saying why (``stored_data``), not a 500 that hid the whole page."""
     _, decoded = _VIEWS[queue.kind]
     item = dict(row)
     for name in decoded:
-        item[name] = json.loads(item[name])
+        item[name], unreadable = stored_data(item[name])
+        if unreadable is not None:
+            item[f"{name}_unreadable"] = unreadable
     return item
 
 

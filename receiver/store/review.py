@@ -3,7 +3,9 @@ events nothing was done for, and the times that place incidents (receiver/review
 
 Every read returns plain rows (dicts of column -> value, jsonb decoded; an audit row's data
 that cannot be read, which only an edit of the table writes, is ``{}`` with
-``data_unreadable`` saying why); ``receiver.review`` turns them into its records. Outcomes
+``data_unreadable`` saying why; a step's, approval's or event's JSON column that cannot be
+read, or is not of the shape this service writes there, is None, and the row's
+``unreadable`` maps the column to why); ``receiver.review`` turns them into its records. Outcomes
 and states are returned as stored text, never parsed into enums: a run of an outcome this
 version does not know is still read.
 
@@ -13,13 +15,12 @@ An incident's members are found by their *incident key*: the alert group's key, 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 
 from receiver.store.announcements import DIGEST_AUDIT
-from receiver.store.audit import review_data
+from receiver.store.audit import review_data, stored_data
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.paging import Placeholders, RunFilters, fetch_run_page
@@ -111,11 +112,46 @@ def _audit(row: Any) -> dict[str, Any]:
     return {**dict(row), "data": data, "data_unreadable": unreadable}
 
 
-def _decode(row: Any, *columns: str) -> dict[str, Any]:
+# The shapes of the JSON columns the review reads, as this service writes them: anything else
+# there only an edit of the table wrote. Checked so that a page reading the value as written
+# (``plan.get``, ``labels.items()``) never meets another type: a 500 would hide every run of
+# the window from the reviewer.
+_OBJECT = "an object"
+_STRINGS = "an object of strings"
+_OBJECTS = "a list of objects"
+_STEP_SHAPES = {"params": _OBJECT, "before": _OBJECT, "after": _OBJECT}
+_APPROVAL_SHAPES = {"plan": _OBJECT}
+_EVENT_SHAPES = {"labels": _STRINGS, "annotations": _STRINGS}
+_UNACTED_SHAPES = {**_EVENT_SHAPES, "skips": _OBJECTS}
+
+
+def _shaped(value: Any, shape: str) -> bool:
+    if shape == _OBJECT:
+        return isinstance(value, dict)
+    if shape == _STRINGS:
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if shape == _OBJECTS:
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    raise ValueError(f"no such shape: {shape}")
+
+
+def _decode(row: Any, shapes: Mapping[str, str]) -> dict[str, Any]:
+    """``row`` with its JSON ``shapes`` columns (column -> shape) decoded, and ``unreadable``:
+    column -> why, for each that cannot be read back (``stored_data``: an integer of more than
+    4,300 digits, nesting thousands deep) or is not of its shape; such a column is None."""
     data = dict(row)
-    for column in columns:
-        if data.get(column) is not None:
-            data[column] = json.loads(data[column])
+    unreadable: dict[str, str] = {}
+    for column, shape in shapes.items():
+        if data.get(column) is None:
+            continue
+        value, why = stored_data(data[column])
+        if why is None and not _shaped(value, shape):
+            why = f"the stored {column} is a JSON {type(value).__name__}, not {shape}"
+        if why is not None:
+            value = None
+            unreadable[column] = why
+        data[column] = value
+    data["unreadable"] = unreadable
     return data
 
 
@@ -176,7 +212,7 @@ class ReviewReads(Database):
                ORDER BY run_id, phase = 'resolve', idx""",
             ids,
         ):
-            by_id[row["run_id"]]["steps"].append(_decode(row, "params", "before", "after"))
+            by_id[row["run_id"]]["steps"].append(_decode(row, _STEP_SHAPES))
         for row in await conn.fetch(
             """SELECT id::text AS id, run_id::text AS run_id, step_idx, action, risk, state,
                       plan::text AS plan, requested_at, expires_at, decided_by, decided_at,
@@ -185,7 +221,7 @@ class ReviewReads(Database):
                ORDER BY requested_at, id""",
             ids,
         ):
-            by_id[row["run_id"]]["approvals"].append(_decode(row, "plan"))
+            by_id[row["run_id"]]["approvals"].append(_decode(row, _APPROVAL_SHAPES))
         for row in await conn.fetch(
             """SELECT id, at, kind, run_id::text AS run_id, data::text AS data
                FROM audit_log WHERE run_id = ANY($1::uuid[]) ORDER BY id""",
@@ -194,7 +230,7 @@ class ReviewReads(Database):
             by_id[row["run_id"]]["audit"].append(_audit(row))
         event_ids = [r["event_id"] for r in runs if r["event_id"] is not None]
         events = {
-            row["id"]: _decode(row, "labels", "annotations")
+            row["id"]: _decode(row, _EVENT_SHAPES)
             for row in await conn.fetch(
                 f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE id = ANY($1::bigint[])",
                 event_ids,
@@ -232,7 +268,7 @@ class ReviewReads(Database):
                     ORDER BY received_at, id LIMIT $3""",
                 *args,
             )
-        return [_decode(r, "labels", "annotations", "skips") for r in rows]
+        return [_decode(r, _UNACTED_SHAPES) for r in rows]
 
     async def review_member_times(
         self, key: str, since: datetime, until: datetime

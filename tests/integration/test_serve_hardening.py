@@ -179,6 +179,11 @@ async def test_the_banner_and_the_log_say_what_runs_where_and_what_is_unsafe(
     )
     [mode] = [s for s in text.splitlines() if s.strip().startswith("mode:")]
     assert line["mode"] == mode.split(":", 1)[1].strip()
+    # The embedded default runs every step dry for want of a system, not because it is forced:
+    # the line said `"dry_run": false` beside `"mode": "dry-run ..."`.
+    assert line["mode"].startswith("dry-run (nothing is changed)")
+    assert "dry_run" not in line
+    assert line["dry_run_everywhere"] is False
     assert line["storage"] == storage.split(":", 1)[1].strip()
     # The data directory is not the default: the CLI hint points there.
     assert f"REMEDIATOR_DATA_DIR={embedded_dir} remediator runs" in text

@@ -416,3 +416,53 @@ def test_an_unknown_key_of_the_approvers_file_is_told_the_key_it_is_a_typo_of(
     assert caught.value.message == (
         f"REMEDIATOR_APPROVERS_FILE: {approvers}: by_rul: unknown key (did you mean 'by_rule'?)"
     )
+
+
+# A secret written where a key goes (a DSN pasted one line up), and keys holding an escape
+# sequence (YAML's "\e": a file may hold one written so): quoted whole in the error, the
+# secret reached the logs and the escape the operator's terminal.
+SECRET_KEY = "postgres://remediator:hunter2@db:5432/orders"
+
+
+def test_an_unknown_key_of_the_approvers_file_that_is_no_name_is_not_shown(
+    tmp_path: Path,
+) -> None:
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text(
+        f'"{SECRET_KEY}": [alice]\n"by_rule\\e[2J": {{}}\nby_risk: {{"low\\e]0;x": [bob]}}\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(Settings(approvers_file=approvers))
+    message = caught.value.message
+    assert "hunter2" not in message, message
+    assert "\x1b" not in message, message
+    assert message.count("file: a key that is no key's name (not shown") == 2, message
+    assert "this takes by_rule, by_risk, default, slack_users" in message
+    assert "by_risk: Value error, unknown risk (a key not shown); use low or high" in message
+
+
+def test_a_key_of_the_approvers_file_given_twice_is_named_only_when_it_is_a_name(
+    tmp_path: Path,
+) -> None:
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text(f'"{SECRET_KEY}": [alice]\n"{SECRET_KEY}": [bob]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(Settings(approvers_file=approvers))
+    assert caught.value.message == (
+        f"REMEDIATOR_APPROVERS_FILE: {approvers}:2: invalid YAML: a key is given twice (first"
+        " at line 1; not shown: no key's name)"
+    )
+    approvers.write_text("default: [alice]\ndefault: [bob]\n")
+    with pytest.raises(ConfigError, match="duplicate key 'default' "):
+        load_approvals(Settings(approvers_file=approvers))
+
+
+def test_an_unknown_key_of_a_connection_that_is_no_name_is_not_shown(tmp_path: Path) -> None:
+    text = f'postgres:\n  databases:\n    "ord\\eers": {{dsn_file: /run/dsn, "{SECRET_KEY}": 1}}\n'
+    message = refusal_of_settings_file(tmp_path, text)
+    assert "hunter2" not in message, message
+    assert "\x1b" not in message, message
+    assert (
+        "postgres.databases.ord\\x1bers: a key that is no key's name (not shown: a value"
+        " written as a key?); this takes dsn_file, statement_timeout, timeout, max_connections"
+    ) in message, message

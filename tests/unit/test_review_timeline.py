@@ -235,6 +235,15 @@ def test_what_the_service_did_reads_as_a_sentence() -> None:
     assert note("service.started", host="h", worker="w", dry_run=True)[1] == (
         "h (w), dry-run everywhere"
     )
+    # Not forced, but nothing configured to act on (the embedded default): the row's mode says
+    # so in words; "live where configured" read as if the service had acted.
+    idle = "dry-run (nothing is changed): no cluster credentials, no connections configured"
+    assert note("service.started", host="h", worker="w", dry_run=False, mode=idle)[1] == (
+        f"h (w), {idle}"
+    )
+    assert note("service.started", host="h", worker="w", dry_run=False)[1] == (
+        "h (w), live where configured"  # a row written before the mode was recorded
+    )
     assert note("service.unheard_of", x=1) == ("service.unheard_of", '{"x": 1}', "neutral")
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from receiver.http.filters import BadParameter, run_filters
+from receiver.http.filters import BadParameter, parse_since, run_filters
 from remediations.targets import Target
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -41,3 +41,24 @@ def test_an_empty_namespace_and_no_name_says_what_to_write() -> None:
     with pytest.raises(BadParameter) as caught:
         run_filters({"target": "HttpEndpoint//"}, NOW)
     assert caught.value.message == "a HttpEndpoint has no namespace: write HttpEndpoint/name"
+
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("0000-12-31T23:30:00-01:00", datetime(1, 1, 1, 0, 30, tzinfo=UTC)),
+        ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_a_since_of_year_1_in_utc_is_read_even_written_in_year_0(text: str, read: datetime) -> None:
+    # As intake reads a time of year 0 (alertmanager.parse_rfc3339): RFC 3339 allows it.
+    assert parse_since(text, NOW) == read
+
+
+@pytest.mark.parametrize("text", ["0000-06-01T00:00:00Z", "0000-12-31T23:59:59Z"])
+def test_a_since_before_the_year_1_in_utc_is_refused_saying_so(text: str) -> None:
+    with pytest.raises(ValueError, match="is outside the years 1 to 9999 once in UTC"):
+        parse_since(text, NOW)

@@ -43,6 +43,9 @@ def test_a_constant_format_over_the_bound_is_a_rule_error_and_builds_nothing(sou
         '{{ ("%0" ~ labels.n ~ "d") | format(1) }}',
         '{{ ("{:" ~ labels.n ~ "}").format("x") }}',
         '{{ "{:{w}}".format_map({"w": labels.n | int}) }}',
+        # A `*` or a nested field takes its own argument, wherever it stands.
+        '{{ "%d%*d" % (7, labels.n | int, 1) }}',
+        '{{ "{a}{x:{w}}".format_map({"a": 7, "x": "x", "w": labels.n | int}) }}',
     ],
 )
 def test_a_format_the_alert_widens_fails_the_render_before_building_it(source: str) -> None:
@@ -61,6 +64,12 @@ def test_a_format_the_alert_widens_fails_the_render_before_building_it(source: s
         ('{{ "%s restarts" | format(labels.n) }}', "3 restarts"),
         ('{{ "{:>7}|{:03d}".format(labels.pod, labels.n | int) }}', "  web-0|003"),
         ("{{ 10 % 3 }}", "1"),
+        # Only what a `*` or a nested field takes is a width: the values formatted are not
+        # (their sum was counted, and "%*d" % (5, 100000) refused as 100005 characters).
+        ('{{ "%*d" % (5, 100000) }}', "100000"),
+        ('{{ "%*d %d" | format(5, 40000, 40000) }}', "40000 40000"),
+        ('{{ "{:{w}} {a} {b}".format(1, w=3, a=40000, b=40000) }}', "  1 40000 40000"),
+        ('{{ "{:{}} {} {}".format(1, 3, 40000, 40000) }}', "  1 40000 40000"),
     ],
 )
 def test_ordinary_formatting_is_unaffected(source: str, rendered: str) -> None:

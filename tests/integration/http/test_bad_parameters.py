@@ -56,6 +56,7 @@ BAD_SINCE = (
     "9" * 400 + "w",
     "0001-01-01T00:00:00+01:00",
     "9999-12-31T23:59:59-01:00",
+    "0000-06-01T00:00:00Z",
 )
 BAD_IDS = ("%00", "not-an-id", "9" * 30, "%C3%A9%00x")
 ALICE = {"Authorization": f"Bearer {OPERATORS['alice']}"}
@@ -202,6 +203,27 @@ async def test_the_cli_reports_a_since_out_of_range_as_the_servers_400(
         result = await asyncio.to_thread(runs, since)
         assert result.exit_code == 1, result.output
         assert "HTTP 400 (--since)" in result.stderr, result.stderr
+
+
+async def test_a_since_in_year_0_is_read_as_intake_reads_it(make_edge: MakeEdge) -> None:
+    """RFC 3339 allows year 0 and Go writes it; intake reads it (receiver/alertmanager.py). A
+    ``since`` in year 0 was '... is neither an RFC 3339 timestamp nor a duration like 24h', even
+    when it is in year 1 in UTC; now it is read, and refused only when before the year 1 in
+    UTC, saying so."""
+    edge = await make_edge()
+    await edge.env.pending_run()
+    for route, listed in (("/api/v1/runs", "runs"), (APPROVALS_API, "approvals")):
+        since = quote("0000-12-31T23:30:00-01:00")  # 0001-01-01T00:30:00Z
+        response = await edge.client.get(f"{route}?since={since}", headers=_headers(route))
+        assert response.status == 200, await response.text()
+        assert len((await response.json())[listed]) == 1
+        since = "0000-06-01T00:00:00Z"
+        response = await edge.client.get(f"{route}?since={since}", headers=_headers(route))
+        assert response.status == 400
+        assert await response.json() == {
+            "error": f"'{since}' is outside the years 1 to 9999 once in UTC",
+            "parameter": "since",
+        }
 
 
 @pytest.fixture
