@@ -28,6 +28,7 @@ __all__ = [
     "TargetError",
     "Template",
     "TemplateError",
+    "check_template_text",
     "compile_template",
     "render_target",
     "validate_target",
@@ -201,6 +202,32 @@ def validate_target(
             target.namespace,
             f"is not allowed by policy (allow={list(policy.allow)}, deny={list(policy.deny)})",
         )
+
+
+def check_template_text(kind: str, namespace: Template, name: Template) -> None:
+    """Raise TargetError when the literal text of a Kubernetes target's templates makes it
+    invalid whatever the labels hold (a '/' or '_', a '-' or '.' at an end); other kinds and
+    templates without literal text pass. Each reference stands for "a": a value that makes a
+    DNS-1123 name valid is made of the characters such a name may hold, and one letter is the
+    shortest and fits anywhere, so text that fails with "a" fails with every value. The
+    namespace policy is not applied (a templated namespace is known only at render time)."""
+    if not target_kind(kind).namespaced:
+        return  # a RedisQueue value can bring its own '/': "a" is no fair stand-in there
+    for field, template in (("namespace", namespace), ("name", name)):
+        if all(isinstance(part, tuple) for part in template.parts) or not template.references:
+            continue
+        stand_in = {"namespace": "placeholder", "name": "web", field: _as(template, "a")}
+        try:
+            target = Target(kind, stand_in["namespace"], stand_in["name"])
+            validate_target(target, NamespacePolicy(allow=(), deny=()))
+        except TargetError as exc:
+            shown = _as(template, "<label value>")
+            raise TargetError(exc.field, shown, f"{exc.reason}, whatever the labels hold") from None
+
+
+def _as(template: Template, value: str) -> str:
+    """``template`` with every reference replaced by ``value``."""
+    return "".join(part if isinstance(part, str) else value for part in template.parts)
 
 
 def render_target(

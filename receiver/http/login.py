@@ -49,8 +49,9 @@ __all__ = [
 ]
 
 # Where ``next`` may send a browser after signing in: a page of the review, relative.
-# No segment starts with a dot: nothing climbs out of the review with "..".
-_NEXT = re.compile(r"^(runs|incidents)(/[A-Za-z0-9_-][A-Za-z0-9._-]*){0,2}(\?[^\s#\\]*)?$")
+# No segment starts with a dot: nothing climbs out of the review with "..". Always fullmatch:
+# `$` would also match before a trailing newline, which no Location header can hold.
+_NEXT = re.compile(r"(runs|incidents)(/[A-Za-z0-9_-][A-Za-z0-9._-]*){0,2}(\?[^\s#\\]*)?")
 _DEFAULT_NEXT = "runs"
 
 
@@ -117,7 +118,7 @@ def _who(request: web.Request) -> str | None:
 def _next_here(request: web.Request) -> str:
     """This page, relative to the root: where signing in should lead back to."""
     here = str(request.rel_url).lstrip("/")
-    return here if _NEXT.match(here) else _DEFAULT_NEXT
+    return here if _NEXT.fullmatch(here) else _DEFAULT_NEXT
 
 
 def _login_page(
@@ -154,7 +155,7 @@ def signed_in(handler: Handler) -> Handler:
 async def get_login(request: web.Request) -> web.Response:
     """The login form (``?next=`` a review page to return to)."""
     wanted = request.query.get("next", _DEFAULT_NEXT)
-    return _login_page(request, 200, wanted if _NEXT.match(wanted) else _DEFAULT_NEXT)
+    return _login_page(request, 200, wanted if _NEXT.fullmatch(wanted) else _DEFAULT_NEXT)
 
 
 def _see_other(location: str) -> web.Response:
@@ -172,7 +173,7 @@ async def post_login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, 403, _DEFAULT_NEXT, "sign in from this service's own page")
     form = await request.post()
     wanted = str(form.get("next") or _DEFAULT_NEXT)
-    wanted = wanted if _NEXT.match(wanted) else _DEFAULT_NEXT
+    wanted = wanted if _NEXT.fullmatch(wanted) else _DEFAULT_NEXT
     token = str(form.get("operator_token") or "").strip()
     found = request.app[AUTH].identify(f"Bearer {token}") if token else None
     log = request.app[LOG]

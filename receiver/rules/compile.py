@@ -37,7 +37,13 @@ from receiver.rules.steps import (
     prefixed,
 )
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
-from receiver.templating import TargetError, Template, compile_template, validate_target
+from receiver.templating import (
+    TargetError,
+    Template,
+    check_template_text,
+    compile_template,
+    validate_target,
+)
 from remediations.base import Registry
 from remediations.targets import Target, target_kind
 
@@ -93,6 +99,11 @@ def _check_literal_target(
     if kind.namespaced != (spec.namespace is not None):
         needs = "needs a namespace" if kind.namespaced else "has no namespace; remove it"
         located.add((*path, "namespace"), f"{label}target: a {spec.kind} {needs}")
+        return False
+    try:
+        check_template_text(spec.kind, namespace, name)
+    except TargetError as exc:
+        located.add((*path, exc.field), f"{label}target.{exc.field}: {exc}")
         return False
     literal_ns = None if namespace.references else namespace.render({}, {})
     literal_name = None if name.references else name.render({}, {})

@@ -147,17 +147,34 @@ def _rule_sources(
     path: Path, rule_files: Sequence[str], located: Located
 ) -> tuple[dict[str, str], bool]:
     """The text of each rule file, by the path it is reported under, and whether every one
-    was read; a file that cannot be read is an error on its line of ``rule_files``."""
+    was read; a file that cannot be read, or is listed twice, is an error on its line of
+    ``rule_files``. (Counting the texts read would take a file listed twice, which is read
+    once, for one that could not be read, and no error would say why nothing ran.)"""
     sources: dict[str, str] = {}
+    first_at: dict[str, int] = {}
+    read = True
     for index, relative in enumerate(rule_files):
         rule_path = path.parent / relative
+        key = str(rule_path)
+        if key in first_at:
+            line = located.line_of(("rule_files", first_at[key]))
+            located.add(
+                ("rule_files", index),
+                f"{rule_path} is listed twice in rule_files (first at line {line}): "
+                "list each rule file once",
+            )
+            read = False
+            continue
+        first_at[key] = index
         try:
-            sources[str(rule_path)] = read_rule_bytes(rule_path).decode("utf-8")
+            sources[key] = read_rule_bytes(rule_path).decode("utf-8")
         except UnicodeDecodeError as exc:
             located.add(("rule_files", index), f"{rule_path}: not valid UTF-8 (byte {exc.start})")
+            read = False
         except OSError as exc:
             located.add(("rule_files", index), f"cannot read {rule_path}: {exc.strerror or exc}")
-    return sources, len(sources) == len(rule_files)
+            read = False
+    return sources, read
 
 
 def tests_of(file: TestFile) -> list[tuple[int, TestSpec, RuleSet, SimSettings]]:

@@ -31,13 +31,7 @@ from remediations.kubernetes.record_size import RECORD_CAP, RecordTooLarge, fitt
 from remediations.params import Number
 from remediations.targets import Target
 
-__all__ = [
-    "QuantityChange",
-    "SetEnv",
-    "SetEnvParams",
-    "SetResources",
-    "SetResourcesParams",
-]
+__all__ = ["QuantityChange", "SetEnv", "SetEnvParams", "SetResources", "SetResourcesParams"]
 
 
 def _container_name(name: str) -> str:
@@ -96,6 +90,16 @@ class SetResourcesParams(ActionParams):
     @classmethod
     def _container(cls, name: str) -> str:
         return _container_name(name)
+
+    @field_validator("memory_limit", "memory_request", mode="before")
+    @classmethod
+    def _whole_bytes(cls, raw: Any) -> Any:
+        # Before the canonical form, so the message quotes the text as written.
+        for key in ("value", "max"):
+            text = raw.get(key) if isinstance(raw, Mapping) else None
+            if isinstance(text, str) and (problem := quantity.fraction_of_a_byte(text)):
+                raise ValueError(f"{key}: {problem}")
+        return raw
 
     @model_validator(mode="after")
     def _something(self) -> SetResourcesParams:

@@ -120,6 +120,28 @@ def canonical(text: str) -> str:
     return format_quantity(value, fmt)
 
 
+def fraction_of_a_byte(text: str) -> str | None:
+    """Why ``text`` cannot be an amount of memory, or None: memory is counted in whole bytes,
+    and ``m`` is milli, so ``"512m"`` is 0.512 bytes (the slip the Kubernetes docs warn of:
+    "400m of memory ... is a request for 0.4 bytes"). The API server only warns ("fractional
+    byte value"), so a rule would write a limit no container starts under, or a cap no raise
+    reaches. None also for a text that is no quantity (``parse`` says why)."""
+    try:
+        amount = value_of(text)
+    except QuantityError:
+        return None
+    if amount == amount.to_integral_value():
+        return None
+    stem = text.strip()
+    milli = stem.endswith("m")
+    return (
+        f"{text!r} is a fraction of a byte ({amount.normalize():f} bytes"
+        + ("; m is milli" if milli else "")
+        + "): memory is counted in whole bytes, write "
+        + (f"{stem[:-1]}Mi or {stem[:-1]}M" if milli else "e.g. 512Mi")
+    )
+
+
 def equal(a: str | None, b: str | None) -> bool:
     """Same value however spelled (``"1Gi"`` == ``"1024Mi"``); None equals only None."""
     if a is None or b is None:

@@ -282,6 +282,36 @@ def test_set_resources_params() -> None:
 
 
 @pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("memory_limit", {"value": "512m"}),  # 0.512 bytes: m is milli, not Mi
+        ("memory_request", {"value": "1.5"}),
+        ("memory_limit", {"factor": 1.5, "max": "4096m"}),  # a cap of 4.096 bytes
+        ("memory_request", {"factor": 0.5, "max": "100u"}),
+    ],
+)
+def test_memory_in_fractions_of_a_byte_is_refused(field: str, change: dict[str, Any]) -> None:
+    """Memory is counted in bytes: Kubernetes' own docs warn that 400m is 0.4 bytes, not
+    400Mi, and the API server only warns ("fractional byte value"); refused when rules load."""
+    key = "max" if "max" in change else "value"
+    with pytest.raises(ValidationError, match=rf"{key}: {change[key]!r} is a fraction of a byte"):
+        SetResourcesParams.model_validate({"container": "app", field: change})
+
+
+def test_whole_bytes_and_cpu_fractions_are_accepted() -> None:
+    params = SetResourcesParams.model_validate(
+        {
+            "container": "app",
+            "memory_limit": {"value": "0.5Gi"},
+            "memory_request": {"factor": 1.5, "max": "1e3"},
+            "cpu_limit": {"value": "512m"},
+            "cpu_request": {"factor": 1.5, "max": "250m"},
+        }
+    )
+    assert len(params.changes()) == 4
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         {"container": "app", "name": "1BAD", "value": "x"},

@@ -334,6 +334,51 @@ def test_namespace_policy_allow_list_applies_to_literal_namespaces() -> None:
     assert error.startswith("a.yaml:4: rule 'r': target.namespace: namespace 'shop' is not allowed")
 
 
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (
+            'namespace: shop, name: "a/{{ labels.d }}"',
+            "target.name: name 'a/<label value>' is not a DNS-1123 subdomain",
+        ),
+        (
+            'namespace: shop, name: "{{ labels.app }}_worker"',
+            "target.name: name '<label value>_worker' is not a DNS-1123 subdomain",
+        ),
+        (
+            'namespace: "{{ labels.team }}.prod", name: "{{ labels.d }}"',
+            "target.namespace: namespace '<label value>.prod' is not a DNS-1123 label",
+        ),
+        (
+            'namespace: shop, name: "{{ labels.d }}-{{ labels.e }}-"',
+            "target.name: name '<label value>-<label value>-' is not a DNS-1123 subdomain",
+        ),
+    ],
+)
+def test_a_templated_target_no_label_value_can_make_valid_is_refused(
+    target: str, expected: str
+) -> None:
+    """The literal text around a template decides validity whatever the labels hold: such a
+    rule used to load and then refuse every alert it matched."""
+    text = one_rule(f"target: {{kind: Deployment, {target}}}\nsteps: [{{action: test.restart}}]\n")
+    (error,) = errors_of({"a.yaml": text})
+    assert error.startswith(f"a.yaml:4: rule 'r': {expected}"), error
+    assert "whatever the labels hold" in error, error
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        'namespace: "team-{{ labels.team }}", name: "{{ labels.app }}-worker"',
+        'namespace: shop, name: "{{ labels.app }}.{{ labels.tier }}"',
+        'namespace: shop, name: "v2-{{ labels.d }}"',
+    ],
+)
+def test_a_templated_target_some_label_value_makes_valid_loads(target: str) -> None:
+    text = one_rule(f"target: {{kind: Deployment, {target}}}\nsteps: [{{action: test.restart}}]\n")
+    assert errors_of({"a.yaml": text}) == []
+
+
 def test_a_quoted_flag_in_a_rule_file_is_an_error_on_its_line() -> None:
     # The shipped kubernetes.scale: `restore: "yes"` is YAML text, and was read as true.
     text = one_rule(

@@ -374,6 +374,24 @@ def test_rule_files_are_read_relative_to_the_test_file_and_their_errors_named(
     assert [r.name for r in loaded.rulesets[0].rules] == ["restart"]
 
 
+@pytest.mark.parametrize(("first", "second"), [("r.yaml", "r.yaml"), ("./r.yaml", "r.yaml")])
+def test_a_rule_file_listed_twice_is_an_error_at_its_second_line(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    """Once a file that named one rule file twice loaded as no tests and no errors: `remediator
+    test` ran nothing and exited 0."""
+    body = ALERTS + "timeline: [{at: 1m, firing: a}]\nexpect: [{no_runs: true}]\n"
+    text = _one_test(body).replace(
+        "rule_files: [r.yaml]", f"rule_files:\n  - {first}\n  - {second}"
+    )
+    loaded = _load(tmp_path, text)
+    assert isinstance(loaded, list)
+    assert [str(e) for e in loaded] == [
+        f"{tmp_path / 't.yaml'}:3: {tmp_path / 'r.yaml'} is listed twice in rule_files "
+        "(first at line 2): list each rule file once"
+    ]
+
+
 def test_a_file_that_cannot_be_read_is_an_error_naming_it(tmp_path: Path) -> None:
     [error] = load_test_file(tmp_path / "absent.yaml", default_registry())  # type: ignore[misc]
     assert str(error).startswith(f"{tmp_path / 'absent.yaml'}: cannot read")

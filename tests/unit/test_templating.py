@@ -13,6 +13,7 @@ from receiver.templating import (
     TargetError,
     Template,
     TemplateError,
+    check_template_text,
     compile_template,
     render_target,
     validate_target,
@@ -306,3 +307,33 @@ def test_rendering_is_single_pass(value: str, template: str) -> None:
     assert rendered.count(value) >= 1
     if "other" in template:
         assert rendered.endswith("{{ labels.namespace }}")
+
+
+# -- literal text around references ------------------------------------------------------
+
+_PIECE = st.sampled_from(["a", "z9", "-", ".", "/", "_", "x-y", "{{ labels.v }}", "{{ labels.w }}"])
+_VALUE = st.text(alphabet="ab9-.", min_size=1, max_size=6)
+
+
+@given(st.lists(_PIECE, min_size=1, max_size=6).map("".join), _VALUE, _VALUE)
+def test_a_template_refused_for_its_text_is_invalid_whatever_the_labels_hold(
+    text: str, v: str, w: str
+) -> None:
+    """check_template_text stands "a" in for each reference: when it refuses a name or a
+    namespace, no value (made of characters a DNS-1123 name may hold, or any other) renders
+    a valid one."""
+    template = compile_template(text)
+    for namespace, name in ((template, NAME), (NS, template)):
+        try:
+            check_template_text("Deployment", namespace, name)
+        except TargetError:
+            labels = {"v": v, "w": w, "namespace": "shop", "deployment": "api"}
+            with pytest.raises((TargetError, TemplateError)):
+                render_target("Deployment", namespace, name, labels, {}, NamespacePolicy())
+
+
+def test_only_kubernetes_targets_are_checked_for_their_text() -> None:
+    with pytest.raises(TargetError, match=r"name 'web_<label value>' is not a DNS-1123 subdomain"):
+        check_template_text("Pod", NS, compile_template("web_{{ labels.x }}"))
+    # A RedisQueue value brings its own '/', so its text alone decides nothing.
+    check_template_text("RedisQueue", compile_template(""), compile_template("{{ labels.q }}-dlq"))

@@ -121,8 +121,15 @@ async def test_the_login_exchanges_a_token_for_a_strict_session_cookie(served: S
     value = cookie.split(";")[0].split("=", 1)[1]
     page = await client.get(f"/runs/{run}", headers={"Cookie": f"{SESSION_COOKIE}={value}"})
     assert page.status == 200
-    # A redirect target outside the review is not followed.
-    for elsewhere in ("//evil.example/x", "https://evil.example/", "incidents/../../x"):
+    # A redirect target outside the review is not followed, nor one that ends in a line break
+    # (a header cannot hold it: the sign-in would end in a dropped connection).
+    for elsewhere in (
+        "//evil.example/x",
+        "https://evil.example/",
+        "incidents/../../x",
+        "runs\n",
+        f"runs/{run}\n",
+    ):
         response = await client.post(
             "/login",
             data={"operator_token": OPERATOR_TOKEN, "next": elsewhere},
