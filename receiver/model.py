@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from receiver.alertmanager import ZERO_TIME
+from receiver.approval_records import ApprovalRecord, ApprovalState
 from remediations.targets import Target
 
 __all__ = [
@@ -104,11 +105,16 @@ class Approval(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class StepPlan:
+    """One step to run. ``unreadable``: why the params stored for it cannot be read (a step
+    taken up again from a row edited since: ``receiver.store.stored_json``); it then fails
+    without its action being called, rather than run on a guess."""
+
     index: int
     action: str
     params: Mapping[str, Any]
     needs_approval: bool
     description: str = ""
+    unreadable: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,47 +360,3 @@ class Disposition:
 
 _DONE = Disposition()
 _SETTLED = Disposition(settled=True)
-
-
-class ApprovalState(StrEnum):
-    """Where an approval of one step stands (``receiver.approvals.state`` has the rules).
-
-    Only ``pending`` may be decided; every other state is final. ``superseded``: approved,
-    but the target changed before the step ran, so a fresh approval was asked for."""
-
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    SUPERSEDED = "superseded"
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalRecord:
-    """One approval of one step, as stored. ``plan`` is what the approver is asked to allow
-    (action, target, params and the preview with its preconditions), ``plan_hash`` the
-    SHA-256 of its canonical JSON; ``context`` is what the page shows about why (the alert,
-    its links), not part of the hash. The ``decided_*`` fields are set once it is decided
-    (who, how: ``channel`` web|api|slack|cli, from where, with which link token)."""
-
-    id: str
-    run_id: str
-    step_idx: int
-    rule: str
-    target: Target
-    action: str
-    risk: str
-    plan: Mapping[str, Any]
-    plan_hash: str
-    context: Mapping[str, Any]
-    requested_at: datetime
-    expires_at: datetime
-    state: ApprovalState
-    decided_by: str | None = None
-    decided_at: datetime | None = None
-    channel: str | None = None
-    source_ip: str | None = None
-    user_agent: str | None = None
-    token_id: str | None = None
-    reason: str | None = None

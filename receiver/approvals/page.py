@@ -27,6 +27,7 @@ from itsdangerous import BadSignature
 from receiver.approvals.messages import alert_links
 from receiver.approvals.tokens import KeyRing
 from receiver.model import ApprovalRecord, ApprovalState
+from receiver.unreadable import unreadable_text
 from receiver.webpages import template_environment
 
 __all__ = [
@@ -118,8 +119,12 @@ def view_of(
     message: str = "",
     message_kind: str = "info",
 ) -> PageView:
-    """The page's view of ``approval``."""
+    """The page's view of ``approval``. A plan or context that cannot be read (edited since it
+    was written: ``ApprovalRecord.unreadable``) is shown empty, and said in its message."""
     plan, context = approval.plan, approval.context
+    if note := unreadable_text(approval.unreadable):
+        message = "; ".join(p for p in (message, note) if p)
+        message_kind = "error"
     annotations = context.get("annotations") or {}
     t = approval.target
     decided = ""

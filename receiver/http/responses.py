@@ -71,12 +71,25 @@ def too_large(max_body: int) -> web.Response:
 
 
 def row(value: Any) -> Any:
-    """A run row as JSON-ready data (the store may return dicts, records or dataclasses)."""
+    """A run or approval row as JSON-ready data (the store may return dicts, records or
+    dataclasses). A record's ``unreadable`` (field -> why it cannot be read: edited in the
+    database since it was written; receiver.store.stored_json), its steps' too, is given as
+    ``<field>_unreadable``: why, beside the field (null, or ``{}`` for params, plan and
+    context), as ``GET /api/v1/events`` gives such a field."""
     if isinstance(value, Mapping):
         return dict(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        data = _marked(dataclasses.asdict(value))
+        if isinstance(data.get("steps"), list | tuple):
+            data["steps"] = [_marked(s) for s in data["steps"]]
+        return data
     return value
+
+
+def _marked(data: dict[str, Any]) -> dict[str, Any]:
+    for name, why in (data.pop("unreadable", None) or {}).items():
+        data[f"{name}_unreadable"] = why
+    return data
 
 
 def list_row(value: Any) -> Any:

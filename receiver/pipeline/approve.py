@@ -46,6 +46,7 @@ from receiver.pipeline.context import STEP_STARTED, STOPS_RUN, Deps, RunContext,
 from receiver.pipeline.overtaken import escalation_overtaken, run_overtaken
 from receiver.pipeline.refired import withdrawn_on_refire
 from receiver.pipeline.steps import StepRunner, failed
+from receiver.unreadable import unreadable_text
 from remediations.base import ActionError, ActionRefused, Outcome, Result
 
 __all__ = ["Approve", "RequestApproval"]
@@ -99,6 +100,15 @@ class Approve:
         approval = await desk.store.latest_approval(ctx.run_id, step.index)
         if approval is None or approval.state is not ApprovalState.APPROVED:
             return _HOLD
+        if "plan" in approval.unreadable:
+            # What the engineer approved (the preconditions the step is bound to) is unknown:
+            # the step ends, recorded, rather than run bound to nothing.
+            note = unreadable_text({"approved plan": approval.unreadable["plan"]})
+            result = Result(Outcome.FAILED, f"{note}; not run")
+            await record_step(self._deps, ctx, step, result.outcome, result.message)
+            ctx.results.append((step, result))
+            ctx.log.warning("approved plan cannot be read", step=step.index)
+            return _STOP
         planned = await _plan(self._deps, self._runner, ctx, step)
         if planned is None:
             return _STOP

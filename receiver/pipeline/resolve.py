@@ -50,7 +50,6 @@ from receiver.model import (
     Announce,
     GuardSpec,
     RunOutcome,
-    StepPlan,
     Verdict,
     VerifyResult,
 )
@@ -188,12 +187,7 @@ class Close:
         shared = {s.idx for s in run.steps if s.phase != "resolve"}
         stop = stopped_at(run.steps, "resolve")
         ctx.steps = ctx.runnable = tuple(
-            StepPlan(
-                index=s.idx,
-                action=s.action,
-                params=s.params or {},
-                needs_approval=s.needs_approval and s.idx not in shared,
-            )
+            s.as_plan(needs_approval=s.needs_approval and s.idx not in shared)
             for s in sorted(run.steps, key=lambda s: s.idx)
             # A started one too: its worker stopped in it; the step runner records it
             # interrupted rather than undoing a second time. A held one: the approve stage

@@ -135,15 +135,7 @@ def context_of(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
 
 def plans_of(steps: Iterable[StepRecord]) -> tuple[StepPlan, ...]:
     """Stored steps as the plans a stage runs: taken up again, they run as first planned."""
-    return tuple(
-        StepPlan(
-            index=s.idx,
-            action=s.action,
-            params=s.params or {},
-            needs_approval=s.needs_approval,
-        )
-        for s in steps
-    )
+    return tuple(s.as_plan() for s in steps)
 
 
 def remember_changes(ctx: RunContext, run: RunRecord) -> None:

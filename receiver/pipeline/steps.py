@@ -69,6 +69,7 @@ from remediations.base import (
     AlertFacts,
     Change,
     Outcome,
+    ParamsError,
     Result,
 )
 from remediations.template_work import TemplateFailed
@@ -140,7 +141,7 @@ class StepRunner:
         """The step's exact change against live state (``Action.preview``). Raises ParamsError
         or the action's ActionError (ActionRefused when a precondition says no)."""
         action = self._deps.registry.get(step.action)
-        params = self._deps.registry.parse_params(step.action, step.params)
+        params = _params(self._deps, step)
         if self._deps.settings.simulate:
             result = await self._simulated(ctx, step, action, params)
             if result.outcome is Outcome.REFUSED:
@@ -222,7 +223,7 @@ class StepRunner:
 
         async def settle() -> Result:
             nonlocal params
-            params = deps.registry.parse_params(step.action, step.params)
+            params = _params(deps, step)
             if deps.settings.simulate:
                 return await self._simulated(ctx, step, action, params)
             missing = missing_clients(deps, step, ctx)
@@ -274,6 +275,15 @@ _MAX_UNCONFIRMED = 1024
 
 # Not a result: the step's action is to be called (``StepRunner._without_acting``).
 _ACTS = Result(Outcome.NOOP, "")
+
+
+def _params(deps: Deps, step: StepPlan) -> BaseModel:
+    """The step's params as its action takes them. ParamsError, nothing sent, for params that
+    do not fit, and for a step taken up again whose stored params cannot be read
+    (``StepPlan.unreadable``): it is not run on a guess (none, or the defaults)."""
+    if step.unreadable:
+        raise ParamsError(step.action, f"{step.unreadable}; not run")
+    return deps.registry.parse_params(step.action, step.params)
 
 
 async def _guarded(

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from receiver.unreadable import unreadable_text
+
 __all__ = ["at_text", "duration_text", "iso", "pretty", "target_text", "unreadable_text"]
 
 
@@ -53,13 +55,3 @@ def pretty(value: Any) -> str:
 def target_text(kind: str, namespace: str, name: str) -> str:
     """``Deployment shop/api``; ``PostgresDatabase orders`` for a target without a namespace."""
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
-
-
-def unreadable_text(fields: Mapping[str, str]) -> str:
-    """What the pages say of recorded fields that cannot be read (field -> why: only an edit of
-    the table writes such a value), e.g. ``labels cannot be read: it was edited after it was
-    written (the stored labels is a JSON list, not an object of strings)``; '' for none."""
-    return "; ".join(
-        f"{name} cannot be read: it was edited after it was written ({why})"
-        for name, why in sorted(fields.items())
-    )

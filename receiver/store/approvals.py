@@ -9,7 +9,6 @@ takes the run up again after an approval.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -27,6 +26,7 @@ from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
 from receiver.store.jobs import enqueue
 from receiver.store.records import JobKind, as_utc
+from receiver.store.stored_json import OBJECT, decode_columns
 
 __all__ = [
     "APPROVAL_LIMIT",
@@ -44,11 +44,18 @@ _COLUMNS = """
     a.decided_at, a.channel, a.source_ip, a.user_agent, a.token_id, a.reason
 """
 
+_SHAPES = {"plan": OBJECT, "context": OBJECT}
+
 # _RESOLVED (the run's alert has resolved) and _UNDO (an on_resolved step's approval) are
 # receiver.store.approval_ends'.
 
 
 def _record(row: Mapping[str, Any]) -> ApprovalRecord:
+    """An approval from a row of ``_COLUMNS``: a plan or context that cannot be read back (an
+    edit of the table) is ``{}``, marked in ``unreadable`` (``stored_json``). Raising here,
+    or a plan or context of another shape read as written, answered 500 to every list, link
+    and decision that met the row."""
+    data, unreadable = decode_columns(row, _SHAPES)
     return ApprovalRecord(
         id=row["id"],
         run_id=row["run_id"],
@@ -57,9 +64,9 @@ def _record(row: Mapping[str, Any]) -> ApprovalRecord:
         target=Target(row["target_kind"], row["target_namespace"], row["target_name"]),
         action=row["action"],
         risk=row["risk"],
-        plan=json.loads(row["plan"]),
+        plan=data["plan"] or {},
         plan_hash=row["plan_hash"],
-        context=json.loads(row["context"]),
+        context=data["context"] or {},
         requested_at=row["requested_at"],
         expires_at=row["expires_at"],
         state=ApprovalState(row["state"]),
@@ -70,6 +77,7 @@ def _record(row: Mapping[str, Any]) -> ApprovalRecord:
         user_agent=row["user_agent"],
         token_id=row["token_id"],
         reason=row["reason"],
+        unreadable=unreadable,
     )
 
 

@@ -10,7 +10,6 @@ transaction, so the audit log and the run table cannot disagree.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from receiver.store.chain import ChainRow, diagnose, diagnose_end
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import AuditCheck, as_utc
+from receiver.store.stored_json import OBJECT, stored_data, unreadable_why
 
 __all__ = [
     "AuditLog",
@@ -28,7 +28,6 @@ __all__ = [
     "append_in_tx",
     "audit_insert_sql",
     "review_data",
-    "stored_data",
 ]
 
 
@@ -302,23 +301,11 @@ _CHAIN_SQL = """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::
                 FROM audit_log"""
 
 
-def stored_data(text: str) -> tuple[Any, str | None]:
-    """A row's data read from jsonb's text, and None; or, for data Python cannot read (an
-    integer of more than 4,300 digits, nesting deeper than its recursion limit: jsonb holds
-    both, no append can write either), the text itself and why it cannot be read."""
-    try:
-        return json.loads(text), None
-    except (ValueError, RecursionError) as exc:
-        return text, f"the stored data cannot be read back as JSON here: {type(exc).__name__}"
-
-
 def review_data(text: str) -> tuple[dict[str, Any], str | None]:
-    """A row's data as the review reads it (``stored_data``): the object and None; or, for data
+    """A row's data as the review reads it (``stored_json``): the object and None; or, for data
     that cannot be read or is not a JSON object (every append writes one: only an edit of the
     table puts anything else there), an empty one and why, for the pages to mark the row."""
-    data, unreadable = stored_data(text)
-    if unreadable is None and not isinstance(data, dict):
-        unreadable = f"the stored data is a JSON {type(data).__name__}, not an object"
+    data, unreadable = unreadable_why("data", text, OBJECT)
     return (data, None) if unreadable is None else ({}, unreadable)
 
 

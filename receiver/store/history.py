@@ -23,7 +23,7 @@ from receiver.store.history_sql import (
     batch_arguments,
     history_arguments,
 )
-from receiver.store.records import undo_from_json
+from receiver.store.undo_plans import undo_from_json
 
 __all__ = [
     "HISTORY_CALL",

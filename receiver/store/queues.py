@@ -18,11 +18,12 @@ from typing import Any
 
 import asyncpg
 
-from receiver.store.audit import append_in_tx, stored_data
+from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
 from receiver.store.leases import EVENTS, JOBS, QueueTable
 from receiver.store.paging import Placeholders
+from receiver.store.stored_json import stored_data
 
 __all__ = ["QUEUE_STATES", "ItemConflict", "ItemNotFound", "Queues"]
 

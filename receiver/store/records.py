@@ -16,9 +16,11 @@ from typing import Any
 
 from receiver.alertmanager import ZERO_TIME
 from receiver.model import AlertEvent, RunOutcome, Status, StepPlan, Target, VerifyResult
-from receiver.store.canonical import audit_data, canonical_json
+from receiver.store.canonical import audit_data
 from receiver.store.fence import LeaseFence
 from receiver.store.run_ids import run_id_of
+from receiver.store.stored_json import OBJECT, decode_columns, decode_object
+from receiver.unreadable import unreadable_text
 
 __all__ = [
     "RUN_COLUMNS",
@@ -37,8 +39,6 @@ __all__ = [
     "run_from_row",
     "run_id_of",
     "step_from_row",
-    "undo_as_json",
-    "undo_from_json",
 ]
 
 
@@ -176,7 +176,9 @@ class StepRecord:
     """One step of a run as stored: ``phase`` is 'run' or 'resolve', ``idx`` its position
     in the phase; ``before``/``after`` are what the action saw and left (None if not known);
     ``may_have_acted``: a failed step whose request may have reached its system before it
-    failed (``remediations.base.Result.may_have_acted``)."""
+    failed (``remediations.base.Result.may_have_acted``). ``unreadable``: params, before or
+    after -> why it cannot be read (edited since: ``stored_json``); params is then ``{}``,
+    before/after None."""
 
     run_id: str
     phase: str
@@ -192,6 +194,19 @@ class StepRecord:
     started_at: datetime | None
     finished_at: datetime | None
     may_have_acted: bool = False
+    unreadable: Mapping[str, str] = field(default_factory=dict)
+
+    def as_plan(self, *, needs_approval: bool | None = None) -> StepPlan:
+        """The step as the stages run it, taken up again: as first planned (``needs_approval``
+        overrides the stored one); params that cannot be read are said in its ``unreadable``,
+        and the step fails without acting rather than run with none."""
+        return StepPlan(
+            index=self.idx,
+            action=self.action,
+            params=self.params or {},
+            needs_approval=self.needs_approval if needs_approval is None else needs_approval,
+            unreadable=unreadable_text({k: v for k, v in self.unreadable.items() if k == "params"}),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +252,8 @@ class RunRecord:
     # its episode ended (its resolved_at); ``undo_deferred``: its undo waits for the next one.
     resolution_inferred_from: str | None = None
     undo_deferred: bool = False
+    # "decision" -> why it cannot be read (edited since: stored_json); decision is then None.
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +285,9 @@ def event_columns(alias: str = "") -> str:
 """
 
 
+# A step's JSON columns, as this service writes them (stored_json).
+_STEP_SHAPES = {"params": OBJECT, "before": OBJECT, "after": OBJECT}
+
 RUN_COLUMNS = """
     id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
     target_name, outcome, dry_run, occurrence, verify_within_s, created_at, started_at,
@@ -295,61 +315,33 @@ def event_from_row(row: Mapping[str, Any]) -> AlertEvent:
     )
 
 
-def _json_or_none(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
-
-
-def undo_as_json(steps: Sequence[StepPlan]) -> str:
-    """A run's on_resolved plan as kept in ``runs.on_resolved``: a JSON array of
-    ``{index, action, params, needs_approval}``, in order (``[]``: nothing to undo)."""
-    return canonical_json(
-        [
-            {
-                "index": s.index,
-                "action": s.action,
-                "params": dict(s.params),
-                "needs_approval": s.needs_approval,
-            }
-            for s in steps
-        ]
-    )
-
-
-def undo_from_json(text: str) -> tuple[StepPlan, ...]:
-    """The on_resolved plan ``undo_as_json`` wrote, as the engine plans it."""
-    return tuple(
-        StepPlan(
-            index=int(item["index"]),
-            action=str(item["action"]),
-            params=dict(item.get("params") or {}),
-            needs_approval=bool(item.get("needs_approval", False)),
-        )
-        for item in json.loads(text)
-    )
-
-
 def step_from_row(row: Mapping[str, Any]) -> StepRecord:
-    """A StepRecord from a steps row whose jsonb columns were selected as text."""
+    """A StepRecord from a steps row whose jsonb columns were selected as text (one that
+    cannot be read back is marked in ``unreadable``: ``stored_json.decode_columns``)."""
+    data, unreadable = decode_columns(row, _STEP_SHAPES)
     return StepRecord(
         run_id=str(row["run_id"]),
         phase=row["phase"],
         idx=row["idx"],
         action=row["action"],
-        params=json.loads(row["params"]),
+        params=data["params"] or {},
         needs_approval=row["needs_approval"],
         outcome=row["outcome"],
         message=row["message"],
-        before=_json_or_none(row["before"]),
-        after=_json_or_none(row["after"]),
+        before=data["before"],
+        after=data["after"],
         attempts=row["attempts"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         may_have_acted=row["may_have_acted"],
+        unreadable=unreadable,
     )
 
 
 def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> RunRecord:
-    """A RunRecord from a row of ``RUN_COLUMNS``, with the given steps."""
+    """A RunRecord from a row of ``RUN_COLUMNS``, with the given steps (a decision that
+    cannot be read back is None, marked in ``unreadable``: ``stored_json.decode_object``)."""
+    decision, why = decode_object("decision", row["decision"])
     return RunRecord(
         id=str(row["id"]),
         rule=row["rule"],
@@ -374,24 +366,28 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
         error=row["error"],
         steps=tuple(steps),
         refire=row["refire"],
-        decision=_json_or_none(row["decision"]),
+        decision=decision,
         settle_s=row["settle_s"],
         settle_until=row["settle_until"],
         verify_result=VerifyResult(row["verify_result"]) if row["verify_result"] else None,
         escalated_at=row["escalated_at"],
         resolution_inferred_from=row["resolution_inferred_from"],
         undo_deferred=row["undo_deferred"],
+        unreadable={} if why is None else {"decision": why},
     )
 
 
 def job_from_row(row: Mapping[str, Any]) -> ClaimedJob:
     """Reads id, kind, run_id and payload (text), attempts, lease_until, last_error, failures,
-    and ``lease_owner`` when the row has it (a claim's)."""
+    and ``lease_owner`` when the row has it (a claim's). A payload that cannot be read back
+    is ``{}``: nothing a job does reads it, and raising here failed the whole claim, every
+    job of its batch held again and again (``GET /api/v1/jobs`` shows it as stored)."""
+    payload, _ = decode_object("payload", row["payload"])
     return ClaimedJob(
         id=row["id"],
         kind=JobKind(row["kind"]),
         run_id=row["run_id"],
-        payload=json.loads(row["payload"]),
+        payload=payload or {},
         attempts=row["attempts"],
         lease_until=row["lease_until"],
         last_error=row["last_error"],

@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 
 from receiver.store.announcements import DIGEST_AUDIT
-from receiver.store.audit import review_data, stored_data
+from receiver.store.audit import review_data
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.paging import Placeholders, RunFilters, fetch_run_page
 from receiver.store.records import RUN_COLUMNS
+from receiver.store.stored_json import OBJECT, OBJECTS, STRINGS, decode_columns
 
 __all__ = [
     "REVIEW_RUN_COLUMNS",
@@ -116,41 +117,16 @@ def _audit(row: Any) -> dict[str, Any]:
 # there only an edit of the table wrote. Checked so that a page reading the value as written
 # (``plan.get``, ``labels.items()``) never meets another type: a 500 would hide every run of
 # the window from the reviewer.
-_OBJECT = "an object"
-_STRINGS = "an object of strings"
-_OBJECTS = "a list of objects"
-_STEP_SHAPES = {"params": _OBJECT, "before": _OBJECT, "after": _OBJECT}
-_APPROVAL_SHAPES = {"plan": _OBJECT}
-_EVENT_SHAPES = {"labels": _STRINGS, "annotations": _STRINGS}
-_UNACTED_SHAPES = {**_EVENT_SHAPES, "skips": _OBJECTS}
-
-
-def _shaped(value: Any, shape: str) -> bool:
-    if shape == _OBJECT:
-        return isinstance(value, dict)
-    if shape == _STRINGS:
-        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-    if shape == _OBJECTS:
-        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
-    raise ValueError(f"no such shape: {shape}")
+_STEP_SHAPES = {"params": OBJECT, "before": OBJECT, "after": OBJECT}
+_APPROVAL_SHAPES = {"plan": OBJECT}
+_EVENT_SHAPES = {"labels": STRINGS, "annotations": STRINGS}
+_UNACTED_SHAPES = {**_EVENT_SHAPES, "skips": OBJECTS}
 
 
 def _decode(row: Any, shapes: Mapping[str, str]) -> dict[str, Any]:
-    """``row`` with its JSON ``shapes`` columns (column -> shape) decoded, and ``unreadable``:
-    column -> why, for each that cannot be read back (``stored_data``: an integer of more than
-    4,300 digits, nesting thousands deep) or is not of its shape; such a column is None."""
-    data = dict(row)
-    unreadable: dict[str, str] = {}
-    for column, shape in shapes.items():
-        if data.get(column) is None:
-            continue
-        value, why = stored_data(data[column])
-        if why is None and not _shaped(value, shape):
-            why = f"the stored {column} is a JSON {type(value).__name__}, not {shape}"
-        if why is not None:
-            value = None
-            unreadable[column] = why
-        data[column] = value
+    """``row`` with its JSON ``shapes`` columns decoded (``decode_columns``: one that cannot
+    be read back or is not of its shape is None), and ``unreadable``: column -> why."""
+    data, unreadable = decode_columns(row, shapes)
     data["unreadable"] = unreadable
     return data
 

@@ -29,10 +29,10 @@ from receiver.store.records import (
     as_utc,
     run_from_row,
     step_from_row,
-    undo_as_json,
 )
 from receiver.store.run_creation import CREATE_RUN_SQL
 from receiver.store.steps import mark_not_run, step_audit
+from receiver.store.undo_plans import undo_as_json
 
 __all__ = ["Runs"]
 

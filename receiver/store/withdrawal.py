@@ -31,9 +31,9 @@ from receiver.model import ApprovalRecord, Status, StepPlan
 from receiver.store.audit import append_in_tx
 from receiver.store.carry import carry
 from receiver.store.database import Database
-from receiver.store.records import undo_from_json
 from receiver.store.step_ends import StepEnd, end_steps
 from receiver.store.steps import NOT_RUN
+from receiver.store.undo_plans import undo_from_json
 
 __all__ = ["WITHDRAWN", "Withdrawals"]
 

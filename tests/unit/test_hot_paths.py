@@ -32,7 +32,8 @@ from receiver.model import (
 from receiver.rules.compile import compile_files
 from receiver.rules.model import Rule, RuleSet
 from receiver.store.history import history_from_rows, prior_from_row
-from receiver.store.records import run_id_of, undo_as_json, undo_from_json
+from receiver.store.records import run_id_of
+from receiver.store.undo_plans import undo_as_json, undo_from_json
 from receiver.templating import (
     Template,
     TemplateError,
