@@ -10,12 +10,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from receiver.rules.errors import RuleError
+from receiver.rules.errors import RuleError, logged
 from receiver.rules.loader import RuleHolder
 from receiver.store import OpenRun
 from receiver.telemetry import Metrics
 
-__all__ = ["OpenRuns", "RuleReloads", "rules_data"]
+__all__ = ["OpenRuns", "RuleReloads", "log_rule_warnings", "rules_data"]
 
 
 def rules_data(holder: RuleHolder) -> dict[str, Any]:
@@ -27,6 +27,14 @@ def rules_data(holder: RuleHolder) -> dict[str, Any]:
         "names": sorted(rule.name for rule in current.rules),
         "warnings": [str(w) for w in current.warnings],
     }
+
+
+def log_rule_warnings(log: Any, warnings: Sequence[RuleError]) -> None:
+    """Log ``warnings`` (of the rules loaded at start-up or reloaded) on ``log``, a structlog
+    logger: a "rule warning" line each, those that say the same of many rules (no notify
+    channel configured) in one naming the rules (``errors.logged``)."""
+    for fields in logged(warnings):
+        log.warning("rule warning", **fields)
 
 
 Audit = Callable[..., Awaitable[Any]]
@@ -90,8 +98,7 @@ class RuleReloads:
         else:
             current = self._rules.current
             self._log.info("rules reloaded", rules=len(current), digest=current.digest)
-            for warning in current.warnings:
-                self._log.warning("rule warning", warning=str(warning))
+            log_rule_warnings(self._log, current.warnings)
             kind, data = "rules.reloaded", rules_data(self._rules)
             names = frozenset(r.name for r in current.rules)
             removed, self._names = sorted(self._names - names), names

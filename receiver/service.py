@@ -49,6 +49,7 @@ from receiver.startup import (
     configuration_record,
     connect_store,
     embedded_credentials,
+    log_rule_warnings,
     mode_text,
     require_authentication,
     storage_text,
@@ -136,13 +137,12 @@ async def run_service(
             log.warning("configuration warning", problem=notice.message)
     registry = default_registry()
     policy = settings.namespace_policy()
-    # Rules first: invalid rules must stop the start before any server is touched.
-    # A rule or step naming a channel that is not configured is an error (a warning when none
-    # is: notifications not set up), as an unknown action is: its messages would be lost.
+    # Rules first: invalid rules must stop the start before any server is touched. A rule or
+    # step naming a channel that is not configured is an error, as an unknown action is: its
+    # messages would be lost; none configured (notifications not set up), one warning for all.
     channels = frozenset(settings.notify_channels)
     rules = RuleHolder(settings.rules_dir, registry, policy, channels=channels)
-    for warning in rules.current.warnings:
-        log.warning("rule warning", warning=str(warning))
+    log_rule_warnings(log, rules.current.warnings)
     # Approval files too: a missing key or approvers file must stop the start early.
     approval_files = load_approvals(settings)
     approver_problems = functools.partial(_by_rule_problems, approval_files.approvers.by_rule)

@@ -31,7 +31,7 @@ from receiver.embedded.credentials import (
     WEBHOOK_TOKEN_FILE,
     secret_file,
 )
-from receiver.reloads import RuleReloads, rules_data
+from receiver.reloads import RuleReloads, log_rule_warnings, rules_data
 from receiver.rules.loader import RuleHolder
 from receiver.store import Store, StoreUnavailable, describe
 
@@ -43,6 +43,7 @@ __all__ = [
     "configuration_record",
     "connect_store",
     "embedded_credentials",
+    "log_rule_warnings",
     "mode_text",
     "not_a_dsn",
     "require_authentication",

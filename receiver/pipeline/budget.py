@@ -5,18 +5,24 @@ when it is admitted, before a step that needs approval parks it: the slot is hel
 change the approver may allow. When the approval expires, is rejected, or is cancelled because
 the alert resolved, the run ends having changed nothing, and its slot is given back; otherwise
 ten ignored approvals in a storm would refuse every automatic action for an hour, and the
-refusal would count ten actions that never happened.
+refusal would count ten actions that never happened. The same holds for a run admitted once
+and refused by a guard when taken up again (a pause on its way to its approved step, a breaker
+opened meanwhile: ``stages.Admit``): it ends there, and a step of it that never ran changed
+nothing. Whenever a step of the run may have acted before (one ran, failed, or was stopped in),
+the slot stays spent: the run did disrupt.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
 from receiver.guards.policy import GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import RunOutcome
 from receiver.pipeline.context import WORKER_STOPPED
-from receiver.store import Store
+from receiver.store import Store, StoreUnavailable
 from remediations.base import Outcome
 
 __all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund"]
@@ -26,8 +32,12 @@ __all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund"]
 # Given up, the slot is kept: it leaves the window with time (the safe side).
 REFUND_STORE_TIMEOUT_S = 5.0
 
-# Run outcomes that end a run at an approval, none of whose own steps may then have acted.
-ENDED_AT_APPROVAL = frozenset({RunOutcome.EXPIRED, RunOutcome.REJECTED, RunOutcome.CANCELLED})
+# Run outcomes that end a run before the step its admission held a slot for: at an approval,
+# or refused by a guard when taken up again. A run refused at its first admission took no slot
+# (a refused admission commits nothing), so giving it back finds nothing there.
+ENDED_UNUSED = frozenset(
+    {RunOutcome.EXPIRED, RunOutcome.REJECTED, RunOutcome.CANCELLED, RunOutcome.REFUSED}
+)
 # Step outcomes after which something may have changed (a failed call may have, in part, so
 # every failed step keeps the slot, whether or not it says it may have acted, the safe side; a
 # step a worker stopped in may have acted: interrupted, or still marked started).
@@ -37,32 +47,44 @@ MAY_HAVE_CHANGED: frozenset[str] = (
 
 
 class BudgetRefund:
-    """``await refund(run_id)`` after an approval of the run ended it: gives the run's budget
-    slot back when the run ended expired, rejected or cancelled and none of its steps may have
-    changed anything. Never raises for the guards (Redis unreachable: the slot is kept, and
-    leaves the window with time, the safe side); a store error propagates."""
+    """``await refund(run_id)`` after an approval of the run ended it, or a guard refused it
+    when taken up again: gives the run's budget slot back when the run ended expired,
+    rejected, cancelled or refused and none of its steps may have changed anything. Never
+    raises for the guards (Redis unreachable: the slot is kept, and leaves the window with
+    time, the safe side); a store error propagates. ``log`` (a structlog logger): where to
+    say so; default the one given at construction, else the pipeline's."""
 
-    def __init__(self, store: Store, guards: Guards, log: Any) -> None:
+    def __init__(self, store: Store, guards: Guards, log: Any = None) -> None:
         self._store = store
         self._guards = guards
-        self._log = log
+        self._log: Any = log if log is not None else structlog.get_logger("remediator.pipeline")
 
-    async def __call__(self, run_id: str) -> None:
+    async def __call__(self, run_id: str, *, log: Any = None) -> None:
+        log = self._log if log is None else log
         run = await self._store.get_run(run_id)
-        if run is None or run.outcome not in ENDED_AT_APPROVAL:
+        if run is None or run.outcome not in ENDED_UNUSED:
             return  # an escalation's approval leaves its run failed: its own steps acted
         if any(step.outcome in MAY_HAVE_CHANGED for step in run.steps):
             return
         try:
             given_back = await self._guards.refund_budget(run_id)
         except GuardUnavailable as exc:
-            self._log.warning(
+            log.warning(
                 "budget slot not given back: guards unavailable", run_id=run_id, error=str(exc)
             )
             return
         if given_back:
-            self._log.info(
+            log.info(
                 "budget slot given back: the run changed nothing",
                 run_id=run_id,
                 outcome=str(run.outcome),
             )
+
+    async def refused(self, run_id: str, log: Any) -> None:
+        """After a guard refused run ``run_id`` taken up again (``stages.Admit``): as calling
+        it, but a store that cannot be read is logged, not raised: the refusal is recorded
+        and stands, and the slot is kept (it leaves the window with time, the safe side)."""
+        try:
+            await self(run_id, log=log)
+        except StoreUnavailable as exc:
+            log.warning("budget slot not given back: store unavailable", error=str(exc))

@@ -26,6 +26,7 @@ from receiver.guards.policy import (
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
+from receiver.pipeline.budget import BudgetRefund
 from receiver.pipeline.context import (
     STEP_PENDING,
     Deps,
@@ -171,6 +172,7 @@ class Admit:
         self._deps = deps
         self._announce = announce
         self._runner = runner
+        self._refund = BudgetRefund(deps.store, deps.guards)
 
     def _unrenderable(self, ctx: RunContext) -> str | None:
         """Why a step of the run cannot be rendered over its alert; None when each can."""
@@ -303,7 +305,8 @@ class Admit:
         """Record ``refusal`` on the run (a new run is stored refused in one statement), count
         it, and announce it; the run stops there. A run taken up again whose step was approved
         (a pause refuses it on its way to that step) ends its approval with it: cancelled,
-        naming the guard, and the approvers told (``Store.record_refusal``)."""
+        naming the guard, and the approvers told (``Store.record_refusal``); one admitted
+        before gives back its budget slot when no step of it acted (``BudgetRefund``)."""
         deps = self._deps
         assert ctx.run_id is not None
         refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)
@@ -343,6 +346,8 @@ class Admit:
                 # A step approved, then refused on its way to running (a pause): its approval
                 # ended with the run, and the approvers are told, as of any cancellation.
                 await deps.approvals.phase_ended(recorded.approvals)
+            if ctx.prior is not None and ctx.prior.started_at is not None:
+                await self._refund.refused(ctx.run_id, ctx.log)
         deps.metrics.guard_refused(refusal.guard)
         deps.metrics.run_finished(ctx.rule, RunOutcome.REFUSED)
         ctx.log.info(

@@ -166,15 +166,19 @@ def _compile_rule(
         spec.target, namespace, name, (*path, "target"), policy, located, label
     )
     kind = spec.target.kind
-    steps = compile_steps(spec.steps, (*path, "steps"), kind, registry, located, label, channels)
+    where = (kind, registry, located, label, channels)
+    steps = compile_steps(spec.steps, (*path, "steps"), *where, rule=spec.name)
     on_resolved = compile_steps(
-        spec.on_resolved or [], (*path, "on_resolved"), kind, registry, located, label, channels
+        spec.on_resolved or [], (*path, "on_resolved"), *where, rule=spec.name
     )
-    on_failed = compile_steps(
-        spec.on_failed or [], (*path, "on_failed"), kind, registry, located, label, channels
-    )
+    on_failed = compile_steps(spec.on_failed or [], (*path, "on_failed"), *where, rule=spec.name)
     if spec.notify is not None and not check_channel(
-        spec.notify.channel, (*path, "notify", "channel"), channels, located, label
+        spec.notify.channel,
+        (*path, "notify", "channel"),
+        channels,
+        located,
+        label,
+        rule=spec.name,
     ):
         valid = False
     if spec.on_failed and spec.verify is None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from receiver.facts import FactKind
 from receiver.model import Announce, Approval
+from receiver.rules.errors import RuleError, Shared
 from receiver.rules.model import Condition, LiveCondition, Repeated, RollbackCondition, Step
 from receiver.rules.schema import NotifySpec, ResolvedStepSpec, StepSpec, WhenSpec
 from receiver.rules.yaml_lines import KeyPath, Located, dotted
@@ -129,26 +130,40 @@ def _needs_approval(approval: Approval, risk: Risk) -> bool:
     return risk == Risk.HIGH
 
 
+# What a notify channel that no configuration has says, at each field that names one; said
+# once for them all in the service's log (``errors.logged``).
+NO_CHANNELS = (
+    "no notify channels are configured (notify.channels), so messages to {} are recorded as "
+    "undelivered"
+)
+
+
 def check_channel(
-    name: str, path: KeyPath, channels: Collection[str] | None, located: Located, label: str
+    name: str,
+    path: KeyPath,
+    channels: Collection[str] | None,
+    located: Located,
+    label: str,
+    *,
+    rule: str,
 ) -> bool:
     """Whether the channel ``name``, written at ``path`` (a rule's ``notify.channel`` or a
-    ``notify`` step's ``params.channel``), is one of the configured ``channels``.
+    ``notify`` step's ``params.channel``) of rule ``rule``, is one of the configured
+    ``channels``.
 
     ``channels`` None: no configuration at hand (``remediator lint`` of bare files, a rule
     test): not checked. Empty: the configuration sets up no channel at all (the quickstart, the
-    base deployment before its overlay): a warning, since every such message is recorded as
-    undelivered. Otherwise a name that is not there is an error: messages to it would be lost
-    while the run succeeds."""
+    base deployment before its overlay): a warning (``NO_CHANNELS``, shared by every such
+    field), since every such message is recorded as undelivered. Otherwise a name that is not
+    there is an error: messages to it would be lost while the run succeeds."""
     if channels is None or name in channels:
         return True
     where = f"{label}{dotted(path[2:])}: "
     if not channels:
-        located.warn(
-            path,
-            f"{where}no notify channels are configured (notify.channels), so messages to "
-            f"{name!r} are recorded as undelivered",
-        )
+        message = f"{where}{NO_CHANNELS.format(repr(name))}"
+        said = Shared(NO_CHANNELS, repr(name), rule)
+        line = located.line_of(path)
+        located.warnings.append(RuleError(located.file, line, message, warning=True, shared=said))
         return True
     known = ", ".join(sorted(channels))
     located.add(
@@ -165,10 +180,13 @@ def compile_steps(
     located: Located,
     label: str,
     channels: Collection[str] | None = None,
+    *,
+    rule: str,
 ) -> tuple[Step, ...] | None:
     """The steps of one list (``path``: the rule's, then ``steps``, ``on_resolved`` or
-    ``on_failed``), or None with each fault added to ``located``; ``channels``: the configured
-    notify channels a ``notify`` step may name (``check_channel``)."""
+    ``on_failed``) of rule ``rule``, or None with each fault added to ``located``;
+    ``channels``: the configured notify channels a ``notify`` step may name
+    (``check_channel``)."""
     steps: list[Step] = []
     ok = _rollback_chosen_right(specs, path, located, label)
     for index, spec in enumerate(specs):
@@ -185,8 +203,9 @@ def compile_steps(
         if params is None:
             ok = False
             continue
+        channel_path = (*step_path, "params", "channel")
         if spec.action == NOTIFY_ACTION and not check_channel(
-            str(params["channel"]), (*step_path, "params", "channel"), channels, located, label
+            str(params["channel"]), channel_path, channels, located, label, rule=rule
         ):
             ok = False
         when = spec.when if isinstance(spec, StepSpec) else None

@@ -6,7 +6,11 @@ workload below the availability its owners promised. An eviction (``POST
 against the budget that selects the pod: it answers 429 with a ``DisruptionBudget`` cause when
 the budget allows no disruption now, and 500 when more than one budget selects the pod
 (``retry.budget_refusal``). Neither is retried: the budget only allows more once its pods are
-ready again, minutes later if ever, and the step ends saying which budget refused.
+ready again, minutes later if ever, and the step ends saying which budget refused. Its other
+429, "The disruption budget web is still being processed by the server" (``retry.budget_pending``:
+the budget's status is older than its spec, its controller has not observed the latest change,
+or the pod changed under the check), says nothing about the budget yet and passes once the
+disruption controller catches up: it is sent again, ``BUDGET_PENDING`` bounding how long.
 
 The Eviction carries the pod's uid as ``deleteOptions.preconditions`` (the pod looked at is
 the one evicted, never a namesake that replaced it) and the grace period, as the DELETE did.
@@ -24,16 +28,31 @@ from typing import Any, Literal
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from remediations.base import ActionError, ActionRefused
+from remediations.base import ActionError, ActionRefused, TransientActionError
 from remediations.kubernetes.kubeapi import JSON, KubeApi
-from remediations.kubernetes.retry import MANY_BUDGETS, budget_refusal, refusal
+from remediations.kubernetes.retry import (
+    MANY_BUDGETS,
+    RetryPolicy,
+    budget_pending,
+    budget_refusal,
+    describe_failure,
+    is_transient,
+    refusal,
+)
+from remediations.retrying import call_with_retries
 
-__all__ = ["BudgetRefused", "Evicted", "evict", "evict_pods"]
+__all__ = ["BUDGET_PENDING", "BudgetRefused", "Evicted", "evict", "evict_pods"]
 
 # A 409 about the uid precondition: the pod was replaced (the eviction's own wording, and the
 # store's for the DELETE it makes). Any other 409 of an eviction is its resourceVersion
 # precondition: the pod changed while the API server checked it, and it is still there.
 _UID_CONFLICT = re.compile(r"UID in (the )?precondition")
+
+# How long an eviction whose budget is still being processed is sent again: 6 tries, 0.5, 1,
+# 2, 4 and 4 s apart (plus up to 0.2 s each), the last some 11.5 s after the first: past the
+# 10 s the API server suggests in that answer (retryAfterSeconds), and far past the moment a
+# running disruption controller has caught up (well under a second on an idle cluster).
+BUDGET_PENDING = RetryPolicy(attempts=6, initial_wait=0.5, max_wait=4.0, jitter=0.2)
 
 
 class BudgetRefused(ActionRefused):
@@ -62,15 +81,23 @@ class Evicted:
 
 
 async def evict(
-    api: KubeApi, ns: str, name: str, uid: str, grace_period_seconds: int | None
+    api: KubeApi,
+    ns: str,
+    name: str,
+    uid: str,
+    grace_period_seconds: int | None,
+    *,
+    pending: RetryPolicy = BUDGET_PENDING,
 ) -> Literal["evicted", "absent"]:
     """Evict pod ``ns/name`` on the condition that its uid is still ``uid``.
 
-    ``"evicted"``: the API server accepted it, or answered 404 or a uid conflict to a retry,
-    whose earlier try got no answer: that try may well have evicted it. ``"absent"``: 404 or
-    a uid conflict to the first try: gone or replaced before this eviction. Raises
-    BudgetRefused when a PodDisruptionBudget refuses it, other failures as ``retry.call``
-    maps them.
+    ``"evicted"``: the API server accepted it, or answered 404 or a uid conflict after a try
+    that got no answer (or a 5xx, or was throttled): that try may well have evicted it.
+    ``"absent"``: 404 or a uid conflict otherwise: gone or replaced before this eviction. Raises
+    BudgetRefused when a PodDisruptionBudget refuses it; sends it again, as ``pending`` says
+    (attempts and waits; default ``BUDGET_PENDING``), while the budget is still being
+    processed (``retry.budget_pending``), then raises TransientActionError naming the budget,
+    ``may_have_acted`` only after such a try; other failures as ``retry.call`` maps them.
     """
     options: dict[str, Any] = {"preconditions": {"uid": uid}}
     if grace_period_seconds is not None:
@@ -87,16 +114,46 @@ async def evict(
         "metadata": {"name": name, "namespace": ns},
         "deleteOptions": options,
     }
-    tries = 0
+    # A try failed in a way ``api.call`` retries (no answer, a 5xx, throttling): it may have
+    # evicted the pod, and a later 404 or uid conflict may be its doing. An answer that the
+    # budget is still being processed is not: the API server checks the budget first.
+    unsure = False
+
+    def still_pending(exc: BaseException) -> bool:
+        return isinstance(exc, ApiException) and budget_pending(exc) is not None
 
     async def send() -> Any:
-        nonlocal tries
-        tries += 1
-        return await api.core.create_namespaced_pod_eviction(name, ns, body, **kwargs)
+        nonlocal unsure
+        try:
+            return await api.core.create_namespaced_pod_eviction(name, ns, body, **kwargs)
+        except Exception as exc:
+            unsure = unsure or is_transient(exc)
+            raise
 
     what = f"Pod {ns}/{name}"
+
+    def describe(exc: BaseException) -> str:
+        said = budget_pending(exc) if isinstance(exc, ApiException) else None
+        if said is None:
+            return describe_failure(exc)
+        return (
+            f"{said.strip().rstrip('.')} (its disruption controller has not caught up with "
+            "the budget: is kube-controller-manager running it?)"
+        )
+
     try:
-        await api.call(what, send, allow=(404, 409, 429, 500))
+        await call_with_retries(
+            lambda: api.call(what, send, allow=(404, 409, 429, 500)),
+            what=f"evicting pod {name} in namespace {ns}",
+            attempts=pending.attempts,
+            wait=pending.backoff(),
+            transient=still_pending,
+            describe=describe,
+        )
+    except TransientActionError as exc:
+        if still_pending(exc.__cause__ or exc):
+            exc.may_have_acted = unsure
+        raise
     except ApiException as exc:
         reason = budget_refusal(exc)
         if reason is not None:
@@ -107,7 +164,7 @@ async def evict(
             raise refusal(exc, what) from exc
         if exc.status in (429, 500):
             raise refusal(exc, what) from exc
-        return "evicted" if tries > 1 else "absent"
+        return "evicted" if unsure else "absent"
     return "evicted"
 
 
@@ -118,6 +175,7 @@ async def evict_pods(
     grace_period_seconds: int | None,
     *,
     taken_up: bool = False,
+    pending: RetryPolicy = BUDGET_PENDING,
 ) -> Evicted:
     """Evict ``pods`` (name, uid) of namespace ``ns`` one after the other (``evict``).
 
@@ -127,12 +185,13 @@ async def evict_pods(
     their place), ``may_have_acted`` when some were evicted. Any other failure raises as it
     came, ``may_have_acted`` also when some were evicted before it. ``taken_up``: the step's
     earlier attempt chose these pods and may have evicted those found gone, so they count
-    as acted on too.
+    as acted on too. ``pending``: how long each eviction waits for a budget still being
+    processed (``evict``).
     """
     done = Evicted()
     for i, (name, uid) in enumerate(pods):
         try:
-            outcome = await evict(api, ns, name, uid, grace_period_seconds)
+            outcome = await evict(api, ns, name, uid, grace_period_seconds, pending=pending)
         except BudgetRefused as exc:
             left = [n for n, _ in pods[i:]]
             evicted = ", ".join(done.now) or "none"

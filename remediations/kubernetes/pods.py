@@ -10,8 +10,9 @@ where the new template reaches only the pods created after a delete.
 Each pod goes through the Eviction API (``evict``), as ``kubectl drain`` does, so its
 PodDisruptionBudget is honoured: a budget that allows no disruption refuses the eviction, and
 the step ends there, refused, naming the budget's reason, the pods it evicted and those it did
-not. Every eviction carries the pod's uid as a precondition, so it deletes the pod that was
-looked at and never a namesake that replaced it.
+not; a budget whose status its controller has not caught up with yet is waited for, a few
+seconds at most (``evict.BUDGET_PENDING``). Every eviction carries the pod's uid as a
+precondition, so it deletes the pod that was looked at and never a namesake that replaced it.
 
 A deleted pod cannot carry a record of its deletion, and its replacement may have its name
 (StatefulSet pods do): so the step's write record (``replay``) goes on the workload that holds
@@ -45,10 +46,11 @@ from remediations.kubernetes.api import (
     KubeApi,
     WritePlan,
 )
-from remediations.kubernetes.evict import evict_pods
+from remediations.kubernetes.evict import BUDGET_PENDING, evict_pods
 from remediations.kubernetes.objects import WORKLOADS, controller_uid, object_ref, selector_string
 from remediations.kubernetes.pod_holder import holder_of, recorded_holder, refuse_unreplaced
 from remediations.kubernetes.replay import WriteRecord
+from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
 from remediations.params import Integer
 from remediations.targets import Target
 
@@ -136,6 +138,18 @@ class DeletePod(KubeAction[DeletePodParams]):
     disruptive: ClassVar[bool] = True
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Pod", *WORKLOADS})
 
+    def __init__(
+        self,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        *,
+        conflict_attempts: int = 5,
+        budget_pending: RetryPolicy = BUDGET_PENDING,
+    ) -> None:
+        """``budget_pending``: how long an eviction whose PodDisruptionBudget is still being
+        processed is sent again (``evict.BUDGET_PENDING``); the rest as ``KubeAction``."""
+        super().__init__(retry, conflict_attempts=conflict_attempts)
+        self.budget_pending = budget_pending
+
     def explain(self, target: Target, params: DeletePodParams) -> str:
         if target.kind == "Pod":
             return f"delete pod {target.namespace}/{params.pod or target.name}"
@@ -204,7 +218,9 @@ class DeletePod(KubeAction[DeletePodParams]):
         candidates, holder, holder_obj = await self._candidates(api, target, params)
         record = api.earlier_write(holder_obj)
         if record is not None:
-            return _replay(api, target.namespace, record, params.grace_period_seconds)
+            return _replay(
+                api, target.namespace, record, params.grace_period_seconds, self.budget_pending
+            )
         pods = [p for p in candidates if _live(p)]
         pods.sort(key=_pod_sort_key)
         chosen = pods[: params.max_pods]
@@ -233,7 +249,9 @@ class DeletePod(KubeAction[DeletePodParams]):
                 body = {"metadata": {"annotations": {**api.stamp(), **record}}}
                 await api.patch_read(holder, holder_obj, body, MERGE_PATCH)
             pods = [(p["metadata"]["name"], p["metadata"]["uid"]) for p in chosen]
-            done = await evict_pods(api, ns, pods, params.grace_period_seconds)
+            done = await evict_pods(
+                api, ns, pods, params.grace_period_seconds, pending=self.budget_pending
+            )
             return {"deleted": done.now}
 
         return WritePlan(change, write, _identity)
@@ -244,7 +262,11 @@ def _identity(written: dict[str, Any]) -> Mapping[str, Any]:
 
 
 def _replay(
-    api: KubeApi, ns: str, record: WriteRecord, grace_period_seconds: int | None
+    api: KubeApi,
+    ns: str,
+    record: WriteRecord,
+    grace_period_seconds: int | None,
+    pending: RetryPolicy,
 ) -> WritePlan:
     """The plan of a step taken up again that finds its own ``record``: the recorded change
     (so an approval of it still matches), carried out by evicting the recorded pods again
@@ -265,7 +287,7 @@ def _replay(
 
     async def write() -> dict[str, Any]:
         pods = list(zip(names, uids, strict=True))
-        done = await evict_pods(api, ns, pods, grace_period_seconds, taken_up=True)
+        done = await evict_pods(api, ns, pods, grace_period_seconds, taken_up=True, pending=pending)
         return {"deleted": names, "now": done.now, "gone": done.gone}
 
     def report(written: dict[str, Any]) -> str:

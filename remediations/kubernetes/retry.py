@@ -4,7 +4,10 @@ Transient means the request may succeed if sent again unchanged: a broken or tim
 connection, 429 (API priority and fairness throttling) or 5xx. Every other status is an answer
 about the request itself (bad, forbidden, missing, conflicting) and is never retried; so are
 an eviction's refusals by a PodDisruptionBudget (``budget_refusal``), a 429 and a 500 that
-only change once the budget's pods do, minutes later if ever.
+only change once the budget's pods do, minutes later if ever. An eviction's 429 saying the
+budget "is still being processed" (``budget_pending``) passes once the disruption controller
+catches up, which can take longer than this policy's tries: the eviction retries it with its
+own patience (``evict.BUDGET_PENDING``), so it is not retried here either.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "RetryPolicy",
     "api_message",
+    "budget_pending",
     "budget_refusal",
     "call",
     "describe_failure",
@@ -45,13 +49,19 @@ T = TypeVar("T")
 # EvictionREST.Create).
 DISRUPTION_BUDGET_CAUSE = "DisruptionBudget"
 MANY_BUDGETS = "more than one PodDisruptionBudget"
+# The end of that cause's message when the budget could not be checked yet, not when it
+# refused (createTooManyRequestsError): its status is older than its spec (the disruption
+# controller has not observed its latest generation), or the pod changed while an unready one
+# was being deleted. Both pass by themselves, seconds later.
+STILL_PROCESSED = "is still being processed by the server"
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether sending the same request again may succeed: connection errors, 429, 5xx; not
-    an eviction a PodDisruptionBudget refused (``budget_refusal``)."""
+    an eviction a PodDisruptionBudget refused (``budget_refusal``) nor one whose budget is
+    still being processed (``budget_pending``: the eviction retries it itself)."""
     if isinstance(exc, ApiException):
-        if budget_refusal(exc) is not None:
+        if budget_refusal(exc) is not None or budget_pending(exc) is not None:
             return False
         status = exc.status or 0
         # status 0: the client itself raised it without any HTTP answer (not a server verdict).
@@ -83,27 +93,52 @@ def api_message(exc: ApiException) -> str:
     return f"HTTP {exc.status} {exc.reason or ''}".strip()
 
 
+def _budget_causes(exc: ApiException) -> list[str] | None:
+    """The messages of the ``DisruptionBudget`` causes of a 429 (on the wire each cause's
+    ``reason``, StatusCause.Type's JSON name); None for any other answer, or a 429 without
+    one (API priority and fairness throttling)."""
+    status = _status_body(exc)
+    if exc.status != 429 or not isinstance(status, dict):
+        return None
+    causes = (status.get("details") or {}).get("causes") or []
+    said = [
+        str(c.get("message") or "")
+        for c in causes
+        if isinstance(c, dict) and c.get("reason") == DISRUPTION_BUDGET_CAUSE
+    ]
+    if not said:
+        return None
+    return [m for m in said if m] or [str(status.get("message") or "")]
+
+
+def budget_pending(exc: ApiException) -> str | None:
+    """The cause's message of an eviction's 429 whose PodDisruptionBudget could not be
+    checked yet ("The disruption budget web is still being processed by the server."): its
+    status is older than its spec, or the pod changed under the check. It passes once the
+    disruption controller catches up. None for any other answer."""
+    said = _budget_causes(exc)
+    if said is None or not any(STILL_PROCESSED in m for m in said):
+        return None
+    return "; ".join(said)
+
+
 def budget_refusal(exc: ApiException) -> str | None:
     """Why a PodDisruptionBudget refused an eviction, as the API server says it; None for
-    any other answer. A 429 whose Status has a cause of type ``DisruptionBudget`` (on the
-    wire its ``reason``, StatusCause.Type's JSON name), whose message names the budget ("The
-    disruption budget web needs 2 healthy pods and has 2 currently", or "... is still being
-    processed by the server"); and the 500 for a pod that more than one budget selects,
-    which the Eviction API does not support. An API priority and fairness 429 has no such
-    cause: it stays transient."""
+    any other answer. A 429 whose Status has a cause of type ``DisruptionBudget`` whose
+    message names the budget and why it allows no disruption now ("The disruption budget web
+    needs 2 healthy pods and has 2 currently"), but not one still being processed
+    (``budget_pending``); and the 500 for a pod that more than one budget selects, which the
+    Eviction API does not support. An API priority and fairness 429 has no such cause: it
+    stays transient."""
+    said = _budget_causes(exc)
+    if said is not None:
+        return None if budget_pending(exc) is not None else "; ".join(said)
     status = _status_body(exc)
-    if not isinstance(status, dict):
-        return None
-    if exc.status == 429:
-        causes = (status.get("details") or {}).get("causes") or []
-        said = [
-            str(c.get("message") or "")
-            for c in causes
-            if isinstance(c, dict) and c.get("reason") == DISRUPTION_BUDGET_CAUSE
-        ]
-        if said:
-            return "; ".join(m for m in said if m) or str(status.get("message") or "")
-    if exc.status == 500 and MANY_BUDGETS in str(status.get("message") or ""):
+    if (
+        exc.status == 500
+        and isinstance(status, dict)
+        and MANY_BUDGETS in str(status.get("message") or "")
+    ):
         return str(status["message"])
     return None
 

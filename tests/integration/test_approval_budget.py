@@ -1,4 +1,5 @@
-"""A run that ends at its approval (expired, rejected, cancelled: nothing of it acted) gives back
+"""A run that ends at its approval (expired, rejected, cancelled: nothing of it acted), or that a
+guard refuses when taken up after its approval with no step of it acted, gives back
 the global budget slot its admission drew (receiver/pipeline/budget.py): ignored approvals in a
 storm used to refuse every later disruptive run for the budget's hour, and the refusal counted
 actions that never happened. Against a real PostgreSQL and Redis."""
@@ -130,3 +131,59 @@ async def test_a_rejection_through_the_routes_view_of_the_desk_gives_the_slot_ba
     assert approval is not None
     await routes_desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
     assert await _slots(env) == []
+
+
+async def test_an_approved_run_refused_by_a_pause_gives_its_slot_back(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """Approved, then refused by a pause on its way to the step: the run ends having changed
+    nothing, as an expired approval's does. Its slot was kept, and a budget of one refused
+    every disruptive run for the window after the pause was lifted."""
+    env = await _budget_of_one(approval_env, peer)
+    first = await _parked(env, "api")
+    approval = await env.desk.store.latest_approval(first.id, 0)
+    assert approval is not None
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.guards.pause(None, "change freeze", by="bob")
+    await env.harness.drain()
+    ended = await env.harness.store.get_run(first.id)
+    assert ended is not None
+    assert (ended.outcome, ended.refusal_guard) == (RunOutcome.REFUSED, "pause"), ended
+    assert peer.value == 0  # nothing acted
+    assert await _slots(env) == []
+    await env.harness.guards.resume()
+    second = await _parked(env, "web")
+    assert second.refusal_guard is None
+    assert await _slots(env) == [second.id]
+
+
+async def test_a_run_refused_after_a_step_of_it_acted_keeps_its_slot(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """A step ran before the one that waited for approval: the run disrupted, so a pause that
+    refuses it on its way to the approved step leaves its slot spent."""
+    rules = RULES.replace(
+        "      - action: test.disruptive_poke\n",
+        "      - action: test.disruptive_poke\n        approval: never\n"
+        "      - action: test.disruptive_poke\n",
+    )
+    env = await approval_env(
+        rules=rules,
+        actions=[DisruptivePoke(peer.url)],
+        guard_settings=GuardSettings(budget_count=1),
+    )
+    await env.harness.deliver(poke_labels("api"))
+    [first] = await env.harness.runs()
+    assert first.outcome is RunOutcome.AWAITING_APPROVAL, first
+    assert peer.value == 1  # the first step acted
+    approval = await env.desk.store.latest_approval(first.id, 1)
+    assert approval is not None
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.guards.pause(None, "change freeze", by="bob")
+    await env.harness.drain()
+    ended = await env.harness.store.get_run(first.id)
+    assert ended is not None
+    assert ended.outcome is RunOutcome.REFUSED, ended
+    assert [(s.idx, s.outcome) for s in ended.steps] == [(0, "ok"), (1, "not_run")]
+    assert peer.value == 1
+    assert await _slots(env) == [first.id]

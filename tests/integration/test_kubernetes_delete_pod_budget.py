@@ -4,7 +4,9 @@ controller-manager runs the disruption controller (it computes the budgets' stat
 A plain DELETE ignored budgets: a step could take up to ten pods of a workload at once. The
 action evicts, and a budget's refusal (HTTP 429) ends the step: it says which pods it evicted,
 which it did not and why, in the budget's words, and sends no more (a 429 was retried as
-throttling). Without a kubelet pods stay Pending, which the Eviction API deletes without a
+throttling); its other 429, a budget whose latest change the disruption controller has not
+observed yet, is sent again until the controller has, a bounded number of times. Without a
+kubelet pods stay Pending, which the Eviction API deletes without a
 budget check, so the tests mark them Running and Ready through the status subresource, as a
 kubelet would.
 """
@@ -16,11 +18,19 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
 
-from remediations.base import ActionContext, ActionRefused, Clients, Outcome
+from remediations.base import (
+    ActionContext,
+    ActionRefused,
+    Clients,
+    Outcome,
+    TransientActionError,
+)
 from remediations.kubernetes.pods import DeletePod
-from remediations.kubernetes.retry import RetryPolicy
+from remediations.kubernetes.retry import RetryPolicy, budget_pending
 from remediations.targets import Target
+from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
 from tests.support.polling import eventually
 
@@ -203,3 +213,118 @@ async def test_a_pod_two_budgets_select_is_refused_at_once(
         "select: leave one selecting it"
     )
     assert pod in await pods_of(kube_admin, ns, "web")
+
+
+# The eviction's own patience with a budget still being processed, short for the tests.
+PENDING = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, jitter=0.0)
+STILL_PROCESSED = "The disruption budget web is still being processed by the server."
+
+
+async def unobserved_budget(api_client: Any, ns: str, make_deployment: MakeDeployment) -> str:
+    """Two ready pods of ``web`` and a budget ``web`` of maxUnavailable 1 that the disruption
+    controller has computed; then, with the controller held by the caller, the budget raised
+    to 2, a change it has not observed. The name of the pod a step of one pod evicts."""
+    await make_deployment("web", replicas=2)
+    pods = await ready_pods(api_client, ns, "web", 2)
+    policy = k8s.PolicyV1Api(api_client)
+    budget = k8s.V1PodDisruptionBudget(
+        metadata=k8s.V1ObjectMeta(name="web"),
+        spec=k8s.V1PodDisruptionBudgetSpec(
+            max_unavailable=1, selector=k8s.V1LabelSelector(match_labels={"app": "web"})
+        ),
+    )
+    await policy.create_namespaced_pod_disruption_budget(ns, budget)
+    await budget_allows(api_client, ns, "web", healthy=2, allowed=1)
+    return pods[0]
+
+
+async def raise_budget(api_client: Any, ns: str) -> None:
+    """maxUnavailable 2 on budget ``web``: a new generation, which the controller (held)
+    does not observe, so the budget's status is older than its spec."""
+    policy = k8s.PolicyV1Api(api_client)
+    options: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
+    await policy.patch_namespaced_pod_disruption_budget(
+        "web", ns, {"spec": {"maxUnavailable": 2}}, **options
+    )
+    pdb = await policy.read_namespaced_pod_disruption_budget("web", ns)
+    assert pdb.status.observed_generation < pdb.metadata.generation
+
+
+async def test_a_budget_its_controller_has_not_observed_is_waited_for(
+    control_plane: ControlPlane,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A budget changed a moment ago: the API server answers 429 "still being processed"
+    until the disruption controller has observed the change. That passes by itself; it was
+    taken as the budget's refusal and ended the step at once. The eviction is sent again and
+    goes through once the controller has caught up."""
+    ns = kube_namespace
+    pod = await unobserved_budget(kube_admin, ns, make_deployment)
+    original = Core.create_namespaced_pod_eviction
+    answers: list[str] = []
+
+    with control_plane.controllers_paused() as resume:
+        await raise_budget(kube_admin, ns)
+
+        async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                reply = await original(self, *args, **kwargs)
+            except ApiException as exc:
+                answers.append(f"{exc.status} {budget_pending(exc)}")
+                # The controller catches up only now, after the first answer: the
+                # eviction's retry, not its first try, meets the budget observed.
+                resume()
+                await budget_allows(kube_admin, ns, "web", healthy=2, allowed=2)
+                raise
+            answers.append(args[0])
+            return reply
+
+        monkeypatch.setattr(Core, "create_namespaced_pod_eviction", counted)
+        action = DeletePod(FAST, budget_pending=PENDING)
+        ctx, params = step_ctx(kube_admin, str(uuid.uuid4())), DeletePod.Params(max_pods=1)
+        result = await action.run(ctx, Target("Deployment", ns, "web"), params)
+
+    assert answers == [f"429 {STILL_PROCESSED}", pod]
+    assert result.outcome is Outcome.OK, result.message
+    assert result.after == {"deleted": [pod]}
+    assert pod not in await pods_of(kube_admin, ns, "web")
+
+
+async def test_a_budget_its_controller_never_observes_ends_the_step_after_bounded_tries(
+    control_plane: ControlPlane,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the disruption controller held, the budget stays unobserved: the eviction is sent
+    ``budget_pending.attempts`` times, then the step fails as transient, naming the budget
+    and what to look at, as not having acted; the pod is still there."""
+    ns = kube_namespace
+    pod = await unobserved_budget(kube_admin, ns, make_deployment)
+    original = Core.create_namespaced_pod_eviction
+    sent: list[str] = []
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(args[0])
+        return await original(self, *args, **kwargs)
+
+    with control_plane.controllers_paused():
+        await raise_budget(kube_admin, ns)
+        monkeypatch.setattr(Core, "create_namespaced_pod_eviction", counted)
+        action = DeletePod(FAST, budget_pending=PENDING)
+        ctx, params = step_ctx(kube_admin, str(uuid.uuid4())), DeletePod.Params(max_pods=1)
+        with pytest.raises(TransientActionError) as failed:
+            await action.run(ctx, Target("Deployment", ns, "web"), params)
+        assert pod in await pods_of(kube_admin, ns, "web")
+
+    assert sent == [pod] * PENDING.attempts
+    assert not failed.value.may_have_acted
+    assert failed.value.message == (
+        f"evicting pod {pod} in namespace {ns}: gave up after 3 attempts: The disruption "
+        "budget web is still being processed by the server (its disruption controller has "
+        "not caught up with the budget: is kube-controller-manager running it?)"
+    )

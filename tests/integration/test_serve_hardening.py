@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from tests.support.polling import eventually
 from tests.support.rawhttp import exchange, status_of
@@ -20,6 +21,15 @@ from tests.support.served import ROOT, ServeFactory, env_for, serve_to_exit
 
 # Sent in a malformed Authorization header; never printed by the service itself.
 MARKER = "s3cret-bearer-marker-0123456789"
+
+
+def _shipped_rule_names() -> list[str]:
+    """The names of the shipped rules, in the order the service loads them (file, then place)."""
+    return [
+        rule["name"]
+        for path in sorted((ROOT / "rules").glob("*.yaml"))
+        for rule in yaml.safe_load(path.read_text())["rules"]
+    ]
 
 
 def _log_lines(output: list[str]) -> list[dict[str, Any]]:
@@ -194,18 +204,19 @@ async def test_the_banner_and_the_log_say_what_runs_where_and_what_is_unsafe(
     ]
     assert unsafe["level"] == "error"
     # The shipped rules notify "oncall", and no channel is configured (notifications not set
-    # up yet): a warning at each rule's field, once at start-up, not one per run (each run's
-    # audit row says it again).
-    channels = [
-        e
-        for e in _log_lines(served.output)
-        if e["event"] == "rule warning" and "no notify channels are configured" in e["warning"]
-    ]
-    assert channels
-    for warning in channels:
-        assert warning["level"] == "warning"
-        assert re.search(r"/rules/[\w-]+\.yaml:\d+: warning: rule '", warning["warning"])
-        assert "so messages to 'oncall' are recorded as undelivered" in warning["warning"]
+    # up yet): once at start-up, not one per run (each run's audit row says it again), and in
+    # one line naming the rules and their fields, not one line per field (seven, before the
+    # first banner).
+    [channels] = [e for e in _log_lines(served.output) if e["event"] == "rule warning"]
+    assert channels["level"] == "warning"
+    assert channels["warning"] == (
+        "no notify channels are configured (notify.channels), so messages to 'oncall' are "
+        "recorded as undelivered"
+    )
+    assert channels["rules"] == _shipped_rule_names()  # each of them notifies
+    assert len(channels["at"]) > len(channels["rules"])  # a rule's notify step and its own
+    for at in channels["at"]:
+        assert re.search(r"/rules/[\w-]+\.yaml:\d+$", at), at
 
 
 @pytest.mark.parametrize("where", ["port-taken", "address-not-here"])

@@ -33,7 +33,8 @@ import subprocess
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -359,6 +360,27 @@ class ControlPlane:
         if self._atexit_registered:
             atexit.unregister(self.stop)
             self._atexit_registered = False
+
+    @contextmanager
+    def controllers_paused(self) -> Iterator[Callable[[], None]]:
+        """Hold kube-controller-manager still (SIGSTOP) for the block: no controller acts,
+        so a change to an object stays unobserved (a PodDisruptionBudget's status keeps its
+        old ``observedGeneration``), as on a cluster whose controllers lag. Yields a function
+        that lets them go on early; they go on (SIGCONT) when the block ends in any case."""
+        [comp] = [c for c in self._components if c.name == "kube-controller-manager"]
+        comp.proc.send_signal(signal.SIGSTOP)
+        resumed = False
+
+        def resume() -> None:
+            nonlocal resumed
+            if not resumed:
+                resumed = True
+                comp.proc.send_signal(signal.SIGCONT)
+
+        try:
+            yield resume
+        finally:
+            resume()
 
     # -- kubeconfigs and clients -------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from receiver.cli import main
 from receiver.rules.compile import check_files, lint_files
+from receiver.rules.errors import logged
 from remediations.registry import default_registry
 from tests.support.rules import POLICY, errors_of
 
@@ -148,6 +149,40 @@ def test_no_channel_configured_at_all_is_a_warning_at_each_field() -> None:
         f"a.yaml:15: warning: rule 'unknown-channel': notify.channel: {tail} 'nosuch2' are "
         "recorded as undelivered",
     ]
+
+
+SECOND_CHANNEL_RULE = """\
+rules:
+  - name: second
+    match: ['alertname="Second"', 'path=~/var/\\d+']
+    target: {kind: Deployment, namespace: shop, name: api}
+    steps:
+      - action: kubernetes.rollout_restart
+    notify: {channel: oncall}
+"""
+
+
+def test_the_service_logs_no_channel_configured_once_naming_the_rules() -> None:
+    # Each field keeps its warning (lint shows them at their lines); the service's log said
+    # the same sentence once per field of every rule, seven lines before the first banner.
+    files = {"a.yaml": CHANNEL_RULES, "b.yaml": SECOND_CHANNEL_RULE}
+    errors, warnings = check_files(files, default_registry(), POLICY, channels=frozenset())
+    assert errors == []
+    matcher = [str(w) for w in warnings if "no notify channels" not in w.message]
+    assert len(matcher) == 1  # another kind of warning, said on its own, where it was
+    tail = "are recorded as undelivered"
+    assert logged(warnings) == [
+        {
+            "warning": "no notify channels are configured (notify.channels), so messages to "
+            f"'nosuch', 'oncall', 'pager', 'nosuch2' {tail}",
+            "rules": ["unknown-channel", "second"],
+            "at": ["a.yaml:7", "a.yaml:11", "a.yaml:14", "a.yaml:15", "b.yaml:7"],
+        },
+        {"warning": matcher[0]},
+    ]
+    # A warning not shared with any other stays as it was.
+    [only] = [w for w in warnings if w.shared is None]
+    assert logged([only]) == [{"warning": str(only)}]
 
 
 def test_lint_checks_channels_against_the_configuration_it_is_given(tmp_path: Path) -> None:
