@@ -31,8 +31,11 @@ _DECIMAL: dict[str, int] = {
     "E": 18,
 }
 _SUFFIXES = "|".join(sorted((s for s in [*_BINARY, *_DECIMAL] if s), key=len, reverse=True))
+# ASCII digits, as apimachinery's parseQuantityString reads them ('0'..'9'): \d would also
+# take other scripts' digits (Arabic-Indic, fullwidth), and Decimal() reads those as numbers.
 _QUANTITY = re.compile(
-    rf"^(?P<num>\+?(?:\d+(?:\.\d*)?|\.\d+))(?:(?P<suffix>{_SUFFIXES})|[eE](?P<exp>[+-]?\d+))?$"
+    rf"(?P<num>\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    rf"(?:(?P<suffix>{_SUFFIXES})|[eE](?P<exp>[+-]?[0-9]+))?"
 )
 _NANO = Decimal("1e-9")
 # Enough digits for any quantity from 1n to beyond 64Ei exactly (the default context has 28,
@@ -72,7 +75,7 @@ class Format(StrEnum):
 @_exact
 def parse(text: str) -> tuple[Decimal, Format]:
     """``"1.5Gi"`` -> (Decimal(1610612736), BINARY). Negative quantities are rejected."""
-    match = _QUANTITY.match(text.strip())
+    match = _QUANTITY.fullmatch(text.strip())
     if not match:
         raise QuantityError(f"{text!r} is not a Kubernetes quantity (e.g. 512Mi, 1.5Gi, 250m, 2)")
     number = Decimal(match["num"])
