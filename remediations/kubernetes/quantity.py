@@ -145,6 +145,26 @@ def fraction_of_a_byte(text: str) -> str | None:
     )
 
 
+def binary_cpu(text: str) -> str | None:
+    """Why ``text`` should not be an amount of cpu, or None: a binary suffix (``Ki`` .. ``Ei``)
+    multiplies by a power of 1024, so ``"1Ki"`` is 1024 cores. The API server takes it as
+    that, without a word (apimachinery's Quantity has no unit, and the cpu of a container is
+    only checked to be non-negative), so a rule would set or cap a limit no node can give
+    nor any container reach: a slip for ``1``, ``1k`` or a memory field. Cpu is counted in
+    cores and millicores, as Kubernetes writes it. None also for a text that is no quantity
+    (``parse`` says why)."""
+    try:
+        amount, fmt = parse(text)
+    except QuantityError:
+        return None
+    if fmt is not Format.BINARY:
+        return None
+    return (
+        f"{text!r} is {amount.normalize():f} cores (a binary suffix multiplies by a power of "
+        "1024): cpu is counted in cores and millicores, write e.g. 2, 1.5 or 500m"
+    )
+
+
 def equal(a: str | None, b: str | None) -> bool:
     """Same value however spelled (``"1Gi"`` == ``"1024Mi"``); None equals only None."""
     if a is None or b is None:
