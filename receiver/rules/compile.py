@@ -21,6 +21,7 @@ from receiver.matchers import Matcher, parse_item
 from receiver.model import NamespacePolicy
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
 from receiver.rules.model import Rule, RuleSet
+from receiver.rules.reach import check_reach
 from receiver.rules.schema import (
     FIELD_NAMES,
     GuardsSpec,
@@ -166,6 +167,8 @@ def _compile_rule(
         spec.target, namespace, name, (*path, "target"), policy, located, label
     )
     kind = spec.target.kind
+    reach = (spec.match, kind, (namespace, name), policy, (*path, "match"), located, label)
+    valid = valid and (not target_ok or check_reach(*reach))
     steps = compile_steps(spec.steps, (*path, "steps"), kind, registry, located, label, channels)
     on_resolved = compile_steps(
         spec.on_resolved or [], (*path, "on_resolved"), kind, registry, located, label, channels
