@@ -44,8 +44,10 @@ _ENV_VAR_NAME = re.compile(_ENV_VAR_NAME_FMT, re.ASCII)
 _CONNECTION_NAME = re.compile("[a-z][a-z0-9_]*", re.ASCII)
 # Not a parser: the characters a label selector can be written with (keys, values, =, ==, !=,
 # in/notin lists, !key). The API server parses the selector and answers 400 when it is bad;
-# this only keeps anything else (quotes, semicolons, '&', '?') out of the query string.
-_LABEL_SELECTOR = re.compile(r"[A-Za-z0-9_./\-=!,()\s]+")
+# this only keeps anything else (quotes, semicolons, '&', '?') out of the query string. The
+# spaces are the selector lexer's (apimachinery labels/selector.go isWhitespace): Python's \s
+# also took \v, \f, \x1c-\x1f and Unicode spaces, which it reads as part of a name.
+_LABEL_SELECTOR = re.compile(r"[A-Za-z0-9_./\-=!,() \t\r\n]+")
 
 _LABEL_MSG = (
     "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "

@@ -37,24 +37,30 @@ __all__ = [
     "TargetKind",
     "UnknownTargetKind",
     "parse_target_key",
+    "quoted",
     "target_kind",
 ]
 
 _REPR_MAX = 80
 
 
+def quoted(value: object) -> str:
+    """``repr(value)`` cut at 80 characters (ending in ``...`` when cut): how an error message
+    echoes a value it was given, which may be as long as whatever carried it (a request line,
+    a label) and then drowns the reason."""
+    shown = repr(value)
+    return shown if len(shown) <= _REPR_MAX else shown[: _REPR_MAX - 3] + "..."
+
+
 class TargetError(ValueError):
     """A target that must not be acted on: names the field, the rejected value and why.
 
-    ``str()`` is ``"<field> <repr(value), cut at 80 characters> <reason>"``, e.g.
-    ``namespace 'kube-system' is not allowed by policy (...)``.
+    ``str()`` is ``"<field> <quoted(value)> <reason>"`` (the value cut at 80 characters),
+    e.g. ``namespace 'kube-system' is not allowed by policy (...)``.
     """
 
     def __init__(self, field: str, value: str, reason: str) -> None:
-        shown = repr(value)
-        if len(shown) > _REPR_MAX:
-            shown = shown[: _REPR_MAX - 3] + "..."
-        super().__init__(f"{field} {shown} {reason}")
+        super().__init__(f"{field} {quoted(value)} {reason}")
         self.field = field
         self.value = value
         self.reason = reason

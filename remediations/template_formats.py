@@ -25,6 +25,9 @@ __all__ = ["bounded_str_format", "check_constant_format", "check_format", "check
 
 # A printf conversion's flags, width and precision: ``%(key)-08.3f`` -> width 08, precision 3.
 _PRINTF = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+)?)?")
+# \d, not [0-9]: str.format reads any script's decimal digits in a spec (an Arabic-Indic 5
+# is a width of 5), so an ASCII class would let such a width through uncounted. (printf takes
+# ASCII digits only; there \d counts a width Python then refuses: never one too few.)
 _DIGITS = re.compile(r"\d+")
 
 

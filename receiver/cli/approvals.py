@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from receiver.cli.client import call_server, check_reason, query_params, url_option
-from receiver.cli.common import Integer, print_listing, state
+from receiver.cli.common import Choice, Integer, print_listing, state
 from receiver.model import ApprovalState
 
 __all__ = ["approvals"]
@@ -29,7 +29,7 @@ def approvals() -> None:
 @click.option(
     "--state",
     "state_",
-    type=click.Choice([s.value for s in ApprovalState]),
+    type=Choice([s.value for s in ApprovalState]),
     default=None,
     help="Only approvals in this state.",
 )

@@ -21,11 +21,13 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_USAGE",
     "BadUsage",
+    "Choice",
     "Integer",
     "State",
     "UserError",
     "console",
     "counted",
+    "echoed",
     "output_option",
     "print_listing",
     "shown",
@@ -68,6 +70,30 @@ class State:
         return self._settings
 
 
+# The most of an argument an error repeats: a value pasted by mistake may be a whole file, and
+# repeated whole it drowns the reason.
+_ECHO_CHARS = 40
+
+
+def echoed(text: str) -> str:
+    """``text`` as an error quotes it: its first 40 characters (then "…"), control characters
+    written as escapes (``shown``), in quotes."""
+    return repr(shown(text if len(text) <= _ECHO_CHARS else text[:_ECHO_CHARS] + "…"))
+
+
+class Choice(click.Choice[str]):
+    """click's Choice, but the refused value is quoted by ``echoed``: click repeated it whole
+    (``Invalid value for '--state': '<the whole value>' is not one of ...``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``value`` when it is one of the choices, else click's usage error (exit 2)."""
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            allowed = ", ".join(repr(choice) for choice in self.choices)
+            self.fail(f"{echoed(str(value))} is not one of {allowed}.", param, ctx)
+
+
 # An integer argument is ASCII digits, a sign for a negative one. click's int type calls int(),
 # which also takes other scripts' digits ('events retry' with an Arabic-Indic one retried
 # item 1), underscores ('1_0' was 10) and surrounding spaces; no operator means any of them.
@@ -93,8 +119,7 @@ class Integer(click.ParamType[int]):
             return value
         text = str(value)
         if not _INTEGER.fullmatch(text):
-            quoted = repr(shown(text if len(text) <= 40 else text[:40] + "…"))
-            self.fail(f"{quoted} is not an integer: write it with the digits 0-9", param, ctx)
+            self.fail(f"{echoed(text)} is not an integer: write it with the digits 0-9", param, ctx)
         # More digits than the bounds have is out of range before int() reads it (int() refuses
         # more than 4,300 digits with a ValueError of its own).
         widest = len(str(max(abs(self.minimum), abs(self.maximum))))
@@ -102,7 +127,7 @@ class Integer(click.ParamType[int]):
             len(text.lstrip("-").lstrip("0")) > widest
             or not self.minimum <= int(text) <= self.maximum
         ):
-            shortened = text if len(text) <= 40 else text[:40] + "…"
+            shortened = text if len(text) <= _ECHO_CHARS else text[:_ECHO_CHARS] + "…"
             self.fail(f"{shortened} is not in {self.minimum}..{self.maximum}", param, ctx)
         return int(text)
 

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from receiver.cli.client import call_server, check_reason, query_params, url_option
-from receiver.cli.common import Integer, UserError, print_listing, state
+from receiver.cli.common import Choice, Integer, UserError, print_listing, state
 
 __all__ = ["events", "jobs"]
 
@@ -59,7 +59,7 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
         click.option(
             "--state",
             "state_name",
-            type=click.Choice(_STATES),
+            type=Choice(_STATES),
             help=f"Only {plural} in this state.",
         ),
         *filters,

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from receiver.cli.client import call_server, url_option
-from receiver.cli.common import UserError, output_option, state
+from receiver.cli.common import Choice, UserError, output_option, state
 from receiver.review.markdown import render_markdown
 
 __all__ = ["report"]
@@ -36,7 +36,7 @@ __all__ = ["report"]
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["markdown", "json"]),
+    type=Choice(["markdown", "json"]),
     default="markdown",
     show_default=True,
     help="Markdown for a postmortem, or the server's JSON.",

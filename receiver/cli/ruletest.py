@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from receiver.cli.common import BadUsage, UserError
+from receiver.cli.common import BadUsage, Choice, UserError
 
 __all__ = ["test"]
 
@@ -49,7 +49,7 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
 )
 @click.option(
     "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=Choice(["debug", "info", "warning", "error"]),
     default="error",
     show_default=True,
     help="What the service logs while it plays the tests (to stderr): info shows every "

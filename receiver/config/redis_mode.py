@@ -197,8 +197,10 @@ def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
             raise ValueError(f"{name('redis_url')}: a cluster has database 0 only")
     given = None if url is None else urlsplit(url.get_secret_value())
     database = "" if given is None else given.path.strip("/")
-    if given is not None and given.scheme != "unix" and database and not database.isdigit():
-        # redis-py reads a path that is no number as no database, and uses 0 in silence.
+    numbered = database.isascii() and database.isdigit()
+    if given is not None and given.scheme != "unix" and database and not numbered:
+        # redis-py reads a path that is no number as no database, and uses 0 in silence; a
+        # number is ASCII digits (isdigit() alone took "²", which int() then refused).
         raise ValueError(
             f"{name('redis_url')}: the database (the URL's path) must be a number, e.g."
             " redis://host:6379/0"

@@ -46,7 +46,14 @@ from receiver.http.bodies import (
     text_field,
 )
 from receiver.http.deps import AUTH, CLOCK
-from receiver.http.filters import BadParameter, choice, limit_param, parse_since, run_id_param
+from receiver.http.filters import (
+    BadParameter,
+    choice,
+    limit_param,
+    parse_since,
+    run_id_param,
+    unknown_parameter,
+)
 from receiver.http.origins import cross_site, same_origin
 from receiver.http.responses import html_response, json_response, row
 from receiver.model import ApprovalRecord, ApprovalState
@@ -278,7 +285,7 @@ def _filters(request: web.Request) -> dict[str, Any]:
     query = request.query
     for name in query:
         if name not in ("state", "rule", "run", "since", "limit"):
-            raise BadParameter(name, f"unknown parameter {name!r}")
+            raise unknown_parameter(name)
     filters: dict[str, Any] = {}
     state = choice(query, "state", (s.value for s in ApprovalState))
     if state is not None:

@@ -14,7 +14,7 @@ from receiver.alertmanager import GREGORIAN_CYCLE
 from receiver.durations import parse_duration
 from receiver.model import RunOutcome
 from receiver.store import BadCursor, decode_cursor
-from remediations.targets import TargetError, parse_target_key, target_kind
+from remediations.targets import TargetError, parse_target_key, quoted, target_kind
 
 __all__ = [
     "DEFAULT_RUNS_LIMIT",
@@ -27,6 +27,7 @@ __all__ = [
     "parse_since",
     "run_filters",
     "run_id_param",
+    "unknown_parameter",
 ]
 
 MAX_RUNS_LIMIT = 500
@@ -42,6 +43,20 @@ class BadParameter(Exception):
         self.message = message
 
 
+# The most of a parameter's name an answer repeats: a query may be as long as the request line
+# (8 KiB), and a name or value echoed whole drowns the reason. Values are echoed by ``quoted``.
+_NAME_MAX = 80
+
+
+def _name(name: str) -> str:
+    return name if len(name) <= _NAME_MAX else name[: _NAME_MAX - 3] + "..."
+
+
+def unknown_parameter(name: str) -> BadParameter:
+    """The error for a parameter the route does not take, its name cut at 80 characters."""
+    return BadParameter(_name(name), f"unknown parameter {quoted(name)}")
+
+
 def check_query(query: Mapping[str, str]) -> None:
     """Raises BadParameter naming the first parameter whose name or value holds U+0000 (the
     store's text cannot hold it, and no filter means it), or that is given more than once
@@ -50,10 +65,10 @@ def check_query(query: Mapping[str, str]) -> None:
     seen: set[str] = set()
     for name, value in query.items():
         if "\x00" in name or "\x00" in value:
-            shown = name.replace("\x00", "\\x00")
+            shown = _name(name.replace("\x00", "\\x00"))
             raise BadParameter(shown, f"{shown} must not contain U+0000 (NUL)")
         if name in seen:
-            raise BadParameter(name, f"{name} is given more than once: give it once")
+            raise BadParameter(_name(name), f"{_name(name)} is given more than once: give it once")
         seen.add(name)
 
 
@@ -76,7 +91,7 @@ def limit_param(
             raise ValueError(text)
         value = int(text)  # ValueError past Python's 4,300 digits
     except ValueError:
-        raise BadParameter("limit", f"limit must be an integer, got {text[:40]!r}") from None
+        raise BadParameter("limit", f"limit must be an integer, got {quoted(text)}") from None
     if not 1 <= value <= maximum:
         raise BadParameter("limit", f"limit must be between 1 and {maximum}")
     return value
@@ -93,7 +108,7 @@ def choice(
         return default
     allowed = list(choices)
     if value not in allowed:
-        raise BadParameter(name, f"unknown {name} {value!r}; one of {', '.join(allowed)}")
+        raise BadParameter(name, f"unknown {name} {quoted(value)}; one of {', '.join(allowed)}")
     return value
 
 
@@ -117,7 +132,7 @@ def bounded_duration(value: object, name: str, max_s: float, max_text: str) -> f
     (``999ms``) is refused, not let through."""
     seconds = parse_duration(value)
     if not 1.0 <= seconds <= max_s:
-        raise ValueError(f"{name} must be between 1s and {max_text}, got {value!r}")
+        raise ValueError(f"{name} must be between 1s and {max_text}, got {quoted(value)}")
     return seconds
 
 
@@ -139,7 +154,7 @@ def parse_since(text: str, now: datetime) -> datetime:
         try:
             return (now - timedelta(seconds=seconds)).astimezone(UTC)
         except OverflowError:
-            raise ValueError(f"{text!r} reaches back before the year 1") from None
+            raise ValueError(f"{quoted(text)} reaches back before the year 1") from None
     iso = text.replace("Z", "+00:00").replace("z", "+00:00")
     year_0 = iso.startswith("0000")
     if year_0:
@@ -149,14 +164,14 @@ def parse_since(text: str, now: datetime) -> datetime:
         value = datetime.fromisoformat(iso)
     except ValueError:
         raise ValueError(
-            f"{text!r} is neither an RFC 3339 timestamp nor a duration like 24h"
+            f"{quoted(text)} is neither an RFC 3339 timestamp nor a duration like 24h"
         ) from None
     if value.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone offset (add Z or +00:00)")
+        raise ValueError(f"{quoted(text)} has no time zone offset (add Z or +00:00)")
     try:
         return value.astimezone(UTC) - (GREGORIAN_CYCLE if year_0 else timedelta(0))
     except OverflowError:
-        raise ValueError(f"{text!r} is outside the years 1 to 9999 once in UTC") from None
+        raise ValueError(f"{quoted(text)} is outside the years 1 to 9999 once in UTC") from None
 
 
 def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
@@ -170,7 +185,7 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
     allowed = {"alertname", "rule", "target", "outcome", "since", "limit", "cursor"}
     for name in query:
         if name not in allowed:
-            raise BadParameter(name, f"unknown parameter {name!r}")
+            raise unknown_parameter(name)
     filters: dict[str, Any] = {}
     for name in ("alertname", "rule", "target", "cursor"):
         value = query.get(name)

@@ -22,7 +22,13 @@ from aiohttp import web
 
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import QUEUES, QueueControl, with_optional
-from receiver.http.filters import BadParameter, choice, limit_param, run_id_param
+from receiver.http.filters import (
+    BadParameter,
+    choice,
+    limit_param,
+    run_id_param,
+    unknown_parameter,
+)
 from receiver.http.responses import json_response
 from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, JobKind, StoreUnavailable
 
@@ -144,7 +150,7 @@ def _filters(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, Any]
     filters: dict[str, Any] = {}
     for name, value in query.items():
         if name not in allowed:
-            raise BadParameter(name, f"unknown parameter {name!r}")
+            raise unknown_parameter(name)
         if not value.strip():
             raise BadParameter(name, f"{name} must not be empty")
         filters[name] = value

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from receiver.http.deps import CLOCK
-from receiver.http.filters import BadParameter, bounded_duration, choice
+from receiver.http.filters import BadParameter, bounded_duration, choice, unknown_parameter
 from receiver.http.login import REVIEW_WEB
 from receiver.http.pages import window_of
 from receiver.http.responses import json_response
@@ -44,7 +44,7 @@ async def get_report(request: web.Request) -> web.Response:
     try:
         for name in query:
             if name not in _PARAMETERS:
-                raise BadParameter(name, f"unknown parameter {name!r}")
+                raise unknown_parameter(name)
         start, end = window_of(query, request.app[CLOCK]())
         gap_s = _gap(query.get("gap"))
         group_by = choice(query, "group_by", ("gap", "window"), "gap")

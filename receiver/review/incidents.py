@@ -42,7 +42,11 @@ __all__ = [
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 _HASH_CHARS = 12
-_ID = re.compile(r"^g-(\d{8}T\d{12}Z)-([0-9a-f]{12})$|^w-(\d{8}T\d{12}Z)-(\d{8}T\d{12}Z)$")
+# Matched whole: `re.match` with `$` also took the id followed by a line break. The digits
+# are ASCII, as ids are written (strptime refuses other scripts' digits as well).
+_ID = re.compile(
+    r"g-([0-9]{8}T[0-9]{12}Z)-([0-9a-f]{12})|w-([0-9]{8}T[0-9]{12}Z)-([0-9]{8}T[0-9]{12}Z)"
+)
 
 
 def stamp(at: datetime) -> str:
@@ -83,7 +87,7 @@ class WindowRef:
 
 def parse_id(text: str) -> GroupRef | WindowRef | None:
     """The reference an incident id carries; None when ``text`` is not an id."""
-    match = _ID.match(text)
+    match = _ID.fullmatch(text)
     if match is None:
         return None
     try:

@@ -2,12 +2,14 @@
 
 Reads the data of ``receiver.review.report.build_report`` (so the JSON and the Markdown never
 disagree). Every value that came from an alert or a person (labels, reasons, messages) is
-escaped: it cannot start a link, an image, raw HTML or break a table, wherever it is pasted.
+escaped: it cannot start a link, an image, raw HTML, a bare-URL link (GitHub Flavored Markdown's
+autolinks) or break a table or a heading, wherever it is pasted; rendered, it reads as stored.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,9 +20,16 @@ __all__ = ["escape", "render_markdown"]
 
 # CommonMark lets any ASCII punctuation be backslash-escaped; these are the ones that can start
 # markup inside a paragraph or a table cell: links and images (a link needs "["), emphasis,
-# code, raw HTML and autolinks ("<"), entities ("&"), table cells ("|"), strikethrough. A cell
-# never starts a line, so "#" and list markers cannot start a block there.
-_SPECIAL = set("\\`*_[]<>|&~")
+# code, raw HTML and autolinks ("<"), entities ("&"), table cells ("|"), strikethrough, and "#",
+# which ends a heading ("## Incident ...: Disk #" lost its "#" as the heading's closing
+# sequence). A cell never starts a line, so list markers cannot start a block there.
+_SPECIAL = set("\\`*_[]<>|&~#")
+# GitHub Flavored Markdown also makes links of bare URLs in running text (its "extended
+# autolinks": www.example.com, http://, https://, ftp://). cmark-gfm finds them in the source,
+# at the "w" of "www." and at the ":" of "://": a backslash before that "." or ":" (which
+# CommonMark then drops) leaves plain text. An e-mail address is still linked (mailto:): GFM
+# finds those after escapes are resolved, so no escape reaches it without changing the text.
+_AUTOLINK = re.compile(r"(?<=www)\.|:(?=//)", re.IGNORECASE)
 
 # How a step of a follow-up is marked in "What was done": the run's own steps are not.
 _PHASE_NOTE = {"resolve": " (on_resolved)", "on_failed": " (on_failed)"}
@@ -30,7 +39,8 @@ def escape(value: Any) -> str:
     """``value`` as inert Markdown text on one line."""
     text = "" if value is None else str(value)
     text = " ".join(text.split())
-    return "".join(f"\\{c}" if c in _SPECIAL else c for c in text)
+    text = "".join(f"\\{c}" if c in _SPECIAL else c for c in text)
+    return _AUTOLINK.sub(lambda found: "\\" + found[0], text)
 
 
 def _when(value: str | None) -> str:

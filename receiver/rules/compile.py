@@ -21,6 +21,7 @@ from receiver.matchers import Matcher, parse_item
 from receiver.model import NamespacePolicy
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
 from receiver.rules.model import Rule, RuleSet
+from receiver.rules.reach import check_reach
 from receiver.rules.schema import (
     FIELD_NAMES,
     GuardsSpec,
@@ -166,19 +167,17 @@ def _compile_rule(
         spec.target, namespace, name, (*path, "target"), policy, located, label
     )
     kind = spec.target.kind
+    reach = (spec.match, kind, (namespace, name), policy, (*path, "match"), located, label)
+    valid = valid and (not target_ok or check_reach(*reach))
     where = (kind, registry, located, label, channels)
     steps = compile_steps(spec.steps, (*path, "steps"), *where, rule=spec.name)
     on_resolved = compile_steps(
         spec.on_resolved or [], (*path, "on_resolved"), *where, rule=spec.name
     )
     on_failed = compile_steps(spec.on_failed or [], (*path, "on_failed"), *where, rule=spec.name)
+    notify_at = (*path, "notify", "channel")
     if spec.notify is not None and not check_channel(
-        spec.notify.channel,
-        (*path, "notify", "channel"),
-        channels,
-        located,
-        label,
-        rule=spec.name,
+        spec.notify.channel, notify_at, channels, located, label, rule=spec.name
     ):
         valid = False
     if spec.on_failed and spec.verify is None:

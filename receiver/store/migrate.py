@@ -36,7 +36,7 @@ __all__ = [
 # An arbitrary constant shared by every replica: "alert-remediator migrations".
 MIGRATION_LOCK_KEY = 0x52454D4544_01
 
-_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_FILE_NAME = re.compile(r"([0-9]{4})_([a-z0-9_]+)\.sql")
 
 _log = structlog.get_logger("remediator.store.migrate")
 
@@ -61,7 +61,7 @@ def load_migrations() -> list[Migration]:
     folder = resources.files("receiver.store") / "migrations"
     found: list[Migration] = []
     for entry in folder.iterdir():
-        match = _FILE_NAME.match(entry.name)
+        match = _FILE_NAME.fullmatch(entry.name)
         if match is None:
             continue
         found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))

@@ -123,7 +123,7 @@ class Queues(Database):
                 cast = "::uuid" if column == "run_id" else ""
                 clauses.append(f"{column} = {arg(value)}{cast}")
         if cursor is not None:
-            if not cursor.isdigit():
+            if not (cursor.isascii() and cursor.isdigit()):  # int() refuses "²", isdigit() not
                 raise ValueError("invalid cursor")
             clauses.append(f"id < {arg(int(cursor))}")
         size = max(1, min(limit, 1000))

@@ -132,7 +132,10 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    # delta-seconds is ASCII digits (RFC 9110 section 10.2.3); isdigit() alone also takes
+    # other scripts' digits, which float() reads ("١٢٠" was 120 s), and superscripts, on which
+    # float() raised out of the action.
+    if text.isascii() and text.isdigit():
         return float(text)
     try:
         when = parsedate_to_datetime(text)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from remediations import names
 from remediations.base import ActionRefused, Change, Risk
@@ -91,13 +91,16 @@ class SetResourcesParams(ActionParams):
     def _container(cls, name: str) -> str:
         return _container_name(name)
 
-    @field_validator("memory_limit", "memory_request", mode="before")
+    @field_validator(*_RESOURCE_FIELDS, mode="before")
     @classmethod
-    def _whole_bytes(cls, raw: Any) -> Any:
+    def _unit_slips(cls, raw: Any, info: ValidationInfo) -> Any:
+        # Memory in fractions of a byte ("512m"), cpu in binary multiples of a core ("1Ki").
         # Before the canonical form, so the message quotes the text as written.
+        memory = (info.field_name or "").startswith("memory")
+        slip = quantity.fraction_of_a_byte if memory else quantity.binary_cpu
         for key in ("value", "max"):
             text = raw.get(key) if isinstance(raw, Mapping) else None
-            if isinstance(text, str) and (problem := quantity.fraction_of_a_byte(text)):
+            if isinstance(text, str) and (problem := slip(text)):
                 raise ValueError(f"{key}: {problem}")
         return raw
 

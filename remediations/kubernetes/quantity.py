@@ -31,8 +31,11 @@ _DECIMAL: dict[str, int] = {
     "E": 18,
 }
 _SUFFIXES = "|".join(sorted((s for s in [*_BINARY, *_DECIMAL] if s), key=len, reverse=True))
+# ASCII digits, as apimachinery's parseQuantityString reads them ('0'..'9'): \d would also
+# take other scripts' digits (Arabic-Indic, fullwidth), and Decimal() reads those as numbers.
 _QUANTITY = re.compile(
-    rf"^(?P<num>\+?(?:\d+(?:\.\d*)?|\.\d+))(?:(?P<suffix>{_SUFFIXES})|[eE](?P<exp>[+-]?\d+))?$"
+    rf"(?P<num>\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    rf"(?:(?P<suffix>{_SUFFIXES})|[eE](?P<exp>[+-]?[0-9]+))?"
 )
 _NANO = Decimal("1e-9")
 # Enough digits for any quantity from 1n to beyond 64Ei exactly (the default context has 28,
@@ -72,7 +75,7 @@ class Format(StrEnum):
 @_exact
 def parse(text: str) -> tuple[Decimal, Format]:
     """``"1.5Gi"`` -> (Decimal(1610612736), BINARY). Negative quantities are rejected."""
-    match = _QUANTITY.match(text.strip())
+    match = _QUANTITY.fullmatch(text.strip())
     if not match:
         raise QuantityError(f"{text!r} is not a Kubernetes quantity (e.g. 512Mi, 1.5Gi, 250m, 2)")
     number = Decimal(match["num"])
@@ -139,6 +142,26 @@ def fraction_of_a_byte(text: str) -> str | None:
         + ("; m is milli" if milli else "")
         + "): memory is counted in whole bytes, write "
         + (f"{stem[:-1]}Mi or {stem[:-1]}M" if milli else "e.g. 512Mi")
+    )
+
+
+def binary_cpu(text: str) -> str | None:
+    """Why ``text`` should not be an amount of cpu, or None: a binary suffix (``Ki`` .. ``Ei``)
+    multiplies by a power of 1024, so ``"1Ki"`` is 1024 cores. The API server takes it as
+    that, without a word (apimachinery's Quantity has no unit, and the cpu of a container is
+    only checked to be non-negative), so a rule would set or cap a limit no node can give
+    nor any container reach: a slip for ``1``, ``1k`` or a memory field. Cpu is counted in
+    cores and millicores, as Kubernetes writes it. None also for a text that is no quantity
+    (``parse`` says why)."""
+    try:
+        amount, fmt = parse(text)
+    except QuantityError:
+        return None
+    if fmt is not Format.BINARY:
+        return None
+    return (
+        f"{text!r} is {amount.normalize():f} cores (a binary suffix multiplies by a power of "
+        "1024): cpu is counted in cores and millicores, write e.g. 2, 1.5 or 500m"
     )
 
 

@@ -92,7 +92,7 @@ SLOT_KEYS = tuple(f"{WRITE_PREFIX}slot-{i}" for i in range(MAX_RECORDS))
 MAX_RECORD_BYTES = 96 * 1024
 
 # An annotation key's name part: at most 63 characters, alphanumerics, '-', '_', '.' inside.
-_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,7 @@ class StepId:
         ``write.remediator.io/<run_id>.<phase>.<step>`` when that is a valid annotation name,
         else (an unusually long or odd run id) the same text hashed."""
         name = f"{self.run_id}.{self.phase}.{self.step}"
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             name = hashlib.sha256(name.encode()).hexdigest()[:40]
         return WRITE_PREFIX + name
 

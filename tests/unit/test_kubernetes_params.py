@@ -298,6 +298,27 @@ def test_memory_in_fractions_of_a_byte_is_refused(field: str, change: dict[str, 
         SetResourcesParams.model_validate({"container": "app", field: change})
 
 
+@pytest.mark.parametrize(
+    ("field", "change", "cores"),
+    [
+        ("cpu_limit", {"value": "1Ki"}, "1024"),
+        ("cpu_request", {"value": "0.5Ki"}, "512"),
+        ("cpu_limit", {"factor": 1.5, "max": "2Mi"}, "2097152"),
+    ],
+)
+def test_cpu_with_a_binary_suffix_is_refused(
+    field: str, change: dict[str, Any], cores: str
+) -> None:
+    """A binary suffix on cpu is a power of 1024 cores: the API server takes "1Ki" as 1024
+    cores without a word (apimachinery's Quantity has no unit; a container's cpu is only
+    checked to be non-negative), so a rule set a limit no node gives; refused when rules load."""
+    key = "max" if "max" in change else "value"
+    with pytest.raises(
+        ValidationError, match=rf"{key}: {change[key]!r} is {cores} cores .*write e.g. 2, 1.5"
+    ):
+        SetResourcesParams.model_validate({"container": "app", field: change})
+
+
 def test_whole_bytes_and_cpu_fractions_are_accepted() -> None:
     params = SetResourcesParams.model_validate(
         {

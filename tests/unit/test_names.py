@@ -182,11 +182,16 @@ def test_connection_name_rejected(value: str) -> None:
     assert not names.is_connection_name(value)
 
 
-@pytest.mark.parametrize("value", ["app=web", "app=web,tier in (a,b)", "!canary", "a.b/c!=d"])
+@pytest.mark.parametrize(
+    "value", ["app=web", "app=web,tier in (a,b)", "!canary", "a.b/c!=d", "a = b,\tc\r\n!= d"]
+)
 def test_label_selector_characters_accepted(value: str) -> None:
     assert names.is_label_selector(value)
 
 
-@pytest.mark.parametrize("value", ["", "app=x; rm -rf", "a='b'", "a=b&c=d", "a?b"])
+@pytest.mark.parametrize(
+    "value",
+    ["", "app=x; rm -rf", "a='b'", "a=b&c=d", "a?b", "app=web\u3000", "app=\x0bweb", "a=\x1cb"],
+)
 def test_label_selector_characters_rejected(value: str) -> None:
     assert not names.is_label_selector(value)

@@ -151,3 +151,14 @@ def test_scale_examples(
     current: str, factor: float, cap: str, resource: str, expected: Scaled
 ) -> None:
     assert quantity.scale(current, factor, cap, resource=resource) == expected
+
+
+# Arabic-Indic 12Mi, fullwidth 12, Arabic-Indic 3.5Gi, 1e and an Arabic-Indic 3, Oriya 50m.
+@pytest.mark.parametrize(
+    "text", ["\u0661\u0662Mi", "\uff11\uff12", "\u0663.\u0665Gi", "1e\u0663", "5\u0b66m"]
+)
+def test_only_ascii_digits_make_a_quantity(text: str) -> None:
+    """apimachinery reads '0'..'9' only; \\d and Decimal() also took other scripts' digits,
+    so an Arabic-Indic "12Mi" was 12Mi here and a 400 from the API server."""
+    with pytest.raises(quantity.QuantityError, match="is not a Kubernetes quantity"):
+        quantity.parse(text)

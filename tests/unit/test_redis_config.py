@@ -118,6 +118,15 @@ def test_cluster_settings_tag_every_guard_key() -> None:
             {"REMEDIATOR_REDIS_MODE": "cluster", "REMEDIATOR_REDIS_URL": "redis://n:7000/2"},
             "a cluster has database 0 only",
         ),
+        # redis-py reads a path int() refuses as no database and uses 0 in silence: "²" passed
+        # isdigit(); an Arabic-Indic 3 would be database 3 to int(), never written so.
+        *(
+            (
+                {"REMEDIATOR_REDIS_URL": f"redis://r:6379/{path}"},
+                "REMEDIATOR_REDIS_URL: the database (the URL's path) must be a number",
+            )
+            for path in ("x", "²", "٣")
+        ),
         (
             {"REMEDIATOR_REDIS_SENTINELS": "host:port"},
             "REMEDIATOR_REDIS_SENTINELS: item 1: host 'host': the port is not a number",

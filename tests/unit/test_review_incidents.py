@@ -125,6 +125,18 @@ def test_ids_read_back() -> None:
         assert parse_id(text) is None, text
 
 
+def test_an_id_is_read_whole_and_in_ascii_digits() -> None:
+    """`$` also matched before a trailing line break: "<id>\\n" read as the incident of <id>.
+    Other scripts' digits are no id either."""
+    [incident] = group_incidents([run(0.5)], [], gap_s=1800)
+    window = f"w-{stamp(at(0))}-{stamp(at(60))}"
+    arabic_indic = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+    foreign = f"g-{stamp(at(0.5)).translate(arabic_indic)}-{key_hash(KEY)}"
+    assert incident.id == f"g-{stamp(at(0.5))}-{key_hash(KEY)}"
+    for text in (incident.id + "\n", window + "\n", foreign):
+        assert parse_id(text) is None, text
+
+
 def test_chain_bounds_follow_the_chain_through_the_anchor() -> None:
     members = [(at(0), at(5)), (at(20), at(20)), (at(70), at(71)), (at(90), at(130))]
     assert chain_bounds(members, at(20), 1800) == (at(0), at(20))

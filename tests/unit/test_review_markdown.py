@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
 from receiver.review.incidents import group_incidents
 from receiver.review.markdown import escape, render_markdown
@@ -43,6 +45,73 @@ def test_no_value_can_break_a_table_row(value: str) -> None:
     [row] = [line for line in lines if line.startswith("| WebDown |")]
     # Five columns: six unescaped pipes, however the value is made.
     assert _unescaped(row.replace("\\\\", ""), "|") == 6, row
+
+
+# CommonMark with GFM's tables, as rich (a dependency) ships it: what a value renders as.
+_COMMONMARK = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+def _rendered_text(markdown: str) -> list[str]:
+    """The text of each paragraph, heading and table cell of ``markdown``, as a reader sees
+    it; any other inline (a link, emphasis, code, HTML) shows as ``<its type>``."""
+    out = []
+    for token in _COMMONMARK.parse(markdown):
+        if token.type != "inline":
+            continue
+        parts = []
+        for child in token.children or []:
+            if child.type == "text":
+                parts.append(child.content)
+            elif child.type == "softbreak":
+                parts.append("\n")
+            else:
+                parts.append(f"<{child.type}>")
+        out.append("".join(parts))
+    return out
+
+
+@given(st.text(alphabet=st.sampled_from("#*_[]()<>|&~`!\\:/.@w ahtps"), max_size=30))
+def test_an_escaped_value_reads_as_stored(value: str) -> None:
+    """Rendered, in a cell, a heading or running text, an escaped value is its text: no
+    markup, no backslash left over, no heading closed early by a trailing "#"."""
+    shown = escape(value)
+    stored = " ".join(value.split())
+    table = f"| a | b |\n|---|---|\n| {shown} | z |\n"
+    assert _rendered_text(table)[2] == stored
+    assert _rendered_text(f"## Incident i: {shown}") == [f"Incident i: {stored}".strip()]
+    strong = "<strong_open>When:<strong_close>"
+    assert _rendered_text(f"- **When:** {shown}") == [f"{strong} {stored}".rstrip()]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/login",
+        "http://10.0.0.1:8080/x",
+        "ftp://files.example/a",
+        "www.evil.example/x",
+        "WWW.evil.example",
+    ],
+)
+def test_a_bare_url_in_a_label_is_no_link(url: str) -> None:
+    """GitHub Flavored Markdown links a bare URL by its "://" or "www." (cmark-gfm finds them
+    in the source): a label value holding one became a live link in a pasted report. A
+    backslash before the ":" or the "." keeps it text, and CommonMark drops the backslash."""
+    report = build_report(
+        group_incidents(
+            [run(0, labels={"alertname": "WebDown", "runbook": f"see {url} now"})], [], gap_s=1800
+        ),
+        [],
+        start=at(-1),
+        end=at(60),
+        gap_s=1800,
+        generated_at=at(61),
+    )
+    text = render_markdown(report)
+    # No "://" nor "www." without the backslash before its ":" or ".": nothing GFM links.
+    assert re.search(r"(?<!\\)(:(?=//)|(?i:www)\.)", text) is None, text
+    # And rendered, the cell reads as stored.
+    assert any(f"runbook=see {url} now" in cell for cell in _rendered_text(text)), text
 
 
 def test_the_report_reads_top_to_bottom() -> None:

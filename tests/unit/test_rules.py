@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from receiver.facts import FactKind
@@ -117,10 +117,14 @@ def test_matching_by_alertname_index_is_matching_every_rule(
     matches: list[list[str]], labels: dict[str, str]
 ) -> None:
     # The index by alertname is only a shortcut: same rules, same (file) order as brute force.
-    text = "rules:" + "".join(
+    # A rule whose matchers no alert passes (alertname="A" with alertname="B") is a load error
+    # (receiver.rules.reach), so it is left out of the file.
+    rules = [
         _RULE.format(i=i, match="[" + ", ".join(f"'{m}'" for m in ms) + "]")
         for i, ms in enumerate(matches)
-    )
+    ]
+    text = "rules:" + "".join(r for r in rules if not errors_of({"a.yaml": "rules:" + r}))
+    assume(text != "rules:")
     ruleset = compile_files({"a.yaml": text}, registry(), POLICY)
     expected = [rule for rule in ruleset.rules if rule.matches(labels)]
     assert ruleset.matching(labels) == expected

@@ -62,3 +62,15 @@ def test_a_since_of_year_1_in_utc_is_read_even_written_in_year_0(text: str, read
 def test_a_since_before_the_year_1_in_utc_is_refused_saying_so(text: str) -> None:
     with pytest.raises(ValueError, match="is outside the years 1 to 9999 once in UTC"):
         parse_since(text, NOW)
+
+
+def test_a_long_parameter_is_not_echoed_whole() -> None:
+    """A name or value as long as the request line came back whole in the 400."""
+    long = "x" * 5000
+    for query in ({long: "1"}, {"outcome": long}, {"since": long}, {"limit": long}):
+        with pytest.raises(BadParameter) as caught:
+            run_filters(query, NOW)
+        assert "x" * 100 not in caught.value.message, caught.value.message
+        assert len(caught.value.parameter) <= 80, caught.value.parameter
+    with pytest.raises(BadParameter, match=r"^unknown parameter 'x{76}\.\.\.$"):
+        run_filters({long: "1"}, NOW)

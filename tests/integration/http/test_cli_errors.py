@@ -46,3 +46,29 @@ async def test_a_refused_option_is_named_as_the_user_typed_it(
     # Not the API's names: `from`, `to`, `run_id`.
     assert not any(f"({name})" in result.stderr for name in ("from", "to", "run_id"))
     assert "from: " not in result.stderr
+
+
+LONG = "x" * 2000
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("runs", "--outcome", LONG), "HTTP 400 (--outcome): unknown outcome 'xxxx"),
+        (("runs", "--since", LONG), "HTTP 400 (--since): 'xxxx"),
+        (("runs", "--rule", "r", "--since", LONG + "Z"), "HTTP 400 (--since): 'xxxx"),
+        (("jobs", "--kind", LONG), "HTTP 400 (--kind): unknown kind 'xxxx"),
+        (("events", "--state", LONG), "Invalid value for '--state': 'xxxx"),
+        (("approvals", "list", "--state", LONG), "Invalid value for '--state': 'xxxx"),
+    ],
+)
+async def test_a_long_filter_is_not_echoed_whole(
+    client: Client, args: tuple[str, ...], says: str
+) -> None:
+    """A filter value pasted by mistake (a whole file) came back whole in the error, from the
+    server (unknown outcome, kind; since) and from click (a --state choice): now its start."""
+    result = await _cli(client, *args)
+    assert result.exit_code in (1, 2), result.output
+    assert says in result.stderr, result.stderr
+    assert "x" * 100 not in result.stderr, result.stderr
+    assert len(result.stderr) < 600, result.stderr
