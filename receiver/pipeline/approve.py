@@ -28,7 +28,10 @@ Two stages around ``Execute``:
   ``on_resolved`` step never asks it: the resolution is why it runs.
 - ``RequestApproval`` (after it, so a held step is previewed after the steps before it ran):
   computes the held step's preview, stores a pending approval bound to its hash, and notifies.
-  ``Record`` then parks the run in ``awaiting_approval``.
+  ``Record`` then parks the run in ``awaiting_approval``. A held step that is the last of its
+  phase and whose preview changes nothing (its before, not empty, is its after: a limit at its
+  cap already, no pod left to delete) is recorded ``noop`` instead, not run and nobody asked.
+  One with steps after it is still put to an approver (approving it lets them run).
 
 A preview that is refused (the target cannot be changed that way now) or fails ends the step
 like a run would: there is nothing to approve.
@@ -204,6 +207,9 @@ class RequestApproval:
             ctx.awaiting = None
             return Verdict.next()
         plan, digest = planned
+        if step.index == ctx.steps[-1].index and _nothing_to_approve(plan):
+            await self._noop(ctx, step, plan)
+            return Verdict.next()
         action = self._deps.registry.get(step.action)
         await desk.request(
             StepRequest(
@@ -221,6 +227,24 @@ class RequestApproval:
         )
         ctx.requested_approval = True
         return Verdict.next()
+
+    async def _noop(self, ctx: RunContext, step: StepPlan, plan: Mapping[str, Any]) -> None:
+        """Record the held ``step``, the last of its phase, a noop without asking anyone:
+        its preview (``plan``) changes nothing. It is not run: nothing acts without an
+        approval."""
+        before = dict(plan.get("before") or {})
+        message = f"{plan['summary']}: nothing to change, so nobody was asked to approve it"
+        await record_step(self._deps, ctx, step, Outcome.NOOP, message, before=before, after=before)
+        ctx.results.append((step, Result(Outcome.NOOP, message, before, before)))
+        ctx.awaiting = None
+        ctx.log.info("held step changes nothing: not put to an approver", step=step.index)
+
+
+def _nothing_to_approve(plan: Mapping[str, Any]) -> bool:
+    """A held step's preview changes nothing (``_changes_nothing``) and says what it found:
+    a preview with nothing in its before (a simulated one, an action that shows only what
+    it will send) is put to an approver as ever."""
+    return bool(plan.get("before")) and _changes_nothing(plan)
 
 
 async def _plan(

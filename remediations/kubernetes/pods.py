@@ -227,8 +227,11 @@ class DeletePod(KubeAction[DeletePodParams]):
         names = [p["metadata"]["name"] for p in chosen]
         before = {"pods": names}
         if not chosen:
+            # Its after is its before, as every noop's: an approved step whose pod went away
+            # meanwhile then runs as a noop instead of asking to approve deleting nothing
+            # (pipeline.approve's "changes nothing").
             return WritePlan.noop(
-                Change(f"no pod to delete for {object_ref(target)}", before, {"deleted": []}),
+                Change(f"no pod to delete for {object_ref(target)}", before, before),
                 f"no (live) pod to delete for {object_ref(target)}",
             )
         ns = target.namespace

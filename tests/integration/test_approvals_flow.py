@@ -282,6 +282,28 @@ async def test_an_approved_change_found_in_place_is_a_noop_not_a_new_approval(
     assert env.peer.kinds().count("approval.requested") == 1
 
 
+async def test_a_held_step_whose_preview_changes_nothing_asks_nobody(
+    approval_env: MakeApprovalEnv,
+) -> None:
+    # The change is in place before anyone is asked (a limit at its cap already, a pod gone):
+    # the preview's before is its after. An engineer was asked to approve nothing, and the
+    # run sat in awaiting_approval until they did, or expired with it. It is recorded a noop
+    # at once, no approval asked; nothing is run for it.
+    env = await approval_env(rules=POKE_RULES.replace("- action: test.poke", UP_TO_ONE))
+    env.peer.value = 1
+    await env.harness.deliver(poke_labels())
+
+    done = await env.harness.only_run()
+    assert done.outcome is RunOutcome.SUCCEEDED, done.error
+    assert [(s.outcome, s.before, s.after) for s in done.steps] == [
+        ("noop", {"value": 1}, {"value": 1})
+    ]
+    assert "nobody was asked to approve it" in done.steps[0].message
+    assert await env.desk.store.latest_approval(done.id, 0) is None
+    assert "approval.requested" not in env.peer.kinds()
+    assert env.peer.pokes == 0
+
+
 class NoParams(BaseModel):
     """``test.rendered`` takes none."""
 

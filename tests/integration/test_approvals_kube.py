@@ -146,3 +146,53 @@ async def test_run_refuses_when_state_no_longer_meets_the_approved_preconditions
     with pytest.raises(ActionRefused, match="changed since the step was approved"):
         await RolloutUndo().run(approved, target, RolloutUndo.Params())
     assert await _image(kube_admin, ns) == "img/a:3"
+
+
+POD_RULES = """
+rules:
+  - name: evict
+    match: ['alertname="PodStuck"']
+    target: {kind: Pod, namespace: "{{ labels.namespace }}", name: "{{ labels.pod }}"}
+    steps:
+      - action: kubernetes.delete_pod
+"""
+
+
+async def test_an_approved_eviction_of_a_pod_gone_meanwhile_is_a_noop_not_a_new_approval(
+    approval_env: MakeApprovalEnv,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # The pod the engineer approved evicting went away before the step ran (its node was
+    # drained, someone deleted it): the fresh preview has no pod left to delete. Nobody is
+    # asked to approve deleting nothing; the step records a noop. The noop's before was
+    # {"pods": []} and its after {"deleted": []}, which the approve stage did not take for
+    # "changes nothing": the approval was superseded and a second one asked for nothing.
+    ns = kube_namespace
+    await make_deployment("web")
+    core = k8s.CoreV1Api(kube_admin)
+    [pod] = (await core.list_namespaced_pod(ns, label_selector="app=web")).items
+    env = await approval_env(rules=POD_RULES, kube=kube_admin)
+    await env.harness.deliver({"alertname": "PodStuck", "namespace": ns, "pod": pod.metadata.name})
+    run = await env.harness.only_run()
+    assert run.outcome is RunOutcome.AWAITING_APPROVAL
+    approval = await env.desk.store.latest_approval(run.id, 0)
+    assert approval is not None
+    assert approval.plan["before"] == {"pods": [pod.metadata.name]}
+
+    # Unscheduled, the pod goes at once (no kubelet to wait for); its ReplicaSet's
+    # replacement has another name.
+    await core.delete_namespaced_pod(pod.metadata.name, ns)
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+
+    done = await env.harness.only_run()
+    assert [(s.outcome, s.before, s.after) for s in done.steps] == [
+        ("noop", {"pods": []}, {"pods": []})
+    ], done.steps
+    assert done.outcome is RunOutcome.SUCCEEDED
+    latest = await env.desk.store.latest_approval(run.id, 0)
+    assert latest is not None
+    assert latest.state is ApprovalState.APPROVED
+    assert env.peer.kinds().count("approval.requested") == 1
