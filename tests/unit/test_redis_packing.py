@@ -70,6 +70,15 @@ async def test_an_admission_is_one_chunk_with_redis_pys_bytes(standalone: GuardR
     assert conn.pack_command(*LONG) == [redis_pys(*LONG)]
 
 
+async def test_a_pipeline_is_one_buffer_with_redis_pys_bytes(standalone: GuardRedis) -> None:
+    conn = one_connection(standalone)
+    # The guards' pipeline of admissions (receiver.guards.scripts.Script.many), a long argument
+    # and an argument hiredis does not pack among them.
+    commands = [ADMISSION, ADMISSION, LONG, ("SET", "k", 1.5), ("SCRIPT EXISTS", "abc")]
+    expected = b"".join(Connection().pack_commands(commands))
+    assert conn.pack_commands(commands) == [expected]
+
+
 class Level(IntEnum):
     HIGH = 2
 
