@@ -270,11 +270,14 @@ def _plan_rule(
             return None
         return Skip(RUN_EXISTS, rule.name)
     anchor = event.received_at or now
+    counted: dict[float, int] = {}  # by window: a step's is often the rule's widest, below
 
     def occurrences(within_s: float) -> int:
-        return 1 + _earlier_occurrences(
-            history.recent_runs, rule.name, target, event, anchor, within_s
-        )
+        if within_s not in counted:
+            counted[within_s] = 1 + _earlier_occurrences(
+                history.recent_runs, rule.name, target, event, anchor, within_s
+            )
+        return counted[within_s]
 
     steps: list[StepPlan] = []
     decided: list[dict[str, Any]] = []

@@ -137,9 +137,8 @@ async def run_service(
             log.warning("configuration warning", problem=notice.message)
     registry = default_registry()
     policy = settings.namespace_policy()
-    # Rules first: invalid rules must stop the start before any server is touched. A rule or
-    # step naming a channel that is not configured is an error, as an unknown action is: its
-    # messages would be lost; none configured (notifications not set up), one warning for all.
+    # Rules first: invalid rules stop the start before any server is touched. A step naming a
+    # channel not configured is an error, as an unknown action is (none configured: one warning).
     channels = frozenset(settings.notify_channels)
     rules = RuleHolder(settings.rules_dir, registry, policy, channels=channels)
     log_rule_warnings(log, rules.current.warnings)
@@ -191,6 +190,7 @@ async def run_service(
             ),
             metrics=metrics,
             approvals=approvals.desk,
+            log=structlog.get_logger("remediator.pipeline").bind(),
         )
         worker = Worker(
             store,

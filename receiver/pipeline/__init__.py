@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -38,7 +39,8 @@ __all__ = ["FactSource", "Pipeline", "PipelineSettings"]
 
 
 class Pipeline:
-    """The worker's view of the pipeline: one call per alert event, one per job."""
+    """The worker's view of the pipeline: one call per alert event, one per job. ``log``: the
+    logger it logs through (None: structlog's ``remediator.pipeline``, looked up at each use)."""
 
     def __init__(
         self,
@@ -54,11 +56,15 @@ class Pipeline:
         approvals: ApprovalDesk | None = None,
         fixtures: FactSource | None = None,
         priority: Priority | None = None,
+        log: Any | None = None,
     ) -> None:
         self._rules = rules
         # Given to the worker too (``Worker(priority=pipeline.priority)``): see receiver.priority.
         self.priority = priority if priority is not None else Priority()
-        self._log = structlog.get_logger("remediator.pipeline")
+        # ``serve`` gives a logger bound once, as it does the worker's: each event binds its
+        # own from it, and binding from structlog's lazy proxy looks the logger up again, a
+        # stdlib logging lock included, for every event of a storm.
+        self._log: Any = log if log is not None else structlog.get_logger("remediator.pipeline")
         deps = Deps(
             store=store,
             guards=guards,

@@ -9,7 +9,9 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
 from pydantic import BaseModel
+from structlog.testing import capture_logs
 
 from receiver.engine import NO_RULE
 from receiver.guards.policy import GuardSettings
@@ -251,6 +253,22 @@ async def test_cooldown_refuses_the_next_episode_on_the_same_target(
     assert run.retry_at is not None
     assert run.refusal_reason
     assert len(await h.runs(outcome=RunOutcome.DRY_RUN)) == 2
+
+
+async def test_the_pipeline_logs_through_the_logger_it_is_given(
+    make_harness: MakeHarness,
+) -> None:
+    # serve binds the pipeline's logger once, as it does the worker's (each event used to look
+    # it up again through structlog's lazy proxy); what the events log goes through it.
+    given = structlog.get_logger("remediator.pipeline").bind(given=True)
+    h = await make_harness(RESTART_RULE.replace("GUARDS", "{cooldown: 15m}"), log=given)
+    with capture_logs() as logs:
+        await h.intake.accept(notification(alert(labels())))
+        await h.intake.accept(notification(alert(labels(), starts_at="2026-11-25T10:30:00Z")))
+        await h.drain()
+    (refused,) = [e for e in logs if e["event"] == "refused"]
+    assert refused["given"] is True
+    assert refused["guard"] == "cooldown"
 
 
 async def test_rate_limit_drops_runs_over_the_limit(make_harness: MakeHarness) -> None:

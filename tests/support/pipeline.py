@@ -167,6 +167,7 @@ async def make_harness(
         refusal_digest_s: float = REFUSAL_DIGEST_S,
         redis_client_override: redis.asyncio.Redis | None = None,
         resolve_retry_s: float = 60.0,
+        log: Any | None = None,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
         rules_dir.mkdir()
@@ -202,6 +203,7 @@ async def make_harness(
             ),
             metrics=metrics,
             approvals=approvals,
+            log=log,
             **extra,
         )
         intake = Intake(store, settle=pipeline.settled_at_intake)

@@ -216,6 +216,29 @@ def test_repeated_escalation(
     assert run.occurrence == occurrence
 
 
+class _Walked(tuple[PriorRun, ...]):
+    """Recent runs that count how often they are walked."""
+
+    walks = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        type(self).walks += 1
+        return super().__iter__()
+
+
+def test_repetitions_are_counted_once_per_window(rules: RuleSet) -> None:
+    # The rule's windows: 1h (test.grow), 1d (test.undo), and 1d again as its widest, which
+    # the run's occurrence is counted over. A storm's every event walked its recent runs once
+    # for each; once per window is enough, with the same plan.
+    ages = [2 * H, 30 * timedelta(minutes=1)]
+    recent = _Walked(prior(age=a, run_id=f"r{i}") for i, a in enumerate(ages))
+    _Walked.walks = 0
+    (run,) = run_plan(rules, History(recent_runs=recent)).runs
+    assert _Walked.walks == 2
+    assert [s.index for s in run.steps] == [0, 1, 2]
+    assert run.occurrence == 3
+
+
 def test_escalated_step_carries_params_and_approval(rules: RuleSet) -> None:
     history = History(recent_runs=(prior(), prior(run_id="r2", age=2 * H)))
     (run,) = run_plan(rules, history).runs
