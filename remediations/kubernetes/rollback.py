@@ -168,8 +168,12 @@ class RolloutUndo(KubeAction[UndoParams]):
             "replicaset": rs_name,
         }
         if template == live:
+            # Its after is its before, as every noop's: an approved rollback someone already
+            # did by hand then runs as a noop instead of asking to approve it again
+            # (pipeline.approve's "changes nothing"). The preconditions still name the
+            # revision and ReplicaSet, so the noop stays bound to the state it saw.
             message = f"{object_ref(target)} already runs the template of revision {to}"
-            return WritePlan.noop(Change(message, before, after, preconditions), message)
+            return WritePlan.noop(Change(message, before, before, preconditions), message)
         if only_restart_apart(template, live):
             raise ActionRefused(
                 f"revision {to} of {object_ref(target)} differs from the current template only "

@@ -16,6 +16,7 @@ from remediations.base import ActionContext, ActionRefused, Clients
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
 from tests.support.approvals import ApprovalEnv, MakeApprovalEnv
+from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import (
     STRATEGIC_MERGE_PATCH,
     MakeDeployment,
@@ -126,6 +127,42 @@ async def test_a_deployment_changed_after_the_preview_is_superseded_not_rolled(
     )
     assert (await env.harness.only_run()).outcome is RunOutcome.AWAITING_APPROVAL
     assert env.peer.kinds()[-2:] == ["approval.superseded", "approval.requested"]
+
+
+async def test_an_approved_rollback_done_by_hand_meanwhile_is_a_noop_not_a_new_approval(
+    approval_env: MakeApprovalEnv,
+    control_plane: ControlPlane,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # Someone sets revision 1's template back by hand before the engineer approves. The
+    # fresh preview finds it running already: a noop. Its before was {"revision",
+    # "images"} and its after {"to_revision", "replicaset", "images"}, so the approve stage
+    # did not take it for "changes nothing": the approval was superseded and a second one
+    # asked to roll back to what already ran. The Deployment controller is held meanwhile, so
+    # the revision stays 2 (once it catches up, revision 1's ReplicaSet is renumbered 3 and
+    # the rollback has no default revision left: a rollback is the newest release).
+    ns = kube_namespace
+    env, run, approval = await _awaiting_approval(approval_env, kube_admin, ns, make_deployment)
+    with control_plane.controllers_paused():
+        body = {
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "img/a:1"}]}}}
+        }
+        await patch_deployment(kube_admin, ns, "web", body, STRATEGIC_MERGE_PATCH)
+        await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+        await env.harness.drain()
+
+    done = await env.harness.only_run()
+    before = {"revision": 2, "images": {"app": "img/a:1"}}
+    assert [(s.outcome, s.before, s.after) for s in done.steps] == [("noop", before, before)], (
+        done.steps
+    )
+    assert done.outcome is RunOutcome.SUCCEEDED
+    latest = await env.desk.store.latest_approval(run.id, 0)
+    assert latest is not None
+    assert latest.state is ApprovalState.APPROVED
+    assert env.peer.kinds().count("approval.requested") == 1
 
 
 async def test_run_refuses_when_state_no_longer_meets_the_approved_preconditions(
