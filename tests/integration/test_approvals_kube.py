@@ -46,10 +46,22 @@ async def _image(kube: Any, ns: str) -> str:
     return image
 
 
-async def _set_image(kube: Any, ns: str, image: str, revision: int) -> None:
+async def _patch_image(kube: Any, ns: str, image: str) -> None:
     body = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
     await patch_deployment(kube, ns, "web", body, STRATEGIC_MERGE_PATCH)
+
+
+async def _set_image(kube: Any, ns: str, image: str, revision: int) -> None:
+    await _patch_image(kube, ns, image)
     await wait_for_revision(kube, ns, "web", revision)
+
+
+async def _asked_once(env: ApprovalEnv, run_id: str) -> None:
+    """The step's one approval was given and used: no second one was asked for."""
+    latest = await env.desk.store.latest_approval(run_id, 0)
+    assert latest is not None
+    assert latest.state is ApprovalState.APPROVED
+    assert env.peer.kinds().count("approval.requested") == 1
 
 
 async def _revision_2(kube: Any, ns: str, make_deployment: MakeDeployment) -> None:
@@ -146,10 +158,7 @@ async def test_an_approved_rollback_done_by_hand_meanwhile_is_a_noop_not_a_new_a
     ns = kube_namespace
     env, run, approval = await _awaiting_approval(approval_env, kube_admin, ns, make_deployment)
     with control_plane.controllers_paused():
-        body = {
-            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "img/a:1"}]}}}
-        }
-        await patch_deployment(kube_admin, ns, "web", body, STRATEGIC_MERGE_PATCH)
+        await _patch_image(kube_admin, ns, "img/a:1")
         await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
         await env.harness.drain()
 
@@ -159,10 +168,7 @@ async def test_an_approved_rollback_done_by_hand_meanwhile_is_a_noop_not_a_new_a
         done.steps
     )
     assert done.outcome is RunOutcome.SUCCEEDED
-    latest = await env.desk.store.latest_approval(run.id, 0)
-    assert latest is not None
-    assert latest.state is ApprovalState.APPROVED
-    assert env.peer.kinds().count("approval.requested") == 1
+    await _asked_once(env, run.id)
 
 
 async def test_run_refuses_when_state_no_longer_meets_the_approved_preconditions(
@@ -229,7 +235,4 @@ async def test_an_approved_eviction_of_a_pod_gone_meanwhile_is_a_noop_not_a_new_
         ("noop", {"pods": []}, {"pods": []})
     ], done.steps
     assert done.outcome is RunOutcome.SUCCEEDED
-    latest = await env.desk.store.latest_approval(run.id, 0)
-    assert latest is not None
-    assert latest.state is ApprovalState.APPROVED
-    assert env.peer.kinds().count("approval.requested") == 1
+    await _asked_once(env, run.id)
