@@ -21,6 +21,7 @@ __all__ = [
     "held_back",
     "is_controlled_by",
     "is_remediator_key",
+    "json_pointer",
     "object_ref",
     "pod_template",
     "refuse_duplicate_env",
@@ -47,6 +48,13 @@ WORKLOADS = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonS
 def object_ref(target: Target) -> str:
     """``"Deployment shop/web"``: how messages name a Kubernetes target."""
     return f"{target.kind} {target.namespace}/{target.name}"
+
+
+def json_pointer(key: str) -> str:
+    """``key`` (an annotation or label key) as one JSON Pointer reference token (RFC 6901:
+    ``~`` as ``~0``, ``/`` as ``~1``), for a JSON Patch path such as
+    ``/metadata/annotations/<token>``."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def is_remediator_key(key: str) -> bool:
