@@ -28,6 +28,7 @@ __all__ = [
     "refuse_paused",
     "refuse_paused_edit",
     "revision_of",
+    "selector_matches",
     "selector_string",
     "template_containers",
     "template_images",
@@ -211,3 +212,31 @@ def selector_string(selector: Mapping[str, Any]) -> str:
         elif op == "DoesNotExist":
             parts.append(f"!{key}")
     return ",".join(parts)
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Whether the LabelSelector ``selector`` (a plain dict; None for an absent one) selects
+    an object with ``labels``, as ``metav1.LabelSelectorAsSelector`` then ``Matches`` decide:
+    an absent selector selects nothing, an empty one everything; ``matchLabels`` and each of
+    ``matchExpressions`` (``In``, ``NotIn``: also true without the key, ``Exists``,
+    ``DoesNotExist``) must all hold. An unknown operator makes the selector invalid: it
+    selects nothing (what the Eviction API makes of a budget with one)."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        present = key in labels
+        if op == "In":
+            held = present and labels[key] in values
+        elif op == "NotIn":
+            held = not present or labels[key] not in values
+        elif op in ("Exists", "DoesNotExist"):
+            held = present == (op == "Exists")
+        else:
+            return False
+        if not held:
+            return False
+    return True

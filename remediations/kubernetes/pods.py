@@ -13,6 +13,11 @@ the step ends there, refused, naming the budget's reason, the pods it evicted an
 not; a budget whose status its controller has not caught up with yet is waited for, a few
 seconds at most (``evict.BUDGET_PENDING``). Every eviction carries the pod's uid as a
 precondition, so it deletes the pod that was looked at and never a namesake that replaced it.
+A dry-run eviction does not use up the budget, so the plan reads the budgets and counts them
+down pod by pod (``budgets.forecast``): the preview names the pod a budget would refuse (its
+after ``{"deleted": [...], "not_deleted": [...]}``), and the dry run, once its dry-run
+evictions have passed, ends refused as the live step would. The live step still leaves the
+decision to the API server.
 
 A deleted pod cannot carry a record of its deletion, and its replacement may have its name
 (StatefulSet pods do): so the step's write record (``replay``) goes on the workload that holds
@@ -48,6 +53,7 @@ from remediations.kubernetes.api import (
     KubeApi,
     WritePlan,
 )
+from remediations.kubernetes.budgets import Forecast, forecast, read_budgets
 from remediations.kubernetes.evict import BUDGET_PENDING, EvictionRefused, evict_pods
 from remediations.kubernetes.objects import WORKLOADS, controller_uid, object_ref, selector_string
 from remediations.kubernetes.pod_holder import (
@@ -249,15 +255,23 @@ class DeletePod(KubeAction[DeletePodParams]):
                 f"no (live) pod to delete for {object_ref(target)}",
             )
         ns = target.namespace
+        # A dry-run eviction does not use up the budget: what the budgets would let through is
+        # counted here (budgets.forecast), for the preview an engineer approves and the dry run.
+        told = forecast(chosen, await read_budgets(api, ns))
         change = Change(
-            f"delete pod(s) {', '.join(names)} in namespace {ns}",
+            f"delete pod(s) {', '.join(names)} in namespace {ns}{told.summary()}",
             before,
-            {"deleted": names},
+            told.after(),
             preconditions={"uids": [p["metadata"]["uid"] for p in chosen]},
         )
 
         async def write() -> dict[str, Any]:
-            record = api.record(holder_obj, change) if holder is not None else {}
+            # The record says every pod goes; a refusal corrects it (correct_record).
+            record = (
+                api.record(holder_obj, change, after={"deleted": names})
+                if holder is not None
+                else {}
+            )
             if holder is not None and record:
                 # Before the evictions: a crash after them must leave the record behind. A
                 # crash between the two leaves the evictions to the take-up (_replay). On the
@@ -271,11 +285,18 @@ class DeletePod(KubeAction[DeletePodParams]):
                     api, ns, pods, params.grace_period_seconds, pending=self.budget_pending
                 )
             except EvictionRefused as exc:
+                if api.ctx.dry_run:
+                    # A dry-run eviction evicts nothing: none of them acted.
+                    raise _dry_refusal(ns, exc) from exc
                 # The record says every pod went: make it say which did (correct_record).
                 stored = own_record(api, record) if holder is not None else None
                 if holder is None or stored is None:
                     raise
                 await correct_record(api, holder, stored, exc)
+            if api.ctx.dry_run and told.refused:
+                # Every dry-run eviction passed (validated), but live, the budget would stop
+                # the step at told.refused[0]: the dry run ends as the live step would.
+                raise told.refusal(ns)
             return {"deleted": done.now}
 
         return WritePlan(change, write, _identity)
@@ -283,6 +304,14 @@ class DeletePod(KubeAction[DeletePodParams]):
 
 def _identity(written: dict[str, Any]) -> Mapping[str, Any]:
     return written
+
+
+def _dry_refusal(ns: str, refused: EvictionRefused) -> ActionRefused:
+    """The refusal a dry run ends with when the API server refused one of its dry-run
+    evictions: said as what would happen, as not having acted."""
+    if refused.advice:
+        return Forecast.met(refused).refusal(ns)
+    return ActionRefused(f"dry run, nothing evicted: {refused.message}")
 
 
 def _replay(

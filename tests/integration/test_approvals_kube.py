@@ -15,6 +15,11 @@ from receiver.store import RunRecord
 from remediations.base import ActionContext, ActionRefused, Clients
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
+from tests.integration.test_kubernetes_delete_pod_budget import (
+    budget_allows,
+    create_budget,
+    ready_pods,
+)
 from tests.support.approvals import ApprovalEnv, MakeApprovalEnv
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import (
@@ -236,3 +241,39 @@ async def test_an_approved_eviction_of_a_pod_gone_meanwhile_is_a_noop_not_a_new_
     ], done.steps
     assert done.outcome is RunOutcome.SUCCEEDED
     await _asked_once(env, run.id)
+
+
+WORKLOAD_RULES = """
+rules:
+  - name: evict
+    match: ['alertname="PodsStuck"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: web}
+    steps:
+      - action: kubernetes.delete_pod
+        params: {max_pods: 2}
+"""
+
+
+async def test_the_approval_of_an_eviction_says_which_pod_its_budget_would_refuse(
+    approval_env: MakeApprovalEnv,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # Two ready pods under a budget that allows one disruption. The engineer was asked to
+    # approve deleting both (each dry-run eviction passes as if alone); approved, the step
+    # evicted one and was refused at the second. The plan they approve now says so.
+    ns = kube_namespace
+    await make_deployment("web", replicas=2)
+    await ready_pods(kube_admin, ns, "web", 2)
+    await create_budget(kube_admin, ns, max_unavailable=1)
+    await budget_allows(kube_admin, ns, "web", healthy=2, allowed=1)
+    env = await approval_env(rules=WORKLOAD_RULES, kube=kube_admin)
+    await env.harness.deliver({"alertname": "PodsStuck", "namespace": ns})
+    run = await env.harness.only_run()
+    assert run.outcome is RunOutcome.AWAITING_APPROVAL
+    approval = await env.desk.store.latest_approval(run.id, 0)
+    assert approval is not None
+    first, second = approval.plan["before"]["pods"]
+    assert approval.plan["after"] == {"deleted": [first], "not_deleted": [second]}
+    assert f"a PodDisruptionBudget would refuse pod {second}" in approval.plan["summary"]
