@@ -30,7 +30,8 @@ Two stages around ``Execute``:
   computes the held step's preview, stores a pending approval bound to its hash, and notifies.
   ``Record`` then parks the run in ``awaiting_approval``. A held step that is the last of its
   phase and whose preview changes nothing (its before, not empty, is its after: a limit at its
-  cap already, no pod left to delete) is recorded ``noop`` instead, not run and nobody asked.
+  cap already, no pod left to delete, the revision to roll back to already running) is
+  recorded ``noop`` instead, not run and nobody asked.
   One with steps after it is still put to an approver (approving it lets them run).
 
 A preview that is refused (the target cannot be changed that way now) or fails ends the step

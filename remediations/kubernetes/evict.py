@@ -41,7 +41,16 @@ from remediations.kubernetes.retry import (
 )
 from remediations.retrying import call_with_retries
 
-__all__ = ["BUDGET_PENDING", "BudgetRefused", "Evicted", "evict", "evict_pods"]
+__all__ = [
+    "BUDGET_ADVICE",
+    "BUDGET_PENDING",
+    "MANY_BUDGETS_ADVICE",
+    "BudgetRefused",
+    "Evicted",
+    "EvictionRefused",
+    "evict",
+    "evict_pods",
+]
 
 # A 409 about the uid precondition: the pod was replaced (the eviction's own wording, and the
 # store's for the DELETE it makes). Any other 409 of an eviction is its resourceVersion
@@ -55,6 +64,13 @@ _UID_CONFLICT = re.compile(r"UID in (the )?precondition")
 BUDGET_PENDING = RetryPolicy(attempts=6, initial_wait=0.5, max_wait=4.0, jitter=0.2)
 
 
+# What would let a refused eviction through: for a pod two budgets select, and otherwise.
+MANY_BUDGETS_ADVICE = (
+    "the Eviction API evicts no pod that two budgets select: leave one selecting it"
+)
+BUDGET_ADVICE = "the budget allows more once enough of its pods are ready"
+
+
 class BudgetRefused(ActionRefused):
     """A PodDisruptionBudget refused evicting pod ``pod``: ``reason`` is the API server's
     word, naming the budget, without its final full stop; ``advice`` what would let it
@@ -63,12 +79,32 @@ class BudgetRefused(ActionRefused):
     def __init__(self, pod: str, reason: str) -> None:
         self.pod = pod
         self.reason = reason.strip().rstrip(".")
-        self.advice = (
-            "the Eviction API evicts no pod that two budgets select: leave one selecting it"
-            if MANY_BUDGETS in reason
-            else "the budget allows more once enough of its pods are ready"
-        )
+        self.advice = MANY_BUDGETS_ADVICE if MANY_BUDGETS in reason else BUDGET_ADVICE
         super().__init__(f"evicting pod {pod} was refused ({self.reason}); {self.advice}")
+
+
+class EvictionRefused(ActionRefused):
+    """``evict_pods`` stopped at a refused eviction (a budget's, or any other refusal of the
+    API server's). ``evicted``: the pods it counts as evicted by the step (see
+    ``evict_pods``), in order; ``not_evicted``: the refused pod and those after it, not
+    tried; ``reason``: why, in a few words (the budget's, or the refusal's message);
+    ``advice``: what would let a budget's refusal through, "" for any other refusal."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        evicted: list[str],
+        not_evicted: list[str],
+        reason: str,
+        may_have_acted: bool,
+        advice: str = "",
+    ) -> None:
+        super().__init__(message, may_have_acted=may_have_acted)
+        self.evicted = evicted
+        self.not_evicted = not_evicted
+        self.reason = reason
+        self.advice = advice
 
 
 @dataclass
@@ -179,28 +215,42 @@ async def evict_pods(
 ) -> Evicted:
     """Evict ``pods`` (name, uid) of namespace ``ns`` one after the other (``evict``).
 
-    Stops at the first that fails. A budget's refusal raises ActionRefused naming the budget's
-    reason, the pods evicted before it and those not evicted (the refused one and the rest,
-    not tried: the same budget would refuse them too, and the step evicts no other pods in
-    their place), ``may_have_acted`` when some were evicted. Any other failure raises as it
-    came, ``may_have_acted`` also when some were evicted before it. ``taken_up``: the step's
+    Stops at the first that fails. A budget's refusal raises EvictionRefused naming the
+    budget's reason, the pods evicted before it and those not evicted (the refused one and the
+    rest, not tried: the same budget would refuse them too, and the step evicts no other pods
+    in their place), ``may_have_acted`` when some were evicted; any other refusal raises
+    EvictionRefused with its own message, the same way. Any other failure raises as it came,
+    ``may_have_acted`` also when some were evicted before it. ``taken_up``: the step's
     earlier attempt chose these pods and may have evicted those found gone, so they count
-    as acted on too. ``pending``: how long each eviction waits for a budget still being
-    processed (``evict``).
+    as acted on too (EvictionRefused.evicted lists them). ``pending``: how long each
+    eviction waits for a budget still being processed (``evict``).
     """
     done = Evicted()
     for i, (name, uid) in enumerate(pods):
         try:
             outcome = await evict(api, ns, name, uid, grace_period_seconds, pending=pending)
-        except BudgetRefused as exc:
+        except ActionRefused as exc:
             left = [n for n, _ in pods[i:]]
+            acted = done.now + (done.gone if taken_up else [])
+            if not isinstance(exc, BudgetRefused):
+                raise EvictionRefused(
+                    exc.message,
+                    evicted=acted,
+                    not_evicted=left,
+                    reason=exc.message,
+                    may_have_acted=exc.may_have_acted or bool(acted),
+                ) from exc
             evicted = ", ".join(done.now) or "none"
             gone = f"; already gone: {', '.join(done.gone)}" if done.gone else ""
-            raise ActionRefused(
+            raise EvictionRefused(
                 f"a PodDisruptionBudget refused evicting pod {name} in namespace {ns} "
                 f"({exc.reason}); not evicted: {', '.join(left)}; evicted: {evicted}{gone}; "
                 f"{exc.advice}",
-                may_have_acted=bool(done.now) or (taken_up and bool(done.gone)),
+                evicted=acted,
+                not_evicted=left,
+                reason=exc.reason,
+                may_have_acted=bool(acted),
+                advice=exc.advice,
             ) from exc
         except ActionError as exc:
             exc.may_have_acted = exc.may_have_acted or bool(done.now)

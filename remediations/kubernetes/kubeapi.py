@@ -68,7 +68,8 @@ class KubeApi:
     """One action call's view of the cluster: the client, the retry policy, the write options.
 
     Built per call from ``ctx``; raises MissingClient (an ActionRefused) when the service has
-    no Kubernetes client. ``apps``, ``core`` and ``autoscaling`` are the typed API groups;
+    no Kubernetes client. ``apps``, ``core``, ``autoscaling`` and ``policy_api`` (policy/v1)
+    are the typed API groups;
     every request goes through ``call()``, so it is retried and its errors mapped as
     ``retry.call`` describes.
     """
@@ -78,6 +79,7 @@ class KubeApi:
         self.apps: Any = k8s.AppsV1Api(self.client)
         self.core: Any = k8s.CoreV1Api(self.client)
         self.autoscaling: Any = k8s.AutoscalingV2Api(self.client)
+        self.policy_api: Any = k8s.PolicyV1Api(self.client)
         self.policy = policy
         self.ctx = ctx
         self.action = action

@@ -21,12 +21,14 @@ __all__ = [
     "held_back",
     "is_controlled_by",
     "is_remediator_key",
+    "json_pointer",
     "object_ref",
     "pod_template",
     "refuse_duplicate_env",
     "refuse_paused",
     "refuse_paused_edit",
     "revision_of",
+    "selector_matches",
     "selector_string",
     "template_containers",
     "template_images",
@@ -47,6 +49,13 @@ WORKLOADS = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonS
 def object_ref(target: Target) -> str:
     """``"Deployment shop/web"``: how messages name a Kubernetes target."""
     return f"{target.kind} {target.namespace}/{target.name}"
+
+
+def json_pointer(key: str) -> str:
+    """``key`` (an annotation or label key) as one JSON Pointer reference token (RFC 6901:
+    ``~`` as ``~0``, ``/`` as ``~1``), for a JSON Patch path such as
+    ``/metadata/annotations/<token>``."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def is_remediator_key(key: str) -> bool:
@@ -203,3 +212,31 @@ def selector_string(selector: Mapping[str, Any]) -> str:
         elif op == "DoesNotExist":
             parts.append(f"!{key}")
     return ",".join(parts)
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Whether the LabelSelector ``selector`` (a plain dict; None for an absent one) selects
+    an object with ``labels``, as ``metav1.LabelSelectorAsSelector`` then ``Matches`` decide:
+    an absent selector selects nothing, an empty one everything; ``matchLabels`` and each of
+    ``matchExpressions`` (``In``, ``NotIn``: also true without the key, ``Exists``,
+    ``DoesNotExist``) must all hold. An unknown operator makes the selector invalid: it
+    selects nothing (what the Eviction API makes of a budget with one)."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        present = key in labels
+        if op == "In":
+            held = present and labels[key] in values
+        elif op == "NotIn":
+            held = not present or labels[key] not in values
+        elif op in ("Exists", "DoesNotExist"):
+            held = present == (op == "Exists")
+        else:
+            return False
+        if not held:
+            return False
+    return True

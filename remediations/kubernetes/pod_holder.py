@@ -9,21 +9,40 @@ no record (the actions write no ReplicaSet). Taken up after a crash that came af
 eviction, the pod itself is gone (a ReplicaSet's or DaemonSet's replacement has a new name, a
 StatefulSet's may not exist yet), so its controller cannot be read from it: ``recorded_holder``
 looks for the step's record on the workloads the pod's name was made from.
+
+The record is written before the evictions, so it says they all happened. When an eviction is
+refused (a PodDisruptionBudget's 429, or any other refusal), ``correct_record`` makes it say
+which pods were evicted (none, when the first was refused) and why the others were not. Its
+``change`` (the pods chosen, their uids) stays as written: it is what a take-up evicts again,
+and it is what was approved. Corrected rather than removed when nothing was evicted: the
+Deployment controller copies a Deployment's annotations onto its ReplicaSet and never removes
+one there, so a removed record would live on in that copy saying the pods were deleted (and a
+``kubectl rollout undo`` to that ReplicaSet would bring it back); a corrected one replaces the
+copy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from remediations.base import ActionRefused
-from remediations.kubernetes.kubeapi import KubeApi
-from remediations.kubernetes.objects import WORKLOADS, object_ref
+from remediations.base import ActionError, ActionRefused
+from remediations.kubernetes.evict import EvictionRefused
+from remediations.kubernetes.kubeapi import JSON_PATCH, KubeApi
+from remediations.kubernetes.objects import WORKLOADS, json_pointer, object_ref
+from remediations.kubernetes.replay import WRITE_PREFIX, WriteRecord
 from remediations.targets import Target
 
-__all__ = ["MIRROR_ANNOTATION", "holder_of", "recorded_holder", "refuse_unreplaced"]
+__all__ = [
+    "MIRROR_ANNOTATION",
+    "correct_record",
+    "holder_of",
+    "own_record",
+    "recorded_holder",
+    "refuse_unreplaced",
+]
 
 # The kubelet's annotation on the mirror of a static pod (``kubetypes.ConfigMirrorAnnotationKey``).
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -136,3 +155,62 @@ async def _read_if_present(api: KubeApi, target: Target) -> dict[str, Any] | Non
     except ApiException:
         return None
     return api.to_dict(obj)
+
+
+def own_record(api: KubeApi, annotations: Mapping[str, str | None]) -> tuple[str, str] | None:
+    """This step's write record among ``annotations`` (an object's, or the ones a write sends,
+    None for a key it removes): its key and its value as stored; None when it is not there."""
+    for key, value in annotations.items():
+        if value is None or not key.startswith(WRITE_PREFIX) or api.step is None:
+            continue
+        record = WriteRecord.from_json(value)
+        if record is not None and record.action == api.action and api.step.wrote(key, record):
+            return key, value
+    return None
+
+
+async def correct_record(
+    api: KubeApi, holder: Target, stored: tuple[str, str], refused: EvictionRefused
+) -> NoReturn:
+    """After ``refused`` stopped the evictions: make this step's record on ``holder`` (key and
+    value as ``stored``, ``own_record``) say what happened, then raise ``refused``.
+
+    The record's ``after`` becomes ``{"deleted": refused.evicted}`` and its ``extra`` gains
+    ``not_deleted`` (``refused.not_evicted``) and ``refused`` (the reason); its ``change`` and
+    ``at`` stay. One JSON Patch: a ``test`` that the key still holds ``stored``, then its
+    ``replace``. A failed test (422: another write took the slot since) leaves it: it no longer
+    holds this record. A correction that fails otherwise is named in the refusal raised
+    instead (same ``may_have_acted``), so the step says the record still claims every pod
+    deleted."""
+    key, value = stored
+    old = WriteRecord.from_json(value)
+    if old is None:
+        raise refused
+    extra = {**old.extra, "not_deleted": refused.not_evicted, "refused": refused.reason}
+    new = WriteRecord(
+        action=old.action,
+        change=old.change,
+        after={"deleted": refused.evicted},
+        run_id=old.run_id,
+        phase=old.phase,
+        step=old.step,
+        extra=extra,
+        at=old.at,
+    )
+    path = f"/metadata/annotations/{json_pointer(key)}"
+    ops = [
+        {"op": "test", "path": path, "value": value},
+        {"op": "replace", "path": path, "value": new.to_json()},
+    ]
+    try:
+        await api.patch_workload(holder, ops, JSON_PATCH, allow=(422,))
+    except ApiException:
+        pass
+    except ActionError as exc:
+        raise ActionRefused(
+            f"{refused.message}; the step's write record on {object_ref(holder)} (annotation "
+            f"{key}) still says every chosen pod was deleted, correcting it failed: "
+            f"{exc.message}",
+            may_have_acted=refused.may_have_acted,
+        ) from refused
+    raise refused

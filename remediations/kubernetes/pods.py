@@ -13,6 +13,11 @@ the step ends there, refused, naming the budget's reason, the pods it evicted an
 not; a budget whose status its controller has not caught up with yet is waited for, a few
 seconds at most (``evict.BUDGET_PENDING``). Every eviction carries the pod's uid as a
 precondition, so it deletes the pod that was looked at and never a namesake that replaced it.
+A dry-run eviction does not use up the budget, so the plan reads the budgets and counts them
+down pod by pod (``budgets.forecast``): the preview names the pod a budget would refuse (its
+after ``{"deleted": [...], "not_deleted": [...]}``), and the dry run, once its dry-run
+evictions have passed, ends refused as the live step would. The live step still leaves the
+decision to the API server.
 
 A deleted pod cannot carry a record of its deletion, and its replacement may have its name
 (StatefulSet pods do): so the step's write record (``replay``) goes on the workload that holds
@@ -22,7 +27,9 @@ A step taken up again after a crash finds it and evicts the recorded uids again,
 them, so a take-up never evicts more than the step's ``max_pods``: a crash between the record
 and the evictions left them undone, and the uid precondition keeps the replacements safe
 (they have other uids). A 404 or a uid conflict then means the pod is already gone. A pod of
-a ReplicaSet that no Deployment controls gets no record.
+a ReplicaSet that no Deployment controls gets no record. The record says every chosen pod
+was deleted: an eviction refused (``evict.EvictionRefused``) makes the step correct it to
+those that were (``pod_holder.correct_record``), before the refusal ends the step.
 
 A Pod target that no controller would replace is refused (``refuse_unreplaced``): a bare pod
 (deleted, it and its work are lost) and a static pod's mirror (its controller is a Node:
@@ -46,9 +53,16 @@ from remediations.kubernetes.api import (
     KubeApi,
     WritePlan,
 )
-from remediations.kubernetes.evict import BUDGET_PENDING, evict_pods
+from remediations.kubernetes.budgets import Forecast, forecast, read_budgets
+from remediations.kubernetes.evict import BUDGET_PENDING, EvictionRefused, evict_pods
 from remediations.kubernetes.objects import WORKLOADS, controller_uid, object_ref, selector_string
-from remediations.kubernetes.pod_holder import holder_of, recorded_holder, refuse_unreplaced
+from remediations.kubernetes.pod_holder import (
+    correct_record,
+    holder_of,
+    own_record,
+    recorded_holder,
+    refuse_unreplaced,
+)
 from remediations.kubernetes.replay import WriteRecord
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
 from remediations.params import Integer
@@ -217,9 +231,15 @@ class DeletePod(KubeAction[DeletePodParams]):
     async def plan(self, api: KubeApi, target: Target, params: DeletePodParams) -> WritePlan:
         candidates, holder, holder_obj = await self._candidates(api, target, params)
         record = api.earlier_write(holder_obj)
-        if record is not None:
+        if record is not None and holder is not None:
+            stored = own_record(api, (holder_obj.get("metadata") or {}).get("annotations") or {})
             return _replay(
-                api, target.namespace, record, params.grace_period_seconds, self.budget_pending
+                api,
+                target.namespace,
+                (holder, stored),
+                record,
+                params.grace_period_seconds,
+                self.budget_pending,
             )
         pods = [p for p in candidates if _live(p)]
         pods.sort(key=_pod_sort_key)
@@ -235,15 +255,23 @@ class DeletePod(KubeAction[DeletePodParams]):
                 f"no (live) pod to delete for {object_ref(target)}",
             )
         ns = target.namespace
+        # A dry-run eviction does not use up the budget: what the budgets would let through is
+        # counted here (budgets.forecast), for the preview an engineer approves and the dry run.
+        told = forecast(chosen, await read_budgets(api, ns))
         change = Change(
-            f"delete pod(s) {', '.join(names)} in namespace {ns}",
+            f"delete pod(s) {', '.join(names)} in namespace {ns}{told.summary()}",
             before,
-            {"deleted": names},
+            told.after(),
             preconditions={"uids": [p["metadata"]["uid"] for p in chosen]},
         )
 
         async def write() -> dict[str, Any]:
-            record = api.record(holder_obj, change) if holder is not None else {}
+            # The record says every pod goes; a refusal corrects it (correct_record).
+            record = (
+                api.record(holder_obj, change, after={"deleted": names})
+                if holder is not None
+                else {}
+            )
             if holder is not None and record:
                 # Before the evictions: a crash after them must leave the record behind. A
                 # crash between the two leaves the evictions to the take-up (_replay). On the
@@ -252,9 +280,23 @@ class DeletePod(KubeAction[DeletePodParams]):
                 body = {"metadata": {"annotations": {**api.stamp(), **record}}}
                 await api.patch_read(holder, holder_obj, body, MERGE_PATCH)
             pods = [(p["metadata"]["name"], p["metadata"]["uid"]) for p in chosen]
-            done = await evict_pods(
-                api, ns, pods, params.grace_period_seconds, pending=self.budget_pending
-            )
+            try:
+                done = await evict_pods(
+                    api, ns, pods, params.grace_period_seconds, pending=self.budget_pending
+                )
+            except EvictionRefused as exc:
+                if api.ctx.dry_run:
+                    # A dry-run eviction evicts nothing: none of them acted.
+                    raise _dry_refusal(ns, exc) from exc
+                # The record says every pod went: make it say which did (correct_record).
+                stored = own_record(api, record) if holder is not None else None
+                if holder is None or stored is None:
+                    raise
+                await correct_record(api, holder, stored, exc)
+            if api.ctx.dry_run and told.refused:
+                # Every dry-run eviction passed (validated), but live, the budget would stop
+                # the step at told.refused[0]: the dry run ends as the live step would.
+                raise told.refusal(ns)
             return {"deleted": done.now}
 
         return WritePlan(change, write, _identity)
@@ -264,21 +306,32 @@ def _identity(written: dict[str, Any]) -> Mapping[str, Any]:
     return written
 
 
+def _dry_refusal(ns: str, refused: EvictionRefused) -> ActionRefused:
+    """The refusal a dry run ends with when the API server refused one of its dry-run
+    evictions: said as what would happen, as not having acted."""
+    if refused.advice:
+        return Forecast.met(refused).refusal(ns)
+    return ActionRefused(f"dry run, nothing evicted: {refused.message}")
+
+
 def _replay(
     api: KubeApi,
     ns: str,
+    held: tuple[Target, tuple[str, str] | None],
     record: WriteRecord,
     grace_period_seconds: int | None,
     pending: RetryPolicy,
 ) -> WritePlan:
-    """The plan of a step taken up again that finds its own ``record``: the recorded change
-    (so an approval of it still matches), carried out by evicting the recorded pods again
-    (only them: never more than the step chose). The record is written before the
-    evictions, so a crash between the two left them undone; each eviction is bound to its
-    pod's uid, so a replacement is never evicted. Result.after: the recorded pods, all gone
-    by then; the message says which were evicted now and which were already gone (most
-    likely by the earlier attempt). A budget that still refuses one ends the step as the
-    first attempt's refusal did (``evict_pods``)."""
+    """The plan of a step taken up again that finds its own ``record`` on the workload
+    ``held`` names (with the record's key and value as stored there: ``own_record``): the
+    recorded change (so an approval of it still matches), carried out by evicting the
+    recorded pods again (only them: never more than the step chose). The record is written
+    before the evictions, so a crash between the two left them undone; each eviction is
+    bound to its pod's uid, so a replacement is never evicted. Result.after: the recorded
+    pods, all gone by then; the message says which were evicted now and which were already
+    gone (most likely by the earlier attempt). A refusal that still stops one ends the step
+    as the first attempt's did (``evict_pods``), the record corrected as then
+    (``correct_record``: those gone count as evicted)."""
     change = WritePlan.replayed(record).change
     names = [str(n) for n in change.before.get("pods") or []]
     uids = [str(u) for u in change.preconditions.get("uids") or []]
@@ -290,7 +343,15 @@ def _replay(
 
     async def write() -> dict[str, Any]:
         pods = list(zip(names, uids, strict=True))
-        done = await evict_pods(api, ns, pods, grace_period_seconds, taken_up=True, pending=pending)
+        holder, stored = held
+        try:
+            done = await evict_pods(
+                api, ns, pods, grace_period_seconds, taken_up=True, pending=pending
+            )
+        except EvictionRefused as exc:
+            if stored is None:
+                raise
+            await correct_record(api, holder, stored, exc)
         return {"deleted": names, "now": done.now, "gone": done.gone}
 
     def report(written: dict[str, Any]) -> str:

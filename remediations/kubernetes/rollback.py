@@ -43,6 +43,7 @@ from remediations.kubernetes.objects import (
     REVISION,
     REVISION_HISTORY,
     is_remediator_key,
+    json_pointer,
     object_ref,
     pod_template,
     refuse_paused,
@@ -78,10 +79,6 @@ ROLLBACK_SKIP = frozenset(
         "deprecated.deployment.rollback.to",
     }
 )
-
-
-def _json_pointer(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def rolled_back_annotations(
@@ -168,8 +165,12 @@ class RolloutUndo(KubeAction[UndoParams]):
             "replicaset": rs_name,
         }
         if template == live:
+            # Its after is its before, as every noop's: an approved rollback someone already
+            # did by hand then runs as a noop instead of asking to approve it again
+            # (pipeline.approve's "changes nothing"). The preconditions still name the
+            # revision and ReplicaSet, so the noop stays bound to the state it saw.
             message = f"{object_ref(target)} already runs the template of revision {to}"
-            return WritePlan.noop(Change(message, before, after, preconditions), message)
+            return WritePlan.noop(Change(message, before, before, preconditions), message)
         if only_restart_apart(template, live):
             raise ActionRefused(
                 f"revision {to} of {object_ref(target)} differs from the current template only "
@@ -198,7 +199,7 @@ class RolloutUndo(KubeAction[UndoParams]):
         ops: list[dict[str, Any]] = [
             {
                 "op": "test",
-                "path": f"/metadata/annotations/{_json_pointer(REVISION)}",
+                "path": f"/metadata/annotations/{json_pointer(REVISION)}",
                 "value": str(current),
             },
             {"op": "replace", "path": "/spec/template", "value": template},
@@ -206,10 +207,10 @@ class RolloutUndo(KubeAction[UndoParams]):
         # Key by key rather than kubectl's replace of the whole map: only what this plan
         # means to change is touched.
         for key in sorted(set(live_annotations) - set(wanted)):
-            ops.append({"op": "remove", "path": f"/metadata/annotations/{_json_pointer(key)}"})
+            ops.append({"op": "remove", "path": f"/metadata/annotations/{json_pointer(key)}"})
         for key, value in sorted(wanted.items()):
             if live_annotations.get(key) != value:
-                path = f"/metadata/annotations/{_json_pointer(key)}"
+                path = f"/metadata/annotations/{json_pointer(key)}"
                 ops.append({"op": "add", "path": path, "value": value})
         # Set when an earlier attempt of this write landed although its answer was lost.
         landed: dict[str, Any] = {}

@@ -15,7 +15,13 @@ from receiver.store import RunRecord
 from remediations.base import ActionContext, ActionRefused, Clients
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
+from tests.integration.test_kubernetes_delete_pod_budget import (
+    budget_allows,
+    create_budget,
+    ready_pods,
+)
 from tests.support.approvals import ApprovalEnv, MakeApprovalEnv
+from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import (
     STRATEGIC_MERGE_PATCH,
     MakeDeployment,
@@ -45,10 +51,22 @@ async def _image(kube: Any, ns: str) -> str:
     return image
 
 
-async def _set_image(kube: Any, ns: str, image: str, revision: int) -> None:
+async def _patch_image(kube: Any, ns: str, image: str) -> None:
     body = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
     await patch_deployment(kube, ns, "web", body, STRATEGIC_MERGE_PATCH)
+
+
+async def _set_image(kube: Any, ns: str, image: str, revision: int) -> None:
+    await _patch_image(kube, ns, image)
     await wait_for_revision(kube, ns, "web", revision)
+
+
+async def _asked_once(env: ApprovalEnv, run_id: str) -> None:
+    """The step's one approval was given and used: no second one was asked for."""
+    latest = await env.desk.store.latest_approval(run_id, 0)
+    assert latest is not None
+    assert latest.state is ApprovalState.APPROVED
+    assert env.peer.kinds().count("approval.requested") == 1
 
 
 async def _revision_2(kube: Any, ns: str, make_deployment: MakeDeployment) -> None:
@@ -128,6 +146,36 @@ async def test_a_deployment_changed_after_the_preview_is_superseded_not_rolled(
     assert env.peer.kinds()[-2:] == ["approval.superseded", "approval.requested"]
 
 
+async def test_an_approved_rollback_done_by_hand_meanwhile_is_a_noop_not_a_new_approval(
+    approval_env: MakeApprovalEnv,
+    control_plane: ControlPlane,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # Someone sets revision 1's template back by hand before the engineer approves. The
+    # fresh preview finds it running already: a noop. Its before was {"revision",
+    # "images"} and its after {"to_revision", "replicaset", "images"}, so the approve stage
+    # did not take it for "changes nothing": the approval was superseded and a second one
+    # asked to roll back to what already ran. The Deployment controller is held meanwhile, so
+    # the revision stays 2 (once it catches up, revision 1's ReplicaSet is renumbered 3 and
+    # the rollback has no default revision left: a rollback is the newest release).
+    ns = kube_namespace
+    env, run, approval = await _awaiting_approval(approval_env, kube_admin, ns, make_deployment)
+    with control_plane.controllers_paused():
+        await _patch_image(kube_admin, ns, "img/a:1")
+        await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+        await env.harness.drain()
+
+    done = await env.harness.only_run()
+    before = {"revision": 2, "images": {"app": "img/a:1"}}
+    assert [(s.outcome, s.before, s.after) for s in done.steps] == [("noop", before, before)], (
+        done.steps
+    )
+    assert done.outcome is RunOutcome.SUCCEEDED
+    await _asked_once(env, run.id)
+
+
 async def test_run_refuses_when_state_no_longer_meets_the_approved_preconditions(
     kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:
@@ -192,7 +240,40 @@ async def test_an_approved_eviction_of_a_pod_gone_meanwhile_is_a_noop_not_a_new_
         ("noop", {"pods": []}, {"pods": []})
     ], done.steps
     assert done.outcome is RunOutcome.SUCCEEDED
-    latest = await env.desk.store.latest_approval(run.id, 0)
-    assert latest is not None
-    assert latest.state is ApprovalState.APPROVED
-    assert env.peer.kinds().count("approval.requested") == 1
+    await _asked_once(env, run.id)
+
+
+WORKLOAD_RULES = """
+rules:
+  - name: evict
+    match: ['alertname="PodsStuck"']
+    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: web}
+    steps:
+      - action: kubernetes.delete_pod
+        params: {max_pods: 2}
+"""
+
+
+async def test_the_approval_of_an_eviction_says_which_pod_its_budget_would_refuse(
+    approval_env: MakeApprovalEnv,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # Two ready pods under a budget that allows one disruption. The engineer was asked to
+    # approve deleting both (each dry-run eviction passes as if alone); approved, the step
+    # evicted one and was refused at the second. The plan they approve now says so.
+    ns = kube_namespace
+    await make_deployment("web", replicas=2)
+    await ready_pods(kube_admin, ns, "web", 2)
+    await create_budget(kube_admin, ns, max_unavailable=1)
+    await budget_allows(kube_admin, ns, "web", healthy=2, allowed=1)
+    env = await approval_env(rules=WORKLOAD_RULES, kube=kube_admin)
+    await env.harness.deliver({"alertname": "PodsStuck", "namespace": ns})
+    run = await env.harness.only_run()
+    assert run.outcome is RunOutcome.AWAITING_APPROVAL
+    approval = await env.desk.store.latest_approval(run.id, 0)
+    assert approval is not None
+    first, second = approval.plan["before"]["pods"]
+    assert approval.plan["after"] == {"deleted": [first], "not_deleted": [second]}
+    assert f"a PodDisruptionBudget would refuse pod {second}" in approval.plan["summary"]

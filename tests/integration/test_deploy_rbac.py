@@ -386,6 +386,8 @@ async def test_delete_pod_verbs(remediator: Any, admin: Any) -> None:
     core = _api(k8s.CoreV1Api, remediator)
     pods = (await core.list_namespaced_pod(TARGET_NS, label_selector=f"app={name}")).items
     assert [p.metadata.name for p in pods] == [name]
+    # Its preview counts down the budgets selecting the pods.
+    await _api(k8s.PolicyV1Api, remediator).list_namespaced_pod_disruption_budget(TARGET_NS)
     pod = await core.read_namespaced_pod(name, TARGET_NS)
     eviction = k8s.V1Eviction(
         metadata=k8s.V1ObjectMeta(name=name, namespace=TARGET_NS),
@@ -496,6 +498,8 @@ MATRIX_RESOURCES = (
     ("", "events"),
     ("batch", "jobs"),
     ("coordination.k8s.io", "leases"),
+    ("policy", "poddisruptionbudgets"),
+    ("policy", "poddisruptionbudgets/status"),
     ("rbac.authorization.k8s.io", "roles"),
     ("rbac.authorization.k8s.io", "rolebindings"),
 )

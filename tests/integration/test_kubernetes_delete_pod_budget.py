@@ -28,6 +28,7 @@ from remediations.base import (
     TransientActionError,
 )
 from remediations.kubernetes.pods import DeletePod
+from remediations.kubernetes.replay import WriteRecord, records_of
 from remediations.kubernetes.retry import RetryPolicy, budget_pending
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
@@ -83,6 +84,17 @@ async def ready_pods(api_client: Any, ns: str, deployment: str, count: int) -> l
     return sorted(pods)
 
 
+async def create_budget(api_client: Any, ns: str, name: str = "web", **spec: Any) -> None:
+    """Budget ``name`` selecting ``app=web``, with ``spec`` (``min_available=2``, ...)."""
+    budget = k8s.V1PodDisruptionBudget(
+        metadata=k8s.V1ObjectMeta(name=name),
+        spec=k8s.V1PodDisruptionBudgetSpec(
+            selector=k8s.V1LabelSelector(match_labels={"app": "web"}), **spec
+        ),
+    )
+    await k8s.PolicyV1Api(api_client).create_namespaced_pod_disruption_budget(ns, budget)
+
+
 async def budget_allows(api_client: Any, ns: str, name: str, healthy: int, allowed: int) -> None:
     """Wait until the disruption controller has computed budget ``name``: its generation
     observed, ``healthy`` pods counted healthy, ``allowed`` disruptions allowed."""
@@ -103,6 +115,14 @@ async def budget_allows(api_client: Any, ns: str, name: str, healthy: int, allow
     )
 
 
+async def step_record(api_client: Any, ns: str, deployment: str, run_id: str) -> WriteRecord:
+    """The write record run ``run_id`` left on ``deployment``."""
+    dep = await k8s.AppsV1Api(api_client).read_namespaced_deployment(deployment, ns)
+    found = records_of(api_client.sanitize_for_serialization(dep))
+    [record] = [r for r in found.values() if r.run_id == run_id]
+    return record
+
+
 async def test_a_budget_refusal_ends_the_step_naming_it_and_a_take_up_stays_in_its_pods(
     kube_admin: Any,
     kube_namespace: str,
@@ -117,13 +137,7 @@ async def test_a_budget_refusal_ends_the_step_naming_it_and_a_take_up_stays_in_i
     ns = kube_namespace
     await make_deployment("web", replicas=3)
     pods = await ready_pods(kube_admin, ns, "web", 3)
-    budget = k8s.V1PodDisruptionBudget(
-        metadata=k8s.V1ObjectMeta(name="web"),
-        spec=k8s.V1PodDisruptionBudgetSpec(
-            min_available=2, selector=k8s.V1LabelSelector(match_labels={"app": "web"})
-        ),
-    )
-    await k8s.PolicyV1Api(kube_admin).create_namespaced_pod_disruption_budget(ns, budget)
+    await create_budget(kube_admin, ns, min_available=2)
     await budget_allows(kube_admin, ns, "web", healthy=3, allowed=1)
 
     original = Core.create_namespaced_pod_eviction
@@ -148,6 +162,12 @@ async def test_a_budget_refusal_ends_the_step_naming_it_and_a_take_up_stays_in_i
     left = await pods_of(kube_admin, ns, "web")
     assert first not in left
     assert set(pods) - {first} <= left.keys()
+    # The record says what was evicted; what was planned (and approved) stays its change,
+    # which a take-up evicts again.
+    record = await step_record(kube_admin, ns, "web", ctx.run_id)
+    assert record.after == {"deleted": [first]}
+    assert record.extra["not_deleted"] == [second]
+    assert record.change["before"] == {"pods": [first, second]}
 
     sent.clear()
     with pytest.raises(ActionRefused) as still:
@@ -155,6 +175,8 @@ async def test_a_budget_refusal_ends_the_step_naming_it_and_a_take_up_stays_in_i
     assert sent == [first, second]  # only the recorded pods; the first is gone
     assert still.value.may_have_acted  # the recorded first pod went, by the earlier attempt
     assert f"not evicted: {second}; evicted: none; already gone: {first};" in still.value.message
+    record = await step_record(kube_admin, ns, "web", ctx.run_id)
+    assert (record.after, record.extra["not_deleted"]) == ({"deleted": [first]}, [second])
 
     # The replacement becomes ready: the budget allows one disruption again.
     await ready_pods(kube_admin, ns, "web", 3)
@@ -172,6 +194,42 @@ async def test_a_budget_refusal_ends_the_step_naming_it_and_a_take_up_stays_in_i
     assert await ready_pods(kube_admin, ns, "web", 3) == now  # the step's limit holds: two
 
 
+async def test_a_refusal_of_the_first_pod_leaves_a_record_of_no_deletion(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The step's record goes on the Deployment before the evictions. Refused at the first
+    pod, it stayed saying ``{"deleted": [pod]}`` though nothing was evicted. It now says
+    nothing was, and why (kept, not removed: the Deployment controller's copy on the
+    ReplicaSet, which it never removes, follows the corrected one)."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=2)
+    pods = await ready_pods(kube_admin, ns, "web", 2)
+    await create_budget(kube_admin, ns, min_available=2)
+    await budget_allows(kube_admin, ns, "web", healthy=2, allowed=0)
+    ctx = step_ctx(kube_admin, str(uuid.uuid4()))
+    with pytest.raises(ActionRefused) as refused:
+        await DeletePod(FAST).run(ctx, Target("Deployment", ns, "web"), DeletePod.Params())
+    assert not refused.value.may_have_acted
+    [pod] = [p for p in pods if f"not evicted: {p};" in refused.value.message]
+    record = await step_record(kube_admin, ns, "web", ctx.run_id)
+    assert record.after == {"deleted": []}
+    assert record.extra["not_deleted"] == [pod]
+    assert "The disruption budget web needs 2 healthy pods" in record.extra["refused"]
+
+    async def copies() -> list[WriteRecord]:
+        [rs] = await owned_replica_sets(kube_admin, ns, "web")
+        copied = records_of(kube_admin.sanitize_for_serialization(rs))
+        return [r for r in copied.values() if r.run_id == ctx.run_id]
+
+    await eventually(
+        copies,
+        lambda found: [r.after for r in found] == [{"deleted": []}],
+        timeout_s=30,
+        what="the ReplicaSet's copy of the corrected record",
+    )
+    assert sorted(await pods_of(kube_admin, ns, "web")) == pods
+
+
 async def test_a_pod_two_budgets_select_is_refused_at_once(
     kube_admin: Any,
     kube_namespace: str,
@@ -183,13 +241,8 @@ async def test_a_pod_two_budgets_select_is_refused_at_once(
     ns = kube_namespace
     await make_deployment("web", replicas=1)
     [pod] = await ready_pods(kube_admin, ns, "web", 1)
-    policy = k8s.PolicyV1Api(kube_admin)
     for name in ("web-a", "web-b"):
-        spec = k8s.V1PodDisruptionBudgetSpec(
-            max_unavailable=1, selector=k8s.V1LabelSelector(match_labels={"app": "web"})
-        )
-        budget = k8s.V1PodDisruptionBudget(metadata=k8s.V1ObjectMeta(name=name), spec=spec)
-        await policy.create_namespaced_pod_disruption_budget(ns, budget)
+        await create_budget(kube_admin, ns, name, max_unavailable=1)
         await budget_allows(kube_admin, ns, name, healthy=1, allowed=1)
     original = Core.create_namespaced_pod_eviction
     sent: list[str] = []
@@ -226,14 +279,7 @@ async def unobserved_budget(api_client: Any, ns: str, make_deployment: MakeDeplo
     to 2, a change it has not observed. The name of the pod a step of one pod evicts."""
     await make_deployment("web", replicas=2)
     pods = await ready_pods(api_client, ns, "web", 2)
-    policy = k8s.PolicyV1Api(api_client)
-    budget = k8s.V1PodDisruptionBudget(
-        metadata=k8s.V1ObjectMeta(name="web"),
-        spec=k8s.V1PodDisruptionBudgetSpec(
-            max_unavailable=1, selector=k8s.V1LabelSelector(match_labels={"app": "web"})
-        ),
-    )
-    await policy.create_namespaced_pod_disruption_budget(ns, budget)
+    await create_budget(api_client, ns, max_unavailable=1)
     await budget_allows(api_client, ns, "web", healthy=2, allowed=1)
     return pods[0]
 

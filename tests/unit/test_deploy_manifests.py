@@ -49,6 +49,7 @@ EXPECTED_PERMISSIONS = frozenset(
         ("", "pods", "get"),
         ("", "pods", "list"),
         ("", "pods/eviction", "create"),
+        ("policy", "poddisruptionbudgets", "list"),
     }
 )
 
