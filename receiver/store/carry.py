@@ -11,7 +11,7 @@ from typing import Any
 from receiver.model import StepPlan
 from receiver.store.audit import append_in_tx
 from receiver.store.jobs import enqueue
-from receiver.store.pending_steps import append_pending_steps, resolve_steps_done, step_key
+from receiver.store.pending_steps import append_pending_steps, resolve_steps_done, was_done
 from receiver.store.phase_stop import stopped_step
 from receiver.store.records import JobKind
 
@@ -49,8 +49,8 @@ async def carry(
     # An undo that stopped at a step ended there, as its announcement says: none of it is
     # planned again (``PhaseStops.stop_phase``).
     stopped = await stopped_step(conn, run_id, "resolve")
-    skipped = [s for s in steps if step_key(s) in done]
-    steps = [] if stopped is not None else [s for s in steps if step_key(s) not in done]
+    skipped = [s for s in steps if was_done(s, done)]
+    steps = [] if stopped is not None else [s for s in steps if not was_done(s, done)]
     # The job before the first audit row (write_step appends one), as in _fail.
     if steps:
         await enqueue(conn, JobKind.RESUME_RESOLVE, run_id, delay_s=retry_s)

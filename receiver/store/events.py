@@ -34,6 +34,7 @@ from receiver.store.failures import Failures
 from receiver.store.leases import EVENTS, Leases, complete_sql
 from receiver.store.occurrences import REFIRE_SQL, SETTLED_SQL
 from receiver.store.records import NewEvent, event_columns
+from receiver.store.stored_json import stored_data
 
 __all__ = ["CLAIM_WINDOW", "INSERT_TIMEOUT_S", "LATE_DELIVERY_WINDOW_S", "EventQueue"]
 
@@ -363,7 +364,8 @@ class EventQueue(Leases, Failures):
                 )
 
     async def get_event(self, event_id: int) -> dict[str, Any] | None:
-        """One event with its queue state, for review and tests."""
+        """One event with its queue state, for review and tests; its ``skips`` decoded (the
+        stored text, with ``skips_unreadable`` why, when they cannot be read back)."""
         with translate():
             row = await self._pool.fetchrow(
                 f"""SELECT {event_columns()}, state, lease_owner, not_before, done_at,
@@ -371,7 +373,12 @@ class EventQueue(Leases, Failures):
                     FROM alert_events WHERE id = $1""",
                 event_id,
             )
-        return None if row is None else {**dict(row), "skips": json.loads(row["skips"])}
+        if row is None:
+            return None
+        # Skips edited to be unreadable: given as stored, saying why (as the queue API does);
+        # a run taken up reads this event back (its labels), and must not fail on them.
+        skips, why = stored_data(row["skips"])
+        return {**dict(row), "skips": skips, **({"skips_unreadable": why} if why else {})}
 
     async def prune_events(self, older_than_s: float) -> int:
         """Retention: delete finished events older than the given age, but those a run still
