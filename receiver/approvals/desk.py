@@ -28,6 +28,7 @@ from receiver.approvals.state import (
     Origin,
     PlanMismatch,
     refusal_data,
+    unapprovable,
     why_not_pending,
 )
 from receiver.approvals.tokens import LinkTokens, TokenClaims
@@ -259,11 +260,12 @@ class ApprovalDesk:
         plan_hash: str | None = None,
     ) -> ApprovalRecord:
         """Approve or reject, once, as ``identity``. Raises ApprovalNotFound, NotAllowed (not
-        on the allow-list), or why it could not be decided (already decided, expired, alert
-        resolved, another plan)."""
+        on the allow-list), PlanUnreadable (an approve of a plan that cannot be read), or why
+        it could not be decided (already decided, expired, alert resolved, another plan)."""
         approval = await self.store.get_approval(approval_id)
         if approval is None:
             raise ApprovalNotFound(f"no approval {approval_id}")
+        refusal: ApprovalError | None = unapprovable(approval, decision)
         if not self.policy.allows(identity, approval.rule, approval.risk):
             self._log.warning(
                 "approval decision refused: not an approver of this step",
@@ -276,6 +278,7 @@ class ApprovalDesk:
                 f"{identity.name} may not decide steps of rule {approval.rule} "
                 f"(risk {approval.risk})"
             )
+        if refusal is not None:
             await self._refused(approval, decision, identity, origin, refusal)
             raise refusal
         decided = await self.store.decide_approval(

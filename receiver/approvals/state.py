@@ -19,6 +19,7 @@ from typing import Any
 
 from receiver.approvals.policy import Identity
 from receiver.model import ApprovalRecord, ApprovalState
+from receiver.unreadable import unreadable_text
 
 __all__ = [
     "FINAL",
@@ -34,8 +35,10 @@ __all__ = [
     "NotAllowed",
     "Origin",
     "PlanMismatch",
+    "PlanUnreadable",
     "UndoWithdrawn",
     "refusal_data",
+    "unapprovable",
     "why_not_pending",
 ]
 
@@ -137,6 +140,26 @@ class PlanMismatch(ApprovalError):
     """The link was signed for another plan than the approval holds (tampered or stale)."""
 
     status = 403
+
+
+class PlanUnreadable(ApprovalError):
+    """The approval's plan cannot be read (edited in the database since it was written):
+    what would be approved, and the preconditions its step is bound to, are unknown. It may
+    only be rejected (``unapprovable``)."""
+
+
+def unapprovable(approval: ApprovalRecord, decision: Decision) -> PlanUnreadable | None:
+    """Why ``decision`` may not be made on ``approval`` whoever makes it: an approve of a plan
+    that cannot be read (``ApprovalRecord.unreadable``: the worker would fail the step
+    anyway, having acted on nothing anyone saw). None otherwise; a reject always may."""
+    why = approval.unreadable.get("plan")
+    if decision is not Decision.APPROVE or why is None:
+        return None
+    return PlanUnreadable(
+        f"this step cannot be approved: {unreadable_text({'its plan': why})}; what would be "
+        "approved, and the preconditions its step is bound to, are unknown: reject it: its "
+        "run then ends rejected"
+    )
 
 
 class CrossSite(ApprovalError):
