@@ -95,7 +95,7 @@ class PageView:
     decided: str = ""
     # The form: shown only while pending; who the SSO proxy says the person is, if known.
     can_decide: bool = False
-    # False for a plan that cannot be read: it may only be rejected (state.unapprovable).
+    # False for a plan that cannot be read: it may only be rejected (state.undecidable).
     can_approve: bool = True
     who: str | None = None
     csrf: str = ""
@@ -123,7 +123,7 @@ def view_of(
 ) -> PageView:
     """The page's view of ``approval``. A plan or context that cannot be read (edited since it
     was written: ``ApprovalRecord.unreadable``) is shown empty, and said in its message; a
-    plan that cannot be read is offered for reject only (``state.unapprovable``)."""
+    plan that cannot be read is offered for reject only (``state.undecidable``)."""
     plan, context = approval.plan, approval.context
     can_approve = "plan" not in approval.unreadable
     if note := unreadable_text(approval.unreadable):

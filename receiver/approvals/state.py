@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from receiver.approvals.policy import Identity
+from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.unreadable import unreadable_text
 
@@ -38,7 +38,7 @@ __all__ = [
     "PlanUnreadable",
     "UndoWithdrawn",
     "refusal_data",
-    "unapprovable",
+    "undecidable",
     "why_not_pending",
 ]
 
@@ -145,13 +145,20 @@ class PlanMismatch(ApprovalError):
 class PlanUnreadable(ApprovalError):
     """The approval's plan cannot be read (edited in the database since it was written):
     what would be approved, and the preconditions its step is bound to, are unknown. It may
-    only be rejected (``unapprovable``)."""
+    only be rejected (``undecidable``)."""
 
 
-def unapprovable(approval: ApprovalRecord, decision: Decision) -> PlanUnreadable | None:
-    """Why ``decision`` may not be made on ``approval`` whoever makes it: an approve of a plan
-    that cannot be read (``ApprovalRecord.unreadable``: the worker would fail the step
-    anyway, having acted on nothing anyone saw). None otherwise; a reject always may."""
+def undecidable(
+    policy: ApproverPolicy, approval: ApprovalRecord, decision: Decision, identity: Identity
+) -> ApprovalError | None:
+    """Why ``identity`` may not make ``decision`` on ``approval`` at all: NotAllowed off its
+    allow-list (``policy``); PlanUnreadable for an approve of a plan that cannot be read
+    (``ApprovalRecord.unreadable``: what would be approved is unknown, and the worker would
+    fail the step anyway). None otherwise: a reject of such a plan may be made."""
+    if not policy.allows(identity, approval.rule, approval.risk):
+        return NotAllowed(
+            f"{identity.name} may not decide steps of rule {approval.rule} (risk {approval.risk})"
+        )
     why = approval.unreadable.get("plan")
     if decision is not Decision.APPROVE or why is None:
         return None

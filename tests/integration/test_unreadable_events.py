@@ -16,76 +16,20 @@ message naming the field, and a parked run ends ``failed``: audited."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-import asyncpg
 import pytest
 
-from receiver.approvals.policy import Identity
-from receiver.approvals.state import Channel, Decision, Origin
 from receiver.model import RunOutcome
-from receiver.store import Store
+from tests.integration.test_escalation_approval import LADDER
+from tests.integration.test_resolve_approval import UNDO, resolved
 from tests.support.approvals import MakeApprovalEnv, poke_labels
 from tests.support.payloads import alert, notification
+from tests.support.unreadable import DEEP, HUGE, approve, audit_of_kind, edit, jobs_done
+from tests.support.unreadable import EDITS as SHAPES
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-HUGE = "('{\"x\": 1' || repeat('0', 5000) || '}')::jsonb"
-DEEP = "('{\"x\": ' || repeat('[', 3000) || repeat(']', 3000) || '}')::jsonb"
-EDITS = {
-    "a huge number": HUGE,
-    "deep nesting": DEEP,
-    "another shape": "'[1, 2]'::jsonb",
-    "a value not a string": '\'{"alertname": "Poke", "deployment": 7}\'::jsonb',
-}
-ALICE = Identity("alice", "operator-token", "alice")
-API = Origin(Channel.API, "10.1.1.1", "pytest")
+EDITS = {**SHAPES, "a value not a string": '\'{"alertname": "Poke", "deployment": 7}\'::jsonb'}
 SAID = "cannot be read: it was edited after it was written"
-
-UNDO = """
-rules:
-  - name: poke
-    match: ['alertname="Poke"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: test.poke
-        approval: never
-    on_resolved:
-      - action: test.poke
-        approval: required
-"""
-
-LADDER = """
-rules:
-  - name: poke
-    match: ['alertname="Poke"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: test.poke
-        approval: never
-    verify: {resolved_within: 1s}
-    on_failed:
-      - action: test.poke
-        approval: required
-"""
-
-
-async def _edit(database_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _audit(store: Store, kind: str) -> list[dict[str, Any]]:
-    async with store._pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT fingerprint, data::text AS data FROM audit_log WHERE kind = $1 ORDER BY id",
-            kind,
-        )
-    return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
 
 @pytest.mark.parametrize("value", EDITS.values(), ids=EDITS.keys())
@@ -99,7 +43,7 @@ async def test_an_event_that_cannot_be_read_is_dead_and_the_rest_of_its_claim_is
         await h.intake.accept(notification(alert(poke_labels(name))))
     pending, _ = await h.store.list_events(state="pending")
     [bad] = [e for e in pending if e["labels"]["deployment"] == "api"]
-    await _edit(database_url, f"UPDATE alert_events SET {field} = {value} WHERE id = {bad['id']}")
+    await edit(database_url, f"UPDATE alert_events SET {field} = {value} WHERE id = {bad['id']}")
 
     claimed = await h.store.claim_events(h.owner, 10, 30.0)
     assert [c.event.labels["deployment"] for c in claimed] == ["cart"]
@@ -117,7 +61,7 @@ async def test_an_event_that_cannot_be_read_is_dead_and_the_rest_of_its_claim_is
     assert "not matched against any rule" in dead["last_error"]
     assert dead["failures"] == 1
     assert dead["lease_owner"] is None
-    [audited] = await _audit(h.store, "event.dead")
+    [audited] = await audit_of_kind(h.store, "event.dead")
     assert audited["data"]["event_id"] == bad["id"]
     assert audited["data"]["last_error"] == dead["last_error"]
     assert await h.store.claim_events(h.owner, 10, 30.0) == []
@@ -131,10 +75,9 @@ async def test_a_parked_run_whose_alert_cannot_be_read_ends_failed_without_actin
 ) -> None:
     env = await approval_env()
     run, approval = await env.pending_run()
-    await _edit(database_url, f"UPDATE alert_events SET labels = {value}")
+    await edit(database_url, f"UPDATE alert_events SET labels = {value}")
 
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API, reason="go")
-    await env.harness.drain()
+    await approve(env, approval)
 
     assert env.peer.pokes == 0
     done = await env.harness.store.get_run(run.id)
@@ -147,24 +90,17 @@ async def test_a_parked_run_whose_alert_cannot_be_read_ends_failed_without_actin
     audit = await env.harness.store.audit_entries(run.id)
     assert any(SAID in str(e["data"]) for e in audit if e["kind"] == "step")
     assert audit[-1]["data"]["outcome"] == "failed"
-    jobs, _ = await env.harness.store.list_jobs(run_id=run.id)
-    assert {j["state"] for j in jobs} == {"done"}
+    assert await jobs_done(env, run.id)
 
 
 async def test_an_undo_taken_up_whose_alert_cannot_be_read_is_not_done(
     approval_env: MakeApprovalEnv, database_url: str
 ) -> None:
     env = await approval_env(rules=UNDO)
-    await env.harness.deliver(poke_labels())
-    await env.harness.deliver(poke_labels(), status="resolved")
-    run = await env.harness.only_run()
-    held = next(s for s in run.steps if s.phase == "resolve")
-    approval = await env.desk.store.latest_approval(run.id, held.idx)
-    assert approval is not None
-    await _edit(database_url, f"UPDATE alert_events SET labels = {DEEP}")
+    _, approval = await resolved(env)
+    await edit(database_url, f"UPDATE alert_events SET labels = {DEEP}")
 
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
-    await env.harness.drain()
+    await approve(env, approval)
 
     assert env.peer.pokes == 1  # the run's own step only
     run = await env.harness.only_run()
@@ -172,8 +108,7 @@ async def test_an_undo_taken_up_whose_alert_cannot_be_read_is_not_done(
     assert undo.outcome == "failed"
     assert f"the alert's labels {SAID}" in undo.message
     assert run.outcome is RunOutcome.SUCCEEDED  # the run's own outcome stands
-    jobs, _ = await env.harness.store.list_jobs(run_id=run.id)
-    assert {j["state"] for j in jobs} == {"done"}
+    assert await jobs_done(env, run.id)
 
 
 async def test_an_escalation_taken_up_whose_alert_cannot_be_read_is_not_done(
@@ -181,10 +116,9 @@ async def test_an_escalation_taken_up_whose_alert_cannot_be_read_is_not_done(
 ) -> None:
     env = await approval_env(rules=LADDER)
     run, approval = await env.escalated()
-    await _edit(database_url, f"UPDATE alert_events SET annotations = {HUGE}")
+    await edit(database_url, f"UPDATE alert_events SET annotations = {HUGE}")
 
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
-    await env.harness.drain()
+    await approve(env, approval)
 
     assert env.peer.pokes == 1  # the run's own step only
     run = await env.harness.only_run()
@@ -192,5 +126,4 @@ async def test_an_escalation_taken_up_whose_alert_cannot_be_read_is_not_done(
     assert ladder.outcome == "failed"
     assert f"the alert's annotations {SAID}" in ladder.message
     assert run.outcome is RunOutcome.FAILED
-    jobs, _ = await env.harness.store.list_jobs(run_id=run.id)
-    assert {j["state"] for j in jobs} == {"done"}
+    assert await jobs_done(env, run.id)

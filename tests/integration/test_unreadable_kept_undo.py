@@ -11,17 +11,16 @@ a resolution at once (``Withdrawals._carry_if_resolved``) carries nothing, audit
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import asyncpg
 import pytest
 
 import receiver.store.withdrawal as withdrawal
 from receiver.approvals.state import Decision
 from receiver.model import RunOutcome
-from receiver.store import Store
 from tests.integration.test_approved_undo_refire import ALICE, API, take_up_jobs
+from tests.integration.test_kept_undo import POKE_BACK
+from tests.integration.test_kept_undo import RULE as KEPT
 from tests.integration.test_refire_withdraws_undo import (
     RULES,
     SetValue,
@@ -31,6 +30,7 @@ from tests.integration.test_refire_withdraws_undo import (
 )
 from tests.integration.test_withdrawn_undo_races import accept, events_only
 from tests.support.approvals import MakeApprovalEnv, Peer, poke_labels
+from tests.support.unreadable import audit_of_kind, edit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -44,38 +44,7 @@ EDITS = {
     "a step without its action": '\'[{"index": 1, "params": {}}]\'::jsonb',
 }
 SAID = "on_resolved steps kept with the run cannot be read: it was edited after it was written"
-
-RULE = """
-rules:
-  - name: poke
-    match: ['alertname="Poke"']
-    target:
-      kind: Deployment
-      namespace: "{{ labels.namespace }}"
-      name: "{{ labels.deployment }}"
-    steps:
-      - action: test.poke
-        approval: never
-    on_resolved:
-      - action: test.poke
-        approval: never
-"""
-
-
-async def _edit(database_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _audit(store: Store, kind: str) -> list[dict[str, Any]]:
-    async with store._pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT data::text AS data FROM audit_log WHERE kind = $1 ORDER BY id", kind
-        )
-    return [json.loads(r["data"]) for r in rows]
+RULE = KEPT.format(name="poke", undo=POKE_BACK)
 
 
 @pytest.mark.parametrize("value", EDITS.values(), ids=EDITS.keys())
@@ -85,7 +54,7 @@ async def test_a_kept_undo_that_cannot_be_read_is_not_done_and_the_run_closes(
     env = await approval_env(rules=RULE)
     await env.harness.deliver(poke_labels())
     assert env.peer.pokes == 1
-    await _edit(database_url, f"UPDATE runs SET on_resolved = {value}")
+    await edit(database_url, f"UPDATE runs SET on_resolved = {value}")
 
     await env.harness.deliver(poke_labels(), status="resolved")
 
@@ -100,8 +69,8 @@ async def test_a_kept_undo_that_cannot_be_read_is_not_done_and_the_run_closes(
     assert skip["rule"] == "poke"
     assert skip["reason"].startswith(f"the {SAID} (")
     assert skip["reason"].endswith("; run closed without them, nothing undone")
-    [audited] = await _audit(env.harness.store, "event.skipped")
-    assert audited["skips"] == [skip]
+    [audited] = await audit_of_kind(env.harness.store, "event.skipped")
+    assert audited["data"]["skips"] == [skip]
 
 
 async def test_an_undo_withdrawn_and_carried_at_once_carries_nothing_it_cannot_read(
@@ -118,7 +87,7 @@ async def test_an_undo_withdrawn_and_carried_at_once_carries_nothing_it_cannot_r
     await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
     await accept(env, "firing", "2026-11-25T10:10:00Z")
     await events_only(env)
-    await _edit(database_url, f"UPDATE runs SET on_resolved = {DEEP} WHERE id = '{first.id}'")
+    await edit(database_url, f"UPDATE runs SET on_resolved = {DEEP} WHERE id = '{first.id}'")
     real = withdrawal._withdraw
 
     async def racing(*args: Any, **kwargs: Any) -> Any:
@@ -134,5 +103,5 @@ async def test_an_undo_withdrawn_and_carried_at_once_carries_nothing_it_cannot_r
     first, _ = await runs_in_order(env)
     assert not first.undo_deferred
     assert [s.outcome for s in first.steps if s.phase == "resolve"] == ["not_run"]
-    carried = [d for d in await _audit(env.harness.store, "run.undo_carried")]
+    carried = [a["data"] for a in await audit_of_kind(env.harness.store, "run.undo_carried")]
     assert [(d["steps"], d["not_carried"].split(" (")[0]) for d in carried] == [(0, f"the {SAID}")]

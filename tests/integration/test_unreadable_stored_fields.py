@@ -19,44 +19,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import pytest
 
-from receiver.approvals.policy import Identity
-from receiver.approvals.state import Channel, Decision, Origin
+from receiver.approvals.state import Decision
 from receiver.model import RunOutcome, StepPlan
 from receiver.store import JobKind
 from receiver.store.pending_steps import resolve_steps_done, was_done
+from tests.integration.test_kept_undo import POKE_BACK, RULE
 from tests.support.approvals import MakeApprovalEnv, poke_labels
+from tests.support.unreadable import ALICE, API, DEEP, EDITS, HUGE, approve, edit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-HUGE = "('{\"x\": 1' || repeat('0', 5000) || '}')::jsonb"
-DEEP = "('{\"x\": ' || repeat('[', 3000) || repeat(']', 3000) || '}')::jsonb"
-EDITS = {"a huge number": HUGE, "deep nesting": DEEP, "another shape": "'[1, 2]'::jsonb"}
-ALICE = Identity("alice", "operator-token", "alice")
-API = Origin(Channel.API, "10.1.1.1", "pytest")
-
-UNDO = """
-rules:
-  - name: poke
-    match: ['alertname="Poke"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: test.poke
-        approval: never
-    on_resolved:
-      - action: test.poke
-        approval: never
-"""
-
-
-async def _edit(database_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+UNDO = RULE.format(name="poke", undo=POKE_BACK)
 
 
 def _step_rows(audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -69,7 +44,7 @@ async def test_a_held_step_whose_params_cannot_be_read_ends_with_its_rejection(
 ) -> None:
     env = await approval_env()
     run, approval = await env.pending_run()
-    await _edit(database_url, f"UPDATE steps SET params = {value}")
+    await edit(database_url, f"UPDATE steps SET params = {value}")
 
     await env.desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="no")
 
@@ -88,7 +63,7 @@ async def test_a_held_step_whose_params_cannot_be_read_ends_when_its_alert_resol
 ) -> None:
     env = await approval_env()
     run, _ = await env.pending_run()
-    await _edit(database_url, f"UPDATE steps SET params = {value}")
+    await edit(database_url, f"UPDATE steps SET params = {value}")
 
     await env.harness.deliver(poke_labels(), status="resolved")
 
@@ -108,10 +83,9 @@ async def test_a_run_whose_alerts_skips_cannot_be_read_is_taken_up(
 ) -> None:
     env = await approval_env()
     run, approval = await env.pending_run()
-    await _edit(database_url, f"UPDATE alert_events SET skips = {value}")
+    await edit(database_url, f"UPDATE alert_events SET skips = {value}")
 
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API, reason="go")
-    await env.harness.drain()
+    await approve(env, approval)
 
     assert env.peer.pokes == 1
     done = await env.harness.store.get_run(run.id)
@@ -131,7 +105,7 @@ async def test_a_job_whose_payload_cannot_be_read_is_given_as_stored(
     store = env.harness.store
     await store.enqueue_job(JobKind.RESUME_RUN, run.id)
     [job], _ = await store.list_jobs(run_id=run.id, state="pending")
-    await _edit(database_url, f"UPDATE jobs SET payload = {value}")
+    await edit(database_url, f"UPDATE jobs SET payload = {value}")
 
     got = await store.get_job(job["id"])
 
@@ -150,7 +124,7 @@ async def test_an_undo_step_done_whose_params_cannot_be_read_is_not_planned_agai
     await env.harness.deliver(poke_labels(), status="resolved")
     run = await env.harness.only_run()
     assert [(s.phase, s.outcome) for s in run.steps] == [("run", "ok"), ("resolve", "ok")]
-    await _edit(database_url, f"UPDATE steps SET params = {value} WHERE phase = 'resolve'")
+    await edit(database_url, f"UPDATE steps SET params = {value} WHERE phase = 'resolve'")
 
     async with env.harness.store._pool.acquire() as conn:
         done = await resolve_steps_done(conn, run.id)

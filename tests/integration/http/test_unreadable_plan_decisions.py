@@ -11,26 +11,19 @@ from __future__ import annotations
 import re
 from html import unescape
 
-import asyncpg
 import pytest
 
 from receiver.model import ApprovalState, RunOutcome
 from tests.integration.http.conftest import MakeEdge
 from tests.support.approvals import OPERATORS
+from tests.support.unreadable import DEEP, EDITS, edit
 
-HUGE = "('{\"x\": 1' || repeat('0', 5000) || '}')::jsonb"
-DEEP = "('{\"x\": ' || repeat('[', 3000) || repeat(']', 3000) || '}')::jsonb"
-EDITS = {"a huge number": HUGE, "deep nesting": DEEP, "another shape": "'[1, 2]'::jsonb"}
 ALICE = {"Authorization": f"Bearer {OPERATORS['alice']}"}
 REFUSED = "this step cannot be approved: its plan cannot be read: it was edited after it was"
 
 
 async def _edit(database_url: str, value: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f"UPDATE approvals SET plan = {value}")
-    finally:
-        await conn.close()
+    await edit(database_url, f"UPDATE approvals SET plan = {value}")
 
 
 @pytest.mark.parametrize("value", EDITS.values(), ids=EDITS.keys())
