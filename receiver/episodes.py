@@ -62,11 +62,13 @@ from receiver.model import (
     StepPlan,
 )
 from receiver.rules.model import RuleSet
+from receiver.unreadable import unreadable_text
 
 __all__ = [
     "NOTHING_TO_UNDO",
     "OLDER_EPISODE",
     "RULE_GONE",
+    "UNDO_UNREADABLE",
     "Occurrence",
     "Successors",
     "fires_again",
@@ -77,6 +79,7 @@ __all__ = [
 
 RULE_GONE = "rule no longer loaded; run closed without on_resolved steps"
 NOTHING_TO_UNDO = "run changed nothing (refused, failed unacted, dry, held); no on_resolved steps"
+UNDO_UNREADABLE = "run closed without them, nothing undone"
 OLDER_EPISODE = "firing of an episode older than one on record (a later startsAt); ignored"
 
 
@@ -102,7 +105,12 @@ def undo_of(run: PriorRun, rules: RuleSet) -> tuple[tuple[StepPlan, ...], Skip |
     edited since). A run stored before they were kept (None) is planned from its rule in
     ``rules``: none when the rule is no longer loaded (``RULE_GONE``). Either way none when the
     run changed nothing (refused, dry, held, failed without acting: a restore would undo what
-    someone else did; ``NOTHING_TO_UNDO``)."""
+    someone else did; ``NOTHING_TO_UNDO``). Steps kept that cannot be read (an edit of the
+    table: ``PriorRun.on_resolved_unreadable``) undo nothing, saying why (``UNDO_UNREADABLE``):
+    never the rule's steps in their stead, a guess at what the run changed."""
+    if run.on_resolved_unreadable and run.changed:
+        what = {"the on_resolved steps kept with the run": run.on_resolved_unreadable}
+        return (), Skip(f"{unreadable_text(what)}; {UNDO_UNREADABLE}", run.rule)
     if run.on_resolved is not None:
         kept = run.on_resolved
     else:

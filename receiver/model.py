@@ -272,6 +272,9 @@ class PriorRun:
     # run created before they were kept with it: its rule's, as loaded now, stand in.
     on_resolved: tuple[StepPlan, ...] | None = None
     undo_held: bool = False  # closed; an on_resolved step waits for approval (other runs)
+    # Why its kept on_resolved steps cannot be read (edited since: store.undo_plans.kept_undo);
+    # on_resolved is then (): it is closed undoing nothing, never its rule's steps (a guess).
+    on_resolved_unreadable: str = ""
 
     @property
     def occurrence(self) -> tuple[str, str, int]:

@@ -24,10 +24,10 @@ from receiver.approvals.state import (
     CrossSite,
     Decision,
     Gate,
-    NotAllowed,
     Origin,
     PlanMismatch,
     refusal_data,
+    undecidable,
     why_not_pending,
 )
 from receiver.approvals.tokens import LinkTokens, TokenClaims
@@ -259,25 +259,22 @@ class ApprovalDesk:
         plan_hash: str | None = None,
     ) -> ApprovalRecord:
         """Approve or reject, once, as ``identity``. Raises ApprovalNotFound, NotAllowed (not
-        on the allow-list), or why it could not be decided (already decided, expired, alert
-        resolved, another plan)."""
+        on the allow-list), PlanUnreadable (an approve of a plan that cannot be read), or why
+        it could not be decided (already decided, expired, alert resolved, another plan)."""
         approval = await self.store.get_approval(approval_id)
         if approval is None:
             raise ApprovalNotFound(f"no approval {approval_id}")
-        if not self.policy.allows(identity, approval.rule, approval.risk):
+        refusal = undecidable(self.policy, approval, decision, identity)
+        if refusal is not None:
             self._log.warning(
-                "approval decision refused: not an approver of this step",
+                "approval decision refused",
                 approval_id=approval.id,
                 who=identity.name,
                 via=identity.via,
                 decision=decision.value,
+                why=refusal.message,
             )
-            refusal = NotAllowed(
-                f"{identity.name} may not decide steps of rule {approval.rule} "
-                f"(risk {approval.risk})"
-            )
-            await self._refused(approval, decision, identity, origin, refusal)
-            raise refusal
+            raise await self._refused(approval, decision, identity, origin, refusal)
         decided = await self.store.decide_approval(
             approval.id,
             decision.state,
@@ -291,8 +288,7 @@ class ApprovalDesk:
         )
         if decided is None:
             why = await self._why_not(approval.id, plan_hash)
-            await self._refused(approval, decision, identity, origin, why)
-            raise why
+            raise await self._refused(approval, decision, identity, origin, why)
         rejected = decided.state is ApprovalState.REJECTED
         self._count(decided, decided.state.value, RunOutcome.REJECTED.value if rejected else None)
         if rejected:
@@ -341,10 +337,11 @@ class ApprovalDesk:
         identity: Identity,
         origin: Origin,
         why: ApprovalError,
-    ) -> None:
+    ) -> ApprovalError:
         """Record a decision that was refused (``approval.refused``): who tried, how, from
         where, and why not (off the allow-list, decided already, expired, the alert
-        resolved). Its failure is logged: the answer stands whatever it says."""
+        resolved); returns ``why``, to be raised. Its failure is logged: the answer stands
+        whatever it says."""
         try:
             await self.store.append_audit(
                 "approval.refused",
@@ -353,6 +350,7 @@ class ApprovalDesk:
             )
         except Exception as exc:  # the refusal is the answer, whatever its record does
             self._log.error("could not record the refused decision", error=describe(exc))
+        return why
 
     async def _why_not(self, approval_id: str, plan_hash: str | None) -> ApprovalError:
         current = await self.store.get_approval(approval_id)

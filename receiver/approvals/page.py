@@ -95,6 +95,8 @@ class PageView:
     decided: str = ""
     # The form: shown only while pending; who the SSO proxy says the person is, if known.
     can_decide: bool = False
+    # False for a plan that cannot be read: it may only be rejected (state.undecidable).
+    can_approve: bool = True
     who: str | None = None
     csrf: str = ""
     message: str = ""
@@ -120,10 +122,14 @@ def view_of(
     message_kind: str = "info",
 ) -> PageView:
     """The page's view of ``approval``. A plan or context that cannot be read (edited since it
-    was written: ``ApprovalRecord.unreadable``) is shown empty, and said in its message."""
+    was written: ``ApprovalRecord.unreadable``) is shown empty, and said in its message; a
+    plan that cannot be read is offered for reject only (``state.undecidable``)."""
     plan, context = approval.plan, approval.context
+    can_approve = "plan" not in approval.unreadable
     if note := unreadable_text(approval.unreadable):
-        message = "; ".join(p for p in (message, note) if p)
+        pending = approval.state is ApprovalState.PENDING
+        last = "" if can_approve or not pending else "it cannot be approved: reject it"
+        message = "; ".join(p for p in (message, note, last) if p)
         message_kind = "error"
     annotations = context.get("annotations") or {}
     t = approval.target
@@ -154,6 +160,7 @@ def view_of(
         plan_hash=approval.plan_hash,
         decided=decided,
         can_decide=can_decide and approval.state is ApprovalState.PENDING,
+        can_approve=can_approve,
         who=who,
         csrf=csrf,
         message=message,

@@ -17,8 +17,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from receiver.approvals.policy import Identity
+from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.model import ApprovalRecord, ApprovalState
+from receiver.unreadable import unreadable_text
 
 __all__ = [
     "FINAL",
@@ -34,8 +35,10 @@ __all__ = [
     "NotAllowed",
     "Origin",
     "PlanMismatch",
+    "PlanUnreadable",
     "UndoWithdrawn",
     "refusal_data",
+    "undecidable",
     "why_not_pending",
 ]
 
@@ -137,6 +140,33 @@ class PlanMismatch(ApprovalError):
     """The link was signed for another plan than the approval holds (tampered or stale)."""
 
     status = 403
+
+
+class PlanUnreadable(ApprovalError):
+    """The approval's plan cannot be read (edited in the database since it was written):
+    what would be approved, and the preconditions its step is bound to, are unknown. It may
+    only be rejected (``undecidable``)."""
+
+
+def undecidable(
+    policy: ApproverPolicy, approval: ApprovalRecord, decision: Decision, identity: Identity
+) -> ApprovalError | None:
+    """Why ``identity`` may not make ``decision`` on ``approval`` at all: NotAllowed off its
+    allow-list (``policy``); PlanUnreadable for an approve of a plan that cannot be read
+    (``ApprovalRecord.unreadable``: what would be approved is unknown, and the worker would
+    fail the step anyway). None otherwise: a reject of such a plan may be made."""
+    if not policy.allows(identity, approval.rule, approval.risk):
+        return NotAllowed(
+            f"{identity.name} may not decide steps of rule {approval.rule} (risk {approval.risk})"
+        )
+    why = approval.unreadable.get("plan")
+    if decision is not Decision.APPROVE or why is None:
+        return None
+    return PlanUnreadable(
+        f"this step cannot be approved: {unreadable_text({'its plan': why})}; what would be "
+        "approved, and the preconditions its step is bound to, are unknown: reject it: its "
+        "run then ends rejected"
+    )
 
 
 class CrossSite(ApprovalError):

@@ -29,8 +29,10 @@ from receiver.model import (
 from receiver.priority import Priority
 from receiver.refusal_digest import REFUSAL_DIGEST_S
 from receiver.store import STARTED, EventLease, LeaseFence, RunRecord, StepRecord, Store
+from receiver.store.event_rows import UnreadableEvent, event_from_row
 from receiver.store.phase_stop import STOPPERS
 from receiver.telemetry import Metrics
+from receiver.unreadable import unreadable_text
 from remediations.base import Clients, Outcome, Registry, Result
 from remediations.targets import Target
 
@@ -49,6 +51,7 @@ __all__ = [
     "RunContext",
     "Stage",
     "possible_change",
+    "read_origin",
     "record_step",
     "release_when_done",
     "stopped_at",
@@ -208,8 +211,11 @@ class RunContext:
     # when a job takes the run up again.
     event: AlertEvent | None = None
     # The event that created a run taken up again (read back from the store by
-    # runner.take_up); None when retention pruned it.
+    # runner.take_up); None when retention pruned it, or when it cannot be read:
     origin: AlertEvent | None = None
+    # why not (``read_origin``: its labels or annotations edited since). Every step this pass
+    # takes up then fails without acting: none writes about, or previews for, a guessed alert.
+    origin_unreadable: str = ""
     occurrence: int = 1
     settle_s: float | None = None
     # Why these steps (the engine's decision on the steps' conditions), recorded with the run.
@@ -307,6 +313,24 @@ async def record_step(
         message=message,
         **detail,
     )
+
+
+async def read_origin(store: Store, ctx: RunContext, event_id: int | None) -> None:
+    """Read back the alert event ``event_id`` that created ``ctx``'s run, taken up again, as
+    ``ctx.origin`` (None: no event, or retention pruned it). One whose labels or annotations
+    cannot be read back (an edit of the table: ``UnreadableEvent``) is said, instead, in
+    ``ctx.origin_unreadable`` (``the alert's labels cannot be read: ...``), and logged."""
+    if event_id is None:
+        return
+    row = await store.get_event(event_id)
+    if row is None:
+        return
+    try:
+        ctx.origin = event_from_row(row)
+    except UnreadableEvent as exc:
+        fields = {f"the alert's {name}": why for name, why in exc.fields.items()}
+        ctx.origin_unreadable = unreadable_text(fields)
+        ctx.log.warning("the run's alert cannot be read; its steps fail", event_id=event_id)
 
 
 def release_when_done(

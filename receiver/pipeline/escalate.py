@@ -51,6 +51,7 @@ from receiver.pipeline.context import (
     Deps,
     RunContext,
     Stage,
+    read_origin,
     stopped_at,
 )
 from receiver.pipeline.events import disposition_of
@@ -58,7 +59,6 @@ from receiver.pipeline.overtaken import escalation_overtaken
 from receiver.pipeline.runner import plans_of, remember_changes, run_stages
 from receiver.rules.model import Rule
 from receiver.store import LeaseFence, RunRecord, StepRecord
-from receiver.store.records import event_from_row
 
 __all__ = ["Escalation", "escalating"]
 
@@ -92,11 +92,10 @@ class Escalation:
         deps = self._deps
         ctx = _context(run, rule, log)
         ctx.lease = lease
-        if run.event_id is not None:
-            # The alert behind the run, for what the ladder's steps and messages say about it
-            # (a notify step's `{{ labels.x }}`); absent once retention pruned the event.
-            row = await deps.store.get_event(run.event_id)
-            ctx.origin = event_from_row(row) if row is not None else None
+        # The alert behind the run, for what the ladder's steps and messages say about it (a
+        # notify step's `{{ labels.x }}`); absent once retention pruned the event. One that
+        # cannot be read fails the ladder's steps without acting (read_origin).
+        await read_origin(deps.store, ctx, run.event_id)
         stop = stopped_at(run.steps, "on_failed")
         if stop is not None and any(_open(s) and s.idx > stop for s in run.steps):
             # A worker died between the step that stopped the ladder and its end: end it now,

@@ -60,6 +60,7 @@ from receiver.pipeline.context import (
     STEP_STARTED,
     Deps,
     RunContext,
+    read_origin,
     record_step,
     release_when_done,
     stopped_at,
@@ -67,7 +68,6 @@ from receiver.pipeline.context import (
 from receiver.pipeline.refired import withdrawn_on_take_up
 from receiver.pipeline.undo import StoppedUndo, UndoNotice, caveat
 from receiver.store import JobKind, RunRecord, Store
-from receiver.store.records import event_from_row
 from remediations.base import Outcome
 
 __all__ = [
@@ -351,9 +351,7 @@ async def taken_up_resolving(
     again (after its approval, a guard's hold) previews and writes about the same alert as it
     did when its approval was asked for, so the approved plan hashes the same."""
     ctx = resolving_context(run, log, announce)
-    if run.event_id is not None:
-        row = await store.get_event(run.event_id)
-        ctx.origin = event_from_row(row) if row is not None else None
+    await read_origin(store, ctx, run.event_id)
     return ctx
 
 

@@ -23,6 +23,7 @@ from receiver.pipeline.context import (
     Deps,
     RunContext,
     Stage,
+    read_origin,
 )
 from receiver.pipeline.execute import Execute
 from receiver.pipeline.holdback import HoldBack
@@ -33,7 +34,6 @@ from receiver.pipeline.steps import StepRunner
 from receiver.pipeline.undo import RecordResolve, UndoNotice
 from receiver.rules.model import Rule
 from receiver.store import JobKind, RunRecord, StepRecord, Store
-from receiver.store.records import event_from_row
 from remediations.base import Outcome
 
 __all__ = ["Stages", "context_of", "run_stages", "take_up"]
@@ -150,11 +150,11 @@ async def take_up(store: Store, run: RunRecord, rule: Rule | None, log: Any) -> 
     """``context_of`` the stored run, with the alert that created it read back from the store
     (``RunContext.origin``): a step that writes about the alert (notify, http.call) must say
     the same after an approval or a crash as it would have said at once, and an approval's
-    preview, which hashes what the step will send, must come out the same."""
+    preview, which hashes what the step will send, must come out the same. An alert that
+    cannot be read (edited since) fails each step taken up, without acting (``read_origin``):
+    a run held for its approval then ends ``failed``."""
     ctx = context_of(run, rule, log)
-    if run.event_id is not None:
-        row = await store.get_event(run.event_id)
-        ctx.origin = event_from_row(row) if row is not None else None
+    await read_origin(store, ctx, run.event_id)
     return ctx
 
 

@@ -141,7 +141,7 @@ class StepRunner:
         """The step's exact change against live state (``Action.preview``). Raises ParamsError
         or the action's ActionError (ActionRefused when a precondition says no)."""
         action = self._deps.registry.get(step.action)
-        params = _params(self._deps, step)
+        params = _params(self._deps, ctx, step)
         if self._deps.settings.simulate:
             result = await self._simulated(ctx, step, action, params)
             if result.outcome is Outcome.REFUSED:
@@ -223,7 +223,7 @@ class StepRunner:
 
         async def settle() -> Result:
             nonlocal params
-            params = _params(deps, step)
+            params = _params(deps, ctx, step)
             if deps.settings.simulate:
                 return await self._simulated(ctx, step, action, params)
             missing = missing_clients(deps, step, ctx)
@@ -277,12 +277,13 @@ _MAX_UNCONFIRMED = 1024
 _ACTS = Result(Outcome.NOOP, "")
 
 
-def _params(deps: Deps, step: StepPlan) -> BaseModel:
+def _params(deps: Deps, ctx: RunContext, step: StepPlan) -> BaseModel:
     """The step's params as its action takes them. ParamsError, nothing sent, for params that
     do not fit, and for a step taken up again whose stored params cannot be read
-    (``StepPlan.unreadable``): it is not run on a guess (none, or the defaults)."""
-    if step.unreadable:
-        raise ParamsError(step.action, f"{step.unreadable}; not run")
+    (``StepPlan.unreadable``) or whose run's alert cannot (``RunContext.origin_unreadable``):
+    it is not run on a guess (no params, the defaults, no labels)."""
+    if unreadable := step.unreadable or ctx.origin_unreadable:
+        raise ParamsError(step.action, f"{unreadable}; not run")
     return deps.registry.parse_params(step.action, step.params)
 
 

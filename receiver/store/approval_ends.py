@@ -6,13 +6,12 @@ its alert resolved is ``ResolvedRuns.end_resolved_run``'s (resolved_runs.py).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from receiver.model import ApprovalRecord, RunOutcome
 from receiver.store.audit import append_in_tx
-from receiver.store.steps import step_audit
+from receiver.store.steps import stored_step_audit
 
 __all__ = ["RESOLVED_SQL", "UNDO_SQL", "end_run"]
 
@@ -107,9 +106,8 @@ async def end_run(
             "step",
             approval.run_id,
             fingerprint,
-            step_audit(
-                row["phase"], idx, row["action"], ended_as, message, json.loads(row["params"])
-            ),
+            # Params edited to be unreadable end the step all the same (params_unreadable).
+            stored_step_audit(row["phase"], idx, row["action"], ended_as, message, row["params"]),
         )
     if fingerprint is not None:
         await append_in_tx(

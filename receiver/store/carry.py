@@ -11,7 +11,7 @@ from typing import Any
 from receiver.model import StepPlan
 from receiver.store.audit import append_in_tx
 from receiver.store.jobs import enqueue
-from receiver.store.pending_steps import append_pending_steps, resolve_steps_done, step_key
+from receiver.store.pending_steps import append_pending_steps, resolve_steps_done, was_done
 from receiver.store.phase_stop import stopped_step
 from receiver.store.records import JobKind
 
@@ -19,7 +19,13 @@ __all__ = ["carry"]
 
 
 async def carry(
-    conn: Any, run_id: str, steps: Sequence[StepPlan], *, event_id: int, retry_s: float
+    conn: Any,
+    run_id: str,
+    steps: Sequence[StepPlan],
+    *,
+    event_id: int,
+    retry_s: float,
+    why: str = "",
 ) -> bool:
     """Record ``steps`` (the run's on_resolved steps, numbered after every step the run has)
     pending in phase ``resolve`` and clear ``undo_deferred``, with a ``resume_resolve`` job due
@@ -29,7 +35,9 @@ async def carry(
     takes the run's row lock).
 
     A step of ``steps`` that the run's resolve phase already did (or may have) is left out;
-    an undo that stopped at a step is not planned again (``stopped_at`` in the audit row)."""
+    an undo that stopped at a step is not planned again (``stopped_at`` in the audit row).
+    ``why``: why the undo carries none of its steps (they cannot be read), in the audit row as
+    ``not_carried``."""
     fingerprint = await conn.fetchval(
         """UPDATE runs SET undo_deferred = false
            WHERE id = $1::uuid AND undo_deferred RETURNING fingerprint""",
@@ -41,8 +49,8 @@ async def carry(
     # An undo that stopped at a step ended there, as its announcement says: none of it is
     # planned again (``PhaseStops.stop_phase``).
     stopped = await stopped_step(conn, run_id, "resolve")
-    skipped = [s for s in steps if step_key(s) in done]
-    steps = [] if stopped is not None else [s for s in steps if step_key(s) not in done]
+    skipped = [s for s in steps if was_done(s, done)]
+    steps = [] if stopped is not None else [s for s in steps if not was_done(s, done)]
     # The job before the first audit row (write_step appends one), as in _fail.
     if steps:
         await enqueue(conn, JobKind.RESUME_RESOLVE, run_id, delay_s=retry_s)
@@ -57,6 +65,7 @@ async def carry(
             "steps": len(steps),
             **({"done_before": [s.action for s in skipped]} if skipped else {}),
             **({"stopped_at": stopped["idx"]} if stopped is not None else {}),
+            **({"not_carried": why} if why else {}),
         },
     )
     return True

@@ -35,10 +35,12 @@ Parameters: $1 owner, $2 limit, $3 lease seconds, $4 per-lane window, $5 the cur
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from receiver.store.event_rows import UnreadableEvent
 from receiver.store.leases import claim_assignments, due_sql
-from receiver.store.records import ClaimedEvent, event_columns
+from receiver.store.records import ClaimedEvent, event_columns, event_from_row
 
 __all__ = [
     "CLAIM_EVENTS_CALL",
@@ -47,6 +49,7 @@ __all__ = [
     "LANES",
     "MAX_HINTED_LANES",
     "ClaimedEvents",
+    "claimed_events",
     "next_lane",
 ]
 
@@ -184,3 +187,34 @@ def next_lane(claims: Sequence[ClaimedEvent], current: str) -> str:
         return claims.walked
     served = [c for c in claims if c.turn[0] == 1]
     return max(served, key=lambda c: c.turn[1]).lane if served else current
+
+
+def claimed_events(rows: Iterable[Mapping[str, Any]]) -> tuple[list[ClaimedEvent], dict[int, str]]:
+    """The events of a claim's rows (with an id), in claim order; and, apart, event id -> the
+    ``last_error`` of each whose labels or annotations cannot be read back (``UnreadableEvent``:
+    an edit of the table). Those are not worked: matched against labels guessed (none), an
+    event would act on a guess; raised, one would fail the whole claim after it committed,
+    every event of it leased and never worked (``EventQueue.claim_events`` settles them)."""
+    events: list[ClaimedEvent] = []
+    unreadable: dict[int, str] = {}
+    for r in sorted((r for r in rows if r["id"] is not None), key=lambda r: (r["rank"], r["ord"])):
+        try:
+            event = event_from_row(r)
+        except UnreadableEvent as exc:
+            unreadable[exc.event_id] = (
+                f"{exc}; not matched against any rule: drop it (remediator events drop "
+                f"{exc.event_id} --reason TEXT), or correct the row and retry it"
+            )
+            continue
+        events.append(
+            ClaimedEvent(
+                event=event,
+                attempts=r["attempts"],
+                lease_until=r["lease_until"],
+                last_error=r["last_error"],
+                failures=r["failures"],
+                lane=r["lane"],
+                turn=(r["rank"], r["ord"]),
+            )
+        )
+    return events, unreadable

@@ -21,17 +21,20 @@ from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
 from receiver.store.canonical import canonical_json
-from receiver.store.claims import CLAIM_EVENTS_CALL, LANES, MAX_HINTED_LANES, ClaimedEvents
+from receiver.store.claims import (
+    CLAIM_EVENTS_CALL,
+    LANES,
+    MAX_HINTED_LANES,
+    ClaimedEvents,
+    claimed_events,
+)
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
+from receiver.store.failures import Failures
 from receiver.store.leases import EVENTS, Leases, complete_sql
 from receiver.store.occurrences import REFIRE_SQL, SETTLED_SQL
-from receiver.store.records import (
-    ClaimedEvent,
-    NewEvent,
-    event_columns,
-    event_from_row,
-)
+from receiver.store.records import NewEvent, event_columns
+from receiver.store.stored_json import stored_data
 
 __all__ = ["CLAIM_WINDOW", "INSERT_TIMEOUT_S", "LATE_DELIVERY_WINDOW_S", "EventQueue"]
 
@@ -105,7 +108,7 @@ def _documents(groups: Sequence[Sequence[NewEvent]]) -> Iterator[str]:
         yield "[" + ",".join(parts) + "]"
 
 
-class EventQueue(Leases):
+class EventQueue(Leases, Failures):
     """Alert events: intake inserts them, workers claim, extend, complete or release them.
 
     ``late_delivery_window_s`` (seconds) is the window of the occurrence rule (module
@@ -260,6 +263,8 @@ class EventQueue(Leases):
         processed concurrently, and in arrival order, except that a dead event drops out of the
         queue and, if retried, waits for the event in progress, if any, and goes next.
         Returned in claim order; ``next_lane`` of the result is the cursor for the next claim.
+        An event whose labels or annotations cannot be read back (an edit of the table) is not
+        returned: it is dead at once, saying why (``claimed_events``, ``settle_unreadable``).
         """
         if limit <= 0:
             return ClaimedEvents([], walked=None, limit=limit)
@@ -283,19 +288,9 @@ class EventQueue(Leases):
                 LANES,
             )
         walked = rows[0]["walked"] if rows else None
-        rows = sorted((r for r in rows if r["id"] is not None), key=lambda r: (r["rank"], r["ord"]))
-        events = (
-            ClaimedEvent(
-                event=event_from_row(r),
-                attempts=r["attempts"],
-                lease_until=r["lease_until"],
-                last_error=r["last_error"],
-                failures=r["failures"],
-                lane=r["lane"],
-                turn=(r["rank"], r["ord"]),
-            )
-            for r in rows
-        )
+        events, unreadable = claimed_events(rows)
+        for event_id, error in unreadable.items():
+            await self.settle_unreadable(event_id, owner, error)
         return ClaimedEvents(events, walked=walked, limit=limit)
 
     async def extend_lease(self, event_id: int, owner: str, lease_s: float) -> bool:
@@ -369,7 +364,8 @@ class EventQueue(Leases):
                 )
 
     async def get_event(self, event_id: int) -> dict[str, Any] | None:
-        """One event with its queue state, for review and tests."""
+        """One event with its queue state, for review and tests; its ``skips`` decoded (the
+        stored text, with ``skips_unreadable`` why, when they cannot be read back)."""
         with translate():
             row = await self._pool.fetchrow(
                 f"""SELECT {event_columns()}, state, lease_owner, not_before, done_at,
@@ -377,7 +373,12 @@ class EventQueue(Leases):
                     FROM alert_events WHERE id = $1""",
                 event_id,
             )
-        return None if row is None else {**dict(row), "skips": json.loads(row["skips"])}
+        if row is None:
+            return None
+        # Skips edited to be unreadable: given as stored, saying why (as the queue API does);
+        # a run taken up reads this event back (its labels), and must not fail on them.
+        skips, why = stored_data(row["skips"])
+        return {**dict(row), "skips": skips, **({"skips_unreadable": why} if why else {})}
 
     async def prune_events(self, older_than_s: float) -> int:
         """Retention: delete finished events older than the given age, but those a run still

@@ -12,8 +12,11 @@ and counts nothing.
 
 from __future__ import annotations
 
+import contextlib
+
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
+from receiver.store.errors import StoreUnavailable
 from receiver.store.leases import EVENTS, HELD, JOBS, QueueTable
 
 __all__ = ["Failures"]
@@ -34,6 +37,14 @@ class Failures(Database):
     ) -> str | None:
         """Record a failed attempt of a claimed event; see ``fail``."""
         return await self.fail(EVENTS, event_id, owner, error, delay_s, max_failures, count)
+
+    async def settle_unreadable(self, event_id: int, owner: str, error: str) -> None:
+        """Settle a claimed event that cannot be read back (``claims.claimed_events``) dead at
+        once, ``error`` its last error, audited ``event.dead``: no attempt would read it, so
+        none is made. Out of reach, the store leaves it claimed: its lease runs out, and the
+        claim that takes it up again counts that failure and settles it so."""
+        with contextlib.suppress(StoreUnavailable):
+            await self.fail(EVENTS, event_id, owner, error, 0.0, 1, True)
 
     async def fail_job(
         self,

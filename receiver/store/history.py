@@ -23,7 +23,7 @@ from receiver.store.history_sql import (
     batch_arguments,
     history_arguments,
 )
-from receiver.store.undo_plans import undo_from_json
+from receiver.store.undo_plans import kept_undo
 
 __all__ = [
     "HISTORY_CALL",
@@ -192,8 +192,9 @@ def prior_from_row(row: Mapping[str, Any], *, held: bool = False) -> PriorRun:
     """A PriorRun from a row of ``PRIOR_COLUMNS`` and ``changed`` (false but for the runs of
     the episode and of other episodes: whether one of its steps changed something, or may
     have), and, for those same runs, the ``on_resolved`` steps kept with the run
-    (``undo_from_json``). ``held``: ``PriorRun.undo_held``."""
-    kept = row.get("on_resolved")
+    (``kept_undo``: one that cannot be read is said in ``on_resolved_unreadable``).
+    ``held``: ``PriorRun.undo_held``."""
+    kept, unreadable = kept_undo(row.get("on_resolved"))
     key = (row["target_kind"], row["target_namespace"], row["target_name"])
     target = _TARGETS.get(key)
     if target is None:
@@ -217,8 +218,9 @@ def prior_from_row(row: Mapping[str, Any], *, held: bool = False) -> PriorRun:
         row["changed"],
         row["alertname"],
         row["settle_until"],
-        None if kept is None else undo_from_json(kept),
+        kept,
         held,
+        unreadable,
     )
 
 

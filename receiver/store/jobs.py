@@ -18,7 +18,6 @@ loop, one lease discipline and one LISTEN for both queues:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -28,6 +27,7 @@ from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.leases import HELD, JOBS, Leases, claim_assignments, due_sql
 from receiver.store.records import ClaimedJob, JobKind, job_from_row
+from receiver.store.stored_json import stored_data
 
 __all__ = ["JobQueue", "enqueue"]
 
@@ -271,7 +271,8 @@ class JobQueue(Leases):
         return await self._next_due(JOBS)
 
     async def get_job(self, job_id: int) -> dict[str, Any] | None:
-        """One job with its queue state, for review and tests (payload decoded)."""
+        """One job with its queue state, for review and tests (payload decoded; one that
+        cannot be read back is the stored text, ``payload_unreadable`` saying why)."""
         with translate():
             row = await self._pool.fetchrow(
                 f"""SELECT {_JOB_COLUMNS}, j.state, j.not_before, j.lease_owner, j.rerun_at,
@@ -281,7 +282,8 @@ class JobQueue(Leases):
             )
         if row is None:
             return None
-        return {**dict(row), "payload": json.loads(row["payload"])}
+        payload, why = stored_data(row["payload"])
+        return {**dict(row), "payload": payload, **({"payload_unreadable": why} if why else {})}
 
     async def prune_jobs(self, older_than_s: float) -> int:
         """Retention: delete finished jobs older than the given age. Never touches runs."""

@@ -4,15 +4,19 @@ run's resolve steps are done already. Inside the caller's transaction; used by
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from receiver.model import StepPlan
 from receiver.store.canonical import canonical_json
 from receiver.store.steps import write_step
+from receiver.store.stored_json import decode_object
 
-__all__ = ["append_pending_steps", "resolve_steps_done", "step_key"]
+# The params of a ``step_key`` whose stored params cannot be read (an edit of the table): no
+# canonical JSON is empty, so it names no params, and stands for any (``was_done``).
+_ANY_PARAMS = ""
+
+__all__ = ["append_pending_steps", "resolve_steps_done", "step_key", "was_done"]
 
 
 async def append_pending_steps(
@@ -46,7 +50,8 @@ def step_key(step: StepPlan) -> tuple[str, str]:
 
 async def resolve_steps_done(conn: Any, run_id: str) -> set[tuple[str, str]]:
     """The ``step_key`` of each resolve-phase step of the run that did something, or may have:
-    recorded ok, simulated, started, interrupted, or failed having maybe acted."""
+    recorded ok, simulated, started, interrupted, or failed having maybe acted. One whose
+    params cannot be read back has a key of its action alone (``was_done``)."""
     rows = await conn.fetch(
         """SELECT action, params::text AS params FROM steps
            WHERE run_id = $1::uuid AND phase = 'resolve'
@@ -54,7 +59,15 @@ async def resolve_steps_done(conn: Any, run_id: str) -> set[tuple[str, str]]:
                   OR (outcome = 'failed' AND may_have_acted))""",
         run_id,
     )
-    return {
-        (row["action"], canonical_json(json.loads(row["params"]) if row["params"] else {}))
-        for row in rows
-    }
+    done: set[tuple[str, str]] = set()
+    for row in rows:
+        params, why = decode_object("params", row["params"])
+        done.add((row["action"], _ANY_PARAMS if why else canonical_json(params or {})))
+    return done
+
+
+def was_done(step: StepPlan, done: set[tuple[str, str]]) -> bool:
+    """Whether planned ``step`` is one of the steps ``done`` (``resolve_steps_done``): the same
+    action and params, or the same action done with params that cannot be read (edited
+    since): it may be this one, and an undo done twice is the worse guess."""
+    return step_key(step) in done or (step.action, _ANY_PARAMS) in done

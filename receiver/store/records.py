@@ -7,7 +7,6 @@ is ``receiver.store.canonical``'s.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any
 from receiver.alertmanager import ZERO_TIME
 from receiver.model import AlertEvent, RunOutcome, Status, StepPlan, Target, VerifyResult
 from receiver.store.canonical import audit_data
+from receiver.store.event_rows import event_columns, event_from_row
 from receiver.store.fence import LeaseFence
 from receiver.store.run_ids import run_id_of
 from receiver.store.stored_json import OBJECT, decode_columns, decode_object
@@ -275,16 +275,6 @@ class AuditCheck:
 # -- rows -> records ----------------------------------------------------------------------
 
 
-def event_columns(alias: str = "") -> str:
-    """The alert_events columns ``event_from_row`` and ClaimedEvent read, optionally qualified."""
-    p = f"{alias}." if alias else ""
-    return f"""
-    {p}id, {p}fingerprint, {p}starts_at, {p}status, {p}ends_at, {p}labels::text AS labels,
-    {p}annotations::text AS annotations, {p}generator_url, {p}group_key, {p}receiver,
-    {p}received_at, {p}attempts, {p}lease_until, {p}last_error, {p}refire
-"""
-
-
 # A step's JSON columns, as this service writes them (stored_json).
 _STEP_SHAPES = {"params": OBJECT, "before": OBJECT, "after": OBJECT}
 
@@ -295,24 +285,6 @@ RUN_COLUMNS = """
     retry_at, error, refire, decision::text AS decision, settle_s, settle_until, verify_result,
     escalated_at, resolution_inferred_from, undo_deferred
 """
-
-
-def event_from_row(row: Mapping[str, Any]) -> AlertEvent:
-    """An AlertEvent from a row of ``event_columns()``."""
-    return AlertEvent(
-        id=row["id"],
-        fingerprint=row["fingerprint"],
-        starts_at=row["starts_at"],
-        status=Status(row["status"]),
-        labels=json.loads(row["labels"]),
-        annotations=json.loads(row["annotations"]),
-        ends_at=row["ends_at"],
-        generator_url=row["generator_url"],
-        group_key=row["group_key"],
-        receiver=row["receiver"],
-        received_at=row["received_at"],
-        refire=row["refire"],
-    )
 
 
 def step_from_row(row: Mapping[str, Any]) -> StepRecord:

@@ -12,7 +12,6 @@ ends takes) and writes its own row saying what ended them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from receiver.model import ApprovalRecord
 from receiver.store.approvals import approval_audit, cancel_approvals
 from receiver.store.audit import append_in_tx
-from receiver.store.steps import step_audit
+from receiver.store.steps import stored_step_audit
 
 __all__ = ["StepEnd", "end_steps"]
 
@@ -70,8 +69,9 @@ async def end_steps(
             [s.message for s in ordered],
         )
     for step in ordered:
-        data = step_audit(
-            phase, step.idx, step.action, step.outcome, step.message, json.loads(step.params)
+        # Params edited to be unreadable end the step all the same (``params_unreadable``).
+        data = stored_step_audit(
+            phase, step.idx, step.action, step.outcome, step.message, step.params
         )
         await append_in_tx(conn, "step", run_id, fingerprint, data)
     cancelled = await cancel_approvals(conn, run_id, approvals_of, reason, states)

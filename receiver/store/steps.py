@@ -28,6 +28,7 @@ from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
+from receiver.store.stored_json import decode_object
 from remediations.base import Outcome
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "mark_not_run",
     "started_message",
     "step_audit",
+    "stored_step_audit",
     "write_step",
 ]
 
@@ -210,6 +212,20 @@ def step_audit(
         "before": None,
         "after": None,
     }
+
+
+def stored_step_audit(
+    phase: str, idx: int, action: str, outcome: str, message: str, params: str | None
+) -> dict[str, Any]:
+    """``step_audit`` of a step ended from its row, ``params`` the JSON text the row holds
+    (``params::text``). Params that cannot be read back or are not an object (an edit of the
+    table: ``stored_json``) are ``{}``, and ``params_unreadable`` says why: the step still
+    ends, and its row is still written."""
+    value, why = decode_object("params", params)
+    data = step_audit(phase, idx, action, outcome, message, value)
+    if why is not None:
+        data["params_unreadable"] = why
+    return data
 
 
 def admitted_data(

@@ -21,7 +21,6 @@ defers the undo to may have been processed meanwhile: it is carried at once then
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,9 @@ from receiver.store.carry import carry
 from receiver.store.database import Database
 from receiver.store.step_ends import StepEnd, end_steps
 from receiver.store.steps import NOT_RUN
-from receiver.store.undo_plans import undo_from_json
+from receiver.store.stored_json import decode_object
+from receiver.store.undo_plans import kept_undo
+from receiver.unreadable import unreadable_text
 
 __all__ = ["WITHDRAWN", "Withdrawals"]
 
@@ -133,7 +134,8 @@ class Withdrawals(Database):
 
         The steps are those kept with the run (``runs.on_resolved``), as the resolution's
         pass plans them (``receiver.episodes.undo_of``); for a run stored before they were
-        kept (migration 0025), the steps just withdrawn."""
+        kept (migration 0025), the steps just withdrawn. None of them when they cannot be read
+        (edited since): the carry's audit row says why."""
         async with self._tx() as conn:
             run = await conn.fetchrow(
                 """SELECT fingerprint, starts_at, refire, coalesce(event_id, 0) AS event_id,
@@ -148,10 +150,19 @@ class Withdrawals(Database):
             resolution = resolved_since(events, run["starts_at"], run["refire"])
             if resolution is None:
                 return False
-            kept = run["on_resolved"]
-            steps = tuple(withdrawn) if kept is None else undo_from_json(kept)
-            # Due at once: no resolution pass is left to run the steps.
-            return await carry(conn, run_id, steps, event_id=resolution, retry_s=0.0)
+            kept, why = kept_undo(run["on_resolved"])
+            if why:
+                why = unreadable_text({"the on_resolved steps kept with the run": why})
+            steps = tuple(withdrawn) if kept is None else kept
+            if not why and (bad := [s.unreadable for s in steps if s.unreadable]):
+                why = bad[0]
+            # Due at once: no resolution pass is left to run the steps. Steps that cannot be
+            # read (an edit of the table) carry none of the undo, saying why in its audit row,
+            # as the resolution's pass would (``episodes.undo_of``): part of an undo, or one
+            # with no params, would act on a guess.
+            return await carry(
+                conn, run_id, () if why else steps, event_id=resolution, retry_s=0.0, why=why
+            )
 
 
 async def _occurrences(conn: Any, fingerprint: str, since: int) -> list[Occurrence]:
@@ -218,16 +229,20 @@ async def _withdraw(
             "reason": WITHDRAWN,
         },
     )
-    withdrawn = tuple(
-        StepPlan(
-            index=s["idx"],
-            action=s["action"],
-            params=json.loads(s["params"]) if s["params"] else {},
-            needs_approval=s["needs_approval"],
-        )
-        for s in sorted(steps, key=_idx)
+    return _Withdrawn(approvals=cancelled, steps=tuple(_plan(s) for s in sorted(steps, key=_idx)))
+
+
+def _plan(row: Any) -> StepPlan:
+    """A withdrawn step (a row of ``_withdraw``'s read) as planned; params that cannot be read
+    (edited since: ``stored_json``) are said in its ``unreadable``, and carry nothing."""
+    params, why = decode_object("params", row["params"])
+    return StepPlan(
+        index=row["idx"],
+        action=row["action"],
+        params=params or {},
+        needs_approval=row["needs_approval"],
+        unreadable=unreadable_text({"params": why}) if why else "",
     )
-    return _Withdrawn(approvals=cancelled, steps=withdrawn)
 
 
 def _idx(row: Any) -> int:

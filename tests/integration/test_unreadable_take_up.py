@@ -14,28 +14,13 @@ same batch once the lease ran out. Nothing reads a job's payload to act: it is n
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 
-from receiver.approvals.policy import Identity
-from receiver.approvals.state import Channel, Decision, Origin
+from receiver.approvals.state import Decision
 from receiver.model import RunOutcome
 from receiver.store import JobKind, Store
 from tests.support.approvals import MakeApprovalEnv, poke_labels
-
-HUGE = "('{\"x\": 1' || repeat('0', 5000) || '}')::jsonb"
-DEEP = "('{\"x\": ' || repeat('[', 3000) || repeat(']', 3000) || '}')::jsonb"
-EDITS = {"a huge number": HUGE, "deep nesting": DEEP, "another shape": "'[1, 2]'::jsonb"}
-ALICE = Identity("alice", "operator-token", "alice")
-API = Origin(Channel.API, "10.1.1.1", "pytest")
-
-
-async def _edit(database_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+from tests.support.unreadable import ALICE, API, EDITS, approve, edit
 
 
 @pytest.mark.parametrize("value", EDITS.values(), ids=EDITS.keys())
@@ -46,10 +31,15 @@ async def test_an_approved_step_whose_params_or_plan_cannot_be_read_fails_withou
     env = await approval_env()
     run, approval = await env.pending_run()
     table, field = column.split(".")
-    await _edit(database_url, f"UPDATE {table} SET {field} = {value}")
-
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API, reason="go")
-    await env.harness.drain()
+    if table == "approvals":
+        # Edited before the decision, the plan cannot be approved at all
+        # (http/test_unreadable_plan_decisions.py): edited after it, before the worker.
+        await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API, reason="go")
+        await edit(database_url, f"UPDATE {table} SET {field} = {value}")
+        await env.harness.drain()
+    else:
+        await edit(database_url, f"UPDATE {table} SET {field} = {value}")
+        await approve(env, approval)
 
     assert env.peer.pokes == 0
     done = await env.harness.store.get_run(run.id)
@@ -79,7 +69,7 @@ async def test_a_job_whose_payload_cannot_be_read_is_claimed(
     assert len(runs) == 2
     for run_id in runs:
         await store.enqueue_job(JobKind.RESUME_RUN, run_id)
-    await _edit(database_url, f"UPDATE jobs SET payload = {value} WHERE run_id = '{runs[0]}'")
+    await edit(database_url, f"UPDATE jobs SET payload = {value} WHERE run_id = '{runs[0]}'")
 
     claimed = await store.claim_jobs("w1", 10, 30.0)
 
