@@ -10,6 +10,13 @@ and refused by a guard when taken up again (a pause on its way to its approved s
 opened meanwhile: ``stages.Admit``): it ends there, and a step of it that never ran changed
 nothing. Whenever a step of the run may have acted before (one ran, failed, or was stopped in),
 the slot stays spent: the run did disrupt.
+
+An escalation (``on_failed``) is admitted under its run's id: while the run's slot is in the
+window it shares it (the run acted: that slot stays spent), and once the run's slot has left
+the window its admission draws one of its own (``Admission.budget_drawn``, audited with the
+admission). Refused for good when taken up again (``resolve.AdmitResolve``: the namespace
+policy), with none of its steps having acted, it gives back a slot it drew
+(``BudgetRefund.follow_up_refused``), never the run's.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import structlog
 from receiver.guards.policy import GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import RunOutcome
-from receiver.pipeline.context import WORKER_STOPPED
+from receiver.pipeline.context import WORKER_STOPPED, RunContext
 from receiver.store import Store, StoreUnavailable
 from remediations.base import Outcome
 
@@ -66,6 +73,13 @@ class BudgetRefund:
             return  # an escalation's approval leaves its run failed: its own steps acted
         if any(step.outcome in MAY_HAVE_CHANGED for step in run.steps):
             return
+        await self._give_back(
+            run_id, log, "budget slot given back: the run changed nothing", str(run.outcome)
+        )
+
+    async def _give_back(self, run_id: str, log: Any, said: str, ended: str) -> None:
+        """Take the run's id out of the budget's window, saying ``said`` with ``ended`` (how it
+        ended) when a slot was there; Redis unreachable: logged, the slot kept."""
         try:
             given_back = await self._guards.refund_budget(run_id)
         except GuardUnavailable as exc:
@@ -74,11 +88,7 @@ class BudgetRefund:
             )
             return
         if given_back:
-            log.info(
-                "budget slot given back: the run changed nothing",
-                run_id=run_id,
-                outcome=str(run.outcome),
-            )
+            log.info(said, run_id=run_id, outcome=ended)
 
     async def refused(self, run_id: str, log: Any) -> None:
         """After a guard refused run ``run_id`` taken up again (``stages.Admit``): as calling
@@ -88,3 +98,28 @@ class BudgetRefund:
             await self(run_id, log=log)
         except StoreUnavailable as exc:
             log.warning("budget slot not given back: store unavailable", error=str(exc))
+
+    async def follow_up_refused(self, ctx: RunContext) -> None:
+        """After a guard refused the follow-up ``ctx.phase`` of run ``ctx.run_id`` for good
+        (``resolve.AdmitResolve``): gives back the budget slot an admission of that follow-up
+        drew of its own (``Store.follow_up_drew_budget``: an escalation taken up after its
+        run's slot left the window) when none of its steps may have changed anything. A slot
+        it shares with its run stays (the run acted); so does every slot of an undo, whose
+        guards never ask the budget. A store that cannot be read, or Redis unreachable, is
+        logged: the refusal stands, and the slot is kept (it leaves the window with time)."""
+        run_id, phase, log = ctx.run_id, ctx.phase, ctx.log
+        assert run_id is not None  # refused: the run is stored
+        try:
+            run = await self._store.get_run(run_id)
+            if run is None or any(
+                step.phase == phase and step.outcome in MAY_HAVE_CHANGED for step in run.steps
+            ):
+                return
+            if not await self._store.follow_up_drew_budget(run_id, phase):
+                return
+        except StoreUnavailable as exc:
+            log.warning("budget slot not given back: store unavailable", error=str(exc))
+            return
+        await self._give_back(
+            run_id, log, f"budget slot given back: the {phase} steps changed nothing", "refused"
+        )
