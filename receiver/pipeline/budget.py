@@ -14,9 +14,9 @@ the slot stays spent: the run did disrupt.
 An escalation (``on_failed``) is admitted under its run's id: while the run's slot is in the
 window it shares it (the run acted: that slot stays spent), and once the run's slot has left
 the window its admission draws one of its own (``Admission.budget_drawn``, audited with the
-admission). Refused for good when taken up again (``resolve.AdmitResolve``: the namespace
-policy), with none of its steps having acted, it gives back a slot it drew
-(``BudgetRefund.follow_up_refused``), never the run's.
+admission). Ended with none of its steps having acted, by its approval (expired, rejected,
+cancelled) or refused for good when taken up again (``resolve.AdmitResolve``: the namespace
+policy, ``BudgetRefund.follow_up_refused``), it gives back a slot it drew, never the run's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from receiver.guards.policy import GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import RunOutcome
 from receiver.pipeline.context import WORKER_STOPPED, RunContext
-from receiver.store import Store, StoreUnavailable
+from receiver.store import RunRecord, Store, StoreUnavailable
 from remediations.base import Outcome
 
 __all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund"]
@@ -56,7 +56,9 @@ MAY_HAVE_CHANGED: frozenset[str] = (
 class BudgetRefund:
     """``await refund(run_id)`` after an approval of the run ended it, or a guard refused it
     when taken up again: gives the run's budget slot back when the run ended expired,
-    rejected, cancelled or refused and none of its steps may have changed anything. Never
+    rejected, cancelled or refused and none of its steps may have changed anything; after an
+    approval of its escalation ended (the run stays failed), the slot the escalation drew of
+    its own, when none of the escalation's steps may have changed anything. Never
     raises for the guards (Redis unreachable: the slot is kept, and leaves the window with
     time, the safe side); a store error propagates. ``log`` (a structlog logger): where to
     say so; default the one given at construction, else the pipeline's."""
@@ -69,8 +71,13 @@ class BudgetRefund:
     async def __call__(self, run_id: str, *, log: Any = None) -> None:
         log = self._log if log is None else log
         run = await self._store.get_run(run_id)
+        if run is not None and run.outcome is RunOutcome.FAILED:
+            # An escalation's approval ended it: the run's own steps acted, and the slot they
+            # share with the escalation stays; one the escalation drew of its own comes back.
+            await self._follow_up_unused(run, "on_failed", log)
+            return
         if run is None or run.outcome not in ENDED_UNUSED:
-            return  # an escalation's approval leaves its run failed: its own steps acted
+            return
         if any(step.outcome in MAY_HAVE_CHANGED for step in run.steps):
             return
         await self._give_back(
@@ -107,19 +114,21 @@ class BudgetRefund:
         it shares with its run stays (the run acted); so does every slot of an undo, whose
         guards never ask the budget. A store that cannot be read, or Redis unreachable, is
         logged: the refusal stands, and the slot is kept (it leaves the window with time)."""
-        run_id, phase, log = ctx.run_id, ctx.phase, ctx.log
-        assert run_id is not None  # refused: the run is stored
+        assert ctx.run_id is not None  # refused: the run is stored
         try:
-            run = await self._store.get_run(run_id)
-            if run is None or any(
-                step.phase == phase and step.outcome in MAY_HAVE_CHANGED for step in run.steps
-            ):
-                return
-            if not await self._store.follow_up_drew_budget(run_id, phase):
-                return
+            run = await self._store.get_run(ctx.run_id)
+            if run is not None:
+                await self._follow_up_unused(run, ctx.phase, ctx.log)
         except StoreUnavailable as exc:
-            log.warning("budget slot not given back: store unavailable", error=str(exc))
+            ctx.log.warning("budget slot not given back: store unavailable", error=str(exc))
+
+    async def _follow_up_unused(self, run: RunRecord, phase: str, log: Any) -> None:
+        """Give back the slot an admission of the follow-up ``phase`` of ``run`` drew of its
+        own, when none of that phase's steps may have changed anything. A store error
+        propagates."""
+        if any(step.phase == phase and step.outcome in MAY_HAVE_CHANGED for step in run.steps):
             return
-        await self._give_back(
-            run_id, log, f"budget slot given back: the {phase} steps changed nothing", "refused"
-        )
+        if not await self._store.follow_up_drew_budget(run.id, phase):
+            return
+        said = f"budget slot given back: the {phase} steps changed nothing"
+        await self._give_back(run.id, log, said, str(run.outcome))

@@ -1,11 +1,12 @@
-"""The global budget slot of an escalation refused for good before any of its steps acted.
+"""The global budget slot of an escalation that ends before any of its steps acted.
 
 The budget window holds run ids: an escalation (``on_failed``) is admitted under its run's id,
 so within the window it shares the slot its run drew (and that run acted: the slot stays
-spent). Escalating after the run's slot left the window, it draws one of its own. Refused for
-good when taken up again (the namespace policy changed by a restart while its step waited for
-its approval), nothing of it acted, and that slot was kept: an hour of the budget spent on a
-change that never happened, as an ignored approval's was before receiver/pipeline/budget.py.
+spent). Escalating after the run's slot left the window, it draws one of its own. Ended with
+nothing of it acted (its step's approval rejected or expired, or the escalation refused for
+good when taken up again: the namespace policy changed by a restart while its step waited for
+its approval), that slot was kept: an hour of the budget spent on a change that never
+happened, as an ignored approval's was before receiver/pipeline/budget.py.
 
 Against a real PostgreSQL and Redis; the guards' clock is the test's, so that the run's slot
 can leave the window without waiting an hour.
@@ -148,4 +149,52 @@ async def test_an_escalation_within_its_runs_window_keeps_the_runs_slot(
     before = await _slots(env)
     assert list(before) == [run.id]
     await _approved_then_refused_for_good(approval_env, peer, clock, env, run)
+    assert await _slots(env) == before
+
+
+async def _approval_ends(env: ApprovalEnv, run: RunRecord, how: str) -> RunRecord:
+    """End the ladder's pending approval: ``rejected`` by alice, ``expired`` (its expiry job
+    and the approval moved into the past), or ``cancelled`` (the alert resolved)."""
+    held = next(s for s in run.steps if s.phase == "on_failed")
+    approval = await env.desk.store.latest_approval(run.id, held.idx)
+    assert approval is not None
+    if how == "rejected":
+        await env.desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
+    elif how == "cancelled":
+        await env.harness.deliver(poke_labels(), status="resolved")
+    else:
+        async with env.harness.store._tx() as conn:
+            await conn.execute(
+                "UPDATE approvals SET expires_at = now() - interval '1 second' WHERE id = $1::uuid",
+                approval.id,
+            )
+            await conn.execute("UPDATE jobs SET not_before = now() WHERE run_id = $1::uuid", run.id)
+    await env.harness.drain()
+    ended = await env.harness.only_run()
+    assert [(s.phase, s.outcome) for s in ended.steps] == [("run", "ok"), ("on_failed", how)]
+    assert ended.outcome is RunOutcome.FAILED
+    return ended
+
+
+@pytest.mark.parametrize("how", ["rejected", "expired", "cancelled"])
+async def test_an_escalation_ended_at_its_approval_gives_back_the_slot_it_drew(
+    approval_env: MakeApprovalEnv, peer: Peer, how: str
+) -> None:
+    clock = Clock()
+    env = await _env(approval_env, peer, clock)
+    run = await _escalated(env, clock, timedelta(seconds=HOUR + 60))
+    assert list(await _slots(env)) == [run.id]
+    await _approval_ends(env, run, how)
+    assert peer.value == 1  # only the run's own step acted
+    assert await _slots(env) == {}
+
+
+async def test_an_escalation_ended_at_its_approval_within_its_runs_window_keeps_the_runs_slot(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    clock = Clock()
+    env = await _env(approval_env, peer, clock)
+    run = await _escalated(env, clock, timedelta())
+    before = await _slots(env)
+    await _approval_ends(env, run, "rejected")
     assert await _slots(env) == before
