@@ -79,7 +79,7 @@ test-rules: install-dev
 	@$(BIN)/remediator test rules/tests/*.yaml
 
 test: install-dev lint test-rules
-	@echo "==> Prometheus, Alertmanager, Chromium, redis-server, pgbouncer and PostgreSQL from Debian's packages (e2e, approval page, Redis Cluster, PgBouncer, and the audit tests on a server with lz4 and JIT)"
+	@echo "==> Prometheus, Alertmanager, Chromium, redis-server, pgbouncer, PostgreSQL, curl and openssl from Debian's packages (e2e, approval page, Redis Cluster, PgBouncer, the audit tests on a server with lz4 and JIT, and the README's approval walkthrough)"
 	@bash hack/e2e/install.sh || { test -z "$${CI:-}" || exit 1; \
 	   echo "==> could not install them: the e2e tests will be skipped (they fail when CI is set)"; }
 	@echo "==> building or reusing the Kubernetes control plane, kubectl, the Alertmanager oracle and Alertmanager 0.35"

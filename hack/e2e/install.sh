@@ -3,6 +3,8 @@
 # Chromium that renders the approval page, and the Redis (Cluster, Sentinel) and PgBouncer the
 # store and guard tests run behind, and a Debian PostgreSQL server (a server built with lz4 and JIT,
 # beside the embedded one: test_audit_compression.py) (Debian packages), only when their binaries are missing. Idempotent: a second run installs nothing.
+# Also curl and openssl, which the README's "Try an approval locally" uses and its test runs
+# as written (test_readme_approval.py).
 #
 # The packages' maintainer scripts would start prometheus.service and prometheus-alertmanager
 # .service (ports 9090/9093, state under /var/lib). The tests start their own processes on free
@@ -24,9 +26,11 @@ need chromium || missing+=("chromium")
 need redis-server || missing+=("redis-server")
 have_pgbouncer || missing+=("pgbouncer")
 have_postgresql || missing+=("postgresql")
+need curl || missing+=("curl")
+need openssl || missing+=("openssl")
 
 if ((${#missing[@]} == 0)); then
-  echo "==> e2e: prometheus, promtool, alertmanager, amtool, chromium, redis-server, pgbouncer and postgresql are installed; nothing to do"
+  echo "==> e2e: prometheus, promtool, alertmanager, amtool, chromium, redis-server, pgbouncer, postgresql, curl and openssl are installed; nothing to do"
   exit 0
 fi
 
@@ -72,7 +76,7 @@ export DEBIAN_FRONTEND=noninteractive
 # Always refresh: a stale list can name versions the archive no longer serves (a 404 mid-install).
 echo "==> e2e: apt-get update"
 "${SUDO[@]}" apt-get update -qq
-packages=(prometheus prometheus-alertmanager chromium redis-server pgbouncer postgresql)
+packages=(prometheus prometheus-alertmanager chromium redis-server pgbouncer postgresql curl openssl)
 echo "==> e2e: apt-get install -y --no-install-recommends ${packages[*]}"
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}"
 
@@ -94,6 +98,9 @@ have_alertmanager || { echo "e2e: alertmanager still missing after install" >&2;
 need chromium || { echo "e2e: chromium still missing after install" >&2; exit 1; }
 need redis-server || { echo "e2e: redis-server still missing after install" >&2; exit 1; }
 have_pgbouncer || { echo "e2e: pgbouncer still missing after install" >&2; exit 1; }
+for tool in curl openssl; do
+  need "$tool" || { echo "e2e: $tool still missing after install" >&2; exit 1; }
+done
 am=$(command -v prometheus-alertmanager || command -v alertmanager)
 echo "==> e2e: $(prometheus --version 2>&1 | head -n1)"
 echo "==> e2e: $("$am" --version 2>&1 | head -n1) ($am)"

@@ -110,6 +110,10 @@ class Admission:
     fence: int | None = None
     # The guards that were asked, in order (for the audit log: which ones passed).
     checked: tuple[str, ...] = ()
+    # True when this admission put the run in the global budget's window (drew a slot); False
+    # when the run was in it already (a re-admission, an escalation within its run's window)
+    # or the budget was not asked.
+    budget_drawn: bool = False
 
 
 # --- pure pieces: keys, durations, the declared guard list ---------------------------------

@@ -161,6 +161,7 @@ class Guards:
                 lock_token=_text(reply[1]) or None,
                 fence=fence if fence >= 0 else None,
                 checked=checked,
+                budget_drawn=int(reply[4]) == 1,
             )
         retry_ms = int(reply[3])
         refusal = Refusal(

@@ -10,6 +10,13 @@ and refused by a guard when taken up again (a pause on its way to its approved s
 opened meanwhile: ``stages.Admit``): it ends there, and a step of it that never ran changed
 nothing. Whenever a step of the run may have acted before (one ran, failed, or was stopped in),
 the slot stays spent: the run did disrupt.
+
+An escalation (``on_failed``) is admitted under its run's id: while the run's slot is in the
+window it shares it (the run acted: that slot stays spent), and once the run's slot has left
+the window its admission draws one of its own (``Admission.budget_drawn``, audited with the
+admission). Ended with none of its steps having acted, by its approval (expired, rejected,
+cancelled) or refused for good when taken up again (``resolve.AdmitResolve``: the namespace
+policy, ``BudgetRefund.follow_up_refused``), it gives back a slot it drew, never the run's.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ import structlog
 from receiver.guards.policy import GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import RunOutcome
-from receiver.pipeline.context import WORKER_STOPPED
-from receiver.store import Store, StoreUnavailable
+from receiver.pipeline.context import WORKER_STOPPED, RunContext
+from receiver.store import RunRecord, Store, StoreUnavailable
 from remediations.base import Outcome
 
 __all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund"]
@@ -49,7 +56,9 @@ MAY_HAVE_CHANGED: frozenset[str] = (
 class BudgetRefund:
     """``await refund(run_id)`` after an approval of the run ended it, or a guard refused it
     when taken up again: gives the run's budget slot back when the run ended expired,
-    rejected, cancelled or refused and none of its steps may have changed anything. Never
+    rejected, cancelled or refused and none of its steps may have changed anything; after an
+    approval of its escalation ended (the run stays failed), the slot the escalation drew of
+    its own, when none of the escalation's steps may have changed anything. Never
     raises for the guards (Redis unreachable: the slot is kept, and leaves the window with
     time, the safe side); a store error propagates. ``log`` (a structlog logger): where to
     say so; default the one given at construction, else the pipeline's."""
@@ -62,10 +71,22 @@ class BudgetRefund:
     async def __call__(self, run_id: str, *, log: Any = None) -> None:
         log = self._log if log is None else log
         run = await self._store.get_run(run_id)
+        if run is not None and run.outcome is RunOutcome.FAILED:
+            # An escalation's approval ended it: the run's own steps acted, and the slot they
+            # share with the escalation stays; one the escalation drew of its own comes back.
+            await self._follow_up_unused(run, "on_failed", log)
+            return
         if run is None or run.outcome not in ENDED_UNUSED:
-            return  # an escalation's approval leaves its run failed: its own steps acted
+            return
         if any(step.outcome in MAY_HAVE_CHANGED for step in run.steps):
             return
+        await self._give_back(
+            run_id, log, "budget slot given back: the run changed nothing", str(run.outcome)
+        )
+
+    async def _give_back(self, run_id: str, log: Any, said: str, ended: str) -> None:
+        """Take the run's id out of the budget's window, saying ``said`` with ``ended`` (how it
+        ended) when a slot was there; Redis unreachable: logged, the slot kept."""
         try:
             given_back = await self._guards.refund_budget(run_id)
         except GuardUnavailable as exc:
@@ -74,11 +95,7 @@ class BudgetRefund:
             )
             return
         if given_back:
-            log.info(
-                "budget slot given back: the run changed nothing",
-                run_id=run_id,
-                outcome=str(run.outcome),
-            )
+            log.info(said, run_id=run_id, outcome=ended)
 
     async def refused(self, run_id: str, log: Any) -> None:
         """After a guard refused run ``run_id`` taken up again (``stages.Admit``): as calling
@@ -88,3 +105,30 @@ class BudgetRefund:
             await self(run_id, log=log)
         except StoreUnavailable as exc:
             log.warning("budget slot not given back: store unavailable", error=str(exc))
+
+    async def follow_up_refused(self, ctx: RunContext) -> None:
+        """After a guard refused the follow-up ``ctx.phase`` of run ``ctx.run_id`` for good
+        (``resolve.AdmitResolve``): gives back the budget slot an admission of that follow-up
+        drew of its own (``Store.follow_up_drew_budget``: an escalation taken up after its
+        run's slot left the window) when none of its steps may have changed anything. A slot
+        it shares with its run stays (the run acted); so does every slot of an undo, whose
+        guards never ask the budget. A store that cannot be read, or Redis unreachable, is
+        logged: the refusal stands, and the slot is kept (it leaves the window with time)."""
+        assert ctx.run_id is not None  # refused: the run is stored
+        try:
+            run = await self._store.get_run(ctx.run_id)
+            if run is not None:
+                await self._follow_up_unused(run, ctx.phase, ctx.log)
+        except StoreUnavailable as exc:
+            ctx.log.warning("budget slot not given back: store unavailable", error=str(exc))
+
+    async def _follow_up_unused(self, run: RunRecord, phase: str, log: Any) -> None:
+        """Give back the slot an admission of the follow-up ``phase`` of ``run`` drew of its
+        own, when none of that phase's steps may have changed anything. A store error
+        propagates."""
+        if any(step.phase == phase and step.outcome in MAY_HAVE_CHANGED for step in run.steps):
+            return
+        if not await self._store.follow_up_drew_budget(run.id, phase):
+            return
+        said = f"budget slot given back: the {phase} steps changed nothing"
+        await self._give_back(run.id, log, said, str(run.outcome))

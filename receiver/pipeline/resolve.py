@@ -53,6 +53,7 @@ from receiver.model import (
     Verdict,
     VerifyResult,
 )
+from receiver.pipeline.budget import BudgetRefund
 from receiver.pipeline.context import (
     RESOLVE_GUARDS,
     STEP_AWAITING_APPROVAL,
@@ -226,8 +227,9 @@ class AdmitResolve:
     (``withdrawn_on_take_up``). Refused: recorded on each step (and audited); held steps get a
     ``job`` that tries them again; refused for good (the namespace policy), the follow-up ends
     whole (``Store.end_phase``: a step held for its approval too, its approval cancelled and
-    the approver told) and the first refused step is told to ``notice`` (the undo's
-    announcement; None for an escalation)."""
+    the approver told), a budget slot it drew of its own comes back when none of its steps
+    acted (``BudgetRefund.follow_up_refused``), and the first refused step is told to
+    ``notice`` (the undo's announcement; None for an escalation)."""
 
     name = "admit"
 
@@ -276,9 +278,11 @@ class AdmitResolve:
         release_when_done(deps, ctx, request, admission)
         if await withdrawn_on_take_up(deps, ctx):
             return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
-        # The follow-up's own phase, 'resolve' or 'on_failed' (a reviewer read both as undo).
+        # The follow-up's own phase, 'resolve' or 'on_failed' (a reviewer read both as undo),
+        # and whether it drew a budget slot of its own (given back if it is refused for good).
+        checked, fence, drawn = admission.checked, admission.fence, admission.budget_drawn
         await deps.store.record_admission(
-            ctx.run_id, admission.checked, phase=ctx.phase, fence=admission.fence, lease=ctx.lease
+            ctx.run_id, checked, phase=ctx.phase, fence=fence, lease=ctx.lease, budget_drawn=drawn
         )
         ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)
         return Verdict.next()
@@ -328,6 +332,7 @@ class AdmitResolve:
         ended = await deps.store.end_phase(ctx.run_id, ctx.phase, message)
         if ended.approvals and deps.approvals is not None:
             await deps.approvals.phase_ended(ended.approvals)
+        await BudgetRefund(deps.store, deps.guards).follow_up_refused(ctx)
         if self._notice is not None:
             first = refused[0]
             await self._notice(

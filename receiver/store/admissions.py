@@ -48,11 +48,13 @@ class Admissions(Database):
         fence: int | None = None,
         lease: LeaseFence | None = None,
         expect: RunOutcome | None = None,
+        budget_drawn: bool = False,
     ) -> bool:
         """The guards let the run (its ``phase``: 'run', 'resolve' or 'on_failed') through:
         audited as ``run.admitted`` with the guards asked, in order, and ``fence``, the target
-        lock's. False when the run does not exist. ``lease``: the claim the write is made
-        under; LeaseLost, nothing written, once its owner lost it (fence.py).
+        lock's (and ``budget_drawn``: this admission drew a budget slot of its own,
+        ``admitted_data``). False when the run does not exist. ``lease``: the claim the write
+        is made under; LeaseLost, nothing written, once its owner lost it (fence.py).
 
         ``expect``: a run taken up again (phase 'run') is admitted only while its outcome is
         still the one it was taken up with and its alert has not resolved (``RESOLVED_SQL``: a
@@ -81,14 +83,28 @@ class Admissions(Database):
             fingerprint = row["fingerprint"]
             if fingerprint is None:
                 return False
-            await append_in_tx(
-                conn, "run.admitted", run_id, fingerprint, admitted_data(guards, phase, fence)
-            )
+            data = admitted_data(guards, phase, fence, budget_drawn=budget_drawn)
+            await append_in_tx(conn, "run.admitted", run_id, fingerprint, data)
             if expect is not None and expect is not RunOutcome.RUNNING:
                 await append_in_tx(
                     conn, "run.outcome", run_id, fingerprint, {"outcome": RunOutcome.RUNNING.value}
                 )
         return True
+
+    async def follow_up_drew_budget(self, run_id: str, phase: str) -> bool:
+        """Whether an admission of the run's follow-up ``phase`` ('on_failed': its escalation)
+        drew a global budget slot of its own (its ``run.admitted`` row says
+        ``budget_drawn``): the run's slot had left the window by then, so the one the window
+        holds under the run's id is the follow-up's, not the run's."""
+        with translate():
+            found = await self._pool.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM audit_log
+                   WHERE run_id = $1::uuid AND kind = 'run.admitted'
+                     AND data->>'phase' = $2 AND data->>'budget_drawn' = 'true')""",
+                run_id,
+                phase,
+            )
+        return bool(found)
 
     async def record_refusal(
         self,

@@ -229,12 +229,21 @@ def stored_step_audit(
 
 
 def admitted_data(
-    guards: Sequence[str], phase: str = "run", fence: int | None = None
+    guards: Sequence[str],
+    phase: str = "run",
+    fence: int | None = None,
+    *,
+    budget_drawn: bool = False,
 ) -> dict[str, Any]:
     """The data of a ``run.admitted`` audit row: the run's ``phase`` ('run'; 'resolve' for
     on_resolved steps, 'on_failed' for an escalation), the guards asked, in order, and the target
-    lock's fence."""
-    return {"phase": phase, "guards": list(guards), "fence": fence}
+    lock's fence; with ``budget_drawn``, ``"budget_drawn": true``: this admission drew a global
+    budget slot of its own (``Admission.budget_drawn``; said of an escalation's, which shares
+    its run's slot while that is in the window: ``Store.follow_up_drew_budget``)."""
+    data: dict[str, Any] = {"phase": phase, "guards": list(guards), "fence": fence}
+    if budget_drawn:
+        data["budget_drawn"] = True
+    return data
 
 
 def started_message(attempt: str, what: str) -> str:

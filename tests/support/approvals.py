@@ -26,7 +26,7 @@ from receiver.approvals.identity import IdentityResolver, token_table
 from receiver.approvals.notify import ChannelNotifier
 from receiver.approvals.policy import ApproverPolicy
 from receiver.approvals.tokens import KeyRing, LinkTokens
-from receiver.model import ApprovalRecord
+from receiver.model import ApprovalRecord, NamespacePolicy
 from receiver.store import RunRecord, Store
 from receiver.telemetry import Metrics
 from remediations.base import (
@@ -302,6 +302,7 @@ async def approval_env(
         policy: ApproverPolicy = POLICY,
         clients: dict[str, Any] | None = None,
         actions: Sequence[Any] = (),
+        namespaces: NamespacePolicy | None = None,
         **harness_args: Any,
     ) -> ApprovalEnv:
         session = aiohttp.ClientSession()
@@ -327,6 +328,8 @@ async def approval_env(
             clients={"http": session, "notify": notifier, **(clients or {})},
             approvals=desk,
             metrics=metrics,
+            # The harness's `policy` is the namespace policy (this one's, the approvers').
+            policy=namespaces,
             **harness_args,
         )
         identities = IdentityResolver(

@@ -10,7 +10,9 @@
 -- ARGV: run_id, guard count, then per guard: name, #keys, #args, args..., then optionally the
 --       clock in ms since the epoch.
 -- KEYS: the keys of each guard, in the same order.
--- Reply: {1, token, fence, now_ms} when admitted,
+-- Reply: {1, token, fence, now_ms, budget_drawn} when admitted (budget_drawn: 1 when the budget
+--        was asked and this admission put the run in its window, 0 when the run was in it
+--        already or the budget was not asked),
 --        {0, guard, reason, retry_at_ms (-1: waiting will not help), now_ms} when refused.
 
 local run_id = ARGV[1]
@@ -65,10 +67,12 @@ local function window_check(key, max, window, what)
   return reason, tonumber(oldest[2]) + window
 end
 
+-- 1 when the run was added to the window, 0 when it was in it already.
 local function window_commit(key, window)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window))
-  redis.call('ZADD', key, 'NX', string.format('%.0f', now), run_id)
+  local added = redis.call('ZADD', key, 'NX', string.format('%.0f', now), run_id)
   redis.call('PEXPIRE', key, window + GC_MARGIN_MS)
+  return added
 end
 
 local checks = {}
@@ -117,8 +121,12 @@ end
 checks.budget = function(keys, args)
   return window_check(keys[1], tonumber(args[1]), tonumber(args[2]), 'disruptive actions')
 end
+-- Whether this admission drew a budget slot of its own (the reply's last element): a follow-up
+-- of a run admitted under its id (an escalation) shares the run's slot while it is in the
+-- window, and draws one once it has left it.
+local budget_drawn = 0
 commits.budget = function(keys, args)
-  window_commit(keys[1], tonumber(args[2]))
+  budget_drawn = window_commit(keys[1], tonumber(args[2]))
 end
 
 -- KEYS: the rule's breaker key, holding until-ms while the breaker is open.
@@ -223,4 +231,4 @@ for _, step in ipairs(plan) do
     if tok then token, fence = tok, fen end
   end
 end
-return {1, token, fence, now}
+return {1, token, fence, now, budget_drawn}
