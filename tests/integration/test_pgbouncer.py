@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -319,7 +320,11 @@ async def test_serve_stops_promptly_when_its_database_went_away(
         await admin.close()
     served.proc.send_signal(signal.SIGTERM)
     # Well inside the 20 s grace for claimed work; the audit row waits 5 s at most.
-    assert await asyncio.to_thread(served.proc.wait, 30) == 0
+    try:
+        code = await asyncio.to_thread(served.proc.wait, 30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("serve still running 30 s after SIGTERM:\n" + "".join(served.output[-40:]))
+    assert code == 0
     events = [json.loads(line) for line in served.output if line.startswith("{")]
     [unrecorded] = [e for e in events if e["event"] == "could not record in the audit log"]
     assert unrecorded["kind"] == "service.stopped"
