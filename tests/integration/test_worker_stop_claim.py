@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -76,15 +77,7 @@ async def test_a_claim_that_comes_back_after_the_stop_began_is_handed_back_unwor
             await asyncio.wait_for(stalled.close(), 30)
 
     assert worked == []
-    conn = await asyncpg.connect(database_url)
-    try:
-        row = await conn.fetchrow(
-            "SELECT state, lease_owner, attempts, failures, last_error,"
-            " not_before <= remediator_now() AS due FROM alert_events"
-        )
-    finally:
-        await conn.close()
-    assert dict(row) == {
+    assert await _queued_event(database_url) == {
         "state": "pending",
         "lease_owner": None,
         "attempts": 0,
@@ -132,15 +125,7 @@ async def test_an_item_its_admission_hands_back_at_a_stop_is_due_again_at_once(
     await worker.stop(grace_s=10.0)
 
     assert await h.runs() == []  # no guard asked, nothing stored
-    conn = await asyncpg.connect(database_url)
-    try:
-        row = await conn.fetchrow(
-            "SELECT state, lease_owner, attempts, failures, last_error,"
-            " not_before <= remediator_now() AS due FROM alert_events"
-        )
-    finally:
-        await conn.close()
-    assert dict(row) == {
+    assert await _queued_event(database_url) == {
         "state": "pending",
         "lease_owner": None,
         "attempts": 1,  # its work began: read, planned
@@ -171,3 +156,17 @@ async def test_a_job_handed_back_is_due_now_its_attempt_not_counted(store: Store
     assert await store.hand_back_job(job.id, "b")
     (again,) = await store.claim_jobs("c", 1, 60.0)
     assert (again.id, again.attempts, again.failures) == (job.id, 2, 1)
+
+
+async def _queued_event(database_url: str) -> dict[str, Any]:
+    """The one alert event's queue columns, and whether it is due now."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT state, lease_owner, attempts, failures, last_error,"
+            " not_before <= remediator_now() AS due FROM alert_events"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return dict(row)
