@@ -15,7 +15,7 @@ An escalation (``on_failed``) is admitted under its run's id: while the run's sl
 window it shares it (the run acted: that slot stays spent), and once the run's slot has left
 the window its admission draws one of its own (``Admission.budget_drawn``, audited with the
 admission). Ended with none of its steps having acted, by its approval (expired, rejected,
-cancelled) or refused for good when taken up again (``resolve.AdmitResolve``: the namespace
+cancelled) or refused for good when taken up again (``follow_up.AdmitResolve``: the namespace
 policy, ``BudgetRefund.follow_up_refused``), it gives back a slot it drew, never the run's.
 """
 
@@ -108,7 +108,7 @@ class BudgetRefund:
 
     async def follow_up_refused(self, ctx: RunContext) -> None:
         """After a guard refused the follow-up ``ctx.phase`` of run ``ctx.run_id`` for good
-        (``resolve.AdmitResolve``): gives back the budget slot an admission of that follow-up
+        (``follow_up.AdmitResolve``): gives back the budget slot an admission of that follow-up
         drew of its own (``Store.follow_up_drew_budget``: an escalation taken up after its
         run's slot left the window) when none of its steps may have changed anything. A slot
         it shares with its run stays (the run acted); so does every slot of an undo, whose

@@ -170,7 +170,7 @@ class Deps:
     # while an express event works (receiver.priority).
     priority: Priority = field(default_factory=Priority)
     # Set when the service begins to stop (``Pipeline.wind_down``): no run is admitted and no
-    # step begins after it (``stages.Admit``, ``resolve.AdmitResolve``, ``execute.Execute``).
+    # step begins after it (``stages.Admit``, ``follow_up.AdmitResolve``, ``execute.Execute``).
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def not_admitted_at_stop(self, ctx: RunContext) -> Verdict | None:

@@ -24,7 +24,7 @@ class Execute:
     Redis call; the first step's admission was just asked): a pause set while the earlier
     steps acted stops the rest as the phase's admission would have. A run's next step is
     refused and the run ends (``Admit``); a follow-up's (on_resolved, on_failed) go to
-    ``hold``, its admission's refusal (``resolve.AdmitResolve.refused``: held, tried again by
+    ``hold``, its admission's refusal (``follow_up.AdmitResolve.refused``: held, tried again by
     a job once the pause ends). A pause that cannot be checked runs nothing more now: the
     steps left stay pending and the event or job is retried, as at admission.
 

@@ -1,12 +1,10 @@
 """The resolve path: close -> admit -> approve -> execute -> request -> record, for a run whose
 alert resolved.
 
-``AdmitResolve`` also admits the on_failed steps of a failed verification (``Stages.escalate``,
-with ``ESCALATE_GUARDS``): both are follow-ups of a run, held by a guard rather than refused.
-
-``Close`` stamps the run resolved and hands its pending on_resolved steps on; ``AdmitResolve`` puts
-them through the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause, namespace
-policy, target lock); ``Approve`` and ``RequestApproval`` (approve.py) hold a step that needs an
+``Close`` stamps the run resolved and hands its pending on_resolved steps on; ``AdmitResolve``
+(follow_up.py, which admits the on_failed steps of a failed verification too) puts them through
+the guards that still apply to undoing a change (``RESOLVE_GUARDS``: pause, namespace policy,
+target lock); ``Approve`` and ``RequestApproval`` (approve.py) hold a step that needs an
 engineer's approval (``approval: required``, or a high-risk action) as they hold a run's own step,
 and ``Execute`` (stages.py) runs the others before it; ``RecordResolve`` (undo.py) parks the held
 one (``awaiting_approval``) until its approval is decided or expires, and ends and announces an undo
@@ -30,13 +28,9 @@ to that carry's job). A firing also withdraws a closed run's undo that waits for
 (``ResolvePlan.withdraw``); any take-up of a step not started yet after the alert fired again
 (approved, or held by a guard) withdraws it (pipeline.refired): deferred.
 
-A step the guards hold is not lost: it stays ``pending`` with the refusal in its message, and a
-``resume_resolve`` job takes it up again (withdrawn if its alert fired again meanwhile) when the
-guard says it may pass (a pause's end, the lock's expiry), or after ``resolve_retry_s`` at the
-latest. A namespace refusal will not pass by waiting: the steps are recorded ``refused``, any
-other not done yet (one held for its approval) ``not_run`` and its approval cancelled
-(``Store.end_phase``), the undo announced as not done (``undo.UndoNotice``). Redis unreachable
-changes nothing, retries."""
+A step the guards hold is not lost (follow_up.py): it stays ``pending`` and a ``resume_resolve``
+job takes it up again (withdrawn if its alert fired again meanwhile); a namespace refusal ends
+the undo, announced as not done (``undo.UndoNotice``)."""
 
 from __future__ import annotations
 
@@ -44,7 +38,6 @@ from datetime import datetime
 from typing import Any
 
 from receiver.alertmanager import parse_rfc3339
-from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
 from receiver.model import (
     AlertEvent,
     Announce,
@@ -53,34 +46,25 @@ from receiver.model import (
     Verdict,
     VerifyResult,
 )
-from receiver.pipeline.budget import BudgetRefund
 from receiver.pipeline.context import (
-    RESOLVE_GUARDS,
     STEP_AWAITING_APPROVAL,
     STEP_PENDING,
     STEP_STARTED,
     Deps,
     RunContext,
     read_origin,
-    record_step,
-    release_when_done,
     stopped_at,
 )
-from receiver.pipeline.refired import withdrawn_on_take_up
-from receiver.pipeline.undo import StoppedUndo, UndoNotice, caveat
-from receiver.store import JobKind, RunRecord, Store
+from receiver.pipeline.undo import caveat
+from receiver.store import RunRecord, Store
 from remediations.base import Outcome
 
 __all__ = [
-    "AdmitResolve",
     "Close",
     "resolved_at",
     "resolving_context",
     "taken_up_resolving",
 ]
-
-# Refusals that waiting cannot lift: the steps are refused, not held.
-_FINAL_GUARDS = frozenset({"namespace"})
 
 
 class Close:
@@ -215,137 +199,6 @@ _OPEN = (STEP_PENDING, STEP_AWAITING_APPROVAL, STEP_STARTED)
 _ACTED = frozenset(
     {RunOutcome.VERIFIED, RunOutcome.VERIFYING, RunOutcome.SUCCEEDED, RunOutcome.FAILED}
 )
-
-
-class AdmitResolve:
-    """admit (resolve path, and the escalation of a failed verification): the guards that
-    apply to a follow-up of a run (``only``: RESOLVE_GUARDS, or ESCALATE_GUARDS) for the steps
-    in ``ctx.runnable``.
-
-    Nothing to run passes at once. Admitted: the lock is held until the pipeline ends; then
-    on_resolved steps taken up again after their alert fired again are withdrawn, not run
-    (``withdrawn_on_take_up``). Refused: recorded on each step (and audited); held steps get a
-    ``job`` that tries them again; refused for good (the namespace policy), the follow-up ends
-    whole (``Store.end_phase``: a step held for its approval too, its approval cancelled and
-    the approver told), a budget slot it drew of its own comes back when none of its steps
-    acted (``BudgetRefund.follow_up_refused``), and the first refused step is told to
-    ``notice`` (the undo's announcement; None for an escalation)."""
-
-    name = "admit"
-
-    def __init__(
-        self,
-        deps: Deps,
-        *,
-        only: tuple[str, ...] = RESOLVE_GUARDS,
-        job: JobKind = JobKind.RESUME_RESOLVE,
-        outcome: RunOutcome = RunOutcome.VERIFIED,
-        notice: UndoNotice | None = None,
-    ) -> None:
-        self._deps = deps
-        self._only = only
-        self._job = job
-        self._notice = notice
-        # The run's outcome as the verdict reports it (a follow-up never changes it).
-        self._outcome = outcome
-
-    async def __call__(self, ctx: RunContext) -> Verdict:
-        deps = self._deps
-        assert ctx.run_id is not None
-        if not ctx.runnable:
-            return Verdict.next()
-        request = AdmissionRequest(
-            run_id=ctx.run_id,
-            rule=ctx.rule,
-            target=ctx.target,
-            # Counts only where the budget is asked (an escalation may make a new change).
-            disruptive=any(deps.registry.get(s.action).disruptive for s in ctx.runnable),
-            spec=GuardSpec(),
-        )
-        if (handed_back := deps.not_admitted_at_stop(ctx)) is not None:
-            return handed_back
-        try:
-            admission = await deps.guards.admit(request, only=self._only)
-        except GuardUnavailable as exc:
-            ctx.log.warning("guards unavailable; follow-up steps stay pending", error=str(exc))
-            return Verdict.retry(
-                deps.settings.guards_down_retry_s,
-                f"guards unavailable (Redis): no {ctx.phase} step ran, it will be retried",
-            )
-        if not admission.admitted:
-            assert admission.refusal is not None
-            return await self.refused(ctx, admission.refusal)
-        release_when_done(deps, ctx, request, admission)
-        if await withdrawn_on_take_up(deps, ctx):
-            return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
-        # The follow-up's own phase, 'resolve' or 'on_failed' (a reviewer read both as undo),
-        # and whether it drew a budget slot of its own (given back if it is refused for good).
-        checked, fence, drawn = admission.checked, admission.fence, admission.budget_drawn
-        await deps.store.record_admission(
-            ctx.run_id, checked, phase=ctx.phase, fence=fence, lease=ctx.lease, budget_drawn=drawn
-        )
-        ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)
-        return Verdict.next()
-
-    async def refused(self, ctx: RunContext, refusal: Refusal) -> Verdict:
-        """The follow-up's steps in ``ctx.runnable`` are refused by ``refusal``: held (a job
-        tries them again) or, by a final guard, ended; also what ``Execute`` does with the
-        steps left when a pause comes while an earlier one acts."""
-        deps = self._deps
-        assert ctx.run_id is not None
-        deps.metrics.guard_refused(refusal.guard)
-        final = refusal.guard in _FINAL_GUARDS
-        if final:
-            message = f"refused by the {refusal.guard} guard: {refusal.reason}"
-            outcome = str(Outcome.REFUSED)
-        else:
-            delay = self._delay(refusal.retry_at)
-            # The job first: a crash after it leaves a retry without its note, not the reverse.
-            await deps.store.enqueue_job(self._job, ctx.run_id, delay_s=delay)
-            message = (
-                f"held by the {refusal.guard} guard: {refusal.reason}; tried again in {delay:.0f}s"
-            )
-            outcome = STEP_PENDING
-        # A step held for its approval stays so while a guard holds the rest: its decision (or
-        # expiry) ends it. Refused for good, it ends with them (below); when only held steps
-        # are left, the first is the one refused.
-        held = {
-            s.idx
-            for s in (ctx.prior.steps if ctx.prior is not None else ())
-            if s.phase == ctx.phase and s.outcome == STEP_AWAITING_APPROVAL
-        }
-        refused = [s for s in ctx.runnable if s.index not in held]
-        if final and not refused:
-            refused = list(ctx.runnable[:1])
-        for step in refused:
-            await record_step(deps, ctx, step, outcome, message)
-        ctx.log.warning(
-            "follow-up steps refused" if final else "follow-up steps held",
-            phase=ctx.phase,
-            guard=refusal.guard,
-            reason=refusal.reason,
-        )
-        if not final:
-            return Verdict.park(self._outcome, message)
-        # Over: the steps left open (a held one before the refused one too) end, and their
-        # approvals, so that none of it acts later on its own.
-        ended = await deps.store.end_phase(ctx.run_id, ctx.phase, message)
-        if ended.approvals and deps.approvals is not None:
-            await deps.approvals.phase_ended(ended.approvals)
-        await BudgetRefund(deps.store, deps.guards).follow_up_refused(ctx)
-        if self._notice is not None:
-            first = refused[0]
-            await self._notice(
-                ctx, StoppedUndo(first.index, first.action, str(Outcome.REFUSED), message)
-            )
-        return Verdict.stop(self._outcome, message)
-
-    def _delay(self, retry_at: datetime | None) -> float:
-        longest = self._deps.settings.resolve_retry_s
-        if retry_at is None:
-            return longest
-        wait = (retry_at - self._deps.clock()).total_seconds()
-        return min(longest, max(1.0, wait))
 
 
 async def taken_up_resolving(

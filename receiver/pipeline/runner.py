@@ -26,9 +26,10 @@ from receiver.pipeline.context import (
     read_origin,
 )
 from receiver.pipeline.execute import Execute
+from receiver.pipeline.follow_up import AdmitResolve
 from receiver.pipeline.holdback import HoldBack
 from receiver.pipeline.record import Record, RecordEscalation
-from receiver.pipeline.resolve import AdmitResolve, Close
+from receiver.pipeline.resolve import Close
 from receiver.pipeline.stages import Admit, RecordPlan
 from receiver.pipeline.steps import StepRunner
 from receiver.pipeline.undo import RecordResolve, UndoNotice

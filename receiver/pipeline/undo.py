@@ -9,7 +9,7 @@ told that the remediation ran must hear that taking it back did not: ``UndoNotic
 and the change left in place. The undo ends at that step, as a run ends at its failed one: the
 on_resolved steps after it are recorded ``not_run`` (``Store.stop_undo``), and ``Close``
 (resolve.py) never takes up a step after a stopped one (``context.stopped_at``), so no later pass (a
-retried resolved event, a job, a carried undo) runs them. ``AdmitResolve`` (resolve.py) calls
+retried resolved event, a job, a carried undo) runs them. ``AdmitResolve`` (follow_up.py) calls
 the notice too when the namespace policy refuses the undo outright (having ended all of it,
 a step held for its approval too: ``Store.end_phase``). A step a guard only holds
 (a pause, the target lock) is not news: it is tried again. Neither is an on_resolved step's
