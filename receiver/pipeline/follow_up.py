@@ -3,8 +3,10 @@
 
 ``AdmitResolve`` puts the follow-up's steps through the guards that still apply to it
 (``RESOLVE_GUARDS`` for an undo: pause, namespace policy, target lock; ``ESCALATE_GUARDS`` for
-an escalation, which may make a new change: the budget too). A follow-up is held by a guard
-rather than refused: a held step stays ``pending`` with the refusal in its message, and a job
+an escalation, which may make a new change: the budget too, asked only for a disruptive step
+that will act; one that runs dry, in dry-run mode or with its system missing, changes nothing
+and draws no slot, as for a run's own steps). A follow-up is held by a guard rather than
+refused: a held step stays ``pending`` with the refusal in its message, and a job
 (``resume_resolve``, ``resume_run``) takes it up again when the guard says it may pass (a
 pause's end, the lock's expiry), or after ``resolve_retry_s`` at the latest. A namespace
 refusal will not pass by waiting: the steps are recorded ``refused``, any other not done yet
@@ -29,6 +31,7 @@ from receiver.pipeline.context import (
     release_when_done,
 )
 from receiver.pipeline.refired import withdrawn_on_take_up
+from receiver.pipeline.steps import runs_dry
 from receiver.pipeline.undo import StoppedUndo, UndoNotice
 from receiver.store import JobKind
 from remediations.base import Outcome
@@ -80,8 +83,12 @@ class AdmitResolve:
             run_id=ctx.run_id,
             rule=ctx.rule,
             target=ctx.target,
-            # Counts only where the budget is asked (an escalation may make a new change).
-            disruptive=any(deps.registry.get(s.action).disruptive for s in ctx.runnable),
+            # Counts only where the budget is asked (an escalation may make a new change); a
+            # step that runs dry changes nothing, so it draws no slot (as ``stages.Admit``).
+            disruptive=any(
+                deps.registry.get(s.action).disruptive and not runs_dry(deps, ctx, s)
+                for s in ctx.runnable
+            ),
             spec=GuardSpec(),
         )
         if (handed_back := deps.not_admitted_at_stop(ctx)) is not None:

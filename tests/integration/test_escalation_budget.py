@@ -24,6 +24,7 @@ from receiver.approvals.state import Channel, Decision, Origin
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy, RunOutcome
 from receiver.store import RunRecord
+from remediations.targets import Target
 from tests.support.approvals import ApprovalEnv, MakeApprovalEnv, Peer, Poke, poke_labels
 from tests.support.polling import eventually
 
@@ -52,6 +53,26 @@ class DisruptivePoke(Poke):
 
     name: ClassVar[str] = "test.disruptive_poke"
     disruptive: ClassVar[bool] = True
+
+
+class DryPoke(DisruptivePoke):
+    """``test.disruptive_poke`` whose system (a Kubernetes client) the service lacks: it runs
+    dry, changing nothing."""
+
+    name: ClassVar[str] = "test.dry_poke"
+
+    def requires(self, target: Target) -> frozenset[str]:
+        return frozenset({"kubernetes"})
+
+
+DRY_LADDER = LADDER.replace(
+    """    on_failed:
+      - action: test.disruptive_poke
+        approval: required""",
+    """    on_failed:
+      - action: test.dry_poke
+        approval: never""",
+)
 
 
 class Clock:
@@ -198,3 +219,37 @@ async def test_an_escalation_ended_at_its_approval_within_its_runs_window_keeps_
     before = await _slots(env)
     await _approval_ends(env, run, "rejected")
     assert await _slots(env) == before
+
+
+async def test_an_escalation_that_runs_dry_draws_no_slot(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """A ladder step that runs dry (its system is missing) changes nothing: escalating after
+    the run's slot left the window, its admission draws none. It drew one: the budget
+    counted a change that never happened for an hour."""
+    clock = Clock()
+    env = await approval_env(
+        rules=DRY_LADDER,
+        actions=[DisruptivePoke(peer.url), DryPoke(peer.url)],
+        guard_settings=GuardSettings(budget_count=1, budget_window_s=HOUR),
+        guard_clock=clock,
+    )
+    await env.harness.deliver(poke_labels())
+    drawn = await _slots(env)  # the run's own slot, drawn when its step was admitted
+    clock.ahead += timedelta(seconds=HOUR + 60)
+
+    async def probe() -> RunRecord:
+        await env.harness.drain()
+        return await env.harness.only_run()
+
+    def escalated(run: RunRecord) -> bool:
+        return any(s.phase == "on_failed" and s.outcome != "pending" for s in run.steps)
+
+    run = await eventually(probe, escalated, timeout_s=15, what="the ladder ran")
+    assert [(s.phase, s.outcome) for s in run.steps] == [("run", "ok"), ("on_failed", "dry_run")]
+    assert peer.value == 1  # only the run's own step acted
+    # The window still holds the run's slot as it was drawn, not one drawn again now, and
+    # the escalation's admission says it drew none.
+    assert list(drawn) == [run.id]
+    assert await _slots(env) == drawn
+    assert not await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
