@@ -15,8 +15,9 @@ An escalation (``on_failed``) is admitted under its run's id: while the run's sl
 window it shares it (the run acted: that slot stays spent), and once the run's slot has left
 the window its admission draws one of its own (``Admission.budget_drawn``, audited with the
 admission). Ended with none of its steps having acted, by its approval (expired, rejected,
-cancelled) or refused for good when taken up again (``follow_up.AdmitResolve``: the namespace
-policy, ``BudgetRefund.follow_up_refused``), it gives back a slot it drew, never the run's.
+cancelled), refused for good when taken up again (``follow_up.AdmitResolve``: the namespace
+policy), or overtaken by its alert's resolution (``overtaken.escalation_overtaken``; both
+``BudgetRefund.follow_up_ended``), it gives back a slot it drew, never the run's.
 """
 
 from __future__ import annotations
@@ -106,15 +107,18 @@ class BudgetRefund:
         except StoreUnavailable as exc:
             log.warning("budget slot not given back: store unavailable", error=str(exc))
 
-    async def follow_up_refused(self, ctx: RunContext) -> None:
-        """After a guard refused the follow-up ``ctx.phase`` of run ``ctx.run_id`` for good
-        (``follow_up.AdmitResolve``): gives back the budget slot an admission of that follow-up
-        drew of its own (``Store.follow_up_drew_budget``: an escalation taken up after its
-        run's slot left the window) when none of its steps may have changed anything. A slot
-        it shares with its run stays (the run acted); so does every slot of an undo, whose
-        guards never ask the budget. A store that cannot be read, or Redis unreachable, is
-        logged: the refusal stands, and the slot is kept (it leaves the window with time)."""
-        assert ctx.run_id is not None  # refused: the run is stored
+    async def follow_up_ended(self, ctx: RunContext) -> None:
+        """After the follow-up ``ctx.phase`` of run ``ctx.run_id`` ended with steps left: a
+        guard refused it for good (``follow_up.AdmitResolve``), or its alert resolved during
+        an escalation (``overtaken.escalation_overtaken``, once per ending: a retry finds
+        nothing left to end and does not come here). Gives back the budget slot an admission
+        of that follow-up drew of its own (``Store.follow_up_drew_budget``: an escalation
+        taken up after its run's slot left the window) when none of its steps may have
+        changed anything. A slot it shares with its run stays (the run acted); so does every
+        slot of an undo, whose guards never ask the budget. A store that cannot be read, or
+        Redis unreachable, is logged: the ending stands, and the slot is kept (it leaves the
+        window with time)."""
+        assert ctx.run_id is not None  # ended: the run is stored
         try:
             run = await self._store.get_run(ctx.run_id)
             if run is not None:

@@ -53,7 +53,7 @@ class AdmitResolve:
     ``job`` that tries them again; refused for good (the namespace policy), the follow-up ends
     whole (``Store.end_phase``: a step held for its approval too, its approval cancelled and
     the approver told), a budget slot it drew of its own comes back when none of its steps
-    acted (``BudgetRefund.follow_up_refused``), and the first refused step is told to
+    acted (``BudgetRefund.follow_up_ended``), and the first refused step is told to
     ``notice`` (the undo's announcement; None for an escalation)."""
 
     name = "admit"
@@ -161,7 +161,7 @@ class AdmitResolve:
         ended = await deps.store.end_phase(ctx.run_id, ctx.phase, message)
         if ended.approvals and deps.approvals is not None:
             await deps.approvals.phase_ended(ended.approvals)
-        await BudgetRefund(deps.store, deps.guards).follow_up_refused(ctx)
+        await BudgetRefund(deps.store, deps.guards).follow_up_ended(ctx)
         if self._notice is not None:
             first = refused[0]
             await self._notice(

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.model import RunOutcome
+from receiver.pipeline.budget import BudgetRefund
 from receiver.pipeline.context import Deps, RunContext
 from receiver.store import LeaseFence
 from remediations.notify.action import Notify
@@ -36,10 +37,13 @@ async def escalation_overtaken(deps: Deps, ctx: RunContext) -> bool:
     """Whether the alert of ``ctx``'s escalation (phase ``on_failed``) has resolved, in which
     case its steps that act or need an approval are ended now (``Store.end_resolved_escalation``:
     ``not_run`` or ``cancelled``, their approvals, pending or approved, ``cancelled``;
-    audited) and the approvers told. ``ctx.steps`` and ``ctx.runnable`` then keep only the
-    steps left to run (messages, and a step a worker stopped in, which the step runner records
-    interrupted). One transaction; nothing is written while the alert still fires. False
-    also when nothing was left to end."""
+    audited), the approvers told, and a budget slot the escalation drew of its own given
+    back when none of its steps acted (``BudgetRefund.follow_up_ended``; Redis or the store
+    unreachable: logged, the slot kept, leaving the window with time). ``ctx.steps`` and
+    ``ctx.runnable`` then keep only the steps left to run (messages, and a step a worker
+    stopped in, which the step runner records interrupted). One transaction; nothing is
+    written while the alert still fires. False also when nothing was left to end (a retry:
+    nothing is given back twice)."""
     assert ctx.run_id is not None
     ended = await deps.store.end_resolved_escalation(ctx.run_id, MESSAGES)
     if ended is None:
@@ -50,6 +54,9 @@ async def escalation_overtaken(deps: Deps, ctx: RunContext) -> bool:
     ctx.log.info("escalation overtaken: the alert resolved", ended=ended.steps)
     if ended.approvals and deps.approvals is not None:
         await deps.approvals.phase_ended(ended.approvals)
+    # A slot the escalation drew of its own comes back when none of its steps acted, as when
+    # its approval ends it; only after an ending written just now, so a retry gives none back.
+    await BudgetRefund(deps.store, deps.guards).follow_up_ended(ctx)
     return True
 
 

@@ -5,8 +5,9 @@ so within the window it shares the slot its run drew (and that run acted: the sl
 spent). Escalating after the run's slot left the window, it draws one of its own. Ended with
 nothing of it acted (its step's approval rejected or expired, or the escalation refused for
 good when taken up again: the namespace policy changed by a restart while its step waited for
-its approval), that slot was kept: an hour of the budget spent on a change that never
-happened, as an ignored approval's was before receiver/pipeline/budget.py.
+its approval, or the alert resolved before its approved step was taken up), that slot was
+kept: an hour of the budget spent on a change that never happened, as an ignored approval's
+was before receiver/pipeline/budget.py. A ladder step that runs dry draws none.
 
 Against a real PostgreSQL and Redis; the guards' clock is the test's, so that the run's slot
 can leave the window without waiting an hour.
@@ -23,9 +24,10 @@ from receiver.approvals.policy import Identity
 from receiver.approvals.state import Channel, Decision, Origin
 from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy, RunOutcome
-from receiver.store import RunRecord
+from receiver.store import JobKind, RunRecord
 from remediations.targets import Target
 from tests.support.approvals import ApprovalEnv, MakeApprovalEnv, Peer, Poke, poke_labels
+from tests.support.payloads import alert, notification
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -253,3 +255,36 @@ async def test_an_escalation_that_runs_dry_draws_no_slot(
     assert list(drawn) == [run.id]
     assert await _slots(env) == drawn
     assert not await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["drew-its-own", "within-the-runs-window"])
+async def test_an_escalation_its_alerts_resolution_overtook_gives_back_the_slot_it_drew(
+    approval_env: MakeApprovalEnv, peer: Peer, own: bool
+) -> None:
+    """The ladder's step was approved, and the alert resolved before a worker took the
+    approval up: the step never runs (``Store.end_resolved_escalation``). The slot the
+    escalation drew of its own was kept: an hour of the budget spent on nothing. One it
+    shares with its run stays spent (the run acted)."""
+    clock = Clock()
+    env = await _env(approval_env, peer, clock)
+    run = await _escalated(env, clock, timedelta(seconds=HOUR + 60 if own else 0))
+    before = await _slots(env)
+    assert list(before) == [run.id]
+    held = next(s for s in run.steps if s.phase == "on_failed")
+    approval = await env.desk.store.latest_approval(run.id, held.idx)
+    assert approval is not None
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.intake.accept(notification(alert(poke_labels(), status="resolved")))
+    await env.harness.drain()
+    ended = await env.harness.only_run()
+    assert [(s.phase, s.outcome) for s in ended.steps] == [("run", "ok"), ("on_failed", "not_run")]
+    assert ended.outcome is RunOutcome.FAILED
+    assert peer.value == 1  # only the run's own step acted
+    left = {} if own else before
+    assert await _slots(env) == left
+    # The ladder taken up again (a retried job) finds nothing left to end: nothing else moves.
+    await env.harness.store.enqueue_job(JobKind.RESUME_RUN, run.id)
+    await env.harness.drain()
+    again = await env.harness.only_run()
+    assert again.steps == ended.steps
+    assert await _slots(env) == left
