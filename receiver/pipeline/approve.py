@@ -7,7 +7,9 @@ Two stages around ``Execute``:
   run; pipeline.steps) (a step that would
   run dry changes nothing and needs none). That step holds itself and every later step
   (``ctx.awaiting``), unless it is the step the run was parked on and its approval was given:
-  then its preview is computed again against live state, and only if that plan hashes the same
+  then its preview is computed again against live state (told the approved preconditions,
+  ``ActionContext.approved``: a rollback done by hand and renumbered since is found by its
+  approved ReplicaSet), and only if that plan hashes the same
   as the approved one does it run, bound to the approved preconditions. A different hash means
   the target changed since the engineer looked: the approval becomes ``superseded`` and a fresh
   one is asked for, with the new preview; unless the new preview changes nothing (the approved
@@ -45,7 +47,7 @@ from typing import Any
 
 from receiver.approvals.desk import StepRequest
 from receiver.approvals.plan import bound_plan, plan_hash
-from receiver.model import ApprovalState, RunOutcome, StepPlan, Verdict
+from receiver.model import ApprovalRecord, ApprovalState, RunOutcome, StepPlan, Verdict
 from receiver.pipeline.context import STEP_STARTED, STOPS_RUN, Deps, RunContext, record_step
 from receiver.pipeline.overtaken import escalation_overtaken, run_overtaken
 from receiver.pipeline.refired import withdrawn_on_refire
@@ -113,6 +115,24 @@ class Approve:
             ctx.results.append((step, result))
             ctx.log.warning("approved plan cannot be read", step=step.index)
             return _STOP
+        # The preview is told what was approved (``ActionContext.approved``): an action whose
+        # live state moved to exactly the approved change by another hand (a rollback done by
+        # hand, its revision renumbered since) can say so, a noop, where a plan from scratch
+        # would no longer find the change. Kept only for a step that runs, below.
+        ctx.approved[step.index] = dict(approval.plan.get("preconditions") or {})
+        verdict = await self._approved_verdict(ctx, step, approval)
+        if verdict != _RUN:
+            ctx.approved.pop(step.index, None)
+        return verdict
+
+    async def _approved_verdict(
+        self, ctx: RunContext, step: StepPlan, approval: ApprovalRecord
+    ) -> str:
+        """``_approval_of`` for a step whose ``approval`` was given: its fresh preview against
+        it. ``ctx.approved`` holds the approved preconditions; it is set anew when what was
+        approved is found in place already."""
+        desk = self._deps.approvals
+        assert desk is not None
         planned = await _plan(self._deps, self._runner, ctx, step)
         if planned is None:
             return _STOP
@@ -144,7 +164,6 @@ class Approve:
             await desk.supersede(approval, live_hash)
             ctx.previews[step.index] = (plan, live_hash)
             return _HOLD
-        ctx.approved[step.index] = dict(approval.plan.get("preconditions") or {})
         ctx.log.info("approved step runs", step=step.index, approval_id=approval.id)
         return _RUN
 

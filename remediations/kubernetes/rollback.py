@@ -26,7 +26,10 @@ own values of kubectl's skip-list keys. Differences, each for a reason:
   ``release.undo_target`` says the same ahead of time, for the ``can_roll_back`` conditions
   that choose the step;
 - a target whose template differs from the current one only by a restart is refused: rolling
-  back to it would only restart the pods.
+  back to it would only restart the pods;
+- an approved rollback (``ActionContext.approved``) whose ReplicaSet's template the
+  Deployment runs already is a noop, found by the ReplicaSet's name: rolled back by hand, the
+  controller renumbers that ReplicaSet, and the revisions the approval names are gone.
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ class UndoParams(ActionParams):
     (``current_revision``, ``to_revision``, ``replicaset``) equal the approved preview's
     (``ActionContext.approved``), and the write's JSON Patch ``test`` on the revision catches
     a change between that read and the write. So an approved rollback lands on the revision
-    the engineer saw, or does nothing.
+    the engineer saw, or does nothing. One whose approved ReplicaSet's template runs already
+    (done by hand, renumbered since) is a noop (``_approved_in_place``).
     """
 
     to_revision: Integer | None = Field(default=None, ge=1)
@@ -152,11 +156,14 @@ class RolloutUndo(KubeAction[UndoParams]):
                 f"{params.expected_revision} of {object_ref(target)}, which is now at {current}"
             )
         history = await self._history(api, target, obj)
+        live = without_hash(pod_template(obj))
+        in_place = _approved_in_place(target, api.ctx.approved, history, live, current)
+        if in_place is not None:
+            return in_place
         to = self._target_revision(target, params, history)
         rs = history[to]
         rs_name = (rs.get("metadata") or {}).get("name")
         template = without_hash(pod_template(rs))
-        live = without_hash(pod_template(obj))
         before = {"revision": current, "images": template_images(live)}
         after = {"to_revision": to, "replicaset": rs_name, "images": template_images(template)}
         preconditions = {
@@ -281,3 +288,41 @@ class RolloutUndo(KubeAction[UndoParams]):
         if to is None:
             raise ActionRefused(f"{object_ref(target)} has {no_default_reason(history)}")
         return to
+
+
+def _approved_in_place(
+    target: Target,
+    approved: Mapping[str, Any] | None,
+    history: Mapping[int, Mapping[str, Any]],
+    live: Mapping[str, Any],
+    current: int,
+) -> WritePlan | None:
+    """The noop of an approved rollback (``approved``: its preconditions) whose ReplicaSet's
+    template is the one the Deployment runs (``live``, without ``pod-template-hash``):
+    someone rolled back by hand. The Deployment controller then gives that ReplicaSet the
+    newest revision (research §7.2), so the revision numbers the approval names are gone and
+    a plan from scratch would refuse (no such revision; or no default, the newest release
+    being a rollback). Found by the ReplicaSet's name, compared by template: its after is
+    its before, and its preconditions name the revision and ReplicaSet as they are now. None
+    when nothing was approved, or the live template is another one (planned as ever: moved
+    on, it is refused or its approval superseded)."""
+    name = (approved or {}).get("replicaset")
+    if not name:
+        return None
+    for revision, rs in history.items():
+        if (rs.get("metadata") or {}).get("name") != name:
+            continue
+        if without_hash(pod_template(rs)) != live:
+            return None
+        before = {"revision": current, "images": template_images(live)}
+        preconditions = {
+            "current_revision": str(current),
+            "to_revision": str(revision),
+            "replicaset": name,
+        }
+        message = (
+            f"{object_ref(target)} already runs the template of ReplicaSet {name} (revision "
+            f"{revision}), the one the rollback was approved to"
+        )
+        return WritePlan.noop(Change(message, before, before, preconditions), message)
+    return None

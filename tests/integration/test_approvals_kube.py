@@ -176,6 +176,68 @@ async def test_an_approved_rollback_done_by_hand_meanwhile_is_a_noop_not_a_new_a
     await _asked_once(env, run.id)
 
 
+async def test_an_approved_rollback_done_by_hand_and_renumbered_is_a_noop_not_a_refusal(
+    approval_env: MakeApprovalEnv,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # As above, but the Deployment controller catches up before the approval is taken up:
+    # revision 1's ReplicaSet becomes revision 3, and revision 1 is gone. The plan from
+    # scratch then had no revision to roll back to (the newest release is a rollback), so
+    # the approved step ended refused although the Deployment ran exactly what was
+    # approved. The approved ReplicaSet, found by name, runs: a noop.
+    ns = kube_namespace
+    env, run, approval = await _awaiting_approval(approval_env, kube_admin, ns, make_deployment)
+    rs_rev1 = approval.plan["preconditions"]["replicaset"]
+    await _set_image(kube_admin, ns, "img/a:1", 3)
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+
+    done = await env.harness.only_run()
+    before = {"revision": 3, "images": {"app": "img/a:1"}}
+    assert [(s.outcome, s.before, s.after) for s in done.steps] == [("noop", before, before)], (
+        done.steps
+    )
+    assert rs_rev1 in (done.steps[0].message or "")
+    assert done.outcome is RunOutcome.SUCCEEDED
+    assert await _image(kube_admin, ns) == "img/a:1"
+    await _asked_once(env, run.id)
+
+
+async def test_an_approved_rollback_whose_target_moved_past_the_approved_template_is_refused(
+    approval_env: MakeApprovalEnv,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    # Rolled back by hand (revision 3), then restarted (revision 4): the live template is
+    # not the approved ReplicaSet's (it carries the restart), so it is no noop; and with a
+    # rollback as the newest release there is nothing to roll back to: refused, untouched.
+    ns = kube_namespace
+    env, _, approval = await _awaiting_approval(approval_env, kube_admin, ns, make_deployment)
+    await _set_image(kube_admin, ns, "img/a:1", 3)
+    restart = {
+        "spec": {
+            "template": {
+                "metadata": {
+                    "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-12-03T08:00:00Z"}
+                }
+            }
+        }
+    }
+    await patch_deployment(kube_admin, ns, "web", restart, STRATEGIC_MERGE_PATCH)
+    await wait_for_revision(kube_admin, ns, "web", 4)
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+
+    done = await env.harness.only_run()
+    assert [s.outcome for s in done.steps] == ["refused"], done.steps
+    assert done.outcome is RunOutcome.REFUSED
+    assert await _image(kube_admin, ns) == "img/a:1"
+    await wait_for_revision(kube_admin, ns, "web", 4)  # nothing rolled
+
+
 async def test_run_refuses_when_state_no_longer_meets_the_approved_preconditions(
     kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:
