@@ -30,11 +30,11 @@ Two stages around ``Execute``:
   ``on_resolved`` step never asks it: the resolution is why it runs.
 - ``RequestApproval`` (after it, so a held step is previewed after the steps before it ran):
   computes the held step's preview, stores a pending approval bound to its hash, and notifies.
-  ``Record`` then parks the run in ``awaiting_approval``. A held step that is the last of its
-  phase and whose preview changes nothing (its before, not empty, is its after: a limit at its
-  cap already, no pod left to delete, the revision to roll back to already running) is
-  recorded ``noop`` instead, not run and nobody asked.
-  One with steps after it is still put to an approver (approving it lets them run).
+  ``Record`` then parks the run in ``awaiting_approval``. A held step whose preview changes
+  nothing (its before, not empty, is its after: a limit at its cap already, no pod left to
+  delete, the revision to roll back to already running) is recorded ``noop`` instead, not run
+  and nobody asked, and the steps after it take their turn through both stages again, each
+  let through or held on its own merits (``turns.StepTurns``).
 
 A preview that is refused (the target cannot be changed that way now) or fails ends the step
 like a run would: there is nothing to approve.
@@ -70,7 +70,12 @@ class Approve:
     async def __call__(self, ctx: RunContext) -> Verdict:
         runnable: list[StepPlan] = []
         started = _started(ctx)
+        # Steps this pass settled already (taken again past a held step that changed nothing:
+        # ``turns.StepTurns``): the turn begins after them.
+        settled = {s.index for s, _ in ctx.results}
         for step in ctx.steps:
+            if step.index in settled:
+                continue
             if step.index in started:
                 # It was approved and began to act before its worker stopped: no approval
                 # is asked again; the step runner records it interrupted without acting.
@@ -227,7 +232,7 @@ class RequestApproval:
             ctx.awaiting = None
             return Verdict.next()
         plan, digest = planned
-        if step.index == ctx.steps[-1].index and _nothing_to_approve(plan):
+        if _nothing_to_approve(plan):
             await self._noop(ctx, step, plan)
             return Verdict.next()
         action = self._deps.registry.get(step.action)
@@ -249,9 +254,9 @@ class RequestApproval:
         return Verdict.next()
 
     async def _noop(self, ctx: RunContext, step: StepPlan, plan: Mapping[str, Any]) -> None:
-        """Record the held ``step``, the last of its phase, a noop without asking anyone:
-        its preview (``plan``) changes nothing. It is not run: nothing acts without an
-        approval."""
+        """Record the held ``step`` a noop without asking anyone: its preview (``plan``)
+        changes nothing. It is not run: nothing acts without an approval. The steps after it
+        take their turn (``turns.StepTurns``)."""
         before = dict(plan.get("before") or {})
         message = f"{plan['summary']}: nothing to change, so nobody was asked to approve it"
         await record_step(self._deps, ctx, step, Outcome.NOOP, message, before=before, after=before)

@@ -20,9 +20,11 @@ PAUSE_GUARD = "pause"
 class Execute:
     """execute: run the steps the previous stages let through, in order; the first that fails,
     is refused by its precondition or was interrupted by a worker's stop (``STOPS_RUN``)
-    stops the rest. Before each step after the first, the kill switch is asked again (one
-    Redis call; the first step's admission was just asked): a pause set while the earlier
-    steps acted stops the rest as the phase's admission would have. A run's next step is
+    stops the rest. Before each step after the first, and before a first one when this pass
+    settled a step already (a held step that changed nothing: ``turns.StepTurns``), the kill
+    switch is asked again (one Redis call; the first step's admission was just asked): a
+    pause set while the earlier steps acted stops the rest as the phase's admission would
+    have. A run's next step is
     refused and the run ends (``Admit``); a follow-up's (on_resolved, on_failed) go to
     ``hold``, its admission's refusal (``follow_up.AdmitResolve.refused``: held, tried again by
     a job once the pause ends). A pause that cannot be checked runs nothing more now: the
@@ -56,7 +58,9 @@ class Execute:
                     f"the service stopped before step {step.index} began: the steps left wait "
                     "for the next worker",
                 )
-            if n:
+            # After a run's first step, and after a step this pass settled already (a held
+            # step that changed nothing: ``turns.StepTurns``), the pause may have come since.
+            if n or ctx.results:
                 try:
                     refusal = await self._paused(ctx)
                 except GuardUnavailable as exc:

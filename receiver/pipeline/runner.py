@@ -6,7 +6,8 @@ same list, each stage skipping what is already done. ``Stages.resolve`` closes a
 resolved and runs its on_resolved steps through their guards and, for those that need one, an
 approval (resolve.py), announcing an undo that did not happen (undo.py). ``Stages.escalate``
 runs the on_failed steps of a run whose verification failed (escalate.py): the same approve,
-execute and request stages as the run's own steps, behind the follow-up's guards.
+execute and request stages as the run's own steps, behind the follow-up's guards. In each
+list those three are one stage (turns.py), taken again past a held step that changes nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from receiver.pipeline.record import Record, RecordEscalation
 from receiver.pipeline.resolve import Close
 from receiver.pipeline.stages import Admit, RecordPlan
 from receiver.pipeline.steps import StepRunner
+from receiver.pipeline.turns import StepTurns
 from receiver.pipeline.undo import RecordResolve, UndoNotice
 from receiver.rules.model import Rule
 from receiver.store import JobKind, RunRecord, StepRecord, Store
@@ -57,12 +59,11 @@ class Stages:
         admit_escalation = AdmitResolve(
             deps, only=ESCALATE_GUARDS, job=JobKind.RESUME_RUN, outcome=RunOutcome.FAILED
         )
+        # approve -> execute -> request, again past a held step that changes nothing.
         self.run: tuple[Stage, ...] = (
             RecordPlan(deps, runner),
             Admit(deps, self.announce, runner),
-            approve,
-            Execute(runner, deps),
-            request,
+            StepTurns(approve, Execute(runner, deps), request),
             Record(deps, self.announce),
         )
         # A pause that comes between a follow-up's steps holds the rest as its admission would.
@@ -71,16 +72,12 @@ class Stages:
             admit_resolve,
             # Admitted, the steps will run: their safety-net job is kept from coming due meanwhile.
             HoldBack(deps),
-            approve,
-            Execute(runner, deps, hold=admit_resolve.refused),
-            request,
+            StepTurns(approve, Execute(runner, deps, hold=admit_resolve.refused), request),
             RecordResolve(deps, notice),
         )
         self.escalate: tuple[Stage, ...] = (
             admit_escalation,
-            approve,
-            Execute(runner, deps, hold=admit_escalation.refused),
-            request,
+            StepTurns(approve, Execute(runner, deps, hold=admit_escalation.refused), request),
             RecordEscalation(deps),
         )
 
