@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -37,6 +38,7 @@ __all__ = [
     "Notification",
     "PayloadError",
     "fingerprint",
+    "json_problem",
     "parse_notification",
     "parse_rfc3339",
 ]
@@ -269,6 +271,23 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
+def json_problem(exc: ValueError | RecursionError) -> str:
+    """What ``json.loads`` raised ``exc`` for, in words a sender can act on: where a
+    JSONDecodeError is; "nested too deeply" for a RecursionError; the length of an integer
+    too long to convert and the limit (Python's own message says to call
+    sys.set_int_max_str_digits(), which no sender can); else the error's own message (a NaN
+    refused by ``_reject_constant``)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        # Some of json's messages end in "at" already ("Unterminated string starting at").
+        problem = exc.msg.removesuffix(" at")
+        return f"{problem} at line {exc.lineno} column {exc.colno}"
+    if "integer string conversion" in str(exc):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return str(exc)
+
+
 def parse_notification(body: bytes) -> Notification:
     """Decode and validate one webhook body. Raises PayloadError naming the first bad field.
 
@@ -308,13 +327,8 @@ def parse_notification_carefully(body: bytes) -> Notification:
             parse_constant=_reject_constant,
             object_pairs_hook=_unique_keys if replaced else None,
         )
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        # Some of json's messages end in "at" already ("Unterminated string starting at").
-        problem = exc.msg.removesuffix(" at")
-        raise PayloadError("body", f"invalid JSON: {problem} at {where}") from None
     except (ValueError, RecursionError) as exc:
-        raise PayloadError("body", f"invalid JSON: {exc}") from None
+        raise PayloadError("body", f"invalid JSON: {json_problem(exc)}") from None
     if not isinstance(data, dict):
         raise PayloadError("body", f"expected a JSON object, got {type(data).__name__}")
     # Checked before the schema so a v3 sender hears about the version, not about field shapes.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import sys
 from collections.abc import Collection
 from typing import Any
 from urllib.parse import parse_qsl
@@ -25,6 +24,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import MultiDict
 
+from receiver.alertmanager import json_problem
 from receiver.http.responses import json_response
 from receiver.text import has_lone_surrogate
 
@@ -74,12 +74,12 @@ async def json_object(
         # Read as UTF-8 whatever charset the Content-Type names: JSON has no charset parameter
         # (RFC 8259 section 11), and an unknown one made request.json() raise LookupError (500).
         body = json.loads((await request.read()).decode("utf-8"))
-    except RecursionError:  # arrays or objects nested thousands deep: json.loads recurses
-        raise BadField("body", "invalid JSON: nested too deeply") from None
-    except ValueError as exc:
-        # JSONDecodeError and UnicodeDecodeError are ValueErrors; so is an integer of more
-        # than 4,300 digits, which json.loads refuses to convert (was a 500).
-        raise BadField("body", f"invalid JSON{_number_too_long(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise BadField("body", f"not valid UTF-8 (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:
+        # Not only JSONDecodeError: an integer of more than 4,300 digits is a ValueError and
+        # arrays nested thousands deep a RecursionError (both were 500s).
+        raise BadField("body", f"invalid JSON: {json_problem(exc)}") from None
     if not isinstance(body, dict):
         raise BadField("body", "expected a JSON object")
     _no_nul(body, "")
@@ -104,13 +104,6 @@ async def form_of(request: web.Request) -> MultiDict[str]:
     except UnicodeDecodeError as exc:
         raise BadField("body", f"the form is not valid UTF-8 (byte {exc.start})") from None
     return MultiDict(parse_qsl(text, keep_blank_values=True))
-
-
-def _number_too_long(exc: ValueError) -> str:
-    """`: ...` naming an integer too long to read, or nothing for any other error."""
-    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
-        return ""
-    return f": a number has more than {sys.get_int_max_str_digits()} digits"
 
 
 def unknown_field(key: str, fields: Collection[str]) -> str:
