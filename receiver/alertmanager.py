@@ -4,12 +4,13 @@ Field names are the JSON names Alertmanager sends, so a payload reads the same i
 Alertmanager's documentation and in code. Timestamps stay the raw strings Alertmanager sent:
 idempotency keys use them verbatim, because Python's datetime drops nanoseconds.
 
-Everything accepted here can be stored: PostgreSQL text and jsonb cannot hold U+0000, and UTF-8
-cannot encode a lone UTF-16 surrogate (``"\\ud800"`` is a valid JSON escape), so both are
+Everything accepted here can be stored and indexed: PostgreSQL text and jsonb cannot hold U+0000,
+and UTF-8 cannot encode a lone UTF-16 surrogate (``"\\ud800"`` is a valid JSON escape), so both are
 replaced with U+FFFD wherever they occur (the alert's fingerprint stays as sent); a timestamp that
 leaves years 1-9999 once converted to UTC (year 0 included, which Go writes) reads as the first
-or last instant Python can hold (``parse_rfc3339``), its text kept as sent. No text has a length
-limit: the store indexes a groupKey or an alertname by its hash (migration 0011), and refusing a
+or last instant Python can hold (``parse_rfc3339``), its text kept as sent but for a fraction
+of more than ``MAX_FRACTION_DIGITS`` digits, cut there. No other text has a length limit: the
+store indexes a groupKey or an alertname by its hash (migration 0011), and refusing a
 notification loses it (Alertmanager does not retry a 4xx).
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "INTAKE_TIMEOUT_S",
     "LATEST",
     "LATE_DELIVERY_WINDOW_S",
+    "MAX_FRACTION_DIGITS",
     "REPLACEMENT",
     "ZERO_TIME",
     "Alert",
@@ -71,6 +73,22 @@ _RFC3339 = re.compile(
     r"(?P<tz>[Zz]|[+-]\d{2}:\d{2})",
     re.ASCII,
 )
+
+
+# The most fraction digits a timestamp keeps as sent; the rest are cut. Go writes at most 9
+# (RFC3339Nano) and keeps nanoseconds of any longer fraction it parses, so digits past 9 tell
+# no instant from another for Alertmanager, and 64 keep the text of any sender that writes a
+# few more. Unbounded, a startsAt of thousands of random digits could not be indexed (a btree
+# entry holds at most 2704 bytes: the dedupe key and the run's episode index hold startsAt), so
+# its notification, good siblings included, was a 500 on every retry; and every distinct long
+# text stayed in _parse_cached.
+MAX_FRACTION_DIGITS = 64
+# A fraction longer than MAX_FRACTION_DIGITS, where only a fraction can begin: after the 19
+# characters of the date and time and the dot.
+_LONG_FRACTION = re.compile(
+    r"(?P<kept>.{19}\.\d{" + str(MAX_FRACTION_DIGITS) + r"})\d+", re.ASCII | re.DOTALL
+)
+_LONGEST_KEPT = 19 + 1 + MAX_FRACTION_DIGITS + len("+00:00")
 
 
 # The first and last instants Python can hold, in UTC: what a timestamp past either end reads as.
@@ -147,6 +165,8 @@ _parse_cached = functools.lru_cache(maxsize=4096)(parse_rfc3339)
 
 
 def _check_rfc3339(value: str) -> str:
+    if len(value) > _LONGEST_KEPT and (long := _LONG_FRACTION.match(value)):
+        value = long["kept"] + value[long.end() :]
     try:
         _parse_cached(value)
     except ValueError as exc:
