@@ -27,6 +27,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
+from remediations.targets import quoted
+
 __all__ = [
     "EARLIEST",
     "GREGORIAN_CYCLE",
@@ -112,11 +114,13 @@ def parse_rfc3339(value: str) -> datetime:
     instead lost every alert it carried: Alertmanager does not retry a 4xx, and re-sends the
     same alert with its group.
 
-    Raises ValueError when the text is not RFC 3339 or names an impossible date or time.
+    Raises ValueError when the text is not RFC 3339 or names an impossible date or time,
+    quoting its start (``quoted``: a timestamp may be as long as the body, and the message is
+    answered and logged).
     """
     match = _RFC3339.fullmatch(value)
     if match is None:
-        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+        raise ValueError(f"not an RFC 3339 timestamp: {quoted(value)}")
     frac = match["frac"]
     tz = match["tz"]
     text = match["main"].replace("t", "T")
@@ -133,7 +137,7 @@ def parse_rfc3339(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not a valid RFC 3339 date and time: {value!r}") from None
+        raise ValueError(f"not a valid RFC 3339 date and time: {quoted(value)}") from None
     if year_0:
         try:
             return parsed.astimezone(UTC) - GREGORIAN_CYCLE
@@ -354,7 +358,7 @@ def parse_notification_carefully(body: bytes) -> Notification:
     # Checked before the schema so a v3 sender hears about the version, not about field shapes.
     if "version" in data and data["version"] != "4":
         raise PayloadError(
-            "version", f"unsupported payload version {data['version']!r}; expected '4'"
+            "version", f"unsupported payload version {quoted(data['version'])}; expected '4'"
         )
     try:
         notification = Notification.model_validate(data)

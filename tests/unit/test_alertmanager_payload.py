@@ -249,6 +249,22 @@ class TestErrors:
         assert "sys." not in error.message
         assert "recursion" not in error.message
 
+    @pytest.mark.parametrize(
+        ("field", "body"),
+        [
+            ("alerts.0.startsAt", _body(alerts=[_alert(startsAt="x" * 1_000_000)])),
+            ("alerts.0.endsAt", _body(alerts=[_alert(endsAt="2024-13-01T00:00:00Z" * 50_000)])),
+            ("version", _body(version="v" * 1_000_000)),
+        ],
+    )
+    def test_a_long_bad_value_is_quoted_by_its_start(self, field: str, body: Any) -> None:
+        # The message is the 400's and the "rejected notification" log line's: each repeated
+        # the value whole, megabytes of it.
+        error = _error(json.dumps(body).encode())
+        assert error.field == field
+        assert len(error.message) < 200, error.message[:300]
+        assert "..." in error.message
+
     @pytest.mark.parametrize("version", ["3", 4, None, ""])
     def test_wrong_version_names_the_value(self, version: object) -> None:
         error = _error(json.dumps(_body(version=version)).encode())
