@@ -4,12 +4,13 @@ Field names are the JSON names Alertmanager sends, so a payload reads the same i
 Alertmanager's documentation and in code. Timestamps stay the raw strings Alertmanager sent:
 idempotency keys use them verbatim, because Python's datetime drops nanoseconds.
 
-Everything accepted here can be stored: PostgreSQL text and jsonb cannot hold U+0000, and UTF-8
-cannot encode a lone UTF-16 surrogate (``"\\ud800"`` is a valid JSON escape), so both are
+Everything accepted here can be stored and indexed: PostgreSQL text and jsonb cannot hold U+0000,
+and UTF-8 cannot encode a lone UTF-16 surrogate (``"\\ud800"`` is a valid JSON escape), so both are
 replaced with U+FFFD wherever they occur (the alert's fingerprint stays as sent); a timestamp that
 leaves years 1-9999 once converted to UTC (year 0 included, which Go writes) reads as the first
-or last instant Python can hold (``parse_rfc3339``), its text kept as sent. No text has a length
-limit: the store indexes a groupKey or an alertname by its hash (migration 0011), and refusing a
+or last instant Python can hold (``parse_rfc3339``), its text kept as sent but for a fraction
+of more than ``MAX_FRACTION_DIGITS`` digits, cut there. No other text has a length limit: the
+store indexes a groupKey or an alertname by its hash (migration 0011), and refusing a
 notification loses it (Alertmanager does not retry a 4xx).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -25,18 +27,22 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
+from remediations.targets import quoted
+
 __all__ = [
     "EARLIEST",
     "GREGORIAN_CYCLE",
     "INTAKE_TIMEOUT_S",
     "LATEST",
     "LATE_DELIVERY_WINDOW_S",
+    "MAX_FRACTION_DIGITS",
     "REPLACEMENT",
     "ZERO_TIME",
     "Alert",
     "Notification",
     "PayloadError",
     "fingerprint",
+    "json_problem",
     "parse_notification",
     "parse_rfc3339",
 ]
@@ -71,6 +77,22 @@ _RFC3339 = re.compile(
 )
 
 
+# The most fraction digits a timestamp keeps as sent; the rest are cut. Go writes at most 9
+# (RFC3339Nano) and keeps nanoseconds of any longer fraction it parses, so digits past 9 tell
+# no instant from another for Alertmanager, and 64 keep the text of any sender that writes a
+# few more. Unbounded, a startsAt of thousands of random digits could not be indexed (a btree
+# entry holds at most 2704 bytes: the dedupe key and the run's episode index hold startsAt), so
+# its notification, good siblings included, was a 500 on every retry; and every distinct long
+# text stayed in _parse_cached.
+MAX_FRACTION_DIGITS = 64
+# A fraction longer than MAX_FRACTION_DIGITS, where only a fraction can begin: after the 19
+# characters of the date and time and the dot.
+_LONG_FRACTION = re.compile(
+    r"(?P<kept>.{19}\.\d{" + str(MAX_FRACTION_DIGITS) + r"})\d+", re.ASCII | re.DOTALL
+)
+_LONGEST_KEPT = 19 + 1 + MAX_FRACTION_DIGITS + len("+00:00")
+
+
 # The first and last instants Python can hold, in UTC: what a timestamp past either end reads as.
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
@@ -92,11 +114,13 @@ def parse_rfc3339(value: str) -> datetime:
     instead lost every alert it carried: Alertmanager does not retry a 4xx, and re-sends the
     same alert with its group.
 
-    Raises ValueError when the text is not RFC 3339 or names an impossible date or time.
+    Raises ValueError when the text is not RFC 3339 or names an impossible date or time,
+    quoting its start (``quoted``: a timestamp may be as long as the body, and the message is
+    answered and logged).
     """
     match = _RFC3339.fullmatch(value)
     if match is None:
-        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+        raise ValueError(f"not an RFC 3339 timestamp: {quoted(value)}")
     frac = match["frac"]
     tz = match["tz"]
     text = match["main"].replace("t", "T")
@@ -113,7 +137,7 @@ def parse_rfc3339(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not a valid RFC 3339 date and time: {value!r}") from None
+        raise ValueError(f"not a valid RFC 3339 date and time: {quoted(value)}") from None
     if year_0:
         try:
             return parsed.astimezone(UTC) - GREGORIAN_CYCLE
@@ -145,6 +169,8 @@ _parse_cached = functools.lru_cache(maxsize=4096)(parse_rfc3339)
 
 
 def _check_rfc3339(value: str) -> str:
+    if len(value) > _LONGEST_KEPT and (long := _LONG_FRACTION.match(value)):
+        value = long["kept"] + value[long.end() :]
     try:
         _parse_cached(value)
     except ValueError as exc:
@@ -269,6 +295,23 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
+def json_problem(exc: ValueError | RecursionError) -> str:
+    """What ``json.loads`` raised ``exc`` for, in words a sender can act on: where a
+    JSONDecodeError is; "nested too deeply" for a RecursionError; the length of an integer
+    too long to convert and the limit (Python's own message says to call
+    sys.set_int_max_str_digits(), which no sender can); else the error's own message (a NaN
+    refused by ``_reject_constant``)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        # Some of json's messages end in "at" already ("Unterminated string starting at").
+        problem = exc.msg.removesuffix(" at")
+        return f"{problem} at line {exc.lineno} column {exc.colno}"
+    if "integer string conversion" in str(exc):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return str(exc)
+
+
 def parse_notification(body: bytes) -> Notification:
     """Decode and validate one webhook body. Raises PayloadError naming the first bad field.
 
@@ -308,19 +351,14 @@ def parse_notification_carefully(body: bytes) -> Notification:
             parse_constant=_reject_constant,
             object_pairs_hook=_unique_keys if replaced else None,
         )
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        # Some of json's messages end in "at" already ("Unterminated string starting at").
-        problem = exc.msg.removesuffix(" at")
-        raise PayloadError("body", f"invalid JSON: {problem} at {where}") from None
     except (ValueError, RecursionError) as exc:
-        raise PayloadError("body", f"invalid JSON: {exc}") from None
+        raise PayloadError("body", f"invalid JSON: {json_problem(exc)}") from None
     if not isinstance(data, dict):
         raise PayloadError("body", f"expected a JSON object, got {type(data).__name__}")
     # Checked before the schema so a v3 sender hears about the version, not about field shapes.
     if "version" in data and data["version"] != "4":
         raise PayloadError(
-            "version", f"unsupported payload version {data['version']!r}; expected '4'"
+            "version", f"unsupported payload version {quoted(data['version'])}; expected '4'"
         )
     try:
         notification = Notification.model_validate(data)

@@ -100,9 +100,18 @@ class IdentityResolver:
         return self.from_sso(headers, peer)
 
     def source_ip(self, headers: Mapping[str, Any], peer: str | None) -> str | None:
-        """Where a request came from: the first X-Forwarded-For hop when a trusted proxy
-        forwarded it, else the peer."""
+        """Where a request came from: when a trusted proxy forwarded it, the last
+        X-Forwarded-For hop that is not a trusted proxy (the first when all are), else the peer.
+
+        A proxy appends the address it was reached from to the X-Forwarded-For the client
+        sent, so only the hops the trusted proxies appended can be believed: the first hop
+        was whatever the client wrote (``X-Forwarded-For: 6.6.6.6`` made the audit of a
+        decision say it came from 6.6.6.6)."""
         forwarded = str(headers.get("X-Forwarded-For") or "")
-        if forwarded and self.trusted_peer(peer):
-            return forwarded.split(",")[0].strip() or peer
-        return peer
+        if not forwarded or not self.trusted_peer(peer):
+            return peer
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not self.trusted_peer(hop):
+                return hop
+        return hops[0] if hops else peer

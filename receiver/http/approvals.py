@@ -41,6 +41,7 @@ from receiver.http.bodies import (
     MAX_REASON_CHARS,
     BadField,
     bad_field,
+    form_of,
     json_object,
     reason_of,
     text_field,
@@ -177,7 +178,10 @@ async def post_page(request: web.Request) -> web.Response:
     approvals = request.app[APPROVAL_WEB]
     if not same_origin(request, approvals.desk.public_url):
         return _error_page(request, "the decision must come from this service's own page", 403)
-    form = await request.post()
+    try:
+        form = await form_of(request)
+    except BadField as exc:
+        return _error_page(request, exc.message, 400)
     session = request.cookies.get(SESSION_COOKIE, "")
     sso = approvals.identities.from_sso(request.headers, request.remote)
     csrf = _csrf(approvals)

@@ -9,7 +9,8 @@ keys, so that a typo cannot silently change what happens (a pause meant for an h
 until someone lifts it); a ``reason`` is a string of at most
 ``MAX_REASON_CHARS`` characters once stripped: it is stored in the audit log and shown in tables,
 not a place for a document. Errors are ``BadField`` naming the field, answered as
-``400 {"error", "field"}``.
+``400 {"error", "field"}``. The pages' forms (sign-in, an approval link's decision) are read
+here too, by ``form_of``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import difflib
 import json
 from collections.abc import Collection
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
+from multidict import MultiDict
 
+from receiver.alertmanager import json_problem
 from receiver.http.responses import json_response
 from receiver.text import has_lone_surrogate
 
@@ -28,6 +32,7 @@ __all__ = [
     "MAX_REASON_CHARS",
     "BadField",
     "bad_field",
+    "form_of",
     "json_object",
     "reason_of",
     "text_field",
@@ -35,6 +40,7 @@ __all__ = [
 ]
 
 MAX_REASON_CHARS = 1000
+FORM = "application/x-www-form-urlencoded"
 
 
 class BadField(Exception):
@@ -65,9 +71,15 @@ async def json_object(
             raise BadField("body", "expected a JSON object")
         return {}
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadField("body", "invalid JSON") from None
+        # Read as UTF-8 whatever charset the Content-Type names: JSON has no charset parameter
+        # (RFC 8259 section 11), and an unknown one made request.json() raise LookupError (500).
+        body = json.loads((await request.read()).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadField("body", f"not valid UTF-8 (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:
+        # Not only JSONDecodeError: an integer of more than 4,300 digits is a ValueError and
+        # arrays nested thousands deep a RecursionError (both were 500s).
+        raise BadField("body", f"invalid JSON: {json_problem(exc)}") from None
     if not isinstance(body, dict):
         raise BadField("body", "expected a JSON object")
     _no_nul(body, "")
@@ -75,6 +87,23 @@ async def json_object(
         if key not in fields:
             raise BadField(key, unknown_field(key, fields))
     return body
+
+
+async def form_of(request: web.Request) -> MultiDict[str]:
+    """The fields of an HTML form the review and approval pages sent: a body of
+    ``application/x-www-form-urlencoded`` (the encoding their forms use) in UTF-8 (the charset
+    of their pages), whatever charset its Content-Type names; blank fields kept.
+
+    Raises BadField (``body``) for another Content-Type (a multipart body's file parts were
+    spooled to disk for nobody) or bytes that are not UTF-8: request.post() raised
+    UnicodeDecodeError or, for a charset it did not know, LookupError, both a 500."""
+    if request.content_type not in ("", FORM):
+        raise BadField("body", f"expected a form sent as {FORM}, got {request.content_type}")
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadField("body", f"the form is not valid UTF-8 (byte {exc.start})") from None
+    return MultiDict(parse_qsl(text, keep_blank_values=True))
 
 
 def unknown_field(key: str, fields: Collection[str]) -> str:

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from receiver.approvals.identity import IdentityResolver
 from receiver.http.auth import ANONYMOUS, Role
+from receiver.http.bodies import BadField, form_of
 from receiver.http.deps import AUTH, LOG, SETTINGS
 from receiver.http.origins import same_origin
 from receiver.http.responses import html_response
@@ -171,7 +172,10 @@ async def post_login(request: web.Request) -> web.StreamResponse:
     """An operator token in, a session cookie out, and back to the page asked for."""
     if not same_origin(request, request.app[SETTINGS].external_url or None):
         return _login_page(request, 403, _DEFAULT_NEXT, "sign in from this service's own page")
-    form = await request.post()
+    try:
+        form = await form_of(request)
+    except BadField as exc:
+        return _login_page(request, 400, _DEFAULT_NEXT, exc.message)
     wanted = str(form.get("next") or _DEFAULT_NEXT)
     wanted = wanted if _NEXT.fullmatch(wanted) else _DEFAULT_NEXT
     token = str(form.get("operator_token") or "").strip()

@@ -17,7 +17,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from receiver.alertmanager import Notification, parse_notification
+from receiver.alertmanager import MAX_FRACTION_DIGITS, Notification, parse_notification
 from receiver.model import RunOutcome
 from receiver.review.loader import Review
 from tests.support.payloads import alert, notification_body
@@ -124,3 +124,33 @@ async def test_the_review_groups_runs_by_a_long_group_key(make_harness: MakeHarn
         assert found.key == incident["key"]
     rows = await h.store.review_runs(keys=[second])
     assert [r["target_name"] for r in rows] == ["cart"]
+
+
+def long_fraction(digits: int) -> str:
+    """A startsAt whose fraction is ``digits`` random digits (random: they do not compress)."""
+    fraction = "".join(str(b % 10) for b in os.urandom(digits))
+    return f"2026-11-30T02:00:00.{fraction}Z"
+
+
+async def test_a_start_with_thousands_of_fraction_digits_becomes_a_run_with_its_sibling(
+    make_harness: MakeHarness,
+) -> None:
+    # RFC 3339 and Go take a fraction of any length; Alertmanager writes 9 digits. Kept whole,
+    # 20,000 random ones did not fit the dedupe index: the notification, its sibling too, was a
+    # 500 at every retry. The text is kept to MAX_FRACTION_DIGITS, which tell no more instants
+    # apart than Go's nanoseconds do.
+    h = await make_harness(RULES)
+    starts = long_fraction(20_000)
+    long = alert(labels("web"), starts_at=starts)
+    sibling = alert(labels("api"))
+    result = await h.intake.accept(note(long, sibling, key=group_key("a")))
+    assert (result.accepted, result.duplicates) == (2, 0)
+    # The same alert again, its fraction the same up to MAX_FRACTION_DIGITS: a duplicate.
+    again = alert(labels("web"), starts_at=starts[: 20 + MAX_FRACTION_DIGITS] + "0" * 99 + "Z")
+    result = await h.intake.accept(note(again, key=group_key("a")))
+    assert (result.accepted, result.duplicates) == (0, 1)
+    await h.drain()
+    assert await h.store.queue_depth() == 0
+    runs = {run.target.name: run for run in await h.runs()}
+    assert sorted(runs) == ["api", "web"]
+    assert runs["web"].starts_at == starts[: 20 + MAX_FRACTION_DIGITS] + "Z"

@@ -231,6 +231,40 @@ class TestErrors:
         assert fragment in error.message
         assert str(error) == f"{field}: {error.message}"
 
+    @pytest.mark.parametrize(
+        ("raw", "says"),
+        [
+            # Python's own message told the sender to call sys.set_int_max_str_digits().
+            (b'{"version": "4", "truncatedAlerts": ' + b"1" * 5000 + b"}", "more than 4300 digits"),
+            (b'{"version": "4", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "too deeply"),
+        ],
+    )
+    def test_json_python_cannot_read_is_named_in_the_senders_words(
+        self, raw: bytes, says: str
+    ) -> None:
+        error = _error(raw)
+        assert error.field == "body"
+        assert error.message.startswith("invalid JSON: ")
+        assert says in error.message
+        assert "sys." not in error.message
+        assert "recursion" not in error.message
+
+    @pytest.mark.parametrize(
+        ("field", "body"),
+        [
+            ("alerts.0.startsAt", _body(alerts=[_alert(startsAt="x" * 1_000_000)])),
+            ("alerts.0.endsAt", _body(alerts=[_alert(endsAt="2024-13-01T00:00:00Z" * 50_000)])),
+            ("version", _body(version="v" * 1_000_000)),
+        ],
+    )
+    def test_a_long_bad_value_is_quoted_by_its_start(self, field: str, body: Any) -> None:
+        # The message is the 400's and the "rejected notification" log line's: each repeated
+        # the value whole, megabytes of it.
+        error = _error(json.dumps(body).encode())
+        assert error.field == field
+        assert len(error.message) < 200, error.message[:300]
+        assert "..." in error.message
+
     @pytest.mark.parametrize("version", ["3", 4, None, ""])
     def test_wrong_version_names_the_value(self, version: object) -> None:
         error = _error(json.dumps(_body(version=version)).encode())

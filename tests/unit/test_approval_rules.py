@@ -120,6 +120,14 @@ def test_identities_come_from_tokens_or_a_trusted_proxy_only() -> None:
     assert IdentityResolver(token_table({})).from_sso(sso, "10.1.2.3") is None
     assert resolver.source_ip({"X-Forwarded-For": "7.7.7.7, 10.0.0.2"}, "10.0.0.1") == "7.7.7.7"
     assert resolver.source_ip({"X-Forwarded-For": "7.7.7.7"}, "8.8.8.8") == "8.8.8.8"
+    # A client behind the proxy writes a hop of its own; the proxy appends where it came from.
+    # Only what the trusted proxies appended is believed (the first hop was the client's word).
+    spoofed = {"X-Forwarded-For": "6.6.6.6, 7.7.7.7, 10.0.0.2"}
+    assert resolver.source_ip(spoofed, "10.0.0.1") == "7.7.7.7"
+    assert resolver.source_ip({"X-Forwarded-For": "not-an-ip, 7.7.7.7"}, "10.0.0.1") == "7.7.7.7"
+    # Every hop a trusted proxy: the first of them, the nearest to the client.
+    assert resolver.source_ip({"X-Forwarded-For": "10.0.0.3, 10.0.0.2"}, "10.0.0.1") == "10.0.0.3"
+    assert resolver.source_ip({"X-Forwarded-For": " , "}, "10.0.0.1") == "10.0.0.1"
 
 
 def test_request_message_says_what_to_what_why_links_where_and_until_when() -> None:
