@@ -13,6 +13,11 @@ completed here); $34 the run.admitted data (NULL: not admitted), $35 its run.out
 $36 the on_resolved steps (JSON); $37-$39 the claim the run is created under when the
 statement does not complete its event (``fence_args``; the completion fences it when it does).
 
+A run already stored for the rule and occurrence is left as it is (``id`` NULL): the insert
+looks for it first (PostgreSQL's plan in a storm walks ``runs_episode``: the episode's runs of
+every rule and refire, few, as the engine's history read of the episode does; the unique
+``runs_once_per_occurrence`` finds the one run).
+
 The audit rows, in this order: run.created, each step (unless refused), run.refused or
 run.admitted and run.outcome (running), run.announced. The columns: ``id`` of the run created
 (NULL when it already existed, or the fence failed), ``ok`` (the fence held) and
@@ -47,7 +52,14 @@ WITH completed AS (
            CASE WHEN $34::text IS NULL THEN NULL ELSE remediator_now() END,
            $36::jsonb
     WHERE (SELECT ok FROM held)
-    ON CONFLICT ON CONSTRAINT runs_once_per_occurrence DO NOTHING
+      -- Not ON CONFLICT: a speculative insert logs one more WAL record, its confirmation, for
+      -- every run (a storm's refused event logs about 43). The run of an occurrence is stored
+      -- under its event's claim, whose row this statement locks first (the completion, or
+      -- the fence), so two of them do not race; an unfenced one that does fails on
+      -- runs_once_per_occurrence, and Runs.create_run sends it again, to find the run.
+      AND NOT EXISTS (SELECT FROM runs r
+                      WHERE r.rule = $1 AND r.fingerprint = $2 AND r.starts_at = $3
+                        AND r.refire = $13)
     RETURNING id, fingerprint
 ), planned AS (
     SELECT * FROM unnest($18::int[], $19::text[], $20::text[], $21::bool[],

@@ -194,42 +194,51 @@ class Runs(Database):
         columns = list(zip(*step_rows, strict=True)) if step_rows else [()] * 6
         if complete is not None:
             complete.finishing = True
+        args = (
+            rule,
+            event.fingerprint,
+            event.starts_at,
+            event.alertname,
+            event.id,
+            target.kind,
+            target.namespace,
+            target.name,
+            str(stored_outcome),
+            dry_run,
+            occurrence,
+            verify_within_s,
+            event.refire,
+            settle_s,
+            None if decision is None else canonical_json(dict(decision)),
+            event.group_key,
+            step_outcome,
+            *[list(column) for column in columns],
+            created,
+            run_id,
+            *(refusal.columns() if refusal is not None else (None, None, None, None, None)),
+            None if announced is None else audit_data(announced),
+            None if complete is None else complete.event_id,
+            None if complete is None else complete.owner,
+            None if admitted is None else audit_data(admitted),
+            _RUNNING_AUDIT,
+            None if on_resolved is None else undo_as_json(on_resolved),
+            # The completion fences the statement when it completes the event; the lease
+            # is then not checked twice.
+            *fence_args(None if complete is not None else lease),
+        )
         # One statement (run_creation.py), group-committed with the other runs the worker
         # writes meanwhile (group.py): one round trip and one commit for them all.
-        with translate():
-            row = await self._grouped.fetchrow(
-                CREATE_RUN_SQL,
-                rule,
-                event.fingerprint,
-                event.starts_at,
-                event.alertname,
-                event.id,
-                target.kind,
-                target.namespace,
-                target.name,
-                str(stored_outcome),
-                dry_run,
-                occurrence,
-                verify_within_s,
-                event.refire,
-                settle_s,
-                None if decision is None else canonical_json(dict(decision)),
-                event.group_key,
-                step_outcome,
-                *[list(column) for column in columns],
-                created,
-                run_id,
-                *(refusal.columns() if refusal is not None else (None, None, None, None, None)),
-                None if announced is None else audit_data(announced),
-                None if complete is None else complete.event_id,
-                None if complete is None else complete.owner,
-                None if admitted is None else audit_data(admitted),
-                _RUNNING_AUDIT,
-                None if on_resolved is None else undo_as_json(on_resolved),
-                # The completion fences the statement when it completes the event; the lease
-                # is then not checked twice.
-                *fence_args(None if complete is not None else lease),
-            )
+        try:
+            with translate():
+                row = await self._grouped.fetchrow(CREATE_RUN_SQL, *args)
+        except asyncpg.UniqueViolationError as exc:
+            # Another statement stored this run after this one looked (only unfenced writes
+            # can race: a claim's are ordered by its event's row lock). It has committed, so
+            # sent again, this one finds it and leaves it be, as it does any stored run.
+            if exc.constraint_name != "runs_once_per_occurrence":
+                raise
+            with translate():
+                row = await self._grouped.fetchrow(CREATE_RUN_SQL, *args)
         assert row is not None  # the outer SELECT has no FROM: always one row
         check_held(row["ok"], fence, f"the run of rule {rule} for event {event.id}")
         if complete is not None and row["completed"]:
