@@ -30,7 +30,10 @@ def test_a_duration_variable_without_a_unit_is_refused(name: str, value: str) ->
     assert "30m" in message
 
 
-@pytest.mark.parametrize(("yaml_value", "shown"), [("30", "30"), ("1.5", "1.5"), ("1_0", "10")])
+# Shown as written: YAML 1.1 read `1_0` as 10 and `1.5` as a float, and the message said 10.
+@pytest.mark.parametrize(
+    ("yaml_value", "shown"), [("30", "30"), ("1.5", "'1.5'"), ("1_0", "'1_0'")]
+)
 def test_a_duration_in_yaml_without_a_unit_is_refused(
     tmp_path: Path, yaml_value: str, shown: str
 ) -> None:
@@ -125,6 +128,63 @@ def test_a_boolean_is_not_a_number(tmp_path: Path, section: str, key: str, where
     config = tmp_path / "c.yaml"
     config.write_text(f"{section}:\n{indent}{key}: true\n", encoding="utf-8")
     assert refusal({}, config) == f"{where}: true is a boolean, not a number: write the number"
+
+
+# (variable, YAML path) of every integer setting.
+INTEGER_SETTINGS = [
+    ("REMEDIATOR_PORT", "http.port"),
+    ("REMEDIATOR_WORKER_CONCURRENCY", "worker.concurrency"),
+    ("REMEDIATOR_WORKER_MAX_ATTEMPTS", "worker.max_attempts"),
+    ("REMEDIATOR_BUDGET_COUNT", "guards.budget.count"),
+    ("REMEDIATOR_BREAKER_FAILURES", "guards.breaker.failures"),
+]
+WRITE_DIGITS = "write it with the digits 0-9 alone (no `_`, `+`, fraction or exponent)"
+
+
+@pytest.mark.parametrize(("name", "where"), INTEGER_SETTINGS)
+@pytest.mark.parametrize("value", ["9_0", "+90", "9e1", "90.0", "0x5a", "\u0669\u0660", "1:30"])
+def test_an_integer_variable_is_ascii_digits(name: str, where: str, value: str) -> None:
+    # Pydantic's lax mode read REMEDIATOR_PORT=9_096 and 90.0 as numbers (int() rules);
+    # `serve --port` refuses them.
+    assert refusal({name: value}) == f"{name}: {value!r} is not an integer: {WRITE_DIGITS}"
+
+
+@pytest.mark.parametrize(("name", "where"), INTEGER_SETTINGS)
+@pytest.mark.parametrize("value", ["9_0", "+90", "0x5a", "0b11", "1:30", "90.0", "'9_0'"])
+def test_an_integer_in_yaml_is_ascii_digits(
+    tmp_path: Path, name: str, where: str, value: str
+) -> None:
+    # YAML 1.1 read 9_0 as 90, 0x5a as 90, 0b11 as 3, 1:30 as 90; pydantic read 90.0 and the
+    # quoted '9_0' as 90.
+    *sections, key = where.split(".")
+    text = "".join(f"{'  ' * depth}{part}:\n" for depth, part in enumerate(sections))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"{text}{'  ' * len(sections)}{key}: {value}\n", encoding="utf-8")
+    shown = repr(value.strip("'"))
+    assert refusal({}, config) == f"{where}: {shown} is not an integer: {WRITE_DIGITS}"
+
+
+def test_an_integer_with_leading_zeros_is_decimal(tmp_path: Path) -> None:
+    # YAML 1.1 read 017 as octal: 15.
+    config = tmp_path / "c.yaml"
+    config.write_text("worker:\n  concurrency: 017\n", encoding="utf-8")
+    assert load_settings(config, {}).worker_concurrency == 17
+    assert load_settings(None, {"REMEDIATOR_WORKER_CONCURRENCY": "017"}).worker_concurrency == 17
+
+
+def test_an_integer_of_thousands_of_digits_is_refused_unquoted(tmp_path: Path) -> None:
+    # In the file, int() raised past the loader (over 4,300 digits); in a variable, pydantic
+    # quoted every digit back.
+    config = tmp_path / "c.yaml"
+    config.write_text(f"http:\n  port: {'9' * 5000}\n", encoding="utf-8")
+    message = "'" + "9" * 40 + "…' has 5,000 digits: far out of range, write a smaller one"
+    assert refusal({}, config) == f"http.port: {message}"
+    assert refusal({"REMEDIATOR_PORT": "9" * 5000}) == f"REMEDIATOR_PORT: {message}"
+
+
+def test_an_integer_variable_is_stripped_like_every_setting() -> None:
+    # As durations, sizes and words are: a variable from an env file may keep a blank.
+    assert load_settings(None, {"REMEDIATOR_PORT": " 9096 "}).port == 9096
 
 
 def test_numbers_from_variables_still_parse() -> None:

@@ -1,0 +1,76 @@
+"""The YAML loaders the service reads with: PyYAML's SafeLoader for rule files, and
+``PlainLoader`` for its configuration (the settings and approvers files). Pure.
+
+PyYAML reads YAML 1.1, whose plain scalars are more than their text: ``9_096`` and ``0x2380``
+are integers, ``017`` is fifteen (octal), ``1:30`` is ninety. The configuration's loader
+reads a whole number only in the digits 0-9 (``port: 9_096`` is the text ``9_096``, refused
+by the setting as ``REMEDIATOR_PORT=9_096`` is) and no float: no setting takes a fraction,
+and a number read as one would be shown as Python writes it, not as it was written.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+__all__ = ["ControlCharacter", "PlainLoader", "make_loader"]
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+class ControlCharacter(yaml.MarkedYAMLError):
+    """A control character (other than tab and newlines) in the text, which PyYAML's reader
+    refuses when a loader is made, before any other reading: its ReaderError gives a character
+    offset, not a line, in a message of two lines. This one is marked at the line, so that
+    every caller that reports a MarkedYAMLError says ``file:line`` (rule files, the settings
+    and approvers files); ``line`` is 1-based."""
+
+    def __init__(self, text: str, error: yaml.reader.ReaderError) -> None:
+        offset = max(0, error.position)
+        self.line = text.count("\n", 0, offset) + 1
+        super().__init__(
+            problem=f"control character U+{error.character:04X} is not allowed; write it as"
+            " an escape in a double-quoted string if it is meant",
+            problem_mark=yaml.Mark("<text>", offset, self.line - 1, 0, None, 0),
+        )
+
+
+def make_loader(text: str, kind: type[yaml.SafeLoader] = yaml.SafeLoader) -> yaml.SafeLoader:
+    """A ``kind`` loader over ``text``; raises ControlCharacter for a character it refuses."""
+    try:
+        return kind(text)
+    except yaml.reader.ReaderError as exc:
+        raise ControlCharacter(text, exc) from None
+
+
+# A whole number as a setting's variable takes one: ASCII digits, `-` for a negative one.
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+class PlainLoader(yaml.SafeLoader):
+    """SafeLoader whose plain numbers are whole numbers in the digits 0-9; any other
+    number YAML 1.1 reads (``9_096``, ``0x10``, octal ``017``, ``1:30``, ``1.5``) is text as
+    written. Booleans stay YAML 1.1's: ``off`` turns a setting off on purpose."""
+
+
+def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    # Also an explicit `!!int 0x10`: text that is no whole number in the digits 0-9 stays
+    # text, for the setting to refuse; so does one int() will not read (over 4,300 digits).
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    if not _DECIMAL.fullmatch(text):
+        return text
+    try:
+        return int(text, 10)  # decimal: YAML 1.1 would read 017 as octal
+    except ValueError:
+        return text
+
+
+PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+PlainLoader.add_implicit_resolver(_INT, re.compile(r"^-?[0-9]+$"), list("-0123456789"))
+PlainLoader.add_constructor(_INT, _decimal)
