@@ -85,7 +85,7 @@ def _approvers(path: Path) -> ApproversFile:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = yaml_problem(exc)  # its quoted text only when not the file's (a key twice)
-        raise ConfigError(f"{_ENV['approvers_file']}: {where}: invalid YAML: {problem}") from None
+        raise ConfigError(f"{_ENV['approvers_file']}: {where}: {problem}") from None
     except ValidationError as exc:
         # A key is quoted as the settings file quotes one (``unknown_key_error``): a key that
         # is no key's name may be a secret written in the wrong place.

@@ -20,6 +20,7 @@ from receiver.config.settings import ConfigError
 from receiver.config.values import plausible_key
 from receiver.config.variables import typo_of
 from receiver.rules.yaml_lines import DuplicateKey, Located, parse_yaml, safe_load
+from receiver.rules.yaml_loaders import NotASetting
 
 __all__ = ["plausible_key", "read_settings_file", "yaml_problem"]
 
@@ -41,7 +42,7 @@ def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, A
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{config_file}:{mark.line + 1}" if mark is not None else str(config_file)
-        raise ConfigError(f"{where}: invalid YAML: {yaml_problem(exc)}") from exc
+        raise ConfigError(f"{where}: {yaml_problem(exc)}") from exc
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -59,9 +60,16 @@ def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, A
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's problem, its quoted text kept only when it is a character or a token's name;
-    a key given twice is named when it is a plausible key (the settings file's and the
-    approvers file's errors: either may be some other file, or hold a secret as a key)."""
+    """``invalid YAML:`` and PyYAML's problem, its quoted text kept only when it is a
+    character or a token's name; a key given twice is named when it is a plausible key (the
+    settings file's and the approvers file's errors: either may be some other file, or hold a
+    secret as a key). A value of no setting's kind (``NotASetting``: valid YAML) is told so."""
+    if isinstance(exc, NotASetting):
+        return str(exc.problem)
+    return f"invalid YAML: {_problem(exc)}"
+
+
+def _problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, DuplicateKey):
         if plausible_key([exc.key]):
             return str(exc.problem)

@@ -2,10 +2,14 @@
 ``PlainLoader`` for its configuration (the settings and approvers files). Pure.
 
 PyYAML reads YAML 1.1, whose plain scalars are more than their text: ``9_096`` and ``0x2380``
-are integers, ``017`` is fifteen (octal), ``1:30`` is ninety. The configuration's loader
-reads a whole number only in the digits 0-9 (``port: 9_096`` is the text ``9_096``, refused
-by the setting as ``REMEDIATOR_PORT=9_096`` is) and no float: no setting takes a fraction,
-and a number read as one would be shown as Python writes it, not as it was written.
+are integers, ``017`` is fifteen (octal), ``1:30`` is ninety, ``2024-01-01`` a date. The
+configuration's loader reads a whole number only in the digits 0-9 (``port: 9_096`` is the
+text ``9_096``, refused by the setting as ``REMEDIATOR_PORT=9_096`` is), no float (no setting
+takes a fraction) and no date: those are the text written, and an error quotes them so
+(``lease: 2024-01-01`` was told ``datetime.date(2024, 1, 1) is not a duration``). A value
+tagged as no setting's kind (``!!binary``, ``!!set``, ``!!timestamp``, ``!!omap``,
+``!!pairs``) is refused where it is written, naming the tag: a setting is text, a whole
+number, true or false, a list or a map.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ControlCharacter", "PlainLoader", "make_loader"]
+__all__ = ["ControlCharacter", "NotASetting", "PlainLoader", "make_loader"]
 
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+# Explicit tags of values no setting takes (PyYAML built bytes, a set, a date, pairs).
+_NOT_SETTINGS = ("binary", "set", "timestamp", "omap", "pairs")
 
 
 class ControlCharacter(yaml.MarkedYAMLError):
@@ -52,8 +59,10 @@ _DECIMAL = re.compile(r"-?[0-9]+")
 
 class PlainLoader(yaml.SafeLoader):
     """SafeLoader whose plain numbers are whole numbers in the digits 0-9; any other
-    number YAML 1.1 reads (``9_096``, ``0x10``, octal ``017``, ``1:30``, ``1.5``) is text as
-    written. Booleans stay YAML 1.1's: ``off`` turns a setting off on purpose."""
+    number YAML 1.1 reads (``9_096``, ``0x10``, octal ``017``, ``1:30``, ``1.5``), and a date,
+    is text as written. Booleans stay YAML 1.1's: ``off`` turns a setting off on purpose.
+    ``!!binary``, ``!!set``, ``!!timestamp``, ``!!omap`` and ``!!pairs`` raise a
+    ConstructorError at their line."""
 
 
 def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
@@ -69,8 +78,30 @@ def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 
 PlainLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 PlainLoader.add_implicit_resolver(_INT, re.compile(r"^-?[0-9]+$"), list("-0123456789"))
 PlainLoader.add_constructor(_INT, _decimal)
+
+
+class NotASetting(yaml.constructor.ConstructorError):
+    """A value ``PlainLoader`` refuses for its tag (``!!binary``, ``!!set``, ...): YAML, but
+    of no kind a setting takes. Marked at its line; the value is not quoted (it may be a
+    secret: ``password: !!binary ...``)."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        tag = "!!" + node.tag.rpartition(":")[2]
+        super().__init__(
+            problem=f"a {tag} value: a setting is text, a whole number, true or false, a list"
+            " or a map: remove the tag",
+            problem_mark=node.start_mark,
+        )
+
+
+def _no_setting(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise NotASetting(node)
+
+
+for _kind in _NOT_SETTINGS:
+    PlainLoader.add_constructor(f"tag:yaml.org,2002:{_kind}", _no_setting)

@@ -204,3 +204,49 @@ def test_an_empty_value_that_is_no_section_is_still_unknown(tmp_path: Path) -> N
     config = tmp_path / "c.yaml"
     config.write_text("htp:\n", encoding="utf-8")
     assert refusal({}, config) == f"{config}:1: htp: unknown setting"
+
+
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        # Were `datetime.date(2024, 1, 1) is not a duration`, `Input should be a valid string`.
+        ("worker:\n  lease: 2024-01-01\n", "worker.lease: '2024-01-01' is not a duration;"),
+        ("log:\n  level: 2024-01-01 10:00:00\n", "log.level: '2024-01-01 10:00:00' is not one"),
+        ("http:\n  port: 2024-01-01\n", "http.port: '2024-01-01' is not an integer"),
+    ],
+)
+def test_a_date_in_the_file_is_quoted_as_written(tmp_path: Path, text: str, told: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text, encoding="utf-8")
+    assert refusal({}, config).startswith(told)
+
+
+def test_a_date_is_the_text_written_where_a_setting_takes_text(tmp_path: Path) -> None:
+    # Was `rules_dir: Input is not a valid path for <class 'pathlib.Path'>`.
+    config = tmp_path / "c.yaml"
+    config.write_text("rules_dir: 2024-01-01\n", encoding="utf-8")
+    assert load_settings(config, {}).rules_dir == Path("2024-01-01")
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        ("!!binary aGVsbG8=", "!!binary"),  # was `b'hello' is not a duration`
+        ("!!set {a}", "!!set"),  # was `{'a'} is not a duration`
+        ("!!timestamp 2024-01-01", "!!timestamp"),
+        ("!!omap [a: 1]", "!!omap"),
+        ("!!pairs [a: 1]", "!!pairs"),
+    ],
+)
+@pytest.mark.parametrize("key", ["worker:\n  lease", "auth:\n  password", "namespaces:\n  deny"])
+def test_a_value_of_no_settings_kind_is_refused_naming_its_tag(
+    tmp_path: Path, value: str, tag: str, key: str
+) -> None:
+    # `auth.password: !!binary ...` was the password "hello"; `deny: !!set {a}` denied `a`.
+    config = tmp_path / "c.yaml"
+    config.write_text(f"\n{key}: {value}\n", encoding="utf-8")
+    assert refusal({}, config) == (
+        f"{config}:3: a {tag} value: a setting is text, a whole number, true or false, a list"
+        " or a map: remove the tag"
+    )
+    assert "aGVsbG8" not in refusal({}, config)
