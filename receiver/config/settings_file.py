@@ -19,7 +19,7 @@ from receiver.config.files import read_settings_text
 from receiver.config.settings import ConfigError
 from receiver.config.values import plausible_key
 from receiver.config.variables import typo_of
-from receiver.rules.yaml_lines import DuplicateKey, Located, parse_yaml, safe_load
+from receiver.rules.yaml_lines import DuplicateKey, KeyPath, Located, parse_yaml, safe_load
 from receiver.rules.yaml_loaders import NotASetting
 
 __all__ = ["plausible_key", "read_settings_file", "yaml_problem"]
@@ -32,10 +32,14 @@ _TOKEN = re.compile(r"<[a-z ]+>")
 Where = Callable[[Sequence[str]], str]
 
 
-def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, Any]:
+def read_settings_file(
+    config_file: Path, known: Collection[str], words: dict[KeyPath, str] | None = None
+) -> dict[str, Any]:
     """The settings of ``config_file`` by YAML path (keys of ``known``). ConfigError naming
     the file (and line) for a file that cannot be read, is not YAML, is not a mapping, or
-    holds a key that is not a setting; a key is quoted only when ``plausible_key``."""
+    holds a key that is not a setting; a key is quoted only when ``plausible_key``. ``words``
+    receives YAML 1.1's booleans written as another word than true or false (``on``), by
+    path from the top of the file (``Located.words``), for errors that say to quote them."""
     text = read_settings_text(config_file)
     try:
         data = safe_load(text)
@@ -56,7 +60,19 @@ def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, A
 
     flat: dict[str, Any] = {}
     _flatten(data, (), known, flat, key_at)
+    if words is not None and _has_boolean(data):
+        located = Located(str(config_file))
+        parse_yaml(text, located)  # read again only when a word may be one
+        words.update(located.words)
     return flat
+
+
+def _has_boolean(data: object) -> bool:
+    if isinstance(data, bool):
+        return True
+    if isinstance(data, Mapping):
+        return any(_has_boolean(v) for v in data.values())
+    return isinstance(data, list) and any(_has_boolean(v) for v in data)
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

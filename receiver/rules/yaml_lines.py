@@ -67,6 +67,9 @@ class Located:
     file: str
     lines: dict[KeyPath, int] = field(default_factory=dict)
     errors: list[RuleError] = field(default_factory=list)
+    # YAML 1.1's booleans written as another word than true or false (`name: on`), by path:
+    # where text was meant, the message says to quote it (``yaml_loaders.boolean_word``).
+    words: dict[KeyPath, str] = field(default_factory=dict)
     warnings: list[RuleError] = field(default_factory=list)
     scope: Scope = _whole_document
 
@@ -292,6 +295,8 @@ def _construct(
     located.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_object(node)
+        if isinstance(value, bool) and node.value.lower() not in ("true", "false"):
+            located.words[path] = node.value
         if isinstance(value, str) and "\x00" in value:
             # A "\0" escape: PostgreSQL keeps no U+0000 in text or jsonb, so a run whose step
             # carried it could never be stored, and the event would fail until it went dead.

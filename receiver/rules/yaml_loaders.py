@@ -15,11 +15,12 @@ number, true or false, a list or a map.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
-__all__ = ["ControlCharacter", "NotASetting", "PlainLoader", "make_loader"]
+__all__ = ["ControlCharacter", "NotASetting", "PlainLoader", "boolean_word", "make_loader"]
 
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -105,3 +106,22 @@ def _no_setting(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 for _kind in _NOT_SETTINGS:
     PlainLoader.add_constructor(f"tag:yaml.org,2002:{_kind}", _no_setting)
+
+
+# Pydantic's error types for a value that should have been text: a string, one of some words.
+_TEXT_EXPECTED = frozenset({"string_type", "literal_error", "enum"})
+
+
+def boolean_word(
+    words: Mapping[tuple[str | int, ...], str], path: Sequence[str | int], error: Mapping[str, Any]
+) -> str | None:
+    """What to tell of pydantic's ``error`` at ``path`` of a YAML document when it expected
+    text and YAML 1.1 read a word there as a boolean (``words``: the words, other than true and
+    false, by path, as ``yaml_lines.Located.words`` keeps them): ``write "on" in quotes: YAML
+    reads on as true``, where pydantic said ``Input should be a valid string``. None
+    otherwise."""
+    word = words.get(tuple(path))
+    value = error.get("input")
+    if word is None or error.get("type") not in _TEXT_EXPECTED or not isinstance(value, bool):
+        return None
+    return f'write "{word}" in quotes: YAML reads {word} as {"true" if value else "false"}'

@@ -250,3 +250,34 @@ def test_a_value_of_no_settings_kind_is_refused_naming_its_tag(
         " or a map: remove the tag"
     )
     assert "aGVsbG8" not in refusal({}, config)
+
+
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        # Were "Input should be a valid string (got True)": YAML 1.1 reads on/off/yes/no.
+        ("log:\n  level: on\n", 'log.level: write "on" in quotes: YAML reads on as true'),
+        ("auth:\n  username: Off\n  password: x\n", 'auth.username: write "Off" in quotes'),
+        ("namespaces:\n  allow: [shop, yes]\n", 'namespaces.allow.1: write "yes" in quotes'),
+        ("approvals:\n  notify_channel: no\n", 'approvals.notify_channel: write "no" in quotes'),
+    ],
+)
+def test_a_word_yaml_reads_as_a_boolean_is_told_to_be_quoted(
+    tmp_path: Path, text: str, told: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text, encoding="utf-8")
+    assert refusal({}, config).startswith(told)
+
+
+def test_true_where_text_is_meant_is_shown_as_yaml_writes_it(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("log:\n  level: true\n", encoding="utf-8")
+    assert refusal({}, config) == "log.level: Input should be a valid string (got true)"
+
+
+def test_a_boolean_word_still_sets_a_switch(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("dry_run: on\nannouncements:\n  refusal_digest: off\n", encoding="utf-8")
+    settings = load_settings(config, {})
+    assert (settings.dry_run.value, settings.refusal_digest_seconds) == ("true", 0.0)
