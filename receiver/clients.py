@@ -86,7 +86,11 @@ def required_clients(rules: RuleSet, registry: Registry) -> Required:
                 any_of.add(name.partition(":")[0])
             for name in one | other:
                 key = name if name in fixed else f"{name.partition(':')[0]}:*"
-                by.setdefault(key, []).append(f"{rule.name} ({step.action})")
+                # The two probes pick two connections of one system, both ``postgres:*``; and
+                # a rule may use one action twice: the warning named the rule twice.
+                needer = f"{rule.name} ({step.action})"
+                if needer not in by.setdefault(key, []):
+                    by[key].append(needer)
             if step.action == "notify" and isinstance(step.params.get("channel"), str):
                 channels.add(step.params["channel"])
     return Required(

@@ -8,6 +8,7 @@ dumps as ``"10m"``, never as a bare number a rule file would not accept).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import (
@@ -74,15 +75,47 @@ Duration = Annotated[
 
 def _not_a_boolean(value: object) -> object:
     # Pydantic's lax mode reads YAML's `true` as 1 (`port: true`, `count: true`): a slip, not
-    # a number. Text ("10", from a variable) still parses.
+    # a number.
     if isinstance(value, bool):
         word = "true" if value else "false"
         raise ValueError(f"{word} is a boolean, not a number: write the number")
     return value
 
 
-# A whole number that refuses a boolean (settings' ports and counts, rules' counts).
-Integer = Annotated[int, BeforeValidator(_not_a_boolean)]
+# A whole number's text: ASCII digits, `-` first for a negative one. Pydantic's lax mode reads
+# text with int() rules, `_` between digits included (`REMEDIATOR_PORT=9_096` was port 9096),
+# and a fraction of zero (`9096.0`); `serve --port` refuses both.
+_WHOLE = re.compile(r"-?[0-9]+")
+# More digits than any count, port or size has: refused before int() reads them (it refuses
+# more than 4,300 digits with a ValueError of its own, and pydantic quoted them all back).
+_MAX_DIGITS = 20
+_SHOWN_CHARS = 40
+
+
+def _whole_number(value: object) -> object:
+    """``value`` as a whole number: an int as it is; text (a variable's, quoted YAML) stripped
+    like every setting's text, then ASCII digits; a boolean or a float refused. ValueError
+    saying what was given and what to write."""
+    value = _not_a_boolean(value)
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is not an integer: write it without a fraction")
+    if not isinstance(value, str):
+        return value  # an int, or pydantic's own error for anything else
+    text = value.strip()
+    shown = repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…")
+    if not _WHOLE.fullmatch(text):
+        raise ValueError(
+            f"{shown} is not an integer: write it with the digits 0-9 alone (no `_`, `+`,"
+            " fraction or exponent)"
+        )
+    if len(text.lstrip("-").lstrip("0")) > _MAX_DIGITS:
+        raise ValueError(f"{shown} has {len(text):,} digits: far out of range, write a smaller one")
+    return int(text)
+
+
+# A whole number, written as one: a boolean, a fraction or text other than ASCII digits is
+# refused (settings' ports, counts and sizes; connections' and rules' counts).
+Integer = Annotated[int, BeforeValidator(_whole_number)]
 # A number that refuses a boolean (a factor: `factor: true` read as 1.0).
 Number = Annotated[float, BeforeValidator(_not_a_boolean)]
 

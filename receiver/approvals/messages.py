@@ -1,5 +1,9 @@
 """What an approval notification says, as data: a Slack message and a plain JSON body. Pure.
 
+What it quotes of the alert (labels in the summary and target, annotations) reads as written:
+a bidirectional override or another format character from it is shown as ``<U+202E>``
+(``receiver.text.visible``), or "approve\u202edelete" would read backwards after "approve".
+
 A request names what will be done, to what, why (the alert and its annotations), the alert's
 links, where to decide (the link, or the CLI command when links are not configured) and when
 it expires. Links are posted with ``unfurl_links: false``: Slack's unfurler must not open them
@@ -16,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from receiver.model import ApprovalRecord
+from receiver.text import visible
 
 __all__ = [
     "ACTION_APPROVE",
@@ -134,7 +139,7 @@ def _lines(notice: Notice) -> list[str]:
 
 
 def _section(lines: list[str]) -> dict[str, Any]:
-    text = _cut("\n".join(_escape(x) for x in lines), _SECTION)
+    text = _cut("\n".join(_escape(visible(x)) for x in lines), _SECTION)
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
@@ -143,7 +148,7 @@ def slack_message(notice: Notice) -> dict[str, Any]:
     Each section stays within Slack's 3,000 characters, and where to decide has a section of
     its own: however much the alert says, the link and the expiry are never cut off."""
     # The fallback ``text`` is mrkdwn as well, and what a push notification shows.
-    headline = _cut(_escape(_headline(notice)), _SECTION)
+    headline = _cut(_escape(visible(_headline(notice))), _SECTION)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
         _section(_about(notice, _WHY)),
@@ -164,11 +169,13 @@ def slack_message(notice: Notice) -> dict[str, Any]:
 
 
 def webhook_body(notice: Notice) -> dict[str, Any]:
-    """The generic JSON body: the notice's kind, the approval's fields and the link."""
+    """The generic JSON body: the notice's kind, the approval's fields and the link. Its
+    ``text``, for people, shows each format character of the alert's as ``<U+202E>``
+    (``visible``); the fields are the recorded values, for programs."""
     a = notice.approval
     return {
         "kind": f"approval.{notice.kind.value}",
-        "text": "\n".join(_lines(notice)),
+        "text": "\n".join(visible(x) for x in _lines(notice)),
         "approval": {
             "id": a.id,
             "run_id": a.run_id,

@@ -27,6 +27,7 @@ from itsdangerous import BadSignature
 from receiver.approvals.messages import alert_links
 from receiver.approvals.tokens import KeyRing
 from receiver.model import ApprovalRecord, ApprovalState
+from receiver.text import visible
 from receiver.unreadable import unreadable_text
 from receiver.webpages import template_environment
 
@@ -139,26 +140,29 @@ def view_of(
         when = f" at {_when(approval.decided_at)}" if approval.decided_at else ""
         reason = f": {approval.reason}" if approval.reason else ""
         decided = f"{approval.state.value}{by}{when}{reason}"
+    # What comes from the alert (its labels are in the summary, the target, the plan) reads
+    # as written: a bidi override shows as <U+202E>, not as text running backwards.
+    labels = (context.get("labels") or {}).items()
     return PageView(
         approval_id=approval.id,
         run_id=approval.run_id,
         state=approval.state.value,
-        summary=str(plan.get("summary") or approval.action),
+        summary=visible(str(plan.get("summary") or approval.action)),
         action=approval.action,
         risk=approval.risk,
-        target=f"{t.kind} {t.namespace}/{t.name}" if t.namespace else f"{t.kind} {t.name}",
+        target=visible(f"{t.kind} {t.namespace}/{t.name}" if t.namespace else f"{t.kind} {t.name}"),
         rule=approval.rule,
-        alertname=str(context.get("alertname") or ""),
-        why=str(annotations.get("summary") or annotations.get("description") or ""),
-        labels=sorted((str(k), str(v)) for k, v in (context.get("labels") or {}).items()),
-        links=alert_links(context),
-        before=_pretty(plan.get("before")),
-        after=_pretty(plan.get("after")),
-        preconditions=_pretty(plan.get("preconditions")),
+        alertname=visible(str(context.get("alertname") or "")),
+        why=visible(str(annotations.get("summary") or annotations.get("description") or "")),
+        labels=sorted((visible(str(k)), visible(str(v))) for k, v in labels),
+        links=[(label, visible(url)) for label, url in alert_links(context)],
+        before=visible(_pretty(plan.get("before"))),
+        after=visible(_pretty(plan.get("after"))),
+        preconditions=visible(_pretty(plan.get("preconditions"))),
         requested_at=_when(approval.requested_at),
         expires_at=_when(approval.expires_at),
         plan_hash=approval.plan_hash,
-        decided=decided,
+        decided=visible(decided),
         can_decide=can_decide and approval.state is ApprovalState.PENDING,
         can_approve=can_approve,
         who=who,

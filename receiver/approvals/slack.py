@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
+from receiver.alertmanager import json_problem
 from receiver.approvals.messages import ACTION_APPROVE, ACTION_REJECT
 from receiver.approvals.policy import Identity
 from receiver.approvals.state import Decision
@@ -78,12 +79,19 @@ class SlackInteractions:
             return False
 
     def parse(self, body: bytes) -> SlackAction:
-        """The click in a verified body. Raises SlackPayloadError."""
+        """The click in a verified body. Raises SlackPayloadError: the body is no form with a
+        ``payload`` field, the payload is no JSON (``json_problem`` says why: nested too
+        deeply, a number of too many digits), or it holds no one Approve or Reject click."""
         try:
             form = parse_qs(body.decode("utf-8"), strict_parsing=True)
-            payload = json.loads(form["payload"][0])
+            text = form["payload"][0]
         except (UnicodeDecodeError, ValueError, KeyError, IndexError):
             raise SlackPayloadError("expected a form with a JSON payload field") from None
+        try:
+            payload = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            # A signed payload nested thousands deep raised RecursionError, answered 500.
+            raise SlackPayloadError(f"payload: invalid JSON: {json_problem(exc)}") from None
         if not isinstance(payload, dict) or payload.get("type") != "block_actions":
             raise SlackPayloadError("only block_actions interactions are handled")
         actions = payload.get("actions") or []

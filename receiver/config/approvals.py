@@ -26,7 +26,8 @@ from receiver.config.settings import ConfigError, Settings
 from receiver.config.settings_file import yaml_problem
 from receiver.config.sources import KEYS, read_file, read_secret, secret_files
 from receiver.config.values import escaped, plausible_key, unknown_key_error
-from receiver.rules.yaml_lines import safe_load
+from receiver.rules.yaml_lines import Located, parse_yaml, safe_load
+from receiver.rules.yaml_loaders import boolean_word
 
 __all__ = ["ApprovalFiles", "ApproversFile", "load_approvals"]
 
@@ -85,14 +86,17 @@ def _approvers(path: Path) -> ApproversFile:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = yaml_problem(exc)  # its quoted text only when not the file's (a key twice)
-        raise ConfigError(f"{_ENV['approvers_file']}: {where}: invalid YAML: {problem}") from None
+        raise ConfigError(f"{_ENV['approvers_file']}: {where}: {problem}") from None
     except ValidationError as exc:
         # A key is quoted as the settings file quotes one (``unknown_key_error``): a key that
         # is no key's name may be a secret written in the wrong place.
+        located = Located(str(path))
+        parse_yaml(text, located)  # the booleans written `on`, `yes`, ..., to say to quote them
         problems = "; ".join(
             unknown_key_error("", e["loc"], ApproversFile)
             if e["type"] == "extra_forbidden"
-            else f"{'.'.join(escaped(p) for p in e['loc']) or 'file'}: {e['msg']}"
+            else f"{'.'.join(escaped(p) for p in e['loc']) or 'file'}: "
+            + (boolean_word(located.words, e["loc"], e) or e["msg"])
             for e in exc.errors()
         )
         raise ConfigError(f"{_ENV['approvers_file']}: {path}: {problems}") from None

@@ -19,7 +19,8 @@ from receiver.config.files import read_settings_text
 from receiver.config.settings import ConfigError
 from receiver.config.values import plausible_key
 from receiver.config.variables import typo_of
-from receiver.rules.yaml_lines import DuplicateKey, Located, parse_yaml, safe_load
+from receiver.rules.yaml_lines import DuplicateKey, KeyPath, Located, parse_yaml, safe_load
+from receiver.rules.yaml_loaders import NotASetting
 
 __all__ = ["plausible_key", "read_settings_file", "yaml_problem"]
 
@@ -31,17 +32,21 @@ _TOKEN = re.compile(r"<[a-z ]+>")
 Where = Callable[[Sequence[str]], str]
 
 
-def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, Any]:
+def read_settings_file(
+    config_file: Path, known: Collection[str], words: dict[KeyPath, str] | None = None
+) -> dict[str, Any]:
     """The settings of ``config_file`` by YAML path (keys of ``known``). ConfigError naming
     the file (and line) for a file that cannot be read, is not YAML, is not a mapping, or
-    holds a key that is not a setting; a key is quoted only when ``plausible_key``."""
+    holds a key that is not a setting; a key is quoted only when ``plausible_key``. ``words``
+    receives YAML 1.1's booleans written as another word than true or false (``on``), by
+    path from the top of the file (``Located.words``), for errors that say to quote them."""
     text = read_settings_text(config_file)
     try:
         data = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{config_file}:{mark.line + 1}" if mark is not None else str(config_file)
-        raise ConfigError(f"{where}: invalid YAML: {yaml_problem(exc)}") from exc
+        raise ConfigError(f"{where}: {yaml_problem(exc)}") from exc
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -55,13 +60,32 @@ def read_settings_file(config_file: Path, known: Collection[str]) -> dict[str, A
 
     flat: dict[str, Any] = {}
     _flatten(data, (), known, flat, key_at)
+    if words is not None and _has_boolean(data):
+        located = Located(str(config_file))
+        parse_yaml(text, located)  # read again only when a word may be one
+        words.update(located.words)
     return flat
 
 
+def _has_boolean(data: object) -> bool:
+    if isinstance(data, bool):
+        return True
+    if isinstance(data, Mapping):
+        return any(_has_boolean(v) for v in data.values())
+    return isinstance(data, list) and any(_has_boolean(v) for v in data)
+
+
 def yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's problem, its quoted text kept only when it is a character or a token's name;
-    a key given twice is named when it is a plausible key (the settings file's and the
-    approvers file's errors: either may be some other file, or hold a secret as a key)."""
+    """``invalid YAML:`` and PyYAML's problem, its quoted text kept only when it is a
+    character or a token's name; a key given twice is named when it is a plausible key (the
+    settings file's and the approvers file's errors: either may be some other file, or hold a
+    secret as a key). A value of no setting's kind (``NotASetting``: valid YAML) is told so."""
+    if isinstance(exc, NotASetting):
+        return str(exc.problem)
+    return f"invalid YAML: {_problem(exc)}"
+
+
+def _problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, DuplicateKey):
         if plausible_key([exc.key]):
             return str(exc.problem)

@@ -25,6 +25,8 @@ from receiver.config.settings import WRITTEN, ConfigError, Settings
 from receiver.config.settings_file import read_settings_file
 from receiver.config.values import EMPTY_HOST, escaped, unknown_key_error, unstorable_keys
 from receiver.config.variables import ENV_PREFIX, unknown_variables
+from receiver.rules.yaml_lines import KeyPath
+from receiver.rules.yaml_loaders import boolean_word
 
 __all__ = [
     "ENV_PREFIX",
@@ -140,9 +142,10 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
     """
     raw: dict[str, Any] = {}
     source: dict[str, str] = {}  # field -> the key the user wrote, for error messages
+    words: dict[KeyPath, str] = {}  # the file's booleans written `on`, `yes`, ..., by path
 
     if config_file is not None:
-        for path, value in read_settings_file(config_file, _BY_YAML).items():
+        for path, value in read_settings_file(config_file, _BY_YAML, words).items():
             key = _BY_YAML[path]
             raw[key.field] = value
             source[key.field] = path
@@ -173,7 +176,7 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
     try:
         settings = Settings.model_validate(raw, context=WRITTEN)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(_describe(exc, source, words)) from None
 
     if not settings.host.strip():
         raise ConfigError(f"{source.get('host', _BY_FIELD['host'].env)}: {EMPTY_HOST}")
@@ -184,7 +187,7 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
     return _resolve_secrets(settings, source)
 
 
-def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
+def _describe(exc: ValidationError, source: Mapping[str, str], words: Mapping[KeyPath, str]) -> str:
     lines = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
@@ -194,12 +197,22 @@ def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
             # secret written in the wrong place (``unknown_key_error``).
             lines.append(unknown_key_error(name, err["loc"], Settings, named=1))
             continue
+        if name in _BY_YAML and (
+            word := boolean_word(words, (*name.split("."), *err["loc"][1:]), err)
+        ):
+            # `log.level: on`: pydantic said "Input should be a valid string".
+            inside = "".join(f".{escaped(p)}" for p in err["loc"][1:])
+            lines.append(f"{name}{inside}: {word}")
+            continue
         if field in _MAP_FIELDS and len(err["loc"]) > 1:
             # Inside a map of connections: name the entry and the field, not only the map.
             name += "." + ".".join(escaped(p) for p in err["loc"][1:])
         message = err["msg"].removeprefix("Value error, ")
         if "input" in err and err["type"] not in ("value_error",) and _may_quote(field, err):
-            message = f"{message} (got {err['input']!r})"
+            given = err["input"]
+            # As YAML writes it: `true`, not Python's True.
+            shown = str(given).lower() if isinstance(given, bool) else repr(given)
+            message = f"{message} (got {shown})"
         lines.append(f"{name}: {message}")
     return "; ".join(lines)
 

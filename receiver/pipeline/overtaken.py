@@ -66,25 +66,24 @@ async def run_overtaken(
     """Whether the alert of run ``run_id`` (of rule ``rule``), still open, has resolved, in
     which case it is ended now (``Store.end_resolved_run``: ``cancelled``, its held step
     ``not_run`` or ``cancelled``, its approvals, pending or approved, ``cancelled``, its
-    other steps left ``not_run``; audited), counted, the approvers told, and the budget slot
-    it never used given back (pipeline/budget.py: only when none of its steps may have
-    changed anything). One transaction; nothing is written while the alert still fires, or
-    once the run has ended. A failure to give the slot back is logged: the slot leaves the
-    window with time. ``lease``: the claim of the job or event that looks; LeaseLost, nothing
-    written, once its owner lost it."""
+    other steps left ``not_run``; audited), counted, the approvers told (when an approval desk
+    is configured), and the budget slot it never used given back (``BudgetRefund``, desk or
+    none: only when none of its steps may have changed anything). One transaction; nothing is
+    written while the alert still fires, or once the run has ended. A failure to give the
+    slot back is logged: the slot leaves the window with time. ``lease``: the claim of the
+    job or event that looks; LeaseLost, nothing written, once its owner lost it."""
     ended = await deps.store.end_resolved_run(run_id, lease)
     if ended is None:
         return False
     log.info("run ended: its alert resolved before its steps left ran", error=ended.error)
     deps.metrics.run_finished(rule, RunOutcome.CANCELLED)
-    desk = deps.approvals
-    if desk is None:
-        return True
-    if desk.ended is not None:
-        try:
-            await desk.ended(run_id)
-        except Exception as exc:  # the slot is kept: it leaves the window with time
-            log.warning("budget slot not given back", error=str(exc))
-    if ended.approvals:
-        await desk.phase_ended(ended.approvals)
+    # With or without an approval desk: a run admitted, whose worker stopped before any step
+    # began, kept its slot when none was configured (the desk's hook was the only way back).
+    # Only after an ending written just now, so a retry gives nothing back twice.
+    try:
+        await BudgetRefund(deps.store, deps.guards)(run_id, log=log)
+    except Exception as exc:  # the slot is kept: it leaves the window with time
+        log.warning("budget slot not given back", error=str(exc))
+    if ended.approvals and deps.approvals is not None:
+        await deps.approvals.phase_ended(ended.approvals)
     return True

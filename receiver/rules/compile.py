@@ -38,6 +38,7 @@ from receiver.rules.steps import (
     prefixed,
 )
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
+from receiver.rules.yaml_loaders import boolean_word
 from receiver.templating import (
     TargetError,
     Template,
@@ -74,9 +75,7 @@ def _schema_message(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
         return loc, "match must list at least one matcher; an empty list would match every alert"
     if kind == "too_short" and loc and loc[-1] == "steps":
         return loc, "steps must list at least one step"
-    message = error["msg"]
-    if kind == "value_error":
-        message = message.removeprefix("Value error, ")
+    message = error["msg"].removeprefix("Value error, ") if kind == "value_error" else error["msg"]
     return loc, prefixed(loc, message)
 
 
@@ -141,6 +140,8 @@ def _compile_rule(
         refused = []
         for error in exc.errors():
             loc, message = _schema_message(error)
+            if (word := boolean_word(located.words, (*path, *loc), error)) is not None:
+                message = prefixed(loc, word)  # `name: on`: YAML 1.1 read it as true
             located.add((*path, *loc), f"{label}{message}")
             refused.append(tuple(error["loc"]))
         _check_params_of_valid_steps(raw, refused, path, registry, located, label)

@@ -18,6 +18,7 @@ from receiver.rules.errors import RuleError, Shared
 from receiver.rules.model import Condition, LiveCondition, Repeated, RollbackCondition, Step
 from receiver.rules.schema import NotifySpec, ResolvedStepSpec, StepSpec, WhenSpec
 from receiver.rules.yaml_lines import KeyPath, Located, dotted
+from receiver.rules.yaml_loaders import boolean_word
 from receiver.typos import typo_of
 from remediations.base import ParamsError, Registry, Risk
 
@@ -60,7 +61,8 @@ def check_params(
         if isinstance(cause, ValidationError):
             for item in cause.errors():
                 sub = tuple(item["loc"])
-                detail = prefixed(sub, item["msg"].removeprefix("Value error, "))
+                word = boolean_word(located.words, (*path, "params", *sub), item)
+                detail = prefixed(sub, word or item["msg"].removeprefix("Value error, "))
                 if item["type"] == "extra_forbidden":
                     model = registry.get(spec.action).Params
                     detail = prefixed(sub[:-1], _unknown_param(sub[-1], _fields(model, sub[:-1])))

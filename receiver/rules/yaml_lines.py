@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from receiver.rules.errors import RuleError
+from receiver.rules.yaml_loaders import PlainLoader, make_loader
 
 __all__ = [
     "MAX_NODES",
@@ -66,6 +67,9 @@ class Located:
     file: str
     lines: dict[KeyPath, int] = field(default_factory=dict)
     errors: list[RuleError] = field(default_factory=list)
+    # YAML 1.1's booleans written as another word than true or false (`name: on`), by path:
+    # where text was meant, the message says to quote it (``yaml_loaders.boolean_word``).
+    words: dict[KeyPath, str] = field(default_factory=dict)
     warnings: list[RuleError] = field(default_factory=list)
     scope: Scope = _whole_document
 
@@ -117,31 +121,6 @@ class DuplicateKey(yaml.MarkedYAMLError):
             problem=f"duplicate key {key!r} (first at line {first_line})",
             problem_mark=node.start_mark,
         )
-
-
-class ControlCharacter(yaml.MarkedYAMLError):
-    """A control character (other than tab and newlines) in the text, which PyYAML's reader
-    refuses when a loader is made, before any other reading: its ReaderError gives a character
-    offset, not a line, in a message of two lines. This one is marked at the line, so that
-    every caller that reports a MarkedYAMLError says ``file:line`` (rule files, the settings
-    and approvers files); ``line`` is 1-based."""
-
-    def __init__(self, text: str, error: yaml.reader.ReaderError) -> None:
-        offset = max(0, error.position)
-        self.line = text.count("\n", 0, offset) + 1
-        super().__init__(
-            problem=f"control character U+{error.character:04X} is not allowed; write it as"
-            " an escape in a double-quoted string if it is meant",
-            problem_mark=yaml.Mark("<text>", offset, self.line - 1, 0, None, 0),
-        )
-
-
-def _loader(text: str) -> yaml.SafeLoader:
-    """A SafeLoader over ``text``; raises ControlCharacter for a character it refuses."""
-    try:
-        return yaml.SafeLoader(text)
-    except yaml.reader.ReaderError as exc:
-        raise ControlCharacter(text, exc) from None
 
 
 def duplicate_keys(
@@ -229,8 +208,10 @@ def safe_load(text: str, limit: int = MAX_NODES) -> Any:
     building an alias bomb, DuplicateKey instead of keeping the last of two keys, a
     MarkedYAMLError for a recursive alias (a value containing itself, which every reader of
     the settings walked until the stack ran out), ControlCharacter for a character YAML
-    refuses: all MarkedYAMLErrors, so callers that report YAML errors report them too."""
-    loader = _loader(text)
+    refuses: all MarkedYAMLErrors, so callers that report YAML errors report them too. Read
+    with ``PlainLoader``: the configuration's whole numbers are in the digits 0-9, its other
+    plain scalars text as written."""
+    loader = make_loader(text, PlainLoader)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -257,7 +238,7 @@ def parse_yaml(text: str, located: Located) -> Any:
     # and raised from a reload it had stopped the rules watcher for good.
     loader: yaml.SafeLoader | None = None
     try:
-        loader = _loader(text)
+        loader = make_loader(text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -314,6 +295,8 @@ def _construct(
     located.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_object(node)
+        if isinstance(value, bool) and node.value.lower() not in ("true", "false"):
+            located.words[path] = node.value
         if isinstance(value, str) and "\x00" in value:
             # A "\0" escape: PostgreSQL keeps no U+0000 in text or jsonb, so a run whose step
             # carried it could never be stored, and the event would fail until it went dead.

@@ -7,7 +7,8 @@ resume", its alert having resolved. Before, such a run stayed ``awaiting_approva
 ``running``) for good, its approval ``approved``; one pending again for the target lock was
 cancelled by the resolution but kept its approval ``approved`` and nobody was told. Now the
 run ends ``cancelled``, its held step ``not_run`` naming who approved it, its approval
-``cancelled`` (who approved kept), audited and announced, its unused budget slot given back.
+``cancelled`` (who approved kept), audited and announced, its unused budget slot given back:
+with no approval desk configured too (a run whose worker died before its step began).
 
 Real PostgreSQL, Redis and a local HTTP peer (``tests.support.approvals``): every poke and
 every notice is counted by the peer.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import aiohttp
 import pytest
 from pydantic import BaseModel
 
@@ -37,6 +39,7 @@ from tests.support.approvals import (
 )
 from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
+from tests.support.pipeline import MakeHarness
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -76,6 +79,18 @@ class DyingPoke(Poke):
         if self.dies:
             raise WorkerDied
         return await super().preview(ctx, target, params)
+
+
+class DiesStarting(Poke):
+    """``test.poke`` that draws on the global budget and must not act twice, whose worker
+    dies as its step is about to be marked started: nothing of it ran."""
+
+    name: ClassVar[str] = "test.dies_starting"
+    disruptive: ClassVar[bool] = True
+    replay_safe: ClassVar[bool] = False
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        raise WorkerDied
 
 
 RULES = POKE_RULE_HEAD + "    steps:\n      - action: test.dying_poke\n"
@@ -270,3 +285,44 @@ async def test_a_run_left_running_by_its_dead_event_ends_once_its_alert_resolved
     assert run.error == "not run: the alert resolved before the run's steps left ran"
     assert [s.outcome for s in run.steps] == ["interrupted"]
     assert await store.queue_depth() == 0
+
+
+async def test_a_run_whose_worker_died_before_its_step_gives_its_slot_back_without_approvals(
+    make_harness: MakeHarness, peer: Peer
+) -> None:
+    """No approval desk is configured. The run was admitted (its budget slot taken) and its
+    worker died before its step began; its event went dead, and the alert resolved: the run
+    ended ``cancelled`` but kept the slot, given back only through the desk's hook."""
+    rules = (
+        POKE_RULE_HEAD + "    steps:\n      - action: test.dies_starting\n        approval: never\n"
+    )
+    async with aiohttp.ClientSession() as session:
+        harness = await make_harness(
+            rules,
+            dry_run=False,
+            extra_actions=[DiesStarting(peer.url)],
+            clients={"http": session},
+            guard_settings=GuardSettings(budget_count=1),
+        )
+        store = harness.store
+        await harness.intake.accept(notification(alert(poke_labels())))
+        (claimed,) = await store.claim_events("replica-a", 1, 30.0)
+        with pytest.raises(WorkerDied):
+            await harness.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a"))
+        dead = await store.fail_event(
+            claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
+        )
+        assert dead == "dead"
+        run = await harness.only_run()
+        assert run.outcome is RunOutcome.RUNNING
+        budget = harness.guards.keys.budget()
+        assert await harness.guards._redis.zrange(budget, 0, -1) == [run.id.encode()]
+
+        await harness.intake.accept(notification(alert(poke_labels(), status="resolved")))
+        await harness.drain()
+        ended = await harness.only_run()
+        assert ended.outcome is RunOutcome.CANCELLED, ended
+        assert [s.outcome for s in ended.steps if s.outcome == "interrupted"] == []
+        assert await harness.guards._redis.zrange(budget, 0, -1) == []
+        assert peer.pokes == 0
+        assert await store.queue_depth() == 0

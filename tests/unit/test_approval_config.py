@@ -83,3 +83,27 @@ def test_short_keys_and_missing_dirs_are_refused(tmp_path: Path) -> None:
             Store(None, "x"),
             log=structlog.get_logger("t"),
         )
+
+
+def test_a_value_of_no_settings_kind_in_the_approvers_file_names_its_tag(tmp_path: Path) -> None:
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text("default: !!set {alice}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(Settings(approvers_file=approvers))
+    assert caught.value.message == (
+        f"REMEDIATOR_APPROVERS_FILE: {approvers}:1: a !!set value: a setting is text, a whole"
+        " number, true or false, a list or a map: remove the tag"
+    )
+
+
+def test_a_word_yaml_reads_as_a_boolean_in_the_approvers_file_is_told_to_be_quoted(
+    tmp_path: Path,
+) -> None:
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text("default: [alice, on]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(Settings(approvers_file=approvers))
+    assert caught.value.message == (
+        f'REMEDIATOR_APPROVERS_FILE: {approvers}: default.1: write "on" in quotes: YAML reads'
+        " on as true"
+    )

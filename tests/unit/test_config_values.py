@@ -30,7 +30,10 @@ def test_a_duration_variable_without_a_unit_is_refused(name: str, value: str) ->
     assert "30m" in message
 
 
-@pytest.mark.parametrize(("yaml_value", "shown"), [("30", "30"), ("1.5", "1.5"), ("1_0", "10")])
+# Shown as written: YAML 1.1 read `1_0` as 10 and `1.5` as a float, and the message said 10.
+@pytest.mark.parametrize(
+    ("yaml_value", "shown"), [("30", "30"), ("1.5", "'1.5'"), ("1_0", "'1_0'")]
+)
 def test_a_duration_in_yaml_without_a_unit_is_refused(
     tmp_path: Path, yaml_value: str, shown: str
 ) -> None:
@@ -127,6 +130,63 @@ def test_a_boolean_is_not_a_number(tmp_path: Path, section: str, key: str, where
     assert refusal({}, config) == f"{where}: true is a boolean, not a number: write the number"
 
 
+# (variable, YAML path) of every integer setting.
+INTEGER_SETTINGS = [
+    ("REMEDIATOR_PORT", "http.port"),
+    ("REMEDIATOR_WORKER_CONCURRENCY", "worker.concurrency"),
+    ("REMEDIATOR_WORKER_MAX_ATTEMPTS", "worker.max_attempts"),
+    ("REMEDIATOR_BUDGET_COUNT", "guards.budget.count"),
+    ("REMEDIATOR_BREAKER_FAILURES", "guards.breaker.failures"),
+]
+WRITE_DIGITS = "write it with the digits 0-9 alone (no `_`, `+`, fraction or exponent)"
+
+
+@pytest.mark.parametrize(("name", "where"), INTEGER_SETTINGS)
+@pytest.mark.parametrize("value", ["9_0", "+90", "9e1", "90.0", "0x5a", "\u0669\u0660", "1:30"])
+def test_an_integer_variable_is_ascii_digits(name: str, where: str, value: str) -> None:
+    # Pydantic's lax mode read REMEDIATOR_PORT=9_096 and 90.0 as numbers (int() rules);
+    # `serve --port` refuses them.
+    assert refusal({name: value}) == f"{name}: {value!r} is not an integer: {WRITE_DIGITS}"
+
+
+@pytest.mark.parametrize(("name", "where"), INTEGER_SETTINGS)
+@pytest.mark.parametrize("value", ["9_0", "+90", "0x5a", "0b11", "1:30", "90.0", "'9_0'"])
+def test_an_integer_in_yaml_is_ascii_digits(
+    tmp_path: Path, name: str, where: str, value: str
+) -> None:
+    # YAML 1.1 read 9_0 as 90, 0x5a as 90, 0b11 as 3, 1:30 as 90; pydantic read 90.0 and the
+    # quoted '9_0' as 90.
+    *sections, key = where.split(".")
+    text = "".join(f"{'  ' * depth}{part}:\n" for depth, part in enumerate(sections))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"{text}{'  ' * len(sections)}{key}: {value}\n", encoding="utf-8")
+    shown = repr(value.strip("'"))
+    assert refusal({}, config) == f"{where}: {shown} is not an integer: {WRITE_DIGITS}"
+
+
+def test_an_integer_with_leading_zeros_is_decimal(tmp_path: Path) -> None:
+    # YAML 1.1 read 017 as octal: 15.
+    config = tmp_path / "c.yaml"
+    config.write_text("worker:\n  concurrency: 017\n", encoding="utf-8")
+    assert load_settings(config, {}).worker_concurrency == 17
+    assert load_settings(None, {"REMEDIATOR_WORKER_CONCURRENCY": "017"}).worker_concurrency == 17
+
+
+def test_an_integer_of_thousands_of_digits_is_refused_unquoted(tmp_path: Path) -> None:
+    # In the file, int() raised past the loader (over 4,300 digits); in a variable, pydantic
+    # quoted every digit back.
+    config = tmp_path / "c.yaml"
+    config.write_text(f"http:\n  port: {'9' * 5000}\n", encoding="utf-8")
+    message = "'" + "9" * 40 + "…' has 5,000 digits: far out of range, write a smaller one"
+    assert refusal({}, config) == f"http.port: {message}"
+    assert refusal({"REMEDIATOR_PORT": "9" * 5000}) == f"REMEDIATOR_PORT: {message}"
+
+
+def test_an_integer_variable_is_stripped_like_every_setting() -> None:
+    # As durations, sizes and words are: a variable from an env file may keep a blank.
+    assert load_settings(None, {"REMEDIATOR_PORT": " 9096 "}).port == 9096
+
+
 def test_numbers_from_variables_still_parse() -> None:
     settings = load_settings(None, {"REMEDIATOR_PORT": "10", "REMEDIATOR_BUDGET_COUNT": "0"})
     assert (settings.port, settings.budget_count) == (10, 0)
@@ -144,3 +204,80 @@ def test_an_empty_value_that_is_no_section_is_still_unknown(tmp_path: Path) -> N
     config = tmp_path / "c.yaml"
     config.write_text("htp:\n", encoding="utf-8")
     assert refusal({}, config) == f"{config}:1: htp: unknown setting"
+
+
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        # Were `datetime.date(2024, 1, 1) is not a duration`, `Input should be a valid string`.
+        ("worker:\n  lease: 2024-01-01\n", "worker.lease: '2024-01-01' is not a duration;"),
+        ("log:\n  level: 2024-01-01 10:00:00\n", "log.level: '2024-01-01 10:00:00' is not one"),
+        ("http:\n  port: 2024-01-01\n", "http.port: '2024-01-01' is not an integer"),
+    ],
+)
+def test_a_date_in_the_file_is_quoted_as_written(tmp_path: Path, text: str, told: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text, encoding="utf-8")
+    assert refusal({}, config).startswith(told)
+
+
+def test_a_date_is_the_text_written_where_a_setting_takes_text(tmp_path: Path) -> None:
+    # Was `rules_dir: Input is not a valid path for <class 'pathlib.Path'>`.
+    config = tmp_path / "c.yaml"
+    config.write_text("rules_dir: 2024-01-01\n", encoding="utf-8")
+    assert load_settings(config, {}).rules_dir == Path("2024-01-01")
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        ("!!binary aGVsbG8=", "!!binary"),  # was `b'hello' is not a duration`
+        ("!!set {a}", "!!set"),  # was `{'a'} is not a duration`
+        ("!!timestamp 2024-01-01", "!!timestamp"),
+        ("!!omap [a: 1]", "!!omap"),
+        ("!!pairs [a: 1]", "!!pairs"),
+    ],
+)
+@pytest.mark.parametrize("key", ["worker:\n  lease", "auth:\n  password", "namespaces:\n  deny"])
+def test_a_value_of_no_settings_kind_is_refused_naming_its_tag(
+    tmp_path: Path, value: str, tag: str, key: str
+) -> None:
+    # `auth.password: !!binary ...` was the password "hello"; `deny: !!set {a}` denied `a`.
+    config = tmp_path / "c.yaml"
+    config.write_text(f"\n{key}: {value}\n", encoding="utf-8")
+    assert refusal({}, config) == (
+        f"{config}:3: a {tag} value: a setting is text, a whole number, true or false, a list"
+        " or a map: remove the tag"
+    )
+    assert "aGVsbG8" not in refusal({}, config)
+
+
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        # Were "Input should be a valid string (got True)": YAML 1.1 reads on/off/yes/no.
+        ("log:\n  level: on\n", 'log.level: write "on" in quotes: YAML reads on as true'),
+        ("auth:\n  username: Off\n  password: x\n", 'auth.username: write "Off" in quotes'),
+        ("namespaces:\n  allow: [shop, yes]\n", 'namespaces.allow.1: write "yes" in quotes'),
+        ("approvals:\n  notify_channel: no\n", 'approvals.notify_channel: write "no" in quotes'),
+    ],
+)
+def test_a_word_yaml_reads_as_a_boolean_is_told_to_be_quoted(
+    tmp_path: Path, text: str, told: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text, encoding="utf-8")
+    assert refusal({}, config).startswith(told)
+
+
+def test_true_where_text_is_meant_is_shown_as_yaml_writes_it(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("log:\n  level: true\n", encoding="utf-8")
+    assert refusal({}, config) == "log.level: Input should be a valid string (got true)"
+
+
+def test_a_boolean_word_still_sets_a_switch(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("dry_run: on\nannouncements:\n  refusal_digest: off\n", encoding="utf-8")
+    settings = load_settings(config, {})
+    assert (settings.dry_run.value, settings.refusal_digest_seconds) == ("true", 0.0)

@@ -67,3 +67,26 @@ rules:
         "announced (notify: announcements)",
         "announced (notify)",
     )
+
+
+def test_each_rule_is_named_once_for_a_connection_the_labels_pick() -> None:
+    # The shipped rule was named twice in the startup warning: once per probe target.
+    required = required_clients(
+        rules_needing(
+            """
+rules:
+  - name: any-database
+    match: ['alertname="C"']
+    target: {kind: PostgresDatabase, name: "{{ labels.database }}"}
+    steps:
+      - {action: postgres.terminate_idle, params: {roles: [app], idle_for: 10m}}
+      - {action: postgres.terminate_idle, params: {roles: [batch], idle_for: 1h}}
+      - {action: postgres.cancel_long_queries, params: {roles: [app], running_for: 5m}}
+"""
+        ),
+        default_registry(),
+    )
+    assert required.by["postgres:*"] == (
+        "any-database (postgres.terminate_idle)",
+        "any-database (postgres.cancel_long_queries)",
+    )

@@ -451,3 +451,37 @@ def test_an_unknown_nested_param_of_a_shipped_action_is_told_the_one_it_is_a_typ
         "a.yaml:7: rule 'r': invalid params for kubernetes.set_resources: unknown param"
         " 'cpu_limits' (did you mean 'cpu_limit'?)",
     ]
+
+
+def test_a_word_yaml_reads_as_a_boolean_is_told_to_be_quoted() -> None:
+    # YAML 1.1 reads on, off, yes and no as booleans: `name: on` was "name: Input should be a
+    # valid string", and `approval: no` listed the words it takes.
+    text = (
+        "rules:\n  - name: on\n    match: ['a=\"b\"']\n    " + TARGET + "    steps:\n"
+        "      - action: test.restart\n        approval: No\n"
+    )
+    assert errors_of({"a.yaml": text}) == [
+        'a.yaml:2: name: write "on" in quotes: YAML reads on as true',
+        'a.yaml:7: steps[0].approval: write "No" in quotes: YAML reads No as false',
+    ]
+
+
+def test_a_param_yaml_reads_as_a_boolean_is_told_to_be_quoted() -> None:
+    text = one_rule(
+        "target: {kind: Deployment, namespace: shop, name: web}\n"
+        "steps:\n"
+        "  - action: kubernetes.set_env\n"
+        "    params: {container: app, name: VERBOSE, value: yes}\n"
+        "    approval: never\n"
+    )
+    assert [str(e) for e in lint_files({"a.yaml": text}, default_registry(), POLICY)] == [
+        "a.yaml:7: rule 'r': invalid params for kubernetes.set_env: value: write \"yes\" in"
+        " quotes: YAML reads yes as true"
+    ]
+
+
+def test_true_where_text_is_meant_is_still_pydantic_s_message() -> None:
+    # `true` is a boolean as written: no word to quote.
+    text = "rules:\n  - name: true\n    match: ['a=\"b\"']\n    " + TARGET
+    text += "    steps: [{action: test.restart}]\n"
+    assert errors_of({"a.yaml": text}) == ["a.yaml:2: name: Input should be a valid string"]

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from receiver.approvals.setup import approval_setup
-from receiver.approvals.slack import SlackInteractions
+from receiver.approvals.slack import SlackInteractions, SlackPayloadError
 from receiver.config import ConfigError, load_settings
 from receiver.config.approvals import load_approvals
 from receiver.store import Store
@@ -82,3 +82,19 @@ def test_a_workspace_name_or_url_is_refused_for_its_id(value: str) -> None:
         load_settings(None, {"REMEDIATOR_SLACK_TEAM_IDS": value})
     assert caught.value.message.startswith("REMEDIATOR_SLACK_TEAM_IDS: ")
     assert "is not a Slack team id" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        # Signed, so read: json.loads raised RecursionError, which the handler answered 500.
+        ("[" * 100_000 + "]" * 100_000, "payload: invalid JSON: nested too deeply"),
+        ('{"n": ' + "9" * 5000 + "}", "payload: invalid JSON: a number has more than 4300 digits"),
+        ("{", "payload: invalid JSON: Expecting property name enclosed in double quotes"),
+    ],
+)
+def test_a_payload_that_is_no_json_is_refused_saying_why(payload: str, problem: str) -> None:
+    slack = SlackInteractions("secret", {"U0BOB": "bob"})
+    with pytest.raises(SlackPayloadError) as caught:
+        slack.parse(urlencode({"payload": payload}).encode())
+    assert str(caught.value).startswith(problem)

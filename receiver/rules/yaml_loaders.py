@@ -1,0 +1,127 @@
+"""The YAML loaders the service reads with: PyYAML's SafeLoader for rule files, and
+``PlainLoader`` for its configuration (the settings and approvers files). Pure.
+
+PyYAML reads YAML 1.1, whose plain scalars are more than their text: ``9_096`` and ``0x2380``
+are integers, ``017`` is fifteen (octal), ``1:30`` is ninety, ``2024-01-01`` a date. The
+configuration's loader reads a whole number only in the digits 0-9 (``port: 9_096`` is the
+text ``9_096``, refused by the setting as ``REMEDIATOR_PORT=9_096`` is), no float (no setting
+takes a fraction) and no date: those are the text written, and an error quotes them so
+(``lease: 2024-01-01`` was told ``datetime.date(2024, 1, 1) is not a duration``). A value
+tagged as no setting's kind (``!!binary``, ``!!set``, ``!!timestamp``, ``!!omap``,
+``!!pairs``) is refused where it is written, naming the tag: a setting is text, a whole
+number, true or false, a list or a map.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+__all__ = ["ControlCharacter", "NotASetting", "PlainLoader", "boolean_word", "make_loader"]
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+# Explicit tags of values no setting takes (PyYAML built bytes, a set, a date, pairs).
+_NOT_SETTINGS = ("binary", "set", "timestamp", "omap", "pairs")
+
+
+class ControlCharacter(yaml.MarkedYAMLError):
+    """A control character (other than tab and newlines) in the text, which PyYAML's reader
+    refuses when a loader is made, before any other reading: its ReaderError gives a character
+    offset, not a line, in a message of two lines. This one is marked at the line, so that
+    every caller that reports a MarkedYAMLError says ``file:line`` (rule files, the settings
+    and approvers files); ``line`` is 1-based."""
+
+    def __init__(self, text: str, error: yaml.reader.ReaderError) -> None:
+        offset = max(0, error.position)
+        self.line = text.count("\n", 0, offset) + 1
+        super().__init__(
+            problem=f"control character U+{error.character:04X} is not allowed; write it as"
+            " an escape in a double-quoted string if it is meant",
+            problem_mark=yaml.Mark("<text>", offset, self.line - 1, 0, None, 0),
+        )
+
+
+def make_loader(text: str, kind: type[yaml.SafeLoader] = yaml.SafeLoader) -> yaml.SafeLoader:
+    """A ``kind`` loader over ``text``; raises ControlCharacter for a character it refuses."""
+    try:
+        return kind(text)
+    except yaml.reader.ReaderError as exc:
+        raise ControlCharacter(text, exc) from None
+
+
+# A whole number as a setting's variable takes one: ASCII digits, `-` for a negative one.
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+class PlainLoader(yaml.SafeLoader):
+    """SafeLoader whose plain numbers are whole numbers in the digits 0-9; any other
+    number YAML 1.1 reads (``9_096``, ``0x10``, octal ``017``, ``1:30``, ``1.5``), and a date,
+    is text as written. Booleans stay YAML 1.1's: ``off`` turns a setting off on purpose.
+    ``!!binary``, ``!!set``, ``!!timestamp``, ``!!omap`` and ``!!pairs`` raise a
+    ConstructorError at their line."""
+
+
+def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    # Also an explicit `!!int 0x10`: text that is no whole number in the digits 0-9 stays
+    # text, for the setting to refuse; so does one int() will not read (over 4,300 digits).
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    if not _DECIMAL.fullmatch(text):
+        return text
+    try:
+        return int(text, 10)  # decimal: YAML 1.1 would read 017 as octal
+    except ValueError:
+        return text
+
+
+PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+PlainLoader.add_implicit_resolver(_INT, re.compile(r"^-?[0-9]+$"), list("-0123456789"))
+PlainLoader.add_constructor(_INT, _decimal)
+
+
+class NotASetting(yaml.constructor.ConstructorError):
+    """A value ``PlainLoader`` refuses for its tag (``!!binary``, ``!!set``, ...): YAML, but
+    of no kind a setting takes. Marked at its line; the value is not quoted (it may be a
+    secret: ``password: !!binary ...``)."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        tag = "!!" + node.tag.rpartition(":")[2]
+        super().__init__(
+            problem=f"a {tag} value: a setting is text, a whole number, true or false, a list"
+            " or a map: remove the tag",
+            problem_mark=node.start_mark,
+        )
+
+
+def _no_setting(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise NotASetting(node)
+
+
+for _kind in _NOT_SETTINGS:
+    PlainLoader.add_constructor(f"tag:yaml.org,2002:{_kind}", _no_setting)
+
+
+# Pydantic's error types for a value that should have been text: a string, one of some words.
+_TEXT_EXPECTED = frozenset({"string_type", "literal_error", "enum"})
+
+
+def boolean_word(
+    words: Mapping[tuple[str | int, ...], str], path: Sequence[str | int], error: Mapping[str, Any]
+) -> str | None:
+    """What to tell of pydantic's ``error`` at ``path`` of a YAML document when it expected
+    text and YAML 1.1 read a word there as a boolean (``words``: the words, other than true and
+    false, by path, as ``yaml_lines.Located.words`` keeps them): ``write "on" in quotes: YAML
+    reads on as true``, where pydantic said ``Input should be a valid string``. None
+    otherwise."""
+    word = words.get(tuple(path))
+    value = error.get("input")
+    if word is None or error.get("type") not in _TEXT_EXPECTED or not isinstance(value, bool):
+        return None
+    return f'write "{word}" in quotes: YAML reads {word} as {"true" if value else "false"}'

@@ -1,0 +1,92 @@
+"""What an approval's notices and page quote of the alert reads as it is written: a
+bidirectional override or another format character from a label or an annotation is shown as
+``<U+202E>``, in the Slack message, the webhook's text and the confirmation page. Before, they
+went out as they were: "approve\\u202edelete" read "eteled" after "approve". Pure."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from receiver.approvals.messages import Notice, NoticeKind, slack_message, webhook_body
+from receiver.approvals.page import PageRenderer, view_of
+from receiver.model import ApprovalRecord, ApprovalState
+from receiver.text import visible
+from remediations.targets import Target
+
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+# Every bidi embedding, override and isolate, and other format characters.
+HIDDEN = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u2060\ufeff\u00ad\x1b"
+SHOWN = (
+    "<U+202A><U+202B><U+202C><U+202D><U+202E><U+2066><U+2067><U+2068><U+2069><U+200B>"
+    "<U+2060><U+FEFF><U+00AD><U+001B>"
+)
+
+
+def escaped(text: str) -> str:
+    """``text`` as Slack's mrkdwn and HTML write ``<`` and ``>``."""
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def approval(
+    reason: str | None = None, state: ApprovalState = ApprovalState.PENDING
+) -> ApprovalRecord:
+    return ApprovalRecord(
+        id="a1",
+        run_id="r1",
+        step_idx=0,
+        rule="restart",
+        target=Target("Deployment", "shop", "api"),
+        action="kubernetes.rollout_restart",
+        risk="high",
+        plan={"summary": f"restart {HIDDEN}api", "before": {"note": f"x{HIDDEN}"}},
+        plan_hash="h",
+        context={
+            "alertname": f"Down{HIDDEN}",
+            "labels": {"team": f"ops{HIDDEN}"},
+            "annotations": {"summary": f"approve\u202edelete {HIDDEN}"},
+        },
+        requested_at=NOW,
+        expires_at=NOW + timedelta(minutes=30),
+        state=state,
+        decided_by="alice" if reason else None,
+        reason=reason,
+    )
+
+
+def test_visible_shows_each_format_and_control_character() -> None:
+    assert visible(f"a{HIDDEN}b") == f"a{SHOWN}b"
+    # Kept: newlines and tabs (a multi-line description), and the joiners Persian words and
+    # emoji sequences need, which reorder nothing.
+    assert visible(
+        "line\n\tnext \u0645\u06cc\u200c\u0634\u0648\u062f \U0001f468\u200d\U0001f469"
+    ) == ("line\n\tnext \u0645\u06cc\u200c\u0634\u0648\u062f \U0001f468\u200d\U0001f469")
+
+
+@pytest.mark.parametrize("kind", list(NoticeKind))
+def test_a_slack_notice_shows_the_alert_s_format_characters(kind: NoticeKind) -> None:
+    message = slack_message(Notice(kind, approval(reason=f"ok{HIDDEN}")))
+    text = json.dumps(message, ensure_ascii=False)
+    assert not any(c in text for c in HIDDEN)
+    # Slack's escaping comes after: the message shows <U+202E>.
+    assert f"restart {escaped(SHOWN)}api" in text
+    if kind is NoticeKind.REQUESTED:
+        assert "approve&lt;U+202E&gt;delete" in text
+
+
+def test_a_webhook_notice_s_text_shows_them_and_its_fields_keep_the_record() -> None:
+    body = webhook_body(Notice(NoticeKind.REQUESTED, approval()))
+    assert not any(c in body["text"] for c in HIDDEN)
+    assert "Why: Down" + SHOWN + " (rule restart): approve<U+202E>delete " + SHOWN in body["text"]
+    assert body["approval"]["summary"] == f"restart {HIDDEN}api"  # for programs: as recorded
+
+
+def test_the_approval_page_shows_them() -> None:
+    view = view_of(approval(reason=f"no{HIDDEN}", state=ApprovalState.REJECTED), can_decide=False)
+    page = PageRenderer().render("approval", nonce="n", v=view, max_reason=1000)
+    assert not any(c in page for c in HIDDEN)
+    assert f"restart {escaped(SHOWN)}api" in page
+    assert "approve&lt;U+202E&gt;delete" in page
+    assert view.labels == [("team", f"ops{SHOWN}")]
