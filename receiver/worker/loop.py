@@ -24,17 +24,14 @@ import functools
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import structlog
 
-from receiver.model import AlertEvent, Disposition
 from receiver.priority import Priority
 from receiver.stop_budget import CLAIM_WAIT_S, RELEASE_WAIT_S
 from receiver.store import (
     ClaimedEvent,
-    ClaimedJob,
     EventLease,
     Store,
     StoreUnavailable,
@@ -45,6 +42,9 @@ from receiver.worker.attempt import (
     Attempts,
     Backoff,
     Claim,
+    LeasedProcess,
+    Process,
+    ProcessJob,
     QueueCalls,
     bind_work,
     event_calls,
@@ -77,24 +77,6 @@ JOBS_EVERY_S = 1.0
 # 0.5..1x), 4 to 9 minutes of failing. Settings.worker_max_attempts has the same default (the config
 # layer cannot import this one; a unit test keeps the two in step).
 DEFAULT_MAX_ATTEMPTS = 10
-
-
-class Process(Protocol):
-    """What the worker does with a claimed alert event: ``await process(event)``."""
-
-    def __call__(self, event: AlertEvent, /) -> Awaitable[Disposition]: ...
-
-
-class LeasedProcess(Protocol):
-    """A ``Process`` that may complete the event in its own last write (``Pipeline``): it is
-    given the claim's lease, and says so with ``Disposition.settled``."""
-
-    def __call__(
-        self, event: AlertEvent, /, lease: EventLease | None = None
-    ) -> Awaitable[Disposition]: ...
-
-
-ProcessJob = Callable[[ClaimedJob], Awaitable[Disposition]]
 
 
 def default_owner() -> str:
