@@ -7,7 +7,7 @@ The stop, from SIGTERM (``receiver.service``):
 
 1. At once: nothing more is claimed, no run admitted, no step begun (``Worker.stop_claiming``,
    ``Pipeline.wind_down``).
-2. Side by side:
+2. Side by side (``stop_side_by_side``), each cut short at its bound whatever it waits on:
    - HTTP: aiohttp stops listening and gives a request in progress ``HTTP_SHUTDOWN_S`` to
      finish, then cancels it and waits as long again; then intake's writes still in progress,
      each bounded by the intake timeout (``intake.timeout``).
@@ -16,8 +16,8 @@ The stop, from SIGTERM (``receiver.service``):
      progress ``worker.shutdown_grace``, then the work still running is cancelled and given as
      long again (at least ``RELEASE_WAIT_S``) to hand its claims back.
 3. The rule reloads' audit rows, then ``service.stopped``: ``AUDIT_TIMEOUT_S`` each.
-4. Closing the store's pool, Redis and the clients: ``CLOSE_TIMEOUT_S`` (whatever is left then
-   goes with the process).
+4. Closing the store's pool, Redis and the clients: ``CLOSE_TIMEOUT_S`` (``close_all``: the
+   pool half of it, then it is terminated; whatever is left then goes with the process).
 
 The embedded servers' own stop (no database or Redis URL: not a deployment) comes after this
 and is not counted.
@@ -26,9 +26,9 @@ and is not counted.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -44,8 +44,10 @@ __all__ = [
     "RELEASE_WAIT_S",
     "StopBudget",
     "close_all",
+    "end_within",
     "stop_budget",
     "stop_http",
+    "stop_side_by_side",
     "within",
 ]
 
@@ -63,7 +65,8 @@ RELEASE_WAIT_S = 5.0
 # ``service.stopped``): a store that went away (behind PgBouncer a connection waits for a
 # server that is not coming) must not hold the exit.
 AUDIT_TIMEOUT_S = 5.0
-# How long closing the store's pool, Redis and the action clients may take together.
+# How long closing the store's pool, Redis and the action clients may take together: the pool
+# half of it (then it is terminated), the others the rest.
 CLOSE_TIMEOUT_S = 5.0
 
 
@@ -94,13 +97,47 @@ def stop_budget(settings: Settings) -> StopBudget:
     )
 
 
+class StoppingWorker(Protocol):
+    """What the stop needs of ``receiver.worker.Worker`` (imported by it: no import back)."""
+
+    async def stop(self, grace_s: float = ...) -> None: ...
+
+
 async def within(work: Awaitable[None], timeout_s: float, log: Any, what: str) -> None:
     """Await ``work`` for at most ``timeout_s`` seconds; past it, ``work`` is cancelled and the
-    stop goes on, the log saying ``what`` was cut short."""
+    stop goes on at once, the log saying ``what`` was cut short. Not ``asyncio.wait_for``,
+    which waits for the cancellation to be done: a cancelled asyncpg statement waits for the
+    server to acknowledge it, which a server that went away never does. An error of ``work``
+    within the bound is raised here."""
+    task = asyncio.ensure_future(work)
     try:
-        await asyncio.wait_for(work, timeout_s)
-    except TimeoutError:
+        await asyncio.wait({task}, timeout=timeout_s)
+    finally:
+        if not task.done():
+            await end_within({task}, 0.0)
+    if task.done():
+        task.result()
+    else:
         log.warning("stopping: cut short", what=what, after_s=timeout_s)
+
+
+async def end_within(tasks: Collection[asyncio.Future[Any]], timeout_s: float) -> bool:
+    """Cancel ``tasks`` and wait at most ``timeout_s`` seconds for them to end; True when
+    they all did. Those that did not are left behind, ending when what they wait on does
+    (the store's close terminates a connection); their outcome is then nobody's to read, and
+    is not reported as "never retrieved" either."""
+    for task in tasks:
+        task.cancel()
+        task.add_done_callback(_outcome_dropped)
+    if not tasks or timeout_s <= 0:
+        return all(task.done() for task in tasks)
+    _, left = await asyncio.wait(tasks, timeout=timeout_s)
+    return not left
+
+
+def _outcome_dropped(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def stop_http(runner: web.AppRunner, intake: Intake) -> None:
@@ -110,10 +147,37 @@ async def stop_http(runner: web.AppRunner, intake: Intake) -> None:
     await intake.drain()
 
 
-async def close_all(store: Store, redis: Any, clients: Any, kube: Any | None) -> None:
+async def stop_side_by_side(
+    runner: web.AppRunner,
+    intake: Intake,
+    worker: StoppingWorker,
+    settings: Settings,
+    log: Any,
+) -> None:
+    """Step 2: the HTTP server (``stop_http``) and the worker (``Worker.stop`` with the
+    ``worker.shutdown_grace`` of ``settings``) stop side by side, each cut short at its bound
+    (``stop_budget``) should it wait on something that does not end."""
+    budget = stop_budget(settings)
+    grace_s = settings.worker_shutdown_grace_seconds
+    await asyncio.gather(
+        within(stop_http(runner, intake), budget.http_s, log, "stopping the HTTP server"),
+        within(worker.stop(grace_s), budget.worker_s, log, "stopping the worker"),
+    )
+
+
+async def close_all(store: Store, redis: Any, clients: Any, kube: Any | None, log: Any) -> None:
     """Close the store's pool, Redis (a ``RedisConnection``), the action clients and the
-    Kubernetes ApiClient (None: there is none), in that order: step 4."""
-    await store.close()
+    Kubernetes ApiClient (None: there is none), in that order, in ``CLOSE_TIMEOUT_S``: step 4.
+    The pool gets half of it, then is terminated (a connection still in use: a statement
+    whose cancellation the server never acknowledged); the others the rest."""
+    if not await store.close(timeout_s=CLOSE_TIMEOUT_S / 2):
+        log.warning(
+            "stopping: connections still in use were terminated", after_s=CLOSE_TIMEOUT_S / 2
+        )
+    await within(_close_clients(redis, clients, kube), CLOSE_TIMEOUT_S / 2, log, "closing clients")
+
+
+async def _close_clients(redis: Any, clients: Any, kube: Any | None) -> None:
     await redis.close()
     await clients.close()
     if kube is not None:
