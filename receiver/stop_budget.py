@@ -6,18 +6,23 @@ acting is cut off, recorded by the next worker as one that may have acted, and i
 The stop, from SIGTERM (``receiver.service``):
 
 1. At once: nothing more is claimed, no run admitted, no step begun (``Worker.stop_claiming``,
-   ``Pipeline.wind_down``).
+   ``Pipeline.wind_down``); the worker's LISTEN connection is closed and a claim waiting out
+   its backoff after a failed claim ends.
 2. Side by side (``stop_side_by_side``), each cut short at its bound whatever it waits on:
    - HTTP: aiohttp stops listening and gives a request in progress ``HTTP_SHUTDOWN_S`` to
      finish, then cancels it and waits as long again; then intake's writes still in progress,
      each bounded by the intake timeout (``intake.timeout``).
-   - The worker (``Worker.stop``): a claim in progress (``CLAIM_WAIT_S``; the items it brings
-     back are handed back at once, unworked, due now, their attempt not counted), the steps in
-     progress ``worker.shutdown_grace``, then the work still running is cancelled and given as
-     long again (at least ``RELEASE_WAIT_S``) to hand its claims back.
+   - The worker (``Worker.stop``): a claim in progress (``CLAIM_WAIT_S``, its cancellation
+     included; the items it brings back are handed back at once, unworked, due now, their
+     attempt not counted), the steps in progress ``worker.shutdown_grace``, then the work still
+     running is cancelled and given as long again (at least ``RELEASE_WAIT_S``) to hand its
+     claims back.
 3. The rule reloads' audit rows, then ``service.stopped``: ``AUDIT_TIMEOUT_S`` each.
 4. Closing the store's pool, Redis and the clients: ``CLOSE_TIMEOUT_S`` (``close_all``: the
    pool half of it, then it is terminated; whatever is left then goes with the process).
+
+A claim the stop gave up on loses nothing: if the server made it, the items are this worker's
+until their lease runs out, and the next worker (or the next start) takes them up.
 
 The embedded servers' own stop (no database or Redis URL: not a deployment) comes after this
 and is not counted.
@@ -41,6 +46,7 @@ __all__ = [
     "CLAIM_WAIT_S",
     "CLOSE_TIMEOUT_S",
     "HTTP_SHUTDOWN_S",
+    "LOOPS_END_S",
     "RELEASE_WAIT_S",
     "StopBudget",
     "close_all",
@@ -57,10 +63,16 @@ __all__ = [
 # by default), the API within its store bound (5 s; the review pages 20 s, cut off at a stop);
 # a client still sending its body is cut off, and Alertmanager sends the notification again.
 HTTP_SHUTDOWN_S = 10.0
-# Worker.stop's waits: for a claim in progress to come back (its rows are then worked on, never
-# dropped), and at least, for the work it cancels after the grace to hand its claims back.
+# Worker.stop's waits: for a claim in progress to come back (its rows are then handed back,
+# never dropped), its cancellation included, and at least, for the work it cancels after the
+# grace to hand its claims back.
 CLAIM_WAIT_S = 5.0
 RELEASE_WAIT_S = 5.0
+# The last part of CLAIM_WAIT_S: how long the worker's loops get to end once cancelled. asyncpg
+# waits for the server to acknowledge a cancelled statement before its connection is free;
+# behind PgBouncer a server that went away never does (up to the command timeout, 30 s), so
+# what has not ended then is left to the store's close, which terminates its connection.
+LOOPS_END_S = 1.0
 # How long stopping waits for each of its audit writes (the rule reloads' rows, then
 # ``service.stopped``): a store that went away (behind PgBouncer a connection waits for a
 # server that is not coming) must not hold the exit.
