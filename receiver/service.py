@@ -54,7 +54,7 @@ from receiver.startup import (
     require_authentication,
     storage_text,
 )
-from receiver.stop_budget import AUDIT_TIMEOUT_S, CLOSE_TIMEOUT_S, close_all, stop_http, within
+from receiver.stop_budget import AUDIT_TIMEOUT_S, close_all, stop_side_by_side, within
 from receiver.store import Store, StoreUnavailable, keep_pruning, keep_statistics
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
@@ -350,14 +350,11 @@ async def run_service(
                 loop.remove_signal_handler(sig)
             for task in background:
                 task.cancel()
-            # Side by side, each in its bound: the grace counts from the signal (stop_budget).
-            grace_s = settings.worker_shutdown_grace_seconds
-            await asyncio.gather(stop_http(runner, intake), worker.stop(grace_s))
+            # Each part within its bound, whatever it waits on (receiver.stop_budget).
+            await stop_side_by_side(runner, intake, worker, settings, log)
             await within(report.drain(), AUDIT_TIMEOUT_S, log, "recording the rules' reloads")
             await _audit(store, log, "service.stopped", {"worker": worker.owner}, AUDIT_TIMEOUT_S)
-            await within(
-                close_all(store, redis, clients, kube), CLOSE_TIMEOUT_S, log, "closing connections"
-            )
+            await close_all(store, redis, clients, kube, log)
             log.info("stopped")
 
 

@@ -22,6 +22,7 @@ a statement stays on the server connection, so the audit commands use the direct
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 from collections.abc import AsyncIterator, Callable
@@ -135,9 +136,30 @@ class Database:
                 raise
         return store
 
-    async def close(self) -> None:
-        """Close the pool, waiting for the connections in use to be released."""
-        await self._pool.close()
+    async def close(self, timeout_s: float | None = None) -> bool:
+        """Close the pool, waiting for the connections in use to be released; True once done.
+
+        ``timeout_s``: at most that many seconds, then the pool is terminated (every connection
+        aborted, a statement still waiting on one cut off) and False says so. A connection
+        may never be released: a statement cancelled on it waits for the server to
+        acknowledge the cancellation (asyncpg), which behind PgBouncer a server that went away
+        never does, nor a frozen one."""
+        if timeout_s is None:
+            await self._pool.close()
+            return True
+        closing = asyncio.ensure_future(self._pool.close())
+        try:
+            await asyncio.wait({closing}, timeout=timeout_s)
+        finally:
+            if not closing.done():
+                # terminate() aborts what the graceful close waits on; the cancellation ends it
+                # (asyncpg's close terminates when cancelled, too), whenever it next runs.
+                self._pool.terminate()
+                closing.cancel()
+        if not closing.done():
+            return False
+        closing.result()
+        return True
 
     async def schema_versions(self) -> list[int]:
         """The migrations applied to this database, ascending; empty when its schema was never

@@ -23,22 +23,50 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from receiver.model import Disposition
-from receiver.store import EventLease, LeaseLost, Store, StoreUnavailable, is_unavailable
+from receiver.model import AlertEvent, Disposition
+from receiver.store import (
+    ClaimedJob,
+    EventLease,
+    LeaseLost,
+    Store,
+    StoreUnavailable,
+    is_unavailable,
+)
 
 __all__ = [
     "Attempts",
     "Backoff",
     "Claim",
     "ClaimCall",
+    "LeasedProcess",
+    "Process",
+    "ProcessJob",
     "QueueCalls",
     "Settlement",
     "bind_work",
     "event_calls",
     "job_calls",
 ]
+
+
+class Process(Protocol):
+    """What the worker does with a claimed alert event: ``await process(event)``."""
+
+    def __call__(self, event: AlertEvent, /) -> Awaitable[Disposition]: ...
+
+
+class LeasedProcess(Protocol):
+    """A ``Process`` that may complete the event in its own last write (``Pipeline``): it is
+    given the claim's lease, and says so with ``Disposition.settled``."""
+
+    def __call__(
+        self, event: AlertEvent, /, lease: EventLease | None = None
+    ) -> Awaitable[Disposition]: ...
+
+
+ProcessJob = Callable[[ClaimedJob], Awaitable[Disposition]]
 
 
 @dataclass(frozen=True, slots=True)

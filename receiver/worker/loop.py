@@ -24,17 +24,14 @@ import functools
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import structlog
 
-from receiver.model import AlertEvent, Disposition
 from receiver.priority import Priority
-from receiver.stop_budget import CLAIM_WAIT_S, RELEASE_WAIT_S
+from receiver.stop_budget import CLAIM_WAIT_S, LOOPS_END_S, RELEASE_WAIT_S, end_within
 from receiver.store import (
     ClaimedEvent,
-    ClaimedJob,
     EventLease,
     Store,
     StoreUnavailable,
@@ -45,6 +42,9 @@ from receiver.worker.attempt import (
     Attempts,
     Backoff,
     Claim,
+    LeasedProcess,
+    Process,
+    ProcessJob,
     QueueCalls,
     bind_work,
     event_calls,
@@ -77,24 +77,6 @@ JOBS_EVERY_S = 1.0
 # 0.5..1x), 4 to 9 minutes of failing. Settings.worker_max_attempts has the same default (the config
 # layer cannot import this one; a unit test keeps the two in step).
 DEFAULT_MAX_ATTEMPTS = 10
-
-
-class Process(Protocol):
-    """What the worker does with a claimed alert event: ``await process(event)``."""
-
-    def __call__(self, event: AlertEvent, /) -> Awaitable[Disposition]: ...
-
-
-class LeasedProcess(Protocol):
-    """A ``Process`` that may complete the event in its own last write (``Pipeline``): it is
-    given the claim's lease, and says so with ``Disposition.settled``."""
-
-    def __call__(
-        self, event: AlertEvent, /, lease: EventLease | None = None
-    ) -> Awaitable[Disposition]: ...
-
-
-ProcessJob = Callable[[ClaimedJob], Awaitable[Disposition]]
 
 
 def default_owner() -> str:
@@ -163,6 +145,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = False
+        self._stopped = asyncio.Event()  # set with _stopping: ends a backoff's wait at once
         self._in_flight: dict[tuple[str, int], asyncio.Task[None]] = {}
         # The lanes of the events in progress; the lanes intake's NOTIFYs named since the last
         # express claim; the express claim in progress, if any (express.py).
@@ -214,6 +197,7 @@ class Worker:
         if self._loops:
             return
         self._stopping = False
+        self._stopped.clear()
         listen = self._listener.run(lambda: self._stopping)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name=f"worker-claim-{self.owner}"),
@@ -221,22 +205,32 @@ class Worker:
         ]
 
     def stop_claiming(self) -> None:
-        """Claim nothing from now on (serve's SIGTERM handler); ``stop`` ends the rest."""
+        """Claim nothing from now on (serve's SIGTERM handler); ``stop`` ends the rest. The
+        LISTEN connection ends now (nothing is claimed on its wake-ups any more), reconnecting
+        or not, and a claim loop waiting out its backoff after a failed claim."""
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         self._slot_free.set()
+        for task in self._loops[1:]:
+            task.cancel()
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest."""
+        """Stop claiming; give in-flight work ``grace_s`` to finish, then release the rest.
+
+        A claim in progress gets ``CLAIM_WAIT_S`` in all, its cancellation included (asyncpg
+        waits for the server to acknowledge it: a server gone from behind PgBouncer never
+        does); one still running then is left to the store's close. What the server claimed
+        for it stays this worker's until the lease runs out: then the next worker takes it."""
         self.stop_claiming()
         if self._loops:
-            claim_loop, *others = self._loops
-            for task in others:
-                task.cancel()
+            claim_loop = self._loops[0]
             # Let a claim in progress finish, so no claimed row is dropped on the floor.
-            await asyncio.wait({claim_loop}, timeout=CLAIM_WAIT_S)
-            claim_loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+            await asyncio.wait({claim_loop}, timeout=CLAIM_WAIT_S - LOOPS_END_S)
+            if not await end_within(self._loops, LOOPS_END_S):
+                self._log.warning(
+                    "stopping: a claim did not end when cancelled; closing the store ends it"
+                )
         self._loops = []
         pending = list(self._in_flight.values())
         if pending:
@@ -313,12 +307,12 @@ class Worker:
                 self._log.warning(
                     "store unavailable while claiming", error=str(exc), retry_in_s=round(delay, 1)
                 )
-                await asyncio.sleep(delay)
+                await self._back_off(delay)
                 continue
             except Exception:
                 failures += 1
                 self._log.exception("claiming work failed")
-                await asyncio.sleep(self._backoff(failures, cap=30.0))
+                await self._back_off(self._backoff(failures, cap=30.0))
                 continue
             backlog = claimed == limit
             if backlog:
@@ -326,6 +320,11 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
         self._log.info("stopped claiming", in_progress=len(self._in_flight))
+
+    async def _back_off(self, delay_s: float) -> None:
+        """Wait ``delay_s`` seconds before claiming again, or until the stop begins."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), delay_s)
 
     async def _claim_express(self) -> bool:
         """Claim one event beyond the concurrency for a lane intake named that has nothing in

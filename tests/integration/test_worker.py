@@ -24,6 +24,7 @@ from receiver.worker import Worker
 from tests.support.events import new_event, new_run
 from tests.support.polling import eventually
 from tests.support.postgres import PostgresServer
+from tests.support.said import Said
 
 pytestmark = pytest.mark.postgres
 
@@ -410,19 +411,6 @@ async def test_worker_takes_up_jobs_when_they_come_due(
 
 async def _no_job_due(store: Store) -> bool:
     return await store.jobs_due_count() == 0
-
-
-class Said:
-    """A logger that keeps what it is told: (level, event, fields)."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, dict[str, object]]] = []
-
-    def __getattr__(self, level: str) -> Callable[..., None]:
-        def say(event: str, **fields: object) -> None:
-            self.lines.append((level, event, fields))
-
-        return say
 
 
 async def test_a_listen_connection_that_fails_is_a_warning_with_its_cause(

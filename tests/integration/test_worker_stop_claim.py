@@ -13,6 +13,14 @@ the stop has begun.
 Handed back by its admission, an item was released due only after the backoff on its
 attempts (a retry's), though nothing failed or had to wait: another replica waited seconds
 for it, minutes for an item retried often before. Now it is due at once.
+
+A claim that never comes back (behind PgBouncer, a server that went away: the pooler holds the
+statement; here the relay holds it for good) held the stop past its budget: cancelled after
+the claim wait, asyncpg asks the server to cancel it and waits for that to be acknowledged, up
+to the pool's command timeout (30 s), and ``serve`` had not exited 30 s after SIGTERM. Now the
+claim wait includes its cancellation, and what is left then is ended by the store's close,
+bounded too. And a claim loop waiting out its backoff after a failed claim held the stop for
+the whole claim wait; it now ends at once.
 """
 
 from __future__ import annotations
@@ -26,13 +34,17 @@ import asyncpg
 import pytest
 
 from receiver.model import AlertEvent, Disposition, Target
+from receiver.stop_budget import CLAIM_WAIT_S
 from receiver.store import EventLease, Store
 from receiver.worker import Worker
 from tests.support.events import alert_event, new_event
 from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import RESTART_WEB, MakeHarness
+from tests.support.polling import current, eventually
+from tests.support.postgres import PostgresServer
 from tests.support.relay import HeldRelay, relay_to_postgres, through
+from tests.support.said import Said
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -134,6 +146,134 @@ async def test_an_item_its_admission_hands_back_at_a_stop_is_due_again_at_once(
         "admits them",
         "due": True,
     }
+
+
+async def test_a_claim_that_never_comes_back_holds_the_stop_no_longer_than_the_claim_wait(
+    store: Store, database_url: str, relay: HeldRelay
+) -> None:
+    await store.insert_events([new_event(1)])
+
+    async def process(event: AlertEvent) -> Disposition:
+        raise AssertionError(f"event {event.id} worked on")
+
+    # Store.connect's command timeout (30 s, the service's too) is how long asyncpg waits for
+    # the server to acknowledge a cancellation: how long the stop waited before.
+    stalled = await Store.connect(through(database_url, relay.port), min_size=1, max_size=1)
+    worker = Worker(
+        stalled,
+        process,
+        owner="a",
+        concurrency=1,
+        lease_s=60.0,
+        poll_interval_s=60.0,
+        listen_dsn=database_url,
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        relay.hold()
+        await worker.start()
+        await asyncio.wait_for(relay.holding.wait(), 20)  # the claim is on its way, for good
+        worker.stop_claiming()  # SIGTERM
+        began = loop.time()
+        stopping = asyncio.ensure_future(worker.stop(grace_s=10.0))
+        await asyncio.wait({stopping}, timeout=CLAIM_WAIT_S + 10)
+        stopped_after = loop.time() - began
+        if not stopping.done():
+            stopping.cancel()
+            pytest.fail(f"worker.stop still waiting {stopped_after:.0f}s after the stop began")
+        stopping.result()
+        assert stopped_after < CLAIM_WAIT_S + 2.0  # far under the 30 s it took
+        # The claim's connection is still in use: the close gives up on it and terminates.
+        began = loop.time()
+        assert not await asyncio.wait_for(stalled.close(timeout_s=1.0), 10)
+        assert loop.time() - began < 3.0
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stalled.close(timeout_s=1.0), 10)
+    # Nothing lost: the claim never reached the server, and another replica takes the event.
+    (claimed,) = await store.claim_events("b", 1, 60.0)
+    assert (claimed.event.id, claimed.attempts, claimed.failures) == (1, 1, 0)
+
+
+async def test_a_claim_loop_waiting_out_its_backoff_ends_at_once_at_the_stop(
+    database_url: str, pg_server: PostgresServer
+) -> None:
+    async def process(event: AlertEvent) -> Disposition:
+        return Disposition.done()
+
+    gone = await Store.connect(database_url, min_size=1, max_size=1)
+    said = Said()
+    # After a failed claim, the next waits 15 to 30 s (the poll caps it at 30).
+    worker = Worker(
+        gone,
+        process,
+        owner="a",
+        concurrency=1,
+        lease_s=60.0,
+        poll_interval_s=60.0,
+        backoff_base_s=60.0,
+        listen_dsn=database_url,
+        log=said,
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        await worker.start()
+        await asyncio.wait_for(worker.listening.wait(), 20)
+        await _drop(pg_server, database_url)  # the database goes away
+        worker.wake()
+        # Its pool connection was ended: unavailable, or the database missing when it reconnects.
+        failed = ("store unavailable while claiming", "claiming work failed")
+        await eventually(
+            current(lambda: [line for line in said.lines if line[1] in failed]),
+            what="a failed claim",
+        )
+        began = loop.time()
+        await asyncio.wait_for(worker.stop(grace_s=10.0), CLAIM_WAIT_S + 10)
+        stopped_after = loop.time() - began
+        assert stopped_after < CLAIM_WAIT_S / 2, "the claim loop slept through the stop"
+        assert said.events("stopped claiming")
+    finally:
+        await asyncio.wait_for(gone.close(timeout_s=1.0), 10)
+
+
+async def test_the_listen_connection_ends_as_the_stop_begins(
+    store: Store, database_url: str
+) -> None:
+    """Its wake-ups claim nothing once the stop began: it ends then, not when ``stop`` comes
+    to it (nor does a reconnecting one go on trying meanwhile)."""
+
+    async def process(event: AlertEvent) -> Disposition:
+        return Disposition.done()
+
+    worker = Worker(
+        store,
+        process,
+        owner="a",
+        concurrency=1,
+        lease_s=60.0,
+        poll_interval_s=60.0,
+        listen_dsn=database_url,
+    )
+    await worker.start()
+    try:
+        await asyncio.wait_for(worker.listening.wait(), 20)
+        worker.stop_claiming()
+        await eventually(
+            current(lambda: not worker.listening.is_set()),
+            timeout_s=CLAIM_WAIT_S / 2,
+            what="the LISTEN connection closed",
+        )
+    finally:
+        await worker.stop(grace_s=1.0)
+
+
+async def _drop(pg_server: PostgresServer, database_url: str) -> None:
+    admin = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        name = database_url.rsplit("/", 1)[1]
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def test_a_job_handed_back_is_due_now_its_attempt_not_counted(store: Store) -> None:
