@@ -143,13 +143,24 @@ _TEXT_EXPECTED = frozenset({"string_type", "literal_error", "enum"})
 def boolean_word(
     words: Mapping[tuple[str | int, ...], str], path: Sequence[str | int], error: Mapping[str, Any]
 ) -> str | None:
-    """What to tell of pydantic's ``error`` at ``path`` of a YAML document when it expected
-    text and YAML 1.1 read a word there as a boolean (``words``: the words, other than true and
-    false, by path, as ``yaml_lines.Located.words`` keeps them): ``write "on" in quotes: YAML
-    reads on as true``, where pydantic said ``Input should be a valid string``. None
-    otherwise."""
+    """What to tell of pydantic's ``error`` at ``path`` of a YAML document when YAML 1.1 read a
+    word there as a boolean (``words``: the words, other than true and false, by path, as
+    ``yaml_lines.Located.words`` keeps them). Where text was expected: ``write "on" in quotes:
+    YAML reads on as true``, where pydantic said ``Input should be a valid string``; where a
+    whole number was: ``on is YAML's true, a boolean, not a number: write the number``, where
+    ``remediations.params`` said ``true is a boolean, ...``. None otherwise."""
     word = words.get(tuple(path))
     value = error.get("input")
-    if word is None or error.get("type") not in _TEXT_EXPECTED or not isinstance(value, bool):
+    if word is None or not isinstance(value, bool):
         return None
-    return f'write "{word}" in quotes: YAML reads {word} as {"true" if value else "false"}'
+    read_as = "true" if value else "false"
+    if error.get("type") in _TEXT_EXPECTED:
+        return f'write "{word}" in quotes: YAML reads {word} as {read_as}'
+    # A whole number's check (``remediations.params``) says "true is a boolean, not a number":
+    # the word written is named, or `port: on` is told of a `true` it does not hold.
+    said = str(error.get("msg", "")).removeprefix("Value error, ")
+    if error.get("type") == "value_error" and said.startswith(f"{read_as} is a boolean"):
+        return f"{word} is YAML's {read_as}, a boolean" + said.removeprefix(
+            f"{read_as} is a boolean"
+        )
+    return None
