@@ -79,7 +79,9 @@ class Pipeline:
         )
         if approvals is not None:
             # A run its approval ends gives back the budget slot it never used.
-            approvals.ended = BudgetRefund(store.bounded(REFUND_STORE_TIMEOUT_S), guards, self._log)
+            approvals.ended = BudgetRefund(
+                store.bounded(REFUND_STORE_TIMEOUT_S), guards, registry, self._log
+            )
         self._deps = deps
         self.stages = Stages(deps)
         # The refusal digests' sender: ``serve`` runs it in the background (``run``).

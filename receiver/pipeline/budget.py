@@ -11,6 +11,17 @@ opened meanwhile: ``stages.Admit``): it ends there, and a step of it that never 
 nothing. Whenever a step of the run may have acted before (one ran, failed, or was stopped in),
 the slot stays spent: the run did disrupt.
 
+"Changed nothing" is known from records written before a step could act, never from a record
+missing: a step a worker died in while its action ran has no record of its own when its action
+is replay-safe (the Kubernetes actions, ``notify``: no ``started`` mark, ``pipeline.steps``),
+and its run, ended by its alert's resolution or refused when taken up again, read as one whose
+steps never ran. So the first step of the run without a finished record is asked about: one
+whose action must not run twice was marked ``started`` before it acted (a mark found is a
+step a worker stopped in: kept); a replay-safe one may have been let through unless the run
+parked at an approval after its last admission (``Store.admitted_since_parked``: both rows are
+written before any step of theirs runs). Otherwise the slot is kept, and leaves the window with
+time: knowing more would take a write before every replay-safe step, on the hot path.
+
 An escalation (``on_failed``) is admitted under its run's id: while the run's slot is in the
 window it shares it (the run acted: that slot stays spent), and once the run's slot has left
 the window its admission draws one of its own (``Admission.budget_drawn``, audited with the
@@ -31,7 +42,7 @@ from receiver.guards.redis_guards import Guards
 from receiver.model import RunOutcome
 from receiver.pipeline.context import WORKER_STOPPED, RunContext
 from receiver.store import RunRecord, Store, StoreUnavailable
-from remediations.base import Outcome
+from remediations.base import Outcome, Registry
 
 __all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund"]
 
@@ -52,6 +63,9 @@ ENDED_UNUSED = frozenset(
 MAY_HAVE_CHANGED: frozenset[str] = (
     frozenset({Outcome.OK, Outcome.FAILED, Outcome.SIMULATED}) | WORKER_STOPPED
 )
+# A step that ended with one of these was recorded when it did: whatever else a step says
+# (pending, awaiting_approval, not_run, cancelled) tells nothing of whether its action began.
+_FINISHED: frozenset[str] = frozenset(o.value for o in Outcome)
 
 
 class BudgetRefund:
@@ -61,12 +75,15 @@ class BudgetRefund:
     approval of its escalation ended (the run stays failed), the slot the escalation drew of
     its own, when none of the escalation's steps may have changed anything. Never
     raises for the guards (Redis unreachable: the slot is kept, and leaves the window with
-    time, the safe side); a store error propagates. ``log`` (a structlog logger): where to
-    say so; default the one given at construction, else the pipeline's."""
+    time, the safe side); a store error propagates. ``registry``: the actions, to tell a
+    step that is marked before it acts from a replay-safe one (module docstring). ``log`` (a
+    structlog logger): where to say so; default the one given at construction, else the
+    pipeline's."""
 
-    def __init__(self, store: Store, guards: Guards, log: Any = None) -> None:
+    def __init__(self, store: Store, guards: Guards, registry: Registry, log: Any = None) -> None:
         self._store = store
         self._guards = guards
+        self._registry = registry
         self._log: Any = log if log is not None else structlog.get_logger("remediator.pipeline")
 
     async def __call__(self, run_id: str, *, log: Any = None) -> None:
@@ -80,6 +97,9 @@ class BudgetRefund:
         if run is None or run.outcome not in ENDED_UNUSED:
             return
         if any(step.outcome in MAY_HAVE_CHANGED for step in run.steps):
+            return
+        if await self._may_have_begun(run, "run"):
+            log.info("budget slot kept: a step may have acted unrecorded", run_id=run_id)
             return
         await self._give_back(
             run_id, log, "budget slot given back: the run changed nothing", str(run.outcome)
@@ -132,7 +152,24 @@ class BudgetRefund:
         propagates."""
         if any(step.phase == phase and step.outcome in MAY_HAVE_CHANGED for step in run.steps):
             return
+        if await self._may_have_begun(run, phase):
+            log.info("budget slot kept: a step may have acted unrecorded", run_id=run.id)
+            return
         if not await self._store.follow_up_drew_budget(run.id, phase):
             return
         said = f"budget slot given back: the {phase} steps changed nothing"
         await self._give_back(run.id, log, said, str(run.outcome))
+
+    async def _may_have_begun(self, run: RunRecord, phase: str) -> bool:
+        """Whether the first step of ``run``'s ``phase`` without a finished record may have
+        been let through to its action all the same (module docstring): a replay-safe one
+        (or one of an action no longer known) after an admission the phase did not park
+        since. A store error propagates."""
+        steps = sorted((s for s in run.steps if s.phase == phase), key=lambda s: s.idx)
+        first = next((s for s in steps if s.outcome not in _FINISHED), None)
+        if first is None:
+            return False
+        if first.action in self._registry and not self._registry.get(first.action).replay_safe:
+            # Marked `started` before it acts (pipeline.steps): no mark, no call.
+            return False
+        return await self._store.admitted_since_parked(run.id, phase)

@@ -161,7 +161,7 @@ class AdmitResolve:
         ended = await deps.store.end_phase(ctx.run_id, ctx.phase, message)
         if ended.approvals and deps.approvals is not None:
             await deps.approvals.phase_ended(ended.approvals)
-        await BudgetRefund(deps.store, deps.guards).follow_up_ended(ctx)
+        await BudgetRefund(deps.store, deps.guards, deps.registry).follow_up_ended(ctx)
         if self._notice is not None:
             first = refused[0]
             await self._notice(

@@ -56,7 +56,7 @@ async def escalation_overtaken(deps: Deps, ctx: RunContext) -> bool:
         await deps.approvals.phase_ended(ended.approvals)
     # A slot the escalation drew of its own comes back when none of its steps acted, as when
     # its approval ends it; only after an ending written just now, so a retry gives none back.
-    await BudgetRefund(deps.store, deps.guards).follow_up_ended(ctx)
+    await BudgetRefund(deps.store, deps.guards, deps.registry).follow_up_ended(ctx)
     return True
 
 
@@ -79,9 +79,10 @@ async def run_overtaken(
     deps.metrics.run_finished(rule, RunOutcome.CANCELLED)
     # With or without an approval desk: a run admitted, whose worker stopped before any step
     # began, kept its slot when none was configured (the desk's hook was the only way back).
+    # Given back only when its records say no step can have acted (BudgetRefund).
     # Only after an ending written just now, so a retry gives nothing back twice.
     try:
-        await BudgetRefund(deps.store, deps.guards)(run_id, log=log)
+        await BudgetRefund(deps.store, deps.guards, deps.registry)(run_id, log=log)
     except Exception as exc:  # the slot is kept: it leaves the window with time
         log.warning("budget slot not given back", error=str(exc))
     if ended.approvals and deps.approvals is not None:

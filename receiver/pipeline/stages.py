@@ -172,7 +172,7 @@ class Admit:
         self._deps = deps
         self._announce = announce
         self._runner = runner
-        self._refund = BudgetRefund(deps.store, deps.guards)
+        self._refund = BudgetRefund(deps.store, deps.guards, deps.registry)
 
     def _unrenderable(self, ctx: RunContext) -> str | None:
         """Why a step of the run cannot be rendered over its alert; None when each can."""

@@ -230,9 +230,9 @@ def parse_yaml(text: str, located: Located) -> Any:
     """The document in ``text`` as plain data, or None when it is empty or invalid.
 
     Fills ``located.lines`` with the line of every key and item; YAML errors, non-string and
-    duplicate keys, unquoted ``{{ ... }}`` templates (``unquoted_template``), recursive aliases
-    and documents that expand to more than ``MAX_NODES`` nodes go to ``located.errors``
-    (nothing is raised).
+    duplicate keys, unquoted ``{{ ... }}`` templates (``unquoted_template``), recursive aliases,
+    whole numbers too long to read (``yaml_loaders.RuleLoader``) and documents that expand to
+    more than ``MAX_NODES`` nodes go to ``located.errors`` (nothing is raised).
     """
     # Made inside the handled part: a control character is refused when the loader is made,
     # and raised from a reload it had stopped the rules watcher for good.

@@ -1,5 +1,5 @@
-"""The YAML loaders the service reads with: PyYAML's SafeLoader for rule files, and
-``PlainLoader`` for its configuration (the settings and approvers files). Pure.
+"""The YAML loaders the service reads with: ``RuleLoader`` (PyYAML's SafeLoader) for rule
+files, and ``PlainLoader`` for its configuration (the settings and approvers files). Pure.
 
 PyYAML reads YAML 1.1, whose plain scalars are more than their text: ``9_096`` and ``0x2380``
 are integers, ``017`` is fifteen (octal), ``1:30`` is ninety, ``2024-01-01`` a date. The
@@ -15,12 +15,20 @@ number, true or false, a list or a map.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
-__all__ = ["ControlCharacter", "NotASetting", "PlainLoader", "boolean_word", "make_loader"]
+__all__ = [
+    "ControlCharacter",
+    "NotASetting",
+    "PlainLoader",
+    "RuleLoader",
+    "boolean_word",
+    "make_loader",
+]
 
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -46,7 +54,27 @@ class ControlCharacter(yaml.MarkedYAMLError):
         )
 
 
-def make_loader(text: str, kind: type[yaml.SafeLoader] = yaml.SafeLoader) -> yaml.SafeLoader:
+class RuleLoader(yaml.SafeLoader):
+    """SafeLoader whose integer too long for ``int()`` (more than 4,300 digits, Python's
+    ``sys.get_int_max_str_digits``) raises a ConstructorError at its line, not the plain
+    ValueError PyYAML lets through, which named no file or line."""
+
+
+def _integer(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    try:
+        return loader.construct_yaml_int(node)  # type: ignore[arg-type]
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            problem=f"a whole number of more than {sys.get_int_max_str_digits()} digits;"
+            " quote it if it is text",
+            problem_mark=node.start_mark,
+        ) from None
+
+
+RuleLoader.add_constructor(_INT, _integer)
+
+
+def make_loader(text: str, kind: type[yaml.SafeLoader] = RuleLoader) -> yaml.SafeLoader:
     """A ``kind`` loader over ``text``; raises ControlCharacter for a character it refuses."""
     try:
         return kind(text)
@@ -115,13 +143,24 @@ _TEXT_EXPECTED = frozenset({"string_type", "literal_error", "enum"})
 def boolean_word(
     words: Mapping[tuple[str | int, ...], str], path: Sequence[str | int], error: Mapping[str, Any]
 ) -> str | None:
-    """What to tell of pydantic's ``error`` at ``path`` of a YAML document when it expected
-    text and YAML 1.1 read a word there as a boolean (``words``: the words, other than true and
-    false, by path, as ``yaml_lines.Located.words`` keeps them): ``write "on" in quotes: YAML
-    reads on as true``, where pydantic said ``Input should be a valid string``. None
-    otherwise."""
+    """What to tell of pydantic's ``error`` at ``path`` of a YAML document when YAML 1.1 read a
+    word there as a boolean (``words``: the words, other than true and false, by path, as
+    ``yaml_lines.Located.words`` keeps them). Where text was expected: ``write "on" in quotes:
+    YAML reads on as true``, where pydantic said ``Input should be a valid string``; where a
+    whole number was: ``on is YAML's true, a boolean, not a number: write the number``, where
+    ``remediations.params`` said ``true is a boolean, ...``. None otherwise."""
     word = words.get(tuple(path))
     value = error.get("input")
-    if word is None or error.get("type") not in _TEXT_EXPECTED or not isinstance(value, bool):
+    if word is None or not isinstance(value, bool):
         return None
-    return f'write "{word}" in quotes: YAML reads {word} as {"true" if value else "false"}'
+    read_as = "true" if value else "false"
+    if error.get("type") in _TEXT_EXPECTED:
+        return f'write "{word}" in quotes: YAML reads {word} as {read_as}'
+    # A whole number's check (``remediations.params``) says "true is a boolean, not a number":
+    # the word written is named, or `port: on` is told of a `true` it does not hold.
+    said = str(error.get("msg", "")).removeprefix("Value error, ")
+    if error.get("type") == "value_error" and said.startswith(f"{read_as} is a boolean"):
+        return f"{word} is YAML's {read_as}, a boolean" + said.removeprefix(
+            f"{read_as} is a boolean"
+        )
+    return None

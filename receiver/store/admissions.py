@@ -106,6 +106,28 @@ class Admissions(Database):
             )
         return bool(found)
 
+    async def admitted_since_parked(self, run_id: str, phase: str) -> bool:
+        """Whether the last admission of the run's ``phase`` (its ``run.admitted`` row, written
+        before any step of that taking-up runs) came after the phase last parked at an
+        approval (its ``approval.requested`` row, written before the step it holds could
+        run): steps of that admission may then have been let through to their actions.
+        False when the phase was never admitted, or parked after its last admission (no step
+        of it ran since: it waited for a decision, and the steps before were recorded)."""
+        with translate():
+            found = await self._pool.fetchval(
+                """SELECT coalesce((SELECT max(id) FROM audit_log
+                                     WHERE run_id = $1::uuid AND kind = 'run.admitted'
+                                       AND data->>'phase' = $2), 0)
+                        > coalesce((SELECT max(l.id) FROM audit_log l
+                                     JOIN steps s ON s.run_id = l.run_id AND s.phase = $2
+                                      AND s.idx::text = l.data->>'step'
+                                     WHERE l.run_id = $1::uuid
+                                       AND l.kind = 'approval.requested'), 0)""",
+                run_id,
+                phase,
+            )
+        return bool(found)
+
     async def record_refusal(
         self,
         run_id: str,

@@ -10,6 +10,13 @@ never become a link or an ``@channel`` mention. Slack's limits (150 characters i
 3000 in a section or a context's text, 2000 in a field, 10 fields) are applied by cutting,
 never by failing; a link that does not fit is left out rather than cut.
 
+What a person reads reads as written: in every Slack field and in a webhook's ``title`` and
+``text``, a bidirectional override or isolate (U+202A-U+202E, U+2066-U+2069), another format
+character or a control character from a label or an annotation is shown as ``<U+202E>``
+(``visible``), or "restart\u202eweb" would read in another order than it is written. A
+webhook's structured fields (``alert``, ``target``, ``steps``, ``rule``, ``links``) are for
+programs: they keep the values as recorded.
+
 Mattermost and Rocket.Chat accept this payload, but they render ``text`` as Markdown, where
 ``@channel``, ``@here`` and ``[label](url)`` need none of ``&<>``: the escaping does not make
 alert values safe there. The channel kind cannot tell them from Slack, so nothing claims it
@@ -23,9 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from remediations.base import AlertFacts
+from remediations.visible_text import visible
 
 __all__ = [
     "ChannelKind",
@@ -142,8 +150,11 @@ def _cut(text: str, limit: int) -> str:
 
 def _link(url: str, label: str) -> str:
     # Inside <url|label> a "|" or ">" would end the link early; the rest is escaped as text.
-    safe_url = mrkdwn_escape(url).replace("|", "%7C")
-    return f"<{safe_url}|{mrkdwn_escape(label)}>"
+    # A character that shows nothing is percent-encoded, as a browser sends it: the same page,
+    # and nothing that turns the text around it where Slack shows the address.
+    printable = "".join(c if c.isprintable() else quote(c, safe="") for c in url)
+    safe_url = mrkdwn_escape(printable).replace("|", "%7C")
+    return f"<{safe_url}|{_shown(label)}>"
 
 
 def _web(url: str | None) -> bool:
@@ -160,13 +171,20 @@ def _change(step: StepSummary) -> str:
     return f" ({_cut(before, 200)} → {_cut(after, 200)})"
 
 
+def _shown(text: str) -> str:
+    """``text`` made visible (``visible``) and escaped for mrkdwn."""
+    return mrkdwn_escape(visible(text))
+
+
 def slack_payload(message: Message) -> dict[str, Any]:
     """The JSON body for a Slack incoming webhook: ``text`` (the mrkdwn fallback that push
-    notifications show) and ``blocks``; every alert-derived value in a mrkdwn field is escaped."""
-    esc = mrkdwn_escape
-    body = message.text if message.text_is_mrkdwn else esc(message.text)
+    notifications show) and ``blocks``; every alert-derived value in a mrkdwn field is escaped,
+    and every text shows its format characters as ``<U+202E>`` (``visible``)."""
+    esc = _shown
+    body = visible(message.text) if message.text_is_mrkdwn else esc(message.text)
+    title = visible(message.title)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(message.title, 150)}}
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150)}}
     ]
     if body:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(body, _TEXT)}})
@@ -209,18 +227,20 @@ def slack_payload(message: Message) -> dict[str, Any]:
     if shown := _fitting(links, " · ", _TEXT):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": shown}]})
     # The fallback is mrkdwn too: the title is escaped here, unlike in the plain_text header.
-    fallback = esc(message.title) + (f": {body}" if body else "")
+    fallback = esc(title) + (f": {body}" if body else "")
     return {"text": _cut(fallback, _TEXT), "blocks": blocks}
 
 
 def webhook_payload(message: Message) -> dict[str, Any]:
-    """A generic JSON document with every field, unescaped (``version`` says its shape)."""
+    """A generic JSON document with every field, unescaped (``version`` says its shape). Its
+    ``title`` and ``text``, for people, show each format character as ``<U+202E>``
+    (``visible``); the other fields are the recorded values, for programs."""
     alert = message.alert
     return {
         "version": WEBHOOK_VERSION,
         "event": str(message.event),
-        "title": message.title,
-        "text": message.text,
+        "title": visible(message.title),
+        "text": visible(message.text),
         "rule": message.rule,
         "run_id": message.run_id,
         "outcome": message.outcome,

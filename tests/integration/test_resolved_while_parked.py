@@ -93,6 +93,18 @@ class DiesStarting(Poke):
         raise WorkerDied
 
 
+class PokesThenDies(Poke):
+    """``test.poke`` that draws on the global budget and is replay-safe (as a restart is: no
+    ``started`` mark), whose worker dies inside its call, once its poke has reached the peer."""
+
+    name: ClassVar[str] = "test.pokes_then_dies"
+    disruptive: ClassVar[bool] = True
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        await super().run(ctx, target, params)
+        raise WorkerDied
+
+
 RULES = POKE_RULE_HEAD + "    steps:\n      - action: test.dying_poke\n"
 
 
@@ -124,9 +136,13 @@ async def _slots(env: ApprovalEnv) -> list[str]:
     return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
 
-async def _assert_cancelled(env: ApprovalEnv, run_id: str, approval_id: str) -> None:
+async def _assert_cancelled(
+    env: ApprovalEnv, run_id: str, approval_id: str, *, slot_kept: bool = False
+) -> None:
     """The run ended cancelled, its approved step not run, its approval cancelled keeping who
-    approved it; audited, the approvers told; nothing acted and nothing is left queued."""
+    approved it; audited, the approvers told; nothing acted and nothing is left queued. Its
+    budget slot given back, or ``slot_kept``: a worker admitted it after its approval and
+    left no record of how far it got."""
     run = await env.harness.store.get_run(run_id)
     assert run is not None
     assert run.resolved_at is not None
@@ -146,7 +162,9 @@ async def _assert_cancelled(env: ApprovalEnv, run_id: str, approval_id: str) -> 
     assert audit[-1][0] == "notification.sent"
     assert ("run.outcome", {"outcome": "cancelled", "error": APPROVED_BY_ALICE}) in audit
     assert env.peer.pokes == 0
-    assert await _slots(env) == []  # the budget slot it never used, given back
+    # The budget slot it never used, given back; kept when nothing recorded before the step's
+    # call says the call was not made (budget.py).
+    assert await _slots(env) == ([run_id] if slot_kept else [])
     assert await env.harness.store.queue_depth() == 0
 
 
@@ -207,7 +225,9 @@ async def test_a_run_whose_worker_died_after_its_approval_ends_once_its_alert_re
     disposition = await env.harness.pipeline.run_job(taken)
     assert disposition.is_done
     await env.harness.store.complete_job(taken.id, "replica-c")
-    await _assert_cancelled(env, run.id, approval.id)
+    # B died in the preview, before the call; but its admission is the last record, and a
+    # death inside the call of a replay-safe step leaves the same: the slot is kept.
+    await _assert_cancelled(env, run.id, approval.id, slot_kept=True)
 
 
 async def test_a_run_with_its_undo_held_for_approval_still_ends_once_its_alert_resolved(
@@ -325,4 +345,45 @@ async def test_a_run_whose_worker_died_before_its_step_gives_its_slot_back_witho
         assert [s.outcome for s in ended.steps if s.outcome == "interrupted"] == []
         assert await harness.guards._redis.zrange(budget, 0, -1) == []
         assert peer.pokes == 0
+        assert await store.queue_depth() == 0
+
+
+async def test_a_run_whose_worker_died_inside_a_replay_safe_step_keeps_its_slot(
+    make_harness: MakeHarness, peer: Peer
+) -> None:
+    """The run was admitted and its worker died inside a replay-safe step's call, which wrote
+    no record (no ``started`` mark) but had poked its system. Its event went dead and the
+    alert resolved: the run ended ``cancelled``, and the slot was given back as if its step
+    had never run. Now it is kept: nothing written before the call says it was not made."""
+    rules = (
+        POKE_RULE_HEAD
+        + "    steps:\n      - action: test.pokes_then_dies\n        approval: never\n"
+    )
+    async with aiohttp.ClientSession() as session:
+        harness = await make_harness(
+            rules,
+            dry_run=False,
+            extra_actions=[PokesThenDies(peer.url)],
+            clients={"http": session},
+            guard_settings=GuardSettings(budget_count=1),
+        )
+        store = harness.store
+        await harness.intake.accept(notification(alert(poke_labels())))
+        (claimed,) = await store.claim_events("replica-a", 1, 30.0)
+        with pytest.raises(WorkerDied):
+            await harness.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a"))
+        dead = await store.fail_event(
+            claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
+        )
+        assert dead == "dead"
+        run = await harness.only_run()
+        assert [s.outcome for s in run.steps] == ["pending"]  # no record of the call
+        assert peer.pokes == 1  # and yet it acted
+
+        await harness.intake.accept(notification(alert(poke_labels(), status="resolved")))
+        await harness.drain()
+        ended = await harness.only_run()
+        assert ended.outcome is RunOutcome.CANCELLED, ended
+        budget = harness.guards.keys.budget()
+        assert await harness.guards._redis.zrange(budget, 0, -1) == [run.id.encode()]
         assert await store.queue_depth() == 0

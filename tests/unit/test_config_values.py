@@ -270,6 +270,24 @@ def test_a_word_yaml_reads_as_a_boolean_is_told_to_be_quoted(
     assert refusal({}, config).startswith(told)
 
 
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        # Was "http.port: true is a boolean, not a number": a true the file does not hold.
+        ("http:\n  port: on\n", "http.port: on is YAML's true, a boolean, not a number"),
+        ("http:\n  port: No\n", "http.port: No is YAML's false, a boolean, not a number"),
+        # Written true, it is named as written.
+        ("http:\n  port: true\n", "http.port: true is a boolean, not a number"),
+    ],
+)
+def test_a_word_yaml_reads_as_a_boolean_where_a_number_is_meant_is_named(
+    tmp_path: Path, text: str, told: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text, encoding="utf-8")
+    assert refusal({}, config) == f"{told}: write the number"
+
+
 def test_true_where_text_is_meant_is_shown_as_yaml_writes_it(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("log:\n  level: true\n", encoding="utf-8")

@@ -372,13 +372,19 @@ def test_a_named_connection_url_its_clients_would_misread_is_refused_at_load(
 
 
 @pytest.mark.parametrize(
-    ("text"),
+    ("text", "told"),
     [
-        "http:\n  endpoints:\n    e: {url: 'http://127.0.0.1:1/x', attempts: true}\n",
-        "notify:\n  channels:\n    c: {kind: webhook, url_file: /dev/null, attempts: yes}\n",
+        (
+            "http:\n  endpoints:\n    e: {url: 'http://127.0.0.1:1/x', attempts: true}\n",
+            "true is a boolean, not a number",
+        ),
+        (
+            "notify:\n  channels:\n    c: {kind: webhook, url_file: /dev/null, attempts: yes}\n",
+            "yes is YAML's true, a boolean, not a number",
+        ),
     ],
 )
-def test_a_boolean_is_no_count_in_a_named_connection(tmp_path: Path, text: str) -> None:
+def test_a_boolean_is_no_count_in_a_named_connection(tmp_path: Path, text: str, told: str) -> None:
     # `attempts: true` read as 1 turned retries off without a word.
-    with pytest.raises(ConfigError, match="is a boolean, not a number"):
+    with pytest.raises(ConfigError, match=told):
         load_settings(config(tmp_path, text), {})

@@ -485,3 +485,18 @@ def test_true_where_text_is_meant_is_still_pydantic_s_message() -> None:
     text = "rules:\n  - name: true\n    match: ['a=\"b\"']\n    " + TARGET
     text += "    steps: [{action: test.restart}]\n"
     assert errors_of({"a.yaml": text}) == ["a.yaml:2: name: Input should be a valid string"]
+
+
+def test_a_param_yaml_reads_as_a_boolean_where_a_number_is_meant_is_named() -> None:
+    # Was "max_pods: true is a boolean, not a number": the word written is named.
+    text = one_rule(
+        "target: {kind: Deployment, namespace: shop, name: web}\n"
+        "steps:\n"
+        "  - action: kubernetes.delete_pod\n"
+        "    params: {max_pods: on}\n"
+        "    approval: never\n"
+    )
+    assert [str(e) for e in lint_files({"a.yaml": text}, default_registry(), POLICY)] == [
+        "a.yaml:7: rule 'r': invalid params for kubernetes.delete_pod: max_pods: on is YAML's"
+        " true, a boolean, not a number: write the number"
+    ]

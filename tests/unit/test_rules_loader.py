@@ -213,3 +213,27 @@ def test_a_nul_in_a_rule_file_is_refused_where_it_was_written(
         )
         in errors
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        # PyYAML's int() of more than 4,300 digits raised a plain ValueError: the lint said
+        # "could not load the rules (ValueError: Exceeds the limit ...); please report this".
+        ("rules:\n  - name: big\n    steps:\n      - params: {replicas: " + "9" * 5000 + "}\n", 4),
+        # A key, which YAML lets be longer than 1,024 characters when marked with `?`.
+        ("rules:\n  - name: big\n    labels:\n      ? " + "1_" * 5000 + "1\n      : x\n", 4),
+        ("rules:\n  - name: big\n    labels: {k: -" + "5" * 5000 + ":30}\n", 3),
+    ],
+)
+def test_an_integer_too_long_to_read_is_an_error_on_its_line(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    (tmp_path / "a.yaml").write_text(text)
+    assert lint(tmp_path, registry(), POLICY) == [
+        RuleError(
+            str(tmp_path / "a.yaml"),
+            line,
+            "invalid YAML: a whole number of more than 4300 digits; quote it if it is text",
+        )
+    ]

@@ -1,0 +1,36 @@
+"""Text a person reads as it is written: an alert's labels and annotations quoted in a chat
+message, a webhook's text, an approval's notices and page. Pure.
+
+Here, under ``remediations``, because the ``notify`` action's messages need it and actions never
+import the service; ``receiver.text`` offers the same function to the service.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+__all__ = ["visible"]
+
+# Joiners that reorder nothing, and that Persian words and emoji sequences need.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _hidden(c: str) -> bool:
+    category = unicodedata.category(c)
+    if category == "Cf":
+        return c not in _JOINERS
+    return category == "Cc" and c not in "\t\n"
+
+
+def visible(text: str) -> str:
+    """``text`` with each character that shows nothing and changes how the text reads written
+    as ``<U+202E>``: bidirectional embeddings, overrides and isolates (U+202A-U+202E,
+    U+2066-U+2069: ``"approve\u202edelete"`` shows "eteled" after "approve"), Unicode's other
+    format characters (zero-width space, word joiner, BOM, soft hyphen; not the zero-width
+    joiner and non-joiner, which reorder nothing), and control characters other than tab and
+    newline. For text from an alert's labels and annotations that a person reads (an
+    approval's notices and page, run announcements, a ``notify`` step's message): it must read
+    as it is."""
+    if text.isprintable():
+        return text
+    return "".join(f"<U+{ord(c):04X}>" if _hidden(c) else c for c in text)

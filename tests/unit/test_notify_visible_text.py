@@ -1,0 +1,98 @@
+"""What a run announcement, a refusal digest or a ``notify`` step's message quotes of an alert
+reads as it is written (remediations/notify/message.py): a bidirectional override or another
+format character from a label or an annotation is shown as ``<U+202E>`` in every Slack field
+and in a webhook's ``title`` and ``text``. Before, they went out as they were: "restart
+\\u202ebew" read "web" backwards. A webhook's structured fields keep the recorded values, for
+programs. Pure: the payloads as built."""
+
+from __future__ import annotations
+
+import json
+
+from remediations.base import AlertFacts
+from remediations.notify.message import (
+    Event,
+    Message,
+    StepSummary,
+    slack_payload,
+    webhook_payload,
+)
+
+# Every bidi embedding, override and isolate, other format characters and an escape.
+HIDDEN = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u2060\ufeff\u00ad\x1b"
+SHOWN = (
+    "<U+202A><U+202B><U+202C><U+202D><U+202E><U+2066><U+2067><U+2068><U+2069><U+200B>"
+    "<U+2060><U+FEFF><U+00AD><U+001B>"
+)
+# Slack's mrkdwn writes the < and > of the shown form as entities.
+SHOWN_MRKDWN = SHOWN.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message(*, text_is_mrkdwn: bool = False) -> Message:
+    alert = AlertFacts(
+        labels={"alertname": f"Down{HIDDEN}", "team": f"ops{HIDDEN}"},
+        annotations={"summary": f"restart\u202ebew {HIDDEN}"},
+        status="firing",
+        generator_url=f"http://prom{HIDDEN}.example/graph",
+    )
+    return Message(
+        event=Event.RUN_FINISHED,
+        title=f"Done: shop/api{HIDDEN}",
+        text=f"*bold* restart\u202ebew {HIDDEN}",
+        text_is_mrkdwn=text_is_mrkdwn,
+        rule="restart",
+        run_id="r1",
+        outcome="succeeded",
+        target={"kind": "Deployment", "name": f"api{HIDDEN}", "key": f"shop/api{HIDDEN}"},
+        alert=alert,
+        steps=[
+            StepSummary(
+                action="kubernetes.rollout_restart",
+                outcome="ok",
+                message=f"restarted api{HIDDEN}",
+                after={"note": f"x{HIDDEN}"},
+            )
+        ],
+        links={"run": "https://remediator.example/r1"},
+    )
+
+
+def _hidden_in(text: str) -> list[str]:
+    return [c for c in HIDDEN if c in text]
+
+
+def test_a_slack_message_shows_every_format_character() -> None:
+    for mrkdwn in (False, True):
+        payload = slack_payload(message(text_is_mrkdwn=mrkdwn))
+        # json.dumps keeps the characters themselves: none is left anywhere a person reads.
+        assert _hidden_in(json.dumps(payload, ensure_ascii=False)) == []
+        header = payload["blocks"][0]["text"]["text"]
+        assert header == f"Done: shop/api{SHOWN}"
+        body = payload["blocks"][1]["text"]["text"]
+        assert body == f"*bold* restart<U+202E>bew {SHOWN}".replace(
+            "<", "&lt;" if not mrkdwn else "<"
+        ).replace(">", "&gt;" if not mrkdwn else ">")
+        fields = "\n".join(f["text"] for f in payload["blocks"][2]["fields"])
+        assert f"Down{SHOWN_MRKDWN}" in fields
+        assert f"shop/api{SHOWN_MRKDWN}" in fields
+        assert f"restarted api{SHOWN_MRKDWN}" in payload["blocks"][3]["text"]["text"]
+        assert payload["text"].startswith(f"Done: shop/api{SHOWN_MRKDWN}: ")
+
+
+def test_a_webhook_shows_them_in_its_text_and_keeps_the_recorded_fields() -> None:
+    body = webhook_payload(message())
+    assert body["title"] == f"Done: shop/api{SHOWN}"
+    assert body["text"] == f"*bold* restart<U+202E>bew {SHOWN}"
+    # For programs: the values as recorded.
+    assert body["alert"]["labels"]["team"] == f"ops{HIDDEN}"
+    assert body["alert"]["annotations"]["summary"] == f"restart\u202ebew {HIDDEN}"
+    assert body["target"]["key"] == f"shop/api{HIDDEN}"
+    assert body["steps"][0]["message"] == f"restarted api{HIDDEN}"
+
+
+def test_the_joiners_words_need_are_kept() -> None:
+    # Persian's zero-width non-joiner and an emoji's zero-width joiner reorder nothing.
+    words = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \U0001f469\u200d\U0001f4bb"
+    payload = slack_payload(Message(event=Event.STEP, title=words, text=words))
+    assert payload["blocks"][0]["text"]["text"] == words
+    assert webhook_payload(Message(event=Event.STEP, title=words, text=words))["text"] == words
