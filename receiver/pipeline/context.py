@@ -90,10 +90,11 @@ STOPS_RUN = frozenset(Outcome(outcome) for outcome in STOPPERS)
 
 
 def stopped_at(steps: Iterable[StepRecord], phase: str) -> int | None:
-    """The index of the first step of a follow-up ``phase`` ('resolve': the undo, 'on_failed':
-    the escalation) that stopped it (``STOPS_RUN``), or None. The steps after it never run: the
-    record stage ends them ``not_run`` (``Store.stop_phase``), and a pass that takes the
-    follow-up up again leaves them out, in case a worker died before they were ended."""
+    """The index of the first step of ``phase`` ('run'; a follow-up's, 'resolve': the undo,
+    'on_failed': the escalation) that stopped it (``STOPS_RUN``), or None. The steps after it
+    never run: the record stage ends them ``not_run`` (with the run's outcome;
+    ``Store.stop_phase`` for a follow-up), and a pass that takes the run or the follow-up up
+    again leaves them out, in case a worker died before they were ended."""
     return min((s.idx for s in steps if s.phase == phase and s.outcome in STOPS_RUN), default=None)
 
 
@@ -255,6 +256,10 @@ class RunContext:
     recorded: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     # (action, outcome) of the steps that finished before this pass (a resumed run).
     finished: list[tuple[str, str]] = field(default_factory=list)
+    # The run-phase step of an earlier pass that stopped the run (``STOPS_RUN``) when that
+    # pass's worker died before the run's outcome was written: the steps after it are left
+    # out (``runner.context_of``) and the record stage ends the run on it.
+    stopped: StepRecord | None = None
     # Said on every step this pass records (``record_step``), after the step's own message: an
     # on_resolved step of a run whose own step may not have acted (resolve.Close).
     caveat: str = ""

@@ -16,7 +16,7 @@ from receiver.pipeline.context import (
     record_step,
 )
 from receiver.store import JobKind
-from remediations.base import Outcome
+from remediations.base import Outcome, Result
 from remediations.notify.action import Notify
 
 __all__ = ["Record", "RecordEscalation"]
@@ -53,12 +53,13 @@ def _ran_dry(steps: list[tuple[str, str]]) -> bool:
 class Record:
     """record/verify: the outcome of this pass over the run, stored with what follows from it.
 
-    A failed or refused step fails the run (an ``interrupted`` one, which a worker stopped in
-    and which may have acted, fails it too, feeding the breaker: the safe side; the run's error
-    says to check the target by hand for it, and for a failed step that may have acted,
-    ``Result.may_have_acted``); a held step
-    parks it (awaiting_approval); a run whose steps that act on a system ran dry or changed
-    nothing, one of them dry, is ``dry_run`` (a ``notify`` step that was sent does not make
+    A failed or refused step fails the run (so does one of an earlier pass whose worker died
+    before writing the outcome, ``RunContext.stopped``; an ``interrupted`` one, which a worker
+    stopped in and which may have acted, fails it too, feeding the breaker: the safe side;
+    the run's error says to check the target by hand for it, and for a failed step that may
+    have acted, ``Result.may_have_acted``); a held step parks it (awaiting_approval); a run
+    whose steps that act on a system ran dry or changed nothing, one of them dry, is
+    ``dry_run`` (a ``notify`` step that was sent does not make
     it more); otherwise it waits for its alert to resolve (``verifying``, with a deadline
     job) or, with nothing to verify, has ``succeeded``.
     A failed step feeds the rule's circuit breaker (a verification's failure does so when it
@@ -78,6 +79,17 @@ class Record:
         steps = [*ctx.finished, *((step.action, result.outcome) for step, result in ctx.results)]
         outcomes = [outcome for _, outcome in steps]
         failed = [r for _, r in ctx.results if r.outcome in _STOPS]
+        if ctx.stopped is not None:
+            # An earlier pass's step stopped the run, and its worker died before writing
+            # the outcome. Whether that step failed on its alert's values is not kept: the
+            # breaker is fed (the safe side).
+            earlier = ctx.stopped
+            failed.insert(
+                0,
+                Result(
+                    Outcome(earlier.outcome), earlier.message, may_have_acted=earlier.may_have_acted
+                ),
+            )
         error: str | None = None
         schedule: list[tuple[str, float]] = []
         # Not counted in the breaker: the run failed on its alert's values (a template over
