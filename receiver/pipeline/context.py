@@ -53,6 +53,7 @@ __all__ = [
     "possible_change",
     "read_origin",
     "record_step",
+    "release_lock",
     "release_when_done",
     "stopped_at",
 ]
@@ -271,6 +272,9 @@ class RunContext:
     previews: dict[int, tuple[Mapping[str, Any], str]] = field(default_factory=dict)
     # Run when the pipeline ends, whatever the verdict (e.g. releasing the target lock).
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The target lock's release this pass registered (``release_when_done``), for the stage
+    # whose write ends the pass to give the lock back first (``release_lock``).
+    lock_release: Callable[[], Awaitable[None]] | None = None
 
     @property
     def alert(self) -> AlertEvent | None:
@@ -342,13 +346,31 @@ def release_when_done(
     deps: Deps, ctx: RunContext, request: AdmissionRequest, admission: Admission
 ) -> None:
     """Release what ``admission`` took (the target lock) when the pipeline ends, whatever the
-    verdict: a cleanup in ``ctx.cleanups``. Redis unreachable then is only logged."""
+    verdict: a cleanup in ``ctx.cleanups``, also ``ctx.lock_release`` for a stage to release
+    it sooner (``release_lock``); Redis is asked once, whichever comes first. Redis
+    unreachable then is only logged."""
+    released = False
 
     async def release() -> None:
+        nonlocal released
+        if released:
+            return
         try:
             await deps.guards.release(request, admission)
         except GuardUnavailable as exc:
             # The lock expires by its TTL; an efficiency lock, not a correctness one.
             ctx.log.warning("could not release the target lock", error=str(exc))
+        released = True
 
+    ctx.lock_release = release
     ctx.cleanups.append(release)
+
+
+async def release_lock(ctx: RunContext) -> None:
+    """Give back the target lock this pass took, now: before the write that ends the pass
+    (a run's outcome). Until that write commits the run can still be taken up again, and the
+    pass that takes it up holds the lock and gives it back in turn; released after the write,
+    a worker that died between the two left an ended run's lock on its target, which every
+    later run there waited out (``guards.lock_ttl``). Nothing when the pass took no lock."""
+    if ctx.lock_release is not None:
+        await ctx.lock_release()

@@ -14,6 +14,7 @@ from receiver.pipeline.context import (
     Deps,
     RunContext,
     record_step,
+    release_lock,
 )
 from receiver.store import JobKind
 from remediations.base import Outcome, Result
@@ -135,22 +136,29 @@ class Record:
         else:
             final = RunOutcome.SUCCEEDED
         parked_before = ctx.prior is not None and ctx.prior.outcome is final
-        # A "finished" announcement with nothing to send is recorded with the outcome. The
-        # event is not completed here: the target lock's release, the breaker's feed and any
-        # message still follow, and until they are done the event stays claimed (its alert's
-        # next event waits for them; the lease keeper keeps a lease that is still held).
-        unsent = self._announce.unsent(ctx, Announcement.FINISHED) if final in _DONE else None
-        await deps.store.set_run_outcome(
-            ctx.run_id, final, error=error, schedule=schedule, announced=unsent, lease=ctx.lease
-        )
+        # The breaker is fed and the target lock given back before the outcome is written:
+        # until that write commits the run is still running, so a worker that dies in
+        # between leaves it to its event's (or job's) retry, which takes it up again and does
+        # both once more (the failure counted once, under the run's id). Written first, a
+        # death before the other two left the run ended, its failure never counted and its
+        # target locked for `guards.lock_ttl`, since a retry leaves an ended run alone.
         if final is RunOutcome.FAILED and alert_fault:
             # Counting it would let a few bad alerts switch the rule off for the good ones.
             ctx.log.info("the circuit breaker is not fed: the step failed on the alert's values")
         elif final is RunOutcome.FAILED:
             try:
-                await deps.guards.record_result(ctx.rule, False)
+                await deps.guards.record_result(ctx.rule, False, failure_id=f"run:{ctx.run_id}")
             except GuardUnavailable as exc:
                 ctx.log.warning("could not feed the circuit breaker", error=str(exc))
+        await release_lock(ctx)
+        # A "finished" announcement with nothing to send is recorded with the outcome. The
+        # event is not completed here: any message still follows, and until it is sent the
+        # event stays claimed (its alert's next event waits for it; the lease keeper keeps a
+        # lease that is still held).
+        unsent = self._announce.unsent(ctx, Announcement.FINISHED) if final in _DONE else None
+        await deps.store.set_run_outcome(
+            ctx.run_id, final, error=error, schedule=schedule, announced=unsent, lease=ctx.lease
+        )
         deps.metrics.run_finished(ctx.rule, final)
         ctx.log.info("run finished", outcome=str(final))
         if final is RunOutcome.AWAITING_APPROVAL:

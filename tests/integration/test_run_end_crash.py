@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel
 
+from receiver.guards.policy import GuardSettings
 from receiver.model import RunOutcome
 from receiver.store import EventLease
 from remediations.base import ActionContext, Outcome, Result
 from remediations.targets import Target
 from tests.support.leases import take_over
 from tests.support.payloads import alert, notification
-from tests.support.pipeline import MakeHarness
+from tests.support.pipeline import Harness, MakeHarness
 from tests.support.rules import Restart
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -50,6 +51,26 @@ class Counts(Acts):
     async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
         self.calls += 1
         return await super().run(ctx, target, params)
+
+
+class Fails(Restart):
+    """A step that fails."""
+
+    name: ClassVar[str] = "test.fails"
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        return Result(Outcome.FAILED, "failed")
+
+
+def _rule(action: str) -> str:
+    return f"""
+rules:
+  - name: one-step
+    match: ['alertname="HighMemoryUsage"']
+    target: {{kind: Deployment, namespace: shop, name: web}}
+    steps:
+      - action: {action}
+"""
 
 
 def _labels(pod: str) -> dict[str, str]:
@@ -107,3 +128,115 @@ rules:
     assert run.outcome is expected, (run.outcome, run.error)
     assert [s.outcome for s in run.steps] == [stopper, "not_run"]
     assert run.steps[1].message == f"not run: the run ended {expected}"
+
+
+async def _dies_after_the_outcome(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, final: RunOutcome, *, at_release: bool = False
+) -> str:
+    """Worker A runs the first alert's event and dies as soon as the run's ``final`` outcome
+    has committed (``at_release``: as it releases the target lock, its call never reaching
+    Redis); worker B then takes the event over and processes it. The run's id."""
+    await h.intake.accept(notification(alert(_labels("web-1"))))
+    (claimed,) = await h.store.claim_events("worker-a", 1, 30.0)
+    set_run_outcome, release, record_result = (
+        h.store.set_run_outcome,
+        h.guards.release,
+        h.guards.record_result,
+    )
+    dead: list[bool] = []
+
+    async def dying(run_id: str, outcome: RunOutcome, **fields: Any) -> bool:
+        moved = await set_run_outcome(run_id, outcome, **fields)
+        if outcome is final:
+            dead.append(True)
+            raise WorkerDied(f"worker-a died once the run was {final}")
+        return moved
+
+    async def unless_dead(original: Any, *args: Any, **kwargs: Any) -> Any:
+        if at_release and original is release:
+            dead.append(True)
+        if dead:
+            raise WorkerDied("a dead worker's call never reaches Redis")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(h.store, "set_run_outcome", dying)
+    monkeypatch.setattr(h.guards, "release", lambda *a, **k: unless_dead(release, *a, **k))
+    monkeypatch.setattr(
+        h.guards, "record_result", lambda *a, **k: unless_dead(record_result, *a, **k)
+    )
+    with pytest.raises(WorkerDied):
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+    monkeypatch.undo()
+
+    lease = await take_over(h.store, claimed.event.id, "worker-b")
+    disposition = await h.pipeline(claimed.event, lease)
+    assert disposition.is_done
+    if not disposition.settled:
+        await h.store.complete_event(claimed.event.id, "worker-b")
+    (run,) = await h.runs()
+    assert run.outcome is final
+    return run.id
+
+
+@pytest.mark.parametrize("at_release", [False, True], ids=["after-outcome", "at-release"])
+async def test_a_run_whose_worker_died_as_it_ended_leaves_the_target_free(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch, at_release: bool
+) -> None:
+    """Before, a death after the outcome left the next run on the Deployment pending,
+    "target is locked by run <the first>", until the lock's TTL ran out. A death as the lock
+    is released (the outcome not written yet) leaves the run to its retry, which ends it."""
+    h = await make_harness(_rule(Acts.name), extra_actions=[Acts()], dry_run=False)
+    first = await _dies_after_the_outcome(
+        h, monkeypatch, RunOutcome.SUCCEEDED, at_release=at_release
+    )
+    ended = await h.store.get_run(first)
+    assert ended is not None
+    assert [s.outcome for s in ended.steps] == ["ok"]
+
+    await h.deliver(_labels("web-2"))
+    (second,) = [r for r in await h.runs() if r.id != first]
+    assert second.outcome is RunOutcome.SUCCEEDED, (second.outcome, second.error)
+
+
+async def test_a_failed_run_whose_worker_died_after_its_outcome_feeds_the_breaker(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One failure opens this rule's breaker. Before, the failure of a run whose worker died
+    once its outcome was written was never counted (and the target stayed locked), so the
+    next run waited for the lock instead of being refused by the breaker."""
+    h = await make_harness(
+        _rule(Fails.name),
+        GuardSettings(breaker_failures=1),
+        extra_actions=[Fails()],
+        dry_run=False,
+    )
+    first = await _dies_after_the_outcome(h, monkeypatch, RunOutcome.FAILED)
+
+    await h.deliver(_labels("web-2"))
+    (second,) = [r for r in await h.runs() if r.id != first]
+    assert second.outcome is RunOutcome.REFUSED, (second.outcome, second.error)
+    assert second.refusal_guard == "breaker"
+
+
+async def test_a_failure_fed_again_by_the_retry_is_counted_once(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker dies as it releases the lock, after feeding the breaker and before the
+    run's outcome: the retry feeds it again, under the same failure. With two failures to
+    open the breaker, the next run still runs (and fails: the second failure), and the one
+    after it is refused."""
+    h = await make_harness(
+        _rule(Fails.name),
+        GuardSettings(breaker_failures=2),
+        extra_actions=[Fails()],
+        dry_run=False,
+    )
+    first = await _dies_after_the_outcome(h, monkeypatch, RunOutcome.FAILED, at_release=True)
+
+    await h.deliver(_labels("web-2"))
+    (second,) = [r for r in await h.runs() if r.id != first]
+    assert second.outcome is RunOutcome.FAILED, (second.outcome, second.error)
+    await h.deliver(_labels("web-3"))
+    (third,) = [r for r in await h.runs() if r.id not in (first, second.id)]
+    assert third.outcome is RunOutcome.REFUSED, (third.outcome, third.error)
+    assert third.refusal_guard == "breaker"
