@@ -53,6 +53,7 @@ __all__ = [
     "possible_change",
     "read_origin",
     "record_step",
+    "release_lock",
     "release_when_done",
     "stopped_at",
 ]
@@ -90,10 +91,11 @@ STOPS_RUN = frozenset(Outcome(outcome) for outcome in STOPPERS)
 
 
 def stopped_at(steps: Iterable[StepRecord], phase: str) -> int | None:
-    """The index of the first step of a follow-up ``phase`` ('resolve': the undo, 'on_failed':
-    the escalation) that stopped it (``STOPS_RUN``), or None. The steps after it never run: the
-    record stage ends them ``not_run`` (``Store.stop_phase``), and a pass that takes the
-    follow-up up again leaves them out, in case a worker died before they were ended."""
+    """The index of the first step of ``phase`` ('run'; a follow-up's, 'resolve': the undo,
+    'on_failed': the escalation) that stopped it (``STOPS_RUN``), or None. The steps after it
+    never run: the record stage ends them ``not_run`` (with the run's outcome;
+    ``Store.stop_phase`` for a follow-up), and a pass that takes the run or the follow-up up
+    again leaves them out, in case a worker died before they were ended."""
     return min((s.idx for s in steps if s.phase == phase and s.outcome in STOPS_RUN), default=None)
 
 
@@ -255,6 +257,10 @@ class RunContext:
     recorded: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     # (action, outcome) of the steps that finished before this pass (a resumed run).
     finished: list[tuple[str, str]] = field(default_factory=list)
+    # The run-phase step of an earlier pass that stopped the run (``STOPS_RUN``) when that
+    # pass's worker died before the run's outcome was written: the steps after it are left
+    # out (``runner.context_of``) and the record stage ends the run on it.
+    stopped: StepRecord | None = None
     # Said on every step this pass records (``record_step``), after the step's own message: an
     # on_resolved step of a run whose own step may not have acted (resolve.Close).
     caveat: str = ""
@@ -266,6 +272,9 @@ class RunContext:
     previews: dict[int, tuple[Mapping[str, Any], str]] = field(default_factory=dict)
     # Run when the pipeline ends, whatever the verdict (e.g. releasing the target lock).
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The target lock's release this pass registered (``release_when_done``), for the stage
+    # whose write ends the pass to give the lock back first (``release_lock``).
+    lock_release: Callable[[], Awaitable[None]] | None = None
 
     @property
     def alert(self) -> AlertEvent | None:
@@ -337,13 +346,31 @@ def release_when_done(
     deps: Deps, ctx: RunContext, request: AdmissionRequest, admission: Admission
 ) -> None:
     """Release what ``admission`` took (the target lock) when the pipeline ends, whatever the
-    verdict: a cleanup in ``ctx.cleanups``. Redis unreachable then is only logged."""
+    verdict: a cleanup in ``ctx.cleanups``, also ``ctx.lock_release`` for a stage to release
+    it sooner (``release_lock``); Redis is asked once, whichever comes first. Redis
+    unreachable then is only logged."""
+    released = False
 
     async def release() -> None:
+        nonlocal released
+        if released:
+            return
         try:
             await deps.guards.release(request, admission)
         except GuardUnavailable as exc:
             # The lock expires by its TTL; an efficiency lock, not a correctness one.
             ctx.log.warning("could not release the target lock", error=str(exc))
+        released = True
 
+    ctx.lock_release = release
     ctx.cleanups.append(release)
+
+
+async def release_lock(ctx: RunContext) -> None:
+    """Give back the target lock this pass took, now: before the write that ends the pass
+    (a run's outcome). Until that write commits the run can still be taken up again, and the
+    pass that takes it up holds the lock and gives it back in turn; released after the write,
+    a worker that died between the two left an ended run's lock on its target, which every
+    later run there waited out (``guards.lock_ttl``). Nothing when the pass took no lock."""
+    if ctx.lock_release is not None:
+        await ctx.lock_release()

@@ -14,9 +14,10 @@ from receiver.pipeline.context import (
     Deps,
     RunContext,
     record_step,
+    release_lock,
 )
 from receiver.store import JobKind
-from remediations.base import Outcome
+from remediations.base import Outcome, Result
 from remediations.notify.action import Notify
 
 __all__ = ["Record", "RecordEscalation"]
@@ -53,12 +54,13 @@ def _ran_dry(steps: list[tuple[str, str]]) -> bool:
 class Record:
     """record/verify: the outcome of this pass over the run, stored with what follows from it.
 
-    A failed or refused step fails the run (an ``interrupted`` one, which a worker stopped in
-    and which may have acted, fails it too, feeding the breaker: the safe side; the run's error
-    says to check the target by hand for it, and for a failed step that may have acted,
-    ``Result.may_have_acted``); a held step
-    parks it (awaiting_approval); a run whose steps that act on a system ran dry or changed
-    nothing, one of them dry, is ``dry_run`` (a ``notify`` step that was sent does not make
+    A failed or refused step fails the run (so does one of an earlier pass whose worker died
+    before writing the outcome, ``RunContext.stopped``; an ``interrupted`` one, which a worker
+    stopped in and which may have acted, fails it too, feeding the breaker: the safe side;
+    the run's error says to check the target by hand for it, and for a failed step that may
+    have acted, ``Result.may_have_acted``); a held step parks it (awaiting_approval); a run
+    whose steps that act on a system ran dry or changed nothing, one of them dry, is
+    ``dry_run`` (a ``notify`` step that was sent does not make
     it more); otherwise it waits for its alert to resolve (``verifying``, with a deadline
     job) or, with nothing to verify, has ``succeeded``.
     A failed step feeds the rule's circuit breaker (a verification's failure does so when it
@@ -78,6 +80,17 @@ class Record:
         steps = [*ctx.finished, *((step.action, result.outcome) for step, result in ctx.results)]
         outcomes = [outcome for _, outcome in steps]
         failed = [r for _, r in ctx.results if r.outcome in _STOPS]
+        if ctx.stopped is not None:
+            # An earlier pass's step stopped the run, and its worker died before writing
+            # the outcome. Whether that step failed on its alert's values is not kept: the
+            # breaker is fed (the safe side).
+            earlier = ctx.stopped
+            failed.insert(
+                0,
+                Result(
+                    Outcome(earlier.outcome), earlier.message, may_have_acted=earlier.may_have_acted
+                ),
+            )
         error: str | None = None
         schedule: list[tuple[str, float]] = []
         # Not counted in the breaker: the run failed on its alert's values (a template over
@@ -123,22 +136,29 @@ class Record:
         else:
             final = RunOutcome.SUCCEEDED
         parked_before = ctx.prior is not None and ctx.prior.outcome is final
-        # A "finished" announcement with nothing to send is recorded with the outcome. The
-        # event is not completed here: the target lock's release, the breaker's feed and any
-        # message still follow, and until they are done the event stays claimed (its alert's
-        # next event waits for them; the lease keeper keeps a lease that is still held).
-        unsent = self._announce.unsent(ctx, Announcement.FINISHED) if final in _DONE else None
-        await deps.store.set_run_outcome(
-            ctx.run_id, final, error=error, schedule=schedule, announced=unsent, lease=ctx.lease
-        )
+        # The breaker is fed and the target lock given back before the outcome is written:
+        # until that write commits the run is still running, so a worker that dies in
+        # between leaves it to its event's (or job's) retry, which takes it up again and does
+        # both once more (the failure counted once, under the run's id). Written first, a
+        # death before the other two left the run ended, its failure never counted and its
+        # target locked for `guards.lock_ttl`, since a retry leaves an ended run alone.
         if final is RunOutcome.FAILED and alert_fault:
             # Counting it would let a few bad alerts switch the rule off for the good ones.
             ctx.log.info("the circuit breaker is not fed: the step failed on the alert's values")
         elif final is RunOutcome.FAILED:
             try:
-                await deps.guards.record_result(ctx.rule, False)
+                await deps.guards.record_result(ctx.rule, False, failure_id=f"run:{ctx.run_id}")
             except GuardUnavailable as exc:
                 ctx.log.warning("could not feed the circuit breaker", error=str(exc))
+        await release_lock(ctx)
+        # A "finished" announcement with nothing to send is recorded with the outcome. The
+        # event is not completed here: any message still follows, and until it is sent the
+        # event stays claimed (its alert's next event waits for it; the lease keeper keeps a
+        # lease that is still held).
+        unsent = self._announce.unsent(ctx, Announcement.FINISHED) if final in _DONE else None
+        await deps.store.set_run_outcome(
+            ctx.run_id, final, error=error, schedule=schedule, announced=unsent, lease=ctx.lease
+        )
         deps.metrics.run_finished(ctx.rule, final)
         ctx.log.info("run finished", outcome=str(final))
         if final is RunOutcome.AWAITING_APPROVAL:

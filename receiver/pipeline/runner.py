@@ -25,6 +25,7 @@ from receiver.pipeline.context import (
     RunContext,
     Stage,
     read_origin,
+    stopped_at,
 )
 from receiver.pipeline.execute import Execute
 from receiver.pipeline.follow_up import AdmitResolve
@@ -105,10 +106,14 @@ def context_of(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
     it was planned with. ``rule`` gives the guard spec and the announcements; None when the
     rule is no longer loaded."""
     finished = [s for s in run.steps if s.phase == "run" and s.outcome in FINISHED_STEP]
+    # A step that stopped the run stops it however late the run is taken up: its worker may
+    # have died before the outcome was written, and the steps after it never run.
+    stop = stopped_at(run.steps, "run")
     remaining = plans_of(
         s
         for s in run.steps
         if s.phase == "run"
+        and (stop is None or s.idx < stop)
         and (s.outcome not in FINISHED_STEP or s.outcome == STEP_AWAITING_APPROVAL)
     )
     ctx = RunContext(
@@ -122,6 +127,7 @@ def context_of(run: RunRecord, rule: Rule | None, log: Any) -> RunContext:
         occurrence=run.occurrence,
         prior=run,
         finished=[(s.action, s.outcome) for s in finished],
+        stopped=next((s for s in run.steps if s.phase == "run" and s.idx == stop), None),
         settle_s=run.settle_s,
         decision=run.decision,
         announce=rule.announce if rule is not None else None,
