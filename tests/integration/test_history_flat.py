@@ -13,9 +13,12 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from receiver.model import Target
 from receiver.store import Store
 from receiver.store.history import (
+    HISTORY_CALL,
     HISTORY_PLAN_SETTINGS,
     HISTORY_SQL,
     batch_arguments,
@@ -225,3 +228,69 @@ async def test_a_batch_reads_the_pending_approvals_once_not_once_a_read(store: S
     assert rows_read(plan, "approvals") == 4, json.dumps(plan, indent=1)
     assert sorted(r["tag"] for r in rows if r["part"] == "held") == [0, 1, 2, 3]
     assert {r["target_name"] for r in rows if r["part"] == "held"} == {t.name for t in targets[1:]}
+
+
+# Runs of the rule "restart" on a young store: ``$1`` of them, round robin on ``$2``
+# Deployments, created one every half second up to ``$3`` seconds ago; their alerts' fingerprints
+# start with ``$4``.
+_YOUNG_RUNS = """
+INSERT INTO runs (rule, fingerprint, starts_at, alertname, target_kind, target_namespace,
+                  target_name, outcome, dry_run, created_at)
+SELECT 'restart', $4 || lpad(to_hex(i), 15, '0'), '2026-11-25T10:00:00Z', 'HighMemoryUsage',
+       'Deployment', 'shop', 'web-' || (i % $2), 'refused', true,
+       remediator_now() - make_interval(secs => $3 + ($1 - i) * 0.5)
+FROM generate_series(1, $1::int) AS i
+"""
+
+# Index entries the scans of runs' indexes have read on this database, all indexes together.
+_RUNS_INDEX_ROWS = """
+SELECT sum(idx_tup_read)::bigint FROM pg_stat_user_indexes WHERE relname = 'runs'
+"""
+
+
+async def _runs_index_rows(conn: Any) -> int:
+    """``_RUNS_INDEX_ROWS`` with what this connection read so far counted: a backend publishes
+    its counters when it goes idle, at once when asked to (pg_stat_force_next_flush), and
+    each statement here is a transaction of its own, so it reads them afresh."""
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    rows: int = await conn.fetchval(_RUNS_INDEX_ROWS)
+    return rows
+
+
+@pytest.mark.parametrize("storm_targets", [10, 100])
+async def test_a_storms_reads_on_a_young_stores_statistics_read_their_pairs_runs_only(
+    store: Store, storm_targets: int
+) -> None:
+    # A young store: 2,000 runs of the last half hour on 10 targets, analysed (as serve's
+    # watcher analyses a table grown from nothing, receiver/store/statistics.py); then a
+    # storm's 1,000 runs on 10 or 100 targets. On those statistics the generic plan of the
+    # 'recent' part walked runs_created (or runs_rule_created), every target's runs of the
+    # window newest first, for each pair, and kept the pair's (migration 0034): 3,000 rows
+    # read a read, and each event's read grew with the storm.
+    await store._pool.execute(_YOUNG_RUNS, 2000, 10, 600.0, "a")
+    await store._pool.execute("VACUUM (ANALYZE) runs")
+    await store._pool.execute(_YOUNG_RUNS, 1000, storm_targets, 0.0, "b")
+    own = 2000 // 10 + 1000 // storm_targets  # each of web-0 to web-7's runs in the hour
+    pairs = [("restart", Target("Deployment", "shop", f"web-{i}")) for i in range(8)]
+    args = batch_arguments(
+        [
+            history_arguments(alert_event(fingerprint=f"e{i:015x}"), 3600, [pair], [], 1000)
+            for i, pair in enumerate(pairs)
+        ]
+    )
+    async with store._pool.acquire() as conn:
+        before = await _runs_index_rows(conn)
+        rows = await conn.fetch(HISTORY_CALL, *args)  # the function, as the service calls it
+        read = await _runs_index_rows(conn) - before
+
+    async def nothing() -> None:
+        return None
+
+    plan = await _plan_cached_before(store, args, nothing)  # the same plan, to show
+    recent = [r for r in rows if r["part"] == "recent"]
+    assert len(recent) == 8 * own
+    assert {(r["tag"], r["target_name"]) for r in recent} == {(i, f"web-{i}") for i in range(8)}
+    # Read: the eight pairs' runs and nothing of the other targets' (the other parts read
+    # none: no run of these episodes, no settling run).
+    assert read == 8 * own, json.dumps(plan, indent=1)
+    assert rows_read(plan, "runs") == 8 * own, json.dumps(plan, indent=1)
