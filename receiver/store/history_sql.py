@@ -1,5 +1,5 @@
 """The engine's history read as PostgreSQL runs it: the SQL of the function
-``engine_histories`` (migrations 0030 and 0034) and its arguments.
+``engine_histories`` (migrations 0030, 0034 and 0035) and its arguments.
 
 A batch of reads is one execution: the reads' parameters come as arrays, one element a read,
 and each read's rows come back with its ``tag``, its position in the batch (0 first).
@@ -51,7 +51,7 @@ def _read_pairs(first: int, part: str) -> str:
 # each part is), with the parameters of batch_arguments: each read's own parameters are the
 # columns of ``b``, its (rule, target) pairs the slices ``b.repeat_lo:b.repeat_hi`` and
 # ``b.settle_lo:b.settle_hi`` of the batch's pair arrays. The body of the function
-# engine_histories: a change here takes a migration that replaces it (0030, 0034;
+# engine_histories: a change here takes a migration that replaces it (0030, 0034, 0035;
 # test_pinned_plans.py).
 #
 # One execution for the batch: PostgreSQL initialises this plan once and runs its LATERAL part
@@ -74,14 +74,24 @@ WITH held_runs AS MATERIALIZED (
     CROSS JOIN LATERAL (SELECT * FROM runs WHERE runs.id = pending.run_id) AS runs
     WHERE runs.resolved_at IS NOT NULL AND NOT runs.undo_deferred
 )
-SELECT (b.ord - 1)::int AS tag, parts.*,
-       EXISTS (SELECT 1 FROM alert_events
-               WHERE fingerprint = b.fp AND starts_at = b.sa AND status = 'resolved'
-                 AND refire = b.rf) AS episode_resolved
-FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::timestamptz[],
-            $10::int[], $11::int[], $16::int[], $17::int[], $18::bigint[])
-     WITH ORDINALITY
-     AS b(fp, sa, rf, within_s, received, repeat_lo, repeat_hi, settle_lo, settle_hi, lim, ord)
+SELECT (b.ord - 1)::int AS tag, parts.*, b.resolved AS episode_resolved
+-- Whether the read's episode resolved, looked up once for the read (OFFSET 0 keeps b a
+-- subquery of its own, evaluated before the join), by its key in alert_events_dedupe (OFFSET 0
+-- in the EXISTS keeps PostgreSQL from answering it from a hash of every resolved event in
+-- the store). In the select list of the join it was asked again for each row the read
+-- returned (66 probes an event in a 3,000-alert storm on 10 targets, growing with it); on
+-- other statistics the generic plan hashed every resolved event of the store for each
+-- batch instead (migration 0035; test_history_flat.py).
+FROM (SELECT b.*,
+             EXISTS (SELECT 1 FROM alert_events
+                     WHERE fingerprint = b.fp AND starts_at = b.sa AND status = 'resolved'
+                       AND refire = b.rf OFFSET 0) AS resolved
+      FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::timestamptz[],
+                  $10::int[], $11::int[], $16::int[], $17::int[], $18::bigint[])
+           WITH ORDINALITY
+           AS b(fp, sa, rf, within_s, received, repeat_lo, repeat_hi, settle_lo, settle_hi,
+                lim, ord)
+      OFFSET 0) AS b
 LEFT JOIN LATERAL (
     -- The episode's runs and the settling runs are found first and put in order after
     -- (OFFSET 0 keeps the two apart): asked for them in order, the planner may rather walk all
@@ -181,8 +191,8 @@ HISTORY_PLAN_SETTINGS = (
 )
 
 # The reads of a batch as the service sends them: HISTORY_SQL with HISTORY_PLAN_SETTINGS, in
-# one statement (the function engine_histories, migrations 0030 and 0034, whose body is
-# HISTORY_SQL).
+# one statement (the function engine_histories, migrations 0030, 0034 and 0035, whose body
+# is HISTORY_SQL).
 HISTORY_CALL = "SELECT * FROM engine_histories(" + ", ".join(f"${n}" for n in range(1, 19)) + ")"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from receiver.model import Target
+from receiver.model import Status, Target
 from receiver.store import Store
 from receiver.store.history import (
     HISTORY_CALL,
@@ -242,19 +242,21 @@ SELECT 'restart', $4 || lpad(to_hex(i), 15, '0'), '2026-11-25T10:00:00Z', 'HighM
 FROM generate_series(1, $1::int) AS i
 """
 
-# Index entries the scans of runs' indexes have read on this database, all indexes together.
-_RUNS_INDEX_ROWS = """
-SELECT sum(idx_tup_read)::bigint FROM pg_stat_user_indexes WHERE relname = 'runs'
+# What the scans of ``$1``'s indexes (or of its index ``$2`` alone) have read on this
+# database: how many scans, and how many index entries.
+_INDEX_READS = """
+SELECT coalesce(sum(idx_scan), 0)::bigint, coalesce(sum(idx_tup_read), 0)::bigint
+FROM pg_stat_user_indexes WHERE relname = $1 AND ($2::text IS NULL OR indexrelname = $2)
 """
 
 
-async def _runs_index_rows(conn: Any) -> int:
-    """``_RUNS_INDEX_ROWS`` with what this connection read so far counted: a backend publishes
+async def _index_reads(conn: Any, table: str, index: str | None = None) -> tuple[int, int]:
+    """``_INDEX_READS`` with what this connection read so far counted: a backend publishes
     its counters when it goes idle, at once when asked to (pg_stat_force_next_flush), and
     each statement here is a transaction of its own, so it reads them afresh."""
     await conn.execute("SELECT pg_stat_force_next_flush()")
-    rows: int = await conn.fetchval(_RUNS_INDEX_ROWS)
-    return rows
+    row = await conn.fetchrow(_INDEX_READS, table, index)
+    return int(row[0]), int(row[1])
 
 
 @pytest.mark.parametrize("storm_targets", [10, 100])
@@ -279,9 +281,9 @@ async def test_a_storms_reads_on_a_young_stores_statistics_read_their_pairs_runs
         ]
     )
     async with store._pool.acquire() as conn:
-        before = await _runs_index_rows(conn)
+        _, before = await _index_reads(conn, "runs")
         rows = await conn.fetch(HISTORY_CALL, *args)  # the function, as the service calls it
-        read = await _runs_index_rows(conn) - before
+        read = (await _index_reads(conn, "runs"))[1] - before
 
     async def nothing() -> None:
         return None
@@ -294,3 +296,47 @@ async def test_a_storms_reads_on_a_young_stores_statistics_read_their_pairs_runs
     # none: no run of these episodes, no settling run).
     assert read == 8 * own, json.dumps(plan, indent=1)
     assert rows_read(plan, "runs") == 8 * own, json.dumps(plan, indent=1)
+
+
+async def test_a_batch_looks_each_reads_resolution_up_once_whatever_it_returns(
+    store: Store,
+) -> None:
+    # Eight reads of 50 recent runs each, four of whose episodes have resolved, on a store of
+    # 3,000 resolved events, analysed. Whether an episode resolved was asked for each row the
+    # read returned (400 probes of alert_events_dedupe), or, on other statistics, answered
+    # from a hash of every resolved event in the store, read whole for each batch (a
+    # hashed SubPlan): both grew with the storm or the store (migration 0035).
+    await store._pool.execute(
+        """INSERT INTO alert_events (fingerprint, starts_at, status, labels, alertname,
+                                     group_key, receiver, state, done_at)
+           SELECT lpad(to_hex(g), 16, '0'), '2026-01-01T00:00:00Z', 'resolved', '{}', 'Old',
+                  'k', 'r', 'done', now()
+           FROM generate_series(1, 3000) AS g"""
+    )
+    events = [alert_event(fingerprint=f"e{i:015x}") for i in range(8)]
+    await store.insert_events(
+        [new_event(e.fingerprint, Status.RESOLVED, starts_at=e.starts_at) for e in events[::2]]
+    )
+    await store._pool.execute(_YOUNG_RUNS, 400, 8, 0.0, "a")
+    await store._pool.execute("VACUUM (ANALYZE) alert_events")
+    await store._pool.execute("VACUUM (ANALYZE) runs")
+    pairs = [("restart", Target("Deployment", "shop", f"web-{i}")) for i in range(8)]
+    args = batch_arguments(
+        [
+            history_arguments(e, 3600, [pair], [], 1000)
+            for e, pair in zip(events, pairs, strict=True)
+        ]
+    )
+    async with store._pool.acquire() as conn:
+        scans, entries = await _index_reads(conn, "alert_events", "alert_events_dedupe")
+        rows = await conn.fetch(HISTORY_CALL, *args)
+        after = await _index_reads(conn, "alert_events", "alert_events_dedupe")
+
+    async def nothing() -> None:
+        return None
+
+    plan = await _plan_cached_before(store, args, nothing)  # the same plan, to show
+    assert len(rows) == 400
+    assert {(r["tag"], r["episode_resolved"]) for r in rows} == {(i, i % 2 == 0) for i in range(8)}
+    # One probe a read, each finding its resolution or none.
+    assert (after[0] - scans, after[1] - entries) == (8, 4), json.dumps(plan, indent=1)
