@@ -231,14 +231,15 @@ async def test_a_batch_reads_the_pending_approvals_once_not_once_a_read(store: S
 
 
 # Runs of the rule "restart" on a young store: ``$1`` of them, round robin on ``$2``
-# Deployments, created one every half second up to ``$3`` seconds ago; their alerts' fingerprints
-# start with ``$4``.
+# Deployments, written 32 a transaction as the worker's group commit writes them (each with its
+# transaction's time), a transaction every half second up to ``$3`` seconds ago; their alerts'
+# fingerprints start with ``$4``.
 _YOUNG_RUNS = """
 INSERT INTO runs (rule, fingerprint, starts_at, alertname, target_kind, target_namespace,
                   target_name, outcome, dry_run, created_at)
 SELECT 'restart', $4 || lpad(to_hex(i), 15, '0'), '2026-11-25T10:00:00Z', 'HighMemoryUsage',
        'Deployment', 'shop', 'web-' || (i % $2), 'refused', true,
-       remediator_now() - make_interval(secs => $3 + ($1 - i) * 0.5)
+       remediator_now() - make_interval(secs => $3 + (($1 - i) / 32) * 0.5)
 FROM generate_series(1, $1::int) AS i
 """
 
@@ -259,20 +260,21 @@ async def _index_reads(conn: Any, table: str, index: str | None = None) -> tuple
     return int(row[0]), int(row[1])
 
 
-@pytest.mark.parametrize("storm_targets", [10, 100])
+@pytest.mark.parametrize(("analysed", "storm_targets"), [(2000, 10), (2000, 100), (0, 10)])
 async def test_a_storms_reads_on_a_young_stores_statistics_read_their_pairs_runs_only(
-    store: Store, storm_targets: int
+    store: Store, analysed: int, storm_targets: int
 ) -> None:
-    # A young store: 2,000 runs of the last half hour on 10 targets, analysed (as serve's
-    # watcher analyses a table grown from nothing, receiver/store/statistics.py); then a
-    # storm's 1,000 runs on 10 or 100 targets. On those statistics the generic plan of the
-    # 'recent' part walked runs_created (or runs_rule_created), every target's runs of the
-    # window newest first, for each pair, and kept the pair's (migration 0034): 3,000 rows
-    # read a read, and each event's read grew with the storm.
-    await store._pool.execute(_YOUNG_RUNS, 2000, 10, 600.0, "a")
+    # A young store: 2,000 runs of the last half hour on 10 targets, or none, analysed (as
+    # serve's watcher analyses a table grown from nothing, receiver/store/statistics.py); then a
+    # storm's 1,000 runs on 10 or 100 targets. On the statistics of 2,000 runs the generic plan
+    # of the 'recent' part walked runs_created (or runs_rule_created), every target's runs of
+    # the window newest first, for each pair, and kept the pair's (migration 0034): 3,000 rows
+    # a read, and each event's read grew with the storm. On those of an empty table it read
+    # the rule's runs of the window down runs_rule_created and sorted them (migration 0036).
+    await store._pool.execute(_YOUNG_RUNS, analysed, 10, 600.0, "a")
     await store._pool.execute("VACUUM (ANALYZE) runs")
     await store._pool.execute(_YOUNG_RUNS, 1000, storm_targets, 0.0, "b")
-    own = 2000 // 10 + 1000 // storm_targets  # each of web-0 to web-7's runs in the hour
+    own = analysed // 10 + 1000 // storm_targets  # each of web-0 to web-7's runs in the hour
     pairs = [("restart", Target("Deployment", "shop", f"web-{i}")) for i in range(8)]
     args = batch_arguments(
         [
