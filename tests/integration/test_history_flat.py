@@ -13,9 +13,12 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from receiver.model import Target
+import pytest
+
+from receiver.model import Status, Target
 from receiver.store import Store
 from receiver.store.history import (
+    HISTORY_CALL,
     HISTORY_PLAN_SETTINGS,
     HISTORY_SQL,
     batch_arguments,
@@ -225,3 +228,117 @@ async def test_a_batch_reads_the_pending_approvals_once_not_once_a_read(store: S
     assert rows_read(plan, "approvals") == 4, json.dumps(plan, indent=1)
     assert sorted(r["tag"] for r in rows if r["part"] == "held") == [0, 1, 2, 3]
     assert {r["target_name"] for r in rows if r["part"] == "held"} == {t.name for t in targets[1:]}
+
+
+# Runs of the rule "restart" on a young store: ``$1`` of them, round robin on ``$2``
+# Deployments, written 32 a transaction as the worker's group commit writes them (each with its
+# transaction's time), a transaction every half second up to ``$3`` seconds ago; their alerts'
+# fingerprints start with ``$4``.
+_YOUNG_RUNS = """
+INSERT INTO runs (rule, fingerprint, starts_at, alertname, target_kind, target_namespace,
+                  target_name, outcome, dry_run, created_at)
+SELECT 'restart', $4 || lpad(to_hex(i), 15, '0'), '2026-11-25T10:00:00Z', 'HighMemoryUsage',
+       'Deployment', 'shop', 'web-' || (i % $2), 'refused', true,
+       remediator_now() - make_interval(secs => $3 + (($1 - i) / 32) * 0.5)
+FROM generate_series(1, $1::int) AS i
+"""
+
+# What the scans of ``$1``'s indexes (or of its index ``$2`` alone) have read on this
+# database: how many scans, and how many index entries.
+_INDEX_READS = """
+SELECT coalesce(sum(idx_scan), 0)::bigint, coalesce(sum(idx_tup_read), 0)::bigint
+FROM pg_stat_user_indexes WHERE relname = $1 AND ($2::text IS NULL OR indexrelname = $2)
+"""
+
+
+async def _index_reads(conn: Any, table: str, index: str | None = None) -> tuple[int, int]:
+    """``_INDEX_READS`` with what this connection read so far counted: a backend publishes
+    its counters when it goes idle, at once when asked to (pg_stat_force_next_flush), and
+    each statement here is a transaction of its own, so it reads them afresh."""
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    row = await conn.fetchrow(_INDEX_READS, table, index)
+    return int(row[0]), int(row[1])
+
+
+@pytest.mark.parametrize(("analysed", "storm_targets"), [(2000, 10), (2000, 100), (0, 10)])
+async def test_a_storms_reads_on_a_young_stores_statistics_read_their_pairs_runs_only(
+    store: Store, analysed: int, storm_targets: int
+) -> None:
+    # A young store: 2,000 runs of the last half hour on 10 targets, or none, analysed (as
+    # serve's watcher analyses a table grown from nothing, receiver/store/statistics.py); then a
+    # storm's 1,000 runs on 10 or 100 targets. On the statistics of 2,000 runs the generic plan
+    # of the 'recent' part walked runs_created (or runs_rule_created), every target's runs of
+    # the window newest first, for each pair, and kept the pair's (migration 0034): 3,000 rows
+    # a read, and each event's read grew with the storm. On those of an empty table it read
+    # the rule's runs of the window down runs_rule_created and sorted them (migration 0036).
+    await store._pool.execute(_YOUNG_RUNS, analysed, 10, 600.0, "a")
+    await store._pool.execute("VACUUM (ANALYZE) runs")
+    await store._pool.execute(_YOUNG_RUNS, 1000, storm_targets, 0.0, "b")
+    own = analysed // 10 + 1000 // storm_targets  # each of web-0 to web-7's runs in the hour
+    pairs = [("restart", Target("Deployment", "shop", f"web-{i}")) for i in range(8)]
+    args = batch_arguments(
+        [
+            history_arguments(alert_event(fingerprint=f"e{i:015x}"), 3600, [pair], [], 1000)
+            for i, pair in enumerate(pairs)
+        ]
+    )
+    async with store._pool.acquire() as conn:
+        _, before = await _index_reads(conn, "runs")
+        rows = await conn.fetch(HISTORY_CALL, *args)  # the function, as the service calls it
+        read = (await _index_reads(conn, "runs"))[1] - before
+
+    async def nothing() -> None:
+        return None
+
+    plan = await _plan_cached_before(store, args, nothing)  # the same plan, to show
+    recent = [r for r in rows if r["part"] == "recent"]
+    assert len(recent) == 8 * own
+    assert {(r["tag"], r["target_name"]) for r in recent} == {(i, f"web-{i}") for i in range(8)}
+    # Read: the eight pairs' runs and nothing of the other targets' (the other parts read
+    # none: no run of these episodes, no settling run).
+    assert read == 8 * own, json.dumps(plan, indent=1)
+    assert rows_read(plan, "runs") == 8 * own, json.dumps(plan, indent=1)
+
+
+async def test_a_batch_looks_each_reads_resolution_up_once_whatever_it_returns(
+    store: Store,
+) -> None:
+    # Eight reads of 50 recent runs each, four of whose episodes have resolved, on a store of
+    # 3,000 resolved events, analysed. Whether an episode resolved was asked for each row the
+    # read returned (400 probes of alert_events_dedupe), or, on other statistics, answered
+    # from a hash of every resolved event in the store, read whole for each batch (a
+    # hashed SubPlan): both grew with the storm or the store (migration 0035).
+    await store._pool.execute(
+        """INSERT INTO alert_events (fingerprint, starts_at, status, labels, alertname,
+                                     group_key, receiver, state, done_at)
+           SELECT lpad(to_hex(g), 16, '0'), '2026-01-01T00:00:00Z', 'resolved', '{}', 'Old',
+                  'k', 'r', 'done', now()
+           FROM generate_series(1, 3000) AS g"""
+    )
+    events = [alert_event(fingerprint=f"e{i:015x}") for i in range(8)]
+    await store.insert_events(
+        [new_event(e.fingerprint, Status.RESOLVED, starts_at=e.starts_at) for e in events[::2]]
+    )
+    await store._pool.execute(_YOUNG_RUNS, 400, 8, 0.0, "a")
+    await store._pool.execute("VACUUM (ANALYZE) alert_events")
+    await store._pool.execute("VACUUM (ANALYZE) runs")
+    pairs = [("restart", Target("Deployment", "shop", f"web-{i}")) for i in range(8)]
+    args = batch_arguments(
+        [
+            history_arguments(e, 3600, [pair], [], 1000)
+            for e, pair in zip(events, pairs, strict=True)
+        ]
+    )
+    async with store._pool.acquire() as conn:
+        scans, entries = await _index_reads(conn, "alert_events", "alert_events_dedupe")
+        rows = await conn.fetch(HISTORY_CALL, *args)
+        after = await _index_reads(conn, "alert_events", "alert_events_dedupe")
+
+    async def nothing() -> None:
+        return None
+
+    plan = await _plan_cached_before(store, args, nothing)  # the same plan, to show
+    assert len(rows) == 400
+    assert {(r["tag"], r["episode_resolved"]) for r in rows} == {(i, i % 2 == 0) for i in range(8)}
+    # One probe a read, each finding its resolution or none.
+    assert (after[0] - scans, after[1] - entries) == (8, 4), json.dumps(plan, indent=1)
