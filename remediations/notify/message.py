@@ -13,7 +13,8 @@ never by failing; a link that does not fit is left out rather than cut.
 What a person reads reads as written: in every Slack field and in a webhook's ``title`` and
 ``text``, a bidirectional override or isolate (U+202A-U+202E, U+2066-U+2069), another format
 character or a control character from a label or an annotation is shown as ``<U+202E>``
-(``visible``), or "restart\u202eweb" would read in another order than it is written. A
+(``visible``), or "restart\u202eweb" would read in another order than it is written (in a
+rule author's mrkdwn, ``&lt;U+202E&gt;``: a bare ``>`` would end the author's link). A
 webhook's structured fields (``alert``, ``target``, ``steps``, ``rule``, ``links``) are for
 programs: they keep the values as recorded.
 
@@ -181,7 +182,7 @@ def slack_payload(message: Message) -> dict[str, Any]:
     notifications show) and ``blocks``; every alert-derived value in a mrkdwn field is escaped,
     and every text shows its format characters as ``<U+202E>`` (``visible``)."""
     esc = _shown
-    body = visible(message.text) if message.text_is_mrkdwn else esc(message.text)
+    body = visible(message.text, mrkdwn=True) if message.text_is_mrkdwn else esc(message.text)
     title = visible(message.title)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150)}}
