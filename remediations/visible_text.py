@@ -8,8 +8,9 @@ import the service; ``receiver.text`` offers the same function to the service.
 from __future__ import annotations
 
 import unicodedata
+from urllib.parse import quote
 
-__all__ = ["visible"]
+__all__ = ["address", "visible"]
 
 # Joiners that reorder nothing, and that Persian words and emoji sequences need.
 _JOINERS = frozenset("\u200c\u200d")
@@ -38,3 +39,13 @@ def visible(text: str, *, mrkdwn: bool = False) -> str:
         return text
     opening, closing = ("&lt;", "&gt;") if mrkdwn else ("<", ">")
     return "".join(f"{opening}U+{ord(c):04X}{closing}" if _hidden(c) else c for c in text)
+
+
+def address(url: str) -> str:
+    """``url`` for a link's target: each character that does not print percent-encoded (its
+    UTF-8), as a browser sends it, so the link opens the same page and nothing in it turns the
+    text around it. Not ``visible``: ``https://x/\u200bdisk`` written as ``.../<U+200B>disk``
+    is another address (``%3CU+200B%3E``), a page the alert never linked."""
+    if url.isprintable():
+        return url
+    return "".join(c if c.isprintable() else quote(c, safe="") for c in url)

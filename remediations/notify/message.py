@@ -31,10 +31,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from remediations.base import AlertFacts
-from remediations.visible_text import visible
+from remediations.visible_text import address, visible
 
 __all__ = [
     "ChannelKind",
@@ -153,8 +153,7 @@ def _link(url: str, label: str) -> str:
     # Inside <url|label> a "|" or ">" would end the link early; the rest is escaped as text.
     # A character that shows nothing is percent-encoded, as a browser sends it: the same page,
     # and nothing that turns the text around it where Slack shows the address.
-    printable = "".join(c if c.isprintable() else quote(c, safe="") for c in url)
-    safe_url = mrkdwn_escape(printable).replace("|", "%7C")
+    safe_url = mrkdwn_escape(address(url)).replace("|", "%7C")
     return f"<{safe_url}|{_shown(label)}>"
 
 
