@@ -20,7 +20,7 @@ from datetime import datetime
 
 from receiver.guards.policy import GuardUnavailable, Refusal
 from receiver.model import GuardSpec, RunOutcome, Verdict
-from receiver.pipeline.budget import BudgetRefund
+from receiver.pipeline.budget import BudgetRefund, admission_request
 from receiver.pipeline.context import (
     RESOLVE_GUARDS,
     STEP_AWAITING_APPROVAL,
@@ -31,7 +31,6 @@ from receiver.pipeline.context import (
     release_when_done,
 )
 from receiver.pipeline.refired import withdrawn_on_take_up
-from receiver.pipeline.steps import admission_request
 from receiver.pipeline.undo import StoppedUndo, UndoNotice
 from receiver.store import JobKind
 from remediations.base import Outcome

@@ -26,7 +26,7 @@ from receiver.guards.policy import (
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
-from receiver.pipeline.budget import BudgetRefund
+from receiver.pipeline.budget import BudgetRefund, admission_request
 from receiver.pipeline.context import (
     STEP_PENDING,
     Deps,
@@ -34,7 +34,7 @@ from receiver.pipeline.context import (
     release_when_done,
 )
 from receiver.pipeline.overtaken import run_overtaken
-from receiver.pipeline.steps import StepRunner, admission_request
+from receiver.pipeline.steps import StepRunner
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
 from remediations.base import ParamsError, renders_templates
 from remediations.template_work import TemplateFailed

@@ -46,14 +46,13 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from receiver.guards.policy import AdmissionRequest
-from receiver.model import GuardSpec, StepPlan
+from receiver.model import StepPlan
 from receiver.pipeline.context import (
     STEP_OUTCOME_FACT,
     STEP_STARTED,
@@ -75,15 +74,7 @@ from remediations.base import (
 )
 from remediations.template_work import TemplateFailed
 
-__all__ = [
-    "StepRunner",
-    "acted",
-    "admission_request",
-    "alert_facts",
-    "failed",
-    "missing_clients",
-    "runs_dry",
-]
+__all__ = ["StepRunner", "acted", "alert_facts", "failed", "missing_clients", "runs_dry"]
 
 
 def missing_clients(deps: Deps, step: StepPlan, ctx: RunContext) -> list[str]:
@@ -98,25 +89,6 @@ def missing_clients(deps: Deps, step: StepPlan, ctx: RunContext) -> list[str]:
 def runs_dry(deps: Deps, ctx: RunContext, step: StepPlan) -> bool:
     """True when the step cannot change anything: dry-run mode or its system is missing."""
     return deps.settings.dry_run or bool(missing_clients(deps, step, ctx))
-
-
-def admission_request(
-    deps: Deps, ctx: RunContext, steps: Sequence[StepPlan], spec: GuardSpec
-) -> AdmissionRequest:
-    """What the guards are asked before ``steps`` of run ``ctx.run_id`` (stored) run, under
-    ``spec``: disruptive, so counted where the budget is asked, when one of them is of a
-    disruptive action and does not run dry (a step that runs dry changes nothing, so it
-    draws no slot: ``stages.Admit``, ``follow_up.AdmitResolve``)."""
-    assert ctx.run_id is not None
-    return AdmissionRequest(
-        run_id=ctx.run_id,
-        rule=ctx.rule,
-        target=ctx.target,
-        disruptive=any(
-            deps.registry.get(s.action).disruptive and not runs_dry(deps, ctx, s) for s in steps
-        ),
-        spec=spec,
-    )
 
 
 def alert_facts(ctx: RunContext) -> AlertFacts:
