@@ -43,7 +43,7 @@ from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import RESTART_WEB, MakeHarness
 from tests.support.polling import current, eventually
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, drop_database
 from tests.support.relay import HeldRelay, relay_to_postgres, through
 from tests.support.said import Said
 
@@ -207,7 +207,7 @@ async def test_a_claim_loop_waiting_out_its_backoff_ends_at_once_at_the_stop(
     try:
         await worker.start()
         await asyncio.wait_for(worker.listening.wait(), 20)
-        await _drop(pg_server, database_url)  # the database goes away
+        await drop_database(pg_server, database_url)  # the database goes away
         worker.wake()
         # Its pool connection was ended: unavailable, or the database missing when it reconnects.
         failed = ("store unavailable while claiming", "claiming work failed")
@@ -245,15 +245,6 @@ async def test_the_listen_connection_ends_as_the_stop_begins(
         )
     finally:
         await worker.stop(grace_s=1.0)
-
-
-async def _drop(pg_server: PostgresServer, database_url: str) -> None:
-    admin = await asyncpg.connect(pg_server.url("postgres"))
-    try:
-        name = database_url.rsplit("/", 1)[1]
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def test_a_job_handed_back_is_due_now_its_attempt_not_counted(store: Store) -> None:
