@@ -78,13 +78,18 @@ class IdentityResolver:
         return None if name is None else Identity(name, "operator-token", name)
 
     def trusted_peer(self, peer: str | None) -> bool:
-        """Whether ``peer`` (an IP address) is one of the trusted proxies."""
+        """Whether ``peer`` (an IP address) is one of the trusted proxies. An IPv4-mapped
+        IPv6 address (``::ffff:10.0.0.1``) is its IPv4 address: a socket listening on ``::``
+        sees IPv4 peers so, and some proxies write their hops so; as IPv6 it was in no IPv4
+        network, and a trusted proxy's own hop was taken for the client."""
         if peer is None:
             return False
         try:
             address = ipaddress.ip_address(peer)
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
         return any(address in network for network in self._trusted)
 
     def from_sso(self, headers: Mapping[str, Any], peer: str | None) -> Identity | None:

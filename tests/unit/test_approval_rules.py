@@ -147,6 +147,9 @@ def test_a_source_ip_reads_every_forwarded_line_and_a_hop_without_its_port() -> 
     assert resolver.source_ip({"X-Forwarded-For": "[2001:db8::7]:443"}, "10.0.0.1") == (
         "2001:db8::7"
     )
+    # An IPv4 proxy as a socket on `::` sees it, and a hop a proxy wrote in that form.
+    mapped = {"X-Forwarded-For": "6.6.6.6, 7.7.7.7, ::ffff:10.0.0.2"}
+    assert resolver.source_ip(mapped, "::ffff:10.0.0.1") == "7.7.7.7"
 
 
 def test_request_message_says_what_to_what_why_links_where_and_until_when() -> None:
