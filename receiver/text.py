@@ -4,15 +4,16 @@ a byte that is not UTF-8 in an environment variable or a command-line argument (
 those with ``surrogateescape``). Settings, operator bodies and the CLI's arguments refuse such
 text with their own words. And text a person reads as it is written (``visible``, whose home is
 ``remediations.visible_text``, as the ``notify`` action needs it too): what an alert says, in
-an approval's notices and page and in run announcements. Pure."""
+an approval's notices and page and in run announcements; a link's target keeps its address
+(``address``: what does not print is percent-encoded). Pure."""
 
 from __future__ import annotations
 
 import re
 
-from remediations.visible_text import visible
+from remediations.visible_text import address, visible
 
-__all__ = ["has_lone_surrogate", "visible"]
+__all__ = ["address", "has_lone_surrogate", "visible"]
 
 # In a str a surrogate is always a lone one: a decoded pair is one character.
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -8,8 +8,9 @@ import the service; ``receiver.text`` offers the same function to the service.
 from __future__ import annotations
 
 import unicodedata
+from urllib.parse import quote
 
-__all__ = ["visible"]
+__all__ = ["address", "visible"]
 
 # Joiners that reorder nothing, and that Persian words and emoji sequences need.
 _JOINERS = frozenset("\u200c\u200d")
@@ -22,7 +23,7 @@ def _hidden(c: str) -> bool:
     return category == "Cc" and c not in "\t\n"
 
 
-def visible(text: str) -> str:
+def visible(text: str, *, mrkdwn: bool = False) -> str:
     """``text`` with each character that shows nothing and changes how the text reads written
     as ``<U+202E>``: bidirectional embeddings, overrides and isolates (U+202A-U+202E,
     U+2066-U+2069: ``"approve\u202edelete"`` shows "eteled" after "approve"), Unicode's other
@@ -30,7 +31,21 @@ def visible(text: str) -> str:
     joiner and non-joiner, which reorder nothing), and control characters other than tab and
     newline. For text from an alert's labels and annotations that a person reads (an
     approval's notices and page, run announcements, a ``notify`` step's message): it must read
-    as it is."""
+    as it is. ``mrkdwn``: ``text`` is Slack mrkdwn already (a rule author's, its values
+    escaped), so the shown form is written ``&lt;U+202E&gt;``: a bare ``<`` and ``>`` are
+    Slack's link marks, and ``<U+202E>`` inside the author's ``<url|label>`` ended the link at
+    its ``>``."""
     if text.isprintable():
         return text
-    return "".join(f"<U+{ord(c):04X}>" if _hidden(c) else c for c in text)
+    opening, closing = ("&lt;", "&gt;") if mrkdwn else ("<", ">")
+    return "".join(f"{opening}U+{ord(c):04X}{closing}" if _hidden(c) else c for c in text)
+
+
+def address(url: str) -> str:
+    """``url`` for a link's target: each character that does not print percent-encoded (its
+    UTF-8), as a browser sends it, so the link opens the same page and nothing in it turns the
+    text around it. Not ``visible``: ``https://x/\u200bdisk`` written as ``.../<U+200B>disk``
+    is another address (``%3CU+200B%3E``), a page the alert never linked."""
+    if url.isprintable():
+        return url
+    return "".join(c if c.isprintable() else quote(c, safe="") for c in url)

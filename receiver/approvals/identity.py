@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from multidict import MultiMapping
 from pydantic import SecretStr
 
 from receiver.approvals.policy import Identity
@@ -76,13 +78,18 @@ class IdentityResolver:
         return None if name is None else Identity(name, "operator-token", name)
 
     def trusted_peer(self, peer: str | None) -> bool:
-        """Whether ``peer`` (an IP address) is one of the trusted proxies."""
+        """Whether ``peer`` (an IP address) is one of the trusted proxies. An IPv4-mapped
+        IPv6 address (``::ffff:10.0.0.1``) is its IPv4 address: a socket listening on ``::``
+        sees IPv4 peers so, and some proxies write their hops so; as IPv6 it was in no IPv4
+        network, and a trusted proxy's own hop was taken for the client."""
         if peer is None:
             return False
         try:
             address = ipaddress.ip_address(peer)
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
         return any(address in network for network in self._trusted)
 
     def from_sso(self, headers: Mapping[str, Any], peer: str | None) -> Identity | None:
@@ -106,12 +113,32 @@ class IdentityResolver:
         A proxy appends the address it was reached from to the X-Forwarded-For the client
         sent, so only the hops the trusted proxies appended can be believed: the first hop
         was whatever the client wrote (``X-Forwarded-For: 6.6.6.6`` made the audit of a
-        decision say it came from 6.6.6.6)."""
-        forwarded = str(headers.get("X-Forwarded-For") or "")
-        if not forwarded or not self.trusted_peer(peer):
+        decision say it came from 6.6.6.6). Every X-Forwarded-For line counts, in order (RFC
+        9110 section 5.3: they are one list): HAProxy's ``option forwardfor`` adds a line of
+        its own after the client's, and only the first line was read, the client's. A hop
+        written with a port (``7.7.7.7:5555``, ``[2001:db8::7]:443``, as some proxies write
+        it) is its address."""
+        lines = (
+            headers.getall("X-Forwarded-For", [])
+            if isinstance(headers, MultiMapping)
+            else [headers.get("X-Forwarded-For") or ""]
+        )
+        if not any(lines) or not self.trusted_peer(peer):
             return peer
-        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        hops = [_address(hop) for line in lines for hop in str(line).split(",") if hop.strip()]
         for hop in reversed(hops):
             if not self.trusted_peer(hop):
                 return hop
         return hops[0] if hops else peer
+
+
+def _address(hop: str) -> str:
+    """``hop`` of an X-Forwarded-For without its port, if it has one; else stripped as is."""
+    hop = hop.strip()
+    bracketed = re.fullmatch(r"\[([^\]]*)\](?::\d+)?", hop)
+    if bracketed:
+        return bracketed.group(1)
+    address, colon, port = hop.rpartition(":")
+    if colon and "." in address and ":" not in address and port.isdigit():
+        return address  # IPv4 with a port; a bare IPv6 address has colons of its own
+    return hop

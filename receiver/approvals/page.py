@@ -27,7 +27,7 @@ from itsdangerous import BadSignature
 from receiver.approvals.messages import alert_links
 from receiver.approvals.tokens import KeyRing
 from receiver.model import ApprovalRecord, ApprovalState
-from receiver.text import visible
+from receiver.text import address, visible
 from receiver.unreadable import unreadable_text
 from receiver.webpages import template_environment
 
@@ -86,7 +86,7 @@ class PageView:
     alertname: str
     why: str
     labels: list[tuple[str, str]]
-    links: list[tuple[str, str]]
+    links: list[tuple[str, str, str]]  # label, the link's target (``address``), shown
     before: str
     after: str
     preconditions: str
@@ -155,7 +155,7 @@ def view_of(
         alertname=visible(str(context.get("alertname") or "")),
         why=visible(str(annotations.get("summary") or annotations.get("description") or "")),
         labels=sorted((visible(str(k)), visible(str(v))) for k, v in labels),
-        links=[(label, visible(url)) for label, url in alert_links(context)],
+        links=[(label, address(url), visible(url)) for label, url in alert_links(context)],
         before=visible(_pretty(plan.get("before"))),
         after=visible(_pretty(plan.get("after"))),
         preconditions=visible(_pretty(plan.get("preconditions"))),

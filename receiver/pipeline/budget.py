@@ -1,15 +1,16 @@
-"""A budget slot given back by a run that never used it.
+"""A budget slot drawn only for a change, and given back by a run that never used it.
 
-The global budget counts disruptive actions (``receiver.guards.policy``). A run draws its slot
-when it is admitted, before a step that needs approval parks it: the slot is held for the
-change the approver may allow. When the approval expires, is rejected, or is cancelled because
-the alert resolved, the run ends having changed nothing, and its slot is given back; otherwise
-ten ignored approvals in a storm would refuse every automatic action for an hour, and the
-refusal would count ten actions that never happened. The same holds for a run admitted once
-and refused by a guard when taken up again (a pause on its way to its approved step, a breaker
-opened meanwhile: ``stages.Admit``): it ends there, and a step of it that never ran changed
-nothing. Whenever a step of the run may have acted before (one ran, failed, or was stopped in),
-the slot stays spent: the run did disrupt.
+The global budget counts disruptive actions (``receiver.guards.policy``): an admission asks it when
+one of its steps is of a disruptive action and does not run dry (``admission_request``). A run
+draws its slot when it is admitted, before a step that needs approval parks it: the slot is held
+for the change the approver may allow. When the approval expires, is rejected, or is cancelled
+because the alert resolved, the run ends having changed nothing, and its slot is given back;
+otherwise ten ignored approvals in a storm would refuse every automatic action for an hour, and the
+refusal would count ten actions that never happened. The same holds for a run admitted once and
+refused by a guard when taken up again (a pause on its way to its approved step, a breaker opened
+meanwhile: ``stages.Admit``): it ends there, and a step of it that never ran changed nothing.
+Whenever a step of the run may have acted before (one ran, failed, or was stopped in), the slot
+stays spent: the run did disrupt.
 
 "Changed nothing" is known from records written before a step could act, never from a record
 missing: a step a worker died in while its action ran has no record of its own when its action
@@ -33,18 +34,20 @@ policy), or overtaken by its alert's resolution (``overtaken.escalation_overtake
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
-from receiver.guards.policy import GuardUnavailable
+from receiver.guards.policy import AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
-from receiver.model import RunOutcome
-from receiver.pipeline.context import WORKER_STOPPED, RunContext
+from receiver.model import GuardSpec, RunOutcome, StepPlan
+from receiver.pipeline.context import WORKER_STOPPED, Deps, RunContext
+from receiver.pipeline.steps import runs_dry
 from receiver.store import RunRecord, Store, StoreUnavailable
 from remediations.base import Outcome, Registry
 
-__all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund"]
+__all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund", "admission_request"]
 
 # How long the refund's read of the run may wait on the store (seconds): it runs inside an
 # approval route's answer too, which must not wait out a frozen store's 30 s command timeout.
@@ -66,6 +69,24 @@ MAY_HAVE_CHANGED: frozenset[str] = (
 # A step that ended with one of these was recorded when it did: whatever else a step says
 # (pending, awaiting_approval, not_run, cancelled) tells nothing of whether its action began.
 _FINISHED: frozenset[str] = frozenset(o.value for o in Outcome)
+
+
+def admission_request(
+    deps: Deps, ctx: RunContext, steps: Sequence[StepPlan], spec: GuardSpec
+) -> AdmissionRequest:
+    """The guards' question (``spec``) before ``steps`` of stored run ``ctx.run_id``: counted
+    by the budget when one is of a disruptive action and does not run dry (a dry step changes
+    nothing: no slot). ``stages.Admit`` and ``follow_up.AdmitResolve`` ask it."""
+    assert ctx.run_id is not None  # stored
+    return AdmissionRequest(
+        run_id=ctx.run_id,
+        rule=ctx.rule,
+        target=ctx.target,
+        disruptive=any(
+            deps.registry.get(s.action).disruptive and not runs_dry(deps, ctx, s) for s in steps
+        ),
+        spec=spec,
+    )
 
 
 class BudgetRefund:

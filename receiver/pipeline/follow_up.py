@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
+from receiver.guards.policy import GuardUnavailable, Refusal
 from receiver.model import GuardSpec, RunOutcome, Verdict
-from receiver.pipeline.budget import BudgetRefund
+from receiver.pipeline.budget import BudgetRefund, admission_request
 from receiver.pipeline.context import (
     RESOLVE_GUARDS,
     STEP_AWAITING_APPROVAL,
@@ -31,7 +31,6 @@ from receiver.pipeline.context import (
     release_when_done,
 )
 from receiver.pipeline.refired import withdrawn_on_take_up
-from receiver.pipeline.steps import runs_dry
 from receiver.pipeline.undo import StoppedUndo, UndoNotice
 from receiver.store import JobKind
 from remediations.base import Outcome
@@ -79,18 +78,8 @@ class AdmitResolve:
         assert ctx.run_id is not None
         if not ctx.runnable:
             return Verdict.next()
-        request = AdmissionRequest(
-            run_id=ctx.run_id,
-            rule=ctx.rule,
-            target=ctx.target,
-            # Counts only where the budget is asked (an escalation may make a new change); a
-            # step that runs dry changes nothing, so it draws no slot (as ``stages.Admit``).
-            disruptive=any(
-                deps.registry.get(s.action).disruptive and not runs_dry(deps, ctx, s)
-                for s in ctx.runnable
-            ),
-            spec=GuardSpec(),
-        )
+        # Counts only where the budget is asked (an escalation may make a new change).
+        request = admission_request(deps, ctx, ctx.runnable, GuardSpec())
         if (handed_back := deps.not_admitted_at_stop(ctx)) is not None:
             return handed_back
         try:

@@ -26,7 +26,7 @@ from receiver.guards.policy import (
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
 from receiver.pipeline.approve import Approve
-from receiver.pipeline.budget import BudgetRefund
+from receiver.pipeline.budget import BudgetRefund, admission_request
 from receiver.pipeline.context import (
     STEP_PENDING,
     Deps,
@@ -34,7 +34,7 @@ from receiver.pipeline.context import (
     release_when_done,
 )
 from receiver.pipeline.overtaken import run_overtaken
-from receiver.pipeline.steps import StepRunner, runs_dry
+from receiver.pipeline.steps import StepRunner
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
 from remediations.base import ParamsError, renders_templates
 from remediations.template_work import TemplateFailed
@@ -200,16 +200,7 @@ class Admit:
         fresh = ctx.prior is None or ctx.prior.started_at is None
         if fresh and (why := self._unrenderable(ctx)) is not None:
             return await self._refuse(ctx, Refusal(TEMPLATE_GUARD, why, None))
-        request = AdmissionRequest(
-            run_id=ctx.run_id,
-            rule=ctx.rule,
-            target=ctx.target,
-            disruptive=any(
-                deps.registry.get(s.action).disruptive and not runs_dry(deps, ctx, s)
-                for s in ctx.steps
-            ),
-            spec=ctx.guards,
-        )
+        request = admission_request(deps, ctx, ctx.steps, ctx.guards)
         await deps.priority.turn()
         if (handed_back := deps.not_admitted_at_stop(ctx)) is not None:
             return handed_back

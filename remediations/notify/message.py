@@ -13,7 +13,8 @@ never by failing; a link that does not fit is left out rather than cut.
 What a person reads reads as written: in every Slack field and in a webhook's ``title`` and
 ``text``, a bidirectional override or isolate (U+202A-U+202E, U+2066-U+2069), another format
 character or a control character from a label or an annotation is shown as ``<U+202E>``
-(``visible``), or "restart\u202eweb" would read in another order than it is written. A
+(``visible``), or "restart\u202eweb" would read in another order than it is written (in a
+rule author's mrkdwn, ``&lt;U+202E&gt;``: a bare ``>`` would end the author's link). A
 webhook's structured fields (``alert``, ``target``, ``steps``, ``rule``, ``links``) are for
 programs: they keep the values as recorded.
 
@@ -30,10 +31,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from remediations.base import AlertFacts
-from remediations.visible_text import visible
+from remediations.visible_text import address, visible
 
 __all__ = [
     "ChannelKind",
@@ -152,8 +153,7 @@ def _link(url: str, label: str) -> str:
     # Inside <url|label> a "|" or ">" would end the link early; the rest is escaped as text.
     # A character that shows nothing is percent-encoded, as a browser sends it: the same page,
     # and nothing that turns the text around it where Slack shows the address.
-    printable = "".join(c if c.isprintable() else quote(c, safe="") for c in url)
-    safe_url = mrkdwn_escape(printable).replace("|", "%7C")
+    safe_url = mrkdwn_escape(address(url)).replace("|", "%7C")
     return f"<{safe_url}|{_shown(label)}>"
 
 
@@ -181,7 +181,7 @@ def slack_payload(message: Message) -> dict[str, Any]:
     notifications show) and ``blocks``; every alert-derived value in a mrkdwn field is escaped,
     and every text shows its format characters as ``<U+202E>`` (``visible``)."""
     esc = _shown
-    body = visible(message.text) if message.text_is_mrkdwn else esc(message.text)
+    body = visible(message.text, mrkdwn=True) if message.text_is_mrkdwn else esc(message.text)
     title = visible(message.title)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150)}}

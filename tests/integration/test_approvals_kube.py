@@ -69,6 +69,13 @@ async def _asked_once(env: ApprovalEnv, run_id: str) -> None:
     assert env.peer.kinds().count("approval.requested") == 1
 
 
+async def _approved(env: ApprovalEnv, approval: ApprovalRecord) -> RunRecord:
+    """``approval`` given by alice, and the work it brings done: the run as it then is."""
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+    return await env.harness.only_run()
+
+
 async def _revision_2(kube: Any, ns: str, make_deployment: MakeDeployment) -> None:
     await make_deployment("web", containers=[k8s.V1Container(name="app", image="img/a:1")])
     await _set_image(kube, ns, "img/a:2", 2)
@@ -105,10 +112,7 @@ async def test_an_approved_rollout_undo_lands_on_the_bound_revision(
     }
     assert await _image(kube_admin, ns) == "img/a:2"  # nothing happens before the decision
 
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
-    await env.harness.drain()
-
-    run = await env.harness.only_run()
+    run = await _approved(env, approval)
     assert run.outcome is RunOutcome.SUCCEEDED
     assert [(s.outcome, s.after) for s in run.steps] == [
         ("ok", {"to_revision": 1, "replicaset": rs_rev1, "images": {"app": "img/a:1"}})
@@ -128,8 +132,7 @@ async def test_a_deployment_changed_after_the_preview_is_superseded_not_rolled(
     assert approval.plan["preconditions"]["current_revision"] == "2"
 
     await _set_image(kube_admin, ns, "img/a:3", 3)  # someone deploys a fix meanwhile
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
-    await env.harness.drain()
+    await _approved(env, approval)
 
     assert await _image(kube_admin, ns) == "img/a:3"  # not rolled
     old = await env.desk.store.get_approval(approval.id)
@@ -164,10 +167,8 @@ async def test_an_approved_rollback_done_by_hand_meanwhile_is_a_noop_not_a_new_a
     env, run, approval = await _awaiting_approval(approval_env, kube_admin, ns, make_deployment)
     with control_plane.controllers_paused():
         await _patch_image(kube_admin, ns, "img/a:1")
-        await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
-        await env.harness.drain()
+        done = await _approved(env, approval)
 
-    done = await env.harness.only_run()
     before = {"revision": 2, "images": {"app": "img/a:1"}}
     assert [(s.outcome, s.before, s.after) for s in done.steps] == [("noop", before, before)], (
         done.steps
@@ -191,10 +192,7 @@ async def test_an_approved_rollback_done_by_hand_and_renumbered_is_a_noop_not_a_
     env, run, approval = await _awaiting_approval(approval_env, kube_admin, ns, make_deployment)
     rs_rev1 = approval.plan["preconditions"]["replicaset"]
     await _set_image(kube_admin, ns, "img/a:1", 3)
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
-    await env.harness.drain()
-
-    done = await env.harness.only_run()
+    done = await _approved(env, approval)
     before = {"revision": 3, "images": {"app": "img/a:1"}}
     assert [(s.outcome, s.before, s.after) for s in done.steps] == [("noop", before, before)], (
         done.steps
@@ -228,10 +226,7 @@ async def test_an_approved_rollback_whose_target_moved_past_the_approved_templat
     }
     await patch_deployment(kube_admin, ns, "web", restart, STRATEGIC_MERGE_PATCH)
     await wait_for_revision(kube_admin, ns, "web", 4)
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
-    await env.harness.drain()
-
-    done = await env.harness.only_run()
+    done = await _approved(env, approval)
     assert [s.outcome for s in done.steps] == ["refused"], done.steps
     assert done.outcome is RunOutcome.REFUSED
     assert await _image(kube_admin, ns) == "img/a:1"
@@ -294,10 +289,7 @@ async def test_an_approved_eviction_of_a_pod_gone_meanwhile_is_a_noop_not_a_new_
     # Unscheduled, the pod goes at once (no kubelet to wait for); its ReplicaSet's
     # replacement has another name.
     await core.delete_namespaced_pod(pod.metadata.name, ns)
-    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
-    await env.harness.drain()
-
-    done = await env.harness.only_run()
+    done = await _approved(env, approval)
     assert [(s.outcome, s.before, s.after) for s in done.steps] == [
         ("noop", {"pods": []}, {"pods": []})
     ], done.steps

@@ -28,7 +28,7 @@ from tests.support import payloads
 from tests.support.events import alert_event
 from tests.support.pgbouncer import PgBouncer
 from tests.support.polling import current, eventually
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, drop_database
 from tests.support.served import SAMPLE, ServeFactory, cli, database_env
 
 pytestmark = pytest.mark.postgres
@@ -312,12 +312,7 @@ async def test_serve_stops_promptly_when_its_database_went_away(
             "REMEDIATOR_DATABASE_DIRECT_URL": database_url,
         }
     )
-    admin = await asyncpg.connect(pg_server.url("postgres"))
-    try:
-        name = database_url.rsplit("/", 1)[1]
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(pg_server, database_url)
     served.proc.send_signal(signal.SIGTERM)
     # Well inside the 20 s grace for claimed work; the audit row waits 5 s at most.
     try:

@@ -16,6 +16,8 @@ every notice is counted by the peer.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import ClassVar
 
 import aiohttp
@@ -39,7 +41,7 @@ from tests.support.approvals import (
 )
 from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
-from tests.support.pipeline import MakeHarness
+from tests.support.pipeline import Harness, MakeHarness
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -307,20 +309,17 @@ async def test_a_run_left_running_by_its_dead_event_ends_once_its_alert_resolved
     assert await store.queue_depth() == 0
 
 
-async def test_a_run_whose_worker_died_before_its_step_gives_its_slot_back_without_approvals(
-    make_harness: MakeHarness, peer: Peer
-) -> None:
-    """No approval desk is configured. The run was admitted (its budget slot taken) and its
-    worker died before its step began; its event went dead, and the alert resolved: the run
-    ended ``cancelled`` but kept the slot, given back only through the desk's hook."""
-    rules = (
-        POKE_RULE_HEAD + "    steps:\n      - action: test.dies_starting\n        approval: never\n"
-    )
+@contextlib.asynccontextmanager
+async def _died_in_its_step(make_harness: MakeHarness, action: Poke) -> AsyncIterator[Harness]:
+    """A harness (budget of one, not dry) whose run of one step of ``action``, never asking
+    approval, was admitted and whose worker died in that step (``WorkerDied``), its event gone
+    dead after one failure: what the resolution that comes next finds."""
+    rules = POKE_RULE_HEAD + f"    steps:\n      - action: {action.name}\n        approval: never\n"
     async with aiohttp.ClientSession() as session:
         harness = await make_harness(
             rules,
             dry_run=False,
-            extra_actions=[DiesStarting(peer.url)],
+            extra_actions=[action],
             clients={"http": session},
             guard_settings=GuardSettings(budget_count=1),
         )
@@ -333,6 +332,17 @@ async def test_a_run_whose_worker_died_before_its_step_gives_its_slot_back_witho
             claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
         )
         assert dead == "dead"
+        yield harness
+
+
+async def test_a_run_whose_worker_died_before_its_step_gives_its_slot_back_without_approvals(
+    make_harness: MakeHarness, peer: Peer
+) -> None:
+    """No approval desk is configured. The run was admitted (its budget slot taken) and its
+    worker died before its step began; its event went dead, and the alert resolved: the run
+    ended ``cancelled`` but kept the slot, given back only through the desk's hook."""
+    async with _died_in_its_step(make_harness, DiesStarting(peer.url)) as harness:
+        store = harness.store
         run = await harness.only_run()
         assert run.outcome is RunOutcome.RUNNING
         budget = harness.guards.keys.budget()
@@ -355,27 +365,8 @@ async def test_a_run_whose_worker_died_inside_a_replay_safe_step_keeps_its_slot(
     no record (no ``started`` mark) but had poked its system. Its event went dead and the
     alert resolved: the run ended ``cancelled``, and the slot was given back as if its step
     had never run. Now it is kept: nothing written before the call says it was not made."""
-    rules = (
-        POKE_RULE_HEAD
-        + "    steps:\n      - action: test.pokes_then_dies\n        approval: never\n"
-    )
-    async with aiohttp.ClientSession() as session:
-        harness = await make_harness(
-            rules,
-            dry_run=False,
-            extra_actions=[PokesThenDies(peer.url)],
-            clients={"http": session},
-            guard_settings=GuardSettings(budget_count=1),
-        )
+    async with _died_in_its_step(make_harness, PokesThenDies(peer.url)) as harness:
         store = harness.store
-        await harness.intake.accept(notification(alert(poke_labels())))
-        (claimed,) = await store.claim_events("replica-a", 1, 30.0)
-        with pytest.raises(WorkerDied):
-            await harness.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a"))
-        dead = await store.fail_event(
-            claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
-        )
-        assert dead == "dead"
         run = await harness.only_run()
         assert [s.outcome for s in run.steps] == ["pending"]  # no record of the call
         assert peer.pokes == 1  # and yet it acted

@@ -37,12 +37,13 @@ from receiver.model import AlertEvent, Disposition, Target
 from receiver.stop_budget import CLAIM_WAIT_S
 from receiver.store import EventLease, Store
 from receiver.worker import Worker
+from receiver.worker.attempt import LeasedProcess, Process
 from tests.support.events import alert_event, new_event
 from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import RESTART_WEB, MakeHarness
 from tests.support.polling import current, eventually
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, drop_database
 from tests.support.relay import HeldRelay, relay_to_postgres, through
 from tests.support.said import Said
 
@@ -53,6 +54,23 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 async def relay(database_url: str) -> AsyncIterator[HeldRelay]:
     async with relay_to_postgres(database_url) as made:
         yield made
+
+
+def _one_at_a_time(
+    store: Store, process: Process | LeasedProcess, database_url: str, **more: Any
+) -> Worker:
+    """A worker ``a`` on ``store``, one item at a time, its lease and poll a minute (no test
+    waits for either), woken by LISTEN on ``database_url``; ``more``: its other arguments."""
+    return Worker(
+        store,
+        process,
+        owner="a",
+        concurrency=1,
+        lease_s=60.0,
+        poll_interval_s=60.0,
+        listen_dsn=database_url,
+        **more,
+    )
 
 
 async def test_a_claim_that_comes_back_after_the_stop_began_is_handed_back_unworked(
@@ -66,15 +84,7 @@ async def test_a_claim_that_comes_back_after_the_stop_began_is_handed_back_unwor
         return Disposition.done()
 
     stalled = await Store.connect(through(database_url, relay.port), min_size=1, max_size=1)
-    worker = Worker(
-        stalled,
-        process,
-        owner="a",
-        concurrency=1,
-        lease_s=60.0,
-        poll_interval_s=60.0,
-        listen_dsn=database_url,
-    )
+    worker = _one_at_a_time(stalled, process, database_url)
     try:
         relay.hold()
         await worker.start()
@@ -119,17 +129,13 @@ async def test_an_item_its_admission_hands_back_at_a_stop_is_due_again_at_once(
         return await h.pipeline(event, lease)
 
     # A backoff no test waits out: a release that waited on it would be due a minute later.
-    worker = Worker(
+    worker = _one_at_a_time(
         h.store,
         sigterm_as_it_begins,
+        database_url,
         lease_to_process=True,
-        owner="a",
-        concurrency=1,
-        lease_s=60.0,
-        poll_interval_s=60.0,
         backoff_base_s=60.0,
         backoff_max_s=60.0,
-        listen_dsn=database_url,
     )
     began = asyncio.Event()
     await worker.start()
@@ -159,15 +165,7 @@ async def test_a_claim_that_never_comes_back_holds_the_stop_no_longer_than_the_c
     # Store.connect's command timeout (30 s, the service's too) is how long asyncpg waits for
     # the server to acknowledge a cancellation: how long the stop waited before.
     stalled = await Store.connect(through(database_url, relay.port), min_size=1, max_size=1)
-    worker = Worker(
-        stalled,
-        process,
-        owner="a",
-        concurrency=1,
-        lease_s=60.0,
-        poll_interval_s=60.0,
-        listen_dsn=database_url,
-    )
+    worker = _one_at_a_time(stalled, process, database_url)
     loop = asyncio.get_running_loop()
     try:
         relay.hold()
@@ -204,22 +202,12 @@ async def test_a_claim_loop_waiting_out_its_backoff_ends_at_once_at_the_stop(
     gone = await Store.connect(database_url, min_size=1, max_size=1)
     said = Said()
     # After a failed claim, the next waits 15 to 30 s (the poll caps it at 30).
-    worker = Worker(
-        gone,
-        process,
-        owner="a",
-        concurrency=1,
-        lease_s=60.0,
-        poll_interval_s=60.0,
-        backoff_base_s=60.0,
-        listen_dsn=database_url,
-        log=said,
-    )
+    worker = _one_at_a_time(gone, process, database_url, backoff_base_s=60.0, log=said)
     loop = asyncio.get_running_loop()
     try:
         await worker.start()
         await asyncio.wait_for(worker.listening.wait(), 20)
-        await _drop(pg_server, database_url)  # the database goes away
+        await drop_database(pg_server, database_url)  # the database goes away
         worker.wake()
         # Its pool connection was ended: unavailable, or the database missing when it reconnects.
         failed = ("store unavailable while claiming", "claiming work failed")
@@ -245,15 +233,7 @@ async def test_the_listen_connection_ends_as_the_stop_begins(
     async def process(event: AlertEvent) -> Disposition:
         return Disposition.done()
 
-    worker = Worker(
-        store,
-        process,
-        owner="a",
-        concurrency=1,
-        lease_s=60.0,
-        poll_interval_s=60.0,
-        listen_dsn=database_url,
-    )
+    worker = _one_at_a_time(store, process, database_url)
     await worker.start()
     try:
         await asyncio.wait_for(worker.listening.wait(), 20)
@@ -265,15 +245,6 @@ async def test_the_listen_connection_ends_as_the_stop_begins(
         )
     finally:
         await worker.stop(grace_s=1.0)
-
-
-async def _drop(pg_server: PostgresServer, database_url: str) -> None:
-    admin = await asyncpg.connect(pg_server.url("postgres"))
-    try:
-        name = database_url.rsplit("/", 1)[1]
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def test_a_job_handed_back_is_due_now_its_attempt_not_counted(store: Store) -> None:

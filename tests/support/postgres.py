@@ -29,6 +29,7 @@ __all__ = [
     "PostgresServer",
     "PostgresUnavailable",
     "StopMode",
+    "drop_database",
     "find_bin_dir",
     "free_port",
     "frozen_postmaster",
@@ -231,4 +232,15 @@ async def login_role(admin_url: str, prefix: str) -> AsyncIterator[str]:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
         )
         await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
+
+
+async def drop_database(pg_server: PostgresServer, database_url: str) -> None:
+    """Drop the database ``database_url`` names on ``pg_server``, its sessions ended (``WITH
+    (FORCE)``): the database goes away under whatever uses it."""
+    admin = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        name = database_url.rsplit("/", 1)[1]
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
         await admin.close()

@@ -5,6 +5,7 @@ went out as they were: "approve\\u202edelete" read "eteled" after "approve". Pur
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -90,3 +91,15 @@ def test_the_approval_page_shows_them() -> None:
     assert f"restart {escaped(SHOWN)}api" in page
     assert "approve&lt;U+202E&gt;delete" in page
     assert view.labels == [("team", f"ops{SHOWN}")]
+
+
+def test_a_link_on_the_approval_page_opens_the_address_the_alert_gave() -> None:
+    # The runbook's address holds a zero-width space. Shown as <U+200B>, it was the link's
+    # target too: the browser opened .../%3CU+200B%3Edisk, a page the alert never linked.
+    record = approval()
+    context = {**record.context, "annotations": {"runbook_url": "https://rb.example/\u200bdisk"}}
+    view = view_of(dataclasses.replace(record, context=context), can_decide=False)
+    page = PageRenderer().render("approval", nonce="n", v=view, max_reason=1000)
+    assert 'href="https://rb.example/%E2%80%8Bdisk"' in page  # as a browser sends it
+    assert "<small>https://rb.example/&lt;U+200B&gt;disk</small>" in page
+    assert "\u200b" not in page

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import SecretStr
 
 from receiver.approvals.identity import IdentityResolver, token_table
@@ -128,6 +129,27 @@ def test_identities_come_from_tokens_or_a_trusted_proxy_only() -> None:
     # Every hop a trusted proxy: the first of them, the nearest to the client.
     assert resolver.source_ip({"X-Forwarded-For": "10.0.0.3, 10.0.0.2"}, "10.0.0.1") == "10.0.0.3"
     assert resolver.source_ip({"X-Forwarded-For": " , "}, "10.0.0.1") == "10.0.0.1"
+
+
+def test_a_source_ip_reads_every_forwarded_line_and_a_hop_without_its_port() -> None:
+    resolver = IdentityResolver(
+        token_table({}), trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),)
+    )
+    # HAProxy's `option forwardfor` adds a line after the one the client sent: the headers as
+    # aiohttp hands them over, two lines of one name.
+    lines = CIMultiDict([("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "7.7.7.7")])
+    assert resolver.source_ip(CIMultiDictProxy(lines), "10.0.0.1") == "7.7.7.7"
+    lines = CIMultiDict([("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "7.7.7.7, 10.0.0.2")])
+    assert resolver.source_ip(CIMultiDictProxy(lines), "10.0.0.1") == "7.7.7.7"
+    # A trusted proxy that writes its port is still the trusted proxy, not the client.
+    ported = {"X-Forwarded-For": "6.6.6.6, 7.7.7.7:5555, 10.0.0.2:41000"}
+    assert resolver.source_ip(ported, "10.0.0.1") == "7.7.7.7"
+    assert resolver.source_ip({"X-Forwarded-For": "[2001:db8::7]:443"}, "10.0.0.1") == (
+        "2001:db8::7"
+    )
+    # An IPv4 proxy as a socket on `::` sees it, and a hop a proxy wrote in that form.
+    mapped = {"X-Forwarded-For": "6.6.6.6, 7.7.7.7, ::ffff:10.0.0.2"}
+    assert resolver.source_ip(mapped, "::ffff:10.0.0.1") == "7.7.7.7"
 
 
 def test_request_message_says_what_to_what_why_links_where_and_until_when() -> None:

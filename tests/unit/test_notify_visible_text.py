@@ -14,6 +14,7 @@ from remediations.notify.message import (
     Event,
     Message,
     StepSummary,
+    mrkdwn_value,
     slack_payload,
     webhook_payload,
 )
@@ -69,14 +70,29 @@ def test_a_slack_message_shows_every_format_character() -> None:
         header = payload["blocks"][0]["text"]["text"]
         assert header == f"Done: shop/api{SHOWN}"
         body = payload["blocks"][1]["text"]["text"]
-        assert body == f"*bold* restart<U+202E>bew {SHOWN}".replace(
-            "<", "&lt;" if not mrkdwn else "<"
-        ).replace(">", "&gt;" if not mrkdwn else ">")
+        # Escaped where it was plain text, and written so where it was mrkdwn already.
+        assert body == f"*bold* restart&lt;U+202E&gt;bew {SHOWN_MRKDWN}"
         fields = "\n".join(f["text"] for f in payload["blocks"][2]["fields"])
         assert f"Down{SHOWN_MRKDWN}" in fields
         assert f"shop/api{SHOWN_MRKDWN}" in fields
         assert f"restarted api{SHOWN_MRKDWN}" in payload["blocks"][3]["text"]["text"]
         assert payload["text"].startswith(f"Done: shop/api{SHOWN_MRKDWN}: ")
+
+
+def test_a_value_in_an_authors_slack_link_shows_its_characters_inside_the_link() -> None:
+    # `<{{ run.url }}|{{ labels.team }}>` rendered for Slack (mrkdwn_value on each value): a
+    # shown form written with a bare `>` ended the link inside the label, which then read
+    # "ops<U+202E" and a stray ">"; in the URL, it cut the address short.
+    label = mrkdwn_value("ops\u202e")
+    url = mrkdwn_value("https://runbooks.example/\u200bdisk")
+    text = f"<https://remediator.example/r1|{label}> <{url}|Runbook>"
+    payload = slack_payload(Message(event=Event.STEP, title="t", text=text, text_is_mrkdwn=True))
+    body = payload["blocks"][1]["text"]["text"]
+    assert body == (
+        "<https://remediator.example/r1|ops&lt;U+202E&gt;>"
+        " <https://runbooks.example/&lt;U+200B&gt;disk|Runbook>"
+    )
+    assert body.count("<") == body.count(">") == 2  # two links, each closed where it ends
 
 
 def test_a_webhook_shows_them_in_its_text_and_keeps_the_recorded_fields() -> None:
