@@ -104,6 +104,8 @@ class AdmitResolve:
         if not admission.admitted:
             assert admission.refusal is not None
             return await self.refused(ctx, admission.refusal)
+        # Its lock token, which Execute checks the lock still holds before each later step.
+        ctx.admission = admission
         release_when_done(deps, ctx, request, admission)
         if await withdrawn_on_take_up(deps, ctx):
             return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
