@@ -113,7 +113,13 @@ class AdmitResolve:
         # and whether it drew a budget slot of its own (given back if it is refused for good).
         checked, fence, drawn = admission.checked, admission.fence, admission.budget_drawn
         await deps.store.record_admission(
-            ctx.run_id, checked, phase=ctx.phase, fence=fence, lease=ctx.lease, budget_drawn=drawn
+            ctx.run_id,
+            checked,
+            phase=ctx.phase,
+            fence=fence,
+            lease=ctx.lease,
+            budget_drawn=drawn,
+            lock_token=admission.lock_token,
         )
         ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)
         return Verdict.next()
