@@ -55,6 +55,13 @@ __all__ = ["Guards"]
 
 _T = TypeVar("_T")
 
+# Asked with the pause before each step after a run's first (``Guards.between_steps``): whether
+# the target lock still holds the token the run's admission wrote (lua/admit.lua,
+# ``checks.held``). Not one of GUARDS: it only reads, and admits nobody.
+_HELD = Guard("held", keys=lambda c: [c.keys.lock(c.req.target)], args=lambda c: [c.lock_token])
+# The name a lost lock is refused under, as the run records it (``policy.REFUSAL_NAMES``).
+_LOCK = "lock"
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -170,6 +177,35 @@ class Guards:
             retry_at=from_ms(retry_ms) if retry_ms >= 0 else None,
         )
         return Admission(admitted=False, refusal=refusal, checked=checked)
+
+    async def between_steps(self, req: AdmissionRequest, lock_token: str | None) -> Refusal | None:
+        """Whether ``req``'s run may take its next step, in one script (one round trip): the
+        pause's refusal, else, when ``lock_token`` is given (the token the run's admission
+        took the target lock with), a refusal by the ``lock`` guard when the lock no longer
+        holds exactly that token (it expired, was deleted, was lost with a Redis that
+        restarted without its data, or another run or admission took it). None: the step may
+        run. Commits nothing. Raises GuardUnavailable (the caller runs nothing more now) or
+        GuardError, as ``admit``."""
+        guards = [g for g in self._guards if g.name == "pause"]
+        if lock_token is not None:
+            guards.append(_HELD)
+        keys, argv, _ = admit_call(
+            guards,
+            req,
+            policy=self._policy,
+            settings=self._settings,
+            lock_token=lock_token or "",
+            now_ms=self._now_ms(),
+        )
+        reply = await self._call("between_steps", lambda: self._admit(keys, argv))
+        if int(reply[0]) == 1:
+            return None
+        guard, retry_ms = _text(reply[1]), int(reply[3])
+        return Refusal(
+            guard=_LOCK if guard == _HELD.name else guard,
+            reason=_text(reply[2]),
+            retry_at=from_ms(retry_ms) if retry_ms >= 0 else None,
+        )
 
     async def release(self, req: AdmissionRequest, admission: Admission) -> bool:
         """Release the target lock if it still holds this admission's token (never another's,

@@ -179,7 +179,9 @@ class Approve:
         a resolution cancels a pending approval. Nothing is written while the alert still
         fires."""
         assert ctx.run_id is not None
-        if not await run_overtaken(self._deps, ctx.run_id, ctx.rule, ctx.log, ctx.lease):
+        if not await run_overtaken(
+            self._deps, ctx.run_id, ctx.rule, ctx.target, ctx.log, ctx.lease
+        ):
             return False
         ctx.log.info("approved step not run: its alert resolved", step=step.index)
         return True

@@ -11,10 +11,10 @@ from receiver.pipeline.context import STOPS_RUN, Deps, RunContext, record_step
 from receiver.pipeline.steps import StepRunner
 from remediations.base import Outcome, Result
 
-__all__ = ["PAUSE_GUARD", "Execute"]
+__all__ = ["Execute"]
 
-# The guard asked again before each step after a run's first (Execute): the kill switch.
-PAUSE_GUARD = "pause"
+# The guard a lost target lock is refused under (``Guards.between_steps``).
+_LOCK_GUARD = "lock"
 
 
 class Execute:
@@ -22,9 +22,14 @@ class Execute:
     is refused by its precondition or was interrupted by a worker's stop (``STOPS_RUN``)
     stops the rest. Before each step after the first, and before a first one when this pass
     settled a step already (a held step that changed nothing: ``turns.StepTurns``), the kill
-    switch is asked again (one Redis call; the first step's admission was just asked): a
-    pause set while the earlier steps acted stops the rest as the phase's admission would
-    have. A run's next step is
+    switch is asked again, and the target lock is confirmed to hold still the token this
+    pass's admission took it with (one Redis script for both; the first step's admission was
+    just asked): a pause set while the earlier steps acted stops the rest as the phase's
+    admission would have. So does a lock lost meanwhile (expired during a long step, deleted,
+    or gone with a Redis that restarted without its data, when another run on the target may
+    have been admitted): the steps left never act on a target the run may not hold alone,
+    refused (a run's) or held for a job that admits them again (a follow-up's), with a message
+    saying the lock was lost. A run's next step is
     refused and the run ends (``Admit``); a follow-up's (on_resolved, on_failed) go to
     ``hold``, its admission's refusal (``follow_up.AdmitResolve.refused``: held, tried again by
     a job once the pause ends). A pause that cannot be checked runs nothing more now: the
@@ -62,14 +67,15 @@ class Execute:
             # step that changed nothing: ``turns.StepTurns``), the pause may have come since.
             if n or ctx.results:
                 try:
-                    refusal = await self._paused(ctx)
+                    refusal = await self._between_steps(ctx)
                 except GuardUnavailable as exc:
                     ctx.log.warning(
                         "guards unavailable; the steps left wait", step=step.index, error=str(exc)
                     )
                     return Verdict.retry(
                         self._deps.settings.guards_down_retry_s,
-                        f"guards unavailable (Redis): the pause could not be checked before "
+                        f"guards unavailable (Redis): the pause and the target lock could not "
+                        f"be checked before "
                         f"step {step.index}, so the steps left wait; it will be retried",
                     )
                 if refusal is not None:
@@ -82,25 +88,31 @@ class Execute:
                 break
         return Verdict.next()
 
-    async def _paused(self, ctx: RunContext) -> Refusal | None:
-        """The pause's refusal of the next step, or None. Raises GuardUnavailable."""
+    async def _between_steps(self, ctx: RunContext) -> Refusal | None:
+        """The refusal of the next step by the pause or by a lost target lock, or None.
+        Raises GuardUnavailable."""
         assert ctx.run_id is not None
         request = AdmissionRequest(ctx.run_id, ctx.rule, ctx.target, False, GuardSpec())
-        admission = await self._deps.guards.admit(request, only=(PAUSE_GUARD,))
-        return None if admission.admitted else admission.refusal
+        # No admission this pass (none took the lock), no lock to confirm.
+        token = ctx.admission.lock_token if ctx.admission is not None else None
+        return await self._deps.guards.between_steps(request, token)
 
     async def _stopped(self, ctx: RunContext, n: int, refusal: Refusal) -> Verdict:
-        """The pause came while step ``n - 1`` acted: the steps from ``n`` on do not run now."""
-        ctx.log.warning("steps left not run: paused", step=ctx.runnable[n].index)
+        """The pause, or the loss of the target lock, came while step ``n - 1`` acted: the
+        steps from ``n`` on do not run now."""
+        lost = refusal.guard == _LOCK_GUARD
+        ctx.log.warning(
+            "steps left not run: " + ("the target lock was lost" if lost else "paused"),
+            step=ctx.runnable[n].index,
+            reason=refusal.reason,
+        )
         if self._hold is not None:
             ctx.runnable = ctx.runnable[n:]
             return await self._hold(ctx, refusal)
         self._deps.metrics.guard_refused(refusal.guard)
         step = ctx.runnable[n]
-        message = (
-            f"refused by the {refusal.guard} guard: {refusal.reason} "
-            "(set while the earlier steps acted)"
-        )
+        when = "while the earlier steps acted" if lost else "set while the earlier steps acted"
+        message = f"refused by the {refusal.guard} guard: {refusal.reason} ({when})"
         await record_step(self._deps, ctx, step, Outcome.REFUSED, message)
         ctx.results.append((step, Result(Outcome.REFUSED, message)))
         return Verdict.next()

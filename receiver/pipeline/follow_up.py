@@ -93,6 +93,8 @@ class AdmitResolve:
         if not admission.admitted:
             assert admission.refusal is not None
             return await self.refused(ctx, admission.refusal)
+        # Its lock token, which Execute checks the lock still holds before each later step.
+        ctx.admission = admission
         release_when_done(deps, ctx, request, admission)
         if await withdrawn_on_take_up(deps, ctx):
             return Verdict.stop(self._outcome, "undo withdrawn: the alert fired again")
@@ -100,7 +102,13 @@ class AdmitResolve:
         # and whether it drew a budget slot of its own (given back if it is refused for good).
         checked, fence, drawn = admission.checked, admission.fence, admission.budget_drawn
         await deps.store.record_admission(
-            ctx.run_id, checked, phase=ctx.phase, fence=fence, lease=ctx.lease, budget_drawn=drawn
+            ctx.run_id,
+            checked,
+            phase=ctx.phase,
+            fence=fence,
+            lease=ctx.lease,
+            budget_drawn=drawn,
+            lock_token=admission.lock_token,
         )
         ctx.log.info("follow-up steps admitted", phase=ctx.phase, fence=admission.fence)
         return Verdict.next()

@@ -72,7 +72,7 @@ class JobHandler:
             if (
                 run is not None
                 and run.outcome in RESUMABLE
-                and await run_overtaken(self._deps, run.id, run.rule, log, job.fence)
+                and await run_overtaken(self._deps, run.id, run.rule, run.target, log, job.fence)
             ):
                 run = await self._deps.store.get_run(job.run_id)
             rule = self._rules.current.by_name(run.rule) if run is not None else None

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from receiver.model import RunOutcome
+from receiver.guards.policy import Admission, AdmissionRequest, GuardError, GuardUnavailable
+from receiver.model import GuardSpec, RunOutcome
 from receiver.pipeline.budget import BudgetRefund
 from receiver.pipeline.context import Deps, RunContext
-from receiver.store import LeaseFence
+from receiver.store import LeaseFence, StoreUnavailable
 from remediations.notify.action import Notify
+from remediations.targets import Target
 
-__all__ = ["MESSAGES", "escalation_overtaken", "run_overtaken"]
+__all__ = ["MESSAGES", "escalation_overtaken", "release_admitted_lock", "run_overtaken"]
 
 # The actions that only tell people: left to run once the alert resolved (when they need no
 # approval), the failure they report having happened.
@@ -60,23 +62,62 @@ async def escalation_overtaken(deps: Deps, ctx: RunContext) -> bool:
     return True
 
 
+async def release_admitted_lock(
+    deps: Deps, run_id: str, rule: str, target: Target, log: Any
+) -> bool:
+    """Release ``target``'s lock if it still holds exactly the token the last admission of
+    run ``run_id``'s own steps (phase 'run') took it with (``Store.admitted_lock``,
+    ``Guards.release``: compare-and-delete); whether it did.
+
+    For a pass that has just ended the run without holding the lock itself: the worker that
+    was admitted died holding it (SIGKILL mid-step), and the run was then ended by its
+    alert's resolution or refused as it was taken up again. Before, the lock stayed until
+    ``guards.lock_ttl`` and every later run on the target waited it out. Releasing any lock
+    of the run would be unsafe: its on_resolved and on_failed steps are admitted under the
+    same run id, each with a token of its own, which this leaves alone, as it leaves a later
+    admission's and another run's. Redis or the store unreachable: logged, the lock ends with
+    its TTL."""
+    try:
+        token = await deps.store.admitted_lock(run_id)
+        if token is None:
+            return False
+        request = AdmissionRequest(run_id, rule, target, False, GuardSpec())
+        released = await deps.guards.release(request, Admission(True, lock_token=token))
+    except (GuardUnavailable, GuardError, StoreUnavailable) as exc:
+        log.warning("could not release the lock the run's admission took", error=str(exc))
+        return False
+    if released:
+        log.info("released the target lock the run's dead worker held")
+    return released
+
+
 async def run_overtaken(
-    deps: Deps, run_id: str, rule: str, log: Any, lease: LeaseFence | None = None
+    deps: Deps,
+    run_id: str,
+    rule: str,
+    target: Target,
+    log: Any,
+    lease: LeaseFence | None = None,
 ) -> bool:
     """Whether the alert of run ``run_id`` (of rule ``rule``), still open, has resolved, in
     which case it is ended now (``Store.end_resolved_run``: ``cancelled``, its held step
     ``not_run`` or ``cancelled``, its approvals, pending or approved, ``cancelled``, its
     other steps left ``not_run``; audited), counted, the approvers told (when an approval desk
     is configured), and the budget slot it never used given back (``BudgetRefund``, desk or
-    none: only when none of its steps may have changed anything). One transaction; nothing is
-    written while the alert still fires, or once the run has ended. A failure to give the
-    slot back is logged: the slot leaves the window with time. ``lease``: the claim of the
+    none: only when none of its steps may have changed anything), and the target lock its
+    last admission took released when it still holds it (``release_admitted_lock``: a
+    worker that died mid-step). One transaction; nothing is written while the alert still
+    fires, or once the run has ended. A failure to give the slot back is logged: the slot
+    leaves the window with time. ``lease``: the claim of the
     job or event that looks; LeaseLost, nothing written, once its owner lost it."""
     ended = await deps.store.end_resolved_run(run_id, lease)
     if ended is None:
         return False
     log.info("run ended: its alert resolved before its steps left ran", error=ended.error)
     deps.metrics.run_finished(rule, RunOutcome.CANCELLED)
+    # After the ending committed: released before, a run whose alert had not resolved after
+    # all would be left without its lock. A death in between leaves it to its TTL.
+    await release_admitted_lock(deps, run_id, rule, target, log)
     # With or without an approval desk: a run admitted, whose worker stopped before any step
     # began, kept its slot when none was configured (the desk's hook was the only way back).
     # Given back only when its records say no step can have acted (BudgetRefund).

@@ -33,7 +33,7 @@ from receiver.pipeline.context import (
     RunContext,
     release_when_done,
 )
-from receiver.pipeline.overtaken import run_overtaken
+from receiver.pipeline.overtaken import release_admitted_lock, run_overtaken
 from receiver.pipeline.steps import StepRunner
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
 from remediations.base import ParamsError, renders_templates
@@ -234,7 +234,9 @@ class Admit:
             # A new run is stored admitted and running in one statement, with its "started"
             # announcement when there is nothing to send.
             started = self._announce.unsent(ctx, Announcement.STARTED)
-            admitted = admitted_data(admission.checked, fence=admission.fence)
+            admitted = admitted_data(
+                admission.checked, fence=admission.fence, lock_token=admission.lock_token
+            )
             async with _released_if_unrecorded(deps, request, admission):
                 created = await stored(ctx, announced=started, admitted=admitted)
             if not created:
@@ -255,11 +257,12 @@ class Admit:
                     fence=admission.fence,
                     lease=ctx.lease,
                     expect=expect,
+                    lock_token=admission.lock_token,
                 )
             if not taken:
                 await self._give_back(ctx, request, admission, fresh=fresh)
                 # Its alert resolved meanwhile: it ends here (one ended already is left alone).
-                await run_overtaken(deps, ctx.run_id, ctx.rule, ctx.log, ctx.lease)
+                await run_overtaken(deps, ctx.run_id, ctx.rule, ctx.target, ctx.log, ctx.lease)
                 return Verdict.stop(expect, "the run ended, or its alert resolved, before it ran")
             ctx.admission = admission
             release_when_done(deps, ctx, request, admission)
@@ -339,6 +342,8 @@ class Admit:
                 await deps.approvals.phase_ended(recorded.approvals)
             if ctx.prior is not None and ctx.prior.started_at is not None:
                 await self._refund.refused(ctx.run_id, ctx.log)
+                # Its last admission's lock, which a worker that died may still hold.
+                await release_admitted_lock(deps, ctx.run_id, ctx.rule, ctx.target, ctx.log)
         deps.metrics.guard_refused(refusal.guard)
         deps.metrics.run_finished(ctx.rule, RunOutcome.REFUSED)
         ctx.log.info(

@@ -49,12 +49,14 @@ class Admissions(Database):
         lease: LeaseFence | None = None,
         expect: RunOutcome | None = None,
         budget_drawn: bool = False,
+        lock_token: str | None = None,
     ) -> bool:
         """The guards let the run (its ``phase``: 'run', 'resolve' or 'on_failed') through:
-        audited as ``run.admitted`` with the guards asked, in order, and ``fence``, the target
-        lock's (and ``budget_drawn``: this admission drew a budget slot of its own,
-        ``admitted_data``). False when the run does not exist. ``lease``: the claim the write
-        is made under; LeaseLost, nothing written, once its owner lost it (fence.py).
+        audited as ``run.admitted`` with the guards asked, in order, ``fence``, the target
+        lock's, and ``lock_token``, the lock's token (and ``budget_drawn``: this admission drew
+        a budget slot of its own; ``admitted_data``). False when the run does not exist.
+        ``lease``: the claim the write is made under; LeaseLost, nothing written, once its
+        owner lost it (fence.py).
 
         ``expect``: a run taken up again (phase 'run') is admitted only while its outcome is
         still the one it was taken up with and its alert has not resolved (``RESOLVED_SQL``: a
@@ -83,7 +85,9 @@ class Admissions(Database):
             fingerprint = row["fingerprint"]
             if fingerprint is None:
                 return False
-            data = admitted_data(guards, phase, fence, budget_drawn=budget_drawn)
+            data = admitted_data(
+                guards, phase, fence, budget_drawn=budget_drawn, lock_token=lock_token
+            )
             await append_in_tx(conn, "run.admitted", run_id, fingerprint, data)
             if expect is not None and expect is not RunOutcome.RUNNING:
                 await append_in_tx(
@@ -105,6 +109,22 @@ class Admissions(Database):
                 phase,
             )
         return bool(found)
+
+    async def admitted_lock(self, run_id: str, phase: str = "run") -> str | None:
+        """The target lock's token that the last admission of the run's ``phase`` took (its
+        ``run.admitted`` row's ``lock_token``); None when the phase was never admitted, its
+        admission took no lock, or it was recorded by a version that did not write the
+        token. A pass that ends the run without holding the lock releases this one, exactly
+        (``pipeline.overtaken.release_admitted_lock``)."""
+        with translate():
+            found = await self._pool.fetchval(
+                """SELECT data->>'lock_token' FROM audit_log
+                   WHERE run_id = $1::uuid AND kind = 'run.admitted' AND data->>'phase' = $2
+                   ORDER BY id DESC LIMIT 1""",
+                run_id,
+                phase,
+            )
+        return None if found is None else str(found)
 
     async def admitted_since_parked(self, run_id: str, phase: str) -> bool:
         """Whether the last admission of the run's ``phase`` (its ``run.admitted`` row, written

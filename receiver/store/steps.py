@@ -234,15 +234,20 @@ def admitted_data(
     fence: int | None = None,
     *,
     budget_drawn: bool = False,
+    lock_token: str | None = None,
 ) -> dict[str, Any]:
     """The data of a ``run.admitted`` audit row: the run's ``phase`` ('run'; 'resolve' for
     on_resolved steps, 'on_failed' for an escalation), the guards asked, in order, and the target
     lock's fence; with ``budget_drawn``, ``"budget_drawn": true``: this admission drew a global
     budget slot of its own (``Admission.budget_drawn``; said of an escalation's, which shares
-    its run's slot while that is in the window: ``Store.follow_up_drew_budget``)."""
+    its run's slot while that is in the window: ``Store.follow_up_drew_budget``); with
+    ``lock_token``, the token the admission took the target lock with, so that a pass ending
+    the run after its worker died can release exactly that lock (``Store.admitted_lock``)."""
     data: dict[str, Any] = {"phase": phase, "guards": list(guards), "fence": fence}
     if budget_drawn:
         data["budget_drawn"] = True
+    if lock_token:
+        data["lock_token"] = lock_token
     return data
 
 

@@ -197,6 +197,21 @@ commits.lock = function(keys, args)
   return args[1], redis.call('INCR', keys[2])
 end
 
+-- KEYS: lock. ARGS: the token the run's admission wrote. Not an admission's guard: asked with
+-- the pause between a run's steps (Guards.between_steps), it only reads and commits nothing.
+-- Passes while the lock still holds exactly that token; a lock gone (expired, deleted, or a
+-- Redis that restarted without its data) or holding another token (another run's, or a later
+-- admission of this run by another worker) refuses: the steps left must not act on a target
+-- the run may no longer hold alone.
+checks.held = function(keys, args)
+  local token, until_ms = read_until(keys[1])
+  if token == args[1] then return nil end
+  if not token then
+    return 'the target lock was lost: it is no longer held (it expired, or Redis lost it)', nil
+  end
+  return 'the target lock was lost: it is now held by run ' .. lock_holder(token), until_ms
+end
+
 -- Parse the guard list, then find the clock after it.
 local plan = {}
 local ki, ai = 1, 3
