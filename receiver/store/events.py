@@ -32,7 +32,7 @@ from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.failures import Failures
 from receiver.store.leases import EVENTS, Leases, complete_sql
-from receiver.store.occurrences import REFIRE_SQL, SETTLED_SQL
+from receiver.store.occurrences import REFIRE_SQL, SETTLED_LATERAL
 from receiver.store.records import NewEvent, event_columns
 from receiver.store.stored_json import stored_data
 
@@ -186,9 +186,9 @@ class EventQueue(Leases, Failures):
             WITH input AS (
                 SELECT j->>0 AS f, j->>1 AS s, j->>2 AS st, j->>3 AS e, j->4 AS l,
                        j->5 AS a, j->>6 AS g, coalesce(j->4->>'alertname', '') AS n,
-                       grp->>0 AS gk, grp->>1 AS r, {SETTLED_SQL} AS sr
+                       grp->>0 AS gk, grp->>1 AS r, settled.sr
                 FROM jsonb_array_elements($1::jsonb) AS grp,
-                     jsonb_array_elements(grp->2) AS j
+                     jsonb_array_elements(grp->2) AS j, {SETTLED_LATERAL}
             ), keyed AS (
                 SELECT input.*, {REFIRE_SQL} AS k
                 FROM input

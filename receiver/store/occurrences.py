@@ -22,7 +22,7 @@ The occurrence rule (``refire``), worked out at insert from what is stored for t
 
 from __future__ import annotations
 
-__all__ = ["REFIRE_SQL", "SETTLED_SQL"]
+__all__ = ["REFIRE_SQL", "SETTLED_LATERAL", "SETTLED_SQL"]
 
 # The occurrence rule (module docstring) over the joins of EventQueue.insert_event_groups
 # (input, last_resolved, last_firing, same_end); $3: the window in seconds.
@@ -43,14 +43,29 @@ END"""
 # they were made): open ones, which it closes, and closed ones whose undo waits for an
 # approval, which it withdraws (receiver.episodes). Settled, it never reached the worker, and
 # they stayed so.
+#
+# Each alert probes its own runs and nothing else: OFFSET 0 keeps each EXISTS a correlated
+# subplan, run for the alert's fingerprint. Without it PostgreSQL made both hashed subplans,
+# built once a statement from every open run (runs_fingerprint_open whole: 6,000 index
+# entries a statement of 10 unmatched alerts on a store of 20,000 runs), every pending
+# approval, or all of runs read sequentially, whatever the batch; on tables analysed while
+# empty too (tests/integration/test_intake_settle_flat.py). The pending approvals are read
+# from the alert's runs (approvals_one_pending_per_step by run_id), never the other way
+# round: an incident with nobody deciding can leave many pending. The intake statement
+# computes it once an event (``SETTLED_LATERAL``), not once for each place that reads it.
 SETTLED_SQL = """CASE WHEN j->>7 IS NULL
     OR EXISTS (SELECT 1 FROM runs x WHERE x.fingerprint = j->>0
-                 AND (x.resolved_at IS NULL OR x.undo_deferred))
+                 AND (x.resolved_at IS NULL OR x.undo_deferred) OFFSET 0)
     -- From the alert's runs (runs_episode: none, for most of a catch-all feed), not from the
     -- pending approvals, which an incident with nobody deciding can make many.
-    OR EXISTS (SELECT 1 FROM runs y
-               JOIN approvals p ON p.run_id = y.id AND p.state = 'pending'
-               JOIN steps x ON x.run_id = p.run_id AND x.idx = p.step_idx
-                 AND x.phase = 'resolve'
-               WHERE y.fingerprint = j->>0)
+    OR EXISTS (SELECT 1 FROM runs y WHERE y.fingerprint = j->>0
+                 AND EXISTS (SELECT 1 FROM approvals p
+                             JOIN steps x ON x.run_id = p.run_id AND x.idx = p.step_idx
+                               AND x.phase = 'resolve'
+                             WHERE p.run_id = y.id AND p.state = 'pending' OFFSET 0)
+               OFFSET 0)
     THEN NULL ELSE j->>7 END"""
+
+# ``SETTLED_SQL`` as a LATERAL of the input rows (j), its column ``sr``: OFFSET 0 keeps the
+# subquery from being pulled up, so the INSERT that reads sr three times evaluates it once.
+SETTLED_LATERAL = f"LATERAL (SELECT {SETTLED_SQL} AS sr OFFSET 0) AS settled"
