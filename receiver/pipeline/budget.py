@@ -10,7 +10,12 @@ refusal would count ten actions that never happened. The same holds for a run ad
 refused by a guard when taken up again (a pause on its way to its approved step, a breaker opened
 meanwhile: ``stages.Admit``): it ends there, and a step of it that never ran changed nothing.
 Whenever a step of the run may have acted before (one ran, failed, or was stopped in), the slot
-stays spent: the run did disrupt.
+stays spent: the run did disrupt. A run whose steps all ended without a change (its disruptive
+steps ``noop``, each a held step whose preview changed nothing, recorded without its action
+being called, ``approve.RequestApproval``, or an action that found its change in place; none
+of them ``ok``, ``failed``, ``simulated`` or stopped in) gives its slot back too, before its
+outcome is written (``BudgetRefund.steps_done``, from ``record.Record``): a storm of
+rollbacks already in place would otherwise spend the hour's budget on nothing.
 
 "Changed nothing" is known from records written before a step could act, never from a record
 missing: a step a worker died in while its action ran has no record of its own when its action
@@ -47,7 +52,7 @@ from receiver.pipeline.steps import runs_dry
 from receiver.store import RunRecord, Store, StoreUnavailable
 from remediations.base import Outcome, Registry
 
-__all__ = ["REFUND_STORE_TIMEOUT_S", "BudgetRefund", "admission_request"]
+__all__ = ["MAY_HAVE_CHANGED", "REFUND_STORE_TIMEOUT_S", "BudgetRefund", "admission_request"]
 
 # How long the refund's read of the run may wait on the store (seconds): it runs inside an
 # approval route's answer too, which must not wait out a frozen store's 30 s command timeout.
@@ -125,6 +130,29 @@ class BudgetRefund:
         await self._give_back(
             run_id, log, "budget slot given back: the run changed nothing", str(run.outcome)
         )
+
+    async def steps_done(self, run_id: str, outcome: RunOutcome, log: Any) -> None:
+        """Before run ``run_id``'s outcome ``outcome`` (its steps done: succeeded, verifying
+        or dry_run) is written: gives its budget slot back when the run's records say none of
+        its steps may have changed anything (``MAY_HAVE_CHANGED``, ``_may_have_begun``): its
+        disruptive steps ended ``noop``. Written before the outcome so that no escalation of
+        the run (``on_failed``, after its verification) can be admitted under the run's slot
+        and lose it here; a worker that dies in between takes the run up again, finds its
+        steps done (its admission then counts none) and comes here again: the second
+        ``ZREM`` of the run id finds nothing. A store that cannot be read, or Redis
+        unreachable, is logged: the slot is kept (it leaves the window with time)."""
+        try:
+            run = await self._store.get_run(run_id)
+            if run is None or any(step.outcome in MAY_HAVE_CHANGED for step in run.steps):
+                return
+            if await self._may_have_begun(run, "run"):
+                log.info("budget slot kept: a step may have acted unrecorded", run_id=run_id)
+                return
+        except StoreUnavailable as exc:
+            log.warning("budget slot not given back: store unavailable", error=str(exc))
+            return
+        said = "budget slot given back: the run's steps changed nothing"
+        await self._give_back(run_id, log, said, str(outcome))
 
     async def _give_back(self, run_id: str, log: Any, said: str, ended: str) -> None:
         """Take the run's id out of the budget's window, saying ``said`` with ``ended`` (how it

@@ -7,6 +7,7 @@ from receiver.durations import format_duration
 from receiver.guards.policy import GuardUnavailable
 from receiver.model import Announcement, RunOutcome, Verdict
 from receiver.pipeline.announce import Announcer
+from receiver.pipeline.budget import MAY_HAVE_CHANGED, BudgetRefund
 from receiver.pipeline.context import (
     STEP_AWAITING_APPROVAL,
     STOPS_RUN,
@@ -42,6 +43,23 @@ _DONE = frozenset(
 )
 
 
+# Outcomes at which every step of the run ended and none stopped it.
+_STEPS_DONE = frozenset({RunOutcome.SUCCEEDED, RunOutcome.VERIFYING, RunOutcome.DRY_RUN})
+
+
+def _changed_nothing(deps: Deps, steps: list[tuple[str, str]]) -> bool:
+    """True when a step of a disruptive action ended ``noop`` and no step (action, outcome)
+    may have changed anything (``budget.MAY_HAVE_CHANGED``): the run may hold a budget slot
+    it never used. Only the store's records decide (``BudgetRefund.steps_done``): this look
+    spares that read to every run that acted."""
+    if any(outcome in MAY_HAVE_CHANGED for _, outcome in steps):
+        return False
+    return any(
+        outcome == Outcome.NOOP and action in deps.registry and deps.registry.get(action).disruptive
+        for action, outcome in steps
+    )
+
+
 def _ran_dry(steps: list[tuple[str, str]]) -> bool:
     """True when a step ran dry and none of those that act on a system changed anything:
     the remediation did not happen, even if a ``notify`` step told someone about it (such a
@@ -65,7 +83,9 @@ class Record:
     job) or, with nothing to verify, has ``succeeded``.
     A failed step feeds the rule's circuit breaker (a verification's failure does so when it
     is decided), except one that failed on its alert's own values (``Result.alert_fault``)
-    in a run none of whose steps changed anything: the run's error says so. The outcome is
+    in a run none of whose steps changed anything: the run's error says so. A run whose
+    steps are done, its disruptive ones ``noop`` and none having changed anything, gives
+    back the budget slot its admission drew (``BudgetRefund.steps_done``). The outcome is
     announced (``finished``, ``awaiting_approval``)."""
 
     name = "record"
@@ -73,6 +93,7 @@ class Record:
     def __init__(self, deps: Deps, announce: Announcer) -> None:
         self._deps = deps
         self._announce = announce
+        self._refund = BudgetRefund(deps.store, deps.guards, deps.registry)
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         deps = self._deps
@@ -151,6 +172,11 @@ class Record:
             except GuardUnavailable as exc:
                 ctx.log.warning("could not feed the circuit breaker", error=str(exc))
         await release_lock(ctx)
+        if final in _STEPS_DONE and _changed_nothing(deps, steps):
+            # Its disruptive steps ended noop (a held one whose preview changed nothing was
+            # never run): the slot its admission drew comes back, before the outcome is
+            # written so that its escalation cannot be admitted under it meanwhile.
+            await self._refund.steps_done(ctx.run_id, final, ctx.log)
         # A "finished" announcement with nothing to send is recorded with the outcome. The
         # event is not completed here: any message still follows, and until it is sent the
         # event stays claimed (its alert's next event waits for it; the lease keeper keeps a

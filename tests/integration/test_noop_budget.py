@@ -1,0 +1,175 @@
+"""The global budget slot of a run whose disruptive steps all ended ``noop``.
+
+A run with a disruptive step draws a budget slot when it is admitted. A held step whose
+preview changes nothing is recorded ``noop`` without its action being called (nobody is
+asked to approve nothing: receiver/pipeline/approve.py); a run whose steps all ended so kept
+its slot for the hour all the same, so a storm of rollbacks already in place spent the budget
+on nothing and refused real work after it. It now gives the slot back
+(``BudgetRefund.steps_done``); a run one of whose steps acted keeps it.
+
+Against a real PostgreSQL and Redis, with the step a counter on a local HTTP server.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+import structlog
+
+from receiver.approvals.policy import Identity
+from receiver.approvals.state import Channel, Decision, Origin
+from receiver.guards.policy import GuardSettings
+from receiver.model import RunOutcome
+from receiver.pipeline.budget import BudgetRefund
+from receiver.store import RunRecord
+from remediations.registry import default_registry
+from tests.support.approvals import (
+    POKE_RULE_HEAD,
+    ApprovalEnv,
+    MakeApprovalEnv,
+    Peer,
+    Poke,
+    poke_labels,
+)
+from tests.support.polling import eventually
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+ALICE = Identity("alice", "operator-token", "alice")
+API = Origin(Channel.API, "10.1.1.1", "pytest")
+HOUR = 3600.0
+# A disruptive step held for its approval (high risk) that changes nothing once the counter
+# is at 1.
+HELD_UP_TO_ONE = POKE_RULE_HEAD + (
+    "    steps:\n      - action: test.disruptive_poke\n        params: {up_to: 1}\n"
+)
+
+
+class DisruptivePoke(Poke):
+    """``test.poke`` that draws on the global budget, as a rollback does."""
+
+    name: ClassVar[str] = "test.disruptive_poke"
+    disruptive: ClassVar[bool] = True
+
+
+async def _env(approval_env: MakeApprovalEnv, peer: Peer, rules: str) -> ApprovalEnv:
+    """One slot in the budget's window: a slot kept for nothing refuses the next run."""
+    return await approval_env(
+        rules=rules,
+        actions=[DisruptivePoke(peer.url)],
+        guard_settings=GuardSettings(budget_count=1, budget_window_s=HOUR),
+    )
+
+
+async def _slots(env: ApprovalEnv) -> list[str]:
+    """The run ids in the budget's window."""
+    guards = env.harness.guards
+    members = await guards._redis.zrange(guards.keys.budget(), 0, -1)
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+async def test_a_run_whose_held_step_changes_nothing_gives_its_slot_back(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    env = await _env(approval_env, peer, HELD_UP_TO_ONE)
+    peer.value = 1
+    await env.harness.deliver(poke_labels("api"))
+    (noop,) = await env.harness.runs()
+    noop_run = await env.harness.store.get_run(noop.id)
+    assert noop_run is not None
+    assert noop_run.outcome is RunOutcome.SUCCEEDED, noop_run.error
+    assert [s.outcome for s in noop_run.steps] == ["noop"]
+    assert await _slots(env) == []
+
+    # The one slot is there for a change: the next run, which acts, is admitted and asks.
+    peer.value = 0
+    await env.harness.deliver(poke_labels("web"))
+    runs = {r.id: r for r in await env.harness.runs()}
+    (real,) = [r for r in runs.values() if r.id != noop.id]
+    assert real.outcome is RunOutcome.AWAITING_APPROVAL, real.error
+    assert await _slots(env) == [real.id]
+
+    # Given back once: the refund asked again for the noop run takes nobody else's slot.
+    registry = default_registry()
+    registry.register(DisruptivePoke(peer.url))
+    refund = BudgetRefund(env.harness.store, env.harness.guards, registry)
+    await refund.steps_done(noop.id, RunOutcome.SUCCEEDED, structlog.get_logger("test"))
+    assert await _slots(env) == [real.id]
+    assert peer.pokes == 0
+
+
+async def test_an_approved_step_found_in_place_gives_the_slot_back(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # Approved, then found done before it ran (by hand, or just before a crash): the step's
+    # own run answers noop, which the refund's rule counts as no change.
+    env = await _env(approval_env, peer, HELD_UP_TO_ONE)
+    run, approval = await env.pending_run()
+    assert await _slots(env) == [run.id]
+    peer.value = 1
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+
+    done = await env.harness.only_run()
+    assert done.outcome is RunOutcome.SUCCEEDED, done.error
+    assert [s.outcome for s in done.steps] == ["noop"]
+    assert await _slots(env) == []
+    assert peer.pokes == 0
+
+
+async def test_a_run_with_a_step_that_acted_after_a_held_noop_keeps_its_slot(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    rules = HELD_UP_TO_ONE + (
+        "      - action: test.disruptive_poke\n        params: {up_to: 3}\n"
+        "        approval: never\n"
+    )
+    env = await _env(approval_env, peer, rules)
+    peer.value = 1
+    await env.harness.deliver(poke_labels())
+
+    done = await env.harness.only_run()
+    assert done.outcome is RunOutcome.SUCCEEDED, done.error
+    assert [s.outcome for s in done.steps] == ["noop", "ok"]
+    assert await _slots(env) == [done.id]
+
+
+async def test_the_escalation_of_a_run_that_changed_nothing_draws_and_gives_back_its_own(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # The run gave its slot back before its outcome was written, so the escalation after its
+    # failed verification finds no slot of the run's to share: it draws its own, and gives
+    # it back when its approval is rejected, nothing of it having acted.
+    rules = HELD_UP_TO_ONE + (
+        "    verify: {resolved_within: 1s}\n"
+        "    on_failed:\n"
+        "      - action: test.disruptive_poke\n"
+        "        approval: required\n"
+    )
+    env = await _env(approval_env, peer, rules)
+    peer.value = 1
+    await env.harness.deliver(poke_labels())
+
+    async def probe() -> RunRecord:
+        await env.harness.drain()
+        return await env.harness.only_run()
+
+    def waiting(run: RunRecord) -> bool:
+        return any(s.phase == "on_failed" and s.outcome == "awaiting_approval" for s in run.steps)
+
+    run = await eventually(probe, waiting, timeout_s=15, what="the ladder waits")
+    assert [(s.phase, s.outcome) for s in run.steps] == [
+        ("run", "noop"),
+        ("on_failed", "awaiting_approval"),
+    ]
+    assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
+    assert await _slots(env) == [run.id]
+
+    held = next(s for s in run.steps if s.phase == "on_failed")
+    approval = await env.desk.store.latest_approval(run.id, held.idx)
+    assert approval is not None
+    await env.desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
+    await env.harness.drain()
+    assert await _slots(env) == []
+    assert peer.pokes == 0
