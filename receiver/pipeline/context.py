@@ -271,10 +271,10 @@ class RunContext:
     # its approval does not read live state twice.
     previews: dict[int, tuple[Mapping[str, Any], str]] = field(default_factory=dict)
     # Run when the pipeline ends, whatever the verdict (e.g. releasing the target lock).
-    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    cleanups: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     # The target lock's release this pass registered (``release_when_done``), for the stage
     # whose write ends the pass to give the lock back first (``release_lock``).
-    lock_release: Callable[[], Awaitable[None]] | None = None
+    lock_release: Callable[[], Awaitable[bool]] | None = None
 
     @property
     def alert(self) -> AlertEvent | None:
@@ -347,30 +347,35 @@ def release_when_done(
 ) -> None:
     """Release what ``admission`` took (the target lock) when the pipeline ends, whatever the
     verdict: a cleanup in ``ctx.cleanups``, also ``ctx.lock_release`` for a stage to release
-    it sooner (``release_lock``); Redis is asked once, whichever comes first. Redis
-    unreachable then is only logged."""
+    it sooner (``release_lock``); Redis is asked until it answers once, whichever comes
+    first. Redis unreachable is logged, and the release answers False: the lock stays until
+    its TTL (``guards.lock_ttl``) unless a later pass gives it back."""
     released = False
 
-    async def release() -> None:
+    async def release() -> bool:
         nonlocal released
         if released:
-            return
+            return True
         try:
             await deps.guards.release(request, admission)
         except GuardUnavailable as exc:
-            # The lock expires by its TTL; an efficiency lock, not a correctness one.
             ctx.log.warning("could not release the target lock", error=str(exc))
+            return False
         released = True
+        return True
 
     ctx.lock_release = release
     ctx.cleanups.append(release)
 
 
-async def release_lock(ctx: RunContext) -> None:
+async def release_lock(ctx: RunContext) -> bool:
     """Give back the target lock this pass took, now: before the write that ends the pass
     (a run's outcome). Until that write commits the run can still be taken up again, and the
     pass that takes it up holds the lock and gives it back in turn; released after the write,
     a worker that died between the two left an ended run's lock on its target, which every
-    later run there waited out (``guards.lock_ttl``). Nothing when the pass took no lock."""
+    later run there waited out (``guards.lock_ttl``). True when given back, or when the pass
+    took no lock; False when Redis could not be asked (the caller does not end the run then:
+    a Redis that persists keeps the lock over its restart)."""
     if ctx.lock_release is not None:
-        await ctx.lock_release()
+        return await ctx.lock_release()
+    return True

@@ -171,7 +171,17 @@ class Record:
                 await deps.guards.record_result(ctx.rule, False, failure_id=f"run:{ctx.run_id}")
             except GuardUnavailable as exc:
                 ctx.log.warning("could not feed the circuit breaker", error=str(exc))
-        await release_lock(ctx)
+        if not await release_lock(ctx) and final is not RunOutcome.AWAITING_APPROVAL:
+            # Ended now, the run would leave its lock to a Redis that persists it (as a
+            # deployment's must): every later run on the target waited out `guards.lock_ttl`.
+            # Still running, it is taken up again, as after a crash here, and that pass gives
+            # the lock back before the outcome is written. (A run that parks keeps its lock
+            # until its TTL, as before: it is taken up again when its approval is decided.)
+            return Verdict.retry(
+                deps.settings.guards_down_retry_s,
+                "guards unavailable (Redis): the target lock could not be given back, so the "
+                "run's outcome waits; it will be retried",
+            )
         if final in _STEPS_DONE and _changed_nothing(deps, steps):
             # Its disruptive steps ended noop (a held one whose preview changed nothing was
             # never run): the slot its admission drew comes back, before the outcome is

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel
 
-from receiver.guards.policy import GuardSettings
+from receiver.guards.policy import GuardSettings, GuardUnavailable
 from receiver.model import RunOutcome
 from receiver.store import EventLease
 from remediations.base import ActionContext, Outcome, Result
@@ -240,3 +240,41 @@ async def test_a_failure_fed_again_by_the_retry_is_counted_once(
     (third,) = [r for r in await h.runs() if r.id not in (first, second.id)]
     assert third.outcome is RunOutcome.REFUSED, (third.outcome, third.error)
     assert third.refusal_guard == "breaker"
+
+
+async def test_a_run_whose_lock_redis_did_not_take_back_ends_once_it_does(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis does not answer as the run gives its target lock back (a blip; a Redis that
+    persists, as a deployment's must, keeps the lock over its restart). Before, the run ended
+    ``succeeded`` all the same and its lock stayed: every later run on the Deployment waited
+    out ``guards.lock_ttl`` (found by restarting a persistent Redis under two replicas). Now
+    the run stays running and its event is retried; the retry, Redis back, gives the lock back
+    and ends the run, its step not called again."""
+    counts = Counts()
+    h = await make_harness(_rule(Counts.name), extra_actions=[counts], dry_run=False)
+    await h.intake.accept(notification(alert(_labels("web-1"))))
+    (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
+
+    async def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise GuardUnavailable("redis unavailable during release: network:ConnectionError")
+
+    monkeypatch.setattr(h.guards, "release", unreachable)
+    disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
+    monkeypatch.undo()
+    assert not disposition.is_done
+    assert "target lock could not be given back" in (disposition.error or "")
+    (run,) = await h.runs()
+    assert run.outcome is RunOutcome.RUNNING
+    await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
+
+    await h.drain()
+    ended = await h.store.get_run(run.id)
+    assert ended is not None
+    assert ended.outcome is RunOutcome.SUCCEEDED, (ended.outcome, ended.error)
+    assert [s.outcome for s in ended.steps] == ["ok"]
+    assert counts.calls == 1
+    await h.deliver(_labels("web-2"))
+    (second,) = [r for r in await h.runs() if r.id != run.id]
+    assert second.outcome is RunOutcome.SUCCEEDED, (second.outcome, second.error)
+    assert counts.calls == 2
