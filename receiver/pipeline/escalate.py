@@ -55,6 +55,7 @@ from receiver.pipeline.context import (
     stopped_at,
 )
 from receiver.pipeline.events import disposition_of
+from receiver.pipeline.lock_back import follow_up_lock_given_back, lock_not_given_back
 from receiver.pipeline.overtaken import escalation_overtaken
 from receiver.pipeline.runner import plans_of, remember_changes, run_stages
 from receiver.rules.model import Rule
@@ -114,14 +115,22 @@ class Escalation:
         if not await deps.store.was_announced(run.id, moment.value):
             await self._announce(ctx, moment, outcome=RunOutcome.FAILED, text=_why(run))
         if not ctx.steps:
-            return Disposition.done()
+            return await self._settled(ctx)
         if await escalation_overtaken(deps, ctx):
             # Nothing is held for an approval anymore: what is left (messages) runs now.
             if not ctx.steps:
-                return Disposition.done()
+                return await self._settled(ctx)
         elif (desk := deps.approvals) is not None and await desk.gate(run) != Gate.GO:
             return Disposition.done()  # an approval still pending, or just expired
         return disposition_of([await run_stages(self._stages, ctx)])
+
+    async def _settled(self, ctx: RunContext) -> Disposition:
+        """Done: no step of the ladder is left to run. A lock an earlier pass of it kept (Redis
+        did not take it back as that pass ended) is given back first; Redis not answering,
+        the job is retried (``follow_up_lock_given_back``)."""
+        if not await follow_up_lock_given_back(self._deps, ctx):
+            return disposition_of([lock_not_given_back(self._deps, ctx)])
+        return Disposition.done()
 
 
 def _why(run: RunRecord) -> str:

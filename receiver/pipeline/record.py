@@ -17,6 +17,7 @@ from receiver.pipeline.context import (
     record_step,
     release_lock,
 )
+from receiver.pipeline.lock_back import follow_up_lock_given_back, lock_not_given_back
 from receiver.store import JobKind
 from remediations.base import Outcome, Result
 from remediations.notify.action import Notify
@@ -171,12 +172,17 @@ class Record:
                 await deps.guards.record_result(ctx.rule, False, failure_id=f"run:{ctx.run_id}")
             except GuardUnavailable as exc:
                 ctx.log.warning("could not feed the circuit breaker", error=str(exc))
-        if not await release_lock(ctx) and final is not RunOutcome.AWAITING_APPROVAL:
+        if not await release_lock(ctx):
             # Ended now, the run would leave its lock to a Redis that persists it (as a
             # deployment's must): every later run on the target waited out `guards.lock_ttl`.
             # Still running, it is taken up again, as after a crash here, and that pass gives
-            # the lock back before the outcome is written. (A run that parks keeps its lock
-            # until its TTL, as before: it is taken up again when its approval is decided.)
+            # the lock back before the outcome is written. Parked now, it kept the lock as
+            # long (its approval may take hours): the retry parks it, its approval asked
+            # already, and that is not news then, so the one just asked for is told now.
+            if final is RunOutcome.AWAITING_APPROVAL and ctx.requested_approval:
+                await self._announce(
+                    ctx, Announcement.AWAITING_APPROVAL, outcome=final, text=_waiting(ctx)
+                )
             return Verdict.retry(
                 deps.settings.guards_down_retry_s,
                 "guards unavailable (Redis): the target lock could not be given back, so the "
@@ -228,6 +234,9 @@ class RecordEscalation:
         self._deps = deps
 
     async def __call__(self, ctx: RunContext) -> Verdict:
+        if not await follow_up_lock_given_back(self._deps, ctx):
+            # Ended or parked now, the ladder would leave the lock to the target until its TTL.
+            return lock_not_given_back(self._deps, ctx)
         stopped = next((step for step, r in ctx.results if r.outcome in _STOPS), None)
         if ctx.awaiting is not None and stopped is None:
             await _hold(self._deps, ctx)

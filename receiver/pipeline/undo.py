@@ -42,6 +42,7 @@ from receiver.pipeline.context import (
     possible_change,
     record_step,
 )
+from receiver.pipeline.lock_back import follow_up_lock_given_back, lock_not_given_back
 from receiver.store import RunRecord, StepRecord
 from remediations.base import Outcome, Result
 
@@ -204,6 +205,9 @@ class RecordResolve:
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         outcome = ctx.prior.outcome if ctx.prior is not None else RunOutcome.VERIFIED
+        if not await follow_up_lock_given_back(self._deps, ctx):
+            # Ended or parked now, the undo would leave the lock to the target until its TTL.
+            return lock_not_given_back(self._deps, ctx)
         halted = any(r.outcome in STOPS_RUN for _, r in ctx.results)
         if ctx.awaiting is not None and not halted:
             await record_step(

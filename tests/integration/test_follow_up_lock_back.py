@@ -1,0 +1,126 @@
+"""A follow-up (a run's undo; its escalation) whose target lock Redis does not take back.
+
+Before, the undo's or the escalation's pass gave its lock back only in the pipeline's cleanup,
+after it had written its end: a release Redis did not answer there (a blip; a Redis that
+persists keeps the lock over its restart) was logged, and the lock held the Deployment until
+``guards.lock_ttl`` (10 minutes), every run on it waiting. Now the pass is retried (its event
+or job stays), and the retry gives the lock back. The fault is the one Redis call, the
+release, raising as an unreachable Redis makes it raise; PostgreSQL and Redis are real.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from receiver.guards.policy import GuardUnavailable
+from receiver.model import RunOutcome
+from receiver.store import EventLease, JobKind
+from tests.integration.test_dead_worker_lock import _lock_holder
+from tests.integration.test_escalation_stops import Pager, first_run, harness, recur
+from tests.integration.test_run_end_crash import Counts
+from tests.support.payloads import alert, notification
+from tests.support.peer import answering
+from tests.support.pipeline import Harness, MakeHarness
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+RULE = f"""
+rules:
+  - name: with-undo
+    match: ['alertname="HighMemoryUsage"']
+    target: {{kind: Deployment, namespace: shop, name: web}}
+    steps:
+      - action: {Counts.name}
+    on_resolved:
+      - action: {Counts.name}
+"""
+
+
+def _labels(pod: str) -> dict[str, str]:
+    # Alerts of several pods of one Deployment: their runs act on one target.
+    return {"alertname": "HighMemoryUsage", "namespace": "shop", "pod": pod}
+
+
+async def unreachable(*args: Any, **kwargs: Any) -> bool:
+    raise GuardUnavailable("redis unavailable during release: network:ConnectionError")
+
+
+async def _unreleased(h: Harness, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Process the one claimable event with every release failing; its disposition."""
+    (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
+    monkeypatch.setattr(h.guards, "release", unreachable)
+    try:
+        disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
+    finally:
+        monkeypatch.undo()
+    if not disposition.is_done:
+        await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
+    return disposition
+
+
+async def test_an_undo_whose_lock_redis_did_not_take_back_is_retried_and_frees_the_target(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The undo runs; Redis does not answer as its pass gives the lock back. Before, the
+    resolved event was done and the lock stayed: the next alert's run on the Deployment
+    waited (``pending``, "target is locked by run <the first>"). Now the event is retried,
+    and the retry, Redis back, gives the lock back without running the undo again."""
+    counts = Counts()
+    h = await make_harness(RULE, extra_actions=[counts], dry_run=False)
+    await h.deliver(_labels("web-1"))
+    run = await h.only_run()
+    assert counts.calls == 1
+
+    await h.intake.accept(notification(alert(_labels("web-1"), status="resolved")))
+    disposition = await _unreleased(h, monkeypatch)
+    assert counts.calls == 2  # the undo ran
+    assert not disposition.is_done, "the resolved event was done with the undo's lock held"
+    assert "could not be given back" in (disposition.error or "")
+    assert await _lock_holder(h) == run.id
+
+    await h.drain()
+    assert await _lock_holder(h) is None
+    assert counts.calls == 2  # not undone twice
+    (undo,) = [s for s in (await h.only_run()).steps if s.phase == "resolve"]
+    assert undo.outcome == "ok"
+    await h.deliver(_labels("web-2"))
+    (second,) = [r for r in await h.runs() if r.id != run.id]
+    assert second.outcome is RunOutcome.SUCCEEDED, (second.outcome, second.error)
+
+
+async def test_an_escalation_whose_lock_redis_did_not_take_back_is_retried_and_frees_it(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ladder pages; Redis does not answer as its pass gives the lock back. Before, the
+    escalation's job was done and the lock held the flag service's target until its TTL.
+    Now the job is retried, and the retry gives the lock back, paging nobody again."""
+    pager = Pager(200)
+    async with aiohttp.ClientSession() as session, answering(pager.handle) as base:
+        h = await harness(make_harness, session, f"{base}/flags")
+        await recur(h)
+        # The re-fire fails the verification; the ladder's job runs, every release failing.
+        monkeypatch.setattr(h.guards, "release", unreachable)
+        try:
+            await h.drain()
+        finally:
+            monkeypatch.undo()
+        assert (pager.paged("oncall"), pager.paged("manager")) == (1, 1)
+        run = await first_run(h)
+        assert run.outcome is RunOutcome.FAILED
+        assert await _lock_holder(h) == run.id, "the ladder's job was done with its lock held"
+        async with h.store._tx() as conn:
+            jobs = await conn.fetch(
+                "SELECT state, last_error FROM jobs WHERE run_id = $1::uuid AND kind = $2",
+                run.id,
+                JobKind.RESUME_RUN,
+            )
+        assert [j["state"] for j in jobs] == ["pending"], "the ladder's job was done"
+        assert "could not be given back" in (jobs[0]["last_error"] or "")
+        # Its job due now (not after guards_down_retry_s), Redis back.
+        await h.store.enqueue_job(JobKind.RESUME_RUN, run.id, delay_s=0)
+        await h.drain()
+        assert await _lock_holder(h) is None
+        assert (pager.paged("oncall"), pager.paged("manager")) == (1, 1)
