@@ -98,6 +98,7 @@ class Guards:
             redis, "admit", what="admission", timeout_s=self._settings.timeout_s
         )
         self._release = Script(redis, "release")
+        self._release_run = Script(redis, "release_run")
         self._record_failure = Script(redis, "record_failure")
         self._pause = Script(redis, "pause")
         self._resume = Script(redis, "resume")
@@ -220,6 +221,18 @@ class Guards:
         if now_ms is not None:
             args.append(now_ms)
         reply = await self._call("release", lambda: self._release(keys, args))
+        return int(reply) == 1
+
+    async def release_run(self, req: AdmissionRequest) -> bool:
+        """Release the target lock if run ``req.run_id`` holds it, whatever the token: True
+        when it did. Only for a pass that has just ended a run the store never recorded as
+        admitted (``pipeline.overtaken.release_admitted_lock``): an admission of it that
+        Redis took and whose worker died before recording it holds the lock under the run's
+        id, with a token nobody knows. No follow-up of such a run is ever admitted under its
+        id, and an admission of it still in flight records nothing once the run has ended.
+        Raises GuardUnavailable or GuardError, as ``admit``."""
+        keys = [self._keys.lock(req.target)]
+        reply = await self._call("release_run", lambda: self._release_run(keys, [req.run_id]))
         return int(reply) == 1
 
     async def refund_budget(self, run_id: str) -> bool:

@@ -42,7 +42,7 @@ async def follow_up_lock_given_back(deps: Deps, ctx: RunContext) -> bool:
     if not any(s.phase == ctx.phase for s in ctx.prior.steps):
         return True  # a phase with no steps was never admitted: no read, no Redis call
     token = await deps.store.admitted_lock(ctx.run_id, ctx.phase)
-    if token is None:
+    if not token:
         return True
     request = AdmissionRequest(ctx.run_id, ctx.rule, ctx.target, False, GuardSpec())
     try:

@@ -76,13 +76,21 @@ async def release_admitted_lock(
     of the run would be unsafe: its on_resolved and on_failed steps are admitted under the
     same run id, each with a token of its own, which this leaves alone, as it leaves a later
     admission's and another run's. Redis or the store unreachable: logged, the lock ends with
-    its TTL."""
+    its TTL.
+
+    A run the store never recorded as admitted (its worker died after Redis admitted it and
+    before the admission was written: a run taken up after waiting for the lock, then ended
+    by its alert's resolution) has no token to release by: the lock is released if the run
+    holds it under any token (``Guards.release_run``). Before, it stayed until its TTL."""
     try:
         token = await deps.store.admitted_lock(run_id)
-        if token is None:
-            return False
         request = AdmissionRequest(run_id, rule, target, False, GuardSpec())
-        released = await deps.guards.release(request, Admission(True, lock_token=token))
+        if token is None:
+            released = await deps.guards.release_run(request)
+        elif not token:
+            return False
+        else:
+            released = await deps.guards.release(request, Admission(True, lock_token=token))
     except (GuardUnavailable, GuardError, StoreUnavailable) as exc:
         log.warning("could not release the lock the run's admission took", error=str(exc))
         return False

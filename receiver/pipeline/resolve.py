@@ -55,6 +55,7 @@ from receiver.pipeline.context import (
     read_origin,
     stopped_at,
 )
+from receiver.pipeline.overtaken import release_admitted_lock
 from receiver.pipeline.undo import caveat
 from receiver.store import RunRecord, Store
 from remediations.base import Outcome
@@ -155,6 +156,10 @@ class Close:
                 expect=RunOutcome.PENDING,
             ):
                 self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
+                # A job's admission of it that Redis took, and whose worker died before
+                # recording it, holds the target lock under its id: given back now, not at
+                # its TTL (the job, retried, leaves an ended run alone).
+                await release_admitted_lock(self._deps, run.id, ctx.rule, ctx.target, ctx.log)
             run = await store.get_run(ctx.run_id) or run
         if outcome is not None:
             self._measure(run)

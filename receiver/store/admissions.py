@@ -112,13 +112,14 @@ class Admissions(Database):
 
     async def admitted_lock(self, run_id: str, phase: str = "run") -> str | None:
         """The target lock's token that the last admission of the run's ``phase`` took (its
-        ``run.admitted`` row's ``lock_token``); None when the phase was never admitted, its
-        admission took no lock, or it was recorded by a version that did not write the
-        token. A pass that ends the run without holding the lock releases this one, exactly
+        ``run.admitted`` row's ``lock_token``); "" when that admission took no lock or was
+        recorded by a version that did not write the token; None when the phase was never
+        admitted (as the store knows: an admission Redis took is recorded after). A pass that
+        ends the run without holding the lock releases this one, exactly
         (``pipeline.overtaken.release_admitted_lock``)."""
         with translate():
             found = await self._pool.fetchval(
-                """SELECT data->>'lock_token' FROM audit_log
+                """SELECT coalesce(data->>'lock_token', '') FROM audit_log
                    WHERE run_id = $1::uuid AND kind = 'run.admitted' AND data->>'phase' = $2
                    ORDER BY id DESC LIMIT 1""",
                 run_id,

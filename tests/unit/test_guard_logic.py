@@ -63,9 +63,20 @@ def test_every_declared_guard_has_a_lua_check() -> None:
         assert re.search(rf"^checks\.{guard.name} = function", script, re.M), guard.name
 
 
-@pytest.mark.parametrize(
-    "name", ["admit", "release", "record_failure", "pause", "resume", "outbox_due", "status"]
-)
+# Every script of the guards, by its file's name under lua/.
+_LUA_NAMES = [
+    "admit",
+    "release",
+    "release_run",
+    "record_failure",
+    "pause",
+    "resume",
+    "outbox_due",
+    "status",
+]
+
+
+@pytest.mark.parametrize("name", _LUA_NAMES)
 def test_scripts_load_by_name(name: str) -> None:
     assert "redis.call" in load_lua(name)
 
@@ -207,7 +218,6 @@ def test_epoch_ms_reverses_from_ms(ms: int) -> None:
     assert epoch_ms(from_ms(ms)) == ms
 
 
-_LUA_NAMES = ["admit", "release", "record_failure", "pause", "resume", "outbox_due", "status"]
 # A key built inside a script would be missing from KEYS: Redis Cluster would run the script on
 # the node of the declared keys and refuse (or misroute) the other one.
 _CALL = re.compile(r"redis\.call\('([A-Z]+)'(?:, ([^,)]+))?")
