@@ -14,12 +14,13 @@ number, true or false, a list or a map.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
+
+from remediations.numerals import WHOLE_NUMBER, is_whole_number
 
 __all__ = [
     "ControlCharacter",
@@ -82,10 +83,6 @@ def make_loader(text: str, kind: type[yaml.SafeLoader] = RuleLoader) -> yaml.Saf
         raise ControlCharacter(text, exc) from None
 
 
-# A whole number as a setting's variable takes one: ASCII digits, `-` for a negative one.
-_DECIMAL = re.compile(r"-?[0-9]+")
-
-
 class PlainLoader(yaml.SafeLoader):
     """SafeLoader whose plain numbers are whole numbers in the digits 0-9; any other
     number YAML 1.1 reads (``9_096``, ``0x10``, octal ``017``, ``1:30``, ``1.5``), and a date,
@@ -98,7 +95,7 @@ def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     # Also an explicit `!!int 0x10`: text that is no whole number in the digits 0-9 stays
     # text, for the setting to refuse; so does one int() will not read (over 4,300 digits).
     text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
-    if not _DECIMAL.fullmatch(text):
+    if not is_whole_number(text):
         return text
     try:
         return int(text, 10)  # decimal: YAML 1.1 would read 017 as octal
@@ -110,7 +107,7 @@ PlainLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-PlainLoader.add_implicit_resolver(_INT, re.compile(r"^-?[0-9]+$"), list("-0123456789"))
+PlainLoader.add_implicit_resolver(_INT, WHOLE_NUMBER, list("-0123456789"))
 PlainLoader.add_constructor(_INT, _decimal)
 
 
