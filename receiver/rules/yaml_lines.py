@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from receiver.rules.errors import RuleError
-from receiver.rules.yaml_keys import key_problem
+from receiver.rules.yaml_keys import check_text_keys, key_problem
 from receiver.rules.yaml_loaders import PlainLoader, make_loader
 
 __all__ = [
@@ -207,7 +207,8 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def safe_load(text: str, limit: int = MAX_NODES) -> Any:
     """``yaml.safe_load`` with the alias bound and keys unique: raises TooManyNodes instead of
-    building an alias bomb, DuplicateKey instead of keeping the last of two keys, a
+    building an alias bomb, DuplicateKey instead of keeping the last of two keys, KeyNotText
+    for a key YAML reads as a boolean or a number (``on:``, ``017:``), a
     MarkedYAMLError for a recursive alias (a value containing itself, which every reader of
     the settings walked until the stack ran out), ControlCharacter for a character YAML
     refuses: all MarkedYAMLErrors, so callers that report YAML errors report them too. Read
@@ -220,6 +221,7 @@ def safe_load(text: str, limit: int = MAX_NODES) -> Any:
             return None
         check_expansion(node, limit, cycles=False)
         check_unique_keys(loader, node)
+        check_text_keys(loader, node)
         return loader.construct_document(node)
     except RecursionError:
         # PyYAML composes recursively: thousands of nested brackets exhaust the stack.
