@@ -8,7 +8,6 @@ dumps as ``"10m"``, never as a bare number a rule file would not accept).
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import (
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from remediations.durations import MAX_DURATION_S, format_duration, parse_duration
+from remediations.numerals import is_whole_number
 
 __all__ = ["Boolean", "Duration", "Integer", "Number", "StrictParams"]
 
@@ -82,10 +82,9 @@ def _not_a_boolean(value: object) -> object:
     return value
 
 
-# A whole number's text: ASCII digits, `-` first for a negative one. Pydantic's lax mode reads
+# A whole number's text is checked by `numerals.is_whole_number`: pydantic's lax mode reads
 # text with int() rules, `_` between digits included (`REMEDIATOR_PORT=9_096` was port 9096),
 # and a fraction of zero (`9096.0`); `serve --port` refuses both.
-_WHOLE = re.compile(r"-?[0-9]+")
 # More digits than any count, port or size has: refused before int() reads them (it refuses
 # more than 4,300 digits with a ValueError of its own, and pydantic quoted them all back).
 _MAX_DIGITS = 20
@@ -103,7 +102,7 @@ def _whole_number(value: object) -> object:
         return value  # an int, or pydantic's own error for anything else
     text = value.strip()
     shown = repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…")
-    if not _WHOLE.fullmatch(text):
+    if not is_whole_number(text):
         raise ValueError(
             f"{shown} is not an integer: write it with the digits 0-9 alone (no `_`, `+`,"
             " fraction or exponent)"

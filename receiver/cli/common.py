@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from receiver.config import ConfigError, Settings, load_settings
+from remediations.numerals import is_whole_number
 
 __all__ = [
     "EXIT_FAILURE",
@@ -94,10 +94,6 @@ class Choice(click.Choice[str]):
             self.fail(f"{echoed(str(value))} is not one of {allowed}.", param, ctx)
 
 
-# An integer argument is ASCII digits, a sign for a negative one. click's int type calls int(),
-# which also takes other scripts' digits ('events retry' with an Arabic-Indic one retried
-# item 1), underscores ('1_0' was 10) and surrounding spaces; no operator means any of them.
-_INTEGER = re.compile(r"-?[0-9]+")
 _BIGINT = (-(2**63), 2**63 - 1)
 
 
@@ -118,7 +114,9 @@ class Integer(click.ParamType[int]):
         if isinstance(value, int):
             return value
         text = str(value)
-        if not _INTEGER.fullmatch(text):
+        # click's int type calls int(), which also takes other scripts' digits ('events retry'
+        # with an Arabic-Indic one retried item 1), `_` ('1_0' was 10) and blanks.
+        if not is_whole_number(text):
             self.fail(f"{echoed(text)} is not an integer: write it with the digits 0-9", param, ctx)
         # More digits than the bounds have is out of range before int() reads it (int() refuses
         # more than 4,300 digits with a ValueError of its own).

@@ -19,7 +19,14 @@ from receiver.config.files import read_settings_text
 from receiver.config.settings import ConfigError
 from receiver.config.values import plausible_key
 from receiver.config.variables import typo_of
-from receiver.rules.yaml_lines import DuplicateKey, KeyPath, Located, parse_yaml, safe_load
+from receiver.rules.yaml_keys import KeyNotText
+from receiver.rules.yaml_lines import (
+    DuplicateKey,
+    KeyPath,
+    Located,
+    parse_yaml,
+    safe_load,
+)
 from receiver.rules.yaml_loaders import NotASetting
 
 __all__ = ["plausible_key", "read_settings_file", "yaml_problem"]
@@ -79,9 +86,15 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     """``invalid YAML:`` and PyYAML's problem, its quoted text kept only when it is a
     character or a token's name; a key given twice is named when it is a plausible key (the
     settings file's and the approvers file's errors: either may be some other file, or hold a
-    secret as a key). A value of no setting's kind (``NotASetting``: valid YAML) is told so."""
+    secret as a key). A value of no setting's kind (``NotASetting``: valid YAML) is told so, and
+    so is a key YAML reads as a boolean or a number (``KeyNotText``), quoted when plausible."""
     if isinstance(exc, NotASetting):
         return str(exc.problem)
+    if isinstance(exc, KeyNotText):
+        # Valid YAML; its word is quoted as a key given twice is (every boolean word is one).
+        if plausible_key([exc.word]):
+            return str(exc.problem)
+        return "keys must be strings: YAML reads this one as a number (not shown: no key's name)"
     return f"invalid YAML: {_problem(exc)}"
 
 

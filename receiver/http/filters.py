@@ -4,7 +4,6 @@ and those of ``GET /api/v1/runs``, checked and turned into store filters."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +13,7 @@ from receiver.alertmanager import GREGORIAN_CYCLE
 from receiver.durations import parse_duration
 from receiver.model import RunOutcome
 from receiver.store import BadCursor, decode_cursor
+from remediations.numerals import is_whole_number
 from remediations.targets import TargetError, parse_target_key, quoted, target_kind
 
 __all__ = [
@@ -72,12 +72,6 @@ def check_query(query: Mapping[str, str]) -> None:
         seen.add(name)
 
 
-# An integer as a query gives one: ASCII digits, a sign for a negative one. int() also takes
-# other scripts' digits (a full-width 5, U+FF15), underscores and spaces, which no caller
-# means.
-_INTEGER = re.compile(r"-?[0-9]+")
-
-
 def limit_param(
     query: Mapping[str, str], *, default: int = DEFAULT_RUNS_LIMIT, maximum: int = MAX_RUNS_LIMIT
 ) -> int:
@@ -87,7 +81,8 @@ def limit_param(
     if text is None:
         return default
     try:
-        if not _INTEGER.fullmatch(text):
+        # int() also takes other scripts' digits, `_` and blanks, which no caller means.
+        if not is_whole_number(text):
             raise ValueError(text)
         value = int(text)  # ValueError past Python's 4,300 digits
     except ValueError:

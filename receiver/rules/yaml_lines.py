@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from receiver.rules.errors import RuleError
+from receiver.rules.yaml_keys import check_text_keys, key_problem
 from receiver.rules.yaml_loaders import PlainLoader, make_loader
 
 __all__ = [
@@ -67,8 +68,9 @@ class Located:
     file: str
     lines: dict[KeyPath, int] = field(default_factory=dict)
     errors: list[RuleError] = field(default_factory=list)
-    # YAML 1.1's booleans written as another word than true or false (`name: on`), by path:
-    # where text was meant, the message says to quote it (``yaml_loaders.boolean_word``).
+    # YAML 1.1's booleans written as another word than true or false (`name: on`), and plain
+    # numbers (`value: 2`), by path, as written: where text was meant, the message says to
+    # quote them (``yaml_loaders.boolean_word``).
     words: dict[KeyPath, str] = field(default_factory=dict)
     warnings: list[RuleError] = field(default_factory=list)
     scope: Scope = _whole_document
@@ -205,7 +207,8 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def safe_load(text: str, limit: int = MAX_NODES) -> Any:
     """``yaml.safe_load`` with the alias bound and keys unique: raises TooManyNodes instead of
-    building an alias bomb, DuplicateKey instead of keeping the last of two keys, a
+    building an alias bomb, DuplicateKey instead of keeping the last of two keys, KeyNotText
+    for a key YAML reads as a boolean or a number (``on:``, ``017:``), a
     MarkedYAMLError for a recursive alias (a value containing itself, which every reader of
     the settings walked until the stack ran out), ControlCharacter for a character YAML
     refuses: all MarkedYAMLErrors, so callers that report YAML errors report them too. Read
@@ -218,6 +221,7 @@ def safe_load(text: str, limit: int = MAX_NODES) -> Any:
             return None
         check_expansion(node, limit, cycles=False)
         check_unique_keys(loader, node)
+        check_text_keys(loader, node)
         return loader.construct_document(node)
     except RecursionError:
         # PyYAML composes recursively: thousands of nested brackets exhaust the stack.
@@ -297,6 +301,10 @@ def _construct(
         value = loader.construct_object(node)
         if isinstance(value, bool) and node.value.lower() not in ("true", "false"):
             located.words[path] = node.value
+        elif isinstance(value, int | float) and not isinstance(value, bool) and node.style is None:
+            # A plain number where text may be meant (`value: 2`, `max: 2`): kept to say
+            # "quote it" rather than pydantic's "Input should be a valid string".
+            located.words[path] = node.value
         if isinstance(value, str) and "\x00" in value:
             # A "\0" escape: PostgreSQL keeps no U+0000 in text or jsonb, so a run whose step
             # carried it could never be stored, and the event would fail until it went dead.
@@ -343,7 +351,7 @@ def _construct(
                 if not isinstance(key, str):
                     # YAML 1.1 reads `on:` or `yes:` as booleans; say so rather than guess.
                     located.errors.append(
-                        RuleError(located.file, key_line, f"keys must be strings, not {key!r}")
+                        RuleError(located.file, key_line, key_problem(key_node, key))
                     )
                     continue
                 if id(key_node) in repeated:

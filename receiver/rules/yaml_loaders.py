@@ -1,15 +1,29 @@
-"""The YAML loaders the service reads with: ``RuleLoader`` (PyYAML's SafeLoader) for rule
-files, and ``PlainLoader`` for its configuration (the settings and approvers files). Pure.
+"""The YAML loaders the service reads with: ``RuleLoader`` for rule files and rule test files,
+and ``PlainLoader`` for its configuration (the settings and approvers files). Pure.
 
 PyYAML reads YAML 1.1, whose plain scalars are more than their text: ``9_096`` and ``0x2380``
-are integers, ``017`` is fifteen (octal), ``1:30`` is ninety, ``2024-01-01`` a date. The
-configuration's loader reads a whole number only in the digits 0-9 (``port: 9_096`` is the
+are integers, ``017`` is fifteen (octal), ``1:30`` is ninety, ``2024-01-01`` a date. Neither
+loader reads them so: what either reads as a number is the number a reader of the file sees.
+
+The configuration's loader reads a whole number only in the digits 0-9 (``port: 9_096`` is the
 text ``9_096``, refused by the setting as ``REMEDIATOR_PORT=9_096`` is), no float (no setting
 takes a fraction) and no date: those are the text written, and an error quotes them so
 (``lease: 2024-01-01`` was told ``datetime.date(2024, 1, 1) is not a duration``). A value
 tagged as no setting's kind (``!!binary``, ``!!set``, ``!!timestamp``, ``!!omap``,
 ``!!pairs``) is refused where it is written, naming the tag: a setting is text, a whole
 number, true or false, a list or a map.
+
+The rule loader reads a plain whole number only as written in decimal, without leading zeros
+(``0``, ``17``, ``-3``), and a plain fraction only as ``-``, digits, a point and digits, with
+YAML 1.1's signed exponent (``1.5``, ``0.25``, ``1.0e+3``); every other plain scalar YAML 1.1
+read as a number or a date (``017``, ``+5``, ``9_096``, ``0x10``, ``0o17``, ``1:30``,
+``.5``, ``.inf``, ``2024-01-01``) is the text as written. So a field that takes text gets
+what was written (a label value ``017`` matches ``017``), a whole-number field reads that
+text in decimal (``remediations.params.Integer``: ``017`` is 17, ``9_096`` refused), a
+duration refuses ``1:30`` as ``'1:30'``, and a number keeps its value in a JSON body
+(``http.call``'s ``ratio: 0.5``). Nothing that was text becomes a number. Booleans stay
+YAML 1.1's, and a boolean word or a number where text is meant is told to be quoted
+(``boolean_word``).
 """
 
 from __future__ import annotations
@@ -20,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
+
+from remediations.numerals import WHOLE_NUMBER, is_whole_number
 
 __all__ = [
     "ControlCharacter",
@@ -55,14 +71,22 @@ class ControlCharacter(yaml.MarkedYAMLError):
 
 
 class RuleLoader(yaml.SafeLoader):
-    """SafeLoader whose integer too long for ``int()`` (more than 4,300 digits, Python's
-    ``sys.get_int_max_str_digits``) raises a ConstructorError at its line, not the plain
-    ValueError PyYAML lets through, which named no file or line."""
+    """SafeLoader whose plain numbers are read as a reader of the file reads them: a whole
+    number in decimal without leading zeros (``17``, ``-3``, ``0``), a fraction as digits, a
+    point and digits (``1.5``, ``-0.25``, ``1.0e+3``); any other number YAML 1.1 reads
+    (``017``, ``9_096``, ``0x10``, ``1:30``, ``.5``, ``.inf``) and a date are text as written.
+    ``!!int`` text that is no whole number in the digits 0-9 stays text; one is read in
+    decimal (``!!int 017`` is 17). An integer too long for ``int()`` (more than 4,300 digits,
+    Python's ``sys.get_int_max_str_digits``) raises a ConstructorError at its line, not the
+    plain ValueError PyYAML lets through, which named no file or line."""
 
 
 def _integer(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    if not is_whole_number(text):
+        return text  # an explicit `!!int 0x10`: text, for the field to take or refuse
     try:
-        return loader.construct_yaml_int(node)  # type: ignore[arg-type]
+        return int(text, 10)
     except ValueError:
         raise yaml.constructor.ConstructorError(
             problem=f"a whole number of more than {sys.get_int_max_str_digits()} digits;"
@@ -71,6 +95,19 @@ def _integer(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
         ) from None
 
 
+# What a plain scalar must be to be a number in a rule file: as a reader reads it, a subset of
+# YAML 1.1's (so nothing that was text becomes a number). No leading zero (YAML 1.1's octal), no
+# `+`, `_`, base prefix or sexagesimal `1:30`; a fraction needs digits both sides of its point,
+# and an exponent a sign, as YAML 1.1's does (`1.5e3` was and stays text).
+_RULE_INT = re.compile(r"(?:0|-?[1-9][0-9]*)\Z")
+_RULE_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+(?:[eE][-+][0-9]+)?\Z")
+
+RuleLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RuleLoader.add_implicit_resolver(_INT, _RULE_INT, list("-0123456789"))
+RuleLoader.add_implicit_resolver(_FLOAT, _RULE_FLOAT, list("-0123456789"))
 RuleLoader.add_constructor(_INT, _integer)
 
 
@@ -80,10 +117,6 @@ def make_loader(text: str, kind: type[yaml.SafeLoader] = RuleLoader) -> yaml.Saf
         return kind(text)
     except yaml.reader.ReaderError as exc:
         raise ControlCharacter(text, exc) from None
-
-
-# A whole number as a setting's variable takes one: ASCII digits, `-` for a negative one.
-_DECIMAL = re.compile(r"-?[0-9]+")
 
 
 class PlainLoader(yaml.SafeLoader):
@@ -98,7 +131,7 @@ def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     # Also an explicit `!!int 0x10`: text that is no whole number in the digits 0-9 stays
     # text, for the setting to refuse; so does one int() will not read (over 4,300 digits).
     text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
-    if not _DECIMAL.fullmatch(text):
+    if not is_whole_number(text):
         return text
     try:
         return int(text, 10)  # decimal: YAML 1.1 would read 017 as octal
@@ -110,7 +143,7 @@ PlainLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-PlainLoader.add_implicit_resolver(_INT, re.compile(r"^-?[0-9]+$"), list("-0123456789"))
+PlainLoader.add_implicit_resolver(_INT, WHOLE_NUMBER, list("-0123456789"))
 PlainLoader.add_constructor(_INT, _decimal)
 
 
@@ -148,10 +181,17 @@ def boolean_word(
     ``yaml_lines.Located.words`` keeps them). Where text was expected: ``write "on" in quotes:
     YAML reads on as true``, where pydantic said ``Input should be a valid string``; where a
     whole number was: ``on is YAML's true, a boolean, not a number: write the number``, where
-    ``remediations.params`` said ``true is a boolean, ...``. None otherwise."""
+    ``remediations.params`` said ``true is a boolean, ...``. A plain number where text was
+    expected (``words`` keeps those too): ``write "2" in quotes: YAML reads 2 as a number``.
+    None otherwise."""
     word = words.get(tuple(path))
     value = error.get("input")
-    if word is None or not isinstance(value, bool):
+    if word is None or not isinstance(value, bool | int | float):
+        return None
+    if not isinstance(value, bool):
+        # A plain number where text was meant (`max: 2`; a plain `017` is text already).
+        if error.get("type") == "string_type":
+            return f'write "{word}" in quotes: YAML reads {word} as a number'
         return None
     read_as = "true" if value else "false"
     if error.get("type") in _TEXT_EXPECTED:

@@ -8,6 +8,7 @@ list, so a misspelt expectation is an error, never an assertion that cannot hold
 from __future__ import annotations
 
 import difflib
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -88,6 +89,10 @@ def start_time(value: datetime | None) -> datetime | None:
     return value
 
 
+# A time's text starts with its date; no duration or offset does.
+_DATE_FIRST = re.compile(r"[0-9]{4}-[0-9]")
+
+
 def _within(seconds: float, limit_s: float, limit: str, value: Any) -> float:
     if seconds > limit_s:
         raise ValueError(f"{value!r} is too long: {limit}")
@@ -128,11 +133,13 @@ def _target(value: str) -> str:
 
 def _time(value: Any) -> Any:
     """An RFC 3339 time as Alertmanager sends it (kept as written), or an offset."""
-    if isinstance(value, datetime):  # YAML reads an unquoted time itself
+    if isinstance(value, datetime):  # an explicit `!!timestamp`: YAML reads it itself
         if value.tzinfo is None:
             raise ValueError(f"{value.isoformat()}: give a time zone, e.g. Z")
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, str) and "T" in value:
+    # Text that starts as a date is a time (the rule loader reads no date itself): said to be
+    # no RFC 3339 time (`2026-01-01 09:00:00Z`), not "no duration".
+    if isinstance(value, str) and _DATE_FIRST.match(value):
         parse_rfc3339(value)  # ValueError names the problem
         return value
     return offset_seconds(value)

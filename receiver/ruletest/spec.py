@@ -41,7 +41,7 @@ from receiver.ruletest.fields import (
     offset_seconds,
     start_time,
 )
-from remediations.params import Boolean
+from remediations.params import Boolean, Integer
 
 __all__ = [
     "ACTION_KINDS",
@@ -91,12 +91,12 @@ class NamespacesSpec(_Spec):
 
 
 class BudgetSpec(_Spec):
-    count: Annotated[int, Field(ge=0)] = _GUARDS.budget_count
+    count: Annotated[Integer, Field(ge=0)] = _GUARDS.budget_count
     window: Duration = _GUARDS.budget_window_s
 
 
 class BreakerSpec(_Spec):
-    failures: Annotated[int, Field(ge=1)] = _GUARDS.breaker_failures
+    failures: Annotated[Integer, Field(ge=1)] = _GUARDS.breaker_failures
     window: Duration = _GUARDS.breaker_window_s
     open_for: Duration = _GUARDS.breaker_open_for_s
 
@@ -149,7 +149,7 @@ class RolloutFact(_Spec):
     ``nothing_to_roll_back``: why ``rollout_undo`` has nothing to roll back to (implied for
     revision 1 and ``known: false``). ``error``: the probe could not read it, and why."""
 
-    revision: Annotated[int, Field(ge=1)] | None = None
+    revision: Annotated[Integer, Field(ge=1)] | None = None
     replicaset: str | None = None
     created_at: SignedTime | None = None
     known: Boolean = True

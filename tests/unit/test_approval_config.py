@@ -59,6 +59,12 @@ def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
             "by_rule: {rollback: [alice]}\nby_rule: {rollback: [mallory]}\n",
             "duplicate key 'by_rule' \\(first at line 1\\)",
         ),
+        # Was "by_rule.1.[key]: Input should be a valid string", with no line.
+        (
+            "approvers_file",
+            "by_rule:\n  on: [bob]\n",
+            ':2: keys must be strings: write "on" in quotes: YAML reads it as a boolean',
+        ),
         ("slack_signing_secret_file", "\n", "is empty"),
     ],
 )

@@ -65,6 +65,24 @@ def test_yaml_problems_quote_no_text_of_the_file(tmp_path: Path, text: str, mess
     assert "s3cr3t" not in said
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # Was "1: True: unknown setting", on the file's first line whatever the key's.
+        ("dry_run: true\nyes: 1\n", '2: keys must be strings: write "yes" in quotes: YAML reads'),
+        ("log:\n  on: x\n", '2: keys must be strings: write "on" in quotes: YAML reads it as'),
+        # A number is no setting's name, and may be a secret (a PIN) written as a key.
+        ("log:\n  20260101: x\n", "2: keys must be strings: YAML reads this one as a number (not"),
+    ],
+)
+def test_a_key_yaml_reads_as_no_text_is_told_at_its_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    config, said = _refusal(tmp_path, text)
+    assert said.startswith(f"{config}:{message}")
+    assert "20260101" not in said
+
+
 def test_a_plausible_key_is_named_with_its_line_and_never_its_value(tmp_path: Path) -> None:
     config, message = _refusal(tmp_path, "dry_run: true\npassword: hunter2\n")
     assert message == f"{config}:2: password: unknown setting"

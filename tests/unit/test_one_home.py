@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from receiver import alertmanager
 from receiver.alertmanager import PayloadError, parse_notification_carefully
@@ -16,6 +18,7 @@ from receiver.approvals.desk import ApprovalDesk
 from receiver.config import Settings
 from receiver.config.settings import APPROVAL_TTL_S
 from receiver.store.events import EventQueue
+from remediations.numerals import is_whole_number
 from tests.support.rules import TARGET, errors_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +56,24 @@ def test_the_rule_name_is_the_one_dns_label_rule() -> None:
         text = f"rules:\n  - name: {name}\n    match: ['a=\"b\"']\n    {TARGET}"
         text += "    steps: [{action: test.restart}]\n"
         assert (errors_of({"a.yaml": text}) == []) is ok, name
+
+
+@given(st.text(max_size=30))
+@example("-017")
+@example("9_096")
+@example("\uff15")  # a full-width 5, which int() reads
+def test_the_whole_number_pattern_has_one_home(text: str) -> None:
+    # It was written four times (the rule and settings loaders, params, the query filters,
+    # the CLI's integers); all now ask remediations.numerals.
+    digits = text.removeprefix("-")
+    assert is_whole_number(text) is (bool(digits) and all(c in "0123456789" for c in digits))
+    homes = [
+        path.relative_to(ROOT)
+        for package in ("receiver", "remediations")
+        for path in (ROOT / package).rglob("*.py")
+        if re.search(r"-\?\[0-9\]\+", path.read_text())
+    ]
+    assert homes == [Path("remediations/numerals.py")]
 
 
 def test_the_cold_build_time_is_quoted_the_same_everywhere() -> None:

@@ -259,7 +259,7 @@ def test_bad_rule_name() -> None:
         ),
         pytest.param(
             "rules:\n  - name: r\n    on: x\n",
-            "a.yaml:3: keys must be strings, not True",
+            'a.yaml:3: keys must be strings: write "on" in quotes: YAML reads it as a boolean',
             id="yaml-1.1-boolean-key",
         ),
     ],

@@ -222,8 +222,9 @@ def test_a_nul_in_a_rule_file_is_refused_where_it_was_written(
         # "could not load the rules (ValueError: Exceeds the limit ...); please report this".
         ("rules:\n  - name: big\n    steps:\n      - params: {replicas: " + "9" * 5000 + "}\n", 4),
         # A key, which YAML lets be longer than 1,024 characters when marked with `?`.
-        ("rules:\n  - name: big\n    labels:\n      ? " + "1_" * 5000 + "1\n      : x\n", 4),
-        ("rules:\n  - name: big\n    labels: {k: -" + "5" * 5000 + ":30}\n", 3),
+        ("rules:\n  - name: big\n    labels:\n      ? " + "1" * 5000 + "\n      : x\n", 4),
+        # Tagged: `9_9...` and `-5...:30` are text in a rule file, `!!int` text is read.
+        ("rules:\n  - name: big\n    labels: {k: !!int -" + "5" * 5000 + "}\n", 3),
     ],
 )
 def test_an_integer_too_long_to_read_is_an_error_on_its_line(
