@@ -96,14 +96,20 @@ async def form_of(request: web.Request) -> MultiDict[str]:
 
     Raises BadField (``body``) for another Content-Type (a multipart body's file parts were
     spooled to disk for nobody) or bytes that are not UTF-8: request.post() raised
-    UnicodeDecodeError or, for a charset it did not know, LookupError, both a 500."""
+    UnicodeDecodeError or, for a charset it did not know, LookupError, both a 500. Raises
+    BadField naming the field given more than once: no form of the pages sends one twice, and
+    ``decision=reject&decision=approve`` decided by whichever came first, a guess."""
     if request.content_type not in ("", FORM):
         raise BadField("body", f"expected a form sent as {FORM}, got {request.content_type}")
     try:
         text = (await request.read()).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadField("body", f"the form is not valid UTF-8 (byte {exc.start})") from None
-    return MultiDict(parse_qsl(text, keep_blank_values=True))
+    fields = MultiDict(parse_qsl(text, keep_blank_values=True))
+    for name in fields:
+        if len(fields.getall(name)) > 1:
+            raise BadField(name, f"{name} is given more than once: give it once")
+    return fields
 
 
 def unknown_field(key: str, fields: Collection[str]) -> str:
