@@ -97,7 +97,10 @@ async def form_of(request: web.Request) -> MultiDict[str]:
     Raises BadField (``body``) for another Content-Type (a multipart body's file parts were
     spooled to disk for nobody) or bytes that are not UTF-8: request.post() raised
     UnicodeDecodeError or, for a charset it did not know, LookupError, both a 500. Raises
-    BadField naming the field given more than once: no form of the pages sends one twice, and
+    BadField naming the field whose %-escapes decode to bytes that are not UTF-8
+    (``reason=caf%e9``, what a page read as latin-1 sends): parse_qsl replaced them with
+    U+FFFD, and the audit log kept "caf\ufffd", a reason nobody wrote; and naming the field
+    given more than once: no form of the pages sends one twice, and
     ``decision=reject&decision=approve`` decided by whichever came first, a guess."""
     if request.content_type not in ("", FORM):
         raise BadField("body", f"expected a form sent as {FORM}, got {request.content_type}")
@@ -105,7 +108,13 @@ async def form_of(request: web.Request) -> MultiDict[str]:
         text = (await request.read()).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadField("body", f"the form is not valid UTF-8 (byte {exc.start})") from None
-    fields = MultiDict(parse_qsl(text, keep_blank_values=True))
+    # surrogateescape keeps each byte that is not UTF-8 as a lone surrogate, to name its field.
+    pairs = parse_qsl(text, keep_blank_values=True, errors="surrogateescape")
+    for name, value in pairs:
+        if has_lone_surrogate(name + value):
+            field = "body" if has_lone_surrogate(name) else name
+            raise BadField(field, f"{field} is not valid UTF-8 once its %-escapes are decoded")
+    fields = MultiDict(pairs)
     for name in fields:
         if len(fields.getall(name)) > 1:
             raise BadField(name, f"{name} is given more than once: give it once")
