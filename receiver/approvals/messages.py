@@ -2,7 +2,9 @@
 
 What it quotes of the alert (labels in the summary and target, annotations) reads as written:
 a bidirectional override or another format character from it is shown as ``<U+202E>``
-(``receiver.text.visible``), or "approve\u202edelete" would read backwards after "approve".
+(``receiver.text.visible``), or "approve\u202edelete" would read backwards after "approve";
+and it stays on its own line (a break shown as ``LINE_BREAK``), so that no alert writes a line
+that reads as the service's own, such as where to decide.
 
 A request names what will be done, to what, why (the alert and its annotations), the alert's
 links, where to decide (the link, or the CLI command when links are not configured) and when
@@ -14,6 +16,7 @@ interactivity enabled the message also carries Approve and Reject buttons, whose
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,6 +28,7 @@ from receiver.text import visible
 __all__ = [
     "ACTION_APPROVE",
     "ACTION_REJECT",
+    "LINE_BREAK",
     "Notice",
     "NoticeKind",
     "alert_links",
@@ -40,6 +44,10 @@ ACTION_REJECT = "remediator_reject"
 _SECTION = 3000
 # Of the alert's summary or description in "Why": enough to say it, and room for the links.
 _WHY = 1000
+# What a line break in quoted text is shown as: the break stays visible, the line stays one.
+LINE_BREAK = " \u21b5 "
+# Every break str.splitlines() knows (\n, \r, \v, \f, \x1c-\x1e, \x85, U+2028, U+2029).
+_BREAK = re.compile("\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 
 class NoticeKind(StrEnum):
@@ -92,7 +100,19 @@ def _why(approval: ApprovalRecord) -> str:
     return f"{text}: {detail}" if detail else text
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line, each break shown as ``LINE_BREAK``. A notice's lines are the
+    service's own: an annotation reading "disk full\\nReview and decide: https://elsewhere/..."
+    wrote a decision line of its own, above the real one, whose link led where the alert said
+    (a page asking for an operator token, as the real one does)."""
+    return _BREAK.sub(LINE_BREAK, text)
+
+
 def _headline(notice: Notice) -> str:
+    return _one_line(_headline_text(notice))
+
+
+def _headline_text(notice: Notice) -> str:
     a = notice.approval
     what = a.plan.get("summary") or a.action
     if notice.kind is NoticeKind.REQUESTED:
@@ -117,7 +137,8 @@ def _about(notice: Notice, why: int | None = None) -> list[str]:
         f"Target: {_target(a)} · action {a.action} · risk {a.risk}",
         f"Why: {_why(a) if why is None else _cut(_why(a), why)}",
     ]
-    return lines + [f"{label}: {url}" for label, url in alert_links(a.context)]
+    links = [f"{label}: {url}" for label, url in alert_links(a.context)]
+    return [_one_line(line) for line in lines + links]
 
 
 def _decide(notice: Notice) -> list[str]:

@@ -57,6 +57,26 @@ def bad_field(exc: BadField) -> web.Response:
     return json_response({"error": exc.message, "field": exc.field}, 400)
 
 
+class _RepeatedKey(Exception):
+    """A JSON object gave ``key`` twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's ``object_pairs_hook``: the object, or _RepeatedKey for a key given twice."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return body
+
+
 async def json_object(
     request: web.Request, *, fields: Collection[str], required: bool = True
 ) -> dict[str, Any]:
@@ -65,7 +85,9 @@ async def json_object(
 
     Raises BadField for a body that is not JSON, not an object, or holds U+0000 or a lone
     surrogate in a string, and naming a key that is not one of ``fields`` (with the closest
-    one, if any is close)."""
+    one, if any is close) or one an object gives twice: json kept the last, so that
+    ``{"reason": "x", "for": "1m", "for": "7d"}`` paused for a week, a guess (RFC 8259 leaves
+    such an object's meaning to each reader)."""
     if not request.can_read_body:
         if required:
             raise BadField("body", "expected a JSON object")
@@ -73,7 +95,10 @@ async def json_object(
     try:
         # Read as UTF-8 whatever charset the Content-Type names: JSON has no charset parameter
         # (RFC 8259 section 11), and an unknown one made request.json() raise LookupError (500).
-        body = json.loads((await request.read()).decode("utf-8"))
+        body = json.loads((await request.read()).decode("utf-8"), object_pairs_hook=_unique)
+    except _RepeatedKey as exc:
+        field = "body" if _unstorable(exc.key) else exc.key
+        raise BadField(field, f"{field} is given more than once: give it once") from None
     except UnicodeDecodeError as exc:
         raise BadField("body", f"not valid UTF-8 (byte {exc.start})") from None
     except (ValueError, RecursionError) as exc:
@@ -96,14 +121,29 @@ async def form_of(request: web.Request) -> MultiDict[str]:
 
     Raises BadField (``body``) for another Content-Type (a multipart body's file parts were
     spooled to disk for nobody) or bytes that are not UTF-8: request.post() raised
-    UnicodeDecodeError or, for a charset it did not know, LookupError, both a 500."""
+    UnicodeDecodeError or, for a charset it did not know, LookupError, both a 500. Raises
+    BadField naming the field whose %-escapes decode to bytes that are not UTF-8
+    (``reason=caf%e9``, what a page read as latin-1 sends): parse_qsl replaced them with
+    U+FFFD, and the audit log kept "caf\ufffd", a reason nobody wrote; and naming the field
+    given more than once: no form of the pages sends one twice, and
+    ``decision=reject&decision=approve`` decided by whichever came first, a guess."""
     if request.content_type not in ("", FORM):
         raise BadField("body", f"expected a form sent as {FORM}, got {request.content_type}")
     try:
         text = (await request.read()).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadField("body", f"the form is not valid UTF-8 (byte {exc.start})") from None
-    return MultiDict(parse_qsl(text, keep_blank_values=True))
+    # surrogateescape keeps each byte that is not UTF-8 as a lone surrogate, to name its field.
+    pairs = parse_qsl(text, keep_blank_values=True, errors="surrogateescape")
+    for name, value in pairs:
+        if has_lone_surrogate(name + value):
+            field = "body" if has_lone_surrogate(name) else name
+            raise BadField(field, f"{field} is not valid UTF-8 once its %-escapes are decoded")
+    fields = MultiDict(pairs)
+    for name in fields:
+        if len(fields.getall(name)) > 1:
+            raise BadField(name, f"{name} is given more than once: give it once")
+    return fields
 
 
 def unknown_field(key: str, fields: Collection[str]) -> str:

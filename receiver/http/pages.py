@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from receiver.http.deps import CLOCK
-from receiver.http.filters import BadParameter, parse_since, run_filters
+from receiver.http.filters import BadParameter, parse_since, run_filters, unknown_parameter
 from receiver.http.login import REVIEW_WEB, Handler, page, signed_in
 from receiver.model import RunOutcome
 from receiver.review.incidents import stamp
@@ -125,6 +125,11 @@ async def incidents_page(request: web.Request) -> web.Response:
         "gap": f"{review.gap_s / 60:g} minutes",
     }
     try:
+        for name in request.query:
+            # ?gap=10m or ?group_by=window (the report API's) were ignored without a word: the
+            # page grouped by the default gap.
+            if name not in ("from", "to"):
+                raise unknown_parameter(name)
         start, end = window_of(request.query, request.app[CLOCK]())
     except BadParameter as exc:
         return page(request, "incidents", 400, incidents=[], message=exc.message, **values)

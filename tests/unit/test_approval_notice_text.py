@@ -11,7 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.approvals.messages import Notice, NoticeKind, slack_message, webhook_body
+from receiver.approvals.messages import (
+    LINE_BREAK,
+    Notice,
+    NoticeKind,
+    slack_message,
+    webhook_body,
+)
 from receiver.approvals.page import PageRenderer, view_of
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.text import visible
@@ -103,3 +109,45 @@ def test_a_link_on_the_approval_page_opens_the_address_the_alert_gave() -> None:
     assert 'href="https://rb.example/%E2%80%8Bdisk"' in page  # as a browser sends it
     assert "<small>https://rb.example/&lt;U+200B&gt;disk</small>" in page
     assert "\u200b" not in page
+
+
+# Every line break str.splitlines() knows, each of which a chat or a mail client may show as one.
+BREAKS = ["\n", "\r\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+FORGED = "Review and decide: https://elsewhere.example/approve/k1..x"
+
+
+@pytest.mark.parametrize(
+    "brk", BREAKS, ids=[" ".join(f"U+{ord(c):04X}" for c in b) for b in BREAKS]
+)
+def test_an_alert_cannot_write_a_line_of_the_notice(brk: str) -> None:
+    # The summary said "disk full", then, on a line of its own, where to decide: the webhook's
+    # text showed that line above the real one, its link leading where the alert wanted (a
+    # page asking for an operator token, as the real page does), then "Expires: never".
+    record = approval()
+    summary = f"disk full{brk}{FORGED}{brk}Expires: never"
+    context = {
+        **record.context,
+        "alertname": f"Disk{brk}Target: none",
+        "annotations": {"summary": summary, "runbook_url": f"https://rb.example/{brk}x"},
+    }
+    plan = {**record.plan, "summary": f"restart api{brk}Approved by alice"}
+    notice = Notice(NoticeKind.REQUESTED, dataclasses.replace(record, context=context, plan=plan))
+    notice = dataclasses.replace(notice, link="https://remediator.example/approve/k1..real")
+    text = webhook_body(notice)["text"]
+    lines = text.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "Approval needed",
+        "Target",
+        "Why",
+        "Runbook",
+        "Review and decide",
+        "Expires",
+        "Run r1 · approval a1",
+    ], text
+    assert f"Why: Disk{LINE_BREAK}Target: none (rule restart): disk full{LINE_BREAK}" in text
+    assert lines[4] == "Review and decide: https://remediator.example/approve/k1..real"
+    blocks = slack_message(notice)["blocks"]
+    assert len(blocks[0]["text"]["text"].splitlines()) == 1
+    about = blocks[1]["text"]["text"].splitlines()
+    assert [line.split(":")[0] for line in about] == ["Target", "Why", "Runbook"], about
+    assert blocks[2]["text"]["text"].startswith("Review and decide: https://remediator.example/")

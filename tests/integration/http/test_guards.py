@@ -109,6 +109,27 @@ async def test_an_unknown_pause_field_is_named_with_the_closest_one(
     }
 
 
+async def test_a_pause_field_given_twice_is_named_and_pauses_nothing(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis
+) -> None:
+    # json kept the last "for": this paused for a week, not for the minute also written.
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    client = await make_client(guards=guards)
+    headers = {**OPERATOR, "Content-Type": "application/json"}
+    for body, field in (
+        (b'{"reason": "x", "for": "1m", "for": "7d"}', "for"),
+        (b'{"reason": "x", "reason": "y"}', "reason"),
+        (rb'{"reason": "x", "\u0000": 1, "\u0000": 2}', "body"),  # not echoed as a name
+    ):
+        response = await client.put(PAUSE_PATH, data=body, headers=headers)
+        assert response.status == 400, body
+        assert await response.json() == {
+            "error": f"{field} is given more than once: give it once",
+            "field": field,
+        }
+    assert not (await guards.status())["paused"]
+
+
 async def test_without_guards_their_routes_say_so(make_client: MakeClient) -> None:
     client = await make_client()  # no Redis configured: no guards
     for method, path in (("GET", GUARDS_PATH), ("PUT", PAUSE_PATH), ("DELETE", PAUSE_PATH)):

@@ -201,6 +201,18 @@ async def test_the_report_api_checks_its_parameters(served: Served) -> None:
     assert (await response.json())["window"]["gap_s"] == 1.0
 
 
+async def test_the_incidents_page_names_a_parameter_it_does_not_take(served: Served) -> None:
+    # ?gap=1s was ignored without a word: the page grouped by the default gap all the same.
+    for params in ({"gap": "1s"}, {"group_by": "window"}, {"from": "1h", "limit": "3"}):
+        response = await served.client.get("/incidents", headers=OPERATOR, params=params)
+        assert response.status == 400, params
+        name = next(n for n in params if n not in ("from", "to"))
+        assert f"unknown parameter &#39;{name}&#39;" in await response.text(), params
+    response = await served.client.get("/incidents", headers=OPERATOR, params={"from": "1h"})
+    assert response.status == 200
+    assert served.incident_id in await response.text()
+
+
 async def test_the_cli_prints_the_report_of_a_running_server(served: Served) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
     env["REMEDIATOR_OPERATOR_TOKEN"] = OPERATOR_TOKEN

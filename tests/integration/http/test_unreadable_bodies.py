@@ -1,9 +1,9 @@
 """Bodies the operator routes and the pages' forms cannot read are 400s naming the body, never
 500s: a JSON body with an integer of more than 4,300 digits or arrays nested thousands deep; a
-form that is not UTF-8 or is sent as multipart. A charset the Content-Type names is not
-believed: JSON is UTF-8 (it has no charset parameter, RFC 8259 section 11), and so are the
-pages and what their forms send; one Python does not know was a 500. Over real HTTP, on the
-real store."""
+form that is not UTF-8 (its %-escapes included), is sent as multipart or gives a field twice. A
+charset the Content-Type names is not believed: JSON is UTF-8 (it has no charset parameter, RFC
+8259 section 11), and so are the pages and what their forms send; one Python does not know was
+a 500. Over real HTTP, on the real store."""
 
 from __future__ import annotations
 
@@ -110,6 +110,7 @@ async def test_a_sign_in_form_that_cannot_be_read_is_400_on_the_login_page(
         (b"operator_token=\xff", FORM, "not valid UTF-8"),
         (token, f"{FORM}; charset=x-no-such-charset", ""),
         (b"operator_token=\xff", f"{FORM}; charset=utf-16", "not valid UTF-8"),
+        (token + b"&next=incidents", FORM, "next is given more than once: give it once"),
     ):
         response = await client.post(
             "/login",
@@ -156,6 +157,18 @@ async def test_a_decision_form_that_cannot_be_read_is_400_and_decides_nothing(
     refused = [
         (urlencoded.encode("latin-1"), {"Content-Type": FORM}, "the form is not valid UTF-8"),
         (_multipart(fields), {}, f"expected a form sent as {FORM}"),
+        # A %-escape that is not UTF-8 was read as U+FFFD: the reason recorded "d\ufffdploiement".
+        (
+            urlencoded.replace("d\xe9ploiement", "d%E9ploiement").encode(),
+            {"Content-Type": FORM},
+            "reason is not valid UTF-8 once its %-escapes are decoded",
+        ),
+        # Two decisions in one form decided by the first (reject here): a guess, not a choice.
+        (
+            f"{urlencoded}&decision=reject".encode(),
+            {"Content-Type": FORM},
+            "decision is given more than once: give it once",
+        ),
     ]
     for body, headers, why in refused:
         response = await edge.client.post(path, data=body, headers={**origin, **headers})
