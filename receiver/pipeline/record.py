@@ -45,15 +45,22 @@ _DONE = frozenset(
 
 # Outcomes at which every step of the run ended and none stopped it.
 _STEPS_DONE = frozenset({RunOutcome.SUCCEEDED, RunOutcome.VERIFYING, RunOutcome.DRY_RUN})
+# Outcomes after which a run that changed nothing gives its budget slot back here: its steps
+# done, or a step's precondition refused it (a refused step did not act, ``steps.call``).
+_REFUNDABLE = _STEPS_DONE | {RunOutcome.REFUSED}
 
 
-def _changed_nothing(deps: Deps, steps: list[tuple[str, str]]) -> bool:
-    """True when a step of a disruptive action ended ``noop`` and no step (action, outcome)
-    may have changed anything (``budget.MAY_HAVE_CHANGED``): the run may hold a budget slot
-    it never used. Only the store's records decide (``BudgetRefund.steps_done``): this look
-    spares that read to every run that acted."""
+def _changed_nothing(deps: Deps, final: RunOutcome, steps: list[tuple[str, str]]) -> bool:
+    """True when no step (action, outcome) may have changed anything
+    (``budget.MAY_HAVE_CHANGED``) and the run, ended ``final``, may hold a budget slot it never
+    used: a step of a disruptive action ended ``noop``, or a step's precondition refused the
+    run (its admission drew the slot for a step that never acted). Only the store's records
+    decide (``BudgetRefund.steps_done``): this look spares that read to every run that
+    acted."""
     if any(outcome in MAY_HAVE_CHANGED for _, outcome in steps):
         return False
+    if final is RunOutcome.REFUSED:
+        return True
     return any(
         outcome == Outcome.NOOP and action in deps.registry and deps.registry.get(action).disruptive
         for action, outcome in steps
@@ -182,10 +189,11 @@ class Record:
                 "guards unavailable (Redis): the target lock could not be given back, so the "
                 "run's outcome waits; it will be retried",
             )
-        if final in _STEPS_DONE and _changed_nothing(deps, steps):
+        if final in _REFUNDABLE and _changed_nothing(deps, final, steps):
             # Its disruptive steps ended noop (a held one whose preview changed nothing was
-            # never run): the slot its admission drew comes back, before the outcome is
-            # written so that its escalation cannot be admitted under it meanwhile.
+            # never run), or a precondition refused the run before any step acted: the slot
+            # its admission drew comes back, before the outcome is written so that its
+            # escalation cannot be admitted under it meanwhile.
             await self._refund.steps_done(ctx.run_id, final, ctx.log)
         # A "finished" announcement with nothing to send is recorded with the outcome. The
         # event is not completed here: any message still follows, and until it is sent the
