@@ -37,7 +37,8 @@ window it shares it (the run acted: that slot stays spent), and once the run's s
 the window its admission draws one of its own (``Admission.budget_drawn``, audited with the
 admission). Ended with none of its steps having acted, by its approval (expired, rejected,
 cancelled), refused for good when taken up again (``follow_up.AdmitResolve``: the namespace
-policy), or overtaken by its alert's resolution (``overtaken.escalation_overtaken``; both
+policy), overtaken by its alert's resolution (``overtaken.escalation_overtaken``), or done
+with its steps ``noop`` or refused by a precondition (``record.RecordEscalation``; all three
 ``BudgetRefund.follow_up_ended``), it gives back a slot it drew, never the run's.
 """
 
@@ -185,10 +186,12 @@ class BudgetRefund:
         """After the follow-up ``ctx.phase`` of run ``ctx.run_id`` ended with steps left: a
         guard refused it for good (``follow_up.AdmitResolve``), or its alert resolved during
         an escalation (``overtaken.escalation_overtaken``, once per ending: a retry finds
-        nothing left to end and does not come here). Gives back the budget slot an admission
-        of that follow-up drew of its own (``Store.follow_up_drew_budget``: an escalation
-        taken up after its run's slot left the window) when none of its steps may have
-        changed anything. A slot it shares with its run stays (the run acted); so does every
+        nothing left to end and does not come here); or after an escalation's steps ran as
+        far as they could and none of that pass's acted (``record.RecordEscalation``: its
+        disruptive steps ``noop``, or a precondition refused it). Gives back the budget slot
+        an admission of that follow-up drew of its own (``Store.follow_up_drew_budget``: an
+        escalation taken up after its run's slot left the window) when none of its steps may
+        have changed anything. A slot it shares with its run stays (the run acted); so does every
         slot of an undo, whose guards never ask the budget. A store that cannot be read, or
         Redis unreachable, is logged: the ending stands, and the slot is kept (it leaves the
         window with time)."""

@@ -228,12 +228,16 @@ class RecordEscalation:
     A held step parks the escalation (its approval's decision takes it up again); the run's
     outcome stays ``failed`` whatever the escalation does: the verification failed. A step that
     failed, was refused or was interrupted ends it, as a failed step ends a run: the on_failed
-    steps after it are recorded ``not_run`` (``Store.stop_escalation``)."""
+    steps after it are recorded ``not_run`` (``Store.stop_escalation``). An escalation that
+    ended with none of its steps having changed anything (its disruptive ones ``noop``, or a
+    precondition refused it) gives back the budget slot it drew of its own
+    (``BudgetRefund.follow_up_ended``); one it shares with its run stays."""
 
     name = "record"
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
+        self._refund = BudgetRefund(deps.store, deps.guards, deps.registry)
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         stopped = next((step for step, r in ctx.results if r.outcome in _STOPS), None)
@@ -253,6 +257,10 @@ class RecordEscalation:
             "escalation done",
             steps=[(step.action, str(result.outcome)) for step, result in ctx.results],
         )
+        if ctx.results and not any(r.outcome in MAY_HAVE_CHANGED for _, r in ctx.results):
+            # Nothing of this pass acted; the refund reads the escalation's records of every
+            # pass before it gives anything back.
+            await self._refund.follow_up_ended(ctx)
         return Verdict.stop(RunOutcome.FAILED, "verification failed; on_failed steps done")
 
 

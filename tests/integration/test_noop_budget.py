@@ -205,3 +205,65 @@ async def test_a_run_refused_by_a_step_after_a_held_noop_gives_its_slot_back(
     assert [s.outcome for s in done.steps] == ["noop", "refused", "not_run"]
     assert await _slots(env) == []
     assert peer.pokes == 0
+
+
+async def test_an_escalation_whose_steps_change_nothing_gives_its_own_slot_back(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # The run gave its slot back (noop), so its escalation draws one of its own; its held
+    # step's preview changes nothing too, recorded noop without anyone asked: the ladder
+    # ends with nothing changed, and kept that slot for the hour before.
+    rules = HELD_UP_TO_ONE + (
+        "    verify: {resolved_within: 1s}\n"
+        "    on_failed:\n"
+        "      - action: test.disruptive_poke\n"
+        "        params: {up_to: 1}\n"
+        "        approval: required\n"
+    )
+    env = await _env(approval_env, peer, rules)
+    peer.value = 1
+    await env.harness.deliver(poke_labels())
+
+    async def probe() -> RunRecord:
+        await env.harness.drain()
+        return await env.harness.only_run()
+
+    def ladder_done(run: RunRecord) -> bool:
+        return any(s.phase == "on_failed" and s.outcome == "noop" for s in run.steps)
+
+    run = await eventually(probe, ladder_done, timeout_s=15, what="the ladder ends")
+    assert [(s.phase, s.outcome) for s in run.steps] == [("run", "noop"), ("on_failed", "noop")]
+    assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
+    assert await _slots(env) == []
+    assert peer.pokes == 0
+
+
+async def test_an_escalation_one_of_whose_steps_acted_keeps_its_own_slot(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # A ladder one of whose steps acted keeps the slot it drew, whatever the others did.
+    rules = HELD_UP_TO_ONE + (
+        "    verify: {resolved_within: 1s}\n"
+        "    on_failed:\n"
+        "      - action: test.disruptive_poke\n"
+        "        params: {up_to: 2}\n"
+        "        approval: never\n"
+        "      - action: test.disruptive_poke\n"
+        "        params: {up_to: 2}\n"
+        "        approval: never\n"
+    )
+    env = await _env(approval_env, peer, rules)
+    peer.value = 1
+    await env.harness.deliver(poke_labels())
+
+    async def probe() -> RunRecord:
+        await env.harness.drain()
+        return await env.harness.only_run()
+
+    def ladder_done(run: RunRecord) -> bool:
+        return [s.outcome for s in run.steps if s.phase == "on_failed"] == ["ok", "noop"]
+
+    run = await eventually(probe, ladder_done, timeout_s=15, what="the ladder ends")
+    assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
+    assert await _slots(env) == [run.id]
+    assert peer.pokes == 1
