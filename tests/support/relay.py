@@ -37,6 +37,7 @@ class HeldRelay:
         # Set once something a client sent waits here (since the last ``hold``): the
         # command the test meant to hold is on its way.
         self.holding = asyncio.Event()
+        self._hold_on: bytes | None = None
 
     @property
     def port(self) -> int:
@@ -48,6 +49,11 @@ class HeldRelay:
         """From now on, what clients send waits here."""
         self.holding.clear()
         self._open.clear()
+
+    def hold_from(self, marker: bytes) -> None:
+        """Hold (as ``hold``) from the first chunk a client sends that contains ``marker``
+        (a statement's text, ``b"LISTEN"``), that chunk included."""
+        self._hold_on = marker
 
     def let_through(self) -> None:
         """Send on what waited, and everything after it."""
@@ -83,6 +89,9 @@ class HeldRelay:
     async def _to_server(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):  # the client reset its connection: as a close
             while data := await source.read(_CHUNK):
+                if self._hold_on is not None and self._hold_on in data:
+                    self._hold_on = None
+                    self.hold()
                 if not self._open.is_set():
                     self.holding.set()
                 await self._open.wait()
