@@ -17,6 +17,7 @@ from receiver.pipeline.context import (
     record_step,
     release_lock,
 )
+from receiver.pipeline.steps import UNRECORDED
 from receiver.store import JobKind
 from remediations.base import Outcome, Result
 from remediations.notify.action import Notify
@@ -131,7 +132,13 @@ class Record:
         if failed:
             first = failed[0].outcome
             final = RunOutcome.REFUSED if first is Outcome.REFUSED else RunOutcome.FAILED
-            if first is Outcome.INTERRUPTED:
+            if first is Outcome.INTERRUPTED and failed[0].message.startswith(UNRECORDED):
+                error = (
+                    "the store was unreachable when a step's result was to be recorded (no "
+                    "worker stopped): it may have acted, and was not run again; check the "
+                    "target by hand; see the run's steps"
+                )
+            elif first is Outcome.INTERRUPTED:
                 error = (
                     "a worker stopped while a step ran: it may have acted, and was not run "
                     "again; check the target by hand; see the run's steps"

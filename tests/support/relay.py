@@ -38,6 +38,9 @@ class HeldRelay:
         # command the test meant to hold is on its way.
         self.holding = asyncio.Event()
         self._hold_on: bytes | None = None
+        # ``go_down``: connections are cut, and new ones closed at once, until ``come_back``.
+        self._down = False
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def port(self) -> int:
@@ -54,6 +57,17 @@ class HeldRelay:
         """Hold (as ``hold``) from the first chunk a client sends that contains ``marker``
         (a statement's text, ``b"LISTEN"``), that chunk included."""
         self._hold_on = marker
+
+    def go_down(self) -> None:
+        """As a server that went away: the connections made so far are cut, and new ones are
+        closed as soon as they are made, until ``come_back``."""
+        self._down = True
+        for writer in list(self._writers):
+            writer.close()
+
+    def come_back(self) -> None:
+        """Take connections again (new ones: those cut stay cut)."""
+        self._down = False
 
     def let_through(self) -> None:
         """Send on what waited, and everything after it."""
@@ -82,7 +96,11 @@ class HeldRelay:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self._down:
+            client_w.close()
+            return
         server_r, server_w = await asyncio.open_connection(*self._upstream)
+        self._writers.update((client_w, server_w))
         self._spawn(self._to_server(client_r, server_w))
         self._spawn(self._to_client(server_r, client_w))
 
