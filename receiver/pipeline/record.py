@@ -17,7 +17,7 @@ from receiver.pipeline.context import (
     record_step,
     release_lock,
 )
-from receiver.pipeline.steps import UNRECORDED
+from receiver.pipeline.marked import UNRECORDED
 from receiver.store import JobKind
 from remediations.base import Outcome, Result
 from remediations.notify.action import Notify

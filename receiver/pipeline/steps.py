@@ -55,11 +55,11 @@ from pydantic import BaseModel
 from receiver.model import StepPlan
 from receiver.pipeline.context import (
     STEP_OUTCOME_FACT,
-    STEP_STARTED,
     Deps,
     RunContext,
     record_step,
 )
+from receiver.pipeline.marked import not_started
 from receiver.store import StepStart, StoreUnavailable
 from remediations.base import (
     Action,
@@ -186,7 +186,7 @@ class StepRunner:
                 start = await self._start(ctx, step, action.describe(ctx.target, typed), started)
             if start is not None and not start.started:
                 ran = self._unrecorded.pop((ctx.run_id, ctx.phase, step.index), None)
-                result, record = _not_started(ctx, start, ran)
+                result, record = not_started(ctx, start, ran)
             else:
                 result = await _guarded(
                     ctx, step, lambda: action.run(action_ctx, ctx.target, typed), acting=True
@@ -285,10 +285,6 @@ class StepRunner:
         self._unrecorded[key] = result
 
 
-# How an interrupted step's message begins when this process ran it and the store was out of
-# reach as its result was written (``_not_started``); the run's error says so too (record.py).
-UNRECORDED = "the store was unreachable when this step's result was to be recorded"
-
 # The most steps whose mark's answer was lost that a StepRunner remembers (``_start``): each is
 # taken up again within seconds (the event's retry), or by another replica, which never asks.
 _MAX_UNCONFIRMED = 1024
@@ -346,46 +342,6 @@ def acted(ctx: RunContext, result: Result) -> Result:
             f"have reached its system; check {ctx.target.key} by hand"
         ),
     )
-
-
-def _not_started(
-    ctx: RunContext, start: StepStart, ran: Result | None = None
-) -> tuple[Result, bool]:
-    """What a step that could not be marked started records, and whether to record it: a mark
-    an earlier attempt left is ``interrupted`` (recorded); a step another attempt finished
-    meanwhile keeps its record (not written again). ``ran``: how this process's own earlier
-    try at the step ended, when the store was unreachable as its record was written: the
-    mark is that try's (no other attempt can mark a started step), and the message says so
-    rather than blame a stopped worker. Still ``interrupted``: the run fails and someone
-    looks, as for any step whose record was lost."""
-    if start.outcome == STEP_STARTED and ran is not None:
-        return (
-            Result(
-                Outcome.INTERRUPTED,
-                f"{UNRECORDED} (its call had ended {ran.outcome}: {ran.message}); not run "
-                "again, so as not to act twice or go past its cap; check "
-                f"{ctx.target.key} by hand",
-            ),
-            True,
-        )
-    if start.outcome == STEP_STARTED:
-        since = f" at {start.started_at.isoformat()}" if start.started_at else ""
-        return (
-            Result(
-                Outcome.INTERRUPTED,
-                f"a worker stopped while this step ran ({start.message}{since}): it may have "
-                "acted, in part or in full; not run again, so as not to act twice or go past "
-                f"its cap; check {ctx.target.key} by hand",
-            ),
-            True,
-        )
-    if start.outcome in _OUTCOMES:
-        return Result(Outcome(start.outcome), start.message), False
-    why = f"step is {start.outcome}" if start.outcome else "step is not in the store"
-    return Result(Outcome.REFUSED, f"not run: the {why} ({start.message})"), False
-
-
-_OUTCOMES = frozenset(o.value for o in Outcome)
 
 
 def failed(exc: ActionError, message: str) -> Result:

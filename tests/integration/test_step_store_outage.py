@@ -20,7 +20,7 @@ import pytest
 from pydantic import BaseModel
 
 from receiver.model import RunOutcome
-from receiver.pipeline.steps import UNRECORDED
+from receiver.pipeline.marked import UNRECORDED
 from receiver.store import EventLease, Store, StoreUnavailable
 from remediations.base import ActionContext, Outcome, Result
 from remediations.targets import Target
