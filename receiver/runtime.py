@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
-__all__ = ["GEN0_THRESHOLD", "event_loop_factory", "tune_garbage_collector"]
+__all__ = ["GEN0_THRESHOLD", "event_loop_factory", "run_bounded", "tune_garbage_collector"]
+
+T = TypeVar("T")
 
 # Allocations of container objects, net of deallocations, between collections of the youngest
 # generation (CPython's default is 700). See tune_garbage_collector.
@@ -41,3 +44,83 @@ def tune_garbage_collector(threshold0: int = GEN0_THRESHOLD) -> tuple[int, int, 
     previous = gc.get_threshold()
     gc.set_threshold(threshold0, previous[1], previous[2])
     return previous
+
+
+def run_bounded(
+    main: Coroutine[Any, Any, T],
+    *,
+    leftovers_s: float,
+    log: Any,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run ``main`` to its end in a new event loop (``asyncio.Runner``: SIGINT cancels it and
+    raises KeyboardInterrupt), then close the loop within about ``leftovers_s`` seconds per
+    wait: the tasks still running are cancelled and waited for, then the async generators,
+    then the default executor's threads (getaddrinfo, ``to_thread``). ``Runner.close`` waits
+    for each without a limit, so one leftover task that ignores its cancellation (a statement
+    whose cancellation a server that went away never acknowledges) held the exit past the
+    pod's termination grace. What is still running at its bound is left behind, named in a
+    warning on ``log`` (a structlog logger), and goes with the process. Returns what ``main``
+    returns; raises what it raises."""
+    runner = asyncio.Runner(loop_factory=loop_factory)
+    try:
+        return runner.run(main)
+    finally:
+        loop = runner.get_loop()
+        try:
+            _end_leftovers(loop, leftovers_s, log)
+            _bounded(loop, loop.shutdown_asyncgens(), leftovers_s, log, "async generators")
+            _bounded(loop, loop.shutdown_default_executor(), leftovers_s, log, "executor threads")
+        finally:
+            # Not Runner.close: it would wait for the leftovers again, without a limit. As
+            # it, the loop is unset where the runner set it (no factory given).
+            if loop_factory is None:
+                asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _end_leftovers(loop: asyncio.AbstractEventLoop, timeout_s: float, log: Any) -> None:
+    """Cancel the tasks of ``loop`` still running and wait at most ``timeout_s`` seconds for
+    them; an error one of them ended with goes to the loop's exception handler, as
+    ``Runner.close`` does."""
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    _, left = loop.run_until_complete(asyncio.wait(tasks, timeout=timeout_s))
+    for task in tasks - left:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception in a task left when the service stopped",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
+    if left:
+        log.warning(
+            "stopping: tasks still running were left behind",
+            after_s=timeout_s,
+            tasks=sorted(task.get_name() for task in left),
+        )
+
+
+def _bounded(
+    loop: asyncio.AbstractEventLoop,
+    work: Coroutine[Any, Any, None],
+    timeout_s: float,
+    log: Any,
+    what: str,
+) -> None:
+    """Run ``work`` on ``loop`` for at most ``timeout_s`` seconds; past it, it is cancelled and
+    left behind (not waited for: that wait is what is bounded), the log saying ``what``."""
+    task = loop.create_task(work)
+    loop.run_until_complete(asyncio.wait({task}, timeout=timeout_s))
+    if task.done():
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # The class only: an error's text may quote an address or a DSN.
+            log.warning("stopping: closing failed", what=what, error=type(error).__name__)
+        return
+    task.cancel()
+    log.warning("stopping: cut short", what=what, after_s=timeout_s)

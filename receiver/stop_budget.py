@@ -20,6 +20,9 @@ The stop, from SIGTERM (``receiver.service``):
 3. The rule reloads' audit rows, then ``service.stopped``: ``AUDIT_TIMEOUT_S`` each.
 4. Closing the store's pool, Redis and the clients: ``CLOSE_TIMEOUT_S`` (``close_all``: the
    pool half of it, then it is terminated; whatever is left then goes with the process).
+5. Closing the event loop once ``run_service`` returned (``runtime.run_bounded``): the tasks
+   still running are cancelled and waited for, then the async generators, then the default
+   executor's threads, ``LEFTOVERS_S`` each; what is left then goes with the process.
 
 A claim the stop gave up on loses nothing: if the server made it, the items are this worker's
 until their lease runs out, and the next worker (or the next start) takes them up.
@@ -46,6 +49,7 @@ __all__ = [
     "CLAIM_WAIT_S",
     "CLOSE_TIMEOUT_S",
     "HTTP_SHUTDOWN_S",
+    "LEFTOVERS_S",
     "LOOPS_END_S",
     "RELEASE_WAIT_S",
     "StopBudget",
@@ -80,21 +84,29 @@ AUDIT_TIMEOUT_S = 5.0
 # How long closing the store's pool, Redis and the action clients may take together: the pool
 # half of it (then it is terminated), the others the rest.
 CLOSE_TIMEOUT_S = 5.0
+# How long each of the event loop's closing waits may take (step 5): for the tasks still
+# running once run_service returned (cancelled; one that ignores its cancellation is left
+# behind), for the async generators, for the default executor's threads. asyncio.Runner's
+# close waits for each without a limit.
+LEFTOVERS_S = 1.0
+# The closing waits of step 5.
+_LEFTOVER_WAITS = 3
 
 
 @dataclass(frozen=True, slots=True)
 class StopBudget:
-    """The longest each part of serve's stop takes, in seconds (the module's steps 2 to 4)."""
+    """The longest each part of serve's stop takes, in seconds (the module's steps 2 to 5)."""
 
     http_s: float
     worker_s: float
     audit_s: float
     close_s: float
+    leftovers_s: float
 
     @property
     def total_s(self) -> float:
         """The longest the whole stop takes: HTTP and the worker stop side by side."""
-        return max(self.http_s, self.worker_s) + self.audit_s + self.close_s
+        return max(self.http_s, self.worker_s) + self.audit_s + self.close_s + self.leftovers_s
 
 
 def stop_budget(settings: Settings) -> StopBudget:
@@ -106,6 +118,7 @@ def stop_budget(settings: Settings) -> StopBudget:
         worker_s=CLAIM_WAIT_S + grace_s + max(RELEASE_WAIT_S, grace_s),
         audit_s=2 * AUDIT_TIMEOUT_S,
         close_s=CLOSE_TIMEOUT_S,
+        leftovers_s=_LEFTOVER_WAITS * LEFTOVERS_S,
     )
 
 

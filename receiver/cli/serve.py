@@ -7,6 +7,7 @@ import signal
 from typing import Any
 
 import click
+import structlog
 
 from receiver.cli.common import BadUsage, Integer, UserError, state
 from receiver.config import ConfigError
@@ -45,9 +46,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     # other commands do not need.
     from receiver.embedded import EmbeddedError
     from receiver.rules.errors import RuleSetError
-    from receiver.runtime import event_loop_factory, tune_garbage_collector
+    from receiver.runtime import event_loop_factory, run_bounded, tune_garbage_collector
     from receiver.service import run_service
     from receiver.startup import StartupError
+    from receiver.stop_budget import LEFTOVERS_S
 
     async def until_stopped() -> None:
         # A SIGTERM during the start (the embedded servers starting, the stores connecting,
@@ -62,8 +64,14 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     tune_garbage_collector()
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            runner.run(until_stopped())
+        # Not `with asyncio.Runner()`: its close waits for every task still running without a
+        # limit, and one that ignores its cancellation held the exit past the pod's grace.
+        run_bounded(
+            until_stopped(),
+            leftovers_s=LEFTOVERS_S,
+            log=structlog.get_logger("remediator"),
+            loop_factory=event_loop_factory(),
+        )
     except RuleSetError as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)

@@ -15,7 +15,9 @@ steps ``noop``, each a held step whose preview changed nothing, recorded without
 being called, ``approve.RequestApproval``, or an action that found its change in place; none
 of them ``ok``, ``failed``, ``simulated`` or stopped in) gives its slot back too, before its
 outcome is written (``BudgetRefund.steps_done``, from ``record.Record``): a storm of
-rollbacks already in place would otherwise spend the hour's budget on nothing.
+rollbacks already in place would otherwise spend the hour's budget on nothing. So does a run
+a step's precondition refused (``refused``: the action said no without acting) after steps
+that changed nothing, a held one ``noop`` among them: no step of it acted.
 
 "Changed nothing" is known from records written before a step could act, never from a record
 missing: a step a worker died in while its action ran has no record of its own when its action
@@ -25,15 +27,18 @@ steps never ran. So the first step of the run without a finished record is asked
 whose action must not run twice was marked ``started`` before it acted (a mark found is a
 step a worker stopped in: kept); a replay-safe one may have been let through unless the run
 parked at an approval after its last admission (``Store.admitted_since_parked``: both rows are
-written before any step of theirs runs). Otherwise the slot is kept, and leaves the window with
-time: knowing more would take a write before every replay-safe step, on the hot path.
+written before any step of theirs runs). Steps after one that stopped the phase (refused,
+failed, interrupted) are not asked about: execute never went past it. Otherwise the slot is
+kept, and leaves the window with time: knowing more would take a write before every
+replay-safe step, on the hot path.
 
 An escalation (``on_failed``) is admitted under its run's id: while the run's slot is in the
 window it shares it (the run acted: that slot stays spent), and once the run's slot has left
 the window its admission draws one of its own (``Admission.budget_drawn``, audited with the
 admission). Ended with none of its steps having acted, by its approval (expired, rejected,
 cancelled), refused for good when taken up again (``follow_up.AdmitResolve``: the namespace
-policy), or overtaken by its alert's resolution (``overtaken.escalation_overtaken``; both
+policy), overtaken by its alert's resolution (``overtaken.escalation_overtaken``), or done
+with its steps ``noop`` or refused by a precondition (``record.RecordEscalation``; all three
 ``BudgetRefund.follow_up_ended``), it gives back a slot it drew, never the run's.
 """
 
@@ -47,7 +52,7 @@ import structlog
 from receiver.guards.policy import AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, RunOutcome, StepPlan
-from receiver.pipeline.context import WORKER_STOPPED, Deps, RunContext
+from receiver.pipeline.context import WORKER_STOPPED, Deps, RunContext, stopped_at
 from receiver.pipeline.steps import runs_dry
 from receiver.store import RunRecord, Store, StoreUnavailable
 from remediations.base import Outcome, Registry
@@ -133,13 +138,14 @@ class BudgetRefund:
 
     async def steps_done(self, run_id: str, outcome: RunOutcome, log: Any) -> None:
         """Before run ``run_id``'s outcome ``outcome`` (its steps done: succeeded, verifying
-        or dry_run) is written: gives its budget slot back when the run's records say none of
-        its steps may have changed anything (``MAY_HAVE_CHANGED``, ``_may_have_begun``): its
-        disruptive steps ended ``noop``. Written before the outcome so that no escalation of
-        the run (``on_failed``, after its verification) can be admitted under the run's slot
-        and lose it here; a worker that dies in between takes the run up again, finds its
-        steps done (its admission then counts none) and comes here again: the second
-        ``ZREM`` of the run id finds nothing. A store that cannot be read, or Redis
+        or dry_run; or refused by a step's precondition) is written: gives its budget slot
+        back when the run's records say none of its steps may have changed anything
+        (``MAY_HAVE_CHANGED``, ``_may_have_begun``): its disruptive steps ended ``noop``, or
+        the refused step stopped it before any acted. Written before the outcome so that no
+        escalation of the run (``on_failed``, after its verification) can be admitted under
+        the run's slot and lose it here; a worker that dies in between takes the run up
+        again, finds its steps done (its admission then counts none) and comes here again:
+        the second ``ZREM`` of the run id finds nothing. A store that cannot be read, or Redis
         unreachable, is logged: the slot is kept (it leaves the window with time)."""
         try:
             run = await self._store.get_run(run_id)
@@ -180,10 +186,12 @@ class BudgetRefund:
         """After the follow-up ``ctx.phase`` of run ``ctx.run_id`` ended with steps left: a
         guard refused it for good (``follow_up.AdmitResolve``), or its alert resolved during
         an escalation (``overtaken.escalation_overtaken``, once per ending: a retry finds
-        nothing left to end and does not come here). Gives back the budget slot an admission
-        of that follow-up drew of its own (``Store.follow_up_drew_budget``: an escalation
-        taken up after its run's slot left the window) when none of its steps may have
-        changed anything. A slot it shares with its run stays (the run acted); so does every
+        nothing left to end and does not come here); or after an escalation's steps ran as
+        far as they could and none of that pass's acted (``record.RecordEscalation``: its
+        disruptive steps ``noop``, or a precondition refused it). Gives back the budget slot
+        an admission of that follow-up drew of its own (``Store.follow_up_drew_budget``: an
+        escalation taken up after its run's slot left the window) when none of its steps may
+        have changed anything. A slot it shares with its run stays (the run acted); so does every
         slot of an undo, whose guards never ask the budget. A store that cannot be read, or
         Redis unreachable, is logged: the ending stands, and the slot is kept (it leaves the
         window with time)."""
@@ -214,7 +222,13 @@ class BudgetRefund:
         been let through to its action all the same (module docstring): a replay-safe one
         (or one of an action no longer known) after an admission the phase did not park
         since. A store error propagates."""
-        steps = sorted((s for s in run.steps if s.phase == phase), key=lambda s: s.idx)
+        stop = stopped_at(run.steps, phase)
+        # The steps after one that stopped the phase never ran (execute goes in order and
+        # stops there): pending until the outcome ends them, they tell nothing.
+        steps = sorted(
+            (s for s in run.steps if s.phase == phase and (stop is None or s.idx < stop)),
+            key=lambda s: s.idx,
+        )
         first = next((s for s in steps if s.outcome not in _FINISHED), None)
         if first is None:
             return False

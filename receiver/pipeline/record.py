@@ -18,6 +18,7 @@ from receiver.pipeline.context import (
     release_lock,
 )
 from receiver.pipeline.lock_back import follow_up_lock_given_back, lock_not_given_back
+from receiver.pipeline.marked import UNRECORDED
 from receiver.store import JobKind
 from remediations.base import Outcome, Result
 from remediations.notify.action import Notify
@@ -46,15 +47,22 @@ _DONE = frozenset(
 
 # Outcomes at which every step of the run ended and none stopped it.
 _STEPS_DONE = frozenset({RunOutcome.SUCCEEDED, RunOutcome.VERIFYING, RunOutcome.DRY_RUN})
+# Outcomes after which a run that changed nothing gives its budget slot back here: its steps
+# done, or a step's precondition refused it (a refused step did not act, ``steps.call``).
+_REFUNDABLE = _STEPS_DONE | {RunOutcome.REFUSED}
 
 
-def _changed_nothing(deps: Deps, steps: list[tuple[str, str]]) -> bool:
-    """True when a step of a disruptive action ended ``noop`` and no step (action, outcome)
-    may have changed anything (``budget.MAY_HAVE_CHANGED``): the run may hold a budget slot
-    it never used. Only the store's records decide (``BudgetRefund.steps_done``): this look
-    spares that read to every run that acted."""
+def _changed_nothing(deps: Deps, final: RunOutcome, steps: list[tuple[str, str]]) -> bool:
+    """True when no step (action, outcome) may have changed anything
+    (``budget.MAY_HAVE_CHANGED``) and the run, ended ``final``, may hold a budget slot it never
+    used: a step of a disruptive action ended ``noop``, or a step's precondition refused the
+    run (its admission drew the slot for a step that never acted). Only the store's records
+    decide (``BudgetRefund.steps_done``): this look spares that read to every run that
+    acted."""
     if any(outcome in MAY_HAVE_CHANGED for _, outcome in steps):
         return False
+    if final is RunOutcome.REFUSED:
+        return True
     return any(
         outcome == Outcome.NOOP and action in deps.registry and deps.registry.get(action).disruptive
         for action, outcome in steps
@@ -125,7 +133,13 @@ class Record:
         if failed:
             first = failed[0].outcome
             final = RunOutcome.REFUSED if first is Outcome.REFUSED else RunOutcome.FAILED
-            if first is Outcome.INTERRUPTED:
+            if first is Outcome.INTERRUPTED and failed[0].message.startswith(UNRECORDED):
+                error = (
+                    "the store was unreachable when a step's result was to be recorded (no "
+                    "worker stopped): it may have acted, and was not run again; check the "
+                    "target by hand; see the run's steps"
+                )
+            elif first is Outcome.INTERRUPTED:
                 error = (
                     "a worker stopped while a step ran: it may have acted, and was not run "
                     "again; check the target by hand; see the run's steps"
@@ -188,10 +202,11 @@ class Record:
                 "guards unavailable (Redis): the target lock could not be given back, so the "
                 "run's outcome waits; it will be retried",
             )
-        if final in _STEPS_DONE and _changed_nothing(deps, steps):
+        if final in _REFUNDABLE and _changed_nothing(deps, final, steps):
             # Its disruptive steps ended noop (a held one whose preview changed nothing was
-            # never run): the slot its admission drew comes back, before the outcome is
-            # written so that its escalation cannot be admitted under it meanwhile.
+            # never run), or a precondition refused the run before any step acted: the slot
+            # its admission drew comes back, before the outcome is written so that its
+            # escalation cannot be admitted under it meanwhile.
             await self._refund.steps_done(ctx.run_id, final, ctx.log)
         # A "finished" announcement with nothing to send is recorded with the outcome. The
         # event is not completed here: any message still follows, and until it is sent the
@@ -226,12 +241,16 @@ class RecordEscalation:
     A held step parks the escalation (its approval's decision takes it up again); the run's
     outcome stays ``failed`` whatever the escalation does: the verification failed. A step that
     failed, was refused or was interrupted ends it, as a failed step ends a run: the on_failed
-    steps after it are recorded ``not_run`` (``Store.stop_escalation``)."""
+    steps after it are recorded ``not_run`` (``Store.stop_escalation``). An escalation that
+    ended with none of its steps having changed anything (its disruptive ones ``noop``, or a
+    precondition refused it) gives back the budget slot it drew of its own
+    (``BudgetRefund.follow_up_ended``); one it shares with its run stays."""
 
     name = "record"
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
+        self._refund = BudgetRefund(deps.store, deps.guards, deps.registry)
 
     async def __call__(self, ctx: RunContext) -> Verdict:
         if not await follow_up_lock_given_back(self._deps, ctx):
@@ -254,6 +273,10 @@ class RecordEscalation:
             "escalation done",
             steps=[(step.action, str(result.outcome)) for step, result in ctx.results],
         )
+        if ctx.results and not any(r.outcome in MAY_HAVE_CHANGED for _, r in ctx.results):
+            # Nothing of this pass acted; the refund reads the escalation's records of every
+            # pass before it gives anything back.
+            await self._refund.follow_up_ended(ctx)
         return Verdict.stop(RunOutcome.FAILED, "verification failed; on_failed steps done")
 
 

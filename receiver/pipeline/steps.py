@@ -55,12 +55,12 @@ from pydantic import BaseModel
 from receiver.model import StepPlan
 from receiver.pipeline.context import (
     STEP_OUTCOME_FACT,
-    STEP_STARTED,
     Deps,
     RunContext,
     record_step,
 )
-from receiver.store import StepStart
+from receiver.pipeline.marked import not_started
+from receiver.store import StepStart, StoreUnavailable
 from remediations.base import (
     Action,
     ActionContext,
@@ -115,6 +115,9 @@ class StepRunner:
         # (``_start``): the step's next try in this process names the same attempt, so a mark
         # that did commit is recognised as its own rather than read as a stopped worker's.
         self._unconfirmed: dict[tuple[str, str, int], str] = {}
+        # The same key -> how a step this process marked and ran ended, its record lost to an
+        # unreachable store: its next try here says so, not that a worker stopped.
+        self._unrecorded: dict[tuple[str, str, int], Result] = {}
 
     def runs_dry(self, ctx: RunContext, step: StepPlan) -> bool:
         """True when the step cannot change anything: dry-run mode or its system is missing."""
@@ -182,7 +185,8 @@ class StepRunner:
                 # failed step; the action has not been called.
                 start = await self._start(ctx, step, action.describe(ctx.target, typed), started)
             if start is not None and not start.started:
-                result, record = _not_started(ctx, start)
+                ran = self._unrecorded.pop((ctx.run_id, ctx.phase, step.index), None)
+                result, record = not_started(ctx, start, ran)
             else:
                 result = await _guarded(
                     ctx, step, lambda: action.run(action_ctx, ctx.target, typed), acting=True
@@ -190,19 +194,24 @@ class StepRunner:
         elapsed = time.perf_counter() - t0
         deps.metrics.action_finished(step.action, result.outcome, elapsed)
         if record:
-            await record_step(
-                deps,
-                ctx,
-                step,
-                result.outcome,
-                result.message,
-                before=dict(result.before),
-                after=dict(result.after),
-                attempts=1,
-                started_at=started,
-                finished_at=deps.clock(),
-                may_have_acted=result.may_have_acted,
-            )
+            try:
+                await record_step(
+                    deps,
+                    ctx,
+                    step,
+                    result.outcome,
+                    result.message,
+                    before=dict(result.before),
+                    after=dict(result.after),
+                    attempts=1,
+                    started_at=started,
+                    finished_at=deps.clock(),
+                    may_have_acted=result.may_have_acted,
+                )
+            except StoreUnavailable:
+                if start is not None and start.started:
+                    self._remember_unrecorded((ctx.run_id, ctx.phase, step.index), result)
+                raise
         ctx.log.info(
             "step",
             action=step.action,
@@ -268,6 +277,13 @@ class StepRunner:
             self._unconfirmed[key] = attempt
             raise
 
+    def _remember_unrecorded(self, key: tuple[str, str, int], result: Result) -> None:
+        """Keep how step ``key`` ended (``_unrecorded``); past ``_MAX_UNCONFIRMED`` the oldest
+        is forgotten, and reads as a stopped worker's."""
+        if len(self._unrecorded) >= _MAX_UNCONFIRMED:
+            del self._unrecorded[next(iter(self._unrecorded))]
+        self._unrecorded[key] = result
+
 
 # The most steps whose mark's answer was lost that a StepRunner remembers (``_start``): each is
 # taken up again within seconds (the event's retry), or by another replica, which never asks.
@@ -326,30 +342,6 @@ def acted(ctx: RunContext, result: Result) -> Result:
             f"have reached its system; check {ctx.target.key} by hand"
         ),
     )
-
-
-def _not_started(ctx: RunContext, start: StepStart) -> tuple[Result, bool]:
-    """What a step that could not be marked started records, and whether to record it: a mark
-    an earlier attempt left is ``interrupted`` (recorded); a step another attempt finished
-    meanwhile keeps its record (not written again)."""
-    if start.outcome == STEP_STARTED:
-        since = f" at {start.started_at.isoformat()}" if start.started_at else ""
-        return (
-            Result(
-                Outcome.INTERRUPTED,
-                f"a worker stopped while this step ran ({start.message}{since}): it may have "
-                "acted, in part or in full; not run again, so as not to act twice or go past "
-                f"its cap; check {ctx.target.key} by hand",
-            ),
-            True,
-        )
-    if start.outcome in _OUTCOMES:
-        return Result(Outcome(start.outcome), start.message), False
-    why = f"step is {start.outcome}" if start.outcome else "step is not in the store"
-    return Result(Outcome.REFUSED, f"not run: the {why} ({start.message})"), False
-
-
-_OUTCOMES = frozenset(o.value for o in Outcome)
 
 
 def failed(exc: ActionError, message: str) -> Result:

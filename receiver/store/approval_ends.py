@@ -1,7 +1,8 @@
 """What an approval that ends without running its step ends with it (rejected, expired,
-cancelled): the held step, the steps after it that will not run, the run waiting for it. Each
-in the caller's transaction (``Approvals``), audited there. An approved step taken up after
-its alert resolved is ``ResolvedRuns.end_resolved_run``'s (resolved_runs.py).
+cancelled): the held step, the steps after it that will not run, the run waiting for it and
+its pending ``resume_run`` job, which has nothing left to do. Each in the caller's transaction
+(``Approvals``), audited there. An approved step taken up after its alert resolved is
+``ResolvedRuns.end_resolved_run``'s (resolved_runs.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from receiver.model import ApprovalRecord, RunOutcome
 from receiver.store.audit import append_in_tx
+from receiver.store.records import JobKind
 from receiver.store.steps import stored_step_audit
 
 __all__ = ["RESOLVED_SQL", "UNDO_SQL", "end_run"]
@@ -57,7 +59,8 @@ async def end_run(
     steps (``resolve``) ends the same way, and the run keeps its outcome (failed; verified
     or succeeded): the undo that was not approved is not done, nor are the on_resolved
     steps after it (``not_run``), as a run's steps after a rejected one never run; nor the
-    escalation's steps after one rejected or expired."""
+    escalation's steps after one rejected or expired. A run ended here has its pending
+    ``resume_run`` job (queued for the approval's expiry) marked done with it."""
     step = await conn.fetchrow(
         """UPDATE steps SET outcome = $3, message = $4, finished_at = remediator_now()
            WHERE run_id = $1::uuid AND idx = $2 AND outcome = 'awaiting_approval'
@@ -116,5 +119,15 @@ async def end_run(
             approval.run_id,
             fingerprint,
             {"outcome": outcome.value, "error": why},
+        )
+        # The job the approval queued for its expiry has nothing left to take up (an ended
+        # run is not resumed, ``pipeline.jobs``): ended with the run rather than left pending
+        # until that due time, counted as unfinished work in the queue's gauges and listings.
+        # One claimed right now completes by itself ("nothing to resume").
+        await conn.execute(
+            """UPDATE jobs SET state = 'done', done_at = remediator_now()
+               WHERE run_id = $1::uuid AND kind = $2 AND state = 'pending'""",
+            approval.run_id,
+            str(JobKind.RESUME_RUN),
         )
     return None if step is None else str(step["phase"])

@@ -20,11 +20,18 @@ from receiver.log_limits import Throttle
 from receiver.store import WORK_CHANNEL, describe, is_unavailable
 from receiver.worker.attempt import Backoff
 
-__all__ = ["LISTEN_WARNING_EVERY_S", "Listener", "Notify"]
+__all__ = ["LISTEN_COMMAND_TIMEOUT_S", "LISTEN_WARNING_EVERY_S", "Listener", "Notify"]
 
 # At most one "listen connection failed" warning per this many seconds (a PostgreSQL outage
 # retries every few seconds, each replica; the warnings held back are counted).
 LISTEN_WARNING_EVERY_S = 60.0
+
+# How long a statement on the listen connection may wait for its answer (seconds): LISTEN
+# itself (``add_listener`` takes no timeout of its own) and the probe. A server that took the
+# connection and then stopped answering (a frozen server, a proxy whose server went away) held
+# the listener in LISTEN for good: no reconnection, nothing said, and a stop's cancellation
+# waiting on it too. Past it, the connection is dropped and made again.
+LISTEN_COMMAND_TIMEOUT_S = 5.0
 
 # asyncpg's listener callback: (connection, sender's pid, channel, payload).
 Notify = Callable[[Any, int, str, str], None]
@@ -37,7 +44,8 @@ def _setter(event: asyncio.Event) -> Callable[[object], None]:
 class Listener:
     """LISTEN on ``dsn`` until stopped: ``on_notify`` for every NOTIFY, ``on_connected()`` each
     time the connection is (re)made. ``listening`` is set while it is up (tests wait on it).
-    A probe every ``min(15, poll_interval_s)`` seconds finds a half-open connection."""
+    A probe every ``min(15, poll_interval_s)`` seconds finds a half-open connection; each
+    statement waits at most ``command_timeout_s`` seconds for its answer."""
 
     def __init__(
         self,
@@ -48,8 +56,10 @@ class Listener:
         poll_interval_s: float,
         backoff: Backoff,
         log: Any,
+        command_timeout_s: float = LISTEN_COMMAND_TIMEOUT_S,
     ) -> None:
         self._dsn = dsn
+        self._command_timeout_s = command_timeout_s
         self._on_notify = on_notify
         self._on_connected = on_connected
         self._poll_interval_s = poll_interval_s
@@ -67,7 +77,9 @@ class Listener:
             lost = asyncio.Event()
             error: BaseException | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=5.0)
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=5.0, command_timeout=self._command_timeout_s
+                )
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(WORK_CHANNEL, self._on_notify)
                 self.listening.set()
@@ -78,7 +90,7 @@ class Listener:
                         await asyncio.wait_for(lost.wait(), min(15.0, self._poll_interval_s))
                     if not lost.is_set():
                         # A half-open TCP connection never reports termination: probe it.
-                        await conn.execute("SELECT 1", timeout=5.0)
+                        await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -16,13 +16,15 @@ from typing import ClassVar
 
 import pytest
 import structlog
+from pydantic import BaseModel
 
 from receiver.approvals.policy import Identity
 from receiver.approvals.state import Channel, Decision, Origin
 from receiver.guards.policy import GuardSettings
-from receiver.model import RunOutcome
+from receiver.model import RunOutcome, Target
 from receiver.pipeline.budget import BudgetRefund
 from receiver.store import RunRecord
+from remediations.base import ActionContext, ActionRefused, Result
 from remediations.registry import default_registry
 from tests.support.approvals import (
     POKE_RULE_HEAD,
@@ -53,11 +55,21 @@ class DisruptivePoke(Poke):
     disruptive: ClassVar[bool] = True
 
 
+class RefusedPoke(Poke):
+    """``test.disruptive_poke`` whose precondition always says no, without acting."""
+
+    name: ClassVar[str] = "test.refused_poke"
+    disruptive: ClassVar[bool] = True
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        raise ActionRefused("the target is managed by hand")
+
+
 async def _env(approval_env: MakeApprovalEnv, peer: Peer, rules: str) -> ApprovalEnv:
     """One slot in the budget's window: a slot kept for nothing refuses the next run."""
     return await approval_env(
         rules=rules,
-        actions=[DisruptivePoke(peer.url)],
+        actions=[DisruptivePoke(peer.url), RefusedPoke(peer.url)],
         guard_settings=GuardSettings(budget_count=1, budget_window_s=HOUR),
     )
 
@@ -173,3 +185,85 @@ async def test_the_escalation_of_a_run_that_changed_nothing_draws_and_gives_back
     await env.harness.drain()
     assert await _slots(env) == []
     assert peer.pokes == 0
+
+
+async def test_a_run_refused_by_a_step_after_a_held_noop_gives_its_slot_back(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # The held step changed nothing, the next one's precondition refused it: no step acted,
+    # and the run, ended refused, kept its slot for the hour before.
+    rules = HELD_UP_TO_ONE + (
+        "      - action: test.refused_poke\n        approval: never\n"
+        "      - action: test.disruptive_poke\n        approval: never\n"
+    )
+    env = await _env(approval_env, peer, rules)
+    peer.value = 1
+    await env.harness.deliver(poke_labels())
+
+    done = await env.harness.only_run()
+    assert done.outcome is RunOutcome.REFUSED, done.error
+    assert [s.outcome for s in done.steps] == ["noop", "refused", "not_run"]
+    assert await _slots(env) == []
+    assert peer.pokes == 0
+
+
+async def test_an_escalation_whose_steps_change_nothing_gives_its_own_slot_back(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # The run gave its slot back (noop), so its escalation draws one of its own; its held
+    # step's preview changes nothing too, recorded noop without anyone asked: the ladder
+    # ends with nothing changed, and kept that slot for the hour before.
+    rules = HELD_UP_TO_ONE + (
+        "    verify: {resolved_within: 1s}\n"
+        "    on_failed:\n"
+        "      - action: test.disruptive_poke\n"
+        "        params: {up_to: 1}\n"
+        "        approval: required\n"
+    )
+    env = await _env(approval_env, peer, rules)
+    peer.value = 1
+    await env.harness.deliver(poke_labels())
+
+    async def probe() -> RunRecord:
+        await env.harness.drain()
+        return await env.harness.only_run()
+
+    def ladder_done(run: RunRecord) -> bool:
+        return any(s.phase == "on_failed" and s.outcome == "noop" for s in run.steps)
+
+    run = await eventually(probe, ladder_done, timeout_s=15, what="the ladder ends")
+    assert [(s.phase, s.outcome) for s in run.steps] == [("run", "noop"), ("on_failed", "noop")]
+    assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
+    assert await _slots(env) == []
+    assert peer.pokes == 0
+
+
+async def test_an_escalation_one_of_whose_steps_acted_keeps_its_own_slot(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # A ladder one of whose steps acted keeps the slot it drew, whatever the others did.
+    rules = HELD_UP_TO_ONE + (
+        "    verify: {resolved_within: 1s}\n"
+        "    on_failed:\n"
+        "      - action: test.disruptive_poke\n"
+        "        params: {up_to: 2}\n"
+        "        approval: never\n"
+        "      - action: test.disruptive_poke\n"
+        "        params: {up_to: 2}\n"
+        "        approval: never\n"
+    )
+    env = await _env(approval_env, peer, rules)
+    peer.value = 1
+    await env.harness.deliver(poke_labels())
+
+    async def probe() -> RunRecord:
+        await env.harness.drain()
+        return await env.harness.only_run()
+
+    def ladder_done(run: RunRecord) -> bool:
+        return [s.outcome for s in run.steps if s.phase == "on_failed"] == ["ok", "noop"]
+
+    run = await eventually(probe, ladder_done, timeout_s=15, what="the ladder ends")
+    assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
+    assert await _slots(env) == [run.id]
+    assert peer.pokes == 1

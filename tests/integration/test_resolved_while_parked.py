@@ -378,3 +378,47 @@ async def test_a_run_whose_worker_died_inside_a_replay_safe_step_keeps_its_slot(
         budget = harness.guards.keys.budget()
         assert await harness.guards._redis.zrange(budget, 0, -1) == [run.id.encode()]
         assert await store.queue_depth() == 0
+
+
+async def _open_jobs(env: ApprovalEnv, run_id: str) -> list[tuple[str, str]]:
+    """The run's jobs not done: (kind, state)."""
+    async with env.harness.store._pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT kind, state FROM jobs WHERE run_id = $1::uuid AND state <> 'done' ORDER BY id",
+            run_id,
+        )
+    return [(r["kind"], r["state"]) for r in rows]
+
+
+async def test_a_run_cancelled_while_it_waited_for_its_approval_leaves_no_job_pending(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    # The approval queued a resume_run job due at its expiry (an hour away). The alert
+    # resolved first and ended the run cancelled; the job stayed pending until then, counted
+    # as unfinished work by the queue's gauges and listings, with nothing left to do.
+    env, _ = await _env(approval_env, peer)
+    run, approval = await env.pending_run()
+    assert await _open_jobs(env, run.id) == [("resume_run", "pending")]
+    await _resolve(env)
+
+    ended = await env.harness.store.get_run(run.id)
+    assert ended is not None
+    assert ended.outcome is RunOutcome.CANCELLED, ended.error
+    cancelled = await env.desk.store.get_approval(approval.id)
+    assert cancelled is not None
+    assert cancelled.state is ApprovalState.CANCELLED
+    assert await _open_jobs(env, run.id) == []
+    assert env.peer.pokes == 0
+
+
+async def test_a_run_whose_approval_was_rejected_leaves_no_job_pending(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    env, _ = await _env(approval_env, peer)
+    run, approval = await env.pending_run()
+    await env.desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
+
+    ended = await env.harness.store.get_run(run.id)
+    assert ended is not None
+    assert ended.outcome is RunOutcome.REJECTED, ended.error
+    assert await _open_jobs(env, run.id) == []

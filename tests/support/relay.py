@@ -37,6 +37,10 @@ class HeldRelay:
         # Set once something a client sent waits here (since the last ``hold``): the
         # command the test meant to hold is on its way.
         self.holding = asyncio.Event()
+        self._hold_on: bytes | None = None
+        # ``go_down``: connections are cut, and new ones closed at once, until ``come_back``.
+        self._down = False
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def port(self) -> int:
@@ -48,6 +52,22 @@ class HeldRelay:
         """From now on, what clients send waits here."""
         self.holding.clear()
         self._open.clear()
+
+    def hold_from(self, marker: bytes) -> None:
+        """Hold (as ``hold``) from the first chunk a client sends that contains ``marker``
+        (a statement's text, ``b"LISTEN"``), that chunk included."""
+        self._hold_on = marker
+
+    def go_down(self) -> None:
+        """As a server that went away: the connections made so far are cut, and new ones are
+        closed as soon as they are made, until ``come_back``."""
+        self._down = True
+        for writer in list(self._writers):
+            writer.close()
+
+    def come_back(self) -> None:
+        """Take connections again (new ones: those cut stay cut)."""
+        self._down = False
 
     def let_through(self) -> None:
         """Send on what waited, and everything after it."""
@@ -76,13 +96,20 @@ class HeldRelay:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self._down:
+            client_w.close()
+            return
         server_r, server_w = await asyncio.open_connection(*self._upstream)
+        self._writers.update((client_w, server_w))
         self._spawn(self._to_server(client_r, server_w))
         self._spawn(self._to_client(server_r, client_w))
 
     async def _to_server(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):  # the client reset its connection: as a close
             while data := await source.read(_CHUNK):
+                if self._hold_on is not None and self._hold_on in data:
+                    self._hold_on = None
+                    self.hold()
                 if not self._open.is_set():
                     self.holding.set()
                 await self._open.wait()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import threading
 
-from receiver.runtime import GEN0_THRESHOLD, tune_garbage_collector
+from receiver.runtime import GEN0_THRESHOLD, run_bounded, tune_garbage_collector
+from tests.support.said import Said
 
 
 def test_the_youngest_generation_is_collected_less_often_and_the_others_keep_theirs() -> None:
@@ -35,3 +38,63 @@ def test_cyclic_garbage_is_still_collected_under_the_raised_threshold() -> None:
         assert sum(s["collected"] for s in gc.get_stats()) > collected_before
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_leftover_task_that_ignores_its_cancellation_does_not_hold_the_exit() -> None:
+    # serve ran its loop in `with asyncio.Runner()`, whose close waits for every task still
+    # running without a limit: one that swallows its cancellation (a statement whose cancel
+    # a server that went away never acknowledges) held the process past the pod's grace.
+    said = Said()
+    cancelled = threading.Event()
+    kept: list[asyncio.Task[None]] = []
+
+    async def stubborn(started: asyncio.Event) -> None:
+        started.set()
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+
+    async def main() -> int:
+        started = asyncio.Event()
+        kept.append(asyncio.create_task(stubborn(started), name="stubborn"))
+        await started.wait()
+        return 42
+
+    returned: list[int] = []
+    # In a thread of its own: on a close without a limit the thread never ends, and the test
+    # says so instead of hanging (daemon: the process still exits).
+    thread = threading.Thread(
+        target=lambda: returned.append(run_bounded(main(), leftovers_s=0.2, log=said)),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the event loop's close waited for the leftover task"
+    assert returned == [42]
+    assert cancelled.is_set()
+    (left,) = said.events("stopping: tasks still running were left behind")
+    assert left["tasks"] == ["stubborn"]
+    assert kept[0].get_loop().is_closed()
+
+
+def test_leftover_tasks_that_end_when_cancelled_are_waited_for() -> None:
+    said = Said()
+    ended = threading.Event()
+
+    async def polite(started: asyncio.Event) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.set()
+
+    async def main() -> None:
+        started = asyncio.Event()
+        asyncio.get_running_loop().create_task(polite(started), name="polite")
+        await started.wait()
+
+    run_bounded(main(), leftovers_s=5.0, log=said)
+    assert ended.is_set()
+    assert said.lines == []
