@@ -221,6 +221,7 @@ async def report(
     seed_s: float,
     posted: dict[str, dict[str, float]],
     idle_ms: list[float],
+    first_ms: list[float],
     retries: int,
     times: tuple[float, float, float],
     left: int,
@@ -232,8 +233,9 @@ async def report(
     ``settings``: the PostgreSQL settings given that the round ran with ('' if none);
     ``worker_concurrency``: the service's.
     ``posted``: the unrelated alerts' POST times (epoch seconds by fingerprint) by when they
-    came. ``times``: when the first and last notification were taken and when the queue was
-    empty (perf_counter)."""
+    came. ``idle_ms``: the idle alerts' latencies (ms); ``first_ms``: those of the warm-up
+    alerts posted before them, the service's first, in the order posted. ``times``: when the
+    first and last notification were taken and when the queue was empty (perf_counter)."""
     first, last, empty = times
     epoch_first = time.time() - (time.perf_counter() - first)
     analyses, analysed_at = await monitor.analyses()
@@ -289,6 +291,8 @@ async def report(
         f", p99 {_ms(during, 99)} ({len(during)} of {unrelated} acted on: "
         + ", ".join(f"{n} {w}" for w, n in what.most_common())
         + f"); idle p50 {_ms(idle_ms, 50)}"
+        + f" ({len(idle_ms)} one at a time after {len(first_ms)} warm-up ones; the first 4 after"
+        + f" the service's start: p50 {_ms(first_ms[:4], 50)})"
     )
     for phase, latencies in acted.items():
         of_phase = [m for m, _ in latencies.values()]

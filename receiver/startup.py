@@ -73,13 +73,14 @@ def _where(url: str) -> str:
 
 
 async def connect_store(settings: Settings, dsn: str) -> Store:
-    """The store at ``dsn`` (the configured one, else the embedded server's), migrated.
+    """The store at ``dsn`` (the configured one, else the embedded server's), migrated; each
+    connection its pool opens makes the history read's plan at once (``Store.connect(warm=)``).
 
     Raises ConfigError for a DSN asyncpg cannot read, StartupError when PostgreSQL cannot be
     reached or refuses (a password, a database that does not exist)."""
     source = "REMEDIATOR_DATABASE_URL" if settings.database_url else "embedded PostgreSQL"
     try:
-        return await Store.connect(dsn, transaction_pooled=settings.transaction_pooled)
+        return await Store.connect(dsn, transaction_pooled=settings.transaction_pooled, warm=True)
     except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:
         raise not_a_dsn(source, dsn, exc) from None
     except StoreUnavailable as exc:
