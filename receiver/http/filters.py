@@ -27,6 +27,7 @@ __all__ = [
     "parse_since",
     "run_filters",
     "run_id_param",
+    "text_param",
     "unknown_parameter",
 ]
 
@@ -107,6 +108,16 @@ def choice(
     return value
 
 
+def text_param(query: Mapping[str, str], name: str) -> str | None:
+    """The value of the text filter ``name`` (None when absent). An empty or blank one is
+    BadParameter naming ``name``: every route reads its text filters here, so none takes
+    ``?rule=`` for no filter (listing everything) where another refuses it."""
+    value = query.get(name)
+    if value is not None and not value.strip():
+        raise BadParameter(name, f"{name} must not be empty")
+    return value
+
+
 def run_id_param(query: Mapping[str, str], name: str) -> str | None:
     """The value of ``name`` (None when absent), a run's id: a uuid. Anything else is
     BadParameter naming ``name``: the store would refuse it as a DataError, a 500."""
@@ -183,10 +194,8 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
             raise unknown_parameter(name)
     filters: dict[str, Any] = {}
     for name in ("alertname", "rule", "target", "cursor"):
-        value = query.get(name)
+        value = text_param(query, name)
         if value is not None:
-            if not value.strip():
-                raise BadParameter(name, f"{name} must not be empty")
             filters[name] = value
     target = filters.get("target")
     if target is not None:
