@@ -245,9 +245,10 @@ def _refuse_coding(coding: str) -> web.Response:
 
 
 def _bad_query(request: web.Request) -> web.Response | None:
-    """400 naming a query parameter no route can take (U+0000 anywhere in it), else None."""
+    """400 naming a query parameter no route can take (U+0000 anywhere in it, a %-escape that
+    is not UTF-8, given twice), else None."""
     try:
-        check_query(request.query)
+        check_query(request.query, request.rel_url.raw_query_string)
     except BadParameter as exc:
         return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
     return None
