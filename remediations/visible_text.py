@@ -1,16 +1,25 @@
 """Text a person reads as it is written: an alert's labels and annotations quoted in a chat
 message, a webhook's text, an approval's notices and page. Pure.
 
+And text that stays on its own line (``one_line``): what an alert says, quoted inside a line that
+the service writes, shows each of its line breaks as ``LINE_BREAK``.
+
 Here, under ``remediations``, because the ``notify`` action's messages need it and actions never
-import the service; ``receiver.text`` offers the same function to the service.
+import the service; ``receiver.text`` offers the same functions to the service.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from urllib.parse import quote
 
-__all__ = ["address", "visible"]
+__all__ = ["LINE_BREAK", "address", "one_line", "visible"]
+
+# What a line break in quoted text is shown as: the break stays visible, the line stays one.
+LINE_BREAK = " \u21b5 "
+# Every break str.splitlines() knows (\n, \r, \v, \f, \x1c-\x1e, \x85, U+2028, U+2029).
+_BREAK = re.compile("\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 # Joiners that reorder nothing, and that Persian words and emoji sequences need.
 _JOINERS = frozenset("\u200c\u200d")
@@ -39,6 +48,16 @@ def visible(text: str, *, mrkdwn: bool = False) -> str:
         return text
     opening, closing = ("&lt;", "&gt;") if mrkdwn else ("<", ">")
     return "".join(f"{opening}U+{ord(c):04X}{closing}" if _hidden(c) else c for c in text)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line, each line break (``\\r\\n`` as one, and every other break
+    ``str.splitlines`` knows) shown as ``LINE_BREAK``. For what an alert says, quoted in a
+    message whose lines are the service's own (an approval's notices, a run announcement, a
+    value a ``notify`` template prints): an annotation reading "disk full\\nReview and decide:
+    https://elsewhere/..." wrote a line that read as the service's own. Not for fields meant
+    for programs, which keep the value as recorded."""
+    return _BREAK.sub(LINE_BREAK, text)
 
 
 def address(url: str) -> str:

@@ -16,14 +16,13 @@ interactivity enabled the message also carries Approve and Reject buttons, whose
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from receiver.model import ApprovalRecord
-from receiver.text import visible
+from receiver.text import LINE_BREAK, one_line, visible
 
 __all__ = [
     "ACTION_APPROVE",
@@ -44,10 +43,6 @@ ACTION_REJECT = "remediator_reject"
 _SECTION = 3000
 # Of the alert's summary or description in "Why": enough to say it, and room for the links.
 _WHY = 1000
-# What a line break in quoted text is shown as: the break stays visible, the line stays one.
-LINE_BREAK = " \u21b5 "
-# Every break str.splitlines() knows (\n, \r, \v, \f, \x1c-\x1e, \x85, U+2028, U+2029).
-_BREAK = re.compile("\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 
 class NoticeKind(StrEnum):
@@ -105,7 +100,7 @@ def _one_line(text: str) -> str:
     service's own: an annotation reading "disk full\\nReview and decide: https://elsewhere/..."
     wrote a decision line of its own, above the real one, whose link led where the alert said
     (a page asking for an operator token, as the real one does)."""
-    return _BREAK.sub(LINE_BREAK, text)
+    return one_line(text)
 
 
 def _headline(notice: Notice) -> str:

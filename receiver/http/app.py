@@ -44,7 +44,7 @@ from receiver.http.guards import GUARDS_PATH, PAUSE_PATH, delete_pause, guards_s
 from receiver.http.health import healthz, metrics_handler, readyz
 from receiver.http.login import ReviewWeb, add_login_routes
 from receiver.http.middleware import edge_middleware
-from receiver.http.pages import add_page_routes
+from receiver.http.pages import PAGE_PATHS, add_page_routes
 from receiver.http.queues import add_queue_routes
 from receiver.http.report import REPORT_PATH, get_report
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
@@ -104,6 +104,8 @@ def create_app(
         read_timeout_s=settings.read_timeout_seconds,
         webhook_routes=frozenset({ALERTS_PATH}),
         own_auth=(APPROVALS_API,) if approvals is not None else (),
+        # The review's pages answer a bad query with a page, not the middleware's JSON.
+        page_paths=PAGE_PATHS if review is not None else (),
     )
     app = web.Application(client_max_size=max_body, middlewares=[edge])
     app[SETTINGS] = settings

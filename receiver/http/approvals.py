@@ -53,6 +53,7 @@ from receiver.http.filters import (
     limit_param,
     parse_since,
     run_id_param,
+    text_param,
     unknown_parameter,
 )
 from receiver.http.origins import cross_site, same_origin
@@ -294,8 +295,8 @@ def _filters(request: web.Request) -> dict[str, Any]:
     state = choice(query, "state", (s.value for s in ApprovalState))
     if state is not None:
         filters["state"] = ApprovalState(state)
-    if query.get("rule"):
-        filters["rule"] = query["rule"]
+    if (rule := text_param(query, "rule")) is not None:
+        filters["rule"] = rule
     if (run_id := run_id_param(query, "run")) is not None:
         filters["run_id"] = run_id
     if "since" in query:

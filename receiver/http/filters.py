@@ -1,18 +1,21 @@
 """Query parameters: what every route refuses (``check_query``: U+0000, which PostgreSQL's text
-cannot hold, and a parameter given twice), ``since`` and ``limit`` as every route reads them,
-and those of ``GET /api/v1/runs``, checked and turned into store filters."""
+cannot hold, a %-escape of bytes that are not UTF-8, and a parameter given twice), ``since``
+and ``limit`` as every route reads them, and those of ``GET /api/v1/runs``, checked and turned
+into store filters."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 from receiver.alertmanager import GREGORIAN_CYCLE
 from receiver.durations import parse_duration
 from receiver.model import RunOutcome
 from receiver.store import BadCursor, decode_cursor
+from receiver.text import has_lone_surrogate
 from remediations.numerals import is_whole_number
 from remediations.targets import TargetError, parse_target_key, quoted, target_kind
 
@@ -27,6 +30,7 @@ __all__ = [
     "parse_since",
     "run_filters",
     "run_id_param",
+    "text_param",
     "unknown_parameter",
 ]
 
@@ -57,11 +61,15 @@ def unknown_parameter(name: str) -> BadParameter:
     return BadParameter(_name(name), f"unknown parameter {quoted(name)}")
 
 
-def check_query(query: Mapping[str, str]) -> None:
+def check_query(query: Mapping[str, str], raw: str = "") -> None:
     """Raises BadParameter naming the first parameter whose name or value holds U+0000 (the
-    store's text cannot hold it, and no filter means it), or that is given more than once
-    (``?limit=5&limit=500``: which one counts would be a guess, and no route takes a list).
-    Every route's query passes here (``query.items()`` lists each occurrence)."""
+    store's text cannot hold it, and no filter means it), whose %-escapes decode to bytes that
+    are not UTF-8 (``_check_utf8``), or that is given more than once (``?limit=5&limit=500``:
+    which one counts would be a guess, and no route takes a list). ``query`` as aiohttp read
+    it (``query.items()`` lists each occurrence), ``raw`` the query string as sent
+    (``request.rel_url.raw_query_string``). Every route's query passes here."""
+    if "%" in raw:
+        _check_utf8(raw)
     seen: set[str] = set()
     for name, value in query.items():
         if "\x00" in name or "\x00" in value:
@@ -70,6 +78,18 @@ def check_query(query: Mapping[str, str]) -> None:
         if name in seen:
             raise BadParameter(_name(name), f"{_name(name)} is given more than once: give it once")
         seen.add(name)
+
+
+def _check_utf8(raw: str) -> None:
+    """BadParameter naming the parameter of ``raw`` (a query string as sent) whose %-escapes
+    decode to bytes that are not UTF-8 (``rule=caf%e9``, from a page read as latin-1), or
+    ``query`` when its name does. aiohttp reads each such byte as U+FFFD: the filter matched
+    nothing (200, an empty list) and an error echoed "caf\ufffd", a value nobody sent."""
+    # surrogateescape keeps each byte that is not UTF-8 as a lone surrogate, to name its field.
+    for name, value in parse_qsl(raw, keep_blank_values=True, errors="surrogateescape"):
+        if has_lone_surrogate(name + value):
+            shown = "query" if has_lone_surrogate(name) else _name(name)
+            raise BadParameter(shown, f"{shown} is not valid UTF-8 once its %-escapes are decoded")
 
 
 def limit_param(
@@ -104,6 +124,16 @@ def choice(
     allowed = list(choices)
     if value not in allowed:
         raise BadParameter(name, f"unknown {name} {quoted(value)}; one of {', '.join(allowed)}")
+    return value
+
+
+def text_param(query: Mapping[str, str], name: str) -> str | None:
+    """The value of the text filter ``name`` (None when absent). An empty or blank one is
+    BadParameter naming ``name``: every route reads its text filters here, so none takes
+    ``?rule=`` for no filter (listing everything) where another refuses it."""
+    value = query.get(name)
+    if value is not None and not value.strip():
+        raise BadParameter(name, f"{name} must not be empty")
     return value
 
 
@@ -183,10 +213,8 @@ def run_filters(query: Mapping[str, str], now: datetime) -> dict[str, Any]:
             raise unknown_parameter(name)
     filters: dict[str, Any] = {}
     for name in ("alertname", "rule", "target", "cursor"):
-        value = query.get(name)
+        value = text_param(query, name)
         if value is not None:
-            if not value.strip():
-                raise BadParameter(name, f"{name} must not be empty")
             filters[name] = value
     target = filters.get("target")
     if target is not None:

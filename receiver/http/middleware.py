@@ -66,6 +66,7 @@ def edge_middleware(
     read_timeout_s: float,
     webhook_routes: frozenset[str],
     own_auth: tuple[str, ...] = (),
+    page_paths: tuple[str, ...] = (),
 ) -> Middleware:
     """The middleware, its dependencies bound once rather than looked up per request.
 
@@ -77,7 +78,9 @@ def edge_middleware(
     other route under /api/, including one that does not exist, takes an operator token (a
     method a route does not take is 405 whatever the credential), except
     paths under an ``own_auth`` prefix, whose handlers authenticate the caller themselves (the
-    approvals API also believes the SSO proxy's header).
+    approvals API also believes the SSO proxy's header). A query no route takes is a JSON 400
+    here, except on paths under a ``page_paths`` prefix: those pages check it themselves and
+    answer with a page (``receiver.http.pages``).
     """
 
     @web.middleware
@@ -104,7 +107,11 @@ def edge_middleware(
             response: web.StreamResponse
             if refused is not None:
                 response = refused
-            elif request.query_string and (bad := _bad_query(request)) is not None:
+            elif (
+                request.query_string
+                and not _under(request.path, page_paths)
+                and (bad := _bad_query(request)) is not None
+            ):
                 response = bad
             elif (length := request.content_length) is not None and length > max_body:
                 # Refused before reading: the body would be read up to the limit only to be refused.
@@ -245,9 +252,10 @@ def _refuse_coding(coding: str) -> web.Response:
 
 
 def _bad_query(request: web.Request) -> web.Response | None:
-    """400 naming a query parameter no route can take (U+0000 anywhere in it), else None."""
+    """400 naming a query parameter no route can take (U+0000 anywhere in it, a %-escape that
+    is not UTF-8, given twice), else None."""
     try:
-        check_query(request.query)
+        check_query(request.query, request.rel_url.raw_query_string)
     except BadParameter as exc:
         return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
     return None

@@ -8,6 +8,11 @@ GET /incidents                      the incidents of a window (from, to; default
 GET /incidents/{incident_id}        every run of an incident on one timeline, with what
                                     was not done and why
 GET /incidents/{incident_id}/report.md   that incident as Markdown, for a postmortem
+
+A page answers a bad query with a page (``PAGE_PATHS``: the middleware, whose answer is JSON,
+leaves their query to them): ``/runs`` and ``/incidents`` with their own, the message above
+their form, and the others with the error page. Each checks first what every route refuses
+(``check_query``: U+0000, a %-escape that is not UTF-8, a parameter given twice).
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from receiver.http.deps import CLOCK
-from receiver.http.filters import BadParameter, parse_since, run_filters, unknown_parameter
+from receiver.http.filters import (
+    BadParameter,
+    check_query,
+    parse_since,
+    run_filters,
+    unknown_parameter,
+)
 from receiver.http.login import REVIEW_WEB, Handler, page, signed_in
 from receiver.model import RunOutcome
 from receiver.review.incidents import stamp
@@ -31,7 +42,10 @@ from receiver.review.timeline import incident_timeline, links_of, run_timeline
 from receiver.store import StoreUnavailable
 from receiver.webpages import security_headers
 
-__all__ = ["DEFAULT_WINDOW", "add_page_routes", "window_of"]
+__all__ = ["DEFAULT_WINDOW", "PAGE_PATHS", "add_page_routes", "window_of"]
+
+# The paths of these pages and those below them: the middleware leaves their query to them.
+PAGE_PATHS = ("/runs", "/incidents")
 
 _RUN_FILTERS = ("alertname", "rule", "target", "outcome", "since")
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -55,6 +69,24 @@ def _guarded(handler: Handler) -> Handler:
     return guarded
 
 
+def _checked(request: web.Request) -> None:
+    """BadParameter for a query no route takes (``check_query``)."""
+    check_query(request.query, request.rel_url.raw_query_string)
+
+
+def _no_query(handler: Handler) -> Handler:
+    """A page that reads no query: one no route takes is the error page (400)."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        try:
+            _checked(request)
+        except BadParameter as exc:
+            return _error(request, 400, exc.message)
+        return await handler(request)
+
+    return checked
+
+
 @signed_in
 @_guarded
 async def runs_page(request: web.Request) -> web.Response:
@@ -62,6 +94,7 @@ async def runs_page(request: web.Request) -> web.Response:
     shown = {name: query.get(name, "") for name in _RUN_FILTERS}
     outcomes = [o.value for o in RunOutcome]
     try:
+        _checked(request)
         filters = run_filters(query, request.app[CLOCK]())
         runs, cursor = await request.app[REVIEW_WEB].review.run_page(**filters)
     except (BadParameter, ValueError) as exc:
@@ -77,6 +110,7 @@ async def runs_page(request: web.Request) -> web.Response:
 
 
 @signed_in
+@_no_query
 @_guarded
 async def run_page(request: web.Request) -> web.Response:
     review = request.app[REVIEW_WEB].review
@@ -125,6 +159,7 @@ async def incidents_page(request: web.Request) -> web.Response:
         "gap": f"{review.gap_s / 60:g} minutes",
     }
     try:
+        _checked(request)
         for name in request.query:
             # ?gap=10m or ?group_by=window (the report API's) were ignored without a word: the
             # page grouped by the default gap.
@@ -140,6 +175,7 @@ async def incidents_page(request: web.Request) -> web.Response:
 
 
 @signed_in
+@_no_query
 @_guarded
 async def incident_page(request: web.Request) -> web.Response:
     incident_id = request.match_info["incident_id"]
@@ -157,6 +193,7 @@ async def incident_page(request: web.Request) -> web.Response:
 
 
 @signed_in
+@_no_query
 @_guarded
 async def incident_markdown(request: web.Request) -> web.Response:
     review = request.app[REVIEW_WEB].review

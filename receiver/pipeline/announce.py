@@ -33,6 +33,7 @@ from receiver.store import RunRecord, announced_data
 from remediations.base import AlertFacts
 from remediations.notify.message import Event, Message, StepSummary
 from remediations.notify.notifier import Notifier
+from remediations.visible_text import one_line
 
 __all__ = ["Announcer"]
 
@@ -301,5 +302,7 @@ class Announcer:
 
 
 def _summary(alert: AlertFacts) -> str:
+    """The alert's summary (or description) on one line: the message's lines are the
+    service's own, and an annotation's break wrote one that read as such."""
     annotations: Any = alert.annotations
-    return str(annotations.get("summary") or annotations.get("description") or "")
+    return one_line(str(annotations.get("summary") or annotations.get("description") or ""))

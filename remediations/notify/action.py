@@ -2,15 +2,18 @@
 
 The message is a template over the alert (``{{ labels.namespace }}``,
 ``{{ annotations.summary }}``, ``{{ target.key }}``, ``{{ run.id }}``; see
-``remediations.templates``); for a Slack channel every value is escaped for mrkdwn. It acts on
-any target (the run's), changes nothing in it, and never fails a run: a message that cannot be
-delivered ends the step as ``undelivered``, with what went wrong. In dry-run mode nothing is
-sent (the step says what would have been); the pipeline's own announcements of dry runs are
-the way to watch a rule before trusting it.
+``remediations.templates``); for a Slack channel every value is escaped for mrkdwn, and for
+every channel a line break in a value is shown as `` ↵ `` (``one_line``): the template's own
+breaks are the message's lines, and no annotation writes one that reads as the author's. It
+acts on any target (the run's), changes nothing in it, and never fails a run: a message that
+cannot be delivered ends the step as ``undelivered``, with what went wrong. In dry-run mode
+nothing is sent (the step says what would have been); the pipeline's own announcements of dry
+runs are the way to watch a rule before trusting it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from pydantic import BaseModel, Field, field_validator
@@ -22,6 +25,7 @@ from remediations.notify.notifier import Notifier
 from remediations.params import StrictParams
 from remediations.targets import KINDS, Target
 from remediations.templates import TemplateFailed, check_template, render, template_values
+from remediations.visible_text import one_line
 
 __all__ = ["Notify", "NotifyParams"]
 
@@ -50,6 +54,11 @@ class NotifyParams(StrictParams):
     @classmethod
     def _template(cls, value: str) -> str:
         return check_template(value)
+
+
+def _slack_value(value: str) -> str:
+    """A value printed into a Slack message: on its line, then escaped (``mrkdwn_value``)."""
+    return mrkdwn_value(one_line(value))
 
 
 class Notify:
@@ -109,15 +118,18 @@ class Notify:
         self, ctx: ActionContext, target: Target, params: NotifyParams, notifier: Notifier
     ) -> Message:
         channel = notifier.channels.get(params.channel)
-        escape = mrkdwn_value if channel is not None and channel.kind is ChannelKind.SLACK else None
+        slack = channel is not None and channel.kind is ChannelKind.SLACK
+        # Each value the template prints stays on its line (one_line): the author's breaks are
+        # the message's lines, and an annotation's break wrote a line that read as the author's.
+        escape: Callable[[str], str] = _slack_value if slack else one_line
         values = template_values(ctx, target)
         values["run"] = {**values["run"], "url": notifier.run_url(ctx.run_id)}
         return Message(
             event=Event.STEP,
             # The title is plain text here; the Slack rendering escapes it where it is mrkdwn.
-            title=render(params.title, values, name="title").strip() or target.key,
+            title=render(params.title, values, one_line, name="title").strip() or target.key,
             text=render(params.message, values, escape, name="message").strip(),
-            text_is_mrkdwn=escape is not None,
+            text_is_mrkdwn=slack,
             rule=ctx.rule,
             run_id=ctx.run_id,
             dry_run=ctx.dry_run,

@@ -14,9 +14,13 @@ What a person reads reads as written: in every Slack field and in a webhook's ``
 ``text``, a bidirectional override or isolate (U+202A-U+202E, U+2066-U+2069), another format
 character or a control character from a label or an annotation is shown as ``<U+202E>``
 (``visible``), or "restart\u202eweb" would read in another order than it is written (in a
-rule author's mrkdwn, ``&lt;U+202E&gt;``: a bare ``>`` would end the author's link). A
-webhook's structured fields (``alert``, ``target``, ``steps``, ``rule``, ``links``) are for
-programs: they keep the values as recorded.
+rule author's mrkdwn, ``&lt;U+202E&gt;``: a bare ``>`` would end the author's link). And each
+value stays on its line: a line break in the title, in a Slack field, a step's line or a link's
+label is shown as ``LINE_BREAK`` (``one_line``), so that no label or annotation writes a line
+that reads as the service's own; a message's ``text`` keeps the breaks its maker wrote, who
+makes what it quotes of the alert one line (``receiver.pipeline.announce``, the ``notify``
+action). A webhook's structured fields (``alert``, ``target``, ``steps``, ``rule``,
+``links``) are for programs: they keep the values as recorded.
 
 Mattermost and Rocket.Chat accept this payload, but they render ``text`` as Markdown, where
 ``@channel``, ``@here`` and ``[label](url)`` need none of ``&<>``: the escaping does not make
@@ -34,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from remediations.base import AlertFacts
-from remediations.visible_text import address, visible
+from remediations.visible_text import address, one_line, visible
 
 __all__ = [
     "ChannelKind",
@@ -154,7 +158,7 @@ def _link(url: str, label: str) -> str:
     # A character that shows nothing is percent-encoded, as a browser sends it: the same page,
     # and nothing that turns the text around it where Slack shows the address.
     safe_url = mrkdwn_escape(address(url)).replace("|", "%7C")
-    return f"<{safe_url}|{_shown(label)}>"
+    return f"<{safe_url}|{_value(label)}>"
 
 
 def _web(url: str | None) -> bool:
@@ -176,13 +180,19 @@ def _shown(text: str) -> str:
     return mrkdwn_escape(visible(text))
 
 
+def _value(text: str) -> str:
+    """A value on its line (``one_line``), made visible and escaped for mrkdwn."""
+    return _shown(one_line(text))
+
+
 def slack_payload(message: Message) -> dict[str, Any]:
     """The JSON body for a Slack incoming webhook: ``text`` (the mrkdwn fallback that push
     notifications show) and ``blocks``; every alert-derived value in a mrkdwn field is escaped,
-    and every text shows its format characters as ``<U+202E>`` (``visible``)."""
-    esc = _shown
-    body = visible(message.text, mrkdwn=True) if message.text_is_mrkdwn else esc(message.text)
-    title = visible(message.title)
+    and every text shows its format characters as ``<U+202E>`` (``visible``). The title, a
+    field's value, a step's line and a link's label stay on one line (``one_line``)."""
+    esc = _value
+    body = visible(message.text, mrkdwn=True) if message.text_is_mrkdwn else _shown(message.text)
+    title = visible(one_line(message.title))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150)}}
     ]
@@ -234,12 +244,13 @@ def slack_payload(message: Message) -> dict[str, Any]:
 def webhook_payload(message: Message) -> dict[str, Any]:
     """A generic JSON document with every field, unescaped (``version`` says its shape). Its
     ``title`` and ``text``, for people, show each format character as ``<U+202E>``
-    (``visible``); the other fields are the recorded values, for programs."""
+    (``visible``), and the title stays one line (``one_line``); the other fields are the
+    recorded values, for programs."""
     alert = message.alert
     return {
         "version": WEBHOOK_VERSION,
         "event": str(message.event),
-        "title": visible(message.title),
+        "title": visible(one_line(message.title)),
         "text": visible(message.text),
         "rule": message.rule,
         "run_id": message.run_id,

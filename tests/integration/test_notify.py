@@ -15,6 +15,7 @@ from remediations.notify.action import Notify, NotifyParams
 from remediations.notify.message import Event, Message, StepSummary
 from remediations.notify.notifier import Channel, ChannelKind, Notifier
 from remediations.targets import Target
+from remediations.visible_text import LINE_BREAK
 from tests.support.peer import Peer, Reply, peer
 
 __all__ = ["peer"]
@@ -334,3 +335,30 @@ async def test_a_notification_carries_one_idempotency_key_across_its_retries(
     assert keys[0] == keys[1] == keys[2]  # the retry, and the same message sent again
     assert keys[3] != keys[0]
     assert keys[0].startswith("run-42-audit-")
+
+
+async def test_a_value_the_template_prints_stays_on_its_line(
+    peer: Peer, notifier: Notifier
+) -> None:
+    # An annotation writing a line of its own under the author's: before, it went out as
+    # written, and "Approve: https://elsewhere..." read as the rule author's line.
+    forged = "disk full\nApprove: https://elsewhere.example/x"
+    shown = f"disk full{LINE_BREAK}Approve: https://elsewhere.example/x"
+    alert = AlertFacts(
+        labels={"alertname": "DiskFull"}, annotations={"summary": forged}, status="firing"
+    )
+    context = ActionContext(
+        "run-42", False, Clients({"notify": notifier}), rule="disk", alert=alert
+    )
+    source = "Disk: {{ annotations.summary }}\nRun: {{ run.id }}"
+    title = "{{ annotations.summary }}"
+    for channel in ("audit", "oncall"):
+        result = await Notify().run(context, TARGET, params(channel, source, title=title))
+        assert result.outcome is Outcome.OK, result.message
+    (doc,) = (r.body for r in peer.seen("/hooks/audit"))
+    assert doc["text"] == f"Disk: {shown}\nRun: run-42"  # the author's break stays
+    assert doc["title"] == shown
+    assert doc["alert"]["annotations"]["summary"] == forged  # for programs: as recorded
+    (slack,) = (r.body for r in peer.seen("/services/T0/B0/secret"))
+    assert slack["blocks"][0]["text"]["text"] == shown
+    assert slack["blocks"][1]["text"]["text"] == f"Disk: {shown}\nRun: run-42"

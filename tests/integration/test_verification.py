@@ -21,6 +21,7 @@ from receiver.model import RunOutcome, VerifyResult
 from receiver.store import RunRecord
 from remediations.http.post import HttpPolicy
 from remediations.notify.notifier import Channel, ChannelKind, Notifier
+from remediations.visible_text import LINE_BREAK
 from tests.support.payloads import alert, notification
 from tests.support.peer import Peer, Reply, peer
 from tests.support.pipeline import Harness, MakeHarness
@@ -376,6 +377,21 @@ async def test_the_message_says_what_was_done_to_what_and_links_back(
     ]
     assert finished["links"]["run"] == f"https://remediator.example/api/v1/runs/{run.id}"
     assert peer.seen(HOOK)[0].headers["X-Remediator-Run-Id"] == run.id
+
+
+async def test_the_alerts_summary_stays_on_its_line(
+    make_harness: MakeHarness, notifier: Notifier, peer: Peer
+) -> None:
+    # Before, the summary went out as written: its second line read as the service's own.
+    h = await harness(make_harness, notifier, rules("{resolved_within: 10m}"))
+    forged = "disk full\nRemediation succeeded: nothing left to do"
+    await h.intake.accept(notification(alert(labels(), annotations={"summary": forged})))
+    await h.drain()
+    started = peer.seen(HOOK)[0].body
+    assert started["text"] == (
+        f"steps: test.restart\ndisk full{LINE_BREAK}Remediation succeeded: nothing left to do"
+    )
+    assert started["alert"]["annotations"]["summary"] == forged  # for programs: as recorded
 
 
 async def test_only_the_moments_a_rule_asks_for(

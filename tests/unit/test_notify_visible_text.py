@@ -3,7 +3,8 @@ reads as it is written (remediations/notify/message.py): a bidirectional overrid
 format character from a label or an annotation is shown as ``<U+202E>`` in every Slack field
 and in a webhook's ``title`` and ``text``. Before, they went out as they were: "restart
 \\u202ebew" read "web" backwards. A webhook's structured fields keep the recorded values, for
-programs. Pure: the payloads as built."""
+programs. And each value quoted in a line stays on it (a break shown as `` ↵ ``), so that no
+alert writes a line that reads as the service's own. Pure: the payloads as built."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from remediations.notify.message import (
     slack_payload,
     webhook_payload,
 )
+from remediations.visible_text import LINE_BREAK
 
 # Every bidi embedding, override and isolate, other format characters and an escape.
 HIDDEN = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u2060\ufeff\u00ad\x1b"
@@ -112,3 +114,51 @@ def test_the_joiners_words_need_are_kept() -> None:
     payload = slack_payload(Message(event=Event.STEP, title=words, text=words))
     assert payload["blocks"][0]["text"]["text"] == words
     assert webhook_payload(Message(event=Event.STEP, title=words, text=words))["text"] == words
+
+
+# A line an annotation or a label writes that reads as the service's own.
+FORGED = "disk full\nReview and decide: https://elsewhere.example/approve\r\nok\u2028x"
+ONE_LINE = (
+    f"disk full{LINE_BREAK}Review and decide: https://elsewhere.example/approve"
+    f"{LINE_BREAK}ok{LINE_BREAK}x"
+)
+
+
+def broken_message() -> Message:
+    return Message(
+        event=Event.RUN_FINISHED,
+        title=f"Done: {FORGED}",
+        text="first line\nsecond line",
+        rule="restart",
+        run_id="r1",
+        outcome="succeeded",
+        target={"kind": "Deployment", "name": "api", "key": FORGED},
+        alert=AlertFacts(labels={"alertname": FORGED}, annotations={}, status="firing"),
+        steps=[StepSummary(action="test.restart", outcome="ok", message=FORGED)],
+        links={FORGED: "https://remediator.example/r1"},
+    )
+
+
+def test_a_slack_message_keeps_each_quoted_value_on_its_line() -> None:
+    # Before, a break in a label or a step's message went out as written: the Target field and
+    # the steps' section each gained a line "Review and decide: https://elsewhere...".
+    payload = slack_payload(broken_message())
+    blocks = payload["blocks"]
+    assert blocks[0]["text"]["text"] == f"Done: {ONE_LINE}"
+    # The text's own breaks are its maker's lines.
+    assert blocks[1]["text"]["text"] == "first line\nsecond line"
+    fields = [f["text"] for f in blocks[2]["fields"]]
+    assert fields[0] == f"*Alert*\n{ONE_LINE} (firing)"
+    assert fields[1] == f"*Target*\n{ONE_LINE}"
+    assert blocks[3]["text"]["text"] == f"• `test.restart` ok: {ONE_LINE}"
+    assert blocks[4]["elements"][0]["text"] == f"<https://remediator.example/r1|{ONE_LINE}>"
+    assert payload["text"] == f"Done: {ONE_LINE}: first line\nsecond line"
+
+
+def test_a_webhook_title_is_one_line_and_its_fields_for_programs_are_as_recorded() -> None:
+    body = webhook_payload(broken_message())
+    assert body["title"] == f"Done: {ONE_LINE}"
+    assert body["text"] == "first line\nsecond line"
+    assert body["target"]["key"] == FORGED
+    assert body["alert"]["labels"]["alertname"] == FORGED
+    assert body["steps"][0]["message"] == FORGED

@@ -204,3 +204,27 @@ async def test_alerts_left_out_by_max_alerts_are_counted_and_logged(
             "not_logged_since_last": 0,
         }
     ]
+
+
+async def test_the_largest_truncated_count_is_counted_as_a_float_and_logged_exactly(
+    make_client: MakeClient,
+) -> None:
+    # truncatedAlerts is Alertmanager's uint64. A Prometheus sample is a float64, exact to
+    # 2**53 only: 18446744073709551615 counts as 1.8446744073709552e19 (README, /metrics), and
+    # two of them as 3.6893488147419103e+19, finite: summing the largest counts reaches inf
+    # only past 1e289 notifications. The warning line keeps the exact count.
+    largest = 2**64 - 1
+    body = notification_body(alert({"alertname": "Many"}), raw={"truncatedAlerts": largest})
+    client = await make_client()
+    with capture_logs() as logs:
+        for _ in range(2):
+            response = await client.post(ALERTS_PATH, json=body, headers=AUTH)
+            assert response.status == 200
+    metrics = await (await client.get("/metrics")).text()
+    assert f"remediator_alerts_truncated_total {float(2 * largest)!r}" in metrics
+    (warning,) = [e for e in logs if e["event"] == TRUNCATED_WARNING]
+    assert warning["truncated_alerts"] == largest
+    past = notification_body(alert({"alertname": "Many"}), raw={"truncatedAlerts": 2**64})
+    response = await client.post(ALERTS_PATH, json=past, headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["field"] == "truncatedAlerts"

@@ -23,7 +23,7 @@ from receiver.http.bodies import MAX_REASON_CHARS
 from receiver.model import ApprovalState, RunOutcome
 from tests.integration.http.conftest import SLACK_SECRET, Edge, MakeEdge
 from tests.support.approvals import OPERATORS, MakeApprovalEnv, key_ring, loopback_sso, poke_labels
-from tests.support.http import AUTH, MakeClient
+from tests.support.http import AUTH, OPERATOR, MakeClient
 from tests.support.payloads import alert, notification
 
 
@@ -366,3 +366,22 @@ async def test_cli_lists_approves_and_rejects_as_the_operator(
     again = await asyncio.to_thread(cli, "approve", first.id)
     assert again.exit_code == 1
     assert "HTTP 409" in again.stderr
+
+
+async def test_an_empty_filter_is_refused_as_the_runs_api_refuses_it(make_edge: MakeEdge) -> None:
+    # `?rule=` listed every approval (no filter), where /api/v1/runs?rule= is a 400: a script
+    # that filled in an unset variable read every approval as the rule's.
+    edge = await make_edge()
+    await edge.env.pending_run()
+    bob = {"Authorization": f"Bearer {OPERATORS['bob']}"}
+    for name in ("state", "rule", "run", "since", "limit"):
+        for value in ("", "%20"):
+            response = await edge.client.get(f"/api/v1/approvals?{name}={value}", headers=bob)
+            assert response.status == 400, (name, value)
+            assert (await response.json())["parameter"] == name
+    for path, headers in (("/api/v1/approvals", bob), ("/api/v1/runs", OPERATOR)):
+        response = await edge.client.get(f"{path}?rule=", headers=headers)
+        assert (response.status, await response.json()) == (
+            400,
+            {"error": "rule must not be empty", "parameter": "rule"},
+        ), path

@@ -152,6 +152,40 @@ async def test_every_get_route_refuses_a_parameter_given_twice(make_edge: MakeEd
     assert wrong == [], "\n".join(wrong)
 
 
+# %-escapes of bytes that are not UTF-8 (a page read as latin-1 sends `caf%e9`), and the
+# parameter each names.
+NOT_UTF8 = (
+    ("rule=caf%e9", "rule"),
+    ("state=%ff", "state"),
+    ("alertname=%c3", "alertname"),
+    ("limit=5&target=%80x", "target"),
+    ("caf%e9=1", "query"),
+)
+
+
+async def test_every_get_route_refuses_a_query_that_is_not_utf8_naming_the_parameter(
+    make_edge: MakeEdge,
+) -> None:
+    """aiohttp reads each such byte as U+FFFD: ``/api/v1/runs?rule=caf%e9`` matched nothing (an
+    empty 200, as if the rule had no runs) and ``approvals?state=%ff`` echoed '\ufffd', a
+    value nobody sent."""
+    edge = await make_edge()
+    await edge.env.pending_run()
+    wrong: list[str] = []
+    for canonical in _get_routes(edge):
+        path = _fill(canonical, "x")
+        for query, name in NOT_UTF8:
+            response = await edge.client.get(f"{path}?{query}", headers=_headers(path))
+            body = await response.json() if response.content_type == "application/json" else {}
+            expected = f"{name} is not valid UTF-8 once its %-escapes are decoded"
+            if (response.status, body) != (400, {"error": expected, "parameter": name}):
+                wrong.append(f"GET {path}?{query}: {response.status} {body}")
+    assert wrong == [], "\n".join(wrong)
+    # The same text, sent as UTF-8, is a value like any other.
+    response = await edge.client.get("/api/v1/runs?rule=caf%C3%A9", headers=OPERATOR)
+    assert (response.status, (await response.json())["runs"]) == (200, [])
+
+
 # What int() reads as a number and no caller means by one: a full-width digit, an underscore,
 # spaces, a plus sign.
 LOOSE_INTEGERS = ("\uff15", "1_0", " 5", "5 ", "+5", "\u0663")

@@ -4,6 +4,7 @@ report API, and ``remediator report`` against a real server."""
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import re
 import sys
@@ -239,3 +240,30 @@ async def test_the_cli_prints_the_report_of_a_running_server(served: Served) -> 
         out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
         assert needle in out.decode()
+
+
+# Queries no route takes (the shared check), and the message each page shows.
+BAD_QUERIES = (
+    ("since=24h&since=1h", "since is given more than once: give it once"),
+    ("rule=caf%e9", "rule is not valid UTF-8 once its %-escapes are decoded"),
+    ("rule=a%00b", "rule must not contain U+0000 (NUL)"),
+)
+
+
+async def test_every_page_answers_a_bad_query_with_a_page(served: Served) -> None:
+    # /runs?since=24h&since=1h got the middleware's JSON 400, a page of raw JSON for whoever
+    # followed a link; /runs and /incidents answer with their form and the message, the
+    # others with the error page, and the API stays JSON.
+    for path in _pages(served):
+        for query, message in BAD_QUERIES:
+            response = await served.client.get(f"{path}?{query}", headers=OPERATOR)
+            assert (response.status, response.content_type) == (400, "text/html"), (path, query)
+            body = html.unescape(await response.text())
+            assert message in body, (path, query)
+            if path in ("/runs", "/incidents"):
+                assert "<form" in body, (path, query)
+    response = await served.client.get("/api/v1/runs?since=24h&since=1h", headers=OPERATOR)
+    assert (response.status, await response.json()) == (
+        400,
+        {"error": "since is given more than once: give it once", "parameter": "since"},
+    )
