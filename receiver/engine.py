@@ -36,8 +36,8 @@ with ``inferred_from``, ``deferred``, ``carried``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from receiver.durations import format_duration
@@ -48,7 +48,6 @@ from receiver.model import (
     History,
     NamespacePolicy,
     Plan,
-    PriorRun,
     Recurrence,
     ResolvePlan,
     RunPlan,
@@ -56,6 +55,12 @@ from receiver.model import (
     Status,
     StepPlan,
     Target,
+)
+from receiver.repetitions import (
+    earlier_occurrences,
+    occurrence_text,
+    recent_limit,
+    repeat_keys,
 )
 from receiver.rules.model import Rule, RuleSet, Step
 from receiver.templating import TargetError, TemplateError
@@ -70,6 +75,7 @@ __all__ = [
     "RUN_EXISTS",
     "fact_needs",
     "plan",
+    "recent_limit",
     "repeat_keys",
     "settle_keys",
     "settled_at_intake",
@@ -112,25 +118,6 @@ def settled_at_intake(status: Status, labels: Mapping[str, str], rules: RuleSet)
     if status is Status.FIRING and not rules.matches_any(labels):
         return NO_RULE
     return None
-
-
-def repeat_keys(
-    event: AlertEvent, rules: RuleSet, policy: NamespacePolicy
-) -> list[tuple[str, Target]]:
-    """The (rule, target) pairs whose recent runs ``plan`` counts for ``event``: only those
-    need reading from the store. Not "every run of this alertname": in a storm on one alert
-    over many targets, that read would grow with the storm."""
-    if event.status is not Status.FIRING:
-        return []
-    keys: list[tuple[str, Target]] = []
-    for rule in rules.matching(event.labels):
-        if rule.widest_window_s is None:
-            continue  # no step waits for a repetition: its plan never looks at the past
-        try:
-            keys.append((rule.name, rule.render_target(event.labels, event.annotations, policy)))
-        except (TargetError, TemplateError):
-            continue  # planned as a skip; nothing to count
-    return keys
 
 
 def fact_needs(
@@ -271,18 +258,21 @@ def _plan_rule(
         return Skip(RUN_EXISTS, rule.name)
     anchor = event.received_at or now
     counted: dict[float, int] = {}  # by window: a step's is often the rule's widest, below
+    # Counted up to the rule's highest repeated.times, past which no step decides otherwise
+    # (receiver.repetitions): only that many runs of the pair are read.
+    cap = rule.most_times
 
     def occurrences(within_s: float) -> int:
         if within_s not in counted:
-            counted[within_s] = 1 + _earlier_occurrences(
-                history.recent_runs, rule.name, target, event, anchor, within_s
+            counted[within_s] = 1 + earlier_occurrences(
+                history.recent_runs, rule.name, target, event, anchor, within_s, cap or 0
             )
         return counted[within_s]
 
     steps: list[StepPlan] = []
     decided: list[dict[str, Any]] = []
     for step in rule.steps:
-        applies, why = _decide(step, occurrences, facts, target, now)
+        applies, why = _decide(step, occurrences, cap, facts, target, now)
         decided.append(
             {"index": step.index, "action": step.action, "included": applies, "why": why}
         )
@@ -295,7 +285,8 @@ def _plan_rule(
         # Every step waits for a repetition or a live condition that does not hold (or cannot
         # be told): say which, rather than plan an empty run.
         reasons = "; ".join(f"step {d['index']}: {', '.join(d['why'])}" for d in decided)
-        return Skip(f"no step applies at occurrence {occurrence}: {reasons}", rule.name)
+        said = occurrence_text(occurrence, cap)
+        return Skip(f"no step applies at occurrence {said}: {reasons}", rule.name)
     decision: dict[str, Any] | None = None
     if rule.has_conditions:
         read = [facts.get(kind, target) for kind in sorted(rule.facts)]
@@ -321,11 +312,13 @@ def _plan_rule(
 def _decide(
     step: Step,
     occurrences: Callable[[float], int],
+    cap: int | None,
     facts: Facts,
     target: Target,
     now: datetime,
 ) -> tuple[bool, list[str]]:
-    """Whether ``step`` applies, and why: one sentence per condition (all must hold)."""
+    """Whether ``step`` applies, and why: one sentence per condition (all must hold).
+    ``cap``: the rule's ``most_times``, where ``occurrences`` stops counting."""
     if step.repeated is None and not step.conditions:
         return True, ["no condition"]
     applies = True
@@ -336,7 +329,8 @@ def _decide(
         applies = applies and holds
         why.append(
             f"repeated {step.repeated.times} within {format_duration(step.repeated.within_s)}: "
-            f"this is occurrence {count}, {'holds' if holds else 'does not hold'}"
+            f"this is occurrence {occurrence_text(count, cap)}, "
+            f"{'holds' if holds else 'does not hold'}"
         )
     for condition in step.conditions:
         # None: cannot be told, and the step is left out (never chosen on a guess).
@@ -344,32 +338,6 @@ def _decide(
         applies = applies and holds_or_unknown is True
         why.append(sentence)
     return applies, why
-
-
-def _earlier_occurrences(
-    runs: Iterable[PriorRun],
-    rule: str,
-    target: Target,
-    event: AlertEvent,
-    anchor: datetime,
-    within_s: float,
-) -> int:
-    """Distinct earlier occurrences of ``rule`` on ``target`` within ``within_s`` of ``anchor``."""
-    # Inclusive at the edge: a run exactly `within` before the event still counts.
-    since = anchor - timedelta(seconds=within_s)
-    key = target.key
-    earlier = {
-        run.occurrence
-        for run in runs
-        if run.rule == rule
-        and run.target.key == key
-        and run.created_at >= since
-        # Its own occurrence is never a repetition of itself (a retried event finds the run
-        # its first attempt created), and a later event is not an earlier occurrence.
-        and run.occurrence != event.occurrence
-        and (run.event_id is None or run.event_id < event.id)
-    }
-    return len(earlier)
 
 
 def _plan_resolved(event: AlertEvent, rules: RuleSet, history: History) -> Plan:

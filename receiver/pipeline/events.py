@@ -95,7 +95,13 @@ class EventHandler:
         repeats = engine.repeat_keys(event, ruleset, deps.settings.policy)
         settling = engine.settle_keys(event, ruleset, deps.settings.policy)
         await deps.priority.turn()
-        history = await deps.store.history(event, within, repeats=repeats, settling=settling)
+        history = await deps.store.history(
+            event,
+            within,
+            repeats=repeats,
+            settling=settling,
+            recent=engine.recent_limit(event, ruleset),
+        )
         settled = engine.settled_at_intake(event.status, event.labels, ruleset)
         if settled is not None and not history.other_runs:
             # Usually settled at intake already; here when the rules changed since it was

@@ -166,6 +166,7 @@ class Rule:
     # asks them for every event (a storm's thousands), and each was a walk over the steps.
     _guards: GuardSpec = field(init=False, repr=False, compare=False)
     _widest_window_s: float | None = field(init=False, repr=False, compare=False)
+    _most_times: int | None = field(init=False, repr=False, compare=False)
     _facts: frozenset[FactKind] = field(init=False, repr=False, compare=False)
     _has_conditions: bool = field(init=False, repr=False, compare=False)
 
@@ -178,6 +179,9 @@ class Rule:
                 max_runs_per_s=self.max_runs_per_s,
             ),
             "_widest_window_s": max(windows) if windows else None,
+            "_most_times": max(
+                (s.repeated.times for s in self.steps if s.repeated is not None), default=None
+            ),
             "_facts": frozenset(c.fact for s in self.steps for c in s.conditions),
             "_has_conditions": any(s.repeated is not None or s.conditions for s in self.steps),
         }
@@ -210,6 +214,13 @@ class Rule:
     def widest_window_s(self) -> float | None:
         """The longest ``repeated.within`` of any step: how far back history must reach."""
         return self._widest_window_s
+
+    @property
+    def most_times(self) -> int | None:
+        """The highest ``repeated.times`` of any step (None when no step waits for a
+        repetition): the engine counts earlier occurrences up to this many, since no step can
+        tell more from fewer (``engine.recent_limit``)."""
+        return self._most_times
 
     @property
     def facts(self) -> frozenset[FactKind]:

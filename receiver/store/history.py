@@ -45,9 +45,9 @@ class EngineHistory(Database):
 
     The reads asked while one is on its way are sent together (``receiver.batching``), up to
     32: one statement, one round trip and one execution for them all (``HISTORY_CALL``, the
-    function engine_histories, migration 0030, which runs ``HISTORY_SQL`` with its plan pinned
-    by ``HISTORY_PLAN_SETTINGS``), each read's rows told apart by its ``tag``, its index in the
-    batch. A storm's events, in progress together, read their pasts together."""
+    function engine_histories, migrations 0030 and 0037, which runs ``HISTORY_SQL`` with its
+    plan pinned by ``HISTORY_PLAN_SETTINGS``), each read's rows told apart by its ``tag``, its
+    index in the batch. A storm's events, in progress together, read their pasts together."""
 
     @functools.cached_property
     def _history_reads(self) -> Coalescer[tuple[Any, ...], list[Any]]:
@@ -106,6 +106,7 @@ class EngineHistory(Database):
         repeats: Collection[tuple[str, Target]] = (),
         settling: Collection[tuple[str, Target]] = (),
         limit: int = 1000,
+        recent: int = 1000,
     ) -> History:
         """What the engine may know about the past of ``event``.
 
@@ -116,7 +117,9 @@ class EngineHistory(Database):
         ``recent_runs``: runs created in the
         ``within_s`` seconds before the event was received (before now, for an event with no
         ``received_at``), or later, of exactly the (rule, target) pairs in ``repeats``
-        (``engine.repeat_keys``), newest ``limit``. ``episode_resolved``: a resolved event of
+        (``engine.repeat_keys``), but none of a later event (a larger ``event_id``), the newest
+        ``recent`` of each pair (``engine.recent_limit``: what the rules can count) and newest
+        ``limit`` of them all. ``episode_resolved``: a resolved event of
         this occurrence is stored (a later firing copy must be ignored). ``settling_runs``:
         verifying runs of the (rule, target) pairs in ``settling`` (``engine.settle_keys``)
         whose alert resolved and whose settle period has not ended. ``other_runs``: the
@@ -135,7 +138,7 @@ class EngineHistory(Database):
         # the one row there is when no run is found).
         with translate():
             rows = await self._history_reads(
-                history_arguments(event, within_s, repeats, settling, limit)
+                history_arguments(event, within_s, repeats, settling, limit, recent)
             )
         return history_from_rows(rows)
 

@@ -1,5 +1,5 @@
 """The engine's history read as PostgreSQL runs it: the SQL of the function
-``engine_histories`` (migrations 0030, 0034 and 0035) and its arguments.
+``engine_histories`` (migrations 0030, 0034, 0035 and 0037) and its arguments.
 
 A batch of reads is one execution: the reads' parameters come as arrays, one element a read,
 and each read's rows come back with its ``tag``, its position in the batch (0 first).
@@ -51,7 +51,7 @@ def _read_pairs(first: int, part: str) -> str:
 # each part is), with the parameters of batch_arguments: each read's own parameters are the
 # columns of ``b``, its (rule, target) pairs the slices ``b.repeat_lo:b.repeat_hi`` and
 # ``b.settle_lo:b.settle_hi`` of the batch's pair arrays. The body of the function
-# engine_histories: a change here takes a migration that replaces it (0030, 0034, 0035;
+# engine_histories: a change here takes a migration that replaces it (0030, 0034, 0035, 0037;
 # test_pinned_plans.py).
 #
 # One execution for the batch: PostgreSQL initialises this plan once and runs its LATERAL part
@@ -87,10 +87,11 @@ FROM (SELECT b.*,
                      WHERE fingerprint = b.fp AND starts_at = b.sa AND status = 'resolved'
                        AND refire = b.rf OFFSET 0) AS resolved
       FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::timestamptz[],
-                  $10::int[], $11::int[], $16::int[], $17::int[], $18::bigint[])
+                  $10::int[], $11::int[], $16::int[], $17::int[], $18::bigint[],
+                  $19::bigint[], $20::bigint[])
            WITH ORDINALITY
            AS b(fp, sa, rf, within_s, received, repeat_lo, repeat_hi, settle_lo, settle_hi,
-                lim, ord)
+                lim, read_event, recent_lim, ord)
       OFFSET 0) AS b
 LEFT JOIN LATERAL (
     -- The episode's runs and the settling runs are found first and put in order after
@@ -148,6 +149,16 @@ LEFT JOIN LATERAL (
      -- with the storm, where the pairs' own runs are 49 (test_history_flat.py). In this
      -- order runs_created must be read whole for the window and sorted before its first row
      -- comes out, and runs_pair_created stops at the pair's limit.
+     -- The pair's limit is the read's recent_lim, what the rules ask (engine.recent_limit:
+     -- the highest repeated.times of the matching rules, migration 0037), not b.lim: the
+     -- engine counts at most that many earlier occurrences, so the rows past it decided
+     -- nothing, and a storm on few targets read every run of each in the window (148 rows
+     -- an event in a 3,000-alert storm on 10 targets, growing with it). For the newest
+     -- recent_lim to hold the ones the engine counts, the runs of later events (a larger
+     -- event_id), which it never counts and which are the newest, are left out here too (a
+     -- retried event may find any number of them); the event's own occurrence, which it
+     -- does not count either, is at most one run of the pair, and recent_lim has room for
+     -- it (receiver.repetitions). With no event id the read is the one before 0037.
      FROM {_read_pairs(6, "repeat")}
      CROSS JOIN LATERAL (
          SELECT * FROM runs
@@ -155,7 +166,9 @@ LEFT JOIN LATERAL (
            AND runs.target_name = ANY (ARRAY[pair_name]) AND runs.rule = pair_rule
            AND runs.created_at >= coalesce(b.received, remediator_now())
                                   - make_interval(secs => b.within_s)
-         ORDER BY runs.target_name, runs.created_at DESC, runs.id DESC LIMIT b.lim) AS runs
+           AND (runs.event_id IS NULL OR b.read_event IS NULL OR runs.event_id <= b.read_event)
+         ORDER BY runs.target_name, runs.created_at DESC, runs.id DESC
+         LIMIT b.recent_lim) AS runs
      ORDER BY created_at DESC, id DESC LIMIT b.lim)
     UNION ALL
     (SELECT 'settling', row_number() OVER (ORDER BY created_at, id),
@@ -195,9 +208,9 @@ HISTORY_PLAN_SETTINGS = (
 )
 
 # The reads of a batch as the service sends them: HISTORY_SQL with HISTORY_PLAN_SETTINGS, in
-# one statement (the function engine_histories, migrations 0030, 0034 and 0035, whose body
-# is HISTORY_SQL).
-HISTORY_CALL = "SELECT * FROM engine_histories(" + ", ".join(f"${n}" for n in range(1, 19)) + ")"
+# one statement (the function engine_histories, migrations 0030, 0034, 0035 and 0037, whose
+# body is HISTORY_SQL).
+HISTORY_CALL = "SELECT * FROM engine_histories(" + ", ".join(f"${n}" for n in range(1, 21)) + ")"
 
 
 def _pair_arrays(pairs: Collection[tuple[str, Target]]) -> list[list[str]]:
@@ -216,10 +229,13 @@ def history_arguments(
     repeats: Collection[tuple[str, Target]],
     settling: Collection[tuple[str, Target]],
     limit: int,
+    recent: int | None = None,
 ) -> tuple[Any, ...]:
     """One read's parameters, in order: fingerprint, starts_at, refire, ``within_s`` (seconds),
     received_at (None: now), the repeat pairs' four arrays, the settle pairs' four arrays,
-    ``limit``. ``batch_arguments`` makes HISTORY_SQL's of a batch of them."""
+    ``limit``, the event's id (the runs of later events are left out), ``recent`` (the
+    newest earlier runs read of each repeat pair; None: ``limit``). ``batch_arguments`` makes
+    HISTORY_SQL's of a batch of them."""
     return (
         event.fingerprint,
         event.starts_at,
@@ -229,16 +245,19 @@ def history_arguments(
         *_pair_arrays(repeats),
         *_pair_arrays(settling),
         limit,
+        event.id,
+        limit if recent is None else recent,
     )
 
 
 def batch_arguments(reads: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """The 18 parameters of HISTORY_SQL (and HISTORY_CALL) for ``reads``, each of
+    """The 20 parameters of HISTORY_SQL (and HISTORY_CALL) for ``reads``, each of
     ``history_arguments``: its rows come back tagged with its index in ``reads``.
 
     $1-$5: the reads' scalars, one array each; $6-$9: the repeat pairs of all reads, one after
     another, and $10/$11 the first and last (1-based, inclusive: PostgreSQL's array slice) of
-    each read's; $12-$15, $16/$17 the same for the settle pairs; $18 each read's limit."""
+    each read's; $12-$15, $16/$17 the same for the settle pairs; $18 each read's limit; $19
+    each read's event id; $20 each read's limit of earlier runs per repeat pair."""
     scalars: list[list[Any]] = [[read[i] for read in reads] for i in range(5)]
     repeat: list[list[str]] = [[], [], [], []]
     settle: list[list[str]] = [[], [], [], []]
@@ -250,4 +269,17 @@ def batch_arguments(reads: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
                 pairs[column].extend(read[first + column])
             bounds[hi].append(len(pairs[0]))
     limits = [read[13] for read in reads]
-    return (*scalars, *repeat, bounds[0], bounds[1], *settle, bounds[2], bounds[3], limits)
+    event_ids = [read[14] for read in reads]
+    recent = [read[15] for read in reads]
+    return (
+        *scalars,
+        *repeat,
+        bounds[0],
+        bounds[1],
+        *settle,
+        bounds[2],
+        bounds[3],
+        limits,
+        event_ids,
+        recent,
+    )

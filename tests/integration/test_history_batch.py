@@ -141,7 +141,10 @@ def _pairs(rng: random.Random) -> list[list[str]]:
 
 
 def _read(rng: random.Random, now: dt.datetime) -> tuple[Any, ...]:
-    """One read's parameters (``history_arguments``' order), at random."""
+    """One read's parameters (``history_arguments``' order), at random: with no event id and
+    a pair's limit of the read's, the read before migration 0037, which the oracle's first 14
+    parameters ask."""
+    limit = rng.choice([1, 2, 3, 1000])
     return (
         rng.choice(FINGERPRINTS),
         rng.choice(STARTS),
@@ -150,7 +153,9 @@ def _read(rng: random.Random, now: dt.datetime) -> tuple[Any, ...]:
         rng.choice([None, now, now - dt.timedelta(minutes=30)]),
         *_pairs(rng),
         *_pairs(rng),
-        rng.choice([1, 2, 3, 1000]),
+        limit,
+        None,
+        limit,
     )
 
 
@@ -172,7 +177,7 @@ async def test_each_read_of_a_batch_returns_what_it_returned_alone(store: Store,
             reads = [_read(rng, now) for _ in range(rng.randrange(1, 12))]
             batch = await conn.fetch(HISTORY_CALL, *batch_arguments(reads))
             await conn.execute(HISTORY_PLAN_SETTINGS)
-            alone = [await conn.fetch(OLD_HISTORY_SQL, *read, 0) for read in reads]
+            alone = [await conn.fetch(OLD_HISTORY_SQL, *read[:14], 0) for read in reads]
         finally:
             await tx.rollback()
     assert {r["tag"] for r in batch} == set(range(len(reads)))
@@ -226,9 +231,9 @@ async def test_the_oracle_returns_what_engine_history_returned(empty_database_ur
                 await _build_store(conn, rng, now)
                 reads = [_read(rng, now) for _ in range(rng.randrange(1, 12))]
                 reads += _odd_reads(rng, now)
-                called = [await conn.fetch(OLD_CALL, *read, 0) for read in reads]
+                called = [await conn.fetch(OLD_CALL, *read[:14], 0) for read in reads]
                 await conn.execute(HISTORY_PLAN_SETTINGS)
-                alone = [await conn.fetch(OLD_HISTORY_SQL, *read, 0) for read in reads]
+                alone = [await conn.fetch(OLD_HISTORY_SQL, *read[:14], 0) for read in reads]
             finally:
                 await tx.rollback()
             for n, (rows, expected) in enumerate(zip(alone, called, strict=True)):

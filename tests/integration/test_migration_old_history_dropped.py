@@ -35,7 +35,7 @@ def _read(now: dt.datetime) -> tuple[Any, ...]:
     """A read of the run above's episode, its pair to repeat and none to settle."""
     pair = [["Deployment"], ["shop"], ["web"], ["restart"]]
     none: list[list[str]] = [[], [], [], []]
-    return ("fp", "2026-01-01T00:00:00Z", 0, 3600.0, now, *pair, *none, 10)
+    return ("fp", "2026-01-01T00:00:00Z", 0, 3600.0, now, *pair, *none, 10, None, 10)
 
 
 async def _functions(conn: asyncpg.Connection) -> list[str]:
@@ -74,7 +74,7 @@ async def test_the_history_bench_database_keeps_the_old_read(empty_database_url:
         await migrate(conn, migrations())
         await conn.execute(_RUN)
         now = await conn.fetchval("SELECT now()")
-        old = await conn.fetch(OLD_CALL, *_read(now), 0)
+        old = await conn.fetch(OLD_CALL, *_read(now)[:14], 0)
         new = await conn.fetch(HISTORY_CALL, *batch_arguments([_read(now)]))
     finally:
         await conn.close()

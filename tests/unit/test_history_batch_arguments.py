@@ -21,7 +21,7 @@ _pairs = st.lists(
 @st.composite
 def _reads(draw: st.DrawFn) -> tuple[Any, ...]:
     event = AlertEvent(
-        id=1,
+        id=draw(st.integers(1, 2**62)),
         fingerprint=draw(_names),
         starts_at="2026-01-01T00:00:00Z",
         status=Status.FIRING,
@@ -31,7 +31,12 @@ def _reads(draw: st.DrawFn) -> tuple[Any, ...]:
         received_at=draw(st.none() | st.just(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))),
     )
     return history_arguments(
-        event, draw(st.floats(0, 1e6)), draw(_pairs), draw(_pairs), draw(st.integers(1, 1000))
+        event,
+        draw(st.floats(0, 1e6)),
+        draw(_pairs),
+        draw(_pairs),
+        draw(st.integers(1, 1000)),
+        draw(st.none() | st.integers(0, 1000)),
     )
 
 
@@ -43,7 +48,7 @@ def _slice(array: list[str], lo: int, hi: int) -> list[str]:
 @given(st.lists(_reads(), min_size=1, max_size=32))
 def test_each_read_finds_its_own_values_and_pairs_in_the_batchs(reads: list[Any]) -> None:
     batch = batch_arguments(reads)
-    assert len(batch) == 18
+    assert len(batch) == 20
     for i, read in enumerate(reads):
         assert [batch[n][i] for n in range(5)] == list(read[:5])
         # The repeat pairs ($6-$9 between $10 and $11), the settle pairs ($12-$15, $16, $17).
@@ -52,3 +57,6 @@ def test_each_read_finds_its_own_values_and_pairs_in_the_batchs(reads: list[Any]
             sliced = [_slice(a, lo, hi) for a in batch[arrays : arrays + 4]]
             assert sliced == list(read[own : own + 4])
         assert batch[17][i] == read[13]
+        # $19 the event's id, $20 the pair's limit (the read's own when none is given).
+        assert batch[18][i] == read[14]
+        assert batch[19][i] == read[15]
