@@ -85,6 +85,7 @@ def edge_middleware(
         """Authentication of /api/, body limits, JSON errors and the HTTP metrics."""
         started = time.perf_counter()
         status = 500
+        route = _route_name(request)
         try:
             # Everything under /api/ takes a credential of the route's role, checked before the
             # handler reads anything; health, readiness and metrics stay open for probes and
@@ -95,7 +96,7 @@ def edge_middleware(
                 and not _under(request.path, own_auth)
                 and not _method_not_allowed(request)
             ):
-                role = Role.WEBHOOK if _route_name(request) in webhook_routes else Role.OPERATOR
+                role = Role.WEBHOOK if route in webhook_routes else Role.OPERATOR
                 caller = auth.authorize(request, role)
                 if isinstance(caller, web.Response):
                     refused = caller
@@ -172,9 +173,7 @@ def edge_middleware(
             log.exception("unhandled error", method=request.method, path=logged_path(request.path))
             return json_response({"error": "internal server error"}, 500)
         finally:
-            metrics.http_request(
-                _route_name(request), request.method, status, time.perf_counter() - started
-            )
+            metrics.http_request(route, request.method, status, time.perf_counter() - started)
 
     return edge
 
@@ -215,7 +214,10 @@ DECODED_CODINGS = ("gzip", "deflate")
 def _unsupported_coding(request: web.Request) -> str | None:
     """The request's Content-Encoding when the body is in a coding that is not decoded here
     (``DECODED_CODINGS``, or identity), else None."""
-    values = request.headers.getall(hdrs.CONTENT_ENCODING, [])
+    headers = request.headers
+    if hdrs.CONTENT_ENCODING not in headers:
+        return None  # nearly every webhook: no list to build
+    values = headers.getall(hdrs.CONTENT_ENCODING)
     codings = [c.strip().lower() for value in values for c in value.split(",")]
     if all(c in ("", "identity") for c in codings):
         return None
