@@ -43,10 +43,12 @@ class BodyTimeout(TimeoutError):
     """
 
 
-def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+def _under(path: str, prefixes: tuple[str, ...], below: tuple[str, ...]) -> bool:
     """``path`` is one of ``prefixes`` or below one (``/api/v1/approvals/x``), not merely
-    beginning with its text: ``/api/v1/approvalsX`` went past the credential check."""
-    return any(path == p or path.startswith(p + "/") for p in prefixes)
+    beginning with its text: ``/api/v1/approvalsX`` went past the credential check.
+    ``below`` is ``prefixes`` each with "/" appended, worked out once rather than per request
+    (the generator and the concatenations were about 1.5 us of every webhook)."""
+    return path in prefixes or path.startswith(below)
 
 
 def logged_path(path: str) -> str:
@@ -80,6 +82,8 @@ def edge_middleware(
     approvals API also believes the SSO proxy's header).
     """
 
+    own_below = tuple(prefix + "/" for prefix in own_auth)
+
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Authentication of /api/, body limits, JSON errors and the HTTP metrics."""
@@ -93,7 +97,7 @@ def edge_middleware(
             refused: web.Response | None = None
             if (
                 request.path.startswith("/api/")
-                and not _under(request.path, own_auth)
+                and not _under(request.path, own_auth, own_below)
                 and not _method_not_allowed(request)
             ):
                 role = Role.WEBHOOK if route in webhook_routes else Role.OPERATOR

@@ -2,7 +2,8 @@
 
 Each is pinned against the computation it replaced: the 200's body and headers against
 ``json_response``, an event's status against calling the enum, the webhook caller against a
-new Principal."""
+new Principal, a path under a prefix against the walk over the prefixes, the HTTP metrics
+against what they counted."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from receiver.config import Settings
 from receiver.http.alerts import counts_response
 from receiver.http.auth import WEBHOOK_NAME, Authenticator, Principal, Role
+from receiver.http.middleware import _under
 from receiver.http.responses import json_response
 from receiver.intake import events_of
 from receiver.model import Status
+from receiver.telemetry import Metrics
 from tests.support.payloads import alert, notification
 
 
@@ -73,3 +77,37 @@ def test_the_webhook_caller_is_the_principal_it_was() -> None:
     caller = auth.identify("Bearer t0ken")
     assert caller == Principal(Role.WEBHOOK, WEBHOOK_NAME)
     assert auth.identify("Bearer t0kem") is None
+
+
+@given(
+    st.text(alphabet="/apvrolsX1", max_size=24), st.lists(st.text(alphabet="/apvrols", max_size=12))
+)
+def test_under_a_prefix_is_what_the_walk_over_the_prefixes_said(
+    path: str, prefixes: list[str]
+) -> None:
+    walked = any(path == p or path.startswith(p + "/") for p in prefixes)
+    below = tuple(p + "/" for p in prefixes)
+    assert _under(path, tuple(prefixes), below) is walked
+
+
+def _sample(metrics: Metrics, name: str, labels: dict[str, str]) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_http_requests_are_counted_and_timed_as_before() -> None:
+    metrics = Metrics(CollectorRegistry())
+    for method in ("POST", "POST", "BREW", "brew"):
+        metrics.http_request("/api/v1/alerts", method, 200, 0.02)
+    metrics.http_request("/api/v1/alerts", "POST", 503, 7.0)
+    count = "remediator_http_requests_total"
+    post = {"route": "/api/v1/alerts", "method": "POST"}
+    assert _sample(metrics, count, {**post, "code": "200"}) == 2
+    assert _sample(metrics, count, {**post, "method": "other", "code": "200"}) == 2
+    assert _sample(metrics, count, {**post, "code": "503"}) == 1
+    duration = "remediator_http_request_duration_seconds"
+    route = {"route": "/api/v1/alerts"}
+    assert _sample(metrics, duration + "_count", route) == 5
+    assert _sample(metrics, duration + "_bucket", {**route, "le": "0.025"}) == 4
+    assert _sample(metrics, duration + "_sum", route) == pytest.approx(7.08)
+    # Any method token a client invents is one key ("other"): the cache cannot grow with them.
+    assert len(metrics._http_children) == 3
