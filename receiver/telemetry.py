@@ -184,6 +184,7 @@ class Metrics:
         # labels() validates and locks on every call, a visible cost per webhook; the label sets
         # here are few and fixed (routes, statuses, rules), so each child is looked up once.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
         key = (id(metric), values)
@@ -233,8 +234,17 @@ class Metrics:
     def http_request(self, route: str, method: str, code: int, seconds: float) -> None:
         # Any token is a valid HTTP method: a client must not mint label values (series).
         method = method if method in _METHODS else "other"
-        self._child(self.http_requests, route, method, str(code)).inc()
-        self._child(self.http_duration, route).observe(seconds)
+        # Both children in one lookup (every request passes here); the key holds only
+        # bounded values (routes, the methods above, status codes), so the cache stays small.
+        key = (route, method, code)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self._child(self.http_requests, route, method, str(code)),
+                self._child(self.http_duration, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def rules_reloaded(self, ok: bool, at: float) -> None:
         """A load of the rules directory at ``at`` (Unix seconds): ``ok`` or failed."""

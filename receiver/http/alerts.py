@@ -16,6 +16,7 @@ __all__ = [
     "STORE_DOWN_LOG_EVERY_S",
     "TRUNCATED_LOG_EVERY_S",
     "TRUNCATED_WARNING",
+    "counts_response",
     "post_alerts",
 ]
 
@@ -68,7 +69,19 @@ async def post_alerts(request: web.Request) -> web.Response:
     metrics.duplicates(result.duplicates)
     if notification.truncatedAlerts:
         _report_truncation(app, notification)
-    return json_response({"accepted": result.accepted, "duplicates": result.duplicates})
+    return counts_response(result.accepted, result.duplicates)
+
+
+def counts_response(accepted: int, duplicates: int) -> web.Response:
+    """The 200 ``{"accepted":N,"duplicates":M}``, byte for byte what ``json_response`` gives
+    it (compact, ``application/json; charset=utf-8``), formatted directly: every webhook gets
+    one, and the JSON encoder and the text-to-bytes step were a visible part of intake's CPU
+    (issue 12). Both counts are ints, so nothing needs escaping."""
+    return web.Response(
+        body=b'{"accepted":%d,"duplicates":%d}' % (accepted, duplicates),
+        content_type="application/json",
+        charset="utf-8",
+    )
 
 
 def _report_truncation(app: web.Application, notification: Notification) -> None:

@@ -50,6 +50,10 @@ class Principal:
     name: str
 
 
+# The webhook credential's caller: one value for every webhook (Principal is frozen), not a
+# new one per request.
+_WEBHOOK_CALLER = Principal(Role.WEBHOOK, WEBHOOK_NAME)
+
 # The request key the middleware stores the caller's Principal under (every /api/ request).
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
@@ -122,7 +126,7 @@ class Authenticator:
             found: Principal | None = None
             # Every comparison runs; none is skipped once one matched.
             if self._token is not None and hmac.compare_digest(digest, self._token):
-                found = Principal(Role.WEBHOOK, WEBHOOK_NAME)
+                found = _WEBHOOK_CALLER
             for name, token in self._operators:
                 if hmac.compare_digest(digest, token):
                     found = Principal(Role.OPERATOR, name)
@@ -137,7 +141,7 @@ class Authenticator:
             user_ok = hmac.compare_digest(_digest(user), self._basic[0])
             password_ok = hmac.compare_digest(_digest(password), self._basic[1])
             if sep and user_ok and password_ok:
-                return Principal(Role.WEBHOOK, WEBHOOK_NAME)
+                return _WEBHOOK_CALLER
         return None
 
     def authorize(self, request: web.Request, required: Role) -> Principal | web.Response:

@@ -43,10 +43,12 @@ class BodyTimeout(TimeoutError):
     """
 
 
-def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+def _under(path: str, prefixes: tuple[str, ...], below: tuple[str, ...]) -> bool:
     """``path`` is one of ``prefixes`` or below one (``/api/v1/approvals/x``), not merely
-    beginning with its text: ``/api/v1/approvalsX`` went past the credential check."""
-    return any(path == p or path.startswith(p + "/") for p in prefixes)
+    beginning with its text: ``/api/v1/approvalsX`` went past the credential check.
+    ``below`` is ``prefixes`` each with "/" appended, worked out once rather than per request
+    (the generator and the concatenations were about 1.5 us of every webhook)."""
+    return path in prefixes or path.startswith(below)
 
 
 def logged_path(path: str) -> str:
@@ -83,11 +85,14 @@ def edge_middleware(
     answer with a page (``receiver.http.pages``).
     """
 
+    own_below = tuple(prefix + "/" for prefix in own_auth)
+
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Authentication of /api/, body limits, JSON errors and the HTTP metrics."""
         started = time.perf_counter()
         status = 500
+        route = _route_name(request)
         try:
             # Everything under /api/ takes a credential of the route's role, checked before the
             # handler reads anything; health, readiness and metrics stay open for probes and
@@ -95,10 +100,10 @@ def edge_middleware(
             refused: web.Response | None = None
             if (
                 request.path.startswith("/api/")
-                and not _under(request.path, own_auth)
+                and not _under(request.path, own_auth, own_below)
                 and not _method_not_allowed(request)
             ):
-                role = Role.WEBHOOK if _route_name(request) in webhook_routes else Role.OPERATOR
+                role = Role.WEBHOOK if route in webhook_routes else Role.OPERATOR
                 caller = auth.authorize(request, role)
                 if isinstance(caller, web.Response):
                     refused = caller
@@ -179,9 +184,7 @@ def edge_middleware(
             log.exception("unhandled error", method=request.method, path=logged_path(request.path))
             return json_response({"error": "internal server error"}, 500)
         finally:
-            metrics.http_request(
-                _route_name(request), request.method, status, time.perf_counter() - started
-            )
+            metrics.http_request(route, request.method, status, time.perf_counter() - started)
 
     return edge
 
@@ -222,7 +225,10 @@ DECODED_CODINGS = ("gzip", "deflate")
 def _unsupported_coding(request: web.Request) -> str | None:
     """The request's Content-Encoding when the body is in a coding that is not decoded here
     (``DECODED_CODINGS``, or identity), else None."""
-    values = request.headers.getall(hdrs.CONTENT_ENCODING, [])
+    headers = request.headers
+    if hdrs.CONTENT_ENCODING not in headers:
+        return None  # nearly every webhook: no list to build
+    values = headers.getall(hdrs.CONTENT_ENCODING)
     codings = [c.strip().lower() for value in values for c in value.split(",")]
     if all(c in ("", "identity") for c in codings):
         return None
