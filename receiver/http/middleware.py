@@ -86,6 +86,7 @@ def edge_middleware(
     """
 
     own_below = tuple(prefix + "/" for prefix in own_auth)
+    pages_below = tuple(prefix + "/" for prefix in page_paths)
 
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -114,7 +115,7 @@ def edge_middleware(
                 response = refused
             elif (
                 request.query_string
-                and not _under(request.path, page_paths)
+                and not _under(request.path, page_paths, pages_below)
                 and (bad := _bad_query(request)) is not None
             ):
                 response = bad
