@@ -59,8 +59,10 @@ async def end_run(
     steps (``resolve``) ends the same way, and the run keeps its outcome (failed; verified
     or succeeded): the undo that was not approved is not done, nor are the on_resolved
     steps after it (``not_run``), as a run's steps after a rejected one never run; nor the
-    escalation's steps after one rejected or expired. A run ended here has its pending
-    ``resume_run`` job (queued for the approval's expiry) marked done with it."""
+    escalation's steps after one rejected or expired. A run ended here, or a ladder ended at
+    a rejected or expired step, has its pending ``resume_run`` job (queued for the
+    approval's expiry) marked done with it, unless another step of the run still waits for
+    its approval."""
     step = await conn.fetchrow(
         """UPDATE steps SET outcome = $3, message = $4, finished_at = remediator_now()
            WHERE run_id = $1::uuid AND idx = $2 AND outcome = 'awaiting_approval'
@@ -120,13 +122,21 @@ async def end_run(
             fingerprint,
             {"outcome": outcome.value, "error": why},
         )
-        # The job the approval queued for its expiry has nothing left to take up (an ended
-        # run is not resumed, ``pipeline.jobs``): ended with the run rather than left pending
-        # until that due time, counted as unfinished work in the queue's gauges and listings.
-        # One claimed right now completes by itself ("nothing to resume").
+    if fingerprint is not None or (
+        ends_later and step is not None and step["phase"] == "on_failed"
+    ):
+        # The job the approval queued for its expiry has nothing left to take up: an ended
+        # run is not resumed (``pipeline.jobs``), nor is a ladder that stopped at this step
+        # (it took its later steps with it, and the pass that parked it gave its target lock
+        # back). Ended here rather than left pending until that due time, counted as
+        # unfinished work in the queue's gauges and listings, then taking up a ladder with no
+        # step left. One claimed right now completes by itself. Not while another step of
+        # the run waits for its approval (a held undo): its decision wakes the same job.
         await conn.execute(
             """UPDATE jobs SET state = 'done', done_at = remediator_now()
-               WHERE run_id = $1::uuid AND kind = $2 AND state = 'pending'""",
+               WHERE run_id = $1::uuid AND kind = $2 AND state = 'pending'
+                 AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = $1::uuid
+                                   AND s.outcome = 'awaiting_approval')""",
             approval.run_id,
             str(JobKind.RESUME_RUN),
         )

@@ -155,3 +155,30 @@ async def test_after_a_recurrence_the_ladder_can_be_approved_while_the_alert_fir
     run = await env.harness.store.get_run(first.id)
     assert run is not None
     assert [(s.phase, s.outcome) for s in run.steps][-1] == ("on_failed", "ok")
+
+
+async def test_a_rejected_ladder_step_leaves_no_job_pending(
+    approval_env: MakeApprovalEnv,
+) -> None:
+    """The ladder ends at its rejected step. Its ``resume_run`` job, queued for the approval's
+    expiry (half an hour away), stayed pending until then, counted as unfinished work in the
+    queue's gauges and listings, and then took up a ladder with no step left."""
+    env = await approval_env(rules=LADDER)
+    run, approval = await env.escalated()
+
+    async def open_jobs() -> list[tuple[str, str]]:
+        async with env.harness.store._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT kind, state FROM jobs WHERE run_id = $1::uuid AND state <> 'done'",
+                run.id,
+            )
+        return [(r["kind"], r["state"]) for r in rows]
+
+    assert await open_jobs() == [("resume_run", "pending")]
+    await env.desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
+
+    ended = await env.harness.only_run()
+    assert [s.outcome for s in ended.steps] == ["ok", "rejected"]
+    assert ended.outcome is RunOutcome.FAILED
+    assert await open_jobs() == []
+    assert env.peer.pokes == 1
