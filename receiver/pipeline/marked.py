@@ -7,13 +7,30 @@ from receiver.pipeline.context import STEP_STARTED, RunContext
 from receiver.store import StepStart
 from remediations.base import Outcome, Result
 
-__all__ = ["UNRECORDED", "not_started"]
+__all__ = ["UNRECORDED", "interruption", "not_started"]
 
 # How an interrupted step's message begins when this process ran it and the store was out of
 # reach as its result was written (``not_started``); the run's error says so too (record.py).
 UNRECORDED = "the store was unreachable when this step's result was to be recorded"
 
 _OUTCOMES = frozenset(o.value for o in Outcome)
+
+
+def interruption(outcome: str, message: str) -> str:
+    """Why a step that reads ``outcome`` (``interrupted``, or still ``started``) has no result
+    of its own, as its ``message`` tells it, for texts about it (the undo's notice and caveat,
+    receiver.pipeline.undo): its record lost to a store outage in the process that ran it
+    (``UNRECORDED``, written by ``not_started``), a worker that stopped in it, or, still
+    ``started``, no result recorded yet (either may be why). Read from the message the step
+    already has: no write of its own."""
+    if message.startswith(UNRECORDED):
+        return (
+            "the store was unreachable when its result was to be recorded, not a stopped "
+            "worker; its message says how its call ended"
+        )
+    if outcome == STEP_STARTED:
+        return "its result was never recorded (its worker stopped, or the store was out of reach)"
+    return "a worker stopped while it ran"
 
 
 def not_started(

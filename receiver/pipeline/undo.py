@@ -43,6 +43,7 @@ from receiver.pipeline.context import (
     record_step,
 )
 from receiver.pipeline.lock_back import follow_up_lock_given_back, lock_not_given_back
+from receiver.pipeline.marked import UNRECORDED, interruption
 from receiver.store import RunRecord, StepRecord
 from remediations.base import Outcome, Result
 
@@ -98,7 +99,9 @@ def caveat(run: RunRecord) -> str:
         if s.phase != "run" or not possible_change(s.outcome, s.may_have_acted):
             continue
         if s.outcome in WORKER_STOPPED:
-            why.append(f"step {s.idx} ({s.action}) was interrupted: a worker stopped while it ran")
+            why.append(
+                f"step {s.idx} ({s.action}) was interrupted: {interruption(s.outcome, s.message)}"
+            )
         else:
             why.append(
                 f"step {s.idx} ({s.action}) failed after its request may have reached its system"
@@ -130,9 +133,6 @@ def _left_in_place(steps: Iterable[StepRecord]) -> str:
 _WHAT_HAPPENED: Mapping[str, str] = {
     Outcome.REFUSED: "was refused",
     Outcome.FAILED: "failed",
-    Outcome.INTERRUPTED: (
-        "was interrupted (a worker stopped while it ran: it may have acted in part, or not)"
-    ),
 }
 
 
@@ -144,6 +144,15 @@ def undo_failed_text(
     ``steps`` left in place, the ``target`` (``Target.key``) to check, and the ``caveat``
     when the run's change may itself not have happened (``RunContext.caveat``)."""
     happened = _WHAT_HAPPENED.get(stopped.outcome, stopped.outcome)
+    if stopped.outcome == Outcome.INTERRUPTED:
+        # What the step's own message says stopped it: a worker, or a store outage that lost
+        # its record in the process that ran it (``marked.UNRECORDED``).
+        cause = interruption(stopped.outcome, stopped.message)
+        happened = (
+            f"was interrupted ({cause})"
+            if stopped.message.startswith(UNRECORDED)
+            else f"was interrupted ({cause}: it may have acted in part, or not)"
+        )
     why = f": {stopped.message}" if stopped.message else ""
     parts = [
         f"The undo did not happen: on_resolved step {stopped.action} (step {stopped.index} of "

@@ -4,15 +4,18 @@ tests/integration/test_undo_announced.py."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.model import StepPlan
-from receiver.pipeline.undo import StoppedUndo, stopped_undo, undo_failed_text
-from receiver.store import StepRecord
+from receiver.model import RunOutcome, StepPlan
+from receiver.pipeline.marked import UNRECORDED
+from receiver.pipeline.undo import StoppedUndo, caveat, stopped_undo, undo_failed_text
+from receiver.store import RunRecord, StepRecord
 from remediations.base import Outcome, Result
+from remediations.targets import Target
 
 # The outcomes a step of an undo ends with; refused, failed and interrupted stop it.
 ENDED = ["ok", "noop", "dry_run", "refused", "failed", "interrupted"]
@@ -118,3 +121,71 @@ def test_a_long_change_is_cut_and_the_text_still_ends_with_what_to_check(value: 
     text = undo_failed_text(stopped, steps, "Deployment/a/b")
     assert len(text) < 800
     assert text.endswith("remediator will not try again.")
+
+
+# How an interrupted step's message reads when the store lost its record in the process that
+# ran it (``marked.not_started``): no worker stopped.
+LOST = (
+    f"{UNRECORDED} (its call had ended ok: counted to 1); not run again, so as not to act "
+    "twice or go past its cap; check Deployment/shop/web by hand"
+)
+
+
+def run_of(*steps: StepRecord) -> RunRecord:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return RunRecord(
+        id="r",
+        rule="poke",
+        fingerprint="f",
+        starts_at="2026-01-01T00:00:00Z",
+        alertname="A",
+        event_id=1,
+        target=Target("Deployment", "shop", "web"),
+        outcome=RunOutcome.FAILED,
+        dry_run=False,
+        occurrence=1,
+        verify_within_s=None,
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        verify_deadline=None,
+        resolved_at=None,
+        time_to_resolve_s=None,
+        refusal_guard=None,
+        refusal_reason=None,
+        retry_at=None,
+        error=None,
+        steps=steps,
+    )
+
+
+def test_an_undo_stopped_by_a_lost_record_says_so_not_a_stopped_worker() -> None:
+    """Before, every interrupted step read "a worker stopped while it ran", although its own
+    message said the store lost its record and no worker stopped."""
+    stopped = StoppedUndo(1, "test.count", "interrupted", LOST)
+    text = undo_failed_text(stopped, [record(0, "ok", phase="run")], "Deployment/shop/web")
+    assert "a worker stopped" not in text
+    assert (
+        "(step 1 of the run) was interrupted (the store was unreachable when its result was to "
+        "be recorded, not a stopped worker; its message says how its call ended): " + LOST
+    ) in text
+
+
+def test_the_undo_of_a_run_step_whose_record_was_lost_says_so_not_a_stopped_worker() -> None:
+    text = caveat(run_of(record(0, "interrupted", phase="run", action="test.count", message=LOST)))
+    assert text.startswith(
+        "planned because run step 0 (test.count) was interrupted: the store was unreachable "
+        "when its result was to be recorded, not a stopped worker"
+    ), text
+    assert "a worker stopped" not in text
+
+
+def test_the_undo_of_a_run_step_a_worker_stopped_in_still_says_so() -> None:
+    stopped_in = "a worker stopped while this step ran (started by a): it may have acted"
+    text = caveat(run_of(record(0, "interrupted", phase="run", message=stopped_in)))
+    assert "was interrupted: a worker stopped while it ran" in text
+    # Still started: no result recorded, for whichever reason; neither is guessed.
+    text = caveat(run_of(record(0, "started", phase="run", message="started by a")))
+    assert "was interrupted: its result was never recorded (its worker stopped, or the store" in (
+        text
+    )
