@@ -24,7 +24,7 @@ from receiver.guards.policy import GuardSettings
 from receiver.model import RunOutcome, Target
 from receiver.pipeline.budget import BudgetRefund
 from receiver.store import RunRecord
-from remediations.base import ActionContext, ActionRefused, Result
+from remediations.base import ActionContext, ActionRefused, Outcome, Result
 from remediations.registry import default_registry
 from tests.support.approvals import (
     POKE_RULE_HEAD,
@@ -65,11 +65,22 @@ class RefusedPoke(Poke):
         raise ActionRefused("the target is managed by hand")
 
 
+class FoundInPlacePoke(Poke):
+    """``test.disruptive_poke`` whose preview offers a change and whose action, once approved,
+    finds it in place (done by hand meanwhile, say): ``noop``, without acting."""
+
+    name: ClassVar[str] = "test.in_place_poke"
+    disruptive: ClassVar[bool] = True
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        return Result(Outcome.NOOP, "found in place")
+
+
 async def _env(approval_env: MakeApprovalEnv, peer: Peer, rules: str) -> ApprovalEnv:
     """One slot in the budget's window: a slot kept for nothing refuses the next run."""
     return await approval_env(
         rules=rules,
-        actions=[DisruptivePoke(peer.url), RefusedPoke(peer.url)],
+        actions=[DisruptivePoke(peer.url), RefusedPoke(peer.url), FoundInPlacePoke(peer.url)],
         guard_settings=GuardSettings(budget_count=1, budget_window_s=HOUR),
     )
 
@@ -265,5 +276,51 @@ async def test_an_escalation_one_of_whose_steps_acted_keeps_its_own_slot(
 
     run = await eventually(probe, ladder_done, timeout_s=15, what="the ladder ends")
     assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
+    assert await _slots(env) == [run.id]
+    assert peer.pokes == 1
+
+
+async def test_an_escalation_that_acted_in_an_earlier_pass_keeps_its_own_slot(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """The ladder's first step acted; its second waited for its approval, and once approved
+    found its change in place (``noop``). The pass that ends the ladder acted in nothing, but
+    the ladder did, in the pass before: the slot it drew of its own stays spent
+    (``BudgetRefund.follow_up_ended`` reads every pass's records, not this pass's results)."""
+    rules = HELD_UP_TO_ONE + (
+        "    verify: {resolved_within: 1s}\n"
+        "    on_failed:\n"
+        "      - action: test.disruptive_poke\n"
+        "        params: {up_to: 2}\n"
+        "        approval: never\n"
+        "      - action: test.in_place_poke\n"
+        "        approval: required\n"
+    )
+    env = await _env(approval_env, peer, rules)
+    peer.value = 1
+    await env.harness.deliver(poke_labels())
+
+    async def probe() -> RunRecord:
+        await env.harness.drain()
+        return await env.harness.only_run()
+
+    def ladder(run: RunRecord) -> list[str]:
+        return [s.outcome for s in run.steps if s.phase == "on_failed"]
+
+    run = await eventually(
+        probe, lambda r: ladder(r) == ["ok", "awaiting_approval"], timeout_s=15, what="it waits"
+    )
+    # The run changed nothing and gave its slot back; the escalation drew one of its own.
+    assert [s.outcome for s in run.steps if s.phase == "run"] == ["noop"]
+    assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
+    assert await _slots(env) == [run.id]
+
+    held = next(s for s in run.steps if s.phase == "on_failed" and s.outcome != "ok")
+    approval = await env.desk.store.latest_approval(run.id, held.idx)
+    assert approval is not None
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.drain()
+    done = await env.harness.only_run()
+    assert ladder(done) == ["ok", "noop"], done.steps
     assert await _slots(env) == [run.id]
     assert peer.pokes == 1
