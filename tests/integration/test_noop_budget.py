@@ -34,7 +34,6 @@ from tests.support.approvals import (
     Poke,
     poke_labels,
 )
-from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -161,16 +160,7 @@ async def test_the_escalation_of_a_run_that_changed_nothing_draws_and_gives_back
     )
     env = await _env(approval_env, peer, rules)
     peer.value = 1
-    await env.harness.deliver(poke_labels())
-
-    async def probe() -> RunRecord:
-        await env.harness.drain()
-        return await env.harness.only_run()
-
-    def waiting(run: RunRecord) -> bool:
-        return any(s.phase == "on_failed" and s.outcome == "awaiting_approval" for s in run.steps)
-
-    run = await eventually(probe, waiting, timeout_s=15, what="the ladder waits")
+    run, approval = await env.escalated()
     assert [(s.phase, s.outcome) for s in run.steps] == [
         ("run", "noop"),
         ("on_failed", "awaiting_approval"),
@@ -178,9 +168,6 @@ async def test_the_escalation_of_a_run_that_changed_nothing_draws_and_gives_back
     assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
     assert await _slots(env) == [run.id]
 
-    held = next(s for s in run.steps if s.phase == "on_failed")
-    approval = await env.desk.store.latest_approval(run.id, held.idx)
-    assert approval is not None
     await env.desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
     await env.harness.drain()
     assert await _slots(env) == []
@@ -224,14 +211,10 @@ async def test_an_escalation_whose_steps_change_nothing_gives_its_own_slot_back(
     peer.value = 1
     await env.harness.deliver(poke_labels())
 
-    async def probe() -> RunRecord:
-        await env.harness.drain()
-        return await env.harness.only_run()
-
     def ladder_done(run: RunRecord) -> bool:
         return any(s.phase == "on_failed" and s.outcome == "noop" for s in run.steps)
 
-    run = await eventually(probe, ladder_done, timeout_s=15, what="the ladder ends")
+    run = await env.only_run_once(ladder_done, "the ladder ends")
     assert [(s.phase, s.outcome) for s in run.steps] == [("run", "noop"), ("on_failed", "noop")]
     assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
     assert await _slots(env) == []
@@ -256,14 +239,10 @@ async def test_an_escalation_one_of_whose_steps_acted_keeps_its_own_slot(
     peer.value = 1
     await env.harness.deliver(poke_labels())
 
-    async def probe() -> RunRecord:
-        await env.harness.drain()
-        return await env.harness.only_run()
-
     def ladder_done(run: RunRecord) -> bool:
         return [s.outcome for s in run.steps if s.phase == "on_failed"] == ["ok", "noop"]
 
-    run = await eventually(probe, ladder_done, timeout_s=15, what="the ladder ends")
+    run = await env.only_run_once(ladder_done, "the ladder ends")
     assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
     assert await _slots(env) == [run.id]
     assert peer.pokes == 1
