@@ -18,7 +18,7 @@ from receiver.rules.errors import RuleError, Shared
 from receiver.rules.model import Condition, LiveCondition, Repeated, RollbackCondition, Step
 from receiver.rules.schema import NotifySpec, ResolvedStepSpec, StepSpec, WhenSpec
 from receiver.rules.yaml_lines import KeyPath, Located, dotted
-from receiver.rules.yaml_loaders import boolean_word
+from receiver.rules.yaml_loaders import boolean_word, yaml_1_1_value
 from receiver.typos import typo_of
 from remediations.base import ParamsError, Registry, Risk
 
@@ -71,6 +71,26 @@ def check_params(
         else:
             located.add((*path, "params"), f"{label}{exc.message}")
         return None
+    model = registry.get(spec.action).Params
+    unread = False
+    for where, written in located.numerals.items():
+        sub = where[len(path) + 1 :]
+        if where[: len(path) + 1] == (*path, "params") and _takes_any(model, sub):
+            # Yesterday's number, the text now: sent where the number was, without a word.
+            was = yaml_1_1_value(written)
+            located.add(
+                where,
+                f"{label}invalid params for {spec.action}: "
+                + prefixed(
+                    sub,
+                    f"YAML 1.1 read {written} as the number {was!r} and a rule file reads it"
+                    f' as the text "{written}": quote it for the text, or write the number'
+                    " as digits without a leading zero, `+` or `_` (0.5, not .5)",
+                ),
+            )
+            unread = True
+    if unread:
+        return None
     dumped = params.model_dump(mode="json")
     try:
         # The executor parses these again: params that do not survive the trip through JSON
@@ -103,8 +123,19 @@ def _unknown_param(key: object, known: Sequence[str] | None) -> str:
 def _fields(model: type[BaseModel], path: Sequence[Any]) -> list[str] | None:
     """The params the part of ``model`` at ``path`` (a pydantic error's location: fields, and
     list indexes or map keys) takes; None where that part is not a model."""
+    annotation = _annotation_at(model, path)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sorted(annotation.model_fields)
+    return None
+
+
+def _annotation_at(model: type[BaseModel], path: Sequence[Any]) -> Any:
+    """The type of the part of ``model`` at ``path`` (fields, then list indexes or map keys):
+    ``Any`` for anything inside a part typed ``Any``; None where ``path`` leads nowhere."""
     annotation: Any = model
     for part in path:
+        if annotation is Any:
+            return Any
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             field = annotation.model_fields.get(str(part))
             annotation = _optional(field.annotation) if field is not None else None
@@ -112,9 +143,13 @@ def _fields(model: type[BaseModel], path: Sequence[Any]) -> list[str] | None:
             # A list's index or a map's key: the type of its items.
             items = typing.get_args(annotation)
             annotation = _optional(items[-1]) if items else None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return sorted(annotation.model_fields)
-    return None
+    return annotation
+
+
+def _takes_any(model: type[BaseModel], path: Sequence[Any]) -> bool:
+    """Whether the part of ``model`` at ``path`` is typed ``Any``: a value is kept there as
+    any JSON (``http.call``'s ``body``), the text ``017`` as readily as the number."""
+    return _annotation_at(model, path) is Any
 
 
 def _optional(annotation: Any) -> Any:

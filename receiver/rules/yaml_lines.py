@@ -19,7 +19,7 @@ import yaml
 
 from receiver.rules.errors import RuleError
 from receiver.rules.yaml_keys import check_text_keys, key_problem
-from receiver.rules.yaml_loaders import PlainLoader, make_loader
+from receiver.rules.yaml_loaders import PlainLoader, make_loader, yaml_1_1_number
 
 __all__ = [
     "MAX_NODES",
@@ -72,6 +72,11 @@ class Located:
     # numbers (`value: 2`), by path, as written: where text was meant, the message says to
     # quote them (``yaml_loaders.boolean_word``).
     words: dict[KeyPath, str] = field(default_factory=dict)
+    # Plain scalars YAML 1.1 read as a number that the rule loader reads as their text (`017`,
+    # `.5`, `+5`, `1_000`), by path, as written: where a field takes any JSON (http.call's
+    # body) the text would go out where the number did, so they are refused there
+    # (``steps.check_params``).
+    numerals: dict[KeyPath, str] = field(default_factory=dict)
     warnings: list[RuleError] = field(default_factory=list)
     scope: Scope = _whole_document
 
@@ -305,6 +310,8 @@ def _construct(
             # A plain number where text may be meant (`value: 2`, `max: 2`): kept to say
             # "quote it" rather than pydantic's "Input should be a valid string".
             located.words[path] = node.value
+        elif isinstance(value, str) and node.style is None and yaml_1_1_number(node.value):
+            located.numerals[path] = node.value
         if isinstance(value, str) and "\x00" in value:
             # A "\0" escape: PostgreSQL keeps no U+0000 in text or jsonb, so a run whose step
             # carried it could never be stored, and the event would fail until it went dead.

@@ -44,6 +44,8 @@ __all__ = [
     "RuleLoader",
     "boolean_word",
     "make_loader",
+    "yaml_1_1_number",
+    "yaml_1_1_value",
 ]
 
 _INT = "tag:yaml.org,2002:int"
@@ -117,6 +119,26 @@ def make_loader(text: str, kind: type[yaml.SafeLoader] = RuleLoader) -> yaml.Saf
         return kind(text)
     except yaml.reader.ReaderError as exc:
         raise ControlCharacter(text, exc) from None
+
+
+def yaml_1_1_number(text: str) -> bool:
+    """Whether PyYAML's SafeLoader (YAML 1.1) reads the plain scalar ``text`` as a number."""
+    # The first implicit resolver that matches decides, as BaseResolver.resolve reads them.
+    for tag, regexp in yaml.SafeLoader.yaml_implicit_resolvers.get(text[:1], ()):
+        if regexp.match(text):
+            return tag in (_INT, _FLOAT)
+    return False
+
+
+def yaml_1_1_value(text: str) -> Any:
+    """The number YAML 1.1 (PyYAML's SafeLoader) reads the plain scalar ``text`` as (``017``:
+    15, ``1:30``: 90), for a message; ``text`` itself when it reads none, or one ``int()``
+    will not make (over 4,300 digits)."""
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError):
+        return text
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else text
 
 
 class PlainLoader(yaml.SafeLoader):

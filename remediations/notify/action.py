@@ -3,18 +3,19 @@
 The message is a template over the alert (``{{ labels.namespace }}``,
 ``{{ annotations.summary }}``, ``{{ target.key }}``, ``{{ run.id }}``; see
 ``remediations.templates``); for a Slack channel every value is escaped for mrkdwn, and for
-every channel a line break in a value is shown as `` ↵ `` (``one_line``): the template's own
-breaks are the message's lines, and no annotation writes one that reads as the author's. It
-acts on any target (the run's), changes nothing in it, and never fails a run: a message that
-cannot be delivered ends the step as ``undelivered``, with what went wrong. In dry-run mode
-nothing is sent (the step says what would have been); the pipeline's own announcements of dry
-runs are the way to watch a rule before trusting it.
+every channel a line break in what the alert says (a label's or an annotation's name or value,
+an alert field) is shown as `` ↵ `` (``one_line``): the template's own breaks, written or
+printed (``{{ "\\n" }}``, ``join("\\n")``), are the message's lines, and no annotation writes
+one that reads as the author's. It acts on any target (the run's), changes nothing in it, and
+never fails a run: a message that cannot be delivered ends the step as ``undelivered``, with
+what went wrong. In dry-run mode nothing is sent (the step says what would have been); the
+pipeline's own announcements of dry runs are the way to watch a rule before trusting it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -56,9 +57,19 @@ class NotifyParams(StrictParams):
         return check_template(value)
 
 
-def _slack_value(value: str) -> str:
-    """A value printed into a Slack message: on its line, then escaped (``mrkdwn_value``)."""
-    return mrkdwn_value(one_line(value))
+def _on_their_lines(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (``template_values``) with what the alert says, its labels' and annotations'
+    names and values and its own fields, each on its line (``one_line``). The alert's text is
+    made one line before the template reads it, not each printed value after: a value printed
+    is also what the template itself made, and ``{{ lines | join("\\n") }}``, ``{{ "\\n" }}``
+    or ``wordwrap`` are breaks its author wrote."""
+    alert = {k: one_line(v) if isinstance(v, str) else v for k, v in values["alert"].items()}
+    return {
+        **values,
+        "labels": {one_line(k): one_line(v) for k, v in values["labels"].items()},
+        "annotations": {one_line(k): one_line(v) for k, v in values["annotations"].items()},
+        "alert": alert,
+    }
 
 
 class Notify:
@@ -119,10 +130,10 @@ class Notify:
     ) -> Message:
         channel = notifier.channels.get(params.channel)
         slack = channel is not None and channel.kind is ChannelKind.SLACK
-        # Each value the template prints stays on its line (one_line): the author's breaks are
-        # the message's lines, and an annotation's break wrote a line that read as the author's.
-        escape: Callable[[str], str] = _slack_value if slack else one_line
-        values = template_values(ctx, target)
+        # What the alert says stays on its line (one_line): an annotation's break wrote a line
+        # that read as the author's. The author's breaks, literal or printed, are the message's.
+        escape: Callable[[str], str] | None = mrkdwn_value if slack else None
+        values = _on_their_lines(template_values(ctx, target))
         values["run"] = {**values["run"], "url": notifier.run_url(ctx.run_id)}
         return Message(
             event=Event.STEP,

@@ -26,6 +26,7 @@ from remediations.targets import Target
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
 from tests.support.rules import Restart
+from tests.support.target_locks import lock_holder
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -76,17 +77,6 @@ async def _killed_mid_step(h: Harness, monkeypatch: pytest.MonkeyPatch) -> str:
     return run.id
 
 
-async def _lock_holder(h: Harness) -> str | None:
-    keys = [key async for key in h.guards.redis.scan_iter(match="*lock:*")]
-    if not keys:
-        return None
-    value = await h.guards.redis.get(keys[0])
-    if value is None:
-        return None
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    return text.split("|", 1)[1].split("/", 1)[0]
-
-
 async def test_a_run_ended_by_its_resolution_after_its_worker_died_frees_the_target(
     make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,7 +85,7 @@ async def test_a_run_ended_by_its_resolution_after_its_worker_died_frees_the_tar
     Deployment waited (``pending``, "target is locked by run <the first>")."""
     h = await make_harness(RULE, extra_actions=[Dies()], dry_run=False)
     first = await _killed_mid_step(h, monkeypatch)
-    assert await _lock_holder(h) == first
+    assert await lock_holder(h) == first
 
     await h.intake.accept(notification(alert(_labels("web-1"), status="resolved")))
     await h.store.enqueue_job(JobKind.RESUME_RUN, first, delay_s=0)
@@ -104,7 +94,7 @@ async def test_a_run_ended_by_its_resolution_after_its_worker_died_frees_the_tar
     ended = await h.store.get_run(first)
     assert ended is not None
     assert ended.outcome is RunOutcome.CANCELLED, (ended.outcome, ended.error)
-    assert await _lock_holder(h) is None
+    assert await lock_holder(h) is None
 
     await h.intake.accept(notification(alert(_labels("web-2"))))
     (claimed,) = await h.store.claim_events("worker-b", 1, 30.0)
@@ -129,7 +119,7 @@ async def test_a_run_refused_as_it_is_taken_up_after_its_worker_died_frees_the_t
     ended = await h.store.get_run(first)
     assert ended is not None
     assert (ended.outcome, ended.refusal_guard) == (RunOutcome.REFUSED, "pause")
-    assert await _lock_holder(h) is None
+    assert await lock_holder(h) is None
 
 
 async def test_the_lock_of_the_runs_on_resolved_steps_is_left_to_them(

@@ -10,20 +10,17 @@ release, raising as an unreachable Redis makes it raise; PostgreSQL and Redis ar
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiohttp
 import pytest
 
-from receiver.guards.policy import GuardUnavailable
 from receiver.model import RunOutcome
-from receiver.store import EventLease, JobKind
-from tests.integration.test_dead_worker_lock import _lock_holder
+from receiver.store import JobKind
 from tests.integration.test_escalation_stops import Pager, first_run, harness, recur
 from tests.integration.test_run_end_crash import Counts
 from tests.support.payloads import alert, notification
 from tests.support.peer import answering
-from tests.support.pipeline import Harness, MakeHarness
+from tests.support.pipeline import MakeHarness
+from tests.support.target_locks import lock_holder, pass_unreleased, release_unreachable
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -44,23 +41,6 @@ def _labels(pod: str) -> dict[str, str]:
     return {"alertname": "HighMemoryUsage", "namespace": "shop", "pod": pod}
 
 
-async def unreachable(*args: Any, **kwargs: Any) -> bool:
-    raise GuardUnavailable("redis unavailable during release: network:ConnectionError")
-
-
-async def _unreleased(h: Harness, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Process the one claimable event with every release failing; its disposition."""
-    (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
-    monkeypatch.setattr(h.guards, "release", unreachable)
-    try:
-        disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
-    finally:
-        monkeypatch.undo()
-    if not disposition.is_done:
-        await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
-    return disposition
-
-
 async def test_an_undo_whose_lock_redis_did_not_take_back_is_retried_and_frees_the_target(
     make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,14 +55,14 @@ async def test_an_undo_whose_lock_redis_did_not_take_back_is_retried_and_frees_t
     assert counts.calls == 1
 
     await h.intake.accept(notification(alert(_labels("web-1"), status="resolved")))
-    disposition = await _unreleased(h, monkeypatch)
+    disposition = await pass_unreleased(h, monkeypatch)
     assert counts.calls == 2  # the undo ran
     assert not disposition.is_done, "the resolved event was done with the undo's lock held"
     assert "could not be given back" in (disposition.error or "")
-    assert await _lock_holder(h) == run.id
+    assert await lock_holder(h) == run.id
 
     await h.drain()
-    assert await _lock_holder(h) is None
+    assert await lock_holder(h) is None
     assert counts.calls == 2  # not undone twice
     (undo,) = [s for s in (await h.only_run()).steps if s.phase == "resolve"]
     assert undo.outcome == "ok"
@@ -102,7 +82,7 @@ async def test_an_escalation_whose_lock_redis_did_not_take_back_is_retried_and_f
         h = await harness(make_harness, session, f"{base}/flags")
         await recur(h)
         # The re-fire fails the verification; the ladder's job runs, every release failing.
-        monkeypatch.setattr(h.guards, "release", unreachable)
+        monkeypatch.setattr(h.guards, "release", release_unreachable)
         try:
             await h.drain()
         finally:
@@ -110,7 +90,7 @@ async def test_an_escalation_whose_lock_redis_did_not_take_back_is_retried_and_f
         assert (pager.paged("oncall"), pager.paged("manager")) == (1, 1)
         run = await first_run(h)
         assert run.outcome is RunOutcome.FAILED
-        assert await _lock_holder(h) == run.id, "the ladder's job was done with its lock held"
+        assert await lock_holder(h) == run.id, "the ladder's job was done with its lock held"
         async with h.store._tx() as conn:
             jobs = await conn.fetch(
                 "SELECT state, last_error FROM jobs WHERE run_id = $1::uuid AND kind = $2",
@@ -122,5 +102,5 @@ async def test_an_escalation_whose_lock_redis_did_not_take_back_is_retried_and_f
         # Its job due now (not after guards_down_retry_s), Redis back.
         await h.store.enqueue_job(JobKind.RESUME_RUN, run.id, delay_s=0)
         await h.drain()
-        assert await _lock_holder(h) is None
+        assert await lock_holder(h) is None
         assert (pager.paged("oncall"), pager.paged("manager")) == (1, 1)

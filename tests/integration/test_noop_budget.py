@@ -34,7 +34,6 @@ from tests.support.approvals import (
     Poke,
     poke_labels,
 )
-from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -46,6 +45,8 @@ HOUR = 3600.0
 HELD_UP_TO_ONE = POKE_RULE_HEAD + (
     "    steps:\n      - action: test.disruptive_poke\n        params: {up_to: 1}\n"
 )
+# The same run, verified within a second (the alert never resolves): its escalation follows.
+ESCALATED = HELD_UP_TO_ONE + "    verify: {resolved_within: 1s}\n    on_failed:\n"
 
 
 class DisruptivePoke(Poke):
@@ -85,6 +86,17 @@ async def _env(approval_env: MakeApprovalEnv, peer: Peer, rules: str) -> Approva
     )
 
 
+async def _delivered(
+    approval_env: MakeApprovalEnv, peer: Peer, rules: str
+) -> tuple[ApprovalEnv, RunRecord]:
+    """``_env`` with the counter at 1 (a held step up to 1 changes nothing) and one Poke
+    alert delivered: the env and the harness's only run as the delivery left it."""
+    env = await _env(approval_env, peer, rules)
+    peer.value = 1
+    await env.harness.deliver(poke_labels())
+    return env, await env.harness.only_run()
+
+
 async def _slots(env: ApprovalEnv) -> list[str]:
     """The run ids in the budget's window."""
     guards = env.harness.guards
@@ -95,14 +107,9 @@ async def _slots(env: ApprovalEnv) -> list[str]:
 async def test_a_run_whose_held_step_changes_nothing_gives_its_slot_back(
     approval_env: MakeApprovalEnv, peer: Peer
 ) -> None:
-    env = await _env(approval_env, peer, HELD_UP_TO_ONE)
-    peer.value = 1
-    await env.harness.deliver(poke_labels("api"))
-    (noop,) = await env.harness.runs()
-    noop_run = await env.harness.store.get_run(noop.id)
-    assert noop_run is not None
-    assert noop_run.outcome is RunOutcome.SUCCEEDED, noop_run.error
-    assert [s.outcome for s in noop_run.steps] == ["noop"]
+    env, noop = await _delivered(approval_env, peer, HELD_UP_TO_ONE)
+    assert noop.outcome is RunOutcome.SUCCEEDED, noop.error
+    assert [s.outcome for s in noop.steps] == ["noop"]
     assert await _slots(env) == []
 
     # The one slot is there for a change: the next run, which acts, is admitted and asks.
@@ -148,11 +155,7 @@ async def test_a_run_with_a_step_that_acted_after_a_held_noop_keeps_its_slot(
         "      - action: test.disruptive_poke\n        params: {up_to: 3}\n"
         "        approval: never\n"
     )
-    env = await _env(approval_env, peer, rules)
-    peer.value = 1
-    await env.harness.deliver(poke_labels())
-
-    done = await env.harness.only_run()
+    env, done = await _delivered(approval_env, peer, rules)
     assert done.outcome is RunOutcome.SUCCEEDED, done.error
     assert [s.outcome for s in done.steps] == ["noop", "ok"]
     assert await _slots(env) == [done.id]
@@ -164,24 +167,10 @@ async def test_the_escalation_of_a_run_that_changed_nothing_draws_and_gives_back
     # The run gave its slot back before its outcome was written, so the escalation after its
     # failed verification finds no slot of the run's to share: it draws its own, and gives
     # it back when its approval is rejected, nothing of it having acted.
-    rules = HELD_UP_TO_ONE + (
-        "    verify: {resolved_within: 1s}\n"
-        "    on_failed:\n"
-        "      - action: test.disruptive_poke\n"
-        "        approval: required\n"
-    )
+    rules = ESCALATED + ("      - action: test.disruptive_poke\n        approval: required\n")
     env = await _env(approval_env, peer, rules)
     peer.value = 1
-    await env.harness.deliver(poke_labels())
-
-    async def probe() -> RunRecord:
-        await env.harness.drain()
-        return await env.harness.only_run()
-
-    def waiting(run: RunRecord) -> bool:
-        return any(s.phase == "on_failed" and s.outcome == "awaiting_approval" for s in run.steps)
-
-    run = await eventually(probe, waiting, timeout_s=15, what="the ladder waits")
+    run, approval = await env.escalated()
     assert [(s.phase, s.outcome) for s in run.steps] == [
         ("run", "noop"),
         ("on_failed", "awaiting_approval"),
@@ -189,9 +178,6 @@ async def test_the_escalation_of_a_run_that_changed_nothing_draws_and_gives_back
     assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
     assert await _slots(env) == [run.id]
 
-    held = next(s for s in run.steps if s.phase == "on_failed")
-    approval = await env.desk.store.latest_approval(run.id, held.idx)
-    assert approval is not None
     await env.desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
     await env.harness.drain()
     assert await _slots(env) == []
@@ -207,11 +193,7 @@ async def test_a_run_refused_by_a_step_after_a_held_noop_gives_its_slot_back(
         "      - action: test.refused_poke\n        approval: never\n"
         "      - action: test.disruptive_poke\n        approval: never\n"
     )
-    env = await _env(approval_env, peer, rules)
-    peer.value = 1
-    await env.harness.deliver(poke_labels())
-
-    done = await env.harness.only_run()
+    env, done = await _delivered(approval_env, peer, rules)
     assert done.outcome is RunOutcome.REFUSED, done.error
     assert [s.outcome for s in done.steps] == ["noop", "refused", "not_run"]
     assert await _slots(env) == []
@@ -224,25 +206,17 @@ async def test_an_escalation_whose_steps_change_nothing_gives_its_own_slot_back(
     # The run gave its slot back (noop), so its escalation draws one of its own; its held
     # step's preview changes nothing too, recorded noop without anyone asked: the ladder
     # ends with nothing changed, and kept that slot for the hour before.
-    rules = HELD_UP_TO_ONE + (
-        "    verify: {resolved_within: 1s}\n"
-        "    on_failed:\n"
+    rules = ESCALATED + (
         "      - action: test.disruptive_poke\n"
         "        params: {up_to: 1}\n"
         "        approval: required\n"
     )
-    env = await _env(approval_env, peer, rules)
-    peer.value = 1
-    await env.harness.deliver(poke_labels())
-
-    async def probe() -> RunRecord:
-        await env.harness.drain()
-        return await env.harness.only_run()
+    env, _ = await _delivered(approval_env, peer, rules)
 
     def ladder_done(run: RunRecord) -> bool:
         return any(s.phase == "on_failed" and s.outcome == "noop" for s in run.steps)
 
-    run = await eventually(probe, ladder_done, timeout_s=15, what="the ladder ends")
+    run = await env.only_run_once(ladder_done, "the ladder ends")
     assert [(s.phase, s.outcome) for s in run.steps] == [("run", "noop"), ("on_failed", "noop")]
     assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
     assert await _slots(env) == []
@@ -253,9 +227,7 @@ async def test_an_escalation_one_of_whose_steps_acted_keeps_its_own_slot(
     approval_env: MakeApprovalEnv, peer: Peer
 ) -> None:
     # A ladder one of whose steps acted keeps the slot it drew, whatever the others did.
-    rules = HELD_UP_TO_ONE + (
-        "    verify: {resolved_within: 1s}\n"
-        "    on_failed:\n"
+    rules = ESCALATED + (
         "      - action: test.disruptive_poke\n"
         "        params: {up_to: 2}\n"
         "        approval: never\n"
@@ -263,18 +235,12 @@ async def test_an_escalation_one_of_whose_steps_acted_keeps_its_own_slot(
         "        params: {up_to: 2}\n"
         "        approval: never\n"
     )
-    env = await _env(approval_env, peer, rules)
-    peer.value = 1
-    await env.harness.deliver(poke_labels())
-
-    async def probe() -> RunRecord:
-        await env.harness.drain()
-        return await env.harness.only_run()
+    env, _ = await _delivered(approval_env, peer, rules)
 
     def ladder_done(run: RunRecord) -> bool:
         return [s.outcome for s in run.steps if s.phase == "on_failed"] == ["ok", "noop"]
 
-    run = await eventually(probe, ladder_done, timeout_s=15, what="the ladder ends")
+    run = await env.only_run_once(ladder_done, "the ladder ends")
     assert await env.harness.store.follow_up_drew_budget(run.id, "on_failed")
     assert await _slots(env) == [run.id]
     assert peer.pokes == 1

@@ -362,3 +362,34 @@ async def test_a_value_the_template_prints_stays_on_its_line(
     (slack,) = (r.body for r in peer.seen("/services/T0/B0/secret"))
     assert slack["blocks"][0]["text"]["text"] == shown
     assert slack["blocks"][1]["text"]["text"] == f"Disk: {shown}\nRun: run-42"
+
+
+async def test_a_break_the_template_prints_is_the_authors_line(
+    peer: Peer, notifier: Notifier
+) -> None:
+    # Before, every printed value went through one_line: the author's own "\n" printed by
+    # {{ "\n" }}, join("\n") or wordwrap went out as " ↵ ", one line where the author wrote
+    # three, while the annotation's break, the alert's, must still show as one.
+    forged = "disk full\nApprove: https://elsewhere.example/x"
+    alert = AlertFacts(
+        labels={"alertname": "DiskFull", "team": "ops"},
+        annotations={"summary": forged},
+        status="firing",
+    )
+    context = ActionContext(
+        "run-42", False, Clients({"notify": notifier}), rule="disk", alert=alert
+    )
+    source = (
+        '{{ labels | dictsort | map("join", "=") | join("\\n") }}{{ "\\n" }}'
+        "{{ annotations.summary }}"
+    )
+    for channel in ("audit", "oncall"):
+        result = await Notify().run(context, TARGET, params(channel, source))
+        assert result.outcome is Outcome.OK, result.message
+    expected = (
+        f"alertname=DiskFull\nteam=ops\ndisk full{LINE_BREAK}Approve: https://elsewhere.example/x"
+    )
+    (doc,) = (r.body for r in peer.seen("/hooks/audit"))
+    assert doc["text"] == expected
+    (slack,) = (r.body for r in peer.seen("/services/T0/B0/secret"))
+    assert slack["blocks"][1]["text"]["text"] == expected

@@ -14,11 +14,9 @@ from __future__ import annotations
 import pytest
 
 from receiver.model import ApprovalState, RunOutcome
-from receiver.store import EventLease
-from tests.integration.test_dead_worker_lock import _lock_holder
-from tests.integration.test_follow_up_lock_back import unreachable
 from tests.support.approvals import POKE_RULES, MakeApprovalEnv, poke_labels
 from tests.support.payloads import alert, notification
+from tests.support.target_locks import lock_holder, pass_unreleased
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -40,24 +38,18 @@ async def test_a_run_parked_while_redis_kept_its_lock_gives_it_back_on_retry(
     env = await approval_env(rules=ANNOUNCED, notify=desk_notices)
     h = env.harness
     await h.intake.accept(notification(alert(poke_labels("api"))))
-    (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
-    monkeypatch.setattr(h.guards, "release", unreachable)
-    try:
-        disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
-    finally:
-        monkeypatch.undo()
+    disposition = await pass_unreleased(h, monkeypatch)
     (run,) = await h.runs()
     assert not disposition.is_done, "the run parked with its target lock held"
     assert "could not be given back" in (disposition.error or "")
     assert run.outcome is RunOutcome.RUNNING
-    assert await _lock_holder(h) == run.id
-    await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
+    assert await lock_holder(h) == run.id
 
     await h.drain()
     parked = await h.store.get_run(run.id)
     assert parked is not None
     assert parked.outcome is RunOutcome.AWAITING_APPROVAL, (parked.outcome, parked.error)
-    assert await _lock_holder(h) is None
+    assert await lock_holder(h) is None
     approval = await env.desk.store.latest_approval(run.id, 0)
     assert approval is not None
     assert approval.state is ApprovalState.PENDING

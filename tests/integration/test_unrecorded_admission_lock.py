@@ -23,11 +23,12 @@ from receiver.model import GuardSpec, RunOutcome
 from receiver.pipeline.context import RESOLVE_GUARDS
 from receiver.store import JobKind
 from remediations.targets import Target
-from tests.integration.test_dead_worker_lock import WorkerDied, _lock_holder
+from tests.integration.test_dead_worker_lock import WorkerDied
 from tests.integration.test_run_end_crash import Counts, _labels, _rule
 from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
+from tests.support.target_locks import lock_holder
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -54,7 +55,7 @@ async def _admitted_unrecorded(h: Harness, monkeypatch: pytest.MonkeyPatch) -> t
     with pytest.raises(WorkerDied):
         await h.pipeline.run_job(job)
     monkeypatch.undo()
-    assert await _lock_holder(h) == run.id
+    assert await lock_holder(h) == run.id
     return run.id, job.id
 
 
@@ -75,7 +76,7 @@ async def test_a_run_admitted_but_not_recorded_frees_the_target_when_its_alert_r
     assert ended is not None
     assert ended.outcome is RunOutcome.CANCELLED, (ended.outcome, ended.error)
     assert counts.calls == 0
-    assert await _lock_holder(h) is None
+    assert await lock_holder(h) is None
 
     await h.deliver(_labels("web-2"))
     (second,) = [r for r in await h.runs() if r.id != first]

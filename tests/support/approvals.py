@@ -266,20 +266,28 @@ class ApprovalEnv:
         pending approval (returned, with the run)."""
         await self.harness.deliver(poke_labels(name))
 
-        async def probe() -> RunRecord:
-            await self.harness.drain()
-            return await self.harness.only_run()
-
         def waiting(run: RunRecord) -> bool:
             return any(
                 s.phase == "on_failed" and s.outcome == "awaiting_approval" for s in run.steps
             )
 
-        run: RunRecord = await eventually(probe, waiting, timeout_s=15)
+        run = await self.only_run_once(waiting, "the ladder waits for its approval")
         held = next(s for s in run.steps if s.phase == "on_failed")
         approval = await self.desk.store.latest_approval(run.id, held.idx)
         assert approval is not None
         return run, approval
+
+    async def only_run_once(self, accept: Callable[[RunRecord], bool], what: str) -> RunRecord:
+        """The harness's only run once ``accept`` takes it, its queue drained before each look
+        (15 s at most, then AssertionError naming ``what``): a verification that fails after
+        a second, and the escalation its job then runs, take their turns meanwhile."""
+
+        async def probe() -> RunRecord:
+            await self.harness.drain()
+            return await self.harness.only_run()
+
+        run: RunRecord = await eventually(probe, accept, timeout_s=15, what=what)
+        return run
 
 
 MakeApprovalEnv = Callable[..., Awaitable[ApprovalEnv]]

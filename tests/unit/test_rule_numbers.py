@@ -97,13 +97,17 @@ def test_what_was_text_stays_text_and_a_number_is_yaml_s_or_the_text(scalar: str
         assert str(new) == scalar  # a whole number prints as it was written
 
 
-def _rule(extra: str = "", step: str = "{action: kubernetes.rollout_restart}") -> str:
+def _rule(
+    extra: str = "",
+    step: str = "{action: kubernetes.rollout_restart}",
+    target: str = "{kind: Deployment, namespace: ns, name: api}",
+) -> str:
     return textwrap.dedent(
         f"""\
         rules:
           - name: r
             match: ['alertname="A"']
-            target: {{kind: Deployment, namespace: ns, name: api}}
+            target: {target}
             steps: [{step}]
         """
     ) + textwrap.indent(extra, "    ")
@@ -217,3 +221,48 @@ def test_a_rule_test_s_count_is_written_in_the_digits_0_9(written: str) -> None:
     data = parse_yaml(f"budget: {{count: {written}}}\n", Located("t.yaml"))
     with pytest.raises(ValidationError, match="is not an integer: write it with the digits 0-9"):
         SettingsSpec.model_validate(data)
+
+
+HOOK = "{kind: HttpEndpoint, name: hook}"
+
+
+def test_a_yaml_1_1_number_in_an_http_body_is_refused_not_sent_as_text() -> None:
+    # Was: the body sent {"ratio": ".5", "count": "017", "x": "+5", "l": ["1_000"]} where it
+    # sent 0.5, 15, 5 and [1000] the day before, the rule loading without a word.
+    step = textwrap.dedent(
+        """\
+        - action: http.call
+          params:
+            body:
+              ratio: .5
+              count: 017
+              nested: {x: +5, ok: 1.5, text: "017"}
+              l: [1_000]
+        """
+    )
+    text = _rule(step="", target=HOOK).replace(
+        "steps: []", "steps:\n" + textwrap.indent(step, "      ")
+    )
+    prefix = "rule 'r': invalid params for http.call: "
+    assert _errors(text) == [
+        f"a.yaml:{line}: {prefix}body.{where}: YAML 1.1 read {written} as the number {was} and"
+        f' a rule file reads it as the text "{written}": quote it for the text, or write the'
+        " number as digits without a leading zero, `+` or `_` (0.5, not .5)"
+        for line, where, written, was in (
+            (9, "ratio", ".5", "0.5"),
+            (10, "count", "017", "15"),
+            (11, "nested.x", "+5", "5"),
+            (12, "l[0]", "1_000", "1000"),
+        )
+    ]
+
+
+def test_an_http_body_s_quoted_and_decimal_numbers_load_as_written() -> None:
+    step = "{action: http.call, params: {body: {a: 0.5, b: 17, c: '017', d: -3, e: '.5'}}}"
+    assert _compiled(_rule(step=step, target=HOOK)).steps[0].params["body"] == {
+        "a": 0.5,
+        "b": 17,
+        "c": "017",
+        "d": -3,
+        "e": ".5",
+    }

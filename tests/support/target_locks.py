@@ -1,0 +1,47 @@
+"""The target lock as the tests look at it, and a pipeline pass whose lock release Redis does
+not answer (the one call raising as an unreachable Redis makes it raise; PostgreSQL and Redis
+stay real)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from receiver.guards.policy import GuardUnavailable
+from receiver.model import Disposition
+from receiver.store import EventLease
+from tests.support.pipeline import Harness
+
+__all__ = ["lock_holder", "pass_unreleased", "release_unreachable"]
+
+
+async def lock_holder(h: Harness) -> str | None:
+    """The run id whose token the harness's one target lock holds; None when none is held."""
+    keys = [key async for key in h.guards.redis.scan_iter(match="*lock:*")]
+    if not keys:
+        return None
+    value = await h.guards.redis.get(keys[0])
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return text.split("|", 1)[1].split("/", 1)[0]
+
+
+async def release_unreachable(*args: Any, **kwargs: Any) -> bool:
+    """``Guards.release`` as an unreachable Redis makes it answer."""
+    raise GuardUnavailable("redis unavailable during release: network:ConnectionError")
+
+
+async def pass_unreleased(h: Harness, monkeypatch: pytest.MonkeyPatch) -> Disposition:
+    """Process the one claimable event with every lock release failing; its disposition. An
+    event not done is handed back due now, for the next ``drain``."""
+    (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
+    monkeypatch.setattr(h.guards, "release", release_unreachable)
+    try:
+        disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
+    finally:
+        monkeypatch.undo()
+    if not disposition.is_done:
+        await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
+    return disposition
