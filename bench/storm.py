@@ -8,13 +8,13 @@ Deployment of its own, arrive during the storm: half at evenly spaced points of 
 half into the backlog after it, one every ``--unrelated-every`` seconds while events are
 queued. The service is the real ``remediator serve`` in dry-run, as ``make run`` runs it, on
 PostgreSQL and Redis started from the wheels for this bench (PostgreSQL with
-pg_stat_statements loaded).
+pg_stat_statements loaded and commit times tracked).
 
 Reported (bench/storm_figures.py): the drain time from the last notification until no event is
 queued, events/s, the runs admitted and refused (by guard), the unrelated alerts' latency from
-POST to their action (p50/p99, and when idle), peak memory of the service and of this bench's
-PostgreSQL, SQL statements and transactions per event, and CPU per event of the service's
-processes, of this PostgreSQL's processes and of its Redis only. A benchmark: it compares
+POST to the commit of their action (p50/p99, and when idle), peak memory of the service and of
+this bench's PostgreSQL, SQL statements and transactions per event, and CPU per event of the
+service's processes, of this PostgreSQL's processes and of its Redis only. A benchmark: it compares
 with the issue's targets and never fails on them.
 """
 
@@ -55,7 +55,7 @@ from bench.settings import (
     settings_note,
     worker_concurrency,
 )
-from bench.storm_figures import Monitor, Usage, report
+from bench.storm_figures import Acted, Monitor, Usage, report
 from receiver.embedded import EmbeddedServices
 from receiver.embedded.process import free_port
 from receiver.store.migrate import migrate
@@ -63,9 +63,13 @@ from receiver.store.migrate import migrate
 # pg_stat_statements must be loaded when PostgreSQL starts (its shared memory).
 # pg_stat_statements, planning counted too: a statement planned again at every call spends
 # its CPU there, which the execution time does not show.
+# Commit times: an unrelated alert's action is timed to the commit that made it visible
+# (bench/storm_sql.py, ACTED); it costs a commit 10 bytes in an SLRU of its own and a WAL
+# record per page of 819 commits (the storm round's figures with and without it: README).
 POSTGRES_SETTINGS = {
     "shared_preload_libraries": "pg_stat_statements",
     "pg_stat_statements.track_planning": "on",
+    "track_commit_timestamp": "on",
 }
 MONITOR_ROLE = "bench_monitor"
 
@@ -135,10 +139,10 @@ async def _post(http: aiohttp.ClientSession, url: str, body: bytes) -> int:
 
 async def idle_latencies(
     http: aiohttp.ClientSession, url: str, monitor: Monitor, warm_up: int, count: int
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[Acted], list[Acted]]:
     """Unrelated alerts posted one at a time on an idle service, ``warm_up`` and then ``count``
-    more: POST to action, in ms, of the warm-up's (the service's first alerts after its start)
-    and of the ``count`` after them (idle), each in the order posted."""
+    more: the actions of the warm-up's (the service's first alerts after its start) and of the
+    ``count`` after them (idle), each in the order posted."""
     posted: list[tuple[str, float]] = []
     for k in range(warm_up + count):
         item = unrelated_alert(f"idle-{k}")
@@ -146,7 +150,7 @@ async def idle_latencies(
         await _post(http, url, webhook([item], f"idle-{k}"))
         await monitor.wait_empty(30.0)
     acted = await monitor.latencies_ms(dict(posted))
-    ms = [acted[fingerprint][0] if fingerprint in acted else None for fingerprint, _ in posted]
+    ms = [acted.get(fingerprint) for fingerprint, _ in posted]
     first = [m for m in ms[:warm_up] if m is not None]
     return first, [m for m in ms[warm_up:] if m is not None]
 
@@ -321,8 +325,8 @@ async def run(args: argparse.Namespace) -> None:
                 worker_concurrency=concurrency,
                 seed_s=seed_s,
                 posted={"while posting": posted, "into the backlog": backlog},
-                idle_ms=idle,
-                first_ms=cold,
+                idle=idle,
+                warm_up=cold,
                 retries=retries,
                 times=(first, last, empty),
                 left=left,

@@ -9,17 +9,39 @@ DEPTH = """SELECT (SELECT count(*) FROM alert_events WHERE state = 'pending')
     + (SELECT count(*) FROM alert_events WHERE state = 'claimed')"""
 
 # When each unrelated alert got its action: its run's first step recorded, else the run
-# finished, else its event done (each is the store's now() of the transaction that wrote it).
+# finished, else its event done. Two times of the row that records it: the time written in it
+# (the store's now(), the start of the transaction that wrote it; a step's, the worker's clock
+# just before its write) and its transaction's commit (track_commit_timestamp, as the bench's
+# PostgreSQL runs: NULL without it), when the action became visible to anyone else: the write's
+# own duration (the audit seal included) lies between them. The commit is the xmin's, the last
+# transaction to write the row: in this round nothing writes these rows again once they record
+# the action (the unrelated alert's rule has no verification, approval or undo, and a done
+# event is not touched again).
 ACTED = """
 SELECT e.fingerprint,
-       extract(epoch FROM coalesce(
-           (SELECT min(s.finished_at) FROM runs r JOIN steps s ON s.run_id = r.id
-            WHERE r.event_id = e.id AND s.phase = 'run'),
-           (SELECT min(r.finished_at) FROM runs r WHERE r.event_id = e.id),
-           e.done_at))::float8 AS acted,
+       extract(epoch FROM a.at)::float8 AS acted,
+       extract(epoch FROM a.committed)::float8 AS committed,
        coalesce((SELECT r.outcome || coalesce(' by ' || r.refusal_guard, '') FROM runs r
                  WHERE r.event_id = e.id LIMIT 1), 'no run: ' || e.skips::text) AS what
 FROM alert_events e
+CROSS JOIN LATERAL (
+    SELECT c.at, CASE WHEN current_setting('track_commit_timestamp')::bool
+                      THEN pg_xact_commit_timestamp(c.xid) END AS committed
+    FROM (
+        (SELECT s.finished_at AS at, s.xmin AS xid, 1 AS k
+         FROM runs r JOIN steps s ON s.run_id = r.id
+         WHERE r.event_id = e.id AND s.phase = 'run' AND s.finished_at IS NOT NULL
+         ORDER BY s.finished_at LIMIT 1)
+        UNION ALL
+        (SELECT r.finished_at, r.xmin, 2 FROM runs r
+         WHERE r.event_id = e.id AND r.finished_at IS NOT NULL
+         ORDER BY r.finished_at LIMIT 1)
+        UNION ALL
+        SELECT e.done_at, e.xmin, 3
+    ) c
+    WHERE c.at IS NOT NULL
+    ORDER BY c.k LIMIT 1
+) a
 WHERE e.fingerprint = ANY($1::text[]) AND e.starts_at = $2 AND e.state = 'done'
 """
 

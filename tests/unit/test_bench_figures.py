@@ -22,7 +22,7 @@ from bench.common import (
     tree,
     tree_cpu_seconds,
 )
-from bench.storm_figures import poll_interval_s
+from bench.storm_figures import Acted, acted, poll_interval_s
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -53,6 +53,22 @@ def test_median() -> None:
 )
 def test_against_a_target(value: float, target: float, above: bool, expected: str) -> None:
     assert against(value, target, "s", above=above) == expected
+
+
+def test_an_action_is_timed_to_its_commit_and_to_the_time_written() -> None:
+    # The commit is when the action became visible; the time written in the row (its
+    # transaction's start) is earlier by the write's own duration.
+    posted = {"a": 1000.0, "b": 1000.5}
+    rows = [("a", 1000.0169, 1000.0263, "refused by rate"), ("b", 1000.6, None, "dry_run")]
+    timed = acted(rows, posted)
+    assert isinstance(timed["a"], Acted)
+    assert timed["a"].committed_ms == pytest.approx(26.3)
+    assert timed["a"].written_ms == pytest.approx(16.9)
+    assert timed["a"].what == "refused by rate"
+    # No commit time (PostgreSQL not tracking them): NaN, never the written time instead.
+    assert math.isnan(timed["b"].committed_ms)
+    assert timed["b"].written_ms == pytest.approx(100.0)
+    assert timed["b"].what == "dry_run"
 
 
 def test_the_queue_is_counted_often_near_the_end_only() -> None:
