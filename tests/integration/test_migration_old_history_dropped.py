@@ -20,7 +20,7 @@ pytestmark = pytest.mark.postgres
 DROPPED = ["engine_history", "remediator_pairs"]
 
 _FUNCTIONS = """
-SELECT proname FROM pg_proc WHERE proname = ANY($1::text[]) ORDER BY proname
+SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY($1::text[]) ORDER BY proname
 """
 
 _RUN = """

@@ -16,9 +16,11 @@
 --
 -- The body is receiver.store.history_sql.HISTORY_SQL as it is now (test_pinned_plans.py keeps
 -- the two equal).
-DROP FUNCTION engine_histories(text[], text[], integer[], double precision[], timestamptz[],
-                              text[], text[], text[], text[], integer[], integer[],
-                              text[], text[], text[], text[], integer[], integer[], bigint[]);
+--
+-- The function of 18 parameters (0030 to 0036) stays, beside this one, for a rolling update:
+-- until the last replica of the release before is replaced, it reads with that one, which
+-- reads as before (this migration changes no table). A later release drops it, as 0033 dropped
+-- the read 0030 replaced.
 
 CREATE FUNCTION engine_histories(text[], text[], integer[], double precision[], timestamptz[],
                                  text[], text[], text[], text[], integer[], integer[],
