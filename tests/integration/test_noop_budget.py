@@ -34,6 +34,7 @@ from tests.support.approvals import (
     Poke,
     poke_labels,
 )
+from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

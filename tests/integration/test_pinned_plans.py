@@ -57,9 +57,7 @@ def _words(sql: str) -> list[str]:
 
 @pytest.mark.parametrize("pinned", PINNED, ids=lambda p: p.function)
 async def test_the_function_runs_its_sql_and_no_other(store: Store, pinned: Pinned) -> None:
-    source = await store._pool.fetchval(
-        _NEWEST.format("prosrc"), pinned.function
-    )
+    source = await store._pool.fetchval(_NEWEST.format("prosrc"), pinned.function)
     assert source is not None, f"no migration created {pinned.function}"
     match = re.fullmatch(
         r"\s*#variable_conflict use_column\s+BEGIN\s+RETURN QUERY(.*);\s*END\s*", source, re.S
@@ -72,9 +70,7 @@ async def test_the_function_runs_its_sql_and_no_other(store: Store, pinned: Pinn
 
 @pytest.mark.parametrize("pinned", PINNED, ids=lambda p: p.function)
 async def test_the_function_carries_the_plan_settings(store: Store, pinned: Pinned) -> None:
-    config = await store._pool.fetchval(
-        _NEWEST.format("proconfig"), pinned.function
-    )
+    config = await store._pool.fetchval(_NEWEST.format("proconfig"), pinned.function)
     wanted = re.findall(r"SET LOCAL (\w+) = (\w+)", pinned.settings)
     assert wanted, pinned.settings
     assert sorted(config) == sorted(f"{name}={value}" for name, value in wanted)
