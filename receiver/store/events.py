@@ -31,6 +31,7 @@ from receiver.store.claims import (
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.failures import Failures
+from receiver.store.label_clashes import CLASH_SELECT, ClashReport, label_clashes
 from receiver.store.leases import EVENTS, Leases, complete_sql
 from receiver.store.occurrences import REFIRE_SQL, SETTLED_LATERAL
 from receiver.store.records import NewEvent, event_columns
@@ -115,6 +116,9 @@ class EventQueue(Leases, Failures):
     docstring); the service sets it from its configuration."""
 
     late_delivery_window_s: float = LATE_DELIVERY_WINDOW_S
+    # Says what was dropped as a duplicate with labels of its own (label_clashes.py): the
+    # service's counts in its metrics; without one, the first such drop makes one that logs.
+    label_clashes: ClashReport | None = None
 
     # -- intake -------------------------------------------------------------------------
 
@@ -167,7 +171,7 @@ class EventQueue(Leases, Failures):
         # Within one batch every copy of (fingerprint, starts_at, status) is given the same
         # refire (each is keyed against what was stored before the statement), so at most one
         # of them is inserted and this key identifies it.
-        inserted = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
+        inserted = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows if not r["clash"]}
         results: list[tuple[int, int]] = []
         for group in groups:
             accepted = 0
@@ -176,6 +180,14 @@ class EventQueue(Leases, Failures):
                     inserted.discard(event.key)  # later copies of this key are duplicates
                     accepted += 1
             results.append((accepted, len(group) - accepted))
+        if any(duplicates for _, duplicates in results):
+            # A duplicate whose labels differ from the copy kept is dropped all the same (the
+            # key is what makes retries harmless), but not without a word (label_clashes.py).
+            if self.label_clashes is None:
+                self.label_clashes = ClashReport()
+            clashed = [r for r in rows if r["clash"]]
+            for clashes in label_clashes(groups, clashed):
+                self.label_clashes(clashes)
         return results
 
     async def _insert_document(self, conn: Any, document: str) -> list[Any]:
@@ -236,8 +248,10 @@ class EventQueue(Leases, Failures):
                 FROM stored WHERE state = 'pending'
                 HAVING count(*) > 0
             )
-            SELECT fingerprint, starts_at, status, (SELECT count(*) FROM woken) AS woken
+            SELECT fingerprint, starts_at, status, (SELECT count(*) FROM woken) AS woken,
+                   NULL::text AS clash
             FROM stored
+            UNION ALL {CLASH_SELECT}
             """,
             document,
             WORK_CHANNEL,
