@@ -10,15 +10,18 @@ logged, one warning per notification, at most one per ``LOG_EVERY_S`` seconds wi
 were held back, naming the alert's key and the label *names* that differ, never their values
 (a forged payload's text, or a secret sent as a label, does not reach the log).
 
-Found two ways, both within the insert: a copy stored before the statement, read by
-``CLASH_SELECT`` inside it (no round trip of its own), and two copies in one batch, compared
-here (only when the batch had duplicates).
+Found after the insert, by a statement of its own (``CLASH_SQL``) run only for a batch that had
+duplicates: the intake statement stays as it was, so a notification of new alerts (the storm
+intake is sized for) pays nothing for this. A notification Alertmanager re-sends each
+``group_interval`` is all duplicates: one more statement, one row and one index probe a
+duplicate. That read failing is logged and intake answers as it would have: the alerts are
+stored already (``ClashReport.check``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +30,7 @@ import structlog
 from receiver.log_limits import Throttle
 from receiver.store.records import NewEvent
 
-__all__ = ["CLASH_SELECT", "LOG_EVERY_S", "ClashReport", "LabelClash", "label_clashes"]
+__all__ = ["CLASH_SQL", "LOG_EVERY_S", "ClashReport", "LabelClash", "label_clashes"]
 
 # At most one warning per this many seconds (seconds); the ones held back are counted in it.
 LOG_EVERY_S = 10.0
@@ -35,16 +38,26 @@ LOG_EVERY_S = 10.0
 _NAMES = 10
 _CHARS = 64
 
-# The stored events of the statement's input (``keyed``: the insert's own CTE, with the refire
-# ``k`` the insert keys on) whose labels differ from the input's: rows shaped as the insert's
-# (fingerprint, starts_at, status, woken), ``clash`` holding the stored labels (NULL in the
-# insert's own rows). One index probe of the dedupe key per event.
-CLASH_SELECT = """SELECT x.fingerprint, x.starts_at, x.status, 0::bigint AS woken,
-           x.labels::text AS clash
-    FROM keyed JOIN alert_events x
-      ON x.fingerprint = keyed.f AND x.starts_at = keyed.s AND x.status = keyed.st
-     AND x.refire = keyed.k
-    WHERE x.labels <> keyed.l"""
+# The duplicates whose labels differ from the stored copy of their key: $1..$4 one element a
+# duplicate (fingerprint, startsAt, status, labels as JSON text); rows (i: the duplicate's
+# 1-based position, stored: the stored copy's labels as JSON text), only for those that differ.
+# The copy compared is the one with the highest refire: one probe of alert_events_dedupe read
+# backward, whatever the alert's history. For a firing duplicate that is the row it conflicted
+# with (the insert keys a firing on the latest occurrence); for a resolved one too, but for a
+# late copy of an earlier occurrence's resolution (its endsAt stored under an older refire).
+# Every copy of one alert has the same labels (Alertmanager's fingerprint is their hash), so the
+# latest differs from the one conflicted with only where a clash was stored already. Run after
+# the insert, it also sees the copy the batch itself stored: a duplicate within one batch is
+# compared with the first copy, the one counted accepted. jsonb's equality: key order and
+# spacing do not count.
+CLASH_SQL = """SELECT d.i, x.labels::text AS stored
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+         WITH ORDINALITY AS d(f, s, st, l, i)
+    CROSS JOIN LATERAL (
+        SELECT labels FROM alert_events
+        WHERE fingerprint = d.f AND starts_at = d.s AND status = d.st
+        ORDER BY refire DESC LIMIT 1) AS x
+    WHERE x.labels <> d.l::jsonb"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,24 +76,32 @@ def _differing(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def label_clashes(
-    groups: Sequence[Sequence[NewEvent]], stored: Iterable[Mapping[str, Any]]
+_labels_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+async def label_clashes(
+    conn: Any, duplicates: Sequence[Sequence[NewEvent]]
 ) -> list[list[LabelClash]]:
-    """The clashes of each notification of ``groups``, in order. ``stored``: the ``CLASH_SELECT``
-    rows of the insert (the labels stored under a key some input differs from). An event is
-    compared with the copy stored before, else with the first copy of its key in the batch
-    (the one counted accepted, ``EventQueue.insert_event_groups``)."""
-    kept: dict[tuple[str, str, str], Mapping[str, Any]] = {
-        (r["fingerprint"], r["starts_at"], r["status"]): json.loads(r["clash"]) for r in stored
-    }
-    found: list[list[LabelClash]] = []
-    for group in groups:
-        clashes: list[LabelClash] = []
-        for event in group:
-            first = kept.setdefault(event.key, event.labels)
-            if first is not event.labels and (names := _differing(first, event.labels)):
-                clashes.append(LabelClash(event.key, names))
-        found.append(clashes)
+    """The clashes of each notification, in order: ``duplicates`` holds the events of each
+    that the insert dropped as duplicates (``EventQueue.insert_event_groups``), each compared
+    with the stored copy of its key (``CLASH_SQL``; the first copy of the batch when the batch
+    stored it). One statement on ``conn`` (asyncpg's), one row a duplicate whose labels differ;
+    asyncpg's errors pass through."""
+    flat = [(n, event) for n, group in enumerate(duplicates) for event in group]
+    found: list[list[LabelClash]] = [[] for _ in duplicates]
+    if not flat:
+        return found
+    rows = await conn.fetch(
+        CLASH_SQL,
+        [event.fingerprint for _, event in flat],
+        [event.starts_at for _, event in flat],
+        [str(event.status) for _, event in flat],
+        [_labels_json(dict(event.labels)) for _, event in flat],
+    )
+    for row in sorted(rows, key=lambda r: int(r["i"])):
+        n, event = flat[int(row["i"]) - 1]
+        if names := _differing(json.loads(row["stored"]), event.labels):
+            found[n].append(LabelClash(event.key, names))
     return found
 
 
@@ -102,7 +123,33 @@ class ClashReport:
     ) -> None:
         self._count = count
         self._throttle = throttle if throttle is not None else Throttle(LOG_EVERY_S)
+        # The read failing has its own line: it says nothing of a clash, and must not hold
+        # back the next one that does.
+        self._failed = Throttle(LOG_EVERY_S)
         self._log: Any = log if log is not None else structlog.get_logger("remediator.intake")
+
+    async def check(self, conn: Any, duplicates: Sequence[Sequence[NewEvent]]) -> None:
+        """Compare each notification's ``duplicates`` with the stored copies on ``conn``
+        (``label_clashes``) and report what differs. Never raises but on cancellation: the
+        alerts are stored already, so a failed read (PostgreSQL going away, intake's deadline
+        closing ``conn``) is logged, at most once per ``LOG_EVERY_S``, with the error's class and
+        SQLSTATE only (PostgreSQL's message may quote the labels sent), and intake answers as
+        it would have."""
+        try:
+            found = await label_clashes(conn, duplicates)
+        except Exception as exc:
+            held_back = self._failed.ready()
+            if held_back is not None:
+                self._log.warning(
+                    "could not compare duplicates' labels with the stored copies; the alerts "
+                    "are stored, any clash among them is neither counted nor logged",
+                    error=type(exc).__name__,
+                    sqlstate=getattr(exc, "sqlstate", None),
+                    not_logged_since_last=held_back,
+                )
+            return
+        for clashes in found:
+            self(clashes)
 
     def __call__(self, clashes: Sequence[LabelClash]) -> None:
         if not clashes:

@@ -117,3 +117,49 @@ async def test_a_store_without_the_services_report_still_logs(store: Store) -> N
         assert await store.insert_events([event(FORGED)]) == (0, 1)
     (warning,) = _warnings(logs)
     assert warning["differing_labels"] == ["deployment"]
+
+
+async def test_a_failed_comparison_is_logged_and_intake_answers_all_the_same(store: Store) -> None:
+    """The comparison is a statement of its own after the insert committed, sent only for a
+    batch that had duplicates; its failure loses nothing and fails nothing. Here the insert
+    itself breaks its session for the next statement (a statement trigger moving
+    ``search_path`` away from alert_events for the session), so the read fails on the server
+    as it would with the table gone; new connections are free of it."""
+    metrics, clock = Metrics(), Clock()
+    _report(store, metrics, clock)
+    assert await store.insert_events([event(LABELS)]) == (1, 0)
+    async with store._pool.acquire() as conn:
+        await conn.execute(
+            """
+            CREATE FUNCTION test_lose_the_table() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM set_config('search_path', 'nowhere', false);
+                RETURN NULL;
+            END $$;
+            CREATE TRIGGER test_lose_the_table AFTER INSERT ON alert_events
+                FOR EACH STATEMENT EXECUTE FUNCTION test_lose_the_table();
+            """
+        )
+    with capture_logs() as logs:
+        # New alerts only: no comparison is sent, so none fails.
+        assert await store.insert_events([event(LABELS, fingerprint="f3")]) == (1, 0)
+        assert [e for e in logs if "could not compare" in e["event"]] == []
+        await store._pool.expire_connections()  # the sessions that insert broke
+        forged = [event({**FORGED, "token": SECRET}), event(LABELS, fingerprint="f2")]
+        assert await store.insert_events(forged) == (1, 1)
+    (failed,) = [e for e in logs if "could not compare" in e["event"]]
+    assert (failed["log_level"], failed["error"], failed["sqlstate"]) == (
+        "warning",
+        "UndefinedTableError",
+        "42P01",
+    )
+    assert SECRET not in repr(logs)
+    assert _clashes(metrics) == 0
+    await store._pool.expire_connections()
+    async with store._pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT count(*) FROM alert_events")
+        await conn.execute("DROP TRIGGER test_lose_the_table ON alert_events")
+    assert stored == 3
+    # The read works again once the session is left alone.
+    assert await store.insert_events([event(FORGED)]) == (0, 1)
+    assert _clashes(metrics) == 1
