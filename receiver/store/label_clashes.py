@@ -38,26 +38,26 @@ LOG_EVERY_S = 10.0
 _NAMES = 10
 _CHARS = 64
 
-# The duplicates whose labels differ from the stored copy of their key: $1..$4 one element a
-# duplicate (fingerprint, startsAt, status, labels as JSON text); rows (i: the duplicate's
-# 1-based position, stored: the stored copy's labels as JSON text), only for those that differ.
-# The copy compared is the one with the highest refire: one probe of alert_events_dedupe read
-# backward, whatever the alert's history. For a firing duplicate that is the row it conflicted
-# with (the insert keys a firing on the latest occurrence); for a resolved one too, but for a
-# late copy of an earlier occurrence's resolution (its endsAt stored under an older refire).
-# Every copy of one alert has the same labels (Alertmanager's fingerprint is their hash), so the
-# latest differs from the one conflicted with only where a clash was stored already. Run after
-# the insert, it also sees the copy the batch itself stored: a duplicate within one batch is
-# compared with the first copy, the one counted accepted. jsonb's equality: key order and
-# spacing do not count.
+# The duplicates whose labels differ from the stored copy of their key: $1 a JSON array, one
+# [fingerprint, startsAt, status, labels] a duplicate (one document, encoded in one call and
+# parsed once, as the insert's own); rows (i: the duplicate's 1-based position, stored: the
+# stored copy's labels as JSON text), only for those that differ. The copy compared is the one
+# with the highest refire: one probe of alert_events_dedupe read backward, whatever the alert's
+# history. For a firing duplicate that is the row it conflicted with (the insert keys a firing
+# on the latest occurrence); for a resolved one too, but for a late copy of an earlier
+# occurrence's resolution (its endsAt stored under an older refire). Every copy of one alert
+# has the same labels (Alertmanager's fingerprint is their hash), so the latest differs from
+# the one conflicted with only where a clash was stored already; reading every copy instead
+# would cost a row an occurrence, and a flapping alert has many. Run after the insert, it also
+# sees the copy the batch itself stored: a duplicate within one batch is compared with the
+# first copy, the one counted accepted. jsonb's equality: key order and spacing do not count.
 CLASH_SQL = """SELECT d.i, x.labels::text AS stored
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-         WITH ORDINALITY AS d(f, s, st, l, i)
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS d(j, i)
     CROSS JOIN LATERAL (
         SELECT labels FROM alert_events
-        WHERE fingerprint = d.f AND starts_at = d.s AND status = d.st
+        WHERE fingerprint = d.j->>0 AND starts_at = d.j->>1 AND status = d.j->>2
         ORDER BY refire DESC LIMIT 1) AS x
-    WHERE x.labels <> d.l::jsonb"""
+    WHERE x.labels <> d.j->3"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ def _differing(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-_labels_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 async def label_clashes(
@@ -93,10 +93,12 @@ async def label_clashes(
         return found
     rows = await conn.fetch(
         CLASH_SQL,
-        [event.fingerprint for _, event in flat],
-        [event.starts_at for _, event in flat],
-        [str(event.status) for _, event in flat],
-        [_labels_json(dict(event.labels)) for _, event in flat],
+        _compact_json(
+            [
+                (event.fingerprint, event.starts_at, str(event.status), dict(event.labels))
+                for _, event in flat
+            ]
+        ),
     )
     for row in sorted(rows, key=lambda r: int(r["i"])):
         n, event = flat[int(row["i"]) - 1]
