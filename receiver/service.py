@@ -55,7 +55,7 @@ from receiver.startup import (
     storage_text,
 )
 from receiver.stop_budget import AUDIT_TIMEOUT_S, close_all, stop_side_by_side, within
-from receiver.store import Store, StoreUnavailable, keep_pruning, keep_statistics
+from receiver.store import ClashReport, Store, StoreUnavailable, keep_pruning, keep_statistics
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.registry import default_registry
@@ -168,6 +168,7 @@ async def run_service(
         await check_required(clients, required_clients(rules.current, registry), log)
         dry_run = settings.dry_run_everywhere
         metrics = Metrics()
+        store.label_clashes = ClashReport(metrics.label_clashes)
         guards = Guards(redis.client, policy, settings.guard_settings())
         if (durability := await durability_warning(redis, guards.keys.pause())) is not None:
             log.warning("guard state may be lost in a redis failover", problem=durability)

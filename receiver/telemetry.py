@@ -46,6 +46,13 @@ class Metrics:
             "Alerts received that were already stored (retries, re-sends, HA peers).",
             registry=r,
         )
+        self.alert_label_clashes = Counter(
+            "remediator_alert_label_clashes",
+            "Alerts dropped as duplicates although their labels differ from the stored alert"
+            " with the same fingerprint and startsAt (another sender, or a forged payload; also"
+            " counted in remediator_alert_duplicates_total).",
+            registry=r,
+        )
         self.alert_truncations = Counter(
             "remediator_alerts_truncated",
             "Alerts Alertmanager left out of webhook notifications (max_alerts; the body's"
@@ -200,6 +207,12 @@ class Metrics:
     def duplicates(self, count: int) -> None:
         if count:
             self.alert_duplicates.inc(count)
+
+    def label_clashes(self, count: int) -> None:
+        """``count`` alerts of one notification dropped as duplicates whose labels differ from
+        the copy kept (``receiver.store.label_clashes``)."""
+        if count:
+            self.alert_label_clashes.inc(count)
 
     def alerts_truncated(self, count: int) -> None:
         """A notification said Alertmanager left ``count`` alerts of its group out of it."""

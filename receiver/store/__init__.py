@@ -38,6 +38,7 @@ from receiver.store.failures import Failures
 from receiver.store.fence import LeaseFence, LeaseLost
 from receiver.store.history import EngineHistory, OpenRun
 from receiver.store.jobs import JobQueue
+from receiver.store.label_clashes import ClashReport, LabelClash
 from receiver.store.leases import EventLease
 from receiver.store.paging import BadCursor, decode_cursor
 from receiver.store.phase_stop import PhaseStops
@@ -75,11 +76,13 @@ __all__ = [
     "BadCursor",
     "ClaimedEvent",
     "ClaimedJob",
+    "ClashReport",
     "Conclusion",
     "EventLease",
     "ItemConflict",
     "ItemNotFound",
     "JobKind",
+    "LabelClash",
     "LeaseFence",
     "LeaseLost",
     "NewEvent",

@@ -31,6 +31,7 @@ from receiver.store.claims import (
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
 from receiver.store.failures import Failures
+from receiver.store.label_clashes import ClashReport
 from receiver.store.leases import EVENTS, Leases, complete_sql
 from receiver.store.occurrences import REFIRE_SQL, SETTLED_LATERAL
 from receiver.store.records import NewEvent, event_columns
@@ -115,6 +116,9 @@ class EventQueue(Leases, Failures):
     docstring); the service sets it from its configuration."""
 
     late_delivery_window_s: float = LATE_DELIVERY_WINDOW_S
+    # Says what was dropped as a duplicate with labels of its own (label_clashes.py): the
+    # service's counts in its metrics; without one, the first such drop makes one that logs.
+    label_clashes: ClashReport | None = None
 
     # -- intake -------------------------------------------------------------------------
 
@@ -139,9 +143,11 @@ class EventQueue(Leases, Failures):
         worked out in the same statement from what is already stored for (fingerprint,
         starts_at): the module docstring states the rule. When the same key appears more than
         once in the batch, the first copy (in group order) is the accepted one and the others
-        count as duplicates. An event with a ``settled_reason`` is stored already done, so no
-        worker ever claims it. Wakes the workers with NOTIFY (PostgreSQL delivers it at commit)
-        when anything was queued for them.
+        count as duplicates; a batch that had any is checked for duplicates whose labels differ
+        from the copy kept (``receiver.store.label_clashes``). An event with a
+        ``settled_reason`` is stored already done, so no worker ever claims it. Wakes the
+        workers with NOTIFY (PostgreSQL delivers it at commit) when anything was queued for
+        them.
 
         The batch goes to PostgreSQL as one JSON document. A batch larger than one jsonb value
         may hold (255 MB; ``_DOCUMENT_CHARS``) is written as several statements in the one
@@ -164,19 +170,27 @@ class EventQueue(Leases, Failures):
                 async with conn.transaction():
                     for part in _documents(groups):
                         rows.extend(await self._insert_document(conn, part))
-        # Within one batch every copy of (fingerprint, starts_at, status) is given the same
-        # refire (each is keyed against what was stored before the statement), so at most one
-        # of them is inserted and this key identifies it.
-        inserted = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
-        results: list[tuple[int, int]] = []
-        for group in groups:
-            accepted = 0
-            for event in group:
-                if event.key in inserted:
-                    inserted.discard(event.key)  # later copies of this key are duplicates
-                    accepted += 1
-            results.append((accepted, len(group) - accepted))
-        return results
+            # Within one batch every copy of (fingerprint, starts_at, status) is given the
+            # same refire (each is keyed against what was stored before the statement), so at
+            # most one of them is inserted and this key identifies it.
+            inserted = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
+            duplicates: list[list[NewEvent]] = []
+            for group in groups:
+                duplicates.append([])
+                for event in group:
+                    if event.key in inserted:
+                        inserted.discard(event.key)  # later copies of this key are duplicates
+                    else:
+                        duplicates[-1].append(event)
+            if any(duplicates):
+                # A duplicate whose labels differ from the copy kept is dropped all the same
+                # (the key is what makes retries harmless), but not without a word: one more
+                # statement, only for a batch that had duplicates, after the commit; it never
+                # fails intake (label_clashes.py).
+                if self.label_clashes is None:
+                    self.label_clashes = ClashReport()
+                await self.label_clashes.check(conn, duplicates)
+        return [(len(g) - len(d), len(d)) for g, d in zip(groups, duplicates, strict=True)]
 
     async def _insert_document(self, conn: Any, document: str) -> list[Any]:
         """Insert the events of ``document`` (a JSON array of ``_runs``) in one statement; the
