@@ -10,15 +10,12 @@ one (receiver.pipeline.context.possible_change), and says why on its undo (undo.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.model import RunOutcome
 from receiver.pipeline.context import possible_change
 from receiver.pipeline.undo import caveat
 from receiver.store import RunRecord, StepRecord
@@ -34,6 +31,7 @@ from remediations.http.post import answer_may_have_acted, failure_may_have_acted
 from remediations.retrying import call_with_retries
 from remediations.targets import Target
 from remediations.template_work import TemplateFailed, TemplateTooLarge
+from tests.support.run_records import failed_run
 
 _KEY = ConnectionKey("127.0.0.1", 9, False, True, None, None, None)
 
@@ -148,31 +146,7 @@ def _step(idx: int, outcome: str, acted: bool, phase: str = "run") -> StepRecord
 
 
 def _run(*steps: StepRecord) -> RunRecord:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    return RunRecord(
-        id="r",
-        rule="flag",
-        fingerprint="f",
-        starts_at="2026-01-01T00:00:00Z",
-        alertname="A",
-        event_id=1,
-        target=Target("HttpEndpoint", "", "flags"),
-        outcome=RunOutcome.FAILED,
-        dry_run=False,
-        occurrence=1,
-        verify_within_s=None,
-        created_at=now,
-        started_at=now,
-        finished_at=now,
-        verify_deadline=None,
-        resolved_at=None,
-        time_to_resolve_s=None,
-        refusal_guard=None,
-        refusal_reason=None,
-        retry_at=None,
-        error=None,
-        steps=steps,
-    )
+    return failed_run("flag", Target("HttpEndpoint", "", "flags"), *steps)
 
 
 def test_the_undo_of_a_run_whose_step_failed_after_sending_says_why() -> None:

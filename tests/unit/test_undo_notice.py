@@ -4,18 +4,18 @@ tests/integration/test_undo_announced.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.model import RunOutcome, StepPlan
+from receiver.model import StepPlan
 from receiver.pipeline.marked import UNRECORDED
 from receiver.pipeline.undo import StoppedUndo, caveat, stopped_undo, undo_failed_text
 from receiver.store import RunRecord, StepRecord
 from remediations.base import Outcome, Result
 from remediations.targets import Target
+from tests.support.run_records import failed_run
 
 # The outcomes a step of an undo ends with; refused, failed and interrupted stop it.
 ENDED = ["ok", "noop", "dry_run", "refused", "failed", "interrupted"]
@@ -132,31 +132,7 @@ LOST = (
 
 
 def run_of(*steps: StepRecord) -> RunRecord:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    return RunRecord(
-        id="r",
-        rule="poke",
-        fingerprint="f",
-        starts_at="2026-01-01T00:00:00Z",
-        alertname="A",
-        event_id=1,
-        target=Target("Deployment", "shop", "web"),
-        outcome=RunOutcome.FAILED,
-        dry_run=False,
-        occurrence=1,
-        verify_within_s=None,
-        created_at=now,
-        started_at=now,
-        finished_at=now,
-        verify_deadline=None,
-        resolved_at=None,
-        time_to_resolve_s=None,
-        refusal_guard=None,
-        refusal_reason=None,
-        retry_at=None,
-        error=None,
-        steps=steps,
-    )
+    return failed_run("poke", Target("Deployment", "shop", "web"), *steps)
 
 
 def test_an_undo_stopped_by_a_lost_record_says_so_not_a_stopped_worker() -> None:
