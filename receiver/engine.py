@@ -291,6 +291,11 @@ def _plan_rule(
     if rule.has_conditions:
         read = [facts.get(kind, target) for kind in sorted(rule.facts)]
         decision = {"occurrence": occurrence, "steps": decided}
+        if cap is not None and occurrence > cap:
+            # The count reached the cap: the stored occurrence is "N or later", not N. Only
+            # then, so that the decision (and the run.created row) of an uncapped count reads
+            # as before. A rule with a cap waits for a repetition, so it has a decision.
+            decision["occurrence_capped"] = True
         if rule.facts:
             # A rollout's age is measured at ``now``: part of what decided.
             decision["decided_at"] = now.isoformat()

@@ -168,6 +168,13 @@ class RunPlan:
     # the run undoes when its alert resolves, whatever the rules say by then.
     on_resolved: tuple[StepPlan, ...] = ()
 
+    @property
+    def occurrence_capped(self) -> bool:
+        """True when ``occurrence`` is where the count stopped (the rule's highest
+        ``repeated.times`` earlier occurrences reached, ``receiver.repetitions``): the
+        occurrence is "N or later", not N. Recorded as the decision's ``occurrence_capped``."""
+        return bool(self.decision and self.decision.get("occurrence_capped"))
+
 
 @dataclass(frozen=True, slots=True)
 class Recurrence:

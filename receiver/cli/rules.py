@@ -137,6 +137,8 @@ def _plan_record(alert: Any, plan: Any) -> dict[str, Any]:
                 "rule": run.rule,
                 "target": run.target.as_dict(),
                 "occurrence": run.occurrence,
+                # Present only when the count stopped at the rule's highest times ("N or later").
+                **({"occurrence_capped": True} if run.occurrence_capped else {}),
                 "steps": [_step_record(step) for step in run.steps],
                 "guards": dataclasses.asdict(run.guards),
                 "verify_within_s": run.verify_within_s,

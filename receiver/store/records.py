@@ -225,6 +225,8 @@ class RunRecord:
     target: Target
     outcome: RunOutcome
     dry_run: bool
+    # Occurrences of the (rule, target) in the rule's widest window, this one included; "N or
+    # later" when the decision says ``occurrence_capped`` (counting stopped there).
     occurrence: int
     verify_within_s: float | None
     created_at: datetime

@@ -143,8 +143,14 @@ def test_a_count_past_the_rules_highest_times_is_said_as_such() -> None:
     ]
     assert memory.decision is not None
     assert memory.decision["occurrence"] == 4
+    assert memory.decision["occurrence_capped"] is True
     deep = by_rule["memory-deep"]
     assert deep.occurrence == 6
+    # Six is exact for memory-deep (five earlier, its highest times is six): no mark.
+    assert deep.decision is not None
+    assert "occurrence_capped" not in deep.decision
+    assert memory.occurrence_capped
+    assert not deep.occurrence_capped
     assert [s.description for s in deep.steps[1:]] == [
         "repeated 6 within 2h: this is occurrence 6, holds"
     ]
