@@ -45,9 +45,9 @@ class EngineHistory(Database):
 
     The reads asked while one is on its way are sent together (``receiver.batching``), up to
     32: one statement, one round trip and one execution for them all (``HISTORY_CALL``, the
-    function engine_histories, migrations 0030 and 0037, which runs ``HISTORY_SQL`` with its
-    plan pinned by ``HISTORY_PLAN_SETTINGS``), each read's rows told apart by its ``tag``, its
-    index in the batch. A storm's events, in progress together, read their pasts together."""
+    function engine_histories, migrations 0030, 0037 and 0038, which runs ``HISTORY_SQL`` with
+    its plan pinned by ``HISTORY_PLAN_SETTINGS``), each read's rows told apart by its ``tag``,
+    its index in the batch. A storm's events, in progress together, read their pasts together."""
 
     @functools.cached_property
     def _history_reads(self) -> Coalescer[tuple[Any, ...], list[Any]]:

@@ -1,5 +1,5 @@
 """The engine's history read as PostgreSQL runs it: the SQL of the function
-``engine_histories`` (migrations 0030, 0034, 0035 and 0037) and its arguments.
+``engine_histories`` (migrations 0030, 0034, 0035, 0037 and 0038) and its arguments.
 
 A batch of reads is one execution: the reads' parameters come as arrays, one element a read,
 and each read's rows come back with its ``tag``, its position in the batch (0 first).
@@ -51,8 +51,8 @@ def _read_pairs(first: int, part: str) -> str:
 # each part is), with the parameters of batch_arguments: each read's own parameters are the
 # columns of ``b``, its (rule, target) pairs the slices ``b.repeat_lo:b.repeat_hi`` and
 # ``b.settle_lo:b.settle_hi`` of the batch's pair arrays. The body of the function
-# engine_histories: a change here takes a migration that replaces it (0030, 0034, 0035, 0037;
-# test_pinned_plans.py).
+# engine_histories: a change here takes a migration that replaces it (0030, 0034, 0035, 0037,
+# 0038; test_pinned_plans.py).
 #
 # One execution for the batch: PostgreSQL initialises this plan once and runs its LATERAL part
 # again for each read (a rescan, with the read's values), where one call of engine_history
@@ -177,12 +177,21 @@ LEFT JOIN LATERAL (
      -- pair the outer side): as a semi-join of runs to the read's slice of the pairs, the
      -- generic plan walked every settling run, or all of runs, and compared each to the pairs.
      -- Each pair once (DISTINCT), so a run comes once, as from the semi-join.
+     -- Only those whose settle period had not ended when the event arrived: the engine fails
+     -- no other (engine._recurrences: received_at <= settle_until; with no arrival, its own
+     -- clock, so every one is read). A run stays verifying past its settle_until until its
+     -- verify_deadline job ends it, and for good when that job is dead or dropped: read
+     -- by the pair alone, such runs were read by every firing of the pair, and, oldest
+     -- first, could push a run still settling past the read's limit (migration 0038, whose
+     -- runs_settling ends in settle_until so that the index skips them).
      FROM {_read_pairs(12, "settle")}
      CROSS JOIN LATERAL (
          SELECT * FROM runs
          WHERE runs.target_kind = pair_kind AND runs.target_namespace = pair_ns
            AND runs.target_name = pair_name AND runs.rule = pair_rule
-           AND runs.outcome = 'verifying' AND runs.settle_until IS NOT NULL OFFSET 0) AS runs
+           AND runs.outcome = 'verifying' AND runs.settle_until IS NOT NULL
+           AND runs.settle_until >= coalesce(b.received, '-infinity'::timestamptz)
+         OFFSET 0) AS runs
      ORDER BY created_at, id LIMIT b.lim)
 ) AS parts ON true
 """
@@ -208,8 +217,8 @@ HISTORY_PLAN_SETTINGS = (
 )
 
 # The reads of a batch as the service sends them: HISTORY_SQL with HISTORY_PLAN_SETTINGS, in
-# one statement (the function engine_histories, migrations 0030, 0034, 0035 and 0037, whose
-# body is HISTORY_SQL).
+# one statement (the function engine_histories, migrations 0030, 0034, 0035, 0037 and 0038,
+# whose body is HISTORY_SQL).
 HISTORY_CALL = "SELECT * FROM engine_histories(" + ", ".join(f"${n}" for n in range(1, 21)) + ")"
 
 
