@@ -273,15 +273,16 @@ PENDING = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, jitter=0.0)
 STILL_PROCESSED = "The disruption budget web is still being processed by the server."
 
 
-async def unobserved_budget(api_client: Any, ns: str, make_deployment: MakeDeployment) -> str:
+async def unobserved_budget(api_client: Any, ns: str, make_deployment: MakeDeployment) -> list[str]:
     """Two ready pods of ``web`` and a budget ``web`` of maxUnavailable 1 that the disruption
     controller has computed; then, with the controller held by the caller, the budget raised
-    to 2, a change it has not observed. The name of the pod a step of one pod evicts."""
+    to 2, a change it has not observed. The two pods' names, sorted: the tests' steps name
+    the first (a step left to choose takes the oldest, by creation second: not always it)."""
     await make_deployment("web", replicas=2)
     pods = await ready_pods(api_client, ns, "web", 2)
     await create_budget(api_client, ns, max_unavailable=1)
     await budget_allows(api_client, ns, "web", healthy=2, allowed=1)
-    return pods[0]
+    return pods
 
 
 async def raise_budget(api_client: Any, ns: str) -> None:
@@ -296,6 +297,37 @@ async def raise_budget(api_client: Any, ns: str) -> None:
     assert pdb.status.observed_generation < pdb.metadata.generation
 
 
+def running_and_ready(pod: Any) -> bool:
+    """Whether ``pod`` is Running with its Ready condition True (eviction.go's IsPodReady)."""
+    conditions = pod.status.conditions or []
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    return bool(pod.status.phase == "Running" and ready)
+
+
+async def held_ready(api_client: Any, ns: str, counted: list[str]) -> None:
+    """Right before an eviction that is to meet the budget's generation check: the pods the
+    disruption controller counted (``counted``) still Running, Ready and not being deleted.
+    Only for such a pod does the API server check observedGeneration (v1.36
+    ``pkg/registry/core/pod/storage/eviction.go``): a Pending, ended or terminating pod it
+    deletes without any budget check, an unready one without the generation check while the
+    budget's old status counts enough healthy pods; either let the first eviction through.
+    Readiness lost meanwhile is given back, as a kubelet would (said on stdout, with who
+    wrote the pod), so the controller counts them as before once resumed; a pod gone or
+    being deleted fails here."""
+    found = await pods_of(api_client, ns, "web")
+    assert set(counted) <= found.keys(), (counted, sorted(found))
+    lost = [found[name] for name in counted if not running_and_ready(found[name])]
+    for pod in lost:
+        writers = [
+            (m.manager, m.operation, m.subresource) for m in pod.metadata.managed_fields or []
+        ]
+        print(f"pod {pod.metadata.name}: {pod.status.phase}, {pod.status.conditions}; {writers}")
+    await make_ready(api_client, ns, [pod.metadata.name for pod in lost])
+    found = await pods_of(api_client, ns, "web")
+    assert set(counted) <= found.keys(), (counted, sorted(found))
+    assert all(running_and_ready(found[name]) for name in counted), found
+
+
 async def test_a_budget_its_controller_has_not_observed_is_waited_for(
     control_plane: ControlPlane,
     kube_admin: Any,
@@ -308,12 +340,14 @@ async def test_a_budget_its_controller_has_not_observed_is_waited_for(
     taken as the budget's refusal and ended the step at once. The eviction is sent again and
     goes through once the controller has caught up."""
     ns = kube_namespace
-    pod = await unobserved_budget(kube_admin, ns, make_deployment)
+    pods = await unobserved_budget(kube_admin, ns, make_deployment)
+    pod = pods[0]
     original = Core.create_namespaced_pod_eviction
     answers: list[str] = []
 
     with control_plane.controllers_paused() as resume:
         await raise_budget(kube_admin, ns)
+        await held_ready(kube_admin, ns, pods)
 
         async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:
@@ -330,7 +364,7 @@ async def test_a_budget_its_controller_has_not_observed_is_waited_for(
 
         monkeypatch.setattr(Core, "create_namespaced_pod_eviction", counted)
         action = DeletePod(FAST, budget_pending=PENDING)
-        ctx, params = step_ctx(kube_admin, str(uuid.uuid4())), DeletePod.Params(max_pods=1)
+        ctx, params = step_ctx(kube_admin, str(uuid.uuid4())), DeletePod.Params(pod=pod)
         result = await action.run(ctx, Target("Deployment", ns, "web"), params)
 
     assert answers == [f"429 {STILL_PROCESSED}", pod]
@@ -350,7 +384,8 @@ async def test_a_budget_its_controller_never_observes_ends_the_step_after_bounde
     ``budget_pending.attempts`` times, then the step fails as transient, naming the budget
     and what to look at, as not having acted; the pod is still there."""
     ns = kube_namespace
-    pod = await unobserved_budget(kube_admin, ns, make_deployment)
+    pods = await unobserved_budget(kube_admin, ns, make_deployment)
+    pod = pods[0]
     original = Core.create_namespaced_pod_eviction
     sent: list[str] = []
 
@@ -360,9 +395,10 @@ async def test_a_budget_its_controller_never_observes_ends_the_step_after_bounde
 
     with control_plane.controllers_paused():
         await raise_budget(kube_admin, ns)
+        await held_ready(kube_admin, ns, pods)
         monkeypatch.setattr(Core, "create_namespaced_pod_eviction", counted)
         action = DeletePod(FAST, budget_pending=PENDING)
-        ctx, params = step_ctx(kube_admin, str(uuid.uuid4())), DeletePod.Params(max_pods=1)
+        ctx, params = step_ctx(kube_admin, str(uuid.uuid4())), DeletePod.Params(pod=pod)
         with pytest.raises(TransientActionError) as failed:
             await action.run(ctx, Target("Deployment", ns, "web"), params)
         assert pod in await pods_of(kube_admin, ns, "web")
