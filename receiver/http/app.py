@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
+from receiver.approvals.desk import LINK_PATH
 from receiver.config import Settings
 from receiver.http.alerts import (
     ALERTS_PATH,
@@ -42,7 +43,7 @@ from receiver.http.deps import (
 )
 from receiver.http.guards import GUARDS_PATH, PAUSE_PATH, delete_pause, guards_status, put_pause
 from receiver.http.health import healthz, metrics_handler, readyz
-from receiver.http.login import ReviewWeb, add_login_routes
+from receiver.http.login import LOGIN_PATHS, ReviewWeb, add_login_routes
 from receiver.http.middleware import edge_middleware
 from receiver.http.pages import PAGE_PATHS, add_page_routes
 from receiver.http.queues import add_queue_routes
@@ -104,8 +105,12 @@ def create_app(
         read_timeout_s=settings.read_timeout_seconds,
         webhook_routes=frozenset({ALERTS_PATH}),
         own_auth=(APPROVALS_API,) if approvals is not None else (),
-        # The review's pages answer a bad query with a page, not the middleware's JSON.
-        page_paths=PAGE_PATHS if review is not None else (),
+        # The review's pages, its login and the approval links' pages answer a bad query with
+        # a page, not the middleware's JSON.
+        page_paths=(
+            *((*PAGE_PATHS, *LOGIN_PATHS) if review is not None else ()),
+            *((LINK_PATH.rstrip("/"),) if approvals is not None else ()),
+        ),
     )
     app = web.Application(client_max_size=max_body, middlewares=[edge])
     app[SETTINGS] = settings

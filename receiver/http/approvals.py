@@ -49,6 +49,7 @@ from receiver.http.bodies import (
 from receiver.http.deps import AUTH, CLOCK
 from receiver.http.filters import (
     BadParameter,
+    check_query,
     choice,
     limit_param,
     parse_since,
@@ -105,8 +106,15 @@ def _error_page(request: web.Request, message: str, status: int) -> web.Response
 
 
 async def _open(request: web.Request) -> tuple[ApprovalRecord, TokenClaims] | web.Response:
+    """The link's approval and claims, or the error page: a query no route takes (U+0000, a
+    %-escape that is not UTF-8, a parameter given twice; before the token is looked at, as the
+    middleware did, whose JSON a browser shows as text), a link that does not open, a store
+    out of reach."""
     try:
+        check_query(request.query, request.rel_url.raw_query_string)
         return await request.app[APPROVAL_WEB].desk.open_link(request.match_info["token"])
+    except BadParameter as exc:
+        return _error_page(request, exc.message, 400)
     except ApprovalError as exc:
         return _error_page(request, exc.message, exc.status)
     except StoreUnavailable:

@@ -57,22 +57,24 @@ def bad_field(exc: BadField) -> web.Response:
     return json_response({"error": exc.message, "field": exc.field}, 400)
 
 
-class _RepeatedKey(Exception):
-    """A JSON object gave ``key`` twice."""
+class _Object(dict[str, Any]):
+    """A JSON object as json read it (the last of a repeated key's values), with the first key
+    it gave more than once, or None."""
 
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+    repeated: str | None = None
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json's ``object_pairs_hook``: the object, or _RepeatedKey for a key given twice."""
-    body = dict(pairs)
+def _unique(pairs: list[tuple[str, Any]]) -> _Object:
+    """json's ``object_pairs_hook``: the object, marking its first repeated key. Not raised
+    here: json reads the innermost object first, where neither the path to the key nor whether
+    the body's own keys are known is at hand."""
+    body = _Object(pairs)
     if len(body) != len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _RepeatedKey(key)
+                body.repeated = key
+                break
             seen.add(key)
     return body
 
@@ -84,10 +86,14 @@ async def json_object(
     keys are among ``fields``, the ones the route reads.
 
     Raises BadField for a body that is not JSON, not an object, or holds U+0000 or a lone
-    surrogate in a string, and naming a key that is not one of ``fields`` (with the closest
-    one, if any is close) or one an object gives twice: json kept the last, so that
-    ``{"reason": "x", "for": "1m", "for": "7d"}`` paused for a week, a guess (RFC 8259 leaves
-    such an object's meaning to each reader)."""
+    surrogate in a string (a key with one: ``body``), and naming a key that is not one of
+    ``fields`` (with the closest one, if any is close; checked before repeats, so that a
+    misspelled key given twice is still named with the one meant) or one an object gives
+    twice: json kept the last, so that ``{"reason": "x", "for": "1m", "for": "7d"}`` paused
+    for a week, a guess (RFC 8259 leaves such an object's meaning to each reader). A key
+    repeated in an object inside the body is named by its path (``reason.a`` for
+    ``{"reason": {"a": 1, "a": 2}}``, "reason holds the key 'a' more than once"), not as
+    though it were a field."""
     if not request.can_read_body:
         if required:
             raise BadField("body", "expected a JSON object")
@@ -96,9 +102,6 @@ async def json_object(
         # Read as UTF-8 whatever charset the Content-Type names: JSON has no charset parameter
         # (RFC 8259 section 11), and an unknown one made request.json() raise LookupError (500).
         body = json.loads((await request.read()).decode("utf-8"), object_pairs_hook=_unique)
-    except _RepeatedKey as exc:
-        field = "body" if _unstorable(exc.key) else exc.key
-        raise BadField(field, f"{field} is given more than once: give it once") from None
     except UnicodeDecodeError as exc:
         raise BadField("body", f"not valid UTF-8 (byte {exc.start})") from None
     except (ValueError, RecursionError) as exc:
@@ -108,9 +111,11 @@ async def json_object(
     if not isinstance(body, dict):
         raise BadField("body", "expected a JSON object")
     _no_nul(body, "")
+    # Unknown keys first: a misspelled key given twice ("fro") is answered with the field meant.
     for key in body:
         if key not in fields:
             raise BadField(key, unknown_field(key, fields))
+    _no_repeat(body, "")
     return body
 
 
@@ -180,6 +185,26 @@ def _no_nul(value: Any, path: str) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _no_nul(item, f"{path}.{index}" if path else str(index))
+
+
+def _no_repeat(value: Any, path: str) -> None:
+    """Raises BadField for the first object in ``value`` (read by ``_unique``, keys storable)
+    that gives a key twice: a body's own key is named as the field, a nested one by its path
+    (``reason.a``), which says that the key is inside ``reason`` and not a field."""
+    if isinstance(value, _Object):
+        if value.repeated is not None:
+            if not path:
+                field = value.repeated
+                raise BadField(field, f"{field} is given more than once: give it once")
+            raise BadField(
+                f"{path}.{value.repeated}",
+                f"{path} holds the key {value.repeated!r} more than once: give it once",
+            )
+        for key, item in value.items():
+            _no_repeat(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _no_repeat(item, f"{path}.{index}" if path else str(index))
 
 
 def text_field(value: Any, field: str, *, max_chars: int) -> str | None:

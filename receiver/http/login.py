@@ -32,6 +32,7 @@ from receiver.approvals.identity import IdentityResolver
 from receiver.http.auth import ANONYMOUS, Role
 from receiver.http.bodies import BadField, form_of
 from receiver.http.deps import AUTH, LOG, SETTINGS
+from receiver.http.filters import BadParameter, check_query
 from receiver.http.origins import same_origin
 from receiver.http.responses import html_response
 from receiver.review.loader import Review
@@ -40,6 +41,7 @@ from receiver.review.sessions import SESSION_COOKIE, Sessions
 from receiver.review.text import duration_text
 
 __all__ = [
+    "LOGIN_PATHS",
     "REVIEW_WEB",
     "USER",
     "ReviewWeb",
@@ -54,6 +56,9 @@ __all__ = [
 # `$` would also match before a trailing newline, which no Location header can hold.
 _NEXT = re.compile(r"(runs|incidents)(/[A-Za-z0-9_-][A-Za-z0-9._-]*){0,2}(\?[^\s#\\]*)?")
 _DEFAULT_NEXT = "runs"
+
+# Pages, not API routes: the middleware leaves their query to them (``_bad_query``).
+LOGIN_PATHS = ("/login", "/logout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +158,22 @@ def signed_in(handler: Handler) -> Handler:
     return wrapped
 
 
+def _bad_query(request: web.Request) -> web.Response | None:
+    """The login form (400) saying what is wrong with a query no route takes (U+0000, a
+    %-escape that is not UTF-8, a parameter given twice: ``check_query``), else None. The
+    middleware answered it as JSON, which a browser shows as text, with no form to go on."""
+    try:
+        check_query(request.query, request.rel_url.raw_query_string)
+    except BadParameter as exc:
+        return _login_page(request, 400, _DEFAULT_NEXT, exc.message)
+    return None
+
+
 async def get_login(request: web.Request) -> web.Response:
-    """The login form (``?next=`` a review page to return to)."""
+    """The login form (``?next=`` a review page to return to); a bad query is the form, 400,
+    with the message."""
+    if (bad := _bad_query(request)) is not None:
+        return bad
     wanted = request.query.get("next", _DEFAULT_NEXT)
     return _login_page(request, 200, wanted if _NEXT.fullmatch(wanted) else _DEFAULT_NEXT)
 
@@ -169,7 +188,10 @@ def _secure(request: web.Request) -> bool:
 
 
 async def post_login(request: web.Request) -> web.StreamResponse:
-    """An operator token in, a session cookie out, and back to the page asked for."""
+    """An operator token in, a session cookie out, and back to the page asked for. A bad
+    query is the form, 400, with the message, the token not read."""
+    if (bad := _bad_query(request)) is not None:
+        return bad
     if not same_origin(request, request.app[SETTINGS].external_url or None):
         return _login_page(request, 403, _DEFAULT_NEXT, "sign in from this service's own page")
     try:
@@ -201,7 +223,10 @@ async def post_login(request: web.Request) -> web.StreamResponse:
 
 
 async def post_logout(request: web.Request) -> web.StreamResponse:
-    """Forget the session cookie; back to the login form."""
+    """Forget the session cookie; back to the login form. A bad query is the login form, 400,
+    with the message, the cookie kept."""
+    if (bad := _bad_query(request)) is not None:
+        return bad
     if not same_origin(request, request.app[SETTINGS].external_url or None):
         return _login_page(request, 403, _DEFAULT_NEXT, "sign out from this service's own page")
     response = _see_other(root_of(request) + "login")
@@ -213,6 +238,7 @@ def add_login_routes(app: web.Application, review: ReviewWeb) -> None:
     """The login routes, and what every review page finds on the app."""
     app[REVIEW_WEB] = review
     app[PAGES] = ReviewPages()
-    app.router.add_get("/login", get_login)
-    app.router.add_post("/login", post_login)
-    app.router.add_post("/logout", post_logout)
+    login, logout = LOGIN_PATHS
+    app.router.add_get(login, get_login)
+    app.router.add_post(login, post_login)
+    app.router.add_post(logout, post_logout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from receiver.pipeline.context import STEP_STARTED, RunContext
 from receiver.store import StepStart
+from receiver.store.steps import ENDED_WHILE_STARTED
 from remediations.base import Outcome, Result
 
 __all__ = ["UNRECORDED", "interruption", "not_started"]
@@ -21,14 +22,14 @@ def interruption(outcome: str, message: str) -> str:
     of its own, as its ``message`` tells it, for texts about it (the undo's notice and caveat,
     receiver.pipeline.undo): its record lost to a store outage in the process that ran it
     (``UNRECORDED``, written by ``not_started``), a worker that stopped in it, or, still
-    ``started``, no result recorded yet (either may be why). Read from the message the step
-    already has: no write of its own."""
+    ``started`` or ended so by its run's end (``ENDED_WHILE_STARTED``), no result recorded
+    (either may be why). Read from the message the step already has: no write of its own."""
     if message.startswith(UNRECORDED):
         return (
             "the store was unreachable when its result was to be recorded, not a stopped "
             "worker; its message says how its call ended"
         )
-    if outcome == STEP_STARTED:
+    if outcome == STEP_STARTED or message.startswith(ENDED_WHILE_STARTED):
         return "its result was never recorded (its worker stopped, or the store was out of reach)"
     return "a worker stopped while it ran"
 

@@ -60,9 +60,12 @@ _STARTABLE = ("pending", "awaiting_approval")
 
 # The outcome a step still ``started`` takes when its run ends without taking it up
 # (``remediations.base.Outcome.INTERRUPTED``), and why (``ENDED_WHILE_STARTED`` + the end).
+# Only what is known: a worker that stopped in the step and a result lost to a store outage
+# both leave it ``started`` (receiver.pipeline.marked reads this text back, ``interruption``).
 INTERRUPTED = Outcome.INTERRUPTED.value
 ENDED_WHILE_STARTED = (
-    "a worker stopped while this step ran: it may have acted, in part or in full; not run again; "
+    "this step's result was never recorded: its worker stopped, or the store was out of "
+    "reach; it may have acted, in part or in full; not run again; "
 )
 
 
@@ -71,8 +74,8 @@ async def mark_not_run(conn: Any, run_id: str, why: str) -> None:
     by a guard on the way to running) become ``not_run`` saying ``why``; called in the
     transaction that ends the run. A rejected, expired or cancelled approval has already
     ended its step its own way. Its on_resolved and on_failed steps are left alone: they have
-    their own occasions. A step still ``started`` (its worker stopped) may have acted: it
-    becomes ``interrupted``, never ``not_run``."""
+    their own occasions. A step still ``started`` (its worker stopped, or its result was lost
+    to a store outage) may have acted: it becomes ``interrupted``, never ``not_run``."""
     await conn.execute(
         """UPDATE steps SET outcome = $2, message = $3 || message || '; ' || $4
            WHERE run_id = $1::uuid AND phase = 'run' AND outcome = $5""",

@@ -306,6 +306,13 @@ async def test_a_run_left_running_by_its_dead_event_ends_once_its_alert_resolved
     assert run.outcome is RunOutcome.CANCELLED, run
     assert run.error == "not run: the alert resolved before the run's steps left ran"
     assert [s.outcome for s in run.steps] == ["interrupted"]
+    # Only what is known: a result lost to a store outage leaves a step started too. It read
+    # "a worker stopped while this step ran", a guess.
+    assert run.steps[0].message.startswith(
+        "this step's result was never recorded: its worker stopped, or the store was out of "
+        "reach; it may have acted, in part or in full; not run again; "
+    ), run.steps[0].message
+    assert run.steps[0].message.endswith(run.error), run.steps[0].message
     assert await store.queue_depth() == 0
 
 

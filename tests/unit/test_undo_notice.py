@@ -13,6 +13,7 @@ from receiver.model import StepPlan
 from receiver.pipeline.marked import UNRECORDED
 from receiver.pipeline.undo import StoppedUndo, caveat, stopped_undo, undo_failed_text
 from receiver.store import RunRecord, StepRecord
+from receiver.store.steps import ENDED_WHILE_STARTED
 from remediations.base import Outcome, Result
 from remediations.targets import Target
 from tests.support.run_records import failed_run
@@ -165,3 +166,14 @@ def test_the_undo_of_a_run_step_a_worker_stopped_in_still_says_so() -> None:
     assert "was interrupted: its result was never recorded (its worker stopped, or the store" in (
         text
     )
+
+
+def test_the_undo_of_a_run_step_its_run_ended_while_started_guesses_no_reason() -> None:
+    # Its run ended with it still started (mark_not_run): a stopped worker and a result lost to
+    # a store outage read the same, and the caveat said "a worker stopped while it ran".
+    ended = ENDED_WHILE_STARTED + "started by a; not run: the run ended cancelled"
+    text = caveat(run_of(record(0, "interrupted", phase="run", message=ended)))
+    assert "was interrupted: its result was never recorded (its worker stopped, or the store" in (
+        text
+    )
+    assert "a worker stopped while it ran" not in text

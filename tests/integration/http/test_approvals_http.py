@@ -142,6 +142,33 @@ async def test_deciding_on_the_page_works_once(make_edge: MakeEdge) -> None:
     assert edge.env.peer.pokes == 1
 
 
+async def test_the_link_answers_a_bad_query_with_its_error_page(make_edge: MakeEdge) -> None:
+    # The link's page is a page: a bad query got the middleware's JSON 400, raw JSON in a
+    # browser. It is the error page with the message, and decides nothing; the API stays JSON.
+    edge = await make_edge()
+    _, approval = await edge.env.pending_run()
+    path = edge.link(approval)
+    csrf = _csrf(await _open(edge, path))
+    form = {"decision": "approve", "operator_token": OPERATORS["alice"], "csrf": csrf}
+    for query, message in (
+        ("x=1&x=2", "x is given more than once: give it once"),
+        ("x=%ff", "x is not valid UTF-8 once its %-escapes are decoded"),
+        ("x=a%00b", "x must not contain U+0000 (NUL)"),
+    ):
+        for response in (
+            await edge.client.get(f"{path}?{query}"),
+            await _post(edge, f"{path}?{query}", form),
+        ):
+            assert (response.status, response.content_type) == (400, "text/html"), query
+            assert message in unescape(await response.text()), query
+    assert (await edge.env.desk.store.get_approval(approval.id)).state is ApprovalState.PENDING  # type: ignore[union-attr]
+    response = await edge.client.get("/api/v1/approvals?x=1&x=2", headers=OPERATOR)
+    assert (response.status, await response.json()) == (
+        400,
+        {"error": "x is given more than once: give it once", "parameter": "x"},
+    )
+
+
 async def test_forged_tampered_expired_and_wrong_key_links_are_refused(
     make_edge: MakeEdge,
 ) -> None:

@@ -116,18 +116,47 @@ async def test_a_pause_field_given_twice_is_named_and_pauses_nothing(
     guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
     client = await make_client(guards=guards)
     headers = {**OPERATOR, "Content-Type": "application/json"}
-    for body, field in (
-        (b'{"reason": "x", "for": "1m", "for": "7d"}', "for"),
-        (b'{"reason": "x", "reason": "y"}', "reason"),
-        (rb'{"reason": "x", "\u0000": 1, "\u0000": 2}', "body"),  # not echoed as a name
+    for body, field, error in (
+        (b'{"reason": "x", "for": "1m", "for": "7d"}', "for", "for is given more than once"),
+        (b'{"reason": "x", "reason": "y"}', "reason", "reason is given more than once"),
+        # The key is inside reason, not a field of the body: its path says so.
+        (
+            b'{"reason": {"a": 1, "a": 2}}',
+            "reason.a",
+            "reason holds the key 'a' more than once",
+        ),
+        (
+            b'{"reason": "x", "for": [{"b": {"a": 1, "a": 2}}]}',
+            "for.0.b.a",
+            "for.0.b holds the key 'a' more than once",
+        ),
+        # Not echoed as a name: the key cannot be stored, whether given once or twice.
+        (
+            rb'{"reason": "x", "\u0000": 1, "\u0000": 2}',
+            "body",
+            "a key must not contain U+0000 (NUL)",
+        ),
     ):
         response = await client.put(PAUSE_PATH, data=body, headers=headers)
         assert response.status == 400, body
-        assert await response.json() == {
-            "error": f"{field} is given more than once: give it once",
-            "field": field,
-        }
+        suffix = "" if field == "body" else ": give it once"
+        assert await response.json() == {"error": error + suffix, "field": field}, body
     assert not (await guards.status())["paused"]
+
+
+async def test_a_misspelled_pause_field_given_twice_is_named_with_the_closest_one(
+    make_client: MakeClient, redis_client: redis.asyncio.Redis
+) -> None:
+    # The repeat was found first: "fro is given more than once" hid that "fro" is no field.
+    client = await make_client(guards=Guards(redis_client, NamespacePolicy(), GuardSettings()))
+    headers = {**OPERATOR, "Content-Type": "application/json"}
+    body = b'{"reason": "x", "fro": "1h", "fro": "2h"}'
+    response = await client.put(PAUSE_PATH, data=body, headers=headers)
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "unknown field 'fro' (did you mean 'for'?); this body takes 'for', 'reason'",
+        "field": "fro",
+    }
 
 
 async def test_without_guards_their_routes_say_so(make_client: MakeClient) -> None:

@@ -267,3 +267,25 @@ async def test_every_page_answers_a_bad_query_with_a_page(served: Served) -> Non
         400,
         {"error": "since is given more than once: give it once", "parameter": "since"},
     )
+
+
+async def test_the_login_and_logout_answer_a_bad_query_with_the_login_form(
+    served: Served,
+) -> None:
+    # They are pages too: /login?x=1&x=2 got the middleware's JSON 400, raw JSON in a browser.
+    same_site = {"Sec-Fetch-Site": "same-origin"}
+    form = {"operator_token": OPERATOR_TOKEN, "next": "runs"}
+    for query, message in BAD_QUERIES:
+        for method, path in (("GET", "/login"), ("POST", "/login"), ("POST", "/logout")):
+            response = await served.client.request(
+                method,
+                f"{path}?{query}",
+                data=form if method == "POST" else None,
+                headers=same_site,
+                allow_redirects=False,
+            )
+            assert (response.status, response.content_type) == (400, "text/html"), (path, query)
+            body = html.unescape(await response.text())
+            assert message in body, (path, query)
+            assert 'id="operator_token"' in body, (path, query)
+            assert "Set-Cookie" not in response.headers, (path, query)  # no sign-in, no sign-out
