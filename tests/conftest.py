@@ -6,6 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import settings
+
+# No per-example deadline (hypothesis's default is 200 ms): a deadline is a timed test, which
+# fails on a loaded machine for no fault of the code (a rule-set test did so under a full run
+# beside other work); speed is measured by the benchmarks (bench/), never asserted here. An
+# example's own settings still apply where a test sets them.
+settings.register_profile("remediator", deadline=None)
+settings.load_profile("remediator")
 
 pytest_plugins = [
     "tests.support.amoracle",
