@@ -1,4 +1,5 @@
-"""Alert event rows read back: the columns read (``event_columns``) and the record
+"""Alert event rows as JSON goes to the store (``event_json``: the documents intake's
+statements send) and read back: the columns read (``event_columns``) and the record
 (``event_from_row``), refused with ``UnreadableEvent`` for a row whose labels or annotations
 were edited, in the database, to what intake never writes (``receiver.store.stored_json``).
 
@@ -9,6 +10,7 @@ it is fails the steps it takes up without acting (``receiver.pipeline.runner.rea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +18,19 @@ from receiver.model import AlertEvent, Status
 from receiver.store.stored_json import STRINGS, decode_columns
 from receiver.unreadable import unreadable_text
 
-__all__ = ["EVENT_SHAPES", "UnreadableEvent", "event_columns", "event_from_row"]
+__all__ = ["EVENT_SHAPES", "UnreadableEvent", "event_columns", "event_from_row", "event_json"]
+
+
+def _as_dict(value: object) -> dict[object, object]:
+    """Labels and annotations may be any Mapping; JSON encodes only dicts."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# Compact JSON of events' values, their labels and annotations (any Mapping) as objects: the
+# documents intake's insert and its label-clash check send (events.py, label_clashes.py).
+event_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_as_dict).encode
 
 # An event's JSON columns, as intake writes them: label name -> value, both strings.
 EVENT_SHAPES = {"labels": STRINGS, "annotations": STRINGS}

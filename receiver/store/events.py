@@ -12,8 +12,7 @@ the insert statement, by the fragments of ``receiver.store.occurrences``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from receiver.store.claims import (
 )
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
+from receiver.store.event_rows import event_json
 from receiver.store.failures import Failures
 from receiver.store.label_clashes import ClashReport
 from receiver.store.leases import EVENTS, Leases, complete_sql
@@ -44,15 +44,6 @@ CLAIM_WINDOW = 32
 # (intake passes its configured intake.timeout).
 INSERT_TIMEOUT_S = 5.0
 
-
-def _as_dict(value: object) -> dict[object, object]:
-    """Labels and annotations may be any Mapping; JSON encodes only dicts."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_as_dict).encode
 
 # The most characters of JSON one insert statement sends. A jsonb value holds at most 255 MB
 # (PostgreSQL's limit, not a setting); one character is at most 4 bytes of UTF-8, and jsonb's
@@ -96,9 +87,9 @@ def _documents(groups: Sequence[Sequence[NewEvent]]) -> Iterator[str]:
     parts: list[str] = []
     size = 0
     for group in groups:
-        pieces = [_compact_json(run) for run in _runs(group)]
+        pieces = [event_json(run) for run in _runs(group)]
         if sum(len(piece) for piece in pieces) > _DOCUMENT_CHARS:
-            pieces = [_compact_json(run) for event in group for run in _runs([event])]
+            pieces = [event_json(run) for event in group for run in _runs([event])]
         for piece in pieces:
             if parts and size + len(piece) + 1 > _DOCUMENT_CHARS:
                 yield "[" + ",".join(parts) + "]"
@@ -158,7 +149,7 @@ class EventQueue(Leases, Failures):
             return [(0, 0) for _ in groups]
         # Each notification's groupKey and receiver once, not once an alert: a long groupKey
         # repeated for each of many alerts outgrew what one jsonb value can hold.
-        document = _compact_json([run for group in groups for run in _runs(group)])
+        document = event_json([run for group in groups for run in _runs(group)])
         async with self._within(timeout_s) as conn:
             if len(document) <= _DOCUMENT_CHARS:
                 # One statement, so one round trip: it is its own transaction (committed

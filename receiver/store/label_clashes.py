@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 
 from receiver.log_limits import Throttle
+from receiver.store.event_rows import event_json
 from receiver.store.records import NewEvent
 
 __all__ = ["CLASH_SQL", "LOG_EVERY_S", "ClashReport", "LabelClash", "label_clashes"]
@@ -76,9 +77,6 @@ def _differing(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
 async def label_clashes(
     conn: Any, duplicates: Sequence[Sequence[NewEvent]]
 ) -> list[list[LabelClash]]:
@@ -93,9 +91,9 @@ async def label_clashes(
         return found
     rows = await conn.fetch(
         CLASH_SQL,
-        _compact_json(
+        event_json(
             [
-                (event.fingerprint, event.starts_at, str(event.status), dict(event.labels))
+                (event.fingerprint, event.starts_at, str(event.status), event.labels)
                 for _, event in flat
             ]
         ),
