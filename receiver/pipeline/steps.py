@@ -48,7 +48,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -210,7 +210,7 @@ class StepRunner:
                 )
             except StoreUnavailable:
                 if start is not None and start.started:
-                    self._remember_unrecorded((ctx.run_id, ctx.phase, step.index), result)
+                    _remember(self._unrecorded, (ctx.run_id, ctx.phase, step.index), result)
                 raise
         ctx.log.info(
             "step",
@@ -271,18 +271,22 @@ class StepRunner:
                 lease=ctx.lease,
             )
         except BaseException:
-            if len(self._unconfirmed) >= _MAX_UNCONFIRMED:
-                # Forgotten, the oldest reads as interrupted if it comes back: the safe side.
-                del self._unconfirmed[next(iter(self._unconfirmed))]
-            self._unconfirmed[key] = attempt
+            # Forgotten, the oldest reads as interrupted if it comes back: the safe side.
+            _remember(self._unconfirmed, key, attempt)
             raise
 
-    def _remember_unrecorded(self, key: tuple[str, str, int], result: Result) -> None:
-        """Keep how step ``key`` ended (``_unrecorded``); past ``_MAX_UNCONFIRMED`` the oldest
-        is forgotten, and reads as a stopped worker's."""
-        if len(self._unrecorded) >= _MAX_UNCONFIRMED:
-            del self._unrecorded[next(iter(self._unrecorded))]
-        self._unrecorded[key] = result
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
+    """``memo[key] = value``, the oldest entry forgotten first past ``_MAX_UNCONFIRMED``
+    (``StepRunner``'s ``_unconfirmed`` and ``_unrecorded``: a step forgotten reads as a
+    stopped worker's, the safe side)."""
+    if len(memo) >= _MAX_UNCONFIRMED:
+        del memo[next(iter(memo))]
+    memo[key] = value
 
 
 # The most steps whose mark's answer was lost that a StepRunner remembers (``_start``): each is
