@@ -125,7 +125,10 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
                 click.echo(f"{kind} {item_id}: {exc.format_message()}", err=True)
                 continue
             item = data.get(kind, {}) if isinstance(data, dict) else {}
-            click.echo(f"{kind} {item_id}: {_DONE[action]}, now {item.get('state', '?')}")
+            # A dropped job may end the run that nothing else would move (store/job_ends.py).
+            ended = item.get("run_ended")
+            run = f"; its run {item.get('run_id')} ended {ended}" if ended else ""
+            click.echo(f"{kind} {item_id}: {_DONE[action]}, now {item.get('state', '?')}{run}")
         if failed:
             raise UserError(f"{failed} of {len(item_ids)} {plural} not {_DONE[action]}")
 

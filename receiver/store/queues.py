@@ -9,6 +9,7 @@ two answers to a dead letter, each audited in the same transaction (``event.retr
   afresh (its last error is kept until the next attempt replaces it);
 - drop: a dead or pending item is settled as done without being processed, the reason in
   ``settled_reason`` (``dropped: ...``). A claimed item is being processed: it cannot be dropped.
+  A dropped job's run that nothing else would move ends in the same transaction (job_ends.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncpg
 from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
+from receiver.store.job_ends import end_dropped_job_run
 from receiver.store.leases import EVENTS, JOBS, QueueTable
 from receiver.store.paging import Placeholders
 from receiver.store.stored_json import stored_data
@@ -203,8 +205,10 @@ class Queues(Database):
         self, kind: str, item_id: int, *, actor: str, reason: str
     ) -> dict[str, Any]:
         """Settle a dead or pending event or job as done without processing it, ``reason`` in
-        its ``settled_reason``; audited. ItemNotFound; ItemConflict when it is claimed (being
-        processed) or already done."""
+        its ``settled_reason``; audited. A job's run that nothing else would move ends with it
+        (job_ends.py: a verifying run whose deadline job this was), and the item then says so
+        in ``run_ended`` (the run's outcome). ItemNotFound; ItemConflict when it is claimed
+        (being processed) or already done."""
         queue = _queue(kind)
         view, _ = _VIEWS[queue.kind]
         async with self._tx() as conn:
@@ -220,7 +224,16 @@ class Queues(Database):
                 f"dropped: {reason}",
             )
             await self._audit(conn, queue, "drop", before, actor, reason)
-        return _view(queue, row)
+            # After the job's own row: a run that only this job would have moved ends with it.
+            ended = (
+                None
+                if queue is not JOBS
+                else await end_dropped_job_run(conn, before, actor, reason)
+            )
+        item = _view(queue, row)
+        if ended is not None:
+            item["run_ended"] = ended
+        return item
 
     async def _lock(self, conn: Any, queue: QueueTable, item_id: int) -> Mapping[str, Any]:
         # FOR UPDATE: a claim skips the row (SKIP LOCKED) while the action decides.

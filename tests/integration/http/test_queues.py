@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from receiver.cli import main
-from receiver.model import Target
+from receiver.model import RunOutcome, Target
 from receiver.store import JobKind, Store
 from tests.support.events import new_event, new_run
 from tests.support.http import OPERATOR, OPERATOR_TOKEN, Client, MakeClient
@@ -243,3 +243,38 @@ async def test_cli_lists_retries_and_drops_dead_letters(
     assert "boom" in jobs.stdout
     bad = await cli(client, "events", "--dead", "--state", "done")
     assert bad.exit_code == 2
+
+
+async def test_a_dropped_deadline_job_ends_its_verifying_run_over_the_api_and_the_cli(
+    make_client: MakeClient, store: Store
+) -> None:
+    """Nothing else ends a verification past its deadline: the drop does, and says so."""
+    client = await make_client()
+    ids = []
+    for i in range(2):
+        run_id = await new_run(store, i, target=Target("Deployment", "shop", f"v{i}"))
+        assert await store.set_run_outcome(run_id, RunOutcome.RUNNING)
+        assert await store.set_run_outcome(
+            run_id, RunOutcome.VERIFYING, verify_within_s=60, schedule=[("verify_deadline", 60)]
+        )
+        [job], _ = await store.list_jobs(run_id=run_id)
+        ids.append((run_id, job["id"]))
+    (over_api, api_job), (over_cli, cli_job) = ids
+
+    status, answer = await post(client, f"/api/v1/jobs/{api_job}/drop", {"reason": "stuck"})
+    assert (status, answer["job"]["state"], answer["job"]["run_ended"]) == (
+        200,
+        "done",
+        "cancelled",
+    )
+    dropped = await cli(client, "jobs", "drop", str(cli_job), "--reason", "stuck")
+    assert dropped.exit_code == 0, dropped.output
+    assert f"job {cli_job}: dropped, now done; its run {over_cli} ended cancelled" in (
+        dropped.stdout
+    )
+    for run_id in (over_api, over_cli):
+        status, answer = await get(client, f"/api/v1/runs/{run_id}")
+        assert status == 200
+        assert answer["run"]["outcome"] == "cancelled"
+        assert answer["run"]["error"].startswith("verification not done: its deadline job ")
+        assert [a["kind"] for a in answer["audit"]][-2:] == ["job.drop", "run.outcome"]
