@@ -1,19 +1,22 @@
-"""The target lock as the tests look at it, and a pipeline pass whose lock release Redis does
-not answer (the one call raising as an unreachable Redis makes it raise; PostgreSQL and Redis
-stay real)."""
+"""The target lock as the tests look at it, a Redis that holds every write back
+(``writes_held``), and a pipeline pass whose lock release Redis does not answer (the one call
+raising as an unreachable Redis makes it raise; PostgreSQL and Redis stay real)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from receiver.guards.policy import GuardUnavailable
 from receiver.model import Disposition
 from receiver.store import EventLease
 from tests.support.pipeline import Harness
 
-__all__ = ["lock_holder", "pass_unreleased", "release_unreachable"]
+__all__ = ["lock_holder", "pass_unreleased", "release_unreachable", "writes_held"]
 
 
 async def lock_holder(h: Harness) -> str | None:
@@ -26,6 +29,22 @@ async def lock_holder(h: Harness) -> str | None:
         return None
     text = value.decode() if isinstance(value, bytes) else str(value)
     return text.split("|", 1)[1].split("/", 1)[0]
+
+
+@contextlib.asynccontextmanager
+async def writes_held(
+    client: redis.asyncio.Redis | redis.asyncio.RedisCluster,
+) -> AsyncIterator[None]:
+    """While the block runs, the real Redis behind ``client`` holds back every command that
+    may write, every Lua script included (``CLIENT PAUSE ... WRITE``, Redis 6.2): the guards'
+    calls time out (``GuardSettings.timeout_s``) as they do against a Redis that hangs, and
+    their client drops the connection, so a held script never runs afterwards. Reads answer.
+    Lifted on the way out (``CLIENT UNPAUSE``); a minute at most if the test dies."""
+    await client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        yield
+    finally:
+        await client.execute_command("CLIENT", "UNPAUSE")
 
 
 async def release_unreachable(*args: Any, **kwargs: Any) -> bool:
