@@ -194,7 +194,9 @@ jobs = _queue_group(
         click.option(
             "--kind",
             default=None,
-            help="Only jobs of this kind: resume_run, verify_deadline, resume_resolve.",
+            help=(
+                "Only jobs of this kind: resume_run, verify_deadline, resume_resolve, release_lock."
+            ),
         ),
         click.option("--run", "run_id", default=None, help="Only the jobs of this run (its id)."),
     ],

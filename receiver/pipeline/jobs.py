@@ -27,6 +27,9 @@ events):
   decision and its expiry wake), through the same gate as a run step; approved, it does not
   act if its alert has fired again meanwhile (the approve stage withdraws it to the next
   resolution: ``Store.withdraw_refired_undo``).
+- ``release_lock``: the target lock of a run that has ended, which the pass that ended it could
+  not give back (Redis did not answer): given back by the exact tokens the job names, retried
+  until Redis answers (pipeline.lock_release).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from receiver.model import Announce, Disposition, RunOutcome, VerifyResult
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps
 from receiver.pipeline.escalate import Escalation, escalating
 from receiver.pipeline.events import disposition_of
+from receiver.pipeline.lock_release import release_queued
 from receiver.pipeline.overtaken import run_overtaken
 from receiver.pipeline.resolve import taken_up_resolving
 from receiver.pipeline.runner import RESUMABLE, Stages, run_stages, take_up
@@ -62,6 +66,8 @@ class JobHandler:
         log = self._log.bind(job_id=job.id, job=job.kind, run_id=job.run_id)
         if job.kind is JobKind.VERIFY_DEADLINE:
             return await self._deadline(job.run_id, log)
+        if job.kind is JobKind.RELEASE_LOCK:
+            return await release_queued(self._deps, job.run_id, job.payload, log)
         if job.kind is JobKind.RESUME_RUN:
             run = await self._deps.store.get_run(job.run_id)
             # Its alert resolved while it was parked (approved, the target lock, a worker that

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from receiver.guards.policy import Admission, AdmissionRequest, GuardError, GuardUnavailable
-from receiver.model import GuardSpec, RunOutcome
+from receiver.guards.policy import GuardError
+from receiver.model import RunOutcome
 from receiver.pipeline.budget import BudgetRefund
 from receiver.pipeline.context import Deps, RunContext
+from receiver.pipeline.lock_release import release_or_queue
 from receiver.store import LeaseFence, StoreUnavailable
 from remediations.notify.action import Notify
 from remediations.targets import Target
@@ -75,8 +76,10 @@ async def release_admitted_lock(
     ``guards.lock_ttl`` and every later run on the target waited it out. Releasing any lock
     of the run would be unsafe: its on_resolved and on_failed steps are admitted under the
     same run id, each with a token of its own, which this leaves alone, as it leaves a later
-    admission's and another run's. Redis or the store unreachable: logged, the lock ends with
-    its TTL.
+    admission's and another run's. Redis unreachable: a ``release_lock`` job gives it back
+    once Redis answers (``lock_release.release_or_queue``; before, the lock held the target
+    until its TTL though the run had ended). The store unreachable: logged, the lock ends
+    with its TTL.
 
     A run the store never recorded as admitted (its worker died after Redis admitted it and
     before the admission was written: a run taken up after waiting for the lock, then ended
@@ -84,14 +87,10 @@ async def release_admitted_lock(
     holds it under any token (``Guards.release_run``). Before, it stayed until its TTL."""
     try:
         token = await deps.store.admitted_lock(run_id)
-        request = AdmissionRequest(run_id, rule, target, False, GuardSpec())
-        if token is None:
-            released = await deps.guards.release_run(request)
-        elif not token:
+        if token == "":
             return False
-        else:
-            released = await deps.guards.release(request, Admission(True, lock_token=token))
-    except (GuardUnavailable, GuardError, StoreUnavailable) as exc:
+        released = await release_or_queue(deps, run_id, rule, target, token, log) is True
+    except (GuardError, StoreUnavailable) as exc:
         log.warning("could not release the lock the run's admission took", error=str(exc))
         return False
     if released:

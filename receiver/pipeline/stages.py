@@ -33,6 +33,7 @@ from receiver.pipeline.context import (
     RunContext,
     release_when_done,
 )
+from receiver.pipeline.lock_release import release_or_queue
 from receiver.pipeline.overtaken import release_admitted_lock, run_overtaken
 from receiver.pipeline.steps import StepRunner
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
@@ -284,16 +285,21 @@ class Admit:
         """The run ended, or its alert resolved, while its guards were asked
         (``record_admission`` found it so): nothing of it runs. The target lock is released,
         and the budget slot of a run never admitted before is given back (no step of it
-        acted). Redis unreachable: the lock ends with its TTL, the slot leaves the window with
-        time (the safe side), logged."""
+        acted). Redis unreachable: a ``release_lock`` job gives the lock back once it answers
+        (``release_or_queue``; before, it held the target until its TTL though the run had
+        ended), the slot leaves the window with time (the safe side), logged."""
         deps = self._deps
         ctx.log.info("nothing to resume: the run ended, or its alert resolved, before admission")
-        try:
-            await deps.guards.release(request, admission)
-            if fresh and request.disruptive:
+        req, token = request, admission.lock_token
+        if token is not None and (
+            await release_or_queue(deps, req.run_id, req.rule, req.target, token, ctx.log) is None
+        ):
+            return  # Redis did not answer (nor would it for the slot)
+        if fresh and request.disruptive:
+            try:
                 await deps.guards.refund_budget(request.run_id)
-        except GuardUnavailable as exc:
-            ctx.log.warning("admission of an ended run not given back", error=str(exc))
+            except GuardUnavailable as exc:
+                ctx.log.warning("budget slot of an ended run not given back", error=str(exc))
 
     async def _refuse(self, ctx: RunContext, refusal: Refusal) -> Verdict:
         """Record ``refusal`` on the run (a new run is stored refused in one statement), count

@@ -141,6 +141,9 @@ class JobKind(StrEnum):
     VERIFY_DEADLINE = "verify_deadline"
     # A closed run's on_resolved steps were held by a guard (pause, target lock): try them again.
     RESUME_RESOLVE = "resume_resolve"
+    # A pass that ended the run could not give its target lock back (Redis did not answer):
+    # give back the tokens the payload names (pipeline/lock_release.py).
+    RELEASE_LOCK = "release_lock"
 
 
 @dataclass(frozen=True, slots=True)

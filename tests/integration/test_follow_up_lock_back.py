@@ -4,15 +4,18 @@ Before, the undo's or the escalation's pass gave its lock back only in the pipel
 after it had written its end: a release Redis did not answer there (a blip; a Redis that
 persists keeps the lock over its restart) was logged, and the lock held the Deployment until
 ``guards.lock_ttl`` (10 minutes), every run on it waiting. Now the pass is retried (its event
-or job stays), and the retry gives the lock back. The fault is the one Redis call, the
-release, raising as an unreachable Redis makes it raise; PostgreSQL and Redis are real.
+or job stays), and the retry gives the lock back. PostgreSQL and Redis are real; the undo's
+fault is Redis holding every write once its step acted (``CLIENT PAUSE WRITE``), the
+escalation's the one Redis call, the release, raising as an unreachable Redis makes it raise.
 """
 
 from __future__ import annotations
 
 import aiohttp
 import pytest
+import redis.asyncio
 
+from receiver.guards.policy import GuardSettings
 from receiver.model import RunOutcome
 from receiver.store import JobKind
 from tests.integration.test_escalation_stops import Pager, first_run, harness, recur
@@ -20,7 +23,12 @@ from tests.integration.test_run_end_crash import Counts
 from tests.support.payloads import alert, notification
 from tests.support.peer import answering
 from tests.support.pipeline import MakeHarness
-from tests.support.target_locks import lock_holder, pass_unreleased, release_unreachable
+from tests.support.target_locks import (
+    HoldsWrites,
+    lock_holder,
+    pass_writes_held,
+    release_unreachable,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -42,20 +50,24 @@ def _labels(pod: str) -> dict[str, str]:
 
 
 async def test_an_undo_whose_lock_redis_did_not_take_back_is_retried_and_frees_the_target(
-    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+    make_harness: MakeHarness, redis_client: redis.asyncio.Redis
 ) -> None:
-    """The undo runs; Redis does not answer as its pass gives the lock back. Before, the
-    resolved event was done and the lock stayed: the next alert's run on the Deployment
-    waited (``pending``, "target is locked by run <the first>"). Now the event is retried,
-    and the retry, Redis back, gives the lock back without running the undo again."""
-    counts = Counts()
-    h = await make_harness(RULE, extra_actions=[counts], dry_run=False)
+    """The undo runs; Redis holds every write from then on, the lock's release as its pass
+    gives it back included (``CLIENT PAUSE WRITE``). Before, the resolved event was done and
+    the lock stayed: the next alert's run on the Deployment waited (``pending``, "target is
+    locked by run <the first>"). Now the event is retried, and the retry, Redis back, gives
+    the lock back without running the undo again."""
+    counts = HoldsWrites(redis_client, hold_on=2)
+    rule = RULE.replace(Counts.name, HoldsWrites.name)
+    h = await make_harness(
+        rule, GuardSettings(timeout_s=0.5), extra_actions=[counts], dry_run=False
+    )
     await h.deliver(_labels("web-1"))
     run = await h.only_run()
     assert counts.calls == 1
 
     await h.intake.accept(notification(alert(_labels("web-1"), status="resolved")))
-    disposition = await pass_unreleased(h, monkeypatch)
+    disposition = await pass_writes_held(h)
     assert counts.calls == 2  # the undo ran
     assert not disposition.is_done, "the resolved event was done with the undo's lock held"
     assert "could not be given back" in (disposition.error or "")

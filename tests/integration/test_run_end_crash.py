@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
+import redis.asyncio
 from pydantic import BaseModel
 
-from receiver.guards.policy import GuardSettings, GuardUnavailable
+from receiver.guards.policy import GuardSettings
 from receiver.model import RunOutcome
 from receiver.store import EventLease
 from remediations.base import ActionContext, Outcome, Result
@@ -23,6 +24,7 @@ from tests.support.leases import take_over
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
 from tests.support.rules import Restart
+from tests.support.target_locks import HoldsWrites, lock_holder, pass_writes_held
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -243,30 +245,25 @@ async def test_a_failure_fed_again_by_the_retry_is_counted_once(
 
 
 async def test_a_run_whose_lock_redis_did_not_take_back_ends_once_it_does(
-    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+    make_harness: MakeHarness, redis_client: redis.asyncio.Redis
 ) -> None:
     """Redis does not answer as the run gives its target lock back (a blip; a Redis that
-    persists, as a deployment's must, keeps the lock over its restart). Before, the run ended
+    persists, as a deployment's must, keeps the lock over its restart): here it holds every
+    write from the end of the step on (``CLIENT PAUSE WRITE``). Before, the run ended
     ``succeeded`` all the same and its lock stayed: every later run on the Deployment waited
     out ``guards.lock_ttl`` (found by restarting a persistent Redis under two replicas). Now
     the run stays running and its event is retried; the retry, Redis back, gives the lock back
     and ends the run, its step not called again."""
-    counts = Counts()
-    h = await make_harness(_rule(Counts.name), extra_actions=[counts], dry_run=False)
+    counts = HoldsWrites(redis_client, hold_on=1)
+    quick = GuardSettings(timeout_s=0.5)
+    h = await make_harness(_rule(HoldsWrites.name), quick, extra_actions=[counts], dry_run=False)
     await h.intake.accept(notification(alert(_labels("web-1"))))
-    (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
-
-    async def unreachable(*args: Any, **kwargs: Any) -> None:
-        raise GuardUnavailable("redis unavailable during release: network:ConnectionError")
-
-    monkeypatch.setattr(h.guards, "release", unreachable)
-    disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
-    monkeypatch.undo()
+    disposition = await pass_writes_held(h)
     assert not disposition.is_done
     assert "target lock could not be given back" in (disposition.error or "")
     (run,) = await h.runs()
     assert run.outcome is RunOutcome.RUNNING
-    await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
+    assert await lock_holder(h) == run.id
 
     await h.drain()
     ended = await h.store.get_run(run.id)

@@ -1,19 +1,34 @@
-"""The target lock as the tests look at it, and a pipeline pass whose lock release Redis does
-not answer (the one call raising as an unreachable Redis makes it raise; PostgreSQL and Redis
-stay real)."""
+"""The target lock as the tests look at it, a Redis that holds every write back
+(``writes_held``; from within a step: ``HoldsWrites``, ``pass_writes_held``), and a pipeline
+pass whose lock release Redis does not answer (``pass_unreleased``: the one call raising as an
+unreachable Redis makes it raise; PostgreSQL and Redis stay real)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 import pytest
+import redis.asyncio
+from pydantic import BaseModel
 
 from receiver.guards.policy import GuardUnavailable
 from receiver.model import Disposition
 from receiver.store import EventLease
+from remediations.base import ActionContext, Outcome, Result
+from remediations.targets import Target
 from tests.support.pipeline import Harness
+from tests.support.rules import Restart
 
-__all__ = ["lock_holder", "pass_unreleased", "release_unreachable"]
+__all__ = [
+    "HoldsWrites",
+    "lock_holder",
+    "pass_unreleased",
+    "pass_writes_held",
+    "release_unreachable",
+    "writes_held",
+]
 
 
 async def lock_holder(h: Harness) -> str | None:
@@ -26,6 +41,22 @@ async def lock_holder(h: Harness) -> str | None:
         return None
     text = value.decode() if isinstance(value, bytes) else str(value)
     return text.split("|", 1)[1].split("/", 1)[0]
+
+
+@contextlib.asynccontextmanager
+async def writes_held(
+    client: redis.asyncio.Redis | redis.asyncio.RedisCluster,
+) -> AsyncIterator[None]:
+    """While the block runs, the real Redis behind ``client`` holds back every command that
+    may write, every Lua script included (``CLIENT PAUSE ... WRITE``, Redis 6.2): the guards'
+    calls time out (``GuardSettings.timeout_s``) as they do against a Redis that hangs, and
+    their client drops the connection, so a held script never runs afterwards. Reads answer.
+    Lifted on the way out (``CLIENT UNPAUSE``); a minute at most if the test dies."""
+    await client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        yield
+    finally:
+        await client.execute_command("CLIENT", "UNPAUSE")
 
 
 async def release_unreachable(*args: Any, **kwargs: Any) -> bool:
@@ -42,6 +73,42 @@ async def pass_unreleased(h: Harness, monkeypatch: pytest.MonkeyPatch) -> Dispos
         disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
     finally:
         monkeypatch.undo()
+    if not disposition.is_done:
+        await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
+    return disposition
+
+
+class HoldsWrites(Restart):
+    """A step that changes something and counts its calls; its ``hold_on``-th call, once it
+    has acted, makes the real Redis behind ``client`` hold every write back (``CLIENT PAUSE
+    WRITE``, as ``writes_held``): the rest of its pass (the target lock's release) meets a
+    Redis that does not answer, until ``pass_writes_held`` lifts it."""
+
+    name: ClassVar[str] = "test.holds_writes"
+
+    def __init__(
+        self, client: redis.asyncio.Redis | redis.asyncio.RedisCluster, hold_on: int
+    ) -> None:
+        self.client = client
+        self.hold_on = hold_on
+        self.calls = 0
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        self.calls += 1
+        if self.calls == self.hold_on:
+            await self.client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        return Result(Outcome.OK, "changed", {"n": 0}, {"n": 1})
+
+
+async def pass_writes_held(h: Harness) -> Disposition:
+    """Process the one claimable event, a ``HoldsWrites`` step of which makes Redis hold every
+    write back, then lift that; its disposition. An event not done is handed back due now,
+    for the next ``drain``."""
+    (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
+    try:
+        disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
+    finally:
+        await h.guards.redis.execute_command("CLIENT", "UNPAUSE")
     if not disposition.is_done:
         await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
     return disposition
