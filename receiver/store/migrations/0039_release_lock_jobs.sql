@@ -6,8 +6,11 @@
 -- that held it had ended. The pass now queues a 'release_lock' job with the exact token to
 -- give back (receiver/pipeline/lock_release.py), retried until Redis answers.
 --
--- A replica of the release before that claims such a job during a rolling update answers it
--- with a retry ("unknown job kind"), which a new replica takes up in its turn.
+-- A replica of the release before cannot read the kind (its JobKind has no such member): during
+-- a rolling update its claim of a batch holding such a job fails, and that batch's jobs wait
+-- for their lease (worker.lease, 60 s) to end, to be claimed again, by a new replica or by it.
+-- Nothing is lost or done twice; the batch is late. Such a job is only queued while Redis does
+-- not answer a release.
 ALTER TABLE jobs DROP CONSTRAINT jobs_kind_check;
 ALTER TABLE jobs ADD CONSTRAINT jobs_kind_check
     CHECK (kind IN ('resume_run', 'verify_deadline', 'resume_resolve', 'release_lock'));
