@@ -240,6 +240,7 @@ async def run_service(
             health=health,
             runs_reader=routes_store,
             queues=routes_store,
+            locks=guards,
             log=log.bind(component="http"),
             guards=kill_switch,
             approvals=ApprovalWeb(

@@ -125,9 +125,14 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
                 click.echo(f"{kind} {item_id}: {exc.format_message()}", err=True)
                 continue
             item = data.get(kind, {}) if isinstance(data, dict) else {}
-            # A dropped job may end the run that nothing else would move (store/job_ends.py).
-            ended = item.get("run_ended")
+            # A dropped job may end what nothing else would move (store/job_ends.py).
+            ended, steps = item.get("run_ended"), item.get("steps_ended")
             run = f"; its run {item.get('run_id')} ended {ended}" if ended else ""
+            if steps:
+                run += f"; steps {', '.join(map(str, steps))} not run"
+            lock = item.get("target_lock")
+            if isinstance(lock, dict) and lock.get("released") is not True:
+                run += f"; target lock: {lock.get('note') or 'not held by the run'}"
             click.echo(f"{kind} {item_id}: {_DONE[action]}, now {item.get('state', '?')}{run}")
         if failed:
             raise UserError(f"{failed} of {len(item_ids)} {plural} not {_DONE[action]}")

@@ -28,6 +28,7 @@ from receiver.http.deps import (
     GUARDS,
     HEALTH,
     INTAKE,
+    LOCKS,
     LOG,
     METRICS,
     QUEUES,
@@ -38,6 +39,7 @@ from receiver.http.deps import (
     GuardControl,
     HealthChecks,
     IntakeLike,
+    LockRelease,
     QueueControl,
     RunsReader,
 )
@@ -71,6 +73,7 @@ def create_app(
     log: FilteringBoundLogger,
     guards: GuardControl | None = None,
     queues: QueueControl | None = None,
+    locks: LockRelease | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     approvals: ApprovalWeb | None = None,
     review: ReviewWeb | None = None,
@@ -79,9 +82,11 @@ def create_app(
 
     Without ``guards`` the guard endpoints answer 404 (with them, the kill switch writes its
     own audit records: ``receiver.audit_outbox``), without ``queues`` the event and job
-    endpoints. ``clock`` (aware datetimes) resolves
-    relative ``since`` filters. Without ``approvals`` there are no approval routes; without
-    ``review`` no review pages (``/runs``, ``/incidents``, ``/login``) and no report API.
+    endpoints. ``locks`` (the guards) releases the target lock a dropped job's ended run may
+    hold; without it the drop's answer says the lock ends with its TTL. ``clock`` (aware
+    datetimes) resolves relative ``since`` filters. Without ``approvals`` there are no approval
+    routes; without ``review`` no review pages (``/runs``, ``/incidents``, ``/login``) and no
+    report API.
     """
     auth = Authenticator(settings)
     if auth.webhook_open:
@@ -122,6 +127,7 @@ def create_app(
     app[LOG] = log
     app[GUARDS] = guards
     app[QUEUES] = queues
+    app[LOCKS] = locks
     app[CLOCK] = clock
     app[STORE_DOWN_LOG] = Throttle(STORE_DOWN_LOG_EVERY_S)
     app[TRUNCATED_LOG] = Throttle(TRUNCATED_LOG_EVERY_S)

@@ -17,6 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from receiver.alertmanager import Notification
 from receiver.audit_outbox import Recorded
 from receiver.config import Settings
+from receiver.guards.policy import AdmissionRequest
 from receiver.http.auth import Authenticator
 from receiver.http.responses import json_response
 from receiver.log_limits import Throttle
@@ -30,6 +31,7 @@ __all__ = [
     "GUARDS",
     "HEALTH",
     "INTAKE",
+    "LOCKS",
     "LOG",
     "METRICS",
     "QUEUES",
@@ -44,6 +46,7 @@ __all__ = [
     "HealthChecks",
     "IntakeLike",
     "IntakeResultLike",
+    "LockRelease",
     "QueueControl",
     "RunsReader",
     "with_optional",
@@ -145,6 +148,15 @@ class QueueControl(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class LockRelease(Protocol):
+    """The guards' release of a target lock by the run holding it (``Guards.release_run``
+    fits): True when the lock was that run's and is released, False when it was not held by
+    it (another run's is never touched); raises GuardUnavailable when Redis does not answer,
+    GuardError on a script error."""
+
+    async def release_run(self, req: AdmissionRequest) -> bool: ...
+
+
 # How long a route waits on the store (seconds, each call, a connection included) before it
 # answers 503 (a pause: "audited": false): the webhook's default bound (intake.timeout), well
 # under the CLI's 30 s and a proxy's usual minute. ``receiver.service`` gives the routes a
@@ -191,6 +203,7 @@ RUNS_READER = web.AppKey[RunsReader]("runs_reader")
 LOG = web.AppKey[FilteringBoundLogger]("log")
 GUARDS = web.AppKey[GuardControl | None]("guards")
 QUEUES = web.AppKey[QueueControl | None]("queues")
+LOCKS = web.AppKey[LockRelease | None]("locks")
 CLOCK = web.AppKey[Callable[[], datetime]]("clock")
 STORE_DOWN_LOG = web.AppKey[Throttle]("store_down_log")
 TRUNCATED_LOG = web.AppKey[Throttle]("truncated_log")

@@ -9,7 +9,11 @@ settled reason and, for an event, the rules skipped for it and why.
 ``POST .../{id}/retry`` puts a dead item back in its queue; ``POST .../{id}/drop`` settles a
 dead or pending one without processing it. Body: ``{"reason": "..."}`` (required to drop).
 Both are audited with the reason; 404 for an unknown id, 409 naming the state when the action
-does not apply, 503 without the store.
+does not apply, 503 without the store. A dropped job's answer says what ended with it
+(``run_ended``, ``steps_ended``, ``approvals_cancelled``: store/job_ends.py); a run ended
+while it waited for an approval may still hold its target lock, released here by the run's id
+once the drop committed (``target_lock``: ``released`` true, false when the run did not hold
+it, null with a ``note`` when Redis did not answer: the lock then ends with its TTL).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from typing import Any
 
 from aiohttp import web
 
+from receiver.guards.policy import AdmissionRequest, GuardError, GuardUnavailable
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
-from receiver.http.deps import QUEUES, QueueControl, with_optional
+from receiver.http.deps import LOCKS, QUEUES, LockRelease, QueueControl, with_optional
 from receiver.http.filters import (
     BadParameter,
     choice,
@@ -30,7 +35,9 @@ from receiver.http.filters import (
     unknown_parameter,
 )
 from receiver.http.responses import json_response
+from receiver.model import GuardSpec
 from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, JobKind, StoreUnavailable
+from remediations.targets import Target
 
 __all__ = ["EVENTS_PATH", "JOBS_PATH", "add_queue_routes"]
 
@@ -120,6 +127,8 @@ def _actor(kind: str, action: str) -> QueueHandler:
                 item = await queues.retry_item(kind, item_id, actor="api", reason=reason)
             else:
                 item = await queues.drop_item(kind, item_id, actor="api", reason=reason or "")
+                if "target_lock" in item:
+                    item["target_lock"] = await _release(request.app[LOCKS], item)
         except ItemNotFound as exc:
             return json_response({"error": str(exc)}, 404)
         except ItemConflict as exc:
@@ -127,6 +136,25 @@ def _actor(kind: str, action: str) -> QueueHandler:
         return json_response({kind: item})
 
     return handler
+
+
+async def _release(locks: LockRelease | None, item: Mapping[str, Any]) -> dict[str, Any]:
+    """Release the target lock that the run a drop ended may still hold (a parked run whose
+    worker died before giving it back), by the run's id (``Guards.release_run``: never another
+    run's lock), after the drop committed; the item's ``target_lock`` with ``released``: true
+    (it was the run's, now free), false (not held by the run), or null with a ``note`` (Redis
+    did not answer, or no guards here: the lock ends with its TTL, ``guards.lock_ttl``)."""
+    lock = dict(item["target_lock"])
+    where = lock["target"]
+    target = Target(where["kind"], where["namespace"], where["name"])
+    request = AdmissionRequest(str(item["run_id"]), lock["rule"], target, False, GuardSpec())
+    if locks is None:
+        return {**lock, "released": None, "note": "no guards here: the lock ends with its TTL"}
+    try:
+        return {**lock, "released": await locks.release_run(request)}
+    except (GuardUnavailable, GuardError) as exc:
+        note = f"guards unavailable ({exc}): the lock, if held, ends with its TTL"
+        return {**lock, "released": None, "note": note}
 
 
 def _item_id(request: web.Request) -> int | None:

@@ -1,42 +1,129 @@
-"""What an operator's drop of a job ends with it: the run that only that job would have moved.
+"""What an operator's drop of a job ends with it: what only that job would have moved.
 
-A ``verify_deadline`` job is the one thing that ends a run's verification once its deadline
-(or its settle period) has passed: a resolution closes a run in time by itself, but a late one,
-a run still settling and a run whose alert never resolves all wait for the job. Dropped
-(``Queues.drop_item``: pending, or dead after its attempts ran out), nothing is left to end the
-run, which would then read ``verifying`` for good in the review. So the drop ends it in the same
-transaction: ``cancelled``, without a verdict (``verify_result`` stays empty), its error saying
-which job was dropped, by whom and why, audited as ``run.outcome``. It fails closed: no
-escalation is recorded or run (the run's on_failed steps act on a failure that was never
-established), the circuit breaker is not fed, and the run held no target lock (a run gives its
-lock back before it goes to ``verifying``: pipeline.record). A run with another open
-``verify_deadline`` job (asked for again after this one died) is left to that job.
+A dropped job (``Queues.drop_item``: pending, or dead after its attempts ran out) is never
+processed. What it alone would have moved would then wait for good: a run non-final in the
+review, steps ``pending`` or waiting for an approval nobody can give any more. So the drop
+ends it in the same transaction, each ending saying which job was dropped, by whom and why,
+and audited (``run.outcome``, ``step``, ``approval.cancelled``), as the review shows them:
 
-A dead job that is not dropped keeps its run waiting: retried, it takes the run up where it
-stopped (failures.py, queues.py).
+- ``verify_deadline``, of a run still ``verifying``: it is the one thing that ends a
+  verification past its deadline (or its settle period). The run ends ``cancelled``, without a
+  verdict (``verify_result`` stays empty). It fails closed: no escalation is recorded or run
+  (its on_failed steps would act on a failure never established), the breaker is not fed,
+  and the run holds no target lock (given back before ``verifying``: pipeline.record).
+- ``resume_run`` of a run ``awaiting_approval``: the job both takes the run up once approved
+  and expires the approval. The run ends ``cancelled``, its held step ``cancelled``, its
+  approvals pending or approved ``cancelled`` (their links answer that they are no longer
+  open). The run may still hold its target lock (a parked run whose worker died before giving
+  it back): the answer names it (``JobEnd.lock``) for the HTTP drop to release by the run's id
+  after this transaction commits (``Guards.release_run``).
+- ``resume_run`` of a ``pending`` run that waited for its target lock: ``cancelled``.
+- ``resume_run`` of a ``failed`` run whose escalation (``on_failed`` steps) is still ahead, and
+  ``resume_run`` or ``resume_resolve`` of a closed run whose on_resolved steps are held (an
+  approval, a pause, the lock, a carried undo's safety net): those steps not begun
+  (``pending``, ``awaiting_approval``) end ``not_run``, their approvals ``cancelled``; the run
+  keeps its outcome. A step a worker stopped in (``started``) is left to the step runner.
+
+Left as it is, because something else will move it: a run another open job of a resume kind
+(or, for a verification, another deadline job) holds; a run whose firing event, or a resolved
+event of its episode, is pending or claimed (that event's own pass may be working on it);
+an approval another transaction is closing right now (its expiry, a decision, a resolution:
+that one ends the run). A dead job that is not dropped keeps its run waiting: retried, it
+takes the run up where it stopped (failures.py, queues.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from receiver.model import RunOutcome
+from receiver.model import ApprovalRecord, RunOutcome, Target
 from receiver.store.audit import append_in_tx
 from receiver.store.records import JobKind
+from receiver.store.step_ends import StepEnd, end_steps
+from receiver.store.steps import NOT_RUN
 
-__all__ = ["end_dropped_job_run"]
+__all__ = ["JobEnd", "end_dropped_job_run"]
+
+# The kinds of job that take a parked run or its follow-up up again: while one of them is open
+# beside the dropped one, that one moves the run.
+_RESUMES = [JobKind.RESUME_RUN.value, JobKind.RESUME_RESOLVE.value]
+
+# An event whose own pass may be working on the run ``r`` (or will): its firing event, or a
+# resolution of its episode, still pending or claimed. A dead one waits for an operator.
+_BUSY_SQL = """EXISTS (SELECT 1 FROM alert_events e
+    WHERE e.state IN ('pending', 'claimed')
+      AND (e.id = r.event_id
+           OR (e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
+               AND e.status = 'resolved')))"""
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnd:
+    """What a drop ended: ``outcome``, the run's new outcome (None: it kept its own);
+    ``steps``, the indexes of the steps it ended; ``approvals``, those it cancelled;
+    ``lock``, the rule and target whose lock the ended run may still hold (to be released by
+    the run's id once the drop committed), None when it holds none."""
+
+    outcome: str | None = None
+    steps: list[int] = field(default_factory=list)
+    approvals: list[ApprovalRecord] = field(default_factory=list)
+    lock: tuple[str, Target] | None = None
 
 
 async def end_dropped_job_run(
     conn: Any, job: Mapping[str, Any], actor: str, reason: str
-) -> str | None:
-    """In the drop's transaction on ``conn``: end the run that the dropped ``job`` (its row:
-    ``id``, ``kind``, ``run_id``) left with nothing to move it, as the module says. Returns the
-    outcome the run ended with, None when it was left as it was (another kind of job, a run
-    no longer verifying, another open job of the kind)."""
-    if job["kind"] != JobKind.VERIFY_DEADLINE:
+) -> JobEnd | None:
+    """In the drop's transaction on ``conn``, the run's row already locked by the caller (the
+    order every writer of a run's ends takes: the run, then its jobs and approvals): end what
+    the dropped ``job`` (its row: ``id``, ``kind``, ``run_id``) left with nothing to move
+    it, as the module says. None when nothing was ended (another kind of job, a run that
+    something else moves, nothing left open)."""
+    if job["run_id"] is None:
         return None
+    if job["kind"] == JobKind.VERIFY_DEADLINE:
+        return await _end_verification(conn, job, actor, reason)
+    if job["kind"] not in _RESUMES:
+        return None
+    run = await conn.fetchrow(
+        f"""SELECT r.fingerprint, r.outcome, r.rule, r.target_kind, r.target_namespace,
+                   r.target_name, r.resolved_at IS NOT NULL AS closed, {_BUSY_SQL} AS busy,
+                   EXISTS (SELECT 1 FROM jobs o
+                           WHERE o.run_id = r.id AND o.kind = ANY ($2::text[]) AND o.id <> $3
+                             AND o.state IN ('pending', 'claimed')) AS held
+            FROM runs r WHERE r.id = $1::uuid""",
+        job["run_id"],
+        _RESUMES,
+        job["id"],
+    )
+    if run is None or run["busy"] or run["held"]:
+        return None
+    why = f"its {job['kind']} job {job['id']} was dropped by {actor} ({reason})"
+    run_id = str(job["run_id"])
+    if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.AWAITING_APPROVAL:
+        return await _end_parked(conn, run_id, run, why, job, actor)
+    if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.PENDING:
+        error = f"cancelled while waiting for the target lock: {why}"
+        await _set_cancelled(conn, run_id, run["fingerprint"], "pending", error, job, actor)
+        return JobEnd(outcome=RunOutcome.CANCELLED.value)
+    phases = []
+    if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.FAILED:
+        phases.append(("on_failed", f"not run: the escalation was not taken up, {why}"))
+    if run["closed"]:
+        phases.append(("resolve", f"not run: the on_resolved steps were not taken up, {why}"))
+    ended = JobEnd()
+    for phase, message in phases:
+        got = await _end_open_steps(conn, run_id, run["fingerprint"], phase, message, why)
+        ended.steps.extend(got.steps)
+        ended.approvals.extend(got.approvals)
+    return ended if ended.steps else None
+
+
+async def _end_verification(
+    conn: Any, job: Mapping[str, Any], actor: str, reason: str
+) -> JobEnd | None:
+    """A verifying run that only this ``verify_deadline`` job would have ended."""
     why = (
         f"verification not done: its deadline job {job['id']} was dropped by {actor} "
         f"({reason}); no verdict, no escalation"
@@ -57,11 +144,127 @@ async def end_dropped_job_run(
     )
     if fingerprint is None:
         return None
+    data = {"outcome": RunOutcome.CANCELLED.value, "error": why}
     await append_in_tx(
-        conn,
-        "run.outcome",
-        job["run_id"],
-        fingerprint,
-        {"outcome": RunOutcome.CANCELLED.value, "error": why, "job_id": job["id"], "by": actor},
+        conn, "run.outcome", job["run_id"], fingerprint, {**data, "job_id": job["id"], "by": actor}
     )
-    return RunOutcome.CANCELLED.value
+    return JobEnd(outcome=RunOutcome.CANCELLED.value)
+
+
+async def _end_parked(
+    conn: Any, run_id: str, run: Mapping[str, Any], why: str, job: Mapping[str, Any], actor: str
+) -> JobEnd | None:
+    """A run ``awaiting_approval`` whose ``resume_run`` job (its approval's expiry, or its
+    taking-up once approved) was dropped: cancelled with its held steps and approvals."""
+    # SKIP LOCKED: an approval another transaction is closing (expiry, decision, resolution)
+    # holds its row and waits for the run's, which the drop holds; waiting for it here would
+    # deadlock. That one ends the run: left to it.
+    locked = await conn.fetch(
+        """SELECT step_idx FROM approvals
+           WHERE run_id = $1::uuid AND state IN ('pending', 'approved')
+           FOR UPDATE SKIP LOCKED""",
+        run_id,
+    )
+    open_count = await conn.fetchval(
+        """SELECT count(*) FROM approvals
+           WHERE run_id = $1::uuid AND state IN ('pending', 'approved')""",
+        run_id,
+    )
+    if len(locked) != open_count:
+        return None
+    error = f"cancelled while waiting for an approval: {why}"
+    held = await conn.fetch(
+        """SELECT idx, phase, action, params::text AS params FROM steps
+           WHERE run_id = $1::uuid AND outcome = 'awaiting_approval' ORDER BY idx""",
+        run_id,
+    )
+    fingerprint = run["fingerprint"]
+    ended = JobEnd(
+        outcome=RunOutcome.CANCELLED.value,
+        lock=(
+            str(run["rule"]),
+            Target(run["target_kind"], run["target_namespace"], run["target_name"]),
+        ),
+    )
+    for phase in sorted({r["phase"] for r in held}):
+        ends = [
+            StepEnd(r["idx"], r["action"], r["params"], "cancelled", error)
+            for r in held
+            if r["phase"] == phase
+        ]
+        ended.steps.extend(e.idx for e in ends)
+        ended.approvals.extend(
+            await end_steps(
+                conn, run_id, fingerprint, phase, ends, approvals_of=[], reason=why, states=[]
+            )
+        )
+    # Every open approval of the run, held step or not (one approved whose taking-up was the
+    # dropped job has a step still waiting too): none can be acted on any more.
+    ended.approvals.extend(
+        await end_steps(
+            conn,
+            run_id,
+            fingerprint,
+            "run",
+            [],
+            approvals_of=[r["step_idx"] for r in locked],
+            reason=why,
+            states=["pending", "approved"],
+        )
+    )
+    await _set_cancelled(conn, run_id, fingerprint, "awaiting_approval", error, job, actor)
+    return ended
+
+
+async def _set_cancelled(
+    conn: Any,
+    run_id: str,
+    fingerprint: str,
+    was: str,
+    error: str,
+    job: Mapping[str, Any],
+    actor: str,
+) -> None:
+    """End the run, still ``was`` (its row locked by the drop), ``cancelled`` with ``error``;
+    audited ``run.outcome`` naming the dropped job and who dropped it."""
+    await conn.execute(
+        """UPDATE runs SET outcome = $2, error = $3,
+                          finished_at = coalesce(finished_at, remediator_now())
+           WHERE id = $1::uuid AND outcome = $4""",
+        run_id,
+        RunOutcome.CANCELLED.value,
+        error,
+        was,
+    )
+    data = {"outcome": RunOutcome.CANCELLED.value, "error": error}
+    await append_in_tx(
+        conn, "run.outcome", run_id, fingerprint, {**data, "job_id": job["id"], "by": actor}
+    )
+
+
+async def _end_open_steps(
+    conn: Any, run_id: str, fingerprint: str, phase: str, message: str, why: str
+) -> JobEnd:
+    """The run's ``phase`` steps not begun (``pending``, ``awaiting_approval``) end
+    ``not_run`` with ``message``; their approvals, pending or approved, ``cancelled``."""
+    rows = await conn.fetch(
+        """SELECT idx, action, params::text AS params FROM steps
+           WHERE run_id = $1::uuid AND phase = $2
+             AND outcome IN ('pending', 'awaiting_approval')
+           ORDER BY idx""",
+        run_id,
+        phase,
+    )
+    ends = [StepEnd(r["idx"], r["action"], r["params"], NOT_RUN, message) for r in rows]
+    ended = [e.idx for e in ends]
+    cancelled = await end_steps(
+        conn,
+        run_id,
+        fingerprint,
+        phase,
+        ends,
+        approvals_of=ended,
+        reason=why,
+        states=["pending", "approved"],
+    )
+    return JobEnd(steps=ended, approvals=cancelled)

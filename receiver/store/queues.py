@@ -9,7 +9,8 @@ two answers to a dead letter, each audited in the same transaction (``event.retr
   afresh (its last error is kept until the next attempt replaces it);
 - drop: a dead or pending item is settled as done without being processed, the reason in
   ``settled_reason`` (``dropped: ...``). A claimed item is being processed: it cannot be dropped.
-  A dropped job's run that nothing else would move ends in the same transaction (job_ends.py).
+  What only a dropped job would have moved (its run, its steps held or not begun, their
+  approvals) ends in the same transaction (job_ends.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import asyncpg
 from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
-from receiver.store.job_ends import end_dropped_job_run
+from receiver.store.job_ends import JobEnd, end_dropped_job_run
 from receiver.store.leases import EVENTS, JOBS, QueueTable
 from receiver.store.paging import Placeholders
 from receiver.store.stored_json import stored_data
@@ -205,13 +206,24 @@ class Queues(Database):
         self, kind: str, item_id: int, *, actor: str, reason: str
     ) -> dict[str, Any]:
         """Settle a dead or pending event or job as done without processing it, ``reason`` in
-        its ``settled_reason``; audited. A job's run that nothing else would move ends with it
-        (job_ends.py: a verifying run whose deadline job this was), and the item then says so
-        in ``run_ended`` (the run's outcome). ItemNotFound; ItemConflict when it is claimed
-        (being processed) or already done."""
+        its ``settled_reason``; audited. What only a job would have moved ends with it
+        (job_ends.py), and the item then says so: ``run_ended`` (the run's new outcome),
+        ``steps_ended`` (indexes), ``approvals_cancelled`` (ids), and ``target_lock`` (``rule``,
+        ``target``: kind, namespace, name) when the ended run may still hold its target lock,
+        for the caller to release by the run's id now that the drop has committed.
+        ItemNotFound; ItemConflict when it is claimed (being processed) or already done."""
         queue = _queue(kind)
         view, _ = _VIEWS[queue.kind]
         async with self._tx() as conn:
+            if queue is JOBS:
+                # The run's row first, then the job's: the order of every writer of both
+                # (``close_run`` locks the run, then queues its job). Locking the job first
+                # deadlocked with a run settling whose deadline job this was.
+                await conn.execute(
+                    """SELECT 1 FROM runs
+                       WHERE id = (SELECT run_id FROM jobs WHERE id = $1) FOR UPDATE""",
+                    item_id,
+                )
             before = await self._lock(conn, queue, item_id)
             if before["state"] not in ("dead", "pending"):
                 why = "being processed" if before["state"] == "claimed" else "already settled"
@@ -224,7 +236,7 @@ class Queues(Database):
                 f"dropped: {reason}",
             )
             await self._audit(conn, queue, "drop", before, actor, reason)
-            # After the job's own row: a run that only this job would have moved ends with it.
+            # After the job's own row: what only this job would have moved ends with it.
             ended = (
                 None
                 if queue is not JOBS
@@ -232,7 +244,7 @@ class Queues(Database):
             )
         item = _view(queue, row)
         if ended is not None:
-            item["run_ended"] = ended
+            item.update(_ended(ended))
         return item
 
     async def _lock(self, conn: Any, queue: QueueTable, item_id: int) -> Mapping[str, Any]:
@@ -266,6 +278,22 @@ class Queues(Database):
             last_error=before["last_error"],
         )
         await append_in_tx(conn, f"{queue.kind}.{action}", run_id, fingerprint, data)
+
+
+def _ended(ended: JobEnd) -> dict[str, Any]:
+    """The keys a drop adds to its item for what it ended (``drop_item``)."""
+    said: dict[str, Any] = {}
+    if ended.outcome is not None:
+        said["run_ended"] = ended.outcome
+    if ended.steps:
+        said["steps_ended"] = sorted(ended.steps)
+    if ended.approvals:
+        said["approvals_cancelled"] = [a.id for a in ended.approvals]
+    if ended.lock is not None:
+        rule, target = ended.lock
+        where = {"kind": target.kind, "namespace": target.namespace, "name": target.name}
+        said["target_lock"] = {"rule": rule, "target": where}
+    return said
 
 
 def _queue(kind: str) -> QueueTable:

@@ -52,6 +52,7 @@ class MakeClient(Protocol):
         intake: Any = None,
         guards: Any = None,
         approvals: Any = None,
+        locks: Any = None,
     ) -> Client: ...
 
 

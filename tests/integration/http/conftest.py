@@ -54,6 +54,7 @@ async def make_client(
         intake: Any = None,
         guards: Any = None,
         approvals: Any = None,
+        locks: Any = None,
     ) -> Client:
         metrics.track_queue_depth(store.queue_depth)
         if isinstance(guards, Guards):
@@ -70,6 +71,7 @@ async def make_client(
             log=structlog.get_logger("test"),
             guards=guards,
             queues=store,
+            locks=locks,
             approvals=approvals,
         )
         return await aiohttp_client(app)
