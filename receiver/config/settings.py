@@ -251,8 +251,7 @@ class Settings(RedisSettings):
     def _external_url(cls, value: str) -> str:
         if not value.strip():
             return ""
-        # People open it and it is recorded in the audit log: it never holds a credential.
-        # Links are built under it and browsers name its origin: one form (base_url).
+        # Recorded in the audit log: no credential. Links are built under it: one form.
         return base_url(clear_url(check_url(value), instead="give the address people open"))
 
     # Approvals (receiver/approvals); config.approvals.load_approvals reads their files.
