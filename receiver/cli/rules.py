@@ -77,7 +77,7 @@ def simulate(ctx: click.Context, payload: Path, rules_dir: Path | None, as_json:
     Nothing is stored or changed: every alert is planned with an empty history.
     """
     settings = state(ctx).settings()
-    notification = _read_notification(payload)
+    notification = _read_notification(payload, settings.max_body_bytes)
 
     from receiver.engine import plan
     from receiver.intake import events_of
@@ -110,13 +110,23 @@ def simulate(ctx: click.Context, payload: Path, rules_dir: Path | None, as_json:
         _print_plans(console(), records)
 
 
-def _read_notification(path: Path) -> Any:
+def _read_notification(path: Path, max_body: int) -> Any:
+    """The notification in ``path``, read as the webhook reads a body: at most ``max_body``
+    bytes (``http.max_body_bytes``), as the service answers a larger body with 413. Unbounded,
+    ``/dev/zero`` or a log named by mistake was read until memory ran out. Raises UserError
+    naming the file and what is wrong (unreadable, too large, not a v4 notification)."""
     from receiver.alertmanager import PayloadError, parse_notification
 
     try:
-        body = path.read_bytes()
+        with path.open("rb") as file:
+            body = file.read(max_body + 1)
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(body) > max_body:
+        raise UserError(
+            f"{path}: larger than {max_body} bytes (http.max_body_bytes, "
+            "REMEDIATOR_MAX_BODY_BYTES): the service would refuse it with 413"
+        )
     try:
         return parse_notification(body)
     except PayloadError as exc:

@@ -1,6 +1,7 @@
 """What may be written in the configuration itself rather than read from a file: a URL or a
 header that holds no credential (``clear_url``, ``clear_header``), what of an endpoint's URL
-the audit log records (``url_origin``), and how a URL writes a host and port (``host_port``).
+the audit log records (``url_origin``), how a URL writes a host and port (``host_port``), and
+the one form of the service's own address links are built under (``base_url``).
 Pure. Whatever fails these checks must come from a
 ``*_file``: the configuration is recorded in ``service.started``, an append-only log that can
 never forget a secret.
@@ -11,7 +12,15 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["check_url", "clear_header", "clear_url", "connect_host", "host_port", "url_origin"]
+__all__ = [
+    "base_url",
+    "check_url",
+    "clear_header",
+    "clear_url",
+    "connect_host",
+    "host_port",
+    "url_origin",
+]
 
 
 def check_url(url: str) -> str:
@@ -20,6 +29,51 @@ def check_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("the URL must be http:// or https:// with a host")
     return url
+
+
+# A blank, a control character (C0, DEL, C1) or a backslash anywhere in a URL: a browser drops
+# or encodes the first two and reads a backslash as `/`, so a link written with one is not the
+# address the service serves.
+_NOT_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\s\\]")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def base_url(url: str) -> str:
+    """``url`` (``check_url`` passed) as a base links are built under and as the origin a
+    browser names it by: ``scheme://host[:port][/path]`` with scheme and host in lowercase,
+    the scheme's default port left out and no trailing ``/``
+    (``HTTPS://Remediator.Example:443/`` is ``https://remediator.example``). A browser sends
+    ``Origin`` in that form, and the same-origin checks of the login and approval pages compare
+    it as text; ``Remediator.Example`` refused every decision a browser sent with its origin.
+
+    ValueError, never quoting the URL, for what no link can be built under: a query (``?``:
+    ``{url}/approve/{token}`` put the token in it, and the link opened the wrong page), a
+    blank, a control character or a backslash, a port that is not 1-65535, or a host outside
+    ASCII (browsers send its ``xn--`` form, which is what to write)."""
+    if _NOT_IN_URL.search(url):
+        raise ValueError(
+            "the URL holds a blank, a control character or a backslash: percent-encode it"
+        )
+    parts = urlsplit(url)
+    if "?" in url:
+        raise ValueError(
+            "the URL has a query (?...): links are built under it (/approve/..., /runs/...), "
+            "and would land in the query; give the address alone"
+        )
+    try:
+        port = parts.port
+    except ValueError:  # not digits, or past 65535
+        port = 0
+    if port == 0:
+        raise ValueError("the URL's port is not a number from 1 to 65535")
+    host = parts.hostname or ""
+    if not host.isascii():
+        raise ValueError(
+            "the URL's host is not ASCII: write it as browsers send it, in its xn-- form"
+        )
+    if port == _DEFAULT_PORTS.get(parts.scheme):
+        port = None
+    return f"{parts.scheme}://{host_port(host, port or None)}{parts.path.rstrip('/')}"
 
 
 # Query parameters that carry a credential by their name (token, access_token, api_key,

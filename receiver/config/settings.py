@@ -29,7 +29,7 @@ from receiver.config.connections import (
     check_names,
     json_map,
 )
-from receiver.config.inline import check_url, clear_url, connect_host, host_port
+from receiver.config.inline import base_url, check_url, clear_url, connect_host, host_port
 from receiver.config.redis_mode import RedisSettings, blank_as_none
 from receiver.config.values import (
     WRITTEN,
@@ -251,8 +251,8 @@ class Settings(RedisSettings):
     def _external_url(cls, value: str) -> str:
         if not value.strip():
             return ""
-        # People open it and it is recorded in the audit log: it never holds a credential.
-        return clear_url(check_url(value), instead="give the address people open").rstrip("/")
+        # Recorded in the audit log: no credential. Links are built under it: one form.
+        return base_url(clear_url(check_url(value), instead="give the address people open"))
 
     # Approvals (receiver/approvals); config.approvals.load_approvals reads their files.
     # Signing keys of approval links: one file per key id; the greatest key id signs.

@@ -79,6 +79,24 @@ def _matchers(value: str) -> str:
     return value
 
 
+def _matcher_not_mapping(value: object) -> object:
+    # Alertmanager writes a matcher list in braces, `{alertname="X", severity="page"}`; unquoted
+    # in YAML that is a flow mapping whose keys are the matchers (each with no value), and
+    # pydantic's "Input should be a valid string" did not say what to do.
+    if isinstance(value, dict):
+        if all(v is None for v in value.values()) and all(isinstance(k, str) for k in value):
+            text = "{" + ", ".join(value) + "}"
+            quoted = "'" + text.replace("'", "''") + "'"
+            raise ValueError(
+                f"a matcher list in braces must be quoted in YAML ({quoted}): unquoted, YAML "
+                "reads the braces as a mapping"
+            )
+        raise ValueError(
+            "a matcher is text such as 'alertname=\"X\"' (quoted in YAML), not a mapping"
+        )
+    return value
+
+
 def _template(value: str) -> str:
     compile_template(value)
     return value
@@ -92,7 +110,7 @@ def _known_action(value: str, info: ValidationInfo) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
-MatcherText = Annotated[str, AfterValidator(_matchers)]
+MatcherText = Annotated[str, BeforeValidator(_matcher_not_mapping), AfterValidator(_matchers)]
 TemplateText = Annotated[str, Field(min_length=1), AfterValidator(_template)]
 ActionName = Annotated[str, AfterValidator(_known_action)]
 

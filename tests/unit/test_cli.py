@@ -176,6 +176,27 @@ def test_simulate_bad_payload_names_the_field(
     assert "Traceback" not in result.output
 
 
+def test_simulate_refuses_a_payload_the_service_would_answer_413(
+    good_dir: Path, tmp_path: Path
+) -> None:
+    # A valid notification padded past http.max_body_bytes: the webhook refuses it (413), so
+    # simulate must not plan it either, nor read more of it (``/dev/zero`` never ended).
+    path = tmp_path / "big.json"
+    path.write_bytes(SAMPLE.read_bytes() + b" " * 4096)
+    limit = str(path.stat().st_size - 1)
+    result = run(
+        ["simulate", str(path), "--rules", str(good_dir)], env={"REMEDIATOR_MAX_BODY_BYTES": limit}
+    )
+    assert result.exit_code == 1, result.output
+    assert f"big.json: larger than {limit} bytes (http.max_body_bytes" in result.stderr
+    assert "Traceback" not in result.output
+    at_limit = run(
+        ["simulate", str(path), "--rules", str(good_dir), "--json"],
+        env={"REMEDIATOR_MAX_BODY_BYTES": str(path.stat().st_size)},
+    )
+    assert at_limit.exit_code == 0, at_limit.output
+
+
 def test_simulate_with_invalid_rules(bad_dir: Path) -> None:
     result = run(["simulate", str(SAMPLE), "--rules", str(bad_dir)])
     assert result.exit_code == 1

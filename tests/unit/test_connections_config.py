@@ -388,3 +388,46 @@ def test_a_boolean_is_no_count_in_a_named_connection(tmp_path: Path, text: str, 
     # `attempts: true` read as 1 turned retries off without a word.
     with pytest.raises(ConfigError, match=told):
         load_settings(config(tmp_path, text), {})
+
+
+@pytest.mark.parametrize(
+    ("written", "base"),
+    [
+        # A browser's Origin is the scheme and host in lowercase, without the default port:
+        # the login and approval pages compare it as text with the external_url's.
+        ("'HTTPS://Remediator.Example:443/'", "https://remediator.example"),
+        ("'http://Remediator.Example:80'", "http://remediator.example"),
+        ("'https://remediator.example:8443/ops/'", "https://remediator.example:8443/ops"),
+        ("'http://[::1]:80/'", "http://[::1]"),
+    ],
+)
+def test_external_url_is_kept_in_the_form_browsers_name_its_origin(
+    tmp_path: Path, written: str, base: str
+) -> None:
+    settings = load_settings(config(tmp_path, f"external_url: {written}\n"), {})
+    assert settings.external_url == base
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        # The link was `https://remediator.example/?tenant=a/approve/TOKEN`: the token in the
+        # query, and the link opened another page.
+        ("'https://remediator.example/?tenant=a'", "the URL has a query (?...)"),
+        ("'https://remediator.example/ops?'", "the URL has a query (?...)"),
+        ("'https://remediator .example'", "a blank, a control character"),
+        ("'https://remediator.example/a\tb'", "a blank, a control character"),
+        ("'https://remediator.example/a\\b'", "or a backslash"),
+        ("'https://remediator.example:99999'", "port is not a number from 1 to 65535"),
+        ("'https://remediator.example:0'", "port is not a number from 1 to 65535"),
+        ("'https://remediator.example:https'", "port is not a number from 1 to 65535"),
+        ("'https://bücher.example'", "in its xn-- form"),
+    ],
+)
+def test_an_external_url_no_link_can_be_built_under_is_refused(
+    tmp_path: Path, written: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config(tmp_path, f"external_url: {written}\n"), {})
+    assert caught.value.message.startswith("external_url: "), caught.value.message
+    assert message in caught.value.message

@@ -64,6 +64,28 @@ def test_an_unquoted_template_anywhere_says_where(text: str, expected: str) -> N
     assert error.startswith(expected)
 
 
+def test_an_unquoted_matcher_list_in_braces_says_to_quote_it() -> None:
+    # Alertmanager's brace form, written as its docs show it, is a YAML flow mapping unquoted:
+    # pydantic said "Input should be a valid string" at the item.
+    text = (
+        "rules:\n"
+        "  - name: r\n"
+        "    match:\n"
+        '      - {alertname="A", severity=~"warning|critical"}\n'
+        "      - alertname: A\n"
+        "    target: {kind: Deployment, namespace: shop, name: web}\n"
+        "    steps: [{action: test.restart}]\n"
+    )
+    errors = errors_of({"a.yaml": text})
+    assert errors == [
+        "a.yaml:4: rule 'r': match[0]: a matcher list in braces must be quoted in YAML "
+        '(\'{alertname="A", severity=~"warning|critical"}\'): unquoted, YAML reads the '
+        "braces as a mapping",
+        "a.yaml:5: rule 'r': match[1]: a matcher is text such as 'alertname=\"X\"' (quoted in "
+        "YAML), not a mapping",
+    ], errors
+
+
 NOTIFY_RULE = """\
 rules:
   - name: tell
