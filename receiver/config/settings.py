@@ -175,7 +175,7 @@ class Settings(RedisSettings):
 
     host: str = "127.0.0.1"
     port: Integer = Field(default=9095, ge=0, le=65535)
-    max_body_bytes: Integer = Field(default=16 * MIB, ge=1024)
+    max_body_bytes: Integer = Field(default=16 * MIB, ge=1024, le=1024 * MIB)
     readiness_timeout_seconds: float = 2.0
     # How long a client may take to send a request's headers (from connecting, or from the
     # previous answer on a kept-alive connection) and, separately, its body.

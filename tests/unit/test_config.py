@@ -253,6 +253,8 @@ def test_namespace_policy_default_denies_system_namespaces() -> None:
     [
         ("REMEDIATOR_MAX_BODY_BYTES", "lots", "not a size"),
         ("REMEDIATOR_MAX_BODY_BYTES", "10", "greater than or equal to 1024"),
+        ("REMEDIATOR_MAX_BODY_BYTES", "99999999999999999999", "less than or equal to 1073741824"),
+        ("REMEDIATOR_MAX_BODY_BYTES", "2GiB", "less than or equal to 1073741824"),
         ("REMEDIATOR_PORT", "99999", "less than or equal to 65535"),
         ("REMEDIATOR_PORT", "http", "integer"),
         ("REMEDIATOR_DRY_RUN", "maybe", "true, false, auto"),
