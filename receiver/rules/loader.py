@@ -53,22 +53,37 @@ def read_rule_bytes(path: Path) -> bytes:
     return data
 
 
-def _read_directory(directory: Path) -> tuple[dict[str, str], list[RuleError]]:
+def _read_directory(
+    directory: Path,
+) -> tuple[dict[str, str], list[RuleError], list[RuleError]]:
+    """(the text of each rule file by path, errors, warnings). A ``*.yaml`` entry that is a
+    link to nothing is skipped with a warning: a Kubernetes ConfigMap update removes a key's
+    link a moment after the data it pointed to, and failing that reload would keep the older
+    rules for nothing; skipped without a word, as before, a rule vanished unseen. Any other
+    entry that is not a regular file (a directory, a device, a pipe) is an error."""
     if not directory.exists():
-        return {}, [RuleError(str(directory), 0, "rules directory does not exist")]
+        return {}, [RuleError(str(directory), 0, "rules directory does not exist")], []
     if not directory.is_dir():
-        return {}, [RuleError(str(directory), 0, "rules path is not a directory")]
+        return {}, [RuleError(str(directory), 0, "rules path is not a directory")], []
     # Only top-level files: a Kubernetes ConfigMap mount also holds `..data` and timestamped
     # directories with the same files, and editors leave dot-files behind.
-    paths = sorted(
-        p
-        for p in directory.iterdir()
-        if p.suffix in _SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
-    if not paths:
-        return {}, [RuleError(str(directory), 0, "no *.yaml or *.yml rule files in directory")]
-    files: dict[str, str] = {}
+    paths: list[Path] = []
     errors: list[RuleError] = []
+    warnings: list[RuleError] = []
+    for p in sorted(directory.iterdir()):
+        if p.suffix not in _SUFFIXES or p.name.startswith("."):
+            continue
+        if p.is_file():
+            paths.append(p)
+        elif p.is_symlink() and not p.exists():
+            skipped = "a link to a file that does not exist: skipped, its rules are not loaded"
+            warnings.append(RuleError(str(p), 0, skipped, warning=True))
+        else:
+            errors.append(RuleError(str(p), 0, "not a regular file"))
+    if not paths and not errors:
+        problem = "no *.yaml or *.yml rule files in directory"
+        return {}, [RuleError(str(directory), 0, problem)], warnings
+    files: dict[str, str] = {}
     for path in paths:
         try:
             files[str(path)] = read_rule_bytes(path).decode("utf-8")
@@ -76,7 +91,7 @@ def _read_directory(directory: Path) -> tuple[dict[str, str], list[RuleError]]:
             errors.append(RuleError(str(path), 0, f"not valid UTF-8 (byte {exc.start})"))
         except OSError as exc:
             errors.append(RuleError(str(path), 0, f"cannot read: {exc.strerror or exc}"))
-    return files, errors
+    return files, errors, warnings
 
 
 def _load(
@@ -86,23 +101,27 @@ def _load(
     channels: Collection[str] | None,
 ) -> tuple[RuleSet | None, list[RuleError], list[RuleError]]:
     """(the rule set or None, errors, warnings)."""
-    files, errors = _read_directory(directory)
+    files, errors, skipped = _read_directory(directory)
     if not files:
-        return None, errors, []
+        return None, in_file_order(errors), skipped
     try:
         ruleset = compile_files(files, registry, policy, channels=channels)
     except RuleSetError as exc:
         # A file that could not be read is reported beside the others' errors, in file order.
-        return None, in_file_order([*errors, *exc.errors]), exc.warnings
+        return None, in_file_order([*errors, *exc.errors]), in_file_order([*skipped, *exc.warnings])
     except Exception as exc:
         # A fault of ours on some input (a reader's error that escaped, say) is a failed load
         # like any other, said where the user looks: raised from a reload, it had stopped the
         # rules watcher for good, silently, with the metric still saying the last reload passed.
         problem = f"could not load the rules ({type(exc).__name__}: {exc}); please report this"
-        return None, in_file_order([*errors, RuleError(str(directory), 0, problem)]), []
+        return None, in_file_order([*errors, RuleError(str(directory), 0, problem)]), skipped
+    warnings = in_file_order([*skipped, *ruleset.warnings])
     if errors:
-        return None, in_file_order(errors), list(ruleset.warnings)
-    return ruleset, [], list(ruleset.warnings)
+        return None, in_file_order(errors), warnings
+    if skipped:
+        # The rule set carries its warnings to where a reload logs them.
+        ruleset = RuleSet(ruleset.rules, ruleset.source, warnings)
+    return ruleset, [], warnings
 
 
 def load_rules(

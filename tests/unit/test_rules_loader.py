@@ -9,7 +9,7 @@ import pytest
 
 from receiver.model import NamespacePolicy
 from receiver.rules.errors import RuleError, RuleSetError
-from receiver.rules.loader import RuleHolder, RuleWatcher, lint, load_rules
+from receiver.rules.loader import RuleHolder, RuleWatcher, check, lint, load_rules
 from remediations.registry import default_registry
 from tests.support.rules import GOOD, POLICY, registry, write
 
@@ -57,6 +57,37 @@ def test_path_that_is_a_file_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "a.yaml", GOOD)
     assert lint(path, registry(), POLICY) == [
         RuleError(str(path), 0, "rules path is not a directory")
+    ]
+
+
+def test_a_dangling_link_is_skipped_with_a_warning_naming_it(tmp_path: Path) -> None:
+    # A ConfigMap update removes a key's link a moment after its data: a warning, not a failed
+    # reload; silently skipped, a rule vanished unseen.
+    write(tmp_path, "a.yaml", GOOD)
+    (tmp_path / "gone.yaml").symlink_to(tmp_path / "missing.yaml")
+    ruleset, errors, warnings = check(tmp_path, registry(), POLICY)
+    assert errors == []
+    assert ruleset is not None
+    assert [r.name for r in ruleset.rules] == ["restart-on-high-memory"]
+    skipped = "a link to a file that does not exist: skipped, its rules are not loaded"
+    assert warnings == [RuleError(str(tmp_path / "gone.yaml"), 0, skipped, warning=True)]
+    assert ruleset.warnings == tuple(warnings)
+
+
+def test_only_dangling_links_say_so_beside_the_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "gone.yaml").symlink_to(tmp_path / "missing.yaml")
+    _, errors, warnings = check(tmp_path, registry(), POLICY)
+    assert errors == [RuleError(str(tmp_path), 0, "no *.yaml or *.yml rule files in directory")]
+    assert [w.file for w in warnings] == [str(tmp_path / "gone.yaml")]
+
+
+def test_an_entry_that_is_not_a_regular_file_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", GOOD)
+    (tmp_path / "sub.yaml").mkdir()
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    assert lint(tmp_path, registry(), POLICY) == [
+        RuleError(str(tmp_path / "sub.yaml"), 0, "not a regular file"),
+        RuleError(str(tmp_path / "zero.yaml"), 0, "not a regular file"),
     ]
 
 
