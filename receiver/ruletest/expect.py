@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from receiver.audit_folds import unfold
 from receiver.durations import format_duration
 from receiver.model import ApprovalRecord
 from receiver.rules.yaml_lines import KeyPath
@@ -90,9 +91,12 @@ async def observe(
     ]
     announced = {
         run.id: [
-            str(row["data"].get("event"))
+            str(data.get("event"))
             for row in await store.audit_entries(run.id)
-            if row["kind"] == ANNOUNCED
+            if "data_unreadable" not in row  # only an edit of the table: nothing announced
+            # A refused run's run.created row holds its announcement (receiver.audit_folds).
+            for kind, data in unfold(row["kind"], row["data"])
+            if kind == ANNOUNCED
         ]
         for run in runs
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from receiver.audit_folds import ANNOUNCED_KEY, CREATED
 from receiver.store.audit import audit_insert_sql
 from receiver.store.canonical import audit_data
 from receiver.store.database import Database
@@ -92,11 +93,14 @@ class Announcements(Database):
 
     async def was_announced(self, run_id: str, event: str) -> bool:
         """Whether ``event`` of the run was announced already (delivered or not), so a job
-        taken up again does not say it twice."""
+        taken up again does not say it twice: a ``run.announced`` row, or the announcement a
+        refused run's ``run.created`` row holds (receiver/audit_folds.py)."""
         with translate():
             found = await self._pool.fetchval(
-                """SELECT EXISTS (SELECT 1 FROM audit_log
-                   WHERE run_id = $1::uuid AND kind = $2 AND data->>'event' = $3)""",
+                f"""SELECT EXISTS (SELECT 1 FROM audit_log
+                   WHERE run_id = $1::uuid
+                     AND (kind = $2 AND data->>'event' = $3
+                          OR kind = '{CREATED}' AND data->'{ANNOUNCED_KEY}'->>'event' = $3))""",
                 run_id,
                 ANNOUNCED,
                 event,

@@ -7,9 +7,11 @@ $6-$8 target kind, namespace and name, $9 the stored outcome, $10 dry_run, $11 o
 $12 verify_within_s, $13 refire, $14 settle_s, $15 decision (JSON), $16 group_key, $17 the
 steps' outcome; $18-$23 the steps as arrays (index, action, params as JSON, needs_approval,
 message, audit data or NULL); $24 the run.created audit data, $25 the run id (NULL: random);
-$26-$30 the refusal (guard, reason, retry_at, the steps' message, audit data; NULL: not
-refused); $31 the run.announced data; $32-$33 the event to complete and its owner (NULL: not
-completed here); $34 the run.admitted data (NULL: not admitted), $35 its run.outcome data;
+$26-$29 the refusal (guard, reason, retry_at, the steps' message; NULL: not refused), $30 a
+run.refused row's data (NULL: none; ``create_run`` folds a refusal into the run.created data,
+receiver/audit_folds.py); $31 the run.announced data (NULL: none, or folded likewise); $32-$33
+the event to complete and its owner (NULL: not completed here); $34 the run.admitted data
+(NULL: not admitted), $35 its run.outcome data;
 $36 the on_resolved steps (JSON); $37-$39 the claim the run is created under when the
 statement does not complete its event (``fence_args``; the completion fences it when it does).
 
@@ -18,10 +20,10 @@ looks for it first (PostgreSQL's plan in a storm walks ``runs_episode``: the epi
 every rule and refire, few, as the engine's history read of the episode does; the unique
 ``runs_once_per_occurrence`` finds the one run).
 
-The audit rows, in this order: run.created, each step (unless refused), run.refused or
-run.admitted and run.outcome (running), run.announced. The columns: ``id`` of the run created
-(NULL when it already existed, or the fence failed), ``ok`` (the fence held) and
-``completed`` (the event was marked done).
+The audit rows, in this order: run.created, each step (unless refused), run.refused (when
+given apart) or run.admitted and run.outcome (running), run.announced. The columns: ``id`` of
+the run created (NULL when it already existed, or the fence failed), ``ok`` (the fence held)
+and ``completed`` (the event was marked done).
 """
 
 from __future__ import annotations

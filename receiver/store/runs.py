@@ -11,6 +11,7 @@ from typing import Any, Unpack
 
 import asyncpg
 
+from receiver.audit_folds import ANNOUNCED_KEY, REFUSED_KEY
 from receiver.model import AlertEvent, RunOutcome, StepPlan, Target
 from receiver.store.announcements import ANNOUNCED
 from receiver.store.audit import append_in_tx
@@ -85,10 +86,11 @@ class Runs(Database):
         """Create the run of (rule, occurrence of ``event``) with its planned ``steps``
         (recorded with ``step_outcome``, each with its description as its message), in one
         statement; ``run_id`` (``run_id_of``) or a random one. With ``refusal`` the run is
-        created refused by that guard, its steps ``not_run``, and audited as a run created and
-        then refused (as ``record_refusal`` would, without the round trips; its steps as stored
-        are listed in the ``run.created`` row's ``steps``, with no ``step`` row each, as they
-        never change): the worker asks a new run's guards before it stores it. None when the
+        created refused by that guard, its steps ``not_run``, and audited by one ``run.created``
+        row that also says what ``record_refusal``'s ``run.refused`` row would (``refused``) and
+        the ``announced`` row (``announced``; receiver/audit_folds.py), and lists its steps as
+        stored (``steps``, no ``step`` row each, as they never change): the worker asks a new
+        run's guards before it stores it. None when the
         run already exists (a duplicate, or a retry whose first attempt created it).
         ``decision``: why these steps (JSON-ready), kept on the run and in its ``run.created``
         audit row. ``on_resolved``: the rule's on_resolved steps, kept on the run
@@ -102,7 +104,8 @@ class Runs(Database):
 
         Folded into the same statement, so that a refused event costs one transaction and one
         audit append (issue 12): ``announced``, the data of a ``run.announced`` row that had
-        nothing to send (``announced_data``), audited last and only if the run is created;
+        nothing to send (``announced_data``), audited last (a refused run's: in its
+        ``run.created`` row) and only if the run is created;
         ``complete``, the event's lease: the event is marked done as
         ``EventQueue.complete_event`` would, and ``complete.completed`` set when it was. It is
         marked done whether or not the run is created: a run another worker stored first ends
@@ -170,6 +173,13 @@ class Runs(Database):
                     if refusal is not None
                     else {}
                 ),
+                # And its refusal and announcement: one audit row, not three (audit_folds.py).
+                **(
+                    {REFUSED_KEY: refusal.audit()}
+                    | ({ANNOUNCED_KEY: dict(announced)} if announced is not None else {})
+                    if refusal is not None
+                    else {}
+                ),
             }
         )
         # The steps as write_step records a new one, and the audit row it appends for each
@@ -215,8 +225,13 @@ class Runs(Database):
             *[list(column) for column in columns],
             created,
             run_id,
-            *(refusal.columns() if refusal is not None else (None, None, None, None, None)),
-            None if announced is None else audit_data(announced),
+            # The refusal's and the announcement's audit data are the run.created row's then.
+            *(
+                (refusal.guard, refusal.reason, refusal.retry_at, refusal.not_run, None)
+                if refusal is not None
+                else (None, None, None, None, None)
+            ),
+            None if announced is None or refusal is not None else audit_data(announced),
             None if complete is None else complete.event_id,
             None if complete is None else complete.owner,
             None if admitted is None else audit_data(admitted),

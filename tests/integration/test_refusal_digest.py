@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio
 from structlog.testing import capture_logs
 
+from receiver.audit_folds import unfold
 from receiver.model import RunOutcome
 from receiver.refusal_digest import digest_audit
 from receiver.store import RunRecord
@@ -113,7 +114,14 @@ def refusal_messages(peer: Peer) -> list[dict[str, Any]]:
 
 
 async def announced_rows(h: Harness, run: RunRecord) -> list[dict[str, Any]]:
-    return [a["data"] for a in await h.store.audit_entries(run.id) if a["kind"] == "run.announced"]
+    """The run's announcements: its ``run.announced`` rows, and the one a run stored refused
+    holds in its ``run.created`` row (receiver/audit_folds.py)."""
+    return [
+        dict(data)
+        for a in await h.store.audit_entries(run.id)
+        for kind, data in unfold(a["kind"], a["data"])
+        if kind == "run.announced"
+    ]
 
 
 async def test_a_storm_of_refusals_sends_one_message_then_one_digest(

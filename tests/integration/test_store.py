@@ -13,6 +13,7 @@ import pytest
 from receiver.alertmanager import ZERO_TIME
 from receiver.model import RunOutcome, Status, StepPlan, Target, VerifyResult
 from receiver.store import CLAIM_WINDOW, NewEvent, RecordedRefusal, Refused, Store, run_id_of
+from receiver.store.announcements import announced_data
 from receiver.store.migrate import Migration, MigrationError, load_migrations, migrate
 from tests.support.events import alert_event, new_event
 from tests.support.polling import eventually
@@ -392,9 +393,10 @@ async def test_a_run_created_refused_reads_as_one_created_then_refused(store: St
         (1, "not_run", "not run: the cooldown guard refused the run"),
     ]
     trail = await store.audit_entries(run_id)
-    # Two rows, not one a step: the steps of a refused run never change, and its run.created
-    # row lists them as they are stored.
-    assert [e["kind"] for e in trail] == ["run.created", "run.refused"]
+    # One row, not one a step and one for the refusal: the steps of a refused run never
+    # change, and its run.created row lists them as they are stored and holds its refusal
+    # (receiver/audit_folds.py).
+    assert [e["kind"] for e in trail] == ["run.created"]
     assert [
         (s["idx"], s["action"], s["params"], s["outcome"], s["message"])
         for s in trail[0]["data"]["steps"]
@@ -402,7 +404,12 @@ async def test_a_run_created_refused_reads_as_one_created_then_refused(store: St
         (0, "kubernetes.restart", {"reason": "leak"}, "not_run", run.steps[0].message),
         (1, "notify.send", {}, "not_run", run.steps[1].message),
     ]
-    assert trail[-1]["data"]["guard"] == "cooldown"
+    assert trail[0]["data"]["refused"] == {
+        "guard": "cooldown",
+        "reason": refused.reason,
+        "retry_at": retry_at.isoformat(),
+    }
+    assert "announced" not in trail[0]["data"]
     assert (await store.verify_audit()).ok
     # The same occurrence again (a retry, another worker): nothing new.
     again = await store.create_run(
@@ -410,7 +417,31 @@ async def test_a_run_created_refused_reads_as_one_created_then_refused(store: St
         refusal=refused,
     )  # fmt: skip
     assert again is None
-    assert len(await store.audit_entries(run_id)) == 2
+    assert len(await store.audit_entries(run_id)) == 1
+
+
+async def test_a_refused_runs_announcement_is_in_its_one_row_and_counts_as_announced(
+    store: Store,
+) -> None:
+    """The announcement a run stored refused had nothing to send is held by its run.created
+    row (receiver/audit_folds.py): a job taken up again finds it said, as it found the
+    run.announced row of the old form."""
+    event = alert_event()
+    announced = announced_data(
+        event="refused", channel="oncall", delivered=False, detail="no channels configured"
+    )
+    run_id = await store.create_run(
+        rule="r", event=event, target=TARGET, dry_run=False,
+        refusal=Refused("rate", "5 runs in 1h", None), announced=announced,
+    )  # fmt: skip
+    assert run_id is not None
+    (row,) = await store.audit_entries(run_id)
+    assert row["kind"] == "run.created"
+    assert row["data"]["announced"] == announced
+    assert row["data"]["refused"] == {"guard": "rate", "reason": "5 runs in 1h", "retry_at": None}
+    assert await store.was_announced(run_id, "refused")
+    assert not await store.was_announced(run_id, "started")
+    assert (await store.verify_audit()).ok
 
 
 async def test_a_verification_past_its_deadline_fails_once_and_records_its_escalation(
