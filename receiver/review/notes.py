@@ -19,6 +19,7 @@ from receiver.review.text import at_text
 __all__ = [
     "DIGEST_KIND",
     "announced",
+    "matched_detail",
     "notification",
     "parse_time",
     "service_note",
@@ -48,6 +49,22 @@ def notification(kind: str, data: Mapping[str, Any]) -> tuple[str, str, str, str
     if channel:
         title += f" to {channel}"
     return "notify", title, str(data.get("error") or ""), "neutral" if sent else "warn"
+
+
+def matched_detail(data: Mapping[str, Any]) -> str:
+    """The detail of a ``run.created`` row's entry: its occurrence, for a rule whose steps wait
+    for a repetition or a condition (its ``decision``; other rules plan the same steps each
+    time): "occurrence N of this rule and target in its window", or "N or later" where counting
+    stopped at the rule's highest ``repeated.times`` (``receiver.repetitions``, the decision's
+    ``occurrence_capped``); and that a dry run changes nothing. Empty when neither applies."""
+    said = []
+    decision, count = data.get("decision"), data.get("occurrence")
+    if isinstance(decision, Mapping) and type(count) is int:
+        later = " or later" if decision.get("occurrence_capped") else ""
+        said.append(f"occurrence {count}{later} of this rule and target in its window")
+    if data.get("dry_run"):
+        said.append("dry-run: nothing will be changed")
+    return "; ".join(said)
 
 
 def announced(data: Mapping[str, Any]) -> tuple[str, str, str, str]:

@@ -28,6 +28,7 @@ from receiver.review.incidents import Incident
 from receiver.review.model import Alert, Approval, AuditEntry, Run, Unacted
 from receiver.review.notes import (
     announced,
+    matched_detail,
     notification,
     parse_time,
     service_note,
@@ -250,8 +251,7 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
     elif row.kind == "run.created":
         planned = [s.action for s in run.steps if s.phase == "run"]
         title = f"Rule {run.rule} matched: " + (", ".join(planned) or "no step") + " planned"
-        detail = "dry-run: nothing will be changed" if data.get("dry_run") else ""
-        made = ("matched", title, detail, "neutral")
+        made = ("matched", title, matched_detail(data), "neutral")
         extra["dry_run"] = bool(data.get("dry_run"))
     elif row.kind == "run.admitted":
         made = _guard_entry(data)

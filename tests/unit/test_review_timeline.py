@@ -282,3 +282,24 @@ def test_a_failed_step_that_may_have_acted_says_so_in_its_title() -> None:
     steps = [Step("run", 0, "http.call", "failed", may_have_acted=True)]
     titles = [e.title for e in run_timeline(run(0, audit=trail, steps=steps)) if e.kind == "step"]
     assert titles == ["Step 1: http.call failed (may have acted)", "Step 2: http.call failed"]
+
+
+def test_a_run_of_a_repetition_says_which_occurrence_and_where_counting_stopped() -> None:
+    # The history read counts a pair's earlier runs only up to the rule's highest
+    # `repeated.times` (receiver.repetitions): past it, the count is "N or later".
+    def matched(data: dict[str, object]) -> str:
+        entries = run_timeline(run(0, audit=_audit((0, "run.created", data))))
+        return next(e.detail for e in entries if e.kind == "matched")
+
+    steps = {"steps": [{"index": 0, "why": ["repeated 3 times within 1h"]}]}
+    assert matched({"occurrence": 3, "decision": {"occurrence": 3, **steps}}) == (
+        "occurrence 3 of this rule and target in its window"
+    )
+    capped = {"occurrence": 4, "occurrence_capped": True, **steps}
+    assert matched({"occurrence": 4, "dry_run": True, "decision": capped}) == (
+        "occurrence 4 or later of this rule and target in its window; "
+        "dry-run: nothing will be changed"
+    )
+    # A rule that plans the same steps each time has no decision: its count says nothing.
+    assert matched({"occurrence": 7}) == ""
+    assert matched({"occurrence": True, "decision": {}}) == ""
