@@ -9,6 +9,7 @@ never forget a secret.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import parse_qsl, urlsplit
 
@@ -48,8 +49,8 @@ def base_url(url: str) -> str:
 
     ValueError, never quoting the URL, for what no link can be built under: a query (``?``:
     ``{url}/approve/{token}`` put the token in it, and the link opened the wrong page), a
-    blank, a control character or a backslash, a port that is not 1-65535, or a host outside
-    ASCII (browsers send its ``xn--`` form, which is what to write)."""
+    blank, a control character or a backslash, a port that is not 1-65535, or a host a
+    browser would name otherwise (``_origin_host``)."""
     if _NOT_IN_URL.search(url):
         raise ValueError(
             "the URL holds a blank, a control character or a backslash: percent-encode it"
@@ -66,14 +67,70 @@ def base_url(url: str) -> str:
         port = 0
     if port == 0:
         raise ValueError("the URL's port is not a number from 1 to 65535")
-    host = parts.hostname or ""
+    host = _origin_host(parts.hostname or "")
+    if port == _DEFAULT_PORTS.get(parts.scheme):
+        port = None
+    return f"{parts.scheme}://{host_port(host, port or None)}{parts.path.rstrip('/')}"
+
+
+# The last label of a host a browser reads as an IPv4 address (WHATWG URL "ends in a number"):
+# all digits, or a 0x number.
+_NUMBER_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
+
+
+def _origin_host(host: str) -> str:
+    """``host`` (lowercase, no brackets, as ``urlsplit`` gives it) as a browser writes it in
+    ``Origin`` (the WHATWG URL standard's host serializer): an IPv6 address in its one short
+    form (``0:0:0:0:0:0:0:1`` is ``::1``; an IPv4-mapped one in hex, ``::ffff:7f00:1``), an
+    IPv4 address as four decimal numbers, without a trailing dot. ValueError for a host a
+    browser would read as another one, or not open: outside ASCII (its ``xn--`` form is what
+    to write), with a ``%`` (a percent-escape, which a browser decodes; an IPv6 zone, which it
+    refuses), an IPv4 address in another spelling (``127.1``, ``010.0.0.1``: octal, 8.0.0.1)."""
     if not host.isascii():
         raise ValueError(
             "the URL's host is not ASCII: write it as browsers send it, in its xn-- form"
         )
-    if port == _DEFAULT_PORTS.get(parts.scheme):
-        port = None
-    return f"{parts.scheme}://{host_port(host, port or None)}{parts.path.rstrip('/')}"
+    if "%" in host:
+        raise ValueError(
+            "the URL's host holds a % (a percent-escape, or an IPv6 zone browsers do not "
+            "open): write the host as browsers send it"
+        )
+    if ":" in host:
+        try:
+            return _ipv6_text(ipaddress.IPv6Address(host))
+        except ValueError:
+            raise ValueError("the URL's IPv6 address is not one") from None
+    labels = host.removesuffix(".").split(".")
+    if not _NUMBER_LABEL.fullmatch(labels[-1]):
+        return host
+    try:
+        return str(ipaddress.IPv4Address(".".join(labels)))
+    except ValueError:
+        raise ValueError(
+            "the URL's host ends in a number, so browsers read it as an IPv4 address: write "
+            "that address as four decimal numbers without leading zeros (127.0.0.1)"
+        ) from None
+
+
+def _ipv6_text(address: ipaddress.IPv6Address) -> str:
+    """``address`` as the WHATWG URL standard serializes it: its eight pieces in lowercase hex
+    without leading zeros, the first longest run of two or more zero pieces written ``::``.
+    Not ``str(address)``: Python 3.13 writes an IPv4-mapped address with a dotted quad
+    (``::ffff:127.0.0.1``), which no browser sends."""
+    pieces = [int.from_bytes(address.packed[i : i + 2]) for i in range(0, 16, 2)]
+    start, length = -1, 1
+    at = 0
+    while at < len(pieces):
+        end = at
+        while end < len(pieces) and pieces[end] == 0:
+            end += 1
+        if end - at > length:
+            start, length = at, end - at
+        at = max(end, at + 1)
+    text = [f"{p:x}" for p in pieces]
+    if start < 0:
+        return ":".join(text)
+    return ":".join(text[:start]) + "::" + ":".join(text[start + length :])
 
 
 # Query parameters that carry a credential by their name (token, access_token, api_key,

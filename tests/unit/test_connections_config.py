@@ -399,6 +399,17 @@ def test_a_boolean_is_no_count_in_a_named_connection(tmp_path: Path, text: str, 
         ("'http://Remediator.Example:80'", "http://remediator.example"),
         ("'https://remediator.example:8443/ops/'", "https://remediator.example:8443/ops"),
         ("'http://[::1]:80/'", "http://[::1]"),
+        # An IP address as the WHATWG URL standard serializes it: Origin: http://[::1]:9095
+        # for http://[0:0:0:0:0:0:0:1]:9095; before, that spelling was kept, and the login
+        # and approval pages refused every POST the browser sent.
+        ("'http://[0:0:0:0:0:0:0:1]:9095'", "http://[::1]:9095"),
+        ("'http://[2001:DB8:0:0:1:0:0:1]'", "http://[2001:db8::1:0:0:1]"),
+        ("'http://[1:0:0:2:0:0:0:3]'", "http://[1:0:0:2::3]"),
+        ("'http://[1:0:1:0:1:0:1:0]'", "http://[1:0:1:0:1:0:1:0]"),
+        ("'http://[::FFFF:127.0.0.1]:9095'", "http://[::ffff:7f00:1]:9095"),
+        ("'http://127.0.0.1.:9095/'", "http://127.0.0.1:9095"),
+        ("'https://ops.example.'", "https://ops.example."),
+        ("'https://1.2.3.4x'", "https://1.2.3.4x"),
     ],
 )
 def test_external_url_is_kept_in_the_form_browsers_name_its_origin(
@@ -422,6 +433,14 @@ def test_external_url_is_kept_in_the_form_browsers_name_its_origin(
         ("'https://remediator.example:0'", "port is not a number from 1 to 65535"),
         ("'https://remediator.example:https'", "port is not a number from 1 to 65535"),
         ("'https://bücher.example'", "in its xn-- form"),
+        # A browser reads each of these as another host than the text says (127.0.0.1,
+        # 8.0.0.1, example.com) or does not open it (an IPv6 zone).
+        ("'http://127.1:9095'", "as four decimal numbers"),
+        ("'http://010.0.0.1'", "as four decimal numbers"),
+        ("'http://0x7f.0.0.1'", "as four decimal numbers"),
+        ("'http://ops.1'", "as four decimal numbers"),
+        ("'http://ex%41mple.com'", "the URL's host holds a %"),
+        ("'http://[fe80::1%25eth0]:9095'", "the URL's host holds a %"),
     ],
 )
 def test_an_external_url_no_link_can_be_built_under_is_refused(
