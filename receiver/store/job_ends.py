@@ -18,6 +18,11 @@ and audited (``run.outcome``, ``step``, ``approval.cancelled``), as the review s
   it back): the answer names it (``JobEnd.lock``) for the HTTP drop to release by the run's id
   after this transaction commits (``Guards.release_run``).
 - ``resume_run`` of a ``pending`` run that waited for its target lock: ``cancelled``.
+- ``resume_run`` of a ``running`` run: the job its alert's resolution queues (``close_run``)
+  so that a run whose worker stopped in it ends ``cancelled`` rather than stay open, or the
+  one that took it up and died. The run ends ``cancelled``, its own steps not begun
+  ``not_run``, one a worker stopped in ``interrupted`` (it may have acted), their approvals
+  ``cancelled``. It may hold its target lock, named for the HTTP drop as above.
 - ``resume_run`` of a ``failed`` run whose escalation (``on_failed`` steps) is still ahead, and
   ``resume_run`` or ``resume_resolve`` of a closed run whose on_resolved steps are held (an
   approval, a pause, the lock, a carried undo's safety net): those steps not begun
@@ -42,7 +47,7 @@ from receiver.model import ApprovalRecord, RunOutcome, Target
 from receiver.store.audit import append_in_tx
 from receiver.store.records import JobKind
 from receiver.store.step_ends import StepEnd, end_steps
-from receiver.store.steps import NOT_RUN
+from receiver.store.steps import ENDED_WHILE_STARTED, INTERRUPTED, NOT_RUN, STARTED
 
 __all__ = ["JobEnd", "end_dropped_job_run"]
 
@@ -107,17 +112,19 @@ async def end_dropped_job_run(
         error = f"cancelled while waiting for the target lock: {why}"
         await _set_cancelled(conn, run_id, run["fingerprint"], "pending", error, job, actor)
         return JobEnd(outcome=RunOutcome.CANCELLED.value)
+    ended = JobEnd()
+    if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.RUNNING:
+        ended = await _end_running(conn, run_id, run, why, job, actor)
     phases = []
     if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.FAILED:
         phases.append(("on_failed", f"not run: the escalation was not taken up, {why}"))
     if run["closed"]:
         phases.append(("resolve", f"not run: the on_resolved steps were not taken up, {why}"))
-    ended = JobEnd()
     for phase, message in phases:
         got = await _end_open_steps(conn, run_id, run["fingerprint"], phase, message, why)
         ended.steps.extend(got.steps)
         ended.approvals.extend(got.approvals)
-    return ended if ended.steps else None
+    return ended if ended.steps or ended.outcome else None
 
 
 async def _end_verification(
@@ -179,13 +186,7 @@ async def _end_parked(
         run_id,
     )
     fingerprint = run["fingerprint"]
-    ended = JobEnd(
-        outcome=RunOutcome.CANCELLED.value,
-        lock=(
-            str(run["rule"]),
-            Target(run["target_kind"], run["target_namespace"], run["target_name"]),
-        ),
-    )
+    ended = JobEnd(outcome=RunOutcome.CANCELLED.value, lock=_lock_of(run))
     for phase in sorted({r["phase"] for r in held}):
         ends = [
             StepEnd(r["idx"], r["action"], r["params"], "cancelled", error)
@@ -214,6 +215,58 @@ async def _end_parked(
     )
     await _set_cancelled(conn, run_id, fingerprint, "awaiting_approval", error, job, actor)
     return ended
+
+
+async def _end_running(
+    conn: Any, run_id: str, run: Mapping[str, Any], why: str, job: Mapping[str, Any], actor: str
+) -> JobEnd:
+    """A ``running`` run whose ``resume_run`` job was dropped: ``cancelled``, its own steps
+    not begun ``not_run``, one started ``interrupted`` (``mark_not_run``'s endings, each with
+    its ``step`` row), their approvals, pending or approved, ``cancelled``."""
+    error = f"cancelled while running: {why}"
+    rows = await conn.fetch(
+        """SELECT idx, action, params::text AS params, outcome, message FROM steps
+           WHERE run_id = $1::uuid AND phase = 'run'
+             AND outcome IN ('pending', 'awaiting_approval', 'started')
+           ORDER BY idx""",
+        run_id,
+    )
+    ends = [
+        StepEnd(
+            r["idx"],
+            r["action"],
+            r["params"],
+            *(
+                (INTERRUPTED, f"{ENDED_WHILE_STARTED}{r['message']}; {error}")
+                if r["outcome"] == STARTED
+                else (NOT_RUN, f"not run: {error}")
+            ),
+        )
+        for r in rows
+    ]
+    approvals = await end_steps(
+        conn,
+        run_id,
+        run["fingerprint"],
+        "run",
+        ends,
+        approvals_of=[e.idx for e in ends],
+        reason=why,
+        states=["pending", "approved"],
+    )
+    await _set_cancelled(conn, run_id, run["fingerprint"], "running", error, job, actor)
+    return JobEnd(
+        outcome=RunOutcome.CANCELLED.value,
+        steps=[e.idx for e in ends],
+        approvals=approvals,
+        lock=_lock_of(run),
+    )
+
+
+def _lock_of(run: Mapping[str, Any]) -> tuple[str, Target]:
+    """The rule and target whose lock an ended ``run`` (its row) may still hold."""
+    target = Target(run["target_kind"], run["target_namespace"], run["target_name"])
+    return str(run["rule"]), target
 
 
 async def _set_cancelled(
