@@ -28,6 +28,11 @@ and audited (``run.outcome``, ``step``, ``approval.cancelled``), as the review s
   approval, a pause, the lock, a carried undo's safety net): those steps not begun
   (``pending``, ``awaiting_approval``) end ``not_run``, their approvals ``cancelled``; the run
   keeps its outcome. A step a worker stopped in (``started``) is left to the step runner.
+  The escalation's job also feeds the rule's circuit breaker and announces the failed
+  verification (pipeline/escalate.py): when that announcement was not made, the drop does
+  neither (the breaker is Redis's, the announcement the rule's channels': this transaction
+  reaches neither), and says so (``JobEnd.not_done``, a ``run.escalation_dropped`` row), steps
+  ended or none.
 
 Left as it is, because something else will move it: a run another open job of a resume kind
 (or, for a verification, another deadline job) holds; a run whose firing event, or a resolved
@@ -40,16 +45,17 @@ takes the run up where it stopped (failures.py, queues.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from receiver.model import ApprovalRecord, RunOutcome, Target
+from receiver.model import Announcement, ApprovalRecord, RunOutcome, Target
+from receiver.store.announcements import ANNOUNCED
 from receiver.store.audit import append_in_tx
 from receiver.store.records import JobKind
 from receiver.store.step_ends import StepEnd, end_steps
 from receiver.store.steps import ENDED_WHILE_STARTED, INTERRUPTED, NOT_RUN, STARTED
 
-__all__ = ["JobEnd", "end_dropped_job_run"]
+__all__ = ["ESCALATION_NOT_DONE", "JobEnd", "end_dropped_job_run"]
 
 # The kinds of job that take a parked run or its follow-up up again: while one of them is open
 # beside the dropped one, that one moves the run.
@@ -63,18 +69,26 @@ _BUSY_SQL = """EXISTS (SELECT 1 FROM alert_events e
            OR (e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
                AND e.status = 'resolved')))"""
 
+# What a dropped escalation job of a run whose failure was never announced leaves undone.
+ESCALATION_NOT_DONE = (
+    "the failed verification was not announced, and may not have been counted by the rule's "
+    "circuit breaker: the escalation's resume_run job, which does both, was dropped"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class JobEnd:
     """What a drop ended: ``outcome``, the run's new outcome (None: it kept its own);
     ``steps``, the indexes of the steps it ended; ``approvals``, those it cancelled;
     ``lock``, the rule and target whose lock the ended run may still hold (to be released by
-    the run's id once the drop committed), None when it holds none."""
+    the run's id once the drop committed), None when it holds none; ``not_done``, what the
+    dropped job would have done that nothing does now (``ESCALATION_NOT_DONE``), or None."""
 
     outcome: str | None = None
     steps: list[int] = field(default_factory=list)
     approvals: list[ApprovalRecord] = field(default_factory=list)
     lock: tuple[str, Target] | None = None
+    not_done: str | None = None
 
 
 async def end_dropped_job_run(
@@ -96,11 +110,18 @@ async def end_dropped_job_run(
                    r.target_name, r.resolved_at IS NOT NULL AS closed, {_BUSY_SQL} AS busy,
                    EXISTS (SELECT 1 FROM jobs o
                            WHERE o.run_id = r.id AND o.kind = ANY ($2::text[]) AND o.id <> $3
-                             AND o.state IN ('pending', 'claimed')) AS held
+                             AND o.state IN ('pending', 'claimed')) AS held,
+                   r.escalated_at IS NOT NULL
+                     AND r.verify_result IN ('not_resolved', 'recurred')
+                     AND NOT EXISTS (SELECT 1 FROM audit_log a
+                                     WHERE a.run_id = r.id AND a.kind = $4
+                                       AND a.data->>'event' = $5) AS unannounced
             FROM runs r WHERE r.id = $1::uuid""",
         job["run_id"],
         _RESUMES,
         job["id"],
+        ANNOUNCED,
+        Announcement.VERIFICATION_FAILED.value,
     )
     if run is None or run["busy"] or run["held"]:
         return None
@@ -118,13 +139,19 @@ async def end_dropped_job_run(
     phases = []
     if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.FAILED:
         phases.append(("on_failed", f"not run: the escalation was not taken up, {why}"))
+        if run["unannounced"]:
+            ended = replace(ended, not_done=ESCALATION_NOT_DONE)
     if run["closed"]:
         phases.append(("resolve", f"not run: the on_resolved steps were not taken up, {why}"))
     for phase, message in phases:
         got = await _end_open_steps(conn, run_id, run["fingerprint"], phase, message, why)
         ended.steps.extend(got.steps)
         ended.approvals.extend(got.approvals)
-    return ended if ended.steps or ended.outcome else None
+    if ended.not_done is not None:
+        # After the steps' rows, as a run's end follows them: what the drop left undone.
+        data = {"not_done": ended.not_done, "why": why, "job_id": job["id"], "by": actor}
+        await append_in_tx(conn, "run.escalation_dropped", run_id, run["fingerprint"], data)
+    return ended if ended.steps or ended.outcome or ended.not_done else None
 
 
 async def _end_verification(

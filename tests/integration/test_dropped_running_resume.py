@@ -1,17 +1,19 @@
-"""A dropped ``resume_run`` job of a ``running`` run ends the run, on a real PostgreSQL
-(store/job_ends.py).
+"""A dropped ``resume_run`` job of a ``running`` run ends the run, and one of an escalation
+says what it leaves undone, on a real PostgreSQL (store/job_ends.py).
 
 The job is the one a resolution queues for a run still ``running`` (``close_run``), so that a
 run whose worker stopped in it ends ``cancelled`` rather than stay open. Before, dropping it
-left the run ``running`` for good, its steps ``pending`` and ``started``.
+left the run ``running`` for good, its steps ``pending`` and ``started``. An escalation's job
+feeds the breaker and announces the failure: before, its drop said nothing of either.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from receiver.model import RunOutcome
+from receiver.model import Announcement, RunOutcome
 from receiver.store import JobKind, Store
+from receiver.store.job_ends import ESCALATION_NOT_DONE
 from receiver.store.steps import ENDED_WHILE_STARTED
 from tests.integration.test_dropped_resume_jobs import RESTART, open_job, target
 from tests.support.events import new_event, new_run
@@ -77,3 +79,53 @@ async def test_a_running_run_whose_firing_event_is_queued_is_left_to_it(store: S
     run = await store.get_run(run_id, with_steps=False)
     assert run is not None
     assert run.outcome is RunOutcome.RUNNING
+
+
+async def failed_run(store: Store, i: int) -> str:
+    """A run whose verification failed with no on_failed step: its escalation's job queued."""
+    run_id = await new_run(store, i, target=target(i))
+    assert await store.set_run_outcome(run_id, RunOutcome.RUNNING)
+    assert await store.set_run_outcome(run_id, RunOutcome.VERIFYING, verify_within_s=60)
+    async with store._pool.acquire() as conn:  # its deadline has passed
+        await conn.execute(
+            "UPDATE runs SET verify_within_s = 60,"
+            " verify_deadline = remediator_now() - interval '1 minute'"
+            " WHERE id = $1",
+            run_id,
+        )
+    assert await store.conclude_verification(run_id, [], grace_s=0) is not None
+    return run_id
+
+
+async def test_a_dropped_escalation_says_its_failure_went_unannounced(store: Store) -> None:
+    """No step to end: before, the drop said nothing, though the breaker feed and the
+    announcement its job would have made are lost with it."""
+    run_id = await failed_run(store, 12)
+    job_id = await open_job(store, run_id, JobKind.RESUME_RUN)
+
+    dropped = await store.drop_item("job", job_id, actor="alice", reason="noisy")
+
+    assert dropped["not_done"] == ESCALATION_NOT_DONE
+    assert "steps_ended" not in dropped
+    [*_, row] = await store.audit_entries(run_id)
+    assert (row["kind"], row["data"]["job_id"]) == ("run.escalation_dropped", job_id)
+    run = await store.get_run(run_id, with_steps=False)
+    assert run is not None
+    assert run.outcome is RunOutcome.FAILED
+
+
+async def test_an_escalation_already_announced_is_not_said_undone(store: Store) -> None:
+    run_id = await failed_run(store, 13)
+    await store.record_announcement(
+        run_id,
+        fingerprint=None,
+        event=Announcement.VERIFICATION_FAILED.value,
+        channel="slack",
+        delivered=True,
+        detail="ok",
+    )
+    job_id = await open_job(store, run_id, JobKind.RESUME_RUN)
+
+    dropped = await store.drop_item("job", job_id, actor="alice", reason="noisy")
+
+    assert "not_done" not in dropped
