@@ -7,7 +7,7 @@ so tests build the application around real components without globals.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -112,7 +112,9 @@ class QueueControl(Protocol):
     """The work queues as operators see them (``receiver.store.Store`` fits): pages of alert
     events and jobs (newest first, with the cursor of the next page), one item, the dead
     letters' two answers. ``retry_item``/``drop_item`` take ``kind`` "event" or "job" and raise
-    ItemNotFound or ItemConflict; everything raises StoreUnavailable without the store."""
+    ItemNotFound or ItemConflict; ``enqueue_job`` queues the ``release_lock`` job of a run a
+    drop ended when Redis did not answer its release; everything raises StoreUnavailable
+    without the store."""
 
     async def list_events(
         self,
@@ -146,6 +148,16 @@ class QueueControl(Protocol):
     async def drop_item(
         self, kind: str, item_id: int, *, actor: str, reason: str
     ) -> dict[str, Any]: ...
+
+    async def enqueue_job(
+        self,
+        kind: str,
+        run_id: str,
+        *,
+        delay_s: float = ...,
+        payload: Mapping[str, Any] | None = ...,
+        conn: Any = ...,
+    ) -> int | None: ...
 
 
 class LockRelease(Protocol):

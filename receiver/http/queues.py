@@ -11,9 +11,11 @@ dead or pending one without processing it. Body: ``{"reason": "..."}`` (required
 Both are audited with the reason; 404 for an unknown id, 409 naming the state when the action
 does not apply, 503 without the store. A dropped job's answer says what ended with it
 (``run_ended``, ``steps_ended``, ``approvals_cancelled``: store/job_ends.py); a run ended
-while it waited for an approval may still hold its target lock, released here by the run's id
-once the drop committed (``target_lock``: ``released`` true, false when the run did not hold
-it, null with a ``note`` when Redis did not answer: the lock then ends with its TTL).
+while it waited for an approval, or while running, may still hold its target lock, released
+here by the run's id once the drop committed (``target_lock``: ``released`` true, false when
+the run did not hold it, null with a ``note`` when Redis did not answer: a ``release_lock``
+job, ``release_job`` its id, then gives it back once Redis answers, pipeline/lock_release.py;
+the lock ends with its TTL only when that job cannot be queued either).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from receiver.http.filters import (
 )
 from receiver.http.responses import json_response
 from receiver.model import GuardSpec
+from receiver.pipeline.lock_release import HELD_BY_RUN
 from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, JobKind, StoreUnavailable
 from remediations.targets import Target
 
@@ -128,7 +131,7 @@ def _actor(kind: str, action: str) -> QueueHandler:
             else:
                 item = await queues.drop_item(kind, item_id, actor="api", reason=reason or "")
                 if "target_lock" in item:
-                    item["target_lock"] = await _release(request.app[LOCKS], item)
+                    item["target_lock"] = await _release(request.app[LOCKS], queues, item)
         except ItemNotFound as exc:
             return json_response({"error": str(exc)}, 404)
         except ItemConflict as exc:
@@ -138,12 +141,18 @@ def _actor(kind: str, action: str) -> QueueHandler:
     return handler
 
 
-async def _release(locks: LockRelease | None, item: Mapping[str, Any]) -> dict[str, Any]:
-    """Release the target lock that the run a drop ended may still hold (a parked run whose
-    worker died before giving it back), by the run's id (``Guards.release_run``: never another
-    run's lock), after the drop committed; the item's ``target_lock`` with ``released``: true
-    (it was the run's, now free), false (not held by the run), or null with a ``note`` (Redis
-    did not answer, or no guards here: the lock ends with its TTL, ``guards.lock_ttl``)."""
+async def _release(
+    locks: LockRelease | None, queues: QueueControl, item: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Release the target lock that the run a drop ended may still hold (a parked or running
+    run whose worker died before giving it back), by the run's id (``Guards.release_run``:
+    never another run's lock), after the drop committed; the item's ``target_lock`` with
+    ``released``: true (it was the run's, now free), false (not held by the run), or null with
+    a ``note``. Redis not answering: a ``release_lock`` job (payload ``held_by_run``, given
+    back once the run has ended, which it now has) is queued on ``queues`` and named
+    (``release_job``), as a pass that ends a run does (pipeline/lock_release.py); before, the
+    lock held the target until ``guards.lock_ttl``. Left to that TTL only when the job cannot
+    be queued (the store not answering), on a script error, or with no guards here."""
     lock = dict(item["target_lock"])
     where = lock["target"]
     target = Target(where["kind"], where["namespace"], where["name"])
@@ -152,9 +161,24 @@ async def _release(locks: LockRelease | None, item: Mapping[str, Any]) -> dict[s
         return {**lock, "released": None, "note": "no guards here: the lock ends with its TTL"}
     try:
         return {**lock, "released": await locks.release_run(request)}
-    except (GuardUnavailable, GuardError) as exc:
-        note = f"guards unavailable ({exc}): the lock, if held, ends with its TTL"
+    except GuardError as exc:
+        # A script error: asking again would fail again.
+        note = f"guards error ({exc}): the lock, if held, ends with its TTL"
         return {**lock, "released": None, "note": note}
+    except GuardUnavailable as exc:
+        unanswered = f"guards unavailable ({exc})"
+    try:
+        job = await queues.enqueue_job(
+            JobKind.RELEASE_LOCK, request.run_id, payload={HELD_BY_RUN: True}
+        )
+    except StoreUnavailable as exc:
+        note = f"{unanswered}, and its release could not be queued ({exc}): "
+        return {**lock, "released": None, "note": note + "the lock, if held, ends with its TTL"}
+    if job is None:  # the run is gone (pruned): its lock was nobody's to keep
+        note = f"{unanswered}; the run no longer exists: the lock, if held, ends with its TTL"
+        return {**lock, "released": None, "note": note}
+    note = f"{unanswered}: release_lock job {job} gives the lock back once Redis answers"
+    return {**lock, "released": None, "note": note, "release_job": job}
 
 
 def _item_id(request: web.Request) -> int | None:

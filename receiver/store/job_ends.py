@@ -18,11 +18,21 @@ and audited (``run.outcome``, ``step``, ``approval.cancelled``), as the review s
   it back): the answer names it (``JobEnd.lock``) for the HTTP drop to release by the run's id
   after this transaction commits (``Guards.release_run``).
 - ``resume_run`` of a ``pending`` run that waited for its target lock: ``cancelled``.
+- ``resume_run`` of a ``running`` run: the job its alert's resolution queues (``close_run``)
+  so that a run whose worker stopped in it ends ``cancelled`` rather than stay open, or the
+  one that took it up and died. The run ends ``cancelled``, its own steps not begun
+  ``not_run``, one a worker stopped in ``interrupted`` (it may have acted), their approvals
+  ``cancelled``. It may hold its target lock, named for the HTTP drop as above.
 - ``resume_run`` of a ``failed`` run whose escalation (``on_failed`` steps) is still ahead, and
   ``resume_run`` or ``resume_resolve`` of a closed run whose on_resolved steps are held (an
   approval, a pause, the lock, a carried undo's safety net): those steps not begun
   (``pending``, ``awaiting_approval``) end ``not_run``, their approvals ``cancelled``; the run
   keeps its outcome. A step a worker stopped in (``started``) is left to the step runner.
+  The escalation's job also feeds the rule's circuit breaker and announces the failed
+  verification (pipeline/escalate.py): when that announcement was not made, the drop does
+  neither (the breaker is Redis's, the announcement the rule's channels': this transaction
+  reaches neither), and says so (``JobEnd.not_done``, a ``run.escalation_dropped`` row), steps
+  ended or none.
 
 Left as it is, because something else will move it: a run another open job of a resume kind
 (or, for a verification, another deadline job) holds; a run whose firing event, or a resolved
@@ -35,16 +45,17 @@ takes the run up where it stopped (failures.py, queues.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from receiver.model import ApprovalRecord, RunOutcome, Target
+from receiver.model import Announcement, ApprovalRecord, RunOutcome, Target
+from receiver.store.announcements import ANNOUNCED
 from receiver.store.audit import append_in_tx
 from receiver.store.records import JobKind
 from receiver.store.step_ends import StepEnd, end_steps
-from receiver.store.steps import NOT_RUN
+from receiver.store.steps import ENDED_WHILE_STARTED, INTERRUPTED, NOT_RUN, STARTED
 
-__all__ = ["JobEnd", "end_dropped_job_run"]
+__all__ = ["ESCALATION_NOT_DONE", "JobEnd", "end_dropped_job_run"]
 
 # The kinds of job that take a parked run or its follow-up up again: while one of them is open
 # beside the dropped one, that one moves the run.
@@ -58,18 +69,26 @@ _BUSY_SQL = """EXISTS (SELECT 1 FROM alert_events e
            OR (e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
                AND e.status = 'resolved')))"""
 
+# What a dropped escalation job of a run whose failure was never announced leaves undone.
+ESCALATION_NOT_DONE = (
+    "the failed verification was not announced, and may not have been counted by the rule's "
+    "circuit breaker: the escalation's resume_run job, which does both, was dropped"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class JobEnd:
     """What a drop ended: ``outcome``, the run's new outcome (None: it kept its own);
     ``steps``, the indexes of the steps it ended; ``approvals``, those it cancelled;
     ``lock``, the rule and target whose lock the ended run may still hold (to be released by
-    the run's id once the drop committed), None when it holds none."""
+    the run's id once the drop committed), None when it holds none; ``not_done``, what the
+    dropped job would have done that nothing does now (``ESCALATION_NOT_DONE``), or None."""
 
     outcome: str | None = None
     steps: list[int] = field(default_factory=list)
     approvals: list[ApprovalRecord] = field(default_factory=list)
     lock: tuple[str, Target] | None = None
+    not_done: str | None = None
 
 
 async def end_dropped_job_run(
@@ -91,11 +110,18 @@ async def end_dropped_job_run(
                    r.target_name, r.resolved_at IS NOT NULL AS closed, {_BUSY_SQL} AS busy,
                    EXISTS (SELECT 1 FROM jobs o
                            WHERE o.run_id = r.id AND o.kind = ANY ($2::text[]) AND o.id <> $3
-                             AND o.state IN ('pending', 'claimed')) AS held
+                             AND o.state IN ('pending', 'claimed')) AS held,
+                   r.escalated_at IS NOT NULL
+                     AND r.verify_result IN ('not_resolved', 'recurred')
+                     AND NOT EXISTS (SELECT 1 FROM audit_log a
+                                     WHERE a.run_id = r.id AND a.kind = $4
+                                       AND a.data->>'event' = $5) AS unannounced
             FROM runs r WHERE r.id = $1::uuid""",
         job["run_id"],
         _RESUMES,
         job["id"],
+        ANNOUNCED,
+        Announcement.VERIFICATION_FAILED.value,
     )
     if run is None or run["busy"] or run["held"]:
         return None
@@ -107,17 +133,25 @@ async def end_dropped_job_run(
         error = f"cancelled while waiting for the target lock: {why}"
         await _set_cancelled(conn, run_id, run["fingerprint"], "pending", error, job, actor)
         return JobEnd(outcome=RunOutcome.CANCELLED.value)
+    ended = JobEnd()
+    if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.RUNNING:
+        ended = await _end_running(conn, run_id, run, why, job, actor)
     phases = []
     if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.FAILED:
         phases.append(("on_failed", f"not run: the escalation was not taken up, {why}"))
+        if run["unannounced"]:
+            ended = replace(ended, not_done=ESCALATION_NOT_DONE)
     if run["closed"]:
         phases.append(("resolve", f"not run: the on_resolved steps were not taken up, {why}"))
-    ended = JobEnd()
     for phase, message in phases:
         got = await _end_open_steps(conn, run_id, run["fingerprint"], phase, message, why)
         ended.steps.extend(got.steps)
         ended.approvals.extend(got.approvals)
-    return ended if ended.steps else None
+    if ended.not_done is not None:
+        # After the steps' rows, as a run's end follows them: what the drop left undone.
+        data = {"not_done": ended.not_done, "why": why, "job_id": job["id"], "by": actor}
+        await append_in_tx(conn, "run.escalation_dropped", run_id, run["fingerprint"], data)
+    return ended if ended.steps or ended.outcome or ended.not_done else None
 
 
 async def _end_verification(
@@ -179,13 +213,7 @@ async def _end_parked(
         run_id,
     )
     fingerprint = run["fingerprint"]
-    ended = JobEnd(
-        outcome=RunOutcome.CANCELLED.value,
-        lock=(
-            str(run["rule"]),
-            Target(run["target_kind"], run["target_namespace"], run["target_name"]),
-        ),
-    )
+    ended = JobEnd(outcome=RunOutcome.CANCELLED.value, lock=_lock_of(run))
     for phase in sorted({r["phase"] for r in held}):
         ends = [
             StepEnd(r["idx"], r["action"], r["params"], "cancelled", error)
@@ -214,6 +242,58 @@ async def _end_parked(
     )
     await _set_cancelled(conn, run_id, fingerprint, "awaiting_approval", error, job, actor)
     return ended
+
+
+async def _end_running(
+    conn: Any, run_id: str, run: Mapping[str, Any], why: str, job: Mapping[str, Any], actor: str
+) -> JobEnd:
+    """A ``running`` run whose ``resume_run`` job was dropped: ``cancelled``, its own steps
+    not begun ``not_run``, one started ``interrupted`` (``mark_not_run``'s endings, each with
+    its ``step`` row), their approvals, pending or approved, ``cancelled``."""
+    error = f"cancelled while running: {why}"
+    rows = await conn.fetch(
+        """SELECT idx, action, params::text AS params, outcome, message FROM steps
+           WHERE run_id = $1::uuid AND phase = 'run'
+             AND outcome IN ('pending', 'awaiting_approval', 'started')
+           ORDER BY idx""",
+        run_id,
+    )
+    ends = [
+        StepEnd(
+            r["idx"],
+            r["action"],
+            r["params"],
+            *(
+                (INTERRUPTED, f"{ENDED_WHILE_STARTED}{r['message']}; {error}")
+                if r["outcome"] == STARTED
+                else (NOT_RUN, f"not run: {error}")
+            ),
+        )
+        for r in rows
+    ]
+    approvals = await end_steps(
+        conn,
+        run_id,
+        run["fingerprint"],
+        "run",
+        ends,
+        approvals_of=[e.idx for e in ends],
+        reason=why,
+        states=["pending", "approved"],
+    )
+    await _set_cancelled(conn, run_id, run["fingerprint"], "running", error, job, actor)
+    return JobEnd(
+        outcome=RunOutcome.CANCELLED.value,
+        steps=[e.idx for e in ends],
+        approvals=approvals,
+        lock=_lock_of(run),
+    )
+
+
+def _lock_of(run: Mapping[str, Any]) -> tuple[str, Target]:
+    """The rule and target whose lock an ended ``run`` (its row) may still hold."""
+    target = Target(run["target_kind"], run["target_namespace"], run["target_name"])
+    return str(run["rule"]), target
 
 
 async def _set_cancelled(

@@ -210,7 +210,9 @@ class Queues(Database):
         (job_ends.py), and the item then says so: ``run_ended`` (the run's new outcome),
         ``steps_ended`` (indexes), ``approvals_cancelled`` (ids), and ``target_lock`` (``rule``,
         ``target``: kind, namespace, name) when the ended run may still hold its target lock,
-        for the caller to release by the run's id now that the drop has committed.
+        for the caller to release by the run's id now that the drop has committed;
+        ``not_done``, what the dropped job would have done that nothing now does (an
+        escalation's breaker feed and announcement).
         ItemNotFound; ItemConflict when it is claimed (being processed) or already done."""
         queue = _queue(kind)
         view, _ = _VIEWS[queue.kind]
@@ -289,6 +291,8 @@ def _ended(ended: JobEnd) -> dict[str, Any]:
         said["steps_ended"] = sorted(ended.steps)
     if ended.approvals:
         said["approvals_cancelled"] = [a.id for a in ended.approvals]
+    if ended.not_done is not None:
+        said["not_done"] = ended.not_done
     if ended.lock is not None:
         rule, target = ended.lock
         where = {"kind": target.kind, "namespace": target.namespace, "name": target.name}

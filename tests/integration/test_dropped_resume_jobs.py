@@ -16,6 +16,7 @@ import pytest
 
 from receiver.model import ApprovalState, RunOutcome, StepPlan, Target
 from receiver.store import JobKind, Store
+from receiver.store.job_ends import ESCALATION_NOT_DONE
 from tests.support.events import new_event, new_run
 from tests.support.polling import eventually
 
@@ -189,6 +190,8 @@ async def test_a_dropped_escalation_job_ends_the_steps_it_would_have_run(store: 
 
     assert "run_ended" not in dropped
     assert dropped["steps_ended"] == [1, 2]
+    # Nor is the failure announced or surely counted by the breaker: the answer says so.
+    assert dropped["not_done"] == ESCALATION_NOT_DONE
     run = await store.get_run(run_id)
     assert run is not None
     assert run.outcome is RunOutcome.FAILED
@@ -200,8 +203,19 @@ async def test_a_dropped_escalation_job_ends_the_steps_it_would_have_run(store: 
         ("on_failed", "not_run", message),
         ("on_failed", "not_run", message),
     ]
-    kinds = [a["kind"] for a in await store.audit_entries(run_id)]
-    assert kinds[-3:] == ["job.drop", "step", "step"]
+    entries = await store.audit_entries(run_id)
+    assert [a["kind"] for a in entries][-4:] == [
+        "job.drop",
+        "step",
+        "step",
+        "run.escalation_dropped",
+    ]
+    assert entries[-1]["data"] == {
+        "not_done": ESCALATION_NOT_DONE,
+        "why": f"its resume_run job {job_id} was dropped by dave (noisy)",
+        "job_id": job_id,
+        "by": "dave",
+    }
 
 
 async def test_dropped_undo_jobs_end_the_held_and_pending_on_resolved_steps(
