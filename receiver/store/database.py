@@ -2,7 +2,8 @@
 
 ``Database.connect`` opens the pool and brings the schema up to date; ``_tx`` hands out a
 connection inside a transaction. Every call translates connection failures into
-``StoreUnavailable`` (see errors.py).
+``StoreUnavailable`` (see errors.py). A connection goes back to the pool outside any
+transaction, without asyncpg's session reset (settled.py).
 
 The store's SQL reads the time from ``remediator_now()`` (migration 0010): the transaction's
 ``now()``, unless a session set ``remediator.clock``. ``connect(clock=...)`` sets it on every
@@ -32,10 +33,11 @@ from typing import Any, Self
 import asyncpg
 
 from receiver.store.bounded import BoundedPool, bounded_connection
-from receiver.store.errors import translate
+from receiver.store.errors import StoreUnavailable, translate
 from receiver.store.group import GroupCommit
 from receiver.store.history_sql import HISTORY_CALL, batch_arguments
 from receiver.store.migrate import applied_versions, migrate
+from receiver.store.settled import SettledConnection, settle
 
 __all__ = ["WORK_CHANNEL", "Database", "connect_options"]
 
@@ -56,18 +58,6 @@ def connect_options(*, transaction_pooled: bool) -> dict[str, Any]:
     statement, which costs a round trip more per statement: it is described (Parse, Describe,
     Flush: the types to encode the arguments with) and then parsed again with its execution."""
     return {"statement_cache_size": 0} if transaction_pooled else {}
-
-
-async def _keep_session(conn: Any) -> None:
-    """Pool release hook: nothing to reset.
-
-    asyncpg's default runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on
-    every release, a round trip that cost as much as the work itself on the intake and worker
-    paths. Pool connections here never keep session state: no SET, no cursors, LISTEN lives on
-    the worker's own connection, and the migration lock is a transaction's. asyncpg still
-    rolls back a transaction left open before the connection is reused. (A simulated clock is
-    set again on every acquire, so it needs no reset either.)
-    """
 
 
 Clock = Callable[[], datetime]
@@ -138,7 +128,9 @@ class Database:
                 max_size=max_size,
                 timeout=connect_timeout_s,
                 command_timeout=command_timeout_s,
-                reset=_keep_session,
+                # No session reset, only a rollback after an interrupted statement (settled.py).
+                connection_class=SettledConnection,
+                reset=settle,
                 setup=None if clock is None else _clock_setup(clock),
                 init=_warm if warm and not transaction_pooled else None,
                 **connect_options(transaction_pooled=transaction_pooled),
@@ -207,10 +199,26 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def _tx(self, **options: Any) -> AsyncIterator[Any]:
-        """A connection in a transaction, with connection failures as StoreUnavailable."""
+        """A connection in a transaction, with connection failures as StoreUnavailable.
+
+        A BEGIN with options that PostgreSQL refuses as "already in a transaction" (SQLSTATE
+        25001) means the pool handed out a connection inside a transaction asyncpg did not
+        know of (settled.py): that connection is closed and the call is StoreUnavailable (a
+        503, to retry), not a bug in the caller."""
         with translate():
-            async with self._pool.acquire() as conn, conn.transaction(**options):
-                yield conn
+            async with self._pool.acquire() as conn:
+                began = False
+                try:
+                    async with conn.transaction(**options):
+                        began = True
+                        yield conn
+                except asyncpg.ActiveSQLTransactionError as exc:
+                    if began:
+                        raise
+                    conn.terminate()
+                    raise StoreUnavailable(
+                        "a pool connection was handed out inside a transaction; it was closed"
+                    ) from exc
 
     async def server_now(self) -> datetime:
         """The store's clock (``remediator_now()``), which leases and deadlines are measured
