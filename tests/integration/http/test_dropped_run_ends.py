@@ -2,13 +2,13 @@
 ``remediator jobs drop``) is followed as every other ending is, once the drop committed
 (http/queues.py ``_run_ended``): the run counted, its unused budget slot given back (never
 when a step of it may have acted), its cancelled approvals counted and announced to the
-approvers; the CLI says what the answer says. Real PostgreSQL,
+approvers; the CLI says what the answer says; the review words the rows. Real PostgreSQL,
 Redis, and a local HTTP server for the approvers' channel.
 
 Before, the drop skipped all of it: ``remediator_runs_total`` never counted the run, the
 budget slot of a run that had changed nothing stayed spent for the hour, the approvers still
 saw an open approval, the CLI said "not run" of a step a worker had stopped in and nothing of
-what a dropped escalation left undone.
+what a dropped escalation left undone, and the review showed those rows as raw JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import pytest
 from receiver.guards.policy import AdmissionRequest, GuardSettings
 from receiver.http.approvals import ApprovalWeb
 from receiver.model import GuardSpec, RunOutcome
+from receiver.review.loader import Review
+from receiver.review.timeline import run_timeline
 from receiver.store import JobKind, Store
 from receiver.store.job_ends import ESCALATION_NOT_DONE
 from receiver.telemetry import Metrics
@@ -125,3 +127,25 @@ async def test_the_cli_says_what_the_drop_ended_and_left_undone(
         dropped.stdout
     )
     assert counted(metrics, "remediator_runs_total", rule="r", outcome="cancelled") == 1
+
+
+async def test_the_review_words_a_dropped_escalation(store: Store) -> None:
+    run_id = await failed_run(store, 33)
+    job_id = await open_job(store, run_id, JobKind.RESUME_RUN)
+    await store.drop_item("job", job_id, actor="alice", reason="noisy")
+
+    run = await Review(store).run(run_id)
+
+    assert run is not None
+    entries = {e.kind: e for e in run_timeline(run)}
+    assert "other" not in entries
+    dropped = entries["operator"]
+    assert dropped.title == f"Job {job_id} (resume_run) dropped by alice: noisy"
+    assert dropped.detail == "it was pending after 0 attempts, 0 failed"
+    undone = entries["escalation"]
+    why = f"its resume_run job {job_id} was dropped by alice (noisy)"
+    assert (undone.title, undone.detail, undone.tone) == (
+        f"Escalation not taken up: {why}",
+        f"not done: {ESCALATION_NOT_DONE}",
+        "warn",
+    )
