@@ -206,8 +206,9 @@ class ApprovalDesk:
         """Approvals cancelled because what they were for ended without them: a run's undo or
         escalation refused for good (``Store.end_phase``), its alert resolved before an
         escalation step or an approved step of the run ran (``Store.end_resolved_escalation``,
-        ``Store.end_resolved_run``), or the run refused on its way to its approved step (a
-        pause: ``Store.record_refusal``); each ``reason`` says which. Counted, logged and
+        ``Store.end_resolved_run``), the run refused on its way to its approved step (a
+        pause: ``Store.record_refusal``), or the job it waited on dropped by an operator
+        (http/queues.py); each ``reason`` says which. Counted, logged and
         announced. The store has ended the run already, where it ends."""
         for approval in approvals:
             self._count(approval, "cancelled")

@@ -125,19 +125,36 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
                 click.echo(f"{kind} {item_id}: {exc.format_message()}", err=True)
                 continue
             item = data.get(kind, {}) if isinstance(data, dict) else {}
-            # A dropped job may end what nothing else would move (store/job_ends.py).
-            ended, steps = item.get("run_ended"), item.get("steps_ended")
-            run = f"; its run {item.get('run_id')} ended {ended}" if ended else ""
-            if steps:
-                run += f"; steps {', '.join(map(str, steps))} not run"
-            lock = item.get("target_lock")
-            if isinstance(lock, dict) and lock.get("released") is not True:
-                run += f"; target lock: {lock.get('note') or 'not held by the run'}"
-            click.echo(f"{kind} {item_id}: {_DONE[action]}, now {item.get('state', '?')}{run}")
+            said = _what_ended(item)
+            click.echo(f"{kind} {item_id}: {_DONE[action]}, now {item.get('state', '?')}{said}")
         if failed:
             raise UserError(f"{failed} of {len(item_ids)} {plural} not {_DONE[action]}")
 
     return act
+
+
+def _what_ended(item: dict[str, Any]) -> str:
+    """What a dropped job ended with it (store/job_ends.py), as the server's answer says, each
+    part after "; "; empty for anything else. A step a worker had stopped in is
+    ``interrupted`` (it may have acted), not "not run"."""
+    ended, steps = item.get("run_ended"), item.get("steps_ended") or []
+    said = f"; its run {item.get('run_id')} ended {ended}" if ended else ""
+    interrupted = item.get("steps_interrupted") or []
+    unrun = [s for s in steps if s not in interrupted]
+    if unrun:
+        said += f"; {_steps(unrun)} not run"
+    if interrupted:
+        said += f"; {_steps(interrupted)} interrupted (a worker stopped in it: it may have acted)"
+    lock = item.get("target_lock")
+    if isinstance(lock, dict) and lock.get("released") is not True:
+        said += f"; target lock: {lock.get('note') or 'not held by the run'}"
+    if item.get("not_done"):
+        said += f"; not done: {item['not_done']}"
+    return said
+
+
+def _steps(indexes: list[Any]) -> str:
+    return ("step " if len(indexes) == 1 else "steps ") + ", ".join(map(str, indexes))
 
 
 _COLUMNS = {

@@ -22,6 +22,7 @@ from receiver.http.auth import Authenticator
 from receiver.http.responses import json_response
 from receiver.log_limits import Throttle
 from receiver.model import RunOutcome
+from receiver.store import JobEnd
 from receiver.telemetry import Metrics
 from remediations.targets import Target
 
@@ -112,9 +113,10 @@ class QueueControl(Protocol):
     """The work queues as operators see them (``receiver.store.Store`` fits): pages of alert
     events and jobs (newest first, with the cursor of the next page), one item, the dead
     letters' two answers. ``retry_item``/``drop_item`` take ``kind`` "event" or "job" and raise
-    ItemNotFound or ItemConflict; ``enqueue_job`` queues the ``release_lock`` job of a run a
-    drop ended when Redis did not answer its release; everything raises StoreUnavailable
-    without the store."""
+    ItemNotFound or ItemConflict; ``drop_job`` is ``drop_item`` of a job with what it ended
+    (``JobEnd``, None: nothing), to be counted and announced once committed; ``enqueue_job``
+    queues the ``release_lock`` job of a run a drop ended when Redis did not answer its
+    release; everything raises StoreUnavailable without the store."""
 
     async def list_events(
         self,
@@ -148,6 +150,10 @@ class QueueControl(Protocol):
     async def drop_item(
         self, kind: str, item_id: int, *, actor: str, reason: str
     ) -> dict[str, Any]: ...
+
+    async def drop_job(
+        self, job_id: int, *, actor: str, reason: str
+    ) -> tuple[dict[str, Any], JobEnd | None]: ...
 
     async def enqueue_job(
         self,

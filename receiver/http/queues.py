@@ -15,7 +15,12 @@ while it waited for an approval, or while running, may still hold its target loc
 here by the run's id once the drop committed (``target_lock``: ``released`` true, false when
 the run did not hold it, null with a ``note`` when Redis did not answer: a ``release_lock``
 job, ``release_job`` its id, then gives it back once Redis answers, pipeline/lock_release.py;
-the lock ends with its TTL only when that job cannot be queued either).
+the lock ends with its TTL only when that job cannot be queued either). Then, as every other
+path that ends a run or its approvals: the ended run is counted, its unused budget slot given
+back (only when no step of it may have acted), and its cancelled approvals counted and
+announced to the approvers (``_run_ended``). ``steps_interrupted`` names the ended steps a
+worker had stopped in (they may have acted); ``not_done``, what the dropped job would have
+done that nothing does now.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from typing import Any
 from aiohttp import web
 
 from receiver.guards.policy import AdmissionRequest, GuardError, GuardUnavailable
+from receiver.http.approvals import APPROVAL_WEB
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
-from receiver.http.deps import LOCKS, QUEUES, LockRelease, QueueControl, with_optional
+from receiver.http.deps import LOCKS, LOG, METRICS, QUEUES, LockRelease, QueueControl, with_optional
 from receiver.http.filters import (
     BadParameter,
     choice,
@@ -37,9 +43,16 @@ from receiver.http.filters import (
     unknown_parameter,
 )
 from receiver.http.responses import json_response
-from receiver.model import GuardSpec
+from receiver.model import ApprovalState, GuardSpec
 from receiver.pipeline.lock_release import HELD_BY_RUN
-from receiver.store import QUEUE_STATES, ItemConflict, ItemNotFound, JobKind, StoreUnavailable
+from receiver.store import (
+    QUEUE_STATES,
+    ItemConflict,
+    ItemNotFound,
+    JobEnd,
+    JobKind,
+    StoreUnavailable,
+)
 from remediations.targets import Target
 
 __all__ = ["EVENTS_PATH", "JOBS_PATH", "add_queue_routes"]
@@ -129,9 +142,7 @@ def _actor(kind: str, action: str) -> QueueHandler:
             if action == "retry":
                 item = await queues.retry_item(kind, item_id, actor="api", reason=reason)
             else:
-                item = await queues.drop_item(kind, item_id, actor="api", reason=reason or "")
-                if "target_lock" in item:
-                    item["target_lock"] = await _release(request.app[LOCKS], queues, item)
+                item = await _drop(request.app, queues, kind, item_id, reason or "")
         except ItemNotFound as exc:
             return json_response({"error": str(exc)}, 404)
         except ItemConflict as exc:
@@ -139,6 +150,49 @@ def _actor(kind: str, action: str) -> QueueHandler:
         return json_response({kind: item})
 
     return handler
+
+
+async def _drop(
+    app: web.Application, queues: QueueControl, kind: str, item_id: int, reason: str
+) -> dict[str, Any]:
+    """Drop the item; for a job, once the drop committed, release the target lock its ended
+    run may hold (``_release``) and do what follows a run's end (``_run_ended``)."""
+    if kind == "event":
+        return await queues.drop_item(kind, item_id, actor="api", reason=reason)
+    item, ended = await queues.drop_job(item_id, actor="api", reason=reason)
+    if "target_lock" in item:
+        item["target_lock"] = await _release(app[LOCKS], queues, item)
+    if ended is not None:
+        await _run_ended(app, str(item["run_id"]), ended)
+    return item
+
+
+async def _run_ended(app: web.Application, run_id: str, ended: JobEnd) -> None:
+    """What every other path that ends a run or its approvals does once the end committed
+    (approval expiry, ``ApprovalDesk.cancel``, ``phase_ended``, ``run_overtaken``): the
+    ended run counted (``remediator_runs_total``); the budget slot the run, or its
+    escalation, drew given back when none of its steps may have acted (the approval desk's
+    ``ended`` hook, the pipeline's ``BudgetRefund``, decides, failing closed; a failure is
+    logged and the slot kept: it leaves the window with time); the approvals the drop
+    cancelled counted (``remediator_approvals_total{state="cancelled"}``) and announced to
+    the approvers, their reason naming the dropped job (``ApprovalDesk.phase_ended``).
+    Without an approval desk on this app (none configured), the approvals are counted only
+    and the slot is kept."""
+    metrics = app[METRICS]
+    if ended.outcome is not None:
+        metrics.run_finished(ended.rule, ended.outcome)
+    approvals = app.get(APPROVAL_WEB)
+    if approvals is None:
+        for approval in ended.approvals:
+            metrics.approval(approval.rule, ApprovalState.CANCELLED.value)
+        return
+    desk = approvals.desk
+    if desk.ended is not None:
+        try:
+            await desk.ended(run_id)
+        except Exception as exc:  # the drop stands; the slot leaves the window with time
+            app[LOG].warning("budget slot not given back", run_id=run_id, error=str(exc))
+    await desk.phase_ended(ended.approvals)
 
 
 async def _release(

@@ -1,5 +1,6 @@
 """What the audit rows that are not a run's own progress say, in words: notifications and
-announcements of a run, and what the service itself did (a pause, a rules reload, a start).
+announcements of a run, an operator's retry or drop of its jobs and what that drop left
+undone, and what the service itself did (a pause, a rules reload, a start).
 
 Pure: an audit row's kind and data in, (title, detail, tone) out. A kind or a field this
 version does not know is shown as it was recorded.
@@ -22,6 +23,7 @@ __all__ = [
     "matched_detail",
     "notification",
     "parse_time",
+    "run_note",
     "service_note",
     "service_span",
     "unreadable_note",
@@ -80,6 +82,31 @@ def announced(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     if data.get("channel"):
         title += f" to {data['channel']}"
     return "notify", title, str(data.get("detail") or ""), "neutral" if delivered else "warn"
+
+
+def run_note(kind: str, data: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(kind, title, detail, tone) of a run's audit row that the timeline does not word
+    itself: an operator's retry or drop of one of the run's jobs (``job.retry``,
+    ``job.drop``: receiver/store/queues.py), what a dropped escalation's job left undone
+    (``run.escalation_dropped``: store/job_ends.py); any other kind as it was recorded
+    (compact JSON)."""
+    if kind in ("job.drop", "job.retry"):
+        by, reason = str(data.get("by") or "someone"), data.get("reason")
+        done = "dropped" if kind == "job.drop" else "retried"
+        title = f"Job {data.get('job_id', '')} ({data.get('job') or 'job'}) {done} by {by}"
+        title += f": {reason}" if reason else ""
+        detail = (
+            f"it was {data.get('was') or '?'} after {data.get('attempts', 0)} attempts, "
+            f"{data.get('failures', 0)} failed"
+        )
+        if data.get("last_error"):
+            detail += f"; last error: {data['last_error']}"
+        return "operator", title, detail, "warn" if kind == "job.drop" else "neutral"
+    if kind == "run.escalation_dropped":
+        title = f"Escalation not taken up: {data.get('why') or 'its job was dropped'}"
+        return "escalation", title, f"not done: {data.get('not_done') or ''}", "warn"
+    compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
+    return "other", kind, compact, "neutral"
 
 
 def _late(data: Mapping[str, Any]) -> str:

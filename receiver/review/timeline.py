@@ -16,7 +16,6 @@ Audit kinds this version does not know are shown as they were recorded, never dr
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,7 @@ from receiver.review.notes import (
     matched_detail,
     notification,
     parse_time,
+    run_note,
     service_note,
     service_span,
     unreadable_note,
@@ -289,8 +289,7 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
     elif row.kind.startswith("notification."):
         made = notification(row.kind, data)
     else:
-        compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
-        made = ("other", row.kind, compact, "neutral")
+        made = run_note(row.kind, data)
     if made is None:
         return None
     kind, title, detail, tone = made

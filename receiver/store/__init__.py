@@ -37,6 +37,7 @@ from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.failures import Failures
 from receiver.store.fence import LeaseFence, LeaseLost
 from receiver.store.history import EngineHistory, OpenRun
+from receiver.store.job_ends import JobEnd
 from receiver.store.jobs import JobQueue
 from receiver.store.label_clashes import ClashReport, LabelClash
 from receiver.store.leases import EventLease
@@ -81,6 +82,7 @@ __all__ = [
     "EventLease",
     "ItemConflict",
     "ItemNotFound",
+    "JobEnd",
     "JobKind",
     "LabelClash",
     "LeaseFence",

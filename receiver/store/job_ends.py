@@ -78,14 +78,18 @@ ESCALATION_NOT_DONE = (
 
 @dataclass(frozen=True, slots=True)
 class JobEnd:
-    """What a drop ended: ``outcome``, the run's new outcome (None: it kept its own);
-    ``steps``, the indexes of the steps it ended; ``approvals``, those it cancelled;
+    """What a drop ended: ``rule``, the run's rule (to count its end by); ``outcome``, the
+    run's new outcome (None: it kept its own); ``steps``, the indexes of the steps it ended,
+    ``interrupted`` those of them a worker had stopped in (they may have acted); ``approvals``,
+    those it cancelled (to be counted and announced once the drop committed);
     ``lock``, the rule and target whose lock the ended run may still hold (to be released by
     the run's id once the drop committed), None when it holds none; ``not_done``, what the
     dropped job would have done that nothing does now (``ESCALATION_NOT_DONE``), or None."""
 
+    rule: str
     outcome: str | None = None
     steps: list[int] = field(default_factory=list)
+    interrupted: list[int] = field(default_factory=list)
     approvals: list[ApprovalRecord] = field(default_factory=list)
     lock: tuple[str, Target] | None = None
     not_done: str | None = None
@@ -132,8 +136,8 @@ async def end_dropped_job_run(
     if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.PENDING:
         error = f"cancelled while waiting for the target lock: {why}"
         await _set_cancelled(conn, run_id, run["fingerprint"], "pending", error, job, actor)
-        return JobEnd(outcome=RunOutcome.CANCELLED.value)
-    ended = JobEnd()
+        return JobEnd(str(run["rule"]), outcome=RunOutcome.CANCELLED.value)
+    ended = JobEnd(str(run["rule"]))
     if job["kind"] == JobKind.RESUME_RUN and run["outcome"] == RunOutcome.RUNNING:
         ended = await _end_running(conn, run_id, run, why, job, actor)
     phases = []
@@ -144,9 +148,11 @@ async def end_dropped_job_run(
     if run["closed"]:
         phases.append(("resolve", f"not run: the on_resolved steps were not taken up, {why}"))
     for phase, message in phases:
-        got = await _end_open_steps(conn, run_id, run["fingerprint"], phase, message, why)
-        ended.steps.extend(got.steps)
-        ended.approvals.extend(got.approvals)
+        steps, approvals = await _end_open_steps(
+            conn, run_id, run["fingerprint"], phase, message, why
+        )
+        ended.steps.extend(steps)
+        ended.approvals.extend(approvals)
     if ended.not_done is not None:
         # After the steps' rows, as a run's end follows them: what the drop left undone.
         data = {"not_done": ended.not_done, "why": why, "job_id": job["id"], "by": actor}
@@ -162,27 +168,25 @@ async def _end_verification(
         f"verification not done: its deadline job {job['id']} was dropped by {actor} "
         f"({reason}); no verdict, no escalation"
     )
-    fingerprint = await conn.fetchval(
+    ended = await conn.fetchrow(
         """UPDATE runs SET outcome = $2, error = $3,
                           finished_at = coalesce(finished_at, remediator_now())
            WHERE id = $1::uuid AND outcome = 'verifying'
              AND NOT EXISTS (SELECT 1 FROM jobs o
                              WHERE o.run_id = runs.id AND o.kind = $4 AND o.id <> $5
                                AND o.state IN ('pending', 'claimed'))
-           RETURNING fingerprint""",
+           RETURNING fingerprint, rule""",
         job["run_id"],
         RunOutcome.CANCELLED.value,
         why,
         JobKind.VERIFY_DEADLINE.value,
         job["id"],
     )
-    if fingerprint is None:
+    if ended is None:
         return None
-    data = {"outcome": RunOutcome.CANCELLED.value, "error": why}
-    await append_in_tx(
-        conn, "run.outcome", job["run_id"], fingerprint, {**data, "job_id": job["id"], "by": actor}
-    )
-    return JobEnd(outcome=RunOutcome.CANCELLED.value)
+    data = {"outcome": RunOutcome.CANCELLED.value, "error": why, "job_id": job["id"], "by": actor}
+    await append_in_tx(conn, "run.outcome", job["run_id"], ended["fingerprint"], data)
+    return JobEnd(str(ended["rule"]), outcome=RunOutcome.CANCELLED.value)
 
 
 async def _end_parked(
@@ -213,7 +217,7 @@ async def _end_parked(
         run_id,
     )
     fingerprint = run["fingerprint"]
-    ended = JobEnd(outcome=RunOutcome.CANCELLED.value, lock=_lock_of(run))
+    ended = JobEnd(str(run["rule"]), outcome=RunOutcome.CANCELLED.value, lock=_lock_of(run))
     for phase in sorted({r["phase"] for r in held}):
         ends = [
             StepEnd(r["idx"], r["action"], r["params"], "cancelled", error)
@@ -283,8 +287,10 @@ async def _end_running(
     )
     await _set_cancelled(conn, run_id, run["fingerprint"], "running", error, job, actor)
     return JobEnd(
+        str(run["rule"]),
         outcome=RunOutcome.CANCELLED.value,
         steps=[e.idx for e in ends],
+        interrupted=[e.idx for e in ends if e.outcome == INTERRUPTED],
         approvals=approvals,
         lock=_lock_of(run),
     )
@@ -324,9 +330,10 @@ async def _set_cancelled(
 
 async def _end_open_steps(
     conn: Any, run_id: str, fingerprint: str, phase: str, message: str, why: str
-) -> JobEnd:
+) -> tuple[list[int], list[ApprovalRecord]]:
     """The run's ``phase`` steps not begun (``pending``, ``awaiting_approval``) end
-    ``not_run`` with ``message``; their approvals, pending or approved, ``cancelled``."""
+    ``not_run`` with ``message``; their approvals, pending or approved, ``cancelled``.
+    Returns the indexes of the steps ended and the approvals cancelled."""
     rows = await conn.fetch(
         """SELECT idx, action, params::text AS params FROM steps
            WHERE run_id = $1::uuid AND phase = $2
@@ -347,4 +354,4 @@ async def _end_open_steps(
         reason=why,
         states=["pending", "approved"],
     )
-    return JobEnd(steps=ended, approvals=cancelled)
+    return ended, cancelled

@@ -208,12 +208,27 @@ class Queues(Database):
         """Settle a dead or pending event or job as done without processing it, ``reason`` in
         its ``settled_reason``; audited. What only a job would have moved ends with it
         (job_ends.py), and the item then says so: ``run_ended`` (the run's new outcome),
-        ``steps_ended`` (indexes), ``approvals_cancelled`` (ids), and ``target_lock`` (``rule``,
-        ``target``: kind, namespace, name) when the ended run may still hold its target lock,
-        for the caller to release by the run's id now that the drop has committed;
-        ``not_done``, what the dropped job would have done that nothing now does (an
-        escalation's breaker feed and announcement).
+        ``steps_ended`` (indexes), ``steps_interrupted`` (those of them a worker had stopped
+        in: they may have acted), ``approvals_cancelled`` (ids), and ``target_lock``
+        (``rule``, ``target``: kind, namespace, name) when the ended run may still hold its
+        target lock, for the caller to release by the run's id now that the drop has
+        committed; ``not_done``, what the dropped job would have done that nothing now does
+        (an escalation's breaker feed and announcement).
         ItemNotFound; ItemConflict when it is claimed (being processed) or already done."""
+        item, _ = await self._drop(kind, item_id, actor, reason)
+        return item
+
+    async def drop_job(
+        self, job_id: int, *, actor: str, reason: str
+    ) -> tuple[dict[str, Any], JobEnd | None]:
+        """``drop_item`` of job ``job_id``, with what it ended (None: nothing), for the caller
+        to do what follows a run's end once the drop committed (count it, give its budget
+        slot back, announce its cancelled approvals: http/queues.py). Same errors."""
+        return await self._drop("job", job_id, actor, reason)
+
+    async def _drop(
+        self, kind: str, item_id: int, actor: str, reason: str
+    ) -> tuple[dict[str, Any], JobEnd | None]:
         queue = _queue(kind)
         view, _ = _VIEWS[queue.kind]
         async with self._tx() as conn:
@@ -247,7 +262,7 @@ class Queues(Database):
         item = _view(queue, row)
         if ended is not None:
             item.update(_ended(ended))
-        return item
+        return item, ended
 
     async def _lock(self, conn: Any, queue: QueueTable, item_id: int) -> Mapping[str, Any]:
         # FOR UPDATE: a claim skips the row (SKIP LOCKED) while the action decides.
@@ -289,6 +304,8 @@ def _ended(ended: JobEnd) -> dict[str, Any]:
         said["run_ended"] = ended.outcome
     if ended.steps:
         said["steps_ended"] = sorted(ended.steps)
+    if ended.interrupted:
+        said["steps_interrupted"] = sorted(ended.interrupted)
     if ended.approvals:
         said["approvals_cancelled"] = [a.id for a in ended.approvals]
     if ended.not_done is not None:
