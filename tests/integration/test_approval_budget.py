@@ -6,8 +6,6 @@ actions that never happened. Against a real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import pytest
 
 from receiver.approvals.policy import Identity
@@ -15,7 +13,14 @@ from receiver.approvals.state import Channel, Decision, Origin
 from receiver.guards.policy import GuardSettings
 from receiver.model import RunOutcome
 from receiver.store import RunRecord
-from tests.support.approvals import ApprovalEnv, MakeApprovalEnv, Peer, Poke, poke_labels
+from tests.support.approvals import (
+    ApprovalEnv,
+    DisruptivePoke,
+    MakeApprovalEnv,
+    Peer,
+    budget_slots,
+    poke_labels,
+)
 from tests.support.payloads import alert, notification
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -32,13 +37,6 @@ rules:
 """
 
 
-class DisruptivePoke(Poke):
-    """``test.poke`` that draws on the global budget, as a restart does."""
-
-    name: ClassVar[str] = "test.disruptive_poke"
-    disruptive: ClassVar[bool] = True
-
-
 async def _budget_of_one(approval_env: MakeApprovalEnv, peer: Peer) -> ApprovalEnv:
     return await approval_env(
         rules=RULES,
@@ -53,11 +51,6 @@ async def _parked(env: ApprovalEnv, name: str) -> RunRecord:
     [run] = [r for r in await env.harness.runs() if r.target.name == name]
     assert run.outcome is RunOutcome.AWAITING_APPROVAL, run
     return run
-
-
-async def _slots(env: ApprovalEnv) -> list[str]:
-    members = await env.harness.guards._redis.zrange(env.harness.guards.keys.budget(), 0, -1)
-    return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
 
 async def _end(env: ApprovalEnv, run: RunRecord, how: str) -> None:
@@ -88,14 +81,14 @@ async def test_a_run_ended_at_its_approval_gives_its_budget_slot_back(
 ) -> None:
     env = await _budget_of_one(approval_env, peer)
     first = await _parked(env, "api")
-    assert await _slots(env) == [first.id]  # its admission drew the one slot
+    assert await budget_slots(env) == [first.id]  # its admission drew the one slot
     await _end(env, first, how)
-    assert await _slots(env) == []
+    assert await budget_slots(env) == []
     assert peer.value == 0  # nothing acted
     # The next disruptive run is admitted, not refused by a budget spent on nothing.
     second = await _parked(env, "web")
     assert second.refusal_guard is None
-    assert await _slots(env) == [second.id]
+    assert await budget_slots(env) == [second.id]
 
 
 async def test_a_slot_in_use_is_kept(approval_env: MakeApprovalEnv, peer: Peer) -> None:
@@ -108,7 +101,7 @@ async def test_a_slot_in_use_is_kept(approval_env: MakeApprovalEnv, peer: Peer) 
     done = await env.harness.store.get_run(first.id)
     assert done is not None
     assert peer.value == 1  # it acted: the slot stays spent
-    assert await _slots(env) == [first.id]
+    assert await budget_slots(env) == [first.id]
     await env.harness.deliver(poke_labels("web"))
     [second] = [r for r in await env.harness.runs() if r.target.name == "web"]
     assert second.outcome is RunOutcome.REFUSED
@@ -130,7 +123,7 @@ async def test_a_rejection_through_the_routes_view_of_the_desk_gives_the_slot_ba
     approval = await routes_desk.store.latest_approval(first.id, 0)
     assert approval is not None
     await routes_desk.decide(approval.id, Decision.REJECT, ALICE, API, reason="not now")
-    assert await _slots(env) == []
+    assert await budget_slots(env) == []
 
 
 async def test_an_approved_run_refused_by_a_pause_gives_its_slot_back(
@@ -150,11 +143,11 @@ async def test_an_approved_run_refused_by_a_pause_gives_its_slot_back(
     assert ended is not None
     assert (ended.outcome, ended.refusal_guard) == (RunOutcome.REFUSED, "pause"), ended
     assert peer.value == 0  # nothing acted
-    assert await _slots(env) == []
+    assert await budget_slots(env) == []
     await env.harness.guards.resume()
     second = await _parked(env, "web")
     assert second.refusal_guard is None
-    assert await _slots(env) == [second.id]
+    assert await budget_slots(env) == [second.id]
 
 
 async def test_a_run_refused_after_a_step_of_it_acted_keeps_its_slot(
@@ -186,4 +179,4 @@ async def test_a_run_refused_after_a_step_of_it_acted_keeps_its_slot(
     assert ended.outcome is RunOutcome.REFUSED, ended
     assert [(s.idx, s.outcome) for s in ended.steps] == [(0, "ok"), (1, "not_run")]
     assert peer.value == 1
-    assert await _slots(env) == [first.id]
+    assert await budget_slots(env) == [first.id]

@@ -26,7 +26,13 @@ from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy, RunOutcome
 from receiver.store import JobKind, RunRecord
 from remediations.targets import Target
-from tests.support.approvals import ApprovalEnv, MakeApprovalEnv, Peer, Poke, poke_labels
+from tests.support.approvals import (
+    ApprovalEnv,
+    DisruptivePoke,
+    MakeApprovalEnv,
+    Peer,
+    poke_labels,
+)
 from tests.support.payloads import alert, notification
 from tests.support.polling import eventually
 
@@ -48,13 +54,6 @@ rules:
       - action: test.disruptive_poke
         approval: required
 """
-
-
-class DisruptivePoke(Poke):
-    """``test.poke`` that draws on the global budget, as a restart does."""
-
-    name: ClassVar[str] = "test.disruptive_poke"
-    disruptive: ClassVar[bool] = True
 
 
 class DryPoke(DisruptivePoke):

@@ -37,6 +37,7 @@ from tests.support.approvals import (
     MakeApprovalEnv,
     Peer,
     Poke,
+    budget_slots,
     poke_labels,
 )
 from tests.support.leases import take_over_job
@@ -133,11 +134,6 @@ async def _resolve(env: ApprovalEnv) -> None:
     await env.harness.drain()
 
 
-async def _slots(env: ApprovalEnv) -> list[str]:
-    members = await env.harness.guards._redis.zrange(env.harness.guards.keys.budget(), 0, -1)
-    return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-
-
 async def _assert_cancelled(
     env: ApprovalEnv, run_id: str, approval_id: str, *, slot_kept: bool = False
 ) -> None:
@@ -166,7 +162,7 @@ async def _assert_cancelled(
     assert env.peer.pokes == 0
     # The budget slot it never used, given back; kept when nothing recorded before the step's
     # call says the call was not made (budget.py).
-    assert await _slots(env) == ([run_id] if slot_kept else [])
+    assert await budget_slots(env) == ([run_id] if slot_kept else [])
     assert await env.harness.store.queue_depth() == 0
 
 

@@ -48,11 +48,13 @@ __all__ = [
     "POKE_RULES",
     "POKE_RULE_HEAD",
     "ApprovalEnv",
+    "DisruptivePoke",
     "MakeApprovalEnv",
     "Peer",
     "Poke",
     "SlowPreview",
     "approval_env",
+    "budget_slots",
     "key_ring",
     "loopback_sso",
     "peer",
@@ -222,6 +224,13 @@ class Poke:
         return Result(Outcome.OK, f"poked for {said!r}", {"value": value}, {"value": after})
 
 
+class DisruptivePoke(Poke):
+    """``test.poke`` that draws on the global budget, as a restart does."""
+
+    name: ClassVar[str] = "test.disruptive_poke"
+    disruptive: ClassVar[bool] = True
+
+
 class SlowPreview(Poke):
     """``test.slow_poke``: ``test.poke`` whose preview, once ``hold`` is set, waits for it (a
     target slow to read) and says it is waiting (``previewing``): the window in which another
@@ -348,3 +357,9 @@ async def approval_env(
     yield make
     for session in sessions:
         await session.close()
+
+
+async def budget_slots(env: ApprovalEnv) -> list[str]:
+    """The run ids holding a slot of the global budget, read from the guards' Redis."""
+    members = await env.harness.guards._redis.zrange(env.harness.guards.keys.budget(), 0, -1)
+    return [m.decode() if isinstance(m, bytes) else str(m) for m in members]

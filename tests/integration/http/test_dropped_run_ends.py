@@ -24,10 +24,10 @@ from receiver.store import JobKind, Store
 from receiver.store.job_ends import ESCALATION_NOT_DONE
 from receiver.telemetry import Metrics
 from tests.integration.http.test_queues import cli
-from tests.integration.test_approval_budget import RULES, DisruptivePoke, _slots
+from tests.integration.test_approval_budget import RULES
 from tests.integration.test_dropped_resume_jobs import open_job, target
 from tests.integration.test_dropped_running_resume import failed_run, stopped_run
-from tests.support.approvals import MakeApprovalEnv, Peer, poke_labels
+from tests.support.approvals import DisruptivePoke, MakeApprovalEnv, Peer, budget_slots, poke_labels
 from tests.support.http import OPERATOR, MakeClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -49,7 +49,7 @@ async def test_a_dropped_parked_run_is_counted_gives_its_slot_back_and_tells_its
     await env.harness.deliver(poke_labels("api"))
     [run] = await env.harness.runs()
     assert run.outcome is RunOutcome.AWAITING_APPROVAL
-    assert await _slots(env) == [run.id]  # its admission drew the one slot
+    assert await budget_slots(env) == [run.id]  # its admission drew the one slot
     job_id = await open_job(env.harness.store, run.id, JobKind.RESUME_RUN)
     client = await make_client(
         approvals=ApprovalWeb(env.desk, env.identities), locks=env.harness.guards
@@ -66,7 +66,7 @@ async def test_a_dropped_parked_run_is_counted_gives_its_slot_back_and_tells_its
     assert counted(metrics, "remediator_approvals_total", rule="poke", state="cancelled") == 1
     # Nothing of it acted: the slot is back, and the next disruptive run is admitted.
     assert peer.value == 0
-    assert await _slots(env) == []
+    assert await budget_slots(env) == []
     *_, notice = peer.notices
     assert notice["kind"] == "approval.cancelled"
     assert f"its resume_run job {job_id} was dropped by api (stale)" in notice["text"]
