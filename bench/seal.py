@@ -14,7 +14,12 @@ TOAST compression is printed too (lz4 since 0029 where the server was built with
 
 ``--folded``: on one database migrated to the end, the three rows against the one row that
 create_run queues for a refused event since stop 39 (run.created holding the refusal and the
-announcement, receiver/audit_folds.py), in rounds taken in turn, the same figures."""
+announcement, receiver/audit_folds.py), in rounds taken in turn, the same figures.
+
+``--queue``: that one row queued with its data twice (hashed_mid) on a database migrated to
+0039, against queued once on one migrated to the end (migration 0040's seal builds the hashed
+text itself), in rounds taken in turn; the queue's size at the end too (autovacuum's minute
+seldom comes within the rounds: the queue grows through them, as through a storm)."""
 
 from __future__ import annotations
 
@@ -61,6 +66,18 @@ _FOLDED_SQL = """WITH created AS (SELECT gen_random_uuid() AS id, $1::text AS fi
         data="rows.data",
     )
 )
+
+_QUEUED_TWICE = 39  # the last migration whose queue rows held their data twice
+
+# That row as a replica queued it up to migration 0040: its data twice, as stored and inside
+# hashed_mid (the text audit_insert_sql wrote then).
+_FOLDED_TWICE_SQL = """WITH created AS (SELECT gen_random_uuid() AS id, $1::text AS fingerprint)
+INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_mid, hashed_end)
+SELECT 'run.created', created.id, created.fingerprint, $2::text,
+       '"data":' || $2::text || ',"fingerprint":'
+           || coalesce(to_json(created.fingerprint)::text, 'null'),
+       '"kind":"run.created","run_id":' || coalesce(to_json(created.id::text)::text, 'null')
+FROM created"""
 
 
 def _folded_row(i: int) -> tuple[str, str]:
@@ -140,18 +157,25 @@ def backend_cpu_ns(pid: int) -> int:
 
 
 async def append_round(
-    url: str, events: int, per_commit: int, start: int = 0, *, folded: bool = False
+    url: str,
+    events: int,
+    per_commit: int,
+    start: int = 0,
+    *,
+    folded: bool = False,
+    twice: bool = False,
 ) -> tuple[float, float]:
-    """Append ``events`` refused events' audit rows (``folded``: the one row since stop 39)
-    on one new connection, ``per_commit`` a transaction: its backend's CPU µs per event, in
-    all and in the COMMITs alone (where the deferred seal runs); a warm-up of one commit not
-    counted."""
-    made = _folded_row if folded else _event_rows
+    """Append ``events`` refused events' audit rows (``folded``: the one row since stop 39;
+    ``twice``: that row queued with its data twice, as before migration 0040) on one new
+    connection, ``per_commit`` a transaction: its backend's CPU µs per event, in all and in
+    the COMMITs alone (where the deferred seal runs); a warm-up of one commit not counted."""
+    made = _folded_row if folded or twice else _event_rows
     rows: list[tuple[str, ...]] = [made(start + i) for i in range(events + per_commit)]
+    sql = _FOLDED_TWICE_SQL if twice else _FOLDED_SQL if folded else _EVENT_SQL
     conn = await asyncpg.connect(url)
     try:
         pid = await conn.fetchval("SELECT pg_backend_pid()")
-        statement = await conn.prepare(_FOLDED_SQL if folded else _EVENT_SQL)
+        statement = await conn.prepare(sql)
         spent = at_commit = 0
         for first in range(0, len(rows), per_commit):
             before = backend_cpu_ns(pid)
@@ -170,8 +194,8 @@ async def append_round(
     return spent / 1000 / events, at_commit / 1000 / events
 
 
-async def _prepare(admin_url: str, url_of: Any) -> tuple[str, str]:
-    """Two new databases, one migrated to 0028, one to the end: their URLs (old, new)."""
+async def _prepare(admin_url: str, url_of: Any, old: int = _OLD) -> tuple[str, str]:
+    """Two new databases, one migrated to ``old``, one to the end: their URLs (old, new)."""
     from receiver.store.migrate import load_migrations, migrate
 
     urls = []
@@ -183,7 +207,7 @@ async def _prepare(admin_url: str, url_of: Any) -> tuple[str, str]:
             urls.append(url_of(name))
     finally:
         await admin.close()
-    for url, migrations in zip(urls, (load_migrations()[:_OLD], load_migrations()), strict=True):
+    for url, migrations in zip(urls, (load_migrations()[:old], load_migrations()), strict=True):
         conn = await asyncpg.connect(url)
         try:
             await migrate(conn, migrations)
@@ -208,18 +232,21 @@ async def _report(url: str) -> tuple[bool, str]:
             " avg(pg_column_size(data))::int AS size"
             " FROM audit_log WHERE kind = 'run.created' GROUP BY 1 ORDER BY 1"
         )
+        queue_kb = await conn.fetchval("SELECT pg_relation_size('audit_pending') / 1024")
     finally:
         await conn.close()
-    return check.ok, ", ".join(f"{r['m']} {r['c']} ({r['size']} B)" for r in methods)
+    described = ", ".join(f"{r['m']} {r['c']} ({r['size']} B)" for r in methods)
+    return check.ok, f"{described}; audit_pending {queue_kb} kB"
 
 
 async def compare(
-    events: int, per_commit: int, rounds: int, bin_dir: Path | None = None, folded: bool = False
+    events: int, per_commit: int, rounds: int, bin_dir: Path | None = None, mode: str = "seal"
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """Rounds old, new, old, new, ... on a PostgreSQL of its own: the median backend CPU µs
-    per refused event, in all and in COMMIT, of the old seal and of the new (``folded``: of
-    the three rows and of the one, both on the new seal); prints each round and the chains'
-    checks."""
+    per refused event, in all and in COMMIT, of the old seal and of the new (``mode``
+    "folded": of the three rows and of the one, both on the new seal; "queue": of the one
+    row queued with its data twice on a database migrated to 0039 and queued once on one
+    migrated to the end); prints each round, the chains' checks and the queue's size."""
     from receiver.embedded.postgres_server import PostgresProcess
 
     with tempfile.TemporaryDirectory(prefix="remediator-seal-") as root:
@@ -229,24 +256,31 @@ async def compare(
         try:
             version = (await _version(server.url())).split(" (")[0]
             print(f"server: {version} ({server.bin_dir})")
-            old_url, new_url = await _prepare(server.url(), server.url)
-            if folded:
+            upto = _QUEUED_TWICE if mode == "queue" else _OLD
+            old_url, new_url = await _prepare(server.url(), server.url, upto)
+            if mode == "folded":
                 old_url = new_url
             old: list[tuple[float, float]] = []
             new: list[tuple[float, float]] = []
             for k in range(rounds):
                 for url, figures, label in ((old_url, old, "old"), (new_url, new, "new")):
                     start = k * 2 * events + (events if figures is new else 0)
+                    is_new = figures is new
                     figures.append(
                         await append_round(
-                            url, events, per_commit, start, folded=folded and figures is new
+                            url,
+                            events,
+                            per_commit,
+                            start,
+                            folded=mode in ("folded", "queue") and is_new,
+                            twice=mode == "queue" and not is_new,
                         )
                     )
                     print(
                         f"  round {k + 1} {label}: {figures[-1][0]:.1f} µs of backend CPU/event,"
                         f" {figures[-1][1]:.1f} of them in COMMIT"
                     )
-            for label, url in (("old", old_url), ("new", new_url))[int(folded) :]:
+            for label, url in (("old", old_url), ("new", new_url))[int(mode == "folded") :]:
                 ok, methods = await _report(url)
                 print(f"  {label}: chain verifies: {ok}; run.created data compressed: {methods}")
         finally:
@@ -271,15 +305,24 @@ def main() -> None:
     parser.add_argument("--per-commit", type=int, default=8, help="events a commit (8)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each (3)")
     parser.add_argument("--bin-dir", type=Path, help="PostgreSQL binaries (default: found)")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--folded", action="store_true", help="three rows an event against one (stop 39)"
     )
+    which.add_argument(
+        "--queue", action="store_true", help="the row queued with its data twice against once"
+    )
     args = parser.parse_args()
+    mode = "folded" if args.folded else "queue" if args.queue else "seal"
     print(f"machine: {machine()}")
     (a, a_commit), (b, b_commit) = asyncio.run(
-        compare(args.events, args.per_commit, args.rounds, args.bin_dir, args.folded)
+        compare(args.events, args.per_commit, args.rounds, args.bin_dir, mode)
     )
-    old, new = ("three rows", "one row") if args.folded else ("old seal", "new seal")
+    old, new = {
+        "folded": ("three rows", "one row"),
+        "queue": ("data queued twice", "once"),
+        "seal": ("old seal", "new seal"),
+    }[mode]
     print(
         f"audit rows of a refused event, {args.per_commit} events a commit, PostgreSQL CPU per"
         f" event: {old} {a:.0f} µs ({a_commit:.0f} in COMMIT), {new} {b:.0f} µs"

@@ -69,17 +69,17 @@ async def append_in_tx(
     the caller's change and its audit row commit or roll back together, and no appender holds
     the head while its transaction is still running. Everything hashed but the id and the time
     is built here, with the same ``canonical_json`` the verifier uses, so the database never has
-    to reproduce Python's JSON escaping.
+    to reproduce Python's JSON escaping; the data is queued once, and the seal puts it in the
+    hashed text itself (migrations/0040_audit_queue_holds_data_once.sql).
     """
-    normalised = audit_data(data)
     await conn.execute(
-        """INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_mid, hashed_end)
+        """INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_print, hashed_end)
            VALUES ($1, $2::uuid, $3, $4, $5, $6)""",
         kind,
         run_id,
         fingerprint,
-        normalised,
-        f'"data":{normalised},"fingerprint":{canonical_json(fingerprint)}',
+        audit_data(data),
+        canonical_json(fingerprint),
         f'"kind":{canonical_json(kind)},"run_id":{canonical_json(run_id)}',
     )
 
@@ -96,10 +96,9 @@ def audit_insert_sql(
     the other control characters, UTF-8 kept; tests/integration/test_audit_sealing.py holds the
     two to it). Rows of one statement are queued, and so chained, in the order of ``order_by``
     (an SQL expression over ``source``; none: the order ``source`` gives them)."""
-    return f"""INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_mid, hashed_end)
+    return f"""INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_print, hashed_end)
         SELECT {kind}, {run_id}, {fingerprint}, {data},
-               '"data":' || {data} || ',"fingerprint":'
-                   || coalesce(to_json(({fingerprint})::text)::text, 'null'),
+               coalesce(to_json(({fingerprint})::text)::text, 'null'),
                '"kind":' || to_json(({kind})::text)::text || ',"run_id":'
                    || coalesce(to_json(({run_id})::text)::text, 'null')
         FROM {source}{f" ORDER BY {order_by}" if order_by else ""}"""

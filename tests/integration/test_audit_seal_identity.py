@@ -1,7 +1,9 @@
-"""The audit seal of migration 0029 (one INSERT for a transaction's rows) makes the chain the
-seal of 0012/0015 made, byte for byte: the same ids in the same order, the same times, links and
-hashes, the same head, for rows of several statements, savepoints and seals made before the
-commit; two commits at once still chain one after the other; a rollback leaves nothing.
+"""The audit seal of migration 0029 (one INSERT for a transaction's rows) and of 0040 (the data
+queued once) make the chain the seal of 0012/0015 made, byte for byte: the same ids in the same
+order, the same times, links and hashes, the same head, for rows of several statements,
+savepoints and seals made before the commit, whether the rows were queued as this version
+queues them or, during a rolling update, some of them as a replica before 0040 did (the data
+twice); two commits at once still chain one after the other; a rollback leaves nothing.
 
 Both seals read the time through ``clock_timestamp()`` unqualified: a stand-in in ``public``,
 first on the search path, makes it a counter, so the two databases get the same times."""
@@ -9,9 +11,11 @@ first on the search path, makes it a counter, so the two databases get the same 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -21,6 +25,8 @@ from receiver.store import Store
 from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.canonical import audit_data
 from receiver.store.migrate import load_migrations, migrate
+from tests.support.old_audit_queue import old_append_in_tx, old_audit_insert_sql
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -44,22 +50,52 @@ BIG = {
     "n": [1.5, 1e16, -0.0, None, True],
 }
 
-# The rows of one event, queued in one statement as create_run does (receiver/store/runs.py).
-EVENT_SQL = "WITH created AS (SELECT $1::uuid AS id, $2::text AS fingerprint) " + audit_insert_sql(
-    """(SELECT created.id, created.fingerprint, a.idx, a.kind, a.data
-        FROM created, (VALUES (-1, 'run.created', $3::text), (2147483647, 'run.refused', $4),
-                              (2147483650, 'run.announced', $5)) AS a(idx, kind, data)) AS rows""",
-    kind="rows.kind",
-    run_id="rows.id",
-    fingerprint="rows.fingerprint",
-    data="rows.data",
-    order_by="rows.idx",
-)
+
+def _event_sql(insert_sql: Callable[..., str]) -> str:
+    """The rows of one event, queued in one statement as create_run does
+    (receiver/store/run_creation.py), by ``insert_sql`` (``audit_insert_sql`` or its old form)."""
+    return "WITH created AS (SELECT $1::uuid AS id, $2::text AS fingerprint) " + insert_sql(
+        """(SELECT created.id, created.fingerprint, a.idx, a.kind, a.data
+            FROM created, (VALUES (-1, 'run.created', $3::text), (2147483647, 'run.refused', $4),
+                                  (2147483650, 'run.announced', $5)) AS a(idx, kind, data)
+           ) AS rows""",
+        kind="rows.kind",
+        run_id="rows.id",
+        fingerprint="rows.fingerprint",
+        data="rows.data",
+        order_by="rows.idx",
+    )
 
 
-async def _event(conn: asyncpg.Connection, i: int) -> None:
+EVENT_SQL = _event_sql(audit_insert_sql)
+OLD_EVENT_SQL = _event_sql(old_audit_insert_sql)
+
+# How a workload queues its rows: for each row or event, in turn, (append_in_tx, the event
+# statement).
+Queue = Iterator[tuple[Callable[..., Awaitable[None]], str]]
+
+
+def _new_form() -> Queue:
+    return itertools.repeat((append_in_tx, EVENT_SQL))
+
+
+def _old_form() -> Queue:
+    return itertools.repeat((old_append_in_tx, OLD_EVENT_SQL))
+
+
+def _in_turn() -> Queue:
+    """A rolling update: every other row or event queued the old way, in the same transactions
+    as the new ones."""
+    return itertools.cycle(((append_in_tx, EVENT_SQL), (old_append_in_tx, OLD_EVENT_SQL)))
+
+
+async def _append(conn: asyncpg.Connection, queue: Queue, *args: Any) -> None:
+    await next(queue)[0](conn, *args)
+
+
+async def _event(conn: asyncpg.Connection, i: int, queue: Queue | None = None) -> None:
     await conn.execute(
-        EVENT_SQL,
+        next(queue or _new_form())[1],
         RUN,
         f"fp-{i}\t\u2028",
         audit_data(BIG | {"event_id": i}),
@@ -68,44 +104,44 @@ async def _event(conn: asyncpg.Connection, i: int) -> None:
     )
 
 
-async def _workload(conn: asyncpg.Connection) -> None:
+async def _workload(conn: asyncpg.Connection, queue: Queue) -> None:
     """Several transactions of several statements each, with a seal before the commit, a
     savepoint rolled back, a seal rolled back with its savepoint, and a transaction rolled
     back after sealing."""
     async with conn.transaction():
-        await append_in_tx(conn, "first", None, None, {"text": 'say "hi"\n'})
-        await _event(conn, 1)
-        await append_in_tx(conn, "between", RUN, "fp", {"x": 1})
-        await _event(conn, 2)
+        await _append(conn, queue, "first", None, None, {"text": 'say "hi"\n'})
+        await _event(conn, 1, queue)
+        await _append(conn, queue, "between", RUN, "fp", {"x": 1})
+        await _event(conn, 2, queue)
     async with conn.transaction():
-        await _event(conn, 3)
+        await _event(conn, 3, queue)
         # Sealed now; the rows appended after it are sealed at the commit.
         await conn.execute("SET CONSTRAINTS audit_pending_seal IMMEDIATE")
         await conn.execute("SET CONSTRAINTS audit_pending_seal DEFERRED")
-        await append_in_tx(conn, "after-immediate", None, None, {"y": 2})
-        await _event(conn, 4)
+        await _append(conn, queue, "after-immediate", None, None, {"y": 2})
+        await _event(conn, 4, queue)
     async with conn.transaction():
-        await append_in_tx(conn, "kept", None, None, {})
+        await _append(conn, queue, "kept", None, None, {})
         with_savepoint = conn.transaction()
         await with_savepoint.start()
-        await _event(conn, 5)
+        await _event(conn, 5, queue)
         await with_savepoint.rollback()
-        await append_in_tx(conn, "kept-too", None, None, {})
+        await _append(conn, queue, "kept-too", None, None, {})
     async with conn.transaction():
-        await _event(conn, 6)
+        await _event(conn, 6, queue)
         sealing = conn.transaction()
         await sealing.start()
         # The seal runs inside the savepoint, and is undone with it: sealed again at commit.
         await conn.execute("SET CONSTRAINTS audit_pending_seal IMMEDIATE")
         await sealing.rollback()
-        await append_in_tx(conn, "after-undone-seal", None, None, {"z": 3})
+        await _append(conn, queue, "after-undone-seal", None, None, {"z": 3})
     tx = conn.transaction()
     await tx.start()
-    await _event(conn, 7)
+    await _event(conn, 7, queue)
     await conn.execute("SET CONSTRAINTS audit_pending_seal IMMEDIATE")
     await tx.rollback()
     async with conn.transaction():
-        await _event(conn, 8)
+        await _event(conn, 8, queue)
 
 
 async def _chain(conn: asyncpg.Connection) -> list[dict[str, Any]]:
@@ -146,12 +182,26 @@ async def _with_fixed_clock(
         await conn.close()
 
 
+@pytest.fixture
+async def second_url(pg_server: PostgresServer, pg_template: str) -> AsyncIterator[str]:
+    """Another new database, migrated to the end (cloned from the session's template)."""
+    name = f"remediator_test_{os.urandom(6).hex()}"
+    admin = await asyncpg.connect(pg_server.url())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+        yield pg_server.url(name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 async def test_the_chain_is_the_old_seals_byte_for_byte(
-    old_seal_url: str, database_url: str
+    old_seal_url: str, database_url: str, second_url: str
 ) -> None:
     chains, states = [], []
-    for url in (old_seal_url, database_url):
-        await _with_fixed_clock(url, _workload)
+    queues = ((old_seal_url, _old_form()), (database_url, _new_form()), (second_url, _in_turn()))
+    for url, queue in queues:
+        await _with_fixed_clock(url, functools.partial(_workload, queue=queue))
         conn = await asyncpg.connect(url)
         try:
             chains.append(await _chain(conn))
@@ -164,7 +214,7 @@ async def test_the_chain_is_the_old_seals_byte_for_byte(
         finally:
             await store.close()
         assert check.ok, check
-    old, new = chains
+    old, new, mixed = chains
     kinds = [r["kind"] for r in new]
     assert kinds == (
         ["first", "run.created", "run.refused", "run.announced", "between"]
@@ -175,7 +225,9 @@ async def test_the_chain_is_the_old_seals_byte_for_byte(
     )
     assert json.loads(new[1]["data"])["event_id"] == 1
     assert new == old
+    assert mixed == old
     assert states[1] == states[0]
+    assert states[2] == states[0]
     assert states[1]["pending"] == 0
     assert states[1]["head"] == {"last_id": new[-1]["id"], "last_hash": new[-1]["hash"]}
 

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import asyncpg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +205,21 @@ async def test_the_seal_reads_its_rows_by_key_not_through_the_queues_dead_rows(
     finally:
         await conn.close()
     assert (await store.verify_audit()).ok
+
+
+async def test_a_queued_row_without_its_hashed_text_is_refused_when_queued(
+    store: Store, database_url: str
+) -> None:
+    """Neither hashed_mid (a row queued before migration 0040) nor hashed_print: the seal
+    could not hash it, so the queue refuses it at once, naming the rule."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError, match="audit_pending_hashed"):
+            await conn.execute(
+                "INSERT INTO audit_pending (kind, data, hashed_end)"
+                """ VALUES ('x', '{}', '"kind":"x","run_id":null')"""
+            )
+    finally:
+        await conn.close()
+    check = await store.verify_audit()
+    assert check.ok, check
