@@ -24,7 +24,7 @@ from structlog.typing import FilteringBoundLogger
 
 from receiver.alertmanager import INTAKE_TIMEOUT_S
 from receiver.model import Status
-from receiver.store import NewEvent, Store, StoreUnavailable, describe
+from receiver.store import HeldConnection, NewEvent, Store, StoreUnavailable, describe
 
 __all__ = [
     "INTAKE_TIMEOUT_S",
@@ -121,6 +121,12 @@ def events_of(notification: NotificationLike, settle: Settle = _never) -> list[N
     return events
 
 
+# How long the writer keeps its connection once it has nothing to write: longer than the gaps
+# of a busy feed (under a millisecond between two batches of a closed loop), short enough that
+# a store closed without a drain (``Pool.close`` waits for the connection) hardly notices.
+_LINGER_S = 0.1
+
+
 @dataclass(slots=True)
 class _Pending:
     events: list[NewEvent]
@@ -156,6 +162,10 @@ class EventBatcher:
         self._unanswered: collections.deque[_Pending] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._writers: set[asyncio.Task[None]] = set()
+        # One connection for the writers' batches, kept while notifications keep coming
+        # (bounded.HeldConnection): taking a pool connection and giving it back for each
+        # batch of a few notifications cost 12 to 53 µs of CPU per notification (stop 39).
+        self._held = store.held_connection()
         self._log = log if log is not None else structlog.get_logger("remediator.intake")
 
     async def submit(self, events: list[NewEvent]) -> tuple[int, int]:
@@ -211,15 +221,19 @@ class EventBatcher:
             self._sweeper = loop.call_at(unanswered[0].deadline, self._sweep)
 
     async def _write(self) -> None:
+        held = self._held
         while self._queue:
-            await self._write_batch()
+            await self._write_batch(held)
+        # Nothing awaits between the look above and the end (submit counts on it), so the
+        # connection is given back later, unless the next writer takes it up before.
+        held.release_later(_LINGER_S)
 
-    async def _write_batch(self) -> None:
+    async def _write_batch(self, held: HeldConnection) -> None:
         batch = self._queue[: self._max_batch]
         del self._queue[: self._max_batch]
         try:
             results = await self._store.insert_event_groups(
-                [p.events for p in batch], timeout_s=self._timeout_s
+                [p.events for p in batch], timeout_s=self._timeout_s, held=held
             )
         except StoreUnavailable as exc:
             _fail(batch, exc)  # this batch only: the next one may well succeed
@@ -236,18 +250,18 @@ class EventBatcher:
                 notifications=len(batch),
                 error=describe(exc),
             )
-            await self._write_alone(batch)
+            await self._write_alone(batch, held)
             return
         except BaseException:
             self._abandon(batch)
             raise
         _settle(batch, results)
 
-    async def _write_alone(self, batch: list[_Pending]) -> None:
+    async def _write_alone(self, batch: list[_Pending], held: HeldConnection) -> None:
         for index, item in enumerate(batch):
             try:
                 results = await self._store.insert_event_groups(
-                    [item.events], timeout_s=self._timeout_s
+                    [item.events], timeout_s=self._timeout_s, held=held
                 )
             except StoreUnavailable as exc:
                 _fail(batch[index:], exc)
@@ -270,6 +284,8 @@ class EventBatcher:
         """Wait until everything submitted is written (graceful shutdown)."""
         while self._writers:
             await asyncio.gather(*self._writers, return_exceptions=True)
+        # Given back now, not at the end of its linger: the store closes next (service.py).
+        await self._held.release()
 
 
 def _fail(batch: Sequence[_Pending], exc: Exception) -> None:

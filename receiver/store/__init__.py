@@ -28,6 +28,7 @@ from receiver.store.admissions import Admissions, RecordedRefusal
 from receiver.store.announcements import DIGEST_AUDIT, Announcements, announced_data
 from receiver.store.approvals import Approvals
 from receiver.store.audit import AuditLog, OnceEntry
+from receiver.store.bounded import HeldConnection
 from receiver.store.canonical import canonical_json
 from receiver.store.claims import MAX_HINTED_LANES, next_lane
 from receiver.store.database import WORK_CHANNEL
@@ -80,6 +81,7 @@ __all__ = [
     "ClashReport",
     "Conclusion",
     "EventLease",
+    "HeldConnection",
     "ItemConflict",
     "ItemNotFound",
     "JobEnd",

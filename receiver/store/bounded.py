@@ -6,6 +6,10 @@ is one. ``Database.bounded`` puts one under a view of the store, so every method
 answers in time without a deadline of its own: the HTTP routes read and write through such a
 view (``receiver.service``), which is how a frozen store is a 503 on every route within the
 same bound, and a pause's audit row is given up in time (``receiver.audit_outbox``).
+
+``HeldConnection`` is the same bound for a writer that makes many calls in a row (intake's
+batch writer): it keeps its pool connection from one call to the next, and gives it back when
+the writer is done or a call fails.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from receiver.store.errors import StoreUnavailable, translate
 
-__all__ = ["BoundedPool", "bounded_connection"]
+__all__ = ["BoundedPool", "HeldConnection", "bounded_connection"]
 
 
 @contextlib.asynccontextmanager
@@ -59,6 +63,122 @@ async def bounded_connection(pool: Any, timeout_s: float) -> AsyncIterator[Any]:
         if expired or isinstance(exc.__cause__, TimeoutError):
             raise StoreUnavailable(f"PostgreSQL did not answer within {timeout_s:g}s") from exc
         raise
+
+
+class HeldConnection:
+    """One pool connection a writer keeps between its calls (``within``), each call bounded
+    as ``bounded_connection``'s, until ``release``.
+
+    Taking a connection from asyncpg's pool for each call, and giving it back, was 5 % of the
+    service's main thread in the unmatched intake loop, where a call writes a few
+    notifications (issue 12, stop 38): a task for the acquire's timeout, another for the
+    shielded release, a proxy. Here a call on the kept connection costs a timer.
+
+    A call that fails in any way, or runs out of time (the connection is then terminated),
+    gives the connection back to the pool at once, which cleans it up as it always did (a
+    cancelled statement waited for, a transaction rolled back, a closed one replaced); the
+    next call takes a fresh one. So does a call that finds the kept connection closed (the
+    server ended the session while the writer was between calls). Errors are those of
+    ``bounded_connection``. One call at a time: a call made while another is in progress uses
+    a connection of its own, as ``bounded_connection``. ``keep=False``: every call gives its
+    connection back (a store whose pool sets session state at each acquire: a simulated
+    clock). The writer must ``release`` when it is done, or ``release_later``:
+    ``Pool.close`` waits for the connection to be given back."""
+
+    def __init__(self, pool: Any, *, keep: bool = True) -> None:
+        self._pool = pool
+        self._keep = keep
+        self._conn: Any = None
+        self._busy = False
+        self._idle: asyncio.TimerHandle | None = None
+        self._releasing: set[asyncio.Future[None]] = set()
+
+    async def release(self) -> None:
+        """Give the kept connection, if any, back to the pool."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
+
+    def release_later(self, after_s: float) -> None:
+        """Give the kept connection back in ``after_s`` seconds, unless a call takes it up
+        again before (``within``); returns at once. For a writer with nothing to write now
+        that may well have more in a moment, and that must not await on its way out."""
+        if self._conn is None:
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(after_s, self._release_idle)
+
+    def _release_idle(self) -> None:
+        self._idle = None
+        if self._busy or self._conn is None:
+            return
+        releasing = asyncio.ensure_future(self.release())
+        self._releasing.add(releasing)
+        releasing.add_done_callback(self._released)
+
+    def _released(self, releasing: asyncio.Future[None]) -> None:
+        self._releasing.discard(releasing)
+        if not releasing.cancelled():
+            # Retrieved so that asyncio does not log it: the pool closed meanwhile (the
+            # connection went with it), and nobody is left to tell.
+            releasing.exception()
+
+    @contextlib.asynccontextmanager
+    async def within(self, timeout_s: float) -> AsyncIterator[Any]:
+        """The kept connection (one taken from the pool when there is none, or it is closed)
+        for at most ``timeout_s`` seconds, taking one included: StoreUnavailable at the
+        deadline, as ``bounded_connection``."""
+        if self._busy or not self._keep:
+            async with bounded_connection(self._pool, timeout_s) as conn:
+                yield conn
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        expired = False
+        self._busy = True
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        try:
+            with translate():
+                if self._conn is not None and _gone(self._conn):
+                    await self.release()
+                if self._conn is None:
+                    self._conn = await self._pool.acquire(timeout=timeout_s)
+                conn = self._conn
+
+                def expire() -> None:
+                    nonlocal expired
+                    expired = True
+                    conn.terminate()
+
+                timer = loop.call_at(deadline, expire)
+                try:
+                    yield conn
+                except BaseException:
+                    await self.release()
+                    raise
+                finally:
+                    timer.cancel()
+        except Exception as exc:
+            if expired or isinstance(exc.__cause__, TimeoutError):
+                raise StoreUnavailable(f"PostgreSQL did not answer within {timeout_s:g}s") from exc
+            raise
+        finally:
+            self._busy = False
+
+
+def _gone(conn: Any) -> bool:
+    """Whether a kept pool connection can no longer be used: closed, or handed back already.
+    asyncpg gives a pool connection that closed (the server ended its session) back to the
+    pool by itself and detaches its proxy, whose every method then raises InterfaceError
+    ("released back to the pool"), ``is_closed`` included: ``_con`` is the proxy's connection,
+    None once detached."""
+    return getattr(conn, "_con", conn) is None or bool(conn.is_closed())
 
 
 class BoundedPool:

@@ -32,7 +32,7 @@ from typing import Any, Self
 
 import asyncpg
 
-from receiver.store.bounded import BoundedPool, bounded_connection
+from receiver.store.bounded import BoundedPool, HeldConnection, bounded_connection
 from receiver.store.errors import StoreUnavailable, translate
 from receiver.store.group import GroupCommit
 from receiver.store.history_sql import HISTORY_CALL, batch_arguments
@@ -91,6 +91,10 @@ class Database:
     def __init__(self, pool: Any, dsn: str) -> None:
         self._pool = pool
         self.dsn = dsn
+        # Whether a writer may keep a connection between its calls (``held_connection``): not
+        # when the pool sets session state at each acquire (a simulated clock), nor for a
+        # bounded view, whose pool is no asyncpg pool.
+        self._keeps_connections = True
         # The worker's runs, several to a transaction while the worker is busy (group.py).
         self._grouped = GroupCommit(pool)
 
@@ -136,6 +140,7 @@ class Database:
                 **connect_options(transaction_pooled=transaction_pooled),
             )
         store = cls(pool, dsn)
+        store._keeps_connections = clock is None
         if run_migrations:
             try:
                 with translate():
@@ -190,12 +195,19 @@ class Database:
         must answer in time whatever PostgreSQL does: the HTTP routes."""
         view = copy.copy(self)
         view._pool = BoundedPool(self._pool, timeout_s)
+        view._keeps_connections = False
         view._grouped = GroupCommit(view._pool)
         return view
 
     def _within(self, timeout_s: float) -> contextlib.AbstractAsyncContextManager[Any]:
         """A pool connection for at most ``timeout_s`` seconds (``bounded_connection``)."""
         return bounded_connection(self._pool, timeout_s)
+
+    def held_connection(self) -> HeldConnection:
+        """A connection for a writer to keep between its calls (``bounded.HeldConnection``),
+        for the store methods that take one (``insert_event_groups``); the writer releases it
+        when done, before the store closes."""
+        return HeldConnection(self._pool, keep=self._keeps_connections)
 
     @contextlib.asynccontextmanager
     async def _tx(self, **options: Any) -> AsyncIterator[Any]:

@@ -19,6 +19,7 @@ from typing import Any
 from receiver.alertmanager import LATE_DELIVERY_WINDOW_S
 from receiver.model import Skip
 from receiver.store.audit import append_in_tx
+from receiver.store.bounded import HeldConnection
 from receiver.store.canonical import canonical_json
 from receiver.store.claims import (
     CLAIM_EVENTS_CALL,
@@ -121,7 +122,11 @@ class EventQueue(Leases, Failures):
         return counts
 
     async def insert_event_groups(
-        self, groups: Sequence[Sequence[NewEvent]], *, timeout_s: float = INSERT_TIMEOUT_S
+        self,
+        groups: Sequence[Sequence[NewEvent]],
+        *,
+        timeout_s: float = INSERT_TIMEOUT_S,
+        held: HeldConnection | None = None,
     ) -> list[tuple[int, int]]:
         """Store several notifications in ONE transaction; (accepted, duplicates) per group.
 
@@ -144,13 +149,17 @@ class EventQueue(Leases, Failures):
         may hold (255 MB; ``_DOCUMENT_CHARS``) is written as several statements in the one
         transaction, notifications in order, each seeing what the ones before it stored (as
         if they had come one after another).
+
+        ``held``: the writer's kept connection (``Database.held_connection``) to write on,
+        instead of one taken from the pool for this call.
         """
         if not any(groups):
             return [(0, 0) for _ in groups]
         # Each notification's groupKey and receiver once, not once an alert: a long groupKey
         # repeated for each of many alerts outgrew what one jsonb value can hold.
         document = event_json([run for group in groups for run in _runs(group)])
-        async with self._within(timeout_s) as conn:
+        connection = self._within(timeout_s) if held is None else held.within(timeout_s)
+        async with connection as conn:
             if len(document) <= _DOCUMENT_CHARS:
                 # One statement, so one round trip: it is its own transaction (committed
                 # before the answer comes back), and the NOTIFY inside it is delivered at

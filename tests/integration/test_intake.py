@@ -15,7 +15,7 @@ from receiver.alertmanager import Notification, parse_notification
 from receiver.intake import Intake, IntakeResult
 from receiver.model import Status
 from receiver.store import WORK_CHANNEL as EVENTS_CHANNEL
-from receiver.store import NewEvent, Store, StoreUnavailable
+from receiver.store import HeldConnection, NewEvent, Store, StoreUnavailable
 from tests.support import payloads
 from tests.support.polling import current, eventually
 from tests.support.postgres import PostgresServer
@@ -104,11 +104,15 @@ class _GatedStore(Store):
     writing: list[int]
 
     async def insert_event_groups(
-        self, groups: Sequence[Sequence[NewEvent]], *, timeout_s: float = 5.0
+        self,
+        groups: Sequence[Sequence[NewEvent]],
+        *,
+        timeout_s: float = 5.0,
+        held: HeldConnection | None = None,
     ) -> list[tuple[int, int]]:
         self.writing.append(len(groups))
         await self.gate.wait()
-        return await super().insert_event_groups(groups, timeout_s=timeout_s)
+        return await super().insert_event_groups(groups, timeout_s=timeout_s, held=held)
 
 
 def _gated(store: Store) -> _GatedStore:

@@ -27,7 +27,7 @@ from receiver.http.alerts import ALERTS_PATH
 from receiver.http.app import create_app
 from receiver.http.deps import HealthChecks
 from receiver.intake import Intake
-from receiver.store import NewEvent, Store
+from receiver.store import HeldConnection, NewEvent, Store
 from receiver.telemetry import Metrics
 from tests.support.http import AUTH, TOKEN, AiohttpClient, Client, MakeClient
 from tests.support.payloads import alert, notification_body
@@ -198,7 +198,11 @@ class _RefusingStore(Store):
     refuse: str
 
     async def insert_event_groups(
-        self, groups: Sequence[Sequence[NewEvent]], *, timeout_s: float = 5.0
+        self,
+        groups: Sequence[Sequence[NewEvent]],
+        *,
+        timeout_s: float = 5.0,
+        held: HeldConnection | None = None,
     ) -> list[tuple[int, int]]:
         bugged = [
             [
@@ -209,7 +213,7 @@ class _RefusingStore(Store):
             ]
             for group in groups
         ]
-        return await super().insert_event_groups(bugged, timeout_s=timeout_s)
+        return await super().insert_event_groups(bugged, timeout_s=timeout_s, held=held)
 
 
 async def test_a_notification_the_store_refuses_is_500_alone_and_its_log_is_its_own(
