@@ -212,10 +212,15 @@ class EventBatcher:
             pending = unanswered.popleft()
             if pending.done.done():
                 continue
+            # Said in the answer's error (logged by the webhook): an operator who finds the
+            # alert's run after a 503 that said "not accepted" is told why.
             if pending in self._queue:
                 self._queue.remove(pending)
+                fate = "it was never written"
+            else:
+                fate = "its write may still commit, and Alertmanager's resend is then a duplicate"
             pending.done.set_exception(
-                StoreUnavailable(f"not committed within {self._timeout_s:g}s")
+                StoreUnavailable(f"not committed within {self._timeout_s:g}s; {fate}")
             )
         if unanswered:
             self._sweeper = loop.call_at(unanswered[0].deadline, self._sweep)

@@ -52,7 +52,9 @@ async def post_alerts(request: web.Request) -> web.Response:
     try:
         result = await app[INTAKE].accept(notification)
     except StoreUnavailable as exc:
-        # 5xx makes Alertmanager retry; the notification was not stored. Logged at most once
+        # 5xx makes Alertmanager retry. Not stored, or, when the write was under way at the
+        # intake timeout, stored later (the error says which): the retry is then a
+        # duplicate. Logged at most once
         # per STORE_DOWN_LOG_EVERY_S, with how many were held back: every webhook of an outage
         # would say the same.
         held_back = app[STORE_DOWN_LOG].ready()

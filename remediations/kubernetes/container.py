@@ -165,8 +165,7 @@ class SetResources(KubeAction[SetResourcesParams]):
         # run, on another container or in on_failed after this one, is its own change.
         after: dict[str, Any] = {"container": params.container}
         patch_resources: dict[str, dict[str, str]] = {}
-        # Why a factor left a value where it was (e.g. already above its cap), by field.
-        held: dict[tuple[str, str], str] = {}
+        held: dict[tuple[str, str], str] = {}  # why a factor left a field as it was, by field
         for (section, resource), change in changes.items():
             current = before[section][resource]
             if change.value is not None:
@@ -187,6 +186,8 @@ class SetResources(KubeAction[SetResourcesParams]):
                     continue  # never written: the live value stays as it is
             after.setdefault(section, {})[resource] = new
             patch_resources.setdefault(section, {})[resource] = new
+        if over := quantity.request_over_limit(container.get("resources") or {}, patch_resources):
+            raise ActionRefused(f"container {params.container} of {object_ref(target)}: {over}")
 
         def describe(s: str, r: str) -> str:
             if (s, r) in held:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import decimal
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 _BINARY: dict[str, int] = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
 _DECIMAL: dict[str, int] = {
@@ -223,3 +223,35 @@ def scale(current: str, factor: float, cap: str, *, resource: str) -> Scaled:
 
 def _unit_name(resource: str) -> str:
     return "Mi" if resource == "memory" else "millicore"
+
+
+def request_over_limit(
+    live: Mapping[str, Any], patch: Mapping[str, Mapping[str, str]]
+) -> str | None:
+    """Why a container whose resources are ``live`` (``{"limits": {...}, "requests": {...}}``
+    as read) and then ``patch`` (the same shape, only what a step writes) would ask more than
+    its limit, e.g. "its memory request would be 2Gi, above its memory limit of 1536Mi"; None
+    when every resource the patch touches keeps request <= limit (or has no request or no limit).
+
+    The API server refuses such a template (422, ``ValidateResourceRequirements``: "must be
+    less than or equal to memory limit"), so a factor on one of the two, or a value, that
+    passes the other is refused in the step's preview instead of after an approval. Raises
+    QuantityError for a live text that is not a quantity."""
+    touched = {resource for section in patch.values() for resource in section}
+    for resource in sorted(touched):
+        values: dict[str, str] = {}
+        for section in ("requests", "limits"):
+            text = (patch.get(section) or {}).get(resource) or (live.get(section) or {}).get(
+                resource
+            )
+            if text is not None:
+                values[section] = str(text)
+        if len(values) < 2:
+            continue
+        request, limit = values["requests"], values["limits"]
+        if value_of(canonical(request)) > value_of(canonical(limit)):
+            return (
+                f"its {resource} request would be {request}, above its {resource} limit of "
+                f"{limit}, which the API server refuses; not changing it"
+            )
+    return None

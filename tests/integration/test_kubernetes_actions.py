@@ -533,15 +533,87 @@ async def test_set_resources_unknown_container_names_the_real_ones(
 async def test_set_resources_rejected_by_api_is_refused(
     kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:
+    """An API server's 422 becomes a refusal with its message. A request above its limit is
+    refused before the write now (test_kubernetes_container_edges.py), so the 422 comes from a
+    ValidatingAdmissionPolicy of the namespace, as a cluster's own ceiling would (``reason:
+    Invalid`` answers 422)."""
     await make_deployment("web", containers=two_containers())
-    # A request above its limit is invalid: the API's 422 becomes a refusal with its message.
+    admission = k8s.AdmissionregistrationV1Api(kube_admin)
+    name = f"memory-ceiling-{kube_namespace}"
+    limits = "object.spec.template.spec.containers.all(c, !has(c.resources.limits) || "
+    ceiling = "!('memory' in c.resources.limits) || "
+    compare = "quantity(c.resources.limits.memory).compareTo(quantity('2Gi')) <= 0)"
+    policy: Any = {  # a dict is sent as it is; the model classes add nothing here
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["UPDATE"],
+                        "resources": ["deployments"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": limits + ceiling + compare,
+                    "message": "memory limits above 2Gi are not allowed here",
+                    "reason": "Invalid",
+                }
+            ],
+        },
+    }
+    binding: Any = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": kube_namespace}
+                }
+            },
+        },
+    }
+    await admission.create_validating_admission_policy(policy)
+    await admission.create_validating_admission_policy_binding(binding)
     params = SetResources.Params.model_validate(
-        {"container": "app", "memory_request": {"value": "1Gi"}}
+        {"container": "app", "memory_limit": {"value": "3Gi"}}
     )
-    with pytest.raises(
-        ActionRefused, match=r"HTTP 422.*must be less than or equal to memory limit"
-    ):
-        await SetResources().run(make_ctx(kube_admin), deployment(kube_namespace), params)
+    apps = k8s.AppsV1Api(kube_admin)
+
+    async def in_force() -> bool:
+        # The policy is compiled and bound asynchronously: a server-side dry run of a template
+        # over the ceiling tells when it refuses.
+        body = {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "app", "resources": {"limits": {"memory": "3Gi"}}}]
+                    }
+                }
+            }
+        }
+        try:
+            await apps.patch_namespaced_deployment("web", kube_namespace, body, dry_run="All")
+        except k8s.ApiException as exc:
+            return exc.status == 422
+        return False
+
+    try:
+        await eventually(in_force, what="the admission policy refusing")
+        with pytest.raises(ActionRefused, match=r"HTTP 422.*memory limits above 2Gi"):
+            await SetResources().run(make_ctx(kube_admin), deployment(kube_namespace), params)
+    finally:
+        await admission.delete_validating_admission_policy_binding(name)
+        await admission.delete_validating_admission_policy(name)
 
 
 async def test_set_env_adds_variable_to_one_container(

@@ -226,3 +226,86 @@ async def test_a_template_edit_of_a_partitioned_statefulset_says_which_pods_get_
     assert preview.summary.endswith(said or ("db", "512Mi", "the time of the restart"))
     assert ("partition" in preview.summary) is bool(said)
     assert result.message == preview.summary
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        # A request raised by a factor past the limit the same step raises less.
+        (
+            {
+                "memory_request": {"factor": 2, "max": "8Gi"},
+                "memory_limit": {"factor": 1.5, "max": "4Gi"},
+            },
+            "its memory request would be 2Gi, above its memory limit of 1536Mi",
+        ),
+        # A limit lowered below the request the step leaves as it is.
+        (
+            {"cpu_limit": {"factor": 0.25, "max": "4"}},
+            "its cpu request would be 500m, above its cpu limit of 250m",
+        ),
+        # A value, as written in the rule.
+        (
+            {"memory_limit": {"value": "256Mi"}},
+            "its memory request would be 1Gi, above its memory limit of 256Mi",
+        ),
+    ],
+)
+async def test_a_resource_change_that_puts_a_request_above_its_limit_is_refused_in_the_preview(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    change: dict[str, Any],
+    said: str,
+) -> None:
+    """The API server refuses a container whose request is above its limit (422, "must be
+    less than or equal to memory limit"). The step planned such a change anyway: the preview
+    showed it (what an approver approves) and the write then failed. Refused in the plan, naming
+    both values, and nothing is written."""
+    ns = kube_namespace
+    resources = k8s.V1ResourceRequirements(
+        requests={"memory": "1Gi", "cpu": "500m"}, limits={"memory": "1Gi", "cpu": "1"}
+    )
+    await make_deployment(
+        "web", containers=[k8s.V1Container(name="app", image="img/a:1", resources=resources)]
+    )
+    apps = k8s.AppsV1Api(kube_admin)
+    before = (await apps.read_namespaced_deployment("web", ns)).spec.template
+    action = SetResources()
+    params = SetResources.Params.model_validate({"container": "app", **change})
+    target = Target("Deployment", ns, "web")
+    for call in (action.preview, action.run):
+        with pytest.raises(ActionRefused) as refused:
+            await call(first_step_ctx(kube_admin), target, params)
+        assert refused.value.message == (
+            f"container app of Deployment {ns}/web: {said}, which the API server refuses; "
+            "not changing it"
+        )
+        assert not refused.value.may_have_acted
+    assert (await apps.read_namespaced_deployment("web", ns)).spec.template == before
+
+
+async def test_a_request_raised_up_to_its_raised_limit_is_written(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The other side of the refusal above: a request that ends at its limit is valid, and the
+    same step raising both is written."""
+    ns = kube_namespace
+    resources = k8s.V1ResourceRequirements(requests={"memory": "1Gi"}, limits={"memory": "1Gi"})
+    await make_deployment(
+        "web", containers=[k8s.V1Container(name="app", image="img/a:1", resources=resources)]
+    )
+    params = SetResources.Params.model_validate(
+        {
+            "container": "app",
+            "memory_request": {"factor": 1.5, "max": "8Gi"},
+            "memory_limit": {"factor": 1.5, "max": "4Gi"},
+        }
+    )
+    result = await SetResources().run(
+        first_step_ctx(kube_admin), Target("Deployment", ns, "web"), params
+    )
+    assert result.outcome is Outcome.OK
+    dep = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment("web", ns)
+    assert dep.spec.template.spec.containers[0].resources.requests == {"memory": "1536Mi"}
+    assert dep.spec.template.spec.containers[0].resources.limits == {"memory": "1536Mi"}
