@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from receiver.store.errors import StoreUnavailable, translate
@@ -42,23 +42,37 @@ async def bounded_connection(pool: Any, timeout_s: float) -> AsyncIterator[Any]:
     ``AuditLog.append_once``) or retry nothing (an audit row is then written once, or not at
     all).
     """
+    with _cut_off(timeout_s) as arm:
+        async with pool.acquire(timeout=timeout_s) as conn:
+            timer = arm(conn)
+            try:
+                yield conn
+            finally:
+                timer.cancel()
+
+
+@contextlib.contextmanager
+def _cut_off(timeout_s: float) -> Iterator[Callable[[Any], asyncio.TimerHandle]]:
+    """The deadline ``bounded_connection`` and ``HeldConnection.within`` share, ``timeout_s``
+    seconds from now: yields ``arm(conn)``, which terminates ``conn`` at the deadline (the
+    caller cancels the timer it returns when its call is done). Inside it, connection
+    failures are StoreUnavailable (``translate``), and so is any failure after the deadline
+    struck or of an acquire that timed out, saying the server did not answer in time."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     expired = False
+
+    def arm(conn: Any) -> asyncio.TimerHandle:
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            conn.terminate()
+
+        return loop.call_at(deadline, expire)
+
     try:
         with translate():
-            async with pool.acquire(timeout=timeout_s) as conn:
-
-                def expire() -> None:
-                    nonlocal expired
-                    expired = True
-                    conn.terminate()
-
-                timer = loop.call_at(deadline, expire)
-                try:
-                    yield conn
-                finally:
-                    timer.cancel()
+            yield arm
     except Exception as exc:
         if expired or isinstance(exc.__cause__, TimeoutError):
             raise StoreUnavailable(f"PostgreSQL did not answer within {timeout_s:g}s") from exc
@@ -136,38 +150,24 @@ class HeldConnection:
             async with bounded_connection(self._pool, timeout_s) as conn:
                 yield conn
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        expired = False
         self._busy = True
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
         try:
-            with translate():
+            with _cut_off(timeout_s) as arm:
                 if self._conn is not None and _gone(self._conn):
                     await self.release()
                 if self._conn is None:
                     self._conn = await self._pool.acquire(timeout=timeout_s)
-                conn = self._conn
-
-                def expire() -> None:
-                    nonlocal expired
-                    expired = True
-                    conn.terminate()
-
-                timer = loop.call_at(deadline, expire)
+                timer = arm(self._conn)
                 try:
-                    yield conn
+                    yield self._conn
                 except BaseException:
                     await self.release()
                     raise
                 finally:
                     timer.cancel()
-        except Exception as exc:
-            if expired or isinstance(exc.__cause__, TimeoutError):
-                raise StoreUnavailable(f"PostgreSQL did not answer within {timeout_s:g}s") from exc
-            raise
         finally:
             self._busy = False
 
