@@ -29,7 +29,7 @@ from tests.integration.test_unrecorded_admission_lock import _admitted_unrecorde
 from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
-from tests.support.target_locks import lock_holder, writes_held
+from tests.support.target_locks import lock_holder, taken_up_after_the_lock, writes_held
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -134,14 +134,7 @@ async def test_an_admission_that_found_the_run_ended_queues_its_own_token(
     its TTL. Now the job names this admission's token (no other pass knows it)."""
     counts = Counts()
     h = await make_harness(_rule(Counts.name), QUICK, extra_actions=[counts], dry_run=False)
-    holder = AdmissionRequest("another-run", "other", WEB, False, GuardSpec())
-    held = await h.guards.admit(holder, only=RESOLVE_GUARDS)
-    assert held.admitted
-    await h.deliver(_labels("web-1"))
-    (run,) = await h.runs()
-    assert run.outcome is RunOutcome.PENDING  # waiting for the lock
-    assert await h.guards.release(holder, held)
-
+    run, job = await taken_up_after_the_lock(h, WEB, _labels("web-1"))
     admitted: list[Admission] = []
     admit = h.guards.admit
 
@@ -154,8 +147,6 @@ async def test_an_admission_that_found_the_run_ended_queues_its_own_token(
         return admission
 
     h.guards.admit = admit_then_resolve  # type: ignore[method-assign]
-    await h.store.enqueue_job(JobKind.RESUME_RUN, run.id, delay_s=0)
-    (job,) = await h.store.claim_jobs("worker-a", 1, 30.0)
     try:
         await h.pipeline.run_job(job)
     finally:

@@ -18,17 +18,14 @@ from typing import Any
 
 import pytest
 
-from receiver.guards.policy import AdmissionRequest
-from receiver.model import GuardSpec, RunOutcome
-from receiver.pipeline.context import RESOLVE_GUARDS
-from receiver.store import JobKind
+from receiver.model import RunOutcome
 from remediations.targets import Target
 from tests.integration.test_dead_worker_lock import WorkerDied
 from tests.integration.test_run_end_crash import Counts, _labels, _rule
 from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
-from tests.support.target_locks import lock_holder
+from tests.support.target_locks import lock_holder, taken_up_after_the_lock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -38,20 +35,12 @@ WEB = Target("Deployment", "shop", "web")
 async def _admitted_unrecorded(h: Harness, monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
     """web-1's run waits for the lock another run holds; the lock freed, its job is taken up,
     Redis admits it and the worker dies before recording that. The run's id and the job's."""
-    holder = AdmissionRequest("another-run", "other", WEB, False, GuardSpec())
-    held = await h.guards.admit(holder, only=RESOLVE_GUARDS)
-    assert held.admitted
-    await h.deliver(_labels("web-1"))
-    (run,) = await h.runs()
-    assert run.outcome is RunOutcome.PENDING  # waiting for the lock
-    assert await h.guards.release(holder, held)
+    run, job = await taken_up_after_the_lock(h, WEB, _labels("web-1"))
 
     async def dies(*args: Any, **kwargs: Any) -> bool:
         raise WorkerDied("worker-a died before the admission was written")
 
     monkeypatch.setattr(h.store, "record_admission", dies)
-    await h.store.enqueue_job(JobKind.RESUME_RUN, run.id, delay_s=0)
-    (job,) = await h.store.claim_jobs("worker-a", 1, 30.0)
     with pytest.raises(WorkerDied):
         await h.pipeline.run_job(job)
     monkeypatch.undo()

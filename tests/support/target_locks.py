@@ -13,9 +13,10 @@ import pytest
 import redis.asyncio
 from pydantic import BaseModel
 
-from receiver.guards.policy import GuardUnavailable
-from receiver.model import Disposition
-from receiver.store import EventLease
+from receiver.guards.policy import AdmissionRequest, GuardUnavailable
+from receiver.model import Disposition, GuardSpec, RunOutcome
+from receiver.pipeline.context import RESOLVE_GUARDS
+from receiver.store import ClaimedJob, EventLease, JobKind, RunRecord
 from remediations.base import ActionContext, Outcome, Result
 from remediations.targets import Target
 from tests.support.pipeline import Harness
@@ -27,6 +28,7 @@ __all__ = [
     "pass_unreleased",
     "pass_writes_held",
     "release_unreachable",
+    "taken_up_after_the_lock",
     "writes_held",
 ]
 
@@ -112,3 +114,21 @@ async def pass_writes_held(h: Harness) -> Disposition:
     if not disposition.is_done:
         await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
     return disposition
+
+
+async def taken_up_after_the_lock(
+    h: Harness, target: Target, labels: dict[str, str]
+) -> tuple[RunRecord, ClaimedJob]:
+    """The run of an alert of ``labels`` left ``pending`` behind another run's lock on
+    ``target``, that lock then given back, and the run's ``resume_run`` job claimed by
+    worker-a: what ``h.pipeline.run_job`` takes up next (admitting the run)."""
+    holder = AdmissionRequest("another-run", "other", target, False, GuardSpec())
+    held = await h.guards.admit(holder, only=RESOLVE_GUARDS)
+    assert held.admitted
+    await h.deliver(labels)
+    (run,) = await h.runs()
+    assert run.outcome is RunOutcome.PENDING  # waiting for the lock
+    assert await h.guards.release(holder, held)
+    await h.store.enqueue_job(JobKind.RESUME_RUN, run.id, delay_s=0)
+    (job,) = await h.store.claim_jobs("worker-a", 1, 30.0)
+    return run, job
