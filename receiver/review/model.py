@@ -48,13 +48,17 @@ class Alert:
 class AuditEntry:
     """One row of the audit chain (``data`` as recorded). ``unreadable``: why its data cannot
     be read (``data`` is then empty): a number or nesting Python cannot read, or not an object,
-    which only an edit of the table writes; the pages mark the row rather than fail on it."""
+    which only an edit of the table writes; the pages mark the row rather than fail on it.
+    ``folded_into``: for an entry read out of a refused run's one ``run.created`` row (its
+    ``run.refused`` and ``run.announced``, ``receiver.audit_folds``), that row's id, which
+    ``id`` repeats; None for an entry that is a stored row of its own kind."""
 
     id: int
     at: datetime
     kind: str
     data: Mapping[str, Any]
     unreadable: str | None = None
+    folded_into: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,7 +145,8 @@ def unreadable_note(row: AuditEntry) -> tuple[str, str, str]:
     """(title, detail, tone) of an audit row whose data cannot be read (``row.unreadable``).
     Only an edit of the table writes such data: the row is marked as edited, and what it said
     is not guessed."""
-    title = f"Audit entry {row.id} ({row.kind}) cannot be read: it was edited after it was written"
+    kind = row.kind if row.folded_into is None else f"{row.kind}, folded into its run.created"
+    title = f"Audit entry {row.id} ({kind}) cannot be read: it was edited after it was written"
     detail = f"{row.unreadable}; remediator audit verify names the first entry changed"
     return title, detail, "bad"
 

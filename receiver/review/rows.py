@@ -105,15 +105,19 @@ def audit_entry_of(row: Mapping[str, Any]) -> AuditEntry:
 
 def _run_audit(rows: Iterable[Mapping[str, Any]]) -> tuple[AuditEntry, ...]:
     """A run's audit rows as records, a refused run's one ``run.created`` row as the rows it
-    stands for (``receiver.audit_folds``), each with that row's id and time, in their order."""
+    stands for (``receiver.audit_folds``), each with that row's id and time, in their order,
+    those read out of it marked ``folded_into`` that id."""
     entries: list[AuditEntry] = []
     for row in rows:
         entry = audit_entry_of(row)
         if entry.unreadable is not None:
             entries.append(entry)
             continue
-        unfolded = unfold(entry.kind, entry.data)
-        entries += [AuditEntry(entry.id, entry.at, kind, data) for kind, data in unfolded]
+        (kind, data), *folded = unfold(entry.kind, entry.data)
+        entries.append(AuditEntry(entry.id, entry.at, kind, data))
+        # Read out of that row, not rows of their own: said, so that a reviewer matching
+        # them to `remediator audit export` finds one run.created row, not three.
+        entries += [AuditEntry(entry.id, entry.at, k, d, folded_into=entry.id) for k, d in folded]
     return tuple(entries)
 
 

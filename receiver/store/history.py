@@ -29,6 +29,7 @@ __all__ = [
     "HISTORY_CALL",
     "HISTORY_PLAN_SETTINGS",
     "HISTORY_SQL",
+    "OPEN_RUNS_SQL",
     "EngineHistory",
     "OpenRun",
     "batch_arguments",
@@ -87,15 +88,7 @@ class EngineHistory(Database):
         without acting (refused, dry-run, rejected, expired, cancelled) has nothing to undo and
         is left out."""
         with translate():
-            rows = await self._pool.fetch(
-                """SELECT rule, id::text AS id, on_resolved IS NOT NULL AS kept FROM runs
-                   WHERE rule = ANY($1::text[]) AND resolved_at IS NULL
-                     AND outcome NOT IN ('refused', 'dry_run', 'rejected', 'expired',
-                                         'cancelled')
-                   ORDER BY created_at, id LIMIT $2""",
-                list(rules),
-                limit,
-            )
+            rows = await self._pool.fetch(OPEN_RUNS_SQL, list(rules), limit)
         return [OpenRun(r["rule"], r["id"], r["kept"]) for r in rows]
 
     async def history(
@@ -141,6 +134,13 @@ class EngineHistory(Database):
                 history_arguments(event, within_s, repeats, settling, limit, recent)
             )
         return history_from_rows(rows)
+
+
+# The open runs of some rules ($1), oldest first, at most $2 (``EngineHistory.open_runs``).
+OPEN_RUNS_SQL = """SELECT rule, id::text AS id, on_resolved IS NOT NULL AS kept FROM runs
+   WHERE rule = ANY($1::text[]) AND resolved_at IS NULL
+     AND outcome NOT IN ('refused', 'dry_run', 'rejected', 'expired', 'cancelled')
+   ORDER BY created_at, id LIMIT $2"""
 
 
 @dataclass(frozen=True, slots=True)

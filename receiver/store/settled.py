@@ -24,11 +24,12 @@ connection whose last statement did not return, so the hot paths keep their sing
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg
 
-__all__ = ["SettledConnection", "settle"]
+__all__ = ["SettledConnection", "refused_by_server", "settle"]
 
 
 class SettledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped
@@ -37,10 +38,12 @@ class SettledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is
     ``unsettled`` is True from the start of ``execute``, ``executemany``, ``fetch``,
     ``fetchval``, ``fetchrow`` or ``fetchmany`` until it returns, and stays True when it
     raised or was cancelled: the server may then hold a transaction the client does not know
-    of. ``prepare`` outside a transaction leaves it True (a Parse without a Sync). A server
-    that answered with an error has ended the statement (asyncpg syncs after an error), but a
-    failure cannot always be told apart from one raised before the Sync, so every failure
-    counts; they are rare, and the price is one ROLLBACK at release.
+    of. ``prepare`` outside a transaction leaves it True (a Parse without a Sync). A statement
+    PostgreSQL refused (its error answer, ``refused_by_server``, after which asyncpg sends
+    the Sync and reads the server's state) clears it: asyncpg's idea of the transaction
+    is then the server's, and its release rolls back a transaction it knows of. Any other
+    failure (arguments that do not encode, a cancellation, a lost connection) counts; they
+    are rare, and the price is one ROLLBACK at release.
     """
 
     __slots__ = ("unsettled",)
@@ -50,45 +53,54 @@ class SettledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is
         self.unsettled = False
 
     async def execute(self, query: str, *args: Any, **options: Any) -> Any:
-        self.unsettled = True
-        result = await super().execute(query, *args, **options)
-        self.unsettled = False
-        return result
+        return await self._settling(super().execute(query, *args, **options))
 
     async def executemany(self, command: str, args: Any, **options: Any) -> Any:
-        self.unsettled = True
-        result = await super().executemany(command, args, **options)
-        self.unsettled = False
-        return result
+        return await self._settling(super().executemany(command, args, **options))
 
     async def fetch(self, query: str, *args: Any, **options: Any) -> Any:
-        self.unsettled = True
-        result = await super().fetch(query, *args, **options)
-        self.unsettled = False
-        return result
+        return await self._settling(super().fetch(query, *args, **options))
 
     async def fetchval(self, query: str, *args: Any, **options: Any) -> Any:
-        self.unsettled = True
-        result = await super().fetchval(query, *args, **options)
-        self.unsettled = False
-        return result
+        return await self._settling(super().fetchval(query, *args, **options))
 
     async def fetchrow(self, query: str, *args: Any, **options: Any) -> Any:
-        self.unsettled = True
-        result = await super().fetchrow(query, *args, **options)
-        self.unsettled = False
-        return result
+        return await self._settling(super().fetchrow(query, *args, **options))
 
     async def fetchmany(self, query: str, args: Any, **options: Any) -> Any:
+        return await self._settling(super().fetchmany(query, args, **options))
+
+    async def _settling(self, statement: Awaitable[Any]) -> Any:
+        """``statement``'s result, ``unsettled`` while it is under way and after any failure
+        but PostgreSQL's own error answer (class docstring)."""
         self.unsettled = True
-        result = await super().fetchmany(query, args, **options)
+        try:
+            result = await statement
+        except asyncpg.PostgresError as exc:
+            # The server answered with an error and asyncpg synced after it: no transaction
+            # is left that asyncpg does not know of. A ROLLBACK at release only drew
+            # "WARNING: there is no transaction in progress" for each failed statement.
+            self.unsettled = not refused_by_server(exc)
+            raise
         self.unsettled = False
         return result
 
     async def prepare(self, query: str, **options: Any) -> Any:
         # Inside a transaction the Parse is part of it, which asyncpg knows of and rolls back.
         self.unsettled = self.unsettled or not self.is_in_transaction()
-        return await super().prepare(query, **options)
+        try:
+            return await super().prepare(query, **options)
+        except asyncpg.PostgresError as exc:
+            # Refused, and synced after (``_settling``).
+            self.unsettled = self.unsettled and not refused_by_server(exc)
+            raise
+
+
+def refused_by_server(exc: asyncpg.PostgresError) -> bool:
+    """Whether ``exc`` is PostgreSQL's own error answer (it carries the answer's severity),
+    not one asyncpg raised itself: its ``DataError`` for arguments that do not encode is a
+    ``PostgresError`` too, raised between the two steps, before any Sync."""
+    return exc.severity is not None
 
 
 async def settle(conn: Any) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from receiver.store.database import Database
 from receiver.store.errors import StoreUnavailable
+from receiver.store.settled import settle
 
 pytestmark = pytest.mark.postgres
 
@@ -106,4 +107,33 @@ async def test_a_connection_handed_out_inside_a_transaction_is_unavailable_and_c
     # That connection is gone; the pool's next one is whole.
     async with database._pool.acquire() as conn:
         assert conn.get_server_pid() != pid
+    await _snapshot_read(database)
+
+
+async def test_a_statement_the_server_refused_is_not_rolled_back_again(
+    database: Database,
+) -> None:
+    # PostgreSQL's error answer ends the statement and asyncpg syncs after it, so no
+    # transaction is left: a ROLLBACK at release drew "WARNING: there is no transaction in
+    # progress" in the server's log (and to the client) after every failed statement.
+    said: list[str] = []
+    async with database._pool.acquire() as conn:
+        raw = conn._con
+
+        def heard(_: object, message: asyncpg.PostgresLogMessage) -> None:
+            said.append(f"{message.severity}: {message.message}")
+
+        raw.add_log_listener(heard)
+        try:
+            # Refused when it runs (after both steps), and when it is parsed (the first).
+            with pytest.raises(asyncpg.DivisionByZeroError):
+                await conn.fetchval(_new_text(" / $1::int"), 0)
+            await settle(raw)  # the pool's reset hook, as the release runs it
+            with pytest.raises(asyncpg.PostgresSyntaxError):
+                await conn.fetchval(_new_text(" FROM FROM $1::int"), 0)
+            await settle(raw)
+            assert await conn.fetchval("SELECT 1") == 1  # every notice before this one is read
+        finally:
+            raw.remove_log_listener(heard)
+    assert not [s for s in said if "no transaction in progress" in s], said
     await _snapshot_read(database)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from receiver.audit_folds import unfold
+from receiver.review.notes import unreadable_note, unshaped
 from receiver.review.rows import run_of
 from receiver.review.timeline import run_timeline
 
@@ -111,3 +112,23 @@ def test_the_review_shows_the_same_timeline_for_either_form() -> None:
     assert [kind for kind, *_ in shown(new)] == ["alert", "matched", "guard-refuse", "notify"]
     # The pruned event's alert is still read from the run.created row.
     assert run_of(new).alert.labels == {"alertname": "HighMemoryUsage"}
+
+
+def test_the_entries_read_out_of_a_refused_runs_row_say_which_row_holds_them() -> None:
+    # One stored row (id 1) read as three entries: all cite id 1, and the two read out of it
+    # say so, where they read as three rows of their own kinds, one row cited three times.
+    new = _run_row(
+        [_row(1, "run.created", {**CREATED, "refused": REFUSED, "announced": ANNOUNCED})]
+    )
+    audit = run_of(new).audit
+    assert [(a.id, a.kind, a.folded_into) for a in audit] == [
+        (1, "run.created", None),
+        (1, "run.refused", 1),
+        (1, "run.announced", 1),
+    ]
+    # A part of it marked unreadable names the row as `audit export` gives it.
+    title, _, _ = unreadable_note(unshaped(audit[1], TypeError("edited")))
+    assert title.startswith("Audit entry 1 (run.refused, folded into its run.created) ")
+    # The old form's rows are rows of their own.
+    old = _run_row([_row(1, "run.created", CREATED), _row(2, "run.refused", REFUSED)])
+    assert [a.folded_into for a in run_of(old).audit] == [None, None]
