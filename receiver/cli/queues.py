@@ -20,7 +20,10 @@ from receiver.cli.common import Choice, Integer, UserError, print_listing, state
 __all__ = ["events", "jobs"]
 
 _STATES = ("pending", "claimed", "done", "dead")
-_LAST_ERROR_WIDTH = 80
+# The widest a free-text cell (last error, why, alertname) is shown in a table: a skip reason
+# or an error can be kilobytes, and one long cell folded over fifty lines hides the rows around
+# it. The whole text is in ``--json`` and ``show ID``.
+_CELL_WIDTH = 80
 _DONE = {"retry": "retried", "drop": "dropped"}
 
 
@@ -73,7 +76,11 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
     group = click.group(
         plural,
         invoke_without_command=True,
-        help=f"List the {plural} of a running server, newest first; show, retry or drop them.",
+        help=(
+            f"List the {plural} of a running server, newest first; show, retry or drop them. "
+            "The table cuts a long error, reason or name at 80 characters; --json and "
+            "show ID print it whole."
+        ),
     )(decorated)
     group.add_command(_show(kind, plural))
     group.add_command(_action(kind, plural, "retry"))
@@ -176,8 +183,6 @@ def _cells(kind: str, row: dict[str, Any]) -> tuple[str, ...]:
     # failed/tries: failed attempts / attempts (every claim, waits included).
     tries = f"{row.get('failures', 0)}/{row.get('attempts', 0)}"
     error = str(row.get("last_error") or "")
-    if len(error) > _LAST_ERROR_WIDTH:
-        error = error[: _LAST_ERROR_WIDTH - 1] + "…"
     why = str(row.get("settled_reason") or "")
     skips = row.get("skips") or []
     if not why and skips:
@@ -188,12 +193,17 @@ def _cells(kind: str, row: dict[str, Any]) -> tuple[str, ...]:
         head = (row.get("created_at"), row.get("kind"), row.get("run_id"))
     return (
         str(row.get("id", "")),
-        *(str(v or "") for v in head),
+        *(_clipped(str(v or "")) for v in head),
         str(row.get("state", "")),
         tries,
-        error,
-        why,
+        _clipped(error),
+        _clipped(why),
     )
+
+
+def _clipped(text: str) -> str:
+    """``text`` cut to ``_CELL_WIDTH`` characters, its end an ellipsis when cut."""
+    return text if len(text) <= _CELL_WIDTH else text[: _CELL_WIDTH - 1] + "…"
 
 
 events = _queue_group(
