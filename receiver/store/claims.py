@@ -24,7 +24,9 @@ and one round trip, not three (BEGIN with ``SET LOCAL``, the claim, COMMIT). A c
 
 The per-alert order of ``receiver.store.events`` is kept: only the head of each alert's queue
 is a candidate (a claimed event if there is one, else the oldest). Expired leases (a worker
-died) are taken first, oldest first.
+died) are taken first, in the order of ``alert_events_claimed_by_fingerprint`` (fingerprint,
+id): a claim reads the live claims it passes and the expired ones it takes, never every expired
+lease (migration 0041 dropped the index by expiry time).
 
 Each row also carries ``walked``, the last lane the walk reached; a claim that took nothing
 returns one row of NULLs with it (``next_lane``).
@@ -134,9 +136,12 @@ candidates AS MATERIALIZED (
               ORDER BY e.not_before, e.id LIMIT $4) head
     ) c
     UNION ALL
+    -- Expired leases in the order of alert_events_claimed_by_fingerprint: the claimed events
+    -- are few (the workers' batches, and those of a worker that died), and an index of their
+    -- own by lease_until cost every claim an entry (migration 0041).
     (SELECT e.id, 0, 0 FROM alert_events e
      WHERE e.state = 'claimed' AND e.lease_until < remediator_now() AND {_HEAD}
-     ORDER BY e.lease_until LIMIT $4)
+     ORDER BY e.fingerprint, e.id LIMIT $4)
 ),
 picked AS (
     SELECT e.id, c.rank, c.ord FROM alert_events e JOIN candidates c ON c.id = e.id
