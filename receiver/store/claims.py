@@ -26,7 +26,7 @@ The per-alert order of ``receiver.store.events`` is kept: only the head of each 
 is a candidate (a claimed event if there is one, else the oldest). Expired leases (a worker
 died) are taken first, in the order of ``alert_events_claimed_by_fingerprint`` (fingerprint,
 id): a claim reads the live claims it passes and the expired ones it takes, never every expired
-lease (migration 0041 dropped the index by expiry time).
+lease (migration 0042 dropped the index by expiry time).
 
 Each row also carries ``walked``, the last lane the walk reached; a claim that took nothing
 returns one row of NULLs with it (``next_lane``).
@@ -138,7 +138,7 @@ candidates AS MATERIALIZED (
     UNION ALL
     -- Expired leases in the order of alert_events_claimed_by_fingerprint: the claimed events
     -- are few (the workers' batches, and those of a worker that died), and an index of their
-    -- own by lease_until cost every claim an entry (migration 0041).
+    -- own by lease_until cost every claim an entry (migration 0042).
     (SELECT e.id, 0, 0 FROM alert_events e
      WHERE e.state = 'claimed' AND e.lease_until < remediator_now() AND {_HEAD}
      ORDER BY e.fingerprint, e.id LIMIT $4)

@@ -2,7 +2,7 @@
 
 An update that changes a column an index names (as a key, an expression or a predicate) writes
 a new entry in every index of the table, a WAL record each. ``lease_until`` was the key of
-alert_events_leases, which only the claim's look for expired leases read; migration 0041
+alert_events_leases, which only the claim's look for expired leases read; migration 0042
 dropped it (the claim walks alert_events_claimed_by_fingerprint instead), so neither a claim
 nor a lease's extension indexes the expiry time. This test counts the updates PostgreSQL made
 HOT (pg_stat_user_tables of the one connection that made them).

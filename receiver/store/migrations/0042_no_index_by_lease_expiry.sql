@@ -1,4 +1,4 @@
--- 0041: a claim no longer writes its event into an index by lease expiry.
+-- 0042: a claim no longer writes its event into an index by lease expiry.
 --
 -- A storm event's alert event is written three times: inserted pending at intake, updated to
 -- claimed, updated to done. `state` is named by the partial indexes' predicates, so neither
@@ -101,7 +101,7 @@ candidates AS MATERIALIZED (
     UNION ALL
     -- Expired leases in the order of alert_events_claimed_by_fingerprint: the claimed events
     -- are few (the workers' batches, and those of a worker that died), and an index of their
-    -- own by lease_until cost every claim an entry (migration 0041).
+    -- own by lease_until cost every claim an entry (migration 0042).
     (SELECT e.id, 0, 0 FROM alert_events e
      WHERE e.state = 'claimed' AND e.lease_until < remediator_now() AND e.id = coalesce(
     (SELECT q.id FROM alert_events q
