@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from receiver.approvals.messages import Notice, NoticeKind
-from receiver.approvals.notify import ApprovalNotifier, NotifyError
+from receiver.approvals.notify import ApprovalNotifier, send_recorded
 from receiver.approvals.plan import StepRequest
 from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.approvals.state import (
@@ -33,7 +33,7 @@ from receiver.approvals.state import (
 from receiver.approvals.tokens import LinkTokens, TokenClaims
 from receiver.config.settings import APPROVAL_TTL_S
 from receiver.model import ApprovalRecord, ApprovalState, RunOutcome
-from receiver.store import JobKind, LeaseFence, RunRecord, Store, StoreUnavailable, describe
+from receiver.store import JobKind, LeaseFence, RunRecord, Store, describe
 from receiver.telemetry import Metrics
 
 __all__ = ["LINK_PATH", "ApprovalDesk", "Gate", "StepRequest"]
@@ -207,9 +207,9 @@ class ApprovalDesk:
         escalation refused for good (``Store.end_phase``), its alert resolved before an
         escalation step or an approved step of the run ran (``Store.end_resolved_escalation``,
         ``Store.end_resolved_run``), the run refused on its way to its approved step (a
-        pause: ``Store.record_refusal``), or the job it waited on dropped by an operator
-        (http/queues.py); each ``reason`` says which. Counted, logged and
-        announced. The store has ended the run already, where it ends."""
+        pause: ``Store.record_refusal``); each ``reason`` says which. Counted, logged and
+        announced. The store has ended the run already, where it ends. (Those an operator's
+        drop cancelled are announced by its ``finish_drop`` job: pipeline/finish_drop.py.)"""
         for approval in approvals:
             self._count(approval, "cancelled")
             self._log.info("approval cancelled", approval_id=approval.id, reason=approval.reason)
@@ -365,7 +365,7 @@ class ApprovalDesk:
 
     async def notify(self, kind: NoticeKind, approval: ApprovalRecord) -> None:
         """Send one notice; a failure is logged, never raised (the approval stands). Sent or
-        not, it is recorded in the audit log (``notification.sent``, ``notification.failed``)."""
+        not, it is recorded in the audit log (``send_recorded``)."""
         if self.notifier is None:
             return
         notice = Notice(
@@ -374,26 +374,4 @@ class ApprovalDesk:
             link=self.link(approval) if kind is NoticeKind.REQUESTED else None,
             buttons=self.buttons,
         )
-        error: str | None = None
-        try:
-            await self.notifier.send(notice)
-        except NotifyError as exc:
-            error = str(exc)
-            self._log.error("approval notification failed", approval_id=approval.id, error=error)
-        data = {
-            "notice": f"approval {kind.value}",
-            "channel": getattr(self.notifier, "channel", None),
-            "approval_id": approval.id,
-            "step": approval.step_idx,
-            "action": approval.action,
-        }
-        if error is not None:
-            data["error"] = error
-        try:
-            await self.store.append_audit(
-                "notification.failed" if error else "notification.sent",
-                run_id=approval.run_id,
-                data=data,
-            )
-        except StoreUnavailable as exc:
-            self._log.error("could not record the notification", error=str(exc))
+        await send_recorded(self.notifier, self.store, notice, self._log)

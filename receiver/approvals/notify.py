@@ -5,7 +5,7 @@ sends through one of the ``notify.channels`` the service is configured with (the
 URLs and retry policy the ``notify`` action and the run announcements use): a Slack channel gets
 the approval message with its buttons, a webhook channel the notice as plain JSON. A notice that
 cannot be sent raises NotifyError, which the desk logs; the approval stays pending and is listed
-by the API and the CLI.
+by the API and the CLI. Sent or not, each notice is audited (``send_recorded``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from receiver.approvals.messages import Notice, slack_message, webhook_body
+from receiver.store import Store, StoreUnavailable
 from remediations.base import ActionError
 from remediations.http.post import post_json
 from remediations.notify.message import ChannelKind
 from remediations.notify.notifier import Notifier
 
-__all__ = ["ApprovalNotifier", "ChannelNotifier", "NotifyError"]
+__all__ = ["ApprovalNotifier", "ChannelNotifier", "NotifyError", "notice_name", "send_recorded"]
 
 
 class NotifyError(Exception):
@@ -63,3 +64,42 @@ class ChannelNotifier:
         except ActionError as exc:
             # post_json's messages name the channel and the status, never the (secret) URL.
             raise NotifyError(exc.message) from None
+
+
+def notice_name(notice: Notice) -> str:
+    """What the audit rows of a notice call it (``"approval cancelled"``)."""
+    return f"approval {notice.kind.value}"
+
+
+async def send_recorded(
+    notifier: ApprovalNotifier, store: Store, notice: Notice, log: Any
+) -> str | None:
+    """Send ``notice`` through ``notifier``, then audit it on its run (``notification.sent``,
+    or ``notification.failed`` with the error: who was told what, and when, is in the
+    record). The error when it was not accepted (logged), else None; never raises for the
+    notifier, nor for the store: an audit row that cannot be written is logged."""
+    approval = notice.approval
+    error: str | None = None
+    try:
+        await notifier.send(notice)
+    except NotifyError as exc:
+        error = str(exc)
+        log.error("approval notification failed", approval_id=approval.id, error=error)
+    data = {
+        "notice": notice_name(notice),
+        "channel": getattr(notifier, "channel", None),
+        "approval_id": approval.id,
+        "step": approval.step_idx,
+        "action": approval.action,
+    }
+    if error is not None:
+        data["error"] = error
+    try:
+        await store.append_audit(
+            "notification.failed" if error else "notification.sent",
+            run_id=approval.run_id,
+            data=data,
+        )
+    except StoreUnavailable as exc:
+        log.error("could not record the notification", error=str(exc))
+    return error

@@ -227,7 +227,8 @@ jobs = _queue_group(
             "--kind",
             default=None,
             help=(
-                "Only jobs of this kind: resume_run, verify_deadline, resume_resolve, release_lock."
+                "Only jobs of this kind: resume_run, verify_deadline, resume_resolve, "
+                "release_lock, finish_drop."
             ),
         ),
         click.option("--run", "run_id", default=None, help="Only the jobs of this run (its id)."),

@@ -114,7 +114,7 @@ class QueueControl(Protocol):
     events and jobs (newest first, with the cursor of the next page), one item, the dead
     letters' two answers. ``retry_item``/``drop_item`` take ``kind`` "event" or "job" and raise
     ItemNotFound or ItemConflict; ``drop_job`` is ``drop_item`` of a job with what it ended
-    (``JobEnd``, None: nothing), to be counted and announced once committed; ``enqueue_job``
+    (``JobEnd``, None: nothing), to be counted once committed; ``enqueue_job``
     queues the ``release_lock`` job of a run a drop ended when Redis did not answer its
     release; everything raises StoreUnavailable without the store."""
 

@@ -15,12 +15,13 @@ while it waited for an approval, or while running, may still hold its target loc
 here by the run's id once the drop committed (``target_lock``: ``released`` true, false when
 the run did not hold it, null with a ``note`` when Redis did not answer: a ``release_lock``
 job, ``release_job`` its id, then gives it back once Redis answers, pipeline/lock_release.py;
-the lock ends with its TTL only when that job cannot be queued either). Then, as every other
-path that ends a run or its approvals: the ended run is counted, its unused budget slot given
-back (only when no step of it may have acted), and its cancelled approvals counted and
-announced to the approvers (``_run_ended``). ``steps_interrupted`` names the ended steps a
-worker had stopped in (they may have acted); ``not_done``, what the dropped job would have
-done that nothing does now.
+the lock ends with its TTL only when that job cannot be queued either). The ended run and its
+cancelled approvals are counted here (``_run_ended``); their unused budget slot given back
+(only when no step of it may have acted) and the approvers told are the ``finish_drop`` job's,
+queued with the drop (``finish_job``: its id; pipeline/finish_drop.py): the answer waits for
+neither Redis nor the approvers' channel for them, and a crash after the commit loses neither.
+``steps_interrupted`` names the ended steps a worker had stopped in (they may have acted);
+``not_done``, what the dropped job would have done that nothing does now.
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from typing import Any
 from aiohttp import web
 
 from receiver.guards.policy import AdmissionRequest, GuardError, GuardUnavailable
-from receiver.http.approvals import APPROVAL_WEB
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
-from receiver.http.deps import LOCKS, LOG, METRICS, QUEUES, LockRelease, QueueControl, with_optional
+from receiver.http.deps import LOCKS, METRICS, QUEUES, LockRelease, QueueControl, with_optional
 from receiver.http.filters import (
     BadParameter,
     choice,
@@ -53,6 +53,7 @@ from receiver.store import (
     JobKind,
     StoreUnavailable,
 )
+from receiver.telemetry import Metrics
 from remediations.targets import Target
 
 __all__ = ["EVENTS_PATH", "JOBS_PATH", "add_queue_routes"]
@@ -156,43 +157,26 @@ async def _drop(
     app: web.Application, queues: QueueControl, kind: str, item_id: int, reason: str
 ) -> dict[str, Any]:
     """Drop the item; for a job, once the drop committed, release the target lock its ended
-    run may hold (``_release``) and do what follows a run's end (``_run_ended``)."""
+    run may hold (``_release``) and count what it ended (``_run_ended``)."""
     if kind == "event":
         return await queues.drop_item(kind, item_id, actor="api", reason=reason)
     item, ended = await queues.drop_job(item_id, actor="api", reason=reason)
     if "target_lock" in item:
         item["target_lock"] = await _release(app[LOCKS], queues, item)
     if ended is not None:
-        await _run_ended(app, str(item["run_id"]), ended)
+        _run_ended(app[METRICS], ended)
     return item
 
 
-async def _run_ended(app: web.Application, run_id: str, ended: JobEnd) -> None:
-    """What every other path that ends a run or its approvals does once the end committed
-    (approval expiry, ``ApprovalDesk.cancel``, ``phase_ended``, ``run_overtaken``): the
-    ended run counted (``remediator_runs_total``); the budget slot the run, or its
-    escalation, drew given back when none of its steps may have acted (the approval desk's
-    ``ended`` hook, the pipeline's ``BudgetRefund``, decides, failing closed; a failure is
-    logged and the slot kept: it leaves the window with time); the approvals the drop
-    cancelled counted (``remediator_approvals_total{state="cancelled"}``) and announced to
-    the approvers, their reason naming the dropped job (``ApprovalDesk.phase_ended``).
-    Without an approval desk on this app (none configured), the approvals are counted only
-    and the slot is kept."""
-    metrics = app[METRICS]
+def _run_ended(metrics: Metrics, ended: JobEnd) -> None:
+    """Count what the drop ended, as every other path that ends a run or its approvals does
+    once the end committed: the run (``remediator_runs_total``), the approvals it cancelled
+    (``remediator_approvals_total{state="cancelled"}``). In this process, which answered
+    the drop: the rest (the budget slot, the approvers' notice) is the ``finish_drop`` job's."""
     if ended.outcome is not None:
         metrics.run_finished(ended.rule, ended.outcome)
-    approvals = app.get(APPROVAL_WEB)
-    if approvals is None:
-        for approval in ended.approvals:
-            metrics.approval(approval.rule, ApprovalState.CANCELLED.value)
-        return
-    desk = approvals.desk
-    if desk.ended is not None:
-        try:
-            await desk.ended(run_id)
-        except Exception as exc:  # the drop stands; the slot leaves the window with time
-            app[LOG].warning("budget slot not given back", run_id=run_id, error=str(exc))
-    await desk.phase_ended(ended.approvals)
+    for approval in ended.approvals:
+        metrics.approval(approval.rule, ApprovalState.CANCELLED.value)
 
 
 async def _release(

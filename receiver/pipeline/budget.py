@@ -109,7 +109,9 @@ class BudgetRefund:
     time, the safe side); a store error propagates. ``registry``: the actions, to tell a
     step that is marked before it acts from a replay-safe one (module docstring). ``log`` (a
     structlog logger): where to say so; default the one given at construction, else the
-    pipeline's."""
+    pipeline's. ``raises=True``: Redis unreachable raises GuardUnavailable instead, for a
+    caller that asks again until it answers (a ``finish_drop`` job: a second ``ZREM`` of the
+    run's id after one that took it out finds nothing)."""
 
     def __init__(self, store: Store, guards: Guards, registry: Registry, log: Any = None) -> None:
         self._store = store
@@ -117,13 +119,13 @@ class BudgetRefund:
         self._registry = registry
         self._log: Any = log if log is not None else structlog.get_logger("remediator.pipeline")
 
-    async def __call__(self, run_id: str, *, log: Any = None) -> None:
+    async def __call__(self, run_id: str, *, log: Any = None, raises: bool = False) -> None:
         log = self._log if log is None else log
         run = await self._store.get_run(run_id)
         if run is not None and run.outcome is RunOutcome.FAILED:
             # An escalation's approval ended it: the run's own steps acted, and the slot they
             # share with the escalation stays; one the escalation drew of its own comes back.
-            await self._follow_up_unused(run, "on_failed", log)
+            await self._follow_up_unused(run, "on_failed", log, raises)
             return
         if run is None or run.outcome not in ENDED_UNUSED:
             return
@@ -133,7 +135,7 @@ class BudgetRefund:
             log.info("budget slot kept: a step may have acted unrecorded", run_id=run_id)
             return
         await self._give_back(
-            run_id, log, "budget slot given back: the run changed nothing", str(run.outcome)
+            run_id, log, "budget slot given back: the run changed nothing", str(run.outcome), raises
         )
 
     async def steps_done(self, run_id: str, outcome: RunOutcome, log: Any) -> None:
@@ -160,12 +162,17 @@ class BudgetRefund:
         said = "budget slot given back: the run's steps changed nothing"
         await self._give_back(run_id, log, said, str(outcome))
 
-    async def _give_back(self, run_id: str, log: Any, said: str, ended: str) -> None:
+    async def _give_back(
+        self, run_id: str, log: Any, said: str, ended: str, raises: bool = False
+    ) -> None:
         """Take the run's id out of the budget's window, saying ``said`` with ``ended`` (how it
-        ended) when a slot was there; Redis unreachable: logged, the slot kept."""
+        ended) when a slot was there; Redis unreachable: logged, the slot kept (``raises``:
+        GuardUnavailable raised)."""
         try:
             given_back = await self._guards.refund_budget(run_id)
         except GuardUnavailable as exc:
+            if raises:
+                raise
             log.warning(
                 "budget slot not given back: guards unavailable", run_id=run_id, error=str(exc)
             )
@@ -203,10 +210,12 @@ class BudgetRefund:
         except StoreUnavailable as exc:
             ctx.log.warning("budget slot not given back: store unavailable", error=str(exc))
 
-    async def _follow_up_unused(self, run: RunRecord, phase: str, log: Any) -> None:
+    async def _follow_up_unused(
+        self, run: RunRecord, phase: str, log: Any, raises: bool = False
+    ) -> None:
         """Give back the slot an admission of the follow-up ``phase`` of ``run`` drew of its
         own, when none of that phase's steps may have changed anything. A store error
-        propagates."""
+        propagates (and GuardUnavailable with ``raises``)."""
         if any(step.phase == phase and step.outcome in MAY_HAVE_CHANGED for step in run.steps):
             return
         if await self._may_have_begun(run, phase):
@@ -215,7 +224,7 @@ class BudgetRefund:
         if not await self._store.follow_up_drew_budget(run.id, phase):
             return
         said = f"budget slot given back: the {phase} steps changed nothing"
-        await self._give_back(run.id, log, said, str(run.outcome))
+        await self._give_back(run.id, log, said, str(run.outcome), raises)
 
     async def _may_have_begun(self, run: RunRecord, phase: str) -> bool:
         """Whether the first step of ``run``'s ``phase`` without a finished record may have

@@ -44,7 +44,14 @@ from receiver.store.label_clashes import ClashReport, LabelClash
 from receiver.store.leases import EventLease
 from receiver.store.paging import BadCursor, decode_cursor
 from receiver.store.phase_stop import PhaseStops
-from receiver.store.queues import QUEUE_STATES, ItemConflict, ItemNotFound, Queues
+from receiver.store.queues import (
+    FINISH_NOTICE,
+    FINISH_REFUND,
+    QUEUE_STATES,
+    ItemConflict,
+    ItemNotFound,
+    Queues,
+)
 from receiver.store.records import (
     AuditCheck,
     ClaimedEvent,
@@ -68,6 +75,8 @@ from receiver.store.withdrawal import WITHDRAWN, Withdrawals
 __all__ = [
     "CLAIM_WINDOW",
     "DIGEST_AUDIT",
+    "FINISH_NOTICE",
+    "FINISH_REFUND",
     "MAX_HINTED_LANES",
     "OVERTAKEN_AUDIT",
     "QUEUE_STATES",

@@ -107,6 +107,21 @@ class Announcements(Database):
             )
         return bool(found)
 
+    async def approval_notice_sent(self, run_id: str, approval_id: str, notice: str) -> bool:
+        """Whether ``notice`` (``"approval cancelled"``, as the desk's ``notification.sent``
+        rows name it) of approval ``approval_id`` of run ``run_id`` was delivered already, so
+        a job taken up again does not send it twice (pipeline/finish_drop.py)."""
+        with translate():
+            found = await self._pool.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM audit_log
+                   WHERE run_id = $1::uuid AND kind = 'notification.sent'
+                     AND data->>'approval_id' = $2 AND data->>'notice' = $3)""",
+                run_id,
+                approval_id,
+                notice,
+            )
+        return bool(found)
+
     async def digest_audited(self, window: str, start: datetime) -> bool:
         """Whether the digest of ``window`` (``refusal_digest.window_id``), which started at
         ``start``, is audited already: a sender that crashed after auditing it, before Redis

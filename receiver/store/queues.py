@@ -10,7 +10,11 @@ two answers to a dead letter, each audited in the same transaction (``event.retr
 - drop: a dead or pending item is settled as done without being processed, the reason in
   ``settled_reason`` (``dropped: ...``). A claimed item is being processed: it cannot be dropped.
   What only a dropped job would have moved (its run, its steps held or not begun, their
-  approvals) ends in the same transaction (job_ends.py).
+  approvals) ends in the same transaction (job_ends.py), and so is queued what follows that
+  end outside the store: a ``finish_drop`` job on the run (``FINISH_REFUND``: the budget slot
+  the run never used given back; ``FINISH_NOTICE`` + an approval's id: its approvers told it
+  is cancelled), done by a worker once the drop committed (pipeline/finish_drop.py). A crash
+  or an outage after the commit loses neither, and the drop's answer waits for neither.
 """
 
 from __future__ import annotations
@@ -24,13 +28,27 @@ from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
 from receiver.store.job_ends import JobEnd, end_dropped_job_run
+from receiver.store.jobs import enqueue
 from receiver.store.leases import EVENTS, JOBS, QueueTable
 from receiver.store.paging import Placeholders
+from receiver.store.records import JobKind
 from receiver.store.stored_json import stored_data
 
-__all__ = ["QUEUE_STATES", "ItemConflict", "ItemNotFound", "Queues"]
+__all__ = [
+    "FINISH_NOTICE",
+    "FINISH_REFUND",
+    "QUEUE_STATES",
+    "ItemConflict",
+    "ItemNotFound",
+    "Queues",
+]
 
 QUEUE_STATES = ("pending", "claimed", "done", "dead")
+
+# The keys of a ``finish_drop`` job's payload: one per thing to do, so that a second drop on
+# the run while the job is open adds its own to it (payloads are merged, ``enqueue``).
+FINISH_REFUND = "refund"
+FINISH_NOTICE = "notice:"
 
 _EVENT_VIEW = """
     id, fingerprint, alertname, status, starts_at, ends_at, labels::text AS labels,
@@ -213,7 +231,8 @@ class Queues(Database):
         (``rule``, ``target``: kind, namespace, name) when the ended run may still hold its
         target lock, for the caller to release by the run's id now that the drop has
         committed; ``not_done``, what the dropped job would have done that nothing now does
-        (an escalation's breaker feed and announcement).
+        (an escalation's breaker feed and announcement); ``finish_job``, the id of the
+        ``finish_drop`` job queued with the drop (module docstring).
         ItemNotFound; ItemConflict when it is claimed (being processed) or already done."""
         item, _ = await self._drop(kind, item_id, actor, reason)
         return item
@@ -222,8 +241,9 @@ class Queues(Database):
         self, job_id: int, *, actor: str, reason: str
     ) -> tuple[dict[str, Any], JobEnd | None]:
         """``drop_item`` of job ``job_id``, with what it ended (None: nothing), for the caller
-        to do what follows a run's end once the drop committed (count it, give its budget
-        slot back, announce its cancelled approvals: http/queues.py). Same errors."""
+        to do what follows a run's end in its own process once the drop committed (count it
+        and its cancelled approvals, release its target lock: http/queues.py); the rest is
+        the ``finish_drop`` job's. Same errors."""
         return await self._drop("job", job_id, actor, reason)
 
     async def _drop(
@@ -259,9 +279,21 @@ class Queues(Database):
                 if queue is not JOBS
                 else await end_dropped_job_run(conn, before, actor, reason)
             )
+            finish = None
+            if ended is not None:
+                # In the drop's transaction: what follows the end is queued with it, or
+                # neither is written.
+                payload = {
+                    FINISH_REFUND: True,
+                    **{FINISH_NOTICE + a.id: True for a in ended.approvals},
+                }
+                finish = await enqueue(
+                    conn, JobKind.FINISH_DROP, str(before["run_id"]), payload=payload
+                )
         item = _view(queue, row)
         if ended is not None:
             item.update(_ended(ended))
+            item["finish_job"] = finish
         return item, ended
 
     async def _lock(self, conn: Any, queue: QueueTable, item_id: int) -> Mapping[str, Any]:

@@ -144,6 +144,9 @@ class JobKind(StrEnum):
     # A pass that ended the run could not give its target lock back (Redis did not answer):
     # give back the tokens the payload names (pipeline/lock_release.py).
     RELEASE_LOCK = "release_lock"
+    # An operator's drop ended the run or its approvals: give back the budget slot it never
+    # used and tell the approvers, once the drop committed (pipeline/finish_drop.py).
+    FINISH_DROP = "finish_drop"
 
 
 @dataclass(frozen=True, slots=True)

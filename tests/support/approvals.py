@@ -110,6 +110,12 @@ class Peer:
     # Writes of POST /set (a step that sets the value rather than bumping it).
     sets: int = 0
     notices: list[dict[str, Any]] = field(default_factory=list)
+    # The approvers' channel down (a status other than 200 answers each notice, which is then
+    # not kept), or slow (each notice waits for ``notify_hold`` before it is answered);
+    # ``notify_reached`` is set as soon as a notice comes in, answered or not.
+    notify_status: int = 200
+    notify_hold: asyncio.Event | None = None
+    notify_reached: asyncio.Event = field(default_factory=asyncio.Event)
 
     def kinds(self) -> list[str]:
         """The approval notices' kinds (run announcements, which have none, left out)."""
@@ -138,6 +144,12 @@ async def peer() -> AsyncIterator[Peer]:
         return web.json_response({"value": state.value})
 
     async def post_notify(request: web.Request) -> web.Response:
+        state.notify_reached.set()
+        if state.notify_hold is not None:
+            await state.notify_hold.wait()
+        if state.notify_status != 200:
+            # Retry-After 0: the sender's retries come at once, and it gives up sooner.
+            return web.json_response({}, status=state.notify_status, headers={"Retry-After": "0"})
         state.notices.append(await request.json())
         return web.json_response({})
 

@@ -1,9 +1,10 @@
 """A run or its approvals ended by an operator's drop of a job (``POST /api/v1/jobs/{id}/drop``,
-``remediator jobs drop``) is followed as every other ending is, once the drop committed
-(http/queues.py ``_run_ended``): the run counted, its unused budget slot given back (never
-when a step of it may have acted), its cancelled approvals counted and announced to the
-approvers; the CLI says what the answer says; the review words the rows. Real PostgreSQL,
-Redis, and a local HTTP server for the approvers' channel.
+``remediator jobs drop``) is followed as every other ending is, once the drop committed: the
+run and its cancelled approvals counted (http/queues.py ``_run_ended``), its unused budget slot
+given back (never when a step of it may have acted) and the approvers told, by the
+``finish_drop`` job queued with the drop (pipeline/finish_drop.py; its durability:
+test_drop_finish_job.py); the CLI says what the answer says; the review words the rows. Real
+PostgreSQL, Redis, and a local HTTP server for the approvers' channel.
 
 Before, the drop skipped all of it: ``remediator_runs_total`` never counted the run, the
 budget slot of a run that had changed nothing stayed spent for the hour, the approvers still
@@ -64,6 +65,7 @@ async def test_a_dropped_parked_run_is_counted_gives_its_slot_back_and_tells_its
     assert job["run_ended"] == "cancelled"
     assert counted(metrics, "remediator_runs_total", rule="poke", outcome="cancelled") == 1
     assert counted(metrics, "remediator_approvals_total", rule="poke", state="cancelled") == 1
+    await env.harness.drain()  # the finish_drop job
     # Nothing of it acted: the slot is back, and the next disruptive run is admitted.
     assert peer.value == 0
     assert await budget_slots(env) == []
@@ -100,6 +102,7 @@ async def test_a_dropped_run_a_worker_stopped_in_keeps_its_slot(
     assert response.status == 200
     assert (await response.json())["job"]["steps_interrupted"] == [1]
     assert counted(metrics, "remediator_runs_total", rule="r", outcome="cancelled") == 1
+    assert await env.harness.drain() == 1  # the finish_drop job
     assert await env.harness.guards._redis.zscore(budget, run_id) is not None
 
 

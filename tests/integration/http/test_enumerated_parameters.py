@@ -18,7 +18,11 @@ ENUMERATED = [
     ("/api/v1/runs", "outcome", "pending, running"),
     ("/api/v1/events", "state", "pending, claimed, done, dead"),
     ("/api/v1/jobs", "state", "pending, claimed, done, dead"),
-    ("/api/v1/jobs", "kind", "resume_run, verify_deadline, resume_resolve, release_lock"),
+    (
+        "/api/v1/jobs",
+        "kind",
+        "resume_run, verify_deadline, resume_resolve, release_lock, finish_drop",
+    ),
     ("/api/v1/events", "skipped", "true, false"),
 ]
 
