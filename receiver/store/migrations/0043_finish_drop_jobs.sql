@@ -1,4 +1,4 @@
--- 0042: a job that finishes what an operator's drop of a job began.
+-- 0043: a job that finishes what an operator's drop of a job began.
 --
 -- Dropping a dead or pending job by hand ends, in its own transaction, the run, steps and
 -- approvals only that job would have moved (receiver/store/job_ends.py). What follows such an
