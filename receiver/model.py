@@ -311,7 +311,7 @@ class History:
 # How long a step waits for a system it cannot reach before it fails (a run's or an
 # escalation's step; an undo's), by default (receiver.pipeline.unreachable, config ``actions.``).
 UNREACHABLE_RETRY_S = 300.0
-UNDO_UNREACHABLE_RETRY_S = 1800.0
+UNDO_UNREACHABLE_RETRY_S = 30 * 60.0
 
 
 class VerdictKind(StrEnum):
