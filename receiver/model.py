@@ -17,6 +17,8 @@ from remediations.targets import Target
 
 __all__ = [
     "ANNOUNCEMENTS",
+    "UNDO_UNREACHABLE_RETRY_S",
+    "UNREACHABLE_RETRY_S",
     "AlertEvent",
     "Announce",
     "Announcement",
@@ -304,6 +306,12 @@ class History:
     # The alert's runs of other occurrences: open, or closed with their undo deferred or held.
     other_runs: tuple[PriorRun, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+# How long a step waits for a system it cannot reach before it fails (a run's or an
+# escalation's step; an undo's), by default (receiver.pipeline.unreachable, config ``actions.``).
+UNREACHABLE_RETRY_S = 300.0
+UNDO_UNREACHABLE_RETRY_S = 30 * 60.0
 
 
 class VerdictKind(StrEnum):

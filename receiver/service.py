@@ -26,6 +26,7 @@ from receiver.approvals.setup import approval_setup
 from receiver.audit_outbox import AuditedSwitch
 from receiver.clients import build_clients, check_required, required_clients
 from receiver.config import ConfigError, Settings, kube_credentials_present
+from receiver.config.action_waits import pipeline_waits
 from receiver.config.approvals import load_approvals
 from receiver.config.checks import start_up_notices
 from receiver.embedded import EmbeddedServices
@@ -186,9 +187,7 @@ async def run_service(
             rules=rules,
             registry=registry,
             clients=clients.clients,
-            settings=PipelineSettings(
-                dry_run=dry_run, policy=policy, refusal_digest_s=settings.refusal_digest_seconds
-            ),
+            settings=PipelineSettings(dry_run=dry_run, policy=policy, **pipeline_waits(settings)),
             metrics=metrics,
             approvals=approvals.desk,
             log=structlog.get_logger("remediator.pipeline").bind(),

@@ -1,9 +1,8 @@
 """What the service can be configured with: ``Settings``, validated and immutable.
 
-Every default here is the one documented in the README's configuration table; the guards'
-defaults have one home, ``GuardSettings``, and the namespace deny list one, ``NamespacePolicy``.
-Where the values come from (a YAML file, ``REMEDIATOR_*`` variables, secret files) is
-``sources``.
+Every default here is the one documented in the README's configuration table; the guards' have
+one home, ``GuardSettings``, and the namespace deny list one, ``NamespacePolicy``.
+Where the values come from (a YAML file, ``REMEDIATOR_*`` variables, secret files): ``sources``.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from pydantic import (
 
 from receiver import durations
 from receiver.alertmanager import INTAKE_TIMEOUT_S, LATE_DELIVERY_WINDOW_S
+from receiver.config.action_waits import ActionWaits
 from receiver.config.connections import (
     HttpEndpointConfig,
     NotifyChannelConfig,
@@ -101,7 +101,6 @@ class LogFormat(StrEnum):
 _COUNT_MAX = 1_000_000
 _RETENTION_MAX_S = 10 * 365 * 86400.0
 
-
 # Where each duration setting may lie (seconds, both ends included). A window or TTL under a
 # second makes its guard meaningless (a target lock gone before the action has begun, a budget
 # that forgets what it counted), so those take at least 1s; timeouts and the poll may be short.
@@ -133,9 +132,10 @@ APPROVAL_TTL_S = 1800.0
 INCIDENT_GAP_S = 1800.0
 
 
-class Settings(RedisSettings):
+class Settings(RedisSettings, ActionWaits):
     """Everything the service reads from its configuration. Immutable once loaded. The Redis
-    settings (``redis_url``, ``redis_mode``, Sentinel's) are one group, ``RedisSettings``."""
+    settings (``redis_url``, ``redis_mode``, Sentinel's) are one group, ``RedisSettings``; how
+    long a step waits for an unreachable system another, ``ActionWaits``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -129,6 +129,12 @@ KEYS: tuple[Key, ...] = (
     _key("slack_team_ids", "approvals.slack.team_ids", "SLACK_TEAM_IDS"),
     _key("approval_notify_channel", "approvals.notify_channel", "APPROVAL_NOTIFY_CHANNEL"),
     _key("incident_gap_seconds", "review.incident_gap", "INCIDENT_GAP"),
+    _key("unreachable_retry_seconds", "actions.unreachable_retry_for", "UNREACHABLE_RETRY_FOR"),
+    _key(
+        "undo_unreachable_retry_seconds",
+        "actions.undo_unreachable_retry_for",
+        "UNDO_UNREACHABLE_RETRY_FOR",
+    ),
 )
 _BY_FIELD = {k.field: k for k in KEYS}
 _BY_YAML = {k.yaml: k for k in KEYS}

@@ -18,6 +18,8 @@ from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import (
+    UNDO_UNREACHABLE_RETRY_S,
+    UNREACHABLE_RETRY_S,
     AlertEvent,
     Announce,
     GuardSpec,
@@ -141,7 +143,10 @@ class PipelineSettings:
     ``simulated`` with what it would do, or ends as the test's fixtures script it.
     ``refusal_digest_s``: the window (seconds) of a rule's refusal digest to a channel: the
     first refusal is sent, the others within the window are folded into one digest sent when
-    it ends (``pipeline.digest``); 0: every refusal is sent on its own."""
+    it ends (``pipeline.digest``); 0: every refusal is sent on its own.
+    ``unreachable_retry_s``, ``undo_unreachable_retry_s``: how long a step (a run's or an
+    escalation's; an on_resolved one) waits for a system it cannot reach before it is
+    recorded failed (``pipeline.unreachable``)."""
 
     dry_run: bool
     policy: NamespacePolicy
@@ -151,6 +156,8 @@ class PipelineSettings:
     lock_wait_s: float = 5.0
     simulate: bool = False
     refusal_digest_s: float = REFUSAL_DIGEST_S
+    unreachable_retry_s: float = UNREACHABLE_RETRY_S
+    undo_unreachable_retry_s: float = UNDO_UNREACHABLE_RETRY_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from receiver.guards.policy import AdmissionRequest, GuardUnavailable, Refusal
 from receiver.model import GuardSpec, Verdict
 from receiver.pipeline.context import STOPS_RUN, Deps, RunContext, record_step
 from receiver.pipeline.steps import StepRunner
+from receiver.pipeline.unreachable import StepDeferred
 from remediations.base import Outcome, Result
 
 __all__ = ["Execute"]
@@ -33,7 +34,9 @@ class Execute:
     refused and the run ends (``Admit``); a follow-up's (on_resolved, on_failed) go to
     ``hold``, its admission's refusal (``follow_up.AdmitResolve.refused``: held, tried again by
     a job once the pause ends). A pause that cannot be checked runs nothing more now: the
-    steps left stay pending and the event or job is retried, as at admission.
+    steps left stay pending and the event or job is retried, as at admission. So does a step
+    whose system could not be reached, nothing sent (``pipeline.unreachable``), for as long as
+    it may wait for it.
 
     A service that is stopping (``Deps.stopping``, set by ``Pipeline.wind_down`` as ``serve``
     begins to stop) begins no step: the one acting finishes within the shutdown's grace, and
@@ -80,7 +83,12 @@ class Execute:
                     )
                 if refusal is not None:
                     return await self._stopped(ctx, n, refusal)
-            result = await self._runner(ctx, step)
+            try:
+                result = await self._runner(ctx, step)
+            except StepDeferred as deferred:
+                # Its system could not be reached and nothing was sent: this step and the
+                # ones after it stay pending, as when the guards cannot be asked.
+                return Verdict.retry(deferred.after_s, deferred.reason)
             ctx.results.append((step, result))
             if result.outcome is Outcome.OK and result.before:
                 ctx.remember(step.action, result.before, result.after)

@@ -32,6 +32,10 @@ with the flag and a message saying to check the target by hand, and counts as a 
 change (``context.possible_change``); a refusal after an earlier request of the same call may
 have acted is such a failure too, not ``refused``. Nothing that fails before the action is
 called (bad params, a preview) may have acted.
+A step whose action gave up before anything reached
+its system (``TransientActionError`` that did not act: connection refused) and that has no
+start mark is not recorded failed while it may still wait (``pipeline.unreachable``): the
+runner raises StepDeferred, and the execute stage has its event or job retried.
 
 In a simulation (``PipelineSettings.simulate``, a rule test) no action is called: every system
 counts as configured, a step is recorded ``simulated`` with the action's description of what it
@@ -60,6 +64,8 @@ from receiver.pipeline.context import (
     record_step,
 )
 from receiver.pipeline.marked import not_started
+from receiver.pipeline.unreachable import Unreachable
+from receiver.pipeline.unreachable import unreached as is_unreached
 from receiver.store import StepStart, StoreUnavailable
 from remediations.base import (
     Action,
@@ -111,6 +117,7 @@ class StepRunner:
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
+        self._unreachable = Unreachable(deps)
         # (run id, phase, step index) -> the attempt id of a mark sent whose answer never came
         # (``_start``): the step's next try in this process names the same attempt, so a mark
         # that did commit is recognised as its own rather than read as a stopped worker's.
@@ -188,9 +195,23 @@ class StepRunner:
                 ran = self._unrecorded.pop((ctx.run_id, ctx.phase, step.index), None)
                 result, record = not_started(ctx, start, ran)
             else:
-                result = await _guarded(
-                    ctx, step, lambda: action.run(action_ctx, ctx.target, typed), acting=True
-                )
+                unreached: list[ActionError] = []
+
+                async def act() -> Result:
+                    try:
+                        return await action.run(action_ctx, ctx.target, typed)
+                    except ActionError as exc:
+                        # Only a step with no start mark waits: a mark reads as "may have
+                        # acted" to the retry (pipeline.unreachable).
+                        if start is None and is_unreached(exc):
+                            unreached.append(exc)
+                        raise
+
+                result = await _guarded(ctx, step, act, acting=True)
+                if unreached:
+                    # Raises StepDeferred while the step may still wait for its system.
+                    system = ", ".join(sorted(action.requires(ctx.target)))
+                    result = await self._unreachable(ctx, step, system, unreached[0])
         elapsed = time.perf_counter() - t0
         deps.metrics.action_finished(step.action, result.outcome, elapsed)
         if record:

@@ -32,6 +32,7 @@ from receiver.store.bounded import HeldConnection
 from receiver.store.canonical import canonical_json
 from receiver.store.claims import MAX_HINTED_LANES, next_lane
 from receiver.store.database import WORK_CHANNEL
+from receiver.store.deferrals import DEFERRED_AUDIT, StepDeferrals
 from receiver.store.errors import StoreUnavailable, describe, is_unavailable
 from receiver.store.escalation_ends import OVERTAKEN_AUDIT, EscalationEnds, Overtaken
 from receiver.store.events import CLAIM_WINDOW, EventQueue
@@ -74,6 +75,7 @@ from receiver.store.withdrawal import WITHDRAWN, Withdrawals
 
 __all__ = [
     "CLAIM_WINDOW",
+    "DEFERRED_AUDIT",
     "DIGEST_AUDIT",
     "FINISH_NOTICE",
     "FINISH_REFUND",
@@ -131,6 +133,7 @@ class Store(
     EngineHistory,
     Runs,
     StepWriter,
+    StepDeferrals,
     Admissions,
     Verification,
     Withdrawals,

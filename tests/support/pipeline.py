@@ -7,7 +7,10 @@ adds other clients by name (``postgres:<name>``, ``notify``, ...), ``extra_actio
 actions, ``approvals`` an approval desk, ``clock`` the pipeline's clock (what "now" is when
 a plan decides on a rollout's age), ``guard_clock`` the guards' (``Guards(clock=...)``: what
 "now" is in Redis, for cooldowns, rate windows and refusal digests' windows),
-``refusal_digest_s`` the window of refusal digests (0: off), ``redis_client_override`` another
+``refusal_digest_s`` the window of refusal digests (0: off), ``guards_down_retry_s`` how soon
+an item the guards or an unreachable system held back is due again (0: at once, for the next
+``drain``), ``unreachable_retry_s`` and ``undo_unreachable_retry_s`` how long a step waits for
+a system it cannot reach, ``redis_client_override`` another
 client for the guards (another user of the same server). ``Harness.worker`` is a real
 background worker on the same pipeline, for the tests of retries and dead letters.
 ``RESTART_WEB`` is the one-step rule most pipeline tests run.
@@ -29,7 +32,7 @@ from receiver.approvals.desk import ApprovalDesk
 from receiver.guards.policy import GuardSettings
 from receiver.guards.redis_guards import Guards
 from receiver.intake import Intake
-from receiver.model import NamespacePolicy
+from receiver.model import UNDO_UNREACHABLE_RETRY_S, UNREACHABLE_RETRY_S, NamespacePolicy
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.refusal_digest import REFUSAL_DIGEST_S
 from receiver.rules.loader import RuleHolder
@@ -168,6 +171,9 @@ async def make_harness(
         redis_client_override: redis.asyncio.Redis | None = None,
         resolve_retry_s: float = 60.0,
         log: Any | None = None,
+        guards_down_retry_s: float = 5.0,
+        unreachable_retry_s: float = UNREACHABLE_RETRY_S,
+        undo_unreachable_retry_s: float = UNDO_UNREACHABLE_RETRY_S,
     ) -> Harness:
         rules_dir = tmp_path / f"rules{len(intakes)}"
         rules_dir.mkdir()
@@ -200,6 +206,9 @@ async def make_harness(
                 lock_wait_s=lock_wait_s,
                 refusal_digest_s=refusal_digest_s,
                 resolve_retry_s=resolve_retry_s,
+                guards_down_retry_s=guards_down_retry_s,
+                unreachable_retry_s=unreachable_retry_s,
+                undo_unreachable_retry_s=undo_unreachable_retry_s,
             ),
             metrics=metrics,
             approvals=approvals,

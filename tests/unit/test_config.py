@@ -133,6 +133,8 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_SLACK_TEAM_IDS": "T0123ABCD, T0456EFGH",
         "REMEDIATOR_APPROVAL_NOTIFY_CHANNEL": "oncall",
         "REMEDIATOR_INCIDENT_GAP": "45m",
+        "REMEDIATOR_UNREACHABLE_RETRY_FOR": "2m",
+        "REMEDIATOR_UNDO_UNREACHABLE_RETRY_FOR": "1h",
         "REMEDIATOR_DATABASE_POOLER": "PgBouncer-Transaction",
         "REMEDIATOR_DATABASE_DIRECT_URL": "postgresql://u:p@db-direct:5432/remediator",
     }
@@ -164,6 +166,8 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.slack_team_ids == ("T0123ABCD", "T0456EFGH")
     assert s.approval_notify_channel == "oncall"
     assert s.incident_gap_seconds == 2700.0
+    assert s.unreachable_retry_seconds == 120.0
+    assert s.undo_unreachable_retry_seconds == 3600.0
     assert s.refusal_digest_seconds == 600.0
     assert s.operator_tokens_dir == operators
     assert {k: v.get_secret_value() for k, v in s.operator_tokens.items()} == {

@@ -81,6 +81,8 @@ def test_digits_other_than_ascii_are_refused(name: str, value: str) -> None:
         ("REMEDIATOR_READ_TIMEOUT", "0s", "between 1ms and a year"),
         ("REMEDIATOR_REFUSAL_DIGEST", "500ms", "between 1s and 1d, or off"),
         ("REMEDIATOR_REFUSAL_DIGEST", "25h", "between 1s and 1d, or off"),
+        ("REMEDIATOR_UNREACHABLE_RETRY_FOR", "25h", "between 0s and 1d"),
+        ("REMEDIATOR_UNDO_UNREACHABLE_RETRY_FOR", "2d", "between 0s and 1d"),
     ],
 )
 def test_a_duration_out_of_its_bounds_says_them_as_durations(

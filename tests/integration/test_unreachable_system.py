@@ -1,0 +1,237 @@
+"""A step whose system cannot be reached waits for it (receiver/pipeline/unreachable.py).
+
+The outage is a real one: the pipeline's Kubernetes client is pointed at a port of this host
+where nothing listens (a socket bound and never listening: the kernel refuses the connection),
+so every request of the step fails as a kube-apiserver that is down fails it, connection
+refused, and nothing reaches the server. Pointed back at the real kube-apiserver, the same
+client reaches it again. Items held back are due again at once (``guards_down_retry_s`` 0),
+so each ``drain`` is one more try.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+from kubernetes_asyncio import client as k8s
+from pydantic import BaseModel
+
+from receiver.model import RunOutcome
+from receiver.store import DEFERRED_AUDIT
+from remediations.base import ActionContext, Result, TransientActionError
+from remediations.targets import Target
+from tests.integration.test_approved_undo_refire import audit_kinds
+from tests.integration.test_restores import SCALE, backlog, replicas
+from tests.support.kube import ControlPlane
+from tests.support.kube_fixtures import MakeDeployment
+from tests.support.payloads import alert, notification
+from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
+from tests.support.rules import Restart
+
+pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.redis]
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+class Outage:
+    """The pipeline's own Kubernetes client, and a switch that cuts it off its server."""
+
+    def __init__(self, client: Any, closed_port: int) -> None:
+        self.client = client
+        self._server = client.configuration.host
+        self._closed = f"https://127.0.0.1:{closed_port}"
+
+    def begin(self) -> None:
+        self.client.configuration.host = self._closed
+
+    def end(self) -> None:
+        self.client.configuration.host = self._server
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port of this host bound by this test and never listened on: connections to it are
+    refused for as long as the test holds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def outage(control_plane: ControlPlane, closed_port: int) -> AsyncIterator[Outage]:
+    client = await control_plane.admin_api_client()
+    try:
+        yield Outage(client, closed_port)
+    finally:
+        await client.close()
+
+
+class Clock:
+    """The pipeline's clock, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def web(namespace: str) -> dict[str, str]:
+    return {"alertname": "HighMemoryUsage", "namespace": namespace, "deployment": "web"}
+
+
+async def fire(h: Harness, labels: dict[str, str], status: str = "firing") -> None:
+    """The alert in through intake, and one pass of the queue (an item held back stays)."""
+    await h.intake.accept(notification(alert(labels, status=status)))
+    await h.drain()
+
+
+async def restarted(kube: Any, namespace: str) -> bool:
+    deployment = await k8s.AppsV1Api(kube).read_namespaced_deployment("web", namespace)
+    annotations = deployment.spec.template.metadata.annotations or {}
+    return RESTARTED_AT in annotations
+
+
+async def test_a_restart_during_an_outage_waits_and_runs_once_the_server_is_back(
+    make_harness: MakeHarness,
+    make_deployment: MakeDeployment,
+    kube_admin: Any,
+    kube_namespace: str,
+    outage: Outage,
+) -> None:
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    h = await make_harness(RESTART_WEB, kube=outage.client, dry_run=False, guards_down_retry_s=0)
+    outage.begin()
+    await fire(h, web(ns))
+    await h.drain()  # a second try, still refused
+    run = await h.only_run()
+    assert run.outcome is RunOutcome.RUNNING, run.error
+    (step,) = run.steps
+    assert step.outcome == "pending"
+    assert step.message.startswith(
+        "waiting for its system: kubernetes could not be reached (2 tries since "
+    ), step.message
+    assert "nothing was sent" in step.message
+    assert step.attempts == 2
+    assert await h.store.queue_depth() == 1  # the event is kept, to be tried again
+    # Said once in the audit log however many tries: not a row per retry.
+    deferred = await audit_kinds(h.store, run.id, DEFERRED_AUDIT)
+    assert [(d["idx"], d["tries"]) for d in deferred] == [(0, 1)]
+    assert not await restarted(kube_admin, ns)
+
+    outage.end()
+    await h.drain()
+    run = await h.only_run()
+    assert run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.VERIFYING), run.error
+    (step,) = run.steps
+    assert step.outcome == "ok", step.message
+    assert await restarted(kube_admin, ns)
+    assert await h.store.queue_depth() == 0
+    assert len(await audit_kinds(h.store, run.id, DEFERRED_AUDIT)) == 1
+
+
+async def test_an_undo_during_an_outage_runs_after_it(
+    make_harness: MakeHarness,
+    make_deployment: MakeDeployment,
+    kube_admin: Any,
+    kube_namespace: str,
+    outage: Outage,
+) -> None:
+    ns = kube_namespace
+    await make_deployment("workers", replicas=4)
+    h = await make_harness(SCALE, kube=outage.client, dry_run=False, guards_down_retry_s=0)
+    await fire(h, backlog(ns, "orders"))
+    assert await replicas(kube_admin, ns) == 6
+
+    outage.begin()
+    await fire(h, backlog(ns, "orders"), status="resolved")
+    run = await h.only_run()
+    (undo,) = [s for s in run.steps if s.phase == "resolve"]
+    assert undo.outcome == "pending", undo.message
+    assert undo.message.startswith("waiting for its system: kubernetes could not be reached")
+    assert await replicas(kube_admin, ns) == 6  # nothing was taken back yet, nor given up
+
+    outage.end()
+    await h.drain()
+    assert await replicas(kube_admin, ns) == 4
+    run = await h.only_run()
+    (undo,) = [s for s in run.steps if s.phase == "resolve"]
+    assert undo.outcome == "ok", undo.message
+    assert await h.store.queue_depth() == 0
+
+
+async def test_the_wait_is_bounded_and_ends_failed_saying_how_long_and_how_often(
+    make_harness: MakeHarness,
+    make_deployment: MakeDeployment,
+    kube_admin: Any,
+    kube_namespace: str,
+    outage: Outage,
+) -> None:
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    clock = Clock()
+    h = await make_harness(
+        RESTART_WEB,
+        kube=outage.client,
+        dry_run=False,
+        guards_down_retry_s=0,
+        clock=clock,
+        unreachable_retry_s=60,
+    )
+    outage.begin()
+    first = clock.now
+    await fire(h, web(ns))
+    clock.now += timedelta(seconds=30)
+    await h.drain()
+    assert (await h.only_run()).outcome is RunOutcome.RUNNING
+    clock.now += timedelta(seconds=31)  # 61 s after the first try
+    await h.drain()
+    run = await h.only_run()
+    assert run.outcome is RunOutcome.FAILED
+    (step,) = run.steps
+    assert step.outcome == "failed"
+    assert not step.may_have_acted
+    assert step.message.startswith(
+        f"kubernetes could not be reached: 3 tries from {first.isoformat()} to "
+        f"{clock.now.isoformat()} failed before anything was sent, and this step waits at "
+        "most 1m (actions.unreachable_retry_for): "
+    ), step.message
+    assert "ClientConnectorError" in step.message or "Connect" in step.message
+    assert await h.store.queue_depth() == 0
+    assert not await restarted(kube_admin, ns)
+
+
+class SentAndLost(Restart):
+    """A step whose request went out and whose answer never came: it may have acted."""
+
+    name: ClassVar[str] = "test.sent_and_lost"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def run(self, ctx: ActionContext, target: Target, params: BaseModel) -> Result:
+        self.calls += 1
+        raise TransientActionError(
+            "POST /restart: gave up after 4 attempts: TimeoutError", may_have_acted=True
+        )
+
+
+async def test_a_failure_that_may_have_acted_is_still_final(
+    make_harness: MakeHarness, kube_namespace: str
+) -> None:
+    action = SentAndLost()
+    rules = RESTART_WEB.replace("kubernetes.rollout_restart", action.name)
+    h = await make_harness(rules, extra_actions=[action], dry_run=False, guards_down_retry_s=0)
+    await fire(h, web(kube_namespace))
+    await h.drain()
+    run = await h.only_run()
+    assert run.outcome is RunOutcome.FAILED
+    (step,) = run.steps
+    assert step.outcome == "failed"
+    assert step.may_have_acted
+    assert action.calls == 1  # never tried again
+    assert await audit_kinds(h.store, run.id, DEFERRED_AUDIT) == []
