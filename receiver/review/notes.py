@@ -19,6 +19,7 @@ from receiver.review.text import at_text
 
 __all__ = [
     "DIGEST_KIND",
+    "PHASES",
     "announced",
     "matched_detail",
     "notification",
@@ -32,6 +33,11 @@ __all__ = [
 
 # The audit kind of a refusal digest (``receiver.store.DIGEST_AUDIT``).
 DIGEST_KIND = "announcements.digest"
+# The audit kind of a step's first wait for a system it could not reach
+# (``receiver.store.DEFERRED_AUDIT``, receiver/pipeline/unreachable.py).
+DEFERRED_KIND = "step.deferred"
+# How a step of each phase is named: a run's own, its on_resolved follow-up, its escalation.
+PHASES = {"run": "step", "resolve": "on_resolved step", "on_failed": "on_failed step"}
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -88,8 +94,9 @@ def run_note(kind: str, data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     """(kind, title, detail, tone) of a run's audit row that the timeline does not word
     itself: an operator's retry or drop of one of the run's jobs (``job.retry``,
     ``job.drop``: receiver/store/queues.py), what a dropped escalation's job left undone
-    (``run.escalation_dropped``: store/job_ends.py); any other kind as it was recorded
-    (compact JSON)."""
+    (``run.escalation_dropped``: store/job_ends.py), a step's first wait for a system it
+    could not reach (``step.deferred``: pipeline/unreachable.py); any other kind as it was
+    recorded (compact JSON)."""
     if kind in ("job.drop", "job.retry"):
         by, reason = str(data.get("by") or "someone"), data.get("reason")
         done = "dropped" if kind == "job.drop" else "retried"
@@ -105,6 +112,11 @@ def run_note(kind: str, data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     if kind == "run.escalation_dropped":
         title = f"Escalation not taken up: {data.get('why') or 'its job was dropped'}"
         return "escalation", title, f"not done: {data.get('not_done') or ''}", "warn"
+    if kind == DEFERRED_KIND:
+        phase = PHASES.get(str(data.get("phase") or "run"), f"{data.get('phase')} step")
+        number = int(data.get("idx") or 0) + 1
+        title = f"{phase.capitalize()} {number} ({data.get('action') or '?'}) waits for its system"
+        return "held", title, str(data.get("message") or ""), "warn"
     compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
     return "other", kind, compact, "neutral"
 

@@ -26,6 +26,7 @@ from receiver.approvals.messages import alert_links
 from receiver.review.incidents import Incident
 from receiver.review.model import Alert, Approval, AuditEntry, Run, Unacted
 from receiver.review.notes import (
+    PHASES,
     announced,
     matched_detail,
     notification,
@@ -58,8 +59,6 @@ _STEP_TONE = {
     "rejected": "warn",
     "expired": "warn",
 }
-# How a step of each phase is named: a run's own, its on_resolved follow-up, its escalation.
-_PHASES = {"run": "step", "resolve": "on_resolved step", "on_failed": "on_failed step"}
 # Outcomes whose audit row adds nothing to the entries around it (admitted, approval asked).
 _QUIET_OUTCOMES = frozenset({"pending", "running", "awaiting_approval"})
 
@@ -131,7 +130,7 @@ def _guard_entry(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     """(kind, title, detail, tone) of a guard decision."""
     guards = ", ".join(str(g) for g in data.get("guards") or []) or "none applied"
     phase = str(data.get("phase") or "run")
-    which = f" ({_PHASES[phase]}s)" if phase != "run" and phase in _PHASES else ""
+    which = f" ({PHASES[phase]}s)" if phase != "run" and phase in PHASES else ""
     return "guard-pass", f"Guards passed{which}: {guards}", "", "good"
 
 
@@ -157,7 +156,7 @@ def _outcome(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
 def _step(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
     outcome, action = str(data.get("outcome") or ""), str(data.get("action") or "")
     number = int(data.get("idx") or 0) + 1
-    phase = _PHASES.get(str(data.get("phase") or "run"), f"{data.get('phase')} step")
+    phase = PHASES.get(str(data.get("phase") or "run"), f"{data.get('phase')} step")
     message = str(data.get("message") or "")
     if outcome == "pending":
         # Planned (no message), or held by a guard on the resolve path (says why).

@@ -303,3 +303,21 @@ def test_a_run_of_a_repetition_says_which_occurrence_and_where_counting_stopped(
     # A rule that plans the same steps each time has no decision: its count says nothing.
     assert matched({"occurrence": 7}) == ""
     assert matched({"occurrence": True, "decision": {}}) == ""
+
+
+def test_a_step_that_waits_for_its_system_says_so_once() -> None:
+    # One step.deferred row at a step's first wait (receiver/pipeline/unreachable.py); the
+    # retries update the step's own row only.
+    waiting = "waiting for its system: kubernetes could not be reached (1 try since ...)"
+    trail = _audit(
+        (0.0, "run.created", {"dry_run": False}),
+        (
+            0.1,
+            "step.deferred",
+            {"phase": "resolve", "idx": 0, "action": "kubernetes.scale", "message": waiting},
+        ),
+    )
+    held = [e for e in run_timeline(run(0, audit=trail)) if e.kind == "held"]
+    assert [(e.title, e.detail, e.tone) for e in held] == [
+        ("On_resolved step 1 (kubernetes.scale) waits for its system", waiting, "warn")
+    ]
