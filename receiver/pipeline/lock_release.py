@@ -3,7 +3,7 @@
 A pass that ends a run without holding the lock's release itself (its alert's resolution
 cancelling it, a guard refusing it as it is taken up again, an admission that found it ended:
 ``overtaken.release_admitted_lock``, ``Admit``; the HTTP drop of the job a run waited on,
-which queues ``held_by_run`` itself: http/queues.py) used to log a release Redis did not answer (a
+which queues its job itself: http/queues.py) used to log a release Redis did not answer (a
 blip; a Redis that persists, as a deployment's must, keeps the lock over its restart), and the
 lock held the target until ``guards.lock_ttl`` (10 minutes by default): every new alert of the
 target waited it out, though the run that held it had ended. Such a pass cannot be retried
