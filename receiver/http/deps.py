@@ -17,7 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from receiver.alertmanager import Notification
 from receiver.audit_outbox import Recorded
 from receiver.config import Settings
-from receiver.guards.policy import AdmissionRequest
+from receiver.guards.policy import Admission, AdmissionRequest
 from receiver.http.auth import Authenticator
 from receiver.http.responses import json_response
 from receiver.log_limits import Throttle
@@ -116,7 +116,9 @@ class QueueControl(Protocol):
     ItemNotFound or ItemConflict; ``drop_job`` is ``drop_item`` of a job with what it ended
     (``JobEnd``, None: nothing), to be counted once committed; ``enqueue_job``
     queues the ``release_lock`` job of a run a drop ended when Redis did not answer its
-    release; everything raises StoreUnavailable without the store."""
+    release; ``admitted_lock`` is the token the last admission of a run's phase took its
+    target lock with (``Store.admitted_lock``), the one lock a drop gives back; everything
+    raises StoreUnavailable without the store."""
 
     async def list_events(
         self,
@@ -165,12 +167,17 @@ class QueueControl(Protocol):
         conn: Any = ...,
     ) -> int | None: ...
 
+    async def admitted_lock(self, run_id: str, phase: str = ...) -> str | None: ...
+
 
 class LockRelease(Protocol):
-    """The guards' release of a target lock by the run holding it (``Guards.release_run``
-    fits): True when the lock was that run's and is released, False when it was not held by
-    it (another run's is never touched); raises GuardUnavailable when Redis does not answer,
-    GuardError on a script error."""
+    """The guards' release of a target lock (``Guards`` fits): ``release``, only while it
+    holds exactly the admission's token (compare-and-delete); ``release_run``, while run
+    ``req.run_id`` holds it under any token. Each is True when it released the lock, False
+    when the lock was not held so (another's is never touched); raises GuardUnavailable when
+    Redis does not answer, GuardError on a script error."""
+
+    async def release(self, req: AdmissionRequest, admission: Admission) -> bool: ...
 
     async def release_run(self, req: AdmissionRequest) -> bool: ...
 

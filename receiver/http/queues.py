@@ -12,10 +12,12 @@ Both are audited with the reason; 404 for an unknown id, 409 naming the state wh
 does not apply, 503 without the store. A dropped job's answer says what ended with it
 (``run_ended``, ``steps_ended``, ``approvals_cancelled``: store/job_ends.py); a run ended
 while it waited for an approval, or while running, may still hold its target lock, released
-here by the run's id once the drop committed (``target_lock``: ``released`` true, false when
-the run did not hold it, null with a ``note`` when Redis did not answer: a ``release_lock``
-job, ``release_job`` its id, then gives it back once Redis answers, pipeline/lock_release.py;
-the lock ends with its TTL only when that job cannot be queued either). The ended run and its
+here once the drop committed, by the exact token of the run's last admission of its own steps
+(never a lock its undo or escalation took under the same run id, nor another run's;
+``target_lock``: ``released`` true, false when the lock did not hold that token, null with a
+``note`` when Redis did not answer: a ``release_lock`` job, ``release_job`` its id, then gives
+it back once Redis answers, pipeline/lock_release.py; the lock ends with its TTL only when
+that job cannot be queued either). The ended run and its
 cancelled approvals are counted here (``_run_ended``); their unused budget slot given back
 (only when no step of it may have acted) and the approvers told are the ``finish_drop`` job's,
 queued with the drop (``finish_job``: its id; pipeline/finish_drop.py): the answer waits for
@@ -32,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from receiver.guards.policy import AdmissionRequest, GuardError, GuardUnavailable
+from receiver.guards.policy import Admission, AdmissionRequest, GuardError, GuardUnavailable
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import LOCKS, METRICS, QUEUES, LockRelease, QueueControl, with_optional
 from receiver.http.filters import (
@@ -44,7 +46,7 @@ from receiver.http.filters import (
 )
 from receiver.http.responses import json_response
 from receiver.model import ApprovalState, GuardSpec
-from receiver.pipeline.lock_release import HELD_BY_RUN
+from receiver.pipeline.lock_release import GIVE_BACK, HELD_BY_RUN
 from receiver.store import (
     QUEUE_STATES,
     ItemConflict,
@@ -157,7 +159,7 @@ async def _drop(
     app: web.Application, queues: QueueControl, kind: str, item_id: int, reason: str
 ) -> dict[str, Any]:
     """Drop the item; for a job, once the drop committed, release the target lock its ended
-    run may hold (``_release``) and count what it ended (``_run_ended``)."""
+    run's admission took (``_release``) and count what it ended (``_run_ended``)."""
     if kind == "event":
         return await queues.drop_item(kind, item_id, actor="api", reason=reason)
     item, ended = await queues.drop_job(item_id, actor="api", reason=reason)
@@ -183,14 +185,19 @@ async def _release(
     locks: LockRelease | None, queues: QueueControl, item: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Release the target lock that the run a drop ended may still hold (a parked or running
-    run whose worker died before giving it back), by the run's id (``Guards.release_run``:
-    never another run's lock), after the drop committed; the item's ``target_lock`` with
-    ``released``: true (it was the run's, now free), false (not held by the run), or null with
-    a ``note``. Redis not answering: a ``release_lock`` job (payload ``held_by_run``, given
-    back once the run has ended, which it now has) is queued on ``queues`` and named
-    (``release_job``), as a pass that ends a run does (pipeline/lock_release.py); before, the
-    lock held the target until ``guards.lock_ttl``. Left to that TTL only when the job cannot
-    be queued (the store not answering), on a script error, or with no guards here."""
+    run whose worker died before giving it back), after the drop committed: only while it
+    holds exactly the token the run's last admission of its own steps took (its
+    ``run.admitted`` row, ``Store.admitted_lock``; compare-and-delete, ``Guards.release``),
+    so never a lock the run's undo or escalation took under the same run id with a token of
+    its own, nor another run's. A run the store never saw admitted has no token: the lock is
+    released if that run holds it under any token (``Guards.release_run``: such a run changed
+    nothing, so no follow-up of it holds a lock). Before, the drop released whatever lock the
+    run held, a live follow-up's included. The item's ``target_lock`` with ``released``: true
+    (released now), false (not held so), or null with a ``note``. Redis not answering: a
+    ``release_lock`` job naming the same token (or ``held_by_run``) is queued on ``queues``
+    and named (``release_job``), as a pass that ends a run does (pipeline/lock_release.py).
+    Left to ``guards.lock_ttl`` only when the token cannot be read or the job cannot be
+    queued (the store not answering), on a script error, or with no guards here."""
     lock = dict(item["target_lock"])
     where = lock["target"]
     target = Target(where["kind"], where["namespace"], where["name"])
@@ -198,17 +205,29 @@ async def _release(
     if locks is None:
         return {**lock, "released": None, "note": "no guards here: the lock ends with its TTL"}
     try:
-        return {**lock, "released": await locks.release_run(request)}
+        token = await queues.admitted_lock(request.run_id)
+    except StoreUnavailable as exc:
+        # Released by the run's id instead, it could free the lock of a follow-up of the run.
+        note = f"store unavailable ({exc}) reading the token of the run's admission: "
+        return {**lock, "released": None, "note": note + "the lock, if held, ends with its TTL"}
+    if token == "":
+        # Admitted without a lock, or by a version that did not record its token.
+        return {**lock, "released": False}
+    try:
+        if token is None:
+            released = await locks.release_run(request)
+        else:
+            released = await locks.release(request, Admission(True, lock_token=token))
+        return {**lock, "released": released}
     except GuardError as exc:
         # A script error: asking again would fail again.
         note = f"guards error ({exc}): the lock, if held, ends with its TTL"
         return {**lock, "released": None, "note": note}
     except GuardUnavailable as exc:
         unanswered = f"guards unavailable ({exc})"
+    payload = {HELD_BY_RUN: True} if token is None else {GIVE_BACK + token: True}
     try:
-        job = await queues.enqueue_job(
-            JobKind.RELEASE_LOCK, request.run_id, payload={HELD_BY_RUN: True}
-        )
+        job = await queues.enqueue_job(JobKind.RELEASE_LOCK, request.run_id, payload=payload)
     except StoreUnavailable as exc:
         note = f"{unanswered}, and its release could not be queued ({exc}): "
         return {**lock, "released": None, "note": note + "the lock, if held, ends with its TTL"}

@@ -3,7 +3,7 @@
 A pass that ends a run without holding the lock's release itself (its alert's resolution
 cancelling it, a guard refusing it as it is taken up again, an admission that found it ended:
 ``overtaken.release_admitted_lock``, ``Admit``; the HTTP drop of the job a run waited on,
-which queues ``held_by_run`` itself: http/queues.py) used to log a release Redis did not answer (a
+which queues its job itself: http/queues.py) used to log a release Redis did not answer (a
 blip; a Redis that persists, as a deployment's must, keeps the lock over its restart), and the
 lock held the target until ``guards.lock_ttl`` (10 minutes by default): every new alert of the
 target waited it out, though the run that held it had ended. Such a pass cannot be retried
@@ -20,11 +20,15 @@ given back already is a no-op; the lock stays held until then, so no second run 
 the target meanwhile. ``held_by_run`` is given back only while the run has ended: a run that
 ended never admitted changed nothing, so no follow-up of it takes the lock under its id. The
 store not answering the enqueue either: logged, the lock ends with its TTL, as before.
+
+``released_if_unrecorded`` gives back, for ``Admit``, the lock of an admission the store could
+not record, and logs the lock kept when Redis does not take it back either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
@@ -33,7 +37,13 @@ from receiver.pipeline.context import Deps
 from receiver.store import JobKind, StoreUnavailable
 from remediations.targets import Target
 
-__all__ = ["GIVE_BACK", "HELD_BY_RUN", "release_or_queue", "release_queued"]
+__all__ = [
+    "GIVE_BACK",
+    "HELD_BY_RUN",
+    "release_or_queue",
+    "release_queued",
+    "released_if_unrecorded",
+]
 
 # The payload's keys: one per token (merged over the open job's payload, so two passes'
 # tokens are both kept), and one for a lock the run holds under a token nobody knows.
@@ -115,3 +125,31 @@ async def release_queued(
     if released:
         log.info("gave back the target lock an ended run's pass could not", target=run.target.key)
     return Disposition.done()
+
+
+@contextlib.asynccontextmanager
+async def released_if_unrecorded(
+    deps: Deps, request: AdmissionRequest, admission: Admission, log: Any
+) -> AsyncIterator[None]:
+    """Around ``Admit``'s write of an admission: release ``admission``'s target lock when
+    recording it in the store fails (its TTL kept the alert's next episode waiting once the
+    event had failed for good); a retry takes it again (admission is idempotent per run id).
+    The store's error is raised whatever the release does: the event or job is kept for its
+    retry. A failed release leaves the lock held, the safe side (the retry's admission writes
+    over it, or its TTL ends it), logged with the run's id and both errors; before, it was
+    swallowed unsaid."""
+    try:
+        yield
+    except Exception as exc:
+        try:
+            await deps.guards.release(request, admission)
+        except Exception as release_exc:  # the store's error is the one that counts
+            log.warning(
+                "the run's admission could not be recorded, nor its target lock given back: "
+                "it holds the target until the retry admits the run again, or its TTL",
+                run_id=request.run_id,
+                target=request.target.key,
+                error=str(exc),
+                release_error=str(release_exc),
+            )
+        raise

@@ -11,9 +11,8 @@ skips what the store says is already done.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from receiver.guards.policy import (
@@ -33,7 +32,7 @@ from receiver.pipeline.context import (
     RunContext,
     release_when_done,
 )
-from receiver.pipeline.lock_release import release_or_queue
+from receiver.pipeline.lock_release import release_or_queue, released_if_unrecorded
 from receiver.pipeline.overtaken import release_admitted_lock, run_overtaken
 from receiver.pipeline.steps import StepRunner
 from receiver.store import JobKind, Refused, admitted_data, run_id_of
@@ -129,22 +128,6 @@ async def stored(
 _OWNED_ELSEWHERE = Verdict.stop(RunOutcome.PENDING, "another worker owns this run")
 
 
-@contextlib.asynccontextmanager
-async def _released_if_unrecorded(
-    deps: Deps, request: AdmissionRequest, admission: Admission
-) -> AsyncIterator[None]:
-    """Release ``admission``'s target lock when recording it in the store fails: the lock must
-    not hold the target until its TTL, which kept the alert's next episode waiting once the
-    event had failed for good. A retry takes it again (admission is idempotent per run id).
-    The store's error is the one raised."""
-    try:
-        yield
-    except Exception:
-        with contextlib.suppress(Exception):
-            await deps.guards.release(request, admission)
-        raise
-
-
 class Admit:
     """admit: every guard in one atomic Redis call. A refusal ends the run (recorded with the
     guard and when it may pass), except the target lock's: another run is acting on the same
@@ -238,7 +221,7 @@ class Admit:
             admitted = admitted_data(
                 admission.checked, fence=admission.fence, lock_token=admission.lock_token
             )
-            async with _released_if_unrecorded(deps, request, admission):
+            async with released_if_unrecorded(deps, request, admission, ctx.log):
                 created = await stored(ctx, announced=started, admitted=admitted)
             if not created:
                 # Admitted under the same run id as the worker that stored it (admission is
@@ -251,7 +234,7 @@ class Admit:
             # (one conditional statement): the alert's resolution, another worker's, may have
             # ended it meanwhile, and it must stay ended.
             expect = _taken_up_as(ctx)
-            async with _released_if_unrecorded(deps, request, admission):
+            async with released_if_unrecorded(deps, request, admission, ctx.log):
                 taken = await deps.store.record_admission(
                     ctx.run_id,
                     admission.checked,

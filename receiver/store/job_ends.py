@@ -15,8 +15,8 @@ and audited (``run.outcome``, ``step``, ``approval.cancelled``), as the review s
   and expires the approval. The run ends ``cancelled``, its held step ``cancelled``, its
   approvals pending or approved ``cancelled`` (their links answer that they are no longer
   open). The run may still hold its target lock (a parked run whose worker died before giving
-  it back): the answer names it (``JobEnd.lock``) for the HTTP drop to release by the run's id
-  after this transaction commits (``Guards.release_run``).
+  it back): the answer names it (``JobEnd.lock``) for the HTTP drop to release after this
+  transaction commits, by the exact token of the run's last admission (``Guards.release``).
 - ``resume_run`` of a ``pending`` run that waited for its target lock: ``cancelled``.
 - ``resume_run`` of a ``running`` run: the job its alert's resolution queues (``close_run``)
   so that a run whose worker stopped in it ends ``cancelled`` rather than stay open, or the
@@ -82,9 +82,10 @@ class JobEnd:
     run's new outcome (None: it kept its own); ``steps``, the indexes of the steps it ended,
     ``interrupted`` those of them a worker had stopped in (they may have acted); ``approvals``,
     those it cancelled (to be counted and announced once the drop committed);
-    ``lock``, the rule and target whose lock the ended run may still hold (to be released by
-    the run's id once the drop committed), None when it holds none; ``not_done``, what the
-    dropped job would have done that nothing does now (``ESCALATION_NOT_DONE``), or None."""
+    ``lock``, the rule and target whose lock the ended run may still hold (to be released,
+    once the drop committed, by the token of the run's last admission), None when it holds
+    none; ``not_done``, what the dropped job would have done that nothing does now
+    (``ESCALATION_NOT_DONE``), or None."""
 
     rule: str
     outcome: str | None = None

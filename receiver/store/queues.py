@@ -229,10 +229,10 @@ class Queues(Database):
         ``steps_ended`` (indexes), ``steps_interrupted`` (those of them a worker had stopped
         in: they may have acted), ``approvals_cancelled`` (ids), and ``target_lock``
         (``rule``, ``target``: kind, namespace, name) when the ended run may still hold its
-        target lock, for the caller to release by the run's id now that the drop has
-        committed; ``not_done``, what the dropped job would have done that nothing now does
-        (an escalation's breaker feed and announcement); ``finish_job``, the id of the
-        ``finish_drop`` job queued with the drop (module docstring).
+        target lock, for the caller to release by the token of the run's admission now that
+        the drop has committed; ``not_done``, what the dropped job would have done that
+        nothing now does (an escalation's breaker feed and announcement); ``finish_job``, the
+        id of the ``finish_drop`` job queued with the drop (module docstring).
         ItemNotFound; ItemConflict when it is claimed (being processed) or already done."""
         item, _ = await self._drop(kind, item_id, actor, reason)
         return item

@@ -4,9 +4,9 @@ Before, the undo's or the escalation's pass gave its lock back only in the pipel
 after it had written its end: a release Redis did not answer there (a blip; a Redis that
 persists keeps the lock over its restart) was logged, and the lock held the Deployment until
 ``guards.lock_ttl`` (10 minutes), every run on it waiting. Now the pass is retried (its event
-or job stays), and the retry gives the lock back. PostgreSQL and Redis are real; the undo's
-fault is Redis holding every write once its step acted (``CLIENT PAUSE WRITE``), the
-escalation's the one Redis call, the release, raising as an unreachable Redis makes it raise.
+or job stays), and the retry gives the lock back. PostgreSQL and Redis are real; the fault is
+Redis holding every write (``CLIENT PAUSE WRITE``) once the undo's step acted, or once the
+escalation's last page was answered.
 """
 
 from __future__ import annotations
@@ -14,21 +14,19 @@ from __future__ import annotations
 import aiohttp
 import pytest
 import redis.asyncio
+from aiohttp import web
 
 from receiver.guards.policy import GuardSettings
 from receiver.model import RunOutcome
 from receiver.store import JobKind
-from tests.integration.test_escalation_stops import Pager, first_run, harness, recur
+from remediations.http.endpoints import Endpoint, HttpEndpoints
+from tests.integration.test_escalation_stops import QUICK, Pager, first_run, recur
+from tests.integration.test_escalation_stops import RULE as ESCALATION_RULE
 from tests.integration.test_run_end_crash import Counts
 from tests.support.payloads import alert, notification
 from tests.support.peer import answering
 from tests.support.pipeline import MakeHarness
-from tests.support.target_locks import (
-    HoldsWrites,
-    lock_holder,
-    pass_writes_held,
-    release_unreachable,
-)
+from tests.support.target_locks import HoldsWrites, lock_holder, pass_writes_held
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -83,22 +81,46 @@ async def test_an_undo_whose_lock_redis_did_not_take_back_is_retried_and_frees_t
     assert second.outcome is RunOutcome.SUCCEEDED, (second.outcome, second.error)
 
 
+class PagerHoldingWrites(Pager):
+    """``Pager`` whose manager's page (the ladder's last step), once answered, makes the real
+    Redis behind ``client`` hold every write back (``CLIENT PAUSE WRITE``, as
+    ``writes_held``): the rest of the escalation's pass, its lock's release, meets a Redis
+    that does not answer, until the test lifts it."""
+
+    def __init__(self, client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
+        super().__init__(200)
+        self.client = client
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        response = await super().handle(request)
+        if self.paged("manager") == 1 and self.bodies[-1] == {"page": "manager"}:
+            await self.client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        return response
+
+
 async def test_an_escalation_whose_lock_redis_did_not_take_back_is_retried_and_frees_it(
-    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+    make_harness: MakeHarness, redis_client: redis.asyncio.Redis
 ) -> None:
-    """The ladder pages; Redis does not answer as its pass gives the lock back. Before, the
-    escalation's job was done and the lock held the flag service's target until its TTL.
-    Now the job is retried, and the retry gives the lock back, paging nobody again."""
-    pager = Pager(200)
+    """The ladder pages; Redis holds every write from the manager's page on, the release of
+    the escalation's lock included (``CLIENT PAUSE WRITE``). Before, the escalation's job was
+    done and the lock held the flag service's target until its TTL. Now the job is retried,
+    and the retry, Redis back, gives the lock back, paging nobody again."""
+    pager = PagerHoldingWrites(redis_client)
     async with aiohttp.ClientSession() as session, answering(pager.handle) as base:
-        h = await harness(make_harness, session, f"{base}/flags")
+        endpoints = HttpEndpoints({"flags": Endpoint("flags", f"{base}/flags", {}, QUICK)}, session)
+        h = await make_harness(
+            ESCALATION_RULE,
+            GuardSettings(timeout_s=0.5),
+            clients={"http": endpoints},
+            dry_run=False,
+        )
+        h.store.late_delivery_window_s = 0.0  # a re-fire at once, as escalation_stops's
         await recur(h)
-        # The re-fire fails the verification; the ladder's job runs, every release failing.
-        monkeypatch.setattr(h.guards, "release", release_unreachable)
+        # The re-fire fails the verification; the ladder's job runs, Redis holding its release.
         try:
             await h.drain()
         finally:
-            monkeypatch.undo()
+            await h.guards.redis.execute_command("CLIENT", "UNPAUSE")
         assert (pager.paged("oncall"), pager.paged("manager")) == (1, 1)
         run = await first_run(h)
         assert run.outcome is RunOutcome.FAILED

@@ -1,19 +1,17 @@
-"""The target lock as the tests look at it, a Redis that holds every write back
-(``writes_held``; from within a step: ``HoldsWrites``, ``pass_writes_held``), and a pipeline
-pass whose lock release Redis does not answer (``pass_unreleased``: the one call raising as an
-unreachable Redis makes it raise; PostgreSQL and Redis stay real)."""
+"""The target lock as the tests look at it, and a real Redis that holds every write back
+(``writes_held``; from within a step: ``HoldsWrites``, ``pass_writes_held``): a pass whose
+lock release Redis does not answer."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import pytest
 import redis.asyncio
 from pydantic import BaseModel
 
-from receiver.guards.policy import AdmissionRequest, GuardUnavailable
+from receiver.guards.policy import AdmissionRequest
 from receiver.model import Disposition, GuardSpec, RunOutcome
 from receiver.pipeline.context import RESOLVE_GUARDS
 from receiver.store import ClaimedJob, EventLease, JobKind, RunRecord
@@ -25,9 +23,7 @@ from tests.support.rules import Restart
 __all__ = [
     "HoldsWrites",
     "lock_holder",
-    "pass_unreleased",
     "pass_writes_held",
-    "release_unreachable",
     "taken_up_after_the_lock",
     "writes_held",
 ]
@@ -59,25 +55,6 @@ async def writes_held(
         yield
     finally:
         await client.execute_command("CLIENT", "UNPAUSE")
-
-
-async def release_unreachable(*args: Any, **kwargs: Any) -> bool:
-    """``Guards.release`` as an unreachable Redis makes it answer."""
-    raise GuardUnavailable("redis unavailable during release: network:ConnectionError")
-
-
-async def pass_unreleased(h: Harness, monkeypatch: pytest.MonkeyPatch) -> Disposition:
-    """Process the one claimable event with every lock release failing; its disposition. An
-    event not done is handed back due now, for the next ``drain``."""
-    (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
-    monkeypatch.setattr(h.guards, "release", release_unreachable)
-    try:
-        disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
-    finally:
-        monkeypatch.undo()
-    if not disposition.is_done:
-        await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
-    return disposition
 
 
 class HoldsWrites(Restart):
