@@ -7,20 +7,20 @@ pending, claimed, done, dead; ``limit`` 1..500; ``cursor`` from ``next_cursor``)
 settled reason and, for an event, the rules skipped for it and why.
 
 ``POST .../{id}/retry`` puts a dead item back in its queue; ``POST .../{id}/drop`` settles a
-dead or pending one without processing it. Body: ``{"reason": "..."}`` (required to drop).
-Both are audited with the reason; 404 for an unknown id, 409 naming the state when the action
-does not apply, 503 without the store. A dropped job's answer says what ended with it
-(``run_ended``, ``steps_ended``, ``approvals_cancelled``: store/job_ends.py); a run ended
-while it waited for an approval, or while running, may still hold its target lock, released
-here by the run's id once the drop committed (``target_lock``: ``released`` true, false when
-the run did not hold it, null with a ``note`` when Redis did not answer: a ``release_lock``
-job, ``release_job`` its id, then gives it back once Redis answers, pipeline/lock_release.py;
-the lock ends with its TTL only when that job cannot be queued either). Then, as every other
-path that ends a run or its approvals: the ended run is counted, its unused budget slot given
-back (only when no step of it may have acted), and its cancelled approvals counted and
-announced to the approvers (``_run_ended``). ``steps_interrupted`` names the ended steps a
-worker had stopped in (they may have acted); ``not_done``, what the dropped job would have
-done that nothing does now.
+dead or pending one without processing it. Body: ``{"reason": "..."}`` (required to drop). Both
+are audited with the reason and the operator whose token was sent (``by``); 404 for an unknown
+id, 409 naming the state when the action does not apply, 503 without the store. A dropped job's
+answer says what ended with it (``run_ended``, ``steps_ended``, ``approvals_cancelled``:
+store/job_ends.py); a run ended while it waited for an approval, or while running, may still
+hold its target lock, released here by the run's id once the drop committed (``target_lock``:
+``released`` true, false when the run did not hold it, null with a ``note`` when Redis did not
+answer: a ``release_lock`` job, ``release_job`` its id, then gives it back once Redis answers,
+pipeline/lock_release.py; the lock ends with its TTL only when that job cannot be queued
+either). Then, as every other path that ends a run or its approvals: the ended run is counted,
+its unused budget slot given back (only when no step of it may have acted), and its cancelled
+approvals counted and announced to the approvers (``_run_ended``). ``steps_interrupted`` names
+the ended steps a worker had stopped in (they may have acted); ``not_done``, what the dropped
+job would have done that nothing does now.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from aiohttp import web
 
 from receiver.guards.policy import AdmissionRequest, GuardError, GuardUnavailable
 from receiver.http.approvals import APPROVAL_WEB
+from receiver.http.auth import principal
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import LOCKS, LOG, METRICS, QUEUES, LockRelease, QueueControl, with_optional
 from receiver.http.filters import (
@@ -138,11 +139,14 @@ def _actor(kind: str, action: str) -> QueueHandler:
         item_id = _item_id(request)
         if item_id is None:
             return json_response({"error": f"no {kind} {request.match_info['id']}"}, 404)
+        # The operator whose token was sent is who acted: the audit row, the run's timeline
+        # and the approvers' notice say "dropped by WHO". "api" named no one.
+        actor = principal(request).name
         try:
             if action == "retry":
-                item = await queues.retry_item(kind, item_id, actor="api", reason=reason)
+                item = await queues.retry_item(kind, item_id, actor=actor, reason=reason)
             else:
-                item = await _drop(request.app, queues, kind, item_id, reason or "")
+                item = await _drop(request.app, queues, kind, item_id, reason or "", actor)
         except ItemNotFound as exc:
             return json_response({"error": str(exc)}, 404)
         except ItemConflict as exc:
@@ -153,13 +157,19 @@ def _actor(kind: str, action: str) -> QueueHandler:
 
 
 async def _drop(
-    app: web.Application, queues: QueueControl, kind: str, item_id: int, reason: str
+    app: web.Application,
+    queues: QueueControl,
+    kind: str,
+    item_id: int,
+    reason: str,
+    actor: str,
 ) -> dict[str, Any]:
-    """Drop the item; for a job, once the drop committed, release the target lock its ended
-    run may hold (``_release``) and do what follows a run's end (``_run_ended``)."""
+    """Drop the item as operator ``actor``; for a job, once the drop committed, release the
+    target lock its ended run may hold (``_release``) and do what follows a run's end
+    (``_run_ended``)."""
     if kind == "event":
-        return await queues.drop_item(kind, item_id, actor="api", reason=reason)
-    item, ended = await queues.drop_job(item_id, actor="api", reason=reason)
+        return await queues.drop_item(kind, item_id, actor=actor, reason=reason)
+    item, ended = await queues.drop_job(item_id, actor=actor, reason=reason)
     if "target_lock" in item:
         item["target_lock"] = await _release(app[LOCKS], queues, item)
     if ended is not None:

@@ -28,7 +28,7 @@ from tests.integration.test_approval_budget import RULES
 from tests.integration.test_dropped_resume_jobs import open_job, target
 from tests.integration.test_dropped_running_resume import failed_run, stopped_run
 from tests.support.approvals import DisruptivePoke, MakeApprovalEnv, Peer, budget_slots, poke_labels
-from tests.support.http import OPERATOR, MakeClient
+from tests.support.http import OPERATOR, OPERATOR_NAME, MakeClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -69,7 +69,7 @@ async def test_a_dropped_parked_run_is_counted_gives_its_slot_back_and_tells_its
     assert await budget_slots(env) == []
     *_, notice = peer.notices
     assert notice["kind"] == "approval.cancelled"
-    assert f"its resume_run job {job_id} was dropped by api (stale)" in notice["text"]
+    assert f"its resume_run job {job_id} was dropped by {OPERATOR_NAME} (stale)" in notice["text"]
     assert notice["approval"]["id"] == job["approvals_cancelled"][0]
     await env.harness.deliver(poke_labels("web"))
     [second] = [r for r in await env.harness.runs() if r.target.name == "web"]
