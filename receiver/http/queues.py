@@ -7,23 +7,23 @@ pending, claimed, done, dead; ``limit`` 1..500; ``cursor`` from ``next_cursor``)
 settled reason and, for an event, the rules skipped for it and why.
 
 ``POST .../{id}/retry`` puts a dead item back in its queue; ``POST .../{id}/drop`` settles a
-dead or pending one without processing it. Body: ``{"reason": "..."}`` (required to drop).
-Both are audited with the reason; 404 for an unknown id, 409 naming the state when the action
-does not apply, 503 without the store. A dropped job's answer says what ended with it
-(``run_ended``, ``steps_ended``, ``approvals_cancelled``: store/job_ends.py); a run ended
-while it waited for an approval, or while running, may still hold its target lock, released
-here once the drop committed, by the exact token of the run's last admission of its own steps
-(never a lock its undo or escalation took under the same run id, nor another run's;
-``target_lock``: ``released`` true, false when the lock did not hold that token, null with a
-``note`` when Redis did not answer: a ``release_lock`` job, ``release_job`` its id, then gives
-it back once Redis answers, pipeline/lock_release.py; the lock ends with its TTL only when
-that job cannot be queued either). The ended run and its
-cancelled approvals are counted here (``_run_ended``); their unused budget slot given back
-(only when no step of it may have acted) and the approvers told are the ``finish_drop`` job's,
-queued with the drop (``finish_job``: its id; pipeline/finish_drop.py): the answer waits for
-neither Redis nor the approvers' channel for them, and a crash after the commit loses neither.
-``steps_interrupted`` names the ended steps a worker had stopped in (they may have acted);
-``not_done``, what the dropped job would have done that nothing does now.
+dead or pending one without processing it. Body: ``{"reason": "..."}`` (required to drop). Both
+are audited with the reason and the operator whose token was sent (``by``); 404 for an unknown
+id, 409 naming the state when the action does not apply, 503 without the store. A dropped job's
+answer says what ended with it (``run_ended``, ``steps_ended``, ``approvals_cancelled``:
+store/job_ends.py); a run ended while it waited for an approval, or while running, may still
+hold its target lock, released here once the drop committed, by the exact token of the run's
+last admission of its own steps (never a lock its undo or escalation took under the same run id,
+nor another run's; ``target_lock``: ``released`` true, false when the lock did not hold that
+token, null with a ``note`` when Redis did not answer: a ``release_lock`` job, ``release_job``
+its id, then gives it back once Redis answers, pipeline/lock_release.py; the lock ends with its
+TTL only when that job cannot be queued either). The ended run and its cancelled approvals are
+counted here (``_run_ended``); their unused budget slot given back (only when no step of it may
+have acted) and the approvers told are the ``finish_drop`` job's, queued with the drop
+(``finish_job``: its id; pipeline/finish_drop.py): the answer waits for neither Redis nor the
+approvers' channel for them, and a crash after the commit loses neither. ``steps_interrupted``
+names the ended steps a worker had stopped in (they may have acted); ``not_done``, what the
+dropped job would have done that nothing does now.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver.guards.policy import Admission, AdmissionRequest, GuardError, GuardUnavailable
+from receiver.http.auth import principal
 from receiver.http.bodies import BadField, bad_field, json_object, reason_of
 from receiver.http.deps import LOCKS, METRICS, QUEUES, LockRelease, QueueControl, with_optional
 from receiver.http.filters import (
@@ -141,11 +142,14 @@ def _actor(kind: str, action: str) -> QueueHandler:
         item_id = _item_id(request)
         if item_id is None:
             return json_response({"error": f"no {kind} {request.match_info['id']}"}, 404)
+        # The operator whose token was sent is who acted: the audit row, the run's timeline
+        # and the approvers' notice say "dropped by WHO". "api" named no one.
+        actor = principal(request).name
         try:
             if action == "retry":
-                item = await queues.retry_item(kind, item_id, actor="api", reason=reason)
+                item = await queues.retry_item(kind, item_id, actor=actor, reason=reason)
             else:
-                item = await _drop(request.app, queues, kind, item_id, reason or "")
+                item = await _drop(request.app, queues, kind, item_id, reason or "", actor)
         except ItemNotFound as exc:
             return json_response({"error": str(exc)}, 404)
         except ItemConflict as exc:
@@ -156,13 +160,19 @@ def _actor(kind: str, action: str) -> QueueHandler:
 
 
 async def _drop(
-    app: web.Application, queues: QueueControl, kind: str, item_id: int, reason: str
+    app: web.Application,
+    queues: QueueControl,
+    kind: str,
+    item_id: int,
+    reason: str,
+    actor: str,
 ) -> dict[str, Any]:
-    """Drop the item; for a job, once the drop committed, release the target lock its ended
-    run's admission took (``_release``) and count what it ended (``_run_ended``)."""
+    """Drop the item as operator ``actor``; for a job, once the drop committed, release the
+    target lock its ended run's admission took (``_release``) and count what it ended
+    (``_run_ended``)."""
     if kind == "event":
-        return await queues.drop_item(kind, item_id, actor="api", reason=reason)
-    item, ended = await queues.drop_job(item_id, actor="api", reason=reason)
+        return await queues.drop_item(kind, item_id, actor=actor, reason=reason)
+    item, ended = await queues.drop_job(item_id, actor=actor, reason=reason)
     if "target_lock" in item:
         item["target_lock"] = await _release(app[LOCKS], queues, item)
     if ended is not None:

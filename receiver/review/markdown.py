@@ -81,7 +81,8 @@ _STATUS_WORDS = {
     "dry_run": "dry-run: would have acted, nothing changed",
     "failed": "failed before acting",
     "expired": "approval expired",
-    "cancelled": "cancelled: resolved before approval",
+    # The alert resolved first, or an operator dropped the job the run waited on.
+    "cancelled": "cancelled before acting",
     "skipped": "rule skipped",
     "unmatched": "no rule matched",
 }

@@ -63,7 +63,9 @@ _WORDS = {
     "dry_run": "dry-run: nothing was changed",
     "rejected": "rejected by an approver",
     "expired": "approval expired",
-    "cancelled": "cancelled: the alert resolved first",
+    # Not only the alert's resolution cancels a run: an operator's drop of the job it waited
+    # on does too (store/job_ends.py). The run's error, shown beside these words, says which.
+    "cancelled": "cancelled",
     "in_progress": "in progress",
 }
 

@@ -151,8 +151,8 @@ def _not_done(event: Unacted) -> Iterable[dict[str, Any]]:
 #   dry_run            the automation would have acted; nothing was changed (dry-run mode)
 #   failed             failed before any step acted
 #   refused            a guard or a step's precondition said no (``refused_by`` names it)
-#   rejected, expired, cancelled   the approval that did not come (cancelled: the alert
-#                      resolved first)
+#   rejected, expired, cancelled   the approval, or the turn, that did not come (cancelled:
+#                      the alert resolved first, or an operator dropped the job it waited on)
 #   other              an outcome this version does not know
 # An alert no run was created for reads ``skipped`` (a rule matched and was skipped) or
 # ``unmatched``.

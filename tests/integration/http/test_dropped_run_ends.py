@@ -14,22 +14,25 @@ what a dropped escalation left undone, and the review showed those rows as raw J
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from receiver.guards.policy import AdmissionRequest, GuardSettings
 from receiver.http.approvals import ApprovalWeb
 from receiver.model import GuardSpec, RunOutcome
 from receiver.review.loader import Review
+from receiver.review.markdown import render_markdown
 from receiver.review.timeline import run_timeline
 from receiver.store import JobKind, Store
 from receiver.store.job_ends import ESCALATION_NOT_DONE
 from receiver.telemetry import Metrics
 from tests.integration.http.test_queues import cli
 from tests.integration.test_approval_budget import RULES
-from tests.integration.test_dropped_resume_jobs import open_job, target
+from tests.integration.test_dropped_resume_jobs import open_job, pending_run, target
 from tests.integration.test_dropped_running_resume import failed_run, stopped_run
 from tests.support.approvals import DisruptivePoke, MakeApprovalEnv, Peer, budget_slots, poke_labels
-from tests.support.http import OPERATOR, MakeClient
+from tests.support.http import OPERATOR, OPERATOR_NAME, MakeClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -71,7 +74,7 @@ async def test_a_dropped_parked_run_is_counted_gives_its_slot_back_and_tells_its
     assert await budget_slots(env) == []
     *_, notice = peer.notices
     assert notice["kind"] == "approval.cancelled"
-    assert f"its resume_run job {job_id} was dropped by api (stale)" in notice["text"]
+    assert f"its resume_run job {job_id} was dropped by {OPERATOR_NAME} (stale)" in notice["text"]
     assert notice["approval"]["id"] == job["approvals_cancelled"][0]
     await env.harness.deliver(poke_labels("web"))
     [second] = [r for r in await env.harness.runs() if r.target.name == "web"]
@@ -152,3 +155,33 @@ async def test_the_review_words_a_dropped_escalation(store: Store) -> None:
         f"not done: {ESCALATION_NOT_DONE}",
         "warn",
     )
+
+
+async def test_the_review_does_not_say_the_alert_resolved_of_a_run_a_drop_cancelled(
+    store: Store,
+) -> None:
+    """A run waiting for its target lock, cancelled by an operator's drop of its job, while its
+    alert still fires. Before, its timeline said "Run cancelled: the alert resolved first" and
+    the report's alert row "cancelled: resolved before approval": neither happened."""
+    run_id = await pending_run(store, 34)
+    job_id = await open_job(store, run_id, JobKind.RESUME_RUN)
+    await store.drop_item("job", job_id, actor="alice", reason="gone")
+    review = Review(store)
+
+    run = await review.run(run_id)
+
+    assert run is not None
+    [ended] = [e for e in run_timeline(run) if e.kind == "outcome"]
+    why = f"its resume_run job {job_id} was dropped by alice (gone)"
+    assert (ended.title, ended.detail) == (
+        "Run cancelled",
+        f"cancelled while waiting for the target lock: {why}",
+    )
+    assert run.created_at is not None
+    report = await review.report(run.created_at, run.created_at + timedelta(hours=1))
+    [incident] = report["incidents"]
+    [alert] = incident["alerts"]
+    assert alert["status"] == "cancelled"
+    # Its row: not resolved (the column empty), and no word of a resolution.
+    [row] = [line for line in render_markdown(report).splitlines() if "deployment=" in line]
+    assert row.endswith("|   |   | cancelled before acting (r) |"), row

@@ -14,7 +14,7 @@ from receiver.cli import main
 from receiver.model import RunOutcome, Target
 from receiver.store import JobKind, Store
 from tests.support.events import new_event, new_run
-from tests.support.http import OPERATOR, OPERATOR_TOKEN, Client, MakeClient
+from tests.support.http import OPERATOR, OPERATOR_NAME, OPERATOR_TOKEN, Client, MakeClient
 from tests.support.pipeline import RESTART_WEB, MakeHarness
 
 pytestmark = [pytest.mark.postgres]
@@ -106,6 +106,9 @@ async def test_a_bad_filter_is_400_naming_it(
 async def test_retry_and_drop_over_the_api_are_audited(
     make_client: MakeClient, store: Store
 ) -> None:
+    """Each row names the operator whose token was sent (``by``), as a pause does: before, every
+    retry and drop over the API was recorded ``by: "api"``, and the run's timeline and the
+    approvers' notices said "dropped by api", naming no one."""
     first, second = await dead_events(store, 2)
     client = await make_client()
     status, answer = await post(client, f"/api/v1/events/{first}/retry", {"reason": "fixed"})
@@ -138,8 +141,8 @@ async def test_retry_and_drop_over_the_api_are_audited(
                FROM audit_log WHERE kind IN ('event.retry', 'event.drop') ORDER BY id"""
         )
     assert [tuple(r) for r in rows] == [
-        ("event.retry", str(first), "api", "fixed"),
-        ("event.drop", str(second), "api", "poison"),
+        ("event.retry", str(first), OPERATOR_NAME, "fixed"),
+        ("event.drop", str(second), OPERATOR_NAME, "poison"),
     ]
     assert await store.audit_entries("00000000-0000-0000-0000-000000000000") == []
     ok, _ = await store.verify_audit()
