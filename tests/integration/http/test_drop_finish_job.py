@@ -113,7 +113,7 @@ async def test_with_the_channel_down_the_notice_goes_out_once_it_is_back(
 
     [notice] = cancelled(peer)
     assert notice["approval"]["id"] == job["approvals_cancelled"][0]
-    assert f"its resume_run job {job_id} was dropped by api (stale)" in notice["text"]
+    assert f"its resume_run job {job_id} was dropped by alice (stale)" in notice["text"]
     [done] = await finish_jobs(env.harness.store, run.id)
     assert done["state"] == "done"
 
@@ -142,7 +142,7 @@ async def test_a_slow_channel_does_not_hold_the_drop_answer(
     await env.harness.drain()
 
     [notice] = cancelled(peer)
-    assert f"its resume_run job {job_id} was dropped by api (stale)" in notice["text"]
+    assert f"its resume_run job {job_id} was dropped by alice (stale)" in notice["text"]
     assert await budget_slots(env) == []
 
 
