@@ -4,7 +4,8 @@ An action's call is retried a few times over a second or two (``remediations.ret
 outage of the system it acts on (a kube-apiserver restarting, a DNS blip, a database failing
 over) lasts longer. A step whose action gave up on such a failure before anything reached its
 system (``TransientActionError`` with ``may_have_acted`` False: a connection refused, a name
-that did not resolve, a connect timeout, a 503 or 429 answered to a read) changed nothing, and
+that did not resolve, a connect timeout, a 503 or 429 answered to a read; a Kubernetes write
+whose every try failed to connect, ``remediations.kubernetes.retry``) changed nothing, and
 failing it for good ended the run, or worse an undo, leaving a scaled Deployment with nothing
 left to take the change back. Such a step is now handled as a step whose guards could not be
 asked (execute.py): it is not recorded ``failed``; it stays ``pending`` (an approved one stays
