@@ -27,10 +27,15 @@ anyway, while an undo that gives up leaves a change nobody will take back unless
 (``undo_failed``). ``0s`` fails at the first such failure, as before.
 
 A step that may have acted (a write sent and never answered, a timeout after the request went
-out) is never deferred: it is recorded ``failed`` with ``may_have_acted``, as before; nor is
-one whose action is marked ``started`` before it acts (``Action.replay_safe`` False: the
-PostgreSQL signals, the Redis requeue, ``http.call``): its mark says it may have acted, and a
-retry would read it as interrupted. Those still fail at once.
+out) is never deferred: it is recorded ``failed`` with ``may_have_acted``, as before. A step
+whose action is marked ``started`` before it acts (``Action.replay_safe`` False: the PostgreSQL
+signals, the Redis requeue, ``http.call``) waits the same way: its action said it did not act,
+so the deferral clears this try's mark (``Store.defer_step``, in the same transaction, and only
+a mark with this try's attempt id), the step ``pending`` again (``awaiting_approval`` when
+approved), and the retry runs it rather than read the mark as a stopped worker's. Each of its
+tries is audited: the mark's ``step`` row (``started``) and a ``step.deferred`` row saying it
+did not act. A mark the deferral could not clear (the store failed) is read as interrupted, the
+safe side.
 
 The waiting is said once in the audit log (one ``step.deferred`` row at the step's first
 deferral, ``Store.defer_step``); the retries only update the step's row (its message,
@@ -125,8 +130,18 @@ class Unreachable:
         return settings.unreachable_retry_s
 
     async def __call__(
-        self, ctx: RunContext, step: StepPlan, system: str, exc: ActionError
+        self,
+        ctx: RunContext,
+        step: StepPlan,
+        system: str,
+        exc: ActionError,
+        mark: str | None = None,
     ) -> Result:
+        """``mark``: the message of this try's start mark, for an action marked ``started``
+        before it acts (``Action.replay_safe`` False): the deferral clears it
+        (``Store.defer_step``), so the retry runs the step instead of reading it as
+        interrupted; past the bound the step is recorded ``failed`` over it, as any marked
+        step's end."""
         deps = self._deps
         assert ctx.run_id is not None
         now = deps.clock()
@@ -160,6 +175,8 @@ class Unreachable:
             first_at=first,
             audit=waited is None,
             lease=ctx.lease,
+            mark=mark,
+            back_to=STEP_AWAITING_APPROVAL if step.index in ctx.approved else STEP_PENDING,
         )
         ctx.log.warning(
             "step's system unreachable; the step waits",
