@@ -69,6 +69,7 @@ async def call_with_retries(
     transient: Callable[[BaseException], bool],
     describe: Callable[[BaseException], str] = describe_exception,
     may_have_acted: bool = True,
+    acted: Callable[[BaseException], bool] | None = None,
 ) -> T:
     """Await ``fn()`` up to ``attempts`` times while it raises what ``transient`` accepts.
 
@@ -76,8 +77,12 @@ async def call_with_retries(
     TransientActionError ``"<what>: gave up after <attempts> attempts: <describe(last)>"``,
     chained to the last failure, its ``may_have_acted`` the caller's: False when ``fn`` only
     reads or connects (a failed try changed nothing), True (the default, the safe side) when a
-    try that got no answer may have acted. Any other exception propagates unchanged on its
-    first raise, for the caller to map (a refusal, a permission error).
+    try that got no answer may have acted. ``acted``, when given, judges each failed try
+    instead (whether its failure may have come after the system acted: a connection never
+    made did not, a lost answer may have): the error's ``may_have_acted`` is then whether any
+    try's did, so a call whose every try failed to connect says False, even a write's. Any
+    other exception propagates unchanged on its first raise, for the caller to map (a
+    refusal, a permission error).
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts),
@@ -86,9 +91,18 @@ async def call_with_retries(
         reraise=False,
     )
 
+    # Whether a failed try so far may have acted (judged by ``acted``).
+    reached = False
+
     # tenacity awaits only what a coroutine *function* returns; fn is often a plain lambda.
     async def attempt() -> T:
-        return await fn()
+        nonlocal reached
+        try:
+            return await fn()
+        except Exception as exc:
+            if acted is not None and transient(exc):
+                reached = reached or acted(exc)
+            raise
 
     try:
         return await retrying(attempt)
@@ -97,5 +111,5 @@ async def call_with_retries(
         raise TransientActionError(
             f"{what}: gave up after {attempts} attempts: "
             f"{describe(last) if last else 'unknown error'}",
-            may_have_acted=may_have_acted,
+            may_have_acted=reached if acted is not None else may_have_acted,
         ) from last

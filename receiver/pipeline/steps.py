@@ -33,9 +33,9 @@ change (``context.possible_change``); a refusal after an earlier request of the 
 have acted is such a failure too, not ``refused``. Nothing that fails before the action is
 called (bad params, a preview) may have acted.
 A step whose action gave up before anything reached
-its system (``TransientActionError`` that did not act: connection refused) and that has no
-start mark is not recorded failed while it may still wait (``pipeline.unreachable``): the
-runner raises StepDeferred, and the execute stage has its event or job retried.
+its system (``TransientActionError`` that did not act: connection refused) is not recorded
+failed while it may still wait (``pipeline.unreachable``; its start mark, if any, cleared with
+the deferral): the runner raises StepDeferred, and the execute stage has its event or job retried.
 
 In a simulation (``PipelineSettings.simulate``, a rule test) no action is called: every system
 counts as configured, a step is recorded ``simulated`` with the action's description of what it
@@ -201,9 +201,8 @@ class StepRunner:
                     try:
                         return await action.run(action_ctx, ctx.target, typed)
                     except ActionError as exc:
-                        # Only a step with no start mark waits: a mark reads as "may have
-                        # acted" to the retry (pipeline.unreachable).
-                        if start is None and is_unreached(exc):
+                        # A start mark is cleared as the step waits (pipeline.unreachable).
+                        if is_unreached(exc):
                             unreached.append(exc)
                         raise
 
@@ -211,7 +210,8 @@ class StepRunner:
                 if unreached:
                     # Raises StepDeferred while the step may still wait for its system.
                     system = ", ".join(sorted(action.requires(ctx.target)))
-                    result = await self._unreachable(ctx, step, system, unreached[0])
+                    mark = start.message if start is not None else None
+                    result = await self._unreachable(ctx, step, system, unreached[0], mark)
         elapsed = time.perf_counter() - t0
         deps.metrics.action_finished(step.action, result.outcome, elapsed)
         if record:

@@ -4,7 +4,8 @@ An action's call is retried a few times over a second or two (``remediations.ret
 outage of the system it acts on (a kube-apiserver restarting, a DNS blip, a database failing
 over) lasts longer. A step whose action gave up on such a failure before anything reached its
 system (``TransientActionError`` with ``may_have_acted`` False: a connection refused, a name
-that did not resolve, a connect timeout, a 503 or 429 answered to a read) changed nothing, and
+that did not resolve, a connect timeout, a 503 or 429 answered to a read; a Kubernetes write
+whose every try failed to connect, ``remediations.kubernetes.retry``) changed nothing, and
 failing it for good ended the run, or worse an undo, leaving a scaled Deployment with nothing
 left to take the change back. Such a step is now handled as a step whose guards could not be
 asked (execute.py): it is not recorded ``failed``; it stays ``pending`` (an approved one stays
@@ -26,10 +27,15 @@ anyway, while an undo that gives up leaves a change nobody will take back unless
 (``undo_failed``). ``0s`` fails at the first such failure, as before.
 
 A step that may have acted (a write sent and never answered, a timeout after the request went
-out) is never deferred: it is recorded ``failed`` with ``may_have_acted``, as before; nor is
-one whose action is marked ``started`` before it acts (``Action.replay_safe`` False: the
-PostgreSQL signals, the Redis requeue, ``http.call``): its mark says it may have acted, and a
-retry would read it as interrupted. Those still fail at once.
+out) is never deferred: it is recorded ``failed`` with ``may_have_acted``, as before. A step
+whose action is marked ``started`` before it acts (``Action.replay_safe`` False: the PostgreSQL
+signals, the Redis requeue, ``http.call``) waits the same way: its action said it did not act,
+so the deferral clears this try's mark (``Store.defer_step``, in the same transaction, and only
+a mark with this try's attempt id), the step ``pending`` again (``awaiting_approval`` when
+approved), and the retry runs it rather than read the mark as a stopped worker's. Each of its
+tries is audited: the mark's ``step`` row (``started``) and a ``step.deferred`` row saying it
+did not act. A mark the deferral could not clear (the store failed) is read as interrupted, the
+safe side.
 
 The waiting is said once in the audit log (one ``step.deferred`` row at the step's first
 deferral, ``Store.defer_step``); the retries only update the step's row (its message,
@@ -124,8 +130,18 @@ class Unreachable:
         return settings.unreachable_retry_s
 
     async def __call__(
-        self, ctx: RunContext, step: StepPlan, system: str, exc: ActionError
+        self,
+        ctx: RunContext,
+        step: StepPlan,
+        system: str,
+        exc: ActionError,
+        mark: str | None = None,
     ) -> Result:
+        """``mark``: the message of this try's start mark, for an action marked ``started``
+        before it acts (``Action.replay_safe`` False): the deferral clears it
+        (``Store.defer_step``), so the retry runs the step instead of reading it as
+        interrupted; past the bound the step is recorded ``failed`` over it, as any marked
+        step's end."""
         deps = self._deps
         assert ctx.run_id is not None
         now = deps.clock()
@@ -159,6 +175,8 @@ class Unreachable:
             first_at=first,
             audit=waited is None,
             lease=ctx.lease,
+            mark=mark,
+            back_to=STEP_AWAITING_APPROVAL if step.index in ctx.approved else STEP_PENDING,
         )
         ctx.log.warning(
             "step's system unreachable; the step waits",

@@ -17,6 +17,7 @@ from datetime import datetime
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
+from receiver.store.steps import STARTED
 
 __all__ = ["DEFERRED_AUDIT", "StepDeferrals"]
 
@@ -42,6 +43,8 @@ class StepDeferrals(Database):
         first_at: datetime,
         audit: bool,
         lease: LeaseFence | None = None,
+        mark: str | None = None,
+        back_to: str = "pending",
     ) -> bool:
         """Say on step ``idx`` of ``phase`` that it waits for its system: ``message``,
         ``tries`` (its attempts so far) and ``first_at`` (when the first try failed, kept as
@@ -50,6 +53,13 @@ class StepDeferrals(Database):
         transaction: the step's first deferral. True when the step was still waiting to run
         and is updated; False when it is not (ended, started) and nothing was written.
         ``lease``: LeaseLost, nothing written, when its claim is no longer held (fence.py).
+        ``mark``: the message of this try's start mark (``Store.start_step``), for a step
+        whose action is marked ``started`` before it acts: a step ``started`` with exactly that
+        message is waiting too, and gets ``back_to`` (``pending``, or ``awaiting_approval`` for
+        an approved step) as its outcome again and ``first_at`` as its ``started_at``, the mark
+        cleared in the same transaction as the deferral is written and audited (always, then:
+        the mark's own row says the step started, this one that it did not act). A mark of
+        another attempt (or none left) is not touched: False, nothing written.
         Raises StoreUnavailable."""
         async with self._tx() as conn:
             row = await conn.fetchrow(
@@ -57,9 +67,14 @@ class StepDeferrals(Database):
                 WITH held AS ({held_sql("$8", "$9", "$10")}),
                 up AS (
                     UPDATE steps SET message = $4, attempts = greatest(steps.attempts, $5),
-                                     started_at = coalesce(steps.started_at, $6)
+                                     started_at = CASE WHEN steps.outcome = '{STARTED}' THEN $6
+                                                  ELSE coalesce(steps.started_at, $6) END,
+                                     outcome = CASE WHEN steps.outcome = '{STARTED}' THEN $12
+                                               ELSE steps.outcome END
                     WHERE run_id = $1::uuid AND phase = $2 AND idx = $3
-                      AND outcome = ANY ($7::text[]) AND (SELECT ok FROM held)
+                      AND (outcome = ANY ($7::text[])
+                           OR (outcome = '{STARTED}' AND message = $11::text))
+                      AND (SELECT ok FROM held)
                     RETURNING run_id
                 )
                 SELECT held.ok,
@@ -75,12 +90,14 @@ class StepDeferrals(Database):
                 first_at,
                 list(_WAITING),
                 *fence_args(lease),
+                mark,
+                back_to,
             )
             assert row is not None  # held is one row
             check_held(row["ok"], lease, f"the deferral of step {idx} of {phase} of run {run_id}")
             if not row["updated"]:
                 return False
-            if audit:
+            if audit or mark is not None:
                 data = {
                     "phase": phase,
                     "idx": idx,

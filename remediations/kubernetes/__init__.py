@@ -10,6 +10,7 @@
   edit), for the probe and the rollback's default revision (pure)
 - ``restart``: ``kubernetes.rollout_restart``
 - ``scale``: ``kubernetes.scale``
+- ``scale_write``: its conditioned write of the count, sent again on a conflict
 - ``container``: ``kubernetes.set_resources`` and ``kubernetes.set_env``
 - ``rollback``: ``kubernetes.rollout_undo``
 - ``pods``: ``kubernetes.delete_pod``

@@ -8,6 +8,14 @@ only change once the budget's pods do, minutes later if ever. An eviction's 429 
 budget "is still being processed" (``budget_pending``) passes once the disruption controller
 catches up, which can take longer than this policy's tries: the eviction retries it with its
 own patience (``evict.BUDGET_PENDING``), so it is not retried here either.
+
+A call whose retries run out says whether it may have acted (``failure_may_have_acted``, over
+every try): a try whose connection was never made (refused, unreachable, a name that does not
+resolve, a failed TLS handshake, a connect timeout) sent nothing, and one answered 429 was
+throttled before it was processed; a try that timed out or lost its connection after sending,
+or was answered 5xx, may have acted. So a write whose every try failed to connect, an
+apiserver down, says ``may_have_acted`` False, and its step waits for the server
+(receiver/pipeline/unreachable.py) instead of failing as one that may have acted.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ __all__ = [
     "budget_refusal",
     "call",
     "describe_failure",
+    "failure_may_have_acted",
     "is_transient",
     "refusal",
 ]
@@ -67,6 +76,21 @@ def is_transient(exc: BaseException) -> bool:
         # status 0: the client itself raised it without any HTTP answer (not a server verdict).
         return status == 429 or status >= 500
     return isinstance(exc, aiohttp.ClientConnectionError | asyncio.TimeoutError)
+
+
+def failure_may_have_acted(exc: BaseException) -> bool:
+    """Whether a try that failed with ``exc`` may have reached the API server and acted.
+
+    Not when its connection was never made (``aiohttp.ClientConnectorError``: refused,
+    unreachable, a name that does not resolve, a failed TLS handshake; ``ConnectionTimeoutError``:
+    a connect timeout): no byte of the request was sent. Nor a 429: API priority and fairness
+    throttles a request before any handler runs. A 5xx may have (the server took the request
+    and failed on it, part way or before it began), and so may any other failure: a timeout
+    waiting for the answer, a connection closed after the request was sent, anything unforeseen
+    (the safe side). Followed from ``remediations.http.post.failure_may_have_acted``."""
+    if isinstance(exc, ApiException):
+        return exc.status != 429
+    return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
 def _status_body(exc: ApiException) -> dict[str, Any] | str:
@@ -163,6 +187,8 @@ async def call(
     ActionRefused("<what> not found"), any other 4xx ActionRefused with the API's own message
     (for 403 it names the user, verb and resource), exhausted retries TransientActionError.
     Statuses in ``allow`` are re-raised as the ApiException, for the caller to handle.
+    The TransientActionError's ``may_have_acted`` is False only when no try may have acted
+    (``failure_may_have_acted``: every one failed to connect, or was throttled).
     """
     try:
         return await call_with_retries(
@@ -172,6 +198,7 @@ async def call(
             wait=policy.backoff(),
             transient=is_transient,
             describe=describe_failure,
+            acted=failure_may_have_acted,
         )
     except ApiException as exc:
         if exc.status in allow:

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field
 
-from remediations.base import ActionRefused, Change, Risk
+from remediations.base import ActionError, ActionRefused, Change, Risk
 from remediations.kubernetes.api import JSON_PATCH, ActionParams, KubeAction, KubeApi, WritePlan
 from remediations.kubernetes.objects import (
     REVISION,
@@ -235,7 +235,12 @@ class RolloutUndo(KubeAction[UndoParams]):
                 # details. This step's own write record says an earlier attempt landed (its
                 # answer was lost, and the controller has bumped the revision since); else the
                 # revision tells whether the Deployment moved on since the plan was made.
-                fresh = await api.read_workload(target)
+                try:
+                    fresh = await api.read_workload(target)
+                except ActionError as failed:
+                    # Unread, the 422 may still follow a try that landed (its answer lost).
+                    failed.may_have_acted = True
+                    raise
                 record = api.earlier_write(fresh)
                 if record is not None:
                     landed.update(record.after)

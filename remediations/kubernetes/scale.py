@@ -32,12 +32,10 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field, model_validator
 
 from remediations.base import ActionRefused, Change, Risk
 from remediations.kubernetes.api import (
-    MERGE_PATCH,
     RUN_ID_ANNOTATION,
     ActionParams,
     KubeAction,
@@ -47,6 +45,7 @@ from remediations.kubernetes.api import (
 from remediations.kubernetes.objects import object_ref
 from remediations.kubernetes.replay import MAX_RECORDS, WriteRecord, records_of
 from remediations.kubernetes.scale_drift import REPLICAS_ANNOTATION, changed_since, marks
+from remediations.kubernetes.scale_write import write_count
 from remediations.params import Boolean, Integer, Number
 from remediations.targets import Target
 
@@ -245,28 +244,8 @@ class Scale(KubeAction[ScaleParams]):
             }
 
         async def write() -> dict[str, Any]:
-            # The resourceVersion is bumped by every status write of the controller: a 409 is
-            # usually that, not a rival scaler. Re-read; resend (with the record's slot chosen
-            # again) only while the replica count is still the one the plan started from.
-            read = obj
-            for _ in range(self.conflict_attempts):
-                try:
-                    return await api.patch_workload(target, body(read), MERGE_PATCH, allow=(409,))
-                except ApiException:
-                    read = await api.read_workload(target)
-                    now = int((read.get("spec") or {}).get("replicas") or 0)
-                    if not api.ctx.dry_run and (
-                        api.earlier_write(read) is not None or (api.step is None and now == desired)
-                    ):
-                        return read  # an earlier attempt landed but its answer was lost
-                    if now != current:
-                        raise ActionRefused(
-                            f"replicas of {object_ref(target)} changed concurrently from {current} "
-                            f"to {now}; not scaling"
-                        ) from None
-            raise ActionRefused(
-                f"{object_ref(target)} kept changing ({self.conflict_attempts} conflicts); "
-                "not scaling"
+            return await write_count(
+                api, target, body, obj, current, desired, attempts=self.conflict_attempts
             )
 
         return WritePlan(

@@ -374,3 +374,84 @@ async def test_a_landed_write_stays_may_have_acted_when_its_replan_cannot_read(
     env = {e.name: e.value for e in dep.spec.template.spec.containers[0].env or []}
     assert env.get("DB_POOL_SIZE") == "5"
     assert caught.value.may_have_acted is True
+
+
+async def test_a_scale_whose_patch_landed_stays_may_have_acted_when_its_reread_is_throttled(
+    proxied_client: Any,
+    proxy: FaultProxy,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    """The scale PATCH lands and its answer is lost; the retry meets 409 (its own write moved
+    the resourceVersion), and the re-read that would find the step's record is throttled on
+    every try (429: that read did not act). The step must still fail as "may have acted": a
+    429 says nothing of the PATCH before it, and such a step would otherwise wait and scale
+    again from the count it set."""
+    ns = kube_namespace
+    await make_deployment("web")
+    await wait_for_quiet(kube_admin, ns, "web")
+    path = deployment_path(ns)
+
+    async def throttled() -> None:
+        proxy.inject("GET", path, *([429] * 6))
+
+    proxy.on_lost = throttled
+    proxy.inject("PATCH", path, LOST)
+    ctx = ActionContext(
+        run_id=str(uuid.uuid4()),
+        dry_run=False,
+        clients=Clients({"kubernetes": proxied_client}),
+        step=0,
+        phase="run",
+    )
+
+    with pytest.raises(TransientActionError) as caught:
+        await Scale(retry=FAST).run(
+            ctx, Target("Deployment", ns, "web"), Scale.Params(replicas=2, max=3)
+        )
+
+    assert proxy.answered[("PATCH", path)] == [200, 409]  # applied, then the retry's conflict
+    assert "HTTP 429" in caught.value.message
+    scale = await k8s.AppsV1Api(kube_admin).read_namespaced_deployment_scale("web", ns)
+    assert scale.spec.replicas == 2
+    assert caught.value.may_have_acted is True
+
+
+async def test_an_undo_whose_answer_was_lost_and_whose_reread_is_throttled_may_have_acted(
+    proxied_client: Any,
+    proxy: FaultProxy,
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+) -> None:
+    """As above, the rollback lands, its answer lost, and its retry's `test` fails with 422;
+    then the read that would find the step's record is throttled on every try (429). The
+    429s did not act, the PATCH before them did: the step fails as "may have acted"."""
+    ns = kube_namespace
+    await make_revision_2(kube_admin, ns, make_deployment)
+    await wait_for_quiet(kube_admin, ns, "web")
+    path = deployment_path(ns)
+
+    async def rolled_back_then_throttled() -> None:
+        await wait_for_revision(kube_admin, ns, "web", 3)
+        proxy.inject("GET", path, *([429] * 6))
+
+    proxy.on_lost = rolled_back_then_throttled
+    proxy.inject("PATCH", path, LOST)
+    ctx = ActionContext(
+        run_id=str(uuid.uuid4()),
+        dry_run=False,
+        clients=Clients({"kubernetes": proxied_client}),
+        step=0,
+        phase="run",
+    )
+
+    with pytest.raises(TransientActionError) as caught:
+        await RolloutUndo(retry=FAST).run(
+            ctx, Target("Deployment", ns, "web"), RolloutUndo.Params()
+        )
+
+    assert proxy.answered[("PATCH", path)] == [200, 422]
+    assert "HTTP 429" in caught.value.message
+    assert caught.value.may_have_acted is True

@@ -2,8 +2,9 @@
 
 HTTP: a try answered 2xx or 5xx, or that failed after its request left (a timeout while
 waiting for the answer, a dropped connection), may have reached the endpoint; one whose
-connection was never made, or answered 429, 3xx or 4xx, did not (remediations.http.post). The
-errors' own defaults: the safe side (may have acted) unless raised before anything is sent.
+connection was never made, or answered 429, 3xx or 4xx, did not (remediations.http.post); a
+Kubernetes call's tries the same way (remediations.kubernetes.retry). The errors' own
+defaults: the safe side (may have acted) unless raised before anything is sent.
 The pipeline counts a failed step that may have acted as a possible change, as an interrupted
 one (receiver.pipeline.context.possible_change), and says why on its undo (undo.caveat).
 """
@@ -15,6 +16,7 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from hypothesis import given
 from hypothesis import strategies as st
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from receiver.pipeline.context import possible_change
 from receiver.pipeline.undo import caveat
@@ -28,6 +30,7 @@ from remediations.base import (
     TransientActionError,
 )
 from remediations.http.post import answer_may_have_acted, failure_may_have_acted
+from remediations.kubernetes import retry as kube_retry
 from remediations.retrying import call_with_retries
 from remediations.targets import Target
 from remediations.template_work import TemplateFailed, TemplateTooLarge
@@ -113,6 +116,60 @@ async def test_exhausted_retries_carry_the_callers_word(acts: bool) -> None:
             may_have_acted=acts,
         )
     assert caught.value.may_have_acted is acts
+
+
+async def test_exhausted_retries_judged_per_try_say_whether_any_try_may_have_acted() -> None:
+    refused = aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "refused"))
+    lost = aiohttp.ServerDisconnectedError()
+
+    async def failing(errors: list[BaseException]) -> bool:
+        async def call() -> None:
+            raise errors.pop(0)
+
+        with pytest.raises(TransientActionError) as caught:
+            await call_with_retries(
+                call,
+                what="w",
+                attempts=3,
+                wait=lambda _state: 0.0,
+                transient=lambda exc: isinstance(exc, aiohttp.ClientError),
+                acted=failure_may_have_acted,
+            )
+        return caught.value.may_have_acted
+
+    assert await failing([refused, refused, refused]) is False
+    # A lost answer on any try, even one followed by refusals, may have acted.
+    assert await failing([lost, refused, refused]) is True
+    assert await failing([refused, refused, lost]) is True
+
+
+@pytest.mark.parametrize(
+    ("error", "acted"),
+    [
+        (aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "refused")), False),
+        (aiohttp.ConnectionTimeoutError("Connection timeout to host"), False),
+        (ApiException(status=429, reason="Too Many Requests"), False),
+        (ApiException(status=503, reason="Service Unavailable"), True),
+        (ApiException(status=500, reason="Internal Server Error"), True),
+        (aiohttp.ServerDisconnectedError(), True),
+        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), True),
+        (TimeoutError(), True),
+    ],
+    ids=[
+        "refused",
+        "connect-timeout",
+        "429",
+        "503",
+        "500",
+        "disconnected",
+        "read-timeout",
+        "timeout",
+    ],
+)
+def test_a_kubernetes_try_may_have_acted_unless_nothing_was_sent_or_it_was_throttled(
+    error: BaseException, acted: bool
+) -> None:
+    assert kube_retry.failure_may_have_acted(error) is acted
 
 
 _OUTCOMES = [*(o.value for o in Outcome), "started", "pending", "not_run", "awaiting_approval"]
