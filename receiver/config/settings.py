@@ -31,13 +31,13 @@ from receiver.config.connections import (
 )
 from receiver.config.inline import base_url, check_url, clear_url, connect_host, host_port
 from receiver.config.redis_mode import RedisSettings, blank_as_none
+from receiver.config.sizes import BODY_BYTES_BOUNDS, MIB, parse_size, size
 from receiver.config.values import (
     WRITTEN,
     duration,
     duration_or_off,
     namespaces,
     one_of,
-    parse_size,
     slack_team_ids,
     split_list,
     url_shape,
@@ -59,8 +59,6 @@ __all__ = [
     "Settings",
     "parse_size",
 ]
-
-MIB = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -175,7 +173,7 @@ class Settings(RedisSettings, ActionWaits):
 
     host: str = "127.0.0.1"
     port: Integer = Field(default=9095, ge=0, le=65535)
-    max_body_bytes: Integer = Field(default=16 * MIB, ge=1024, le=1024 * MIB)
+    max_body_bytes: Integer = Field(default=16 * MIB)
     readiness_timeout_seconds: float = 2.0
     # How long a client may take to send a request's headers (from connecting, or from the
     # previous answer on a kept-alive connection) and, separately, its body.
@@ -308,7 +306,7 @@ class Settings(RedisSettings, ActionWaits):
     @field_validator("max_body_bytes", mode="before")
     @classmethod
     def _size(cls, value: object) -> object:
-        return parse_size(value) if isinstance(value, str) else value
+        return size(value, BODY_BYTES_BOUNDS)
 
     @field_validator("dry_run", mode="before")
     @classmethod
