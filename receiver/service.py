@@ -51,6 +51,7 @@ from receiver.startup import (
     connect_store,
     embedded_credentials,
     log_rule_warnings,
+    matching_sample,
     mode_text,
     require_authentication,
     storage_text,
@@ -324,6 +325,7 @@ async def run_service(
                 live=clients.clients.names(),
                 embedded=embedded is not None,
                 shown=generated,
+                sample=matching_sample(rules.current),
                 warnings=[n.message for n in notices if n.loud],
             )
             print(text, file=sys.stderr, flush=True)

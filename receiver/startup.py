@@ -10,6 +10,7 @@ it cannot read, ends the start with one line naming the variable (never the pass
 
 from __future__ import annotations
 
+import json
 import shlex
 import socket
 import sys
@@ -33,6 +34,7 @@ from receiver.embedded.credentials import (
 )
 from receiver.reloads import RuleReloads, log_rule_warnings, rules_data
 from receiver.rules.loader import RuleHolder
+from receiver.rules.model import RuleSet
 from receiver.store import Store, StoreUnavailable, describe
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "connect_store",
     "embedded_credentials",
     "log_rule_warnings",
+    "matching_sample",
     "mode_text",
     "not_a_dsn",
     "require_authentication",
@@ -52,6 +55,8 @@ __all__ = [
 
 
 DEFAULT_DATA_DIR = Settings.model_fields["data_dir"].default
+# The notifications shipped for trying the service (the banner's curl posts one).
+SAMPLES_DIR = Path(__file__).parent / "samples"
 
 
 class StartupError(Exception):
@@ -140,6 +145,26 @@ def require_authentication(settings: Settings) -> None:
         )
 
 
+def matching_sample(rules: RuleSet, samples: Path = SAMPLES_DIR) -> Path | None:
+    """The first sample notification in ``samples`` (``*.json``, by name) with an alert whose
+    labels a rule of ``rules`` matches; None when none has. A sample no rule matches is stored
+    done and starts no run: the banner suggested ``high-memory.json`` to a service whose only
+    rule takes ``alertname="TryApproval"`` (the README's "Try an approval locally")."""
+    for path in sorted(samples.glob("*.json")):
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # the banner's hint never stops a start
+            continue
+        alerts = payload.get("alerts") if isinstance(payload, dict) else None
+        for alert in alerts if isinstance(alerts, list) else ():
+            labels = alert.get("labels") if isinstance(alert, dict) else None
+            if isinstance(labels, dict) and rules.matches_any(
+                {str(k): str(v) for k, v in labels.items()}
+            ):
+                return path
+    return None
+
+
 def banner(
     settings: Settings,
     url: str,
@@ -148,6 +173,7 @@ def banner(
     live: Sequence[str],
     embedded: bool,
     shown: Generated,
+    sample: Path | None,
     warnings: Sequence[str] = (),
 ) -> str:
     """What `make run` prints: where it listens, how it runs, and commands that work.
@@ -156,9 +182,10 @@ def banner(
     names, e.g. ``kubernetes``, ``postgres:orders``) change them and the others run dry.
     ``embedded``: this process runs the servers whose URL is not configured. Only generated
     tokens (``shown``) are named, by a short prefix and the file holding them (the commands read
-    that file); a secret is never printed, the hints name a variable instead. ``warnings``:
-    safeties the configuration turned off, one line each."""
-    sample = Path(__file__).parent / "samples" / "high-memory.json"
+    that file); a secret is never printed, the hints name a variable instead. ``sample``: the
+    notification the curl posts (``matching_sample``); None: no sample matches the rules, and
+    the curl posts the user's own ``ALERT.json``. ``warnings``: safeties the configuration
+    turned off, one line each."""
     # A generated token is named by a short prefix and its file, never printed whole: the
     # banner goes to stderr, which container logs keep. The commands read the file.
     webhook_file = settings.data_dir / WEBHOOK_TOKEN_FILE
@@ -206,10 +233,14 @@ def banner(
         lines.append(f"  operators:  {names} (tokens from {settings.operator_tokens_dir})")
     elif settings.auth_configured:
         lines.append("  operators:  NONE: runs, status and pause are refused to everyone")
+    if sample is not None:
+        post, data = "  post a sample alert:", str(sample)
+    else:
+        post, data = "  post an alert of yours (no sample alert matches the rules):", "ALERT.json"
     lines += [
-        "  post a sample alert:",
+        post,
         f"    curl -sS {auth}-H 'Content-Type: application/json' "
-        f"--data @{sample} {url}/api/v1/alerts",
+        f"--data @{data} {url}/api/v1/alerts",
         f"  then list the runs:  {_cli_command(settings)} runs"
         f"   (or curl -sS {operator_auth}{url}/api/v1/runs)",
         "",

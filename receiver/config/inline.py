@@ -36,6 +36,9 @@ def check_url(url: str) -> str:
 # or encodes the first two and reads a backslash as `/`, so a link written with one is not the
 # address the service serves.
 _NOT_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\s\\]")
+# A `%` that does not begin a percent-escape (`%` and two hex digits, RFC 3986 section 2.1):
+# a proxy or a server may refuse a path holding one (400), or read it otherwise than written.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -49,8 +52,9 @@ def base_url(url: str) -> str:
 
     ValueError, never quoting the URL, for what no link can be built under: a query (``?``:
     ``{url}/approve/{token}`` put the token in it, and the link opened the wrong page), a
-    blank, a control character or a backslash, a port that is not 1-65535, or a host a
-    browser would name otherwise (``_origin_host``)."""
+    blank, a control character or a backslash, a ``%`` in the path that begins no
+    percent-escape (quoted: ``'%zz'``), a port that is not 1-65535, or a host a browser would
+    name otherwise (``_origin_host``)."""
     if _NOT_IN_URL.search(url):
         raise ValueError(
             "the URL holds a blank, a control character or a backslash: percent-encode it"
@@ -60,6 +64,12 @@ def base_url(url: str) -> str:
         raise ValueError(
             "the URL has a query (?...): links are built under it (/approve/..., /runs/...), "
             "and would land in the query; give the address alone"
+        )
+    if bad := _BAD_ESCAPE.search(parts.path):
+        escape = parts.path[bad.start() : bad.start() + 3]
+        raise ValueError(
+            f"the URL's path holds {escape!r}, which is no percent-escape (% and two hex "
+            "digits): write a % itself as %25"
         )
     try:
         port = parts.port

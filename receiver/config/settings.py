@@ -31,13 +31,13 @@ from receiver.config.connections import (
 )
 from receiver.config.inline import base_url, check_url, clear_url, connect_host, host_port
 from receiver.config.redis_mode import RedisSettings, blank_as_none
+from receiver.config.sizes import BODY_BYTES_BOUNDS, MIB, parse_size, size
 from receiver.config.values import (
     WRITTEN,
     duration,
     duration_or_off,
     namespaces,
     one_of,
-    parse_size,
     slack_team_ids,
     split_list,
     url_shape,
@@ -59,8 +59,6 @@ __all__ = [
     "Settings",
     "parse_size",
 ]
-
-MIB = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -102,14 +100,16 @@ _COUNT_MAX = 1_000_000
 _RETENTION_MAX_S = 10 * 365 * 86400.0
 
 # Where each duration setting may lie (seconds, both ends included). A window or TTL under a
-# second makes its guard meaningless (a target lock gone before the action has begun, a budget
-# that forgets what it counted), so those take at least 1s; timeouts and the poll may be short.
+# second makes its guard meaningless (a lock gone before the action has begun, a budget that
+# forgets what it counted); at 1ms, a client sending headers and body 50 ms apart was cut off
+# unanswered, and a webhook would be 503 however healthy the store: each takes at least 1s.
+# A readiness check may be under a probe's 1s, not under a healthy round trip (100ms).
 _SHORTEST = 0.001
 _INCIDENT_GAP_MAX_S = 7 * 86400.0
 _YEAR = durations.MAX_DURATION_S
 _DURATION_BOUNDS: dict[str, tuple[float, float]] = {
-    "readiness_timeout_seconds": (_SHORTEST, _YEAR),
-    "read_timeout_seconds": (_SHORTEST, _YEAR),
+    "readiness_timeout_seconds": (0.1, _YEAR),
+    "read_timeout_seconds": (1.0, _YEAR),
     "worker_lease_seconds": (1.0, _YEAR),
     "worker_poll_interval_seconds": (_SHORTEST, _YEAR),
     "worker_shutdown_grace_seconds": (0.0, _YEAR),
@@ -119,7 +119,7 @@ _DURATION_BOUNDS: dict[str, tuple[float, float]] = {
     "lock_ttl_seconds": (1.0, _YEAR),
     "event_retention_seconds": (1.0, _RETENTION_MAX_S),
     "late_delivery_window_seconds": (0.0, _YEAR),
-    "intake_timeout_seconds": (_SHORTEST, _YEAR),
+    "intake_timeout_seconds": (1.0, _YEAR),
     "approval_ttl_seconds": (1.0, _YEAR),
     "incident_gap_seconds": (1.0, _INCIDENT_GAP_MAX_S),
 }
@@ -175,7 +175,7 @@ class Settings(RedisSettings, ActionWaits):
 
     host: str = "127.0.0.1"
     port: Integer = Field(default=9095, ge=0, le=65535)
-    max_body_bytes: Integer = Field(default=16 * MIB, ge=1024, le=1024 * MIB)
+    max_body_bytes: Integer = Field(default=16 * MIB)
     readiness_timeout_seconds: float = 2.0
     # How long a client may take to send a request's headers (from connecting, or from the
     # previous answer on a kept-alive connection) and, separately, its body.
@@ -308,7 +308,7 @@ class Settings(RedisSettings, ActionWaits):
     @field_validator("max_body_bytes", mode="before")
     @classmethod
     def _size(cls, value: object) -> object:
-        return parse_size(value) if isinstance(value, str) else value
+        return size(value, BODY_BYTES_BOUNDS)
 
     @field_validator("dry_run", mode="before")
     @classmethod

@@ -1,5 +1,5 @@
-"""Checks of setting values that need more than a type: durations and sizes, words from a fixed
-list, namespace lists, Slack team ids and store URLs. Pure."""
+"""Checks of setting values that need more than a type: durations (sizes: ``sizes``), words
+from a fixed list, namespace lists, Slack team ids and store URLs. Pure."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ __all__ = [
     "escaped",
     "namespaces",
     "one_of",
-    "parse_size",
     "plausible_key",
     "slack_team_ids",
     "split_list",
@@ -50,37 +49,6 @@ WRITTEN: Mapping[str, bool] = MappingProxyType({"written": True})
 def written(info: ValidationInfo) -> bool:
     """True when the value being validated was written by a user (``WRITTEN``)."""
     return isinstance(info.context, Mapping) and info.context.get("written") is True
-
-
-# ASCII digits: \d would also take other scripts' digits (Arabic-Indic, fullwidth), which
-# int() reads as the same numbers.
-_SIZE = re.compile(r"([0-9]+)\s*(b|k|kb|ki|kib|m|mb|mi|mib|g|gb|gi|gib)?", re.IGNORECASE | re.ASCII)
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "ki": 1024,
-    "kib": 1024,
-    "mi": 1024**2,
-    "mib": 1024**2,
-    "gi": 1024**3,
-    "gib": 1024**3,
-}
-
-
-def parse_size(value: str) -> int:
-    """Bytes from ``16777216``, ``16MiB``, ``16Mi`` or ``20MB`` (ASCII digits). ValueError
-    saying the accepted forms."""
-    m = _SIZE.fullmatch(value.strip())
-    if m is None:
-        ascii_digits = "write its digits as ASCII 0-9; " if not value.isascii() else ""
-        raise ValueError(f"{value!r} is not a size: {ascii_digits}use bytes, or e.g. 16MiB, 20MB")
-    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
 
 
 def duration(

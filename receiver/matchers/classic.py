@@ -14,7 +14,7 @@ import re
 
 from receiver.matchers.model import GO_SPACE, OPS, Matcher, MatcherError, Op
 
-__all__ = ["parse_classic", "parse_one"]
+__all__ = ["empty_piece", "parse_classic", "parse_one"]
 
 # parse.go's `re`, with Go's \s spelled out: Go's \s is [\t\n\f\r ] (no \v), Python's is wider.
 # `=~` before `=` so that `~` is not read as the start of the value; the lazy value leaves the
@@ -57,6 +57,36 @@ def parse_classic(text: str) -> tuple[Matcher, ...]:
     if last:
         pieces.append(last)
     return tuple(parse_one(piece) for piece in pieces)
+
+
+def empty_piece(text: str) -> tuple[int | None, int] | None:
+    """Where ``parse_classic`` finds its first blank piece in ``text`` (``a=b,,c=d``), which it
+    refuses as ``bad matcher format:`` and nothing else: (the 1-based column of the comma
+    before the piece, None when it is the first; the column of the comma after it). None when
+    no piece is blank. Commas inside double quotes split nothing, as in ``parse_classic``."""
+    start = 1 if text.startswith("{") else 0
+    body = text[start:].removesuffix("}")
+    before: int | None = None
+    piece_blank = True
+    inside_quotes = escaped = False
+    for index, char in enumerate(body):
+        if char == ",":  # inside quotes, `escaped` stays as it was (parse_classic)
+            if not inside_quotes:
+                column = start + index + 1
+                if piece_blank:
+                    return before, column
+                before, piece_blank = column, True
+                continue
+        elif char == '"':
+            inside_quotes = inside_quotes if escaped else not inside_quotes
+            escaped = False
+        elif char == "\\":
+            escaped = not escaped
+        else:
+            escaped = False
+        # A piece is blank when it holds Go's spaces alone (``parse_one`` refuses it then).
+        piece_blank = piece_blank and char in GO_SPACE
+    return None
 
 
 def parse_one(text: str) -> Matcher:

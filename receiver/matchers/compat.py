@@ -22,28 +22,44 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from receiver.matchers.classic import parse_classic
-from receiver.matchers.model import Matcher, MatcherError
+from receiver.matchers.classic import empty_piece, parse_classic
+from receiver.matchers.model import GO_SPACE, Matcher, MatcherError
 from receiver.matchers.utf8 import parse_utf8
 
 __all__ = ["MatchersSyntaxError", "ParseWarning", "Parsed", "parse_item", "parse_matchers"]
 
 ParseWarning = Literal["incompatible", "disagreement"]
+# How the classic parser refuses a piece that is no matcher (classic.parse_one).
+_BAD_FORMAT = "bad matcher format: "
 
 
 class MatchersSyntaxError(MatcherError):
     """Neither grammar accepts the text. ``classic_error`` is what Alertmanager reports;
-    ``utf8_error`` is usually the more helpful message for UTF-8 syntax."""
+    ``utf8_error`` is usually the more helpful message for UTF-8 syntax. The message is both,
+    except that a blank piece (``a=b,,c=d``), which Alertmanager quotes as nothing, is said as
+    an empty matcher at the column of its comma (1-based, in ``text``)."""
 
     def __init__(self, text: str, classic_error: str, utf8_error: str) -> None:
         self.text = text
         self.classic_error = classic_error
         self.utf8_error = utf8_error
+        said = classic_error
+        blank = classic_error.startswith(_BAD_FORMAT) and not (
+            classic_error.removeprefix(_BAD_FORMAT).strip("".join(GO_SPACE))
+        )
+        if blank and (where := empty_piece(text)) is not None:
+            # Alertmanager quotes the blank piece, which reads as an empty quote: say where.
+            before, after = where
+            said = (
+                f"an empty matcher before the comma at column {after}"
+                if before is None
+                else f"an empty matcher between two commas at column {before}"
+            )
         if utf8_error == f"failed to create matcher: {classic_error}":
             # Both read the same matcher and its value was refused (a bad regex): say it once.
             super().__init__(classic_error)
         else:
-            super().__init__(f"{classic_error} (UTF-8 matcher parser: {utf8_error})")
+            super().__init__(f"{said} (UTF-8 matcher parser: {utf8_error})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from receiver.store.job_ends import JobEnd, end_dropped_job_run
 from receiver.store.jobs import enqueue
 from receiver.store.leases import EVENTS, JOBS, QueueTable
 from receiver.store.paging import Placeholders
-from receiver.store.records import JobKind
+from receiver.store.records import JobKind, as_utc
 from receiver.store.stored_json import stored_data
 
 __all__ = [
@@ -262,9 +262,12 @@ class Queues(Database):
                     item_id,
                 )
             before = await self._lock(conn, queue, item_id)
+            if before["state"] == "claimed":
+                raise ItemConflict(_claimed(kind, item_id, before))
             if before["state"] not in ("dead", "pending"):
-                why = "being processed" if before["state"] == "claimed" else "already settled"
-                raise ItemConflict(f"{kind} {item_id} is {before['state']} ({why}): not dropped")
+                raise ItemConflict(
+                    f"{kind} {item_id} is {before['state']} (already settled): not dropped"
+                )
             row = await conn.fetchrow(
                 f"""UPDATE {queue.table}
                     SET state = 'done', done_at = remediator_now(), settled_reason = $2
@@ -299,7 +302,8 @@ class Queues(Database):
     async def _lock(self, conn: Any, queue: QueueTable, item_id: int) -> Mapping[str, Any]:
         # FOR UPDATE: a claim skips the row (SKIP LOCKED) while the action decides.
         row = await conn.fetchrow(
-            f"""SELECT state, attempts, failures, last_error, {queue.subject}
+            f"""SELECT state, attempts, failures, last_error, {queue.subject}, lease_until,
+                       lease_until < remediator_now() AS lease_ran_out
                 FROM {queue.table} WHERE id = $1 FOR UPDATE""",
             item_id,
         )
@@ -355,3 +359,20 @@ def _queue(kind: str) -> QueueTable:
     if kind == JOBS.kind:
         return JOBS
     raise ValueError(f"unknown queue {kind!r}; 'event' or 'job'")
+
+
+def _claimed(kind: str, item_id: int, before: Mapping[str, Any]) -> str:
+    """Why a claimed item is not dropped, and what to do: a live worker extends its lease
+    until the item is done, or released to be retried, or dead after worker.max_attempts
+    failures (then it can be dropped); a dead worker's lease runs out within worker.lease,
+    and the next worker to claim takes the item up, counting the failure."""
+    until = before["lease_until"]
+    lease = "runs out"
+    if until is not None:
+        when = as_utc(until).isoformat(timespec="seconds")
+        lease = f"ran out at {when}" if before["lease_ran_out"] else f"runs out at {when}"
+    return (
+        f"{kind} {item_id} is claimed (being processed): not dropped. Wait until it is done, "
+        "or dead after its failures (worker.max_attempts), then drop it; if its worker died, "
+        f"its lease {lease} (worker.lease) and the next worker takes it up"
+    )

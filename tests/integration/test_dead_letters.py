@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -210,7 +211,21 @@ async def test_drop_settles_a_dead_or_pending_event_never_a_claimed_one(store: S
     assert dropped["last_error"] == "boom"  # kept for review
     dropped = await store.drop_item("event", pending_id, actor="ops", reason="not ours")
     assert dropped["state"] == "done"
-    with pytest.raises(ItemConflict, match=r"claimed \(being processed\)"):
+    # It said "is claimed (being processed): not dropped", and not what to do about it.
+    with pytest.raises(ItemConflict) as refused:
+        await store.drop_item("event", claimed.event.id, actor="ops", reason="x")
+    until = claimed.lease_until.astimezone(UTC).isoformat(timespec="seconds")
+    assert str(refused.value) == (
+        f"event {claimed.event.id} is claimed (being processed): not dropped. Wait until it is"
+        " done, or dead after its failures (worker.max_attempts), then drop it; if its worker"
+        f" died, its lease runs out at {until} (worker.lease) and the next worker takes it up"
+    )
+    async with store._pool.acquire() as conn:  # its worker died an hour ago
+        await conn.execute(
+            "UPDATE alert_events SET lease_until = now() - interval '1 hour' WHERE id = $1",
+            claimed.event.id,
+        )
+    with pytest.raises(ItemConflict, match=r"its lease ran out at .* the next worker takes it"):
         await store.drop_item("event", claimed.event.id, actor="ops", reason="x")
     with pytest.raises(ItemConflict, match="already settled"):
         await store.drop_item("event", pending_id, actor="ops", reason="again")

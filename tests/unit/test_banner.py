@@ -10,9 +10,31 @@ from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings
 from receiver.embedded import EmbeddedError
-from receiver.startup import Generated, banner, embedded_credentials, require_authentication
+from receiver.model import NamespacePolicy
+from receiver.rules.loader import load_rules
+from receiver.startup import (
+    SAMPLES_DIR,
+    Generated,
+    banner,
+    embedded_credentials,
+    matching_sample,
+    require_authentication,
+)
+from remediations.registry import default_registry
 
 URL = "http://127.0.0.1:9095"
+ROOT = Path(__file__).resolve().parents[2]
+# The rule of the README's "Try an approval locally", which no shipped sample matches.
+TRY_APPROVAL = """\
+rules:
+  - name: try-approval
+    match: ['alertname="TryApproval"']
+    target: {kind: HttpEndpoint, name: catcher}
+    steps:
+      - action: http.call
+        params: {body: {said: "{{ annotations.summary }}"}}
+        approval: required
+"""
 
 
 def test_generated_tokens_are_printed_with_ready_commands(tmp_path: Path) -> None:
@@ -28,7 +50,9 @@ def test_generated_tokens_are_printed_with_ready_commands(tmp_path: Path) -> Non
     assert {k: v.get_secret_value() for k, v in settings.operator_tokens.items()} == {
         "local": operator
     }
-    text = banner(settings, URL, dry_run=False, live=[], embedded=True, shown=generated)
+    text = banner(
+        settings, URL, dry_run=False, live=[], embedded=True, shown=generated, sample=None
+    )
     # Named by a prefix and their files, never printed (container logs keep stderr).
     assert webhook not in text
     assert operator not in text
@@ -71,7 +95,13 @@ def test_configured_tokens_are_never_printed(tmp_path: Path) -> None:
     assert not (tmp_path / "webhook-token").exists()
     assert not (tmp_path / "operator-token").exists()
     text = banner(
-        settings, URL, dry_run=False, live=["kubernetes"], embedded=False, shown=generated
+        settings,
+        URL,
+        dry_run=False,
+        live=["kubernetes"],
+        embedded=False,
+        shown=generated,
+        sample=None,
     )
     assert secret not in text
     assert "do-not-print" not in text
@@ -83,13 +113,17 @@ def test_configured_tokens_are_never_printed(tmp_path: Path) -> None:
 
 def test_without_operators_the_banner_says_nobody_may_read_runs() -> None:
     settings = Settings(webhook_token=SecretStr("t"))
-    text = banner(settings, URL, dry_run=True, live=[], embedded=False, shown=Generated())
+    text = banner(
+        settings, URL, dry_run=True, live=[], embedded=False, shown=Generated(), sample=None
+    )
     assert "operators:  NONE" in text
 
 
 def test_basic_auth_banner_names_the_user_not_the_password() -> None:
     settings = Settings(webhook_username="am", webhook_password=SecretStr("pw-secret"))
-    text = banner(settings, URL, dry_run=True, live=[], embedded=False, shown=Generated())
+    text = banner(
+        settings, URL, dry_run=True, live=[], embedded=False, shown=Generated(), sample=None
+    )
     assert "pw-secret" not in text
     assert "-u 'am:PASSWORD'" in text
 
@@ -123,7 +157,34 @@ def test_an_unauthenticated_receiver_on_external_servers_must_be_asked_for() -> 
 def test_the_mode_line_says_where_steps_change_things(
     dry_run: bool, live: list[str], says: str, never: str
 ) -> None:
-    text = banner(Settings(), URL, dry_run=dry_run, live=live, embedded=False, shown=Generated())
+    text = banner(
+        Settings(), URL, dry_run=dry_run, live=live, embedded=False, shown=Generated(), sample=None
+    )
     [mode] = [line for line in text.splitlines() if line.strip().startswith("mode:")]
     assert says in mode
     assert never not in mode
+
+
+def test_the_banner_suggests_a_sample_the_rules_match() -> None:
+    rules = load_rules(ROOT / "rules", default_registry(), NamespacePolicy())
+    sample = matching_sample(rules)
+    assert sample == SAMPLES_DIR / "high-memory.json"
+    text = banner(
+        Settings(), URL, dry_run=True, live=[], embedded=True, shown=Generated(), sample=sample
+    )
+    assert "  post a sample alert:\n" in text
+    assert f"--data @{sample} {URL}/api/v1/alerts" in text
+
+
+def test_the_banner_suggests_no_sample_when_none_matches_the_rules(tmp_path: Path) -> None:
+    # The README's walkthrough loads only this rule, and the banner suggested high-memory.json,
+    # which would have been stored done, starting no run.
+    (tmp_path / "try-approval.yaml").write_text(TRY_APPROVAL, encoding="utf-8")
+    rules = load_rules(tmp_path, default_registry(), NamespacePolicy())
+    assert matching_sample(rules) is None
+    text = banner(
+        Settings(), URL, dry_run=True, live=[], embedded=True, shown=Generated(), sample=None
+    )
+    assert "high-memory" not in text
+    assert "  post an alert of yours (no sample alert matches the rules):\n" in text
+    assert f"--data @ALERT.json {URL}/api/v1/alerts" in text

@@ -1,6 +1,6 @@
 """The CLI refuses what the server would refuse, before calling it: a ``--url`` that is no server
-URL and a ``--reason`` longer than 1000 characters are usage errors (exit 2) naming the option,
-for every command that takes them."""
+URL and a ``--reason`` blank or longer than 1000 characters are usage errors (exit 2) naming
+the option, for every command that takes them."""
 
 from __future__ import annotations
 
@@ -103,6 +103,23 @@ def test_a_reason_over_1000_characters_is_a_usage_error(path: tuple[str, ...]) -
     assert result.exit_code == 2, result.output
     assert "'--reason'" in result.stderr
     assert "1001 characters; at most 1000" in result.stderr
+
+
+@pytest.mark.parametrize("path", REASON_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_a_blank_reason_is_a_usage_error(path: tuple[str, ...], blank: str) -> None:
+    # `events drop 1 2 3 --reason " "` sent three requests and printed three 400s (exit 1).
+    args = [a for a in _required_args(path) if a not in ("--reason", "x")]
+    if path[-1] in ("retry", "drop"):
+        args += ["2", "3"]
+    result = CliRunner().invoke(
+        main, [*path, *args, "--reason", blank, "--url", "http://127.0.0.1:1"], env={}
+    )
+    assert result.exit_code == 2, result.output
+    assert "'--reason': blank: say why (it goes into the audit log)" in result.stderr
+    assert result.stdout == ""
+    # Where the reason may be left out, the error says so.
+    assert ("or leave --reason out" in result.stderr) == (path[-1] in ("retry", "approve"))
 
 
 @pytest.mark.parametrize("duration", ["500ms", "0s", "8d", "soon"])

@@ -354,17 +354,27 @@ def test_the_banner_says_which_store_is_embedded(
         redis_url=SecretStr(redis) if redis else None,
     )
     assert storage_text(settings).startswith(says)
-    text = banner(settings, URL, dry_run=True, live=[], embedded=True, shown=Generated())
+    text = banner(
+        settings, URL, dry_run=True, live=[], embedded=True, shown=Generated(), sample=None
+    )
     assert f"  storage:    {storage_text(settings)}\n" in text
 
 
 def test_the_banner_names_a_custom_data_dir_in_the_cli_hint(tmp_path: Path) -> None:
     custom = tmp_path / "my data"
     text = banner(
-        Settings(data_dir=custom), URL, dry_run=True, live=[], embedded=True, shown=Generated()
+        Settings(data_dir=custom),
+        URL,
+        dry_run=True,
+        live=[],
+        embedded=True,
+        shown=Generated(),
+        sample=None,
     )
     assert f"REMEDIATOR_DATA_DIR='{custom}' remediator runs" in text
-    plain = banner(Settings(), URL, dry_run=True, live=[], embedded=True, shown=Generated())
+    plain = banner(
+        Settings(), URL, dry_run=True, live=[], embedded=True, shown=Generated(), sample=None
+    )
     assert "REMEDIATOR_DATA_DIR" not in plain
 
 
@@ -376,6 +386,7 @@ def test_the_banner_carries_the_loud_warnings() -> None:
         live=[],
         embedded=True,
         shown=Generated(),
+        sample=None,
         warnings=["actions may touch kube-system"],
     )
     assert "  WARNING:    actions may touch kube-system\n" in text

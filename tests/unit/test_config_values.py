@@ -78,7 +78,11 @@ def test_digits_other_than_ascii_are_refused(name: str, value: str) -> None:
         ("REMEDIATOR_INCIDENT_GAP", "1ms", "between 1s and 7d"),
         ("REMEDIATOR_INCIDENT_GAP", "8d", "between 1s and 7d"),
         ("REMEDIATOR_EVENT_RETENTION", "600w", "between 1s and ten years"),
-        ("REMEDIATOR_READ_TIMEOUT", "0s", "between 1ms and a year"),
+        # At 1ms a client sending headers and body 50 ms apart was cut off unanswered.
+        ("REMEDIATOR_READ_TIMEOUT", "1ms", "between 1s and a year"),
+        ("REMEDIATOR_READ_TIMEOUT", "999ms", "between 1s and a year"),
+        ("REMEDIATOR_INTAKE_TIMEOUT", "1ms", "between 1s and a year"),
+        ("REMEDIATOR_READINESS_TIMEOUT", "1ms", "between 100ms and a year"),
         ("REMEDIATOR_REFUSAL_DIGEST", "500ms", "between 1s and 1d, or off"),
         ("REMEDIATOR_REFUSAL_DIGEST", "25h", "between 1s and 1d, or off"),
         ("REMEDIATOR_UNREACHABLE_RETRY_FOR", "25h", "between 0s and 1d"),

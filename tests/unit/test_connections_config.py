@@ -410,6 +410,7 @@ def test_a_boolean_is_no_count_in_a_named_connection(tmp_path: Path, text: str, 
         ("'http://127.0.0.1.:9095/'", "http://127.0.0.1:9095"),
         ("'https://ops.example.'", "https://ops.example."),
         ("'https://1.2.3.4x'", "https://1.2.3.4x"),
+        ("'https://ops.example/team%20a/'", "https://ops.example/team%20a"),
     ],
 )
 def test_external_url_is_kept_in_the_form_browsers_name_its_origin(
@@ -429,6 +430,10 @@ def test_external_url_is_kept_in_the_form_browsers_name_its_origin(
         ("'https://remediator .example'", "a blank, a control character"),
         ("'https://remediator.example/a\tb'", "a blank, a control character"),
         ("'https://remediator.example/a\\b'", "or a backslash"),
+        # Accepted, and approval links were built under a path no proxy need take.
+        ("'https://x.example/%zz'", "the URL's path holds '%zz', which is no percent-escape"),
+        ("'https://x.example/ops/a%2'", "the URL's path holds '%2', which is no percent-escape"),
+        ("'https://x.example/ops%'", "the URL's path holds '%', which is no percent-escape"),
         ("'https://remediator.example:99999'", "port is not a number from 1 to 65535"),
         ("'https://remediator.example:0'", "port is not a number from 1 to 65535"),
         ("'https://remediator.example:https'", "port is not a number from 1 to 65535"),

@@ -177,6 +177,26 @@ class TestFallback:
         assert caught.value.utf8_error.endswith("expected a matcher or close brace after comma")
         assert "UTF-8 matcher parser" in str(caught.value)
 
+    @pytest.mark.parametrize(
+        ("text", "said"),
+        [
+            ("alertname=A,,severity=b", "an empty matcher between two commas at column 12"),
+            ("a=b, ,c=d", "an empty matcher between two commas at column 4"),
+            ('a="x,,y",,b=c', "an empty matcher between two commas at column 9"),
+            ("{a=b,,}", "an empty matcher between two commas at column 5"),
+            (",a=b", "an empty matcher before the comma at column 1"),
+            ("{,a=b}", "an empty matcher before the comma at column 2"),
+            # The classic parser's first refusal is of another piece: its words stay.
+            ("a b,,c=d", "bad matcher format: a b"),
+        ],
+    )
+    def test_an_empty_piece_is_said_with_its_column(self, text: str, said: str) -> None:
+        # Alertmanager's "bad matcher format: " quotes the empty piece as nothing.
+        with pytest.raises(MatchersSyntaxError) as caught:
+            parse_item(text)
+        assert str(caught.value).startswith(f"{said} (UTF-8 matcher parser: ")
+        assert caught.value.classic_error.startswith("bad matcher format: ")
+
     def test_a_bad_regex_is_said_once(self) -> None:
         with pytest.raises(MatchersSyntaxError) as caught:
             parse_item('severity=~"(x"')

@@ -73,9 +73,11 @@ class TestItemsAreLists:
 
     def test_an_item_neither_grammar_reads_is_an_error_with_both_messages(self) -> None:
         errors = errors_of({"a.yaml": _rules("- 'alertname=DiskFull,,team=storage'\n")})
+        # It said "bad matcher format:  (...)", quoting the empty piece as nothing.
         assert errors == [
-            "a.yaml:4: rule 'r': match[0]: bad matcher format:  (UTF-8 matcher parser: 19:20: "
-            "unexpected ,: expected a matcher or close brace after comma)"
+            "a.yaml:4: rule 'r': match[0]: an empty matcher between two commas at column 19"
+            " (UTF-8 matcher parser: 19:20: unexpected ,: expected a matcher or close brace"
+            " after comma)"
         ]
 
 

@@ -236,6 +236,12 @@ async def test_cli_lists_retries_and_drops_dead_letters(
 
     no_reason = await cli(client, "events", "drop", str(first))
     assert no_reason.exit_code == 2  # click: --reason is required
+    # A blank reason was sent once per event, and three 400s printed (exit 1).
+    ids = (str(first), str(second), str(third))
+    blank = await cli(client, "events", "drop", *ids, "--reason", " ")
+    assert blank.exit_code == 2, blank.output
+    assert "'--reason': blank: say why" in blank.stderr
+    assert "HTTP 400" not in blank.output
     dropped = await cli(client, "events", "drop", str(first), "--reason", "poison")
     assert dropped.exit_code == 0, dropped.output
     assert f"event {first}: dropped, now done" in dropped.stdout
