@@ -20,13 +20,15 @@ import pytest
 
 from receiver.approvals.policy import Identity
 from receiver.approvals.state import Channel, Decision, Origin
-from receiver.guards.policy import GuardSettings
+from receiver.guards.policy import Admission, AdmissionRequest, GuardSettings
 from receiver.model import RunOutcome
 from receiver.store import JobKind, RunRecord, Store
+from remediations.targets import Target
 from tests.integration.test_approval_budget import RULES
-from tests.integration.test_dead_worker_lock import RULE, Dies, _killed_mid_step
+from tests.integration.test_dead_worker_lock import RULE, Dies, WorkerDied, _killed_mid_step
 from tests.integration.test_dropped_resume_jobs import open_job
-from tests.integration.test_run_end_crash import _labels
+from tests.integration.test_run_end_crash import Counts, _labels, _rule
+from tests.integration.test_unrecorded_admission_lock import _admitted_unrecorded
 from tests.support.approvals import (
     ApprovalEnv,
     DisruptivePoke,
@@ -35,15 +37,17 @@ from tests.support.approvals import (
     budget_slots,
     poke_labels,
 )
+from tests.support.leases import take_over_job
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import MakeHarness
 from tests.support.polling import eventually
-from tests.support.target_locks import lock_holder, writes_held
+from tests.support.target_locks import lock_holder, taken_up_after_the_lock, writes_held
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 # The kind as the store names it (a literal: the tests also run against the code before it).
 FINISH = "finish_drop"
+WEB = Target("Deployment", "shop", "web")
 ALICE = Identity("alice", "operator-token", "alice")
 API = Origin(Channel.API, "10.1.1.1", "pytest")
 
@@ -177,6 +181,80 @@ async def test_a_run_overtaken_whose_pass_died_after_the_commit_frees_the_target
     await h.store.complete_job(job.id, "worker-b")
 
     assert await lock_holder(h) is None
+
+
+async def test_a_run_never_seen_admitted_closed_by_a_pass_that_died_frees_the_target(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis admitted the run's job and its worker died before the store recorded it; the
+    alert's resolution closes the run (``Close``: cancelled, never admitted as the store saw
+    it), and that pass dies right after the end's commit, before its release of the lock the
+    run holds under a token nobody knows. Before, the lock held the target until its TTL."""
+    counts = Counts()
+    h = await make_harness(_rule(Counts.name), extra_actions=[counts], dry_run=False)
+    first, dead_job = await _admitted_unrecorded(h, monkeypatch)
+    await h.intake.accept(notification(alert(_labels("web-1"), status="resolved")))
+
+    async def dies(*args: object, **kwargs: object) -> bool:
+        raise WorkerDied("the pass died after the run's end committed")
+
+    monkeypatch.setattr(h.guards, "release_run", dies)
+    with pytest.raises(WorkerDied):
+        await h.drain()
+    monkeypatch.undo()
+    ended = await h.store.get_run(first)
+    assert ended is not None
+    assert ended.outcome is RunOutcome.CANCELLED, (ended.outcome, ended.error)
+    assert await lock_holder(h) == first
+
+    # The dead worker's job holds the run's queue until its lease runs out; taken over then,
+    # it finds the run ended.
+    job = await take_over_job(h.store, dead_job, "worker-b")
+    assert (await h.pipeline.run_job(job)).is_done
+    await h.store.complete_job(job.id, "worker-b")
+    await _finish_due_now(h.store, first)
+    (finish,) = await h.store.claim_jobs("worker-b", 1, 30.0)
+    assert (finish.kind, finish.payload.get("held_by_run")) == (JobKind.FINISH_DROP, True)
+    assert (await h.pipeline.run_job(finish)).is_done
+    await h.store.complete_job(finish.id, "worker-b")
+
+    assert await lock_holder(h) is None
+    assert counts.calls == 0
+
+
+async def test_an_admission_that_found_the_run_ended_queues_its_token_with_the_refusal(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run waited for the lock; its job takes it up, Redis admits it just as its alert's
+    resolution is stored, and the store does not record the admission (the alert resolved).
+    The pass dies before it gives the lock back (``Admit``): only it knew the token. Now the
+    store's refusal queues it, for a ``finish_drop`` job to give back."""
+    counts = Counts()
+    h = await make_harness(_rule(Counts.name), extra_actions=[counts], dry_run=False)
+    run, job = await taken_up_after_the_lock(h, WEB, _labels("web-1"))
+    admitted: list[Admission] = []
+    admit = h.guards.admit
+
+    async def admit_then_resolve(req: AdmissionRequest, **kwargs: Any) -> Admission:
+        admission = await admit(req, **kwargs)
+        admitted.append(admission)
+        await h.intake.accept(notification(alert(_labels("web-1"), status="resolved")))
+        return admission
+
+    async def dies(*args: object, **kwargs: object) -> bool:
+        raise WorkerDied("the pass died before it gave the lock back")
+
+    monkeypatch.setattr(h.guards, "admit", admit_then_resolve)
+    monkeypatch.setattr(h.guards, "release", dies)
+    with pytest.raises(WorkerDied):
+        await h.pipeline.run_job(job)
+    monkeypatch.undo()
+    (admission,) = admitted
+    assert await lock_holder(h) == run.id
+    [finish] = (await h.store.list_jobs(run_id=run.id, kind=FINISH))[0]
+    assert finish["state"] == "pending"
+    assert finish["payload"].get(f"token:{admission.lock_token}") is True, finish["payload"]
+    assert counts.calls == 0
 
 
 async def test_a_channel_that_refuses_a_notice_makes_the_job_dead_not_retried_for_good(
