@@ -160,6 +160,32 @@ async def test_a_run_overtaken_while_redis_and_the_channel_were_down_is_finished
     assert notice["approval"]["id"] == approval.id
 
 
+async def test_an_approval_a_pause_cancelled_while_the_channel_was_down_is_told_by_its_job(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """Approved, then refused by a pause as its job took it up: the approval is cancelled
+    with the run (``Store.record_refusal``), and the channel answers 503. Before, the
+    approvers were never told; the message said "approved" of a step that never ran."""
+    env = await approval_env()
+    run, approval = await env.pending_run()
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    await env.harness.guards.pause(None, "change freeze", by="bob")
+    peer.notify_status = 503
+    await env.harness.drain()
+    ended = await env.harness.store.get_run(run.id)
+    assert ended is not None
+    assert ended.outcome is RunOutcome.REFUSED, ended
+    assert _notices(peer, "cancelled") == []
+
+    peer.notify_status = 200
+    await _finish_due_now(env.harness.store, run.id)
+    await env.harness.drain()
+
+    [notice] = _notices(peer, "cancelled")
+    assert notice["approval"]["id"] == approval.id
+    assert peer.pokes == 0
+
+
 async def test_a_run_overtaken_whose_pass_died_after_the_commit_frees_the_target(
     make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
