@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from receiver.approvals.messages import Notice, slack_message, webhook_body
 from receiver.store import Store, StoreUnavailable
-from remediations.base import ActionError
+from remediations.base import ActionError, TransientActionError
 from remediations.http.post import post_json
 from remediations.notify.message import ChannelKind
 from remediations.notify.notifier import Notifier
@@ -23,7 +23,14 @@ __all__ = ["ApprovalNotifier", "ChannelNotifier", "NotifyError", "notice_name", 
 
 
 class NotifyError(Exception):
-    """The notice was not accepted (after the channel's retries)."""
+    """The notice was not accepted (after the channel's retries). ``lasting``: the channel
+    refused it, and sending it again as it is will not help (a 4xx or a redirect: a wrong URL,
+    a bad token; a URL that cannot be posted to), as against a channel that did not answer or
+    answered 429/5xx, which may take it later."""
+
+    def __init__(self, message: str, *, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class ApprovalNotifier(Protocol):
@@ -63,7 +70,10 @@ class ChannelNotifier:
             )
         except ActionError as exc:
             # post_json's messages name the channel and the status, never the (secret) URL.
-            raise NotifyError(exc.message) from None
+            # Retries exhausted on 429, 5xx or the connection: a wait; anything else the
+            # channel refused, or the URL cannot be posted to.
+            lasting = not isinstance(exc, TransientActionError)
+            raise NotifyError(exc.message, lasting=lasting) from None
 
 
 def notice_name(notice: Notice) -> str:
@@ -73,17 +83,18 @@ def notice_name(notice: Notice) -> str:
 
 async def send_recorded(
     notifier: ApprovalNotifier, store: Store, notice: Notice, log: Any
-) -> str | None:
+) -> NotifyError | None:
     """Send ``notice`` through ``notifier``, then audit it on its run (``notification.sent``,
     or ``notification.failed`` with the error: who was told what, and when, is in the
     record). The error when it was not accepted (logged), else None; never raises for the
     notifier, nor for the store: an audit row that cannot be written is logged."""
     approval = notice.approval
+    failure: NotifyError | None = None
     error: str | None = None
     try:
         await notifier.send(notice)
     except NotifyError as exc:
-        error = str(exc)
+        failure, error = exc, str(exc)
         log.error("approval notification failed", approval_id=approval.id, error=error)
     data = {
         "notice": notice_name(notice),
@@ -102,4 +113,4 @@ async def send_recorded(
         )
     except StoreUnavailable as exc:
         log.error("could not record the notification", error=str(exc))
-    return error
+    return failure

@@ -30,9 +30,11 @@ events):
 - ``release_lock``: the target lock of a run that has ended, which the pass that ended it could
   not give back (Redis did not answer): given back by the exact tokens the job names, retried
   until Redis answers (pipeline.lock_release).
-- ``finish_drop``: what follows an operator's drop of the job a run waited on, queued in the
-  drop's transaction: the budget slot the ended run never used given back, the approvers of
-  the approvals it cancelled told; retried until Redis and their channel answer
+- ``finish_drop``: what follows the end of a run or its approvals, queued in the transaction
+  that ends it (an operator's drop of the job a run waited on, an approval expired, rejected
+  or cancelled by the resolution, a run its resolution overtook: receiver.store.finish): the
+  budget slot the ended run never used given back, the approvers told, the lock its last
+  admission took released; retried until Redis and their channel answer
   (pipeline.finish_drop).
 """
 

@@ -34,7 +34,7 @@ from typing import Any
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.model import Disposition, GuardSpec, RunOutcome
 from receiver.pipeline.context import Deps
-from receiver.store import JobKind, StoreUnavailable
+from receiver.store import FINISH_HELD_BY_RUN, FINISH_RELEASE, JobKind, StoreUnavailable
 from remediations.targets import Target
 
 __all__ = [
@@ -46,9 +46,10 @@ __all__ = [
 ]
 
 # The payload's keys: one per token (merged over the open job's payload, so two passes'
-# tokens are both kept), and one for a lock the run holds under a token nobody knows.
-GIVE_BACK = "token:"
-HELD_BY_RUN = "held_by_run"
+# tokens are both kept), and one for a lock the run holds under a token nobody knows. The
+# same as a ``finish_drop`` job's (receiver.store.finish), which gives them back here too.
+GIVE_BACK = FINISH_RELEASE
+HELD_BY_RUN = FINISH_HELD_BY_RUN
 
 # Outcomes of a run still open: it may be admitted again, under its id.
 _OPEN = frozenset({RunOutcome.PENDING, RunOutcome.RUNNING, RunOutcome.AWAITING_APPROVAL})

@@ -154,11 +154,13 @@ class Close:
                 error="the alert resolved before the run was admitted; nothing ran",
                 lease=ctx.lease,
                 expect=RunOutcome.PENDING,
+                finish=True,
             ):
                 self._deps.metrics.run_finished(ctx.rule, RunOutcome.CANCELLED)
                 # A job's admission of it that Redis took, and whose worker died before
                 # recording it, holds the target lock under its id: given back now, not at
-                # its TTL (the job, retried, leaves an ended run alone).
+                # its TTL (the job, retried, leaves an ended run alone); and by the
+                # finish_drop job queued with the end, with its slot, when this pass cannot.
                 await release_admitted_lock(self._deps, run.id, ctx.rule, ctx.target, ctx.log)
             run = await store.get_run(ctx.run_id) or run
         if outcome is not None:

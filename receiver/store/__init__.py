@@ -38,6 +38,12 @@ from receiver.store.escalation_ends import OVERTAKEN_AUDIT, EscalationEnds, Over
 from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.failures import Failures
 from receiver.store.fence import LeaseFence, LeaseLost
+from receiver.store.finish import (
+    FINISH_HELD_BY_RUN,
+    FINISH_NOTICE,
+    FINISH_REFUND,
+    FINISH_RELEASE,
+)
 from receiver.store.history import EngineHistory, OpenRun
 from receiver.store.job_ends import JobEnd
 from receiver.store.jobs import JobQueue
@@ -46,8 +52,6 @@ from receiver.store.leases import EventLease
 from receiver.store.paging import BadCursor, decode_cursor
 from receiver.store.phase_stop import PhaseStops
 from receiver.store.queues import (
-    FINISH_NOTICE,
-    FINISH_REFUND,
     QUEUE_STATES,
     ItemConflict,
     ItemNotFound,
@@ -77,8 +81,10 @@ __all__ = [
     "CLAIM_WINDOW",
     "DEFERRED_AUDIT",
     "DIGEST_AUDIT",
+    "FINISH_HELD_BY_RUN",
     "FINISH_NOTICE",
     "FINISH_REFUND",
+    "FINISH_RELEASE",
     "MAX_HINTED_LANES",
     "OVERTAKEN_AUDIT",
     "QUEUE_STATES",

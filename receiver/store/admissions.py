@@ -15,6 +15,7 @@ from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
+from receiver.store.finish import queue_finish, release_entry
 from receiver.store.records import Refused
 from receiver.store.steps import (
     ENDED_WHILE_STARTED,
@@ -64,7 +65,9 @@ class Admissions(Database):
         statement (``started_at`` stamped once; a ``run.outcome`` row unless it was running
         already). False, nothing written, otherwise: another worker ended it (its alert's
         resolution cancels a run never admitted), and an admission recorded then would have
-        set an ended run running again; or its steps would act on an alert that is over."""
+        set an ended run running again; or its steps would act on an alert that is over; a
+        ``finish_drop`` job is then queued to give ``lock_token`` (and a slot the run never
+        used) back should the caller not (``stages.Admit``)."""
         async with self._tx() as conn:
             if expect is None:
                 sql = """SELECT fingerprint FROM runs WHERE id = $1::uuid"""
@@ -84,6 +87,11 @@ class Admissions(Database):
             check_held(row["ok"], lease, f"the admission of run {run_id}")
             fingerprint = row["fingerprint"]
             if fingerprint is None:
+                if expect is not None and lock_token:
+                    # Ended, or its alert resolved, while its guards were asked: the caller
+                    # gives this admission's lock (and slot) back, and so does the job
+                    # queued here when it cannot (finish.py); no other pass knows the token.
+                    await queue_finish(conn, run_id, release=release_entry(lock_token))
                 return False
             data = admitted_data(
                 guards, phase, fence, budget_drawn=budget_drawn, lock_token=lock_token
@@ -203,6 +211,10 @@ class Admissions(Database):
             for approval in cancelled:
                 data = approval_audit(approval, reason=why)
                 await append_in_tx(conn, "approval.cancelled", run_id, ran["fingerprint"], data)
+            if cancelled:
+                # The approvers' notices, sent by the pass at once and by this job when it
+                # cannot (finish.py); the slot stays the pass's to give back, once.
+                await queue_finish(conn, run_id, refund=False, notices=[a.id for a in cancelled])
         return RecordedRefusal(True, cancelled)
 
     @staticmethod

@@ -1,8 +1,10 @@
 """What an approval that ends without running its step ends with it (rejected, expired,
 cancelled): the held step, the steps after it that will not run, the run waiting for it and
-its pending ``resume_run`` job, which has nothing left to do. Each in the caller's transaction
-(``Approvals``), audited there. An approved step taken up after its alert resolved is
-``ResolvedRuns.end_resolved_run``'s (resolved_runs.py).
+its pending ``resume_run`` job, which has nothing left to do, and the ``finish_drop`` job
+that gives the run's unused budget slot back and tells the approvers once the end committed
+(finish.py). Each in the caller's transaction (``Approvals``), audited there. An approved
+step taken up after its alert resolved is ``ResolvedRuns.end_resolved_run``'s
+(resolved_runs.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from receiver.model import ApprovalRecord, RunOutcome
 from receiver.store.audit import append_in_tx
+from receiver.store.finish import queue_finish
 from receiver.store.records import JobKind
 from receiver.store.steps import stored_step_audit
 
@@ -62,7 +65,7 @@ async def end_run(
     escalation's steps after one rejected or expired. A run ended here, or a ladder ended at
     a rejected or expired step, has its pending ``resume_run`` job (queued for the
     approval's expiry) marked done with it, unless another step of the run still waits for
-    its approval."""
+    its approval. Queues the ``finish_drop`` job of the approval's end (``queue_finish``)."""
     step = await conn.fetchrow(
         """UPDATE steps SET outcome = $3, message = $4, finished_at = remediator_now()
            WHERE run_id = $1::uuid AND idx = $2 AND outcome = 'awaiting_approval'
@@ -140,4 +143,7 @@ async def end_run(
             approval.run_id,
             str(JobKind.RESUME_RUN),
         )
+    # What follows beyond the store, queued with the end: the slot the run never used, the
+    # approvers' notice (finish.py). The desk does both at once too; the job finds them done.
+    await queue_finish(conn, approval.run_id, notices=[approval.id])
     return None if step is None else str(step["phase"])

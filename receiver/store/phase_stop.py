@@ -28,6 +28,7 @@ from typing import Any
 from receiver.model import ApprovalRecord
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
+from receiver.store.finish import queue_finish
 from receiver.store.step_ends import StepEnd, end_steps
 from receiver.store.steps import NOT_RUN
 
@@ -166,6 +167,10 @@ class PhaseStops(Database):
             )
             if not ends and not cancelled:
                 return nothing
+            if cancelled:
+                # The approvers' notices, sent by the pass at once and by this job when it
+                # cannot (finish.py); the slot stays the pass's to give back, once.
+                await queue_finish(conn, run_id, refund=False, notices=[a.id for a in cancelled])
             await append_in_tx(
                 conn,
                 follow.kind,

@@ -11,10 +11,11 @@ two answers to a dead letter, each audited in the same transaction (``event.retr
   ``settled_reason`` (``dropped: ...``). A claimed item is being processed: it cannot be dropped.
   What only a dropped job would have moved (its run, its steps held or not begun, their
   approvals) ends in the same transaction (job_ends.py), and so is queued what follows that
-  end outside the store: a ``finish_drop`` job on the run (``FINISH_REFUND``: the budget slot
-  the run never used given back; ``FINISH_NOTICE`` + an approval's id: its approvers told it
-  is cancelled), done by a worker once the drop committed (pipeline/finish_drop.py). A crash
-  or an outage after the commit loses neither, and the drop's answer waits for neither.
+  end outside the store: a ``finish_drop`` job on the run, due at once (``FINISH_REFUND``:
+  the budget slot the run never used given back; ``FINISH_NOTICE`` + an approval's id: its
+  approvers told it is cancelled; finish.py), done by a worker once the drop committed
+  (pipeline/finish_drop.py). A crash or an outage after the commit loses neither, and the
+  drop's answer waits for neither.
 """
 
 from __future__ import annotations
@@ -27,16 +28,14 @@ import asyncpg
 from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
+from receiver.store.finish import queue_finish
 from receiver.store.job_ends import JobEnd, end_dropped_job_run
-from receiver.store.jobs import enqueue
 from receiver.store.leases import EVENTS, JOBS, QueueTable
 from receiver.store.paging import Placeholders
-from receiver.store.records import JobKind, as_utc
+from receiver.store.records import as_utc
 from receiver.store.stored_json import stored_data
 
 __all__ = [
-    "FINISH_NOTICE",
-    "FINISH_REFUND",
     "QUEUE_STATES",
     "ItemConflict",
     "ItemNotFound",
@@ -44,11 +43,6 @@ __all__ = [
 ]
 
 QUEUE_STATES = ("pending", "claimed", "done", "dead")
-
-# The keys of a ``finish_drop`` job's payload: one per thing to do, so that a second drop on
-# the run while the job is open adds its own to it (payloads are merged, ``enqueue``).
-FINISH_REFUND = "refund"
-FINISH_NOTICE = "notice:"
 
 _EVENT_VIEW = """
     id, fingerprint, alertname, status, starts_at, ends_at, labels::text AS labels,
@@ -286,12 +280,12 @@ class Queues(Database):
             if ended is not None:
                 # In the drop's transaction: what follows the end is queued with it, or
                 # neither is written.
-                payload = {
-                    FINISH_REFUND: True,
-                    **{FINISH_NOTICE + a.id: True for a in ended.approvals},
-                }
-                finish = await enqueue(
-                    conn, JobKind.FINISH_DROP, str(before["run_id"]), payload=payload
+                # Due now: the drop leaves all of it to the job (finish.py).
+                finish = await queue_finish(
+                    conn,
+                    str(before["run_id"]),
+                    notices=[a.id for a in ended.approvals],
+                    delay_s=0.0,
                 )
         item = _view(queue, row)
         if ended is not None:

@@ -23,6 +23,7 @@ from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.escalation_ends import APPROVED_BY_SQL
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
+from receiver.store.finish import admitted_token, queue_finish, release_entry
 from receiver.store.step_ends import StepEnd, end_steps
 from receiver.store.steps import NOT_RUN, mark_not_run
 
@@ -69,7 +70,8 @@ class ResolvedRuns(Database):
         ``not_run`` (one a worker stopped in ``interrupted``: it may have acted). The run's
         error is the first held step's message, else ``_NOT_RUN``. Each write audited
         (``step``, ``approval.cancelled``, ``run.outcome``). Its on_resolved steps are left
-        alone: the resolution is their occasion.
+        alone: the resolution is their occasion. Queues the ``finish_drop`` job of the end
+        (finish.py): the unused slot, the approvers' notices, the last admission's lock.
 
         One transaction under the run's row lock. None when the run is not open or its alert
         has not resolved (nothing is written). ``lease``: the claim it is made under; LeaseLost,
@@ -126,4 +128,9 @@ class ResolvedRuns(Database):
             )
             outcome_data = {"outcome": RunOutcome.CANCELLED.value, "error": why}
             await append_in_tx(conn, "run.outcome", run_id, fingerprint, outcome_data)
+            # What follows beyond the store, queued with the end (finish.py): the slot, the
+            # approvers' notices, the lock the run's last admission took (a worker that died
+            # mid-step holds it). ``run_overtaken`` does them at once too; the job finds them done.
+            release = release_entry(await admitted_token(conn, run_id))
+            await queue_finish(conn, run_id, notices=[a.id for a in cancelled], release=release)
         return ResolvedEnd(why, cancelled)

@@ -19,6 +19,7 @@ from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
+from receiver.store.finish import admitted_token, queue_finish, release_entry
 from receiver.store.jobs import enqueue
 from receiver.store.leases import EventLease
 from receiver.store.paging import RunFilters, fetch_run_page
@@ -310,6 +311,7 @@ class Runs(Database):
         announced: Mapping[str, Any] | None = None,
         lease: LeaseFence | None = None,
         expect: RunOutcome | None = None,
+        finish: bool = False,
     ) -> bool:
         """Move a run to ``outcome``; keeps the timestamps that follow from it.
 
@@ -321,7 +323,9 @@ class Runs(Database):
         ``run.announced`` row that had nothing to send, audited after the outcome in the same
         transaction (as ``create_run`` does). ``lease``: the claim the move is made under;
         LeaseLost, nothing written, once its owner lost it (fence.py). ``expect``: only from
-        that outcome, in the statement (False, nothing written, when it moved on)."""
+        that outcome, in the statement (False, nothing written, when it moved on).
+        ``finish``: an end that leaves work beyond the store (the unused budget slot, the lock
+        the run's last admission took): its ``finish_drop`` job queued with it (finish.py)."""
         terminal = outcome in _TERMINAL
         jobs = [(JobKind(kind), delay_s) for kind, delay_s in schedule]
         async with self._tx() as conn:
@@ -368,6 +372,9 @@ class Runs(Database):
             # Before the audit row: that takes the one audit_head lock, held until COMMIT.
             for kind, delay_s in jobs:
                 await enqueue(conn, kind, run_id, delay_s=delay_s)
+            if finish:
+                release = release_entry(await admitted_token(conn, run_id))
+                await queue_finish(conn, run_id, release=release)
             await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
             if announced is not None:
                 await append_in_tx(conn, ANNOUNCED, run_id, row["fingerprint"], announced)
