@@ -174,7 +174,7 @@ class ApprovalDesk:
 
     async def expire(self, run_id: str | None = None) -> list[ApprovalRecord]:
         """Expire what is due (of one run, or all) and say so. The store queues, with each
-        expiry (as with a rejection and a cancellation), a ``finish_drop`` job that gives
+        expiry (as with a rejection and a cancellation), a ``finish_end`` job that gives
         the slot back and sends the notice when ``ended`` or the notice fails here."""
         expired = await self.store.expire_approvals(run_id=run_id)
         for approval in expired:
@@ -211,7 +211,7 @@ class ApprovalDesk:
         ``Store.end_resolved_run``), the run refused on its way to its approved step (a
         pause: ``Store.record_refusal``); each ``reason`` says which. Counted, logged and
         announced. The store has ended the run already, where it ends. (Those an operator's
-        drop cancelled are announced by its ``finish_drop`` job: pipeline/finish_drop.py;
+        drop cancelled are announced by its ``finish_end`` job: pipeline/finish_end.py;
         those ``end_resolved_run`` cancelled, by it too when this notice was not taken.)"""
         for approval in approvals:
             self._count(approval, "cancelled")

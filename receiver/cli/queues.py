@@ -228,7 +228,7 @@ jobs = _queue_group(
             default=None,
             help=(
                 "Only jobs of this kind: resume_run, verify_deadline, resume_resolve, "
-                "release_lock, finish_drop."
+                "release_lock, finish_end."
             ),
         ),
         click.option("--run", "run_id", default=None, help="Only the jobs of this run (its id)."),

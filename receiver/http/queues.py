@@ -19,8 +19,8 @@ token, null with a ``note`` when Redis did not answer: a ``release_lock`` job, `
 its id, then gives it back once Redis answers, pipeline/lock_release.py; the lock ends with its
 TTL only when that job cannot be queued either). The ended run and its cancelled approvals are
 counted here (``_run_ended``); their unused budget slot given back (only when no step of it may
-have acted) and the approvers told are the ``finish_drop`` job's, queued with the drop
-(``finish_job``: its id; pipeline/finish_drop.py): the answer waits for neither Redis nor the
+have acted) and the approvers told are the ``finish_end`` job's, queued with the drop
+(``finish_job``: its id; pipeline/finish_end.py): the answer waits for neither Redis nor the
 approvers' channel for them, and a crash after the commit loses neither. ``steps_interrupted``
 names the ended steps a worker had stopped in (they may have acted); ``not_done``, what the
 dropped job would have done that nothing does now.
@@ -184,7 +184,7 @@ def _run_ended(metrics: Metrics, ended: JobEnd) -> None:
     """Count what the drop ended, as every other path that ends a run or its approvals does
     once the end committed: the run (``remediator_runs_total``), the approvals it cancelled
     (``remediator_approvals_total{state="cancelled"}``). In this process, which answered
-    the drop: the rest (the budget slot, the approvers' notice) is the ``finish_drop`` job's."""
+    the drop: the rest (the budget slot, the approvers' notice) is the ``finish_end`` job's."""
     if ended.outcome is not None:
         metrics.run_finished(ended.rule, ended.outcome)
     for approval in ended.approvals:

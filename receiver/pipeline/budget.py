@@ -110,7 +110,7 @@ class BudgetRefund:
     step that is marked before it acts from a replay-safe one (module docstring). ``log`` (a
     structlog logger): where to say so; default the one given at construction, else the
     pipeline's. ``raises=True``: Redis unreachable raises GuardUnavailable instead, for a
-    caller that asks again until it answers (a ``finish_drop`` job: a second ``ZREM`` of the
+    caller that asks again until it answers (a ``finish_end`` job: a second ``ZREM`` of the
     run's id after one that took it out finds nothing)."""
 
     def __init__(self, store: Store, guards: Guards, registry: Registry, log: Any = None) -> None:

@@ -30,12 +30,12 @@ events):
 - ``release_lock``: the target lock of a run that has ended, which the pass that ended it could
   not give back (Redis did not answer): given back by the exact tokens the job names, retried
   until Redis answers (pipeline.lock_release).
-- ``finish_drop``: what follows the end of a run or its approvals, queued in the transaction
+- ``finish_end``: what follows the end of a run or its approvals, queued in the transaction
   that ends it (an operator's drop of the job a run waited on, an approval expired, rejected
   or cancelled by the resolution, a run its resolution overtook: receiver.store.finish): the
   budget slot the ended run never used given back, the approvers told, the lock its last
   admission took released; retried until Redis and their channel answer
-  (pipeline.finish_drop).
+  (pipeline.finish_end).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from receiver.model import Announce, Disposition, RunOutcome, VerifyResult
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps
 from receiver.pipeline.escalate import Escalation, escalating
 from receiver.pipeline.events import disposition_of
-from receiver.pipeline.finish_drop import finish_drop
+from receiver.pipeline.finish_end import finish_end
 from receiver.pipeline.lock_release import release_queued
 from receiver.pipeline.overtaken import run_overtaken
 from receiver.pipeline.resolve import taken_up_resolving
@@ -75,8 +75,8 @@ class JobHandler:
             return await self._deadline(job.run_id, log)
         if job.kind is JobKind.RELEASE_LOCK:
             return await release_queued(self._deps, job.run_id, job.payload, log)
-        if job.kind is JobKind.FINISH_DROP:
-            return await finish_drop(self._deps, job.run_id, job.payload, log)
+        if job.kind is JobKind.FINISH_END:
+            return await finish_end(self._deps, job.run_id, job.payload, log)
         if job.kind is JobKind.RESUME_RUN:
             run = await self._deps.store.get_run(job.run_id)
             # Its alert resolved while it was parked (approved, the target lock, a worker that

@@ -47,7 +47,7 @@ __all__ = [
 
 # The payload's keys: one per token (merged over the open job's payload, so two passes'
 # tokens are both kept), and one for a lock the run holds under a token nobody knows. The
-# same as a ``finish_drop`` job's (receiver.store.finish), which gives them back here too.
+# same as a ``finish_end`` job's (receiver.store.finish), which gives them back here too.
 GIVE_BACK = FINISH_RELEASE
 HELD_BY_RUN = FINISH_HELD_BY_RUN
 

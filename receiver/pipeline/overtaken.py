@@ -117,7 +117,7 @@ async def run_overtaken(
     fires, or once the run has ended. A failure to give the slot back is logged: the slot
     leaves the window with time. ``lease``: the claim of the
     job or event that looks; LeaseLost, nothing written, once its owner lost it. The end's
-    transaction queues a ``finish_drop`` job that does the refund, the notices and the
+    transaction queues a ``finish_end`` job that does the refund, the notices and the
     release once more, later, when Redis, the channel or this process failed them here
     (receiver.store.finish: each idempotent)."""
     ended = await deps.store.end_resolved_run(run_id, lease)

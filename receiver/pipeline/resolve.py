@@ -160,7 +160,7 @@ class Close:
                 # A job's admission of it that Redis took, and whose worker died before
                 # recording it, holds the target lock under its id: given back now, not at
                 # its TTL (the job, retried, leaves an ended run alone); and by the
-                # finish_drop job queued with the end, with its slot, when this pass cannot.
+                # finish_end job queued with the end, with its slot, when this pass cannot.
                 await release_admitted_lock(self._deps, run.id, ctx.rule, ctx.target, ctx.log)
             run = await store.get_run(ctx.run_id) or run
         if outcome is not None:

@@ -66,7 +66,7 @@ class Admissions(Database):
         already). False, nothing written, otherwise: another worker ended it (its alert's
         resolution cancels a run never admitted), and an admission recorded then would have
         set an ended run running again; or its steps would act on an alert that is over; a
-        ``finish_drop`` job is then queued to give ``lock_token`` (and a slot the run never
+        ``finish_end`` job is then queued to give ``lock_token`` (and a slot the run never
         used) back should the caller not (``stages.Admit``)."""
         async with self._tx() as conn:
             if expect is None:

@@ -110,7 +110,7 @@ class Announcements(Database):
     async def approval_notice_sent(self, run_id: str, approval_id: str, notice: str) -> bool:
         """Whether ``notice`` (``"approval cancelled"``, as the desk's ``notification.sent``
         rows name it) of approval ``approval_id`` of run ``run_id`` was delivered already, so
-        a job taken up again does not send it twice (pipeline/finish_drop.py)."""
+        a job taken up again does not send it twice (pipeline/finish_end.py)."""
         with translate():
             found = await self._pool.fetchval(
                 """SELECT EXISTS (SELECT 1 FROM audit_log

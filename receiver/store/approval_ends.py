@@ -1,6 +1,6 @@
 """What an approval that ends without running its step ends with it (rejected, expired,
 cancelled): the held step, the steps after it that will not run, the run waiting for it and
-its pending ``resume_run`` job, which has nothing left to do, and the ``finish_drop`` job
+its pending ``resume_run`` job, which has nothing left to do, and the ``finish_end`` job
 that gives the run's unused budget slot back and tells the approvers once the end committed
 (finish.py). Each in the caller's transaction (``Approvals``), audited there. An approved
 step taken up after its alert resolved is ``ResolvedRuns.end_resolved_run``'s
@@ -65,7 +65,7 @@ async def end_run(
     escalation's steps after one rejected or expired. A run ended here, or a ladder ended at
     a rejected or expired step, has its pending ``resume_run`` job (queued for the
     approval's expiry) marked done with it, unless another step of the run still waits for
-    its approval. Queues the ``finish_drop`` job of the approval's end (``queue_finish``)."""
+    its approval. Queues the ``finish_end`` job of the approval's end (``queue_finish``)."""
     step = await conn.fetchrow(
         """UPDATE steps SET outcome = $3, message = $4, finished_at = remediator_now()
            WHERE run_id = $1::uuid AND idx = $2 AND outcome = 'awaiting_approval'

@@ -7,8 +7,8 @@ the approvers told (their channel), the target lock its last admission took rele
 Done only by the process after its commit, a crash, Redis or the channel failing in between
 lost it: the slot stayed spent for the budget's window, the approval message said "waiting"
 for good, the lock held the target until ``guards.lock_ttl``. So the transaction that writes
-the end also queues a ``finish_drop`` job on the run (the kind is named after the first path
-that queued it, an operator's drop; every ending queues the same kind), whose payload says
+the end also queues a ``finish_end`` job on the run (every ending queues the same kind),
+whose payload says
 what to do, one key per thing so that a second ending on the run while the job is open adds
 its own (payloads are merged, ``enqueue``):
 
@@ -21,7 +21,7 @@ its own (payloads are merged, ``enqueue``):
   ended run holds under any token, for a run the store never saw admitted.
 
 Each is idempotent, so the process that ended the run still does them at once, as before, and
-the job, due ``FINISH_AFTER_S`` later, finds them done (pipeline/finish_drop.py).
+the job, due ``FINISH_AFTER_S`` later, finds them done (pipeline/finish_end.py).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ async def queue_finish(
     release: dict[str, bool] | None = None,
     delay_s: float = FINISH_AFTER_S,
 ) -> int | None:
-    """Queue, inside the caller's transaction on ``conn``, the ``finish_drop`` job of run
+    """Queue, inside the caller's transaction on ``conn``, the ``finish_end`` job of run
     ``run_id`` (module docstring): the slot back when ``refund``, a notice of each approval
     id in ``notices``, the lock entries of ``release`` (``release_entry``); due in
     ``delay_s`` seconds. Its id; None when the run does not exist."""
@@ -93,4 +93,4 @@ async def queue_finish(
     if refund:
         payload[FINISH_REFUND] = True
     payload.update(release or {})
-    return await enqueue(conn, JobKind.FINISH_DROP, run_id, delay_s=delay_s, payload=payload)
+    return await enqueue(conn, JobKind.FINISH_END, run_id, delay_s=delay_s, payload=payload)

@@ -11,10 +11,10 @@ two answers to a dead letter, each audited in the same transaction (``event.retr
   ``settled_reason`` (``dropped: ...``). A claimed item is being processed: it cannot be dropped.
   What only a dropped job would have moved (its run, its steps held or not begun, their
   approvals) ends in the same transaction (job_ends.py), and so is queued what follows that
-  end outside the store: a ``finish_drop`` job on the run, due at once (``FINISH_REFUND``:
+  end outside the store: a ``finish_end`` job on the run, due at once (``FINISH_REFUND``:
   the budget slot the run never used given back; ``FINISH_NOTICE`` + an approval's id: its
   approvers told it is cancelled; finish.py), done by a worker once the drop committed
-  (pipeline/finish_drop.py). A crash or an outage after the commit loses neither, and the
+  (pipeline/finish_end.py). A crash or an outage after the commit loses neither, and the
   drop's answer waits for neither.
 """
 
@@ -226,7 +226,7 @@ class Queues(Database):
         target lock, for the caller to release by the token of the run's admission now that
         the drop has committed; ``not_done``, what the dropped job would have done that
         nothing now does (an escalation's breaker feed and announcement); ``finish_job``, the
-        id of the ``finish_drop`` job queued with the drop (module docstring).
+        id of the ``finish_end`` job queued with the drop (module docstring).
         ItemNotFound; ItemConflict when it is claimed (being processed) or already done."""
         item, _ = await self._drop(kind, item_id, actor, reason)
         return item
@@ -237,7 +237,7 @@ class Queues(Database):
         """``drop_item`` of job ``job_id``, with what it ended (None: nothing), for the caller
         to do what follows a run's end in its own process once the drop committed (count it
         and its cancelled approvals, release its target lock: http/queues.py); the rest is
-        the ``finish_drop`` job's. Same errors."""
+        the ``finish_end`` job's. Same errors."""
         return await self._drop("job", job_id, actor, reason)
 
     async def _drop(

@@ -145,8 +145,8 @@ class JobKind(StrEnum):
     # give back the tokens the payload names (pipeline/lock_release.py).
     RELEASE_LOCK = "release_lock"
     # An operator's drop ended the run or its approvals: give back the budget slot it never
-    # used and tell the approvers, once the drop committed (pipeline/finish_drop.py).
-    FINISH_DROP = "finish_drop"
+    # used and tell the approvers, once the drop committed (pipeline/finish_end.py).
+    FINISH_END = "finish_end"
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ class ResolvedRuns(Database):
         ``not_run`` (one a worker stopped in ``interrupted``: it may have acted). The run's
         error is the first held step's message, else ``_NOT_RUN``. Each write audited
         (``step``, ``approval.cancelled``, ``run.outcome``). Its on_resolved steps are left
-        alone: the resolution is their occasion. Queues the ``finish_drop`` job of the end
+        alone: the resolution is their occasion. Queues the ``finish_end`` job of the end
         (finish.py): the unused slot, the approvers' notices, the last admission's lock.
 
         One transaction under the run's row lock. None when the run is not open or its alert

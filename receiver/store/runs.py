@@ -325,7 +325,7 @@ class Runs(Database):
         LeaseLost, nothing written, once its owner lost it (fence.py). ``expect``: only from
         that outcome, in the statement (False, nothing written, when it moved on).
         ``finish``: an end that leaves work beyond the store (the unused budget slot, the lock
-        the run's last admission took): its ``finish_drop`` job queued with it (finish.py)."""
+        the run's last admission took): its ``finish_end`` job queued with it (finish.py)."""
         terminal = outcome in _TERMINAL
         jobs = [(JobKind(kind), delay_s) for kind, delay_s in schedule]
         async with self._tx() as conn:

@@ -56,10 +56,10 @@ async def test_dropping_a_pending_deadline_job_ends_its_verifying_run(store: Sto
         "by": "alice",
     }
     # Fail closed: nothing is queued to act on the run, and no escalation step is recorded.
-    # The finish_drop job only asks whether the run's budget slot can be given back: a step
-    # of it acted, so it cannot (pipeline/finish_drop.py).
+    # The finish_end job only asks whether the run's budget slot can be given back: a step
+    # of it acted, so it cannot (pipeline/finish_end.py).
     open_jobs = [j for j in (await store.list_jobs(run_id=run_id))[0] if j["state"] != "done"]
-    assert [(j["kind"], j["payload"]) for j in open_jobs] == [("finish_drop", {"refund": True})]
+    assert [(j["kind"], j["payload"]) for j in open_jobs] == [("finish_end", {"refund": True})]
     assert [s.phase for s in run.steps] == ["run"]
 
 

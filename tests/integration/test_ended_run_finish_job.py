@@ -1,12 +1,12 @@
 """What follows the end of a run or its approval survives the pass that ended it
-(receiver/store/finish.py, pipeline/finish_drop.py).
+(receiver/store/finish.py, pipeline/finish_end.py).
 
 An approval that expired, a run its alert's resolution overtook: the pass that wrote the end
 gave the unused budget slot back, told the approvers and released the target lock after its
 commit, and nothing else did. Redis holding its writes, the approvers' channel answering 503,
 or the process dying in between lost it: the slot stayed spent for the budget's window, the
 approval message said "waiting" for good, the lock held the target until its TTL. Now the end's
-transaction queues a ``finish_drop`` job that does what the pass could not. And a channel that
+transaction queues a ``finish_end`` job that does what the pass could not. And a channel that
 refuses a notice (4xx) fails the job, counted, until it is dead and listed, instead of a wait
 retried for good. Real PostgreSQL, Redis (``CLIENT PAUSE WRITE``), the pipeline's worker
 passes, and a local HTTP server as the approvers' channel (``peer``).
@@ -46,7 +46,7 @@ from tests.support.target_locks import lock_holder, taken_up_after_the_lock, wri
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 # The kind as the store names it (a literal: the tests also run against the code before it).
-FINISH = "finish_drop"
+FINISH = "finish_end"
 WEB = Target("Deployment", "shop", "web")
 ALICE = Identity("alice", "operator-token", "alice")
 API = Origin(Channel.API, "10.1.1.1", "pytest")
@@ -68,7 +68,7 @@ async def _parked(approval_env: MakeApprovalEnv, peer: Peer) -> tuple[ApprovalEn
 
 
 async def _finish_due_now(store: Store, run_id: str) -> None:
-    """Make the run's pending ``finish_drop`` job due now (it waits for the pass's own try)."""
+    """Make the run's pending ``finish_end`` job due now (it waits for the pass's own try)."""
     async with store._pool.acquire() as conn:
         await conn.execute(
             "UPDATE jobs SET not_before = remediator_now()"
@@ -202,7 +202,7 @@ async def test_a_run_overtaken_whose_pass_died_after_the_commit_frees_the_target
     assert await h.store.end_resolved_run(first) is not None
     await _finish_due_now(h.store, first)
     (job,) = await h.store.claim_jobs("worker-b", 1, 30.0)
-    assert (job.kind, job.payload.get(f"token:{token}")) == (JobKind.FINISH_DROP, True)
+    assert (job.kind, job.payload.get(f"token:{token}")) == (JobKind.FINISH_END, True)
     assert (await h.pipeline.run_job(job)).is_done
     await h.store.complete_job(job.id, "worker-b")
 
@@ -240,7 +240,7 @@ async def test_a_run_never_seen_admitted_closed_by_a_pass_that_died_frees_the_ta
     await h.store.complete_job(job.id, "worker-b")
     await _finish_due_now(h.store, first)
     (finish,) = await h.store.claim_jobs("worker-b", 1, 30.0)
-    assert (finish.kind, finish.payload.get("held_by_run")) == (JobKind.FINISH_DROP, True)
+    assert (finish.kind, finish.payload.get("held_by_run")) == (JobKind.FINISH_END, True)
     assert (await h.pipeline.run_job(finish)).is_done
     await h.store.complete_job(finish.id, "worker-b")
 
@@ -254,7 +254,7 @@ async def test_an_admission_that_found_the_run_ended_queues_its_token_with_the_r
     """The run waited for the lock; its job takes it up, Redis admits it just as its alert's
     resolution is stored, and the store does not record the admission (the alert resolved).
     The pass dies before it gives the lock back (``Admit``): only it knew the token. Now the
-    store's refusal queues it, for a ``finish_drop`` job to give back."""
+    store's refusal queues it, for a ``finish_end`` job to give back."""
     counts = Counts()
     h = await make_harness(_rule(Counts.name), extra_actions=[counts], dry_run=False)
     run, job = await taken_up_after_the_lock(h, WEB, _labels("web-1"))

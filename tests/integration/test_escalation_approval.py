@@ -181,5 +181,5 @@ async def test_a_rejected_ladder_step_leaves_no_job_pending(
     assert [s.outcome for s in ended.steps] == ["ok", "rejected"]
     assert ended.outcome is RunOutcome.FAILED
     # Only the safety net of the slot and the notice, both done already (finish.py).
-    assert await open_jobs() == [("finish_drop", "pending")]
+    assert await open_jobs() == [("finish_end", "pending")]
     assert env.peer.pokes == 1

@@ -411,7 +411,7 @@ async def test_a_run_cancelled_while_it_waited_for_its_approval_leaves_no_job_pe
     assert cancelled is not None
     assert cancelled.state is ApprovalState.CANCELLED
     # Only the safety net of the slot and the notice, both done already (finish.py).
-    assert await _open_jobs(env, run.id) == [("finish_drop", "pending")]
+    assert await _open_jobs(env, run.id) == [("finish_end", "pending")]
     assert env.peer.pokes == 0
 
 
@@ -426,4 +426,4 @@ async def test_a_run_whose_approval_was_rejected_leaves_no_job_pending(
     assert ended is not None
     assert ended.outcome is RunOutcome.REJECTED, ended.error
     # Only the safety net of the slot and the notice, both done already (finish.py).
-    assert await _open_jobs(env, run.id) == [("finish_drop", "pending")]
+    assert await _open_jobs(env, run.id) == [("finish_end", "pending")]

@@ -1,11 +1,11 @@
-"""What follows a drop's end is durable, and off the drop's answer (pipeline/finish_drop.py).
+"""What follows a drop's end is durable, and off the drop's answer (pipeline/finish_end.py).
 
 An operator's drop of the job a run waited on ends the run and its approvals in its own
 transaction. The budget slot the run never used, and the approvers' notice that its approval is
 cancelled, were given and sent by the HTTP drop after that commit: a crash between the two lost
 both (the slot spent for the budget's window, the approval message "waiting" for good), an
 approvers' channel down lost the notice (logged once, never sent again), and a slow channel
-held the drop's answer as long as it took. Now a ``finish_drop`` job, queued in the drop's
+held the drop's answer as long as it took. Now a ``finish_end`` job, queued in the drop's
 transaction, does both, retried until they are done, and a retry gives nothing back twice nor
 tells the approvers twice. Real PostgreSQL, Redis, the pipeline's worker passes, and a local
 HTTP server as the approvers' channel (``peer``).
@@ -38,7 +38,7 @@ from tests.support.leases import take_over_job
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 # The kind as the store names it (a literal: the tests also run against the code before it).
-FINISH = "finish_drop"
+FINISH = "finish_end"
 
 
 async def parked(approval_env: MakeApprovalEnv, peer: Peer) -> tuple[ApprovalEnv, RunRecord, int]:
@@ -62,13 +62,13 @@ def cancelled(peer: Peer) -> list[dict[str, Any]]:
 
 
 async def finish_jobs(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """The run's ``finish_drop`` jobs, in any state."""
+    """The run's ``finish_end`` jobs, in any state."""
     rows, _ = await store.list_jobs(run_id=run_id, kind=FINISH)
     return rows
 
 
 async def due_now(store: Store, run_id: str) -> None:
-    """Make the run's pending ``finish_drop`` job due now (a retry waits ``NOTICE_RETRY_S``):
+    """Make the run's pending ``finish_end`` job due now (a retry waits ``NOTICE_RETRY_S``):
     asking for it again keeps the earlier due time."""
     async with store._pool.acquire() as conn:
         await conn.execute(

@@ -2,7 +2,7 @@
 ``remediator jobs drop``) is followed as every other ending is, once the drop committed: the
 run and its cancelled approvals counted (http/queues.py ``_run_ended``), its unused budget slot
 given back (never when a step of it may have acted) and the approvers told, by the
-``finish_drop`` job queued with the drop (pipeline/finish_drop.py; its durability:
+``finish_end`` job queued with the drop (pipeline/finish_end.py; its durability:
 test_drop_finish_job.py); the CLI says what the answer says; the review words the rows. Real
 PostgreSQL, Redis, and a local HTTP server for the approvers' channel.
 
@@ -68,7 +68,7 @@ async def test_a_dropped_parked_run_is_counted_gives_its_slot_back_and_tells_its
     assert job["run_ended"] == "cancelled"
     assert counted(metrics, "remediator_runs_total", rule="poke", outcome="cancelled") == 1
     assert counted(metrics, "remediator_approvals_total", rule="poke", state="cancelled") == 1
-    await env.harness.drain()  # the finish_drop job
+    await env.harness.drain()  # the finish_end job
     # Nothing of it acted: the slot is back, and the next disruptive run is admitted.
     assert peer.value == 0
     assert await budget_slots(env) == []
@@ -105,7 +105,7 @@ async def test_a_dropped_run_a_worker_stopped_in_keeps_its_slot(
     assert response.status == 200
     assert (await response.json())["job"]["steps_interrupted"] == [1]
     assert counted(metrics, "remediator_runs_total", rule="r", outcome="cancelled") == 1
-    assert await env.harness.drain() == 1  # the finish_drop job
+    assert await env.harness.drain() == 1  # the finish_end job
     assert await env.harness.guards._redis.zscore(budget, run_id) is not None
 
 

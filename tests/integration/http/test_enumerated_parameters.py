@@ -21,7 +21,7 @@ ENUMERATED = [
     (
         "/api/v1/jobs",
         "kind",
-        "resume_run, verify_deadline, resume_resolve, release_lock, finish_drop",
+        "resume_run, verify_deadline, resume_resolve, release_lock, finish_end",
     ),
     ("/api/v1/events", "skipped", "true, false"),
 ]

@@ -1,18 +1,17 @@
 """What follows the end of a run or of its approvals, once that end committed: the
-``finish_drop`` job.
+``finish_end`` job.
 
 The transaction that ends a run or an approval queues this job on the run
-(receiver/store/finish.py): an operator's drop of the job a run waited on
-(``Queues.drop_item``: ``POST /api/v1/jobs/{id}/drop``, ``remediator jobs drop``; the job is
-due at once, and does all of it), an approval expired, rejected, or cancelled by its alert's
-resolution (``Approvals``, store/approval_ends.py), a run its alert's resolution overtook
-(``Store.end_resolved_run``, pipeline/overtaken.py). The job's kind keeps the name of the
-first path that queued it. Before, all of it was done in process after the commit: a crash,
-Redis or the approvers' channel not answering in between lost it (the budget slot stayed spent
-for the budget's window, the approvers' message said "waiting" for good, the target lock held
-the target until ``guards.lock_ttl``). The paths other than the drop still do it at once (the
-usual case stays immediate), and their job, due ``FINISH_AFTER_S`` later, finds it done. Its
-payload says what to do:
+(receiver/store/finish.py): an operator's drop of the job a run waited on (``Queues.drop_item``:
+``POST /api/v1/jobs/{id}/drop``, ``remediator jobs drop``; the job is due at once, and does all
+of it), an approval expired, rejected, or cancelled by its alert's resolution (``Approvals``,
+store/approval_ends.py), a run its alert's resolution overtook (``Store.end_resolved_run``,
+pipeline/overtaken.py). Before, all of it was done in process after the commit: a crash, Redis
+or the approvers' channel not answering in between lost it (the budget slot stayed spent for the
+budget's window, the approvers' message said "waiting" for good, the target lock held the target
+until ``guards.lock_ttl``). The paths other than the drop still do it at once (the usual case
+stays immediate), and their job, due ``FINISH_AFTER_S`` later, finds it done. Its payload says
+what to do:
 
 - ``refund`` (``FINISH_REFUND``): the budget slot the run, or its escalation, drew given back
   when none of its steps may have acted (``BudgetRefund``, which decides from the run's
@@ -55,7 +54,7 @@ from receiver.pipeline.context import Deps
 from receiver.pipeline.lock_release import GIVE_BACK, HELD_BY_RUN, release_queued
 from receiver.store import FINISH_NOTICE, FINISH_REFUND
 
-__all__ = ["NOTICE_RETRY_S", "NoticeRefused", "finish_drop"]
+__all__ = ["NOTICE_RETRY_S", "NoticeRefused", "finish_end"]
 
 # The notice of each state an approval ends in.
 _NOTICE_OF_END = {
@@ -75,8 +74,8 @@ class NoticeRefused(Exception):
     channel's URL or credentials (``notify.channels``), then retry the dead job."""
 
 
-async def finish_drop(deps: Deps, run_id: str, payload: Mapping[str, Any], log: Any) -> Disposition:
-    """The ``finish_drop`` job of run ``run_id``: give its unused budget slot back when
+async def finish_end(deps: Deps, run_id: str, payload: Mapping[str, Any], log: Any) -> Disposition:
+    """The ``finish_end`` job of run ``run_id``: give its unused budget slot back when
     ``payload`` asks (``FINISH_REFUND``), give back the target lock entries it names
     (``token:``, ``held_by_run``), then tell the approvers of each approval it names
     (``FINISH_NOTICE``) of its end, as the module says. Done when all are; a retry naming what
