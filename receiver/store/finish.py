@@ -1,9 +1,10 @@
 """What follows the end of a run or of its approvals beyond the store, queued with that end.
 
 A run or an approval that ends (an operator's drop of the job a run waited on, an approval
-expired, rejected or cancelled by its alert's resolution, a run its alert's resolution
-overtook) leaves work outside the store: the budget slot the run never used given back (Redis),
-the approvers told (their channel), the target lock its last admission took released (Redis).
+expired, rejected or cancelled by its alert's resolution, an undo's approval withdrawn because
+its alert fired again, a run its alert's resolution overtook) leaves work outside the store:
+the budget slot the run never used given back (Redis), the approvers told (their channel), the
+target lock its last admission took released (Redis).
 Done only by the process after its commit, a crash, Redis or the channel failing in between
 lost it: the slot stayed spent for the budget's window, the approval message said "waiting"
 for good, the lock held the target until ``guards.lock_ttl``. So the transaction that writes
