@@ -27,7 +27,7 @@ the job, due ``FINISH_AFTER_S`` later, finds them done (pipeline/finish_end.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from receiver.store.jobs import enqueue
@@ -40,6 +40,7 @@ __all__ = [
     "FINISH_REFUND",
     "FINISH_RELEASE",
     "admitted_token",
+    "left_undone",
     "queue_finish",
     "release_entry",
 ]
@@ -95,3 +96,25 @@ async def queue_finish(
         payload[FINISH_REFUND] = True
     payload.update(release or {})
     return await enqueue(conn, JobKind.FINISH_END, run_id, delay_s=delay_s, payload=payload)
+
+
+def left_undone(payload: Mapping[str, Any]) -> str | None:
+    """What a ``finish_end`` job of ``payload`` leaves undone when an operator drops it, unless
+    it was done already (each is idempotent, and a drop cannot ask Redis or the channel
+    which): the unused budget slot (it comes back once the budget's window has passed), the
+    target lock (it frees itself at ``guards.lock_ttl``), the approvers' notices. None when
+    the payload asks for nothing."""
+    undone: list[str] = []
+    if payload.get(FINISH_REFUND):
+        undone.append(
+            "the run's budget slot, if none of its steps may have acted, not given back "
+            "(it comes back once the budget's window has passed)"
+        )
+    if any(key.startswith(FINISH_RELEASE) or key == FINISH_HELD_BY_RUN for key in payload):
+        undone.append("its target lock not released (it frees itself at guards.lock_ttl)")
+    notices = sorted(key[len(FINISH_NOTICE) :] for key in payload if key.startswith(FINISH_NOTICE))
+    if notices:
+        undone.append("the approvers not told of the end of approval " + ", ".join(notices))
+    if not undone:
+        return None
+    return "unless its finish_end job did it before the drop: " + "; ".join(undone)
