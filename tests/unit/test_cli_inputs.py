@@ -136,7 +136,9 @@ def test_a_reason_not_utf8_is_one_usage_error_before_anything_is_sent(
         main, [*path, *args, "--reason", reason, "--url", "http://127.0.0.1:1"], env={}
     )
     assert result.exit_code == 2, result.output
-    assert "'--reason': not UTF-8 text (a byte the shell passed is not UTF-8)" in result.stderr
+    assert result.stderr.endswith(
+        "error: --reason: not UTF-8 text (a byte the shell passed is not UTF-8); nothing was sent\n"
+    ), result.stderr
     assert result.stdout == ""
 
 
