@@ -80,12 +80,18 @@ url_option = click.option(
 
 
 def check_reason(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--reason``: not blank when given, and at most as long as the server takes; else a
-    usage error naming the option (exit 2), before anything is sent. The server refuses a
-    blank reason where one is required and drops it where not: ``events drop 1 2 3 --reason
-    " "`` sent three requests and printed three 400s."""
+    """``--reason``: UTF-8 text, not blank when given, and at most as long as the server
+    takes; else a usage error naming the option (exit 2), before anything is sent. The server
+    refuses a blank reason where one is required and drops it where not: ``events drop 1 2 3
+    --reason " "`` sent three requests and printed three 400s."""
     from receiver.http.bodies import MAX_REASON_CHARS
 
+    # A byte the shell passed that is not UTF-8 (a lone surrogate in argv): said once here, as
+    # call_server says it, not once per id of a bulk command, each refused with exit 1.
+    if value is not None and has_lone_surrogate(value):
+        raise BadUsage(
+            "--reason: not UTF-8 text (a byte the shell passed is not UTF-8); nothing was sent"
+        )
     if value is not None and not value.strip():
         leave_out = "" if param.required else ", or leave --reason out"
         raise click.BadParameter(f"blank: say why (it goes into the audit log){leave_out}")

@@ -40,6 +40,9 @@ _NOT_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\s\\]")
 # a proxy or a server may refuse a path holding one (400), or read it otherwise than written.
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A path segment a browser resolves instead of sending (WHATWG URL: `.` and `..`, also spelled
+# `%2e`, `.%2E`, ...): a link under `/ops/%2e%2e` opened `/approve/...`, not `/ops/...`.
+_DOT_SEGMENT = re.compile(r"(?:\.|%2e){1,2}", re.IGNORECASE)
 
 
 def base_url(url: str) -> str:
@@ -53,7 +56,8 @@ def base_url(url: str) -> str:
     ValueError, never quoting the URL, for what no link can be built under: a query (``?``:
     ``{url}/approve/{token}`` put the token in it, and the link opened the wrong page), a
     blank, a control character or a backslash, a ``%`` in the path that begins no
-    percent-escape (quoted: ``'%zz'``), a port that is not 1-65535, or a host a browser would
+    percent-escape (quoted: ``'%zz'``), a ``.`` or ``..`` segment however spelled (a browser
+    resolves it: quoted), a port that is not 1-65535, or a host a browser would
     name otherwise (``_origin_host``)."""
     if _NOT_IN_URL.search(url):
         raise ValueError(
@@ -70,6 +74,11 @@ def base_url(url: str) -> str:
         raise ValueError(
             f"the URL's path holds {escape!r}, which is no percent-escape (% and two hex "
             "digits): write a % itself as %25"
+        )
+    if dots := [seg for seg in parts.path.split("/") if _DOT_SEGMENT.fullmatch(seg)]:
+        raise ValueError(
+            f"the URL's path holds the segment {dots[0]!r}, which a browser resolves (. or ..) "
+            "instead of sending it, so links would open another path: write the path without it"
         )
     try:
         port = parts.port

@@ -24,7 +24,10 @@ of tries. An on_resolved step (an undo) waits ``undo_unreachable_retry_s``
 (``actions.undo_unreachable_retry_for``, 30 minutes): the change it takes back stays in place
 until it runs, and a run's step that gives up only leaves the alert to the people it pages
 anyway, while an undo that gives up leaves a change nobody will take back unless told
-(``undo_failed``). ``0s`` fails at the first such failure, as before.
+(``undo_failed``). ``0s`` fails at the first such failure, as before. The wait is the one the
+step's record says (``_waited``: its message begins ``UNREACHED``): a guard that held the step
+since (a pause, the target lock) rewrote that message, and the next failure begins a new wait,
+its first try and count written over the older one's (``Store.defer_step``).
 
 A step that may have acted (a write sent and never answered, a timeout after the request went
 out) is never deferred: it is recorded ``failed`` with ``may_have_acted``, as before. A step

@@ -2,7 +2,12 @@
 
 ``StepDeferrals.defer_step`` writes on the step's row what its waiting says (its message, how
 many tries, when the first failed: ``started_at``) and leaves its outcome as it was (``pending``,
-or ``awaiting_approval`` for an approved step): it is still to run. Only the first deferral of
+or ``awaiting_approval`` for an approved step): it is still to run. The tries and the first
+try are the current wait's, as the pipeline counts them from the row while its message says
+it waits: a guard that held the step in between (a pause, another run's target lock) rewrote
+that message, and the next outage is a new wait, bounded from its own first try. Before, the
+row kept the first wait's ``started_at`` and count, and a step held for longer than its bound
+between two outages failed at its second try of the second. Only the first deferral of
 a step is audited (a ``step.deferred`` row); the later ones update the row alone. An outage of
 minutes retries every step it meets a dozen times, and a storm's thousand runs would write
 that many audit rows a minute for nothing the review does not read from the step itself: the
@@ -47,11 +52,12 @@ class StepDeferrals(Database):
         back_to: str = "pending",
     ) -> bool:
         """Say on step ``idx`` of ``phase`` that it waits for its system: ``message``,
-        ``tries`` (its attempts so far) and ``first_at`` (when the first try failed, kept as
-        its ``started_at`` once set); its outcome stays. ``audit``: also append a
-        ``step.deferred`` row (``{"phase", "idx", "action", "message", "tries"}``), in the same
-        transaction: the step's first deferral. True when the step was still waiting to run
-        and is updated; False when it is not (ended, started) and nothing was written.
+        ``tries`` (its attempts so far in this wait) and ``first_at`` (when this wait's first
+        try failed), written as its ``attempts`` and ``started_at``; its outcome stays.
+        ``audit``: also append a ``step.deferred`` row (``{"phase", "idx", "action",
+        "message", "tries"}``), in the same transaction: the step's first deferral. True when
+        the step was still waiting to run and is updated; False when it is not (ended,
+        started) and nothing was written.
         ``lease``: LeaseLost, nothing written, when its claim is no longer held (fence.py).
         ``mark``: the message of this try's start mark (``Store.start_step``), for a step
         whose action is marked ``started`` before it acts: a step ``started`` with exactly that
@@ -66,9 +72,10 @@ class StepDeferrals(Database):
                 f"""
                 WITH held AS ({held_sql("$8", "$9", "$10")}),
                 up AS (
-                    UPDATE steps SET message = $4, attempts = greatest(steps.attempts, $5),
-                                     started_at = CASE WHEN steps.outcome = '{STARTED}' THEN $6
-                                                  ELSE coalesce(steps.started_at, $6) END,
+                    -- The wait's own tries and first try, as the caller counted them: a
+                    -- step whose message no longer says it waits (a guard held it since)
+                    -- begins a new wait, which must not be bounded from an older one's.
+                    UPDATE steps SET message = $4, attempts = $5, started_at = $6,
                                      outcome = CASE WHEN steps.outcome = '{STARTED}' THEN $12
                                                ELSE steps.outcome END
                     WHERE run_id = $1::uuid AND phase = $2 AND idx = $3

@@ -1,9 +1,10 @@
 """What follows the end of a run or of its approvals beyond the store, queued with that end.
 
 A run or an approval that ends (an operator's drop of the job a run waited on, an approval
-expired, rejected or cancelled by its alert's resolution, a run its alert's resolution
-overtook) leaves work outside the store: the budget slot the run never used given back (Redis),
-the approvers told (their channel), the target lock its last admission took released (Redis).
+expired, rejected or cancelled by its alert's resolution, an undo's approval withdrawn because
+its alert fired again, a run its alert's resolution overtook) leaves work outside the store:
+the budget slot the run never used given back (Redis), the approvers told (their channel), the
+target lock its last admission took released (Redis).
 Done only by the process after its commit, a crash, Redis or the channel failing in between
 lost it: the slot stayed spent for the budget's window, the approval message said "waiting"
 for good, the lock held the target until ``guards.lock_ttl``. So the transaction that writes
@@ -26,7 +27,7 @@ the job, due ``FINISH_AFTER_S`` later, finds them done (pipeline/finish_end.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from receiver.store.jobs import enqueue
@@ -39,6 +40,7 @@ __all__ = [
     "FINISH_REFUND",
     "FINISH_RELEASE",
     "admitted_token",
+    "left_undone",
     "queue_finish",
     "release_entry",
 ]
@@ -94,3 +96,25 @@ async def queue_finish(
         payload[FINISH_REFUND] = True
     payload.update(release or {})
     return await enqueue(conn, JobKind.FINISH_END, run_id, delay_s=delay_s, payload=payload)
+
+
+def left_undone(payload: Mapping[str, Any]) -> str | None:
+    """What a ``finish_end`` job of ``payload`` leaves undone when an operator drops it, unless
+    it was done already (each is idempotent, and a drop cannot ask Redis or the channel
+    which): the unused budget slot (it comes back once the budget's window has passed), the
+    target lock (it frees itself at ``guards.lock_ttl``), the approvers' notices. None when
+    the payload asks for nothing."""
+    undone: list[str] = []
+    if payload.get(FINISH_REFUND):
+        undone.append(
+            "the run's budget slot, if none of its steps may have acted, not given back "
+            "(it comes back once the budget's window has passed)"
+        )
+    if any(key.startswith(FINISH_RELEASE) or key == FINISH_HELD_BY_RUN for key in payload):
+        undone.append("its target lock not released (it frees itself at guards.lock_ttl)")
+    notices = sorted(key[len(FINISH_NOTICE) :] for key in payload if key.startswith(FINISH_NOTICE))
+    if notices:
+        undone.append("the approvers not told of the end of approval " + ", ".join(notices))
+    if not undone:
+        return None
+    return "unless its finish_end job did it before the drop: " + "; ".join(undone)

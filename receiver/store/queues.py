@@ -15,7 +15,9 @@ two answers to a dead letter, each audited in the same transaction (``event.retr
   the budget slot the run never used given back; ``FINISH_NOTICE`` + an approval's id: its
   approvers told it is cancelled; finish.py), done by a worker once the drop committed
   (pipeline/finish_end.py). A crash or an outage after the commit loses neither, and the
-  drop's answer waits for neither.
+  drop's answer waits for neither. A ``finish_end`` job dropped itself says, in the answer's
+  ``not_done`` and its ``job.drop`` row, what it leaves undone unless it did it already
+  (``finish.left_undone``): before, a slot left spent and a lock left held were silent.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ import asyncpg
 from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
-from receiver.store.finish import queue_finish
+from receiver.store.finish import left_undone, queue_finish
 from receiver.store.job_ends import JobEnd, end_dropped_job_run
 from receiver.store.leases import EVENTS, JOBS, QueueTable
 from receiver.store.paging import Placeholders
-from receiver.store.records import as_utc
-from receiver.store.stored_json import stored_data
+from receiver.store.records import JobKind, as_utc
+from receiver.store.stored_json import decode_object, stored_data
 
 __all__ = [
     "QUEUE_STATES",
@@ -226,7 +228,8 @@ class Queues(Database):
         target lock, for the caller to release by the token of the run's admission now that
         the drop has committed; ``not_done``, what the dropped job would have done that
         nothing now does (an escalation's breaker feed and announcement); ``finish_job``, the
-        id of the ``finish_end`` job queued with the drop (module docstring).
+        id of the ``finish_end`` job queued with the drop (module docstring); for a dropped
+        ``finish_end`` job, ``not_done`` says what it may leave undone (``left_undone``).
         ItemNotFound; ItemConflict when it is claimed (being processed) or already done."""
         item, _ = await self._drop(kind, item_id, actor, reason)
         return item
@@ -269,7 +272,12 @@ class Queues(Database):
                 item_id,
                 f"dropped: {reason}",
             )
-            await self._audit(conn, queue, "drop", before, actor, reason)
+            # A finish_end job dropped leaves what it had not done yet undone: said, not lost.
+            undone = None
+            if queue is JOBS and before["kind"] == JobKind.FINISH_END:
+                payload, _ = decode_object("payload", row["payload"])
+                undone = left_undone(payload or {})
+            await self._audit(conn, queue, "drop", before, actor, reason, not_done=undone)
             # After the job's own row: what only this job would have moved ends with it.
             ended = (
                 None
@@ -288,6 +296,8 @@ class Queues(Database):
                     delay_s=0.0,
                 )
         item = _view(queue, row)
+        if undone is not None:
+            item["not_done"] = undone
         if ended is not None:
             item.update(_ended(ended))
             item["finish_job"] = finish
@@ -314,6 +324,7 @@ class Queues(Database):
         before: Mapping[str, Any],
         actor: str,
         reason: str | None,
+        not_done: str | None = None,
     ) -> None:
         run_id, fingerprint, data = queue.audit(before)
         data.update(
@@ -324,6 +335,8 @@ class Queues(Database):
             failures=before["failures"],
             last_error=before["last_error"],
         )
+        if not_done is not None:
+            data["not_done"] = not_done
         await append_in_tx(conn, f"{queue.kind}.{action}", run_id, fingerprint, data)
 
 

@@ -7,7 +7,11 @@ and the new run, planned while the change was still in place, changed nothing an
 of its own. So the firing withdraws it: its pending approval is cancelled (with the reason, for
 the approver), the held step and the on_resolved steps after it are recorded ``not_run``, and
 the run's undo is deferred (``undo_deferred``) to the alert's next resolution, where
-``Verification.carry_undo`` plans it again (and its approval is asked for again).
+``Verification.carry_undo`` plans it again (and its approval is asked for again). The same
+transaction queues the ``finish_end`` job that tells the approvers of each cancelled approval
+(store/finish.py): the caller tells them at once, and the job does when it could not (the
+channel down, the process gone after the commit), where before the approval message said
+"waiting" for good.
 
 An approval given just before the alert fired again leaves the step ``awaiting_approval``
 until a worker takes it up, but no longer pending, so the firing does not see it; nor does it
@@ -30,6 +34,7 @@ from receiver.model import ApprovalRecord, Status, StepPlan
 from receiver.store.audit import append_in_tx
 from receiver.store.carry import carry
 from receiver.store.database import Database
+from receiver.store.finish import queue_finish
 from receiver.store.step_ends import StepEnd, end_steps
 from receiver.store.steps import NOT_RUN
 from receiver.store.stored_json import decode_object
@@ -216,6 +221,11 @@ async def _withdraw(
         reason=WITHDRAWN,
         states=states,
     )
+    if cancelled:
+        # The approvers' notices, sent by the caller at once and by this job when it cannot
+        # (the channel down, the process gone after the commit: finish.py). No slot: the
+        # run acted, and its change stays until the carried undo takes it back.
+        await queue_finish(conn, run_id, refund=False, notices=[a.id for a in cancelled])
     await conn.execute("UPDATE runs SET undo_deferred = true WHERE id = $1::uuid", run_id)
     await append_in_tx(
         conn,

@@ -122,6 +122,26 @@ def test_a_blank_reason_is_a_usage_error(path: tuple[str, ...], blank: str) -> N
     assert ("or leave --reason out" in result.stderr) == (path[-1] in ("retry", "approve"))
 
 
+@pytest.mark.parametrize("path", REASON_COMMANDS, ids=" ".join)
+def test_a_reason_not_utf8_is_one_usage_error_before_anything_is_sent(
+    path: tuple[str, ...],
+) -> None:
+    # `events drop 1 2 --reason $'caf\xe9'` (a latin-1 shell) printed "not UTF-8 text" once per
+    # id, exit 1, where a blank or long reason is one usage error, exit 2.
+    args = [a for a in _required_args(path) if a not in ("--reason", "x")]
+    if path[-1] in ("retry", "drop"):
+        args += ["2", "3"]
+    reason = b"caf\xe9".decode("utf-8", "surrogateescape")
+    result = CliRunner().invoke(
+        main, [*path, *args, "--reason", reason, "--url", "http://127.0.0.1:1"], env={}
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.endswith(
+        "error: --reason: not UTF-8 text (a byte the shell passed is not UTF-8); nothing was sent\n"
+    ), result.stderr
+    assert result.stdout == ""
+
+
 @pytest.mark.parametrize("duration", ["500ms", "0s", "8d", "soon"])
 def test_a_pause_outside_1s_to_7d_is_a_usage_error(duration: str) -> None:
     result = CliRunner().invoke(

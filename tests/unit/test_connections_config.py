@@ -434,6 +434,13 @@ def test_external_url_is_kept_in_the_form_browsers_name_its_origin(
         ("'https://x.example/%zz'", "the URL's path holds '%zz', which is no percent-escape"),
         ("'https://x.example/ops/a%2'", "the URL's path holds '%2', which is no percent-escape"),
         ("'https://x.example/ops%'", "the URL's path holds '%', which is no percent-escape"),
+        # Accepted, and a browser opened the links one directory up, or at the root: a dot
+        # segment is resolved, however it is spelled, not sent.
+        ("'https://x.example/%2e%2e/ops'", "the URL's path holds the segment '%2e%2e'"),
+        ("'https://x.example/ops/.%2E'", "the URL's path holds the segment '.%2E'"),
+        ("'https://x.example/ops/..'", "the URL's path holds the segment '..'"),
+        ("'https://x.example/./ops'", "the URL's path holds the segment '.'"),
+        ("'https://x.example/ops/%2E'", "the URL's path holds the segment '%2E'"),
         ("'https://remediator.example:99999'", "port is not a number from 1 to 65535"),
         ("'https://remediator.example:0'", "port is not a number from 1 to 65535"),
         ("'https://remediator.example:https'", "port is not a number from 1 to 65535"),
