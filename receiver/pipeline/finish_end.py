@@ -34,8 +34,10 @@ Redis, or a channel that did not answer (or answered 429/5xx): a retry, not coun
 failure (waiting is not failing), after ``guards_down_retry_s`` or ``NOTICE_RETRY_S`` (the
 worker's backoff may make it longer); what was done stays done. A channel that refused a
 notice (4xx, a redirect: a wrong URL, a bad token) would refuse it at every retry: a failed
-attempt (``NoticeRefused``, after the rest was done), so that ``worker.max_attempts`` of them
-make the job dead, listed for an operator; before, it was retried for good, never counted.
+attempt (``NoticeRefused``, once the rest is done: while the slot or the lock still waits for
+Redis, the refusal waits with them, so that a dead job never leaves them undone), so that
+``worker.max_attempts`` of them make the job dead, listed for an operator; before, it was
+retried for good, never counted.
 The store not answering raises, and the worker releases the job as for any outage. The counts
 of the ended run and approvals (``remediator_runs_total``, ``remediator_approvals_total``) stay
 the ending process's: a counter is its own process's, and the job may run on another replica.
@@ -100,11 +102,16 @@ async def finish_end(deps: Deps, run_id: str, payload: Mapping[str, Any], log: A
     ids = sorted(key[len(FINISH_NOTICE) :] for key in payload if key.startswith(FINISH_NOTICE))
     not_taken, refused = await _tell(deps, run_id, ids, log)
     if refused:
-        raise NoticeRefused(
+        said = (
             "the approvers' channel refused the notice of " + "; ".join(refused) + ": check "
-            "its URL and credentials (notify.channels); retried, and dead after "
-            "worker.max_attempts" + (f"; also waiting: {'; '.join(waiting)}" if waiting else "")
+            "its URL and credentials (notify.channels)"
         )
+        if waiting:
+            # Counted, the refusal would make the job dead with the slot or the lock still
+            # waiting for Redis: it counts once they are done.
+            why = f"not done yet: {'; '.join(waiting)}; and {said}; retried"
+            return Disposition.retry(delay, why)
+        raise NoticeRefused(said + "; retried, and dead after worker.max_attempts")
     if not_taken:
         waiting.append("the approvers' notice of " + "; ".join(not_taken))
         delay = max(delay, NOTICE_RETRY_S)

@@ -305,3 +305,38 @@ async def test_a_channel_that_refuses_a_notice_makes_the_job_dead_not_retried_fo
     assert "refused the notice" in dead["last_error"]
     assert "HTTP 404" in dead["last_error"]
     assert await budget_slots(env) == []  # the rest was done before the refusal
+
+
+async def test_a_refused_notice_does_not_make_the_job_dead_while_redis_work_waits(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """The channel answers 404 while Redis holds its writes: the refusal would count, and at
+    ``max_attempts`` the job would die with the budget slot still spent. It waits for Redis
+    with the slot instead, uncounted; once the slot is back, the refusal counts."""
+    env, run = await _parked(approval_env, peer)
+    store = env.harness.store
+    job_id = await open_job(store, run.id, JobKind.RESUME_RUN)
+    peer.notify_status = 404
+
+    async def finish() -> dict[str, Any]:
+        [row] = (await store.list_jobs(run_id=run.id, kind=FINISH))[0]
+        return row
+
+    async with writes_held(env.harness.guards.redis):
+        await store.drop_job(job_id, actor="alice", reason="stale")
+        async with env.harness.worker(concurrency=1, poll_interval_s=0.05, max_attempts=1):
+            waiting = await eventually(
+                finish,
+                lambda row: row["attempts"] >= 1 and row["state"] == "pending",
+                what="a tried job",
+            )
+    assert waiting["failures"] == 0
+    assert "the budget slot" in waiting["last_error"]
+    assert "refused the notice" in waiting["last_error"]
+    assert await budget_slots(env) == [run.id]
+
+    await _finish_due_now(store, run.id)
+    async with env.harness.worker(concurrency=1, poll_interval_s=0.05, max_attempts=1):
+        dead = await eventually(finish, lambda row: row["state"] == "dead", what="a dead job")
+    assert await budget_slots(env) == []
+    assert dead["failures"] == 1
