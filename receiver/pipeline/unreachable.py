@@ -35,7 +35,9 @@ a mark with this try's attempt id), the step ``pending`` again (``awaiting_appro
 approved), and the retry runs it rather than read the mark as a stopped worker's. Each of its
 tries is audited: the mark's ``step`` row (``started``) and a ``step.deferred`` row saying it
 did not act. A mark the deferral could not clear (the store failed) is read as interrupted, the
-safe side.
+safe side. A step's preview for its approval (receiver.pipeline.approve ``_plan``: before the
+approval is asked for, and again as an approved step is taken up) waits the same way: a
+preview only reads, so any failure its retries ran out on changed nothing.
 
 The waiting is said once in the audit log (one ``step.deferred`` row at the step's first
 deferral, ``Store.defer_step``); the retries only update the step's row (its message,

@@ -50,8 +50,11 @@ class StepDeferrals(Database):
         ``tries`` (its attempts so far) and ``first_at`` (when the first try failed, kept as
         its ``started_at`` once set); its outcome stays. ``audit``: also append a
         ``step.deferred`` row (``{"phase", "idx", "action", "message", "tries"}``), in the same
-        transaction: the step's first deferral. True when the step was still waiting to run
-        and is updated; False when it is not (ended, started) and nothing was written.
+        transaction: the step's first deferral of this wait, whose ``first_at`` replaces any
+        ``started_at`` an earlier wait left (a step that waited for its preview, was then
+        asked for and approved, and meets a second outage: its bound counts from this one).
+        True when the step was still waiting to run and is updated; False when it is not
+        (ended, started) and nothing was written.
         ``lease``: LeaseLost, nothing written, when its claim is no longer held (fence.py).
         ``mark``: the message of this try's start mark (``Store.start_step``), for a step
         whose action is marked ``started`` before it acts: a step ``started`` with exactly that
@@ -67,7 +70,8 @@ class StepDeferrals(Database):
                 WITH held AS ({held_sql("$8", "$9", "$10")}),
                 up AS (
                     UPDATE steps SET message = $4, attempts = greatest(steps.attempts, $5),
-                                     started_at = CASE WHEN steps.outcome = '{STARTED}' THEN $6
+                                     started_at = CASE WHEN steps.outcome = '{STARTED}' OR $13
+                                                  THEN $6
                                                   ELSE coalesce(steps.started_at, $6) END,
                                      outcome = CASE WHEN steps.outcome = '{STARTED}' THEN $12
                                                ELSE steps.outcome END
@@ -92,6 +96,7 @@ class StepDeferrals(Database):
                 *fence_args(lease),
                 mark,
                 back_to,
+                audit,
             )
             assert row is not None  # held is one row
             check_held(row["ok"], lease, f"the deferral of step {idx} of {phase} of run {run_id}")
