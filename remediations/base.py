@@ -255,6 +255,13 @@ class ActionContext:
     # detection).
     step: int | None = None
     phase: str = "run"
+    # True when a failure of this call that reached nothing (TransientActionError with
+    # ``may_have_acted`` False) is not the step's end: the pipeline tries the step again once
+    # its system is back (receiver.pipeline.unreachable), so what such a try leaves for the
+    # next (delete_pod's write record, which the next try carries out) may stay. False (a call
+    # outside a run's steps, or a step whose wait for its system is over): the failure is
+    # final, and the action takes back what would otherwise claim a change never made.
+    retried_if_unreached: bool = False
 
 
 @runtime_checkable

@@ -37,7 +37,12 @@ Two stages around ``Execute``:
   let through or held on its own merits (``turns.StepTurns``).
 
 A preview that is refused (the target cannot be changed that way now) or fails ends the step
-like a run would: there is nothing to approve.
+like a run would: there is nothing to approve. Except a preview whose system could not be
+reached (retries run out: ``TransientActionError``; a preview only reads, so none of its tries
+changed anything): the step waits for its system as a step whose action could not reach it
+does (receiver.pipeline.unreachable): no approval asked yet, the step ``pending`` (an approved
+one ``awaiting_approval``, its approval kept) with a message saying why, the event or job
+retried, and ended ``failed`` only once it has waited its bound (``unreachable_retry_for``).
 """
 
 from __future__ import annotations
@@ -52,8 +57,9 @@ from receiver.pipeline.context import STEP_STARTED, STOPS_RUN, Deps, RunContext,
 from receiver.pipeline.overtaken import escalation_overtaken, run_overtaken
 from receiver.pipeline.refired import withdrawn_on_refire
 from receiver.pipeline.steps import StepRunner, failed
+from receiver.pipeline.unreachable import StepDeferred, Unreachable
 from receiver.unreadable import unreadable_text
-from remediations.base import ActionError, ActionRefused, Outcome, Result
+from remediations.base import ActionError, ActionRefused, Outcome, Result, TransientActionError
 
 __all__ = ["Approve", "RequestApproval"]
 
@@ -83,7 +89,12 @@ class Approve:
                 continue
             if step.needs_approval and not self._runner.runs_dry(ctx, step):
                 # Only the first held step can have been asked for: later ones never were.
-                verdict = await self._approval_of(ctx, step) if not runnable else _HOLD
+                try:
+                    verdict = await self._approval_of(ctx, step) if not runnable else _HOLD
+                except StepDeferred as deferred:
+                    # Its fresh preview could not reach its system: it waits, approved still.
+                    ctx.approved.pop(step.index, None)
+                    return Verdict.retry(deferred.after_s, deferred.reason)
                 if verdict == _RESOLVED:
                     return Verdict.stop(RunOutcome.CANCELLED, "the alert resolved before it ran")
                 if verdict == _OVERTAKEN:
@@ -229,7 +240,14 @@ class RequestApproval:
         latest = await desk.store.latest_approval(ctx.run_id, step.index)
         if latest is not None and latest.state is ApprovalState.PENDING:
             return Verdict.next()  # asked already; a wakeup before the decision
-        planned = ctx.previews.get(step.index) or await _plan(self._deps, self._runner, ctx, step)
+        try:
+            planned = ctx.previews.get(step.index) or await _plan(
+                self._deps, self._runner, ctx, step
+            )
+        except StepDeferred as deferred:
+            # Its preview could not reach its system: nobody is asked yet; the step waits.
+            ctx.awaiting = None
+            return Verdict.retry(deferred.after_s, deferred.reason)
         if planned is None:
             ctx.awaiting = None
             return Verdict.next()
@@ -278,12 +296,23 @@ async def _plan(
     deps: Deps, runner: StepRunner, ctx: RunContext, step: StepPlan
 ) -> tuple[Mapping[str, Any], str] | None:
     """The step's bound plan and its hash; None when its preview was refused or failed, which
-    is then recorded on the step and in ``ctx.results`` (the run ends with it)."""
+    is then recorded on the step and in ``ctx.results`` (the run ends with it). Raises
+    StepDeferred, recorded so, when the preview could not reach its system and the step may
+    still wait for it (``pipeline.unreachable``); past that bound, a failed step as any.
+    Raises what the store raises."""
     try:
         change = await runner.preview(ctx, step)
     except ActionError as exc:
         message = f"cannot preview the step for approval: {exc.message}"
-        if isinstance(exc, ActionRefused):
+        if isinstance(exc, TransientActionError):
+            # Retries ran out on a read (a preview never writes): nothing changed, so the step
+            # waits for its system (raises StepDeferred) until its bound, then fails saying so.
+            system = ", ".join(sorted(deps.registry.get(step.action).requires(ctx.target)))
+            waited = await Unreachable(deps)(ctx, step, system, exc)
+            result = Result(
+                waited.outcome, f"cannot preview the step for approval: {waited.message}"
+            )
+        elif isinstance(exc, ActionRefused):
             result = Result(Outcome.REFUSED, message)
         else:
             result = failed(exc, message)

@@ -130,10 +130,13 @@ class StepRunner:
         """True when the step cannot change anything: dry-run mode or its system is missing."""
         return runs_dry(self._deps, ctx, step)
 
-    def action_context(self, ctx: RunContext, step: StepPlan) -> ActionContext:
+    def action_context(
+        self, ctx: RunContext, step: StepPlan, retried: bool = False
+    ) -> ActionContext:
         """What the step's action is called with (``approved``: the step's approved
         preconditions, when an engineer approved it; ``step``/``phase``: which step of the run
-        it is, so a step taken up again after a crash recognises its own earlier write)."""
+        it is, so a step taken up again after a crash recognises its own earlier write;
+        ``retried``: a failure that reaches nothing is not its end, ``Unreachable.waits``)."""
         assert ctx.run_id is not None  # the plan stage recorded the run before any step
         return ActionContext(
             run_id=ctx.run_id,
@@ -145,6 +148,7 @@ class StepRunner:
             approved=ctx.approved.get(step.index),
             step=step.index,
             phase=ctx.phase,
+            retried_if_unreached=retried,
         )
 
     async def preview(self, ctx: RunContext, step: StepPlan) -> Change:
@@ -180,7 +184,9 @@ class StepRunner:
         started = deps.clock()
         t0 = time.perf_counter()
         action = deps.registry.get(step.action)
-        action_ctx = self.action_context(ctx, step)
+        # Decided once, before the action runs: it is told whether this is its last try.
+        waits = self._unreachable.waits(ctx, step, started)
+        action_ctx = self.action_context(ctx, step, retried=waits)
         result, params = await self._without_acting(ctx, step, action)
         record = True
         if result is None:
@@ -211,7 +217,7 @@ class StepRunner:
                     # Raises StepDeferred while the step may still wait for its system.
                     system = ", ".join(sorted(action.requires(ctx.target)))
                     mark = start.message if start is not None else None
-                    result = await self._unreachable(ctx, step, system, unreached[0], mark)
+                    result = await self._unreachable(ctx, step, system, unreached[0], mark, waits)
         elapsed = time.perf_counter() - t0
         deps.metrics.action_finished(step.action, result.outcome, elapsed)
         if record:

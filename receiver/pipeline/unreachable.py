@@ -38,7 +38,9 @@ a mark with this try's attempt id), the step ``pending`` again (``awaiting_appro
 approved), and the retry runs it rather than read the mark as a stopped worker's. Each of its
 tries is audited: the mark's ``step`` row (``started``) and a ``step.deferred`` row saying it
 did not act. A mark the deferral could not clear (the store failed) is read as interrupted, the
-safe side.
+safe side. A step's preview for its approval (receiver.pipeline.approve ``_plan``: before the
+approval is asked for, and again as an approved step is taken up) waits the same way: a
+preview only reads, so any failure its retries ran out on changed nothing.
 
 The waiting is said once in the audit log (one ``step.deferred`` row at the step's first
 deferral, ``Store.defer_step``); the retries only update the step's row (its message,
@@ -132,6 +134,15 @@ class Unreachable:
             return settings.undo_unreachable_retry_s
         return settings.unreachable_retry_s
 
+    def waits(self, ctx: RunContext, step: StepPlan, now: datetime) -> bool:
+        """Whether ``step`` would still wait for its system if a try of it at ``now`` could
+        not reach it: False once it has waited its bound since its first failed try (that
+        failure then ends it). Told to the action before it runs
+        (``ActionContext.retried_if_unreached``), and passed back as ``waits``."""
+        waited = _waited(ctx, step)
+        first = waited.first if waited is not None else now
+        return (now - first).total_seconds() < self.bound_s(ctx.phase)
+
     async def __call__(
         self,
         ctx: RunContext,
@@ -139,12 +150,14 @@ class Unreachable:
         system: str,
         exc: ActionError,
         mark: str | None = None,
+        waits: bool | None = None,
     ) -> Result:
         """``mark``: the message of this try's start mark, for an action marked ``started``
         before it acts (``Action.replay_safe`` False): the deferral clears it
         (``Store.defer_step``), so the retry runs the step instead of reading it as
         interrupted; past the bound the step is recorded ``failed`` over it, as any marked
-        step's end."""
+        step's end. ``waits``: the step's ``waits`` as its action was told before it ran
+        (the decision kept, though the bound ran out while it ran); None: decided now."""
         deps = self._deps
         assert ctx.run_id is not None
         now = deps.clock()
@@ -152,7 +165,9 @@ class Unreachable:
         first = waited.first if waited is not None else now
         tries = (waited.tries if waited is not None else 0) + 1
         bound = self.bound_s(ctx.phase)
-        if (now - first).total_seconds() >= bound:
+        if waits is None:
+            waits = (now - first).total_seconds() < bound
+        if not waits:
             return Result(
                 Outcome.FAILED,
                 f"{system} could not be reached: {tries} "

@@ -16,6 +16,7 @@ from typing import Any
 
 from receiver.review.model import AuditEntry
 from receiver.review.text import at_text
+from receiver.review.waits import DEFERRED_KIND, WAIT
 
 __all__ = [
     "DIGEST_KIND",
@@ -33,9 +34,6 @@ __all__ = [
 
 # The audit kind of a refusal digest (``receiver.store.DIGEST_AUDIT``).
 DIGEST_KIND = "announcements.digest"
-# The audit kind of a step's first wait for a system it could not reach
-# (``receiver.store.DEFERRED_AUDIT``, receiver/pipeline/unreachable.py).
-DEFERRED_KIND = "step.deferred"
 # How a step of each phase is named: a run's own, its on_resolved follow-up, its escalation.
 PHASES = {"run": "step", "resolve": "on_resolved step", "on_failed": "on_failed step"}
 
@@ -113,12 +111,26 @@ def run_note(kind: str, data: Mapping[str, Any]) -> tuple[str, str, str, str]:
         title = f"Escalation not taken up: {data.get('why') or 'its job was dropped'}"
         return "escalation", title, f"not done: {data.get('not_done') or ''}", "warn"
     if kind == DEFERRED_KIND:
-        phase = PHASES.get(str(data.get("phase") or "run"), f"{data.get('phase')} step")
-        number = int(data.get("idx") or 0) + 1
-        title = f"{phase.capitalize()} {number} ({data.get('action') or '?'}) waits for its system"
-        return "held", title, str(data.get("message") or ""), "warn"
+        return _waits(data)
     compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
     return "other", kind, compact, "neutral"
+
+
+def _waits(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(kind, title, detail, tone) of a step's wait for its system: its ``step.deferred``
+    rows, folded into one by ``waits.fold_waits`` (``WAIT``: how many tries since when, the
+    last row's message); a row not folded reads as the wait's first."""
+    phase = PHASES.get(str(data.get("phase") or "run"), f"{data.get('phase')} step")
+    number = int(data.get("idx") or 0) + 1
+    title = f"{phase.capitalize()} {number} ({data.get('action') or '?'}) waits for its system"
+    detail = str(data.get("message") or "")
+    wait = data.get(WAIT)
+    if isinstance(wait, Mapping) and wait["deferrals"] > 1:
+        title += f": {wait['tries']} tries since {at_text(wait['since'])}"
+        title += f", the last at {at_text(wait['last'])}"
+    if isinstance(wait, Mapping) and wait["marks"]:
+        detail += f"; the start marks of these tries ({wait['marks']}) were cleared: none acted"
+    return "held", title, detail, "warn"
 
 
 def _late(data: Mapping[str, Any]) -> str:

@@ -39,6 +39,7 @@ from receiver.review.notes import (
 )
 from receiver.review.outcomes import present
 from receiver.review.text import at_text, duration_text, pretty, unreadable_text
+from receiver.review.waits import fold_waits
 
 __all__ = [
     "Entry",
@@ -326,7 +327,7 @@ def _spaced(entries: list[Entry], start: datetime | None = None) -> list[Entry]:
 def _entries(run: Run) -> list[Entry]:
     approvals = {a.id: a for a in run.approvals}
     entries = [_fired(run)]
-    for row in run.audit:
+    for row in fold_waits(run.audit):  # a step's wait for its system, one entry
         try:
             entry = _from_audit(run, row, approvals)
         except (TypeError, ValueError, AttributeError) as exc:

@@ -43,6 +43,7 @@ from yarl import URL
 
 from remediations.base import ActionError, ActionRefused, TransientActionError
 from remediations.http.answer import read_start
+from remediations.request_timeout import request_timeout
 from remediations.retrying import call_with_retries, describe_exception
 
 __all__ = [
@@ -233,12 +234,12 @@ _PROCESSED_REDIRECTS = frozenset({301, 302, 303})
 def failure_may_have_acted(exc: BaseException) -> bool:
     """Whether a try that raised ``exc`` instead of an answer may have reached the endpoint.
 
-    Not when the connection was never made (refused, unreachable, a name that does not
-    resolve, a failed TLS handshake: ``ClientConnectorError``; a connect timeout:
-    ``ConnectionTimeoutError``) or the URL is invalid: the request never left. Any other
-    failure (a timeout while waiting for the answer, a connection reset or closed after the
-    request was sent, a malformed answer, anything unforeseen) may have come after the endpoint
-    acted: the safe side."""
+    Not when the connection was never made (refused, unreachable, a name that does not resolve,
+    a failed TLS handshake: ``ClientConnectorError``; a connect timeout:
+    ``ConnectionTimeoutError``, for the connect bound of ``remediations.request_timeout``) or
+    the URL is invalid: the request never left. Any other failure (a timeout while waiting for
+    the answer, a connection reset or closed after the request was sent, a malformed answer,
+    anything unforeseen) may have come after the endpoint acted: the safe side."""
     return not isinstance(
         exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL
     )
@@ -271,6 +272,8 @@ def _recordable(text: str) -> str:
 def _describe(exc: BaseException, url: str, redact: Callable[[str], str]) -> str:
     if isinstance(exc, _Retryable):
         return f"HTTP {exc.status}: {exc.body[:200]}".rstrip(": ")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "timed out connecting (nothing sent)"
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     # An exception's text may quote the URL (a malformed answer's ClientResponseError ends
@@ -338,7 +341,7 @@ async def post_json(
 
     async def send() -> Posted:
         nonlocal reached
-        timeout = aiohttp.ClientTimeout(total=policy.timeout)
+        timeout = request_timeout(policy.timeout)
         async with session.post(
             url, data=body, headers=sent_headers, timeout=timeout, allow_redirects=False
         ) as response:

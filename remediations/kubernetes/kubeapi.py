@@ -33,6 +33,7 @@ from remediations.kubernetes.replay import (
     record_annotations,
 )
 from remediations.kubernetes.retry import RetryPolicy, call
+from remediations.request_timeout import request_timeout
 from remediations.targets import Target
 
 __all__ = [
@@ -98,8 +99,9 @@ class KubeApi:
         return data
 
     def read_opts(self) -> dict[str, Any]:
-        """Keyword options for a read: the per-request timeout."""
-        return {"_request_timeout": self.policy.request_timeout}
+        """Keyword options for a read: the per-request timeout (``request_timeout``: its
+        connection bounded apart, so one never made says it sent nothing)."""
+        return {"_request_timeout": request_timeout(self.policy.request_timeout)}
 
     def write_opts(self, content_type: str) -> dict[str, Any]:
         """Keyword options for a write: field manager, explicit Content-Type, timeout, and
@@ -108,7 +110,7 @@ class KubeApi:
         opts: dict[str, Any] = {
             "field_manager": FIELD_MANAGER,
             "_content_type": content_type,
-            "_request_timeout": self.policy.request_timeout,
+            "_request_timeout": request_timeout(self.policy.request_timeout),
         }
         if self.ctx.dry_run:
             opts["dry_run"] = "All"

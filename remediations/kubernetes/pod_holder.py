@@ -12,7 +12,10 @@ looks for the step's record on the workloads the pod's name was made from.
 
 The record is written before the evictions, so it says they all happened. When an eviction is
 refused (a PodDisruptionBudget's 429, or any other refusal), ``correct_record`` makes it say
-which pods were evicted (none, when the first was refused) and why the others were not. Its
+which pods were evicted (none, when the first was refused) and why the others were not; when
+no eviction could reach the API server and the step ends for it (its wait for the server
+over: receiver.pipeline.unreachable), ``correct_unreached`` makes it say none was. While the
+step still waits, the record stays as written: the next try carries it out. Its
 ``change`` (the pods chosen, their uids) stays as written: it is what a take-up evicts again,
 and it is what was approved. Corrected rather than removed when nothing was evicted: the
 Deployment controller copies a Deployment's annotations onto its ReplicaSet and never removes
@@ -28,7 +31,7 @@ from typing import Any, NoReturn
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from remediations.base import ActionError, ActionRefused
+from remediations.base import ActionError, ActionRefused, TransientActionError
 from remediations.kubernetes.evict import EvictionRefused
 from remediations.kubernetes.kubeapi import JSON_PATCH, KubeApi
 from remediations.kubernetes.objects import WORKLOADS, json_pointer, object_ref
@@ -38,6 +41,7 @@ from remediations.targets import Target
 __all__ = [
     "MIRROR_ANNOTATION",
     "correct_record",
+    "correct_unreached",
     "holder_of",
     "own_record",
     "recorded_holder",
@@ -182,19 +186,56 @@ async def correct_record(
     holds this record. A correction that fails otherwise is named in the refusal raised
     instead (same ``may_have_acted``), so the step says the record still claims every pod
     deleted."""
+    said = {"not_deleted": refused.not_evicted, "refused": refused.reason}
+    await _corrected(api, holder, stored, refused.evicted, said, refused)
+    raise refused
+
+
+async def correct_unreached(
+    api: KubeApi,
+    holder: Target,
+    stored: tuple[str, str],
+    failed: TransientActionError,
+    chosen: list[str],
+) -> NoReturn:
+    """After ``failed`` (retries run out, ``may_have_acted`` False: no eviction reached the
+    API server) ended a step for good (``ActionContext.retried_if_unreached`` False): make
+    this step's record on ``holder`` say that none of the ``chosen`` pods was deleted, as
+    ``correct_record`` does for a refusal (``extra``: ``not_deleted``, and ``not_reached``,
+    the failure), then raise ``failed``. A correction that fails too (the same outage, most
+    likely) raises a TransientActionError, still ``may_have_acted`` False, that says the
+    record still claims every pod deleted."""
+    said = {"not_deleted": chosen, "not_reached": failed.message}
+    await _corrected(api, holder, stored, [], said, failed)
+    raise failed
+
+
+async def _corrected(
+    api: KubeApi,
+    holder: Target,
+    stored: tuple[str, str],
+    evicted: list[str],
+    said: dict[str, Any],
+    error: ActionError,
+) -> bool:
+    """Replace this step's record on ``holder`` (``stored``: its key and value) by one whose
+    ``after`` is ``{"deleted": evicted}`` and whose ``extra`` gains ``said``, ``change`` and
+    ``at`` kept (see ``correct_record``). False when ``stored`` cannot be read as a record
+    (nothing sent); True otherwise, a failed ``test`` included. A patch that fails raises
+    ``error``'s kind (ActionRefused for a refusal, else TransientActionError) naming the
+    record left uncorrected, ``error.may_have_acted`` kept."""
     key, value = stored
     old = WriteRecord.from_json(value)
     if old is None:
-        raise refused
-    extra = {**old.extra, "not_deleted": refused.not_evicted, "refused": refused.reason}
+        return False
     new = WriteRecord(
         action=old.action,
         change=old.change,
-        after={"deleted": refused.evicted},
+        after={"deleted": evicted},
         run_id=old.run_id,
         phase=old.phase,
         step=old.step,
-        extra=extra,
+        extra={**old.extra, **said},
         at=old.at,
     )
     path = f"/metadata/annotations/{json_pointer(key)}"
@@ -207,10 +248,11 @@ async def correct_record(
     except ApiException:
         pass
     except ActionError as exc:
-        raise ActionRefused(
-            f"{refused.message}; the step's write record on {object_ref(holder)} (annotation "
+        message = (
+            f"{error.message}; the step's write record on {object_ref(holder)} (annotation "
             f"{key}) still says every chosen pod was deleted, correcting it failed: "
-            f"{exc.message}",
-            may_have_acted=refused.may_have_acted,
-        ) from refused
-    raise refused
+            f"{exc.message}"
+        )
+        kind = ActionRefused if isinstance(error, ActionRefused) else TransientActionError
+        raise kind(message, may_have_acted=error.may_have_acted) from error
+    return True

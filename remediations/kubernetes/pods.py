@@ -29,7 +29,10 @@ and the evictions left them undone, and the uid precondition keeps the replaceme
 (they have other uids). A 404 or a uid conflict then means the pod is already gone. A pod of
 a ReplicaSet that no Deployment controls gets no record. The record says every chosen pod
 was deleted: an eviction refused (``evict.EvictionRefused``) makes the step correct it to
-those that were (``pod_holder.correct_record``), before the refusal ends the step.
+those that were (``pod_holder.correct_record``), before the refusal ends the step; so does a
+last try whose evictions could not reach the API server (``pod_holder.correct_unreached``;
+while the step waits for the server, ``ActionContext.retried_if_unreached``, the record stays
+for the next try to carry out).
 
 A Pod target that no controller would replace is refused (``refuse_unreplaced``): a bare pod
 (deleted, it and its work are lost) and a static pod's mirror (its controller is a Node:
@@ -45,7 +48,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from remediations import names
-from remediations.base import ActionRefused, Change, Risk
+from remediations.base import ActionRefused, Change, Risk, TransientActionError
 from remediations.kubernetes.api import (
     MERGE_PATCH,
     ActionParams,
@@ -58,6 +61,7 @@ from remediations.kubernetes.evict import BUDGET_PENDING, EvictionRefused, evict
 from remediations.kubernetes.objects import WORKLOADS, controller_uid, object_ref, selector_string
 from remediations.kubernetes.pod_holder import (
     correct_record,
+    correct_unreached,
     holder_of,
     own_record,
     recorded_holder,
@@ -293,6 +297,14 @@ class DeletePod(KubeAction[DeletePodParams]):
                 if holder is None or stored is None:
                     raise
                 await correct_record(api, holder, stored, exc)
+            except TransientActionError as exc:
+                # No eviction reached the API server. While the step waits for it the record
+                # stays, for the next try to carry out (_replay); its last try says none went.
+                stored = own_record(api, record) if holder is not None else None
+                if exc.may_have_acted or api.ctx.retried_if_unreached or stored is None:
+                    raise
+                assert holder is not None
+                await correct_unreached(api, holder, stored, exc, names)
             if api.ctx.dry_run and told.refused:
                 # Every dry-run eviction passed (validated), but live, the budget would stop
                 # the step at told.refused[0]: the dry run ends as the live step would.
@@ -331,7 +343,8 @@ def _replay(
     pods, all gone by then; the message says which were evicted now and which were already
     gone (most likely by the earlier attempt). A refusal that still stops one ends the step
     as the first attempt's did (``evict_pods``), the record corrected as then
-    (``correct_record``: those gone count as evicted)."""
+    (``correct_record``: those gone count as evicted; ``correct_unreached`` for a last try
+    whose evictions reached nothing)."""
     change = WritePlan.replayed(record).change
     names = [str(n) for n in change.before.get("pods") or []]
     uids = [str(u) for u in change.preconditions.get("uids") or []]
@@ -352,6 +365,11 @@ def _replay(
             if stored is None:
                 raise
             await correct_record(api, holder, stored, exc)
+        except TransientActionError as exc:
+            # As the first try's write: the last try that reached nothing says so.
+            if exc.may_have_acted or api.ctx.retried_if_unreached or stored is None:
+                raise
+            await correct_unreached(api, holder, stored, exc, names)
         return {"deleted": names, "now": done.now, "gone": done.gone}
 
     def report(written: dict[str, Any]) -> str:

@@ -38,6 +38,7 @@ from remediations.kubernetes.objects import (
 )
 from remediations.kubernetes.release import newest_release, undo_target
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy, call
+from remediations.request_timeout import request_timeout
 from remediations.targets import Target
 
 __all__ = ["RolloutState", "newest_rollout"]
@@ -80,7 +81,7 @@ async def newest_rollout(
         raise ActionRefused(f"rollout history is read from Deployments, not a {target.kind}")
     api = clients.get("kubernetes")
     apps: Any = k8s.AppsV1Api(api)
-    timeout = {"_request_timeout": policy.request_timeout}
+    timeout = {"_request_timeout": request_timeout(policy.request_timeout)}
     what = object_ref(target)
     deployment = api.sanitize_for_serialization(
         await call(

@@ -82,12 +82,14 @@ def failure_may_have_acted(exc: BaseException) -> bool:
     """Whether a try that failed with ``exc`` may have reached the API server and acted.
 
     Not when its connection was never made (``aiohttp.ClientConnectorError``: refused,
-    unreachable, a name that does not resolve, a failed TLS handshake; ``ConnectionTimeoutError``:
-    a connect timeout): no byte of the request was sent. Nor a 429: API priority and fairness
-    throttles a request before any handler runs. A 5xx may have (the server took the request
-    and failed on it, part way or before it began), and so may any other failure: a timeout
-    waiting for the answer, a connection closed after the request was sent, anything unforeseen
-    (the safe side). Followed from ``remediations.http.post.failure_may_have_acted``."""
+    unreachable, a name that does not resolve, a failed TLS handshake;
+    ``ConnectionTimeoutError``: a connect timeout, raised for the connect bound every request
+    carries, ``remediations.request_timeout``): no byte of the request was sent. Nor a 429: API
+    priority and fairness throttles a request before any handler runs. A 5xx may have (the
+    server took the request and failed on it, part way or before it began), and so may any other
+    failure: a timeout waiting for the answer, a connection closed after the request was sent,
+    anything unforeseen (the safe side). Followed from
+    ``remediations.http.post.failure_may_have_acted``."""
     if isinstance(exc, ApiException):
         return exc.status != 429
     return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)

@@ -18,6 +18,9 @@ import pytest
 from aiohttp import web
 
 from receiver.model import RunOutcome
+from receiver.review.loader import Review
+from receiver.review.text import at_text
+from receiver.review.timeline import run_timeline
 from receiver.store import DEFERRED_AUDIT
 from remediations.http.endpoints import Endpoint, HttpEndpoints
 from remediations.http.post import HttpPolicy
@@ -154,3 +157,61 @@ async def test_a_deferral_clears_only_the_mark_of_its_own_attempt(
     assert step.attempts == 2
     # Clearing a mark is audited, though not the step's first deferral.
     assert len(await audit_kinds(h.store, run.id, DEFERRED_AUDIT)) == 2
+
+
+async def test_the_timeline_reads_a_marked_steps_tries_as_one_wait(
+    make_harness: MakeHarness, session: aiohttp.ClientSession, bound: socket.socket
+) -> None:
+    """Each try of a marked step that waits leaves its mark's ``step`` row and a
+    ``step.deferred`` row: the review's timeline folds them into one entry saying how many
+    tries and since when, and shows the step's end after it as ever."""
+    port = bound.getsockname()[1]
+    endpoints = HttpEndpoints(
+        {"flush": Endpoint("flush", f"http://127.0.0.1:{port}/flush", {}, FAST)}, session
+    )
+    h = await make_harness(RULES, clients={"http": endpoints}, dry_run=False, guards_down_retry_s=0)
+    await h.intake.accept(notification(alert(LABELS)))
+    for _ in range(3):
+        await h.drain()
+    run = await h.only_run()
+    (step,) = run.steps
+    assert step.message.startswith("waiting for its system: http could not be reached (3 tries")
+
+    shown = await Review(h.store).run(run.id)
+    assert shown is not None
+    deferred = [r.at for r in shown.audit if r.kind == DEFERRED_AUDIT]
+    assert len(deferred) == 3  # one a try
+    first, last = deferred[0], deferred[-1]
+    titles = [e.title for e in run_timeline(shown)]
+    waits = [e for e in run_timeline(shown) if "waits for its system" in e.title]
+    assert [e.title for e in waits] == [
+        f"Step 1 (http.call) waits for its system: 3 tries since {at_text(first)}, the last "
+        f"at {at_text(last)}"
+    ], titles
+    (wait,) = waits
+    assert wait.detail.startswith(
+        "waiting for its system: http could not be reached (3 tries since "
+    ), wait.detail
+    assert wait.detail.endswith("; the start marks of these tries (3) were cleared: none acted")
+    assert "Step 1: http.call started" not in titles  # the marks of tries that did not act
+
+    peer = Peer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", peer.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    bound.listen()
+    await web.SockSite(runner, bound).start()
+    try:
+        await h.drain()
+    finally:
+        await runner.cleanup()
+    shown = await Review(h.store).run(run.id)
+    assert shown is not None
+    titles = [e.title for e in run_timeline(shown)]
+    # The try that acted: its mark and its end, after the one wait.
+    assert [t for t in titles if t.startswith("Step 1")] == [
+        waits[0].title,
+        "Step 1: http.call started",
+        "Step 1: http.call ok",
+    ], titles

@@ -15,18 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration import test_unreachable_system as unreachable_system
 from tests.integration.test_restores import SCALE, backlog, replicas
-from tests.integration.test_unreachable_system import Clock, Outage
 from tests.support.kube_fixtures import MakeDeployment
+from tests.support.outage import Clock, Outage
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import Harness, MakeHarness
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.redis]
-
-# The outage's fixtures, as that module defines them.
-closed_port = unreachable_system.closed_port
-outage = unreachable_system.outage
 
 
 async def _undo(h: Harness) -> Any:

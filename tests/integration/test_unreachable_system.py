@@ -1,18 +1,16 @@
 """A step whose system cannot be reached waits for it (receiver/pipeline/unreachable.py).
 
-The outage is a real one: the pipeline's Kubernetes client is pointed at a port of this host
-where nothing listens (a socket bound and never listening: the kernel refuses the connection),
-so every request of the step fails as a kube-apiserver that is down fails it, connection
-refused, and nothing reaches the server. Pointed back at the real kube-apiserver, the same
-client reaches it again. Items held back are due again at once (``guards_down_retry_s`` 0),
-so each ``drain`` is one more try.
+The outage is a real one (tests.support.outage): the pipeline's Kubernetes client is pointed
+at a port of this host where nothing listens (a socket bound and never listening: the kernel
+refuses the connection), so every request of the step fails as a kube-apiserver that is down
+fails it, connection refused, and nothing reaches the server. Pointed back at the real
+kube-apiserver, the same client reaches it again. Items held back are due again at once
+(``guards_down_retry_s`` 0), so each ``drain`` is one more try.
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -25,8 +23,8 @@ from remediations.base import ActionContext, Result, TransientActionError
 from remediations.targets import Target
 from tests.integration.test_approved_undo_refire import audit_kinds
 from tests.integration.test_restores import SCALE, backlog, replicas
-from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import MakeDeployment
+from tests.support.outage import Clock, Outage
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.rules import Restart
@@ -34,49 +32,6 @@ from tests.support.rules import Restart
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.redis]
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-
-
-class Outage:
-    """The pipeline's own Kubernetes client, and a switch that cuts it off its server."""
-
-    def __init__(self, client: Any, closed_port: int) -> None:
-        self.client = client
-        self._server = client.configuration.host
-        self._closed = f"https://127.0.0.1:{closed_port}"
-
-    def begin(self) -> None:
-        self.client.configuration.host = self._closed
-
-    def end(self) -> None:
-        self.client.configuration.host = self._server
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A port of this host bound by this test and never listened on: connections to it are
-    refused for as long as the test holds it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield int(sock.getsockname()[1])
-
-
-@pytest.fixture
-async def outage(control_plane: ControlPlane, closed_port: int) -> AsyncIterator[Outage]:
-    client = await control_plane.admin_api_client()
-    try:
-        yield Outage(client, closed_port)
-    finally:
-        await client.close()
-
-
-class Clock:
-    """The pipeline's clock, moved on by the test."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def web(namespace: str) -> dict[str, str]:

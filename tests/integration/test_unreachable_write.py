@@ -4,7 +4,9 @@ The pipeline's Kubernetes client talks plain HTTP to a small proxy on 127.0.0.1,
 each request over TLS to the real kube-apiserver and answers with ``Connection: close`` (so no
 connection is kept for the next request). Cut, the proxy stops listening as soon as it has
 answered the plan's read of the Deployment: the step's PATCH then meets a refused connection on
-every try, so no byte of it was sent. Back, it listens again on the same port.
+every try, so no byte of it was sent. Back, it listens again on the same port. Throttling
+evictions, it answers each eviction 429 as API priority and fairness does, and forwards the
+rest: a ``delete_pod`` whose record was written and whose evictions never got through.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -24,11 +27,14 @@ from kubernetes_asyncio import client as k8s
 from receiver.model import RunOutcome
 from receiver.store import DEFERRED_AUDIT
 from tests.integration.test_approved_undo_refire import audit_kinds
+from tests.integration.test_kubernetes_delete_pod_budget import pods_of, step_record
 from tests.integration.test_unreachable_system import fire, restarted
 from tests.integration.test_unreachable_system import web as web_alert
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import MakeDeployment
+from tests.support.outage import Clock
 from tests.support.pipeline import RESTART_WEB, MakeHarness
+from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.redis]
 
@@ -45,6 +51,9 @@ class CuttingProxy:
     _server: web.Server | None = None
     _listener: asyncio.base_events.Server | None = None
     _cut_after: tuple[str, str] | None = None
+    # Set: every eviction is answered 429 with no PodDisruptionBudget cause (API priority and
+    # fairness throttling it before any handler ran), and goes no further.
+    throttle_evictions: bool = False
 
     @property
     def url(self) -> str:
@@ -74,6 +83,8 @@ class CuttingProxy:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         key = (request.method, request.path)
         self.seen.append(key)
+        if self.throttle_evictions and key[0] == "POST" and key[1].endswith("/eviction"):
+            return web.json_response(_THROTTLED, status=429, headers={"Connection": "close"})
         headers = {
             k: v
             for k, v in request.headers.items()
@@ -100,6 +111,17 @@ class CuttingProxy:
             self._listener.close()
             self._cut_after = None
         return response
+
+
+# The Status the API server answers a request that API priority and fairness throttled.
+_THROTTLED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "status": "Failure",
+    "message": "Too many requests, please try again later.",
+    "reason": "TooManyRequests",
+    "code": 429,
+}
 
 
 @pytest.fixture
@@ -179,3 +201,109 @@ async def test_a_write_that_could_not_connect_waits_and_acts_once_the_server_is_
     assert proxy.seen.count(("PATCH", path)) == 1  # acted once, after the server came back
     assert await h.store.queue_depth() == 0
     assert len(await audit_kinds(h.store, run.id, DEFERRED_AUDIT)) == 1
+
+
+# High risk: asked for an approval unless told otherwise (the approvals are not this test's).
+DELETE_POD = (
+    RESTART_WEB.replace("kubernetes.rollout_restart", "kubernetes.delete_pod")
+    + "        approval: never\n"
+)
+
+
+async def test_a_delete_pod_that_waited_out_its_bound_corrects_its_record(
+    make_harness: MakeHarness,
+    make_deployment: MakeDeployment,
+    kube_admin: Any,
+    kube_namespace: str,
+    proxy: CuttingProxy,
+    proxied_kube: Any,
+) -> None:
+    """The record goes on the Deployment before the evictions and says every chosen pod was
+    deleted. While the step waits for the API server it stays (the next try carries it out);
+    the try that ends the step, its wait over, makes it say none was, as a refusal does."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    [pod] = await eventually(
+        lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1, timeout_s=30
+    )
+    clock = Clock()
+    h = await make_harness(
+        DELETE_POD,
+        kube=proxied_kube,
+        dry_run=False,
+        guards_down_retry_s=0,
+        clock=clock,
+        unreachable_retry_s=60,
+    )
+    proxy.throttle_evictions = True
+    await fire(h, web_alert(ns))
+    run = await h.only_run()
+    (step,) = run.steps
+    assert step.outcome == "pending", step.message
+    assert step.message.startswith("waiting for its system: kubernetes could not be reached")
+    written = await step_record(kube_admin, ns, "web", run.id)
+    assert written.after == {"deleted": [pod]}  # left for the next try to carry out
+
+    clock.now += timedelta(seconds=61)
+    await h.drain()
+    run = await h.only_run()
+    assert run.outcome is RunOutcome.FAILED
+    (step,) = run.steps
+    assert step.outcome == "failed", step.message
+    assert not step.may_have_acted
+    assert step.message.startswith("kubernetes could not be reached: 2 tries from "), step.message
+    corrected = await step_record(kube_admin, ns, "web", run.id)
+    assert corrected.after == {"deleted": []}
+    assert corrected.extra["not_deleted"] == [pod]
+    assert "429" in corrected.extra["not_reached"], corrected.extra
+    assert corrected.change == written.change  # what a take-up would evict, kept
+    assert list(await pods_of(kube_admin, ns, "web")) == [pod]  # nothing was evicted
+
+
+async def test_a_correction_that_cannot_reach_the_server_is_said_in_the_step(
+    make_harness: MakeHarness,
+    make_deployment: MakeDeployment,
+    kube_admin: Any,
+    kube_namespace: str,
+    proxy: CuttingProxy,
+    proxied_kube: Any,
+) -> None:
+    """The last try plans (the Deployment, its pods, its ReplicaSets read: its record found),
+    then the server goes away: its evictions and the record's correction meet a refused
+    connection. The step fails, not having acted, saying the record still claims the pod
+    deleted."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    [pod] = await eventually(
+        lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1, timeout_s=30
+    )
+    clock = Clock()
+    h = await make_harness(
+        DELETE_POD,
+        kube=proxied_kube,
+        dry_run=False,
+        guards_down_retry_s=0,
+        clock=clock,
+        unreachable_retry_s=60,
+    )
+    proxy.throttle_evictions = True
+    await fire(h, web_alert(ns))
+    run = await h.only_run()
+    assert run.steps[0].outcome == "pending", run.steps[0].message
+
+    clock.now += timedelta(seconds=61)
+    proxy.cut_after("GET", f"/apis/apps/v1/namespaces/{ns}/replicasets")  # the plan's last read
+    await h.drain()
+    run = await h.only_run()
+    assert run.outcome is RunOutcome.FAILED
+    (step,) = run.steps
+    assert step.outcome == "failed", step.message
+    assert not step.may_have_acted
+    assert "ClientConnectorError" in step.message, step.message
+    assert (
+        f"the step's write record on Deployment {ns}/web (annotation write.remediator.io/"
+        in step.message
+    ), step.message
+    assert "still says every chosen pod was deleted, correcting it failed: " in step.message
+    await proxy.back()
+    assert (await step_record(kube_admin, ns, "web", run.id)).after == {"deleted": [pod]}
