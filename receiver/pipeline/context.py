@@ -245,10 +245,6 @@ class RunContext:
     # given the guard's ``refusal``; or admitted and running when given its ``admitted`` data
     # (``Store.create_run``); None once stored (stages.py).
     create: Callable[..., Awaitable[str | None]] | None = None
-    # Set when ``create`` found the run stored already: another pass of the same occurrence
-    # stored it, or this event's own earlier attempt did, its statement committing after its
-    # client gave up (``EventHandler`` takes that one up: pipeline/events.py).
-    found_stored: bool = False
     # The lease of the event at hand when this run is the last thing its event does: a new
     # run refused at once is then stored, announced and its event completed in one statement
     # (``completes.completed`` says it was), unless a message of the refusal is to be sent

@@ -14,9 +14,7 @@ the guards could not answer or the target lock is held, so the outage or the wai
 on the run itself (stages.py). When the event is retried (Redis was down, a worker crashed), a
 run of its occurrence that is still PENDING or RUNNING is taken up again with its recorded
 steps, from the ones it had not finished, its guards asked again; it is never planned again,
-so a retry cannot change what the run does. So is one the retry finds stored only as it goes
-to store it, when its own event's earlier attempt stored it late, its statement committing after
-its client gave up (``_new_run``).
+so a retry cannot change what the run does.
 """
 
 from __future__ import annotations
@@ -48,7 +46,6 @@ from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
 from receiver.store import (
     EventLease,
-    JobKind,
     LeaseFence,
     LeaseLost,
     StoreUnavailable,
@@ -176,7 +173,7 @@ class EventHandler:
                 # Nothing follows this run: if it is refused at once (and no message of it is
                 # to be sent), the statement that stores it completes the event too.
                 ctx.completes = lease
-            await _isolated(self._new_run(ctx, log, fence), verdicts, faults, log, ctx.rule)
+            await _isolated(run_stages(self._stages.run, ctx), verdicts, faults, log, ctx.rule)
         for resolve in plan.resolves:
             if not resolve.deferred:
                 ctx = _resolving(event, resolve, ruleset, log)
@@ -235,45 +232,6 @@ class EventHandler:
             )
         except GuardUnavailable as exc:
             log.warning("could not feed the circuit breaker yet", error=str(exc))
-
-    async def _new_run(self, ctx: RunContext, log: Any, fence: LeaseFence | None) -> Verdict:
-        """Run a new run's stages. One found stored already as this pass went to store it
-        (``RunContext.found_stored``), by this event (its ``event_id``) and still pending or
-        running, was stored by this event's own earlier attempt, its statement committed after
-        its client gave up (a connection that stalled: store/bounded.py): the attempt's pass
-        ended with the store's error and ran no step, and its lock was given back
-        (``released_if_unrecorded``). It is taken up as a run whose worker stopped
-        (``_resume``), in this pass: admitted again under its id, its steps not begun run, one
-        with a start mark read interrupted. Before, the pass stopped with "another worker owns
-        this run", and the run stayed running with nothing to take it up.
-
-        Nobody else can be carrying it on: the run's statement is fenced by this event's claim
-        (store/fence.py), and this pass's read of the alert's past, made under the claim it
-        holds now, did not see it, so it committed under this claim, by this worker's own
-        earlier attempt. A run of another event is left alone (that event's own pass or retry
-        has it), as is one that has ended. When this pass's refusal completed the event with
-        its statement (``RunContext.completes``), nothing of the event can be written any
-        more: a ``resume_run`` job takes the run up instead (pipeline/jobs.py)."""
-        verdict = await run_stages(self._stages.run, ctx)
-        if not ctx.found_stored or ctx.run_id is None or ctx.event is None:
-            return verdict
-        run = await self._deps.store.get_run(ctx.run_id, with_steps=False)
-        if run is None or run.event_id != ctx.event.id or run.outcome not in _TAKEN_UP:
-            return verdict
-        if ctx.completes is not None and ctx.completes.completed:
-            job = await self._deps.store.enqueue_job(JobKind.RESUME_RUN, run.id)
-            ctx.log.warning(
-                "this event's earlier attempt stored the run after giving it up; "
-                "a resume_run job takes it up",
-                outcome=str(run.outcome),
-                job_id=job,
-            )
-            return verdict
-        ctx.log.warning(
-            "this event's earlier attempt stored the run after giving it up; taking it up",
-            outcome=str(run.outcome),
-        )
-        return await self._resume(run.id, log, fence)
 
     async def _resume(self, run_id: str, log: Any, fence: LeaseFence | None) -> Verdict:
         run = await self._deps.store.get_run(run_id)

@@ -53,10 +53,11 @@ class RecordPlan:
     admit stage once its guards have answered, in one statement: refused (a storm refuses most
     runs), or admitted and running (its admission audited with it); when the guards could not
     answer or the target lock is held, pending, so the outage or the wait is recorded on it. The
-    run row is unique per (rule, occurrence): if it is stored already, this pass stops without
-    touching it (``RunContext.found_stored``; the event handler takes it up when it was this
-    event's own earlier attempt that stored it, late: pipeline/events.py). A run taken up
-    again (``run_id`` known) keeps the steps it was planned with: a retry never re-plans it."""
+    run row is unique per (rule, occurrence): if another worker created it first, this one
+    stops without touching it. (Never its own event's earlier attempt, whose statement landed
+    late: fenced by that attempt's claim, it wrote nothing under this one, store/fence.py.) A
+    run taken up again (``run_id`` known) keeps the steps it was planned with: a retry never
+    re-plans it."""
 
     name = "plan"
 
@@ -109,13 +110,11 @@ async def stored(
     admitted: Mapping[str, Any] | None = None,
 ) -> bool:
     """Store a new run if it is not stored yet: pending; refused, with ``refusal``; or
-    admitted and running, with ``admitted`` (``admitted_data``). False, ``ctx.found_stored``
-    set, when it was stored already (this pass must leave it alone: another worker's, or
-    this event's earlier attempt's that landed late, which the event handler takes up). A
-    refused or admitted run takes with it, in the same statement, the ``announced`` row of an
-    announcement that had nothing to send; a refused one also the completion of its event
-    (``ctx.completes``, when set: nothing of the event follows): a storm's refusal is one
-    transaction."""
+    admitted and running, with ``admitted`` (``admitted_data``). False when another worker
+    stored it first (this one must leave it alone). A refused or admitted run takes with it,
+    in the same statement, the ``announced`` row of an announcement that had nothing to send;
+    a refused one also the completion of its event (``ctx.completes``, when set: nothing of
+    the event follows): a storm's refusal is one transaction."""
     if ctx.create is None:
         return True
     create, ctx.create = ctx.create, None
@@ -125,7 +124,6 @@ async def stored(
         created = await create(admitted=admitted, announced=announced)
     else:
         created = await create()
-    ctx.found_stored = created is None
     return created is not None
 
 
@@ -228,10 +226,8 @@ class Admit:
             async with released_if_unrecorded(deps, request, admission, ctx.log):
                 created = await stored(ctx, announced=started, admitted=admitted)
             if not created:
-                # Admitted under the same run id as the pass that stored it (admission is
-                # idempotent per run id): its admission, not this one's to release. Stored by
-                # this event's earlier attempt, the run is taken up (pipeline/events.py), and
-                # admitted again over this admission's lock.
+                # Admitted under the same run id as the worker that stored it (admission is
+                # idempotent per run id): its admission, not this one's to release.
                 return _OWNED_ELSEWHERE
             ctx.admission = admission
             release_when_done(deps, ctx, request, admission)

@@ -74,11 +74,11 @@ class Admissions(Database):
             else:
                 sql = f"""UPDATE runs r SET outcome = 'running',
                                          started_at = coalesce(started_at, remediator_now())
-                          WHERE r.id = $1::uuid AND r.outcome = $5 AND (SELECT ok FROM held)
+                          WHERE r.id = $1::uuid AND r.outcome = $6 AND (SELECT ok FROM held)
                             AND NOT {RESOLVED_SQL}
                           RETURNING r.fingerprint"""
             row = await conn.fetchrow(
-                f"""WITH held AS ({held_sql("$2", "$3", "$4")}), found AS ({sql})
+                f"""WITH held AS ({held_sql("$2", "$3", "$4", "$5")}), found AS ({sql})
                     SELECT held.ok, (SELECT fingerprint FROM found) FROM held""",
                 run_id,
                 *fence_args(lease),
@@ -234,7 +234,7 @@ class Admissions(Database):
         with translate():
             row = await conn.fetchrow(
                 f"""
-                WITH held AS ({held_sql("$10", "$11", "$12")}),
+                WITH held AS ({held_sql("$10", "$11", "$12", "$13")}),
                 open_approvals AS (
                     SELECT EXISTS (
                         SELECT 1 FROM approvals a JOIN steps s
@@ -247,8 +247,8 @@ class Admissions(Database):
                                     retry_at = $4,
                                     finished_at = coalesce(finished_at, remediator_now())
                     WHERE id = $1::uuid AND (SELECT ok FROM held)
-                      AND ($13 OR NOT (SELECT open FROM open_approvals))
-                      AND ($14::text IS NULL OR outcome = $14)
+                      AND ($14 OR NOT (SELECT open FROM open_approvals))
+                      AND ($15::text IS NULL OR outcome = $15)
                     RETURNING id, fingerprint
                 ), not_run AS (
                     UPDATE steps SET outcome = $7, message = $5
@@ -270,7 +270,7 @@ class Admissions(Database):
                 }
                 )
                 SELECT (SELECT count(*) FROM refused) AS count, held.ok,
-                       NOT $13 AND (SELECT open FROM open_approvals) AS open_approvals
+                       NOT $14 AND (SELECT open FROM open_approvals) AS open_approvals
                 FROM held
                 """,
                 run_id,

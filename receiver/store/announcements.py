@@ -72,7 +72,7 @@ class Announcements(Database):
         )
         with translate():
             ok = await self._pool.fetchval(
-                f"""WITH held AS ({held_sql("$4", "$5", "$6")}), audited AS (
+                f"""WITH held AS ({held_sql("$4", "$5", "$6", "$7")}), audited AS (
                     {
                     audit_insert_sql(
                         "(SELECT FROM held WHERE held.ok) AS go",

@@ -147,7 +147,7 @@ class Approvals(Database):
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 f"""
-                WITH held AS ({held_sql("$13", "$14", "$15")}), ins AS (
+                WITH held AS ({held_sql("$13", "$14", "$15", "$16")}), ins AS (
                     INSERT INTO approvals AS a (run_id, step_idx, rule, target_kind,
                         target_namespace, target_name, action, risk, plan, plan_hash, context,
                         expires_at)

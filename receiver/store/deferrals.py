@@ -70,17 +70,17 @@ class StepDeferrals(Database):
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 f"""
-                WITH held AS ({held_sql("$8", "$9", "$10")}),
+                WITH held AS ({held_sql("$8", "$9", "$10", "$11")}),
                 up AS (
                     -- The wait's own tries and first try, as the caller counted them: a
                     -- step whose message no longer says it waits (a guard held it since)
                     -- begins a new wait, which must not be bounded from an older one's.
                     UPDATE steps SET message = $4, attempts = $5, started_at = $6,
-                                     outcome = CASE WHEN steps.outcome = '{STARTED}' THEN $12
+                                     outcome = CASE WHEN steps.outcome = '{STARTED}' THEN $13
                                                ELSE steps.outcome END
                     WHERE run_id = $1::uuid AND phase = $2 AND idx = $3
                       AND (outcome = ANY ($7::text[])
-                           OR (outcome = '{STARTED}' AND message = $11::text))
+                           OR (outcome = '{STARTED}' AND message = $12::text))
                       AND (SELECT ok FROM held)
                     RETURNING run_id
                 )

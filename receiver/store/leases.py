@@ -49,10 +49,15 @@ class EventLease:
     The store sets ``finishing`` as that write is sent, and ``completed`` when it marked the
     event done; the worker then does not complete it again. Left False (the write did not
     happen, or ``owner`` lost the lease meanwhile), the worker settles the claim as it would
-    have without it."""
+    have without it.
+
+    ``attempts`` is the event's count of claims as this claim left it (``ClaimedEvent``):
+    with ``owner``, what names this claim and no other, the same worker's earlier ones
+    included (fence.py)."""
 
     event_id: int
     owner: str
+    attempts: int
     completed: bool = False
     # Set just before the write that completes the event is sent: from then on a lease that
     # cannot be extended may be this write's own doing, and the work ends with it.
@@ -61,17 +66,20 @@ class EventLease:
     @property
     def fence(self) -> LeaseFence:
         """The claim the event's writes are fenced by (receiver.store.fence)."""
-        return LeaseFence("event", self.event_id, self.owner)
+        return LeaseFence("event", self.event_id, self.owner, self.attempts)
 
 
-def complete_sql(event_id: str, owner: str) -> str:
+def complete_sql(event_id: str, owner: str, attempts: str | None = None) -> str:
     """The UPDATE that marks a claimed alert event done while ``owner`` holds its lease
-    (``event_id`` and ``owner`` are SQL expressions, usually parameters), returning its id:
-    ``EventQueue.complete_event`` runs it alone, ``Runs.create_run`` as a CTE of the statement
-    that stores a refused run."""
+    (``event_id``, ``owner`` and ``attempts`` are SQL expressions, usually parameters),
+    returning its id: ``EventQueue.complete_event`` runs it alone, ``Runs.create_run`` as a
+    CTE of the statement that stores a refused run, which it fences: there, ``attempts``
+    names the claim too (``EventLease.attempts``), so that a late copy of an earlier
+    claim's statement completes nothing under the same owner's next claim (fence.py)."""
+    claim = "" if attempts is None else f" AND attempts = {attempts}::int"
     return f"""UPDATE alert_events
         SET state = 'done', done_at = remediator_now(), lease_owner = NULL, lease_until = NULL
-        WHERE id = {event_id} AND state = 'claimed' AND lease_owner = {owner}
+        WHERE id = {event_id} AND state = 'claimed' AND lease_owner = {owner}{claim}
         RETURNING id"""
 
 

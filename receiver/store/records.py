@@ -174,7 +174,9 @@ class ClaimedJob:
     def fence(self) -> LeaseFence | None:
         """The claim the job's writes are fenced by (receiver.store.fence); None when it was
         not read as claimed."""
-        return None if self.owner is None else LeaseFence("job", self.id, self.owner)
+        if self.owner is None:
+            return None
+        return LeaseFence("job", self.id, self.owner, self.attempts)
 
 
 @dataclass(frozen=True, slots=True)

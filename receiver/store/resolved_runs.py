@@ -79,7 +79,7 @@ class ResolvedRuns(Database):
         new owner took up while the alert fired, and acts on."""
         async with self._tx() as conn:
             held = await conn.fetchval(
-                f"WITH held AS ({held_sql('$1', '$2', '$3')}) SELECT ok FROM held",
+                f"WITH held AS ({held_sql('$1', '$2', '$3', '$4')}) SELECT ok FROM held",
                 *fence_args(lease),
             )
             check_held(held, lease, f"the end of run {run_id}, its alert resolved")

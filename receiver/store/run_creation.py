@@ -12,8 +12,9 @@ run.refused row's data (NULL: none; ``create_run`` folds a refusal into the run.
 receiver/audit_folds.py); $31 the run.announced data (NULL: none, or folded likewise); $32-$33
 the event to complete and its owner (NULL: not completed here); $34 the run.admitted data
 (NULL: not admitted), $35 its run.outcome data;
-$36 the on_resolved steps (JSON); $37-$39 the claim the run is created under when the
-statement does not complete its event (``fence_args``; the completion fences it when it does).
+$36 the on_resolved steps (JSON); $37-$40 the claim the run is created under when the
+statement does not complete its event (``fence_args``; the completion fences it when it does),
+$41 the count of claims of the event to complete (``EventLease.attempts``: its claim's own).
 
 A run already stored for the rule and occurrence is left as it is (``id`` NULL): the insert
 looks for it first (PostgreSQL's plan in a storm walks ``runs_episode``: the episode's runs of
@@ -36,10 +37,10 @@ __all__ = ["CREATE_RUN_SQL"]
 
 CREATE_RUN_SQL = f"""
 WITH completed AS (
-    {complete_sql("$32", "$33")}
-), fenced AS ({held_sql("$37", "$38", "$39")}), held AS (
+    {complete_sql("$32", "$33", "$41")}
+), fenced AS ({held_sql("$37", "$38", "$39", "$40")}), held AS (
     -- Completing the event is the fence when this statement does: its UPDATE
-    -- finds the event only while ``complete.owner`` holds it, and locks it.
+    -- finds the event only while ``complete.owner`` holds it under that claim, and locks it.
     SELECT ($32::bigint IS NULL OR EXISTS (SELECT FROM completed))
            AND (SELECT ok FROM fenced) AS ok
 ), created AS (

@@ -241,6 +241,7 @@ class Runs(Database):
             # The completion fences the statement when it completes the event; the lease
             # is then not checked twice.
             *fence_args(None if complete is not None else lease),
+            None if complete is None else complete.attempts,
         )
         # One statement (run_creation.py), group-committed with the other runs the worker
         # writes meanwhile (group.py): one round trip and one commit for them all.
@@ -331,7 +332,7 @@ class Runs(Database):
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 f"""
-                WITH held AS ({held_sql("$6", "$7", "$8")}), moved AS (
+                WITH held AS ({held_sql("$6", "$7", "$8", "$9")}), moved AS (
                 UPDATE runs SET
                     outcome = $2,
                     started_at = CASE WHEN $2 = 'running'
@@ -344,7 +345,7 @@ class Runs(Database):
                         THEN remediator_now() + make_interval(secs => coalesce($5, verify_within_s))
                         ELSE verify_deadline END,
                     error = coalesce($4, error)
-                WHERE id = $1::uuid AND (SELECT ok FROM held) AND outcome = coalesce($9, outcome)
+                WHERE id = $1::uuid AND (SELECT ok FROM held) AND outcome = coalesce($10, outcome)
                 RETURNING fingerprint, verify_deadline
                 )
                 SELECT held.ok, moved.* FROM held LEFT JOIN moved ON true

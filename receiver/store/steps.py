@@ -132,7 +132,7 @@ async def write_step(
     acted = fields.get("may_have_acted", False)
     row = await conn.fetchrow(
         f"""
-        WITH held AS ({held_sql("$15", "$16", "$17")}),
+        WITH held AS ({held_sql("$15", "$16", "$17", "$18")}),
         up AS (
             INSERT INTO steps (run_id, phase, idx, action, params, needs_approval,
                                outcome, message, before, after, attempts, started_at,
@@ -316,7 +316,7 @@ class StepWriter(Database):
         with translate():
             row = await self._pool.fetchrow(
                 f"""
-                WITH held AS ({held_sql("$9", "$10", "$11")}),
+                WITH held AS ({held_sql("$9", "$10", "$11", "$12")}),
                 up AS (
                     UPDATE steps SET outcome = '{STARTED}', message = $4,
                                      attempts = steps.attempts + 1,

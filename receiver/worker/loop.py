@@ -174,7 +174,7 @@ class Worker:
         if not self._lease_to_process:
             work = bind_work(process, event)
             return Claim("event", event.id, c.attempts, c.failures, c.last_error, work, lane=c.lane)
-        lease = EventLease(event.id, self.owner)
+        lease = EventLease(event.id, self.owner, c.attempts)
         leased = functools.partial(cast(LeasedProcess, process), lease=lease)
         work = bind_work(leased, event)
         return Claim("event", event.id, c.attempts, c.failures, c.last_error, work, lease, c.lane)

@@ -42,7 +42,7 @@ async def _claimed(store: Store, count: int) -> list[Any]:
 
 
 async def _refuse(store: Store, event: Any) -> tuple[str | None, EventLease]:
-    lease = EventLease(event.id, "owner")
+    lease = EventLease(event.id, "owner", 1)
     run = await store.create_run(
         rule="restart",
         event=event,
@@ -100,7 +100,7 @@ async def test_writing_a_run_again_together_with_others_changes_nothing(store: S
     # alone; the two new ones are stored, in the same group.
     for refused, event in zip(again[:2], events, strict=False):
         assert isinstance(refused, LeaseLost), refused
-        assert refused.fence == LeaseFence("event", event.id, "owner")
+        assert refused.fence == LeaseFence("event", event.id, "owner", 1)
     assert all(not isinstance(result, BaseException) and result[0] for result in again[2:])
     assert all(lease.completed for _, lease in first)
     runs = await store._pool.fetchval("SELECT count(*) FROM runs")

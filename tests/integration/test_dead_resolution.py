@@ -95,7 +95,7 @@ async def _resolution_dies(h: Harness, resolved: dict[str, Any]) -> int:
     await h.intake.accept(notification(resolved))
     (claimed,) = await h.store.claim_events("replica-a", 1, 30.0)
     with pytest.raises(Exception, match="the store failed"):
-        await h.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a"))
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a", claimed.attempts))
     dead = await h.store.fail_event(
         claimed.event.id, "replica-a", "the store failed", delay_s=0, max_failures=1
     )

@@ -70,7 +70,7 @@ async def _killed_mid_step(h: Harness, monkeypatch: pytest.MonkeyPatch) -> str:
 
     monkeypatch.setattr(h.guards, "release", dead)
     with pytest.raises(WorkerDied):
-        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
     monkeypatch.undo()
     (run,) = await h.runs()
     assert run.outcome is RunOutcome.RUNNING
@@ -99,7 +99,7 @@ async def test_a_run_ended_by_its_resolution_after_its_worker_died_frees_the_tar
     await h.intake.accept(notification(alert(_labels("web-2"))))
     (claimed,) = await h.store.claim_events("worker-b", 1, 30.0)
     with pytest.raises(WorkerDied):  # admitted: its step ran
-        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-b"))
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-b", claimed.attempts))
     (second,) = [r for r in await h.runs() if r.id != first]
     assert second.outcome is RunOutcome.RUNNING, (second.outcome, second.error)
 

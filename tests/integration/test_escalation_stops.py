@@ -203,7 +203,9 @@ async def claim_ladder(h: Harness) -> ClaimedJob:
     """Worker A processes the re-fire (the verification fails) and claims the escalation's
     ``resume_run`` job it queued."""
     (claimed,) = await h.store.claim_events("worker-a", 10, 30.0)
-    assert (await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))).is_done
+    assert (
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
+    ).is_done
     await h.store.complete_event(claimed.event.id, "worker-a")
     (job,) = await h.store.claim_jobs("worker-a", 10, 30.0)
     assert job.kind is JobKind.RESUME_RUN

@@ -123,7 +123,7 @@ async def test_every_fenced_write_after_another_worker_claimed_the_event_changes
 ) -> None:
     await store.insert_events([new_event(1)])
     event_id = await _claim(store, "a")
-    a = LeaseFence("event", event_id, "a")
+    a = LeaseFence("event", event_id, "a", 1)
     # While A holds it, its writes go through as before.
     event = alert_event(event_id, 1)
     run_id = await store.create_run(rule="r", event=event, target=TARGET, dry_run=True)
@@ -199,10 +199,12 @@ async def test_every_fenced_write_after_another_worker_claimed_the_event_changes
 async def test_the_fence_holds_for_a_job(store: Store, database_url: str) -> None:
     await store.insert_events([new_event(1)])
     event_id = await _claim(store, "a")
-    run_id = await _running_run(store, alert_event(event_id, 1), LeaseFence("event", event_id, "a"))
+    run_id = await _running_run(
+        store, alert_event(event_id, 1), LeaseFence("event", event_id, "a", 1)
+    )
     await store.enqueue_job("resume_run", run_id)
     (job,) = await store.claim_jobs("a", 1, 60.0)
-    assert job.fence == LeaseFence("job", job.id, "a")
+    assert job.fence == LeaseFence("job", job.id, "a", 1)
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
@@ -212,7 +214,7 @@ async def test_the_fence_holds_for_a_job(store: Store, database_url: str) -> Non
     finally:
         await conn.close()
     (again,) = await store.claim_jobs("b", 1, 60.0)
-    assert again.fence == LeaseFence("job", job.id, "b")
+    assert again.fence == LeaseFence("job", job.id, "b", 2)
     before = await _snapshot(database_url, run_id)
     with contextlib.suppress(LeaseLost):
         await store.set_run_outcome(run_id, RunOutcome.FAILED, error="late", lease=job.fence)
@@ -254,7 +256,7 @@ async def test_a_late_create_run_writes_no_run_once_another_worker_claimed_the_e
     await store.insert_events([new_event(1)])
     event_id = await _claim(store, "a")
     event = alert_event(event_id, 1)
-    a = LeaseFence("event", event_id, "a")
+    a = LeaseFence("event", event_id, "a", 1)
     step = StepPlan(0, RESTART, {}, needs_approval=False, description="restart")
     run: dict[str, Any] = {"rule": "r", "event": event, "target": TARGET, "dry_run": True}
     run["steps"] = [step]
@@ -264,7 +266,7 @@ async def test_a_late_create_run_writes_no_run_once_another_worker_claimed_the_e
         "admitted": {"admitted": admitted_data(("pause",), fence=1), "lease": a},
         "refused": {
             "refusal": Refused("rate", "3 runs in the last 1m (max 3)", None),
-            "complete": EventLease(event_id, "a"),
+            "complete": EventLease(event_id, "a", 1),
         },
         "refused, the event left to the worker": {
             "refusal": Refused("rate", "3 runs in the last 1m (max 3)", None),
@@ -278,7 +280,7 @@ async def test_a_late_create_run_writes_no_run_once_another_worker_claimed_the_e
         assert await _written(database_url) == before, f"the late {name} run wrote something"
 
     # B's run is stored and completes the event; A's late copy after it changes nothing.
-    completing = EventLease(event_id, "b")
+    completing = EventLease(event_id, "b", 2)
     run_id = await store.create_run(
         **run, refusal=Refused("pause", "paused", None), complete=completing, lease=b
     )
@@ -301,8 +303,8 @@ async def test_create_run_under_a_claim_it_does_not_complete_is_refused(store: S
             event=alert_event(event_id, 1),
             target=TARGET,
             dry_run=True,
-            complete=EventLease(event_id, "a"),
-            lease=LeaseFence("event", event_id, "b"),
+            complete=EventLease(event_id, "a", 1),
+            lease=LeaseFence("event", event_id, "b", 1),
         )
 
 
@@ -321,7 +323,7 @@ async def test_a_late_refusal_held_in_the_network_does_not_undo_the_new_owners_r
     try:
         await store.insert_events([new_event(1)])
         event_id = await _claim(store, "a")
-        a = LeaseFence("event", event_id, "a")
+        a = LeaseFence("event", event_id, "a", 1)
         run_id = await _running_run(store, alert_event(event_id, 1), a)
         relay.hold()
         # A's guard said no; its statement waits in the network.
@@ -412,8 +414,8 @@ async def test_a_fenced_transaction_still_open_holds_the_event_from_every_claim(
     try:
         await a.execute("BEGIN")
         # The first statement of A's fenced transaction: the check, and its lock.
-        held = f"SELECT ok FROM ({held_sql('$1', '$2', '$3')}) held"
-        assert await a.fetchval(held, "event", event_id, "a")
+        held = f"SELECT ok FROM ({held_sql('$1', '$2', '$3', '$4')}) held"
+        assert await a.fetchval(held, "event", event_id, "a", 1)
         async with store._tx() as conn:
             await conn.execute(
                 "UPDATE alert_events SET lease_until = remediator_now() - interval '1 second'"
@@ -468,7 +470,7 @@ async def test_the_new_owner_runs_the_run_a_late_admitted_copy_no_longer_holds(
                 dry_run=True,
                 run_id=run_id_of(rule, event.fingerprint, event.starts_at, event.refire),
                 admitted=admitted_data(("cooldown",), fence=1),
-                lease=LeaseFence("event", event.id, "a"),
+                lease=LeaseFence("event", event.id, "a", claimed.attempts),
             )
             late.append(None)
         except LeaseLost as exc:

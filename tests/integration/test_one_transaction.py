@@ -276,7 +276,7 @@ async def test_a_run_does_not_complete_an_event_whose_lease_it_lost(
     await h.intake.accept(notification(alert(labels("b"))))
     (claimed,) = await h.store.claim_events(h.owner, 5, 30.0)
 
-    lease = EventLease(claimed.event.id, "a-worker-that-lost-it")
+    lease = EventLease(claimed.event.id, "a-worker-that-lost-it", claimed.attempts)
     # Nor does it store its run: the completion it carries is its fence (fence.py), and a run
     # stored under a lost lease would stand as the one its owner was about to store.
     with pytest.raises(LeaseLost, match="no longer leased to a-worker-that-lost-it"):

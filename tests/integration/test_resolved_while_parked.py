@@ -287,7 +287,9 @@ async def test_a_run_left_running_by_its_dead_event_ends_once_its_alert_resolved
     await env.harness.intake.accept(notification(alert(poke_labels())))
     (claimed,) = await store.claim_events("replica-a", 1, 30.0)
     with pytest.raises(WorkerDied):
-        await env.harness.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a"))
+        await env.harness.pipeline(
+            claimed.event, EventLease(claimed.event.id, "replica-a", claimed.attempts)
+        )
     assert (
         await store.fail_event(
             claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
@@ -330,7 +332,9 @@ async def _died_in_its_step(make_harness: MakeHarness, action: Poke) -> AsyncIte
         await harness.intake.accept(notification(alert(poke_labels())))
         (claimed,) = await store.claim_events("replica-a", 1, 30.0)
         with pytest.raises(WorkerDied):
-            await harness.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a"))
+            await harness.pipeline(
+                claimed.event, EventLease(claimed.event.id, "replica-a", claimed.attempts)
+            )
         dead = await store.fail_event(
             claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
         )

@@ -119,7 +119,7 @@ rules:
 
     monkeypatch.setattr(h.store, "record_step", dying)
     with pytest.raises(WorkerDied):
-        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
     monkeypatch.undo()
     lease = await take_over(h.store, claimed.event.id, "worker-b")
     assert (await h.pipeline(claimed.event, lease)).is_done
@@ -167,7 +167,7 @@ async def _dies_after_the_outcome(
         h.guards, "record_result", lambda *a, **k: unless_dead(record_result, *a, **k)
     )
     with pytest.raises(WorkerDied):
-        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
     monkeypatch.undo()
 
     lease = await take_over(h.store, claimed.event.id, "worker-b")

@@ -49,7 +49,7 @@ async def test_a_refused_run_is_stored_without_a_speculative_insert(store: Store
     await store._pool.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
     await store.insert_events([new_event()])
     [claimed] = await store.claim_events("w", 1, 30)
-    lease = EventLease(claimed.event.id, "w")
+    lease = EventLease(claimed.event.id, "w", claimed.attempts)
     before = await _lsn(store)
     run_id = await store.create_run(
         rule="restart",
@@ -98,8 +98,10 @@ async def test_a_run_stored_by_a_racing_statement_is_left_as_it_is(
         )
         await eventually(
             lambda: store._pool.fetchval(
+                # By the statement's first words: pg_stat_activity keeps only the first
+                # track_activity_query_size bytes (1 kB) of it, which the insert lies beyond.
                 "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO runs%'"
+                " WHERE wait_event_type = 'Lock' AND query LIKE '%WITH completed AS (%'"
             ),
             what="the store's insert waiting on the rival's",
         )

@@ -101,7 +101,7 @@ async def _crash_then_take_up(
 
     monkeypatch.setattr(h.store, "record_step", dying)
     with pytest.raises(WorkerDied):
-        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
     monkeypatch.setattr(h.store, "record_step", record_step)
     lease = await take_over(h.store, claimed.event.id, "worker-b")
     disposition = await h.pipeline(claimed.event, lease)
@@ -176,12 +176,14 @@ async def test_a_mark_whose_answer_was_lost_is_the_retry_s_own_and_it_acts(
 
     monkeypatch.setattr(h.store, "start_step", answer_lost)
     with pytest.raises(StoreUnavailable):
-        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
     assert count.calls == 0
     assert [s.outcome for s in (await h.only_run()).steps] == ["started"]
     monkeypatch.setattr(h.store, "start_step", start_step)
 
-    disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+    disposition = await h.pipeline(
+        claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts)
+    )
 
     assert disposition.is_done
     assert count.calls == 1

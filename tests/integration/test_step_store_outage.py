@@ -83,7 +83,7 @@ async def test_a_step_whose_record_the_store_lost_says_so_not_a_stopped_worker(
     h = await make_harness(RULES, dry_run=False, extra_actions=[count])
     await h.intake.accept(notification(alert(LABELS)))
     (claimed,) = await h.store.claim_events("worker-a", 1, 60.0)
-    lease = EventLease(claimed.event.id, "worker-a")
+    lease = EventLease(claimed.event.id, "worker-a", claimed.attempts)
 
     with pytest.raises(StoreUnavailable):
         await h.pipeline(claimed.event, lease)

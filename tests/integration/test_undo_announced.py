@@ -106,7 +106,9 @@ async def test_a_restore_refused_after_a_hand_scale_is_announced_once(
     # (the first never completed it): the undo is refused once and said once.
     await h.intake.accept(notification(alert(backlog(ns, "orders"), status="resolved")))
     (claimed,) = await h.store.claim_events("worker-a", 1, 30.0)
-    assert (await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))).is_done
+    assert (
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
+    ).is_done
     lease = await take_over(h.store, claimed.event.id, "worker-b")
     assert (await h.pipeline(claimed.event, lease)).is_done
 
@@ -153,7 +155,9 @@ async def test_a_worker_that_dies_before_the_message_leaves_it_to_the_retry(
     with monkeypatch.context() as patch:
         patch.setattr(h.store, "was_announced", dying)
         with pytest.raises(WorkerDied):
-            await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+            await h.pipeline(
+                claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts)
+            )
     assert [o for o, _ in resolve_steps(await h.only_run())] == ["refused"]
     assert "undo_failed" not in announced(peer)
 

@@ -139,7 +139,7 @@ async def carried_undo_running(
     await h.intake.accept(notification(alert(LABELS, starts_at=S2, status="resolved")))
     (claimed,) = await h.store.claim_events("worker-a", 10, 30.0)
     passing = asyncio.create_task(
-        h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+        h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
     )
     await asyncio.wait_for(server.arrived.wait(), 10.0)
     return h, first, passing

@@ -239,7 +239,9 @@ async def test_an_undo_step_a_worker_died_in_that_must_not_act_twice_ends_the_un
 
         monkeypatch.setattr(h.store, "record_step", dying)
         with pytest.raises(WorkerDied):
-            await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+            await h.pipeline(
+                claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts)
+            )
         monkeypatch.setattr(h.store, "record_step", record_step)
         assert flags.sent("checkout", enabled=True) == 1
         assert (
@@ -304,7 +306,7 @@ async def test_a_worker_that_died_in_an_undo_step_safe_to_replay_is_taken_up_and
 
     monkeypatch.setattr(h.store, "record_step", dying)
     with pytest.raises(WorkerDied):
-        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+        await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
     monkeypatch.setattr(h.store, "record_step", record_step)
     assert (take_back.calls, tidy.calls) == (1, 0)
     assert (
@@ -336,7 +338,9 @@ async def test_a_worker_that_died_before_ending_the_undo_leaves_nothing_to_run(
 
         monkeypatch.setattr(h.store, "stop_undo", dying)
         with pytest.raises(WorkerDied):
-            await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a"))
+            await h.pipeline(
+                claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts)
+            )
         monkeypatch.setattr(h.store, "stop_undo", stop_undo)
         assert undo_of(await first_run(h)) == [(1, "failed"), (2, "pending")]
         assert (

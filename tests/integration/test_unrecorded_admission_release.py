@@ -69,7 +69,7 @@ async def test_a_lock_kept_after_an_unrecorded_admission_is_logged_with_its_run(
         (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
         with capture_logs() as logs:
             passed = asyncio.create_task(
-                h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
+                h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner, claimed.attempts))
             )
             try:
                 # Redis admitted the run; the store's insert of it waits at the gate.

@@ -53,7 +53,7 @@ async def events_only(env: ApprovalEnv, worker: str = "replica-b") -> None:
     h = env.harness
     while claimed := await h.store.claim_events(worker, 50, 30.0):
         for c in claimed:
-            disposition = await h.pipeline(c.event, EventLease(c.event.id, worker))
+            disposition = await h.pipeline(c.event, EventLease(c.event.id, worker, c.attempts))
             assert disposition.is_done, disposition
             if not disposition.settled:
                 await h.store.complete_event(c.event.id, worker)
@@ -283,7 +283,7 @@ async def test_a_resolution_retried_after_it_carried_the_undo_leaves_it_to_the_c
     monkeypatch.setattr(store, "carry_undo", carry_then_crash)
     await accept(env, "resolved", "2026-11-25T10:10:00Z", "2026-11-25T10:15:00Z")
     [claimed] = await store.claim_events("replica-b", 50, 30.0)
-    lease = EventLease(claimed.event.id, "replica-b")
+    lease = EventLease(claimed.event.id, "replica-b", claimed.attempts)
     with pytest.raises(StoreUnavailable):
         await env.harness.pipeline(claimed.event, lease)
     # The retry finds the undo carried: its steps are the carry's job's, not this pass's.

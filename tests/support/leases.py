@@ -30,7 +30,7 @@ async def take_over(store: Store, event_id: int, owner: str, lease_s: float = 30
     assert expired == "UPDATE 1", f"event {event_id} is not claimed: {expired}"
     claimed = await store.claim_events(owner, 1, lease_s)
     assert [c.event.id for c in claimed] == [event_id], f"{owner} claimed {list(claimed)}"
-    return EventLease(event_id, owner)
+    return EventLease(event_id, owner, claimed[0].attempts)
 
 
 async def take_over_job(store: Store, job_id: int, owner: str, lease_s: float = 30.0) -> ClaimedJob:

@@ -82,7 +82,9 @@ class Harness:
             events = await self.store.claim_events(self.owner, 50, 30.0)
             for c in events:
                 # As the service's worker does: the event's last write may complete it.
-                disposition = await self.pipeline(c.event, EventLease(c.event.id, self.owner))
+                disposition = await self.pipeline(
+                    c.event, EventLease(c.event.id, self.owner, c.attempts)
+                )
                 if not disposition.is_done:
                     await self.store.release_event(
                         c.event.id,

@@ -85,7 +85,9 @@ async def pass_writes_held(h: Harness) -> Disposition:
     for the next ``drain``."""
     (claimed,) = await h.store.claim_events(h.owner, 1, 30.0)
     try:
-        disposition = await h.pipeline(claimed.event, EventLease(claimed.event.id, h.owner))
+        disposition = await h.pipeline(
+            claimed.event, EventLease(claimed.event.id, h.owner, claimed.attempts)
+        )
     finally:
         await h.guards.redis.execute_command("CLIENT", "UNPAUSE")
     if not disposition.is_done:

@@ -68,7 +68,7 @@ def attempts() -> Attempts:
 
 async def test_a_lease_gone_while_the_completing_write_is_on_its_way_is_not_a_lost_lease() -> None:
     queue = Queue()
-    lease = EventLease(1, "w")
+    lease = EventLease(1, "w", 1)
     ended = []
 
     async def work() -> Disposition:
@@ -89,7 +89,7 @@ async def test_a_lease_gone_while_the_completing_write_is_on_its_way_is_not_a_lo
 
 async def test_a_lease_gone_before_the_last_write_is_lost_and_the_work_abandoned() -> None:
     queue = Queue()
-    lease = EventLease(1, "w")
+    lease = EventLease(1, "w", 1)
     cancelled = []
 
     async def work() -> Disposition:
