@@ -79,9 +79,11 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield created
 
 
-async def harness(make_harness: MakeHarness, session: aiohttp.ClientSession, url: str) -> Harness:
+async def harness(
+    make_harness: MakeHarness, session: aiohttp.ClientSession, url: str, **settings: Any
+) -> Harness:
     endpoints = HttpEndpoints({"flags": Endpoint("flags", url, {}, QUICK)}, session)
-    return await make_harness(RULE, clients={"http": endpoints}, dry_run=False)
+    return await make_harness(RULE, clients={"http": endpoints}, dry_run=False, **settings)
 
 
 async def fire_then_resolve(h: Harness) -> tuple[RunRecord, RunRecord]:
@@ -153,7 +155,10 @@ async def test_a_call_that_never_reached_or_was_turned_away_is_not_undone(
     async with answering(flags.handle) as base:
         # Nothing listens on port 9 (discard) of the loopback: every connect is refused.
         url = "http://127.0.0.1:9/flags" if way == "connection refused" else f"{base}/flags"
-        h = await harness(make_harness, session, url)
+        # A step whose call never connected waits for its system (pipeline/unreachable.py,
+        # tests/integration/test_unreachable_marked.py); 0 s gives up at once, so that what is
+        # asked here, a failure that never reached, is what the step ends with.
+        h = await harness(make_harness, session, url, unreachable_retry_s=0.0)
         fired, resolved = await fire_then_resolve(h)
 
     (step,) = fired.steps
