@@ -181,7 +181,7 @@ class Unreachable:
         message = (
             f"{UNREACHED}{system} could not be reached ({tries} "
             f"{'try' if tries == 1 else 'tries'} since {_at(first)}, the last at {_at(now)}): "
-            f"{exc.message}; nothing was sent; tried again for up to {until} from the first"
+            f"{exc.message}; it did not act; tried again for up to {until} from the first"
         )
         await deps.store.defer_step(
             ctx.run_id,
