@@ -166,7 +166,7 @@ class Unreachable:
         tries = (waited.tries if waited is not None else 0) + 1
         bound = self.bound_s(ctx.phase)
         if waits is None:
-            waits = (now - first).total_seconds() < bound
+            waits = self.waits(ctx, step, now)
         if not waits:
             return Result(
                 Outcome.FAILED,

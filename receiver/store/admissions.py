@@ -15,7 +15,7 @@ from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
-from receiver.store.finish import queue_finish, release_entry
+from receiver.store.finish import admitted_token, queue_finish, release_entry
 from receiver.store.records import Refused
 from receiver.store.steps import (
     ENDED_WHILE_STARTED,
@@ -126,14 +126,7 @@ class Admissions(Database):
         ends the run without holding the lock releases this one, exactly
         (``pipeline.overtaken.release_admitted_lock``)."""
         with translate():
-            found = await self._pool.fetchval(
-                """SELECT coalesce(data->>'lock_token', '') FROM audit_log
-                   WHERE run_id = $1::uuid AND kind = 'run.admitted' AND data->>'phase' = $2
-                   ORDER BY id DESC LIMIT 1""",
-                run_id,
-                phase,
-            )
-        return None if found is None else str(found)
+            return await admitted_token(self._pool, run_id, phase)
 
     async def admitted_since_parked(self, run_id: str, phase: str) -> bool:
         """Whether the last admission of the run's ``phase`` (its ``run.admitted`` row, written

@@ -57,9 +57,9 @@ FINISH_AFTER_S = 30.0
 
 
 async def admitted_token(conn: Any, run_id: str, phase: str = "run") -> str | None:
-    """On ``conn``: the target lock's token the last admission of run ``run_id``'s ``phase``
-    took, as ``Store.admitted_lock`` reads it ("" none taken or not written; None never
-    admitted as the store knows)."""
+    """On ``conn`` (a connection in a transaction, or the pool: ``Store.admitted_lock``): the
+    target lock's token the last admission of run ``run_id``'s ``phase`` took ("" none taken
+    or not written; None never admitted as the store knows)."""
     found = await conn.fetchval(
         """SELECT coalesce(data->>'lock_token', '') FROM audit_log
            WHERE run_id = $1::uuid AND kind = 'run.admitted' AND data->>'phase' = $2
