@@ -38,6 +38,7 @@ from tests.integration.test_kubernetes_actions import make_revision_2
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import (
     MakeDeployment,
+    first_step_ctx,
     owned_replica_sets,
     wait_for_quiet,
     wait_for_revision,
@@ -306,13 +307,7 @@ async def test_an_undo_whose_answer_was_lost_is_reported_done(
 
     proxy.on_lost = rolled_back
     proxy.inject("PATCH", path, LOST)
-    ctx = ActionContext(
-        run_id=str(uuid.uuid4()),
-        dry_run=False,
-        clients=Clients({"kubernetes": proxied_client}),
-        step=0,
-        phase="run",
-    )
+    ctx = first_step_ctx(proxied_client)
 
     result = await RolloutUndo(retry=FAST).run(
         ctx, Target("Deployment", ns, "web"), RolloutUndo.Params()
@@ -354,13 +349,7 @@ async def test_a_landed_write_stays_may_have_acted_when_its_replan_cannot_read(
 
     proxy.on_lost = overloaded
     proxy.inject("PATCH", path, LOST)
-    ctx = ActionContext(
-        run_id=str(uuid.uuid4()),
-        dry_run=False,
-        clients=Clients({"kubernetes": proxied_client}),
-        step=0,
-        phase="run",
-    )
+    ctx = first_step_ctx(proxied_client)
 
     with pytest.raises(TransientActionError) as caught:
         await SetEnv(retry=FAST).run(
@@ -398,13 +387,7 @@ async def test_a_scale_whose_patch_landed_stays_may_have_acted_when_its_reread_i
 
     proxy.on_lost = throttled
     proxy.inject("PATCH", path, LOST)
-    ctx = ActionContext(
-        run_id=str(uuid.uuid4()),
-        dry_run=False,
-        clients=Clients({"kubernetes": proxied_client}),
-        step=0,
-        phase="run",
-    )
+    ctx = first_step_ctx(proxied_client)
 
     with pytest.raises(TransientActionError) as caught:
         await Scale(retry=FAST).run(
@@ -439,13 +422,7 @@ async def test_an_undo_whose_answer_was_lost_and_whose_reread_is_throttled_may_h
 
     proxy.on_lost = rolled_back_then_throttled
     proxy.inject("PATCH", path, LOST)
-    ctx = ActionContext(
-        run_id=str(uuid.uuid4()),
-        dry_run=False,
-        clients=Clients({"kubernetes": proxied_client}),
-        step=0,
-        phase="run",
-    )
+    ctx = first_step_ctx(proxied_client)
 
     with pytest.raises(TransientActionError) as caught:
         await RolloutUndo(retry=FAST).run(
