@@ -103,15 +103,15 @@ _RETENTION_MAX_S = 10 * 365 * 86400.0
 # second makes its guard meaningless (a lock gone before the action has begun, a budget that
 # forgets what it counted); at 1ms, a client sending headers and body 50 ms apart was cut off
 # unanswered, and a webhook would be 503 however healthy the store: each takes at least 1s.
-# A readiness check may be under a probe's 1s, not under a healthy round trip (100ms).
-_SHORTEST = 0.001
+# A readiness check may be under a probe's 1s, not under a healthy round trip (100ms); nor the
+# worker's fallback poll, a claim statement each time (at 1ms, a busy loop against the store).
 _INCIDENT_GAP_MAX_S = 7 * 86400.0
 _YEAR = durations.MAX_DURATION_S
 _DURATION_BOUNDS: dict[str, tuple[float, float]] = {
     "readiness_timeout_seconds": (0.1, _YEAR),
     "read_timeout_seconds": (1.0, _YEAR),
     "worker_lease_seconds": (1.0, _YEAR),
-    "worker_poll_interval_seconds": (_SHORTEST, _YEAR),
+    "worker_poll_interval_seconds": (0.1, _YEAR),
     "worker_shutdown_grace_seconds": (0.0, _YEAR),
     "budget_window_seconds": (1.0, _YEAR),
     "breaker_window_seconds": (1.0, _YEAR),

@@ -83,6 +83,8 @@ def test_digits_other_than_ascii_are_refused(name: str, value: str) -> None:
         ("REMEDIATOR_READ_TIMEOUT", "999ms", "between 1s and a year"),
         ("REMEDIATOR_INTAKE_TIMEOUT", "1ms", "between 1s and a year"),
         ("REMEDIATOR_READINESS_TIMEOUT", "1ms", "between 100ms and a year"),
+        # Each poll is a claim statement: at 1ms a LISTEN outage made a busy loop of it.
+        ("REMEDIATOR_WORKER_POLL_INTERVAL", "1ms", "between 100ms and a year"),
         ("REMEDIATOR_REFUSAL_DIGEST", "500ms", "between 1s and 1d, or off"),
         ("REMEDIATOR_REFUSAL_DIGEST", "25h", "between 1s and 1d, or off"),
         ("REMEDIATOR_UNREACHABLE_RETRY_FOR", "25h", "between 0s and 1d"),
