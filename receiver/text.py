@@ -6,15 +6,16 @@ text with their own words. And text a person reads as it is written (``visible``
 ``remediations.visible_text``, as the ``notify`` action needs it too): what an alert says, in
 an approval's notices and page and in run announcements; a link's target keeps its address
 (``address``: what does not print is percent-encoded); what an alert says, quoted in a line of
-the service's own, stays on it (``one_line``: each break shown as ``LINE_BREAK``). Pure."""
+the service's own, stays on it (``one_line``: each break shown as ``LINE_BREAK``); a refused
+value quoted in an error, cut to what finds it (``shown``). Pure."""
 
 from __future__ import annotations
 
 import re
 
-from remediations.visible_text import LINE_BREAK, address, one_line, visible
+from remediations.visible_text import LINE_BREAK, address, one_line, shown, visible
 
-__all__ = ["LINE_BREAK", "address", "has_lone_surrogate", "one_line", "visible"]
+__all__ = ["LINE_BREAK", "address", "has_lone_surrogate", "one_line", "shown", "visible"]
 
 # In a str a surrogate is always a lone one: a decoded pair is one character.
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import re
 
+from remediations.visible_text import shown
+
 __all__ = ["MAX_DURATION_S", "format_duration", "parse_duration"]
 
 # The longest duration a rule or an action's params may hold: one year. Windows and cooldowns
@@ -49,7 +51,7 @@ def parse_duration(text: object) -> float:
     if not isinstance(text, str):
         if isinstance(text, int | float) and not isinstance(text, bool):
             raise ValueError(_no_unit(text))
-        raise ValueError(f"{text!r} is not a duration; {_HELP}")
+        raise ValueError(f"{shown(text)} is not a duration; {_HELP}")
     match = _PATTERN.fullmatch(text)
     if not text or match is None:
         raise ValueError(_why_not(text))
@@ -58,20 +60,22 @@ def parse_duration(text: object) -> float:
 
 def _why_not(text: str) -> str:
     if any(c.isdigit() and not c.isascii() for c in text):
-        return f"{text!r} is not a duration: write its digits as ASCII 0-9; {_HELP}"
+        return f"{shown(text)} is not a duration: write its digits as ASCII 0-9; {_HELP}"
     if text.strip() != text and text.strip():
-        return f"{text!r} is not a duration: remove the blanks around it; {_HELP}"
+        return f"{shown(text)} is not a duration: remove the blanks around it; {_HELP}"
     if text.startswith("-"):
-        return f"{text!r} is not a duration: a duration cannot be negative; {_HELP}"
+        return f"{shown(text)} is not a duration: a duration cannot be negative; {_HELP}"
     if _NUMBER.fullmatch(text):
         return _no_unit(text)
-    return f"{text!r} is not a duration; {_HELP}"
+    return f"{shown(text)} is not a duration; {_HELP}"
 
 
 def _no_unit(number: object) -> str:
     text = str(number)
-    example = f"{text}s or {text}m" if text.isascii() and text.isdigit() else "30s or 30m"
-    return f"{number!r} is not a duration: a number needs a unit, e.g. {example} ({_UNITS_HELP})"
+    plain = text.isascii() and text.isdigit() and len(text) <= 12
+    example = f"{text}s or {text}m" if plain else "30s or 30m"
+    needs = f"a number needs a unit, e.g. {example} ({_UNITS_HELP})"
+    return f"{shown(number)} is not a duration: {needs}"
 
 
 @functools.lru_cache(maxsize=256)

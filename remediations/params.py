@@ -22,6 +22,7 @@ from pydantic import (
 
 from remediations.durations import MAX_DURATION_S, format_duration, parse_duration
 from remediations.numerals import is_whole_number
+from remediations.visible_text import shown
 
 __all__ = ["Boolean", "Duration", "Integer", "Number", "StrictParams"]
 
@@ -88,7 +89,6 @@ def _not_a_boolean(value: object) -> object:
 # More digits than any count, port or size has: refused before int() reads them (it refuses
 # more than 4,300 digits with a ValueError of its own, and pydantic quoted them all back).
 _MAX_DIGITS = 20
-_SHOWN_CHARS = 40
 
 
 def _whole_number(value: object) -> object:
@@ -101,14 +101,15 @@ def _whole_number(value: object) -> object:
     if not isinstance(value, str):
         return value  # an int, or pydantic's own error for anything else
     text = value.strip()
-    shown = repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…")
     if not is_whole_number(text):
         raise ValueError(
-            f"{shown} is not an integer: write it with the digits 0-9 alone (no `_`, `+`,"
+            f"{shown(text)} is not an integer: write it with the digits 0-9 alone (no `_`, `+`,"
             " fraction or exponent)"
         )
     if len(text.lstrip("-").lstrip("0")) > _MAX_DIGITS:
-        raise ValueError(f"{shown} has {len(text):,} digits: far out of range, write a smaller one")
+        raise ValueError(
+            f"{shown(text)} has {len(text):,} digits: far out of range, write a smaller one"
+        )
     return int(text)
 
 

@@ -14,12 +14,16 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-__all__ = ["LINE_BREAK", "address", "one_line", "visible"]
+__all__ = ["LINE_BREAK", "address", "one_line", "shown", "visible"]
 
 # What a line break in quoted text is shown as: the break stays visible, the line stays one.
 LINE_BREAK = " \u21b5 "
 # Every break str.splitlines() knows (\n, \r, \v, \f, \x1c-\x1e, \x85, U+2028, U+2029).
 _BREAK = re.compile("\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+# How much of a refused value an error quotes: enough to find it, never the whole of a pasted
+# file or of a 5,000-digit number (a message is read on one screen, and logged).
+SHOWN_CHARS = 80
 
 # Joiners that reorder nothing, and that Persian words and emoji sequences need.
 _JOINERS = frozenset("\u200c\u200d")
@@ -68,3 +72,12 @@ def address(url: str) -> str:
     if url.isprintable():
         return url
     return "".join(c if c.isprintable() else quote(c, safe="") for c in url)
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as an error quotes it: its ``repr``, of at most ``limit`` characters of the
+    value's text, ``…`` ending a cut one (``'99999…'``)."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= limit else value[:limit] + "…")
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"

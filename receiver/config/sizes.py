@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from receiver.text import shown
+
 __all__ = ["BODY_BYTES_BOUNDS", "GIB", "KIB", "MIB", "parse_size", "size", "spell_size"]
 
 KIB = 1024
@@ -36,13 +38,6 @@ _SIZE_UNITS = {
 # More digits than any size a setting takes: out of range before int() reads them (int()
 # refuses more than 4,300 digits with a ValueError of its own). A longer value is quoted cut.
 _MAX_DIGITS = 20
-_SHOWN_CHARS = 40
-
-
-def _shown(value: object) -> str:
-    text = value if isinstance(value, str) else str(value)
-    cut = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
-    return repr(cut) if isinstance(value, str) else cut
 
 
 def _read(value: str) -> tuple[str, int]:
@@ -51,7 +46,7 @@ def _read(value: str) -> tuple[str, int]:
     if m is None:
         ascii_digits = "write its digits as ASCII 0-9; " if not value.isascii() else ""
         raise ValueError(
-            f"{_shown(value)} is not a size: {ascii_digits}use bytes, or e.g. 16MiB, 20MB"
+            f"{shown(value)} is not a size: {ascii_digits}use bytes, or e.g. 16MiB, 20MB"
         )
     return m.group(1), _SIZE_UNITS[(m.group(2) or "").lower()]
 
@@ -80,7 +75,7 @@ def size(value: object, bounds: tuple[int, int]) -> object:
     ``'1025MiB' is out of range: give a size between 1KiB and 1GiB``."""
     shortest, longest = bounds
     out_of_range = ValueError(
-        f"{_shown(value)} is out of range: give a size between {spell_size(shortest)} and "
+        f"{shown(value)} is out of range: give a size between {spell_size(shortest)} and "
         f"{spell_size(longest)}"
     )
     if isinstance(value, str):

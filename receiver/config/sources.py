@@ -27,6 +27,7 @@ from receiver.config.values import EMPTY_HOST, escaped, unknown_key_error, unsto
 from receiver.config.variables import ENV_PREFIX, unknown_variables
 from receiver.rules.yaml_lines import KeyPath
 from receiver.rules.yaml_loaders import boolean_word
+from receiver.text import shown
 
 __all__ = [
     "ENV_PREFIX",
@@ -217,8 +218,8 @@ def _describe(exc: ValidationError, source: Mapping[str, str], words: Mapping[Ke
         if "input" in err and err["type"] not in ("value_error",) and _may_quote(field, err):
             given = err["input"]
             # As YAML writes it: `true`, not Python's True.
-            shown = str(given).lower() if isinstance(given, bool) else repr(given)
-            message = f"{message} (got {shown})"
+            quoted = str(given).lower() if isinstance(given, bool) else shown(given)
+            message = f"{message} (got {quoted})"
         lines.append(f"{name}: {message}")
     return "; ".join(lines)
 

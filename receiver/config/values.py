@@ -16,7 +16,7 @@ from pydantic import BaseModel, SecretStr, ValidationInfo
 from receiver import durations
 from receiver.config.redact import misread, redacted
 from receiver.model import NamespacePolicy
-from receiver.text import has_lone_surrogate
+from receiver.text import has_lone_surrogate, shown
 from remediations import names
 
 __all__ = [
@@ -79,7 +79,7 @@ def duration(
             return spelled.get(bound) or durations.format_duration(bound)
 
         raise ValueError(
-            f"{value!r} is out of range: give a duration between {spell(shortest)} and "
+            f"{shown(value)} is out of range: give a duration between {spell(shortest)} and "
             f"{spell(longest)}"
         )
     return seconds
@@ -96,7 +96,7 @@ def duration_or_off(value: object, bounds: tuple[float, float], *, written: bool
     seconds = duration(value, (0.0, float("inf")), written=written, spelled={})
     if seconds != 0.0 and not shortest <= seconds <= longest:
         raise ValueError(
-            f"{value!r} is out of range: give a duration between "
+            f"{shown(value)} is out of range: give a duration between "
             f"{durations.format_duration(shortest)} and {durations.format_duration(longest)}, "
             "or off"
         )
@@ -123,7 +123,7 @@ def slack_team_ids(value: object) -> object:
         for item in listed:
             if isinstance(item, str) and not _SLACK_TEAM_ID.fullmatch(item):
                 raise ValueError(
-                    f"{item!r} is not a Slack team id: give the workspace's id, like T0123ABCD"
+                    f"{shown(item)} is not a Slack team id: give the workspace's id, like T0123ABCD"
                     " (its `team.id`), not its name or URL"
                 )
     return listed
@@ -138,7 +138,7 @@ def one_of(value: object, choices: Sequence[str], aliases: Mapping[str, str]) ->
     text = value.strip().lower()
     text = aliases.get(text, text)
     if text not in choices:
-        raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        raise ValueError(f"{shown(value)} is not one of {', '.join(choices)}")
     return text
 
 
@@ -180,7 +180,7 @@ def namespaces(value: object, *, deny: bool) -> object:
     if isinstance(listed, list | tuple):
         for item in listed:
             if isinstance(item, str) and (problems := names.dns1123_label_errors(item)):
-                raise ValueError(f"{item!r} is not a namespace name: {'; '.join(problems)}")
+                raise ValueError(f"{shown(item)} is not a namespace name: {'; '.join(problems)}")
     return listed
 
 

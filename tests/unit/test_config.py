@@ -293,7 +293,7 @@ def test_a_size_of_thousands_of_digits_is_out_of_range_quoted_cut() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(None, {"REMEDIATOR_MAX_BODY_BYTES": "9" * 5000 + "GiB"})
     assert info.value.message == (
-        f"REMEDIATOR_MAX_BODY_BYTES: '{'9' * 40}…' is out of range: give a size between 1KiB"
+        f"REMEDIATOR_MAX_BODY_BYTES: '{'9' * 80}…' is out of range: give a size between 1KiB"
         " and 1GiB"
     )
 

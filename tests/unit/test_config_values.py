@@ -185,7 +185,7 @@ def test_an_integer_of_thousands_of_digits_is_refused_unquoted(tmp_path: Path) -
     # quoted every digit back.
     config = tmp_path / "c.yaml"
     config.write_text(f"http:\n  port: {'9' * 5000}\n", encoding="utf-8")
-    message = "'" + "9" * 40 + "…' has 5,000 digits: far out of range, write a smaller one"
+    message = "'" + "9" * 80 + "…' has 5,000 digits: far out of range, write a smaller one"
     assert refusal({}, config) == f"http.port: {message}"
     assert refusal({"REMEDIATOR_PORT": "9" * 5000}) == f"REMEDIATOR_PORT: {message}"
 
@@ -307,3 +307,18 @@ def test_a_boolean_word_still_sets_a_switch(tmp_path: Path) -> None:
     config.write_text("dry_run: on\nannouncements:\n  refusal_digest: off\n", encoding="utf-8")
     settings = load_settings(config, {})
     assert (settings.dry_run.value, settings.refusal_digest_seconds) == ("true", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REMEDIATOR_LOCK_TTL", "9" * 5000 + "s"),
+        ("REMEDIATOR_LOCK_TTL", "9" * 5000),
+        ("REMEDIATOR_MAX_BODY_BYTES", "9" * 5000),
+        ("REMEDIATOR_LOG_FORMAT", "j" * 5000),
+    ],
+)
+def test_a_long_refused_setting_is_quoted_cut(name: str, value: str) -> None:
+    message = refusal({name: value})
+    assert f"{value[:80] + '…'!r}" in message
+    assert len(message) < 300

@@ -87,3 +87,24 @@ def test_format_duration_round_trips(millis: int) -> None:
 def test_a_number_without_its_unit_or_ascii_digits_is_no_duration(value: object) -> None:
     with pytest.raises(ValueError, match=r"duration|unit|ASCII"):
         parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["9" * 5000, "9" * 5000 + "x", "x" * 5000, "-" + "1" * 5000 + "s", " " + "1" * 5000 + "s "],
+)
+def test_a_long_refused_duration_is_quoted_cut(text: str) -> None:
+    # A pasted file or a runaway number: the message names its start, not all of it.
+    with pytest.raises(ValueError, match="is not a duration") as refused:
+        parse_duration(text)
+    message = str(refused.value)
+    assert repr(text[:80] + "…") in message
+    assert len(message) < 300
+
+
+@given(st.text(max_size=80).filter(lambda text: not text.isascii() or not text.isalnum()))
+def test_a_short_refused_value_is_quoted_whole(text: str) -> None:
+    # No ASCII letters and digits alone: such text may be a duration (30s); any other is not.
+    with pytest.raises(ValueError, match="is not a duration") as refused:
+        parse_duration(text)
+    assert str(refused.value).startswith(repr(text))
