@@ -215,7 +215,8 @@ def text_field(value: Any, field: str, *, max_chars: int) -> str | None:
     if not isinstance(value, str):
         raise BadField(field, f"{field} must be a string")
     if problem := _unstorable(value):
-        raise BadField(field, problem)
+        # Named in the text too: the approval page shows the message alone.
+        raise BadField(field, f"{field} {problem}")
     text = value.strip()
     if len(text) > max_chars:
         raise BadField(field, f"{field} is {len(text)} characters; at most {max_chars}")

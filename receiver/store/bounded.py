@@ -130,7 +130,12 @@ class HeldConnection:
         self._idle = None
         if self._busy or self._conn is None:
             return
-        releasing = asyncio.ensure_future(self.release())
+        # Taken from the writer now, not in the task: a call may start before the task runs
+        # (both ready in the loop's next pass), and would take up the connection the task
+        # then hands back to the pool under its statement ("connection was closed in the
+        # middle of operation", a 503 for its whole batch).
+        conn, self._conn = self._conn, None
+        releasing = asyncio.ensure_future(self._pool.release(conn))
         self._releasing.add(releasing)
         releasing.add_done_callback(self._released)
 

@@ -178,3 +178,33 @@ async def test_the_connection_outlives_a_writer_then_goes_back_when_idle(store: 
     first = paced.sessions[0][1]
     assert all(conn is first for _, conn in paced.sessions)
     await eventually(current(lambda: _all_idle(store)), what="the connection given back")
+
+
+async def test_an_idle_release_due_as_a_call_starts_never_takes_its_connection(
+    store: Store,
+) -> None:
+    """The idle timer fires (the loop was busy, e.g. parsing a large webhook) and, before the
+    release it starts has run, the next call takes the kept connection: the release must not
+    hand that connection back to the pool under the call. It did, and the call's statement
+    failed with "connection was closed in the middle of operation", answered 503 for every
+    notification of the batch. The order of events is set with the loop's own scheduling: the
+    call is started by a callback that runs before the timer's, so it runs before the release
+    task the timer's callback creates."""
+    held = store.held_connection()
+    async with held.within(5.0) as conn:
+        await conn.fetchval("SELECT 1")
+    held.release_later(0.0)
+    loop = asyncio.get_running_loop()
+    calls: list[asyncio.Task[Any]] = []
+
+    async def call() -> Any:
+        async with held.within(5.0) as conn:
+            return await conn.fetchval("SELECT pg_sleep(0.05)::text || 'done'")
+
+    # Runs first in the next iteration, ahead of the (due) timer's callback; the task it
+    # creates therefore runs ahead of the release task that callback creates.
+    loop.call_soon(lambda: calls.append(asyncio.ensure_future(call())))
+    await asyncio.sleep(0.01)
+    [task] = calls
+    assert await task == "done"
+    await held.release()

@@ -163,6 +163,12 @@ async def test_a_decision_form_that_cannot_be_read_is_400_and_decides_nothing(
             {"Content-Type": FORM},
             "reason is not valid UTF-8 once its %-escapes are decoded",
         ),
+        # The page said only "must not contain U+0000 (NUL)", naming no field of the form.
+        (
+            urlencoded.replace("d\xe9ploiement", "d%00ploiement").encode(),
+            {"Content-Type": FORM},
+            "reason must not contain U+0000 (NUL)",
+        ),
         # Two decisions in one form decided by the first (reject here): a guess, not a choice.
         (
             f"{urlencoded}&decision=reject".encode(),
