@@ -190,6 +190,8 @@ async def test_forged_tampered_expired_and_wrong_key_links_are_refused(
             response = await edge.client.request(method, path, headers={"Origin": edge.base})
             assert response.status == status, (path, method)
             assert response.headers["Cache-Control"] == "no-store"
+            # The page says it once, whether the refusal's own words say it or not.
+            assert (await response.text()).lower().count("nothing was changed") == 1, path
     # Rotated out: once k1 is no longer listed, its links stop verifying.
     edge.env.desk.tokens = LinkTokens(key_ring("k2"))
     assert (await edge.client.get(good)).status == 403
