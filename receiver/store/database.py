@@ -70,9 +70,16 @@ async def _warm(conn: Any) -> None:
     a 2-core host against 1 ms after, most of what made the service's first alerts after a
     start 3 to 4 times slower than those after them (the storm round, stop 38). A read of no
     episode: it returns nothing. Before the first migration the function does not exist yet:
-    those connections make the plan on their first read, as before."""
-    with contextlib.suppress(asyncpg.UndefinedFunctionError):
+    those connections make the plan on their first read, as before. Looked up first rather
+    than called and its error ignored: the server logs every failed statement as an ERROR,
+    which an operator reading a fresh store's first start would take for a fault."""
+    if await conn.fetchval(_HISTORY_DEFINED):
         await conn.fetch(HISTORY_CALL, *batch_arguments([]))
+
+
+# By name, whatever its arguments (to_regproc says NULL for an overloaded name too).
+_HISTORY_DEFINED = """SELECT EXISTS (SELECT FROM pg_proc
+                   WHERE proname = 'engine_histories' AND pg_function_is_visible(oid))"""
 
 
 def _clock_setup(clock: Clock) -> Callable[[Any], Any]:
