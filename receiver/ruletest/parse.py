@@ -71,14 +71,30 @@ def parse_test_file_parts(name: str, text: str) -> ParsedFile:
         # The schema's errors are reported above; each test that is valid on its own still
         # gets the second pass.
         tests = data.get("tests")
-        for index, item in enumerate(tests if isinstance(tests, list) else ()):
-            test = _valid(_TEST, item)
-            if test is not None:
-                _check_test(test, ("tests", index), located)
+        valid = (
+            ((i, _valid(_TEST, item)) for i, item in enumerate(tests))
+            if isinstance(tests, list)
+            else ()
+        )
+        _second_pass([(i, test) for i, test in valid if test is not None], located)
         return ParsedFile(None, located, rule_files)
-    for index, test in enumerate(spec.tests):
-        _check_test(test, ("tests", index), located)
+    _second_pass(list(enumerate(spec.tests)), located)
     return ParsedFile(spec, located, list(spec.rule_files))
+
+
+def _second_pass(tests: list[tuple[int, TestSpec]], located: Located) -> None:
+    """What each test valid on its own is checked for beyond its schema, ``tests[index]``'s
+    errors at their lines; and its name unique in the file, as a report names a test by it
+    (two of one name could not be told apart in the results)."""
+    first: dict[str, int] = {}
+    for index, test in tests:
+        _check_test(test, ("tests", index), located)
+        if (earlier := first.setdefault(test.name, index)) != index:
+            located.add(
+                ("tests", index, "name"),
+                f"test name {test.name!r} is used by tests[{earlier}] too: give each test a"
+                " name of its own",
+            )
 
 
 _RULE_FILES: TypeAdapter[list[str]] = TypeAdapter(RuleFiles)

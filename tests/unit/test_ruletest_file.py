@@ -633,3 +633,22 @@ def test_rule_and_action_names_are_checked_alongside_the_timeline(tmp_path: Path
     messages = [str(e).split(": ", 1)[1] for e in loaded]
     assert any(m.startswith("timeline entries must be in time order") for m in messages)
     assert "no rule 'restrat' in rule_files (did you mean 'restart'?)" in messages
+
+
+def test_two_tests_of_one_name_are_refused_at_the_second() -> None:
+    # A report names a test by its name: two of one name could not be told apart.
+    one = "  - name: {name}\n    alerts: {{a: {{labels: {{alertname: X}}}}}}\n" + (
+        "    timeline: [{{at: 1m, firing: a}}]\n    expect: [{{no_runs: true}}]\n"
+    )
+    text = "rule_files: [r.yaml]\ntests:\n" + "".join(
+        one.format(name=name) for name in ("first", "again", "again")
+    )
+    assert errors_of(text) == [
+        "t.yaml:11: test name 'again' is used by tests[1] too: give each test a name of its own"
+    ]
+    # Also when another test of the file is invalid (reported in the same pass).
+    broken = text + "  - name: first\n    alerts: {}\n"
+    errors = errors_of(broken)
+    assert "t.yaml:11: test name 'again' is used by tests[1] too: give each test a name" in (
+        " ".join(errors)
+    )
