@@ -30,7 +30,7 @@ import asyncpg
 from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
-from receiver.store.finish import left_undone, queue_finish
+from receiver.store.finish import admitted_token, left_undone, queue_finish, release_entry
 from receiver.store.job_ends import JobEnd, end_dropped_job_run
 from receiver.store.leases import EVENTS, JOBS, QueueTable
 from receiver.store.paging import Placeholders
@@ -288,11 +288,18 @@ class Queues(Database):
             if ended is not None:
                 # In the drop's transaction: what follows the end is queued with it, or
                 # neither is written.
-                # Due now: the drop leaves all of it to the job (finish.py).
+                # Due now: the drop leaves all of it to the job (finish.py), the target lock
+                # included (the HTTP drop releases it at once too: a crash, or Redis failing
+                # after the commit, left it held until its TTL).
+                run_id = str(before["run_id"])
+                release = None
+                if ended.lock is not None:
+                    release = release_entry(await admitted_token(conn, run_id))
                 finish = await queue_finish(
                     conn,
-                    str(before["run_id"]),
+                    run_id,
                     notices=[a.id for a in ended.approvals],
+                    release=release,
                     delay_s=0.0,
                 )
         item = _view(queue, row)
