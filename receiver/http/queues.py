@@ -17,7 +17,8 @@ last admission of its own steps (never a lock its undo or escalation took under 
 nor another run's; ``target_lock``: ``released`` true, false when the lock did not hold that
 token, null with a ``note`` when Redis did not answer: a ``release_lock`` job, ``release_job``
 its id, then gives it back once Redis answers, pipeline/lock_release.py; the lock ends with its
-TTL only when that job cannot be queued either). The ended run and its cancelled approvals are
+TTL only when that job cannot be queued either; the ``finish_end`` job queued with the drop
+names the same token, so a crash after the commit does not keep it either). The ended run and its cancelled approvals are
 counted here (``_run_ended``); their unused budget slot given back (only when no step of it may
 have acted) and the approvers told are the ``finish_end`` job's, queued with the drop
 (``finish_job``: its id; pipeline/finish_end.py): the answer waits for neither Redis nor the

@@ -19,7 +19,8 @@ its own (payloads are merged, ``enqueue``):
   notice's kind read from its state (expired, rejected, cancelled);
 - ``token:<token>`` (``FINISH_RELEASE``): the target lock given back if it still holds exactly
   that token (compare-and-delete); ``held_by_run`` (``FINISH_HELD_BY_RUN``): the lock the
-  ended run holds under any token, for a run the store never saw admitted.
+  ended run holds under any token, for a run the store never saw admitted. Queued by every
+  ending that may leave the run holding its lock (a drop, an overtaken run, a refusal).
 
 Each is idempotent, so the process that ended the run still does them at once, as before, and
 the job, due ``FINISH_AFTER_S`` later, finds them done (pipeline/finish_end.py).

@@ -226,7 +226,7 @@ class Queues(Database):
         in: they may have acted), ``approvals_cancelled`` (ids), and ``target_lock``
         (``rule``, ``target``: kind, namespace, name) when the ended run may still hold its
         target lock, for the caller to release by the token of the run's admission now that
-        the drop has committed; ``not_done``, what the dropped job would have done that
+        the drop has committed (the ``finish_end`` job names the same lock); ``not_done``, what the dropped job would have done that
         nothing now does (an escalation's breaker feed and announcement); ``finish_job``, the
         id of the ``finish_end`` job queued with the drop (module docstring); for a dropped
         ``finish_end`` job, ``not_done`` says what it may leave undone (``left_undone``).
