@@ -41,6 +41,7 @@ __all__ = [
     "FINISH_REFUND",
     "FINISH_RELEASE",
     "admitted_token",
+    "drew_budget",
     "left_undone",
     "queue_finish",
     "release_entry",
@@ -69,6 +70,20 @@ async def admitted_token(conn: Any, run_id: str, phase: str = "run") -> str | No
         phase,
     )
     return None if found is None else str(found)
+
+
+async def drew_budget(conn: Any, run_id: str, phase: str) -> bool:
+    """On ``conn`` (in the caller's transaction): whether an admission of run ``run_id``'s
+    follow-up ``phase`` drew a budget slot of its own (``Store.follow_up_drew_budget``): only
+    then has the end of that follow-up a slot to give back (a ``refund`` entry)."""
+    found = await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM audit_log
+           WHERE run_id = $1::uuid AND kind = 'run.admitted'
+             AND data->>'phase' = $2 AND data->>'budget_drawn' = 'true')""",
+        run_id,
+        phase,
+    )
+    return bool(found)
 
 
 def release_entry(token: str | None) -> dict[str, bool]:
