@@ -21,9 +21,10 @@ what to do:
   and an ended run is never admitted again, so a second ``ZREM`` after one that took it out
   finds nothing, and never removes another run's slot.
 - ``notice:<approval id>`` (``FINISH_NOTICE``): the approvers told of the approval's end, the
-  notice's kind read from its state (expired, rejected, cancelled), through the approval
-  desk's channel. A notice delivered is audited (``notification.sent``) and a retry does not
-  send it again (``Store.approval_notice_sent``); one the channel did not take is audited
+  notice's kind read from its state (expired, rejected, cancelled, superseded: replaced by a
+  new request, ``Store.supersede_approval``), through the approval desk's channel. A notice
+  delivered is audited (``notification.sent``) and a retry does not send it again
+  (``Store.approval_notice_sent``); one the channel did not take is audited
   (``notification.failed``) and sent at the next attempt. A worker that dies between a
   delivery and its row sends it once more: at least once. With no approval desk or notifier
   configured there is nobody to tell.
@@ -65,6 +66,7 @@ _NOTICE_OF_END = {
     ApprovalState.EXPIRED: NoticeKind.EXPIRED,
     ApprovalState.REJECTED: NoticeKind.REJECTED,
     ApprovalState.CANCELLED: NoticeKind.CANCELLED,
+    ApprovalState.SUPERSEDED: NoticeKind.SUPERSEDED,
 }
 
 # How long to wait before telling the approvers again when their channel did not take a

@@ -16,7 +16,8 @@ its own (payloads are merged, ``enqueue``):
 - ``refund`` (``FINISH_REFUND``): the slot given back when the run's records say none of its
   steps may have acted (``pipeline.budget.BudgetRefund``);
 - ``notice:<approval id>`` (``FINISH_NOTICE``): the approvers told of the approval's end, the
-  notice's kind read from its state (expired, rejected, cancelled);
+  notice's kind read from its state (expired, rejected, cancelled, superseded: an approved
+  plan the target no longer matches, asked again, ``Store.supersede_approval``);
 - ``token:<token>`` (``FINISH_RELEASE``): the target lock given back if it still holds exactly
   that token (compare-and-delete); ``held_by_run`` (``FINISH_HELD_BY_RUN``): the lock the
   ended run holds under any token, for a run the store never saw admitted. Queued by every
