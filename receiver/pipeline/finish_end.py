@@ -10,10 +10,10 @@ run its alert's resolution overtook (``Store.end_resolved_run``, pipeline/overta
 Before, all of it was done in process after the commit: a crash, Redis
 or the approvers' channel not answering in between lost it (the budget slot stayed spent for the
 budget's window, the approvers' message said "waiting" for good, the target lock held the target
-until ``guards.lock_ttl``). The paths other than the drop still do it at once (the usual case
-stays immediate), and their job, due ``FINISH_AFTER_S`` later, finds it done; the HTTP drop
-releases the target lock at once too, its job due at once finding it released or not. Its payload says
-what to do:
+until ``guards.lock_ttl``). The paths other than the drop still do it at once (the usual case stays
+immediate), and their job, due ``FINISH_AFTER_S`` later, finds it done; the HTTP drop releases the
+target lock at once too, its job due at once finding it released or not. Its payload says what to
+do:
 
 - ``refund`` (``FINISH_REFUND``): the budget slot the run, or its escalation, drew given back
   when none of its steps may have acted (``BudgetRefund``, which decides from the run's

@@ -15,7 +15,13 @@ from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
-from receiver.store.finish import admitted_token, drew_budget, queue_finish, release_entry
+from receiver.store.finish import (
+    admitted_release,
+    admitted_token,
+    drew_budget,
+    queue_finish,
+    release_entry,
+)
 from receiver.store.records import Refused
 from receiver.store.steps import (
     ENDED_WHILE_STARTED,
@@ -209,7 +215,7 @@ class Admissions(Database):
             # this job when it cannot (finish.py).
             admitted = bool(ran["admitted"])
             if cancelled or admitted:
-                release = release_entry(await admitted_token(conn, run_id)) if admitted else None
+                release = await admitted_release(conn, run_id) if admitted else None
                 await queue_finish(
                     conn,
                     run_id,

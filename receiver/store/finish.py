@@ -41,6 +41,7 @@ __all__ = [
     "FINISH_NOTICE",
     "FINISH_REFUND",
     "FINISH_RELEASE",
+    "admitted_release",
     "admitted_token",
     "drew_budget",
     "left_undone",
@@ -93,6 +94,13 @@ def release_entry(token: str | None) -> dict[str, bool]:
     if token is None:
         return {FINISH_HELD_BY_RUN: True}
     return {FINISH_RELEASE + token: True} if token else {}
+
+
+async def admitted_release(conn: Any, run_id: str) -> dict[str, bool]:
+    """On ``conn`` (in the ending's transaction): the payload entry that releases the lock the
+    last admission of run ``run_id``'s own steps took (``release_entry`` of
+    ``admitted_token``), the one read every ending that may leave that lock held makes."""
+    return release_entry(await admitted_token(conn, run_id))
 
 
 async def queue_finish(

@@ -23,6 +23,7 @@ two answers to a dead letter, each audited in the same transaction (``event.retr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -224,13 +225,14 @@ class Queues(Database):
         (job_ends.py), and the item then says so: ``run_ended`` (the run's new outcome),
         ``steps_ended`` (indexes), ``steps_interrupted`` (those of them a worker had stopped
         in: they may have acted), ``approvals_cancelled`` (ids), and ``target_lock``
-        (``rule``, ``target``: kind, namespace, name) when the ended run may still hold its
-        target lock, for the caller to release by the token of the run's admission now that
-        the drop has committed (the ``finish_end`` job names the same lock); ``not_done``, what the dropped job would have done that
-        nothing now does (an escalation's breaker feed and announcement); ``finish_job``, the
-        id of the ``finish_end`` job queued with the drop (module docstring); for a dropped
-        ``finish_end`` job, ``not_done`` says what it may leave undone (``left_undone``).
-        ItemNotFound; ItemConflict when it is claimed (being processed) or already done."""
+        (``rule``, ``target``: kind, namespace, name) when the ended run may still hold its target
+        lock, for the caller to release by the token of the run's admission now that the drop has
+        committed (the ``finish_end`` job names the same lock); ``not_done``, what the dropped job
+        would have done that nothing now does (an escalation's breaker feed and announcement);
+        ``finish_job``, the id of the ``finish_end`` job queued with the drop (module docstring);
+        for a dropped ``finish_end`` job, ``not_done`` says what it may leave undone
+        (``left_undone``). ItemNotFound; ItemConflict when it is claimed (being processed) or
+        already done."""
         item, _ = await self._drop(kind, item_id, actor, reason)
         return item
 
@@ -294,7 +296,9 @@ class Queues(Database):
                 run_id = str(before["run_id"])
                 release = None
                 if ended.lock is not None:
-                    release = release_entry(await admitted_token(conn, run_id))
+                    # Read once: the caller releases by the same token (``JobEnd.lock_token``).
+                    ended = replace(ended, lock_token=await admitted_token(conn, run_id))
+                    release = release_entry(ended.lock_token)
                 finish = await queue_finish(
                     conn,
                     run_id,

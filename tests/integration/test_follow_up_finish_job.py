@@ -148,7 +148,7 @@ async def test_a_run_refused_when_taken_up_whose_pass_died_frees_its_slot_and_lo
     guards = Guards(redis_client, NamespacePolicy(), GuardSettings(budget_count=1))
     run_id, token = await _admitted_then_parked(store, guards)
     budget = guards.keys.budget()
-    assert [m.decode() for m in await redis_client.zrange(budget, 0, -1)] == [run_id]
+    assert await redis_client.zrange(budget, 0, -1) == [run_id.encode()]
     assert await lock_token(redis_client, guards) == token
 
     recorded = await store.record_refusal(
