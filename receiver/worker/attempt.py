@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -84,6 +84,8 @@ class Claim:
     lease: EventLease | None = None
     # An alert event's lane (md5 of its alert name; receiver.store.claims), '' for a job.
     lane: str = ""
+    # A job's payload as claimed, for its failure to tell work merged in since (fail_job).
+    seen: Mapping[str, Any] | None = None
 
 
 # A queue's claim: (owner, limit, lease seconds) -> the items claimed, as Claims.
@@ -190,7 +192,7 @@ class Attempts:
         if claim.failures >= self.max_attempts:
             # Do not hand a worker, once more, the item that may have killed the last one.
             dead = Settlement("fail", 0.0, claim.last_error, count=False)
-            await self._settle(queue, claim.id, dead, log)
+            await self._settle(queue, claim.id, dead, log, seen=claim.seen)
             return False
         if stopping():
             # Worked on now, it would be handed back by its admission anyway (a stopping
@@ -229,7 +231,7 @@ class Attempts:
                 log.warning("lost the lease; another worker has it", error=str(work.exception()))
                 return False
             settlement = self._settlement(claim, work, log, stopping)
-            await self._settle(queue, claim.id, settlement, log)
+            await self._settle(queue, claim.id, settlement, log, seen=claim.seen)
             return True
         except asyncio.CancelledError:
             # stop() ran out of grace: hand the item back so another worker takes it now.
@@ -326,10 +328,17 @@ class Attempts:
             held_until = sent + self._lease_s
 
     async def _settle(
-        self, queue: QueueCalls, item_id: int, settlement: Settlement, log: Any, tries: int = 5
+        self,
+        queue: QueueCalls,
+        item_id: int,
+        settlement: Settlement,
+        log: Any,
+        tries: int = 5,
+        seen: Mapping[str, Any] | None = None,
     ) -> None:
         """Complete, release or fail the claim; tolerate a short outage, else let the lease
-        expire (the claim that takes the item up again counts that as a failure)."""
+        expire (the claim that takes the item up again counts that as a failure). ``seen``: a
+        job's payload as claimed (``Store.fail_job``)."""
         if settlement.action == "settled":
             return
         for attempt in range(1, tries + 1):
@@ -351,6 +360,7 @@ class Attempts:
                         delay_s=settlement.delay_s,
                         max_failures=self.max_attempts,
                         count=settlement.count,
+                        **({} if seen is None else {"seen": seen}),
                     )
                     if ok == "dead":
                         log.error(

@@ -185,7 +185,15 @@ class Worker:
         async def claim(owner: str, limit: int, lease_s: float) -> list[Claim]:
             claims = await store.claim_jobs(owner, limit, lease_s)
             return [
-                Claim("job", c.id, c.attempts, c.failures, c.last_error, bind_work(process, c))
+                Claim(
+                    "job",
+                    c.id,
+                    c.attempts,
+                    c.failures,
+                    c.last_error,
+                    bind_work(process, c),
+                    seen=c.payload,
+                )
                 for c in claims
             ]
 
