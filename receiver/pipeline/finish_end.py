@@ -5,8 +5,11 @@ The transaction that ends a run or an approval queues this job on the run
 (receiver/store/finish.py): an operator's drop of the job a run waited on (``Queues.drop_item``:
 ``POST /api/v1/jobs/{id}/drop``, ``remediator jobs drop``; the job is due at once, and does all
 of it), an approval expired, rejected, or cancelled by its alert's resolution (``Approvals``,
-store/approval_ends.py) or withdrawn because its alert fired again (store/withdrawal.py), a
-run its alert's resolution overtook (``Store.end_resolved_run``, pipeline/overtaken.py).
+store/approval_ends.py), withdrawn because its alert fired again (store/withdrawal.py) or
+superseded (``Store.supersede_approval``), a run its alert's resolution overtook
+(``Store.end_resolved_run``, pipeline/overtaken.py) or a guard refused as it was taken up
+again (``Store.record_refusal``), an escalation overtaken (store/escalation_ends.py), stopped
+or refused for good (store/phase_stop.py).
 Before, all of it was done in process after the commit: a crash, Redis
 or the approvers' channel not answering in between lost it (the budget slot stayed spent for the
 budget's window, the approvers' message said "waiting" for good, the target lock held the target

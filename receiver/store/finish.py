@@ -2,7 +2,9 @@
 
 A run or an approval that ends (an operator's drop of the job a run waited on, an approval
 expired, rejected or cancelled by its alert's resolution, an undo's approval withdrawn because
-its alert fired again, a run its alert's resolution overtook) leaves work outside the store:
+its alert fired again, an approval superseded, a run its alert's resolution overtook or a
+guard refused as it was taken up again, an escalation overtaken, stopped or refused for good)
+leaves work outside the store:
 the budget slot the run never used given back (Redis), the approvers told (their channel), the
 target lock its last admission took released (Redis).
 Done only by the process after its commit, a crash, Redis or the channel failing in between
