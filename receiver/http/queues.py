@@ -17,13 +17,14 @@ last admission of its own steps (never a lock its undo or escalation took under 
 nor another run's; ``target_lock``: ``released`` true, false when the lock did not hold that
 token, null with a ``note`` when Redis did not answer: a ``release_lock`` job, ``release_job``
 its id, then gives it back once Redis answers, pipeline/lock_release.py; the lock ends with its
-TTL only when that job cannot be queued either). The ended run and its cancelled approvals are
-counted here (``_run_ended``); their unused budget slot given back (only when no step of it may
-have acted) and the approvers told are the ``finish_end`` job's, queued with the drop
-(``finish_job``: its id; pipeline/finish_end.py): the answer waits for neither Redis nor the
-approvers' channel for them, and a crash after the commit loses neither. ``steps_interrupted``
-names the ended steps a worker had stopped in (they may have acted); ``not_done``, what the
-dropped job would have done that nothing does now.
+TTL only when that job cannot be queued either; the ``finish_end`` job queued with the drop names
+the same token, so a crash after the commit does not keep it either). The ended run and its
+cancelled approvals are counted here (``_run_ended``); their unused budget slot given back (only
+when no step of it may have acted) and the approvers told are the ``finish_end`` job's, queued with
+the drop (``finish_job``: its id; pipeline/finish_end.py): the answer waits for neither Redis nor
+the approvers' channel for them, and a crash after the commit loses neither. ``steps_interrupted``
+names the ended steps a worker had stopped in (they may have acted); ``not_done``, what the dropped
+job would have done that nothing does now.
 """
 
 from __future__ import annotations
@@ -173,8 +174,8 @@ async def _drop(
     if kind == "event":
         return await queues.drop_item(kind, item_id, actor=actor, reason=reason)
     item, ended = await queues.drop_job(item_id, actor=actor, reason=reason)
-    if "target_lock" in item:
-        item["target_lock"] = await _release(app[LOCKS], queues, item)
+    if "target_lock" in item and ended is not None:
+        item["target_lock"] = await _release(app[LOCKS], queues, item, ended.lock_token)
     if ended is not None:
         _run_ended(app[METRICS], ended)
     return item
@@ -192,12 +193,13 @@ def _run_ended(metrics: Metrics, ended: JobEnd) -> None:
 
 
 async def _release(
-    locks: LockRelease | None, queues: QueueControl, item: Mapping[str, Any]
+    locks: LockRelease | None, queues: QueueControl, item: Mapping[str, Any], token: str | None
 ) -> dict[str, Any]:
     """Release the target lock that the run a drop ended may still hold (a parked or running
     run whose worker died before giving it back), after the drop committed: only while it
-    holds exactly the token the run's last admission of its own steps took (its
-    ``run.admitted`` row, ``Store.admitted_lock``; compare-and-delete, ``Guards.release``),
+    holds exactly ``token``, the one the run's last admission of its own steps took (its
+    ``run.admitted`` row, read by the drop's transaction: ``JobEnd.lock_token``, the token its
+    ``finish_end`` job names too; compare-and-delete, ``Guards.release``),
     so never a lock the run's undo or escalation took under the same run id with a token of
     its own, nor another run's. A run the store never saw admitted has no token: the lock is
     released if that run holds it under any token (``Guards.release_run``: such a run changed
@@ -206,20 +208,15 @@ async def _release(
     (released now), false (not held so), or null with a ``note``. Redis not answering: a
     ``release_lock`` job naming the same token (or ``held_by_run``) is queued on ``queues``
     and named (``release_job``), as a pass that ends a run does (pipeline/lock_release.py).
-    Left to ``guards.lock_ttl`` only when the token cannot be read or the job cannot be
-    queued (the store not answering), on a script error, or with no guards here."""
+    Left to ``guards.lock_ttl`` (unless the drop's ``finish_end`` job releases it) only when
+    the job cannot be queued (the store not answering), on a script error, or with no guards
+    here."""
     lock = dict(item["target_lock"])
     where = lock["target"]
     target = Target(where["kind"], where["namespace"], where["name"])
     request = AdmissionRequest(str(item["run_id"]), lock["rule"], target, False, GuardSpec())
     if locks is None:
         return {**lock, "released": None, "note": "no guards here: the lock ends with its TTL"}
-    try:
-        token = await queues.admitted_lock(request.run_id)
-    except StoreUnavailable as exc:
-        # Released by the run's id instead, it could free the lock of a follow-up of the run.
-        note = f"store unavailable ({exc}) reading the token of the run's admission: "
-        return {**lock, "released": None, "note": note + "the lock, if held, ends with its TTL"}
     if token == "":
         # Admitted without a lock, or by a version that did not record its token.
         return {**lock, "released": False}

@@ -5,14 +5,18 @@ The transaction that ends a run or an approval queues this job on the run
 (receiver/store/finish.py): an operator's drop of the job a run waited on (``Queues.drop_item``:
 ``POST /api/v1/jobs/{id}/drop``, ``remediator jobs drop``; the job is due at once, and does all
 of it), an approval expired, rejected, or cancelled by its alert's resolution (``Approvals``,
-store/approval_ends.py) or withdrawn because its alert fired again (store/withdrawal.py), a
-run its alert's resolution overtook (``Store.end_resolved_run``, pipeline/overtaken.py).
+store/approval_ends.py), withdrawn because its alert fired again (store/withdrawal.py) or
+superseded (``Store.supersede_approval``), a run its alert's resolution overtook
+(``Store.end_resolved_run``, pipeline/overtaken.py) or a guard refused as it was taken up
+again (``Store.record_refusal``), an escalation overtaken (store/escalation_ends.py), stopped
+or refused for good (store/phase_stop.py).
 Before, all of it was done in process after the commit: a crash, Redis
 or the approvers' channel not answering in between lost it (the budget slot stayed spent for the
 budget's window, the approvers' message said "waiting" for good, the target lock held the target
-until ``guards.lock_ttl``). The paths other than the drop still do it at once (the usual case
-stays immediate), and their job, due ``FINISH_AFTER_S`` later, finds it done. Its payload says
-what to do:
+until ``guards.lock_ttl``). The paths other than the drop still do it at once (the usual case stays
+immediate), and their job, due ``FINISH_AFTER_S`` later, finds it done; the HTTP drop releases the
+target lock at once too, its job due at once finding it released or not. Its payload says what to
+do:
 
 - ``refund`` (``FINISH_REFUND``): the budget slot the run, or its escalation, drew given back
   when none of its steps may have acted (``BudgetRefund``, which decides from the run's
@@ -20,9 +24,10 @@ what to do:
   and an ended run is never admitted again, so a second ``ZREM`` after one that took it out
   finds nothing, and never removes another run's slot.
 - ``notice:<approval id>`` (``FINISH_NOTICE``): the approvers told of the approval's end, the
-  notice's kind read from its state (expired, rejected, cancelled), through the approval
-  desk's channel. A notice delivered is audited (``notification.sent``) and a retry does not
-  send it again (``Store.approval_notice_sent``); one the channel did not take is audited
+  notice's kind read from its state (expired, rejected, cancelled, superseded: replaced by a
+  new request, ``Store.supersede_approval``), through the approval desk's channel. A notice
+  delivered is audited (``notification.sent``) and a retry does not send it again
+  (``Store.approval_notice_sent``); one the channel did not take is audited
   (``notification.failed``) and sent at the next attempt. A worker that dies between a
   delivery and its row sends it once more: at least once. With no approval desk or notifier
   configured there is nobody to tell.
@@ -64,6 +69,7 @@ _NOTICE_OF_END = {
     ApprovalState.EXPIRED: NoticeKind.EXPIRED,
     ApprovalState.REJECTED: NoticeKind.REJECTED,
     ApprovalState.CANCELLED: NoticeKind.CANCELLED,
+    ApprovalState.SUPERSEDED: NoticeKind.SUPERSEDED,
 }
 
 # How long to wait before telling the approvers again when their channel did not take a

@@ -42,7 +42,8 @@ async def escalation_overtaken(deps: Deps, ctx: RunContext) -> bool:
     ``not_run`` or ``cancelled``, their approvals, pending or approved, ``cancelled``;
     audited), the approvers told, and a budget slot the escalation drew of its own given
     back when none of its steps acted (``BudgetRefund.follow_up_ended``; Redis or the store
-    unreachable: logged, the slot kept, leaving the window with time). ``ctx.steps`` and
+    unreachable: logged, and the ``finish_end`` job the end's transaction queued gives it back
+    later, receiver.store.finish). ``ctx.steps`` and
     ``ctx.runnable`` then keep only the steps left to run (messages, and a step a worker
     stopped in, which the step runner records interrupted). One transaction; nothing is
     written while the alert still fires. False also when nothing was left to end (a retry:

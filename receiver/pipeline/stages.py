@@ -291,7 +291,9 @@ class Admit:
         it, and announce it; the run stops there. A run taken up again whose step was approved
         (a pause refuses it on its way to that step) ends its approval with it: cancelled,
         naming the guard, and the approvers told (``Store.record_refusal``); one admitted
-        before gives back its budget slot when no step of it acted (``BudgetRefund``)."""
+        before gives back its budget slot when no step of it acted (``BudgetRefund``) and its
+        last admission's lock, as does the ``finish_end`` job the refusal queued, later, when
+        this pass cannot (receiver.store.finish)."""
         deps = self._deps
         assert ctx.run_id is not None
         refused = Refused(refusal.guard, refusal.reason, refusal.retry_at)

@@ -15,7 +15,13 @@ from receiver.store.audit import append_in_tx, audit_insert_sql
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
-from receiver.store.finish import admitted_token, queue_finish, release_entry
+from receiver.store.finish import (
+    admitted_release,
+    admitted_token,
+    drew_budget,
+    queue_finish,
+    release_entry,
+)
 from receiver.store.records import Refused
 from receiver.store.steps import (
     ENDED_WHILE_STARTED,
@@ -109,14 +115,7 @@ class Admissions(Database):
         ``budget_drawn``): the run's slot had left the window by then, so the one the window
         holds under the run's id is the follow-up's, not the run's."""
         with translate():
-            found = await self._pool.fetchval(
-                """SELECT EXISTS (SELECT 1 FROM audit_log
-                   WHERE run_id = $1::uuid AND kind = 'run.admitted'
-                     AND data->>'phase' = $2 AND data->>'budget_drawn' = 'true')""",
-                run_id,
-                phase,
-            )
-        return bool(found)
+            return await drew_budget(self._pool, run_id, phase)
 
     async def admitted_lock(self, run_id: str, phase: str = "run") -> str | None:
         """The target lock's token that the last admission of the run's ``phase`` took (its
@@ -172,8 +171,14 @@ class Admissions(Database):
         transaction: ``cancelled`` (who decided and when kept), its reason naming the guard
         (``refused_reason``), audited (``approval.cancelled``) and returned in ``approvals``
         for the approvers to be told. It could never be used again: the run has ended. Only
-        that case takes a transaction of its own (``_refuse_with_approvals``)."""
+        that case takes a transaction of its own (``_refuse_with_approvals``), and so does a
+        run taken up again (``expect``), admitted before: the transaction queues its
+        ``finish_end`` job (finish.py), which gives back the budget slot it never used and
+        the target lock of its last admission when the pass that refused it could not (a
+        crash, Redis failing after the commit); before, both were the pass's alone."""
         refused = Refused(guard, reason, retry_at)
+        if expect is not None:
+            return await self._refuse_with_approvals(run_id, refused, lease, expect)
         row = await self._refuse(self._pool, run_id, refused, lease, expect, with_approvals=False)
         check_held(row["ok"], lease, f"the refusal of run {run_id}")
         if row["open_approvals"]:
@@ -183,8 +188,9 @@ class Admissions(Database):
     async def _refuse_with_approvals(
         self, run_id: str, refused: Refused, lease: LeaseFence | None, expect: RunOutcome | None
     ) -> RecordedRefusal:
-        """``record_refusal`` of a run one of whose own steps has an approval still open: the
-        refusal and the end of those approvals in one transaction."""
+        """``record_refusal`` of a run one of whose own steps has an approval still open, or
+        taken up again: the refusal, the end of those approvals and the ``finish_end`` job
+        of what follows in one transaction."""
         why = refused_reason(refused.guard, refused.reason)
         async with self._tx() as conn:
             row = await self._refuse(conn, run_id, refused, lease, expect, with_approvals=True)
@@ -192,7 +198,7 @@ class Admissions(Database):
             if not row["count"]:
                 return RecordedRefusal(False, [])
             ran = await conn.fetchrow(
-                """SELECT r.fingerprint,
+                """SELECT r.fingerprint, r.started_at IS NOT NULL AS admitted,
                           array(SELECT s.idx FROM steps s
                                 WHERE s.run_id = r.id AND s.phase = 'run') AS steps
                    FROM runs r WHERE r.id = $1::uuid""",
@@ -204,10 +210,19 @@ class Admissions(Database):
             for approval in cancelled:
                 data = approval_audit(approval, reason=why)
                 await append_in_tx(conn, "approval.cancelled", run_id, ran["fingerprint"], data)
-            if cancelled:
-                # The approvers' notices, sent by the pass at once and by this job when it
-                # cannot (finish.py); the slot stays the pass's to give back, once.
-                await queue_finish(conn, run_id, refund=False, notices=[a.id for a in cancelled])
+            # The approvers' notices, and for a run admitted before its unused slot and its
+            # last admission's lock, given, sent and released by the pass at once and by
+            # this job when it cannot (finish.py).
+            admitted = bool(ran["admitted"])
+            if cancelled or admitted:
+                release = await admitted_release(conn, run_id) if admitted else None
+                await queue_finish(
+                    conn,
+                    run_id,
+                    refund=admitted,
+                    notices=[a.id for a in cancelled],
+                    release=release,
+                )
         return RecordedRefusal(True, cancelled)
 
     @staticmethod

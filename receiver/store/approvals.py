@@ -24,6 +24,7 @@ from receiver.store.canonical import canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
+from receiver.store.finish import queue_finish
 from receiver.store.jobs import enqueue
 from receiver.store.records import JobKind, as_utc
 from receiver.store.stored_json import OBJECT, decode_columns
@@ -344,7 +345,8 @@ class Approvals(Database):
 
     async def supersede_approval(self, approval_id: str, new_hash: str) -> bool:
         """An approved plan no longer matches live state (its preview hashes to ``new_hash``):
-        ``superseded``. False when it was not approved."""
+        ``superseded``, and the approvers' notice of it queued with it (``queue_finish``: the
+        pass sends it at once, the job when it could not). False when it was not approved."""
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 f"""UPDATE approvals a SET state = 'superseded'
@@ -356,6 +358,7 @@ class Approvals(Database):
             approval = _record(row)
             data = _audit_data(approval, live_plan_hash=new_hash)
             await append_in_tx(conn, "approval.superseded", approval.run_id, None, data)
+            await queue_finish(conn, approval.run_id, refund=False, notices=[approval.id])
         return True
 
     async def _close_pending(

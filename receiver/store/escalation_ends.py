@@ -23,7 +23,7 @@ from receiver.model import ApprovalRecord
 from receiver.store.approval_ends import RESOLVED_SQL
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
-from receiver.store.finish import queue_finish
+from receiver.store.finish import drew_budget, queue_finish
 from receiver.store.step_ends import StepEnd, end_steps
 from receiver.store.steps import NOT_RUN
 
@@ -126,10 +126,13 @@ class EscalationEnds(Database):
                 reason=_APPROVAL_REASON,
                 states=["pending", "approved"],
             )
-            if cancelled:
-                # The approvers' notices, sent by the pass at once and by this job when it
-                # cannot (finish.py); the slot stays the pass's to give back, once.
-                await queue_finish(conn, run_id, refund=False, notices=[a.id for a in cancelled])
+            # The approvers' notices and a slot the escalation drew of its own, given and
+            # sent by the pass at once, and by this job when it cannot (finish.py): before,
+            # a crash or Redis failing after the commit kept the slot for the window.
+            refund = await drew_budget(conn, run_id, "on_failed")
+            if cancelled or refund:
+                notices = [a.id for a in cancelled]
+                await queue_finish(conn, run_id, refund=refund, notices=notices)
             await append_in_tx(
                 conn,
                 OVERTAKEN_AUDIT,

@@ -7,14 +7,18 @@ An item whose failures reach the bound leaves the queue as ``dead``, with its la
 stays until an operator retries or drops it (queues.py). Its death is audited in the same
 transaction. Waiting is not failing: a retry the pipeline asks for (guards unreachable, a
 guard's ``retry_at``) or a store outage releases the item with ``release_event``/``release_job``
-and counts nothing.
+and counts nothing. A job whose payload grew while its attempt ran (work merged in that no
+attempt has seen) is not made dead by that attempt's failure: its count starts again.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 from receiver.store.audit import append_in_tx
+from receiver.store.canonical import canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import StoreUnavailable
 from receiver.store.leases import EVENTS, HELD, JOBS, QueueTable
@@ -55,9 +59,15 @@ class Failures(Database):
         delay_s: float,
         max_failures: int,
         count: bool = True,
+        seen: Mapping[str, Any] | None = None,
     ) -> str | None:
-        """Record a failed attempt of a claimed job; see ``fail``."""
-        return await self.fail(JOBS, job_id, owner, error, delay_s, max_failures, count)
+        """Record a failed attempt of a claimed job; see ``fail``. ``seen``: the payload the
+        attempt was claimed with. Keys merged into the job's payload since (another ending's
+        ``finish_end`` entries, ``enqueue`` of a claimed job) were never attempted: the job
+        is then not made dead by this failure, but pending again, due at once or at the rerun
+        asked for, its attempts and failures counted afresh, as a completed attempt with a
+        rerun is (and as a new job would be). Before, it went dead with them undone."""
+        return await self.fail(JOBS, job_id, owner, error, delay_s, max_failures, count, seen)
 
     async def fail(
         self,
@@ -68,20 +78,29 @@ class Failures(Database):
         delay_s: float,
         max_failures: int,
         count: bool,
+        seen: Mapping[str, Any] | None = None,
     ) -> str | None:
         """One more failure (none with ``count`` False: the claim found one already counted),
         then ``'dead'`` when ``failures`` reaches ``max_failures`` (audited as ``KIND.dead``),
         else ``'pending'`` again, due in ``delay_s`` seconds. ``error`` becomes ``last_error``.
-        None when ``owner`` no longer holds the lease (nothing changed)."""
+        ``seen`` (jobs only): the payload the attempt was claimed with; one that grew since
+        restarts the count instead (``fail_job``). None when ``owner`` no longer holds the
+        lease (nothing changed)."""
         added = 1 if count else 0
+        # New work merged in while the attempt ran (``enqueue`` of a claimed job sets its
+        # rerun_at): no attempt has seen it yet.
+        grew = "false" if seen is None else "(rerun_at IS NOT NULL AND NOT $7::jsonb @> payload)"
+        dies = f"NOT {grew} AND failures + $5::int >= $6"
+        extra = [] if seen is None else [canonical_json(dict(seen))]
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 f"""
                 UPDATE {queue.table} SET
                     -- Every expression here reads the row as it was before this update.
-                    failures = failures + $5::int,
-                    state = CASE WHEN failures + $5::int >= $6 THEN 'dead' ELSE 'pending' END,
-                    dead_at = CASE WHEN failures + $5::int >= $6 THEN remediator_now() END,
+                    failures = CASE WHEN {grew} THEN 0 ELSE failures + $5::int END,
+                    attempts = CASE WHEN {grew} THEN 0 ELSE attempts END,
+                    state = CASE WHEN {dies} THEN 'dead' ELSE 'pending' END,
+                    dead_at = CASE WHEN {dies} THEN remediator_now() END,
                     not_before = {queue.release_due}, {queue.release_reset}
                     last_error = coalesce($4, last_error),
                     lease_owner = NULL, lease_until = NULL
@@ -94,6 +113,7 @@ class Failures(Database):
                 error,
                 added,
                 max(1, max_failures),
+                *extra,
             )
             if row is None:
                 return None

@@ -2,7 +2,9 @@
 
 A run or an approval that ends (an operator's drop of the job a run waited on, an approval
 expired, rejected or cancelled by its alert's resolution, an undo's approval withdrawn because
-its alert fired again, a run its alert's resolution overtook) leaves work outside the store:
+its alert fired again, an approval superseded, a run its alert's resolution overtook or a
+guard refused as it was taken up again, an escalation overtaken, stopped or refused for good)
+leaves work outside the store:
 the budget slot the run never used given back (Redis), the approvers told (their channel), the
 target lock its last admission took released (Redis).
 Done only by the process after its commit, a crash, Redis or the channel failing in between
@@ -16,10 +18,12 @@ its own (payloads are merged, ``enqueue``):
 - ``refund`` (``FINISH_REFUND``): the slot given back when the run's records say none of its
   steps may have acted (``pipeline.budget.BudgetRefund``);
 - ``notice:<approval id>`` (``FINISH_NOTICE``): the approvers told of the approval's end, the
-  notice's kind read from its state (expired, rejected, cancelled);
+  notice's kind read from its state (expired, rejected, cancelled, superseded: an approved
+  plan the target no longer matches, asked again, ``Store.supersede_approval``);
 - ``token:<token>`` (``FINISH_RELEASE``): the target lock given back if it still holds exactly
   that token (compare-and-delete); ``held_by_run`` (``FINISH_HELD_BY_RUN``): the lock the
-  ended run holds under any token, for a run the store never saw admitted.
+  ended run holds under any token, for a run the store never saw admitted. Queued by every
+  ending that may leave the run holding its lock (a drop, an overtaken run, a refusal).
 
 Each is idempotent, so the process that ended the run still does them at once, as before, and
 the job, due ``FINISH_AFTER_S`` later, finds them done (pipeline/finish_end.py).
@@ -39,7 +43,9 @@ __all__ = [
     "FINISH_NOTICE",
     "FINISH_REFUND",
     "FINISH_RELEASE",
+    "admitted_release",
     "admitted_token",
+    "drew_budget",
     "left_undone",
     "queue_finish",
     "release_entry",
@@ -70,12 +76,33 @@ async def admitted_token(conn: Any, run_id: str, phase: str = "run") -> str | No
     return None if found is None else str(found)
 
 
+async def drew_budget(conn: Any, run_id: str, phase: str) -> bool:
+    """On ``conn`` (in the caller's transaction): whether an admission of run ``run_id``'s
+    follow-up ``phase`` drew a budget slot of its own (``Store.follow_up_drew_budget``): only
+    then has the end of that follow-up a slot to give back (a ``refund`` entry)."""
+    found = await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM audit_log
+           WHERE run_id = $1::uuid AND kind = 'run.admitted'
+             AND data->>'phase' = $2 AND data->>'budget_drawn' = 'true')""",
+        run_id,
+        phase,
+    )
+    return bool(found)
+
+
 def release_entry(token: str | None) -> dict[str, bool]:
     """The payload entry that releases the lock ``admitted_token`` found: by its exact token,
     by the run (None: never admitted as the store knows), or nothing ("")."""
     if token is None:
         return {FINISH_HELD_BY_RUN: True}
     return {FINISH_RELEASE + token: True} if token else {}
+
+
+async def admitted_release(conn: Any, run_id: str) -> dict[str, bool]:
+    """On ``conn`` (in the ending's transaction): the payload entry that releases the lock the
+    last admission of run ``run_id``'s own steps took (``release_entry`` of
+    ``admitted_token``), the one read every ending that may leave that lock held makes."""
+    return release_entry(await admitted_token(conn, run_id))
 
 
 async def queue_finish(

@@ -84,8 +84,10 @@ class JobEnd:
     those it cancelled (to be counted and announced once the drop committed);
     ``lock``, the rule and target whose lock the ended run may still hold (to be released,
     once the drop committed, by the token of the run's last admission), None when it holds
-    none; ``not_done``, what the dropped job would have done that nothing does now
-    (``ESCALATION_NOT_DONE``), or None."""
+    none; ``lock_token``, that token as the drop's transaction read it (``admitted_token``:
+    None never admitted, "" none taken), read once for both the drop's ``finish_end`` job
+    and the caller's release; ``not_done``, what the dropped job would have done that nothing
+    does now (``ESCALATION_NOT_DONE``), or None."""
 
     rule: str
     outcome: str | None = None
@@ -93,6 +95,7 @@ class JobEnd:
     interrupted: list[int] = field(default_factory=list)
     approvals: list[ApprovalRecord] = field(default_factory=list)
     lock: tuple[str, Target] | None = None
+    lock_token: str | None = ""
     not_done: str | None = None
 
 

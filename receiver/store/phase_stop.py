@@ -28,7 +28,7 @@ from typing import Any
 from receiver.model import ApprovalRecord
 from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
-from receiver.store.finish import queue_finish
+from receiver.store.finish import drew_budget, queue_finish
 from receiver.store.step_ends import StepEnd, end_steps
 from receiver.store.steps import NOT_RUN
 
@@ -165,12 +165,17 @@ class PhaseStops(Database):
                 reason=message,
                 states=["pending"] if why is None else ["pending", "approved"],
             )
+            # The approvers' notices, and a slot the escalation drew of its own (given back
+            # when none of its steps may have acted), sent and given by the pass at once and
+            # by this job when it cannot (finish.py): before, a crash or Redis failing after
+            # the commit kept the slot for the window. Queued even when nothing was left
+            # after the stopped step: the stop itself ended the escalation.
+            refund = phase == "on_failed" and await drew_budget(conn, run_id, phase)
+            if cancelled or refund:
+                notices = [a.id for a in cancelled]
+                await queue_finish(conn, run_id, refund=refund, notices=notices)
             if not ends and not cancelled:
                 return nothing
-            if cancelled:
-                # The approvers' notices, sent by the pass at once and by this job when it
-                # cannot (finish.py); the slot stays the pass's to give back, once.
-                await queue_finish(conn, run_id, refund=False, notices=[a.id for a in cancelled])
             await append_in_tx(
                 conn,
                 follow.kind,

@@ -23,6 +23,7 @@ two answers to a dead letter, each audited in the same transaction (``event.retr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -30,7 +31,7 @@ import asyncpg
 from receiver.store.audit import append_in_tx
 from receiver.store.database import WORK_CHANNEL, Database
 from receiver.store.errors import translate
-from receiver.store.finish import left_undone, queue_finish
+from receiver.store.finish import admitted_token, left_undone, queue_finish, release_entry
 from receiver.store.job_ends import JobEnd, end_dropped_job_run
 from receiver.store.leases import EVENTS, JOBS, QueueTable
 from receiver.store.paging import Placeholders
@@ -224,13 +225,14 @@ class Queues(Database):
         (job_ends.py), and the item then says so: ``run_ended`` (the run's new outcome),
         ``steps_ended`` (indexes), ``steps_interrupted`` (those of them a worker had stopped
         in: they may have acted), ``approvals_cancelled`` (ids), and ``target_lock``
-        (``rule``, ``target``: kind, namespace, name) when the ended run may still hold its
-        target lock, for the caller to release by the token of the run's admission now that
-        the drop has committed; ``not_done``, what the dropped job would have done that
-        nothing now does (an escalation's breaker feed and announcement); ``finish_job``, the
-        id of the ``finish_end`` job queued with the drop (module docstring); for a dropped
-        ``finish_end`` job, ``not_done`` says what it may leave undone (``left_undone``).
-        ItemNotFound; ItemConflict when it is claimed (being processed) or already done."""
+        (``rule``, ``target``: kind, namespace, name) when the ended run may still hold its target
+        lock, for the caller to release by the token of the run's admission now that the drop has
+        committed (the ``finish_end`` job names the same lock); ``not_done``, what the dropped job
+        would have done that nothing now does (an escalation's breaker feed and announcement);
+        ``finish_job``, the id of the ``finish_end`` job queued with the drop (module docstring);
+        for a dropped ``finish_end`` job, ``not_done`` says what it may leave undone
+        (``left_undone``). ItemNotFound; ItemConflict when it is claimed (being processed) or
+        already done."""
         item, _ = await self._drop(kind, item_id, actor, reason)
         return item
 
@@ -288,11 +290,20 @@ class Queues(Database):
             if ended is not None:
                 # In the drop's transaction: what follows the end is queued with it, or
                 # neither is written.
-                # Due now: the drop leaves all of it to the job (finish.py).
+                # Due now: the drop leaves all of it to the job (finish.py), the target lock
+                # included (the HTTP drop releases it at once too: a crash, or Redis failing
+                # after the commit, left it held until its TTL).
+                run_id = str(before["run_id"])
+                release = None
+                if ended.lock is not None:
+                    # Read once: the caller releases by the same token (``JobEnd.lock_token``).
+                    ended = replace(ended, lock_token=await admitted_token(conn, run_id))
+                    release = release_entry(ended.lock_token)
                 finish = await queue_finish(
                     conn,
-                    str(before["run_id"]),
+                    run_id,
                     notices=[a.id for a in ended.approvals],
+                    release=release,
                     delay_s=0.0,
                 )
         item = _view(queue, row)

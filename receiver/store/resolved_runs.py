@@ -23,7 +23,7 @@ from receiver.store.audit import append_in_tx
 from receiver.store.database import Database
 from receiver.store.escalation_ends import APPROVED_BY_SQL
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
-from receiver.store.finish import admitted_token, queue_finish, release_entry
+from receiver.store.finish import admitted_release, queue_finish
 from receiver.store.step_ends import StepEnd, end_steps
 from receiver.store.steps import NOT_RUN, mark_not_run
 
@@ -131,6 +131,6 @@ class ResolvedRuns(Database):
             # What follows beyond the store, queued with the end (finish.py): the slot, the
             # approvers' notices, the lock the run's last admission took (a worker that died
             # mid-step holds it). ``run_overtaken`` does them at once too; the job finds them done.
-            release = release_entry(await admitted_token(conn, run_id))
+            release = await admitted_release(conn, run_id)
             await queue_finish(conn, run_id, notices=[a.id for a in cancelled], release=release)
         return ResolvedEnd(why, cancelled)

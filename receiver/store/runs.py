@@ -19,7 +19,7 @@ from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.fence import LeaseFence, check_held, fence_args, held_sql
-from receiver.store.finish import admitted_token, queue_finish, release_entry
+from receiver.store.finish import admitted_release, queue_finish
 from receiver.store.jobs import enqueue
 from receiver.store.leases import EventLease
 from receiver.store.paging import RunFilters, fetch_run_page
@@ -374,8 +374,7 @@ class Runs(Database):
             for kind, delay_s in jobs:
                 await enqueue(conn, kind, run_id, delay_s=delay_s)
             if finish:
-                release = release_entry(await admitted_token(conn, run_id))
-                await queue_finish(conn, run_id, release=release)
+                await queue_finish(conn, run_id, release=await admitted_release(conn, run_id))
             await append_in_tx(conn, "run.outcome", run_id, row["fingerprint"], payload)
             if announced is not None:
                 await append_in_tx(conn, ANNOUNCED, run_id, row["fingerprint"], announced)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -84,6 +84,8 @@ class Claim:
     lease: EventLease | None = None
     # An alert event's lane (md5 of its alert name; receiver.store.claims), '' for a job.
     lane: str = ""
+    # A job's payload as claimed, for its failure to tell work merged in since (fail_job).
+    seen: Mapping[str, Any] | None = None
 
 
 # A queue's claim: (owner, limit, lease seconds) -> the items claimed, as Claims.
@@ -190,14 +192,14 @@ class Attempts:
         if claim.failures >= self.max_attempts:
             # Do not hand a worker, once more, the item that may have killed the last one.
             dead = Settlement("fail", 0.0, claim.last_error, count=False)
-            await self._settle(queue, claim.id, dead, log)
+            await self._settle(queue, claim, dead, log)
             return False
         if stopping():
             # Worked on now, it would be handed back by its admission anyway (a stopping
             # service admits no run), after a read of its past and a plan, one attempt counted,
             # and due only after a backoff: another replica would wait for it.
             log.info("the worker is stopping; handed back unworked")
-            await self._settle(queue, claim.id, Settlement("hand_back"), log, tries=1)
+            await self._settle(queue, claim, Settlement("hand_back"), log, tries=1)
             return False
         if leased_at is None:
             leased_at = asyncio.get_running_loop().time()
@@ -229,7 +231,7 @@ class Attempts:
                 log.warning("lost the lease; another worker has it", error=str(work.exception()))
                 return False
             settlement = self._settlement(claim, work, log, stopping)
-            await self._settle(queue, claim.id, settlement, log)
+            await self._settle(queue, claim, settlement, log)
             return True
         except asyncio.CancelledError:
             # stop() ran out of grace: hand the item back so another worker takes it now.
@@ -237,7 +239,7 @@ class Attempts:
             keeper.cancel()
             await asyncio.gather(work, keeper, return_exceptions=True)
             stopped = Settlement("release", 0.0, "worker stopped")
-            await self._settle(queue, claim.id, stopped, log, tries=1)
+            await self._settle(queue, claim, stopped, log, tries=1)
             raise
         finally:
             keeper.cancel()
@@ -326,10 +328,12 @@ class Attempts:
             held_until = sent + self._lease_s
 
     async def _settle(
-        self, queue: QueueCalls, item_id: int, settlement: Settlement, log: Any, tries: int = 5
+        self, queue: QueueCalls, claim: Claim, settlement: Settlement, log: Any, tries: int = 5
     ) -> None:
         """Complete, release or fail the claim; tolerate a short outage, else let the lease
-        expire (the claim that takes the item up again counts that as a failure)."""
+        expire (the claim that takes the item up again counts that as a failure). A job's
+        failure says the payload it was claimed with (``Claim.seen``, ``Store.fail_job``)."""
+        item_id, seen = claim.id, claim.seen
         if settlement.action == "settled":
             return
         for attempt in range(1, tries + 1):
@@ -351,6 +355,7 @@ class Attempts:
                         delay_s=settlement.delay_s,
                         max_failures=self.max_attempts,
                         count=settlement.count,
+                        **({} if seen is None else {"seen": seen}),
                     )
                     if ok == "dead":
                         log.error(

@@ -185,8 +185,8 @@ class Worker:
         async def claim(owner: str, limit: int, lease_s: float) -> list[Claim]:
             claims = await store.claim_jobs(owner, limit, lease_s)
             return [
-                Claim("job", c.id, c.attempts, c.failures, c.last_error, bind_work(process, c))
-                for c in claims
+                Claim("job", c.id, c.attempts, c.failures, c.last_error, work, seen=c.payload)
+                for c, work in ((c, bind_work(process, c)) for c in claims)
             ]
 
         return job_calls(store, claim)

@@ -206,3 +206,22 @@ async def test_the_release_lock_job_of_a_drop_leaves_alone_the_lock_the_runs_und
     [done] = (await store.list_jobs(run_id=run_id, kind=JobKind.RELEASE_LOCK.value))[0]
     assert done["state"] == "done"
     assert await lock_token(redis_client, guards) == undo, "the undo's lock was freed"
+
+
+async def test_a_drop_whose_process_died_after_the_commit_still_releases_the_lock(
+    make_harness: MakeHarness, store: Store, guards: Guards, redis_client: redis.asyncio.Redis
+) -> None:
+    """The drop committed and its process died before releasing the lock (the store's drop
+    alone, as the HTTP drop calls it first): the ``finish_end`` job queued with the drop gives
+    back the token of the run's admission. Before, the job did not name the lock, and it held
+    the target until ``guards.lock_ttl`` though the run had ended."""
+    run_id, job_id, token = await locked_parked_run(store, guards)
+
+    await store.drop_job(job_id, actor="alice", reason="stale")
+    assert await lock_token(redis_client, guards) == token
+    h = await make_harness(A_RULE)
+    await h.drain()
+
+    [done] = (await store.list_jobs(run_id=run_id, kind=JobKind.FINISH_END.value))[0]
+    assert done["state"] == "done"
+    assert await lock_token(redis_client, guards) is None, "the ended run's lock was kept"
