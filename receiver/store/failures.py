@@ -65,8 +65,10 @@ class Failures(Database):
         attempt was claimed with. Keys merged into the job's payload since (another ending's
         ``finish_end`` entries, ``enqueue`` of a claimed job) were never attempted: the job
         is then not made dead by this failure, but pending again, due at once or at the rerun
-        asked for, its attempts and failures counted afresh, as a completed attempt with a
-        rerun is (and as a new job would be). Before, it went dead with them undone."""
+        asked for, its failures counted afresh, as a new job's would be (not its attempts: a
+        claim's fence names them, and a count that came back to a value some earlier claim
+        had would let that claim's late writes through). Before, it went dead with them
+        undone."""
         return await self.fail(JOBS, job_id, owner, error, delay_s, max_failures, count, seen)
 
     async def fail(
@@ -98,7 +100,6 @@ class Failures(Database):
                 UPDATE {queue.table} SET
                     -- Every expression here reads the row as it was before this update.
                     failures = CASE WHEN {grew} THEN 0 ELSE failures + $5::int END,
-                    attempts = CASE WHEN {grew} THEN 0 ELSE attempts END,
                     state = CASE WHEN {dies} THEN 'dead' ELSE 'pending' END,
                     dead_at = CASE WHEN {dies} THEN remediator_now() END,
                     not_before = {queue.release_due}, {queue.release_reset}
