@@ -56,6 +56,7 @@ from bench.settings import (
     worker_concurrency,
 )
 from bench.storm_figures import Acted, Monitor, Usage, report
+from bench.storm_parts import PARTS, TRACE_SETUP, parts_line, parts_of
 from receiver.embedded import EmbeddedServices
 from receiver.embedded.process import free_port
 from receiver.store.migrate import migrate
@@ -126,28 +127,46 @@ def unrelated_alert(name: str) -> dict[str, Any]:
     return alert(labels, f"unrelated alert {name}")
 
 
-async def _post(http: aiohttp.ClientSession, url: str, body: bytes) -> int:
-    """POST until intake takes it, as Alertmanager retries: returns the retries it took."""
+async def _post(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    answered: tuple[dict[str, float], str] | None = None,
+) -> int:
+    """POST until intake takes it, as Alertmanager retries: returns the retries it took.
+    ``answered``: (times, fingerprint): when intake's 200 was read goes into ``times`` (epoch
+    seconds) under the fingerprint."""
     for attempt in range(20):
         async with http.post(url, data=body) as resp:
             await resp.read()
             if resp.status == 200:
+                if answered is not None:
+                    answered[0][answered[1]] = time.time()
                 return attempt
         await asyncio.sleep(0.05 * (attempt + 1))
     raise RuntimeError(f"intake refused a notification 20 times (last status {resp.status})")
 
 
 async def idle_latencies(
-    http: aiohttp.ClientSession, url: str, monitor: Monitor, warm_up: int, count: int
+    http: aiohttp.ClientSession,
+    url: str,
+    monitor: Monitor,
+    warm_up: int,
+    count: int,
+    times: tuple[dict[str, float], dict[str, float]],
 ) -> tuple[list[Acted], list[Acted]]:
     """Unrelated alerts posted one at a time on an idle service, ``warm_up`` and then ``count``
     more: the actions of the warm-up's (the service's first alerts after its start) and of the
-    ``count`` after them (idle), each in the order posted."""
+    ``count`` after them (idle), each in the order posted. ``times``: (POST times, answer
+    times) of the ``count`` (epoch seconds by fingerprint) are put there."""
     posted: list[tuple[str, float]] = []
     for k in range(warm_up + count):
         item = unrelated_alert(f"idle-{k}")
         posted.append((item["fingerprint"], time.time()))
-        await _post(http, url, webhook([item], f"idle-{k}"))
+        answered = (times[1], item["fingerprint"]) if k >= warm_up else None
+        await _post(http, url, webhook([item], f"idle-{k}"), answered)
+        if k >= warm_up:
+            times[0][item["fingerprint"]] = posted[-1][1]
         await monitor.wait_empty(30.0)
     acted = await monitor.latencies_ms(dict(posted))
     ms = [acted.get(fingerprint) for fingerprint, _ in posted]
@@ -156,12 +175,16 @@ async def idle_latencies(
 
 
 async def post_storm(
-    http: aiohttp.ClientSession, url: str, args: argparse.Namespace, count: int
+    http: aiohttp.ClientSession,
+    url: str,
+    args: argparse.Namespace,
+    count: int,
+    answered: dict[str, float],
 ) -> tuple[dict[str, float], int, float, float]:
     """Post the storm closed-loop at ``args.concurrency``, with ``count`` unrelated alerts at
     evenly spaced points of it. Returns the unrelated alerts' POST times (epoch seconds, by
     fingerprint), the retries, and when the first and last notification were taken
-    (perf_counter)."""
+    (perf_counter); when intake answered each unrelated one goes into ``answered``."""
     bodies: list[tuple[bytes, str | None]] = []
     for start in range(0, args.storm_alerts, args.batch):
         stop = min(args.storm_alerts, start + args.batch)
@@ -180,7 +203,9 @@ async def post_storm(
         for body, unrelated in todo:
             if unrelated is not None:
                 posted[unrelated] = time.time()
-            retries += await _post(http, url, body)
+            retries += await _post(
+                http, url, body, None if unrelated is None else (answered, unrelated)
+            )
 
     t0 = time.perf_counter()
     await asyncio.gather(*(user() for _ in range(args.concurrency)))
@@ -194,16 +219,18 @@ async def post_into_backlog(
     count: int,
     every_s: float,
     posted: dict[str, float],
+    answered: dict[str, float],
 ) -> None:
     """Post ``count`` unrelated alerts, one every ``every_s`` seconds while the monitor last
-    saw events queued; their POST times go into ``posted`` (epoch seconds by fingerprint)."""
+    saw events queued; their POST times go into ``posted`` and intake's answers' into
+    ``answered`` (epoch seconds by fingerprint)."""
     for k in range(count):
         await asyncio.sleep(every_s)
         if monitor.last_depth == 0:
             return
         item = unrelated_alert(f"backlog-consumer-{k}")
         posted[item["fingerprint"]] = time.time()
-        await _post(http, url, webhook([item], f"backlog-{k}"))
+        await _post(http, url, webhook([item], f"backlog-{k}"), (answered, item["fingerprint"]))
 
 
 async def sample_memory(postmaster: int, peak: list[float], interval_s: float = 0.5) -> None:
@@ -235,6 +262,7 @@ async def prepare(database_url: str, args: argparse.Namespace) -> tuple[str, flo
     the seconds storing took."""
     async with connected(database_url) as conn:
         await migrate(conn)
+        await conn.execute(TRACE_SETUP)
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         password = secrets.token_hex(16)
         await conn.execute(f"CREATE ROLE {MONITOR_ROLE} LOGIN SUPERUSER PASSWORD '{password}'")
@@ -290,7 +318,11 @@ async def run(args: argparse.Namespace) -> None:
             # and the first ones are shown apart. The rule's max_runs (4 an hour) admits the
             # first four (a dry-run step); those measured, like the storm's unrelated alerts,
             # meet that budget spent: the time to their refusal is what is measured.
-            cold, idle = await idle_latencies(http, url, monitor, IDLE_WARM_UP, IDLE_MEASURED)
+            idle_times: tuple[dict[str, float], dict[str, float]] = ({}, {})
+            answered = idle_times[1]
+            cold, idle = await idle_latencies(
+                http, url, monitor, IDLE_WARM_UP, IDLE_MEASURED, idle_times
+            )
             await monitor.start()
             redis = redis_server_pid(work / "services" / "redis")
             pids = (proc.pid, postmaster, conn.get_server_pid(), redis)
@@ -303,12 +335,18 @@ async def run(args: argparse.Namespace) -> None:
                 f"({among} unrelated among them) …",
                 flush=True,
             )
-            posted, retries, first, last = await post_storm(http, url, args, among)
+            posted, retries, first, last = await post_storm(http, url, args, among, answered)
             print(f"[storm] posted in {last - first:.1f} s; draining …", flush=True)
             backlog: dict[str, float] = {}
             late = asyncio.create_task(
                 post_into_backlog(
-                    http, url, monitor, args.unrelated - among, args.unrelated_every, backlog
+                    http,
+                    url,
+                    monitor,
+                    args.unrelated - among,
+                    args.unrelated_every,
+                    backlog,
+                    answered,
                 )
             )
             left = await monitor.wait_empty(args.storm_drain_limit, progress=True)
@@ -334,6 +372,16 @@ async def run(args: argparse.Namespace) -> None:
                 service_pid=proc.pid,
                 postgres_peak_mb=max(peak[0], tree_pss_mb(postmaster)),
             )
+            print("unrelated alert's latency in parts (bench/storm_parts.py):")
+            for phase, times in (
+                ("while posting", posted),
+                ("into the backlog", backlog),
+                ("idle", idle_times[0]),
+            ):
+                acted = await monitor.latencies_ms(times)
+                rows = await monitor.fetch(PARTS, list(times), STARTS_AT)
+                committed = {f: a.committed_ms for f, a in acted.items()}
+                print(parts_line(phase, parts_of(rows, times, answered, committed)))
 
 
 def main() -> None:

@@ -86,6 +86,10 @@ class Monitor:
         rows: list[Any] = await self.conn.fetch(sql, *params)
         return rows
 
+    async def fetch(self, sql: str, *params: Any) -> list[Any]:
+        """The rows of ``sql`` with ``params``, a transaction of the bench's own."""
+        return await self._fetch(sql, *params)
+
     async def depth(self) -> int:
         """Events queued (pending or claimed)."""
         return int((await self._fetch(DEPTH))[0][0])
