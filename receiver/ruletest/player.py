@@ -140,18 +140,20 @@ class Player:
             for claimed in events:
                 disposition = await pipeline(claimed.event)
                 if disposition.is_done:
-                    await store.complete_event(claimed.event.id, OWNER)
+                    await store.complete_event(claimed.event.id, OWNER, claimed.attempts)
                 else:
                     delay = disposition.retry_after_s or 0.0
-                    await store.release_event(claimed.event.id, OWNER, delay, disposition.error)
+                    await store.release_event(
+                        claimed.event.id, OWNER, claimed.attempts, delay, disposition.error
+                    )
             jobs = await store.claim_jobs(OWNER, CLAIM_LIMIT, LEASE_S)
             for job in jobs:
                 disposition = await pipeline.run_job(job)
                 if disposition.is_done:
-                    await store.complete_job(job.id, OWNER)
+                    await store.complete_job(job.id, OWNER, job.attempts)
                 else:
                     delay = disposition.retry_after_s or 0.0
-                    await store.release_job(job.id, OWNER, delay, disposition.error)
+                    await store.release_job(job.id, OWNER, job.attempts, delay, disposition.error)
             done += len(events) + len(jobs)
             if not events and not jobs:
                 return done

@@ -194,21 +194,25 @@ def next_lane(claims: Sequence[ClaimedEvent], current: str) -> str:
     return max(served, key=lambda c: c.turn[1]).lane if served else current
 
 
-def claimed_events(rows: Iterable[Mapping[str, Any]]) -> tuple[list[ClaimedEvent], dict[int, str]]:
-    """The events of a claim's rows (with an id), in claim order; and, apart, event id -> the
-    ``last_error`` of each whose labels or annotations cannot be read back (``UnreadableEvent``:
-    an edit of the table). Those are not worked: matched against labels guessed (none), an
-    event would act on a guess; raised, one would fail the whole claim after it committed,
-    every event of it leased and never worked (``EventQueue.claim_events`` settles them)."""
+def claimed_events(
+    rows: Iterable[Mapping[str, Any]],
+) -> tuple[list[ClaimedEvent], dict[int, tuple[int, str]]]:
+    """The events of a claim's rows (with an id), in claim order; and, apart, event id -> its
+    claim's ``attempts`` and the ``last_error`` of each whose labels or annotations cannot be
+    read back (``UnreadableEvent``: an edit of the table). Those are not worked: matched
+    against labels guessed (none), an event would act on a guess; raised, one would fail the
+    whole claim after it committed, every event of it leased and never worked
+    (``EventQueue.claim_events`` settles them)."""
     events: list[ClaimedEvent] = []
-    unreadable: dict[int, str] = {}
+    unreadable: dict[int, tuple[int, str]] = {}
     for r in sorted((r for r in rows if r["id"] is not None), key=lambda r: (r["rank"], r["ord"])):
         try:
             event = event_from_row(r)
         except UnreadableEvent as exc:
             unreadable[exc.event_id] = (
+                r["attempts"],
                 f"{exc}; not matched against any rule: drop it (remediator events drop "
-                f"{exc.event_id} --reason TEXT), or correct the row and retry it"
+                f"{exc.event_id} --reason TEXT), or correct the row and retry it",
             )
             continue
         events.append(

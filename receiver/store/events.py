@@ -303,30 +303,42 @@ class EventQueue(Leases, Failures):
             )
         walked = rows[0]["walked"] if rows else None
         events, unreadable = claimed_events(rows)
-        for event_id, error in unreadable.items():
-            await self.settle_unreadable(event_id, owner, error)
+        for event_id, (attempts, error) in unreadable.items():
+            await self.settle_unreadable(event_id, owner, attempts, error)
         return ClaimedEvents(events, walked=walked, limit=limit)
 
-    async def extend_lease(self, event_id: int, owner: str, lease_s: float) -> bool:
-        """Push the lease forward; False when ``owner`` no longer holds it."""
-        return await self._extend(EVENTS, event_id, owner, lease_s)
+    async def extend_lease(self, event_id: int, owner: str, attempts: int, lease_s: float) -> bool:
+        """Push the lease forward; False when ``owner`` no longer holds it under its claim
+        ``attempts`` (``ClaimedEvent.attempts``: the event's count of claims as the claim
+        left it, which names the claim among the same owner's claims of the event)."""
+        return await self._extend(EVENTS, event_id, owner, attempts, lease_s)
 
-    async def complete_event(self, event_id: int, owner: str) -> bool:
-        """Mark a claimed event done; False when ``owner`` lost the lease meanwhile."""
+    async def complete_event(self, event_id: int, owner: str, attempts: int) -> bool:
+        """Mark a claimed event done; False when ``owner`` lost the lease of its claim
+        ``attempts`` meanwhile (another claim since, the same owner's included)."""
         with translate():
-            row = await self._pool.fetchrow(complete_sql("$1", "$2"), event_id, owner)
+            row = await self._pool.fetchrow(
+                complete_sql("$1", "$2", "$3"), event_id, owner, attempts
+            )
         return row is not None
 
     async def release_event(
-        self, event_id: int, owner: str, delay_s: float = 0.0, error: str | None = None
+        self,
+        event_id: int,
+        owner: str,
+        attempts: int,
+        delay_s: float = 0.0,
+        error: str | None = None,
     ) -> bool:
-        """Back to pending, due after ``delay_s``; only while ``owner`` still holds the lease."""
-        return await self._release(EVENTS, event_id, owner, delay_s, error)
+        """Back to pending, due after ``delay_s``; only while ``owner`` still holds the lease
+        under its claim ``attempts``."""
+        return await self._release(EVENTS, event_id, owner, attempts, delay_s, error)
 
-    async def hand_back_event(self, event_id: int, owner: str) -> bool:
+    async def hand_back_event(self, event_id: int, owner: str, attempts: int) -> bool:
         """Back to pending, due now, its claim's attempt not counted: claimed, but the worker
-        began stopping before its work began. False when ``owner`` no longer holds it."""
-        return await self._hand_back(EVENTS, event_id, owner)
+        began stopping before its work began. False when ``owner`` no longer holds it under
+        its claim ``attempts``."""
+        return await self._hand_back(EVENTS, event_id, owner, attempts)
 
     async def queue_depth(self) -> int:
         """Events still queued (pending or claimed); dead ones are counted apart."""

@@ -21,7 +21,7 @@ from receiver.store.audit import append_in_tx
 from receiver.store.canonical import canonical_json
 from receiver.store.database import Database
 from receiver.store.errors import StoreUnavailable
-from receiver.store.leases import EVENTS, HELD, JOBS, QueueTable
+from receiver.store.leases import EVENTS, JOBS, QueueTable, held_where
 
 __all__ = ["Failures"]
 
@@ -33,6 +33,7 @@ class Failures(Database):
         self,
         event_id: int,
         owner: str,
+        attempts: int,
         error: str | None,
         *,
         delay_s: float,
@@ -40,20 +41,23 @@ class Failures(Database):
         count: bool = True,
     ) -> str | None:
         """Record a failed attempt of a claimed event; see ``fail``."""
-        return await self.fail(EVENTS, event_id, owner, error, delay_s, max_failures, count)
+        return await self.fail(
+            EVENTS, event_id, owner, attempts, error, delay_s, max_failures, count
+        )
 
-    async def settle_unreadable(self, event_id: int, owner: str, error: str) -> None:
+    async def settle_unreadable(self, event_id: int, owner: str, attempts: int, error: str) -> None:
         """Settle a claimed event that cannot be read back (``claims.claimed_events``) dead at
         once, ``error`` its last error, audited ``event.dead``: no attempt would read it, so
         none is made. Out of reach, the store leaves it claimed: its lease runs out, and the
         claim that takes it up again counts that failure and settles it so."""
         with contextlib.suppress(StoreUnavailable):
-            await self.fail(EVENTS, event_id, owner, error, 0.0, 1, True)
+            await self.fail(EVENTS, event_id, owner, attempts, error, 0.0, 1, True)
 
     async def fail_job(
         self,
         job_id: int,
         owner: str,
+        attempts: int,
         error: str | None,
         *,
         delay_s: float,
@@ -69,13 +73,16 @@ class Failures(Database):
         claim's fence names them, and a count that came back to a value some earlier claim
         had would let that claim's late writes through). Before, it went dead with them
         undone."""
-        return await self.fail(JOBS, job_id, owner, error, delay_s, max_failures, count, seen)
+        return await self.fail(
+            JOBS, job_id, owner, attempts, error, delay_s, max_failures, count, seen
+        )
 
     async def fail(
         self,
         queue: QueueTable,
         item_id: int,
         owner: str,
+        attempts: int,
         error: str | None,
         delay_s: float,
         max_failures: int,
@@ -87,11 +94,12 @@ class Failures(Database):
         else ``'pending'`` again, due in ``delay_s`` seconds. ``error`` becomes ``last_error``.
         ``seen`` (jobs only): the payload the attempt was claimed with; one that grew since
         restarts the count instead (``fail_job``). None when ``owner`` no longer holds the
-        lease (nothing changed)."""
+        lease under its claim ``attempts`` (the item's count of claims as the claim left it;
+        fence.py): nothing changed."""
         added = 1 if count else 0
         # New work merged in while the attempt ran (``enqueue`` of a claimed job sets its
         # rerun_at): no attempt has seen it yet.
-        grew = "false" if seen is None else "(rerun_at IS NOT NULL AND NOT $7::jsonb @> payload)"
+        grew = "false" if seen is None else "(rerun_at IS NOT NULL AND NOT $8::jsonb @> payload)"
         dies = f"NOT {grew} AND failures + $5::int >= $6"
         extra = [] if seen is None else [canonical_json(dict(seen))]
         async with self._tx() as conn:
@@ -105,7 +113,7 @@ class Failures(Database):
                     not_before = {queue.release_due}, {queue.release_reset}
                     last_error = coalesce($4, last_error),
                     lease_owner = NULL, lease_until = NULL
-                WHERE {HELD}
+                WHERE {held_where("$7")}
                 RETURNING state, failures, attempts, last_error, {queue.subject}
                 """,
                 item_id,
@@ -114,6 +122,7 @@ class Failures(Database):
                 error,
                 added,
                 max(1, max_failures),
+                attempts,
                 *extra,
             )
             if row is None:

@@ -5,8 +5,8 @@ statement up on a deadline (store/bounded.py; the lease keeper stops the work wh
 runs out), and the bytes still arrive, or the statement still runs, after another replica
 claimed the same event or job and did the work again, or after the same worker claimed it
 again for its retry (the attempt ended with the store's error and released the item).
-``complete_sql`` and the lease statements (leases.py) change nothing once the owner lost the
-lease; the writes made between the claim and the completion need the same check, or the late
+``complete_sql`` and the lease statements (leases.py) change nothing once the claim is gone
+(below); the writes made between the claim and the completion need the same check, or the late
 copy lands on the new claim's work: a step outcome overwritten, a run moved back to an outcome
 it left, a second audit row, an approval asked again for a step already decided. A write of one
 statement, committed on its own (a start mark, a refusal, an announcement's audit row, a new
@@ -19,15 +19,30 @@ name a claim: a worker keeps its owner id for its whole life, so its retry of an
 the item under the same owner as its earlier attempt did. Every claim adds one to
 ``attempts`` (``claim_assignments``: the batch claim, the express claim and the take-over of an
 expired lease alike), and the claim returns it (``ClaimedEvent.attempts``, ``ClaimedJob``), so
-the claim's number costs nothing more. Two things lower it. A claim handed back unworked
-takes its own one back (``Leases._hand_back``): the next claim has its number again, but the
-handed-back claim wrote nothing. And an item put back in its queue counts afresh from 0: a job
-asked for again while claimed, as its claim completes (jobs.py), and a dead item an operator
-retries (``Queues.retry_item``); a statement of a claim before the recount would pass under the
-claim after it with the same number. The first cannot happen: a job completes only after a
-pass whose every fenced write answered (one given up ends the pass with the store's error,
-which releases the job and keeps its count). The second takes a statement in transit through
-the item's death, an operator's retry and as many claims as its own number counted.
+the claim's number costs nothing more.
+
+The settlements of a claim (leases.py: the lease's extension, the completion, the release,
+a deferral's return to pending, the hand-back, and failures.py: a failure, the move to dead)
+test the claim the same way (``claimed_sql``, one copy for them all): by its owner alone, a
+settlement of an owner's earlier claim, late (its lease ran out while a slow step ran or the
+statement was on its way, and the same worker claimed the item again), would complete,
+release or fail the later one, which is then worked on by nobody, or twice. Refused, a
+settlement answers as for another owner's claim: the lease was lost.
+
+So a claim's number must never be one an earlier claim of the item had, while a statement
+of that claim may still come: ``attempts`` is never lowered but by one thing. An item put
+back in its queue counts its failures afresh and its attempts not (a job asked for again
+while claimed, as its claim completes: jobs.py; a dead item an operator retries:
+``Queues.retry_item``); counted from 0 again, the claims after it would have the numbers of
+the claims before it. The price: ``attempts`` counts every claim the item ever had, and the
+backoff read from it (receiver.worker.attempt) goes on from there rather than from 1 s, which
+for a retried dead item is what its failures called for anyway. A token drawn from a sequence
+at each claim would never repeat either, but would be a column, a migration and a second
+number beside ``attempts`` in every claim's answer and every fence, for the same guarantee.
+The one thing that lowers it: a claim handed back unworked takes its own one back
+(``Leases._hand_back``), so the next claim has its number again; the hand-back is that
+claim's one and only statement (sent before its work and its lease keeper began, never sent
+again), so nothing of it can come after it.
 
 Each fenced write carries ``held_sql`` in its own statement (the first one of its
 transaction), so the check costs no round trip: the row of the claimed item, locked FOR KEY
@@ -69,7 +84,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["LeaseFence", "LeaseLost", "check_held", "fence_args", "held_sql"]
+__all__ = ["LeaseFence", "LeaseLost", "check_held", "claimed_sql", "fence_args", "held_sql"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,22 +124,32 @@ def fence_args(
     return fence.kind, fence.item_id, fence.owner, fence.attempts
 
 
+def claimed_sql(item: str, owner: str, attempts: str) -> str:
+    """The SQL predicate "this row is the item ``item``, still claimed by ``owner`` under the
+    claim that left its count of claims at ``attempts``": the one test of a claim, which the
+    fence of a write (``held_sql``) and every settlement of a claim (leases.py: extend,
+    complete, release, hand back, fail) make alike. The arguments are SQL expressions,
+    usually parameters; the row is the statement's unqualified table."""
+    return (
+        f"id = {item}::bigint AND state = 'claimed' AND lease_owner = {owner}::text"
+        f" AND attempts = {attempts}::int"
+    )
+
+
 def held_sql(kind: str, item: str, owner: str, attempts: str) -> str:
     """A SELECT of one boolean ``ok``: true when no fence is given (``kind`` NULL), or when
     the item is still claimed by ``owner`` under the claim that left its count of claims at
-    ``attempts``, its row then locked FOR KEY SHARE until the transaction ends. ``kind``,
-    ``item``, ``owner`` and ``attempts`` are SQL expressions, usually parameters
-    (``fence_args``). Used as a CTE that every write of the statement is conditional on."""
+    ``attempts`` (``claimed_sql``), its row then locked FOR KEY SHARE until the transaction
+    ends. ``kind``, ``item``, ``owner`` and ``attempts`` are SQL expressions, usually
+    parameters (``fence_args``). Used as a CTE that every write of the statement is
+    conditional on."""
+    claimed = claimed_sql(item, owner, attempts)
     return f"""SELECT {kind}::text IS NULL
         OR EXISTS (SELECT FROM alert_events
-                   WHERE {kind}::text = 'event' AND id = {item}::bigint
-                     AND state = 'claimed' AND lease_owner = {owner}::text
-                     AND attempts = {attempts}::int
+                   WHERE {kind}::text = 'event' AND {claimed}
                    FOR KEY SHARE)
         OR EXISTS (SELECT FROM jobs
-                   WHERE {kind}::text = 'job' AND id = {item}::bigint
-                     AND state = 'claimed' AND lease_owner = {owner}::text
-                     AND attempts = {attempts}::int
+                   WHERE {kind}::text = 'job' AND {claimed}
                    FOR KEY SHARE) AS ok"""
 
 

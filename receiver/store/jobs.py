@@ -25,7 +25,7 @@ from typing import Any
 from receiver.store.canonical import canonical_json
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.errors import translate
-from receiver.store.leases import HELD, JOBS, Leases, claim_assignments, due_sql
+from receiver.store.leases import JOBS, Leases, claim_assignments, due_sql, held_where
 from receiver.store.records import ClaimedJob, JobKind, job_from_row
 from receiver.store.stored_json import stored_data
 
@@ -206,15 +206,22 @@ class JobQueue(Leases):
             )
         return row is not None
 
-    async def extend_job_lease(self, job_id: int, owner: str, lease_s: float) -> bool:
-        """Push the lease forward; False when ``owner`` no longer holds it."""
-        return await self._extend(JOBS, job_id, owner, lease_s)
+    async def extend_job_lease(
+        self, job_id: int, owner: str, attempts: int, lease_s: float
+    ) -> bool:
+        """Push the lease forward; False when ``owner`` no longer holds it under its claim
+        ``attempts`` (``ClaimedJob.attempts``: the job's count of claims as the claim left
+        it, which names the claim among the same owner's claims of the job)."""
+        return await self._extend(JOBS, job_id, owner, attempts, lease_s)
 
-    async def complete_job(self, job_id: int, owner: str) -> bool:
-        """Mark a claimed job done; False when ``owner`` lost the lease meanwhile.
+    async def complete_job(self, job_id: int, owner: str, attempts: int) -> bool:
+        """Mark a claimed job done; False when ``owner`` lost the lease of its claim
+        ``attempts`` meanwhile (another claim since, the same owner's included).
 
         A job asked for again while it was claimed goes back to pending instead, due at the
-        earliest time asked for, with its attempts counted afresh.
+        earliest time asked for, with its failures counted afresh. Its ``attempts`` go on
+        from where they are: lowered, a claim after it would have the number of a claim
+        before it, whose statement still on its way would settle it (fence.py).
         """
         with translate():
             row = await self._pool.fetchrow(
@@ -224,11 +231,10 @@ class JobQueue(Leases):
                         state = CASE WHEN rerun_at IS NULL THEN 'done' ELSE 'pending' END,
                         done_at = CASE WHEN rerun_at IS NULL THEN remediator_now() END,
                         not_before = coalesce(rerun_at, not_before),
-                        attempts = CASE WHEN rerun_at IS NULL THEN attempts ELSE 0 END,
                         failures = CASE WHEN rerun_at IS NULL THEN failures ELSE 0 END,
                         last_error = CASE WHEN rerun_at IS NULL THEN last_error END,
                         rerun_at = NULL, lease_owner = NULL, lease_until = NULL
-                    WHERE {HELD}
+                    WHERE {held_where("$4")}
                     RETURNING id, state, not_before
                 ), woken AS (
                     SELECT pg_notify($3, '') FROM settled
@@ -239,21 +245,28 @@ class JobQueue(Leases):
                 job_id,
                 owner,
                 WORK_CHANNEL,
+                attempts,
             )
         return row is not None
 
     async def release_job(
-        self, job_id: int, owner: str, delay_s: float = 0.0, error: str | None = None
+        self,
+        job_id: int,
+        owner: str,
+        attempts: int,
+        delay_s: float = 0.0,
+        error: str | None = None,
     ) -> bool:
         """Back to pending, due after ``delay_s`` (or at a rerun asked for meanwhile, if that
-        is earlier); only while ``owner`` still holds the lease. ``error`` is kept as
-        ``last_error`` for the next attempt."""
-        return await self._release(JOBS, job_id, owner, delay_s, error)
+        is earlier); only while ``owner`` still holds the lease under its claim ``attempts``.
+        ``error`` is kept as ``last_error`` for the next attempt."""
+        return await self._release(JOBS, job_id, owner, attempts, delay_s, error)
 
-    async def hand_back_job(self, job_id: int, owner: str) -> bool:
+    async def hand_back_job(self, job_id: int, owner: str, attempts: int) -> bool:
         """Back to pending, due now, its claim's attempt not counted: claimed, but the worker
-        began stopping before its work began. False when ``owner`` no longer holds it."""
-        return await self._hand_back(JOBS, job_id, owner)
+        began stopping before its work began. False when ``owner`` no longer holds it under
+        its claim ``attempts``."""
+        return await self._hand_back(JOBS, job_id, owner, attempts)
 
     async def jobs_due_count(self) -> int:
         """Jobs waiting for a worker now: pending and due, or leased with the lease run out."""

@@ -22,11 +22,10 @@ from typing import Any
 
 from receiver.store.database import Database
 from receiver.store.errors import translate
-from receiver.store.fence import LeaseFence
+from receiver.store.fence import LeaseFence, claimed_sql
 
 __all__ = [
     "EVENTS",
-    "HELD",
     "JOBS",
     "EventLease",
     "Leases",
@@ -34,11 +33,16 @@ __all__ = [
     "claim_assignments",
     "complete_sql",
     "due_sql",
+    "held_where",
     "lease_expired_sql",
 ]
 
-# The WHERE of every statement only the lease's owner may make: $1 the item's id, $2 the owner.
-HELD = "id = $1 AND state = 'claimed' AND lease_owner = $2"
+
+def held_where(attempts: str) -> str:
+    """The WHERE of every statement only the claim may make (its settlements): $1 the item's
+    id, $2 the owner, ``attempts`` (a parameter) the claim's own count of claims, without
+    which an owner's earlier claim of the item, late, would settle its later one (fence.py)."""
+    return claimed_sql("$1", "$2", attempts)
 
 
 @dataclass(slots=True)
@@ -69,17 +73,17 @@ class EventLease:
         return LeaseFence("event", self.event_id, self.owner, self.attempts)
 
 
-def complete_sql(event_id: str, owner: str, attempts: str | None = None) -> str:
-    """The UPDATE that marks a claimed alert event done while ``owner`` holds its lease
-    (``event_id``, ``owner`` and ``attempts`` are SQL expressions, usually parameters),
-    returning its id: ``EventQueue.complete_event`` runs it alone, ``Runs.create_run`` as a
-    CTE of the statement that stores a refused run, which it fences: there, ``attempts``
-    names the claim too (``EventLease.attempts``), so that a late copy of an earlier
-    claim's statement completes nothing under the same owner's next claim (fence.py)."""
-    claim = "" if attempts is None else f" AND attempts = {attempts}::int"
+def complete_sql(event_id: str, owner: str, attempts: str) -> str:
+    """The UPDATE that marks a claimed alert event done while ``owner`` holds its lease under
+    the claim that left its count of claims at ``attempts`` (``event_id``, ``owner`` and
+    ``attempts`` are SQL expressions, usually parameters), returning its id:
+    ``EventQueue.complete_event`` runs it alone, ``Runs.create_run`` as a CTE of the
+    statement that stores a refused run, which it fences. ``attempts`` names the claim
+    (``EventLease.attempts``), so that a late copy of an earlier claim's statement completes
+    nothing under the same owner's next claim (fence.py)."""
     return f"""UPDATE alert_events
         SET state = 'done', done_at = remediator_now(), lease_owner = NULL, lease_until = NULL
-        WHERE id = {event_id} AND state = 'claimed' AND lease_owner = {owner}{claim}
+        WHERE {claimed_sql(event_id, owner, attempts)}
         RETURNING id"""
 
 
@@ -173,51 +177,70 @@ JOBS = QueueTable(
 class Leases(Database):
     """The lease statements both queues make; ``EventQueue`` and ``JobQueue`` name them."""
 
-    async def _extend(self, queue: QueueTable, item_id: int, owner: str, lease_s: float) -> bool:
-        """Push the lease forward ``lease_s`` seconds; False when ``owner`` no longer holds it."""
+    async def _extend(
+        self, queue: QueueTable, item_id: int, owner: str, attempts: int, lease_s: float
+    ) -> bool:
+        """Push the lease forward ``lease_s`` seconds; False when ``owner`` no longer holds it
+        under its claim ``attempts`` (the item's count of claims as the claim left it)."""
         with translate():
             row = await self._pool.fetchrow(
                 f"""UPDATE {queue.table}
                     SET lease_until = remediator_now() + make_interval(secs => $3)
-                    WHERE {HELD} RETURNING id""",
+                    WHERE {held_where("$4")} RETURNING id""",
                 item_id,
                 owner,
                 float(lease_s),
+                attempts,
             )
         return row is not None
 
     async def _release(
-        self, queue: QueueTable, item_id: int, owner: str, delay_s: float, error: str | None
+        self,
+        queue: QueueTable,
+        item_id: int,
+        owner: str,
+        attempts: int,
+        delay_s: float,
+        error: str | None,
     ) -> bool:
         """Back to pending, due as ``queue.release_due`` says after ``delay_s`` seconds, with
-        ``error`` (if any) as ``last_error``; False when ``owner`` no longer holds the lease."""
+        ``error`` (if any) as ``last_error``; False when ``owner`` no longer holds the lease
+        under its claim ``attempts``."""
         with translate():
             row = await self._pool.fetchrow(
                 f"""UPDATE {queue.table}
                     SET state = 'pending', lease_owner = NULL, lease_until = NULL,
                         not_before = {queue.release_due}, {queue.release_reset}
                         last_error = coalesce($4, last_error)
-                    WHERE {HELD} RETURNING id""",
+                    WHERE {held_where("$5")} RETURNING id""",
                 item_id,
                 owner,
                 max(0.0, float(delay_s)),
                 error,
+                attempts,
             )
         return row is not None
 
-    async def _hand_back(self, queue: QueueTable, item_id: int, owner: str) -> bool:
+    async def _hand_back(self, queue: QueueTable, item_id: int, owner: str, attempts: int) -> bool:
         """Back to pending, due now, the attempt its claim counted taken back: the worker
         stopped before the item's work began. A failure the claim counted (the lease of a
-        worker that died with it) stays. False when ``owner`` no longer holds the lease."""
+        worker that died with it) stays. False when ``owner`` no longer holds the lease under
+        its claim ``attempts``.
+
+        The only statement that lowers ``attempts``, so the next claim has this one's number
+        again: safe for the fence (fence.py) because the hand-back is the claim's one and only
+        statement (sent before its work or its lease keeper began, and not sent again), so no
+        statement of it can come after it."""
         with translate():
             row = await self._pool.fetchrow(
                 f"""UPDATE {queue.table}
                     SET state = 'pending', lease_owner = NULL, lease_until = NULL,
                         not_before = remediator_now(), {queue.release_reset}
                         attempts = greatest(attempts - 1, 0)
-                    WHERE {HELD} RETURNING id""",
+                    WHERE {held_where("$3")} RETURNING id""",
                 item_id,
                 owner,
+                attempts,
             )
         return row is not None
 

@@ -5,8 +5,9 @@ Listing and reading alert events and jobs in any state (``pending``, ``claimed``
 two answers to a dead letter, each audited in the same transaction (``event.retry``,
 ``event.drop``, ``job.retry``, ``job.drop``, with who asked, why, and the item's failures):
 
-- retry: a dead item goes back to pending, due now, with its attempts and failures counted
-  afresh (its last error is kept until the next attempt replaces it);
+- retry: a dead item goes back to pending, due now, with its failures counted afresh (its
+  last error is kept until the next attempt replaces it); its attempts (every claim it had)
+  go on from where they were, as they name its claims to the lease fence (fence.py);
 - drop: a dead or pending item is settled as done without being processed, the reason in
   ``settled_reason`` (``dropped: ...``). A claimed item is being processed: it cannot be dropped.
   What only a dropped job would have moved (its run, its steps held or not begun, their
@@ -202,7 +203,10 @@ class Queues(Database):
                     )
                 row = await conn.fetchrow(
                     f"""UPDATE {queue.table}
-                        SET state = 'pending', not_before = remediator_now(), attempts = 0,
+                        SET state = 'pending', not_before = remediator_now(),
+                            -- Failures afresh, attempts not: lowered, a claim after the
+                            -- retry would have the number of a claim before the item's
+                            -- death, whose late statement would settle it (fence.py).
                             failures = 0, dead_at = NULL
                         WHERE id = $1 RETURNING {view}""",
                     item_id,

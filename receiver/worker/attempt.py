@@ -98,11 +98,12 @@ class QueueCalls:
 
     kind: str
     claim: ClaimCall
-    extend: Callable[[int, str, float], Awaitable[bool]]
-    complete: Callable[[int, str], Awaitable[bool]]
-    release: Callable[[int, str, float, str | None], Awaitable[bool]]
+    # Settlements take the item's id, the owner and the claim's attempts (store/fence.py).
+    extend: Callable[[int, str, int, float], Awaitable[bool]]
+    complete: Callable[[int, str, int], Awaitable[bool]]
+    release: Callable[[int, str, int, float, str | None], Awaitable[bool]]
     fail: Callable[..., Awaitable[str | None]]  # Store.fail_event / fail_job
-    hand_back: Callable[[int, str], Awaitable[bool]]  # Store.hand_back_event / hand_back_job
+    hand_back: Callable[[int, str, int], Awaitable[bool]]  # Store.hand_back_event / _job
 
 
 def event_calls(store: Store, claim: ClaimCall) -> QueueCalls:
@@ -203,7 +204,7 @@ class Attempts:
             return False
         if leased_at is None:
             leased_at = asyncio.get_running_loop().time()
-        keeper = asyncio.create_task(self._keep_lease(queue, claim.id, leased_at, log))
+        keeper = asyncio.create_task(self._keep_lease(queue, claim, leased_at, log))
         work = asyncio.create_task(claim.work())
         try:
             done, _ = await asyncio.wait({work, keeper}, return_when=asyncio.FIRST_COMPLETED)
@@ -286,7 +287,7 @@ class Attempts:
         return Settlement("release", delay, disposition.error)
 
     async def _keep_lease(
-        self, queue: QueueCalls, item_id: int, leased_at: float, log: Any
+        self, queue: QueueCalls, claim: Claim, leased_at: float, log: Any
     ) -> None:
         """Extend the lease every third of its length; return only when it is lost: the store
         said so, or it ran out before an extension was confirmed.
@@ -308,7 +309,9 @@ class Attempts:
             # A task of its own, left behind when the lease runs out first: a statement
             # cancelled on a connection that does not answer holds its caller until it does
             # (asyncpg's cleanup of the connection), which would hold the keeper with it.
-            call = asyncio.ensure_future(queue.extend(item_id, self._owner, self._lease_s))
+            call = asyncio.ensure_future(
+                queue.extend(claim.id, self._owner, claim.attempts, self._lease_s)
+            )
             await asyncio.wait({call}, timeout=held_until - sent)
             if not call.done():
                 call.cancel()
@@ -332,25 +335,27 @@ class Attempts:
     ) -> None:
         """Complete, release or fail the claim; tolerate a short outage, else let the lease
         expire (the claim that takes the item up again counts that as a failure). A job's
-        failure says the payload it was claimed with (``Claim.seen``, ``Store.fail_job``)."""
-        item_id, seen = claim.id, claim.seen
+        failure says the payload it was claimed with (``Claim.seen``, ``Store.fail_job``). A
+        claim claimed again since (the same owner's included) settles nothing: lease lost."""
+        item_id, attempts, seen = claim.id, claim.attempts, claim.seen
         if settlement.action == "settled":
             return
         for attempt in range(1, tries + 1):
             try:
                 ok: object
                 if settlement.action == "complete":
-                    ok = await queue.complete(item_id, self._owner)
+                    ok = await queue.complete(item_id, self._owner, attempts)
                 elif settlement.action == "hand_back":
-                    ok = await queue.hand_back(item_id, self._owner)
+                    ok = await queue.hand_back(item_id, self._owner, attempts)
                 elif settlement.action == "release":
                     ok = await queue.release(
-                        item_id, self._owner, settlement.delay_s, settlement.error
+                        item_id, self._owner, attempts, settlement.delay_s, settlement.error
                     )
                 else:
                     ok = await queue.fail(
                         item_id,
                         self._owner,
+                        attempts,
                         settlement.error,
                         delay_s=settlement.delay_s,
                         max_failures=self.max_attempts,

@@ -61,7 +61,7 @@ async def take_up_jobs(env: ApprovalEnv) -> int:
     for job in jobs:
         disposition = await env.harness.pipeline.run_job(job)
         assert disposition.is_done, disposition
-        await store.complete_job(job.id, "job-first")
+        await store.complete_job(job.id, "job-first", job.attempts)
     return len(jobs)
 
 

@@ -65,7 +65,7 @@ async def test_one_claim_interleaves_alert_names_and_keeps_each_alerts_order(
     # Only the firing event of each Quiet alert: its resolved one waits for it.
     assert {c.event.status for c in claims if c.event.alertname == "Quiet"} == {Status.FIRING}
     for c in claims:
-        assert await store.complete_event(c.event.id, "w")
+        assert await store.complete_event(c.event.id, "w", c.attempts)
     rest = await store.claim_events("w", 60, 30)
     quiet = [c for c in rest if c.event.alertname == "Quiet"]
     assert {c.event.status for c in quiet} == {Status.RESOLVED}
@@ -88,7 +88,9 @@ async def test_lanes_waiting_out_a_backoff_do_not_hide_a_due_lane_behind_them(
     taken = await store.claim_events("w1", LANES, 30)
     assert {c.event.alertname for c in taken} == set(waiting)
     for c in taken:
-        assert await store.release_event(c.event.id, "w1", delay_s=300, error="redis down")
+        assert await store.release_event(
+            c.event.id, "w1", c.attempts, delay_s=300, error="redis down"
+        )
     await store.insert_events([new_event("f" * 16, alertname=due)])
 
     # Another replica's worker (its cursor at the start), or this one's after a rotation.

@@ -187,7 +187,8 @@ async def test_retry_puts_a_dead_event_back_and_it_succeeds_once_the_cause_is_go
 
     broken[0] = False
     retried = await store.retry_item("event", row["id"], actor="ops", reason="cause fixed")
-    assert (retried["state"], retried["attempts"], retried["failures"]) == ("pending", 0, 0)
+    # Its failures afresh, its attempts not: they name its claims to the lease fence.
+    assert (retried["state"], retried["attempts"], retried["failures"]) == ("pending", 2, 0)
     await eventually(lambda: _is(store, row["id"], "done"), timeout_s=15)
     assert len(process.seen) == 3  # two failures, then the retried attempt
     [audit] = await audit_rows(store, "event.retry")
@@ -203,7 +204,12 @@ async def test_drop_settles_a_dead_or_pending_event_never_a_claimed_one(store: S
     await store.insert_events([new_event("00000000000000a1"), new_event("00000000000000a2")])
     await store.insert_events([new_event("00000000000000a3")])
     [dying, claimed] = await store.claim_events("w", 2, lease_s=60)
-    assert await store.fail_event(dying.event.id, "w", "boom", delay_s=0, max_failures=1) == "dead"
+    assert (
+        await store.fail_event(
+            dying.event.id, "w", dying.attempts, "boom", delay_s=0, max_failures=1
+        )
+        == "dead"
+    )
     pending_id = dying.event.id + 2
 
     dropped = await store.drop_item("event", dying.event.id, actor="ops", reason="bad payload")
@@ -246,14 +252,19 @@ async def test_a_retried_event_waits_for_its_alerts_event_in_progress(store: Sto
     """The retried event is older than the one being processed: it must not run beside it."""
     await store.insert_events([new_event(FP)])
     [first] = await store.claim_events("w", 1, lease_s=60)
-    assert await store.fail_event(first.event.id, "w", "boom", delay_s=0, max_failures=1) == "dead"
+    assert (
+        await store.fail_event(
+            first.event.id, "w", first.attempts, "boom", delay_s=0, max_failures=1
+        )
+        == "dead"
+    )
     await store.insert_events([new_event(FP, Status.RESOLVED)])
     [second] = await store.claim_events("w", 5, lease_s=60)
     assert second.event.status is Status.RESOLVED
 
     await store.retry_item("event", first.event.id, actor="ops")
     assert await store.claim_events("other", 5, lease_s=60) == []
-    assert await store.complete_event(second.event.id, "w")
+    assert await store.complete_event(second.event.id, "w", second.attempts)
     [retried] = await store.claim_events("other", 5, lease_s=60)
     assert retried.event.id == first.event.id
 
@@ -340,4 +351,7 @@ async def test_a_job_whose_worker_died_counts_a_failure(store: Store) -> None:
     [again] = await eventually(reclaimed, timeout_s=15)
     assert (again.id, again.attempts, again.failures) == (first.id, 2, 1)
     assert again.last_error == "lease expired: doomed stopped holding it before it was settled"
-    assert await store.fail_job(again.id, "second", "boom", delay_s=0, max_failures=2) == "dead"
+    assert (
+        await store.fail_job(again.id, "second", again.attempts, "boom", delay_s=0, max_failures=2)
+        == "dead"
+    )

@@ -97,7 +97,12 @@ async def _resolution_dies(h: Harness, resolved: dict[str, Any]) -> int:
     with pytest.raises(Exception, match="the store failed"):
         await h.pipeline(claimed.event, EventLease(claimed.event.id, "replica-a", claimed.attempts))
     dead = await h.store.fail_event(
-        claimed.event.id, "replica-a", "the store failed", delay_s=0, max_failures=1
+        claimed.event.id,
+        "replica-a",
+        claimed.attempts,
+        "the store failed",
+        delay_s=0,
+        max_failures=1,
     )
     assert dead == "dead"
     async with h.store._pool.acquire() as conn:

@@ -69,7 +69,10 @@ async def test_dropping_a_dead_deadline_job_ends_its_verifying_run(store: Store)
         await conn.execute("UPDATE jobs SET not_before = remediator_now() WHERE id = $1", job_id)
     [claim] = await store.claim_jobs("w", 1, lease_s=60)
     assert claim.id == job_id
-    assert await store.fail_job(job_id, "w", "boom", delay_s=0, max_failures=1) == "dead"
+    assert (
+        await store.fail_job(job_id, "w", claim.attempts, "boom", delay_s=0, max_failures=1)
+        == "dead"
+    )
     # Dead, it still holds the run for an operator's retry.
     run = await store.get_run(run_id, with_steps=False)
     assert run is not None

@@ -204,7 +204,7 @@ async def test_a_run_overtaken_whose_pass_died_after_the_commit_frees_the_target
     (job,) = await h.store.claim_jobs("worker-b", 1, 30.0)
     assert (job.kind, job.payload.get(f"token:{token}")) == (JobKind.FINISH_END, True)
     assert (await h.pipeline.run_job(job)).is_done
-    await h.store.complete_job(job.id, "worker-b")
+    await h.store.complete_job(job.id, "worker-b", job.attempts)
 
     assert await lock_holder(h) is None
 
@@ -237,12 +237,12 @@ async def test_a_run_never_seen_admitted_closed_by_a_pass_that_died_frees_the_ta
     # it finds the run ended.
     job = await take_over_job(h.store, dead_job, "worker-b")
     assert (await h.pipeline.run_job(job)).is_done
-    await h.store.complete_job(job.id, "worker-b")
+    await h.store.complete_job(job.id, "worker-b", job.attempts)
     await _finish_due_now(h.store, first)
     (finish,) = await h.store.claim_jobs("worker-b", 1, 30.0)
     assert (finish.kind, finish.payload.get("held_by_run")) == (JobKind.FINISH_END, True)
     assert (await h.pipeline.run_job(finish)).is_done
-    await h.store.complete_job(finish.id, "worker-b")
+    await h.store.complete_job(finish.id, "worker-b", finish.attempts)
 
     assert await lock_holder(h) is None
     assert counts.calls == 0

@@ -76,7 +76,7 @@ async def test_a_run_its_resolution_ended_while_redis_held_the_release_frees_the
     (job,) = await h.store.claim_jobs("worker-b", 1, 30.0)
     async with writes_held(h.guards.redis):
         assert (await h.pipeline.run_job(job)).is_done
-    await h.store.complete_job(job.id, "worker-b")
+    await h.store.complete_job(job.id, "worker-b", job.attempts)
     ended = await h.store.get_run(first)
     assert ended is not None
     assert ended.outcome is RunOutcome.CANCELLED, (ended.outcome, ended.error)
@@ -90,7 +90,7 @@ async def test_a_run_its_resolution_ended_while_redis_held_the_release_frees_the
         retried = await h.pipeline.run_job(release)
     assert not retried.is_done
     assert "could not be given back" in (retried.error or "")
-    await h.store.release_job(release.id, "worker-b", 0.0, retried.error)
+    await h.store.release_job(release.id, "worker-b", release.attempts, 0.0, retried.error)
     assert await lock_holder(h) == first
     await _released_by_its_job(h, first)
 
@@ -119,7 +119,7 @@ async def test_a_run_never_seen_admitted_closed_while_redis_held_the_release_fre
     # run at a time); taken over then, it finds the run ended.
     job = await take_over_job(h.store, dead_job, h.owner)
     assert (await h.pipeline.run_job(job)).is_done
-    await h.store.complete_job(job.id, h.owner)
+    await h.store.complete_job(job.id, h.owner, job.attempts)
     await _released_by_its_job(h, first)
     assert counts.calls == 0
 
@@ -152,7 +152,7 @@ async def test_an_admission_that_found_the_run_ended_queues_its_own_token(
     finally:
         await h.guards.redis.execute_command("CLIENT", "UNPAUSE")
         h.guards.admit = admit  # type: ignore[method-assign]
-    await h.store.complete_job(job.id, "worker-a")
+    await h.store.complete_job(job.id, "worker-a", job.attempts)
     ended = await h.store.get_run(run.id)
     assert ended is not None
     assert ended.outcome is RunOutcome.CANCELLED, (ended.outcome, ended.error)

@@ -206,7 +206,7 @@ async def claim_ladder(h: Harness) -> ClaimedJob:
     assert (
         await h.pipeline(claimed.event, EventLease(claimed.event.id, "worker-a", claimed.attempts))
     ).is_done
-    await h.store.complete_event(claimed.event.id, "worker-a")
+    await h.store.complete_event(claimed.event.id, "worker-a", claimed.attempts)
     (job,) = await h.store.claim_jobs("worker-a", 10, 30.0)
     assert job.kind is JobKind.RESUME_RUN
     return job
@@ -238,7 +238,7 @@ async def die_in_ladder(
     monkeypatch.setattr(h.store, "record_step", record_step)
     taken = await take_over_job(h.store, job.id, "worker-b")
     assert (await h.pipeline.run_job(taken)).is_done
-    assert await h.store.complete_job(job.id, "worker-b")
+    assert await h.store.complete_job(job.id, "worker-b", taken.attempts)
 
 
 async def test_a_worker_that_died_before_ending_the_escalation_leaves_nothing_to_run(

@@ -36,7 +36,9 @@ async def _resolve(h: Harness) -> None:
     """The firing event's claim ends (worker B's drain completes it), then the alert resolves."""
     run = await h.only_run()
     assert run.event_id is not None
-    assert await h.store.complete_event(run.event_id, "worker-b")
+    event = await h.store.get_event(run.event_id)
+    assert event is not None
+    assert await h.store.complete_event(run.event_id, "worker-b", event["attempts"])
     await h.intake.accept(notification(alert(LABELS, status="resolved")))
     await h.drain()
     assert await h.store.queue_depth() == 0

@@ -133,9 +133,9 @@ async def test_an_expired_lease_is_reclaimed_by_another_owner(store: Store) -> N
     [again] = await eventually(claim_b)
     assert (again.id, again.attempts) == (first.id, 2)
     # "a" woke up late: its lease is gone, so it can settle nothing.
-    assert not await store.extend_job_lease(first.id, "a", 60)
-    assert not await store.complete_job(first.id, "a")
-    assert await store.complete_job(again.id, "b")
+    assert not await store.extend_job_lease(first.id, "a", first.attempts, 60)
+    assert not await store.complete_job(first.id, "a", first.attempts)
+    assert await store.complete_job(again.id, "b", again.attempts)
 
 
 async def test_a_live_lease_is_not_taken(store: Store) -> None:
@@ -143,7 +143,7 @@ async def test_a_live_lease_is_not_taken(store: Store) -> None:
     await store.enqueue_job(RESUME, run_id)
     [claimed] = await store.claim_jobs("a", 1, lease_s=60)
     assert await store.claim_jobs("b", 10, lease_s=60) == []
-    assert await store.extend_job_lease(claimed.id, "a", 120)
+    assert await store.extend_job_lease(claimed.id, "a", claimed.attempts, 120)
     job = await store.get_job(claimed.id)
     assert job is not None
     assert job["lease_owner"] == "a"
@@ -156,19 +156,21 @@ async def test_complete_and_release_only_by_the_lease_owner(store: Store) -> Non
     [claimed] = await store.claim_jobs("a", 1, lease_s=60)
     assert (claimed.kind, claimed.run_id, claimed.payload) == (RESUME, run_id, {"why": "retry_at"})
 
-    assert not await store.complete_job(job_id, "b")
-    assert not await store.release_job(job_id, "b")
-    assert not await store.extend_job_lease(job_id, "b", 60)
+    assert not await store.complete_job(job_id, "b", claimed.attempts)
+    assert not await store.release_job(job_id, "b", claimed.attempts)
+    assert not await store.extend_job_lease(job_id, "b", claimed.attempts, 60)
 
-    assert await store.release_job(job_id, "a", delay_s=0, error="guard still refuses")
+    assert await store.release_job(
+        job_id, "a", claimed.attempts, delay_s=0, error="guard still refuses"
+    )
     [retried] = await store.claim_jobs("b", 1, lease_s=60)
     assert (retried.id, retried.attempts, retried.last_error) == (
         job_id,
         2,
         "guard still refuses",
     )
-    assert await store.complete_job(job_id, "b")
-    assert not await store.complete_job(job_id, "b")  # already done
+    assert await store.complete_job(job_id, "b", retried.attempts)
+    assert not await store.complete_job(job_id, "b", retried.attempts)  # already done
     job = await store.get_job(job_id)
     assert job is not None
     assert job["state"] == "done"
@@ -186,10 +188,11 @@ async def test_a_request_while_the_job_runs_makes_it_run_once_more(store: Store)
     assert await store.enqueue_job(RESUME, run_id, payload={"approval": "granted"}) == job_id
     assert await store.claim_jobs("b", 1, lease_s=60) == []
 
-    assert await store.complete_job(claimed.id, "a")
+    assert await store.complete_job(claimed.id, "a", claimed.attempts)
     [rerun] = await store.claim_jobs("b", 1, lease_s=60)
-    assert (rerun.id, rerun.attempts, rerun.payload) == (job_id, 1, {"approval": "granted"})
-    assert await store.complete_job(rerun.id, "b")
+    # Its attempts go on (the claim's number is never one an earlier claim had: fence.py).
+    assert (rerun.id, rerun.attempts, rerun.payload) == (job_id, 2, {"approval": "granted"})
+    assert await store.complete_job(rerun.id, "b", rerun.attempts)
     job = await store.get_job(rerun.id)
     assert job is not None
     assert job["state"] == "done"
@@ -204,7 +207,7 @@ async def test_one_runs_jobs_are_claimed_one_at_a_time_oldest_first(store: Store
     first = await store.claim_jobs("a", 10, lease_s=60)
     assert [c.id for c in first] == [resume, other]
     assert await store.claim_jobs("b", 10, lease_s=60) == []  # the run is busy
-    assert await store.complete_job(first[0].id, "a")
+    assert await store.complete_job(first[0].id, "a", first[0].attempts)
     [second] = await store.claim_jobs("b", 10, lease_s=60)
     assert second.id == deadline
 
@@ -259,7 +262,7 @@ async def test_a_claim_racing_another_for_the_same_run_skips_the_run(
     [claimed] = claim_a.result()
     assert claimed.id == due
     assert await store.claim_jobs("b", 10, lease_s=60) == []
-    assert await store.complete_job(claimed.id, "a")
+    assert await store.complete_job(claimed.id, "a", claimed.attempts)
     assert [c.id for c in await store.claim_jobs("b", 10, lease_s=60)] == [older]
 
 
@@ -296,7 +299,7 @@ async def test_concurrent_owners_never_hold_two_jobs_of_one_run(store: Store) ->
             await asyncio.sleep(0)
             for job in claimed:
                 del held[job.run_id]  # before the commit that frees the run
-                assert await store.complete_job(job.id, owner)
+                assert await store.complete_job(job.id, owner, job.attempts)
                 settled += 1
             if not claimed:
                 # This owner's poll interval, as a worker's: the others hold what is left.
@@ -388,7 +391,7 @@ async def test_prune_removes_only_finished_jobs(store: Store) -> None:
     await store.enqueue_job(DEADLINE, run_id, delay_s=3600)
     [claimed] = await store.claim_jobs("a", 1, lease_s=60)
     assert claimed.id == done
-    assert await store.complete_job(claimed.id, "a")
+    assert await store.complete_job(claimed.id, "a", claimed.attempts)
     assert await store.prune_jobs(older_than_s=3600) == 0  # finished too recently
     assert await store.prune_jobs(older_than_s=0) == 1
     assert [j["kind"] for j in await open_jobs(store)] == ["verify_deadline"]
@@ -400,7 +403,7 @@ async def test_retention_prunes_finished_events_and_jobs_together(store: Store) 
     job = await store.enqueue_job(RESUME, run_id)
     [claimed] = await store.claim_jobs("a", 1, lease_s=60)
     assert claimed.id == job
-    assert await store.complete_job(claimed.id, "a")
+    assert await store.complete_job(claimed.id, "a", claimed.attempts)
     assert await store.prune(older_than_s=3600) == {"events": 0, "jobs": 0}
     pruned = await store.prune(older_than_s=0)
     assert pruned["jobs"] == 1

@@ -113,7 +113,7 @@ async def _lands_late(
     assert await h.runs() == []
     assert await lock_holder(h) is None  # given back: the admission was not recorded
     # As the worker does after a store outage: the same owner claims it again.
-    assert await h.store.release_event(event.id, h.owner, 0.0, "StoreUnavailable")
+    assert await h.store.release_event(event.id, h.owner, claimed.attempts, 0.0, "StoreUnavailable")
     (again,) = await h.store.claim_events(h.owner, 1, 60.0)
     assert again.event.id == event.id
 

@@ -128,7 +128,7 @@ async def _first_claim(store: Store) -> tuple[int, LeaseFence]:
 async def _retry(store: Store, event_id: int) -> LeaseFence:
     """As the worker does once its attempt ended with the store's error: the event released,
     and claimed again by the same worker (its owner id unchanged)."""
-    assert await store.release_event(event_id, WORKER, 0.0, "StoreUnavailable")
+    assert await store.release_event(event_id, WORKER, 1, 0.0, "StoreUnavailable")
     (again,) = await store.claim_events(WORKER, 1, 60.0)
     assert again.event.id == event_id
     assert again.attempts == 2
@@ -221,7 +221,7 @@ async def test_a_late_announcement_of_a_jobs_earlier_claim_is_not_audited_twice(
     a second ``run.announced`` row."""
     event_id, first = await _first_claim(store)
     run_id = await _running_run(store, event_id, first)
-    assert await store.complete_event(event_id, WORKER)
+    assert await store.complete_event(event_id, WORKER, first.attempts)
     await store.enqueue_job("resume_run", run_id)
     (job,) = await store.claim_jobs(WORKER, 1, 60.0)
 
@@ -238,7 +238,7 @@ async def test_a_late_announcement_of_a_jobs_earlier_claim_is_not_audited_twice(
         )
 
     pid = await _given_up(earlier, relay, run_id, lambda s: announce(s, job))
-    assert await store.release_job(job.id, WORKER, 0.0, "StoreUnavailable")
+    assert await store.release_job(job.id, WORKER, job.attempts, 0.0, "StoreUnavailable")
     (again,) = await store.claim_jobs(WORKER, 1, 60.0)
     assert (again.id, again.attempts) == (job.id, 2)
     await announce(store, again)

@@ -49,7 +49,7 @@ async def test_a_lease_extension_is_a_hot_update(one_connection: Store) -> None:
     [claimed] = await store.claim_events("worker-1", 1, 60.0)
     before = await _updates(store)
     for _ in range(3):
-        assert await store.extend_lease(claimed.event.id, "worker-1", 60.0)
+        assert await store.extend_lease(claimed.event.id, "worker-1", claimed.attempts, 60.0)
     updates, hot = await _updates(store)
     # Three updates, each on the event's page (a new table has room on it) and none changing
     # an indexed column. With alert_events_leases: (3, 0).

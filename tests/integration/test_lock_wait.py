@@ -127,7 +127,7 @@ async def test_a_waiting_run_its_resolution_ended_while_its_job_asked_the_guards
     disposition = await h.pipeline.run_job(job)
     assert resolved == [True]
     assert disposition.is_done
-    await h.store.complete_job(job.id, "replica-b")
+    await h.store.complete_job(job.id, "replica-b", job.attempts)
     monkeypatch.undo()
     await h.guards.resume()
     for taken in holder:
@@ -201,7 +201,7 @@ async def test_a_job_that_read_a_waiting_run_before_its_resolution_does_not_act_
     await h.intake.accept(notification(alert(LABELS, status="resolved")))
     await h.drain()
     assert go.is_set()
-    await h.store.complete_job(job.id, "replica-b")
+    await h.store.complete_job(job.id, "replica-b", job.attempts)
 
     run = await h.only_run()
     assert run.outcome is RunOutcome.CANCELLED, run

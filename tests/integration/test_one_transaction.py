@@ -288,7 +288,7 @@ async def test_a_run_does_not_complete_an_event_whose_lease_it_lost(
     assert event is not None
     assert event["state"] == "claimed"
     # Its owner still holds it, and settles it as before.
-    assert await h.store.complete_event(claimed.event.id, h.owner)
+    assert await h.store.complete_event(claimed.event.id, h.owner, claimed.attempts)
 
 
 async def test_an_admitted_run_says_started_and_finished_in_its_own_writes(

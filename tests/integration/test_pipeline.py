@@ -536,7 +536,7 @@ async def test_an_alert_no_rule_matches_never_reaches_the_worker(
     assert [c.event.labels["alertname"] for c in claimed] == ["HighMemoryUsage"]
     for c in claimed:
         assert (await h.pipeline(c.event)).is_done
-        await h.store.complete_event(c.event.id, h.owner)
+        await h.store.complete_event(c.event.id, h.owner, c.attempts)
     assert len(await h.runs(outcome=RunOutcome.DRY_RUN)) == 1
     # Its resolution still goes through the worker, which finds no run to close.
     await h.intake.accept(notification(alert(unmatched, status="resolved")))

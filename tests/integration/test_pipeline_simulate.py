@@ -104,11 +104,11 @@ async def drain(store: Store, pipeline: Pipeline) -> None:
         events = await store.claim_events("t", 10, 30.0)
         for claimed in events:
             assert (await pipeline(claimed.event)).is_done
-            await store.complete_event(claimed.event.id, "t")
+            await store.complete_event(claimed.event.id, "t", claimed.attempts)
         jobs = await store.claim_jobs("t", 10, 30.0)
         for job in jobs:
             assert (await pipeline.run_job(job)).is_done
-            await store.complete_job(job.id, "t")
+            await store.complete_job(job.id, "t", job.attempts)
         if not events and not jobs:
             return
 

@@ -222,7 +222,7 @@ async def test_a_run_whose_worker_died_after_its_approval_ends_once_its_alert_re
     taken = await take_over_job(env.harness.store, job.id, "replica-c")
     disposition = await env.harness.pipeline.run_job(taken)
     assert disposition.is_done
-    await env.harness.store.complete_job(taken.id, "replica-c")
+    await env.harness.store.complete_job(taken.id, "replica-c", taken.attempts)
     # B died in the preview, before the call; but its admission is the last record, and a
     # death inside the call of a replay-safe step leaves the same: the slot is kept.
     await _assert_cancelled(env, run.id, approval.id, slot_kept=True)
@@ -292,7 +292,12 @@ async def test_a_run_left_running_by_its_dead_event_ends_once_its_alert_resolved
         )
     assert (
         await store.fail_event(
-            claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
+            claimed.event.id,
+            "replica-a",
+            claimed.attempts,
+            "worker died",
+            delay_s=0,
+            max_failures=1,
         )
         == "dead"
     )
@@ -336,7 +341,12 @@ async def _died_in_its_step(make_harness: MakeHarness, action: Poke) -> AsyncIte
                 claimed.event, EventLease(claimed.event.id, "replica-a", claimed.attempts)
             )
         dead = await store.fail_event(
-            claimed.event.id, "replica-a", "worker died", delay_s=0, max_failures=1
+            claimed.event.id,
+            "replica-a",
+            claimed.attempts,
+            "worker died",
+            delay_s=0,
+            max_failures=1,
         )
         assert dead == "dead"
         yield harness

@@ -109,9 +109,9 @@ async def test_the_queue_depth_counts_pending_and_claimed_events_only(store: Sto
     claims = await store.claim_events("w1", 2, 30)
     assert len(claims) == 2
     assert await store.queue_depth() == 5
-    assert await store.complete_event(claims[0].event.id, "w1")
+    assert await store.complete_event(claims[0].event.id, "w1", claims[0].attempts)
     assert await store.queue_depth() == 4
-    assert await store.release_event(claims[1].event.id, "w1")
+    assert await store.release_event(claims[1].event.id, "w1", claims[1].attempts)
     assert await store.queue_depth() == 4
 
 
@@ -208,7 +208,7 @@ async def test_events_of_one_alert_are_claimed_in_order(store: Store) -> None:
     assert first.event.status is Status.FIRING
     # The resolved event waits until the firing one is done, whoever asks.
     assert await store.claim_events("w2", 10, 30) == []
-    assert await store.complete_event(first.event.id, "w1")
+    assert await store.complete_event(first.event.id, "w1", first.attempts)
     [second] = await store.claim_events("w2", 10, 30)
     assert second.event.status is Status.RESOLVED
 
@@ -221,10 +221,10 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_settle(store: Sto
     [again] = await eventually(lambda: store.claim_events("other", 10, 30), timeout_s=5)
     assert again.event.id == claim.event.id
     assert again.attempts == 2
-    assert not await store.complete_event(claim.event.id, "crashed")
-    assert not await store.release_event(claim.event.id, "crashed", 0)
-    assert not await store.extend_lease(claim.event.id, "crashed", 30)
-    assert await store.complete_event(claim.event.id, "other")
+    assert not await store.complete_event(claim.event.id, "crashed", claim.attempts)
+    assert not await store.release_event(claim.event.id, "crashed", claim.attempts, 0)
+    assert not await store.extend_lease(claim.event.id, "crashed", claim.attempts, 30)
+    assert await store.complete_event(claim.event.id, "other", claim.attempts)
     assert await store.queue_depth() == 0
 
 
@@ -235,17 +235,17 @@ async def test_extend_lease_keeps_the_claim(database_url: str) -> None:
     try:
         await store.insert_events([new_event()])
         [claim] = await store.claim_events("w1", 10, 0.3)
-        assert await store.extend_lease(claim.event.id, "w1", 30)
+        assert await store.extend_lease(claim.event.id, "w1", claim.attempts, 30)
         # Past the first lease, the extended one still holds.
         now[0] += timedelta(seconds=0.4)
         assert await store.claim_events("w2", 10, 30) == []
-        assert await store.extend_lease(claim.event.id, "w1", 30)  # still its owner
+        assert await store.extend_lease(claim.event.id, "w1", claim.attempts, 30)  # still its owner
         # An extension is a lease like the first: once it runs out, the event is free again.
-        assert await store.extend_lease(claim.event.id, "w1", 0.1)
+        assert await store.extend_lease(claim.event.id, "w1", claim.attempts, 0.1)
         now[0] += timedelta(seconds=0.2)
         [taken] = await store.claim_events("w2", 10, 30)
         assert (taken.event.id, taken.attempts) == (claim.event.id, 2)
-        assert not await store.extend_lease(claim.event.id, "w1", 30)
+        assert not await store.extend_lease(claim.event.id, "w1", claim.attempts, 30)
     finally:
         await store.close()
 
@@ -254,7 +254,7 @@ async def test_release_delays_the_event_and_keeps_the_error(store: Store) -> Non
     await store.insert_events([new_event()])
     [claim] = await store.claim_events("w1", 10, 30)
     released_at = await store.server_now()
-    assert await store.release_event(claim.event.id, "w1", 0.4, "redis down")
+    assert await store.release_event(claim.event.id, "w1", claim.attempts, 0.4, "redis down")
     assert await store.claim_events("w1", 10, 30) == []
     # The delay is real time on the database's clock: claimable again only once it passed.
     [again] = await eventually(lambda: store.claim_events("w1", 10, 30), timeout_s=5)
@@ -653,7 +653,7 @@ async def test_events_blocked_behind_an_older_event_never_hide_it(store: Store) 
     assert len(first) == n
     assert {c.event.status for c in first} == {Status.FIRING}
     for c in first:
-        assert await store.release_event(c.event.id, "a", 0.0, "guards unavailable")
+        assert await store.release_event(c.event.id, "a", c.attempts, 0.0, "guards unavailable")
 
     again = await store.claim_events("b", 1, 30)
     assert [c.event.status for c in again] == [Status.FIRING]

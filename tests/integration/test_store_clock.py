@@ -80,7 +80,7 @@ async def test_what_the_store_stamps_and_reads_as_now_is_the_injected_clock(
 async def test_released_work_is_due_on_the_simulated_clock(sim_store: Store, clock: Clock) -> None:
     await sim_store.insert_events([event()])
     [claimed] = await sim_store.claim_events("w", 10, 30.0)
-    assert await sim_store.release_event(claimed.event.id, "w", delay_s=600)
+    assert await sim_store.release_event(claimed.event.id, "w", claimed.attempts, delay_s=600)
     assert await sim_store.next_event_due() == START + timedelta(minutes=10)
     clock.advance(minutes=9, seconds=59)
     assert await sim_store.claim_events("w", 10, 30.0) == []

@@ -218,7 +218,7 @@ async def test_the_safety_net_job_takes_over_from_a_pass_whose_worker_died(
     # rest is room for a loaded machine).
     assert await h.store.server_now() - died <= timedelta(seconds=RETRY_S * 3)
     assert (await h.pipeline.run_job(job)).is_done
-    assert await h.store.complete_job(job.id, "worker-b")
+    assert await h.store.complete_job(job.id, "worker-b", job.attempts)
     # Worker A stopped in the step: it may have acted, and is not run a second time.
     assert await undo_of(h, first.id) == [Outcome.INTERRUPTED]
     assert server.undos == 1

@@ -248,7 +248,7 @@ async def test_an_undo_step_a_worker_died_in_that_must_not_act_twice_ends_the_un
             await h.pipeline(claimed.event, await take_over(h.store, claimed.event.id, "worker-b"))
         ).is_done
         # Worker B's drain completes the event under the claim it took over.
-        assert await h.store.complete_event(claimed.event.id, "worker-b")
+        assert await h.store.complete_event(claimed.event.id, "worker-b", claimed.attempts)
 
         run = await first_run(h)
         assert undo_of(run) == [(1, "interrupted"), (2, "not_run")]
@@ -346,7 +346,7 @@ async def test_a_worker_that_died_before_ending_the_undo_leaves_nothing_to_run(
         assert (
             await h.pipeline(claimed.event, await take_over(h.store, claimed.event.id, "worker-b"))
         ).is_done
-        assert await h.store.complete_event(claimed.event.id, "worker-b")
+        assert await h.store.complete_event(claimed.event.id, "worker-b", claimed.attempts)
 
     run = await first_run(h)
     assert undo_of(run) == [(1, "failed"), (2, "not_run")]

@@ -49,7 +49,7 @@ async def test_an_event_that_cannot_be_read_is_dead_and_the_rest_of_its_claim_is
     assert [c.event.labels["deployment"] for c in claimed] == ["cart"]
     for c in claimed:
         assert (await h.pipeline(c.event)).is_done
-        await h.store.complete_event(c.event.id, h.owner)
+        await h.store.complete_event(c.event.id, h.owner, c.attempts)
 
     # The rest of the claim was worked: its run parks for its approval.
     [run] = await h.runs()

@@ -56,7 +56,7 @@ async def events_only(env: ApprovalEnv, worker: str = "replica-b") -> None:
             disposition = await h.pipeline(c.event, EventLease(c.event.id, worker, c.attempts))
             assert disposition.is_done, disposition
             if not disposition.settled:
-                await h.store.complete_event(c.event.id, worker)
+                await h.store.complete_event(c.event.id, worker, c.attempts)
 
 
 async def accept(env: ApprovalEnv, status: str, starts_at: str, ends_at: str | None = None) -> None:
@@ -226,13 +226,13 @@ async def test_an_undo_carried_by_a_withdrawal_and_by_the_resolution_runs_once(
     monkeypatch.setattr(store, "_carry_if_resolved", carry_if_resolved)
     [job] = await store.claim_jobs("replica-a", 50, 30.0)
     await env.harness.pipeline.run_job(job)
-    await store.complete_job(job.id, "replica-a")
+    await store.complete_job(job.id, "replica-a", job.attempts)
 
     async def replica_c() -> None:
         # Claims every job due (the carry's, due at once) and runs it.
         for claimed in await store.claim_jobs("replica-c", 50, 30.0):
             await env.harness.pipeline.run_job(claimed)
-            await store.complete_job(claimed.id, "replica-c")
+            await store.complete_job(claimed.id, "replica-c", claimed.attempts)
 
     c_pass = asyncio.create_task(replica_c())
     # One pass is in the step (the value read, not written); the other one runs to its end

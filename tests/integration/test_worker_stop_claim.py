@@ -263,8 +263,8 @@ async def test_a_job_handed_back_is_due_now_its_attempt_not_counted(store: Store
     (job,) = await store.claim_jobs("a", 1, 60.0)
     taken = await take_over_job(store, job.id, "b")
     assert (taken.attempts, taken.failures) == (2, 1)
-    assert not await store.hand_back_job(job.id, "a")  # only its holder hands it back
-    assert await store.hand_back_job(job.id, "b")
+    assert not await store.hand_back_job(job.id, "a", job.attempts)  # only its holder hands it back
+    assert await store.hand_back_job(job.id, "b", taken.attempts)
     (again,) = await store.claim_jobs("c", 1, 60.0)
     assert (again.id, again.attempts, again.failures) == (job.id, 2, 1)
 

@@ -89,22 +89,27 @@ class Harness:
                     await self.store.release_event(
                         c.event.id,
                         self.owner,
+                        c.attempts,
                         disposition.retry_after_s or 0.0,
                         disposition.error,
                     )
                     return done
                 if not disposition.settled:
-                    await self.store.complete_event(c.event.id, self.owner)
+                    await self.store.complete_event(c.event.id, self.owner, c.attempts)
                 done += 1
             jobs = await self.store.claim_jobs(self.owner, 50, 30.0)
             for job in jobs:
                 disposition = await self.pipeline.run_job(job)
                 if not disposition.is_done:
                     await self.store.release_job(
-                        job.id, self.owner, disposition.retry_after_s or 0.0, disposition.error
+                        job.id,
+                        self.owner,
+                        job.attempts,
+                        disposition.retry_after_s or 0.0,
+                        disposition.error,
                     )
                     return done
-                await self.store.complete_job(job.id, self.owner)
+                await self.store.complete_job(job.id, self.owner, job.attempts)
                 done += 1
             if not events and not jobs:
                 return done

@@ -91,7 +91,9 @@ async def pass_writes_held(h: Harness) -> Disposition:
     finally:
         await h.guards.redis.execute_command("CLIENT", "UNPAUSE")
     if not disposition.is_done:
-        await h.store.release_event(claimed.event.id, h.owner, 0.0, disposition.error)
+        await h.store.release_event(
+            claimed.event.id, h.owner, claimed.attempts, 0.0, disposition.error
+        )
     return disposition
 
 

@@ -29,23 +29,27 @@ class Queue:
         async def claim(owner: str, limit: int, lease_s: float) -> list[Claim]:
             return []
 
-        async def extend(item_id: int, owner: str, lease_s: float) -> bool:
+        async def extend(item_id: int, owner: str, attempts: int, lease_s: float) -> bool:
             self.gave_up.set()
             return False
 
-        async def complete(item_id: int, owner: str) -> bool:
+        async def complete(item_id: int, owner: str, attempts: int) -> bool:
             self.settled.append("complete")
             return True
 
-        async def release(item_id: int, owner: str, delay_s: float, error: str | None) -> bool:
+        async def release(
+            item_id: int, owner: str, attempts: int, delay_s: float, error: str | None
+        ) -> bool:
             self.settled.append("release")
             return True
 
-        async def fail(item_id: int, owner: str, error: str | None, **_: Any) -> str | None:
+        async def fail(
+            item_id: int, owner: str, attempts: int, error: str | None, **_: Any
+        ) -> str | None:
             self.settled.append("fail")
             return "pending"
 
-        async def hand_back(item_id: int, owner: str) -> bool:
+        async def hand_back(item_id: int, owner: str, attempts: int) -> bool:
             self.settled.append("hand_back")
             return True
 

@@ -181,7 +181,7 @@ async def test_a_worker_that_died_in_the_job_gives_nothing_back_twice(
 
     again = await take_over_job(store, claim.id, "worker-b")
     assert (await env.harness.pipeline.run_job(again)).is_done
-    assert await store.complete_job(again.id, "worker-b")
+    assert await store.complete_job(again.id, "worker-b", again.attempts)
 
     assert await budget_slots(env) == [second.id]
     assert len(cancelled(peer)) == 1

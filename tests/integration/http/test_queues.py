@@ -26,7 +26,9 @@ async def dead_events(store: Store, n: int, alertname: str = "Poison") -> list[i
     ids = []
     for claim in await store.claim_events("w", n, lease_s=60):
         error = f"ValueError: poison {claim.event.id}"
-        assert await store.fail_event(claim.event.id, "w", error, delay_s=0, max_failures=1)
+        assert await store.fail_event(
+            claim.event.id, "w", claim.attempts, error, delay_s=0, max_failures=1
+        )
         ids.append(claim.event.id)
     return sorted(ids)
 
@@ -36,7 +38,10 @@ async def dead_job(store: Store) -> tuple[int, str]:
     job_id = await store.enqueue_job(JobKind.VERIFY_DEADLINE, run_id)
     assert job_id is not None
     [claim] = await store.claim_jobs("w", 1, lease_s=60)
-    assert await store.fail_job(claim.id, "w", "boom", delay_s=0, max_failures=1) == "dead"
+    assert (
+        await store.fail_job(claim.id, "w", claim.attempts, "boom", delay_s=0, max_failures=1)
+        == "dead"
+    )
     return job_id, run_id
 
 
