@@ -17,10 +17,13 @@ the pass ends (its cleanup, ``context.release_when_done``), as on the guards' ou
 retry takes it again at its admission: a target nobody can reach is not held from the runs
 that may find it back first.
 
-Bounded: once the step has waited ``unreachable_retry_s`` (``actions.unreachable_retry_for``,
-5 minutes by default) since its first failed try, its next failure records it ``failed`` as
-before, the message naming the system, the first and the last failure's times and the number
-of tries. An on_resolved step (an undo) waits ``undo_unreachable_retry_s``
+Bounded: once the step has waited ``unreachable_retry_s`` (``actions.unreachable_retry_for``, 5
+minutes by default) since its first failed try, its next failure records it ``failed`` as
+before, the message naming the system, the first and the last failure's times, the number of
+tries and what the last one met (``remediations.unreached``): it never connected, timed out
+connecting, was answered 429 (with its Retry-After, if any) or another status, or failed
+reading the answer. A system that answered was reached: it refused, it did not act. An
+on_resolved step (an undo) waits ``undo_unreachable_retry_s``
 (``actions.undo_unreachable_retry_for``, 30 minutes): the change it takes back stays in place
 until it runs, and a run's step that gives up only leaves the alert to the people it pages
 anyway, while an undo that gives up leaves a change nobody will take back unless told
@@ -58,6 +61,7 @@ from receiver.durations import format_duration
 from receiver.model import StepPlan
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, STEP_PENDING, Deps, RunContext
 from remediations.base import ActionError, Outcome, Result, TransientActionError
+from remediations.unreached import how_unreached
 
 __all__ = [
     "UNREACHED",
@@ -167,19 +171,23 @@ class Unreachable:
         bound = self.bound_s(ctx.phase)
         if waits is None:
             waits = self.waits(ctx, step, now)
+        how = how_unreached(exc) if isinstance(exc, TransientActionError) else None
+        headline = how.headline if how is not None else "could not be reached"
         if not waits:
+            # What the last try met, not "failed before anything was sent": a 429 was sent,
+            # reached the system and was refused (remediations/unreached.py).
+            last = f", the last {how.last}" if how is not None else ""
             return Result(
                 Outcome.FAILED,
-                f"{system} could not be reached: {tries} "
-                f"{'try' if tries == 1 else 'tries'} from {_at(first)} to {_at(now)} failed "
-                f"before anything was sent, and this step waits at most "
-                f"{format_duration(bound)} (actions."
+                f"{system} {headline}: {tries} {'try' if tries == 1 else 'tries'} from "
+                f"{_at(first)} to {_at(now)}{last}; it did not act, and this step waits at "
+                f"most {format_duration(bound)} (actions."
                 f"{'undo_' if ctx.phase == 'resolve' else ''}unreachable_retry_for): "
                 f"{exc.message}",
             )
         until = format_duration(bound)
         message = (
-            f"{UNREACHED}{system} could not be reached ({tries} "
+            f"{UNREACHED}{system} {headline} ({tries} "
             f"{'try' if tries == 1 else 'tries'} since {_at(first)}, the last at {_at(now)}): "
             f"{exc.message}; it did not act; tried again for up to {until} from the first"
         )

@@ -13,19 +13,24 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, ClassVar
 
+import aiohttp
 import pytest
+from aiohttp import web as aioweb
 from kubernetes_asyncio import client as k8s
 from pydantic import BaseModel
 
 from receiver.model import RunOutcome
 from receiver.store import DEFERRED_AUDIT
 from remediations.base import ActionContext, Result, TransientActionError
+from remediations.http.endpoints import Endpoint, HttpEndpoints
+from remediations.http.post import HttpPolicy
 from remediations.targets import Target
 from tests.integration.test_approved_undo_refire import audit_kinds
 from tests.integration.test_restores import SCALE, backlog, replicas
 from tests.support.kube_fixtures import MakeDeployment
 from tests.support.outage import Clock, Outage
 from tests.support.payloads import alert, notification
+from tests.support.peer import answering
 from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.rules import Restart
 
@@ -152,8 +157,8 @@ async def test_the_wait_is_bounded_and_ends_failed_saying_how_long_and_how_often
     assert not step.may_have_acted
     assert step.message.startswith(
         f"kubernetes could not be reached: 3 tries from {first.isoformat()} to "
-        f"{clock.now.isoformat()} failed before anything was sent, and this step waits at "
-        "most 1m (actions.unreachable_retry_for): "
+        f"{clock.now.isoformat()}, the last never connected; it did not act, and this step "
+        "waits at most 1m (actions.unreachable_retry_for): "
     ), step.message
     assert "ClientConnectorError" in step.message or "Connect" in step.message
     assert await h.store.queue_depth() == 0
@@ -190,3 +195,72 @@ async def test_a_failure_that_may_have_acted_is_still_final(
     assert step.may_have_acted
     assert action.calls == 1  # never tried again
     assert await audit_kinds(h.store, run.id, DEFERRED_AUDIT) == []
+
+
+FLAG_RULE = """\
+rules:
+  - name: checkout-flag
+    match: ['alertname="CheckoutErrors"']
+    target: {kind: HttpEndpoint, name: flags}
+    steps:
+      - action: http.call
+        params: {body: {flag: checkout, enabled: false}}
+        approval: never
+"""
+# Two tries a pass; a Retry-After of 1 s is honoured (the cap), so a pass takes a second.
+THROTTLED = HttpPolicy(timeout=2.0, attempts=2, initial_wait=0.01, max_wait=0.01, max_retry_after=1)
+
+
+@pytest.mark.parametrize(
+    ("headers", "said"),
+    [({"Retry-After": "1"}, "Retry-After 1s"), ({}, "without a Retry-After")],
+)
+async def test_a_system_that_answered_429_was_reached_and_refused_not_unreached(
+    make_harness: MakeHarness, headers: dict[str, str], said: str
+) -> None:
+    """An endpoint that throttles every request (429) is waited for as an unreachable one
+    (the request was refused: nothing acted), and the step that gives up says what the system
+    answered, not that nothing was sent."""
+    posts: list[str] = []
+
+    async def throttle(request: aioweb.Request) -> aioweb.StreamResponse:
+        posts.append(request.path)
+        return aioweb.Response(status=429, text="slow down", headers=headers)
+
+    clock = Clock()
+    async with aiohttp.ClientSession() as session, answering(throttle) as url:
+        endpoints = HttpEndpoints({"flags": Endpoint("flags", url, {}, THROTTLED)}, session)
+        h = await make_harness(
+            FLAG_RULE,
+            clients={"http": endpoints},
+            dry_run=False,
+            guards_down_retry_s=0,
+            clock=clock,
+            unreachable_retry_s=60,
+        )
+        first = clock.now
+        await fire(h, {"alertname": "CheckoutErrors", "service": "shop"})
+        run = await h.only_run()
+        (step,) = run.steps
+        assert step.outcome == "pending", step.message
+        assert step.message.startswith(
+            "waiting for its system: http was reached and refused the request (1 try since "
+        ), step.message
+        assert len(posts) == 2
+
+        clock.now += timedelta(seconds=61)
+        await h.drain()
+        run = await h.only_run()
+    assert run.outcome is RunOutcome.FAILED
+    (step,) = run.steps
+    assert step.outcome == "failed"
+    assert not step.may_have_acted
+    assert step.message.startswith(
+        f"http was reached and refused the request: 2 tries from {first.isoformat()} to "
+        f"{clock.now.isoformat()}, the last was answered 429 Too Many Requests, {said}; it "
+        "did not act, and this step waits at most 1m (actions.unreachable_retry_for): "
+        "endpoint 'flags' (127.0.0.1:"
+    ), step.message
+    assert "could not be reached" not in step.message
+    assert "nothing was sent" not in step.message
+    assert len(posts) == 4
