@@ -33,7 +33,7 @@ from receiver.store.errors import translate
 from receiver.store.event_rows import event_json
 from receiver.store.failures import Failures
 from receiver.store.label_clashes import ClashReport
-from receiver.store.leases import EVENTS, Leases, complete_sql
+from receiver.store.leases import EVENTS, EventLeases
 from receiver.store.occurrences import REFIRE_SQL, SETTLED_LATERAL
 from receiver.store.records import NewEvent, event_columns
 from receiver.store.stored_json import stored_data
@@ -101,7 +101,7 @@ def _documents(groups: Sequence[Sequence[NewEvent]]) -> Iterator[str]:
         yield "[" + ",".join(parts) + "]"
 
 
-class EventQueue(Leases, Failures):
+class EventQueue(EventLeases, Failures):
     """Alert events: intake inserts them, workers claim, extend, complete or release them.
 
     ``late_delivery_window_s`` (seconds) is the window of the occurrence rule (module
@@ -306,39 +306,6 @@ class EventQueue(Leases, Failures):
         for event_id, (attempts, error) in unreadable.items():
             await self.settle_unreadable(event_id, owner, attempts, error)
         return ClaimedEvents(events, walked=walked, limit=limit)
-
-    async def extend_lease(self, event_id: int, owner: str, attempts: int, lease_s: float) -> bool:
-        """Push the lease forward; False when ``owner`` no longer holds it under its claim
-        ``attempts`` (``ClaimedEvent.attempts``: the event's count of claims as the claim
-        left it, which names the claim among the same owner's claims of the event)."""
-        return await self._extend(EVENTS, event_id, owner, attempts, lease_s)
-
-    async def complete_event(self, event_id: int, owner: str, attempts: int) -> bool:
-        """Mark a claimed event done; False when ``owner`` lost the lease of its claim
-        ``attempts`` meanwhile (another claim since, the same owner's included)."""
-        with translate():
-            row = await self._pool.fetchrow(
-                complete_sql("$1", "$2", "$3"), event_id, owner, attempts
-            )
-        return row is not None
-
-    async def release_event(
-        self,
-        event_id: int,
-        owner: str,
-        attempts: int,
-        delay_s: float = 0.0,
-        error: str | None = None,
-    ) -> bool:
-        """Back to pending, due after ``delay_s``; only while ``owner`` still holds the lease
-        under its claim ``attempts``."""
-        return await self._release(EVENTS, event_id, owner, attempts, delay_s, error)
-
-    async def hand_back_event(self, event_id: int, owner: str, attempts: int) -> bool:
-        """Back to pending, due now, its claim's attempt not counted: claimed, but the worker
-        began stopping before its work began. False when ``owner`` no longer holds it under
-        its claim ``attempts``."""
-        return await self._hand_back(EVENTS, event_id, owner, attempts)
 
     async def queue_depth(self) -> int:
         """Events still queued (pending or claimed); dead ones are counted apart."""

@@ -28,6 +28,7 @@ __all__ = [
     "EVENTS",
     "JOBS",
     "EventLease",
+    "EventLeases",
     "Leases",
     "QueueTable",
     "claim_assignments",
@@ -275,3 +276,38 @@ class Leases(Database):
                 float(older_than_s),
             )
         return int(status.split()[-1])
+
+
+class EventLeases(Leases):
+    """The settlements of an alert event's claim (``EventQueue``). Each names the claim by its
+    owner and ``attempts``, the event's count of claims as the claim left it
+    (``ClaimedEvent.attempts``), so the same owner's earlier claim, late, settles nothing
+    (fence.py); each answers False when the claim is no longer held (the lease was lost)."""
+
+    async def extend_lease(self, event_id: int, owner: str, attempts: int, lease_s: float) -> bool:
+        """Push the claim's lease forward ``lease_s`` seconds."""
+        return await self._extend(EVENTS, event_id, owner, attempts, lease_s)
+
+    async def complete_event(self, event_id: int, owner: str, attempts: int) -> bool:
+        """Mark the claimed event done."""
+        with translate():
+            row = await self._pool.fetchrow(
+                complete_sql("$1", "$2", "$3"), event_id, owner, attempts
+            )
+        return row is not None
+
+    async def release_event(
+        self,
+        event_id: int,
+        owner: str,
+        attempts: int,
+        delay_s: float = 0.0,
+        error: str | None = None,
+    ) -> bool:
+        """Back to pending, due after ``delay_s``, ``error`` (if any) its last error."""
+        return await self._release(EVENTS, event_id, owner, attempts, delay_s, error)
+
+    async def hand_back_event(self, event_id: int, owner: str, attempts: int) -> bool:
+        """Back to pending, due now, its claim's attempt not counted: claimed, but the worker
+        began stopping before its work began."""
+        return await self._hand_back(EVENTS, event_id, owner, attempts)

@@ -94,11 +94,10 @@ ClaimCall = Callable[[str, int, float], Awaitable[Sequence[Claim]]]
 
 @dataclass(frozen=True, slots=True)
 class QueueCalls:
-    """The store calls of one kind of work (their shapes are the same for both kinds)."""
+    """The store calls of one kind of work; a settlement names its claim by id, owner, attempts."""
 
     kind: str
     claim: ClaimCall
-    # Settlements take the item's id, the owner and the claim's attempts (store/fence.py).
     extend: Callable[[int, str, int, float], Awaitable[bool]]
     complete: Callable[[int, str, int], Awaitable[bool]]
     release: Callable[[int, str, int, float, str | None], Awaitable[bool]]
@@ -309,9 +308,8 @@ class Attempts:
             # A task of its own, left behind when the lease runs out first: a statement
             # cancelled on a connection that does not answer holds its caller until it does
             # (asyncpg's cleanup of the connection), which would hold the keeper with it.
-            call = asyncio.ensure_future(
-                queue.extend(claim.id, self._owner, claim.attempts, self._lease_s)
-            )
+            extend = queue.extend(claim.id, self._owner, claim.attempts, self._lease_s)
+            call = asyncio.ensure_future(extend)
             await asyncio.wait({call}, timeout=held_until - sent)
             if not call.done():
                 call.cancel()
@@ -335,8 +333,7 @@ class Attempts:
     ) -> None:
         """Complete, release or fail the claim; tolerate a short outage, else let the lease
         expire (the claim that takes the item up again counts that as a failure). A job's
-        failure says the payload it was claimed with (``Claim.seen``, ``Store.fail_job``). A
-        claim claimed again since (the same owner's included) settles nothing: lease lost."""
+        failure says the payload it was claimed with (``Claim.seen``, ``Store.fail_job``)."""
         item_id, attempts, seen = claim.id, claim.attempts, claim.seen
         if settlement.action == "settled":
             return
