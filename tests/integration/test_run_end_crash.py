@@ -174,7 +174,7 @@ async def _dies_after_the_outcome(
     disposition = await h.pipeline(claimed.event, lease)
     assert disposition.is_done
     if not disposition.settled:
-        await h.store.complete_event(claimed.event.id, "worker-b", claimed.attempts)
+        await h.store.complete_event(claimed.event.id, "worker-b", lease.attempts)
     (run,) = await h.runs()
     assert run.outcome is final
     return run.id

@@ -224,7 +224,7 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_settle(store: Sto
     assert not await store.complete_event(claim.event.id, "crashed", claim.attempts)
     assert not await store.release_event(claim.event.id, "crashed", claim.attempts, 0)
     assert not await store.extend_lease(claim.event.id, "crashed", claim.attempts, 30)
-    assert await store.complete_event(claim.event.id, "other", claim.attempts)
+    assert await store.complete_event(claim.event.id, "other", again.attempts)
     assert await store.queue_depth() == 0
 
 

@@ -244,11 +244,10 @@ async def test_an_undo_step_a_worker_died_in_that_must_not_act_twice_ends_the_un
             )
         monkeypatch.setattr(h.store, "record_step", record_step)
         assert flags.sent("checkout", enabled=True) == 1
-        assert (
-            await h.pipeline(claimed.event, await take_over(h.store, claimed.event.id, "worker-b"))
-        ).is_done
+        taken = await take_over(h.store, claimed.event.id, "worker-b")
+        assert (await h.pipeline(claimed.event, taken)).is_done
         # Worker B's drain completes the event under the claim it took over.
-        assert await h.store.complete_event(claimed.event.id, "worker-b", claimed.attempts)
+        assert await h.store.complete_event(claimed.event.id, "worker-b", taken.attempts)
 
         run = await first_run(h)
         assert undo_of(run) == [(1, "interrupted"), (2, "not_run")]
@@ -343,10 +342,9 @@ async def test_a_worker_that_died_before_ending_the_undo_leaves_nothing_to_run(
             )
         monkeypatch.setattr(h.store, "stop_undo", stop_undo)
         assert undo_of(await first_run(h)) == [(1, "failed"), (2, "pending")]
-        assert (
-            await h.pipeline(claimed.event, await take_over(h.store, claimed.event.id, "worker-b"))
-        ).is_done
-        assert await h.store.complete_event(claimed.event.id, "worker-b", claimed.attempts)
+        taken = await take_over(h.store, claimed.event.id, "worker-b")
+        assert (await h.pipeline(claimed.event, taken)).is_done
+        assert await h.store.complete_event(claimed.event.id, "worker-b", taken.attempts)
 
     run = await first_run(h)
     assert undo_of(run) == [(1, "failed"), (2, "not_run")]
