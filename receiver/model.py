@@ -331,6 +331,9 @@ class Verdict:
     # itself (a guard's retry_at), None when something else resumes it (an approval decision).
     after_s: float | None = None
     reason: str = ""
+    # RETRY: the latest it may be tried again, in seconds, whatever the worker's backoff (a
+    # step's wait for its system ends at its bound, receiver.pipeline.unreachable); None: any.
+    within_s: float | None = None
 
     @classmethod
     def next(cls) -> Verdict:
@@ -345,8 +348,9 @@ class Verdict:
         return cls(VerdictKind.PARK, outcome=outcome, after_s=after_s, reason=reason)
 
     @classmethod
-    def retry(cls, after_s: float, reason: str) -> Verdict:
-        return cls(VerdictKind.RETRY, after_s=max(0.0, after_s), reason=reason)
+    def retry(cls, after_s: float, reason: str, within_s: float | None = None) -> Verdict:
+        within = None if within_s is None else max(0.0, within_s)
+        return cls(VerdictKind.RETRY, after_s=max(0.0, after_s), reason=reason, within_s=within)
 
 
 _NEXT = Verdict(VerdictKind.CONTINUE)
@@ -355,10 +359,12 @@ _NEXT = Verdict(VerdictKind.CONTINUE)
 @dataclass(frozen=True, slots=True)
 class Disposition:
     """The verdict on one claimed job (an alert event or a run resumption): finished, or try
-    again after ``retry_after_s`` with ``error`` recorded on the job."""
+    again after ``retry_after_s`` with ``error`` recorded on the job, and at the latest
+    after ``retry_within_s`` (None: whenever the worker's backoff says)."""
 
     retry_after_s: float | None = None
     error: str | None = None
+    retry_within_s: float | None = None
     # Done, and completed in the store already by the pipeline's last write (one transaction
     # per event): the worker must not complete it again.
     settled: bool = False
@@ -372,8 +378,11 @@ class Disposition:
         return _SETTLED if settled else _DONE
 
     @classmethod
-    def retry(cls, after_s: float, error: str | None = None) -> Disposition:
-        return cls(retry_after_s=max(0.0, after_s), error=error)
+    def retry(
+        cls, after_s: float, error: str | None = None, within_s: float | None = None
+    ) -> Disposition:
+        within = None if within_s is None else max(0.0, within_s)
+        return cls(retry_after_s=max(0.0, after_s), error=error, retry_within_s=within)
 
 
 _DONE = Disposition()

@@ -94,7 +94,7 @@ class Approve:
                 except StepDeferred as deferred:
                     # Its fresh preview could not reach its system: it waits, approved still.
                     ctx.approved.pop(step.index, None)
-                    return Verdict.retry(deferred.after_s, deferred.reason)
+                    return deferred.verdict()
                 if verdict == _RESOLVED:
                     return Verdict.stop(RunOutcome.CANCELLED, "the alert resolved before it ran")
                 if verdict == _OVERTAKEN:
@@ -247,7 +247,7 @@ class RequestApproval:
         except StepDeferred as deferred:
             # Its preview could not reach its system: nobody is asked yet; the step waits.
             ctx.awaiting = None
-            return Verdict.retry(deferred.after_s, deferred.reason)
+            return deferred.verdict()
         if planned is None:
             ctx.awaiting = None
             return Verdict.next()

@@ -294,11 +294,16 @@ def _retrying(verdicts: list[Verdict]) -> bool:
 
 
 def disposition_of(verdicts: list[Verdict]) -> Disposition:
-    """Done, unless a run must be retried: then after the longest delay any of them asked."""
+    """Done, unless a run must be retried: then after the longest delay any of them asked,
+    and no later than the soonest any of them must be (``Verdict.within_s``)."""
     retries = [v for v in verdicts if v.kind is VerdictKind.RETRY]
     if not retries:
         return Disposition.done()
-    return Disposition.retry(max(v.after_s or 0.0 for v in retries), retries[0].reason)
+    within = [v.within_s for v in retries if v.within_s is not None]
+    after = max(v.after_s or 0.0 for v in retries)
+    if within:
+        after = min(after, min(within))
+    return Disposition.retry(after, retries[0].reason, min(within) if within else None)
 
 
 def _new_run(event: AlertEvent, plan: RunPlan, log: Any) -> RunContext:

@@ -88,7 +88,7 @@ class Execute:
             except StepDeferred as deferred:
                 # Its system could not be reached and nothing was sent: this step and the
                 # ones after it stay pending, as when the guards cannot be asked.
-                return Verdict.retry(deferred.after_s, deferred.reason)
+                return deferred.verdict()
             ctx.results.append((step, result))
             if result.outcome is Outcome.OK and result.before:
                 ctx.remember(step.action, result.before, result.after)

@@ -12,7 +12,9 @@ asked (execute.py): it is not recorded ``failed``; it stays ``pending`` (an appr
 ``awaiting_approval``, its approval kept) with a message saying why, which system, since when
 and how many tries, the run keeps its outcome (``running``; a follow-up's run its own), and
 the event or job is retried after ``guards_down_retry_s``, backing off as any retried item
-does (receiver.worker: doubling up to 5 minutes). The pass's target lock is given back as
+does (receiver.worker: doubling up to 5 minutes), but due at the latest when the step's bound
+(below) runs out (``StepDeferred.within_s``), so the step fails at its bound, not a backoff
+after it. The pass's target lock is given back as
 the pass ends (its cleanup, ``context.release_when_done``), as on the guards' outage, and the
 retry takes it again at its admission: a target nobody can reach is not held from the runs
 that may find it back first.
@@ -58,7 +60,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from receiver.durations import format_duration
-from receiver.model import StepPlan
+from receiver.model import StepPlan, Verdict
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, STEP_PENDING, Deps, RunContext
 from remediations.base import ActionError, Outcome, Result, TransientActionError
 from remediations.unreached import how_unreached
@@ -76,13 +78,19 @@ UNREACHED = "waiting for its system: "
 
 class StepDeferred(Exception):
     """The step could not reach its system and waits (recorded so): the pass ends here, its
-    event or job retried after ``after_s`` seconds; ``reason`` says why (for the item's
-    error and the log)."""
+    event or job retried after ``after_s`` seconds and at the latest after ``within_s`` (when
+    its bound runs out: a later retry, after the worker's backoff, would fail it that much
+    past its bound); ``reason`` says why (for the item's error and the log)."""
 
-    def __init__(self, reason: str, after_s: float) -> None:
+    def __init__(self, reason: str, after_s: float, within_s: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.after_s = after_s
+        self.after_s = after_s if within_s is None else min(after_s, within_s)
+        self.within_s = within_s
+
+    def verdict(self) -> Verdict:
+        """The pass's verdict: its event or job retried, due by the end of the bound."""
+        return Verdict.retry(self.after_s, self.reason, self.within_s)
 
 
 def unreached(exc: BaseException) -> bool:
@@ -216,4 +224,5 @@ class Unreachable:
             f"{system} could not be reached: step {step.index} ({step.action}) of the "
             f"{ctx.phase} steps waits, and the steps after it; it will be retried",
             deps.settings.guards_down_retry_s,
+            bound - (now - first).total_seconds(),
         )
