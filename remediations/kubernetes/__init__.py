@@ -16,6 +16,7 @@
 - ``pods``: ``kubernetes.delete_pod``
 - ``evict``: evicting pods through the Eviction API (PodDisruptionBudgets), for ``pods``
 - ``pod_holder``: which workload replaces a pod and keeps the record of its deletion
+- ``pod_replay``: a ``delete_pod`` step taken up again, carrying out its own record
 - ``probe``: read-only facts for rules' live conditions (a Deployment's newest release)
 - ``catalog``: ``ACTIONS``, every action above, for the registry
 

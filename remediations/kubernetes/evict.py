@@ -110,10 +110,12 @@ class EvictionRefused(ActionRefused):
 @dataclass
 class Evicted:
     """What ``evict_pods`` did: ``now``, the pods this call evicted (or whose eviction's
-    retry found them gone); ``gone``, those already gone or replaced before it."""
+    retry found them gone); ``gone``, those already gone or replaced before it; ``unsure``,
+    the pod whose eviction failed after a try that may have evicted it (no answer)."""
 
     now: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
+    unsure: list[str] = field(default_factory=list)
 
 
 async def evict(
@@ -212,6 +214,7 @@ async def evict_pods(
     *,
     taken_up: bool = False,
     pending: RetryPolicy = BUDGET_PENDING,
+    progress: Evicted | None = None,
 ) -> Evicted:
     """Evict ``pods`` (name, uid) of namespace ``ns`` one after the other (``evict``).
 
@@ -223,9 +226,11 @@ async def evict_pods(
     ``may_have_acted`` also when some were evicted before it. ``taken_up``: the step's
     earlier attempt chose these pods and may have evicted those found gone, so they count
     as acted on too (EvictionRefused.evicted lists them). ``pending``: how long each
-    eviction waits for a budget still being processed (``evict``).
+    eviction waits for a budget still being processed (``evict``). ``progress``: filled as
+    the pods go (and returned), so a caller that catches a failure knows which went before
+    it (``pod_holder.correct_stopped``).
     """
-    done = Evicted()
+    done = progress if progress is not None else Evicted()
     for i, (name, uid) in enumerate(pods):
         try:
             outcome = await evict(api, ns, name, uid, grace_period_seconds, pending=pending)
@@ -253,6 +258,8 @@ async def evict_pods(
                 advice=exc.advice,
             ) from exc
         except ActionError as exc:
+            if exc.may_have_acted:
+                done.unsure.append(name)
             exc.may_have_acted = exc.may_have_acted or bool(done.now)
             exc.may_have_acted = exc.may_have_acted or (taken_up and bool(done.gone))
             raise

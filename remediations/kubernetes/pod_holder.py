@@ -14,8 +14,10 @@ The record is written before the evictions, so it says they all happened. When a
 refused (a PodDisruptionBudget's 429, or any other refusal), ``correct_record`` makes it say
 which pods were evicted (none, when the first was refused) and why the others were not; when
 no eviction could reach the API server and the step ends for it (its wait for the server
-over: receiver.pipeline.unreachable), ``correct_unreached`` makes it say none was. While the
-step still waits, the record stays as written: the next try carries it out. Its
+over: receiver.pipeline.unreachable), ``correct_unreached`` makes it say none was, and
+``correct_unplanned`` the same when that last try fails before it evicts, in its plan's reads;
+when evictions stop part way on any other failure, ``correct_stopped`` makes it say which pods
+went. While the step still waits, the record stays as written: the next try carries it out. Its
 ``change`` (the pods chosen, their uids) stays as written: it is what a take-up evicts again,
 and it is what was approved. Corrected rather than removed when nothing was evicted: the
 Deployment controller copies a Deployment's annotations onto its ReplicaSet and never removes
@@ -32,7 +34,7 @@ from typing import Any, NoReturn
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from remediations.base import ActionError, ActionRefused, TransientActionError
-from remediations.kubernetes.evict import EvictionRefused
+from remediations.kubernetes.evict import Evicted, EvictionRefused
 from remediations.kubernetes.kubeapi import JSON_PATCH, KubeApi
 from remediations.kubernetes.objects import WORKLOADS, json_pointer, object_ref
 from remediations.kubernetes.replay import WRITE_PREFIX, WriteRecord
@@ -41,6 +43,8 @@ from remediations.targets import Target
 __all__ = [
     "MIRROR_ANNOTATION",
     "correct_record",
+    "correct_stopped",
+    "correct_unplanned",
     "correct_unreached",
     "holder_of",
     "own_record",
@@ -208,6 +212,71 @@ async def correct_unreached(
     said = {"not_deleted": chosen, "not_reached": failed.message}
     await _corrected(api, holder, stored, [], said, failed)
     raise failed
+
+
+async def correct_stopped(
+    api: KubeApi,
+    holder: Target,
+    stored: tuple[str, str],
+    failed: ActionError,
+    done: Evicted,
+    chosen: list[str],
+    *,
+    taken_up: bool = False,
+) -> NoReturn:
+    """After ``failed`` (not a refusal: ``correct_record``) stopped the evictions of
+    ``chosen`` with ``done`` as far as they went, the step's end (a failure that may have
+    acted, or that is not one of a system out of reach): make this step's record on
+    ``holder`` say what was deleted, ``done.now`` (and ``done.gone`` when ``taken_up``, as
+    ``evict_pods`` counts them), and in its ``extra`` which were not (``not_deleted``: the
+    failed pod, unless ``unsure``, and the ones after it, never tried), which may have been
+    (``unsure``: the failed pod, after a try that got no answer) and why (``failed``); then
+    raise ``failed``. Before, the record went on saying every chosen pod was deleted after
+    the first of two was evicted and the second's eviction failed."""
+    evicted = done.now + (done.gone if taken_up else [])
+    tried = len(done.now) + len(done.gone)
+    left = [n for n in chosen[tried:] if n not in done.unsure]
+    said: dict[str, Any] = {"not_deleted": left, "failed": failed.message}
+    if done.unsure:
+        said["unsure"] = list(done.unsure)
+    await _corrected(api, holder, stored, evicted, said, failed)
+    raise failed
+
+
+async def correct_unplanned(api: KubeApi, target: Target, failed: TransientActionError) -> NoReturn:
+    """After ``failed`` (a read that reached nothing, ``may_have_acted`` False) ended a step
+    for good in its plan (``ActionContext.retried_if_unreached`` False, its wait over): the
+    record an earlier try of the step wrote before evictions that could not reach the API
+    server (it waited for them) says every chosen pod was deleted, and none was. Find it, on
+    the target workload or, for a Pod target, on the workload the pod's name was made from
+    (``recorded_holder``), and correct it as ``correct_unreached`` does (``not_deleted``:
+    the pods its change chose); then raise ``failed``. No record: nothing to correct. A read
+    or a correction that fails too (the same outage, most likely) raises a
+    TransientActionError, still ``may_have_acted`` False, saying a record may still claim
+    the pods deleted."""
+    where = object_ref(target) if target.kind != "Pod" else f"the workload of {object_ref(target)}"
+    try:
+        if target.kind == "Pod":
+            found = await recorded_holder(api, target)
+        else:
+            obj = await _read_if_present(api, target)
+            found = (target, obj) if obj is not None else None
+    except ActionError as exc:
+        raise TransientActionError(
+            f"{failed.message}; a write record an earlier try of this step left on {where} "
+            f"(if it wrote one) may still say every chosen pod was deleted, reading it to "
+            f"correct it failed: {exc.message}",
+            may_have_acted=False,
+        ) from failed
+    if found is None:
+        raise failed
+    holder, obj = found
+    stored = own_record(api, (obj.get("metadata") or {}).get("annotations") or {})
+    record = WriteRecord.from_json(stored[1]) if stored is not None else None
+    if stored is None or record is None:
+        raise failed
+    chosen = [str(n) for n in (record.change.get("before") or {}).get("pods") or []]
+    await correct_unreached(api, holder, stored, failed, chosen)
 
 
 async def _corrected(

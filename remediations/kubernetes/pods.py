@@ -32,7 +32,10 @@ was deleted: an eviction refused (``evict.EvictionRefused``) makes the step corr
 those that were (``pod_holder.correct_record``), before the refusal ends the step; so does a
 last try whose evictions could not reach the API server (``pod_holder.correct_unreached``;
 while the step waits for the server, ``ActionContext.retried_if_unreached``, the record stays
-for the next try to carry out).
+for the next try to carry out), and so does a last try that fails in its plan after an earlier
+try wrote the record (``pod_holder.correct_unplanned``). Evictions stopped part way by any
+other failure (the step's end) correct it to the pods that went (``pod_holder.correct_stopped``).
+Taken up again: ``pod_replay``.
 
 A Pod target that no controller would replace is refused (``refuse_unreplaced``): a bare pod
 (deleted, it and its work are lost) and a static pod's mirror (its controller is a Node:
@@ -48,7 +51,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from remediations import names
-from remediations.base import ActionRefused, Change, Risk, TransientActionError
+from remediations.base import ActionError, ActionRefused, Change, Risk, TransientActionError
 from remediations.kubernetes.api import (
     MERGE_PATCH,
     ActionParams,
@@ -57,17 +60,19 @@ from remediations.kubernetes.api import (
     WritePlan,
 )
 from remediations.kubernetes.budgets import Forecast, forecast, read_budgets
-from remediations.kubernetes.evict import BUDGET_PENDING, EvictionRefused, evict_pods
+from remediations.kubernetes.evict import BUDGET_PENDING, Evicted, EvictionRefused, evict_pods
 from remediations.kubernetes.objects import WORKLOADS, controller_uid, object_ref, selector_string
 from remediations.kubernetes.pod_holder import (
     correct_record,
+    correct_stopped,
+    correct_unplanned,
     correct_unreached,
     holder_of,
     own_record,
     recorded_holder,
     refuse_unreplaced,
 )
-from remediations.kubernetes.replay import WriteRecord
+from remediations.kubernetes.pod_replay import replay_plan, stops_for_good, unreached
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
 from remediations.params import Integer
 from remediations.targets import Target
@@ -233,11 +238,17 @@ class DeletePod(KubeAction[DeletePodParams]):
         return pods, target, workload
 
     async def plan(self, api: KubeApi, target: Target, params: DeletePodParams) -> WritePlan:
-        candidates, holder, holder_obj = await self._candidates(api, target, params)
+        try:
+            candidates, holder, holder_obj = await self._candidates(api, target, params)
+        except TransientActionError as exc:
+            if exc.may_have_acted or api.ctx.retried_if_unreached or api.ctx.dry_run:
+                raise
+            # The step's last try: an earlier one's record, its evictions never sent, goes.
+            await correct_unplanned(api, target, exc)
         record = api.earlier_write(holder_obj)
         if record is not None and holder is not None:
             stored = own_record(api, (holder_obj.get("metadata") or {}).get("annotations") or {})
-            return _replay(
+            return replay_plan(
                 api,
                 target.namespace,
                 (holder, stored),
@@ -284,9 +295,15 @@ class DeletePod(KubeAction[DeletePodParams]):
                 body = {"metadata": {"annotations": {**api.stamp(), **record}}}
                 await api.patch_read(holder, holder_obj, body, MERGE_PATCH)
             pods = [(p["metadata"]["name"], p["metadata"]["uid"]) for p in chosen]
+            done = Evicted()
             try:
-                done = await evict_pods(
-                    api, ns, pods, params.grace_period_seconds, pending=self.budget_pending
+                await evict_pods(
+                    api,
+                    ns,
+                    pods,
+                    params.grace_period_seconds,
+                    pending=self.budget_pending,
+                    progress=done,
                 )
             except EvictionRefused as exc:
                 if api.ctx.dry_run:
@@ -297,14 +314,17 @@ class DeletePod(KubeAction[DeletePodParams]):
                 if holder is None or stored is None:
                     raise
                 await correct_record(api, holder, stored, exc)
-            except TransientActionError as exc:
-                # No eviction reached the API server. While the step waits for it the record
+            except ActionError as exc:
+                # No eviction reached the API server: while the step waits for it the record
                 # stays, for the next try to carry out (_replay); its last try says none went.
+                # Any other failure ends the step: the record says what went before it.
                 stored = own_record(api, record) if holder is not None else None
-                if exc.may_have_acted or api.ctx.retried_if_unreached or stored is None:
+                if stored is None or api.ctx.dry_run or not stops_for_good(api, exc):
                     raise
                 assert holder is not None
-                await correct_unreached(api, holder, stored, exc, names)
+                if unreached(exc):
+                    await correct_unreached(api, holder, stored, exc, names)
+                await correct_stopped(api, holder, stored, exc, done, names)
             if api.ctx.dry_run and told.refused:
                 # Every dry-run eviction passed (validated), but live, the budget would stop
                 # the step at told.refused[0]: the dry run ends as the live step would.
@@ -324,65 +344,3 @@ def _dry_refusal(ns: str, refused: EvictionRefused) -> ActionRefused:
     if refused.advice:
         return Forecast.met(refused).refusal(ns)
     return ActionRefused(f"dry run, nothing evicted: {refused.message}")
-
-
-def _replay(
-    api: KubeApi,
-    ns: str,
-    held: tuple[Target, tuple[str, str] | None],
-    record: WriteRecord,
-    grace_period_seconds: int | None,
-    pending: RetryPolicy,
-) -> WritePlan:
-    """The plan of a step taken up again that finds its own ``record`` on the workload
-    ``held`` names (with the record's key and value as stored there: ``own_record``): the
-    recorded change (so an approval of it still matches), carried out by evicting the
-    recorded pods again (only them: never more than the step chose). The record is written
-    before the evictions, so a crash between the two left them undone; each eviction is
-    bound to its pod's uid, so a replacement is never evicted. Result.after: the recorded
-    pods, all gone by then; the message says which were evicted now and which were already
-    gone (most likely by the earlier attempt). A refusal that still stops one ends the step
-    as the first attempt's did (``evict_pods``), the record corrected as then
-    (``correct_record``: those gone count as evicted; ``correct_unreached`` for a last try
-    whose evictions reached nothing)."""
-    change = WritePlan.replayed(record).change
-    names = [str(n) for n in change.before.get("pods") or []]
-    uids = [str(u) for u in change.preconditions.get("uids") or []]
-    if len(names) != len(uids):
-        raise ActionRefused(
-            f"the write record of {record.phase} step {record.step} names pods "
-            f"{names} but holds {len(uids)} uid(s); not deleting anything"
-        )
-
-    async def write() -> dict[str, Any]:
-        pods = list(zip(names, uids, strict=True))
-        holder, stored = held
-        try:
-            done = await evict_pods(
-                api, ns, pods, grace_period_seconds, taken_up=True, pending=pending
-            )
-        except EvictionRefused as exc:
-            if stored is None:
-                raise
-            await correct_record(api, holder, stored, exc)
-        except TransientActionError as exc:
-            # As the first try's write: the last try that reached nothing says so.
-            if exc.may_have_acted or api.ctx.retried_if_unreached or stored is None:
-                raise
-            await correct_unreached(api, holder, stored, exc, names)
-        return {"deleted": names, "now": done.now, "gone": done.gone}
-
-    def report(written: dict[str, Any]) -> str:
-        step = f"{record.phase} step {record.step}, record written {record.at}"
-        if not written["now"]:
-            return (
-                f"already applied by this run before a restart ({step}), its pods were "
-                f"already gone: {change.summary}"
-            )
-        already = ", ".join(written["gone"]) or "none"
-        return (
-            f"taken up after a restart ({step}) before every eviction was done: deleted "
-            f"{', '.join(written['now'])} now; already gone: {already}; {change.summary}"
-        )
-
-    return WritePlan(change, write, lambda written: {"deleted": written["deleted"]}, report=report)

@@ -54,6 +54,10 @@ class CuttingProxy:
     # Set: every eviction is answered 429 with no PodDisruptionBudget cause (API priority and
     # fairness throttling it before any handler ran), and goes no further.
     throttle_evictions: bool = False
+    # With ``throttle_evictions``: how many evictions go through before the throttling begins.
+    let_evictions: int = 0
+    # Set: GETs of this path are answered 429 the same way (a read throttled).
+    throttle_get: str | None = None
 
     @property
     def url(self) -> str:
@@ -83,7 +87,10 @@ class CuttingProxy:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         key = (request.method, request.path)
         self.seen.append(key)
-        if self.throttle_evictions and key[0] == "POST" and key[1].endswith("/eviction"):
+        eviction = key[0] == "POST" and key[1].endswith("/eviction")
+        if eviction and self.throttle_evictions and self.let_evictions > 0:
+            self.let_evictions -= 1
+        elif (eviction and self.throttle_evictions) or key == ("GET", self.throttle_get):
             return web.json_response(_THROTTLED, status=429, headers={"Connection": "close"})
         headers = {
             k: v
