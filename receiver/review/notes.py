@@ -16,12 +16,13 @@ from typing import Any
 
 from receiver.review.model import AuditEntry
 from receiver.review.text import at_text
-from receiver.review.waits import DEFERRED_KIND, WAIT
+from receiver.review.waits import DEFERRED_KIND, RETRIED, WAIT
 
 __all__ = [
     "DIGEST_KIND",
     "PHASES",
     "announced",
+    "guard_entry",
     "matched_detail",
     "notification",
     "parse_time",
@@ -114,6 +115,24 @@ def run_note(kind: str, data: Mapping[str, Any]) -> tuple[str, str, str, str]:
         return _waits(data)
     compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
     return "other", kind, compact, "neutral"
+
+
+def guard_entry(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(kind, title, detail, tone) of a ``run.admitted`` row: the guards that passed; for the
+    retries of a step's wait folded into one (``waits.RETRIED``), how many and the last."""
+    guards = ", ".join(str(g) for g in data.get("guards") or []) or "none applied"
+    phase = str(data.get("phase") or "run")
+    which = f" ({PHASES[phase]}s)" if phase != "run" and phase in PHASES else ""
+    title = f"Guards passed{which}: {guards}"
+    retried = data.get(RETRIED)
+    if isinstance(retried, Mapping):
+        step = f"{PHASES.get(str(retried['phase']), 'step')} {int(retried['idx']) + 1}"
+        tries = retried["tries"]
+        title += (
+            f", again for each retry of {step} waiting for its system: tried {tries} "
+            f"{'time' if tries == 1 else 'times'}, the last at {at_text(retried['last'])}"
+        )
+    return "guard-pass", title, "", "good"
 
 
 def _waits(data: Mapping[str, Any]) -> tuple[str, str, str, str]:

@@ -28,6 +28,7 @@ from receiver.review.model import Alert, Approval, AuditEntry, Run, Unacted
 from receiver.review.notes import (
     PHASES,
     announced,
+    guard_entry,
     matched_detail,
     notification,
     parse_time,
@@ -125,14 +126,6 @@ def _fired(run: Run) -> Entry:
         labels=_labels(alert),
         links=links_of(alert),
     )
-
-
-def _guard_entry(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    """(kind, title, detail, tone) of a guard decision."""
-    guards = ", ".join(str(g) for g in data.get("guards") or []) or "none applied"
-    phase = str(data.get("phase") or "run")
-    which = f" ({PHASES[phase]}s)" if phase != "run" and phase in PHASES else ""
-    return "guard-pass", f"Guards passed{which}: {guards}", "", "good"
 
 
 def _refusal(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -254,7 +247,7 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
         made = ("matched", title, matched_detail(data), "neutral")
         extra["dry_run"] = bool(data.get("dry_run"))
     elif row.kind == "run.admitted":
-        made = _guard_entry(data)
+        made = guard_entry(data)
     elif row.kind == "run.refused":
         made = _refusal(data)
     elif row.kind == "run.outcome":
@@ -327,7 +320,7 @@ def _spaced(entries: list[Entry], start: datetime | None = None) -> list[Entry]:
 def _entries(run: Run) -> list[Entry]:
     approvals = {a.id: a for a in run.approvals}
     entries = [_fired(run)]
-    for row in fold_waits(run.audit):  # a step's wait for its system, one entry
+    for row in fold_waits(run.audit):  # a step's wait for its system (and its retries' admissions)
         try:
             entry = _from_audit(run, row, approvals)
         except (TypeError, ValueError, AttributeError) as exc:

@@ -13,6 +13,12 @@ consecutive deferrals of one step, is one ``step.deferred`` row saying how many 
 when (``WAIT``), and its tries' start marks are left out, since it says they did not act. What
 ends the wait (the step's end, or another row of that step) is shown after it as ever. Pure:
 the rows in, the rows to show out; nothing stored changes.
+
+Each retry is a new pass of the run, admitted by its guards, and each admission writes its
+``run.admitted`` row (the target lock's fence and token of that pass: the audit log keeps them
+all). The timeline showed "Guards passed" once per retry. A wait's retries' admissions are now
+one entry too: the first admission after the wait began, its data gaining ``RETRIED`` (how
+many, the last one's time, the step); the admission before the wait stays as it was.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 from receiver.review.model import AuditEntry
 
-__all__ = ["DEFERRED_KIND", "WAIT", "fold_waits"]
+__all__ = ["ADMITTED_KIND", "DEFERRED_KIND", "RETRIED", "WAIT", "fold_waits"]
 
 # The audit kind of a step's wait for a system it could not reach
 # (``receiver.store.DEFERRED_AUDIT``, receiver/pipeline/unreachable.py).
@@ -34,6 +40,12 @@ DEFERRED_KIND = "step.deferred"
 WAIT = "wait"
 # The outcome of a step's start mark (``receiver.store.steps.STARTED``).
 _STARTED = "started"
+# The audit kind of a pass's admission by its guards, and of its refusal.
+ADMITTED_KIND = "run.admitted"
+_REFUSED = "run.refused"
+# The key a folded admission's row gains in its data: ``{"tries": n, "last": datetime,
+# "phase": str, "idx": int}`` (the wait's retries admitted, the last one's time, the step).
+RETRIED = "retried"
 
 
 def _step_of(row: AuditEntry) -> tuple[str, int] | None:
@@ -59,7 +71,8 @@ def fold_waits(rows: Sequence[AuditEntry]) -> list[AuditEntry]:
     nothing of that step between). A mark not followed by a deferral (the try that acted, or
     was cut off) stays, and so does any other row; a row that cannot be read breaks no wait.
     A wait of one deferral (a step not marked: its retries write no row) gains ``WAIT`` too,
-    with one deferral."""
+    with one deferral. The ``run.admitted`` rows of a wait's retries are folded the same way
+    (``_fold_admissions``)."""
     shown: list[AuditEntry | None] = list(rows)
     # Per step: the index in ``shown`` of its wait's first row, and of its last start mark not
     # yet followed by anything of the step.
@@ -89,7 +102,50 @@ def fold_waits(rows: Sequence[AuditEntry]) -> list[AuditEntry]:
         assert first is not None
         shown[head] = _joined(first, row, marked=mark is not None)
         shown[i] = None
+    return _fold_admissions([row for row in shown if row is not None])
+
+
+def _fold_admissions(rows: list[AuditEntry]) -> list[AuditEntry]:
+    """``rows`` with the ``run.admitted`` rows of each wait's retries folded into the first of
+    them, which gains ``RETRIED``. A wait opens at a step's deferral and its phase's
+    admissions are its retries until the step's end (or another row of it: held for an
+    approval). A refusal of that phase between them (a guard held the run) is shown between
+    them: the admissions after it begin a new entry, as does an admission asking other guards
+    than the entry's. The admission before the wait (its first try's) stays as it was."""
+    shown: list[AuditEntry | None] = list(rows)
+    # Per phase: the waiting step, and the index of its retries' entry (None before one).
+    waiting: dict[str, tuple[tuple[str, int], int | None]] = {}
+    for i, row in enumerate(rows):
+        if row.unreadable is not None:
+            continue
+        phase = str(row.data.get("phase") or "run")
+        if row.kind == _REFUSED and phase in waiting:
+            waiting[phase] = (waiting[phase][0], None)
+        elif row.kind == ADMITTED_KIND and phase in waiting:
+            step, head = waiting[phase]
+            first = shown[head] if head is not None else None
+            if first is None or first.data.get("guards") != row.data.get("guards"):
+                waiting[phase] = (step, i)
+                shown[i] = _retried(row, row, step)
+            else:
+                assert head is not None
+                shown[head] = _retried(first, row, step)
+                shown[i] = None
+        elif (about := _step_of(row)) is not None:
+            if row.kind == DEFERRED_KIND:
+                waiting.setdefault(about[0], (about, None))
+            elif row.data.get("outcome") != _STARTED and about in (w[0] for w in waiting.values()):
+                del waiting[about[0]]  # the step's end, or another state of it
     return [row for row in shown if row is not None]
+
+
+def _retried(head: AuditEntry, row: AuditEntry, step: tuple[str, int]) -> AuditEntry:
+    """The retries' admission entry ``head`` with the admission ``row`` counted in (``row``
+    is ``head`` itself for the first)."""
+    before = head.data.get(RETRIED)
+    tries = before["tries"] + 1 if isinstance(before, Mapping) else 1
+    retried = {"tries": tries, "last": row.at, "phase": step[0], "idx": step[1]}
+    return dataclasses.replace(head, data={**head.data, RETRIED: retried})
 
 
 def _tries(data: Mapping[str, Any], fallback: int) -> int:

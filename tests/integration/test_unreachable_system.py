@@ -20,6 +20,9 @@ from kubernetes_asyncio import client as k8s
 from pydantic import BaseModel
 
 from receiver.model import RunOutcome
+from receiver.review.loader import Review
+from receiver.review.text import at_text
+from receiver.review.timeline import run_timeline
 from receiver.store import DEFERRED_AUDIT
 from remediations.base import ActionContext, Result, TransientActionError
 from remediations.http.endpoints import Endpoint, HttpEndpoints
@@ -264,3 +267,41 @@ async def test_a_system_that_answered_429_was_reached_and_refused_not_unreached(
     assert "could not be reached" not in step.message
     assert "nothing was sent" not in step.message
     assert len(posts) == 4
+
+
+async def test_the_timeline_shows_the_retries_admissions_as_one_entry(
+    make_harness: MakeHarness,
+    make_deployment: MakeDeployment,
+    kube_namespace: str,
+    outage: Outage,
+) -> None:
+    """Each retry of a waiting step is a pass admitted by its guards, and each admission is
+    audited (``run.admitted``: every row kept). The timeline showed "Guards passed" once per
+    retry; it shows the first try's admission, the wait, and one entry for the retries'."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    h = await make_harness(RESTART_WEB, kube=outage.client, dry_run=False, guards_down_retry_s=0)
+    outage.begin()
+    await fire(h, web(ns))
+    await h.drain()
+    await h.drain()  # three tries (the first at intake), none reached the server
+    outage.end()
+    await h.drain()
+    run = await h.only_run()
+    assert run.steps[0].outcome == "ok", run.steps[0].message
+
+    shown = await Review(h.store).run(run.id)
+    assert shown is not None
+    admitted = [r.at for r in shown.audit if r.kind == "run.admitted"]
+    assert len(admitted) == 4  # the audit log keeps every admission
+    titles = [e.title for e in run_timeline(shown)]
+    passed = [t for t in titles if t.startswith("Guards passed")]
+    assert len(passed) == 2, titles  # before: 4, one per admission
+    assert passed[0].startswith("Guards passed: pause, "), passed
+    assert passed[1] == (
+        f"{passed[0]}, again for each retry of step 1 waiting for its system: tried 3 times, "
+        f"the last at {at_text(admitted[-1])}"
+    ), passed
+    steps = [t for t in titles if t.startswith(("Guards passed", "Step 1"))]
+    assert steps[1].startswith("Step 1 (kubernetes.rollout_restart) waits for its system"), titles
+    assert steps[2:] == [passed[1], "Step 1: kubernetes.rollout_restart ok"], titles

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from receiver.review.model import AuditEntry
 from receiver.review.timeline import run_timeline
-from receiver.review.waits import WAIT, fold_waits
+from receiver.review.waits import RETRIED, WAIT, fold_waits
 from tests.unit.review_records import at, run
 
 
@@ -86,3 +86,47 @@ def test_another_steps_rows_do_not_break_a_wait_and_an_unreadable_row_stays() ->
     assert [r.id for r in shown] == [1, 2, 4]
     assert shown[0].data[WAIT]["deferrals"] == 2
     assert shown[0].data[WAIT]["marks"] == 0
+
+
+def _admitted(
+    minute: float, guards: list[str], phase: str = "run"
+) -> tuple[float, str, dict[str, object]]:
+    return minute, "run.admitted", {"phase": phase, "guards": guards}
+
+
+def test_a_waits_retries_admissions_are_one_entry_and_a_refusal_or_other_guards_begin_another() -> (
+    None
+):
+    lock = ["pause", "lock"]
+    trail = _audit(
+        _admitted(0, lock),  # the first try's: stays
+        _deferred(0, 1),
+        _admitted(1, lock),  # the retries': one entry
+        _admitted(2, lock),
+        (2.5, "run.refused", {"phase": "run", "guard": "pause"}),
+        _admitted(3, lock),  # after a refusal: a new entry
+        _admitted(4, ["pause"]),  # other guards: another entry
+        _admitted(4.5, lock, phase="resolve"),  # another phase waits for nothing
+        _end(5, "ok"),
+        _admitted(6, lock),  # after the step's end: as ever
+    )
+    shown = fold_waits(trail)
+    assert [r.id for r in shown] == [1, 2, 3, 5, 6, 7, 8, 9, 10]
+    assert shown[2].data[RETRIED] == {"tries": 2, "last": at(2), "phase": "run", "idx": 0}
+    assert shown[4].data[RETRIED]["tries"] == 1
+    assert shown[5].data[RETRIED] == {"tries": 1, "last": at(4), "phase": "run", "idx": 0}
+    assert RETRIED not in shown[0].data
+    assert RETRIED not in shown[6].data
+    assert RETRIED not in shown[8].data
+    titles = [e.title for e in run_timeline(run(0, audit=trail))]
+    assert [t for t in titles if t.startswith("Guards passed")] == [
+        "Guards passed: pause, lock",
+        "Guards passed: pause, lock, again for each retry of step 1 waiting for its system: "
+        "tried 2 times, the last at 2026-11-25 10:02:00 UTC",
+        "Guards passed: pause, lock, again for each retry of step 1 waiting for its system: "
+        "tried 1 time, the last at 2026-11-25 10:03:00 UTC",
+        "Guards passed: pause, again for each retry of step 1 waiting for its system: "
+        "tried 1 time, the last at 2026-11-25 10:04:00 UTC",
+        "Guards passed (on_resolved steps): pause, lock",
+        "Guards passed: pause, lock",
+    ]
