@@ -119,3 +119,60 @@ async def test_a_last_try_that_fails_in_its_plan_corrects_the_earlier_tries_reco
     assert "429" in corrected.extra["not_reached"], corrected.extra
     assert corrected.change == written.change
     assert list(await pods_of(kube_admin, ns, "web")) == [pod]
+
+
+POD_RULE = """
+rules:
+  - name: evict
+    match: ['alertname="PodStuck"']
+    target: {kind: Pod, namespace: "{{ labels.namespace }}", name: "{{ labels.pod }}"}
+    steps:
+      - action: kubernetes.delete_pod
+        approval: never
+"""
+
+
+async def test_a_pod_targets_last_try_whose_read_of_the_pod_fails_corrects_the_record(
+    make_harness: MakeHarness,
+    make_deployment: MakeDeployment,
+    kube_admin: Any,
+    kube_namespace: str,
+    proxy: CuttingProxy,
+    proxied_kube: Any,
+) -> None:
+    """A Pod target: the record goes on the Deployment of its ReplicaSet. The last try's read
+    of the pod is throttled; the record is found again from the pod's name and corrected."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    [pod] = await eventually(
+        lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1, timeout_s=30
+    )
+    clock = Clock()
+    h = await make_harness(
+        POD_RULE,
+        kube=proxied_kube,
+        dry_run=False,
+        guards_down_retry_s=0,
+        clock=clock,
+        unreachable_retry_s=60,
+    )
+    proxy.throttle_evictions = True
+    await fire(h, {"alertname": "PodStuck", "namespace": ns, "pod": pod})
+    run = await h.only_run()
+    assert run.steps[0].outcome == "pending", run.steps[0].message
+    written = await step_record(kube_admin, ns, "web", run.id)
+    assert written.after == {"deleted": [pod]}
+
+    clock.now += timedelta(seconds=61)
+    proxy.throttle_get = f"/api/v1/namespaces/{ns}/pods/{pod}"  # the plan's read of the pod
+    await h.drain()
+    run = await h.only_run()
+    assert run.outcome is RunOutcome.FAILED
+    (step,) = run.steps
+    assert step.outcome == "failed", step.message
+    assert not step.may_have_acted
+    assert f"Pod {ns}/{pod}: gave up after" in step.message, step.message
+    corrected = await step_record(kube_admin, ns, "web", run.id)
+    assert corrected.after == {"deleted": []}, corrected.after  # before: {"deleted": [pod]}
+    assert corrected.extra["not_deleted"] == [pod]
+    assert list(await pods_of(kube_admin, ns, "web")) == [pod]
