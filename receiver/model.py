@@ -377,6 +377,13 @@ class Disposition:
     def done(cls, *, settled: bool = False) -> Disposition:
         return _SETTLED if settled else _DONE
 
+    def delay_s(self, backoff_s: float) -> float:
+        """Seconds until a retried job is due: what it asked or the worker's ``backoff_s``,
+        the longer, but no later than ``retry_within_s`` (a step waiting for its system fails
+        at its bound, not up to a backoff, 5 minutes, after it)."""
+        delay = max(self.retry_after_s or 0.0, backoff_s)
+        return delay if self.retry_within_s is None else min(delay, self.retry_within_s)
+
     @classmethod
     def retry(
         cls, after_s: float, error: str | None = None, within_s: float | None = None

@@ -282,12 +282,7 @@ class Attempts:
             # execute stage between two steps): nothing failed or waits, and a backoff on the
             # item's attempts would hold it from the next worker for nothing.
             return Settlement("release", 0.0, disposition.error)
-        delay = max(disposition.retry_after_s or 0.0, backoff)
-        if disposition.retry_within_s is not None:
-            # Due by then whatever the backoff: a step waiting for its system fails at its
-            # bound, not up to a backoff (5 minutes) after it.
-            delay = min(delay, disposition.retry_within_s)
-        return Settlement("release", delay, disposition.error)
+        return Settlement("release", disposition.delay_s(backoff), disposition.error)
 
     async def _keep_lease(
         self, queue: QueueCalls, claim: Claim, leased_at: float, log: Any

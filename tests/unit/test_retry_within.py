@@ -34,7 +34,9 @@ async def test_the_worker_caps_its_backoff_at_the_time_the_retry_is_due_by() -> 
     delays: list[float] = []
     calls = queue.calls()
 
-    async def release(item_id: int, owner: str, delay_s: float, error: str | None) -> bool:
+    async def release(
+        item_id: int, owner: str, attempts: int, delay_s: float, error: str | None
+    ) -> bool:
         delays.append(delay_s)
         return True
 
