@@ -111,7 +111,10 @@ async def test_a_last_try_that_fails_in_its_plan_corrects_the_earlier_tries_reco
     (step,) = run.steps
     assert step.outcome == "failed", step.message
     assert not step.may_have_acted
-    assert step.message.startswith("kubernetes could not be reached: 2 tries from "), step.message
+    # A 429 to the read: the system was reached, and refused it (nothing acted).
+    assert step.message.startswith(
+        "kubernetes was reached and refused the request: 2 tries from "
+    ), step.message
     # Before: still {"deleted": [pod]}, the pod never evicted.
     corrected = await step_record(kube_admin, ns, "web", run.id)
     assert corrected.after == {"deleted": []}, corrected.after

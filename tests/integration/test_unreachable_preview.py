@@ -179,8 +179,8 @@ async def test_a_preview_that_waited_its_bound_ends_the_step_failed(
     assert not step.may_have_acted
     assert step.message.startswith(
         f"cannot preview the step for approval: kubernetes could not be reached: 2 tries "
-        f"from {first.isoformat()} to {clock.now.isoformat()} failed before anything was "
-        "sent, and this step waits at most 1m (actions.unreachable_retry_for): "
+        f"from {first.isoformat()} to {clock.now.isoformat()}, the last never connected; it "
+        "did not act, and this step waits at most 1m (actions.unreachable_retry_for): "
     ), step.message
     assert await env.desk.store.latest_approval(run.id, 0) is None
     assert await h.store.queue_depth() == 0
