@@ -497,7 +497,7 @@ async def test_a_run_pending_again_after_its_approval_is_not_refused_by_a_second
         await env.harness.drain()
         return (await env.harness.only_run()).outcome is not RunOutcome.PENDING
 
-    await eventually(finished, timeout_s=10)
+    await eventually(finished)
     done = await env.harness.only_run()
     assert done.refusal_guard is None, done
     assert [(s.action, s.outcome) for s in done.steps] == [

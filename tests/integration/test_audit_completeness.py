@@ -308,7 +308,7 @@ async def test_the_service_records_how_it_started_reloads_and_stops(
         data: dict[str, Any] = json.loads(out)
         return data
 
-    found = await eventually(report, lambda r: bool(r["incidents"]), timeout_s=30)
+    found = await eventually(report, lambda r: bool(r["incidents"]))
     assert found["incidents"][0]["alertnames"] == ["HighMemoryUsage"]
 
     served.proc.send_signal(signal.SIGHUP)
@@ -316,7 +316,7 @@ async def test_the_service_records_how_it_started_reloads_and_stops(
     async def kinds() -> list[str]:
         return [r["kind"] for r in await _exported(embedded_dir)]
 
-    await eventually(kinds, lambda k: "rules.reloaded" in k, timeout_s=30)
+    await eventually(kinds, lambda k: "rules.reloaded" in k)
     assert stop(served) == 0
     assert (await kinds())[-1] == "service.stopped"
     code, _, err = await cli(env_for(embedded_dir), "audit", "verify")

@@ -65,7 +65,6 @@ async def test_deployment_controller_creates_revisioned_replicaset(
         replica_sets = await eventually(
             owned,
             lambda rs: bool(rs) and (rs[0].metadata.annotations or {}).get(REVISION) == "1",
-            timeout_s=60,
             what="a revisioned ReplicaSet owned by the Deployment",
         )
         assert len(replica_sets) == 1, replica_sets
@@ -78,7 +77,7 @@ async def test_deployment_controller_creates_revisioned_replicaset(
         async def pods_of_web() -> list[k8s.V1Pod]:
             return list((await core.list_namespaced_pod(ns, label_selector="app=web")).items)
 
-        pods = await eventually(pods_of_web, lambda pods: len(pods) == 2, timeout_s=60)
+        pods = await eventually(pods_of_web, lambda pods: len(pods) == 2)
         assert all(p.metadata.owner_references[0].uid == rs.metadata.uid for p in pods)
     finally:
         await api_client.close()
@@ -130,14 +129,13 @@ async def test_garbage_collector_deletes_owned_replicasets(control_plane: Contro
         async def replica_sets() -> list[k8s.V1ReplicaSet]:
             return list((await apps.list_namespaced_replica_set(ns)).items)
 
-        await eventually(replica_sets, timeout_s=60, what="a ReplicaSet")
+        await eventually(replica_sets, what="a ReplicaSet")
         await apps.delete_namespaced_deployment(
             "gc", ns, body=k8s.V1DeleteOptions(propagation_policy="Background")
         )
         await eventually(
             replica_sets,
             lambda left: not left,
-            timeout_s=60,
             what="the garbage collector deleting the ReplicaSet",
         )
     finally:

@@ -101,7 +101,7 @@ async def test_an_event_that_keeps_failing_ends_dead_and_its_alert_goes_on(
     process = Process(lambda e: e.status is Status.FIRING)
     await workers(process)
 
-    await eventually(lambda: _is(store, resolved_id["id"], "done"), timeout_s=15)
+    await eventually(lambda: _is(store, resolved_id["id"], "done"))
     row = await store.get_event(firing_id["id"])
     assert row is not None
     assert (row["state"], row["failures"], row["attempts"]) == ("dead", 3, 3)
@@ -145,7 +145,7 @@ async def test_waiting_is_not_failing(
     await store.insert_events([new_event(FP)])
     [row], _ = await store.list_events()
     await workers(process, max_attempts=1, backoff_base_s=0.001)
-    await eventually(lambda: _is(store, row["id"], "done"), timeout_s=15)
+    await eventually(lambda: _is(store, row["id"], "done"))
     done = await store.get_event(row["id"])
     assert done is not None
     assert (done["attempts"], done["failures"]) == (5, 0)
@@ -160,14 +160,14 @@ async def test_a_worker_that_died_holding_an_event_counts_as_a_failure(
     async def reclaimed_after_the_lease() -> list[Any]:
         return await store.claim_events("second", 1, lease_s=0.1)
 
-    [again] = await eventually(reclaimed_after_the_lease, timeout_s=15)
+    [again] = await eventually(reclaimed_after_the_lease)
     assert (again.event.id, again.attempts, again.failures) == (claimed.event.id, 2, 1)
     assert again.last_error == "lease expired: doomed stopped holding it before it was settled"
 
     # With one attempt allowed, the next worker does not hand it to the pipeline again.
     process = Process(lambda e: False)
     await workers(process, max_attempts=2)
-    await eventually(lambda: _is(store, claimed.event.id, "dead"), timeout_s=15)
+    await eventually(lambda: _is(store, claimed.event.id, "dead"))
     assert process.seen == []
     row = await store.get_event(claimed.event.id)
     assert row is not None
@@ -183,13 +183,13 @@ async def test_retry_puts_a_dead_event_back_and_it_succeeds_once_the_cause_is_go
     await store.insert_events([new_event(FP)])
     [row], _ = await store.list_events()
     await workers(process, max_attempts=2)
-    await eventually(lambda: _is(store, row["id"], "dead"), timeout_s=15)
+    await eventually(lambda: _is(store, row["id"], "dead"))
 
     broken[0] = False
     retried = await store.retry_item("event", row["id"], actor="ops", reason="cause fixed")
     # Its failures afresh, its attempts not: they name its claims to the lease fence.
     assert (retried["state"], retried["attempts"], retried["failures"]) == ("pending", 2, 0)
-    await eventually(lambda: _is(store, row["id"], "done"), timeout_s=15)
+    await eventually(lambda: _is(store, row["id"], "done"))
     assert len(process.seen) == 3  # two failures, then the retried attempt
     [audit] = await audit_rows(store, "event.retry")
     assert audit["fingerprint"] == FP
@@ -288,7 +288,7 @@ async def test_a_job_that_keeps_failing_ends_dead_and_frees_its_slot(
         job = await store.get_job(job_id)
         return job is not None and job["state"] == "dead"
 
-    await eventually(dead, timeout_s=15)
+    await eventually(dead)
     job = await store.get_job(job_id)
     assert job is not None
     assert (job["failures"], job["last_error"]) == (2, "RuntimeError: resume failed")
@@ -311,7 +311,7 @@ async def test_a_job_that_keeps_failing_ends_dead_and_frees_its_slot(
         job = await store.get_job(job_id)
         return job is not None and job["state"] == "done"
 
-    await eventually(done, timeout_s=15)
+    await eventually(done)
     assert [a["data"]["job_id"] for a in await audit_rows(store, "job.retry")] == [job_id]
     assert [a["run_id"] for a in await audit_rows(store, "job.drop")] == [run_id]
 
@@ -334,7 +334,7 @@ async def test_a_delay_the_pipeline_asks_for_is_honoured_beyond_the_backoff(
         found = await store.get_event(row["id"])
         return found if found and found["state"] == "pending" and found["attempts"] else None
 
-    waiting = await eventually_not_none(released, timeout_s=15)
+    waiting = await eventually_not_none(released)
     wait_s = (waiting["not_before"] - await store.server_now()).total_seconds()
     assert 7100 < wait_s <= 7200
     assert (waiting["failures"], waiting["last_error"]) == (0, "cooldown until 12:00")
@@ -348,7 +348,7 @@ async def test_a_job_whose_worker_died_counts_a_failure(store: Store) -> None:
     async def reclaimed() -> list[ClaimedJob]:
         return await store.claim_jobs("second", 1, lease_s=60)
 
-    [again] = await eventually(reclaimed, timeout_s=15)
+    [again] = await eventually(reclaimed)
     assert (again.id, again.attempts, again.failures) == (first.id, 2, 1)
     assert again.last_error == "lease expired: doomed stopped holding it before it was settled"
     assert (

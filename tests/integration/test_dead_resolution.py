@@ -194,9 +194,7 @@ async def test_a_waiting_run_whose_resolution_went_dead_does_not_act_when_its_jo
 
     # The lock is free: the job comes and finds the alert resolved.
     await h.guards.release(other, held)
-    run = await eventually(
-        lambda: _drained(h), lambda r: r.outcome is not RunOutcome.PENDING, timeout_s=10
-    )
+    run = await eventually(lambda: _drained(h), lambda r: r.outcome is not RunOutcome.PENDING)
     assert run.outcome is RunOutcome.CANCELLED, run
     assert [s.outcome for s in run.steps] == ["not_run"]
     assert run.started_at is None

@@ -195,9 +195,7 @@ async def targets(admin: Any, installed: str) -> dict[str, str]:
         k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=names["configmap"]), data={"k": "v"}),
     )
     # rollout_undo needs a revision-1 ReplicaSet from the deployment controller.
-    await eventually(
-        lambda: owned_replica_sets(admin, TARGET_NS, names["deployment"]), timeout_s=60
-    )
+    await eventually(lambda: owned_replica_sets(admin, TARGET_NS, names["deployment"]))
     return names
 
 
@@ -228,7 +226,7 @@ async def test_apply_succeeds_and_pods_pass_restricted_pod_security(
         ).items
         return list(items) if len(items) == 2 else []
 
-    created = await eventually(pods, timeout_s=60)
+    created = await eventually(pods)
     for pod in created:
         assert pod.spec.service_account_name == SA
         assert pod.spec.containers[0].security_context.read_only_root_filesystem is True
@@ -575,7 +573,7 @@ async def test_extra_namespace_example_grants_the_new_namespace(
     async def granted() -> bool:
         return await _status(apps.read_namespaced_deployment(name, EXTRA_NS)) == 200
 
-    await eventually(granted, timeout_s=30)
+    await eventually(granted)
     await apps.patch_namespaced_deployment(
         name, EXTRA_NS, restart, field_manager=FIELD_MANAGER, _content_type=STRATEGIC
     )
@@ -598,7 +596,7 @@ async def _deployment_with_two_revisions(admin: Any, name: str) -> None:
             ),
         ),
     )
-    await eventually(lambda: owned_replica_sets(admin, TARGET_NS, name), timeout_s=60)
+    await eventually(lambda: owned_replica_sets(admin, TARGET_NS, name))
     await apps.patch_namespaced_deployment(
         name,
         TARGET_NS,
@@ -610,7 +608,7 @@ async def _deployment_with_two_revisions(admin: Any, name: str) -> None:
         owned = await owned_replica_sets(admin, TARGET_NS, name)
         return owned if len(owned) >= 2 else None
 
-    await eventually(second_revision, timeout_s=60)
+    await eventually(second_revision)
 
 
 async def test_every_shipped_action_runs_with_the_service_account(
@@ -646,7 +644,7 @@ async def test_every_shipped_action_runs_with_the_service_account(
         )
         return next((p.metadata.name for p in listed.items), None)
 
-    pod = str(await eventually(pod_of_owner, timeout_s=60))
+    pod = str(await eventually(pod_of_owner))
     deployment = Target("Deployment", TARGET_NS, dep)
     cases: list[tuple[str, Target, dict[str, Any]]] = [
         ("kubernetes.rollout_restart", deployment, {}),

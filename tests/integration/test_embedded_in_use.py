@@ -138,9 +138,7 @@ async def test_a_dead_embedded_server_is_restarted_and_readyz_says_so_meanwhile(
                     details.append(components[component]["detail"])
                 return status == 200 and bool(details)
 
-            await eventually(
-                back_after_an_outage, timeout_s=60, what=f"{component} down, then back"
-            )
+            await eventually(back_after_an_outage, what=f"{component} down, then back")
             # ...and ready again once it is back, on the same port, as a new process.
             assert _pid(pid_file) != dead
             assert await _post_sample(session, served) == 200

@@ -83,9 +83,7 @@ async def test_an_undecided_ladder_step_expires_and_the_run_stays_failed(
         await env.harness.drain()
         return await env.harness.only_run()
 
-    run = await eventually(
-        probe, lambda r: [s.outcome for s in r.steps] == ["ok", "expired"], timeout_s=15
-    )
+    run = await eventually(probe, lambda r: [s.outcome for s in r.steps] == ["ok", "expired"])
     assert run.outcome is RunOutcome.FAILED
     assert env.peer.pokes == 1
     assert env.peer.kinds() == ["approval.requested", "approval.expired"]

@@ -124,7 +124,7 @@ async def _escalated(env: ApprovalEnv, clock: Clock, later: timedelta) -> RunRec
     def waiting(run: RunRecord) -> bool:
         return any(s.phase == "on_failed" and s.outcome == "awaiting_approval" for s in run.steps)
 
-    return await eventually(probe, waiting, timeout_s=15, what="the ladder waits")
+    return await eventually(probe, waiting, what="the ladder waits")
 
 
 async def _approved_then_refused_for_good(
@@ -246,7 +246,7 @@ async def test_an_escalation_that_runs_dry_draws_no_slot(
     def escalated(run: RunRecord) -> bool:
         return any(s.phase == "on_failed" and s.outcome != "pending" for s in run.steps)
 
-    run = await eventually(probe, escalated, timeout_s=15, what="the ladder ran")
+    run = await eventually(probe, escalated, what="the ladder ran")
     assert [(s.phase, s.outcome) for s in run.steps] == [("run", "ok"), ("on_failed", "dry_run")]
     assert peer.value == 1  # only the run's own step acted
     # The window still holds the run's slot as it was drawn, not one drawn again now, and

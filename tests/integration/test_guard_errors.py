@@ -80,7 +80,7 @@ async def test_an_event_whose_admission_keeps_failing_ends_dead(make_harness: Ma
             rows, _ = await h.store.list_events(state="dead")
             return rows
 
-        [event] = await eventually(dead, timeout_s=30)
+        [event] = await eventually(dead)
     finally:
         await worker.stop(2)
     assert event["failures"] == 3

@@ -200,7 +200,7 @@ async def test_fails_closed_while_the_guards_master_is_down_and_comes_back(
         except GuardUnavailable:
             return False
 
-    await eventually(admitted, timeout_s=30, interval_s=0.2, what="guards back on the cluster")
+    await eventually(admitted, interval_s=0.2, what="guards back on the cluster")
 
 
 async def test_the_guards_master_without_replicas_is_warned_about(

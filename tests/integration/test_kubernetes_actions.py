@@ -776,7 +776,7 @@ async def test_delete_pod_removes_exactly_the_named_pod(
     ns = kube_namespace
     await make_deployment("web", replicas=3)
     pods = await eventually(
-        lambda: pods_by_uid(kube_admin, ns, "app=web"), lambda pods: len(pods) == 3, timeout_s=30
+        lambda: pods_by_uid(kube_admin, ns, "app=web"), lambda pods: len(pods) == 3
     )
     victim_uid, victim = sorted(pods.items(), key=lambda item: item[1])[1]
     action, target = DeletePod(), Target("Pod", ns, victim)
@@ -791,7 +791,6 @@ async def test_delete_pod_removes_exactly_the_named_pod(
     after = await eventually(
         lambda: pods_by_uid(kube_admin, ns, "app=web"),
         lambda now: len(now) == 3 and victim_uid not in now,
-        timeout_s=30,
     )
     assert set(pods) - {victim_uid} < set(after)  # the siblings are the same pods
     assert (await action.run(ctx, target, DeletePod.Params())).outcome is Outcome.NOOP
@@ -804,7 +803,7 @@ async def test_delete_pod_of_deployment_deletes_at_most_max_pods(
     await make_deployment("web", replicas=3)
     await create_pod(kube_admin, ns, "stranger", {"app": "other"})
     pods = await eventually(
-        lambda: pod_names(kube_admin, ns, "app=web"), lambda names: len(names) == 3, timeout_s=30
+        lambda: pod_names(kube_admin, ns, "app=web"), lambda names: len(names) == 3
     )
 
     result = await DeletePod().run(
@@ -842,7 +841,6 @@ async def _setup_for(
         (victim,) = await eventually(
             lambda: pod_names(api_client, ns, "app=web"),
             lambda names: len(names) == 1,
-            timeout_s=30,
         )
         return Target("Pod", ns, victim), registry.parse_params(action.name, {})
     await make_deployment("web", containers=two_containers())

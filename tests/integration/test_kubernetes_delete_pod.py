@@ -72,7 +72,6 @@ async def settled_pods(api_client: Any, ns: str, deployment: str, count: int) ->
     return await eventually(
         lambda: pods_of(api_client, ns, deployment),
         lambda pods: len(pods) == count,
-        timeout_s=30,
         what=f"{count} pod(s) of {deployment}",
     )
 

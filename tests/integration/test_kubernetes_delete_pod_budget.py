@@ -76,7 +76,6 @@ async def ready_pods(api_client: Any, ns: str, deployment: str, count: int) -> l
     pods = await eventually(
         lambda: pods_of(api_client, ns, deployment),
         lambda found: len(found) == count,
-        timeout_s=30,
         what=f"{count} pod(s) of {deployment}",
     )
     unready = [n for n, p in pods.items() if p.status.phase != "Running"]
@@ -110,7 +109,6 @@ async def budget_allows(api_client: Any, ns: str, name: str, healthy: int, allow
             and (pdb.status.observed_generation or 0) >= pdb.metadata.generation
             and (pdb.status.current_healthy, pdb.status.disruptions_allowed) == (healthy, allowed)
         ),
-        timeout_s=30,
         what=f"budget {name}: {healthy} healthy, {allowed} disruption(s) allowed",
     )
 
@@ -224,7 +222,6 @@ async def test_a_refusal_of_the_first_pod_leaves_a_record_of_no_deletion(
     await eventually(
         copies,
         lambda found: [r.after for r in found] == [{"deleted": []}],
-        timeout_s=30,
         what="the ReplicaSet's copy of the corrected record",
     )
     assert sorted(await pods_of(kube_admin, ns, "web")) == pods

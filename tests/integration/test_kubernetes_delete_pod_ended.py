@@ -58,18 +58,14 @@ async def test_an_ended_pod_is_never_the_one_deleted(
 ) -> None:
     ns = kube_namespace
     await make_deployment("web")
-    [ended] = await eventually(
-        lambda: pods_of(kube_admin, ns, "web"), lambda pods: len(pods) == 1, timeout_s=30
-    )
+    [ended] = await eventually(lambda: pods_of(kube_admin, ns, "web"), lambda pods: len(pods) == 1)
     # Its replacement must be younger to the second (creationTimestamp's resolution), as an
     # evicted pod's is in a cluster: the oldest unready pod was the one picked.
     created = (await Core(kube_admin).read_namespaced_pod(ended, ns)).metadata.creation_timestamp
-    await eventually(_now, lambda now: now >= created + datetime.timedelta(seconds=1), timeout_s=5)
+    await eventually(_now, lambda now: now >= created + datetime.timedelta(seconds=1))
     await end(kube_admin, ns, ended, phase)
     # The ReplicaSet replaces the pod that ended; both stay, and both are unready.
-    pods = await eventually(
-        lambda: pods_of(kube_admin, ns, "web"), lambda pods: len(pods) == 2, timeout_s=30
-    )
+    pods = await eventually(lambda: pods_of(kube_admin, ns, "web"), lambda pods: len(pods) == 2)
     [live] = [name for name in pods if name != ended]
 
     action, target = DeletePod(), Target("Deployment", ns, "web")

@@ -76,7 +76,7 @@ async def test_a_pod_of_a_deployment_keeps_its_record_on_the_deployment(
     ns = kube_namespace
     await make_deployment("web", replicas=2)
     [victim, other] = await eventually(
-        lambda: pods_of(kube_admin, ns, "web"), lambda pods: len(pods) == 2, timeout_s=30
+        lambda: pods_of(kube_admin, ns, "web"), lambda pods: len(pods) == 2
     )
     action, target = DeletePod(), Target("Pod", ns, victim)
     ctx = step_ctx(kube_admin, str(uuid.uuid4()))
@@ -91,9 +91,7 @@ async def test_a_pod_of_a_deployment_keeps_its_record_on_the_deployment(
     assert taken_up.after == {"deleted": [victim]}
     said = f"deleted {victim} now" if when == "before" else "its pods were already gone"
     assert said in taken_up.message
-    live = await eventually(
-        lambda: pods_of(kube_admin, ns, "web"), lambda pods: len(pods) == 2, timeout_s=30
-    )
+    live = await eventually(lambda: pods_of(kube_admin, ns, "web"), lambda pods: len(pods) == 2)
     assert victim not in live
     assert other in live
 

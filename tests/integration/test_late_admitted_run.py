@@ -131,7 +131,7 @@ async def _lands_late(
             assert not await ended()  # still held, its session open
             relay.let_through()
             # Its session runs what it was sent, then ends: the client closed it long ago.
-            await eventually(ended, timeout_s=30, what="the late statement's session to end")
+            await eventually(ended, what="the late statement's session to end")
             landed.append(await h.runs() == [])
         return await admit(*args, **kwargs)
 

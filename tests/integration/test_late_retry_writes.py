@@ -98,7 +98,7 @@ async def _landed(store: Store, relay: HeldRelay, pid: int) -> None:
 
     assert not await ended()  # waiting in the relay, its session still open
     relay.let_through()
-    await eventually(ended, timeout_s=30, what="the late statement's session to end")
+    await eventually(ended, what="the late statement's session to end")
 
 
 async def _running_run(store: Store, event_id: int, fence: LeaseFence) -> str:

@@ -378,7 +378,6 @@ async def test_a_worker_whose_write_finds_its_lease_lost_stops_without_settling(
             await asyncio.wait_for(taken.wait(), 20)
             await eventually(
                 lambda: _logged(logs, "lost the lease; another worker has it"),
-                timeout_s=20,
                 what=f"the worker to give the event up; logged: {logs}",
             )
         finally:
@@ -425,9 +424,7 @@ async def test_a_fenced_transaction_still_open_holds_the_event_from_every_claim(
         assert await store.claim_events("b", 5, 60.0) == []
         # PostgreSQL ends A's session once it idles 0.5 s in its transaction: the event is free.
         await a.execute("SET idle_in_transaction_session_timeout = '500ms'")
-        (claimed,) = await eventually(
-            lambda: store.claim_events("b", 5, 60.0), timeout_s=20, what="b's claim"
-        )
+        (claimed,) = await eventually(lambda: store.claim_events("b", 5, 60.0), what="b's claim")
         assert (claimed.event.id, claimed.failures) == (event_id, 1)
         assert await _closed(a)
     finally:

@@ -85,7 +85,7 @@ async def test_a_worker_cut_off_from_its_store_stops_working_before_another_take
         relay.hold()
         stalled = time.monotonic()
         await b.start()
-        await eventually(current(lambda: event_id in taker.began), timeout_s=20)
+        await eventually(current(lambda: event_id in taker.began))
         # A had stopped working on it before B began: never two holders at once.
         assert event_id in holder.stopped, "A still worked on the event B had taken over"
         assert holder.stopped[event_id] <= taker.began[event_id]

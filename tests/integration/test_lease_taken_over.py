@@ -136,7 +136,6 @@ async def test_a_step_write_after_another_worker_took_the_event_over_changes_not
                 await eventually(
                     lambda: _event_state(h.store, run.event_id or 0),
                     lambda state: state == ("done", None),
-                    timeout_s=20,
                     what="worker B to finish the event",
                 )
             finally:
@@ -151,7 +150,6 @@ async def test_a_step_write_after_another_worker_took_the_event_over_changes_not
             assert await _trail(h.store, run.id) == by_b
             await eventually(
                 current(lambda: _logged(logs, "lost the lease; another worker has it")),
-                timeout_s=20,
                 what=f"worker A to give the event up; logged: {logs}",
             )
         finally:

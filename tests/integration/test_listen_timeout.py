@@ -47,9 +47,7 @@ async def test_a_listen_the_server_never_answers_is_given_up_and_said(database_u
             async def failures() -> list[str]:
                 return [event for level, event, _ in said.lines if level != "info"]
 
-            failed = await eventually(
-                failures, timeout_s=20, what="the listener gives up on its LISTEN"
-            )
+            failed = await eventually(failures, what="the listener gives up on its LISTEN")
             assert failed[0].startswith("listen connection failed"), said.lines
             assert connected == []
             assert not listener.listening.is_set()

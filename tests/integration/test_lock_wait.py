@@ -50,7 +50,7 @@ async def test_a_locked_target_makes_the_run_wait_then_act(make_harness: MakeHar
         await h.drain()
         return (await h.only_run()).outcome is RunOutcome.DRY_RUN
 
-    await eventually(acted, timeout_s=10)
+    await eventually(acted)
     done = await h.only_run()
     assert [(s.action, s.outcome) for s in done.steps] == [
         ("kubernetes.rollout_restart", "dry_run")
@@ -103,7 +103,7 @@ async def test_a_waiting_run_its_resolution_ended_while_its_job_asked_the_guards
     await h.guards.release(other, held)
     # Replica B claims the lock's job when it comes due.
     (job,) = await eventually(
-        lambda: h.store.claim_jobs("replica-b", 1, 30.0), lambda jobs: len(jobs) == 1, timeout_s=10
+        lambda: h.store.claim_jobs("replica-b", 1, 30.0), lambda jobs: len(jobs) == 1
     )
 
     admit = h.guards.admit
@@ -173,7 +173,7 @@ async def test_a_job_that_read_a_waiting_run_before_its_resolution_does_not_act_
     assert waiting.outcome is RunOutcome.PENDING
     await h.guards.release(other, held)
     (job,) = await eventually(
-        lambda: h.store.claim_jobs("replica-b", 1, 30.0), lambda jobs: len(jobs) == 1, timeout_s=10
+        lambda: h.store.claim_jobs("replica-b", 1, 30.0), lambda jobs: len(jobs) == 1
     )
 
     # Replica B's job has read the run and is asking the guards when the resolution comes.

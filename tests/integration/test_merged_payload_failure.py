@@ -77,6 +77,6 @@ async def test_keys_merged_while_the_last_attempt_ran_are_done_after_it_fails(
         assert job is not None
         return str(job["state"]) if job["state"] in ("done", "dead") else None
 
-    state = await eventually(settled, lambda s: s is not None, timeout_s=15, what="settled")
+    state = await eventually(settled, lambda s: s is not None, what="settled")
     assert state == "done", "the job went dead with the merged refund never attempted"
     assert given == [{"notice:a": True}, {"notice:a": True, "refund": True}]

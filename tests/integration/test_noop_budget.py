@@ -275,7 +275,7 @@ async def test_an_escalation_that_acted_in_an_earlier_pass_keeps_its_own_slot(
         return [s.outcome for s in run.steps if s.phase == "on_failed"]
 
     run = await eventually(
-        probe, lambda r: ladder(r) == ["ok", "awaiting_approval"], timeout_s=15, what="it waits"
+        probe, lambda r: ladder(r) == ["ok", "awaiting_approval"], what="it waits"
     )
     # The run changed nothing and gave its slot back; the escalation drew one of its own.
     assert [s.outcome for s in run.steps if s.phase == "run"] == ["noop"]

@@ -94,7 +94,7 @@ async def test_a_refused_event_is_stored_audited_and_completed_in_one_transactio
         async def settled() -> int:
             return await h.store.queue_depth()
 
-        await eventually(settled, lambda depth: depth == 0, timeout_s=15)
+        await eventually(settled, lambda depth: depth == 0)
 
     (refused,) = await refused_runs(h)
     assert refused.event_id is not None
@@ -240,7 +240,7 @@ async def test_a_slow_message_of_a_refusal_is_not_abandoned_by_the_worker(
         log=structlog.get_logger("test.worker"),
     )
     async with worker:
-        await eventually(current(lambda: worker.processed), lambda n: n == 1, timeout_s=15)
+        await eventually(current(lambda: worker.processed), lambda n: n == 1)
 
     (refused,) = await refused_runs(h)
     trail = await audit_rows(h.store, refused.id)

@@ -187,7 +187,6 @@ async def test_a_pause_set_during_an_escalation_step_holds_the_steps_after_it_un
         lambda steps: (
             "held by the pause guard" in (getattr(steps.get("test.poke"), "message", None) or "")
         ),
-        timeout_s=15,
     )
     hook.hook = None
     assert env.peer.pokes == 0

@@ -224,7 +224,6 @@ async def test_the_readme_walkthrough_gets_an_approval_and_acts_on_it(walk: Walk
             )
             await eventually(
                 current(lambda: "Review and decide: " in walk.caught()),
-                timeout_s=60,
                 what="the approval request reaches the catcher",
             )
             notice = walk.bash(blocks.look, cwd=walk.directory)
@@ -245,7 +244,6 @@ async def test_the_readme_walkthrough_gets_an_approval_and_acts_on_it(walk: Walk
 
             await eventually(
                 current(lambda: "/called " in walk.caught()),
-                timeout_s=60,
                 what="the approved step calls the catcher",
             )
             after = walk.bash(blocks.after, cwd=walk.directory)

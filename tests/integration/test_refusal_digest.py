@@ -106,7 +106,7 @@ async def left(h: Harness) -> int:
 async def drained(h: Harness) -> None:
     """Every event and job processed by a real worker."""
     async with h.worker(concurrency=16, poll_interval_s=0.05):
-        await eventually(lambda: left(h), lambda n: n == 0, timeout_s=60)
+        await eventually(lambda: left(h), lambda n: n == 0)
 
 
 def refusal_messages(peer: Peer) -> list[dict[str, Any]]:
@@ -211,7 +211,7 @@ async def test_two_replicas_fold_into_one_window_and_send_one_digest(
     await post_storm(first, storm_alerts())
     workers = [h.worker(concurrency=8, poll_interval_s=0.05) for h in replicas]
     async with workers[0], workers[1]:
-        await eventually(lambda: left(first), lambda n: n == 0, timeout_s=60)
+        await eventually(lambda: left(first), lambda n: n == 0)
     assert all(w.processed > 0 for w in workers)  # both replicas refused runs
     refused = await first.runs(outcome=RunOutcome.REFUSED)
     assert len(refusal_messages(peer)) == 1
@@ -392,7 +392,7 @@ async def test_serve_folds_refusals_and_sends_the_digest_itself(
     def digests() -> list[dict[str, Any]]:
         return [r.body for r in peer.seen(HOOK) if r.body["event"] == "refused_digest"]
 
-    (digest,) = await eventually(current(digests), bool, timeout_s=60)
+    (digest,) = await eventually(current(digests), bool)
     # Three runs an hour: five refused by the rate, the first announced, four in the digest.
     assert len(refusal_messages(peer)) == 1
     assert "4 more runs of restart-on-high-memory were refused" in digest["text"]

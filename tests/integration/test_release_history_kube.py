@@ -92,9 +92,7 @@ async def released_then_restarted(
     async def kept() -> list[Any]:
         return await owned_replica_sets(kube, ns, "web")
 
-    return await eventually(
-        kept, lambda rss: len(rss) == limit + 1, timeout_s=30, what="old ReplicaSets deleted"
-    )
+    return await eventually(kept, lambda rss: len(rss) == limit + 1, what="old ReplicaSets deleted")
 
 
 def revisions(kept: list[Any]) -> list[str]:

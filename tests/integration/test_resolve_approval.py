@@ -110,9 +110,7 @@ async def test_an_undecided_undo_expires_and_is_not_done(approval_env: MakeAppro
         await env.harness.drain()
         return await env.harness.only_run()
 
-    run = await eventually(
-        probe, lambda r: [s.outcome for s in r.steps][1] == "expired", timeout_s=15
-    )
+    run = await eventually(probe, lambda r: [s.outcome for s in r.steps][1] == "expired")
     assert phases(run) == [("run", "ok"), ("resolve", "expired"), ("resolve", "not_run")]
     assert env.peer.pokes == 1
     assert env.peer.kinds() == ["approval.requested", "approval.expired"]

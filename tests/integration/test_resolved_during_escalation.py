@@ -252,7 +252,7 @@ async def test_after_a_recurrence_a_pending_ladder_approval_is_cancelled_once_th
         assert run is not None
         return run
 
-    run = await eventually(probe, lambda r: ladder(r)[0][1] != "awaiting_approval", timeout_s=15)
+    run = await eventually(probe, lambda r: ladder(r)[0][1] != "awaiting_approval")
     assert ladder(run) == [
         ("test.slow_poke", "cancelled"),
         ("notify", "ok"),
@@ -316,7 +316,7 @@ async def test_a_rejected_or_expired_ladder_step_ends_the_ladder(
         assert found is not None
         return found
 
-    ended = await eventually(probe, lambda r: ladder(r)[0][1] == decided, timeout_s=15)
+    ended = await eventually(probe, lambda r: ladder(r)[0][1] == decided)
     assert ladder(ended) == [
         ("test.slow_poke", decided),
         ("notify", "not_run"),

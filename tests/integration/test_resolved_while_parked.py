@@ -198,7 +198,7 @@ async def test_an_approved_run_waiting_for_the_target_lock_ends_cancelled_when_i
         await env.harness.drain()
         return await env.harness.only_run()
 
-    await eventually(probe, lambda r: r.outcome is not RunOutcome.PENDING, timeout_s=10)
+    await eventually(probe, lambda r: r.outcome is not RunOutcome.PENDING)
     await _assert_cancelled(env, run.id, approval.id)
     await env.harness.guards.release(other, held)
 

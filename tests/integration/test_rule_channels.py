@@ -81,7 +81,7 @@ async def test_a_reload_naming_a_channel_not_configured_is_refused_and_the_rules
         return [r for r in rows if r["kind"] == "rules.reload_failed"]
 
     # The watcher may see the change before the signal does: one failed reload or two.
-    failed = await eventually(failed_reloads, timeout_s=30, what="a rules.reload_failed row")
+    failed = await eventually(failed_reloads, what="a rules.reload_failed row")
     assert failed[0]["data"]["errors"] == [f"{rules}/{UNKNOWN}"]
     assert failed[0]["data"]["kept"]["names"] == ["tell-oncall"]
 
@@ -98,6 +98,6 @@ async def test_a_reload_naming_a_channel_not_configured_is_refused_and_the_rules
                 assert resp.status == 200
                 return list((await resp.json())["runs"])
 
-        found = await eventually(runs, timeout_s=30, what="a run of the rules kept")
+        found = await eventually(runs, what="a run of the rules kept")
     # A firing alert no rule matches is stored done at intake: no run will come for Other.
     assert [r["rule"] for r in found] == ["tell-oncall"]

@@ -57,7 +57,7 @@ async def test_a_malformed_request_never_puts_its_header_in_the_log(serve: Serve
         output = "".join(served.output)
         return "bad HTTP request" in output or "Error handling request" in output
 
-    await eventually(reported, timeout_s=20)
+    await eventually(reported)
     output = "".join(served.output)
     assert MARKER not in output
     assert "Traceback" not in output

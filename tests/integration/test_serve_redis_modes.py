@@ -55,7 +55,6 @@ async def _a_run_and_a_pause(served: Served) -> None:
         runs = await eventually(
             lambda: _runs(session, served),
             lambda runs: bool(runs) and runs[0]["outcome"] not in ("pending", "running"),
-            timeout_s=30,
         )
         assert runs[0]["outcome"] == "dry_run"
         async with session.put(

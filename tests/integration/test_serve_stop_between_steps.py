@@ -90,7 +90,7 @@ async def test_a_stopping_service_begins_no_further_step_and_the_next_start_goes
         async def ended() -> list[dict[str, Any]]:
             return [r for r in await _runs(session, again) if r["outcome"] != "running"]
 
-        runs = await eventually(ended, timeout_s=60)
+        runs = await eventually(ended)
         operator = {"Authorization": f"Bearer {again.operator}"}
         async with session.get(f"{again.url}/api/v1/runs/{runs[0]['id']}", headers=operator) as r:
             detail = await r.json()

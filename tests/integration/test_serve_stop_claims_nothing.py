@@ -127,7 +127,7 @@ async def test_a_stopping_service_claims_and_admits_nothing_while_aiohttp_cleans
                 stopped = any("stopped claiming" in line for line in output)
                 return "handed back" if first["state"] == "pending" and stopped else None
 
-            outcome = await eventually(settled, timeout_s=30, what="the first event back")
+            outcome = await eventually(settled, what="the first event back")
             writer.close()  # aiohttp's cleanup may end now
             code = await asyncio.to_thread(proc.wait, 60)
             assert code == 0, "".join(output[-40:])

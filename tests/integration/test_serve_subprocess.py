@@ -64,7 +64,6 @@ async def test_serve_on_the_embedded_default_end_to_end(serve: ServeFactory) -> 
         runs = await eventually(
             lambda: _runs(session, served),
             lambda runs: bool(runs) and runs[0]["outcome"] not in ("pending", "running"),
-            timeout_s=30,
         )
         assert len(runs) == 1
         assert runs[0]["outcome"] == "dry_run"
@@ -107,7 +106,7 @@ async def test_serve_on_the_embedded_default_end_to_end(serve: ServeFactory) -> 
         async def refused_runs() -> list[dict[str, object]]:
             return [r for r in await _runs(session, again) if r["outcome"] == "refused"]
 
-        refused = await eventually(refused_runs, timeout_s=30)
+        refused = await eventually(refused_runs)
         assert len(refused) == 1
         assert refused[0]["refusal_guard"] == "pause"
         assert "change freeze" in str(refused[0]["refusal_reason"])

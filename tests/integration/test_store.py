@@ -218,7 +218,7 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_settle(store: Sto
     [claim] = await store.claim_events("crashed", 10, 0.3)
     assert await store.claim_events("other", 10, 30) == []
     # Real time passing is the behaviour here: the lease runs out on the database's clock.
-    [again] = await eventually(lambda: store.claim_events("other", 10, 30), timeout_s=5)
+    [again] = await eventually(lambda: store.claim_events("other", 10, 30))
     assert again.event.id == claim.event.id
     assert again.attempts == 2
     assert not await store.complete_event(claim.event.id, "crashed", claim.attempts)
@@ -257,7 +257,7 @@ async def test_release_delays_the_event_and_keeps_the_error(store: Store) -> Non
     assert await store.release_event(claim.event.id, "w1", claim.attempts, 0.4, "redis down")
     assert await store.claim_events("w1", 10, 30) == []
     # The delay is real time on the database's clock: claimable again only once it passed.
-    [again] = await eventually(lambda: store.claim_events("w1", 10, 30), timeout_s=5)
+    [again] = await eventually(lambda: store.claim_events("w1", 10, 30))
     assert (await store.server_now() - released_at).total_seconds() >= 0.4
     assert again.last_error == "redis down"
     assert again.attempts == 2

@@ -96,7 +96,7 @@ async def test_a_looping_template_refuses_its_run_while_the_service_answers(
             done = [r for r in runs if r["outcome"] not in ("pending", "running")]
             return done[0] if done else None
 
-        run = await eventually(finished, lambda run: run is not None, timeout_s=60)
+        run = await eventually(finished, lambda run: run is not None)
         assert run is not None
         async with session.get(f"{served.url}/api/v1/runs/{run['id']}", headers=operator) as r:
             detail = await r.json()

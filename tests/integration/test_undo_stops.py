@@ -56,7 +56,10 @@ rules:
 """
 LABELS = {"alertname": "CheckoutErrors", "service": "shop"}
 S1, S2, S3 = "2026-11-25T10:00:00Z", "2026-11-25T10:00:07Z", "2026-11-25T11:00:00Z"
-QUICK = HttpPolicy(timeout=2.0, attempts=2, initial_wait=0.01, max_wait=0.01, max_retry_after=1)
+# The flag service answers at once: its answers (503, 409) are what fail a step here, never a
+# timeout, so the timeout only stops a hang (2 s ran out on a busy machine and failed the
+# runs that were to act). Quick retries: the second try of a 503 comes at once.
+QUICK = HttpPolicy(timeout=60.0, attempts=2, initial_wait=0.01, max_wait=0.01, max_retry_after=1)
 STOPPED = "not run: an earlier undo step failed"
 
 

@@ -230,9 +230,7 @@ async def test_a_delete_pod_that_waited_out_its_bound_corrects_its_record(
     the try that ends the step, its wait over, makes it say none was, as a refusal does."""
     ns = kube_namespace
     await make_deployment("web", replicas=1)
-    [pod] = await eventually(
-        lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1, timeout_s=30
-    )
+    [pod] = await eventually(lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1)
     clock = Clock()
     h = await make_harness(
         DELETE_POD,
@@ -285,9 +283,7 @@ async def test_a_correction_that_cannot_reach_the_server_is_said_in_the_step(
     deleted."""
     ns = kube_namespace
     await make_deployment("web", replicas=1)
-    [pod] = await eventually(
-        lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1, timeout_s=30
-    )
+    [pod] = await eventually(lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1)
     clock = Clock()
     h = await make_harness(
         DELETE_POD,

@@ -110,7 +110,7 @@ async def drained(h: Harness, accept: Any) -> RunRecord:
         await h.drain()
         return await h.only_run()
 
-    run: RunRecord = await eventually(probe, accept, timeout_s=15)
+    run: RunRecord = await eventually(probe, accept)
     return run
 
 

@@ -51,7 +51,6 @@ async def past_deadline(h: Harness) -> RunRecord:
     run, _ = await eventually(
         probe,
         lambda found: found[0].verify_deadline is not None and found[1] > found[0].verify_deadline,
-        timeout_s=15,
     )
     return run
 

@@ -161,7 +161,7 @@ async def test_notify_wakes_the_worker(
     await store.insert_events([new_event(1)])
     await asyncio.wait_for(process.started.wait(), 5)
     assert time.monotonic() - started < 5
-    await eventually(lambda: _depth_is(store, 0), timeout_s=5)
+    await eventually(lambda: _depth_is(store, 0))
 
 
 async def test_listen_connection_is_reestablished(
@@ -186,7 +186,7 @@ async def test_listen_connection_is_reestablished(
             pids = [r["pid"] for r in await conn.fetch(listeners)]
             return worker.listening.is_set() and bool(pids) and old not in pids
 
-        await eventually(relistened, timeout_s=15)
+        await eventually(relistened)
     finally:
         await conn.close()
     await probe.idle()  # on the new connection: only the insert's NOTIFY can wake it now
@@ -266,7 +266,7 @@ async def test_lease_is_extended_while_processing(
     async def extended() -> float:
         return (await _lease_until(store) - claimed).total_seconds()
 
-    await eventually(extended, lambda s: s >= 3 * 0.6, timeout_s=10)
+    await eventually(extended, lambda s: s >= 3 * 0.6)
     assert other.seen == []
     slow.block.set()
     await eventually(lambda: _depth_is(store, 0))
@@ -340,7 +340,7 @@ async def test_event_of_a_killed_worker_is_reclaimed_after_its_lease(
     rescuer = Recorder()
     worker = workers(rescuer, owner="rescuer", poll_interval_s=0.1)
     await worker.start()
-    await eventually(lambda: _depth_is(store, 0), timeout_s=15)
+    await eventually(lambda: _depth_is(store, 0))
     assert time.monotonic() - killed_at > 0.5  # it waited for the lease, it did not steal it
     assert [e.id for e in rescuer.seen] == [event_id]
     row = await store.get_event(event_id)
@@ -373,11 +373,11 @@ async def test_worker_survives_a_store_outage(
             async def both_failed() -> bool:
                 return not worker.listening.is_set() and probe.failed_claims > 0
 
-            await eventually(both_failed, timeout_s=20, what="the worker noticing the outage")
+            await eventually(both_failed, what="the worker noticing the outage")
         finally:
             pg_controlled.start()
         await store.insert_events([new_event(9)])
-        await eventually(lambda: _depth_is(store, 0), timeout_s=20)
+        await eventually(lambda: _depth_is(store, 0))
         assert len(process.seen) == 1
         await asyncio.wait_for(worker.listening.wait(), 15)  # LISTEN is back too
     finally:
@@ -427,7 +427,7 @@ async def test_a_listen_connection_that_fails_is_a_warning_with_its_cause(
     def warned() -> list[tuple[str, str, dict[str, object]]]:
         return [line for line in said.lines if line[0] == "warning" and "listen" in line[1]]
 
-    await eventually(lambda: asyncio.sleep(0, warned()), bool, timeout_s=10)
+    await eventually(lambda: asyncio.sleep(0, warned()), bool)
     _, event, fields = warned()[0]
     assert "polling" in event
     assert "ConnectionRefusedError" in str(fields.get("error"))
@@ -436,6 +436,6 @@ async def test_a_listen_connection_that_fails_is_a_warning_with_its_cause(
     def failed() -> list[tuple[str, str, dict[str, object]]]:
         return [line for line in said.lines if "listen connection failed" in line[1]]
 
-    await eventually(lambda: asyncio.sleep(0, failed()), lambda f: len(f) >= 2, timeout_s=15)
+    await eventually(lambda: asyncio.sleep(0, failed()), lambda f: len(f) >= 2)
     assert len(warned()) == 1, said.lines
     assert "direct-secret" not in repr(said.lines)

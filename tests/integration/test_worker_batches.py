@@ -86,7 +86,7 @@ async def test_a_worker_killed_in_the_middle_of_a_batch(store: Store, database_u
             hanging.add(int(line.split()[1]))
         completed = batch - hanging
         # Killed only once the other half is settled in the store: those must never run again.
-        await eventually(lambda: _done(store, completed), timeout_s=15)
+        await eventually(lambda: _done(store, completed))
     finally:
         child.send_signal(signal.SIGKILL)  # no release, no cleanup: a crash
         child.wait()
@@ -101,7 +101,7 @@ async def test_a_worker_killed_in_the_middle_of_a_batch(store: Store, database_u
     async with Worker(
         store, record, owner="rescuer", concurrency=4, lease_s=30, poll_interval_s=0.1, log=log
     ):
-        await eventually(lambda: _done(store, batch), timeout_s=20)
+        await eventually(lambda: _done(store, batch))
     assert sorted(e.id for e in seen) == sorted(hanging)  # each once, none of the completed
     for event_id in batch:
         row = await store.get_event(event_id)
@@ -135,7 +135,7 @@ async def test_under_a_backlog_the_worker_claims_in_batches(
         return Disposition.done()
 
     async with _worker(store, gated, 4) as worker:
-        await eventually(functools.partial(_count, gates, 4), timeout_s=10)
+        await eventually(functools.partial(_count, gates, 4))
         assert sizes == [4]
         released = 0
         while worker.processed < 8:
@@ -143,7 +143,7 @@ async def test_under_a_backlog_the_worker_claims_in_batches(
             waiting = [i for i, gate in gates.items() if not gate.is_set()]
             gates[min(waiting)].set()
             released += 1
-            await eventually(functools.partial(_processed, worker, released), timeout_s=10)
+            await eventually(functools.partial(_processed, worker, released))
         # Eight settled with four still queued at every claim: claims of two, never of one.
         assert sizes[0] == 4
         assert all(size >= 2 for size in sizes[1:]), sizes
@@ -200,14 +200,14 @@ async def test_an_alert_name_with_nothing_in_progress_is_claimed_with_every_slot
 
     async with _worker(store, gate.process, 4) as worker:
         await asyncio.wait_for(worker.listening.wait(), 10)
-        await eventually(functools.partial(gate.claimed, 4), timeout_s=10)
+        await eventually(functools.partial(gate.claimed, 4))
         await store.insert_events([new_event("f" * 16, alertname="QueueBacklog")])
-        await eventually(other_claimed, timeout_s=10)
+        await eventually(other_claimed)
         # Nothing of the storm finished meanwhile: the express took a fifth slot.
         assert worker.processed == 0
         assert sorted(gate.names.values()) == ["HighMemoryUsage"] * 4 + ["QueueBacklog"]
         gate.release.set()
-        await eventually(functools.partial(_processed, worker, 13), timeout_s=20)
+        await eventually(functools.partial(_processed, worker, 13))
         assert sorted(gate.names.values()) == ["HighMemoryUsage"] * 12 + ["QueueBacklog"]
 
 
@@ -223,16 +223,16 @@ async def test_a_slot_freed_during_an_express_claim_that_finds_nothing_is_not_lo
 
     async with _worker(store, gate.process, 1) as worker:
         await asyncio.wait_for(worker.listening.wait(), 10)
-        await eventually(functools.partial(gate.claimed, 1), timeout_s=10)  # every slot taken
+        await eventually(functools.partial(gate.claimed, 1))  # every slot taken
 
         async def finds_nothing() -> bool:
             release.set()  # the event in progress ends during the round trip
-            await eventually(functools.partial(_processed, worker, 1), timeout_s=10)
+            await eventually(functools.partial(_processed, worker, 1))
             return False
 
         monkeypatch.setattr(worker, "_claim_express", finds_nothing)
         await store.insert_events([new_event("f" * 16, alertname="QueueBacklog")])
-        await eventually(functools.partial(_processed, worker, 4), timeout_s=10)
+        await eventually(functools.partial(_processed, worker, 4))
 
 
 async def test_while_an_express_event_works_the_others_wait_their_turn(store: Store) -> None:
@@ -273,22 +273,22 @@ async def test_while_an_express_event_works_the_others_wait_their_turn(store: St
     )
     async with worker:
         await asyncio.wait_for(worker.listening.wait(), 10)
-        await eventually(functools.partial(_at_least, names, 4), timeout_s=10)
+        await eventually(functools.partial(_at_least, names, 4))
         await store.insert_events([new_event("f" * 16, alertname="QueueBacklog")])
 
         async def express_past_turn() -> bool:
             return any(names[i] == "QueueBacklog" for i in past_turn)
 
-        await eventually(express_past_turn, timeout_s=10)
+        await eventually(express_past_turn)
         assert priority.holding
         release.set()
-        await eventually(functools.partial(_at_least, at_turn, 4), timeout_s=10)
+        await eventually(functools.partial(_at_least, at_turn, 4))
         for _ in range(3):
             await asyncio.sleep(0)
         # Each storm event reached its turn and was held there.
         assert {names[i] for i in past_turn} == {"QueueBacklog"}
         express_done.set()
-        await eventually(functools.partial(_processed, worker, 9), timeout_s=20)
+        await eventually(functools.partial(_processed, worker, 9))
         assert not priority.holding
         assert len(past_turn) == 9
 

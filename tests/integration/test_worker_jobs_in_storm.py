@@ -40,7 +40,7 @@ async def test_a_due_job_is_taken_while_a_storm_of_events_is_still_queued(store:
     async with Worker(
         store, work, process_job=job, concurrency=4, lease_s=30, poll_interval_s=0.1, log=log
     ):
-        await eventually(lambda: _taken(queued_when_taken), timeout_s=20)
+        await eventually(lambda: _taken(queued_when_taken))
     # 400 events at 4 at a time and 20 ms each take 2 s: the job came within about one
     # JOBS_EVERY_S, with most of the storm still queued, not after it.
     assert queued_when_taken[0] > STORM // 4, queued_when_taken

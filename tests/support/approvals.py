@@ -307,7 +307,7 @@ class ApprovalEnv:
             await self.harness.drain()
             return await self.harness.only_run()
 
-        run: RunRecord = await eventually(probe, accept, timeout_s=15, what=what)
+        run: RunRecord = await eventually(probe, accept, what=what)
         return run
 
 

@@ -137,9 +137,7 @@ async def wait_for_quiet(api_client: Any, namespace: str, name: str) -> Any:
         seen.append(dep.metadata.resource_version)
         return dep if len(seen) > 1 and seen[-1] == seen[-2] else None
 
-    return await eventually(
-        unchanged, timeout_s=30, interval_s=0.5, what=f"{name}'s status written"
-    )
+    return await eventually(unchanged, interval_s=0.5, what=f"{name}'s status written")
 
 
 async def patch_deployment(

@@ -42,6 +42,7 @@ from receiver.worker import Worker
 from remediations.base import Clients
 from remediations.registry import default_registry
 from tests.support.payloads import alert, notification
+from tests.support.polling import PATIENCE_S
 
 __all__ = ["RESTART_WEB", "Harness", "MakeHarness", "make_harness"]
 
@@ -222,7 +223,10 @@ async def make_harness(
             log=log,
             **extra,
         )
-        intake = Intake(store, settle=pipeline.settled_at_intake)
+        # Intake's deadline (5 s in the service) is not what these tests are about: on a busy
+        # machine a write outlasted it and the test failed with a 503's error. The tests of
+        # the deadline build an Intake of their own (test_intake.py, http/test_frozen_store.py).
+        intake = Intake(store, settle=pipeline.settled_at_intake, timeout_s=PATIENCE_S)
         intakes.append(intake)
         return Harness(store, guards, intake, pipeline, metrics, rules_dir / "rules.yaml", holder)
 

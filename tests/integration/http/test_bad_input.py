@@ -333,9 +333,9 @@ async def test_postgres_going_away_mid_flight_is_503_never_500(
 
     senders = [asyncio.create_task(sender(k)) for k in range(8)]
     try:
-        await eventually(current(lambda: len(acked)), lambda n: n >= 50, timeout_s=30)
+        await eventually(current(lambda: len(acked)), lambda n: n >= 50)
         stopping = asyncio.create_task(asyncio.to_thread(pg_controlled.stop, mode))
-        await eventually(current(lambda: 503 in statuses), timeout_s=30)
+        await eventually(current(lambda: 503 in statuses))
         await asyncio.wait_for(stopping, 30)
     finally:
         done.set()

@@ -36,6 +36,7 @@ from receiver.store import Store
 from receiver.telemetry import Metrics
 from tests.support.http import TOKEN
 from tests.support.payloads import alert, notification_body
+from tests.support.polling import PATIENCE_S
 from tests.support.postgres import PostgresServer
 from tests.support.rawhttp import exchange, status_of
 
@@ -242,7 +243,7 @@ class Harness:
         # What is fuzzed is the input: a store write that outlasts intake's deadline on a host
         # other work stalls for seconds answers 503 by design (tests/integration/http/
         # test_frozen_store.py), which is not this test's failure.
-        self.intake = Intake(self.store, timeout_s=60.0)
+        self.intake = Intake(self.store, timeout_s=PATIENCE_S)
         settings = Settings(webhook_token=SecretStr(TOKEN), read_timeout_seconds=10)
         app = create_app(
             settings=settings,
@@ -266,9 +267,11 @@ class Harness:
         await self.store.close()
 
     async def send(self, fuzzed: Fuzzed, goods: list[Fuzzed]) -> tuple[int, list[int]]:
+        # The client waits out the intake's deadline (its 10 s default ran out first on a
+        # stalled host, and the TimeoutError read as a failure the input caused).
         answers = await asyncio.gather(
-            exchange(self.port, fuzzed.request()),
-            *(exchange(self.port, g.request()) for g in goods),
+            exchange(self.port, fuzzed.request(), timeout_s=PATIENCE_S),
+            *(exchange(self.port, g.request(), timeout_s=PATIENCE_S) for g in goods),
         )
         return status_of(answers[0]), [status_of(a) for a in answers[1:]]
 
