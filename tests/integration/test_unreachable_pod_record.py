@@ -25,11 +25,12 @@ from tests.integration.test_unreachable_system import web as web_alert
 from tests.integration.test_unreachable_write import (
     DELETE_POD,
     CuttingProxy,
+    failed_corrected,
     proxied_kube,
     proxy,
+    waiting_delete,
 )
 from tests.support.kube_fixtures import MakeDeployment
-from tests.support.outage import Clock
 from tests.support.pipeline import MakeHarness
 from tests.support.polling import eventually
 
@@ -83,45 +84,18 @@ async def test_a_last_try_that_fails_in_its_plan_corrects_the_earlier_tries_reco
     proxied_kube: Any,
 ) -> None:
     ns = kube_namespace
-    await make_deployment("web", replicas=1)
-    [pod] = await eventually(
-        lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1, timeout_s=30
+    waiting = await waiting_delete(
+        make_harness, make_deployment, kube_admin, ns, proxy, proxied_kube
     )
-    clock = Clock()
-    h = await make_harness(
-        DELETE_POD,
-        kube=proxied_kube,
-        dry_run=False,
-        guards_down_retry_s=0,
-        clock=clock,
-        unreachable_retry_s=60,
-    )
-    proxy.throttle_evictions = True
-    await fire(h, web_alert(ns))
-    run = await h.only_run()
-    assert run.steps[0].outcome == "pending", run.steps[0].message
-    written = await step_record(kube_admin, ns, "web", run.id)
-    assert written.after == {"deleted": [pod]}  # left for the next try to carry out
-
-    clock.now += timedelta(seconds=61)
+    waiting.clock.now += timedelta(seconds=61)
     proxy.throttle_get = f"/api/v1/namespaces/{ns}/pods"  # the plan's read of the pods
-    await h.drain()
-    run = await h.only_run()
-    assert run.outcome is RunOutcome.FAILED
-    (step,) = run.steps
-    assert step.outcome == "failed", step.message
-    assert not step.may_have_acted
+    await waiting.h.drain()
+    step, corrected = await failed_corrected(waiting, kube_admin, ns)
     # A 429 to the read: the system was reached, and refused it (nothing acted).
     assert step.message.startswith(
         "kubernetes was reached and refused the request: 2 tries from "
     ), step.message
-    # Before: still {"deleted": [pod]}, the pod never evicted.
-    corrected = await step_record(kube_admin, ns, "web", run.id)
-    assert corrected.after == {"deleted": []}, corrected.after
-    assert corrected.extra["not_deleted"] == [pod]
     assert "429" in corrected.extra["not_reached"], corrected.extra
-    assert corrected.change == written.change
-    assert list(await pods_of(kube_admin, ns, "web")) == [pod]
 
 
 POD_RULE = """
@@ -146,36 +120,19 @@ async def test_a_pod_targets_last_try_whose_read_of_the_pod_fails_corrects_the_r
     """A Pod target: the record goes on the Deployment of its ReplicaSet. The last try's read
     of the pod is throttled; the record is found again from the pod's name and corrected."""
     ns = kube_namespace
-    await make_deployment("web", replicas=1)
-    [pod] = await eventually(
-        lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1, timeout_s=30
+    waiting = await waiting_delete(
+        make_harness,
+        make_deployment,
+        kube_admin,
+        ns,
+        proxy,
+        proxied_kube,
+        rules=POD_RULE,
+        labels=lambda pod: {"alertname": "PodStuck", "namespace": ns, "pod": pod},
     )
-    clock = Clock()
-    h = await make_harness(
-        POD_RULE,
-        kube=proxied_kube,
-        dry_run=False,
-        guards_down_retry_s=0,
-        clock=clock,
-        unreachable_retry_s=60,
-    )
-    proxy.throttle_evictions = True
-    await fire(h, {"alertname": "PodStuck", "namespace": ns, "pod": pod})
-    run = await h.only_run()
-    assert run.steps[0].outcome == "pending", run.steps[0].message
-    written = await step_record(kube_admin, ns, "web", run.id)
-    assert written.after == {"deleted": [pod]}
-
-    clock.now += timedelta(seconds=61)
+    waiting.clock.now += timedelta(seconds=61)
+    pod = waiting.pod
     proxy.throttle_get = f"/api/v1/namespaces/{ns}/pods/{pod}"  # the plan's read of the pod
-    await h.drain()
-    run = await h.only_run()
-    assert run.outcome is RunOutcome.FAILED
-    (step,) = run.steps
-    assert step.outcome == "failed", step.message
-    assert not step.may_have_acted
+    await waiting.h.drain()
+    step, _ = await failed_corrected(waiting, kube_admin, ns)
     assert f"Pod {ns}/{pod}: gave up after" in step.message, step.message
-    corrected = await step_record(kube_admin, ns, "web", run.id)
-    assert corrected.after == {"deleted": []}, corrected.after  # before: {"deleted": [pod]}
-    assert corrected.extra["not_deleted"] == [pod]
-    assert list(await pods_of(kube_admin, ns, "web")) == [pod]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -33,7 +33,7 @@ from tests.integration.test_unreachable_system import web as web_alert
 from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import MakeDeployment
 from tests.support.outage import Clock
-from tests.support.pipeline import RESTART_WEB, MakeHarness
+from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.redis]
@@ -217,6 +217,72 @@ DELETE_POD = (
 )
 
 
+@dataclass
+class WaitingDelete:
+    """A ``kubernetes.delete_pod`` step waiting for the API server (``waiting_delete``): its
+    harness and clock, the pod it chose, its run, the step's message, and the write record
+    as its first try left it."""
+
+    h: Harness
+    clock: Clock
+    pod: str
+    run_id: str
+    message: str
+    written: Any
+
+
+async def waiting_delete(
+    make_harness: MakeHarness,
+    make_deployment: MakeDeployment,
+    kube_admin: Any,
+    ns: str,
+    proxy: CuttingProxy,
+    proxied_kube: Any,
+    *,
+    rules: str = DELETE_POD,
+    labels: Callable[[str], dict[str, str]] | None = None,
+) -> WaitingDelete:
+    """Deployment ``web`` of one pod, an alert (``labels`` of the pod's name; the Deployment's
+    own alert when None) whose ``rules`` delete it, and every eviction answered 429 through
+    ``proxy``: the step waits for its bound (60 s on the harness's clock), its record written
+    saying the pod deleted, for the next try to carry out."""
+    await make_deployment("web", replicas=1)
+    [pod] = await eventually(lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1)
+    clock = Clock()
+    h = await make_harness(
+        rules,
+        kube=proxied_kube,
+        dry_run=False,
+        guards_down_retry_s=0,
+        clock=clock,
+        unreachable_retry_s=60,
+    )
+    proxy.throttle_evictions = True
+    await fire(h, web_alert(ns) if labels is None else labels(pod))
+    run = await h.only_run()
+    (step,) = run.steps
+    assert step.outcome == "pending", step.message
+    written = await step_record(kube_admin, ns, "web", run.id)
+    assert written.after == {"deleted": [pod]}  # left for the next try to carry out
+    return WaitingDelete(h, clock, pod, run.id, step.message, written)
+
+
+async def failed_corrected(waiting: WaitingDelete, kube_admin: Any, ns: str) -> tuple[Any, Any]:
+    """The waiting step failed without having acted, its record made to say no pod was
+    deleted (the Deployment's pod still there): the step and the corrected record."""
+    run = await waiting.h.only_run()
+    assert run.outcome is RunOutcome.FAILED
+    (step,) = run.steps
+    assert step.outcome == "failed", step.message
+    assert not step.may_have_acted
+    corrected = await step_record(kube_admin, ns, "web", waiting.run_id)
+    assert corrected.after == {"deleted": []}, corrected.after  # before: {"deleted": [pod]}
+    assert corrected.extra["not_deleted"] == [waiting.pod]
+    assert corrected.change == waiting.written.change  # what a take-up would evict, kept
+    assert list(await pods_of(kube_admin, ns, "web")) == [waiting.pod]  # nothing was evicted
+    return step, corrected
+
+
 async def test_a_delete_pod_that_waited_out_its_bound_corrects_its_record(
     make_harness: MakeHarness,
     make_deployment: MakeDeployment,
@@ -229,44 +295,20 @@ async def test_a_delete_pod_that_waited_out_its_bound_corrects_its_record(
     deleted. While the step waits for the API server it stays (the next try carries it out);
     the try that ends the step, its wait over, makes it say none was, as a refusal does."""
     ns = kube_namespace
-    await make_deployment("web", replicas=1)
-    [pod] = await eventually(lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1)
-    clock = Clock()
-    h = await make_harness(
-        DELETE_POD,
-        kube=proxied_kube,
-        dry_run=False,
-        guards_down_retry_s=0,
-        clock=clock,
-        unreachable_retry_s=60,
+    waiting = await waiting_delete(
+        make_harness, make_deployment, kube_admin, ns, proxy, proxied_kube
     )
-    proxy.throttle_evictions = True
-    await fire(h, web_alert(ns))
-    run = await h.only_run()
-    (step,) = run.steps
-    assert step.outcome == "pending", step.message
-    assert step.message.startswith(
+    assert waiting.message.startswith(
         "waiting for its system: kubernetes was reached and refused the request"
-    ), step.message  # a 429 to each eviction
-    written = await step_record(kube_admin, ns, "web", run.id)
-    assert written.after == {"deleted": [pod]}  # left for the next try to carry out
+    ), waiting.message  # a 429 to each eviction
 
-    clock.now += timedelta(seconds=61)
-    await h.drain()
-    run = await h.only_run()
-    assert run.outcome is RunOutcome.FAILED
-    (step,) = run.steps
-    assert step.outcome == "failed", step.message
-    assert not step.may_have_acted
+    waiting.clock.now += timedelta(seconds=61)
+    await waiting.h.drain()
+    step, corrected = await failed_corrected(waiting, kube_admin, ns)
     assert step.message.startswith(
         "kubernetes was reached and refused the request: 2 tries from "
     ), step.message
-    corrected = await step_record(kube_admin, ns, "web", run.id)
-    assert corrected.after == {"deleted": []}
-    assert corrected.extra["not_deleted"] == [pod]
     assert "429" in corrected.extra["not_reached"], corrected.extra
-    assert corrected.change == written.change  # what a take-up would evict, kept
-    assert list(await pods_of(kube_admin, ns, "web")) == [pod]  # nothing was evicted
 
 
 async def test_a_correction_that_cannot_reach_the_server_is_said_in_the_step(
@@ -282,26 +324,13 @@ async def test_a_correction_that_cannot_reach_the_server_is_said_in_the_step(
     connection. The step fails, not having acted, saying the record still claims the pod
     deleted."""
     ns = kube_namespace
-    await make_deployment("web", replicas=1)
-    [pod] = await eventually(lambda: pods_of(kube_admin, ns, "web"), lambda found: len(found) == 1)
-    clock = Clock()
-    h = await make_harness(
-        DELETE_POD,
-        kube=proxied_kube,
-        dry_run=False,
-        guards_down_retry_s=0,
-        clock=clock,
-        unreachable_retry_s=60,
+    waiting = await waiting_delete(
+        make_harness, make_deployment, kube_admin, ns, proxy, proxied_kube
     )
-    proxy.throttle_evictions = True
-    await fire(h, web_alert(ns))
-    run = await h.only_run()
-    assert run.steps[0].outcome == "pending", run.steps[0].message
-
-    clock.now += timedelta(seconds=61)
+    waiting.clock.now += timedelta(seconds=61)
     proxy.cut_after("GET", f"/apis/apps/v1/namespaces/{ns}/replicasets")  # the plan's last read
-    await h.drain()
-    run = await h.only_run()
+    await waiting.h.drain()
+    run = await waiting.h.only_run()
     assert run.outcome is RunOutcome.FAILED
     (step,) = run.steps
     assert step.outcome == "failed", step.message
@@ -313,4 +342,4 @@ async def test_a_correction_that_cannot_reach_the_server_is_said_in_the_step(
     ), step.message
     assert "still says every chosen pod was deleted, correcting it failed: " in step.message
     await proxy.back()
-    assert (await step_record(kube_admin, ns, "web", run.id)).after == {"deleted": [pod]}
+    assert (await step_record(kube_admin, ns, "web", run.id)).after == {"deleted": [waiting.pod]}
