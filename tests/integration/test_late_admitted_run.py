@@ -19,8 +19,6 @@ the chunk that carries the run's id (its Bind), and let through while the retry 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,7 +36,7 @@ from remediations.registry import default_registry
 from tests.support.payloads import alert, notification
 from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.polling import eventually
-from tests.support.relay import HeldRelay, relay_to_postgres, through
+from tests.support.relay import HeldRelay, relay_to_postgres, store_through
 from tests.support.target_locks import lock_holder
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -55,15 +53,9 @@ async def relay(database_url: str) -> AsyncIterator[HeldRelay]:
 
 @pytest.fixture
 async def stalled(database_url: str, relay: HeldRelay) -> AsyncIterator[Store]:
-    """The first attempt's store: one connection, through the relay (its calls are given up
-    after 2 s: ``bounded``, as a connection that stalls is)."""
-    made = await Store.connect(through(database_url, relay.port), min_size=1, max_size=1)
-    try:
+    """The first attempt's store, through the relay (``store_through``)."""
+    async with store_through(database_url, relay) as made:
         yield made
-    finally:
-        relay.let_through()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(made.close(), 30)
 
 
 def _pipeline_over(h: Harness, store: Store) -> Pipeline:

@@ -21,8 +21,6 @@ it lands (test_lease_fence.py), so no retry runs beside it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -42,7 +40,7 @@ from receiver.store import (
 )
 from tests.support.events import alert_event, new_event
 from tests.support.polling import eventually
-from tests.support.relay import HeldRelay, relay_to_postgres, through
+from tests.support.relay import HeldRelay, relay_to_postgres, store_through
 
 pytestmark = pytest.mark.postgres
 
@@ -59,15 +57,9 @@ async def relay(database_url: str) -> AsyncIterator[HeldRelay]:
 
 @pytest.fixture
 async def earlier(database_url: str, relay: HeldRelay) -> AsyncIterator[Store]:
-    """The earlier attempt's store: one connection, through the relay, each call given up
-    after 2 s, as a connection that stalls is."""
-    made = await Store.connect(through(database_url, relay.port), min_size=1, max_size=1)
-    try:
+    """The earlier attempt's store, through the relay (``store_through``)."""
+    async with store_through(database_url, relay) as made:
         yield made
-    finally:
-        relay.let_through()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(made.close(), 30)
 
 
 async def _given_up(

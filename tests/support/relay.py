@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Coroutine
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
+from receiver.store import Store
+
 __all__ = ["HeldRelay", "relay_to_postgres", "through"]
 
 _CHUNK = 65536
@@ -153,3 +155,18 @@ def through(database_url: str, port: int) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     host = f"127.0.0.1:{port}"
     return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+@contextlib.asynccontextmanager
+async def store_through(database_url: str, relay: HeldRelay) -> AsyncIterator[Store]:
+    """A store of one connection to the PostgreSQL of ``database_url`` through ``relay``: an
+    attempt whose statements the test holds in the network (each call given up after 2 s,
+    ``bounded``, as a connection that stalls is). At the end the relay lets everything
+    through and the store is closed, waiting at most 30 s for it."""
+    made = await Store.connect(through(database_url, relay.port), min_size=1, max_size=1)
+    try:
+        yield made
+    finally:
+        relay.let_through()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(made.close(), 30)
