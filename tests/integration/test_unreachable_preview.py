@@ -51,6 +51,23 @@ async def fire(env: ApprovalEnv, namespace: str) -> None:
     await env.harness.drain()
 
 
+async def clocked_env(
+    approval_env: MakeApprovalEnv, make_deployment: MakeDeployment, outage: Outage
+) -> tuple[ApprovalEnv, Clock]:
+    """Deployment ``web``, and an approval environment on ``outage``'s Kubernetes client
+    whose clock the test moves: a step waits at most 60 s of it for the server."""
+    await make_deployment("web", replicas=1)
+    clock = Clock()
+    env = await approval_env(
+        rules=RULES,
+        kube=outage.client,
+        guards_down_retry_s=0,
+        clock=clock,
+        unreachable_retry_s=60,
+    )
+    return env, clock
+
+
 async def test_a_preview_during_an_outage_waits_and_asks_once_the_server_is_back(
     approval_env: MakeApprovalEnv,
     make_deployment: MakeDeployment,
@@ -97,15 +114,7 @@ async def test_an_approved_steps_preview_during_an_outage_waits_its_approval_kep
     kube_namespace: str,
     outage: Outage,
 ) -> None:
-    await make_deployment("web", replicas=1)
-    clock = Clock()
-    env = await approval_env(
-        rules=RULES,
-        kube=outage.client,
-        guards_down_retry_s=0,
-        clock=clock,
-        unreachable_retry_s=60,
-    )
+    env, clock = await clocked_env(approval_env, make_deployment, outage)
     h = env.harness
     # A first outage as the alert comes in: the preview waits, then the approval is asked.
     outage.begin()
@@ -157,15 +166,7 @@ async def test_a_preview_that_waited_its_bound_ends_the_step_failed(
     kube_namespace: str,
     outage: Outage,
 ) -> None:
-    await make_deployment("web", replicas=1)
-    clock = Clock()
-    env = await approval_env(
-        rules=RULES,
-        kube=outage.client,
-        guards_down_retry_s=0,
-        clock=clock,
-        unreachable_retry_s=60,
-    )
+    env, clock = await clocked_env(approval_env, make_deployment, outage)
     h = env.harness
     outage.begin()
     first = clock.now
