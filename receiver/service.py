@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,108 +20,65 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from receiver.approvals.policy import rules_not_loaded
-from receiver.approvals.setup import approval_setup
+from receiver.assembly import Endpoints, assemble, load_rules
 from receiver.audit_outbox import AuditedSwitch
-from receiver.clients import build_clients, check_required, required_clients
-from receiver.config import ConfigError, Settings, kube_credentials_present
-from receiver.config.action_waits import pipeline_waits
-from receiver.config.approvals import load_approvals
+from receiver.config import Settings
 from receiver.config.checks import start_up_notices
 from receiver.embedded import EmbeddedServices
-from receiver.guards.redis_guards import Guards
 from receiver.http.app import create_app, create_runner
 from receiver.http.approvals import ApprovalWeb
 from receiver.http.deps import REVIEW_TIMEOUT_S, STORE_TIMEOUT_S, HealthChecks
 from receiver.http.login import ReviewWeb
 from receiver.intake import Intake
-from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.redis_connect import connect_redis, durability_warning, mode_mismatch
+from receiver.processes.supervisor import WorkerProcesses
 from receiver.review.loader import Review
 from receiver.review.sessions import Sessions
-from receiver.rules.loader import RuleHolder, RuleWatcher
-from receiver.rules.model import RuleSet
+from receiver.rules.errors import RuleError
+from receiver.rules.loader import RuleWatcher
 from receiver.startup import (
     Generated,
     RuleReloads,
     StartupError,
     banner,
     configuration_record,
-    connect_store,
     embedded_credentials,
-    log_rule_warnings,
     matching_sample,
     mode_text,
     require_authentication,
     storage_text,
 )
 from receiver.stop_budget import AUDIT_TIMEOUT_S, close_all, stop_side_by_side, within
-from receiver.store import ClashReport, Store, StoreUnavailable, keep_pruning, keep_statistics
-from receiver.telemetry import Metrics
-from receiver.worker import Worker
-from remediations.registry import default_registry
+from receiver.store import Store, StoreUnavailable, keep_pruning, keep_statistics
 
 RULES_POLL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoints:
+class Backing:
     """Where the stores are; ``embedded`` is set when this process runs servers of its own."""
 
-    database_url: str
-    # None with Sentinel: the sentinels name the master (receiver.redis_connect).
-    redis_url: str | None
+    endpoints: Endpoints
     embedded: EmbeddedServices | None
 
 
 @contextlib.asynccontextmanager
-async def backing_services(settings: Settings) -> AsyncIterator[Endpoints]:
+async def backing_services(settings: Settings) -> AsyncIterator[Backing]:
     """External URLs when configured, otherwise embedded servers under the data directory.
 
     Raises DataDirBusy (an EmbeddedError) when another live process owns that directory."""
     db = settings.database_url.get_secret_value() if settings.database_url else None
     rd = settings.redis_url.get_secret_value() if settings.redis_url else None
     if db and settings.redis_external:
-        yield Endpoints(db, rd, embedded=None)
+        yield Backing(Endpoints(db, rd), embedded=None)
         return
     embed_redis = not settings.redis_external
     async with EmbeddedServices(
         settings.data_dir, postgres=db is None, redis=embed_redis, command="remediator serve"
     ) as emb:
-        yield Endpoints(
-            db or str(emb.database_url),
-            str(emb.redis_url) if embed_redis else rd,
+        yield Backing(
+            Endpoints(db or str(emb.database_url), str(emb.redis_url) if embed_redis else rd),
             embedded=emb,
         )
-
-
-def listen_dsn(settings: Settings, endpoints: Endpoints) -> str:
-    """Where the worker LISTENs: ``database.direct_url`` when set (a direct connection, needed
-    behind a transaction pooler), else the store's own database."""
-    if settings.database_direct_url is not None:
-        return settings.database_direct_url.get_secret_value()
-    return endpoints.database_url
-
-
-async def kube_client(settings: Settings) -> Any | None:
-    """A kubernetes_asyncio ApiClient from a kubeconfig or in-cluster credentials, or None."""
-    if not kube_credentials_present(settings, os.environ):
-        return None
-    from kubernetes_asyncio import client, config
-
-    configuration = client.Configuration()
-    if settings.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        path = settings.kubeconfig or Path(os.environ.get("KUBECONFIG", "~/.kube/config"))
-        await config.load_kube_config(
-            config_file=str(path.expanduser()), client_configuration=configuration
-        )
-    return client.ApiClient(configuration)
-
-
-def _by_rule_problems(by_rule: Iterable[str], rules: RuleSet) -> list[str]:
-    return rules_not_loaded(by_rule, (rule.name for rule in rules.rules))
 
 
 async def run_service(
@@ -137,75 +93,32 @@ async def run_service(
             log.error("configuration removes a safety", problem=notice.message)
         else:
             log.warning("configuration warning", problem=notice.message)
-    registry = default_registry()
-    policy = settings.namespace_policy()
-    # Rules first: invalid rules stop the start before any server is touched. A step naming a
-    # channel not configured is an error, as an unknown action is (none configured: one warning).
-    channels = frozenset(settings.notify_channels)
-    rules = RuleHolder(settings.rules_dir, registry, policy, channels=channels)
-    log_rule_warnings(log, rules.current.warnings)
-    # Approval files too: a missing key or approvers file must stop the start early.
-    approval_files = load_approvals(settings)
-    approver_problems = functools.partial(_by_rule_problems, approval_files.approvers.by_rule)
-    if problems := approver_problems(rules.current):
-        raise ConfigError("; ".join(problems))
-    rules.check = approver_problems  # a reload that orphans a by_rule key is a failed one
+    loaded = load_rules(settings, log)
+    rules = loaded.holder
 
-    async with backing_services(settings) as endpoints:
-        embedded = endpoints.embedded
+    async with backing_services(settings) as backing:
+        embedded = backing.embedded
         generated = Generated()
         if embedded is not None:
             settings, generated = embedded_credentials(settings)
-        store = await connect_store(settings, endpoints.database_url)
-        store.late_delivery_window_s = settings.late_delivery_window_seconds
-        redis = connect_redis(settings, endpoints.redis_url)
-        log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
-        if (mismatch := await mode_mismatch(redis, settings, endpoints.redis_url)) is not None:
-            await redis.close()
-            raise ConfigError(mismatch)
-        kube = await kube_client(settings)
-        # Clients by name for every configured connection; only those the loaded rules need
-        # are opened now (and checked), the others when a step first uses them.
-        clients = build_clients(settings, kube=kube)
-        await check_required(clients, required_clients(rules.current, registry), log)
-        dry_run = settings.dry_run_everywhere
-        metrics = Metrics()
-        store.label_clashes = ClashReport(metrics.label_clashes)
-        guards = Guards(redis.client, policy, settings.guard_settings())
-        if (durability := await durability_warning(redis, guards.keys.pause())) is not None:
-            log.warning("guard state may be lost in a redis failover", problem=durability)
-        approvals = approval_setup(
+        side = await assemble(settings, backing.endpoints, loaded, log=log)
+        store, redis, kube, clients, metrics = (
+            side.store,
+            side.redis,
+            side.kube,
+            side.clients,
+            side.metrics,
+        )
+        guards, approvals, pipeline = side.guards, side.approvals, side.pipeline
+        worker = side.worker
+        # The other worker processes, started once this one is serving (worker.processes).
+        processes = WorkerProcesses(
+            settings.worker_processes - 1,
             settings,
-            approval_files,
-            store,
-            log=log.bind(component="approvals"),
-            notifier=clients.notifier,
-            metrics=metrics,
+            backing.endpoints,
+            log=log.bind(component="worker-processes"),
         )
-        pipeline = Pipeline(
-            store=store,
-            guards=guards,
-            rules=rules,
-            registry=registry,
-            clients=clients.clients,
-            settings=PipelineSettings(dry_run=dry_run, policy=policy, **pipeline_waits(settings)),
-            metrics=metrics,
-            approvals=approvals.desk,
-            log=structlog.get_logger("remediator.pipeline").bind(),
-        )
-        worker = Worker(
-            store,
-            pipeline,
-            concurrency=settings.worker_concurrency,
-            lease_s=settings.worker_lease_seconds,
-            poll_interval_s=settings.worker_poll_interval_seconds,
-            max_attempts=settings.worker_max_attempts,
-            process_job=pipeline.run_job,
-            lease_to_process=True,
-            priority=pipeline.priority,
-            listen_dsn=listen_dsn(settings, endpoints),
-            log=log.bind(component="worker"),
-        )
+        dry_run = settings.dry_run_everywhere
         intake = Intake(
             store, timeout_s=settings.intake_timeout_seconds, settle=pipeline.settled_at_intake
         )
@@ -260,14 +173,21 @@ async def run_service(
             # back (worker.stop, below).
             pipeline.wind_down()
             worker.stop_claiming()
+            processes.stop()
             stop.set()
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, begin_stop)
         report = RuleReloads(rules, log, store.append_audit, loop, store.open_runs, metrics=metrics)
-        watcher = RuleWatcher(rules, settings.rules_dir, report)
-        loop.add_signal_handler(signal.SIGHUP, lambda: report(rules.reload()))
+
+        def reloaded(errors: list[RuleError]) -> None:
+            # This process's reload is the one recorded; the worker processes follow it.
+            report(errors)
+            loop.call_soon_threadsafe(processes.reload)  # the watcher calls from its thread
+
+        watcher = RuleWatcher(rules, settings.rules_dir, reloaded)
+        loop.add_signal_handler(signal.SIGHUP, lambda: reloaded(rules.reload()))
         background = [
             asyncio.create_task(watcher.run(RULES_POLL_S), name="rules-watcher"),
             asyncio.create_task(
@@ -291,6 +211,7 @@ async def run_service(
         try:
             if not stop.is_set():  # a signal before this point: claim nothing at all
                 await worker.start()
+                processes.start()
             try:
                 await site.start()
             except OSError as exc:  # the port taken, the host no address of this machine
@@ -354,7 +275,8 @@ async def run_service(
             for task in background:
                 task.cancel()
             # Each part within its bound, whatever it waits on (receiver.stop_budget).
-            await stop_side_by_side(runner, intake, worker, settings, log)
+            processes.stop()
+            await stop_side_by_side(runner, intake, worker, settings, log, processes)
             await within(report.drain(), AUDIT_TIMEOUT_S, log, "recording the rules' reloads")
             await _audit(store, log, "service.stopped", {"worker": worker.owner}, AUDIT_TIMEOUT_S)
             await close_all(store, redis, clients, kube, log)

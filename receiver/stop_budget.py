@@ -9,6 +9,9 @@ The stop, from SIGTERM (``receiver.service``):
    ``Pipeline.wind_down``); the worker's LISTEN connection is closed and a claim waiting out
    its backoff after a failed claim ends.
 2. Side by side (``stop_side_by_side``), each cut short at its bound whatever it waits on:
+   - The worker processes (``worker.processes`` over 1: ``receiver.processes``), sent SIGTERM
+     in step 1, each stopping its worker as below, then closing its stores and its event loop;
+     one still running at the bound is killed.
    - HTTP: aiohttp stops listening and gives a request in progress ``HTTP_SHUTDOWN_S`` to
      finish, then cancels it and waits as long again; then intake's writes still in progress,
      each bounded by the intake timeout (``intake.timeout``).
@@ -102,23 +105,33 @@ class StopBudget:
     audit_s: float
     close_s: float
     leftovers_s: float
+    # The worker processes' own stops (``worker.processes`` over 1), side by side with step 2:
+    # each stops its worker, closes its stores and its loop as serve does.
+    processes_s: float = 0.0
 
     @property
     def total_s(self) -> float:
-        """The longest the whole stop takes: HTTP and the worker stop side by side."""
-        return max(self.http_s, self.worker_s) + self.audit_s + self.close_s + self.leftovers_s
+        """The longest the whole stop takes: HTTP, the worker and the worker processes stop
+        side by side."""
+        step_2 = max(self.http_s, self.worker_s, self.processes_s)
+        return step_2 + self.audit_s + self.close_s + self.leftovers_s
 
 
 def stop_budget(settings: Settings) -> StopBudget:
     """The bounds of serve's stop under ``settings`` (``worker.shutdown_grace`` and
-    ``intake.timeout`` are the settings it depends on)."""
+    ``intake.timeout`` are the settings it depends on, and ``worker.processes``)."""
     grace_s = settings.worker_shutdown_grace_seconds
+    worker_s = CLAIM_WAIT_S + grace_s + max(RELEASE_WAIT_S, grace_s)
+    leftovers_s = _LEFTOVER_WAITS * LEFTOVERS_S
     return StopBudget(
         http_s=2 * HTTP_SHUTDOWN_S + settings.intake_timeout_seconds,
-        worker_s=CLAIM_WAIT_S + grace_s + max(RELEASE_WAIT_S, grace_s),
+        worker_s=worker_s,
         audit_s=2 * AUDIT_TIMEOUT_S,
         close_s=CLOSE_TIMEOUT_S,
-        leftovers_s=_LEFTOVER_WAITS * LEFTOVERS_S,
+        leftovers_s=leftovers_s,
+        processes_s=worker_s + CLOSE_TIMEOUT_S + leftovers_s
+        if settings.worker_processes > 1
+        else 0,
     )
 
 
@@ -126,6 +139,12 @@ class StoppingWorker(Protocol):
     """What the stop needs of ``receiver.worker.Worker`` (imported by it: no import back)."""
 
     async def stop(self, grace_s: float = ...) -> None: ...
+
+
+class StoppingProcesses(Protocol):
+    """What the stop needs of ``receiver.processes.WorkerProcesses``."""
+
+    async def wait(self, timeout_s: float) -> None: ...
 
 
 async def within(work: Awaitable[None], timeout_s: float, log: Any, what: str) -> None:
@@ -178,16 +197,22 @@ async def stop_side_by_side(
     worker: StoppingWorker,
     settings: Settings,
     log: Any,
+    processes: StoppingProcesses | None = None,
 ) -> None:
-    """Step 2: the HTTP server (``stop_http``) and the worker (``Worker.stop`` with the
-    ``worker.shutdown_grace`` of ``settings``) stop side by side, each cut short at its bound
-    (``stop_budget``) should it wait on something that does not end."""
+    """Step 2: the HTTP server (``stop_http``), the worker (``Worker.stop`` with the
+    ``worker.shutdown_grace`` of ``settings``) and the worker processes (already sent SIGTERM)
+    stop side by side, each cut short at its bound (``stop_budget``) should it wait on
+    something that does not end."""
     budget = stop_budget(settings)
     grace_s = settings.worker_shutdown_grace_seconds
-    await asyncio.gather(
+    parts = [
         within(stop_http(runner, intake), budget.http_s, log, "stopping the HTTP server"),
         within(worker.stop(grace_s), budget.worker_s, log, "stopping the worker"),
-    )
+    ]
+    if processes is not None:
+        # Killed at the bound by wait itself (a process is not a task to cancel).
+        parts.append(processes.wait(budget.processes_s))
+    await asyncio.gather(*parts)
 
 
 async def close_all(store: Store, redis: Any, clients: Any, kube: Any | None, log: Any) -> None:

@@ -181,23 +181,13 @@ class Settings(RedisSettings, ActionWaits):
     # previous answer on a kept-alive connection) and, separately, its body.
     read_timeout_seconds: float = 30.0
 
-    # Events in progress at once per replica. Their calls to the store and the guards go
+    # Events in progress at once per worker process. Their calls to the store and the guards go
     # together (receiver.batching), so more in progress is less work per event; and each of
-    # them waits for more others, so an unrelated alert waits longer. In the storm bench
-    # (1,000,000 stored, 10,000 refused events; issue 12 asks under 10 s and p50 under 50 ms),
-    # stop 20's hour: 8 drained in 10.5 s (unrelated alert p50 26 ms), 12 in 8.7 to 9.0 s (p50
-    # 26 to 31 ms), 16 in 7.9 to 8.3 s (p50 32 to 38 ms). Stop 21's slower hour, taking turns
-    # 12, 16, 16, 12, 16, 12, 12, 16: 12 in 11.5 to 11.8 s (p50 28 to 32 ms), 16 in 10.1 to
-    # 11.4 s (p50 33 to 40 ms); 20 and 24 no sooner than 16, at p50 35 to 50 ms. So 16.
-    # Stop 24's hour: with 100,000 stored 32 drained in 14.5 to 15.3 s against 18.9 to 20.1 s
-    # at 16 (in turn; 48 and 64 no sooner than 32), but with the 1,000,000 stored that the
-    # target is set at, taking turns 16, 32, 32, 16: 17.9 and 17.0 s at 16 (p50 46 and 43 ms),
-    # 17.9 and 17.2 s at 32 (p50 54 and 57 ms): on the bigger indexes, a run's write and the
-    # history read cost more per event at 32 (claims and groups of 16) than at 16 (of 8), and
-    # the unrelated alert waits for more others. So 16 still. Stop 30 (one execution a batch
-    # of history reads, 0030), 1,000,000 stored, in turn: 24 drained in 12.6 to 15.3 s (p50 45
-    # to 49 ms), 16 in 16.7 to 18.9 s (45 to 54 ms), 32 in 12.6 and 13.2 s (51, 65). So 24.
+    # them waits for more others, so an unrelated alert waits longer. The storm runs behind
+    # 24 are in docs/performance-history.md ("worker.concurrency's default").
     worker_concurrency: Integer = Field(default=24, ge=1, le=256)
+    # Processes that run the worker, serve's own included (README, "Worker processes").
+    worker_processes: Integer = Field(default=1, ge=1, le=64)
     worker_lease_seconds: float = 60.0
     worker_poll_interval_seconds: float = 1.0
     # Failed attempts before an alert event or a job is dead (receiver.worker, same default).

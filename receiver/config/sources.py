@@ -95,6 +95,7 @@ KEYS: tuple[Key, ...] = (
     _key("readiness_timeout_seconds", "http.readiness_timeout", "READINESS_TIMEOUT"),
     _key("read_timeout_seconds", "http.read_timeout", "READ_TIMEOUT"),
     _key("worker_concurrency", "worker.concurrency", "WORKER_CONCURRENCY"),
+    _key("worker_processes", "worker.processes", "WORKER_PROCESSES"),
     _key("worker_lease_seconds", "worker.lease", "WORKER_LEASE"),
     _key("worker_poll_interval_seconds", "worker.poll_interval", "WORKER_POLL_INTERVAL"),
     _key("worker_max_attempts", "worker.max_attempts", "WORKER_MAX_ATTEMPTS"),

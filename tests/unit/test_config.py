@@ -94,6 +94,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
         "REMEDIATOR_READINESS_TIMEOUT": "5s",
         "REMEDIATOR_READ_TIMEOUT": "1m",
         "REMEDIATOR_WORKER_CONCURRENCY": "16",
+        "REMEDIATOR_WORKER_PROCESSES": "2",
         "REMEDIATOR_WORKER_LEASE": "2m",
         "REMEDIATOR_WORKER_POLL_INTERVAL": "500ms",
         "REMEDIATOR_WORKER_MAX_ATTEMPTS": "3",
@@ -187,6 +188,7 @@ def test_every_documented_variable_is_parsed(tmp_path: Path) -> None:
     assert s.readiness_timeout_seconds == 5
     assert s.read_timeout_seconds == 60
     assert s.worker_concurrency == 16
+    assert s.worker_processes == 2
     assert s.worker_lease_seconds == 120
     assert s.worker_poll_interval_seconds == 0.5
     assert s.worker_max_attempts == 3
@@ -264,6 +266,8 @@ def test_namespace_policy_default_denies_system_namespaces() -> None:
         ("REMEDIATOR_LOCK_TTL", "5 parsecs", "not a duration"),
         ("REMEDIATOR_BUDGET_WINDOW", "-1", "negative"),
         ("REMEDIATOR_WORKER_CONCURRENCY", "0", "greater than or equal to 1"),
+        ("REMEDIATOR_WORKER_PROCESSES", "0", "greater than or equal to 1"),
+        ("REMEDIATOR_WORKER_PROCESSES", "65", "less than or equal to 64"),
         ("REMEDIATOR_LOG_LEVEL", "loud", "debug, info"),
         ("REMEDIATOR_LOG_FORMAT", "xml", "json"),
     ],

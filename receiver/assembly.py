@@ -1,0 +1,208 @@
+"""The worker's side of the service, built in one place: the store, the guards' Redis, the
+action clients, the approvals, the pipeline and the worker that feeds it.
+
+``remediator serve`` builds it once in its own process (``receiver.service``, which adds the
+HTTP server on top) and once in each worker process it starts (``receiver.processes.child``,
+``worker.processes``): both run the same worker over the same stores, as replicas do, so what
+one process claims no other can (the store's leases and fences), and what the guards admit is
+admitted once across them (the guards' Redis scripts).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from receiver.approvals.policy import rules_not_loaded
+from receiver.approvals.setup import ApprovalSetup, approval_setup
+from receiver.clients import ServiceClients, build_clients, check_required, required_clients
+from receiver.config import ConfigError, Settings, kube_credentials_present
+from receiver.config.action_waits import pipeline_waits
+from receiver.config.approvals import ApprovalFiles, load_approvals
+from receiver.guards.redis_guards import Guards
+from receiver.pipeline import Pipeline, PipelineSettings
+from receiver.redis_connect import GuardRedis, connect_redis, durability_warning, mode_mismatch
+from receiver.reloads import log_rule_warnings
+from receiver.rules.loader import RuleHolder
+from receiver.rules.model import RuleSet
+from receiver.startup import connect_store
+from receiver.store import ClashReport, Store
+from receiver.telemetry import Metrics
+from receiver.worker import Worker
+from remediations.base import Registry
+from remediations.registry import default_registry
+
+__all__ = [
+    "Endpoints",
+    "Rules",
+    "WorkerSide",
+    "assemble",
+    "kube_client",
+    "listen_dsn",
+    "load_rules",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the stores are: PostgreSQL's DSN and the guards' Redis URL (None with Sentinel:
+    the sentinels name the master, ``receiver.redis_connect``). Picklable: a worker process
+    gets the endpoints of the process that started it (the embedded servers' included)."""
+
+    database_url: str
+    redis_url: str | None
+
+
+def listen_dsn(settings: Settings, endpoints: Endpoints) -> str:
+    """Where the worker LISTENs: ``database.direct_url`` when set (a direct connection, needed
+    behind a transaction pooler), else the store's own database."""
+    if settings.database_direct_url is not None:
+        return settings.database_direct_url.get_secret_value()
+    return endpoints.database_url
+
+
+async def kube_client(settings: Settings) -> Any | None:
+    """A kubernetes_asyncio ApiClient from a kubeconfig or in-cluster credentials, or None."""
+    if not kube_credentials_present(settings, os.environ):
+        return None
+    from kubernetes_asyncio import client, config
+
+    configuration = client.Configuration()
+    if settings.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        path = settings.kubeconfig or Path(os.environ.get("KUBECONFIG", "~/.kube/config"))
+        await config.load_kube_config(
+            config_file=str(path.expanduser()), client_configuration=configuration
+        )
+    return client.ApiClient(configuration)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The rules in force and what they were checked against: the actions' registry and the
+    approval files (a ``by_rule`` key naming no rule is refused, at the start and at a reload)."""
+
+    registry: Registry
+    holder: RuleHolder
+    approval_files: ApprovalFiles
+
+
+def load_rules(settings: Settings, log: Any, *, warn: bool = True) -> Rules:
+    """Load the rule files and the approval files of ``settings``, checked together. The
+    rules' warnings are logged when ``warn`` (a worker process leaves them to the process that
+    started it, which logged them already).
+
+    Raises RuleSetError for invalid rules, ConfigError for an unreadable approval file or one
+    naming a rule not loaded."""
+    registry = default_registry()
+    # A step naming a channel not configured is an error, as an unknown action is (none
+    # configured: one warning).
+    channels = frozenset(settings.notify_channels)
+    holder = RuleHolder(
+        settings.rules_dir, registry, settings.namespace_policy(), channels=channels
+    )
+    if warn:
+        log_rule_warnings(log, holder.current.warnings)
+    # Approval files too: a missing key or approvers file must stop the start early.
+    approval_files = load_approvals(settings)
+    approver_problems = functools.partial(_by_rule_problems, approval_files.approvers.by_rule)
+    if problems := approver_problems(holder.current):
+        raise ConfigError("; ".join(problems))
+    holder.check = approver_problems  # a reload that orphans a by_rule key is a failed one
+    return Rules(registry, holder, approval_files)
+
+
+def _by_rule_problems(by_rule: Iterable[str], rules: RuleSet) -> list[str]:
+    return rules_not_loaded(by_rule, (rule.name for rule in rules.rules))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSide:
+    """What ``assemble`` built; ``kube`` is None without cluster credentials."""
+
+    store: Store
+    redis: GuardRedis
+    kube: Any | None
+    clients: ServiceClients
+    metrics: Metrics
+    guards: Guards
+    approvals: ApprovalSetup
+    pipeline: Pipeline
+    worker: Worker
+
+
+async def assemble(
+    settings: Settings,
+    endpoints: Endpoints,
+    rules: Rules,
+    *,
+    log: Any,
+    check_clients: bool = True,
+) -> WorkerSide:
+    """Connect the store (migrated) and the guards' Redis at ``endpoints``, open the clients the
+    loaded ``rules`` need (and check them, unless not ``check_clients``), and build the
+    pipeline and its worker (not started).
+
+    ``rules``: from ``load_rules``. Raises StartupError or ConfigError (the store unreachable,
+    Redis of another mode than ``redis.mode``, a client the rules need that does not answer)."""
+    store = await connect_store(settings, endpoints.database_url)
+    store.late_delivery_window_s = settings.late_delivery_window_seconds
+    redis = connect_redis(settings, endpoints.redis_url)
+    log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
+    if (mismatch := await mode_mismatch(redis, settings, endpoints.redis_url)) is not None:
+        await redis.close()
+        raise ConfigError(mismatch)
+    kube = await kube_client(settings)
+    # Clients by name for every configured connection; only those the loaded rules need are
+    # opened now (and checked), the others when a step first uses them.
+    clients = build_clients(settings, kube=kube)
+    if check_clients:  # a worker process leaves it to serve, which checked them before it
+        await check_required(clients, required_clients(rules.holder.current, rules.registry), log)
+    metrics = Metrics()
+    store.label_clashes = ClashReport(metrics.label_clashes)
+    policy = settings.namespace_policy()
+    guards = Guards(redis.client, policy, settings.guard_settings())
+    if (durability := await durability_warning(redis, guards.keys.pause())) is not None:
+        log.warning("guard state may be lost in a redis failover", problem=durability)
+    approvals = approval_setup(
+        settings,
+        rules.approval_files,
+        store,
+        log=log.bind(component="approvals"),
+        notifier=clients.notifier,
+        metrics=metrics,
+    )
+    pipeline = Pipeline(
+        store=store,
+        guards=guards,
+        rules=rules.holder,
+        registry=rules.registry,
+        clients=clients.clients,
+        settings=PipelineSettings(
+            dry_run=settings.dry_run_everywhere, policy=policy, **pipeline_waits(settings)
+        ),
+        metrics=metrics,
+        approvals=approvals.desk,
+        log=structlog.get_logger("remediator.pipeline").bind(),
+    )
+    worker = Worker(
+        store,
+        pipeline,
+        concurrency=settings.worker_concurrency,
+        lease_s=settings.worker_lease_seconds,
+        poll_interval_s=settings.worker_poll_interval_seconds,
+        max_attempts=settings.worker_max_attempts,
+        process_job=pipeline.run_job,
+        lease_to_process=True,
+        priority=pipeline.priority,
+        listen_dsn=listen_dsn(settings, endpoints),
+        log=log.bind(component="worker"),
+    )
+    return WorkerSide(store, redis, kube, clients, metrics, guards, approvals, pipeline, worker)

@@ -1,0 +1,166 @@
+"""A worker process: the worker of ``remediator serve`` and nothing else, started by ``serve``
+(``worker.processes``) with ``python -m receiver.processes.child`` and its ``Handoff`` on
+standard input.
+
+It claims and works events and jobs exactly as the worker in ``serve``'s own process does (the
+same ``receiver.assembly``), so every guarantee between replicas holds between processes: one
+run per episode, leases and fences, the guards' admissions made once. It takes no webhooks and
+serves no pages: its metrics are read by ``serve`` over a Unix socket of its own and added into
+``serve``'s ``/metrics``.
+
+It stops as ``serve`` does (``receiver.stop_budget``): on SIGTERM or SIGINT, or when its
+standard input ends (the process that started it is gone, killed or crashed), it claims
+nothing more, lets the steps in progress finish within ``worker.shutdown_grace`` and hands
+back the rest. On SIGHUP it reloads the rules (``serve`` sends it after each reload of its
+own, which is the one recorded in the audit log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from receiver.assembly import WorkerSide, assemble, load_rules
+from receiver.processes.handoff import Handoff, HandoffError, read_handoff
+from receiver.rules.errors import RuleError, RuleSetError
+from receiver.stop_budget import close_all, stop_budget, within
+
+__all__ = ["main", "run_child"]
+
+# Exit status of a child that cannot start, for the supervisor's log: 2 a bad handoff, 3 a
+# start that failed (the store, Redis or the rules).
+_BAD_HANDOFF = 2
+_NOT_STARTED = 3
+
+
+async def run_child(handoff: Handoff) -> None:
+    """Run the worker of ``handoff`` until a stop (above). Raises what ``assemble`` raises when
+    the stores cannot be reached or the rules do not load."""
+    settings = handoff.settings
+    log = structlog.get_logger("remediator").bind(process=f"worker-{handoff.index}")
+    rules = load_rules(settings, log, warn=False)
+    side = await assemble(settings, handoff.endpoints, rules, log=log, check_clients=False)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def begin_stop() -> None:
+        side.pipeline.wind_down()
+        side.worker.stop_claiming()
+        stop.set()
+
+    def reload() -> None:
+        _reported(rules.holder.reload(), log)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, begin_stop)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    _on_parent_gone(loop, begin_stop)
+    metrics = await _serve_metrics(side, handoff)
+    try:
+        await side.worker.start()
+        log.info("worker process started", worker=side.worker.owner, pid=os.getpid())
+        await stop.wait()
+        log.info("worker process stopping: finishing or releasing claimed work")
+    finally:
+        begin_stop()
+        # SIGINT and SIGTERM keep their handler until the process exits: serve may send SIGTERM
+        # again (and Ctrl-C reaches every process of the terminal's group), and the default
+        # action would kill the process while it hands its claims back.
+        loop.remove_signal_handler(signal.SIGHUP)
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(sys.stdin.fileno())
+        grace_s = settings.worker_shutdown_grace_seconds
+        await within(
+            side.worker.stop(grace_s), stop_budget(settings).worker_s, log, "stopping the worker"
+        )
+        await metrics.cleanup()
+        await close_all(side.store, side.redis, side.clients, side.kube, log)
+        log.info("worker process stopped", worker=side.worker.owner)
+
+
+def _reported(errors: list[RuleError], log: Any) -> None:
+    # serve's own reload writes the audit row; this process only says what it loaded.
+    if errors:
+        for error in errors:
+            log.error("rule reload failed; keeping the last good rules", error=str(error))
+    else:
+        log.info("rules reloaded")
+
+
+def _on_parent_gone(loop: asyncio.AbstractEventLoop, begin_stop: Any) -> None:
+    """Stop when standard input ends: serve holds the pipe's other end until it exits."""
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            begin_stop()
+
+    loop.add_reader(fd, readable)
+
+
+async def _serve_metrics(side: WorkerSide, handoff: Handoff) -> web.AppRunner:
+    """Answer ``GET /metrics`` on the handoff's Unix socket with this process's metrics."""
+
+    async def exposition(request: web.Request) -> web.Response:
+        body, content_type = side.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_get("/metrics", exposition)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.UnixSite(runner, str(handoff.metrics_socket)).start()
+    return runner
+
+
+def main() -> None:
+    """Read the handoff, then run until stopped; exits 2 on a bad handoff, 3 when the start
+    fails (said on standard error, which is serve's)."""
+    from receiver.config import ConfigError
+    from receiver.embedded import EmbeddedError
+    from receiver.log_setup import configure_logging
+    from receiver.runtime import event_loop_factory, run_bounded, tune_garbage_collector
+    from receiver.startup import StartupError
+    from receiver.stop_budget import LEFTOVERS_S
+
+    try:
+        handoff = read_handoff(sys.stdin.buffer)
+    except HandoffError as exc:
+        print(f"remediator worker process: {exc}", file=sys.stderr)
+        sys.exit(_BAD_HANDOFF)
+    configure_logging(handoff.settings.log_level, handoff.settings.log_format.value)
+    log = structlog.get_logger("remediator").bind(process=f"worker-{handoff.index}")
+    tune_garbage_collector()
+    try:
+        run_bounded(
+            run_child(handoff),
+            leftovers_s=LEFTOVERS_S,
+            log=log,
+            loop_factory=event_loop_factory(),
+        )
+    except RuleSetError as exc:
+        log.error("worker process not started: errors in the rule files", errors=len(exc.errors))
+        sys.exit(_NOT_STARTED)
+    except (StartupError, ConfigError, EmbeddedError) as exc:
+        log.error("worker process not started", error=str(exc))
+        sys.exit(_NOT_STARTED)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+
+
+if __name__ == "__main__":
+    main()

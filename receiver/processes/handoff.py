@@ -1,0 +1,78 @@
+"""What ``serve`` hands a worker process it starts: its settings as ``serve`` resolved them
+(secrets read, the embedded servers' credentials put in), where the stores are, its number and
+the Unix socket it answers its metrics on.
+
+Sent over the child's standard input as one pickle, length-prefixed, never on its command line
+or in its environment (which other processes of the same user can read: ``/proc/PID/environ``,
+``ps``). Pickle, not a settings file or JSON: the settings hold validated values (durations,
+secrets, paths) that would be validated again, and differently, from their printed form; both
+ends are the same code, started by one another. The standard input then stays open: its end of
+file tells the child that the process that started it is gone (``child``).
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from receiver.assembly import Endpoints
+from receiver.config import Settings
+
+__all__ = ["Handoff", "HandoffError", "encoded", "read_handoff"]
+
+_LENGTH = struct.Struct(">I")
+# A handoff is a few kB; anything far larger is not one (a stray write to the pipe).
+_MOST_BYTES = 16 * 1024 * 1024
+
+
+class HandoffError(RuntimeError):
+    """The standard input did not hold a handoff: the process was not started by ``serve``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A worker process's start: ``index`` (1 and up; 0 is the process that takes the
+    webhooks), ``metrics_socket`` (the Unix socket its metrics are read from)."""
+
+    settings: Settings
+    endpoints: Endpoints
+    index: int
+    metrics_socket: Path
+
+
+def encoded(handoff: Handoff) -> bytes:
+    """``handoff`` as the child reads it: a 4-byte big-endian length, then the pickle."""
+    body = pickle.dumps(handoff, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(body)) + body
+
+
+def read_handoff(stream: BinaryIO) -> Handoff:
+    """Read one handoff from ``stream`` (blocking). Raises HandoffError when the stream ends
+    early, or holds something else than ``encoded`` wrote."""
+    head = _read_exactly(stream, _LENGTH.size)
+    (length,) = _LENGTH.unpack(head)
+    if length > _MOST_BYTES:
+        raise HandoffError(f"a handoff of {length} bytes: not one `serve` wrote")
+    try:
+        handoff = pickle.loads(_read_exactly(stream, length))  # noqa: S301 - from our parent
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError) as exc:
+        raise HandoffError(f"unreadable handoff: {exc}") from None
+    if not isinstance(handoff, Handoff):
+        raise HandoffError(f"a handoff of type {type(handoff).__name__}: not one `serve` wrote")
+    return handoff
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            raise HandoffError(
+                "standard input ended before a handoff: a worker process is started by"
+                " `remediator serve` (worker.processes), not on its own"
+            )
+        data += chunk
+    return data

@@ -1,0 +1,212 @@
+"""``serve``'s side of its worker processes: start them, start one again when it exits, pass on
+a rules reload, stop them with ``serve``, and read their metrics.
+
+A worker process that exits while ``serve`` runs (a crash, the OOM killer, a start that failed
+because a store was down) is started again after a pause that doubles from 1 s to 30 s, and
+back to 1 s once one has run a minute: its claims are not lost meanwhile, their leases run out
+and any worker takes them up (README, "Worker processes"). Standard output and error are
+``serve``'s own, so their logs are in the same place, each line naming its ``process``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+import receiver
+from receiver.assembly import Endpoints
+from receiver.config import Settings
+from receiver.processes.handoff import Handoff, encoded
+
+__all__ = ["WorkerProcesses"]
+
+FIRST_PAUSE_S = 1.0
+LAST_PAUSE_S = 30.0
+# A process that ran this long was not failing to start: the next exit pauses FIRST_PAUSE_S.
+STEADY_S = 60.0
+# How long a scrape waits for a worker process's metrics.
+METRICS_TIMEOUT_S = 2.0
+
+
+@dataclass(slots=True, eq=False)
+class _Child:
+    index: int
+    socket: Path
+    process: asyncio.subprocess.Process | None = None
+    starts: int = 0
+    task: asyncio.Task[None] | None = field(default=None)
+
+
+class WorkerProcesses:
+    """``count`` worker processes (``worker.processes`` - 1) of a ``serve`` whose settings and
+    stores are ``settings`` and ``endpoints``. ``start`` starts them, ``stop`` asks them to stop
+    (SIGTERM: each stops as ``serve`` stops its worker), ``wait`` waits for them at most
+    ``timeout_s`` and kills what is left. ``clock`` is the event loop's (seconds)."""
+
+    def __init__(
+        self,
+        count: int,
+        settings: Settings,
+        endpoints: Endpoints,
+        *,
+        log: Any,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._endpoints = endpoints
+        self._log = log
+        self._clock = clock
+        self._stopping = False
+        # The sockets' directory: mode 0700, this user's alone.
+        self._dir = Path(tempfile.mkdtemp(prefix="remediator-workers-")) if count > 0 else None
+        self._children = [
+            _Child(i, self._dir / f"worker-{i}.sock")
+            for i in range(1, count + 1)
+            if self._dir is not None
+        ]
+
+    @property
+    def count(self) -> int:
+        """How many worker processes are configured (serve's own not counted)."""
+        return len(self._children)
+
+    def pids(self) -> list[int]:
+        """The process ids of the worker processes running now."""
+        return [c.process.pid for c in self._children if _running(c)]  # type: ignore[union-attr]
+
+    def start(self) -> None:
+        """Start every worker process, each supervised by a task of its own."""
+        for child in self._children:
+            child.task = asyncio.create_task(self._supervise(child), name=f"worker-{child.index}")
+
+    def stop(self) -> None:
+        """Start none again, and send each one running SIGTERM, once: called again, nothing."""
+        if not self._stopping:
+            self._stopping = True
+            self._signal(signal.SIGTERM)
+
+    def reload(self) -> None:
+        """Have every running worker process reload the rules (SIGHUP)."""
+        self._signal(signal.SIGHUP)
+
+    async def wait(self, timeout_s: float) -> None:
+        """After ``stop``: wait at most ``timeout_s`` seconds for every worker process to exit,
+        then kill those left (their claims' leases run out and are taken up again, as after a
+        crash) and remove the sockets' directory."""
+        self.stop()
+        tasks = [c.task for c in self._children if c.task is not None]
+        if tasks:
+            _, left = await asyncio.wait(tasks, timeout=timeout_s)
+            if left:
+                self._log.warning("stopping: worker processes killed", after_s=timeout_s)
+                self._signal(signal.SIGKILL)
+                await asyncio.wait(left, timeout=1.0)
+                for task in left:
+                    task.cancel()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    async def expositions(self) -> list[bytes]:
+        """Each running worker process's metrics, as ``generate_latest`` wrote them; one that
+        does not answer within ``METRICS_TIMEOUT_S`` is left out (logged)."""
+        running = [c for c in self._children if _running(c)]
+        return [text for text in await asyncio.gather(*map(self._metrics, running)) if text]
+
+    async def _metrics(self, child: _Child) -> bytes | None:
+        try:
+            connector = aiohttp.UnixConnector(path=str(child.socket))
+            timeout = aiohttp.ClientTimeout(total=METRICS_TIMEOUT_S)
+            async with (
+                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                session.get("http://worker/metrics") as response,
+            ):
+                response.raise_for_status()
+                return await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self._log.info(
+                "worker process's metrics not read", process=f"worker-{child.index}", error=str(exc)
+            )
+            return None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        for child in self._children:
+            if _running(child):
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(sig)  # type: ignore[union-attr]
+
+    async def _supervise(self, child: _Child) -> None:
+        loop = asyncio.get_running_loop()
+        clock = self._clock or loop.time
+        pause_s = FIRST_PAUSE_S
+        while not self._stopping:
+            started = clock()
+            code = await self._run(child)
+            if self._stopping:
+                self._log.info(
+                    "worker process exited", process=f"worker-{child.index}", exit_code=code
+                )
+                return
+            ran_s = clock() - started
+            if ran_s >= STEADY_S:
+                pause_s = FIRST_PAUSE_S
+            self._log.error(
+                "worker process exited; starting it again",
+                process=f"worker-{child.index}",
+                exit_code=code,
+                ran_s=round(ran_s, 1),
+                retry_in_s=pause_s,
+            )
+            await asyncio.sleep(pause_s)
+            pause_s = min(LAST_PAUSE_S, pause_s * 2)
+
+    async def _run(self, child: _Child) -> int:
+        """Start ``child``'s process, hand it its start, and wait for it to exit."""
+        with contextlib.suppress(FileNotFoundError):
+            child.socket.unlink()  # a crashed process's socket refuses the next one's bind
+        handoff = Handoff(self._settings, self._endpoints, child.index, child.socket)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "receiver.processes.child",
+            stdin=asyncio.subprocess.PIPE,
+            env=_child_environment(),
+        )
+        child.process = process
+        child.starts += 1
+        assert process.stdin is not None
+        try:
+            process.stdin.write(encoded(handoff))
+            await process.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it exited at once; its exit code says why
+        try:
+            return await process.wait()
+        finally:
+            # Its end of file is how a process learns that serve is gone; once it exited, the
+            # pipe is closed here so that nothing is left open.
+            if process.returncode is not None:
+                process.stdin.close()
+
+
+def _running(child: _Child) -> bool:
+    return child.process is not None and child.process.returncode is None
+
+
+def _child_environment() -> dict[str, str]:
+    """serve's environment, with this very code first on the import path: a worker process
+    runs what serve runs, however serve was started (an installed script, a checkout)."""
+    env = dict(os.environ)
+    here = str(Path(receiver.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+    return env
