@@ -86,8 +86,7 @@ def parsed(text: bytes) -> list[Metric]:
             if _key(sample) in seen_samples:
                 raise ValueError(f"sample {sample.name}{sample.labels} appears twice")
             seen_samples.add(_key(sample))
-            # The parser reads "3" as an int; generate_latest writes floats.
-            target.samples.append(sample._replace(value=float(sample.value)))
+            target.samples.append(sample)
     return list(kept.values())
 
 

@@ -18,7 +18,7 @@ from prometheus_client import (
     Summary,
     generate_latest,
 )
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.metrics_merge import merged, parsed
@@ -200,6 +200,15 @@ def test_gauges_and_the_like_of_others_are_ignored() -> None:
     out = _merge(own.registry, [child.text(), untyped])
 
     assert out == generate_latest(own.registry)
+
+
+def test_merged_ignores_gauges_handed_to_it_directly() -> None:
+    own = _Process()
+    own.depth.set(2)
+    child = GaugeMetricFamily("remediator_queue_depth", "Queue depth.", value=7)
+    stranger = GaugeMetricFamily("remediator_child_gauge", "Child only.", value=1)
+
+    assert merged(own.registry, [[child, stranger]]) == generate_latest(own.registry)
 
 
 def test_a_family_of_another_type_in_a_child_is_left_out() -> None:
