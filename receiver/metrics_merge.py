@@ -20,8 +20,8 @@ from prometheus_client.samples import Sample
 __all__ = ["merged", "parsed"]
 
 # The sample-name suffixes of the families whose values add up across processes, by type. A
-# summary's quantiles (the bare name) cannot be added, so they are not here: prometheus_client's
-# Summary writes none anyway.
+# summary's quantiles (the bare name) cannot be added, so a text with them is refused:
+# prometheus_client's Summary writes none.
 _SUMMED: dict[str, tuple[str, ...]] = {
     "counter": ("_total",),
     "histogram": ("_bucket", "_count", "_sum"),
