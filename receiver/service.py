@@ -139,6 +139,9 @@ async def run_service(
         metrics.track_approvals(routes_store.approval_backlog)
         metrics.track_guards(guards.status)
         metrics.track_components(health.items(), settings.readiness_timeout_seconds)
+        metrics.track_worker_processes(
+            settings.worker_processes, processes.expositions, log.bind(component="metrics")
+        )
         # Its audit records are queued in Redis while the store is away, then drained.
         kill_switch = AuditedSwitch(guards, routes_store, log.bind(component="kill-switch"))
         review = ReviewWeb(

@@ -23,6 +23,7 @@ from prometheus_client import (
 from prometheus_client.metrics import MetricWrapperBase
 
 from receiver.deadlines import answer_within
+from receiver.metrics_merge import merged, parsed
 
 __all__ = ["Metrics"]
 
@@ -174,6 +175,15 @@ class Metrics:
             ["component"],
             registry=r,
         )
+        self.worker_processes = Gauge(
+            "remediator_worker_processes",
+            "Processes running the worker, serve's own included: configured (worker.processes),"
+            " and answering (those whose counts this scrape includes).",
+            ["state"],
+            registry=r,
+        )
+        # The other worker processes' counters and histograms, as read at the last scrape.
+        self._others: list[list[Any]] = []
         self.http_requests = Counter(
             "remediator_http_requests",
             "HTTP requests served, by route, method and status code.",
@@ -355,5 +365,30 @@ class Metrics:
 
         await asyncio.gather(*(one(r) for r in self._refreshers))
 
+    def track_worker_processes(
+        self, configured: int, read: Callable[[], Awaitable[Sequence[bytes]]], log: Any
+    ) -> None:
+        """At each scrape, read the other worker processes' expositions (``read``: one text
+        each of those that answered) and add their counters and histograms into ``render``'s
+        (``receiver.metrics_merge``); one that does not parse is left out and logged.
+        ``configured``: worker.processes."""
+        self.worker_processes.labels("configured").set(configured)
+        self.worker_processes.labels("answering").set(1)
+
+        async def refresh() -> None:
+            others = []
+            for text in await read():
+                try:
+                    others.append(parsed(text))
+                except ValueError as exc:
+                    log.warning("a worker process's metrics left out", error=str(exc))
+            self._others = others
+            self.worker_processes.labels("answering").set(1 + len(others))
+
+        self._refreshers.append(refresh)
+
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The exposition: this registry's, with the other worker processes' counts added."""
+        if not self._others:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return merged(self.registry, self._others), CONTENT_TYPE_LATEST
