@@ -44,7 +44,7 @@ from bench.settings import (
     add_postgres_setting_argument,
     round_settings,
     settings_note,
-    worker_concurrency,
+    worker_shape,
 )
 from receiver.embedded import EmbeddedServices
 from receiver.embedded.process import free_port
@@ -213,7 +213,7 @@ async def run(args: argparse.Namespace) -> None:
             REMEDIATOR_DATA_DIR=str(work / "data"),
             REMEDIATOR_LOG_LEVEL="warning",
         )
-        concurrency = worker_concurrency(env)
+        worker = worker_shape(env)
         ports = {name: free_port() for name in names}
         argv = {
             "ceiling": [sys.executable, "-m", "bench.ceiling", str(ports["ceiling"])],
@@ -290,7 +290,7 @@ async def run(args: argparse.Namespace) -> None:
 
     rates = {name: [f.rate for f in closed[name]] for name in names}
     print("\n=== results ===")
-    print(f"the service's worker.concurrency: {concurrency}")
+    print(f"the service's {worker}")
     if note := settings_note(applied):
         print(note)
     print(f"closed loop, {args.rounds} rounds taking turns (median; every round):")

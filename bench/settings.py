@@ -17,7 +17,7 @@ __all__ = [
     "postgres_setting",
     "round_settings",
     "settings_note",
-    "worker_concurrency",
+    "worker_shape",
 ]
 
 # A PostgreSQL parameter name, or an extension's (``pg_stat_statements.track``). PostgreSQL
@@ -91,9 +91,13 @@ def settings_note(applied: Mapping[str, str]) -> str:
     return "PostgreSQL settings given: " + ", ".join(f"{n}={v}" for n, v in applied.items())
 
 
-def worker_concurrency(env: Mapping[str, str]) -> int:
-    """The ``worker.concurrency`` that ``remediator serve`` runs with in ``env``: read as serve
-    reads its settings (the file named by REMEDIATOR_CONFIG, then REMEDIATOR_* variables).
-    Raises ConfigError, as serve would refuse to start."""
+def worker_shape(env: Mapping[str, str]) -> str:
+    """How ``remediator serve`` in ``env`` runs its worker, as the results print it:
+    ``worker.concurrency 24``, or ``worker.concurrency 24 in each of 2 worker processes``
+    (``worker.processes``, README "Worker processes"). Raises ConfigError as serve would."""
     config = env.get("REMEDIATOR_CONFIG")
-    return load_settings(Path(config) if config else None, env).worker_concurrency
+    settings = load_settings(Path(config) if config else None, env)
+    shape = f"worker.concurrency {settings.worker_concurrency}"
+    if settings.worker_processes > 1:
+        shape += f" in each of {settings.worker_processes} worker processes"
+    return shape

@@ -53,7 +53,7 @@ from bench.settings import (
     add_postgres_setting_argument,
     round_settings,
     settings_note,
-    worker_concurrency,
+    worker_shape,
 )
 from bench.storm_figures import Acted, Monitor, Usage, report
 from bench.storm_parts import PARTS, TRACE_SETUP, parts_line, parts_of
@@ -298,7 +298,7 @@ async def run(args: argparse.Namespace) -> None:
             REMEDIATOR_LOG_LEVEL="warning",
         )
         # Before the seed (a million rows): settings serve would refuse end the run at once.
-        concurrency = worker_concurrency(env)
+        worker = worker_shape(env)
         monitor_url, seed_s = await prepare(services.database_url, args)
         postmaster = postmaster_pid(work / "services" / "postgres" / "data")
         port = free_port()
@@ -360,7 +360,7 @@ async def run(args: argparse.Namespace) -> None:
                 monitor,
                 args,
                 settings=settings_note(applied),
-                worker_concurrency=concurrency,
+                worker=worker,
                 seed_s=seed_s,
                 posted={"while posting": posted, "into the backlog": backlog},
                 idle=idle,

@@ -242,7 +242,7 @@ async def report(
     args: argparse.Namespace,
     *,
     settings: str,
-    worker_concurrency: int,
+    worker: str,
     seed_s: float,
     posted: dict[str, dict[str, float]],
     idle: list[Acted],
@@ -256,7 +256,7 @@ async def report(
 ) -> None:
     """Read the figures from the store and print them beside issue 12's targets.
     ``settings``: the PostgreSQL settings given that the round ran with ('' if none);
-    ``worker_concurrency``: the service's.
+    ``worker``: how the service runs its worker (``bench.settings.worker_shape``).
     ``posted``: the unrelated alerts' POST times (epoch seconds by fingerprint) by when they
     came. ``idle``: the idle alerts' actions; ``warm_up``: those of the warm-up alerts posted
     before them, the service's first, in the order posted. ``times``: when the
@@ -293,7 +293,7 @@ async def report(
     print(
         f"storm: {args.storm_alerts:,} matched alerts over {args.targets:,} Deployments in "
         f"notifications of {args.batch}, {args.concurrency} at once (the service's "
-        f"worker.concurrency {worker_concurrency}), + {unrelated} "
+        f"{worker}), + {unrelated} "
         f"unrelated; posted in {last - first:.1f} s ({args.storm_alerts / (last - first):,.0f} "
         f"alerts/s, {retries} retries)"
     )

@@ -93,6 +93,7 @@ async def run_service(
             log.error("configuration removes a safety", problem=notice.message)
         else:
             log.warning("configuration warning", problem=notice.message)
+    # Rules first: invalid rules stop the start before any server is touched.
     loaded = load_rules(settings, log)
     rules = loaded.holder
 

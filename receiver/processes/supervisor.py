@@ -63,7 +63,16 @@ class WorkerProcesses:
         log: Any,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self._settings = settings
+        # The credentials of the HTTP side (the webhook's, the operators') stay in serve: a
+        # worker process answers no request, and each credential is held where it is used.
+        self._settings = settings.model_copy(
+            update={
+                "webhook_token": None,
+                "webhook_password": None,
+                "operator_token": None,
+                "operator_tokens": {},
+            }
+        )
         self._endpoints = endpoints
         self._log = log
         self._clock = clock
@@ -116,6 +125,11 @@ class WorkerProcesses:
                     task.cancel()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+    def handoff(self, index: int) -> Handoff:
+        """What worker process ``index`` (1 and up) is handed at its start."""
+        socket = (self._dir or Path(tempfile.gettempdir())) / f"worker-{index}.sock"
+        return Handoff(self._settings, self._endpoints, index, socket)
 
     async def expositions(self) -> list[bytes]:
         """Each running worker process's metrics, as ``generate_latest`` wrote them; one that
@@ -174,7 +188,7 @@ class WorkerProcesses:
         """Start ``child``'s process, hand it its start, and wait for it to exit."""
         with contextlib.suppress(FileNotFoundError):
             child.socket.unlink()  # a crashed process's socket refuses the next one's bind
-        handoff = Handoff(self._settings, self._endpoints, child.index, child.socket)
+        handoff = self.handoff(child.index)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

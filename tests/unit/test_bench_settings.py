@@ -15,7 +15,7 @@ from bench.settings import (
     postgres_setting,
     round_settings,
     settings_note,
-    worker_concurrency,
+    worker_shape,
 )
 from receiver.config import ConfigError, Settings
 
@@ -85,14 +85,16 @@ def _env(**more: str) -> dict[str, str]:
     return {"REMEDIATOR_WEBHOOK_TOKEN": "t" * 32, **more}
 
 
-def test_worker_concurrency_is_read_as_serve_reads_it(tmp_path: Path) -> None:
-    assert worker_concurrency(_env()) == Settings().worker_concurrency
-    assert worker_concurrency(_env(REMEDIATOR_WORKER_CONCURRENCY="7")) == 7
+def test_the_worker_s_shape_is_read_as_serve_reads_it(tmp_path: Path) -> None:
+    assert worker_shape(_env()) == f"worker.concurrency {Settings().worker_concurrency}"
+    assert worker_shape(_env(REMEDIATOR_WORKER_CONCURRENCY="7")) == "worker.concurrency 7"
     config = tmp_path / "remediator.yaml"
-    config.write_text("worker:\n  concurrency: 4\n")
-    assert worker_concurrency(_env(REMEDIATOR_CONFIG=str(config))) == 4
+    config.write_text("worker:\n  concurrency: 4\n  processes: 3\n")
+    assert worker_shape(_env(REMEDIATOR_CONFIG=str(config))) == (
+        "worker.concurrency 4 in each of 3 worker processes"
+    )
     # The variable over the file, as serve has it.
     both = _env(REMEDIATOR_CONFIG=str(config), REMEDIATOR_WORKER_CONCURRENCY="9")
-    assert worker_concurrency(both) == 9
+    assert worker_shape(both) == "worker.concurrency 9 in each of 3 worker processes"
     with pytest.raises(ConfigError, match="WORKER_CONCURRENCY"):
-        worker_concurrency(_env(REMEDIATOR_WORKER_CONCURRENCY="0"))
+        worker_shape(_env(REMEDIATOR_WORKER_CONCURRENCY="0"))

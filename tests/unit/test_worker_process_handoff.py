@@ -88,3 +88,23 @@ def test_worker_processes_add_their_own_close_to_the_stop() -> None:
     # Each worker process stops its worker (as serve's), then closes its stores and its loop.
     assert two.processes_s == two.worker_s + two.close_s + two.leftovers_s
     assert two.total_s == 71  # README, "Worker processes"
+
+
+def test_a_worker_process_is_not_handed_the_http_side_s_credentials() -> None:
+    from receiver.processes.supervisor import WorkerProcesses
+
+    settings = load_settings(
+        None,
+        {
+            "REMEDIATOR_WEBHOOK_TOKEN": "webhook-secret",
+            "REMEDIATOR_OPERATOR_TOKEN": "operator-secret",
+            "REMEDIATOR_DATABASE_URL": "postgresql://remediator:s3cret@db.example:5432/r",
+        },
+    )
+    processes = WorkerProcesses(0, settings, Endpoints("postgresql://db/r", None), log=None)
+    handed = processes.handoff(1).settings
+    assert (handed.webhook_token, handed.operator_token, handed.operator_tokens) == (None, None, {})
+    assert handed.database_url == settings.database_url
+    assert settings.webhook_token is not None  # serve's own are untouched
+    assert b"webhook-secret" not in encoded(processes.handoff(1))
+    assert b"operator-secret" not in encoded(processes.handoff(1))
