@@ -13,7 +13,6 @@ while a client holds a request open through the stop.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import signal
 from pathlib import Path
@@ -29,7 +28,7 @@ from tests.support.daemons import end
 from tests.support.peer import answering
 from tests.support.polling import current, eventually
 from tests.support.served import env_for, launch
-from tests.support.two_calls import two_calls_alert, two_calls_rule
+from tests.support.two_calls import two_calls_alert, two_calls_env, two_calls_rule
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -75,18 +74,17 @@ async def test_a_stopping_service_claims_and_admits_nothing_while_aiohttp_cleans
 
     token = secrets.token_urlsafe(24)
     async with answering(endpoint) as base, aiohttp.ClientSession() as session:
-        env = {
-            **env_for(embedded_dir),
-            "REMEDIATOR_DATABASE_URL": database_url,
-            "REMEDIATOR_REDIS_URL": redis_url,
-            "REMEDIATOR_WEBHOOK_TOKEN": token,
-            "REMEDIATOR_RULES_DIR": str(rules),
-            "REMEDIATOR_HTTP_ENDPOINTS": json.dumps({"sink": {"url": f"{base}/sink"}}),
-            # One event at a time: the second waits in the queue behind the first.
-            "REMEDIATOR_WORKER_CONCURRENCY": "1",
-            # The open request below is not closed by the server's own timeout meanwhile.
-            "REMEDIATOR_READ_TIMEOUT": "5m",
-        }
+        # One event at a time (worker.concurrency 1): the second waits in the queue behind it.
+        env = two_calls_env(
+            env_for(embedded_dir),
+            database_url=database_url,
+            redis_url=redis_url,
+            token=token,
+            rules=rules,
+            sink=f"{base}/sink",
+        )
+        # The open request below is not closed by the server's own timeout meanwhile.
+        env["REMEDIATOR_READ_TIMEOUT"] = "5m"
         proc, url, output = await asyncio.to_thread(launch, env)
         db = await asyncpg.connect(database_url)
         try:

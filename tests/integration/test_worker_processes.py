@@ -30,7 +30,7 @@ from tests.support.daemons import end
 from tests.support.peer import answering
 from tests.support.polling import current, eventually
 from tests.support.served import env_for, launch
-from tests.support.two_calls import two_calls_alert, two_calls_rule
+from tests.support.two_calls import two_calls_alert, two_calls_env, two_calls_rule
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -110,16 +110,15 @@ async def _served(
 
     token = secrets.token_urlsafe(24)
     async with answering(endpoint) as base:
-        env = {
-            **env_for(embedded_dir),
-            "REMEDIATOR_DATABASE_URL": database_url,
-            "REMEDIATOR_REDIS_URL": redis_url,
-            "REMEDIATOR_WEBHOOK_TOKEN": token,
-            "REMEDIATOR_RULES_DIR": str(rules),
-            "REMEDIATOR_HTTP_ENDPOINTS": json.dumps({"sink": {"url": f"{base}/sink"}}),
-            "REMEDIATOR_WORKER_CONCURRENCY": "1",
-            "REMEDIATOR_WORKER_PROCESSES": "2",
-        }
+        env = two_calls_env(
+            env_for(embedded_dir),
+            database_url=database_url,
+            redis_url=redis_url,
+            token=token,
+            rules=rules,
+            sink=f"{base}/sink",
+        )
+        env["REMEDIATOR_WORKER_PROCESSES"] = "2"
         proc, url, output = await asyncio.to_thread(launch, env)
         try:
             yield Running(proc, url, output, held, token)

@@ -4,7 +4,9 @@ alert ``TwoCalls``, so a stop can land between them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 _STEPS = """\
@@ -56,4 +58,27 @@ def two_calls_alert(fingerprint: str, labels: Mapping[str, str]) -> dict[str, An
         "version": "4",
         "groupKey": '{}:{alertname="TwoCalls"}',
         "truncatedAlerts": 0,
+    }
+
+
+def two_calls_env(
+    base: Mapping[str, str],
+    *,
+    database_url: str,
+    redis_url: str,
+    token: str,
+    rules: Path,
+    sink: str,
+) -> dict[str, str]:
+    """``base`` (``served.env_for``) with the test stores, webhook ``token``, the rules
+    directory ``rules`` and endpoint ``sink`` at ``sink`` (a URL), one event at a time per
+    worker (``worker.concurrency`` 1)."""
+    return {
+        **base,
+        "REMEDIATOR_DATABASE_URL": database_url,
+        "REMEDIATOR_REDIS_URL": redis_url,
+        "REMEDIATOR_WEBHOOK_TOKEN": token,
+        "REMEDIATOR_RULES_DIR": str(rules),
+        "REMEDIATOR_HTTP_ENDPOINTS": json.dumps({"sink": {"url": sink}}),
+        "REMEDIATOR_WORKER_CONCURRENCY": "1",
     }
