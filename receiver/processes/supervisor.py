@@ -44,7 +44,6 @@ class _Child:
     index: int
     socket: Path
     process: asyncio.subprocess.Process | None = None
-    starts: int = 0
     task: asyncio.Task[None] | None = field(default=None)
 
 
@@ -77,6 +76,8 @@ class WorkerProcesses:
         self._log = log
         self._clock = clock
         self._stopping = False
+        # Set by stop: a pause before a restart ends at once.
+        self._stopped = asyncio.Event()
         # The sockets' directory: mode 0700, this user's alone.
         self._dir = Path(tempfile.mkdtemp(prefix="remediator-workers-")) if count > 0 else None
         self._children = [
@@ -103,6 +104,7 @@ class WorkerProcesses:
         """Start none again, and send each one running SIGTERM, once: called again, nothing."""
         if not self._stopping:
             self._stopping = True
+            self._stopped.set()
             self._signal(signal.SIGTERM)
 
     def reload(self) -> None:
@@ -181,23 +183,29 @@ class WorkerProcesses:
                 ran_s=round(ran_s, 1),
                 retry_in_s=pause_s,
             )
-            await asyncio.sleep(pause_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), pause_s)
             pause_s = min(LAST_PAUSE_S, pause_s * 2)
 
-    async def _run(self, child: _Child) -> int:
-        """Start ``child``'s process, hand it its start, and wait for it to exit."""
+    async def _run(self, child: _Child) -> int | None:
+        """Start ``child``'s process, hand it its start, and wait for it to exit: its exit
+        code, or None when it could not be started (logged; started again after a pause)."""
         with contextlib.suppress(FileNotFoundError):
             child.socket.unlink()  # a crashed process's socket refuses the next one's bind
         handoff = self.handoff(child.index)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "receiver.processes.child",
-            stdin=asyncio.subprocess.PIPE,
-            env=_child_environment(),
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "receiver.processes.child",
+                stdin=asyncio.subprocess.PIPE,
+                env=_child_environment(),
+            )
+        except OSError as exc:  # out of processes or descriptors, the interpreter gone
+            name = f"worker-{child.index}"
+            self._log.error("worker process could not be started", process=name, error=str(exc))
+            return None
         child.process = process
-        child.starts += 1
         assert process.stdin is not None
         try:
             process.stdin.write(encoded(handoff))
