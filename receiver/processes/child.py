@@ -22,6 +22,7 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -61,11 +62,12 @@ async def run_child(handoff: Handoff) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, begin_stop)
     loop.add_signal_handler(signal.SIGHUP, reload)
-    _on_parent_gone(loop, begin_stop)
+    parent_gone = _on_parent_gone(loop, begin_stop)
     metrics = await _serve_metrics(side, handoff)
     try:
-        await side.worker.start()
-        log.info("worker process started", worker=side.worker.owner, pid=os.getpid())
+        if not stop.is_set():  # a stop before this point: claim nothing at all (start clears it)
+            await side.worker.start()
+            log.info("worker process started", worker=side.worker.owner, pid=os.getpid())
         await stop.wait()
         log.info("worker process stopping: finishing or releasing claimed work")
     finally:
@@ -81,6 +83,7 @@ async def run_child(handoff: Handoff) -> None:
             side.worker.stop(grace_s), stop_budget(settings).worker_s, log, "stopping the worker"
         )
         await metrics.cleanup()
+        _remove_socket(handoff.metrics_socket, serve_gone=parent_gone.is_set())
         await close_all(side.store, side.redis, side.clients, side.kube, log)
         log.info("worker process stopped", worker=side.worker.owner)
 
@@ -94,9 +97,23 @@ def _reported(errors: list[RuleError], log: Any) -> None:
         log.info("rules reloaded")
 
 
-def _on_parent_gone(loop: asyncio.AbstractEventLoop, begin_stop: Any) -> None:
-    """Stop when standard input ends: serve holds the pipe's other end until it exits."""
+def _remove_socket(socket: Path, *, serve_gone: bool) -> None:
+    """Remove this process's metrics socket; when serve is gone (killed: its own cleanup never
+    runs), its directory too, by the last worker process to leave it (others' sockets are in
+    it until then). With serve alive the directory is serve's to remove: a worker process it
+    starts again binds its socket in it."""
+    with contextlib.suppress(OSError):
+        socket.unlink()
+    if serve_gone:
+        with contextlib.suppress(OSError):
+            socket.parent.rmdir()
+
+
+def _on_parent_gone(loop: asyncio.AbstractEventLoop, begin_stop: Any) -> asyncio.Event:
+    """Stop when standard input ends: serve holds the pipe's other end until it exits. The
+    event returned is set then."""
     fd = sys.stdin.fileno()
+    gone = asyncio.Event()
 
     def readable() -> None:
         try:
@@ -107,9 +124,11 @@ def _on_parent_gone(loop: asyncio.AbstractEventLoop, begin_stop: Any) -> None:
             data = b""
         if not data:
             loop.remove_reader(fd)
+            gone.set()
             begin_stop()
 
     loop.add_reader(fd, readable)
+    return gone
 
 
 async def _serve_metrics(side: WorkerSide, handoff: Handoff) -> web.AppRunner:

@@ -151,7 +151,9 @@ class WorkerProcesses:
                 return await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self._log.info(
-                "worker process's metrics not read", process=f"worker-{child.index}", error=str(exc)
+                "worker process's metrics not read",
+                process=f"worker-{child.index}",
+                error=str(exc) or type(exc).__name__,  # a timeout's own text is empty
             )
             return None
 
@@ -207,6 +209,13 @@ class WorkerProcesses:
             return None
         child.process = process
         assert process.stdin is not None
+        if self._stopping:
+            # The stop came while it was being started: stop() found no process to signal.
+            # Handed nothing yet, it holds nothing: it goes now, rather than run a worker,
+            # claiming, until the stop's bound kills it.
+            process.kill()
+            process.stdin.close()
+            return await process.wait()
         try:
             process.stdin.write(encoded(handoff))
             await process.stdin.drain()
