@@ -10,6 +10,7 @@ Pure: prometheus_client only; no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -17,7 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-__all__ = ["merged", "parsed"]
+__all__ = ["KeptCounts", "Reading", "merged", "parsed"]
 
 # The sample-name suffixes of the families whose values add up across processes, by type. A
 # summary's quantiles (the bare name) cannot be added, so a text with them is refused:
@@ -149,3 +150,53 @@ def merged(own: CollectorRegistry, others: Sequence[Sequence[Metric]]) -> bytes:
         out.samples = list(samples[name].values())
         rendered.append(out)
     return generate_latest(_Families(rendered))
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One other process at a scrape: its ``index`` (1 and up), ``pid``, and ``text``, its
+    exposition, or None when it did not answer (busy past the bound, stopped, restarting)."""
+
+    index: int
+    pid: int
+    text: bytes | None
+
+
+class KeptCounts:
+    """The other processes' counts as the scrapes saw them, so that a sum never steps back.
+
+    Prometheus reads a counter that goes down as a reset to zero, and ``increase`` then adds
+    what was there again: a process left out of one scrape, or started again from zero, would
+    make every rate of the sum jump. So a process that does not answer counts with what it
+    said last, and when a process is replaced (another pid at its index) what its predecessor
+    said last stays in the sum for good. What a process counted after its last scrape and
+    before it died is lost: the sum is short by that, never over."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[int, list[Metric]]] = {}
+        self._ended: list[Metric] = []
+
+    def update(self, readings: Iterable[Reading]) -> tuple[int, list[str]]:
+        """Take a scrape's ``readings``. Returns how many answered with a text that parsed,
+        and a problem (``parsed``'s) for each that did not: those count as not answering."""
+        answered, problems = 0, []
+        for reading in readings:
+            last = self._last.get(reading.index)
+            if last is not None and last[0] != reading.pid:
+                self._ended = parsed(merged(CollectorRegistry(), [self._ended, last[1]]))
+                del self._last[reading.index]
+            if reading.text is None:
+                continue
+            try:
+                families = parsed(reading.text)
+            except ValueError as exc:
+                problems.append(f"worker-{reading.index}: {exc}")
+                continue
+            self._last[reading.index] = (reading.pid, families)
+            answered += 1
+        return answered, problems
+
+    def families(self) -> list[list[Metric]]:
+        """The counts to add, one list of families a process (``merged``'s ``others``)."""
+        kept = [families for _, families in self._last.values()]
+        return [self._ended, *kept] if self._ended else kept

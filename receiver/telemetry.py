@@ -23,7 +23,7 @@ from prometheus_client import (
 from prometheus_client.metrics import MetricWrapperBase
 
 from receiver.deadlines import answer_within
-from receiver.metrics_merge import merged, parsed
+from receiver.metrics_merge import KeptCounts, Reading, merged
 
 __all__ = ["Metrics"]
 
@@ -366,24 +366,23 @@ class Metrics:
         await asyncio.gather(*(one(r) for r in self._refreshers))
 
     def track_worker_processes(
-        self, configured: int, read: Callable[[], Awaitable[Sequence[bytes]]], log: Any
+        self, configured: int, read: Callable[[], Awaitable[Sequence[Reading]]], log: Any
     ) -> None:
-        """At each scrape, read the other worker processes' expositions (``read``: one text
-        each of those that answered) and add their counters and histograms into ``render``'s
-        (``receiver.metrics_merge``); one that does not parse is left out and logged.
-        ``configured``: worker.processes."""
+        """At each scrape, read the other worker processes' expositions (``read``) and add
+        their counters and histograms into ``render``'s (``receiver.metrics_merge``): one that
+        does not answer, or answers what does not parse (logged), counts with what it said
+        last, and a process started again adds to what its predecessor said last
+        (``KeptCounts``), so that no sum steps back. ``configured``: worker.processes."""
         self.worker_processes.labels("configured").set(configured)
         self.worker_processes.labels("answering").set(1)
+        kept = KeptCounts()
 
         async def refresh() -> None:
-            others = []
-            for text in await read():
-                try:
-                    others.append(parsed(text))
-                except ValueError as exc:
-                    log.warning("a worker process's metrics left out", error=str(exc))
-            self._others = others
-            self.worker_processes.labels("answering").set(1 + len(others))
+            answered, problems = kept.update(await read())
+            for problem in problems:
+                log.warning("a worker process's metrics not readable", problem=problem)
+            self._others = kept.families()
+            self.worker_processes.labels("answering").set(1 + answered)
 
         self._refreshers.append(refresh)
 

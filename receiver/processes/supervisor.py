@@ -27,6 +27,7 @@ import aiohttp
 import receiver
 from receiver.assembly import Endpoints
 from receiver.config import Settings
+from receiver.metrics_merge import Reading
 from receiver.processes.handoff import Handoff, encoded
 
 __all__ = ["WorkerProcesses"]
@@ -133,13 +134,20 @@ class WorkerProcesses:
         socket = (self._dir or Path(tempfile.gettempdir())) / f"worker-{index}.sock"
         return Handoff(self._settings, self._endpoints, index, socket)
 
-    async def expositions(self) -> list[bytes]:
-        """Each running worker process's metrics, as ``generate_latest`` wrote them; one that
-        does not answer within ``METRICS_TIMEOUT_S`` is left out (logged)."""
-        running = [c for c in self._children if _running(c)]
-        return [text for text in await asyncio.gather(*map(self._metrics, running)) if text]
+    async def expositions(self) -> list[Reading]:
+        """Each worker process's metrics, as ``generate_latest`` wrote them, by index and pid:
+        the text None for one that did not answer within ``METRICS_TIMEOUT_S`` (logged) or
+        is not running (exited, waiting to be started again)."""
+        started = [c for c in self._children if c.process is not None]
+        texts = await asyncio.gather(*map(self._metrics, started))
+        return [
+            Reading(c.index, c.process.pid, text)  # type: ignore[union-attr]
+            for c, text in zip(started, texts, strict=True)
+        ]
 
     async def _metrics(self, child: _Child) -> bytes | None:
+        if not _running(child):
+            return None
         try:
             connector = aiohttp.UnixConnector(path=str(child.socket))
             timeout = aiohttp.ClientTimeout(total=METRICS_TIMEOUT_S)

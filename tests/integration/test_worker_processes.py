@@ -181,6 +181,15 @@ async def test_two_processes_work_side_by_side_and_stop_with_serve(
 
         # Each process counted its own run; /metrics is the sum.
         assert await eventually(runs_done, lambda n: n >= 2, what="two runs counted") == 2
+        # A worker process that does not answer a scrape counts with what it said last: the
+        # sum does not step back (Prometheus would read a reset, and count it all again).
+        os.kill(child, signal.SIGSTOP)
+        try:
+            stopped = await _metrics(session, url)
+        finally:
+            os.kill(child, signal.SIGCONT)
+        assert stopped['remediator_worker_processes{state="answering"}'] == 1
+        assert sum(v for k, v in stopped.items() if k.startswith("remediator_runs_total")) == 2
 
         # A reload reaches the worker process too.
         proc.send_signal(signal.SIGHUP)
