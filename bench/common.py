@@ -189,12 +189,18 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
 
 def tree_peak_rss_mb(pid: int) -> float:
     """Sum of the peak RSS (VmHWM) of ``pid`` and its live descendants, in MiB: the service's
-    figure (one process today; its children, if it starts any, counted too)."""
-    total = 0.0
+    figure (its worker processes counted too, ``worker.processes``)."""
+    return tree_rss_mb(pid)[0]
+
+
+def tree_rss_mb(pid: int) -> tuple[float, float]:
+    """(peak RSS, current RSS) of ``pid`` and its live descendants, each summed, in MiB."""
+    peak = current = 0.0
     for member in tree(pid):
         with _gone_ok():
-            total += peak_rss_mb(member)[0]
-    return total
+            hwm, rss = peak_rss_mb(member)
+            peak, current = peak + hwm, current + rss
+    return peak, current
 
 
 def tree_pss_mb(pid: int) -> float:

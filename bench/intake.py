@@ -31,11 +31,11 @@ from bench.common import (
     flush_latency_ms,
     machine,
     median,
-    peak_rss_mb,
     percentile,
     postmaster_pid,
     server,
     tree_cpu_seconds,
+    tree_rss_mb,
     wait_ready,
     webhook,
     workdir,
@@ -159,11 +159,12 @@ async def measured(
     *,
     matched: bool = False,
 ) -> tuple[Figures, CpuShare]:
-    """A closed loop, with the CPU it cost: ``pids`` are the server's and the postmaster's
-    (that PostgreSQL's processes only, the backends that exited included)."""
+    """A closed loop, with the CPU it cost: ``pids`` are the server's (with its worker
+    processes) and the postmaster's (that PostgreSQL's processes only, the backends that exited
+    included)."""
 
     def now() -> tuple[float, float, float]:
-        return (cpu_seconds(pids[0]), tree_cpu_seconds(pids[1]), cpu_seconds(os.getpid()))
+        return (tree_cpu_seconds(pids[0]), tree_cpu_seconds(pids[1]), cpu_seconds(os.getpid()))
 
     before = now()
     figures = await closed_loop(url, total, concurrency, start, matched=matched)
@@ -269,7 +270,8 @@ async def run(args: argparse.Namespace) -> None:
         mem = await closed_loop(
             urls["receiver"], args.alerts // 10, args.concurrency, start=30_000_000, alerts=10
         )
-        hwm, rss = peak_rss_mb(procs["receiver"].pid)
+        # The service's processes together (its worker processes, with worker.processes).
+        hwm, rss = tree_rss_mb(procs["receiver"].pid)
         # Last, because its backlog keeps the worker busy long after the loop: every alert
         # matched by a rule, so the worker plans, guards and records a dry-run for each.
         print(
