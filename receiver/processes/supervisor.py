@@ -81,16 +81,7 @@ class WorkerProcesses:
         self._stopped = asyncio.Event()
         # The sockets' directory: mode 0700, this user's alone.
         self._dir = Path(tempfile.mkdtemp(prefix="remediator-workers-")) if count > 0 else None
-        self._children = [
-            _Child(i, self._dir / f"worker-{i}.sock")
-            for i in range(1, count + 1)
-            if self._dir is not None
-        ]
-
-    @property
-    def count(self) -> int:
-        """How many worker processes are configured (serve's own not counted)."""
-        return len(self._children)
+        self._children = [_Child(i, self._socket(i)) for i in range(1, count + 1)]
 
     def pids(self) -> list[int]:
         """The process ids of the worker processes running now."""
@@ -131,8 +122,11 @@ class WorkerProcesses:
 
     def handoff(self, index: int) -> Handoff:
         """What worker process ``index`` (1 and up) is handed at its start."""
-        socket = (self._dir or Path(tempfile.gettempdir())) / f"worker-{index}.sock"
-        return Handoff(self._settings, self._endpoints, index, socket)
+        return Handoff(self._settings, self._endpoints, index, self._socket(index))
+
+    def _socket(self, index: int) -> Path:
+        """Where worker process ``index`` answers its metrics (no directory: none is started)."""
+        return (self._dir or Path(tempfile.gettempdir())) / f"worker-{index}.sock"
 
     async def expositions(self) -> list[Reading]:
         """Each worker process's metrics, as ``generate_latest`` wrote them, by index and pid:
