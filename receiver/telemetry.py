@@ -21,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 
 from receiver.deadlines import answer_within
 from receiver.metrics_merge import KeptCounts, Reading, merged
@@ -183,7 +184,7 @@ class Metrics:
             registry=r,
         )
         # The other worker processes' counters and histograms, as read at the last scrape.
-        self._others: list[list[Any]] = []
+        self._others: list[list[Metric]] = []
         self.http_requests = Counter(
             "remediator_http_requests",
             "HTTP requests served, by route, method and status code.",

@@ -29,7 +29,7 @@ import structlog
 from aiohttp import web
 
 from receiver.assembly import WorkerSide, assemble, load_rules
-from receiver.processes.handoff import Handoff, HandoffError, read_handoff
+from receiver.processes.handoff import Handoff, HandoffError, process_name, read_handoff
 from receiver.rules.errors import RuleError, RuleSetError
 from receiver.stop_budget import close_all, stop_budget, within
 
@@ -41,11 +41,11 @@ _BAD_HANDOFF = 2
 _NOT_STARTED = 3
 
 
-async def run_child(handoff: Handoff) -> None:
-    """Run the worker of ``handoff`` until a stop (above). Raises what ``assemble`` raises when
-    the stores cannot be reached or the rules do not load."""
+async def run_child(handoff: Handoff, log: Any) -> None:
+    """Run the worker of ``handoff`` until a stop (above), logging on ``log`` (structlog's,
+    bound to the process's name). Raises what ``assemble`` raises when the stores cannot be
+    reached or the rules do not load."""
     settings = handoff.settings
-    log = structlog.get_logger("remediator").bind(process=f"worker-{handoff.index}")
     rules = load_rules(settings, log, warn=False)
     side = await assemble(settings, handoff.endpoints, rules, log=log, check_clients=False)
     loop = asyncio.get_running_loop()
@@ -162,11 +162,11 @@ def main() -> None:
         print(f"remediator worker process: {exc}", file=sys.stderr)
         sys.exit(_BAD_HANDOFF)
     configure_logging(handoff.settings.log_level, handoff.settings.log_format.value)
-    log = structlog.get_logger("remediator").bind(process=f"worker-{handoff.index}")
+    log = structlog.get_logger("remediator").bind(process=process_name(handoff.index))
     tune_garbage_collector()
     try:
         run_bounded(
-            run_child(handoff),
+            run_child(handoff, log),
             leftovers_s=LEFTOVERS_S,
             log=log,
             loop_factory=event_loop_factory(),

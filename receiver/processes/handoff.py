@@ -21,11 +21,16 @@ from typing import BinaryIO
 from receiver.assembly import Endpoints
 from receiver.config import Settings
 
-__all__ = ["Handoff", "HandoffError", "encoded", "read_handoff"]
+__all__ = ["Handoff", "HandoffError", "encoded", "process_name", "read_handoff"]
 
 _LENGTH = struct.Struct(">I")
 # A handoff is a few kB; anything far larger is not one (a stray write to the pipe).
 _MOST_BYTES = 16 * 1024 * 1024
+
+
+def process_name(index: int) -> str:
+    """How the logs name worker process ``index`` (1 and up): ``worker-1``."""
+    return f"worker-{index}"
 
 
 class HandoffError(RuntimeError):

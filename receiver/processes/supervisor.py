@@ -28,7 +28,7 @@ import receiver
 from receiver.assembly import Endpoints
 from receiver.config import Settings
 from receiver.metrics_merge import Reading
-from receiver.processes.handoff import Handoff, encoded
+from receiver.processes.handoff import Handoff, encoded, process_name
 
 __all__ = ["WorkerProcesses"]
 
@@ -43,9 +43,12 @@ METRICS_TIMEOUT_S = 2.0
 @dataclass(slots=True, eq=False)
 class _Child:
     index: int
-    socket: Path
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = field(default=None)
+
+    @property
+    def name(self) -> str:
+        return process_name(self.index)
 
 
 class WorkerProcesses:
@@ -81,7 +84,7 @@ class WorkerProcesses:
         self._stopped = asyncio.Event()
         # The sockets' directory: mode 0700, this user's alone.
         self._dir = Path(tempfile.mkdtemp(prefix="remediator-workers-")) if count > 0 else None
-        self._children = [_Child(i, self._socket(i)) for i in range(1, count + 1)]
+        self._children = [_Child(i) for i in range(1, count + 1)]
 
     def pids(self) -> list[int]:
         """The process ids of the worker processes running now."""
@@ -90,7 +93,7 @@ class WorkerProcesses:
     def start(self) -> None:
         """Start every worker process, each supervised by a task of its own."""
         for child in self._children:
-            child.task = asyncio.create_task(self._supervise(child), name=f"worker-{child.index}")
+            child.task = asyncio.create_task(self._supervise(child), name=child.name)
 
     def stop(self) -> None:
         """Start none again, and send each one running SIGTERM, once: called again, nothing."""
@@ -126,7 +129,7 @@ class WorkerProcesses:
 
     def _socket(self, index: int) -> Path:
         """Where worker process ``index`` answers its metrics (no directory: none is started)."""
-        return (self._dir or Path(tempfile.gettempdir())) / f"worker-{index}.sock"
+        return (self._dir or Path(tempfile.gettempdir())) / f"{process_name(index)}.sock"
 
     async def expositions(self) -> list[Reading]:
         """Each worker process's metrics, as ``generate_latest`` wrote them, by index and pid:
@@ -143,7 +146,7 @@ class WorkerProcesses:
         if not _running(child):
             return None
         try:
-            connector = aiohttp.UnixConnector(path=str(child.socket))
+            connector = aiohttp.UnixConnector(path=str(self._socket(child.index)))
             timeout = aiohttp.ClientTimeout(total=METRICS_TIMEOUT_S)
             async with (
                 aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
@@ -154,7 +157,7 @@ class WorkerProcesses:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self._log.info(
                 "worker process's metrics not read",
-                process=f"worker-{child.index}",
+                process=child.name,
                 error=str(exc) or type(exc).__name__,  # a timeout's own text is empty
             )
             return None
@@ -173,16 +176,14 @@ class WorkerProcesses:
             started = clock()
             code = await self._run(child)
             if self._stopping:
-                self._log.info(
-                    "worker process exited", process=f"worker-{child.index}", exit_code=code
-                )
+                self._log.info("worker process exited", process=child.name, exit_code=code)
                 return
             ran_s = clock() - started
             if ran_s >= STEADY_S:
                 pause_s = FIRST_PAUSE_S
             self._log.error(
                 "worker process exited; starting it again",
-                process=f"worker-{child.index}",
+                process=child.name,
                 exit_code=code,
                 ran_s=round(ran_s, 1),
                 retry_in_s=pause_s,
@@ -194,9 +195,10 @@ class WorkerProcesses:
     async def _run(self, child: _Child) -> int | None:
         """Start ``child``'s process, hand it its start, and wait for it to exit: its exit
         code, or None when it could not be started (logged; started again after a pause)."""
-        with contextlib.suppress(FileNotFoundError):
-            child.socket.unlink()  # a crashed process's socket refuses the next one's bind
         handoff = self.handoff(child.index)
+        with contextlib.suppress(FileNotFoundError):
+            # A crashed process's socket refuses the next one's bind.
+            handoff.metrics_socket.unlink()
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -206,8 +208,9 @@ class WorkerProcesses:
                 env=_child_environment(),
             )
         except OSError as exc:  # out of processes or descriptors, the interpreter gone
-            name = f"worker-{child.index}"
-            self._log.error("worker process could not be started", process=name, error=str(exc))
+            self._log.error(
+                "worker process could not be started", process=child.name, error=str(exc)
+            )
             return None
         child.process = process
         assert process.stdin is not None
