@@ -24,7 +24,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from remediations.targets import quoted
@@ -197,6 +204,21 @@ class Alert(BaseModel):
     endsAt: Timestamp = ZERO_TIME
     generatorURL: str = ""
     fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+
+    @field_validator("labels")
+    @classmethod
+    def _named(cls, labels: Labels) -> Labels:
+        # Alertmanager refuses a label without a name when an alert is posted to it
+        # (prometheus/common model.LabelName.IsValid, both validation schemes), so no
+        # notification of its holds one. Stored, it would enter the fingerprint the service
+        # computes and no matcher could name it.
+        if "" in labels:
+            raise PydanticCustomError(
+                "label_name",
+                "a label has an empty name (value {value}); every label needs a name",
+                {"value": quoted(labels[""])},
+            )
+        return labels
 
     @property
     def starts_at_datetime(self) -> datetime:
