@@ -4,6 +4,7 @@
 - ``kubeapi``: the per-call API view (reads, conditioned writes) and the write plan
 - ``objects``: reading the plain-dict form of Kubernetes objects (pure)
 - ``retry``: bounded retries on transient API failures, typed errors for the rest
+- ``api_errors``: recognising the client's ApiException without importing the client
 - ``replay``: write records, so a step retried after a crash does not write twice (pure)
 - ``quantity``: resource quantities ("512Mi", "250m"): parse, scale, format (pure)
 - ``release``: what counts as a release of a Deployment (not a restart, not remediator's own
@@ -20,6 +21,7 @@
 - ``probe``: read-only facts for rules' live conditions (a Deployment's newest release)
 - ``catalog``: ``ACTIONS``, every action above, for the registry
 
-Nothing is imported here, so ``remediations.kubernetes.quantity`` and ``.objects`` load
-without the kubernetes_asyncio client library.
+Nothing is imported here, and no module here imports the kubernetes_asyncio client library
+when it is imported: only code handed a client does (``api_errors``), so a process without
+cluster credentials never loads it.
 """

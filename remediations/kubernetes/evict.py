@@ -26,9 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from remediations.base import ActionError, ActionRefused, TransientActionError
+from remediations.kubernetes.api_errors import is_api_exception
 from remediations.kubernetes.kubeapi import JSON, KubeApi
 from remediations.kubernetes.retry import (
     MANY_BUDGETS,
@@ -158,7 +157,7 @@ async def evict(
     unsure = False
 
     def still_pending(exc: BaseException) -> bool:
-        return isinstance(exc, ApiException) and budget_pending(exc) is not None
+        return is_api_exception(exc) and budget_pending(exc) is not None
 
     async def send() -> Any:
         nonlocal unsure
@@ -171,7 +170,7 @@ async def evict(
     what = f"Pod {ns}/{name}"
 
     def describe(exc: BaseException) -> str:
-        said = budget_pending(exc) if isinstance(exc, ApiException) else None
+        said = budget_pending(exc) if is_api_exception(exc) else None
         if said is None:
             return describe_failure(exc)
         return (
@@ -192,7 +191,9 @@ async def evict(
         if still_pending(exc.__cause__ or exc):
             exc.may_have_acted = unsure
         raise
-    except ApiException as exc:
+    except Exception as exc:
+        if not is_api_exception(exc):
+            raise
         reason = budget_refusal(exc)
         if reason is not None:
             # On a retry too: an earlier try that evicted the pod leaves it gone or

@@ -14,10 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from remediations.base import ActionContext, ActionRefused, Change
+from remediations.kubernetes.api_errors import is_api_exception
 from remediations.kubernetes.objects import WORKLOADS, is_controlled_by, object_ref, selector_string
 from remediations.kubernetes.record_size import (
     check_record,
@@ -77,6 +75,10 @@ class KubeApi:
 
     def __init__(self, ctx: ActionContext, policy: RetryPolicy, action: str) -> None:
         self.client: Any = ctx.clients.get("kubernetes")
+        # Imported here, past MissingClient: a process without a client never loads the
+        # client library (``api_errors``); one with a client has loaded it already.
+        from kubernetes_asyncio import client as k8s
+
         self.apps: Any = k8s.AppsV1Api(self.client)
         self.core: Any = k8s.CoreV1Api(self.client)
         self.autoscaling: Any = k8s.AutoscalingV2Api(self.client)
@@ -284,7 +286,9 @@ class KubeApi:
         sent: list[None] = []
         try:
             return await self.patch_workload(target, body, content_type, allow=(409,), sent=sent)
-        except ApiException as exc:
+        except Exception as exc:
+            if not is_api_exception(exc):
+                raise
             # A 409 on a retry: the try before it got no answer and may have landed (its own
             # change would move the resourceVersion), so this conflict may follow a write.
             landed = len(sent) > 1

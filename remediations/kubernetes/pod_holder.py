@@ -31,9 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from remediations.base import ActionError, ActionRefused, TransientActionError
+from remediations.kubernetes.api_errors import is_api_exception
 from remediations.kubernetes.evict import Evicted, EvictionRefused
 from remediations.kubernetes.kubeapi import JSON_PATCH, KubeApi
 from remediations.kubernetes.objects import WORKLOADS, json_pointer, object_ref
@@ -160,7 +159,9 @@ async def _read_if_present(api: KubeApi, target: Target) -> dict[str, Any] | Non
             lambda: method(target.name, target.namespace, **api.read_opts()),
             allow=(404,),
         )
-    except ApiException:
+    except Exception as exc:
+        if not is_api_exception(exc):
+            raise
         return None
     return api.to_dict(obj)
 
@@ -314,8 +315,6 @@ async def _corrected(
     ]
     try:
         await api.patch_workload(holder, ops, JSON_PATCH, allow=(422,))
-    except ApiException:
-        pass
     except ActionError as exc:
         message = (
             f"{error.message}; the step's write record on {object_ref(holder)} (annotation "
@@ -324,4 +323,7 @@ async def _corrected(
         )
         kind = ActionRefused if isinstance(error, ActionRefused) else TransientActionError
         raise kind(message, may_have_acted=error.may_have_acted) from error
+    except Exception as exc:  # after ActionError, which is never an ApiException
+        if not is_api_exception(exc):
+            raise
     return True

@@ -47,7 +47,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from remediations import names
@@ -59,6 +58,7 @@ from remediations.kubernetes.api import (
     KubeApi,
     WritePlan,
 )
+from remediations.kubernetes.api_errors import is_api_exception
 from remediations.kubernetes.budgets import Forecast, forecast, read_budgets
 from remediations.kubernetes.evict import BUDGET_PENDING, Evicted, EvictionRefused, evict_pods
 from remediations.kubernetes.objects import WORKLOADS, controller_uid, object_ref, selector_string
@@ -204,7 +204,9 @@ class DeletePod(KubeAction[DeletePodParams]):
                     lambda: api.core.read_namespaced_pod(target.name, ns, **api.read_opts()),
                     allow=(404,),
                 )
-            except ApiException:
+            except Exception as exc:
+                if not is_api_exception(exc):
+                    raise
                 recorded = await recorded_holder(api, target)
                 return ([], *recorded) if recorded else ([], None, {})
             found = api.to_dict(pod)

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes_asyncio import client as k8s
-
 from remediations.base import ActionRefused, Clients
 from remediations.kubernetes.objects import (
     is_controlled_by,
@@ -80,6 +78,9 @@ async def newest_rollout(
     if target.kind != "Deployment":
         raise ActionRefused(f"rollout history is read from Deployments, not a {target.kind}")
     api = clients.get("kubernetes")
+    # Imported past MissingClient: without a client the library is never loaded (``api_errors``).
+    from kubernetes_asyncio import client as k8s
+
     apps: Any = k8s.AppsV1Api(api)
     timeout = {"_request_timeout": request_timeout(policy.request_timeout)}
     what = object_ref(target)

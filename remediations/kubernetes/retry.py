@@ -23,18 +23,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from remediations.base import ActionRefused
+from remediations.kubernetes.api_errors import is_api_exception
 from remediations.retrying import (
     DEFAULT_RETRY,
     RetryPolicy,
     call_with_retries,
     describe_exception,
 )
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client.exceptions import ApiException
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -69,7 +72,7 @@ def is_transient(exc: BaseException) -> bool:
     """Whether sending the same request again may succeed: connection errors, 429, 5xx; not
     an eviction a PodDisruptionBudget refused (``budget_refusal``) nor one whose budget is
     still being processed (``budget_pending``: the eviction retries it itself)."""
-    if isinstance(exc, ApiException):
+    if is_api_exception(exc):
         if budget_refusal(exc) is not None or budget_pending(exc) is not None:
             return False
         status = exc.status or 0
@@ -90,7 +93,7 @@ def failure_may_have_acted(exc: BaseException) -> bool:
     failure: a timeout waiting for the answer, a connection closed after the request was sent,
     anything unforeseen (the safe side). Followed from
     ``remediations.http.post.failure_may_have_acted``."""
-    if isinstance(exc, ApiException):
+    if is_api_exception(exc):
         return exc.status != 429
     return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
@@ -171,7 +174,7 @@ def budget_refusal(exc: ApiException) -> str | None:
 
 def describe_failure(exc: BaseException) -> str:
     """One line for an operator: ``"HTTP 503: <API message>"`` or the exception's type and text."""
-    if isinstance(exc, ApiException):
+    if is_api_exception(exc):
         return f"HTTP {exc.status}: {api_message(exc)}"
     return describe_exception(exc)
 
@@ -202,8 +205,8 @@ async def call(
             describe=describe_failure,
             acted=failure_may_have_acted,
         )
-    except ApiException as exc:
-        if exc.status in allow:
+    except Exception as exc:
+        if not is_api_exception(exc) or exc.status in allow:
             raise
         raise refusal(exc, what) from exc
 

@@ -37,11 +37,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, Field
 
 from remediations.base import ActionError, ActionRefused, Change, Risk
 from remediations.kubernetes.api import JSON_PATCH, ActionParams, KubeAction, KubeApi, WritePlan
+from remediations.kubernetes.api_errors import is_api_exception
 from remediations.kubernetes.objects import (
     REVISION,
     REVISION_HISTORY,
@@ -229,7 +229,7 @@ class RolloutUndo(KubeAction[UndoParams]):
                 return await api.patch_read(target, obj, ops, JSON_PATCH, conditioned=bool(own))
             except ActionRefused as exc:
                 cause = exc.__cause__
-                if not (isinstance(cause, ApiException) and cause.status == 422):
+                if not (is_api_exception(cause) and cause.status == 422):
                     raise
                 # A failed `test` or `remove` op is a bare 422 "error in our request" without
                 # details. This step's own write record says an earlier attempt landed (its

@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from remediations.base import ActionError, ActionRefused
 from remediations.kubernetes.api import MERGE_PATCH, KubeApi
+from remediations.kubernetes.api_errors import is_api_exception
 from remediations.kubernetes.objects import object_ref
 from remediations.targets import Target
 
@@ -52,7 +51,9 @@ async def write_count(
                 return await api.patch_workload(
                     target, body(read), MERGE_PATCH, allow=(409,), sent=sent
                 )
-            except ApiException:
+            except Exception as exc:
+                if not is_api_exception(exc):
+                    raise
                 unsure = unsure or len(sent) > 1
             read = await api.read_workload(target)
             now = int((read.get("spec") or {}).get("replicas") or 0)
