@@ -27,6 +27,7 @@ from bench.common import (
     median,
     postmaster_pid,
     server,
+    tree_pss_mb,
     tree_rss_mb,
     wait_ready,
     workdir,
@@ -124,6 +125,7 @@ async def run(args: argparse.Namespace) -> None:
         )
         # The service's processes together (its worker processes, with worker.processes).
         hwm, rss = tree_rss_mb(procs["receiver"].pid)
+        pss = tree_pss_mb(procs["receiver"].pid)
         # Last, because each round's backlog keeps the worker busy after its loop: every alert
         # matched by a rule, so the worker plans, guards and records a dry-run for each.
         turns = await matched_rounds(
@@ -187,7 +189,8 @@ async def run(args: argparse.Namespace) -> None:
     print(matched_summary(turns, args.drain_limit))
     print(
         f"receiver after {mem.sent * 10} more alerts ({mem.errors} errors): peak RSS "
-        f"{hwm:.0f} MB, current {rss:.0f} MB (target < 150 MB)"
+        f"{hwm:.0f} MB, current {rss:.0f} MB (target < 150 MB); PSS {pss:.0f} MB (pages "
+        "shared between its processes counted once)"
     )
 
 

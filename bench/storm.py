@@ -233,11 +233,15 @@ async def post_into_backlog(
         await _post(http, url, webhook([item], f"backlog-{k}"), (answered, item["fingerprint"]))
 
 
-async def sample_memory(postmaster: int, peak: list[float], interval_s: float = 0.5) -> None:
-    """Keep ``peak[0]`` at the largest PSS of this PostgreSQL's processes seen, until
-    cancelled."""
+async def sample_memory(
+    postmaster: int, service: int, peak: list[float], interval_s: float = 0.5
+) -> None:
+    """Keep ``peak`` at the largest PSS seen of this PostgreSQL's processes (``peak[0]``) and
+    of the service's (``peak[1]``: its worker processes share the interpreter's and the
+    extensions' file-backed pages, which a sum of RSS counts in each), until cancelled."""
     while True:
         peak[0] = max(peak[0], await asyncio.to_thread(tree_pss_mb, postmaster))
+        peak[1] = max(peak[1], await asyncio.to_thread(tree_pss_mb, service))
         await asyncio.sleep(interval_s)
 
 
@@ -327,8 +331,8 @@ async def run(args: argparse.Namespace) -> None:
             redis = redis_server_pid(work / "services" / "redis")
             pids = (proc.pid, postmaster, conn.get_server_pid(), redis)
             usage = Usage.now(*pids)
-            peak = [0.0]
-            sampler = asyncio.create_task(sample_memory(postmaster, peak))
+            peak = [0.0, 0.0]
+            sampler = asyncio.create_task(sample_memory(postmaster, proc.pid, peak))
             among = (args.unrelated + 1) // 2
             print(
                 f"[storm] posting {args.storm_alerts:,} alerts over {args.targets:,} targets "
@@ -371,6 +375,7 @@ async def run(args: argparse.Namespace) -> None:
                 used=used,
                 service_pid=proc.pid,
                 postgres_peak_mb=max(peak[0], tree_pss_mb(postmaster)),
+                service_pss_mb=max(peak[1], tree_pss_mb(proc.pid)),
             )
             print("unrelated alert's latency in parts (bench/storm_parts.py):")
             for phase, times in (

@@ -253,6 +253,7 @@ async def report(
     used: Usage,
     service_pid: int,
     postgres_peak_mb: float,
+    service_pss_mb: float,
 ) -> None:
     """Read the figures from the store and print them beside issue 12's targets.
     ``settings``: the PostgreSQL settings given that the round ran with ('' if none);
@@ -361,8 +362,9 @@ async def report(
         f"Redis {1e6 * used.redis / per:.0f} us, bench client {1e6 * used.client / per:.0f} us"
     )
     print(
-        f"peak memory: service {service_mb:.0f} MB RSS, PostgreSQL {postgres_peak_mb:.0f} MB "
-        "(PSS of its processes, sampled every 0.5 s)"
+        f"peak memory: service {service_mb:.0f} MB RSS (its processes' peaks summed), "
+        f"{service_pss_mb:.0f} MB PSS; PostgreSQL {postgres_peak_mb:.0f} MB PSS (PSS: shared "
+        "pages counted once, sampled every 0.5 s)"
     )
     print("targets (issue 12):")
     print(f"  drain from the last notification: {against(drain, DRAIN_TARGET_S, 's')}")
