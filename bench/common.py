@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from receiver.alertmanager import fingerprint
+from receiver.fingerprints import fingerprint
 
 TOKEN = "bench-token-" + uuid.uuid4().hex
 STARTS_AT = "2026-11-25T10:00:00.123456789Z"
@@ -326,3 +326,15 @@ def flush_latency_ms(directory: Path, count: int = 200, size: int = 16384) -> tu
         os.close(fd)
         path.unlink(missing_ok=True)
     return percentile(took, 50), percentile(took, 99)
+
+
+async def sample_memory(
+    postmaster: int, service: int, peak: list[float], interval_s: float = 0.5
+) -> None:
+    """Keep ``peak`` at the largest PSS seen of this PostgreSQL's processes (``peak[0]``) and
+    of the service's (``peak[1]``: its worker processes share the interpreter's and the
+    extensions' file-backed pages, which a sum of RSS counts in each), until cancelled."""
+    while True:
+        peak[0] = max(peak[0], await asyncio.to_thread(tree_pss_mb, postmaster))
+        peak[1] = max(peak[1], await asyncio.to_thread(tree_pss_mb, service))
+        await asyncio.sleep(interval_s)

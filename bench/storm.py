@@ -42,6 +42,7 @@ from bench.common import (
     machine,
     postmaster_pid,
     redis_server_pid,
+    sample_memory,
     server,
     tree_pss_mb,
     wait_ready,
@@ -231,18 +232,6 @@ async def post_into_backlog(
         item = unrelated_alert(f"backlog-consumer-{k}")
         posted[item["fingerprint"]] = time.time()
         await _post(http, url, webhook([item], f"backlog-{k}"), (answered, item["fingerprint"]))
-
-
-async def sample_memory(
-    postmaster: int, service: int, peak: list[float], interval_s: float = 0.5
-) -> None:
-    """Keep ``peak`` at the largest PSS seen of this PostgreSQL's processes (``peak[0]``) and
-    of the service's (``peak[1]``: its worker processes share the interpreter's and the
-    extensions' file-backed pages, which a sum of RSS counts in each), until cancelled."""
-    while True:
-        peak[0] = max(peak[0], await asyncio.to_thread(tree_pss_mb, postmaster))
-        peak[1] = max(peak[1], await asyncio.to_thread(tree_pss_mb, service))
-        await asyncio.sleep(interval_s)
 
 
 @contextlib.asynccontextmanager

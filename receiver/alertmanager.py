@@ -20,7 +20,6 @@ import functools
 import json
 import re
 import sys
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -48,7 +47,6 @@ __all__ = [
     "Alert",
     "Notification",
     "PayloadError",
-    "fingerprint",
     "json_problem",
     "parse_notification",
     "parse_rfc3339",
@@ -389,24 +387,3 @@ def parse_notification_carefully(body: bytes) -> Notification:
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise PayloadError(field, first["msg"]) from None
     return notification
-
-
-_FNV64_OFFSET = 0xCBF29CE484222325
-_FNV64_PRIME = 0x100000001B3
-_MASK64 = 0xFFFFFFFFFFFFFFFF
-_SEPARATOR = 0xFF
-
-
-def fingerprint(labels: Mapping[str, str]) -> str:
-    """Alertmanager's alert fingerprint: prometheus/common ``labelSetToFingerprint``.
-
-    FNV-1a 64 over the UTF-8 bytes of each label name and value in name order, each followed by
-    the byte 0xFF (never valid UTF-8, so {"a": "bc"} and {"ab": "c"} differ), as ``%016x``.
-    """
-    digest = _FNV64_OFFSET
-    for name in sorted(labels):
-        for part in (name, labels[name]):
-            for byte in part.encode("utf-8"):
-                digest = ((digest ^ byte) * _FNV64_PRIME) & _MASK64
-            digest = ((digest ^ _SEPARATOR) * _FNV64_PRIME) & _MASK64
-    return f"{digest:016x}"

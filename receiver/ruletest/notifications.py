@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from receiver.alertmanager import ZERO_TIME, Notification, fingerprint, parse_notification
+from receiver.alertmanager import ZERO_TIME, Notification, parse_notification
+from receiver.fingerprints import fingerprint
 from receiver.ruletest.spec import AlertSpec, EntrySpec
 
 __all__ = ["AlertTrack", "PlayError", "notification_for", "rfc3339"]

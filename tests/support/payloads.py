@@ -11,7 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from receiver.alertmanager import ZERO_TIME, Notification, fingerprint, parse_notification
+from receiver.alertmanager import ZERO_TIME, Notification, parse_notification
+from receiver.fingerprints import fingerprint
 
 __all__ = ["alert", "notification", "notification_body"]
 

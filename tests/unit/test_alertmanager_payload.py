@@ -16,11 +16,11 @@ from receiver.alertmanager import (
     Alert,
     Notification,
     PayloadError,
-    fingerprint,
     parse_notification,
     parse_notification_carefully,
     parse_rfc3339,
 )
+from receiver.fingerprints import fingerprint
 from tests.support.payloads import alert, notification_body
 
 # As Alertmanager 0.25 sends it: Go escapes <, > and & in strings, the receiver name went

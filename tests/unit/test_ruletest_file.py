@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from receiver.alertmanager import ZERO_TIME, fingerprint
+from receiver.alertmanager import ZERO_TIME
 from receiver.facts import FactKind, Rollout
+from receiver.fingerprints import fingerprint
 from receiver.rules.errors import RuleError
 from receiver.ruletest.files import TestFile, load_test_file, settings_of
 from receiver.ruletest.notifications import AlertTrack, PlayError, notification_for
