@@ -1,8 +1,9 @@
 """The rule files on disk: the only module of ``receiver.rules`` that reads files.
 
 ``load_rules`` and ``lint`` read a directory and hand the text to the pure compiler.
-``RuleHolder`` keeps the rule set in force and reloads it; ``RuleWatcher`` reloads it when the
-files change (SIGHUP is wired to ``RuleHolder.reload`` by the service).
+``RuleHolder`` keeps the rule set in force, and the texts it was compiled from, and reloads it;
+``RuleWatcher`` reloads it when the files change (SIGHUP is wired to ``RuleHolder.reload`` by
+the service).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from receiver.model import NamespacePolicy
@@ -101,8 +102,21 @@ def _load(
     channels: Collection[str] | None,
 ) -> tuple[RuleSet | None, list[RuleError], list[RuleError]]:
     """(the rule set or None, errors, warnings)."""
-    files, errors, skipped = _read_directory(directory)
-    if not files:
+    return _compiled(*_read_directory(directory), directory, registry, policy, channels)
+
+
+def _compiled(
+    files: Mapping[str, str],
+    errors: list[RuleError],
+    skipped: list[RuleError],
+    directory: Path,
+    registry: Registry,
+    policy: NamespacePolicy,
+    channels: Collection[str] | None,
+) -> tuple[RuleSet | None, list[RuleError], list[RuleError]]:
+    """``files`` (path -> text) compiled, beside what reading them found (``errors``,
+    ``skipped``: ``_read_directory``'s): (the rule set or None, errors, warnings)."""
+    if not files and errors:
         return None, in_file_order(errors), skipped
     try:
         ruleset = compile_files(files, registry, policy, channels=channels)
@@ -159,13 +173,16 @@ def check(
 
 
 class RuleHolder:
-    """The rule set in force. A failed reload keeps the last good set, so a typo pushed to a
-    running service degrades to "old rules" rather than "no rules".
+    """The rule set in force, and the texts of the files it was compiled from. A failed reload
+    keeps the last good set, so a typo pushed to a running service degrades to "old rules"
+    rather than "no rules".
 
-    Construction loads the rules and raises RuleSetError when they are invalid. ``reload`` may
-    be called from any thread (the watcher runs it in one). ``channels``: the configured notify
-    channels, checked at every load (``load_rules``): a rule naming another one fails the start,
-    or the reload (the rules in force stay).
+    Construction loads the rules from ``directory``, or compiles ``files`` (path -> text: a
+    worker process starts on the texts ``serve`` runs on, whatever the directory holds now),
+    and raises RuleSetError when they are invalid; ``reload`` reads ``directory`` either way.
+    ``reload`` may be called from any thread (the watcher runs it in one). ``channels``: the
+    configured notify channels, checked at every load (``load_rules``): a rule naming another
+    one fails the start, or the reload (the rules in force stay).
     """
 
     def __init__(
@@ -176,6 +193,7 @@ class RuleHolder:
         *,
         ruleset: RuleSet | None = None,
         channels: Collection[str] | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> None:
         self._directory = directory
         self._registry = registry
@@ -189,23 +207,31 @@ class RuleHolder:
         # wrong; none: it may): the approvers' by_rule naming only loaded rules. Set by the
         # service once the files that depend on the rules are read.
         self.check: Callable[[RuleSet], Sequence[str]] = lambda _: ()
+        if ruleset is not None:
+            self._in_force: tuple[RuleSet, dict[str, str]] = (ruleset, {})
+            return
         # At start-up there is nothing to fall back to: invalid rules fail the start.
-        self._current = (
-            ruleset
-            if ruleset is not None
-            else load_rules(directory, registry, policy, channels=channels)
-        )
+        loaded, errors, warnings, texts = self._compile(files)
+        if loaded is None:
+            raise RuleSetError(errors, warnings)
+        self._in_force = (loaded, texts)
 
     @classmethod
     def fixed(cls, ruleset: RuleSet, registry: Registry, policy: NamespacePolicy) -> RuleHolder:
         """A holder of a rule set compiled elsewhere (a rule test's ``rule_files``), which
-        ``reload`` keeps: there is no directory to read again."""
+        ``reload`` keeps: there is no directory to read again. Its ``files`` are empty."""
         return cls(Path("."), registry, policy, ruleset=ruleset)
 
     @property
     def current(self) -> RuleSet:
         """The rule set in force."""
-        return self._current
+        return self._in_force[0]
+
+    @property
+    def files(self) -> Mapping[str, str]:
+        """The texts the rule set in force was compiled from, by file path (as
+        ``RuleSet.source`` names them): what a worker process is handed to start on."""
+        return self._in_force[1]
 
     @property
     def last_errors(self) -> tuple[RuleError, ...]:
@@ -217,9 +243,7 @@ class RuleHolder:
         if self._fixed:
             return []
         with self._lock:
-            ruleset, errors, _ = _load(
-                self._directory, self._registry, self._policy, self._channels
-            )
+            ruleset, errors, _, texts = self._compile(None)
             if ruleset is not None:
                 # Valid on their own, but leaving a setting wrong (a by_rule key orphaned by a
                 # renamed rule would let the wider by_risk list decide): a failed reload too.
@@ -228,9 +252,30 @@ class RuleHolder:
                     ruleset = None
             self._last_errors = tuple(errors)
             if ruleset is not None:
-                # One reference assignment: readers see the old set or the new one, never a mix.
-                self._current = ruleset
+                # One reference assignment: readers see the old set and its texts or the new
+                # ones, never a mix.
+                self._in_force = (ruleset, texts)
             return errors
+
+    def _compile(
+        self, files: Mapping[str, str] | None
+    ) -> tuple[RuleSet | None, list[RuleError], list[RuleError], dict[str, str]]:
+        """``files`` compiled, or the directory's when None: (the rule set or None, errors,
+        warnings, the texts compiled)."""
+        if files is None:
+            texts, read_errors, skipped = _read_directory(self._directory)
+        else:
+            texts, read_errors, skipped = dict(files), [], []
+        ruleset, errors, warnings = _compiled(
+            texts,
+            read_errors,
+            skipped,
+            self._directory,
+            self._registry,
+            self._policy,
+            self._channels,
+        )
+        return ruleset, errors, warnings, texts
 
 
 # -- watching the directory ----------------------------------------------------------------------

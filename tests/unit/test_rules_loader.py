@@ -139,6 +139,72 @@ def test_holder_refuses_to_start_on_bad_rules(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# a holder started on given texts (a worker process, on the rules serve runs on)
+
+
+def test_a_holder_of_given_texts_starts_on_them_and_reloads_from_the_directory(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "a.yaml", "rules: [ {name: broken\n")  # a typo pushed since
+    handed = {str(path): GOOD}
+    holder = RuleHolder(tmp_path, registry(), POLICY, files=handed)
+    first = holder.current
+    assert [r.name for r in first.rules] == ["restart-on-high-memory"]
+    assert holder.files == handed
+
+    # The directory's errors: the handed rules and their texts stay.
+    assert [e.file for e in holder.reload()] == [str(path)]
+    assert holder.current is first
+    assert holder.files == handed
+
+    renamed = GOOD.replace("restart-on-high-memory", "renamed")
+    path.write_text(renamed)
+    assert holder.reload() == []
+    assert [r.name for r in holder.current.rules] == ["renamed"]
+    assert holder.files == {str(path): renamed}
+
+    path.write_text("rules: []\n")
+    assert holder.reload() != []
+    assert holder.files == {str(path): renamed}
+
+
+def test_a_holder_of_a_directory_keeps_the_texts_it_loaded(tmp_path: Path) -> None:
+    write(tmp_path, "b.yml", GOOD.replace("restart-on-high-memory", "b-rule"))
+    write(tmp_path, "a.yaml", GOOD)
+    write(tmp_path, "notes.txt", "not rules")
+    holder = RuleHolder(tmp_path, registry(), POLICY)
+    assert holder.files == {
+        str(tmp_path / "a.yaml"): GOOD,
+        str(tmp_path / "b.yml"): GOOD.replace("restart-on-high-memory", "b-rule"),
+    }
+    assert sorted(holder.files) == sorted(holder.current.source)
+    # Handed on, they compile to the same rules.
+    again = RuleHolder(tmp_path / "elsewhere", registry(), POLICY, files=holder.files)
+    assert again.current.source == holder.current.source
+
+
+@pytest.mark.parametrize(
+    ("files", "said"),
+    [
+        ({"/handed/a.yaml": "rules: []\n"}, ["/handed/a.yaml:1: `rules` must be a non-empty list"]),
+        ({}, ["<rules>: no rule files given"]),
+    ],
+)
+def test_given_texts_with_errors_fail_the_start_naming_their_file(
+    tmp_path: Path, files: dict[str, str], said: list[str]
+) -> None:
+    write(tmp_path, "a.yaml", GOOD)  # not read: the texts given are the start
+    with pytest.raises(RuleSetError) as caught:
+        RuleHolder(tmp_path, registry(), POLICY, files=files)
+    assert [str(e) for e in caught.value.errors] == said
+
+
+def test_a_fixed_holder_has_no_texts(tmp_path: Path) -> None:
+    ruleset = RuleHolder(tmp_path, registry(), POLICY, files={"a.yaml": GOOD}).current
+    assert RuleHolder.fixed(ruleset, registry(), POLICY).files == {}
+
+
+# --------------------------------------------------------------------------------------------
 # the watcher
 
 RULE = """
