@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,10 +94,14 @@ class Rules:
     approval_files: ApprovalFiles
 
 
-def load_rules(settings: Settings, log: Any, *, warn: bool = True) -> Rules:
+def load_rules(
+    settings: Settings, log: Any, *, warn: bool = True, files: Mapping[str, str] | None = None
+) -> Rules:
     """Load the rule files and the approval files of ``settings``, checked together. The
     rules' warnings are logged when ``warn`` (a worker process leaves them to the process that
-    started it, which logged them already).
+    started it, which logged them already). ``files``: the rule files' texts by path, compiled
+    instead of the rules directory's (a worker process starts on the rules ``serve`` runs on);
+    a reload reads the directory either way.
 
     Raises RuleSetError for invalid rules, ConfigError for an unreadable approval file or one
     naming a rule not loaded."""
@@ -106,7 +110,7 @@ def load_rules(settings: Settings, log: Any, *, warn: bool = True) -> Rules:
     # configured: one warning).
     channels = frozenset(settings.notify_channels)
     holder = RuleHolder(
-        settings.rules_dir, registry, settings.namespace_policy(), channels=channels
+        settings.rules_dir, registry, settings.namespace_policy(), channels=channels, files=files
     )
     if warn:
         log_rule_warnings(log, holder.current.warnings)

@@ -117,6 +117,7 @@ async def run_service(
             settings.worker_processes - 1,
             settings,
             backing.endpoints,
+            rule_files=lambda: rules.files,  # each starts on the rules in force, as serve runs
             log=log.bind(component="worker-processes"),
         )
         dry_run = settings.dry_run_everywhere

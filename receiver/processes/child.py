@@ -11,8 +11,13 @@ serves no pages: its metrics are read by ``serve`` over a Unix socket of its own
 It stops as ``serve`` does (``receiver.stop_budget``): on SIGTERM or SIGINT, or when its
 standard input ends (the process that started it is gone, killed or crashed), it claims
 nothing more, lets the steps in progress finish within ``worker.shutdown_grace`` and hands
-back the rest. On SIGHUP it reloads the rules (``serve`` sends it after each reload of its
-own, which is the one recorded in the audit log).
+back the rest.
+
+It starts on the rules ``serve`` runs on, their texts handed to it, not on the rule files as
+they are now: when those have errors since (``serve`` runs on its last good rules), a worker
+process started again after a crash starts on the same last good rules, rather than not at
+all. On SIGHUP it reloads the rules from the directory (``serve`` sends it after each reload of
+its own, which is the one recorded in the audit log); a failed reload keeps the rules it has.
 """
 
 from __future__ import annotations
@@ -43,10 +48,11 @@ _NOT_STARTED = 3
 
 async def run_child(handoff: Handoff, log: Any) -> None:
     """Run the worker of ``handoff`` until a stop (above), logging on ``log`` (structlog's,
-    bound to the process's name). Raises what ``assemble`` raises when the stores cannot be
-    reached or the rules do not load."""
+    bound to the process's name), on the rules handed to it. Raises what ``assemble`` raises
+    when the stores cannot be reached, and what ``load_rules`` raises when the rules do not
+    load."""
     settings = handoff.settings
-    rules = load_rules(settings, log, warn=False)
+    rules = load_rules(settings, log, warn=False, files=handoff.rule_files)
     side = await assemble(settings, handoff.endpoints, rules, log=log, check_clients=False)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -1,6 +1,8 @@
 """What ``serve`` hands a worker process it starts: its settings as ``serve`` resolved them
-(secrets read, the embedded servers' credentials put in), where the stores are, its number and
-the Unix socket it answers its metrics on.
+(secrets read, the embedded servers' credentials put in), where the stores are, its number,
+the Unix socket it answers its metrics on, and the texts of the rule files ``serve`` runs on
+(its last good rules: the files may hold errors since, and a worker process started again
+after a crash then starts as ``serve`` runs, rather than not at all).
 
 Sent over the child's standard input as one pickle, length-prefixed, never on its command line
 or in its environment (which other processes of the same user can read: ``/proc/PID/environ``,
@@ -24,8 +26,13 @@ from receiver.config import Settings
 __all__ = ["Handoff", "HandoffError", "encoded", "process_name", "read_handoff"]
 
 _LENGTH = struct.Struct(">I")
-# A handoff is a few kB; anything far larger is not one (a stray write to the pipe).
-_MOST_BYTES = 16 * 1024 * 1024
+# A handoff is the settings (a few kB) and the rule files' texts, which the loader bounds at
+# MAX_FILE_BYTES (4 MiB) a file but not in number. 256 MiB is 64 such files, over 100,000 rules
+# as the shipped ones are written, that PyYAML (a few hundred KB a second) would take a quarter
+# of an hour to compile at each start and reload of serve: far past a rule set serve runs on.
+# A larger one is refused by `encoded`, saying what to do. Reading, the bound still tells a
+# stray write to the pipe from a handoff: printable text read as a length is 512 MiB or more.
+_MOST_BYTES = 256 * 2**20
 
 
 def process_name(index: int) -> str:
@@ -34,23 +41,34 @@ def process_name(index: int) -> str:
 
 
 class HandoffError(RuntimeError):
-    """The standard input did not hold a handoff: the process was not started by ``serve``."""
+    """The standard input did not hold a handoff (the process was not started by ``serve``),
+    or a handoff is too large to hand (``encoded``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Handoff:
     """A worker process's start: ``index`` (1 and up; 0 is the process that takes the
-    webhooks), ``metrics_socket`` (the Unix socket its metrics are read from)."""
+    webhooks), ``metrics_socket`` (the Unix socket its metrics are read from), ``rule_files``
+    (the texts of the rules ``serve`` runs on, by file path: ``RuleHolder.files``)."""
 
     settings: Settings
     endpoints: Endpoints
     index: int
     metrics_socket: Path
+    rule_files: dict[str, str]
 
 
 def encoded(handoff: Handoff) -> bytes:
-    """``handoff`` as the child reads it: a 4-byte big-endian length, then the pickle."""
+    """``handoff`` as the child reads it: a 4-byte big-endian length, then the pickle. Raises
+    HandoffError, saying what to do, when it is larger than a child reads (``_MOST_BYTES``)."""
     body = pickle.dumps(handoff, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(body) > _MOST_BYTES:
+        rules_mib = sum(len(text.encode()) for text in handoff.rule_files.values()) / 2**20
+        raise HandoffError(
+            f"the rule files come to {rules_mib:.0f} MiB, more than a worker process can be"
+            f" handed ({_MOST_BYTES // 2**20} MiB): make them smaller, or run the worker in"
+            " serve's process alone (worker.processes 1)"
+        )
     return _LENGTH.pack(len(body)) + body
 
 

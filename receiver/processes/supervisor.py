@@ -17,7 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import receiver
 from receiver.assembly import Endpoints
 from receiver.config import Settings
 from receiver.metrics_merge import Reading
-from receiver.processes.handoff import Handoff, encoded, process_name
+from receiver.processes.handoff import Handoff, HandoffError, encoded, process_name
 
 __all__ = ["WorkerProcesses"]
 
@@ -55,7 +55,9 @@ class WorkerProcesses:
     """``count`` worker processes (``worker.processes`` - 1) of a ``serve`` whose settings and
     stores are ``settings`` and ``endpoints``. ``start`` starts them, ``stop`` asks them to stop
     (SIGTERM: each stops as ``serve`` stops its worker), ``wait`` waits for them at most
-    ``timeout_s`` and kills what is left. ``clock`` is the event loop's (seconds)."""
+    ``timeout_s`` and kills what is left. ``rule_files`` gives the texts of the rules ``serve``
+    runs on, by file path (``RuleHolder.files``), read at each start of a process: it starts on
+    them, not on the files as they are then. ``clock`` is the event loop's (seconds)."""
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class WorkerProcesses:
         settings: Settings,
         endpoints: Endpoints,
         *,
+        rule_files: Callable[[], Mapping[str, str]],
         log: Any,
         clock: Callable[[], float] | None = None,
     ) -> None:
@@ -77,6 +80,7 @@ class WorkerProcesses:
             }
         )
         self._endpoints = endpoints
+        self._rule_files = rule_files
         self._log = log
         self._clock = clock
         self._stopping = False
@@ -124,8 +128,15 @@ class WorkerProcesses:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     def handoff(self, index: int) -> Handoff:
-        """What worker process ``index`` (1 and up) is handed at its start."""
-        return Handoff(self._settings, self._endpoints, index, self._socket(index))
+        """What worker process ``index`` (1 and up) is handed at its start: the rules in force
+        now."""
+        return Handoff(
+            self._settings,
+            self._endpoints,
+            index,
+            self._socket(index),
+            dict(self._rule_files()),
+        )
 
     def _socket(self, index: int) -> Path:
         """Where worker process ``index`` answers its metrics (no directory: none is started)."""
@@ -195,10 +206,9 @@ class WorkerProcesses:
     async def _run(self, child: _Child) -> int | None:
         """Start ``child``'s process, hand it its start, and wait for it to exit: its exit
         code, or None when it could not be started (logged; started again after a pause)."""
-        handoff = self.handoff(child.index)
         with contextlib.suppress(FileNotFoundError):
             # A crashed process's socket refuses the next one's bind.
-            handoff.metrics_socket.unlink()
+            self._socket(child.index).unlink()
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -218,11 +228,15 @@ class WorkerProcesses:
             # The stop came while it was being started: stop() found no process to signal.
             # Handed nothing yet, it holds nothing: it goes now, rather than run a worker,
             # claiming, until the stop's bound kills it.
-            process.kill()
-            process.stdin.close()
-            return await process.wait()
+            return await _ended(process)
+        # The rules are read once the process is there to signal: a reload that swaps others
+        # in from here on sends it SIGHUP, and one before is in what it is handed.
+        start = self._encoded(child)
+        if start is None:
+            await _ended(process)
+            return None
         try:
-            process.stdin.write(encoded(handoff))
+            process.stdin.write(start)
             await process.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass  # it exited at once; its exit code says why
@@ -233,6 +247,24 @@ class WorkerProcesses:
             # pipe is closed here so that nothing is left open.
             if process.returncode is not None:
                 process.stdin.close()
+
+    def _encoded(self, child: _Child) -> bytes | None:
+        """``child``'s handoff as it is written, or None (logged) when it is too large."""
+        try:
+            return encoded(self.handoff(child.index))
+        except HandoffError as exc:
+            self._log.error(
+                "worker process could not be started", process=child.name, error=str(exc)
+            )
+            return None
+
+
+async def _ended(process: asyncio.subprocess.Process) -> int:
+    """Kill ``process``, handed nothing, and wait for it: its exit code."""
+    process.kill()
+    assert process.stdin is not None
+    process.stdin.close()
+    return await process.wait()
 
 
 def _running(child: _Child) -> bool:

@@ -1,20 +1,36 @@
-"""The supervisor of worker processes (receiver/processes/supervisor.py) with real child
-processes that cannot start (their PostgreSQL refuses connections): each exit is logged with
-its code and the process started again after a pause; a stop during that pause ends it at once.
+"""Worker processes started again (receiver/processes/supervisor.py). The supervisor with real
+child processes that cannot start (their PostgreSQL refuses connections): each exit is logged
+with its code and the process started again after a pause; a stop during that pause ends it at
+once. And ``serve`` (``worker.processes`` 2) whose rule files have errors since it loaded them:
+a worker process that dies starts again on the rules ``serve`` runs on, and works with them.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from receiver.assembly import Endpoints
+from receiver.config import Settings
 from receiver.config.sources import load_settings
-from receiver.processes import supervisor
+from receiver.processes import handoff, supervisor
 from receiver.processes.supervisor import WorkerProcesses
 from tests.support.polling import current, eventually
+from tests.support.worker_processes import (
+    lines,
+    metrics,
+    rule_texts,
+    served,
+    worker_processes,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Recorded:
@@ -42,13 +58,9 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_a_stop_during_the_pause_before_a_restart_ends_it_at_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A pause far longer than the wait below: only a stop that ends it lets wait return.
-    monkeypatch.setattr(supervisor, "FIRST_PAUSE_S", 3600.0)
-    dsn = f"postgresql://remediator:x@127.0.0.1:{_closed_port()}/remediator"
-    settings = load_settings(
+def _unreachable(dsn: str) -> Settings:
+    """Settings whose PostgreSQL (``dsn``) and Redis refuse connections."""
+    return load_settings(
         None,
         {
             "REMEDIATOR_DATABASE_URL": dsn,
@@ -57,8 +69,21 @@ async def test_a_stop_during_the_pause_before_a_restart_ends_it_at_once(
             "REMEDIATOR_WORKER_PROCESSES": "2",
         },
     )
+
+
+async def test_a_stop_during_the_pause_before_a_restart_ends_it_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pause far longer than the wait below: only a stop that ends it lets wait return.
+    monkeypatch.setattr(supervisor, "FIRST_PAUSE_S", 3600.0)
+    dsn = f"postgresql://remediator:x@127.0.0.1:{_closed_port()}/remediator"
+    settings = _unreachable(dsn)
     log = Recorded()
-    processes = WorkerProcesses(1, settings, Endpoints(dsn, None), log=log)
+    # Rules that load: what fails the start is the store.
+    shipped = rule_texts(ROOT / "rules")
+    processes = WorkerProcesses(
+        1, settings, Endpoints(dsn, None), rule_files=lambda: shipped, log=log
+    )
     processes.start()
     [failed] = await eventually(
         current(lambda: log.events("worker process exited; starting it again")),
@@ -70,3 +95,83 @@ async def test_a_stop_during_the_pause_before_a_restart_ends_it_at_once(
     await processes.wait(timeout_s=60)
     assert log.events("stopping: worker processes killed") == []
     assert processes.pids() == []
+
+
+async def test_rules_too_large_to_hand_are_said_and_the_process_started_again_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "FIRST_PAUSE_S", 3600.0)
+    # A bound the shipped rules exceed, in place of a rule set of 256 MiB.
+    monkeypatch.setattr(handoff, "_MOST_BYTES", 1024)
+    dsn = f"postgresql://remediator:x@127.0.0.1:{_closed_port()}/remediator"
+    shipped = rule_texts(ROOT / "rules")
+    log = Recorded()
+    processes = WorkerProcesses(
+        1, _unreachable(dsn), Endpoints(dsn, None), rule_files=lambda: shipped, log=log
+    )
+    processes.start()
+    [refused] = await eventually(
+        current(lambda: log.events("worker process could not be started")),
+        what="the refusal logged",
+    )
+    assert refused["process"] == "worker-1"
+    assert refused["error"].endswith(
+        "make them smaller, or run the worker in serve's process alone (worker.processes 1)"
+    )
+    [again] = await eventually(
+        current(lambda: log.events("worker process exited; starting it again")),
+        what="the restart planned",
+    )
+    # Killed unhanded, at once: no process of its left running.
+    assert again["exit_code"] is None
+    assert processes.pids() == []
+    processes.stop()
+    await processes.wait(timeout_s=60)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_a_worker_process_started_again_runs_on_serve_s_rules_when_the_files_have_errors(
+    embedded_dir: Path, tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    async with (
+        served(embedded_dir, tmp_path, database_url, redis_url) as running,
+        aiohttp.ClientSession() as session,
+    ):
+        proc, url, output, held = running.proc, running.url, running.output, running.held
+        await eventually(
+            current(lambda: lines(output, "worker process started")), what="worker-1 started"
+        )
+        [first] = worker_processes(proc.pid)
+        # An operator pushes a typo: serve's watcher reloads, fails, keeps its rules, and
+        # passes the reload on (worker-1 fails it too). Waited for, so that no reload is
+        # under way when the next process starts.
+        # Written whole (a dot-file is not read), so that one reload sees it.
+        (running.rules / ".typo.yaml").write_text("rules: [ {name: broken\n")
+        (running.rules / ".typo.yaml").rename(running.rules / "typo.yaml")
+        failed = "rule reload failed; keeping the last good rules"
+        await eventually(
+            current(lambda: {r.get("process") for r in lines(output, failed)}),
+            lambda who: who == {None, "worker-1"},
+            what="serve and worker-1 keeping their rules",
+        )
+
+        os.kill(first, signal.SIGKILL)
+        await eventually(
+            current(lambda: len(lines(output, "worker process started"))),
+            lambda n: n >= 2,
+            what="the new one started (on main: exit 3, errors in the rule files, forever)",
+        )
+
+        async def answering_now() -> float:
+            seen = await metrics(session, url)
+            return seen['remediator_worker_processes{state="answering"}']
+
+        assert await eventually(answering_now, lambda n: n == 2, what="both answering") == 2
+        assert lines(output, "worker process not started: errors in the rule files") == []
+        # It works with them: one slot a process and neither step answered, so two steps in
+        # flight are both processes' work, each matched by rule two-calls.
+        for fingerprint in ("cccc000000000003", "dddd000000000004"):
+            await running.post(session, fingerprint)
+        await eventually(current(lambda: len(held.calls)), lambda n: n >= 2, what="two steps")
+        assert held.calls == ["first", "first"]

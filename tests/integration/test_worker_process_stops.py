@@ -19,6 +19,7 @@ from receiver.assembly import Endpoints
 from receiver.config.sources import load_settings
 from receiver.processes.supervisor import WorkerProcesses
 from tests.support.polling import current, eventually
+from tests.support.worker_processes import rule_texts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +56,10 @@ def _processes(database_url: str, redis_url: str, log: _Said) -> WorkerProcesses
             "REMEDIATOR_WORKER_SHUTDOWN_GRACE": "1s",
         },
     )
-    return WorkerProcesses(1, settings, Endpoints(database_url, redis_url), log=log)
+    shipped = rule_texts(ROOT / "rules")
+    return WorkerProcesses(
+        1, settings, Endpoints(database_url, redis_url), rule_files=lambda: shipped, log=log
+    )
 
 
 def _children() -> list[int]:

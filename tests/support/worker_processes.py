@@ -3,7 +3,7 @@
 one slot each (``worker.concurrency`` 1), rule ``two-calls`` in its rules directory, and a local
 HTTP endpoint that holds each run's step, so two steps in flight at once can only be two
 processes' work. And what a test reads of it: its worker processes, its log lines, its
-``/metrics``.
+``/metrics``; and the rule texts a supervisor started by a test hands its processes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from receiver.model import NamespacePolicy
+from receiver.rules.loader import RuleHolder
+from remediations.registry import default_registry
 from tests.support.daemons import end
 from tests.support.peer import answering
 from tests.support.served import env_for, launch
@@ -34,6 +37,7 @@ __all__ = [
     "alive",
     "lines",
     "metrics",
+    "rule_texts",
     "served",
     "worker_processes",
 ]
@@ -159,3 +163,9 @@ def lines(output: list[str], event: str) -> list[dict[str, Any]]:
             if record.get("event") == event:
                 found.append(record)
     return found
+
+
+def rule_texts(directory: Path) -> dict[str, str]:
+    """The texts of the rules in ``directory``, as ``serve``'s RuleHolder keeps them and hands
+    them to its worker processes (they load). Raises RuleSetError when they do not."""
+    return dict(RuleHolder(directory, default_registry(), NamespacePolicy()).files)

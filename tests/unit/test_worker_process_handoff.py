@@ -3,6 +3,7 @@ processes (receiver/stop_budget.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 import struct
@@ -15,6 +16,7 @@ import pytest
 from receiver.assembly import Endpoints
 from receiver.config.sources import load_settings
 from receiver.processes.handoff import Handoff, HandoffError, encoded, read_handoff
+from receiver.rules.loader import MAX_FILE_BYTES
 from receiver.stop_budget import stop_budget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +37,7 @@ def _handoff() -> Handoff:
         Endpoints("postgresql://remediator:s3cret@db.example:5432/r", None),
         2,
         Path("/run/remediator/worker-2.sock"),
+        {"/etc/remediator/rules/a.yaml": "rules: []  # as serve runs them\n"},
     )
 
 
@@ -46,6 +49,14 @@ def test_a_handoff_reads_back_as_written_secrets_and_all() -> None:
     assert back.settings.database_url.get_secret_value().endswith("s3cret@db.example:5432/r")
     assert back.settings.worker_shutdown_grace_seconds == 7
     assert back.settings.worker_processes == 3
+    assert back.rule_files == {"/etc/remediator/rules/a.yaml": "rules: []  # as serve runs them\n"}
+
+
+def test_a_handoff_carries_rule_files_at_the_loader_s_bound_each() -> None:
+    # Five files of MAX_FILE_BYTES: more than the 16 MiB a handoff was once bounded by.
+    files = {f"/rules/{i}.yaml": "#" * MAX_FILE_BYTES for i in range(5)}
+    handoff = dataclasses.replace(_handoff(), rule_files=files)
+    assert read_handoff(io.BytesIO(encoded(handoff))).rule_files == files
 
 
 @pytest.mark.parametrize(
@@ -101,7 +112,9 @@ def test_a_worker_process_is_not_handed_the_http_side_s_credentials() -> None:
             "REMEDIATOR_DATABASE_URL": "postgresql://remediator:s3cret@db.example:5432/r",
         },
     )
-    processes = WorkerProcesses(0, settings, Endpoints("postgresql://db/r", None), log=None)
+    processes = WorkerProcesses(
+        0, settings, Endpoints("postgresql://db/r", None), rule_files=dict, log=None
+    )
     handed = processes.handoff(1).settings
     assert (handed.webhook_token, handed.operator_token, handed.operator_tokens) == (None, None, {})
     assert handed.database_url == settings.database_url
