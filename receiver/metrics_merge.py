@@ -155,11 +155,13 @@ def merged(own: CollectorRegistry, others: Sequence[Sequence[Metric]]) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One other process at a scrape: its ``index`` (1 and up), ``pid``, and ``text``, its
-    exposition, or None when it did not answer (busy past the bound, stopped, restarting)."""
+    exposition, or None when it did not answer (busy past the bound, stopped, restarting);
+    ``name``: how the logs name it (``worker-1``), for the problems ``KeptCounts`` returns."""
 
     index: int
     pid: int
     text: bytes | None
+    name: str
 
 
 class KeptCounts:
@@ -190,7 +192,7 @@ class KeptCounts:
             try:
                 families = parsed(reading.text)
             except ValueError as exc:
-                problems.append(f"worker-{reading.index}: {exc}")
+                problems.append(f"{reading.name}: {exc}")
                 continue
             self._last[reading.index] = (reading.pid, families)
             answered += 1

@@ -149,7 +149,7 @@ class WorkerProcesses:
         started = [c for c in self._children if c.process is not None]
         texts = await asyncio.gather(*map(self._metrics, started))
         return [
-            Reading(c.index, c.process.pid, text)  # type: ignore[union-attr]
+            Reading(c.index, c.process.pid, text, c.name)  # type: ignore[union-attr]
             for c, text in zip(started, texts, strict=True)
         ]
 

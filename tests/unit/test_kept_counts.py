@@ -22,6 +22,10 @@ def _exposition(refused: float, verified: float = 0.0) -> bytes:
     return generate_latest(registry)
 
 
+def _reading(index: int, pid: int, text: bytes | None) -> Reading:
+    return Reading(index, pid, text, f"process-{index}")
+
+
 def _sum(kept: KeptCounts, outcome: str = "refused") -> float:
     text = merged(CollectorRegistry(), kept.families()).decode()
     return sum(
@@ -34,34 +38,34 @@ def _sum(kept: KeptCounts, outcome: str = "refused") -> float:
 
 def test_a_process_that_does_not_answer_counts_with_what_it_said_last() -> None:
     kept = KeptCounts()
-    assert kept.update([Reading(1, 100, _exposition(5, 2)), Reading(2, 200, _exposition(7))]) == (
+    assert kept.update([_reading(1, 100, _exposition(5, 2)), _reading(2, 200, _exposition(7))]) == (
         2,
         [],
     )
     assert _sum(kept) == 12
-    assert kept.update([Reading(1, 100, None), Reading(2, 200, _exposition(9))]) == (1, [])
+    assert kept.update([_reading(1, 100, None), _reading(2, 200, _exposition(9))]) == (1, [])
     assert (_sum(kept), _sum(kept, "verified")) == (14, 2)  # 5 kept + 9; its verified kept too
 
 
 def test_a_replaced_process_adds_to_what_its_predecessor_said_last() -> None:
     kept = KeptCounts()
-    kept.update([Reading(1, 100, _exposition(40))])
+    kept.update([_reading(1, 100, _exposition(40))])
     # Killed and started again: a new pid at index 1, counting from zero.
-    kept.update([Reading(1, 101, None)])
+    kept.update([_reading(1, 101, None)])
     assert _sum(kept) == 40
-    kept.update([Reading(1, 101, _exposition(3))])
+    kept.update([_reading(1, 101, _exposition(3))])
     assert _sum(kept) == 43
-    kept.update([Reading(1, 102, _exposition(1))])  # and again
+    kept.update([_reading(1, 102, _exposition(1))])  # and again
     assert _sum(kept) == 44
 
 
 def test_a_text_that_does_not_parse_is_a_problem_named_and_the_last_one_counts() -> None:
     kept = KeptCounts()
-    kept.update([Reading(1, 100, _exposition(6))])
-    answered, problems = kept.update([Reading(1, 100, b"remediator_runs_total{")])
+    kept.update([_reading(1, 100, _exposition(6))])
+    answered, problems = kept.update([_reading(1, 100, b"remediator_runs_total{")])
     assert answered == 0
     assert len(problems) == 1
-    assert problems[0].startswith("worker-1: ")
+    assert problems[0].startswith("process-1: ")  # named as the reading names it
     assert _sum(kept) == 6
 
 
@@ -87,7 +91,7 @@ def test_the_sum_never_steps_back(steps: list[tuple[int, str, int]]) -> None:
             count[index] = 0
         count[index] += more
         text = None if what == "miss" else _exposition(count[index])
-        kept.update([Reading(index, pid[index], text)])
+        kept.update([_reading(index, pid[index], text)])
         now = _sum(kept)
         assert now >= last
         last = now
