@@ -270,6 +270,16 @@ ALERTS = "alerts: {a: {labels: {alertname: X}}}\n"
             "at: '99999999999999999999d' is too long: an offset in a rule test is at most ten "
             "years (3650d)",
         ),
+        # Intake refuses an alert's label without a name (receiver.alertmanager.Alert); the
+        # test failed at its timeline with "the service raised PayloadError" where the file
+        # was at fault.
+        (
+            'alerts: {a: {labels: {alertname: X, "": web-1}}}\n'
+            "timeline: [{at: 1m, firing: a}]\nexpect: [{no_runs: true}]\n",
+            4,
+            "tests[0].alerts.a.labels: a label has an empty name (value 'web-1'); every label "
+            "needs a name",
+        ),
         (
             ALERTS + "settings: {approval_ttl: 53w}\n"
             "timeline: [{at: 1m, firing: a}]\nexpect: [{no_runs: true}]\n",
