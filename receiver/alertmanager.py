@@ -37,6 +37,7 @@ from remediations.targets import quoted
 
 __all__ = [
     "EARLIEST",
+    "EMPTY_LABEL_NAME",
     "GREGORIAN_CYCLE",
     "INTAKE_TIMEOUT_S",
     "LATEST",
@@ -187,6 +188,9 @@ def _check_rfc3339(value: str) -> str:
 Timestamp = Annotated[str, AfterValidator(_check_rfc3339)]
 
 Labels = dict[str, str]
+# What intake answers for an alert's label without a name (``Alert``), and what a rule test
+# file's alert with one is told (``receiver.ruletest.spec.AlertSpec``); ``{value}`` is quoted.
+EMPTY_LABEL_NAME = "a label has an empty name (value {value}); every label needs a name"
 StatusName = Literal["firing", "resolved"]
 
 
@@ -211,11 +215,7 @@ class Alert(BaseModel):
         # notification of its holds one. Stored, it would enter the fingerprint the service
         # computes and no matcher could name it.
         if "" in labels:
-            raise PydanticCustomError(
-                "label_name",
-                "a label has an empty name (value {value}); every label needs a name",
-                {"value": quoted(labels[""])},
-            )
+            raise PydanticCustomError("label_name", EMPTY_LABEL_NAME, {"value": quoted(labels[""])})
         return labels
 
     @property

@@ -26,6 +26,7 @@ from receiver.model import NamespacePolicy
 from receiver.ruletest.fields import (
     STEP_OUTCOMES,
     ActionOutcomeName,
+    AlertLabels,
     AnnouncementName,
     ApprovalStateName,
     Duration,
@@ -127,7 +128,7 @@ class SettingsSpec(_Spec):
 class AlertSpec(_Spec):
     """One alert a test sends, by the name the timeline uses for it."""
 
-    labels: Annotated[dict[str, str], Field(min_length=1)]
+    labels: AlertLabels
     annotations: dict[str, str] = {}
     generator_url: str = ""
 
