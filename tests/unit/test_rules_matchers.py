@@ -141,6 +141,24 @@ class TestWarnings:
         assert warning.line == 5
         assert "not anchored at both ends" in warning.message
 
+    @pytest.mark.parametrize(
+        ("item", "verdict"),
+        [
+            ('\'""="web-1"\'', "never matches"),
+            ('\'{""=~"web-.+"}\'', "never matches"),
+            ('\'""!="web-1"\'', "matches every alert"),
+        ],
+    )
+    def test_a_matcher_on_a_label_without_a_name(self, item: str, verdict: str) -> None:
+        # Intake refuses such a label (receiver.alertmanager.Alert), so the rule could never
+        # see one; Alertmanager's parsers accept the matcher, and the rule loaded silently
+        # (case 01's kind: a rule that can never match, and nothing says so).
+        text = _rules(f"- alertname=DiskFull\n- {item}\n")
+        (warning,) = compile_files({"a.yaml": text}, registry(), POLICY).warnings
+        assert warning.line == 5
+        assert "a label without a name" in warning.message
+        assert verdict in warning.message
+
     def test_clean_rules_have_no_warnings(self) -> None:
         text = _rules('- alertname=DiskFull\n- \'team=~"db|web", path=~"/var/\\\\d+"\'\n')
         assert compile_files({"a.yaml": text}, registry(), POLICY).warnings == ()
