@@ -10,6 +10,7 @@ engine can use compiled rules without pulling in file reading:
   (pure data, matching).
 - ``steps``: compiling a rule's step lists (params, approval, ``when`` conditions).
 - ``compile``: file name -> text into a ``RuleSet``, or every error with its file and line.
+- ``matcher_lint``: the lint warnings of a matcher that are the service's own (pure).
 - ``loader``: the only module that reads files: ``load_rules``, ``lint``, ``RuleHolder`` (the set
   in force, reloaded under a lock) and ``RuleWatcher`` (reload when the files change).
 

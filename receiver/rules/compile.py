@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 from receiver.matchers import Matcher, parse_item
 from receiver.model import NamespacePolicy
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
+from receiver.rules.matcher_lint import matcher_warnings
 from receiver.rules.model import Rule, RuleSet
 from receiver.rules.reach import check_reach
 from receiver.rules.schema import (
@@ -251,7 +252,7 @@ def _compile_matchers(
     items: Sequence[str], path: KeyPath, located: Located, label: str
 ) -> tuple[Matcher, ...]:
     """Each item as Alertmanager's fallback mode reads it (the schema has checked that it
-    parses), with a warning where Alertmanager would log one or a regex is not anchored."""
+    parses), with a warning where Alertmanager would log one, and ``matcher_warnings``."""
     matchers: list[Matcher] = []
     for index, item in enumerate(items):
         parsed = parse_item(item)
@@ -260,13 +261,8 @@ def _compile_matchers(
         if warning is not None:
             located.warn((*path, index), where + warning)
         for matcher in parsed.matchers:
-            if matcher.escapes_anchors:
-                located.warn(
-                    (*path, index),
-                    f"{where}the regex of '{matcher}' closes Alertmanager's anchoring group "
-                    f"^(?:...)$, so part of it is not anchored at both ends (Alertmanager reads "
-                    "it the same way); put the alternatives in one group",
-                )
+            for said in matcher_warnings(matcher):
+                located.warn((*path, index), where + said)
         matchers.extend(parsed.matchers)
     return tuple(matchers)
 
