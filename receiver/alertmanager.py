@@ -213,7 +213,7 @@ class Alert(BaseModel):
         # Alertmanager refuses a label without a name when an alert is posted to it
         # (prometheus/common model.LabelName.IsValid, both validation schemes), so no
         # notification of its holds one. Stored, it would enter the fingerprint the service
-        # computes and no matcher could name it.
+        # computes (a rule's matcher on it is a lint warning: receiver.rules.compile).
         if "" in labels:
             raise PydanticCustomError("label_name", EMPTY_LABEL_NAME, {"value": quoted(labels[""])})
         return labels
