@@ -28,13 +28,14 @@ QUEUE_POLL_S = 0.1
 @dataclass(frozen=True, slots=True)
 class MatchedRound:
     """One turn: the ceiling's rate (notifications/s), the receiver's matched loop and its CPU,
-    then the worker's drain: events settled per second after the loop, and how many were left
-    at the drain's limit (0 when it emptied)."""
+    then the worker's drain: events settled per second after the loop (None when nothing was
+    queued then: the worker kept up), and how many were left at the drain's limit (0 when it
+    emptied)."""
 
     ceiling_rate: float
     matched: Figures
     share: CpuShare
-    drained_per_s: float
+    drained_per_s: float | None
     left: int
 
     @property
@@ -51,9 +52,9 @@ async def queue_depth(metrics_url: str) -> int:
     raise RuntimeError("remediator_queue_depth missing from /metrics")
 
 
-async def drain_rate(metrics_url: str, limit_s: float) -> tuple[float, int]:
-    """Events the worker settles per second from now until the queue is empty (or ``limit_s``),
-    and how many are left. A progress line each second."""
+async def drain_rate(metrics_url: str, limit_s: float) -> tuple[float | None, int]:
+    """Events the worker settles per second from now until the queue is empty (or ``limit_s``;
+    None when none is queued now), and how many are left. A progress line each second."""
     t0 = time.perf_counter()
     start = depth = await queue_depth(metrics_url)
     said = t0
@@ -63,6 +64,8 @@ async def drain_rate(metrics_url: str, limit_s: float) -> tuple[float, int]:
         if time.perf_counter() - said >= 1.0:
             said = time.perf_counter()
             print(f"[receiver] worker: {depth} events still queued …", flush=True)
+    if start == 0:
+        return None, 0
     return (start - depth) / (time.perf_counter() - t0), depth
 
 
@@ -116,7 +119,17 @@ def matched_summary(turns: list[MatchedRound], drain_limit_s: float) -> str:
         f"{', '.join(f'{t.matched.rate:.0f}' for t in turns)} notifications/s), "
         f"p99 {middle.matched.pct(99):.1f} ms, errors {sum(t.matched.errors for t in turns)}; "
         f"server {median([t.share.server_us for t in turns]):.0f} us + postgres "
-        f"{median([t.share.postgres_us for t in turns]):.0f} us per notification; the worker "
-        f"then settled {median([t.drained_per_s for t in turns]):.0f} events/s"
+        f"{median([t.share.postgres_us for t in turns]):.0f} us per notification; "
+        + _drained([t.drained_per_s for t in turns])
         + (f" ({left} still queued after {drain_limit_s:.0f} s)" if left else "")
     )
+
+
+def _drained(rates: list[float | None]) -> str:
+    kept = [r for r in rates if r is not None]
+    if not kept:
+        return "the worker kept up: nothing was queued after any loop"
+    said = f"the worker then settled {median(kept):.0f} events/s"
+    if len(kept) < len(rates):
+        said += f" (nothing was queued after {len(rates) - len(kept)} of the loops)"
+    return said

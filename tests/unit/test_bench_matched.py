@@ -7,10 +7,17 @@ from bench.intake_matched import MatchedRound, matched_summary
 from bench.loads import CpuShare, Figures
 
 
-def turn(ceiling: float, matched: float, *, p99_ms: float = 10.0, left: int = 0) -> MatchedRound:
+def turn(
+    ceiling: float,
+    matched: float,
+    *,
+    p99_ms: float = 10.0,
+    left: int = 0,
+    drained: float | None = 900.0,
+) -> MatchedRound:
     """A round whose receiver sent 1,000 notifications at ``matched``/s."""
     figures = Figures(1000, 1000 / matched, [p99_ms] * 100, errors=1)
-    return MatchedRound(ceiling, figures, CpuShare(300.0, 200.0, 100.0), 900.0, left)
+    return MatchedRound(ceiling, figures, CpuShare(300.0, 200.0, 100.0), drained, left)
 
 
 def test_each_round_is_divided_by_its_own_turn_of_the_ceiling() -> None:
@@ -33,3 +40,12 @@ def test_the_median_round_gives_the_p99_and_a_low_median_is_not_met() -> None:
 def test_a_drain_that_did_not_finish_is_said() -> None:
     line = matched_summary([turn(5000, 2500, left=42)], 30)
     assert "(42 still queued after 30 s)" in line
+
+
+def test_a_worker_that_kept_up_is_said_not_read_as_a_stall() -> None:
+    kept_up = [turn(5000, 2500, drained=None), turn(5000, 2500, drained=None)]
+    assert "the worker kept up: nothing was queued after any loop" in matched_summary(kept_up, 30)
+    mixed = [turn(5000, 2500, drained=None), turn(5000, 2500, drained=800.0)]
+    line = matched_summary(mixed, 30)
+    assert "the worker then settled 800 events/s (nothing was queued after 1 of the loops)" in line
+    assert "settled 0 events/s" not in line
