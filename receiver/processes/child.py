@@ -28,15 +28,16 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-from aiohttp import web
+# Only what is light at the top: what takes a second to import is imported by the functions
+# that use it, after SIGHUP is noted (the module's end).
+if TYPE_CHECKING:
+    from aiohttp import web
 
-from receiver.assembly import WorkerSide, assemble, load_rules
-from receiver.processes.handoff import Handoff, HandoffError, process_name, read_handoff
-from receiver.rules.errors import RuleError, RuleSetError
-from receiver.stop_budget import close_all, stop_budget, within
+    from receiver.assembly import WorkerSide
+    from receiver.processes.handoff import Handoff
+    from receiver.rules.errors import RuleError
 
 __all__ = ["main", "run_child"]
 
@@ -51,6 +52,9 @@ async def run_child(handoff: Handoff, log: Any) -> None:
     bound to the process's name), on the rules handed to it. Raises what ``assemble`` raises
     when the stores cannot be reached, and what ``load_rules`` raises when the rules do not
     load."""
+    from receiver.assembly import assemble, load_rules
+    from receiver.stop_budget import close_all, stop_budget, within
+
     settings = handoff.settings
     rules = load_rules(settings, log, warn=False, files=handoff.rule_files)
     side = await assemble(settings, handoff.endpoints, rules, log=log, check_clients=False)
@@ -68,6 +72,8 @@ async def run_child(handoff: Handoff, log: Any) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, begin_stop)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    if _EARLY_RELOADS:  # asked for before this handler was there (the module's end)
+        reload()
     parent_gone = _on_parent_gone(loop, begin_stop)
     metrics = await _serve_metrics(side, handoff)
     try:
@@ -139,6 +145,7 @@ def _on_parent_gone(loop: asyncio.AbstractEventLoop, begin_stop: Any) -> asyncio
 
 async def _serve_metrics(side: WorkerSide, handoff: Handoff) -> web.AppRunner:
     """Answer ``GET /metrics`` on the handoff's Unix socket with this process's metrics."""
+    from aiohttp import web
 
     async def exposition(request: web.Request) -> web.Response:
         body, content_type = side.metrics.render()
@@ -155,9 +162,13 @@ async def _serve_metrics(side: WorkerSide, handoff: Handoff) -> web.AppRunner:
 def main() -> None:
     """Read the handoff, then run until stopped; exits 2 on a bad handoff, 3 when the start
     fails (said on standard error, which is serve's)."""
+    import structlog
+
     from receiver.config import ConfigError
     from receiver.embedded import EmbeddedError
     from receiver.log_setup import configure_logging
+    from receiver.processes.handoff import HandoffError, process_name, read_handoff
+    from receiver.rules.errors import RuleSetError
     from receiver.runtime import event_loop_factory, run_bounded, tune_garbage_collector
     from receiver.startup import StartupError
     from receiver.stop_budget import LEFTOVERS_S
@@ -187,5 +198,13 @@ def main() -> None:
         pass
 
 
+# SIGHUP's default action ends a process. serve sends it to every worker process it started
+# when its rules reload, and one that came while this process was still importing or starting
+# (a second or more, before run_child's handler) ended it, to be started again after a pause.
+# From here on, before anything heavy is imported, it is noted instead, and acted on once
+# run_child's handler is in place: the rules are read again then.
+_EARLY_RELOADS: list[int] = []
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGHUP, lambda signum, _frame: _EARLY_RELOADS.append(signum))
     main()
