@@ -27,7 +27,6 @@ from tests.support.worker_processes import (
     metrics,
     rule_texts,
     served,
-    worker_processes,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,11 +137,8 @@ async def test_a_worker_process_started_again_runs_on_serve_s_rules_when_the_fil
         served(embedded_dir, tmp_path, database_url, redis_url) as running,
         aiohttp.ClientSession() as session,
     ):
-        proc, url, output, held = running.proc, running.url, running.output, running.held
-        await eventually(
-            current(lambda: lines(output, "worker process started")), what="worker-1 started"
-        )
-        [first] = worker_processes(proc.pid)
+        url, output, held = running.url, running.output, running.held
+        first = await running.worker_process()
         # An operator pushes a typo: serve's watcher reloads, fails, keeps its rules, and
         # passes the reload on (worker-1 fails it too). Waited for, so that no reload is
         # under way when the next process starts.

@@ -31,10 +31,7 @@ async def test_two_processes_work_side_by_side_and_stop_with_serve(
         aiohttp.ClientSession() as session,
     ):
         proc, url, output, held = running.proc, running.url, running.output, running.held
-        await eventually(
-            current(lambda: lines(output, "worker process started")), what="worker-1 started"
-        )
-        [child] = worker_processes(proc.pid)
+        child = await running.worker_process()
         for fingerprint in ("aaaa000000000001", "bbbb000000000002"):
             await running.post(session, fingerprint)
         # One slot a process, and neither step answered: two in flight are two processes.
@@ -87,10 +84,7 @@ async def test_a_worker_process_that_dies_is_started_again(
         aiohttp.ClientSession() as session,
     ):
         proc, url, output = running.proc, running.url, running.output
-        await eventually(
-            current(lambda: lines(output, "worker process started")), what="worker-1 started"
-        )
-        [first] = worker_processes(proc.pid)
+        first = await running.worker_process()
         os.kill(first, signal.SIGKILL)
         [restart] = await eventually(
             current(lambda: lines(output, "worker process exited; starting it again")),
@@ -121,10 +115,7 @@ async def test_a_killed_serve_takes_its_worker_processes_with_it(
 ) -> None:
     async with served(embedded_dir, tmp_path, database_url, redis_url) as running:
         proc, output = running.proc, running.output
-        await eventually(
-            current(lambda: lines(output, "worker process started")), what="worker-1 started"
-        )
-        [child] = worker_processes(proc.pid)
+        child = await running.worker_process()
         proc.kill()
         await asyncio.to_thread(proc.wait, 30)
         # Its standard input ended: it stops as after SIGTERM, handing back what it held.

@@ -28,6 +28,7 @@ from receiver.rules.loader import RuleHolder
 from remediations.registry import default_registry
 from tests.support.daemons import end
 from tests.support.peer import answering
+from tests.support.polling import current, eventually
 from tests.support.served import env_for, launch
 from tests.support.two_calls import two_calls_alert, two_calls_env, two_calls_rule
 
@@ -103,6 +104,15 @@ class Running:
             headers={"Authorization": f"Bearer {self.token}"},
         ) as r:
             assert r.status == 200
+
+    async def worker_process(self) -> int:
+        """The pid of serve's one worker process, once it has said it started."""
+        await eventually(
+            current(lambda: lines(self.output, "worker process started")),
+            what="worker-1 started",
+        )
+        [pid] = worker_processes(self.proc.pid)
+        return pid
 
 
 @asynccontextmanager
