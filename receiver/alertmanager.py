@@ -212,8 +212,8 @@ class Alert(BaseModel):
     def _named(cls, labels: Labels) -> Labels:
         # Alertmanager refuses a label without a name when an alert is posted to it
         # (prometheus/common model.LabelName.IsValid, both validation schemes), so no
-        # notification of its holds one. Stored, it would enter the fingerprint the service
-        # computes (a rule's matcher on it is a lint warning: receiver.rules.compile).
+        # notification of its holds one; a sender that writes one is told so rather than have
+        # it stored (a rule's matcher on it is a lint warning: receiver.rules.matcher_lint).
         if "" in labels:
             raise PydanticCustomError("label_name", EMPTY_LABEL_NAME, {"value": quoted(labels[""])})
         return labels
