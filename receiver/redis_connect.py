@@ -128,7 +128,7 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
                 "REMEDIATOR_REDIS_MODE=sentinel needs REMEDIATOR_REDIS_SENTINELS and"
                 " REMEDIATOR_REDIS_SENTINEL_MASTER"
             )
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             [split_address(address) for address in settings.redis_sentinels],
             sentinel_kwargs={**_SOCKET, "password": _secret(settings.redis_sentinel_password)},
             **_SOCKET,
