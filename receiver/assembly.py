@@ -148,18 +148,22 @@ async def assemble(
     rules: Rules,
     *,
     log: Any,
-    check_clients: bool = True,
+    started_by_serve: bool = False,
 ) -> WorkerSide:
     """Connect the store (migrated) and the guards' Redis at ``endpoints``, open the clients the
-    loaded ``rules`` need (and check them, unless not ``check_clients``), and build the
-    pipeline and its worker (not started).
+    loaded ``rules`` need and check them, and build the pipeline and its worker (not started).
+    ``started_by_serve``: in a worker process, which leaves the clients' check and the lines
+    that describe the set-up (where the guards' Redis is, its durability, what of approvals is
+    off) to ``serve``: it did both before it started the process, on the same settings, and N
+    processes saying them again would only repeat them.
 
     ``rules``: from ``load_rules``. Raises StartupError or ConfigError (the store unreachable,
     Redis of another mode than ``redis.mode``, a client the rules need that does not answer)."""
     store = await connect_store(settings, endpoints.database_url)
     store.late_delivery_window_s = settings.late_delivery_window_seconds
     redis = connect_redis(settings, endpoints.redis_url)
-    log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
+    if not started_by_serve:
+        log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
     if (mismatch := await mode_mismatch(redis, settings, endpoints.redis_url)) is not None:
         await redis.close()
         raise ConfigError(mismatch)
@@ -167,13 +171,16 @@ async def assemble(
     # Clients by name for every configured connection; only those the loaded rules need are
     # opened now (and checked), the others when a step first uses them.
     clients = build_clients(settings, kube=kube)
-    if check_clients:  # a worker process leaves it to serve, which checked them before it
+    if not started_by_serve:
         await check_required(clients, required_clients(rules.holder.current, rules.registry), log)
     metrics = Metrics()
     store.label_clashes = ClashReport(metrics.label_clashes)
     policy = settings.namespace_policy()
     guards = Guards(redis.client, policy, settings.guard_settings())
-    if (durability := await durability_warning(redis, guards.keys.pause())) is not None:
+    if (
+        not started_by_serve
+        and (durability := await durability_warning(redis, guards.keys.pause())) is not None
+    ):
         log.warning("guard state may be lost in a redis failover", problem=durability)
     approvals = approval_setup(
         settings,
@@ -182,6 +189,7 @@ async def assemble(
         log=log.bind(component="approvals"),
         notifier=clients.notifier,
         metrics=metrics,
+        warn=not started_by_serve,
     )
     pipeline = Pipeline(
         store=store,

@@ -35,6 +35,10 @@ class ApprovalSetup:
     slack: SlackInteractions | None
 
 
+def _quiet(*_args: object, **_kw: object) -> None:
+    return None
+
+
 def approval_setup(
     settings: Settings,
     files: ApprovalFiles,
@@ -45,11 +49,14 @@ def approval_setup(
     notifier: Notifier | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     metrics: Metrics | None = None,
+    warn: bool = True,
 ) -> ApprovalSetup:
     """The approval components. ``lookup_token`` (token -> operator name) defaults to the
     operator tokens of ``files``; ``notifier`` holds the configured notify channels, one of
-    which (``approvals.notify_channel``) carries the approval notices. Raises ConfigError for
-    unusable keys or a notify channel that is not configured."""
+    which (``approvals.notify_channel``) carries the approval notices. What is off (links,
+    notices, approvers) is logged when ``warn`` (a worker process leaves it to ``serve``).
+    Raises ConfigError for unusable keys or a notify channel that is not configured."""
+    say = log.warning if warn else _quiet
     tokens: LinkTokens | None = None
     if files.keys:
         try:
@@ -59,15 +66,15 @@ def approval_setup(
         tokens = LinkTokens(ring, clock)
     public_url = settings.external_url or None
     if tokens is not None and public_url is None:
-        log.warning("approval links are off: REMEDIATOR_EXTERNAL_URL is not set")
+        say("approval links are off: REMEDIATOR_EXTERNAL_URL is not set")
     elif tokens is None:
-        log.warning("approval links are off: REMEDIATOR_APPROVAL_KEYS_DIR is not set")
+        say("approval links are off: REMEDIATOR_APPROVAL_KEYS_DIR is not set")
     approvers = files.approvers
     policy = ApproverPolicy.of(
         by_rule=approvers.by_rule, by_risk=approvers.by_risk, default=approvers.default
     )
     if policy.empty:
-        log.warning("no approvers are configured: steps that need approval will wait and expire")
+        say("no approvers are configured: steps that need approval will wait and expire")
     slack = None
     if files.slack_signing_secret is not None:
         slack = SlackInteractions(
@@ -86,7 +93,7 @@ def approval_setup(
             )
         notices = ChannelNotifier(notifier, channel)
     else:
-        log.warning("approval notices are off: REMEDIATOR_APPROVAL_NOTIFY_CHANNEL is not set")
+        say("approval notices are off: REMEDIATOR_APPROVAL_NOTIFY_CHANNEL is not set")
     desk = ApprovalDesk(
         store,
         policy=policy,

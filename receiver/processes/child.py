@@ -57,7 +57,7 @@ async def run_child(handoff: Handoff, log: Any) -> None:
 
     settings = handoff.settings
     rules = load_rules(settings, log, warn=False, files=handoff.rule_files)
-    side = await assemble(settings, handoff.endpoints, rules, log=log, check_clients=False)
+    side = await assemble(settings, handoff.endpoints, rules, log=log, started_by_serve=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 

@@ -18,7 +18,14 @@ import aiohttp
 import pytest
 
 from tests.support.polling import current, eventually
-from tests.support.worker_processes import alive, lines, metrics, served, worker_processes
+from tests.support.worker_processes import (
+    alive,
+    events_by_process,
+    lines,
+    metrics,
+    served,
+    worker_processes,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -32,6 +39,11 @@ async def test_two_processes_work_side_by_side_and_stop_with_serve(
     ):
         proc, url, output, held = running.proc, running.url, running.output, running.held
         child = await running.worker_process()
+        # What serve said as it started (where the guards' Redis is, each warning) the worker
+        # process does not say again: only its own start is new.
+        said = events_by_process(output)
+        assert "guards' redis" in said[None]
+        assert said["worker-1"] & said[None] == set(), said["worker-1"]
         for fingerprint in ("aaaa000000000001", "bbbb000000000002"):
             await running.post(session, fingerprint)
         # One slot a process, and neither step answered: two in flight are two processes.

@@ -175,6 +175,17 @@ def lines(output: list[str], event: str) -> list[dict[str, Any]]:
     return found
 
 
+def events_by_process(output: list[str]) -> dict[str | None, set[str]]:
+    """The events of ``output``'s JSON log lines so far, by the ``process`` that said them
+    (None: serve itself)."""
+    said: dict[str | None, set[str]] = {}
+    for line in list(output):
+        if line.startswith("{"):
+            record = json.loads(line)
+            said.setdefault(record.get("process"), set()).add(record.get("event", ""))
+    return said
+
+
 def rule_texts(directory: Path) -> dict[str, str]:
     """The texts of the rules in ``directory``, as ``serve``'s RuleHolder keeps them and hands
     them to its worker processes (they load). Raises RuleSetError when they do not."""
