@@ -24,6 +24,7 @@ from structlog.typing import FilteringBoundLogger
 
 from receiver.alertmanager import INTAKE_TIMEOUT_S
 from receiver.model import Status
+from receiver.priority import IntakeFirst
 from receiver.store import HeldConnection, NewEvent, Store, StoreUnavailable, describe
 
 __all__ = [
@@ -319,6 +320,8 @@ class Intake:
     when the store refuses this notification itself (a bug: 500). ``group_commit=False``
     writes every notification in its own transaction. ``settle`` picks the events that are
     stored already done because no worker needs to see them; by default every event is queued.
+    ``first``: told of each notification in progress, to hold the worker of the same loop back
+    in a flood (receiver.priority.IntakeFirst).
     """
 
     def __init__(
@@ -330,10 +333,12 @@ class Intake:
         max_in_flight: int = 1,
         timeout_s: float = INTAKE_TIMEOUT_S,
         settle: Settle = _never,
+        first: IntakeFirst | None = None,
         log: FilteringBoundLogger | None = None,
     ) -> None:
         self._store = store
         self._settle = settle
+        self._first = first
         self._timeout_s = timeout_s
         self._batcher = (
             EventBatcher(
@@ -349,6 +354,16 @@ class Intake:
 
     async def accept(self, notification: NotificationLike) -> IntakeResult:
         """Store the notification's alerts; the counts come after the COMMIT."""
+        first = self._first
+        if first is None:
+            return await self._accept(notification)
+        first.entered()
+        try:
+            return await self._accept(notification)
+        finally:
+            first.left()
+
+    async def _accept(self, notification: NotificationLike) -> IntakeResult:
         events = events_of(notification, self._settle)
         if not events:
             return IntakeResult(0, 0)

@@ -30,6 +30,7 @@ from receiver.http.approvals import ApprovalWeb
 from receiver.http.deps import REVIEW_TIMEOUT_S, STORE_TIMEOUT_S, HealthChecks
 from receiver.http.login import ReviewWeb
 from receiver.intake import Intake
+from receiver.priority import IntakeFirst
 from receiver.processes.supervisor import WorkerProcesses
 from receiver.review.loader import Review
 from receiver.review.sessions import Sessions
@@ -122,7 +123,10 @@ async def run_service(
         )
         dry_run = settings.dry_run_everywhere
         intake = Intake(
-            store, timeout_s=settings.intake_timeout_seconds, settle=pipeline.settled_at_intake
+            store,
+            timeout_s=settings.intake_timeout_seconds,
+            settle=pipeline.settled_at_intake,
+            first=IntakeFirst(pipeline.priority),
         )
         health = HealthChecks(
             store=_check(

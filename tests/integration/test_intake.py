@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import asyncpg
@@ -15,8 +15,9 @@ from receiver.alertmanager import Notification, parse_notification
 from receiver.intake import Intake, IntakeResult
 from receiver.model import Status
 from receiver.store import WORK_CHANNEL as EVENTS_CHANNEL
-from receiver.store import HeldConnection, NewEvent, Store, StoreUnavailable
+from receiver.store import Store, StoreUnavailable
 from tests.support import payloads
+from tests.support.gated_store import gated_store
 from tests.support.polling import current, eventually
 from tests.support.postgres import PostgresServer
 
@@ -96,32 +97,6 @@ async def test_batches_are_bounded_by_max_batch(store: Store, database_url: str)
     assert await _xmins(database_url) == 3
 
 
-class _GatedStore(Store):
-    """The real store, whose writes wait until the test opens the gate; ``writing`` holds the
-    batches (notifications per write) that reached it."""
-
-    gate: asyncio.Event
-    writing: list[int]
-
-    async def insert_event_groups(
-        self,
-        groups: Sequence[Sequence[NewEvent]],
-        *,
-        timeout_s: float = 5.0,
-        held: HeldConnection | None = None,
-    ) -> list[tuple[int, int]]:
-        self.writing.append(len(groups))
-        await self.gate.wait()
-        return await super().insert_event_groups(groups, timeout_s=timeout_s, held=held)
-
-
-def _gated(store: Store) -> _GatedStore:
-    gated = _GatedStore(store._pool, store.dsn)
-    gated.gate = asyncio.Event()
-    gated.writing = []
-    return gated
-
-
 def _queued(intake: Intake) -> int:
     """How many notifications wait in the batcher for a writer (white-box, for the gate)."""
     assert intake._batcher is not None
@@ -131,7 +106,7 @@ def _queued(intake: Intake) -> int:
 async def test_notifications_queue_while_the_writer_is_busy_then_share_a_commit(
     store: Store, database_url: str
 ) -> None:
-    gated = _gated(store)
+    gated = gated_store(store)
     intake = Intake(gated, max_in_flight=1)
     first = asyncio.create_task(intake.accept(notification(1, seed="first")))
     # The writer took "first" alone and waits at the gate.
@@ -152,7 +127,7 @@ async def test_a_write_that_does_not_commit_in_time_is_unavailable_and_the_queue
 ) -> None:
     """Each caller's answer is bounded by the intake timeout, whatever the write does: one
     still queued behind a stuck write is answered 503 and never written."""
-    gated = _gated(store)
+    gated = gated_store(store)
     intake = Intake(gated, max_in_flight=1, timeout_s=0.5)
     first = asyncio.create_task(intake.accept(notification(1, seed="stuck")))
     await eventually(current(lambda: gated.writing), lambda w: w == [1])
@@ -181,7 +156,7 @@ async def test_a_write_that_does_not_commit_in_time_is_unavailable_and_the_queue
 async def test_each_caller_is_answered_at_its_own_deadline_by_the_one_timer(
     store: Store,
 ) -> None:
-    gated = _gated(store)
+    gated = gated_store(store)
     intake = Intake(gated, max_in_flight=1, timeout_s=0.6)
     first = asyncio.create_task(intake.accept(notification(1, seed="stuck")))
     await eventually(current(lambda: gated.writing), lambda w: w == [1])
@@ -205,7 +180,7 @@ async def test_answered_callers_are_not_kept(store: Store) -> None:
 
 
 async def test_a_caller_that_goes_away_does_not_fail_its_batch(store: Store) -> None:
-    gated = _gated(store)
+    gated = gated_store(store)
     intake = Intake(gated, max_batch=4)
     callers = [asyncio.create_task(intake.accept(notification(1, seed=f"c{i}"))) for i in range(3)]
     # The writer holds all three in one batch, at the gate: the caller goes away meanwhile.
