@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.support.kubectl",
     "tests.support.pipeline",
     "tests.support.approvals",
+    "tests.support.guards",
     "tests.support.outage",
     "tests.support.cdp",
     "tests.support.served",

@@ -21,7 +21,7 @@ import redis.asyncio
 from receiver.guards.policy import Admission, GuardSettings, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import NamespacePolicy
-from tests.integration.test_guards import (
+from tests.support.guards import (
     OTHER,
     POD,
     admit_and_release,

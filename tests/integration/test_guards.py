@@ -1,99 +1,30 @@
-"""Guards against a real Redis: each guard refuses with its name, a reason and a sensible
-retry_at; refusals have no side effects; admission is atomic under concurrency; fail closed."""
+"""Each guard against a real Redis: pause, namespace, cooldown, rate, budget, breaker and lock
+each refuse with their name, a reason and a sensible retry_at (none when waiting cannot help),
+and each lets the run through again once its condition ends; status reports them."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from itertools import count
-from typing import Any
 
 import pytest
 import redis.asyncio
 
-from receiver.guards.policy import Admission, AdmissionRequest, GuardSettings, GuardUnavailable
-from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
+from tests.support.guards import (
+    OTHER,
+    POD,
+    MakeGuards,
+    _runs,
+    admit_and_release,
+    admitted_and_released,
+    assert_retry_in,
+    redis_now,
+    refused_by,
+    request,
+)
 from tests.support.polling import eventually
-from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.redis
-
-POD = Target("Deployment", "shop", "checkout")
-OTHER = Target("Deployment", "shop", "cart")
-_runs = count(1)
-
-MakeGuards = Callable[..., Guards]
-
-
-@pytest.fixture
-def make_guards(redis_client: redis.asyncio.Redis) -> MakeGuards:
-    def make(policy: NamespacePolicy | None = None, **settings: Any) -> Guards:
-        return Guards(redis_client, policy or NamespacePolicy(), GuardSettings(**settings))
-
-    return make
-
-
-def request(
-    rule: str = "restart-on-high-memory",
-    target: Target = POD,
-    *,
-    disruptive: bool = True,
-    run_id: str | None = None,
-    spec: GuardSpec | None = None,
-    cooldown_s: float | None = None,
-    max_runs: int | None = None,
-    max_runs_per_s: float | None = None,
-) -> AdmissionRequest:
-    return AdmissionRequest(
-        run_id=run_id or f"run-{next(_runs)}",
-        rule=rule,
-        target=target,
-        disruptive=disruptive,
-        spec=spec or GuardSpec(cooldown_s, max_runs, max_runs_per_s),
-    )
-
-
-async def redis_now(client: redis.asyncio.Redis) -> datetime:
-    seconds, micros = await client.time()
-    return datetime.fromtimestamp(seconds + micros / 1e6, tz=UTC)
-
-
-async def admit_and_release(guards: Guards, req: AdmissionRequest) -> Admission:
-    admission = await guards.admit(req)
-    assert admission.admitted, admission.refusal
-    assert await guards.release(req, admission)
-    return admission
-
-
-async def admitted_and_released(guards: Guards, req: AdmissionRequest) -> bool:
-    """Whether ``req`` is admitted now (a probe for ``eventually``); released if it was."""
-    admission = await guards.admit(req)
-    if admission.admitted:
-        assert await guards.release(req, admission)
-    return admission.admitted
-
-
-def refused_by(admission: Admission, guard: str) -> str:
-    assert not admission.admitted
-    assert admission.refusal is not None
-    assert admission.refusal.guard == guard, admission.refusal
-    assert admission.lock_token is None
-    assert admission.fence is None
-    return admission.refusal.reason
-
-
-def assert_retry_in(
-    admission: Admission, now: datetime, seconds: float, slack: float = 3.0
-) -> None:
-    assert admission.refusal is not None
-    retry_at = admission.refusal.retry_at
-    assert retry_at is not None
-    assert retry_at.tzinfo is not None
-    assert now + timedelta(seconds=seconds - slack) <= retry_at
-    assert retry_at <= now + timedelta(seconds=seconds + slack)
 
 
 async def test_admits_with_lock_token_and_increasing_fence(make_guards: MakeGuards) -> None:
@@ -312,129 +243,6 @@ async def test_release_only_deletes_its_own_lock(make_guards: MakeGuards) -> Non
     refused_by(await guards.admit(request(rule="c")), "lock")
 
 
-async def test_refusal_has_no_side_effects(make_guards: MakeGuards) -> None:
-    guards = make_guards(budget_count=1, breaker_failures=1, breaker_open_for_s=1.0)
-    rule = "restart"
-    await guards.record_result(rule, False)
-    limited = GuardSpec(cooldown_s=60, max_runs=1, max_runs_per_s=60)
-    refused_by(await guards.admit(request(rule=rule, spec=limited)), "breaker")
-    # A lock held by a non-disruptive run of another rule refuses at the last guard.
-    holder_req = request(rule="inspect", disruptive=False)
-    holder = await guards.admit(holder_req)
-    assert holder.admitted
-    late = await guards.admit(request(rule="other", cooldown_s=60))
-    refused_by(late, "lock")
-    await guards.release(holder_req, holder)
-
-    # Neither refusal consumed cooldown, rate or budget: once the breaker closes, it passes.
-    await eventually(lambda: admitted_and_released(guards, request(rule=rule, spec=limited)))
-    assert (await guards.status())["budget"]["used"] == 1
-
-
-async def test_concurrent_admissions_for_one_rule_and_target_admit_exactly_one(
-    make_guards: MakeGuards,
-) -> None:
-    guards = make_guards()
-    results = await asyncio.gather(*(guards.admit(request(cooldown_s=60)) for _ in range(20)))
-    admitted = [a for a in results if a.admitted]
-    assert len(admitted) == 1
-    assert {a.refusal.guard for a in results if a.refusal is not None} == {"cooldown"}
-
-
-async def test_concurrent_admissions_respect_the_rate_exactly(make_guards: MakeGuards) -> None:
-    guards = make_guards()
-    results = await asyncio.gather(
-        *(
-            guards.admit(
-                request(target=Target("Pod", "shop", f"p{i}"), max_runs=5, max_runs_per_s=60)
-            )
-            for i in range(20)
-        )
-    )
-    assert sum(a.admitted for a in results) == 5
-    assert {a.refusal.guard for a in results if a.refusal is not None} == {"rate"}
-
-
-async def test_scripts_are_reloaded_after_script_flush(
-    make_guards: MakeGuards, redis_client: redis.asyncio.Redis
-) -> None:
-    guards = make_guards()
-    await admit_and_release(guards, request())
-    await redis_client.script_flush()
-    await admit_and_release(guards, request(rule="again"))
-
-
-async def test_fails_closed_while_redis_is_down_and_recovers(
-    redis_controlled: RedisServer, make_guards: MakeGuards
-) -> None:
-    guards = make_guards(timeout_s=3)
-    await admit_and_release(guards, request())
-    redis_controlled.stop()
-    try:
-        with pytest.raises(GuardUnavailable):
-            await guards.admit(request(rule="while-down"))
-        with pytest.raises(GuardUnavailable):
-            await guards.ping()
-        with pytest.raises(GuardUnavailable):
-            await guards.record_result("r", False)
-        with pytest.raises(GuardUnavailable):
-            await guards.pause(None, "x")
-        with pytest.raises(GuardUnavailable):
-            await guards.status()
-    finally:
-        redis_controlled.start()
-    # A fresh server: no cached scripts, no state. EVALSHA falls back to loading them.
-    await guards.ping()
-    await admit_and_release(guards, request(rule="after-restart"))
-
-
-async def test_fails_closed_when_redis_hangs_and_a_retry_of_the_run_passes(
-    redis_controlled: RedisServer, make_guards: MakeGuards, redis_client: redis.asyncio.Redis
-) -> None:
-    guards = make_guards(timeout_s=0.5)
-    req = request(cooldown_s=60, max_runs=1, max_runs_per_s=60)
-    redis_controlled.freeze()
-    try:
-        with pytest.raises(GuardUnavailable):
-            await guards.admit(req)
-    finally:
-        redis_controlled.thaw()
-    # The timed-out script still runs once the server wakes up (its command was in the
-    # server's socket buffer): wait until it has taken the target's lock, so the retry comes
-    # after it, as the pipeline's retry does (seconds later). Retrying the same run is then not
-    # refused by its own cooldown, rate slot, budget slot or lock. (A retry sent at once, while
-    # the stale script may still be queued, can be overtaken by it: a CI run on a slow host once
-    # saw the release find the stale script's token. The stale script is now refused there;
-    # test_guard_lock_races.py lands it after the retry's admission and after its release.)
-    await eventually(
-        redis_client.keys,
-        lambda keys: any(b"lock:" in key for key in keys),
-        what="the timed-out admission's lock",
-    )
-    again = await guards.admit(req)
-    assert again.admitted, again.refusal
-    assert await guards.release(req, again)
-    refused_by(await guards.admit(request(cooldown_s=60)), "cooldown")
-
-
-async def test_same_run_is_readmitted_with_a_new_token_and_fence(make_guards: MakeGuards) -> None:
-    guards = make_guards(budget_count=1)
-    req = request(cooldown_s=60, max_runs=1, max_runs_per_s=60)
-    first = await guards.admit(req)
-    second = await guards.admit(req)  # e.g. the re-check after an approval
-    assert first.admitted
-    assert second.admitted
-    assert second.lock_token != first.lock_token
-    assert first.fence is not None
-    assert second.fence is not None
-    assert second.fence > first.fence
-    assert not await guards.release(req, first)  # superseded
-    other = await guards.admit(request(rule="other", disruptive=False))
-    assert req.run_id in refused_by(other, "lock")
-    assert await guards.release(req, second)
-    assert (await guards.status())["budget"]["used"] == 1
-
-
 async def test_status_reports_pause_breakers_and_budget(make_guards: MakeGuards) -> None:
     guards = make_guards(breaker_failures=2)
     empty = await guards.status()
@@ -456,18 +264,3 @@ async def test_status_reports_pause_breakers_and_budget(make_guards: MakeGuards)
     assert status["breakers"]["flaky"] == {"open": False, "open_until": None, "failures": 1}
     assert status["breakers"]["broken"]["open"] is True
     assert status["breakers"]["broken"]["failures"] == 2
-
-
-async def test_works_with_a_decoding_client(redis_url: str) -> None:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        guards = Guards(client, NamespacePolicy(), GuardSettings())
-        await admit_and_release(guards, request(cooldown_s=60))
-        refused_by(await guards.admit(request(cooldown_s=60)), "cooldown")
-        await guards.record_result("r", False)
-        await guards.pause(None, "x")
-        status = await guards.status()
-        assert status["paused"] is True
-        assert "r" in status["breakers"]
-    finally:
-        await client.aclose()
