@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.support.pipeline",
     "tests.support.approvals",
     "tests.support.guards",
+    "tests.support.worker_loop",
     "tests.support.outage",
     "tests.support.cdp",
     "tests.support.served",
