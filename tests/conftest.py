@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.support.outage",
     "tests.support.cdp",
     "tests.support.served",
+    "tests.support.alertmanager_delivery",
     "tests.support.prefix",
 ]
 
