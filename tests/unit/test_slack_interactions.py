@@ -1,5 +1,5 @@
 """Slack clicks: which workspace's are taken (``approvals.slack.team_ids``). Pure: the
-signature and the route are tested over HTTP in tests/integration/http/test_approvals_http.py."""
+signature and the route are tested over HTTP in tests/integration/http/test_approvals_slack.py."""
 
 from __future__ import annotations
 
