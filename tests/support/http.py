@@ -1,5 +1,6 @@
 """What the HTTP edge's tests share: the token, the sample webhook body, the client factory's
-type and small helpers. The fixtures themselves are in ``tests/integration/http/conftest.py``."""
+type and small helpers (the headers for a path: an approver on the approvals API, the
+app's operator elsewhere). The fixtures themselves are in ``tests/integration/http/conftest.py``."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from pydantic import SecretStr
 
 import receiver
 from receiver.config import Settings
+from receiver.http.approvals import APPROVALS_API
 from receiver.http.deps import HealthChecks
 from receiver.store import Store
+from tests.support.approvals import OPERATORS
 
 TOKEN = "t0ken-for-tests"
 SAMPLE = Path(receiver.__file__).parent / "samples" / "high-memory.json"
@@ -26,6 +29,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OPERATOR_NAME = "alice"
 OPERATOR_TOKEN = "alice-operator-t0ken-for-tests"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+# An approver of the approval environment (``tests.support.approvals``): its API knows only them.
+ALICE = {"Authorization": f"Bearer {OPERATORS['alice']}"}
 
 
 def default_settings() -> Settings:
@@ -76,3 +81,8 @@ def ping(store: Store) -> Callable[[], Awaitable[str]]:
         return "ok"
 
     return check
+
+
+def _headers(path: str) -> dict[str, str]:
+    # The approvals API knows the approval environment's operators; the rest the app's.
+    return ALICE if path.startswith(APPROVALS_API) else OPERATOR

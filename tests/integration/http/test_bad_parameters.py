@@ -4,10 +4,12 @@
 - U+0000 in any query parameter (PostgreSQL's text cannot hold it), and in any string of an
   operator route's JSON body; a ``since`` that overflows a datetime or leaves the years 1 to 9999
   in UTC; a reason over 1000 characters.
+- Odd values, a parameter given twice, %-escapes that are not UTF-8, a ``limit`` that is not
+  ASCII digits.
 - Path parameters that are no id are 404s.
-- A non-UTF-8 Authorization header on the approvals API is 401; the webhook credential there is
-  403, as on every other operator route.
-- Every approvals route (and the other store-backed routes) answers 503 while PostgreSQL is down.
+
+Credentials on the approvals API: test_approvals_credentials.py; a store that is down:
+test_routes_store_down.py.
 """
 
 from __future__ import annotations
@@ -29,12 +31,10 @@ from receiver.guards.redis_guards import Guards
 from receiver.http.approvals import APPROVALS_API
 from receiver.model import NamespacePolicy
 from tests.integration.http.conftest import Edge, MakeEdge
-from tests.support.approvals import OPERATORS
-from tests.support.http import AUTH, OPERATOR, MakeClient
-from tests.support.postgres import PostgresServer
-from tests.support.rawhttp import exchange, status_of
+from tests.support.http import ALICE, OPERATOR, MakeClient, _headers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
 
 # Every query parameter any route reads (and some none does): each gets a NUL.
 PARAMETERS = (
@@ -53,6 +53,8 @@ PARAMETERS = (
     "run",
     "nonsense",
 )
+
+
 BAD_SINCE = (
     "99999999999h",
     "9" * 400 + "w",
@@ -60,13 +62,9 @@ BAD_SINCE = (
     "9999-12-31T23:59:59-01:00",
     "0000-06-01T00:00:00Z",
 )
+
+
 BAD_IDS = ("%00", "not-an-id", "9" * 30, "%C3%A9%00x")
-ALICE = {"Authorization": f"Bearer {OPERATORS['alice']}"}
-
-
-def _headers(path: str) -> dict[str, str]:
-    # The approvals API knows the approval environment's operators; the rest the app's.
-    return ALICE if path.startswith(APPROVALS_API) else OPERATOR
 
 
 def _get_routes(edge: Edge) -> list[str]:
@@ -332,82 +330,3 @@ async def test_nul_a_surrogate_or_an_overlong_reason_in_a_body_is_400_naming_the
     response = await client.put("/api/v1/pause", json={"reason": "x" * 1000}, headers=OPERATOR)
     assert response.status == 200
     await guards.resume()
-
-
-@pytest.mark.parametrize(
-    "authorization",
-    [b"Bearer \xff", b"Bearer " + OPERATORS["alice"].encode() + b"\xff", b"\xed\xa0\x80"],
-)
-async def test_authorization_that_is_not_utf8_is_401_on_the_approvals_api(
-    make_edge: MakeEdge, authorization: bytes
-) -> None:
-    edge = await make_edge()
-    _, approval = await edge.env.pending_run()
-    port = edge.client.server.port
-    assert port is not None
-    for method, path in (
-        ("GET", APPROVALS_API),
-        ("GET", f"{APPROVALS_API}/{approval.id}"),
-        ("POST", f"{APPROVALS_API}/{approval.id}/approve"),
-    ):
-        head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n"
-        request = head.encode() + b"Authorization: " + authorization + b"\r\n\r\n{}"
-        assert status_of(await exchange(port, request)) == 401, (method, path)
-
-
-async def test_the_webhook_credential_is_403_on_the_approvals_api(make_edge: MakeEdge) -> None:
-    edge = await make_edge()
-    _, approval = await edge.env.pending_run()
-    for method, path in (
-        ("GET", APPROVALS_API),
-        ("GET", f"{APPROVALS_API}/{approval.id}"),
-        ("POST", f"{APPROVALS_API}/{approval.id}/approve"),
-        ("POST", f"{APPROVALS_API}/{approval.id}/reject"),
-    ):
-        response = await edge.client.request(method, path, headers=AUTH)
-        assert response.status == 403, (method, path)
-        assert "webhook" in (await response.json())["error"]
-        # No credential, or an unknown one, is still 401.
-        assert (await edge.client.request(method, path)).status == 401
-        unknown = {"Authorization": "Bearer nobody-0123456789"}
-        assert (await edge.client.request(method, path, headers=unknown)).status == 401
-
-
-async def test_a_path_that_only_begins_like_the_approvals_api_takes_a_credential(
-    make_edge: MakeEdge,
-) -> None:
-    # The approvals API authenticates its callers itself; the edge skipped every path that
-    # began with its text, so /api/v1/approvalsX answered 404 to anyone, and a future route
-    # named so would have had no authentication at all.
-    edge = await make_edge()
-    for path in (f"{APPROVALS_API}X", f"{APPROVALS_API}-export", f"{APPROVALS_API}x/1"):
-        assert (await edge.client.get(path)).status == 401, path
-    assert (await edge.client.get(APPROVALS_API)).status == 401  # its own check, as before
-
-
-async def test_every_store_backed_route_is_503_while_postgres_is_down(
-    make_edge: MakeEdge, pg_controlled: PostgresServer
-) -> None:
-    edge = await make_edge()
-    _, approval = await edge.env.pending_run()
-    routes = [
-        ("GET", APPROVALS_API, None),
-        ("GET", f"{APPROVALS_API}/{approval.id}", None),
-        ("POST", f"{APPROVALS_API}/{approval.id}/approve", {"reason": "ok"}),
-        ("POST", f"{APPROVALS_API}/{approval.id}/reject", None),
-        ("GET", "/api/v1/runs", None),
-        ("GET", "/api/v1/runs/00000000-0000-0000-0000-000000000000", None),
-        ("GET", "/api/v1/events", None),
-        ("GET", "/api/v1/events/1", None),
-        ("GET", "/api/v1/jobs", None),
-        ("POST", "/api/v1/events/1/retry", None),
-        ("POST", "/api/v1/jobs/1/drop", {"reason": "x"}),
-    ]
-    with pg_controlled.stopped(mode="fast"):
-        statuses = {
-            f"{method} {path}": (
-                await edge.client.request(method, path, json=body, headers=_headers(path))
-            ).status
-            for method, path, body in routes
-        }
-    assert statuses == {key: 503 for key in statuses}
