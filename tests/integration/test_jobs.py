@@ -1,26 +1,23 @@
-"""The job queue against a real PostgreSQL: idempotent enqueue, due times, leases, one job of a
-run at a time, the NOTIFY wake-up, and jobs scheduled together with a run's outcome."""
+"""The job queue against a real PostgreSQL: idempotent enqueue (in the caller's transaction
+too), the NOTIFY wake-up of a due job, jobs scheduled together with a run's outcome, and the
+pruning of finished jobs. Claims and leases: test_job_leases.py; one job of a run at a time:
+test_jobs_one_per_run.py."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
 import pytest
 
 from receiver.model import RunOutcome
-from receiver.store import WORK_CHANNEL, ClaimedJob, JobKind, Store
+from receiver.store import WORK_CHANNEL, Store
 from tests.support.events import new_run
-from tests.support.polling import eventually
+from tests.support.jobs import DEADLINE, RESUME
 
 pytestmark = pytest.mark.postgres
-
-RESUME = JobKind.RESUME_RUN
-DEADLINE = JobKind.VERIFY_DEADLINE
 
 
 async def open_jobs(store: Store) -> list[dict[str, object]]:
@@ -74,239 +71,6 @@ async def test_enqueue_in_the_callers_transaction_rolls_back_with_it(store: Stor
     with pytest.raises(RuntimeError):
         await enqueue_then_fail()
     assert await open_jobs(store) == []
-
-
-# -- claiming -------------------------------------------------------------------------------
-
-
-async def test_a_job_is_claimed_only_once_it_is_due(store: Store) -> None:
-    run_far, run_soon = await new_run(store, 1), await new_run(store, 2)
-    await store.enqueue_job(RESUME, run_far, delay_s=3600)
-    soon = await store.enqueue_job(RESUME, run_soon, delay_s=0.3)
-    assert soon is not None
-    job = await store.get_job(soon)
-    assert job is not None
-    not_before = job["not_before"]
-
-    async def claim() -> list[ClaimedJob]:
-        return await store.claim_jobs("a", 10, lease_s=30)
-
-    [claimed] = await eventually(claim)
-    assert claimed.id == soon
-    # Claimed at the database's now() = lease_until - lease: never before the due time.
-    assert claimed.lease_until - timedelta(seconds=30) >= not_before
-    assert await store.claim_jobs("a", 10, lease_s=30) == []  # the far one is not due
-    assert await store.jobs_due_count() == 0
-    next_due = await store.next_job_due()
-    assert next_due is not None
-    assert next_due - await store.server_now() > timedelta(minutes=59)
-
-
-async def test_two_owners_claiming_at_once_never_get_the_same_job(store: Store) -> None:
-    runs = [await new_run(store, i) for i in range(30)]
-    for run_id in runs:
-        await store.enqueue_job(RESUME, run_id)
-    assert await store.jobs_due_count() == 30
-    got: dict[str, list[int]] = {"a": [], "b": [], "c": []}
-
-    async def drain(owner: str) -> None:
-        while True:
-            claimed = await store.claim_jobs(owner, 4, lease_s=60)
-            if not claimed and await store.jobs_due_count() == 0:
-                return
-            got[owner] += [c.id for c in claimed]
-
-    await asyncio.wait_for(asyncio.gather(*(drain(owner) for owner in got)), timeout=30)
-    everything = got["a"] + got["b"] + got["c"]
-    assert len(everything) == len(set(everything)) == 30
-
-
-async def test_an_expired_lease_is_reclaimed_by_another_owner(store: Store) -> None:
-    run_id = await new_run(store)
-    await store.enqueue_job(RESUME, run_id)
-    [first] = await store.claim_jobs("a", 1, lease_s=0.2)
-    assert first.attempts == 1
-
-    async def claim_b() -> list[ClaimedJob]:
-        return await store.claim_jobs("b", 1, lease_s=60)
-
-    [again] = await eventually(claim_b)
-    assert (again.id, again.attempts) == (first.id, 2)
-    # "a" woke up late: its lease is gone, so it can settle nothing.
-    assert not await store.extend_job_lease(first.id, "a", first.attempts, 60)
-    assert not await store.complete_job(first.id, "a", first.attempts)
-    assert await store.complete_job(again.id, "b", again.attempts)
-
-
-async def test_a_live_lease_is_not_taken(store: Store) -> None:
-    run_id = await new_run(store)
-    await store.enqueue_job(RESUME, run_id)
-    [claimed] = await store.claim_jobs("a", 1, lease_s=60)
-    assert await store.claim_jobs("b", 10, lease_s=60) == []
-    assert await store.extend_job_lease(claimed.id, "a", claimed.attempts, 120)
-    job = await store.get_job(claimed.id)
-    assert job is not None
-    assert job["lease_owner"] == "a"
-
-
-async def test_complete_and_release_only_by_the_lease_owner(store: Store) -> None:
-    run_id = await new_run(store)
-    job_id = await store.enqueue_job(RESUME, run_id, payload={"why": "retry_at"})
-    assert job_id is not None
-    [claimed] = await store.claim_jobs("a", 1, lease_s=60)
-    assert (claimed.kind, claimed.run_id, claimed.payload) == (RESUME, run_id, {"why": "retry_at"})
-
-    assert not await store.complete_job(job_id, "b", claimed.attempts)
-    assert not await store.release_job(job_id, "b", claimed.attempts)
-    assert not await store.extend_job_lease(job_id, "b", claimed.attempts, 60)
-
-    assert await store.release_job(
-        job_id, "a", claimed.attempts, delay_s=0, error="guard still refuses"
-    )
-    [retried] = await store.claim_jobs("b", 1, lease_s=60)
-    assert (retried.id, retried.attempts, retried.last_error) == (
-        job_id,
-        2,
-        "guard still refuses",
-    )
-    assert await store.complete_job(job_id, "b", retried.attempts)
-    assert not await store.complete_job(job_id, "b", retried.attempts)  # already done
-    job = await store.get_job(job_id)
-    assert job is not None
-    assert job["state"] == "done"
-    assert job["done_at"] is not None
-
-    # Done, so a new request opens a new job.
-    assert await store.enqueue_job(RESUME, run_id) not in (None, job_id)
-
-
-async def test_a_request_while_the_job_runs_makes_it_run_once_more(store: Store) -> None:
-    run_id = await new_run(store)
-    job_id = await store.enqueue_job(RESUME, run_id)
-    [claimed] = await store.claim_jobs("a", 1, lease_s=60)
-    # An approval arrives while the job is running: same open job, asked for again.
-    assert await store.enqueue_job(RESUME, run_id, payload={"approval": "granted"}) == job_id
-    assert await store.claim_jobs("b", 1, lease_s=60) == []
-
-    assert await store.complete_job(claimed.id, "a", claimed.attempts)
-    [rerun] = await store.claim_jobs("b", 1, lease_s=60)
-    # Its attempts go on (the claim's number is never one an earlier claim had: fence.py).
-    assert (rerun.id, rerun.attempts, rerun.payload) == (job_id, 2, {"approval": "granted"})
-    assert await store.complete_job(rerun.id, "b", rerun.attempts)
-    job = await store.get_job(rerun.id)
-    assert job is not None
-    assert job["state"] == "done"
-
-
-async def test_one_runs_jobs_are_claimed_one_at_a_time_oldest_first(store: Store) -> None:
-    run_id = await new_run(store)
-    resume = await store.enqueue_job(RESUME, run_id)
-    deadline = await store.enqueue_job(DEADLINE, run_id)
-    other = await store.enqueue_job(RESUME, await new_run(store, 1))
-
-    first = await store.claim_jobs("a", 10, lease_s=60)
-    assert [c.id for c in first] == [resume, other]
-    assert await store.claim_jobs("b", 10, lease_s=60) == []  # the run is busy
-    assert await store.complete_job(first[0].id, "a", first[0].attempts)
-    [second] = await store.claim_jobs("b", 10, lease_s=60)
-    assert second.id == deadline
-
-
-@contextlib.asynccontextmanager
-async def stopped_inside_claim(
-    store: Store, database_url: str, owner: str, limit: int
-) -> AsyncIterator[asyncio.Task[list[ClaimedJob]]]:
-    """``owner``'s claim, stopped after it picked its jobs and before it commits; it goes on
-    when the block ends. (A trigger on its UPDATE waits for an advisory lock the test holds.)"""
-    gate = await asyncpg.connect(database_url)
-    try:
-        await gate.execute(
-            f"""
-            CREATE FUNCTION hold_claims() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242);
-                  RETURN NEW; END; $$;
-            CREATE TRIGGER hold_claims BEFORE UPDATE ON jobs FOR EACH ROW
-                WHEN (NEW.lease_owner = '{owner}') EXECUTE FUNCTION hold_claims();
-            SELECT pg_advisory_lock(4242);
-            """
-        )
-        claim = asyncio.create_task(store.claim_jobs(owner, limit, lease_s=60))
-
-        async def waiting_at_the_gate() -> bool:
-            waiting: int = await gate.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            )
-            return waiting > 0
-
-        await eventually(waiting_at_the_gate)
-        yield claim
-        await gate.execute("SELECT pg_advisory_unlock(4242)")
-        await asyncio.wait_for(claim, timeout=10)
-    finally:
-        await gate.close()  # ends the session, so a claim still held is let go
-
-
-async def test_a_claim_racing_another_for_the_same_run_skips_the_run(
-    store: Store, database_url: str
-) -> None:
-    """Owner "a" is stopped inside its claim, after it picked the run's only due job; then the
-    run's older job becomes due. Owner "b" must not take that one while "a" holds the other."""
-    run_id = await new_run(store)
-    older = await store.enqueue_job(DEADLINE, run_id, delay_s=3600)
-    due = await store.enqueue_job(RESUME, run_id)
-    async with stopped_inside_claim(store, database_url, "a", 10) as claim_a:
-        async with store._pool.acquire() as conn:
-            due_now = "UPDATE jobs SET not_before = now() - interval '1s' WHERE id = $1"
-            await conn.execute(due_now, older)
-        assert await store.claim_jobs("b", 10, lease_s=60) == []
-    [claimed] = claim_a.result()
-    assert claimed.id == due
-    assert await store.claim_jobs("b", 10, lease_s=60) == []
-    assert await store.complete_job(claimed.id, "a", claimed.attempts)
-    assert [c.id for c in await store.claim_jobs("b", 10, lease_s=60)] == [older]
-
-
-async def test_a_claim_leaves_the_runs_it_does_not_take_to_other_owners(
-    store: Store, database_url: str
-) -> None:
-    first = await store.enqueue_job(RESUME, await new_run(store, 1))
-    second = await store.enqueue_job(RESUME, await new_run(store, 2))
-    async with stopped_inside_claim(store, database_url, "a", 1) as claim_a:
-        taken_by_b = await store.claim_jobs("b", 10, lease_s=60)
-    assert [c.id for c in claim_a.result()] == [first]  # the longest waiting first
-    assert [c.id for c in taken_by_b] == [second]
-
-
-async def test_concurrent_owners_never_hold_two_jobs_of_one_run(store: Store) -> None:
-    runs = [await new_run(store, i) for i in range(15)]
-    for run_id in runs:
-        await store.enqueue_job(RESUME, run_id)
-        await store.enqueue_job(DEADLINE, run_id)
-    held: dict[str, int] = {}
-    order: dict[str, list[JobKind]] = {run_id: [] for run_id in runs}
-    settled = 0
-
-    async def work(owner: str) -> None:
-        nonlocal settled
-        while settled < 30:
-            claimed = await store.claim_jobs(owner, 3, lease_s=60)
-            for job in claimed:
-                assert job.run_id not in held, "two jobs of one run leased at once"
-                held[job.run_id] = job.id
-                order[job.run_id].append(job.kind)
-            # Not a wait: a yield, so the other owners claim while these jobs are held (the
-            # race the test is about).
-            await asyncio.sleep(0)
-            for job in claimed:
-                del held[job.run_id]  # before the commit that frees the run
-                assert await store.complete_job(job.id, owner, job.attempts)
-                settled += 1
-            if not claimed:
-                # This owner's poll interval, as a worker's: the others hold what is left.
-                await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(asyncio.gather(*(work(o) for o in "abcd")), timeout=60)
-    assert all(kinds == [RESUME, DEADLINE] for kinds in order.values())
 
 
 # -- wake-up --------------------------------------------------------------------------------
