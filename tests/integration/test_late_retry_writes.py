@@ -16,7 +16,7 @@ Real PostgreSQL; the earlier attempt's statement is held by a relay (tests/suppo
 from the chunk that carries the run's id (its Bind) until its client gave up, and let through
 once the retry holds the item. These are the writes of one statement, committed on their own;
 a write in a transaction whose COMMIT is late holds the item's row against every claim until
-it lands (test_lease_fence.py), so no retry runs beside it.
+it lands (test_lease_fence_worker.py), so no retry runs beside it.
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ from remediations.postgres.sessions import (
     TerminateIdleParams,
 )
 from remediations.targets import Target
-from tests.integration.test_postgres_actions import as_role
 from tests.support.polling import eventually
 from tests.support.postgres import PostgresServer
+from tests.support.postgres_cluster import as_role
 from tests.support.sessions import Sessions
 
 pytestmark = pytest.mark.postgres

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from receiver.ruletest.world import Servers
-from tests.integration.test_ruletest import play, servers
+from tests.support.ruletest import play, servers
 
 __all__ = ["servers"]
 

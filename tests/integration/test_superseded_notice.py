@@ -15,8 +15,8 @@ import pytest
 
 from receiver.approvals.state import Decision
 from receiver.model import ApprovalState, RunOutcome
-from tests.integration.test_approvals_flow import ALICE, API
 from tests.integration.test_ended_run_finish_job import _finish_due_now
+from tests.support.approval_deciders import ALICE, API
 from tests.support.approvals import MakeApprovalEnv
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]

@@ -15,7 +15,11 @@ from datetime import UTC, datetime, timedelta
 from receiver.model import RunOutcome, VerifyResult
 from receiver.store import RunRecord
 from remediations.notify.notifier import Notifier
-from tests.integration.test_verification import (
+from tests.support.payloads import alert, notification
+from tests.support.peer import Peer, peer
+from tests.support.pipeline import Harness, MakeHarness
+from tests.support.polling import eventually
+from tests.support.verification import (
     BREAKER,
     HOOK,
     LADDER,
@@ -27,10 +31,6 @@ from tests.integration.test_verification import (
     notifier,
     rules,
 )
-from tests.support.payloads import alert, notification
-from tests.support.peer import Peer, peer
-from tests.support.pipeline import Harness, MakeHarness
-from tests.support.polling import eventually
 
 __all__ = ["notifier", "peer"]
 

@@ -18,6 +18,7 @@ from receiver.store import NewEvent, Store
 __all__ = [
     "FINGERPRINT",
     "STARTS_AT",
+    "TARGET",
     "alert_event",
     "fingerprint_of",
     "finished_runs",
@@ -27,6 +28,8 @@ __all__ = [
 
 FINGERPRINT = "0123456789abcdef"
 STARTS_AT = "2024-05-01T10:00:00.123456789Z"  # nanoseconds, as Alertmanager sends them
+# The target of the runs the store tests create by hand.
+TARGET = Target("Deployment", "shop", "checkout")
 
 
 def fingerprint_of(fingerprint: str | int) -> str:

@@ -5,14 +5,17 @@ The writes a worker makes under a claim are fenced by it (receiver.store.fence):
 "worker-b" over an event the store says "worker-a" holds writes nothing and raises LeaseLost.
 A test that plays a second worker taking an item up after the first one died therefore takes
 the claim over first, as the second worker's claim would, and runs its pass under the lease
-this returns.
+this returns. The lease-fence tests play worker "a" claiming an event (``claim_one``) and
+worker "b" taking it over (``take_over_fence``), their runs' steps naming ``RESTART``.
 """
 
 from __future__ import annotations
 
-from receiver.store import ClaimedJob, EventLease, Store
+from receiver.store import ClaimedJob, EventLease, LeaseFence, Store
 
-__all__ = ["take_over", "take_over_job"]
+__all__ = ["RESTART", "claim_one", "take_over", "take_over_fence", "take_over_job"]
+
+RESTART = "kubernetes.rollout_restart"
 
 
 async def take_over(store: Store, event_id: int, owner: str, lease_s: float = 30.0) -> EventLease:
@@ -47,3 +50,15 @@ async def take_over_job(store: Store, job_id: int, owner: str, lease_s: float = 
     claimed = await store.claim_jobs(owner, 1, lease_s)
     assert [j.id for j in claimed] == [job_id], f"{owner} claimed {claimed}"
     return claimed[0]
+
+
+async def claim_one(store: Store, owner: str) -> int:
+    """Claim one event as ``owner`` for 60 s: its id. Raises ValueError unless exactly one was
+    claimed."""
+    (claimed,) = await store.claim_events(owner, 1, 60.0)
+    return claimed.event.id
+
+
+async def take_over_fence(store: Store, event_id: int) -> LeaseFence:
+    """A's lease runs out, and B claims the event: B's fence."""
+    return (await take_over(store, event_id, "b", 60.0)).fence

@@ -1,6 +1,6 @@
 """When a run's alert resolved, as it says (receiver/pipeline/resolve.py ``resolved_at``): its
 endsAt, or None when it gives none. The store dates one far ahead when it is stored (tested in
-tests/integration/test_pipeline.py)."""
+tests/integration/test_pipeline_resolution.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,69 @@
+"""The role postgres.terminate_idle and postgres.cancel_long_queries run as, against a real
+PostgreSQL: the README's least-privilege role is no superuser, and without pg_read_all_stats
+both actions refuse, naming the grant, and signal nothing. Real sessions are opened with
+asyncpg (tests/support/postgres_cluster.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from remediations.base import ActionContext, ActionRefused, Clients
+from remediations.postgres.connection import PostgresConnection
+from remediations.postgres.sessions import (
+    CancelLongQueries,
+    CancelLongQueriesParams,
+    TerminateIdle,
+    TerminateIdleParams,
+)
+from tests.support.polling import eventually
+from tests.support.postgres_cluster import (
+    TARGET,
+    Cluster,
+    Roles,
+    as_role,
+    cluster,
+    connection,
+    context,
+    previewed_pids,
+    roles,
+)
+
+__all__ = ["cluster", "connection", "roles"]
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_the_role_is_not_a_superuser(connection: PostgresConnection, roles: Roles) -> None:
+    rows = await connection.fetch(
+        "test", "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
+    )
+    assert rows[0]["rolsuper"] is False
+    assert rows[0]["rolreplication"] is False
+
+
+async def test_without_pg_read_all_stats_the_actions_refuse_naming_the_grant(
+    cluster: Cluster, roles: Roles
+) -> None:
+    # The research's visibility pitfall: other roles' state is NULL, so nothing would match
+    # and the step would say "no session matches" for ever. It refuses instead, naming the
+    # grant, and signals nothing.
+    session = await cluster.idle_in_transaction(roles.app)
+    weak = PostgresConnection("orders", as_role(cluster.url, roles.weak))
+    good = PostgresConnection("orders", as_role(cluster.url, roles.remediator))
+    try:
+        action = TerminateIdle()
+        params = TerminateIdleParams(roles=(roles.app,), idle_for="1s")
+        await eventually(lambda: previewed_pids(action, context(good), params))
+        ctx = ActionContext("run-1", False, Clients({"postgres:orders": weak}))
+        for call in (action.preview, action.run):
+            with pytest.raises(ActionRefused) as refused:
+                await call(ctx, TARGET, params)
+            assert f"GRANT pg_read_all_stats TO {roles.weak}" in refused.value.message
+            assert roles.app in refused.value.message
+        cancel = CancelLongQueriesParams(roles=(roles.app,), running_for="1s")
+        with pytest.raises(ActionRefused, match="lacks pg_read_all_stats"):
+            await CancelLongQueries().run(ctx, TARGET, cancel)
+        assert await cluster.alive(session.get_server_pid())
+    finally:
+        await weak.close()
+        await good.close()
