@@ -9,7 +9,7 @@ import pytest
 
 from receiver.config import ConfigError, load_settings
 
-__all__ = ["refusal", "write"]
+__all__ = ["config", "refusal", "write"]
 
 
 def refusal(environ: dict[str, str], config: Path | None = None) -> str:
@@ -24,3 +24,8 @@ def write(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` (UTF-8) and return ``path``: a configuration or secret file."""
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def config(tmp_path: Path, text: str) -> Path:
+    """Write ``text`` as ``tmp_path/config.yaml`` (a settings file) and return its path."""
+    return write(tmp_path / "config.yaml", text)
