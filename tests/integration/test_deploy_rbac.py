@@ -20,6 +20,7 @@ import yaml
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from tests.support.deploy_manifests import EXPECTED_PERMISSIONS
 from tests.support.kube import ControlPlane, api_client_from_kubeconfig
 from tests.support.kube_fixtures import (
     MakeDeployment,
@@ -28,7 +29,6 @@ from tests.support.kube_fixtures import (
 )
 from tests.support.kubectl import render, run_kubectl
 from tests.support.polling import eventually
-from tests.unit.test_deploy_manifests import EXPECTED_PERMISSIONS
 
 pytestmark = pytest.mark.kube
 

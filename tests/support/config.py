@@ -1,4 +1,5 @@
-"""Configuration refused at load: the message a test checks."""
+"""Configuration files written for a test, and configuration refused at load: the message a
+test checks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from receiver.config import ConfigError, load_settings
 
-__all__ = ["refusal"]
+__all__ = ["config", "refusal", "write"]
 
 
 def refusal(environ: dict[str, str], config: Path | None = None) -> str:
@@ -17,3 +18,14 @@ def refusal(environ: dict[str, str], config: Path | None = None) -> str:
     with pytest.raises(ConfigError) as caught:
         load_settings(config, environ)
     return caught.value.message
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (UTF-8) and return ``path``: a configuration or secret file."""
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config(tmp_path: Path, text: str) -> Path:
+    """Write ``text`` as ``tmp_path/config.yaml`` (a settings file) and return its path."""
+    return write(tmp_path / "config.yaml", text)

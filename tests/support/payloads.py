@@ -2,7 +2,8 @@
 
 ``alert`` and ``notification_body`` build the JSON as sent (dicts, ready for ``json.dumps``);
 ``raw`` sets or replaces keys exactly as sent, for tests of what a bad sender could send.
-``notification`` is the body parsed by the receiver's own parser.
+``notification`` is the body parsed by the receiver's own parser. ``_alert`` and ``_body`` are
+one fixed alert and its notification, for the payload parser's own tests.
 """
 
 from __future__ import annotations
@@ -73,3 +74,19 @@ def notification_body(
 def notification(*alerts: dict[str, Any], external_url: str = "http://am-0:9093") -> Notification:
     body = notification_body(*alerts, external_url=external_url)
     return parse_notification(json.dumps(body).encode())
+
+
+def _alert(**raw: Any) -> dict[str, Any]:
+    """An alert as sent, ``raw`` replacing its keys (its fingerprint fixed, whatever labels)."""
+    return alert(
+        {"alertname": "HighErrorRate"},
+        starts_at="2024-05-27T07:14:54.523Z",
+        annotations={},
+        raw={"fingerprint": "0123456789abcdef"} | raw,
+    )
+
+
+def _body(**raw: Any) -> dict[str, Any]:
+    """A notification of one ``_alert()``, ``raw`` replacing its top-level keys."""
+    fixed = {"groupKey": "{}:{}", "groupLabels": {}, "commonLabels": {}}
+    return notification_body(_alert(), external_url="http://am:9093", raw=fixed | raw)

@@ -1,5 +1,5 @@
-"""Live conditions, verification settings and announcements in rule files, and the engine's
-decisions on live facts and recurrences. Pure: facts are plain data passed in."""
+"""The engine's decisions on live facts (a rollout's age, a fact that could not be read) and on
+recurrences while a run settles. Pure: facts are plain data passed in."""
 
 from __future__ import annotations
 
@@ -11,58 +11,18 @@ import pytest
 
 from receiver.engine import fact_needs, plan, settle_keys
 from receiver.facts import FactKind, FactReading, Facts, Rollout
-from receiver.model import (
-    AlertEvent,
-    Announce,
-    Announcement,
-    History,
-    NamespacePolicy,
-    PriorRun,
-    Recurrence,
-    RunOutcome,
-    Status,
-    Target,
-)
-from receiver.rules.compile import compile_files
-from receiver.rules.model import LiveCondition, RuleSet
-from tests.support.rules import TARGET, errors_of, one_rule, registry
+from receiver.model import AlertEvent, History, PriorRun, Recurrence, RunOutcome, Status, Target
+from receiver.rules.model import RuleSet
+from tests.support import live_rules
+from tests.support.live_rules import POLICY
+
+# The rule set, compiled once per module (a fixture: tests take it by name).
+rules = live_rules.rules
+
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-POLICY = NamespacePolicy()
 WEB = Target("Deployment", "shop", "web")
 MIN = timedelta(minutes=1)
-
-RULES = """\
-rules:
-  - name: errors
-    match: ['alertname="HighErrorRate"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: test.undo
-        when: {rolled_out_within: 30m}
-      - action: test.scale
-        when: {not_rolled_out_within: 30m}
-        params: {delta: 2, max: 10}
-      - action: test.restart
-    verify: {resolved_within: 10m, settle: 30m}
-    on_failed:
-      - action: test.restart
-      - action: test.grow
-        params: {container: app, factor: 2}
-        approval: required
-    notify: {channel: oncall, events: [refused, verification_failed]}
-  - name: only-when-recent
-    match: ['alertname="Canary"']
-    target: {kind: Deployment, namespace: "{{ labels.namespace }}", name: "{{ labels.deployment }}"}
-    steps:
-      - action: test.undo
-        when: {rolled_out_within: 1h, repeated: {times: 1, within: 1h}}
-"""
-
-
-@pytest.fixture(scope="module")
-def rules() -> RuleSet:
-    return compile_files({"rules.yaml": RULES}, registry(), POLICY)
 
 
 def event(alertname: str = "HighErrorRate", **changes: Any) -> AlertEvent:
@@ -91,123 +51,6 @@ def rollout(age: timedelta, *, revision: int = 7) -> Facts:
 
 def unreadable(error: str) -> Facts:
     return Facts.of(FactReading(FactKind.ROLLOUT, WEB, error=error, read_at=NOW))
-
-
-# --------------------------------------------------------------------------------------------
-# rule files
-
-
-def test_the_new_syntax_compiles_to_conditions_settle_ladder_and_announcements(
-    rules: RuleSet,
-) -> None:
-    rule = rules.by_name("errors")
-    assert rule is not None
-    assert rule.steps[0].conditions == (LiveCondition(FactKind.ROLLOUT, 1800.0),)
-    assert rule.steps[1].conditions == (LiveCondition(FactKind.ROLLOUT, 1800.0, negate=True),)
-    assert rule.steps[1].conditions[0].name == "not_rolled_out_within"
-    assert rule.steps[2].conditions == ()
-    assert (rule.verify_within_s, rule.settle_s) == (600.0, 1800.0)
-    assert [(s.action, s.needs_approval) for s in rule.on_failed] == [
-        ("test.restart", False),
-        ("test.grow", True),
-    ]
-    assert rule.announce == Announce(
-        "oncall", frozenset({Announcement.REFUSED, Announcement.VERIFICATION_FAILED})
-    )
-    assert rule.facts == frozenset({FactKind.ROLLOUT})
-    both = rules.by_name("only-when-recent")
-    assert both is not None
-    assert both.steps[0].repeated is not None
-    assert both.steps[0].conditions == (LiveCondition(FactKind.ROLLOUT, 3600.0),)
-
-
-def test_notify_without_events_announces_every_moment() -> None:
-    text = one_rule(TARGET + "steps: [{action: test.restart}]\nnotify: {channel: oncall}\n")
-    (rule,) = compile_files({"a.yaml": text}, registry(), POLICY).rules
-    assert rule.announce == Announce("oncall")
-    assert rule.announce is not None
-    assert rule.announce.events == frozenset(Announcement)
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        pytest.param(
-            TARGET + "steps:\n  - action: test.restart\n    when: {}\n",
-            "a.yaml:7: rule 'r': steps[0].when: `when` needs a condition: repeated, "
-            "rolled_out_within, not_rolled_out_within or can_roll_back",
-            id="empty-when",
-        ),
-        pytest.param(
-            TARGET + "steps:\n  - action: test.restart\n"
-            "    when: {rolled_out_within: 30m, not_rolled_out_within: 30m}\n",
-            "a.yaml:7: rule 'r': steps[0].when: rolled_out_within and not_rolled_out_within on "
-            "one step can never both hold; put them on two steps (one for each case)",
-            id="both-ways",
-        ),
-        pytest.param(
-            TARGET + "steps:\n  - action: test.restart\n    when: {rolled_out_within: 30}\n",
-            "a.yaml:7: rule 'r': steps[0].when.rolled_out_within: ",
-            id="bare-number",
-        ),
-        pytest.param(
-            TARGET + "steps:\n  - action: test.restart\n    when: {rolled_out_in: 30m}\n",
-            "a.yaml:7: rule 'r': steps[0].when: unknown field 'rolled_out_in' "
-            "(did you mean 'rolled_out_within'?)",
-            id="typo",
-        ),
-        pytest.param(
-            'target: {kind: StatefulSet, namespace: ns, name: "{{ labels.d }}"}\n'
-            "steps:\n  - action: test.restart\n    when: {rolled_out_within: 30m}\n",
-            "a.yaml:7: rule 'r': when.rolled_out_within reads a Deployment's rollout history; "
-            "the target is a StatefulSet",
-            id="not-a-deployment",
-        ),
-        pytest.param(
-            TARGET + "steps: [{action: test.restart}]\non_failed: [{action: test.restart}]\n",
-            "a.yaml:6: rule 'r': on_failed runs when verification fails; add `verify: "
-            "{resolved_within: ...}`",
-            id="on-failed-without-verify",
-        ),
-        pytest.param(
-            TARGET + "steps: [{action: test.restart}]\nverify: {resolved_within: 5m}\n"
-            "on_failed:\n  - action: test.restart\n    when: {rolled_out_within: 5m}\n",
-            "a.yaml:9: rule 'r': on_failed steps take no `when`: they run whenever "
-            "verification fails",
-            id="on-failed-when",
-        ),
-        pytest.param(
-            TARGET + "steps: [{action: test.restart}]\nverify: {resolved_within: 5m, settle: 0s}\n",
-            "a.yaml:6: rule 'r': verify.settle: '0s' is not a positive duration",
-            id="settle-zero",
-        ),
-        pytest.param(
-            TARGET + "steps: [{action: test.restart}]\nnotify: {channel: On-Call}\n",
-            "a.yaml:6: rule 'r': notify.channel: 'On-Call' is not a channel name",
-            id="channel-name",
-        ),
-        pytest.param(
-            TARGET + "steps: [{action: test.restart}]\nnotify: {channel: oncall, events: [done]}\n",
-            "a.yaml:6: rule 'r': notify.events[0]: Input should be 'started', 'refused', "
-            "'awaiting_approval', 'finished', 'verification_failed' or 'undo_failed'",
-            id="unknown-moment",
-        ),
-    ],
-)
-def test_errors_name_the_line_and_the_fix(body: str, expected: str) -> None:
-    errors = errors_of({"a.yaml": one_rule(body)})
-    assert len(errors) == 1, errors
-    assert errors[0].startswith(expected), errors[0]
-
-
-def test_live_conditions_alone_are_enough_for_a_first_alert() -> None:
-    # Unlike `repeated: {times: 2}`, a live condition may hold on the very first alert.
-    body = TARGET + "steps:\n  - action: test.undo\n    when: {rolled_out_within: 1h}\n"
-    assert errors_of({"a.yaml": one_rule(body)}) == []
-
-
-# --------------------------------------------------------------------------------------------
-# the engine on live facts
 
 
 def steps_of(result_rules: RuleSet, facts: Facts | None, **changes: Any) -> list[str]:
@@ -337,10 +180,6 @@ def test_fact_needs_names_each_target_once_and_nothing_it_will_not_plan(
     )
     # Its run exists: it keeps the steps decided then, nothing is read again.
     assert fact_needs(event(), rules, POLICY, History(episode_runs=(planned,))) == []
-
-
-# --------------------------------------------------------------------------------------------
-# recurrences
 
 
 def settling(

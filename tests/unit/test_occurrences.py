@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from receiver.engine import NOTHING_TO_UNDO, RUN_EXISTS, plan
 from receiver.model import AlertEvent, History, PriorRun, RunOutcome, Skip, Status, Target
 from receiver.rules.model import RuleSet
-from tests.unit.test_engine import (
+from tests.support.engine_cases import (
     EVENTS,
     HISTORIES,
     NOW,

@@ -18,11 +18,12 @@ from receiver.engine import plan, recent_limit, repeat_keys
 from receiver.model import AlertEvent, History, PriorRun, RunOutcome, Status, Target
 from receiver.rules.compile import compile_files
 from receiver.rules.model import RuleSet
+from tests.support.engine_cases import NOW, POLICY, RULES, STARTS, WEB, event
 from tests.support.rules import registry
-from tests.unit.test_engine import NOW, POLICY, RULES, STARTS, WEB, event
 
-# The rules of test_engine.py (memory: times 2 within 1h, 3 within 1d) and one more on the
-# same alert and target that counts further (6 within 2h): a read serves both pairs.
+# The engine tests' rules (tests/support/engine_cases.py; memory: times 2 within 1h, 3 within
+# 1d) and one more on the same alert and target that counts further (6 within 2h): a read
+# serves both pairs.
 DEEP = """\
   - name: memory-deep
     match: ['alertname="HighMemoryUsage"']
