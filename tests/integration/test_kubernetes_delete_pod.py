@@ -22,6 +22,7 @@ from remediations.kubernetes.pods import DeletePod, DeletePodParams
 from remediations.kubernetes.retry import RetryPolicy
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
+from tests.support.kube_actions import deployment, make_ctx, pod_names
 from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
 from tests.support.kubectl import run_kubectl
 from tests.support.polling import eventually
@@ -440,3 +441,78 @@ async def test_no_grace_period_removes_a_running_pod_before_its_kubelet_stops_it
     )
     assert (result.outcome, result.after) == (Outcome.OK, {"deleted": ["db-0"]}), result.message
     assert await still_terminating(kube_admin, ns, "db-0")
+
+
+async def create_pod(api_client: Any, ns: str, name: str, labels: dict[str, str]) -> Any:
+    return await k8s.CoreV1Api(api_client).create_namespaced_pod(
+        ns,
+        k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name=name, labels=labels),
+            spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="img/p:1")]),
+        ),
+    )
+
+
+async def pods_by_uid(api_client: Any, ns: str, selector: str) -> dict[str, str]:
+    """uid -> name of the pods matching ``selector`` that are not being deleted."""
+    pods = await k8s.CoreV1Api(api_client).list_namespaced_pod(ns, label_selector=selector)
+    return {
+        p.metadata.uid: p.metadata.name for p in pods.items if not p.metadata.deletion_timestamp
+    }
+
+
+async def test_delete_pod_removes_exactly_the_named_pod(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """A pod of a Deployment's ReplicaSet, named as the target: that pod goes, its siblings
+    stay, and the ReplicaSet replaces it (a bare pod is refused: test_kubernetes_delete_pod)."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=3)
+    pods = await eventually(
+        lambda: pods_by_uid(kube_admin, ns, "app=web"), lambda pods: len(pods) == 3
+    )
+    victim_uid, victim = sorted(pods.items(), key=lambda item: item[1])[1]
+    action, target = DeletePod(), Target("Pod", ns, victim)
+    ctx = make_ctx(kube_admin)
+
+    change = await action.preview(ctx, target, DeletePod.Params())
+    result = await action.run(ctx, target, DeletePod.Params())
+
+    assert result.outcome is Outcome.OK
+    assert change.after == result.after == {"deleted": [victim]}
+    assert result.before == {"pods": [victim]}
+    after = await eventually(
+        lambda: pods_by_uid(kube_admin, ns, "app=web"),
+        lambda now: len(now) == 3 and victim_uid not in now,
+    )
+    assert set(pods) - {victim_uid} < set(after)  # the siblings are the same pods
+    assert (await action.run(ctx, target, DeletePod.Params())).outcome is Outcome.NOOP
+
+
+async def test_delete_pod_of_deployment_deletes_at_most_max_pods(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    ns = kube_namespace
+    await make_deployment("web", replicas=3)
+    await create_pod(kube_admin, ns, "stranger", {"app": "other"})
+    pods = await eventually(
+        lambda: pod_names(kube_admin, ns, "app=web"), lambda names: len(names) == 3
+    )
+
+    result = await DeletePod().run(
+        make_ctx(kube_admin), deployment(ns), DeletePod.Params(max_pods=2)
+    )
+    assert result.outcome is Outcome.OK
+    deleted = set(result.after["deleted"])
+    assert len(deleted) == 2
+    assert deleted <= pods
+    remaining = await pod_names(kube_admin, ns)
+    assert "stranger" in remaining
+    assert not deleted & remaining
+
+    # A named pod that is not the Deployment's is never deleted.
+    result = await DeletePod().run(
+        make_ctx(kube_admin), deployment(ns), DeletePod.Params(pod="stranger")
+    )
+    assert result.outcome is Outcome.NOOP
+    assert "stranger" in await pod_names(kube_admin, ns)

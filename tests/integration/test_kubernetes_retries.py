@@ -34,8 +34,8 @@ from remediations.kubernetes.retry import RetryPolicy
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.kubernetes.scale import Scale
 from remediations.targets import Target
-from tests.integration.test_kubernetes_actions import make_revision_2
 from tests.support.kube import ControlPlane
+from tests.support.kube_actions import make_revision_2
 from tests.support.kube_fixtures import (
     MakeDeployment,
     first_step_ctx,
