@@ -19,7 +19,7 @@ from remediations.kubernetes.rollback import RolloutUndo
 from remediations.kubernetes.scale import Scale
 from remediations.registry import default_registry
 from remediations.targets import Target
-from tests.support.kube import ControlPlane, api_client_from_kubeconfig
+from tests.support.kube import ControlPlane
 from tests.support.kube_actions import (
     deployment,
     make_ctx,
@@ -28,6 +28,7 @@ from tests.support.kube_actions import (
     snapshot,
     two_containers,
 )
+from tests.support.kube_clients import api_client_from_kubeconfig
 from tests.support.kube_fixtures import MakeDeployment
 from tests.support.polling import eventually
 

@@ -21,7 +21,8 @@ import yaml
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.support.kube import ControlPlane, api_client_from_kubeconfig
+from tests.support.kube import ControlPlane
+from tests.support.kube_clients import api_client_from_kubeconfig
 from tests.support.kube_fixtures import owned_replica_sets
 from tests.support.kubectl import run_kubectl
 from tests.support.polling import eventually
