@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes_asyncio import client as k8s
 
 from remediations.base import ActionContext, Clients
+from remediations.kubernetes.retry import RetryPolicy
 from remediations.targets import Target
 from tests.support.kube_fixtures import (
     STRATEGIC_MERGE_PATCH,
@@ -17,6 +18,9 @@ from tests.support.kube_fixtures import (
     patch_deployment,
     wait_for_revision,
 )
+
+# Retries short enough for a test: four attempts, at most 50 ms apart.
+FAST = RetryPolicy(attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, request_timeout=10)
 
 
 def make_ctx(
