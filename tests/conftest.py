@@ -23,7 +23,6 @@ pytest_plugins = [
     "tests.support.redis_topology_fixtures",
     "tests.support.kube_fixtures",
     "tests.support.kubectl",
-    "tests.support.deploy_rbac",
     "tests.support.pipeline",
     "tests.support.approvals",
     "tests.support.outage",

@@ -29,10 +29,15 @@ from tests.support.deploy_rbac import (
     _labels,
     _status,
     _template,
+    admin,
+    installed,
+    remediator,
 )
 from tests.support.kube import ControlPlane
 from tests.support.kubectl import render, run_kubectl
 from tests.support.polling import eventually
+
+__all__ = ["admin", "installed", "remediator"]  # the fixtures, used here by name
 
 pytestmark = pytest.mark.kube
 

@@ -12,9 +12,23 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from tests.support.deploy_rbac import IMAGE, STRATEGIC, TARGET_NS, _api, _labels, _status, _template
+from tests.support.deploy_rbac import (
+    IMAGE,
+    STRATEGIC,
+    TARGET_NS,
+    _api,
+    _labels,
+    _status,
+    _template,
+    admin,
+    installed,
+    remediator,
+    targets,
+)
 from tests.support.kube_fixtures import owned_replica_sets, wait_for_rollout_settled
 from tests.support.polling import eventually
+
+__all__ = ["admin", "installed", "remediator", "targets"]  # the fixtures, used here by name
 
 pytestmark = pytest.mark.kube
 

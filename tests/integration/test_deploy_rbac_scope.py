@@ -26,9 +26,15 @@ from tests.support.deploy_rbac import (
     _labels,
     _status,
     _template,
+    admin,
+    installed,
+    remediator,
+    targets,
 )
 from tests.support.kube_fixtures import MakeDeployment
 from tests.unit.test_deploy_manifests import EXPECTED_PERMISSIONS
+
+__all__ = ["admin", "installed", "remediator", "targets"]  # the fixtures, used here by name
 
 pytestmark = pytest.mark.kube
 

@@ -24,8 +24,14 @@ from tests.support.deploy_rbac import (
     TARGET_NS,
     _api,
     _status,
+    admin,
+    installed,
+    remediator,
+    targets,
 )
 from tests.support.kube_fixtures import wait_for_rollout_settled
+
+__all__ = ["admin", "installed", "remediator", "targets"]  # the fixtures, used here by name
 
 pytestmark = pytest.mark.kube
 

@@ -6,7 +6,8 @@ tests/integration/test_deploy_rbac*.py share one installation per module: ``inst
 applies deploy/ with ``kubectl apply -k``, ``admin`` is an admin ApiClient, ``remediator``
 one authenticated as the shipped ServiceAccount (its token minted with the TokenRequest API),
 and ``targets`` the workloads, HPA, Secret and ConfigMap created as admin in the bound
-namespace."""
+namespace. A test module imports the fixtures it uses, with the ones they use
+(``installed``, ``admin``), and names them in its ``__all__``."""
 
 from __future__ import annotations
 
