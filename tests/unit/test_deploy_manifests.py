@@ -1,7 +1,7 @@
 """The kustomize base in deploy/ and the Dockerfile, read as files: hardening, RBAC scope, wiring.
 
 No kubectl and no API server here: tests/unit/test_deploy_render.py renders the base with
-kubectl, tests/integration/test_deploy_rbac.py checks its RBAC against a real kube-apiserver.
+kubectl, tests/integration/test_deploy_rbac*.py check its RBAC against a real kube-apiserver.
 """
 
 from __future__ import annotations
