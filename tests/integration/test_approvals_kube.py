@@ -15,13 +15,13 @@ from receiver.store import RunRecord
 from remediations.base import ActionContext, ActionRefused, Clients
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
-from tests.integration.test_kubernetes_delete_pod_budget import (
+from tests.support.approvals import ApprovalEnv, MakeApprovalEnv
+from tests.support.kube import ControlPlane
+from tests.support.kube_budgets import (
     budget_allows,
     create_budget,
     ready_pods,
 )
-from tests.support.approvals import ApprovalEnv, MakeApprovalEnv
-from tests.support.kube import ControlPlane
 from tests.support.kube_fixtures import (
     STRATEGIC_MERGE_PATCH,
     MakeDeployment,

@@ -10,7 +10,8 @@ import pytest
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.support.kube import ControlPlane, api_client_from_kubeconfig
+from tests.support.kube import ControlPlane
+from tests.support.kube_clients import api_client_from_kubeconfig
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube

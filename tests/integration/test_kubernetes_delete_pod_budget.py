@@ -1,15 +1,14 @@
-"""``kubernetes.delete_pod`` and PodDisruptionBudgets, against a real kube-apiserver whose
-controller-manager runs the disruption controller (it computes the budgets' status).
+"""``kubernetes.delete_pod`` and PodDisruptionBudgets that refuse, against a real
+kube-apiserver whose controller-manager runs the disruption controller (it computes the
+budgets' status).
 
 A plain DELETE ignored budgets: a step could take up to ten pods of a workload at once. The
 action evicts, and a budget's refusal (HTTP 429) ends the step: it says which pods it evicted,
 which it did not and why, in the budget's words, and sends no more (a 429 was retried as
-throttling); its other 429, a budget whose latest change the disruption controller has not
-observed yet, is sent again until the controller has, a bounded number of times. Without a
-kubelet pods stay Pending, which the Eviction API deletes without a
+throttling). Without a kubelet pods stay Pending, which the Eviction API deletes without a
 budget check, so the tests mark them Running and Ready through the status subresource, as a
-kubelet would.
-"""
+kubelet would (tests/support/kube_budgets.py). A budget the controller has not observed yet:
+test_kubernetes_delete_pod_budget_pending.py."""
 
 from __future__ import annotations
 
@@ -17,108 +16,25 @@ import uuid
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio.client.exceptions import ApiException
 
-from remediations.base import (
-    ActionContext,
-    ActionRefused,
-    Clients,
-    Outcome,
-    TransientActionError,
-)
+from remediations.base import ActionRefused, Outcome
 from remediations.kubernetes.pods import DeletePod
 from remediations.kubernetes.replay import WriteRecord, records_of
-from remediations.kubernetes.retry import RetryPolicy, budget_pending
 from remediations.targets import Target
-from tests.support.kube import ControlPlane
+from tests.support.kube_actions import FAST
+from tests.support.kube_budgets import (
+    Core,
+    budget_allows,
+    create_budget,
+    pods_of,
+    ready_pods,
+    step_ctx,
+    step_record,
+)
 from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube
-
-Core = k8s.CoreV1Api
-FAST = RetryPolicy(attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, request_timeout=10)
-
-
-def step_ctx(api_client: Any, run_id: str) -> ActionContext:
-    """The context the pipeline gives step 0 of the run phase of run ``run_id``."""
-    return ActionContext(
-        run_id=run_id, dry_run=False, clients=Clients({"kubernetes": api_client}), step=0
-    )
-
-
-async def pods_of(api_client: Any, ns: str, deployment: str) -> dict[str, Any]:
-    """name -> pod of the pods a ReplicaSet of ``deployment`` controls, not being deleted."""
-    owners = {rs.metadata.uid for rs in await owned_replica_sets(api_client, ns, deployment)}
-    return {
-        p.metadata.name: p
-        for p in (await Core(api_client).list_namespaced_pod(ns)).items
-        if not p.metadata.deletion_timestamp
-        and any(r.controller and r.uid in owners for r in p.metadata.owner_references or [])
-    }
-
-
-async def make_ready(api_client: Any, ns: str, names: list[str]) -> None:
-    """Mark pods Running and Ready, as their kubelet would once their containers pass."""
-    status = {
-        "phase": "Running",
-        "conditions": [{"type": "Ready", "status": "True"}],
-    }
-    # The client's stubs omit _content_type: the options as a dict.
-    options: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
-    for name in names:
-        await Core(api_client).patch_namespaced_pod_status(name, ns, {"status": status}, **options)
-
-
-async def ready_pods(api_client: Any, ns: str, deployment: str, count: int) -> list[str]:
-    """Wait for ``count`` pods of ``deployment``, mark the unready ones Ready; their names."""
-    pods = await eventually(
-        lambda: pods_of(api_client, ns, deployment),
-        lambda found: len(found) == count,
-        what=f"{count} pod(s) of {deployment}",
-    )
-    unready = [n for n, p in pods.items() if p.status.phase != "Running"]
-    await make_ready(api_client, ns, unready)
-    return sorted(pods)
-
-
-async def create_budget(api_client: Any, ns: str, name: str = "web", **spec: Any) -> None:
-    """Budget ``name`` selecting ``app=web``, with ``spec`` (``min_available=2``, ...)."""
-    budget = k8s.V1PodDisruptionBudget(
-        metadata=k8s.V1ObjectMeta(name=name),
-        spec=k8s.V1PodDisruptionBudgetSpec(
-            selector=k8s.V1LabelSelector(match_labels={"app": "web"}), **spec
-        ),
-    )
-    await k8s.PolicyV1Api(api_client).create_namespaced_pod_disruption_budget(ns, budget)
-
-
-async def budget_allows(api_client: Any, ns: str, name: str, healthy: int, allowed: int) -> None:
-    """Wait until the disruption controller has computed budget ``name``: its generation
-    observed, ``healthy`` pods counted healthy, ``allowed`` disruptions allowed."""
-    policy = k8s.PolicyV1Api(api_client)
-
-    async def status() -> Any:
-        return await policy.read_namespaced_pod_disruption_budget(name, ns)
-
-    await eventually(
-        status,
-        lambda pdb: (
-            pdb.status is not None
-            and (pdb.status.observed_generation or 0) >= pdb.metadata.generation
-            and (pdb.status.current_healthy, pdb.status.disruptions_allowed) == (healthy, allowed)
-        ),
-        what=f"budget {name}: {healthy} healthy, {allowed} disruption(s) allowed",
-    )
-
-
-async def step_record(api_client: Any, ns: str, deployment: str, run_id: str) -> WriteRecord:
-    """The write record run ``run_id`` left on ``deployment``."""
-    dep = await k8s.AppsV1Api(api_client).read_namespaced_deployment(deployment, ns)
-    found = records_of(api_client.sanitize_for_serialization(dep))
-    [record] = [r for r in found.values() if r.run_id == run_id]
-    return record
 
 
 async def test_a_budget_refusal_ends_the_step_naming_it_and_a_take_up_stays_in_its_pods(
@@ -263,147 +179,3 @@ async def test_a_pod_two_budgets_select_is_refused_at_once(
         "select: leave one selecting it"
     )
     assert pod in await pods_of(kube_admin, ns, "web")
-
-
-# The eviction's own patience with a budget still being processed, short for the tests.
-PENDING = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, jitter=0.0)
-STILL_PROCESSED = "The disruption budget web is still being processed by the server."
-
-
-async def unobserved_budget(api_client: Any, ns: str, make_deployment: MakeDeployment) -> list[str]:
-    """Two ready pods of ``web`` and a budget ``web`` of maxUnavailable 1 that the disruption
-    controller has computed; then, with the controller held by the caller, the budget raised
-    to 2, a change it has not observed. The two pods' names, sorted: the tests' steps name
-    the first (a step left to choose takes the oldest, by creation second: not always it)."""
-    await make_deployment("web", replicas=2)
-    pods = await ready_pods(api_client, ns, "web", 2)
-    await create_budget(api_client, ns, max_unavailable=1)
-    await budget_allows(api_client, ns, "web", healthy=2, allowed=1)
-    return pods
-
-
-async def raise_budget(api_client: Any, ns: str) -> None:
-    """maxUnavailable 2 on budget ``web``: a new generation, which the controller (held)
-    does not observe, so the budget's status is older than its spec."""
-    policy = k8s.PolicyV1Api(api_client)
-    options: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
-    await policy.patch_namespaced_pod_disruption_budget(
-        "web", ns, {"spec": {"maxUnavailable": 2}}, **options
-    )
-    pdb = await policy.read_namespaced_pod_disruption_budget("web", ns)
-    assert pdb.status.observed_generation < pdb.metadata.generation
-
-
-def running_and_ready(pod: Any) -> bool:
-    """Whether ``pod`` is Running with its Ready condition True (eviction.go's IsPodReady)."""
-    conditions = pod.status.conditions or []
-    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
-    return bool(pod.status.phase == "Running" and ready)
-
-
-async def held_ready(api_client: Any, ns: str, counted: list[str]) -> None:
-    """Right before an eviction that is to meet the budget's generation check: the pods the
-    disruption controller counted (``counted``) still Running, Ready and not being deleted.
-    Only for such a pod does the API server check observedGeneration (v1.36
-    ``pkg/registry/core/pod/storage/eviction.go``): a Pending, ended or terminating pod it
-    deletes without any budget check, an unready one without the generation check while the
-    budget's old status counts enough healthy pods; either let the first eviction through.
-    Readiness lost meanwhile is given back, as a kubelet would (said on stdout, with who
-    wrote the pod), so the controller counts them as before once resumed; a pod gone or
-    being deleted fails here."""
-    found = await pods_of(api_client, ns, "web")
-    assert set(counted) <= found.keys(), (counted, sorted(found))
-    lost = [found[name] for name in counted if not running_and_ready(found[name])]
-    for pod in lost:
-        writers = [
-            (m.manager, m.operation, m.subresource) for m in pod.metadata.managed_fields or []
-        ]
-        print(f"pod {pod.metadata.name}: {pod.status.phase}, {pod.status.conditions}; {writers}")
-    await make_ready(api_client, ns, [pod.metadata.name for pod in lost])
-    found = await pods_of(api_client, ns, "web")
-    assert set(counted) <= found.keys(), (counted, sorted(found))
-    assert all(running_and_ready(found[name]) for name in counted), found
-
-
-async def test_a_budget_its_controller_has_not_observed_is_waited_for(
-    control_plane: ControlPlane,
-    kube_admin: Any,
-    kube_namespace: str,
-    make_deployment: MakeDeployment,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A budget changed a moment ago: the API server answers 429 "still being processed"
-    until the disruption controller has observed the change. That passes by itself; it was
-    taken as the budget's refusal and ended the step at once. The eviction is sent again and
-    goes through once the controller has caught up."""
-    ns = kube_namespace
-    pods = await unobserved_budget(kube_admin, ns, make_deployment)
-    pod = pods[0]
-    original = Core.create_namespaced_pod_eviction
-    answers: list[str] = []
-
-    with control_plane.controllers_paused() as resume:
-        await raise_budget(kube_admin, ns)
-        await held_ready(kube_admin, ns, pods)
-
-        async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                reply = await original(self, *args, **kwargs)
-            except ApiException as exc:
-                answers.append(f"{exc.status} {budget_pending(exc)}")
-                # The controller catches up only now, after the first answer: the
-                # eviction's retry, not its first try, meets the budget observed.
-                resume()
-                await budget_allows(kube_admin, ns, "web", healthy=2, allowed=2)
-                raise
-            answers.append(args[0])
-            return reply
-
-        monkeypatch.setattr(Core, "create_namespaced_pod_eviction", counted)
-        action = DeletePod(FAST, budget_pending=PENDING)
-        ctx, params = step_ctx(kube_admin, str(uuid.uuid4())), DeletePod.Params(pod=pod)
-        result = await action.run(ctx, Target("Deployment", ns, "web"), params)
-
-    assert answers == [f"429 {STILL_PROCESSED}", pod]
-    assert result.outcome is Outcome.OK, result.message
-    assert result.after == {"deleted": [pod]}
-    assert pod not in await pods_of(kube_admin, ns, "web")
-
-
-async def test_a_budget_its_controller_never_observes_ends_the_step_after_bounded_tries(
-    control_plane: ControlPlane,
-    kube_admin: Any,
-    kube_namespace: str,
-    make_deployment: MakeDeployment,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """With the disruption controller held, the budget stays unobserved: the eviction is sent
-    ``budget_pending.attempts`` times, then the step fails as transient, naming the budget
-    and what to look at, as not having acted; the pod is still there."""
-    ns = kube_namespace
-    pods = await unobserved_budget(kube_admin, ns, make_deployment)
-    pod = pods[0]
-    original = Core.create_namespaced_pod_eviction
-    sent: list[str] = []
-
-    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(args[0])
-        return await original(self, *args, **kwargs)
-
-    with control_plane.controllers_paused():
-        await raise_budget(kube_admin, ns)
-        await held_ready(kube_admin, ns, pods)
-        monkeypatch.setattr(Core, "create_namespaced_pod_eviction", counted)
-        action = DeletePod(FAST, budget_pending=PENDING)
-        ctx, params = step_ctx(kube_admin, str(uuid.uuid4())), DeletePod.Params(pod=pod)
-        with pytest.raises(TransientActionError) as failed:
-            await action.run(ctx, Target("Deployment", ns, "web"), params)
-        assert pod in await pods_of(kube_admin, ns, "web")
-
-    assert sent == [pod] * PENDING.attempts
-    assert not failed.value.may_have_acted
-    assert failed.value.message == (
-        f"evicting pod {pod} in namespace {ns}: gave up after 3 attempts: The disruption "
-        "budget web is still being processed by the server (its disruption controller has "
-        "not caught up with the budget: is kube-controller-manager running it?)"
-    )

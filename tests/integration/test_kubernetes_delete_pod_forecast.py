@@ -22,14 +22,8 @@ from kubernetes_asyncio import client as k8s
 from remediations.base import ActionContext, ActionRefused, Clients
 from remediations.kubernetes.pods import DeletePod
 from remediations.targets import Target
-from tests.integration.test_kubernetes_delete_pod_budget import (
-    FAST,
-    budget_allows,
-    create_budget,
-    pods_of,
-    ready_pods,
-    step_ctx,
-)
+from tests.support.kube_actions import FAST
+from tests.support.kube_budgets import budget_allows, create_budget, pods_of, ready_pods, step_ctx
 from tests.support.kube_fixtures import MakeDeployment
 
 pytestmark = pytest.mark.kube

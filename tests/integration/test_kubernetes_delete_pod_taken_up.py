@@ -19,8 +19,8 @@ from kubernetes_asyncio import client as k8s
 from remediations.base import ActionContext, Clients, Outcome
 from remediations.kubernetes.pods import DeletePod
 from remediations.targets import Target
-from tests.integration.test_kubernetes_delete_pod import make_owned_pod, make_workload
 from tests.support.kube_fixtures import MakeDeployment, owned_replica_sets
+from tests.support.kube_pods import make_owned_pod, make_workload
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.kube

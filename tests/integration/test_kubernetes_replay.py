@@ -22,7 +22,7 @@ from remediations.kubernetes.restart import RolloutRestart
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.kubernetes.scale import Scale
 from remediations.targets import Target
-from tests.integration.test_kubernetes_actions import (
+from tests.support.kube_actions import (
     deployment,
     make_revision_2,
     pod_names,

@@ -21,14 +21,14 @@ from remediations.kubernetes.container import SetResources
 from remediations.kubernetes.restart import RESTARTED_AT, RolloutRestart
 from remediations.kubernetes.scale import Scale
 from remediations.registry import default_registry
-from tests.integration.test_kubernetes_actions import (
+from tests.integration.test_kubernetes_replay import new_run, step_ctx
+from tests.support.kube_actions import (
     deployment,
     read,
     read_scale,
     snapshot,
     two_containers,
 )
-from tests.integration.test_kubernetes_replay import new_run, step_ctx
 from tests.support.kube_fixtures import REVISION, MakeDeployment, wait_for_revision
 from tests.support.polling import eventually
 

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from receiver.model import RunOutcome
-from tests.integration.test_kubernetes_delete_pod_budget import pods_of, step_record
 from tests.integration.test_unreachable_system import fire
 from tests.integration.test_unreachable_system import web as web_alert
 from tests.integration.test_unreachable_write import (
@@ -30,6 +29,7 @@ from tests.integration.test_unreachable_write import (
     proxy,
     waiting_delete,
 )
+from tests.support.kube_budgets import pods_of, step_record
 from tests.support.kube_fixtures import MakeDeployment
 from tests.support.pipeline import MakeHarness
 from tests.support.polling import eventually

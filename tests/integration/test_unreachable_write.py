@@ -27,10 +27,10 @@ from kubernetes_asyncio import client as k8s
 from receiver.model import RunOutcome
 from receiver.store import DEFERRED_AUDIT
 from tests.integration.test_approved_undo_refire import audit_kinds
-from tests.integration.test_kubernetes_delete_pod_budget import pods_of, step_record
 from tests.integration.test_unreachable_system import fire, restarted
 from tests.integration.test_unreachable_system import web as web_alert
 from tests.support.kube import ControlPlane
+from tests.support.kube_budgets import pods_of, step_record
 from tests.support.kube_fixtures import MakeDeployment
 from tests.support.outage import Clock
 from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness

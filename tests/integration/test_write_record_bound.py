@@ -26,7 +26,7 @@ from remediations.kubernetes.restart import RolloutRestart
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.kubernetes.scale import Scale
 from remediations.targets import Target
-from tests.integration.test_kubernetes_actions import make_revision_2
+from tests.support.kube_actions import make_revision_2
 from tests.support.kube_fixtures import (
     MakeDeployment,
     deployment_annotations,

@@ -31,8 +31,8 @@ from remediations.kubernetes.record_size import (
 from remediations.kubernetes.replay import WRITE_PREFIX, records_of
 from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
-from tests.integration.test_kubernetes_actions import set_image
 from tests.support.approvals import MakeApprovalEnv
+from tests.support.kube_actions import set_image
 from tests.support.kube_fixtures import (
     MERGE_PATCH,
     STRATEGIC_MERGE_PATCH,

@@ -6,6 +6,8 @@ PodDisruptionBudgets, which evictions check.
 Binaries come from ``REMEDIATOR_CONTROLPLANE_BIN`` (a directory holding ``etcd``,
 ``kube-apiserver`` and ``kube-controller-manager``) or from ``hack/controlplane/build.sh``,
 which builds them from Go modules once and caches them (it prints the bin dir last on stdout).
+Its PKI comes from tests/support/kube_pki.py, its kubeconfigs and clients from
+tests/support/kube_clients.py, and its processes are run by tests/support/kube_processes.py.
 
 Usage::
 
@@ -21,35 +23,22 @@ Set ``REMEDIATOR_CONTROLPLANE_KEEP=1`` to keep the temp dir (logs, certs, kubeco
 from __future__ import annotations
 
 import atexit
-import base64
-import datetime
-import ipaddress
-import json
 import os
 import shutil
 import signal
 import ssl
-import subprocess
 import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import Self
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client.exceptions import ApiException
 
-from receiver.embedded.process import free_port
-from tests.support.polling import eventually_blocking
+from tests.support.kube_clients import api_client_from_kubeconfig, request_token, write_kubeconfig
+from tests.support.kube_pki import b64, write_pki
+from tests.support.kube_processes import ProcessGroup, distinct_ports
 from tests.support.tools import ToolUnavailable, built_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -95,150 +84,6 @@ def find_binaries(build_timeout: float = 3600.0) -> Path:
     return bin_dir
 
 
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"    <cannot read {path}: {exc}>"
-    return "\n".join("    " + line for line in text.splitlines()[-lines:])
-
-
-# --------------------------------------------------------------------------------------------
-# PKI
-
-
-@dataclass(frozen=True)
-class _KeyPair:
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-
-def _name(common_name: str, org: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-    return x509.Name(attrs)
-
-
-def _make_ca() -> _KeyPair:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    name = _name("remediator-test-ca")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return _KeyPair(cert, key)
-
-
-def _issue(
-    ca: _KeyPair,
-    subject: x509.Name,
-    *,
-    server: bool,
-    dns_names: Sequence[str] = (),
-    ips: Sequence[str] = (),
-) -> _KeyPair:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
-            critical=False,
-        )
-    )
-    if dns_names or ips:
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-        sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return _KeyPair(builder.sign(ca.key, hashes.SHA256()), key)
-
-
-def _cert_pem(pair: _KeyPair) -> bytes:
-    return pair.cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(pair: _KeyPair) -> bytes:
-    return pair.key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _write(path: Path, data: bytes, private: bool = False) -> Path:
-    path.write_bytes(data)
-    if private:
-        path.chmod(0o600)
-    return path
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-# --------------------------------------------------------------------------------------------
-# Control plane
-
-
-@dataclass
-class _Component:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes]
-
-
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on free loopback ports.
 
@@ -262,7 +107,7 @@ class ControlPlane:
         self.controllers = tuple(controllers)
         self.extra_apiserver_args = tuple(extra_apiserver_args)
         self.extra_controller_manager_args = tuple(extra_controller_manager_args)
-        self._components: list[_Component] = []
+        self._processes: ProcessGroup | None = None
         self._dir: Path | None = None
         self._server: str | None = None
         self._atexit_registered = False
@@ -303,7 +148,7 @@ class ControlPlane:
 
     @property
     def log_files(self) -> dict[str, Path]:
-        return {c.name: c.log_path for c in self._components}
+        return self._processes.log_files if self._processes is not None else {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -340,16 +185,9 @@ class ControlPlane:
         until killed if etcd goes first. Then removes the temp dir (kept if
         $REMEDIATOR_CONTROLPLANE_KEEP is set).
         """
-        for comp in reversed(self._components):
-            if comp.proc.poll() is None:
-                comp.proc.send_signal(signal.SIGTERM)
-                try:
-                    comp.proc.wait(timeout=self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    comp.proc.kill()
-                    comp.proc.wait(timeout=10)
-            comp.log_file.close()
-        self._components.clear()
+        if self._processes is not None:
+            self._processes.stop(self.stop_timeout)
+            self._processes = None
         self._server = None
         if self._dir is not None:
             if os.environ.get(KEEP_ENV):
@@ -367,15 +205,17 @@ class ControlPlane:
         so a change to an object stays unobserved (a PodDisruptionBudget's status keeps its
         old ``observedGeneration``), as on a cluster whose controllers lag. Yields a function
         that lets them go on early; they go on (SIGCONT) when the block ends in any case."""
-        [comp] = [c for c in self._components if c.name == "kube-controller-manager"]
-        comp.proc.send_signal(signal.SIGSTOP)
+        if self._processes is None:
+            raise ControlPlaneError("control plane is not started")
+        proc = self._processes.process("kube-controller-manager")
+        proc.send_signal(signal.SIGSTOP)
         resumed = False
 
         def resume() -> None:
             nonlocal resumed
             if not resumed:
                 resumed = True
-                comp.proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGCONT)
 
         try:
             yield resume
@@ -387,7 +227,9 @@ class ControlPlane:
     def write_kubeconfig_for_token(self, token: str, path: Path | str) -> Path:
         """Write a kubeconfig for this cluster authenticating with a bearer ``token``."""
         user = {"token": token}
-        return self._write_kubeconfig(Path(path), "token-user", user)
+        return write_kubeconfig(
+            Path(path), self.server, self.ca_file.read_bytes(), "token-user", user
+        )
 
     async def admin_api_client(self) -> k8s.ApiClient:
         """An ApiClient loaded from ``admin_kubeconfig``; the caller closes it."""
@@ -407,28 +249,18 @@ class ControlPlane:
         """
         api_client = await self.admin_api_client()
         try:
-            core = k8s.CoreV1Api(api_client)
-            await _create_if_missing(
-                core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+            token = await request_token(
+                api_client,
+                namespace,
+                name,
+                list(audiences) if audiences is not None else [SERVICE_ACCOUNT_ISSUER],
+                expiration_seconds,
             )
-            await _create_if_missing(
-                core.create_namespaced_service_account(
-                    namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
-                )
-            )
-            spec = k8s.V1TokenRequestSpec(
-                audiences=list(audiences) if audiences is not None else [SERVICE_ACCOUNT_ISSUER],
-                expiration_seconds=expiration_seconds,
-            )
-            resp = await core.create_namespaced_service_account_token(
-                name, namespace, k8s.AuthenticationV1TokenRequest(spec=spec)
-            )
-            token = resp.status.token if resp.status is not None else None
-            if not token:
-                raise ControlPlaneError(f"TokenRequest for {namespace}/{name} returned no token")
-            return str(token)
         finally:
             await api_client.close()
+        if not token:
+            raise ControlPlaneError(f"TokenRequest for {namespace}/{name} returned no token")
+        return token
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -436,11 +268,12 @@ class ControlPlane:
         d = self.dir
         pki = d / "pki"
         pki.mkdir()
-        self._write_pki(pki)
+        write_pki(pki, SERVICE_CIDR)
+        processes = self._processes = ProcessGroup(d, ControlPlaneError)
 
-        etcd_port, etcd_peer_port, api_port, kcm_port = _distinct_ports(4)
+        etcd_port, etcd_peer_port, api_port, kcm_port = distinct_ports(4)
         etcd_url = f"http://127.0.0.1:{etcd_port}"
-        self._spawn(
+        processes.spawn(
             "etcd",
             [
                 str(bin_dir / "etcd"),
@@ -456,10 +289,16 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
-        self._wait_http("etcd", f"{etcd_url}/health", None, lambda body: b'"true"' in body)
+        processes.wait_http(
+            "etcd",
+            f"{etcd_url}/health",
+            None,
+            lambda body: b'"true"' in body,
+            self.start_timeout,
+        )
 
         self._server = f"https://127.0.0.1:{api_port}"
-        self._spawn(
+        processes.spawn(
             "kube-apiserver",
             [
                 str(bin_dir / "kube-apiserver"),
@@ -483,23 +322,26 @@ class ControlPlane:
                 *self.extra_apiserver_args,
             ],
         )
-        self._wait_http(
+        processes.wait_http(
             "kube-apiserver",
             f"{self.server}/readyz",
             self._admin_ssl_context(),
             lambda b: b == b"ok",
+            self.start_timeout,
         )
 
-        self._write_kubeconfig(
+        write_kubeconfig(
             self.admin_kubeconfig,
+            self.server,
+            self.ca_file.read_bytes(),
             "admin",
             {
-                "client-certificate-data": _b64(self.admin_cert_file.read_bytes()),
-                "client-key-data": _b64(self.admin_key_file.read_bytes()),
+                "client-certificate-data": b64(self.admin_cert_file.read_bytes()),
+                "client-key-data": b64(self.admin_key_file.read_bytes()),
             },
         )
         kubeconfig = str(self.admin_kubeconfig)
-        self._spawn(
+        processes.spawn(
             "kube-controller-manager",
             [
                 str(bin_dir / "kube-controller-manager"),
@@ -520,161 +362,15 @@ class ControlPlane:
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # kcm serves a self-signed cert from --cert-dir
-        self._wait_http(
+        processes.wait_http(
             "kube-controller-manager",
             f"https://127.0.0.1:{kcm_port}/healthz",
             insecure,
             lambda b: b == b"ok",
-        )
-
-    def _write_pki(self, pki: Path) -> None:
-        ca = _make_ca()
-        serving = _issue(
-            ca,
-            _name("kube-apiserver"),
-            server=True,
-            dns_names=(
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ),
-            ips=("127.0.0.1", str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))),
-        )
-        admin = _issue(ca, _name("remediator-test-admin", "system:masters"), server=False)
-        _write(pki / "ca.crt", _cert_pem(ca))
-        _write(pki / "ca.key", _key_pem(ca), private=True)
-        _write(pki / "apiserver.crt", _cert_pem(serving))
-        _write(pki / "apiserver.key", _key_pem(serving), private=True)
-        _write(pki / "admin.crt", _cert_pem(admin))
-        _write(pki / "admin.key", _key_pem(admin), private=True)
-        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write(
-            pki / "sa.key",
-            sa_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            ),
-            private=True,
-        )
-        _write(
-            pki / "sa.pub",
-            sa_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
+            self.start_timeout,
         )
 
     def _admin_ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         ctx.load_cert_chain(str(self.admin_cert_file), str(self.admin_key_file))
         return ctx
-
-    def _write_kubeconfig(self, path: Path, user_name: str, user: dict[str, str]) -> Path:
-        cfg: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "remediator-test",
-                    "cluster": {
-                        "server": self.server,
-                        "certificate-authority-data": _b64(self.ca_file.read_bytes()),
-                    },
-                }
-            ],
-            "users": [{"name": user_name, "user": user}],
-            "contexts": [
-                {
-                    "name": "remediator-test",
-                    "context": {"cluster": "remediator-test", "user": user_name},
-                }
-            ],
-            "current-context": "remediator-test",
-        }
-        # JSON is YAML: every kubeconfig reader (kubectl, client-go, kubernetes_asyncio) takes it.
-        path.write_text(json.dumps(cfg, indent=2) + "\n")
-        path.chmod(0o600)
-        return path
-
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        log_path = self.dir / f"{name}.log"
-        log_file = log_path.open("wb")
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=self.dir,
-                start_new_session=True,  # a Ctrl-C in the test terminal goes to pytest only
-            )
-        except BaseException:
-            log_file.close()
-            raise
-        self._components.append(_Component(name, proc, log_path, log_file))
-
-    def _wait_http(
-        self,
-        name: str,
-        url: str,
-        ctx: ssl.SSLContext | None,
-        ok: Callable[[bytes], bool],
-    ) -> None:
-        def probe() -> str | None:
-            """None once ``url`` answers as ``ok`` wants, else what it answered."""
-            for comp in self._components:
-                if comp.proc.poll() is not None:
-                    self._fail(f"{comp.name} exited with code {comp.proc.returncode}")
-            try:
-                with urllib.request.urlopen(url, timeout=5, context=ctx) as resp:  # noqa: S310
-                    body = resp.read()
-                    return None if ok(body) else f"HTTP {resp.status}: {body[:300]!r}"
-            except urllib.error.HTTPError as exc:
-                return f"HTTP {exc.code}: {exc.read()[:300]!r}"
-            except (OSError, ssl.SSLError) as exc:
-                return repr(exc)
-
-        try:
-            eventually_blocking(
-                probe,
-                lambda answer: answer is None,
-                timeout_s=self.start_timeout,
-                interval_s=0.25,
-                what=f"{name} ready at {url}",
-            )
-        except AssertionError as exc:
-            self._fail(str(exc))
-
-    def _fail(self, message: str) -> None:
-        parts = [message]
-        for comp in self._components:
-            comp.log_file.flush()
-            parts.append(f"--- last lines of {comp.log_path} ---\n{_tail(comp.log_path)}")
-        raise ControlPlaneError("\n".join(parts))
-
-
-def _distinct_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        p = free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
-
-
-async def _create_if_missing(call: Awaitable[object]) -> None:
-    try:
-        await call
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-
-
-async def api_client_from_kubeconfig(path: Path | str) -> k8s.ApiClient:
-    """A kubernetes_asyncio ApiClient for a kubeconfig file; the caller closes it."""
-    api_client: k8s.ApiClient = await k8s_config.new_client_from_config(
-        config_file=str(path), persist_config=False
-    )
-    return api_client

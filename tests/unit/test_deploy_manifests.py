@@ -3,7 +3,7 @@ rules ConfigMap generated from copies kept in step with rules/, namespaces) and 
 and NetworkPolicy that select the pods.
 
 No kubectl and no API server here: tests/unit/test_deploy_render.py renders the base with
-kubectl, tests/integration/test_deploy_rbac.py checks its RBAC against a real kube-apiserver;
+kubectl, tests/integration/test_deploy_rbac*.py check its RBAC against a real kube-apiserver.
 the RBAC is read in test_deploy_rbac_manifest.py, the pod and the image in test_deploy_pod.py.
 """
 

@@ -1,6 +1,6 @@
 """deploy/ rendered by the pinned kubectl (kustomize, as Argo CD and Flux render it): the
-objects, the hardening, the namespaces. No API server; tests/integration/test_deploy_rbac.py
-applies the same manifests to a real kube-apiserver and exercises their RBAC."""
+objects, the hardening, the namespaces. No API server; tests/integration/test_deploy_rbac*.py
+apply the same manifests to a real kube-apiserver and exercise their RBAC."""
 
 from __future__ import annotations
 
