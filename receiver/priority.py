@@ -66,6 +66,8 @@ class Priority:
         self._open = asyncio.Event()
         self._open.set()
         self._holds: dict[Hashable, asyncio.TimerHandle] = {}
+        self._soft: set[Hashable] = set()  # holds that every task working for a hold passes
+        self._released = asyncio.Event()  # set, and replaced, at each release: waiters look again
 
     @property
     def hold_s(self) -> float:
@@ -75,12 +77,16 @@ class Priority:
     def holding(self) -> bool:
         return bool(self._holds)
 
-    def hold(self, key: Hashable) -> None:
-        """Hold the others back for ``key`` until ``release(key)``, or ``hold_s`` seconds."""
+    def hold(self, key: Hashable, *, soft: bool = False) -> None:
+        """Hold the others back for ``key`` until ``release(key)``, or ``hold_s`` seconds.
+        ``soft``: a task that works for a hold (``first``) passes this one, even once its own
+        has ended (intake's: the express event goes on through a flood)."""
         if key in self._holds:
             return
         loop = asyncio.get_running_loop()
         self._holds[key] = loop.call_later(self._hold_s, self.release, key)
+        if soft:
+            self._soft.add(key)
         self._open.clear()
 
     def first(self, key: Hashable) -> None:
@@ -91,20 +97,27 @@ class Priority:
     def release(self, key: Hashable) -> None:
         """End the hold ``key``, if it stands."""
         handle = self._holds.pop(key, None)
+        self._soft.discard(key)
         if handle is not None:
             handle.cancel()
+            released, self._released = self._released, asyncio.Event()
+            released.set()
         if not self._holds:
             self._open.set()
 
     async def turn(self) -> None:
-        """Return at once, unless a hold stands that the current task does not work for:
-        then when no hold stands."""
+        """Return at once, unless a hold stands that the current task does not work for (and,
+        for a task that works for one, one that is not soft): then when no hold stands."""
         if self._open.is_set():
             return
         working = _WORKING_FOR.get()
-        if working is not None and working[0] is self and working[1] in self._holds:
+        if working is None or working[0] is not self:
+            await self._open.wait()
             return
-        await self._open.wait()
+        # Working for a hold: looked at again as each hold ends, one of them may be the last
+        # that is not soft.
+        while self._holds and not (working[1] in self._holds or self._holds.keys() <= self._soft):
+            await self._released.wait()
 
 
 class IntakeFirst:
@@ -156,7 +169,7 @@ class IntakeFirst:
             return
         # The hold ends by itself after hold_s: a flood that goes on takes it again after the
         # gap, and one that stops leaves the worker waiting at most hold_s.
-        self._priority.hold(self.KEY)
+        self._priority.hold(self.KEY, soft=True)
         self._next_hold = now + self._priority.hold_s + self._gap_s
         self.holds += 1
 

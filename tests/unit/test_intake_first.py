@@ -94,9 +94,11 @@ async def test_an_express_event_goes_on_through_an_intake_hold() -> None:
     async def express() -> None:
         priority.first("express")
         await priority.turn()
+        # Its own hold ran out (hold_s) before it was done: the flood still lets it by.
+        priority.release("express")
+        await priority.turn()
 
     await asyncio.wait_for(asyncio.create_task(express()), 1)
-    priority.release("express")
     storm = asyncio.create_task(priority.turn())
     assert await _blocked(storm)  # the intake hold still stands
     priority.release(IntakeFirst.KEY)

@@ -101,3 +101,33 @@ async def test_a_released_hold_forgets_its_tasks() -> None:
     assert await _blocked(task)
     priority.release("b")
     await asyncio.wait_for(task, 1)
+
+
+async def test_a_task_working_for_a_hold_passes_a_soft_hold_but_not_another_hard_one() -> None:
+    priority = Priority(hold_s=60)
+    priority.hold("intake", soft=True)
+    passed: list[str] = []
+
+    async def express() -> None:
+        priority.first("express")  # its own hold has ended already
+        await priority.turn()
+        passed.append("through the soft hold")
+        priority.hold("other express")
+        await priority.turn()
+        passed.append("through a hard one")
+
+    async def storm() -> None:
+        await priority.turn()
+        passed.append("storm")
+
+    worker = asyncio.create_task(express())
+    other = asyncio.create_task(storm())
+    assert await _blocked(worker)
+    assert await _blocked(other)
+    assert passed == ["through the soft hold"]
+    priority.release("other express")
+    assert await _blocked(other)  # the soft hold still stands for everyone else
+    await asyncio.wait_for(worker, 1)
+    priority.release("intake")
+    await asyncio.wait_for(other, 1)
+    assert passed == ["through the soft hold", "through a hard one", "storm"]
