@@ -45,6 +45,9 @@ BUSY_AT = 8
 # itself (and shares the rest whenever intake is below BUSY_AT).
 GAP_S = 0.02
 
+# The key of ``Priority.apart``: never held.
+_APART = ("apart",)
+
 # Which hold the current task works for (and of which Priority): set in the express event's
 # task, and inherited by the tasks it starts (the worker runs an item's work in a task of its
 # own), as a context variable is.
@@ -91,8 +94,14 @@ class Priority:
 
     def first(self, key: Hashable) -> None:
         """The current task (and the tasks it starts from now on) works for the hold ``key``:
-        its ``turn()`` does not wait while that hold stands."""
+        its ``turn()`` does not wait while that hold stands, nor for a soft hold. A ``key``
+        never held marks work that only soft holds do not stop (``apart``)."""
         _WORKING_FOR.set((self, key))
+
+    def apart(self) -> None:
+        """The current task's work is no part of a flood (an alert name with nothing else in
+        progress, a job): intake's hold (soft) lets it by; an express event's still holds it."""
+        self.first(_APART)
 
     def release(self, key: Hashable) -> None:
         """End the hold ``key``, if it stands."""

@@ -369,6 +369,10 @@ class Worker:
     async def _run(self, queue: QueueCalls, claim: Claim, leased_at: float) -> None:
         if (claim.kind, claim.id) in self._express:  # it and the task it works in go first
             self._priority.first(("express", self.owner))
+        elif not claim.lane or list(self._lanes.values()).count(claim.lane) <= 1:
+            # A job, or an alert name with nothing else in progress here: not the flood that
+            # intake's hold keeps back (receiver.priority.IntakeFirst).
+            self._priority.apart()
         try:
             # Once the stop began (the claim was on its way at SIGTERM): handed back unworked.
             if await self._attempts.run(

@@ -131,3 +131,23 @@ async def test_a_task_working_for_a_hold_passes_a_soft_hold_but_not_another_hard
     priority.release("intake")
     await asyncio.wait_for(other, 1)
     assert passed == ["through the soft hold", "through a hard one", "storm"]
+
+
+async def test_work_apart_from_a_flood_passes_a_soft_hold_only() -> None:
+    priority = Priority(hold_s=60)
+    priority.hold("intake", soft=True)
+
+    async def apart() -> None:
+        priority.apart()  # a job, or an alert name with nothing else in progress
+        await priority.turn()
+
+    await asyncio.wait_for(asyncio.create_task(apart()), 1)
+    priority.hold("express")
+    held = asyncio.create_task(apart())
+    assert await _blocked(held)  # an express event's hold stops it as any other
+    priority.release("express")
+    await asyncio.wait_for(held, 1)
+    storm = asyncio.create_task(priority.turn())
+    assert await _blocked(storm)
+    priority.release("intake")
+    await asyncio.wait_for(storm, 1)
