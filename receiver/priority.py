@@ -14,7 +14,9 @@ the storm is still being posted, the unrelated alert waits for the webhooks' han
 as for the worker. Measured in the bench's storm round (100,000 stored, taken in turn with the
 code before it; docs/performance-history.md, stop 27): on a machine kept busy by other work
 (load average 6 to 10) the unrelated alert's p50 fell from 438 and 284 ms to 166 and 176 ms;
-on a quiet one it moved within the noise (57 and 61 ms against 54 and 61 ms).
+on a quiet one it moved within the noise (57 and 61 ms against 54 and 61 ms). In a flood of
+webhooks intake holds the worker back in turn (``IntakeFirst``, below): a soft hold, which the
+express event and the work apart from the flood pass.
 
 The hold is bounded (``hold_s``): an express event that waits for a slow action, a long HTTP
 call or a verification does not stall the storm behind it for longer than that, and at most
@@ -135,13 +137,13 @@ class IntakeFirst:
     priority's ``hold_s``; not again within ``gap_s`` after it ends).
 
     In a flood the event loop and the two cores serve the webhooks first, and the worker takes
-    up the events afterwards: every one is stored before its webhook is answered, so nothing
-    waits that is not already safe. An express event (``receiver.worker.express``) still goes
-    on. Issue 12 measured the worker in serve's loop against intake of alerts a rule matches:
-    0.24x to 0.27x the do-nothing ceiling while the worker took its share, 0.44x with this
-    hold, with the storm round's drain and unrelated alert unchanged (docs/performance-history.md,
-    stop 44). A worker process of its own (``worker.processes``) is not held: it has no loop in
-    common with intake.
+    up the flood's events afterwards: every one is stored before its webhook is answered, so
+    nothing waits that is not already safe. What is no part of the flood goes on (``apart``:
+    a job, an alert name with nothing else in progress in the worker; an express event). Issue
+    12's intake round, in turn with the code before it (docs/performance-history.md, stop 44):
+    alerts a rule matches 0.41x to 0.45x the do-nothing ceiling against 0.26x to 0.29x; the
+    storm round's drain and unrelated alert no worse. A worker process of its own
+    (``worker.processes``) is not held: it has no loop in common with intake.
 
     ``entered()`` as a notification comes into intake and ``left()`` when it is answered, from
     the loop of ``priority``; ``clock``: seconds, the loop's (``loop.time``) by default."""
