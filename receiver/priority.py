@@ -133,8 +133,8 @@ class Priority:
 
 class IntakeFirst:
     """Webhooks first: while intake has ``busy_at`` or more notifications in progress, the
-    worker's events hold back at their next call (``priority.hold`` of ``KEY``, for at most the
-    priority's ``hold_s``; not again within ``gap_s`` after it ends).
+    worker's events hold back at their next call (``priority.hold`` of ``KEY``, soft, for at most
+    the priority's ``hold_s``; not again within ``gap_s`` after it ends).
 
     In a flood the event loop and the two cores serve the webhooks first, and the worker takes
     up the flood's events afterwards: every one is stored before its webhook is answered, so
