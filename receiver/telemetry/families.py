@@ -9,6 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from receiver.priority import BUSY_AT, HOLD_S
+
 __all__ = ["Families"]
 
 
@@ -74,6 +76,21 @@ class Families:
             "Time an action took, by action and outcome.",
             ["action", "outcome"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.intake_holds = Counter(
+            "remediator_intake_holds",
+            f"Holds of the worker taken by intake in a flood of webhooks ({BUSY_AT} or more"
+            " notifications in intake at once), so that the webhooks are answered first: while"
+            " one stands, the worker's events wait at their next call to the store or the guards"
+            " (an express event and work apart from the flood go on), each for at most the"
+            f" hold's {HOLD_S} s. Counted as each hold is taken.",
+            registry=r,
+        )
+        self.intake_hold_seconds = Counter(
+            "remediator_intake_hold_seconds",
+            "Seconds intake's holds of the worker lasted (remediator_intake_holds_total), counted"
+            f" as each hold ends: {HOLD_S} s each, more when a busy event loop ran its end late.",
             registry=r,
         )
         self.queue_depth = Gauge(

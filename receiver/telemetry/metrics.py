@@ -106,6 +106,14 @@ class Metrics(Families):
         self.audit_outbox_records.set(records)
         self.audit_outbox_oldest_age.set(oldest_age_s)
 
+    def intake_hold_taken(self) -> None:
+        """Intake took a hold of the worker in a flood (``receiver.priority.IntakeFirst``)."""
+        self.intake_holds.inc()
+
+    def intake_hold_ended(self, seconds: float) -> None:
+        """A hold of the worker by intake ended after ``seconds``."""
+        self.intake_hold_seconds.inc(max(0.0, seconds))
+
     def set_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)
 
