@@ -72,6 +72,7 @@ class Priority:
         self._open.set()
         self._holds: dict[Hashable, asyncio.TimerHandle] = {}
         self._soft: set[Hashable] = set()  # holds that every task working for a hold passes
+        self._ended: dict[Hashable, Callable[[], None]] = {}  # told when their hold ends
         self._released = asyncio.Event()  # set, and replaced, at each release: waiters look again
 
     @property
@@ -82,17 +83,24 @@ class Priority:
     def holding(self) -> bool:
         return bool(self._holds)
 
-    def hold(self, key: Hashable, *, soft: bool = False) -> None:
-        """Hold the others back for ``key`` until ``release(key)``, or ``hold_s`` seconds.
-        ``soft``: a task that works for a hold (``first``) passes this one, even once its own
-        has ended (intake's: the express event goes on through a flood)."""
+    def hold(
+        self, key: Hashable, *, soft: bool = False, ended: Callable[[], None] | None = None
+    ) -> bool:
+        """Hold the others back for ``key`` until ``release(key)``, or ``hold_s`` seconds;
+        False, and nothing changed, when that hold stands already. ``soft``: a task that works
+        for a hold (``first``) passes this one, even once its own has ended (intake's: the
+        express event goes on through a flood). ``ended``: called once when this hold ends,
+        at its timer or released, after the others may go on."""
         if key in self._holds:
-            return
+            return False
         loop = asyncio.get_running_loop()
         self._holds[key] = loop.call_later(self._hold_s, self.release, key)
         if soft:
             self._soft.add(key)
+        if ended is not None:
+            self._ended[key] = ended
         self._open.clear()
+        return True
 
     def first(self, key: Hashable) -> None:
         """The current task (and the tasks it starts from now on) works for the hold ``key``:
@@ -109,12 +117,17 @@ class Priority:
         """End the hold ``key``, if it stands."""
         handle = self._holds.pop(key, None)
         self._soft.discard(key)
+        ended = self._ended.pop(key, None)
         if handle is not None:
             handle.cancel()
             released, self._released = self._released, asyncio.Event()
             released.set()
         if not self._holds:
             self._open.set()
+        # Last: the hold is over whatever the callback does (from the timer, what it raises
+        # goes to the loop's exception handler).
+        if ended is not None:
+            ended()
 
     async def turn(self) -> None:
         """Return at once, unless a hold stands that the current task does not work for (and,
@@ -146,7 +159,11 @@ class IntakeFirst:
     (``worker.processes``) is not held: it has no loop in common with intake.
 
     ``entered()`` as a notification comes into intake and ``left()`` when it is answered, from
-    the loop of ``priority``; ``clock``: seconds, the loop's (``loop.time``) by default."""
+    the loop of ``priority``; ``clock``: seconds, the loop's (``loop.time``) by default.
+    ``on_hold``: called as each hold is taken; ``on_hold_ended``: called as it ends, with the
+    seconds it lasted by ``clock`` (``hold_s`` at its timer, more when the loop was late to
+    run it, less when released). Both for the metrics (``receiver.service``), and neither
+    may raise: they run inside intake's ``accept`` and the priority's timer."""
 
     KEY = "intake"
 
@@ -157,13 +174,18 @@ class IntakeFirst:
         busy_at: int = BUSY_AT,
         gap_s: float = GAP_S,
         clock: Callable[[], float] | None = None,
+        on_hold: Callable[[], None] | None = None,
+        on_hold_ended: Callable[[float], None] | None = None,
     ) -> None:
         self._priority = priority
         self._busy_at = max(1, busy_at)
         self._gap_s = gap_s
         self._clock = clock
+        self._on_hold = on_hold
+        self._on_hold_ended = on_hold_ended
         self._in_progress = 0
         self._next_hold = float("-inf")  # no hold before this time (the gap)
+        self._held_at = 0.0  # when the last hold was taken (clock)
         self.holds = 0  # holds taken (for tests and the bench)
 
     @property
@@ -175,15 +197,28 @@ class IntakeFirst:
         self._in_progress += 1
         if self._in_progress < self._busy_at:
             return
-        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        now = self._now()
         if now < self._next_hold:
             return
         # The hold ends by itself after hold_s: a flood that goes on takes it again after the
-        # gap, and one that stops leaves the worker waiting at most hold_s.
-        self._priority.hold(self.KEY, soft=True)
+        # gap, and one that stops leaves the worker waiting at most hold_s. One that stands
+        # still (its timer due, not yet run) is not taken again nor counted twice.
+        if not self._priority.hold(self.KEY, soft=True, ended=self._ended):
+            return
+        self._held_at = now
         self._next_hold = now + self._priority.hold_s + self._gap_s
         self.holds += 1
+        if self._on_hold is not None:
+            self._on_hold()
 
     def left(self) -> None:
         """A notification answered (stored or not)."""
         self._in_progress -= 1
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _ended(self) -> None:
+        # The hold taken at _held_at ended (Priority.release): only one stands at a time.
+        if self._on_hold_ended is not None:
+            self._on_hold_ended(max(0.0, self._now() - self._held_at))

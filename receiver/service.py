@@ -30,7 +30,7 @@ from receiver.http.approvals import ApprovalWeb
 from receiver.http.deps import REVIEW_TIMEOUT_S, STORE_TIMEOUT_S, HealthChecks
 from receiver.http.login import ReviewWeb
 from receiver.intake import Intake
-from receiver.priority import IntakeFirst
+from receiver.priority import IntakeFirst, Priority
 from receiver.processes.supervisor import WorkerProcesses
 from receiver.review.loader import Review
 from receiver.review.sessions import Sessions
@@ -50,6 +50,7 @@ from receiver.startup import (
 )
 from receiver.stop_budget import AUDIT_TIMEOUT_S, close_all, stop_side_by_side, within
 from receiver.store import Store, StoreUnavailable, keep_pruning, keep_statistics
+from receiver.telemetry import Metrics
 
 RULES_POLL_S = 5.0
 
@@ -80,6 +81,15 @@ async def backing_services(settings: Settings) -> AsyncIterator[Backing]:
             Endpoints(db or str(emb.database_url), str(emb.redis_url) if embed_redis else rd),
             embedded=emb,
         )
+
+
+def intake_first(priority: Priority, metrics: Metrics) -> IntakeFirst:
+    """Intake's hold of the worker in a flood (``receiver.priority.IntakeFirst``) over
+    ``priority``, the worker's, each hold and the seconds it lasted counted in ``metrics``
+    (``remediator_intake_holds_total``, ``remediator_intake_hold_seconds_total``)."""
+    return IntakeFirst(
+        priority, on_hold=metrics.intake_hold_taken, on_hold_ended=metrics.intake_hold_ended
+    )
 
 
 async def run_service(
@@ -126,7 +136,7 @@ async def run_service(
             store,
             timeout_s=settings.intake_timeout_seconds,
             settle=pipeline.settled_at_intake,
-            first=IntakeFirst(pipeline.priority),
+            first=intake_first(pipeline.priority, metrics),
         )
         health = HealthChecks(
             store=_check(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,13 +60,59 @@ async def test_at_the_flood_mark_the_worker_waits_until_the_hold_ends() -> None:
 
 async def test_the_hold_runs_out_on_its_own() -> None:
     priority = Priority(hold_s=0.05)
-    first = IntakeFirst(priority, busy_at=1)
+    lasted: list[float] = []
+    first = IntakeFirst(priority, busy_at=1, on_hold_ended=lasted.append)
     loop = asyncio.get_running_loop()
     began = loop.time()
     first.entered()
     await asyncio.wait_for(priority.turn(), 5)
     assert loop.time() - began >= 0.05
     assert not priority.holding
+    # Told at its timer, with the seconds it lasted by the loop's clock (which runs a timer up
+    # to its resolution early).
+    assert len(lasted) == 1
+    assert 0.05 - 1e-6 <= lasted[0] <= loop.time() - began
+
+
+async def test_each_hold_is_told_once_as_taken_and_as_ended_and_no_declined_one() -> None:
+    clock = Clock()
+    priority = Priority(hold_s=0.2)
+    taken: list[float] = []  # the clock at each hold taken
+    lasted: list[float] = []
+    first = IntakeFirst(
+        priority,
+        busy_at=2,
+        gap_s=0.02,
+        clock=clock,
+        on_hold=lambda: taken.append(clock.now),
+        on_hold_ended=lasted.append,
+    )
+    first.entered()  # one in progress: below the flood mark
+    assert (taken, lasted) == ([], [])
+    first.entered()  # two: a flood, a hold
+    assert (taken, lasted) == ([100.0], [])
+    first.entered()  # the hold stands
+    assert (first.holds, taken, lasted) == (1, [100.0], [])
+    clock.now += 0.2
+    priority.release(IntakeFirst.KEY)  # as its timer does at hold_s
+    assert lasted == [pytest.approx(0.2)]
+    priority.release(IntakeFirst.KEY)  # ended already
+    assert len(lasted) == 1
+    clock.now += 0.01
+    first.left()
+    first.left()
+    first.entered()  # a flood again, within the gap: declined
+    assert (first.holds, len(taken)) == (1, 1)
+    clock.now += 0.02
+    first.left()
+    first.left()
+    first.entered()  # the gap passed, one in progress: declined
+    assert (first.holds, len(taken), priority.holding) == (1, 1, False)
+    first.entered()  # two: a hold
+    assert (first.holds, taken) == (2, [100.0, pytest.approx(100.23)])
+    clock.now += 0.05
+    priority.release(IntakeFirst.KEY)  # released before its time: the seconds it lasted
+    assert lasted == [pytest.approx(0.2), pytest.approx(0.05)]
 
 
 async def test_after_a_hold_the_worker_has_the_gap_before_the_next() -> None:
@@ -120,7 +167,16 @@ def test_a_hold_comes_exactly_in_a_flood_and_never_within_hold_and_gap(
         # Its timer would end a hold at hold_s of the loop's time: ended here at hold_s of the
         # test's clock instead (the examples take less than hold_s to run).
         priority = Priority(hold_s=hold_s)
-        first = IntakeFirst(priority, busy_at=busy_at, gap_s=gap_s, clock=clock)
+        told: list[float] = []  # the clock at each on_hold
+        lasted: list[float] = []
+        first = IntakeFirst(
+            priority,
+            busy_at=busy_at,
+            gap_s=gap_s,
+            clock=clock,
+            on_hold=lambda: told.append(clock.now),
+            on_hold_ended=lasted.append,
+        )
         taken: list[float] = []
         for comes, step_ms in moves:
             clock.now += step_ms / 1000
@@ -141,5 +197,10 @@ def test_a_hold_comes_exactly_in_a_flood_and_never_within_hold_and_gap(
         for earlier, later in itertools.pairwise(taken):
             assert later - earlier >= hold_s + gap_s - 1e-9
         priority.release(IntakeFirst.KEY)
+        # Each hold told once as taken, and once as ended: those that ran out after hold_s
+        # or more, the last (released here) after what the clock moved since.
+        assert told == taken
+        assert len(lasted) == len(taken)
+        assert all(s >= hold_s - 1e-9 for s in lasted[:-1])
 
     asyncio.run(run())

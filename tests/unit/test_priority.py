@@ -68,6 +68,20 @@ async def test_a_hold_runs_out_on_its_own() -> None:
     assert not priority.holding
 
 
+async def test_a_hold_tells_of_its_end_once_at_its_timer_or_released() -> None:
+    priority = Priority(hold_s=0.05)
+    ended: list[str] = []
+    assert priority.hold("timed", ended=lambda: ended.append("timed"))
+    assert not priority.hold("timed", ended=lambda: ended.append("again"))  # stands already
+    assert priority.hold("released", ended=lambda: ended.append("released"))
+    priority.release("released")
+    assert ended == ["released"]
+    priority.release("released")  # ended already: not told again
+    await asyncio.wait_for(priority.turn(), 5)  # "timed" runs out at hold_s
+    assert ended == ["released", "timed"]
+    assert not priority.holding
+
+
 async def test_every_hold_must_end_before_the_others_go_on() -> None:
     priority = Priority(hold_s=60)
     priority.hold("claim")
