@@ -220,5 +220,9 @@ class IntakeFirst:
 
     def _ended(self) -> None:
         # The hold taken at _held_at ended (Priority.release): only one stands at a time.
+        # The gap counts from the end: a busy loop runs the hold's timer late, and a gap
+        # counted from the start (hold_s + gap_s) was then used up before the hold ended.
+        now = self._now()
+        self._next_hold = max(self._next_hold, now + self._gap_s)
         if self._on_hold_ended is not None:
-            self._on_hold_ended(max(0.0, self._now() - self._held_at))
+            self._on_hold_ended(max(0.0, now - self._held_at))

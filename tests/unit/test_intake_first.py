@@ -178,14 +178,17 @@ def test_a_hold_comes_exactly_in_a_flood_and_never_within_hold_and_gap(
             on_hold_ended=lasted.append,
         )
         taken: list[float] = []
+        ended = float("-inf")  # the clock when the last hold ended (its timer, maybe late)
         for comes, step_ms in moves:
             clock.now += step_ms / 1000
-            if taken and clock.now >= taken[-1] + hold_s:
+            if taken and clock.now >= taken[-1] + hold_s and priority.holding:
                 priority.release(IntakeFirst.KEY)
+                ended = clock.now
             if comes:
                 before = first.holds
                 first.entered()
-                due = not taken or clock.now >= taken[-1] + hold_s + gap_s
+                # The gap counts from the hold's end, however late its timer ran.
+                due = not taken or clock.now >= max(taken[-1] + hold_s, ended) + gap_s
                 flood = first.in_progress >= busy_at
                 # A hold exactly when intake is at the flood mark and the gap has passed.
                 assert (first.holds > before) == (flood and due)
