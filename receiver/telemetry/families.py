@@ -83,8 +83,9 @@ class Families:
             f"Holds of the worker taken by intake in a flood of webhooks ({BUSY_AT} or more"
             " notifications in intake at once), so that the webhooks are answered first: while"
             " one stands, the worker's events wait at their next call to the store or the guards"
-            " (an express event and work apart from the flood go on), each for at most the"
-            f" hold's {HOLD_S} s. Counted as each hold is taken.",
+            " (an express event and work apart from the flood go on), each for the hold's"
+            f" {HOLD_S} s (more when a busy event loop runs its end late). Counted as each hold"
+            " is taken.",
             registry=r,
         )
         self.intake_hold_seconds = Counter(
