@@ -241,7 +241,7 @@ def banner(
         post,
         f"    curl -sS {auth}-H 'Content-Type: application/json' "
         f"--data @{data} {url}/api/v1/alerts",
-        f"  then list the runs:  {_cli_command(settings)} runs"
+        f"  then list the runs:  {_cli_command(settings)} runs{_cli_url(url, embedded)}"
         f"   (or curl -sS {operator_auth}{url}/api/v1/runs)",
         "",
     ]
@@ -294,6 +294,14 @@ def _cli_command(settings: Settings) -> str:
         mine = settings.operator_tokens_dir / min(settings.operator_tokens)
         command = f"REMEDIATOR_OPERATOR_TOKEN_FILE={shlex.quote(str(mine))} {command}"
     return command
+
+
+def _cli_url(url: str, embedded: bool) -> str:
+    """The ``--url`` the banner's CLI command needs: none when this process runs embedded
+    servers (its record in the data directory tells the CLI where it answers), else this
+    service's URL. Without it, a service on a port from its config file or ``--port`` was looked
+    for at the CLI's default (127.0.0.1:9095), as a tester who ran the banner's command found."""
+    return "" if embedded else f" --url {shlex.quote(url)}"
 
 
 def mode_text(dry_run: bool, live: Sequence[str]) -> str:

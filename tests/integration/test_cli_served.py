@@ -55,3 +55,38 @@ async def test_with_configured_operators_the_banner_command_works_and_a_401_says
         assert "set REMEDIATOR_OPERATOR_TOKEN_FILE" in err
     finally:
         end(proc, 60)
+
+
+async def test_on_external_stores_the_banner_command_finds_the_service(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # No embedded server, so no record in the data directory says where serve answers: the
+    # command must say it itself (a tester's, on a port from the config file, went to 9095).
+    operators = tmp_path / "operators"
+    operators.mkdir()
+    (operators / "alice").write_text("alice-operator-token-0123456789\n")
+    webhook = tmp_path / "webhook-token"
+    webhook.write_text("webhook-token-0123456789abcdef\n")
+    env = env_for(tmp_path / "data") | {
+        "REMEDIATOR_DATABASE_URL": database_url,
+        "REMEDIATOR_REDIS_URL": redis_url,
+        "REMEDIATOR_OPERATOR_TOKENS_DIR": str(operators),
+        "REMEDIATOR_WEBHOOK_TOKEN_FILE": str(webhook),
+    }
+    proc, url, output = launch(env)
+    try:
+        banner = "".join(output)
+        suggested = re.search(r"then list the runs:\s+(.*?)\s{3}\(or curl", banner)
+        assert suggested is not None, banner
+        words = shlex.split(suggested.group(1))
+        assert words[-2:] == ["--url", url], words
+        assignments = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+        command = [w for w in words if "=" not in w or w.startswith("-")]
+        runs = command.index("runs")
+        # Run from the CLI's defaults (no REMEDIATOR_PORT: serve's came from --port), with only
+        # what the banner's command sets.
+        code, out, err = await cli(env_for(tmp_path / "data") | assignments, *command[runs:])
+        assert code == 0, err
+        assert "outcome" in out  # the runs table's header: the service answered
+    finally:
+        end(proc, 60)
