@@ -306,3 +306,16 @@ def test_a_database_that_is_no_number_is_refused(path: str) -> None:
 def test_a_database_number_is_taken() -> None:
     settings = load_settings(None, {"REMEDIATOR_REDIS_URL": "redis://r:6379/3"})
     assert settings.redis_url is not None
+
+
+def test_a_sentinel_port_of_zero_is_refused_not_read_as_the_default() -> None:
+    """``s:0`` is a port no sentinel listens on; reading it as "left out" (26379) would send the
+    service to another sentinel than the one written, in silence."""
+    environ = {
+        "REMEDIATOR_REDIS_MODE": "sentinel",
+        "REMEDIATOR_REDIS_SENTINELS": "127.0.0.1:0",
+        "REMEDIATOR_REDIS_SENTINEL_MASTER": "m",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ)
+    assert caught.value.message.startswith("REMEDIATOR_REDIS_SENTINELS: item 1: ")
