@@ -137,7 +137,7 @@ async def test_the_guards_fail_closed_while_no_master_answers_and_recover(
     with pytest.raises(GuardUnavailable):
         await guards.admit(request(OTHER))
     with pytest.raises(GuardUnavailable):
-        await guards.ping()
+        await guards.probe()
 
     # Once the sentinel promotes the replica, the guards answer again, with the state it had.
     refused = await eventually(
