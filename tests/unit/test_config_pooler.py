@@ -141,3 +141,14 @@ def test_a_direct_url_on_the_poolers_host_at_another_port_is_fine() -> None:
         "REMEDIATOR_DATABASE_DIRECT_URL": DIRECT,
     }
     assert load_settings(None, environ).transaction_pooled
+
+
+def test_a_port_of_zero_is_not_read_as_postgresqls_default() -> None:
+    """``db:0`` and ``db`` (5432) are not one address: the pooler's refusal would name the
+    wrong mistake ("names db:5432, the pooler's address") for a direct URL that is not it."""
+    environ = {
+        "REMEDIATOR_DATABASE_URL": "postgresql://remediator:pw@db/remediator",
+        "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+        "REMEDIATOR_DATABASE_DIRECT_URL": "postgresql://remediator:pw@db:0/remediator",
+    }
+    assert load_settings(None, environ).transaction_pooled
