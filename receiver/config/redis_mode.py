@@ -183,7 +183,7 @@ def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
     elif sentinel_only:
         raise ValueError(
             f"{name(sentinel_only[0])} is set but {name('redis_mode')} is {mode.value};"
-            f" set {name('redis_mode')}=sentinel, or remove it"
+            f" set {name('redis_mode')} to sentinel, or remove it"
         )
     if mode is RedisMode.CLUSTER:
         if url is None:

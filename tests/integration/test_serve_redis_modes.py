@@ -162,7 +162,7 @@ def test_serve_refuses_a_cluster_node_in_standalone_mode(
     admission failed on keys spanning slots; the start says which setting to change."""
     result = serve_to_exit({**env_for(embedded_dir), "REMEDIATOR_REDIS_URL": redis_cluster.url})
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "set REMEDIATOR_REDIS_MODE=cluster" in result.stderr
+    assert "set redis.mode (REMEDIATOR_REDIS_MODE) to cluster" in result.stderr
     assert PASSWORD not in result.stdout + result.stderr
 
 
@@ -173,7 +173,7 @@ def test_serve_refuses_cluster_mode_on_one_server(embedded_dir: Path, redis_url:
     result = serve_to_exit({**env_for(embedded_dir), **env})
     assert result.returncode == 2, result.stdout + result.stderr
     assert "not in cluster mode" in result.stderr
-    assert "set REMEDIATOR_REDIS_MODE=standalone" in result.stderr
+    assert "set redis.mode (REMEDIATOR_REDIS_MODE) to standalone" in result.stderr
 
 
 def test_serve_refuses_a_sentinels_address_as_the_redis_url(
@@ -185,5 +185,5 @@ def test_serve_refuses_a_sentinels_address_as_the_redis_url(
     result = serve_to_exit({**env_for(embedded_dir), "REMEDIATOR_REDIS_URL": url})
     assert result.returncode == 2, result.stdout + result.stderr
     assert "names a Redis Sentinel" in result.stderr
-    assert "REMEDIATOR_REDIS_MODE=sentinel" in result.stderr
+    assert "set redis.mode (REMEDIATOR_REDIS_MODE) to sentinel" in result.stderr
     assert SENTINEL_PASSWORD not in result.stdout + result.stderr
