@@ -34,11 +34,18 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from receiver.config import ConfigError, Settings
+from receiver.config import KEYS, ConfigError, Settings
 from receiver.config.redact import unreadable
 from receiver.config.redis_mode import RedisMode, split_address
 
 __all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch"]
+
+# Each setting as these messages name it, ``redis.mode (REMEDIATOR_REDIS_MODE)``
+# (``Key.named``): by now the service no longer knows whether the YAML key or the variable set it.
+_NAMED = {key.field: key.named for key in KEYS}
+MODE, URL = _NAMED["redis_mode"], _NAMED["redis_url"]
+SENTINELS, MASTER = _NAMED["redis_sentinels"], _NAMED["redis_sentinel_master"]
+SENTINEL_PASSWORD = _NAMED["redis_sentinel_password"]
 
 # The same bounds the service always had on one Redis round trip's socket.
 _SOCKET: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
@@ -124,10 +131,7 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
     password = _secret(settings.redis_password)
     if settings.redis_mode is RedisMode.SENTINEL:
         if not settings.redis_sentinels or not settings.redis_sentinel_master:
-            raise ConfigError(
-                "REMEDIATOR_REDIS_MODE=sentinel needs REMEDIATOR_REDIS_SENTINELS and"
-                " REMEDIATOR_REDIS_SENTINEL_MASTER"
-            )
+            raise ConfigError(f"{MODE} is sentinel: it needs {SENTINELS} and {MASTER}")
         sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             [split_address(address) for address in settings.redis_sentinels],
             sentinel_kwargs={**_SOCKET, "password": _secret(settings.redis_sentinel_password)},
@@ -139,9 +143,9 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
         )
         where = f"master {master!r} of sentinels {', '.join(settings.redis_sentinels)}"
         return GuardRedis(client, where, RedisMode.SENTINEL, sentinel)
-    source = "REMEDIATOR_REDIS_URL" if settings.redis_url else "embedded Redis"
+    source = URL if settings.redis_url else "embedded Redis"
     if url is None:
-        raise ConfigError(f"REMEDIATOR_REDIS_MODE={settings.redis_mode.value} needs {source}")
+        raise ConfigError(f"{MODE} is {settings.redis_mode.value}: it needs {source}")
     extra: dict[str, Any] = {} if password is None else {"password": password}
     where = urlsplit(url).netloc.rpartition("@")[2] or "the local socket"
     try:
@@ -178,9 +182,9 @@ async def _ask_sentinel(address: str, master: str, password: str | None) -> bool
             )
     except AuthenticationError:
         return (
-            f"{address} does not take REMEDIATOR_REDIS_SENTINEL_PASSWORD as given: set it to the"
+            f"{address} does not take {SENTINEL_PASSWORD} as given: set it to the"
             " requirepass of the sentinels' sentinel.conf (or remove it if they have none), or"
-            " it is no sentinel but a Redis server (REMEDIATOR_REDIS_SENTINELS lists sentinels,"
+            f" it is no sentinel but a Redis server ({SENTINELS} lists sentinels,"
             " port 26379 by default)"
         )
     except ResponseError as exc:
@@ -188,7 +192,7 @@ async def _ask_sentinel(address: str, master: str, password: str | None) -> bool
             return False
         return (
             f"{address} is no sentinel (it knows no SENTINEL command):"
-            " REMEDIATOR_REDIS_SENTINELS lists the sentinels (port 26379 by default), not the"
+            f" {SENTINELS} lists the sentinels (port 26379 by default), not the"
             " Redis servers"
         )
     except (RedisError, OSError, TimeoutError):
@@ -198,7 +202,7 @@ async def _ask_sentinel(address: str, master: str, password: str | None) -> bool
     if not reply:
         return (
             f"{address} monitors no master named {master!r}: set"
-            " REMEDIATOR_REDIS_SENTINEL_MASTER to the name in its `sentinel monitor <name> ...`"
+            f" {MASTER} to the name in its `sentinel monitor <name> ...`"
         )
     return True
 
@@ -244,21 +248,20 @@ async def mode_mismatch(built: GuardRedis, settings: Settings, url: str | None) 
         return None
     if server == RedisMode.SENTINEL.value:
         return (
-            f"REMEDIATOR_REDIS_URL names a Redis Sentinel ({where}), which keeps no data: set"
-            " REMEDIATOR_REDIS_MODE=sentinel, its address in REMEDIATOR_REDIS_SENTINELS and the"
-            " name it monitors in REMEDIATOR_REDIS_SENTINEL_MASTER, and remove"
-            " REMEDIATOR_REDIS_URL"
+            f"{URL} names a Redis Sentinel ({where}), which keeps no data: set"
+            f" {MODE} to sentinel, its address in {SENTINELS} and the"
+            f" name it monitors in {MASTER}, and remove {URL}"
         )
     if server == RedisMode.CLUSTER.value:
         return (
-            f"REMEDIATOR_REDIS_URL names a node of a Redis Cluster ({where}) but"
-            f" REMEDIATOR_REDIS_MODE is {built.mode.value}, with which every admission would"
-            " fail (its keys span the cluster's slots): set REMEDIATOR_REDIS_MODE=cluster"
+            f"{URL} names a node of a Redis Cluster ({where}) but"
+            f" {MODE} is {built.mode.value}, with which every admission would"
+            f" fail (its keys span the cluster's slots): set {MODE} to cluster"
         )
     return (
-        f"REMEDIATOR_REDIS_MODE=cluster but REMEDIATOR_REDIS_URL names a server not in cluster"
+        f"{MODE} is cluster but {URL} names a server not in cluster"
         f" mode ({where}, redis_mode:{server}), where the guards would never be available: set"
-        " REMEDIATOR_REDIS_MODE=standalone, or name a node of the cluster"
+        f" {MODE} to standalone, or name a node of the cluster"
     )
 
 

@@ -144,7 +144,7 @@ async def run_service(
                 embedded,
                 "PostgreSQL",
             ),
-            redis=_check(guards.ping, embedded, "Redis"),
+            redis=_check(guards.probe, embedded, "Redis"),
             kubernetes=_kube_check(kube, dry_run),
         )
         # What the routes read and write goes through this view: each call answers within the

@@ -27,7 +27,8 @@ def _endpoint(url: SecretStr) -> tuple[str, int] | None:
         return None
     if not host or "host" in parse_qs(parts.query):
         return None
-    return host, port or _POSTGRES_PORT
+    # None, not 0, is a port left out: ":0" is no libpq default to compare as 5432.
+    return host, _POSTGRES_PORT if port is None else port
 
 
 def check_database(settings: Settings, name: Callable[[str], str], given: set[str]) -> None:

@@ -97,11 +97,14 @@ def split_address(item: str) -> tuple[str, int]:
         raise ValueError("not a host:port address (e.g. sentinel-0:26379)")
     try:
         port = parts.port
-    except ValueError:
+    except ValueError:  # not digits, or past 65535
+        port = 0
+    if port == 0:
+        # Port 0 is no sentinel's: read as "left out", it sent the service to 26379 in silence.
         raise ValueError(
-            f"host {host!r}: the port is not a number from 0 to 65535 (e.g. {host}:26379)"
-        ) from None
-    return host, port or DEFAULT_SENTINEL_PORT
+            f"host {host!r}: the port is not a number from 1 to 65535 (e.g. {host}:26379)"
+        )
+    return host, DEFAULT_SENTINEL_PORT if port is None else port
 
 
 SentinelAddresses = Annotated[tuple[str, ...], BeforeValidator(sentinel_addresses)]
@@ -180,7 +183,7 @@ def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
     elif sentinel_only:
         raise ValueError(
             f"{name(sentinel_only[0])} is set but {name('redis_mode')} is {mode.value};"
-            f" set {name('redis_mode')}=sentinel, or remove it"
+            f" set {name('redis_mode')} to sentinel, or remove it"
         )
     if mode is RedisMode.CLUSTER:
         if url is None:

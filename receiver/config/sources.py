@@ -51,6 +51,12 @@ class Key:
     yaml: str
     env: str
 
+    @property
+    def named(self) -> str:
+        """How a message names the setting when the user wrote neither (or the service no
+        longer knows which): both, ``database.direct_url (REMEDIATOR_DATABASE_DIRECT_URL)``."""
+        return f"{self.yaml} ({self.env})"
+
 
 def _key(field: str, yaml_path: str, env: str | None = None) -> Key:
     return Key(field, yaml_path, ENV_PREFIX + (env or field.upper()))
@@ -187,12 +193,18 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
         raise ConfigError(_describe(exc, source, words)) from None
 
     if not settings.host.strip():
-        raise ConfigError(f"{source.get('host', _BY_FIELD['host'].env)}: {EMPTY_HOST}")
+        raise ConfigError(f"{_name(source, 'host')}: {EMPTY_HOST}")
     try:
-        check_database(settings, lambda field: source.get(field, _BY_FIELD[field].env), set(source))
+        check_database(settings, lambda field: _name(source, field), set(source))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return _resolve_secrets(settings, source)
+
+
+def _name(source: Mapping[str, str], field: str) -> str:
+    """The setting ``field`` as its error names it: the key the user wrote (``source``: field
+    -> YAML path or variable), else both (``Key.named``)."""
+    return source.get(field) or _BY_FIELD[field].named
 
 
 def _describe(exc: ValidationError, source: Mapping[str, str], words: Mapping[KeyPath, str]) -> str:
@@ -292,7 +304,7 @@ def _read_operator_tokens(directory: Path, source: str) -> dict[str, SecretStr]:
 
 def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
     def name(field: str) -> str:
-        return source.get(field, _BY_FIELD[field].env)
+        return _name(source, field)
 
     update: dict[str, Any] = {}
     for secret, file_field in (

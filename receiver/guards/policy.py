@@ -197,6 +197,10 @@ class GuardKeys:
     def pause(self) -> str:
         return f"{self.prefix}pause"
 
+    def ready(self) -> str:
+        """The key readiness writes to tell whether the guards can write (``Guards.probe``)."""
+        return f"{self.prefix}ready"
+
     def audit_outbox(self) -> str:
         """The stream of pauses and resumes not yet in the audit log (``guards.switch``)."""
         return f"{self.prefix}audit:outbox"

@@ -59,6 +59,8 @@ _T = TypeVar("_T")
 # the target lock still holds the token the run's admission wrote (lua/admit.lua,
 # ``checks.held``). Not one of GUARDS: it only reads, and admits nobody.
 _HELD = Guard("held", keys=lambda c: [c.keys.lock(c.req.target)], args=lambda c: [c.lock_token])
+# How long the readiness probe's key outlives the last probe (``Guards.probe``), milliseconds.
+_READY_TTL_MS = 60_000
 # The name a lost lock is refused under, as the run records it (``policy.REFUSAL_NAMES``).
 _LOCK = "lock"
 
@@ -281,17 +283,17 @@ class Guards:
         reply = await self._call("resume", lambda: self._resume(keys, args))
         return int(reply[0]) == 1
 
-    async def ping(self) -> None:
-        """Raises GuardUnavailable when the Redis holding the guards' keys does not answer."""
-        await self._call("ping", self._ping)
+    async def probe(self) -> None:
+        """Raises GuardUnavailable unless the Redis holding the guards' keys takes a write now,
+        for /readyz and ``remediator_component_up``. A write, not a PING: a master refusing
+        writes (``NOREPLICAS`` under ``min-replicas-to-write`` with its replicas gone,
+        ``READONLY``, ``OOM``, ``MISCONF``) still answers a PING while every admission fails.
+        One SET of a fixed key with a short TTL: one key however often it is probed, on the
+        guards' slot in a cluster, gone a minute after the last probe."""
+        await self._call("readiness probe", self._probe)
 
-    async def _ping(self) -> None:
-        if isinstance(self._redis, RedisCluster):
-            # PING goes to any node; a keyed read goes to the master of the guards' slot, the
-            # one server whose answer says whether the guards can admit.
-            await self._redis.exists(self._keys.pause())
-        else:
-            await self._redis.ping()
+    async def _probe(self) -> None:
+        await self._redis.set(self._keys.ready(), "1", px=_READY_TTL_MS)
 
     async def status(self) -> dict[str, Any]:
         """Pause, breakers and budget as plain data, for the CLI and /readyz."""

@@ -35,7 +35,7 @@ from redis.exceptions import (
 from receiver.batching import Coalescer
 from receiver.guards.policy import Arg, GuardError, GuardUnavailable
 
-__all__ = ["MAX_PIPELINE", "BatchedScript", "Script", "load_lua", "redis_call"]
+__all__ = ["MAX_PIPELINE", "BatchedScript", "Script", "load_lua", "redis_call", "said"]
 
 _T = TypeVar("_T")
 
@@ -61,6 +61,25 @@ _OUTAGE_CODES = re.compile(
 _CROSS_SLOT = "must map to the same key slot"
 
 
+# The most of a Redis error's text a GuardUnavailable quotes: a server's reply is one line, a
+# script's error names its SHA and line; the rest would only lengthen every log line.
+_SAID_MAX = 300
+
+
+def said(exc: BaseException) -> str:
+    """What Redis (or redis-py) said, as ``Type: text`` on one line of at most ``_SAID_MAX``
+    characters: ``NOREPLICAS Not enough good replicas to write.``, ``Error 111 connecting to
+    host:6379. Connection refused.``. Not ``repr``: redis-py 8's is ``server:ResponseError``,
+    without the text. Safe to log: the replies taken as an outage are the server's fixed
+    texts for its state (``NOREPLICAS``, ``READONLY``, ``OOM``...; inside a script's error,
+    with the script's SHA and line), the guards' own script errors name a guard or an operation,
+    never a key's value, and redis-py's connection errors name the host and port, never a password.
+    Only an unknown command's reply quotes arguments (its first ones: a SHA, keys)."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return (f"{name}: {text}" if text else name)[:_SAID_MAX]
+
+
 def _is_outage(exc: ResponseError) -> bool:
     """A Redis error reply that says "not now" (a failover, a full or busy server, missing
     permissions being fixed) rather than "never" (the script failed on what it was given)."""
@@ -77,14 +96,14 @@ async def redis_call(what: str, timeout_s: float, make: Callable[[], Awaitable[_
             return await make()
     except ResponseError as exc:
         if _is_outage(exc):
-            raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
+            raise GuardUnavailable(f"redis unavailable during {what}: {said(exc)}") from exc
         raise GuardError(f"redis refused the guards' {what} script: {exc}") from exc
     except RedisClusterException as exc:
         if _CROSS_SLOT in str(exc):
             raise GuardError(f"the guards' {what} keys span cluster slots: {exc}") from exc
-        raise GuardUnavailable(f"redis cluster unavailable during {what}: {exc!r}") from exc
+        raise GuardUnavailable(f"redis cluster unavailable during {what}: {said(exc)}") from exc
     except (RedisError, OSError, TimeoutError) as exc:
-        raise GuardUnavailable(f"redis unavailable during {what}: {exc!r}") from exc
+        raise GuardUnavailable(f"redis unavailable during {what}: {said(exc)}") from exc
 
 
 def load_lua(name: str) -> str:

@@ -213,7 +213,7 @@ async def test_an_admission_whose_caller_gave_up_while_it_was_queued_is_not_made
     was sent must not find it made afterwards: its target locked and its slots taken by a run
     that was told the guards did not answer."""
     guards = Guards(redis_client, NamespacePolicy(), GuardSettings(timeout_s=0.3))
-    await guards.ping()
+    await guards.probe()
     assert guards._admit.batches is not None
 
     def ask(n: int) -> AdmissionRequest:

@@ -190,7 +190,7 @@ async def test_fails_closed_while_the_guards_master_is_down_and_comes_back(
     # /readyz's probe asks that master, not any node of the cluster.
     for _ in range(5):
         with pytest.raises(GuardUnavailable):
-            await guards.ping()
+            await guards.probe()
     owner.start()
     redis_cluster.wait_ok()
 
@@ -245,7 +245,7 @@ async def test_the_guards_need_only_the_master_of_their_slot(
     assert (await guards.admit(request("restart", TARGETS[0]))).admitted
     status = await guards.status()
     assert status["breakers"]["flaky"]["failures"] == 1
-    await guards.ping()
+    await guards.probe()
 
 
 async def test_the_kill_switchs_audit_outbox_lives_in_the_guards_slot(

@@ -1,6 +1,7 @@
 """The guards and the Redis under them, a real one: they fail closed (GuardUnavailable) while
-it is down or hangs and recover after, reload their scripts after a script flush or a fresh
-server, and work with a client that decodes replies."""
+it is down, hangs or refuses writes (saying what the server said) and recover after, reload
+their scripts after a script flush or a fresh server, and work with a client that decodes
+replies."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.support.guards import (
     request,
 )
 from tests.support.polling import eventually
-from tests.support.redis import RedisServer
+from tests.support.redis import RedisServer, writes_need_a_replica
 
 pytestmark = pytest.mark.redis
 
@@ -41,7 +42,7 @@ async def test_fails_closed_while_redis_is_down_and_recovers(
         with pytest.raises(GuardUnavailable):
             await guards.admit(request(rule="while-down"))
         with pytest.raises(GuardUnavailable):
-            await guards.ping()
+            await guards.probe()
         with pytest.raises(GuardUnavailable):
             await guards.record_result("r", False)
         with pytest.raises(GuardUnavailable):
@@ -51,8 +52,27 @@ async def test_fails_closed_while_redis_is_down_and_recovers(
     finally:
         redis_controlled.start()
     # A fresh server: no cached scripts, no state. EVALSHA falls back to loading them.
-    await guards.ping()
+    await guards.probe()
     await admit_and_release(guards, request(rule="after-restart"))
+
+
+async def test_a_master_refusing_writes_fails_closed_says_why_and_is_not_ready(
+    redis_controlled: RedisServer, make_guards: MakeGuards, redis_client: redis.asyncio.Redis
+) -> None:
+    """``min-replicas-to-write 1`` with no replica (README's advice, the only replica gone):
+    the master answers PING and refuses every write with NOREPLICAS. The guards fail closed
+    quoting the server (redis-py 8's repr alone says ``server:ResponseError``), and their
+    readiness probe fails too, where a PING passed."""
+    guards = make_guards()
+    await guards.probe()
+    with writes_need_a_replica(redis_controlled.url):
+        assert await redis_client.ping()
+        with pytest.raises(GuardUnavailable, match="NOREPLICAS Not enough good replicas"):
+            await guards.admit(request(rule="no-replica"))
+        with pytest.raises(GuardUnavailable, match="NOREPLICAS Not enough good replicas"):
+            await guards.probe()
+    await guards.probe()
+    await admit_and_release(guards, request(rule="no-replica"))
 
 
 async def test_fails_closed_when_redis_hangs_and_a_retry_of_the_run_passes(

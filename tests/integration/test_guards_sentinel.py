@@ -137,7 +137,7 @@ async def test_the_guards_fail_closed_while_no_master_answers_and_recover(
     with pytest.raises(GuardUnavailable):
         await guards.admit(request(OTHER))
     with pytest.raises(GuardUnavailable):
-        await guards.ping()
+        await guards.probe()
 
     # Once the sentinel promotes the replica, the guards answer again, with the state it had.
     refused = await eventually(
@@ -180,8 +180,17 @@ async def test_sentinel_settings_the_sentinels_refuse_say_what_to_fix(
     master_node = f"127.0.0.1:{redis_sentinel.master.port}"
     cases = [
         ({}, None),
-        ({"REMEDIATOR_REDIS_SENTINEL_MASTER": "cache"}, "monitors no master named 'cache'"),
-        ({"REMEDIATOR_REDIS_SENTINEL_PASSWORD": ""}, "REMEDIATOR_REDIS_SENTINEL_PASSWORD"),
+        # Named as both the YAML key and the variable: by now the service does not know which
+        # one the user wrote (it named the variable to a user of the YAML file).
+        (
+            {"REMEDIATOR_REDIS_SENTINEL_MASTER": "cache"},
+            "monitors no master named 'cache': set redis.sentinel.master"
+            " (REMEDIATOR_REDIS_SENTINEL_MASTER) to the name",
+        ),
+        (
+            {"REMEDIATOR_REDIS_SENTINEL_PASSWORD": ""},
+            "does not take redis.sentinel.password (REMEDIATOR_REDIS_SENTINEL_PASSWORD)",
+        ),
         ({"REMEDIATOR_REDIS_SENTINELS": master_node}, "or it is no sentinel"),
         # One wrong address beside a sentinel that names the master: the guards work.
         ({"REMEDIATOR_REDIS_SENTINELS": f"{master_node},{redis_sentinel.addresses}"}, None),

@@ -66,8 +66,8 @@ async def test_a_component_that_does_not_answer_is_down(store: Store) -> None:
     metrics.track_components(
         [
             ("store", store.ping),
-            ("redis", Guards(nobody, NamespacePolicy(), GuardSettings()).ping),
-            ("kubernetes", Guards(mute, NamespacePolicy(), GuardSettings()).ping),
+            ("redis", Guards(nobody, NamespacePolicy(), GuardSettings()).probe),
+            ("kubernetes", Guards(mute, NamespacePolicy(), GuardSettings()).probe),
         ],
         timeout_s=0.5,
     )

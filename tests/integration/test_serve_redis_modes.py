@@ -1,10 +1,14 @@
 """`remediator serve` with its guards on a Redis Cluster and behind Redis Sentinel, configured
 as a user does (``REMEDIATOR_REDIS_MODE`` and friends): no embedded Redis is started, /readyz
 asks the real servers, an alert's run passes the guards there, and the kill switch lands in the
-cluster's guard slot or on the Sentinel's master. PostgreSQL is the embedded default's."""
+cluster's guard slot or on the Sentinel's master; on a master that answers but refuses writes,
+/readyz and ``remediator_component_up`` say the guards are down and the log says why.
+PostgreSQL is the embedded default's."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import aiohttp
@@ -12,6 +16,7 @@ import pytest
 
 from receiver.guards.policy import CLUSTER_KEY_PREFIX
 from tests.support.polling import eventually
+from tests.support.redis import RedisServer, writes_need_a_replica
 from tests.support.redis_topologies import (
     MASTER_NAME,
     PASSWORD,
@@ -105,6 +110,51 @@ async def test_serve_keeps_its_guards_behind_redis_sentinel(
     assert stop(served) == 0
 
 
+async def _redis_ready(session: aiohttp.ClientSession, served: Served) -> tuple[int, str, str]:
+    """/readyz's status and Redis's detail, and ``remediator_component_up`` of Redis."""
+    async with session.get(f"{served.url}/readyz") as resp:
+        status, detail = resp.status, (await resp.json())["components"]["redis"]["detail"]
+    async with session.get(f"{served.url}/metrics") as resp:
+        metrics = await resp.text()
+    up = re.search(r'^remediator_component_up\{component="redis"\} (\S+)$', metrics, re.M)
+    assert up is not None, metrics
+    return status, detail, up.group(1)
+
+
+async def _guards_down_lines(served: Served) -> list[dict[str, object]]:
+    """The service's "guards unavailable" log lines so far (JSON lines)."""
+    lines = [json.loads(line) for line in served.output if line.startswith("{")]
+    return [line for line in lines if str(line.get("event", "")).startswith("guards unavailable")]
+
+
+async def test_serve_on_a_master_refusing_writes_is_not_ready_and_says_why(
+    serve: ServeFactory, redis_controlled: RedisServer, redis_url: str
+) -> None:
+    """A master that answers PING but refuses writes (NOREPLICAS: ``min-replicas-to-write 1``,
+    its only replica gone): /readyz was 200 and the log said ``server:ResponseError``. Now
+    /readyz is 503 and ``remediator_component_up`` 0, both naming nothing but the server's
+    refusal, a new alert's run stays pending, and its log line quotes the server."""
+    served = serve({"REMEDIATOR_REDIS_URL": redis_url})
+    auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        assert (await _redis_ready(session, served))[::2] == (200, "1.0")
+        with writes_need_a_replica(redis_url):
+            status, detail, up = await _redis_ready(session, served)
+            assert (status, up) == (503, "0.0")
+            assert "NOREPLICAS Not enough good replicas to write" in detail
+            async with session.post(
+                f"{served.url}/api/v1/alerts", data=SAMPLE.read_bytes(), headers=auth
+            ) as resp:
+                assert await resp.json() == {"accepted": 1, "duplicates": 0}
+            logged = await eventually(
+                lambda: _guards_down_lines(served), what="the guards-down log line"
+            )
+            assert "NOREPLICAS Not enough good replicas to write" in str(logged[0]["error"])
+            assert [run["outcome"] for run in await _runs(session, served)] == ["pending"]
+        assert (await _redis_ready(session, served))[::2] == (200, "1.0")
+    assert stop(served) == 0
+
+
 def test_serve_refuses_a_cluster_node_in_standalone_mode(
     embedded_dir: Path, redis_cluster: RedisCluster3
 ) -> None:
@@ -112,7 +162,7 @@ def test_serve_refuses_a_cluster_node_in_standalone_mode(
     admission failed on keys spanning slots; the start says which setting to change."""
     result = serve_to_exit({**env_for(embedded_dir), "REMEDIATOR_REDIS_URL": redis_cluster.url})
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "set REMEDIATOR_REDIS_MODE=cluster" in result.stderr
+    assert "set redis.mode (REMEDIATOR_REDIS_MODE) to cluster" in result.stderr
     assert PASSWORD not in result.stdout + result.stderr
 
 
@@ -123,7 +173,7 @@ def test_serve_refuses_cluster_mode_on_one_server(embedded_dir: Path, redis_url:
     result = serve_to_exit({**env_for(embedded_dir), **env})
     assert result.returncode == 2, result.stdout + result.stderr
     assert "not in cluster mode" in result.stderr
-    assert "set REMEDIATOR_REDIS_MODE=standalone" in result.stderr
+    assert "set redis.mode (REMEDIATOR_REDIS_MODE) to standalone" in result.stderr
 
 
 def test_serve_refuses_a_sentinels_address_as_the_redis_url(
@@ -135,5 +185,5 @@ def test_serve_refuses_a_sentinels_address_as_the_redis_url(
     result = serve_to_exit({**env_for(embedded_dir), "REMEDIATOR_REDIS_URL": url})
     assert result.returncode == 2, result.stdout + result.stderr
     assert "names a Redis Sentinel" in result.stderr
-    assert "REMEDIATOR_REDIS_MODE=sentinel" in result.stderr
+    assert "set redis.mode (REMEDIATOR_REDIS_MODE) to sentinel" in result.stderr
     assert SENTINEL_PASSWORD not in result.stdout + result.stderr

@@ -14,15 +14,26 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
+
+import redis
 
 from receiver.embedded.process import free_port, redis_answers
 from receiver.embedded.redis_server import RedisProcess, find_redis_server
 from tests.support.servers import server_missing
 
-__all__ = ["ENV_URL", "RedisServer", "find_redis_server", "free_port", "redis_answers"]
+__all__ = [
+    "ENV_URL",
+    "RedisServer",
+    "find_redis_server",
+    "free_port",
+    "redis_answers",
+    "writes_need_a_replica",
+]
 
 ENV_URL = "REMEDIATOR_TEST_REDIS_URL"
 
@@ -139,3 +150,20 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@contextmanager
+def writes_need_a_replica(url: str) -> Iterator[None]:
+    """The server at ``url`` with ``min-replicas-to-write 1`` (README's advice for Sentinel and
+    Cluster) and no replica: it answers PING and reads, and refuses every write with
+    NOREPLICAS, as a master whose only replica is gone. Its setting is put back after."""
+    client = redis.Redis.from_url(url)
+    try:
+        before = str(client.config_get("min-replicas-to-write")["min-replicas-to-write"])
+        client.config_set("min-replicas-to-write", 1)
+        try:
+            yield
+        finally:
+            client.config_set("min-replicas-to-write", before)
+    finally:
+        client.close()

@@ -64,7 +64,9 @@ def refusal_behind_the_pooler(environ: dict[str, str]) -> str:
 
 def test_a_transaction_pooler_without_a_direct_url_is_refused() -> None:
     message = refusal_behind_the_pooler({})
-    assert message.startswith("REMEDIATOR_DATABASE_DIRECT_URL: required with ")
+    assert message.startswith(
+        "database.direct_url (REMEDIATOR_DATABASE_DIRECT_URL): required with "
+    )
     assert "LISTEN" in message
     assert "pw" not in message
 
@@ -79,7 +81,9 @@ def test_a_transaction_pooler_without_a_direct_url_is_refused() -> None:
 def test_pooler_settings_without_a_database_url_are_refused(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(None, {name: value})
-    assert info.value.message.startswith(f"{name}: only with REMEDIATOR_DATABASE_URL")
+    assert info.value.message.startswith(
+        f"{name}: only with database_url (REMEDIATOR_DATABASE_URL)"
+    )
 
 
 def test_saying_none_without_a_database_url_is_fine() -> None:
@@ -141,3 +145,32 @@ def test_a_direct_url_on_the_poolers_host_at_another_port_is_fine() -> None:
         "REMEDIATOR_DATABASE_DIRECT_URL": DIRECT,
     }
     assert load_settings(None, environ).transaction_pooled
+
+
+def test_a_port_of_zero_is_not_read_as_postgresqls_default() -> None:
+    """``db:0`` and ``db`` (5432) are not one address: the pooler's refusal would name the
+    wrong mistake ("names db:5432, the pooler's address") for a direct URL that is not it."""
+    environ = {
+        "REMEDIATOR_DATABASE_URL": "postgresql://remediator:pw@db/remediator",
+        "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+        "REMEDIATOR_DATABASE_DIRECT_URL": "postgresql://remediator:pw@db:0/remediator",
+    }
+    assert load_settings(None, environ).transaction_pooled
+
+
+def test_a_direct_url_missing_from_the_file_is_named_as_the_file_and_the_variable(
+    tmp_path: Path,
+) -> None:
+    """Neither was written: the message names both, not the variable alone to a user of the
+    YAML file; the pooler, written in the file, is named as written."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"database_url: {POOLED}\ndatabase:\n  pooler: pgbouncer-transaction\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, {})
+    assert info.value.message.startswith(
+        "database.direct_url (REMEDIATOR_DATABASE_DIRECT_URL): required with"
+        " database.pooler=pgbouncer-transaction: "
+    )

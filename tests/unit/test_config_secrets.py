@@ -84,7 +84,9 @@ def test_password_file_and_half_configured_basic_auth(tmp_path: Path) -> None:
     )
     assert s.webhook_password is not None
     assert s.webhook_password.get_secret_value() == "hunter2"
-    with pytest.raises(ConfigError, match=r"^REMEDIATOR_WEBHOOK_PASSWORD: basic auth needs both"):
+    with pytest.raises(
+        ConfigError, match=r"^auth\.password \(REMEDIATOR_WEBHOOK_PASSWORD\): basic auth needs both"
+    ):
         load_settings(None, {"REMEDIATOR_WEBHOOK_USERNAME": "am"})
 
 

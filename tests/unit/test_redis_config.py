@@ -87,11 +87,12 @@ def test_cluster_settings_tag_every_guard_key() -> None:
         ({"REMEDIATOR_REDIS_MODE": "sentinels"}, "REMEDIATOR_REDIS_MODE: 'sentinels' is not one"),
         (
             {"REMEDIATOR_REDIS_MODE": "sentinel", "REMEDIATOR_REDIS_SENTINEL_MASTER": "m"},
-            "REMEDIATOR_REDIS_MODE=sentinel needs REMEDIATOR_REDIS_SENTINELS",
+            "REMEDIATOR_REDIS_MODE=sentinel needs redis.sentinel.addresses"
+            " (REMEDIATOR_REDIS_SENTINELS)",
         ),
         (
             {"REMEDIATOR_REDIS_MODE": "sentinel", "REMEDIATOR_REDIS_SENTINELS": "s:26379"},
-            "needs REMEDIATOR_REDIS_SENTINEL_MASTER",
+            "needs redis.sentinel.master (REMEDIATOR_REDIS_SENTINEL_MASTER)",
         ),
         (
             {
@@ -104,11 +105,12 @@ def test_cluster_settings_tag_every_guard_key() -> None:
         ),
         (
             {"REMEDIATOR_REDIS_SENTINELS": "s:26379"},
-            "REMEDIATOR_REDIS_SENTINELS is set but REMEDIATOR_REDIS_MODE is standalone",
+            "REMEDIATOR_REDIS_SENTINELS is set but redis.mode (REMEDIATOR_REDIS_MODE) is"
+            " standalone",
         ),
         (
             {"REMEDIATOR_REDIS_MODE": "cluster"},
-            "REMEDIATOR_REDIS_MODE=cluster needs REMEDIATOR_REDIS_URL",
+            "REMEDIATOR_REDIS_MODE=cluster needs redis_url (REMEDIATOR_REDIS_URL)",
         ),
         (
             {"REMEDIATOR_REDIS_MODE": "cluster", "REMEDIATOR_REDIS_URL": "unix:///run/r.sock"},
@@ -133,7 +135,7 @@ def test_cluster_settings_tag_every_guard_key() -> None:
         ),
         (
             {"REMEDIATOR_REDIS_PASSWORD": "other-secret"},
-            "REMEDIATOR_REDIS_PASSWORD is set but REMEDIATOR_REDIS_URL is not",
+            "REMEDIATOR_REDIS_PASSWORD is set but redis_url (REMEDIATOR_REDIS_URL) is not",
         ),
         (
             {
@@ -241,6 +243,7 @@ def test_a_blank_redis_setting_is_unset(environ: dict[str, str], expected: dict[
 
 
 def test_a_blank_sentinel_master_is_missing() -> None:
+    # Written (blank) as a variable: named as written.
     with pytest.raises(ConfigError, match="sentinel needs REMEDIATOR_REDIS_SENTINEL_MASTER"):
         load_settings(
             None,
@@ -306,3 +309,16 @@ def test_a_database_that_is_no_number_is_refused(path: str) -> None:
 def test_a_database_number_is_taken() -> None:
     settings = load_settings(None, {"REMEDIATOR_REDIS_URL": "redis://r:6379/3"})
     assert settings.redis_url is not None
+
+
+def test_a_sentinel_port_of_zero_is_refused_not_read_as_the_default() -> None:
+    """``s:0`` is a port no sentinel listens on; reading it as "left out" (26379) would send the
+    service to another sentinel than the one written, in silence."""
+    environ = {
+        "REMEDIATOR_REDIS_MODE": "sentinel",
+        "REMEDIATOR_REDIS_SENTINELS": "127.0.0.1:0",
+        "REMEDIATOR_REDIS_SENTINEL_MASTER": "m",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ)
+    assert caught.value.message.startswith("REMEDIATOR_REDIS_SENTINELS: item 1: ")
