@@ -48,9 +48,12 @@ _OUTAGE_REPLIES = (
     NoPermissionError,
 )
 # The same codes as they appear in a reply, also inside a script's error ("Error running script
-# (call to f_...): @user_script:81: @user_script: 81: -READONLY ..." from Redis 6).
+# (call to f_...): @user_script:81: @user_script: 81: -READONLY ..." from Redis 6). MISCONF: a
+# server whose snapshot failed refuses writes (stop-writes-on-bgsave-error) until one succeeds;
+# redis-py has no class of its own for it.
 _OUTAGE_CODES = re.compile(
-    r"(?:^|: -?)(?:BUSY|LOADING|MASTERDOWN|NOREPLICAS|READONLY|OOM|NOPERM|TRYAGAIN|CLUSTERDOWN)\b"
+    r"(?:^|: -?)"
+    r"(?:BUSY|LOADING|MASTERDOWN|MISCONF|NOREPLICAS|READONLY|OOM|NOPERM|TRYAGAIN|CLUSTERDOWN)\b"
 )
 
 

@@ -5,9 +5,12 @@ replies."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis.asyncio
 
+from receiver.embedded.process import free_port
 from receiver.guards.policy import GuardSettings, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import NamespacePolicy
@@ -17,8 +20,9 @@ from tests.support.guards import (
     refused_by,
     request,
 )
-from tests.support.polling import eventually
+from tests.support.polling import eventually, eventually_blocking
 from tests.support.redis import RedisServer, writes_need_a_replica
+from tests.support.redis_topologies import PASSWORD, RedisNode, debian_binary
 
 pytestmark = pytest.mark.redis
 
@@ -117,3 +121,52 @@ async def test_works_with_a_decoding_client(redis_url: str) -> None:
         assert "r" in status["breakers"]
     finally:
         await client.aclose()
+
+
+async def test_a_server_that_cannot_snapshot_fails_closed_and_is_retried(tmp_path: Path) -> None:
+    """A server whose last snapshot failed refuses writes with MISCONF (its default
+    stop-writes-on-bgsave-error, with a save point) until one succeeds. That is its state, not
+    the guards' input: an admission is unavailable (the event is retried), not refused by a
+    failed script (its run failed for good), and it passes once the server can save again."""
+    port = free_port()
+    node = RedisNode(
+        "misconf",
+        port,
+        tmp_path,
+        [
+            str(debian_binary("redis-server")),
+            *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)),
+            *("--save", "3600 1", "--appendonly", "no", "--requirepass", PASSWORD),
+            # So that the test may point the snapshot at a directory nobody can write to.
+            *("--enable-protected-configs", "yes"),
+        ],
+        PASSWORD,
+    )
+    node.start()
+    sync = node.client()
+    client = redis.asyncio.Redis(port=port, password=PASSWORD)
+    try:
+        guards = Guards(client, NamespacePolicy(), GuardSettings())
+        await admit_and_release(guards, request(rule="before"))
+        sync.config_set("dir", "/proc")  # no file can be created there, not even by root
+        sync.bgsave()
+        eventually_blocking(
+            lambda: sync.info("persistence")["rdb_last_bgsave_status"] == "err",
+            what="the snapshot to fail",
+        )
+        with pytest.raises(GuardUnavailable, match="MISCONF"):
+            await guards.admit(request(rule="cannot-save"))
+        with pytest.raises(GuardUnavailable, match="MISCONF"):
+            await guards.probe()
+        sync.config_set("dir", str(tmp_path))
+        sync.bgsave()
+        eventually_blocking(
+            lambda: sync.info("persistence")["rdb_last_bgsave_status"] == "ok",
+            what="the snapshot to succeed",
+        )
+        await guards.probe()
+        await admit_and_release(guards, request(rule="cannot-save"))
+    finally:
+        await client.aclose()
+        sync.close()
+        node.stop()
