@@ -141,6 +141,7 @@ class Worker:
             poll_interval_s=poll_interval_s,
             backoff=self._backoff,
             log=self._log,
+            send_check=store.notify,
         )
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -154,6 +155,7 @@ class Worker:
         self._express: set[tuple[str, int]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.listening = self._listener.listening  # set while LISTEN is up (for tests)
+        self.listen_checked = self._listener.checked  # set once LISTEN heard the store, or not
         self.processed = 0
 
     def _event_queue(self, process: Process | LeasedProcess) -> QueueCalls:
