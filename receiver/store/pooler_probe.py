@@ -50,10 +50,14 @@ async def probe_pooler(pool: Any) -> None:
                     raise PoolerNotNamed(_message("a prepared statement vanished")) from None
                 raise
             if seen["first"] & seen["second"]:
-                raise PoolerNotNamed(_message("two connections were served by one backend"))
+                raise PoolerNotNamed(
+                    _message("two connections were served by one PostgreSQL backend")
+                )
             if len(seen["first"]) > 1 or len(seen["second"]) > 1:
-                raise PoolerNotNamed(_message("one connection was served by two backends"))
+                raise PoolerNotNamed(
+                    _message("one connection was served by two PostgreSQL backends")
+                )
 
 
 def _message(sign: str) -> str:
-    return f"database.pooler is none, but {sign}: {POOLER_FIX}"
+    return f"{sign} (database.pooler is none): {POOLER_FIX}"

@@ -171,7 +171,7 @@ class Listener:
         try:
             await send(channel, "check")
         except Exception as exc:
-            self._log.info("listen check not made: the store is out of reach", error=describe(exc))
+            self._log.info("listen check not made: the store's NOTIFY failed", error=describe(exc))
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(heard.wait(), self._check_timeout_s)
