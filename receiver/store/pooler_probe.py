@@ -22,7 +22,8 @@ __all__ = ["PROBE_ROUNDS", "PoolerNotNamed", "probe_pooler"]
 
 # Rounds of the probe: each two statements on two connections. PgBouncer hands out the server
 # connection released last (LIFO) first, so an idle pooler shows itself in the first round; the
-# others are for a pooler that other clients keep busy. Three rounds, six round trips, at start.
+# others are for a pooler that other clients keep busy. Three rounds: eight round trips at start
+# (the first use of each connection's statement prepares it, a round trip of its own).
 PROBE_ROUNDS = 3
 _BACKEND = "SELECT pg_backend_pid()"
 

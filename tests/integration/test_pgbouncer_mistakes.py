@@ -5,6 +5,7 @@ pooler under another name is warned of once its LISTEN hears nothing."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from receiver.store.errors import describe, translate
 from receiver.worker import Worker
 from tests.support.pgbouncer import PgBouncer
 from tests.support.polling import current, eventually
-from tests.support.served import env_for, serve_to_exit
+from tests.support.served import ServeFactory, env_for, serve_to_exit
 
 pytestmark = pytest.mark.postgres
 
@@ -134,3 +135,25 @@ async def test_a_direct_url_that_hears_the_store_says_nothing(
     finally:
         await store.close()
     assert _warnings(log) == []
+
+
+async def test_serve_warns_of_a_direct_url_that_reaches_the_pooler(
+    serve: ServeFactory, pgbouncer: PgBouncer, database_url: str
+) -> None:
+    """The tester's F1 as they met it: ``serve`` as the README says, ``direct_url`` the pooler
+    under another name. The log now says what it means."""
+    pooled = pgbouncer.through(database_url)
+    served = serve(
+        {
+            "REMEDIATOR_DATABASE_URL": pooled,
+            "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+            "REMEDIATOR_DATABASE_DIRECT_URL": pooled.replace("@127.0.0.1:", "@localhost:"),
+        }
+    )
+    [line] = await eventually(
+        current(lambda: [x for x in served.output if "database.direct_url" in x]),
+        what="serve's warning naming database.direct_url",
+    )
+    said = json.loads(line)
+    assert said["level"] == "warning"
+    assert "polling, every worker.poll_interval" in said["event"]
