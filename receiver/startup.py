@@ -35,7 +35,7 @@ from receiver.embedded.credentials import (
 from receiver.reloads import RuleReloads, log_rule_warnings, rules_data
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
-from receiver.store import Store, StoreUnavailable, describe
+from receiver.store import PoolerNotNamed, Store, StoreUnavailable, describe
 
 __all__ = [
     "Generated",
@@ -85,7 +85,14 @@ async def connect_store(settings: Settings, dsn: str) -> Store:
     reached or refuses (a password, a database that does not exist)."""
     source = "REMEDIATOR_DATABASE_URL" if settings.database_url else "embedded PostgreSQL"
     try:
-        return await Store.connect(dsn, transaction_pooled=settings.transaction_pooled, warm=True)
+        return await Store.connect(
+            dsn,
+            transaction_pooled=settings.transaction_pooled,
+            warm=True,
+            check_pooler=settings.database_url is not None,
+        )
+    except PoolerNotNamed as exc:
+        raise StartupError(f"{source}: {exc}") from None
     except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:
         raise not_a_dsn(source, dsn, exc) from None
     except StoreUnavailable as exc:

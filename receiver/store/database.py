@@ -37,6 +37,7 @@ from receiver.store.errors import StoreUnavailable, translate
 from receiver.store.group import GroupCommit
 from receiver.store.history_sql import HISTORY_CALL, batch_arguments
 from receiver.store.migrate import applied_versions, migrate
+from receiver.store.pooler_probe import probe_pooler
 from receiver.store.settled import SettledConnection, settle
 
 __all__ = ["WORK_CHANNEL", "Database", "connect_options"]
@@ -118,6 +119,7 @@ class Database:
         clock: Clock | None = None,
         transaction_pooled: bool = False,
         warm: bool = False,
+        check_pooler: bool = False,
     ) -> Self:
         """Open the pool and bring the schema up to date. StoreUnavailable if unreachable.
 
@@ -127,7 +129,9 @@ class Database:
         (``_warm``), so that its first alert does not (``serve``; pointless behind a transaction
         pooler, where the next transaction may be on another server connection).
         ``transaction_pooled``: ``dsn`` is a transaction pooler (``connect_options``); a
-        ``clock`` is session state, which a pooler does not keep: ValueError."""
+        ``clock`` is session state, which a pooler does not keep: ValueError.
+        ``check_pooler`` (not ``transaction_pooled``): before migrating, look for a transaction
+        pooler's sign (pooler_probe.py) and raise PoolerNotNamed when it shows (``serve``)."""
         if transaction_pooled and clock is not None:
             raise ValueError(
                 "a simulated clock is session state: connect directly, not through a pooler"
@@ -148,14 +152,16 @@ class Database:
             )
         store = cls(pool, dsn)
         store._keeps_connections = clock is None
-        if run_migrations:
-            try:
-                with translate():
+        try:
+            with translate():
+                if check_pooler and not transaction_pooled:
+                    await probe_pooler(pool)
+                if run_migrations:
                     async with pool.acquire() as conn:
                         await migrate(conn)
-            except BaseException:
-                await pool.close()
-                raise
+        except BaseException:
+            await pool.close()
+            raise
         return store
 
     async def close(self, timeout_s: float | None = None) -> bool:
@@ -238,6 +244,12 @@ class Database:
                     raise StoreUnavailable(
                         "a pool connection was handed out inside a transaction; it was closed"
                     ) from exc
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """NOTIFY ``channel`` with ``payload`` through the pool, committed (the worker's check
+        that its LISTEN connection hears what the store sends). StoreUnavailable."""
+        async with self._tx() as conn:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
 
     async def server_now(self) -> datetime:
         """The store's clock (``remediator_now()``), which leases and deadlines are measured

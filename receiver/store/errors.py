@@ -4,7 +4,8 @@ Connection-level failures (server down, refused, reset, timeouts, shutting down,
 resources) surface as ``StoreUnavailable`` so the HTTP layer can answer 503 and the worker can
 back off; every other database error is a bug and propagates unchanged. ``translate()`` draws
 that line around each database call. ``describe()`` names an error without the values of the
-statement, for logs that other senders' data must stay out of.
+statement, for logs that other senders' data must stay out of. Both name the fix for asyncpg's
+own prepared statements lost behind a transaction pooler (``pooler_statement_error``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from collections.abc import Iterator
 
 import asyncpg
 
-__all__ = ["StoreUnavailable", "describe", "is_unavailable", "translate"]
+__all__ = [
+    "POOLER_FIX",
+    "StoreUnavailable",
+    "describe",
+    "is_unavailable",
+    "pooler_statement_error",
+    "translate",
+]
 
 
 class StoreUnavailable(Exception):
@@ -29,6 +37,28 @@ _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 _READ_ONLY = "25006"
 # asyncpg reports use of a connection or pool that went away under it as a plain InterfaceError.
 _GONE = ("closed", "closing", "lost")
+
+# What a prepared statement of asyncpg's that vanished (26000: does not exist) or clashed with
+# another client's (42P05: already exists) means: its connection's transactions run on several
+# server connections, a transaction pooler's doing (README, "PgBouncer").
+_POOLER_STATES = ("26000", "42P05")
+_ASYNCPG_STATEMENT = "__asyncpg_stmt_"
+POOLER_FIX = (
+    "the database is behind a transaction pooler: set database.pooler: pgbouncer-transaction"
+    " (REMEDIATOR_DATABASE_POOLER) and database.direct_url (REMEDIATOR_DATABASE_DIRECT_URL),"
+    " then restart; asyncpg's prepared statements do not survive from one transaction to the"
+    " next on it"
+)
+
+
+def pooler_statement_error(exc: BaseException) -> bool:
+    """True when PostgreSQL says one of asyncpg's own prepared statements does not exist or
+    already exists: a transaction pooler ran the connection's transactions on different server
+    connections while asyncpg's statement cache was on. Only asyncpg's names (``__asyncpg_stmt_``)
+    count; the message is read here and never logged (it may quote arguments)."""
+    if not isinstance(exc, asyncpg.PostgresError) or exc.sqlstate not in _POOLER_STATES:
+        return False
+    return _ASYNCPG_STATEMENT in str(exc)
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -49,19 +79,23 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """The error's type, and its SQLSTATE when PostgreSQL raised it; never its message.
+    """The error's type, and its SQLSTATE when PostgreSQL raised it; never its message. For a
+    prepared statement lost behind a transaction pooler, also the fix (``POOLER_FIX``).
 
     asyncpg's messages may quote the statement's arguments ("invalid input for query argument
     $5: [...]"), which for a group commit are other senders' alerts.
     """
     state = getattr(exc, "sqlstate", None)
     name = type(exc).__name__
-    return f"{name} (SQLSTATE {state})" if isinstance(state, str) and state else name
+    named = f"{name} (SQLSTATE {state})" if isinstance(state, str) and state else name
+    return f"{named}: {POOLER_FIX}" if pooler_statement_error(exc) else named
 
 
 @contextlib.contextmanager
 def translate() -> Iterator[None]:
-    """Re-raise connection failures inside the block as StoreUnavailable; others unchanged."""
+    """Re-raise connection failures inside the block as StoreUnavailable; others unchanged,
+    but a prepared statement lost behind a transaction pooler gets ``POOLER_FIX`` as a note
+    (shown with its traceback), so that a logged exception names the setting."""
     try:
         yield
     except StoreUnavailable:
@@ -69,4 +103,6 @@ def translate() -> Iterator[None]:
     except Exception as exc:
         if is_unavailable(exc):
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if pooler_statement_error(exc) and POOLER_FIX not in getattr(exc, "__notes__", ()):
+            exc.add_note(POOLER_FIX)
         raise

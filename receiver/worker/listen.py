@@ -5,13 +5,21 @@ at once; each time the connection is made again the worker is told to look for w
 was sent while it was down is lost. Unreachable (``database.direct_url``'s server behind
 PgBouncer, say), work is found by the worker's poll meanwhile, and a warning says so at most
 once a minute.
+
+Once, on the first connection made, the listener checks that it hears what the store sends: it
+LISTENs on a channel of its own, the store NOTIFYs it through its pool (``database_url``), and
+when nothing arrives within ``LISTEN_CHECK_S`` a warning names ``database.direct_url``: a LISTEN
+through a transaction pooler (the pooler under another name than ``database_url`` gives it, which
+the settings' check cannot see) or on another server hears none of the store's NOTIFYs, and work
+is found only by polling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -20,7 +28,14 @@ from receiver.log_limits import Throttle
 from receiver.store import WORK_CHANNEL, describe, is_unavailable
 from receiver.worker.attempt import Backoff
 
-__all__ = ["LISTEN_COMMAND_TIMEOUT_S", "LISTEN_WARNING_EVERY_S", "Listener", "Notify"]
+__all__ = [
+    "LISTEN_CHECK_S",
+    "LISTEN_COMMAND_TIMEOUT_S",
+    "LISTEN_WARNING_EVERY_S",
+    "Listener",
+    "Notify",
+    "SendNotify",
+]
 
 # At most one "listen connection failed" warning per this many seconds (a PostgreSQL outage
 # retries every few seconds, each replica; the warnings held back are counted).
@@ -33,8 +48,14 @@ LISTEN_WARNING_EVERY_S = 60.0
 # waiting on it too. Past it, the connection is dropped and made again.
 LISTEN_COMMAND_TIMEOUT_S = 5.0
 
+# How long the start-up check waits for its NOTIFY to arrive (seconds). It arrives in a few
+# milliseconds on a direct connection (one round trip after the commit); a lost one never does.
+LISTEN_CHECK_S = 2.0
+
 # asyncpg's listener callback: (connection, sender's pid, channel, payload).
 Notify = Callable[[Any, int, str, str], None]
+# Sends (channel, payload) as a NOTIFY through the store's pool (``Store.notify``).
+SendNotify = Callable[[str, str], Awaitable[None]]
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
@@ -45,7 +66,9 @@ class Listener:
     """LISTEN on ``dsn`` until stopped: ``on_notify`` for every NOTIFY, ``on_connected()`` each
     time the connection is (re)made. ``listening`` is set while it is up (tests wait on it).
     A probe every ``min(15, poll_interval_s)`` seconds finds a half-open connection; each
-    statement waits at most ``command_timeout_s`` seconds for its answer."""
+    statement waits at most ``command_timeout_s`` seconds for its answer. ``send_check``: the
+    store's NOTIFY, for the check that the first connection hears it (``checked`` is set once
+    it was made, heard or not)."""
 
     def __init__(
         self,
@@ -57,8 +80,13 @@ class Listener:
         backoff: Backoff,
         log: Any,
         command_timeout_s: float = LISTEN_COMMAND_TIMEOUT_S,
+        send_check: SendNotify | None = None,
+        check_timeout_s: float = LISTEN_CHECK_S,
     ) -> None:
         self._dsn = dsn
+        self._send_check = send_check
+        self._check_timeout_s = check_timeout_s
+        self.checked = asyncio.Event()
         self._command_timeout_s = command_timeout_s
         self._on_notify = on_notify
         self._on_connected = on_connected
@@ -85,6 +113,8 @@ class Listener:
                 self.listening.set()
                 failures = 0
                 self._on_connected()  # notifications sent while we were not listening are lost
+                if self._send_check is not None and not self.checked.is_set():
+                    await self._check(conn, self._send_check)
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), min(15.0, self._poll_interval_s))
@@ -126,3 +156,35 @@ class Listener:
                         retry_in_s=round(delay, 1),
                     )
                 await asyncio.sleep(delay)
+
+    async def _check(self, conn: Any, send: SendNotify) -> None:
+        """NOTIFY a channel of this connection's own through the store and wait up to
+        ``check_timeout_s`` for it here; warn when it does not come. A store out of reach
+        leaves the check for the next connection; the connection's own failures propagate."""
+        channel = f"remediator_listen_check_{secrets.token_hex(6)}"
+        heard = asyncio.Event()
+
+        def arrived(*_args: object) -> None:
+            heard.set()
+
+        await conn.add_listener(channel, arrived)
+        try:
+            await send(channel, "check")
+        except Exception as exc:
+            self._log.info("listen check not made: the store's NOTIFY failed", error=describe(exc))
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(heard.wait(), self._check_timeout_s)
+            self.checked.set()
+            if not heard.is_set():
+                self._log.warning(
+                    "the listen connection did not hear a NOTIFY the store sent through"
+                    " database_url: database.direct_url (database_url when unset) does not"
+                    " reach the same PostgreSQL directly (a pooler under another host name or"
+                    " address?); new work is found only by polling, every worker.poll_interval",
+                    waited_s=self._check_timeout_s,
+                    poll_interval_s=self._poll_interval_s,
+                )
+        # Not in a finally: a failed or cancelled connection is closed by run(), and an UNLISTEN
+        # on it would hold a stop up for its command timeout.
+        await conn.remove_listener(channel, arrived)

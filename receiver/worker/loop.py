@@ -133,7 +133,6 @@ class Worker:
         self._queues = [self._event_queue(process)]
         if process_job is not None:
             self._queues.append(self._job_queue(process_job))
-
         self._listener = Listener(
             listen_dsn if listen_dsn is not None else store.dsn,
             self._on_notify,
@@ -141,19 +140,20 @@ class Worker:
             poll_interval_s=poll_interval_s,
             backoff=self._backoff,
             log=self._log,
+            send_check=store.notify,
         )
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()  # set with _stopping: ends a backoff's wait at once
         self._in_flight: dict[tuple[str, int], asyncio.Task[None]] = {}
-        # The lanes of the events in progress; the lanes intake's NOTIFYs named since the last
-        # express claim; the express claim in progress, if any (express.py).
+        # Lanes in progress; NOTIFYs' lanes since the last express claim; its items (express.py).
         self._lanes: dict[tuple[str, int], str] = {}
         self._hinted: set[str] = set()
         self._express: set[tuple[str, int]] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self.listening = self._listener.listening  # set while LISTEN is up (for tests)
+        # For tests: set while LISTEN is up; set once it checked that it hears the store.
+        self.listening, self.listen_checked = self._listener.listening, self._listener.checked
         self.processed = 0
 
     def _event_queue(self, process: Process | LeasedProcess) -> QueueCalls:

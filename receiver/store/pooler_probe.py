@@ -1,0 +1,64 @@
+"""Whether ``database_url`` is a transaction pooler that ``database.pooler`` does not name.
+
+Behind PgBouncer in ``pool_mode = transaction`` with ``database.pooler: none`` asyncpg's
+prepared statements vanish between transactions (SQLSTATE 26000) or clash with another
+client's (42P05), and the worker's LISTEN is lost: work is stored and then left claimed
+(README, "PgBouncer"). The sign looked for here is certain when seen: a PostgreSQL backend
+serves one client connection only, for as long as it is open, directly or through a session
+pooler; two open client connections answered by the same backend, or one answered by two, are
+a transaction pooler's doing. Not seeing it proves nothing (the pooler may have had other server
+connections to hand out): the errors then name the fix when they come (errors.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from receiver.store.errors import POOLER_FIX, pooler_statement_error
+
+__all__ = ["PROBE_ROUNDS", "PoolerNotNamed", "probe_pooler"]
+
+# Rounds of the probe: each two statements on two connections. PgBouncer hands out the server
+# connection released last (LIFO) first, so an idle pooler shows itself in the first round; the
+# others are for a pooler that other clients keep busy. Three rounds: eight round trips at start
+# (the first use of each connection's statement prepares it, a round trip of its own).
+PROBE_ROUNDS = 3
+_BACKEND = "SELECT pg_backend_pid()"
+
+
+class PoolerNotNamed(Exception):
+    """``database_url`` is a transaction pooler but ``database.pooler`` is ``none``: the
+    message names the settings to change."""
+
+
+async def probe_pooler(pool: Any) -> None:
+    """Raise PoolerNotNamed when two of ``pool``'s connections (an asyncpg pool with the
+    statement cache on) show a transaction pooler's sign; return otherwise. Connection failures
+    propagate as asyncpg raises them (the caller translates them)."""
+    async with pool.acquire() as first, pool.acquire() as second:
+        seen: dict[str, set[int]] = {"first": set(), "second": set()}
+        for _ in range(PROBE_ROUNDS):
+            try:
+                # Each ends its implicit transaction, which a transaction pooler takes as the
+                # moment to put the server connection back; the second takes it next (LIFO).
+                seen["first"].add(await first.fetchval(_BACKEND))
+                seen["second"].add(await second.fetchval(_BACKEND))
+            except asyncpg.PostgresError as exc:
+                # The cached statement of a round before met another server connection.
+                if pooler_statement_error(exc):
+                    raise PoolerNotNamed(_message("a prepared statement vanished")) from None
+                raise
+            if seen["first"] & seen["second"]:
+                raise PoolerNotNamed(
+                    _message("two connections were served by one PostgreSQL backend")
+                )
+            if len(seen["first"]) > 1 or len(seen["second"]) > 1:
+                raise PoolerNotNamed(
+                    _message("one connection was served by two PostgreSQL backends")
+                )
+
+
+def _message(sign: str) -> str:
+    return f"{sign} (database.pooler is none): {POOLER_FIX}"
