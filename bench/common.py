@@ -129,6 +129,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> tuple[int, ...]:
+    """The machine's CPU time so far, every core and process summed, in clock ticks by kind:
+    user, nice, system, idle, iowait, irq, softirq, steal (/proc/stat's first line)."""
+    return tuple(int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+
+
+def where_the_cores_went(ticks: tuple[int, ...], ours_s: float) -> str:
+    """Shares of the machine's CPU time over an interval (``ticks``: the difference of two
+    ``machine_ticks``), with ``ours_s`` CPU seconds of it the bench's own processes': what
+    they used, what other processes used, and what was left idle, waiting on the disk, or
+    taken by the hypervisor (steal). A drain slower at the same CPU per event shows here as
+    idle (its events waited on each other), as others' work, or as steal."""
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks
+    total = sum(ticks) or 1
+    ours = ours_s * os.sysconf("SC_CLK_TCK")
+    busy = user + nice + system + irq + softirq
+    return (
+        f"this bench's processes {ours / total:.0%}, other processes "
+        f"{max(0.0, busy - ours) / total:.0%}, idle {idle / total:.0%}, waiting on the disk "
+        f"{iowait / total:.0%}, steal {steal / total:.0%}"
+    )
+
+
 def children(pid: int) -> list[int]:
     """The live children of ``pid`` (every thread's, from /proc/PID/task/*/children)."""
     found: list[int] = []

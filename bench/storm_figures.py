@@ -20,9 +20,11 @@ from bench.common import (
     against,
     cpu_seconds,
     machine,
+    machine_ticks,
     percentile,
     tree_cpu_seconds,
     tree_peak_rss_mb,
+    where_the_cores_went,
 )
 from bench.storm_sql import ACTED, ANALYSED, DEPTH, STATEMENTS, STORED, WAL, XACTS
 
@@ -212,6 +214,7 @@ class Usage:
     postgres: float
     redis: float
     client: float
+    machine: tuple[int, ...]  # machine_ticks
 
     @classmethod
     def now(cls, service_pid: int, postmaster: int, monitor_backend: int, redis: int) -> Usage:
@@ -220,6 +223,7 @@ class Usage:
             tree_cpu_seconds(postmaster) - cpu_seconds(monitor_backend),
             cpu_seconds(redis),
             cpu_seconds(os.getpid()),
+            machine_ticks(),
         )
 
     def since(self, service_pid: int, postmaster: int, monitor_backend: int, redis: int) -> Usage:
@@ -230,6 +234,7 @@ class Usage:
             now.postgres - self.postgres,
             now.redis - self.redis,
             now.client - self.client,
+            tuple(a - b for a, b in zip(now.machine, self.machine, strict=True)),
         )
 
 
@@ -361,6 +366,8 @@ async def report(
         f"{1e6 * used.postgres / per:.0f} us (this bench's postmaster and its children only), "
         f"Redis {1e6 * used.redis / per:.0f} us, bench client {1e6 * used.client / per:.0f} us"
     )
+    ours = used.service + used.postgres + used.redis + used.client
+    print(f"the cores meanwhile (/proc/stat): {where_the_cores_went(used.machine, ours)}")
     print(
         f"peak memory: service {service_mb:.0f} MB RSS (its processes' peaks summed), "
         f"{service_pss_mb:.0f} MB PSS; PostgreSQL {postgres_peak_mb:.0f} MB PSS (PSS: shared "

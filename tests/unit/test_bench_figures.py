@@ -17,10 +17,12 @@ from bench.common import (
     cpu_seconds,
     describe_machine,
     flush_latency_ms,
+    machine_ticks,
     median,
     percentile,
     tree,
     tree_cpu_seconds,
+    where_the_cores_went,
 )
 from bench.storm_figures import Acted, acted, poll_interval_s
 
@@ -160,3 +162,17 @@ def test_the_flush_probe_times_each_write_and_leaves_nothing(tmp_path: Path) -> 
     p50, p99 = flush_latency_ms(tmp_path, count=20, size=4096)
     assert 0 < p50 <= p99
     assert list(tmp_path.iterdir()) == []
+
+
+def test_where_the_cores_went_splits_the_machine_by_who_used_it() -> None:
+    # 1,000 ticks over the interval: 600 busy (100 of them system), 300 idle, 50 on the disk,
+    # 50 stolen; the bench's processes used 4 of them, in seconds at the kernel's tick rate.
+    hz = os.sysconf("SC_CLK_TCK")
+    line = where_the_cores_went((480, 20, 90, 300, 50, 5, 5, 50), 400 / hz)
+    assert line == (
+        "this bench's processes 40%, other processes 20%, idle 30%, waiting on the disk 5%,"
+        " steal 5%"
+    )
+    now = machine_ticks()
+    assert len(now) == 8
+    assert all(a <= b for a, b in zip(now, machine_ticks(), strict=True))
