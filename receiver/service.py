@@ -36,6 +36,7 @@ from receiver.review.loader import Review
 from receiver.review.sessions import Sessions
 from receiver.rules.errors import RuleError
 from receiver.rules.loader import RuleWatcher
+from receiver.single_flight import SingleFlight
 from receiver.startup import (
     Generated,
     RuleReloads,
@@ -138,14 +139,18 @@ async def run_service(
             settle=pipeline.settled_at_intake,
             first=intake_first(pipeline.priority, metrics),
         )
+        # Each check one at a time, shared by every /readyz and scrape that asks meanwhile:
+        # both are open to anyone, and a flood of them used up the guards' Redis connections.
         health = HealthChecks(
-            store=_check(
-                functools.partial(store.ping, settings.readiness_timeout_seconds),
-                embedded,
-                "PostgreSQL",
+            store=SingleFlight(
+                _check(
+                    functools.partial(store.ping, settings.readiness_timeout_seconds),
+                    embedded,
+                    "PostgreSQL",
+                )
             ),
-            redis=_check(guards.probe, embedded, "Redis"),
-            kubernetes=_kube_check(kube, dry_run),
+            redis=SingleFlight(_check(guards.probe, embedded, "Redis")),
+            kubernetes=SingleFlight(_kube_check(kube, dry_run)),
         )
         # What the routes read and write goes through this view: each call answers within the
         # bound, a 503 when the store is down or frozen (receiver.store.bounded).

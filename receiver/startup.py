@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from pydantic import SecretStr
 
-from receiver.config import ConfigError, Settings
+from receiver.config import ConfigError, Settings, named
 from receiver.config.inline import url_origin
 from receiver.config.redact import redacted, unreadable
 from receiver.embedded.credentials import (
@@ -83,7 +83,7 @@ async def connect_store(settings: Settings, dsn: str) -> Store:
 
     Raises ConfigError for a DSN asyncpg cannot read, StartupError when PostgreSQL cannot be
     reached or refuses (a password, a database that does not exist)."""
-    source = "REMEDIATOR_DATABASE_URL" if settings.database_url else "embedded PostgreSQL"
+    source = named("database_url") if settings.database_url else "embedded PostgreSQL"
     try:
         return await Store.connect(
             dsn,
@@ -145,10 +145,10 @@ def require_authentication(settings: Settings) -> None:
     external = settings.database_url is not None and settings.redis_external
     if external and not settings.auth_configured and not settings.allow_unauthenticated:
         raise ConfigError(
-            "REMEDIATOR_WEBHOOK_TOKEN_FILE: no webhook authentication is configured; set a "
-            "bearer token (REMEDIATOR_WEBHOOK_TOKEN_FILE) or basic auth "
-            "(REMEDIATOR_WEBHOOK_USERNAME and REMEDIATOR_WEBHOOK_PASSWORD_FILE), or "
-            "REMEDIATOR_ALLOW_UNAUTHENTICATED=true on a network you trust"
+            f"{named('webhook_token_file')}: no webhook authentication is configured; set a "
+            f"bearer token ({named('webhook_token_file')}) or basic auth "
+            f"({named('webhook_username')} and {named('webhook_password_file')}), or "
+            f"{named('allow_unauthenticated')} true on a network you trust"
         )
 
 

@@ -11,7 +11,14 @@ from receiver.config.settings import (
     Settings,
     parse_size,
 )
-from receiver.config.sources import ENV_PREFIX, KEYS, Key, kube_credentials_present, load_settings
+from receiver.config.sources import (
+    ENV_PREFIX,
+    KEYS,
+    Key,
+    kube_credentials_present,
+    load_settings,
+    named,
+)
 
 __all__ = [
     "ENV_PREFIX",
@@ -25,5 +32,6 @@ __all__ = [
     "connect_host",
     "kube_credentials_present",
     "load_settings",
+    "named",
     "parse_size",
 ]

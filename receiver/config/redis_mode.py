@@ -99,10 +99,12 @@ def split_address(item: str) -> tuple[str, int]:
         port = parts.port
     except ValueError:  # not digits, or past 65535
         port = 0
-    if port == 0:
-        # Port 0 is no sentinel's: read as "left out", it sent the service to 26379 in silence.
+    # Port 0, or a colon with nothing after it (``host:``), is no sentinel's: read as "left
+    # out", each sent the service to 26379 in silence.
+    if port == 0 or (port is None and item.rstrip().endswith(":")):
+        example = f"[{host}]:26379" if ":" in host else f"{host}:26379"
         raise ValueError(
-            f"host {host!r}: the port is not a number from 1 to 65535 (e.g. {host}:26379)"
+            f"host {host!r}: the port is not a number from 1 to 65535 (e.g. {example})"
         )
     return host, DEFAULT_SENTINEL_PORT if port is None else port
 

@@ -35,6 +35,7 @@ __all__ = [
     "Key",
     "kube_credentials_present",
     "load_settings",
+    "named",
     "read_file",
     "read_secret",
     "secret_files",
@@ -199,6 +200,13 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return _resolve_secrets(settings, source)
+
+
+def named(field: str) -> str:
+    """How a message names the setting ``field`` when it cannot tell how the user gave it:
+    its YAML key and its variable, ``database_url (REMEDIATOR_DATABASE_URL)``. KeyError for a
+    field that is no setting."""
+    return _BY_FIELD[field].named
 
 
 def _name(source: Mapping[str, str], field: str) -> str:

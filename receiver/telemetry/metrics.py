@@ -16,6 +16,7 @@ from prometheus_client.metrics_core import Metric
 
 from receiver.deadlines import answer_within
 from receiver.metrics_merge import KeptCounts, Reading, merged
+from receiver.single_flight import SingleFlight
 from receiver.telemetry.families import Families
 
 __all__ = ["Metrics"]
@@ -32,6 +33,9 @@ class Metrics(Families):
         # The other worker processes' counters and histograms, as read at the last scrape.
         self._others: list[list[Metric]] = []
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
+        # One refresh at a time, shared by the scrapes that come meanwhile: /metrics is open,
+        # and each refresh reads the store, the guards and every readiness check.
+        self._refresh_once = SingleFlight(self._refresh_all)
         # Both HTTP children per (route, method, code), looked up once (``http_request``).
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -189,8 +193,11 @@ class Metrics(Families):
         value. Together, so a scrape takes the longest one's time: one after another, three
         store reads bounded at 5 s each and the readiness checks made a scrape on a frozen
         store take 17 s, past Prometheus's default 10 s scrape timeout, and the whole scrape
-        failed in the outage it should report."""
+        failed in the outage it should report. A scrape that comes while a refresh is on its
+        way waits for that one (``SingleFlight``) instead of starting another."""
+        await self._refresh_once()
 
+    async def _refresh_all(self) -> None:
         async def one(refresher: Callable[[], Awaitable[None]]) -> None:
             # A scrape must not fail because the store is down.
             with contextlib.suppress(Exception):

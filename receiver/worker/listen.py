@@ -6,12 +6,14 @@ was sent while it was down is lost. Unreachable (``database.direct_url``'s serve
 PgBouncer, say), work is found by the worker's poll meanwhile, and a warning says so at most
 once a minute.
 
-Once, on the first connection made, the listener checks that it hears what the store sends: it
-LISTENs on a channel of its own, the store NOTIFYs it through its pool (``database_url``), and
-when nothing arrives within ``LISTEN_CHECK_S`` a warning names ``database.direct_url``: a LISTEN
-through a transaction pooler (the pooler under another name than ``database_url`` gives it, which
-the settings' check cannot see) or on another server hears none of the store's NOTIFYs, and work
-is found only by polling.
+On each connection made, the listener checks that it hears what the store sends: it LISTENs on
+a channel of its own, the store NOTIFYs it through its pool (``database_url``), and when nothing
+arrives within ``LISTEN_CHECK_S`` a warning names ``database.direct_url``: a LISTEN through a
+transaction pooler (the pooler under another name than ``database_url`` gives it, which the
+settings' check cannot see) or on another server hears none of the store's NOTIFYs, and work is
+found only by polling. Each connection, not the first only: after a failover the same name may
+lead elsewhere. A NOTIFY the store cannot send within that time (its pool busy) leaves the
+check for the next connection, and the listener to its work.
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ class Listener:
     time the connection is (re)made. ``listening`` is set while it is up (tests wait on it).
     A probe every ``min(15, poll_interval_s)`` seconds finds a half-open connection; each
     statement waits at most ``command_timeout_s`` seconds for its answer. ``send_check``: the
-    store's NOTIFY, for the check that the first connection hears it (``checked`` is set once
-    it was made, heard or not)."""
+    store's NOTIFY, for the check that each connection hears it (``checked`` is set once one
+    was made, heard or not)."""
 
     def __init__(
         self,
@@ -113,7 +115,7 @@ class Listener:
                 self.listening.set()
                 failures = 0
                 self._on_connected()  # notifications sent while we were not listening are lost
-                if self._send_check is not None and not self.checked.is_set():
+                if self._send_check is not None:
                     await self._check(conn, self._send_check)
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -169,7 +171,8 @@ class Listener:
 
         await conn.add_listener(channel, arrived)
         try:
-            await send(channel, "check")
+            # Bounded: the pool's connections may all be taken, and the listener waits here.
+            await asyncio.wait_for(send(channel, "check"), self._check_timeout_s)
         except Exception as exc:
             self._log.info("listen check not made: the store's NOTIFY failed", error=describe(exc))
         else:

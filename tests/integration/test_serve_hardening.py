@@ -85,7 +85,8 @@ _UNREACHABLE = {
         pytest.param(
             _UNREACHABLE,
             1,
-            "error: REMEDIATOR_DATABASE_URL: cannot reach PostgreSQL at 127.0.0.1:1/orders: ",
+            "error: database_url (REMEDIATOR_DATABASE_URL): cannot reach PostgreSQL at"
+            " 127.0.0.1:1/orders: ",
             id="database-unreachable",
         ),
         pytest.param(
@@ -163,7 +164,8 @@ def test_a_database_that_never_answers_is_named_as_such(embedded_dir: Path) -> N
         result = serve_to_exit({**env_for(embedded_dir), **env})
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines()[-1] == (
-        f"error: REMEDIATOR_DATABASE_URL: cannot reach PostgreSQL at 127.0.0.1:{port}/x: "
+        f"error: database_url (REMEDIATOR_DATABASE_URL): cannot reach PostgreSQL at"
+        f" 127.0.0.1:{port}/x: "
         "TimeoutError: no answer in time"
     )
 

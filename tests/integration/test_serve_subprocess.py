@@ -149,6 +149,9 @@ def test_serve_refuses_to_start_open_and_says_how_to_fix_it(tmp_path: Path) -> N
     proc = serve_to_exit(env, timeout_s=60)
     assert proc.returncode == 2
     assert "no webhook authentication is configured" in proc.stderr
+    # Named as a user of the YAML file or of the variables would write it.
+    assert "auth.token_file (REMEDIATOR_WEBHOOK_TOKEN_FILE)" in proc.stderr
+    assert "auth.allow_unauthenticated (REMEDIATOR_ALLOW_UNAUTHENTICATED) true" in proc.stderr
 
 
 async def test_serve_with_the_default_relative_data_dir_as_make_run_does(

@@ -322,3 +322,23 @@ def test_a_sentinel_port_of_zero_is_refused_not_read_as_the_default() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(None, environ)
     assert caught.value.message.startswith("REMEDIATOR_REDIS_SENTINELS: item 1: ")
+
+
+@pytest.mark.parametrize(
+    ("address", "example"),
+    [("s:", "s:26379"), ("[::1]:", "[::1]:26379"), ("[::1]:0", "[::1]:26379")],
+)
+def test_a_sentinel_port_left_empty_is_refused_with_an_example_that_parses(
+    address: str, example: str
+) -> None:
+    """``s:`` (a colon and no port) was read as "left out" (26379), as port 0 was; an IPv6
+    host's example is written in brackets, as it must be to parse."""
+    environ = {
+        "REMEDIATOR_REDIS_MODE": "sentinel",
+        "REMEDIATOR_REDIS_SENTINELS": address,
+        "REMEDIATOR_REDIS_SENTINEL_MASTER": "m",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ)
+    assert caught.value.message.startswith("REMEDIATOR_REDIS_SENTINELS: item 1: ")
+    assert f"(e.g. {example})" in caught.value.message
