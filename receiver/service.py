@@ -141,16 +141,16 @@ async def run_service(
         )
         # Each check one at a time, shared by every /readyz and scrape that asks meanwhile:
         # both are open to anyone, and a flood of them used up the guards' Redis connections.
+        # Each bounded by the readiness timeout, which each caller's own bound no longer
+        # enforces on a shared check (the Kubernetes client's has no limit of its own).
+        ready_s = settings.readiness_timeout_seconds
         health = HealthChecks(
             store=SingleFlight(
-                _check(
-                    functools.partial(store.ping, settings.readiness_timeout_seconds),
-                    embedded,
-                    "PostgreSQL",
-                )
+                _check(functools.partial(store.ping, ready_s), embedded, "PostgreSQL"),
+                timeout_s=ready_s,
             ),
-            redis=SingleFlight(_check(guards.probe, embedded, "Redis")),
-            kubernetes=SingleFlight(_kube_check(kube, dry_run)),
+            redis=SingleFlight(_check(guards.probe, embedded, "Redis"), timeout_s=ready_s),
+            kubernetes=SingleFlight(_kube_check(kube, dry_run), timeout_s=ready_s),
         )
         # What the routes read and write goes through this view: each call answers within the
         # bound, a 503 when the store is down or frozen (receiver.store.bounded).

@@ -31,23 +31,34 @@ class SingleFlight(Generic[_T]):
     is wrong with one component, the same for every caller).
 
     A caller that gives up (a timeout, a client gone) stops waiting; the call goes on for the
-    others (``asyncio.shield``), bounded by what ``make`` bounds itself with (each check has its
-    own timeout), and the next caller after it ends starts a fresh one. Used from one event
-    loop."""
+    others (``asyncio.shield``), for at most ``timeout_s`` seconds when given (then it is
+    cancelled, and its callers get TimeoutError), and the next caller after it ends starts a
+    fresh one. Give a ``timeout_s`` to a call that may not bound itself: before the sharing,
+    each caller's own timeout cancelled its own call, and a shared call that never ends (a
+    Kubernetes API connection gone silent: its client waits without limit) would be joined by
+    every later caller, for good. Used from one event loop."""
 
-    def __init__(self, make: Callable[[], Awaitable[_T]]) -> None:
+    def __init__(
+        self, make: Callable[[], Awaitable[_T]], *, timeout_s: float | None = None
+    ) -> None:
         self._make = make
+        self._timeout_s = timeout_s
         self._on_its_way: asyncio.Future[_T] | None = None
         self.calls = 0  # calls made (tests)
 
     async def __call__(self) -> _T:
         if self._on_its_way is None or self._on_its_way.done():
             self.calls += 1
-            self._on_its_way = asyncio.ensure_future(self._make())
+            self._on_its_way = asyncio.ensure_future(self._bounded())
             # Retrieved here, so that an exception nobody waited for (every caller gave up)
             # is not logged as "never retrieved" when the task is collected.
             self._on_its_way.add_done_callback(_retrieve)
         return await asyncio.shield(self._on_its_way)
+
+    async def _bounded(self) -> _T:
+        if self._timeout_s is None:
+            return await self._make()
+        return await asyncio.wait_for(self._make(), self._timeout_s)
 
 
 def _retrieve(done: asyncio.Future[Any]) -> None:

@@ -77,3 +77,17 @@ async def test_a_call_everyone_gave_up_on_still_ends_and_the_next_is_fresh() -> 
     assert await shared() == 1  # asked before it ended: its answer
     assert await shared() == 2  # asked after: a call of its own
     assert call.made == 2
+
+
+async def test_a_shared_call_that_never_ends_is_cut_at_its_bound_and_the_next_is_fresh() -> None:
+    # Before the bound, a call that hung (a silent connection, a client without a timeout of
+    # its own) was joined by every later caller for good.
+    call = _Gated()
+    shared = SingleFlight(call, timeout_s=0.05)
+    with pytest.raises(TimeoutError):
+        await shared()
+    with pytest.raises(TimeoutError):
+        await shared()
+    assert call.made == 2  # each a call of its own, not the first one joined again
+    call.gate.set()
+    assert await shared() == 3
