@@ -50,9 +50,13 @@ async def test_listen_connection_is_reestablished(
     probe = LoopProbe(store, worker, monkeypatch)
     await worker.start()
     await asyncio.wait_for(worker.listening.wait(), 10)
+    # The connection's last statement is its listen check's (LISTEN, then UNLISTEN, of a
+    # channel of its own) once that is made: wait for it, and find either.
+    await asyncio.wait_for(worker.listen_checked.wait(), 10)
     conn = await asyncpg.connect(database_url)
     listeners = """SELECT pid FROM pg_stat_activity
-                   WHERE datname = current_database() AND query LIKE 'LISTEN%'"""
+                   WHERE datname = current_database()
+                     AND (query LIKE 'LISTEN%' OR query LIKE 'UNLISTEN%')"""
     try:
         [old] = [r["pid"] for r in await conn.fetch(listeners)]
         assert await conn.fetchval("SELECT pg_terminate_backend($1)", old)
