@@ -159,7 +159,7 @@ async def assemble(
 
     ``rules``: from ``load_rules``. Raises StartupError or ConfigError (the store unreachable,
     Redis of another mode than ``redis.mode``, a client the rules need that does not answer)."""
-    store = await connect_store(settings, endpoints.database_url)
+    store = await connect_store(settings, endpoints.database_url, check_pooler=not started_by_serve)
     store.late_delivery_window_s = settings.late_delivery_window_seconds
     redis = connect_redis(settings, endpoints.redis_url)
     if not started_by_serve:

@@ -77,9 +77,11 @@ def _where(url: str) -> str:
     return f"{host}{parts.path}"
 
 
-async def connect_store(settings: Settings, dsn: str) -> Store:
+async def connect_store(settings: Settings, dsn: str, *, check_pooler: bool = True) -> Store:
     """The store at ``dsn`` (the configured one, else the embedded server's), migrated; each
     connection its pool opens makes the history read's plan at once (``Store.connect(warm=)``).
+    ``check_pooler``: look for a transaction pooler ``database.pooler`` does not name, on a
+    configured ``database_url`` (False in a worker process: ``serve`` looked before starting it).
 
     Raises ConfigError for a DSN asyncpg cannot read, StartupError when PostgreSQL cannot be
     reached or refuses (a password, a database that does not exist)."""
@@ -89,7 +91,7 @@ async def connect_store(settings: Settings, dsn: str) -> Store:
             dsn,
             transaction_pooled=settings.transaction_pooled,
             warm=True,
-            check_pooler=settings.database_url is not None,
+            check_pooler=check_pooler and settings.database_url is not None,
         )
     except PoolerNotNamed as exc:
         raise StartupError(f"{source}: {exc}") from None

@@ -50,7 +50,7 @@ LISTEN_WARNING_EVERY_S = 60.0
 # waiting on it too. Past it, the connection is dropped and made again.
 LISTEN_COMMAND_TIMEOUT_S = 5.0
 
-# How long the start-up check waits for its NOTIFY to arrive (seconds). It arrives in a few
+# How long each connection's check waits for its NOTIFY to arrive (seconds). It arrives in a few
 # milliseconds on a direct connection (one round trip after the commit); a lost one never does.
 LISTEN_CHECK_S = 2.0
 
@@ -60,8 +60,9 @@ Notify = Callable[[Any, int, str, str], None]
 SendNotify = Callable[[str, str], Awaitable[None]]
 
 
-def _setter(event: asyncio.Event) -> Callable[[object], None]:
-    return lambda _conn: event.set()
+def _setter(event: asyncio.Event) -> Callable[..., None]:
+    """A callback of asyncpg's (a termination listener, a NOTIFY listener) that sets ``event``."""
+    return lambda *_args: event.set()
 
 
 class Listener:
@@ -165,10 +166,7 @@ class Listener:
         leaves the check for the next connection; the connection's own failures propagate."""
         channel = f"remediator_listen_check_{secrets.token_hex(6)}"
         heard = asyncio.Event()
-
-        def arrived(*_args: object) -> None:
-            heard.set()
-
+        arrived = _setter(heard)
         await conn.add_listener(channel, arrived)
         try:
             # Bounded: the pool's connections may all be taken, and the listener waits here.
