@@ -269,7 +269,9 @@ class Attempts:
                 attempt=claim.attempts,
                 failures=claim.failures + 1,
                 max_attempts=self.max_attempts,
-                error=repr(exc),
+                # The text stored as the item's last error, not repr(): redis-py's repr of a
+                # server's reply is its class alone ("server:ResponseError").
+                error=error,
                 retry_in_s=round(backoff, 1),
                 exc_info=exc,
             )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import redis.exceptions
 import structlog
+import structlog.testing
 
 from receiver.model import Disposition
 from receiver.store import EventLease
@@ -109,3 +111,20 @@ async def test_a_lease_gone_before_the_last_write_is_lost_and_the_work_abandoned
     assert ran is False
     assert cancelled == [True]
     assert queue.settled == []  # another worker may hold it now: nothing is written
+
+
+async def test_a_failed_attempt_logs_the_errors_text_as_stored_not_its_repr() -> None:
+    # redis-py 8's repr of a server's reply is its class alone ("server:ResponseError"): the
+    # log said which class failed, never what the server said.
+    queue = Queue()
+
+    async def work() -> Disposition:
+        raise redis.exceptions.ResponseError("NOSCRIPT No matching script. Please use EVAL.")
+
+    with structlog.testing.capture_logs() as logs:
+        ran = await attempts().run(queue.calls(), Claim("event", 7, 1, 0, None, work))
+
+    assert ran is True
+    assert queue.settled == ["fail"]
+    (failed,) = [e for e in logs if e["event"] == "processing failed"]
+    assert failed["error"] == "ResponseError: NOSCRIPT No matching script. Please use EVAL."
