@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,16 +286,11 @@ def _redis_source(settings: Settings) -> str:
 
 def _cli_command(settings: Settings) -> str:
     """How to run the CLI from here: ``.venv/bin/remediator`` after `make run`, which does not
-    put the virtualenv on PATH; plain ``remediator`` otherwise. With a data directory other than
-    the default, the variable that points the CLI at it (its operator token and owner record
-    are there) comes first; with configured operators, the variable naming a token's file."""
-    command = "remediator"
-    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if invoked is not None and invoked.name == "remediator":
-        try:
-            command = str(invoked.absolute().relative_to(Path.cwd()))
-        except ValueError:
-            command = "remediator"
+    put the virtualenv on PATH; plain ``remediator`` when that is what PATH finds; the absolute
+    path otherwise (``invoked_command``). With a data directory other than the default, the
+    variable that points the CLI at it (its operator token and owner record are there) comes
+    first; with configured operators, the variable naming a token's file."""
+    command = invoked_command(sys.argv[0] if sys.argv else "", Path.cwd(), shutil.which)
     if settings.data_dir != DEFAULT_DATA_DIR:
         command = f"REMEDIATOR_DATA_DIR={shlex.quote(str(settings.data_dir))} {command}"
     if settings.operator_tokens and settings.operator_tokens_dir is not None:
@@ -303,6 +299,27 @@ def _cli_command(settings: Settings) -> str:
         mine = settings.operator_tokens_dir / min(settings.operator_tokens)
         command = f"REMEDIATOR_OPERATOR_TOKEN_FILE={shlex.quote(str(mine))} {command}"
     return command
+
+
+def invoked_command(argv0: str, cwd: Path, which: Callable[[str], str | None]) -> str:
+    """The ``remediator`` command to print for a user in ``cwd``, given how this process was
+    started (``argv0``, ``sys.argv[0]``) and a PATH lookup (``shutil.which``): the bare name
+    when PATH finds this same file (or when not started by the ``remediator`` script, e.g.
+    ``python -m receiver.cli``), the path relative to ``cwd`` when the script lies below it
+    (``.venv/bin/remediator``), else its absolute path, quoted for a shell. A bare name that
+    PATH does not find was printed before, and the banner's command failed with "command not
+    found" for a ``serve`` started by its full path from elsewhere (a fresh tester, stop 47)."""
+    invoked = Path(argv0) if argv0 else None
+    if invoked is None or invoked.name != "remediator":
+        return "remediator"
+    script = invoked if invoked.is_absolute() else cwd / invoked
+    found = which("remediator")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "remediator"
+    try:
+        return shlex.quote(str(script.relative_to(cwd)))
+    except ValueError:
+        return shlex.quote(str(script))
 
 
 def _cli_url(url: str, embedded: bool) -> str:

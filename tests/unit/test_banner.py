@@ -17,6 +17,7 @@ from receiver.startup import (
     Generated,
     banner,
     embedded_credentials,
+    invoked_command,
     matching_sample,
     require_authentication,
 )
@@ -188,3 +189,36 @@ def test_the_banner_suggests_no_sample_when_none_matches_the_rules(tmp_path: Pat
     assert "high-memory" not in text
     assert "  post an alert of yours (no sample alert matches the rules):\n" in text
     assert f"--data @ALERT.json {URL}/api/v1/alerts" in text
+
+
+def test_the_cli_command_is_one_a_shell_finds_from_where_serve_started(tmp_path: Path) -> None:
+    venv = tmp_path / "project" / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    script = venv / "remediator"
+    script.write_text("#!/bin/sh\n")
+    elsewhere = tmp_path / "some dir"
+    elsewhere.mkdir()
+
+    def nowhere(name: str) -> str | None:
+        return None
+
+    # `make run`: the script by its path under the project, the venv not on PATH.
+    project = tmp_path / "project"
+    assert invoked_command(".venv/bin/remediator", project, nowhere) == ".venv/bin/remediator"
+    assert invoked_command(str(script), project, nowhere) == ".venv/bin/remediator"
+    # Started by its full path from another directory, not on PATH: a bare name would be
+    # "command not found"; the absolute path, quoted, works from there.
+    assert invoked_command(str(script), elsewhere, nowhere) == str(script)
+    # On PATH (an activated venv, pipx): the bare name.
+    assert invoked_command(str(script), elsewhere, lambda name: str(script)) == "remediator"
+    # Another remediator first on PATH would run a different install: not the bare name.
+    other = tmp_path / "other" / "remediator"
+    assert invoked_command(str(script), elsewhere, lambda name: str(other)) == str(script)
+    # Not the script at all (python -m receiver.cli): the bare name, as documented.
+    assert invoked_command("/x/receiver/cli/__main__.py", elsewhere, nowhere) == "remediator"
+
+
+def test_a_cli_path_with_a_space_is_quoted_for_the_shell(tmp_path: Path) -> None:
+    script = tmp_path / "my venv" / "bin" / "remediator"
+    elsewhere = tmp_path / "elsewhere"
+    assert invoked_command(str(script), elsewhere, lambda name: None) == f"'{script}'"
