@@ -27,7 +27,13 @@ from receiver.config.action_waits import pipeline_waits
 from receiver.config.approvals import ApprovalFiles, load_approvals
 from receiver.guards.redis_guards import Guards
 from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.redis_connect import GuardRedis, connect_redis, durability_warning, mode_mismatch
+from receiver.redis_connect import (
+    GuardRedis,
+    connect_redis,
+    durability_warning,
+    mode_mismatch,
+    write_refusal,
+)
 from receiver.reloads import log_rule_warnings
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
@@ -153,9 +159,9 @@ async def assemble(
     """Connect the store (migrated) and the guards' Redis at ``endpoints``, open the clients the
     loaded ``rules`` need and check them, and build the pipeline and its worker (not started).
     ``started_by_serve``: in a worker process, which leaves the clients' check and the lines
-    that describe the set-up (where the guards' Redis is, its durability, what of approvals is
-    off) to ``serve``: it did both before it started the process, on the same settings, and N
-    processes saying them again would only repeat them.
+    that describe the set-up (where the guards' Redis is, its durability, whether it takes
+    writes, what of approvals is off) to ``serve``: it did both before it started the process,
+    on the same settings, and N processes saying them again would only repeat them.
 
     ``rules``: from ``load_rules``. Raises StartupError or ConfigError (the store unreachable,
     Redis of another mode than ``redis.mode``, a client the rules need that does not answer)."""
@@ -182,6 +188,12 @@ async def assemble(
         and (durability := await durability_warning(redis, guards.keys.pause())) is not None
     ):
         log.warning("guard state may be lost in a redis failover", problem=durability)
+    if not started_by_serve and (
+        refusal := await write_refusal(redis, guards.probe, settings.readiness_timeout_seconds)
+    ):
+        # Said once here: otherwise only failing admissions and /readyz would tell that the
+        # URL names a replica. Not fatal: a failover ends it, and the guards fail closed.
+        log.warning("guards' redis does not take writes", problem=refusal)
     approvals = approval_setup(
         settings,
         rules.approval_files,

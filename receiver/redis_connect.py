@@ -1,7 +1,8 @@
 """The guards' Redis client as configured: one server, the master a Sentinel names, or a cluster.
 
 All three are redis-py's own asyncio clients, and none connects by being built: an unreachable
-Redis makes the guards unavailable (they fail closed), and /readyz says so.
+Redis makes the guards unavailable (they fail closed), and /readyz says so (and serve's start,
+``write_refusal``, as it does of a Redis that answers but takes no write).
 
 - one server: ``redis.asyncio.Redis`` from ``redis_url`` (or the embedded server's URL);
 - Sentinel: ``redis.asyncio.Sentinel(...).master_for(name)``: every new connection asks the
@@ -17,7 +18,7 @@ One server's and Sentinel's connections pack commands with hiredis (``_packed_by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
+    ReadOnlyError,
     RedisClusterException,
     RedisError,
     ResponseError,
@@ -37,8 +39,10 @@ from redis.exceptions import (
 from receiver.config import KEYS, ConfigError, Settings
 from receiver.config.redact import unreadable
 from receiver.config.redis_mode import RedisMode, split_address
+from receiver.guards.policy import GuardError, GuardUnavailable
+from receiver.guards.scripts import said
 
-__all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch"]
+__all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch", "write_refusal"]
 
 # Each setting as these messages name it, ``redis.mode (REMEDIATOR_REDIS_MODE)``
 # (``Key.named``): by now the service no longer knows whether the YAML key or the variable set it.
@@ -46,6 +50,7 @@ _NAMED = {key.field: key.named for key in KEYS}
 MODE, URL = _NAMED["redis_mode"], _NAMED["redis_url"]
 SENTINELS, MASTER = _NAMED["redis_sentinels"], _NAMED["redis_sentinel_master"]
 SENTINEL_PASSWORD = _NAMED["redis_sentinel_password"]
+READINESS_TIMEOUT = _NAMED["readiness_timeout_seconds"]
 
 # The same bounds the service always had on one Redis round trip's socket.
 _SOCKET: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
@@ -292,3 +297,55 @@ async def durability_warning(built: GuardRedis, key: str) -> str | None:
         " (min-replicas-to-write 0): a failover can lose locks, cooldowns and budget entries"
         " it took; set min-replicas-to-write 1 on the master and its replicas"
     )
+
+
+async def write_refusal(
+    built: GuardRedis, probe: Callable[[], Awaitable[None]], timeout_s: float
+) -> str | None:
+    """What to check when the guards' Redis does not take a write now: ``probe`` is the
+    readiness check's write (``Guards.probe``), given ``timeout_s`` seconds (the readiness
+    timeout, so a start waits no longer than /readyz would). The server's reply in one line
+    (``said``), and for the refusals a mistyped URL or a server's state explains, what to
+    check. None when it takes the write. Never a reason not to start: Redis may be failing
+    over, and meanwhile the guards fail closed and /readyz says so."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await probe()
+    except TimeoutError:
+        reply = f"no answer within {READINESS_TIMEOUT}, {timeout_s:g} s"
+        cause: BaseException | None = None
+    except (GuardUnavailable, GuardError) as exc:
+        cause = exc.__cause__
+        reply = said(cause) if cause is not None else str(exc)
+    else:
+        return None
+    hint = _refusal_hint(built.mode, cause)
+    check = f" {hint};" if hint else ""
+    # The reply's final period off: it is one clause of this line.
+    return (
+        f"the guards' Redis ({built.where}) does not take a write: {reply.rstrip('.')};{check}"
+        " until it does, every admission fails closed (its event is retried) and /readyz is 503"
+    )
+
+
+def _refusal_hint(mode: RedisMode, cause: BaseException | None) -> str | None:
+    """What to check for a refusal whose cause is in the configuration or the server's state."""
+    code = str(cause).split(" ", 1)[0] if isinstance(cause, ResponseError) else ""
+    if isinstance(cause, ReadOnlyError) and mode is RedisMode.STANDALONE:
+        # A read-only server on one server's URL: its replica, named by mistake (a replica
+        # taken for a master after a failover included).
+        return (
+            f"{URL} names a replica: point it at the master, or set {MODE} to sentinel with"
+            f" {SENTINELS} and {MASTER}, which find the master after a failover too"
+        )
+    if code == "NOREPLICAS":
+        return (
+            "the master has fewer replicas in sync than its min-replicas-to-write: check its"
+            " replicas (INFO replication)"
+        )
+    if code == "MISCONF":
+        return (
+            "its last snapshot failed and stop-writes-on-bgsave-error holds writes: see the"
+            " Redis server's log (the disk, its dir's permissions)"
+        )
+    return None

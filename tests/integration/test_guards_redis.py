@@ -1,19 +1,23 @@
 """The guards and the Redis under them, a real one: they fail closed (GuardUnavailable) while
 it is down, hangs or refuses writes (saying what the server said) and recover after, reload
 their scripts after a script flush or a fresh server, and work with a client that decodes
-replies."""
+replies; serve's start-up check of the same write says what the server said, within its
+bound."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import redis.asyncio
 
+from receiver.config.redis_mode import RedisMode
 from receiver.embedded.process import free_port
 from receiver.guards.policy import GuardSettings, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import NamespacePolicy
+from receiver.redis_connect import GuardRedis, write_refusal
 from tests.support.guards import (
     MakeGuards,
     admit_and_release,
@@ -77,6 +81,32 @@ async def test_a_master_refusing_writes_fails_closed_says_why_and_is_not_ready(
             await guards.probe()
     await guards.probe()
     await admit_and_release(guards, request(rule="no-replica"))
+
+
+async def test_the_start_up_write_check_quotes_a_refusal_within_its_bound(
+    redis_controlled: RedisServer, make_guards: MakeGuards, redis_client: redis.asyncio.Redis
+) -> None:
+    """``write_refusal``, serve's start-up check (the readiness probe's write): nothing on a
+    server that takes writes; on NOREPLICAS, the server's reply and what to check; on a hung
+    server, an answer within its bound (the readiness timeout), not the guards' own 30 s."""
+    built = GuardRedis(redis_client, "here", RedisMode.STANDALONE)
+    guards = make_guards(timeout_s=30)
+    assert await write_refusal(built, guards.probe, 5) is None
+    with writes_need_a_replica(redis_controlled.url):
+        refusal = await write_refusal(built, guards.probe, 5)
+    assert refusal is not None
+    assert "does not take a write: ResponseError: NOREPLICAS Not enough good replicas" in refusal
+    assert "fewer replicas in sync than its min-replicas-to-write" in refusal
+    redis_controlled.freeze()
+    try:
+        started = time.monotonic()
+        refusal = await write_refusal(built, guards.probe, 0.5)
+        waited = time.monotonic() - started
+    finally:
+        redis_controlled.thaw()
+    assert refusal is not None
+    assert "within http.readiness_timeout (REMEDIATOR_READINESS_TIMEOUT), 0.5 s" in refusal
+    assert waited < 10, waited
 
 
 async def test_fails_closed_when_redis_hangs_and_a_retry_of_the_run_passes(

@@ -2,18 +2,20 @@
 as a user does (``REMEDIATOR_REDIS_MODE`` and friends): no embedded Redis is started, /readyz
 asks the real servers, an alert's run passes the guards there, and the kill switch lands in the
 cluster's guard slot or on the Sentinel's master; on a master that answers but refuses writes,
-/readyz and ``remediator_component_up`` say the guards are down and the log says why.
-PostgreSQL is the embedded default's."""
+/readyz and ``remediator_component_up`` say the guards are down and the log says why; on a
+replica named as the master, the start says so. PostgreSQL is the embedded default's."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from receiver.embedded.process import free_port
 from receiver.guards.policy import CLUSTER_KEY_PREFIX
 from tests.support.polling import eventually
 from tests.support.redis import RedisServer, writes_need_a_replica
@@ -22,7 +24,9 @@ from tests.support.redis_topologies import (
     PASSWORD,
     SENTINEL_PASSWORD,
     RedisCluster3,
+    RedisNode,
     SentinelSet,
+    debian_binary,
 )
 from tests.support.served import (
     SAMPLE,
@@ -121,10 +125,19 @@ async def _redis_ready(session: aiohttp.ClientSession, served: Served) -> tuple[
     return status, detail, up.group(1)
 
 
-async def _guards_down_lines(served: Served) -> list[dict[str, object]]:
-    """The service's "guards unavailable" log lines so far (JSON lines)."""
+def _logged(served: Served, event: str) -> list[dict[str, object]]:
+    """The service's JSON log lines so far whose event starts with ``event``."""
     lines = [json.loads(line) for line in served.output if line.startswith("{")]
-    return [line for line in lines if str(line.get("event", "")).startswith("guards unavailable")]
+    return [line for line in lines if str(line.get("event", "")).startswith(event)]
+
+
+async def _guards_down_lines(served: Served) -> list[dict[str, object]]:
+    """The service's "guards unavailable" log lines so far."""
+    return _logged(served, "guards unavailable")
+
+
+# The start's line when the guards' Redis refuses the readiness check's write.
+NO_WRITES = "guards' redis does not take writes"
 
 
 async def test_serve_on_a_master_refusing_writes_is_not_ready_and_says_why(
@@ -135,6 +148,7 @@ async def test_serve_on_a_master_refusing_writes_is_not_ready_and_says_why(
     /readyz is 503 and ``remediator_component_up`` 0, both naming nothing but the server's
     refusal, a new alert's run stays pending, and its log line quotes the server."""
     served = serve({"REMEDIATOR_REDIS_URL": redis_url})
+    assert _logged(served, NO_WRITES) == []  # it took writes at the start
     auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
     async with aiohttp.ClientSession() as session:
         assert (await _redis_ready(session, served))[::2] == (200, "1.0")
@@ -153,6 +167,60 @@ async def test_serve_on_a_master_refusing_writes_is_not_ready_and_says_why(
             assert [run["outcome"] for run in await _runs(session, served)] == ["pending"]
         assert (await _redis_ready(session, served))[::2] == (200, "1.0")
     assert stop(served) == 0
+
+
+def _redis_node(name: str, workdir: Path, *extra: str) -> RedisNode:
+    port = free_port()
+    argv = [
+        str(debian_binary("redis-server")),
+        *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)),
+        *("--save", "", "--appendonly", "no", "--requirepass", PASSWORD, "--masterauth", PASSWORD),
+        *extra,
+    ]
+    return RedisNode(name, port, workdir, argv, PASSWORD)
+
+
+@pytest.fixture
+def redis_replica(tmp_path: Path) -> Iterator[RedisNode]:
+    """A redis-server started ``--replicaof`` another (both real, Debian's): it answers PING
+    and reads, and refuses every write with READONLY (``replica-read-only``, its default)."""
+    master = _redis_node("master", tmp_path / "master")
+    replica = _redis_node(
+        "replica", tmp_path / "replica", "--replicaof", "127.0.0.1", str(master.port)
+    )
+    try:
+        master.start()
+        replica.start()
+        yield replica
+    finally:
+        replica.stop()
+        master.stop()
+
+
+async def test_serve_on_a_replica_says_so_at_start_and_serves(
+    serve: ServeFactory, redis_replica: RedisNode
+) -> None:
+    """A replica's URL where the master's goes: it answers PING, so the start said nothing and
+    an SRE learnt it from failing admissions. Now the start warns once, quoting the server and
+    naming the setting to point at the master; it still serves (the guards fail closed, and a
+    Redis failing over may take writes again soon), /readyz saying the same refusal."""
+    with redis_replica.client() as client:
+        assert client.info("replication")["role"] == "slave"
+    url = f"redis://:{PASSWORD}@127.0.0.1:{redis_replica.port}/0"
+    served = serve({"REMEDIATOR_REDIS_URL": url})
+    (warning,) = _logged(served, NO_WRITES)
+    assert warning["level"] == "warning"
+    problem = str(warning["problem"])
+    assert f"(127.0.0.1:{redis_replica.port}) does not take a write" in problem
+    assert "ReadOnlyError: You can't write against a read only replica;" in problem
+    assert "redis_url (REMEDIATOR_REDIS_URL) names a replica: point it at the master" in problem
+    assert PASSWORD not in "".join(served.output)
+    async with aiohttp.ClientSession() as session:
+        status, detail, up = await _redis_ready(session, served)
+    assert (status, up) == (503, "0.0")
+    assert "You can't write against a read only replica" in detail
+    assert stop(served) == 0
+    assert len(_logged(served, NO_WRITES)) == 1  # once, at the start
 
 
 def test_serve_refuses_a_cluster_node_in_standalone_mode(
