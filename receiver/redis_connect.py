@@ -30,6 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
+    NoPermissionError,
     ReadOnlyError,
     RedisClusterException,
     RedisError,
@@ -321,10 +322,21 @@ async def write_refusal(
         return None
     hint = _refusal_hint(built.mode, cause)
     check = f" {hint};" if hint else ""
+    if isinstance(cause, NoPermissionError):
+        # The ACL may refuse the readiness key alone and allow the guards' keys: then every
+        # admission goes on, and only /readyz fails. Saying they all fail would be untrue.
+        outcome = (
+            " /readyz is 503 until it does, and every admission fails closed if the guards'"
+            " keys are refused too (its event is retried)"
+        )
+    else:
+        outcome = (
+            " until it does, every admission fails closed (its event is retried) and /readyz is 503"
+        )
     # The reply's final period off: it is one clause of this line.
     return (
         f"the guards' Redis ({built.where}) does not take a write: {reply.rstrip('.')};{check}"
-        " until it does, every admission fails closed (its event is retried) and /readyz is 503"
+        f"{outcome}"
     )
 
 
@@ -337,6 +349,13 @@ def _refusal_hint(mode: RedisMode, cause: BaseException | None) -> str | None:
         return (
             f"{URL} names a replica: point it at the master, or set {MODE} to sentinel with"
             f" {SENTINELS} and {MASTER}, which find the master after a failover too"
+        )
+    if isinstance(cause, NoPermissionError):
+        # The readiness check writes its own key (``Guards.probe``), which a user limited by
+        # an ACL to the guards' key patterns may not have.
+        return (
+            "the Redis user's ACL refuses the readiness check's key: allow the key prefix's"
+            " pattern (e.g. ~remediator:*), which covers it and every guard's key"
         )
     if code == "NOREPLICAS":
         return (
