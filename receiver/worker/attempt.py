@@ -269,8 +269,7 @@ class Attempts:
                 attempt=claim.attempts,
                 failures=claim.failures + 1,
                 max_attempts=self.max_attempts,
-                # The text stored as the item's last error, not repr(): redis-py's repr of a
-                # server's reply is its class alone ("server:ResponseError").
+                # As stored, not repr(): redis-py's repr of a server's reply is its class alone.
                 error=error,
                 retry_in_s=round(backoff, 1),
                 exc_info=exc,
