@@ -26,6 +26,7 @@ from tests.support.guards import (
 )
 from tests.support.polling import eventually, eventually_blocking
 from tests.support.redis import RedisServer, writes_need_a_replica
+from tests.support.redis_fixtures import acl_user
 from tests.support.redis_topologies import PASSWORD, RedisNode, debian_binary
 
 pytestmark = pytest.mark.redis
@@ -114,32 +115,20 @@ async def test_the_start_up_write_check_on_an_acl_without_the_ready_key_names_th
 ) -> None:
     """A user whose ACL allows the guards' keys but not the readiness key: the line names the
     ACL, and does not say that every admission fails (they go on; only /readyz is 503)."""
-    user, password = "noready", "noready-password"
-    await redis_client.acl_setuser(
-        user,
-        enabled=True,
-        reset=True,
-        passwords=[f"+{password}"],
-        # Every guard key (pause, rate:, released:, cooldown: ...), not remediator:ready.
-        keys=["remediator:[^r]*", "remediator:rate:*", "remediator:released:*"],
-        commands=["+@all"],
-    )
-    limited = redis.asyncio.Redis.from_url(redis_url, username=user, password=password)
-    try:
+    # Every guard key (pause, rate:, released:, cooldown: ...), not remediator:ready.
+    keys = ["remediator:[^r]*", "remediator:rate:*", "remediator:released:*"]
+    async with acl_user(redis_client, redis_url, "noready", keys) as limited:
         guards = Guards(limited, NamespacePolicy(), GuardSettings(timeout_s=5))
         refusal = await write_refusal(
             GuardRedis(limited, "here", RedisMode.STANDALONE), guards.probe, 5
         )
         admitted = await guards.admit(request(cooldown_s=60, max_runs=1, max_runs_per_s=60))
-    finally:
-        await limited.aclose()
-        await redis_client.acl_deluser(user)
     assert refusal is not None
     assert "does not take a write: NoPermissionError:" in refusal
     assert "ACL refuses the readiness check's key" in refusal
     assert "every admission fails closed if the guards' keys are refused too" in refusal
     assert "until it does, every admission fails closed" not in refusal
-    assert password not in refusal
+    assert "noready-password" not in refusal
     # What the line says of admissions holds: this one went through.
     assert admitted.admitted, admitted
 

@@ -30,6 +30,7 @@ from tests.support.payloads import alert, notification, notification_body
 from tests.support.peer import Peer, peer
 from tests.support.pipeline import RESTART_WEB, Harness, MakeHarness
 from tests.support.polling import current, eventually
+from tests.support.redis_fixtures import acl_user
 from tests.support.served import ServeFactory
 
 __all__ = ["peer"]
@@ -306,21 +307,8 @@ async def digestless_redis(
 ) -> AsyncIterator[redis.asyncio.Redis]:
     """A client of the same Redis whose user may use every guard key but no digest key: the
     server answers the digest's script NOPERM, a reply the guards take for "not now"."""
-    user, password = "nodigest", "nodigest-password"
-    await redis_client.acl_setuser(
-        user,
-        enabled=True,
-        reset=True,
-        passwords=[f"+{password}"],
-        keys=["remediator:[^d]*"],
-        commands=["+@all"],
-    )
-    client = redis.asyncio.Redis.from_url(redis_url, username=user, password=password)
-    try:
+    async with acl_user(redis_client, redis_url, "nodigest", ["remediator:[^d]*"]) as client:
         yield client
-    finally:
-        await client.aclose()
-        await redis_client.acl_deluser(user)
 
 
 async def test_refusals_are_sent_one_by_one_when_redis_cannot_fold_them(

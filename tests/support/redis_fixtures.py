@@ -5,6 +5,7 @@ session started (``server_missing`` otherwise, before the test begins)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -52,3 +53,27 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def acl_user(
+    admin: redis.asyncio.Redis, url: str, name: str, keys: list[str]
+) -> AsyncIterator[redis.asyncio.Redis]:
+    """A client of the Redis at ``url`` logged in as a new user ``name`` (created through
+    ``admin``, deleted after) who may run every command on the key patterns ``keys`` only:
+    the server answers NOPERM for any other key."""
+    password = f"{name}-password"
+    await admin.acl_setuser(
+        name,
+        enabled=True,
+        reset=True,
+        passwords=[f"+{password}"],
+        keys=keys,
+        commands=["+@all"],
+    )
+    client = redis.asyncio.Redis.from_url(url, username=name, password=password)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        await admin.acl_deluser(name)
