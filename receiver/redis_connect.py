@@ -318,6 +318,8 @@ async def write_refusal(
     except (GuardUnavailable, GuardError) as exc:
         cause = exc.__cause__
         reply = said(cause) if cause is not None else str(exc)
+    except Exception as exc:  # a check that says what it found, never one that stops a start
+        cause, reply = exc, said(exc)
     else:
         return None
     hint = _refusal_hint(built.mode, cause)

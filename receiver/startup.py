@@ -317,9 +317,11 @@ def invoked_command(argv0: str, cwd: Path, which: Callable[[str], str | None]) -
     if found is not None and Path(found).resolve() == script.resolve():
         return "remediator"
     try:
-        return shlex.quote(str(script.relative_to(cwd)))
+        below = script.relative_to(cwd)
     except ValueError:
         return shlex.quote(str(script))
+    # A shell looks a bare name up on PATH: the script in cwd itself is ./remediator.
+    return shlex.quote(str(below) if below.parent != Path() else f"./{below}")
 
 
 def _cli_url(url: str, embedded: bool) -> str:

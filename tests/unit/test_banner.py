@@ -214,6 +214,9 @@ def test_the_cli_command_is_one_a_shell_finds_from_where_serve_started(tmp_path:
     # Another remediator first on PATH would run a different install: not the bare name.
     other = tmp_path / "other" / "remediator"
     assert invoked_command(str(script), elsewhere, lambda name: str(other)) == str(script)
+    # Started in the venv's bin directory itself: ./remediator, not a name PATH looks up.
+    assert invoked_command("./remediator", venv, nowhere) == "./remediator"
+    assert invoked_command(str(script), venv, nowhere) == "./remediator"
     # Not the script at all (python -m receiver.cli): the bare name, as documented.
     assert invoked_command("/x/receiver/cli/__main__.py", elsewhere, nowhere) == "remediator"
 
