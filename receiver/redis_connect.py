@@ -18,6 +18,7 @@ One server's and Sentinel's connections pack commands with hiredis (``_packed_by
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ from redis.exceptions import (
 from receiver.config import KEYS, ConfigError, Settings
 from receiver.config.redact import unreadable
 from receiver.config.redis_mode import RedisMode, split_address
-from receiver.guards.policy import GuardError, GuardUnavailable
+from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardError, GuardSettings, GuardUnavailable
 from receiver.guards.scripts import said
 
 __all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch", "write_refusal"]
@@ -50,7 +51,7 @@ __all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch",
 _NAMED = {key.field: key.named for key in KEYS}
 MODE, URL = _NAMED["redis_mode"], _NAMED["redis_url"]
 SENTINELS, MASTER = _NAMED["redis_sentinels"], _NAMED["redis_sentinel_master"]
-SENTINEL_PASSWORD = _NAMED["redis_sentinel_password"]
+PASSWORD, SENTINEL_PASSWORD = _NAMED["redis_password"], _NAMED["redis_sentinel_password"]
 READINESS_TIMEOUT = _NAMED["readiness_timeout_seconds"]
 
 # The same bounds the service always had on one Redis round trip's socket.
@@ -325,11 +326,12 @@ async def write_refusal(
     hint = _refusal_hint(built.mode, cause)
     check = f" {hint};" if hint else ""
     if isinstance(cause, NoPermissionError):
-        # The ACL may refuse the readiness key alone and allow the guards' keys: then every
-        # admission goes on, and only /readyz fails. Saying they all fail would be untrue.
+        # The ACL may refuse the readiness key (or SET) alone and allow what the guards run:
+        # then every admission goes on, and only /readyz fails. Saying they all fail is untrue.
+        refused = "commands" if _refused_command(cause) else "keys"
         outcome = (
             " /readyz is 503 until it does, and every admission fails closed if the guards'"
-            " keys are refused too (its event is retried)"
+            f" {refused} are refused too (its event is retried)"
         )
     else:
         outcome = (
@@ -352,12 +354,31 @@ def _refusal_hint(mode: RedisMode, cause: BaseException | None) -> str | None:
             f"{URL} names a replica: point it at the master, or set {MODE} to sentinel with"
             f" {SENTINELS} and {MASTER}, which find the master after a failover too"
         )
+    if isinstance(cause, AuthenticationError):
+        # Redis says only that the user and password do not match (or that none was sent,
+        # "NOAUTH", "HELLO must be called ..."): which settings give them is ours to say.
+        if mode is RedisMode.SENTINEL:
+            return (
+                f"check {PASSWORD}, the password of the master and its replicas (the"
+                f" sentinels' own is {SENTINEL_PASSWORD})"
+            )
+        return (
+            f"check the password (and user name, with an ACL user) in {URL}, or {PASSWORD}:"
+            " the server's requirepass, or its ACL user's"
+        )
     if isinstance(cause, NoPermissionError):
+        if (command := _refused_command(cause)) is not None:
+            return (
+                f"the Redis user's ACL refuses the {command!r} command, which the readiness"
+                " check writes with and the guards' scripts run: allow it (e.g. +@write)"
+            )
         # The readiness check writes its own key (``Guards.probe``), which a user limited by
-        # an ACL to the guards' key patterns may not have.
+        # an ACL to the guards' key patterns may not have. On a cluster every guard key
+        # carries the hash tag, which ~remediator:* does not match.
+        prefix = CLUSTER_KEY_PREFIX if mode is RedisMode.CLUSTER else GuardSettings().key_prefix
         return (
             "the Redis user's ACL refuses the readiness check's key: allow the key prefix's"
-            " pattern (e.g. ~remediator:*), which covers it and every guard's key"
+            f" pattern (~{prefix}*), which covers it and every guard's key"
         )
     if code == "NOREPLICAS":
         return (
@@ -370,3 +391,10 @@ def _refusal_hint(mode: RedisMode, cause: BaseException | None) -> str | None:
             " Redis server's log (the disk, its dir's permissions)"
         )
     return None
+
+
+def _refused_command(cause: BaseException) -> str | None:
+    """The command a NOPERM reply names (``... no permissions to run the 'set' command``);
+    None when it refused a key or a channel instead."""
+    match = re.search(r"permissions to run the '([^']+)' command", str(cause))
+    return None if match is None else match.group(1)

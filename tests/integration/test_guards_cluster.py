@@ -33,7 +33,7 @@ from receiver.guards.policy import (
 from receiver.guards.redis_guards import Guards
 from receiver.guards.scripts import load_lua
 from receiver.model import GuardSpec, NamespacePolicy, Target
-from receiver.redis_connect import GuardRedis, connect_redis, durability_warning
+from receiver.redis_connect import GuardRedis, connect_redis, durability_warning, write_refusal
 from tests.support.polling import eventually
 from tests.support.redis_topologies import RedisCluster3
 
@@ -271,3 +271,45 @@ async def test_the_kill_switchs_audit_outbox_lives_in_the_guards_slot(
     assert [r.entry for r in records][-2:] == queued
     assert await switch.switch.remove([r.stream_id for r in records if r.stream_id]) == len(records)
     assert await switch.switch.depth() == 0
+
+
+def _cluster_user(cluster: RedisCluster3, name: str, pattern: str) -> None:
+    """``name`` on every node (ACLs are per node), every command on ``pattern`` only."""
+    for node in cluster.nodes:
+        with node.client() as client:
+            client.acl_setuser(
+                name, enabled=True, reset=True, passwords=[f"+{name}-pw"], keys=[pattern],
+                commands=["+@all"],
+            )  # fmt: skip
+
+
+async def test_the_start_up_write_check_names_the_clusters_key_pattern(
+    redis_cluster: RedisCluster3,
+) -> None:
+    """A cluster user limited to ~remediator:*, which the guards' tagged keys do not match:
+    the start-up line names the pattern that does, ~{remediator}:* (it said ~remediator:*,
+    what the user had), and with that pattern the write goes through."""
+    port = redis_cluster.nodes[0].port
+    url = f"redis://acluser:acluser-pw@127.0.0.1:{port}/0"
+    settings = load_settings(
+        None, {"REMEDIATOR_REDIS_MODE": "cluster", "REMEDIATOR_REDIS_URL": url}
+    )
+    answers = []
+    try:
+        for pattern in ("remediator:*", "{remediator}:*"):
+            _cluster_user(redis_cluster, "acluser", pattern)
+            built = connect_redis(settings, url)
+            try:
+                guards = Guards(built.client, NamespacePolicy(), settings.guard_settings())
+                answers.append(await write_refusal(built, guards.probe, 5))
+            finally:
+                await built.close()
+    finally:
+        for node in redis_cluster.nodes:
+            with node.client() as client:
+                client.acl_deluser("acluser")
+    refused, allowed = answers
+    assert refused is not None
+    assert "NoPermissionError: this user has no permissions to access one of the keys" in refused
+    assert "allow the key prefix's pattern (~{remediator}:*)" in refused
+    assert allowed is None

@@ -133,6 +133,50 @@ async def test_the_start_up_write_check_on_an_acl_without_the_ready_key_names_th
     assert admitted.admitted, admitted
 
 
+async def test_the_start_up_write_check_on_an_acl_refusing_set_names_the_command(
+    redis_url: str, redis_client: redis.asyncio.Redis
+) -> None:
+    """A user whose ACL allows the guards' keys but not the SET command: the line names the
+    command, not the readiness key (which the user has: ~remediator:* was said to fix it)."""
+    async with acl_user(
+        redis_client, redis_url, "noset", ["remediator:*"], ("+@all", "-set")
+    ) as limited:
+        guards = Guards(limited, NamespacePolicy(), GuardSettings(timeout_s=5))
+        refusal = await write_refusal(
+            GuardRedis(limited, "here", RedisMode.STANDALONE), guards.probe, 5
+        )
+    assert refusal is not None
+    assert "NoPermissionError: this user has no permissions to run the 'set' command" in refusal
+    assert "the Redis user's ACL refuses the 'set' command" in refusal
+    assert "readiness check's key" not in refusal
+    assert "every admission fails closed if the guards' commands are refused too" in refusal
+
+
+async def test_the_start_up_write_check_on_a_wrong_password_names_the_password_settings(
+    redis_url: str, redis_client: redis.asyncio.Redis
+) -> None:
+    """A password the server does not take: the line names the settings that give it, and
+    never the password (it quoted the server alone, which names no setting)."""
+    async with acl_user(redis_client, redis_url, "someone", ["remediator:*"]):
+        wrong = redis.asyncio.Redis.from_url(
+            redis_url, username="someone", password="not-the-password"
+        )
+        try:
+            guards = Guards(wrong, NamespacePolicy(), GuardSettings(timeout_s=5))
+            refusal = await write_refusal(
+                GuardRedis(wrong, "here", RedisMode.STANDALONE), guards.probe, 5
+            )
+        finally:
+            await wrong.aclose()
+    assert refusal is not None
+    assert "does not take a write: AuthenticationError:" in refusal
+    assert (
+        "check the password (and user name, with an ACL user) in redis_url"
+        " (REMEDIATOR_REDIS_URL), or redis.password (REMEDIATOR_REDIS_PASSWORD)"
+    ) in refusal
+    assert "not-the-password" not in refusal
+
+
 async def test_fails_closed_when_redis_hangs_and_a_retry_of_the_run_passes(
     redis_controlled: RedisServer, make_guards: MakeGuards, redis_client: redis.asyncio.Redis
 ) -> None:

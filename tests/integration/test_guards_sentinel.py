@@ -20,7 +20,13 @@ from receiver.config import load_settings
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
-from receiver.redis_connect import GuardRedis, connect_redis, durability_warning, mode_mismatch
+from receiver.redis_connect import (
+    GuardRedis,
+    connect_redis,
+    durability_warning,
+    mode_mismatch,
+    write_refusal,
+)
 from tests.support.polling import eventually, eventually_blocking
 from tests.support.redis_topologies import MASTER_NAME, PASSWORD, SENTINEL_PASSWORD, SentinelSet
 
@@ -243,3 +249,33 @@ async def test_a_wrong_password_is_told_after_one_connection_not_ten(
         assert problem is not None
         assert "REMEDIATOR_REDIS_SENTINEL_PASSWORD" in problem
         assert connections() - before == 1
+
+
+async def test_the_start_up_write_check_on_a_wrong_master_password_names_the_setting(
+    redis_sentinel: SentinelSet,
+) -> None:
+    """The sentinel answers, the master refuses the password: the start-up line names
+    redis.password, the master's (not the sentinels' own), and no password."""
+    settings = load_settings(
+        None,
+        {
+            "REMEDIATOR_REDIS_MODE": "sentinel",
+            "REMEDIATOR_REDIS_SENTINELS": redis_sentinel.addresses,
+            "REMEDIATOR_REDIS_SENTINEL_MASTER": MASTER_NAME,
+            "REMEDIATOR_REDIS_PASSWORD": "not-the-password",
+            "REMEDIATOR_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        },
+    )
+    built = connect_redis(settings, None)
+    try:
+        refusal = await write_refusal(built, Guards(built.client, NamespacePolicy()).probe, 5)
+    finally:
+        await built.close()
+    assert refusal is not None
+    assert "does not take a write: AuthenticationError:" in refusal
+    assert (
+        "check redis.password (REMEDIATOR_REDIS_PASSWORD), the password of the master and its"
+        " replicas (the sentinels' own is redis.sentinel.password"
+    ) in refusal
+    assert "not-the-password" not in refusal
+    assert SENTINEL_PASSWORD not in refusal

@@ -57,11 +57,15 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
 
 @contextlib.asynccontextmanager
 async def acl_user(
-    admin: redis.asyncio.Redis, url: str, name: str, keys: list[str]
+    admin: redis.asyncio.Redis,
+    url: str,
+    name: str,
+    keys: list[str],
+    commands: tuple[str, ...] = ("+@all",),
 ) -> AsyncIterator[redis.asyncio.Redis]:
     """A client of the Redis at ``url`` logged in as a new user ``name`` (created through
-    ``admin``, deleted after) who may run every command on the key patterns ``keys`` only:
-    the server answers NOPERM for any other key."""
+    ``admin``, deleted after) who may run ``commands`` (ACL rules; every command by default)
+    on the key patterns ``keys`` only: the server answers NOPERM for any other key or command."""
     password = f"{name}-password"
     await admin.acl_setuser(
         name,
@@ -69,7 +73,7 @@ async def acl_user(
         reset=True,
         passwords=[f"+{password}"],
         keys=keys,
-        commands=["+@all"],
+        commands=list(commands),
     )
     client = redis.asyncio.Redis.from_url(url, username=name, password=password)
     try:
