@@ -290,7 +290,8 @@ def _cli_command(settings: Settings) -> str:
     path otherwise (``invoked_command``). With a data directory other than the default, the
     variable that points the CLI at it (its operator token and owner record are there) comes
     first; with configured operators, the variable naming a token's file."""
-    command = invoked_command(sys.argv[0] if sys.argv else "", Path.cwd(), shutil.which)
+    argv0 = sys.argv[0] if sys.argv else ""
+    command = invoked_command(argv0, Path.cwd(), shutil.which, sys.executable)
     if settings.data_dir != DEFAULT_DATA_DIR:
         command = f"REMEDIATOR_DATA_DIR={shlex.quote(str(settings.data_dir))} {command}"
     if settings.operator_tokens and settings.operator_tokens_dir is not None:
@@ -301,19 +302,26 @@ def _cli_command(settings: Settings) -> str:
     return command
 
 
-def invoked_command(argv0: str, cwd: Path, which: Callable[[str], str | None]) -> str:
+def invoked_command(
+    argv0: str, cwd: Path, which: Callable[[str], str | None], python: str = ""
+) -> str:
     """The ``remediator`` command to print for a user in ``cwd``, given how this process was
-    started (``argv0``, ``sys.argv[0]``) and a PATH lookup (``shutil.which``): the bare name
-    when PATH finds this same file (or when not started by the ``remediator`` script, e.g.
-    ``python -m receiver.cli``), the path relative to ``cwd`` when the script lies below it
-    (``.venv/bin/remediator``), else its absolute path, quoted for a shell. A bare name that
-    PATH does not find was printed before, and the banner's command failed with "command not
-    found" for a ``serve`` started by its full path from elsewhere (a fresh tester, stop 47)."""
+    started (``argv0``, ``sys.argv[0]``), a PATH lookup (``shutil.which``) and this
+    interpreter (``python``, ``sys.executable``): the bare name when PATH finds this same file
+    (or, not started by the ``remediator`` script, any); else, started by the script, its path
+    relative to ``cwd`` when it lies below it (``.venv/bin/remediator``) or its absolute path;
+    started as ``python -m receiver.cli``, that again; else the bare name. Quoted for a shell.
+    A bare name that PATH does not find was printed before, and the banner's command failed
+    with "command not found" (a fresh tester, stop 47)."""
     invoked = Path(argv0) if argv0 else None
+    found = which("remediator")
+    if invoked is not None and invoked.parts[-3:] == ("receiver", "cli", "__main__.py"):
+        if found is None and python:
+            return f"{shlex.quote(python)} -m receiver.cli"
+        return "remediator"
     if invoked is None or invoked.name != "remediator":
         return "remediator"
     script = invoked if invoked.is_absolute() else cwd / invoked
-    found = which("remediator")
     if found is not None and Path(found).resolve() == script.resolve():
         return "remediator"
     try:

@@ -217,8 +217,13 @@ def test_the_cli_command_is_one_a_shell_finds_from_where_serve_started(tmp_path:
     # Started in the venv's bin directory itself: ./remediator, not a name PATH looks up.
     assert invoked_command("./remediator", venv, nowhere) == "./remediator"
     assert invoked_command(str(script), venv, nowhere) == "./remediator"
-    # Not the script at all (python -m receiver.cli): the bare name, as documented.
-    assert invoked_command("/x/receiver/cli/__main__.py", elsewhere, nowhere) == "remediator"
+    # python -m receiver.cli: that again, by this interpreter, unless PATH has the script.
+    module = "/x/receiver/cli/__main__.py"
+    python = "/opt/my venv/bin/python3"
+    assert invoked_command(module, elsewhere, nowhere, python) == f"'{python}' -m receiver.cli"
+    assert invoked_command(module, elsewhere, lambda name: str(script), python) == "remediator"
+    # Neither (an embedding program): the bare name.
+    assert invoked_command("/usr/bin/something", elsewhere, nowhere, python) == "remediator"
 
 
 def test_a_cli_path_with_a_space_is_quoted_for_the_shell(tmp_path: Path) -> None:
