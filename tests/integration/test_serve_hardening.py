@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -197,8 +199,14 @@ async def test_the_banner_and_the_log_say_what_runs_where_and_what_is_unsafe(
     assert "dry_run" not in line
     assert line["dry_run_everywhere"] is False
     assert line["storage"] == storage.split(":", 1)[1].strip()
-    # The data directory is not the default: the CLI hint points there.
-    assert f"REMEDIATOR_DATA_DIR={embedded_dir} remediator runs" in text
+    # The data directory is not the default: the CLI hint points there, with a command this
+    # shell finds (serve runs as python -m receiver.cli: that again, unless PATH has the script).
+    cli = (
+        "remediator"
+        if shutil.which("remediator")
+        else f"{shlex.quote(sys.executable)} -m receiver.cli"
+    )
+    assert f"REMEDIATOR_DATA_DIR={embedded_dir} {cli} runs" in text
     # The deny list was emptied on purpose: an error line and a banner line name what it allows.
     assert "  WARNING:    actions may touch kube-system, kube-public, kube-node-lease" in text
     [unsafe] = [
