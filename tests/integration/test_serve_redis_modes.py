@@ -15,7 +15,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from receiver.embedded.process import free_port
 from receiver.guards.policy import CLUSTER_KEY_PREFIX
 from tests.support.polling import eventually
 from tests.support.redis import RedisServer, writes_need_a_replica
@@ -26,6 +25,7 @@ from tests.support.redis_topologies import (
     RedisCluster3,
     RedisNode,
     SentinelSet,
+    data_node,
     debian_binary,
 )
 from tests.support.served import (
@@ -169,24 +169,14 @@ async def test_serve_on_a_master_refusing_writes_is_not_ready_and_says_why(
     assert stop(served) == 0
 
 
-def _redis_node(name: str, workdir: Path, *extra: str) -> RedisNode:
-    port = free_port()
-    argv = [
-        str(debian_binary("redis-server")),
-        *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)),
-        *("--save", "", "--appendonly", "no", "--requirepass", PASSWORD, "--masterauth", PASSWORD),
-        *extra,
-    ]
-    return RedisNode(name, port, workdir, argv, PASSWORD)
-
-
 @pytest.fixture
 def redis_replica(tmp_path: Path) -> Iterator[RedisNode]:
     """A redis-server started ``--replicaof`` another (both real, Debian's): it answers PING
     and reads, and refuses every write with READONLY (``replica-read-only``, its default)."""
-    master = _redis_node("master", tmp_path / "master")
-    replica = _redis_node(
-        "replica", tmp_path / "replica", "--replicaof", "127.0.0.1", str(master.port)
+    server = debian_binary("redis-server")
+    master = data_node(server, tmp_path / "master", "master")
+    replica = data_node(
+        server, tmp_path / "replica", "replica", "--replicaof", "127.0.0.1", str(master.port)
     )
     try:
         master.start()

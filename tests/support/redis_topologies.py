@@ -86,7 +86,9 @@ class RedisNode:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def _data_node(binary: Path, workdir: Path, name: str, *extra: str) -> RedisNode:
+def data_node(binary: Path, workdir: Path, name: str, *extra: str) -> RedisNode:
+    """A data server (not started) on a free loopback port under ``workdir``, no persistence,
+    requiring ``PASSWORD`` (as a replica too); ``extra``: more of its arguments."""
     port = free_port()
     argv = [
         str(binary),
@@ -112,7 +114,7 @@ class RedisCluster3:
         cluster = cls(workdir)
         try:
             for i in range(3):
-                node = _data_node(
+                node = data_node(
                     server,
                     workdir / f"node-{i}",
                     f"cluster-node-{i}",
@@ -197,8 +199,8 @@ class SentinelSet:
     @classmethod
     def start(cls, workdir: Path) -> SentinelSet:
         server = debian_binary("redis-server")
-        master = _data_node(server, workdir / "master", "sentinel-master")
-        replica = _data_node(
+        master = data_node(server, workdir / "master", "sentinel-master")
+        replica = data_node(
             server,
             workdir / "replica",
             "sentinel-replica",
