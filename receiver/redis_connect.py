@@ -40,8 +40,8 @@ from redis.exceptions import (
 
 from receiver.config import KEYS, ConfigError, Settings
 from receiver.config.redact import unreadable
-from receiver.config.redis_mode import RedisMode, split_address
-from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardError, GuardSettings, GuardUnavailable
+from receiver.config.redis_mode import RedisMode, guard_key_prefix, split_address
+from receiver.guards.policy import GuardError, GuardUnavailable
 from receiver.guards.scripts import said
 
 __all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch", "write_refusal"]
@@ -375,7 +375,7 @@ def _refusal_hint(mode: RedisMode, cause: BaseException | None) -> str | None:
         # The readiness check writes its own key (``Guards.probe``), which a user limited by
         # an ACL to the guards' key patterns may not have. On a cluster every guard key
         # carries the hash tag, which ~remediator:* does not match.
-        prefix = CLUSTER_KEY_PREFIX if mode is RedisMode.CLUSTER else GuardSettings().key_prefix
+        prefix = guard_key_prefix(mode)
         return (
             "the Redis user's ACL refuses the readiness check's key: allow the key prefix's"
             f" pattern (~{prefix}*), which covers it and every guard's key"

@@ -40,6 +40,7 @@ __all__ = [
     "SentinelAddresses",
     "blank_as_none",
     "check_redis",
+    "guard_key_prefix",
     "sentinel_addresses",
     "split_address",
 ]
@@ -158,11 +159,16 @@ class RedisSettings(BaseModel):
         return self.redis_url is not None or self.redis_mode is RedisMode.SENTINEL
 
     def guard_key_prefix(self) -> str:
-        """One hash tag for every guard key on a cluster (``CLUSTER_KEY_PREFIX``: why);
-        elsewhere the untagged keys earlier versions wrote, so an upgrade keeps its state."""
-        if self.redis_mode is RedisMode.CLUSTER:
-            return CLUSTER_KEY_PREFIX
-        return GuardSettings().key_prefix
+        """The guard keys' prefix in this mode (``guard_key_prefix``)."""
+        return guard_key_prefix(self.redis_mode)
+
+
+def guard_key_prefix(mode: RedisMode) -> str:
+    """One hash tag for every guard key on a cluster (``CLUSTER_KEY_PREFIX``: why);
+    elsewhere the untagged keys earlier versions wrote, so an upgrade keeps its state."""
+    if mode is RedisMode.CLUSTER:
+        return CLUSTER_KEY_PREFIX
+    return GuardSettings().key_prefix
 
 
 def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
