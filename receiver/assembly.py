@@ -10,9 +10,10 @@ admitted once across them (the guards' Redis scripts).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,37 @@ class Endpoints:
 
     database_url: str
     redis_url: str | None
+
+
+async def redis_checks(
+    redis: GuardRedis,
+    guards: Guards,
+    settings: Settings,
+    url: str | None,
+    *,
+    describe: bool,
+) -> tuple[str | None, str | None, str | None]:
+    """The start-up checks of the guards' Redis, as (mode mismatch, durability warning, write
+    refusal): each what to fix, or None (``receiver.redis_connect``). Without ``describe`` (a
+    worker process: serve made them) only the mode check, whose mismatch stops a start.
+
+    Made at once, not one after the other: a Redis that hangs (connections open, no answer)
+    holds the start for the longest of their bounds, the mode check's 5 s socket timeout,
+    instead of their sum (7 s with the write check's default 2 s, ``http.readiness_timeout``;
+    12 s behind Sentinel or on a cluster, where the durability check waits 5 s too). A check
+    that raises (none is meant to) raises here once the others are done, so none is left
+    running."""
+    checks: list[Awaitable[str | None]] = [mode_mismatch(redis, settings, url)]
+    if describe:
+        checks.append(durability_warning(redis, guards.keys.pause()))
+        checks.append(write_refusal(redis, guards.probe, settings.readiness_timeout_seconds))
+    found = await asyncio.gather(*checks, return_exceptions=True)
+    for outcome in found:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    said = [outcome for outcome in found if not isinstance(outcome, BaseException)]
+    said += [None] * (3 - len(said))
+    return said[0], said[1], said[2]
 
 
 def listen_dsn(settings: Settings, endpoints: Endpoints) -> str:
@@ -170,7 +202,12 @@ async def assemble(
     redis = connect_redis(settings, endpoints.redis_url)
     if not started_by_serve:
         log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
-    if (mismatch := await mode_mismatch(redis, settings, endpoints.redis_url)) is not None:
+    policy = settings.namespace_policy()
+    guards = Guards(redis.client, policy, settings.guard_settings())
+    mismatch, durability, refusal = await redis_checks(
+        redis, guards, settings, endpoints.redis_url, describe=not started_by_serve
+    )
+    if mismatch is not None:
         await redis.close()
         raise ConfigError(mismatch)
     kube = await kube_client(settings)
@@ -181,16 +218,9 @@ async def assemble(
         await check_required(clients, required_clients(rules.holder.current, rules.registry), log)
     metrics = Metrics()
     store.label_clashes = ClashReport(metrics.label_clashes)
-    policy = settings.namespace_policy()
-    guards = Guards(redis.client, policy, settings.guard_settings())
-    if (
-        not started_by_serve
-        and (durability := await durability_warning(redis, guards.keys.pause())) is not None
-    ):
+    if durability is not None:
         log.warning("guard state may be lost in a redis failover", problem=durability)
-    if not started_by_serve and (
-        refusal := await write_refusal(redis, guards.probe, settings.readiness_timeout_seconds)
-    ):
+    if refusal is not None:
         # Said once here: otherwise only failing admissions and /readyz would tell that the
         # URL names a replica. Not fatal: a failover ends it, and the guards fail closed.
         log.warning("guards' redis does not take writes", problem=refusal)

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
+from receiver.assembly import redis_checks
+from receiver.config import Settings
 from receiver.config.redis_mode import RedisMode
 from receiver.embedded.process import free_port
 from receiver.guards.policy import GuardSettings, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import NamespacePolicy
-from receiver.redis_connect import GuardRedis, write_refusal
+from receiver.redis_connect import GuardRedis, connect_redis, write_refusal
 from tests.support.guards import (
     MakeGuards,
     admit_and_release,
@@ -108,6 +110,37 @@ async def test_the_start_up_write_check_quotes_a_refusal_within_its_bound(
     assert refusal is not None
     assert "within http.readiness_timeout (REMEDIATOR_READINESS_TIMEOUT), 0.5 s" in refusal
     assert waited < 10, waited
+
+
+async def test_the_start_up_checks_of_a_hung_redis_wait_for_the_longest_not_their_sum(
+    redis_controlled: RedisServer,
+) -> None:
+    """``redis_checks``: serve's mode, durability and write checks of a Redis that hangs
+    (connections open, no answer) are made at once. The mode check waits its 5 s socket
+    timeout and the write check its bound (here 4 s): one after the other that was 9 s or
+    more before the start went on; at once, about 5 s. Neither stops the start: the mode is
+    unknown (None), and the write check says there was no answer."""
+    settings = Settings(readiness_timeout_seconds=4, allow_unauthenticated=True)
+    built = connect_redis(settings, redis_controlled.url)
+    guards = Guards(built.client, NamespacePolicy(), GuardSettings())
+    try:
+        redis_controlled.freeze()
+        try:
+            started = time.monotonic()
+            mismatch, durability, refusal = await redis_checks(
+                built, guards, settings, redis_controlled.url, describe=True
+            )
+            waited = time.monotonic() - started
+        finally:
+            redis_controlled.thaw()
+    finally:
+        await built.close()
+    assert mismatch is None
+    assert durability is None
+    assert refusal is not None
+    assert "no answer within http.readiness_timeout (REMEDIATOR_READINESS_TIMEOUT), 4 s" in refusal
+    # 9 s and more when made one after the other; about 5 s at once.
+    assert 4 <= waited < 8, waited
 
 
 async def test_the_start_up_write_check_on_an_acl_without_the_ready_key_names_the_acl(
