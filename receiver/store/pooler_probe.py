@@ -20,10 +20,14 @@ from receiver.store.errors import POOLER_FIX, pooler_statement_error
 
 __all__ = ["PROBE_ROUNDS", "PoolerNotNamed", "probe_pooler"]
 
-# Rounds of the probe: each two statements on two connections. PgBouncer hands out the server
-# connection released last (LIFO) first, so an idle pooler shows itself in the first round; the
-# others are for a pooler that other clients keep busy. Three rounds: eight round trips at start
-# (the first use of each connection's statement prepares it, a round trip of its own).
+# Rounds of the probe: each three statements on two connections, the first connection's, the
+# second's, the first's again. PgBouncer hands out the server connection released last (LIFO)
+# first, so an idle pooler shows itself in the first round; the others are for a pooler that
+# other clients keep busy. With ``server_round_robin = 1`` it hands out the one released first
+# (FIFO): with two server connections, two clients taking turns would get one each, the same
+# one every time, and the first's third statement breaks that step. Three rounds: eleven round
+# trips at start (the first use of each connection's statement prepares it, a round trip of
+# its own).
 PROBE_ROUNDS = 3
 _BACKEND = "SELECT pg_backend_pid()"
 
@@ -45,6 +49,7 @@ async def probe_pooler(pool: Any) -> None:
                 # moment to put the server connection back; the second takes it next (LIFO).
                 seen["first"].add(await first.fetchval(_BACKEND))
                 seen["second"].add(await second.fetchval(_BACKEND))
+                seen["first"].add(await first.fetchval(_BACKEND))
             except asyncpg.PostgresError as exc:
                 # The cached statement of a round before met another server connection.
                 if pooler_statement_error(exc):

@@ -1,5 +1,6 @@
 """Mistakes in the PgBouncer settings are named, not silent (README, "PgBouncer"): a transaction
-pooler behind ``database.pooler: none`` is refused at start when it shows itself, and its lost
+pooler behind ``database.pooler: none`` is refused at start when it shows itself (handing out
+its server connections last released first, or, ``server_round_robin``, first), and its lost
 prepared statements name the setting when it did not; a ``database.direct_url`` that reaches the
 pooler under another name is warned of once its LISTEN hears nothing."""
 
@@ -18,8 +19,9 @@ from receiver.model import AlertEvent, Disposition
 from receiver.store import Store
 from receiver.store.errors import describe, translate
 from receiver.worker import Worker
-from tests.support.pgbouncer import PgBouncer
+from tests.support.pgbouncer import PgBouncer, start
 from tests.support.polling import current, eventually
+from tests.support.postgres import PostgresServer
 from tests.support.served import ServeFactory, env_for, serve_to_exit
 
 pytestmark = pytest.mark.postgres
@@ -47,6 +49,38 @@ async def test_the_probe_passes_a_direct_connection_and_stops_the_pooler(
     with pytest.raises(Exception, match=re.escape(FIX)) as caught:
         await Store.connect(pgbouncer.through(database_url), check_pooler=True)
     assert type(caught.value).__name__ == "PoolerNotNamed"
+
+
+async def test_the_probe_stops_a_round_robin_pooler_of_two_server_connections(
+    pg_server: PostgresServer, database_url: str
+) -> None:
+    """PgBouncer with ``server_round_robin = 1`` hands out the server connection released
+    first (FIFO). With two of them, two client connections taking turns get one each, the
+    same one every time: the probe's rounds of one statement each saw neither sign. Its third
+    statement a round, on the first connection again, takes the other server connection."""
+    bouncer = start(pg_server, pool_size=2, round_robin=True)
+    url = bouncer.through(database_url)
+    try:
+        # Two server connections, as a busy moment leaves them (PgBouncer opens them lazily):
+        # two transactions open at once.
+        clients = [await asyncpg.connect(url) for _ in range(2)]
+        try:
+            pids = set()
+            opened = [client.transaction() for client in clients]
+            for client, transaction in zip(clients, opened, strict=True):
+                await transaction.start()
+                pids.add(await client.fetchval("SELECT pg_backend_pid()"))
+            for transaction in opened:
+                await transaction.commit()
+        finally:
+            for client in clients:
+                await client.close()
+        assert len(pids) == 2
+        with pytest.raises(Exception, match=re.escape(FIX)) as caught:
+            await Store.connect(url, check_pooler=True)
+        assert type(caught.value).__name__ == "PoolerNotNamed"
+    finally:
+        bouncer.stop()
 
 
 async def test_a_prepared_statement_lost_behind_the_pooler_names_the_fix(

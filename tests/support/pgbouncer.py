@@ -75,7 +75,7 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _config(pg: PostgresServer, port: int, workdir: Path, pool_size: int) -> str:
+def _config(pg: PostgresServer, port: int, workdir: Path, pool_size: int, round_robin: bool) -> str:
     return f"""\
 [databases]
 * = host={pg.host} port={pg.port}
@@ -90,8 +90,9 @@ pool_mode = transaction
 default_pool_size = {pool_size}
 max_client_conn = 500
 ; LIFO reuse of server connections (the default, spelled out): the statement-cache test relies
-; on the most recently released server connection being the next one handed out.
-server_round_robin = 0
+; on the most recently released server connection being the next one handed out. 1: FIFO, for
+; a pooler in front of a round-robin address.
+server_round_robin = {int(round_robin)}
 log_connections = 0
 log_disconnections = 0
 """
@@ -107,14 +108,16 @@ def _answers(proc: subprocess.Popen[bytes], port: int) -> bool:
         return False
 
 
-def start(pg: PostgresServer, *, pool_size: int = 4) -> PgBouncer:
-    """PgBouncer in transaction mode on a free loopback port in front of ``pg``, ready."""
+def start(pg: PostgresServer, *, pool_size: int = 4, round_robin: bool = False) -> PgBouncer:
+    """PgBouncer in transaction mode on a free loopback port in front of ``pg``, ready, with at
+    most ``pool_size`` server connections a database and user, handed out LIFO (its default)
+    or, with ``round_robin``, FIFO (``server_round_robin = 1``)."""
     binary = _binary()
     account = unprivileged_account()
     workdir = Path(tempfile.mkdtemp(prefix="remediator-pgbouncer-"))
     password = pg.password or secrets.token_urlsafe(18)
     port = free_port()
-    (workdir / "pgbouncer.ini").write_text(_config(pg, port, workdir, pool_size))
+    (workdir / "pgbouncer.ini").write_text(_config(pg, port, workdir, pool_size, round_robin))
     # userlist.txt: "user" "password", a double quote doubled.
     quoted = password.replace('"', '""')
     (workdir / "userlist.txt").write_text(f'"{pg.user}" "{quoted}"\n')
