@@ -18,7 +18,6 @@ One server's and Sentinel's connections pack commands with hiredis (``_packed_by
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,27 +31,29 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     NoPermissionError,
-    ReadOnlyError,
     RedisClusterException,
     RedisError,
     ResponseError,
 )
 
-from receiver.config import KEYS, ConfigError, Settings
+from receiver.config import ConfigError, Settings
 from receiver.config.redact import unreadable
-from receiver.config.redis_mode import RedisMode, guard_key_prefix, split_address
+from receiver.config.redis_mode import RedisMode, split_address
 from receiver.guards.policy import GuardError, GuardUnavailable
 from receiver.guards.scripts import said
+from receiver.redis_refusal import (
+    MASTER,
+    MODE,
+    READINESS_TIMEOUT,
+    SENTINEL_PASSWORD,
+    SENTINELS,
+    URL,
+    refusal_hint,
+    refused_command,
+)
 
 __all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch", "write_refusal"]
 
-# Each setting as these messages name it, ``redis.mode (REMEDIATOR_REDIS_MODE)``
-# (``Key.named``): by now the service no longer knows whether the YAML key or the variable set it.
-_NAMED = {key.field: key.named for key in KEYS}
-MODE, URL = _NAMED["redis_mode"], _NAMED["redis_url"]
-SENTINELS, MASTER = _NAMED["redis_sentinels"], _NAMED["redis_sentinel_master"]
-PASSWORD, SENTINEL_PASSWORD = _NAMED["redis_password"], _NAMED["redis_sentinel_password"]
-READINESS_TIMEOUT = _NAMED["readiness_timeout_seconds"]
 
 # The same bounds the service always had on one Redis round trip's socket.
 _SOCKET: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
@@ -302,17 +303,20 @@ async def durability_warning(built: GuardRedis, key: str) -> str | None:
 
 
 async def write_refusal(
-    built: GuardRedis, probe: Callable[[], Awaitable[None]], timeout_s: float
+    built: GuardRedis,
+    probe: Callable[[], Awaitable[None]],
+    timeout_s: float,
+    opening_s: float = _SOCKET["socket_timeout"],
 ) -> str | None:
     """What to check when the guards' Redis does not take a write now: ``probe`` is the
     readiness check's write (``Guards.probe``), given ``timeout_s`` seconds (the readiness
-    timeout, so a start waits no longer than /readyz would). The server's reply in one line
+    timeout, as /readyz is) on an open connection, and ``opening_s`` for a first write that
+    opens one (``_write_within``). The server's reply in one line
     (``said``), and for the refusals a mistyped URL or a server's state explains, what to
     check. None when it takes the write. Never a reason not to start: Redis may be failing
     over, and meanwhile the guards fail closed and /readyz says so."""
     try:
-        async with asyncio.timeout(timeout_s):
-            await probe()
+        await _write_within(probe, timeout_s, opening_s)
     except TimeoutError:
         reply = f"no answer within {READINESS_TIMEOUT}, {timeout_s:g} s"
         cause: BaseException | None = None
@@ -323,12 +327,12 @@ async def write_refusal(
         cause, reply = exc, said(exc)
     else:
         return None
-    hint = _refusal_hint(built.mode, cause)
+    hint = refusal_hint(built.mode, cause)
     check = f" {hint};" if hint else ""
     if isinstance(cause, NoPermissionError):
         # The ACL may refuse the readiness key (or SET) alone and allow what the guards run:
         # then every admission goes on, and only /readyz fails. Saying they all fail is untrue.
-        refused = "commands" if _refused_command(cause) else "keys"
+        refused = "commands" if refused_command(cause) else "keys"
         outcome = (
             " /readyz is 503 until it does, and every admission fails closed if the guards'"
             f" {refused} are refused too (its event is retried)"
@@ -344,57 +348,19 @@ async def write_refusal(
     )
 
 
-def _refusal_hint(mode: RedisMode, cause: BaseException | None) -> str | None:
-    """What to check for a refusal whose cause is in the configuration or the server's state."""
-    code = str(cause).split(" ", 1)[0] if isinstance(cause, ResponseError) else ""
-    if isinstance(cause, ReadOnlyError) and mode is RedisMode.STANDALONE:
-        # A read-only server on one server's URL: its replica, named by mistake (a replica
-        # taken for a master after a failover included).
-        return (
-            f"{URL} names a replica: point it at the master, or set {MODE} to sentinel with"
-            f" {SENTINELS} and {MASTER}, which find the master after a failover too"
-        )
-    if isinstance(cause, AuthenticationError):
-        # Redis says only that the user and password do not match (or that none was sent,
-        # "NOAUTH", "HELLO must be called ..."): which settings give them is ours to say.
-        if mode is RedisMode.SENTINEL:
-            return (
-                f"check {PASSWORD}, the password of the master and its replicas (the"
-                f" sentinels' own is {SENTINEL_PASSWORD})"
-            )
-        return (
-            f"check the password (and user name, with an ACL user) in {URL}, or {PASSWORD}:"
-            " the server's requirepass, or its ACL user's"
-        )
-    if isinstance(cause, NoPermissionError):
-        if (command := _refused_command(cause)) is not None:
-            return (
-                f"the Redis user's ACL refuses the {command!r} command, which the readiness"
-                " check writes with and the guards' scripts run: allow it (e.g. +@write)"
-            )
-        # The readiness check writes its own key (``Guards.probe``), which a user limited by
-        # an ACL to the guards' key patterns may not have. On a cluster every guard key
-        # carries the hash tag, which ~remediator:* does not match.
-        prefix = guard_key_prefix(mode)
-        return (
-            "the Redis user's ACL refuses the readiness check's key: allow the key prefix's"
-            f" pattern (~{prefix}*), which covers it and every guard's key"
-        )
-    if code == "NOREPLICAS":
-        return (
-            "the master has fewer replicas in sync than its min-replicas-to-write: check its"
-            " replicas (INFO replication)"
-        )
-    if code == "MISCONF":
-        return (
-            "its last snapshot failed and stop-writes-on-bgsave-error holds writes: see the"
-            " Redis server's log (the disk, its dir's permissions)"
-        )
-    return None
-
-
-def _refused_command(cause: BaseException) -> str | None:
-    """The command a NOPERM reply names (``... no permissions to run the 'set' command``);
-    None when it refused a key or a channel instead."""
-    match = re.search(r"permissions to run the '([^']+)' command", str(cause))
-    return None if match is None else match.group(1)
+async def _write_within(
+    probe: Callable[[], Awaitable[None]], timeout_s: float, opening_s: float
+) -> None:
+    """``probe`` answered within ``timeout_s`` on an open connection, as /readyz's are; raises
+    TimeoutError otherwise. Made at once with the mode check, its first try opens a connection
+    of its own, whose handshake (AUTH, CLIENT SETINFO, a sentinel's lookup: a round trip each)
+    a distant Redis takes longer for than the write: that try has ``opening_s`` (the mode
+    check's bound, 5 s, which the start waits anyway), and one slower than ``timeout_s`` is
+    timed again, on the connection it opened."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(max(timeout_s, opening_s)):
+        await probe()
+    if loop.time() - started > timeout_s:
+        async with asyncio.timeout(timeout_s):
+            await probe()

@@ -26,6 +26,7 @@ from tests.support.guards import (
     refused_by,
     request,
 )
+from tests.support.lagging_relay import lagging_relay
 from tests.support.polling import eventually, eventually_blocking
 from tests.support.redis import RedisServer, writes_need_a_replica
 from tests.support.redis_fixtures import acl_user
@@ -141,6 +142,37 @@ async def test_the_start_up_checks_of_a_hung_redis_wait_for_the_longest_not_thei
     assert "no answer within http.readiness_timeout (REMEDIATOR_READINESS_TIMEOUT), 4 s" in refusal
     # 9 s and more when made one after the other; about 5 s at once.
     assert 4 <= waited < 8, waited
+
+
+async def test_the_start_up_checks_of_a_distant_redis_that_takes_writes_say_nothing(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """A Redis 0.5 s away (each round trip), which takes every write within the readiness
+    timeout (2 s) on a connection already open, as /readyz's are. Made at once, the write check
+    opened a connection of its own: its handshake (four round trips) and the SET took 2.5 s,
+    and the start said ``does not take a write: no answer within ... 2 s`` and that /readyz is
+    503, when /readyz then answered 200. One after the other it had the mode check's open
+    connection. The check now gives a new connection's first write the mode check's bound
+    (5 s), and times the write again on it."""
+    settings = Settings(allow_unauthenticated=True)  # readiness timeout: its default, 2 s
+    assert settings.readiness_timeout_seconds == 2
+    async with lagging_relay(redis_server.host, redis_server.port, rtt_s=0.5) as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        built = connect_redis(settings, url)
+        guards = Guards(built.client, NamespacePolicy(), GuardSettings())
+        try:
+            started = time.monotonic()
+            found = await redis_checks(built, guards, settings, url, describe=True)
+            waited = time.monotonic() - started
+            # It does take writes within the bound on an open connection, as /readyz asks.
+            probed = time.monotonic()
+            await guards.probe()
+            probe_s = time.monotonic() - probed
+        finally:
+            await built.close()
+    assert found == (None, None, None), found
+    assert probe_s < settings.readiness_timeout_seconds, probe_s
+    assert waited < 5, waited
 
 
 async def test_the_start_up_write_check_on_an_acl_without_the_ready_key_names_the_acl(

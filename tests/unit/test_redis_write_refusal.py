@@ -36,6 +36,26 @@ async def test_a_probe_that_never_answers_is_cut_at_the_readiness_timeout() -> N
     async def hung() -> None:
         await asyncio.Event().wait()
 
-    said = await write_refusal(BUILT, hung, 0.05)
+    said = await write_refusal(BUILT, hung, 0.05, opening_s=0.1)
     assert said is not None
     assert "no answer within http.readiness_timeout (REMEDIATOR_READINESS_TIMEOUT), 0.05 s" in said
+
+
+async def test_a_first_write_slower_than_the_readiness_timeout_is_timed_again() -> None:
+    """The first write may open a connection (a handshake of round trips of its own): within
+    ``opening_s`` it is not yet a refusal; the write made again on the open connection decides.
+    A server that takes writes only slower than the readiness timeout is still said so."""
+    waits = [0.3, 0.0]
+
+    async def opening_then_quick() -> None:
+        await asyncio.sleep(waits.pop(0))
+
+    assert await write_refusal(BUILT, opening_then_quick, 0.2, opening_s=1) is None
+    assert waits == []
+
+    async def always_slow() -> None:
+        await asyncio.sleep(0.3)
+
+    said = await write_refusal(BUILT, always_slow, 0.2, opening_s=1)
+    assert said is not None
+    assert "no answer within http.readiness_timeout (REMEDIATOR_READINESS_TIMEOUT), 0.2 s" in said
