@@ -11,6 +11,7 @@ admitted once across them (the guards' Redis scripts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 from collections.abc import Awaitable, Iterable, Mapping
@@ -54,6 +55,11 @@ __all__ = [
     "listen_dsn",
     "load_rules",
 ]
+
+
+# How long a refused start waits for the store's pool to close (seconds), then terminates it:
+# the connections were just opened and are idle, so the wait is a round trip each.
+_CLOSE_ON_REFUSAL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,65 +204,78 @@ async def assemble(
     ``rules``: from ``load_rules``. Raises StartupError or ConfigError (the store unreachable,
     Redis of another mode than ``redis.mode``, a client the rules need that does not answer)."""
     store = await connect_store(settings, endpoints.database_url, check_pooler=not started_by_serve)
-    store.late_delivery_window_s = settings.late_delivery_window_seconds
-    redis = connect_redis(settings, endpoints.redis_url)
-    if not started_by_serve:
-        log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
-    policy = settings.namespace_policy()
-    guards = Guards(redis.client, policy, settings.guard_settings())
-    mismatch, durability, refusal = await redis_checks(
-        redis, guards, settings, endpoints.redis_url, describe=not started_by_serve
-    )
-    if mismatch is not None:
-        await redis.close()
-        raise ConfigError(mismatch)
-    kube = await kube_client(settings)
-    # Clients by name for every configured connection; only those the loaded rules need are
-    # opened now (and checked), the others when a step first uses them.
-    clients = build_clients(settings, kube=kube)
-    if not started_by_serve:
-        await check_required(clients, required_clients(rules.holder.current, rules.registry), log)
-    metrics = Metrics()
-    store.label_clashes = ClashReport(metrics.label_clashes)
-    if durability is not None:
-        log.warning("guard state may be lost in a redis failover", problem=durability)
-    if refusal is not None:
-        # Said once here: otherwise only failing admissions and /readyz would tell that the
-        # URL names a replica. Not fatal: a failover ends it, and the guards fail closed.
-        log.warning("guards' redis does not take writes", problem=refusal)
-    approvals = approval_setup(
-        settings,
-        rules.approval_files,
-        store,
-        log=log.bind(component="approvals"),
-        notifier=clients.notifier,
-        metrics=metrics,
-        warn=not started_by_serve,
-    )
-    pipeline = Pipeline(
-        store=store,
-        guards=guards,
-        rules=rules.holder,
-        registry=rules.registry,
-        clients=clients.clients,
-        settings=PipelineSettings(
-            dry_run=settings.dry_run_everywhere, policy=policy, **pipeline_waits(settings)
-        ),
-        metrics=metrics,
-        approvals=approvals.desk,
-        log=structlog.get_logger("remediator.pipeline").bind(),
-    )
-    worker = Worker(
-        store,
-        pipeline,
-        concurrency=settings.worker_concurrency,
-        lease_s=settings.worker_lease_seconds,
-        poll_interval_s=settings.worker_poll_interval_seconds,
-        max_attempts=settings.worker_max_attempts,
-        process_job=pipeline.run_job,
-        lease_to_process=True,
-        priority=pipeline.priority,
-        listen_dsn=listen_dsn(settings, endpoints),
-        log=log.bind(component="worker"),
-    )
-    return WorkerSide(store, redis, kube, clients, metrics, guards, approvals, pipeline, worker)
+    # A start refused from here on (Redis of another mode, a client the rules need that does not
+    # answer) closes what it opened, the store last. Left open, the pool's upkeep reconnected to
+    # a PostgreSQL stopping with the process (the embedded one) and logged each failure with its
+    # traceback after the refusal's own message.
+    async with contextlib.AsyncExitStack() as opened:
+        opened.push_async_callback(store.close, _CLOSE_ON_REFUSAL_S)
+        store.late_delivery_window_s = settings.late_delivery_window_seconds
+        redis = connect_redis(settings, endpoints.redis_url)
+        opened.push_async_callback(redis.close)
+        if not started_by_serve:
+            log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
+        policy = settings.namespace_policy()
+        guards = Guards(redis.client, policy, settings.guard_settings())
+        mismatch, durability, refusal = await redis_checks(
+            redis, guards, settings, endpoints.redis_url, describe=not started_by_serve
+        )
+        if mismatch is not None:
+            raise ConfigError(mismatch)
+        kube = await kube_client(settings)
+        if kube is not None:
+            opened.push_async_callback(kube.close)
+        # Clients by name for every configured connection; only those the loaded rules need are
+        # opened now (and checked), the others when a step first uses them.
+        clients = build_clients(settings, kube=kube)
+        opened.push_async_callback(clients.close)
+        if not started_by_serve:
+            await check_required(
+                clients, required_clients(rules.holder.current, rules.registry), log
+            )
+        metrics = Metrics()
+        store.label_clashes = ClashReport(metrics.label_clashes)
+        if durability is not None:
+            log.warning("guard state may be lost in a redis failover", problem=durability)
+        if refusal is not None:
+            # Said once here: otherwise only failing admissions and /readyz would tell that the
+            # URL names a replica. Not fatal: a failover ends it, and the guards fail closed.
+            log.warning("guards' redis does not take writes", problem=refusal)
+        approvals = approval_setup(
+            settings,
+            rules.approval_files,
+            store,
+            log=log.bind(component="approvals"),
+            notifier=clients.notifier,
+            metrics=metrics,
+            warn=not started_by_serve,
+        )
+        pipeline = Pipeline(
+            store=store,
+            guards=guards,
+            rules=rules.holder,
+            registry=rules.registry,
+            clients=clients.clients,
+            settings=PipelineSettings(
+                dry_run=settings.dry_run_everywhere, policy=policy, **pipeline_waits(settings)
+            ),
+            metrics=metrics,
+            approvals=approvals.desk,
+            log=structlog.get_logger("remediator.pipeline").bind(),
+        )
+        worker = Worker(
+            store,
+            pipeline,
+            concurrency=settings.worker_concurrency,
+            lease_s=settings.worker_lease_seconds,
+            poll_interval_s=settings.worker_poll_interval_seconds,
+            max_attempts=settings.worker_max_attempts,
+            process_job=pipeline.run_job,
+            lease_to_process=True,
+            priority=pipeline.priority,
+            listen_dsn=listen_dsn(settings, endpoints),
+            log=log.bind(component="worker"),
+        )
+        side = WorkerSide(store, redis, kube, clients, metrics, guards, approvals, pipeline, worker)
+        opened.pop_all()
+    return side
