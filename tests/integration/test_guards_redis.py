@@ -118,9 +118,10 @@ async def test_the_start_up_checks_of_a_hung_redis_wait_for_the_longest_not_thei
 ) -> None:
     """``redis_checks``: serve's mode, durability and write checks of a Redis that hangs
     (connections open, no answer) are made at once. The mode check waits its 5 s socket
-    timeout and the write check its bound (here 4 s): one after the other that was 9 s or
-    more before the start went on; at once, about 5 s. Neither stops the start: the mode is
-    unknown (None), and the write check says there was no answer."""
+    timeout, and the write check as long (a first write, which opens a connection, has that
+    bound too; the readiness timeout, here 4 s, is for a write on an open one): one after the
+    other that was 9 s or more before the start went on; at once, about 5 s. Neither stops the
+    start: the mode is unknown (None), and the write check says there was no answer."""
     settings = Settings(readiness_timeout_seconds=4, allow_unauthenticated=True)
     built = connect_redis(settings, redis_controlled.url)
     guards = Guards(built.client, NamespacePolicy(), GuardSettings())
