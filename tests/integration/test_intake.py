@@ -122,6 +122,27 @@ async def test_notifications_queue_while_the_writer_is_busy_then_share_a_commit(
     assert await _xmins(database_url) == 2
 
 
+async def test_a_batchs_callers_have_their_answers_before_the_next_batch_is_written(
+    store: Store,
+) -> None:
+    """After a commit its callers answer first (in the service: their webhooks' responses go
+    out), then the writer takes the next batch: a client waiting on its answer is not held
+    back by the next statement's building and sending (docs/performance-history.md, stop 48)."""
+    gated = gated_store(store)
+    intake = Intake(gated, max_in_flight=1)
+    first = asyncio.create_task(intake.accept(notification(1, seed="first")))
+    await eventually(current(lambda: gated.writing), lambda w: w == [1])
+    later = [asyncio.create_task(intake.accept(notification(1, seed=f"n{i}"))) for i in range(3)]
+    await eventually(current(lambda: _queued(intake)), lambda n: n == 3)
+    gated.observe = first.done
+    gated.gate.set()
+    results = await asyncio.wait_for(asyncio.gather(first, *later), timeout=5)
+    assert results == [IntakeResult(1, 0)] * 4
+    assert gated.writing == [1, 3]
+    # As the second batch reached the store, the first one's caller had its answer.
+    assert gated.observed == [True]
+
+
 async def test_a_write_that_does_not_commit_in_time_is_unavailable_and_the_queue_is_dropped(
     store: Store,
 ) -> None:
