@@ -239,9 +239,9 @@ class EventBatcher:
         """One turn of the loop between a batch's commit and the next: its callers send their
         answers first, and webhooks that came meanwhile join the next batch. Going straight
         on, the writer built and sent the next statement while the answers (and so each
-        client's next webhook) waited: 5,036 notifications/s at the median against 5,992
-        (32 at once, eight rounds each in turn; docs/performance-history.md, stop 48). Not a
-        timer: one idle turn takes microseconds. Cancelled here, what is queued fails."""
+        client's next webhook) waited: 5,545 notifications/s against 6,070 now (medians of
+        six rounds in turn, 32 at once; docs/performance-history.md, stop 48). Not a timer:
+        one idle turn takes microseconds. Cancelled here, what is queued fails."""
         try:
             await asyncio.sleep(0)
         except asyncio.CancelledError:
