@@ -17,7 +17,7 @@ from receiver.model import Status
 from receiver.store import WORK_CHANNEL as EVENTS_CHANNEL
 from receiver.store import Store, StoreUnavailable
 from tests.support import payloads
-from tests.support.gated_store import gated_store
+from tests.support.gated_store import GatedStore, gated_store
 from tests.support.polling import current, eventually
 from tests.support.postgres import PostgresServer
 
@@ -103,16 +103,24 @@ def _queued(intake: Intake) -> int:
     return len(intake._batcher._queue)
 
 
+async def _one_writing_three_queued(
+    gated: GatedStore,
+) -> tuple[asyncio.Task[IntakeResult], list[asyncio.Task[IntakeResult]]]:
+    """One writer's intake over ``gated``: a notification ("first") that the writer took alone
+    and holds at the gate, and three more queued behind it; their callers' tasks."""
+    intake = Intake(gated, max_in_flight=1)
+    first = asyncio.create_task(intake.accept(notification(1, seed="first")))
+    await eventually(current(lambda: gated.writing), lambda w: w == [1])
+    later = [asyncio.create_task(intake.accept(notification(1, seed=f"l{i}"))) for i in range(3)]
+    await eventually(current(lambda: _queued(intake)), lambda n: n == 3)
+    return first, later
+
+
 async def test_notifications_queue_while_the_writer_is_busy_then_share_a_commit(
     store: Store, database_url: str
 ) -> None:
     gated = gated_store(store)
-    intake = Intake(gated, max_in_flight=1)
-    first = asyncio.create_task(intake.accept(notification(1, seed="first")))
-    # The writer took "first" alone and waits at the gate.
-    await eventually(current(lambda: gated.writing), lambda w: w == [1])
-    later = [asyncio.create_task(intake.accept(notification(1, seed=f"l{i}"))) for i in range(3)]
-    await eventually(current(lambda: _queued(intake)), lambda n: n == 3)
+    first, later = await _one_writing_three_queued(gated)
     assert not first.done()
     assert not any(t.done() for t in later)
     gated.gate.set()
@@ -129,11 +137,7 @@ async def test_a_batchs_callers_have_their_answers_before_the_next_batch_is_writ
     out), then the writer takes the next batch: a client waiting on its answer is not held
     back by the next statement's building and sending (docs/performance-history.md, stop 48)."""
     gated = gated_store(store)
-    intake = Intake(gated, max_in_flight=1)
-    first = asyncio.create_task(intake.accept(notification(1, seed="first")))
-    await eventually(current(lambda: gated.writing), lambda w: w == [1])
-    later = [asyncio.create_task(intake.accept(notification(1, seed=f"n{i}"))) for i in range(3)]
-    await eventually(current(lambda: _queued(intake)), lambda n: n == 3)
+    first, later = await _one_writing_three_queued(gated)
     gated.observe = first.done
     gated.gate.set()
     results = await asyncio.wait_for(asyncio.gather(first, *later), timeout=5)
