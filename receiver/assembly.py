@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import os
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,17 +90,22 @@ async def redis_checks(
     12 s behind Sentinel or on a cluster, where the durability check waits 5 s too). A check
     that raises (none is meant to) raises here once the others are done, so none is left
     running."""
-    checks: list[Awaitable[str | None]] = [mode_mismatch(redis, settings, url)]
-    if describe:
-        checks.append(durability_warning(redis, guards.keys.pause()))
-        checks.append(write_refusal(redis, guards.probe, settings.readiness_timeout_seconds))
-    found = await asyncio.gather(*checks, return_exceptions=True)
-    for outcome in found:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    said = [outcome for outcome in found if not isinstance(outcome, BaseException)]
-    said += [None] * (3 - len(said))
-    return said[0], said[1], said[2]
+    if not describe:
+        return await mode_mismatch(redis, settings, url), None, None
+    mismatch, durability, refusal = await asyncio.gather(
+        mode_mismatch(redis, settings, url),
+        durability_warning(redis, guards.keys.pause()),
+        write_refusal(redis, guards.probe, settings.readiness_timeout_seconds),
+        return_exceptions=True,
+    )
+    return _said(mismatch), _said(durability), _said(refusal)
+
+
+def _said(outcome: str | BaseException | None) -> str | None:
+    """A check's finding, or what it raised raised again."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def listen_dsn(settings: Settings, endpoints: Endpoints) -> str:
