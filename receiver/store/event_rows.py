@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from receiver.model import AlertEvent, Status
 from receiver.store.stored_json import STRINGS, decode_columns
 from receiver.unreadable import unreadable_text
@@ -28,9 +30,27 @@ def _as_dict(value: object) -> dict[object, object]:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-# Compact JSON of events' values, their labels and annotations (any Mapping) as objects: the
-# documents intake's insert and its label-clash check send (events.py, label_clashes.py).
-event_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_as_dict).encode
+_std_event_json = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, default=_as_dict
+).encode
+
+
+def event_json(value: object) -> str:
+    """Compact JSON of events' values, their labels and annotations (any Mapping) as objects:
+    the documents intake's insert and its label-clash check send (events.py,
+    label_clashes.py). Raises TypeError for a value JSON cannot write.
+
+    Written by orjson: a batch of ten notifications in 2 µs instead of 21 µs with the standard
+    library's encoder, on every intake batch (issue 12). For such values (strings, None,
+    string-keyed objects in their order, arrays) the text is the standard library's with
+    ``ensure_ascii=False`` and no whitespace, byte for byte (tests/unit/test_event_json.py);
+    what orjson refuses (a lone surrogate, an integer beyond 64 bits) goes to the standard
+    library, as it always did, so the store's answer to it is unchanged."""
+    try:
+        return orjson.dumps(value, default=_as_dict).decode()
+    except TypeError:
+        return _std_event_json(value)
+
 
 # An event's JSON columns, as intake writes them: label name -> value, both strings.
 EVENT_SHAPES = {"labels": STRINGS, "annotations": STRINGS}
