@@ -1,5 +1,5 @@
-"""``python -m bench.micro``: the CPU of three pieces of a storm event, each two ways, in runs
-taken in turn on the same machine.
+"""``python -m bench.micro``: the CPU of three pieces of a storm event and one of intake, each
+two ways, in runs taken in turn on the same machine.
 
 - the audit rows' canonical JSON (``receiver/store/canonical.py``): ``audit_data`` of a refused
   event's ``run.created`` row, written by orjson (what the store does) against the standard
@@ -9,7 +9,10 @@ taken in turn on the same machine.
   in one where it is not;
 - the sealing of a refused event's three audit rows at commit, on a PostgreSQL of its own, by
   the seal before migration 0029 and by the seal since (``bench/seal.py``: PostgreSQL backend
-  CPU per event, ``python -m bench.seal`` for its options).
+  CPU per event, ``python -m bench.seal`` for its options);
+- intake's batch document (``event_json``, receiver/store/event_rows.py) of ten notifications
+  of the intake round's matched alerts, written by orjson (what intake does) against the
+  standard library's encoder (what it did up to stop 48), in this process.
 
 CPU is the process's own (``time.process_time``; for the seal, the PostgreSQL backend's); each
 figure is the median of ``--rounds`` rounds, and the ratio is against the run without the
@@ -89,6 +92,29 @@ def _canonical_round() -> tuple[float, float]:
     return fast / _ROWS * 1e6, slow / _ROWS * 1e6
 
 
+def _document_round() -> tuple[float, float]:
+    """CPU µs per batch document of ten matched notifications: (``event_json``, the standard
+    library's encoder it replaced), one after the other."""
+    from bench.loads import notification
+    from receiver.alertmanager import parse_notification
+    from receiver.intake import events_of
+    from receiver.store import event_rows
+    from receiver.store.events import _runs
+
+    notifications = [parse_notification(notification(n, matched=True)) for n in range(10)]
+    runs = [run for n in notifications for run in _runs(events_of(n))]
+    assert event_rows.event_json(runs) == event_rows._std_event_json(runs)  # the same text
+    start = time.process_time()
+    for _ in range(_ROWS):
+        event_rows.event_json(runs)
+    fast = time.process_time() - start
+    start = time.process_time()
+    for _ in range(_ROWS):
+        event_rows._std_event_json(runs)
+    slow = time.process_time() - start
+    return fast / _ROWS * 1e6, slow / _ROWS * 1e6
+
+
 async def _admissions(url: str) -> float:
     """CPU µs per admission of ``_ADMISSIONS``, 16 at a time, after a warm-up."""
     import redis.asyncio
@@ -133,6 +159,12 @@ def main() -> None:
     fast, slow = median(r[0] for r in rows), median(r[1] for r in rows)
     print(
         f"audit_data of a refused run.created row: orjson {fast:.1f} µs, json {slow:.1f} µs "
+        f"of CPU ({fast / slow:.2f}x)"
+    )
+    documents = [_document_round() for _ in range(args.rounds)]
+    fast, slow = median(r[0] for r in documents), median(r[1] for r in documents)
+    print(
+        f"intake's document of ten notifications: orjson {fast:.1f} µs, json {slow:.1f} µs "
         f"of CPU ({fast / slow:.2f}x)"
     )
     from receiver.embedded.redis_server import RedisProcess
