@@ -145,12 +145,7 @@ def edge_middleware(
             # connection is closed.
             request.content.feed_eof()
             status = 400
-            unreadable = json_response(
-                {"error": f"request body cannot be read: {_payload_problem(exc)}", "field": "body"},
-                400,
-            )
-            unreadable.force_close()
-            return unreadable
+            return _unreadable_body(_payload_problem(exc))
         except BodyTimeout as exc:
             status = 408
             timed_out = json_response({"error": str(exc)}, 408)
@@ -168,6 +163,13 @@ def edge_middleware(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if exc is request.content.exception():
+                # The client went away while its body was read (its timeout, a proxy's cut):
+                # aiohttp fails the read with a ConnectionResetError, an OSError, which is no
+                # store's. Taken for one, it was a 503 and a "store unavailable" warning,
+                # which also held back the next real outage's. Nobody reads this answer.
+                status = 400
+                return _unreadable_body("the connection was lost before all of it arrived")
             if isinstance(exc, StoreUnavailable) or is_unavailable(exc):
                 # Whatever route met the outage: the contract is 503 ("try again"), never 500.
                 status = 503
@@ -206,6 +208,16 @@ async def _with_body_deadline(
         return await handler(request)
     finally:
         timer.cancel()
+
+
+def _unreadable_body(problem: str) -> web.Response:
+    """The 400 for a body that cannot be read (``problem`` says why), closing the connection:
+    the stream is broken past this point."""
+    unreadable = json_response(
+        {"error": f"request body cannot be read: {problem}", "field": "body"}, 400
+    )
+    unreadable.force_close()
+    return unreadable
 
 
 def _payload_problem(exc: web.RequestPayloadError) -> str:
