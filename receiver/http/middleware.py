@@ -43,6 +43,10 @@ class BodyTimeout(TimeoutError):
     """
 
 
+# The route name of a request no route takes (its metrics label).
+UNMATCHED = "unmatched"
+
+
 def _under(path: str, prefixes: tuple[str, ...], below: tuple[str, ...]) -> bool:
     """``path`` is one of ``prefixes`` or below one (``/api/v1/approvals/x``), not merely
     beginning with its text: ``/api/v1/approvalsX`` went past the credential check.
@@ -108,6 +112,8 @@ def edge_middleware(
                 caller = auth.authorize(request, role)
                 if isinstance(caller, web.Response):
                     refused = caller
+                    if caller.status == 403 and route == UNMATCHED and webhook_routes:
+                        refused = _webhook_path_hint(webhook_routes)
                 else:
                     request[PRINCIPAL] = caller
             response: web.StreamResponse
@@ -300,9 +306,20 @@ def _method_not_allowed(request: web.Request) -> bool:
     return isinstance(error, web.HTTPMethodNotAllowed)
 
 
+def _webhook_path_hint(webhook_routes: frozenset[str]) -> web.Response:
+    """The 403 of the webhook credential on a path under /api/ that no route takes: a URL
+    mistyped in Alertmanager's webhook_config (``/api/v2/alerts``, a trailing slash). Said as
+    the wrong role's 403 ("an operator token"), it sent the sender's owner to give Alertmanager
+    an operator's token; this names the path the credential posts to. Still a 403: without a
+    credential an unknown path is a 401 as any other, and what exists stays unsaid."""
+    paths = " or ".join(f"POST {path}" for path in sorted(webhook_routes))
+    message = f"forbidden: the webhook credential calls {paths} only; check the webhook's URL"
+    return json_response({"error": message}, 403)
+
+
 def _route_name(request: web.Request) -> str:
     route = request.match_info.route
     resource = route.resource
     if resource is None:
-        return "unmatched"
+        return UNMATCHED
     return resource.canonical
