@@ -1,8 +1,8 @@
 """Text YAML lets a file write that the store cannot hold: U+0000 (a ``"\\0"`` escape) and a
 lone surrogate (a ``"\\ud800"`` escape not half of a pair). Pure.
 
-Either in a rule file, a rule test file, the settings file or the approvers file is refused at
-its line (``receiver.rules.yaml_lines``): PostgreSQL's text and jsonb keep no U+0000, so a run
+Either, in a file ``receiver.rules.yaml_lines.parse_yaml`` reads (rule files, rule test files),
+is refused at its line: PostgreSQL's text and jsonb keep no U+0000, so a run
 whose step carried one could never be stored and its event failed until it went dead; no UTF-8
 encodes a lone surrogate, so the text could be neither stored nor hashed (a rule test's alert
 labelled with one failed its simulation with ``UnicodeEncodeError``, from its fingerprint).
