@@ -43,6 +43,10 @@ class BodyTimeout(TimeoutError):
     """
 
 
+# The route name of a request no route takes (its metrics label).
+UNMATCHED = "unmatched"
+
+
 def _under(path: str, prefixes: tuple[str, ...], below: tuple[str, ...]) -> bool:
     """``path`` is one of ``prefixes`` or below one (``/api/v1/approvals/x``), not merely
     beginning with its text: ``/api/v1/approvalsX`` went past the credential check.
@@ -108,6 +112,8 @@ def edge_middleware(
                 caller = auth.authorize(request, role)
                 if isinstance(caller, web.Response):
                     refused = caller
+                    if caller.status == 403 and route == UNMATCHED and webhook_routes:
+                        refused = _webhook_path_hint(webhook_routes)
                 else:
                     request[PRINCIPAL] = caller
             response: web.StreamResponse
@@ -145,12 +151,7 @@ def edge_middleware(
             # connection is closed.
             request.content.feed_eof()
             status = 400
-            unreadable = json_response(
-                {"error": f"request body cannot be read: {_payload_problem(exc)}", "field": "body"},
-                400,
-            )
-            unreadable.force_close()
-            return unreadable
+            return _unreadable_body(_payload_problem(exc))
         except BodyTimeout as exc:
             status = 408
             timed_out = json_response({"error": str(exc)}, 408)
@@ -168,6 +169,13 @@ def edge_middleware(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if exc is request.content.exception():
+                # The client went away while its body was read (its timeout, a proxy's cut):
+                # aiohttp fails the read with a ConnectionResetError, an OSError, which is no
+                # store's. Taken for one, it was a 503 and a "store unavailable" warning,
+                # which also held back the next real outage's. Nobody reads this answer.
+                status = 400
+                return _unreadable_body("the connection was lost before all of it arrived")
             if isinstance(exc, StoreUnavailable) or is_unavailable(exc):
                 # Whatever route met the outage: the contract is 503 ("try again"), never 500.
                 status = 503
@@ -206,6 +214,16 @@ async def _with_body_deadline(
         return await handler(request)
     finally:
         timer.cancel()
+
+
+def _unreadable_body(problem: str) -> web.Response:
+    """The 400 for a body that cannot be read (``problem`` says why), closing the connection:
+    the stream is broken past this point."""
+    unreadable = json_response(
+        {"error": f"request body cannot be read: {problem}", "field": "body"}, 400
+    )
+    unreadable.force_close()
+    return unreadable
 
 
 def _payload_problem(exc: web.RequestPayloadError) -> str:
@@ -288,9 +306,20 @@ def _method_not_allowed(request: web.Request) -> bool:
     return isinstance(error, web.HTTPMethodNotAllowed)
 
 
+def _webhook_path_hint(webhook_routes: frozenset[str]) -> web.Response:
+    """The 403 of the webhook credential on a path under /api/ that no route takes: a URL
+    mistyped in Alertmanager's webhook_config (``/api/v2/alerts``, a trailing slash). Said as
+    the wrong role's 403 ("an operator token"), it sent the sender's owner to give Alertmanager
+    an operator's token; this names the path the credential posts to. Still a 403: without a
+    credential an unknown path is a 401 as any other, and what exists stays unsaid."""
+    paths = " or ".join(f"POST {path}" for path in sorted(webhook_routes))
+    message = f"forbidden: the webhook credential calls {paths} only; check the webhook's URL"
+    return json_response({"error": message}, 403)
+
+
 def _route_name(request: web.Request) -> str:
     route = request.match_info.route
     resource = route.resource
     if resource is None:
-        return "unmatched"
+        return UNMATCHED
     return resource.canonical

@@ -20,6 +20,7 @@ import yaml
 from receiver.rules.errors import RuleError
 from receiver.rules.yaml_keys import check_text_keys, key_problem
 from receiver.rules.yaml_loaders import PlainLoader, make_loader, yaml_1_1_number
+from receiver.rules.yaml_text import unstorable
 
 __all__ = [
     "MAX_NODES",
@@ -96,10 +97,6 @@ class Located:
     def warn(self, path: Sequence[str | int], message: str) -> None:
         """Record a warning at the line of ``path``."""
         self.warnings.append(RuleError(self.file, self.line_of(path), message, warning=True))
-
-
-# A string (value or key) holding U+0000: the store cannot keep it (PostgreSQL's text and jsonb).
-NUL_PROBLEM = "contains U+0000 (NUL), which cannot be stored; remove the \\0 escape"
 
 
 class TooManyNodes(yaml.MarkedYAMLError):
@@ -312,10 +309,10 @@ def _construct(
             located.words[path] = node.value
         elif isinstance(value, str) and node.style is None and yaml_1_1_number(node.value):
             located.numerals[path] = node.value
-        if isinstance(value, str) and "\x00" in value:
+        if isinstance(value, str) and (problem := unstorable(value)) is not None:
             # A "\0" escape: PostgreSQL keeps no U+0000 in text or jsonb, so a run whose step
             # carried it could never be stored, and the event would fail until it went dead.
-            located.add(path, NUL_PROBLEM)
+            located.add(path, problem)
             return None
         return value
     template = unquoted_template(node)
@@ -352,8 +349,8 @@ def _construct(
                     if isinstance(key_node, yaml.ScalarNode)
                     else None
                 )
-                if isinstance(key, str) and "\x00" in key:
-                    located.errors.append(RuleError(located.file, key_line, NUL_PROBLEM))
+                if isinstance(key, str) and (problem := unstorable(key)) is not None:
+                    located.errors.append(RuleError(located.file, key_line, problem))
                     continue
                 if not isinstance(key, str):
                     # YAML 1.1 reads `on:` or `yes:` as booleans; say so rather than guess.

@@ -200,9 +200,9 @@ class EventQueue(EventLeases, Failures):
             WITH input AS (
                 SELECT j->>0 AS f, j->>1 AS s, j->>2 AS st, j->>3 AS e, j->4 AS l,
                        j->5 AS a, j->>6 AS g, coalesce(j->4->>'alertname', '') AS n,
-                       grp->>0 AS gk, grp->>1 AS r, settled.sr
-                FROM jsonb_array_elements($1::jsonb) AS grp,
-                     jsonb_array_elements(grp->2) AS j, {SETTLED_LATERAL}
+                       grp->>0 AS gk, grp->>1 AS r, settled.sr, g.gi, e.ji
+                FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS g(grp, gi),
+                     jsonb_array_elements(grp->2) WITH ORDINALITY AS e(j, ji), {SETTLED_LATERAL}
             ), keyed AS (
                 SELECT input.*, {REFIRE_SQL} AS k
                 FROM input
@@ -237,8 +237,11 @@ class EventQueue(EventLeases, Failures):
                 -- One key order for every writer: concurrent batches cannot deadlock
                 -- (but for batches too large for one statement, each written as several,
                 -- whose order is the notifications'; PostgreSQL then ends one of the two,
-                -- which intake writes again one notification at a time).
-                ORDER BY f, s, st, k
+                -- which intake writes again one notification at a time). Copies of one key
+                -- in the batch in the document's order (gi, ji): the first is inserted, the
+                -- one insert_event_groups answers accepted; left to the sort, a later copy
+                -- (other labels) was stored for most such keys.
+                ORDER BY f, s, st, k, gi, ji
                 ON CONFLICT ON CONSTRAINT alert_events_dedupe DO NOTHING
                 RETURNING fingerprint, starts_at, status, state, md5(alertname) AS lane
             ), woken AS (

@@ -163,3 +163,31 @@ async def test_a_failed_comparison_is_logged_and_intake_answers_all_the_same(sto
     # The read works again once the session is left alone.
     assert await store.insert_events([event(FORGED)]) == (0, 1)
     assert _clashes(metrics) == 1
+
+
+async def test_within_one_batch_the_copy_stored_is_the_one_answered_accepted(
+    store: Store,
+) -> None:
+    """Copies of one key in one group commit: the first (in the batch's order) is answered
+    accepted and the later ones duplicates, so the first is the one stored, as when they come
+    one after another. The insert's sort on the key alone left the tie to PostgreSQL, which
+    stored a later copy for most keys while answering the first accepted."""
+    metrics, clock = Metrics(), Clock()
+    _report(store, metrics, clock)
+    copies, keys = 3, 8
+    groups = [
+        [event({**LABELS, "copy": str(copy)}, fingerprint=f"k{key}")]
+        for copy in range(copies)
+        for key in range(keys)
+    ]
+    # And one notification that carries two copies of one alert.
+    groups.append([event({**FORGED, "copy": "0"}, fingerprint="pair"), event(LABELS, "pair")])
+    results = await store.insert_event_groups(groups)
+    assert results == [(1, 0)] * keys + [(0, 1)] * (keys * (copies - 1)) + [(1, 1)]
+    async with store._pool.acquire() as conn:
+        rows = await conn.fetch("SELECT fingerprint, labels->>'copy' AS copy FROM alert_events")
+    assert sorted((r["fingerprint"], r["copy"]) for r in rows) == sorted(
+        [(f"k{key}", "0") for key in range(keys)] + [("pair", "0")]
+    )
+    # Each later copy is compared with the first, so every one of them counts as a clash.
+    assert _clashes(metrics) == keys * (copies - 1) + 1

@@ -13,6 +13,11 @@ from receiver.rules.loader import RuleHolder, RuleWatcher, check, lint, load_rul
 from remediations.registry import default_registry
 from tests.support.rules import GOOD, POLICY, registry, write
 
+SURROGATE = (
+    "contains a lone surrogate (a \\ud800 to \\udfff escape, not half of a pair), which UTF-8 "
+    "cannot encode; write the character itself"
+)
+
 # --------------------------------------------------------------------------------------------
 # the loader and the directory
 
@@ -310,6 +315,24 @@ def test_a_nul_in_a_rule_file_is_refused_where_it_was_written(
         )
         in errors
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('rules:\n  - name: sur\n    labels: {team: "a\\ud800b"}\n', 3),
+        ('rules:\n  - name: sur\n    labels: {"k\\udfff": v}\n', 3),
+    ],
+)
+def test_a_lone_surrogate_in_a_rule_file_is_refused_where_it_was_written(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    """A "\\ud800" escape not in a pair: no UTF-8 encodes it, so the text could be neither
+    stored nor hashed (a rule test's alert with one failed its simulation with
+    UnicodeEncodeError). Refused where it was written, as "\\0" is."""
+    (tmp_path / "a.yaml").write_text(text)
+    errors = lint(tmp_path, registry(), POLICY)
+    assert RuleError(str(tmp_path / "a.yaml"), line, SURROGATE) in errors
 
 
 @pytest.mark.parametrize(

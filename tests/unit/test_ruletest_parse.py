@@ -313,3 +313,14 @@ def test_two_tests_of_one_name_are_refused_at_the_second() -> None:
     assert "t.yaml:11: test name 'again' is used by tests[1] too: give each test a name" in (
         " ".join(errors)
     )
+
+
+def test_a_lone_surrogate_in_an_alert_is_refused_at_its_line() -> None:
+    """An alert's label written with a "\\ud800" escape: its fingerprint (a hash of the
+    labels' UTF-8) could not be computed, and the test failed as "the simulation failed:
+    UnicodeEncodeError". Refused at its line, as "\\0" is, before any test runs."""
+    body = 'alerts: {a: {labels: {alertname: X, pod: "web\\ud800"}}}\n'
+    body += "timeline: [{at: 0s, firing: a}]\nexpect: [{no_runs: true}]\n"
+    errors = errors_of(_one_test(body))
+    assert len(errors) == 1
+    assert errors[0].startswith("t.yaml:4: contains a lone surrogate")

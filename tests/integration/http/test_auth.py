@@ -127,6 +127,24 @@ async def test_every_route_against_every_credential(
     assert wrong == []
 
 
+@pytest.mark.parametrize("path", ["/api/v2/alerts", ALERTS_PATH + "/", "/api/v1/alert"])
+async def test_the_webhook_credential_on_a_mistyped_path_is_told_its_path(
+    make_client: MakeClient, path: str
+) -> None:
+    """A webhook URL mistyped in Alertmanager's configuration: still a 403 (a 401 without a
+    credential), but it names the path the credential posts to, where it said the endpoint
+    takes "an operator token", which sent the sender's owner to give Alertmanager one."""
+    client = await make_client(settings=_settings())
+    response = await client.post(path, headers=AUTH, json=sample())
+    assert response.status == 403
+    error = (await response.json())["error"]
+    assert f"POST {ALERTS_PATH}" in error
+    assert "operator" not in error
+    assert (await client.post(path, json=sample())).status == 401
+    # An operator's token on the same path: the route does not exist.
+    assert (await client.post(path, headers=OPERATOR, json=sample())).status == 404
+
+
 async def test_a_refused_credential_changes_nothing(
     make_client: MakeClient, guards: Guards, store: Store
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 import structlog
 from aiohttp import web
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from receiver.config import Settings
 from receiver.http.app import create_app, create_runner
@@ -21,6 +22,7 @@ from receiver.intake import Intake
 from receiver.store import Store
 from receiver.telemetry import Metrics
 from tests.support.http import TOKEN, sample
+from tests.support.polling import current, eventually
 from tests.support.rawhttp import exchange, read_to_eof, status_of
 
 pytestmark = [pytest.mark.postgres]
@@ -166,3 +168,35 @@ async def test_hundreds_of_half_sent_requests_are_all_closed_and_others_served(
     results = await asyncio.wait_for(waiting, CLOSED_WITHIN_S * 2)
     assert {answer[:12] for answer, _ in results} == {b"", b"HTTP/1.1 408"}
     assert await store.queue_depth() == 1
+
+
+def _answered(metrics: Metrics) -> dict[str, float]:
+    """The webhook's requests counted so far, by status code."""
+    counted: dict[str, float] = {}
+    for family in metrics.registry.collect():
+        for sample_ in family.samples:
+            if sample_.name == "remediator_http_requests_total" and (
+                sample_.labels["route"] == "/api/v1/alerts"
+            ):
+                counted[sample_.labels["code"]] = sample_.value
+    return counted
+
+
+async def test_a_client_that_goes_away_mid_body_is_not_a_store_outage(
+    port: int, metrics: Metrics, store: Store
+) -> None:
+    """The connection lost while the body is read (a sender's timeout, a proxy cut) fails the
+    read with aiohttp's ConnectionResetError, an OSError: the middleware took it for the
+    store's and answered 503 and logged "store unavailable", which an SRE reads as PostgreSQL
+    in trouble, and which held back the next real outage's warning (one per 10 s)."""
+    request = _good_request()
+    with capture_logs() as logs:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request[: len(request) - 40])
+        await writer.drain()
+        writer.close()
+        await eventually(current(lambda: _answered(metrics)), lambda counted: bool(counted))
+    # Counted as the unreadable body it is (nobody is left to read the answer).
+    assert _answered(metrics) == {"400": 1.0}
+    assert [e for e in logs if "unavailable" in e["event"]] == []
+    assert await store.queue_depth() == 0
