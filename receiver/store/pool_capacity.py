@@ -11,9 +11,10 @@ word, lost its ``service.started`` audit row, and its worker's LISTEN never got 
 ``database_url`` (``connections_per_process``, times ``worker.processes``) and asks each for
 ``SELECT 1``: when some answer and the others, logged in, do not within ``ANSWER_TIMEOUT_S``,
 the pool is too small, and the start is refused with the size it needs. PostgreSQL itself
-answers every session it accepted (or refuses the connection: too many clients, SQLSTATE 53300,
-which is reported as such); a transaction pooler hands its server connections round between the
-statements, so both pass. The connections are closed before the store's pool opens.
+answers every session it accepted (or refuses the connection, too many clients, SQLSTATE 53300:
+a failure to connect, which ends the start as any does); a transaction pooler hands its server
+connections round between the statements, so both pass. The connections are closed before the
+store's pool opens.
 """
 
 from __future__ import annotations
