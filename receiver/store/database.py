@@ -133,12 +133,13 @@ class Database:
         pooler, where the next transaction may be on another server connection).
         ``transaction_pooled``: ``dsn`` is a transaction pooler (``connect_options``); a
         ``clock`` is session state, which a pooler does not keep: ValueError.
-        ``check_pooler`` (not ``transaction_pooled``, ``serve``): before the pool opens, open at
-        once every connection ``processes`` processes of this pool hold at most (``max_size``,
-        and the worker's LISTEN when ``listen_through``: it connects to ``dsn`` too) and raise
-        PoolTooSmall when some of them get no server connection (a session pooler's pool used
-        up, pool_capacity.py); then, before migrating, look for a transaction pooler's sign
-        (pooler_probe.py) and raise PoolerNotNamed when it shows."""
+        ``check_pooler`` (not ``transaction_pooled``, ``serve``): before the pool opens, when
+        ``dsn`` is a pooler's, open at once every connection ``processes`` processes of this
+        pool hold at most (``max_size``, and the worker's LISTEN when ``listen_through``: it
+        connects to ``dsn`` too) and raise PoolTooSmall when some of them get no server
+        connection (a session pooler's pool used up, pool_capacity.py); then, before
+        migrating, look for a transaction pooler's sign (pooler_probe.py) and raise
+        PoolerNotNamed when it shows."""
         if transaction_pooled and clock is not None:
             raise ValueError(
                 "a simulated clock is session state: connect directly, not through a pooler"

@@ -9,12 +9,20 @@ may ever be freed. Unchecked, ``serve`` behind such a pool hung for a minute at 
 word, lost its ``service.started`` audit row, and its worker's LISTEN never got through (README,
 "PgBouncer"). So ``serve`` opens, at once, as many connections as it will ever hold through
 ``database_url`` (``connections_per_process``, times ``worker.processes``) and asks each for
-``SELECT 1``: when some answer and the others, logged in, do not within ``ANSWER_TIMEOUT_S``,
-the pool is too small, and the start is refused with the size it needs. PostgreSQL itself
-answers every session it accepted (or refuses the connection, too many clients, SQLSTATE 53300:
-a failure to connect, which ends the start as any does); a transaction pooler hands its server
-connections round between the statements, so both pass. The connections are closed before the
-store's pool opens.
+its backend (``SELECT pg_backend_pid()``): when some answer and the others, logged in, do not
+within ``ANSWER_TIMEOUT_S``, the pool is too small, and the start is refused with the size it
+needs. A transaction pooler hands its server connections round between the statements, so it
+passes. The connections are closed before the store's pool opens.
+
+Only behind a pooler: PostgreSQL itself answers every session it accepted, and opening eleven
+sessions at once at every start would fail the start of a replica whose role or database
+allows fewer (``CONNECTION LIMIT``, ``max_connections`` sized for the pool's usual two), which
+started before the check. A pooler shows itself on the first connection: the process id in
+the cancel key it gave the client (BackendKeyData, ``get_server_pid``) is one it made up
+(PgBouncer: random), not the backend's (``pg_backend_pid()``), since a client's cancel must
+reach the pooler, which alone knows which server connection the client has at that moment.
+PostgreSQL itself, or a proxy that only forwards the bytes (one client, one server
+connection), gives the backend's own.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ __all__ = [
     "connections_per_process",
 ]
 
-# How long each of the check's connections may take to answer ``SELECT 1`` (seconds): a round
+# How long each of the check's connections may take to answer (seconds): a round
 # trip on a server that answers at all; far below PgBouncer's query_wait_timeout (120 s).
 ANSWER_TIMEOUT_S = 5.0
+# What each of the check's connections is asked: its backend, whose id tells a pooler apart.
+_BACKEND = "SELECT pg_backend_pid()"
 # The worker's LISTEN connection (receiver/worker/listen.py), one a process, to database_url
 # unless database.direct_url is set.
 LISTEN_CONNECTIONS = 1
@@ -61,23 +71,33 @@ async def check_capacity(
     connect_timeout_s: float,
     answer_timeout_s: float = ANSWER_TIMEOUT_S,
 ) -> None:
-    """Open ``per_process * processes`` connections to ``dsn`` at once, ask each ``SELECT 1``,
-    close them all. Raise PoolTooSmall when some answered and the others had not within
-    ``answer_timeout_s`` seconds; TimeoutError when none did (nothing answers at all).
+    """Open one connection to ``dsn``; when it is a pooler's (module docstring), open the rest
+    of ``per_process * processes`` connections at once, ask each for its backend, close them
+    all. Raise PoolTooSmall when some answered and the others had not within
+    ``answer_timeout_s`` seconds; TimeoutError when the first did not (nothing answers).
     Connection failures propagate as asyncpg raises them (the caller translates them); a
     connection refused makes the others closed first."""
     needed = per_process * processes
-    opened = await asyncio.gather(
-        *(asyncpg.connect(dsn, timeout=connect_timeout_s) for _ in range(needed)),
-        return_exceptions=True,
-    )
-    conns: list[Any] = [c for c in opened if not isinstance(c, BaseException)]
-    asked: list[asyncio.Future[Any]] = []
+    first = await asyncpg.connect(dsn, timeout=connect_timeout_s)
+    conns: list[Any] = [first]
+    asked: list[asyncio.Future[Any]] = [asyncio.ensure_future(first.fetchval(_BACKEND))]
     try:
+        done, _ = await asyncio.wait(asked, timeout=answer_timeout_s)
+        if not done:
+            raise TimeoutError(f"no answer within {answer_timeout_s:g} s")
+        if asked[0].result() == first.get_server_pid():
+            # PostgreSQL itself: every session it accepts is its own.
+            await first.close(timeout=answer_timeout_s)
+            return
+        opened = await asyncio.gather(
+            *(asyncpg.connect(dsn, timeout=connect_timeout_s) for _ in range(needed - 1)),
+            return_exceptions=True,
+        )
+        conns += [c for c in opened if not isinstance(c, BaseException)]
         for outcome in opened:
             if isinstance(outcome, BaseException):
                 raise outcome
-        asked += [asyncio.ensure_future(conn.fetchval("SELECT 1")) for conn in conns]
+        asked += [asyncio.ensure_future(conn.fetchval(_BACKEND)) for conn in conns[1:]]
         done, waiting = await asyncio.wait(asked, timeout=answer_timeout_s)
         for task in done:
             task.result()  # a statement that failed raises here
@@ -90,8 +110,6 @@ async def check_capacity(
         # What the aborted connections' statements raised (ConnectionDoesNotExistError), taken
         # so that asyncio does not report it as never retrieved.
         await asyncio.gather(*asked, return_exceptions=True)
-    if not done:
-        raise TimeoutError(f"none of {needed} connections answered within {answer_timeout_s:g} s")
     if waiting:
         raise PoolTooSmall(_message(len(done), needed, per_process, processes, answer_timeout_s))
 

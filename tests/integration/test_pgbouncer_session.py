@@ -8,14 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg
 import pytest
 
 from receiver.store import PoolTooSmall, Store
 from tests.support.pgbouncer import PgBouncer, start
 from tests.support.polling import eventually
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, login_role
 from tests.support.served import SAMPLE, ServeFactory, env_for, serve_to_exit
 
 pytestmark = pytest.mark.postgres
@@ -77,6 +79,26 @@ async def test_the_check_counts_what_got_a_server_connection(
         pgbouncer.through(database_url), check_pooler=True, transaction_pooled=True
     )
     await pooled.close()
+
+
+async def test_the_check_opens_one_connection_to_postgresql_itself(
+    pg_server: PostgresServer, database_url: str
+) -> None:
+    """On PostgreSQL itself (no pooler between: the cancel key's process id is the backend's)
+    the check opens one connection, not eleven: a role allowed four connections starts as it
+    did before the check (the pool opens two). With eleven at once it was refused, "too many
+    connections for role"."""
+    async with login_role(pg_server.url("postgres"), "capacity_") as role:
+        admin = await asyncpg.connect(pg_server.url("postgres"))
+        try:
+            await admin.execute(f"ALTER ROLE {role} CONNECTION LIMIT 4")
+            await admin.execute(f"GRANT {pg_server.user} TO {role}")  # the test tables' owner
+        finally:
+            await admin.close()
+        parts = urlsplit(database_url)
+        as_role = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+        store = await Store.connect(as_role, check_pooler=True)
+        await store.close()
 
 
 @pytest.mark.parametrize("session_pooler", [PER_PROCESS], indirect=True, ids=["pool 11"])
