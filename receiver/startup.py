@@ -36,7 +36,7 @@ from receiver.embedded.credentials import (
 from receiver.reloads import RuleReloads, log_rule_warnings, rules_data
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
-from receiver.store import PoolerNotNamed, Store, StoreUnavailable, describe
+from receiver.store import PoolerNotNamed, PoolTooSmall, Store, StoreUnavailable, describe
 
 __all__ = [
     "Generated",
@@ -81,8 +81,10 @@ def _where(url: str) -> str:
 async def connect_store(settings: Settings, dsn: str, *, check_pooler: bool = True) -> Store:
     """The store at ``dsn`` (the configured one, else the embedded server's), migrated; each
     connection its pool opens makes the history read's plan at once (``Store.connect(warm=)``).
-    ``check_pooler``: look for a transaction pooler ``database.pooler`` does not name, on a
-    configured ``database_url`` (False in a worker process: ``serve`` looked before starting it).
+    ``check_pooler``: on a configured ``database_url``, check that it gives every connection
+    the ``worker.processes`` processes hold at most (a session pooler's pool big enough,
+    ``Store.connect``), and look for a transaction pooler ``database.pooler`` does not name
+    (False in a worker process: ``serve`` looked before starting it).
 
     Raises ConfigError for a DSN asyncpg cannot read, StartupError when PostgreSQL cannot be
     reached or refuses (a password, a database that does not exist)."""
@@ -93,8 +95,10 @@ async def connect_store(settings: Settings, dsn: str, *, check_pooler: bool = Tr
             transaction_pooled=settings.transaction_pooled,
             warm=True,
             check_pooler=check_pooler and settings.database_url is not None,
+            processes=settings.worker_processes,
+            listen_through=settings.database_direct_url is None,
         )
-    except PoolerNotNamed as exc:
+    except (PoolerNotNamed, PoolTooSmall) as exc:
         raise StartupError(f"{source}: {exc}") from None
     except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:
         raise not_a_dsn(source, dsn, exc) from None

@@ -51,6 +51,7 @@ from receiver.store.label_clashes import ClashReport, LabelClash
 from receiver.store.leases import EventLease
 from receiver.store.paging import BadCursor, decode_cursor
 from receiver.store.phase_stop import PhaseStops
+from receiver.store.pool_capacity import PoolTooSmall
 from receiver.store.pooler_probe import PoolerNotNamed
 from receiver.store.queues import (
     QUEUE_STATES,
@@ -111,6 +112,7 @@ __all__ = [
     "OnceEntry",
     "OpenRun",
     "Overtaken",
+    "PoolTooSmall",
     "PoolerNotNamed",
     "RecordedRefusal",
     "Refused",

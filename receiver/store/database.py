@@ -37,6 +37,7 @@ from receiver.store.errors import StoreUnavailable, translate
 from receiver.store.group import GroupCommit
 from receiver.store.history_sql import HISTORY_CALL, batch_arguments
 from receiver.store.migrate import applied_versions, migrate
+from receiver.store.pool_capacity import check_capacity, connections_per_process
 from receiver.store.pooler_probe import probe_pooler
 from receiver.store.settled import SettledConnection, settle
 
@@ -120,6 +121,8 @@ class Database:
         transaction_pooled: bool = False,
         warm: bool = False,
         check_pooler: bool = False,
+        processes: int = 1,
+        listen_through: bool = True,
     ) -> Self:
         """Open the pool and bring the schema up to date. StoreUnavailable if unreachable.
 
@@ -130,13 +133,25 @@ class Database:
         pooler, where the next transaction may be on another server connection).
         ``transaction_pooled``: ``dsn`` is a transaction pooler (``connect_options``); a
         ``clock`` is session state, which a pooler does not keep: ValueError.
-        ``check_pooler`` (not ``transaction_pooled``): before migrating, look for a transaction
-        pooler's sign (pooler_probe.py) and raise PoolerNotNamed when it shows (``serve``)."""
+        ``check_pooler`` (not ``transaction_pooled``, ``serve``): before the pool opens, when
+        ``dsn`` is a pooler's, open at once every connection ``processes`` processes of this
+        pool hold at most (``max_size``, and the worker's LISTEN when ``listen_through``: it
+        connects to ``dsn`` too) and raise PoolTooSmall when some of them get no server
+        connection (a session pooler's pool used up, pool_capacity.py); then, before
+        migrating, look for a transaction pooler's sign (pooler_probe.py) and raise
+        PoolerNotNamed when it shows."""
         if transaction_pooled and clock is not None:
             raise ValueError(
                 "a simulated clock is session state: connect directly, not through a pooler"
             )
         with translate():
+            if check_pooler and not transaction_pooled:
+                await check_capacity(
+                    dsn,
+                    per_process=connections_per_process(max_size, listen_through=listen_through),
+                    processes=processes,
+                    connect_timeout_s=connect_timeout_s,
+                )
             pool = await asyncpg.create_pool(
                 dsn,
                 min_size=min_size,

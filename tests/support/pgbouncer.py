@@ -1,5 +1,6 @@
-"""A real PgBouncer (Debian's ``/usr/sbin/pgbouncer``, 1.18) in ``pool_mode = transaction`` in
-front of the session's test PostgreSQL, the way users run the service behind one.
+"""A real PgBouncer (Debian's ``/usr/sbin/pgbouncer``, 1.18) in ``pool_mode = transaction`` (or,
+``start(mode="session")``, session) in front of the session's test PostgreSQL, the way users run
+the service behind one.
 
 Clients log in to PgBouncer with SCRAM-SHA-256 and a password of its ``userlist.txt`` (the test
 server's own password when it has one, a generated one when it trusts loopback); PgBouncer logs
@@ -22,7 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
@@ -33,7 +34,9 @@ from tests.support.polling import eventually_blocking
 from tests.support.postgres import PostgresServer
 from tests.support.servers import server_missing
 
-__all__ = ["PgBouncer", "pgbouncer", "start"]
+__all__ = ["PgBouncer", "PoolMode", "pgbouncer", "start"]
+
+PoolMode = Literal["transaction", "session"]
 
 DEBIAN_BINARY = Path("/usr/sbin/pgbouncer")  # not on a user's PATH: Debian puts it in sbin
 
@@ -75,7 +78,15 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _config(pg: PostgresServer, port: int, workdir: Path, pool_size: int, round_robin: bool) -> str:
+def _config(
+    pg: PostgresServer,
+    port: int,
+    workdir: Path,
+    pool_size: int,
+    round_robin: bool,
+    mode: PoolMode,
+    query_wait_timeout_s: int,
+) -> str:
     return f"""\
 [databases]
 * = host={pg.host} port={pg.port}
@@ -86,8 +97,10 @@ listen_port = {port}
 unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = {workdir / "userlist.txt"}
-pool_mode = transaction
+pool_mode = {mode}
 default_pool_size = {pool_size}
+; How long a client's query waits for a server connection (PgBouncer's default: 120).
+query_wait_timeout = {query_wait_timeout_s}
 max_client_conn = 500
 ; LIFO reuse of server connections (the default, spelled out): the statement-cache test relies
 ; on the most recently released server connection being the next one handed out. 1: FIFO, for
@@ -108,16 +121,27 @@ def _answers(proc: subprocess.Popen[bytes], port: int) -> bool:
         return False
 
 
-def start(pg: PostgresServer, *, pool_size: int = 4, round_robin: bool = False) -> PgBouncer:
-    """PgBouncer in transaction mode on a free loopback port in front of ``pg``, ready, with at
-    most ``pool_size`` server connections a database and user, handed out LIFO (its default)
-    or, with ``round_robin``, FIFO (``server_round_robin = 1``)."""
+def start(
+    pg: PostgresServer,
+    *,
+    pool_size: int = 4,
+    round_robin: bool = False,
+    mode: PoolMode = "transaction",
+    query_wait_timeout_s: int = 120,
+) -> PgBouncer:
+    """PgBouncer in ``mode`` (``pool_mode``) on a free loopback port in front of ``pg``, ready,
+    with at most ``pool_size`` server connections a database and user, handed out LIFO (its
+    default) or, with ``round_robin``, FIFO (``server_round_robin = 1``). A client's query
+    waits at most ``query_wait_timeout_s`` seconds for a server connection (PgBouncer's
+    default, 120), then PgBouncer closes the client with an error."""
     binary = _binary()
     account = unprivileged_account()
     workdir = Path(tempfile.mkdtemp(prefix="remediator-pgbouncer-"))
     password = pg.password or secrets.token_urlsafe(18)
     port = free_port()
-    (workdir / "pgbouncer.ini").write_text(_config(pg, port, workdir, pool_size, round_robin))
+    (workdir / "pgbouncer.ini").write_text(
+        _config(pg, port, workdir, pool_size, round_robin, mode, query_wait_timeout_s)
+    )
     # userlist.txt: "user" "password", a double quote doubled.
     quoted = password.replace('"', '""')
     (workdir / "userlist.txt").write_text(f'"{pg.user}" "{quoted}"\n')
