@@ -200,9 +200,10 @@ class EventQueue(EventLeases, Failures):
             WITH input AS (
                 SELECT j->>0 AS f, j->>1 AS s, j->>2 AS st, j->>3 AS e, j->4 AS l,
                        j->5 AS a, j->>6 AS g, coalesce(j->4->>'alertname', '') AS n,
-                       grp->>0 AS gk, grp->>1 AS r, settled.sr, g.gi, e.ji
-                FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS g(grp, gi),
-                     jsonb_array_elements(grp->2) WITH ORDINALITY AS e(j, ji), {SETTLED_LATERAL}
+                       grp->>0 AS gk, grp->>1 AS r, settled.sr, doc.gi, doc_group.ji
+                FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS doc(grp, gi),
+                     jsonb_array_elements(grp->2) WITH ORDINALITY AS doc_group(j, ji),
+                     {SETTLED_LATERAL}
             ), keyed AS (
                 SELECT input.*, {REFIRE_SQL} AS k
                 FROM input
