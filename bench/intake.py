@@ -168,7 +168,8 @@ async def run(args: argparse.Namespace) -> None:
         print(
             f"  {name:10} server {median([x.server_us for x in sh]):5.0f} us   "
             f"postgres {median([x.postgres_us for x in sh]):5.0f} us   "
-            f"load generator {median([x.client_us for x in sh]):5.0f} us"
+            f"load generator {median([x.client_us for x in sh]):5.0f} us   "
+            f"cores idle meanwhile {median([x.idle for x in sh]):.0%}"
         )
     print(
         f"disk flush where PostgreSQL keeps its WAL (a 16 kB write and fdatasync, before the "

@@ -118,7 +118,8 @@ def matched_summary(turns: list[MatchedRound], drain_limit_s: float) -> str:
         f"{', '.join(f'{t.matched.rate:.0f}' for t in turns)} notifications/s), "
         f"p99 {middle.matched.pct(99):.1f} ms, errors {sum(t.matched.errors for t in turns)}; "
         f"server {median([t.share.server_us for t in turns]):.0f} us + postgres "
-        f"{median([t.share.postgres_us for t in turns]):.0f} us per notification; "
+        f"{median([t.share.postgres_us for t in turns]):.0f} us per notification, the cores "
+        f"idle {median([t.share.idle for t in turns]):.0%} meanwhile; "
         + _drained([t.drained_per_s for t in turns])
         + (f" ({left} still queued after {drain_limit_s:.0f} s)" if left else "")
     )

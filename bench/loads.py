@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -15,6 +16,7 @@ from bench.common import (
     alert,
     client_session,
     cpu_seconds,
+    machine_ticks,
     percentile,
     tree_cpu_seconds,
     webhook,
@@ -40,10 +42,15 @@ def notification(seq: int, alerts: int = 1, *, matched: bool = False) -> bytes:
 
 @dataclass
 class Figures:
+    """A loop's figures: notifications sent, the seconds they took, each one's latency, the
+    failed ones, and (``closed_loop(cpu=)``) the CPU seconds each measured process spent in
+    those same seconds."""
+
     sent: int
     seconds: float
     latencies_ms: list[float]
     errors: int
+    cpu_spent: tuple[float, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -72,8 +79,20 @@ async def _post(
 
 
 async def closed_loop(
-    url: str, total: int, concurrency: int, start: int, alerts: int = 1, *, matched: bool = False
+    url: str,
+    total: int,
+    concurrency: int,
+    start: int,
+    alerts: int = 1,
+    *,
+    matched: bool = False,
+    cpu: Callable[[], tuple[float, ...]] | None = None,
 ) -> Figures:
+    """``total`` notifications posted by ``concurrency`` clients, each posting its next once
+    answered. ``cpu()``: CPU seconds of the processes to measure, read as the timed posting
+    starts and ends (``Figures.cpu_spent``): the bodies are built, and the connections opened
+    and closed, outside it (building a body costs the load generator 16 to 18 µs, which the
+    figures up to stop 48 counted as its CPU per notification)."""
     out = Figures(total, 0.0, [], 0)
     bodies = [notification(start + i, alerts, matched=matched) for i in range(total)]
     queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -86,9 +105,12 @@ async def closed_loop(
             while not queue.empty():
                 await _post(session, url, queue.get_nowait(), out)
 
+        before = cpu() if cpu is not None else ()
         t0 = time.perf_counter()
         await asyncio.gather(*(user() for _ in range(concurrency)))
         out.seconds = time.perf_counter() - t0
+        if cpu is not None:
+            out.cpu_spent = tuple(b - a for a, b in zip(before, cpu(), strict=True))
     return out
 
 
@@ -112,11 +134,13 @@ async def open_loop(url: str, rate: float, seconds: float, start: int) -> Figure
 
 @dataclass
 class CpuShare:
-    """CPU seconds per notification of the server, PostgreSQL and this load generator."""
+    """CPU µs per notification of the server, PostgreSQL and this load generator, and the
+    share of the machine's cores left idle meanwhile (0 to 1, /proc/stat)."""
 
     server_us: float
     postgres_us: float
     client_us: float
+    idle: float = 0.0
 
 
 async def measured(
@@ -132,11 +156,21 @@ async def measured(
     processes) and the postmaster's (that PostgreSQL's processes only, the backends that exited
     included)."""
 
-    def now() -> tuple[float, float, float]:
-        return (tree_cpu_seconds(pids[0]), tree_cpu_seconds(pids[1]), cpu_seconds(os.getpid()))
+    def now() -> tuple[float, ...]:
+        ticks = machine_ticks()
+        return (
+            tree_cpu_seconds(pids[0]),
+            tree_cpu_seconds(pids[1]),
+            cpu_seconds(os.getpid()),
+            float(ticks[3]),  # idle
+            float(sum(ticks)),
+        )
 
-    before = now()
-    figures = await closed_loop(url, total, concurrency, start, matched=matched)
-    after = now()
-    per = [1e6 * (a - b) / total for a, b in zip(after, before, strict=True)]
-    return figures, CpuShare(*per)
+    figures = await closed_loop(url, total, concurrency, start, matched=matched, cpu=now)
+    server, postgres, client, idle, ticks = figures.cpu_spent
+    return figures, CpuShare(
+        1e6 * server / total,
+        1e6 * postgres / total,
+        1e6 * client / total,
+        idle / ticks if ticks else 0.0,
+    )

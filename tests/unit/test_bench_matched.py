@@ -17,7 +17,7 @@ def turn(
 ) -> MatchedRound:
     """A round whose receiver sent 1,000 notifications at ``matched``/s."""
     figures = Figures(1000, 1000 / matched, [p99_ms] * 100, errors=1)
-    return MatchedRound(ceiling, figures, CpuShare(300.0, 200.0, 100.0), drained, left)
+    return MatchedRound(ceiling, figures, CpuShare(300.0, 200.0, 100.0, idle=0.25), drained, left)
 
 
 def test_each_round_is_divided_by_its_own_turn_of_the_ceiling() -> None:
@@ -27,6 +27,7 @@ def test_each_round_is_divided_by_its_own_turn_of_the_ceiling() -> None:
     assert "0.500x (target >= 0.45x: met; rounds 0.50, 0.50, 0.50" in line
     assert "1000, 2000, 3000 notifications/s" in line
     assert "errors 3" in line
+    assert "the cores idle 25% meanwhile" in line
     assert "still queued" not in line
 
 
