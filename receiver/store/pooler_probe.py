@@ -84,8 +84,8 @@ async def probe_dsn(
     A probe not done within ``answer_timeout_s`` seconds returns as one that saw nothing: its
     second connection is waiting for a server connection, which a session pooler whose pool
     is used up but for one (PgBouncer ``default_pool_size = 1``) never gives it; the command,
-    which needs one connection, worked there before the probe, and waited PgBouncer's
-    ``query_wait_timeout`` (120 s by default) with it, then failed."""
+    which needs one connection, worked there without a probe; waiting on the probe, it failed
+    after PgBouncer's ``query_wait_timeout`` (120 s by default)."""
     first = await asyncpg.connect(dsn, timeout=connect_timeout_s, statement_cache_size=0)
     try:
         pooler = await first.fetchval(_BACKEND) != first.get_server_pid()
