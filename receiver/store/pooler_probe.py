@@ -12,13 +12,15 @@ connections to hand out): the errors then name the fix when they come (errors.py
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
 
 from receiver.store.errors import POOLER_FIX, pooler_statement_error
+from receiver.store.pool_capacity import ANSWER_TIMEOUT_S
 
-__all__ = ["PROBE_ROUNDS", "PoolerNotNamed", "probe_pooler"]
+__all__ = ["PROBE_ROUNDS", "PoolerNotNamed", "probe_dsn", "probe_pooler"]
 
 # Rounds of the probe: each three statements on two connections, the first connection's, the
 # second's, the first's again. PgBouncer hands out the server connection released last (LIFO)
@@ -63,6 +65,46 @@ async def probe_pooler(pool: Any) -> None:
                 raise PoolerNotNamed(
                     _message("one connection was served by two PostgreSQL backends")
                 )
+
+
+async def probe_dsn(
+    dsn: str, *, connect_timeout_s: float, answer_timeout_s: float = ANSWER_TIMEOUT_S
+) -> None:
+    """``probe_pooler`` for a command that keeps no pool of two (``remediator migrate``, the
+    audit commands): raise PoolerNotNamed as it does; return otherwise, every connection
+    closed. Connection failures propagate as asyncpg raises them.
+
+    Its eleven round trips and second connection are spent only behind a pooler: one
+    connection first, asked for its backend (one round trip), shows a pooler when the process
+    id of the cancel key it was given is not that backend's (pool_capacity.py says why);
+    PostgreSQL itself, the usual case, costs nothing more. That connection's statement is
+    unnamed (no statement cache), so it leaves nothing behind on a pooler's server
+    connection for the probe's own statements to meet.
+
+    A probe not done within ``answer_timeout_s`` seconds returns as one that saw nothing: its
+    second connection is waiting for a server connection, which a session pooler whose pool
+    is used up but for one (PgBouncer ``default_pool_size = 1``) never gives it; the command,
+    which needs one connection, worked there without a probe; waiting on the probe, it failed
+    after PgBouncer's ``query_wait_timeout`` (120 s by default)."""
+    first = await asyncpg.connect(dsn, timeout=connect_timeout_s, statement_cache_size=0)
+    try:
+        pooler = await first.fetchval(_BACKEND) != first.get_server_pid()
+    finally:
+        await first.close()
+    if not pooler:
+        return
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2, timeout=connect_timeout_s)
+    probe = asyncio.ensure_future(probe_pooler(pool))
+    try:
+        done, _ = await asyncio.wait({probe}, timeout=answer_timeout_s)
+    finally:
+        # Aborted, not closed politely nor cancelled (pool_capacity.py: a statement still
+        # waiting for a server connection would wait as long to be closed or cancelled).
+        pool.terminate()
+        # What the aborted statement raised, taken so that asyncio does not report it.
+        await asyncio.gather(probe, return_exceptions=True)
+    if done:
+        probe.result()
 
 
 def _message(sign: str) -> str:
