@@ -34,17 +34,19 @@ import asyncpg
 
 __all__ = [
     "ANSWER_TIMEOUT_S",
+    "BACKEND",
     "LISTEN_CONNECTIONS",
     "PoolTooSmall",
     "check_capacity",
     "connections_per_process",
+    "made_up_key",
 ]
 
 # How long each of the check's connections may take to answer (seconds): a round
 # trip on a server that answers at all; far below PgBouncer's query_wait_timeout (120 s).
 ANSWER_TIMEOUT_S = 5.0
 # What each of the check's connections is asked: its backend, whose id tells a pooler apart.
-_BACKEND = "SELECT pg_backend_pid()"
+BACKEND = "SELECT pg_backend_pid()"
 # The worker's LISTEN connection (receiver/worker/listen.py), one a process, to database_url
 # unless database.direct_url is set.
 LISTEN_CONNECTIONS = 1
@@ -53,6 +55,13 @@ LISTEN_CONNECTIONS = 1
 class PoolTooSmall(Exception):
     """Some of the connections ``serve`` needs logged in to ``database_url`` but got no server
     connection: the message names the pool size to set."""
+
+
+def made_up_key(conn: Any, backend_pid: int) -> bool:
+    """Whether ``conn`` reaches PostgreSQL through a pooler: the process id of the cancel key
+    it was given (``get_server_pid``) is not that of the backend that answered ``BACKEND`` on
+    it (``backend_pid``; module docstring)."""
+    return bool(conn.get_server_pid() != backend_pid)
 
 
 def connections_per_process(pool_max: int, *, listen_through: bool) -> int:
@@ -80,12 +89,12 @@ async def check_capacity(
     needed = per_process * processes
     first = await asyncpg.connect(dsn, timeout=connect_timeout_s)
     conns: list[Any] = [first]
-    asked: list[asyncio.Future[Any]] = [asyncio.ensure_future(first.fetchval(_BACKEND))]
+    asked: list[asyncio.Future[Any]] = [asyncio.ensure_future(first.fetchval(BACKEND))]
     try:
         done, _ = await asyncio.wait(asked, timeout=answer_timeout_s)
         if not done:
             raise TimeoutError(f"no answer within {answer_timeout_s:g} s")
-        if asked[0].result() == first.get_server_pid():
+        if not made_up_key(first, asked[0].result()):
             # PostgreSQL itself: every session it accepts is its own.
             await first.close(timeout=answer_timeout_s)
             return
@@ -97,7 +106,7 @@ async def check_capacity(
         for outcome in opened:
             if isinstance(outcome, BaseException):
                 raise outcome
-        asked += [asyncio.ensure_future(conn.fetchval(_BACKEND)) for conn in conns[1:]]
+        asked += [asyncio.ensure_future(conn.fetchval(BACKEND)) for conn in conns[1:]]
         done, waiting = await asyncio.wait(asked, timeout=answer_timeout_s)
         for task in done:
             task.result()  # a statement that failed raises here

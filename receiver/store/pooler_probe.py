@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from receiver.store.errors import POOLER_FIX, pooler_statement_error
-from receiver.store.pool_capacity import ANSWER_TIMEOUT_S
+from receiver.store.pool_capacity import ANSWER_TIMEOUT_S, BACKEND, made_up_key
 
 __all__ = ["PROBE_ROUNDS", "PoolerNotNamed", "probe_dsn", "probe_pooler"]
 
@@ -31,7 +31,6 @@ __all__ = ["PROBE_ROUNDS", "PoolerNotNamed", "probe_dsn", "probe_pooler"]
 # trips at start (the first use of each connection's statement prepares it, a round trip of
 # its own).
 PROBE_ROUNDS = 3
-_BACKEND = "SELECT pg_backend_pid()"
 
 
 class PoolerNotNamed(Exception):
@@ -49,9 +48,9 @@ async def probe_pooler(pool: Any) -> None:
             try:
                 # Each ends its implicit transaction, which a transaction pooler takes as the
                 # moment to put the server connection back; the second takes it next (LIFO).
-                seen["first"].add(await first.fetchval(_BACKEND))
-                seen["second"].add(await second.fetchval(_BACKEND))
-                seen["first"].add(await first.fetchval(_BACKEND))
+                seen["first"].add(await first.fetchval(BACKEND))
+                seen["second"].add(await second.fetchval(BACKEND))
+                seen["first"].add(await first.fetchval(BACKEND))
             except asyncpg.PostgresError as exc:
                 # The cached statement of a round before met another server connection.
                 if pooler_statement_error(exc):
@@ -88,7 +87,7 @@ async def probe_dsn(
     after PgBouncer's ``query_wait_timeout`` (120 s by default)."""
     first = await asyncpg.connect(dsn, timeout=connect_timeout_s, statement_cache_size=0)
     try:
-        pooler = await first.fetchval(_BACKEND) != first.get_server_pid()
+        pooler = made_up_key(first, await first.fetchval(BACKEND))
     finally:
         await first.close()
     if not pooler:
