@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 import structlog
@@ -29,7 +28,7 @@ from tests.support.events import alert_event
 from tests.support.pgbouncer import PgBouncer
 from tests.support.polling import current, eventually
 from tests.support.postgres import PostgresServer, drop_database
-from tests.support.served import SAMPLE, ServeFactory, cli, database_env
+from tests.support.served import ServeFactory, acted_on_sample, cli, database_env
 
 pytestmark = pytest.mark.postgres
 
@@ -269,26 +268,7 @@ async def test_serve_behind_the_pooler_end_to_end(
         "REMEDIATOR_WORKER_POLL_INTERVAL": "10m",
     }
     served = serve(settings)
-    auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
-    operator = {"Authorization": f"Bearer {served.operator}"}
-
-    async def runs() -> list[dict[str, Any]]:
-        async with session.get(f"{served.url}/api/v1/runs", headers=operator) as resp:
-            assert resp.status == 200
-            return list((await resp.json())["runs"])
-
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{served.url}/readyz") as resp:
-            assert resp.status == 200, await resp.text()
-        async with session.post(
-            f"{served.url}/api/v1/alerts", data=SAMPLE.read_bytes(), headers=auth
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-        finished = await eventually(
-            runs,
-            lambda got: bool(got) and got[0]["outcome"] not in ("pending", "running"),
-            what="a finished run (the worker woken by NOTIFY; its poll is 10 minutes away)",
-        )
+    finished = await acted_on_sample(served)
     assert [r["outcome"] for r in finished] == ["dry_run"]
     env = {**database_env(settings["REMEDIATOR_DATABASE_URL"]), **settings}
     code, out, err = await cli(env, "migrate")

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 import asyncpg
 import pytest
 
 from receiver.store import PoolTooSmall, Store
 from tests.support.pgbouncer import PgBouncer, start
-from tests.support.polling import eventually
 from tests.support.postgres import PostgresServer, login_role
-from tests.support.served import SAMPLE, ServeFactory, env_for, serve_to_exit
+from tests.support.served import ServeFactory, acted_on_sample, env_for, serve_to_exit
 
 pytestmark = pytest.mark.postgres
 
@@ -115,26 +112,7 @@ async def test_serve_behind_a_session_pool_big_enough_end_to_end(
             "REMEDIATOR_WORKER_POLL_INTERVAL": "10m",
         }
     )
-    auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
-    operator = {"Authorization": f"Bearer {served.operator}"}
-
-    async def runs() -> list[dict[str, Any]]:
-        async with session.get(f"{served.url}/api/v1/runs", headers=operator) as resp:
-            assert resp.status == 200
-            return list((await resp.json())["runs"])
-
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{served.url}/readyz") as resp:
-            assert resp.status == 200, await resp.text()
-        async with session.post(
-            f"{served.url}/api/v1/alerts", data=SAMPLE.read_bytes(), headers=auth
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-        finished = await eventually(
-            runs,
-            lambda got: bool(got) and got[0]["outcome"] not in ("pending", "running"),
-            what="a finished run (the worker woken by NOTIFY; its poll is 10 minutes away)",
-        )
+    finished = await acted_on_sample(served)
     assert [r["outcome"] for r in finished] == ["dry_run"]
     said = "".join(served.output)
     # Both were logged behind a pool too small: the start's audit row lost, the LISTEN timed out.

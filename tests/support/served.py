@@ -17,16 +17,20 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support.daemons import end
+from tests.support.polling import eventually
 
 __all__ = [
     "ROOT",
     "SAMPLE",
     "ServeFactory",
     "Served",
+    "acted_on_sample",
     "cli",
     "cli_into_closed_pipe",
     "database_env",
@@ -211,3 +215,30 @@ def stop(served: Served) -> int:
     """SIGTERM, and the exit code."""
     served.proc.send_signal(signal.SIGTERM)
     return served.proc.wait(60)
+
+
+async def acted_on_sample(served: Served) -> list[dict[str, Any]]:
+    """Check that ``served`` is ready, post ``SAMPLE`` (answered 200) and return the runs of
+    ``GET /api/v1/runs`` once the first is finished (AssertionError otherwise). For a serve
+    whose poll interval is far away, the run finishing shows that the worker was woken by the
+    NOTIFY of intake's commit."""
+    auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
+    operator = {"Authorization": f"Bearer {served.operator}"}
+    async with aiohttp.ClientSession() as session:
+
+        async def runs() -> list[dict[str, Any]]:
+            async with session.get(f"{served.url}/api/v1/runs", headers=operator) as resp:
+                assert resp.status == 200
+                return list((await resp.json())["runs"])
+
+        async with session.get(f"{served.url}/readyz") as resp:
+            assert resp.status == 200, await resp.text()
+        async with session.post(
+            f"{served.url}/api/v1/alerts", data=SAMPLE.read_bytes(), headers=auth
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+        return await eventually(
+            runs,
+            lambda got: bool(got) and got[0]["outcome"] not in ("pending", "running"),
+            what="a finished run (the worker woken by NOTIFY when its poll is far away)",
+        )
