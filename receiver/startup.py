@@ -86,8 +86,9 @@ async def connect_store(settings: Settings, dsn: str, *, check_pooler: bool = Tr
     ``Store.connect``), and look for a transaction pooler ``database.pooler`` does not name
     (False in a worker process: ``serve`` looked before starting it).
 
-    Raises ConfigError for a DSN asyncpg cannot read, StartupError when PostgreSQL cannot be
-    reached or refuses (a password, a database that does not exist)."""
+    Raises ConfigError for a DSN asyncpg cannot read or a transaction pooler ``database.pooler``
+    does not name, StartupError when PostgreSQL cannot be reached or refuses (a password, a
+    database that does not exist) or a session pooler's pool is too small."""
     source = named("database_url") if settings.database_url else "embedded PostgreSQL"
     try:
         return await Store.connect(
@@ -98,7 +99,10 @@ async def connect_store(settings: Settings, dsn: str, *, check_pooler: bool = Tr
             processes=settings.worker_processes,
             listen_through=settings.database_direct_url is None,
         )
-    except (PoolerNotNamed, PoolTooSmall) as exc:
+    except PoolerNotNamed as exc:
+        # Our settings contradict what database_url is (exit 2, as the CLI commands say it).
+        raise ConfigError(f"{source}: {exc}") from None
+    except PoolTooSmall as exc:
         raise StartupError(f"{source}: {exc}") from None
     except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:
         raise not_a_dsn(source, dsn, exc) from None
