@@ -85,7 +85,6 @@ def _config(
     pool_size: int,
     round_robin: bool,
     mode: PoolMode,
-    query_wait_timeout_s: int,
 ) -> str:
     return f"""\
 [databases]
@@ -99,8 +98,6 @@ auth_type = scram-sha-256
 auth_file = {workdir / "userlist.txt"}
 pool_mode = {mode}
 default_pool_size = {pool_size}
-; How long a client's query waits for a server connection (PgBouncer's default: 120).
-query_wait_timeout = {query_wait_timeout_s}
 max_client_conn = 500
 ; LIFO reuse of server connections (the default, spelled out): the statement-cache test relies
 ; on the most recently released server connection being the next one handed out. 1: FIFO, for
@@ -127,21 +124,17 @@ def start(
     pool_size: int = 4,
     round_robin: bool = False,
     mode: PoolMode = "transaction",
-    query_wait_timeout_s: int = 120,
 ) -> PgBouncer:
     """PgBouncer in ``mode`` (``pool_mode``) on a free loopback port in front of ``pg``, ready,
     with at most ``pool_size`` server connections a database and user, handed out LIFO (its
     default) or, with ``round_robin``, FIFO (``server_round_robin = 1``). A client's query
-    waits at most ``query_wait_timeout_s`` seconds for a server connection (PgBouncer's
-    default, 120), then PgBouncer closes the client with an error."""
+    waits for a server connection up to PgBouncer's ``query_wait_timeout`` (120 s)."""
     binary = _binary()
     account = unprivileged_account()
     workdir = Path(tempfile.mkdtemp(prefix="remediator-pgbouncer-"))
     password = pg.password or secrets.token_urlsafe(18)
     port = free_port()
-    (workdir / "pgbouncer.ini").write_text(
-        _config(pg, port, workdir, pool_size, round_robin, mode, query_wait_timeout_s)
-    )
+    (workdir / "pgbouncer.ini").write_text(_config(pg, port, workdir, pool_size, round_robin, mode))
     # userlist.txt: "user" "password", a double quote doubled.
     quoted = password.replace('"', '""')
     (workdir / "userlist.txt").write_text(f'"{pg.user}" "{quoted}"\n')
