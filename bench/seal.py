@@ -37,21 +37,40 @@ from receiver.store.audit import audit_insert_sql
 
 _OLD = 28  # the last migration with the old seal
 
-# One refused event's three audit rows, as create_run queues them (receiver/store/runs.py).
-_EVENT_SQL = """WITH created AS (SELECT gen_random_uuid() AS id, $1::text AS fingerprint)
-""" + (
-    audit_insert_sql(
-        """(SELECT created.id, created.fingerprint, a.idx, a.kind, a.data
-            FROM created, (VALUES (-1, 'run.created', $2::text),
-                                  (2147483647, 'run.refused', $3::text),
-                                  (2147483650, 'run.announced', $4::text)) AS a(idx, kind, data)
-           ) AS rows""",
-        kind="rows.kind",
-        run_id="rows.id",
-        fingerprint="rows.fingerprint",
-        data="rows.data",
-        order_by="rows.idx",
-    )
+# One refused event's three audit rows (run.created, run.refused, run.announced), as
+# create_run queued them up to stop 39 (receiver/store/runs.py then).
+_EVENT_ROWS = """(SELECT created.id, created.fingerprint, a.idx, a.kind, a.data
+    FROM created, (VALUES (-1, 'run.created', $2::text),
+                          (2147483647, 'run.refused', $3::text),
+                          (2147483650, 'run.announced', $4::text)) AS a(idx, kind, data)
+   ) AS rows"""
+_CREATED = "WITH created AS (SELECT gen_random_uuid() AS id, $1::text AS fingerprint)\n"
+
+# Those rows on a database migrated to the end: queued as audit_insert_sql queues them now.
+_EVENT_SQL = _CREATED + audit_insert_sql(
+    _EVENT_ROWS,
+    kind="rows.kind",
+    run_id="rows.id",
+    fingerprint="rows.fingerprint",
+    data="rows.data",
+    order_by="rows.idx",
+)
+
+# The same rows on the old seal's database (migrated to 0028): queued into the columns of its
+# time, the data twice (hashed_mid), as audit_insert_sql wrote them up to migration 0040.
+# Frozen here: built from today's audit_insert_sql, the statement named columns that database
+# does not have (hashed_print, migration 0040), and the old seal's rounds failed.
+_EVENT_SQL_0028 = (
+    _CREATED
+    + """INSERT INTO audit_pending (kind, run_id, fingerprint, data, hashed_mid, hashed_end)
+SELECT rows.kind, rows.id, rows.fingerprint, rows.data,
+       '"data":' || rows.data || ',"fingerprint":'
+           || coalesce(to_json((rows.fingerprint)::text)::text, 'null'),
+       '"kind":' || to_json((rows.kind)::text)::text || ',"run_id":'
+           || coalesce(to_json((rows.id)::text)::text, 'null')
+FROM """
+    + _EVENT_ROWS
+    + " ORDER BY rows.idx"
 )
 
 # The same event's one row since stop 39: run.created with the other two folded into it.
@@ -164,14 +183,21 @@ async def append_round(
     *,
     folded: bool = False,
     twice: bool = False,
+    old_seal: bool = False,
 ) -> tuple[float, float]:
     """Append ``events`` refused events' audit rows (``folded``: the one row since stop 39;
-    ``twice``: that row queued with its data twice, as before migration 0040) on one new
+    ``twice``: that row queued with its data twice, as before migration 0040; ``old_seal``:
+    the three rows on a database migrated to 0028, in the queue's columns of then) on one new
     connection, ``per_commit`` a transaction: its backend's CPU µs per event, in all and in
     the COMMITs alone (where the deferred seal runs); a warm-up of one commit not counted."""
     made = _folded_row if folded or twice else _event_rows
     rows: list[tuple[str, ...]] = [made(start + i) for i in range(events + per_commit)]
-    sql = _FOLDED_TWICE_SQL if twice else _FOLDED_SQL if folded else _EVENT_SQL
+    if twice:
+        sql = _FOLDED_TWICE_SQL
+    elif folded:
+        sql = _FOLDED_SQL
+    else:
+        sql = _EVENT_SQL_0028 if old_seal else _EVENT_SQL
     conn = await asyncpg.connect(url)
     try:
         pid = await conn.fetchval("SELECT pg_backend_pid()")
@@ -274,6 +300,7 @@ async def compare(
                             start,
                             folded=mode in ("folded", "queue") and is_new,
                             twice=mode == "queue" and not is_new,
+                            old_seal=mode == "seal" and not is_new,
                         )
                     )
                     print(
