@@ -17,6 +17,7 @@ from receiver import durations
 from receiver.config.redact import misread, redacted
 from receiver.model import NamespacePolicy
 from receiver.text import has_lone_surrogate, shown
+from receiver.typos import plausible_key
 from remediations import names
 
 __all__ = [
@@ -231,22 +232,6 @@ def unstorable_keys(value: object, where: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from unstorable_keys(item, f"{where}.{index}")
-
-
-# A word of a key a file of this service takes: letters, `_` and `-`, a few digits, not first
-# (every key is lowercase words and underscores; a typo may change the case). A token or a hash
-# has more digits; a line of another file has a space or a colon.
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
-_MAX_DIGITS = 3
-
-
-def plausible_key(parts: Sequence[object]) -> bool:
-    """True when the key path ``parts`` (``["http", "prot"]``) is short words a settings file
-    would hold, and so may be quoted; False for a line of some other file read as a key, or a
-    secret written where a key goes."""
-    return 0 < len(parts) <= 6 and all(
-        _WORD.fullmatch(str(p)) and sum(c.isdigit() for c in str(p)) <= _MAX_DIGITS for p in parts
-    )
 
 
 def escaped(part: object) -> str:
