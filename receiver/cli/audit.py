@@ -80,7 +80,7 @@ def _moment(text: str | None, option: str, now: datetime) -> datetime | None:
 @click.option(
     "--after",
     "after_id",
-    type=Integer(),
+    type=Integer(0),
     default=None,
     help="Only entries with an id above this one.",
 )

@@ -66,7 +66,7 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
             help=f"Only {plural} in this state.",
         ),
         *filters,
-        click.option("--limit", type=Integer(), default=None, help="1..500, default 50."),
+        click.option("--limit", type=Integer(1, 500), default=None, help="1..500, default 50."),
         click.option("--cursor", default=None, help="next_cursor of a previous page."),
         click.option("--json", "as_json", is_flag=True, help="Print the server's JSON."),
     ]

@@ -25,7 +25,7 @@ __all__ = ["runs"]
     help="Only runs with this outcome: " + ", ".join(o.value for o in RunOutcome) + ".",
 )
 @click.option("--since", default=None, help="RFC 3339 timestamp or a duration like 24h.")
-@click.option("--limit", type=Integer(), default=None, help="1..500, default 50.")
+@click.option("--limit", type=Integer(1, 500), default=None, help="1..500, default 50.")
 @click.option("--cursor", default=None, help="next_cursor of a previous page.")
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")
 @click.pass_context
