@@ -29,6 +29,7 @@ __all__ = [
     "duration",
     "duration_or_off",
     "escaped",
+    "host_problem",
     "namespaces",
     "one_of",
     "plausible_key",
@@ -190,6 +191,25 @@ EMPTY_HOST = (
     "empty: that would listen on every interface; write 0.0.0.0 (or ::) to listen on all of"
     " them on purpose, or an address (default 127.0.0.1)"
 )
+
+
+def host_problem(host: str, port_setting: str) -> str | None:
+    """Why ``host`` is no listen address (``port_setting`` names where the port goes), or None.
+    Written as a URL, in brackets or with its port, it got past the settings, the embedded
+    servers started, and listening failed on ``[[::1]]:9095``: "Name or service not known"."""
+    text = host.strip()
+    if not text:
+        return EMPTY_HOST
+    if "://" in text:
+        return f"{shown(host)} is a URL, not a URL's host: write the address alone (0.0.0.0, ::1)"
+    if text.startswith("[") or text.endswith("]"):
+        return f"{shown(host)}: write an IPv6 address without brackets ({text.strip('[]')})"
+    name, colon, port = text.rpartition(":")
+    if colon and port.isdigit() and port.isascii() and ":" not in name:
+        return f"{shown(host)} holds a port: give the address alone, and the port as {port_setting}"
+    return None
+
+
 # What a value holding U+0000, or a byte that is not UTF-8, is told (``unstorable_keys``).
 NUL_REFUSED = "the value contains a NUL character (U+0000), which is not allowed: remove it"
 NOT_UTF8 = (
