@@ -53,7 +53,9 @@ def runs(
             "cursor": cursor,
         }
     )
-    data = call_server(state(ctx).settings(), url, "/api/v1/runs", params=params)
+    data = call_server(
+        state(ctx).settings(), url, "/api/v1/runs", params=params, answer=("runs", list)
+    )
     print_listing(
         data, "runs", _COLUMNS, lambda row: [_cell(row, c) for c in _COLUMNS], as_json=as_json
     )
