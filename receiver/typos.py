@@ -4,9 +4,9 @@ One rule for all, so every "did you mean ...?" the service prints is told the sa
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
-__all__ = ["typo_of"]
+__all__ = ["plausible_key", "typo_of"]
 
 
 def typo_of(name: str, known: Collection[str]) -> str | None:
@@ -59,3 +59,19 @@ def _distance(a: str, b: str) -> int:
             if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
                 row[j] = min(row[j], earlier[j - 2] + 1)
     return row[-1]
+
+
+# A word of a key a file of this service takes: letters, `_` and `-`, a few digits, not first
+# (every key is lowercase words and underscores; a typo may change the case). A token or a hash
+# has more digits; a line of another file has a space or a colon.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
+_MAX_DIGITS = 3
+
+
+def plausible_key(parts: Sequence[object]) -> bool:
+    """True when the key path ``parts`` (``["http", "prot"]``) is short words a file of this
+    service would hold (settings, approvers, rules, rule tests), and so may be quoted; False for
+    a line of some other file read as a key, or a secret written where a key goes."""
+    return 0 < len(parts) <= 6 and all(
+        _WORD.fullmatch(str(p)) and sum(c.isdigit() for c in str(p)) <= _MAX_DIGITS for p in parts
+    )

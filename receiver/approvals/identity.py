@@ -93,10 +93,22 @@ class IdentityResolver:
         return any(address in network for network in self._trusted)
 
     def from_sso(self, headers: Mapping[str, Any], peer: str | None) -> Identity | None:
-        """The SSO proxy's user, when configured and the request came through the proxy."""
+        """The SSO proxy's user, when configured and the request came through the proxy. The
+        header given more than once with different names names nobody: a proxy that adds its
+        line (HAProxy's ``add-header``) rather than setting it passes the client's own first,
+        and the first was believed, so anyone it signed in could name any approver. Which line
+        is the proxy's cannot be told, so none is."""
         if self.sso_header is None or not self.trusted_peer(peer):
             return None
-        user = str(headers.get(self.sso_header) or "").strip()
+        lines = (
+            headers.getall(self.sso_header, [])
+            if isinstance(headers, MultiMapping)
+            else [headers.get(self.sso_header)]
+        )
+        users = {str(line or "").strip() for line in lines}
+        if len(users) != 1:
+            return None
+        user = users.pop()
         return Identity(user, "sso", user) if user else None
 
     def from_headers(self, headers: Mapping[str, Any], peer: str | None) -> Identity | None:

@@ -53,7 +53,9 @@ def list_(
     params = query_params(
         {"state": state_, "rule": rule, "run": run_id, "since": since, "limit": limit}
     )
-    data = call_server(state(ctx).settings(), url, "/api/v1/approvals", params=params)
+    data = call_server(
+        state(ctx).settings(), url, "/api/v1/approvals", params=params, answer=("approvals", list)
+    )
     print_listing(data, "approvals", _COLUMNS, _cells, as_json=as_json)
 
 
@@ -83,6 +85,7 @@ def _decide(ctx: click.Context, url: str | None, path: str, **body: Any) -> None
         path,
         "POST",
         body={k: v for k, v in body.items() if v},
+        answer=("approval", dict),
     )
     approval = data.get("approval", {}) if isinstance(data, dict) else {}
     click.echo(

@@ -80,7 +80,7 @@ def _moment(text: str | None, option: str, now: datetime) -> datetime | None:
 @click.option(
     "--after",
     "after_id",
-    type=Integer(),
+    type=Integer(0),
     default=None,
     help="Only entries with an id above this one.",
 )
@@ -97,11 +97,15 @@ def audit_export(
     hash), oldest first. For a SIEM: ship with --after the last id shipped."""
     settings = state(ctx).settings()
     now = datetime.now(UTC)
-    bounds = {
-        "since": _moment(since, "--since", now),
-        "until": _moment(until, "--until", now),
-        "after_id": after_id,
-    }
+    start, end = _moment(since, "--since", now), _moment(until, "--until", now)
+    if start is not None and end is not None and end <= start:
+        # Exported as asked, it was nothing, exit 0: an empty batch a SIEM shipper takes for a
+        # quiet hour. The report's API refuses it the same way.
+        raise BadUsage(
+            f"--until: the window must end after it starts (--since {since} is"
+            f" {start.isoformat()}, --until {until} is {end.isoformat()})"
+        )
+    bounds = {"since": start, "until": end, "after_id": after_id}
     with database(settings, "remediator audit export", direct=True) as url:
         if output is None:
             count = asyncio.run(_with_store(url, lambda store: _export(store, bounds, sys.stdout)))

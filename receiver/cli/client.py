@@ -238,11 +238,16 @@ def call_server(
     url: str | None,
     path: str,
     method: str = "GET",
+    *,
+    answer: tuple[str, type],
     **kwargs: Any,
-) -> Any:
+) -> dict[str, Any]:
     """``request`` to an operator endpoint ``path`` of the server ``operator_target`` picks,
-    on its own event loop. Raises UserError when the server cannot be reached (``cannot reach
-    the service at URL: connection refused``) or answers an error."""
+    on its own event loop: its answer, a JSON object holding ``answer`` (key, type: ``("runs",
+    list)``). Raises UserError when the server cannot be reached (``cannot reach the service
+    at URL: connection refused``), answers an error, or answers something else: a 200 of
+    another service at that address was taken for remediator's (``pause`` said "automation
+    paused until resume" on any of them)."""
     import aiohttp
 
     base, headers, hint = operator_target(settings, url)
@@ -250,7 +255,7 @@ def call_server(
     if not headers:
         _warn_once(f"warning: no operator token was sent to {base}: {hint}")
     try:
-        return asyncio.run(request(method, endpoint, headers, hint_401=hint, **kwargs))
+        data = asyncio.run(request(method, endpoint, headers, hint_401=hint, **kwargs))
     except aiohttp.ClientConnectorCertificateError as exc:
         raise UserError(
             f"cannot reach the service at {base}: its TLS certificate is not trusted"
@@ -263,6 +268,13 @@ def call_server(
         raise UserError(f"{endpoint}: {exc}") from None
     except TimeoutError:
         raise UserError(f"{endpoint}: no answer within {TIMEOUT_S}s") from None
+    key, kind = answer
+    if not isinstance(data, dict) or not isinstance(data.get(key), kind):
+        raise UserError(
+            f"{endpoint}: the answer holds no {key!r} as remediator's does: is it the remediator"
+            f" service at {base}? Nothing is known to be done"
+        )
+    return data
 
 
 def _unreachable(exc: Any) -> str:

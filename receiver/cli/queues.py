@@ -52,7 +52,9 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
         params.update({k: str(v) for k, v in (("limit", limit), ("cursor", cursor)) if v})
         path = f"/api/v1/{plural}"
         flags = {"run_id": "--run"}
-        data = call_server(state(ctx).settings(), url, path, params=params, flags=flags)
+        data = call_server(
+            state(ctx).settings(), url, path, params=params, flags=flags, answer=(plural, list)
+        )
         cells = functools.partial(_cells, kind)
         print_listing(data, plural, _COLUMNS[kind], cells, as_json=as_json)
 
@@ -66,7 +68,7 @@ def _queue_group(kind: str, plural: str, filters: list[Any]) -> click.Group:
             help=f"Only {plural} in this state.",
         ),
         *filters,
-        click.option("--limit", type=Integer(), default=None, help="1..500, default 50."),
+        click.option("--limit", type=Integer(1, 500), default=None, help="1..500, default 50."),
         click.option("--cursor", default=None, help="next_cursor of a previous page."),
         click.option("--json", "as_json", is_flag=True, help="Print the server's JSON."),
     ]
@@ -94,7 +96,9 @@ def _show(kind: str, plural: str) -> click.Command:
     @click.argument("item_id", metavar="ID", type=Integer(1))
     @click.pass_context
     def show(ctx: click.Context, url: str | None, item_id: int) -> None:
-        data = call_server(state(ctx).settings(), url, f"/api/v1/{plural}/{item_id}")
+        data = call_server(
+            state(ctx).settings(), url, f"/api/v1/{plural}/{item_id}", answer=(kind, dict)
+        )
         click.echo(json.dumps(data.get(kind) if isinstance(data, dict) else data, indent=2))
 
     return show
@@ -126,7 +130,7 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
         for item_id in item_ids:
             path = f"/api/v1/{plural}/{item_id}/{action}"
             try:
-                data = call_server(settings, url, path, "POST", body=body)
+                data = call_server(settings, url, path, "POST", body=body, answer=(kind, dict))
             except UserError as exc:
                 failed += 1
                 click.echo(f"{kind} {item_id}: {exc.format_message()}", err=True)

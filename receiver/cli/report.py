@@ -62,9 +62,9 @@ def report(
     if gap is not None:
         params["gap"] = gap
     flags = {"from": "--since", "to": "--until", "group_by": "--window"}
-    data = call_server(settings, url, "/api/v1/report", params=params, flags=flags)
-    if not isinstance(data, dict) or "incidents" not in data:
-        raise UserError("the server's answer is not a report")
+    data = call_server(
+        settings, url, "/api/v1/report", params=params, flags=flags, answer=("incidents", list)
+    )
     text = json.dumps(data, indent=2) + "\n" if fmt == "json" else render_markdown(data)
     if output is None:
         click.echo(text, nl=False)

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from receiver.cli.common import EXIT_FAILURE, UserError, console, counted, shown, state
+from remediations.targets import Target
 
 __all__ = ["lint", "simulate"]
 
@@ -218,7 +219,9 @@ def _print_plans(console: Console, records: list[dict[str, Any]]) -> None:
                     table.add_row(
                         kind,
                         shown(plan["rule"]),
-                        shown("{kind}/{namespace}/{name}".format(**plan["target"])),
+                        # The key the run lists show and `runs --target` takes: `kind/name`
+                        # for a kind with no namespace (not `HttpEndpoint//catcher`).
+                        shown(Target(**plan["target"]).key),
                         _format_steps(plan["steps"]),
                         _approval_text(approvals),
                     )

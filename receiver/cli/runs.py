@@ -25,7 +25,7 @@ __all__ = ["runs"]
     help="Only runs with this outcome: " + ", ".join(o.value for o in RunOutcome) + ".",
 )
 @click.option("--since", default=None, help="RFC 3339 timestamp or a duration like 24h.")
-@click.option("--limit", type=Integer(), default=None, help="1..500, default 50.")
+@click.option("--limit", type=Integer(1, 500), default=None, help="1..500, default 50.")
 @click.option("--cursor", default=None, help="next_cursor of a previous page.")
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")
 @click.pass_context
@@ -53,7 +53,9 @@ def runs(
             "cursor": cursor,
         }
     )
-    data = call_server(state(ctx).settings(), url, "/api/v1/runs", params=params)
+    data = call_server(
+        state(ctx).settings(), url, "/api/v1/runs", params=params, answer=("runs", list)
+    )
     print_listing(
         data, "runs", _COLUMNS, lambda row: [_cell(row, c) for c in _COLUMNS], as_json=as_json
     )

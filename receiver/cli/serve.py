@@ -11,7 +11,7 @@ import structlog
 
 from receiver.cli.common import BadUsage, Integer, UserError, state
 from receiver.config import ConfigError
-from receiver.config.values import EMPTY_HOST
+from receiver.config.values import host_problem
 
 __all__ = ["serve"]
 
@@ -30,8 +30,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     settings = state(ctx).settings()
     update: dict[str, Any] = {}
     if host is not None:
-        if not host.strip():
-            raise BadUsage(f"--host: {EMPTY_HOST}")
+        if problem := host_problem(host, "--port (REMEDIATOR_PORT)"):
+            raise BadUsage(f"--host: {problem}")
         update["host"] = host
     if port is not None:
         update["port"] = port

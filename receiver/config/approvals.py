@@ -178,9 +178,58 @@ def _too_wide(networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...
     return ""
 
 
+def _other_credentials(settings: Settings) -> list[tuple[str, str]]:
+    """(how a message names it, value) of each credential of another role: the webhook's
+    token and password, each operator's token."""
+    found = [
+        (f"the webhook's {what} ({_ENV[field]})", secret.get_secret_value())
+        for what, field, secret in (
+            ("token", "webhook_token", settings.webhook_token),
+            ("password", "webhook_password", settings.webhook_password),
+        )
+        if secret is not None
+    ]
+    found += [
+        (
+            f"the token of operator {name!r} ({_ENV['operator_tokens_dir']})",
+            token.get_secret_value(),
+        )
+        for name, token in sorted(settings.operator_tokens.items())
+    ]
+    return found
+
+
+def _check_distinct(files: ApprovalFiles, settings: Settings) -> None:
+    """One credential, one job: the Slack signing secret and each link key are no other
+    credential, nor each other. Whoever holds the webhook's token (Alertmanager's configuration)
+    could otherwise sign a Slack click and decide as any approver ``slack_users`` maps, or
+    forge links and their forms' CSRF tokens. Raises ConfigError naming both settings."""
+    others = _other_credentials(settings)
+    keys = [(kid, key.get_secret_value()) for kid, key in sorted(files.keys.items())]
+    for kid, key in keys:
+        for what, value in others:
+            if key == value:
+                raise ConfigError(
+                    f"{_ENV['approval_keys_dir']}: key {kid!r} is {what}; give each credential"
+                    " its own (a key signs approval links, and nothing else may be it)"
+                )
+    if files.slack_signing_secret is None:
+        return
+    slack = files.slack_signing_secret.get_secret_value()
+    linked = [(f"approval key {kid!r} ({_ENV['approval_keys_dir']})", key) for kid, key in keys]
+    for what, value in [*others, *linked]:
+        if slack == value:
+            raise ConfigError(
+                f"{_ENV['slack_signing_secret_file']}: the Slack signing secret is {what}:"
+                " whoever holds that could sign Slack clicks and decide as any approver"
+                " slack_users maps; give each credential its own"
+            )
+
+
 def load_approvals(settings: Settings) -> ApprovalFiles:
-    """Read the files the approval settings name. Raises ConfigError naming the setting."""
-    return ApprovalFiles(
+    """Read the files the approval settings name. Raises ConfigError naming the setting, also
+    when a key or the Slack secret is another credential (``_check_distinct``)."""
+    files = ApprovalFiles(
         keys=(
             _secret_dir(settings.approval_keys_dir, "approval_keys_dir")
             if settings.approval_keys_dir
@@ -196,3 +245,5 @@ def load_approvals(settings: Settings) -> ApprovalFiles:
         ),
         trusted_proxies=_networks(settings.sso_trusted_proxies, settings.sso_user_header),
     )
+    _check_distinct(files, settings)
+    return files

@@ -23,7 +23,7 @@ from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
 from receiver.config.settings_file import read_settings_file
-from receiver.config.values import EMPTY_HOST, escaped, unknown_key_error, unstorable_keys
+from receiver.config.values import escaped, host_problem, unknown_key_error, unstorable_keys
 from receiver.config.variables import ENV_PREFIX, unknown_variables
 from receiver.rules.yaml_lines import KeyPath
 from receiver.rules.yaml_loaders import boolean_word
@@ -193,8 +193,8 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, words)) from None
 
-    if not settings.host.strip():
-        raise ConfigError(f"{_name(source, 'host')}: {EMPTY_HOST}")
+    if problem := host_problem(settings.host, _name(source, "port")):
+        raise ConfigError(f"{_name(source, 'host')}: {problem}")
     try:
         check_database(settings, lambda field: _name(source, field), set(source))
     except ValueError as exc:

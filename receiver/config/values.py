@@ -17,6 +17,7 @@ from receiver import durations
 from receiver.config.redact import misread, redacted
 from receiver.model import NamespacePolicy
 from receiver.text import has_lone_surrogate, shown
+from receiver.typos import plausible_key
 from remediations import names
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "duration",
     "duration_or_off",
     "escaped",
+    "host_problem",
     "namespaces",
     "one_of",
     "plausible_key",
@@ -189,6 +191,25 @@ EMPTY_HOST = (
     "empty: that would listen on every interface; write 0.0.0.0 (or ::) to listen on all of"
     " them on purpose, or an address (default 127.0.0.1)"
 )
+
+
+def host_problem(host: str, port_setting: str) -> str | None:
+    """Why ``host`` is no listen address (``port_setting`` names where the port goes), or None.
+    Written as a URL, in brackets or with its port, it got past the settings, the embedded
+    servers started, and listening failed on ``[[::1]]:9095``: "Name or service not known"."""
+    text = host.strip()
+    if not text:
+        return EMPTY_HOST
+    if "://" in text:
+        return f"{shown(host)} is a URL, not a URL's host: write the address alone (0.0.0.0, ::1)"
+    if text.startswith("[") or text.endswith("]"):
+        return f"{shown(host)}: write an IPv6 address without brackets ({text.strip('[]')})"
+    name, colon, port = text.rpartition(":")
+    if colon and port.isdigit() and port.isascii() and ":" not in name:
+        return f"{shown(host)} holds a port: give the address alone, and the port as {port_setting}"
+    return None
+
+
 # What a value holding U+0000, or a byte that is not UTF-8, is told (``unstorable_keys``).
 NUL_REFUSED = "the value contains a NUL character (U+0000), which is not allowed: remove it"
 NOT_UTF8 = (
@@ -231,22 +252,6 @@ def unstorable_keys(value: object, where: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from unstorable_keys(item, f"{where}.{index}")
-
-
-# A word of a key a file of this service takes: letters, `_` and `-`, a few digits, not first
-# (every key is lowercase words and underscores; a typo may change the case). A token or a hash
-# has more digits; a line of another file has a space or a colon.
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
-_MAX_DIGITS = 3
-
-
-def plausible_key(parts: Sequence[object]) -> bool:
-    """True when the key path ``parts`` (``["http", "prot"]``) is short words a settings file
-    would hold, and so may be quoted; False for a line of some other file read as a key, or a
-    secret written where a key goes."""
-    return 0 < len(parts) <= 6 and all(
-        _WORD.fullmatch(str(p)) and sum(c.isdigit() for c in str(p)) <= _MAX_DIGITS for p in parts
-    )
 
 
 def escaped(part: object) -> str:

@@ -86,6 +86,25 @@ def redis_server_binary() -> Path:
     return binary
 
 
+def _make_data_dir(data_dir: Path) -> None:
+    """Make ``data_dir`` (mode 0700) unless it is there. Raises EmbeddedError naming the
+    setting when it cannot be made: a file in its place or on its way, no permission. An
+    OSError left to the callers was a traceback from ``serve``, and "cannot connect to the
+    database" from ``migrate``, as if PostgreSQL had refused."""
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        why = (
+            "is a file, not a directory"
+            if isinstance(exc, FileExistsError)
+            else f"cannot be made ({exc.strerror or exc}: {exc.filename or data_dir})"
+        )
+        raise EmbeddedError(
+            f"the data directory {data_dir} {why}: set data_dir (REMEDIATOR_DATA_DIR) to a"
+            " directory this user may create, or remove what is in its way"
+        ) from None
+
+
 @dataclasses.dataclass
 class _Down:
     """A server found dead by the supervisor: why, and when it is tried again."""
@@ -157,10 +176,11 @@ class EmbeddedServices:
         """Own the directory and start the servers, or use its live owner's (``share``).
 
         Raises DataDirBusy when another live process owns it and this one may not share (or
-        the owner does not run a server asked for), ServerError when a server cannot start.
+        the owner does not run a server asked for), ServerError when a server cannot start or
+        the directory cannot be made (``_make_data_dir``).
         """
         self._stopping = False
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_data_dir(self.data_dir)
         if not self._own_or_share():
             return self
         try:

@@ -48,7 +48,7 @@ from receiver.http.health import healthz, metrics_handler, readyz
 from receiver.http.login import LOGIN_PATHS, ReviewWeb, add_login_routes
 from receiver.http.middleware import edge_middleware
 from receiver.http.pages import PAGE_PATHS, add_page_routes
-from receiver.http.queues import add_queue_routes
+from receiver.http.queues import EVENTS_PATH, JOBS_PATH, add_queue_routes
 from receiver.http.report import REPORT_PATH, get_report
 from receiver.http.runs import RUNS_PATH, get_run, get_runs
 from receiver.log_limits import Throttle
@@ -115,6 +115,11 @@ def create_app(
         page_paths=(
             *((*PAGE_PATHS, *LOGIN_PATHS) if review is not None else ()),
             *((LINK_PATH.rstrip("/"),) if approvals is not None else ()),
+        ),
+        # The routes that read a query (the lists, the report), and the webhook's, whose URL in
+        # Alertmanager's webhook_config may carry one; every other /api/ route refuses one.
+        query_routes=frozenset(
+            {ALERTS_PATH, RUNS_PATH, EVENTS_PATH, JOBS_PATH, APPROVALS_API, REPORT_PATH}
         ),
     )
     app = web.Application(client_max_size=max_body, middlewares=[edge])

@@ -24,7 +24,7 @@ from structlog.typing import FilteringBoundLogger
 from receiver.approvals.desk import LINK_PATH
 from receiver.http.auth import PRINCIPAL, Authenticator, Role
 from receiver.http.deps import STORE_DOWN_LOG
-from receiver.http.filters import BadParameter, check_query
+from receiver.http.filters import BadParameter, check_query, unknown_parameter
 from receiver.http.responses import json_response, too_large
 from receiver.store import StoreUnavailable, is_unavailable
 from receiver.telemetry import Metrics
@@ -73,6 +73,7 @@ def edge_middleware(
     webhook_routes: frozenset[str],
     own_auth: tuple[str, ...] = (),
     page_paths: tuple[str, ...] = (),
+    query_routes: frozenset[str] = frozenset(),
 ) -> Middleware:
     """The middleware, its dependencies bound once rather than looked up per request.
 
@@ -86,7 +87,10 @@ def edge_middleware(
     paths under an ``own_auth`` prefix, whose handlers authenticate the caller themselves (the
     approvals API also believes the SSO proxy's header). A query no route takes is a JSON 400
     here, except on paths under a ``page_paths`` prefix: those pages check it themselves and
-    answer with a page (``receiver.http.pages``).
+    answer with a page (``receiver.http.pages``). A route under /api/ that is not one of the
+    ``query_routes`` (those that read their query, and the webhook's, whose URL in
+    Alertmanager's configuration may carry one) reads none, and refuses one (400 naming it):
+    ``PUT /api/v1/pause?for=2h`` paused until resumed, the query ignored.
     """
 
     own_below = tuple(prefix + "/" for prefix in own_auth)
@@ -122,7 +126,8 @@ def edge_middleware(
             elif (
                 request.query_string
                 and not _under(request.path, page_paths, pages_below)
-                and (bad := _bad_query(request)) is not None
+                and (bad := _bad_query(request) or _query_not_read(request, route, query_routes))
+                is not None
             ):
                 response = bad
             elif (length := request.content_length) is not None and length > max_body:
@@ -284,6 +289,23 @@ def _bad_query(request: web.Request) -> web.Response | None:
     except BadParameter as exc:
         return json_response({"error": exc.message, "parameter": exc.parameter}, 400)
     return None
+
+
+def _query_not_read(
+    request: web.Request, route: str, query_routes: frozenset[str]
+) -> web.Response | None:
+    """400 naming the first query parameter of a route under /api/ that reads none (not one of
+    ``query_routes``), else None. Ignored, it did what the caller did not ask: ``?for=2h`` on
+    a pause paused until someone resumed. An unknown path is left to its 404."""
+    if route == UNMATCHED or route in query_routes or not request.path.startswith("/api/"):
+        return None
+    name = next(iter(request.query), None)
+    if name is None:  # "?" or "?&": nothing given
+        return None
+    where = " (give its fields in the JSON body)" if request.method in ("PUT", "POST") else ""
+    bad = unknown_parameter(name)
+    message = f"{bad.message}: {request.method} {route} takes no query parameter{where}"
+    return json_response({"error": message, "parameter": bad.parameter}, 400)
 
 
 def _unrouted(request: web.Request) -> web.Response | None:

@@ -50,8 +50,11 @@ _ID = re.compile(
 
 
 def stamp(at: datetime) -> str:
-    """``at`` as an id's time: UTC to the microsecond, no separators: 20261125T100000123456Z."""
-    return at.astimezone(UTC).strftime(_STAMP)
+    """``at`` as an id's time: UTC to the microsecond, no separators: 20261125T100000123456Z.
+    The year in four digits: glibc's %Y writes the year 1 as "1", an id that read back as
+    no incident (a 404 behind the page's own links)."""
+    utc = at.astimezone(UTC)
+    return f"{utc.year:04d}" + utc.strftime(_STAMP.removeprefix("%Y"))
 
 
 def _unstamp(text: str) -> datetime:

@@ -21,7 +21,8 @@ def at_text(value: datetime | None) -> str:
     """A time for people: UTC, to the second (``2026-11-25 10:00:05 UTC``); '' for None."""
     if value is None:
         return ""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    utc = value.astimezone(UTC)
+    return f"{utc.year:04d}" + utc.strftime("-%m-%d %H:%M:%S UTC")  # %Y wrote the year 1 as "1"
 
 
 def duration_text(seconds: float | None) -> str:

@@ -8,14 +8,12 @@ once. Nothing here reads a file: ``receiver.rules.loader`` does, and hands the t
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from receiver.matchers import Matcher, parse_item
 from receiver.model import NamespacePolicy
@@ -24,13 +22,13 @@ from receiver.rules.matcher_lint import matcher_warnings
 from receiver.rules.model import Rule, RuleSet
 from receiver.rules.reach import check_reach
 from receiver.rules.schema import (
-    FIELD_NAMES,
     GuardsSpec,
     ResolvedStepSpec,
     RuleSpec,
     StepSpec,
     TargetSpec,
 )
+from receiver.rules.schema_messages import schema_message, top_level_key_problem
 from receiver.rules.steps import (
     check_channel,
     check_params,
@@ -51,33 +49,6 @@ from remediations.base import Registry
 from remediations.targets import Target, target_kind
 
 __all__ = ["check_files", "compile_files", "lint_files"]
-
-
-def _schema_message(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
-    """(path of the offending item, operator-facing message) for one pydantic error."""
-    loc = tuple(error["loc"])
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        if key == "when" and "on_resolved" in loc:
-            return loc, "on_resolved steps take no `when`: they run whenever the alert resolves"
-        if key == "when" and "on_failed" in loc:
-            return loc, "on_failed steps take no `when`: they run whenever verification fails"
-        if key in FIELD_NAMES:
-            # A field of another part of a rule ("did you mean 'action'?" of `action`).
-            suffix = " (a field of another part of a rule: check its indentation)"
-        else:
-            hint = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.75)
-            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return loc, prefixed(loc[:-1], f"unknown field {key!r}{suffix}")
-    if kind == "missing":
-        return loc, prefixed(loc[:-1], f"missing required field {str(loc[-1])!r}")
-    if kind == "too_short" and loc and loc[-1] == "match":
-        return loc, "match must list at least one matcher; an empty list would match every alert"
-    if kind == "too_short" and loc and loc[-1] == "steps":
-        return loc, "steps must list at least one step"
-    message = error["msg"].removeprefix("Value error, ") if kind == "value_error" else error["msg"]
-    return loc, prefixed(loc, message)
 
 
 def _check_literal_target(
@@ -140,7 +111,7 @@ def _compile_rule(
     except ValidationError as exc:
         refused = []
         for error in exc.errors():
-            loc, message = _schema_message(error)
+            loc, message = schema_message(error)
             if (word := boolean_word(located.words, (*path, *loc), error)) is not None:
                 message = prefixed(loc, word)  # `name: on`: YAML 1.1 read it as true
             located.add((*path, *loc), f"{label}{message}")
@@ -304,8 +275,7 @@ def _compile_file(
         return [], located
     for key in document:
         if key != "rules":
-            hint = " (did you mean 'rules'?)" if difflib.get_close_matches(key, ["rules"]) else ""
-            located.add((key,), f"unknown top-level key {key!r}{hint}; only `rules` is allowed")
+            located.add((key,), top_level_key_problem(key))
     raw_rules = document.get("rules")
     if "rules" not in document:
         located.add((), "missing `rules` list")

@@ -25,6 +25,7 @@ from receiver.ruletest.spec import (
     TestFileSpec,
     TestSpec,
 )
+from receiver.typos import plausible_key
 
 __all__ = ["ParsedFile", "check_names", "parse_test_file", "parse_test_file_parts"]
 
@@ -248,6 +249,12 @@ def _message(path: KeyPath, error: ErrorDetails) -> str:
     where = _where(path[:-1]) if kind in ("extra_forbidden", "missing") else _where(path)
     if kind == "extra_forbidden":
         key = str(path[-1]) if path else "?"
+        if not plausible_key([key]):
+            # A line of another file (/etc/shadow), a secret where a key goes: not copied into
+            # a terminal or a CI log.
+            return _prefixed(
+                where, "a key that is no field's name (not shown: is this a rule test file?)"
+            )
         # The hint is a field of the mapping the key is in: a field of another part of the
         # file (`alerts` of a notification, at the top) is no hint, least of all for itself.
         here = _fields_at(path[:-1]) or FIELD_NAMES

@@ -71,7 +71,9 @@ def service_audit_args(
     since: datetime, until: datetime, kinds: Sequence[str], limit: int = SERVICE_LIMIT
 ) -> list[Any]:
     """The arguments of ``SERVICE_AUDIT_SQL`` for the rows of ``kinds`` about [since, until]."""
-    start_by = until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    utc = until.astimezone(UTC)
+    # ISO's four-digit year, as the rows' `start` is written (%Y writes the year 1 as "1").
+    start_by = f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S")
     return [since, until, list(kinds), SERVICE_LATE, DIGEST_AUDIT, start_by, limit]
 
 

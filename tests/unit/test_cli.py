@@ -114,6 +114,22 @@ def test_simulate_prints_the_plan(good_dir: Path) -> None:
     assert "kubernetes.rollout_restart" in out
 
 
+def test_simulate_shows_a_target_without_a_namespace_as_its_key(tmp_path: Path) -> None:
+    """``HttpEndpoint//catcher`` was shown, a key ``runs --target`` refuses: the run lists and
+    their filters write it ``HttpEndpoint/catcher``."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "call.yaml").write_text(
+        "rules:\n  - name: call\n    match: ['alertname=\"HighMemoryUsage\"']\n"
+        "    target: {kind: HttpEndpoint, name: catcher}\n"
+        "    steps:\n      - action: http.call\n"
+    )
+    result = run(["simulate", str(SAMPLE), "--rules", str(rules)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "HttpEndpoint/catcher" in result.stdout
+    assert "HttpEndpoint//catcher" not in result.stdout
+
+
 def test_simulate_json(good_dir: Path) -> None:
     result = run(["simulate", str(SAMPLE), "--rules", str(good_dir), "--json"])
     assert result.exit_code == 0, result.output

@@ -57,9 +57,17 @@ def test_an_integer_in_other_digits_is_a_usage_error_naming_its_argument(
     ("args", "message"),
     [
         (["events", "show", "0"], "0 is not in 1..9223372036854775807"),
-        (["audit", "export", "--after", "9" * 20], f"{'9' * 20} is not in -9223372036854775808.."),
+        (["audit", "export", "--after", "9" * 20], f"{'9' * 20} is not in 0.."),
+        # An id is never negative: README, "CLI" (ASCII digits 0-9); all was exported.
+        (["audit", "export", "--after", "-1"], "-1 is not in 0.."),
         (["serve", "--port", "70000"], "70000 is not in 0..65535"),
         (["approvals", "list", "--limit", "501"], "501 is not in 1..500"),
+        # Every list's --limit, as its help says (1..500), before anything is sent: runs sent
+        # it and exited 1 on the server's 400 (approvals list: 2), and events and jobs sent no
+        # limit for 0 and listed 50.
+        (["runs", "--limit", "0"], "0 is not in 1..500"),
+        (["events", "--limit", "501"], "501 is not in 1..500"),
+        (["jobs", "--limit", "0"], "0 is not in 1..500"),
     ],
 )
 def test_an_integer_out_of_its_range_is_a_usage_error(

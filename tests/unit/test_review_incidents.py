@@ -4,6 +4,7 @@ readable back."""
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,6 +19,7 @@ from receiver.review.incidents import (
     stamp,
     window_incident,
 )
+from receiver.review.text import at_text
 from tests.unit.review_records import KEY, at, event, run
 
 
@@ -123,6 +125,20 @@ def test_ids_read_back() -> None:
     ]
     for text in bad:
         assert parse_id(text) is None, text
+
+
+def test_a_time_before_the_year_1000_is_written_with_four_digits() -> None:
+    """strftime's %Y writes the year 1 as "1" on glibc: the window incident from year 1 (a
+    ``from`` the review takes) was named ``w-10101T...``, and its page's link to its markdown,
+    and the incidents page's link to it, were 404s. The time shown to people lost its digits
+    too (``1-01-01 00:00:00 UTC``)."""
+    early = datetime(1, 1, 1, tzinfo=UTC)
+    assert stamp(early) == "00010101T000000000000Z"
+    assert stamp(datetime(999, 12, 31, 23, 59, 59, 5, tzinfo=UTC)) == "09991231T235959000005Z"
+    late = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert parse_id(f"w-{stamp(early)}-{stamp(late)}") == WindowRef(early, late)
+    assert at_text(early) == "0001-01-01 00:00:00 UTC"
+    assert at_text(datetime(2026, 11, 25, 10, 0, 5, tzinfo=UTC)) == "2026-11-25 10:00:05 UTC"
 
 
 def test_an_id_is_read_whole_and_in_ascii_digits() -> None:
