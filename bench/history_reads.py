@@ -7,10 +7,10 @@ storm round's (bench/seed.py: ``--stored`` finished events, a run of one in ten)
 storm's runs (``--storm`` recent dry-run runs with a step each, over the seed's targets), each
 turn reads the pasts of ``--reads`` storm events in batches of 8 and 16, as the worker sends
 them: one (rule, target) pair to repeat and one to settle each, the episode's run found. CPU is
-the backend's, from /proc/<pg_backend_pid>/stat (utime + stime, proc(5); in clock ticks, hence
-thousands of reads a turn), and the client's (``time.process_time``). Before the turns,
-``--explain`` prints the batched read's plan for a batch of 8 and engine_history's for one read
-(EXPLAIN ANALYZE of the generic plans, with the functions' settings).
+the backend's, from /proc/<pg_backend_pid>/schedstat (nanoseconds run), and the client's
+(``time.process_time``). Before the turns, ``--explain`` prints the batched read's plan for a
+batch of 8 and engine_history's for one read (EXPLAIN ANALYZE of the generic plans, with the
+functions' settings).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import cpu_seconds, median, workdir
+from bench.common import median, run_ns, workdir
 from bench.seed import NAMESPACE, RULE, seed
 from receiver.embedded import EmbeddedServices
 from receiver.store.history_sql import (
@@ -119,10 +119,10 @@ async def _turn(
 ) -> tuple[float, float, int]:
     """Backend and client CPU µs per read, and the rows, of ``reads`` sent ``batch`` at a time."""
     rows = 0
-    backend, client = cpu_seconds(pid), time.process_time()
+    backend, client = run_ns(pid) / 1e9, time.process_time()
     for first in range(0, len(reads), batch):
         rows += await send(conn, reads[first : first + batch])
-    backend, client = cpu_seconds(pid) - backend, time.process_time() - client
+    backend, client = run_ns(pid) / 1e9 - backend, time.process_time() - client
     return backend / len(reads) * 1e6, client / len(reads) * 1e6, rows
 
 
@@ -208,7 +208,8 @@ async def _measure(
         old_c, new_c = (median(c for _, c in figures[k]) for k in ("old", "new"))
         print(
             f"batch {batch:2d} median backend: old {old_b:.1f}, new {new_b:.1f} µs/read "
-            f"({(new_b - old_b) / old_b:+.0%}); client: old {old_c:.1f}, new {new_c:.1f}"
+            f"({(new_b - old_b) / old_b if old_b else float('nan'):+.0%}); client: old"
+            f" {old_c:.1f}, new {new_c:.1f}"
         )
 
 

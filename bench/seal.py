@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import machine, median
+from bench.common import machine, median, run_ns
 from receiver.store.audit import audit_insert_sql
 
 _OLD = 28  # the last migration with the old seal
@@ -170,11 +170,6 @@ def _event_data(i: int) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, 
     return f"{i:016x}", created, refused, announced
 
 
-def backend_cpu_ns(pid: int) -> int:
-    """CPU nanoseconds ``pid`` has run (the first field of /proc/PID/schedstat)."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
-
-
 async def append_round(
     url: str,
     events: int,
@@ -204,15 +199,15 @@ async def append_round(
         statement = await conn.prepare(sql)
         spent = at_commit = 0
         for first in range(0, len(rows), per_commit):
-            before = backend_cpu_ns(pid)
+            before = run_ns(pid)
             tx = conn.transaction()
             await tx.start()
             for row in rows[first : first + per_commit]:
                 await statement.fetch(*row)
-            committing = backend_cpu_ns(pid)
+            committing = run_ns(pid)
             await tx.commit()
             if first:
-                after = backend_cpu_ns(pid)
+                after = run_ns(pid)
                 spent += after - before
                 at_commit += after - committing
     finally:
