@@ -71,10 +71,18 @@ class Report:
 
 
 def load_files(paths: Sequence[Path], registry: Registry) -> tuple[list[TestFile], list[RuleError]]:
-    """Every test file loaded, and every error of those that do not load, in file order."""
+    """Every test file loaded, and every error of those that do not load, in file order. A
+    file given more than once (``rules/tests/*.yaml rules/tests/high-memory.yaml``) is played
+    once, as pytest plays a path given twice: played again, its tests counted twice in the
+    summary while it said "1 file(s)"."""
     files: list[TestFile] = []
     errors: list[RuleError] = []
+    seen: set[Path] = set()
     for path in paths:
+        same = path.resolve()
+        if same in seen:
+            continue
+        seen.add(same)
         loaded = load_test_file(path, registry)
         if isinstance(loaded, TestFile):
             files.append(loaded)
