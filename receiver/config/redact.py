@@ -11,9 +11,10 @@ split where its author meant it to be.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, unquote, urlsplit
 
-__all__ = ["misread", "redacted", "unreadable"]
+__all__ = ["HIDDEN", "SHORT_SECRET", "misread", "redacted", "unreadable"]
 
 
 def _written_password(url: str) -> str:
@@ -34,14 +35,30 @@ def _split(url: str) -> SplitResult | None:
         return None
 
 
+# A password shorter than this is replaced only where it stands alone (``redacted``).
+SHORT_SECRET = 8
+HIDDEN = "(the message is not shown: its words hold the password's characters)"
+
+
 def redacted(text: str, url: str) -> str:
     """``text`` with the password of ``url`` replaced by ``***``: as written, as ``urlsplit``
-    reads it, and percent-decoded."""
+    reads it, and percent-decoded.
+
+    A password shorter than ``SHORT_SECRET`` characters turns up inside ordinary words, and a
+    ``***`` put there told where, so what it replaced: with the password ``p``, "invalid
+    sslmode parameter" read "invalid sslmode ***arameter". Such a one is replaced only where
+    no letter, digit or ``_`` touches it (where a URL or a quote holds it); when it is found
+    inside a word too, nothing of ``text`` is shown (``HIDDEN``)."""
     parts = _split(url)
     secrets = {_written_password(url), (parts.password if parts else None) or ""}
     secrets |= {unquote(s) for s in secrets}
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
+        if len(secret) >= SHORT_SECRET:
+            text = text.replace(secret, "***")
+            continue
+        text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "***", text)
+        if secret in text:
+            return HIDDEN
     return text
 
 
