@@ -9,16 +9,16 @@ never show up in ``repr()`` or logs.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from receiver.config.connections import read_connection_secrets
 from receiver.config.files import read_file, read_secret, secret_files
+from receiver.config.operators import check_bearer, read_operator_tokens
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.settings import WRITTEN, ConfigError, Settings
@@ -265,49 +265,6 @@ _SECRET_FIELDS = frozenset(
     }
 )
 _MAP_FIELDS = frozenset({"postgres_databases", "redis_queues", "http_endpoints", "notify_channels"})
-# An operator's name is the token file's name: what the audit log records as ``by``.
-_OPERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-# Operators' tokens grant the kill switch: too short a token is refused, not used.
-MIN_OPERATOR_TOKEN_CHARS = 16
-
-
-def _check_bearer(token: SecretStr | None, source: str) -> None:
-    """ConfigError naming ``source``, never the token, when it holds a control character: an
-    HTTP header cannot carry one (a second line in its file made the CLI fail)."""
-    if token is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in token.get_secret_value()):
-        raise ConfigError(
-            f"{source}: the token holds a control character (a second line?); an HTTP header "
-            "cannot carry one: keep the token alone on one line"
-        )
-
-
-def _read_operator_tokens(directory: Path, source: str) -> dict[str, SecretStr]:
-    """name -> token from one file per operator in ``directory`` (``secret_files``).
-
-    Raises ConfigError naming the file (never a token) when one is unreadable, empty, too
-    short, badly named, or holds the same token as another operator.
-    """
-    tokens: dict[str, SecretStr] = {}
-    seen: dict[str, str] = {}
-    for entry in secret_files(directory, source):
-        if not _OPERATOR_NAME.fullmatch(entry.name):
-            raise ConfigError(
-                f"{source}: {entry}: the file name is the operator's name: letters, digits and"
-                " . _ @ - (at most 64, starting with a letter or digit)"
-            )
-        token = read_secret(entry, source)
-        _check_bearer(token, f"{source}: {entry}")
-        if len(token.get_secret_value()) < MIN_OPERATOR_TOKEN_CHARS:
-            raise ConfigError(
-                f"{source}: {entry}: a token must be at least {MIN_OPERATOR_TOKEN_CHARS}"
-                " characters (e.g. openssl rand -base64 32)"
-            )
-        other = seen.get(token.get_secret_value())
-        if other is not None:
-            raise ConfigError(f"{source}: operators {other!r} and {entry.name!r} share a token")
-        seen[token.get_secret_value()] = entry.name
-        tokens[entry.name] = token
-    return tokens
 
 
 def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
@@ -334,16 +291,16 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
     token = update.get("webhook_token", settings.webhook_token)
     if token is not None and not token.get_secret_value().strip():
         raise ConfigError(f"{name('webhook_token')}: must not be empty")
-    _check_bearer(token, name("webhook_token" + ("_file" if "webhook_token" in update else "")))
+    check_bearer(token, name("webhook_token" + ("_file" if "webhook_token" in update else "")))
 
     operator_token = update.get("operator_token", settings.operator_token)
     if operator_token is not None and not operator_token.get_secret_value().strip():
         raise ConfigError(f"{name('operator_token')}: must not be empty")
     in_file = "operator_token" in update
-    _check_bearer(operator_token, name("operator_token" + ("_file" if in_file else "")))
+    check_bearer(operator_token, name("operator_token" + ("_file" if in_file else "")))
 
     if settings.operator_tokens_dir is not None:
-        operators = _read_operator_tokens(settings.operator_tokens_dir, name("operator_tokens_dir"))
+        operators = read_operator_tokens(settings.operator_tokens_dir, name("operator_tokens_dir"))
         # One credential, one role: the webhook's token must not also be an operator's.
         if token is not None:
             for operator, value in operators.items():

@@ -25,15 +25,20 @@ from enum import StrEnum
 from aiohttp import web
 
 from receiver.config import Settings
+from receiver.config.operators import ANONYMOUS, WEBHOOK_NAME
 from receiver.http.responses import json_response
 
-__all__ = ["ANONYMOUS", "PRINCIPAL", "Authenticator", "Principal", "Role", "principal"]
+__all__ = [
+    "ANONYMOUS",
+    "PRINCIPAL",
+    "WEBHOOK_NAME",
+    "Authenticator",
+    "Principal",
+    "Role",
+    "principal",
+]
 
 REALM = 'realm="remediator"'
-# The name of a caller on an open role (no credentials configured for it).
-ANONYMOUS = "anonymous"
-# The name the webhook credential's caller is recorded under.
-WEBHOOK_NAME = "webhook"
 
 
 class Role(StrEnum):

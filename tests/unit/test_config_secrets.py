@@ -129,6 +129,10 @@ def test_an_empty_operator_directory_means_no_operators(tmp_path: Path) -> None:
         ({"alice": "   \n"}, "is empty"),
         ({"alice": "same-token-0123456789", "bob": "same-token-0123456789"}, "share a token"),
         ({"al ice": "alice-token-0123456789"}, "the operator's name"),
+        # The audit log's names of callers that are no operator: "by anonymous" must mean an
+        # open API, "by webhook" Alertmanager's credential.
+        ({"anonymous": "anon-token-0123456789"}, "is how the audit log names a caller"),
+        ({"Webhook": "hook-token-0123456789"}, "is how the audit log names a caller"),
     ],
 )
 def test_bad_operator_tokens_name_the_file_not_the_token(
