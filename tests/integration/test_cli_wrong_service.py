@@ -15,6 +15,7 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from receiver.cli import main
+from tests.support.peer import answering
 
 # Each answer is JSON, 200, and not remediator's: another service, an old proxy's catch-all.
 ANSWERS: list[Any] = [[1, 2], {"ok": True}, {"runs": 5, "paused": "yes", "approval": []}]
@@ -27,17 +28,8 @@ async def elsewhere(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     async def anything(_: web.Request) -> web.Response:
         return web.json_response(answer)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", anything)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with answering(anything) as base:
+        yield base
 
 
 COMMANDS = [
