@@ -19,14 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 from pydantic import SecretStr
 
 from receiver.config import ConfigError, Settings, named
 from receiver.config.inline import url_origin
-from receiver.config.redact import redacted, unreadable
+from receiver.config.redact import redacted
+from receiver.dsn_errors import not_a_dsn, refused, where
 from receiver.embedded.credentials import (
     LOCAL_OPERATOR,
     OPERATOR_TOKEN_FILE,
@@ -36,7 +36,7 @@ from receiver.embedded.credentials import (
 from receiver.reloads import RuleReloads, log_rule_warnings, rules_data
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
-from receiver.store import PoolerNotNamed, PoolTooSmall, Store, StoreUnavailable, describe
+from receiver.store import PoolerNotNamed, PoolTooSmall, Store, StoreUnavailable
 
 __all__ = [
     "Generated",
@@ -49,7 +49,6 @@ __all__ = [
     "log_rule_warnings",
     "matching_sample",
     "mode_text",
-    "not_a_dsn",
     "require_authentication",
     "storage_text",
 ]
@@ -63,19 +62,6 @@ SAMPLES_DIR = Path(__file__).parent / "samples"
 class StartupError(Exception):
     """The service cannot start for a reason outside its configuration's shape (a store out of
     reach, a refused password). The message names what to fix, never a secret."""
-
-
-def not_a_dsn(source: str, dsn: str, exc: Exception) -> ConfigError:
-    """The error for ``dsn``, which asyncpg cannot read (``exc``), from ``source`` (the
-    variable or option that gave it): what is wrong, never its password (``config.redact``).
-    ``serve`` and the commands that take a database URL say it alike."""
-    return ConfigError(f"{source}: {unreadable('PostgreSQL', dsn, exc)}")
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2] or "the local socket"
-    return f"{host}{parts.path}"
 
 
 async def connect_store(settings: Settings, dsn: str, *, check_pooler: bool = True) -> Store:
@@ -111,12 +97,9 @@ async def connect_store(settings: Settings, dsn: str, *, check_pooler: bool = Tr
         # A connect timeout has no text of its own ("TimeoutError: " said nothing).
         text = str(cause) or ("no answer in time" if isinstance(cause, TimeoutError) else "")
         reason = redacted(f"{type(cause).__name__}: {text}" if text else type(cause).__name__, dsn)
-        raise StartupError(
-            f"{source}: cannot reach PostgreSQL at {_where(dsn)}: {reason}"
-        ) from None
+        raise StartupError(f"{source}: cannot reach PostgreSQL at {where(dsn)}: {reason}") from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        reason = redacted(f"{describe(exc)}: {exc}", dsn)
-        raise StartupError(f"{source}: PostgreSQL at {_where(dsn)} refused: {reason}") from None
+        raise StartupError(refused(source, dsn, exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

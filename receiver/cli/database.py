@@ -64,8 +64,8 @@ def database(settings: Settings, command: str, *, direct: bool = False) -> Itera
     # Imported here, like the store below: the other commands do not need the database.
     import asyncpg
 
+    from receiver.dsn_errors import not_a_dsn, refused
     from receiver.embedded import EmbeddedError, EmbeddedServices
-    from receiver.startup import not_a_dsn
 
     if settings.database_url is not None:
         direct_url = settings.database_direct_url if direct else None
@@ -81,7 +81,7 @@ def database(settings: Settings, command: str, *, direct: bool = False) -> Itera
         except asyncpg.PostgresError as exc:
             # A right the user lacks (CREATE in a schema, SELECT on a table): one line, as
             # serve says it (startup.connect_store); it was asyncpg's traceback.
-            raise UserError(_refused(source, url, exc)) from None
+            raise UserError(refused(source, url, exc)) from None
         return
     # Only what starting or joining the embedded server raises is about the database: an
     # OSError of the command's own work (BrokenPipeError, when whoever read its output left,
@@ -109,19 +109,6 @@ def database(settings: Settings, command: str, *, direct: bool = False) -> Itera
         if in_command:
             raise
         raise UserError(f"cannot connect to the database: {exc}") from None
-
-
-def _refused(source: str, url: str, exc: Exception) -> str:
-    """What PostgreSQL at ``url`` (from ``source``) refused: where, the error's class and
-    SQLSTATE (``describe``), its text; never the password."""
-    from urllib.parse import urlsplit
-
-    from receiver.config.redact import redacted
-    from receiver.store import describe
-
-    parts = urlsplit(url)
-    where = f"{parts.netloc.rpartition('@')[2] or 'the local socket'}{parts.path}"
-    return f"{source}: PostgreSQL at {where} refused: {redacted(f'{describe(exc)}: {exc}', url)}"
 
 
 def _refuse_unnamed_pooler(url: str) -> None:

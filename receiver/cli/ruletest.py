@@ -95,7 +95,7 @@ def test(
 
     import asyncpg
 
-    from receiver.startup import not_a_dsn
+    from receiver.dsn_errors import not_a_dsn
 
     try:
         code = asyncio.run(play())
