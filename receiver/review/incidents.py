@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from receiver.review.model import AuditEntry, Run, Unacted
+from receiver.timestamps import utc_strftime
 
 __all__ = [
     "GroupRef",
@@ -53,8 +54,7 @@ def stamp(at: datetime) -> str:
     """``at`` as an id's time: UTC to the microsecond, no separators: 20261125T100000123456Z.
     The year in four digits: glibc's %Y writes the year 1 as "1", an id that read back as
     no incident (a 404 behind the page's own links)."""
-    utc = at.astimezone(UTC)
-    return f"{utc.year:04d}" + utc.strftime(_STAMP.removeprefix("%Y"))
+    return utc_strftime(at, _STAMP)
 
 
 def _unstamp(text: str) -> datetime:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from receiver.timestamps import utc_strftime
 from receiver.unreadable import unreadable_text
 
 __all__ = ["at_text", "duration_text", "iso", "pretty", "target_text", "unreadable_text"]
@@ -21,8 +22,7 @@ def at_text(value: datetime | None) -> str:
     """A time for people: UTC, to the second (``2026-11-25 10:00:05 UTC``); '' for None."""
     if value is None:
         return ""
-    utc = value.astimezone(UTC)
-    return f"{utc.year:04d}" + utc.strftime("-%m-%d %H:%M:%S UTC")  # %Y wrote the year 1 as "1"
+    return utc_strftime(value, "%Y-%m-%d %H:%M:%S UTC")
 
 
 def duration_text(seconds: float | None) -> str:

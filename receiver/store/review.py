@@ -16,7 +16,7 @@ An incident's members are found by their *incident key*: the alert group's key, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Unpack
 
 from receiver.store.announcements import DIGEST_AUDIT
@@ -26,6 +26,7 @@ from receiver.store.errors import translate
 from receiver.store.paging import Placeholders, RunFilters, fetch_run_page
 from receiver.store.records import RUN_COLUMNS
 from receiver.store.stored_json import OBJECT, OBJECTS, STRINGS, decode_columns
+from receiver.timestamps import utc_strftime
 
 __all__ = [
     "REVIEW_RUN_COLUMNS",
@@ -71,9 +72,8 @@ def service_audit_args(
     since: datetime, until: datetime, kinds: Sequence[str], limit: int = SERVICE_LIMIT
 ) -> list[Any]:
     """The arguments of ``SERVICE_AUDIT_SQL`` for the rows of ``kinds`` about [since, until]."""
-    utc = until.astimezone(UTC)
-    # ISO's four-digit year, as the rows' `start` is written (%Y writes the year 1 as "1").
-    start_by = f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S")
+    # ISO's four-digit year, as the rows' `start` is written.
+    start_by = utc_strftime(until, "%Y-%m-%dT%H:%M:%S")
     return [since, until, list(kinds), SERVICE_LATE, DIGEST_AUDIT, start_by, limit]
 
 

@@ -1,0 +1,18 @@
+"""Times written as text by a ``strftime`` format, in UTC. Pure.
+
+``%Y`` is written with four digits whatever the year: glibc's ``strftime`` writes the year 1
+as "1", so the whole-history window (from 0001-01-01) got an incident id that read back as no
+incident, a label out of ISO order, and a bound that compared wrong against the rows' text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = ["utc_strftime"]
+
+
+def utc_strftime(at: datetime, fmt: str) -> str:
+    """``at`` (aware) in UTC, written as ``fmt`` (``strftime``), ``%Y`` as four digits."""
+    utc = at.astimezone(UTC)
+    return utc.strftime(fmt.replace("%Y", f"{utc.year:04d}"))
