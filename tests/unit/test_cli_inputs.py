@@ -182,3 +182,16 @@ def test_a_database_url_asyncpg_cannot_read_is_a_configuration_error(command: li
     ), result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "s3cr" not in result.output
+
+
+def test_a_bad_target_session_attrs_is_told_the_values_it_takes() -> None:
+    # asyncpg's own message names them by a method's repr ("one of <built-in method values of
+    # mappingproxy object at 0x...>"); the user is told libpq's list instead.
+    url = f"postgresql://u:{PASSWORD}@127.0.0.1:1/db?target_session_attrs=bogus"
+    result = CliRunner().invoke(main, ["migrate"], env={"REMEDIATOR_DATABASE_URL": url})
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error: configuration: REMEDIATOR_DATABASE_URL: not a PostgreSQL URL: "
+        "target_session_attrs must be one of any, read-write, read-only, primary, standby, "
+        "prefer-standby; got 'bogus'\n"
+    )
