@@ -9,6 +9,7 @@ re-exports it).
 from __future__ import annotations
 
 import functools
+import math
 import re
 
 from remediations.visible_text import shown
@@ -49,6 +50,12 @@ def parse_duration(text: object) -> float:
     unit-less number (``30``, ``1e3``, YAML's ``60``) is refused: seconds or minutes?
     """
     if not isinstance(text, str):
+        if isinstance(text, float) and not math.isfinite(text):
+            # JSON's 1e999 and YAML's .inf read as infinity: "inf is not a duration" quoted
+            # what the sender never wrote.
+            raise ValueError(
+                f"a number too large to hold, or not a number, is no duration; {_HELP}"
+            )
         if isinstance(text, int | float) and not isinstance(text, bool):
             raise ValueError(_no_unit(text))
         raise ValueError(f"{shown(text)} is not a duration; {_HELP}")

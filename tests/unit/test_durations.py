@@ -108,3 +108,12 @@ def test_a_short_refused_value_is_quoted_whole(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration") as refused:
         parse_duration(text)
     assert str(refused.value).startswith(repr(text))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_number_that_is_not_finite_is_no_duration_and_not_quoted_as_inf(value: float) -> None:
+    # JSON's 1e999 reads as infinity: "inf is not a duration" quoted what nobody wrote.
+    with pytest.raises(ValueError, match=r"^a number too large to hold, or not a number, is no"):
+        parse_duration(value)
+    with pytest.raises(ValueError, match=r"^(?!.*(inf|nan))"):
+        parse_duration(value)
