@@ -12,7 +12,10 @@ The pages take an operator, as the API does, identified by the first of:
 
 Anyone else gets 401 with the login form, and no data. ``POST login`` takes an operator token
 (compared in constant time by the same ``Authenticator`` as the API) and sets the cookie;
-``POST logout`` clears it. Both are same-origin only (Origin, or Fetch Metadata).
+``POST logout`` clears it and records it signed out (``receiver.store.signouts``): a copy of
+the cookie kept elsewhere is refused from then on, on every replica, not only once it expires.
+A page whose session cannot be looked up (the store down) is a 503 page: refused, not let in.
+Both are same-origin only (Origin, or Fetch Metadata).
 
 Every link and redirect is relative (``root_of``): behind a reverse proxy that serves the
 service under a path prefix, the pages, their forms and the cookie (no Path attribute, so the
@@ -37,8 +40,9 @@ from receiver.http.origins import same_origin
 from receiver.http.responses import html_response
 from receiver.review.loader import Review
 from receiver.review.pages import ReviewPages
-from receiver.review.sessions import SESSION_COOKIE, Sessions
+from receiver.review.sessions import SESSION_COOKIE, Sessions, session_digest
 from receiver.review.text import duration_text
+from receiver.store import StoreUnavailable
 
 __all__ = [
     "LOGIN_PATHS",
@@ -101,7 +105,7 @@ def page(request: web.Request, name: str, status: int = 200, **values: Any) -> w
     )
 
 
-def _who(request: web.Request) -> str | None:
+async def _who(request: web.Request) -> str | None:
     auth = request.app[AUTH]
     if auth.operators_open:
         return ANONYMOUS
@@ -110,8 +114,13 @@ def _who(request: web.Request) -> str | None:
         sso = web_.identities.from_sso(request.headers, request.remote)
         if sso is not None:
             return sso.name
-    name = web_.sessions.read(request.cookies.get(SESSION_COOKIE))
-    if name is not None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    name = web_.sessions.read(cookie)
+    if (
+        name is not None
+        and cookie is not None
+        and not await web_.review.store.session_signed_out(session_digest(cookie))
+    ):
         return name
     header = request.headers.get("Authorization")
     if header:
@@ -149,13 +158,27 @@ def signed_in(handler: Handler) -> Handler:
     """Wrap a page handler: an operator (``request[USER]``), or 401 with the login form."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        user = _who(request)
+        try:
+            user = await _who(request)
+        except StoreUnavailable:
+            return _unavailable(request)
         if user is None:
             return _login_page(request, 401, _next_here(request))
         request[USER] = user
         return await handler(request)
 
     return wrapped
+
+
+def _unavailable(request: web.Request) -> web.Response:
+    """The error page (503) for a session that cannot be looked up or signed out."""
+    return page(
+        request,
+        "error",
+        503,
+        code=503,
+        message="The service cannot reach its store to check the session; try again shortly.",
+    )
 
 
 def _bad_query(request: web.Request) -> web.Response | None:
@@ -229,6 +252,18 @@ async def post_logout(request: web.Request) -> web.StreamResponse:
         return bad
     if not same_origin(request, request.app[SETTINGS].external_url or None):
         return _login_page(request, 403, _DEFAULT_NEXT, "sign out from this service's own page")
+    web_ = request.app[REVIEW_WEB]
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie is not None and web_.sessions.read(cookie) is not None:
+        # Recorded before the browser is told to forget it: a sign-out the store could not
+        # take says so, rather than leave a copy of the cookie good while it looks done.
+        try:
+            await web_.review.store.sign_out_session(
+                session_digest(cookie), web_.sessions.max_age_s
+            )
+        except StoreUnavailable:
+            return _unavailable(request)
+        request.app[LOG].info("review sign-out", who=web_.sessions.read(cookie))
     response = _see_other(root_of(request) + "login")
     response.del_cookie(SESSION_COOKIE, path="", secure=_secure(request), samesite="Strict")
     return response

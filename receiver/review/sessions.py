@@ -1,27 +1,38 @@
 """Browser sessions of the review pages: an operator token exchanged once for a signed cookie.
 
-The cookie holds the operator's name and when it was issued, signed with itsdangerous
+The cookie holds the operator's name, a random id and when it was issued, signed with itsdangerous
 (HMAC-SHA256, ``URLSafeTimedSerializer``); it is good for ``max_age_s`` and only while that
 operator is still configured. The signing key is derived from every operator's token
 (SHA-256 over the sorted name=token pairs, with a purpose string): every replica with the same
 operators computes the same key with nothing more to configure, no cookie can be made without
 knowing every token, and changing any token signs everyone out. The cookie is set HttpOnly and
 SameSite=Strict by the HTTP edge (``receiver.http.pages``).
+
+Signing out records the cookie's ``session_digest`` in the store until the cookie would have
+expired (``receiver.store.signouts``), and a page refuses a cookie recorded there: clearing
+it in the browser alone left every copy of it good for up to ``max_age_s``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Mapping
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import SecretStr
 
-__all__ = ["SESSION_COOKIE", "SESSION_MAX_AGE_S", "Sessions"]
+__all__ = ["SESSION_COOKIE", "SESSION_MAX_AGE_S", "Sessions", "session_digest"]
 
 SESSION_COOKIE = "remediator_review_session"
 SESSION_MAX_AGE_S = 12 * 3600
 _PURPOSE = b"alert-remediator review session v1\0"
+
+
+def session_digest(cookie: str) -> bytes:
+    """What a sign-out records of ``cookie`` (32 bytes, SHA-256): the cookie itself, which
+    signs anyone in who holds it, is never stored."""
+    return hashlib.sha256(cookie.encode()).digest()
 
 
 class Sessions:
@@ -48,7 +59,9 @@ class Sessions:
         """A cookie value for operator ``name``."""
         if self._serializer is None or name not in self._names:
             raise ValueError(f"no operator {name!r} to sign a session for")
-        value = self._serializer.dumps({"op": name})
+        # A random id of its own: two sign-ins in the same second would otherwise be one
+        # cookie (the timestamp counts seconds), and signing out of one ended both.
+        value = self._serializer.dumps({"op": name, "id": secrets.token_urlsafe(12)})
         assert isinstance(value, str)
         return value
 

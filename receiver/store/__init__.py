@@ -11,7 +11,8 @@ verification.py (how a verification ends), audit.py (the hash-chained audit log)
 approvals.py (approvals of risky steps), step_ends.py (the one way a run's steps that will not
 run are ended, with their approvals), resolved_runs.py (a run whose alert resolved before
 its steps left ran), announcements.py (what the run announcements did),
-review.py (what the post-incident review reads), statistics.py (the planner's statistics kept
+review.py (what the post-incident review reads), signouts.py (review sessions signed
+out), statistics.py (the planner's statistics kept
 in step with a storm).
 Both queues wake the workers on the one ``WORK_CHANNEL``. Callers import everything from here::
 
@@ -73,6 +74,7 @@ from receiver.store.records import (
 from receiver.store.resolved_runs import ResolvedEnd, ResolvedRuns
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
+from receiver.store.signouts import SignOuts
 from receiver.store.statistics import Statistics
 from receiver.store.steps import STARTED, StepStart, StepWriter, admitted_data
 from receiver.store.upkeep import keep_pruning, keep_statistics
@@ -154,6 +156,7 @@ class Store(
     EscalationEnds,
     Announcements,
     ReviewReads,
+    SignOuts,
     Statistics,
 ):
     """The repository over an asyncpg pool. Create with ``await Store.connect(dsn)``."""

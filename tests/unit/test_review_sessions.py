@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from receiver.review.sessions import Sessions
+from receiver.review.sessions import Sessions, session_digest
 
 OPERATORS = {"alice": SecretStr("alice-token-0123456789"), "bob": SecretStr("bob-token-0123456")}
 
@@ -51,3 +51,12 @@ def test_a_session_is_signed_with_hmac_sha256_as_the_readme_says() -> None:
     old = sha1.issue("alice")
     assert len(old.rsplit(".", 1)[1]) == 27
     assert Sessions(OPERATORS).read(old) is None
+
+
+def test_each_sign_in_is_a_session_of_its_own() -> None:
+    # Signed out by its digest: two sign-ins in one second were one cookie, and ended together.
+    sessions = Sessions(OPERATORS)
+    first, second = sessions.issue("alice"), sessions.issue("alice")
+    assert first != second
+    assert session_digest(first) != session_digest(second)
+    assert sessions.read(first) == sessions.read(second) == "alice"

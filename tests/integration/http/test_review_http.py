@@ -289,3 +289,83 @@ async def test_the_login_and_logout_answer_a_bad_query_with_the_login_form(
             assert message in body, (path, query)
             assert 'id="operator_token"' in body, (path, query)
             assert "Set-Cookie" not in response.headers, (path, query)  # no sign-in, no sign-out
+
+
+async def test_a_signed_out_session_is_refused_everywhere_though_its_cookie_is_kept(
+    served: Served, aiohttp_client: AiohttpClient, store: Store
+) -> None:
+    # The cookie is signed, not stored: clearing it in the browser left any copy of it (another
+    # tab's, a shared machine's) good for its 12 hours. Sign-out now records it, and every
+    # replica on the same store refuses it.
+    client = served.client
+    same_site = {"Sec-Fetch-Site": "same-origin"}
+
+    async def sign_in() -> str:
+        response = await client.post(
+            "/login",
+            data={"operator_token": OPERATOR_TOKEN, "next": "runs"},
+            headers=same_site,
+            allow_redirects=False,
+        )
+        assert response.status == 303
+        value: str = response.cookies[SESSION_COOKIE].value
+        client.session.cookie_jar.clear()  # each request below names its cookie
+        return value
+
+    kept, other = await sign_in(), await sign_in()
+    replica = await aiohttp_client(review_app(store, default_settings()))
+    for session in (kept, other):
+        for serving in (client, replica):
+            page = await serving.get("/runs", headers={"Cookie": f"{SESSION_COOKIE}={session}"})
+            assert page.status == 200
+
+    response = await client.post(
+        "/logout",
+        headers={**same_site, "Cookie": f"{SESSION_COOKIE}={kept}"},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    assert response.cookies[SESSION_COOKIE].value == ""  # the browser forgets it
+    client.session.cookie_jar.clear()
+    for serving in (client, replica):
+        page = await serving.get("/runs", headers={"Cookie": f"{SESSION_COOKIE}={kept}"})
+        assert page.status == 401
+        assert 'id="operator_token"' in await page.text()
+        # The operator's token itself still works, and so does a session not signed out.
+        assert (await serving.get("/runs", headers=OPERATOR)).status == 200
+        page = await serving.get("/runs", headers={"Cookie": f"{SESSION_COOKIE}={other}"})
+        assert page.status == 200
+    # Signing out again, with the copy, is harmless.
+    response = await client.post(
+        "/logout",
+        headers={**same_site, "Cookie": f"{SESSION_COOKIE}={kept}"},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+
+
+async def test_a_session_that_cannot_be_looked_up_is_refused_and_its_sign_out_says_so(
+    served: Served, pg_controlled: PostgresServer
+) -> None:
+    # Whether a cookie was signed out is in the store: with the store away the page is not let
+    # in on the cookie's word, and a sign-out that cannot be recorded is not shown as done.
+    client = served.client
+    same_site = {"Sec-Fetch-Site": "same-origin"}
+    response = await client.post(
+        "/login",
+        data={"operator_token": OPERATOR_TOKEN, "next": "runs"},
+        headers=same_site,
+        allow_redirects=False,
+    )
+    cookie = {"Cookie": f"{SESSION_COOKIE}={response.cookies[SESSION_COOKIE].value}"}
+    client.session.cookie_jar.clear()
+    with pg_controlled.stopped(mode="fast"):
+        page = await client.get("/runs", headers=cookie)
+        assert (page.status, page.content_type) == (503, "text/html")
+        assert "cannot reach its store to check the session" in await page.text()
+        response = await client.post(
+            "/logout", headers={**same_site, **cookie}, allow_redirects=False
+        )
+        assert response.status == 503
+        assert "Set-Cookie" not in response.headers
+    assert (await client.get("/runs", headers=cookie)).status == 200
