@@ -8,7 +8,8 @@ dumps as ``"10m"``, never as a bare number a rule file would not accept).
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -24,13 +25,49 @@ from remediations.durations import MAX_DURATION_S, format_duration, parse_durati
 from remediations.numerals import is_whole_number
 from remediations.visible_text import shown
 
-__all__ = ["Boolean", "Duration", "Integer", "Number", "StrictParams"]
+__all__ = ["Boolean", "Duration", "Integer", "Number", "StrictParams", "literal_templates"]
+
+# What starts Jinja's markup (an expression, a statement, a comment): in a param taken as
+# written it is a rule author's mistake, not text anyone sends to a system.
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
 
 
 class StrictParams(BaseModel):
     """Unknown fields are errors (a typo in a rule must not be ignored); immutable once parsed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # The fields whose strings are templates over the alert (notify's message and title,
+    # http.call's body). Every other string is used as written, so ``literal_templates``
+    # refuses template markup in it when the rules load.
+    template_fields: ClassVar[frozenset[str]] = frozenset()
+
+
+def literal_templates(params: BaseModel) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path, text) of each string of ``params`` that holds Jinja markup (``{{``, ``{%``,
+    ``{#``) outside its model's ``template_fields``: ``("value",)`` of a set_env step's
+    ``value: "{{ labels.pool }}"``, ``("roles", 0)`` of a list item. A model without
+    ``template_fields`` (the Kubernetes actions' ``ActionParams``) has none. Such text is never
+    rendered: a set_env step set the variable to the braces, and an ``exclude_applications``
+    item replaced the list that spares pg_dump; the rule loader says so at its line."""
+    templates: frozenset[str] = getattr(type(params), "template_fields", frozenset())
+    for name in type(params).model_fields:
+        if name not in templates:
+            yield from _marked((name,), getattr(params, name))
+
+
+def _marked(path: tuple[str | int, ...], value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, str):
+        if any(mark in value for mark in _TEMPLATE_MARKS):
+            yield path, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _marked((*path, name), getattr(value, name))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _marked((*path, str(key)), item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _marked((*path, index), item)
 
 
 def _seconds(value: object) -> float:

@@ -21,6 +21,7 @@ from receiver.rules.yaml_lines import KeyPath, Located, dotted
 from receiver.rules.yaml_loaders import boolean_word, yaml_1_1_value
 from receiver.typos import typo_of
 from remediations.base import ParamsError, Registry, Risk
+from remediations.params import literal_templates
 
 __all__ = [
     "NOTIFY_ACTION",
@@ -37,6 +38,13 @@ __all__ = [
 ROLLBACK_ACTION = "kubernetes.rollout_undo"
 # The action that sends to a channel of ``notify.channels``, named by its ``channel`` param.
 NOTIFY_ACTION = "notify"
+
+
+# Said of a param's text that holds template markup where nothing renders it.
+NOT_A_TEMPLATE = (
+    "is taken as written, not as a template: only notify's message and title and http.call's "
+    "body render the alert's labels and annotations; write the value itself"
+)
 
 
 def prefixed(path: Sequence[str | int], message: str) -> str:
@@ -89,6 +97,13 @@ def check_params(
                 ),
             )
             unread = True
+    for sub, text in literal_templates(params):
+        located.add(
+            (*path, "params", *sub),
+            f"{label}invalid params for {spec.action}: "
+            + prefixed(sub, f"{text!r} {NOT_A_TEMPLATE}"),
+        )
+        unread = True
     if unread:
         return None
     dumped = params.model_dump(mode="json")

@@ -232,6 +232,9 @@ def safe_load(text: str, limit: int = MAX_NODES) -> Any:
         loader.dispose()
 
 
+_TOO_DEEP = "invalid YAML: nested too deeply (hundreds of levels within each other): flatten it"
+
+
 def parse_yaml(text: str, located: Located) -> Any:
     """The document in ``text`` as plain data, or None when it is empty or invalid.
 
@@ -270,8 +273,10 @@ def parse_yaml(text: str, located: Located) -> Any:
         located.errors.append(RuleError(located.file, exc.line, str(exc.problem)))
         return None
     except RecursionError:
-        # PyYAML composes recursively: thousands of nested brackets exhaust the stack.
-        located.errors.append(RuleError(located.file, 1, "invalid YAML: nested too deeply"))
+        # PyYAML composes recursively: thousands of nested brackets exhaust the stack. The
+        # reader stopped where the nesting got too deep: that line, not the file's first.
+        line = loader.get_mark().line + 1 if loader is not None else 1
+        located.errors.append(RuleError(located.file, line, _TOO_DEEP))
         return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -131,14 +131,47 @@ def _render_strings(value: Any, values: Mapping[str, Any], where: str = "body") 
     return value
 
 
+# How deep a body's objects and lists may nest (the body itself is level 1): far beyond any
+# webhook's payload, far below what the params' trip through JSON can take (pydantic stops at
+# 255 levels, which failed the whole load as "please report this", naming no rule).
+MAX_BODY_DEPTH = 64
+
+
+def _depth(value: Any) -> int:
+    """Levels of objects and lists in ``value`` (0 for a scalar), counted layer by layer: no
+    recursion, so a body of thousands of levels is measured, not a RecursionError."""
+    level, layer = 0, [value]
+    while True:
+        inner: list[Any] = []
+        nested = False
+        for item in layer:
+            if isinstance(item, Mapping):
+                inner.extend(item.values())
+                nested = True
+            elif isinstance(item, list):
+                inner.extend(item)
+                nested = True
+        if not nested:
+            return level
+        level, layer = level + 1, inner
+
+
 class HttpCallParams(StrictParams):
-    """``body``: the JSON object to POST; its strings are templates over the alert."""
+    """``body``: the JSON object to POST; its strings are templates over the alert. At most
+    64 KiB as JSON, its objects and lists nested at most ``MAX_BODY_DEPTH`` levels deep."""
+
+    template_fields: ClassVar[frozenset[str]] = frozenset({"body"})
 
     body: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("body")
     @classmethod
     def _templates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        depth = _depth(value)
+        if depth > MAX_BODY_DEPTH:
+            raise ValueError(
+                f"its objects and lists are nested {depth} levels deep; at most {MAX_BODY_DEPTH}"
+            )
         if len(json.dumps(value)) > 65536:
             raise ValueError("body is larger than 64 KiB")
         _check_strings(value)

@@ -265,9 +265,8 @@ class SetEnvParams(ActionParams):
         a literal ``value`` whose write record could never fit, whatever the current value
         (it keeps the new value twice, escaped as JSON with every non-ASCII character as a
         ``\\u`` escape: over ``RECORD_CAP`` on that alone), so that every run would refuse
-        the step. A templated value (``{{ }}``) is known only per alert: nothing said."""
-        if "{{" in self.value:
-            return ()
+        the step. A value holding template markup is refused before this (``{{`` is never
+        rendered here: ``remediations.params.literal_templates``)."""
         kept = 2 * len(json.dumps(self.value))
         if kept <= RECORD_CAP:
             return ()

@@ -37,6 +37,8 @@ class NotifyParams(StrictParams):
     """``channel``: a configured channel's name. ``message``: the body, a template.
     ``title``: the headline, a template (default: alert name and target)."""
 
+    template_fields: ClassVar[frozenset[str]] = frozenset({"message", "title"})
+
     channel: str
     message: str = Field(min_length=1)
     title: str = DEFAULT_TITLE

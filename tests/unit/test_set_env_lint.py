@@ -43,7 +43,16 @@ def test_non_ascii_text_is_counted_as_the_record_escapes_it() -> None:
     assert "value (4,200 bytes) can never be written" in warning.message
 
 
-def test_a_value_that_can_fit_or_is_templated_is_not_warned_about() -> None:
-    for value in ("x" * 7900, "{{ labels.alertname }}" + "x" * 9000, ""):
+def test_a_value_that_can_fit_is_not_warned_about() -> None:
+    for value in ("x" * 7900, ""):
         _, warnings = check_files({"a.yaml": _rule(value)}, registry(), POLICY)
         assert warnings == [], value
+
+
+def test_a_templated_value_is_an_error_not_a_warning_of_its_size() -> None:
+    # A value is never rendered: braces and all, it would have been the variable's value.
+    errors, warnings = check_files(
+        {"a.yaml": _rule("{{ labels.alertname }}" + "x" * 9000)}, registry(), POLICY
+    )
+    assert warnings == []
+    assert ["is taken as written, not as a template" in e.message for e in errors] == [True]

@@ -63,6 +63,21 @@ def test_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
     assert "nested too deeply" in error.message
 
 
+def test_deep_nesting_is_said_at_its_line_not_the_files_first(tmp_path: Path) -> None:
+    # It was always line 1, whichever rule of a long file held the brackets.
+    deep = "[" * 3000 + "]" * 3000
+    (tmp_path / "deep.yaml").write_text(
+        f"rules:\n  - name: ok\n    match: ['alertname=X']\n    description: {deep}\n"
+    )
+    _, errors, _ = check(tmp_path, registry(), POLICY)
+    assert [(e.line, e.message) for e in errors] == [
+        (
+            4,
+            "invalid YAML: nested too deeply (hundreds of levels within each other): flatten it",
+        )
+    ]
+
+
 def test_aliases_below_the_bound_are_expanded() -> None:
     data = safe_load(_bomb(3))
     assert len(data["a3"]) == 10
