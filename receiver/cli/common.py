@@ -197,11 +197,16 @@ def print_listing(
 ) -> None:
     """A server's page of ``key`` (``runs``, ``approvals``, ``events``...): its JSON when
     ``as_json``, else a table of ``columns`` with ``cells(row)`` for each row and, when the
-    server has another page, the ``--cursor`` that fetches it."""
+    server has another page, the ``--cursor`` that fetches it; ``no <key>`` when there is
+    none."""
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     page = data if isinstance(data, dict) else {}
+    if not page.get(key) and not page.get("next_cursor"):
+        # An empty table's header alone read as a listing that failed to arrive.
+        console().print(f"no {key}")
+        return
     table = Table()
     for column in columns:
         table.add_column(column, overflow="fold")

@@ -60,3 +60,15 @@ def test_simulate_shows_a_hostile_alertname_as_written(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "[/bold]\\x1b[2J firing" in result.stdout
     assert "\x1b" not in result.stdout
+
+
+def test_an_empty_listing_says_there_is_none(capsys: pytest.CaptureFixture[str]) -> None:
+    # An empty table's header alone read as a listing that failed to arrive.
+    for page in ({"events": []}, {"events": None}, {}):
+        print_listing(page, "events", ("id",), lambda r: [r["id"]], as_json=False)
+        assert capsys.readouterr().out == "no events\n"
+    # A page with nothing on it but another page after it is still a table and its cursor.
+    print_listing(
+        {"events": [], "next_cursor": "c2"}, "events", ("id",), lambda r: [r["id"]], as_json=False
+    )
+    assert "more: --cursor c2" in capsys.readouterr().out
