@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -64,7 +65,8 @@ def test_simulate_shows_a_hostile_alertname_as_written(tmp_path: Path) -> None:
 
 def test_an_empty_listing_says_there_is_none(capsys: pytest.CaptureFixture[str]) -> None:
     # An empty table's header alone read as a listing that failed to arrive.
-    for page in ({"events": []}, {"events": None}, {}):
+    pages: tuple[dict[str, Any], ...] = ({"events": []}, {"events": None}, {})
+    for page in pages:
         print_listing(page, "events", ("id",), lambda r: [r["id"]], as_json=False)
         assert capsys.readouterr().out == "no events\n"
     # A page with nothing on it but another page after it is still a table and its cursor.
