@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import (
     AuthenticationError,
     NoPermissionError,
@@ -67,6 +68,13 @@ def refusal_hint(mode: RedisMode, cause: BaseException | None) -> str | None:
         return (
             f"check the password (and user name, with an ACL user) in {URL}, or {PASSWORD}:"
             " the server's requirepass, or its ACL user's"
+        )
+    if isinstance(cause, MasterNotFoundError):
+        # Every sentinel was asked (their errors are in the reply): none answered, or none
+        # named a master in a state to take writes (a failover under way, or no quorum).
+        return (
+            f"no sentinel of {SENTINELS} named a master for {MASTER}: check that the sentinels"
+            " run and are reachable from here, and that their master is up or failing over"
         )
     if isinstance(cause, NoPermissionError):
         if (command := refused_command(cause)) is not None:
