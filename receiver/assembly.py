@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 
 from receiver.approvals.policy import rules_not_loaded
 from receiver.approvals.setup import ApprovalSetup, approval_setup
 from receiver.clients import ServiceClients, build_clients, check_required, required_clients
-from receiver.config import ConfigError, Settings, kube_credentials_present
+from receiver.config import ConfigError, Settings, kube_credentials_present, named
 from receiver.config.action_waits import pipeline_waits
 from receiver.config.approvals import ApprovalFiles, load_approvals
+from receiver.dsn_errors import not_a_dsn, refused, where
 from receiver.guards.redis_guards import Guards
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.redis_connect import (
@@ -39,8 +41,8 @@ from receiver.redis_connect import (
 from receiver.reloads import log_rule_warnings
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
-from receiver.startup import connect_store
-from receiver.store import ClashReport, Store
+from receiver.startup import StartupError, connect_store
+from receiver.store import ClashReport, Store, describe, is_unavailable
 from receiver.telemetry import Metrics
 from receiver.worker import Worker
 from remediations.base import Registry
@@ -51,11 +53,16 @@ __all__ = [
     "Rules",
     "WorkerSide",
     "assemble",
+    "check_direct_url",
     "kube_client",
     "listen_dsn",
     "load_rules",
 ]
 
+
+# How long serve's start waits for database.direct_url to take a connection (seconds): the
+# worker's LISTEN connects with the same bound (receiver.worker.listen).
+_DIRECT_CONNECT_S = 5.0
 
 # How long a refused start waits for the store's pool to close (seconds), then terminates it:
 # the connections were just opened and are idle, so the wait is a round trip each.
@@ -114,6 +121,38 @@ def listen_dsn(settings: Settings, endpoints: Endpoints) -> str:
     if settings.database_direct_url is not None:
         return settings.database_direct_url.get_secret_value()
     return endpoints.database_url
+
+
+async def check_direct_url(settings: Settings, log: Any) -> None:
+    """``database.direct_url``, when set, takes a connection. The worker LISTENs there for new
+    work, and a URL PostgreSQL refuses (a password, a database or role that does not exist,
+    pg_hba.conf) never will: unchecked, ``serve`` ran with its LISTEN failing for good, a
+    traceback every few seconds that named no setting, new work found only by polling.
+
+    Raises StartupError naming the setting for what PostgreSQL refused, ConfigError for a URL
+    asyncpg cannot read. One out of reach now, or in a passing state (too many connections,
+    starting up), is warned of: the worker keeps trying it and polls meanwhile."""
+    if settings.database_direct_url is None:
+        return
+    dsn = settings.database_direct_url.get_secret_value()
+    source = named("database_direct_url")
+    try:
+        conn = await asyncpg.connect(dsn, timeout=_DIRECT_CONNECT_S)
+    except (ValueError, asyncpg.exceptions.ClientConfigurationError) as exc:
+        raise not_a_dsn(source, dsn, exc) from None
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        if not is_unavailable(exc):
+            raise StartupError(
+                f"{refused(source, dsn, exc)} (the worker LISTENs there for new work)"
+            ) from None
+        log.warning(
+            f"{source} cannot be reached now; the worker LISTENs there for new work and finds"
+            " it by polling, every worker.poll_interval, until it can",
+            at=where(dsn),
+            error=describe(exc),
+        )
+        return
+    await conn.close()
 
 
 async def kube_client(settings: Settings) -> Any | None:
@@ -216,6 +255,8 @@ async def assemble(
     async with contextlib.AsyncExitStack() as opened:
         opened.push_async_callback(store.close, _CLOSE_ON_REFUSAL_S)
         store.late_delivery_window_s = settings.late_delivery_window_seconds
+        if not started_by_serve:
+            await check_direct_url(settings, log)
         redis = connect_redis(settings, endpoints.redis_url)
         opened.push_async_callback(redis.close)
         if not started_by_serve:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import re
 
-from redis.exceptions import AuthenticationError, NoPermissionError, ReadOnlyError, ResponseError
+from redis.asyncio.sentinel import MasterNotFoundError
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+)
 
 from receiver.config import KEYS
 from receiver.config.redis_mode import RedisMode, guard_key_prefix
@@ -37,6 +44,11 @@ READINESS_TIMEOUT = _NAMED["readiness_timeout_seconds"]
 
 def refusal_hint(mode: RedisMode, cause: BaseException | None) -> str | None:
     """What to check for a refusal whose cause is in the configuration or the server's state."""
+    if isinstance(cause, RedisClusterException) and cause.__cause__ is not None:
+        # redis-py's cluster client wraps what its start-up nodes answered (a password they
+        # refused, "NOAUTH") in "Redis Cluster cannot be connected", raised from that answer:
+        # unread, a wrong password read as an unreachable cluster and named no setting.
+        cause = cause.__cause__
     code = str(cause).split(" ", 1)[0] if isinstance(cause, ResponseError) else ""
     if isinstance(cause, ReadOnlyError) and mode is RedisMode.STANDALONE:
         # A read-only server on one server's URL: its replica, named by mistake (a replica
@@ -56,6 +68,13 @@ def refusal_hint(mode: RedisMode, cause: BaseException | None) -> str | None:
         return (
             f"check the password (and user name, with an ACL user) in {URL}, or {PASSWORD}:"
             " the server's requirepass, or its ACL user's"
+        )
+    if isinstance(cause, MasterNotFoundError):
+        # Every sentinel was asked (their errors are in the reply): none answered, or none
+        # named a master in a state to take writes (a failover under way, or no quorum).
+        return (
+            f"no sentinel of {SENTINELS} named a master for {MASTER}: check that the sentinels"
+            " run and are reachable from here, and that their master is up or failing over"
         )
     if isinstance(cause, NoPermissionError):
         if (command := refused_command(cause)) is not None:

@@ -69,6 +69,15 @@ _CROSS_SLOT = "must map to the same key slot"
 _SAID_MAX = 300
 
 
+# How redis-py's MasterNotFoundError names each sentinel that did not answer: its client's repr
+# (some 600 characters: the connection's every option) before the error, which the cut at
+# _SAID_MAX then lost ("No master found for 'guards' : <redis.asyncio.client.Redis(<redis...").
+# Its host and port are what a reader needs.
+_CLIENT_REPR = re.compile(
+    r"<redis\.(?:asyncio\.)?client\.Redis\(<.*?,host=([^,]*),port=(\d+),.*?\)>\)>\)> - "
+)
+
+
 def said(exc: BaseException) -> str:
     """What Redis (or redis-py) said, as ``Type: text`` on one line of at most ``_SAID_MAX``
     characters: ``NOREPLICAS Not enough good replicas to write.``, ``Error 111 connecting to
@@ -77,8 +86,9 @@ def said(exc: BaseException) -> str:
     texts for its state (``NOREPLICAS``, ``READONLY``, ``OOM``...; inside a script's error,
     with the script's SHA and line), the guards' own script errors name a guard or an operation,
     never a key's value, and redis-py's connection errors name the host and port, never a password.
-    Only an unknown command's reply quotes arguments (its first ones: a SHA, keys)."""
-    text = " ".join(str(exc).split())
+    Only an unknown command's reply quotes arguments (its first ones: a SHA, keys). A sentinel
+    redis-py names by its client's repr is named ``sentinel host:port``."""
+    text = _CLIENT_REPR.sub(r"sentinel \1:\2 - ", " ".join(str(exc).split()))
     name = type(exc).__name__
     return (f"{name}: {text}" if text else name)[:_SAID_MAX]
 

@@ -189,10 +189,13 @@ class StepRunner:
         action_ctx = self.action_context(ctx, step, retried=waits)
         result, params = await self._without_acting(ctx, step, action)
         record = True
+        # Set before any branch: a step that ends without acting has no start mark, and a
+        # store gone as its result is written must raise StoreUnavailable below (an outage,
+        # retried), not UnboundLocalError (a failure, counted toward the dead letter).
+        start: StepStart | None = None
         if result is None:
             assert params is not None
             typed = params
-            start = None
             if not (action.replay_safe or deps.settings.dry_run):
                 # Not guarded: a store error is the store's (the event is retried), not a
                 # failed step; the action has not been called.

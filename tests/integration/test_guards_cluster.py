@@ -313,3 +313,29 @@ async def test_the_start_up_write_check_names_the_clusters_key_pattern(
     assert "NoPermissionError: this user has no permissions to access one of the keys" in refused
     assert "allow the key prefix's pattern (~{remediator}:*)" in refused
     assert allowed is None
+
+
+@pytest.mark.parametrize("credentials", [":not-the-password@", ""])
+async def test_the_start_up_write_check_on_a_wrong_cluster_password_names_the_settings(
+    redis_cluster: RedisCluster3, credentials: str
+) -> None:
+    """A cluster's node that does not take the password (or wants one that was not given):
+    the line names the settings that give it, as with one server. redis-py's cluster client
+    wraps the server's refusal in a RedisClusterException ("cannot be connected. Please provide
+    at least one reachable node"), which named no setting and read as an unreachable cluster."""
+    url = f"redis://{credentials}127.0.0.1:{redis_cluster.nodes[0].port}/0"
+    settings = load_settings(
+        None, {"REMEDIATOR_REDIS_MODE": "cluster", "REMEDIATOR_REDIS_URL": url}
+    )
+    built = connect_redis(settings, url)
+    try:
+        guards = Guards(built.client, NamespacePolicy(), settings.guard_settings())
+        refusal = await write_refusal(built, guards.probe, 5)
+    finally:
+        await built.close()
+    assert refusal is not None
+    assert "not-the-password" not in refusal
+    assert (
+        "check the password (and user name, with an ACL user) in redis_url"
+        " (REMEDIATOR_REDIS_URL), or redis.password" in refusal
+    )

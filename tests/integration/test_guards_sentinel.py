@@ -279,3 +279,43 @@ async def test_the_start_up_write_check_on_a_wrong_master_password_names_the_set
     ) in refusal
     assert "not-the-password" not in refusal
     assert SENTINEL_PASSWORD not in refusal
+
+
+async def test_no_sentinel_answering_is_said_with_each_sentinels_address_and_error(
+    redis_sentinel: SentinelSet,
+) -> None:
+    """Every sentinel down: redis-py's MasterNotFoundError quotes each sentinel's client by its
+    repr (some 1,200 characters), and the line, cut at 300, said "No master found for 'guards'
+    : <redis.asyncio.client.Redis(<redis.asyncio.connection.ConnectionPool(..." and never why.
+    Now each sentinel is named by its address, with what it answered, and the settings to
+    check; so does every admission's log line (``said``)."""
+    down = f"127.0.0.1:{redis_sentinel.sentinel.port}"
+    redis_sentinel.sentinel.kill()
+    settings = load_settings(
+        None,
+        {
+            "REMEDIATOR_REDIS_MODE": "sentinel",
+            "REMEDIATOR_REDIS_SENTINELS": f"{down}, 127.0.0.1:1",
+            "REMEDIATOR_REDIS_SENTINEL_MASTER": MASTER_NAME,
+            "REMEDIATOR_REDIS_PASSWORD": PASSWORD,
+            "REMEDIATOR_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        },
+    )
+    built = connect_redis(settings, None)
+    guards = Guards(built.client, NamespacePolicy())
+    try:
+        refusal = await write_refusal(built, guards.probe, 5)
+        with pytest.raises(GuardUnavailable) as unavailable:
+            await guards.admit(request(POD))
+    finally:
+        await built.close()
+    assert refusal is not None
+    for said in (refusal, str(unavailable.value)):
+        assert "<redis." not in said
+        assert f"No master found for 'guards' : sentinel {down} - " in said
+        assert f"Error 111 connecting to {down}." in said
+        assert "sentinel 127.0.0.1:1 - " in said
+    assert (
+        "no sentinel of redis.sentinel.addresses (REMEDIATOR_REDIS_SENTINELS) named a master"
+        " for redis.sentinel.master (REMEDIATOR_REDIS_SENTINEL_MASTER)"
+    ) in refusal

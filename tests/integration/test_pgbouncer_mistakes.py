@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -191,3 +192,56 @@ async def test_serve_warns_of_a_direct_url_that_reaches_the_pooler(
     said = json.loads(line)
     assert said["level"] == "warning"
     assert "polling, every worker.poll_interval" in said["event"]
+
+
+@pytest.mark.parametrize(
+    ("wrong", "said"),
+    [
+        ("/no_such_database", 'database "no_such_database" does not exist'),
+        ("user", 'role "no_such_role" does not exist'),
+    ],
+)
+def test_serve_refuses_a_direct_url_postgresql_refuses(
+    pgbouncer: PgBouncer, database_url: str, embedded_dir: Path, wrong: str, said: str
+) -> None:
+    """A ``database.direct_url`` PostgreSQL refuses (a database or role that does not exist, a
+    password): ``serve`` started, and its worker's LISTEN failed for good, logged with a
+    traceback every few seconds that named no setting; new work was found only by polling
+    (every 10 minutes here). Now the start ends naming the setting, as for ``database_url``."""
+    parts = urlsplit(database_url)
+    if wrong == "user":
+        direct = urlunsplit(parts._replace(netloc=f"no_such_role@{parts.hostname}:{parts.port}"))
+    else:
+        direct = urlunsplit(parts._replace(path=wrong))
+    settings = {
+        "REMEDIATOR_DATABASE_URL": pgbouncer.through(database_url),
+        "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+        "REMEDIATOR_DATABASE_DIRECT_URL": direct,
+        "REMEDIATOR_WORKER_POLL_INTERVAL": "10m",
+    }
+    proc = serve_to_exit(env_for(embedded_dir) | settings, timeout_s=60)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "database.direct_url (REMEDIATOR_DATABASE_DIRECT_URL): PostgreSQL at" in proc.stderr
+    assert said in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+async def test_serve_starts_on_a_direct_url_out_of_reach_and_says_so(
+    serve: ServeFactory, pgbouncer: PgBouncer, database_url: str
+) -> None:
+    """One out of reach may be passing (a failover): the start goes on, the worker keeps trying
+    it and polls meanwhile, and the line names the setting."""
+    parts = urlsplit(database_url)
+    closed = urlunsplit(parts._replace(netloc=f"{parts.username or 'x'}@127.0.0.1:1"))
+    served = serve(
+        {
+            "REMEDIATOR_DATABASE_URL": pgbouncer.through(database_url),
+            "REMEDIATOR_DATABASE_POOLER": "pgbouncer-transaction",
+            "REMEDIATOR_DATABASE_DIRECT_URL": closed,
+        }
+    )
+    events = [json.loads(line) for line in served.output if line.startswith("{")]
+    [warned] = [e for e in events if e["event"].startswith("database.direct_url (REMEDIATOR_")]
+    assert warned["level"] == "warning"
+    assert warned["at"] == "127.0.0.1:1" + parts.path
+    assert "cannot be reached now" in warned["event"]

@@ -102,3 +102,50 @@ async def test_a_step_whose_record_the_store_lost_says_so_not_a_stopped_worker(
     assert step.message.startswith(UNRECORDED), step.message
     assert "(its call had ended ok: counted to 1)" in step.message
     assert "a worker stopped" not in step.message
+
+
+class UnconfiguredOutage(Restart):
+    """A step whose system is not configured (it records dry_run without acting), and the store
+    goes away as the step says what it would have done, before its result is recorded."""
+
+    name: ClassVar[str] = "test.unconfigured_outage"
+
+    def __init__(self, relay: HeldRelay) -> None:
+        self.relay = relay
+        self.outages = 1  # how many of its steps take the store down
+
+    def requires(self, target: Target) -> frozenset[str]:
+        return frozenset({"test-system"})
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        if self.outages > 0:
+            self.outages -= 1
+            self.relay.go_down()
+        return super().describe(target, params)
+
+
+async def test_an_unacted_step_whose_record_the_store_lost_is_an_outage_not_a_failure(
+    make_harness: MakeHarness, relay: HeldRelay
+) -> None:
+    """A step that ends without its action being called (its system not configured: dry-run;
+    params that do not fit) had no start mark, and the store going away as its result was
+    written raised UnboundLocalError ('start') in place of StoreUnavailable: the worker counted
+    an outage as the event's failure (toward its dead letter) and logged it as an error with a
+    traceback. Now the outage is an outage, and the event's retry records the step."""
+    action = UnconfiguredOutage(relay)
+    h = await make_harness(
+        RULES.replace("test.outage_count", action.name), dry_run=False, extra_actions=[action]
+    )
+    await h.intake.accept(notification(alert(LABELS)))
+    (claimed,) = await h.store.claim_events("worker-a", 1, 60.0)
+    lease = EventLease(claimed.event.id, "worker-a", claimed.attempts)
+
+    with pytest.raises(StoreUnavailable):
+        await h.pipeline(claimed.event, lease)
+    relay.come_back()  # and stays: the retry's step finds the store there
+    disposition = await h.pipeline(claimed.event, lease)
+    assert disposition.is_done
+    run = await h.only_run()
+    (step,) = run.steps
+    assert step.outcome == Outcome.DRY_RUN, step.message
+    assert step.message.startswith("dry-run (test-system not configured)"), step.message
