@@ -127,8 +127,6 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not is_unavailable(exc):
-                    self._log.exception("listen connection failed")
                 error = exc
                 failures += 1
             finally:
@@ -143,15 +141,27 @@ class Listener:
                         "listen connection lost; reconnecting", retry_in_s=round(delay, 1)
                     )
                 elif (held_back := self._warnings.ready()) is not None:
-                    # Unreachable (database.direct_url's server, when set): work is only found
-                    # by polling meanwhile. The error's class only: its text may quote the DSN.
-                    # Once a minute at most: an outage retries every few seconds.
-                    self._log.warning(
-                        "listen connection failed; new work is found by polling meanwhile",
-                        error=describe(error),
-                        retry_in_s=round(delay, 1),
-                        not_logged_since_last=held_back,
-                    )
+                    # Once a minute at most: an outage retries every few seconds, and so does
+                    # a refusal, which lasts (a role, database or password changed since the
+                    # start): its traceback was logged at every retry.
+                    if is_unavailable(error):
+                        # Unreachable (database.direct_url's server, when set): work is only
+                        # found by polling meanwhile. The error's class only: its text may
+                        # quote the DSN.
+                        self._log.warning(
+                            "listen connection failed; new work is found by polling meanwhile",
+                            error=describe(error),
+                            retry_in_s=round(delay, 1),
+                            not_logged_since_last=held_back,
+                        )
+                    else:
+                        self._log.error(
+                            "listen connection refused; new work is found by polling meanwhile",
+                            error=describe(error),
+                            retry_in_s=round(delay, 1),
+                            not_logged_since_last=held_back,
+                            exc_info=error,
+                        )
                 else:
                     self._log.debug(
                         "listen connection failed",

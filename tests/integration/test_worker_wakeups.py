@@ -127,3 +127,26 @@ async def test_a_listen_connection_that_fails_is_a_warning_with_its_cause(
     await eventually(lambda: asyncio.sleep(0, failed()), lambda f: len(f) >= 2)
     assert len(warned()) == 1, said.lines
     assert "direct-secret" not in repr(said.lines)
+
+
+async def test_a_listen_connection_refused_is_one_error_a_minute_not_one_a_retry(
+    store: Store, workers: Callable[..., Worker], database_url: str
+) -> None:
+    """A refusal lasts (a database, role or password changed since the start, which checked
+    database.direct_url): its traceback was logged at every retry, every few seconds. Now at
+    error level once a minute, naming the cause; the retries in between at debug."""
+    said = Said()
+    dsn = database_url.rsplit("/", 1)[0] + "/no_such_database"
+    worker = workers(Recorder(), owner="w1", listen_dsn=dsn, log=said)
+    await worker.start()
+
+    def failed() -> list[tuple[str, str, dict[str, object]]]:
+        return [line for line in said.lines if line[1].startswith("listen connection")]
+
+    await eventually(lambda: asyncio.sleep(0, failed()), lambda f: len(f) >= 3)
+    loud = [line for line in failed() if line[0] != "debug"]
+    assert [(level, event) for level, event, _ in loud] == [
+        ("error", "listen connection refused; new work is found by polling meanwhile")
+    ], said.lines
+    assert "InvalidCatalogNameError" in str(loud[0][2]["error"])
+    assert loud[0][2]["exc_info"] is not None
