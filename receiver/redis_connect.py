@@ -120,6 +120,7 @@ class GuardRedis:
     where: str
     mode: RedisMode
     sentinel: Sentinel | None = None
+    tls: bool = False  # a rediss:// URL
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -155,13 +156,15 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
     if url is None:
         raise ConfigError(f"{MODE} is {settings.redis_mode.value}: it needs {source}")
     extra: dict[str, Any] = {} if password is None else {"password": password}
-    where = urlsplit(url).netloc.rpartition("@")[2] or "the local socket"
+    parts = urlsplit(url)
+    where = parts.netloc.rpartition("@")[2] or "the local socket"
+    tls = parts.scheme == "rediss"
     try:
         if settings.redis_mode is RedisMode.CLUSTER:
             cluster = RedisCluster.from_url(url, require_full_coverage=False, **_SOCKET, **extra)
-            return GuardRedis(cluster, f"cluster through {where}", RedisMode.CLUSTER)
+            return GuardRedis(cluster, f"cluster through {where}", RedisMode.CLUSTER, tls=tls)
         client = _packed_by_hiredis(Redis.from_url(url, **_SOCKET, **extra))
-        return GuardRedis(client, where, RedisMode.STANDALONE)
+        return GuardRedis(client, where, RedisMode.STANDALONE, tls=tls)
     except (ValueError, RedisClusterException) as exc:
         raise ConfigError(f"{source}: {unreadable('Redis', url, exc)}") from None
 
@@ -319,6 +322,13 @@ async def write_refusal(
         await _write_within(probe, timeout_s, opening_s)
     except TimeoutError:
         reply = f"no answer within {READINESS_TIMEOUT}, {timeout_s:g} s"
+        if built.tls:
+            # A server without TLS reads the TLS handshake as the start of a command and
+            # waits for the rest: it never answers, and nothing else says why.
+            reply += (
+                f"; {URL} is rediss://, which speaks TLS: check that the server (and that"
+                " port) takes TLS, or write redis://"
+            )
         cause: BaseException | None = None
     except (GuardUnavailable, GuardError) as exc:
         cause = exc.__cause__

@@ -334,3 +334,25 @@ async def test_a_server_that_cannot_snapshot_fails_closed_and_is_retried(tmp_pat
         await client.aclose()
         sync.close()
         node.stop()
+
+
+async def test_a_rediss_url_to_a_server_without_tls_says_to_check_tls(
+    redis_server: RedisServer,
+) -> None:
+    """A server without TLS reads the TLS handshake as the start of a command and waits for
+    the rest: the start said only "no answer within ... s", in every mode. It now names the
+    URL's TLS as what to check; a redis:// URL to the same server is not told so."""
+    settings = Settings(allow_unauthenticated=True)
+    url = f"rediss://{redis_server.host}:{redis_server.port}/0"
+    built = connect_redis(settings, url)
+    guards = Guards(built.client, NamespacePolicy(), GuardSettings(timeout_s=30))
+    try:
+        refusal = await write_refusal(built, guards.probe, 0.5, opening_s=0.5)
+    finally:
+        await built.close()
+    assert refusal is not None
+    assert "does not take a write: no answer within" in refusal
+    assert "is rediss://, which speaks TLS: check that the server (and that port)" in refusal
+    plain = connect_redis(settings, f"redis://{redis_server.host}:{redis_server.port}/0")
+    assert not plain.tls
+    await plain.close()
