@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from aiohttp import ClientResponse
 
 from receiver.review.sessions import SESSION_COOKIE
 from receiver.store import Store
@@ -298,32 +299,14 @@ async def test_a_signed_out_session_is_refused_everywhere_though_its_cookie_is_k
     # tab's, a shared machine's) good for its 12 hours. Sign-out now records it, and every
     # replica on the same store refuses it.
     client = served.client
-    same_site = {"Sec-Fetch-Site": "same-origin"}
-
-    async def sign_in() -> str:
-        response = await client.post(
-            "/login",
-            data={"operator_token": OPERATOR_TOKEN, "next": "runs"},
-            headers=same_site,
-            allow_redirects=False,
-        )
-        assert response.status == 303
-        value: str = response.cookies[SESSION_COOKIE].value
-        client.session.cookie_jar.clear()  # each request below names its cookie
-        return value
-
-    kept, other = await sign_in(), await sign_in()
+    kept, other = await _sign_in(client), await _sign_in(client)
     replica = await aiohttp_client(review_app(store, default_settings()))
     for session in (kept, other):
         for serving in (client, replica):
             page = await serving.get("/runs", headers={"Cookie": f"{SESSION_COOKIE}={session}"})
             assert page.status == 200
 
-    response = await client.post(
-        "/logout",
-        headers={**same_site, "Cookie": f"{SESSION_COOKIE}={kept}"},
-        allow_redirects=False,
-    )
+    response = await _sign_out(client, kept)
     assert response.status == 303
     assert response.cookies[SESSION_COOKIE].value == ""  # the browser forgets it
     client.session.cookie_jar.clear()
@@ -336,12 +319,7 @@ async def test_a_signed_out_session_is_refused_everywhere_though_its_cookie_is_k
         page = await serving.get("/runs", headers={"Cookie": f"{SESSION_COOKIE}={other}"})
         assert page.status == 200
     # Signing out again, with the copy, is harmless.
-    response = await client.post(
-        "/logout",
-        headers={**same_site, "Cookie": f"{SESSION_COOKIE}={kept}"},
-        allow_redirects=False,
-    )
-    assert response.status == 303
+    assert (await _sign_out(client, kept)).status == 303
 
 
 async def test_a_session_that_cannot_be_looked_up_is_refused_and_its_sign_out_says_so(
@@ -350,22 +328,36 @@ async def test_a_session_that_cannot_be_looked_up_is_refused_and_its_sign_out_sa
     # Whether a cookie was signed out is in the store: with the store away the page is not let
     # in on the cookie's word, and a sign-out that cannot be recorded is not shown as done.
     client = served.client
-    same_site = {"Sec-Fetch-Site": "same-origin"}
-    response = await client.post(
-        "/login",
-        data={"operator_token": OPERATOR_TOKEN, "next": "runs"},
-        headers=same_site,
-        allow_redirects=False,
-    )
-    cookie = {"Cookie": f"{SESSION_COOKIE}={response.cookies[SESSION_COOKIE].value}"}
-    client.session.cookie_jar.clear()
+    session = await _sign_in(client)
+    cookie = {"Cookie": f"{SESSION_COOKIE}={session}"}
     with pg_controlled.stopped(mode="fast"):
         page = await client.get("/runs", headers=cookie)
         assert (page.status, page.content_type) == (503, "text/html")
         assert "cannot reach its store to check the session" in await page.text()
-        response = await client.post(
-            "/logout", headers={**same_site, **cookie}, allow_redirects=False
-        )
+        response = await _sign_out(client, session)
         assert response.status == 503
         assert "Set-Cookie" not in response.headers
     assert (await client.get("/runs", headers=cookie)).status == 200
+
+
+async def _sign_in(client: Client) -> str:
+    """A session cookie's value for the operator, the client's jar left empty: each request
+    of the tests above names its cookie."""
+    response = await client.post(
+        "/login",
+        data={"operator_token": OPERATOR_TOKEN, "next": "runs"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    value: str = response.cookies[SESSION_COOKIE].value
+    client.session.cookie_jar.clear()
+    return value
+
+
+async def _sign_out(client: Client, session: str) -> ClientResponse:
+    return await client.post(
+        "/logout",
+        headers={"Sec-Fetch-Site": "same-origin", "Cookie": f"{SESSION_COOKIE}={session}"},
+        allow_redirects=False,
+    )
