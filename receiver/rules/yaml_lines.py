@@ -226,13 +226,14 @@ def safe_load(text: str, limit: int = MAX_NODES) -> Any:
         check_text_keys(loader, node)
         return loader.construct_document(node)
     except RecursionError:
-        # PyYAML composes recursively: thousands of nested brackets exhaust the stack.
-        raise yaml.YAMLError("nested too deeply") from None
+        # PyYAML composes recursively; marked where the reader stopped, so callers name the line.
+        raise yaml.MarkedYAMLError(problem=_TOO_DEEP, problem_mark=loader.get_mark()) from None
     finally:
         loader.dispose()
 
 
-_TOO_DEEP = "invalid YAML: nested too deeply (hundreds of levels within each other): flatten it"
+# Said where the nesting got too deep (``safe_load``, ``parse_yaml``).
+_TOO_DEEP = "nested too deeply (hundreds of levels within each other): flatten it"
 
 
 def parse_yaml(text: str, located: Located) -> Any:
@@ -276,7 +277,7 @@ def parse_yaml(text: str, located: Located) -> Any:
         # PyYAML composes recursively: thousands of nested brackets exhaust the stack. The
         # reader stopped where the nesting got too deep: that line, not the file's first.
         line = loader.get_mark().line + 1 if loader is not None else 1
-        located.errors.append(RuleError(located.file, line, _TOO_DEEP))
+        located.errors.append(RuleError(located.file, line, f"invalid YAML: {_TOO_DEEP}"))
         return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

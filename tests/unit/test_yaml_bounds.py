@@ -119,3 +119,15 @@ def test_an_approvers_file_alias_bomb_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_approvals(Settings(approvers_file=approvers))
     assert "too many YAML nodes (alias expansion)" in caught.value.message
+
+
+def test_a_settings_file_nested_too_deeply_is_said_at_its_line(tmp_path: Path) -> None:
+    # Its twin of the rules' line fix: the settings and approvers files said only the file.
+    config = tmp_path / "config.yaml"
+    config.write_text("http:\n  port: 9095\nrules:\n  dir: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert caught.value.message == (
+        f"{config}:4: invalid YAML: nested too deeply (hundreds of levels within each other):"
+        " flatten it"
+    )
