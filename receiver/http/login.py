@@ -254,7 +254,7 @@ async def post_logout(request: web.Request) -> web.StreamResponse:
         return _login_page(request, 403, _DEFAULT_NEXT, "sign out from this service's own page")
     web_ = request.app[REVIEW_WEB]
     cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie is not None and web_.sessions.read(cookie) is not None:
+    if cookie is not None and (name := web_.sessions.read(cookie)) is not None:
         # Recorded before the browser is told to forget it: a sign-out the store could not
         # take says so, rather than leave a copy of the cookie good while it looks done.
         try:
@@ -263,7 +263,7 @@ async def post_logout(request: web.Request) -> web.StreamResponse:
             )
         except StoreUnavailable:
             return _unavailable(request)
-        request.app[LOG].info("review sign-out", who=web_.sessions.read(cookie))
+        request.app[LOG].info("review sign-out", who=name)
     response = _see_other(root_of(request) + "login")
     response.del_cookie(SESSION_COOKIE, path="", secure=_secure(request), samesite="Strict")
     return response
