@@ -39,6 +39,7 @@ from redis.exceptions import (
 from receiver.config import ConfigError, Settings
 from receiver.config.redact import unreadable
 from receiver.config.redis_mode import RedisMode, split_address
+from receiver.config.redis_tls import sentinel_tls_options, tls_options
 from receiver.guards.policy import GuardError, GuardUnavailable
 from receiver.guards.scripts import said
 from receiver.redis_refusal import (
@@ -46,6 +47,7 @@ from receiver.redis_refusal import (
     MODE,
     READINESS_TIMEOUT,
     SENTINEL_PASSWORD,
+    SENTINEL_TLS,
     SENTINELS,
     URL,
     refusal_hint,
@@ -120,7 +122,7 @@ class GuardRedis:
     where: str
     mode: RedisMode
     sentinel: Sentinel | None = None
-    tls: bool = False  # a rediss:// URL
+    tls: bool = False  # a rediss:// URL, or Sentinel's redis.sentinel.tls
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -141,21 +143,29 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
     if settings.redis_mode is RedisMode.SENTINEL:
         if not settings.redis_sentinels or not settings.redis_sentinel_master:
             raise ConfigError(f"{MODE} is sentinel: it needs {SENTINELS} and {MASTER}")
+        over_tls = sentinel_tls_options(settings)
         sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             [split_address(address) for address in settings.redis_sentinels],
-            sentinel_kwargs={**_SOCKET, "password": _secret(settings.redis_sentinel_password)},
+            sentinel_kwargs={
+                **_SOCKET,
+                "password": _secret(settings.redis_sentinel_password),
+                **over_tls,
+            },
             **_SOCKET,
         )
         master = settings.redis_sentinel_master
+        # redis-py's pool takes ``ssl`` to make TLS connections to whichever master the
+        # sentinels name (SentinelManagedSSLConnection).
         client = _packed_by_hiredis(
-            sentinel.master_for(master, redis_class=Redis, password=password)
+            sentinel.master_for(master, redis_class=Redis, password=password, **over_tls)
         )
         where = f"master {master!r} of sentinels {', '.join(settings.redis_sentinels)}"
-        return GuardRedis(client, where, RedisMode.SENTINEL, sentinel)
+        return GuardRedis(client, where, RedisMode.SENTINEL, sentinel, tls=bool(over_tls))
     source = URL if settings.redis_url else "embedded Redis"
     if url is None:
         raise ConfigError(f"{MODE} is {settings.redis_mode.value}: it needs {source}")
     extra: dict[str, Any] = {} if password is None else {"password": password}
+    extra |= tls_options(settings)
     parts = urlsplit(url)
     where = parts.netloc.rpartition("@")[2] or "the local socket"
     tls = parts.scheme == "rediss"
@@ -181,11 +191,13 @@ async def _server_mode(client: Redis) -> str | None:
     return None if mode is None else str(mode)
 
 
-async def _ask_sentinel(address: str, master: str, password: str | None) -> bool | str:
+async def _ask_sentinel(
+    address: str, master: str, password: str | None, tls: dict[str, Any]
+) -> bool | str:
     """True when the sentinel at ``address`` names the master ``master``; what to fix when it
-    says why it cannot; False when it does not answer now."""
+    says why it cannot; False when it does not answer now. ``tls``: ``sentinel_tls_options``."""
     host, port = split_address(address)
-    client = Redis(host=host, port=port, password=password, **_asked_once())
+    client = Redis(host=host, port=port, password=password, **_asked_once(), **tls)
     try:
         async with asyncio.timeout(_SOCKET["socket_timeout"]):
             reply = await client.execute_command(  # type: ignore[no-untyped-call]
@@ -225,7 +237,10 @@ async def _sentinel_problem(settings: Settings) -> str | None:
     master = settings.redis_sentinel_master or ""
     password = _secret(settings.redis_sentinel_password)
     answers = await asyncio.gather(
-        *(_ask_sentinel(address, master, password) for address in settings.redis_sentinels)
+        *(
+            _ask_sentinel(address, master, password, sentinel_tls_options(settings))
+            for address in settings.redis_sentinels
+        )
     )
     if any(answer is True for answer in answers):
         return None
@@ -249,7 +264,7 @@ async def mode_mismatch(built: GuardRedis, settings: Settings, url: str | None) 
     else:
         password = _secret(settings.redis_password)
         extra: dict[str, Any] = {} if password is None else {"password": password}
-        probe = Redis.from_url(url, **_asked_once(), **extra)
+        probe = Redis.from_url(url, **_asked_once(), **extra, **tls_options(settings))
         try:
             server = await _server_mode(probe)
         finally:
@@ -326,7 +341,10 @@ async def write_refusal(
             # A server without TLS reads the TLS handshake as the start of a command and
             # waits for the rest: it never answers, and nothing else says why.
             reply += (
-                f"; {URL} is rediss://, which speaks TLS: check that the server (and that"
+                f"; {SENTINEL_TLS} is on: check that the sentinels and the servers (and those"
+                f" ports) take TLS, or turn it off"
+                if built.mode is RedisMode.SENTINEL
+                else f"; {URL} is rediss://, which speaks TLS: check that the server (and that"
                 " port) takes TLS, or write redis://"
             )
         cause: BaseException | None = None

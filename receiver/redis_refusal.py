@@ -39,6 +39,7 @@ _NAMED = {key.field: key.named for key in KEYS}
 MODE, URL = _NAMED["redis_mode"], _NAMED["redis_url"]
 SENTINELS, MASTER = _NAMED["redis_sentinels"], _NAMED["redis_sentinel_master"]
 PASSWORD, SENTINEL_PASSWORD = _NAMED["redis_password"], _NAMED["redis_sentinel_password"]
+SENTINEL_TLS = _NAMED["redis_sentinel_tls"]
 READINESS_TIMEOUT = _NAMED["readiness_timeout_seconds"]
 
 

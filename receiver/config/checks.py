@@ -40,10 +40,14 @@ _SECRET_FILES = (
     "operator_token_file",
     "redis_password_file",
     "redis_sentinel_password_file",
+    "redis_tls_key_file",
     "slack_signing_secret_file",
     "kubeconfig",
 )
 _SECRET_DIRS = ("operator_tokens_dir", "approval_keys_dir")
+# No secret, but whoever may change the CA the guards' Redis is checked against may stand in
+# for it (and so open every guard).
+_TRUSTED_FILES = ("redis_tls_ca_file", "redis_tls_cert_file")
 
 # Shorter still works (Alertmanager's shared cases use ten characters), but is guessable.
 MIN_WEBHOOK_TOKEN_CHARS = 16
@@ -70,6 +74,10 @@ def _trusted_files(settings: Settings) -> Iterator[tuple[str, Path, bool]]:
         path: Path | None = getattr(settings, field)
         if path is not None:
             yield _ENV[field], path, True
+    for field in _TRUSTED_FILES:
+        trusted: Path | None = getattr(settings, field)
+        if trusted is not None:
+            yield _ENV[field], trusted, False
     # A directory of secrets, and the directory itself: whoever may write it may add a file
     # to it (an operator's token, a signing key).
     for field in _SECRET_DIRS:

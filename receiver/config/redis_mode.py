@@ -14,6 +14,11 @@
   client learns the others from it. The guard keys then share one hash tag
   (``receiver.guards.policy.CLUSTER_KEY_PREFIX``).
 
+TLS: a ``rediss://`` ``redis_url``, or with Sentinel ``redis.sentinel.tls`` (the sentinels
+and the master they name). ``redis.tls.ca_file`` (the CA the servers' certificates are checked
+against; the system's without it), ``redis.tls.cert_file`` and ``redis.tls.key_file`` (this
+client's certificate, for servers with ``tls-auth-clients``) apply to either, and only to TLS.
+
 ``redis.password`` applies in every mode, for a password kept out of the URL. Pure: the checks
 here read no file and open no connection.
 """
@@ -24,7 +29,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, SecretStr, field_validator
 
@@ -34,6 +39,7 @@ from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardSettings
 
 __all__ = [
     "DEFAULT_SENTINEL_PORT",
+    "TLS_FILES",
     "RedisMode",
     "RedisModeField",
     "RedisSettings",
@@ -134,6 +140,10 @@ class RedisSettings(BaseModel):
     redis_password_file: Path | None = None
     redis_sentinel_password: SecretStr | None = None
     redis_sentinel_password_file: Path | None = None
+    redis_sentinel_tls: bool = False
+    redis_tls_ca_file: Path | None = None
+    redis_tls_cert_file: Path | None = None
+    redis_tls_key_file: Path | None = None
 
     @field_validator(
         "redis_url",
@@ -152,6 +162,15 @@ class RedisSettings(BaseModel):
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
         return url_shape(value, ("redis", "rediss", "unix"), "Redis")
+
+    @property
+    def redis_tls(self) -> bool:
+        """The guards' Redis is reached over TLS: a rediss:// URL, or Sentinel's
+        ``redis_sentinel_tls``."""
+        if self.redis_mode is RedisMode.SENTINEL:
+            return self.redis_sentinel_tls
+        url = self.redis_url
+        return url is not None and urlsplit(url.get_secret_value()).scheme == "rediss"
 
     @property
     def redis_external(self) -> bool:
@@ -178,6 +197,7 @@ def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
     sentinel_only = [
         f for f in ("redis_sentinels", "redis_sentinel_master") if getattr(settings, f)
     ] + (["redis_sentinel_password"] if settings.redis_sentinel_password is not None else [])
+    sentinel_only += ["redis_sentinel_tls"] if settings.redis_sentinel_tls else []
     if mode is RedisMode.SENTINEL:
         if url is not None:
             raise ValueError(
@@ -216,6 +236,7 @@ def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
             f"{name('redis_url')}: the database (the URL's path) must be a number, e.g."
             " redis://host:6379/0"
         )
+    _check_tls(settings, name)
     password = settings.redis_password
     if mode is RedisMode.STANDALONE and url is None and password is not None:
         raise ValueError(
@@ -227,3 +248,49 @@ def check_redis(settings: RedisSettings, name: Callable[[str], str]) -> None:
             f"{name('redis_url')} holds a password and {name('redis_password')} is set;"
             " use only one of them"
         )
+
+
+# The TLS files' settings, and the query parameter of a rediss:// URL that says the same (in
+# redis-py's words: what the client is given either way).
+TLS_FILES = {
+    "redis_tls_ca_file": "ssl_ca_certs",
+    "redis_tls_cert_file": "ssl_certfile",
+    "redis_tls_key_file": "ssl_keyfile",
+}
+
+
+def _check_tls(settings: RedisSettings, name: Callable[[str], str]) -> None:
+    """The TLS files are set only for a Redis reached over TLS, a certificate with its key,
+    and not twice (the setting and the URL's ``ssl_*`` parameter). Reads no file: that the
+    files hold what they should is ``receiver.config.redis_tls``'s check."""
+    given = [field for field in TLS_FILES if getattr(settings, field) is not None]
+    if not given:
+        return
+    if not settings.redis_tls:
+        how = (
+            f"set {name('redis_sentinel_tls')}"
+            if settings.redis_mode is RedisMode.SENTINEL
+            else f"write rediss:// in {name('redis_url')}"
+        )
+        raise ValueError(
+            f"{name(given[0])} is set but the guards' Redis is not reached over TLS: {how},"
+            " or remove it"
+        )
+    if (settings.redis_tls_cert_file is None) != (settings.redis_tls_key_file is None):
+        present, missing = (
+            ("redis_tls_cert_file", "redis_tls_key_file")
+            if settings.redis_tls_key_file is None
+            else ("redis_tls_key_file", "redis_tls_cert_file")
+        )
+        raise ValueError(
+            f"{name(present)} is set without {name(missing)}: a client certificate needs"
+            " both, the certificate and its private key"
+        )
+    url = settings.redis_url
+    query = parse_qs(urlsplit(url.get_secret_value()).query) if url is not None else {}
+    for field in given:
+        if TLS_FILES[field] in query:
+            raise ValueError(
+                f"{name(field)} is set and {name('redis_url')} gives {TLS_FILES[field]} too;"
+                " use only one of them"
+            )

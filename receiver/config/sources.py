@@ -21,6 +21,7 @@ from receiver.config.files import read_file, read_secret, secret_files
 from receiver.config.operators import check_bearer, read_operator_tokens
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
+from receiver.config.redis_tls import check_tls_files
 from receiver.config.settings import WRITTEN, ConfigError, Settings
 from receiver.config.settings_file import read_settings_file
 from receiver.config.values import escaped, host_problem, unknown_key_error, unstorable_keys
@@ -81,6 +82,10 @@ KEYS: tuple[Key, ...] = (
         "redis.sentinel.password_file",
         "REDIS_SENTINEL_PASSWORD_FILE",
     ),
+    _key("redis_sentinel_tls", "redis.sentinel.tls", "REDIS_SENTINEL_TLS"),
+    _key("redis_tls_ca_file", "redis.tls.ca_file", "REDIS_TLS_CA_FILE"),
+    _key("redis_tls_cert_file", "redis.tls.cert_file", "REDIS_TLS_CERT_FILE"),
+    _key("redis_tls_key_file", "redis.tls.key_file", "REDIS_TLS_KEY_FILE"),
     _key("webhook_token", "auth.token", "WEBHOOK_TOKEN"),
     _key("webhook_token_file", "auth.token_file", "WEBHOOK_TOKEN_FILE"),
     _key("webhook_username", "auth.username", "WEBHOOK_USERNAME"),
@@ -342,6 +347,7 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
         check_redis(resolved, written)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    check_tls_files(resolved, name)
     return resolved
 
 

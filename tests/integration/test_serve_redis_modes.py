@@ -32,46 +32,14 @@ from tests.support.served import (
     SAMPLE,
     Served,
     ServeFactory,
+    a_run_and_a_pause,
     env_for,
+    runs_listed,
     serve_to_exit,
     stop,
 )
 
 pytestmark = pytest.mark.redis
-
-
-async def _runs(session: aiohttp.ClientSession, served: Served) -> list[dict[str, object]]:
-    async with session.get(
-        f"{served.url}/api/v1/runs", headers={"Authorization": f"Bearer {served.operator}"}
-    ) as resp:
-        assert resp.status == 200
-        return list((await resp.json())["runs"])
-
-
-async def _a_run_and_a_pause(served: Served) -> None:
-    """/readyz says Redis is ok, an alert's run is settled through the guards, and an
-    operator's pause is accepted."""
-    auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{served.url}/readyz") as resp:
-            ready = await resp.json()
-            assert resp.status == 200, ready
-            assert ready["components"]["redis"]["ok"], ready
-        async with session.post(
-            f"{served.url}/api/v1/alerts", data=SAMPLE.read_bytes(), headers=auth
-        ) as resp:
-            assert await resp.json() == {"accepted": 1, "duplicates": 0}
-        runs = await eventually(
-            lambda: _runs(session, served),
-            lambda runs: bool(runs) and runs[0]["outcome"] not in ("pending", "running"),
-        )
-        assert runs[0]["outcome"] == "dry_run"
-        async with session.put(
-            f"{served.url}/api/v1/pause",
-            headers={"Authorization": f"Bearer {served.operator}"},
-            json={"reason": "change freeze"},
-        ) as resp:
-            assert resp.status == 200
 
 
 async def test_serve_keeps_its_guards_on_a_redis_cluster(
@@ -81,7 +49,7 @@ async def test_serve_keeps_its_guards_on_a_redis_cluster(
     banner = "".join(served.output)
     assert "external Redis (REMEDIATOR_REDIS_MODE=cluster)" in banner
     assert PASSWORD not in banner
-    await _a_run_and_a_pause(served)
+    await a_run_and_a_pause(served)
     pause = f"{CLUSTER_KEY_PREFIX}pause"
     with redis_cluster.owner_of(pause).client() as owner:
         assert owner.hget(pause, "reason") == b"change freeze"
@@ -108,7 +76,7 @@ async def test_serve_keeps_its_guards_behind_redis_sentinel(
     assert "guard state may be lost in a redis failover" in banner
     assert PASSWORD not in banner
     assert SENTINEL_PASSWORD not in banner
-    await _a_run_and_a_pause(served)
+    await a_run_and_a_pause(served)
     with redis_sentinel.master.client() as master:
         assert master.hget("remediator:pause", "reason") == b"change freeze"
     assert stop(served) == 0
@@ -164,7 +132,7 @@ async def test_serve_on_a_master_refusing_writes_is_not_ready_and_says_why(
                 lambda: _guards_down_lines(served), what="the guards-down log line"
             )
             assert "NOREPLICAS Not enough good replicas to write" in str(logged[0]["error"])
-            assert [run["outcome"] for run in await _runs(session, served)] == ["pending"]
+            assert [run["outcome"] for run in await runs_listed(session, served)] == ["pending"]
         assert (await _redis_ready(session, served))[::2] == (200, "1.0")
     assert stop(served) == 0
 

@@ -16,12 +16,14 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from receiver.embedded.process import free_port, redis_answers
 from tests.support.daemons import end, spawn
 from tests.support.polling import eventually_blocking
+from tests.support.redis_tls import RedisTls
 from tests.support.servers import server_missing
 
 __all__ = ["PASSWORD", "SENTINEL_PASSWORD", "RedisCluster3", "RedisNode", "SentinelSet"]
@@ -54,6 +56,8 @@ class RedisNode:
     password: str
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    # redis-py's options for a node that speaks TLS only (RedisTls.client_options).
+    tls: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,13 @@ class RedisNode:
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"{self.name} exited:\n{self.log_tail()}")
-        return redis_answers("127.0.0.1", self.port, password=self.password)
+        if not self.tls:
+            return redis_answers("127.0.0.1", self.port, password=self.password)
+        try:
+            with self.client() as client:
+                return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
 
     def kill(self) -> None:
         """SIGKILL: the server is gone at once, as when its machine dies."""
@@ -78,7 +88,7 @@ class RedisNode:
             end(self.proc, 10)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=5, **self.tls)
 
     def log_tail(self, chars: int = 4000) -> str:
         if self.log is None or not self.log.exists():
@@ -86,18 +96,24 @@ class RedisNode:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def data_node(binary: Path, workdir: Path, name: str, *extra: str) -> RedisNode:
+def data_node(
+    binary: Path, workdir: Path, name: str, *extra: str, tls: RedisTls | None = None
+) -> RedisNode:
     """A data server (not started) on a free loopback port under ``workdir``, no persistence,
-    requiring ``PASSWORD`` (as a replica too); ``extra``: more of its arguments."""
+    requiring ``PASSWORD`` (as a replica too); ``extra``: more of its arguments. ``tls``: it
+    takes TLS only on that port, and replicates over TLS."""
     port = free_port()
+    listen = ["--port", str(port)] if tls is None else ["--port", "0", "--tls-port", str(port)]
     argv = [
         str(binary),
-        "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+        *listen, "--bind", "127.0.0.1", "--dir", str(workdir),
         "--save", "", "--appendonly", "no",
         "--requirepass", PASSWORD, "--masterauth", PASSWORD,
+        *([] if tls is None else tls.server_args()),
         *extra,
     ]  # fmt: skip
-    return RedisNode(name, port, workdir, argv, PASSWORD)
+    options = {} if tls is None else tls.client_options()
+    return RedisNode(name, port, workdir, argv, PASSWORD, tls=options)
 
 
 @dataclass
@@ -197,21 +213,31 @@ class SentinelSet:
     sentinel: RedisNode
 
     @classmethod
-    def start(cls, workdir: Path) -> SentinelSet:
+    def start(cls, workdir: Path, tls: RedisTls | None = None) -> SentinelSet:
+        """``tls``: every server and the sentinel take TLS only, and talk to each other
+        over it."""
         server = debian_binary("redis-server")
-        master = data_node(server, workdir / "master", "sentinel-master")
+        master = data_node(server, workdir / "master", "sentinel-master", tls=tls)
         replica = data_node(
             server,
             workdir / "replica",
             "sentinel-replica",
             "--replicaof", "127.0.0.1", str(master.port),
+            tls=tls,
         )  # fmt: skip
         port = free_port()
         conf = workdir / "sentinel" / "sentinel.conf"
         conf.parent.mkdir(parents=True)
+        listen = f"port {port}\n"
+        if tls is not None:
+            listen = (
+                f"port 0\ntls-port {port}\ntls-cert-file {tls.server_cert}\n"
+                f"tls-key-file {tls.server_key}\ntls-ca-cert-file {tls.ca}\n"
+                "tls-replication yes\n"
+            )
         # Sentinel rewrites its file (the current master, known replicas), so it is its own.
         conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {conf.parent}\n"
+            f"{listen}bind 127.0.0.1\ndir {conf.parent}\n"
             f"requirepass {SENTINEL_PASSWORD}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master.port} 1\n"
             f"sentinel auth-pass {MASTER_NAME} {PASSWORD}\n"
@@ -219,7 +245,12 @@ class SentinelSet:
             f"sentinel failover-timeout {MASTER_NAME} 5000\n"
         )
         sentinel = RedisNode(
-            "sentinel", port, conf.parent, [str(server), str(conf), "--sentinel"], SENTINEL_PASSWORD
+            "sentinel",
+            port,
+            conf.parent,
+            [str(server), str(conf), "--sentinel"],
+            SENTINEL_PASSWORD,
+            tls={} if tls is None else tls.client_options(),
         )
         topology = cls(workdir, master, replica, sentinel)
         try:

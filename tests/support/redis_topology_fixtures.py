@@ -1,6 +1,7 @@
 """Fixtures of Redis Cluster and Sentinel (tests/support/redis_topologies): one cluster per
 session, emptied for each test and made whole again if a test stopped a node; a fresh Sentinel
-set for each test, since a failover changes which server is the master."""
+set for each test, since a failover changes which server is the master (``redis_sentinel_tls``:
+one that speaks TLS only, and its certificates)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.redis_tls import RedisTls, write_redis_pki
 from tests.support.redis_topologies import RedisCluster3, SentinelSet
 
 
@@ -33,5 +35,15 @@ def redis_sentinel(tmp_path: Path) -> Iterator[SentinelSet]:
     topology = SentinelSet.start(tmp_path / "sentinel-set")
     try:
         yield topology
+    finally:
+        topology.close()
+
+
+@pytest.fixture
+def redis_sentinel_tls(tmp_path: Path) -> Iterator[tuple[SentinelSet, RedisTls]]:
+    tls = write_redis_pki(tmp_path / "redis-pki")
+    topology = SentinelSet.start(tmp_path / "sentinel-set", tls)
+    try:
+        yield topology, tls
     finally:
         topology.close()

@@ -30,6 +30,7 @@ __all__ = [
     "SAMPLE",
     "ServeFactory",
     "Served",
+    "a_run_and_a_pause",
     "acted_on_sample",
     "cli",
     "cli_into_closed_pipe",
@@ -37,6 +38,7 @@ __all__ = [
     "embedded_dir",
     "env_for",
     "launch",
+    "runs_listed",
     "serve",
     "stop",
 ]
@@ -242,3 +244,38 @@ async def acted_on_sample(served: Served) -> list[dict[str, Any]]:
             lambda got: bool(got) and got[0]["outcome"] not in ("pending", "running"),
             what="a finished run (the worker woken by NOTIFY when its poll is far away)",
         )
+
+
+async def runs_listed(session: aiohttp.ClientSession, served: Served) -> list[dict[str, object]]:
+    """``GET /api/v1/runs``' runs, with the operator's token."""
+    async with session.get(
+        f"{served.url}/api/v1/runs", headers={"Authorization": f"Bearer {served.operator}"}
+    ) as resp:
+        assert resp.status == 200
+        return list((await resp.json())["runs"])
+
+
+async def a_run_and_a_pause(served: Served) -> None:
+    """/readyz says Redis is ok, an alert's run is settled through the guards, and an
+    operator's pause is accepted (the guards' Redis as a user configured it)."""
+    auth = {"Authorization": f"Bearer {served.token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{served.url}/readyz") as resp:
+            ready = await resp.json()
+            assert resp.status == 200, ready
+            assert ready["components"]["redis"]["ok"], ready
+        async with session.post(
+            f"{served.url}/api/v1/alerts", data=SAMPLE.read_bytes(), headers=auth
+        ) as resp:
+            assert await resp.json() == {"accepted": 1, "duplicates": 0}
+        runs = await eventually(
+            lambda: runs_listed(session, served),
+            lambda runs: bool(runs) and runs[0]["outcome"] not in ("pending", "running"),
+        )
+        assert runs[0]["outcome"] == "dry_run"
+        async with session.put(
+            f"{served.url}/api/v1/pause",
+            headers={"Authorization": f"Bearer {served.operator}"},
+            json={"reason": "change freeze"},
+        ) as resp:
+            assert resp.status == 200
