@@ -1,9 +1,9 @@
-"""The guards behind a Redis Sentinel that speaks TLS only (Debian's redis-server: a master, a
-replica and a sentinel with ``tls-port``, ``port 0`` and ``tls-auth-clients`` on, as Redis has
-it by default with TLS), configured as a user does: ``redis.sentinel.tls`` and the
-``redis.tls.*`` files. The service reaches the sentinels and the master over TLS with its
-client certificate; without TLS, without the certificate, or checking the servers against
-another CA, the guards fail closed."""
+"""The guards behind a Redis Sentinel (and one server) that speaks TLS only (Debian's
+redis-server: a master, a replica and a sentinel with ``tls-port``, ``port 0`` and
+``tls-auth-clients`` on, as Redis has it by default with TLS), configured as a user does:
+``redis.sentinel.tls`` and the ``redis.tls.*`` files. The service reaches the sentinels and the
+master over TLS with its client certificate; without TLS, without the certificate, or checking
+the servers against another CA, the guards fail closed."""
 
 from __future__ import annotations
 
@@ -19,7 +19,14 @@ from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
 from receiver.redis_connect import GuardRedis, connect_redis, mode_mismatch, write_refusal
 from tests.support.redis_tls import RedisTls, write_redis_pki
-from tests.support.redis_topologies import MASTER_NAME, PASSWORD, SENTINEL_PASSWORD, SentinelSet
+from tests.support.redis_topologies import (
+    MASTER_NAME,
+    PASSWORD,
+    SENTINEL_PASSWORD,
+    SentinelSet,
+    data_node,
+    debian_binary,
+)
 from tests.support.served import ServeFactory, a_run_and_a_pause, stop
 
 pytestmark = pytest.mark.redis
@@ -144,3 +151,27 @@ async def test_tls_to_sentinels_that_take_none_says_to_check_tls(
         refusal = await write_refusal(built, Guards(built.client, NamespacePolicy()).probe, 2.0)
     assert refusal is not None
     assert "redis.sentinel.tls (REMEDIATOR_REDIS_SENTINEL_TLS) is on: check that" in refusal
+
+
+async def test_one_tls_server_is_reached_with_the_files_of_the_settings(tmp_path: Path) -> None:
+    """A rediss:// ``redis_url`` takes the same ``redis.tls.*`` files (no ``ssl_*`` query)."""
+    tls = write_redis_pki(tmp_path / "pki")
+    node = data_node(debian_binary("redis-server"), tmp_path / "one", "one", tls=tls)
+    node.start()
+    try:
+        url = f"rediss://:{PASSWORD}@127.0.0.1:{node.port}/0"
+        env = {
+            "REMEDIATOR_REDIS_URL": url,
+            "REMEDIATOR_REDIS_TLS_CA_FILE": str(tls.ca),
+            "REMEDIATOR_REDIS_TLS_CERT_FILE": str(tls.client_cert),
+            "REMEDIATOR_REDIS_TLS_KEY_FILE": str(tls.client_key),
+        }
+        built = connect_redis(load_settings(None, env), url)
+        try:
+            assert (await Guards(built.client, NamespacePolicy()).admit(request())).admitted
+        finally:
+            await built.close()
+        with node.client() as client:
+            assert client.dbsize() > 0
+    finally:
+        node.stop()
