@@ -179,7 +179,8 @@ class Scale(KubeAction[ScaleParams]):
         replayed = api.replayed(obj)
         if replayed is not None:
             return replayed
-        await self._refuse_autoscaled(api, target)
+        if not params.restore:
+            await self._refuse_autoscaled(api, target)
         current = int((obj.get("spec") or {}).get("replicas") or 0)
         before = {"replicas": current}
         how = ""
@@ -197,6 +198,8 @@ class Scale(KubeAction[ScaleParams]):
                     f"{done}; a restore happens once per run"
                 )
                 return WritePlan.noop(Change(message, before, before), message)
+            # Only a restore with something to undo meets an HPA: one without is a noop.
+            await self._refuse_autoscaled(api, target)
             self._refuse_changed_since(api, obj, target, current, delta)
             wanted = current - delta
             desired = _undone(params, current, wanted)

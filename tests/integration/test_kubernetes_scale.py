@@ -222,12 +222,9 @@ async def test_scale_restore_without_a_change_of_its_run_is_a_noop(
     assert await read_scale(kube_admin, kube_namespace) == 2
 
 
-async def test_scale_refuses_hpa_managed_target(
-    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
-) -> None:
-    ns = kube_namespace
-    await make_deployment("web", replicas=1)
-    await k8s.AutoscalingV2Api(kube_admin).create_namespaced_horizontal_pod_autoscaler(
+async def autoscale_web(kube: Any, ns: str) -> None:
+    """HorizontalPodAutoscaler ``web-hpa`` (1 to 4 replicas) on Deployment ``web``."""
+    await k8s.AutoscalingV2Api(kube).create_namespaced_horizontal_pod_autoscaler(
         ns,
         k8s.V2HorizontalPodAutoscaler(
             metadata=k8s.V1ObjectMeta(name="web-hpa"),
@@ -240,6 +237,34 @@ async def test_scale_refuses_hpa_managed_target(
             ),
         ),
     )
+
+
+async def test_scale_refuses_hpa_managed_target(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    await autoscale_web(kube_admin, ns)
     with pytest.raises(ActionRefused, match=f"HorizontalPodAutoscaler {ns}/web-hpa"):
         await Scale().run(make_ctx(kube_admin), deployment(ns), Scale.Params(replicas=3, max=5))
     assert await read_scale(kube_admin, ns) == 1
+
+
+async def test_a_restore_with_nothing_to_undo_is_a_noop_under_an_hpa_too(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The run's scale changed nothing (held at its max, a dry run) and an HPA took the
+    Deployment on since: the restore has nothing to undo, and says so. It was refused for the
+    HPA, which ended the undo there (its later on_resolved steps not run) and announced an
+    undo that failed, for a change never made."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=2)
+    await autoscale_web(kube_admin, ns)
+    result = await Scale().run(
+        make_ctx(kube_admin, step=0, phase="resolve"),
+        deployment(ns),
+        Scale.Params(restore=True, max=3),
+    )
+    assert result.outcome is Outcome.NOOP, result.message
+    assert result.message.endswith("nothing to undo")
+    assert await read_scale(kube_admin, ns) == 2
