@@ -5,7 +5,9 @@ raises it (``ScaleParams.toward``). A bound is a limit on the step's own change,
 to move the workload to it: the same rule as ``kubernetes.set_resources``' factor with a cap.
 
 ``restore: true`` (an on_resolved step) undoes the change of its own run's scale step, and only
-that: it takes this run's delta (after - before) off the live count, so two runs that scaled the
+that: it takes this run's delta (after - before) off the live count, whatever the restore
+step's own ``max`` (``_undone``: only its ``min`` is a floor, and an undo held there says so), so
+two runs that scaled the
 same target restore in either order and the target ends where it was before the first, while
 the capacity a still-open run added stays. It only acts when the live count is the one
 remediator last wrote (``remediator.io/replicas``, stamped with every scale write): a count
@@ -53,7 +55,8 @@ __all__ = ["REPLICAS_ANNOTATION", "Scale", "ScaleParams"]
 
 
 class ScaleParams(ActionParams):
-    """Exactly one of ``replicas``, ``delta``, ``factor``, or ``restore``; clamped to [min, max].
+    """Exactly one of ``replicas``, ``delta``, ``factor``, or ``restore``; clamped to [min, max]
+    (a restore only by its ``min``: ``_undone``).
     A lowering by ``factor`` or ``delta`` needs ``min`` given: the default 0 let ``factor: 0.5``
     take 1 replica to 0, an outage nobody wrote (``replicas: 0`` names zero itself)."""
 
@@ -176,7 +179,8 @@ class Scale(KubeAction[ScaleParams]):
         replayed = api.replayed(obj)
         if replayed is not None:
             return replayed
-        await self._refuse_autoscaled(api, target)
+        if not params.restore:
+            await self._refuse_autoscaled(api, target)
         current = int((obj.get("spec") or {}).get("replicas") or 0)
         before = {"replicas": current}
         how = ""
@@ -194,16 +198,17 @@ class Scale(KubeAction[ScaleParams]):
                     f"{done}; a restore happens once per run"
                 )
                 return WritePlan.noop(Change(message, before, before), message)
+            # Only a restore with something to undo meets an HPA: one without is a noop.
+            await self._refuse_autoscaled(api, target)
             self._refuse_changed_since(api, obj, target, current, delta)
             wanted = current - delta
-            how = f" (undoing this run's {delta:+d})"
+            desired = _undone(params, current, wanted)
+            how = f" (undoing this run's {delta:+d}" + (
+                f" only down to min {params.min}, not to {wanted})" if desired != wanted else ")"
+            )
         else:
             wanted = params.wanted(current)
-        desired = params.toward(current, wanted)
-        if params.restore:
-            # An undo never goes past the count its run started from: a restore step's max
-            # below it took 27 replicas to 10 "undoing this run's +5".
-            desired = max(desired, wanted) if wanted < current else min(desired, wanted)
+            desired = params.toward(current, wanted)
         after = {"replicas": desired}
         if desired == current:
             held = params.held(current, wanted)
@@ -341,6 +346,19 @@ class Scale(KubeAction[ScaleParams]):
                     f"{target.namespace}/{hpa_name}; change the HPA's minReplicas/maxReplicas "
                     "instead"
                 )
+
+
+def _undone(params: ScaleParams, current: int, wanted: int) -> int:
+    """The count a restore sets from ``current``, its run's change undone to ``wanted``:
+    exactly that, whatever the step's ``max``, which every scale step must give and which
+    bounds no undo (clamped by it, a restore stopped short: a max of 10 gave a run's 12 -> 6
+    back only to 10, its message saying the -6 was undone, two pods missing; or went past:
+    a max below it took 27 replicas to 10). A lowering stops at the step's ``min``, a floor
+    given on purpose (``min: 1`` keeps a pod where another run lowered the count meanwhile;
+    the step's message says so), and never raises the count."""
+    if wanted > current:
+        return wanted
+    return min(current, max(params.min, wanted))
 
 
 def _own_delta(recorded: Any) -> int:

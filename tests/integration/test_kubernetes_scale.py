@@ -134,6 +134,48 @@ async def test_a_restore_never_goes_past_the_count_its_run_started_from(
     assert await read_scale(kube_admin, ns) == 22
 
 
+async def test_a_restore_gives_back_all_its_run_took_whatever_its_own_max(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The run halved 12 -> 6; its restore step's max (10, required of every scale step) is
+    below the count the run started from. A restore undoes exactly its run's change (READMEs:
+    "takes off the live count exactly what its own run's scale step added (or removed)"): the
+    max held it at 10, its message saying the run's -6 was undone, and nothing said that 2
+    pods the workload had before the run were still missing."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=12)
+    action, target = Scale(), deployment(ns)
+    ctx = make_ctx(kube_admin, step=0)
+    halved = await action.run(ctx, target, action.Params(factor=0.5, min=1, max=20))
+    assert halved.after == {"replicas": 6}
+    own = {"kubernetes.scale": {"before": halved.before, "after": halved.after}}
+    restore = make_ctx(kube_admin, run_id=ctx.run_id, recorded=own, step=0, phase="resolve")
+    result = await action.run(restore, target, action.Params(restore=True, max=10))
+    assert (result.outcome, result.after) == (Outcome.OK, {"replicas": 12}), result.message
+    assert result.message.endswith("from 6 to 12 replicas (undoing this run's -6)")
+    assert await read_scale(kube_admin, ns) == 12
+
+
+async def test_a_restore_held_at_its_min_says_so(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """An explicit min stays a floor of a restore (min: 1 keeps a pod), but the step does not
+    claim the whole change undone: 2 -> 6, restored with min 3, ends at 3, saying why."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=2)
+    action, target = Scale(), deployment(ns)
+    ctx = make_ctx(kube_admin, step=0)
+    raised = await action.run(ctx, target, action.Params(delta=4, max=20))
+    own = {"kubernetes.scale": {"before": raised.before, "after": raised.after}}
+    restore = make_ctx(kube_admin, run_id=ctx.run_id, recorded=own, step=0, phase="resolve")
+    result = await action.run(restore, target, action.Params(restore=True, min=3, max=20))
+    assert (result.outcome, result.after) == (Outcome.OK, {"replicas": 3})
+    assert result.message.endswith(
+        "from 6 to 3 replicas (undoing this run's +4 only down to min 3, not to 2)"
+    ), result.message
+    assert await read_scale(kube_admin, ns) == 3
+
+
 async def test_scale_resends_over_a_status_only_conflict(
     kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
 ) -> None:
@@ -180,12 +222,9 @@ async def test_scale_restore_without_a_change_of_its_run_is_a_noop(
     assert await read_scale(kube_admin, kube_namespace) == 2
 
 
-async def test_scale_refuses_hpa_managed_target(
-    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
-) -> None:
-    ns = kube_namespace
-    await make_deployment("web", replicas=1)
-    await k8s.AutoscalingV2Api(kube_admin).create_namespaced_horizontal_pod_autoscaler(
+async def autoscale_web(kube: Any, ns: str) -> None:
+    """HorizontalPodAutoscaler ``web-hpa`` (1 to 4 replicas) on Deployment ``web``."""
+    await k8s.AutoscalingV2Api(kube).create_namespaced_horizontal_pod_autoscaler(
         ns,
         k8s.V2HorizontalPodAutoscaler(
             metadata=k8s.V1ObjectMeta(name="web-hpa"),
@@ -198,6 +237,34 @@ async def test_scale_refuses_hpa_managed_target(
             ),
         ),
     )
+
+
+async def test_scale_refuses_hpa_managed_target(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    ns = kube_namespace
+    await make_deployment("web", replicas=1)
+    await autoscale_web(kube_admin, ns)
     with pytest.raises(ActionRefused, match=f"HorizontalPodAutoscaler {ns}/web-hpa"):
         await Scale().run(make_ctx(kube_admin), deployment(ns), Scale.Params(replicas=3, max=5))
     assert await read_scale(kube_admin, ns) == 1
+
+
+async def test_a_restore_with_nothing_to_undo_is_a_noop_under_an_hpa_too(
+    kube_admin: Any, kube_namespace: str, make_deployment: MakeDeployment
+) -> None:
+    """The run's scale changed nothing (held at its max, a dry run) and an HPA took the
+    Deployment on since: the restore has nothing to undo, and says so. It was refused for the
+    HPA, which ended the undo there (its later on_resolved steps not run) and announced an
+    undo that failed, for a change never made."""
+    ns = kube_namespace
+    await make_deployment("web", replicas=2)
+    await autoscale_web(kube_admin, ns)
+    result = await Scale().run(
+        make_ctx(kube_admin, step=0, phase="resolve"),
+        deployment(ns),
+        Scale.Params(restore=True, max=3),
+    )
+    assert result.outcome is Outcome.NOOP, result.message
+    assert result.message.endswith("nothing to undo")
+    assert await read_scale(kube_admin, ns) == 2

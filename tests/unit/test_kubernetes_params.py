@@ -131,13 +131,11 @@ def test_scale_never_moves_the_other_way(
 
 
 def test_a_restore_has_no_count_of_its_own() -> None:
-    # It undoes what its run changed (Scale.plan, tested against the API server), with the
-    # same rule: never past the live count the other way.
+    # It undoes exactly what its run changed, its max bounding nothing and its min a floor
+    # (Scale.plan, tested against the API server in tests/integration/test_kubernetes_scale.py).
     params = ScaleParams(restore=True, min=3, max=10)
     with pytest.raises(ValueError, match="undoes its run's own change"):
         params.desired(7)
-    assert [params.toward(7, n) for n in (1, 5, 12)] == [3, 5, 10]
-    assert [params.toward(2, 1), params.toward(12, 14)] == [2, 12]
 
 
 @pytest.mark.parametrize(
