@@ -6,11 +6,12 @@ Every value goes through jinja2's autoescaping, and only http(s) URLs become lin
 (``timeline.links_of``), so a label value or an annotation can put no markup or script on the
 page. And every value printed shows the characters that show nothing and change how text
 reads (bidirectional overrides and isolates, other format and control characters) as
-``<U+202E>`` (``receiver.text.visible``, as the approval page does): an alert's override turned
-the service's own words around it ("WebDown\u202e on Deployment shop/api" read "...ipa/pohs
-tnemyolpeD no"). A form field's value is the text typed (``typed``), a link's target the
-address the alert gave, what does not print percent-encoded (``links_of``). Links are relative to the page (``root``: ``./`` or ``../``), so the pages work behind a
-reverse proxy that serves them under any path prefix, with nothing to configure. The one inline
+``<U+202E>`` (``receiver.text.visible``, as the approval page does): an override ending an
+alert's name turned the service's own words after it around ("on Deployment shop/api" read
+backwards). A form field's value is the text typed (``typed``); a link's target is the address
+the alert gave, what does not print percent-encoded (``links_of``). Links are relative to the
+page (``root``: ``./`` or ``../``), so the pages work behind a reverse proxy that serves them
+under any path prefix, with nothing to configure. The one inline
 stylesheet carries a per-response nonce; the Content-Security-Policy
 (``receiver.webpages.security_headers``) allows nothing else.
 """

@@ -13,6 +13,7 @@ import unicodedata
 
 from receiver.store import Store
 from tests.support.approvals import MakeApprovalEnv
+from tests.support.cdp import Page
 from tests.support.http import OPERATOR, AiohttpClient, default_settings
 from tests.support.payloads import alert, notification
 from tests.support.review import STORM_RULES
@@ -96,3 +97,26 @@ async def test_a_filter_keeps_the_text_typed(
     response = await client.get("/runs", headers=OPERATOR, params={"alertname": TURNED})
     assert response.status == 200
     assert f'name="alertname" value="{TURNED}"' in await response.text()
+
+
+async def test_a_long_value_wraps_on_every_page(
+    approval_env: MakeApprovalEnv, aiohttp_client: AiohttpClient, store: Store, browser: Page
+) -> None:
+    # A label or annotation of thousands of characters without a blank: the timeline's labels
+    # line ran off to the right, and the whole page scrolled sideways to read it.
+    env = await approval_env(rules=STORM_RULES)
+    long = {**LABELS, "team": "L" * 5000, "zone": "z"}
+    annotations = {"summary": "S" * 5000, "description": "D" * 5000}
+    await env.harness.intake.accept(notification(alert(long, annotations=annotations)))
+    await env.harness.drain()
+    [run] = await env.harness.runs()
+    client = await aiohttp_client(review_app(store, default_settings()))
+    response = await client.get("/api/v1/report", headers=OPERATOR, params={"from": "1h"})
+    [incident] = (await response.json())["incidents"]
+    await browser.call("Network.enable")
+    await browser.call("Network.setExtraHTTPHeaders", headers=OPERATOR)
+    base = str(client.make_url("")).rstrip("/")
+    for path in ("/runs", f"/runs/{run.id}", "/incidents", f"/incidents/{incident['id']}"):
+        await browser.open(base + path)
+        width = await browser.evaluate("document.documentElement.scrollWidth")
+        assert width <= await browser.evaluate("window.innerWidth"), path
