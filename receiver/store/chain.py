@@ -11,7 +11,8 @@ last good row is where the log was changed; the rows after it say how:
   past it);
 - **reordered**: its link names a row that comes *after* it by id (rows moved, ids swapped);
 - **deleted**: its link names a row that is no longer in the log (or that was rewritten with a
-  new hash of its own: with no id missing in between, that is what happened).
+  new hash of its own: with no id missing in between, that is what happened, unless this row
+  itself does not give its hash: its hash covers its link, so its link was **edited**).
 
 At the end, the chain must stop where ``audit_head`` (updated with every append) says:
 a row after that one was **inserted** (whatever it links to: one that breaks the chain there is
@@ -97,6 +98,15 @@ def diagnose(
     if nxt is not None and nxt.prev_hash == expected:
         return Break(
             "inserted", row.id, f"row {row.id} was inserted: row {nxt.id} after it links to {after}"
+        )
+    if last_good is not None and row.id == last_good.id + 1 and not row.sound:
+        # Its hash covers its link: the link was changed (and the hash was not), so this row
+        # is the one edited; the row before it is intact.
+        return Break(
+            "edited",
+            row.id,
+            f"row {row.id} was edited: it no longer links to {after}, and its hash, which"
+            " covers its link, does not match",
         )
     if last_good is not None and row.id == last_good.id + 1:
         # No id in between for a deleted row to have had: the row before was rewritten, its

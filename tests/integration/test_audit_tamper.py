@@ -111,6 +111,15 @@ async def test_an_edited_row_with_its_hash_recomputed_is_named(
     assert "audit log broken at entry 6 (edited)" in await _broken(database_url)
 
 
+async def test_a_row_whose_link_was_edited_is_named(
+    tamper: asyncpg.Connection, database_url: str
+) -> None:
+    # Row 6's link changed, its hash not: row 6 was edited; row 5, intact, was named as
+    # "rewritten with a new hash".
+    await tamper.execute("UPDATE audit_log SET prev_hash = upper(prev_hash) WHERE id = 6")
+    assert "audit log broken at entry 6 (edited)" in await _broken(database_url)
+
+
 async def test_a_deleted_row_is_named(tamper: asyncpg.Connection, database_url: str) -> None:
     await tamper.execute("DELETE FROM audit_log WHERE id = 6")
     err = await _broken(database_url)
