@@ -11,8 +11,8 @@ last good row is where the log was changed; the rows after it say how:
   past it);
 - **reordered**: its link names a row that comes *after* it by id (rows moved, ids swapped);
 - **deleted**: its link names a row that is no longer in the log (or that was rewritten with a
-  new hash of its own: with no id missing in between, that is what happened, unless this row
-  itself does not give its hash: its hash covers its link, so its link was **edited**).
+  new hash of its own: with no id missing in between, that is what happened), and it gives its
+  own hash; one that does not was **edited** (its hash covers its link).
 
 At the end, the chain must stop where ``audit_head`` (updated with every append) says:
 a row after that one was **inserted** (whatever it links to: one that breaks the chain there is
@@ -99,9 +99,10 @@ def diagnose(
         return Break(
             "inserted", row.id, f"row {row.id} was inserted: row {nxt.id} after it links to {after}"
         )
-    if last_good is not None and row.id == last_good.id + 1 and not row.sound:
+    if not row.sound:
         # Its hash covers its link: the link was changed (and the hash was not), so this row
-        # is the one edited; the row before it is intact.
+        # is the one edited; the row before it is intact, and no id missing in between says
+        # that rows were deleted (the sequence leaves gaps of its own).
         return Break(
             "edited",
             row.id,

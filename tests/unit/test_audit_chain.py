@@ -57,6 +57,14 @@ def test_a_row_whose_link_was_edited_is_named_not_the_row_before_it() -> None:
     assert found is not None
     assert (found.kind, found.row_id) == ("edited", 2)
     assert "row 2 was edited" in found.reason
+    # The first row, and a row after a gap in the ids (the sequence leaves some): "deleted".
+    found = diagnose(None, ChainRow(a.id, "edited", a.hash, sound=False), [b, c])
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", 1)
+    after_gap = ChainRow(9, "edited", c.hash, sound=False)
+    found = diagnose(b, after_gap, [], a)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", 9)
 
 
 def test_a_crude_insert_is_told_by_the_row_after_it() -> None:
