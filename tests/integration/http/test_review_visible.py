@@ -108,6 +108,10 @@ async def test_a_long_value_wraps_on_every_page(
     long = {**LABELS, "team": "L" * 5000, "zone": "z"}
     annotations = {"summary": "S" * 5000, "description": "D" * 5000}
     await env.harness.intake.accept(notification(alert(long, annotations=annotations)))
+    # And one no rule matches (not critical), in the same group: "What was not done" lists it
+    # with its labels, in a table whose other columns were squeezed to a letter a line.
+    unmatched = {**long, "severity": "info", "deployment": "batch"}
+    await env.harness.intake.accept(notification(alert(unmatched, annotations=annotations)))
     await env.harness.drain()
     [run] = await env.harness.runs()
     client = await aiohttp_client(review_app(store, default_settings()))
@@ -120,3 +124,9 @@ async def test_a_long_value_wraps_on_every_page(
         await browser.open(base + path)
         width = await browser.evaluate("document.documentElement.scrollWidth")
         assert width <= await browser.evaluate("window.innerWidth"), path
+    # Each column keeps room for its words: the time of the unmatched alert on a line or two.
+    widths = await browser.evaluate(
+        "Array.from(document.querySelectorAll('#not-done tr.unmatched td'), td => td.offsetWidth)"
+    )
+    assert widths, "the unmatched alert is not listed"
+    assert widths[0] >= 70, widths
