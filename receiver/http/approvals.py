@@ -137,7 +137,11 @@ async def get_page(request: web.Request) -> web.Response:
         httponly=True,
         samesite="Strict",
         secure=(approvals.desk.public_url or "").startswith("https://"),
-        path=LINK_PATH,
+        # No Path: the browser scopes the cookie to the link's directory, ``/approve`` under
+        # whatever prefix a proxy serves it at. ``Path=/approve/`` was never sent behind a
+        # prefix (``/remediator/approve/...``), and every decision was refused as a form from
+        # elsewhere.
+        path="",
     )
     return response
 

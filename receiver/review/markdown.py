@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from receiver.review.text import at_text, duration_text
+from receiver.text import visible
 
 __all__ = ["escape", "render_markdown"]
 
@@ -36,9 +37,12 @@ _PHASE_NOTE = {"resolve": " (on_resolved)", "on_failed": " (on_failed)"}
 
 
 def escape(value: Any) -> str:
-    """``value`` as inert Markdown text on one line."""
+    """``value`` as inert Markdown text on one line, each character that shows nothing and
+    changes how it reads written as ``<U+202E>`` (``visible``): a bidirectional override turned
+    the report's own words around it, and a control character reached the terminal that
+    printed ``remediator report`` (an escape sequence clears its screen)."""
     text = "" if value is None else str(value)
-    text = " ".join(text.split())
+    text = visible(" ".join(text.split()))
     text = "".join(f"\\{c}" if c in _SPECIAL else c for c in text)
     return _AUTOLINK.sub(lambda found: "\\" + found[0], text)
 

@@ -41,6 +41,7 @@ from receiver.review.notes import (
 from receiver.review.outcomes import present
 from receiver.review.text import at_text, duration_text, pretty, unreadable_text
 from receiver.review.waits import fold_waits
+from receiver.text import address
 
 __all__ = [
     "Entry",
@@ -93,9 +94,11 @@ class Entry:
 
 
 def links_of(alert: Alert) -> tuple[tuple[str, str], ...]:
-    """(label, URL) of the alert's own links; only http(s) URLs ever become links."""
+    """(label, URL) of the alert's own links; only http(s) URLs ever become links, each as
+    ``address`` writes it: what does not print (a bidirectional override) percent-encoded, as
+    a browser sends it, so the link opens the page the alert named."""
     context = {"generator_url": alert.generator_url, "annotations": dict(alert.annotations)}
-    return tuple(alert_links(context))
+    return tuple((label, address(url)) for label, url in alert_links(context))
 
 
 def _labels(alert: Alert) -> tuple[tuple[str, str], ...]:

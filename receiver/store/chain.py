@@ -11,10 +11,12 @@ last good row is where the log was changed; the rows after it say how:
   past it);
 - **reordered**: its link names a row that comes *after* it by id (rows moved, ids swapped);
 - **deleted**: its link names a row that is no longer in the log (or that was rewritten with a
-  new hash of its own: with no id missing in between, that is what happened).
+  new hash of its own: with no id missing in between, that is what happened), and it gives its
+  own hash; one that does not was **edited** (its hash covers its link).
 
 At the end, the chain must stop where ``audit_head`` (updated with every append) says:
-a row after that one was **inserted**, a log that ends before it had rows **deleted** at the
+a row after that one was **inserted** (whatever it links to: one that breaks the chain there is
+told so too, not by the rules above), a log that ends before it had rows **deleted** at the
 end, and a last row whose hash differs was rewritten (**edited**).
 
 The chain proves a change only against the rows themselves and ``audit_head``: someone who can
@@ -28,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Break", "ChainRow", "diagnose", "diagnose_end"]
+__all__ = ["Break", "ChainRow", "diagnose", "diagnose_end", "inserted_after_head"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,16 @@ def diagnose(
         return Break(
             "inserted", row.id, f"row {row.id} was inserted: row {nxt.id} after it links to {after}"
         )
+    if not row.sound:
+        # Its hash covers its link: the link was changed (and the hash was not), so this row
+        # is the one edited; the row before it is intact, and no id missing in between says
+        # that rows were deleted (the sequence leaves gaps of its own).
+        return Break(
+            "edited",
+            row.id,
+            f"row {row.id} was edited: it no longer links to {after}, and its hash, which"
+            " covers its link, does not match",
+        )
     if last_good is not None and row.id == last_good.id + 1:
         # No id in between for a deleted row to have had: the row before was rewritten, its
         # hash recomputed, and this one still names the old hash.
@@ -110,6 +122,19 @@ def diagnose(
         row.id,
         f"rows were deleted before row {row.id}: it links to a row that is not in the log"
         f" (the last intact row is {after})",
+    )
+
+
+def inserted_after_head(row_id: int, head_id: int | None) -> Break:
+    """Row ``row_id`` comes after ``head_id``, the last row the service appended (audit_head,
+    read in the same snapshot as the rows): the service never wrote it. Said so whatever the
+    row links to: a copy of a genuine row put there links past the last one (which was named
+    as inserted, though it is the service's) or to an earlier row that is still in the log
+    (which was told as rows deleted)."""
+    return Break(
+        "inserted",
+        row_id,
+        f"row {row_id} was inserted after the last row the service appended (row {head_id})",
     )
 
 
@@ -127,12 +152,7 @@ def diagnose_end(
     if last_hash == head_hash:
         return None
     if at_head is not None and at_head.hash == head_hash and first_after_head is not None:
-        return Break(
-            "inserted",
-            first_after_head,
-            f"row {first_after_head} was inserted after the last row the service appended"
-            f" (row {head_id})",
-        )
+        return inserted_after_head(first_after_head, head_id)
     if at_head is None and head_id is not None and (last is None or last.id < head_id):
         end = f"row {last.id}" if last is not None else "no row at all"
         return Break(

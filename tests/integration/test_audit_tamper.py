@@ -111,6 +111,15 @@ async def test_an_edited_row_with_its_hash_recomputed_is_named(
     assert "audit log broken at entry 6 (edited)" in await _broken(database_url)
 
 
+async def test_a_row_whose_link_was_edited_is_named(
+    tamper: asyncpg.Connection, database_url: str
+) -> None:
+    # Row 6's link changed, its hash not: row 6 was edited; row 5, intact, was named as
+    # "rewritten with a new hash".
+    await tamper.execute("UPDATE audit_log SET prev_hash = upper(prev_hash) WHERE id = 6")
+    assert "audit log broken at entry 6 (edited)" in await _broken(database_url)
+
+
 async def test_a_deleted_row_is_named(tamper: asyncpg.Connection, database_url: str) -> None:
     await tamper.execute("DELETE FROM audit_log WHERE id = 6")
     err = await _broken(database_url)
@@ -154,6 +163,22 @@ async def test_a_row_inserted_after_the_last_is_named(
     err = await _broken(database_url)
     assert "audit log broken at entry 13 (inserted)" in err
     assert "after the last row the service appended (row 12)" in err
+
+
+async def test_a_copy_of_a_row_put_after_the_last_is_named_not_the_row_it_copies(
+    tamper: asyncpg.Connection, database_url: str
+) -> None:
+    # Rows 12 and 6 copied whole (link and hash kept) after the last row the service appended:
+    # the copy is the row that was inserted, not the row it copies (row 12 was named, since
+    # the copy links past it), and no row was deleted (the copy of row 6 links to row 5, which
+    # is in the log: "rows were deleted before row 13" sent the auditor looking for a gap).
+    for source in (12, 6):
+        row = await _row(tamper, source)
+        await _insert(tamper, {**row, "id": 13})
+        err = await _broken(database_url)
+        assert "audit log broken at entry 13 (inserted)" in err, err
+        assert "after the last row the service appended (row 12)" in err
+        await tamper.execute("DELETE FROM audit_log WHERE id = 13")
 
 
 async def test_reordered_rows_are_named(tamper: asyncpg.Connection, database_url: str) -> None:

@@ -48,6 +48,25 @@ def test_a_row_slipped_in_with_a_good_link_shows_at_the_next_row() -> None:
     assert (found.kind, found.row_id) == ("inserted", 0)
 
 
+def test_a_row_whose_link_was_edited_is_named_not_the_row_before_it() -> None:
+    # Its hash covers its link: a link edited without the hash leaves the row unsound, while a
+    # row after one rewritten with a new hash is sound. Row 1 is intact and was named.
+    a, b, c = _chain(3)
+    relinked = ChainRow(b.id, "edited", b.hash, sound=False)
+    found = diagnose(a, relinked, [c], None)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", 2)
+    assert "row 2 was edited" in found.reason
+    # The first row, and a row after a gap in the ids (the sequence leaves some): "deleted".
+    found = diagnose(None, ChainRow(a.id, "edited", a.hash, sound=False), [b, c])
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", 1)
+    after_gap = ChainRow(9, "edited", c.hash, sound=False)
+    found = diagnose(b, after_gap, [], a)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", 9)
+
+
 def test_a_crude_insert_is_told_by_the_row_after_it() -> None:
     a, b = _chain(2)
     crude = ChainRow(7, a.hash, "junk", sound=False)

@@ -31,6 +31,14 @@ def test_escape_leaves_no_markup() -> None:
     assert text.endswith("second line")
 
 
+def test_escape_shows_what_would_turn_or_drive_the_text() -> None:
+    # A bidirectional override turned the report's words after it around; an escape sequence
+    # reached the terminal that printed `remediator report` (ESC c resets it).
+    assert escape("ops\u202eevil \x1bc\x07 a\u200bb") == (
+        "ops\\<U+202E\\>evil \\<U+001B\\>c\\<U+0007\\> a\\<U+200B\\>b"
+    )
+
+
 @given(st.text(max_size=80))
 def test_no_value_can_break_a_table_row(value: str) -> None:
     report = build_report(

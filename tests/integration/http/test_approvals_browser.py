@@ -84,3 +84,23 @@ async def test_rejecting_by_clicking_ends_the_run(make_edge: MakeEdge, browser: 
     assert "Rejected by bob" in await browser.text()
     assert (await edge.env.harness.only_run()).outcome is RunOutcome.REJECTED
     assert edge.env.peer.pokes == 0
+
+
+async def test_a_long_preview_reads_on_the_page_without_scrolling_it_sideways(
+    make_edge: MakeEdge, browser: Page
+) -> None:
+    # An http.call's preview holds the body it would send, an alert's annotation in it: one
+    # line of thousands of characters. The page's Before/After grid took the line's width, the
+    # After box ran off the page, and the person read what they approve by scrolling the
+    # whole page sideways. Set into the page's own After box, as such a preview fills it.
+    edge = await make_edge()
+    _, approval = await edge.env.pending_run()
+    await browser.open(edge.base + edge.link(approval))
+    await browser.evaluate(
+        "document.querySelector('#after').textContent = '{\"body\": \"' + 'S'.repeat(5000) + '\"}'"
+    )
+    width = await browser.evaluate("document.documentElement.scrollWidth")
+    assert width <= await browser.evaluate("window.innerWidth")
+    # All of it shows, wrapped: nothing is left in a box of its own to scroll.
+    after = "document.querySelector('#after')"
+    assert await browser.evaluate(f"{after}.scrollWidth <= {after}.clientWidth")
