@@ -8,10 +8,10 @@ to move the workload to it: the same rule as ``kubernetes.set_resources``' facto
 that: it takes this run's delta (after - before) off the live count, whatever the restore
 step's own ``max`` (``_undone``: only its ``min`` is a floor, and an undo held there says so),
 so two runs that scaled the same target restore in either order and the target ends where it
-was before the first, while the capacity a still-open run added stays. It only acts when the live count is the one
-remediator last wrote (``remediator.io/replicas``, stamped with every scale write): a count
-someone else changed since is left alone, and the step is refused naming both counts, also
-when a later run's scale wrote over that change (``scale_drift``). So is a
+was before the first, while the capacity a still-open run added stays. It only acts when the
+live count is the one remediator last wrote (``remediator.io/replicas``, stamped with every
+scale write): a count someone else changed since is left alone, and the step is refused naming
+both counts, also when a later run's scale wrote over that change (``scale_drift``). So is a
 workload deleted and recreated since the run scaled it (another uid than the one in the run's
 write record): the run's delta is not its to undo. And so is one that no longer carries the
 run's write record: only that record dates the stamp. ``kubectl rollout undo`` gives a
