@@ -16,6 +16,10 @@ acted once" is counted where the step lands (tests/support/approval_crash.py).
    it works then, once.
 4. The approval expires while the service is down: after the restart the run ends ``expired``
    (its ``resume_run`` job, due at the expiry), nothing acts, and the link answers 410.
+5. Killed after the approval was stored, before its request notice was answered: after the
+   restart the approvers are told (the notice with its link), and the link works once. Before,
+   the pass taken up again found the approval pending and parked the run on it without a word:
+   nobody was told, and it expired unseen.
 """
 
 from __future__ import annotations
@@ -266,5 +270,31 @@ async def test_killed_after_the_approval_before_the_step_began_it_acts_once_afte
         await served.audit_verified()
     assert (run["outcome"], _run_steps(run)) == ("succeeded", [(0, "ok")]), served.log()
     assert _endings(run) == ["succeeded"], run["audit"]
+    assert peer.called == [{"said": "crash around an approval"}]
+    assert [(a["state"], a["decided_by"]) for a in approvals] == [("approved", "alice")]
+
+
+async def test_killed_before_the_request_notice_was_answered_the_approvers_are_told(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    async with (
+        running_peer() as peer,
+        desk(tmp_path, database_url=database_url, redis_url=redis_url, peer=peer) as served,
+        fresh_session() as session,
+    ):
+        peer.notice_hold = asyncio.Event()
+        await served.start()
+        await served.post_alert(session)
+        await eventually(current(lambda: peer.notices_seen), what="the request notice sent")
+        served.kill()  # the approval is stored; its notice reached no one
+        peer.notice_hold.set()
+        await served.start()
+
+        link = await peer.request_link()
+        await _approve_once(served, LinkClient(session, link, served.url))
+        run = await served.run_ended(session)
+        approvals = await _approvals(served, session)
+        await served.audit_verified()
+    assert (run["outcome"], _run_steps(run)) == ("succeeded", [(0, "ok")]), served.log()
     assert peer.called == [{"said": "crash around an approval"}]
     assert [(a["state"], a["decided_by"]) for a in approvals] == [("approved", "alice")]
