@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from receiver.approvals.messages import Notice, NoticeKind
-from receiver.approvals.notify import ApprovalNotifier, send_recorded
+from receiver.approvals.notify import ApprovalNotifier, notice_name, send_recorded
 from receiver.approvals.plan import StepRequest
 from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.approvals.state import (
@@ -365,6 +365,18 @@ class ApprovalDesk:
         now = await self.store.server_now()
         resolved = await self.store.alert_resolved(current.run_id, current.step_idx)
         return why_not_pending(current, now, alert_resolved=resolved)
+
+    async def announce_undelivered(self, approval: ApprovalRecord) -> None:
+        """Send the request of the pending ``approval`` again when no channel took it (no
+        ``notification.sent`` row): its process died after storing it, before the channel
+        answered, or the channel failed it. Raises StoreUnavailable when that cannot be read.
+        A channel that took the first may get it twice; untold, nobody decides in time."""
+        if self.notifier is None:
+            return
+        name = notice_name(Notice(NoticeKind.REQUESTED, approval))
+        if not await self.store.approval_notice_sent(approval.run_id, approval.id, name):
+            self._log.info("approval request sent again", approval_id=approval.id)
+            await self.notify(NoticeKind.REQUESTED, approval)
 
     async def notify(self, kind: NoticeKind, approval: ApprovalRecord) -> None:
         """Send one notice; a failure is logged, never raised (the approval stands). Sent or
