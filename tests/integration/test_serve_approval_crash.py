@@ -15,7 +15,9 @@ acted once" is counted where the step lands (tests/support/approval_crash.py).
 3. The link used while the service is down (connection refused), then again after the restart:
    it works then, once.
 4. The approval expires while the service is down: after the restart the run ends ``expired``
-   (its ``resume_run`` job, due at the expiry), nothing acts, and the link answers 410.
+   (its ``resume_run`` job, due at the expiry), nothing acts, and the link answers 410; the
+   decision sent from it is audited as refused (before, the link's own expiry refused it
+   before anyone was asked who sent it, so no ``approval.refused`` row said who tried).
 5. Killed after the approval was stored, before its request notice was answered: after the
    restart the approvers are told (the notice with its link), and the link works once. Before,
    the pass taken up again found the approval pending and parked the run on it without a word:
@@ -222,6 +224,7 @@ async def test_an_approval_that_expires_while_the_service_is_down_ends_its_run_e
         approvals = await _approvals(served, session)
         page = await browser.open()
         decision = await browser.approve(csrf, served.operator_token)
+        refusals = [r["data"] for r in (await served.only_run(session))["audit"]]
         await served.audit_verified()
     assert (run["outcome"], _run_steps(run)) == ("expired", [(0, "expired")]), served.log()
     assert _endings(run) == ["expired"], run["audit"]
@@ -232,6 +235,12 @@ async def test_an_approval_that_expires_while_the_service_is_down_ends_its_run_e
         assert status == 410, html
         assert "expired" in html, html
         assert "nothing was changed" in html, html
+    # The decision sent from the expired link is refused, and audited as every refused one
+    # is (README, "Approvals": who tried, how, from where and why not).
+    refused = [d for d in refusals if d.get("decision") == "approve"]
+    assert [(d["by"], d["channel"], d["why"].split(" at ")[0]) for d in refused] == [
+        ("alice", "web", "this approval expired")
+    ], refusals
 
 
 async def test_killed_after_the_approval_before_the_step_began_it_acts_once_after_the_restart(
