@@ -239,7 +239,7 @@ async def test_an_approval_that_expires_while_the_service_is_down_ends_its_run_e
     # is (README, "Approvals": who tried, how, from where and why not).
     refused = [d for d in refusals if d.get("decision") == "approve"]
     assert [(d["by"], d["channel"], d["why"].split(" at ")[0]) for d in refused] == [
-        ("alice", "web", "this approval expired")
+        ("alice", "web", "this approval link expired")
     ], refusals
 
 
