@@ -134,14 +134,22 @@ def _secret(path: Path, text: str) -> str:
 
 
 def desk_env(
-    base: Path, *, database_url: str, redis_url: str, peer: Peer, port: int, ttl: str = "30m"
+    base: Path,
+    *,
+    database_url: str,
+    redis_url: str,
+    peer: Peer,
+    port: int,
+    ttl: str = "30m",
+    rule: str = RULE,
 ) -> dict[str, str]:
-    """The served environment: the stores, one rule, approvals by ``alice`` through links to
-    ``127.0.0.1:port``, notices to ``peer``, approvals open for ``ttl``; a claim of a killed
-    worker taken up again 2 s after its lease was last kept (not the default minute)."""
+    """The served environment: the stores, one rule (``rule``: a rules file's text),
+    approvals by ``alice`` through links to ``127.0.0.1:port``, notices to ``peer``, approvals
+    open for ``ttl``; a claim of a killed worker taken up again 2 s after its lease was last
+    kept (not the default minute)."""
     for sub in ("rules", "keys", "operators"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    (base / "rules" / "crash.yaml").write_text(RULE)
+    (base / "rules" / "crash.yaml").write_text(rule)
     _secret(base / "keys" / "k1", secrets.token_hex(32))
     _secret(base / "operators" / OPERATOR, "alice-" + secrets.token_hex(16))
     env = env_for(base / "data")
@@ -209,9 +217,13 @@ class Desk:
     def log(self) -> str:
         return "".join(self.output[-80:])
 
-    async def post_alert(self, session: aiohttp.ClientSession) -> None:
+    async def post_alert(
+        self, session: aiohttp.ClientSession, alert: dict[str, Any] | None = None
+    ) -> None:
+        """Post ``alert`` (a notification; ``ALERT`` by default) with the webhook's token."""
         headers = {"Authorization": f"Bearer {self.webhook_token}"}
-        async with session.post(f"{self.url}/api/v1/alerts", json=ALERT, headers=headers) as r:
+        body = ALERT if alert is None else alert
+        async with session.post(f"{self.url}/api/v1/alerts", json=body, headers=headers) as r:
             assert r.status == 200, await r.text()
 
     async def api(self, session: aiohttp.ClientSession, path: str) -> Any:
@@ -244,12 +256,30 @@ class Desk:
 
 @asynccontextmanager
 async def desk(
-    base: Path, *, database_url: str, redis_url: str, peer: Peer, ttl: str = "30m"
+    base: Path,
+    *,
+    database_url: str,
+    redis_url: str,
+    peer: Peer,
+    ttl: str = "30m",
+    rule: str = RULE,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Desk]:
+    """A ``Desk`` on a free port (``desk_env``, and ``env`` added), not started; stopped at
+    the end (SIGTERM, then SIGKILL)."""
     port = free_port()
-    env = desk_env(
-        base, database_url=database_url, redis_url=redis_url, peer=peer, port=port, ttl=ttl
-    )
+    env = {
+        **desk_env(
+            base,
+            database_url=database_url,
+            redis_url=redis_url,
+            peer=peer,
+            port=port,
+            ttl=ttl,
+            rule=rule,
+        ),
+        **(env or {}),
+    }
     served = Desk(env, port, database_url)
     try:
         yield served
