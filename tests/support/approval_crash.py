@@ -310,8 +310,11 @@ class LinkClient:
         assert found, html
         return found.group(1)
 
-    async def approve(self, csrf: str, operator_token: str) -> tuple[int, str]:
-        form = {"decision": "approve", "operator_token": operator_token, "csrf": csrf}
+    async def approve(
+        self, csrf: str, operator_token: str, decision: str = "approve"
+    ) -> tuple[int, str]:
+        """Send the page's form (``decision``: approve or reject); the status and the page."""
+        form = {"decision": decision, "operator_token": operator_token, "csrf": csrf}
         headers = {"Origin": self._origin}
         async with self._session.post(self.link, data=form, headers=headers) as r:
             return r.status, await r.text()
