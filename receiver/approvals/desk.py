@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from receiver.approvals.messages import Notice, NoticeKind
-from receiver.approvals.notify import ApprovalNotifier, send_recorded
+from receiver.approvals.notify import ApprovalNotifier, notice_name, send_recorded
 from receiver.approvals.plan import StepRequest
 from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.approvals.state import (
@@ -30,7 +30,7 @@ from receiver.approvals.state import (
     undecidable,
     why_not_pending,
 )
-from receiver.approvals.tokens import LinkTokens, TokenClaims
+from receiver.approvals.tokens import LinkTokens, TokenClaims, link_expired
 from receiver.config.settings import APPROVAL_TTL_S
 from receiver.model import ApprovalRecord, ApprovalState, RunOutcome
 from receiver.store import JobKind, LeaseFence, RunRecord, Store, describe
@@ -239,12 +239,15 @@ class ApprovalDesk:
         token = self.tokens.issue(approval.id, approval.plan_hash, approval.expires_at)
         return f"{self.public_url}{LINK_PATH}{token}"
 
-    async def open_link(self, token: str) -> tuple[ApprovalRecord, TokenClaims]:
-        """The approval a link points to, if the link is valid and still for its plan.
-        Raises TokenRefused, ApprovalExpired, ApprovalNotFound or PlanMismatch."""
+    async def open_link(
+        self, token: str, *, expired_ok: bool = False
+    ) -> tuple[ApprovalRecord, TokenClaims]:
+        """The approval a link points to, if the link is valid (and unexpired, unless
+        ``expired_ok``: ``decide`` refuses it then) and still for its plan. Raises
+        TokenRefused, ApprovalExpired, ApprovalNotFound or PlanMismatch."""
         if self.tokens is None:
             raise ApprovalNotFound("approval links are not configured on this server")
-        claims = self.tokens.verify(token)
+        claims = self.tokens.verify(token, expired_ok=expired_ok)
         approval = await self.store.get_approval(claims.approval_id)
         if approval is None:
             raise ApprovalNotFound("this approval does not exist")
@@ -261,10 +264,12 @@ class ApprovalDesk:
         *,
         reason: str | None = None,
         plan_hash: str | None = None,
+        link: TokenClaims | None = None,
     ) -> ApprovalRecord:
-        """Approve or reject, once, as ``identity``. Raises ApprovalNotFound, NotAllowed (not
-        on the allow-list), PlanUnreadable (an approve of a plan that cannot be read), or why
-        it could not be decided (already decided, expired, alert resolved, another plan)."""
+        """Approve or reject, once, as ``identity`` (from the page of ``link``, whose expiry
+        refuses it as the approval's does). Raises ApprovalNotFound, NotAllowed (not on the
+        allow-list), PlanUnreadable (an approve of a plan that cannot be read), or why it
+        could not be decided (already decided, expired, alert resolved, another plan)."""
         approval = await self.store.get_approval(approval_id)
         if approval is None:
             raise ApprovalNotFound(f"no approval {approval_id}")
@@ -279,6 +284,9 @@ class ApprovalDesk:
                 why=refusal.message,
             )
             raise await self._refused(approval, decision, identity, origin, refusal)
+        if link is not None and self.tokens is not None and self.tokens.expired(link):
+            # Refused here, not by the link's own check, so that who tried is recorded.
+            raise await self._refused(approval, decision, identity, origin, link_expired(link))
         decided = await self.store.decide_approval(
             approval.id,
             decision.state,
@@ -365,6 +373,18 @@ class ApprovalDesk:
         now = await self.store.server_now()
         resolved = await self.store.alert_resolved(current.run_id, current.step_idx)
         return why_not_pending(current, now, alert_resolved=resolved)
+
+    async def announce_undelivered(self, approval: ApprovalRecord) -> None:
+        """Send the request of the pending ``approval`` again when no channel took it (no
+        ``notification.sent`` row): its process died after storing it, before the channel
+        answered, or the channel failed it. Raises StoreUnavailable when that cannot be read.
+        A channel that took the first may get it twice; untold, nobody decides in time."""
+        if self.notifier is None:
+            return
+        name = notice_name(Notice(NoticeKind.REQUESTED, approval))
+        if not await self.store.approval_notice_sent(approval.run_id, approval.id, name):
+            self._log.info("approval request sent again", approval_id=approval.id)
+            await self.notify(NoticeKind.REQUESTED, approval)
 
     async def notify(self, kind: NoticeKind, approval: ApprovalRecord) -> None:
         """Send one notice; a failure is logged, never raised (the approval stands). Sent or

@@ -25,7 +25,15 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from receiver.approvals.state import ApprovalError, ApprovalExpired
 
-__all__ = ["KEY_ID", "MIN_KEY_BYTES", "KeyRing", "LinkTokens", "TokenClaims", "TokenRefused"]
+__all__ = [
+    "KEY_ID",
+    "MIN_KEY_BYTES",
+    "KeyRing",
+    "LinkTokens",
+    "TokenClaims",
+    "TokenRefused",
+    "link_expired",
+]
 
 # Key ids go into the token before the first dot, so they are URL-safe and dot-free.
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -55,6 +63,13 @@ class TokenClaims:
     expires_at: datetime
     kid: str
     jti: str
+
+
+def link_expired(claims: TokenClaims) -> ApprovalExpired:
+    """The refusal of a link past its expiry (410)."""
+    return ApprovalExpired(
+        f"this approval link expired at {claims.expires_at.isoformat()}; nothing was changed"
+    )
 
 
 def _natural(kid: str) -> tuple[tuple[int, int | str], ...]:
@@ -131,9 +146,11 @@ class LinkTokens:
         assert isinstance(signed, str)
         return f"{kid}.{signed}"
 
-    def verify(self, token: str) -> TokenClaims:
-        """The claims of a valid, unexpired token. Raises TokenRefused (forged, tampered,
-        unknown or rotated-out key, malformed) or ApprovalExpired."""
+    def verify(self, token: str, *, expired_ok: bool = False) -> TokenClaims:
+        """The claims of a valid, unexpired token (with ``expired_ok``, an expired one's too:
+        a decision sent from it is refused by the desk, which records who tried). Raises
+        TokenRefused (forged, tampered, unknown or rotated-out key, malformed) or
+        ApprovalExpired."""
         kid, sep, signed = token.partition(".")
         if not sep or not KEY_ID.fullmatch(kid) or kid not in self._ring:
             raise TokenRefused()
@@ -158,8 +175,11 @@ class LinkTokens:
             # only a bug or a leaked key makes one, and it is refused as any other bad link
             # rather than escaping as a 500.
             raise TokenRefused() from None
-        if expires_at <= self._clock():
-            raise ApprovalExpired(
-                f"this approval link expired at {expires_at.isoformat()}; nothing was changed"
-            )
-        return TokenClaims(payload["aid"], payload["ph"], expires_at, kid, payload["jti"])
+        claims = TokenClaims(payload["aid"], payload["ph"], expires_at, kid, payload["jti"])
+        if not expired_ok and self.expired(claims):
+            raise link_expired(claims)
+        return claims
+
+    def expired(self, claims: TokenClaims) -> bool:
+        """Whether the link of ``claims`` is past its expiry by this clock."""
+        return claims.expires_at <= self._clock()

@@ -239,7 +239,11 @@ class RequestApproval:
             return Verdict.next()  # an earlier step stopped the run: nothing to ask for
         latest = await desk.store.latest_approval(ctx.run_id, step.index)
         if latest is not None and latest.state is ApprovalState.PENDING:
-            return Verdict.next()  # asked already; a wakeup before the decision
+            # Asked already: a wakeup before the decision, or a pass taken up again after its
+            # process died between storing the approval and its notice reaching the channel,
+            # whose approvers would otherwise never hear of it.
+            await desk.announce_undelivered(latest)
+            return Verdict.next()
         try:
             planned = ctx.previews.get(step.index) or await _plan(
                 self._deps, self._runner, ctx, step
