@@ -74,6 +74,16 @@ def _run_steps(run: dict[str, Any]) -> list[tuple[int, str]]:
     return [(s["idx"], s["outcome"]) for s in run["steps"] if s["phase"] == "run"]
 
 
+def _approved_and_acted_once(
+    served: Desk, run: dict[str, Any], approvals: list[dict[str, Any]], called: list[object]
+) -> None:
+    """The run succeeded, its one step ok; the endpoint got the step's one POST; the one
+    approval was alice's."""
+    assert (run["outcome"], _run_steps(run)) == ("succeeded", [(0, "ok")]), served.log()
+    assert called == [{"said": "crash around an approval"}]
+    assert [(a["state"], a["decided_by"]) for a in approvals] == [("approved", "alice")]
+
+
 async def _approve_once(served: Desk, browser: LinkClient) -> None:
     """Approve on the link's page (200), and a second POST of the same form is refused (409)
     saying who decided."""
@@ -107,9 +117,7 @@ async def test_killed_while_awaiting_approval_the_link_works_once_after_the_rest
         run = await served.run_ended(session)
         approvals = await _approvals(served, session)
         await served.audit_verified()
-    assert (run["outcome"], _run_steps(run)) == ("succeeded", [(0, "ok")]), served.log()
-    assert peer.called == [{"said": "crash around an approval"}]
-    assert [(a["state"], a["decided_by"]) for a in approvals] == [("approved", "alice")]
+    _approved_and_acted_once(served, run, approvals, peer.called)
     assert peer.kinds().count("approval.requested") == 1, peer.kinds()
     assert _endings(run) == ["succeeded"], run["audit"]
 
@@ -184,10 +192,8 @@ async def test_the_link_used_while_the_service_is_down_works_once_after_the_rest
         run = await served.run_ended(session)
         approvals = await _approvals(served, session)
         await served.audit_verified()
-    assert (run["outcome"], _run_steps(run)) == ("succeeded", [(0, "ok")]), served.log()
+    _approved_and_acted_once(served, run, approvals, peer.called)
     assert _endings(run) == ["succeeded"], run["audit"]
-    assert peer.called == [{"said": "crash around an approval"}]
-    assert [(a["state"], a["decided_by"]) for a in approvals] == [("approved", "alice")]
 
 
 async def test_an_approval_that_expires_while_the_service_is_down_ends_its_run_expired(
@@ -277,10 +283,8 @@ async def test_killed_after_the_approval_before_the_step_began_it_acts_once_afte
         run = await served.run_ended(session)
         approvals = await _approvals(served, session)
         await served.audit_verified()
-    assert (run["outcome"], _run_steps(run)) == ("succeeded", [(0, "ok")]), served.log()
+    _approved_and_acted_once(served, run, approvals, peer.called)
     assert _endings(run) == ["succeeded"], run["audit"]
-    assert peer.called == [{"said": "crash around an approval"}]
-    assert [(a["state"], a["decided_by"]) for a in approvals] == [("approved", "alice")]
 
 
 async def test_killed_before_the_request_notice_was_answered_the_approvers_are_told(
@@ -304,6 +308,4 @@ async def test_killed_before_the_request_notice_was_answered_the_approvers_are_t
         run = await served.run_ended(session)
         approvals = await _approvals(served, session)
         await served.audit_verified()
-    assert (run["outcome"], _run_steps(run)) == ("succeeded", [(0, "ok")]), served.log()
-    assert peer.called == [{"said": "crash around an approval"}]
-    assert [(a["state"], a["decided_by"]) for a in approvals] == [("approved", "alice")]
+    _approved_and_acted_once(served, run, approvals, peer.called)
