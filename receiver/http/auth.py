@@ -8,7 +8,9 @@ A request with no valid credential gets 401; a valid credential of the other rol
 A role with no credentials configured is open to everyone: the webhook when no webhook
 credential is set (the service refuses that with external servers unless asked for), the
 operator endpoints only when nothing at all is configured (a receiver run without any
-authentication). Every comparison is of SHA-256 digests with ``hmac.compare_digest``, against
+authentication). Open, it still refuses (403) a request that changes something when a browser
+says another site's page sent it (``origins.cross_site``): any page the operator's browser
+opens could otherwise post an alert that acts, or drop a dead letter. Every comparison is of SHA-256 digests with ``hmac.compare_digest``, against
 every configured credential, so neither the time taken nor the length reveals which one came
 close.
 """
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from receiver.config import Settings
 from receiver.config.operators import ANONYMOUS, WEBHOOK_NAME
+from receiver.http.origins import cross_site
 from receiver.http.responses import json_response
 
 __all__ = [
@@ -80,6 +83,16 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+# Methods that change nothing (RFC 9110 9.2.1): another site's page may send them, it cannot
+# read the answer (no CORS header is ever sent).
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+_CROSS_SITE = (
+    "forbidden: a page of another site sent this, and this service takes requests without"
+    " credentials (REMEDIATOR_ALLOW_UNAUTHENTICATED), so any page a browser opens could; call"
+    " it from a script, or configure credentials (auth.token, auth.operator_tokens_dir)"
+)
+
+
 class Authenticator:
     """The configured credentials, compared in constant time; see the module docstring."""
 
@@ -95,6 +108,7 @@ class Authenticator:
                 _digest(_encode(settings.webhook_username)),
                 _digest(_encode(settings.webhook_password.get_secret_value())),
             )
+        self._public_url = settings.external_url or None
         self._operators = [
             (name, _digest(_encode(token.get_secret_value())))
             for name, token in sorted(settings.operator_tokens.items())
@@ -155,9 +169,14 @@ class Authenticator:
         found = self.identify(request.headers.get("Authorization", ""))
         if found is None:
             is_open = self.webhook_open if required is Role.WEBHOOK else self.operators_open
-            if is_open:
-                return Principal(required, ANONYMOUS)
-            return self._refuse(required)
+            if not is_open:
+                return self._refuse(required)
+            if request.method not in _SAFE and cross_site(request, self._public_url):
+                # Open to any caller, so to a browser another site's page drives: a form or a
+                # fetch it sends needs no credential to post an alert that acts, or to drop a
+                # dead letter. A script sends no Origin nor Fetch Metadata, and is let in.
+                return json_response({"error": _CROSS_SITE}, 403)
+            return Principal(required, ANONYMOUS)
         if found.role is not required:
             takes = "the webhook credential" if required is Role.WEBHOOK else "an operator token"
             article = "an" if str(found.role)[0] in "aeiou" else "a"

@@ -270,3 +270,34 @@ async def test_a_header_that_is_not_utf8_is_401_not_500(make_client: MakeClient)
     finally:
         writer.close()
     assert status_line.split()[1] == b"401", status_line
+
+
+@pytest.mark.parametrize(
+    "browser",
+    [
+        {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+        # Another port of the same host: another origin, the same site.
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:3000"},
+        {"Origin": "https://evil.example"},  # a browser without Fetch Metadata
+        {"Origin": "null"},  # a sandboxed frame, or a page with no-referrer
+    ],
+)
+async def test_open_to_anyone_but_not_to_another_sites_page(
+    make_client: MakeClient, guards: Guards, store: Store, browser: dict[str, str]
+) -> None:
+    """With nothing configured, anyone may call: a script, but not any page the operator's
+    browser opens, whose form or fetch would post an alert that acts, or pause, with no
+    credential needed. What changes nothing (a GET) it may send: it cannot read the answer."""
+    client = await make_client(settings=Settings(), guards=guards)
+    refused = await client.post(ALERTS_PATH, data=json.dumps(sample()), headers=browser)
+    assert refused.status == 403
+    assert "another site" in (await refused.json())["error"]
+    assert await store.queue_depth() == 0
+    assert (await client.put(PAUSE_PATH, json={"reason": "x"}, headers=browser)).status == 403
+    assert not await guards.redis.exists(guards.keys.pause())
+    assert (await client.get("/api/v1/runs", headers=browser)).status == 200
+    # The service's own origin, a script (neither header), and Fetch Metadata's "none" (typed
+    # in the address bar) are let in.
+    same = {"Sec-Fetch-Site": "same-origin", "Origin": str(client.make_url("")).rstrip("/")}
+    for headers in (same, {}, {"Sec-Fetch-Site": "none"}):
+        assert (await client.post(ALERTS_PATH, json=sample(), headers=headers)).status == 200
