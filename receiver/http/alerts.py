@@ -78,7 +78,8 @@ def counts_response(accepted: int, duplicates: int) -> web.Response:
     """The 200 ``{"accepted":N,"duplicates":M}``, byte for byte what ``json_response`` gives
     it (compact, ``application/json; charset=utf-8``), formatted directly: every webhook gets
     one, and the JSON encoder and the text-to-bytes step were a visible part of intake's CPU
-    (issue 12). Both counts are ints, so nothing needs escaping."""
+    (issue 12). Both counts are ints, so nothing needs escaping. Without the other answers'
+    ``no-store`` and ``nosniff`` (``responses.json_response``): counts protect nothing."""
     return web.Response(
         body=b'{"accepted":%d,"duplicates":%d}' % (accepted, duplicates),
         content_type="application/json",

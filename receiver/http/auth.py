@@ -10,9 +10,9 @@ credential is set (the service refuses that with external servers unless asked f
 operator endpoints only when nothing at all is configured (a receiver run without any
 authentication). Open, it still refuses (403) a request that changes something when a browser
 says another site's page sent it (``origins.cross_site``): any page the operator's browser
-opens could otherwise post an alert that acts, or drop a dead letter. Every comparison is of SHA-256 digests with ``hmac.compare_digest``, against
-every configured credential, so neither the time taken nor the length reveals which one came
-close.
+opens could otherwise post an alert that acts, or drop a dead letter. Every comparison is of
+SHA-256 digests with ``hmac.compare_digest``, against every configured credential, so neither
+the time taken nor the length reveals which one came close.
 """
 
 from __future__ import annotations

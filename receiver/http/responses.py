@@ -19,12 +19,21 @@ from receiver.webpages import security_headers
 __all__ = ["html_response", "json_default", "json_response", "list_row", "row", "too_large"]
 
 
+# Every JSON answer: never stored (runs, approvals and the audit log are for their caller, not
+# for a shared cache or a browser's disk), never read by a browser as anything but JSON.
+_JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    """``data`` as compact JSON (see ``json_default`` for what it may hold)."""
+    """``data`` as compact JSON (see ``json_default`` for what it may hold), with
+    ``_JSON_HEADERS`` and ``headers``."""
     return web.Response(
-        text=_encode(data), status=status, content_type="application/json", headers=headers
+        text=_encode(data),
+        status=status,
+        content_type="application/json",
+        headers=_JSON_HEADERS if headers is None else {**_JSON_HEADERS, **headers},
     )
 
 

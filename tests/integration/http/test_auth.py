@@ -301,3 +301,16 @@ async def test_open_to_anyone_but_not_to_another_sites_page(
     same = {"Sec-Fetch-Site": "same-origin", "Origin": str(client.make_url("")).rstrip("/")}
     for headers in (same, {}, {"Sec-Fetch-Site": "none"}):
         assert (await client.post(ALERTS_PATH, json=sample(), headers=headers)).status == 200
+
+
+async def test_json_answers_are_not_stored_nor_sniffed(make_client: MakeClient) -> None:
+    """Runs, approvals and refusals are for their caller: no cache keeps them, and no browser
+    reads them as anything but JSON; an answer, a refusal and a 404 alike."""
+    client = await make_client()
+    for response in (
+        await client.get("/api/v1/runs", headers=OPERATOR),
+        await client.get("/api/v1/runs"),
+        await client.get("/api/v1/runs/no-such-run", headers=OPERATOR),
+    ):
+        assert response.headers["Cache-Control"] == "no-store", response.status
+        assert response.headers["X-Content-Type-Options"] == "nosniff", response.status
