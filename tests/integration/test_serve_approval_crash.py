@@ -40,6 +40,7 @@ from tests.support.approval_crash import (
     CSRF,
     Desk,
     LinkClient,
+    Peer,
     desk,
     fresh_session,
     running_peer,
@@ -56,6 +57,15 @@ async def _awaiting(served: Desk, session: aiohttp.ClientSession) -> dict[str, A
         lambda run: run["outcome"] == "awaiting_approval",
         what="the run parked awaiting approval",
     )
+
+
+async def _asked(served: Desk, peer: Peer, session: aiohttp.ClientSession) -> LinkClient:
+    """Post the alert; the client of the approval link the request notice brought, once the
+    run waits for the decision."""
+    await served.post_alert(session)
+    browser = LinkClient(session, await peer.request_link(), served.url)
+    await _awaiting(served, session)
+    return browser
 
 
 async def _approvals(served: Desk, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
@@ -131,9 +141,7 @@ async def test_killed_while_the_approved_step_acts_it_is_not_sent_again(
         fresh_session() as session,
     ):
         await served.start()
-        await served.post_alert(session)
-        browser = LinkClient(session, await peer.request_link(), served.url)
-        await _awaiting(served, session)
+        browser = await _asked(served, peer, session)
         peer.hold = asyncio.Event()  # the endpoint takes the POST and does not answer yet
         status, html = await browser.approve(await browser.csrf(), served.operator_token)
         assert status == 200, html
@@ -171,9 +179,7 @@ async def test_the_link_used_while_the_service_is_down_works_once_after_the_rest
         fresh_session() as session,
     ):
         await served.start()
-        await served.post_alert(session)
-        browser = LinkClient(session, await peer.request_link(), served.url)
-        await _awaiting(served, session)
+        browser = await _asked(served, peer, session)
         csrf = await browser.csrf()  # the page opened before the crash
 
         served.kill()
@@ -207,9 +213,7 @@ async def test_an_approval_that_expires_while_the_service_is_down_ends_its_run_e
         fresh_session() as session,
     ):
         await served.start()
-        await served.post_alert(session)
-        browser = LinkClient(session, await peer.request_link(), served.url)
-        await _awaiting(served, session)
+        browser = await _asked(served, peer, session)
         csrf = await browser.csrf()
         (pending,) = await _approvals(served, session)
 
@@ -264,9 +268,7 @@ async def test_killed_after_the_approval_before_the_step_began_it_acts_once_afte
         fresh_session() as session,
     ):
         await served.start()
-        await served.post_alert(session)
-        browser = LinkClient(session, await peer.request_link(), served.url)
-        await _awaiting(served, session)
+        browser = await _asked(served, peer, session)
         # Parked, the run gave its target lock back; the next command naming a lock is the
         # approved run's admission, which the relay holds: the step has not begun.
         await eventually(lambda: redis_client.keys("*lock:*"), lambda keys: not keys)
