@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from receiver.store.canonical import audit_data, canonical_json
-from receiver.store.chain import ChainRow, diagnose, diagnose_end, inserted_after_head
+from receiver.store.chain import ChainRow, diagnose, diagnose_end
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import AuditCheck, as_utc
@@ -220,11 +220,6 @@ class AuditLog(Database):
                     progress(checked, head_id)
                 current = _chain_row(row)
                 if current.prev_hash != (last.hash if last else "") or not current.sound:
-                    if head_id is not None and current.id > head_id:
-                        # Past the head: the service never appended it, whatever it links to.
-                        first = first_after_head if first_after_head is not None else current.id
-                        past = inserted_after_head(first, head_id)
-                        return AuditCheck(False, past.row_id, checked, past.reason, past.kind)
                     following = [
                         _chain_row(r)
                         for r in await conn.fetch(
@@ -233,7 +228,14 @@ class AuditLog(Database):
                             lookahead,
                         )
                     ]
-                    found = diagnose(last, current, following, before_last)
+                    found = diagnose(
+                        last,
+                        current,
+                        following,
+                        before_last,
+                        head_id=head_id,
+                        first_after_head=first_after_head,
+                    )
                     if found is not None:
                         return AuditCheck(False, found.row_id, checked, found.reason, found.kind)
                 before_last, last = last, current

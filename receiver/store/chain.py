@@ -59,14 +59,24 @@ def diagnose(
     row: ChainRow,
     following: Sequence[ChainRow],
     before_last: ChainRow | None = None,
+    *,
+    head_id: int | None = None,
+    first_after_head: int | None = None,
 ) -> Break | None:
     """Whether ``row`` (the row after ``last_good`` by id; None: the first row) breaks the
     chain, and how, given the rows that follow it (as many as the caller read ahead) and the
-    row before ``last_good`` (None when ``last_good`` is the first)."""
+    row before ``last_good`` (None when ``last_good`` is the first). ``head_id``: audit_head's
+    last row, read in the rows' snapshot; a row past it that breaks the chain is told as
+    inserted there (``inserted_after_head``, from ``first_after_head``, the first row past it
+    when an earlier one was)."""
     expected = last_good.hash if last_good is not None else ""
     after = f"row {last_good.id}" if last_good is not None else "the start of the log"
     if row.prev_hash == expected and row.sound:
         return None
+    if head_id is not None and row.id > head_id:
+        # Past the head: the service never appended it, whatever it links to.
+        first = first_after_head if first_after_head is not None else row.id
+        return inserted_after_head(first, head_id)
     if last_good is not None and row.prev_hash == (before_last.hash if before_last else ""):
         # This row links past the one before it: that one was made up and slipped in, with a
         # link and hash good enough to pass by itself.

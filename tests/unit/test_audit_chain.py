@@ -110,3 +110,19 @@ def test_the_end_of_the_chain_must_be_the_head() -> None:
     found = diagnose_end(last, 3, "other", last, None)
     assert found is not None
     assert (found.kind, found.row_id) == ("edited", 3)
+
+
+def test_a_row_past_the_head_that_breaks_the_chain_is_inserted_there() -> None:
+    _, b, c = _chain(3)
+    copy_of_b = ChainRow(4, b.prev_hash, b.hash, True)  # links to a row still in the log
+    inserted = Break(
+        "inserted", 4, "row 4 was inserted after the last row the service appended (row 3)"
+    )
+    assert diagnose(c, copy_of_b, [], b, head_id=3) == inserted
+    # Named from the first row past the head, when one before it passed.
+    later = ChainRow(5, "elsewhere", "h5", True)
+    found = diagnose(copy_of_b, later, [], c, head_id=3, first_after_head=4)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("inserted", 4)
+    # Without the head, the same row reads by the chain's other rules.
+    assert diagnose(c, copy_of_b, [], b) != inserted
