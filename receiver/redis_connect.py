@@ -236,11 +236,9 @@ async def _sentinel_problem(settings: Settings) -> str | None:
     (the guards then fail closed and /readyz says so)."""
     master = settings.redis_sentinel_master or ""
     password = _secret(settings.redis_sentinel_password)
+    tls = sentinel_tls_options(settings)
     answers = await asyncio.gather(
-        *(
-            _ask_sentinel(address, master, password, sentinel_tls_options(settings))
-            for address in settings.redis_sentinels
-        )
+        *(_ask_sentinel(address, master, password, tls) for address in settings.redis_sentinels)
     )
     if any(answer is True for answer in answers):
         return None
