@@ -4,12 +4,12 @@
 The transaction that ends a run or an approval queues this job on the run
 (receiver/store/finish.py): an operator's drop of the job a run waited on (``Queues.drop_item``:
 ``POST /api/v1/jobs/{id}/drop``, ``remediator jobs drop``; the job is due at once, and does all
-of it), an approval expired, rejected, or cancelled by its alert's resolution (``Approvals``,
-store/approval_ends.py), withdrawn because its alert fired again (store/withdrawal.py) or
-superseded (``Store.supersede_approval``), a run its alert's resolution overtook
-(``Store.end_resolved_run``, pipeline/overtaken.py) or a guard refused as it was taken up
-again (``Store.record_refusal``), an escalation overtaken (store/escalation_ends.py), stopped
-or refused for good (store/phase_stop.py).
+of it), an approval approved (``Store.decide_approval``: the run goes on), expired, rejected, or
+cancelled by its alert's resolution (``Approvals``, store/approval_ends.py), withdrawn because
+its alert fired again (store/withdrawal.py) or superseded (``Store.supersede_approval``), a run
+its alert's resolution overtook (``Store.end_resolved_run``, pipeline/overtaken.py) or a guard
+refused as it was taken up again (``Store.record_refusal``), an escalation overtaken
+(store/escalation_ends.py), stopped or refused for good (store/phase_stop.py).
 Before, all of it was done in process after the commit: a crash, Redis
 or the approvers' channel not answering in between lost it (the budget slot stayed spent for the
 budget's window, the approvers' message said "waiting" for good, the target lock held the target
@@ -24,9 +24,9 @@ do:
   and an ended run is never admitted again, so a second ``ZREM`` after one that took it out
   finds nothing, and never removes another run's slot.
 - ``notice:<approval id>`` (``FINISH_NOTICE``): the approvers told of the approval's end, the
-  notice's kind read from its state (expired, rejected, cancelled, superseded: replaced by a
-  new request, ``Store.supersede_approval``), through the approval desk's channel. A notice
-  delivered is audited (``notification.sent``) and a retry does not send it again
+  notice's kind read from its state (approved, expired, rejected, cancelled, superseded:
+  replaced by a new request, ``Store.supersede_approval``), through the approval desk's
+  channel. A notice delivered is audited (``notification.sent``) and a retry does not send it again
   (``Store.approval_notice_sent``); one the channel did not take is audited
   (``notification.failed``) and sent at the next attempt. A worker that dies between a
   delivery and its row sends it once more: at least once. With no approval desk or notifier
@@ -66,6 +66,7 @@ __all__ = ["NOTICE_RETRY_S", "NoticeRefused", "finish_end"]
 
 # The notice of each state an approval ends in.
 _NOTICE_OF_END = {
+    ApprovalState.APPROVED: NoticeKind.APPROVED,
     ApprovalState.EXPIRED: NoticeKind.EXPIRED,
     ApprovalState.REJECTED: NoticeKind.REJECTED,
     ApprovalState.CANCELLED: NoticeKind.CANCELLED,

@@ -4,8 +4,7 @@ The state machine's rules are ``receiver.approvals.state``; here each move is on
 UPDATE, so concurrent deciders cannot both win (research/alertmanager-protocol.md §5.2: "single
 use, atomically"). A move and everything that follows from it commit together: its audit row,
 the run's new outcome (rejected, expired, cancelled) and the held step's, and the job that
-takes the run up again after an approval.
-"""
+takes the run up again after an approval."""
 
 from __future__ import annotations
 
@@ -273,8 +272,8 @@ class Approvals(Database):
         with ``plan_hash``, only one that still holds that plan): one UPDATE, so of many
         concurrent deciders exactly one wins. None when nothing matched.
 
-        Approved: a ``resume_run`` job is due now. Rejected: the run ends ``rejected`` and the
-        held step too, with who and why."""
+        Approved: a ``resume_run`` job due now (and ``finish_end``, for its notice). Rejected:
+        the run ends ``rejected`` and the held step too, with who and why."""
         if state not in (ApprovalState.APPROVED, ApprovalState.REJECTED):
             raise ValueError(f"cannot decide an approval as {state.value}")
         async with self._tx() as conn:
@@ -301,8 +300,9 @@ class Approvals(Database):
             if row is None:
                 return None
             approval = _record(row)
-            if state is ApprovalState.APPROVED:
+            if state is ApprovalState.APPROVED:  # finish_end: the notice, should this process die
                 await enqueue(conn, JobKind.RESUME_RUN, approval.run_id)
+                await queue_finish(conn, approval.run_id, refund=False, notices=[approval.id])
             else:
                 why = f"rejected by {by}" + (f": {reason}" if reason else "")
                 await end_run(conn, approval, RunOutcome.REJECTED, "rejected", why)

@@ -1,7 +1,8 @@
 """What follows the end of a run or of its approvals beyond the store, queued with that end.
 
 A run or an approval that ends (an operator's drop of the job a run waited on, an approval
-expired, rejected or cancelled by its alert's resolution, an undo's approval withdrawn because
+approved (its run goes on, but the approvers' message must stop saying "waiting"), expired,
+rejected or cancelled by its alert's resolution, an undo's approval withdrawn because
 its alert fired again, an approval superseded, a run its alert's resolution overtook or a
 guard refused as it was taken up again, an escalation overtaken, stopped or refused for good)
 leaves work outside the store:
@@ -18,7 +19,7 @@ its own (payloads are merged, ``enqueue``):
 - ``refund`` (``FINISH_REFUND``): the slot given back when the run's records say none of its
   steps may have acted (``pipeline.budget.BudgetRefund``);
 - ``notice:<approval id>`` (``FINISH_NOTICE``): the approvers told of the approval's end, the
-  notice's kind read from its state (expired, rejected, cancelled, superseded: an approved
+  notice's kind read from its state (approved, expired, rejected, cancelled, superseded: an approved
   plan the target no longer matches, asked again, ``Store.supersede_approval``);
 - ``token:<token>`` (``FINISH_RELEASE``): the target lock given back if it still holds exactly
   that token (compare-and-delete); ``held_by_run`` (``FINISH_HELD_BY_RUN``): the lock the

@@ -51,3 +51,39 @@ async def test_killed_before_the_rejection_notice_was_answered_it_is_sent_after_
     assert peer.called == []
     assert run["outcome"] == "rejected", served.log()
     assert len(notice) == 1, peer.kinds()
+
+
+async def test_killed_before_the_approval_notice_was_answered_it_is_sent_after_the_restart(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    # Before, only the ends (expired, rejected, cancelled) were queued for their notice: an
+    # "approved" notice lost here left the approvers' message saying "waiting" while the step
+    # ran, and nobody could tell from the channel that someone had said yes.
+    async with (
+        running_peer() as peer,
+        desk(tmp_path, database_url=database_url, redis_url=redis_url, peer=peer) as served,
+        fresh_session() as session,
+    ):
+        await served.start()
+        await served.post_alert(session)
+        browser = LinkClient(session, await peer.request_link(), served.url)
+        csrf = await browser.csrf()
+        seen = peer.notices_seen
+        peer.notice_hold = asyncio.Event()
+        decided = asyncio.create_task(browser.approve(csrf, served.operator_token, "approve"))
+        await eventually(current(lambda: peer.notices_seen > seen), what="the approval notice")
+        served.kill()  # the approval committed; its notice reached no one
+        peer.notice_hold.set()
+        with pytest.raises(aiohttp.ClientError):  # the page's answer, cut off by the kill
+            await decided
+        await served.start()
+
+        notice = await eventually(
+            current(lambda: [n for n in peer.notices if n["kind"] == "approval.approved"]),
+            what="the approval notice after the restart",
+        )
+        run = await served.run_ended(session)
+        await served.audit_verified()
+    assert len(peer.called) == 1, served.log()  # the approved step acted, once
+    assert run["outcome"] == "succeeded", served.log()
+    assert len(notice) == 1, peer.kinds()
