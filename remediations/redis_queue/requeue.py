@@ -92,6 +92,7 @@ class RequeueDeadLetters:
             Layout.RQ: _lua("requeue_rq.lua"),
             Layout.STREAM: _lua("reclaim_stream.lua"),
         }
+        self._rq_count = _lua("count_rq.lua")
 
     def requires(self, target: Target) -> frozenset[str]:
         """``redis:<connection>`` of the ``<connection>/<queue>`` target."""
@@ -141,13 +142,17 @@ class RequeueDeadLetters:
         counts = await self._read(queues, "count", lambda: self._counts(queues, spec, typed))
         before = {k: v for k, v in counts.items() if k != "waiting"}
         if ctx.dry_run:
-            waiting = counts["waiting"]
+            waiting, detail = counts["waiting"], ""
+            if spec.layout is Layout.RQ:
+                waiting, detail = await self._read(
+                    queues, "count", lambda: self._rq_would_move(queues, spec, typed)
+                )
             would = min(typed.max_messages, waiting)
             more = "+" if waiting > would else ""
             return Result(
                 Outcome.DRY_RUN,
                 f"dry run (nothing moved): requeue {would} of {waiting}{more} "
-                f"{self._what(spec, typed)} of {target.name} ({spec.describe()})",
+                f"{self._what(spec, typed)} of {target.name} ({spec.describe()}){detail}",
                 before,
             )
         try:
@@ -231,6 +236,30 @@ class RequeueDeadLetters:
             return {"waiting": failed, "dead_letters": failed, "queue": int(await r.llen(spec.key))}
         dead = int(await r.llen(spec.dead_letter_key))
         return {"waiting": dead, "dead_letters": dead, "queue": int(await r.llen(spec.key))}
+
+    async def _rq_would_move(
+        self, queues: RedisQueues, spec: QueueSpec, params: RequeueParams
+    ) -> tuple[int, str]:
+        """What a live RQ move would move now (``lua/count_rq.lua``, read only): how many of
+        the failed jobs, up to one past the cap, and the words for the ids it would skip. Not
+        the registry's count: an id whose job hash is gone is counted there and skipped by the
+        move, so a dry run of 150 such ids before 2 jobs said it would requeue 10."""
+        reply = await queues.client.eval(
+            self._rq_count,
+            1,
+            spec.dead_letter_key,
+            params.max_messages + 1,
+            spec.job_key_prefix,
+            self._rq_now(),
+        )
+        would, skipped = (int(x) for x in reply)
+        detail = (
+            f"; {skipped} failed id(s) would be skipped: not expired, but no job hash under "
+            f"{spec.job_key_prefix!r}"
+            if skipped
+            else ""
+        )
+        return would, detail
 
     async def _move(
         self, queues: RedisQueues, spec: QueueSpec, params: RequeueParams

@@ -85,3 +85,47 @@ async def test_an_event_whose_admission_keeps_failing_ends_dead(make_harness: Ma
         await worker.stop(2)
     assert event["failures"] == 3
     assert event["last_error"].startswith("GuardError: redis refused the guards' admit script")
+
+
+def _committed_keys(keys: list[bytes | str]) -> list[str]:
+    """The guard keys an admission commits (all but the fence a test wrote itself)."""
+    names = (k.decode() if isinstance(k, bytes) else k for k in keys)
+    return sorted(k for k in names if ":fence:" not in k)
+
+
+@pytest.mark.parametrize("fence", ["garbage", "1.5", "-3", "9" * 19, "a hash"])
+async def test_a_fence_set_by_hand_to_what_incr_cannot_take_fails_before_any_commit(
+    redis_client: redis.asyncio.Redis, fence: str
+) -> None:
+    # The fence is the last thing the admission commits. A script's error undoes nothing, so
+    # before, its INCR failing left the cooldown started, the rate and budget slots spent and
+    # the target locked for a run that fails and never acts.
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    key = guards.keys.fence(TARGET)
+    if fence == "a hash":
+        await redis_client.hset(key, "set", "by hand")
+    else:
+        await redis_client.set(key, fence)
+    spec = GuardSpec(cooldown_s=60, max_runs=3, max_runs_per_s=600)
+    with pytest.raises(GuardError, match=f"lock guard cannot read its key.*{key}"):
+        await guards.admit(_request(spec))
+    assert _committed_keys(await redis_client.keys("*")) == []
+    # Fixed as the error says, the run is admitted with the next fence.
+    await redis_client.delete(key)
+    await redis_client.set(key, "41")
+    admission = await guards.admit(_request(spec))
+    assert admission.admitted
+    assert admission.fence == 42
+
+
+async def test_a_guard_key_of_another_type_names_the_guard_and_key(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    key = guards.keys.cooldown("rule", TARGET)
+    await redis_client.hset(key, mapping={"set": "by hand"})
+    with pytest.raises(
+        GuardError, match=f"the cooldown guard cannot read its key.* {key}: WRONGTYPE"
+    ):
+        await guards.admit(_request(GuardSpec(cooldown_s=60)))
+    assert _committed_keys(await redis_client.keys("*")) == [key]

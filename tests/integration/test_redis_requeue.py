@@ -206,6 +206,8 @@ async def test_rq_expired_ids_at_the_head_do_not_stall_the_requeue(queues: Redis
     # Counted as rq counts them (after its cleanup), and a dry run changes nothing.
     dry = await action.run(ctx(queues, dry_run=True), target("reports"), params(10))
     assert "requeue 4 of 4 dead letters" in dry.message
+    capped = await action.run(ctx(queues, dry_run=True), target("reports"), params(3))
+    assert "requeue 3 of 4+ dead letters" in capped.message, capped.message
     assert await r.zcard("rq:failed:reports") == 154
 
     result = await action.run(ctx(queues), target("reports"), params(10))
@@ -228,10 +230,16 @@ async def test_rq_ids_whose_job_is_gone_are_looked_past_and_left(queues: RedisQu
     await r.zadd("rq:failed:reports", {f"evicted-{i}": future + i for i in range(150)})
     await failed_job(r, "j-1", future + 1000)
     await failed_job(r, "j-2", future + 1001)
+    action = RequeueDeadLetters(clock=lambda: now)
 
-    result = await RequeueDeadLetters(clock=lambda: now).run(
-        ctx(queues), target("reports"), params(10)
-    )
+    # The dry run says what the live run then does: 2 jobs, not the registry's 152 ids (it
+    # said "requeue 10 of 152+").
+    dry = await action.run(ctx(queues, dry_run=True), target("reports"), params(10))
+    assert "requeue 2 of 2 dead letters" in dry.message, dry.message
+    assert "150 failed id(s) would be skipped" in dry.message
+    assert await r.zcard("rq:failed:reports") == 152
+
+    result = await action.run(ctx(queues), target("reports"), params(10))
 
     assert result.after["jobs"] == ["j-1", "j-2"]
     assert "150 failed id(s) skipped" in result.message

@@ -171,7 +171,23 @@ local function issued_ms(token)
   local digits = string.match(token, TOKEN_TIME)
   return digits and tonumber(string.sub(digits, 1, 12), 16)
 end
+-- The fence is INCRed by the commit, after the other guards' commits, and a script's error
+-- undoes nothing it wrote: a fence INCR cannot take (set by hand to text, a float or another
+-- type), or a negative one (whose fence the caller reads as none), failed the admission with
+-- the cooldown started, the rate and budget slots spent and the lock held, for a run that
+-- never acts. So it is read here, before anything is committed.
+local FENCE_DIGITS = 18  -- INCR of any integer this long stays within a signed 64-bit integer
+local function fence_readable(key)
+  local fence = redis.call('GET', key)
+  if not fence then return end
+  local digits = string.match(fence, '^(%d+)$')
+  if digits and #digits <= FENCE_DIGITS then return end
+  error('the target fence ' .. key .. ' holds ' .. string.format('%q', string.sub(fence, 1, 40))
+    .. ', not a whole number of at most 18 digits: set it to one above every fence issued on'
+    .. ' this target (the run.admitted audit rows name them), never lower', 0)
+end
 checks.lock = function(keys, args)
+  fence_readable(keys[2])
   local token, until_ms = read_until(keys[1])
   if token and lock_holder(token) ~= run_id then
     return 'target is locked by run ' .. lock_holder(token), until_ms
@@ -231,9 +247,19 @@ else
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A key of the wrong type or value (changed by hand) fails its check: the error names the guard
+-- and its keys, for the operator to fix, and comes before any commit. A Redis error keeps its
+-- code after ': ', as the caller reads outage codes there (receiver/guards/scripts.py).
+local function check_failed(name, keys, err)
+  if type(err) == 'table' then err = err.err or err.message end
+  return redis.error_reply('the ' .. name .. ' guard cannot read its key(s) '
+    .. table.concat(keys, ', ') .. ': ' .. tostring(err))
+end
+
 -- Check each in order; the first refusal wins.
 for _, step in ipairs(plan) do
-  local reason, retry_at = checks[step[1]](step[2], step[3])
+  local ok, reason, retry_at = pcall(checks[step[1]], step[2], step[3])
+  if not ok then return check_failed(step[1], step[2], reason) end
   if reason then return {0, step[1], reason, retry_at or -1, now} end
 end
 
