@@ -74,6 +74,7 @@ from receiver.store.records import (
 from receiver.store.resolved_runs import ResolvedEnd, ResolvedRuns
 from receiver.store.review import ReviewReads
 from receiver.store.runs import Runs
+from receiver.store.session_name import store_session_settings
 from receiver.store.signouts import SignOuts
 from receiver.store.statistics import Statistics
 from receiver.store.steps import STARTED, StepStart, StepWriter, admitted_data
@@ -134,6 +135,7 @@ __all__ = [
     "keep_statistics",
     "next_lane",
     "run_id_of",
+    "store_session_settings",
 ]
 
 

@@ -39,6 +39,7 @@ from receiver.store.history_sql import HISTORY_CALL, batch_arguments
 from receiver.store.migrate import applied_versions, migrate
 from receiver.store.pool_capacity import check_capacity, connections_per_process
 from receiver.store.pooler_probe import probe_pooler
+from receiver.store.session_name import store_session_settings
 from receiver.store.settled import SettledConnection, settle
 
 __all__ = ["WORK_CHANNEL", "Database", "connect_options"]
@@ -154,6 +155,7 @@ class Database:
                 )
             pool = await asyncpg.create_pool(
                 dsn,
+                server_settings=store_session_settings(dsn),
                 min_size=min_size,
                 max_size=max_size,
                 timeout=connect_timeout_s,

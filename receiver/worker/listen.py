@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from receiver.log_limits import Throttle
-from receiver.store import WORK_CHANNEL, describe, is_unavailable
+from receiver.store import WORK_CHANNEL, describe, is_unavailable, store_session_settings
 from receiver.worker.attempt import Backoff
 
 __all__ = [
@@ -109,7 +109,11 @@ class Listener:
             error: BaseException | None = None
             try:
                 conn = await asyncpg.connect(
-                    self._dsn, timeout=5.0, command_timeout=self._command_timeout_s
+                    self._dsn,
+                    timeout=5.0,
+                    command_timeout=self._command_timeout_s,
+                    # Idle for good: named, so the session actions never end it.
+                    server_settings=store_session_settings(self._dsn),
                 )
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(WORK_CHANNEL, self._on_notify)

@@ -41,6 +41,9 @@ WITH candidates AS MATERIALIZED (
                                 THEN ARRAY[current_database()::text] ELSE $1::text[] END)
       AND a.usename = ANY ($2::text[])
       AND coalesce(a.application_name, '') <> ALL ($3::text[])
+      -- nor the service's own: its store may share the server under a listed role
+      -- (receiver/store/session_name.py names its sessions so)
+      AND coalesce(a.application_name, '') NOT LIKE 'alert-remediator%'
       AND a.state IN ('active', 'fastpath function call')
       AND s.since < now() - make_interval(secs => $4)
       AND ($7::int[] IS NULL
