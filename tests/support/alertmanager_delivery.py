@@ -95,14 +95,24 @@ class Processes:
         return receiver.proc.wait(60)
 
     def start_alertmanager(
-        self, name: str, receiver_url: str, *, max_alerts: int = 0
+        self,
+        name: str,
+        receiver_url: str,
+        *,
+        max_alerts: int = 0,
+        http_config: dict[str, Any] | None = None,
+        cluster: tuple[int, list[int]] | None = None,
     ) -> Alertmanager:
-        # Unclustered: two instances do not dedupe between themselves.
+        """Unclustered unless ``cluster`` (alertmanagers.start): two instances then do not
+        dedupe between themselves. ``http_config`` replaces the shipped webhook's (the bearer
+        token in ``token_file``)."""
         config = alertmanagers.shipped_config(receiver_url, self.token_file, repeat_interval="3s")
+        (receiver,) = [r for r in config["receivers"] if r["name"] == "remediator"]
         if max_alerts:
-            (receiver,) = [r for r in config["receivers"] if r["name"] == "remediator"]
             receiver["webhook_configs"][0]["max_alerts"] = max_alerts
-        am = alertmanagers.start(name, self.version, self.tmp / name, config)
+        if http_config is not None:
+            receiver["webhook_configs"][0]["http_config"] = http_config
+        am = alertmanagers.start(name, self.version, self.tmp / name, config, cluster=cluster)
         self.alertmanagers.append(am)
         return am
 

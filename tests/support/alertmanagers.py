@@ -108,9 +108,18 @@ class Alertmanager(Daemon):
         return self.url.removeprefix("http://")
 
 
-def start(name: str, version: str, workdir: Path, config: dict[str, Any]) -> Alertmanager:
-    """Start Alertmanager ``version`` unclustered on a free loopback port (its configuration,
-    data and log under ``workdir``, which must not exist yet)."""
+def start(
+    name: str,
+    version: str,
+    workdir: Path,
+    config: dict[str, Any],
+    *,
+    cluster: tuple[int, list[int]] | None = None,
+) -> Alertmanager:
+    """Start Alertmanager ``version`` on a free loopback port (its configuration, data and log
+    under ``workdir``, which must not exist yet): unclustered, or with ``cluster`` = (its gossip
+    port, its peers' gossip ports) a member of an HA cluster on loopback, whose peer timeout is
+    2 s (15 s by default: the second replica waits that long for the first one's entry)."""
     binary = alertmanager_binary(version)
     workdir.mkdir(parents=True)
     config_file = workdir / "alertmanager.yml"
@@ -121,9 +130,14 @@ def start(name: str, version: str, workdir: Path, config: dict[str, Any]) -> Ale
         f"--config.file={config_file}",
         f"--storage.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",  # no clustering: instances never dedupe
         "--log.level=debug",
     ]
+    if cluster is None:
+        argv.append("--cluster.listen-address=")  # no clustering: instances never dedupe
+    else:
+        gossip, peers = cluster
+        argv += [f"--cluster.listen-address=127.0.0.1:{gossip}", "--cluster.peer-timeout=2s"]
+        argv += [f"--cluster.peer=127.0.0.1:{peer}" for peer in peers]
     proc, log = spawn(argv, workdir, "alertmanager.log")
     return Alertmanager(name, proc, f"http://127.0.0.1:{port}", log, version)
 

@@ -68,9 +68,13 @@ def _binary() -> str:
     return path
 
 
-def start(workdir: Path, rules: dict[str, Any], scrape: str, alertmanager: str) -> Prometheus:
+def start(
+    workdir: Path, rules: dict[str, Any], scrape: str, alertmanager: str | list[str]
+) -> Prometheus:
     """Start Prometheus scraping ``scrape`` (``host:port``) and alerting ``alertmanager``
-    (``host:port``, API v2), scrape and evaluation every second, with ``rules``."""
+    (``host:port``, API v2; a list: every replica of an HA pair, as Prometheus must), scrape
+    and evaluation every second, with ``rules``."""
+    targets = [alertmanager] if isinstance(alertmanager, str) else alertmanager
     binary = _binary()
     workdir.mkdir(parents=True)
     (workdir / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
@@ -78,9 +82,7 @@ def start(workdir: Path, rules: dict[str, Any], scrape: str, alertmanager: str) 
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": ["rules.yml"],
         "alerting": {
-            "alertmanagers": [
-                {"api_version": "v2", "static_configs": [{"targets": [alertmanager]}]}
-            ]
+            "alertmanagers": [{"api_version": "v2", "static_configs": [{"targets": targets}]}]
         },
         # honor_labels: the series carry namespace and pod, as Kubernetes discovery would set.
         "scrape_configs": [
