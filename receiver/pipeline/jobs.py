@@ -43,7 +43,7 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.approvals.desk import Gate
-from receiver.model import Announce, Disposition, RunOutcome, VerifyResult
+from receiver.model import Announce, Disposition, RunOutcome
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps
 from receiver.pipeline.escalate import Escalation, escalating
 from receiver.pipeline.events import disposition_of
@@ -160,9 +160,7 @@ class JobHandler:
             )
             log.info("verification continues", wait_s=ended.wait_s)
             return Disposition.done()
-        outcome = (
-            RunOutcome.VERIFIED if ended.result is VerifyResult.VERIFIED else RunOutcome.FAILED
-        )
+        outcome = ended.result.run_outcome
         deps.metrics.run_finished(run.rule, outcome)
         deps.metrics.verification_ended(run.rule, ended.result)
         log.info("verification ended", result=str(ended.result), escalation=ended.escalation)

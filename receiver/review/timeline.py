@@ -32,6 +32,7 @@ from receiver.review.notes import (
     matched_detail,
     notification,
     parse_time,
+    resolved_early,
     run_note,
     service_note,
     service_span,
@@ -136,6 +137,11 @@ def _refusal(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     when = f"would pass at {at_text(parse_time(retry))}" if retry else "waiting will not help"
     reason = str(data.get("reason") or "")
     return "guard-refuse", f"Refused by the {data.get('guard')} guard", f"{reason}; {when}", "warn"
+
+
+# The rows that may end a run resolved before its first step acted: its closing, or, when
+# its resolution was taken up while it ran, the outcome its deadline job wrote.
+_ENDS_EARLY = ("run.closed", "run.outcome")
 
 
 def _outcome(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
@@ -255,6 +261,8 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
         made = _refusal(data)
     elif row.kind == "run.outcome":
         made = _outcome(data)
+    elif row.kind in _ENDS_EARLY and (early := resolved_early(data)) is not None:
+        made = early
     elif row.kind == "run.closed":
         resolved = parse_time(data.get("resolved_at"))
         ttr = data.get("time_to_resolve_s")
