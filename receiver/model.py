@@ -236,9 +236,7 @@ class RunOutcome(StrEnum):
     # Steps done, waiting for the alert to resolve (and, with a settle period, to stay resolved).
     VERIFYING = "verifying"
     VERIFIED = "verified"  # the alert resolved in time (and did not recur while settling)
-    # Steps done, no verification asked for, or the alert resolved before they acted
-    # (``verify_result``: resolved_before_action).
-    SUCCEEDED = "succeeded"
+    SUCCEEDED = "succeeded"  # steps done, nothing verified (or resolved_before_action)
     DRY_RUN = "dry_run"
     REFUSED = "refused"  # a guard or a precondition said no
     # A step failed, or verification failed (``verify_result``: not_resolved or recurred).
@@ -255,19 +253,8 @@ class VerifyResult(StrEnum):
     NOT_RESOLVED = "not_resolved"  # still firing at the deadline
     RECURRED = "recurred"  # resolved, then fired again on the same target while settling
     # Resolved before the run's first step acted (the alert ended by itself while its firing
-    # waited): the steps cannot have fixed it, so the rule is not credited; run ``succeeded``.
+    # waited): the steps cannot have fixed it; the run ``succeeded``, the rule is not credited.
     RESOLVED_BEFORE_ACTION = "resolved_before_action"
-
-    @property
-    def run_outcome(self) -> RunOutcome:
-        """The outcome of a run whose verification ended so: ``verified``, ``succeeded``
-        (resolved before its steps acted: they did what they were asked, nothing is credited),
-        else ``failed``."""
-        if self is VerifyResult.VERIFIED:
-            return RunOutcome.VERIFIED
-        if self is VerifyResult.RESOLVED_BEFORE_ACTION:
-            return RunOutcome.SUCCEEDED
-        return RunOutcome.FAILED
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.approvals.desk import Gate
-from receiver.model import Announce, Disposition, RunOutcome
+from receiver.model import Announce, Disposition, RunOutcome, VerifyResult
 from receiver.pipeline.context import STEP_AWAITING_APPROVAL, Deps
 from receiver.pipeline.escalate import Escalation, escalating
 from receiver.pipeline.events import disposition_of
@@ -160,11 +160,19 @@ class JobHandler:
             )
             log.info("verification continues", wait_s=ended.wait_s)
             return Disposition.done()
-        outcome = ended.result.run_outcome
+        outcome = _ENDED_AS.get(ended.result, RunOutcome.FAILED)
         deps.metrics.run_finished(run.rule, outcome)
         deps.metrics.verification_ended(run.rule, ended.result)
         log.info("verification ended", result=str(ended.result), escalation=ended.escalation)
         return Disposition.done()
+
+
+# The outcome of a run whose verification ended with each result; any other: failed.
+_ENDED_AS = {
+    VerifyResult.VERIFIED: RunOutcome.VERIFIED,
+    # Its steps did what they were asked; the resolution came before them: nothing credited.
+    VerifyResult.RESOLVED_BEFORE_ACTION: RunOutcome.SUCCEEDED,
+}
 
 
 def _undo_held(run: RunRecord) -> bool:

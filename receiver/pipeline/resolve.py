@@ -196,9 +196,8 @@ class Close:
         early = run.verify_result is VerifyResult.RESOLVED_BEFORE_ACTION
         if outcome == RunOutcome.VERIFIED or (outcome == RunOutcome.SUCCEEDED and early):
             # This close decided it: a run closed before (resolved_at set) is not closed again.
-            result = run.verify_result or VerifyResult.VERIFIED
-            metrics.run_finished(run.rule, result.run_outcome)
-            metrics.verification_ended(run.rule, result)
+            metrics.run_finished(run.rule, RunOutcome(outcome))
+            metrics.verification_ended(run.rule, run.verify_result or VerifyResult.VERIFIED)
         if run.time_to_resolve_s is not None and run.outcome in _ACTED and not early:
             metrics.run_resolved(run.rule, run.time_to_resolve_s)
 

@@ -139,11 +139,6 @@ def _refusal(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return "guard-refuse", f"Refused by the {data.get('guard')} guard", f"{reason}; {when}", "warn"
 
 
-# The rows that may end a run resolved before its first step acted: its closing, or, when
-# its resolution was taken up while it ran, the outcome its deadline job wrote.
-_ENDS_EARLY = ("run.closed", "run.outcome")
-
-
 def _outcome(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
     outcome = str(data.get("outcome") or "")
     if outcome in _QUIET_OUTCOMES:
@@ -259,10 +254,12 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
         made = guard_entry(data)
     elif row.kind == "run.refused":
         made = _refusal(data)
+    elif row.kind in ("run.closed", "run.outcome") and (early := resolved_early(data)):
+        # Closed before its first step acted (its deadline job's outcome row, when the
+        # resolution came while it ran): not the plain "resolved" nor "succeeded" entry.
+        made = early
     elif row.kind == "run.outcome":
         made = _outcome(data)
-    elif row.kind in _ENDS_EARLY and (early := resolved_early(data)) is not None:
-        made = early
     elif row.kind == "run.closed":
         resolved = parse_time(data.get("resolved_at"))
         ttr = data.get("time_to_resolve_s")

@@ -288,11 +288,14 @@ async def test_with_no_step_started_the_runs_own_start_counts(store: Store) -> N
 
 
 @pytest.mark.parametrize(
-    ("offset_s", "result"),
-    [(-1.0, VerifyResult.RESOLVED_BEFORE_ACTION), (1.0, VerifyResult.VERIFIED)],
+    ("offset_s", "result", "outcome"),
+    [
+        (-1.0, VerifyResult.RESOLVED_BEFORE_ACTION, RunOutcome.SUCCEEDED),
+        (1.0, VerifyResult.VERIFIED, RunOutcome.VERIFIED),
+    ],
 )
 async def test_an_inferred_resolution_counts_by_the_latest_it_can_have_been(
-    store: Store, offset_s: float, result: VerifyResult
+    store: Store, offset_s: float, result: VerifyResult, outcome: RunOutcome
 ) -> None:
     """A later episode began at ``acted + offset_s``: the run's episode ended by then, perhaps
     long before; only when even that latest time is before the step is it not credited."""
@@ -300,9 +303,7 @@ async def test_an_inferred_resolution_counts_by_the_latest_it_can_have_been(
     assert await store.set_run_outcome(run_id, RunOutcome.VERIFYING)
     began = acted + timedelta(seconds=offset_s)
 
-    outcome = await store.close_run(run_id, began, inferred_from=_rfc3339(began))
-
-    assert outcome == result.run_outcome
+    assert await store.close_run(run_id, began, inferred_from=_rfc3339(began)) == outcome
     run = await store.get_run(run_id, with_steps=False)
     assert run is not None
     assert (run.verify_result, run.resolution_inferred_from) == (result, _rfc3339(began))
