@@ -236,7 +236,7 @@ class RunOutcome(StrEnum):
     # Steps done, waiting for the alert to resolve (and, with a settle period, to stay resolved).
     VERIFYING = "verifying"
     VERIFIED = "verified"  # the alert resolved in time (and did not recur while settling)
-    SUCCEEDED = "succeeded"  # steps done, no verification asked for
+    SUCCEEDED = "succeeded"  # steps done, nothing verified (or resolved_before_action)
     DRY_RUN = "dry_run"
     REFUSED = "refused"  # a guard or a precondition said no
     # A step failed, or verification failed (``verify_result``: not_resolved or recurred).
@@ -252,6 +252,9 @@ class VerifyResult(StrEnum):
     VERIFIED = "verified"  # resolved within verify.resolved_within (and stayed so: settle)
     NOT_RESOLVED = "not_resolved"  # still firing at the deadline
     RECURRED = "recurred"  # resolved, then fired again on the same target while settling
+    # Resolved before the run's first step acted (the alert ended by itself while its firing
+    # waited): the steps cannot have fixed it; the run ``succeeded``, the rule is not credited.
+    RESOLVED_BEFORE_ACTION = "resolved_before_action"
 
 
 @dataclass(frozen=True, slots=True)

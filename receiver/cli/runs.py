@@ -62,6 +62,8 @@ def runs(
 
 
 _FAILED_HOW = {"not_resolved": "not resolved", "recurred": "recurred"}
+# A run whose alert resolved before its first step acted: succeeded, the rule not credited.
+_EARLY = "resolved_before_action"
 
 # Where each column's value may sit in a row, first match wins.
 _CELL_KEYS = {
@@ -80,6 +82,9 @@ def _cell(row: dict[str, Any], column: str) -> str:
     if column == "outcome" and row.get("outcome") == "failed" and result in _FAILED_HOW:
         # A failed verification says how: "failed (recurred)", "failed (not resolved)".
         return f"failed ({_FAILED_HOW[result]})"
+    if column == "outcome" and row.get("outcome") == "succeeded" and result == _EARLY:
+        # Not a plain success: the alert had resolved before the steps acted.
+        return "succeeded (resolved before action)"
     for key in _CELL_KEYS[column]:
         if key in row and row[key] is not None:
             value = row[key]

@@ -160,13 +160,19 @@ class JobHandler:
             )
             log.info("verification continues", wait_s=ended.wait_s)
             return Disposition.done()
-        outcome = (
-            RunOutcome.VERIFIED if ended.result is VerifyResult.VERIFIED else RunOutcome.FAILED
-        )
+        outcome = _ENDED_AS.get(ended.result, RunOutcome.FAILED)
         deps.metrics.run_finished(run.rule, outcome)
         deps.metrics.verification_ended(run.rule, ended.result)
         log.info("verification ended", result=str(ended.result), escalation=ended.escalation)
         return Disposition.done()
+
+
+# The outcome of a run whose verification ended with each result; any other: failed.
+_ENDED_AS = {
+    VerifyResult.VERIFIED: RunOutcome.VERIFIED,
+    # Its steps did what they were asked; the resolution came before them: nothing credited.
+    VerifyResult.RESOLVED_BEFORE_ACTION: RunOutcome.SUCCEEDED,
+}
 
 
 def _undo_held(run: RunRecord) -> bool:

@@ -134,9 +134,6 @@ class Close:
                     outcome=outcome,
                     undo_deferred=deferred and bool(ctx.steps),
                 )
-            if outcome == RunOutcome.VERIFIED:
-                self._deps.metrics.run_finished(ctx.rule, RunOutcome.VERIFIED)
-                self._deps.metrics.verification_ended(ctx.rule, VerifyResult.VERIFIED)
         if self._deps.approvals is not None:
             # A step still waiting for its approval is no longer wanted (idempotent); not an
             # on_resolved step's: the resolution is what it waits on.
@@ -164,7 +161,7 @@ class Close:
                 await release_admitted_lock(self._deps, run.id, ctx.rule, ctx.target, ctx.log)
             run = await store.get_run(ctx.run_id) or run
         if outcome is not None:
-            self._measure(run)
+            self._ended(run, outcome)
         ctx.prior = run
         ctx.caveat = caveat(run)
         if ctx.caveat:
@@ -191,10 +188,18 @@ class Close:
         )
         return Verdict.next()
 
-    def _measure(self, run: RunRecord) -> None:
-        """The time to resolve of a run closed just now, when its steps ran."""
-        if run.time_to_resolve_s is not None and run.outcome in _ACTED:
-            self._deps.metrics.run_resolved(run.rule, run.time_to_resolve_s)
+    def _ended(self, run: RunRecord, outcome: str) -> None:
+        """The metrics of a run closed just now (``outcome``: as ``close_run`` left it): a
+        verification it ended, and its time to resolve when its steps ran and could have
+        caused the resolution (one dated before they acted says nothing of them)."""
+        metrics = self._deps.metrics
+        early = run.verify_result is VerifyResult.RESOLVED_BEFORE_ACTION
+        if outcome == RunOutcome.VERIFIED or (outcome == RunOutcome.SUCCEEDED and early):
+            # This close decided it: a run closed before (resolved_at set) is not closed again.
+            metrics.run_finished(run.rule, RunOutcome(outcome))
+            metrics.verification_ended(run.rule, run.verify_result or VerifyResult.VERIFIED)
+        if run.time_to_resolve_s is not None and run.outcome in _ACTED and not early:
+            metrics.run_resolved(run.rule, run.time_to_resolve_s)
 
 
 # On_resolved steps still to settle: planned, held for an approval, or started by a worker

@@ -273,7 +273,8 @@ def _effectiveness(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         "## Effectiveness per rule",
         "",
         "Verified % and failed % are of the runs whose steps ran (verified, failed, succeeded);"
-        " times to resolve are of those runs whose alert resolved.",
+        " times to resolve are of those runs whose alert resolved. Resolved before acting: runs"
+        " whose alert resolved before their first step acted, in neither percentage.",
         "",
     ]
     approvals = ("granted", "rejected", "expired")
@@ -283,6 +284,7 @@ def _effectiveness(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             "runs",
             "verified %",
             "failed %",
+            "resolved before acting",
             "median TTR",
             "p90 TTR",
             "refusals by guard",
@@ -294,6 +296,7 @@ def _effectiveness(rows: Sequence[Mapping[str, Any]]) -> list[str]:
                 str(r["runs"]),
                 _pct(r["verified_pct"]),
                 _pct(r["failed_pct"]),
+                str(r.get("resolved_before_action", 0)),
                 _dur(r["ttr_median_s"]),
                 _dur(r["ttr_p90_s"]),
                 _counts(r["refusals"]),

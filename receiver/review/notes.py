@@ -26,6 +26,7 @@ __all__ = [
     "matched_detail",
     "notification",
     "parse_time",
+    "resolved_early",
     "run_note",
     "service_note",
     "service_span",
@@ -257,3 +258,18 @@ def _service_note(row: AuditEntry) -> tuple[str, str, str]:
         return title, detail, "neutral" if delivered else "warn"
     compact = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, default=str)
     return row.kind, compact, "neutral"
+
+
+def resolved_early(data: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
+    """The entry of a ``run.closed`` row (or, decided at the run's deadline, ``run.outcome``)
+    that ended a run ``resolved_before_action``: when its alert resolved and when its first
+    step acted, its error saying so in full; None for any other row's data."""
+    if data.get("verify_result") != "resolved_before_action":
+        return None
+    resolved = parse_time(data.get("resolved_at"))
+    acted = parse_time(data.get("first_step_acted_at"))
+    title = (
+        f"Alert resolved at {at_text(resolved)}, before the first step acted at "
+        f"{at_text(acted)}: not credited to the rule"
+    )
+    return "resolved", title, str(data.get("error") or ""), "neutral"

@@ -1,7 +1,10 @@
 """How run outcomes read in a review: the category each falls in, its words, its tone.
 
 A category answers the reviewer's question "did it work?": ``verified`` (the alert resolved
-after the steps ran), ``failed``, ``succeeded`` (steps ran, nothing to verify), ``refused`` (a
+after the steps ran), ``failed``, ``succeeded`` (steps ran, nothing to verify),
+``resolved_before_action`` (steps ran, but the alert had resolved before the first acted: a
+``succeeded`` run whose verify_result says so; neither a success nor a failure of the rule),
+``refused`` (a
 guard or a precondition said no), ``dry_run``, the three ends of an approval that did not come
 (``rejected``, ``expired``, ``cancelled``), ``in_progress``, and ``other``. Outcomes this
 version does not know fall in ``other`` and are shown by their own name: never an error.
@@ -42,6 +45,7 @@ CATEGORIES = (
     "verified",
     "failed",
     "succeeded",
+    "resolved_before_action",
     "refused",
     "rejected",
     "expired",
@@ -52,13 +56,15 @@ CATEGORIES = (
 )
 
 # The runs whose steps ran: the ones that say whether a rule works (verified % and failed % are
-# of these; a refused, dry-run or unapproved run did nothing to judge).
+# of these; a refused, dry-run or unapproved run did nothing to judge, and one whose alert
+# resolved before its steps acted says nothing of them).
 ACTED = frozenset({"verified", "failed", "succeeded"})
 
 _WORDS = {
     "verified": "verified: the alert resolved",
     "failed": "failed",
     "succeeded": "succeeded (nothing to verify)",
+    "resolved_before_action": "succeeded, not verified: the alert resolved before the steps acted",
     "refused": "refused",
     "dry_run": "dry-run: nothing was changed",
     "rejected": "rejected by an approver",
@@ -72,6 +78,7 @@ _WORDS = {
 _TONE = {
     "verified": "good",
     "succeeded": "good",
+    "resolved_before_action": "neutral",
     "failed": "bad",
     "refused": "warn",
     "rejected": "warn",
@@ -95,14 +102,22 @@ class Presentation:
     tone: str
 
 
-def category(outcome: str) -> str:
-    """The category of ``outcome`` (``other`` for one this version does not know)."""
+# The verify_result of a run resolved before its steps acted: its category is its own.
+_EARLY = "resolved_before_action"
+
+
+def category(outcome: str, verify_result: str | None = None) -> str:
+    """The category of ``outcome`` (``other`` for one this version does not know);
+    ``resolved_before_action`` for a ``succeeded`` run whose ``verify_result`` says so."""
+    if outcome == "succeeded" and verify_result == _EARLY:
+        return _EARLY
     return _CATEGORY.get(outcome, "other")
 
 
-def present(outcome: str) -> Presentation:
-    """How ``outcome`` reads; an unknown one reads as itself, neutrally."""
-    found = category(outcome)
+def present(outcome: str, verify_result: str | None = None) -> Presentation:
+    """How ``outcome`` (with the run's ``verify_result``) reads; an unknown one reads as
+    itself, neutrally."""
+    found = category(outcome, verify_result)
     label = outcome.replace("_", " ") or "unknown"
     words = _WORDS.get(found, label)
     if found == "in_progress":

@@ -41,7 +41,7 @@ def _run(run: Run) -> dict[str, Any]:
         "alertname": run.alert.alertname,
         "fingerprint": run.alert.fingerprint,
         "outcome": run.outcome,
-        "category": category(run.outcome),
+        "category": category(run.outcome, run.verify_result),
         "dry_run": run.dry_run,
         "created_at": iso(run.created_at),
         "finished_at": iso(run.finished_at),
@@ -183,14 +183,14 @@ _NOTIFY = "notify"
 def _run_status(run: Run) -> tuple[str, str | None]:
     """(status, refused_by) of one run for its alert's row: status one of ``ALERT_STATUSES``,
     refused_by the guard (or ``precondition``) when refused, else None."""
-    found = category(run.outcome)
+    found = category(run.outcome, run.verify_result)
     if found == "dry_run":
         # Decided when the run was recorded: its steps ran dry (a notify sent is not more).
         return "dry_run", None
     tried = any(s.outcome in _TRIED and s.action != _NOTIFY for s in run.steps)
     if tried:
         return "acted", None
-    if found in ("verified", "succeeded"):
+    if found in ("verified", "succeeded", "resolved_before_action"):
         # Ended well with no action run on a system: a run of notify steps only told people.
         told = bool(run.steps) and all(s.action == _NOTIFY for s in run.steps)
         return ("notified" if told else "acted"), None
@@ -278,7 +278,7 @@ def _summary(incident: Incident, outcomes: Counter[str], not_done: list[dict[str
 def incident_report(incident: Incident) -> dict[str, Any]:
     """One incident of the report (module docstring)."""
     runs = incident.runs
-    outcomes = Counter(category(r.outcome) for r in runs)
+    outcomes = Counter(category(r.outcome, r.verify_result) for r in runs)
     not_done = [item for event in incident.unacted for item in _not_done(event)]
     return {
         "id": incident.id,

@@ -7,6 +7,9 @@ For each rule, over the runs of a window:
 - ``verified_pct``, ``failed_pct``: verified and failed runs as a percentage of the runs whose
   steps ran (verified + failed + succeeded): a refused, dry-run or unapproved run did nothing
   that says whether the rule works. None when no run acted;
+- ``resolved_before_action``: runs whose alert resolved before their first step acted
+  (``succeeded``, verify_result ``resolved_before_action``): counted apart, in neither
+  percentage, as neither a success nor a failure of the rule;
 - ``ttr_median_s``, ``ttr_p90_s``: the median and 90th percentile of the time to resolve
   (seconds from the run's creation to its alert's resolution) of the runs that acted and whose
   alert resolved; None without any;
@@ -52,7 +55,7 @@ def ttr_summary(runs: Iterable[Run]) -> dict[str, float | int | None]:
     times = [
         r.time_to_resolve_s
         for r in runs
-        if r.time_to_resolve_s is not None and category(r.outcome) in ACTED
+        if r.time_to_resolve_s is not None and category(r.outcome, r.verify_result) in ACTED
     ]
     return {
         "count": len(times),
@@ -70,6 +73,7 @@ class RuleStats:
     acted: int
     verified: int
     failed: int
+    resolved_before_action: int
     verified_pct: float | None
     failed_pct: float | None
     ttr_count: int
@@ -86,6 +90,7 @@ class RuleStats:
             "acted": self.acted,
             "verified": self.verified,
             "failed": self.failed,
+            "resolved_before_action": self.resolved_before_action,
             "verified_pct": self.verified_pct,
             "failed_pct": self.failed_pct,
             "ttr_count": self.ttr_count,
@@ -109,7 +114,7 @@ def effectiveness(runs: Iterable[Run]) -> list[RuleStats]:
     rows = []
     for rule in sorted(by_rule):
         of_rule = by_rule[rule]
-        outcomes = Counter(category(r.outcome) for r in of_rule)
+        outcomes = Counter(category(r.outcome, r.verify_result) for r in of_rule)
         acted = sum(outcomes[c] for c in ACTED)
         ttr = ttr_summary(of_rule)
         refusals = Counter(r.refusal_guard for r in of_rule if r.refusal_guard)
@@ -121,6 +126,7 @@ def effectiveness(runs: Iterable[Run]) -> list[RuleStats]:
                 acted=acted,
                 verified=outcomes["verified"],
                 failed=outcomes["failed"],
+                resolved_before_action=outcomes["resolved_before_action"],
                 verified_pct=_pct(outcomes["verified"], acted),
                 failed_pct=_pct(outcomes["failed"], acted),
                 ttr_count=int(ttr["count"] or 0),

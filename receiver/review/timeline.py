@@ -32,6 +32,7 @@ from receiver.review.notes import (
     matched_detail,
     notification,
     parse_time,
+    resolved_early,
     run_note,
     service_note,
     service_span,
@@ -253,6 +254,10 @@ def _from_audit(run: Run, row: AuditEntry, approvals: Mapping[str, Approval]) ->
         made = guard_entry(data)
     elif row.kind == "run.refused":
         made = _refusal(data)
+    elif row.kind in ("run.closed", "run.outcome") and (early := resolved_early(data)):
+        # Closed before its first step acted (its deadline job's outcome row, when the
+        # resolution came while it ran): not the plain "resolved" nor "succeeded" entry.
+        made = early
     elif row.kind == "run.outcome":
         made = _outcome(data)
     elif row.kind == "run.closed":

@@ -12,6 +12,9 @@ from ``verify.resolved_within``) and a ``verify_deadline`` job due then:
   and not yet taken up (its event still queued, or dead until an operator retries it) holds
   the verdict until it is taken up and decides, or is dropped;
 - settling ends quietly (``conclude_verification``): ``verified``;
+- either end above, with a resolution dated strictly before the run's first step acted
+  (``receiver.store.first_action``: the alert ended by itself, its firing still queued):
+  ``resolved_before_action``, outcome ``succeeded``, the rule not credited, nothing to settle;
 - the alert fires again on the target while it settles (``fail_recurred``): ``failed``,
   ``recurred``.
 
@@ -32,6 +35,7 @@ from receiver.model import RunOutcome, StepPlan, VerifyResult
 from receiver.store.audit import append_in_tx
 from receiver.store.carry import carry
 from receiver.store.database import Database
+from receiver.store.first_action import CONCLUDE_SQL, EARLY_ERROR_SQL, early_data, first_acted_sql
 from receiver.store.jobs import enqueue
 from receiver.store.pending_steps import append_pending_steps
 from receiver.store.records import JobKind, as_utc
@@ -60,8 +64,9 @@ _STORED_SQL = """EXISTS (SELECT 1 FROM alert_events e
 @dataclass(frozen=True, slots=True)
 class Conclusion:
     """What a verification move did to a run of ``rule``: ``result`` when it ended (verified,
-    not_resolved, recurred), else ``wait_s``: seconds until it can end (settling, or a job
-    woken before the deadline). ``escalation``: the on_failed steps recorded."""
+    resolved_before_action, not_resolved, recurred), else ``wait_s``: seconds until it can
+    end (settling, or a job woken before the deadline). ``escalation``: the on_failed steps
+    recorded."""
 
     rule: str
     result: VerifyResult | None = None
@@ -122,23 +127,30 @@ class Verification(Database):
         by the database's against another clock.
 
         A VERIFYING run that resolved by its deadline becomes VERIFIED, or, with a settle
-        period, settles until ``remediator_now() + settle_s`` (its deadline job is due then). One
+        period, settles until ``remediator_now() + settle_s`` (its deadline job is due then);
+        but one whose resolution (after the clamp; an inferred one at the latest it can have
+        been) is dated strictly before its first step acted (``first_action``) becomes
+        SUCCEEDED, ``resolved_before_action``, at once: no settling, its error and the audit
+        row saying when each happened and that the rule is not credited. One
         that resolved after its deadline stays VERIFYING for the due job to fail. Other outcomes
         are kept; a RUNNING run gets a ``resume_run`` job, which ends it ``cancelled`` if it is
         still open when it comes (``Store.end_resolved_run``)."""
         async with self._tx() as conn:
             row = await conn.fetchrow(
-                """
+                f"""
                 WITH locked AS (
                     SELECT id, outcome, verify_deadline,
                            CASE WHEN $2::timestamptz IS NULL
                                   OR $2::timestamptz > remediator_now()
                                                        + make_interval(secs => $3)
-                                THEN remediator_now() ELSE $2::timestamptz END AS at
+                                THEN remediator_now() ELSE $2::timestamptz END AS at,
+                           {first_acted_sql("runs")} AS acted_at
                     FROM runs WHERE id = $1::uuid AND resolved_at IS NULL FOR UPDATE
                 ), prior AS (
-                    SELECT id, at, outcome = 'verifying'
-                                   AND (verify_deadline IS NULL OR at <= verify_deadline) AS in_time
+                    SELECT id, at, acted_at,
+                           outcome = 'verifying'
+                               AND (verify_deadline IS NULL OR at <= verify_deadline) AS in_time,
+                           coalesce(at < acted_at, false) AS early
                     FROM locked
                 )
                 UPDATE runs SET
@@ -156,23 +168,29 @@ class Verification(Database):
                                                  'YYYY-MM-DD"T"HH24:MI:SS"Z"')
                                       || ', after the deadline and its delivery grace: the '
                                       || 'verdict stands'
+                                 WHEN in_time AND early
+                                 THEN coalesce(runs.error || '; ', '') || {EARLY_ERROR_SQL}
                                  ELSE runs.error END,
                     resolved_at = prior.at,
                     time_to_resolve_s = greatest(0, extract(epoch FROM (prior.at - created_at))),
-                    outcome = CASE WHEN in_time AND settle_s IS NULL THEN 'verified'
+                    outcome = CASE WHEN in_time AND early THEN 'succeeded'
+                                   WHEN in_time AND settle_s IS NULL THEN 'verified'
                                    ELSE outcome END,
-                    verify_result = CASE WHEN in_time AND settle_s IS NULL THEN 'verified'
+                    verify_result = CASE WHEN in_time AND early THEN 'resolved_before_action'
+                                         WHEN in_time AND settle_s IS NULL THEN 'verified'
                                          ELSE verify_result END,
-                    finished_at = CASE WHEN in_time AND settle_s IS NULL
+                    finished_at = CASE WHEN in_time AND (early OR settle_s IS NULL)
                                        THEN coalesce(finished_at, remediator_now())
                                        ELSE finished_at END,
-                    settle_until = CASE WHEN in_time AND settle_s IS NOT NULL
+                    -- Nothing to settle for a resolution the steps cannot have caused.
+                    settle_until = CASE WHEN in_time AND NOT early AND settle_s IS NOT NULL
                                         THEN remediator_now() + make_interval(secs => settle_s)
                                         ELSE settle_until END
                 FROM prior WHERE runs.id = prior.id
                 RETURNING runs.fingerprint, runs.outcome, runs.time_to_resolve_s,
-                          runs.settle_until, runs.settle_s, runs.resolved_at,
-                          runs.verify_result, runs.resolved_at <= runs.verify_deadline AS dated_in
+                          runs.settle_until, runs.settle_s, runs.resolved_at, runs.error,
+                          prior.acted_at, runs.verify_result,
+                          runs.resolved_at <= runs.verify_deadline AS dated_in
                 """,
                 run_id,
                 resolved_at,
@@ -192,6 +210,10 @@ class Verification(Database):
                 data["undo_deferred"] = defer_undo
             if row["verify_result"] == VerifyResult.NOT_RESOLVED and row["dated_in"]:
                 data["delivered_after_verdict"] = True
+            if row["verify_result"] == VerifyResult.RESOLVED_BEFORE_ACTION:
+                data["verify_result"] = row["verify_result"]
+                data["first_step_acted_at"] = as_utc(row["acted_at"]).isoformat()
+                data["error"] = row["error"]
             if row["outcome"] == RunOutcome.VERIFYING and row["settle_until"] is not None:
                 data["settle_until"] = as_utc(row["settle_until"]).isoformat()
                 await enqueue(conn, JobKind.VERIFY_DEADLINE, run_id, delay_s=row["settle_s"])
@@ -239,9 +261,11 @@ class Verification(Database):
         a resolution of the run's episode is stored and not taken up (pending, claimed, or
         dead until an operator retries or drops it): it was delivered, and taken up it
         decides (``close_run``); looked at again every ``STORED_RESOLUTION_WAIT_S``. Resolved in
-        time and settled: VERIFIED. Not yet due (settling, woken early, within the grace):
-        ``wait_s``. None when the run is not verifying (it ended some other way). Safe in
-        every replica at once: the row is locked."""
+        time and settled: VERIFIED, or SUCCEEDED (``resolved_before_action``, a ``run.outcome``
+        audit row) when the resolution is dated before the first step acted (taken up while
+        the run still ran: ``close_run`` decides nothing then). Not yet due (settling, woken
+        early, within the grace): ``wait_s``. None when the run is not verifying (it ended
+        some other way). Safe in every replica at once: the row is locked."""
         if grace_s is None:
             grace_s = self.delivery_grace_s
         async with self._tx() as conn:
@@ -280,24 +304,18 @@ class Verification(Database):
             settle_until = row["settle_until"]
             if settle_until is not None and settle_until > now:
                 return Conclusion(row["rule"], wait_s=(settle_until - now).total_seconds())
-            await conn.execute(
-                """UPDATE runs SET outcome = 'verified', verify_result = 'verified',
-                                  finished_at = coalesce(finished_at, remediator_now())
-                   WHERE id = $1::uuid""",
-                run_id,
-            )
-            await append_in_tx(
-                conn,
-                "run.verified",
-                run_id,
-                row["fingerprint"],
-                {
-                    "settled_until": None
-                    if settle_until is None
-                    else as_utc(settle_until).isoformat()
-                },
-            )
-        return Conclusion(row["rule"], VerifyResult.VERIFIED)
+            # Verified, unless the resolution is dated before the first step acted (taken up
+            # while the run was still running, or stored before this release settled it):
+            # decided here, in the statement that ends the run.
+            ended = await conn.fetchrow(CONCLUDE_SQL, run_id)
+            result = VerifyResult(ended["verify_result"])
+            if result is VerifyResult.RESOLVED_BEFORE_ACTION:
+                kind, data = "run.outcome", early_data(ended)
+            else:
+                until = None if settle_until is None else as_utc(settle_until).isoformat()
+                kind, data = "run.verified", {"settled_until": until}
+            await append_in_tx(conn, kind, run_id, row["fingerprint"], data)
+        return Conclusion(row["rule"], result)
 
     async def carry_undo(
         self, run_id: str, steps: Sequence[StepPlan], *, event_id: int, retry_s: float

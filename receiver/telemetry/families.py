@@ -54,7 +54,8 @@ class Families:
         )
         self.verifications = Counter(
             "remediator_verifications",
-            "Verifications ended, by rule and result (verified, not_resolved, recurred).",
+            "Verifications ended, by rule and result (verified, resolved_before_action,"
+            " not_resolved, recurred).",
             ["rule", "result"],
             registry=r,
         )

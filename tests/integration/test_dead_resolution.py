@@ -62,11 +62,17 @@ async def _dead_resolution(approval_env: MakeApprovalEnv) -> tuple[Harness, RunR
     await h.deliver(poke_labels())
     run = await h.only_run()
     assert run.outcome is RunOutcome.VERIFYING
-    # As if the run had begun three minutes ago and its deadline had passed a minute ago.
+    # As if the run had begun three minutes ago (its step too: a resolution dated before the
+    # step acted would not be credited to it) and its deadline had passed a minute ago.
     await h.store._pool.execute(
         """UPDATE runs SET created_at = created_at - interval '3 minutes',
+                          started_at = started_at - interval '3 minutes',
                           verify_deadline = remediator_now() - interval '1 minute'
            WHERE id = $1::uuid""",
+        run.id,
+    )
+    await h.store._pool.execute(
+        "UPDATE steps SET started_at = started_at - interval '3 minutes' WHERE run_id = $1::uuid",
         run.id,
     )
     run = await h.only_run()

@@ -10,6 +10,7 @@ for the alert's next resolution, and both undos run then, newest first: back to 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -24,7 +25,13 @@ from tests.support.pipeline import Harness, MakeHarness
 pytestmark = pytest.mark.kube
 
 S1 = "2026-11-25T10:00:00.123456789Z"
-S2 = "2026-11-25T10:00:07Z"
+
+
+def later() -> str:
+    """The startsAt of the alert's next episode, which begins now: after S1's run acted (a
+    startsAt before that would prove S1's episode ended before its run acted, which is then
+    not credited to the rule: ``resolved_before_action``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def rules(guards: str) -> str:
@@ -79,19 +86,20 @@ async def test_a_new_episode_without_the_old_resolution_undoes_both_when_it_reso
     ns = kube_namespace
     h = await harness(make_harness, kube_admin, make_deployment, "")
     await send(h, ns, S1)
+    s2 = later()
     assert await replicas(kube_admin, ns) == 6
     # S1 resolved in Alertmanager, which then replaced it by the new firing: no resolution.
-    await send(h, ns, S2)
+    await send(h, ns, s2)
     assert await replicas(kube_admin, ns) == 8  # the new episode acts; S1's +2 is kept
     first = await run_of(h, S1)
     assert (first.outcome, first.verify_result) == (RunOutcome.VERIFIED, VerifyResult.VERIFIED)
-    assert first.resolution_inferred_from == S2
+    assert first.resolution_inferred_from == s2
     assert first.undo_deferred
     assert resolve_steps(first) == []  # not while the alert fires again
 
-    await send(h, ns, S2, status="resolved")
+    await send(h, ns, s2, status="resolved")
     assert await replicas(kube_admin, ns) == 4  # where it was before the first
-    first, second = await run_of(h, S1), await run_of(h, S2)
+    first, second = await run_of(h, S1), await run_of(h, s2)
     assert not first.undo_deferred
     assert resolve_steps(second) == [
         ("ok", f"scale Deployment {ns}/workers from 8 to 6 replicas (undoing this run's +2)")
@@ -115,13 +123,14 @@ async def test_a_new_run_refused_by_the_cooldown_keeps_the_old_capacity_until_it
     ns = kube_namespace
     h = await harness(make_harness, kube_admin, make_deployment, "    guards: {cooldown: 10m}\n")
     await send(h, ns, S1)
-    await send(h, ns, S2)
-    second = await run_of(h, S2)
+    s2 = later()
+    await send(h, ns, s2)
+    second = await run_of(h, s2)
     assert second.outcome is RunOutcome.REFUSED
     assert second.refusal_guard == "cooldown"
     # The condition is back: the first run's workers stay while it lasts.
     assert await replicas(kube_admin, ns) == 6
-    await send(h, ns, S2, status="resolved")
+    await send(h, ns, s2, status="resolved")
     assert await replicas(kube_admin, ns) == 4
 
 
@@ -134,15 +143,16 @@ async def test_a_new_episode_that_no_rule_matches_any_more_still_closes_the_old_
     ns = kube_namespace
     h = await harness(make_harness, kube_admin, make_deployment, "")
     await send(h, ns, S1)
+    s2 = later()
     assert await replicas(kube_admin, ns) == 6
     h.reload_rules(rules("").replace("""match: ['alertname="QueueBacklog"']""", "match: [queue=g]"))
-    await send(h, ns, S2)
+    await send(h, ns, s2)
     first = await run_of(h, S1)
     assert (first.outcome, first.verify_result) == (RunOutcome.VERIFIED, VerifyResult.VERIFIED)
-    assert first.resolution_inferred_from == S2
+    assert first.resolution_inferred_from == s2
     assert first.undo_deferred
     assert [r.starts_at for r in await h.runs()] == [S1]  # S2 itself has no run
 
-    await send(h, ns, S2, status="resolved")
+    await send(h, ns, s2, status="resolved")
     assert await replicas(kube_admin, ns) == 4
     assert not (await run_of(h, S1)).undo_deferred

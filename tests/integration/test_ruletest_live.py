@@ -134,3 +134,43 @@ async def test_the_expectations_of_verification_and_announcements_fail_at_their_
     if expected_line is not None:
         where = f"{tmp_path / 't.yaml'}:{expected_line}: "
         assert any(f.startswith(where) and message in f for f in failures), (where, failures)
+
+
+EARLY = """\
+rule_files: [live.yaml]
+tests:
+  - name: a resolution dated before the step acted is not credited
+    alerts:
+      web: {labels: {alertname: Errors, namespace: shop, deployment: web}}
+    fixtures:
+      - {target: Deployment/shop/web, facts: {rollout: {revision: 7, created_at: -10m}}}
+    timeline:
+      - {at: 1m, firing: web}
+      - {at: 2m, resolved: web, ends_at: 30s}
+    expect:
+      - at: 3m
+        runs:
+          - {alert: web, outcome: succeeded, verify_result: resolved_before_action}
+"""
+
+
+@pytest.mark.parametrize(
+    ("expected", "message"),
+    [
+        ("resolved_before_action", None),
+        ("verified", "verify_result: expected verified, got resolved_before_action"),
+    ],
+)
+async def test_a_rule_test_can_expect_a_resolution_before_the_action(
+    servers: Servers, tmp_path: Path, expected: str, message: str | None
+) -> None:
+    """The firing is taken at 1m, its alert having resolved at 30s (its endsAt): the run
+    succeeded, and its verification credits nothing to the rule."""
+    text = EARLY.replace("verify_result: resolved_before_action", f"verify_result: {expected}")
+    report, lines = await play_live(servers, tmp_path, text)
+    if message is None:
+        assert report.exit_code == 0, "\n".join(lines)
+        return
+    [result] = report.results
+    failures = [str(f) for f in result.failures]
+    assert any(message in f for f in failures), failures

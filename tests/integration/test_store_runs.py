@@ -78,9 +78,11 @@ async def test_run_lifecycle_steps_and_close(store: Store) -> None:
     assert run.steps[0].attempts == 2
 
     # As if the run had been created 100 s ago: it resolved 90 s after that, 10 s ago (one
-    # still ahead would be dated when it is closed).
+    # still ahead would be dated when it is closed). It started then too: with no step start
+    # recorded, a resolution dated before the run's start is not credited to it.
     await store._pool.execute(
         """UPDATE runs SET created_at = created_at - interval '100 seconds',
+                          started_at = started_at - interval '100 seconds',
                           verify_deadline = verify_deadline - interval '100 seconds'
            WHERE id = $1::uuid""",
         run_id,

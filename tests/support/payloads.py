@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from receiver.alertmanager import ZERO_TIME, Notification, parse_notification
 from receiver.fingerprints import fingerprint
 
 __all__ = ["alert", "notification", "notification_body"]
+
+
+def _now() -> str:
+    """Now in UTC, as Alertmanager writes a time (RFC 3339, microseconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def alert(
@@ -29,13 +35,16 @@ def alert(
     raw: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One alert; its fingerprint is Alertmanager's for ``labels``. A firing alert ends at
-    Alertmanager's zero time, a resolved one at 10:05 on the default start's day."""
+    Alertmanager's zero time, a resolved one now (UTC, when it is built): Alertmanager sends a
+    resolution once its endsAt has passed, so a test's resolution comes after what its run
+    did (one dated before the run's first step acted is not credited to the rule:
+    ``resolved_before_action``); a test of another date passes ``ends_at``."""
     body = {
         "status": status,
         "labels": dict(labels),
         "annotations": dict(annotations if annotations is not None else {"summary": "test"}),
         "startsAt": starts_at,
-        "endsAt": ends_at or (ZERO_TIME if status == "firing" else "2026-11-25T10:05:00Z"),
+        "endsAt": ends_at or (ZERO_TIME if status == "firing" else _now()),
         "generatorURL": generator_url,
         "fingerprint": fingerprint(labels),
     }

@@ -153,7 +153,7 @@ def test_the_report_reads_top_to_bottom() -> None:
         "| 2026-11-25 10:01:00 UTC | Deployment/shop/web | restart | refused by cooldown |"
         " refused by cooldown | 2026-11-25 10:16:00 UTC |"
     ) in lines
-    assert "| restart | 2 | 100% | 0% | 1m30s | 1m30s | cooldown 1 | 0/0/0 |" in lines
+    assert "| restart | 2 | 100% | 0% | 0 | 1m30s | 1m30s | cooldown 1 | 0/0/0 |" in lines
     # Sections with nothing in them say so.
     assert lines[lines.index("### What was done") + 2] == "_none_"
     for char in "[]<>":

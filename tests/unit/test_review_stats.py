@@ -57,6 +57,7 @@ def test_effectiveness_counts_what_acted_and_what_was_not_done() -> None:
         "acted": 4,
         "verified": 2,
         "failed": 2,
+        "resolved_before_action": 0,
         "verified_pct": 50.0,
         "failed_pct": 50.0,
         "ttr_count": 3,
@@ -102,3 +103,47 @@ def test_outcomes_read_as_what_they_are_even_unknown_ones() -> None:
     assert present("").label == "unknown"
     assert approval_bucket("superseded") == "granted"
     assert approval_bucket("sideways") == "other"
+
+
+EARLY = "resolved_before_action"
+
+
+def test_a_run_resolved_before_its_steps_acted_is_counted_apart() -> None:
+    """Neither the rule's success nor its failure: in neither percentage, nor in the times."""
+    runs = [
+        run(0, outcome="verified", ttr=120.0),
+        run(1, outcome="failed"),
+        run(2, outcome="succeeded", ttr=0.0, verify_result=EARLY),
+        run(3, outcome="succeeded", ttr=0.0, verify_result=EARLY),
+    ]
+    [row] = effectiveness(runs)
+    assert (row.acted, row.verified, row.failed, row.resolved_before_action) == (2, 1, 1, 2)
+    assert (row.verified_pct, row.failed_pct) == (50.0, 50.0)
+    assert row.outcomes == {"failed": 1, EARLY: 2, "verified": 1}
+    assert (row.ttr_count, row.ttr_median_s) == (1, 120.0)
+    shown = present("succeeded", EARLY)
+    assert (shown.category, shown.label, shown.tone) == (EARLY, "succeeded", "neutral")
+    assert "resolved before the steps acted" in shown.words
+    # Only a succeeded run: another outcome keeps its category whatever the result says.
+    assert category("failed", EARLY) == "failed"
+    assert category("succeeded", None) == category("succeeded", "verified") == "succeeded"
+
+
+_OUTCOMES = st.sampled_from(["verified", "failed", "succeeded", "refused", "dry_run", "expired"])
+_RESULTS = st.sampled_from([None, "verified", "not_resolved", "recurred", EARLY])
+
+
+@given(st.lists(st.tuples(_OUTCOMES, _RESULTS), max_size=30), st.integers(0, 10))
+def test_runs_resolved_before_action_never_change_the_rules_percentages(
+    others: list[tuple[str, str | None]], early: int
+) -> None:
+    base = [run(i, outcome=o, verify_result=r) for i, (o, r) in enumerate(others)]
+    added = [run(100 + i, outcome="succeeded", verify_result=EARLY) for i in range(early)]
+    with_early = effectiveness(base + added)
+    without = effectiveness(base)
+    if not base:
+        assert [r.resolved_before_action for r in with_early] == ([early] if early else [])
+        return
+    [a], [b] = with_early, without
+    assert (a.verified_pct, a.failed_pct, a.acted) == (b.verified_pct, b.failed_pct, b.acted)
+    assert a.resolved_before_action == b.resolved_before_action + early

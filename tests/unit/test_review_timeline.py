@@ -321,3 +321,25 @@ def test_a_step_that_waits_for_its_system_says_so_once() -> None:
     assert [(e.title, e.detail, e.tone) for e in held] == [
         ("On_resolved step 1 (kubernetes.scale) waits for its system", waiting, "warn")
     ]
+
+
+def test_a_run_resolved_before_its_first_step_acted_says_it_is_not_credited() -> None:
+    """Its closing row, or the outcome row its deadline job wrote when the resolution came
+    while it ran: neither the plain "Alert resolved" (good) nor "Run succeeded"."""
+    early: dict[str, object] = {
+        "outcome": "succeeded",
+        "verify_result": "resolved_before_action",
+        "resolved_at": at(1).isoformat(),
+        "first_step_acted_at": at(2).isoformat(),
+        "error": "resolved at ..., before the first step acted at ...; not credited to the rule",
+    }
+    trail = _audit((3.0, "run.closed", early), (4.0, "run.outcome", early))
+    entries = run_timeline(run(0, outcome="succeeded", audit=trail))[1:]
+    title = (
+        "Alert resolved at 2026-11-25 10:01:00 UTC, before the first step acted at "
+        "2026-11-25 10:02:00 UTC: not credited to the rule"
+    )
+    assert [(e.kind, e.title, e.detail, e.tone) for e in entries] == [
+        ("resolved", title, early["error"], "neutral"),
+        ("resolved", title, early["error"], "neutral"),
+    ]

@@ -194,7 +194,7 @@ async def test_a_reviewer_signs_in_and_reads_the_storm(
     await _click_and_wait(browser, "#markdown")
     markdown = await browser.text()
     assert markdown.startswith("# Remediation report: ")
-    assert "| restart-web | 7 | 66.7% | 33.3% | 2m35s | 3m23s | rate 2 | 3/1/1 |" in markdown
+    assert "| restart-web | 7 | 66.7% | 33.3% | 0 | 2m35s | 3m23s | rate 2 | 3/1/1 |" in markdown
 
     # Nothing was loaded from anywhere but the proxy, under its prefix.
     assert browser.requested

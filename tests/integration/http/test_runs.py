@@ -306,3 +306,41 @@ async def test_a_failed_verification_reads_the_same_in_the_api_and_the_cli(
     result = await asyncio.to_thread(CliRunner().invoke, main, ["runs", "--url", url], env=env)
     assert result.exit_code == 0, result.output
     assert "failed (recurred)" in result.stdout
+
+
+async def test_a_run_resolved_before_its_steps_acted_reads_so_in_the_api_and_the_cli(
+    make_client: MakeClient, store: Store
+) -> None:
+    from click.testing import CliRunner
+
+    from receiver.cli import main
+
+    target = Target("Deployment", "demo", "web")
+    run_id = await store.create_run(
+        rule="restart-on-high-memory",
+        event=_event(8),
+        target=target,
+        dry_run=False,
+        verify_within_s=600,
+    )
+    assert run_id is not None
+    await store.set_run_outcome(run_id, RunOutcome.RUNNING)
+    await store.set_run_outcome(run_id, RunOutcome.VERIFYING)
+    ran = await store.get_run(run_id, with_steps=False)
+    assert ran is not None
+    assert ran.started_at is not None
+    # The alert resolved 5 s before the run began (no step recorded a start).
+    assert await store.close_run(run_id, ran.started_at - timedelta(seconds=5)) == "succeeded"
+    client = await make_client()
+
+    response = await client.get(f"{RUNS_PATH}/{run_id}", headers=OPERATOR)
+    run = (await response.json())["run"]
+    assert (run["outcome"], run["verify_result"]) == ("succeeded", "resolved_before_action")
+    assert run["error"].endswith("; not credited to the rule")
+
+    # Wide enough that the table keeps the cell on one line.
+    env = {"REMEDIATOR_OPERATOR_TOKEN": OPERATOR_TOKEN, "COLUMNS": "250"}
+    url = str(client.make_url("/"))
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["runs", "--url", url], env=env)
+    assert result.exit_code == 0, result.output
+    assert "succeeded (resolved before action)" in result.stdout
