@@ -91,7 +91,12 @@ async def test_a_clustered_pair_makes_one_run_and_closes_it(processes: Processes
             return sent if sent >= 2 else None  # the first and a repeat_interval re-send
 
         await _until("the pair to deliver and re-send", delivered_and_resent)
-        (run,) = await _runs(session, receiver)
+
+        async def any_run() -> list[Any] | None:
+            # Delivered is stored; the run is the worker's, a moment later on a busy machine.
+            return await _runs(session, receiver) or None
+
+        (run,) = await _until("the run", any_run)
         assert (run["rule"], run["target"], run["starts_at"]) == (RULE, TARGET, starts_at)
 
         ends_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=1))
@@ -148,8 +153,8 @@ async def test_prometheus_episodes_through_a_clustered_pair(processes: Processes
     newest_first = sorted(runs, key=lambda r: r["starts_at"], reverse=True)
     for earlier in newest_first[1:]:
         assert earlier["resolved_at"], f"an earlier episode's run stayed open: {earlier}"
-        # Resolved when Prometheus stopped seeing it: 4 s after it fired, give or take one
-        # evaluation.
+        # Resolved when Prometheus stopped seeing it: 4 s after it fired, give or take an
+        # evaluation or two that a loaded machine makes late (before the next episode, 8 s).
         lasted = parse_rfc3339(earlier["resolved_at"]) - parse_rfc3339(earlier["starts_at"])
-        assert timedelta(seconds=3) <= lasted <= timedelta(seconds=5), earlier
+        assert timedelta(seconds=3) <= lasted <= timedelta(seconds=7), earlier
     assert processes.stop_receiver(receiver) == 0
