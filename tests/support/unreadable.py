@@ -52,6 +52,10 @@ async def approve(env: ApprovalEnv, approval: ApprovalRecord) -> None:
 
 
 async def jobs_done(env: ApprovalEnv, run_id: str) -> bool:
-    """Whether every job of the run is done (none left to fail again, or dead)."""
+    """Whether every job of the run is done (none left to fail again, or dead); but the
+    ``finish_end`` job an approval queues for its notice (due 30 s after the decision: it
+    sends the notice only if the deciding process could not), which may still wait."""
     jobs, _ = await env.harness.store.list_jobs(run_id=run_id)
-    return {j["state"] for j in jobs} == {"done"}
+    states = {j["state"] for j in jobs if j["kind"] != "finish_end"}
+    waiting = {j["state"] for j in jobs if j["kind"] == "finish_end"}
+    return states == {"done"} and waiting <= {"pending", "done"}
