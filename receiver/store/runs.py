@@ -318,6 +318,8 @@ class Runs(Database):
 
         RUNNING stamps started_at (once); a terminal outcome stamps finished_at; VERIFYING sets
         verify_deadline = remediator_now() + (verify_within_s or the run's own verify_within_s).
+        A run its resolution reached while it ran (``close_run``) gets its ``verify_deadline``
+        job due now as it moves to VERIFYING: nothing is left to wait for.
         ``schedule`` lists jobs (kind, delay in seconds) enqueued in the same transaction as
         the outcome, as ``enqueue_job`` would. Returns False when the run does not exist;
         ValueError (before any change) for an unknown job kind. ``announced``: a
@@ -346,7 +348,7 @@ class Runs(Database):
                         ELSE verify_deadline END,
                     error = coalesce($4, error)
                 WHERE id = $1::uuid AND (SELECT ok FROM held) AND outcome = coalesce($10, outcome)
-                RETURNING fingerprint, verify_deadline
+                RETURNING fingerprint, verify_deadline, resolved_at
                 )
                 SELECT held.ok, moved.* FROM held LEFT JOIN moved ON true
                 """,
@@ -370,6 +372,9 @@ class Runs(Database):
                 payload["verify_deadline"] = as_utc(row["verify_deadline"]).isoformat()
             if data:
                 payload.update(data)
+            if outcome is RunOutcome.VERIFYING and row["resolved_at"] is not None:
+                # Resolved while its steps ran: the verdict is due now, not at the deadline.
+                jobs.append((JobKind.VERIFY_DEADLINE, 0.0))
             # Before the audit row: that takes the one audit_head lock, held until COMMIT.
             for kind, delay_s in jobs:
                 await enqueue(conn, kind, run_id, delay_s=delay_s)

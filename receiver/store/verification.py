@@ -11,7 +11,8 @@ from ``verify.resolved_within``) and a ``verify_deadline`` job due then:
   deadline delivered (``conclude_verification``): ``failed``, ``not_resolved``; one delivered
   and not yet taken up (its event still queued, or dead until an operator retries it) holds
   the verdict until it is taken up and decides, or is dropped;
-- settling ends quietly (``conclude_verification``): ``verified``;
+- settling ends quietly (``conclude_verification``): ``verified``; a resolution taken up while
+  the steps still ran makes the job due as they end (``set_run_outcome``), and settles from then;
 - either end above, with a resolution dated strictly before the run's first step acted
   (``receiver.store.first_action``: the alert ended by itself, its firing still queued):
   ``resolved_before_action``, outcome ``succeeded``, the rule not credited, nothing to settle;
@@ -27,13 +28,13 @@ takes them up, in the same transaction: a crash cannot lose them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.model import RunOutcome, StepPlan, VerifyResult
 from receiver.store.audit import append_in_tx
 from receiver.store.carry import carry
+from receiver.store.conclusion import Conclusion
 from receiver.store.database import Database
 from receiver.store.first_action import CONCLUDE_SQL, EARLY_ERROR_SQL, early_data, first_acted_sql
 from receiver.store.jobs import enqueue
@@ -59,19 +60,6 @@ STORED_RESOLUTION_WAIT_S = 60.0
 _STORED_SQL = """EXISTS (SELECT 1 FROM alert_events e
     WHERE e.fingerprint = r.fingerprint AND e.starts_at = r.starts_at
       AND e.status = 'resolved' AND e.received_at >= r.created_at AND e.state <> 'done')"""
-
-
-@dataclass(frozen=True, slots=True)
-class Conclusion:
-    """What a verification move did to a run of ``rule``: ``result`` when it ended (verified,
-    resolved_before_action, not_resolved, recurred), else ``wait_s``: seconds until it can
-    end (settling, or a job woken before the deadline). ``escalation``: the on_failed steps
-    recorded."""
-
-    rule: str
-    result: VerifyResult | None = None
-    wait_s: float | None = None
-    escalation: int = 0
 
 
 class Verification(Database):
@@ -263,7 +251,8 @@ class Verification(Database):
         decides (``close_run``); looked at again every ``STORED_RESOLUTION_WAIT_S``. Resolved in
         time and settled: VERIFIED, or SUCCEEDED (``resolved_before_action``, a ``run.outcome``
         audit row) when the resolution is dated before the first step acted (taken up while
-        the run still ran: ``close_run`` decides nothing then). Not yet due (settling, woken
+        the run still ran: ``close_run`` decides nothing then; one resolved after the first
+        step settles from now, when the rule has a settle period). Not yet due (settling, woken
         early, within the grace): ``wait_s``. None when the run is not verifying (it ended
         some other way). Safe in every replica at once: the row is locked."""
         if grace_s is None:
@@ -271,7 +260,9 @@ class Verification(Database):
         async with self._tx() as conn:
             row = await conn.fetchrow(
                 f"""SELECT rule, fingerprint, resolved_at, verify_deadline, settle_until,
-                          verify_within_s, remediator_now() AS now, {_STORED_SQL} AS stored
+                          settle_s, verify_within_s, remediator_now() AS now,
+                          {_STORED_SQL} AS stored,
+                          coalesce(resolved_at < {first_acted_sql("r")}, false) AS early
                    FROM runs r WHERE id = $1::uuid AND outcome = 'verifying' FOR UPDATE""",
                 run_id,
             )
@@ -304,6 +295,16 @@ class Verification(Database):
             settle_until = row["settle_until"]
             if settle_until is not None and settle_until > now:
                 return Conclusion(row["rule"], wait_s=(settle_until - now).total_seconds())
+            if settle_until is None and row["settle_s"] is not None and not row["early"]:
+                # Resolved while its steps still ran (``close_run`` settles only a verifying
+                # run): it settles from now, as if resolved as it began to verify.
+                await conn.execute(
+                    """UPDATE runs SET settle_until = remediator_now()
+                                                      + make_interval(secs => settle_s)
+                       WHERE id = $1::uuid""",
+                    run_id,
+                )
+                return Conclusion(row["rule"], wait_s=row["settle_s"])
             # Verified, unless the resolution is dated before the first step acted (taken up
             # while the run was still running, or stored before this release settled it):
             # decided here, in the statement that ends the run.

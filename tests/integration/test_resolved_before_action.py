@@ -314,3 +314,53 @@ async def test_an_inferred_resolution_counts_by_the_latest_it_can_have_been(
         )
     else:
         assert run.error is None
+
+
+# --------------------------------------------------------------------------------------------
+# resolved while running, after the step: verified without waiting out the deadline, and
+# settled like any other (before, the verdict waited for the deadline and its grace, and a
+# settle period was skipped: the run was verified at once when the job came)
+
+
+async def _verify_job_due_now(store: Store, run_id: str) -> bool:
+    async with store._pool.acquire() as conn:
+        due = await conn.fetchval(
+            """SELECT not_before <= remediator_now() FROM jobs
+               WHERE run_id = $1::uuid AND kind = 'verify_deadline' AND state = 'pending'""",
+            run_id,
+        )
+    return bool(due)
+
+
+async def test_resolved_while_running_the_verdict_is_due_when_the_steps_end(
+    store: Store,
+) -> None:
+    run_id, acted = await _running(store, 7)
+    assert await store.close_run(run_id, acted + timedelta(seconds=5)) == RunOutcome.RUNNING
+    # As the pipeline records it (record.py): the job due after the deadline and its grace.
+    due = 600.0 + store.delivery_grace_s
+    assert await store.set_run_outcome(
+        run_id, RunOutcome.VERIFYING, schedule=[("verify_deadline", due)]
+    )
+    assert await _verify_job_due_now(store, run_id)
+
+
+async def test_resolved_while_running_a_settle_period_is_settled_from_then(
+    store: Store,
+) -> None:
+    run_id, acted = await _running(store, 8, settle_s=1800.0)
+    await _verifying_after_resolution(store, run_id, acted + timedelta(seconds=5))
+
+    ended = await store.conclude_verification(run_id)
+
+    assert ended is not None
+    assert (ended.result, ended.wait_s) == (None, 1800.0)
+    run = await store.get_run(run_id, with_steps=False)
+    assert run is not None
+    assert run.outcome is RunOutcome.VERIFYING
+    assert run.settle_until is not None
+    again = await store.conclude_verification(run_id)  # still settling: it waits again
+    assert again is not None
+    assert again.result is None
+    assert again.wait_s is not None
+    assert 0 < again.wait_s <= 1800.0
