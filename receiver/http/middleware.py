@@ -26,6 +26,7 @@ from receiver.http.auth import PRINCIPAL, Authenticator, Role
 from receiver.http.deps import STORE_DOWN_LOG
 from receiver.http.filters import BadParameter, check_query, unknown_parameter
 from receiver.http.responses import json_response, too_large
+from receiver.log_limits import Throttle
 from receiver.store import StoreUnavailable, is_unavailable
 from receiver.telemetry import Metrics
 
@@ -94,6 +95,8 @@ def edge_middleware(
     """
 
     own_below = tuple(prefix + "/" for prefix in own_auth)
+    # At most one line per 10 s about refused credentials: a sender with a wrong token retries.
+    refusals = Throttle(10.0)
     pages_below = tuple(prefix + "/" for prefix in page_paths)
 
     @web.middleware
@@ -116,6 +119,17 @@ def edge_middleware(
                 caller = auth.authorize(request, role)
                 if isinstance(caller, web.Response):
                     refused = caller
+                    if caller.status == 401 and (held := refusals.ready()) is not None:
+                        # Said here too: the sender's log is not the operator's, and a wrong
+                        # token in Alertmanager's configuration loses every notification.
+                        log.warning(
+                            "request refused: no valid credential",
+                            path=logged_path(request.path),
+                            role=str(role),
+                            credential_sent=bool(request.headers.get("Authorization")),
+                            remote=request.remote,
+                            held_back=held,
+                        )
                     if caller.status == 403 and route == UNMATCHED and webhook_routes:
                         refused = _webhook_path_hint(webhook_routes)
                 else:

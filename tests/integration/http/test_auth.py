@@ -224,6 +224,25 @@ async def test_missing_token_is_401_without_detail(make_client: MakeClient, stor
     assert await store.queue_depth() == 0
 
 
+async def test_a_refused_credential_is_logged_once_in_a_while_without_its_value(
+    make_client: MakeClient,
+) -> None:
+    # Alertmanager's log shows the 401, not the service's: with a wrong token in its
+    # configuration every notification was lost and the service said nothing.
+    wrong = "not-the-webhook-t0ken"
+    client = await make_client()
+    with capture_logs() as logs:
+        for headers in ({}, {"Authorization": f"Bearer {wrong}"}, {}):
+            response = await client.post(ALERTS_PATH, json=sample(), headers=headers)
+            assert response.status == 401
+    refused = [e for e in logs if e["event"] == "request refused: no valid credential"]
+    assert len(refused) == 1, logs  # the sender retries: one line per 10 s, not one a request
+    assert refused[0]["log_level"] == "warning"
+    assert (refused[0]["role"], refused[0]["credential_sent"]) == ("webhook", False)
+    assert refused[0]["path"] == ALERTS_PATH
+    assert wrong not in repr(logs)
+
+
 async def test_basic_auth_alone(make_client: MakeClient) -> None:
     settings = Settings(webhook_username="am", webhook_password=SecretStr("pw"))
     client = await make_client(settings=settings)
