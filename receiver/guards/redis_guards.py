@@ -304,7 +304,10 @@ class Guards:
         seconds, micros, fields = await self._status_head([self._keys.pause()], [])
         now_ms = self._now_ms() or int(seconds) * 1000 + int(micros) // 1000
         pause = {_text(k): _text(v) for k, v in zip(fields[::2], fields[1::2], strict=True)}
-        if pause.get("until") and int(pause["until"]) <= now_ms:
+        # A field edited by hand to what is not a time reads as none: the pause holds, as the
+        # admissions hold it (admit.lua), and the status still answers.
+        paused_until, since = _ms(pause.get("until")), _ms(pause.get("since"))
+        if paused_until is not None and paused_until <= now_ms:
             pause = {}  # ended; its key waits for its TTL
         used = await r.zcount(self._keys.budget(), f"({now_ms - to_ms(s.budget_window_s)}", "+inf")
 
@@ -325,18 +328,17 @@ class Guards:
                 self._keys.failures(rule), f"({now_ms - to_ms(s.breaker_window_s)}", "+inf"
             )
             opened = await r.get(self._keys.breaker(rule))
-            if opened is not None and int(_text(opened)) > now_ms:
-                state["open"] = True
-                state["open_until"] = from_ms(int(_text(opened))).isoformat()
+            if opened is not None and ((until := _ms(_text(opened))) is None or until > now_ms):
+                state["open"] = True  # one that is not a time holds it open, as admit.lua does
+                state["open_until"] = None if until is None else from_ms(until).isoformat()
 
-        paused_until = pause.get("until", "")
         return {
             "now": from_ms(now_ms).isoformat(),
             "paused": bool(pause),
             "pause": {
                 "reason": pause.get("reason", ""),
-                "since": from_ms(int(pause["since"])).isoformat() if "since" in pause else None,
-                "until": from_ms(int(paused_until)).isoformat() if paused_until else None,
+                "since": None if since is None else from_ms(since).isoformat(),
+                "until": None if paused_until is None else from_ms(paused_until).isoformat(),
                 "by": pause.get("by") or None,
             }
             if pause
@@ -348,3 +350,14 @@ class Guards:
             },
             "breakers": breakers,
         }
+
+
+def _ms(text: str | None) -> int | None:
+    """A stored time (ms since the epoch, as the scripts write it), None when absent or not a
+    whole number (a key edited by hand)."""
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None

@@ -129,3 +129,38 @@ async def test_a_guard_key_of_another_type_names_the_guard_and_key(
     ):
         await guards.admit(_request(GuardSpec(cooldown_s=60)))
     assert _committed_keys(await redis_client.keys("*")) == [key]
+
+
+@pytest.mark.parametrize("until", ["soon", "1.5e3x", "tomorrow"])
+async def test_a_pause_whose_end_is_not_a_time_holds_and_the_status_answers(
+    redis_client: redis.asyncio.Redis, until: str
+) -> None:
+    # Before, the admit script compared nil with a number and raised: every admission failed
+    # (a GuardError, the events toward their dead letters) and the status raised ValueError.
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    await guards.pause(3600, "maintenance", by="alice")
+    await redis_client.hset(guards.keys.pause(), "until", until)
+    refusal = (await guards.admit(_request(GuardSpec()))).refusal
+    assert refusal is not None
+    assert refusal.guard == "pause"
+    assert "is not a time: paused until resumed" in refusal.reason
+    assert refusal.retry_at is None
+    status = await guards.status()
+    assert status["paused"] is True
+    assert status["pause"]["reason"] == "maintenance"
+    assert status["pause"]["until"] is None
+    await guards.resume()
+    assert (await guards.admit(_request(GuardSpec()))).admitted
+
+
+async def test_a_breaker_whose_end_is_not_a_time_reads_open_in_the_status(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    guards = Guards(redis_client, NamespacePolicy(), GuardSettings())
+    await redis_client.set(guards.keys.breaker("rule"), "by hand")
+    refusal = (await guards.admit(_request(GuardSpec()))).refusal
+    assert refusal is not None
+    assert refusal.guard == "breaker"
+    status = await guards.status()
+    assert status["breakers"]["rule"]["open"] is True
+    assert status["breakers"]["rule"]["open_until"] is None

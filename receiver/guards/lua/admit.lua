@@ -85,6 +85,12 @@ checks.pause = function(keys, args)
   local reason = 'automation paused: ' .. p[1]
   if p[2] and p[2] ~= '' then
     local until_ms = tonumber(p[2])
+    -- An end that is not a time (the hash edited by hand) fails closed, as the breaker's
+    -- does: paused until resumed. Compared with nil it raised, and every admission failed.
+    if not until_ms then
+      return reason .. ' (its end, ' .. string.format('%q', string.sub(p[2], 1, 40))
+        .. ', is not a time: paused until resumed)', nil
+    end
     if until_ms <= now then return nil end
     return reason, until_ms
   end
