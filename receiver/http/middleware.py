@@ -97,6 +97,7 @@ def edge_middleware(
     own_below = tuple(prefix + "/" for prefix in own_auth)
     # At most one line per 10 s about refused credentials: a sender with a wrong token retries.
     refusals = Throttle(10.0)
+    strays = Throttle(10.0)  # and about POSTs no route takes
     pages_below = tuple(prefix + "/" for prefix in page_paths)
 
     @web.middleware
@@ -178,6 +179,17 @@ def edge_middleware(
             return timed_out
         except web.HTTPException as exc:
             status = exc.status
+            if exc.status == 404 and request.method == "POST" and webhook_routes:
+                # A webhook_config URL without its path (``http://remediator:9095``): Alertmanager
+                # does not retry a 404, so every notification is lost; its log shows this body.
+                if (held := strays.ready()) is not None:
+                    log.warning(
+                        "POST to a path no route takes: is a webhook's URL missing its path?",
+                        path=logged_path(request.path),
+                        remote=request.remote,
+                        held_back=held,
+                    )
+                return json_response({"error": _webhook_path_missing(webhook_routes)}, 404)
             if exc.status >= 400 and exc.content_type != "application/json":
                 return json_response(
                     {"error": exc.reason},
@@ -351,6 +363,13 @@ def _webhook_path_hint(webhook_routes: frozenset[str]) -> web.Response:
     paths = " or ".join(f"POST {path}" for path in sorted(webhook_routes))
     message = f"forbidden: the webhook credential calls {paths} only; check the webhook's URL"
     return json_response({"error": message}, 403)
+
+
+def _webhook_path_missing(webhook_routes: frozenset[str]) -> str:
+    """The 404 of a POST no route takes, naming where alerts go (the paths are public: the
+    README's; nothing about credentials is said)."""
+    paths = " or ".join(f"POST {path}" for path in sorted(webhook_routes))
+    return f"not found: alerts are posted to {paths}; check the webhook's URL and its path"
 
 
 def _route_name(request: web.Request) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from receiver.config import Settings
 from receiver.http.alerts import ALERTS_PATH
@@ -164,3 +165,23 @@ async def test_unknown_route_is_json_404(make_client: MakeClient) -> None:
     response = await client.get("/nope")
     assert response.status == 404
     assert await response.json() == {"error": "Not Found"}
+
+
+@pytest.mark.parametrize("path", ["/", "/alerts", "/webhook"])
+async def test_a_post_no_route_takes_names_the_webhook_path_and_is_logged(
+    make_client: MakeClient, path: str
+) -> None:
+    # Alertmanager's webhook_config with the service's address but not its path: a 404 it does
+    # not retry, so every notification was lost; "Not Found" said nothing of why.
+    client = await make_client()
+    with capture_logs() as logs:
+        for _ in range(2):
+            response = await client.post(path, json=sample(), headers=AUTH)
+            assert response.status == 404
+            error = (await response.json())["error"]
+            assert error.startswith("not found: alerts are posted to POST /api/v1/alerts")
+    strays = [e for e in logs if e["event"].startswith("POST to a path no route takes")]
+    assert len(strays) == 1  # a sender retrying says it once per 10 s
+    assert strays[0]["path"] == path
+    assert TOKEN not in repr(logs)
+    assert (await client.get(path)).status == 404  # other methods: as before
