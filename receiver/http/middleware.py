@@ -179,7 +179,12 @@ def edge_middleware(
             return timed_out
         except web.HTTPException as exc:
             status = exc.status
-            if exc.status == 404 and request.method == "POST" and webhook_routes:
+            if (
+                exc.status == 404
+                and request.method == "POST"
+                and webhook_routes
+                and not request.path.startswith("/api/")  # an operator's typo is not this
+            ):
                 # A webhook_config URL without its path (``http://remediator:9095``): Alertmanager
                 # does not retry a 404, so every notification is lost; its log shows this body.
                 if (held := strays.ready()) is not None:
