@@ -35,6 +35,7 @@ from remediations.durations import format_duration
 from remediations.params import Duration, Integer, StrictParams
 from remediations.redis_queue.declines import DECLINED, NOT_RUN, PASSING, cluster_refusal, declined
 from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
+from remediations.redis_queue.stream_count import stream_would_move
 from remediations.retrying import DEFAULT_RETRY, RetryPolicy, call_with_retries
 from remediations.targets import Target
 
@@ -146,6 +147,10 @@ class RequeueDeadLetters:
             if spec.layout is Layout.RQ:
                 waiting, detail = await self._read(
                     queues, "count", lambda: self._rq_would_move(queues, spec, typed)
+                )
+            elif spec.layout is Layout.STREAM:
+                waiting, detail = await self._read(
+                    queues, "count", lambda: stream_would_move(queues.client, spec, typed)
                 )
             would = min(typed.max_messages, waiting)
             more = "+" if waiting > would else ""

@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio
 from redis.crc import key_slot
 
-from remediations.base import ActionContext, ActionRefused, Clients
+from remediations.base import ActionContext, ActionRefused, Clients, Outcome
 from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
 from remediations.redis_queue.requeue import RequeueDeadLetters, RequeueParams
 from remediations.targets import Target
@@ -151,5 +151,63 @@ async def test_a_stream_dry_run_says_more_wait_than_it_would_move(redis_url: str
 
         assert "requeue 3 of 4+ pending entries" in result.message, result.message
         assert (await client.xpending("events", "g"))["pending"] == 10
+    finally:
+        await queues.close()
+
+
+async def _trimmed_group(client: redis.asyncio.Redis) -> None:
+    """Ten entries delivered to a consumer that died, idle past 1 s; the first eight since
+    deleted from the stream (XDEL, as a MAXLEN trim does)."""
+    await client.xgroup_create("events", "g", id="0", mkstream=True)
+    ids = [await client.xadd("events", {"n": str(n)}) for n in range(10)]
+    await client.xreadgroup("g", "dead-consumer", {"events": ">"}, count=10)
+    await client.xdel("events", *ids[:8])
+    await eventually(
+        lambda: client.xpending_range("events", "g", min="-", max="+", count=10, idle=1000),
+        lambda idle: len(idle) == 10,
+    )
+
+
+TRIMMED = RequeueParams.model_validate({"max_messages": 3, "min_idle": "1s"})
+
+
+async def test_a_stream_dry_run_counts_what_the_move_would_re_add(redis_url: str) -> None:
+    """The move acknowledges deleted entries as gone and re-adds what exists; the dry run
+    counted XPENDING's idle list and said "requeue 3 of 4+" where the move re-adds two."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    queues = RedisQueues("jobs", client, {"events": QueueSpec(Layout.STREAM, "events", group="g")})
+    try:
+        await _trimmed_group(client)
+        dry = await RequeueDeadLetters().run(
+            ActionContext("run-1", True, Clients({"redis:jobs": queues})),
+            Target("RedisQueue", "", "jobs/events"),
+            TRIMMED,
+        )
+        assert "requeue 2 of 2 pending entries" in dry.message, dry.message
+        assert "8 pending entr(y/ies) deleted from the stream would be acknowledged" in dry.message
+        assert (await client.xpending("events", "g"))["pending"] == 10  # nothing moved
+    finally:
+        await queues.close()
+
+
+async def test_a_stream_move_acknowledges_entries_deleted_while_pending(redis_url: str) -> None:
+    """Redis 6.2 (the embedded one) answers XAUTOCLAIM with a nil for a deleted entry: the
+    script indexed it and failed ("attempt to index local 'entry'"), and the step failed on
+    any group whose idle entries had been trimmed. Redis 7 lists them apart; both are done."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    queues = RedisQueues("jobs", client, {"events": QueueSpec(Layout.STREAM, "events", group="g")})
+    try:
+        await _trimmed_group(client)
+        live = await RequeueDeadLetters().run(
+            ActionContext("run-2", False, Clients({"redis:jobs": queues})),
+            Target("RedisQueue", "", "jobs/events"),
+            TRIMMED,
+        )
+        assert live.after is not None
+        assert (live.outcome, live.after["moved"]) == (Outcome.OK, 2), live.message
+        assert "8 pending entr(y/ies) were deleted from the stream" in live.message
+        assert (await client.xpending("events", "g"))["pending"] == 0  # deleted: acknowledged
+        consumers = [c["name"] for c in await client.xinfo_consumers("events", "g")]
+        assert b"alert-remediator" not in consumers, consumers
     finally:
         await queues.close()

@@ -17,7 +17,7 @@
 local limit = tonumber(ARGV[4])
 local budget = tonumber(ARGV[6])
 local cursor = ARGV[5]
-local pairs_out, gone = {}, 0
+local pairs_out, gone, stranded = {}, 0, 0
 local readded, examined = 0, 0
 while readded < limit and examined < budget do
   local count = math.min(limit - readded, math.max(1, math.floor((budget - examined) / 10)))
@@ -25,23 +25,43 @@ while readded < limit and examined < budget do
                            'COUNT', count)
   examined = examined + count * 10
   cursor = reply[1]
-  for _, entry in ipairs(reply[2]) do
-    local id, fields = entry[1], entry[2]
-    if fields then
-      local new_id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+  -- Redis 6.2 answers a deleted entry with a nil (false here) in its place, claimed all the
+  -- same and left pending under the claiming consumer, with no id to acknowledge it by:
+  -- those are acknowledged below, from the consumer's own list. Indexed, it raised, and the
+  -- move failed on any group whose idle entries had been trimmed.
+  for i = 1, #reply[2] do
+    local entry = reply[2][i]
+    if entry and entry[2] then
+      local id = entry[1]
+      local new_id = redis.call('XADD', KEYS[1], '*', unpack(entry[2]))
       table.insert(pairs_out, id)
       table.insert(pairs_out, new_id)
       readded = readded + 1
+      redis.call('XACK', KEYS[1], ARGV[1], id)
+    elseif entry then
+      gone = gone + 1  -- an id with no fields: deleted
+      redis.call('XACK', KEYS[1], ARGV[1], entry[1])
     else
-      gone = gone + 1  -- Redis 6.2 answers a deleted entry with no fields
+      stranded = stranded + 1
     end
-    redis.call('XACK', KEYS[1], ARGV[1], id)
   end
   if reply[3] then
     gone = gone + #reply[3]  -- Redis 7 lists deleted entries apart (already out of the PEL)
   end
   if cursor == '0-0' then
     break
+  end
+end
+-- Redis 6.2's deleted entries, claimed by this consumer and left pending: what it holds that
+-- no longer exists is acknowledged and counted gone (an entry that exists is never held by it
+-- past the step that re-added and acknowledged it).
+if stranded > 0 then
+  local held_ids = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', stranded, ARGV[2])
+  for _, held in ipairs(held_ids) do
+    if #redis.call('XRANGE', KEYS[1], held[1], held[1], 'COUNT', 1) == 0 then
+      redis.call('XACK', KEYS[1], ARGV[1], held[1])
+      gone = gone + 1
+    end
   end
 end
 -- The claiming consumer holds nothing now; remove it so it does not linger in XINFO.
