@@ -7,11 +7,20 @@ tests import), so a test process keeps the interpreter's defaults.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import Callable, Coroutine
+import signal
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["GEN0_THRESHOLD", "event_loop_factory", "run_bounded", "tune_garbage_collector"]
+__all__ = [
+    "GEN0_THRESHOLD",
+    "event_loop_factory",
+    "run_bounded",
+    "signals_wait_for_threads",
+    "tune_garbage_collector",
+]
 
 T = TypeVar("T")
 
@@ -52,6 +61,7 @@ def run_bounded(
     leftovers_s: float,
     log: Any,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    on_main_end: Callable[[], None] | None = None,
 ) -> T:
     """Run ``main`` to its end in a new event loop (``asyncio.Runner``: SIGINT cancels it and
     raises KeyboardInterrupt), then close the loop within about ``leftovers_s`` seconds per
@@ -60,12 +70,16 @@ def run_bounded(
     for each without a limit, so one leftover task that ignores its cancellation (a statement
     whose cancellation a server that went away never acknowledges) held the exit past the
     pod's termination grace. What is still running at its bound is left behind, named in a
-    warning on ``log`` (a structlog logger), and goes with the process. Returns what ``main``
-    returns; raises what it raises."""
+    warning on ``log`` (a structlog logger), and goes with the process. ``on_main_end`` is
+    called first once ``main`` has ended, however it ended, before that clean-up (``serve``
+    keeps ^C and SIGTERM from cutting it short). Returns what ``main`` returns; raises what it
+    raises."""
     runner = asyncio.Runner(loop_factory=loop_factory)
     try:
         return runner.run(main)
     finally:
+        if on_main_end is not None:
+            on_main_end()
         loop = runner.get_loop()
         try:
             _end_leftovers(loop, leftovers_s, log)
@@ -77,6 +91,48 @@ def run_bounded(
             if loop_factory is None:
                 asyncio.set_event_loop(None)
             loop.close()
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_wait_for_threads() -> Iterator[Callable[[], None]]:
+    """Around ``run_bounded``: the callable it yields makes ^C and SIGTERM do nothing (pass it
+    as ``on_main_end``), and on leaving, they do nothing until the threads started inside
+    that still run have ended; then their handlers are what they were (a test runs ``serve``
+    in its own process).
+
+    Why: what is left once the service ended is bounded clean-up, and threads that stop the
+    embedded PostgreSQL and Redis (a stop whose task was left behind, a start cancelled
+    midway that stops what it started), which the interpreter waited for before exiting.
+    One more ^C there (KeyboardInterrupt) or SIGTERM (its default action once the loop's
+    handler was gone) ended the process before them, and the servers outlived it, holding
+    their ports. A handler that does nothing, not SIG_IGN, which a server spawned meanwhile
+    would inherit."""
+    before = set(threading.enumerate())
+    previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+
+    def ignore() -> None:
+        for sig in _SIGNALS:
+            signal.signal(sig, _ignored)
+
+    try:
+        yield ignore
+    finally:
+        ignore()  # again: closing the standard event loop restored the defaults
+        try:
+            for thread in threading.enumerate():
+                if thread not in before and not thread.daemon:
+                    thread.join()
+        finally:
+            for sig, handler in previous.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
+
+
+def _ignored(signum: int, frame: object) -> None:
+    """^C or SIGTERM while the process ends (``signals_wait_for_threads``)."""
 
 
 def _end_leftovers(loop: asyncio.AbstractEventLoop, timeout_s: float, log: Any) -> None:

@@ -294,8 +294,13 @@ async def run_service(
             # or admitted, a step in progress finishes within the grace, and none begins after it.
             pipeline.wind_down()
             worker.stop_claiming()
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+            for sig in (signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)  # a second ^C hurries the stop (KeyboardInterrupt)
+            # Not removed: SIGTERM's default action killed the process in the middle of its stop,
+            # and the embedded PostgreSQL and Redis outlived it. Every part of the stop is bounded.
+            loop.add_signal_handler(
+                signal.SIGTERM, lambda: log.info("stopping already; SIGTERM again ignored")
+            )
             for task in background:
                 task.cancel()
             # Each part within its bound, whatever it waits on (receiver.stop_budget).

@@ -46,7 +46,12 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     # other commands do not need.
     from receiver.embedded import EmbeddedError
     from receiver.rules.errors import RuleSetError
-    from receiver.runtime import event_loop_factory, run_bounded, tune_garbage_collector
+    from receiver.runtime import (
+        event_loop_factory,
+        run_bounded,
+        signals_wait_for_threads,
+        tune_garbage_collector,
+    )
     from receiver.service import run_service
     from receiver.startup import StartupError
     from receiver.stop_budget import LEFTOVERS_S
@@ -63,22 +68,24 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         await run_service(settings, config_file=state(ctx).config_file)
 
     tune_garbage_collector()
-    try:
-        # Not `with asyncio.Runner()`: its close waits for every task still running without a
-        # limit, and one that ignores its cancellation held the exit past the pod's grace.
-        run_bounded(
-            until_stopped(),
-            leftovers_s=LEFTOVERS_S,
-            log=structlog.get_logger("remediator"),
-            loop_factory=event_loop_factory(),
-        )
-    except RuleSetError as exc:
-        for error in exc.errors:
-            click.echo(str(error), err=True)
-        raise UserError(f"{len(exc.errors)} error(s) in the rule files; not starting") from None
-    except (EmbeddedError, StartupError) as exc:
-        raise UserError(str(exc)) from None
-    except ConfigError as exc:
-        raise BadUsage(f"configuration: {exc.message}") from None
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        pass  # SIGINT, or SIGTERM before the service could stop gracefully: stopped, cleaned up
+    with signals_wait_for_threads() as quiet:
+        try:
+            # Not `with asyncio.Runner()`: its close waits for every task still running without a
+            # limit, and one that ignores its cancellation held the exit past the pod's grace.
+            run_bounded(
+                until_stopped(),
+                leftovers_s=LEFTOVERS_S,
+                log=structlog.get_logger("remediator"),
+                loop_factory=event_loop_factory(),
+                on_main_end=quiet,
+            )
+        except RuleSetError as exc:
+            for error in exc.errors:
+                click.echo(str(error), err=True)
+            raise UserError(f"{len(exc.errors)} error(s) in the rule files; not starting") from None
+        except (EmbeddedError, StartupError) as exc:
+            raise UserError(str(exc)) from None
+        except ConfigError as exc:
+            raise BadUsage(f"configuration: {exc.message}") from None
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            pass  # SIGINT, or SIGTERM before the service could stop gracefully: stopped, cleaned up

@@ -359,16 +359,36 @@ class EmbeddedServices:
 
     async def __aenter__(self) -> EmbeddedServices:
         # initdb and start-up block for seconds; keep the event loop free meanwhile.
-        starting = asyncio.ensure_future(asyncio.to_thread(self.start))
+        abandoned = threading.Event()
+        handover = threading.Lock()
+        handed: list[bool] = []
+
+        def start_unless_abandoned() -> None:
+            self.start()
+            with handover:
+                if abandoned.is_set():
+                    self.stop()  # nobody awaits these servers any more: they must not outlive us
+                else:
+                    handed.append(True)
+
+        # Submitted now, not at a task's first step, which a loop stopped first never runs.
+        loop = asyncio.get_running_loop()
+        starting = loop.run_in_executor(None, start_unless_abandoned)
         try:
-            return await asyncio.shield(starting)
+            await asyncio.shield(starting)
+            return self
         except asyncio.CancelledError:
-            # Cancelled mid-start (SIGTERM while starting): the thread goes on regardless, and
-            # __aexit__ is not called for an __aenter__ that raised, so what it started would
-            # outlive the process. Let it finish, then stop it.
+            # Cancelled mid-start (SIGTERM, ^C): the thread goes on, and __aexit__ is not called
+            # for an __aenter__ that raised. Whoever comes last stops what was started. Before,
+            # a second cancellation cut this task's wait short: its stop() raced the start,
+            # found nothing yet, and what the thread started then outlived the process.
+            with handover:
+                abandoned.set()
+                stop_here = bool(handed)
+            ending = loop.run_in_executor(None, self.stop) if stop_here else starting
+            # Cancelled again, the thread still finishes (the interpreter waits for it).
             with contextlib.suppress(BaseException):
-                await starting
-            await asyncio.to_thread(self.stop)
+                await asyncio.shield(ending)
             raise
 
     async def __aexit__(

@@ -27,6 +27,7 @@ import pytest
 
 from tests.support import alertmanagers
 from tests.support.alertmanagers import Alertmanager
+from tests.support.daemons import end
 from tests.support.polling import eventually_not_none
 from tests.support.served import env_for, launch
 
@@ -120,9 +121,8 @@ class Processes:
         for am in self.alertmanagers:
             am.stop()
         for r in self.receivers:
-            if r.proc.poll() is None:
-                r.proc.kill()
-                r.proc.wait()
+            # SIGTERM first: SIGKILL orphaned the receiver's embedded PostgreSQL and Redis.
+            end(r.proc, 60)
         # Shown by pytest only when the test failed.
         for am in self.alertmanagers:
             print(f"----- {am.name} ({am.version}, {am.url}) log -----")

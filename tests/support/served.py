@@ -6,6 +6,7 @@ the other commands as an operator runs them: ``cli(env, *args)``, and into a pip
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from receiver.embedded.process import LEFTOVER_STOP_TIMEOUT_S, stop_leftover
 from tests.support.daemons import end
 from tests.support.polling import eventually
 
@@ -40,6 +43,7 @@ __all__ = [
     "launch",
     "runs_listed",
     "serve",
+    "servers_under",
     "stop",
 ]
 
@@ -173,10 +177,25 @@ def launch(
 
     threading.Thread(target=pump, daemon=True).start()
     if not found.wait(timeout_s) or not url:
-        proc.kill()
-        proc.wait()
+        end(proc, 60)  # SIGTERM first: SIGKILL orphaned the embedded servers it had started
         pytest.fail("remediator serve did not start:\n" + "".join(output[-60:]))
     return proc, url[0], output
+
+
+def servers_under(directory: Path) -> dict[int, str]:
+    """The processes (pid: command line) that run in ``directory`` or name it: the embedded
+    servers of a data directory there. By working directory too: redis-server rewrites its
+    command line to ``redis-server 127.0.0.1:PORT``, naming no directory."""
+    found: dict[int, str] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if str(directory) in cmdline or cwd.startswith(str(directory)):
+            found[int(pid)] = cmdline.strip()
+    return found
 
 
 @pytest.fixture
@@ -189,7 +208,36 @@ def embedded_dir() -> Iterator[Path]:
     try:
         yield base / "data"
     finally:
+        left = stop_servers_under(base)
         shutil.rmtree(base, ignore_errors=True)
+        if left:
+            warnings.warn(
+                f"embedded servers outlived the test and were stopped: {left}", stacklevel=1
+            )
+
+
+def stop_servers_under(directory: Path) -> dict[int, str]:
+    """Stop the servers still running in ``directory`` (a serve the test killed, or a product
+    bug): else the redis-server lived on, holding its port in a deleted directory, while
+    PostgreSQL exits by itself once its lock file is gone. Those named by the pid files
+    first, as a later serve would (``stop_leftover``), then any process still there, SIGTERM
+    then SIGKILL. What was running, for the test's warning."""
+    left = servers_under(directory)
+    if not left:
+        return left
+    for pid_file, marker, sig in (
+        (directory / "data" / "redis" / "redis.pid", "redis-server", signal.SIGTERM),
+        (
+            directory / "data" / "postgres" / "data" / "postmaster.pid",
+            str(directory),
+            signal.SIGINT,
+        ),
+    ):
+        stop_leftover(pid_file, marker, sig, LEFTOVER_STOP_TIMEOUT_S)
+    for pid in servers_under(directory):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
 
 
 @pytest.fixture

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 import threading
 
-from receiver.runtime import GEN0_THRESHOLD, run_bounded, tune_garbage_collector
+from receiver.runtime import (
+    GEN0_THRESHOLD,
+    run_bounded,
+    signals_wait_for_threads,
+    tune_garbage_collector,
+)
 from tests.support.said import Said
 
 
@@ -98,3 +104,23 @@ def test_leftover_tasks_that_end_when_cancelled_are_waited_for() -> None:
     run_bounded(main(), leftovers_s=5.0, log=said)
     assert ended.is_set()
     assert said.lines == []
+
+
+def test_signals_wait_for_the_threads_started_inside_then_are_as_they_were() -> None:
+    """^C while the threads stopping the embedded servers run does nothing; once they ended,
+    the handlers are the caller's again (a test running ``serve`` in its own process)."""
+    before = signal.getsignal(signal.SIGINT)
+    ended = threading.Event()
+    go = threading.Event()
+
+    def stopping() -> None:
+        go.wait()
+        ended.set()
+
+    with signals_wait_for_threads() as quiet:
+        threading.Thread(target=stopping).start()
+        quiet()
+        signal.raise_signal(signal.SIGINT)  # no KeyboardInterrupt
+        go.set()
+    assert ended.is_set()
+    assert signal.getsignal(signal.SIGINT) is before
