@@ -181,6 +181,7 @@ def edge_middleware(
             status = exc.status
             if (
                 exc.status == 404
+                and route == UNMATCHED  # the router's, not a handler's "no such thing"
                 and request.method == "POST"
                 and webhook_routes
                 and not request.path.startswith("/api/")  # an operator's typo is not this
