@@ -160,9 +160,12 @@ EVENTS = QueueTable(
     # The event that created a run with a job still open (parked for its approval, waiting
     # for the target lock, verifying, an undo or an escalation to come, a dead job to retry):
     # taken up again, the run reads its alert back (pipeline.runner.take_up), which its steps
-    # write about and an approval's plan binds. Open jobs are few (jobs_open_by_run).
+    # write about and an approval's plan binds. Open jobs are few (jobs_open_by_run). Not a
+    # finish_end job's: it gives back a slot or a lock and sends a notice, never reading the
+    # alert (an approval's notice job kept it 30 s past the run's end).
     keep="""EXISTS (SELECT 1 FROM jobs j JOIN runs r ON r.id = j.run_id
-                    WHERE j.state <> 'done' AND r.event_id = alert_events.id)""",
+                    WHERE j.state <> 'done' AND j.kind <> 'finish_end'
+                      AND r.event_id = alert_events.id)""",
 )
 JOBS = QueueTable(
     kind="job",
