@@ -97,7 +97,9 @@ async def test_a_clustered_pair_makes_one_run_and_closes_it(processes: Processes
             return await _runs(session, receiver) or None
 
         (run,) = await _until("the run", any_run)
-        assert (run["rule"], run["target"], run["starts_at"]) == (RULE, TARGET, starts_at)
+        assert (run["rule"], run["target"]) == (RULE, TARGET)
+        # As instants: the API trims trailing zeros of the fraction (".61Z" for ".610Z").
+        assert parse_rfc3339(run["starts_at"]) == parse_rfc3339(starts_at)
 
         ends_at = _rfc3339(datetime.now(UTC) - timedelta(seconds=1))
         for am in pair:
