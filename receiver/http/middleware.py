@@ -366,16 +366,23 @@ def _webhook_path_hint(webhook_routes: frozenset[str]) -> web.Response:
     the wrong role's 403 ("an operator token"), it sent the sender's owner to give Alertmanager
     an operator's token; this names the path the credential posts to. Still a 403: without a
     credential an unknown path is a 401 as any other, and what exists stays unsaid."""
-    paths = " or ".join(f"POST {path}" for path in sorted(webhook_routes))
-    message = f"forbidden: the webhook credential calls {paths} only; check the webhook's URL"
+    message = (
+        f"forbidden: the webhook credential calls {_webhook_paths(webhook_routes)} only; "
+        "check the webhook's URL"
+    )
     return json_response({"error": message}, 403)
 
 
 def _webhook_path_missing(webhook_routes: frozenset[str]) -> str:
     """The 404 of a POST no route takes, naming where alerts go (the paths are public: the
     README's; nothing about credentials is said)."""
-    paths = " or ".join(f"POST {path}" for path in sorted(webhook_routes))
+    paths = _webhook_paths(webhook_routes)
     return f"not found: alerts are posted to {paths}; check the webhook's URL and its path"
+
+
+def _webhook_paths(webhook_routes: frozenset[str]) -> str:
+    """``POST /api/v1/alerts`` (each webhook route, joined by "or"), as the answers name them."""
+    return " or ".join(f"POST {path}" for path in sorted(webhook_routes))
 
 
 def _route_name(request: web.Request) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from remediations.base import ActionRefused
 
-__all__ = ["End", "Layout", "QueueSpec", "RedisQueues"]
+__all__ = ["End", "Layout", "QueueSpec", "RedisQueues", "text"]
 
 
 class Layout(StrEnum):
@@ -109,3 +109,8 @@ class RedisQueues:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def text(value: Any) -> str:
+    """A Redis reply's value as text (the clients here answer bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

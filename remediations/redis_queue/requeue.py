@@ -34,7 +34,7 @@ from remediations.base import (
 from remediations.durations import format_duration
 from remediations.params import Duration, Integer, StrictParams
 from remediations.redis_queue.declines import DECLINED, NOT_RUN, PASSING, cluster_refusal, declined
-from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues
+from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues, text
 from remediations.redis_queue.stream_count import stream_would_move
 from remediations.retrying import DEFAULT_RETRY, RetryPolicy, call_with_retries
 from remediations.targets import Target
@@ -56,10 +56,6 @@ _TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, O
 
 def _lua(name: str) -> str:
     return resources.files("remediations.redis_queue").joinpath("lua", name).read_text("utf-8")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RequeueParams(StrictParams):
@@ -297,7 +293,7 @@ class RequeueDeadLetters:
                 if skipped
                 else ""
             )
-            jobs = [_text(x) for x in reply[5:]]
+            jobs = [text(x) for x in reply[5:]]
             return moved, {"dead_letters": failed, "queue": length, "jobs": jobs}, detail
         source, dest = spec.ends
         reply = await r.eval(
@@ -339,8 +335,8 @@ class RequeueDeadLetters:
                     may_have_acted=True,
                 ) from exc
             added, lost, pending = (int(x) for x in reply[:3])
-            readded, gone, cursor = readded + added, gone + lost, _text(reply[3])
-            ids = [_text(x) for x in reply[4:]]
+            readded, gone, cursor = readded + added, gone + lost, text(reply[3])
+            ids = [text(x) for x in reply[4:]]
             moves += [{"from": ids[i], "to": ids[i + 1]} for i in range(0, len(ids), 2)]
             if readded >= params.max_messages or cursor == "0-0":
                 break

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediations.redis_queue.queues import QueueSpec
+from remediations.redis_queue.queues import QueueSpec, text
 
 __all__ = ["MAX_EXAMINED", "stream_would_move"]
 
@@ -20,10 +20,6 @@ __all__ = ["MAX_EXAMINED", "stream_would_move"]
 # group with millions pending costs a dry run a few round trips.
 MAX_EXAMINED = 10_000
 _PAGE = 500
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def stream_would_move(client: Any, spec: QueueSpec, params: Any) -> tuple[int, str]:
@@ -42,7 +38,7 @@ async def stream_would_move(client: Any, spec: QueueSpec, params: Any) -> tuple[
         page = await client.xpending_range(
             spec.key, spec.group, min=start, max="+", count=count, idle=idle_ms
         )
-        ids = [_text(entry["message_id"]) for entry in page]
+        ids = [text(entry["message_id"]) for entry in page]
         pipe = client.pipeline(transaction=False)
         for entry_id in ids:
             pipe.xrange(spec.key, min=entry_id, max=entry_id, count=1)
