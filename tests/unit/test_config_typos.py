@@ -241,7 +241,7 @@ def test_an_unknown_key_of_the_approvers_file_that_is_no_name_is_not_shown(
     assert "\x1b" not in message, message
     assert message.count("file: a key that is no key's name (not shown") == 2, message
     assert "this takes by_rule, by_risk, default, slack_users" in message
-    assert "by_risk: Value error, unknown risk (a key not shown); use low or high" in message
+    assert "by_risk: unknown risk (a key not shown); use low or high" in message
 
 
 def test_a_key_of_the_approvers_file_given_twice_is_named_only_when_it_is_a_name(
