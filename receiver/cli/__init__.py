@@ -28,6 +28,7 @@ usage errors, 1 for everything else that failed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -47,7 +48,27 @@ from receiver.log_setup import configure_logging
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Remediator(click.Group):
+    """The top command. ``--config`` is its own option, given before the command: after it
+    (``remediator serve --config FILE``, as many tools take it) click said only "No such option
+    '--config'", as if there were none; now the usage error says where it goes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            if exc.option_name != "--config" or exc.ctx is None:
+                raise
+            command = exc.ctx.command_path.removeprefix(ctx.command_path).strip()
+            raise click.NoSuchOption(
+                exc.option_name,
+                f"No such option '--config' for {command!r}: it is {ctx.command_path}'s own,"
+                f" given before the command: {ctx.command_path} --config FILE {command} ...",
+                ctx=exc.ctx,
+            ) from None
+
+
+@click.group(cls=_Remediator, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_file",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Any
 
 import click
 import structlog
 
 from receiver.cli.common import BadUsage, Integer, UserError, state
-from receiver.config import ConfigError
+from receiver.config import ConfigError, named
 from receiver.config.values import host_problem
 
 __all__ = ["serve"]
@@ -82,10 +83,19 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         except RuleSetError as exc:
             for error in exc.errors:
                 click.echo(str(error), err=True)
-            raise UserError(f"{len(exc.errors)} error(s) in the rule files; not starting") from None
+            raise UserError(_rules_refused(len(exc.errors), settings.rules_dir)) from None
         except (EmbeddedError, StartupError) as exc:
             raise UserError(str(exc)) from None
         except ConfigError as exc:
             raise BadUsage(f"configuration: {exc.message}") from None
         except (KeyboardInterrupt, asyncio.CancelledError):
             pass  # SIGINT, or SIGTERM before the service could stop gracefully: stopped, cleaned up
+
+
+def _rules_refused(errors: int, directory: Path) -> str:
+    """The last line of a start the rules stopped. With no rules directory at all, the setting
+    that names it: a service started away from the clone said only ``1 error(s) in the rule
+    files``, as if a rule were wrong."""
+    if not directory.is_dir():
+        return f"no rules directory: {named('rules_dir')} is {str(directory)!r}; not starting"
+    return f"{errors} error(s) in the rule files; not starting"

@@ -96,7 +96,8 @@ def _approvers(path: Path) -> ApproversFile:
             unknown_key_error("", e["loc"], ApproversFile)
             if e["type"] == "extra_forbidden"
             else f"{'.'.join(escaped(p) for p in e['loc']) or 'file'}: "
-            + (boolean_word(located.words, e["loc"], e) or e["msg"])
+            # Without pydantic's "Value error, ", as every other setting's message is told.
+            + (boolean_word(located.words, e["loc"], e) or e["msg"].removeprefix("Value error, "))
             for e in exc.errors()
         )
         raise ConfigError(f"{_ENV['approvers_file']}: {path}: {problems}") from None

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, SecretStr, field_validator
 
 from receiver.config.inline import host_port
-from receiver.config.values import one_of, split_list, url_shape
+from receiver.config.values import SettingPath, one_of, split_list, url_shape
 from receiver.guards.policy import CLUSTER_KEY_PREFIX, GuardSettings
 
 __all__ = [
@@ -137,13 +136,13 @@ class RedisSettings(BaseModel):
     redis_sentinels: SentinelAddresses = ()
     redis_sentinel_master: str | None = None
     redis_password: SecretStr | None = None
-    redis_password_file: Path | None = None
+    redis_password_file: SettingPath | None = None
     redis_sentinel_password: SecretStr | None = None
-    redis_sentinel_password_file: Path | None = None
+    redis_sentinel_password_file: SettingPath | None = None
     redis_sentinel_tls: bool = False
-    redis_tls_ca_file: Path | None = None
-    redis_tls_cert_file: Path | None = None
-    redis_tls_key_file: Path | None = None
+    redis_tls_ca_file: SettingPath | None = None
+    redis_tls_cert_file: SettingPath | None = None
+    redis_tls_key_file: SettingPath | None = None
 
     @field_validator(
         "redis_url",

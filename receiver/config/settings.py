@@ -34,6 +34,7 @@ from receiver.config.redis_mode import RedisSettings, blank_as_none
 from receiver.config.sizes import BODY_BYTES_BOUNDS, MIB, parse_size, size
 from receiver.config.values import (
     WRITTEN,
+    SettingPath,
     duration,
     duration_or_off,
     namespaces,
@@ -149,26 +150,26 @@ class Settings(RedisSettings, ActionWaits):
     # Webhook authentication: bearer token and/or basic auth. The *_file fields record where a
     # secret came from; load_settings() has already read it into the secret field.
     webhook_token: SecretStr | None = None
-    webhook_token_file: Path | None = None
+    webhook_token_file: SettingPath | None = None
     webhook_username: str | None = None
     webhook_password: SecretStr | None = None
-    webhook_password_file: Path | None = None
+    webhook_password_file: SettingPath | None = None
     # Accepting webhooks without credentials must be asked for: the receiver triggers changes.
     allow_unauthenticated: bool = False
 
     # Operators (read runs and guards, pause and resume): a file each in operator_tokens_dir,
     # named after them, holding their token; load_settings() reads them into operator_tokens.
-    operator_tokens_dir: Path | None = None
+    operator_tokens_dir: SettingPath | None = None
     operator_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     # The token the CLI sends to a server's operator endpoints (serve does not read it).
     operator_token: SecretStr | None = None
-    operator_token_file: Path | None = None
+    operator_token_file: SettingPath | None = None
 
-    rules_dir: Path = Path("rules")
-    data_dir: Path = Path(".data")
+    rules_dir: SettingPath = Path("rules")
+    data_dir: SettingPath = Path(".data")
 
     dry_run: DryRun = DryRun.AUTO
-    kubeconfig: Path | None = None
+    kubeconfig: SettingPath | None = None
 
     namespace_allow: tuple[str, ...] = ()
     namespace_deny: tuple[str, ...] = NamespacePolicy().deny
@@ -246,15 +247,15 @@ class Settings(RedisSettings, ActionWaits):
 
     # Approvals (receiver/approvals); config.approvals.load_approvals reads their files.
     # Signing keys of approval links: one file per key id; the greatest key id signs.
-    approval_keys_dir: Path | None = None
+    approval_keys_dir: SettingPath | None = None
     approval_ttl_seconds: float = APPROVAL_TTL_S
     # YAML: who may decide (by_rule, by_risk, default) and slack_users (Slack user id -> name).
-    approvers_file: Path | None = None
+    approvers_file: SettingPath | None = None
     # A header the SSO proxy in front of the service sets to the user's name; trusted only
     # from sso_trusted_proxies (addresses or networks).
     sso_user_header: str | None = None
     sso_trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
-    slack_signing_secret_file: Path | None = None
+    slack_signing_secret_file: SettingPath | None = None
     # The Slack workspaces (team ids) whose clicks are taken; empty: any the secret signs for.
     slack_team_ids: tuple[str, ...] = ()
     # The notify channel (notify.channels) approval requests and decisions are sent to.

@@ -122,25 +122,37 @@ def _flatten(
     for name, value in data.items():
         parts = (*prefix, str(name))
         path = ".".join(parts)
+        under = sorted(key for key in known if key.startswith(f"{path}."))
         if path in known:
             out[path] = value
-        elif isinstance(value, Mapping):
+        elif isinstance(value, Mapping) and (under or (value and not typo_of(path, known))):
+            # A section, or a misspelt one whose settings say which they meant
+            # (`aprovals: {keys_dir: k}`: approvals.keys_dir).
             _flatten(value, parts, known, out, where)
-        elif under := sorted(key for key in known if key.startswith(f"{path}.")):
+        elif under:
             if value is None:
                 continue  # `http:` with nothing under it: an empty section, nothing set
             raise ConfigError(
                 f"{where(parts)}: {path}: a section, not a value: write its settings under it"
                 f" ({', '.join(under)})"
             )
-        elif plausible_key(parts):
-            close = typo_of(path, known)
-            raise ConfigError(
-                f"{where(parts)}: {path}: unknown setting"
-                + (f" (did you mean {close}?)" if close else "")
-            )
         else:
-            raise ConfigError(
-                f"{where(parts)}: a key that is no setting's name (not shown: is this a"
-                " settings file?)"
-            )
+            # A map under a misspelt setting that takes one (`notify: {channel: {oncall: ...}}`)
+            # is named here, with the setting meant: named at its first key, the error said
+            # `notify.channel.oncall.kind: unknown setting`, as if `kind` were wrong; an empty
+            # one (`notify: {chanels: {}}`) was not named at all.
+            raise ConfigError(_unknown(parts, known, where))
+
+
+def _unknown(parts: tuple[str, ...], known: Collection[str], where: Where) -> str:
+    """The error of the key at ``parts``, which is no setting: named with the setting it is a
+    typo of, when it looks like a key (``plausible_key``), else not shown."""
+    if not plausible_key(parts):
+        return (
+            f"{where(parts)}: a key that is no setting's name (not shown: is this a settings file?)"
+        )
+    path = ".".join(parts)
+    close = typo_of(path, known)
+    return f"{where(parts)}: {path}: unknown setting" + (
+        f" (did you mean {close}?)" if close else ""
+    )

@@ -7,11 +7,12 @@ import difflib
 import re
 import typing
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, SecretStr, ValidationInfo
+from pydantic import BaseModel, BeforeValidator, SecretStr, ValidationInfo
 
 from receiver import durations
 from receiver.config.redact import misread, redacted
@@ -26,6 +27,7 @@ __all__ = [
     "NOT_UTF8",
     "NUL_REFUSED",
     "WRITTEN",
+    "SettingPath",
     "duration",
     "duration_or_off",
     "escaped",
@@ -211,6 +213,28 @@ def host_problem(host: str, port_setting: str) -> str | None:
 
 
 # What a value holding U+0000, or a byte that is not UTF-8, is told (``unstorable_keys``).
+EMPTY_PATH = (
+    "empty: give the path, or leave the setting out for its default (an empty path is the"
+    " working directory)"
+)
+
+
+def _no_blank_path(value: object) -> object:
+    """A path setting's value, refused when empty or blank: ``Path("")`` is ``.``, so
+    ``REMEDIATOR_OPERATOR_TOKENS_DIR=`` (a template's variable left empty) read every file of
+    the working directory as an operator's token, ``REMEDIATOR_APPROVAL_KEYS_DIR=`` as a link
+    key, and ``REMEDIATOR_DATA_DIR=`` put the embedded servers and the tokens there. YAML's
+    null reaches this only for a path that cannot be unset (``rules_dir:``), which pydantic
+    told as "Input is not a valid path for <class 'pathlib.Path'>"."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(EMPTY_PATH)
+    return value
+
+
+# A file or directory a setting names (every ``…_file``, ``…_dir``, the kubeconfig).
+SettingPath = Annotated[Path, BeforeValidator(_no_blank_path)]
+
+
 NUL_REFUSED = "the value contains a NUL character (U+0000), which is not allowed: remove it"
 NOT_UTF8 = (
     "the value is not UTF-8 text (a byte that is not UTF-8, or a \\ud800-\\udfff escape, which "

@@ -63,7 +63,8 @@ def _read_directory(
     rules for nothing; skipped without a word, as before, a rule vanished unseen. Any other
     entry that is not a regular file (a directory, a device, a pipe) is an error."""
     if not directory.exists():
-        return {}, [RuleError(str(directory), 0, "rules directory does not exist")], []
+        missing = f"rules directory does not exist{_looked_in(directory)}"
+        return {}, [RuleError(str(directory), 0, missing)], []
     if not directory.is_dir():
         return {}, [RuleError(str(directory), 0, "rules path is not a directory")], []
     # Only top-level files: a Kubernetes ConfigMap mount also holds `..data` and timestamped
@@ -93,6 +94,15 @@ def _read_directory(
         except OSError as exc:
             errors.append(RuleError(str(path), 0, f"cannot read: {exc.strerror or exc}"))
     return files, errors, warnings
+
+
+def _looked_in(directory: Path) -> str:
+    """Where a relative ``directory`` was looked for: the working directory, which the bare
+    ``rules: rules directory does not exist`` did not say (a service started from another
+    directory than the clone's said only that)."""
+    if directory.is_absolute():
+        return ""
+    return f" (looked for in the working directory, {Path.cwd()})"
 
 
 def _load(

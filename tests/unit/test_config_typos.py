@@ -102,6 +102,32 @@ def test_an_unknown_variable_is_told_only_the_setting_it_is_a_typo_of(
             "3: guards.budget.cuont: unknown setting (did you mean guards.budget.count?)",
         ),
         ("redis:\n  sentinels: [a]\n", "2: redis.sentinels: unknown setting"),  # other words
+        # A map under a misspelt setting that takes one is named there, with the one meant: it
+        # was named at its first key (`notify.channel.oncall.kind: unknown setting`, as if
+        # `kind` were wrong), and an empty one (`notify: {chanels: {}}`) was taken in silence.
+        (
+            "notify:\n  channel:\n    oncall: {kind: slack, url_file: /run/hook}\n",
+            "2: notify.channel: unknown setting (did you mean notify.channels?)",
+        ),
+        (
+            "postgres:\n  database:\n    orders: {dsn_file: /run/dsn}\n",
+            "2: postgres.database: unknown setting (did you mean postgres.databases?)",
+        ),
+        (
+            "http:\n  endpoint: {}\n",
+            "2: http.endpoint: unknown setting (did you mean http.endpoints?)",
+        ),
+        (
+            "notify: {chanels: {}}\n",
+            "1: notify.chanels: unknown setting (did you mean notify.channels?)",
+        ),
+        ("guards: {budgett: {}}\n", "1: guards.budgett: unknown setting"),
+        ("foo: {}\n", "1: foo: unknown setting"),
+        # A misspelt section: named at its settings, which say the section meant.
+        (
+            "aprovals:\n  keys_dir: /run/keys\n",
+            "2: aprovals.keys_dir: unknown setting (did you mean approvals.keys_dir?)",
+        ),
         # A section given a value: its keys go under it.
         (
             "http: 9096\n",
@@ -215,7 +241,7 @@ def test_an_unknown_key_of_the_approvers_file_that_is_no_name_is_not_shown(
     assert "\x1b" not in message, message
     assert message.count("file: a key that is no key's name (not shown") == 2, message
     assert "this takes by_rule, by_risk, default, slack_users" in message
-    assert "by_risk: Value error, unknown risk (a key not shown); use low or high" in message
+    assert "by_risk: unknown risk (a key not shown); use low or high" in message
 
 
 def test_a_key_of_the_approvers_file_given_twice_is_named_only_when_it_is_a_name(

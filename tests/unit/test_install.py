@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {"pytest", "mypy", "ruff", "hypothesis", "import-linter", "cryptography"}
@@ -38,3 +44,40 @@ def test_make_run_installs_the_service_and_the_embedded_servers_only() -> None:
     # The tools come with the targets that use them.
     for target in ("lint", "test", "test-unit"):
         assert re.search(rf"^{target}: install-dev", makefile, re.M), target
+
+
+def _dry_run(tree: Path, venv: Path, target: str) -> str:
+    """What ``make -n TARGET`` would do in ``tree`` with ``venv``: the commands, not run."""
+    done = subprocess.run(
+        ["make", "-n", target, f"VENV={venv}"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize("target", ["install", "install-dev"])
+def test_a_pyproject_written_again_with_the_same_text_installs_nothing(
+    tmp_path: Path, target: str
+) -> None:
+    # A new worktree (or a checkout and back) writes pyproject.toml anew, with the text the
+    # stamp's name hashes: `make run` re-installed for its newer mtime, and from a second clone
+    # with VENV=... re-pointed the venv's editable install at that clone.
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    digest = hashlib.sha256((tmp_path / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    kind = "dev" if target == "install-dev" else "run"
+    stamp = venv / f".installed-{kind}-{digest}"
+    stamp.touch()
+    os.utime(stamp, (1_000_000_000, 1_000_000_000))  # 2001: older than the copy
+    assert "installing" not in _dry_run(tmp_path, venv, target)
+
+    # Another text is another hash: that one installs.
+    with (tmp_path / "pyproject.toml").open("a") as file:
+        file.write("\n# changed\n")
+    assert "installing" in _dry_run(tmp_path, venv, target)
