@@ -212,7 +212,7 @@ def host_problem(host: str, port_setting: str) -> str | None:
     return None
 
 
-# What a value holding U+0000, or a byte that is not UTF-8, is told (``unstorable_keys``).
+# What an empty path setting is told (``SettingPath``).
 EMPTY_PATH = (
     "empty: give the path, or leave the setting out for its default (an empty path is the"
     " working directory)"
@@ -234,7 +234,7 @@ def _no_blank_path(value: object) -> object:
 # A file or directory a setting names (every ``…_file``, ``…_dir``, the kubeconfig).
 SettingPath = Annotated[Path, BeforeValidator(_no_blank_path)]
 
-
+# What a value holding U+0000, or a byte that is not UTF-8, is told (``unstorable_keys``).
 NUL_REFUSED = "the value contains a NUL character (U+0000), which is not allowed: remove it"
 NOT_UTF8 = (
     "the value is not UTF-8 text (a byte that is not UTF-8, or a \\ud800-\\udfff escape, which "
