@@ -247,6 +247,13 @@ class AuditLog(Database):
             # stay invisible until it has: a row this snapshot sees was committed unchained
             # (migration 0032 says how that could happen).
             unsealed = await conn.fetchval("SELECT count(*) FROM audit_pending")
+            # Which row the head's hash is (hash is UNIQUE, so indexed): a head naming one row
+            # while holding another's hash was edited.
+            head_hash_row = (
+                await conn.fetchval("SELECT id FROM audit_log WHERE hash = $1", head["last_hash"])
+                if head is not None and last is not None and head["last_hash"] != last.hash
+                else None
+            )
         if head is None:
             return AuditCheck(False, None, checked, "audit_head is missing", "deleted")
         if unsealed:
@@ -257,7 +264,9 @@ class AuditLog(Database):
                 f"{unsealed} audit row(s) were committed without being chained (audit_pending)",
                 "unsealed",
             )
-        found = diagnose_end(last, head_id, head["last_hash"], at_head, first_after_head)
+        found = diagnose_end(
+            last, head_id, head["last_hash"], at_head, first_after_head, head_hash_row
+        )
         if found is not None:
             return AuditCheck(False, found.row_id, checked, found.reason, found.kind)
         return AuditCheck(True, None, checked)

@@ -17,12 +17,16 @@ last good row is where the log was changed; the rows after it say how:
 At the end, the chain must stop where ``audit_head`` (updated with every append) says:
 a row after that one was **inserted** (whatever it links to: one that breaks the chain there is
 told so too, not by the rules above), a log that ends before it had rows **deleted** at the
-end, and a last row whose hash differs was rewritten (**edited**).
+end, and a last row whose hash differs was rewritten (**edited**). Every append writes the
+head's id and hash together, so a head whose id and hash name different rows (or a hash of an
+empty log and a row id) was itself **edited**: its ``last_id`` alone changed, or the last rows
+deleted with only its hash moved back; no row is named then.
 
 The chain proves a change only against the rows themselves and ``audit_head``: someone who can
-write the table can also recompute every hash after the change and move the head. Keep a copy
-outside the database (``remediator audit export`` to a SIEM holds every row's hash) to catch
-that too.
+write the table can also recompute every hash after the change and move the head, delete the
+last rows and move the head back to the row before them (both its columns), or empty both.
+Keep a copy outside the database (``remediator audit export`` to a SIEM holds every row's
+hash) to catch those too.
 """
 
 from __future__ import annotations
@@ -154,13 +158,31 @@ def diagnose_end(
     head_hash: str,
     at_head: ChainRow | None,
     first_after_head: int | None,
+    head_hash_row: int | None = None,
 ) -> Break | None:
     """Whether an intact chain ends where ``audit_head`` says (``head_id``, ``head_hash``):
     ``last`` is the chain's last row, ``at_head`` the row with the head's id (None when absent),
-    ``first_after_head`` the first row id after the head's, if any."""
+    ``first_after_head`` the first row id after the head's, if any, and ``head_hash_row`` the
+    id of the row whose hash is the head's (None when no row has it).
+
+    Every append writes the head's two columns together, so a head whose hash is one row's and
+    whose id names another was changed: a head that names row 12 while holding row 10's hash
+    (or an empty log's) is told, not read as "the chain ends where the head says"."""
     last_hash = last.hash if last is not None else ""
-    if last_hash == head_hash:
+    last_id = last.id if last is not None else None
+    if last_hash == head_hash and last_id == head_id:
         return None
+    if last_hash == head_hash:
+        if last_id is None:
+            end = "an empty log"
+            why = "its rows were deleted and the head's hash reset, or its last_id was changed"
+        elif head_id is None or head_id < last_id:
+            end, why = f"row {last_id}", "its last_id was changed"
+        else:
+            end = f"row {last_id}"
+            why = f"rows after {end} were deleted and the head's hash moved back to it, or its"
+            why += " last_id was changed"
+        return _head_mismatch(head_id, end, f"where the chain ends: {why}")
     if at_head is not None and at_head.hash == head_hash and first_after_head is not None:
         return inserted_after_head(first_after_head, head_id)
     if at_head is None and head_id is not None and (last is None or last.id < head_id):
@@ -171,9 +193,30 @@ def diagnose_end(
             f"rows were deleted at the end: the log ends at {end}, the service last appended"
             f" row {head_id}",
         )
-    where = head_id if head_id is not None else (last.id if last else None)
+    if head_hash_row is not None and head_hash_row != head_id:
+        return _head_mismatch(
+            head_id,
+            f"row {head_hash_row}",
+            f"though the chain goes on to row {last_id}: the head's hash was changed",
+        )
+    where = head_id if head_id is not None else last_id
     return Break(
         "edited",
         where,
-        f"row {where} was rewritten: its hash is not the one the service recorded last",
+        f"row {where}'s hash is not the one the service recorded last in audit_head: row"
+        f" {where} was rewritten (its hash recomputed), or audit_head's hash was changed",
+    )
+
+
+def _head_mismatch(head_id: int | None, holds: str, why: str) -> Break:
+    """audit_head names ``head_id`` as the last row appended but holds the hash of ``holds``
+    (a row, or an empty log), ``why`` saying what that means: every append writes the two
+    together. No row is named: the rows may all be intact (the head alone changed) or the
+    last ones deleted with it."""
+    names = f"row {head_id}" if head_id is not None else "no row"
+    return Break(
+        "edited",
+        None,
+        f"audit_head was edited: it names {names} as the last row the service appended but"
+        f" holds the hash of {holds}, {why}",
     )

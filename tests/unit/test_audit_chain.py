@@ -126,3 +126,34 @@ def test_a_row_past_the_head_that_breaks_the_chain_is_inserted_there() -> None:
     assert (found.kind, found.row_id) == ("inserted", 4)
     # Without the head, the same row reads by the chain's other rules.
     assert diagnose(c, copy_of_b, [], b) != inserted
+
+
+def test_a_head_whose_id_and_hash_name_different_rows_was_edited() -> None:
+    # Every append writes the head's last_id and last_hash together: its last_id changed
+    # alone (down, up, emptied) left a chain that "ended where the head says".
+    rows = _chain(3)
+    last = rows[-1]
+    for head_id in (2, 7, None):
+        found = diagnose_end(last, head_id, last.hash, rows[1] if head_id == 2 else None, None)
+        assert found is not None, head_id
+        assert (found.kind, found.row_id) == ("edited", None)
+        assert found.reason.startswith("audit_head was edited: it names ")
+        assert "holds the hash of row 3, where the chain ends" in found.reason
+    # The last rows deleted and only the head's hash moved back to the row before them.
+    found = diagnose_end(rows[0], 3, rows[0].hash, None, None)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", None)
+    assert "rows after row 1 were deleted" in found.reason
+    # Every row deleted (TRUNCATE) and the head's hash reset to an empty log's.
+    found = diagnose_end(None, 3, "", None, None)
+    assert found is not None
+    assert "names row 3" in found.reason
+    assert "holds the hash of an empty log" in found.reason
+    # The head's hash moved back to an earlier row, the rows after it still in the log.
+    found = diagnose_end(last, 3, rows[0].hash, last, None, head_hash_row=1)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", None)
+    assert "holds the hash of row 1, though the chain goes on to row 3" in found.reason
+    # A fresh log, and a head that agrees, pass.
+    assert diagnose_end(None, None, "", None, None) is None
+    assert diagnose_end(last, 3, last.hash, last, None, head_hash_row=3) is None
