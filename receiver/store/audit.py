@@ -23,9 +23,11 @@ from receiver.store.records import AuditCheck, as_utc
 from receiver.store.stored_json import OBJECT, stored_data, unreadable_why
 
 __all__ = [
+    "AT_COLUMNS",
     "AuditLog",
     "OnceEntry",
     "append_in_tx",
+    "at_unreadable",
     "audit_insert_sql",
     "review_data",
 ]
@@ -119,6 +121,22 @@ class OnceEntry:
 
 _ONCE_SQL = "INSERT INTO audit_once (key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true"
 
+# A row's time as Python can hold it (years 1 to 9999; no infinity). timestamptz holds more
+# (year 294276, BC, infinity), which no append writes: an edit of ``at`` to one of those made
+# asyncpg raise OverflowError, and `audit verify` and `audit export` ended in a traceback, the
+# run's page, its API, its incident and the report in a 500. Read through this, such a time
+# is NULL and ``at_stored`` holds it as text (else NULL).
+AT_READABLE = "(at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00')"
+AT_COLUMNS = (
+    f"CASE WHEN {AT_READABLE} THEN at END AS at,"
+    f" CASE WHEN {AT_READABLE} THEN NULL ELSE at::text END AS at_stored"
+)
+
+
+def at_unreadable(stored: str) -> str:
+    """Why a row's time, ``stored`` (timestamptz as text), cannot be read."""
+    return f"the stored time {stored} is outside the years 1 to 9999 Python can hold"
+
 
 class AuditLog(Database):
     """Append audit rows of their own, read one run's trail, verify the whole chain."""
@@ -173,18 +191,20 @@ class AuditLog(Database):
 
     async def audit_entries(self, run_id: str) -> list[dict[str, Any]]:
         """The audit rows of one run, oldest first (``GET /api/v1/runs/{id}``, rule tests). A
-        row whose data cannot be read is given as ``export_audit`` gives it: ``data`` the
-        stored JSON as text, ``data_unreadable`` why."""
+        row whose data or time cannot be read is given as ``export_audit`` gives it."""
         with translate():
             rows = await self._pool.fetch(
-                """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data
-                   FROM audit_log WHERE run_id = $1::uuid ORDER BY id""",
+                f"""SELECT id, {AT_COLUMNS}, kind, run_id::text AS run_id, fingerprint,
+                           data::text AS data
+                    FROM audit_log WHERE run_id = $1::uuid ORDER BY id""",
                 run_id,
             )
         entries = []
         for r in rows:
             data, unreadable = stored_data(r["data"])
-            entry = {**dict(r), "data": data}
+            entry = {k: v for k, v in r.items() if k != "at_stored"} | {"data": data}
+            if r["at_stored"] is not None:
+                entry |= {"at": r["at_stored"], "at_unreadable": at_unreadable(r["at_stored"])}
             if unreadable is not None:
                 entry["data_unreadable"] = unreadable
             entries.append(entry)
@@ -284,21 +304,24 @@ class AuditLog(Database):
         memory): ``{id, at, kind, run_id, fingerprint, data, prev_hash, hash}``, ``at`` as
         RFC 3339. A SIEM that keeps the ids and hashes holds a copy of the chain. A row whose
         data Python cannot read (only an edit of the table puts such data there) is exported
-        all the same: ``data`` is the stored JSON as text, and ``data_unreadable`` says why."""
+        all the same: ``data`` is the stored JSON as text, and ``data_unreadable`` says why;
+        likewise a time Python cannot hold (``AT_COLUMNS``): ``at`` as PostgreSQL writes it,
+        ``at_unreadable`` why."""
         clauses, args = ["true"], []
         for bound, clause in ((since, "at >= $"), (until, "at < $"), (after_id, "id > $")):
             if bound is not None:
                 args.append(bound)
                 clauses.append(f"{clause}{len(args)}")
-        sql = f"""SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data,
-                         prev_hash, hash
+        sql = f"""SELECT id, {AT_COLUMNS}, kind, run_id::text AS run_id, fingerprint,
+                         data::text AS data, prev_hash, hash
                   FROM audit_log WHERE {" AND ".join(clauses)} ORDER BY id"""
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
             async for row in conn.cursor(sql, *args, prefetch=batch):
                 data, unreadable = stored_data(row["data"])
+                stored_at = row["at_stored"]
                 entry = {
                     "id": row["id"],
-                    "at": as_utc(row["at"]).isoformat(timespec="microseconds"),
+                    "at": stored_at or as_utc(row["at"]).isoformat(timespec="microseconds"),
                     "kind": row["kind"],
                     "run_id": row["run_id"],
                     "fingerprint": row["fingerprint"],
@@ -306,14 +329,16 @@ class AuditLog(Database):
                     "prev_hash": row["prev_hash"],
                     "hash": row["hash"],
                 }
+                if stored_at is not None:
+                    entry["at_unreadable"] = at_unreadable(stored_at)
                 if unreadable is not None:
                     entry["data_unreadable"] = unreadable
                 yield entry
 
 
-_CHAIN_SQL = """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data,
-                       prev_hash, hash
-                FROM audit_log"""
+_CHAIN_SQL = f"""SELECT id, {AT_COLUMNS}, kind, run_id::text AS run_id, fingerprint,
+                        data::text AS data, prev_hash, hash
+                 FROM audit_log"""
 
 
 def review_data(text: str) -> tuple[dict[str, Any], str | None]:
@@ -326,9 +351,11 @@ def review_data(text: str) -> tuple[dict[str, Any], str | None]:
 
 def _chain_row(row: Mapping[str, Any]) -> ChainRow:
     """The row as the chain sees it: sound when its content (over its own link) gives its hash.
-    Data that cannot be read was never appended (``stored_data``): that row is not sound."""
+    Data that cannot be read (``stored_data``), or a time outside Python's years, was never
+    appended: that row is not sound."""
     data, unreadable = stored_data(row["data"])
-    if unreadable is not None:
+    if unreadable is not None or row["at"] is None:
+        # Data that cannot be read, or a time no append writes (AT_COLUMNS).
         return ChainRow(row["id"], row["prev_hash"], row["hash"], False)
     content = _content(
         audit_id=row["id"],

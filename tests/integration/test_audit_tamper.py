@@ -280,6 +280,31 @@ async def test_a_row_edited_to_hold_data_python_cannot_read_is_named(
     assert all(isinstance(e["data"], dict) and "data_unreadable" not in e for e in lines[6:])
 
 
+# Times timestamptz holds and Python cannot: asyncpg raised OverflowError reading the first two,
+# and `audit verify` and `audit export` ended in a traceback.
+TIMES = {"year 20000": "20000-01-01 00:00:00+00", "BC": "2026-12-05 00:00:00+00 BC",
+         "infinity": "infinity", "-infinity": "-infinity"}  # fmt: skip
+
+
+@pytest.mark.parametrize("at", TIMES.values(), ids=TIMES.keys())
+async def test_a_row_whose_time_was_edited_out_of_python_range_is_named(
+    tamper: asyncpg.Connection, database_url: str, at: str
+) -> None:
+    await tamper.execute("UPDATE audit_log SET at = $1::text::timestamptz WHERE id = 6", at)
+    err = await _broken(database_url)
+    assert "audit log broken at entry 6 (edited)" in err, err
+    assert "Traceback" not in err
+
+    code, out, err = await cli(database_env(database_url), "audit", "export")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e["id"] for e in lines] == list(range(1, 13))
+    stored = await tamper.fetchval("SELECT at::text FROM audit_log WHERE id = 6")
+    assert lines[5]["at"] == stored
+    assert "is outside the years 1 to 9999" in lines[5]["at_unreadable"]
+    assert all("at_unreadable" not in e for i, e in enumerate(lines) if i != 5)
+
+
 async def test_export_writes_the_chain_as_json_lines(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:
