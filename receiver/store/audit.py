@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from receiver.store.canonical import audit_data, canonical_json
-from receiver.store.chain import ChainRow, diagnose, diagnose_end
+from receiver.store.chain import ChainRow, Link, diagnose, diagnose_end
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import AuditCheck, as_utc
@@ -255,6 +255,7 @@ class AuditLog(Database):
                         before_last,
                         head_id=head_id,
                         first_after_head=first_after_head,
+                        linked=await _linked(conn, current.prev_hash),
                     )
                     if found is not None:
                         return AuditCheck(False, found.row_id, checked, found.reason, found.kind)
@@ -339,6 +340,17 @@ class AuditLog(Database):
 _CHAIN_SQL = f"""SELECT id, {AT_COLUMNS}, kind, run_id::text AS run_id, fingerprint,
                         data::text AS data, prev_hash, hash
                  FROM audit_log"""
+
+
+async def _linked(conn: Any, prev_hash: str) -> Link | None:
+    """The row whose hash is ``prev_hash`` (hash is UNIQUE, so indexed), anywhere in the log,
+    with the id of the row after it; None when no row has it."""
+    row = await conn.fetchrow(
+        """SELECT id, (SELECT min(n.id) FROM audit_log n WHERE n.id > l.id) AS next_id
+           FROM audit_log l WHERE hash = $1""",
+        prev_hash,
+    )
+    return None if row is None else Link(row["id"], row["next_id"])
 
 
 def review_data(text: str) -> tuple[dict[str, Any], str | None]:

@@ -8,8 +8,9 @@ last good row is where the log was changed; the rows after it say how:
   the next row still links to it;
 - **inserted**: the next row links past it, to the row before it (the chain never had it; a
   row inserted with a well-made link and hash shows one row later, when the row after it links
-  past it);
-- **reordered**: its link names a row that comes *after* it by id (rows moved, ids swapped);
+  past it; several, when the row after them links past them to a row still in the log);
+- **reordered**: its link names a row that comes *after* it by id (rows moved, ids swapped),
+  however far ahead (looked up by its hash past the rows read ahead);
 - **deleted**: its link names a row that is no longer in the log (or that was rewritten with a
   new hash of its own: with no id missing in between, that is what happened), and it gives its
   own hash; one that does not was **edited** (its hash covers its link).
@@ -34,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Break", "ChainRow", "diagnose", "diagnose_end", "inserted_after_head"]
+__all__ = ["Break", "ChainRow", "Link", "diagnose", "diagnose_end", "inserted_after_head"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,15 @@ class ChainRow:
     prev_hash: str
     hash: str
     sound: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """The row a broken row links to, found by its hash anywhere in the log: its ``id``, and
+    ``next_id``, the id of the row after it (None at the end)."""
+
+    id: int
+    next_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +76,16 @@ def diagnose(
     *,
     head_id: int | None = None,
     first_after_head: int | None = None,
+    linked: Link | None = None,
 ) -> Break | None:
     """Whether ``row`` (the row after ``last_good`` by id; None: the first row) breaks the
     chain, and how, given the rows that follow it (as many as the caller read ahead) and the
     row before ``last_good`` (None when ``last_good`` is the first). ``head_id``: audit_head's
     last row, read in the rows' snapshot; a row past it that breaks the chain is told as
     inserted there (``inserted_after_head``, from ``first_after_head``, the first row past it
-    when an earlier one was)."""
+    when an earlier one was). ``linked``: the row ``row`` links to, found anywhere in the log
+    (by its hash), when the caller looked it up: a link to a row farther ahead than it read,
+    or to a row before ``last_good`` (past rows slipped in after it), is told from it."""
     expected = last_good.hash if last_good is not None else ""
     after = f"row {last_good.id}" if last_good is not None else "the start of the log"
     if row.prev_hash == expected and row.sound:
@@ -108,6 +121,24 @@ def diagnose(
             row.id,
             f"row {row.id} is out of order: it was appended after row {moved.id}, which now"
             " comes after it",
+        )
+    if linked is not None and linked.id > row.id:
+        # As above, for a row farther ahead than the rows read ahead.
+        return Break(
+            "reordered",
+            row.id,
+            f"row {row.id} is out of order: it was appended after row {linked.id}, which now"
+            " comes after it",
+        )
+    if linked is not None and last_good is not None and linked.id < last_good.id:
+        # It links past several rows to one still in the log: those were slipped in, with
+        # links and hashes good enough to pass (one alone is told above, by before_last).
+        first = linked.next_id if linked.next_id is not None else last_good.id
+        return Break(
+            "inserted",
+            first,
+            f"rows {first} to {last_good.id} were inserted: row {row.id} after them links"
+            f" past them to row {linked.id}",
         )
     if nxt is not None and nxt.prev_hash == expected:
         return Break(

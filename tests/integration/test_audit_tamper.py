@@ -247,6 +247,42 @@ async def test_reordered_rows_are_named(tamper: asyncpg.Connection, database_url
     assert "it was appended after row 7, which now comes after it" in err
 
 
+async def test_two_inserted_rows_are_named_not_the_last_of_them_as_rewritten(
+    tamper: asyncpg.Connection, database_url: str
+) -> None:
+    # Two made-up rows with good links and hashes slipped in after row 6 (the rows after it
+    # moved up to make room): row 107, which follows them, links past both to row 6. Told as
+    # "row 8 was rewritten with a new hash": row 8 is one of the forged, not a rewritten row.
+    await tamper.execute("UPDATE audit_log SET id = id + 100 WHERE id > 6")
+    await tamper.execute("UPDATE audit_head SET last_id = last_id + 100")
+    row = await _row(tamper, 6)
+    first = _forge(row, 7, row["hash"], data='{"outcome": "succeeded"}')
+    await _insert(tamper, first)
+    await _insert(tamper, _forge(row, 8, first["hash"], data='{"outcome": "verified"}'))
+    err = await _broken(database_url)
+    assert "audit log broken at entry 7 (inserted)" in err, err
+    assert "rows 7 to 8 were inserted: row 107 after them links past them to row 6" in err
+
+
+async def test_rows_swapped_far_apart_are_reordered(
+    tamper: asyncpg.Connection, database_url: str
+) -> None:
+    # Rows more than the verifier reads ahead (1000) apart: the row in row 6's place links to
+    # a row far ahead. Told as "row 5 was rewritten with a new hash": row 5 is intact.
+    await tamper.execute(
+        """INSERT INTO audit_pending (kind, data, hashed_print, hashed_end)
+           SELECT 'test.filler', '{}', 'null', '"kind":"test.filler","run_id":null'
+           FROM generate_series(1, 1200)"""
+    )
+    last = await tamper.fetchval("SELECT max(id) FROM audit_log")
+    await tamper.execute("UPDATE audit_log SET id = -1 WHERE id = $1", last)
+    await tamper.execute("UPDATE audit_log SET id = $1 WHERE id = 6", last)
+    await tamper.execute("UPDATE audit_log SET id = 6 WHERE id = -1")
+    err = await _broken(database_url)
+    assert "audit log broken at entry 6 (reordered)" in err, err
+    assert f"it was appended after row {last - 1}, which now comes after it" in err
+
+
 # Data jsonb holds and Python's json cannot read back: an integer of more than 4,300 digits
 # (Python's limit on converting one from text), and arrays nested deeper than its recursion
 # limit. No append can write either (canonical_json refuses them), so only an edit puts one in.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.store.chain import Break, ChainRow, diagnose, diagnose_end
+from receiver.store.chain import Break, ChainRow, Link, diagnose, diagnose_end
 
 
 def _chain(n: int) -> list[ChainRow]:
@@ -157,3 +157,28 @@ def test_a_head_whose_id_and_hash_name_different_rows_was_edited() -> None:
     # A fresh log, and a head that agrees, pass.
     assert diagnose_end(None, None, "", None, None) is None
     assert diagnose_end(last, 3, last.hash, last, None, head_hash_row=3) is None
+
+
+def test_a_link_found_past_the_rows_read_ahead_tells_the_break() -> None:
+    rows = _chain(9)
+    # Row 9 moved into row 3's place (its id changed, so its hash no longer matches): it
+    # links to row 8, beyond the rows read ahead. Told as row 3 edited before.
+    moved = ChainRow(3, rows[7].hash, rows[8].hash, sound=False)
+    found = diagnose(rows[1], moved, [], rows[0], linked=Link(8, 9))
+    assert found is not None
+    assert (found.kind, found.row_id) == ("reordered", 3)
+    assert "appended after row 8" in found.reason
+    # Rows 4 and 5 slipped in after row 3 (with good links and hashes): row 6, renumbered to
+    # make room, links past both to row 3. Told as row 6 edited before.
+    a, b, c = rows[:3]
+    forged_4 = ChainRow(4, c.hash, "f4", True)
+    forged_5 = ChainRow(5, "f4", "f5", True)
+    renumbered = ChainRow(106, c.hash, rows[3].hash, sound=False)
+    found = diagnose(forged_5, renumbered, [], forged_4, linked=Link(3, 4))
+    assert found == Break(
+        "inserted", 4, "rows 4 to 5 were inserted: row 106 after them links past them to row 3"
+    )
+    # A link to no row in the log reads as before.
+    assert diagnose(b, ChainRow(4, "gone", "h", True), [], a, linked=None) == diagnose(
+        b, ChainRow(4, "gone", "h", True), [], a
+    )
