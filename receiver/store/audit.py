@@ -9,51 +9,33 @@ transaction, so the audit log and the run table cannot disagree.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from receiver.store.audit_rows import (
+    AT_COLUMNS,
+    CHAIN_SQL,
+    at_unreadable,
+    chain_row,
+    linked,
+    renumbered_from,
+)
 from receiver.store.canonical import audit_data, canonical_json
-from receiver.store.chain import ChainRow, Link, diagnose, diagnose_end
+from receiver.store.chain import ChainRow, diagnose, diagnose_end
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.records import AuditCheck, as_utc
 from receiver.store.stored_json import OBJECT, stored_data, unreadable_why
 
 __all__ = [
-    "AT_COLUMNS",
     "AuditLog",
     "OnceEntry",
     "append_in_tx",
-    "at_unreadable",
     "audit_insert_sql",
     "review_data",
 ]
-
-
-def _hash(prev_hash: str, content: Mapping[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()
-
-
-def _content(
-    *,
-    audit_id: int,
-    at: datetime,
-    kind: str,
-    run_id: str | None,
-    fingerprint: str | None,
-    data: Any,
-) -> dict[str, Any]:
-    return {
-        "id": audit_id,
-        "at": as_utc(at).isoformat(timespec="microseconds"),
-        "kind": kind,
-        "run_id": run_id,
-        "fingerprint": fingerprint,
-        "data": data,
-    }
 
 
 async def append_in_tx(
@@ -120,22 +102,6 @@ class OnceEntry:
 
 
 _ONCE_SQL = "INSERT INTO audit_once (key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true"
-
-# A row's time as Python can hold it (years 1 to 9999; no infinity). timestamptz holds more
-# (year 294276, BC, infinity), which no append writes: an edit of ``at`` to one of those made
-# asyncpg raise OverflowError, and `audit verify` and `audit export` ended in a traceback, the
-# run's page, its API, its incident and the report in a 500. Read through this, such a time
-# is NULL and ``at_stored`` holds it as text (else NULL).
-AT_READABLE = "(at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00')"
-AT_COLUMNS = (
-    f"CASE WHEN {AT_READABLE} THEN at END AS at,"
-    f" CASE WHEN {AT_READABLE} THEN NULL ELSE at::text END AS at_stored"
-)
-
-
-def at_unreadable(stored: str) -> str:
-    """Why a row's time, ``stored`` (timestamptz as text), cannot be read."""
-    return f"the stored time {stored} is outside the years 1 to 9999 Python can hold"
 
 
 class AuditLog(Database):
@@ -232,18 +198,19 @@ class AuditLog(Database):
         first_after_head: int | None = None
         # One snapshot for the head and the rows: appenders change both in one transaction.
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
-            head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
+            heads = await conn.fetch("SELECT last_id, last_hash FROM audit_head LIMIT 2")
+            head = heads[0] if heads else None
             head_id = head["last_id"] if head is not None else None
-            async for row in conn.cursor(_CHAIN_SQL + " ORDER BY id", prefetch=batch):
+            async for row in conn.cursor(CHAIN_SQL + " ORDER BY id", prefetch=batch):
                 checked += 1
                 if progress is not None and checked % every == 0:
                     progress(checked, head_id)
-                current = _chain_row(row)
+                current = chain_row(row)
                 if current.prev_hash != (last.hash if last else "") or not current.sound:
                     following = [
-                        _chain_row(r)
+                        chain_row(r)
                         for r in await conn.fetch(
-                            _CHAIN_SQL + " WHERE id > $1 ORDER BY id LIMIT $2",
+                            CHAIN_SQL + " WHERE id > $1 ORDER BY id LIMIT $2",
                             current.id,
                             lookahead,
                         )
@@ -255,7 +222,8 @@ class AuditLog(Database):
                         before_last,
                         head_id=head_id,
                         first_after_head=first_after_head,
-                        linked=await _linked(conn, current.prev_hash),
+                        linked=await linked(conn, current.prev_hash),
+                        renumbered_from=None if current.sound else renumbered_from(row),
                     )
                     if found is not None:
                         return AuditCheck(False, found.row_id, checked, found.reason, found.kind)
@@ -277,6 +245,11 @@ class AuditLog(Database):
             )
         if head is None:
             return AuditCheck(False, None, checked, "audit_head is missing", "deleted")
+        if len(heads) > 1:
+            # Its key and check were dropped to add one: the seal then chains each row once
+            # per head row.
+            why = "audit_head was edited: it holds more than one row, the service keeps one"
+            return AuditCheck(False, None, checked, why, "edited")
         if unsealed:
             return AuditCheck(
                 False,
@@ -337,48 +310,9 @@ class AuditLog(Database):
                 yield entry
 
 
-_CHAIN_SQL = f"""SELECT id, {AT_COLUMNS}, kind, run_id::text AS run_id, fingerprint,
-                        data::text AS data, prev_hash, hash
-                 FROM audit_log"""
-
-
-async def _linked(conn: Any, prev_hash: str) -> Link | None:
-    """The row whose hash is ``prev_hash`` (hash is UNIQUE, so indexed), anywhere in the log,
-    with the id of the row after it; None when no row has it."""
-    row = await conn.fetchrow(
-        """SELECT id, (SELECT min(n.id) FROM audit_log n WHERE n.id > l.id) AS next_id
-           FROM audit_log l WHERE hash = $1""",
-        prev_hash,
-    )
-    return None if row is None else Link(row["id"], row["next_id"])
-
-
 def review_data(text: str) -> tuple[dict[str, Any], str | None]:
     """A row's data as the review reads it (``stored_json``): the object and None; or, for data
     that cannot be read or is not a JSON object (every append writes one: only an edit of the
     table puts anything else there), an empty one and why, for the pages to mark the row."""
     data, unreadable = unreadable_why("data", text, OBJECT)
     return (data, None) if unreadable is None else ({}, unreadable)
-
-
-def _chain_row(row: Mapping[str, Any]) -> ChainRow:
-    """The row as the chain sees it: sound when its content (over its own link) gives its hash.
-    Data that cannot be read (``stored_data``), or a time outside Python's years, was never
-    appended: that row is not sound."""
-    data, unreadable = stored_data(row["data"])
-    if unreadable is not None or row["at"] is None:
-        # Data that cannot be read, or a time no append writes (AT_COLUMNS).
-        return ChainRow(row["id"], row["prev_hash"], row["hash"], False)
-    content = _content(
-        audit_id=row["id"],
-        at=row["at"],
-        kind=row["kind"],
-        run_id=row["run_id"],
-        fingerprint=row["fingerprint"],
-        data=data,
-    )
-    try:
-        sound = _hash(row["prev_hash"], content) == row["hash"]
-    except (ValueError, RecursionError):
-        sound = False  # read back, but not written again as any append writes it
-    return ChainRow(row["id"], row["prev_hash"], row["hash"], sound)

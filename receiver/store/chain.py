@@ -13,7 +13,10 @@ last good row is where the log was changed; the rows after it say how:
   however far ahead (looked up by its hash past the rows read ahead);
 - **deleted**: its link names a row that is no longer in the log (or that was rewritten with a
   new hash of its own: with no id missing in between, that is what happened), and it gives its
-  own hash; one that does not was **edited** (its hash covers its link).
+  own hash, or would under a higher id (the rows after the deleted ones were renumbered to
+  close the gap); one that does not was **edited** (its hash covers its link and its id); a
+  row whose hash matches another id and that still links to the row before it was
+  renumbered (**edited**).
 
 At the end, the chain must stop where ``audit_head`` (updated with every append) says:
 a row after that one was **inserted** (whatever it links to: one that breaks the chain there is
@@ -77,6 +80,7 @@ def diagnose(
     head_id: int | None = None,
     first_after_head: int | None = None,
     linked: Link | None = None,
+    renumbered_from: int | None = None,
 ) -> Break | None:
     """Whether ``row`` (the row after ``last_good`` by id; None: the first row) breaks the
     chain, and how, given the rows that follow it (as many as the caller read ahead) and the
@@ -85,11 +89,20 @@ def diagnose(
     inserted there (``inserted_after_head``, from ``first_after_head``, the first row past it
     when an earlier one was). ``linked``: the row ``row`` links to, found anywhere in the log
     (by its hash), when the caller looked it up: a link to a row farther ahead than it read,
-    or to a row before ``last_good`` (past rows slipped in after it), is told from it."""
+    or to a row before ``last_good`` (past rows slipped in after it), is told from it.
+    ``renumbered_from``: the id under which ``row``'s content gives its hash, when that is not
+    its own (the caller tried the ids near it): the row was moved to another id."""
     expected = last_good.hash if last_good is not None else ""
     after = f"row {last_good.id}" if last_good is not None else "the start of the log"
     if row.prev_hash == expected and row.sound:
         return None
+    if renumbered_from is not None and row.prev_hash == expected:
+        return Break(
+            "edited",
+            row.id,
+            f"row {row.id} was renumbered: it was appended as row {renumbered_from} (its hash"
+            f" matches that id), after {after}, to which it still links",
+        )
     if head_id is not None and row.id > head_id:
         # Past the head: the service never appended it, whatever it links to.
         first = first_after_head if first_after_head is not None else row.id
@@ -143,6 +156,16 @@ def diagnose(
     if nxt is not None and nxt.prev_hash == expected:
         return Break(
             "inserted", row.id, f"row {row.id} was inserted: row {nxt.id} after it links to {after}"
+        )
+    if renumbered_from is not None and renumbered_from > row.id:
+        # Rows deleted, and the ids after them moved down so that no gap shows.
+        return Break(
+            "deleted",
+            row.id,
+            f"rows were deleted before row {row.id}, and the rows after them renumbered to close"
+            f" the gap: row {row.id} was appended as row {renumbered_from} (its hash matches"
+            f" that id) and links to a row that is not in the log (the last intact row is"
+            f" {after})",
         )
     if not row.sound:
         # Its hash covers its link: the link was changed (and the hash was not), so this row

@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any, Unpack
 
 from receiver.store.announcements import DIGEST_AUDIT
-from receiver.store.audit import AT_COLUMNS, at_unreadable, review_data
+from receiver.store.audit import review_data
+from receiver.store.audit_rows import AT_COLUMNS, at_unreadable
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.paging import Placeholders, RunFilters, fetch_run_page

@@ -182,3 +182,24 @@ def test_a_link_found_past_the_rows_read_ahead_tells_the_break() -> None:
     assert diagnose(b, ChainRow(4, "gone", "h", True), [], a, linked=None) == diagnose(
         b, ChainRow(4, "gone", "h", True), [], a
     )
+
+
+def test_a_row_whose_hash_matches_another_id_was_renumbered() -> None:
+    a, b, c, d = _chain(4)
+    # Row 2 deleted and rows 3 and 4 moved down one: row 2 (was 3) links to no row in the
+    # log, and its hash matches id 3.
+    closed_up = ChainRow(2, c.prev_hash, c.hash, sound=False)
+    found = diagnose(a, closed_up, [], None, renumbered_from=3)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("deleted", 2)
+    assert "row 2 was appended as row 3" in found.reason
+    # Without the id that matches, as before: edited.
+    found = diagnose(a, closed_up, [], None)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", 2)
+    # Row 4 moved to id 5, its link intact: renumbered, even past the head.
+    moved = ChainRow(5, d.prev_hash, d.hash, sound=False)
+    found = diagnose(c, moved, [], b, head_id=4, renumbered_from=4)
+    assert found is not None
+    assert (found.kind, found.row_id) == ("edited", 5)
+    assert "row 5 was renumbered: it was appended as row 4" in found.reason
