@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from receiver.store.audit_rows import (
     AT_COLUMNS,
     CHAIN_SQL,
@@ -187,10 +189,26 @@ class AuditLog(Database):
         """Recompute the chain by id; report the first row that was edited, inserted, deleted
         or reordered (``receiver.store.chain`` says how each is told), or a chain that does not
         end where audit_head says, or rows committed into audit_pending without being chained
-        (problem ``unsealed``, no row id). Streams the rows (a server-side cursor of ``batch``
-        rows); after a break it reads up to ``lookahead`` rows more to tell what happened.
+        (problem ``unsealed``, no row id), or a table or column of the log that is gone
+        (``deleted``, no row id). Streams the rows (a server-side cursor of ``batch`` rows);
+        after a break it reads up to ``lookahead`` rows more to tell what happened.
         ``progress(checked, last_id)`` is called after every ``every`` rows (``last_id``: the
         head's, about how many rows there are; None without a head)."""
+        try:
+            return await self._verify(batch, lookahead, progress, every)
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+            # The schema is there (the CLI checks it first): a table or column of the log was
+            # dropped, which read as the database refusing the user ("PostgreSQL ... refused").
+            why = f"the audit log's tables were changed: {exc} (dropped)"
+            return AuditCheck(False, None, 0, why, "deleted")
+
+    async def _verify(
+        self,
+        batch: int,
+        lookahead: int,
+        progress: Callable[[int, int | None], None] | None,
+        every: int,
+    ) -> AuditCheck:
         checked = 0
         last: ChainRow | None = None
         before_last: ChainRow | None = None

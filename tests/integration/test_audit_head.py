@@ -83,3 +83,24 @@ async def test_a_missing_head_names_no_entry(tamper: asyncpg.Connection, databas
     await tamper.execute("DELETE FROM audit_head")
     err = await broken(database_url)
     assert "error: audit log broken (deleted): audit_head is missing" in err, err
+
+
+# A table or column of the log dropped read as the database refusing the user
+# ("REMEDIATOR_DATABASE_URL: PostgreSQL at ... refused: UndefinedTableError"), not as the log
+# changed.
+DROPS = {
+    "audit_head": ("DROP TABLE audit_head CASCADE", 'relation "audit_head" does not exist'),
+    "audit_pending": ("DROP TABLE audit_pending CASCADE", 'relation "audit_pending"'),
+    "a column": ("ALTER TABLE audit_log DROP COLUMN fingerprint", 'column "fingerprint"'),
+}
+
+
+@pytest.mark.parametrize("drop", DROPS.values(), ids=DROPS.keys())
+async def test_a_dropped_table_or_column_is_named(
+    tamper: asyncpg.Connection, database_url: str, drop: tuple[str, str]
+) -> None:
+    statement, says = drop
+    await tamper.execute(statement)
+    err = await broken(database_url)
+    assert "error: audit log broken (deleted): the audit log's tables were changed: " in err, err
+    assert says in err
