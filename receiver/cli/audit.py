@@ -56,8 +56,10 @@ def audit_verify(ctx: click.Context, progress_every: int) -> None:
         )
     if not check.ok:
         what = f" ({check.problem})" if check.problem else ""
+        # Some breaks name no row (audit_head missing or edited, rows left unchained).
+        where = f" at entry {check.first_bad_id}" if check.first_bad_id is not None else ""
         raise UserError(
-            f"audit log broken at entry {check.first_bad_id}{what}: "
+            f"audit log broken{where}{what}: "
             f"{check.reason or 'hash mismatch'} ({check.checked} entries checked)"
         )
     click.echo(f"audit log intact: {check.checked} entries verified")

@@ -9,12 +9,21 @@ transaction, so the audit log and the run table cannot disagree.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
+from receiver.store.audit_rows import (
+    AT_COLUMNS,
+    CHAIN_SQL,
+    at_unreadable,
+    chain_row,
+    linked,
+    renumbered_from,
+)
 from receiver.store.canonical import audit_data, canonical_json
 from receiver.store.chain import ChainRow, diagnose, diagnose_end
 from receiver.store.database import Database
@@ -29,29 +38,6 @@ __all__ = [
     "audit_insert_sql",
     "review_data",
 ]
-
-
-def _hash(prev_hash: str, content: Mapping[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()
-
-
-def _content(
-    *,
-    audit_id: int,
-    at: datetime,
-    kind: str,
-    run_id: str | None,
-    fingerprint: str | None,
-    data: Any,
-) -> dict[str, Any]:
-    return {
-        "id": audit_id,
-        "at": as_utc(at).isoformat(timespec="microseconds"),
-        "kind": kind,
-        "run_id": run_id,
-        "fingerprint": fingerprint,
-        "data": data,
-    }
 
 
 async def append_in_tx(
@@ -173,18 +159,20 @@ class AuditLog(Database):
 
     async def audit_entries(self, run_id: str) -> list[dict[str, Any]]:
         """The audit rows of one run, oldest first (``GET /api/v1/runs/{id}``, rule tests). A
-        row whose data cannot be read is given as ``export_audit`` gives it: ``data`` the
-        stored JSON as text, ``data_unreadable`` why."""
+        row whose data or time cannot be read is given as ``export_audit`` gives it."""
         with translate():
             rows = await self._pool.fetch(
-                """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data
-                   FROM audit_log WHERE run_id = $1::uuid ORDER BY id""",
+                f"""SELECT id, {AT_COLUMNS}, kind, run_id::text AS run_id, fingerprint,
+                           data::text AS data
+                    FROM audit_log WHERE run_id = $1::uuid ORDER BY id""",
                 run_id,
             )
         entries = []
         for r in rows:
             data, unreadable = stored_data(r["data"])
-            entry = {**dict(r), "data": data}
+            entry = {k: v for k, v in r.items() if k != "at_stored"} | {"data": data}
+            if r["at_stored"] is not None:
+                entry |= {"at": r["at_stored"], "at_unreadable": at_unreadable(r["at_stored"])}
             if unreadable is not None:
                 entry["data_unreadable"] = unreadable
             entries.append(entry)
@@ -201,10 +189,26 @@ class AuditLog(Database):
         """Recompute the chain by id; report the first row that was edited, inserted, deleted
         or reordered (``receiver.store.chain`` says how each is told), or a chain that does not
         end where audit_head says, or rows committed into audit_pending without being chained
-        (problem ``unsealed``, no row id). Streams the rows (a server-side cursor of ``batch``
-        rows); after a break it reads up to ``lookahead`` rows more to tell what happened.
+        (problem ``unsealed``, no row id), or a table or column of the log that is gone
+        (``deleted``, no row id). Streams the rows (a server-side cursor of ``batch`` rows);
+        after a break it reads up to ``lookahead`` rows more to tell what happened.
         ``progress(checked, last_id)`` is called after every ``every`` rows (``last_id``: the
         head's, about how many rows there are; None without a head)."""
+        try:
+            return await self._verify(batch, lookahead, progress, every)
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+            # The schema is there (the CLI checks it first): a table or column of the log was
+            # dropped, which read as the database refusing the user ("PostgreSQL ... refused").
+            why = f"the audit log's tables were changed: {exc} (dropped)"
+            return AuditCheck(False, None, 0, why, "deleted")
+
+    async def _verify(
+        self,
+        batch: int,
+        lookahead: int,
+        progress: Callable[[int, int | None], None] | None,
+        every: int,
+    ) -> AuditCheck:
         checked = 0
         last: ChainRow | None = None
         before_last: ChainRow | None = None
@@ -212,18 +216,19 @@ class AuditLog(Database):
         first_after_head: int | None = None
         # One snapshot for the head and the rows: appenders change both in one transaction.
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
-            head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
+            heads = await conn.fetch("SELECT last_id, last_hash FROM audit_head LIMIT 2")
+            head = heads[0] if heads else None
             head_id = head["last_id"] if head is not None else None
-            async for row in conn.cursor(_CHAIN_SQL + " ORDER BY id", prefetch=batch):
+            async for row in conn.cursor(CHAIN_SQL + " ORDER BY id", prefetch=batch):
                 checked += 1
                 if progress is not None and checked % every == 0:
                     progress(checked, head_id)
-                current = _chain_row(row)
+                current = chain_row(row)
                 if current.prev_hash != (last.hash if last else "") or not current.sound:
                     following = [
-                        _chain_row(r)
+                        chain_row(r)
                         for r in await conn.fetch(
-                            _CHAIN_SQL + " WHERE id > $1 ORDER BY id LIMIT $2",
+                            CHAIN_SQL + " WHERE id > $1 ORDER BY id LIMIT $2",
                             current.id,
                             lookahead,
                         )
@@ -235,6 +240,8 @@ class AuditLog(Database):
                         before_last,
                         head_id=head_id,
                         first_after_head=first_after_head,
+                        linked=await linked(conn, current.prev_hash),
+                        renumbered_from=None if current.sound else renumbered_from(row),
                     )
                     if found is not None:
                         return AuditCheck(False, found.row_id, checked, found.reason, found.kind)
@@ -247,8 +254,20 @@ class AuditLog(Database):
             # stay invisible until it has: a row this snapshot sees was committed unchained
             # (migration 0032 says how that could happen).
             unsealed = await conn.fetchval("SELECT count(*) FROM audit_pending")
+            # Which row the head's hash is (hash is UNIQUE, so indexed): a head naming one row
+            # while holding another's hash was edited.
+            head_hash_row = (
+                await conn.fetchval("SELECT id FROM audit_log WHERE hash = $1", head["last_hash"])
+                if head is not None and last is not None and head["last_hash"] != last.hash
+                else None
+            )
         if head is None:
             return AuditCheck(False, None, checked, "audit_head is missing", "deleted")
+        if len(heads) > 1:
+            # Its key and check were dropped to add one: the seal then chains each row once
+            # per head row.
+            why = "audit_head was edited: it holds more than one row, the service keeps one"
+            return AuditCheck(False, None, checked, why, "edited")
         if unsealed:
             return AuditCheck(
                 False,
@@ -257,7 +276,9 @@ class AuditLog(Database):
                 f"{unsealed} audit row(s) were committed without being chained (audit_pending)",
                 "unsealed",
             )
-        found = diagnose_end(last, head_id, head["last_hash"], at_head, first_after_head)
+        found = diagnose_end(
+            last, head_id, head["last_hash"], at_head, first_after_head, head_hash_row
+        )
         if found is not None:
             return AuditCheck(False, found.row_id, checked, found.reason, found.kind)
         return AuditCheck(True, None, checked)
@@ -275,21 +296,24 @@ class AuditLog(Database):
         memory): ``{id, at, kind, run_id, fingerprint, data, prev_hash, hash}``, ``at`` as
         RFC 3339. A SIEM that keeps the ids and hashes holds a copy of the chain. A row whose
         data Python cannot read (only an edit of the table puts such data there) is exported
-        all the same: ``data`` is the stored JSON as text, and ``data_unreadable`` says why."""
+        all the same: ``data`` is the stored JSON as text, and ``data_unreadable`` says why;
+        likewise a time Python cannot hold (``AT_COLUMNS``): ``at`` as PostgreSQL writes it,
+        ``at_unreadable`` why."""
         clauses, args = ["true"], []
         for bound, clause in ((since, "at >= $"), (until, "at < $"), (after_id, "id > $")):
             if bound is not None:
                 args.append(bound)
                 clauses.append(f"{clause}{len(args)}")
-        sql = f"""SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data,
-                         prev_hash, hash
+        sql = f"""SELECT id, {AT_COLUMNS}, kind, run_id::text AS run_id, fingerprint,
+                         data::text AS data, prev_hash, hash
                   FROM audit_log WHERE {" AND ".join(clauses)} ORDER BY id"""
         async with self._tx(isolation="repeatable_read", readonly=True) as conn:
             async for row in conn.cursor(sql, *args, prefetch=batch):
                 data, unreadable = stored_data(row["data"])
+                stored_at = row["at_stored"]
                 entry = {
                     "id": row["id"],
-                    "at": as_utc(row["at"]).isoformat(timespec="microseconds"),
+                    "at": stored_at or as_utc(row["at"]).isoformat(timespec="microseconds"),
                     "kind": row["kind"],
                     "run_id": row["run_id"],
                     "fingerprint": row["fingerprint"],
@@ -297,14 +321,11 @@ class AuditLog(Database):
                     "prev_hash": row["prev_hash"],
                     "hash": row["hash"],
                 }
+                if stored_at is not None:
+                    entry["at_unreadable"] = at_unreadable(stored_at)
                 if unreadable is not None:
                     entry["data_unreadable"] = unreadable
                 yield entry
-
-
-_CHAIN_SQL = """SELECT id, at, kind, run_id::text AS run_id, fingerprint, data::text AS data,
-                       prev_hash, hash
-                FROM audit_log"""
 
 
 def review_data(text: str) -> tuple[dict[str, Any], str | None]:
@@ -313,24 +334,3 @@ def review_data(text: str) -> tuple[dict[str, Any], str | None]:
     table puts anything else there), an empty one and why, for the pages to mark the row."""
     data, unreadable = unreadable_why("data", text, OBJECT)
     return (data, None) if unreadable is None else ({}, unreadable)
-
-
-def _chain_row(row: Mapping[str, Any]) -> ChainRow:
-    """The row as the chain sees it: sound when its content (over its own link) gives its hash.
-    Data that cannot be read was never appended (``stored_data``): that row is not sound."""
-    data, unreadable = stored_data(row["data"])
-    if unreadable is not None:
-        return ChainRow(row["id"], row["prev_hash"], row["hash"], False)
-    content = _content(
-        audit_id=row["id"],
-        at=row["at"],
-        kind=row["kind"],
-        run_id=row["run_id"],
-        fingerprint=row["fingerprint"],
-        data=data,
-    )
-    try:
-        sound = _hash(row["prev_hash"], content) == row["hash"]
-    except (ValueError, RecursionError):
-        sound = False  # read back, but not written again as any append writes it
-    return ChainRow(row["id"], row["prev_hash"], row["hash"], sound)

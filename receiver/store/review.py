@@ -21,6 +21,7 @@ from typing import Any, Unpack
 
 from receiver.store.announcements import DIGEST_AUDIT
 from receiver.store.audit import review_data
+from receiver.store.audit_rows import AT_COLUMNS, at_unreadable
 from receiver.store.database import Database
 from receiver.store.errors import translate
 from receiver.store.paging import Placeholders, RunFilters, fetch_run_page
@@ -110,9 +111,15 @@ def _run_row(row: Any) -> dict[str, Any]:
 
 def _audit(row: Any) -> dict[str, Any]:
     """An audit row with its ``data`` decoded (``review_data``: an edited row's that cannot be
-    read is ``{}``) and ``data_unreadable``, None or why it cannot be read."""
+    read is ``{}``) and ``data_unreadable``, None or why it cannot be read. A run's row read
+    with ``AT_COLUMNS`` and ``placed`` whose time cannot be read is unreadable too (data
+    ``{}``), at ``placed``: its run's creation."""
+    entry = dict(row)
+    stored_at, placed = entry.pop("at_stored", None), entry.pop("placed", None)
+    if stored_at is not None:
+        return {**entry, "at": placed, "data": {}, "data_unreadable": at_unreadable(stored_at)}
     data, unreadable = review_data(row["data"])
-    return {**dict(row), "data": data, "data_unreadable": unreadable}
+    return {**entry, "data": data, "data_unreadable": unreadable}
 
 
 # The shapes of the JSON columns the review reads, as this service writes them: anything else
@@ -201,8 +208,11 @@ class ReviewReads(Database):
         ):
             by_id[row["run_id"]]["approvals"].append(_decode(row, _APPROVAL_SHAPES))
         for row in await conn.fetch(
-            """SELECT id, at, kind, run_id::text AS run_id, data::text AS data
-               FROM audit_log WHERE run_id = ANY($1::uuid[]) ORDER BY id""",
+            # A row whose time cannot be read (AT_COLUMNS) is placed at its run's creation,
+            # and read as unreadable (``_audit``).
+            f"""SELECT id, {AT_COLUMNS}, kind, run_id::text AS run_id, data::text AS data,
+                       (SELECT created_at FROM runs WHERE runs.id = audit_log.run_id) AS placed
+                FROM audit_log WHERE run_id = ANY($1::uuid[]) ORDER BY id""",
             ids,
         ):
             by_id[row["run_id"]]["audit"].append(_audit(row))

@@ -123,3 +123,60 @@ async def test_the_review_shows_an_edited_row_it_cannot_read_and_never_fails(
         for row in step_rows:
             assert isinstance(audit[row]["data"], str)
             assert "cannot be read" in audit[row]["data_unreadable"]
+
+
+# Times timestamptz holds and Python cannot (years past 9999, BC, infinity): no append writes
+# one, and asyncpg raised OverflowError reading the first two, so the run's page, its API, its
+# incident, the incidents' list and the report answered 500.
+TIMES = {"year 20000": "20000-01-01 00:00:00+00", "BC": "0100-01-01 00:00:00+00 BC",
+         "infinity": "infinity"}  # fmt: skip
+
+
+@pytest.mark.parametrize("at", TIMES.values(), ids=TIMES.keys())
+async def test_the_review_shows_a_row_whose_time_was_edited_out_of_range(
+    approval_env: MakeApprovalEnv,
+    aiohttp_client: AiohttpClient,
+    store: Store,
+    tamper: asyncpg.Connection,
+    at: str,
+) -> None:
+    env = await approval_env(rules=STORM_RULES)
+    storm = await play_storm(env)
+    run = storm.runs["api"].id
+    client = await aiohttp_client(review_app(store, default_settings()))
+    response = await client.get("/api/v1/report", headers=OPERATOR, params={"from": "1h"})
+    [incident] = (await response.json())["incidents"]
+    rows = await tamper.fetch(
+        """UPDATE audit_log SET at = $2::text::timestamptz WHERE run_id = $1::uuid AND kind = 'step'
+           RETURNING id""",
+        run,
+        at,
+    )
+    edited = sorted(r["id"] for r in rows)
+    assert edited
+
+    marked = "cannot be read: it was edited after it was written"
+    for path in (f"/runs/{run}", f"/incidents/{incident['id']}", "/incidents", "/runs"):
+        response = await client.get(path, headers=OPERATOR)
+        assert response.status == 200, (path, (await response.text())[:500])
+    response = await client.get(f"/runs/{run}", headers=OPERATOR)
+    html = await response.text()
+    assert [i for i in edited if f"Audit entry {i} (step) {marked}" in html] == edited
+
+    response = await client.get("/api/v1/report", headers=OPERATOR, params={"from": "1h"})
+    assert response.status == 200
+    [item] = (await response.json())["incidents"]
+    assert [a["id"] for a in item["unreadable_audit"]] == edited
+    assert all("is outside the years 1 to 9999" in a["why"] for a in item["unreadable_audit"])
+    response = await client.get(f"/incidents/{incident['id']}/report.md", headers=OPERATOR)
+    assert response.status == 200
+    assert "### Audit entries that cannot be read (edited)" in await response.text()
+
+    # The run API gives the time as stored, and why it cannot be read.
+    response = await client.get(f"/api/v1/runs/{run}", headers=OPERATOR)
+    assert response.status == 200
+    audit = {a["id"]: a for a in (await response.json())["audit"]}
+    stored = await tamper.fetchval("SELECT at::text FROM audit_log WHERE id = $1", edited[0])
+    assert audit[edited[0]]["at"] == stored
+    assert "is outside the years 1 to 9999" in audit[edited[0]]["at_unreadable"]
+    assert all("at_unreadable" not in a for i, a in audit.items() if i not in edited)
