@@ -22,7 +22,8 @@ Commands (one module per group):
 Commands that call a running server share ``client.py``; errors, exit codes and settings are in
 ``common.py``. User errors (bad configuration, a missing file, invalid JSON, invalid rules) end
 with a one-line message and a non-zero exit code, never a traceback: 2 for configuration and
-usage errors, 1 for everything else that failed.
+usage errors, 3 for an audit log ``audit verify`` found changed, 1 for everything else that
+failed.
 """
 
 from __future__ import annotations

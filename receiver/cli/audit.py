@@ -2,8 +2,11 @@
 database directly (``database.py`` says which one), without a server.
 
 ``verify`` recomputes the hash chain and names the first row edited, inserted, deleted or
-reordered. ``export`` writes the rows as JSON lines for a SIEM, streamed from a server-side
-cursor: the log is never held in memory, however long it is.
+reordered, with an exit code of its own (3, ``ChainBroken``) so that a scheduled check tells
+tampering from a check that could not run (1: the database unreachable, no schema, no rights).
+
+``export`` writes the rows as JSON lines for a SIEM, streamed from a server-side cursor: the
+log is never held in memory, however long it is.
 """
 
 from __future__ import annotations
@@ -21,7 +24,18 @@ import click
 from receiver.cli.common import BadUsage, Integer, UserError, output_option, state
 from receiver.cli.database import database
 
-__all__ = ["audit"]
+__all__ = ["EXIT_CHAIN_BROKEN", "ChainBroken", "audit"]
+
+# Not 1: a cron job or an alerting wrapper must tell a log found changed (page someone, keep
+# the database as evidence) from a check that could not run (retry; the database is away).
+EXIT_CHAIN_BROKEN = 3
+
+
+class ChainBroken(UserError):
+    """``audit verify`` found the chain broken: printed as ``error: audit log broken ...``,
+    exit code 3 (``EXIT_CHAIN_BROKEN``)."""
+
+    exit_code = EXIT_CHAIN_BROKEN
 
 
 @click.group()
@@ -39,9 +53,10 @@ def audit() -> None:
 )
 @click.pass_context
 def audit_verify(ctx: click.Context, progress_every: int) -> None:
-    """Recompute the audit log's hash chain; exit 1 naming the first entry that was edited,
-    inserted, deleted or reordered, or rows committed without being chained. A long log
-    prints how far it has got on stderr as it goes."""
+    """Recompute the audit log's hash chain; exit 3 naming the first entry that was edited,
+    inserted, deleted or reordered, an edited audit_head, or rows committed without being
+    chained; exit 1 when the check could not run. A long log prints how far it has got on
+    stderr as it goes."""
     settings = state(ctx).settings()
 
     def progress(checked: int, last_id: int | None) -> None:
@@ -58,7 +73,7 @@ def audit_verify(ctx: click.Context, progress_every: int) -> None:
         what = f" ({check.problem})" if check.problem else ""
         # Some breaks name no row (audit_head missing or edited, rows left unchained).
         where = f" at entry {check.first_bad_id}" if check.first_bad_id is not None else ""
-        raise UserError(
+        raise ChainBroken(
             f"audit log broken{where}{what}: "
             f"{check.reason or 'hash mismatch'} ({check.checked} entries checked)"
         )
