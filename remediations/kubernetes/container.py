@@ -21,6 +21,7 @@ from remediations.kubernetes.api import (
 )
 from remediations.kubernetes.objects import (
     WORKLOADS,
+    env_edit,
     find_container,
     held_back,
     object_ref,
@@ -332,7 +333,7 @@ class SetEnv(KubeAction[SetEnvParams]):
         var: dict[str, Any] = {"name": params.name, "value": params.value}
         if "valueFrom" in before:
             var["valueFrom"] = None  # a literal value replaces the reference
-        template = {"spec": {"containers": [{"name": params.container, "env": [var]}]}}
+        template = {"spec": {"containers": [env_edit(container, var)]}}
         change = Change(
             f"set {params.name} on container {params.container} of {object_ref(target)}"
             f"{held_back(obj)}",

@@ -17,6 +17,7 @@ __all__ = [
     "REVISION_HISTORY",
     "WORKLOADS",
     "controller_uid",
+    "env_edit",
     "find_container",
     "held_back",
     "is_controlled_by",
@@ -152,6 +153,22 @@ def refuse_duplicate_env(container: Mapping[str, Any], name: str, target: Target
             f"by name changes only the first, so setting it would change nothing it runs "
             f"with; remove the duplicate definitions from the workload's manifest first"
         )
+
+
+def env_edit(container: Mapping[str, Any], var: Mapping[str, Any]) -> dict[str, Any]:
+    """The strategic merge patch of ``container`` (a pod template's, as read) that sets the
+    environment variable ``var`` (an ``env`` item), in the place ``kubectl set env`` gives it:
+    a variable the container has keeps its place, a new one goes after all the others (kubectl
+    ``pkg/cmd/set/env``'s ``updateEnv``, sent with a ``$setElementOrder/env`` list). Without
+    that list the API server puts an item new to a merged list first (apimachinery's
+    ``strategicpatch`` ``mergeSortedSlice``), and the kubelet expands a ``$(NAME)`` in a value
+    only from the variables defined before it: ``$(HOST):5432`` would stay literal text."""
+    edit: dict[str, Any] = {"name": container.get("name"), "env": [dict(var)]}
+    names = [item.get("name") for item in container.get("env") or []]
+    if var.get("name") not in names:
+        order = [*names, var.get("name")]
+        edit["$setElementOrder/env"] = [{"name": name} for name in order]
+    return edit
 
 
 def refuse_paused_edit(obj: Mapping[str, Any], target: Target) -> None:
