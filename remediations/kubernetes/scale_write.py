@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from remediations.base import ActionError, ActionRefused
-from remediations.kubernetes.api import MERGE_PATCH, KubeApi
+from remediations.kubernetes.api import MERGE_PATCH, KubeApi, WriteConflict
 from remediations.kubernetes.api_errors import is_api_exception
 from remediations.kubernetes.objects import object_ref
 from remediations.targets import Target
@@ -41,7 +41,8 @@ async def write_count(
     other than ``current`` is refused (ActionRefused: changed concurrently); else sent again,
     ``attempts`` conflicts at most, then refused. Other failures as ``retry.call`` maps them,
     ``may_have_acted`` also while a retried PATCH's 409 is not yet read back (the module's
-    docstring)."""
+    docstring). One deleted and created again since (another uid) raises WriteConflict: the
+    step is planned again from it."""
     read = obj
     unsure = False
     try:
@@ -56,6 +57,15 @@ async def write_count(
                     raise
                 unsure = unsure or len(sent) > 1
             read = await api.read_workload(target)
+            if _uid(read) != _uid(obj):
+                # Deleted and created again since the plan read it: what the plan decided
+                # (a restore above all: this run's record was on the old one) is planned
+                # again from the new one (KubeAction.run), as kubectl scale re-reads it.
+                raise WriteConflict(
+                    f"{object_ref(target)} was deleted and created again since it was read "
+                    f"(uid {_uid(read)}, not {_uid(obj)})",
+                    may_have_acted=unsure,
+                )
             now = int((read.get("spec") or {}).get("replicas") or 0)
             if not api.ctx.dry_run and (
                 api.earlier_write(read) is not None or (api.step is None and now == desired)
@@ -71,3 +81,7 @@ async def write_count(
         exc.may_have_acted = exc.may_have_acted or unsure
         raise
     raise ActionRefused(f"{object_ref(target)} kept changing ({attempts} conflicts); not scaling")
+
+
+def _uid(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
