@@ -11,11 +11,13 @@ from remediations.base import ActionRefused
 from remediations.targets import Target
 
 __all__ = [
+    "CONTAINER_LISTS",
     "RESTARTED_AT",
     "RESTART_RUN_ANNOTATION",
     "REVISION",
     "REVISION_HISTORY",
     "WORKLOADS",
+    "all_containers",
     "controller_uid",
     "env_edit",
     "find_container",
@@ -32,6 +34,7 @@ __all__ = [
     "selector_matches",
     "selector_string",
     "template_containers",
+    "template_edit",
     "template_images",
 ]
 
@@ -78,17 +81,41 @@ def template_containers(template: Mapping[str, Any]) -> list[dict[str, Any]]:
     return containers
 
 
+# The lists of a pod template whose containers kubectl's ``set env`` and ``set resources``
+# select from by name (``-c``; ``pkg/cmd/set``): an init container, a native sidecar among
+# them (``restartPolicy: Always``), is edited as a container is. Names are unique across both.
+CONTAINER_LISTS = ("containers", "initContainers")
+
+
+def all_containers(template: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(list, container) for every container of a pod template, the ``containers`` first,
+    then the ``initContainers`` (``CONTAINER_LISTS``)."""
+    spec = template.get("spec") or {}
+    return [(key, c) for key in CONTAINER_LISTS for c in spec.get(key) or []]
+
+
 def find_container(obj: Mapping[str, Any], name: str, target: Target) -> dict[str, Any]:
-    """The container ``name`` of ``obj``'s pod template. Raises ActionRefused naming the
-    containers there are."""
-    containers = template_containers(pod_template(obj))
-    for container in containers:
+    """The container ``name`` of ``obj``'s pod template, or its init container of that name
+    (``CONTAINER_LISTS``). Raises ActionRefused naming the containers there are."""
+    found = all_containers(pod_template(obj))
+    for _key, container in found:
         if container.get("name") == name:
             return container
-    names = ", ".join(c.get("name", "?") for c in containers) or "none"
+    names = ", ".join(c.get("name", "?") for _key, c in found) or "none"
     raise ActionRefused(
         f"container {name!r} not found in {object_ref(target)}; its containers: {names}"
     )
+
+
+def template_edit(obj: Mapping[str, Any], edit: Mapping[str, Any]) -> dict[str, Any]:
+    """The strategic merge patch of ``obj``'s pod template that merges ``edit`` (a partial
+    container, with its ``name``) into the container of that name, in the list that holds it
+    (``containers``, or ``initContainers`` for an init container: ``all_containers``)."""
+    key = next(
+        (k for k, c in all_containers(pod_template(obj)) if c.get("name") == edit.get("name")),
+        "containers",
+    )
+    return {"spec": {key: [dict(edit)]}}
 
 
 def held_back(obj: Mapping[str, Any]) -> str:
