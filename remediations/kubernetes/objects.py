@@ -33,7 +33,6 @@ __all__ = [
     "revision_of",
     "selector_matches",
     "selector_string",
-    "template_containers",
     "template_edit",
     "template_images",
 ]
@@ -73,12 +72,6 @@ def pod_template(obj: Mapping[str, Any]) -> dict[str, Any]:
     """``spec.template`` of a workload or ReplicaSet (``{}`` when absent)."""
     template: dict[str, Any] = (obj.get("spec") or {}).get("template") or {}
     return template
-
-
-def template_containers(template: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The containers of a pod template, in order (``[]`` when absent)."""
-    containers: list[dict[str, Any]] = (template.get("spec") or {}).get("containers") or []
-    return containers
 
 
 # The lists of a pod template whose containers kubectl's ``set env`` and ``set resources``
@@ -152,8 +145,9 @@ def held_back(obj: Mapping[str, Any]) -> str:
 
 
 def template_images(template: Mapping[str, Any]) -> dict[str, str]:
-    """Container name -> image, for before/after records."""
-    return {c.get("name", "?"): c.get("image", "") for c in template_containers(template)}
+    """Container name -> image, for before/after records: init containers' too (a native
+    sidecar's image is as much what a rollback changes)."""
+    return {c.get("name", "?"): c.get("image", "") for _key, c in all_containers(template)}
 
 
 def refuse_paused(obj: Mapping[str, Any], target: Target, verb: str) -> None:

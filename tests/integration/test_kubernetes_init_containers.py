@@ -15,9 +15,16 @@ from kubernetes_asyncio import client as k8s
 from remediations.base import Clients, Outcome
 from remediations.kubernetes.container import SetEnv, SetResources
 from remediations.kubernetes.probe import newest_rollout
+from remediations.kubernetes.rollback import RolloutUndo
 from remediations.targets import Target
 from tests.support.kube import ControlPlane
-from tests.support.kube_fixtures import first_step_ctx, wait_for_revision
+from tests.support.kube_fixtures import (
+    STRATEGIC_MERGE_PATCH,
+    first_step_ctx,
+    patch_deployment,
+    wait_for_quiet,
+    wait_for_revision,
+)
 from tests.support.kubectl import run_kubectl
 
 pytestmark = pytest.mark.kube
@@ -87,3 +94,30 @@ async def test_an_init_container_is_edited_as_kubectl_set_edits_it(
     state = await newest_rollout(Clients({"kubernetes": kube_admin}), target)
     assert state.revision == 1
     assert state.rollback_to is None
+
+
+async def test_a_rollback_of_a_sidecar_release_shows_the_sidecar_images(
+    kube_admin: Any, kube_namespace: str, control_plane: ControlPlane, kubectl: Path
+) -> None:
+    # A release that changed only the sidecar's image: the rollback's preview (what an
+    # approver approves) named only the containers' images, the same before and after.
+    ns, config = kube_namespace, str(control_plane.admin_kubeconfig)
+    run_kubectl(
+        kubectl, "--kubeconfig", config, "-n", ns, "apply", "-f", "-",
+        stdin=MANIFEST.replace("NAME", "web"),
+    )  # fmt: skip
+    await wait_for_revision(kube_admin, ns, "web", 1)
+    sidecar = {"spec": {"initContainers": [{"name": "proxy", "image": "img/proxy:2"}]}}
+    body = {"spec": {"template": sidecar}}
+    await patch_deployment(kube_admin, ns, "web", body, STRATEGIC_MERGE_PATCH)
+    await wait_for_revision(kube_admin, ns, "web", 2)
+    await wait_for_quiet(kube_admin, ns, "web")
+
+    target = Target("Deployment", ns, "web")
+    ctx = first_step_ctx(kube_admin)
+    change = await RolloutUndo().preview(ctx, target, RolloutUndo.Params())
+    assert change.before["images"] == {"app": "img/app:1", "proxy": "img/proxy:2"}
+    assert change.after["images"] == {"app": "img/app:1", "proxy": "img/proxy:1"}
+    result = await RolloutUndo().run(ctx, target, RolloutUndo.Params())
+    assert result.outcome is Outcome.OK, result.message
+    assert result.after["images"] == {"app": "img/app:1", "proxy": "img/proxy:1"}
