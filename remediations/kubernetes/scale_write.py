@@ -41,8 +41,8 @@ async def write_count(
     other than ``current`` is refused (ActionRefused: changed concurrently); else sent again,
     ``attempts`` conflicts at most, then refused. Other failures as ``retry.call`` maps them,
     ``may_have_acted`` also while a retried PATCH's 409 is not yet read back (the module's
-    docstring). One deleted and created again since (another uid) raises WriteConflict: the
-    step is planned again from it."""
+    docstring). One deleted and created again since (another uid) with the count ``current``
+    raises WriteConflict: the step is planned again from it."""
     read = obj
     unsure = False
     try:
@@ -57,15 +57,6 @@ async def write_count(
                     raise
                 unsure = unsure or len(sent) > 1
             read = await api.read_workload(target)
-            if _uid(read) != _uid(obj):
-                # Deleted and created again since the plan read it: what the plan decided
-                # (a restore above all: this run's record was on the old one) is planned
-                # again from the new one (KubeAction.run), as kubectl scale re-reads it.
-                raise WriteConflict(
-                    f"{object_ref(target)} was deleted and created again since it was read "
-                    f"(uid {_uid(read)}, not {_uid(obj)})",
-                    may_have_acted=unsure,
-                )
             now = int((read.get("spec") or {}).get("replicas") or 0)
             if not api.ctx.dry_run and (
                 api.earlier_write(read) is not None or (api.step is None and now == desired)
@@ -77,6 +68,15 @@ async def write_count(
                     f"replicas of {object_ref(target)} changed concurrently from {current} "
                     f"to {now}; not scaling"
                 ) from None
+            if _uid(read) != _uid(obj):
+                # Deleted and created again since the plan read it, with the count it read:
+                # what the plan decided (a restore above all: this run's record was on the
+                # old one) is planned again from the new one (KubeAction.run), as kubectl
+                # scale re-reads it.
+                raise WriteConflict(
+                    f"{object_ref(target)} was deleted and created again since it was read "
+                    f"(uid {_uid(read)}, not {_uid(obj)})"
+                )
     except ActionError as exc:
         exc.may_have_acted = exc.may_have_acted or unsure
         raise
