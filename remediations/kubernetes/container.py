@@ -21,11 +21,13 @@ from remediations.kubernetes.api import (
 )
 from remediations.kubernetes.objects import (
     WORKLOADS,
+    env_edit,
     find_container,
     held_back,
     object_ref,
     refuse_duplicate_env,
     refuse_paused_edit,
+    template_edit,
 )
 from remediations.kubernetes.record_size import RECORD_CAP, RecordTooLarge, fitting_bytes
 from remediations.params import Number
@@ -203,9 +205,7 @@ class SetResources(KubeAction[SetResourcesParams]):
                 ),
                 message,
             )
-        template = {
-            "spec": {"containers": [{"name": params.container, "resources": patch_resources}]}
-        }
+        template = template_edit(obj, {"name": params.container, "resources": patch_resources})
         summary = ", ".join(describe(s, r) for s, r in keys)
         # The values it replaces must still be these when it runs (an approved step is
         # refused otherwise: KubeAction.run compares them with the approved ones).
@@ -332,7 +332,7 @@ class SetEnv(KubeAction[SetEnvParams]):
         var: dict[str, Any] = {"name": params.name, "value": params.value}
         if "valueFrom" in before:
             var["valueFrom"] = None  # a literal value replaces the reference
-        template = {"spec": {"containers": [{"name": params.container, "env": [var]}]}}
+        template = template_edit(obj, env_edit(container, var))
         change = Change(
             f"set {params.name} on container {params.container} of {object_ref(target)}"
             f"{held_back(obj)}",

@@ -11,12 +11,15 @@ from remediations.base import ActionRefused
 from remediations.targets import Target
 
 __all__ = [
+    "CONTAINER_LISTS",
     "RESTARTED_AT",
     "RESTART_RUN_ANNOTATION",
     "REVISION",
     "REVISION_HISTORY",
     "WORKLOADS",
+    "all_containers",
     "controller_uid",
+    "env_edit",
     "find_container",
     "held_back",
     "is_controlled_by",
@@ -30,7 +33,7 @@ __all__ = [
     "revision_of",
     "selector_matches",
     "selector_string",
-    "template_containers",
+    "template_edit",
     "template_images",
 ]
 
@@ -71,23 +74,41 @@ def pod_template(obj: Mapping[str, Any]) -> dict[str, Any]:
     return template
 
 
-def template_containers(template: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The containers of a pod template, in order (``[]`` when absent)."""
-    containers: list[dict[str, Any]] = (template.get("spec") or {}).get("containers") or []
-    return containers
+# The lists of a pod template whose containers kubectl's ``set env`` and ``set resources``
+# select from by name (``-c``; ``pkg/cmd/set``): an init container, a native sidecar among
+# them (``restartPolicy: Always``), is edited as a container is. Names are unique across both.
+CONTAINER_LISTS = ("containers", "initContainers")
+
+
+def all_containers(template: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(list, container) for every container of a pod template, the ``containers`` first,
+    then the ``initContainers`` (``CONTAINER_LISTS``)."""
+    spec = template.get("spec") or {}
+    return [(key, c) for key in CONTAINER_LISTS for c in spec.get(key) or []]
 
 
 def find_container(obj: Mapping[str, Any], name: str, target: Target) -> dict[str, Any]:
-    """The container ``name`` of ``obj``'s pod template. Raises ActionRefused naming the
-    containers there are."""
-    containers = template_containers(pod_template(obj))
-    for container in containers:
+    """The container ``name`` of ``obj``'s pod template, or its init container of that name
+    (``CONTAINER_LISTS``). Raises ActionRefused naming the containers there are."""
+    found = all_containers(pod_template(obj))
+    for _key, container in found:
         if container.get("name") == name:
             return container
-    names = ", ".join(c.get("name", "?") for c in containers) or "none"
+    names = ", ".join(c.get("name", "?") for _key, c in found) or "none"
     raise ActionRefused(
         f"container {name!r} not found in {object_ref(target)}; its containers: {names}"
     )
+
+
+def template_edit(obj: Mapping[str, Any], edit: Mapping[str, Any]) -> dict[str, Any]:
+    """The strategic merge patch of ``obj``'s pod template that merges ``edit`` (a partial
+    container, with its ``name``) into the container of that name, in the list that holds it
+    (``containers``, or ``initContainers`` for an init container: ``all_containers``)."""
+    key = next(
+        (k for k, c in all_containers(pod_template(obj)) if c.get("name") == edit.get("name")),
+        "containers",
+    )
+    return {"spec": {key: [dict(edit)]}}
 
 
 def held_back(obj: Mapping[str, Any]) -> str:
@@ -124,8 +145,9 @@ def held_back(obj: Mapping[str, Any]) -> str:
 
 
 def template_images(template: Mapping[str, Any]) -> dict[str, str]:
-    """Container name -> image, for before/after records."""
-    return {c.get("name", "?"): c.get("image", "") for c in template_containers(template)}
+    """Container name -> image, for before/after records: init containers' too (a native
+    sidecar's image is as much what a rollback changes)."""
+    return {c.get("name", "?"): c.get("image", "") for _key, c in all_containers(template)}
 
 
 def refuse_paused(obj: Mapping[str, Any], target: Target, verb: str) -> None:
@@ -152,6 +174,22 @@ def refuse_duplicate_env(container: Mapping[str, Any], name: str, target: Target
             f"by name changes only the first, so setting it would change nothing it runs "
             f"with; remove the duplicate definitions from the workload's manifest first"
         )
+
+
+def env_edit(container: Mapping[str, Any], var: Mapping[str, Any]) -> dict[str, Any]:
+    """The strategic merge patch of ``container`` (a pod template's, as read) that sets the
+    environment variable ``var`` (an ``env`` item), in the place ``kubectl set env`` gives it:
+    a variable the container has keeps its place, a new one goes after all the others (kubectl
+    ``pkg/cmd/set/env``'s ``updateEnv``, sent with a ``$setElementOrder/env`` list). Without
+    that list the API server puts an item new to a merged list first (apimachinery's
+    ``strategicpatch`` ``mergeSortedSlice``), and the kubelet expands a ``$(NAME)`` in a value
+    only from the variables defined before it: ``$(HOST):5432`` would stay literal text."""
+    edit: dict[str, Any] = {"name": container.get("name"), "env": [dict(var)]}
+    names = [item.get("name") for item in container.get("env") or []]
+    if var.get("name") not in names:
+        order = [*names, var.get("name")]
+        edit["$setElementOrder/env"] = [{"name": name} for name in order]
+    return edit
 
 
 def refuse_paused_edit(obj: Mapping[str, Any], target: Target) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from remediations.kubernetes import quantity
-from remediations.kubernetes.objects import pod_template
+from remediations.kubernetes.objects import all_containers, pod_template
 from remediations.kubernetes.replay import records_of
 
 __all__ = ["OWN_EDITS", "same", "without_own_edits"]
@@ -31,7 +31,8 @@ def same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 def _containers(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c.get("name", ""): c for c in (template.get("spec") or {}).get("containers") or []}
+    # Init containers too: set_resources and set_env edit them as kubectl's set does.
+    return {c.get("name", ""): c for _key, c in all_containers(template)}
 
 
 def without_own_edits(rs: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:

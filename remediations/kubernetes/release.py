@@ -65,6 +65,7 @@ from remediations.kubernetes.objects import (
     RESTART_RUN_ANNOTATION,
     RESTARTED_AT,
     REVISION_HISTORY,
+    all_containers,
     is_remediator_key,
     pod_template,
 )
@@ -92,7 +93,8 @@ POD_TEMPLATE_HASH = "pod-template-hash"
 def comparable(template: Mapping[str, Any]) -> dict[str, Any]:
     """``template`` (a pod template) without what a restart changes and what the controller
     adds: the ``pod-template-hash`` label, ``restartedAt`` and ``remediator.io`` annotations;
-    empty ``env`` lists and ``resources`` sections dropped. Equal results: the same release."""
+    empty ``env`` lists and ``resources`` sections of its containers and init containers dropped.
+    Equal results: the same release."""
     out = copy.deepcopy(dict(template))
     metadata = dict(out.get("metadata") or {})
     labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k != POD_TEMPLATE_HASH}
@@ -107,7 +109,7 @@ def comparable(template: Mapping[str, Any]) -> dict[str, Any]:
         else:
             metadata.pop(key, None)
     out["metadata"] = metadata
-    for container in (out.get("spec") or {}).get("containers") or []:
+    for _key, container in all_containers(out):
         resources = {k: v for k, v in (container.get("resources") or {}).items() if v}
         if resources:
             container["resources"] = resources

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from remediations.base import ActionError, ActionRefused
-from remediations.kubernetes.api import MERGE_PATCH, KubeApi
+from remediations.kubernetes.api import MERGE_PATCH, KubeApi, WriteConflict
 from remediations.kubernetes.api_errors import is_api_exception
 from remediations.kubernetes.objects import object_ref
 from remediations.targets import Target
@@ -41,7 +41,8 @@ async def write_count(
     other than ``current`` is refused (ActionRefused: changed concurrently); else sent again,
     ``attempts`` conflicts at most, then refused. Other failures as ``retry.call`` maps them,
     ``may_have_acted`` also while a retried PATCH's 409 is not yet read back (the module's
-    docstring)."""
+    docstring). One deleted and created again since (another uid) with the count ``current``
+    raises WriteConflict: the step is planned again from it."""
     read = obj
     unsure = False
     try:
@@ -67,7 +68,20 @@ async def write_count(
                     f"replicas of {object_ref(target)} changed concurrently from {current} "
                     f"to {now}; not scaling"
                 ) from None
+            if _uid(read) != _uid(obj):
+                # Deleted and created again since the plan read it, with the count it read:
+                # what the plan decided (a restore above all: this run's record was on the
+                # old one) is planned again from the new one (KubeAction.run), as kubectl
+                # scale re-reads it.
+                raise WriteConflict(
+                    f"{object_ref(target)} was deleted and created again since it was read "
+                    f"(uid {_uid(read)}, not {_uid(obj)})"
+                )
     except ActionError as exc:
         exc.may_have_acted = exc.may_have_acted or unsure
         raise
     raise ActionRefused(f"{object_ref(target)} kept changing ({attempts} conflicts); not scaling")
+
+
+def _uid(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")

@@ -78,6 +78,38 @@ async def test_set_env_on_a_twice_defined_variable_never_reports_a_value_it_did_
     assert await env_of(kube_admin, ns, "web") == before
 
 
+async def test_set_env_adds_a_new_variable_after_the_others_as_kubectl_does(
+    kube_admin: Any,
+    kube_namespace: str,
+    make_deployment: MakeDeployment,
+    control_plane: ControlPlane,
+    kubectl: Path,
+) -> None:
+    # The kubelet expands $(HOST) only from variables defined before the one that uses it: a
+    # new variable the API server put first (a merge patch's new item) kept it literal text.
+    ns, config = kube_namespace, control_plane.admin_kubeconfig
+    env = [k8s.V1EnvVar(name="HOST", value="db"), k8s.V1EnvVar(name="PORT", value="5432")]
+    containers = [k8s.V1Container(name="app", image="img/a:1", env=env)]
+    await make_deployment("by-kubectl", containers=containers)
+    await make_deployment("web", containers=containers)
+    run_kubectl(
+        kubectl, "--kubeconfig", str(config), "-n", ns, "set", "env", "deploy/by-kubectl",
+        "-c", "app", "DSN=$(HOST):$(PORT)",
+    )  # fmt: skip
+    wanted = [("HOST", "db"), ("PORT", "5432"), ("DSN", "$(HOST):$(PORT)")]
+    assert await env_of(kube_admin, ns, "by-kubectl") == wanted
+
+    params = SetEnv.Params(container="app", name="DSN", value="$(HOST):$(PORT)")
+    target = Target("Deployment", ns, "web")
+    result = await SetEnv().run(first_step_ctx(kube_admin), target, params)
+    assert result.outcome is Outcome.OK
+    assert await env_of(kube_admin, ns, "web") == wanted
+    # A variable it has keeps its place.
+    again = SetEnv.Params(container="app", name="HOST", value="db2")
+    await SetEnv().run(first_step_ctx(kube_admin), target, again)
+    assert await env_of(kube_admin, ns, "web") == [("HOST", "db2"), *wanted[1:]]
+
+
 @pytest.mark.parametrize(
     ("action", "params"),
     [

@@ -18,6 +18,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from remediations.base import ActionContext, Clients
+from remediations.kubernetes.release import without_hash
 from tests.support.kube import ControlPlane, ControlPlaneError
 from tests.support.polling import eventually
 from tests.support.servers import server_missing
@@ -106,10 +107,17 @@ async def wait_for_rollout_settled(
     api_client: Any, namespace: str, name: str, *, timeout: float = 30.0
 ) -> Any:
     """Wait until the Deployment controller has caught up with Deployment ``name``: it has
-    observed the latest generation, and the revision annotation names the newest ReplicaSet
-    it owns. A change to the template bumps the revision only then, so whatever reads the
-    revision next (rollout_undo, its JSON-patch ``test``) must wait for this, not race it."""
+    observed the latest generation, the revision annotation names the newest ReplicaSet it
+    owns, and that ReplicaSet runs the Deployment's template. A change to the template bumps
+    the revision only then, so whatever reads the revision next (rollout_undo, its JSON-patch
+    ``test``) must wait for this, not race it. The template matters too: a scale and a
+    template change that one sync of the controller meets together are a scaling event
+    (``isScalingEvent``), which syncs the status, observedGeneration included, before any
+    ReplicaSet for the new template exists; a later sync makes it, a new revision."""
     apps = k8s.AppsV1Api(api_client)
+
+    def template(obj: Any) -> dict[str, Any]:
+        return without_hash(api_client.sanitize_for_serialization(obj.spec.template))
 
     async def check() -> Any:
         dep = await apps.read_namespaced_deployment(name, namespace)
@@ -118,7 +126,9 @@ async def wait_for_rollout_settled(
         owned = await owned_replica_sets(api_client, namespace, name)
         newest = (owned[-1].metadata.annotations or {}).get(REVISION) if owned else None
         current = (dep.metadata.annotations or {}).get(REVISION)
-        return dep if newest is not None and current == newest else None
+        if newest is None or current != newest:
+            return None
+        return dep if template(owned[-1]) == template(dep) else None
 
     return await eventually(check, timeout_s=timeout, what=f"{name}'s rollout observed")
 

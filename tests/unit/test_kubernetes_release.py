@@ -102,6 +102,31 @@ def test_remediators_recorded_edits_are_not_releases_a_humans_are() -> None:
     )
 
 
+def test_remediators_edits_of_an_init_container_are_not_releases() -> None:
+    # set_env and set_resources edit an init container (a native sidecar) as kubectl's set
+    # does; one the proxy had no env before still compares equal once its edit is set back.
+    def with_proxy(**proxy: Any) -> dict[str, Any]:
+        tpl = template()
+        tpl["spec"]["initContainers"] = [{"name": "proxy", "image": "img/p:1", **proxy}]
+        return tpl
+
+    logged = with_proxy(env=[{"name": "LOG", "value": "debug"}])
+    env = record(
+        SetEnv.name,
+        {"container": "proxy", "name": "LOG", "value": None},
+        {"container": "proxy", "name": "LOG", "value": "debug"},
+    )
+    assert not is_release(rs(logged, env), rs(with_proxy()))
+    assert is_release(rs(logged), rs(with_proxy()))  # no record: a human's
+    raised = with_proxy(resources={"limits": {"memory": "128Mi"}})
+    resources = record(
+        SetResources.name,
+        {"container": "proxy", "limits": {"memory": None}},
+        {"container": "proxy", "limits": {"memory": "128Mi"}},
+    )
+    assert not is_release(rs(raised, resources), rs(with_proxy()))
+
+
 def test_newest_release_looks_past_restarts() -> None:
     one, two = template("img/a:1"), template("img/a:2")
     assert newest_release({1: rs(one)}) == NewestRelease(1, 1, known=True)
