@@ -25,6 +25,7 @@ from multidict import MultiMapping
 from pydantic import SecretStr
 
 from receiver.approvals.policy import Identity
+from receiver.text import has_lone_surrogate
 
 __all__ = ["IdentityResolver", "TokenLookup", "token_table"]
 
@@ -97,7 +98,9 @@ class IdentityResolver:
         header given more than once with different names names nobody: a proxy that adds its
         line (HAProxy's ``add-header``) rather than setting it passes the client's own first,
         and the first was believed, so anyone it signed in could name any approver. Which line
-        is the proxy's cannot be told, so none is."""
+        is the proxy's cannot be told, so none is. Nor does a name holding a byte that is not
+        UTF-8 (aiohttp reads it as a lone surrogate): no approver is named so, a refusal naming
+        it could not be recorded, and replacing the byte could make two people one."""
         if self.sso_header is None or not self.trusted_peer(peer):
             return None
         lines = (
@@ -109,7 +112,9 @@ class IdentityResolver:
         if len(users) != 1:
             return None
         user = users.pop()
-        return Identity(user, "sso", user) if user else None
+        if not user or has_lone_surrogate(user):
+            return None
+        return Identity(user, "sso", user)
 
     def from_headers(self, headers: Mapping[str, Any], peer: str | None) -> Identity | None:
         """An operator's bearer token first, else the SSO header."""

@@ -28,6 +28,9 @@ from receiver.approvals.state import Decision
 
 __all__ = ["SlackAction", "SlackInteractions", "SlackPayloadError"]
 
+# The headers slack_sdk's verifier reads (it lower-cases the names).
+_SIGNATURE_HEADERS = ("x-slack-request-timestamp", "x-slack-signature")
+
 
 class SlackPayloadError(ValueError):
     """A verified request that is not a button click of ours (the message says what)."""
@@ -72,7 +75,12 @@ class SlackInteractions:
         self._teams = frozenset(teams)
 
     def verified(self, body: bytes, headers: Mapping[str, str]) -> bool:
-        """Whether ``body`` carries a valid signature made within the last five minutes."""
+        """Whether ``body`` carries a valid signature made within the last five minutes. A
+        timestamp or signature that is not ASCII is none of Slack's (hex digits, ASCII digits):
+        False, where ``hmac.compare_digest`` raised TypeError on it (a 500 to anyone)."""
+        signed = {k.lower(): v for k, v in headers.items() if k.lower() in _SIGNATURE_HEADERS}
+        if not all(value.isascii() for value in signed.values()):
+            return False
         try:
             return self._verifier.is_valid_request(body, dict(headers))
         except ValueError:  # a timestamp that is not a number

@@ -35,6 +35,7 @@ from receiver.http.origins import same_origin
 from receiver.http.responses import html_response
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.store import StoreUnavailable
+from receiver.text import header_text
 
 __all__ = ["APPROVAL_WEB", "PAGES", "ApprovalWeb", "get_page", "origin_of", "post_page"]
 
@@ -136,9 +137,17 @@ def _csrf(approvals: ApprovalWeb) -> CsrfTokens | None:
 
 def origin_of(request: web.Request, channel: Channel, token_id: str | None = None) -> Origin:
     """Where a decision comes from: the client's address (through trusted proxies), its
-    User-Agent and, from a link's page, the link token's id."""
+    User-Agent and, from a link's page, the link token's id. Both headers are the client's
+    word, recorded as sent but for bytes that are not UTF-8 (``header_text``): one in a
+    User-Agent failed the decision with a 500, nothing decided."""
     source_ip = request.app[APPROVAL_WEB].identities.source_ip(request.headers, request.remote)
-    return Origin(channel, source_ip, request.headers.get("User-Agent"), token_id)
+    agent = request.headers.get("User-Agent")
+    return Origin(
+        channel,
+        None if source_ip is None else header_text(source_ip),
+        None if agent is None else header_text(agent),
+        token_id,
+    )
 
 
 async def post_page(request: web.Request) -> web.Response:

@@ -12,6 +12,13 @@ same escapes (tests/unit/test_audit_data.py checks every code point), and such a
 shortest form that reads back as it (``repr``). What orjson writes otherwise or refuses (floats
 with an exponent, which it spells ``1e16`` where ``json`` writes ``1e+16``; integers beyond 64
 bits; lone surrogates) goes to ``json``.
+
+U+0000, which JSON escapes as ``\\u0000`` and jsonb refuses (22P05, ``\\u0000 cannot be
+converted to text``), is written as the text ``\\x00`` (``_storable``; in keys too, before they
+are sorted): a value an action read from a live system (an environment variable's value, an
+annotation on a Deployment) may hold it, and the record of the step that acted on it failed on
+every retry of its event, until dead. No row ever held U+0000, so every hash computed before
+still verifies.
 """
 
 from __future__ import annotations
@@ -29,9 +36,32 @@ __all__ = ["audit_data", "canonical_json"]
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace, UTF-8 kept: the byte form the audit hash is computed over.
     Raises TypeError for a value JSON cannot write, ValueError for data that contains itself."""
-    if _plain(value):
-        return _plain_json(value)
-    return _std_json(value)
+    return _storable(value, plain=_plain(value))
+
+
+def _storable(value: Any, *, plain: bool) -> str:
+    """``value``'s canonical text (``plain``: as ``_plain`` found it); when a string or a key
+    of it holds U+0000, that of a copy with each written as the text ``\\x00`` (written before
+    the keys are sorted, so the text is the one the verifier writes again)."""
+    text = _plain_json(value) if plain else _std_json(value)
+    # JSON's escape of U+0000 (or a string's text "\u0000", rarely: written again the same).
+    if "\\u0000" not in text:
+        return text
+    value = _without_nul(value)
+    return _plain_json(value) if plain else _std_json(value)
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with each U+0000 of its strings and string keys written ``\\x00``; containers
+    of the same types, anything else as it is."""
+    kind = type(value)
+    if kind is str:
+        return value.replace("\x00", "\\x00")
+    if kind is dict:
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return kind(_without_nul(v) for v in value)
+    return value
 
 
 def _std_json(value: Any) -> str:
@@ -67,7 +97,7 @@ def audit_data(data: Mapping[str, Any]) -> str:
     read back as jsonb's numeric gives them (``_jsonb_number``)."""
     value = dict(data)
     if _plain(value):
-        return _plain_json(value)
+        return _storable(value, plain=True)
     return canonical_json(
         json.loads(_std_json(value), parse_float=_jsonb_number, parse_constant=_no_number)
     )

@@ -82,10 +82,22 @@ class ActionParams(BaseModel):
 
 
 def _same(live: Mapping[str, Any], approved: Mapping[str, Any]) -> bool:
-    # Compared as JSON: the approved side has been through the store's jsonb.
-    return json.dumps(dict(live), sort_keys=True, default=str) == json.dumps(
+    # Compared as JSON: the approved side has been through the store's jsonb, which keeps
+    # U+0000 as the text \x00 (an environment variable's value may hold it).
+    return json.dumps(_as_stored(dict(live)), sort_keys=True, default=str) == json.dumps(
         dict(approved), sort_keys=True, default=str
     )
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` with each U+0000 of its strings written ``\\x00``, as the store keeps it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, Mapping):
+        return {_as_stored(k): _as_stored(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_stored(v) for v in value]
+    return value
 
 
 class KubeAction(Generic[P]):

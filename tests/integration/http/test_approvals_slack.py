@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from receiver.model import ApprovalState
 from tests.integration.http.conftest import SLACK_SECRET, MakeEdge
+from tests.support.rawhttp import exchange, status_of
 
 
 def _slack_click(
@@ -87,3 +88,33 @@ async def test_slack_refuses_a_signed_click_from_another_workspace(make_edge: Ma
     decided = await edge.env.desk.store.get_approval(approval.id)
     assert decided is not None
     assert (decided.state, decided.decided_by) == (ApprovalState.APPROVED, "bob")
+
+
+async def test_a_signature_or_timestamp_that_is_not_ascii_is_401_never_500(
+    make_edge: MakeEdge,
+) -> None:
+    # The callback is open to anyone: hmac.compare_digest raises TypeError on a str that is not
+    # ASCII (a 500), where any other wrong signature is a 401.
+    now = int(time.time())
+    edge = await make_edge(slack_now=float(now))
+    _, approval = await edge.env.pending_run()
+    body = _slack_click(approval.id, "U0BOB")
+    port = edge.client.server.port
+    assert port is not None
+    good = _signed(body, now)
+    before = await edge.snapshot()
+    for timestamp, signature in (
+        (str(now).encode(), b"v0=\xc3\xa9"),  # UTF-8, not ASCII
+        (str(now).encode(), b"v0=\xff"),  # not UTF-8
+        (str(now).encode(), good["X-Slack-Signature"].encode() + b"\xc2\xa0"),
+        (str(now).encode() + b"\xff", good["X-Slack-Signature"].encode()),
+        ("".join(chr(0x660 + int(d)) for d in str(now)).encode(), b"v0=\xc3\xa9"),
+    ):
+        request = (
+            f"POST /hooks/slack/interactions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+        ).encode()
+        request += b"X-Slack-Request-Timestamp: " + timestamp + b"\r\n"
+        request += b"X-Slack-Signature: " + signature + b"\r\n\r\n" + body
+        assert status_of(await exchange(port, request)) == 401, (timestamp, signature)
+    assert await edge.snapshot() == before
