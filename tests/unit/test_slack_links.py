@@ -37,6 +37,28 @@ def test_the_source_link_names_its_host() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        # A browser reads a backslash as a slash in an http(s) URL (the URL Standard's
+        # authority state): the link opens evil.example, which urlsplit read as a user part
+        # and the link called "source (prometheus.internal)".
+        ("https://evil.example\\@prometheus.internal/graph", "evil.example"),
+        ("https://\\evil.example\\@prometheus.internal/", "evil.example"),
+        ("https:///evil.example/@prometheus.internal", "evil.example"),
+        # A Cyrillic o (U+043E) reads as Prometheus and is another host: named as DNS is asked.
+        ("https://pr\u043emetheus.internal/graph", "xn--prmetheus-12h.internal"),
+        ("https://pr%D0%BEmetheus.internal:9090/", "xn--prmetheus-12h.internal:9090"),
+        ("https://prometheus.internal\uff0eevil.example/", "prometheus.internal.evil.example"),
+        ("https://ev\til.example/", "evil.example"),
+        ("https://[::1]:9090/graph", "[::1]:9090"),
+        ("https://evil.example?@prometheus.internal", "evil.example"),
+    ],
+)
+def test_the_source_link_names_the_host_a_browser_opens(url: str, host: str) -> None:
+    assert links_of(url).endswith(f"|source ({host})>")
+
+
+@pytest.mark.parametrize(
     "url", ["javascript:alert(1)", "slack://open", "file:///etc/passwd", "ftp://h/x", "//h/x"]
 )
 def test_a_link_that_is_no_web_page_is_left_out(url: str) -> None:
