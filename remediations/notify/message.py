@@ -31,12 +31,12 @@ does; point them at a ``webhook`` channel and a formatter of your own.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import unquote
+
+import ada_url
 
 from remediations.base import AlertFacts
 from remediations.visible_text import address, one_line, visible
@@ -169,36 +169,19 @@ def _web(url: str | None) -> bool:
     return bool(url) and str(url).lower().startswith(("http://", "https://"))
 
 
-# What ends an http(s) URL's authority in a browser: the URL Standard's "authority state" reads
-# a backslash as a slash in a special scheme's URL, which urlsplit keeps inside the netloc.
-_AUTHORITY_END = re.compile(r"[/\\?#]")
-# The full stops UTS #46 maps to "." in a host (ideographic, fullwidth, halfwidth).
-_HOST_DOTS = re.compile("[.\u3002\uff0e\uff61]")
-# What the URL Standard strips from both ends of a URL before it parses it.
-_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
-
-
-def web_host(url: str) -> str:
+def web_host(url: str) -> str | None:
     """The host (and port) a browser opens for the http(s) ``url``, as the URL Standard
-    (url.spec.whatwg.org, "basic URL parser") finds it: ASCII tab and newlines removed, any
-    ``/`` or ``\\`` after the scheme skipped, the authority ended by ``/``, ``\\``, ``?`` or
-    ``#``, the host after its last ``@``, percent-decoded; a label that is not ASCII shown as
-    the ``xn--`` name the browser asks DNS for. ``urlsplit`` reads
-    ``https://evil.example\\@prometheus/`` as host ``prometheus``, where a browser goes to
-    evil.example; and ``pr\\u043emetheus`` (a Cyrillic o) reads as Prometheus but is another host.
-    Every such host is shown as one no other host looks like."""
-    text = url.strip(_C0_AND_SPACE).translate({ord(c): None for c in "\t\n\r"})
-    rest = text.partition(":")[2].lstrip("/\\")
-    authority = _AUTHORITY_END.split(rest, maxsplit=1)[0]
-    host = unquote(authority.rpartition("@")[2])
-    if host.startswith("["):  # an IPv6 address, ASCII by then or no host at all
-        return host
-    name, colon, port = host.partition(":")
-    labels = [
-        label if label.isascii() else "xn--" + label.lower().encode("punycode").decode("ascii")
-        for label in _HOST_DOTS.split(name)
-    ]
-    return ".".join(labels) + colon + port
+    (url.spec.whatwg.org, "basic URL parser") finds it, by ada (``ada-url``, the parser Node.js
+    uses): a ``\\`` read as ``/``, the host after the last ``@``, percent-decoded, a label that
+    is not ASCII as the ``xn--`` name DNS is asked for. None when a browser opens no page for it
+    (the Standard's parser refuses it). ``urlsplit`` read ``https://evil.example\\@prometheus/``
+    as host ``prometheus``, where a browser goes to evil.example, and ``pr\\u043emetheus`` (a
+    Cyrillic o) reads as Prometheus but is another host: every host is shown as one no other
+    host looks like."""
+    try:
+        return str(ada_url.URL(url).host)
+    except ValueError:
+        return None
 
 
 def _change(step: StepSummary) -> str:
@@ -267,7 +250,8 @@ def slack_payload(message: Message) -> dict[str, Any]:
         # Whoever can post to Alertmanager's API writes the generatorURL: the link names the
         # host it leads to, so a "source" link cannot pass for Prometheus.
         host = web_host(message.alert.generator_url)
-        links.append(_link(message.alert.generator_url, f"source ({host})"))
+        if host is not None:  # else no page a browser would open: no link
+            links.append(_link(message.alert.generator_url, f"source ({host})"))
     if shown := _fitting(links, " · ", _TEXT):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": shown}]})
     # The fallback is mrkdwn too: the title is escaped here, unlike in the plain_text header.

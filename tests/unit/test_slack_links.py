@@ -66,3 +66,10 @@ def test_a_link_that_is_no_web_page_is_left_out(url: str) -> None:
     assert links_of("", {"runbook": url, "run": "https://remediator.example/r1"}) == (
         "<https://remediator.example/r1|run>"
     )
+
+
+@pytest.mark.parametrize("url", ["https://exa mple.com/", "http://[::1/graph", "https://a%00b.x/"])
+def test_a_source_no_browser_opens_gets_no_link(url: str) -> None:
+    """The URL Standard's parser refuses these: a browser opens no page, so no "source" link
+    names a host it would not reach."""
+    assert links_of(url) == ""
