@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from remediations.stored_text import without_nul
+
 __all__ = ["audit_data", "canonical_json"]
 
 
@@ -47,21 +49,8 @@ def _storable(value: Any, *, plain: bool) -> str:
     # JSON's escape of U+0000 (or a string's text "\u0000", rarely: written again the same).
     if "\\u0000" not in text:
         return text
-    value = _without_nul(value)
+    value = without_nul(value)
     return _plain_json(value) if plain else _std_json(value)
-
-
-def _without_nul(value: Any) -> Any:
-    """``value`` with each U+0000 of its strings and string keys written ``\\x00``; containers
-    of the same types, anything else as it is."""
-    kind = type(value)
-    if kind is str:
-        return value.replace("\x00", "\\x00")
-    if kind is dict:
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return kind(_without_nul(v) for v in value)
-    return value
 
 
 def _std_json(value: Any) -> str:

@@ -53,6 +53,7 @@ from remediations.kubernetes.kubeapi import (
 )
 from remediations.kubernetes.objects import object_ref
 from remediations.kubernetes.retry import DEFAULT_RETRY, RetryPolicy
+from remediations.stored_text import without_nul
 from remediations.targets import Target
 
 __all__ = [
@@ -83,21 +84,10 @@ class ActionParams(BaseModel):
 
 def _same(live: Mapping[str, Any], approved: Mapping[str, Any]) -> bool:
     # Compared as JSON: the approved side has been through the store's jsonb, which keeps
-    # U+0000 as the text \x00 (an environment variable's value may hold it).
-    return json.dumps(_as_stored(dict(live)), sort_keys=True, default=str) == json.dumps(
+    # U+0000 as the text \x00 (an environment variable's value may hold it: without_nul).
+    return json.dumps(without_nul(dict(live)), sort_keys=True, default=str) == json.dumps(
         dict(approved), sort_keys=True, default=str
     )
-
-
-def _as_stored(value: Any) -> Any:
-    """``value`` with each U+0000 of its strings written ``\\x00``, as the store keeps it."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\\x00")
-    if isinstance(value, Mapping):
-        return {_as_stored(k): _as_stored(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_as_stored(v) for v in value]
-    return value
 
 
 class KubeAction(Generic[P]):
