@@ -84,13 +84,31 @@ def _seconds(value: object, info: ValidationInfo) -> float:
     return durations.parse_duration(value)
 
 
+# What JSON calls what json.loads gives, for the refusal of a map that is not an object.
+_JSON_KINDS: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    bool: "true or false",
+    type(None): "null",
+}
+
+
 def json_map(value: object) -> object:
-    """A map given as a JSON string (from an environment variable) as a dict."""
+    """A map given as a JSON string (from an environment variable) as a dict. An empty or blank
+    one is refused saying so (a template's variable left empty read as "Expecting value: line
+    1 column 1", as if its JSON were wrong), and so is JSON that is not an object."""
     if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("empty: give a JSON object ({} for none), or leave the setting out")
         try:
-            return json.loads(value)
+            parsed = json.loads(value)
         except ValueError as exc:
             raise ValueError(f"not a JSON object: {exc}") from None
+        if not isinstance(parsed, dict):
+            # pydantic said "Input should be a valid dictionary" of text the user wrote.
+            kind = _JSON_KINDS.get(type(parsed), "a number")
+            raise ValueError(f'not a JSON object but {kind}: write {{"<name>": {{...}}}}')
+        return parsed
     return value
 
 
