@@ -20,13 +20,19 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import CURRENT_ALERTMANAGER, Stack
 from tests.support.kube_fixtures import MakeDeployment
 from tests.support.postgres import login_role
 from tests.support.runbooks import approve, deployment, own_pods, run_of, run_steps, until
 from tests.support.sessions import Sessions
 
-pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.postgres, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.kube,
+    pytest.mark.postgres,
+    pytest.mark.timeout(120),
+    CURRENT_ALERTMANAGER,
+]
 
 END_IDLE = "end-idle-transactions-on-database-connections"
 POOL = "shrink-pool-on-database-connections"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import CURRENT_ALERTMANAGER, Stack
 from tests.support.kube_fixtures import (
     STRATEGIC_MERGE_PATCH,
     MakeDeployment,
@@ -30,7 +30,7 @@ from tests.support.peers import MetricsEndpoint
 from tests.support.remediator import RULE_TIMES
 from tests.support.runbooks import approve, deployment, own_pods, run_of, run_steps, until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.timeout(120), CURRENT_ALERTMANAGER]
 
 RULE = "rollback-or-scale-on-high-error-rate"
 WINDOW_S = float(RULE_TIMES["when.rolled_out_within"].removesuffix("s"))

@@ -16,11 +16,11 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from remediations.kubernetes.quantity import value_of
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import CURRENT_ALERTMANAGER, Stack
 from tests.support.kube_fixtures import MakeDeployment
 from tests.support.runbooks import approve, deployment, own_pods, run_of, run_steps
 
-pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.timeout(120), CURRENT_ALERTMANAGER]
 
 RULE = "restart-on-high-memory"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"

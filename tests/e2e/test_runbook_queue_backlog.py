@@ -13,11 +13,17 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import CURRENT_ALERTMANAGER, Stack
 from tests.support.kube_fixtures import MakeDeployment
 from tests.support.runbooks import deployment, own_pods, resolve_steps, run_of, until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.redis, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.kube,
+    pytest.mark.redis,
+    pytest.mark.timeout(120),
+    CURRENT_ALERTMANAGER,
+]
 
 SCALE = "scale-workers-on-queue-backlog"
 REQUEUE = "requeue-dead-letters-on-queue-backlog"
