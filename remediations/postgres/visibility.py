@@ -1,16 +1,21 @@
 """What the connection can see of the allow-listed roles, checked before either session action
 (``sessions.py``) reads ``pg_stat_activity``.
 
-Two ways a step would otherwise record ``noop`` "no session matches" for ever, hiding a fault
-the rule's author must fix:
+Ways a step would otherwise mislead, hiding a fault the rule's author must fix:
 
 - the connecting role cannot see the roles' sessions: without ``pg_read_all_stats`` (or the
   privileges of those roles) ``pg_stat_activity`` shows another role's sessions with a NULL
   state and query (PostgreSQL docs, "The Cumulative Statistics System", pg_stat_activity;
-  research section 8.1). Refused, naming the grant;
+  research section 8.1). Refused, naming the grant (it would record ``noop`` "no session
+  matches" for ever);
+- it can see them but not signal them: without ``pg_signal_backend`` (or the privileges of
+  those roles) ``pg_terminate_backend`` and ``pg_cancel_backend`` raise "permission denied"
+  (research section 8.1), so a preview and a dry run listed sessions the run could not end,
+  and the run failed as one that may have signalled some. Refused before any signal, naming
+  the grant;
 - no allow-listed role exists on the server (a typo, or the connection names another server).
-  Refused, naming them. When only some are missing, the step goes on and its message names
-  the missing ones.
+  Refused, naming them (it would record ``noop`` for ever). When only some are missing, the
+  step goes on and its message names the missing ones.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ from remediations.postgres.connection import PostgresConnection
 
 __all__ = ["missing_roles_note", "roles_seen"]
 
-# Whether this connection can see the state of the allow-listed roles' sessions ($1): it can
-# when it has the privileges of pg_read_all_stats (a superuser has every privilege), and for a
-# role whose privileges it has. Roles that do not exist have no session to hide, and are listed.
+# Whether this connection can see the state of the allow-listed roles' sessions ($1), and
+# signal them: it can when it has the privileges of pg_read_all_stats (of pg_signal_backend;
+# a superuser has every privilege), and for a role whose privileges it has (pg_signal_backend()
+# in PostgreSQL's signalfuncs.c: has_privs_of_role, which 'USAGE' asks). Roles that do not
+# exist have no session to hide, and are listed.
 _VISIBILITY = """
 SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS all_stats,
+       pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_any,
        current_user::text AS me,
        array(SELECT r.rolname::text FROM pg_roles r
              WHERE r.rolname = ANY ($1::text[])
@@ -42,7 +50,8 @@ async def roles_seen(conn: PostgresConnection, action: str, roles: Sequence[str]
     (usually none).
 
     Raises ActionRefused naming the missing grant when the connection cannot see the state of
-    some existing role's sessions, and naming the roles when none of them exists."""
+    some existing role's sessions or cannot signal them, and naming the roles when none of
+    them exists."""
     (row,) = await conn.fetch(f"{action}: visibility", _VISIBILITY, list(roles))
     hidden = list(row["hidden"] or [])
     missing = sorted(str(name) for name in row["missing"] or [])
@@ -52,6 +61,13 @@ async def roles_seen(conn: PostgresConnection, action: str, roles: Sequence[str]
             f"{', '.join(hidden)}: it lacks pg_read_all_stats, without which pg_stat_activity "
             "shows other roles' sessions with no state, so none would ever match; "
             f"GRANT pg_read_all_stats TO {row['me']} (see the README)"
+        )
+    if hidden and not row["signal_any"]:
+        raise ActionRefused(
+            f"PostgreSQL {conn.name!r}: the role {row['me']} cannot signal the sessions of "
+            f"{', '.join(hidden)}: it lacks pg_signal_backend, without which the server refuses "
+            "to end or cancel other roles' sessions; nothing was signalled; "
+            f"GRANT pg_signal_backend TO {row['me']} (see the README)"
         )
     if missing and len(missing) == len(set(roles)):
         raise ActionRefused(

@@ -1,6 +1,7 @@
 """The role postgres.terminate_idle and postgres.cancel_long_queries run as, against a real
 PostgreSQL: the README's least-privilege role is no superuser, and without pg_read_all_stats
-both actions refuse, naming the grant, and signal nothing. Real sessions are opened with
+both actions refuse, naming the grant, and signal nothing; so they do without
+pg_signal_backend. Real sessions are opened with
 asyncpg (tests/support/postgres_cluster.py)."""
 
 from __future__ import annotations
@@ -66,4 +67,44 @@ async def test_without_pg_read_all_stats_the_actions_refuse_naming_the_grant(
         assert await cluster.alive(session.get_server_pid())
     finally:
         await weak.close()
+        await good.close()
+
+
+async def test_without_pg_signal_backend_the_actions_refuse_before_signalling(
+    cluster: Cluster, roles: Roles
+) -> None:
+    # A role that sees the sessions but may not signal them: the preview (so an approval) and
+    # the dry run listed sessions the run could not end, and the run failed with "permission
+    # denied ... some sessions may have been signalled". Each refuses, naming the grant, and
+    # says nothing was signalled.
+    session = await cluster.idle_in_transaction(roles.app)
+    running = await cluster.active(await cluster.connect(roles.app))
+    mute = PostgresConnection("orders", as_role(cluster.url, roles.mute))
+    good = PostgresConnection("orders", as_role(cluster.url, roles.remediator))
+    try:
+        action = TerminateIdle()
+        params = TerminateIdleParams(roles=(roles.app,), idle_for="1s")
+        await eventually(lambda: previewed_pids(action, context(good), params))
+        for dry_run in (True, False):
+            ctx = ActionContext("run-1", dry_run, Clients({"postgres:orders": mute}))
+            for call in (action.preview, action.run):
+                with pytest.raises(ActionRefused) as refused:
+                    await call(ctx, TARGET, params)
+                assert refused.value.may_have_acted is False
+                assert refused.value.message == (
+                    f"PostgreSQL 'orders': the role {roles.mute} cannot signal the sessions of "
+                    f"{roles.app}: it lacks pg_signal_backend, without which the server "
+                    "refuses to end or cancel other roles' sessions; nothing was signalled; "
+                    f"GRANT pg_signal_backend TO {roles.mute} (see the README)"
+                )
+        cancel = CancelLongQueriesParams(roles=(roles.app,), running_for="1s")
+        await eventually(lambda: previewed_pids(CancelLongQueries(), context(good), cancel))
+        ctx = ActionContext("run-1", False, Clients({"postgres:orders": mute}))
+        with pytest.raises(ActionRefused, match="lacks pg_signal_backend") as refused:
+            await CancelLongQueries().run(ctx, TARGET, cancel)
+        assert refused.value.may_have_acted is False
+        assert await cluster.alive(session.get_server_pid())
+        assert not running.done()
+    finally:
+        await mute.close()
         await good.close()
