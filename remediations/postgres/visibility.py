@@ -13,48 +13,72 @@ Ways a step would otherwise mislead, hiding a fault the rule's author must fix:
   (research section 8.1), so a preview and a dry run listed sessions the run could not end,
   and the run failed as one that may have signalled some. Refused before any signal, naming
   the grant;
-- no allow-listed role exists on the server (a typo, or the connection names another server).
-  Refused, naming them (it would record ``noop`` for ever). When only some are missing, the
-  step goes on and its message names the missing ones.
+- no allow-listed role exists on the server (a typo, or the connection names another server),
+  or each that does is one whose sessions the actions never signal (a superuser, a replication
+  role, the role the connection logs in as: an application run as ``postgres``). Refused,
+  naming them (it would record ``noop`` for ever). When only some are so, the step goes on and
+  a "no session matches" names them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from remediations.base import ActionRefused
 from remediations.postgres.connection import PostgresConnection
 
-__all__ = ["missing_roles_note", "roles_seen"]
+__all__ = ["RolesSeen", "roles_note", "roles_seen"]
 
 # Whether this connection can see the state of the allow-listed roles' sessions ($1), and
 # signal them: it can when it has the privileges of pg_read_all_stats (of pg_signal_backend;
 # a superuser has every privilege), and for a role whose privileges it has (pg_signal_backend()
 # in PostgreSQL's signalfuncs.c: has_privs_of_role, which 'USAGE' asks). Roles that do not
-# exist have no session to hide, and are listed.
+# exist have no session to hide, and are listed; so are the roles whose sessions the actions'
+# SQL never signals (sql/*.sql: a superuser, a replication role, the role it connects as),
+# each with why, which need no grant.
 _VISIBILITY = """
 SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS all_stats,
        pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_any,
        current_user::text AS me,
        array(SELECT r.rolname::text FROM pg_roles r
              WHERE r.rolname = ANY ($1::text[])
+               AND NOT (r.rolsuper OR r.rolreplication OR r.rolname = current_user)
                AND NOT pg_has_role(current_user, r.oid, 'USAGE')
              ORDER BY r.rolname) AS hidden,
+       array(SELECT r.rolname::text || CASE WHEN r.rolname = current_user
+                                            THEN ' (the role it connects as)'
+                                            WHEN r.rolsuper THEN ' (a superuser)'
+                                            ELSE ' (a replication role)' END
+             FROM pg_roles r
+             WHERE r.rolname = ANY ($1::text[])
+               AND (r.rolsuper OR r.rolreplication OR r.rolname = current_user)
+             ORDER BY r.rolname) AS barred,
        array(SELECT w.name FROM unnest($1::text[]) AS w(name)
              WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = w.name)) AS missing
 """
 
 
-async def roles_seen(conn: PostgresConnection, action: str, roles: Sequence[str]) -> list[str]:
-    """The allow-listed ``roles`` that do not exist on the server, in code point order
-    (usually none).
+@dataclass(frozen=True, slots=True)
+class RolesSeen:
+    """The allow-listed roles no session of which could match, in code point order (usually
+    none): ``missing``, the server has no such role; ``barred``, each as ``name (why)``, the
+    actions never signal its sessions."""
+
+    missing: list[str]
+    barred: list[str]
+
+
+async def roles_seen(conn: PostgresConnection, action: str, roles: Sequence[str]) -> RolesSeen:
+    """Which allow-listed ``roles`` no session could ever match (``RolesSeen``).
 
     Raises ActionRefused naming the missing grant when the connection cannot see the state of
-    some existing role's sessions or cannot signal them, and naming the roles when none of
-    them exists."""
+    some other listed role's sessions or cannot signal them, and naming the roles when none of
+    them could ever match (none exists, or each is one the actions never signal)."""
     (row,) = await conn.fetch(f"{action}: visibility", _VISIBILITY, list(roles))
     hidden = list(row["hidden"] or [])
     missing = sorted(str(name) for name in row["missing"] or [])
+    barred = [str(name) for name in row["barred"] or []]
     if hidden and not row["all_stats"]:
         raise ActionRefused(
             f"PostgreSQL {conn.name!r}: the role {row['me']} cannot see the sessions of "
@@ -75,9 +99,22 @@ async def roles_seen(conn: PostgresConnection, action: str, roles: Sequence[str]
             "match; check the rule's roles (a typo?) and that its connection names the right "
             "server"
         )
-    return missing
+    if barred and len(missing) + len(barred) == len(set(roles)):
+        raise ActionRefused(
+            f"PostgreSQL {conn.name!r}: the session actions never signal the sessions of "
+            f"{', '.join(barred)}: no session could ever match; list the roles the "
+            "applications log in as, never a superuser or a replication role (see the README)"
+            + roles_note(RolesSeen(missing, []))
+        )
+    return RolesSeen(missing, barred)
 
 
-def missing_roles_note(missing: Sequence[str]) -> str:
-    """The words a "no session matches" message ends with when some roles do not exist."""
-    return f" (no role {', '.join(missing)} on this server)" if missing else ""
+def roles_note(seen: RolesSeen) -> str:
+    """The words a "no session matches" message ends with when some listed roles could never
+    match: `` (no role x on this server; never signalled: postgres (a superuser))``."""
+    notes = []
+    if seen.missing:
+        notes.append(f"no role {', '.join(seen.missing)} on this server")
+    if seen.barred:
+        notes.append(f"never signalled: {', '.join(seen.barred)}")
+    return f" ({'; '.join(notes)})" if notes else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from remediations.base import ActionContext, ActionRefused, Clients
+from remediations.base import ActionContext, ActionRefused, Clients, Outcome
 from remediations.postgres.connection import PostgresConnection
 from remediations.postgres.sessions import (
     CancelLongQueries,
@@ -108,3 +108,45 @@ async def test_without_pg_signal_backend_the_actions_refuse_before_signalling(
     finally:
         await mute.close()
         await good.close()
+
+
+async def test_roles_whose_sessions_are_never_signalled_are_named(
+    cluster: Cluster, roles: Roles, connection: PostgresConnection
+) -> None:
+    # An application run as a superuser (or a replication role, or the service's own role):
+    # the filter never signals its sessions, and a rule listing only it recorded "no session
+    # matches" for ever while its sessions piled up. Refused, naming each and why; listed
+    # with a role that can match, the step goes on and a "no session matches" names them.
+    stuck = await cluster.idle_in_transaction(roles.superuser)
+    await cluster.idle_in_transaction(roles.repl)
+    action = TerminateIdle()
+    ctx = context(connection)
+    barred = (roles.superuser, roles.repl, roles.remediator)
+    params = TerminateIdleParams(roles=(*barred, "nosuchrole"), idle_for="1s")
+    for call in (action.preview, action.run):
+        with pytest.raises(ActionRefused) as refused:
+            await call(ctx, TARGET, params)
+        assert refused.value.message == (
+            "PostgreSQL 'orders': the session actions never signal the sessions of "
+            + ", ".join(
+                sorted(
+                    [
+                        f"{roles.superuser} (a superuser)",
+                        f"{roles.repl} (a replication role)",
+                        f"{roles.remediator} (the role it connects as)",
+                    ]
+                )
+            )
+            + ": no session could ever match; list the roles the applications log in as, "
+            "never a superuser or a replication role (see the README) "
+            "(no role nosuchrole on this server)"
+        )
+    cancel = CancelLongQueriesParams(roles=(roles.superuser,), running_for="1s")
+    with pytest.raises(ActionRefused, match=rf"{roles.superuser} \(a superuser\): no session"):
+        await CancelLongQueries().run(ctx, TARGET, cancel)
+
+    some = TerminateIdleParams(roles=(roles.app, roles.superuser), idle_for="1s")
+    result = await action.run(ctx, TARGET, some)
+    assert result.outcome is Outcome.NOOP
+    assert result.message.endswith(f" (never signalled: {roles.superuser} (a superuser))")
+    assert await cluster.alive(stuck.get_server_pid())
