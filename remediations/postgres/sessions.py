@@ -14,11 +14,12 @@ session that turned active, or ended) is spared, since the filter and the signal
 statement.
 
 Both refuse (ActionRefused) when the role the service connects as cannot see the allow-listed
-roles' sessions (it lacks ``pg_read_all_stats``), and when none of those roles exists on the
-server or each is one the filter above never signals; either way no session would ever match,
-and the step would record ``noop`` "no session matches" for ever (``visibility.py``). A "no
-session matches" names the listed roles that could never match. They refuse too, before any
-signal, when it cannot signal those roles' sessions (it lacks ``pg_signal_backend``).
+roles' sessions (it lacks ``pg_read_all_stats``), when none of those roles exists on the
+server or each is one the filter above never signals, and when none of the databases listed
+exists; either way no session would ever match, and the step would record ``noop`` "no
+session matches" for ever (``visibility.py``). A "no session matches" names the listed roles
+and databases that could never match. They refuse too, before any signal, when it cannot
+signal those roles' sessions (it lacks ``pg_signal_backend``).
 
 An approval binds the preview (``receiver.approvals.plan``), so the preview names each session
 by its start, never by its age: an age grows every second and no approval would ever match its
@@ -293,7 +294,7 @@ class _SessionAction:
         if target.kind not in self.target_kinds:
             raise ActionRefused(f"{self.name} acts on PostgresDatabase, not {target.kind}")
         conn: PostgresConnection = ctx.clients.get(f"postgres:{target.name}")
-        seen = await roles_seen(conn, self.name, params.roles)
+        seen = await roles_seen(conn, self.name, params.roles, params.databases)
         pairs = _approved_pairs(ctx.approved) if signal else None
         args = (*self.arguments(params, signal), *(pairs or (None, None)))
         if signal:

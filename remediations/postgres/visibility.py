@@ -17,13 +17,14 @@ Ways a step would otherwise mislead, hiding a fault the rule's author must fix:
   or each that does is one whose sessions the actions never signal (a superuser, a replication
   role, the role the connection logs in as: an application run as ``postgres``). Refused,
   naming them (it would record ``noop`` for ever). When only some are so, the step goes on and
-  a "no session matches" names them.
+  a "no session matches" names them. So with the databases a rule lists: none of them exists,
+  refused; some, named.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from remediations.base import ActionRefused
 from remediations.postgres.connection import PostgresConnection
@@ -55,27 +56,36 @@ SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS all_stats,
                AND (r.rolsuper OR r.rolreplication OR r.rolname = current_user)
              ORDER BY r.rolname) AS barred,
        array(SELECT w.name FROM unnest($1::text[]) AS w(name)
-             WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = w.name)) AS missing
+             WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = w.name)) AS missing,
+       array(SELECT w.name FROM unnest($2::text[]) AS w(name)
+             WHERE NOT EXISTS (SELECT FROM pg_database d WHERE d.datname = w.name))
+         AS missing_databases
 """
 
 
 @dataclass(frozen=True, slots=True)
 class RolesSeen:
-    """The allow-listed roles no session of which could match, in code point order (usually
-    none): ``missing``, the server has no such role; ``barred``, each as ``name (why)``, the
-    actions never signal its sessions."""
+    """The allow-listed roles and databases no session of which could match, in code point
+    order (usually none): ``missing``, the server has no such role; ``barred``, each as
+    ``name (why)``, the actions never signal its sessions; ``missing_databases``, the server
+    has no such database."""
 
     missing: list[str]
     barred: list[str]
+    missing_databases: list[str] = field(default_factory=list)
 
 
-async def roles_seen(conn: PostgresConnection, action: str, roles: Sequence[str]) -> RolesSeen:
-    """Which allow-listed ``roles`` no session could ever match (``RolesSeen``).
+async def roles_seen(
+    conn: PostgresConnection, action: str, roles: Sequence[str], databases: Sequence[str] = ()
+) -> RolesSeen:
+    """Which allow-listed ``roles`` and ``databases`` (empty: the connection's) no session
+    could ever match (``RolesSeen``).
 
     Raises ActionRefused naming the missing grant when the connection cannot see the state of
     some other listed role's sessions or cannot signal them, and naming the roles when none of
-    them could ever match (none exists, or each is one the actions never signal)."""
-    (row,) = await conn.fetch(f"{action}: visibility", _VISIBILITY, list(roles))
+    them could ever match (none exists, or each is one the actions never signal), or when
+    none of the databases exists."""
+    (row,) = await conn.fetch(f"{action}: visibility", _VISIBILITY, list(roles), list(databases))
     hidden = list(row["hidden"] or [])
     missing = sorted(str(name) for name in row["missing"] or [])
     barred = [str(name) for name in row["barred"] or []]
@@ -106,7 +116,14 @@ async def roles_seen(conn: PostgresConnection, action: str, roles: Sequence[str]
             "applications log in as, never a superuser or a replication role (see the README)"
             + roles_note(RolesSeen(missing, []))
         )
-    return RolesSeen(missing, barred)
+    missing_databases = sorted(str(name) for name in row["missing_databases"] or [])
+    if missing_databases and len(missing_databases) == len(set(databases)):
+        raise ActionRefused(
+            f"PostgreSQL {conn.name!r} has no database {', '.join(missing_databases)}: no "
+            "session could ever match; check the rule's databases (a typo?) and that its "
+            "connection names the right server"
+        )
+    return RolesSeen(missing, barred, missing_databases)
 
 
 def roles_note(seen: RolesSeen) -> str:
@@ -115,6 +132,8 @@ def roles_note(seen: RolesSeen) -> str:
     notes = []
     if seen.missing:
         notes.append(f"no role {', '.join(seen.missing)} on this server")
+    if seen.missing_databases:
+        notes.append(f"no database {', '.join(seen.missing_databases)} on this server")
     if seen.barred:
         notes.append(f"never signalled: {', '.join(seen.barred)}")
     return f" ({'; '.join(notes)})" if notes else ""
