@@ -30,6 +30,7 @@ crossed the threshold after the approval, is not signalled on that approval.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -182,9 +183,12 @@ class Session:
         return shown
 
     def line(self, *, age: bool = True) -> str:
-        """``pid 123 (app@orders, billing-api, idle in transaction, 12m3s)``, or with
-        ``age=False`` ``... idle in transaction since 2026-11-30T07:00:00.123456+00:00)``."""
-        app = self.application or "-"
+        """``pid 123 (app@orders, "billing-api", idle in transaction, 12m3s)``, or with
+        ``age=False`` ``... idle in transaction, since 2026-11-30T07:00:00.123456+00:00)``; ``-``
+        for no application. The application is quoted (a JSON string): any client names its
+        own, and one written as ``x, idle, 1s); pid 1 (postgres@orders, psql`` read bare as a
+        second session in the preview an approver reads and the record a reviewer reads."""
+        app = json.dumps(self.application) if self.application else "-"
         when = format_duration(round(self.age_s)) if age else f"since {self.since.isoformat()}"
         return f"pid {self.pid} ({self.role}@{self.database}, {app}, {self.state}, {when})"
 
