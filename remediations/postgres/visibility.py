@@ -15,7 +15,8 @@ Ways a step would otherwise mislead, hiding a fault the rule's author must fix:
   the grant;
 - no allow-listed role exists on the server (a typo, or the connection names another server),
   or each that does is one whose sessions the actions never signal (a superuser, a replication
-  role, the role the connection logs in as: an application run as ``postgres``). Refused,
+  role, the role the connection logs in as: an application run as ``postgres``) or a group
+  role (NOLOGIN: its members' sessions are theirs). Refused,
   naming them (it would record ``noop`` for ever). When only some are so, the step goes on and
   a "no session matches" names them. So with the databases a rule lists: none of them exists,
   refused; some, named.
@@ -36,25 +37,32 @@ __all__ = ["RolesSeen", "roles_note", "roles_seen"]
 # a superuser has every privilege), and for a role whose privileges it has (pg_signal_backend()
 # in PostgreSQL's signalfuncs.c: has_privs_of_role, which 'USAGE' asks). Roles that do not
 # exist have no session to hide, and are listed; so are the roles whose sessions the actions'
-# SQL never signals (sql/*.sql: a superuser, a replication role, the role it connects as),
-# each with why, which need no grant.
+# SQL never signals (sql/*.sql: a superuser, a replication role, the role it connects as) and
+# a role that cannot log in (a group role: its members' sessions are theirs, not its) and has
+# no session left from before, each with why (``barred``, ``why`` NULL for the others): they
+# need no grant.
 _VISIBILITY = """
+WITH listed AS (
+    SELECT r.oid, r.rolname::text AS name,
+           CASE WHEN r.rolname = current_user THEN 'the role it connects as'
+                WHEN r.rolsuper THEN 'a superuser'
+                WHEN r.rolreplication THEN 'a replication role'
+                WHEN NOT r.rolcanlogin
+                     AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.usesysid = r.oid)
+                THEN 'a role that cannot log in'
+           END AS why
+    FROM pg_roles r
+    WHERE r.rolname = ANY ($1::text[])
+)
 SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS all_stats,
        pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_any,
        current_user::text AS me,
-       array(SELECT r.rolname::text FROM pg_roles r
-             WHERE r.rolname = ANY ($1::text[])
-               AND NOT (r.rolsuper OR r.rolreplication OR r.rolname = current_user)
-               AND NOT pg_has_role(current_user, r.oid, 'USAGE')
-             ORDER BY r.rolname) AS hidden,
-       array(SELECT r.rolname::text || CASE WHEN r.rolname = current_user
-                                            THEN ' (the role it connects as)'
-                                            WHEN r.rolsuper THEN ' (a superuser)'
-                                            ELSE ' (a replication role)' END
-             FROM pg_roles r
-             WHERE r.rolname = ANY ($1::text[])
-               AND (r.rolsuper OR r.rolreplication OR r.rolname = current_user)
-             ORDER BY r.rolname) AS barred,
+       array(SELECT l.name FROM listed l
+             WHERE l.why IS NULL AND NOT pg_has_role(current_user, l.oid, 'USAGE')
+             ORDER BY l.name COLLATE "C") AS hidden,
+       array(SELECT l.name || ' (' || l.why || ')' FROM listed l
+             WHERE l.why IS NOT NULL
+             ORDER BY l.name COLLATE "C") AS barred,
        array(SELECT w.name FROM unnest($1::text[]) AS w(name)
              WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = w.name)) AS missing,
        array(SELECT w.name FROM unnest($2::text[]) AS w(name)
@@ -111,10 +119,10 @@ async def roles_seen(
         )
     if barred and len(missing) + len(barred) == len(set(roles)):
         raise ActionRefused(
-            f"PostgreSQL {conn.name!r}: the session actions never signal the sessions of "
-            f"{', '.join(barred)}: no session could ever match; list the roles the "
-            "applications log in as, never a superuser or a replication role (see the README)"
-            + roles_note(RolesSeen(missing, []))
+            f"PostgreSQL {conn.name!r}: no session of {', '.join(barred)} could ever match: "
+            "these actions never signal a superuser's, a replication role's or their own "
+            "role's sessions, and a role that cannot log in has none; list the roles the "
+            "applications log in as (see the README)" + roles_note(RolesSeen(missing, []))
         )
     missing_databases = sorted(str(name) for name in row["missing_databases"] or [])
     if missing_databases and len(missing_databases) == len(set(databases)):

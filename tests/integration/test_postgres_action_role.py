@@ -6,6 +6,9 @@ asyncpg (tests/support/postgres_cluster.py)."""
 
 from __future__ import annotations
 
+import os
+
+import asyncpg
 import pytest
 
 from remediations.base import ActionContext, ActionRefused, Clients, Outcome
@@ -113,40 +116,66 @@ async def test_without_pg_signal_backend_the_actions_refuse_before_signalling(
 async def test_roles_whose_sessions_are_never_signalled_are_named(
     cluster: Cluster, roles: Roles, connection: PostgresConnection
 ) -> None:
-    # An application run as a superuser (or a replication role, or the service's own role):
-    # the filter never signals its sessions, and a rule listing only it recorded "no session
-    # matches" for ever while its sessions piled up. Refused, naming each and why; listed
-    # with a role that can match, the step goes on and a "no session matches" names them.
+    # An application run as a superuser (or a replication role, or the service's own role),
+    # or a group role listed for its members: no session of it is ever signalled, and a rule
+    # listing only such roles recorded "no session matches" for ever while the sessions piled
+    # up. Refused, naming each and why; listed with a role that can match, the step goes on
+    # and a "no session matches" names them.
     stuck = await cluster.idle_in_transaction(roles.superuser)
     await cluster.idle_in_transaction(roles.repl)
+    member = await cluster.idle_in_transaction(roles.app)
     action = TerminateIdle()
     ctx = context(connection)
-    barred = (roles.superuser, roles.repl, roles.remediator)
+    barred = (roles.superuser, roles.repl, roles.remediator, roles.group)
     params = TerminateIdleParams(roles=(*barred, "nosuchrole"), idle_for="1s")
+    whys = sorted(
+        [
+            f"{roles.superuser} (a superuser)",
+            f"{roles.repl} (a replication role)",
+            f"{roles.remediator} (the role it connects as)",
+            f"{roles.group} (a role that cannot log in)",
+        ]
+    )
     for call in (action.preview, action.run):
         with pytest.raises(ActionRefused) as refused:
             await call(ctx, TARGET, params)
         assert refused.value.message == (
-            "PostgreSQL 'orders': the session actions never signal the sessions of "
-            + ", ".join(
-                sorted(
-                    [
-                        f"{roles.superuser} (a superuser)",
-                        f"{roles.repl} (a replication role)",
-                        f"{roles.remediator} (the role it connects as)",
-                    ]
-                )
-            )
-            + ": no session could ever match; list the roles the applications log in as, "
-            "never a superuser or a replication role (see the README) "
-            "(no role nosuchrole on this server)"
+            f"PostgreSQL 'orders': no session of {', '.join(whys)} could ever match: these "
+            "actions never signal a superuser's, a replication role's or their own role's "
+            "sessions, and a role that cannot log in has none; list the roles the applications "
+            "log in as (see the README) (no role nosuchrole on this server)"
         )
     cancel = CancelLongQueriesParams(roles=(roles.superuser,), running_for="1s")
-    with pytest.raises(ActionRefused, match=rf"{roles.superuser} \(a superuser\): no session"):
+    with pytest.raises(ActionRefused, match=rf"{roles.superuser} \(a superuser\) could ever"):
         await CancelLongQueries().run(ctx, TARGET, cancel)
 
-    some = TerminateIdleParams(roles=(roles.app, roles.superuser), idle_for="1s")
+    some = TerminateIdleParams(roles=(roles.other, roles.superuser), idle_for="1s")
     result = await action.run(ctx, TARGET, some)
     assert result.outcome is Outcome.NOOP
     assert result.message.endswith(f" (never signalled: {roles.superuser} (a superuser))")
     assert await cluster.alive(stuck.get_server_pid())
+    assert await cluster.alive(member.get_server_pid())
+
+
+async def test_a_role_that_lost_login_still_has_its_sessions_ended(
+    cluster: Cluster, connection: PostgresConnection
+) -> None:
+    # NOLOGIN stops new sessions, not those already open: a role so changed is not refused
+    # as one that has none while it still has some.
+    admin = await asyncpg.connect(cluster.url)
+    role = f"left_{os.urandom(3).hex()}"
+    await admin.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        left = await cluster.idle_in_transaction(role)
+        await admin.execute(f"ALTER ROLE {role} NOLOGIN")
+        params = TerminateIdleParams(roles=(role,), idle_for="1s")
+        action, ctx = TerminateIdle(), context(connection)
+        pid = left.get_server_pid()
+        assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+        result = await action.run(ctx, TARGET, params)
+        assert result.after == {"terminated": [pid]}
+        await eventually(lambda: cluster.alive(pid), lambda alive: not alive)
+    finally:
+        await cluster.sessions.close()
+        await admin.execute(f"DROP ROLE {role}")
+        await admin.close()
