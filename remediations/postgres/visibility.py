@@ -16,9 +16,9 @@ Ways a step would otherwise mislead, hiding a fault the rule's author must fix:
 - no allow-listed role exists on the server (a typo, or the connection names another server),
   or each that does is one whose sessions the actions never signal (a superuser, a replication
   role, the role the connection logs in as: an application run as ``postgres``) or a group
-  role (NOLOGIN: its members' sessions are theirs). Refused,
-  naming them (it would record ``noop`` for ever). When only some are so, the step goes on and
-  a "no session matches" names them. So with the databases a rule lists: none of them exists,
+  role (NOLOGIN: its members' sessions are theirs). Refused, naming them (it would record
+  ``noop`` for ever). When only some are so, the step goes on and a "no session matches" names
+  them. So with the databases a rule lists: none of them exists,
   refused; some, named.
 """
 
@@ -75,7 +75,7 @@ SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS all_stats,
 class RolesSeen:
     """The allow-listed roles and databases no session of which could match, in code point
     order (usually none): ``missing``, the server has no such role; ``barred``, each as
-    ``name (why)``, the actions never signal its sessions; ``missing_databases``, the server
+    ``name (why)``, no session of it is ever signalled; ``missing_databases``, the server
     has no such database."""
 
     missing: list[str]
@@ -91,7 +91,7 @@ async def roles_seen(
 
     Raises ActionRefused naming the missing grant when the connection cannot see the state of
     some other listed role's sessions or cannot signal them, and naming the roles when none of
-    them could ever match (none exists, or each is one the actions never signal), or when
+    them could ever match (none exists, or each is ``barred``), or when
     none of the databases exists."""
     (row,) = await conn.fetch(f"{action}: visibility", _VISIBILITY, list(roles), list(databases))
     hidden = list(row["hidden"] or [])
