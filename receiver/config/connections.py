@@ -45,7 +45,7 @@ from pydantic import (
 from receiver import durations
 from receiver.config.inline import check_url, clear_header, clear_url
 from receiver.config.redact import misread
-from receiver.config.values import written
+from receiver.config.values import duration, written
 from remediations import names
 from remediations.notify.message import ChannelKind
 from remediations.params import Integer
@@ -121,9 +121,20 @@ def check_names(value: dict[str, Any], what: str) -> dict[str, Any]:
     return value
 
 
+# Where a PostgreSQL connection's timeouts may lie (seconds). PostgreSQL reads 0 as "no
+# timeout" and keeps statement_timeout in milliseconds in an int: 0s became 1 ms here, so each
+# statement was cancelled, or one that signals part way through; past 2^31 - 1 ms the server
+# refuses every connection ("Value exceeds integer range"). 3w3d (24d) is under it.
+_POSTGRES_TIMEOUT_BOUNDS: dict[str, tuple[float, float]] = {
+    "statement_timeout": (0.1, 24 * 86400.0),
+    "timeout": (0.1, durations.MAX_DURATION_S),
+}
+
+
 class PostgresDatabaseConfig(_Strict):
     """``postgres.databases.<name>``: ``dsn_file`` holds a libpq URL for the least-privilege role
-    (see the README); ``dsn`` is filled from it at load and is never written in YAML."""
+    (see the README); ``dsn`` is filled from it at load and is never written in YAML. Its
+    timeouts lie within ``_POSTGRES_TIMEOUT_BOUNDS``."""
 
     dsn_file: Path
     dsn: SecretStr | None = Field(default=None, exclude=True)
@@ -133,10 +144,11 @@ class PostgresDatabaseConfig(_Strict):
 
     _dsn_from_file = field_validator("dsn", mode="before")(_from_file_only)
 
-    @field_validator("statement_timeout", "timeout", mode="before")
+    @field_validator(*_POSTGRES_TIMEOUT_BOUNDS, mode="before")
     @classmethod
     def _durations(cls, value: object, info: ValidationInfo) -> float:
-        return _seconds(value, info)
+        bounds = _POSTGRES_TIMEOUT_BOUNDS[str(info.field_name)]
+        return duration(value, bounds, written=written(info), spelled={})
 
 
 class RedisQueueConfig(_Strict):

@@ -14,10 +14,12 @@ session that turned active, or ended) is spared, since the filter and the signal
 statement.
 
 Both refuse (ActionRefused) when the role the service connects as cannot see the allow-listed
-roles' sessions (it lacks ``pg_read_all_stats``), and when none of those roles exists on the
-server; either way no session would ever match, and the step would record ``noop`` "no
+roles' sessions (it lacks ``pg_read_all_stats``), when none of those roles exists on the
+server or each is one the filter above never signals, and when none of the databases listed
+exists; either way no session would ever match, and the step would record ``noop`` "no
 session matches" for ever (``visibility.py``). A "no session matches" names the listed roles
-the server does not have.
+and databases that could never match. They refuse too, before any signal, when it cannot
+signal those roles' sessions (it lacks ``pg_signal_backend``).
 
 An approval binds the preview (``receiver.approvals.plan``), so the preview names each session
 by its start, never by its age: an age grows every second and no approval would ever match its
@@ -28,6 +30,7 @@ crossed the threshold after the approval, is not signalled on that approval.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,7 +51,7 @@ from remediations.base import (
 from remediations.durations import format_duration
 from remediations.params import Duration, Integer, StrictParams
 from remediations.postgres.connection import PostgresConnection
-from remediations.postgres.visibility import missing_roles_note, roles_seen
+from remediations.postgres.visibility import RolesSeen, roles_note, roles_seen
 from remediations.targets import Target
 
 __all__ = [
@@ -180,9 +183,12 @@ class Session:
         return shown
 
     def line(self, *, age: bool = True) -> str:
-        """``pid 123 (app@orders, billing-api, idle in transaction, 12m3s)``, or with
-        ``age=False`` ``... idle in transaction since 2026-11-30T07:00:00.123456+00:00)``."""
-        app = self.application or "-"
+        """``pid 123 (app@orders, "billing-api", idle in transaction, 12m3s)``, or with
+        ``age=False`` ``... idle in transaction, since 2026-11-30T07:00:00.123456+00:00)``; ``-``
+        for no application. The application is quoted (a JSON string): any client names its
+        own, and one written as ``x, idle, 1s); pid 1 (postgres@orders, psql`` read bare as a
+        second session in the preview an approver reads and the record a reviewer reads."""
+        app = json.dumps(self.application) if self.application else "-"
         when = format_duration(round(self.age_s)) if age else f"since {self.since.isoformat()}"
         return f"pid {self.pid} ({self.role}@{self.database}, {app}, {self.state}, {when})"
 
@@ -237,12 +243,12 @@ class _SessionAction:
 
     async def preview(self, ctx: ActionContext, target: Target, params: BaseModel) -> Change:
         typed = self._params(params)
-        sessions, missing = await self._sessions(ctx, target, typed, signal=False)
+        sessions, seen = await self._sessions(ctx, target, typed, signal=False)
         before = {"sessions": [s.as_dict(age=False) for s in sessions]}
         if not sessions:
             # Bound to no session: approved, such a step signals nothing, whatever appears.
             return Change(
-                f"no session matches: {self.describe(target, typed)}" + missing_roles_note(missing),
+                f"no session matches: {self.describe(target, typed)}" + roles_note(seen),
                 before,
                 before,
                 preconditions={"sessions": []},
@@ -264,12 +270,12 @@ class _SessionAction:
             return Result(
                 Outcome.DRY_RUN, f"dry run (nothing signalled): {change.summary}", change.before
             )
-        sessions, missing = await self._sessions(ctx, target, typed, signal=True)
+        sessions, seen = await self._sessions(ctx, target, typed, signal=True)
         before = {"sessions": [s.as_dict() for s in sessions]}
         if not sessions:
             return Result(
                 Outcome.NOOP,
-                f"no session matches: {self.describe(target, typed)}" + missing_roles_note(missing),
+                f"no session matches: {self.describe(target, typed)}" + roles_note(seen),
                 before,
                 before,
             )
@@ -286,13 +292,13 @@ class _SessionAction:
 
     async def _sessions(
         self, ctx: ActionContext, target: Target, params: Any, *, signal: bool
-    ) -> tuple[list[Session], list[str]]:
+    ) -> tuple[list[Session], RolesSeen]:
         """The sessions the statement matched (and signalled, with ``signal``), and the
-        allow-listed roles the server does not have."""
+        allow-listed roles no session of which could match."""
         if target.kind not in self.target_kinds:
             raise ActionRefused(f"{self.name} acts on PostgresDatabase, not {target.kind}")
         conn: PostgresConnection = ctx.clients.get(f"postgres:{target.name}")
-        missing = await roles_seen(conn, self.name, params.roles)
+        seen = await roles_seen(conn, self.name, params.roles, params.databases)
         pairs = _approved_pairs(ctx.approved) if signal else None
         args = (*self.arguments(params, signal), *(pairs or (None, None)))
         if signal:
@@ -312,7 +318,7 @@ class _SessionAction:
             )
             for row in rows
         ]
-        return found, missing
+        return found, seen
 
     def _params(self, params: BaseModel) -> Any:
         if not isinstance(params, self.Params):

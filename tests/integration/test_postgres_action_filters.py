@@ -1,9 +1,10 @@
-"""What a rule writes in ``roles`` and ``exclude_applications`` against what PostgreSQL shows
-(real server).
+"""What a rule writes in ``roles``, ``databases`` and ``exclude_applications`` against what
+PostgreSQL shows (real server).
 
 An allow-listed role the server does not have has no session: a step listing only such roles
 (a typo) is refused naming them, where it said "no session matches" for ever; with some of its
-roles present it goes on, and its "no session matches" names the missing ones.
+roles present it goes on, and its "no session matches" names the missing ones. So with the
+databases it lists.
 
 PostgreSQL keeps an ``application_name`` of at most 63 bytes of printable ASCII: longer names
 are cut, other characters replaced (``?`` up to 15, ``\\xNN`` from 16). A name the rule lists
@@ -147,6 +148,43 @@ async def test_roles_the_server_does_not_have_are_named(
             ctx, TARGET, TerminateIdleParams(roles=(app,), idle_for="1h")
         )
         assert "no role" not in every.message
+    finally:
+        await sessions.close()
+        await conn.close()
+
+
+async def test_databases_the_server_does_not_have_are_named(
+    empty_database_url: str, app_role: tuple[str, str]
+) -> None:
+    # A typo in databases matched nothing, and the step said "no session matches" for ever
+    # while the sessions it was written for piled up.
+    app, remediator = app_role
+    here = empty_database_url.rsplit("/", 1)[1]
+    typo = f"{here}x"
+    sessions = Sessions()
+    conn = PostgresConnection("orders", as_role(empty_database_url, remediator))
+    ctx = ActionContext("run-1", False, Clients({"postgres:orders": conn}))
+    try:
+        idle = await sessions.idle(as_role(empty_database_url, app), transaction=True)
+        only_typos = TerminateIdleParams(roles=(app,), databases=(typo,), idle_for="1s")
+        for call in (TerminateIdle().preview, TerminateIdle().run):
+            with pytest.raises(ActionRefused) as refused:
+                await call(ctx, TARGET, only_typos)
+            assert refused.value.message == (
+                f"PostgreSQL 'orders' has no database {typo}: no session could ever match; "
+                "check the rule's databases (a typo?) and that its connection names the right "
+                "server"
+            )
+        cancel = CancelLongQueriesParams(roles=(app,), databases=(typo,), running_for="1s")
+        with pytest.raises(ActionRefused, match=f"has no database {typo}:"):
+            await CancelLongQueries().run(ctx, TARGET, cancel)
+
+        # One of them exists: the step goes on, and says which ones the server lacks.
+        some = TerminateIdleParams(roles=(app,), databases=(here, typo), idle_for="1h")
+        result = await TerminateIdle().run(ctx, TARGET, some)
+        assert result.outcome is Outcome.NOOP
+        assert result.message.endswith(f" (no database {typo} on this server)")
+        assert await idle.fetchval("SELECT 1") == 1
     finally:
         await sessions.close()
         await conn.close()

@@ -235,3 +235,30 @@ async def test_dry_run_lists_and_signals_nothing(
     assert f"pid {pid}" in result.message
     assert await cluster.alive(pid)
     assert await session.fetchval("SELECT 1") == 1
+
+
+async def test_an_application_name_cannot_forge_a_line_of_the_record(
+    cluster: Cluster, connection: PostgresConnection, roles: Roles
+) -> None:
+    # Any client names its own application, and the preview an approver reads and the step's
+    # message a reviewer reads listed it bare: this one read as a second, superuser, session.
+    forged = 'x, idle in transaction, 1s); pid 1 (postgres@orders, "psql'
+    victim = await cluster.idle_in_transaction(roles.app, app=forged)
+    action = TerminateIdle()
+    ctx = context(connection)
+    params = TerminateIdleParams(roles=(roles.app,), idle_for="1s")
+    pid = victim.get_server_pid()
+    assert await eventually(lambda: previewed_pids(action, ctx, params)) == [pid]
+
+    change = await action.preview(ctx, TARGET, params)
+    (listed,) = change.before["sessions"]
+    assert listed["application"] == forged
+    quoted = r'"x, idle in transaction, 1s); pid 1 (postgres@orders, \"psql"'
+    assert change.summary == (
+        f"end 1 session(s) on orders: pid {pid} ({roles.app}@{cluster.database}, {quoted}, "
+        f"idle in transaction, since {listed['since']})"
+    )
+    result = await action.run(ctx, TARGET, params)
+    assert result.outcome is Outcome.OK, result.message
+    prefix = f"terminated 1 session(s) on orders: pid {pid} ({roles.app}@{cluster.database}, "
+    assert result.message.startswith(f"{prefix}{quoted}, idle in transaction, ")

@@ -3,11 +3,12 @@ postgres.cancel_long_queries need.
 
 ``roles`` creates, once a module, the README's least-privilege role (member of
 pg_signal_backend and pg_read_all_stats, not superuser) and the roles sessions are opened as:
-allow-listed, other, replication, superuser, and one with pg_signal_backend only. ``cluster``
-opens real sessions with asyncpg in the states each test needs (idle in transaction, idle,
-active), in the target database or in another one, and closes them at the end;
-``connection`` is the actions' connection as the least-privilege role, ``context`` an action
-context over it, ``previewed_pids`` the sessions an action's preview lists."""
+allow-listed, other, replication, superuser, one with pg_signal_backend only, one with
+pg_read_all_stats only and a group role. ``cluster`` opens real sessions with asyncpg in the
+states each test needs (idle in transaction, idle, active), in the target database or in
+another one, and closes them at the end; ``connection`` is the actions' connection as the
+least-privilege role, ``context`` an action context over it, ``previewed_pids`` the sessions
+an action's preview lists."""
 
 from __future__ import annotations
 
@@ -47,12 +48,15 @@ class Roles:
     repl: str
     superuser: str
     weak: str  # pg_signal_backend only: cannot see other roles' state
+    mute: str  # pg_read_all_stats only: sees other roles' sessions, cannot signal them
+    group: str  # NOLOGIN, the allow-listed role a member of it: it has no session of its own
 
 
 @pytest.fixture(scope="module")
 async def roles(pg_server: PostgresServer) -> AsyncIterator[Roles]:
     suffix = os.urandom(3).hex()
-    names = Roles(*(f"{n}_{suffix}" for n in ("remediator", "app", "other", "repl", "su", "weak")))
+    kinds = ("remediator", "app", "other", "repl", "su", "weak", "mute", "group")
+    names = Roles(*(f"{n}_{suffix}" for n in kinds))
     admin = await asyncpg.connect(pg_server.url("postgres"))
     try:
         # The README's role, verbatim in spirit: no superuser, two predefined roles.
@@ -64,6 +68,10 @@ async def roles(pg_server: PostgresServer) -> AsyncIterator[Roles]:
         await admin.execute(f"CREATE ROLE {names.superuser} LOGIN SUPERUSER")
         await admin.execute(f"CREATE ROLE {names.weak} LOGIN")
         await admin.execute(f"GRANT pg_signal_backend TO {names.weak}")
+        await admin.execute(f"CREATE ROLE {names.mute} LOGIN")
+        await admin.execute(f"GRANT pg_read_all_stats TO {names.mute}")
+        await admin.execute(f"CREATE ROLE {names.group} NOLOGIN")
+        await admin.execute(f"GRANT {names.group} TO {names.app}")
         yield names
     finally:
         for role in vars(names).values():

@@ -106,6 +106,21 @@ external_url: https://remediator.example/
             "notify.channels.oncall.url_file",
         ),
         ("external_url: remediator.example", "external_url: the URL must be"),
+        # PostgreSQL's "no timeout" was 1 ms here: each statement cancelled, a signalling one
+        # maybe part way through; past 2^31 - 1 ms the server refused every connection.
+        (
+            "postgres: {databases: {orders: {dsn_file: /x, statement_timeout: 0s}}}",
+            "postgres.databases.orders.statement_timeout: '0s' is out of range: give a "
+            "duration between 100ms and 3w3d",
+        ),
+        (
+            "postgres: {databases: {orders: {dsn_file: /x, statement_timeout: 4w}}}",
+            "postgres.databases.orders.statement_timeout: '4w' is out of range",
+        ),
+        (
+            "postgres: {databases: {orders: {dsn_file: /x, timeout: 0s}}}",
+            "postgres.databases.orders.timeout: '0s' is out of range",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, yaml: str, message: str) -> None:
