@@ -199,6 +199,20 @@ class RedisConnectionConfig(_Strict):
         return check_names(value, "queue")
 
 
+# Where an HTTP call's or a notification's timeout may lie (seconds): aiohttp reads 0 as "no
+# time limit", so `timeout: 0s` let a call that is never answered hold its step for ever.
+_CALL_TIMEOUT_BOUNDS = (0.1, durations.MAX_DURATION_S)
+
+
+def _call_timeout(value: object, info: ValidationInfo) -> float:
+    return duration(
+        value,
+        _CALL_TIMEOUT_BOUNDS,
+        written=written(info),
+        spelled={durations.MAX_DURATION_S: "a year"},
+    )
+
+
 class HttpEndpointConfig(_Strict):
     """``http.endpoints.<name>``: the URL (``url``, or ``url_file`` when it holds a secret),
     headers (``header_files`` for secret values), and how hard a call is tried."""
@@ -222,6 +236,8 @@ class HttpEndpointConfig(_Strict):
     @field_validator("timeout", "max_retry_after", mode="before")
     @classmethod
     def _durations(cls, value: object, info: ValidationInfo) -> float:
+        if info.field_name == "timeout":
+            return _call_timeout(value, info)
         return _seconds(value, info)
 
     @model_validator(mode="after")
@@ -254,7 +270,7 @@ class NotifyChannelConfig(_Strict):
     @field_validator("timeout", mode="before")
     @classmethod
     def _durations(cls, value: object, info: ValidationInfo) -> float:
-        return _seconds(value, info)
+        return _call_timeout(value, info)
 
 
 SecretReader = Callable[[Path, str], SecretStr]

@@ -121,6 +121,15 @@ external_url: https://remediator.example/
             "postgres: {databases: {orders: {dsn_file: /x, timeout: 0s}}}",
             "postgres.databases.orders.timeout: '0s' is out of range",
         ),
+        # aiohttp reads 0 as no time limit: a call never answered held its step for ever.
+        (
+            "http: {endpoints: {flush: {url: 'https://cache/flush', timeout: 0s}}}",
+            "http.endpoints.flush.timeout: '0s' is out of range: give a duration between 100ms",
+        ),
+        (
+            "notify: {channels: {oncall: {kind: slack, url_file: /x, timeout: 0s}}}",
+            "notify.channels.oncall.timeout: '0s' is out of range: give a duration between 100ms",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, yaml: str, message: str) -> None:
