@@ -27,7 +27,7 @@ from receiver.approvals.desk import LINK_PATH
 from receiver.approvals.page import PageRenderer
 from receiver.approvals.policy import Identity
 from receiver.approvals.slack import SlackPayloadError
-from receiver.approvals.state import ApprovalError, Channel, Decision
+from receiver.approvals.state import ApprovalError, Channel, CrossSite, Decision
 from receiver.http.approval_page import (
     APPROVAL_WEB,
     PAGES,
@@ -172,7 +172,9 @@ async def post_decision(
         # No token the attacker lacks: the proxy's cookie and header ride along by themselves.
         # Asked before the body is read: a forged form's body is no JSON, and its refusal must
         # be this one (audited), not a 400 about the body.
-        refusal = await approvals.desk.refuse_cross_site(approval_id, decision, identity, origin)
+        refusal = await approvals.desk.refuse_at_edge(
+            approval_id, decision, identity, origin, CrossSite()
+        )
         return json_response({"error": refusal.message}, refusal.status)
     try:
         reason = reason_of(await json_object(request, fields=("reason",), required=False))
