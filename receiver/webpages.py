@@ -17,12 +17,20 @@ __all__ = ["security_headers", "template_environment"]
 
 def security_headers(nonce: str) -> dict[str, str]:
     """Headers of every page: never cached (pages show who did what and hold CSRF tokens), no
-    referrer leaves with a link (a link's token stays here), nothing loaded from anywhere but
-    the stylesheet marked with ``nonce``, not framed, forms post only to the service."""
+    referrer leaves for another origin (a link's token stays here), nothing loaded from
+    anywhere but the stylesheet marked with ``nonce``, not framed, forms post only to the
+    service.
+
+    ``same-origin``, not ``no-referrer``: under ``no-referrer`` a browser sends its own form's
+    POST with ``Origin: null`` (the Fetch standard's request origin), and only Fetch Metadata
+    (``Sec-Fetch-Site``) could then vouch for it, which browsers send to https and loopback
+    addresses alone: served over http at any other address, every decision and sign-in from
+    the service's own pages was refused as another site's (Chromium, seen). Other origins get
+    no referrer under either."""
     return {
         "Cache-Control": "no-store",
         "Pragma": "no-cache",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",
         "Content-Security-Policy": (
             f"default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'"

@@ -21,7 +21,6 @@ from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.approvals.state import (
     ApprovalError,
     ApprovalNotFound,
-    CrossSite,
     Decision,
     Gate,
     Origin,
@@ -318,29 +317,29 @@ class ApprovalDesk:
         await self.notify(_NOTICE_OF_STATE[decided.state], decided)
         return decided
 
-    async def refuse_cross_site(
-        self, approval_id: str, decision: Decision, identity: Identity, origin: Origin
-    ) -> CrossSite:
-        """The error for a decision the browser says another site sent (a forgery through the
-        SSO proxy's cookie, or a page of another site the operator clicked), recorded as
-        ``approval.refused`` with who, from where and why when the approval exists: the
-        reviewer sees the attempt beside the approval it aimed at. Nothing is decided."""
-        refusal = CrossSite()
+    async def refuse_at_edge(
+        self,
+        approval_id: str,
+        decision: Decision,
+        identity: Identity,
+        origin: Origin,
+        why: ApprovalError,
+    ) -> ApprovalError:
+        """``why``, for a decision the HTTP edge refused before asking the desk (another
+        site's; a link page's form without its CSRF token), recorded as ``approval.refused``
+        when the approval exists: the reviewer sees who tried beside what they aimed at."""
+        log = {"who": identity.name, "via": identity.via, "decision": decision.value}
         self._log.warning(
-            "approval decision refused: sent from another site",
-            approval_id=approval_id,
-            who=identity.name,
-            via=identity.via,
-            decision=decision.value,
+            "approval decision refused", approval_id=approval_id, why=why.message, **log
         )
         try:
             approval = await self.store.get_approval(approval_id)
         except Exception as exc:  # the refusal is the answer, whatever its record does
             self._log.error("could not record the refused decision", error=describe(exc))
-            return refusal
+            return why
         if approval is not None:
-            await self._refused(approval, decision, identity, origin, refusal)
-        return refusal
+            await self._refused(approval, decision, identity, origin, why)
+        return why
 
     async def _refused(
         self,

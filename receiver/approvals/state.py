@@ -31,6 +31,7 @@ __all__ = [
     "Channel",
     "CrossSite",
     "Decision",
+    "FormRefused",
     "Gate",
     "NotAllowed",
     "Origin",
@@ -178,6 +179,13 @@ class CrossSite(ApprovalError):
 
     def __init__(self) -> None:
         super().__init__("a decision by the SSO proxy's user must not come from another site")
+
+
+class FormRefused(ApprovalError):
+    """A decision from a link's page whose form is not that page's as this browser was shown
+    it: sent from another site, without its CSRF token or with another session's."""
+
+    status = 403
 
 
 def why_not_pending(

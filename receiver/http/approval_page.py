@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiDict, MultiMapping
 
 from receiver.approvals.desk import ApprovalDesk
 from receiver.approvals.identity import IdentityResolver
@@ -26,7 +27,14 @@ from receiver.approvals.page import (
     view_of,
 )
 from receiver.approvals.slack import SlackInteractions
-from receiver.approvals.state import ApprovalError, Channel, Decision, Origin, why_not_pending
+from receiver.approvals.state import (
+    ApprovalError,
+    Channel,
+    Decision,
+    FormRefused,
+    Origin,
+    why_not_pending,
+)
 from receiver.approvals.tokens import TokenClaims, link_expired
 from receiver.http.bodies import MAX_REASON_CHARS, BadField, form_of, text_field
 from receiver.http.deps import CLOCK
@@ -173,7 +181,9 @@ async def _post_form(
     desk's decision, and the page that says how it went."""
     approvals = request.app[APPROVAL_WEB]
     if not same_origin(request, approvals.desk.public_url):
-        return _error_page(request, "the decision must come from this service's own page", 403)
+        refused = FormRefused("the decision must come from this service's own page")
+        await _record_refusal(request, claims, refused)
+        return _error_page(request, refused.message, refused.status)
     try:
         form = await form_of(request)
     except BadField as exc:
@@ -188,12 +198,15 @@ async def _post_form(
             # Its page carried no form to send (decided, expired or cancelled): say that, not
             # that the form expired. The link alone opens this page anyway.
             why = why_not_pending(approval, now, alert_resolved=False)
+            await _record_refusal(request, claims, why, form)
             return _render(
                 request, approval, session, status=why.status, message=why.message, kind="error"
             )
-        return _error_page(
-            request, "this form has expired or was not sent from the page; open the link again", 403
+        refused = FormRefused(
+            "this form has expired or was not sent from the page; open the link again"
         )
+        await _record_refusal(request, claims, refused, form)
+        return _error_page(request, refused.message, refused.status)
     identity = sso or approvals.identities.from_token(str(form.get("operator_token") or ""))
     if identity is None:
         return _render(
@@ -229,3 +242,33 @@ async def _post_form(
         else f"Rejected by {identity.name}: the run ends here."
     )
     return _render(request, decided, session, message=text, kind="ok")
+
+
+async def _record_refusal(
+    request: web.Request,
+    claims: TokenClaims,
+    why: ApprovalError,
+    form: MultiMapping[str] | None = None,
+) -> None:
+    """Record a decision the page's checks refused before the desk was asked (``why``: sent
+    from another site, a form without this session's CSRF token) as ``approval.refused``,
+    when who sent it is known: the SSO proxy's user, or the operator whose token the form
+    (``form``, else the request's, read here) carries. Such refusals left no trace: the
+    reviewer saw neither an operator's click from another address of the service nor a
+    forged form the SSO proxy named someone in. Nobody known (no credential: anyone can
+    send that), or no decision in the form, nothing is written."""
+    approvals = request.app[APPROVAL_WEB]
+    if form is None:
+        try:
+            form = await form_of(request)
+        except BadField:
+            form = MultiDict()
+    try:
+        decision = Decision(str(form.get("decision") or ""))
+    except ValueError:
+        return
+    identity = approvals.identities.from_sso(request.headers, request.remote)
+    identity = identity or approvals.identities.from_token(str(form.get("operator_token") or ""))
+    if identity is not None:
+        origin = origin_of(request, Channel.WEB, claims.jti)
+        await approvals.desk.refuse_at_edge(claims.approval_id, decision, identity, origin, why)

@@ -27,7 +27,7 @@ from receiver.approvals.desk import LINK_PATH
 from receiver.approvals.page import PageRenderer
 from receiver.approvals.policy import Identity
 from receiver.approvals.slack import SlackPayloadError
-from receiver.approvals.state import ApprovalError, Channel, Decision
+from receiver.approvals.state import ApprovalError, Channel, CrossSite, Decision, NotAllowed
 from receiver.http.approval_page import (
     APPROVAL_WEB,
     PAGES,
@@ -172,7 +172,9 @@ async def post_decision(
         # No token the attacker lacks: the proxy's cookie and header ride along by themselves.
         # Asked before the body is read: a forged form's body is no JSON, and its refusal must
         # be this one (audited), not a 400 about the body.
-        refusal = await approvals.desk.refuse_cross_site(approval_id, decision, identity, origin)
+        refusal = await approvals.desk.refuse_at_edge(
+            approval_id, decision, identity, origin, CrossSite()
+        )
         return json_response({"error": refusal.message}, refusal.status)
     try:
         reason = reason_of(await json_object(request, fields=("reason",), required=False))
@@ -202,16 +204,24 @@ async def post_slack(request: web.Request) -> web.Response:
         action = approvals.slack.parse(body)
     except SlackPayloadError as exc:
         return json_response({"error": str(exc)}, 400)
-    if not approvals.slack.team_allowed(action):
-        # Signed with the app's secret, but from another workspace the app is installed in.
-        team = action.team_id or "(none)"
-        return json_response({"error": f"Slack team {team} is not one approvals come from"}, 403)
-    identity = approvals.slack.identity(action)
-    if identity is None:
-        return json_response(
-            {"error": f"Slack user {action.user_id} is not mapped to an approver"}, 403
-        )
     origin = origin_of(request, Channel.SLACK)
+    allowed = approvals.slack.team_allowed(action)
+    identity = approvals.slack.identity(action) if allowed else None
+    if identity is None:
+        # Another workspace the app is installed in (signed with the app's one secret), or
+        # a user no approver is mapped to. Slack vouches for the click (its signature): it is
+        # recorded beside the approval it aimed at, under the Slack user's own id.
+        refusal = NotAllowed(
+            f"Slack team {action.team_id or '(none)'} is not one approvals come from"
+            if not allowed
+            else f"Slack user {action.user_id} is not mapped to an approver"
+        )
+        subject = f"{action.team_id or '(none)'}/{action.user_id}"
+        who = Identity(f"Slack user {subject}", "slack", subject)
+        await approvals.desk.refuse_at_edge(
+            action.approval_id, action.decision, who, origin, refusal
+        )
+        return json_response({"error": refusal.message}, refusal.status)
     try:
         decided = await approvals.desk.decide(action.approval_id, action.decision, identity, origin)
     except ApprovalError as exc:

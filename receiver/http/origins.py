@@ -12,10 +12,11 @@ __all__ = ["cross_site", "same_origin"]
 
 
 def same_origin(request: web.Request, public_url: str | None) -> bool:
-    """The POST came from our own page. The page's ``Referrer-Policy: no-referrer`` makes
-    browsers send ``Origin: null`` with its form, so Fetch Metadata decides then:
-    ``Sec-Fetch-Site: same-origin`` (a header no page can set). A real Origin must be the
-    service's (the public URL, else the request's own); with neither, refuse."""
+    """The POST came from our own page. A real Origin must be the service's (the public URL,
+    else the request's own): the pages' ``Referrer-Policy: same-origin`` lets browsers send
+    it with their forms (``webpages.security_headers``). ``Origin: null`` (a browser that
+    still hides it) is believed only with Fetch Metadata's ``Sec-Fetch-Site: same-origin`` (a
+    header no page can set); with neither, refuse."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site != "same-origin":
         return False

@@ -26,7 +26,13 @@ from tests.support.daemons import end
 from tests.support.polling import current, eventually_not_none
 from tests.support.servers import server_missing
 
-__all__ = ["Page", "browser"]
+__all__ = ["PLAIN_HTTP_HOST", "Page", "browser"]
+
+# A name the browser resolves to 127.0.0.1 (``--host-resolver-rules``) but does not trust as it
+# trusts localhost and loopback addresses: a page served under it over http is what a service
+# reached over http at any other address is to the browser (no Fetch Metadata, no Secure
+# cookies).
+PLAIN_HTTP_HOST = "remediator.test"
 
 CHROMIUM = os.environ.get("REMEDIATOR_CHROMIUM", "/usr/bin/chromium")
 START_TIMEOUT_S = 30.0
@@ -148,6 +154,7 @@ async def browser(tmp_path: Path) -> AsyncIterator[Page]:
             "--disable-component-update",
             "--disable-sync",
             "--remote-debugging-port=0",
+            f"--host-resolver-rules=MAP {PLAIN_HTTP_HOST} 127.0.0.1",
             f"--user-data-dir={profile}",
             "about:blank",
         ],

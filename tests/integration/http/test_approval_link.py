@@ -5,6 +5,7 @@ refused; behind the SSO proxy the page knows the person."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -45,11 +46,16 @@ async def test_the_link_shows_the_step_and_a_get_changes_nothing(make_edge: Make
         response = await edge.client.get(path)
         assert response.status == 200
         assert response.headers["Cache-Control"] == "no-store"
-        assert response.headers["Referrer-Policy"] == "no-referrer"
+        # same-origin, the header and the page's meta alike (the later would win): under
+        # no-referrer Chromium sent the page's own POST with Origin: null and, over http at an
+        # address other than loopback, no Fetch Metadata, and every decision was refused.
+        assert response.headers["Referrer-Policy"] == "same-origin"
+        html = await response.text()
+        assert re.findall(r'<meta name="referrer" content="([^"]*)">', html) == ["same-origin"]
         csp = response.headers["Content-Security-Policy"]
         assert "default-src 'none'" in csp
         assert "form-action 'self'" in csp
-        html = unescape(await response.text())
+        html = unescape(html)
     for needle in ("poke Deployment/shop/api once", "Deployment shop/api", "Poke", "test.poke"):
         assert needle in html
     assert approval.expires_at.isoformat(timespec="seconds") in html
@@ -76,14 +82,30 @@ async def test_a_post_without_the_csrf_token_or_from_elsewhere_is_refused(
         await _post(edge, path, form | {"csrf": csrf}, origin="https://evil.example")
     ).status == 403
     assert (await _post(edge, path, form | {"csrf": csrf}, origin=None)).status == 403
-    # The page's no-referrer policy makes browsers send Origin: null; Fetch Metadata decides.
+    # Origin: null (a browser that hides it, a sandboxed frame): Fetch Metadata decides.
     cross = {"Origin": "null", "Sec-Fetch-Site": "cross-site"}
     for headers in (cross, {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"}):
         response = await edge.client.post(path, data=form | {"csrf": csrf}, headers=headers)
         assert response.status == 403, headers
     edge.client.session.cookie_jar.clear()  # another browser: the token is not its session's
     assert (await _post(edge, path, form | {"csrf": csrf})).status == 403
-    assert await edge.snapshot() == before
+    # Nothing decided; each attempt, made with alice's token, is in the audit log beside the
+    # approval it aimed at, once: who, how and why not (it left no trace).
+    after = await edge.snapshot()
+    assert after[:4] == before[:4]
+    added = [r for r in after[4] if r not in before[4]]
+    assert [r["kind"] for r in added] == ["approval.refused"] * 8
+    refused = [json.loads(r["data"]) for r in added]
+    who = {(r["approval_id"], r["by"], r["via"], r["channel"], r["decision"]) for r in refused}
+    assert who == {(approval.id, "alice", "operator-token", "web", "approve")}
+    whys = [r["why"] for r in refused]
+    assert whys.count("the decision must come from this service's own page") == 5
+    assert sum("was not sent from the page" in why for why in whys) == 3
+    # A form without a credential names nobody: anyone can send one, and it writes nothing.
+    nobody = {"decision": "approve", "operator_token": "not-a-token"}
+    assert (await _post(edge, path, nobody, origin="https://evil.example")).status == 403
+    assert (await _post(edge, path, nobody)).status == 403
+    assert await edge.snapshot() == after
 
 
 async def test_a_csrf_token_of_another_approval_is_refused(make_edge: MakeEdge) -> None:
@@ -209,6 +231,13 @@ async def test_behind_the_sso_proxy_the_page_knows_the_person(
     # The token is bound to the person the proxy named when the page was shown.
     as_bob = {"Origin": edge.base, "X-Forwarded-User": "bob"}
     assert (await client.post(path, data=form, headers=as_bob)).status == 403
+    # Another site's form, which the proxy names alice in, is refused and recorded as hers.
+    forged = {"Origin": "https://evil.example", "X-Forwarded-User": "alice"}
+    assert (await client.post(path, data=form, headers=forged)).status == 403
+    audit = await env.harness.store.audit_entries(approval.run_id)
+    refused = [e["data"] for e in audit if e["kind"] == "approval.refused"]
+    assert [(r["by"], r["via"]) for r in refused] == [("bob", "sso"), ("alice", "sso")]
+    assert "own page" in refused[1]["why"]
     as_alice = {"Origin": edge.base, "X-Forwarded-User": "alice"}
     response = await client.post(path, data=form, headers=as_alice)
     assert response.status == 200, await response.text()

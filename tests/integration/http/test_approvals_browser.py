@@ -7,7 +7,7 @@ from __future__ import annotations
 from receiver.model import ApprovalState, RunOutcome
 from tests.integration.http.conftest import MakeEdge
 from tests.support.approvals import OPERATORS, poke_labels
-from tests.support.cdp import Page
+from tests.support.cdp import PLAIN_HTTP_HOST, Page
 from tests.support.payloads import alert, notification
 
 RUNBOOK = "https://runbooks.example/poke"
@@ -71,6 +71,30 @@ async def test_a_person_sees_the_step_and_approves_it_by_clicking(
     assert all(url.startswith(edge.base + "/approve/") for url in browser.requested), (
         browser.requested
     )
+
+
+async def test_deciding_works_on_a_page_served_over_http_at_another_address(
+    make_edge: MakeEdge, browser: Page
+) -> None:
+    # Over http at an address that is not loopback (here a name the browser resolves to it),
+    # the browser sends no Fetch Metadata. Under Referrer-Policy no-referrer it sent the page's
+    # own form with Origin: null, and every decision made on the page was refused as another
+    # site's ("the decision must come from this service's own page").
+    edge = await make_edge()
+    port = edge.client.make_url("").port
+    edge.env.desk.public_url = f"http://{PLAIN_HTTP_HOST}:{port}"
+    _, approval = await edge.env.pending_run()
+    link = edge.env.desk.link(approval)
+    assert link is not None
+    await browser.open(link)
+    await browser.type_into("#operator_token", OPERATORS["alice"])
+    loaded = browser.expect("Page.loadEventFired")
+    await browser.click("#approve")
+    await loaded
+    assert "Approved by alice" in await browser.text(), await browser.text()
+    decided = await edge.env.desk.store.get_approval(approval.id)
+    assert decided is not None
+    assert (decided.state, decided.decided_by) == (ApprovalState.APPROVED, "alice")
 
 
 async def test_rejecting_by_clicking_ends_the_run(make_edge: MakeEdge, browser: Page) -> None:

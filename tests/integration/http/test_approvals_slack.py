@@ -55,6 +55,12 @@ async def test_slack_refuses_bad_and_stale_signatures_and_decides_as_the_mapped_
     response = await edge.client.post(path, data=unmapped, headers=_signed(unmapped, now))
     assert response.status == 403
     assert (await edge.env.desk.store.get_approval(approval.id)).state is ApprovalState.PENDING  # type: ignore[union-attr]
+    # The unmapped user's click is in the audit log under their Slack id: it left no trace.
+    audit = await edge.env.harness.store.audit_entries(approval.run_id)
+    refused = [e["data"] for e in audit if e["kind"] == "approval.refused"]
+    assert [(r["by"], r["decision"], r["why"]) for r in refused] == [
+        ("Slack user T0TEAM/U0EVE", "approve", "Slack user U0EVE is not mapped to an approver")
+    ]
 
     response = await edge.client.post(path, data=body, headers=_signed(body, now - 60))
     assert response.status == 200, await response.text()
@@ -80,7 +86,19 @@ async def test_slack_refuses_a_signed_click_from_another_workspace(make_edge: Ma
     response = await edge.client.post(path, data=foreign, headers=_signed(foreign, now))
     assert response.status == 403
     assert (await response.json()) == {"error": "Slack team T0OTHER is not one approvals come from"}
-    assert await edge.snapshot() == before  # decided nothing, recorded nothing
+    # Decided nothing; the click Slack vouches for is recorded beside the approval, once.
+    after = await edge.snapshot()
+    assert after[:4] == before[:4]
+    added = [json.loads(r["data"]) for r in after[4] if r not in before[4]]
+    assert [(r["approval_id"], r["by"], r["via"], r["channel"], r["why"]) for r in added] == [
+        (
+            approval.id,
+            "Slack user T0OTHER/U0BOB",
+            "slack",
+            "slack",
+            "Slack team T0OTHER is not one approvals come from",
+        )
+    ]
 
     body = _slack_click(approval.id, "U0BOB")
     response = await edge.client.post(path, data=body, headers=_signed(body, now))

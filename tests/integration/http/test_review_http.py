@@ -149,8 +149,11 @@ async def test_the_pages_load_nothing_and_link_relatively(served: Served) -> Non
         assert "script-src" not in csp
         assert "frame-ancestors 'none'" in csp
         assert response.headers["Cache-Control"] == "no-store"
-        assert response.headers["Referrer-Policy"] == "no-referrer"
+        # same-origin, header and meta: under no-referrer a browser sent the login form with
+        # Origin: null, refused as another site's wherever Fetch Metadata is not sent (http).
+        assert response.headers["Referrer-Policy"] == "same-origin"
         html = await response.text()
+        assert re.findall(r'<meta name="referrer" content="([^"]*)">', html) == ["same-origin"]
         nonce = re.search(r"'nonce-([^']+)'", csp)
         assert nonce is not None
         assert f'<style nonce="{nonce[1]}">' in html
