@@ -3,7 +3,6 @@ generic webhook receiver: payload shapes, mrkdwn escaping, failures that never f
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -336,23 +335,6 @@ async def test_a_notification_carries_one_idempotency_key_across_its_retries(
     assert keys[0] == keys[1] == keys[2]  # the retry, and the same message sent again
     assert keys[3] != keys[0]
     assert keys[0].startswith("run-42-audit-")
-
-
-async def test_two_steps_sending_the_same_text_are_two_messages(
-    peer: Peer, notifier: Notifier
-) -> None:
-    # A receiver that deduplicates on the key took a run step's message and dropped an
-    # on_resolved step's of the same text as its retry: both keys were the body's digest.
-    step = params("audit", "{{ labels.alertname }}: see the run")
-    for phase, index in (("run", 0), ("resolve", 0), ("run", 0)):
-        at = dataclasses.replace(ctx(notifier), phase=phase, step=index)
-        assert (await Notify().run(at, TARGET, step)).outcome is Outcome.OK
-
-    keys = [seen.headers["Idempotency-Key"] for seen in peer.seen("/hooks/audit")]
-    assert keys[1] != keys[0]
-    assert keys[2] == keys[0]  # the same step sent again (taken up after a crash)
-    assert keys[0].startswith("run-42.run.0-audit-")
-    assert keys[1].startswith("run-42.resolve.0-audit-")
 
 
 async def test_a_value_the_template_prints_stays_on_its_line(
