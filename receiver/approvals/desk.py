@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from receiver.approvals.messages import Notice, NoticeKind
-from receiver.approvals.notify import ApprovalNotifier, notice_name, send_recorded
+from receiver.approvals.notify import ApprovalNotifier, notice_name, send_recorded, within
 from receiver.approvals.plan import StepRequest
 from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.approvals.state import (
@@ -314,7 +314,7 @@ class ApprovalDesk:
             channel=origin.channel.value,
             plan_hash=decided.plan_hash,
         )
-        await self.notify(_NOTICE_OF_STATE[decided.state], decided)
+        await within(self.notify(_NOTICE_OF_STATE[decided.state], decided), self._log)
         return decided
 
     async def refuse_at_edge(

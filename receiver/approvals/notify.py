@@ -6,10 +6,21 @@ URLs and retry policy the ``notify`` action and the run announcements use): a Sl
 the approval message with its buttons, a webhook channel the notice as plain JSON. A notice that
 cannot be sent raises NotifyError, which the desk logs; the approval stays pending and is listed
 by the API and the CLI. Sent or not, each notice is audited (``send_recorded``).
+
+Each notice carries the run's id (``X-Remediator-Run-Id``) and an ``Idempotency-Key`` of the
+approval and the notice (``approval_notice_key``), as the other notifications do: the same on
+the channel's retries and when the same notice is sent again after a crash, its link signed
+anew (``ApprovalDesk.announce_undelivered``).
+
+A decision's notice does not hold its answer past ``DECISION_NOTICE_WAIT_S`` (``within``): a
+Slack click is answered within Slack's 3 seconds, and an approver's page or CLI is not kept
+waiting for a channel that does not answer; the notice goes on, and is audited, after it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from receiver.approvals.messages import Notice, slack_message, webhook_body
@@ -17,9 +28,27 @@ from receiver.store import Store, StoreUnavailable
 from remediations.base import ActionError, TransientActionError
 from remediations.http.post import post_json
 from remediations.notify.message import ChannelKind
-from remediations.notify.notifier import Notifier
+from remediations.notify.notifier import Notifier, notice_key
 
-__all__ = ["ApprovalNotifier", "ChannelNotifier", "NotifyError", "notice_name", "send_recorded"]
+__all__ = [
+    "DECISION_NOTICE_WAIT_S",
+    "ApprovalNotifier",
+    "ChannelNotifier",
+    "NotifyError",
+    "approval_notice_key",
+    "notice_name",
+    "send_recorded",
+    "within",
+]
+
+# How long a decision's answer waits for its notice (seconds): Slack shows the clicker an error
+# when a button's answer takes more than 3 s, and a channel's send may take a minute or more
+# (``HttpPolicy.longest_s``). A channel that answers at once is done within it, as before.
+DECISION_NOTICE_WAIT_S = 2.0
+
+# The notices sent on past their answer (``within``): a task nothing refers to may be collected
+# before it is done.
+_SENDING: set[asyncio.Task[None]] = set()
 
 
 class NotifyError(Exception):
@@ -60,6 +89,7 @@ class ChannelNotifier:
 
     async def send(self, notice: Notice) -> None:
         channel = self._channel
+        run_id = notice.approval.run_id
         try:
             await post_json(
                 self._notifier.session,
@@ -67,6 +97,10 @@ class ChannelNotifier:
                 self.body(notice),
                 what=f"channel {channel.name!r}",
                 policy=channel.policy,
+                headers={
+                    "X-Remediator-Run-Id": run_id,
+                    "Idempotency-Key": approval_notice_key(channel.name, notice),
+                },
             )
         except ActionError as exc:
             # post_json's messages name the channel and the status, never the (secret) URL.
@@ -74,6 +108,34 @@ class ChannelNotifier:
             # channel refused, or the URL cannot be posted to.
             lasting = not isinstance(exc, TransientActionError)
             raise NotifyError(exc.message, lasting=lasting) from None
+
+
+def approval_notice_key(channel: str, notice: Notice) -> str:
+    """The ``Idempotency-Key`` of an approval notice: ``<run id>-<channel>-<digest>``, as a
+    notification's (``remediations.notify.notifier.notice_key``), the digest of the approval's
+    id and the notice's kind rather than of the body: the body of a request sent again holds a
+    link signed anew (each token has an id of its own), yet it is the same notice."""
+    approval = notice.approval
+    return notice_key(channel, approval.run_id, {"approval": approval.id, "notice": notice.kind})
+
+
+async def within(
+    sending: Coroutine[Any, Any, None], log: Any, wait_s: float = DECISION_NOTICE_WAIT_S
+) -> None:
+    """Run ``sending`` (``ApprovalDesk.notify``: it never raises) and wait for it at most
+    ``wait_s`` seconds; past that it goes on in the background and this returns, so that a
+    decision's answer (a Slack click's) waits for no channel. Nor is it cut when the caller is
+    cancelled (an approver who closed the page). An error it ends with anyway is logged."""
+    task = asyncio.create_task(sending)
+    _SENDING.add(task)
+
+    def done(finished: asyncio.Task[None]) -> None:
+        _SENDING.discard(finished)
+        if not finished.cancelled() and (error := finished.exception()) is not None:
+            log.error("approval notification failed", error=type(error).__name__)
+
+    task.add_done_callback(done)
+    await asyncio.wait({task}, timeout=wait_s)
 
 
 def notice_name(notice: Notice) -> str:

@@ -14,7 +14,9 @@ and on the guards' clock (the server's TIME, or the one ``Guards(clock=...)`` wa
   claimable at once), then one digest is taken, atomically (two replicas never both get it),
   a queued one or one whose sender's lease ran out (it crashed, or could not finish). One at a
   time: the lease starts when its sender is about to send it, so it needs to cover that one
-  send only (``receiver.pipeline.digest``), however many digests are due.
+  send only (``receiver.pipeline.digest``), however many digests are due; and not one to a
+  channel its caller is sending to (``busy``), so that a sender sends one digest to each
+  channel at a time and the channels side by side, none waiting for another's.
 - ``done``: a digest sent (or given up on) and audited leaves Redis.
 
 Errors are the guards' (``Guards._call``): GuardUnavailable when Redis cannot be asked now,
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
@@ -128,12 +130,15 @@ class DigestWindows:
             folded=int(reply[0]) == 1, start=from_ms(_text(reply[1])), end=from_ms(_text(reply[2]))
         )
 
-    async def claim(self, lease_s: float) -> tuple[str, Digest | None] | None:
+    async def claim(
+        self, lease_s: float, busy: Collection[str] = ()
+    ) -> tuple[str, Digest | None] | None:
         """The next digest to send, claimed by this caller for ``lease_s`` seconds, or None
         when there is none: the windows that ended are closed first (at most 32 a call; a
         window that folded nothing has no digest), then one digest nobody holds is taken (a
-        new one, or one whose claim ran out). As (its entry, for ``done``; the digest, None
-        when the entry cannot be read). Raises GuardUnavailable or GuardError."""
+        new one, or one whose claim ran out), not one to a channel of ``busy`` (those its
+        caller is sending to). As (its entry, for ``done``; the digest, None when the entry
+        cannot be read). Raises GuardUnavailable or GuardError."""
         now = self._now_ms()
         if now is None:
             seconds, micros = await self._call("digest time", self._redis.time)
@@ -151,7 +156,7 @@ class DigestWindows:
             args: list[Arg] = ["close", now, gc, member]
             await self._call("digest close", functools.partial(self._script, keys, args))
         # The lease counts from the take itself (on the same clock), not from before the closes.
-        take: list[Arg] = ["take", self._now_arg(), to_ms(lease_s)]
+        take: list[Arg] = ["take", self._now_arg(), to_ms(lease_s), *sorted(busy)]
         entry = await self._call("digest take", functools.partial(self._script, [closed], take))
         if not entry:
             return None

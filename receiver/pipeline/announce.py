@@ -13,6 +13,10 @@ A rule's refusals to a channel are folded into digests (``folded``; ``pipeline.d
 them): the first is sent, those that follow within the window are recorded on their runs as
 folded, and one digest tells the channel of them when the window ends.
 
+The steps do not wait for a channel: "started" is waited for at most ``STARTED_WAIT_S`` and then
+goes on beside them (``started``), and the run's next announcement, or the end of the pass,
+waits for it first, so the channel gets them in order and the pass records both.
+
 Approval requests are the approval desk's to announce (with the link, and buttons in Slack):
 when the desk posts to the same channel, the run's "awaiting approval" message is not sent a
 second time. Decisions (approved, rejected, expired, cancelled) are the desk's notices too.
@@ -20,12 +24,13 @@ second time. Decisions (approved, rejected, expired, cancelled) are the desk's n
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 from receiver.guards.policy import GuardError, GuardUnavailable
 from receiver.log_limits import Throttle
-from receiver.model import Announcement
+from receiver.model import Announcement, RunOutcome
 from receiver.pipeline.context import Deps, RunContext
 from receiver.pipeline.steps import alert_facts
 from receiver.refusal_digest import folded_detail, window_id
@@ -61,6 +66,11 @@ _FINISHED = {
     "failed": "Remediation failed",
     "refused": "Remediation stopped by a precondition",
 }
+
+# How long a run's steps wait for its "started" announcement (seconds) before they go on beside
+# it: a channel that does not answer takes its attempts of 5 s each and the waits between them
+# (a Retry-After of up to 30 s each), and held the remediation all that time.
+STARTED_WAIT_S = 2.0
 
 # At most one warning per this many seconds that refusals are sent one by one because their
 # digest window could not be asked (Redis down: a storm would log one line per refusal).
@@ -208,11 +218,50 @@ class Announcer:
             detail=data["detail"],
         )
 
+    async def started(self, ctx: RunContext, *, text: str) -> None:
+        """Announce that the run started, as ``__call__`` does, waiting for it at most
+        ``STARTED_WAIT_S``; past that it goes on beside the steps (``ctx.announcing``), and
+        the run's next announcement or the end of the pass (a cleanup) waits for it."""
+        if not self._asks(ctx, Announcement.STARTED):
+            return
+        sending = asyncio.create_task(
+            self(ctx, Announcement.STARTED, outcome=RunOutcome.RUNNING, text=text)
+        )
+        try:
+            await asyncio.wait({sending}, timeout=STARTED_WAIT_S)
+        except asyncio.CancelledError:
+            sending.cancel()  # the pass is cut, and the send with it, as before
+            raise
+        if sending.done():
+            return sending.result()  # its error (the store's) is the pass's, as before
+        channel = ctx.announce.channel if ctx.announce is not None else None
+        ctx.log.info("the steps go on while 'started' is sent", channel=channel)
+        ctx.announcing = sending
+        ctx.cleanups.append(lambda: self.settled(ctx))
+
+    async def settled(self, ctx: RunContext) -> None:
+        """Wait for the "started" announcement still on its way, if any; its failure to be
+        recorded is logged (the steps ran meanwhile: the pass is theirs). A pass cancelled
+        (the service stopping) cuts it, as it cut a send in its way before."""
+        sending, ctx.announcing = ctx.announcing, None
+        if sending is None:
+            return
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            # Already stopping (a cleanup after the pass was cancelled): cut, and the cleanups
+            # after this one (the lock's release) still run.
+            sending.cancel()
+        [outcome] = await asyncio.gather(sending, return_exceptions=True)
+        if isinstance(outcome, Exception):
+            ctx.log.error("the 'started' announcement could not be recorded", error=str(outcome))
+
     async def __call__(
         self, ctx: RunContext, moment: Announcement, *, outcome: str, text: str = ""
     ) -> None:
         if not self._asks(ctx, moment):
             return
+        if ctx.announcing is not None and moment is not Announcement.STARTED:
+            await self.settled(ctx)  # the channel gets "started" first
         spec, deps = ctx.announce, self._deps
         assert spec is not None
         assert ctx.run_id is not None

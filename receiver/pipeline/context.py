@@ -279,6 +279,8 @@ class RunContext:
     previews: dict[int, tuple[Mapping[str, Any], str]] = field(default_factory=dict)
     # Run when the pipeline ends, whatever the verdict (e.g. releasing the target lock).
     cleanups: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    # The "started" announcement still on its way while the steps run (Announcer.started).
+    announcing: asyncio.Task[None] | None = None
     # The target lock's release this pass registered (``release_when_done``), for the stage
     # whose write ends the pass to give the lock back first (``release_lock``).
     lock_release: Callable[[], Awaitable[bool]] | None = None

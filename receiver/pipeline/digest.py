@@ -5,8 +5,8 @@ The refusals are folded by the announcer (``Announcer.folded``) into windows in 
 (``receiver.guards.digest_windows``); ``DigestSender.flush`` sends the digests whose window
 ended, and ``serve`` calls it every ``DIGEST_POLL_S`` in each replica (``DigestSender.run``).
 
-Once, as far as it can be. A window that ended is queued in Redis, and a sender claims one
-digest at a time, just before it sends it, for a lease (``digest_lease_s``) longer than
+Once, as far as it can be. A window that ended is queued in Redis, and a sender claims each
+digest on its own, just before it sends it, for a lease (``digest_lease_s``) longer than
 everything it does with that one digest can take: look for its audit row (at most
 ``DIGEST_CHECK_S``; found, it is not sent again), send it (at most its channel's longest send,
 ``HttpPolicy.longest_s``, and cut there: the claim never outlives the send), audit it
@@ -14,6 +14,9 @@ everything it does with that one digest can take: look for its audit row (at mos
 ``DIGEST_AUDIT_S``), then let Redis drop it. So a live sender keeps every digest it sends,
 however many are due and however slow the channel: another replica only takes the ones nobody
 holds, and two replicas flushing together share the queue, each digest sent by one of them.
+A sender sends one digest to a channel at a time and the channels side by side (``claim``
+leaves out the channels it is sending to): sent one after another, the digests of every
+channel waited behind those of one that does not answer, a minute and more each.
 
 What can still send a digest twice: a sender that dies (or whose audit row cannot be written,
 PostgreSQL away) after the channel took the message and before the audit row committed; or a
@@ -65,7 +68,7 @@ DIGEST_AUDIT_S = 15.0
 # Beyond those bounds and the send's: the Redis calls of one digest (claim, done), each bounded
 # by the guards' timeout, and the event loop's own delays.
 _LEASE_SLACK_S = 15.0
-# The most digests one flush sends (one at a time); the next flush, a poll later, goes on.
+# The most digests one flush sends; the next flush, a poll later, goes on.
 _MAX_PER_FLUSH = 32
 # At most one warning per this many seconds while Redis or PostgreSQL cannot be asked.
 _DOWN_LOG_EVERY_S = 60.0
@@ -114,28 +117,65 @@ class DigestSender:
 
     async def flush(self) -> int:
         """Send the digests due now, claiming each just before it is sent (``DigestSender``
-        docstring), at most 32; how many were handled, delivered or not. Raises
-        GuardUnavailable or GuardError when Redis cannot be asked, StoreUnavailable when the
-        audit cannot be looked for or written: the digest claimed then is taken again once its
-        lease has passed."""
+        docstring), at most 32: one at a time to each channel, the channels side by side (a
+        channel that does not answer holds up only its own digests), and while any is sent,
+        those that come due meanwhile, looked for every ``DIGEST_POLL_S``. How many were handled,
+        delivered or not, once every one is. Raises GuardUnavailable or GuardError when Redis
+        cannot be asked, StoreUnavailable when the audit cannot be looked for or written (the
+        first such error, once the digests claimed are handled): a digest claimed then and
+        not finished is taken again once its lease has passed."""
         windows = self._deps.guards.digests
+        # The digest being handled to each channel ("" for one that cannot be read).
+        sending: dict[asyncio.Task[None], str] = {}
         handled = 0
-        while handled < _MAX_PER_FLUSH:
-            claimed = await windows.claim(self.lease_s)
-            if claimed is None:
-                break
-            entry, digest = claimed
-            if digest is None:
-                # Not ours to read (written by another version?): dropped, loudly, rather
-                # than taken again every lease for a day.
-                self._log.error("unreadable refusal digest dropped", entry=entry[:500])
-            elif await self._audited(digest):
-                self._log.info("refusal digest already audited", window=digest.id)
-            else:
-                await self._send(digest)
-            await windows.done(entry)
-            handled += 1
+        failure: BaseException | None = None
+        try:
+            while True:
+                claimed = None
+                if handled < _MAX_PER_FLUSH and failure is None:
+                    try:
+                        busy = {channel for channel in sending.values() if channel}
+                        claimed = await windows.claim(self.lease_s, busy)
+                    except (GuardUnavailable, GuardError) as exc:
+                        failure = exc
+                if claimed is not None:
+                    entry, digest = claimed
+                    task = asyncio.create_task(self._handle(entry, digest))
+                    sending[task] = digest.channel if digest is not None else ""
+                    handled += 1
+                    continue
+                if not sending:
+                    break
+                # A send ended (its channel's next digest may be claimed), or a poll passed (a
+                # window that ended meanwhile is claimed, not left behind a slow channel).
+                ended, _ = await asyncio.wait(
+                    sending, timeout=DIGEST_POLL_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in ended:
+                    del sending[task]
+                    if failure is None and not task.cancelled():
+                        failure = task.exception()
+        except asyncio.CancelledError:
+            # The service stops: the sends are cut, as a send in progress always was (each
+            # digest is taken again once its lease has passed, unless it was audited).
+            for task in sending:
+                task.cancel()
+            raise
+        if failure is not None:
+            raise failure
         return handled
+
+    async def _handle(self, entry: str, digest: Digest | None) -> None:
+        """Send one claimed digest unless it was audited already, then let Redis drop it."""
+        if digest is None:
+            # Not ours to read (written by another version?): dropped, loudly, rather than
+            # taken again every lease for a day.
+            self._log.error("unreadable refusal digest dropped", entry=entry[:500])
+        elif await self._audited(digest):
+            self._log.info("refusal digest already audited", window=digest.id)
+        else:
+            await self._send(digest)
+        await self._deps.guards.digests.done(entry)
 
     async def _audited(self, digest: Digest) -> bool:
         if self._checks is None:

@@ -259,9 +259,7 @@ class Admit:
                 self._announce.noted(ctx, started)
             else:
                 steps = ", ".join(s.action for s in ctx.steps)
-                await self._announce(
-                    ctx, Announcement.STARTED, outcome=RunOutcome.RUNNING, text=f"steps: {steps}"
-                )
+                await self._announce.started(ctx, text=f"steps: {steps}")
         return Verdict.next()
 
     async def _give_back(

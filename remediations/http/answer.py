@@ -48,6 +48,19 @@ def _charset(response: aiohttp.ClientResponse) -> str:
     return "utf-8"
 
 
+def _decoded(data: bytes, charset: str) -> str:
+    """``data`` as text in ``charset``, undecodable bytes replaced; in UTF-8 when ``charset``
+    cannot decode it so. A server names the charset, and Python knows codecs that are no text
+    encoding (``base64``, ``rot13``, ``zlib``: LookupError on ``bytes.decode``) or that take
+    no ``replace`` (``idna``, ``punycode``, ``undefined``: UnicodeError): an answer declaring
+    one raised out of the call, a 2xx (the endpoint acted, the channel took the message)
+    recorded as a crashed step or an undelivered notice."""
+    try:
+        return data.decode(charset, errors="replace")
+    except (LookupError, ValueError):  # UnicodeError is a ValueError
+        return data.decode("utf-8", errors="replace")
+
+
 async def read_start(response: aiohttp.ClientResponse, limit: int = READ_LIMIT) -> Start:
     """At most ``limit`` bytes of ``response``'s body, decoded. Never raises for the body
     itself: a timeout or a broken connection while reading gives what came before it. When
@@ -70,5 +83,5 @@ async def read_start(response: aiohttp.ClientResponse, limit: int = READ_LIMIT) 
         broke = type(exc).__name__
     if truncated or broke:
         response.close()
-    text = b"".join(chunks).decode(_charset(response), errors="replace")
+    text = _decoded(b"".join(chunks), _charset(response))
     return Start(text, truncated, broke)

@@ -118,7 +118,9 @@ class Notify:
                 f"dry run (nothing sent): would notify {typed.channel!r}: {message.title}",
                 after=shown,
             )
-        delivery = await notifier.send(typed.channel, message)
+        # The step in the message's key: another step's same text is another message.
+        step = "" if ctx.step is None else f".{ctx.phase}.{ctx.step}"
+        delivery = await notifier.send(typed.channel, message, step=step)
         if not delivery.ok:
             return Result(
                 Outcome.UNDELIVERED,

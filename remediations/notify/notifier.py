@@ -90,15 +90,17 @@ class Notifier:
         known = ", ".join(sorted(self.channels)) or "none"
         return f"no channel named {channel!r} is configured ({known})"
 
-    async def send(self, channel: str, message: Message) -> Delivery:
-        """Deliver ``message`` to the channel called ``channel``; never raises."""
+    async def send(self, channel: str, message: Message, *, step: str = "") -> Delivery:
+        """Deliver ``message`` to the channel called ``channel``; never raises. ``step``: the
+        run's step that sends it (``.<phase>.<index>``, a ``notify`` step's), in its
+        ``Idempotency-Key`` (``notice_key``)."""
         target = self.channels.get(channel)
         if target is None:
             return Delivery(channel, False, self.unknown(channel) or "")
         if not message.links.get("run") and self.run_url(message.run_id):
             message = _with_link(message, "run", self.run_url(message.run_id))
         payload = target.payload(message)
-        headers = {"Idempotency-Key": notice_key(channel, message.run_id, payload)}
+        headers = {"Idempotency-Key": notice_key(channel, message.run_id, payload, step)}
         if message.run_id:
             headers["X-Remediator-Run-Id"] = message.run_id
         try:
@@ -124,15 +126,18 @@ class Notifier:
             await self.session.close()
 
 
-def notice_key(channel: str, run_id: str, payload: Any) -> str:
+def notice_key(channel: str, run_id: str, payload: Any, step: str = "") -> str:
     """The ``Idempotency-Key`` of one notification: ``<run id>-<channel>-<digest of the body
-    sent>`` (``-`` for no run). The same on every retry of a send, and when the same message is
-    sent again after a crash between sending it and recording it (a run's announcement, a
-    digest), so a receiver that deduplicates on it shows it once; another for each message
-    (``http.call``'s key is per step: ``remediations.http.endpoints.idempotency_key``)."""
+    sent>`` (``-`` for no run), ``<run id>.<phase>.<step>-<channel>-<digest>`` for a ``notify``
+    step's (``step``). The same on every retry of a send, and when the same message is sent
+    again after a crash between sending it and recording it (a run's announcement, a digest,
+    a step taken up again), so a receiver that deduplicates on it shows it once; another for
+    each message, and for each step, as ``http.call``'s
+    (``remediations.http.endpoints.idempotency_key``): two steps of a run that send the same
+    text (a step's and an ``on_resolved`` step's) are two messages, not a retry."""
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(body.encode()).hexdigest()[:32]
-    return f"{run_id or '-'}-{channel}-{digest}"
+    return f"{run_id or '-'}{step}-{channel}-{digest}"
 
 
 def _with_link(message: Message, label: str, url: str) -> Message:

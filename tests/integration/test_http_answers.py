@@ -146,3 +146,50 @@ async def test_a_huge_answer_is_read_only_as_far_as_its_excerpt_needs(
     # The client hung up after the start: what the server got written is what the sockets'
     # buffers held, megabytes, not the 96 MiB it meant to send (all of it read into memory).
     assert written[0] < 32 * MIB, written[0]
+
+
+def declaring(status: int, charset: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler answering ``status`` with a JSON body whose Content-Type declares ``charset``,
+    after a byte no charset of those below reads (punycode would decode the JSON alone)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        content_type = f"application/json; charset={charset}"
+        return web.Response(
+            status=status, body=b'\xff{"ok":true}', headers={"Content-Type": content_type}
+        )
+
+    return handle
+
+
+# Charsets Python knows that are no text encoding (bytes to bytes: LookupError on decode) or
+# that take no "replace" (UnicodeError): a server's answer declared them, and post_json raised.
+NOT_TEXT = ["base64", "rot13", "hex", "zlib", "idna", "punycode", "undefined"]
+
+
+@pytest.mark.parametrize("charset", NOT_TEXT)
+async def test_an_answer_declaring_a_charset_that_is_no_text_encoding_is_read_as_utf8(
+    session: aiohttp.ClientSession, charset: str
+) -> None:
+    async with answering(declaring(200, charset)) as base:
+        result = await HttpCall().run(ctx(session, f"{base}/hook"), FLUSH, PARAMS)
+        notifier = Notifier(
+            {"oncall": Channel("oncall", ChannelKind.WEBHOOK, f"{base}/hook", QUICK)}, session
+        )
+        delivery = await notifier.send("oncall", Message(Event.RUN_FINISHED, "done"))
+
+    # Before: LookupError out of the action ("action crashed", the step failed though the
+    # endpoint acted) and a message the channel took recorded as not delivered.
+    assert result.outcome is Outcome.OK
+    assert result.after["response"] == '\ufffd{"ok":true}'
+    assert delivery.ok, delivery.detail
+
+
+async def test_a_refusal_declaring_a_charset_that_is_no_text_encoding_says_why(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with answering(declaring(400, "base64")) as base:
+        with pytest.raises(ActionRefused) as caught:
+            await HttpCall().run(ctx(session, f"{base}/hook"), FLUSH, PARAMS)
+
+    assert 'refused the request: HTTP 400: \ufffd{"ok":true}' in caught.value.message

@@ -110,6 +110,8 @@ class Peer:
     # Writes of POST /set (a step that sets the value rather than bumping it).
     sets: int = 0
     notices: list[dict[str, Any]] = field(default_factory=list)
+    # The headers of every POST to /notify, answered or not, in order.
+    notice_headers: list[dict[str, str]] = field(default_factory=list)
     # The approvers' channel down (a status other than 200 answers each notice, which is then
     # not kept), or slow (each notice waits for ``notify_hold`` before it is answered);
     # ``notify_reached`` is set as soon as a notice comes in, answered or not.
@@ -145,6 +147,7 @@ async def peer() -> AsyncIterator[Peer]:
 
     async def post_notify(request: web.Request) -> web.Response:
         state.notify_reached.set()
+        state.notice_headers.append(dict(request.headers))
         if state.notify_hold is not None:
             await state.notify_hold.wait()
         if state.notify_status != 200:

@@ -29,9 +29,11 @@
 --      claimable at once (by `take`, one digest at a time: a sender claims only the one it is
 --      about to send); false when it has not ended, was closed already, or folded nothing
 --      (closed all the same, with no digest)
--- take  KEYS closed       ARGV op, now, lease_ms
---   -> one digest whose lease ended (or that nobody claimed yet), claimed until now + lease_ms;
---      false when there is none
+-- take  KEYS closed       ARGV op, now, lease_ms, busy channel...
+--   -> one digest whose lease ended (or that nobody claimed yet), claimed until now + lease_ms,
+--      not to one of the busy channels (the caller is sending to them: it sends one digest to
+--      a channel at a time, and every other channel's side by side); the first TAKE_SCAN
+--      claimable ones are looked at; false when none of them will do
 -- done  KEYS closed       ARGV op, now (unused), digest
 --   -> 1 when the digest was still there, 0 otherwise
 
@@ -125,12 +127,24 @@ if op == 'close' then
   return false
 end
 
+-- How many claimable digests one take looks at for one whose channel is not busy.
+local TAKE_SCAN = 256
+
 if op == 'take' then
   local lease_ms = tonumber(ARGV[3])
-  local found = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms(now), 'LIMIT', 0, 1)
-  if #found == 0 then return false end
-  redis.call('ZADD', KEYS[1], 'XX', ms(now + lease_ms), found[1])
-  return found[1]
+  local busy = {}
+  for i = 4, #ARGV do busy[ARGV[i]] = true end
+  local found = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms(now), 'LIMIT', 0, TAKE_SCAN)
+  for _, member in ipairs(found) do
+    -- An entry that is no digest has no channel: taken, for its sender to drop.
+    local ok, digest = pcall(cjson.decode, member)
+    local channel = ok and type(digest) == 'table' and digest.channel or nil
+    if not (channel and busy[channel]) then
+      redis.call('ZADD', KEYS[1], 'XX', ms(now + lease_ms), member)
+      return member
+    end
+  end
+  return false
 end
 
 if op == 'done' then

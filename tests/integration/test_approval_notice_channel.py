@@ -1,0 +1,73 @@
+"""Approval notices over a channel that misbehaves: what each request carries (the run id and an
+Idempotency-Key a receiver can drop a retry or a notice sent again on), and a decision answered
+while its notice is still on its way to a channel that does not answer (Slack takes a button's
+answer within 3 seconds). Real PostgreSQL, Redis and local HTTP server (``tests.support``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from receiver.approvals.messages import NoticeKind
+from receiver.approvals.state import Decision
+from receiver.model import ApprovalState
+from tests.support.approval_deciders import ALICE, API
+from tests.support.approvals import MakeApprovalEnv, Peer
+from tests.support.polling import current, eventually
+
+# How long Slack waits for the answer to a button's click before it shows the clicker an
+# error ("operation timed out"), seconds.
+SLACK_ANSWER_S = 3.0
+
+
+async def test_a_notice_carries_the_run_and_one_key_across_retries_and_sends(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    env = await approval_env()
+    run, approval = await env.pending_run()
+    [requested] = peer.notice_headers
+    assert requested["X-Remediator-Run-Id"] == run.id
+    key = requested["Idempotency-Key"]
+    assert key.startswith(f"{run.id}-ops-")
+
+    # Sent again (as after a crash before its notification.sent row; its link signed anew),
+    # and retried after 503s: the same notice, the same key.
+    peer.notify_status = 503
+    await env.desk.notify(NoticeKind.REQUESTED, approval)
+    retried = peer.notice_headers[1:]
+    assert len(retried) == 3  # the channel's three attempts
+    assert {h["Idempotency-Key"] for h in retried} == {key}
+
+    # Another notice of the same approval is another message.
+    peer.notify_status = 200
+    await env.desk.decide(approval.id, Decision.APPROVE, ALICE, API)
+    decided = peer.notice_headers[-1]
+    assert decided["X-Remediator-Run-Id"] == run.id
+    assert decided["Idempotency-Key"].startswith(f"{run.id}-ops-")
+    assert decided["Idempotency-Key"] != key
+
+
+async def test_a_decision_is_answered_while_its_notice_waits_for_the_channel(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    env = await approval_env()
+    run, approval = await env.pending_run()
+    hold = peer.notify_hold = asyncio.Event()
+    peer.notify_reached.clear()  # the request's notice came in already
+    deciding = asyncio.create_task(env.desk.decide(approval.id, Decision.APPROVE, ALICE, API))
+    try:
+        # Before: the answer waited for the channel's three attempts of 5 s each.
+        decided = await asyncio.wait_for(asyncio.shield(deciding), SLACK_ANSWER_S)
+        assert decided.state is ApprovalState.APPROVED
+        assert peer.notify_reached.is_set()  # the notice went out before the answer
+    finally:
+        hold.set()
+        await asyncio.gather(deciding, return_exceptions=True)
+
+    # The notice goes on after the answer: the channel gets it, and the audit log says so.
+    await eventually(current(peer.kinds), lambda kinds: "approval.approved" in kinds)
+
+    async def sent() -> list[str]:
+        audit = await env.harness.store.audit_entries(run.id)
+        return [e["data"]["notice"] for e in audit if e["kind"] == "notification.sent"]
+
+    await eventually(sent, lambda notices: "approval approved" in notices, what="audited")
