@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from receiver.approvals.messages import Notice, NoticeKind
-from receiver.approvals.notify import ApprovalNotifier, notice_name, send_recorded, within
+from receiver.approvals.notify import ApprovalNotifier, NoticeSends, notice_name, send_recorded
 from receiver.approvals.plan import StepRequest
 from receiver.approvals.policy import ApproverPolicy, Identity
 from receiver.approvals.state import (
@@ -73,6 +73,7 @@ class ApprovalDesk:
         self.buttons = buttons
         self._log = log or structlog.get_logger("remediator.approvals")
         self._metrics = metrics
+        self._notice_sends = NoticeSends(self._log)  # shared with the copies ``over`` makes
         # Told the id of each run an approval ended (expired, rejected, cancelled): the
         # pipeline gives back the budget slot such a run never used (pipeline/budget.py). In
         # a list shared with the copies ``over`` makes, so that whichever is set first holds.
@@ -314,7 +315,7 @@ class ApprovalDesk:
             channel=origin.channel.value,
             plan_hash=decided.plan_hash,
         )
-        await within(self.notify(_NOTICE_OF_STATE[decided.state], decided), self._log)
+        await self._notice_sends.within(self.notify(_NOTICE_OF_STATE[decided.state], decided))
         return decided
 
     async def refuse_at_edge(

@@ -12,7 +12,7 @@ approval and the notice (``approval_notice_key``), as the other notifications do
 the channel's retries and when the same notice is sent again after a crash, its link signed
 anew (``ApprovalDesk.announce_undelivered``).
 
-A decision's notice does not hold its answer past ``DECISION_NOTICE_WAIT_S`` (``within``): a
+A decision's notice does not hold its answer past ``DECISION_NOTICE_WAIT_S`` (``NoticeSends``): a
 Slack click is answered within Slack's 3 seconds, and an approver's page or CLI is not kept
 waiting for a channel that does not answer; the notice goes on, and is audited, after it.
 """
@@ -34,21 +34,17 @@ __all__ = [
     "DECISION_NOTICE_WAIT_S",
     "ApprovalNotifier",
     "ChannelNotifier",
+    "NoticeSends",
     "NotifyError",
     "approval_notice_key",
     "notice_name",
     "send_recorded",
-    "within",
 ]
 
 # How long a decision's answer waits for its notice (seconds): Slack shows the clicker an error
 # when a button's answer takes more than 3 s, and a channel's send may take a minute or more
 # (``HttpPolicy.longest_s``). A channel that answers at once is done within it, as before.
 DECISION_NOTICE_WAIT_S = 2.0
-
-# The notices sent on past their answer (``within``): a task nothing refers to may be collected
-# before it is done.
-_SENDING: set[asyncio.Task[None]] = set()
 
 
 class NotifyError(Exception):
@@ -119,23 +115,29 @@ def approval_notice_key(channel: str, notice: Notice) -> str:
     return notice_key(channel, approval.run_id, {"approval": approval.id, "notice": notice.kind})
 
 
-async def within(
-    sending: Coroutine[Any, Any, None], log: Any, wait_s: float = DECISION_NOTICE_WAIT_S
-) -> None:
-    """Run ``sending`` (``ApprovalDesk.notify``: it never raises) and wait for it at most
-    ``wait_s`` seconds; past that it goes on in the background and this returns, so that a
-    decision's answer (a Slack click's) waits for no channel. Nor is it cut when the caller is
-    cancelled (an approver who closed the page). An error it ends with anyway is logged."""
-    task = asyncio.create_task(sending)
-    _SENDING.add(task)
+class NoticeSends:
+    """A desk's decision notices (``ApprovalDesk.notify``: it never raises), each waited for at
+    most ``wait_s`` seconds (``within``); past that it goes on in the background, held here (a
+    task nothing refers to may be collected before it is done), so that a decision's answer (a
+    Slack click's) waits for no channel. Nor is one cut when its caller is cancelled (an
+    approver who closed the page). An error it ends with anyway is logged on ``log``."""
 
-    def done(finished: asyncio.Task[None]) -> None:
-        _SENDING.discard(finished)
+    def __init__(self, log: Any, wait_s: float = DECISION_NOTICE_WAIT_S) -> None:
+        self._log = log
+        self._wait_s = wait_s
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def within(self, sending: Coroutine[Any, Any, None]) -> None:
+        """Run ``sending``, returning when it is done or ``wait_s`` has passed."""
+        task = asyncio.create_task(sending)
+        self._sending.add(task)
+        task.add_done_callback(self._done)
+        await asyncio.wait({task}, timeout=self._wait_s)
+
+    def _done(self, finished: asyncio.Task[None]) -> None:
+        self._sending.discard(finished)
         if not finished.cancelled() and (error := finished.exception()) is not None:
-            log.error("approval notification failed", error=type(error).__name__)
-
-    task.add_done_callback(done)
-    await asyncio.wait({task}, timeout=wait_s)
+            self._log.error("approval notification failed", error=type(error).__name__)
 
 
 def notice_name(notice: Notice) -> str:
