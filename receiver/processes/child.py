@@ -48,10 +48,10 @@ _NOT_STARTED = 3
 
 
 async def run_child(handoff: Handoff, log: Any) -> None:
-    """Run the worker of ``handoff`` until a stop (above), logging on ``log`` (structlog's,
-    bound to the process's name), on the rules handed to it. Raises what ``assemble`` raises
-    when the stores cannot be reached, and what ``load_rules`` raises when the rules do not
-    load."""
+    """Run the worker of ``handoff`` until a stop (above), logging on ``log`` (structlog's;
+    ``main`` has every line name the process), on the rules handed to it. Raises what
+    ``assemble`` raises when the stores cannot be reached, and what ``load_rules`` raises when
+    the rules do not load."""
     from receiver.assembly import assemble, load_rules
     from receiver.stop_budget import close_all, stop_budget, within
 
@@ -178,8 +178,10 @@ def main() -> None:
     except HandoffError as exc:
         print(f"remediator worker process: {exc}", file=sys.stderr)
         sys.exit(_BAD_HANDOFF)
-    configure_logging(handoff.settings.log_level, handoff.settings.log_format.value)
-    log = structlog.get_logger("remediator").bind(process=process_name(handoff.index))
+    name = process_name(handoff.index)
+    # Every line names the process (the pipeline's and the worker's loggers are not this one).
+    configure_logging(handoff.settings.log_level, handoff.settings.log_format.value, process=name)
+    log = structlog.get_logger("remediator")
     tune_garbage_collector()
     try:
         run_bounded(
