@@ -31,13 +31,19 @@ _LEVELS = {
 
 
 def configure_logging(
-    level: str = "info", fmt: str = "json", *, stream: TextIO | None = None
+    level: str = "info",
+    fmt: str = "json",
+    *,
+    stream: TextIO | None = None,
+    process: str | None = None,
 ) -> None:
     """Route structlog and the standard library (aiohttp, asyncpg) through one renderer.
 
     ``fmt`` is ``json`` (one object per line, the default, for log shippers) or ``console``
-    (coloured when ``stream`` is a terminal). Logging is process-wide by nature; this is the
-    one place that configures it, called once by the CLI.
+    (coloured when ``stream`` is a terminal). ``process``: the name every line carries as
+    ``process`` (a worker process of ``serve``, ``worker-1``: its lines share ``serve``'s
+    output), whichever logger wrote it; None, no such key. Logging is process-wide by nature;
+    this is the one place that configures it, called once by the CLI (and a worker process).
     """
     numeric = _LEVELS.get(level.lower())
     if numeric is None:
@@ -51,6 +57,8 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+    if process is not None:
+        shared.insert(0, _named(process))
     # The standard library's records (aiohttp's) carry only the keys our own filter sets.
     foreign: list[structlog.typing.Processor] = [
         *shared,
@@ -102,3 +110,17 @@ def configure_logging(
         for old_filter in [f for f in logger.filters if isinstance(f, BadRequestFilter)]:
             logger.removeFilter(old_filter)
         logger.addFilter(bad_requests)
+
+
+def _named(process: str) -> structlog.typing.Processor:
+    """A processor that puts ``process`` on every line: a worker process's pipeline, worker
+    and library loggers are bound to nothing of it, and their lines, in ``serve``'s output,
+    read as ``serve``'s own without it."""
+
+    def add(
+        _logger: object, _method: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        event.setdefault("process", process)
+        return event
+
+    return add

@@ -16,8 +16,9 @@ back the rest.
 It starts on the rules ``serve`` runs on, their texts handed to it, not on the rule files as
 they are now: when those have errors since (``serve`` runs on its last good rules), a worker
 process started again after a crash starts on the same last good rules, rather than not at
-all. On SIGHUP it reloads the rules from the directory (``serve`` sends it after each reload of
-its own, which is the one recorded in the audit log); a failed reload keeps the rules it has.
+all. On SIGHUP it reloads the rules ``serve`` wrote for it (``handoff.rules_path``: ``serve``
+sends it after each reload of its own, which is the one recorded in the audit log), or the
+directory's when ``serve`` wrote none; a failed reload keeps the rules it has.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ _NOT_STARTED = 3
 
 
 async def run_child(handoff: Handoff, log: Any) -> None:
-    """Run the worker of ``handoff`` until a stop (above), logging on ``log`` (structlog's,
-    bound to the process's name), on the rules handed to it. Raises what ``assemble`` raises
-    when the stores cannot be reached, and what ``load_rules`` raises when the rules do not
-    load."""
+    """Run the worker of ``handoff`` until a stop (above), logging on ``log`` (structlog's;
+    ``main`` has every line name the process), on the rules handed to it. Raises what
+    ``assemble`` raises when the stores cannot be reached, and what ``load_rules`` raises when
+    the rules do not load."""
     from receiver.assembly import assemble, load_rules
+    from receiver.processes.handoff import HandoffError, read_rules, rules_path
     from receiver.stop_budget import close_all, stop_budget, within
 
     settings = handoff.settings
@@ -67,7 +69,14 @@ async def run_child(handoff: Handoff, log: Any) -> None:
         stop.set()
 
     def reload() -> None:
-        _reported(rules.holder.reload(), log)
+        # serve's rules as of its latest reload; none written yet (a SIGHUP by hand): the
+        # directory's.
+        try:
+            texts = read_rules(rules_path(handoff.metrics_socket))
+        except HandoffError as exc:
+            log.error("rule reload failed; keeping the last good rules", error=str(exc))
+            return
+        _reported(rules.holder.reload(texts), log)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, begin_stop)
@@ -117,6 +126,10 @@ def _remove_socket(socket: Path, *, serve_gone: bool) -> None:
     with contextlib.suppress(OSError):
         socket.unlink()
     if serve_gone:
+        from receiver.processes.handoff import rules_path
+
+        with contextlib.suppress(OSError):
+            rules_path(socket).unlink(missing_ok=True)  # no reload comes any more
         with contextlib.suppress(OSError):
             socket.parent.rmdir()
 
@@ -178,8 +191,10 @@ def main() -> None:
     except HandoffError as exc:
         print(f"remediator worker process: {exc}", file=sys.stderr)
         sys.exit(_BAD_HANDOFF)
-    configure_logging(handoff.settings.log_level, handoff.settings.log_format.value)
-    log = structlog.get_logger("remediator").bind(process=process_name(handoff.index))
+    name = process_name(handoff.index)
+    # Every line names the process (the pipeline's and the worker's loggers are not this one).
+    configure_logging(handoff.settings.log_level, handoff.settings.log_format.value, process=name)
+    log = structlog.get_logger("remediator")
     tune_garbage_collector()
     try:
         run_bounded(

@@ -10,12 +10,20 @@ or in its environment (which other processes of the same user can read: ``/proc/
 secrets, paths) that would be validated again, and differently, from their printed form; both
 ends are the same code, started by one another. The standard input then stays open: its end of
 file tells the child that the process that started it is gone (``child``).
+
+At each rules reload ``serve`` writes the texts it runs on then (its last good rules, whether
+the reload took or not) to ``rules_path``, in the sockets' directory (mode 0700), and sends
+SIGHUP: a worker process reloads those, never the directory as it is when the signal comes
+(later, a busy process), which may have changed since, or hold an error ``serve``'s reload did
+not see, and left the process on rules ``serve`` no longer ran until the next good reload.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -23,7 +31,16 @@ from typing import BinaryIO
 from receiver.assembly import Endpoints
 from receiver.config import Settings
 
-__all__ = ["Handoff", "HandoffError", "encoded", "process_name", "read_handoff"]
+__all__ = [
+    "Handoff",
+    "HandoffError",
+    "encoded",
+    "process_name",
+    "read_handoff",
+    "read_rules",
+    "rules_path",
+    "write_rules",
+]
 
 _LENGTH = struct.Struct(">I")
 # A handoff is the settings (a few kB) and the rule files' texts, which the loader bounds at
@@ -86,6 +103,47 @@ def read_handoff(stream: BinaryIO) -> Handoff:
     if not isinstance(handoff, Handoff):
         raise HandoffError(f"a handoff of type {type(handoff).__name__}: not one `serve` wrote")
     return handoff
+
+
+def rules_path(metrics_socket: Path) -> Path:
+    """Where ``serve`` writes the rules it reloaded: beside the worker processes' sockets."""
+    return metrics_socket.parent / "rules.pickle"
+
+
+def write_rules(path: Path, texts: Mapping[str, str]) -> None:
+    """Write ``texts`` (``RuleHolder.files``) to ``path`` whole: to a file beside it, renamed
+    over it, so that a process reading it meanwhile reads the old texts or the new ones. Raises
+    HandoffError when they are larger than a child reads (``_MOST_BYTES``), OSError when the
+    file cannot be written."""
+    body = pickle.dumps(dict(texts), protocol=pickle.HIGHEST_PROTOCOL)
+    if len(body) > _MOST_BYTES:
+        raise HandoffError(
+            f"the rule files come to {len(body) / 2**20:.0f} MiB, more than a worker process"
+            f" can be handed ({_MOST_BYTES // 2**20} MiB): make them smaller"
+        )
+    partial = path.with_name(path.name + ".new")
+    partial.write_bytes(body)
+    os.replace(partial, path)
+
+
+def read_rules(path: Path) -> dict[str, str] | None:
+    """The texts ``write_rules`` wrote to ``path``; None when there are none (no reload by
+    ``serve`` yet). Raises HandoffError when the file cannot be read or holds something else."""
+    try:
+        body = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise HandoffError(f"the rules serve reloaded cannot be read: {exc}") from None
+    try:
+        texts = pickle.loads(body)  # noqa: S301 - serve's, in its own mode-0700 directory
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError) as exc:
+        raise HandoffError(f"unreadable rules from serve: {exc}") from None
+    if not isinstance(texts, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in texts.items()
+    ):
+        raise HandoffError("the rules serve reloaded are not rule texts by path")
+    return texts
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:

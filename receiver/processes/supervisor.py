@@ -28,7 +28,14 @@ import receiver
 from receiver.assembly import Endpoints
 from receiver.config import Settings
 from receiver.metrics_merge import Reading
-from receiver.processes.handoff import Handoff, HandoffError, encoded, process_name
+from receiver.processes.handoff import (
+    Handoff,
+    HandoffError,
+    encoded,
+    process_name,
+    rules_path,
+    write_rules,
+)
 
 __all__ = ["WorkerProcesses"]
 
@@ -107,7 +114,18 @@ class WorkerProcesses:
             self._signal(signal.SIGTERM)
 
     def reload(self) -> None:
-        """Have every running worker process reload the rules (SIGHUP)."""
+        """Have every running worker process reload the rules ``serve`` runs on now (after its
+        own reload, good or failed): their texts written where each reads them
+        (``rules_path``), then SIGHUP. Written once for all, so that a process slow to act on
+        the signal reloads ``serve``'s latest, not the directory as it is by then."""
+        if self._dir is None:
+            return
+        try:
+            write_rules(rules_path(self._socket(1)), self._rule_files())
+        except (HandoffError, OSError) as exc:
+            # Not signalled: each keeps the rules it has, rather than reload older texts.
+            self._log.error("rules reload not passed on to the worker processes", error=str(exc))
+            return
         self._signal(signal.SIGHUP)
 
     async def wait(self, timeout_s: float) -> None:

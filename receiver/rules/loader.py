@@ -189,7 +189,8 @@ class RuleHolder:
 
     Construction loads the rules from ``directory``, or compiles ``files`` (path -> text: a
     worker process starts on the texts ``serve`` runs on, whatever the directory holds now),
-    and raises RuleSetError when they are invalid; ``reload`` reads ``directory`` either way.
+    and raises RuleSetError when they are invalid; ``reload`` reads ``directory`` again, or
+    compiles the ``files`` it is given.
     ``reload`` may be called from any thread (the watcher runs it in one). ``channels``: the
     configured notify channels, checked at every load (``load_rules``): a rule naming another
     one fails the start, or the reload (the rules in force stay).
@@ -248,12 +249,14 @@ class RuleHolder:
         """Errors of the latest reload; non-empty means the service runs on older rules."""
         return self._last_errors
 
-    def reload(self) -> list[RuleError]:
-        """Load the directory again; swap the set in only when it is valid. Returns the errors."""
+    def reload(self, files: Mapping[str, str] | None = None) -> list[RuleError]:
+        """Load the directory again, or compile ``files`` (path -> text: a worker process
+        reloads the texts ``serve`` runs on); swap the set in only when it is valid. Returns
+        the errors."""
         if self._fixed:
             return []
         with self._lock:
-            ruleset, errors, _, texts = self._compile(None)
+            ruleset, errors, _, texts = self._compile(files)
             if ruleset is not None:
                 # Valid on their own, but leaving a setting wrong (a by_rule key orphaned by a
                 # renamed rule would let the wider by_risk list decide): a failed reload too.

@@ -23,6 +23,7 @@ from receiver.processes import handoff, supervisor
 from receiver.processes.supervisor import WorkerProcesses
 from tests.support.polling import current, eventually
 from tests.support.worker_processes import (
+    OTHER,
     lines,
     metrics,
     rule_texts,
@@ -140,16 +141,21 @@ async def test_a_worker_process_started_again_runs_on_serve_s_rules_when_the_fil
         url, output, held = running.url, running.output, running.held
         first = await running.worker_process()
         # An operator pushes a typo: serve's watcher reloads, fails, keeps its rules, and
-        # passes the reload on (worker-1 fails it too). Waited for, so that no reload is
-        # under way when the next process starts.
+        # passes them on (worker-1 reloads serve's). Waited for, so that no reload is under way
+        # when the next process starts.
         # Written whole (a dot-file is not read), so that one reload sees it.
         (running.rules / ".typo.yaml").write_text("rules: [ {name: broken\n")
         (running.rules / ".typo.yaml").rename(running.rules / "typo.yaml")
         failed = "rule reload failed; keeping the last good rules"
         await eventually(
-            current(lambda: {r.get("process") for r in lines(output, failed)}),
-            lambda who: who == {None, "worker-1"},
-            what="serve and worker-1 keeping their rules",
+            current(lambda: [r.get("process") for r in lines(output, failed)]),
+            lambda who: who == [None],
+            what="serve keeping its rules",
+        )
+        await eventually(
+            current(lambda: [r.get("process") for r in lines(output, "rules reloaded")]),
+            lambda who: who == ["worker-1"],
+            what="worker-1 reloading serve's",
         )
 
         os.kill(first, signal.SIGKILL)
@@ -165,9 +171,11 @@ async def test_a_worker_process_started_again_runs_on_serve_s_rules_when_the_fil
 
         assert await eventually(answering_now, lambda n: n == 2, what="both answering") == 2
         assert lines(output, "worker process not started: errors in the rule files") == []
-        # It works with them: one slot a process and neither step answered, so two steps in
-        # flight are both processes' work, each matched by rule two-calls.
-        for fingerprint in ("cccc000000000003", "dddd000000000004"):
-            await running.post(session, fingerprint)
+        # It works with them: one slot a process, neither step answered, and two targets, so
+        # two steps in flight are both processes' work, each matched by a rule serve handed.
+        await running.post(session, "cccc000000000003")
+        await running.post(session, "dddd000000000004", OTHER)
         await eventually(current(lambda: len(held.calls)), lambda n: n >= 2, what="two steps")
         assert held.calls == ["first", "first"]
+        admitted = [r.get("process") for r in lines(output, "admitted")]
+        assert sorted(admitted, key=str) == [None, "worker-1"], admitted

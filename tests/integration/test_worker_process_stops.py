@@ -17,6 +17,7 @@ import pytest
 
 from receiver.assembly import Endpoints
 from receiver.config.sources import load_settings
+from receiver.processes.handoff import rules_path
 from receiver.processes.supervisor import WorkerProcesses
 from tests.support.polling import current, eventually
 from tests.support.worker_processes import rule_texts
@@ -106,6 +107,9 @@ async def test_a_worker_process_whose_serve_is_killed_leaves_no_socket_directory
     handoff = processes.handoff(1)
     await eventually(current(handoff.metrics_socket.exists), what="the worker process serving")
     [child] = processes.pids()
+    # A reload passed on: the rules serve wrote for it are in the directory too.
+    processes.reload()
+    assert rules_path(handoff.metrics_socket).exists()
     # What serve's death does to it: its standard input ends (serve's own cleanup never runs).
     for task_child in processes._children:  # the pipe serve holds open while it lives
         assert task_child.process is not None

@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.polling import current, eventually
 from tests.support.worker_processes import (
+    OTHER,
     alive,
     events_by_process,
     lines,
@@ -44,11 +45,16 @@ async def test_two_processes_work_side_by_side_and_stop_with_serve(
         said = events_by_process(output)
         assert "guards' redis" in said[None]
         assert said["worker-1"] & said[None] == set(), said["worker-1"]
-        for fingerprint in ("aaaa000000000001", "bbbb000000000002"):
-            await running.post(session, fingerprint)
-        # One slot a process, and neither step answered: two in flight are two processes.
+        await running.post(session, "aaaa000000000001")
+        await running.post(session, "bbbb000000000002", OTHER)
+        # One slot a process, neither step answered, two targets (a run of one would wait for
+        # the other's lock): two in flight are two processes.
         await eventually(current(lambda: len(held.calls)), lambda n: n >= 2, what="two steps")
         assert held.calls == ["first", "first"]
+        # Each line says which process wrote it, the pipeline's too: serve's name none.
+        admitted = {(r["fingerprint"], r.get("process")) for r in lines(output, "admitted")}
+        assert {process for _, process in admitted} == {None, "worker-1"}, admitted
+        assert len(admitted) == 2, admitted
 
         seen_now = await metrics(session, url)
         assert seen_now['remediator_worker_processes{state="configured"}'] == 2

@@ -20,16 +20,22 @@ _STEPS = """\
 """
 
 
-def two_calls_rule(guards: str | None = None) -> str:
-    """The rules file of rule ``two-calls`` (alert ``TwoCalls``, target HttpEndpoint ``sink``):
-    two ``http.call`` steps, bodies ``{step: first}`` and ``{step: second}``, no approval.
-    ``guards``: the rule's guards as a YAML flow mapping (``{max_runs: {count: 100, per:
+def two_calls_rule(
+    guards: str | None = None,
+    *,
+    name: str = "two-calls",
+    matchers: tuple[str, ...] = ('alertname="TwoCalls"',),
+    endpoint: str = "sink",
+) -> str:
+    """The rules file of rule ``name`` (its ``match``: ``matchers``, target HttpEndpoint
+    ``endpoint``): two ``http.call`` steps, bodies ``{step: first}`` and ``{step: second}``, no
+    approval. ``guards``: the rule's guards as a YAML flow mapping (``{max_runs: {count: 100, per:
     1h}}``), none when None."""
-    head = """\
+    head = f"""\
 rules:
-  - name: two-calls
-    match: ['alertname="TwoCalls"']
-    target: {kind: HttpEndpoint, name: sink}
+  - name: {name}
+    match: [{", ".join(f"'{m}'" for m in matchers)}]
+    target: {{kind: HttpEndpoint, name: {endpoint}}}
 """
     return head + (f"    guards: {guards}\n" if guards is not None else "") + _STEPS
 

@@ -1,9 +1,11 @@
 """``remediator serve`` with ``worker.processes`` 2, for the tests of its worker processes
 (receiver/processes/): a real ``serve`` on the test PostgreSQL and Redis with two processes of
-one slot each (``worker.concurrency`` 1), rule ``two-calls`` in its rules directory, and a local
-HTTP endpoint that holds each run's step, so two steps in flight at once can only be two
-processes' work. And what a test reads of it: its worker processes, its log lines, its
-``/metrics``; and the rule texts a supervisor started by a test hands its processes.
+one slot each (``worker.concurrency`` 1), rules ``two-calls`` and ``other-calls`` (two targets,
+endpoints ``sink`` and ``other``) in its rules directory, and a local HTTP endpoint behind both
+that holds each run's step, so two steps in flight at once, one of each rule, can only be two
+processes' work (two of one target cannot be: its lock). And what a test reads of it: its
+worker processes, its log lines, its ``/metrics``; and the rule texts a supervisor started by
+a test hands its processes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tests.support.served import env_for, launch
 from tests.support.two_calls import two_calls_alert, two_calls_env, two_calls_rule
 
 __all__ = [
+    "OTHER",
     "Held",
     "Running",
     "alive",
@@ -42,6 +45,11 @@ __all__ = [
     "served",
     "worker_processes",
 ]
+
+
+# How the instance of rule ``other-calls``'s alerts begins: its target (endpoint ``other``) is
+# not ``two-calls``'s.
+OTHER = "other-"
 
 
 def _children(pid: int) -> list[int]:
@@ -95,9 +103,13 @@ class Running:
     held: Held
     token: str
 
-    async def post(self, session: aiohttp.ClientSession, fingerprint: str) -> None:
-        """Post one firing TwoCalls alert (its own lane entry: instance = fingerprint)."""
-        labels = {"alertname": "TwoCalls", "instance": fingerprint}
+    async def post(
+        self, session: aiohttp.ClientSession, fingerprint: str, instance: str = ""
+    ) -> None:
+        """Post one firing TwoCalls alert, label instance ``instance + fingerprint``: rule
+        ``two-calls``'s (endpoint ``sink``), or with ``instance`` ``OTHER`` rule
+        ``other-calls``'s (endpoint ``other``)."""
+        labels = {"alertname": "TwoCalls", "instance": instance + fingerprint}
         async with session.post(
             f"{self.url}/api/v1/alerts",
             json=two_calls_alert(fingerprint, labels),
@@ -123,7 +135,22 @@ async def served(
     stopped (SIGTERM, then killed) when the block ends."""
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "two.yaml").write_text(two_calls_rule("{max_runs: {count: 100, per: 1h}}"))
+    guards = "{max_runs: {count: 100, per: 1h}}"
+    # A second target: a run holds its target's lock, so two runs of one target are never in
+    # flight at once, whichever processes claimed them. One alert name: a worker whose slot is
+    # busy claims one beyond it of a name with nothing in progress (the express claim).
+    alert = 'alertname="TwoCalls"'
+    (rules / "two.yaml").write_text(
+        two_calls_rule(guards, matchers=(alert, f'instance!~"{OTHER}.*"'))
+    )
+    (rules / "other.yaml").write_text(
+        two_calls_rule(
+            guards,
+            name="other-calls",
+            matchers=(alert, f'instance=~"{OTHER}.*"'),
+            endpoint="other",
+        )
+    )
     held = Held([], asyncio.Event())
 
     async def endpoint(request: web.Request) -> web.Response:
@@ -141,6 +168,8 @@ async def served(
             rules=rules,
             sink=f"{base}/sink",
         )
+        sinks = {"sink": {"url": f"{base}/sink"}, "other": {"url": f"{base}/sink"}}
+        env["REMEDIATOR_HTTP_ENDPOINTS"] = json.dumps(sinks)
         env["REMEDIATOR_WORKER_PROCESSES"] = "2"
         proc, url, output = await asyncio.to_thread(launch, env)
         try:

@@ -92,6 +92,29 @@ def test_json_logging_from_structlog_and_stdlib() -> None:
     assert len(lines) == 2
 
 
+def test_a_named_process_names_every_line_whichever_logger_wrote_it() -> None:
+    # A worker process of serve writes to serve's output: its pipeline's and the libraries'
+    # lines, bound to nothing of it, read as serve's own without the name.
+    out = io.StringIO()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    try:
+        configure_logging("info", "json", stream=out, process="worker-3")
+        structlog.get_logger("remediator.pipeline").info("admitted", run_id="r1")
+        structlog.get_logger("remediator").bind(process="own").info("bound")
+        logging.getLogger("asyncpg").warning("stdlib %s", "too")
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    assert [(r["event"], r["process"]) for r in lines] == [
+        ("admitted", "worker-3"),
+        ("bound", "own"),
+        ("stdlib too", "worker-3"),
+    ]
+
+
 def _fail_holding(secret: str) -> None:
     token = secret  # a local that a traceback with locals would print
     raise RuntimeError(f"bad request ({len(token)} bytes)")

@@ -15,7 +15,15 @@ import pytest
 
 from receiver.assembly import Endpoints
 from receiver.config.sources import load_settings
-from receiver.processes.handoff import Handoff, HandoffError, encoded, read_handoff
+from receiver.processes.handoff import (
+    Handoff,
+    HandoffError,
+    encoded,
+    read_handoff,
+    read_rules,
+    rules_path,
+    write_rules,
+)
 from receiver.rules.loader import MAX_FILE_BYTES
 from receiver.stop_budget import stop_budget
 
@@ -121,3 +129,33 @@ def test_a_worker_process_is_not_handed_the_http_side_s_credentials() -> None:
     assert settings.webhook_token is not None  # serve's own are untouched
     assert b"webhook-secret" not in encoded(processes.handoff(1))
     assert b"operator-secret" not in encoded(processes.handoff(1))
+
+
+def test_the_rules_serve_reloaded_read_back_as_written_and_none_before_a_reload(
+    tmp_path: Path,
+) -> None:
+    path = rules_path(tmp_path / "worker-1.sock")
+    assert path.parent == tmp_path
+    assert read_rules(path) is None  # no reload yet: the process reads the directory
+    texts = {"/rules/a.yaml": "rules: []\n", "/rules/b.yaml": "rules: []  # b\n"}
+    write_rules(path, texts)
+    write_rules(path, {"/rules/a.yaml": "rules: []\n"})  # replaced whole
+    assert read_rules(path) == {"/rules/a.yaml": "rules: []\n"}
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # nothing partial left
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"not a pickle", "unreadable rules from serve"),
+        (pickle.dumps(["a list"]), "not rule texts by path"),
+        (pickle.dumps({"/rules/a.yaml": b"bytes"}), "not rule texts by path"),
+    ],
+)
+def test_rules_not_written_by_serve_are_refused_by_name(
+    tmp_path: Path, body: bytes, says: str
+) -> None:
+    path = rules_path(tmp_path / "worker-1.sock")
+    path.write_bytes(body)
+    with pytest.raises(HandoffError, match=says):
+        read_rules(path)
