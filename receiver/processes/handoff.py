@@ -20,6 +20,7 @@ not see, and left the process on rules ``serve`` no longer ran until the next go
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -107,15 +108,16 @@ def read_handoff(stream: BinaryIO) -> Handoff:
 
 def rules_path(metrics_socket: Path) -> Path:
     """Where ``serve`` writes the rules it reloaded: beside the worker processes' sockets."""
-    return metrics_socket.parent / "rules.pickle"
+    return metrics_socket.parent / "rules.json"
 
 
 def write_rules(path: Path, texts: Mapping[str, str]) -> None:
-    """Write ``texts`` (``RuleHolder.files``) to ``path`` whole: to a file beside it, renamed
-    over it, so that a process reading it meanwhile reads the old texts or the new ones. Raises
-    HandoffError when they are larger than a child reads (``_MOST_BYTES``), OSError when the
-    file cannot be written."""
-    body = pickle.dumps(dict(texts), protocol=pickle.HIGHEST_PROTOCOL)
+    """Write ``texts`` (``RuleHolder.files``) to ``path`` whole, as a JSON object (text by path:
+    nothing a pickle is needed for, and nothing a reader must trust to load): to a file beside
+    it, renamed over it, so that a process reading it meanwhile reads the old texts or the new
+    ones. Raises HandoffError when they are larger than a child reads (``_MOST_BYTES``),
+    OSError when the file cannot be written."""
+    body = json.dumps(dict(texts)).encode()
     if len(body) > _MOST_BYTES:
         raise HandoffError(
             f"the rule files come to {len(body) / 2**20:.0f} MiB, more than a worker process"
@@ -136,8 +138,8 @@ def read_rules(path: Path) -> dict[str, str] | None:
     except OSError as exc:
         raise HandoffError(f"the rules serve reloaded cannot be read: {exc}") from None
     try:
-        texts = pickle.loads(body)  # noqa: S301 - serve's, in its own mode-0700 directory
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError) as exc:
+        texts = json.loads(body)
+    except ValueError as exc:  # not UTF-8, or not JSON
         raise HandoffError(f"unreadable rules from serve: {exc}") from None
     if not isinstance(texts, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in texts.items()

@@ -147,9 +147,10 @@ def test_the_rules_serve_reloaded_read_back_as_written_and_none_before_a_reload(
 @pytest.mark.parametrize(
     ("body", "says"),
     [
-        (b"not a pickle", "unreadable rules from serve"),
-        (pickle.dumps(["a list"]), "not rule texts by path"),
-        (pickle.dumps({"/rules/a.yaml": b"bytes"}), "not rule texts by path"),
+        (b"not json", "unreadable rules from serve"),
+        (b"\xff\xfe", "unreadable rules from serve"),
+        (b'["a list"]', "not rule texts by path"),
+        (b'{"/rules/a.yaml": 3}', "not rule texts by path"),
     ],
 )
 def test_rules_not_written_by_serve_are_refused_by_name(
