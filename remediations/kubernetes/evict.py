@@ -38,11 +38,13 @@ from remediations.kubernetes.retry import (
     is_transient,
     refusal,
 )
+from remediations.request_timeout import request_timeout
 from remediations.retrying import call_with_retries
 
 __all__ = [
     "BUDGET_ADVICE",
     "BUDGET_PENDING",
+    "EVICTION_ANSWER_S",
     "MANY_BUDGETS_ADVICE",
     "BudgetRefused",
     "Evicted",
@@ -55,6 +57,14 @@ __all__ = [
 # store's for the DELETE it makes). Any other 409 of an eviction is its resourceVersion
 # precondition: the pod changed while the API server checked it, and it is still there.
 _UID_CONFLICT = re.compile(r"UID in (the )?precondition")
+
+# How long one eviction's answer may take (seconds), at least. The API server retries a
+# conflict inside the request (eviction.go's ``EvictionsRetry``): an eviction whose uid
+# precondition no longer holds (a StatefulSet's namesake replaced the pod) is answered 409
+# only after about 10 s (9.9 s measured, kube-apiserver 1.36), the default request timeout. A
+# busy server answered past it: the try counted as one that may have evicted, and its retry's
+# 409 was then reported "deleted db-0 now" of a pod this step never touched, 20 s later.
+EVICTION_ANSWER_S = 30.0
 
 # How long an eviction whose budget is still being processed is sent again: 6 tries, 0.5, 1,
 # 2, 4 and 4 s apart (plus up to 0.2 s each), the last some 11.5 s after the first: past the
@@ -139,7 +149,12 @@ async def evict(
     options: dict[str, Any] = {"preconditions": {"uid": uid}}
     if grace_period_seconds is not None:
         options["gracePeriodSeconds"] = grace_period_seconds
-    kwargs: dict[str, Any] = {"_content_type": JSON, **api.read_opts()}
+    kwargs: dict[str, Any] = {
+        "_content_type": JSON,
+        **api.read_opts(),
+        # Room for the API server's own retries of a conflict (``EVICTION_ANSWER_S``).
+        "_request_timeout": request_timeout(max(api.policy.request_timeout, EVICTION_ANSWER_S)),
+    }
     if api.ctx.dry_run:
         # Both, equal: the API server takes the create options' dryRun into the Eviction's
         # deleteOptions and refuses the two when they differ (propagateDryRun).
