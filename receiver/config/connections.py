@@ -121,13 +121,18 @@ def check_names(value: dict[str, Any], what: str) -> dict[str, Any]:
     return value
 
 
+# Where a client-side timeout of a call may lie (seconds): an HTTP call's, a notification's, a
+# PostgreSQL connection's. aiohttp reads 0 as "no time limit", so `timeout: 0s` let a call that
+# is never answered hold its step for ever.
+_CALL_TIMEOUT_BOUNDS = (0.1, durations.MAX_DURATION_S)
+
 # Where a PostgreSQL connection's timeouts may lie (seconds). PostgreSQL reads 0 as "no
 # timeout" and keeps statement_timeout in milliseconds in an int: 0s became 1 ms here, so each
 # statement was cancelled, or one that signals part way through; past 2^31 - 1 ms the server
 # refuses every connection ("Value exceeds integer range"). 3w3d (24d) is under it.
 _POSTGRES_TIMEOUT_BOUNDS: dict[str, tuple[float, float]] = {
     "statement_timeout": (0.1, 24 * 86400.0),
-    "timeout": (0.1, durations.MAX_DURATION_S),
+    "timeout": _CALL_TIMEOUT_BOUNDS,
 }
 
 
@@ -197,11 +202,6 @@ class RedisConnectionConfig(_Strict):
     @classmethod
     def _queue_names(cls, value: dict[str, RedisQueueConfig]) -> dict[str, RedisQueueConfig]:
         return check_names(value, "queue")
-
-
-# Where an HTTP call's or a notification's timeout may lie (seconds): aiohttp reads 0 as "no
-# time limit", so `timeout: 0s` let a call that is never answered hold its step for ever.
-_CALL_TIMEOUT_BOUNDS = (0.1, durations.MAX_DURATION_S)
 
 
 def _call_timeout(value: object, info: ValidationInfo) -> float:
