@@ -3,6 +3,8 @@ here runs a remediation."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from receiver.alertmanager import Notification, PayloadError, parse_notification
@@ -47,8 +49,19 @@ async def post_alerts(request: web.Request) -> web.Response:
     try:
         notification = parse_notification(body)
     except PayloadError as exc:
-        app[LOG].info("rejected notification", field=exc.field, reason=exc.message)
-        return json_response({"error": exc.message, "field": exc.field}, 400)
+        app[LOG].info(
+            "rejected notification",
+            field=exc.field,
+            reason=exc.message,
+            problems=len(exc.problems) + exc.more,
+        )
+        # The first problem as before (`error`, `field`), then each one the schema found: a
+        # sender fixing its payload by hand learns them all from one answer.
+        answer: dict[str, Any] = {"error": exc.message, "field": exc.field}
+        answer["problems"] = [{"field": f, "error": m} for f, m in exc.problems]
+        if exc.more:
+            answer["more_problems"] = exc.more
+        return json_response(answer, 400)
     try:
         result = await app[INTAKE].accept(notification)
     except StoreUnavailable as exc:

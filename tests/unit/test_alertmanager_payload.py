@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.alertmanager import (
+    MAX_PROBLEMS,
     ZERO_TIME,
     Alert,
     Notification,
@@ -92,6 +93,36 @@ class TestRealShapes:
         with pytest.raises(PayloadError) as caught:
             _parse(body)
         assert caught.value.field == "truncatedAlerts"
+
+    def test_every_problem_is_named_in_the_schemas_order(self) -> None:
+        body = _body(receiver=7)
+        body["alerts"] = [_alert(), _alert(startsAt="noon"), _alert(status="on fire")]
+        with pytest.raises(PayloadError) as caught:
+            _parse(body)
+        error = caught.value
+        assert (error.field, error.message) == error.problems[0]
+        assert [field for field, _ in error.problems] == [
+            "receiver",
+            "alerts.1.startsAt",
+            "alerts.2.status",
+        ]
+        assert "noon" in error.problems[1][1]
+        assert error.more == 0
+
+    def test_the_problems_listed_are_bounded(self) -> None:
+        body = _body()
+        body["alerts"] = [_alert(startsAt=f"day {i}") for i in range(MAX_PROBLEMS + 7)]
+        with pytest.raises(PayloadError) as caught:
+            _parse(body)
+        assert len(caught.value.problems) == MAX_PROBLEMS
+        assert caught.value.more == 7
+        assert caught.value.problems[-1][0] == f"alerts.{MAX_PROBLEMS - 1}.startsAt"
+
+    def test_a_body_that_is_not_json_has_one_problem(self) -> None:
+        with pytest.raises(PayloadError) as caught:
+            parse_notification(b"{not json")
+        assert caught.value.problems == ((caught.value.field, caught.value.message),)
+        assert caught.value.field == "body"
 
     def test_defaults_for_omitted_optional_fields(self) -> None:
         body = _body()

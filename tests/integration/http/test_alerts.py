@@ -82,6 +82,23 @@ async def test_bad_payload_is_400_naming_the_field(
     assert await store.queue_depth() == 0
 
 
+async def test_a_bad_payload_names_every_problem(make_client: MakeClient, store: Store) -> None:
+    payload = sample()
+    good = payload["alerts"][0]
+    payload["alerts"] = [good, {**good, "startsAt": "noon"}, {**good, "status": "on fire"}]
+    client = await make_client()
+    response = await client.post(ALERTS_PATH, json=payload, headers=AUTH)
+    assert response.status == 400
+    data = await response.json()
+    assert (data["field"], data["error"]) == (
+        data["problems"][0]["field"],
+        data["problems"][0]["error"],
+    )
+    assert [p["field"] for p in data["problems"]] == ["alerts.1.startsAt", "alerts.2.status"]
+    assert "more_problems" not in data
+    assert await store.queue_depth() == 0
+
+
 async def test_body_over_limit_is_413(make_client: MakeClient, store: Store) -> None:
     client = await make_client(
         settings=Settings(webhook_token=SecretStr(TOKEN), max_body_bytes=2048)
