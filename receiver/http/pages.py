@@ -218,8 +218,16 @@ async def incident_markdown(request: web.Request) -> web.Response:
     )
 
 
+async def landing(request: web.Request) -> web.Response:
+    """``GET /``: 303 to the incidents, the reviewer's first page. Said to anyone: where the
+    pages are is no secret, and the incidents page asks who is reading. Relative (RFC 9110
+    section 10.2.2), as the login's: it holds under any prefix a proxy serves the service at."""
+    return web.Response(status=303, headers={"Location": "incidents", "Cache-Control": "no-store"})
+
+
 def add_page_routes(app: web.Application) -> None:
     """The page routes (``add_login_routes`` first: they share what it puts on the app)."""
+    app.router.add_get("/", landing)
     app.router.add_get("/runs", runs_page)
     app.router.add_get("/runs/{run_id}", run_page)
     app.router.add_get("/incidents", incidents_page)

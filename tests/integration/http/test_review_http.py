@@ -84,6 +84,19 @@ async def test_every_page_refuses_who_is_not_an_operator(served: Served) -> None
     assert (await client.get("/api/v1/report", headers=AUTH)).status == 403
 
 
+async def test_the_root_leads_to_the_incidents(served: Served) -> None:
+    # A new user opening the service's address in a browser got the API's JSON 404.
+    client = served.client
+    response = await client.get("/", allow_redirects=False)
+    assert (response.status, response.headers["Location"]) == (303, "incidents")
+    followed = await client.get("/")
+    assert followed.status == 401
+    assert 'id="operator_token"' in await followed.text()
+    signed_in = await client.get("/", headers=OPERATOR)
+    assert signed_in.status == 200
+    assert signed_in.url.path == "/incidents"
+
+
 async def test_the_login_exchanges_a_token_for_a_strict_session_cookie(served: Served) -> None:
     client = served.client
     same_site = {"Sec-Fetch-Site": "same-origin"}
