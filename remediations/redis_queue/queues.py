@@ -14,7 +14,13 @@ from typing import Any
 
 from remediations.base import ActionRefused
 
-__all__ = ["End", "Layout", "QueueSpec", "RedisQueues", "text"]
+__all__ = ["CELERY_PRIORITY_STEPS", "End", "Layout", "QueueSpec", "RedisQueues", "text"]
+
+# kombu's Redis transport keeps a queue's messages of priority step n (n > 0) in the list
+# "<queue>\x06\x16<n>", step 0 in the queue's own key (kombu/transport/redis.py: PRIORITY_STEPS,
+# Channel.sep, Channel._q_for_pri), unless its transport options change them.
+CELERY_PRIORITY_STEPS = (0, 3, 6, 9)
+_KOMBU_SEP = "\x06\x16"
 
 
 class Layout(StrEnum):
@@ -98,6 +104,11 @@ class QueueSpec:
             "'rq:queue:<name>' and 'rq:failed:<name>' (another prefix if RQ_KEY_PREFIX is set), "
             f"got key {self.key!r} and dead_letter_key {self.dead_letter_key!r}"
         )
+
+    @property
+    def celery_keys(self) -> tuple[str, ...]:
+        """A celery queue's lists, one per step of ``CELERY_PRIORITY_STEPS``, in that order."""
+        return tuple(f"{self.key}{_KOMBU_SEP}{n}" if n else self.key for n in CELERY_PRIORITY_STEPS)
 
     @property
     def rq_queue(self) -> str:
