@@ -33,6 +33,19 @@ REPORTS = QueueSpec(Layout.RQ, "rq:queue:reports", "rq:failed:reports")
 TARGET = Target("RedisQueue", "", "jobs/reports")
 
 
+class BurstWorker(SimpleWorker):
+    """RQ's SimpleWorker without its command channel (rq/worker/base.py ``subscribe``: a
+    pubsub thread for "stop this job" commands, which a burst run here never gets). Its thread
+    waits up to 60 s on its subscription, and redis-py 8's ``PubSubWorkerThread.stop`` joins
+    it: one worker in three took a minute to quit."""
+
+    def subscribe(self) -> None:
+        return None
+
+    def unsubscribe(self) -> None:
+        return None
+
+
 def fails_until(marker: str) -> str:
     """An RQ job: fails until the file ``marker`` exists, then returns its text."""
     return Path(marker).read_text("utf-8")
@@ -63,7 +76,7 @@ def ctx(queues: RedisQueues, *, dry_run: bool = False) -> ActionContext:
 def failed(sync: redis.Redis, queue: str, marker: Path) -> Job:
     """A job of ``queue`` that RQ's worker ran and failed: in its failed registry."""
     job = Queue(queue, connection=sync).enqueue(fails_until, str(marker))
-    SimpleWorker([Queue(queue, connection=sync)], connection=sync).work(burst=True)
+    BurstWorker([Queue(queue, connection=sync)], connection=sync).work(burst=True)
     assert job.get_status(refresh=True) == JobStatus.FAILED
     return job
 
@@ -94,7 +107,7 @@ async def test_a_job_rq_failed_is_requeued_as_rq_reads_it_and_its_worker_runs_it
     assert fetched.enqueued_at > job.enqueued_at
     # And RQ's worker runs it again: this time it succeeds.
     marker.write_text("done", "utf-8")
-    SimpleWorker([reports], connection=sync).work(burst=True)
+    BurstWorker([reports], connection=sync).work(burst=True)
     assert fetched.get_status(refresh=True) == JobStatus.FINISHED
     assert fetched.return_value() == "done"
     assert reports.count == 0
@@ -154,7 +167,7 @@ async def test_a_job_with_a_ttl_gets_it_again_as_rq_enqueue_sets_it(
     job = Queue("reports", connection=sync).enqueue(
         fails_until, str(tmp_path / "never"), ttl=600, failure_ttl=365 * 86400
     )
-    SimpleWorker([Queue("reports", connection=sync)], connection=sync).work(burst=True)
+    BurstWorker([Queue("reports", connection=sync)], connection=sync).work(burst=True)
     assert sync.ttl(job.key) > 600
 
     await RequeueDeadLetters().run(ctx(queues), TARGET, RequeueParams(max_messages=10))
