@@ -14,7 +14,13 @@ from typing import Any
 
 from remediations.base import ActionRefused
 
-__all__ = ["End", "Layout", "QueueSpec", "RedisQueues", "text"]
+__all__ = ["CELERY_PRIORITY_STEPS", "End", "Layout", "QueueSpec", "RedisQueues", "text"]
+
+# kombu's Redis transport keeps a queue's messages of priority step n (n > 0) in the list
+# "<queue>\x06\x16<n>", step 0 in the queue's own key (kombu/transport/redis.py: PRIORITY_STEPS,
+# Channel.sep, Channel._q_for_pri), unless its transport options change them.
+CELERY_PRIORITY_STEPS = (0, 3, 6, 9)
+_KOMBU_SEP = "\x06\x16"
 
 
 class Layout(StrEnum):
@@ -41,7 +47,10 @@ class QueueSpec:
     celery) or RQ's failed registry (rq). ``group``: the consumer group (stream).
     ``pop``/``push`` (list only): the end of the dead-letter list its oldest message is at, and
     the end of the work list producers push to (defaults: producers LPUSH, consumers RPOP).
-    ``job_key_prefix`` (rq only): where RQ keeps job hashes.
+    ``job_key_prefix`` (rq only): where RQ keeps job hashes. An rq queue's keys are RQ's own
+    for one queue name: ``<prefix>:queue:<name>`` and ``<prefix>:failed:<name>`` (rq/queue.py
+    ``Queue.key``, rq/registry.py ``FailedJobRegistry.key_template``; ``<prefix>`` is
+    ``RQ_KEY_PREFIX``, ``rq`` unless changed), as a job's ``origin`` names its queue by that name.
     """
 
     layout: Layout
@@ -67,6 +76,8 @@ class QueueSpec:
                 raise ValueError("dead_letter_key must differ from key")
             if self.group:
                 raise ValueError(f"a {self.layout} queue takes no group")
+        if self.layout is Layout.RQ:
+            self._rq_keys()  # raises ValueError naming RQ's keys
         if self.layout is not Layout.LIST and (self.pop, self.push) != (End.RIGHT, End.LEFT):
             raise ValueError(f"pop and push are fixed by the {self.layout} layout")
 
@@ -76,6 +87,38 @@ class QueueSpec:
         # Celery: kombu LPUSHes and BRPOPs, so the oldest dead letter is at the right and a
         # requeued message goes where producers put new ones, at the left.
         return (self.pop, self.push)
+
+    def _rq_keys(self) -> tuple[str, str]:
+        """(RQ's key prefix, the queue's name) of an rq queue's ``key`` and ``dead_letter_key``.
+        Raises ValueError when they are not one queue's keys. The shortest prefix that fits
+        both: a name may hold ``:queue:`` itself, a prefix that fits both the same way cannot
+        be told from it, and RQ's default is the shortest."""
+        marker, start = ":queue:", 0
+        while (at := self.key.find(marker, start)) >= 0:
+            prefix, name = self.key[:at], self.key[at + len(marker) :]
+            if name and self.dead_letter_key == f"{prefix}:failed:{name}":
+                return prefix, name
+            start = at + 1
+        raise ValueError(
+            "an rq queue's key and dead_letter_key are RQ's keys of one queue: "
+            "'rq:queue:<name>' and 'rq:failed:<name>' (another prefix if RQ_KEY_PREFIX is set), "
+            f"got key {self.key!r} and dead_letter_key {self.dead_letter_key!r}"
+        )
+
+    @property
+    def celery_keys(self) -> tuple[str, ...]:
+        """A celery queue's lists, one per step of ``CELERY_PRIORITY_STEPS``, in that order."""
+        return tuple(f"{self.key}{_KOMBU_SEP}{n}" if n else self.key for n in CELERY_PRIORITY_STEPS)
+
+    @property
+    def rq_queue(self) -> str:
+        """An rq queue's name, as RQ writes it in a job's ``origin`` (rq only)."""
+        return self._rq_keys()[1]
+
+    @property
+    def rq_queues_key(self) -> str:
+        """RQ's set of queue keys, ``<prefix>:queues`` (rq/queue.py ``redis_queues_keys``)."""
+        return f"{self._rq_keys()[0]}:queues"
 
     def describe(self) -> str:
         if self.layout is Layout.STREAM:

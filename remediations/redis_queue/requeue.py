@@ -34,7 +34,14 @@ from remediations.base import (
 from remediations.durations import format_duration
 from remediations.params import Duration, Integer, StrictParams
 from remediations.redis_queue.declines import DECLINED, NOT_RUN, PASSING, cluster_refusal, declined
-from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues, text
+from remediations.redis_queue.queues import (
+    CELERY_PRIORITY_STEPS,
+    Layout,
+    QueueSpec,
+    RedisQueues,
+    text,
+)
+from remediations.redis_queue.rq_skips import skipped_detail
 from remediations.redis_queue.stream_count import stream_would_move
 from remediations.retrying import DEFAULT_RETRY, RetryPolicy, call_with_retries
 from remediations.targets import Target
@@ -85,7 +92,7 @@ class RequeueDeadLetters:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._scripts = {
             Layout.LIST: _lua("requeue_list.lua"),
-            Layout.CELERY: _lua("requeue_list.lua"),
+            Layout.CELERY: _lua("requeue_celery.lua"),
             Layout.RQ: _lua("requeue_rq.lua"),
             Layout.STREAM: _lua("reclaim_stream.lua"),
         }
@@ -243,8 +250,9 @@ class RequeueDeadLetters:
     ) -> tuple[int, str]:
         """What a live RQ move would move now (``lua/count_rq.lua``, read only): how many of
         the failed jobs, up to one past the cap, and the words for the ids it would skip. Not
-        the registry's count: an id whose job hash is gone is counted there and skipped by the
-        move, so a dry run of 150 such ids before 2 jobs said it would requeue 10."""
+        the registry's count: an id whose job hash is gone, whose origin is another queue, or
+        a rate-limited job is counted there and skipped by the move, so a dry run of 150 such
+        ids before 2 jobs said it would requeue 10."""
         reply = await queues.client.eval(
             self._rq_count,
             1,
@@ -252,15 +260,10 @@ class RequeueDeadLetters:
             params.max_messages + 1,
             spec.job_key_prefix,
             self._rq_now(),
+            spec.rq_queue,
         )
-        would, skipped = (int(x) for x in reply)
-        detail = (
-            f"; {skipped} failed id(s) would be skipped: not expired, but no job hash under "
-            f"{spec.job_key_prefix!r}"
-            if skipped
-            else ""
-        )
-        return would, detail
+        would, gone, elsewhere, limited = (int(x) for x in reply)
+        return would, skipped_detail(gone, elsewhere, limited, spec, dry=True)
 
     async def _move(
         self, queues: RedisQueues, spec: QueueSpec, params: RequeueParams
@@ -276,25 +279,36 @@ class RequeueDeadLetters:
                 3,
                 spec.dead_letter_key,
                 spec.key,
-                "rq:queues",
+                spec.rq_queues_key,
                 params.max_messages,
                 spec.job_key_prefix,
                 stamp,
                 self._rq_now(),
+                spec.rq_queue,
             )
-            moved, skipped, expired, failed, length = (int(x) for x in reply[:5])
+            moved, gone, elsewhere, limited, expired, failed, length = (int(x) for x in reply[:7])
             detail = (
                 f"; {expired} expired failed id(s) removed, as RQ's cleanup does" if expired else ""
-            ) + (
-                f"; {skipped} failed id(s) skipped: not expired, but no job hash under "
-                f"{spec.job_key_prefix!r} (evicted, deleted, a key there that is no hash, or RQ "
-                "keeps its jobs elsewhere: job_key_prefix); left in the registry, as RQ leaves "
-                "them"
-                if skipped
+            ) + skipped_detail(gone, elsewhere, limited, spec, dry=False)
+            jobs = [text(x) for x in reply[7:]]
+            return moved, {"dead_letters": failed, "queue": length, "jobs": jobs}, detail
+        if spec.layout is Layout.CELERY:
+            reply = await r.eval(
+                script, 5, spec.dead_letter_key, *spec.celery_keys, params.max_messages
+            )
+            moved, dead, length = (int(x) for x in reply[:3])
+            steps = {
+                f"priority {n}": int(count)
+                for n, count in zip(CELERY_PRIORITY_STEPS, reply[3:], strict=True)
+                if int(count) and n
+            }
+            detail = (
+                "; by kombu's priority steps, to their lists (<queue>\\x06\\x16<step>): "
+                + ", ".join(f"{count} at {step}" for step, count in steps.items())
+                if steps
                 else ""
             )
-            jobs = [text(x) for x in reply[5:]]
-            return moved, {"dead_letters": failed, "queue": length, "jobs": jobs}, detail
+            return moved, {"dead_letters": dead, "queue": length}, detail
         source, dest = spec.ends
         reply = await r.eval(
             script, 2, spec.dead_letter_key, spec.key, params.max_messages, source.value, dest.value

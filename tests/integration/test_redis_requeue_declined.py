@@ -132,7 +132,7 @@ async def test_a_move_the_server_declines_is_not_a_possible_change(
         sync.cluster("ADDSLOTSRANGE", 0, 16383)
         _served(sync)
     for i in range(3):
-        sync.hset(f"rq:job:{{r}}{i}", mapping={"status": "failed", "origin": "reports"})
+        sync.hset(f"rq:job:{{r}}{i}", mapping={"status": "failed", "origin": "{r}"})
         sync.zadd("rq:failed:{r}", {f"{i}": NOW.timestamp() + 3600})
     reads = 0
 

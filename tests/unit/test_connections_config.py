@@ -93,6 +93,19 @@ external_url: https://remediator.example/
             "redis: {queues: {jobs: {url_file: /x, queues: {q: {layout: fifo, key: q}}}}}",
             "redis.queues.jobs.queues.q.layout",
         ),
+        # An rq queue's keys are RQ's keys of one queue name, the name its jobs' origin holds:
+        # failed jobs of "exports" were requeued onto "reports".
+        (
+            "redis: {queues: {jobs: {url_file: /x, queues: {q: {layout: rq, "
+            "key: 'rq:queue:reports', dead_letter_key: 'rq:failed:exports'}}}}}",
+            "redis.queues.jobs.queues.q: an rq queue's key and dead_letter_key are RQ's keys of "
+            "one queue: 'rq:queue:<name>' and 'rq:failed:<name>'",
+        ),
+        (
+            "redis: {queues: {jobs: {url_file: /x, queues: {q: {layout: rq, "
+            "key: reports, dead_letter_key: 'reports:failed'}}}}}",
+            "got key 'reports' and dead_letter_key 'reports:failed'",
+        ),
         (
             "http: {endpoints: {flush: {url: 'ftp://cache/flush'}}}",
             "http.endpoints.flush: the URL must be http:// or https://",

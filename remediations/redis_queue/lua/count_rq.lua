@@ -2,13 +2,15 @@
 -- chooses them, so that a dry run says what a live run would do. It counts what the move looks
 -- at: the ids not expired (score -1, or after now: the move drops the expired ones, scored from
 -- 0 to now, first), lowest score first, in batches of what is still wanted, a job moving when
--- its hash exists and skipped otherwise, until the cap is met, the ids run out, or MAX_SKIPPED
--- ids were skipped. Nothing is written.
+-- it would move (its hash exists, its origin is this queue, it has no rate limit) and skipped
+-- otherwise, until the cap is met, the ids run out, or MAX_SKIPPED ids were skipped. Nothing
+-- is written.
 --   KEYS[1] the failed registry (sorted set, rq:failed:<queue>)
 --   ARGV[1] at most this many jobs (the cap, or one past it to tell that more wait)
 --   ARGV[2] job key prefix (rq:job:)
 --   ARGV[3] now, as rq's current_timestamp (whole seconds since the epoch, UTC)
--- Returns {would move, skipped}.
+--   ARGV[4] the queue's name, as a job's origin names it
+-- Returns {would move, gone, elsewhere, rate limited}: requeue_rq.lua's reasons to skip.
 local MAX_SKIPPED = 10000  -- as requeue_rq.lua's
 local limit = tonumber(ARGV[1])
 -- The ids the move sees once the expired ones are gone: ranks below `below` (scores under 0),
@@ -28,7 +30,8 @@ local function ids(from, to)
   end
   return out
 end
-local movable, skipped = 0, 0
+local movable, gone, elsewhere, limited = 0, 0, 0, 0
+local skipped = 0
 while movable < limit and skipped < MAX_SKIPPED do
   -- Nothing moves here, so the move's next rank (`skipped`, the moved ids being gone) is
   -- this one: every id looked at so far.
@@ -38,11 +41,17 @@ while movable < limit and skipped < MAX_SKIPPED do
     break
   end
   for _, id in ipairs(batch) do
-    if redis.call('TYPE', ARGV[2] .. id)['ok'] == 'hash' then
-      movable = movable + 1
+    local job = ARGV[2] .. id
+    if redis.call('TYPE', job)['ok'] ~= 'hash' then
+      gone = gone + 1
+    elseif redis.call('HGET', job, 'origin') ~= ARGV[4] then
+      elsewhere = elsewhere + 1
+    elseif (redis.call('HGET', job, 'rate_limit_key') or '') ~= '' then
+      limited = limited + 1
     else
-      skipped = skipped + 1
+      movable = movable + 1
     end
+    skipped = gone + elsewhere + limited
   end
 end
-return {movable, skipped}
+return {movable, gone, elsewhere, limited}

@@ -1,32 +1,45 @@
--- RQ: requeue up to ARGV[1] failed jobs, as rq's FailedJobRegistry.requeue does each one:
--- remove the id from the failed registry, mark the job queued (clearing its start, end and
--- failure), push the id on the queue (RPUSH: RQ workers pop from the left), and list the queue
--- in rq:queues.
+-- RQ: requeue up to ARGV[1] failed jobs, as rq's FailedJobRegistry.requeue does each one
+-- (rq/registry.py, then Queue._enqueue_job and Job.save/cleanup in rq/queue.py, rq/job.py):
+-- remove the id from the failed registry, mark the job queued (a new enqueued_at, its start,
+-- end and failure cleared; a job with a ttl gets it again as its hash's expiry, as
+-- Job.cleanup(ttl) does), push the id on the queue (RPUSH: RQ workers pop from the left), and
+-- list the queue in <prefix>:queues.
 -- First, what rq's FailedJobRegistry.cleanup does before it lists or counts the registry
 -- (rq/registry.py): drop the ids whose score, the time the entry expires (the failure plus
 -- failure_ttl, which is also the job hash's TTL), is between 0 and now. A score of -1
 -- (failure_ttl=-1) never expires. Without it, ids whose job hash had expired with them piled
 -- up at the head (lowest scores) and, past the ids looked at, stalled every requeue.
--- Ids not expired whose job hash is gone anyway (evicted, deleted, another job_key_prefix, or
--- a key there that is no hash) are skipped and left where they are, as rq leaves them until
--- they expire; the scan looks past them, up to MAX_SKIPPED of them, so that any number of
--- them cannot stall it either.
---   KEYS[1] the failed registry (sorted set, rq:failed:<queue>)
---   KEYS[2] the queue (list, rq:queue:<queue>)
---   KEYS[3] the set of queues (rq:queues)
+-- Ids not moved are left where they are, and the scan looks past them, up to MAX_SKIPPED of
+-- them, so that any number of them cannot stall it:
+--   gone: not expired, but no job hash (evicted, deleted, another job_key_prefix, or a key
+--     there that is no hash); rq leaves them until they expire.
+--   elsewhere: the job's origin is not this queue (ARGV[5]). RQ requeues a job to its origin,
+--     whichever registry holds its id; this step acts on its configured queue only, so such
+--     a job is left for RQ's own requeue (`rq requeue --queue`), not put on a queue the step
+--     was not configured and approved for, nor on this one, where RQ would not put it.
+--   rate limited: the job has a rate_limit_key (RQ 3): RQ requeues it through its rate limit
+--     registry, to wait for a free slot; pushed on the queue it would run past the limit.
+--   KEYS[1] the failed registry (sorted set, <prefix>:failed:<queue>)
+--   KEYS[2] the queue (list, <prefix>:queue:<queue>)
+--   KEYS[3] the set of queues (<prefix>:queues)
 --   ARGV[1] at most this many jobs
 --   ARGV[2] job key prefix (rq:job:)
 --   ARGV[3] enqueued_at, as RQ writes it (UTC, %Y-%m-%dT%H:%M:%S.%fZ)
 --   ARGV[4] now, as rq's current_timestamp (whole seconds since the epoch, UTC)
--- Returns {moved, skipped, expired ids removed, failed left, queue length, moved ids...}.
+--   ARGV[5] the queue's name, as a job's origin names it
+-- Returns {moved, gone, elsewhere, rate limited, expired ids removed, failed left, queue
+-- length, moved ids...}.
 local MAX_SKIPPED = 10000
 local limit = tonumber(ARGV[1])
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[4])
-local moved, skipped = {}, 0
+local moved, gone, elsewhere, limited = {}, 0, 0, 0
 -- Lowest score first: the oldest failures come first. The ids before rank `skipped` are the
 -- ones skipped so far (every id looked at is either moved, and so removed, or skipped).
-while #moved < limit and skipped < MAX_SKIPPED do
-  local ids = redis.call('ZRANGE', KEYS[1], skipped, skipped + (limit - #moved) - 1)
+local function skipped()
+  return gone + elsewhere + limited
+end
+while #moved < limit and skipped() < MAX_SKIPPED do
+  local ids = redis.call('ZRANGE', KEYS[1], skipped(), skipped() + (limit - #moved) - 1)
   if #ids == 0 then
     break
   end
@@ -35,22 +48,31 @@ while #moved < limit and skipped < MAX_SKIPPED do
     -- A hash, not merely a key: the id leaves the registry before its job is written, so
     -- a job key of another type (another program's, under a job_key_prefix that is not
     -- RQ's) would fail the HSET with the id out of the registry and on no queue, lost.
-    if redis.call('TYPE', job)['ok'] == 'hash' then
+    if redis.call('TYPE', job)['ok'] ~= 'hash' then
+      gone = gone + 1
+    elseif redis.call('HGET', job, 'origin') ~= ARGV[5] then
+      elsewhere = elsewhere + 1
+    elseif (redis.call('HGET', job, 'rate_limit_key') or '') ~= '' then
+      limited = limited + 1
+    else
       redis.call('ZREM', KEYS[1], id)
       redis.call('HSET', job, 'status', 'queued', 'enqueued_at', ARGV[3],
                  'started_at', '', 'ended_at', '')
       redis.call('HDEL', job, 'exc_info')
+      local ttl = tonumber(redis.call('HGET', job, 'ttl') or '')
+      if ttl and ttl > 0 then
+        redis.call('EXPIRE', job, ttl)
+      end
       redis.call('RPUSH', KEYS[2], id)
       table.insert(moved, id)
-    else
-      skipped = skipped + 1
     end
   end
 end
 if #moved > 0 then
   redis.call('SADD', KEYS[3], KEYS[2])
 end
-local out = {#moved, skipped, expired, redis.call('ZCARD', KEYS[1]), redis.call('LLEN', KEYS[2])}
+local out = {#moved, gone, elsewhere, limited, expired, redis.call('ZCARD', KEYS[1]),
+             redis.call('LLEN', KEYS[2])}
 for _, id in ipairs(moved) do
   table.insert(out, id)
 end
