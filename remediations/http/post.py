@@ -43,6 +43,7 @@ from remediations.http.answer import read_start
 from remediations.http.secrets import REDACTED, host_of, redact_url, redactor
 from remediations.request_timeout import request_timeout
 from remediations.retrying import call_with_retries, describe_exception
+from remediations.tls import TlsTrust, tls_failure
 
 __all__ = [
     "REDACTED",
@@ -158,7 +159,35 @@ def failure_may_have_acted(exc: BaseException) -> bool:
 
 
 def _transient(exc: BaseException) -> bool:
+    # Not a TLS failure: a certificate refused now is refused a second later (``_tls``).
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return False
     return isinstance(exc, _Retryable | aiohttp.ClientConnectionError | asyncio.TimeoutError)
+
+
+def _tls(exc: aiohttp.ClientSSLError, what: str, url: str, trust: TlsTrust) -> ActionError:
+    """A failed TLS handshake or a refused certificate, said as such (``remediations.tls``),
+    with the setting or the server-side fix that ends it, instead of "could not be reached".
+
+    A TransientActionError that did not act, so a step waits for it as for a system it could
+    not reach (receiver/pipeline/unreachable.py) rather than failing at once: most of these
+    are fixed on the server (a certificate renewed or reissued, its chain completed, a
+    certificate being rotated) or in this service's configuration and a restart, within the
+    minutes the step waits, and an undo failed at once would leave its change in place. It is
+    not retried within the call: a handshake refused now is refused a second later."""
+    host = host_of(url)
+    failure = tls_failure(exc, trust, host)
+    text = failure.words() if failure is not None else f"TLS failed with {host}"
+    return TransientActionError(f"{what} ({host}): {text}")
+
+
+def _recordable(text: str) -> str:
+    """``text`` with each U+0000 written ``\\x00``: the excerpt goes into the step's record
+    and the announcement's audit row, and PostgreSQL's text and jsonb cannot hold U+0000. A
+    server whose answer holds one (a binary error page, a stray byte) would otherwise make the
+    record fail on every retry: the event dead, the step's real outcome lost, a notification
+    sent again at each retry."""
+    return text.replace("\x00", "\\x00")
 
 
 def _describe(exc: BaseException, url: str, redact: Callable[[str], str]) -> str:
@@ -188,6 +217,7 @@ async def post_json(
     policy: HttpPolicy,
     headers: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
+    trust: TlsTrust | None = None,
 ) -> Posted:
     """POST ``payload`` as JSON to ``url``; the answer when it is 2xx.
 
@@ -198,7 +228,12 @@ async def post_json(
     ``what`` names the destination in messages, e.g. ``"endpoint 'flush_cache'"``. ``secrets``
     are the header values that are credentials: they, and the URL's secret parts, are redacted
     from every excerpt of a response body (``Posted.body`` and the messages alike).
+    ``trust``: the CAs the server's certificate is checked against (``TlsTrust.context``; the
+    system's, or ``SSL_CERT_FILE``, when None) and the setting a TLS failure's message names.
+    A TLS failure (a refused certificate, a failed handshake) raises TransientActionError
+    saying so (``_tls``), ``may_have_acted`` False: no request is sent over such a connection.
     """
+    trust = trust or TlsTrust("SSL_CERT_FILE")
     redact = redactor(url, secrets)
     body = json_body(payload)
     sent_headers = {
@@ -240,6 +275,8 @@ async def post_json(
             headers=sent_headers,
             timeout=timeout,
             allow_redirects=False,
+            # True: aiohttp's verifying default context. Never off: no setting turns it off.
+            ssl=trust.context if trust.context is not None else True,
         ) as response:
             status = response.status
             # Before the body is read: a 2xx whose body breaks off has acted all the same.
@@ -284,6 +321,10 @@ async def post_json(
             transient=_transient,
             describe=lambda exc: _describe(exc, url, redact),
         )
+    except aiohttp.ClientSSLError as exc:
+        error = _tls(exc, what, url, trust)
+        error.may_have_acted = reached  # an earlier try's (a timed-out one) may have acted
+        raise error from exc
     except ActionError as exc:
         # Over every try, not only the last: a timed-out try may have acted before a refused one.
         exc.may_have_acted = reached
