@@ -113,25 +113,27 @@ def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
 
 def tls_failure(exc: BaseException, trust: TlsTrust, host: str) -> TlsFailure | None:
     """What TLS failure ``exc`` (or a failure it is chained to) is, for a connection to
-    ``host`` under ``trust``; None when it is none. The hint names ``trust.setting`` where a
-    CA bundle fixes it, and the server or the URL where it does not."""
+    ``host`` (``host:port``; ``""`` when unknown: "the server") under ``trust``; None when it
+    is none. The hint names ``trust.setting`` where a CA bundle fixes it, and the server or the
+    URL where it does not."""
     error = _ssl_error(exc)
     if error is None:
         return None
+    where = f" for {host}" if host else ""
     if isinstance(error, ssl.SSLCertVerificationError):
         message = _reason_text(error.verify_message or _reason(error))
-        what = f"TLS: certificate verify failed: {message} for {host}"
+        what = f"TLS: certificate verify failed: {message}{where}"
         return _verify_hint(what, error.verify_code, trust, host)
     reason = str(error.reason or "")
     if reason in _NOT_TLS:
         return TlsFailure(
-            f"TLS: the server at {host} did not answer in TLS ({reason})",
+            f"TLS: the server{f' at {host}' if host else ''} did not answer in TLS ({reason})",
             "it speaks plain HTTP there, or that port is not its TLS port: give the URL "
             "http:// if it takes no TLS, or its TLS port",
             False,
         )
     return TlsFailure(
-        f"TLS: handshake failed with {host} ({_reason(error)})",
+        f"TLS: handshake failed{f' with {host}' if host else ''} ({_reason(error)})",
         "the server's TLS settings and this client's do not agree (protocol version, "
         "ciphers, a client certificate asked for): check the server's TLS configuration",
         False,
