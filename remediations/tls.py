@@ -23,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
-__all__ = ["TlsFailure", "TlsTrust", "ca_context", "tls_failure"]
+__all__ = ["TlsFailure", "TlsTrust", "ca_context", "tls_failure", "tls_words"]
 
 # How far down ``__cause__`` / ``__context__`` a TLS failure is looked for.
 _DEPTH = 5
@@ -138,6 +138,14 @@ def tls_failure(exc: BaseException, trust: TlsTrust, host: str) -> TlsFailure | 
         "ciphers, a client certificate asked for): check the server's TLS configuration",
         False,
     )
+
+
+def tls_words(exc: BaseException, setting: str) -> str | None:
+    """``exc``'s TLS failure in words with its fix (``TlsFailure.words``), for a client whose
+    CA bundle is ``setting`` and whose error names the host itself (asyncpg, redis-py); None
+    when ``exc`` is no TLS failure."""
+    failure = tls_failure(exc, TlsTrust(setting), "")
+    return failure.words() if failure is not None else None
 
 
 def _reason_text(text: str) -> str:

@@ -26,7 +26,7 @@ from remediations.retrying import (
     call_with_retries,
     describe_exception,
 )
-from remediations.tls import TlsTrust, tls_failure
+from remediations.tls import tls_words
 
 __all__ = ["APPLICATION_NAME", "PostgresConnection", "is_transient"]
 
@@ -84,9 +84,9 @@ def _statement_error(
 def _describe(exc: BaseException, name: str = "") -> str:
     """One line naming ``exc``; a TLS failure (a refused certificate) in words, with the DSN's
     setting that fixes it (remediations/tls.py) for the database ``name``."""
-    failure = tls_failure(exc, TlsTrust(f"the DSN's sslrootcert ({_dsn_setting(name)})"), "")
-    if failure is not None:
-        return failure.words()
+    tls = tls_words(exc, f"the DSN's sslrootcert ({_dsn_setting(name)})")
+    if tls is not None:
+        return tls
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""
         return f"{type(exc).__name__} (SQLSTATE {state}): {exc}"
