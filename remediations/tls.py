@@ -123,7 +123,7 @@ def tls_failure(exc: BaseException, trust: TlsTrust, host: str) -> TlsFailure | 
     if isinstance(error, ssl.SSLCertVerificationError):
         message = _reason_text(error.verify_message or _reason(error))
         what = f"TLS: certificate verify failed: {message}{where}"
-        return _verify_hint(what, error.verify_code, trust, host)
+        return _verify_hint(what, error.verify_code, trust)
     reason = str(error.reason or "")
     if reason in _NOT_TLS:
         return TlsFailure(
@@ -153,7 +153,7 @@ def _reason_text(text: str) -> str:
     return re.sub(r" \(_ssl\.c:\d+\)$", "", text).rstrip(".")
 
 
-def _verify_hint(what: str, code: int, trust: TlsTrust, host: str) -> TlsFailure:
+def _verify_hint(what: str, code: int, trust: TlsTrust) -> TlsFailure:
     if code in _UNTRUSTED:
         if trust.ca_file is None:
             hint = (
