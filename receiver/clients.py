@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,7 @@ from remediations.postgres.connection import PostgresConnection
 from remediations.redis_queue.queues import RedisQueues
 from remediations.retrying import RetryPolicy
 from remediations.targets import Target
+from remediations.tls import TlsTrust, ca_context
 
 __all__ = ["Required", "ServiceClients", "build_clients", "required_clients"]
 
@@ -125,6 +127,15 @@ def _secret(value: Any) -> str:
     return str(value.get_secret_value()) if value is not None else ""
 
 
+def _trust(setting: str, ca_file: Path | None) -> TlsTrust | None:
+    """The CA bundle ``ca_file`` (set as ``setting``) loaded, or None (the system's CAs). The
+    file was loaded at start (``connections._ca_file``); one changed since is refused as then:
+    ValueError naming the file."""
+    if ca_file is None:
+        return None
+    return TlsTrust(setting, ca_file, ca_context(ca_file))
+
+
 def build_clients(settings: Settings, *, kube: Any | None = None) -> ServiceClients:
     """A client for every configured connection; nothing connects yet. Call inside the event
     loop (the HTTP session binds to it)."""
@@ -167,6 +178,7 @@ def build_clients(settings: Settings, *, kube: Any | None = None) -> ServiceClie
                     timeout=ep.timeout, attempts=ep.attempts, max_retry_after=ep.max_retry_after
                 ),
                 secrets=tuple(_secret(v) for v in ep.secret_headers.values()),
+                tls=_trust(f"http.endpoints.{name}.ca_file", ep.ca_file),
             )
             for name, ep in settings.http_endpoints.items()
         }
@@ -179,6 +191,7 @@ def build_clients(settings: Settings, *, kube: Any | None = None) -> ServiceClie
                 ch.kind,
                 _secret(ch.url),
                 HttpPolicy(timeout=ch.timeout, attempts=ch.attempts),
+                tls=_trust(f"notify.channels.{name}.ca_file", ch.ca_file),
             )
             for name, ch in settings.notify_channels.items()
         }

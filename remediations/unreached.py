@@ -6,7 +6,8 @@ A step whose action gave up before anything could have acted (``TransientActionE
 sent", which is wrong when the system answered: a 429 (throttled, RFC 6585 section 4) or a
 5xx to a read was sent, reached the system, and came back refused. ``how_unreached`` reads
 the failure the error is chained to (``call_with_retries`` raises it ``from`` the last try's
-failure) and says which it was: the connection never made, connecting timed out, the system
+failure) and says which it was: the connection never made, its TLS handshake failed (a
+refused certificate: ``remediations.tls``), connecting timed out, the system
 answered (429 and its ``Retry-After``, or another status), or a read failed after the
 connection was made. Only the last try's failure is known: the words say "the last".
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 from dataclasses import dataclass
 
 import aiohttp
@@ -46,6 +48,10 @@ class Unreached:
 _NEVER_CONNECTED = Unreached("could not be reached", "never connected")
 _CONNECT_TIMEOUT = Unreached("could not be reached", "timed out connecting")
 _READ_FAILED = Unreached("did not answer", "failed reading its answer")
+# A refused certificate or a failed handshake: connected, yet nothing sent (remediations/tls.py).
+# Said apart from "never connected", which sends its reader after the network, when the fix
+# is a CA bundle, a certificate or the URL.
+_TLS_FAILED = Unreached("could not be reached over TLS", "failed its TLS handshake")
 
 
 def how_unreached(exc: TransientActionError) -> Unreached:
@@ -72,6 +78,10 @@ def _known(exc: BaseException) -> Unreached | None:
         return _answered(exc, status)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return _CONNECT_TIMEOUT
+    # Before ClientConnectorError, its base class; ssl.SSLError (asyncpg's, redis-py's) is an
+    # OSError whose errno is OpenSSL's, none of _NOT_CONNECTED's.
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return _TLS_FAILED
     if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError | socket.gaierror):
         return _NEVER_CONNECTED
     if isinstance(exc, OSError) and exc.errno in _NOT_CONNECTED:

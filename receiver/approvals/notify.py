@@ -93,6 +93,7 @@ class ChannelNotifier:
                 self.body(notice),
                 what=f"channel {channel.name!r}",
                 policy=channel.policy,
+                trust=channel.trust,
                 headers={
                     "X-Remediator-Run-Id": run_id,
                     "Idempotency-Key": approval_notice_key(channel.name, notice),
@@ -100,7 +101,8 @@ class ChannelNotifier:
             )
         except ActionError as exc:
             # post_json's messages name the channel and the status, never the (secret) URL.
-            # Retries exhausted on 429, 5xx or the connection: a wait; anything else the
+            # Retries exhausted on 429, 5xx or the connection, or a TLS failure (a certificate
+            # may be renewed meanwhile; its message says so): a wait; anything else the
             # channel refused, or the URL cannot be posted to.
             lasting = not isinstance(exc, TransientActionError)
             raise NotifyError(exc.message, lasting=lasting) from None

@@ -17,6 +17,7 @@ YAML (each map may also be given as JSON in its ``REMEDIATOR_*`` variable)::
         cache_flush:
           url: https://cache.internal/flush
           header_files: {Authorization: /run/secrets/cache-auth}
+          ca_file: /etc/ssl/private-ca.pem     # its server's certificate's CA (a private one)
     notify:
       channels:
         oncall: {kind: slack, url_file: /run/secrets/slack-webhook}
@@ -50,6 +51,7 @@ from remediations import names
 from remediations.notify.message import ChannelKind
 from remediations.params import Integer
 from remediations.redis_queue.queues import End, Layout, QueueSpec
+from remediations.tls import ca_context
 
 __all__ = [
     "HttpEndpointConfig",
@@ -213,9 +215,20 @@ def _call_timeout(value: object, info: ValidationInfo) -> float:
     )
 
 
+def _ca_file(value: Path | None) -> Path | None:
+    """``ca_file``: the PEM CA certificates a server's certificate is checked against instead
+    of the system's (a private CA). Loaded now as the client will (``remediations.tls``): a
+    missing file or one holding no PEM certificate is refused at start, not met by every call
+    as a TLS failure."""
+    if value is not None:
+        ca_context(value)
+    return value
+
+
 class HttpEndpointConfig(_Strict):
     """``http.endpoints.<name>``: the URL (``url``, or ``url_file`` when it holds a secret),
-    headers (``header_files`` for secret values), and how hard a call is tried."""
+    headers (``header_files`` for secret values), how hard a call is tried, and the CA bundle
+    its certificate is checked against (``ca_file``; the system's CAs without it)."""
 
     url: str | None = None
     url_file: Path | None = None
@@ -224,6 +237,7 @@ class HttpEndpointConfig(_Strict):
     timeout: float = 10.0
     attempts: Integer = Field(default=4, ge=1, le=10)
     max_retry_after: float = 30.0
+    ca_file: Path | None = None
 
     # Filled at load from url_file and header_files; never written in YAML.
     secret_url: SecretStr | None = Field(default=None, exclude=True)
@@ -232,6 +246,7 @@ class HttpEndpointConfig(_Strict):
     _secrets_from_files = field_validator("secret_url", "secret_headers", mode="before")(
         _from_file_only
     )
+    _ca = field_validator("ca_file")(_ca_file)
 
     @field_validator("timeout", "max_retry_after", mode="before")
     @classmethod
@@ -255,17 +270,19 @@ class HttpEndpointConfig(_Strict):
 
 
 class NotifyChannelConfig(_Strict):
-    """``notify.channels.<name>``: ``kind`` (slack or webhook) and ``url_file`` (the webhook
-    URL is a credential, so it comes from a file only)."""
+    """``notify.channels.<name>``: ``kind`` (slack or webhook), ``url_file`` (the webhook
+    URL is a credential, so it comes from a file only) and ``ca_file`` as an endpoint's."""
 
     kind: ChannelKind
     url_file: Path
     timeout: float = 5.0
     attempts: Integer = Field(default=3, ge=1, le=10)
+    ca_file: Path | None = None
 
     url: SecretStr | None = Field(default=None, exclude=True)  # filled from url_file at load
 
     _url_from_file = field_validator("url", mode="before")(_from_file_only)
+    _ca = field_validator("ca_file")(_ca_file)
 
     @field_validator("timeout", mode="before")
     @classmethod

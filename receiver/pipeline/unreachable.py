@@ -4,7 +4,8 @@ An action's call is retried a few times over a second or two (``remediations.ret
 outage of the system it acts on (a kube-apiserver restarting, a DNS blip, a database failing
 over) lasts longer. A step whose action gave up on such a failure before anything reached its
 system (``TransientActionError`` with ``may_have_acted`` False: a connection refused, a name
-that did not resolve, a connect timeout, a 503 or 429 answered to a read; a Kubernetes write
+that did not resolve, a connect timeout, a TLS handshake that failed (a certificate refused:
+remediations/tls.py, said as such), a 503 or 429 answered to a read; a Kubernetes write
 whose every try failed to connect, ``remediations.kubernetes.retry``) changed nothing, and
 failing it for good ended the run, or worse an undo, leaving a scaled Deployment with nothing
 left to take the change back. Such a step is now handled as a step whose guards could not be
@@ -217,11 +218,12 @@ class Unreachable:
             step=step.index,
             action=step.action,
             system=system,
+            how=headline,
             tries=tries,
             error=exc.message,
         )
         raise StepDeferred(
-            f"{system} could not be reached: step {step.index} ({step.action}) of the "
+            f"{system} {headline}: step {step.index} ({step.action}) of the "
             f"{ctx.phase} steps waits, and the steps after it; it will be retried",
             deps.settings.guards_down_retry_s,
             bound - (now - first).total_seconds(),

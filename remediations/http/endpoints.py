@@ -32,6 +32,7 @@ from remediations.http.post import HttpPolicy, host_of, json_body, post_json
 from remediations.params import StrictParams
 from remediations.targets import Target
 from remediations.templates import check_template, render, template_values
+from remediations.tls import TlsTrust
 
 __all__ = ["Endpoint", "HttpCall", "HttpCallParams", "HttpEndpoints", "idempotency_key"]
 
@@ -47,6 +48,13 @@ class Endpoint:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     policy: HttpPolicy = field(default_factory=HttpPolicy)
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # The CA bundle its certificate is checked against (``ca_file``); None: the system's.
+    tls: TlsTrust | None = field(default=None, repr=False)
+
+    @property
+    def trust(self) -> TlsTrust:
+        """What its server's certificate is checked against, and the setting that says so."""
+        return self.tls or TlsTrust(f"http.endpoints.{self.name}.ca_file")
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -244,6 +252,7 @@ class HttpCall:
             what=f"endpoint {endpoint.name!r}",
             policy=endpoint.policy,
             secrets=endpoint.secrets,
+            trust=endpoint.trust,
             headers={
                 **endpoint.headers,
                 "X-Remediator-Run-Id": ctx.run_id,

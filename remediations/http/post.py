@@ -28,25 +28,25 @@ So is the text of a failure's exception (aiohttp's quotes the URL as it sent it)
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiohttp
 from tenacity import RetryCallState, wait_exponential_jitter
-from yarl import URL
 
 from remediations.base import ActionError, ActionRefused, TransientActionError
 from remediations.http.answer import read_start
+from remediations.http.secrets import REDACTED, host_of, redact_url, redactor
 from remediations.request_timeout import request_timeout
 from remediations.retrying import call_with_retries, describe_exception
+from remediations.tls import TlsTrust, tls_failure
 
 __all__ = [
+    "REDACTED",
     "USER_AGENT",
     "HttpPolicy",
     "Posted",
@@ -61,13 +61,6 @@ __all__ = [
 
 USER_AGENT = "alert-remediator/0.1"
 _EXCERPT = 500  # characters of a response body kept for the record
-REDACTED = "[redacted]"
-# A URL's path segment or query value this long is redacted on its own too (a Slack or Discord
-# webhook token, echoed without the rest of the path); shorter ones ("services", "v1") are
-# names, and redacting them would only blur the excerpt.
-_TOKEN_LENGTH = 12
-# Shorter than this is no credential, and replacing it would blank every "a" or "pw" of a text.
-_SHORTEST_SECRET = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,17 +110,6 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def host_of(url: str) -> str:
-    """The host (and port) of ``url``, for messages: never the path, query or credentials.
-    An IPv6 address keeps its brackets (``[::1]:8080``), as a URL writes it: without them its
-    port reads as part of the address."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{parts.port}" if parts.port else host
-
-
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
     if not value:
@@ -145,75 +127,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def redactor(url: str, secrets: Iterable[str] = ()) -> Callable[[str], str]:
-    """A function replacing, in a text, every secret a request to ``url`` carried with
-    ``[redacted]``: each of ``secrets`` (header values read from files; for ``Bearer x`` the
-    ``x`` alone too), and the URL's userinfo, path, query, fragment, and its long path segments
-    and query values, each as written, as sent (``_forms``: yarl requotes it) and
-    percent-decoded. Exact: nothing else is touched, and
-    nothing shorter than 4 characters (it cannot be told from ordinary words)."""
-    found: set[str] = set()
-    for form in _forms(url):
-        found |= _url_secrets(form)
-    for value in secrets:
-        found.add(value)
-        scheme, _, credential = value.partition(" ")
-        if credential and scheme.isalpha():
-            found.add(credential.strip())
-            if scheme.lower() == "basic":
-                # What it encodes too, and its password alone: a server that echoes the
-                # decoded credential in its error (user:password) would bypass the rest.
-                found.update(_basic_parts(credential.strip()))
-    found |= {unquote(x) for x in found}
-    # Longest first, so a secret containing another is replaced whole.
-    ordered = sorted((x for x in found if len(x) >= _SHORTEST_SECRET), key=len, reverse=True)
-
-    def redact(text: str) -> str:
-        for secret in ordered:
-            text = text.replace(secret, REDACTED)
-        return text
-
-    return redact
-
-
-def _forms(url: str) -> tuple[str, ...]:
-    """``url`` as configured and as aiohttp sends it. yarl requotes a URL before it is sent
-    (``%2f`` in a query becomes ``/`` while ``%2b`` becomes ``%2B``, ``%6f`` becomes ``o``, a
-    space ``%20``): that form is what the server's request line holds, what it echoes, and what
-    aiohttp's own errors quote (``url='...'``), and neither ``unquote`` nor the configured
-    spelling matches it."""
-    try:
-        sent = str(URL(url))
-    except (ValueError, TypeError):  # not sendable: nothing went out in another form
-        return (url,)
-    return (url,) if sent == url else (url, sent)
-
-
-def _url_secrets(url: str) -> set[str]:
-    """The parts of ``url`` that may be secrets, as written: the whole, the userinfo, path,
-    query and fragment, the long path segments and the long query values (raw and decoded)."""
-    parts = urlsplit(url)
-    found = {url}
-    found.update(str(x) for x in (parts.username, parts.password, parts.query, parts.fragment) if x)
-    if len(parts.path) > 1:
-        found.add(parts.path)
-    found.update(x for x in parts.path.split("/") if len(x) >= _TOKEN_LENGTH)
-    raw_values = (pair.partition("=")[2] for pair in parts.query.split("&"))
-    found.update(v for v in raw_values if len(v) >= _TOKEN_LENGTH)
-    found.update(v for _, v in parse_qsl(parts.query) if len(v) >= _TOKEN_LENGTH)
-    return found
-
-
-def _basic_parts(encoded: str) -> list[str]:
-    """``user:password`` and ``password`` of a Basic credential; none when it does not
-    decode (then it is no Basic credential to echo)."""
-    try:
-        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        return []
-    return [decoded, decoded.partition(":")[2]]
 
 
 def answer_may_have_acted(status: int) -> bool:
@@ -246,18 +159,26 @@ def failure_may_have_acted(exc: BaseException) -> bool:
 
 
 def _transient(exc: BaseException) -> bool:
+    # Not a TLS failure: a certificate refused now is refused a second later (``_tls``).
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return False
     return isinstance(exc, _Retryable | aiohttp.ClientConnectionError | asyncio.TimeoutError)
 
 
-def _redact(text: str, url: str) -> str:
-    """``text`` without ``url`` or its path and query (where webhook secrets live), as
-    configured or as sent (``_forms``): the URL is shown as ``scheme://host/…``."""
-    for form in _forms(url):
-        parts = urlsplit(form)
-        secret = parts.path + (f"?{parts.query}" if parts.query else "")
-        text = text.replace(form, f"{parts.scheme}://{host_of(form)}/…")
-        text = text.replace(secret, "/…") if len(secret) > 1 else text
-    return text
+def _tls(exc: aiohttp.ClientSSLError, what: str, url: str, trust: TlsTrust) -> ActionError:
+    """A failed TLS handshake or a refused certificate, said as such (``remediations.tls``),
+    with the setting or the server-side fix that ends it, instead of "could not be reached".
+
+    A TransientActionError that did not act, so a step waits for it as for a system it could
+    not reach (receiver/pipeline/unreachable.py) rather than failing at once: most of these
+    are fixed on the server (a certificate renewed or reissued, its chain completed, a
+    certificate being rotated) or in this service's configuration and a restart, within the
+    minutes the step waits, and an undo failed at once would leave its change in place. It is
+    not retried within the call: a handshake refused now is refused a second later."""
+    host = host_of(url)
+    failure = tls_failure(exc, trust, host)
+    text = failure.words() if failure is not None else f"TLS failed with {host}"
+    return TransientActionError(f"{what} ({host}): {text}")
 
 
 def _recordable(text: str) -> str:
@@ -278,7 +199,7 @@ def _describe(exc: BaseException, url: str, redact: Callable[[str], str]) -> str
         return "timed out"
     # An exception's text may quote the URL (a malformed answer's ClientResponseError ends
     # ``url='...'``) or a part of it: the URL goes first, keeping its host, then every secret.
-    return redact(_redact(describe_exception(exc), url))
+    return redact(redact_url(describe_exception(exc), url))
 
 
 def json_body(payload: Any) -> bytes:
@@ -296,6 +217,7 @@ async def post_json(
     policy: HttpPolicy,
     headers: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
+    trust: TlsTrust | None = None,
 ) -> Posted:
     """POST ``payload`` as JSON to ``url``; the answer when it is 2xx.
 
@@ -306,7 +228,12 @@ async def post_json(
     ``what`` names the destination in messages, e.g. ``"endpoint 'flush_cache'"``. ``secrets``
     are the header values that are credentials: they, and the URL's secret parts, are redacted
     from every excerpt of a response body (``Posted.body`` and the messages alike).
+    ``trust``: the CAs the server's certificate is checked against (``TlsTrust.context``; the
+    system's, or ``SSL_CERT_FILE``, when None) and the setting a TLS failure's message names.
+    A TLS failure (a refused certificate, a failed handshake) raises TransientActionError
+    saying so (``_tls``), ``may_have_acted`` False: no request is sent over such a connection.
     """
+    trust = trust or TlsTrust("SSL_CERT_FILE")
     redact = redactor(url, secrets)
     body = json_body(payload)
     sent_headers = {
@@ -343,7 +270,13 @@ async def post_json(
         nonlocal reached
         timeout = request_timeout(policy.timeout)
         async with session.post(
-            url, data=body, headers=sent_headers, timeout=timeout, allow_redirects=False
+            url,
+            data=body,
+            headers=sent_headers,
+            timeout=timeout,
+            allow_redirects=False,
+            # True: aiohttp's verifying default context. Never off: no setting turns it off.
+            ssl=trust.context if trust.context is not None else True,
         ) as response:
             status = response.status
             # Before the body is read: a 2xx whose body breaks off has acted all the same.
@@ -388,6 +321,10 @@ async def post_json(
             transient=_transient,
             describe=lambda exc: _describe(exc, url, redact),
         )
+    except aiohttp.ClientSSLError as exc:
+        error = _tls(exc, what, url, trust)
+        error.may_have_acted = reached  # an earlier try's (a timed-out one) may have acted
+        raise error from exc
     except ActionError as exc:
         # Over every try, not only the last: a timed-out try may have acted before a refused one.
         exc.may_have_acted = reached

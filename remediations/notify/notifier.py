@@ -21,6 +21,7 @@ import aiohttp
 from remediations.base import ActionError
 from remediations.http.post import HttpPolicy, host_of, post_json
 from remediations.notify.message import ChannelKind, Message, slack_payload, webhook_payload
+from remediations.tls import TlsTrust
 
 __all__ = ["NOTIFY_POLICY", "Channel", "ChannelKind", "Delivery", "Notifier"]
 
@@ -37,6 +38,13 @@ class Channel:
     kind: ChannelKind
     url: str = field(repr=False)
     policy: HttpPolicy = field(default_factory=lambda: NOTIFY_POLICY)
+    # The CA bundle its certificate is checked against (``ca_file``); None: the system's.
+    tls: TlsTrust | None = field(default=None, repr=False)
+
+    @property
+    def trust(self) -> TlsTrust:
+        """What its server's certificate is checked against, and the setting that says so."""
+        return self.tls or TlsTrust(f"notify.channels.{self.name}.ca_file")
 
     def payload(self, message: Message) -> dict[str, Any]:
         return (
@@ -111,6 +119,7 @@ class Notifier:
                 what=f"channel {channel!r}",
                 policy=target.policy,
                 headers=headers,
+                trust=target.trust,
             )
         except ActionError as exc:
             return Delivery(channel, False, exc.message)

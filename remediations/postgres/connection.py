@@ -26,6 +26,7 @@ from remediations.retrying import (
     call_with_retries,
     describe_exception,
 )
+from remediations.tls import tls_words
 
 __all__ = ["APPLICATION_NAME", "PostgresConnection", "is_transient"]
 
@@ -44,6 +45,10 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         state = str(getattr(exc, "sqlstate", "") or "")
         return state.startswith(_TRANSIENT_SQLSTATES)
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
+        # The DSN asks for what this client cannot do (sslmode=verify-full without a root
+        # certificate file): the same on every try, an InterfaceError all the same.
+        return False
     return isinstance(
         exc,
         OSError
@@ -76,11 +81,20 @@ def _statement_error(
     )
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, name: str = "") -> str:
+    """One line naming ``exc``; a TLS failure (a refused certificate) in words, with the DSN's
+    setting that fixes it (remediations/tls.py) for the database ``name``."""
+    tls = tls_words(exc, f"the DSN's sslrootcert ({_dsn_setting(name)})")
+    if tls is not None:
+        return tls
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""
         return f"{type(exc).__name__} (SQLSTATE {state}): {exc}"
     return describe_exception(exc)
+
+
+def _dsn_setting(name: str) -> str:
+    return f"postgres.databases.{name}.dsn_file"
 
 
 class PostgresConnection:
@@ -141,7 +155,7 @@ class PostgresConnection:
                 attempts=self.policy.attempts,
                 wait=self.policy.backoff(),
                 transient=is_transient,
-                describe=_describe,
+                describe=lambda exc: _describe(exc, self.name),
                 # Reads and connects only (fetch_once sends its acting statement itself).
                 may_have_acted=False,
             )
@@ -152,6 +166,12 @@ class PostgresConnection:
             ) from exc
         except asyncpg.InvalidAuthorizationSpecificationError as exc:
             raise ActionRefused(f"PostgreSQL {self.name!r}: cannot log in: {exc}") from exc
+        except asyncpg.exceptions.ClientConfigurationError as exc:
+            # Before connecting: nothing sent. Its first line names the file it missed.
+            raise ActionRefused(
+                f"PostgreSQL {self.name!r}: {what}: the DSN asks for what this client cannot do"
+                f" ({str(exc).splitlines()[0]}): fix {_dsn_setting(self.name)}"
+            ) from exc
         except asyncpg.PostgresError as exc:
             # Not transient: retries that ran out are a TransientActionError already.
             raise _statement_error(self.name, what, exc, acting=False) from exc

@@ -43,8 +43,14 @@ from remediations.redis_queue.queues import (
 )
 from remediations.redis_queue.rq_skips import skipped_detail
 from remediations.redis_queue.stream_count import stream_would_move
-from remediations.retrying import DEFAULT_RETRY, RetryPolicy, call_with_retries
+from remediations.retrying import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    call_with_retries,
+    describe_exception,
+)
 from remediations.targets import Target
+from remediations.tls import tls_words
 
 __all__ = ["CONSUMER", "MAX_SCAN_CALLS", "SCAN_BUDGET", "RequeueDeadLetters", "RequeueParams"]
 
@@ -375,6 +381,11 @@ class RequeueDeadLetters:
                 attempts=self.retry.attempts,
                 wait=self.retry.backoff(),
                 transient=lambda exc: isinstance(exc, _TRANSIENT + PASSING),
+                # redis-py's text of a refused certificate gives no hint of the fix.
+                describe=lambda exc: (
+                    tls_words(exc, f"the URL's ssl_ca_certs (redis.queues.{queues.name}.url_file)")
+                    or describe_exception(exc)
+                ),
                 may_have_acted=False,  # counts only: the move is _move's
             )
         except NOT_RUN as exc:

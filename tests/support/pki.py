@@ -74,9 +74,13 @@ def issue(
     client: bool = False,
     dns_names: Sequence[str] = (),
     ips: Sequence[str] = (),
+    expired: bool = False,
 ) -> KeyPair:
+    """``expired``: valid for a day that ended an hour ago, as a certificate nobody renewed."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
+    if expired:
+        now -= datetime.timedelta(days=7, hours=1)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -10,6 +10,7 @@ import pytest
 from receiver.config import ConfigError, load_settings
 from receiver.config.inline import url_origin
 from remediations.redis_queue.queues import End, Layout
+from tests.support import pki
 from tests.support.config import config, write
 
 
@@ -236,3 +237,40 @@ def test_a_boolean_is_no_count_in_a_named_connection(tmp_path: Path, text: str, 
     # `attempts: true` read as 1 turned retries off without a word.
     with pytest.raises(ConfigError, match=told):
         load_settings(config(tmp_path, text), {})
+
+
+@pytest.mark.parametrize("section", ["http", "notify"])
+def test_a_ca_file_is_loaded_at_start_and_refused_when_missing_or_not_pem(
+    tmp_path: Path, section: str
+) -> None:
+    """An endpoint's or a channel's ``ca_file`` (remediations/tls.py): a wrong one stops the
+    start naming the setting and the file, not every later call as a TLS failure."""
+    write(tmp_path / "url", "https://hooks.internal/x\n")
+    write(tmp_path / "junk.pem", "not a certificate\n")
+    ca = pki.make_ca()
+    pki.write(tmp_path / "ca.pem", pki.cert_pem(ca))
+
+    def text(ca_file: Path) -> str:
+        if section == "http":
+            return f"http: {{endpoints: {{flush: {{url: 'https://c/f', ca_file: {ca_file}}}}}}}"
+        return (
+            "notify: {channels: {oncall: "
+            f"{{kind: webhook, url_file: {tmp_path}/url, ca_file: {ca_file}}}}}}}"
+        )
+
+    key = "http.endpoints.flush.ca_file" if section == "http" else "notify.channels.oncall.ca_file"
+    with pytest.raises(ConfigError) as missing:
+        load_settings(config(tmp_path, text(tmp_path / "gone.pem")), {})
+    assert key in missing.value.message
+    assert f"{tmp_path}/gone.pem: no such file" in missing.value.message
+    with pytest.raises(ConfigError) as junk:
+        load_settings(config(tmp_path, text(tmp_path / "junk.pem")), {})
+    assert key in junk.value.message
+    assert f"{tmp_path}/junk.pem does not hold PEM CA certificates" in junk.value.message
+    settings = load_settings(config(tmp_path, text(tmp_path / "ca.pem")), {})
+    loaded = (
+        settings.http_endpoints["flush"]
+        if section == "http"
+        else settings.notify_channels["oncall"]
+    )
+    assert loaded.ca_file == tmp_path / "ca.pem"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 
 import aiohttp
 import pytest
@@ -46,6 +47,17 @@ class ApiException(Exception):
         ),
         (OSError(errno.EHOSTUNREACH, "no route"), "could not be reached", "never connected"),
         (aiohttp.ConnectionTimeoutError("connect"), "could not be reached", "timed out connecting"),
+        # asyncpg's and redis-py's TLS failures: an OSError, whose errno (1) is OpenSSL's.
+        (
+            ssl.SSLCertVerificationError(1, "certificate verify failed"),
+            "could not be reached over TLS",
+            "failed its TLS handshake",
+        ),
+        (
+            ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+            "could not be reached over TLS",
+            "failed its TLS handshake",
+        ),
         (
             _Retryable(429, "slow down", 2.0),
             "was reached and refused the request",
