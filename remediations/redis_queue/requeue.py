@@ -71,6 +71,12 @@ def _lua(name: str) -> str:
     return resources.files("remediations.redis_queue").joinpath("lua", name).read_text("utf-8")
 
 
+def _rq_lua(name: str) -> str:
+    """An RQ script with ``rq_job.lua`` (why a job is not moved) before it: the dry run's count
+    and the move read each job by the same function."""
+    return _lua("rq_job.lua") + _lua(name)
+
+
 class RequeueParams(StrictParams):
     """``max_messages``: the cap per run. ``min_idle`` (streams only): how long an entry must
     have waited for its acknowledgement before it is taken from its consumer."""
@@ -99,10 +105,10 @@ class RequeueDeadLetters:
         self._scripts = {
             Layout.LIST: _lua("requeue_list.lua"),
             Layout.CELERY: _lua("requeue_celery.lua"),
-            Layout.RQ: _lua("requeue_rq.lua"),
+            Layout.RQ: _rq_lua("requeue_rq.lua"),
             Layout.STREAM: _lua("reclaim_stream.lua"),
         }
-        self._rq_count = _lua("count_rq.lua")
+        self._rq_count = _rq_lua("count_rq.lua")
 
     def requires(self, target: Target) -> frozenset[str]:
         """``redis:<connection>`` of the ``<connection>/<queue>`` target."""

@@ -10,7 +10,7 @@
 --   ARGV[2] job key prefix (rq:job:)
 --   ARGV[3] now, as rq's current_timestamp (whole seconds since the epoch, UTC)
 --   ARGV[4] the queue's name, as a job's origin names it
--- Returns {would move, gone, elsewhere, rate limited}: requeue_rq.lua's reasons to skip.
+-- Returns {would move, gone, elsewhere, rate limited}: rq_job.lua's reasons to skip.
 local MAX_SKIPPED = 10000  -- as requeue_rq.lua's
 local limit = tonumber(ARGV[1])
 -- The ids the move sees once the expired ones are gone: ranks below `below` (scores under 0),
@@ -30,7 +30,8 @@ local function ids(from, to)
   end
   return out
 end
-local movable, gone, elsewhere, limited = 0, 0, 0, 0
+local movable = 0
+local skips = {gone = 0, elsewhere = 0, limited = 0}
 local skipped = 0
 while movable < limit and skipped < MAX_SKIPPED do
   -- Nothing moves here, so the move's next rank (`skipped`, the moved ids being gone) is
@@ -41,17 +42,13 @@ while movable < limit and skipped < MAX_SKIPPED do
     break
   end
   for _, id in ipairs(batch) do
-    local job = ARGV[2] .. id
-    if redis.call('TYPE', job)['ok'] ~= 'hash' then
-      gone = gone + 1
-    elseif redis.call('HGET', job, 'origin') ~= ARGV[4] then
-      elsewhere = elsewhere + 1
-    elseif (redis.call('HGET', job, 'rate_limit_key') or '') ~= '' then
-      limited = limited + 1
+    local why = rq_skip(ARGV[2] .. id, ARGV[4])
+    if why then
+      skips[why] = skips[why] + 1
+      skipped = skipped + 1
     else
       movable = movable + 1
     end
-    skipped = gone + elsewhere + limited
   end
 end
-return {movable, gone, elsewhere, limited}
+return {movable, skips.gone, skips.elsewhere, skips.limited}

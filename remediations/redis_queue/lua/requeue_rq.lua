@@ -9,16 +9,9 @@
 -- failure_ttl, which is also the job hash's TTL), is between 0 and now. A score of -1
 -- (failure_ttl=-1) never expires. Without it, ids whose job hash had expired with them piled
 -- up at the head (lowest scores) and, past the ids looked at, stalled every requeue.
--- Ids not moved are left where they are, and the scan looks past them, up to MAX_SKIPPED of
--- them, so that any number of them cannot stall it:
---   gone: not expired, but no job hash (evicted, deleted, another job_key_prefix, or a key
---     there that is no hash); rq leaves them until they expire.
---   elsewhere: the job's origin is not this queue (ARGV[5]). RQ requeues a job to its origin,
---     whichever registry holds its id; this step acts on its configured queue only, so such
---     a job is left for RQ's own requeue (`rq requeue --queue`), not put on a queue the step
---     was not configured and approved for, nor on this one, where RQ would not put it.
---   rate limited: the job has a rate_limit_key (RQ 3): RQ requeues it through its rate limit
---     registry, to wait for a free slot; pushed on the queue it would run past the limit.
+-- Ids not moved (rq_job.lua's rq_skip: gone, elsewhere, rate limited) are left where they are,
+-- and the scan looks past them, up to MAX_SKIPPED of them, so that any number of them cannot
+-- stall it.
 --   KEYS[1] the failed registry (sorted set, <prefix>:failed:<queue>)
 --   KEYS[2] the queue (list, <prefix>:queue:<queue>)
 --   KEYS[3] the set of queues (<prefix>:queues)
@@ -32,28 +25,22 @@
 local MAX_SKIPPED = 10000
 local limit = tonumber(ARGV[1])
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[4])
-local moved, gone, elsewhere, limited = {}, 0, 0, 0
+local moved = {}
+local skips = {gone = 0, elsewhere = 0, limited = 0}
+local skipped = 0
 -- Lowest score first: the oldest failures come first. The ids before rank `skipped` are the
 -- ones skipped so far (every id looked at is either moved, and so removed, or skipped).
-local function skipped()
-  return gone + elsewhere + limited
-end
-while #moved < limit and skipped() < MAX_SKIPPED do
-  local ids = redis.call('ZRANGE', KEYS[1], skipped(), skipped() + (limit - #moved) - 1)
+while #moved < limit and skipped < MAX_SKIPPED do
+  local ids = redis.call('ZRANGE', KEYS[1], skipped, skipped + (limit - #moved) - 1)
   if #ids == 0 then
     break
   end
   for _, id in ipairs(ids) do
     local job = ARGV[2] .. id
-    -- A hash, not merely a key: the id leaves the registry before its job is written, so
-    -- a job key of another type (another program's, under a job_key_prefix that is not
-    -- RQ's) would fail the HSET with the id out of the registry and on no queue, lost.
-    if redis.call('TYPE', job)['ok'] ~= 'hash' then
-      gone = gone + 1
-    elseif redis.call('HGET', job, 'origin') ~= ARGV[5] then
-      elsewhere = elsewhere + 1
-    elseif (redis.call('HGET', job, 'rate_limit_key') or '') ~= '' then
-      limited = limited + 1
+    local why = rq_skip(job, ARGV[5])
+    if why then
+      skips[why] = skips[why] + 1
+      skipped = skipped + 1
     else
       redis.call('ZREM', KEYS[1], id)
       redis.call('HSET', job, 'status', 'queued', 'enqueued_at', ARGV[3],
@@ -71,7 +58,7 @@ end
 if #moved > 0 then
   redis.call('SADD', KEYS[3], KEYS[2])
 end
-local out = {#moved, gone, elsewhere, limited, expired, redis.call('ZCARD', KEYS[1]),
+local out = {#moved, skips.gone, skips.elsewhere, skips.limited, expired, redis.call('ZCARD', KEYS[1]),
              redis.call('LLEN', KEYS[2])}
 for _, id in ipairs(moved) do
   table.insert(out, id)
