@@ -36,7 +36,8 @@ async def test_an_approval_whose_expiry_was_edited_holds_no_other_run(
     assert {r.outcome for r in runs.values()} == {RunOutcome.AWAITING_APPROVAL}
     edited = await h.store.latest_approval(runs["api"].id, 0)
     other = await h.store.latest_approval(runs["cart"].id, 0)
-    assert edited is not None and other is not None
+    assert edited is not None
+    assert other is not None
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
