@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from receiver.alertmanager import LATEST
 from receiver.config.settings import INCIDENT_GAP_S
 from receiver.review.incidents import (
     GroupRef,
@@ -33,7 +34,6 @@ from receiver.review.rows import audit_entry_of, run_of, unacted_of
 from receiver.review.text import at_text
 from receiver.store.review import SERVICE_LIMIT
 from receiver.timestamps import shifted
-from receiver.unreadable import UnreadableTime
 
 __all__ = ["MAX_RUNS", "SERVICE_KINDS", "Review", "ReviewStore", "ReviewTooLarge"]
 
@@ -224,7 +224,11 @@ class Review:
         until = shifted(max(hi for _, hi in spans.values()), timedelta(microseconds=1))
         runs = [
             r
-            for r in await self._runs(since=since, until=until, keys=list(spans))
+            # At Python's last instant, no bound: a run created at 'infinity' (edited; read at
+            # that instant) is not before it.
+            for r in await self._runs(
+                since=since, until=None if until == LATEST else until, keys=list(spans)
+            )
             if _within(spans, incident_key(r.group_key, r.alert.alertname), r.created_at)
         ]
         events = [
@@ -281,11 +285,7 @@ class Review:
         return None
 
     async def incident_of(self, run: Run, *, gap_s: float | None = None) -> Incident | None:
-        """The incident (by group and gap) that ``run`` belongs to; None when there is none, or
-        its creation time was edited out of Python's years (``UnreadableTime``): an incident's
-        id names its first time, which could not name that one."""
-        if isinstance(run.created_at, UnreadableTime):
-            return None
+        """The incident (by group and gap) that ``run`` belongs to."""
         gap_s = gap_s or self.gap_s
         key = incident_key(run.group_key, run.alert.alertname)
         span = await self._bounds(key, run.created_at, gap_s)

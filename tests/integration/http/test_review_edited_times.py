@@ -134,15 +134,27 @@ async def test_every_page_and_api_shows_an_edited_time_as_stored_and_marked(
     for field in STEP_TIMES + APPROVAL_TIMES:
         assert f"{field} cannot be read: it was edited after it was written ({why})" in html
     assert "poked for 'api'" in html  # the rest of the run is there
-    # No incident is named for it: an incident's id is its first time, which this one's
-    # cannot be. Its group's other runs keep theirs, which answers with everything.
-    assert "../incidents/" not in html
-    html = await _get(client, f"/runs/{edited.other}", OPERATOR)
+    # Its incident, and its group's other runs' (another, when its creation was edited).
     [incident] = re.findall(r'href="\.\./incidents/([^"]+)"', html)
-    for path in ("/runs", "/incidents", f"/incidents/{incident}"):
+    other = await _get(client, f"/runs/{edited.other}", OPERATOR)
+    [other_incident] = re.findall(r'href="\.\./incidents/([^"]+)"', other)
+    for path in ("/runs", "/incidents"):
         await _get(client, path, OPERATOR)
     await _get(client, "/runs", OPERATOR, outcome="verified")
-    await _get(client, f"/incidents/{incident}/report.md", OPERATOR)
+    assert edited.run in await _get(client, f"/incidents/{incident}", OPERATOR)
+    assert edited.other in await _get(client, f"/incidents/{other_incident}", OPERATOR)
+    for name in (incident, other_incident):
+        await _get(client, f"/incidents/{name}/report.md", OPERATOR)
+    # The whole history's report and incidents name it, and its incident answers.
+    whole = {"from": "0001-01-01T00:00:00Z"}
+    listed = await _get(client, "/incidents", OPERATOR, **whole)
+    report = await _json(client, "/api/v1/report", OPERATOR, **whole)
+    named = {i["id"] for i in report["incidents"]}
+    if at in ("0100-01-01 00:00:00+00 BC", "-infinity"):  # else after the window's end
+        assert incident in named
+        assert incident in listed
+    for name in named:
+        await _get(client, f"/incidents/{name}", OPERATOR)
 
     # The run API: each time as stored, and why beside it; another run has no mark.
     body = await _json(client, f"/api/v1/runs/{edited.run}", OPERATOR)
