@@ -7,9 +7,19 @@ incident, a label out of ISO order, and a bound that compared wrong against the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["utc_strftime"]
+__all__ = ["shifted", "utc_strftime"]
+
+
+def shifted(at: datetime, by: timedelta) -> datetime:
+    """``at + by``, or the end of Python's range (aware, UTC) that it passes: a time read at
+    that end (a stored time edited out of Python's years, ``receiver.unreadable``) moved
+    outward is still the end, rather than OverflowError."""
+    try:
+        return at + by
+    except OverflowError:
+        return (datetime.max if by > timedelta(0) else datetime.min).replace(tzinfo=UTC)
 
 
 def utc_strftime(at: datetime, fmt: str) -> str:

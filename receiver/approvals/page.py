@@ -28,7 +28,7 @@ from receiver.approvals.messages import alert_links
 from receiver.approvals.tokens import KeyRing
 from receiver.model import ApprovalRecord, ApprovalState
 from receiver.text import address, visible
-from receiver.unreadable import unreadable_text
+from receiver.unreadable import UnreadableTime, unreadable_text
 from receiver.webpages import template_environment
 
 __all__ = [
@@ -110,6 +110,8 @@ def _pretty(value: Any) -> str:
 
 
 def _when(value: datetime | None) -> str:
+    if isinstance(value, UnreadableTime):
+        return value.shown
     return value.isoformat(timespec="seconds") if value else ""
 
 

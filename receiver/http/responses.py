@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from receiver.unreadable import UnreadableTime
 from receiver.webpages import security_headers
 
 __all__ = ["html_response", "json_default", "json_response", "list_row", "row", "too_large"]
@@ -48,7 +49,10 @@ def html_response(render: Callable[[str], str], status: int = 200) -> web.Respon
 
 def json_default(value: Any) -> Any:
     """``json.dumps``' fallback: datetimes as ISO 8601, timedeltas as seconds, enums as their
-    value, dataclasses, mappings, sets and pydantic models as plain data. Raises TypeError."""
+    value, dataclasses, mappings, sets and pydantic models as plain data; a time edited outside
+    Python's years as stored (``UnreadableTime``). Raises TypeError."""
+    if isinstance(value, UnreadableTime):
+        return value.stored
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, timedelta):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from receiver.alertmanager import LATEST
 from receiver.config.settings import INCIDENT_GAP_S
 from receiver.review.incidents import (
     GroupRef,
@@ -32,6 +33,7 @@ from receiver.review.report import build_report
 from receiver.review.rows import audit_entry_of, run_of, unacted_of
 from receiver.review.text import at_text
 from receiver.store.review import SERVICE_LIMIT
+from receiver.timestamps import shifted
 
 __all__ = ["MAX_RUNS", "SERVICE_KINDS", "Review", "ReviewStore", "ReviewTooLarge"]
 
@@ -201,11 +203,12 @@ class Review:
         and ends, following its chain a day at a time."""
         lo, hi = anchor, anchor
         for _ in range(_MAX_STEPS):
-            since, until = lo - _CHUNK, hi + _CHUNK
+            # shifted: a time edited out of Python's years is read at the end of its range.
+            since, until = shifted(lo, -_CHUNK), shifted(hi, _CHUNK)
             times = await self.store.review_member_times(key, since, until)
             found = chain_bounds(times, anchor, gap_s) or (anchor, anchor)
             gap = timedelta(seconds=gap_s)
-            if found[0] - gap > since and found[1] + gap < until:
+            if shifted(found[0], -gap) > since and shifted(found[1], gap) < until:
                 return found
             lo, hi = found
         return lo, hi
@@ -218,15 +221,21 @@ class Review:
             return []
         gap = timedelta(seconds=gap_s)
         since = min(lo for lo, _ in spans.values())
-        until = max(hi for _, hi in spans.values()) + timedelta(microseconds=1)
+        until = shifted(max(hi for _, hi in spans.values()), timedelta(microseconds=1))
         runs = [
             r
-            for r in await self._runs(since=since, until=until, keys=list(spans))
+            # At Python's last instant, no bound: a run created at 'infinity' (edited; read at
+            # that instant) is not before it.
+            for r in await self._runs(
+                since=since, until=None if until == LATEST else until, keys=list(spans)
+            )
             if _within(spans, incident_key(r.group_key, r.alert.alertname), r.created_at)
         ]
         events = [
             e
-            for e in await self._events(since=since - gap, until=until + gap, keys=list(spans))
+            for e in await self._events(
+                since=shifted(since, -gap), until=shifted(until, gap), keys=list(spans)
+            )
             if _within(spans, incident_key(e.group_key, e.alert.alertname), e.received_at, gap)
         ]
         return await self._with_service(group_incidents(runs, events, gap_s=gap_s))
@@ -324,7 +333,7 @@ def _within(
     slack: timedelta = timedelta(0),
 ) -> bool:
     span = spans.get(key)
-    return span is not None and span[0] - slack <= at <= span[1] + slack
+    return span is not None and shifted(span[0], -slack) <= at <= shifted(span[1], slack)
 
 
 def _uuid_like(text: str) -> bool:

@@ -48,7 +48,14 @@ def escape(value: Any) -> str:
 
 
 def _when(value: str | None) -> str:
-    return at_text(datetime.fromisoformat(value)) if value else ""
+    """An RFC 3339 text of the report's data, for people; a time edited out of Python's years
+    is the report's stored text of it (``text.iso``), shown as it is."""
+    if not value:
+        return ""
+    try:
+        return at_text(datetime.fromisoformat(value))
+    except ValueError:
+        return value
 
 
 def _dur(seconds: float | None) -> str:

@@ -8,20 +8,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.timestamps import utc_strftime
-from receiver.unreadable import unreadable_text
+from receiver.unreadable import UnreadableTime, unreadable_text
 
 __all__ = ["at_text", "duration_text", "iso", "pretty", "target_text", "unreadable_text"]
 
 
 def iso(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC to the microsecond, the form the JSON report uses; None stays None."""
+    """RFC 3339 in UTC to the microsecond, the form the JSON report uses; None stays None; a
+    time edited outside Python's years as stored (``stored_times``)."""
+    if isinstance(value, UnreadableTime):
+        return value.stored
     return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def at_text(value: datetime | None) -> str:
-    """A time for people: UTC, to the second (``2026-11-25 10:00:05 UTC``); '' for None."""
+    """A time for people: UTC, to the second (``2026-11-25 10:00:05 UTC``); '' for None; a
+    time edited outside Python's years as stored, said unreadable (``stored_times``)."""
     if value is None:
         return ""
+    if isinstance(value, UnreadableTime):
+        return value.shown
     return utc_strftime(value, "%Y-%m-%d %H:%M:%S UTC")
 
 

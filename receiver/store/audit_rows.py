@@ -14,6 +14,7 @@ from receiver.store.canonical import canonical_json
 from receiver.store.chain import ChainRow, Link
 from receiver.store.records import as_utc
 from receiver.store.stored_json import stored_data
+from receiver.store.stored_times import time_unreadable
 
 __all__ = [
     "AT_COLUMNS",
@@ -61,9 +62,9 @@ AT_COLUMNS = (
 )
 
 
-def at_unreadable(stored: str) -> str:
-    """Why a row's time, ``stored`` (timestamptz as text), cannot be read."""
-    return f"the stored time {stored} is outside the years 1 to 9999 Python can hold"
+# Why a row's time, ``stored`` (timestamptz as text), cannot be read: the words of every
+# table's edited time (stored_times).
+at_unreadable = time_unreadable
 
 
 CHAIN_SQL = f"""SELECT id, {AT_COLUMNS}, kind, run_id::text AS run_id, fingerprint,

@@ -41,6 +41,7 @@ from receiver.store.pool_capacity import check_capacity, connections_per_process
 from receiver.store.pooler_probe import probe_pooler
 from receiver.store.session_name import store_session_settings
 from receiver.store.settled import SettledConnection, settle
+from receiver.store.stored_times import register_times
 
 __all__ = ["WORK_CHANNEL", "Database", "connect_options"]
 
@@ -66,8 +67,20 @@ def connect_options(*, transaction_pooled: bool) -> dict[str, Any]:
 Clock = Callable[[], datetime]
 
 
+async def _init(conn: Any) -> None:
+    """Pool ``init`` hook: timestamptz read through ``stored_times`` (a time an edit put
+    outside Python's years is read, marked, rather than failing the read)."""
+    await register_times(conn)
+
+
+async def _init_warm(conn: Any) -> None:
+    """Pool ``init`` hook of ``connect(warm=True)``: ``_init``, then ``_warm``."""
+    await _init(conn)
+    await _warm(conn)
+
+
 async def _warm(conn: Any) -> None:
-    """Pool ``init`` hook (``connect(warm=True)``): make the history read's plan on each new
+    """(``connect(warm=True)``, ``_init_warm``): make the history read's plan on each new
     connection, before an alert needs it. A connection's first history read compiles
     engine_histories and makes its one generic plan (``HISTORY_PLAN_SETTINGS``): 20 to 40 ms on
     a 2-core host against 1 ms after, most of what made the service's first alerts after a
@@ -164,7 +177,7 @@ class Database:
                 connection_class=SettledConnection,
                 reset=settle,
                 setup=None if clock is None else _clock_setup(clock),
-                init=_warm if warm and not transaction_pooled else None,
+                init=_init_warm if warm and not transaction_pooled else _init,
                 **connect_options(transaction_pooled=transaction_pooled),
             )
         store = cls(pool, dsn)

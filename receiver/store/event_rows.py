@@ -57,7 +57,7 @@ EVENT_SHAPES = {"labels": STRINGS, "annotations": STRINGS}
 
 
 class UnreadableEvent(ValueError):
-    """The labels or annotations of alert event ``event_id`` cannot be read back: ``fields``
+    """The labels, annotations or a time of alert event ``event_id`` cannot be read: ``fields``
     maps each such column to why (``stored_json``). Its text is ``unreadable_text`` of them:
     ``labels cannot be read: it was edited after it was written (...)``."""
 
@@ -79,7 +79,8 @@ def event_columns(alias: str = "") -> str:
 
 def event_from_row(row: Mapping[str, Any]) -> AlertEvent:
     """An AlertEvent from a row of ``event_columns()``. UnreadableEvent when its labels or
-    annotations cannot be read back or are not an object of strings (an edit of the table)."""
+    annotations cannot be read back or are not an object of strings, or a time of it is
+    outside Python's years (``stored_times``; each only an edit of the table writes)."""
     data, unreadable = decode_columns(row, EVENT_SHAPES)
     if unreadable:
         raise UnreadableEvent(row["id"], unreadable)

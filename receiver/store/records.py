@@ -20,6 +20,7 @@ from receiver.store.event_rows import event_columns, event_from_row
 from receiver.store.fence import LeaseFence
 from receiver.store.run_ids import run_id_of
 from receiver.store.stored_json import OBJECT, decode_columns, decode_object
+from receiver.store.stored_times import unreadable_times
 from receiver.unreadable import unreadable_text
 
 __all__ = [
@@ -263,6 +264,7 @@ class RunRecord:
     resolution_inferred_from: str | None = None
     undo_deferred: bool = False
     # "decision" -> why it cannot be read (edited since: stored_json); decision is then None.
+    # A time edited outside Python's years too (stored_times: it is an UnreadableTime).
     unreadable: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -287,6 +289,12 @@ class AuditCheck:
 
 # A step's JSON columns, as this service writes them (stored_json).
 _STEP_SHAPES = {"params": OBJECT, "before": OBJECT, "after": OBJECT}
+
+# RUN_COLUMNS' times (a row may hold more: a run read with its steps' s_ columns).
+_RUN_TIMES = (
+    "created_at", "started_at", "finished_at", "verify_deadline", "resolved_at", "retry_at",
+    "settle_until", "escalated_at",
+)  # fmt: skip
 
 RUN_COLUMNS = """
     id, rule, fingerprint, starts_at, alertname, event_id, target_kind, target_namespace,
@@ -324,6 +332,9 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
     """A RunRecord from a row of ``RUN_COLUMNS``, with the given steps (a decision that
     cannot be read back is None, marked in ``unreadable``: ``stored_json.decode_object``)."""
     decision, why = decode_object("decision", row["decision"])
+    unreadable = unreadable_times(row, _RUN_TIMES)
+    if why is not None:
+        unreadable["decision"] = why
     return RunRecord(
         id=str(row["id"]),
         rule=row["rule"],
@@ -355,7 +366,7 @@ def run_from_row(row: Mapping[str, Any], steps: Sequence[StepRecord] = ()) -> Ru
         escalated_at=row["escalated_at"],
         resolution_inferred_from=row["resolution_inferred_from"],
         undo_deferred=row["undo_deferred"],
-        unreadable={} if why is None else {"decision": why},
+        unreadable=unreadable,
     )
 
 

@@ -285,10 +285,19 @@ class ReviewReads(Database):
 
     async def review_keys_at(self, at: datetime) -> list[str]:
         """The incident keys of the runs created exactly at ``at``, and of the firing events
-        with skipped rules received then (an incident id names its first member's time)."""
+        with skipped rules received then (an incident id names its first member's time). At
+        Python's first or last instant (written as -infinity and infinity), the runs created
+        before or after Python's years too: their creation was edited, and read at that end
+        (``receiver.unreadable.UnreadableTime``), it named their incident."""
         with translate():
             rows = await self._pool.fetch(
                 f"""SELECT DISTINCT {_KEY} AS key FROM runs WHERE created_at = $1
+                    UNION
+                    SELECT DISTINCT {_KEY} FROM runs
+                    WHERE $1 = '-infinity' AND created_at < '0001-01-01 00:00:00+00'
+                    UNION
+                    SELECT DISTINCT {_KEY} FROM runs
+                    WHERE $1 = 'infinity' AND created_at >= '10000-01-01 00:00:00+00'
                     UNION
                     SELECT DISTINCT {_KEY} FROM alert_events
                     WHERE {_DONE_SINCE.format(lo="$1", hi="$1")}

@@ -16,6 +16,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from receiver.store.stored_times import unreadable_times
+
 __all__ = [
     "OBJECT",
     "OBJECTS",
@@ -75,9 +77,10 @@ def decode_columns(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """``row`` (column -> value, its jsonb columns selected as text) with its ``shapes``
     columns (column -> shape) decoded, and column -> why for each that cannot be read back or
-    is not of its shape: such a column is None. A NULL stays None, and is not unreadable."""
+    is not of its shape: such a column is None. A NULL stays None, and is not unreadable.
+    A time outside Python's years (``stored_times.UnreadableTime``) is marked too, and kept."""
     data = dict(row)
-    unreadable: dict[str, str] = {}
+    unreadable = unreadable_times(row)
     for column, shape in shapes.items():
         if data.get(column) is None:
             continue
