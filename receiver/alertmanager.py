@@ -52,6 +52,7 @@ __all__ = [
     "INTAKE_TIMEOUT_S",
     "LATEST",
     "LATE_DELIVERY_WINDOW_S",
+    "MAX_FIELD_PART",
     "MAX_FRACTION_DIGITS",
     "MAX_PROBLEMS",
     "REPLACEMENT",
@@ -82,6 +83,10 @@ INTAKE_TIMEOUT_S = 5.0
 
 # The most problems one 400 lists: a body of 10,000 bad alerts must not answer 10,000 lines.
 MAX_PROBLEMS = 20
+# The most characters of one part of a problem's field (a label name, for one) shown; longer
+# ones end in "...". A label name may be as long as the body, and each of MAX_PROBLEMS problems
+# names its own: answered (the first twice) and logged whole, they outweighed the body.
+MAX_FIELD_PART = 80
 
 
 class PayloadError(Exception):
@@ -271,6 +276,16 @@ def json_problem(exc: ValueError | RecursionError) -> str:
     return str(exc)
 
 
+def _field(loc: tuple[int | str, ...]) -> str:
+    """A problem's dotted path (``alerts.0.labels.team``), each part cut at MAX_FIELD_PART
+    characters; ``body`` for the body itself."""
+    parts = (str(part) for part in loc)
+    return (
+        ".".join(p if len(p) <= MAX_FIELD_PART else p[: MAX_FIELD_PART - 3] + "..." for p in parts)
+        or "body"
+    )
+
+
 def parse_notification(body: bytes) -> Notification:
     """Decode and validate one webhook body. Raises PayloadError naming the first bad field, and
     the others the schema found (``PayloadError.problems``).
@@ -325,9 +340,6 @@ def parse_notification_carefully(body: bytes) -> Notification:
         notification = Notification.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        problems = [
-            (".".join(str(part) for part in error["loc"]) or "body", error["msg"])
-            for error in errors[:MAX_PROBLEMS]
-        ]
+        problems = [(_field(error["loc"]), error["msg"]) for error in errors[:MAX_PROBLEMS]]
         raise PayloadError(*problems[0], problems, more=len(errors) - len(problems)) from None
     return notification

@@ -3,6 +3,7 @@
 - ``queues``: ``QueueSpec`` (one configured queue: its layout and keys) and ``RedisQueues``,
   the client of one named Redis connection with the queues configured under it
 - ``requeue``: ``redis.requeue_dead_letters``
+- ``celery_move``: a celery queue's move, to kombu's priority lists
 - ``rq_skips``: the words for the failed RQ jobs a requeue leaves, and why
 - ``lua/``: the scripts that move messages, one file each, loaded by name
 

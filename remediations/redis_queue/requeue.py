@@ -33,14 +33,9 @@ from remediations.base import (
 )
 from remediations.durations import format_duration
 from remediations.params import Duration, Integer, StrictParams
+from remediations.redis_queue.celery_move import move_celery
 from remediations.redis_queue.declines import DECLINED, NOT_RUN, PASSING, cluster_refusal, declined
-from remediations.redis_queue.queues import (
-    CELERY_PRIORITY_STEPS,
-    Layout,
-    QueueSpec,
-    RedisQueues,
-    text,
-)
+from remediations.redis_queue.queues import Layout, QueueSpec, RedisQueues, text
 from remediations.redis_queue.rq_skips import skipped_detail
 from remediations.redis_queue.stream_count import stream_would_move
 from remediations.retrying import (
@@ -305,22 +300,7 @@ class RequeueDeadLetters:
             jobs = [text(x) for x in reply[7:]]
             return moved, {"dead_letters": failed, "queue": length, "jobs": jobs}, detail
         if spec.layout is Layout.CELERY:
-            reply = await r.eval(
-                script, 5, spec.dead_letter_key, *spec.celery_keys, params.max_messages
-            )
-            moved, dead, length = (int(x) for x in reply[:3])
-            steps = {
-                f"priority {n}": int(count)
-                for n, count in zip(CELERY_PRIORITY_STEPS, reply[3:], strict=True)
-                if int(count) and n
-            }
-            detail = (
-                "; by kombu's priority steps, to their lists (<queue>\\x06\\x16<step>): "
-                + ", ".join(f"{count} at {step}" for step, count in steps.items())
-                if steps
-                else ""
-            )
-            return moved, {"dead_letters": dead, "queue": length}, detail
+            return await move_celery(r, script, spec, params.max_messages)
         source, dest = spec.ends
         reply = await r.eval(
             script, 2, spec.dead_letter_key, spec.key, params.max_messages, source.value, dest.value

@@ -211,3 +211,33 @@ async def test_a_stream_move_acknowledges_entries_deleted_while_pending(redis_ur
         assert b"alert-remediator" not in consumers, consumers
     finally:
         await queues.close()
+
+
+async def test_an_rq_dry_run_stops_looking_where_the_move_stops(queues: RedisQueues) -> None:
+    """The scripts look past at most MAX_SKIPPED (10,000) ids whose job is gone, in batches
+    of what is still wanted: the dry run's a cap plus one, the move's the cap. Each finished
+    its batch past the limit, so with 10,000 such ids before two jobs and a cap of 5, the dry
+    run's batch reached the jobs and said "requeue 2" where the move, its batch ending at the
+    limit, moved none. Both stop at the limit itself: the dry run says what the move does."""
+    r = queues.client
+    future = NOW.timestamp() + 3600
+    gone = {f"gone-{i:05d}": future for i in range(10_000)}
+    for start in range(0, len(gone), 2_000):
+        await r.zadd("rq:failed:reports", dict(list(gone.items())[start : start + 2_000]))
+    for job_id in ("j-1", "j-2"):
+        await r.hset(f"rq:job:{job_id}", mapping={"status": "failed", "origin": "reports"})
+        await r.zadd("rq:failed:reports", {job_id: future + 1})
+    action = RequeueDeadLetters(clock=lambda: NOW)
+    params = RequeueParams.model_validate({"max_messages": 5})
+
+    dry = await action.run(
+        ActionContext("run-1", True, Clients({"redis:jobs": queues})), TARGET, params
+    )
+    live = await action.run(context(queues), TARGET, params)
+
+    assert live.after is not None
+    moved = len(live.after["jobs"])
+    assert f"requeue {moved} of {moved} " in dry.message, (dry.message, live.message)
+    assert "10000 failed id(s) would be skipped" in dry.message, dry.message
+    assert "10000 failed id(s) skipped" in live.message, live.message
+    assert await r.zcard("rq:failed:reports") == 10_002 - moved

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.alertmanager import (
+    MAX_FIELD_PART,
     MAX_PROBLEMS,
     ZERO_TIME,
     Alert,
@@ -117,6 +118,24 @@ class TestRealShapes:
         assert len(caught.value.problems) == MAX_PROBLEMS
         assert caught.value.more == 7
         assert caught.value.problems[-1][0] == f"alerts.{MAX_PROBLEMS - 1}.startsAt"
+
+    def test_a_problem_names_a_long_label_name_by_its_start(self) -> None:
+        """A label name is a part of a problem's field, as long as the sender wrote it:
+        twenty of 800 kB, each with a number for a value (a 16 MiB body), were answered
+        whole (the first twice: ``field`` and ``problems``), more bytes than the body, and the
+        first was logged whole. Each part is cut as a value is (``quoted``)."""
+        long_names = ["\u00e9" * 100_000 + str(i) for i in range(3)]
+        body = _body()
+        body["alerts"] = [_alert(labels={name: 1}) for name in long_names]
+        with pytest.raises(PayloadError) as caught:
+            _parse(body)
+        error = caught.value
+        assert len(error.problems) == 3
+        for i, (field, _message) in enumerate(error.problems):
+            assert field.startswith(f"alerts.{i}.labels.\u00e9\u00e9"), field[:40]
+            assert field.endswith("..."), field[-40:]
+            assert len(field) <= len(f"alerts.{i}.labels.") + MAX_FIELD_PART
+        assert error.field == error.problems[0][0]
 
     def test_a_body_that_is_not_json_has_one_problem(self) -> None:
         with pytest.raises(PayloadError) as caught:

@@ -41,6 +41,9 @@ while #moved < limit and skipped < MAX_SKIPPED do
     if why then
       skips[why] = skips[why] + 1
       skipped = skipped + 1
+      if skipped >= MAX_SKIPPED then
+        break  -- not at the batch's end: the dry run's batches (cap + 1) are not the move's
+      end
     else
       redis.call('ZREM', KEYS[1], id)
       redis.call('HSET', job, 'status', 'queued', 'enqueued_at', ARGV[3],
