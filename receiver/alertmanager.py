@@ -29,6 +29,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
 )
@@ -92,16 +93,17 @@ MAX_FIELD_PART = 80
 class PayloadError(Exception):
     """A body that is not a valid v4 notification. ``field`` is a dotted path into the JSON and
     ``message`` says what is wrong with it: the first problem. ``problems``: every problem the
-    schema found, as (field, message) pairs in the schema's order (a list's items in turn), at most
-    ``MAX_PROBLEMS``; ``more``: how many were left out of them. A body that is not JSON, or not
-    an object, has one problem."""
+    schema found, as (field, message) pairs in the schema's order (a list's items in turn; a
+    label map's first bad value only), at most ``MAX_PROBLEMS``; ``more``: whether others were
+    left out of them (``_problems``). A body that is not JSON, or not an object, has one
+    problem."""
 
     def __init__(
         self,
         field: str,
         message: str,
         problems: Sequence[tuple[str, str]] = (),
-        more: int = 0,
+        more: bool = False,
     ) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
@@ -131,7 +133,10 @@ def _check_rfc3339(value: str) -> str:
 
 Timestamp = Annotated[str, AfterValidator(_check_rfc3339)]
 
-Labels = dict[str, str]
+# fail_fast: a dict's first bad value is its one problem. Without it, a body of a million label
+# values that are no strings made a million errors: gigabytes, and seconds of the event loop,
+# to answer a 400 that lists twenty (``_problems``).
+Labels = Annotated[dict[str, str], Field(fail_fast=True)]
 # What intake answers for an alert's label without a name (``Alert``), and what a rule test
 # file's alert with one is told (``receiver.ruletest.spec.AlertSpec``); ``{value}`` is quoted.
 EMPTY_LABEL_NAME = "a label has an empty name (value {value}); every label needs a name"
@@ -194,7 +199,9 @@ class Notification(BaseModel):
     commonLabels: Labels = Field(default_factory=dict)
     commonAnnotations: Labels = Field(default_factory=dict)
     externalURL: str = ""
-    alerts: list[Alert]
+    # fail_fast: the fast path's refusal costs one bad alert's errors, whatever the body holds;
+    # the careful path (``_problems``) then finds the others, up to MAX_PROBLEMS.
+    alerts: Annotated[list[Alert], Field(fail_fast=True)]
     # Alertmanager >= 0.32 only; None means an older sender, not "no reason".
     notification_reason: str | None = None
     # Alertmanager >= 0.34 only.
@@ -337,9 +344,43 @@ def parse_notification_carefully(body: bytes) -> Notification:
             "version", f"unsupported payload version {quoted(data['version'])}; expected '4'"
         )
     try:
-        notification = Notification.model_validate(data)
+        return Notification.model_validate(data)
+    except ValidationError:
+        problems = _problems(data)
+    raise PayloadError(
+        *problems[0], problems[:MAX_PROBLEMS], more=len(problems) > MAX_PROBLEMS
+    ) from None
+
+
+def _problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, message) of the problems of ``data`` (a JSON object that is no notification),
+    the notification's own fields first, then each alert's in turn: at least one, and up to
+    one bad alert past MAX_PROBLEMS (so that a caller can tell that some were left unlisted).
+    The search stops there, and a dict or list stops at its first bad item (fail_fast), so the
+    work is bounded by the body, not by the problems it holds (a body of 300,000 empty alerts
+    made 900,000 errors in one ValidationError: 0.6 GB and seconds of the event loop)."""
+    found: list[tuple[str, str]] = []
+    alerts = data.get("alerts")
+    try:
+        # The alerts apart, when they are a list: the notification's fields checked alone.
+        Notification.model_validate({**data, "alerts": []} if isinstance(alerts, list) else data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        problems = [(_field(error["loc"]), error["msg"]) for error in errors[:MAX_PROBLEMS]]
-        raise PayloadError(*problems[0], problems, more=len(errors) - len(problems)) from None
-    return notification
+        found.extend((_field(e["loc"]), e["msg"]) for e in exc.errors(include_url=False))
+    # Then the alerts from the first not yet checked, to the next bad one (fail_fast: its
+    # errors only), in pydantic-core at its pace: a million good alerts before a bad one are
+    # checked at the fast path's cost, not one Python call each.
+    start = 0
+    while isinstance(alerts, list) and start < len(alerts) and len(found) <= MAX_PROBLEMS:
+        try:
+            _ALERTS.validate_python(alerts[start:])
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            bad = start + int(errors[0]["loc"][0])
+            found.extend((_field(("alerts", bad, *e["loc"][1:])), e["msg"]) for e in errors)
+            start = bad + 1
+        else:
+            break
+    return found
+
+
+_ALERTS: TypeAdapter[list[Alert]] = TypeAdapter(Annotated[list[Alert], Field(fail_fast=True)])

@@ -60,7 +60,7 @@ async def post_alerts(request: web.Request) -> web.Response:
         answer: dict[str, Any] = {"error": exc.message, "field": exc.field}
         answer["problems"] = [{"field": f, "error": m} for f, m in exc.problems]
         if exc.more:
-            answer["more_problems"] = exc.more
+            answer["more_problems"] = True
         return json_response(answer, 400)
     try:
         result = await app[INTAKE].accept(notification)
