@@ -17,6 +17,7 @@ from pathlib import Path
 from receiver.model import NamespacePolicy
 from receiver.rules.compile import compile_files
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
+from receiver.rules.file_encoding import NotUtf8, decode_rule_file
 from receiver.rules.model import RuleSet
 from remediations.base import Registry
 
@@ -88,9 +89,9 @@ def _read_directory(
     files: dict[str, str] = {}
     for path in paths:
         try:
-            files[str(path)] = read_rule_bytes(path).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            errors.append(RuleError(str(path), 0, f"not valid UTF-8 (byte {exc.start})"))
+            files[str(path)] = decode_rule_file(read_rule_bytes(path))
+        except NotUtf8 as exc:
+            errors.append(RuleError(str(path), exc.line, exc.message))
         except OSError as exc:
             errors.append(RuleError(str(path), 0, f"cannot read: {exc.strerror or exc}"))
     return files, errors, warnings
