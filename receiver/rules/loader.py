@@ -67,7 +67,14 @@ def _read_directory(
         missing = f"rules directory does not exist{_looked_in(directory)}"
         return {}, [RuleError(str(directory), 0, missing)], []
     if not directory.is_dir():
-        return {}, [RuleError(str(directory), 0, "rules path is not a directory")], []
+        # A file named here (`remediator lint rules/a.yaml`) is read with the rules beside it,
+        # as the service loads them: say which directory to give, not only what is wrong.
+        hint = (
+            f": give the directory that holds it ({directory.parent})"
+            if directory.is_file()
+            else ""
+        )
+        return {}, [RuleError(str(directory), 0, f"rules path is not a directory{hint}")], []
     # Only top-level files: a Kubernetes ConfigMap mount also holds `..data` and timestamped
     # directories with the same files, and editors leave dot-files behind.
     paths: list[Path] = []

@@ -61,7 +61,14 @@ def test_directory_without_rule_files_is_an_error(tmp_path: Path) -> None:
 def test_path_that_is_a_file_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "a.yaml", GOOD)
     assert lint(path, registry(), POLICY) == [
-        RuleError(str(path), 0, "rules path is not a directory")
+        RuleError(
+            str(path),
+            0,
+            f"rules path is not a directory: give the directory that holds it ({tmp_path})",
+        )
+    ]
+    assert lint(tmp_path / "absent" / "a.yaml", registry(), POLICY) == [
+        RuleError(str(tmp_path / "absent" / "a.yaml"), 0, "rules directory does not exist")
     ]
 
 
