@@ -17,6 +17,7 @@ from pathlib import Path
 from receiver.model import NamespacePolicy
 from receiver.rules.compile import compile_files
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
+from receiver.rules.file_encoding import NotUtf8, decode_rule_file
 from receiver.rules.model import RuleSet
 from remediations.base import Registry
 
@@ -66,7 +67,14 @@ def _read_directory(
         missing = f"rules directory does not exist{_looked_in(directory)}"
         return {}, [RuleError(str(directory), 0, missing)], []
     if not directory.is_dir():
-        return {}, [RuleError(str(directory), 0, "rules path is not a directory")], []
+        # A file named here (`remediator lint rules/a.yaml`) is read with the rules beside it,
+        # as the service loads them: say which directory to give, not only what is wrong.
+        hint = (
+            f": give the directory that holds it ({directory.parent})"
+            if directory.is_file()
+            else ""
+        )
+        return {}, [RuleError(str(directory), 0, f"rules path is not a directory{hint}")], []
     # Only top-level files: a Kubernetes ConfigMap mount also holds `..data` and timestamped
     # directories with the same files, and editors leave dot-files behind.
     paths: list[Path] = []
@@ -88,9 +96,9 @@ def _read_directory(
     files: dict[str, str] = {}
     for path in paths:
         try:
-            files[str(path)] = read_rule_bytes(path).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            errors.append(RuleError(str(path), 0, f"not valid UTF-8 (byte {exc.start})"))
+            files[str(path)] = decode_rule_file(read_rule_bytes(path))
+        except NotUtf8 as exc:
+            errors.append(RuleError(str(path), exc.line, exc.message))
         except OSError as exc:
             errors.append(RuleError(str(path), 0, f"cannot read: {exc.strerror or exc}"))
     return files, errors, warnings

@@ -21,6 +21,7 @@ from receiver.rules.yaml_lines import KeyPath, Located, dotted
 from receiver.rules.yaml_loaders import boolean_word, yaml_1_1_value
 from receiver.typos import typo_of
 from remediations.base import ParamsError, Registry, Risk
+from remediations.json_values import not_json
 from remediations.params import literal_templates
 
 __all__ = [
@@ -62,6 +63,14 @@ def check_params(
 ) -> Mapping[str, Any] | None:
     """The step's params as the action's model reads them (JSON-ready), or None with each
     fault added to ``located`` at its key."""
+    faults = list(not_json(spec.params or {}))
+    for sub, problem in faults:
+        located.add(
+            (*path, "params", *sub),
+            f"{label}invalid params for {spec.action}: " + prefixed(sub, problem),
+        )
+    if faults:
+        return None
     try:
         params = registry.parse_params(spec.action, spec.params)
     except ParamsError as exc:

@@ -22,11 +22,33 @@ _NOT_TEXT_TAGS = frozenset(f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int
 def key_problem(node: yaml.Node, key: object) -> str:
     """What to say of a key ``node`` that YAML read as ``key``, no text: a plain ``on`` or ``5``
     is named as written (``keys must be strings: write "on" in quotes: YAML reads it as a
-    boolean``); any other (a tagged or quoted one, a mapping) as Python shows it."""
-    if isinstance(node, yaml.ScalarNode) and node.style is None and key is not None:
-        kind = "a boolean" if isinstance(key, bool) else "a number"
-        return f'keys must be strings: write "{node.value}" in quotes: YAML reads it as {kind}'
+    boolean``, and a plain ``~`` as null); a list or mapping key as such; any other (a tagged
+    or quoted one) as Python shows it."""
+    # A list or mapping key is constructed by no caller (``key`` is None): named by its node,
+    # not as ``None``, which a `[a]: x` or `? {a: 1}` key was told it was.
+    if isinstance(node, yaml.SequenceNode):
+        return (
+            "keys must be strings, not a list (a `[...]` or `? - ...` key): write the key as text"
+        )
+    if isinstance(node, yaml.MappingNode):
+        return (
+            "keys must be strings, not a mapping (a `{...}` or `? a: b` key): write the key as text"
+        )
+    if isinstance(node, yaml.ScalarNode) and node.style is None:
+        if key is None and not node.value:
+            return "a key is missing: a `:` or `?` with nothing before it"
+        read_as = _read_as(key)
+        return f'keys must be strings: write "{node.value}" in quotes: YAML reads it as {read_as}'
     return f"keys must be strings, not {key!r}"
+
+
+def _read_as(key: object) -> str:
+    """What YAML read a plain key as, in words."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "a boolean"
+    return "a number" if isinstance(key, int | float) else type(key).__name__
 
 
 class KeyNotText(yaml.MarkedYAMLError):

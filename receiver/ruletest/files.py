@@ -18,6 +18,7 @@ from receiver.guards.policy import GuardSettings
 from receiver.model import NamespacePolicy
 from receiver.rules.compile import compile_files
 from receiver.rules.errors import RuleError, RuleSetError, in_file_order
+from receiver.rules.file_encoding import NotUtf8, decode_rule_file
 from receiver.rules.loader import read_rule_bytes
 from receiver.rules.model import RuleSet
 from receiver.rules.yaml_lines import Located
@@ -113,9 +114,9 @@ def load_test_file(path: Path, registry: Registry) -> TestFile | list[RuleError]
     files' errors; and, once they compile, the rule and action names the tests use."""
     name = str(path)
     try:
-        text = read_rule_bytes(path).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return [RuleError(name, 0, f"not valid UTF-8 (byte {exc.start})")]
+        text = decode_rule_file(read_rule_bytes(path))
+    except NotUtf8 as exc:
+        return [RuleError(name, exc.line, exc.message)]
     except OSError as exc:
         return [RuleError(name, 0, f"cannot read: {exc.strerror or exc}")]
     parsed = parse_test_file_parts(name, text)
@@ -167,9 +168,9 @@ def _rule_sources(
             continue
         first_at[key] = index
         try:
-            sources[key] = read_rule_bytes(rule_path).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            located.add(("rule_files", index), f"{rule_path}: not valid UTF-8 (byte {exc.start})")
+            sources[key] = decode_rule_file(read_rule_bytes(rule_path))
+        except NotUtf8 as exc:
+            located.add(("rule_files", index), f"{rule_path}:{exc.line}: {exc.message}")
             read = False
         except OSError as exc:
             located.add(("rule_files", index), f"cannot read {rule_path}: {exc.strerror or exc}")

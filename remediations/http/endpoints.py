@@ -29,6 +29,7 @@ from remediations.base import (
     Risk,
 )
 from remediations.http.post import HttpPolicy, host_of, json_body, post_json
+from remediations.json_values import not_json
 from remediations.params import StrictParams
 from remediations.targets import Target
 from remediations.templates import check_template, render, template_values
@@ -116,7 +117,18 @@ class HttpEndpoints:
             await self.session.close()
 
 
-def _check_strings(value: Any) -> Any:
+def _check_values(value: Any) -> Any:
+    """``value`` if each string in it is a template and each other value is one JSON has
+    (``json_values.not_json``); raises ValueError naming the first that is not by its place
+    (``at body.a[0]``)."""
+    for path, problem in not_json(value, ("body",)):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+        raise ValueError(f"at {where.lstrip('.')}: {problem}")
+    _check_strings(value)
+    return value
+
+
+def _check_strings(value: Any) -> None:
     if isinstance(value, str):
         check_template(value)
     elif isinstance(value, Mapping):
@@ -125,7 +137,6 @@ def _check_strings(value: Any) -> Any:
     elif isinstance(value, list):
         for item in value:
             _check_strings(item)
-    return value
 
 
 def _render_strings(value: Any, values: Mapping[str, Any], where: str = "body") -> Any:
@@ -180,9 +191,9 @@ class HttpCallParams(StrictParams):
             raise ValueError(
                 f"its objects and lists are nested {depth} levels deep; at most {MAX_BODY_DEPTH}"
             )
+        _check_values(value)  # first: json.dumps fails on a date, and writes inf as Infinity
         if len(json.dumps(value)) > 65536:
             raise ValueError("body is larger than 64 KiB")
-        _check_strings(value)
         return value
 
 

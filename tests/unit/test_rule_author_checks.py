@@ -38,7 +38,10 @@ def test_an_unquoted_template_is_named_with_its_rule_field_and_the_quoting_to_wr
     ]
     # `{ {a: 1}: x }`: braces apart, not a template; the old message stands.
     other = errors_of({"a.yaml": "rules:\n  - name: r\n    target: { {a: 1}: x }\n"})
-    assert "a.yaml:3: keys must be strings, not None" in other
+    assert (
+        "a.yaml:3: keys must be strings, not a mapping (a `{...}` or `? a: b` key): "
+        "write the key as text"
+    ) in other
     assert not [e for e in other if QUOTE in e]
 
 

@@ -50,6 +50,29 @@ from tests.support.rules import GOOD, POLICY, TARGET, errors_of, one_rule, regis
             'a.yaml:3: keys must be strings: write "on" in quotes: YAML reads it as a boolean',
             id="yaml-1.1-boolean-key",
         ),
+        # These four said "keys must be strings, not None".
+        pytest.param(
+            "rules:\n  - name: r\n    [a]: x\n",
+            "a.yaml:3: keys must be strings, not a list (a `[...]` or `? - ...` key): "
+            "write the key as text",
+            id="list-key",
+        ),
+        pytest.param(
+            "rules:\n  - name: r\n    ? {a: 1}\n    : x\n",
+            "a.yaml:3: keys must be strings, not a mapping (a `{...}` or `? a: b` key): "
+            "write the key as text",
+            id="mapping-key",
+        ),
+        pytest.param(
+            "rules:\n  - name: r\n    ~: x\n",
+            'a.yaml:3: keys must be strings: write "~" in quotes: YAML reads it as null',
+            id="null-key",
+        ),
+        pytest.param(
+            "rules:\n  - name: r\n    ?\n    : x\n",
+            "a.yaml:3: a key is missing: a `:` or `?` with nothing before it",
+            id="empty-key",
+        ),
     ],
 )
 def test_file_level_errors(text: str, expected: str) -> None:

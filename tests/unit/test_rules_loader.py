@@ -61,7 +61,14 @@ def test_directory_without_rule_files_is_an_error(tmp_path: Path) -> None:
 def test_path_that_is_a_file_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "a.yaml", GOOD)
     assert lint(path, registry(), POLICY) == [
-        RuleError(str(path), 0, "rules path is not a directory")
+        RuleError(
+            str(path),
+            0,
+            f"rules path is not a directory: give the directory that holds it ({tmp_path})",
+        )
+    ]
+    assert lint(tmp_path / "absent" / "a.yaml", registry(), POLICY) == [
+        RuleError(str(tmp_path / "absent" / "a.yaml"), 0, "rules directory does not exist")
     ]
 
 
@@ -96,11 +103,43 @@ def test_an_entry_that_is_not_a_regular_file_is_an_error(tmp_path: Path) -> None
     ]
 
 
-def test_non_utf8_file(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_bytes(b"rules: \xff\n")
+def test_non_utf8_file_is_told_at_its_line_and_column_with_the_fix(tmp_path: Path) -> None:
+    # Latin-1 on line 3, after a multi-byte character: the column counts characters.
+    (tmp_path / "a.yaml").write_bytes(b"rules:\n  - name: ok\n    description: \xc3\xa9\xe9\n")
     assert lint(tmp_path, registry(), POLICY) == [
-        RuleError(str(tmp_path / "a.yaml"), 0, "not valid UTF-8 (byte 7)")
+        RuleError(
+            str(tmp_path / "a.yaml"),
+            3,
+            "not valid UTF-8: byte 0xE9 at column 19 (byte 40 of the file); save the file as "
+            "UTF-8 (was it saved as Latin-1 or another encoding?)",
+        )
     ]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "said"),
+    [
+        ("utf-16", "the file is UTF-16 (it starts with a byte-order mark)"),
+        ("utf-32", "the file is UTF-32 (it starts with a byte-order mark)"),
+        ("utf-16-le", "the file has a NUL byte in its first four bytes, as UTF-16 or UTF-32"),
+        ("utf-16-be", "the file has a NUL byte in its first four bytes, as UTF-16 or UTF-32"),
+    ],
+)
+def test_a_utf16_or_utf32_file_is_told_to_be_saved_as_utf8(
+    tmp_path: Path, encoding: str, said: str
+) -> None:
+    # Without a byte-order mark, ASCII as UTF-16 is valid UTF-8 and was told of as
+    # "control character U+0000 is not allowed"; with one, as "not valid UTF-8 (byte 0)".
+    (tmp_path / "a.yaml").write_bytes(GOOD.encode(encoding))
+    [error] = lint(tmp_path, registry(), POLICY)
+    assert (error.file, error.line) == (str(tmp_path / "a.yaml"), 1)
+    assert error.message.startswith(said)
+    assert error.message.endswith("save it as UTF-8")
+
+
+def test_a_utf8_byte_order_mark_is_read_past(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_bytes(GOOD.encode("utf-8-sig"))
+    assert lint(tmp_path, registry(), POLICY) == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,6 +68,17 @@ def test_rule_files_are_read_relative_to_the_test_file_and_their_errors_named(
     assert [r.name for r in loaded.rulesets[0].rules] == ["restart"]
 
 
+def test_a_rule_file_not_in_utf8_is_told_at_its_own_line(tmp_path: Path) -> None:
+    body = ALERTS + "timeline: [{at: 1m, firing: a}]\nexpect: [{no_runs: true}]\n"
+    (tmp_path / "r.yaml").write_bytes(RULES.replace("restart", "caf\xe9", 1).encode("latin-1"))
+    loaded = _load(tmp_path, _one_test(body), rules=None)
+    assert isinstance(loaded, list)
+    [error] = loaded
+    assert str(error).startswith(
+        f"{tmp_path / 't.yaml'}:1: {tmp_path / 'r.yaml'}:2: not valid UTF-8: byte 0xE9 at column 14"
+    )
+
+
 @pytest.mark.parametrize(("first", "second"), [("r.yaml", "r.yaml"), ("./r.yaml", "r.yaml")])
 def test_a_rule_file_listed_twice_is_an_error_at_its_second_line(
     tmp_path: Path, first: str, second: str
@@ -89,9 +100,11 @@ def test_a_rule_file_listed_twice_is_an_error_at_its_second_line(
 def test_a_file_that_cannot_be_read_is_an_error_naming_it(tmp_path: Path) -> None:
     [error] = load_test_file(tmp_path / "absent.yaml", default_registry())  # type: ignore[misc]
     assert str(error).startswith(f"{tmp_path / 'absent.yaml'}: cannot read")
-    (tmp_path / "bin.yaml").write_bytes(b"rule_files: [\xff]\n")
+    (tmp_path / "bin.yaml").write_bytes(b"rule_files:\n  - \xff\n")
     [error] = load_test_file(tmp_path / "bin.yaml", default_registry())  # type: ignore[misc]
-    assert "not valid UTF-8" in str(error)
+    assert str(error).startswith(
+        f"{tmp_path / 'bin.yaml'}:2: not valid UTF-8: byte 0xFF at column 5"
+    )
 
 
 def test_every_shipped_test_file_loads() -> None:
