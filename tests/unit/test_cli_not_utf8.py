@@ -23,7 +23,10 @@ NOT_UTF8 = os.fsdecode(b"ab\xff")
         (["events", "--alertname", NOT_UTF8], "--alertname"),
         (["report", "--since", NOT_UTF8], "--since"),
         (["pause", "--reason", NOT_UTF8], "--reason"),
-        (["approvals", "reject", "some-id", "--reason", NOT_UTF8], "--reason"),
+        (
+            ["approvals", "reject", "0b5e4f6a-1c2d-4e3f-8a9b-0c1d2e3f4a5b", "--reason", NOT_UTF8],
+            "--reason",
+        ),
     ],
 )
 def test_a_non_utf8_argument_is_a_usage_error_naming_its_option(
