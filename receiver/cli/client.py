@@ -46,6 +46,12 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
     fragment; else a usage error."""
     if value is None:
         return None
+    if has_lone_surrogate(value):
+        # A byte the shell passed that is not UTF-8: aiohttp failed on the URL and the error
+        # was the URL twice ("error: URL: URL"), exit 1.
+        raise click.BadParameter(
+            "not UTF-8 text (a byte the shell passed is not UTF-8); e.g. http://127.0.0.1:9095"
+        )
     try:
         parts = urlsplit(value.strip())
     except ValueError as exc:  # "Invalid IPv6 URL"

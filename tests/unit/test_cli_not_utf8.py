@@ -43,3 +43,15 @@ def test_a_non_utf8_argument_is_a_usage_error_naming_its_option(
         f"error: {option}: not UTF-8 text (a byte the shell passed is not UTF-8);"
         " nothing was sent\n"
     )
+
+
+def test_a_url_not_utf8_is_a_usage_error_before_anything_is_sent(tmp_path: Path) -> None:
+    # aiohttp failed on it: "error: http://127.0.0.1\udcff:1/api/v1/runs: <the same URL>", exit 1.
+    result = CliRunner().invoke(
+        main,
+        ["runs", "--url", os.fsdecode(b"http://127.0.0.1\xff:1")],
+        env={"REMEDIATOR_DATA_DIR": str(tmp_path), "REMEDIATOR_OPERATOR_TOKEN": "x" * 20},
+    )
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--url': not UTF-8 text" in result.stderr, result.stderr
+    assert "Traceback" not in result.output
