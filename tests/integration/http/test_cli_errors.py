@@ -4,6 +4,8 @@ the server's name for it (``report --since`` is the API's ``from``)."""
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -72,3 +74,19 @@ async def test_a_long_filter_is_not_echoed_whole(
     assert says in result.stderr, result.stderr
     assert "x" * 100 not in result.stderr, result.stderr
     assert len(result.stderr) < 600, result.stderr
+
+
+async def test_a_token_file_saved_with_a_byte_order_mark_is_read_without_it(
+    client: Client, tmp_path: Path
+) -> None:
+    """Notepad's "UTF-8 with BOM": the mark went into the bearer token and the server said only
+    401, "the server does not accept REMEDIATOR_OPERATOR_TOKEN(_FILE)"."""
+    token = tmp_path / "operator-token"
+    token.write_bytes(b"\xef\xbb\xbf" + OPERATOR_TOKEN.encode() + b"\r\n")
+    url = str(client.make_url("")).rstrip("/")
+    env = {"REMEDIATOR_OPERATOR_TOKEN_FILE": str(token)}
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, ["runs", "--json", "--url", url], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["runs"] == []
