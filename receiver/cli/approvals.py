@@ -115,6 +115,7 @@ def _decide(ctx: click.Context, url: str | None, path: str, **body: Any) -> None
         "POST",
         body={k: v for k, v in body.items() if v},
         answer=("approval", dict),
+        check="`remediator approvals list`",
     )
     approval = data.get("approval", {}) if isinstance(data, dict) else {}
     click.echo(

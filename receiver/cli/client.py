@@ -29,6 +29,7 @@ from receiver.config import Settings
 from receiver.text import has_lone_surrogate
 
 __all__ = [
+    "Interrupted",
     "call_server",
     "check_reason",
     "operator_target",
@@ -239,6 +240,11 @@ async def request(
         return data
 
 
+class Interrupted(UserError):
+    """Ctrl-C while a request that changes something (not a GET) was on its way: the server
+    may or may not have acted on it (exit 1, as click's Abort); click said only "Aborted!"."""
+
+
 def call_server(
     settings: Settings,
     url: str | None,
@@ -246,6 +252,7 @@ def call_server(
     method: str = "GET",
     *,
     answer: tuple[str, type],
+    check: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """``request`` to an operator endpoint ``path`` of the server ``operator_target`` picks,
@@ -253,7 +260,9 @@ def call_server(
     list)``). Raises UserError when the server cannot be reached (``cannot reach the service
     at URL: connection refused``), answers an error, or answers something else: a 200 of
     another service at that address was taken for remediator's (``pause`` said "automation
-    paused until resume" on any of them)."""
+    paused until resume" on any of them). Ctrl-C during a request other than a GET raises
+    Interrupted, which says the server may have acted on it and ``check`` (the command that
+    tells)."""
     import aiohttp
 
     base, headers, hint = operator_target(settings, url)
@@ -274,6 +283,13 @@ def call_server(
         raise UserError(f"{endpoint}: {exc}") from None
     except TimeoutError:
         raise UserError(f"{endpoint}: no answer within {TIMEOUT_S}s") from None
+    except KeyboardInterrupt:
+        if method == "GET":
+            raise
+        told = f": {check} tells" if check else ""
+        raise Interrupted(
+            f"interrupted before {endpoint} answered: the server may or may not have done it{told}"
+        ) from None
     key, kind = answer
     if not isinstance(data, dict) or not isinstance(data.get(key), kind):
         raise UserError(

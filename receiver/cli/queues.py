@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from receiver.cli.client import call_server, check_reason, query_params, url_option
+from receiver.cli.client import Interrupted, call_server, check_reason, query_params, url_option
 from receiver.cli.common import Choice, Integer, UserError, print_listing, state
 
 __all__ = ["events", "jobs"]
@@ -131,7 +131,7 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
             path = f"/api/v1/{plural}/{item_id}/{action}"
             try:
                 data = call_server(settings, url, path, "POST", body=body, answer=(kind, dict))
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, Interrupted):
                 # Ctrl-C said only "Aborted!": which items were acted on, and whether the one
                 # on its way was, the operator had to find out id by id.
                 raise _Interrupted(kind, plural, action, item_id, item_ids[done + 1 :]) from None

@@ -1,5 +1,6 @@
-"""Ctrl-C in the middle of `remediator events retry ID...`: the CLI says which item was on its
-way and which were never sent, against a real server whose answer for one item is held."""
+"""Ctrl-C in the middle of a command that changes something: `remediator events retry ID...`
+says which item was on its way and which were never sent, `pause` that the server may or may
+not have paused; against a real server whose answer to one request is held."""
 
 from __future__ import annotations
 
@@ -26,16 +27,16 @@ pytestmark = [pytest.mark.postgres]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def test_ctrl_c_in_a_bulk_retry_names_the_item_on_its_way_and_those_not_sent(
-    aiohttp_client: AiohttpClient, store: Store, database_url: str
-) -> None:
-    first, second, third = await dead_events(store, 3)
+async def _interrupted(
+    aiohttp_client: AiohttpClient, store: Store, database_url: str, held: str, *args: str
+) -> tuple[int | None, str, str]:
+    """``remediator ARGS --url`` a real server that holds its answer to the request for path
+    ``held``; SIGINT once that request arrives. Its exit code, stdout and stderr."""
     reached = asyncio.Event()
 
     @web.middleware
-    async def hold_second(request: web.Request, handler: Handler) -> web.StreamResponse:
-        # The server takes the second retry and does not answer: Ctrl-C comes meanwhile.
-        if request.path == f"/api/v1/events/{second}/retry":
+    async def hold(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == held:
             reached.set()
             await asyncio.Event().wait()
         return await handler(request)
@@ -49,14 +50,12 @@ async def test_ctrl_c_in_a_bulk_retry_names_the_item_on_its_way_and_those_not_se
         log=structlog.get_logger("test"),
         queues=store,
     )
-    app.middlewares.append(hold_second)
+    app.middlewares.append(hold)
     client = await aiohttp_client(app)
     url = str(client.make_url("")).rstrip("/")
-
     env = database_env(database_url) | {"REMEDIATOR_OPERATOR_TOKEN": OPERATOR_TOKEN}
-    ids = (str(first), str(second), str(third))
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "receiver.cli", "events", "retry", *ids, "--url", url),
+        *(sys.executable, "-m", "receiver.cli", *args, "--url", url),
         env=env,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
@@ -65,10 +64,23 @@ async def test_ctrl_c_in_a_bulk_retry_names_the_item_on_its_way_and_those_not_se
     await asyncio.wait_for(reached.wait(), 60)
     proc.send_signal(signal.SIGINT)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, out.decode(), err.decode()
 
-    assert proc.returncode == 1, err
-    assert f"event {first}: retried, now pending" in out.decode()
-    said = err.decode()
+
+async def test_ctrl_c_in_a_bulk_retry_names_the_item_on_its_way_and_those_not_sent(
+    aiohttp_client: AiohttpClient, store: Store, database_url: str
+) -> None:
+    first, second, third = await dead_events(store, 3)
+    ids = (str(first), str(second), str(third))
+    code, out, said = await _interrupted(
+        aiohttp_client,
+        store,
+        database_url,
+        f"/api/v1/events/{second}/retry",
+        *("events", "retry", *ids),
+    )
+    assert code == 1, said
+    assert f"event {first}: retried, now pending" in out
     assert "Traceback" not in said
     assert "Aborted!" not in said
     assert said.endswith(
@@ -78,3 +90,18 @@ async def test_ctrl_c_in_a_bulk_retry_names_the_item_on_its_way_and_those_not_se
     third_now = await store.get_event(third)
     assert third_now is not None
     assert third_now["state"] == "dead"
+
+
+async def test_ctrl_c_in_a_pause_says_it_may_have_paused_and_what_tells(
+    aiohttp_client: AiohttpClient, store: Store, database_url: str
+) -> None:
+    code, out, said = await _interrupted(
+        aiohttp_client, store, database_url, "/api/v1/pause", "pause", "--reason", "incident 7"
+    )
+    assert code == 1, said
+    assert out == ""
+    assert "Aborted!" not in said
+    assert said.endswith(
+        "/api/v1/pause answered: the server may or may not have done it: `remediator status`"
+        " tells\n"
+    ), said
