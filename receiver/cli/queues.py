@@ -126,6 +126,9 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
     ) -> None:
         settings = state(ctx).settings()
         body = {"reason": reason} if reason else {}
+        # An id given twice is acted on once: the second request found it retried (or
+        # dropped) already, a 409 that failed the command for work that was done.
+        item_ids = tuple(dict.fromkeys(item_ids))
         failed = 0
         for done, item_id in enumerate(item_ids):
             path = f"/api/v1/{plural}/{item_id}/{action}"
