@@ -209,6 +209,7 @@ async def request(
             raise BadUsage(
                 f"{option}: not UTF-8 text (a byte the shell passed is not UTF-8); nothing was sent"
             )
+    _check_length(url, params or {}, flags or {})
     # Imported here: commands that do not call a server need not load aiohttp.
     import aiohttp
 
@@ -243,6 +244,29 @@ async def request(
 class Interrupted(UserError):
     """Ctrl-C while a request that changes something (not a GET) was on its way: the server
     may or may not have acted on it (exit 1, as click's Abort); click said only "Aborted!"."""
+
+
+# The most of a request's path and query the CLI sends: aiohttp's server reads a request line
+# of at most 8190 bytes and answers a longer one with a bare "400 Bad Request".
+MAX_TARGET_BYTES = 8000
+
+
+def _check_length(url: str, params: Mapping[str, str], flags: Mapping[str, str]) -> None:
+    """BadUsage naming the longest query parameter's option when ``url`` with ``params`` is
+    longer than the server reads (``MAX_TARGET_BYTES``): a filter pasted by mistake (a whole
+    file) came back as "HTTP 400: Bad Request", with nothing to say which option to fix."""
+    from yarl import URL
+
+    target = URL(url).with_query(dict(params)) if params else URL(url)
+    if len(target.raw_path_qs) <= MAX_TARGET_BYTES:
+        return
+    longest = max(params, key=lambda name: len(params[name]), default=None)
+    option = _option_of(longest, [longest], flags) if longest else "the request"
+    size = f"{len(params[longest]):,} characters" if longest else "too long"
+    raise BadUsage(
+        f"{option}: {size}, longer than a server reads in a URL ({MAX_TARGET_BYTES:,} bytes"
+        " in all); nothing was sent"
+    )
 
 
 def call_server(

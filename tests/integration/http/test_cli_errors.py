@@ -90,3 +90,23 @@ async def test_a_token_file_saved_with_a_byte_order_mark_is_read_without_it(
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["runs"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("events", "--fingerprint", "x" * 9000), "--fingerprint"),
+        (("runs", "--rule", "r", "--target", "x" * 100_000), "--target"),
+        (("report", "--since", "x" * 9000), "--since"),
+    ],
+)
+async def test_a_filter_longer_than_a_url_takes_is_named_before_sending(
+    client: Client, args: tuple[str, ...], option: str
+) -> None:
+    """The server reads a request line of at most 8190 bytes: a longer filter was answered
+    "HTTP 400: Bad Request", naming nothing to fix."""
+    result = await _cli(client, *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {option}: "), result.stderr
+    assert "longer than a server reads in a URL" in result.stderr
+    assert "x" * 100 not in result.stderr
