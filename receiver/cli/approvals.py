@@ -8,12 +8,13 @@ confirmation page and the API.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
 
 from receiver.cli.client import call_server, check_reason, query_params, url_option
-from receiver.cli.common import Choice, Integer, print_listing, state
+from receiver.cli.common import Choice, Integer, echoed, print_listing, state
 from receiver.model import ApprovalState
 
 __all__ = ["approvals"]
@@ -77,6 +78,34 @@ def _cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
+# An approval's id as the server shows it (a UUID, lower or upper case), in ASCII only: uuid.UUID()
+# would read other scripts' digits through int().
+_APPROVAL_ID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I | re.A
+)
+
+
+class _ApprovalId(click.ParamType[str]):
+    """APPROVAL_ID: a UUID as ``approvals list`` shows it, else a usage error (exit 2) before
+    anything is sent. The id goes into the request's path: a ``#`` in it cut the path there
+    (``reject ID/approve#`` approved ID), and aiohttp dropped a byte that is not UTF-8
+    (``approve ID<0xff>`` decided ID)."""
+
+    name = "approval id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``value`` in lower case when it is an approval's id."""
+        text = str(value)
+        if not _APPROVAL_ID.fullmatch(text):
+            self.fail(
+                f"{echoed(text)} is not an approval id: give the id (a UUID such as"
+                " 0b5e4f6a-1c2d-4e3f-8a9b-0c1d2e3f4a5b) that 'approvals list' shows",
+                param,
+                ctx,
+            )
+        return text.lower()
+
+
 def _decide(ctx: click.Context, url: str | None, path: str, **body: Any) -> None:
     settings = state(ctx).settings()
     data = call_server(
@@ -86,6 +115,7 @@ def _decide(ctx: click.Context, url: str | None, path: str, **body: Any) -> None
         "POST",
         body={k: v for k, v in body.items() if v},
         answer=("approval", dict),
+        check="`remediator approvals list`",
     )
     approval = data.get("approval", {}) if isinstance(data, dict) else {}
     click.echo(
@@ -96,7 +126,7 @@ def _decide(ctx: click.Context, url: str | None, path: str, **body: Any) -> None
 
 @approvals.command()
 @url_option
-@click.argument("approval_id")
+@click.argument("approval_id", type=_ApprovalId())
 @click.option("--reason", default=None, callback=check_reason, help="Why (kept in the audit log).")
 @click.pass_context
 def approve(
@@ -111,7 +141,7 @@ def approve(
 
 @approvals.command()
 @url_option
-@click.argument("approval_id")
+@click.argument("approval_id", type=_ApprovalId())
 @click.option(
     "--reason",
     required=True,

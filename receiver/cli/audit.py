@@ -21,7 +21,14 @@ from typing import Any, TextIO
 
 import click
 
-from receiver.cli.common import BadUsage, Integer, UserError, output_option, state
+from receiver.cli.common import (
+    BadUsage,
+    Integer,
+    UserError,
+    output_option,
+    state,
+    written_whole,
+)
 from receiver.cli.database import database
 
 __all__ = ["EXIT_CHAIN_BROKEN", "ChainBroken", "audit"]
@@ -128,7 +135,7 @@ def audit_export(
             count = asyncio.run(_with_store(url, lambda store: _export(store, bounds, sys.stdout)))
         else:
             try:
-                with output.open("w", encoding="utf-8") as out:
+                with written_whole(output) as out:
                     count = asyncio.run(_with_store(url, lambda store: _export(store, bounds, out)))
             except OSError as exc:
                 raise UserError(f"{output}: {exc.strerror or exc}") from None

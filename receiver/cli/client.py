@@ -20,7 +20,7 @@ import json
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
@@ -29,6 +29,7 @@ from receiver.config import Settings
 from receiver.text import has_lone_surrogate
 
 __all__ = [
+    "Interrupted",
     "call_server",
     "check_reason",
     "operator_target",
@@ -46,6 +47,12 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
     fragment; else a usage error."""
     if value is None:
         return None
+    if has_lone_surrogate(value):
+        # A byte the shell passed that is not UTF-8: aiohttp failed on the URL and the error
+        # was the URL twice ("error: URL: URL"), exit 1.
+        raise click.BadParameter(
+            "not UTF-8 text (a byte the shell passed is not UTF-8); e.g. http://127.0.0.1:9095"
+        )
     try:
         parts = urlsplit(value.strip())
     except ValueError as exc:  # "Invalid IPv6 URL"
@@ -202,6 +209,7 @@ async def request(
             raise BadUsage(
                 f"{option}: not UTF-8 text (a byte the shell passed is not UTF-8); nothing was sent"
             )
+    _check_length(url, params or {}, flags or {})
     # Imported here: commands that do not call a server need not load aiohttp.
     import aiohttp
 
@@ -233,6 +241,33 @@ async def request(
         return data
 
 
+class Interrupted(UserError):
+    """Ctrl-C while a request that changes something (not a GET) was on its way: the server
+    may or may not have acted on it (exit 1, as click's Abort); click said only "Aborted!"."""
+
+
+# The most of a request's path and query the CLI sends: aiohttp's server reads a request line
+# of at most 8190 bytes and answers a longer one with a bare "400 Bad Request".
+MAX_TARGET_BYTES = 8000
+
+
+def _check_length(url: str, params: Mapping[str, str], flags: Mapping[str, str]) -> None:
+    """BadUsage naming the longest query parameter's option when ``url`` with ``params`` is
+    longer than the server reads (``MAX_TARGET_BYTES``): a filter pasted by mistake (a whole
+    file) came back as "HTTP 400: Bad Request", with nothing to say which option to fix."""
+    # As aiohttp writes it, near enough: the path, then the query percent-encoded.
+    query = urlencode(params, quote_via=quote)
+    if len(urlsplit(url).path) + 1 + len(query) <= MAX_TARGET_BYTES:
+        return
+    longest = max(params, key=lambda name: len(params[name]), default=None)
+    option = _option_of(longest, [longest], flags) if longest else "the request"
+    size = f"{len(params[longest]):,} characters" if longest else "too long"
+    raise BadUsage(
+        f"{option}: {size}, longer than a server reads in a URL ({MAX_TARGET_BYTES:,} bytes"
+        " in all); nothing was sent"
+    )
+
+
 def call_server(
     settings: Settings,
     url: str | None,
@@ -240,6 +275,7 @@ def call_server(
     method: str = "GET",
     *,
     answer: tuple[str, type],
+    check: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """``request`` to an operator endpoint ``path`` of the server ``operator_target`` picks,
@@ -247,7 +283,9 @@ def call_server(
     list)``). Raises UserError when the server cannot be reached (``cannot reach the service
     at URL: connection refused``), answers an error, or answers something else: a 200 of
     another service at that address was taken for remediator's (``pause`` said "automation
-    paused until resume" on any of them)."""
+    paused until resume" on any of them). Ctrl-C during a request other than a GET raises
+    Interrupted, which says the server may have acted on it and ``check`` (the command that
+    tells)."""
     import aiohttp
 
     base, headers, hint = operator_target(settings, url)
@@ -268,6 +306,13 @@ def call_server(
         raise UserError(f"{endpoint}: {exc}") from None
     except TimeoutError:
         raise UserError(f"{endpoint}: no answer within {TIMEOUT_S}s") from None
+    except KeyboardInterrupt:
+        if method == "GET":
+            raise
+        told = f": {check} tells" if check else ""
+        raise Interrupted(
+            f"interrupted before {endpoint} answered: the server may or may not have done it{told}"
+        ) from None
     key, kind = answer
     if not isinstance(data, dict) or not isinstance(data.get(key), kind):
         raise UserError(

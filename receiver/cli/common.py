@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import stat
+import tempfile
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ __all__ = [
     "print_listing",
     "shown",
     "state",
+    "written_whole",
 ]
 
 EXIT_FAILURE = 1
@@ -151,6 +155,38 @@ output_option = click.option(
     default=None,
     help="Write to this file instead of standard output.",
 )
+
+
+@contextlib.contextmanager
+def written_whole(path: Path) -> Iterator[Any]:
+    """A text file (UTF-8) to write ``path``'s new content to; ``path`` gets it only once the
+    block ends without an error. ``-o FILE`` opened FILE for writing first: an export that
+    then failed (a database with no schema, one that went away, Ctrl-C) had emptied FILE, or
+    left part of an export, cut mid-line, that reads as a whole one. A path that exists and is
+    not a regular file (``/dev/stdout``, a FIFO, ``>(gzip)``) is written as it is.
+
+    Raises OSError when the file cannot be created or replaced."""
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        with path.open("w", encoding="utf-8") as out:
+            yield out
+        return
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        # mkstemp makes it 0600; FILE keeps its mode, or gets the umask's as open() gives it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(fd, stat.S_IMODE(mode) if mode is not None else 0o666 & ~umask)
+        with open(fd, "w", encoding="utf-8") as out:
+            yield out
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 # Bidirectional embeddings, overrides and isolates: text after one reads in another order than

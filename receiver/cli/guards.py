@@ -54,7 +54,15 @@ def pause(ctx: click.Context, url: str | None, reason: str, duration: str | None
     body: dict[str, Any] = {"reason": reason}
     if duration is not None:
         body["for"] = duration
-    data = call_server(settings, url, "/api/v1/pause", "PUT", body=body, answer=("paused", bool))
+    data = call_server(
+        settings,
+        url,
+        "/api/v1/pause",
+        "PUT",
+        body=body,
+        answer=("paused", bool),
+        check="`remediator status`",
+    )
     until = data.get("until") if isinstance(data, dict) else None
     click.echo(f"automation paused until {until}" if until else "automation paused until resume")
     _unaudited(data, "pause")
@@ -66,7 +74,12 @@ def pause(ctx: click.Context, url: str | None, reason: str, duration: str | None
 def resume(ctx: click.Context, url: str | None) -> None:
     """Lift a pause."""
     data = call_server(
-        state(ctx).settings(), url, "/api/v1/pause", "DELETE", answer=("paused", bool)
+        state(ctx).settings(),
+        url,
+        "/api/v1/pause",
+        "DELETE",
+        answer=("paused", bool),
+        check="`remediator status`",
     )
     # An older server does not say whether there was a pause to lift.
     nothing = isinstance(data, dict) and data.get("was_paused") is False

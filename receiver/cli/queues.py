@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from receiver.cli.client import call_server, check_reason, query_params, url_option
+from receiver.cli.client import Interrupted, call_server, check_reason, query_params, url_option
 from receiver.cli.common import Choice, Integer, UserError, print_listing, state
 
 __all__ = ["events", "jobs"]
@@ -126,11 +126,18 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
     ) -> None:
         settings = state(ctx).settings()
         body = {"reason": reason} if reason else {}
+        # An id given twice is acted on once: the second request found it retried (or
+        # dropped) already, a 409 that failed the command for work that was done.
+        item_ids = tuple(dict.fromkeys(item_ids))
         failed = 0
-        for item_id in item_ids:
+        for done, item_id in enumerate(item_ids):
             path = f"/api/v1/{plural}/{item_id}/{action}"
             try:
                 data = call_server(settings, url, path, "POST", body=body, answer=(kind, dict))
+            except (KeyboardInterrupt, Interrupted):
+                # Ctrl-C said only "Aborted!": which items were acted on, and whether the one
+                # on its way was, the operator had to find out id by id.
+                raise _Interrupted(kind, plural, action, item_id, item_ids[done + 1 :]) from None
             except UserError as exc:
                 failed += 1
                 click.echo(f"{kind} {item_id}: {exc.format_message()}", err=True)
@@ -142,6 +149,22 @@ def _action(kind: str, plural: str, action: str) -> click.Command:
             raise UserError(f"{failed} of {len(item_ids)} {plural} not {_DONE[action]}")
 
     return act
+
+
+class _Interrupted(UserError):
+    """Ctrl-C during a bulk ``retry``/``drop``: the item whose request was on its way (the
+    server may have acted on it) and those never asked for; exit code 1, as click's Abort."""
+
+    def __init__(
+        self, kind: str, plural: str, action: str, item_id: int, left: tuple[int, ...]
+    ) -> None:
+        message = (
+            f"interrupted: {kind} {item_id} may or may not be {_DONE[action]} (see"
+            f" `remediator {plural} show {item_id}`)"
+        )
+        if left:
+            message += f"; not {_DONE[action]}, never sent: {' '.join(map(str, left))}"
+        super().__init__(message)
 
 
 def _what_ended(item: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from receiver.cli.client import call_server, url_option
-from receiver.cli.common import Choice, UserError, output_option, state
+from receiver.cli.common import Choice, UserError, output_option, state, written_whole
 from receiver.review.markdown import render_markdown
 
 __all__ = ["report"]
@@ -70,6 +70,7 @@ def report(
         click.echo(text, nl=False)
         return
     try:
-        output.write_text(text, encoding="utf-8")
+        with written_whole(output) as out:
+            out.write(text)
     except OSError as exc:
         raise UserError(f"{output}: {exc.strerror or exc}") from None

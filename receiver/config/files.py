@@ -57,9 +57,11 @@ def read_settings_text(path: Path) -> str:
 def read_file(path: Path, source: str, what: str = "secret file") -> str:
     """The text of the file a setting names, stripped (secrets mounted from Kubernetes end
     with a newline). Raises ConfigError naming ``source`` (the setting the user wrote) and
-    the file, never its content, when it cannot be read, is empty or holds U+0000."""
+    the file, never its content, when it cannot be read, is empty or holds U+0000. A byte order
+    mark at its start (Notepad's "UTF-8 with BOM") is not part of it: kept, it made a token the
+    server refused with a bare 401."""
     try:
-        value = read_text_bounded(path).strip()
+        value = read_text_bounded(path).removeprefix("\ufeff").strip()
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read {what} {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError:

@@ -84,3 +84,34 @@ async def test_audit_export_into_a_closed_pipe_stops_quietly(
     assert "database" not in err
     assert "Traceback" not in err
     assert "error" not in err
+
+
+async def test_audit_export_to_a_file_replaces_it_only_when_it_succeeds(
+    store: Store, database_url: str, empty_database_url: str, tmp_path: Path
+) -> None:
+    """`-o FILE` opened FILE for writing before reading the log: an export that failed (here a
+    database with no schema) left FILE empty, the last export it held lost."""
+    shipped = tmp_path / "audit.jsonl"
+    shipped.write_text('{"id": 1}\n')
+    shipped.chmod(0o640)
+    code, out, err = await cli(
+        database_env(empty_database_url), "audit", "export", "-o", str(shipped)
+    )
+    assert code == 1, err
+    assert f"error: {NO_SCHEMA}" in err
+    assert shipped.read_text() == '{"id": 1}\n'
+    # Nothing of the failed export is left beside it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.jsonl"]
+
+    await finished_runs(store, 1)
+    code, out, err = await cli(database_env(database_url), "audit", "export", "-o", str(shipped))
+    assert code == 0, err
+    assert "exported 4 audit entries" in err
+    assert len(shipped.read_text().splitlines()) == 4
+    assert shipped.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.jsonl"]
+
+    # A path that is not a regular file is written as it is, not replaced.
+    code, out, err = await cli(database_env(database_url), "audit", "export", "-o", "/dev/stdout")
+    assert code == 0, err
+    assert len(out.splitlines()) == 4

@@ -43,7 +43,7 @@ COMMANDS = [
     ["events", "retry", "1"],
     ["jobs", "drop", "1", "--reason", "x"],
     ["approvals", "list"],
-    ["approvals", "approve", "a1"],
+    ["approvals", "approve", "0b5e4f6a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"],
     ["report"],
 ]
 

@@ -10,6 +10,9 @@ from click.testing import CliRunner
 
 from receiver.cli import main
 
+# An approval's id as the server makes one (a UUID).
+APPROVAL = "0b5e4f6a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """The path of every command under ``group``."""
@@ -33,8 +36,8 @@ def _takes(path: tuple[str, ...], option: str) -> bool:
 def _required_args(path: tuple[str, ...]) -> list[str]:
     """Values for the required arguments and options of ``path`` (ids, a reason)."""
     args: dict[tuple[str, ...], list[str]] = {
-        ("approvals", "approve"): ["a1"],
-        ("approvals", "reject"): ["a1", "--reason", "x"],
+        ("approvals", "approve"): [APPROVAL],
+        ("approvals", "reject"): [APPROVAL, "--reason", "x"],
     }
     if path[-1] in ("retry", "drop", "show"):
         return ["1", *(["--reason", "x"] if path[-1] == "drop" else [])]

@@ -153,3 +153,14 @@ def test_an_approvers_file_over_the_bound_is_refused(tmp_path: Path) -> None:
     assert caught.value.message == (
         f"REMEDIATOR_APPROVERS_FILE: cannot read approvers file {approvers}: {TOO_LARGE}"
     )
+
+
+def test_an_operator_token_file_with_a_byte_order_mark_is_read_without_it(
+    tmp_path: Path,
+) -> None:
+    # The server's side of the CLI's token file: both read the token without the mark.
+    from receiver.config.operators import read_operator_tokens
+
+    (tmp_path / "alice").write_bytes(b"\xef\xbb\xbf" + b"a" * 20 + b"\n")
+    tokens = read_operator_tokens(tmp_path, "REMEDIATOR_OPERATOR_TOKENS_DIR")
+    assert tokens["alice"].get_secret_value() == "a" * 20

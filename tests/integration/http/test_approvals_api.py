@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -132,3 +133,39 @@ async def test_cli_lists_approves_and_rejects_as_the_operator(
     again = await asyncio.to_thread(cli, "approve", first.id)
     assert again.exit_code == 1
     assert "HTTP 409" in again.stderr
+
+
+async def test_cli_an_approval_id_that_is_not_one_decides_nothing(
+    make_edge: MakeEdge, tmp_path: Path
+) -> None:
+    """The id goes into the request's path. `reject ID/approve#` posted to ID/approve (the
+    fragment cut the rest) and approved ID; `approve ID` with a byte that is not UTF-8 after it
+    (aiohttp dropped it) approved ID. Now each is a usage error naming the argument, exit 2."""
+    edge = await make_edge()
+    _, pending = await edge.env.pending_run("api")
+    alice = tmp_path / "alice-token"
+    alice.write_text(OPERATORS["alice"])
+    env = {"REMEDIATOR_OPERATOR_TOKEN_FILE": str(alice)}
+
+    def cli(*args: str) -> Result:
+        return CliRunner().invoke(main, ["approvals", *args, "--url", edge.base], env=env)
+
+    for args in (
+        ("reject", f"{pending.id}/approve#", "--reason", "not this one"),
+        ("approve", pending.id + os.fsdecode(b"\xff")),
+        ("approve", f"{pending.id}/../{pending.id}"),
+        ("approve", "x" * 2000),
+    ):
+        result = await asyncio.to_thread(cli, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Invalid value for 'APPROVAL_ID'" in result.stderr, result.stderr
+        assert "is not an approval id" in result.stderr, result.stderr
+        assert "x" * 100 not in result.stderr
+    still = await edge.env.desk.store.get_approval(pending.id)
+    assert still is not None
+    assert still.state == ApprovalState.PENDING
+
+    # The id as `approvals list` shows it, in either case, decides it.
+    approved = await asyncio.to_thread(cli, "approve", pending.id.upper())
+    assert approved.exit_code == 0, approved.output
+    assert approved.stdout.startswith("approved by alice")

@@ -4,6 +4,8 @@ the server's name for it (``report --since`` is the API's ``from``)."""
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -72,3 +74,39 @@ async def test_a_long_filter_is_not_echoed_whole(
     assert says in result.stderr, result.stderr
     assert "x" * 100 not in result.stderr, result.stderr
     assert len(result.stderr) < 600, result.stderr
+
+
+async def test_a_token_file_saved_with_a_byte_order_mark_is_read_without_it(
+    client: Client, tmp_path: Path
+) -> None:
+    """Notepad's "UTF-8 with BOM": the mark went into the bearer token and the server said only
+    401, "the server does not accept REMEDIATOR_OPERATOR_TOKEN(_FILE)"."""
+    token = tmp_path / "operator-token"
+    token.write_bytes(b"\xef\xbb\xbf" + OPERATOR_TOKEN.encode() + b"\r\n")
+    url = str(client.make_url("")).rstrip("/")
+    env = {"REMEDIATOR_OPERATOR_TOKEN_FILE": str(token)}
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, ["runs", "--json", "--url", url], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["runs"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("events", "--fingerprint", "x" * 9000), "--fingerprint"),
+        (("runs", "--rule", "r", "--target", "x" * 100_000), "--target"),
+        (("report", "--since", "x" * 9000), "--since"),
+    ],
+)
+async def test_a_filter_longer_than_a_url_takes_is_named_before_sending(
+    client: Client, args: tuple[str, ...], option: str
+) -> None:
+    """The server reads a request line of at most 8190 bytes: a longer filter was answered
+    "HTTP 400: Bad Request", naming nothing to fix."""
+    result = await _cli(client, *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {option}: "), result.stderr
+    assert "longer than a server reads in a URL" in result.stderr
+    assert "x" * 100 not in result.stderr

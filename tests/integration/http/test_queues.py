@@ -292,3 +292,17 @@ async def test_a_dropped_deadline_job_ends_its_verifying_run_over_the_api_and_th
         assert answer["run"]["outcome"] == "cancelled"
         assert answer["run"]["error"].startswith("verification not done: its deadline job ")
         assert [a["kind"] for a in answer["audit"]][-2:] == ["job.drop", "run.outcome"]
+
+
+async def test_cli_an_id_given_twice_is_acted_on_once(
+    make_client: MakeClient, store: Store
+) -> None:
+    # `events retry 7 7` retried 7, then failed on it (409: not dead now), exit 1.
+    first, second = await dead_events(store, 2)
+    client = await make_client()
+    retried = await cli(client, "events", "retry", str(first), str(second), str(first))
+    assert retried.exit_code == 0, retried.output
+    assert retried.stdout.splitlines() == [
+        f"event {first}: retried, now pending",
+        f"event {second}: retried, now pending",
+    ]
