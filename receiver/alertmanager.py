@@ -345,8 +345,10 @@ def parse_notification_carefully(body: bytes) -> Notification:
         )
     try:
         return Notification.model_validate(data)
-    except ValidationError:
-        problems = _problems(data)
+    except ValidationError as exc:
+        # _problems finds at least this one; should it not, this error's own first problem.
+        first = exc.errors(include_url=False)[0]
+        problems = _problems(data) or [(_field(first["loc"]), first["msg"])]
     raise PayloadError(
         *problems[0], problems[:MAX_PROBLEMS], more=len(problems) > MAX_PROBLEMS
     ) from None
