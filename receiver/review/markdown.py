@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-from receiver.review.text import at_text, duration_text
+from receiver.review.text import duration_text, when_text
 from receiver.text import visible
 
 __all__ = ["escape", "render_markdown"]
@@ -45,17 +44,6 @@ def escape(value: Any) -> str:
     text = visible(" ".join(text.split()))
     text = "".join(f"\\{c}" if c in _SPECIAL else c for c in text)
     return _AUTOLINK.sub(lambda found: "\\" + found[0], text)
-
-
-def _when(value: str | None) -> str:
-    """An RFC 3339 text of the report's data, for people; a time edited out of Python's years
-    is the report's stored text of it (``text.iso``), shown as it is."""
-    if not value:
-        return ""
-    try:
-        return at_text(datetime.fromisoformat(value))
-    except ValueError:
-        return value
 
 
 def _dur(seconds: float | None) -> str:
@@ -125,7 +113,7 @@ def _became(alert: Mapping[str, Any]) -> str:
 
 def _incident(item: Mapping[str, Any]) -> list[str]:
     names = ", ".join(item["alertnames"]) or "alerts"
-    span = f"{_when(item['started_at'])} to {_when(item['ended_at'])}"
+    span = f"{when_text(item['started_at'])} to {when_text(item['ended_at'])}"
     ttr = item["time_to_resolve"]
     out = [
         f"## Incident {escape(item['id'])}: {escape(names)}",
@@ -145,8 +133,8 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
             (
                 escape(a["alertname"]),
                 _labels(a["labels"]),
-                _when(a["received_at"]),
-                _when(a["resolved_at"]),
+                when_text(a["received_at"]),
+                when_text(a["resolved_at"]),
                 escape(_became(a)),
             )
             for a in item["alerts"]
@@ -157,7 +145,7 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
         ("time", "target", "rule", "action", "outcome", "before → after", "message"),
         [
             (
-                _when(a["at"]),
+                when_text(a["at"]),
                 escape(a["target"]),
                 escape(a["rule"]),
                 escape(a["action"] + _PHASE_NOTE.get(a["phase"], "")),
@@ -173,13 +161,13 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
         ("requested", "target", "action", "decision", "by", "decided", "waited", "reason"),
         [
             (
-                _when(a["requested_at"]),
+                when_text(a["requested_at"]),
                 escape(a["target"]),
                 escape(a["action"]),
                 escape(a["state"]),
                 escape(a["decided_by"] or "")
                 + (f" via {escape(a['channel'])}" if a["channel"] else ""),
-                _when(a["decided_at"]),
+                when_text(a["decided_at"]),
                 duration_text(a["waited_s"]),
                 escape(a["reason"] or ""),
             )
@@ -189,18 +177,18 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
     out += ["### Refused, skipped and not matched: what was not done, and why", ""]
     rows = [
         (
-            _when(r["at"]),
+            when_text(r["at"]),
             escape(r["target"]),
             escape(r["rule"]),
             escape(f"refused by {r['guard']}" + (f" ({r['action']})" if r["action"] else "")),
             escape(r["reason"]),
-            _when(r["retry_at"]) or ("—" if r["guard"] != "precondition" else ""),
+            when_text(r["retry_at"]) or ("—" if r["guard"] != "precondition" else ""),
         )
         for r in item["refusals"]
     ]
     rows += [
         (
-            _when(n["at"]),
+            when_text(n["at"]),
             escape(n["alertname"]) + " " + _labels(n["labels"]),
             escape(n["rule"] or ""),
             escape("rule skipped" if n["kind"] == "skipped" else "no rule matched"),
@@ -217,7 +205,10 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
             out += [""]
         out += _table(
             ("time", "what", "detail"),
-            [(_when(s["at"]), escape(s["title"]), escape(s["detail"])) for s in item["service"]],
+            [
+                (when_text(s["at"]), escape(s["title"]), escape(s["detail"]))
+                for s in item["service"]
+            ],
         )
     if item.get("unreadable_audit"):
         out += ["### Audit entries that cannot be read (edited)", ""]
@@ -227,7 +218,7 @@ def _incident(item: Mapping[str, Any]) -> list[str]:
             [
                 (
                     str(a["id"]),
-                    _when(a["at"]),
+                    when_text(a["at"]),
                     escape(a["run_id"]),
                     escape(a["kind"]),
                     escape(a["why"]),
@@ -324,9 +315,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         else f"incidents by alert group, {duration_text(window['gap_s'])} apart"
     )
     out = [
-        f"# Remediation report: {_when(window['from'])} to {_when(window['to'])}",
+        f"# Remediation report: {when_text(window['from'])} to {when_text(window['to'])}",
         "",
-        f"Generated {_when(report['generated_at'])} by alert-remediator; {how}."
+        f"Generated {when_text(report['generated_at'])} by alert-remediator; {how}."
         f" {len(report['incidents'])} incident{'s' if len(report['incidents']) != 1 else ''}.",
         "",
     ]

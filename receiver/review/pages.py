@@ -18,27 +18,16 @@ stylesheet carries a per-response nonce; the Content-Security-Policy
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup, escape
 
 from receiver.review.outcomes import present
-from receiver.review.text import at_text, duration_text, pretty, unreadable_text
+from receiver.review.text import at_text, duration_text, pretty, unreadable_text, when_text
 from receiver.text import visible
 from receiver.webpages import template_environment
 
 __all__ = ["ReviewPages"]
-
-
-def _when(value: str | None) -> str:
-    """An RFC 3339 text of the report's data, for people."""
-    if not value:
-        return ""
-    try:
-        return at_text(datetime.fromisoformat(value))
-    except ValueError:
-        return value
 
 
 def _shown(value: Any) -> Any:
@@ -58,7 +47,7 @@ class ReviewPages:
         self._env.finalize = _shown
         self._env.filters.update(
             at=at_text,
-            when=_when,
+            when=when_text,
             dur=duration_text,
             pretty=pretty,
             present=present,

@@ -10,7 +10,15 @@ from typing import Any
 from receiver.timestamps import utc_strftime
 from receiver.unreadable import UnreadableTime, unreadable_text
 
-__all__ = ["at_text", "duration_text", "iso", "pretty", "target_text", "unreadable_text"]
+__all__ = [
+    "at_text",
+    "duration_text",
+    "iso",
+    "pretty",
+    "target_text",
+    "unreadable_text",
+    "when_text",
+]
 
 
 def iso(value: datetime | None) -> str | None:
@@ -29,6 +37,18 @@ def at_text(value: datetime | None) -> str:
     if isinstance(value, UnreadableTime):
         return value.shown
     return utc_strftime(value, "%Y-%m-%d %H:%M:%S UTC")
+
+
+def when_text(value: str | None) -> str:
+    """An RFC 3339 text of the report's data as ``at_text`` writes it; '' for None or ''; a
+    text that is no time (one edited out of Python's years is the report's stored text of it,
+    ``iso``) as it is."""
+    if not value:
+        return ""
+    try:
+        return at_text(datetime.fromisoformat(value))
+    except ValueError:
+        return value
 
 
 def duration_text(seconds: float | None) -> str:
