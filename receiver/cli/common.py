@@ -165,7 +165,11 @@ def written_whole(path: Path) -> Iterator[Any]:
     left part of an export, cut mid-line, that reads as a whole one. A path that exists and is
     not a regular file (``/dev/stdout``, a FIFO, ``>(gzip)``) is written as it is.
 
+    A symbolic link is followed: the file it names is replaced, and the link stays a link.
+
     Raises OSError when the file cannot be created or replaced."""
+    if path.is_symlink():
+        path = path.resolve()
     try:
         mode: int | None = os.stat(path).st_mode
     except FileNotFoundError:
