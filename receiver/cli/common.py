@@ -168,8 +168,6 @@ def written_whole(path: Path) -> Iterator[Any]:
     A symbolic link is followed: the file it names is replaced, and the link stays a link.
 
     Raises OSError when the file cannot be created or replaced."""
-    if path.is_symlink():
-        path = path.resolve()
     try:
         mode: int | None = os.stat(path).st_mode
     except FileNotFoundError:
@@ -178,6 +176,8 @@ def written_whole(path: Path) -> Iterator[Any]:
         with path.open("w", encoding="utf-8") as out:
             yield out
         return
+    if path.is_symlink():  # to a regular file, or to none yet: that file is the one replaced
+        path = path.resolve()
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         # mkstemp makes it 0600; FILE keeps its mode, or gets the umask's as open() gives it.
