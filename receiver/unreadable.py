@@ -10,11 +10,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
 
-__all__ = ["UnreadableTime", "stored_text", "time_unreadable", "unreadable_text"]
+__all__ = [
+    "PG_INFINITY",
+    "PG_NEGATIVE_INFINITY",
+    "UnreadableTime",
+    "stored_text",
+    "time_unreadable",
+    "unreadable_text",
+]
 
 # PostgreSQL's binary timestamptz infinities (microseconds since 2000-01-01 UTC).
-_INFINITY = 0x7FFFFFFFFFFFFFFF
-_NEGATIVE_INFINITY = -0x8000000000000000
+PG_INFINITY = 0x7FFFFFFFFFFFFFFF
+PG_NEGATIVE_INFINITY = -0x8000000000000000
 # Days from 1970-01-01 to 2000-01-01 (the civil-date arithmetic below counts from 1970).
 _EPOCH_DAYS = 10957
 
@@ -65,9 +72,9 @@ class UnreadableTime(datetime):
 def stored_text(micros: int) -> str:
     """PostgreSQL's text of a binary timestamptz (microseconds since 2000-01-01 UTC) in UTC,
     for any value it holds: ``20000-01-01 00:00:00+00``, ``0100-01-01 00:00:00+00 BC``."""
-    if micros == _INFINITY:
+    if micros == PG_INFINITY:
         return "infinity"
-    if micros == _NEGATIVE_INFINITY:
+    if micros == PG_NEGATIVE_INFINITY:
         return "-infinity"
     days, rest = divmod(micros, 86_400_000_000)
     year, month, day = _civil(days + _EPOCH_DAYS)

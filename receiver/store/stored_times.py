@@ -26,15 +26,19 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from receiver.unreadable import UnreadableTime, time_unreadable
+from receiver.unreadable import (
+    PG_INFINITY,
+    PG_NEGATIVE_INFINITY,
+    UnreadableTime,
+    time_unreadable,
+)
 
 __all__ = ["UnreadableTime", "register_times", "time_unreadable", "unreadable_times"]
 
 _INT64 = struct.Struct("!q")
-# PostgreSQL's binary timestamptz: microseconds since 2000-01-01 00:00 UTC, and its infinities.
+# PostgreSQL's binary timestamptz: microseconds since 2000-01-01 00:00 UTC (its infinities:
+# receiver.unreadable, which writes their text).
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_INFINITY = 0x7FFFFFFFFFFFFFFF
-_NEGATIVE_INFINITY = -0x8000000000000000
 _US = timedelta(microseconds=1)
 _LOWEST = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _US
 _HIGHEST = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _US
@@ -66,9 +70,9 @@ def _encode(value: datetime | date) -> bytes:
         value = datetime(value.year, value.month, value.day).astimezone()
     micros = (value.astimezone(UTC) - _EPOCH) // _US
     if micros == _HIGHEST:
-        micros = _INFINITY
+        micros = PG_INFINITY
     elif micros == _LOWEST:
-        micros = _NEGATIVE_INFINITY
+        micros = PG_NEGATIVE_INFINITY
     return _INT64.pack(micros)
 
 
