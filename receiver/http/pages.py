@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from receiver.http.deps import CLOCK
+from receiver.http.deps import CLOCK, SETTINGS
 from receiver.http.filters import (
     BadParameter,
     check_query,
@@ -220,9 +220,14 @@ async def incident_markdown(request: web.Request) -> web.Response:
 
 async def landing(request: web.Request) -> web.Response:
     """``GET /``: 303 to the incidents, the reviewer's first page. Said to anyone: where the
-    pages are is no secret, and the incidents page asks who is reading. Relative (RFC 9110
-    section 10.2.2), as the login's: it holds under any prefix a proxy serves the service at."""
-    return web.Response(status=303, headers={"Location": "incidents", "Cache-Control": "no-store"})
+    pages are is no secret, and the incidents page asks who is reading. Under
+    ``external_url`` when one is set: a proxy serving the service at ``/review`` sends the
+    browser's ``/review`` (no trailing slash) here as ``/``, and the relative ``incidents``
+    then resolved to ``/incidents``, outside the prefix. Without one, relative (RFC 9110
+    section 10.2.2), as the login's: right at the root and under a prefix with its slash."""
+    external = request.app[SETTINGS].external_url
+    location = f"{external.rstrip('/')}/incidents" if external else "incidents"
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
 
 
 def add_page_routes(app: web.Application) -> None:

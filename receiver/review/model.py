@@ -117,7 +117,8 @@ class Approval:
 class Run:
     """One run as the store holds it. ``group_key`` is the alert group's key (empty when the
     run predates it being kept); ``time_to_resolve_s`` is seconds from the run's creation to the
-    alert's resolution."""
+    alert's resolution. ``unreadable``: its own times that cannot be read (an edit of the
+    table: ``receiver.unreadable.UnreadableTime``), field -> why."""
 
     id: str
     rule: str
@@ -141,6 +142,7 @@ class Run:
     steps: tuple[Step, ...] = ()
     approvals: tuple[Approval, ...] = ()
     audit: tuple[AuditEntry, ...] = ()
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def end(self) -> datetime:

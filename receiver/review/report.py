@@ -331,10 +331,11 @@ def incident_report(incident: Incident) -> dict[str, Any]:
 def _unreadable_fields(incident: Incident) -> list[dict[str, Any]]:
     """The recorded fields of its runs and events that cannot be read (only an edit of the
     table writes such a value; the field is then empty where shown): ``run_id`` or
-    ``event_id``, ``of`` (alert, 'run step N', 'resolve step N', 'approval ID'), ``field``
-    and ``why``."""
+    ``event_id``, ``of`` (run, alert, 'run step N', 'resolve step N', 'approval ID'),
+    ``field`` and ``why``."""
     found: list[tuple[str | None, int | None, str, Mapping[str, str]]] = []
     for run in incident.runs:
+        found.append((run.id, None, "run", run.unreadable))
         found.append((run.id, None, "alert", run.alert.unreadable))
         found += [(run.id, None, f"{s.phase} step {s.idx + 1}", s.unreadable) for s in run.steps]
         found += [(run.id, None, f"approval {a.id}", a.unreadable) for a in run.approvals]

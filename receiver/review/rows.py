@@ -13,12 +13,22 @@ from typing import Any
 from receiver.audit_folds import unfold
 from receiver.review.model import Alert, Approval, AuditEntry, Run, Step, Unacted
 from receiver.review.text import unreadable_text
+from receiver.unreadable import UnreadableTime, time_unreadable
 from remediations.targets import Target
 
 __all__ = ["audit_entry_of", "run_of", "unacted_of"]
 
 # The fields of an event row its alert holds (an unacted event's skips are its own).
 _ALERT_FIELDS = ("labels", "annotations")
+# A run's own times, as its row holds them.
+_RUN_TIMES = (
+    "created_at",
+    "started_at",
+    "finished_at",
+    "verify_deadline",
+    "resolved_at",
+    "retry_at",
+)
 
 
 def _event_alert(event: Mapping[str, Any]) -> Alert:
@@ -145,6 +155,11 @@ def run_of(row: Mapping[str, Any]) -> Run:
         steps=tuple(_step(s) for s in row.get("steps", ())),
         approvals=tuple(_approval(a) for a in row.get("approvals", ())),
         audit=_run_audit(row.get("audit", ())),
+        unreadable={
+            name: time_unreadable(value.stored)
+            for name in _RUN_TIMES
+            if isinstance(value := row.get(name), UnreadableTime)
+        },
     )
 
 

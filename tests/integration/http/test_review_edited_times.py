@@ -145,6 +145,12 @@ async def test_every_page_and_api_shows_an_edited_time_as_stored_and_marked(
     assert edited.other in await _get(client, f"/incidents/{other_incident}", OPERATOR)
     for name in (incident, other_incident):
         await _get(client, f"/incidents/{name}/report.md", OPERATOR)
+    # The incident's report names the run's own edited times, as its steps' (they were left
+    # out: a reviewer reading the report alone did not learn the run's times were edited).
+    markdown = await _get(client, f"/incidents/{incident}/report.md", OPERATOR)
+    for field in RUN_TIMES:
+        escaped = field.replace("_", "\\_")
+        assert f"| {edited.run} | run | {escaped} | {why} |" in markdown, field
     # The whole history's report and incidents name it, and its incident answers.
     whole = {"from": "0001-01-01T00:00:00Z"}
     listed = await _get(client, "/incidents", OPERATOR, **whole)
@@ -153,6 +159,9 @@ async def test_every_page_and_api_shows_an_edited_time_as_stored_and_marked(
     if at in ("0100-01-01 00:00:00+00 BC", "-infinity"):  # else after the window's end
         assert incident in named
         assert incident in listed
+        [item] = [i for i in report["incidents"] if i["id"] == incident]
+        fields = {f["field"]: f["why"] for f in item["unreadable_fields"] if f["of"] == "run"}
+        assert fields == dict.fromkeys(RUN_TIMES, why)
     for name in named:
         await _get(client, f"/incidents/{name}", OPERATOR)
 

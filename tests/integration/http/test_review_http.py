@@ -97,6 +97,21 @@ async def test_the_root_leads_to_the_incidents(served: Served) -> None:
     assert signed_in.url.path == "/incidents"
 
 
+async def test_the_root_leads_to_the_incidents_under_the_external_url(
+    served: Served, aiohttp_client: AiohttpClient, store: Store
+) -> None:
+    # Behind a proxy at /review, the browser's "/review" (no trailing slash) reaches the
+    # service as "/": the relative "incidents" resolved to "/incidents", outside the prefix.
+    for external in ("https://ops.example/review", "https://ops.example/review/"):
+        settings = default_settings().model_copy(update={"external_url": external})
+        client = await aiohttp_client(review_app(store, settings))
+        response = await client.get("/", allow_redirects=False)
+        assert (response.status, response.headers["Location"]) == (
+            303,
+            "https://ops.example/review/incidents",
+        )
+
+
 async def test_the_login_exchanges_a_token_for_a_strict_session_cookie(served: Served) -> None:
     client = served.client
     same_site = {"Sec-Fetch-Site": "same-origin"}
