@@ -71,3 +71,25 @@ async def test_a_decision_is_answered_while_its_notice_waits_for_the_channel(
         return [e["data"]["notice"] for e in audit if e["kind"] == "notification.sent"]
 
     await eventually(sent, lambda notices: "approval approved" in notices, what="audited")
+
+
+async def test_a_retry_after_date_past_any_calendar_is_a_wait_and_the_request_stands(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """A 503 whose Retry-After is an HTTP date no calendar holds (year 99999999999) raised
+    OverflowError out of the notice's send: not a NotifyError, so the approval's request
+    escaped the desk (which never raises for a channel) and failed the pass that asked for
+    it, with no audit row of the notice. It is read as no Retry-After: retried, then audited
+    as not delivered, and the approval waits as ever."""
+    env = await approval_env()
+    peer.notify_status = 503
+    peer.notify_retry_after = "Mon, 01 Jan 99999999999 00:00:00 GMT"
+
+    run, approval = await env.pending_run()
+
+    assert approval.state is ApprovalState.PENDING
+    assert len(peer.notice_headers) == 3  # the channel's three attempts
+    audit = await env.harness.store.audit_entries(run.id)
+    [failed] = [e["data"] for e in audit if e["kind"] == "notification.failed"]
+    assert failed["notice"] == "approval requested"
+    assert "gave up after 3 attempts: HTTP 503" in failed["error"]
